@@ -1,0 +1,95 @@
+package storage
+
+import (
+	"context"
+	"time"
+)
+
+// Device is an enrolled machine.
+type Device struct {
+	ID string
+	// Facts, as last reported at enrollment.
+	HardwareUUID string
+	SerialNumber string
+	Model        string
+	OSName       string
+	OSVersion    string
+	Hostname     string
+	Platform     string
+	AgentVersion string
+	// PublicKey is the device key (PKIX DER) that signs reports.
+	PublicKey []byte
+	// Current device certificate.
+	CertSerial   string // lowercase hex, no leading zeros
+	CertNotAfter time.Time
+	// EnrolledAt is the first enrollment; Enrollments counts every
+	// enrollment of this hardware UUID, the first included.
+	EnrolledAt  time.Time
+	Enrollments int
+	// LastSeen is the last time anything arrived from the device.
+	LastSeen time.Time
+	// LastSeq and LastReportAt (the report's observed_at) describe the
+	// latest stored report; LastSeq is 0 before the first report.
+	LastSeq      uint64
+	LastReportAt time.Time
+	// RevokedAt is zero unless revoked.
+	RevokedAt     time.Time
+	RevokedReason string
+}
+
+// Revoked reports whether the device is revoked.
+func (d Device) Revoked() bool { return !d.RevokedAt.IsZero() }
+
+// Cert records a certificate the verifier issued.
+type Cert struct {
+	Serial    string // lowercase hex, no leading zeros
+	DeviceID  string
+	Kind      string // "device" for agent certificates
+	NotBefore time.Time
+	NotAfter  time.Time
+	DER       []byte
+}
+
+// Enrollment is one successful Enroll call, committed atomically.
+type Enrollment struct {
+	// Device carries a freshly generated ID, the facts, PublicKey,
+	// CertSerial/CertNotAfter and EnrolledAt. If a device with the same
+	// HardwareUUID exists (and is not revoked), the backend keeps that
+	// device's ID, EnrolledAt and report history, replaces its facts, key and
+	// certificate, increments Enrollments and resets LastSeq to 0 (reports
+	// signed by the old key can never verify against the new one, and a
+	// reinstalled agent starts counting again).
+	Device Device
+	// Cert is the issued certificate; its DeviceID is ignored and set to the
+	// device's final ID.
+	Cert Cert
+	// SecretID is the enroll secret used; its use count is incremented.
+	// ErrSecretRevoked if it was revoked in the meantime, ErrNotFound if unknown.
+	SecretID string
+	// Audit is appended in the same transaction (DeviceID filled in).
+	Audit AuditEvent
+}
+
+// DeviceStore keeps devices and their certificates.
+type DeviceStore interface {
+	// EnrollDevice commits an enrollment (see Enrollment). It returns the
+	// stored device and whether an existing device was re-enrolled. A revoked
+	// hardware UUID cannot re-enroll: ErrDeviceRevoked.
+	EnrollDevice(ctx context.Context, e Enrollment) (d Device, reenrolled bool, err error)
+	// GetDevice returns a device by ID, or ErrNotFound.
+	GetDevice(ctx context.Context, id string) (Device, error)
+	// GetDeviceByHardwareUUID returns a device by hardware UUID, or ErrNotFound.
+	GetDeviceByHardwareUUID(ctx context.Context, hardwareUUID string) (Device, error)
+	// ListDevices returns up to limit devices with ID > afterID, ordered by ID.
+	ListDevices(ctx context.Context, afterID string, limit int) ([]Device, error)
+	// RevokeDevice marks a device revoked (idempotent: an already revoked
+	// device keeps its first RevokedAt/RevokedReason) and appends audit.
+	RevokeDevice(ctx context.Context, id, reason string, at time.Time, audit AuditEvent) (Device, error)
+	// RenewDeviceCert records a renewed certificate as the device's current one.
+	// ErrDeviceRevoked if the device is revoked.
+	RenewDeviceCert(ctx context.Context, cert Cert, audit AuditEvent) error
+	// TouchDevice sets LastSeen (never moves it backwards).
+	TouchDevice(ctx context.Context, id string, at time.Time) error
+	// GetCert returns an issued certificate by serial, or ErrNotFound.
+	GetCert(ctx context.Context, serial string) (Cert, error)
+}

@@ -1,0 +1,32 @@
+package storage
+
+import (
+	"context"
+	"time"
+)
+
+// EnrollSecret is an enroll secret's record. The secret itself is never
+// stored: only Hash, its SHA-256.
+type EnrollSecret struct {
+	ID          string
+	Description string
+	Hash        []byte
+	CreatedAt   time.Time
+	RevokedAt   time.Time
+	Uses        int
+}
+
+// Revoked reports whether the secret is revoked.
+func (s EnrollSecret) Revoked() bool { return !s.RevokedAt.IsZero() }
+
+// SecretStore keeps enroll secrets.
+type SecretStore interface {
+	// CreateEnrollSecret stores a new secret; ErrAlreadyExists on a duplicate ID.
+	CreateEnrollSecret(ctx context.Context, s EnrollSecret, audit AuditEvent) error
+	// GetEnrollSecret returns a secret by ID, or ErrNotFound.
+	GetEnrollSecret(ctx context.Context, id string) (EnrollSecret, error)
+	// ListEnrollSecrets returns every secret, oldest first.
+	ListEnrollSecrets(ctx context.Context) ([]EnrollSecret, error)
+	// RevokeEnrollSecret marks a secret revoked (idempotent), or ErrNotFound.
+	RevokeEnrollSecret(ctx context.Context, id string, at time.Time, audit AuditEvent) (EnrollSecret, error)
+}
