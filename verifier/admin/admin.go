@@ -1,0 +1,347 @@
+// Package admin serves clearance.admin.v1.AdminService: the security team's
+// and engineers' view of devices, policies, enroll secrets and live checks.
+// Authentication (the bearer token) is enforced by an interceptor in front of
+// it; see TokenAuth.
+package admin
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/enroll"
+	"github.com/clearance/clearance/verifier/hub"
+	"github.com/clearance/clearance/verifier/metrics"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// PolicySource is the policy set in force and a way to re-read it.
+type PolicySource interface {
+	Current() *agentv1.PolicySet
+	Reload() (*agentv1.PolicySet, error)
+}
+
+// Server implements AdminService.
+type Server struct {
+	adminv1.UnimplementedAdminServiceServer
+
+	Store    storage.Store
+	Hub      *hub.Hub
+	Policies PolicySource
+	Metrics  *metrics.Metrics
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+var _ adminv1.AdminServiceServer = (*Server)(nil)
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Server) log() *slog.Logger {
+	l := s.Logger
+	if l == nil {
+		l = slog.Default()
+	}
+	return l.With("component", "admin")
+}
+
+func (s *Server) internal(what string, err error) error {
+	s.log().Error("admin call failed", "step", what, "err", err)
+	return status.Errorf(codes.Internal, "%s failed; see the verifier log", what)
+}
+
+// ListDevices implements AdminService.ListDevices.
+func (s *Server) ListDevices(ctx context.Context, req *adminv1.ListDevicesRequest) (*adminv1.ListDevicesResponse, error) {
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0:
+		return nil, status.Error(codes.InvalidArgument, "page_size must not be negative")
+	case size == 0:
+		size = 50
+	case size > 500:
+		size = 500
+	}
+	after := ""
+	if tok := req.GetPageToken(); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil || len(b) == 0 || len(b) > 64 {
+			return nil, status.Error(codes.InvalidArgument, "page_token is not one this server returned")
+		}
+		after = string(b)
+	}
+	// One extra row tells whether another page exists.
+	devs, err := s.Store.ListDevices(ctx, after, size+1)
+	if err != nil {
+		return nil, s.internal("listing devices", err)
+	}
+	resp := &adminv1.ListDevicesResponse{}
+	if len(devs) > size {
+		devs = devs[:size]
+		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(devs[len(devs)-1].ID))
+	}
+	ps := s.Policies.Current()
+	for _, d := range devs {
+		latest, err := s.latest(ctx, d.ID)
+		if err != nil {
+			return nil, err
+		}
+		_, summary := Outcomes(ps, latest.GetReport())
+		resp.Devices = append(resp.Devices, s.device(d, summary))
+	}
+	return resp, nil
+}
+
+// GetDevice implements AdminService.GetDevice.
+func (s *Server) GetDevice(ctx context.Context, req *adminv1.GetDeviceRequest) (*adminv1.GetDeviceResponse, error) {
+	d, err := s.getDevice(ctx, req.GetDeviceId())
+	if err != nil {
+		return nil, err
+	}
+	latest, err := s.latest(ctx, d.ID)
+	if err != nil {
+		return nil, err
+	}
+	outcomes, summary := Outcomes(s.Policies.Current(), latest.GetReport())
+	return &adminv1.GetDeviceResponse{Device: s.device(d, summary), LatestReport: latest, Policies: outcomes}, nil
+}
+
+// RevokeDevice implements AdminService.RevokeDevice.
+func (s *Server) RevokeDevice(ctx context.Context, req *adminv1.RevokeDeviceRequest) (*adminv1.RevokeDeviceResponse, error) {
+	if len(req.GetReason()) > 500 {
+		return nil, status.Error(codes.InvalidArgument, "reason is longer than 500 characters")
+	}
+	now := s.now()
+	d, err := s.Store.RevokeDevice(ctx, req.GetDeviceId(), req.GetReason(), now,
+		storage.AuditEvent{At: now, Actor: "admin-api", Action: "device.revoke", DeviceID: req.GetDeviceId(), Detail: req.GetReason()})
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, status.Errorf(codes.NotFound, "no device %q", req.GetDeviceId())
+	}
+	if err != nil {
+		return nil, s.internal("revoking device", err)
+	}
+	s.Hub.Drop(d.ID, status.Errorf(codes.PermissionDenied, "device %s was revoked", d.ID))
+	s.log().Info("device revoked", "device_id", d.ID, "reason", req.GetReason())
+	return &adminv1.RevokeDeviceResponse{Device: s.device(d, nil)}, nil
+}
+
+// ListPolicies implements AdminService.ListPolicies.
+func (s *Server) ListPolicies(context.Context, *adminv1.ListPoliciesRequest) (*adminv1.ListPoliciesResponse, error) {
+	return &adminv1.ListPoliciesResponse{PolicySet: s.Policies.Current()}, nil
+}
+
+// ReloadPolicies implements AdminService.ReloadPolicies.
+func (s *Server) ReloadPolicies(context.Context, *adminv1.ReloadPoliciesRequest) (*adminv1.ReloadPoliciesResponse, error) {
+	ps, err := s.Policies.Reload()
+	if err != nil {
+		// The old set stays in force; say exactly what is wrong with the file.
+		return nil, status.Errorf(codes.FailedPrecondition, "policies not reloaded, the previous set stays in force: %v", err)
+	}
+	n := s.Hub.Broadcast(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_PolicySet{PolicySet: ps}})
+	s.log().Info("policies reloaded", "version", ps.GetVersion(), "policies", len(ps.GetPolicies()), "agents_notified", n)
+	return &adminv1.ReloadPoliciesResponse{PolicySet: ps, AgentsNotified: uint32(n)}, nil
+}
+
+// CreateEnrollSecret implements AdminService.CreateEnrollSecret.
+func (s *Server) CreateEnrollSecret(ctx context.Context, req *adminv1.CreateEnrollSecretRequest) (*adminv1.CreateEnrollSecretResponse, error) {
+	rec, secret, err := enroll.CreateSecret(ctx, s.Store, req.GetDescription(), "admin-api", s.now())
+	if err != nil {
+		if len(req.GetDescription()) > 200 {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		return nil, s.internal("creating enroll secret", err)
+	}
+	s.log().Info("enroll secret created", "secret_id", rec.ID)
+	return &adminv1.CreateEnrollSecretResponse{EnrollSecret: secretProto(rec), Secret: secret}, nil
+}
+
+// ListEnrollSecrets implements AdminService.ListEnrollSecrets.
+func (s *Server) ListEnrollSecrets(ctx context.Context, _ *adminv1.ListEnrollSecretsRequest) (*adminv1.ListEnrollSecretsResponse, error) {
+	recs, err := s.Store.ListEnrollSecrets(ctx)
+	if err != nil {
+		return nil, s.internal("listing enroll secrets", err)
+	}
+	resp := &adminv1.ListEnrollSecretsResponse{}
+	for _, r := range recs {
+		resp.EnrollSecrets = append(resp.EnrollSecrets, secretProto(r))
+	}
+	return resp, nil
+}
+
+// RevokeEnrollSecret implements AdminService.RevokeEnrollSecret.
+func (s *Server) RevokeEnrollSecret(ctx context.Context, req *adminv1.RevokeEnrollSecretRequest) (*adminv1.RevokeEnrollSecretResponse, error) {
+	now := s.now()
+	rec, err := s.Store.RevokeEnrollSecret(ctx, req.GetId(), now,
+		storage.AuditEvent{At: now, Actor: "admin-api", Action: "secret.revoke", Detail: "enroll secret " + req.GetId() + " revoked"})
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, status.Errorf(codes.NotFound, "no enroll secret %q", req.GetId())
+	}
+	if err != nil {
+		return nil, s.internal("revoking enroll secret", err)
+	}
+	s.log().Info("enroll secret revoked", "secret_id", rec.ID)
+	return &adminv1.RevokeEnrollSecretResponse{EnrollSecret: secretProto(rec)}, nil
+}
+
+// RequestCheck implements AdminService.RequestCheck.
+func (s *Server) RequestCheck(ctx context.Context, req *adminv1.RequestCheckRequest) (*adminv1.RequestCheckResponse, error) {
+	timeout := 10 * time.Second
+	if t := req.GetTimeout(); t != nil {
+		if err := t.CheckValid(); err != nil || t.AsDuration() <= 0 || t.AsDuration() > time.Minute {
+			return nil, status.Error(codes.InvalidArgument, "timeout must be between 0s and 60s")
+		}
+		timeout = t.AsDuration()
+	}
+	d, err := s.getDevice(ctx, req.GetDeviceId())
+	if err != nil {
+		return nil, err
+	}
+	if d.Revoked() {
+		return nil, status.Errorf(codes.FailedPrecondition, "device %s is revoked", d.ID)
+	}
+	acc, err := s.Hub.CheckNow(ctx, d.ID, timeout)
+	switch {
+	case errors.Is(err, hub.ErrNotConnected):
+		s.Metrics.LiveCheck("offline")
+		return nil, status.Errorf(codes.FailedPrecondition, "device %s is not connected to this verifier (last seen %s)", d.ID, seen(d.LastSeen))
+	case errors.Is(err, hub.ErrBusy):
+		s.Metrics.LiveCheck("busy")
+		return nil, status.Errorf(codes.Unavailable, "device %s is not reading its stream; try again", d.ID)
+	case errors.Is(err, context.DeadlineExceeded):
+		s.Metrics.LiveCheck("timeout")
+		return nil, status.Errorf(codes.DeadlineExceeded, "device %s did not send a fresh report within %s", d.ID, timeout)
+	case errors.Is(err, context.Canceled):
+		return nil, status.Error(codes.Canceled, "request canceled")
+	case err != nil:
+		s.Metrics.LiveCheck("error")
+		return nil, s.internal("live check", err)
+	}
+	s.Metrics.LiveCheck("ok")
+	outcomes, _ := Outcomes(s.Policies.Current(), acc.Report)
+	return &adminv1.RequestCheckResponse{
+		Report:   &adminv1.Report{Report: acc.Report, ReceivedAt: timestamppb.New(acc.Stored.ReceivedAt)},
+		Policies: outcomes,
+	}, nil
+}
+
+func seen(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func (s *Server) getDevice(ctx context.Context, id string) (storage.Device, error) {
+	if id == "" {
+		return storage.Device{}, status.Error(codes.InvalidArgument, "device_id is required")
+	}
+	d, err := s.Store.GetDevice(ctx, id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return storage.Device{}, status.Errorf(codes.NotFound, "no device %q", id)
+	}
+	if err != nil {
+		return storage.Device{}, s.internal("reading device", err)
+	}
+	return d, nil
+}
+
+// latest returns the device's latest report, parsed, or nil if it has none.
+// Stored reports were verified on the way in; they are parsed, not re-verified.
+func (s *Server) latest(ctx context.Context, deviceID string) (*adminv1.Report, error) {
+	r, err := s.Store.LatestReport(ctx, deviceID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, s.internal("reading latest report", err)
+	}
+	pr := new(agentv1.PostureReport)
+	if err := proto.Unmarshal(r.Payload, pr); err != nil {
+		return nil, s.internal("parsing stored report", err)
+	}
+	return &adminv1.Report{Report: pr, ReceivedAt: timestamppb.New(r.ReceivedAt)}, nil
+}
+
+func (s *Server) device(d storage.Device, summary *adminv1.PostureSummary) *adminv1.Device {
+	st := adminv1.DeviceStatus_DEVICE_STATUS_ACTIVE
+	if d.Revoked() {
+		st = adminv1.DeviceStatus_DEVICE_STATUS_REVOKED
+	}
+	return &adminv1.Device{
+		DeviceId: d.ID,
+		Status:   st,
+		Facts: &agentv1.DeviceFacts{
+			HardwareUuid: d.HardwareUUID, SerialNumber: d.SerialNumber, Model: d.Model, OsName: d.OSName,
+			OsVersion: d.OSVersion, Hostname: d.Hostname, Platform: d.Platform, AgentVersion: d.AgentVersion,
+		},
+		EnrolledAt:    ts(d.EnrolledAt),
+		LastSeen:      ts(d.LastSeen),
+		LastReportAt:  ts(d.LastReportAt),
+		LastSeq:       d.LastSeq,
+		Connected:     s.Hub.Connected(d.ID),
+		Summary:       summary,
+		CertSerial:    d.CertSerial,
+		CertNotAfter:  ts(d.CertNotAfter),
+		Enrollments:   uint32(d.Enrollments),
+		RevokedAt:     ts(d.RevokedAt),
+		RevokedReason: d.RevokedReason,
+	}
+}
+
+func secretProto(r storage.EnrollSecret) *adminv1.EnrollSecret {
+	return &adminv1.EnrollSecret{Id: r.ID, Description: r.Description, CreatedAt: ts(r.CreatedAt), RevokedAt: ts(r.RevokedAt), Uses: uint32(r.Uses)}
+}
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+// Outcomes joins the policies in force with a report's results. A required
+// policy with no result counts as missing, and missing is not compliant.
+func Outcomes(ps *agentv1.PolicySet, r *agentv1.PostureReport) ([]*adminv1.PolicyOutcome, *adminv1.PostureSummary) {
+	results := make(map[string]*agentv1.PolicyResult, len(r.GetResults()))
+	for _, res := range r.GetResults() {
+		results[res.GetPolicyId()] = res
+	}
+	sum := &adminv1.PostureSummary{Compliant: r != nil}
+	var out []*adminv1.PolicyOutcome
+	for _, p := range ps.GetPolicies() {
+		o := &adminv1.PolicyOutcome{PolicyId: p.GetId(), Name: p.GetName(), Required: p.GetRequired(), Critical: p.GetCritical(), Resolution: p.GetResolution()}
+		if res := results[p.GetId()]; res != nil {
+			o.Status, o.Message = res.GetStatus(), res.GetMessage()
+		}
+		switch o.Status {
+		case agentv1.PolicyStatus_POLICY_STATUS_PASS:
+			sum.Pass++
+		case agentv1.PolicyStatus_POLICY_STATUS_FAIL:
+			sum.Fail++
+		case agentv1.PolicyStatus_POLICY_STATUS_ERROR:
+			sum.Error++
+		default:
+			if p.GetRequired() {
+				sum.Missing++
+			}
+		}
+		if p.GetRequired() && o.Status != agentv1.PolicyStatus_POLICY_STATUS_PASS {
+			sum.Compliant = false
+		}
+		out = append(out, o)
+	}
+	return out, sum
+}

@@ -1,0 +1,68 @@
+package admin
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// TokenFile is the admin token's file name in the data dir.
+const TokenFile = "admin.token"
+
+// LoadOrCreateToken reads the admin token from path, creating a random one
+// (0600) if the file does not exist. A token file readable by group or others
+// is refused: it grants full control of the verifier.
+func LoadOrCreateToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		var raw [32]byte
+		if _, err := rand.Read(raw[:]); err != nil {
+			return "", err
+		}
+		tok := base64.RawURLEncoding.EncodeToString(raw[:])
+		tmp, err := os.CreateTemp(filepath.Dir(path), ".admin.token-*")
+		if err != nil {
+			return "", fmt.Errorf("creating admin token: %w", err)
+		}
+		defer os.Remove(tmp.Name())
+		if err := tmp.Chmod(0o600); err != nil {
+			tmp.Close()
+			return "", err
+		}
+		if _, err := tmp.WriteString(tok + "\n"); err != nil {
+			tmp.Close()
+			return "", err
+		}
+		if err := tmp.Sync(); err != nil {
+			tmp.Close()
+			return "", err
+		}
+		if err := tmp.Close(); err != nil {
+			return "", err
+		}
+		if err := os.Rename(tmp.Name(), path); err != nil {
+			return "", fmt.Errorf("creating admin token: %w", err)
+		}
+		return tok, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading admin token: %w", err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s is readable by group or others (mode %04o); run: chmod 600 %s", path, st.Mode().Perm(), path)
+	}
+	tok := strings.TrimSpace(string(b))
+	if len(tok) < 32 {
+		return "", fmt.Errorf("%s holds a token shorter than 32 characters; delete it to have a new one generated", path)
+	}
+	return tok, nil
+}

@@ -1,0 +1,202 @@
+// Package agentapi serves clearance.agent.v1.AgentService: enrollment,
+// renewal and the Connect stream through which agents receive policies and
+// CheckNow requests and deliver signed posture reports.
+package agentapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/enroll"
+	"github.com/clearance/clearance/verifier/hub"
+	"github.com/clearance/clearance/verifier/ingest"
+	"github.com/clearance/clearance/verifier/metrics"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// Policies gives the policy set in force.
+type Policies interface {
+	Current() *agentv1.PolicySet
+}
+
+// Server implements AgentService.
+type Server struct {
+	agentv1.UnimplementedAgentServiceServer
+
+	Store    storage.Store
+	CA       CertVerifier
+	Enroller *enroll.Service
+	Ingest   *ingest.Verifier
+	Hub      *hub.Hub
+	Policies Policies
+	Metrics  *metrics.Metrics
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+var _ agentv1.AgentServiceServer = (*Server)(nil)
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Server) log() *slog.Logger {
+	l := s.Logger
+	if l == nil {
+		l = slog.Default()
+	}
+	return l.With("component", "agentapi")
+}
+
+// Enroll implements AgentService.Enroll.
+func (s *Server) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agentv1.EnrollResponse, error) {
+	resp, outcome, err := s.Enroller.Enroll(ctx, req)
+	s.Metrics.Enrollment(outcome)
+	if err != nil {
+		s.log().Warn("enrollment refused", "reason", outcome, "hardware_uuid", req.GetFacts().GetHardwareUuid(), "err", status.Convert(err).Message())
+	}
+	return resp, err
+}
+
+// Renew implements AgentService.Renew.
+func (s *Server) Renew(ctx context.Context, req *agentv1.RenewRequest) (*agentv1.RenewResponse, error) {
+	dev, err := Authenticate(ctx, s.CA, s.Store, s.now())
+	if err != nil {
+		return nil, err
+	}
+	return s.Enroller.Renew(ctx, dev, req)
+}
+
+// Connect implements AgentService.Connect.
+func (s *Server) Connect(stream agentv1.AgentService_ConnectServer) error {
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	defer cancel(nil)
+
+	// 1. Who: the device certificate.
+	dev, err := Authenticate(ctx, s.CA, s.Store, s.now())
+	if err != nil {
+		s.log().Warn("connect refused", "err", status.Convert(err).Message())
+		return err
+	}
+	log := s.log().With("device_id", dev.ID)
+
+	// 2. Hello must come first.
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	hello := first.GetHello()
+	if hello == nil {
+		return status.Errorf(codes.InvalidArgument, "the first message on Connect must be Hello, got %s", messageName(first))
+	}
+
+	// 3. Register, then send the policy set: a reload between the two at
+	// worst sends the same set twice.
+	sess, unregister := s.Hub.Register(dev.ID)
+	defer unregister()
+	log.Info("agent connected", "agent_version", hello.GetAgentVersion(), "policy_set_version", hello.GetPolicySetVersion())
+	defer log.Info("agent disconnected")
+	if ps := s.Policies.Current(); ps != nil {
+		if err := stream.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_PolicySet{PolicySet: ps}}); err != nil {
+			return err
+		}
+	}
+
+	// 4. The reader verifies, stores and queues acks; this goroutine is the
+	// only one that calls stream.Send. Returning ends the stream, which also
+	// unblocks the reader's Recv.
+	readDone := make(chan error, 1)
+	go func() {
+		readDone <- s.read(ctx, stream, dev, sess)
+	}()
+	for {
+		select {
+		case err := <-readDone:
+			return err
+		case <-sess.Done():
+			switch err := sess.Err(); {
+			case errors.Is(err, hub.ErrReplaced):
+				return status.Error(codes.Aborted, err.Error())
+			case err != nil:
+				return err
+			}
+			return nil
+		case m := <-sess.Out():
+			if err := stream.Send(m); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// read verifies and stores reports, and acks each once it is stored.
+func (s *Server) read(ctx context.Context, stream agentv1.AgentService_ConnectServer, dev storage.Device, sess *hub.Session) error {
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			if ctx.Err() != nil || status.Code(err) == codes.Canceled {
+				return nil
+			}
+			return err
+		}
+		sr := m.GetReport()
+		if sr == nil {
+			return status.Errorf(codes.InvalidArgument, "expected a report, got %s", messageName(m))
+		}
+		start := time.Now()
+		acc, err := s.Ingest.Accept(ctx, dev, sr)
+		if err != nil {
+			var rej *ingest.Rejection
+			if !errors.As(err, &rej) {
+				rej = &ingest.Rejection{Reason: "internal", Code: codes.Internal, Msg: "report not stored", Cause: err}
+			}
+			s.Metrics.ReportRejected(rej.Reason)
+			s.log().Warn("report rejected", "device_id", dev.ID, "reason", rej.Reason, "msg", rej.Msg, "cause", rej.Cause)
+			return rej
+		}
+		if !acc.Duplicate {
+			s.Metrics.ReportAccepted(time.Since(start))
+			s.Hub.Delivered(acc)
+		}
+		ack := &agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_Ack{Ack: &agentv1.Ack{Seq: acc.Stored.Seq}}}
+		if err := queue(ctx, sess, ack); err != nil {
+			return err
+		}
+	}
+}
+
+// queue waits for room to send an ack: unlike pushes from elsewhere, an ack
+// must not be dropped.
+func queue(ctx context.Context, sess *hub.Session, m *agentv1.VerifierMessage) error {
+	select {
+	case sess.In() <- m:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-sess.Done():
+		return status.Error(codes.Aborted, "session replaced by a newer connection")
+	}
+}
+
+func messageName(m *agentv1.AgentMessage) string {
+	switch m.GetMessage().(type) {
+	case *agentv1.AgentMessage_Hello:
+		return "Hello"
+	case *agentv1.AgentMessage_Report:
+		return "SignedReport"
+	case nil:
+		return "an empty message"
+	default:
+		return fmt.Sprintf("%T", m.GetMessage())
+	}
+}

@@ -1,0 +1,108 @@
+package config
+
+import (
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func load(t *testing.T, args []string, env map[string]string) (*Config, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return Load(fs, args, func(k string) string { return env[k] })
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "verifier.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPrecedence(t *testing.T) {
+	t.Parallel()
+	file := writeFile(t, "data_dir: /from/file\ngrpc_listen: 127.0.0.1:1001\nhttp_listen: 127.0.0.1:2001\nreport_history: 7\n")
+	env := map[string]string{"CLEARANCE_GRPC_LISTEN": "127.0.0.1:1002", "CLEARANCE_HTTP_LISTEN": "127.0.0.1:2002"}
+	c, err := load(t, []string{"--config", file, "--grpc-listen", "127.0.0.1:1003"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.GRPCListen != "127.0.0.1:1003" {
+		t.Errorf("flag should win: %s", c.GRPCListen)
+	}
+	if c.HTTPListen != "127.0.0.1:2002" {
+		t.Errorf("env should beat file: %s", c.HTTPListen)
+	}
+	if c.DataDir != "/from/file" || c.ReportHistory != 7 {
+		t.Errorf("file values lost: %+v", c)
+	}
+	if c.MaxReportSkew != 5*time.Minute || c.DeviceCertLifetime != 720*time.Hour {
+		t.Errorf("defaults lost: %+v", c)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		file string
+		want string
+	}{
+		{"no data dir", nil, nil, "", "--data-dir is required"},
+		{"bad duration flag", []string{"--data-dir=x", "--max-report-skew=soon"}, nil, "", `--max-report-skew: "soon" is not a duration`},
+		{"duration out of range", []string{"--data-dir=x", "--max-report-skew=1s"}, nil, "", "outside the allowed range"},
+		{"bad env", []string{"--data-dir=x"}, map[string]string{"CLEARANCE_GRPC_LISTEN": "8443"}, "", `CLEARANCE_GRPC_LISTEN: "8443" is not HOST:PORT`},
+		{"http public url", []string{"--data-dir=x", "--public-url=http://x"}, nil, "", "not an https:// URL"},
+		{"unknown file key", []string{"--data-dir=x"}, nil, "data_dir: x\ngrpc_lisen: :1\n", `:2: unknown key "grpc_lisen"`},
+		{"file value line", []string{"--data-dir=x"}, nil, "\nreport_history: lots\n", `verifier.yaml:2: report_history: "lots" is not a whole number`},
+		{"file not mapping", []string{"--data-dir=x"}, nil, "- a\n", "must be a mapping"},
+		{"file nested value", []string{"--data-dir=x"}, nil, "policies: [a, b]\n", "policies must be a single value"},
+		{"duplicate key", []string{"--data-dir=x"}, nil, "log_level: info\nlog_level: debug\n", "set twice"},
+		{"bad yaml", []string{"--data-dir=x"}, nil, "a: [\n", "config file"},
+		{"bad log level", []string{"--data-dir=x", "--log-level=loud"}, nil, "", `"loud" is not one of debug, info, warn, error`},
+		{"stray argument", []string{"--data-dir=x", "extra"}, nil, "", `unexpected argument "extra"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			args := tc.args
+			if tc.file != "" {
+				args = append([]string{"--config", writeFile(t, tc.file)}, args...)
+			}
+			_, err := load(t, args, tc.env)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestOversizedFile(t *testing.T) {
+	t.Parallel()
+	p := writeFile(t, "data_dir: x\n"+strings.Repeat("#", maxFileSize))
+	if _, err := load(t, []string{"--config", p}, nil); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func FuzzConfigFile(f *testing.F) {
+	f.Add("data_dir: x\nreport_history: 5\n")
+	f.Add("a: &x [*x]\n")
+	f.Add("- 1\n")
+	f.Fuzz(func(t *testing.T, body string) {
+		p := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = readFile(p)
+	})
+}

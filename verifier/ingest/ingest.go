@@ -1,0 +1,170 @@
+// Package ingest decides whether a signed posture report is accepted. It owns
+// the trust rules for reports: signature over the exact received bytes with
+// the enrolled key, device id bound to the mTLS certificate, strictly
+// increasing seq, bounded clock skew, single-use nonces. A report is accepted
+// only once it is durably stored.
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/clearance/clearance/pkg/report"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// Defaults for Verifier's zero fields.
+const (
+	DefaultMaxSkew = 5 * time.Minute
+	DefaultKeep    = 100
+)
+
+// Rejection is why a report was refused. It carries the gRPC status the agent
+// sees and a short reason used as a metric label and log field.
+type Rejection struct {
+	Reason string
+	Code   codes.Code
+	Msg    string
+	// Cause is the internal error, if any; it is logged, never sent.
+	Cause error
+}
+
+func (r *Rejection) Error() string { return r.Msg }
+
+// GRPCStatus lets grpc turn a Rejection into the status the agent receives.
+func (r *Rejection) GRPCStatus() *status.Status { return status.New(r.Code, r.Msg) }
+
+// Unwrap exposes the internal cause to errors.Is.
+func (r *Rejection) Unwrap() error { return r.Cause }
+
+func reject(reason string, code codes.Code, cause error, format string, a ...any) *Rejection {
+	return &Rejection{Reason: reason, Code: code, Msg: fmt.Sprintf(format, a...), Cause: cause}
+}
+
+// Accepted is a stored report.
+type Accepted struct {
+	Report *agentv1.PostureReport
+	Stored storage.Report
+	// Duplicate is true when the report was an exact resend of the latest
+	// stored one (its ack was lost); nothing new was stored.
+	Duplicate bool
+}
+
+// Verifier accepts reports into a Store.
+type Verifier struct {
+	Store storage.ReportStore
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// MaxSkew bounds |now - observed_at| (default DefaultMaxSkew).
+	MaxSkew time.Duration
+	// Keep is how many reports per device are kept (default DefaultKeep).
+	Keep int
+}
+
+func (v *Verifier) now() time.Time {
+	if v.Now != nil {
+		return v.Now()
+	}
+	return time.Now()
+}
+
+// Accept verifies sr as coming from dev (the device the mTLS certificate
+// names) and stores it. The returned error is a *Rejection for anything the
+// agent did wrong, and also for storage failures (code Unavailable).
+func (v *Verifier) Accept(ctx context.Context, dev storage.Device, sr *agentv1.SignedReport) (*Accepted, error) {
+	now := v.now()
+
+	// 1. The device must be allowed to report at all.
+	if dev.Revoked() {
+		return nil, reject("device_revoked", codes.PermissionDenied, nil, "device %s is revoked", dev.ID)
+	}
+
+	// 2. Signature over the exact bytes received, with the enrolled key.
+	pub, err := x509.ParsePKIXPublicKey(dev.PublicKey)
+	if err != nil {
+		return nil, reject("internal", codes.Internal, err, "device key on record is unreadable")
+	}
+	r, err := report.Verify(pub, sr)
+	switch {
+	case errors.Is(err, report.ErrTooLarge):
+		return nil, reject("too_large", codes.ResourceExhausted, err, "%v", err)
+	case errors.Is(err, report.ErrBadSignature):
+		return nil, reject("bad_signature", codes.PermissionDenied, err, "report signature does not verify with the key enrolled for device %s", dev.ID)
+	case errors.Is(err, report.ErrMalformed):
+		return nil, reject("malformed", codes.InvalidArgument, err, "%v", err)
+	case err != nil:
+		return nil, reject("bad_signature", codes.PermissionDenied, err, "report cannot be verified: %v", err)
+	}
+
+	// 3. The report must be about the device whose certificate sent it.
+	if r.GetDeviceId() != dev.ID {
+		return nil, reject("device_mismatch", codes.PermissionDenied, nil,
+			"report is for device %q but the client certificate is for device %q", r.GetDeviceId(), dev.ID)
+	}
+
+	// 4. Fresh, and not from the future.
+	skew := v.MaxSkew
+	if skew <= 0 {
+		skew = DefaultMaxSkew
+	}
+	observed := r.GetObservedAt().AsTime()
+	if d := now.Sub(observed); d > skew {
+		return nil, reject("stale", codes.InvalidArgument, nil,
+			"report observed_at %s is %s old; the limit is %s", observed.Format(time.RFC3339), d.Round(time.Second), skew)
+	}
+	if d := observed.Sub(now); d > skew {
+		return nil, reject("future", codes.InvalidArgument, nil,
+			"report observed_at %s is %s in the future; the limit is %s (check the device clock)", observed.Format(time.RFC3339), d.Round(time.Second), skew)
+	}
+
+	// 5. Sequence, nonce and storage in one transaction.
+	keep := v.Keep
+	if keep <= 0 {
+		keep = DefaultKeep
+	}
+	stored := storage.Report{
+		DeviceID:   dev.ID,
+		Seq:        r.GetSeq(),
+		ObservedAt: observed,
+		ReceivedAt: now,
+		Payload:    sr.GetPayload(),
+		Signature:  sr.GetSignature(),
+	}
+	err = v.Store.SaveReport(ctx, stored, r.GetNonce(), keep)
+	switch {
+	case err == nil:
+		return &Accepted{Report: r, Stored: stored}, nil
+	case errors.Is(err, storage.ErrSeqNotIncreasing):
+		// An exact resend of the latest report is answered with its ack again:
+		// the agent resends whatever it has no ack for.
+		if last, lerr := v.Store.LatestReport(ctx, dev.ID); lerr == nil && last.Seq == r.GetSeq() && bytes.Equal(last.Payload, sr.GetPayload()) {
+			return &Accepted{Report: r, Stored: last, Duplicate: true}, nil
+		}
+		return nil, reject("seq_replay", codes.AlreadyExists, err,
+			"report seq %d is not greater than the last accepted seq for device %s", r.GetSeq(), dev.ID)
+	case errors.Is(err, storage.ErrNonceUnknown):
+		return nil, reject("nonce_unknown", codes.PermissionDenied, err, "report nonce was never issued by this verifier")
+	case errors.Is(err, storage.ErrNonceWrongDevice):
+		return nil, reject("nonce_wrong_device", codes.PermissionDenied, err, "report nonce was not issued to device %s", dev.ID)
+	case errors.Is(err, storage.ErrNonceUsed):
+		return nil, reject("nonce_used", codes.PermissionDenied, err, "report nonce was already used")
+	case errors.Is(err, storage.ErrNonceExpired):
+		return nil, reject("nonce_expired", codes.DeadlineExceeded, err, "report nonce expired before the report arrived")
+	case errors.Is(err, storage.ErrDeviceRevoked):
+		return nil, reject("device_revoked", codes.PermissionDenied, err, "device %s is revoked", dev.ID)
+	case errors.Is(err, storage.ErrNotFound):
+		return nil, reject("unknown_device", codes.PermissionDenied, err, "device %s is not enrolled", dev.ID)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return nil, reject("canceled", codes.Canceled, err, "report not stored: request ended")
+	default:
+		return nil, reject("storage", codes.Unavailable, err, "report not stored; try again")
+	}
+}

@@ -1,0 +1,275 @@
+// Package server assembles clearance-verifier: it creates or loads the data
+// dir (PKI, admin token, database), builds the gRPC and HTTP listeners with
+// their deliberate TLS modes, and runs them as actors.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/clearance/clearance/pkg/run"
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/admin"
+	"github.com/clearance/clearance/verifier/agentapi"
+	"github.com/clearance/clearance/verifier/ca"
+	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/enroll"
+	"github.com/clearance/clearance/verifier/hub"
+	"github.com/clearance/clearance/verifier/ingest"
+	"github.com/clearance/clearance/verifier/metrics"
+	"github.com/clearance/clearance/verifier/storage"
+	"github.com/clearance/clearance/verifier/storage/sqlite"
+)
+
+// DBFile is the SQLite database's file name in the data dir.
+const DBFile = "clearance.db"
+
+// MaxMessageSize bounds any gRPC message the verifier receives: a report's
+// payload limit plus room for the envelope. Larger messages are refused by
+// gRPC with RESOURCE_EXHAUSTED before they are read into memory.
+const MaxMessageSize = 512 << 10
+
+// Server is a configured verifier, ready to run.
+type Server struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	now      func() time.Time
+	CA       *ca.Authority
+	Store    storage.Store
+	Hub      *hub.Hub
+	Metrics  *metrics.Metrics
+	policies *policySource
+	admin    *admin.Server
+	grpc     *grpc.Server
+	health   *health.Server
+	http     *http.Server
+
+	// GRPCAddr and HTTPAddr are the bound addresses once Actors has run
+	// (useful with port 0).
+	GRPCAddr, HTTPAddr net.Addr
+}
+
+// Option changes how New builds the server (for tests).
+type Option func(*Server)
+
+// WithClock injects the clock.
+func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
+
+// OpenStore opens the data dir's database; the CLI uses it too.
+func OpenStore(ctx context.Context, dataDir string) (*sqlite.Store, error) {
+	return sqlite.Open(ctx, filepath.Join(dataDir, DBFile))
+}
+
+// New prepares the data dir and everything that serves from it.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
+	s := &Server{cfg: cfg, log: log, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data dir: %w", err)
+	}
+	if cfg.Policies == "" {
+		// Without policies every device would pass vacuously: fail closed.
+		return nil, errors.New("no policy file: pass --policies FILE (examples/policies.yaml is a good start)")
+	}
+	var err error
+	if s.policies, err = newPolicySource(cfg.Policies); err != nil {
+		return nil, fmt.Errorf("loading policies: %w", err)
+	}
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if h := cfg.PublicHost(); h != "" {
+		hosts = append([]string{h}, hosts...)
+	}
+	if s.CA, err = ca.LoadOrCreate(cfg.DataDir, ca.Options{Hosts: hosts, Now: s.now}); err != nil {
+		return nil, fmt.Errorf("loading PKI: %w", err)
+	}
+	if r := s.CA.Report(); r.CreatedCA || r.ServerCert != ca.ServerCertKept {
+		log.Info("pki ready", "component", "server", "created_ca", r.CreatedCA, "server_cert", string(r.ServerCert), "ca", filepath.Join(cfg.DataDir, "ca.pem"))
+	}
+	token, err := admin.LoadOrCreateToken(filepath.Join(cfg.DataDir, admin.TokenFile))
+	if err != nil {
+		return nil, err
+	}
+	if s.Store, err = OpenStore(ctx, cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("opening database: %w", err)
+	}
+	s.Metrics = metrics.New()
+	s.Hub = &hub.Hub{Nonces: s.Store, Now: s.now, OnChange: s.Metrics.AgentsConnected}
+	agents := &agentapi.Server{
+		Store: s.Store,
+		CA:    s.CA,
+		Enroller: &enroll.Service{
+			Store: s.Store, CA: s.CA, CertLifetime: cfg.DeviceCertLifetime, Now: s.now, Logger: log,
+		},
+		Ingest:   &ingest.Verifier{Store: s.Store, Now: s.now, MaxSkew: cfg.MaxReportSkew, Keep: cfg.ReportHistory},
+		Hub:      s.Hub,
+		Policies: s.policies,
+		Metrics:  s.Metrics,
+		Logger:   log,
+		Now:      s.now,
+	}
+	s.admin = &admin.Server{Store: s.Store, Hub: s.Hub, Policies: s.policies, Metrics: s.Metrics, Logger: log, Now: s.now}
+
+	// gRPC: TLS with the server certificate; client certificates are
+	// requested but not required, because Enroll comes before a device has
+	// one. agentapi.Authenticate verifies them per call, so an expired or
+	// revoked certificate gets a precise status instead of a handshake error.
+	grpcTLS := &tls.Config{
+		Certificates: []tls.Certificate{s.CA.ServerCertificate()},
+		ClientAuth:   tls.RequestClientCert,
+		MinVersion:   tls.VersionTLS12,
+	}
+	unaryAuth, streamAuth := admin.TokenAuth(token)
+	s.grpc = grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(grpcTLS)),
+		grpc.MaxRecvMsgSize(MaxMessageSize),
+		grpc.ChainUnaryInterceptor(unaryAuth),
+		grpc.ChainStreamInterceptor(streamAuth),
+		// Agents hold streams for days; keepalives find dead peers, and
+		// agents may ping every 20s without being disconnected.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
+	)
+	agentv1.RegisterAgentServiceServer(s.grpc, agents)
+	adminv1.RegisterAdminServiceServer(s.grpc, s.admin)
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{}))
+	s.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		// HTTPS with the same server certificate; nothing here needs a client certificate.
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{s.CA.ServerCertificate()}, MinVersion: tls.VersionTLS12},
+	}
+	return s, nil
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.Store.Ping(ctx); err != nil {
+		s.log.Warn("health check failed", "component", "server", "err", err)
+		http.Error(w, "database unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintln(w, "ok")
+}
+
+// Reload re-reads the policy file and pushes it to connected agents.
+func (s *Server) Reload(ctx context.Context) error {
+	_, err := s.admin.ReloadPolicies(ctx, &adminv1.ReloadPoliciesRequest{})
+	return err
+}
+
+// Actors adds the server's long-running parts to g. Listeners are opened
+// here so a busy port fails start-up at once.
+func (s *Server) Actors(g *run.Group) error {
+	grpcLn, err := net.Listen("tcp", s.cfg.GRPCListen)
+	if err != nil {
+		return fmt.Errorf("gRPC listener: %w", err)
+	}
+	httpLn, err := net.Listen("tcp", s.cfg.HTTPListen)
+	if err != nil {
+		grpcLn.Close()
+		return fmt.Errorf("HTTP listener: %w", err)
+	}
+	s.GRPCAddr, s.HTTPAddr = grpcLn.Addr(), httpLn.Addr()
+	log := s.log.With("component", "server")
+
+	g.Add("grpc", func() error {
+		log.Info("grpc listening", "addr", grpcLn.Addr().String())
+		s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+		return s.grpc.Serve(grpcLn)
+	}, func(error) {
+		s.health.Shutdown()
+		stopped := make(chan struct{})
+		go func() { s.grpc.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(5 * time.Second):
+			// Agent streams never end on their own; cut them.
+			s.grpc.Stop()
+		}
+	})
+
+	g.Add("http", func() error {
+		log.Info("https listening", "addr", httpLn.Addr().String())
+		if err := s.http.ServeTLS(httpLn, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}, func(error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.http.Shutdown(ctx)
+	})
+
+	// SIGHUP reloads policies; a bad file is logged and the old set stays.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	stopHup := make(chan struct{})
+	g.Add("sighup", func() error {
+		for {
+			select {
+			case <-hup:
+				if err := s.Reload(context.Background()); err != nil {
+					log.Error("policy reload failed", "err", err)
+				}
+			case <-stopHup:
+				return nil
+			}
+		}
+	}, func(error) { signal.Stop(hup); close(stopHup) })
+
+	// Expired nonces are swept so the table stays small.
+	stopGC := make(chan struct{})
+	g.Add("nonce-gc", func() error {
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				if n, err := s.Store.DeleteExpiredNonces(context.Background(), s.now()); err != nil {
+					log.Warn("sweeping nonces failed", "err", err)
+				} else if n > 0 {
+					log.Debug("swept nonces", "count", n)
+				}
+			case <-stopGC:
+				return nil
+			}
+		}
+	}, func(error) { close(stopGC) })
+	return nil
+}
+
+// Close releases the database.
+func (s *Server) Close() error { return s.Store.Close() }
