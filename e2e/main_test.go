@@ -1,0 +1,215 @@
+// Package e2e runs the real binaries together on loopback: the verifier, and
+// (as they exist) the agent and the osquery stand-in. Everything here talks
+// to processes, not packages.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+)
+
+// binDir holds the binaries built once for the whole package.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "clearance-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	cmd := exec.Command("go", "build", "-o", dir+"/", "../verifier/cmd/clearance-verifier")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building binaries:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// verifier is a running clearance-verifier process.
+type verifier struct {
+	t        *testing.T
+	dataDir  string
+	grpcAddr string
+	httpAddr string
+	cmd      *exec.Cmd
+	logs     *syncBuffer
+	exited   chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func policiesFile(t *testing.T) string {
+	p, err := filepath.Abs("../examples/policies.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startVerifier starts the binary on dataDir (created if empty) and waits
+// until its health check says SERVING.
+func startVerifier(t *testing.T, dataDir string) *verifier {
+	t.Helper()
+	v := &verifier{t: t, dataDir: dataDir, grpcAddr: freePort(t), httpAddr: freePort(t), logs: &syncBuffer{}, exited: make(chan error, 1)}
+	v.cmd = exec.Command(filepath.Join(binDir, "clearance-verifier"), "serve",
+		"--data-dir", dataDir, "--policies", policiesFile(t),
+		"--grpc-listen", v.grpcAddr, "--http-listen", v.httpAddr, "--public-url", "https://localhost:8443")
+	v.cmd.Stdout, v.cmd.Stderr = v.logs, v.logs
+	if err := v.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { v.exited <- v.cmd.Wait() }()
+	t.Cleanup(func() {
+		v.stop()
+		if t.Failed() {
+			t.Logf("verifier log:\n%s", v.logs.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if ok := v.serving(); ok {
+			return v
+		}
+		select {
+		case err := <-v.exited:
+			t.Fatalf("verifier exited during start: %v\n%s", err, v.logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("verifier not serving after 30s:\n%s", v.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (v *verifier) rootPEM() []byte {
+	b, err := os.ReadFile(filepath.Join(v.dataDir, "ca.pem"))
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return b
+}
+
+func (v *verifier) conn() *grpc.ClientConn {
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(v.rootPEM())
+	c, err := grpc.NewClient(v.grpcAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, ServerName: "localhost"})))
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	v.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func (v *verifier) serving() bool {
+	if _, err := os.Stat(filepath.Join(v.dataDir, "ca.pem")); err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(v.conn()).Check(ctx, &healthpb.HealthCheckRequest{})
+	return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
+}
+
+// stop sends SIGTERM and waits; the verifier must exit cleanly.
+func (v *verifier) stop() {
+	if v.cmd.ProcessState != nil {
+		return
+	}
+	_ = v.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-v.exited:
+		if err != nil {
+			v.t.Errorf("verifier exited with %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		_ = v.cmd.Process.Kill()
+		v.t.Errorf("verifier did not stop within 20s of SIGTERM")
+	}
+}
+
+func (v *verifier) token() string {
+	b, err := os.ReadFile(filepath.Join(v.dataDir, "admin.token"))
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func (v *verifier) admin() (adminv1.AdminServiceClient, context.Context) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	v.t.Cleanup(cancel)
+	return adminv1.NewAdminServiceClient(v.conn()), metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+v.token())
+}
+
+// cli runs clearance-verifier with args and returns stdout.
+func cli(t *testing.T, args ...string) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	cmd := exec.Command(filepath.Join(binDir, "clearance-verifier"), args...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("clearance-verifier %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
+	}
+	return out.String()
+}
+
+func lastLine(s string) string {
+	var last string
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); l != "" {
+			last = l
+		}
+	}
+	return last
+}

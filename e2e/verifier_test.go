@@ -1,0 +1,128 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/internal/protoagent"
+)
+
+// TestVerifierEnrollReportRestart drives the real verifier binary with a
+// client built only from the proto: enroll, Connect, PolicySet, a signed
+// report visible through GetDevice, and all of it again after a restart.
+func TestVerifierEnrollReportRestart(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	v := startVerifier(t, dataDir)
+
+	// 1. An enroll secret from the CLI, while the server runs.
+	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir, "--description", "e2e"))
+	if !strings.Contains(secret, ".") {
+		t.Fatalf("secret create printed %q", secret)
+	}
+
+	// 2. Enroll.
+	a, err := protoagent.New(v.grpcAddr, v.rootPEM(), "6F1D4C1A-2B3C-4D5E-8F90-0123456789AB")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, ctx := v.admin()
+	enr, err := a.Enroll(ctx, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if enr.GetDeviceId() == "" || len(enr.GetCaChain()) != 2 {
+		t.Fatalf("enroll response: %v", enr)
+	}
+
+	// 3. Connect: the policy set arrives first.
+	st, err := a.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := st.PolicySet
+	if len(ps.GetPolicies()) == 0 || ps.GetVersion() == "" {
+		t.Fatalf("policy set: %v", ps)
+	}
+
+	// 4. A signed report is acked and visible through GetDevice.
+	m, err := st.Exchange(protoagent.Sign(a.Key, a.Report(ps, 1, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS)))
+	if err != nil || m.GetAck().GetSeq() != 1 {
+		t.Fatalf("report: %v %v", m, err)
+	}
+	got, err := admin.GetDevice(ctx, &adminv1.GetDeviceRequest{DeviceId: a.DeviceID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDevice(t, got, 1, true)
+	st.Close()
+
+	// 5. Restart: same CA, same device, seq continues and cannot go back.
+	rootBefore := string(v.rootPEM())
+	v.stop()
+	v = startVerifier(t, dataDir)
+	if string(v.rootPEM()) != rootBefore {
+		t.Fatal("restart made a new CA")
+	}
+	admin, ctx = v.admin()
+	got, err = admin.GetDevice(ctx, &adminv1.GetDeviceRequest{DeviceId: a.DeviceID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDevice(t, got, 1, false)
+
+	a.Addr = v.grpcAddr
+	st, err = a.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	_, err = st.Exchange(protoagent.Sign(a.Key, a.Report(ps, 1, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_FAIL)))
+	if status.Code(err) != codes.AlreadyExists {
+		t.Fatalf("seq 1 again after restart: %v, want AlreadyExists", err)
+	}
+	st, err = a.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	m, err = st.Exchange(protoagent.Sign(a.Key, a.Report(ps, 2, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_FAIL)))
+	if err != nil || m.GetAck().GetSeq() != 2 {
+		t.Fatalf("report after restart: %v %v", m, err)
+	}
+	got, err = admin.GetDevice(ctx, &adminv1.GetDeviceRequest{DeviceId: a.DeviceID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetDevice().GetLastSeq() != 2 || got.GetDevice().GetSummary().GetCompliant() {
+		t.Fatalf("after failing report: %v", got.GetDevice())
+	}
+	for _, p := range got.GetPolicies() {
+		if p.GetStatus() != agentv1.PolicyStatus_POLICY_STATUS_FAIL {
+			t.Fatalf("policy %s = %s, want FAIL", p.GetPolicyId(), p.GetStatus())
+		}
+	}
+}
+
+func checkDevice(t *testing.T, got *adminv1.GetDeviceResponse, seq uint64, connected bool) {
+	t.Helper()
+	d := got.GetDevice()
+	if d.GetLastSeq() != seq || got.GetLatestReport().GetReport().GetSeq() != seq {
+		t.Fatalf("last seq %d / report seq %d, want %d", d.GetLastSeq(), got.GetLatestReport().GetReport().GetSeq(), seq)
+	}
+	if d.GetConnected() != connected {
+		t.Fatalf("connected = %v, want %v", d.GetConnected(), connected)
+	}
+	if d.GetFacts().GetHardwareUuid() != "6F1D4C1A-2B3C-4D5E-8F90-0123456789AB" || d.GetStatus() != adminv1.DeviceStatus_DEVICE_STATUS_ACTIVE {
+		t.Fatalf("device: %v", d)
+	}
+	if s := d.GetSummary(); !s.GetCompliant() || s.GetPass() != uint32(len(got.GetPolicies())) || s.GetFail()+s.GetError()+s.GetMissing() != 0 {
+		t.Fatalf("summary: %v", s)
+	}
+}

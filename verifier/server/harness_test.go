@@ -1,0 +1,164 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+
+	"crypto/tls"
+	"crypto/x509"
+
+	"github.com/clearance/clearance/pkg/run"
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	"github.com/clearance/clearance/verifier/admin"
+	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/internal/protoagent"
+	"github.com/clearance/clearance/verifier/server"
+	"github.com/clearance/clearance/verifier/storage/sqlite"
+)
+
+// clock is a settable clock shared by the server and the test.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// harness is an in-process verifier on loopback with a settable clock.
+type harness struct {
+	t       *testing.T
+	srv     *server.Server
+	clock   *clock
+	cfg     *config.Config
+	addr    string
+	rootPEM []byte
+	token   string
+	admin   adminv1.AdminServiceClient
+}
+
+func examplePolicies(t *testing.T) string {
+	t.Helper()
+	p, err := filepath.Abs("../../examples/policies.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func start(t *testing.T) *harness {
+	t.Helper()
+	ctx := context.Background()
+	cfg := &config.Config{
+		DataDir: t.TempDir(), GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
+		PublicURL: "https://localhost:8443", Policies: examplePolicies(t),
+		DeviceCertLifetime: 720 * time.Hour, MaxReportSkew: 5 * time.Minute, ReportHistory: 10,
+		LiveCheckTimeout: 5 * time.Second,
+	}
+	h := &harness{t: t, cfg: cfg, clock: &clock{t: time.Now().UTC()}}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	srv, err := server.New(ctx, cfg, log, server.WithClock(h.clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.srv = srv
+	var g run.Group
+	g.Logger = log
+	if err := srv.Actors(&g); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	g.Add("test", func() error { <-stop; return nil }, func(error) {})
+	done := make(chan error, 1)
+	go func() { done <- g.Run() }()
+	t.Cleanup(func() {
+		close(stop)
+		if err := <-done; err != nil {
+			t.Errorf("server stopped with %v", err)
+		}
+		srv.Close()
+	})
+	h.addr = srv.GRPCAddr.String()
+	h.rootPEM = srv.CA.RootPEM()
+	tok, err := os.ReadFile(filepath.Join(cfg.DataDir, admin.TokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.token = string(tok[:len(tok)-1])
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(h.rootPEM)
+	conn, err := grpc.NewClient(h.addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, ServerName: "localhost"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	h.admin = adminv1.NewAdminServiceClient(conn)
+	return h
+}
+
+// ctx returns a context carrying the admin token.
+func (h *harness) ctx() context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	h.t.Cleanup(cancel)
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+h.token)
+}
+
+func (h *harness) secret() string {
+	h.t.Helper()
+	resp, err := h.admin.CreateEnrollSecret(h.ctx(), &adminv1.CreateEnrollSecretRequest{Description: "test"})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return resp.GetSecret()
+}
+
+var uuidN int
+var uuidMu sync.Mutex
+
+func nextUUID() string {
+	uuidMu.Lock()
+	defer uuidMu.Unlock()
+	uuidN++
+	return fmt.Sprintf("00000000-0000-4000-8000-%012d", uuidN)
+}
+
+// enrolled returns a new enrolled device.
+func (h *harness) enrolled(secret string) *protoagent.Agent {
+	h.t.Helper()
+	a, err := protoagent.New(h.addr, h.rootPEM, nextUUID())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := a.Enroll(h.ctx(), secret); err != nil {
+		h.t.Fatal(err)
+	}
+	return a
+}
+
+// dump is every row of every table.
+func (h *harness) dump() string {
+	h.t.Helper()
+	d, err := h.srv.Store.(*sqlite.Store).Dump(context.Background())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return d
+}
