@@ -8,9 +8,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/clearance/clearance/internal/protoagent"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
-	"github.com/clearance/clearance/internal/protoagent"
 )
 
 // TestVerifierEnrollReportRestart drives the real verifier binary with a

@@ -18,11 +18,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 
+	"github.com/clearance/clearance/internal/protoagent"
 	"github.com/clearance/clearance/pkg/run"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/config"
-	"github.com/clearance/clearance/internal/protoagent"
 	"github.com/clearance/clearance/verifier/server"
 	"github.com/clearance/clearance/verifier/storage/sqlite"
 )

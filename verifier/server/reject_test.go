@@ -13,9 +13,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/clearance/clearance/internal/protoagent"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
-	"github.com/clearance/clearance/internal/protoagent"
 )
 
 const pass = agentv1.PolicyStatus_POLICY_STATUS_PASS
