@@ -10,7 +10,7 @@ GRPCURL_VERSION            := v1.9.4
 
 PROTOS := $(shell find proto/clearance -name '*.proto' | sort)
 
-.PHONY: all build test test-short fuzz generate check-generated tools demo bench vet fmt clean
+.PHONY: all build deps test fuzz generate check-generated tools demo bench vet clean
 
 all: build
 
@@ -47,8 +47,12 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1; }
 
-## test: everything CI runs
-test: $(BIN)/grpcurl vet
+## deps: system packages the tests need (protoc), installed if missing
+deps:
+	@scripts/deps.sh
+
+## test: everything CI runs: generated code is current, vet/gofmt, all tests, fuzzing
+test: deps tools check-generated vet
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) --no-print-directory fuzz
 

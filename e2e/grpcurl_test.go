@@ -1,0 +1,140 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clearance/clearance/internal/protoagent"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+)
+
+// grpcurlPath finds the pinned grpcurl that `make tools` installs into ./bin.
+func grpcurlPath(t *testing.T) string {
+	t.Helper()
+	if p, err := filepath.Abs("../bin/grpcurl"); err == nil {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("grpcurl"); err == nil {
+		return p
+	}
+	t.Fatal("grpcurl not found: run 'make tools' (make test does)")
+	return ""
+}
+
+// shell runs a script with bash -eu, grpcurl on PATH, and env set.
+func shell(t *testing.T, script string, env ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(grpcurlPath(t))+":"+os.Getenv("PATH"))
+	cmd.Env = append(cmd.Env, env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+var exampleBlock = regexp.MustCompile("(?s)<!-- example: ([a-z-]+) -->\n```sh\n(.*?)```")
+
+// TestGrpcurl checks the public gRPC surface with the real grpcurl, and runs
+// every example in the README exactly as written.
+func TestGrpcurl(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	v := startVerifier(t, dataDir)
+	env := []string{"VERIFIER=" + v.grpcAddr, "DATA=" + dataDir}
+
+	// A device that answers CheckNow, so every example has something to show.
+	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
+	a, err := protoagent.New(v.grpcAddr, v.rootPEM(), "0A1B2C3D-4E5F-4061-8172-839405A6B7C8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := a.Enroll(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	st, err := a.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Send(protoagent.Sign(a.Key, a.Report(st.PolicySet, 1, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS))); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		seq := uint64(1)
+		for {
+			m, err := st.Client.Recv()
+			if err != nil {
+				return
+			}
+			if cn := m.GetCheckNow(); cn != nil {
+				seq++
+				_ = st.Send(protoagent.Sign(a.Key, a.Report(st.PolicySet, seq, time.Now(), cn.GetNonce(), agentv1.PolicyStatus_POLICY_STATUS_PASS)))
+			}
+		}
+	}()
+	env = append(env, "DEVICE="+a.DeviceID)
+
+	t.Run("admin call without token is refused", func(t *testing.T) {
+		out, err := shell(t, `grpcurl -cacert "$DATA/ca.pem" "$VERIFIER" clearance.admin.v1.AdminService/ListDevices`, env...)
+		if err == nil || !strings.Contains(out, "Code: Unauthenticated") {
+			t.Fatalf("err=%v out=%s", err, out)
+		}
+	})
+	t.Run("admin call with a wrong token is refused", func(t *testing.T) {
+		out, err := shell(t, `grpcurl -cacert "$DATA/ca.pem" -H "authorization: Bearer nope" "$VERIFIER" clearance.admin.v1.AdminService/ListDevices`, env...)
+		if err == nil || !strings.Contains(out, "Code: Unauthenticated") || !strings.Contains(out, "admin token is not valid") {
+			t.Fatalf("err=%v out=%s", err, out)
+		}
+	})
+
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What each example must show.
+	want := map[string][]string{
+		"list":          {"clearance.admin.v1.AdminService", "clearance.agent.v1.AgentService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"},
+		"health":        {`"status": "SERVING"`},
+		"list-devices":  {a.DeviceID, `"compliant": true`, `"lastSeen"`},
+		"get-device":    {a.DeviceID, `"latestReport"`, `"POLICY_STATUS_PASS"`, `"filevault"`},
+		"request-check": {`"nonce"`, `"POLICY_STATUS_PASS"`},
+		"list-policies": {`"filevault"`, `"resolution"`},
+		"create-secret": {`"secret"`, `"Kandji, design team"`},
+		"describe":      {"rpc RequestCheck", "rpc RevokeDevice"},
+	}
+	blocks := exampleBlock.FindAllStringSubmatch(string(readme), -1)
+	seen := map[string]bool{}
+	for _, b := range blocks {
+		name, script := b[1], b[2]
+		seen[name] = true
+		t.Run("README "+name, func(t *testing.T) {
+			out, err := shell(t, script, env...)
+			if err != nil {
+				t.Fatalf("README example %q failed: %v\n%s", name, err, out)
+			}
+			w, ok := want[name]
+			if !ok {
+				t.Fatalf("README example %q has no expectations in this test", name)
+			}
+			for _, s := range w {
+				if !strings.Contains(out, s) {
+					t.Errorf("output lacks %q:\n%s", s, out)
+				}
+			}
+		})
+	}
+	for name := range want {
+		if !seen[name] {
+			t.Errorf("README lost its %q example", name)
+		}
+	}
+}
