@@ -52,10 +52,15 @@ type harness struct {
 	admin   adminv1.AdminServiceClient
 }
 
+// examplePolicies copies examples/policies.yaml to a file the test may rewrite.
 func examplePolicies(t *testing.T) string {
 	t.Helper()
-	p, err := filepath.Abs("../../examples/policies.yaml")
+	b, err := os.ReadFile("../../examples/policies.yaml")
 	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "policies.yaml")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return p

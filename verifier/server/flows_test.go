@@ -1,0 +1,283 @@
+package server_test
+
+import (
+	"context"
+	"crypto/x509"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/clearance/clearance/internal/protoagent"
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+)
+
+// answer runs an agent loop on st: every CheckNow gets a report with its nonce.
+func answer(a *protoagent.Agent, st *protoagent.Stream, first uint64, status agentv1.PolicyStatus, msgs chan<- *agentv1.VerifierMessage) {
+	seq := first
+	for {
+		m, err := st.Client.Recv()
+		if err != nil {
+			close(msgs)
+			return
+		}
+		msgs <- m
+		if cn := m.GetCheckNow(); cn != nil {
+			seq++
+			_ = st.Send(protoagent.Sign(a.Key, a.Report(st.PolicySet, seq, time.Now(), cn.GetNonce(), status)))
+		}
+	}
+}
+
+func TestRequestCheck(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	a := h.enrolled(h.secret())
+
+	// Offline: a clear FailedPrecondition.
+	_, err := h.admin.RequestCheck(h.ctx(), &adminv1.RequestCheckRequest{DeviceId: a.DeviceID})
+	checkStatus(t, err, codes.FailedPrecondition, "is not connected")
+	_, err = h.admin.RequestCheck(h.ctx(), &adminv1.RequestCheckRequest{DeviceId: "nope"})
+	checkStatus(t, err, codes.NotFound, `no device "nope"`)
+	_, err = h.admin.RequestCheck(h.ctx(), &adminv1.RequestCheckRequest{DeviceId: a.DeviceID, Timeout: durationpb.New(time.Hour)})
+	checkStatus(t, err, codes.InvalidArgument, "timeout")
+
+	st, err := a.Connect(h.ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	msgs := make(chan *agentv1.VerifierMessage, 16)
+	go answer(a, st, 0, agentv1.PolicyStatus_POLICY_STATUS_FAIL, msgs)
+
+	resp, err := h.admin.RequestCheck(h.ctx(), &adminv1.RequestCheckRequest{DeviceId: a.DeviceID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetReport().GetReport().GetSeq() != 1 || len(resp.GetReport().GetReport().GetNonce()) == 0 {
+		t.Fatalf("report: %v", resp.GetReport())
+	}
+	if len(resp.GetPolicies()) == 0 || resp.GetPolicies()[0].GetStatus() != agentv1.PolicyStatus_POLICY_STATUS_FAIL {
+		t.Fatalf("policies: %v", resp.GetPolicies())
+	}
+	// The answer was stored: GetDevice shows it.
+	got, err := h.admin.GetDevice(h.ctx(), &adminv1.GetDeviceRequest{DeviceId: a.DeviceID})
+	if err != nil || got.GetDevice().GetLastSeq() != 1 || got.GetDevice().GetSummary().GetCompliant() || !got.GetDevice().GetConnected() {
+		t.Fatalf("GetDevice: %v %v", got, err)
+	}
+}
+
+func TestRequestCheckSilentAgentTimesOut(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	a := h.enrolled(h.secret())
+	st, err := a.Connect(h.ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	_, err = h.admin.RequestCheck(h.ctx(), &adminv1.RequestCheckRequest{DeviceId: a.DeviceID, Timeout: durationpb.New(200 * time.Millisecond)})
+	checkStatus(t, err, codes.DeadlineExceeded, "did not send a fresh report within 200ms")
+}
+
+func TestReenrollKeepsIDAndHistory(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	secret := h.secret()
+	a := h.enrolled(secret)
+	st, err := a.Connect(h.ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Exchange(protoagent.Sign(a.Key, a.Report(st.PolicySet, 9, h.clock.Now(), nil, pass))); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	// Same hardware, new key (say, the agent was reinstalled).
+	again, err := protoagent.New(h.addr, h.rootPEM, a.Facts.GetHardwareUuid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := again.Enroll(h.ctx(), secret); err != nil {
+		t.Fatal(err)
+	}
+	if again.DeviceID != a.DeviceID {
+		t.Fatalf("re-enrollment got a new id %s, want %s", again.DeviceID, a.DeviceID)
+	}
+	got, err := h.admin.GetDevice(h.ctx(), &adminv1.GetDeviceRequest{DeviceId: a.DeviceID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetDevice().GetEnrollments() != 2 || got.GetLatestReport().GetReport().GetSeq() != 9 {
+		t.Fatalf("after re-enroll: %v", got)
+	}
+	// The old key's certificate no longer works; the new one starts its seq over.
+	_, err = a.Connect(h.ctx())
+	checkStatus(t, err, codes.PermissionDenied, "no longer uses")
+	st, err = again.Connect(h.ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if m, err := st.Exchange(protoagent.Sign(again.Key, again.Report(st.PolicySet, 1, h.clock.Now(), nil, pass))); err != nil || m.GetAck().GetSeq() != 1 {
+		t.Fatalf("report after re-enroll: %v %v", m, err)
+	}
+	// The re-enrollment is in the audit log.
+	events, err := h.srv.Store.ListAudit(context.Background(), a.DeviceID, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, e := range events {
+		actions = append(actions, e.Action)
+	}
+	if !strings.Contains(strings.Join(actions, ","), "device.reenroll") {
+		t.Fatalf("audit: %v", actions)
+	}
+}
+
+func TestRevokeEndsLiveStream(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	a := h.enrolled(h.secret())
+	st, err := a.Connect(h.ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := h.admin.RevokeDevice(h.ctx(), &adminv1.RevokeDeviceRequest{DeviceId: a.DeviceID, Reason: "stolen"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.Client.Recv()
+	checkStatus(t, err, codes.PermissionDenied, "was revoked")
+	got, err := h.admin.GetDevice(h.ctx(), &adminv1.GetDeviceRequest{DeviceId: a.DeviceID})
+	if err != nil || got.GetDevice().GetStatus() != adminv1.DeviceStatus_DEVICE_STATUS_REVOKED || got.GetDevice().GetRevokedReason() != "stolen" {
+		t.Fatalf("after revoke: %v %v", got, err)
+	}
+}
+
+func TestListDevicesPages(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	secret := h.secret()
+	want := map[string]bool{}
+	for range 5 {
+		want[h.enrolled(secret).DeviceID] = true
+	}
+	seen := map[string]bool{}
+	tok := ""
+	pages := 0
+	for {
+		resp, err := h.admin.ListDevices(h.ctx(), &adminv1.ListDevicesRequest{PageSize: 2, PageToken: tok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, d := range resp.GetDevices() {
+			if seen[d.GetDeviceId()] {
+				t.Fatalf("device %s on two pages", d.GetDeviceId())
+			}
+			seen[d.GetDeviceId()] = true
+			if d.GetSummary().GetCompliant() || d.GetSummary().GetMissing() == 0 {
+				t.Fatalf("a device without reports must not be compliant: %v", d.GetSummary())
+			}
+		}
+		if tok = resp.GetNextPageToken(); tok == "" {
+			break
+		}
+	}
+	if pages != 3 || len(seen) != len(want) {
+		t.Fatalf("pages=%d seen=%d", pages, len(seen))
+	}
+	_, err := h.admin.ListDevices(h.ctx(), &adminv1.ListDevicesRequest{PageToken: "!!"})
+	checkStatus(t, err, codes.InvalidArgument, "page_token")
+}
+
+func TestReloadPushesPolicySet(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	a := h.enrolled(h.secret())
+	st, err := a.Connect(h.ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	old := st.PolicySet.GetVersion()
+	orig, err := os.ReadFile(h.cfg.Policies)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A broken file is refused with its line, and the old set stays.
+	if err := os.WriteFile(h.cfg.Policies, []byte("policies:\n  - id: x\n    nmae: y\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.admin.ReloadPolicies(h.ctx(), &adminv1.ReloadPoliciesRequest{})
+	checkStatus(t, err, codes.FailedPrecondition, `policies.yaml:3:5`)
+	cur, err := h.admin.ListPolicies(h.ctx(), &adminv1.ListPoliciesRequest{})
+	if err != nil || cur.GetPolicySet().GetVersion() != old {
+		t.Fatalf("policy set changed after a bad reload: %v %v", cur, err)
+	}
+
+	// A good change reaches the connected agent as a new PolicySet.
+	changed := strings.Replace(string(orig), "name: Firewall is on", "name: Application firewall is on", 1)
+	if changed == string(orig) {
+		t.Fatal("example policies changed; update this test")
+	}
+	if err := os.WriteFile(h.cfg.Policies, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := h.admin.ReloadPolicies(h.ctx(), &adminv1.ReloadPoliciesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetAgentsNotified() != 1 || resp.GetPolicySet().GetVersion() == old {
+		t.Fatalf("reload: %v", resp)
+	}
+	m, err := st.Client.Recv()
+	if err != nil || m.GetPolicySet().GetVersion() != resp.GetPolicySet().GetVersion() {
+		t.Fatalf("agent got %v %v", m, err)
+	}
+}
+
+func TestRenew(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	a := h.enrolled(h.secret())
+	conn, err := a.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := agentv1.NewAgentServiceClient(conn)
+	csr, _ := protoagent.CSR(a.Key)
+	resp, err := client.Renew(h.ctx(), &agentv1.RenewRequest{Csr: csr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(resp.GetCertificate())
+	if err != nil || cert.SerialNumber.Text(16) == "" {
+		t.Fatal(err)
+	}
+	got, _ := h.admin.GetDevice(h.ctx(), &adminv1.GetDeviceRequest{DeviceId: a.DeviceID})
+	if got.GetDevice().GetCertSerial() != cert.SerialNumber.Text(16) {
+		t.Fatalf("device cert serial %s, want %s", got.GetDevice().GetCertSerial(), cert.SerialNumber.Text(16))
+	}
+	// Renewal cannot swap keys.
+	other, _ := protoagent.New(h.addr, h.rootPEM, nextUUID())
+	csr, _ = protoagent.CSR(other.Key)
+	_, err = client.Renew(h.ctx(), &agentv1.RenewRequest{Csr: csr})
+	checkStatus(t, err, codes.PermissionDenied, "enrolled key")
+	// And needs a device certificate.
+	_, err = func() (*agentv1.RenewResponse, error) {
+		c, _ := other.Dial()
+		defer c.Close()
+		return agentv1.NewAgentServiceClient(c).Renew(h.ctx(), &agentv1.RenewRequest{Csr: csr})
+	}()
+	checkStatus(t, err, codes.Unauthenticated, "device certificate is required")
+}
