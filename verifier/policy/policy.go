@@ -1,0 +1,114 @@
+// Package policy owns the verifier's policy file: the YAML format the
+// security team writes, its validation (with file:line:col errors), and the
+// content version that tells agents when their policy set changed.
+//
+// A policy passes when its osquery query returns at least one row, as in
+// Fleet. The loader fails closed: a file with any error, or with no policies
+// at all, yields no Set.
+package policy
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// Limits and defaults of the file format.
+const (
+	// MaxFileSize bounds a policy file; larger input is refused unread.
+	MaxFileSize = 1 << 20
+	// DefaultInterval is how often the agent runs a policy that sets none.
+	DefaultInterval = 60 * time.Second
+	// MinInterval and MaxInterval bound a policy's interval.
+	MinInterval = 10 * time.Second
+	MaxInterval = 24 * time.Hour
+
+	maxNameChars      = 200
+	maxQueryBytes     = 64 << 10
+	maxResolutionSize = 4 << 10
+)
+
+// Policy is one posture check, with defaults applied.
+type Policy struct {
+	// ID is stable and unique within a set, e.g. "filevault".
+	ID string
+	// Name is the short human name.
+	Name string
+	// Description says what the policy checks and why.
+	Description string
+	// Query is osquery SQL; the policy passes when it returns a row.
+	Query string
+	// Platforms are osquery platform names; empty means all.
+	Platforms []string
+	// Resolution tells the user how to pass; shown on the remediation page.
+	Resolution string
+	// Required policies count for access.
+	Required bool
+	// Critical policies are never bypassable; they are always required.
+	Critical bool
+	// Interval is how often the agent runs the query.
+	Interval time.Duration
+}
+
+// Set is a validated, non-empty list of policies.
+type Set struct {
+	// Version is a content hash of the policies: the same policies give the
+	// same version whatever the YAML formatting or comments.
+	Version string
+	// Policies are in file order.
+	Policies []Policy
+}
+
+// Lookup returns the policy with the given id.
+func (s *Set) Lookup(id string) (Policy, bool) {
+	// Sets are small (tens of policies), so a scan beats keeping an index
+	// in step with an exported slice.
+	for _, p := range s.Policies {
+		if p.ID == id {
+			return p, true
+		}
+	}
+	return Policy{}, false
+}
+
+// Load reads the policy file at path (at most MaxFileSize bytes) and parses
+// it. Errors in the file are reported as Errors, prefixed with path.
+func Load(path string) (*Set, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading policies: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading policies: %w", err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, tooLarge(path)
+	}
+	return Parse(data, path)
+}
+
+// Parse validates a policy file's contents. filename prefixes every error.
+// On any problem it returns nil and an Errors listing every problem found,
+// each as "FILE:LINE:COL: message".
+func Parse(data []byte, filename string) (*Set, error) {
+	if len(data) > MaxFileSize {
+		return nil, tooLarge(filename)
+	}
+	d := &decoder{file: filename}
+	policies := d.decode(data)
+	if d.failed() {
+		return nil, d.errs.finish(d.dropped)
+	}
+	if len(policies) == 0 {
+		// decode reports an empty list; this guards the fail-closed promise.
+		return nil, Errors{{File: filename, Msg: "no policies defined"}}
+	}
+	return &Set{Version: version(policies), Policies: policies}, nil
+}
+
+func tooLarge(file string) error {
+	return Errors{{File: file, Msg: fmt.Sprintf("file is larger than the limit of %d bytes (1 MiB)", MaxFileSize)}}
+}

@@ -1,0 +1,51 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+)
+
+// versionFormat names the canonical encoding below; change it whenever that
+// encoding changes, so old and new versions can never collide.
+const versionFormat = "clearance.policy.v1"
+
+// version is the first 16 hex digits of SHA-256 over a canonical encoding
+// of the normalized policies (defaults applied, text trimmed), in file
+// order. YAML layout, quoting and comments never reach it; every Policy
+// field does, so any change yields a new version. Reordering policies does
+// too, because the order is part of what agents and pages show.
+func version(policies []Policy) string {
+	// Length-prefixed fields: unambiguous for any bytes, unlike a text
+	// encoding that could normalize or escape them.
+	var buf []byte
+	str := func(s string) {
+		buf = binary.AppendUvarint(buf, uint64(len(s)))
+		buf = append(buf, s...)
+	}
+	flag := func(b bool) {
+		if b {
+			buf = append(buf, 1)
+		} else {
+			buf = append(buf, 0)
+		}
+	}
+	str(versionFormat)
+	buf = binary.AppendUvarint(buf, uint64(len(policies)))
+	for _, p := range policies {
+		str(p.ID)
+		str(p.Name)
+		str(p.Description)
+		str(p.Query)
+		buf = binary.AppendUvarint(buf, uint64(len(p.Platforms)))
+		for _, pl := range p.Platforms {
+			str(pl)
+		}
+		str(p.Resolution)
+		flag(p.Required)
+		flag(p.Critical)
+		buf = binary.AppendVarint(buf, int64(p.Interval))
+	}
+	sum := sha256.Sum256(buf)
+	return hex.EncodeToString(sum[:8])
+}
