@@ -30,9 +30,12 @@ type ReportStore interface {
 	//   - deletes the device's oldest reports beyond keep (keep >= 1).
 	// On any error nothing is changed. It returns only after the commit is durable.
 	SaveReport(ctx context.Context, r Report, nonce []byte, keep int) error
-	// LatestReport returns the device's report with the highest seq, or ErrNotFound.
+	// LatestReport returns the device's newest report: the highest seq of its
+	// latest enrollment that has reports (re-enrollment restarts seq), or
+	// ErrNotFound.
 	LatestReport(ctx context.Context, deviceID string) (Report, error)
-	// ListReports returns up to limit of the device's reports, newest first.
+	// ListReports returns up to limit of the device's reports, newest first
+	// in the same order as LatestReport.
 	ListReports(ctx context.Context, deviceID string, limit int) ([]Report, error)
 }
 

@@ -1,0 +1,318 @@
+// Package sqlite is the embedded storage backend: one SQLite file in the
+// verifier's data directory (modernc.org/sqlite, pure Go, WAL), with the
+// schema migrated by goose from migrations embedded in the binary.
+//
+// Several processes may open the same file at once: the CLI writes enroll
+// secrets while the server runs. Every write transaction starts with BEGIN
+// IMMEDIATE and waits on SQLite's busy timeout, so concurrent writers queue
+// instead of failing.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	sqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// busyTimeout bounds how long a statement waits for another connection
+// (in this process or another one) to release the database lock.
+const busyTimeout = 10 * time.Second
+
+// maxListLimit caps every List call so no request can make the server
+// materialize an unbounded result.
+const maxListLimit = 1000
+
+// Store is a storage.Store backed by one SQLite file.
+type Store struct {
+	// w holds the only writing connection of this process: writers queue in
+	// database/sql instead of spinning in SQLite's busy handler.
+	w *sql.DB
+	// r serves reads; WAL lets them run beside the writer.
+	r *sql.DB
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// Open opens (creating it if needed, mode 0600) the database at path and
+// brings its schema up to date.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("opening sqlite store: empty path")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening sqlite store: %w", err)
+	}
+	if err := createPrivate(abs); err != nil {
+		return nil, fmt.Errorf("opening sqlite store: %w", err)
+	}
+
+	// Prepare the file through a pool of its own: goose holds a connection
+	// for the whole migration, and the writer pool has only one.
+	m, err := sql.Open("sqlite", dsn(abs, false))
+	if err != nil {
+		return nil, fmt.Errorf("opening sqlite store: %w", err)
+	}
+	err = enableWAL(ctx, m)
+	if err == nil {
+		err = migrate(ctx, m)
+	}
+	if cerr := m.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening sqlite store %s: %w", abs, err)
+	}
+
+	w, err := sql.Open("sqlite", dsn(abs, false))
+	if err != nil {
+		return nil, fmt.Errorf("opening sqlite store: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxIdleTime(0)
+	w.SetConnMaxLifetime(0)
+
+	r, err := sql.Open("sqlite", dsn(abs, true))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("opening sqlite store: %w", err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+
+	s := &Store{w: w, r: r}
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("opening sqlite store %s: %w", abs, err)
+	}
+	return s, nil
+}
+
+// createPrivate makes sure the database and its WAL companions are readable
+// by their owner only: they hold enroll secret hashes and device reports.
+// SQLite gives the -wal and -shm files it creates the database file's mode,
+// so the database is created first, with 0600.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// dsn builds the connection string. The path goes through a file: URI so
+// that characters such as '?' and '#' in it cannot be taken for parameters.
+func dsn(path string, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
+	if readOnly {
+		// Reads never need a write lock; query_only turns a stray write on
+		// this pool into an error instead of a lock upgrade.
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Add("_pragma", "foreign_keys(1)")
+		// FULL: a commit is fsynced before it returns, because acknowledging
+		// a report to an agent promises it is durable.
+		q.Add("_pragma", "synchronous(FULL)")
+		// Take the write lock at BEGIN: a deferred transaction that reads
+		// and then writes can fail with SQLITE_BUSY (without waiting) when
+		// another connection committed in between.
+		q.Set("_txlock", "immediate")
+	}
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode()}
+	return u.String()
+}
+
+// enableWAL puts the database in WAL mode, which lets readers run beside
+// the writer. The mode is a property of the file, so it is set once here
+// rather than by every new connection: converting a file reads it and then
+// takes the write lock, and SQLite refuses that upgrade at once, without
+// waiting, when another connection holds a lock (as when two processes open
+// a new database together). So it is retried until busyTimeout.
+func enableWAL(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(busyTimeout)
+	for {
+		var mode string
+		err := db.QueryRowContext(ctx, `PRAGMA journal_mode = WAL`).Scan(&mode)
+		switch {
+		case err == nil && mode == "wal":
+			return nil
+		case err == nil:
+			return fmt.Errorf("enabling WAL: journal mode is %q", mode)
+		case !isBusy(err) || time.Now().After(deadline):
+			return fmt.Errorf("enabling WAL: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("enabling WAL: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// migrate applies pending migrations. When several processes open a new
+// database at once, goose in one of them can see a migration as pending,
+// wait for the write lock while another process applies it, and then fail
+// on "table already exists". The failed migration rolled back, so it is
+// retried as long as someone else made progress in the meantime.
+func migrate(ctx context.Context, db *sql.DB) error {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub,
+		goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("loading migrations: %w", err)
+	}
+	const attempts = 5
+	for i := 1; ; i++ {
+		before, err := p.GetDBVersion(ctx)
+		if err != nil {
+			return fmt.Errorf("reading schema version: %w", err)
+		}
+		_, upErr := p.Up(ctx)
+		if upErr == nil {
+			return nil
+		}
+		after, err := p.GetDBVersion(ctx)
+		if err != nil || after <= before || i == attempts {
+			return fmt.Errorf("applying migrations: %w", upErr)
+		}
+	}
+}
+
+// Ping checks that both pools can reach the database.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.w.PingContext(ctx); err != nil {
+		return fmt.Errorf("pinging sqlite store: %w", err)
+	}
+	if err := s.r.PingContext(ctx); err != nil {
+		return fmt.Errorf("pinging sqlite store: %w", err)
+	}
+	return nil
+}
+
+// Close closes the store. Readers close first so that the writer, closing
+// last, checkpoints the WAL into the database file.
+func (s *Store) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// querier is what *sql.DB and *sql.Tx have in common.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// write runs fn in one write transaction, committed only if fn succeeds.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("beginning transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		// The rollback error adds nothing: fn's error says why, and an
+		// unfinished transaction is rolled back by SQLite anyway.
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("committing transaction: %w", err)
+	}
+	return nil
+}
+
+// isBusy reports whether err is SQLITE_BUSY, extended codes included.
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
+}
+
+// isDuplicate reports whether err is a PRIMARY KEY or UNIQUE violation.
+func isDuplicate(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() {
+	case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+		return true
+	}
+	return false
+}
+
+// clampLimit bounds a List limit to [1, maxListLimit].
+func clampLimit(limit int) int {
+	return min(max(limit, 1), maxListLimit)
+}
+
+// The range of times that unix nanoseconds in an int64 can hold.
+var (
+	minTime = time.Unix(0, math.MinInt64).UTC()
+	maxTime = time.Unix(0, math.MaxInt64).UTC()
+)
+
+// timeCodec converts times to unix nanoseconds and keeps the first error,
+// so a statement with many times checks them once.
+type timeCodec struct{ err error }
+
+// ns returns t as unix nanoseconds, 0 for the zero time.
+func (c *timeCodec) ns(field string, t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	if t.Before(minTime) || t.After(maxTime) {
+		if c.err == nil {
+			c.err = fmt.Errorf("%s %s is outside the storable range %s to %s",
+				field, t.UTC().Format(time.RFC3339), minTime.Format(time.RFC3339), maxTime.Format(time.RFC3339))
+		}
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// fromNS is the inverse of timeCodec.ns: UTC, or the zero time for 0.
+func fromNS(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// blob keeps NOT NULL BLOB columns from receiving NULL for a nil slice.
+func blob(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}

@@ -1,0 +1,413 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clearance/clearance/verifier/storage"
+	"github.com/clearance/clearance/verifier/storage/storagetest"
+)
+
+func TestConformance(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Store { return open(t, filepath.Join(t.TempDir(), "clearance.db")) })
+}
+
+func open(tb testing.TB, path string) *Store {
+	tb.Helper()
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		tb.Fatalf("Open: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			tb.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+var t0 = time.Date(2025, time.March, 4, 5, 6, 7, 123456789, time.UTC)
+
+func must(tb testing.TB, err error) {
+	tb.Helper()
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func secret(id string) storage.EnrollSecret {
+	return storage.EnrollSecret{ID: id, Description: "secret " + id, Hash: []byte("hash " + id), CreatedAt: t0}
+}
+
+func enrollment(n int, secretID string) storage.Enrollment {
+	serial := fmt.Sprintf("%x", 0xc0000+n)
+	return storage.Enrollment{
+		Device: storage.Device{
+			ID:           fmt.Sprintf("dev-%d", n),
+			HardwareUUID: fmt.Sprintf("HW-%d", n),
+			Platform:     "darwin",
+			PublicKey:    []byte("key"),
+			CertSerial:   serial,
+			CertNotAfter: t0.Add(24 * time.Hour),
+			EnrolledAt:   t0,
+		},
+		Cert:     storage.Cert{Serial: serial, Kind: "device", NotBefore: t0, NotAfter: t0.Add(24 * time.Hour), DER: []byte("der")},
+		SecretID: secretID,
+		Audit:    storage.AuditEvent{At: t0, Actor: "agent", Action: "device.enroll"},
+	}
+}
+
+func dump(tb testing.TB, s *Store) string {
+	tb.Helper()
+	d, err := s.Dump(context.Background())
+	must(tb, err)
+	return d
+}
+
+func TestFileMode(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "clearance.db")
+	s := open(t, path)
+	// Write something so the WAL companions exist too.
+	must(t, s.CreateEnrollSecret(t.Context(), secret("a"), storage.AuditEvent{At: t0}))
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		must(t, err)
+		if mode := fi.Mode().Perm(); mode != 0o600 {
+			t.Errorf("%s mode = %v, want 0600", filepath.Base(p), mode)
+		}
+	}
+}
+
+func TestExistingFileIsTightened(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "clearance.db")
+	must(t, os.WriteFile(path, nil, 0o644))
+	open(t, path)
+	fi, err := os.Stat(path)
+	must(t, err)
+	if mode := fi.Mode().Perm(); mode != 0o600 {
+		t.Errorf("mode = %v, want 0600", mode)
+	}
+}
+
+func TestPragmas(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "clearance.db"))
+	ctx := t.Context()
+	for pragma, want := range map[string]string{
+		"journal_mode": "wal",
+		"foreign_keys": "1",
+		"synchronous":  "2", // FULL
+		"busy_timeout": "10000",
+	} {
+		var got string
+		must(t, s.w.QueryRowContext(ctx, "PRAGMA "+pragma).Scan(&got))
+		if got != want {
+			t.Errorf("writer PRAGMA %s = %s, want %s", pragma, got, want)
+		}
+	}
+	// The read pool refuses writes.
+	if _, err := s.r.ExecContext(ctx, `DELETE FROM audit`); err == nil {
+		t.Error("write through the read pool succeeded")
+	}
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "clearance.db")
+	ctx := t.Context()
+	s, err := Open(ctx, path)
+	must(t, err)
+	must(t, s.CreateEnrollSecret(ctx, secret("a"), storage.AuditEvent{At: t0, Action: "secret.create"}))
+	d, _, err := s.EnrollDevice(ctx, enrollment(1, "a"))
+	must(t, err)
+	must(t, s.SaveReport(ctx, storage.Report{DeviceID: d.ID, Seq: 1, ObservedAt: t0, ReceivedAt: t0, Payload: []byte("p"), Signature: []byte("s")}, nil, 10))
+	before := dump(t, s)
+	must(t, s.Close())
+
+	s = open(t, path)
+	if after := dump(t, s); after != before {
+		t.Errorf("dump after reopen differs:\n%s\nwant:\n%s", after, before)
+	}
+	got, err := s.GetDevice(ctx, d.ID)
+	must(t, err)
+	if got.LastSeq != 1 {
+		t.Errorf("LastSeq after reopen = %d, want 1", got.LastSeq)
+	}
+}
+
+func TestDump(t *testing.T) {
+	ctx := t.Context()
+	s := open(t, filepath.Join(t.TempDir(), "clearance.db"))
+	empty := dump(t, s)
+	for _, table := range []string{"audit", "certs", "devices", "enroll_secrets", "nonces", "reports"} {
+		if !strings.Contains(empty, "table "+table+"\n") {
+			t.Errorf("empty dump lacks table %s:\n%s", table, empty)
+		}
+	}
+	if strings.Contains(empty, "goose") {
+		t.Errorf("dump includes goose's version table:\n%s", empty)
+	}
+
+	must(t, s.CreateEnrollSecret(ctx, secret("b"), storage.AuditEvent{At: t0, Action: "secret.create"}))
+	must(t, s.CreateEnrollSecret(ctx, secret("a"), storage.AuditEvent{At: t0, Action: "secret.create"}))
+	d, _, err := s.EnrollDevice(ctx, enrollment(1, "a"))
+	must(t, err)
+	must(t, s.CreateNonce(ctx, d.ID, []byte{0x00, 0xff}, t0.Add(time.Hour)))
+	one := dump(t, s)
+	if one == empty {
+		t.Fatal("dump did not change after writes")
+	}
+	if again := dump(t, s); again != one {
+		t.Errorf("two dumps of the same data differ:\n%s\n---\n%s", one, again)
+	}
+	// Rows are in primary key order, whatever the insertion order.
+	if i, j := strings.Index(one, `id="a"`), strings.Index(one, `id="b"`); i < 0 || j < 0 || i > j {
+		t.Errorf("secrets not ordered by ID:\n%s", one)
+	}
+	if !strings.Contains(one, "nonce=x'00ff'") {
+		t.Errorf("blob not dumped as hex:\n%s", one)
+	}
+
+	// A rejected call leaves the dump as it was; an accepted one changes it.
+	_, _, err = s.EnrollDevice(ctx, enrollment(2, "missing"))
+	if !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("enroll with unknown secret: %v", err)
+	}
+	if after := dump(t, s); after != one {
+		t.Errorf("rejected enrollment changed the database:\n%s\n---\n%s", one, after)
+	}
+	must(t, s.TouchDevice(ctx, d.ID, t0.Add(time.Minute)))
+	if dump(t, s) == one {
+		t.Error("dump did not change after TouchDevice")
+	}
+}
+
+// The CLI writes into the database while the server has it open.
+func TestTwoStoresOnOneFile(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "clearance.db")
+	server := open(t, path)
+	cli := open(t, path)
+
+	must(t, cli.CreateEnrollSecret(ctx, secret("from-cli"), storage.AuditEvent{At: t0, Actor: "cli", Action: "secret.create"}))
+	got, err := server.GetEnrollSecret(ctx, "from-cli")
+	must(t, err)
+	if !bytes.Equal(got.Hash, []byte("hash from-cli")) {
+		t.Errorf("secret seen by the server = %+v", got)
+	}
+	d, _, err := server.EnrollDevice(ctx, enrollment(1, "from-cli"))
+	must(t, err)
+	if sec, err := cli.GetEnrollSecret(ctx, "from-cli"); err != nil || sec.Uses != 1 {
+		t.Errorf("secret seen by the CLI = %+v, %v; want 1 use", sec, err)
+	}
+
+	// Both write at once, through several goroutines each: nothing may fail
+	// with SQLITE_BUSY, and nothing may be lost.
+	const perWriter = 25
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		seq  uint64
+	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range perWriter {
+				if err := cli.CreateEnrollSecret(ctx, secret(fmt.Sprintf("s-%d-%d", w, i)),
+					storage.AuditEvent{At: t0, Actor: "cli", Action: "secret.create"}); err != nil {
+					fail(err)
+				}
+			}
+		})
+		wg.Go(func() {
+			for range perWriter {
+				// Reports must be saved in seq order; the lock hands out seqs.
+				mu.Lock()
+				seq++
+				r := storage.Report{DeviceID: d.ID, Seq: seq, ObservedAt: t0, ReceivedAt: t0, Payload: []byte("p"), Signature: []byte("s")}
+				err := server.SaveReport(ctx, r, nil, 1000)
+				mu.Unlock()
+				if err != nil {
+					fail(err)
+				}
+				if err := server.AppendAudit(ctx, storage.AuditEvent{At: t0, Actor: "agent", Action: "report"}); err != nil {
+					fail(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("concurrent writes failed: %v", err)
+	}
+	secrets, err := server.ListEnrollSecrets(ctx)
+	must(t, err)
+	if len(secrets) != 1+4*perWriter {
+		t.Errorf("server sees %d secrets, want %d", len(secrets), 1+4*perWriter)
+	}
+	reports, err := cli.ListReports(ctx, d.ID, 1000)
+	must(t, err)
+	if len(reports) != 4*perWriter {
+		t.Errorf("CLI sees %d reports, want %d", len(reports), 4*perWriter)
+	}
+	if dump(t, server) != dump(t, cli) {
+		t.Error("the two stores dump different data")
+	}
+}
+
+// Writers in two processes contend for the same rows: the loser of a seq
+// race gets ErrSeqNotIncreasing, never SQLITE_BUSY.
+func TestTwoStoresRaceOnOneDevice(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "clearance.db")
+	a := open(t, path)
+	b := open(t, path)
+	must(t, a.CreateEnrollSecret(ctx, secret("s"), storage.AuditEvent{At: t0}))
+	d, _, err := a.EnrollDevice(ctx, enrollment(1, "s"))
+	must(t, err)
+
+	const seqs = 40
+	var wg sync.WaitGroup
+	results := make([][]error, 2)
+	for i, s := range []*Store{a, b} {
+		wg.Go(func() {
+			for seq := uint64(1); seq <= seqs; seq++ {
+				r := storage.Report{DeviceID: d.ID, Seq: seq, ObservedAt: t0, ReceivedAt: t0, Payload: []byte("p"), Signature: []byte("s")}
+				results[i] = append(results[i], s.SaveReport(ctx, r, nil, 1000))
+			}
+		})
+	}
+	wg.Wait()
+	for seq := range seqs {
+		ok := 0
+		for i := range results {
+			switch err := results[i][seq]; {
+			case err == nil:
+				ok++
+			case !errors.Is(err, storage.ErrSeqNotIncreasing):
+				t.Errorf("store %d seq %d: %v", i, seq+1, err)
+			}
+		}
+		if ok > 1 {
+			t.Errorf("seq %d accepted by both stores", seq+1)
+		}
+	}
+	got, err := a.GetDevice(ctx, d.ID)
+	must(t, err)
+	if got.LastSeq != seqs {
+		t.Errorf("LastSeq = %d, want %d", got.LastSeq, seqs)
+	}
+}
+
+// Several processes starting on a new data directory at once all get a
+// migrated database.
+func TestConcurrentFirstOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "clearance.db")
+	const n = 4
+	stores := make([]*Store, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { stores[i], errs[i] = Open(t.Context(), path) })
+	}
+	wg.Wait()
+	for i, s := range stores {
+		if errs[i] != nil {
+			t.Errorf("Open %d: %v", i, errs[i])
+			continue
+		}
+		if err := s.CreateEnrollSecret(t.Context(), secret(fmt.Sprint(i)), storage.AuditEvent{At: t0}); err != nil {
+			t.Errorf("store %d: %v", i, err)
+		}
+		must(t, s.Close())
+	}
+}
+
+func TestListLimitsAreCapped(t *testing.T) {
+	ctx := t.Context()
+	s := open(t, filepath.Join(t.TempDir(), "clearance.db"))
+	// One transaction for speed: the cap is what is under test.
+	must(t, s.write(ctx, func(tx *sql.Tx) error {
+		for i := range maxListLimit + 5 {
+			if err := insertAudit(ctx, tx, storage.AuditEvent{At: t0.Add(time.Duration(i)), Action: "bulk"}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	for _, limit := range []int{maxListLimit + 1, 1 << 40} {
+		got, err := s.ListAudit(ctx, "", limit)
+		must(t, err)
+		if len(got) != maxListLimit {
+			t.Errorf("ListAudit(limit %d) returned %d events, want %d", limit, len(got), maxListLimit)
+		}
+	}
+}
+
+func TestRefusesUnstorableValues(t *testing.T) {
+	ctx := t.Context()
+	s := open(t, filepath.Join(t.TempDir(), "clearance.db"))
+	must(t, s.CreateEnrollSecret(ctx, secret("a"), storage.AuditEvent{At: t0}))
+	d, _, err := s.EnrollDevice(ctx, enrollment(1, "a"))
+	must(t, err)
+	before := dump(t, s)
+
+	farFuture := time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC) // X.509 "no expiry"
+	e := enrollment(2, "a")
+	e.Cert.NotAfter = farFuture
+	if _, _, err := s.EnrollDevice(ctx, e); err == nil {
+		t.Error("enrollment with a cert expiring in 9999 was accepted")
+	}
+	if err := s.CreateNonce(ctx, d.ID, nil, t0.Add(time.Hour)); err == nil {
+		t.Error("empty nonce was accepted")
+	}
+	if err := s.SaveReport(ctx, storage.Report{DeviceID: d.ID, Seq: 1 << 63, ObservedAt: t0, ReceivedAt: t0}, nil, 10); err == nil {
+		t.Error("seq 2^63 was accepted")
+	}
+	if after := dump(t, s); after != before {
+		t.Errorf("refused calls changed the database:\n%s\n---\n%s", before, after)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	if _, err := Open(t.Context(), ""); err == nil {
+		t.Error("Open(\"\") succeeded")
+	}
+	if _, err := Open(t.Context(), filepath.Join(t.TempDir(), "missing-dir", "clearance.db")); err == nil {
+		t.Error("Open in a missing directory succeeded")
+	}
+}
+
+func BenchmarkSaveReport(b *testing.B) {
+	ctx := context.Background()
+	s := open(b, filepath.Join(b.TempDir(), "clearance.db"))
+	must(b, s.CreateEnrollSecret(ctx, secret("a"), storage.AuditEvent{At: t0}))
+	d, _, err := s.EnrollDevice(ctx, enrollment(1, "a"))
+	must(b, err)
+	payload := bytes.Repeat([]byte("posture-report-"), 2048/15+1)[:2048]
+	sig := bytes.Repeat([]byte{0x30}, 72) // an ECDSA P-256 DER signature's size
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	seq := uint64(0)
+	for b.Loop() {
+		seq++
+		now := t0.Add(time.Duration(seq) * time.Second)
+		r := storage.Report{DeviceID: d.ID, Seq: seq, ObservedAt: now, ReceivedAt: now, Payload: payload, Signature: sig}
+		if err := s.SaveReport(ctx, r, nil, 100); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

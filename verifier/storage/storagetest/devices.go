@@ -1,0 +1,470 @@
+package storagetest
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+var deviceTests = []test{
+	{"EnrollNewDevice", testEnrollNewDevice},
+	{"EnrollIgnoresCallerCounters", testEnrollIgnoresCallerCounters},
+	{"Reenroll", testReenroll},
+	{"ReenrollNeverMovesLastSeenBack", testReenrollNeverMovesLastSeenBack},
+	{"EnrollFailuresChangeNothing", testEnrollFailures},
+	{"SecretUseCounting", testSecretUseCounting},
+	{"ListDevicesPaging", testListDevicesPaging},
+	{"RevokeDevice", testRevokeDevice},
+	{"RevokedDeviceAcceptsNothing", testRevokedDeviceAcceptsNothing},
+	{"RenewDeviceCert", testRenewDeviceCert},
+	{"RenewFailuresChangeNothing", testRenewFailures},
+	{"TouchDeviceNeverMovesBack", testTouchDevice},
+}
+
+func testEnrollNewDevice(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "sec")
+	e := newEnrollment(1, "sec")
+
+	d, reenrolled, err := s.EnrollDevice(ctx, e)
+	must(t, err)
+	if reenrolled {
+		t.Error("reenrolled = true for a new hardware UUID")
+	}
+	want := stored(e)
+	equal(t, "returned device", d, want)
+	equal(t, "GetDevice", getDevice(t, s, want.ID), want)
+	byUUID, err := s.GetDeviceByHardwareUUID(ctx, e.Device.HardwareUUID)
+	must(t, err)
+	equal(t, "GetDeviceByHardwareUUID", byUUID, want)
+
+	cert, err := s.GetCert(ctx, e.Cert.Serial)
+	must(t, err)
+	wantCert := e.Cert
+	wantCert.DeviceID = want.ID
+	equal(t, "GetCert", cert, wantCert)
+
+	if got := getSecret(t, s, "sec").Uses; got != 1 {
+		t.Errorf("secret uses = %d, want 1", got)
+	}
+	wantAudit := e.Audit
+	wantAudit.DeviceID = want.ID
+	equal(t, "device audit", listAudit(t, s, want.ID), []storage.AuditEvent{wantAudit})
+}
+
+// Only the fields storage.Enrollment says the device carries are taken from
+// the caller; counters and revocation start fresh.
+func testEnrollIgnoresCallerCounters(t *testing.T, s storage.Store) {
+	createSecret(t, s, "sec")
+	e := newEnrollment(1, "sec")
+	want := stored(e)
+	e.Device.Enrollments = 7
+	e.Device.LastSeq = 9
+	e.Device.LastReportAt = at(5 * hour)
+	e.Device.LastSeen = at(-time.Hour)
+	e.Device.RevokedAt = at(hour)
+	e.Device.RevokedReason = "caller said so"
+
+	equal(t, "enrolled device", enroll(t, s, e), want)
+	equal(t, "GetDevice", getDevice(t, s, want.ID), want)
+}
+
+func testReenroll(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "first")
+	createSecret(t, s, "second")
+	first := newEnrollment(1, "first")
+	orig := enroll(t, s, first)
+	var old []storage.Report
+	for seq := uint64(1); seq <= 3; seq++ {
+		r := newReport(orig.ID, seq, at(time.Duration(seq)*minute))
+		save(t, s, r, nil, 10)
+		old = append([]storage.Report{r}, old...)
+	}
+
+	// The agent is reinstalled: new key, new cert, new facts, a freshly
+	// generated ID, the same hardware.
+	again := newEnrollment(1, "second")
+	again.Device.ID = "dev-generated-again"
+	again.Device.OSVersion = "15.2"
+	again.Device.Hostname = "renamed.example.com"
+	again.Device.AgentVersion = "1.1.0"
+	again.Device.PublicKey = []byte("pkix-der-key-reinstalled")
+	again.Device.CertSerial = "abc123"
+	again.Device.CertNotAfter = at(48 * hour)
+	again.Device.EnrolledAt = at(hour)
+	again.Cert.Serial = "abc123"
+	again.Cert.NotBefore = at(hour)
+	again.Cert.NotAfter = at(48 * hour)
+	again.Audit.At = at(hour)
+
+	d, reenrolled, err := s.EnrollDevice(ctx, again)
+	must(t, err)
+	if !reenrolled {
+		t.Error("reenrolled = false for a known hardware UUID")
+	}
+	want := again.Device
+	want.ID = orig.ID
+	want.EnrolledAt = orig.EnrolledAt
+	want.Enrollments = 2
+	want.LastSeq = 0
+	want.LastSeen = at(hour)
+	want.LastReportAt = old[0].ObservedAt // the latest stored report is still the old one
+	equal(t, "re-enrolled device", d, want)
+	equal(t, "GetDevice", getDevice(t, s, orig.ID), want)
+	if _, err := s.GetDevice(ctx, again.Device.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("GetDevice(generated ID) err = %v, want ErrNotFound", err)
+	}
+	if ds, err := s.ListDevices(ctx, "", 10); err != nil || len(ds) != 1 {
+		t.Errorf("ListDevices = %d devices, %v; want 1", len(ds), err)
+	}
+
+	newCert, err := s.GetCert(ctx, "abc123")
+	must(t, err)
+	wantCert := again.Cert
+	wantCert.DeviceID = orig.ID
+	equal(t, "new cert", newCert, wantCert)
+	oldCert, err := s.GetCert(ctx, first.Cert.Serial)
+	must(t, err)
+	if oldCert.DeviceID != orig.ID {
+		t.Errorf("old cert DeviceID = %q, want %q", oldCert.DeviceID, orig.ID)
+	}
+
+	equal(t, "history kept", listReports(t, s, orig.ID), old)
+	if u := getSecret(t, s, "first").Uses; u != 1 {
+		t.Errorf("first secret uses = %d, want 1", u)
+	}
+	if u := getSecret(t, s, "second").Uses; u != 1 {
+		t.Errorf("second secret uses = %d, want 1", u)
+	}
+	audit := listAudit(t, s, orig.ID)
+	if len(audit) != 2 || audit[0].DeviceID != orig.ID || !audit[0].At.Equal(at(hour)) {
+		t.Errorf("device audit = %+v, want the re-enrollment first, then the enrollment", audit)
+	}
+
+	// The new agent counts from 1 again, and its reports are the newest even
+	// though older history has higher seqs.
+	r1 := newReport(orig.ID, 1, at(2*hour))
+	save(t, s, r1, nil, 10)
+	latest, err := s.LatestReport(ctx, orig.ID)
+	must(t, err)
+	equal(t, "latest report after re-enrollment", latest, r1)
+	equal(t, "reports after re-enrollment", listReports(t, s, orig.ID), append([]storage.Report{r1}, old...))
+	d = getDevice(t, s, orig.ID)
+	if d.LastSeq != 1 || !d.LastReportAt.Equal(r1.ObservedAt) {
+		t.Errorf("device LastSeq, LastReportAt = %d, %s; want 1, %s", d.LastSeq, fmtTime(d.LastReportAt), fmtTime(r1.ObservedAt))
+	}
+	wantErr(t, s.SaveReport(ctx, newReport(orig.ID, 1, at(3*hour)), nil, 10), storage.ErrSeqNotIncreasing)
+
+	// Retention counts across enrollments, dropping the oldest first.
+	save(t, s, newReport(orig.ID, 2, at(3*hour)), nil, 2)
+	if got := seqs(listReports(t, s, orig.ID)); !slices.Equal(got, []uint64{2, 1}) {
+		t.Errorf("seqs after pruning to 2 = %v, want [2 1] of the new enrollment", got)
+	}
+
+	// A third enrollment counts too.
+	third := newEnrollment(1, "second")
+	third.Device.CertSerial, third.Cert.Serial = "abc124", "abc124"
+	third.Device.EnrolledAt = at(4 * hour)
+	if d := enroll(t, s, third); d.Enrollments != 3 || d.ID != orig.ID {
+		t.Errorf("third enrollment: ID %q, Enrollments %d; want %q, 3", d.ID, d.Enrollments, orig.ID)
+	}
+}
+
+func testReenrollNeverMovesLastSeenBack(t *testing.T, s storage.Store) {
+	createSecret(t, s, "sec")
+	d := enroll(t, s, newEnrollment(1, "sec"))
+	must(t, s.TouchDevice(t.Context(), d.ID, at(10*hour)))
+	again := newEnrollment(1, "sec")
+	again.Device.CertSerial, again.Cert.Serial = "abc123", "abc123"
+	again.Device.EnrolledAt = at(hour)
+	if got := enroll(t, s, again).LastSeen; !got.Equal(at(10 * hour)) {
+		t.Errorf("LastSeen = %s, want %s", fmtTime(got), fmtTime(at(10*hour)))
+	}
+}
+
+func testEnrollFailures(t *testing.T, s storage.Store) {
+	createSecret(t, s, "good")
+	createSecret(t, s, "revoked")
+	known := enroll(t, s, newEnrollment(1, "good"))
+	gone := enroll(t, s, newEnrollment(2, "good"))
+	revokeSecret(t, s, "revoked")
+	revokeDevice(t, s, gone.ID)
+
+	cases := []struct {
+		name string
+		e    func() storage.Enrollment
+		want error // nil: any error
+	}{
+		{"unknown secret", func() storage.Enrollment {
+			return newEnrollment(3, "no-such-secret")
+		}, storage.ErrNotFound},
+		{"revoked secret, new device", func() storage.Enrollment {
+			return newEnrollment(3, "revoked")
+		}, storage.ErrSecretRevoked},
+		{"revoked secret, re-enrollment", func() storage.Enrollment {
+			e := newEnrollment(1, "revoked")
+			e.Device.CertSerial, e.Cert.Serial = "abc123", "abc123"
+			return e
+		}, storage.ErrSecretRevoked},
+		{"revoked hardware UUID", func() storage.Enrollment {
+			e := newEnrollment(2, "good")
+			e.Device.ID = "dev-generated-again"
+			e.Device.CertSerial, e.Cert.Serial = "abc123", "abc123"
+			e.Device.Hostname = "changed"
+			return e
+		}, storage.ErrDeviceRevoked},
+		{"duplicate certificate serial", func() storage.Enrollment {
+			e := newEnrollment(3, "good")
+			e.Device.CertSerial, e.Cert.Serial = known.CertSerial, known.CertSerial
+			return e
+		}, storage.ErrAlreadyExists},
+		{"device ID taken by another machine", func() storage.Enrollment {
+			e := newEnrollment(3, "good")
+			e.Device.ID = known.ID
+			return e
+		}, storage.ErrAlreadyExists},
+		// An empty hardware UUID would make unrelated machines one device.
+		{"empty hardware UUID", func() storage.Enrollment {
+			e := newEnrollment(3, "good")
+			e.Device.HardwareUUID = ""
+			return e
+		}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := tc.e()
+			before := snapshot(t, s, e.Cert.Serial)
+			_, _, err := s.EnrollDevice(t.Context(), e)
+			wantErr(t, err, tc.want)
+			before.unchanged(t, s)
+		})
+	}
+}
+
+func testSecretUseCounting(t *testing.T, s storage.Store) {
+	createSecret(t, s, "a")
+	createSecret(t, s, "b")
+	createSecret(t, s, "unused")
+	for n, secret := range map[int]string{1: "a", 2: "a", 3: "a", 4: "b"} {
+		enroll(t, s, newEnrollment(n, secret))
+	}
+	again := newEnrollment(4, "a")
+	again.Device.CertSerial, again.Cert.Serial = "abc123", "abc123"
+	enroll(t, s, again)
+
+	for id, want := range map[string]int{"a": 4, "b": 1, "unused": 0} {
+		if got := getSecret(t, s, id).Uses; got != want {
+			t.Errorf("secret %q uses = %d, want %d", id, got, want)
+		}
+	}
+}
+
+func testListDevicesPaging(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "sec")
+	// Enrolled out of ID order: the list is ordered by ID, not by insertion.
+	var ids []string
+	for _, n := range []int{5, 2, 7, 1, 4, 6, 3} {
+		ids = append(ids, enroll(t, s, newEnrollment(n, "sec")).ID)
+	}
+	slices.Sort(ids)
+
+	var got []string
+	after := ""
+	for page := 0; ; page++ {
+		ds, err := s.ListDevices(ctx, after, 3)
+		must(t, err)
+		if want := min(3, len(ids)-len(got)); len(ds) != want {
+			t.Fatalf("page %d after %q has %d devices, want %d", page, after, len(ds), want)
+		}
+		if len(ds) == 0 {
+			break
+		}
+		for _, d := range ds {
+			equal(t, "listed device "+d.ID, d, getDevice(t, s, d.ID))
+			got = append(got, d.ID)
+		}
+		after = ds[len(ds)-1].ID
+	}
+	if !slices.Equal(got, ids) {
+		t.Errorf("paged IDs = %v, want %v", got, ids)
+	}
+
+	// afterID need not be an existing ID.
+	ds, err := s.ListDevices(ctx, "dev-0035", 10)
+	must(t, err)
+	if got := deviceIDs(ds); !slices.Equal(got, ids[3:]) {
+		t.Errorf("after dev-0035: %v, want %v", got, ids[3:])
+	}
+	// A non-positive limit still returns a page (of one).
+	for _, limit := range []int{0, -5} {
+		ds, err := s.ListDevices(ctx, "", limit)
+		must(t, err)
+		if got := deviceIDs(ds); !slices.Equal(got, ids[:1]) {
+			t.Errorf("ListDevices limit %d = %v, want %v", limit, got, ids[:1])
+		}
+	}
+}
+
+func deviceIDs(ds []storage.Device) []string {
+	var ids []string
+	for _, d := range ds {
+		ids = append(ids, d.ID)
+	}
+	return ids
+}
+
+func testRevokeDevice(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	d := enrollN(t, s, 1)[0]
+	revokeAudit := storage.AuditEvent{At: at(hour), Actor: "admin-api", Action: "device.revoke", Detail: "stolen"}
+
+	t.Run("unknown device", func(t *testing.T) {
+		before := snapshot(t, s)
+		_, err := s.RevokeDevice(ctx, "no-such-device", "stolen", at(hour), revokeAudit)
+		wantErr(t, err, storage.ErrNotFound)
+		before.unchanged(t, s)
+	})
+	// Zero RevokedAt means "not revoked": it cannot record a revocation.
+	t.Run("zero time", func(t *testing.T) {
+		before := snapshot(t, s)
+		_, err := s.RevokeDevice(ctx, d.ID, "stolen", time.Time{}, revokeAudit)
+		wantErr(t, err, nil)
+		before.unchanged(t, s)
+	})
+
+	want := d
+	want.RevokedAt = at(hour)
+	want.RevokedReason = "stolen"
+	got, err := s.RevokeDevice(ctx, d.ID, "stolen", at(hour), revokeAudit)
+	must(t, err)
+	equal(t, "revoked device", got, want)
+	equal(t, "GetDevice", getDevice(t, s, d.ID), want)
+	if !got.Revoked() {
+		t.Error("Revoked() = false")
+	}
+	wantAudit := revokeAudit
+	wantAudit.DeviceID = d.ID
+	if a := listAudit(t, s, d.ID); len(a) != 2 {
+		t.Errorf("device audit has %d events, want enrollment and revocation", len(a))
+	} else {
+		equal(t, "revocation audit", a[0], wantAudit)
+	}
+
+	// Idempotent: the first revocation stands; the request is still audited.
+	again, err := s.RevokeDevice(ctx, d.ID, "found it", at(2*hour), storage.AuditEvent{
+		At: at(2 * hour), Actor: "admin-api", Action: "device.revoke", Detail: "again",
+	})
+	must(t, err)
+	equal(t, "revoked again", again, want)
+	equal(t, "GetDevice after second revoke", getDevice(t, s, d.ID), want)
+	if a := listAudit(t, s, d.ID); len(a) != 3 || a[0].Detail != "again" {
+		t.Errorf("device audit after second revoke = %+v, want it appended", a)
+	}
+}
+
+func testRevokedDeviceAcceptsNothing(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	d := enrollN(t, s, 1)[0]
+	save(t, s, newReport(d.ID, 1, at(minute)), nil, 10)
+	createNonce(t, s, d.ID, "nonce", at(hour))
+	revokeDevice(t, s, d.ID)
+	before := snapshot(t, s, "abc123")
+
+	wantErr(t, s.SaveReport(ctx, newReport(d.ID, 2, at(2*minute)), nil, 10), storage.ErrDeviceRevoked)
+	wantErr(t, s.SaveReport(ctx, newReport(d.ID, 2, at(2*minute)), []byte("nonce"), 10), storage.ErrDeviceRevoked)
+	wantErr(t, s.RenewDeviceCert(ctx, storage.Cert{
+		Serial: "abc123", DeviceID: d.ID, Kind: "device", NotBefore: at(hour), NotAfter: at(48 * hour), DER: []byte("der"),
+	}, storage.AuditEvent{At: at(hour), Actor: "agent", Action: "device.renew"}), storage.ErrDeviceRevoked)
+	again := newEnrollment(1, "fleet")
+	again.Device.CertSerial, again.Cert.Serial = "abc123", "abc123"
+	_, _, err := s.EnrollDevice(ctx, again)
+	wantErr(t, err, storage.ErrDeviceRevoked)
+	before.unchanged(t, s)
+}
+
+func testRenewDeviceCert(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	ds := enrollN(t, s, 2)
+	d := ds[0]
+	cert := storage.Cert{
+		Serial: "abc123", DeviceID: d.ID, Kind: "device",
+		NotBefore: at(20 * hour), NotAfter: at(72 * hour), DER: []byte("renewed der"),
+	}
+	audit := storage.AuditEvent{At: at(20 * hour), Actor: "agent", Action: "device.renew", Detail: "abc123"}
+	must(t, s.RenewDeviceCert(ctx, cert, audit))
+
+	want := d
+	want.CertSerial = "abc123"
+	want.CertNotAfter = at(72 * hour)
+	equal(t, "renewed device", getDevice(t, s, d.ID), want)
+	equal(t, "other device", getDevice(t, s, ds[1].ID), ds[1])
+	got, err := s.GetCert(ctx, "abc123")
+	must(t, err)
+	equal(t, "renewed cert", got, cert)
+	if old, err := s.GetCert(ctx, d.CertSerial); err != nil || old.DeviceID != d.ID {
+		t.Errorf("previous cert = %+v, %v; want it kept", old, err)
+	}
+	wantAudit := audit
+	wantAudit.DeviceID = d.ID
+	if a := listAudit(t, s, d.ID); len(a) != 2 {
+		t.Errorf("device audit has %d events, want enrollment and renewal", len(a))
+	} else {
+		equal(t, "renewal audit", a[0], wantAudit)
+	}
+}
+
+func testRenewFailures(t *testing.T, s storage.Store) {
+	ds := enrollN(t, s, 2)
+	revokeDevice(t, s, ds[1].ID)
+	renewal := func(deviceID, serial string) storage.Cert {
+		return storage.Cert{
+			Serial: serial, DeviceID: deviceID, Kind: "device",
+			NotBefore: at(hour), NotAfter: at(48 * hour), DER: []byte("der " + serial),
+		}
+	}
+	cases := []struct {
+		name string
+		cert storage.Cert
+		want error
+	}{
+		{"unknown device", renewal("no-such-device", "abc123"), storage.ErrNotFound},
+		{"revoked device", renewal(ds[1].ID, "abc123"), storage.ErrDeviceRevoked},
+		{"duplicate serial", renewal(ds[0].ID, ds[1].CertSerial), storage.ErrAlreadyExists},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := snapshot(t, s, tc.cert.Serial)
+			err := s.RenewDeviceCert(t.Context(), tc.cert, storage.AuditEvent{
+				At: at(hour), Actor: "agent", Action: "device.renew",
+			})
+			wantErr(t, err, tc.want)
+			before.unchanged(t, s)
+		})
+	}
+}
+
+func testTouchDevice(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	d := enrollN(t, s, 1)[0]
+	steps := []struct {
+		at, want time.Time
+	}{
+		{at(hour), at(hour)},
+		{at(30 * minute), at(hour)},
+		{at(hour), at(hour)},
+		{at(2 * hour), at(2 * hour)},
+		{time.Time{}, at(2 * hour)},
+	}
+	for _, st := range steps {
+		must(t, s.TouchDevice(ctx, d.ID, st.at))
+		want := d
+		want.LastSeen = st.want
+		equal(t, fmt.Sprintf("device after touch at %s", fmtTime(st.at)), getDevice(t, s, d.ID), want)
+	}
+}
