@@ -127,17 +127,17 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		Hostname:     facts.GetHostname(),
 		Platform:     facts.GetPlatform(),
 		AgentVersion: facts.GetAgentVersion(),
-		PublicKey:    csrKey(csr),
-		CertSerial:   serialHex(cert),
+		PublicKey:    ca.CSRPublicKeyDER(csr),
+		CertSerial:   ca.SerialHex(cert),
 		CertNotAfter: cert.NotAfter,
 		EnrolledAt:   now,
 	}
 	stored, reenrolled, err := s.Store.EnrollDevice(ctx, storage.Enrollment{
 		Device:   dev,
-		Cert:     storage.Cert{Serial: serialHex(cert), DeviceID: deviceID, Kind: "device", NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, DER: cert.Raw},
+		Cert:     storage.Cert{Serial: ca.SerialHex(cert), DeviceID: deviceID, Kind: "device", NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, DER: cert.Raw},
 		SecretID: secret.ID,
 		Audit: storage.AuditEvent{At: now, Actor: "agent", Action: action,
-			Detail: fmt.Sprintf("hardware UUID %s, serial %s, enroll secret %s, certificate %s", facts.GetHardwareUuid(), facts.GetSerialNumber(), secret.ID, serialHex(cert))},
+			Detail: fmt.Sprintf("hardware UUID %s, serial %s, enroll secret %s, certificate %s", facts.GetHardwareUuid(), facts.GetSerialNumber(), secret.ID, ca.SerialHex(cert))},
 	})
 	switch {
 	case errors.Is(err, storage.ErrSecretRevoked):
@@ -173,7 +173,7 @@ func (s *Service) Renew(ctx context.Context, dev storage.Device, req *agentv1.Re
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "certificate request rejected: %v", err)
 	}
-	if !bytes.Equal(csrKey(csr), dev.PublicKey) {
+	if !bytes.Equal(ca.CSRPublicKeyDER(csr), dev.PublicKey) {
 		return nil, status.Error(codes.PermissionDenied, "renewal must be for the device's enrolled key; to change keys, enroll again")
 	}
 	cert, err := s.CA.IssueDeviceCert(csr, dev.ID, s.lifetime())
@@ -181,15 +181,15 @@ func (s *Service) Renew(ctx context.Context, dev storage.Device, req *agentv1.Re
 		return nil, s.internal("issuing device certificate", err)
 	}
 	err = s.Store.RenewDeviceCert(ctx,
-		storage.Cert{Serial: serialHex(cert), DeviceID: dev.ID, Kind: "device", NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, DER: cert.Raw},
-		storage.AuditEvent{At: now, Actor: "agent", Action: "device.renew", DeviceID: dev.ID, Detail: "certificate " + serialHex(cert)})
+		storage.Cert{Serial: ca.SerialHex(cert), DeviceID: dev.ID, Kind: "device", NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, DER: cert.Raw},
+		storage.AuditEvent{At: now, Actor: "agent", Action: "device.renew", DeviceID: dev.ID, Detail: "certificate " + ca.SerialHex(cert)})
 	switch {
 	case errors.Is(err, storage.ErrDeviceRevoked):
 		return nil, status.Errorf(codes.PermissionDenied, "device %s is revoked", dev.ID)
 	case err != nil:
 		return nil, s.internal("storing renewed certificate", err)
 	}
-	s.log().Info("device certificate renewed", "device_id", dev.ID, "cert_serial", serialHex(cert), "not_after", cert.NotAfter)
+	s.log().Info("device certificate renewed", "device_id", dev.ID, "cert_serial", ca.SerialHex(cert), "not_after", cert.NotAfter)
 	return &agentv1.RenewResponse{Certificate: cert.Raw, CaChain: s.CA.Chain(), NotAfter: timestamppb.New(cert.NotAfter)}, nil
 }
 
@@ -239,16 +239,6 @@ func truncate(s string) string {
 	return s
 }
 
-func csrKey(csr *x509.CertificateRequest) []byte {
-	der, err := x509.MarshalPKIXPublicKey(csr.PublicKey)
-	if err != nil {
-		// ParseCSR only admits ECDSA keys, which always marshal.
-		panic(err)
-	}
-	return der
-}
-
-func serialHex(c *x509.Certificate) string { return c.SerialNumber.Text(16) }
 
 // newDeviceID returns a random UUID (version 4) as the device id.
 func newDeviceID() string {

@@ -1,0 +1,116 @@
+package ca
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// deviceURIPrefix names a device in a certificate's SAN URI.
+const deviceURIPrefix = "urn:clearance:device:"
+
+// MaxDeviceIDLength bounds a device id.
+const MaxDeviceIDLength = 64
+
+// A device id is plain enough to go into a URN, a log line and a file name
+// unescaped.
+var deviceIDPattern = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+
+// Errors VerifyDeviceCert and DeviceIDFromCert return, wrapped with detail;
+// match with errors.Is.
+var (
+	ErrCertExpired     = errors.New("device certificate expired")
+	ErrCertNotYetValid = errors.New("device certificate not yet valid")
+	ErrCertUntrusted   = errors.New("device certificate not trusted")
+	ErrCertNoDeviceID  = errors.New("device certificate names no device")
+)
+
+// DeviceURI is the SAN URI that names deviceID in its certificate.
+func DeviceURI(deviceID string) string { return deviceURIPrefix + deviceID }
+
+func checkDeviceID(id string) error {
+	if !deviceIDPattern.MatchString(id) {
+		return fmt.Errorf("invalid device id %q: want 1 to %d letters, digits or hyphens", id, MaxDeviceIDLength)
+	}
+	return nil
+}
+
+// DeviceIDFromCert returns the device id in c's SAN URI. c must carry exactly
+// one URI SAN, urn:clearance:device:<id>. It does not check who issued c:
+// VerifyDeviceCert does.
+func DeviceIDFromCert(c *x509.Certificate) (string, error) {
+	if c == nil {
+		return "", fmt.Errorf("%w: no certificate", ErrCertNoDeviceID)
+	}
+	if len(c.URIs) != 1 {
+		return "", fmt.Errorf("%w: want exactly one SAN URI, got %d", ErrCertNoDeviceID, len(c.URIs))
+	}
+	s := c.URIs[0].String()
+	id, ok := strings.CutPrefix(s, deviceURIPrefix)
+	if !ok {
+		return "", fmt.Errorf("%w: SAN URI %q is not %s<id>", ErrCertNoDeviceID, s, deviceURIPrefix)
+	}
+	// The id pattern also rules out anything a URI could append: a query,
+	// a fragment, escapes.
+	if err := checkDeviceID(id); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrCertNoDeviceID, err)
+	}
+	return id, nil
+}
+
+// VerifyDeviceCert checks that leaf is a device certificate from this
+// verifier's device CA, usable for TLS client authentication at now, and
+// returns the device id it names. It does not know about revocation: the
+// caller checks the device's record.
+//
+// The validity period is checked before the chain, so that an expired
+// certificate is reported as ErrCertExpired (which an agent can fix by
+// re-enrolling) rather than as a generic chain failure.
+func (a *Authority) VerifyDeviceCert(leaf *x509.Certificate, now time.Time) (string, error) {
+	if leaf == nil {
+		return "", fmt.Errorf("%w: no certificate", ErrCertUntrusted)
+	}
+	// 1. Validity period.
+	if now.After(leaf.NotAfter) {
+		return "", fmt.Errorf("%w: expired at %s (now %s)", ErrCertExpired,
+			leaf.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	if now.Before(leaf.NotBefore) {
+		return "", fmt.Errorf("%w: valid from %s (now %s)", ErrCertNotYetValid,
+			leaf.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	// 2. Chain: leaf ← device CA ← root, with the ClientAuth EKU. The device
+	// CA is given as an intermediate, not a root, so the path also proves it
+	// still chains to the root and is itself within its validity period.
+	intermediates := x509.NewCertPool()
+	intermediates.AddCert(a.deviceCA)
+	chains, err := leaf.Verify(x509.VerifyOptions{
+		Roots:         a.rootPool,
+		Intermediates: intermediates,
+		CurrentTime:   now,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrCertUntrusted, err)
+	}
+	// The root issues nothing but device CAs; still, require the current
+	// device CA as the direct issuer so a leaf from any other CA under the
+	// root (a retired device CA, say) does not pass.
+	if !issuedByDeviceCA(chains, a.deviceCA) {
+		return "", fmt.Errorf("%w: issued by %q, not by the current device CA", ErrCertUntrusted, leaf.Issuer.String())
+	}
+	// 3. Identity.
+	return DeviceIDFromCert(leaf)
+}
+
+func issuedByDeviceCA(chains [][]*x509.Certificate, deviceCA *x509.Certificate) bool {
+	for _, chain := range chains {
+		if len(chain) == 3 && chain[1].Equal(deviceCA) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,230 @@
+package ca
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+)
+
+// Errors LoadOrCreate returns for files it will not use; match with errors.Is.
+var (
+	// ErrKeyFileMode: a key file is readable or writable by group or others.
+	ErrKeyFileMode = errors.New("key file permissions too open")
+	// ErrKeyMismatch: a certificate's public key is not its key file's.
+	ErrKeyMismatch = errors.New("certificate does not match its key")
+)
+
+const (
+	keyFileMode  fs.FileMode = 0o600
+	certFileMode fs.FileMode = 0o644
+)
+
+type dir string
+
+func (d dir) path(name string) string { return filepath.Join(string(d), name) }
+
+// pair is a certificate file and its key file.
+type pair struct {
+	dir      dir
+	certName string
+	keyName  string
+}
+
+func (d dir) pair(certName, keyName string) pair {
+	return pair{dir: d, certName: certName, keyName: keyName}
+}
+
+type pairState int
+
+const (
+	pairAbsent pairState = iota
+	pairPartial
+	pairComplete
+)
+
+func (p pair) state() (pairState, error) {
+	var n int
+	for _, name := range []string{p.certName, p.keyName} {
+		_, err := os.Lstat(p.dir.path(name))
+		switch {
+		case err == nil:
+			n++
+		case !errors.Is(err, fs.ErrNotExist):
+			return 0, fmt.Errorf("checking %s: %w", name, err)
+		}
+	}
+	return pairState(n), nil
+}
+
+func (p pair) exists(name string) bool {
+	_, err := os.Lstat(p.dir.path(name))
+	return err == nil
+}
+
+// load reads the pair: the first certificate in the file, any that follow
+// it, and the key, which must match the first certificate.
+func (p pair) load() (*x509.Certificate, []*x509.Certificate, crypto.Signer, error) {
+	key, err := readKey(p.dir.path(p.keyName))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("loading %s: %w", p.keyName, err)
+	}
+	certs, err := readCerts(p.dir.path(p.certName))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("loading %s: %w", p.certName, err)
+	}
+	pub, ok := certs[0].PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(key.Public()) {
+		return nil, nil, nil, fmt.Errorf("%w: %s is not the certificate for %s", ErrKeyMismatch, p.certName, p.keyName)
+	}
+	return certs[0], certs[1:], key, nil
+}
+
+// write writes the certificate (followed by chain) and, unless key is nil,
+// the key. The key goes first: see createCAs.
+func (p pair) write(leaf []byte, chain [][]byte, key crypto.Signer) error {
+	if key != nil {
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return fmt.Errorf("encoding %s: %w", p.keyName, err)
+		}
+		data := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+		if err := writeFileAtomic(p.dir.path(p.keyName), data, keyFileMode); err != nil {
+			return err
+		}
+	}
+	data := pemCert(leaf)
+	for _, der := range chain {
+		data = append(data, pemCert(der)...)
+	}
+	return writeFileAtomic(p.dir.path(p.certName), data, certFileMode)
+}
+
+func readKey(path string) (crypto.Signer, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	// Windows has no POSIX permission bits to check; its ACLs are the
+	// operator's business there.
+	if runtime.GOOS != "windows" && info.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%w: %s has mode %#o, want %#o (chmod 600 %s)",
+			ErrKeyFileMode, filepath.Base(path), uint32(info.Mode().Perm()), uint32(keyFileMode), path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, rest := pem.Decode(data)
+	if block == nil {
+		return nil, errors.New("no PEM block")
+	}
+	if len(bytes.TrimSpace(rest)) != 0 {
+		return nil, errors.New("data after the key's PEM block")
+	}
+	var key any
+	switch block.Type {
+	case "PRIVATE KEY":
+		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(block.Bytes)
+	default:
+		return nil, fmt.Errorf("PEM block %q is not a private key", block.Type)
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch k := key.(type) {
+	case *ecdsa.PrivateKey, *rsa.PrivateKey, ed25519.PrivateKey:
+		return k.(crypto.Signer), nil
+	}
+	return nil, fmt.Errorf("unsupported key type %T", key)
+}
+
+func readCerts(path string) ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var certs []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("unexpected PEM block %q", block.Type)
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		certs = append(certs, c)
+	}
+	if len(bytes.TrimSpace(data)) != 0 {
+		return nil, errors.New("data that is not PEM")
+	}
+	if len(certs) == 0 {
+		return nil, errors.New("no certificate")
+	}
+	return certs, nil
+}
+
+// writeFileAtomic writes through a temporary file in the same directory and
+// renames it into place, so readers and a restart after a crash see either
+// the old content or the new, never a torn file.
+func writeFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
+	name := filepath.Base(path)
+	f, err := os.CreateTemp(filepath.Dir(path), "."+name+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			err = fmt.Errorf("writing %s: %w", name, err)
+		}
+	}()
+	// Chmod, not the create mode, so the umask cannot widen or narrow it.
+	if err = f.Chmod(perm); err != nil {
+		return err
+	}
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir makes a rename durable. Windows cannot fsync a directory; there
+// the rename is as durable as it gets.
+func syncDir(path string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
