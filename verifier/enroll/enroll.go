@@ -239,7 +239,6 @@ func truncate(s string) string {
 	return s
 }
 
-
 // newDeviceID returns a random UUID (version 4) as the device id.
 func newDeviceID() string {
 	var b [16]byte
