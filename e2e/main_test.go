@@ -99,9 +99,15 @@ func policiesFile(t *testing.T) string {
 // until its health check says SERVING.
 func startVerifier(t *testing.T, dataDir string) *verifier {
 	t.Helper()
+	return startVerifierWith(t, dataDir, policiesFile(t))
+}
+
+// startVerifierWith starts the verifier with the given policy file.
+func startVerifierWith(t *testing.T, dataDir, policies string) *verifier {
+	t.Helper()
 	v := &verifier{t: t, dataDir: dataDir, grpcAddr: freePort(t), httpAddr: freePort(t), logs: &syncBuffer{}, exited: make(chan error, 1)}
 	v.cmd = exec.Command(filepath.Join(binDir, "clearance-verifier"), "serve",
-		"--data-dir", dataDir, "--policies", policiesFile(t),
+		"--data-dir", dataDir, "--policies", policies,
 		"--grpc-listen", v.grpcAddr, "--http-listen", v.httpAddr, "--public-url", "https://localhost:8443")
 	v.cmd.Stdout, v.cmd.Stderr = v.logs, v.logs
 	if err := v.cmd.Start(); err != nil {

@@ -1,7 +1,14 @@
 package e2e
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -61,7 +68,30 @@ func TestVerifierEnrollReportRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkDevice(t, got, 1, true)
+
+	// The HTTP listener: health and the metrics an operator alerts on.
+	if body := v.get(t, "/healthz"); strings.TrimSpace(body) != "ok" {
+		t.Fatalf("/healthz = %q", body)
+	}
+	metrics := v.get(t, "/metrics")
+	for _, want := range []string{
+		"clearance_reports_accepted_total 1",
+		"clearance_agents_connected 1",
+		`clearance_enrollments_total{outcome="enrolled"} 1`,
+		"clearance_ingest_duration_seconds_count 1",
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 	st.Close()
+
+	// Secrets never reach the log.
+	for name, secretValue := range map[string]string{"enroll secret": secret, "admin token": v.token()} {
+		if strings.Contains(v.logs.String(), secretValue) {
+			t.Errorf("verifier log contains the %s", name)
+		}
+	}
 
 	// 5. Restart: same CA, same device, seq continues and cannot go back.
 	rootBefore := string(v.rootPEM())
@@ -107,6 +137,77 @@ func TestVerifierEnrollReportRestart(t *testing.T) {
 		if p.GetStatus() != agentv1.PolicyStatus_POLICY_STATUS_FAIL {
 			t.Fatalf("policy %s = %s, want FAIL", p.GetPolicyId(), p.GetStatus())
 		}
+	}
+}
+
+// get fetches a path from the HTTPS listener, trusting only ca.pem.
+func (v *verifier) get(t *testing.T, path string) string {
+	t.Helper()
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(v.rootPEM())
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}}}
+	resp, err := c.Get("https://" + v.httpAddr + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %s", path, resp.Status, b)
+	}
+	return string(b)
+}
+
+// TestSighupReloadsPolicies edits the policy file under a running verifier
+// and sends SIGHUP: a broken file is refused and logged, a good one served.
+func TestSighupReloadsPolicies(t *testing.T) {
+	t.Parallel()
+	orig, err := os.ReadFile(policiesFile(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "policies.yaml")
+	if err := os.WriteFile(file, orig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v := startVerifierWith(t, t.TempDir(), file)
+	admin, ctx := v.admin()
+	before, err := admin.ListPolicies(ctx, &adminv1.ListPoliciesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	version := func() string {
+		r, err := admin.ListPolicies(ctx, &adminv1.ListPoliciesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.GetPolicySet().GetVersion()
+	}
+
+	if err := os.WriteFile(file, []byte("policies: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = v.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the refused reload in the log", func() bool { return strings.Contains(v.logs.String(), "policy reload failed") })
+	if version() != before.GetPolicySet().GetVersion() {
+		t.Fatal("a broken file replaced the policy set")
+	}
+
+	if err := os.WriteFile(file, []byte(strings.Replace(string(orig), "name: Firewall is on", "name: The firewall is on", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = v.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the new policy set", func() bool { return version() != before.GetPolicySet().GetVersion() })
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
