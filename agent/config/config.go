@@ -1,0 +1,534 @@
+// Package config owns the agent's settings: their names in every source, the
+// order the sources are consulted in, and how values are checked.
+//
+// Sources, first match wins, per setting:
+//
+//  1. command-line flags (--verifier, --ca-file, …)
+//  2. CLEARANCE_* environment variables
+//  3. the managed-preferences plist MDM delivers,
+//     /Library/Managed Preferences/com.clearance.agent.plist
+//  4. a local plist in the state dir, <state_dir>/com.clearance.agent.plist
+//
+// The plist key names are the exported Key* constants; the verifier's
+// `profile agent` command writes exactly these keys.
+package config
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/groob/plist"
+)
+
+// Plist keys, shared by the managed-preferences and local plists and by the
+// agent configuration profile the verifier generates.
+const (
+	KeyVerifier      = "VerifierAddress" // string HOST:PORT
+	KeyCAFile        = "CAFile"          // string, path to the verifier's root CA (PEM)
+	KeyCAPEM         = "CAPEM"           // string, the root CA itself (PEM)
+	KeyCAFingerprint = "CAFingerprint"   // string, SHA-256 hex of the root cert DER
+	KeyEnrollSecret  = "EnrollSecret"    // string
+	KeyOsquerySocket = "OsquerySocket"   // string, attach to this extensions socket
+	KeyOsquerydPath  = "OsquerydPath"    // string, spawn this osqueryd
+	KeyStateDir      = "StateDir"        // string
+	KeyInterval      = "Interval"        // integer seconds, or a duration string such as "5m"
+	KeyLogLevel      = "LogLevel"        // string debug|info|warn|error
+)
+
+// Domain is the preference domain; the plist files are named after it.
+const Domain = "com.clearance.agent"
+
+// ManagedPlistPath is where macOS places managed preferences for Domain.
+const ManagedPlistPath = "/Library/Managed Preferences/" + Domain + ".plist"
+
+// LocalPlistName is the local plist's file name inside the state dir.
+const LocalPlistName = Domain + ".plist"
+
+// Source names, as shown in errors and in `clearance-agent status`.
+const (
+	SourceFlag    = "flag"
+	SourceEnv     = "environment"
+	SourceDefault = "default"
+)
+
+// DefaultStateDir is the state dir when none is configured.
+func DefaultStateDir() string {
+	if runtime.GOOS == "darwin" {
+		return "/var/db/clearance"
+	}
+	return "/var/lib/clearance"
+}
+
+// Config is the agent's resolved configuration.
+type Config struct {
+	Verifier      string
+	CAFile        string
+	CAPEM         string
+	CAFingerprint string
+	EnrollSecret  string
+	OsquerySocket string
+	OsquerydPath  string
+	StateDir      string
+	// Interval, when set, replaces every policy's own interval.
+	Interval time.Duration
+	LogLevel slog.Level
+
+	// Sources names where each setting (by plist key) came from.
+	Sources map[string]string
+}
+
+// LogValue keeps the enroll secret out of logs however the config is logged.
+func (c *Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("verifier", c.Verifier),
+		slog.String("ca_file", c.CAFile),
+		slog.Bool("ca_pem_set", c.CAPEM != ""),
+		slog.String("ca_fingerprint", c.CAFingerprint),
+		slog.Bool("enroll_secret_set", c.EnrollSecret != ""),
+		slog.String("osquery_socket", c.OsquerySocket),
+		slog.String("osqueryd", c.OsquerydPath),
+		slog.String("state_dir", c.StateDir),
+		slog.Duration("interval", c.Interval),
+		slog.String("log_level", c.LogLevel.String()),
+	)
+}
+
+// setting describes one configuration value in every source.
+type setting struct {
+	key  string // plist key
+	flag string
+	env  string
+	help string
+	// set checks and stores a value given as a string.
+	set func(c *Config, v string) error
+	// local is false for settings the local plist may not hold.
+	local bool
+}
+
+var settings = []setting{
+	{key: KeyVerifier, flag: "verifier", env: "CLEARANCE_VERIFIER", local: true,
+		help: "verifier address `HOST:PORT`", set: setVerifier},
+	{key: KeyCAFile, flag: "ca-file", env: "CLEARANCE_CA_FILE", local: true,
+		help: "`PEM` file of the verifier's root CA", set: setPath(func(c *Config) *string { return &c.CAFile })},
+	{key: KeyCAPEM, flag: "ca-pem", env: "CLEARANCE_CA_PEM", local: true,
+		help: "the verifier's root CA as inline `PEM`", set: setCAPEM},
+	{key: KeyCAFingerprint, flag: "ca-fingerprint", env: "CLEARANCE_CA_FINGERPRINT", local: true,
+		help: "SHA-256 `HEX` of the root CA certificate (DER); pins the root", set: setFingerprint},
+	{key: KeyEnrollSecret, flag: "enroll-secret", env: "CLEARANCE_ENROLL_SECRET", local: true,
+		help: "enroll `SECRET` from `clearance-verifier secret create`", set: setEnrollSecret},
+	{key: KeyOsquerySocket, flag: "osquery-socket", env: "CLEARANCE_OSQUERY_SOCKET", local: true,
+		help: "attach to an osqueryd extensions `SOCKET`", set: setPath(func(c *Config) *string { return &c.OsquerySocket })},
+	{key: KeyOsquerydPath, flag: "osqueryd", env: "CLEARANCE_OSQUERYD", local: true,
+		help: "spawn the osqueryd at `PATH` as a child", set: setPath(func(c *Config) *string { return &c.OsquerydPath })},
+	{key: KeyStateDir, flag: "state-dir", env: "CLEARANCE_STATE_DIR", local: false,
+		help: "state `DIR` (default " + DefaultStateDir() + ")", set: setPath(func(c *Config) *string { return &c.StateDir })},
+	{key: KeyInterval, flag: "interval", env: "CLEARANCE_INTERVAL", local: true,
+		help: "run every policy at this `DURATION` instead of its own interval", set: setInterval},
+	{key: KeyLogLevel, flag: "log-level", env: "CLEARANCE_LOG_LEVEL", local: true,
+		help: "`LEVEL`: debug, info, warn or error", set: setLogLevel},
+}
+
+// Keys returns every plist key the agent understands.
+func Keys() []string {
+	out := make([]string, len(settings))
+	for i, s := range settings {
+		out[i] = s.key
+	}
+	return out
+}
+
+// EnvVars maps each plist key to its environment variable.
+func EnvVars() map[string]string {
+	out := make(map[string]string, len(settings))
+	for _, s := range settings {
+		out[s.key] = s.env
+	}
+	return out
+}
+
+// Flags binds the settings to a FlagSet and remembers which were given.
+type Flags struct {
+	fs     *flag.FlagSet
+	values map[string]*string
+	// ManagedPlist overrides ManagedPlistPath (tests, unusual deployments).
+	ManagedPlist *string
+}
+
+// BindFlags registers every setting's flag on fs.
+func BindFlags(fs *flag.FlagSet) *Flags {
+	f := &Flags{fs: fs, values: make(map[string]*string)}
+	for _, s := range settings {
+		f.values[s.flag] = fs.String(s.flag, "", s.help)
+	}
+	f.ManagedPlist = fs.String("managed-plist", ManagedPlistPath, "managed-preferences `PLIST` to read")
+	return f
+}
+
+// Given returns the flags set on the command line, by flag name.
+func (f *Flags) Given() map[string]string {
+	out := make(map[string]string)
+	f.fs.Visit(func(fl *flag.Flag) {
+		if p, ok := f.values[fl.Name]; ok {
+			out[fl.Name] = *p
+		}
+	})
+	return out
+}
+
+// Inputs are the raw sources Load resolves.
+type Inputs struct {
+	// Flags holds flags given on the command line, by flag name.
+	Flags map[string]string
+	// Getenv reads the environment (default os.LookupEnv).
+	Getenv func(string) (string, bool)
+	// ManagedPlist is the managed-preferences plist path (default
+	// ManagedPlistPath); a missing file is not an error.
+	ManagedPlist string
+}
+
+// Load resolves the configuration from in.
+func Load(in Inputs) (*Config, error) {
+	getenv := in.Getenv
+	if getenv == nil {
+		getenv = os.LookupEnv
+	}
+	managedPath := in.ManagedPlist
+	if managedPath == "" {
+		managedPath = ManagedPlistPath
+	}
+	managed, err := readPlist(managedPath)
+	if err != nil {
+		return nil, err
+	}
+
+	// The state dir must be known before the local plist, which lives in it.
+	type value struct{ v, source string }
+	resolve := func(s setting, local map[string]string, localPath string) (value, bool) {
+		if v, ok := in.Flags[s.flag]; ok {
+			return value{v, SourceFlag + " --" + s.flag}, true
+		}
+		if v, ok := getenv(s.env); ok && v != "" {
+			return value{v, SourceEnv + " " + s.env}, true
+		}
+		if v, ok := managed[s.key]; ok {
+			return value{v, managedPath + " key " + s.key}, true
+		}
+		if v, ok := local[s.key]; ok {
+			return value{v, localPath + " key " + s.key}, true
+		}
+		return value{}, false
+	}
+
+	c := &Config{LogLevel: slog.LevelInfo, Sources: make(map[string]string)}
+	apply := func(s setting, v value) error {
+		if err := s.set(c, v.v); err != nil {
+			return fmt.Errorf("%s from %s: %w", s.key, v.source, err)
+		}
+		c.Sources[s.key] = v.source
+		return nil
+	}
+	stateSetting := settings[indexOf(KeyStateDir)]
+	if v, ok := resolve(stateSetting, nil, ""); ok {
+		if err := apply(stateSetting, v); err != nil {
+			return nil, err
+		}
+	} else {
+		c.StateDir = DefaultStateDir()
+		c.Sources[KeyStateDir] = SourceDefault
+	}
+
+	localPath := filepath.Join(c.StateDir, LocalPlistName)
+	local, err := readPlist(localPath)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range settings {
+		if _, ok := local[s.key]; ok && !s.local {
+			return nil, fmt.Errorf("%s: key %s cannot be set in the local plist, which lives in the state dir itself", localPath, s.key)
+		}
+	}
+	for _, s := range settings {
+		if s.key == KeyStateDir {
+			continue
+		}
+		if v, ok := resolve(s, local, localPath); ok {
+			if err := apply(s, v); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if c.OsquerySocket != "" && c.OsquerydPath != "" {
+		return nil, fmt.Errorf("%s (from %s) and %s (from %s) are both set: attach to a socket or spawn osqueryd, not both",
+			KeyOsquerySocket, c.Sources[KeyOsquerySocket], KeyOsquerydPath, c.Sources[KeyOsquerydPath])
+	}
+	return c, nil
+}
+
+func indexOf(key string) int {
+	for i, s := range settings {
+		if s.key == key {
+			return i
+		}
+	}
+	panic("config: no setting " + key)
+}
+
+// RequireVerifier checks what talking to the verifier needs.
+func (c *Config) RequireVerifier() error {
+	if c.Verifier == "" {
+		return fmt.Errorf("no verifier address: set --verifier, CLEARANCE_VERIFIER or the %s plist key", KeyVerifier)
+	}
+	if c.CAFile == "" && c.CAPEM == "" {
+		return fmt.Errorf("no verifier CA: set --ca-file, CLEARANCE_CA_FILE or the %s or %s plist key", KeyCAFile, KeyCAPEM)
+	}
+	return nil
+}
+
+// RequireOsquery checks that one way to reach osquery is configured.
+func (c *Config) RequireOsquery() error {
+	if c.OsquerySocket == "" && c.OsquerydPath == "" {
+		return fmt.Errorf("no osquery: set --osquery-socket (attach) or --osqueryd (spawn), or the %s or %s plist key", KeyOsquerySocket, KeyOsquerydPath)
+	}
+	return nil
+}
+
+// CAPool returns the verifier's root CA certificates from CAFile and CAPEM.
+// When CAFingerprint is set, one of them must match it.
+func (c *Config) CAPool() (*x509.CertPool, []*x509.Certificate, error) {
+	var certs []*x509.Certificate
+	if c.CAFile != "" {
+		raw, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s from %s: %w", KeyCAFile, c.Sources[KeyCAFile], err)
+		}
+		cs, err := parseCerts(raw)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s from %s: %s: %w", KeyCAFile, c.Sources[KeyCAFile], c.CAFile, err)
+		}
+		certs = append(certs, cs...)
+	}
+	if c.CAPEM != "" {
+		cs, err := parseCerts([]byte(c.CAPEM))
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s from %s: %w", KeyCAPEM, c.Sources[KeyCAPEM], err)
+		}
+		certs = append(certs, cs...)
+	}
+	if len(certs) == 0 {
+		return nil, nil, errors.New("no verifier CA configured")
+	}
+	if c.CAFingerprint != "" {
+		found := false
+		for _, cert := range certs {
+			sum := sha256.Sum256(cert.Raw)
+			if hex.EncodeToString(sum[:]) == c.CAFingerprint {
+				found = true
+			}
+		}
+		if !found {
+			return nil, nil, fmt.Errorf("%s from %s: no configured CA certificate has this fingerprint", KeyCAFingerprint, c.Sources[KeyCAFingerprint])
+		}
+	}
+	pool := x509.NewCertPool()
+	for _, cert := range certs {
+		pool.AddCert(cert)
+	}
+	return pool, certs, nil
+}
+
+func parseCerts(raw []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		b, raw = pem.Decode(raw)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("parsing certificate: %w", err)
+		}
+		out = append(out, cert)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no PEM CERTIFICATE block found")
+	}
+	return out, nil
+}
+
+// readPlist reads a settings plist into strings by key. A missing file is
+// empty; anything else wrong with it is an error naming the file.
+func readPlist(path string) (map[string]string, error) {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	var doc any
+	if err := plist.Unmarshal(raw, &doc); err != nil {
+		return nil, fmt.Errorf("%s is not a valid plist: %w", path, err)
+	}
+	dict, ok := doc.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%s: the top level must be a dictionary, not %s", path, kind(doc))
+	}
+	known := make(map[string]bool, len(settings))
+	for _, s := range settings {
+		known[s.key] = true
+	}
+	keys := make([]string, 0, len(dict))
+	for k := range dict {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make(map[string]string, len(dict))
+	for _, k := range keys {
+		// Configuration profiles carry Payload* bookkeeping keys; some MDMs
+		// leave them in the managed preferences file.
+		if strings.HasPrefix(k, "Payload") {
+			continue
+		}
+		if !known[k] {
+			return nil, fmt.Errorf("%s: unknown key %q (known keys: %s)", path, k, strings.Join(Keys(), ", "))
+		}
+		switch v := dict[k].(type) {
+		case string:
+			out[k] = v
+		case int64:
+			if k != KeyInterval {
+				return nil, fmt.Errorf("%s: key %s must be a string, not an integer", path, k)
+			}
+			out[k] = strconv.FormatInt(v, 10) + "s"
+		case uint64:
+			if k != KeyInterval {
+				return nil, fmt.Errorf("%s: key %s must be a string, not an integer", path, k)
+			}
+			out[k] = strconv.FormatUint(v, 10) + "s"
+		default:
+			return nil, fmt.Errorf("%s: key %s must be a string, not %s", path, k, kind(v))
+		}
+	}
+	return out, nil
+}
+
+func kind(v any) string {
+	switch v.(type) {
+	case map[string]any:
+		return "a dictionary"
+	case []any:
+		return "an array"
+	case bool:
+		return "a boolean"
+	case int64, uint64:
+		return "an integer"
+	case float32, float64:
+		return "a real"
+	case []byte:
+		return "data"
+	case time.Time:
+		return "a date"
+	case string:
+		return "a string"
+	default:
+		return fmt.Sprintf("%T", v)
+	}
+}
+
+func setVerifier(c *Config, v string) error {
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return fmt.Errorf("%q is not HOST:PORT", v)
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no host", v)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not a number between 1 and 65535", v, port)
+	}
+	c.Verifier = v
+	return nil
+}
+
+func setPath(field func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if v == "" {
+			return errors.New("is empty")
+		}
+		if !filepath.IsAbs(v) {
+			abs, err := filepath.Abs(v)
+			if err != nil {
+				return fmt.Errorf("%q: %w", v, err)
+			}
+			v = abs
+		}
+		*field(c) = v
+		return nil
+	}
+}
+
+func setCAPEM(c *Config, v string) error {
+	if _, err := parseCerts([]byte(v)); err != nil {
+		return err
+	}
+	c.CAPEM = v
+	return nil
+}
+
+func setFingerprint(c *Config, v string) error {
+	norm := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(v), ":", ""))
+	if b, err := hex.DecodeString(norm); err != nil || len(b) != sha256.Size {
+		return errors.New("must be 64 hex digits (SHA-256 of the CA certificate, colons allowed)")
+	}
+	c.CAFingerprint = norm
+	return nil
+}
+
+func setEnrollSecret(c *Config, v string) error {
+	// The value itself never appears in an error.
+	if strings.TrimSpace(v) == "" {
+		return errors.New("is empty")
+	}
+	c.EnrollSecret = strings.TrimSpace(v)
+	return nil
+}
+
+func setInterval(c *Config, v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration such as \"60s\" or \"5m\"", v)
+	}
+	if d < time.Second {
+		return fmt.Errorf("%s is shorter than the minimum of 1s", d)
+	}
+	c.Interval = d
+	return nil
+}
+
+func setLogLevel(c *Config, v string) error {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(v)); err != nil {
+		return fmt.Errorf("%q is not one of debug, info, warn, error", v)
+	}
+	c.LogLevel = l
+	return nil
+}

@@ -1,0 +1,197 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const plistHead = `<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0"><dict>
+`
+
+func plistDoc(entries ...string) string {
+	return plistHead + strings.Join(entries, "\n") + "\n</dict></plist>\n"
+}
+
+func str(k, v string) string { return "<key>" + k + "</key><string>" + v + "</string>" }
+
+func write(t *testing.T, path, body string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestPrecedence(t *testing.T) {
+	t.Parallel()
+	// Each source sets the verifier to its own name; the test removes
+	// sources from the top one by one and checks who wins.
+	tests := []struct {
+		name                      string
+		flag, env, managed, local bool
+		want                      string
+		wantSource                string
+	}{
+		{"flag beats all", true, true, true, true, "flag.example:1", "flag --verifier"},
+		{"env beats plists", false, true, true, true, "env.example:2", "environment CLEARANCE_VERIFIER"},
+		{"managed beats local", false, false, true, true, "managed.example:3", "managed.plist key VerifierAddress"},
+		{"local alone", false, false, false, true, "local.example:4", "com.clearance.agent.plist key VerifierAddress"},
+		{"none", false, false, false, false, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			stateDir := filepath.Join(dir, "state")
+			managed := filepath.Join(dir, "managed.plist")
+			in := Inputs{Flags: map[string]string{"state-dir": stateDir}, Getenv: env(nil), ManagedPlist: managed}
+			if tt.flag {
+				in.Flags["verifier"] = "flag.example:1"
+			}
+			if tt.env {
+				in.Getenv = env(map[string]string{"CLEARANCE_VERIFIER": "env.example:2"})
+			}
+			if tt.managed {
+				write(t, managed, plistDoc(str(KeyVerifier, "managed.example:3")))
+			}
+			if tt.local {
+				write(t, filepath.Join(stateDir, LocalPlistName), plistDoc(str(KeyVerifier, "local.example:4")))
+			}
+			c, err := Load(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Verifier != tt.want {
+				t.Errorf("Verifier = %q, want %q", c.Verifier, tt.want)
+			}
+			if !strings.HasSuffix(c.Sources[KeyVerifier], tt.wantSource) {
+				t.Errorf("source = %q, want …%q", c.Sources[KeyVerifier], tt.wantSource)
+			}
+		})
+	}
+}
+
+func TestPerKeyMerge(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	managed := filepath.Join(dir, "managed.plist")
+	stateDir := filepath.Join(dir, "state")
+	// The state dir comes from the managed plist, and the local plist is
+	// then found inside it.
+	write(t, managed, plistDoc(str(KeyStateDir, stateDir), str(KeyEnrollSecret, "from-mdm"), "<key>Interval</key><integer>90</integer>",
+		str("PayloadUUID", "9F0C1E55-0000-4000-8000-000000000000")))
+	write(t, filepath.Join(stateDir, LocalPlistName), plistDoc(str(KeyOsquerySocket, "/var/osquery/osquery.em"), str(KeyLogLevel, "debug")))
+	c, err := Load(Inputs{Getenv: env(map[string]string{"CLEARANCE_VERIFIER": "v.example:443"}), ManagedPlist: managed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.StateDir != stateDir || c.EnrollSecret != "from-mdm" || c.Interval != 90*time.Second ||
+		c.OsquerySocket != "/var/osquery/osquery.em" || c.Verifier != "v.example:443" || c.LogLevel.String() != "DEBUG" {
+		t.Errorf("merged config = %+v", c)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := Load(Inputs{Getenv: env(nil), ManagedPlist: filepath.Join(t.TempDir(), "absent.plist"), Flags: map[string]string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.StateDir != DefaultStateDir() || c.Sources[KeyStateDir] != SourceDefault {
+		t.Errorf("state dir = %q from %q", c.StateDir, c.Sources[KeyStateDir])
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		flags   map[string]string
+		env     map[string]string
+		managed string
+		local   string
+		want    []string // every fragment must be in the error
+	}{
+		{name: "malformed plist", managed: plistHead + "<key>VerifierAddress</key><string>x",
+			want: []string{"managed.plist", "not a valid plist"}},
+		{name: "not a dictionary", managed: `<?xml version="1.0"?><plist version="1.0"><array/></plist>`,
+			want: []string{"managed.plist", "top level must be a dictionary"}},
+		{name: "unknown key", managed: plistDoc(str("VerifierAddres", "x:1")),
+			want: []string{"managed.plist", `unknown key "VerifierAddres"`}},
+		{name: "wrong type", local: plistDoc("<key>VerifierAddress</key><true/>"),
+			want: []string{"com.clearance.agent.plist", "VerifierAddress", "must be a string, not a boolean"}},
+		{name: "bad verifier from env", env: map[string]string{"CLEARANCE_VERIFIER": "no-port"},
+			want: []string{"VerifierAddress", "environment CLEARANCE_VERIFIER", "not HOST:PORT"}},
+		{name: "bad port from flag", flags: map[string]string{"verifier": "host:99999"},
+			want: []string{"VerifierAddress", "flag --verifier", "port"}},
+		{name: "bad interval", managed: plistDoc(str(KeyInterval, "soon")),
+			want: []string{"Interval", "managed.plist key Interval", "not a duration"}},
+		{name: "bad fingerprint", flags: map[string]string{"ca-fingerprint": "abc"},
+			want: []string{"CAFingerprint", "64 hex digits"}},
+		{name: "bad inline CA", managed: plistDoc(str(KeyCAPEM, "not pem")),
+			want: []string{"CAPEM", "no PEM CERTIFICATE"}},
+		{name: "bad log level", env: map[string]string{"CLEARANCE_LOG_LEVEL": "loud"},
+			want: []string{"LogLevel", "loud"}},
+		{name: "state dir in local plist", local: plistDoc(str(KeyStateDir, "/elsewhere")),
+			want: []string{"StateDir", "local plist"}},
+		{name: "attach and spawn", flags: map[string]string{"osquery-socket": "/a.em"}, env: map[string]string{"CLEARANCE_OSQUERYD": "/usr/local/bin/osqueryd"},
+			want: []string{"OsquerySocket", "OsquerydPath", "not both"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			stateDir := filepath.Join(dir, "state")
+			managed := filepath.Join(dir, "managed.plist")
+			flags := map[string]string{"state-dir": stateDir}
+			for k, v := range tt.flags {
+				flags[k] = v
+			}
+			if tt.managed != "" {
+				write(t, managed, tt.managed)
+			}
+			if tt.local != "" {
+				write(t, filepath.Join(stateDir, LocalPlistName), tt.local)
+			}
+			_, err := Load(Inputs{Flags: flags, Getenv: env(tt.env), ManagedPlist: managed})
+			if err == nil {
+				t.Fatal("Load succeeded, want an error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestSecretNeverInErrorsOrLogs(t *testing.T) {
+	t.Parallel()
+	c := &Config{EnrollSecret: "hunter2-very-secret"}
+	if strings.Contains(c.LogValue().String(), "hunter2") {
+		t.Error("LogValue shows the enroll secret")
+	}
+}
+
+func TestKeysAreStable(t *testing.T) {
+	t.Parallel()
+	// The verifier's `profile agent` writes these keys; renaming one
+	// silently unconfigures every managed Mac.
+	want := []string{"VerifierAddress", "CAFile", "CAPEM", "CAFingerprint", "EnrollSecret", "OsquerySocket", "OsquerydPath", "StateDir", "Interval", "LogLevel"}
+	got := Keys()
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("Keys() = %v, want %v", got, want)
+	}
+}

@@ -1,0 +1,223 @@
+// Package devicekey owns the device's signing key: an ECDSA P-256 key in the
+// Secure Enclave on macOS (through go.step.sm/crypto/kms mackms), or a 0600
+// key file in the state dir everywhere else and whenever the Secure Enclave
+// cannot be used. The key never leaves this package except as a
+// crypto.Signer; its KMS URI is recorded in the state dir so the same key is
+// found again on every start.
+package devicekey
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strings"
+
+	"go.step.sm/crypto/keyutil"
+	"go.step.sm/crypto/kms"
+	"go.step.sm/crypto/kms/apiv1"
+	"go.step.sm/crypto/pemutil"
+
+	"github.com/clearance/clearance/agent/state"
+)
+
+// Label names the Secure Enclave key in the keychain.
+const Label = "com.clearance.agent.device"
+
+// Storage says where the key lives.
+type Storage string
+
+// Storage kinds.
+const (
+	SecureEnclave Storage = "secure-enclave"
+	KeyFile       Storage = "key-file"
+)
+
+// Key is the device key.
+type Key struct {
+	crypto.Signer
+	// URI is the key's KMS URI (mackms:… or softkms:…).
+	URI     string
+	Storage Storage
+	// Fallback, when set, says why the Secure Enclave is not used.
+	Fallback string
+}
+
+// Options tune Open.
+type Options struct {
+	// PreferSecureEnclave tries the Secure Enclave first (default on macOS
+	// builds with cgo; see SecureEnclaveSupport).
+	PreferSecureEnclave bool
+	Logger              *slog.Logger
+}
+
+// SecureEnclaveSupport returns nil when this build can create Secure Enclave
+// keys, else why not.
+func SecureEnclaveSupport() error { return secureEnclaveSupport() }
+
+// Open loads the device key recorded in dir, or creates one. Creating tries
+// the Secure Enclave when preferred and supported, and falls back to a key
+// file, logging why.
+func Open(ctx context.Context, dir *state.Dir, opts Options) (*Key, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "devicekey")
+	raw, err := os.ReadFile(dir.File(state.KeyURIFile))
+	switch {
+	case err == nil:
+		return load(ctx, dir, strings.TrimSpace(string(raw)))
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("reading key uri: %w", err)
+	}
+
+	// No key yet: create one.
+	var fallback string
+	if opts.PreferSecureEnclave {
+		serr := secureEnclaveSupport()
+		if serr == nil {
+			k, err := createSecureEnclave(ctx)
+			if err == nil {
+				if err := state.WriteFile(dir.File(state.KeyURIFile), []byte(k.URI+"\n"), 0o600); err != nil {
+					return nil, fmt.Errorf("recording key uri: %w", err)
+				}
+				log.Info("device key created", "storage", k.Storage)
+				return k, nil
+			}
+			serr = err
+		}
+		fallback = serr.Error()
+		log.Warn("secure enclave unavailable, using a key file", "reason", fallback)
+	}
+	k, err := createFile(dir)
+	if err != nil {
+		return nil, err
+	}
+	k.Fallback = fallback
+	log.Info("device key created", "storage", k.Storage)
+	return k, nil
+}
+
+// Describe reports the recorded key's storage without loading it, for
+// `clearance-agent status`.
+func Describe(dir *state.Dir) (Storage, string, error) {
+	raw, err := os.ReadFile(dir.File(state.KeyURIFile))
+	if err != nil {
+		return "", "", err
+	}
+	uri := strings.TrimSpace(string(raw))
+	if strings.HasPrefix(uri, "mackms:") {
+		return SecureEnclave, uri, nil
+	}
+	return KeyFile, uri, nil
+}
+
+func load(ctx context.Context, dir *state.Dir, uri string) (*Key, error) {
+	typ, err := apiv1.TypeOf(uri)
+	if err != nil {
+		return nil, fmt.Errorf("device key uri %q: %w", uri, err)
+	}
+	switch typ {
+	case apiv1.MacKMS:
+		if err := secureEnclaveSupport(); err != nil {
+			return nil, fmt.Errorf("the device key is in the Secure Enclave (%s), but %w", uri, err)
+		}
+		return openKMS(ctx, apiv1.MacKMS, uri, SecureEnclave)
+	case apiv1.SoftKMS:
+		path := strings.TrimPrefix(uri, "softkms:path=")
+		if err := checkKeyFile(path); err != nil {
+			return nil, err
+		}
+		return openKMS(ctx, apiv1.SoftKMS, uri, KeyFile)
+	default:
+		return nil, fmt.Errorf("device key uri %q: unsupported kms %q", uri, typ)
+	}
+}
+
+func openKMS(ctx context.Context, typ apiv1.Type, uri string, storage Storage) (*Key, error) {
+	km, err := kms.New(ctx, apiv1.Options{Type: typ})
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", typ, err)
+	}
+	defer km.Close()
+	signer, err := km.CreateSigner(&apiv1.CreateSignerRequest{SigningKey: uri})
+	if err != nil {
+		return nil, fmt.Errorf("loading device key: %w", err)
+	}
+	if err := checkPublic(signer.Public()); err != nil {
+		return nil, err
+	}
+	return &Key{Signer: signer, URI: uri, Storage: storage}, nil
+}
+
+func createSecureEnclave(ctx context.Context) (*Key, error) {
+	km, err := kms.New(ctx, apiv1.Options{Type: apiv1.MacKMS})
+	if err != nil {
+		return nil, fmt.Errorf("opening mackms: %w", err)
+	}
+	defer km.Close()
+	resp, err := km.CreateKey(&apiv1.CreateKeyRequest{
+		Name:               "mackms:label=" + Label + ";se=true",
+		SignatureAlgorithm: apiv1.ECDSAWithSHA256,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating Secure Enclave key: %w", err)
+	}
+	signer, err := km.CreateSigner(&resp.CreateSignerRequest)
+	if err != nil {
+		return nil, fmt.Errorf("opening Secure Enclave key: %w", err)
+	}
+	// resp.Name carries the key's hash, so later lookups find exactly this
+	// key even if another with the same label exists.
+	return &Key{Signer: signer, URI: resp.Name, Storage: SecureEnclave}, nil
+}
+
+func createFile(dir *state.Dir) (*Key, error) {
+	priv, err := keyutil.GenerateKey("EC", "P-256", 0)
+	if err != nil {
+		return nil, fmt.Errorf("generating device key: %w", err)
+	}
+	block, err := pemutil.Serialize(priv)
+	if err != nil {
+		return nil, fmt.Errorf("encoding device key: %w", err)
+	}
+	path := dir.File(state.KeyFile)
+	if err := state.WriteFile(path, pemEncode(block), 0o600); err != nil {
+		return nil, fmt.Errorf("writing device key: %w", err)
+	}
+	uri := "softkms:path=" + path
+	if err := state.WriteFile(dir.File(state.KeyURIFile), []byte(uri+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("recording key uri: %w", err)
+	}
+	return &Key{Signer: priv.(crypto.Signer), URI: uri, Storage: KeyFile}, nil
+}
+
+// checkKeyFile refuses a key file others can read or write: a key anyone on
+// the machine could copy is no device identity.
+func checkKeyFile(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("device key file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("device key file %s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("device key file %s has mode %04o; it must not be accessible to group or others (chmod 600)", path, perm)
+	}
+	return nil
+}
+
+func checkPublic(pub crypto.PublicKey) error {
+	k, ok := pub.(*ecdsa.PublicKey)
+	if !ok || k.Curve != elliptic.P256() {
+		return fmt.Errorf("device key is %T, want ECDSA P-256", pub)
+	}
+	return nil
+}

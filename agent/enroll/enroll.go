@@ -1,0 +1,305 @@
+// Package enroll owns the device's identity ceremonies with the verifier:
+// first enrollment (enroll secret + CSR + facts for a device certificate),
+// renewal over mutual TLS at two thirds of the certificate's life, and the
+// decision to enroll again when the verifier no longer knows the
+// certificate.
+//
+// Re-enrollment policy: the agent enrolls again, with the same key, only
+// when an enroll secret is configured and either its certificate has expired
+// or the verifier answers Unauthenticated (certificate unknown, e.g. after
+// the verifier's data was reset). A revoked device (PermissionDenied) never
+// re-enrolls on its own: that needs an administrator.
+package enroll
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/clearance/clearance/agent/conn"
+	"github.com/clearance/clearance/agent/state"
+	"github.com/clearance/clearance/agent/version"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+)
+
+// ErrNoSecret means enrollment is needed but no enroll secret is configured.
+var ErrNoSecret = errors.New("enrollment needed but no enroll secret is configured (--enroll-secret, CLEARANCE_ENROLL_SECRET or the EnrollSecret plist key)")
+
+// callTimeout bounds one Enroll or Renew call, so a verifier that accepts
+// the connection but never answers cannot stall the agent.
+const callTimeout = time.Minute
+
+// Manager holds the device identity and performs the ceremonies.
+type Manager struct {
+	Dir *state.Dir
+	// Signer is the device key.
+	Signer       crypto.Signer
+	Verifier     string
+	Roots        *x509.CertPool
+	EnrollSecret string
+	// Facts reads the device facts (through osquery).
+	Facts func(ctx context.Context) (*agentv1.DeviceFacts, error)
+	// Now and After are the clock (default time.Now, time.After).
+	Now    func() time.Time
+	After  func(time.Duration) <-chan time.Time
+	Logger *slog.Logger
+
+	mu      sync.Mutex
+	id      *state.Identity
+	changed chan struct{}
+
+	stopOnce sync.Once
+	stop     chan struct{}
+}
+
+func (m *Manager) init() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.changed == nil {
+		m.changed = make(chan struct{}, 1)
+	}
+	m.stopOnce.Do(func() { m.stop = make(chan struct{}) })
+}
+
+func (m *Manager) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
+}
+
+func (m *Manager) after(d time.Duration) <-chan time.Time {
+	if m.After != nil {
+		return m.After(d)
+	}
+	return time.After(d)
+}
+
+func (m *Manager) log() *slog.Logger {
+	l := m.Logger
+	if l == nil {
+		l = slog.Default()
+	}
+	return l.With("component", "enroll")
+}
+
+// Identity returns the current identity, nil before enrollment.
+func (m *Manager) Identity() *state.Identity {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.id
+}
+
+func (m *Manager) set(id *state.Identity) {
+	m.init()
+	m.mu.Lock()
+	m.id = id
+	m.mu.Unlock()
+	select {
+	case m.changed <- struct{}{}:
+	default:
+	}
+}
+
+// ClientCert is the TLS client certificate for mutual TLS.
+func (m *Manager) ClientCert() (*tls.Certificate, error) {
+	id := m.Identity()
+	if id == nil {
+		return nil, state.ErrNotEnrolled
+	}
+	return conn.Certificate(id.Cert, id.Chain, m.Signer), nil
+}
+
+// Ensure returns a usable identity: the stored one, or a new enrollment when
+// there is none or the stored certificate has expired.
+func (m *Manager) Ensure(ctx context.Context) (*state.Identity, error) {
+	m.init()
+	if id := m.Identity(); id != nil && m.now().Before(id.Cert.NotAfter) {
+		return id, nil
+	}
+	id, err := m.Dir.LoadIdentity()
+	switch {
+	case errors.Is(err, state.ErrNotEnrolled):
+		if m.EnrollSecret == "" {
+			return nil, ErrNoSecret
+		}
+		return m.Enroll(ctx)
+	case err != nil:
+		return nil, err
+	}
+	if !m.now().Before(id.Cert.NotAfter) {
+		m.log().Warn("device certificate expired", "device_id", id.DeviceID, "not_after", id.Cert.NotAfter)
+		if m.EnrollSecret == "" {
+			return nil, fmt.Errorf("device certificate expired on %s: %w", id.Cert.NotAfter.Format(time.RFC3339), ErrNoSecret)
+		}
+		return m.Enroll(ctx)
+	}
+	m.set(id)
+	return id, nil
+}
+
+// Forget discards the stored certificate after the verifier said it does
+// not know it; the next Ensure enrolls again (with the same key). Without an
+// enroll secret the certificate is kept: there would be nothing better.
+func (m *Manager) Forget(reason string) bool {
+	if m.EnrollSecret == "" {
+		m.log().Error("verifier does not recognize this device; enroll again with an enroll secret", "reason", reason)
+		return false
+	}
+	m.log().Warn("verifier does not recognize this device, enrolling again", "reason", reason)
+	if err := m.Dir.DiscardCertificate(); err != nil {
+		m.log().Error("discarding certificate failed", "err", err)
+	}
+	m.mu.Lock()
+	m.id = nil
+	m.mu.Unlock()
+	return true
+}
+
+// Enroll performs the enrollment ceremony and stores the result.
+func (m *Manager) Enroll(ctx context.Context) (*state.Identity, error) {
+	log := m.log()
+	if m.EnrollSecret == "" {
+		return nil, ErrNoSecret
+	}
+	// 1. Facts, read through osquery.
+	facts, err := m.Facts(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading device facts: %w", err)
+	}
+	facts = proto.CloneOf(facts)
+	facts.AgentVersion = version.Version
+
+	// 2. CSR for the device key.
+	csr, err := m.csr(facts.GetHardwareUuid())
+	if err != nil {
+		return nil, err
+	}
+
+	// 3. Enroll over TLS that verifies the verifier.
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	cc, err := conn.Dial(m.Verifier, m.Roots, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer cc.Close()
+	resp, err := agentv1.NewAgentServiceClient(cc).Enroll(ctx, &agentv1.EnrollRequest{
+		EnrollSecret: m.EnrollSecret,
+		Csr:          csr,
+		Facts:        facts,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("enrolling with %s: %w", m.Verifier, err)
+	}
+
+	// 4. Check what came back before trusting it.
+	if resp.GetDeviceId() == "" {
+		return nil, errors.New("enrollment response has no device id")
+	}
+	cert, chain, err := m.checkIssued(resp.GetCertificate(), resp.GetCaChain())
+	if err != nil {
+		return nil, fmt.Errorf("enrollment response: %w", err)
+	}
+
+	// 5. Store.
+	id := &state.Identity{DeviceID: resp.GetDeviceId(), Verifier: m.Verifier, EnrolledAt: m.now().UTC(), Cert: cert, Chain: chain}
+	if err := m.Dir.SaveIdentity(id); err != nil {
+		return nil, err
+	}
+	m.set(id)
+	log.Info("enrolled", "device_id", id.DeviceID, "not_after", cert.NotAfter, "verifier", m.Verifier)
+	return id, nil
+}
+
+// Renew gets a fresh certificate for the same key over mutual TLS.
+func (m *Manager) Renew(ctx context.Context) (*state.Identity, error) {
+	cur := m.Identity()
+	if cur == nil {
+		return nil, state.ErrNotEnrolled
+	}
+	csr, err := m.csr(cur.DeviceID)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	cc, err := conn.Dial(m.Verifier, m.Roots, m.ClientCert)
+	if err != nil {
+		return nil, err
+	}
+	defer cc.Close()
+	resp, err := agentv1.NewAgentServiceClient(cc).Renew(ctx, &agentv1.RenewRequest{Csr: csr})
+	if err != nil {
+		return nil, fmt.Errorf("renewing with %s: %w", m.Verifier, err)
+	}
+	cert, chain, err := m.checkIssued(resp.GetCertificate(), resp.GetCaChain())
+	if err != nil {
+		return nil, fmt.Errorf("renewal response: %w", err)
+	}
+	id := &state.Identity{DeviceID: cur.DeviceID, Verifier: cur.Verifier, EnrolledAt: cur.EnrolledAt, Cert: cert, Chain: chain}
+	if err := m.Dir.SaveIdentity(id); err != nil {
+		return nil, err
+	}
+	m.set(id)
+	m.log().Info("certificate renewed", "device_id", id.DeviceID, "not_after", cert.NotAfter)
+	return id, nil
+}
+
+func (m *Manager) csr(cn string) ([]byte, error) {
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject:            pkix.Name{CommonName: cn},
+		SignatureAlgorithm: x509.ECDSAWithSHA256,
+	}, m.Signer)
+	if err != nil {
+		return nil, fmt.Errorf("creating certificate request: %w", err)
+	}
+	return der, nil
+}
+
+// checkIssued parses an issued certificate and checks it is for our key and
+// chains to the configured CA, so a confused verifier cannot leave the agent
+// with an identity it cannot use.
+func (m *Manager) checkIssued(der []byte, chainDER [][]byte) (*x509.Certificate, []*x509.Certificate, error) {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parsing certificate: %w", err)
+	}
+	pub, err := x509.MarshalPKIXPublicKey(m.Signer.Public())
+	if err != nil {
+		return nil, nil, err
+	}
+	if !bytes.Equal(pub, cert.RawSubjectPublicKeyInfo) {
+		return nil, nil, errors.New("certificate is not for this device's key")
+	}
+	var chain []*x509.Certificate
+	inter := x509.NewCertPool()
+	for i, d := range chainDER {
+		c, err := x509.ParseCertificate(d)
+		if err != nil {
+			return nil, nil, fmt.Errorf("parsing ca_chain[%d]: %w", i, err)
+		}
+		chain = append(chain, c)
+		inter.AddCert(c)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{
+		Roots:         m.Roots,
+		Intermediates: inter,
+		CurrentTime:   m.now(),
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}); err != nil {
+		return nil, nil, fmt.Errorf("certificate does not chain to the configured verifier CA: %w", err)
+	}
+	return cert, chain, nil
+}

@@ -1,0 +1,157 @@
+package enroll_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/clearance/clearance/agent/devicekey"
+	"github.com/clearance/clearance/agent/enroll"
+	"github.com/clearance/clearance/agent/internal/fakeverifier"
+	"github.com/clearance/clearance/agent/state"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+)
+
+func manager(t *testing.T, v *fakeverifier.Verifier, dir string, secret string) *enroll.Manager {
+	t.Helper()
+	sd, err := state.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := devicekey.Open(context.Background(), sd, devicekey.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &enroll.Manager{
+		Dir: sd, Signer: key, Verifier: v.Addr, Roots: v.PKI.Roots(), EnrollSecret: secret,
+		Facts: func(context.Context) (*agentv1.DeviceFacts, error) {
+			return &agentv1.DeviceFacts{HardwareUuid: "5A1C7E2B-9D4F-4B8A-A3E6-0C2D71F9B846", Platform: "darwin"}, nil
+		},
+	}
+}
+
+func TestEnrollOnceThenReuse(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	dir := t.TempDir()
+	m := manager(t, v, dir, v.Secret)
+	id, err := m.Ensure(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.DeviceID == "" || id.Cert == nil || len(id.Chain) != 2 {
+		t.Fatalf("identity = %+v", id)
+	}
+	for _, f := range []string{state.IdentityFile, state.KeyFile, state.KeyURIFile} {
+		fi, err := os.Stat(m.Dir.File(f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s mode %04o, want no group/other access", f, fi.Mode().Perm())
+		}
+	}
+	// A new process with the same state dir reuses the identity.
+	again, err := manager(t, v, dir, v.Secret).Ensure(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.DeviceID != id.DeviceID || !again.Cert.Equal(id.Cert) {
+		t.Error("identity not reloaded from the state dir")
+	}
+	if _, enrolls, _ := v.Counts(); enrolls != 1 {
+		t.Errorf("enrolled %d times, want 1", enrolls)
+	}
+}
+
+func TestEnrollNeedsSecret(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	tests := []struct {
+		name, secret string
+		wantNoSecret bool
+	}{
+		{"none configured", "", true},
+		{"wrong secret", "wrong", false},
+	}
+	for _, tt := range tests {
+		_, err := manager(t, v, t.TempDir(), tt.secret).Ensure(context.Background())
+		if err == nil {
+			t.Errorf("%s: enrolled", tt.name)
+			continue
+		}
+		if errors.Is(err, enroll.ErrNoSecret) != tt.wantNoSecret {
+			t.Errorf("%s: err = %v", tt.name, err)
+		}
+	}
+}
+
+func TestExpiredCertReenrolls(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	dir := t.TempDir()
+	m := manager(t, v, dir, v.Secret)
+	first, err := m.Ensure(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := manager(t, v, dir, v.Secret)
+	later.Now = func() time.Time { return first.Cert.NotAfter.Add(time.Minute) }
+	v.NotBefore = func() time.Time { return first.Cert.NotAfter }
+	second, err := later.Ensure(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Cert.Equal(first.Cert) {
+		t.Error("expired certificate kept")
+	}
+	if _, enrolls, _ := v.Counts(); enrolls != 2 {
+		t.Errorf("enrolls = %d, want 2", enrolls)
+	}
+}
+
+func TestRenewalAtTwoThirds(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.Lifetime = 3 * time.Hour
+	m := manager(t, v, t.TempDir(), v.Secret)
+	now := time.Now()
+	m.Now = func() time.Time { return now }
+	waits := make(chan time.Duration, 4)
+	fire := make(chan time.Time)
+	m.After = func(d time.Duration) <-chan time.Time {
+		waits <- d
+		return fire
+	}
+	id, err := m.Ensure(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Execute() }()
+	defer func() {
+		m.Interrupt(nil)
+		<-done
+	}()
+
+	want := id.Cert.NotBefore.Add(2 * time.Hour).Sub(now)
+	if got := <-waits; got != want {
+		t.Errorf("renewal scheduled in %s, want %s (two thirds of the lifetime)", got, want)
+	}
+	fire <- now
+	if got := <-waits; got <= 0 {
+		t.Errorf("next renewal in %s", got)
+	}
+	if _, _, renews := v.Counts(); renews != 1 {
+		t.Errorf("renewals = %d, want 1", renews)
+	}
+	stored, err := m.Dir.LoadIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.Cert.Equal(id.Cert) || stored.DeviceID != id.DeviceID {
+		t.Error("renewed certificate not stored")
+	}
+}

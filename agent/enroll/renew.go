@@ -1,0 +1,74 @@
+package enroll
+
+import (
+	"context"
+	"time"
+)
+
+// Renewal retry bounds: soon enough to renew before expiry after a network
+// outage, rare enough not to hammer a verifier that refuses.
+const (
+	renewMinRetry = 30 * time.Second
+	renewMaxRetry = 30 * time.Minute
+)
+
+// Execute renews the certificate at two thirds of its life, retrying with
+// backoff, until Interrupt. It is the renewal actor.
+func (m *Manager) Execute() error {
+	m.init()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { // owned: ends with Execute
+		select {
+		case <-m.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	// A change before Execute started is already in Identity.
+	select {
+	case <-m.changed:
+	default:
+	}
+	retry := time.Duration(0)
+	for {
+		id := m.Identity()
+		var wake <-chan time.Time
+		if id != nil {
+			wait := id.RenewAt().Sub(m.now())
+			if retry > 0 {
+				wait = retry
+			}
+			wake = m.after(max(wait, 0))
+		}
+		select {
+		case <-m.stop:
+			return nil
+		case <-m.changed:
+			retry = 0
+			continue
+		case <-wake:
+		}
+		if _, err := m.Renew(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			retry = min(max(retry*2, renewMinRetry), renewMaxRetry)
+			m.log().Warn("certificate renewal failed", "err", err, "retry_in", retry)
+			continue
+		}
+		retry = 0
+	}
+}
+
+// Interrupt stops Execute.
+func (m *Manager) Interrupt(error) {
+	m.init()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	select {
+	case <-m.stop:
+	default:
+		close(m.stop)
+	}
+}

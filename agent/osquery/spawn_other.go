@@ -1,0 +1,7 @@
+//go:build windows
+
+package osquery
+
+import "syscall"
+
+func childAttr() *syscall.SysProcAttr { return nil }

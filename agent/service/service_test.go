@@ -1,0 +1,56 @@
+package service
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/groob/plist"
+)
+
+func TestLaunchdPlist(t *testing.T) {
+	t.Parallel()
+	raw, err := LaunchdPlist()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Parse into a generic dictionary, as launchd would read it, not back
+	// into the struct that wrote it.
+	var got map[string]any
+	if err := plist.Unmarshal(raw, &got); err != nil {
+		t.Fatalf("parsing generated plist: %v\n%s", err, raw)
+	}
+	tests := []struct {
+		key  string
+		want any
+	}{
+		{"Label", "com.clearance.agent"},
+		{"RunAtLoad", true},
+		{"KeepAlive", true},
+		{"StandardOutPath", "/var/log/clearance-agent.log"},
+		{"StandardErrorPath", "/var/log/clearance-agent.log"},
+	}
+	for _, tt := range tests {
+		if got[tt.key] != tt.want {
+			t.Errorf("%s = %#v, want %#v", tt.key, got[tt.key], tt.want)
+		}
+	}
+	args, _ := got["ProgramArguments"].([]any)
+	if len(args) != 2 || args[0] != "/usr/local/bin/clearance-agent" || args[1] != "run" {
+		t.Errorf("ProgramArguments = %#v, want [/usr/local/bin/clearance-agent run]", got["ProgramArguments"])
+	}
+	if !strings.HasPrefix(string(raw), "<?xml") || !strings.Contains(string(raw), "<!DOCTYPE plist") {
+		t.Errorf("not an XML plist with the Apple doctype:\n%s", raw)
+	}
+	// kardianos parses the plist as its own template: it must hold no
+	// template actions, or installation would change it.
+	if strings.Contains(string(raw), "{{") {
+		t.Errorf("plist contains template syntax:\n%s", raw)
+	}
+}
+
+func TestNew(t *testing.T) {
+	t.Parallel()
+	if _, err := New(); err != nil {
+		t.Fatal(err)
+	}
+}

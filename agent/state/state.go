@@ -1,0 +1,313 @@
+// Package state owns the agent's state directory: what is stored there, with
+// which permissions, and how each file is replaced (atomically, fsync'd) so a
+// crash never leaves a half-written identity or a sequence number that could
+// repeat.
+//
+// Layout of the state dir:
+//
+//	key.uri                 KMS URI of the device key (mackms:… or softkms:…)
+//	device.key              P-256 private key, PEM, 0600 (key-file storage only)
+//	identity.json           device id, verifier address, enrollment time
+//	device.pem              device certificate, PEM
+//	chain.pem               issuing chain, PEM, nearest first, ending with the root
+//	seq                     last posture report seq used, decimal
+//	policyset.pb            last PolicySet received (serialized), for offline checks
+//	osquery/                spawn mode: osqueryd's socket, database and pid file
+//	com.clearance.agent.plist  optional local settings (see package config)
+package state
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+)
+
+// File names inside the state dir.
+const (
+	KeyURIFile    = "key.uri"
+	KeyFile       = "device.key"
+	IdentityFile  = "identity.json"
+	CertFile      = "device.pem"
+	ChainFile     = "chain.pem"
+	SeqFile       = "seq"
+	PolicySetFile = "policyset.pb"
+	OsqueryDir    = "osquery"
+)
+
+// ErrNotEnrolled is returned by LoadIdentity when the state dir holds no
+// device certificate yet.
+var ErrNotEnrolled = errors.New("not enrolled")
+
+// Dir is a state directory.
+type Dir struct {
+	Path string
+
+	mu      sync.Mutex
+	seq     uint64
+	seqRead bool
+}
+
+// Open creates the directory (0700) if needed and returns it.
+func Open(path string) (*Dir, error) {
+	if path == "" {
+		return nil, errors.New("state dir is not set")
+	}
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		return nil, fmt.Errorf("creating state dir: %w", err)
+	}
+	return &Dir{Path: path}, nil
+}
+
+// File returns the path of name inside the state dir.
+func (d *Dir) File(name string) string { return filepath.Join(d.Path, name) }
+
+// Identity is what enrollment produced.
+type Identity struct {
+	DeviceID   string              `json:"device_id"`
+	Verifier   string              `json:"verifier"`
+	EnrolledAt time.Time           `json:"enrolled_at"`
+	Cert       *x509.Certificate   `json:"-"`
+	Chain      []*x509.Certificate `json:"-"`
+}
+
+// Lifetime returns the certificate's validity window.
+func (id *Identity) Lifetime() (notBefore, notAfter time.Time) {
+	return id.Cert.NotBefore, id.Cert.NotAfter
+}
+
+// RenewAt is when renewal is due: two thirds into the certificate's life,
+// which leaves a third of it for retries while the device is offline.
+func (id *Identity) RenewAt() time.Time {
+	nb, na := id.Lifetime()
+	return nb.Add(na.Sub(nb) * 2 / 3)
+}
+
+// LoadIdentity reads identity.json, device.pem and chain.pem.
+func (d *Dir) LoadIdentity() (*Identity, error) {
+	raw, err := os.ReadFile(d.File(IdentityFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNotEnrolled
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading identity: %w", err)
+	}
+	id := new(Identity)
+	if err := json.Unmarshal(raw, id); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", d.File(IdentityFile), err)
+	}
+	certs, err := readCerts(d.File(CertFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNotEnrolled
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(certs) != 1 {
+		return nil, fmt.Errorf("%s holds %d certificates, want 1", d.File(CertFile), len(certs))
+	}
+	id.Cert = certs[0]
+	if id.Chain, err = readCerts(d.File(ChainFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if id.DeviceID == "" {
+		return nil, fmt.Errorf("%s has no device id", d.File(IdentityFile))
+	}
+	return id, nil
+}
+
+// SaveIdentity stores a new or renewed identity. The certificate is written
+// last: LoadIdentity treats its absence as "not enrolled", so a crash midway
+// is seen as an unfinished enrollment, never as a mismatched identity.
+func (d *Dir) SaveIdentity(id *Identity) error {
+	raw, err := json.MarshalIndent(id, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := WriteFile(d.File(IdentityFile), append(raw, '\n'), 0o600); err != nil {
+		return fmt.Errorf("saving identity: %w", err)
+	}
+	if err := WriteFile(d.File(ChainFile), encodeCerts(id.Chain), 0o644); err != nil {
+		return fmt.Errorf("saving chain: %w", err)
+	}
+	if err := WriteFile(d.File(CertFile), encodeCerts([]*x509.Certificate{id.Cert}), 0o644); err != nil {
+		return fmt.Errorf("saving certificate: %w", err)
+	}
+	return nil
+}
+
+// DiscardCertificate moves the device certificate aside (device.pem.rejected)
+// so the next start enrolls again with the same key.
+func (d *Dir) DiscardCertificate() error {
+	err := os.Rename(d.File(CertFile), d.File(CertFile+".rejected"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// LastSeq returns the last seq used (0 if none).
+func (d *Dir) LastSeq() (uint64, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.loadSeqLocked()
+}
+
+func (d *Dir) loadSeqLocked() (uint64, error) {
+	if d.seqRead {
+		return d.seq, nil
+	}
+	raw, err := os.ReadFile(d.File(SeqFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		d.seq = 0
+	case err != nil:
+		return 0, fmt.Errorf("reading seq: %w", err)
+	default:
+		n, perr := strconv.ParseUint(strings.TrimSpace(string(raw)), 10, 64)
+		if perr != nil {
+			// A corrupt seq file must not restart the count at 1: the
+			// verifier would reject every report. Refuse and say where.
+			return 0, fmt.Errorf("%s is corrupt (%q): fix or raise it by hand", d.File(SeqFile), strings.TrimSpace(string(raw)))
+		}
+		d.seq = n
+	}
+	d.seqRead = true
+	return d.seq, nil
+}
+
+// NextSeq reserves the next seq: it is durably recorded before it is
+// returned, so a report carrying it can be sent, and a crash after this call
+// never reuses it.
+func (d *Dir) NextSeq() (uint64, error) {
+	return d.RaiseSeq(0)
+}
+
+// RaiseSeq reserves a seq that is greater than both the last one used and
+// floor. It recovers from a verifier that already accepted higher numbers
+// (state dir restored from an old backup, or wiped and re-enrolled).
+func (d *Dir) RaiseSeq(floor uint64) (uint64, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cur, err := d.loadSeqLocked()
+	if err != nil {
+		return 0, err
+	}
+	next := max(cur, floor) + 1
+	if err := WriteFile(d.File(SeqFile), []byte(strconv.FormatUint(next, 10)+"\n"), 0o600); err != nil {
+		return 0, fmt.Errorf("saving seq: %w", err)
+	}
+	d.seq = next
+	return next, nil
+}
+
+// SavePolicySet caches the last PolicySet for offline use.
+func (d *Dir) SavePolicySet(ps *agentv1.PolicySet) error {
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(ps)
+	if err != nil {
+		return err
+	}
+	return WriteFile(d.File(PolicySetFile), raw, 0o600)
+}
+
+// LoadPolicySet returns the cached PolicySet, or nil if there is none.
+func (d *Dir) LoadPolicySet() (*agentv1.PolicySet, error) {
+	raw, err := os.ReadFile(d.File(PolicySetFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ps := new(agentv1.PolicySet)
+	if err := proto.Unmarshal(raw, ps); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", d.File(PolicySetFile), err)
+	}
+	return ps, nil
+}
+
+// WriteFile replaces path atomically: write a temporary file in the same
+// directory, fsync it, rename it over path, fsync the directory.
+func WriteFile(path string, data []byte, perm fs.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(perm); err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	ok = true
+	if d, err := os.Open(dir); err == nil {
+		serr := d.Sync()
+		d.Close()
+		if serr != nil {
+			return fmt.Errorf("syncing %s: %w", dir, serr)
+		}
+	}
+	return nil
+}
+
+func readCerts(path string) ([]*x509.Certificate, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		b, raw = pem.Decode(raw)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("parsing %s: %w", path, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func encodeCerts(certs []*x509.Certificate) []byte {
+	var out []byte
+	for _, c := range certs {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return out
+}

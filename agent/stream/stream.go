@@ -1,0 +1,595 @@
+// Package stream is the agent's side of AgentService.Connect: it holds the
+// session with the verifier, schedules policy runs, and signs and delivers
+// posture reports.
+//
+// Delivery rules:
+//   - every report carries a fresh seq that is durably recorded before the
+//     report is sent, so no seq is ever reused, even across a crash;
+//   - a signed report is never changed: unacknowledged reports are resent,
+//     byte for byte, after a reconnect, in seq order (the verifier acks an
+//     exact duplicate again);
+//   - after every (re)connect the agent runs all policies and sends its
+//     current state at once;
+//   - a report the verifier rejects is dropped rather than resent forever,
+//     and reports too old for the verifier's freshness window are not
+//     resent (the fresh report replaces them).
+package stream
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/clearance/clearance/agent/conn"
+	"github.com/clearance/clearance/agent/osquery"
+	"github.com/clearance/clearance/agent/policy"
+	"github.com/clearance/clearance/agent/state"
+	"github.com/clearance/clearance/agent/version"
+	"github.com/clearance/clearance/pkg/report"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+)
+
+// Identity is what the stream needs from enrollment.
+type Identity interface {
+	// Ensure returns a usable identity, enrolling if needed.
+	Ensure(ctx context.Context) (*state.Identity, error)
+	// ClientCert is the mTLS certificate for the current identity.
+	ClientCert() (*tls.Certificate, error)
+	// Forget drops an identity the verifier does not recognize; it
+	// reports whether a new enrollment will be attempted.
+	Forget(reason string) bool
+}
+
+// Defaults.
+const (
+	DefaultInterval     = 60 * time.Second
+	DefaultMinBackoff   = time.Second
+	DefaultMaxBackoff   = 60 * time.Second
+	DefaultMaxPending   = 64
+	DefaultResendMaxAge = 4 * time.Minute
+	// stableSession is how long a session must last for the reconnect
+	// backoff to start over.
+	stableSession = 30 * time.Second
+)
+
+// Options configure a Client.
+type Options struct {
+	Verifier string
+	Roots    *x509.CertPool
+	Identity Identity
+	Signer   crypto.Signer
+	Dir      *state.Dir
+	Querier  osquery.Querier
+	// Platform filters policies. When empty, the platform osquery reports
+	// is used (policy.HostPlatform), looked up when a policy set arrives.
+	Platform string
+	// Interval, when set, replaces every policy's interval.
+	Interval time.Duration
+	// MinBackoff and MaxBackoff bound reconnect waits.
+	MinBackoff, MaxBackoff time.Duration
+	// MaxPending bounds the unacknowledged reports kept for resending.
+	MaxPending int
+	// ResendMaxAge: older unacknowledged reports are not resent. Keep it
+	// below the verifier's allowed skew (5 min by default).
+	ResendMaxAge time.Duration
+	// Now and After are the clock; Jitter returns a value in [0, n)
+	// (defaults: time.Now, time.After, math/rand/v2).
+	Now    func() time.Time
+	After  func(time.Duration) <-chan time.Time
+	Jitter func(n int64) int64
+	Logger *slog.Logger
+}
+
+// Client is the Connect actor.
+type Client struct {
+	o   Options
+	log *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// Owned by the Execute goroutine.
+	ps       *agentv1.PolicySet
+	policies []*agentv1.Policy
+	results  map[string]*agentv1.PolicyResult
+	due      map[string]time.Time
+	pending  []pendingReport
+
+	statsMu sync.Mutex
+	stats   Stats
+}
+
+type pendingReport struct {
+	seq        uint64
+	observedAt time.Time
+	nonceUntil time.Time // zero without a nonce
+	signed     *agentv1.SignedReport
+	sent       bool // sent during the current session
+}
+
+// Stats are counters for tests and status.
+type Stats struct {
+	Sessions    int
+	ReportsSent int
+	Acked       uint64 // highest acked seq
+	LastError   error
+}
+
+// New returns a Client.
+func New(o Options) *Client {
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = DefaultMinBackoff
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = DefaultMaxBackoff
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = DefaultMaxPending
+	}
+	if o.ResendMaxAge <= 0 {
+		o.ResendMaxAge = DefaultResendMaxAge
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.After == nil {
+		o.After = time.After
+	}
+	if o.Jitter == nil {
+		o.Jitter = func(n int64) int64 { return rand.Int64N(n) }
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	c := &Client{o: o, log: log.With("component", "stream"), results: map[string]*agentv1.PolicyResult{}, due: map[string]time.Time{}}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Client) Stats() Stats {
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	return c.stats
+}
+
+func (c *Client) count(f func(*Stats)) {
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	f(&c.stats)
+}
+
+// Interrupt stops Execute.
+func (c *Client) Interrupt(error) { c.cancel() }
+
+// Execute keeps a session with the verifier until Interrupt, reconnecting
+// with capped exponential backoff and jitter.
+func (c *Client) Execute() error {
+	ctx := c.ctx
+	if ps, err := c.o.Dir.LoadPolicySet(); err != nil {
+		c.log.Warn("cached policy set unreadable", "err", err)
+	} else if ps != nil {
+		c.setPolicySet(ps)
+	}
+	backoff := time.Duration(0)
+	for {
+		start := c.o.Now()
+		err := c.connectOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		c.count(func(s *Stats) { s.LastError = err })
+		if c.o.Now().Sub(start) >= stableSession {
+			backoff = 0
+		}
+		backoff = c.nextBackoff(backoff)
+		wait := backoff/2 + time.Duration(c.o.Jitter(int64(backoff/2)+1))
+		c.log.Warn("not connected to verifier", "code", status.Code(err).String(), "err", errMessage(err), "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.o.After(wait):
+		}
+	}
+}
+
+func (c *Client) nextBackoff(cur time.Duration) time.Duration {
+	if cur <= 0 {
+		return c.o.MinBackoff
+	}
+	return min(cur*2, c.o.MaxBackoff)
+}
+
+func errMessage(err error) string {
+	if s, ok := status.FromError(err); ok {
+		return s.Message()
+	}
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// connectOnce enrolls if needed and runs one session.
+func (c *Client) connectOnce(ctx context.Context) error {
+	id, err := c.o.Identity.Ensure(ctx)
+	if err != nil {
+		c.log.Error("no device identity", "err", err)
+		return err
+	}
+	err = c.session(ctx, id)
+	switch status.Code(err) {
+	case codes.Unauthenticated:
+		c.o.Identity.Forget(errMessage(err))
+	case codes.PermissionDenied:
+		c.log.Error("verifier refused this device", "device_id", id.DeviceID, "err", errMessage(err))
+	}
+	return err
+}
+
+// rejectsReport are the codes with which the verifier ends a stream over a
+// report it will never accept.
+func rejectsReport(code codes.Code) bool {
+	switch code {
+	case codes.InvalidArgument, codes.AlreadyExists, codes.DeadlineExceeded, codes.PermissionDenied, codes.ResourceExhausted:
+		return true
+	}
+	return false
+}
+
+// session runs one Connect stream.
+func (c *Client) session(parent context.Context, id *state.Identity) (err error) {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	cc, err := conn.Dial(c.o.Verifier, c.o.Roots, c.o.Identity.ClientCert)
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	stream, err := agentv1.NewAgentServiceClient(cc).Connect(ctx)
+	if err != nil {
+		return err
+	}
+	for i := range c.pending {
+		c.pending[i].sent = false
+	}
+	defer func() { c.afterSession(err) }()
+
+	// 1. Hello.
+	if err := stream.Send(&agentv1.AgentMessage{Message: &agentv1.AgentMessage_Hello{Hello: &agentv1.Hello{
+		AgentVersion:     version.Version,
+		PolicySetVersion: c.ps.GetVersion(),
+	}}}); err != nil {
+		return recvStatus(stream, err)
+	}
+	c.count(func(s *Stats) { s.Sessions++ })
+
+	// The reader hands messages to this goroutine, which alone sends.
+	msgs := make(chan *agentv1.VerifierMessage)
+	recvErr := make(chan error, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // owned: session waits for it below
+		defer wg.Done()
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	defer wg.Wait()
+	defer cancel()
+
+	send := func(p *pendingReport) error {
+		if err := stream.Send(&agentv1.AgentMessage{Message: &agentv1.AgentMessage_Report{Report: p.signed}}); err != nil {
+			return err
+		}
+		p.sent = true
+		c.count(func(s *Stats) { s.ReportsSent++ })
+		return nil
+	}
+
+	// 2. Resend what was not acknowledged, oldest first.
+	c.prunePending()
+	for i := range c.pending {
+		if err := send(&c.pending[i]); err != nil {
+			return c.streamEnded(ctx, recvErr, err)
+		}
+	}
+	c.log.Info("connected to verifier", "device_id", id.DeviceID, "resent", len(c.pending))
+
+	// 3. Report the current state at once: with the cached policy set, or
+	// with the verifier's as soon as it arrives.
+	reportNow := c.ps != nil
+	reported := false
+	for {
+		if reportNow {
+			reportNow = false
+			reported = true
+			if err := c.runAndReport(ctx, id, nil, c.policies, send); err != nil {
+				return c.streamEnded(ctx, recvErr, err)
+			}
+		}
+		var timer <-chan time.Time
+		if reported {
+			if next, ok := c.nextDue(); ok {
+				timer = c.o.After(max(next.Sub(c.o.Now()), 0))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-recvErr:
+			return err
+		case <-timer:
+			if err := c.runAndReport(ctx, id, nil, c.duePolicies(), send); err != nil {
+				return c.streamEnded(ctx, recvErr, err)
+			}
+		case m := <-msgs:
+			switch m := m.GetMessage().(type) {
+			case *agentv1.VerifierMessage_PolicySet:
+				changed := !proto.Equal(m.PolicySet, c.ps)
+				if changed {
+					c.setPolicySet(m.PolicySet)
+					if err := c.o.Dir.SavePolicySet(m.PolicySet); err != nil {
+						c.log.Warn("caching policy set failed", "err", err)
+					}
+					c.log.Info("policy set received", "policy_set_version", m.PolicySet.GetVersion(), "policies", len(c.policies))
+				}
+				if changed || !reported {
+					reportNow = true
+				}
+			case *agentv1.VerifierMessage_CheckNow:
+				if c.ps == nil {
+					c.log.Warn("check requested before any policy set arrived")
+					continue
+				}
+				c.log.Debug("check requested")
+				if err := c.runAndReport(ctx, id, m.CheckNow, c.policies, send); err != nil {
+					return c.streamEnded(ctx, recvErr, err)
+				}
+				reported = true
+			case *agentv1.VerifierMessage_Ack:
+				c.ack(m.Ack.GetSeq())
+			default:
+				c.log.Warn("unexpected message from verifier", "type", fmt.Sprintf("%T", m))
+			}
+		}
+	}
+}
+
+// streamEnded turns a failed Send into the stream's real status.
+func (c *Client) streamEnded(ctx context.Context, recvErr chan error, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var se sendError
+	if errors.As(err, &se) {
+		// Sign/seq failures are local: end the session and retry later.
+		return err
+	}
+	select {
+	case rerr := <-recvErr:
+		return rerr
+	case <-time.After(5 * time.Second):
+		return err
+	}
+}
+
+func recvStatus(stream agentv1.AgentService_ConnectClient, err error) error {
+	if _, rerr := stream.Recv(); rerr != nil {
+		return rerr
+	}
+	return err
+}
+
+// sendError marks local failures while building a report.
+type sendError struct{ error }
+
+// afterSession applies what the way the stream ended says about the
+// reports it carried.
+func (c *Client) afterSession(err error) {
+	code := status.Code(err)
+	if !rejectsReport(code) {
+		return
+	}
+	// The verifier handles reports in order and ends the stream at the
+	// first it refuses: the oldest unacknowledged report sent in this
+	// session. Resending it would be refused again.
+	for i, p := range c.pending {
+		if !p.sent {
+			continue
+		}
+		c.log.Warn("report refused by verifier, dropped", "seq", p.seq, "code", code.String(), "err", errMessage(err))
+		c.pending = append(c.pending[:i], c.pending[i+1:]...)
+		break
+	}
+	if code == codes.AlreadyExists {
+		// The verifier accepted higher seqs than this state dir
+		// remembers (restored or reset state): jump past them. Clock
+		// milliseconds outgrow any count a device reaches by reporting.
+		floor := uint64(c.o.Now().UnixMilli())
+		if seq, serr := c.o.Dir.RaiseSeq(floor); serr != nil {
+			c.log.Error("raising seq failed", "err", serr)
+		} else {
+			c.log.Warn("seq raised after the verifier refused it as not increasing", "seq", seq)
+		}
+	}
+}
+
+// platform is the platform policies are filtered for; once osquery has
+// named it, the answer is kept.
+func (c *Client) platform() string {
+	if c.o.Platform != "" {
+		return c.o.Platform
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	defer cancel()
+	p, ok := policy.HostPlatform(ctx, c.o.Querier)
+	if ok {
+		c.o.Platform = p
+	} else {
+		c.log.Warn("osquery did not say which platform it runs on; filtering policies for this build's", "platform", p)
+	}
+	return p
+}
+
+func (c *Client) setPolicySet(ps *agentv1.PolicySet) {
+	c.ps = ps
+	c.policies = policy.Filter(ps, c.platform())
+	keep := make(map[string]bool, len(c.policies))
+	for _, p := range c.policies {
+		keep[p.GetId()] = true
+		if _, ok := c.due[p.GetId()]; !ok {
+			c.due[p.GetId()] = time.Time{}
+		}
+	}
+	for id := range c.results {
+		if !keep[id] {
+			delete(c.results, id)
+		}
+	}
+	for id := range c.due {
+		if !keep[id] {
+			delete(c.due, id)
+		}
+	}
+}
+
+func (c *Client) interval(p *agentv1.Policy) time.Duration {
+	if c.o.Interval > 0 {
+		return c.o.Interval
+	}
+	if d := p.GetInterval().AsDuration(); d > 0 {
+		return d
+	}
+	return DefaultInterval
+}
+
+func (c *Client) nextDue() (time.Time, bool) {
+	var next time.Time
+	for _, p := range c.policies {
+		d := c.due[p.GetId()]
+		if next.IsZero() || d.Before(next) {
+			next = d
+		}
+	}
+	return next, len(c.policies) > 0
+}
+
+// duePolicies are those due now, plus any due within a second, so policies
+// on the same interval keep running (and reporting) together.
+func (c *Client) duePolicies() []*agentv1.Policy {
+	horizon := c.o.Now().Add(time.Second)
+	var out []*agentv1.Policy
+	for _, p := range c.policies {
+		if !c.due[p.GetId()].After(horizon) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// runAndReport runs policies, then signs and sends a report holding the
+// latest result of every current policy.
+func (c *Client) runAndReport(ctx context.Context, id *state.Identity, check *agentv1.CheckNow, run []*agentv1.Policy, send func(*pendingReport) error) error {
+	observed := c.o.Now()
+	for _, p := range run {
+		c.results[p.GetId()] = policy.Run(ctx, c.o.Querier, p, c.o.Now)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	// One jitter per batch keeps a batch together; jitter spreads a fleet's
+	// reports over time instead of having every Mac report at once.
+	done := c.o.Now()
+	for _, p := range run {
+		iv := c.interval(p)
+		c.due[p.GetId()] = done.Add(iv + time.Duration(c.o.Jitter(int64(iv/10)+1)))
+	}
+
+	r := &agentv1.PostureReport{
+		DeviceId:         id.DeviceID,
+		ObservedAt:       timestamppb.New(observed),
+		PolicySetVersion: c.ps.GetVersion(),
+		AgentVersion:     version.Version,
+	}
+	for _, p := range c.policies {
+		if res, ok := c.results[p.GetId()]; ok {
+			r.Results = append(r.Results, res)
+		}
+	}
+	var nonceUntil time.Time
+	if check != nil {
+		r.Nonce = check.GetNonce()
+		nonceUntil = check.GetExpiresAt().AsTime()
+	}
+	// The seq is on disk before the report exists anywhere else.
+	seq, err := c.o.Dir.NextSeq()
+	if err != nil {
+		return sendError{err}
+	}
+	r.Seq = seq
+	signed, err := report.Sign(c.o.Signer, r)
+	if err != nil {
+		return sendError{err}
+	}
+	c.pending = append(c.pending, pendingReport{seq: seq, observedAt: observed, nonceUntil: nonceUntil, signed: signed})
+	if over := len(c.pending) - c.o.MaxPending; over > 0 {
+		c.log.Warn("too many unacknowledged reports, dropping the oldest", "dropped", over)
+		c.pending = append(c.pending[:0], c.pending[over:]...)
+	}
+	c.log.Debug("report", "seq", seq, "results", len(r.Results), "ran", len(run), "check", check != nil)
+	return send(&c.pending[len(c.pending)-1])
+}
+
+// prunePending drops reports the verifier would refuse as stale or whose
+// nonce has expired.
+func (c *Client) prunePending() {
+	now := c.o.Now()
+	kept := c.pending[:0]
+	dropped := 0
+	for _, p := range c.pending {
+		if now.Sub(p.observedAt) > c.o.ResendMaxAge || (!p.nonceUntil.IsZero() && now.After(p.nonceUntil)) {
+			dropped++
+			continue
+		}
+		kept = append(kept, p)
+	}
+	c.pending = kept
+	if dropped > 0 {
+		c.log.Info("unacknowledged reports too old to resend", "dropped", dropped)
+	}
+}
+
+// ack forgets reports up to seq: the verifier stores and acks in order.
+func (c *Client) ack(seq uint64) {
+	kept := c.pending[:0]
+	for _, p := range c.pending {
+		if p.seq > seq {
+			kept = append(kept, p)
+		}
+	}
+	c.pending = kept
+	c.count(func(s *Stats) { s.Acked = max(s.Acked, seq) })
+}

@@ -1,0 +1,363 @@
+package stream_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/clearance/clearance/agent/devicekey"
+	"github.com/clearance/clearance/agent/enroll"
+	"github.com/clearance/clearance/agent/internal/fakeverifier"
+	"github.com/clearance/clearance/agent/osquery"
+	"github.com/clearance/clearance/agent/state"
+	"github.com/clearance/clearance/agent/stream"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+)
+
+// querier answers from a table of SQL → rows; unknown SQL is osquery's error.
+type querier struct {
+	mu   sync.Mutex
+	rows map[string][]map[string]string
+}
+
+func (q *querier) Query(_ context.Context, sql string) ([]map[string]string, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	rows, ok := q.rows[sql]
+	if !ok {
+		return nil, &osquery.QueryError{Code: 1, Message: "no such table: nope"}
+	}
+	return rows, nil
+}
+
+var facts = &agentv1.DeviceFacts{HardwareUuid: "5A1C7E2B-9D4F-4B8A-A3E6-0C2D71F9B846", Platform: "darwin"}
+
+func newQuerier() *querier {
+	return &querier{rows: map[string][]map[string]string{
+		"SELECT 1 FROM pass": {{"x": "1"}},
+		"SELECT 1 FROM fail": {},
+	}}
+}
+
+var policySet = &agentv1.PolicySet{Version: "v1", Policies: []*agentv1.Policy{
+	{Id: "passes", Query: "SELECT 1 FROM pass", Platforms: []string{"darwin"}},
+	{Id: "fails", Query: "SELECT 1 FROM fail"},
+	{Id: "errors", Query: "SELECT 1 FROM nope", Platforms: []string{"darwin", "linux"}},
+	{Id: "linux-only", Query: "SELECT 1 FROM pass", Platforms: []string{"linux"}},
+}}
+
+type agent struct {
+	client *stream.Client
+	done   chan struct{}
+	err    error
+}
+
+func (a *agent) stop(t *testing.T) {
+	t.Helper()
+	a.client.Interrupt(nil)
+	select {
+	case <-a.done:
+		if a.err != nil {
+			t.Errorf("Execute: %v", a.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("client did not stop")
+	}
+}
+
+func startAgent(t *testing.T, v *fakeverifier.Verifier, dir string, mod func(*stream.Options)) *agent {
+	t.Helper()
+	sd, err := state.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := devicekey.Open(context.Background(), sd, devicekey.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := &enroll.Manager{
+		Dir: sd, Signer: key, Verifier: v.Addr, Roots: v.PKI.Roots(), EnrollSecret: v.Secret,
+		Facts: func(context.Context) (*agentv1.DeviceFacts, error) { return facts, nil },
+	}
+	o := stream.Options{
+		Verifier: v.Addr, Roots: v.PKI.Roots(), Identity: ids, Signer: key, Dir: sd,
+		Querier: newQuerier(), Platform: "darwin", Interval: time.Hour,
+		MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond,
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	a := &agent{client: stream.New(o), done: make(chan struct{})}
+	go func() {
+		a.err = a.client.Execute()
+		close(a.done)
+	}()
+	t.Cleanup(func() { a.stop(t) })
+	return a
+}
+
+func nextReport(t *testing.T, v *fakeverifier.Verifier) fakeverifier.Received {
+	t.Helper()
+	select {
+	case r := <-v.Reports:
+		return r
+	case <-time.After(10 * time.Second):
+		t.Fatal("no report arrived")
+		return fakeverifier.Received{}
+	}
+}
+
+func nextSession(t *testing.T, v *fakeverifier.Verifier) *fakeverifier.Session {
+	t.Helper()
+	select {
+	case s := <-v.Sessions:
+		return s
+	case <-time.After(10 * time.Second):
+		t.Fatal("agent did not connect")
+		return nil
+	}
+}
+
+func statuses(r *agentv1.PostureReport) map[string]agentv1.PolicyStatus {
+	out := map[string]agentv1.PolicyStatus{}
+	for _, res := range r.GetResults() {
+		out[res.GetPolicyId()] = res.GetStatus()
+	}
+	return out
+}
+
+func TestPolicySetThenReport(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	startAgent(t, v, t.TempDir(), nil)
+
+	s := nextSession(t, v)
+	if s.Hello.GetAgentVersion() == "" {
+		t.Error("Hello has no agent version")
+	}
+	got := nextReport(t, v)
+	r := got.Report
+	if r.GetSeq() != 1 || r.GetPolicySetVersion() != "v1" || r.GetDeviceId() != s.DeviceID || len(r.GetNonce()) != 0 {
+		t.Errorf("first report = %s, policy_set_version %q, device %q; want seq 1, v1, %q, no nonce", got, r.GetPolicySetVersion(), r.GetDeviceId(), s.DeviceID)
+	}
+	want := map[string]agentv1.PolicyStatus{
+		"passes": agentv1.PolicyStatus_POLICY_STATUS_PASS,
+		"fails":  agentv1.PolicyStatus_POLICY_STATUS_FAIL,
+		"errors": agentv1.PolicyStatus_POLICY_STATUS_ERROR,
+	}
+	gotStatus := statuses(r)
+	if len(gotStatus) != len(want) {
+		t.Errorf("results = %v, want %v (linux-only filtered out)", gotStatus, want)
+	}
+	for id, st := range want {
+		if gotStatus[id] != st {
+			t.Errorf("%s = %s, want %s", id, gotStatus[id], st)
+		}
+	}
+	for _, res := range r.GetResults() {
+		if res.GetPolicyId() == "errors" && res.GetMessage() != "no such table: nope" {
+			t.Errorf("ERROR message = %q, want osquery's message", res.GetMessage())
+		}
+	}
+}
+
+func TestCheckNowEchoesNonce(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	startAgent(t, v, t.TempDir(), nil)
+	s := nextSession(t, v)
+	first := nextReport(t, v)
+
+	nonce := []byte("nonce-0123456789")
+	s.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_CheckNow{CheckNow: &agentv1.CheckNow{
+		Nonce: nonce, ExpiresAt: timestamppb.New(time.Now().Add(time.Minute)),
+	}}})
+	got := nextReport(t, v)
+	if string(got.Report.GetNonce()) != string(nonce) {
+		t.Errorf("report after CheckNow = %s, want nonce %x", got, nonce)
+	}
+	if got.Report.GetSeq() <= first.Report.GetSeq() {
+		t.Errorf("seq %d not above %d", got.Report.GetSeq(), first.Report.GetSeq())
+	}
+	if len(got.Report.GetResults()) != 3 {
+		t.Errorf("CheckNow report has %d results, want all 3", len(got.Report.GetResults()))
+	}
+}
+
+func TestIntervalReports(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	startAgent(t, v, t.TempDir(), func(o *stream.Options) { o.Interval = time.Millisecond })
+	nextSession(t, v)
+	var last uint64
+	for range 3 {
+		r := nextReport(t, v)
+		if r.Report.GetSeq() <= last {
+			t.Fatalf("seq %d after %d", r.Report.GetSeq(), last)
+		}
+		last = r.Report.GetSeq()
+	}
+}
+
+func TestPolicySetChangeRunsAtOnce(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	startAgent(t, v, t.TempDir(), nil)
+	s := nextSession(t, v)
+	nextReport(t, v)
+	s.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_PolicySet{PolicySet: &agentv1.PolicySet{
+		Version: "v2", Policies: []*agentv1.Policy{{Id: "passes", Query: "SELECT 1 FROM pass"}},
+	}}})
+	got := nextReport(t, v)
+	if got.Report.GetPolicySetVersion() != "v2" || len(got.Report.GetResults()) != 1 {
+		t.Errorf("after new policy set: %s version %q, want 1 result for v2", got, got.Report.GetPolicySetVersion())
+	}
+}
+
+func TestResendUnackedAfterReconnect(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	v.AutoAck = false
+	startAgent(t, v, t.TempDir(), nil)
+	s := nextSession(t, v)
+	first := nextReport(t, v)
+
+	// The verifier stored it but the ack never arrived.
+	s.End(status.Error(codes.Unavailable, "restarting"))
+	nextSession(t, v)
+	resent := nextReport(t, v)
+	if resent.Report.GetSeq() != first.Report.GetSeq() || !resent.Duplicate {
+		t.Errorf("first report after reconnect = %s, want an exact resend of seq %d", resent, first.Report.GetSeq())
+	}
+	fresh := nextReport(t, v)
+	if fresh.Report.GetSeq() <= first.Report.GetSeq() || fresh.Duplicate {
+		t.Errorf("then %s, want a fresh report above seq %d", fresh, first.Report.GetSeq())
+	}
+}
+
+func TestAckedNotResent(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	a := startAgent(t, v, t.TempDir(), nil)
+	s := nextSession(t, v)
+	first := nextReport(t, v)
+	waitAcked(t, a.client, first.Report.GetSeq())
+	s.End(status.Error(codes.Unavailable, "restarting"))
+	nextSession(t, v)
+	got := nextReport(t, v)
+	if got.Duplicate || got.Report.GetSeq() <= first.Report.GetSeq() {
+		t.Errorf("after reconnect got %s; an acked report must not be resent", got)
+	}
+}
+
+func waitAcked(t *testing.T, c *stream.Client, seq uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Stats().Acked < seq {
+		if time.Now().After(deadline) {
+			t.Fatalf("seq %d never acked", seq)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestSeqMonotonicAcrossRestart(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	dir := t.TempDir()
+	var last uint64
+	for run := range 3 {
+		a := startAgent(t, v, dir, nil)
+		nextSession(t, v)
+		r := nextReport(t, v)
+		if r.Report.GetSeq() <= last || r.Duplicate {
+			t.Fatalf("run %d: report %s after seq %d", run, r, last)
+		}
+		last = r.Report.GetSeq()
+		a.stop(t)
+	}
+	if _, enrolls, _ := v.Counts(); enrolls != 1 {
+		t.Errorf("enrolled %d times, want once (identity kept in the state dir)", enrolls)
+	}
+}
+
+func TestBackoffOnError(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	v.RejectConnect = func(n int) error {
+		if n <= 4 {
+			return status.Error(codes.Unavailable, "busy")
+		}
+		return nil
+	}
+	var mu sync.Mutex
+	var waits []time.Duration
+	after := func(d time.Duration) <-chan time.Time {
+		if d < time.Hour { // reconnect waits, not the policy schedule
+			mu.Lock()
+			waits = append(waits, d)
+			mu.Unlock()
+		}
+		ch := make(chan time.Time, 1)
+		if d < time.Hour {
+			ch <- time.Now()
+		}
+		return ch
+	}
+	startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+		o.MinBackoff, o.MaxBackoff = time.Second, 4*time.Second
+		o.After = after
+		o.Jitter = func(n int64) int64 { return n - 1 } // the top of each range
+	})
+	nextSession(t, v)
+	nextReport(t, v)
+	mu.Lock()
+	defer mu.Unlock()
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second}
+	if len(waits) < len(want) {
+		t.Fatalf("waits = %v, want %v", waits, want)
+	}
+	for i, w := range want {
+		if waits[i] != w {
+			t.Errorf("wait %d = %s, want %s (capped exponential)", i, waits[i], w)
+		}
+	}
+}
+
+func TestRefusedReportIsDropped(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	dir := t.TempDir()
+	a := startAgent(t, v, dir, nil)
+	nextSession(t, v)
+	r := nextReport(t, v)
+	waitAcked(t, a.client, r.Report.GetSeq())
+	a.stop(t)
+
+	// The state dir forgets its seq (restored from an old backup): the
+	// verifier refuses the repeat, and the agent must move past it.
+	if err := state.WriteFile(dir+"/"+state.SeqFile, []byte("0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startAgent(t, v, dir, nil)
+	for {
+		got := nextReport(t, v)
+		if got.Report.GetSeq() > r.Report.GetSeq() {
+			break
+		}
+	}
+}
