@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	cmd := exec.Command("go", "build", "-o", dir+"/", "../verifier/cmd/clearance-verifier")
+	cmd := exec.Command("go", "build", "-o", dir+"/", "../verifier/cmd/clearance-verifier", "../agent/cmd/clearance-agent", "../pkg/osquerysim/cmd/osquery-sim")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building binaries:", err)
@@ -105,7 +105,14 @@ func startVerifier(t *testing.T, dataDir string) *verifier {
 // startVerifierWith starts the verifier with the given policy file.
 func startVerifierWith(t *testing.T, dataDir, policies string) *verifier {
 	t.Helper()
-	v := &verifier{t: t, dataDir: dataDir, grpcAddr: freePort(t), httpAddr: freePort(t), logs: &syncBuffer{}, exited: make(chan error, 1)}
+	return startVerifierAt(t, dataDir, policies, freePort(t), freePort(t))
+}
+
+// startVerifierAt starts the verifier on the given addresses (a restart
+// reuses its predecessor's, so agents find it again).
+func startVerifierAt(t *testing.T, dataDir, policies, grpcAddr, httpAddr string) *verifier {
+	t.Helper()
+	v := &verifier{t: t, dataDir: dataDir, grpcAddr: grpcAddr, httpAddr: httpAddr, logs: &syncBuffer{}, exited: make(chan error, 1)}
 	v.cmd = exec.Command(filepath.Join(binDir, "clearance-verifier"), "serve",
 		"--data-dir", dataDir, "--policies", policies,
 		"--grpc-listen", v.grpcAddr, "--http-listen", v.httpAddr, "--public-url", "https://localhost:8443")

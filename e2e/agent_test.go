@@ -1,0 +1,272 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+)
+
+// proc is a running binary whose output is kept for failure reports.
+type proc struct {
+	t      *testing.T
+	name   string
+	cmd    *exec.Cmd
+	logs   *syncBuffer
+	exited chan error
+}
+
+func startProc(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, logs: &syncBuffer{}, exited: make(chan error, 1)}
+	p.cmd = exec.Command(filepath.Join(binDir, name), args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("%s log:\n%s", name, p.logs.String())
+		}
+	})
+	return p
+}
+
+func (p *proc) stop() {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		p.t.Errorf("%s did not stop within 20s of SIGTERM", p.name)
+	}
+}
+
+// device polls GetDevice until cond holds or the wait runs out.
+func waitDevice(t *testing.T, v *verifier, what string, within time.Duration, cond func(*adminv1.GetDeviceResponse) bool) *adminv1.GetDeviceResponse {
+	t.Helper()
+	admin, ctx := v.admin()
+	deadline := time.Now().Add(within)
+	for {
+		list, err := admin.ListDevices(ctx, &adminv1.ListDevicesRequest{})
+		if err == nil && len(list.GetDevices()) == 1 {
+			got, err := admin.GetDevice(ctx, &adminv1.GetDeviceRequest{DeviceId: list.GetDevices()[0].GetDeviceId()})
+			if err == nil && cond(got) {
+				return got
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func statuses(got *adminv1.GetDeviceResponse) map[string]agentv1.PolicyStatus {
+	m := map[string]agentv1.PolicyStatus{}
+	for _, p := range got.GetPolicies() {
+		m[p.GetPolicyId()] = p.GetStatus()
+	}
+	return m
+}
+
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Write then rename, so the stand-in never reads half a file.
+	tmp := dst + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// interval is how often the agent runs every policy in these tests.
+const interval = 3 * time.Second
+
+// within is one interval plus room for start-up on a loaded machine.
+const within = interval + 10*time.Second
+
+// TestAgentEndToEnd runs the real verifier, the real agent and the osquery
+// stand-in: enroll, pass, flip to failing, live check, verifier restart and
+// agent restart.
+func TestAgentEndToEnd(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "verifier")
+	v := startVerifier(t, dataDir)
+	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
+
+	fixture := filepath.Join(dir, "mac.json")
+	copyFile(t, "../pkg/osquerysim/testdata/compliant-mac.json", fixture)
+	sock := filepath.Join(dir, "osq.sock")
+	startProc(t, "osquery-sim", "--socket", sock, "--fixture", fixture)
+
+	stateDir := filepath.Join(dir, "agent")
+	agentArgs := []string{"run", "--verifier", v.grpcAddr, "--ca-file", filepath.Join(dataDir, "ca.pem"),
+		"--enroll-secret", secret, "--osquery-socket", sock, "--state-dir", stateDir,
+		"--interval", interval.String(), "--managed-plist", filepath.Join(dir, "none.plist")}
+	agent := startProc(t, "clearance-agent", agentArgs...)
+
+	// 1. Enrolls and its passing report is visible.
+	got := waitDevice(t, v, "a compliant report", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetSummary().GetCompliant()
+	})
+	deviceID := got.GetDevice().GetDeviceId()
+	if got.GetDevice().GetFacts().GetHardwareUuid() == "" || got.GetDevice().GetFacts().GetPlatform() != "darwin" {
+		t.Fatalf("facts: %v", got.GetDevice().GetFacts())
+	}
+
+	// 2. The Mac falls out of compliance: visible within one interval.
+	copyFile(t, "../pkg/osquerysim/testdata/failing-mac.json", fixture)
+	got = waitDevice(t, v, "a failing report", within, func(g *adminv1.GetDeviceResponse) bool {
+		s := statuses(g)
+		return s["filevault"] == agentv1.PolicyStatus_POLICY_STATUS_FAIL && s["firewall"] == agentv1.PolicyStatus_POLICY_STATUS_FAIL
+	})
+	if got.GetDevice().GetSummary().GetCompliant() {
+		t.Fatal("failing device reported compliant")
+	}
+
+	// 3. A live check returns a fresh report within 2 s.
+	copyFile(t, "../pkg/osquerysim/testdata/compliant-mac.json", fixture)
+	time.Sleep(500 * time.Millisecond) // the stand-in polls its fixture every 200 ms
+	admin, ctx := v.admin()
+	rc, err := admin.RequestCheck(ctx, &adminv1.RequestCheckRequest{DeviceId: deviceID, Timeout: durationpb.New(2 * time.Second)})
+	if err != nil {
+		t.Fatalf("RequestCheck: %v", err)
+	}
+	for _, p := range rc.GetPolicies() {
+		if p.GetRequired() && p.GetStatus() != agentv1.PolicyStatus_POLICY_STATUS_PASS {
+			t.Fatalf("live check: %s = %s", p.GetPolicyId(), p.GetStatus())
+		}
+	}
+	seqBefore := rc.GetReport().GetReport().GetSeq()
+
+	// 4. The verifier is stopped and started again: the agent comes back by itself.
+	grpcAddr, httpAddr := v.grpcAddr, v.httpAddr
+	v.stop()
+	v = startVerifierAt(t, dataDir, policiesFile(t), grpcAddr, httpAddr)
+	got = waitDevice(t, v, "the agent to reconnect and report", within+30*time.Second, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetConnected() && g.GetDevice().GetLastSeq() > seqBefore
+	})
+	seqBefore = got.GetDevice().GetLastSeq()
+
+	// 5. The agent restarts: seq keeps climbing, no re-enrollment.
+	agent.stop()
+	startProc(t, "clearance-agent", agentArgs...)
+	got = waitDevice(t, v, "the restarted agent's report", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetConnected() && g.GetDevice().GetLastSeq() > seqBefore
+	})
+	if got.GetDevice().GetEnrollments() != 1 {
+		t.Fatalf("agent re-enrolled on restart: %d enrollments", got.GetDevice().GetEnrollments())
+	}
+}
+
+// TestAgentRestartsOsquery runs the agent in spawn mode with the stand-in as
+// its osqueryd, kills the child while restarts are made to fail, and expects
+// only ERROR results (never a stale PASS) until osquery can start again, and
+// then passing results from the new process.
+func TestAgentRestartsOsquery(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "verifier")
+	v := startVerifier(t, dataDir)
+	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
+	stateDir := filepath.Join(dir, "agent")
+
+	// osqueryd for the agent: the stand-in, unless the marker file exists.
+	broken := filepath.Join(dir, "osquery-broken")
+	wrapper := filepath.Join(dir, "osqueryd")
+	script := "#!/bin/sh\nif [ -e '" + broken + "' ]; then echo 'osqueryd: cannot start' >&2; exit 1; fi\nexec '" +
+		filepath.Join(binDir, "osquery-sim") + "' \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	startProc(t, "clearance-agent", "run", "--verifier", v.grpcAddr, "--ca-file", filepath.Join(dataDir, "ca.pem"),
+		"--enroll-secret", secret, "--osqueryd", wrapper, "--state-dir", stateDir,
+		"--interval", interval.String(), "--managed-plist", filepath.Join(dir, "none.plist"))
+
+	got := waitDevice(t, v, "a compliant report", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetSummary().GetCompliant()
+	})
+	lastSeq := got.GetDevice().GetLastSeq()
+
+	// osquery dies and cannot come back for now.
+	if err := os.WriteFile(broken, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pid := childPid(t, stateDir)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	got = waitDevice(t, v, "a report of ERROR results", within, func(g *adminv1.GetDeviceResponse) bool {
+		if g.GetDevice().GetLastSeq() == lastSeq {
+			return false
+		}
+		lastSeq = g.GetDevice().GetLastSeq()
+		s := g.GetDevice().GetSummary()
+		if s.GetPass() > 0 {
+			t.Fatalf("report %d has %d PASS results while osquery is down", lastSeq, s.GetPass())
+		}
+		return s.GetError() > 0
+	})
+	for _, p := range got.GetPolicies() {
+		if p.GetStatus() != agentv1.PolicyStatus_POLICY_STATUS_ERROR || p.GetMessage() == "" {
+			t.Fatalf("policy %s: %s %q, want ERROR with osquery's message", p.GetPolicyId(), p.GetStatus(), p.GetMessage())
+		}
+	}
+
+	// osquery can start again: the agent restarts it and passes again.
+	if err := os.Remove(broken); err != nil {
+		t.Fatal(err)
+	}
+	waitDevice(t, v, "passing results from a restarted osquery", within+60*time.Second, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetSummary().GetCompliant()
+	})
+	if childPid(t, stateDir) == pid {
+		t.Fatal("osquery was not restarted")
+	}
+}
+
+// childPid reads the spawned osqueryd's pid file under the agent's state dir.
+func childPid(t *testing.T, stateDir string) int {
+	t.Helper()
+	var found string
+	_ = filepath.WalkDir(stateDir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Name() == "osquery.pid" {
+			found = p
+		}
+		return nil
+	})
+	if found == "" {
+		t.Fatal("no osquery.pid under the agent's state dir")
+	}
+	b, err := os.ReadFile(found)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("pid file: %v", err)
+	}
+	return pid
+}
