@@ -10,7 +10,7 @@ GRPCURL_VERSION            := v1.9.4
 
 PROTOS := $(shell find proto/clearance -name '*.proto' | sort)
 
-.PHONY: all build tidy deps test fuzz generate check-generated tools demo bench vet clean
+.PHONY: all build cross tidy deps test fuzz generate check-generated tools demo bench vet clean
 
 all: build
 
@@ -57,8 +57,15 @@ tidy:
 deps:
 	@scripts/deps.sh
 
-## test: everything CI runs: generated code is current, vet/gofmt, all tests, fuzzing
-test: deps tools check-generated vet
+## cross: the agent for both Mac architectures (no cgo: the Secure Enclave
+## needs a darwin cgo toolchain, and the agent falls back to a key file) and Linux
+cross:
+	GOOS=darwin GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o /dev/null ./agent/cmd/clearance-agent
+	GOOS=darwin GOARCH=amd64 CGO_ENABLED=0 $(GO) build -o /dev/null ./agent/cmd/clearance-agent
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o /dev/null ./agent/cmd/clearance-agent
+
+## test: everything CI runs: generated code is current, vet/gofmt, cross-builds, all tests, fuzzing
+test: deps tools check-generated vet cross
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) --no-print-directory fuzz
 
