@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measures report ingest (signature verify + durable SQLite store) and, in
 # the same run on the same cores, the raw ECDSA P-256 verify it cannot go
-# below; prints both and their ratio.
+# below; prints both and their ratio. Then measures the agent at rest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 benchtime=${BENCHTIME:-2s}
@@ -20,3 +20,8 @@ awk '
     printf "%-44s %12.1f %12.0f\n", "report verify + store (SQLite, durable)", ing/1000, 1e9/ing
     printf "%-44s %12.2f\n", "ingest rate / raw verify rate", raw/ing
   }' "$out"
+
+echo
+echo "agent at rest (osquery stand-in, ${IDLE_SECONDS:-60}s; set IDLE_SECONDS to change):" >&2
+make --no-print-directory build >/dev/null
+scripts/agent-idle.sh | sed 's/^/  /'
