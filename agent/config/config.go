@@ -17,7 +17,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,6 +30,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/clearance/clearance/pkg/certpem"
 
 	"github.com/groob/plist"
 )
@@ -316,14 +317,14 @@ func (c *Config) CAPool() (*x509.CertPool, []*x509.Certificate, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s from %s: %w", KeyCAFile, c.Sources[KeyCAFile], err)
 		}
-		cs, err := parseCerts(raw)
+		cs, err := certpem.Parse(raw)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s from %s: %s: %w", KeyCAFile, c.Sources[KeyCAFile], c.CAFile, err)
 		}
 		certs = append(certs, cs...)
 	}
 	if c.CAPEM != "" {
-		cs, err := parseCerts([]byte(c.CAPEM))
+		cs, err := certpem.Parse([]byte(c.CAPEM))
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s from %s: %w", KeyCAPEM, c.Sources[KeyCAPEM], err)
 		}
@@ -349,29 +350,6 @@ func (c *Config) CAPool() (*x509.CertPool, []*x509.Certificate, error) {
 		pool.AddCert(cert)
 	}
 	return pool, certs, nil
-}
-
-func parseCerts(raw []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, raw = pem.Decode(raw)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		cert, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("parsing certificate: %w", err)
-		}
-		out = append(out, cert)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no PEM CERTIFICATE block found")
-	}
-	return out, nil
 }
 
 // readPlist reads a settings plist into strings by key. A missing file is
@@ -487,7 +465,7 @@ func setPath(field func(*Config) *string) func(*Config, string) error {
 }
 
 func setCAPEM(c *Config, v string) error {
-	if _, err := parseCerts([]byte(v)); err != nil {
+	if _, err := certpem.Parse([]byte(v)); err != nil {
 		return err
 	}
 	c.CAPEM = v

@@ -140,7 +140,7 @@ func TestInvalid(t *testing.T) {
 		{name: "bad fingerprint", flags: map[string]string{"ca-fingerprint": "abc"},
 			want: []string{"CAFingerprint", "64 hex digits"}},
 		{name: "bad inline CA", managed: plistDoc(str(KeyCAPEM, "not pem")),
-			want: []string{"CAPEM", "no PEM CERTIFICATE"}},
+			want: []string{"CAPEM", "no PEM certificate"}},
 		{name: "bad log level", env: map[string]string{"CLEARANCE_LOG_LEVEL": "loud"},
 			want: []string{"LogLevel", "loud"}},
 		{name: "state dir in local plist", local: plistDoc(str(KeyStateDir, "/elsewhere")),

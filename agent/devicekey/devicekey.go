@@ -18,6 +18,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/clearance/clearance/pkg/atomicfile"
+
 	"go.step.sm/crypto/keyutil"
 	"go.step.sm/crypto/kms"
 	"go.step.sm/crypto/kms/apiv1"
@@ -84,7 +86,7 @@ func Open(ctx context.Context, dir *state.Dir, opts Options) (*Key, error) {
 		if serr == nil {
 			k, err := createSecureEnclave(ctx)
 			if err == nil {
-				if err := state.WriteFile(dir.File(state.KeyURIFile), []byte(k.URI+"\n"), 0o600); err != nil {
+				if err := atomicfile.Write(dir.File(state.KeyURIFile), []byte(k.URI+"\n"), 0o600); err != nil {
 					return nil, fmt.Errorf("recording key uri: %w", err)
 				}
 				log.Info("device key created", "storage", k.Storage)
@@ -188,11 +190,11 @@ func createFile(dir *state.Dir) (*Key, error) {
 		return nil, fmt.Errorf("encoding device key: %w", err)
 	}
 	path := dir.File(state.KeyFile)
-	if err := state.WriteFile(path, pemEncode(block), 0o600); err != nil {
+	if err := atomicfile.Write(path, pemEncode(block), 0o600); err != nil {
 		return nil, fmt.Errorf("writing device key: %w", err)
 	}
 	uri := "softkms:path=" + path
-	if err := state.WriteFile(dir.File(state.KeyURIFile), []byte(uri+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(dir.File(state.KeyURIFile), []byte(uri+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("recording key uri: %w", err)
 	}
 	return &Key{Signer: priv.(crypto.Signer), URI: uri, Storage: KeyFile}, nil

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/clearance/clearance/agent/state"
+	"github.com/clearance/clearance/pkg/atomicfile"
 	"github.com/clearance/clearance/pkg/report"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -94,7 +95,7 @@ func TestSecureEnclaveFallback(t *testing.T) {
 	}
 	// A Secure Enclave key recorded by another build cannot be used here,
 	// and the error says why.
-	if err := state.WriteFile(dir.File(state.KeyURIFile), []byte("mackms:label=com.clearance.agent.device;se=true\n"), 0o600); err != nil {
+	if err := atomicfile.Write(dir.File(state.KeyURIFile), []byte("mackms:label=com.clearance.agent.device;se=true\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	_, err = Open(context.Background(), dir, Options{})

@@ -30,6 +30,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clearance/clearance/pkg/atomicfile"
+	"github.com/clearance/clearance/pkg/certpem"
+
 	"google.golang.org/protobuf/proto"
 
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
@@ -136,13 +139,13 @@ func (d *Dir) SaveIdentity(id *Identity) error {
 	if err != nil {
 		return err
 	}
-	if err := WriteFile(d.File(IdentityFile), append(raw, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(d.File(IdentityFile), append(raw, '\n'), 0o600); err != nil {
 		return fmt.Errorf("saving identity: %w", err)
 	}
-	if err := WriteFile(d.File(ChainFile), encodeCerts(id.Chain), 0o644); err != nil {
+	if err := atomicfile.Write(d.File(ChainFile), encodeCerts(id.Chain), 0o644); err != nil {
 		return fmt.Errorf("saving chain: %w", err)
 	}
-	if err := WriteFile(d.File(CertFile), encodeCerts([]*x509.Certificate{id.Cert}), 0o644); err != nil {
+	if err := atomicfile.Write(d.File(CertFile), encodeCerts([]*x509.Certificate{id.Cert}), 0o644); err != nil {
 		return fmt.Errorf("saving certificate: %w", err)
 	}
 	return nil
@@ -206,7 +209,7 @@ func (d *Dir) RaiseSeq(floor uint64) (uint64, error) {
 		return 0, err
 	}
 	next := max(cur, floor) + 1
-	if err := WriteFile(d.File(SeqFile), []byte(strconv.FormatUint(next, 10)+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(d.File(SeqFile), []byte(strconv.FormatUint(next, 10)+"\n"), 0o600); err != nil {
 		return 0, fmt.Errorf("saving seq: %w", err)
 	}
 	d.seq = next
@@ -219,7 +222,7 @@ func (d *Dir) SavePolicySet(ps *agentv1.PolicySet) error {
 	if err != nil {
 		return err
 	}
-	return WriteFile(d.File(PolicySetFile), raw, 0o600)
+	return atomicfile.Write(d.File(PolicySetFile), raw, 0o600)
 }
 
 // LoadPolicySet returns the cached PolicySet, or nil if there is none.
@@ -238,70 +241,16 @@ func (d *Dir) LoadPolicySet() (*agentv1.PolicySet, error) {
 	return ps, nil
 }
 
-// WriteFile replaces path atomically: write a temporary file in the same
-// directory, fsync it, rename it over path, fsync the directory.
-func WriteFile(path string, data []byte, perm fs.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	if d, err := os.Open(dir); err == nil {
-		serr := d.Sync()
-		d.Close()
-		if serr != nil {
-			return fmt.Errorf("syncing %s: %w", dir, serr)
-		}
-	}
-	return nil
-}
-
 func readCerts(path string) ([]*x509.Certificate, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, raw = pem.Decode(raw)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("parsing %s: %w", path, err)
-		}
-		out = append(out, c)
+	certs, err := certpem.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
-	return out, nil
+	return certs, nil
 }
 
 func encodeCerts(certs []*x509.Certificate) []byte {

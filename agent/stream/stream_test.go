@@ -16,6 +16,7 @@ import (
 	"github.com/clearance/clearance/agent/osquery"
 	"github.com/clearance/clearance/agent/state"
 	"github.com/clearance/clearance/agent/stream"
+	"github.com/clearance/clearance/pkg/atomicfile"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
 
@@ -350,7 +351,7 @@ func TestRefusedReportIsDropped(t *testing.T) {
 
 	// The state dir forgets its seq (restored from an old backup): the
 	// verifier refuses the repeat, and the agent must move past it.
-	if err := state.WriteFile(dir+"/"+state.SeqFile, []byte("0\n"), 0o600); err != nil {
+	if err := atomicfile.Write(dir+"/"+state.SeqFile, []byte("0\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	startAgent(t, v, dir, nil)

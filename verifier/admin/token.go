@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/clearance/clearance/pkg/atomicfile"
 )
 
 // TokenFile is the admin token's file name in the data dir.
@@ -25,27 +26,7 @@ func LoadOrCreateToken(path string) (string, error) {
 			return "", err
 		}
 		tok := base64.RawURLEncoding.EncodeToString(raw[:])
-		tmp, err := os.CreateTemp(filepath.Dir(path), ".admin.token-*")
-		if err != nil {
-			return "", fmt.Errorf("creating admin token: %w", err)
-		}
-		defer os.Remove(tmp.Name())
-		if err := tmp.Chmod(0o600); err != nil {
-			tmp.Close()
-			return "", err
-		}
-		if _, err := tmp.WriteString(tok + "\n"); err != nil {
-			tmp.Close()
-			return "", err
-		}
-		if err := tmp.Sync(); err != nil {
-			tmp.Close()
-			return "", err
-		}
-		if err := tmp.Close(); err != nil {
-			return "", err
-		}
-		if err := os.Rename(tmp.Name(), path); err != nil {
+		if err := atomicfile.Write(path, []byte(tok+"\n"), 0o600); err != nil {
 			return "", fmt.Errorf("creating admin token: %w", err)
 		}
 		return tok, nil

@@ -14,6 +14,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+
+	"github.com/clearance/clearance/pkg/atomicfile"
+	"github.com/clearance/clearance/pkg/certpem"
 )
 
 // Errors LoadOrCreate returns for files it will not use; match with errors.Is.
@@ -98,7 +101,7 @@ func (p pair) write(leaf []byte, chain [][]byte, key crypto.Signer) error {
 			return fmt.Errorf("encoding %s: %w", p.keyName, err)
 		}
 		data := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-		if err := writeFileAtomic(p.dir.path(p.keyName), data, keyFileMode); err != nil {
+		if err := atomicfile.Write(p.dir.path(p.keyName), data, keyFileMode); err != nil {
 			return err
 		}
 	}
@@ -106,7 +109,7 @@ func (p pair) write(leaf []byte, chain [][]byte, key crypto.Signer) error {
 	for _, der := range chain {
 		data = append(data, pemCert(der)...)
 	}
-	return writeFileAtomic(p.dir.path(p.certName), data, certFileMode)
+	return atomicfile.Write(p.dir.path(p.certName), data, certFileMode)
 }
 
 func readKey(path string) (crypto.Signer, error) {
@@ -155,76 +158,5 @@ func readCerts(path string) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	var certs []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("unexpected PEM block %q", block.Type)
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		certs = append(certs, c)
-	}
-	if len(bytes.TrimSpace(data)) != 0 {
-		return nil, errors.New("data that is not PEM")
-	}
-	if len(certs) == 0 {
-		return nil, errors.New("no certificate")
-	}
-	return certs, nil
-}
-
-// writeFileAtomic writes through a temporary file in the same directory and
-// renames it into place, so readers and a restart after a crash see either
-// the old content or the new, never a torn file.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
-	name := filepath.Base(path)
-	f, err := os.CreateTemp(filepath.Dir(path), "."+name+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-			err = fmt.Errorf("writing %s: %w", name, err)
-		}
-	}()
-	// Chmod, not the create mode, so the umask cannot widen or narrow it.
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// syncDir makes a rename durable. Windows cannot fsync a directory; there
-// the rename is as durable as it gets.
-func syncDir(path string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return certpem.Parse(data)
 }
