@@ -108,8 +108,14 @@ type Authority struct {
 	deviceCA   *x509.Certificate
 	deviceKey  crypto.Signer
 	devicePool *x509.CertPool
-	server     tls.Certificate
 	report     Report
+
+	// The server certificate is re-issued in place while running, so it
+	// and what is needed to re-issue it sit behind serverMu.
+	serverMu   sync.RWMutex
+	server     tls.Certificate
+	serverPair pair
+	hosts      hostSet
 }
 
 // LoadOrCreate loads the PKI from dataDir, creating it on first start and
@@ -166,9 +172,12 @@ func LoadOrCreate(dataDir string, opts Options) (*Authority, error) {
 
 	// 2. The TLS server certificate: kept if it still fits, otherwise
 	// re-issued for the same key so that only tls.pem is rewritten.
-	if err := a.loadOrIssueServerCert(d.pair(TLSCertFile, TLSKeyFile), hosts, now); err != nil {
+	a.serverPair, a.hosts = d.pair(TLSCertFile, TLSKeyFile), hosts
+	reason, err := a.loadOrIssueServerCert(now)
+	if err != nil {
 		return nil, err
 	}
+	a.report.ServerCert = reason
 	return a, nil
 }
 
@@ -192,7 +201,29 @@ func (a *Authority) Chain() [][]byte {
 
 // ServerCertificate is the TLS server certificate with its chain (leaf,
 // device CA), for the gRPC and HTTP listeners.
-func (a *Authority) ServerCertificate() tls.Certificate { return a.server }
+func (a *Authority) ServerCertificate() tls.Certificate {
+	a.serverMu.RLock()
+	defer a.serverMu.RUnlock()
+	return a.server
+}
+
+// GetServerCertificate is for tls.Config.GetCertificate: listeners that use
+// it serve a re-issued certificate without a restart.
+func (a *Authority) GetServerCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c := a.ServerCertificate()
+	return &c, nil
+}
+
+// RefreshServerCert checks the server certificate against the clock, as
+// LoadOrCreate does at start, and re-issues it for the same key (rewriting
+// tls.pem) when it is about to expire. A verifier that runs longer than the
+// certificate's life calls this periodically so it never serves an expired
+// certificate. It returns why it re-issued, or ServerCertKept.
+func (a *Authority) RefreshServerCert() (ServerCertReason, error) {
+	a.serverMu.Lock()
+	defer a.serverMu.Unlock()
+	return a.loadOrIssueServerCert(a.now())
+}
 
 // RootPool holds the root CA: what a client (or a test) verifies the server against.
 func (a *Authority) RootPool() *x509.CertPool { return a.rootPool.Clone() }
@@ -286,46 +317,48 @@ func checkCA(c *x509.Certificate, name string, now time.Time) error {
 	return nil
 }
 
-func (a *Authority) loadOrIssueServerCert(p pair, hosts hostSet, now time.Time) error {
+// loadOrIssueServerCert loads tls.pem/tls.key, re-issuing the certificate
+// if it no longer fits; callers other than LoadOrCreate hold serverMu.
+func (a *Authority) loadOrIssueServerCert(now time.Time) (ServerCertReason, error) {
+	p, hosts := a.serverPair, a.hosts
 	state, err := p.state()
 	if err != nil {
-		return err
+		return "", err
 	}
 	var key crypto.Signer
 	reason := ServerCertCreated
 	switch state {
 	case pairPartial:
-		return partialError(string(p.dir), p)
+		return "", partialError(string(p.dir), p)
 	case pairComplete:
 		leaf, rest, k, err := p.load()
 		if err != nil {
-			return err
+			return "", err
 		}
 		key = k
 		reason = a.serverCertReason(leaf, rest, hosts, now)
 		if reason == ServerCertKept {
 			a.server = tlsCertificate(leaf, a.deviceCA, key)
-			return nil
+			return ServerCertKept, nil
 		}
 	case pairAbsent:
 		if key, err = newKey(curveServer); err != nil {
-			return err
+			return "", err
 		}
 	}
 	leaf, err := a.issueServerCert(key.Public(), hosts, now)
 	if err != nil {
-		return err
+		return "", err
 	}
 	var newKey crypto.Signer
 	if state == pairAbsent {
 		newKey = key
 	}
 	if err := p.write(leaf.Raw, [][]byte{a.deviceCA.Raw}, newKey); err != nil {
-		return err
+		return "", err
 	}
 	a.server = tlsCertificate(leaf, a.deviceCA, key)
-	a.report.ServerCert = reason
-	return nil
+	return reason, nil
 }
 
 func (a *Authority) serverCertReason(leaf *x509.Certificate, rest []*x509.Certificate, hosts hostSet, now time.Time) ServerCertReason {

@@ -135,9 +135,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	// one. agentapi.Authenticate verifies them per call, so an expired or
 	// revoked certificate gets a precise status instead of a handshake error.
 	grpcTLS := &tls.Config{
-		Certificates: []tls.Certificate{s.CA.ServerCertificate()},
-		ClientAuth:   tls.RequestClientCert,
-		MinVersion:   tls.VersionTLS12,
+		GetCertificate: s.CA.GetServerCertificate,
+		ClientAuth:     tls.RequestClientCert,
+		MinVersion:     tls.VersionTLS12,
 	}
 	unaryAuth, streamAuth := admin.TokenAuth(token)
 	s.grpc = grpc.NewServer(
@@ -167,7 +167,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		// HTTPS with the same server certificate; nothing here needs a client certificate.
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{s.CA.ServerCertificate()}, MinVersion: tls.VersionTLS12},
+		TLSConfig: &tls.Config{GetCertificate: s.CA.GetServerCertificate, MinVersion: tls.VersionTLS12},
 	}
 	return s, nil
 }
@@ -249,6 +249,29 @@ func (s *Server) Actors(g *run.Group) error {
 			}
 		}
 	}, func(error) { signal.Stop(hup); close(stopHup) })
+
+	// The server certificate is renewed in place well before it expires
+	// (listeners pick it up through GetCertificate), however long the
+	// verifier runs.
+	stopRenew := make(chan struct{})
+	g.Add("server-cert", func() error {
+		t := time.NewTicker(12 * time.Hour)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				reason, err := s.CA.RefreshServerCert()
+				switch {
+				case err != nil:
+					log.Error("renewing the server certificate failed", "err", err)
+				case reason != ca.ServerCertKept:
+					log.Info("server certificate re-issued", "reason", string(reason))
+				}
+			case <-stopRenew:
+				return nil
+			}
+		}
+	}, func(error) { close(stopRenew) })
 
 	// Expired nonces are swept so the table stays small.
 	stopGC := make(chan struct{})
