@@ -179,6 +179,15 @@ func TestAgentEndToEnd(t *testing.T) {
 	if got.GetDevice().GetEnrollments() != 1 {
 		t.Fatalf("agent re-enrolled on restart: %d enrollments", got.GetDevice().GetEnrollments())
 	}
+
+	// The enroll secret reaches neither log, and the device key is private.
+	if strings.Contains(agent.logs.String(), secret) || strings.Contains(v.logs.String(), secret) {
+		t.Error("a log contains the enroll secret")
+	}
+	st, err := os.Stat(filepath.Join(stateDir, "device.key"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("device key: %v, %v; want mode 0600", st, err)
+	}
 }
 
 // TestAgentRestartsOsquery runs the agent in spawn mode with the stand-in as
