@@ -1,0 +1,463 @@
+// Package decision owns the access decision made at sign-in: given what the
+// verifier knows about a device (its record, its latest verified posture
+// report, the policies in force and the clock), may the user in front of it
+// sign in, and if not, why and what must they fix.
+//
+// Decide is a pure function: no I/O, no clock reads, no goroutines. Whoever
+// calls it (the SAML IdP, the admin API's dry run) gathers the inputs, runs
+// any live check first, and stores and logs the Decision it returns. That
+// keeps every rule testable without a network and makes the decision log a
+// faithful record of exactly what was decided from what.
+//
+// It fails closed: anything it cannot vouch for denies.
+package decision
+
+import (
+	"strconv"
+	"time"
+
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// Defaults for Input's zero fields.
+const (
+	// DefaultMaxPostureAge is how old the latest report may be (issue 4's
+	// max_posture_age).
+	DefaultMaxPostureAge = 5 * time.Minute
+	// DefaultMaxClockSkew is how far in the future a report's observed_at may
+	// be. It equals ingest.DefaultMaxSkew so that a report ingest accepted is
+	// not then refused here for the same clock; set both from one setting.
+	DefaultMaxClockSkew = 5 * time.Minute
+	// DefaultLiveCheckAfter is the age past which a live check is worth
+	// asking for before deciding (issue 4's live_check_after).
+	DefaultLiveCheckAfter = 30 * time.Second
+)
+
+// Input is everything a decision depends on. The caller reads it from
+// storage and the request; Decide reads nothing else.
+type Input struct {
+	// Device is the device the browser certificate maps to; nil when the
+	// certificate names no enrolled device.
+	Device *storage.Device
+	// Report is the device's latest verified report (after any live check);
+	// nil if it has none.
+	Report *agentv1.PostureReport
+	// ReportReceivedAt is when the verifier stored Report (storage.Report's
+	// ReceivedAt). It caps how fresh the report can look: see Decide.
+	// Zero when unknown.
+	ReportReceivedAt time.Time
+	// Policies is the policy set in force now. nil (not loaded) denies; an
+	// empty set requires nothing.
+	Policies *agentv1.PolicySet
+	// Username is the Okta username from the AuthnRequest's Subject. It is
+	// only recorded; access depends on the device, not on who is signing in.
+	Username string
+	// Now is the time of the decision.
+	Now time.Time
+	// MaxPostureAge bounds the report's age (default DefaultMaxPostureAge).
+	MaxPostureAge time.Duration
+	// MaxClockSkew bounds how far observed_at may be ahead of Now (default
+	// DefaultMaxClockSkew).
+	MaxClockSkew time.Duration
+	// LiveCheck is what the caller's live check (CheckNow) did before
+	// deciding. It only changes what a stale or absent report is told to
+	// the user, and is recorded.
+	LiveCheck LiveCheck
+}
+
+// LiveCheck is the outcome of asking the agent to report now.
+type LiveCheck int
+
+const (
+	// LiveCheckNone: no live check was made (the report was recent enough,
+	// or the caller does not live-check).
+	LiveCheckNone LiveCheck = iota
+	// LiveCheckAnswered: the agent answered and Report is its answer.
+	LiveCheckAnswered
+	// LiveCheckTimedOut: the agent was asked but no report arrived in time;
+	// the decision falls back to the latest stored report.
+	LiveCheckTimedOut
+	// LiveCheckOffline: the agent is not connected, so it could not be asked.
+	LiveCheckOffline
+)
+
+// String is the value logged and stored for l.
+func (l LiveCheck) String() string {
+	switch l {
+	case LiveCheckNone:
+		return "none"
+	case LiveCheckAnswered:
+		return "answered"
+	case LiveCheckTimedOut:
+		return "timed_out"
+	case LiveCheckOffline:
+		return "agent_offline"
+	}
+	return "unknown_" + strconv.Itoa(int(l))
+}
+
+// Reason is one stable, machine-readable reason for a decision. It is logged,
+// stored in the decision log, used as a metric label and picks the page the
+// user sees, so the values never change once released.
+//
+// When several reasons apply, the first in this list wins (precedence): the
+// device's identity matters before its posture, and a posture can only be
+// judged from a usable, fresh report. Decision.Failing still lists every
+// failing policy whatever the reason.
+type Reason string
+
+const (
+	// ReasonAllowed: every check passed.
+	ReasonAllowed Reason = "allowed"
+	// ReasonUnknownDevice: no enrolled device (nil Device, or one with no ID).
+	ReasonUnknownDevice Reason = "unknown_device"
+	// ReasonDeviceRevoked: the device is revoked.
+	ReasonDeviceRevoked Reason = "device_revoked"
+	// ReasonNoPolicies: no policy set is loaded, so nothing can be vouched
+	// for. An empty but loaded set is not this: it requires nothing.
+	ReasonNoPolicies Reason = "no_policies"
+	// ReasonNoReport: the device has never sent a usable report (nil, or
+	// without a valid observed_at, which ingest never stores).
+	ReasonNoReport Reason = "no_report"
+	// ReasonDeviceMismatch: the report is about another device than the one
+	// the certificate names. Ingest prevents this; a caller bug must not
+	// lend one Mac's posture to another.
+	ReasonDeviceMismatch Reason = "device_mismatch"
+	// ReasonClockSkew: the report's observed_at is more than MaxClockSkew
+	// ahead of now: the Mac's clock is wrong and its times cannot be used.
+	ReasonClockSkew Reason = "clock_skew"
+	// ReasonStalePosture: the report is older than MaxPostureAge.
+	ReasonStalePosture Reason = "stale_posture"
+	// ReasonPolicyFailed: a required policy's query returned no rows (FAIL).
+	ReasonPolicyFailed Reason = "policy_failed"
+	// ReasonPolicyError: a required policy's query could not run (ERROR).
+	ReasonPolicyError Reason = "policy_error"
+	// ReasonPolicyMissing: the report has no result for a required policy
+	// (or one with no valid status), e.g. a policy added since the agent
+	// last ran. Missing never counts as passing.
+	ReasonPolicyMissing Reason = "policy_missing"
+)
+
+// Reasons lists every reason in precedence order (allowed last: it applies
+// only when nothing else does).
+var Reasons = []Reason{
+	ReasonUnknownDevice, ReasonDeviceRevoked, ReasonNoPolicies, ReasonNoReport,
+	ReasonDeviceMismatch, ReasonClockSkew, ReasonStalePosture,
+	ReasonPolicyFailed, ReasonPolicyError, ReasonPolicyMissing, ReasonAllowed,
+}
+
+// Status is one policy's outcome in a decision, in the words people see.
+type Status string
+
+const (
+	StatusPass  Status = "PASS"
+	StatusFail  Status = "FAIL"
+	StatusError Status = "ERROR"
+	// StatusMissing: no result in the report, or one with no valid status.
+	StatusMissing Status = "MISSING"
+)
+
+// Finding is one policy of the set in force, joined with its result.
+type Finding struct {
+	PolicyID    string
+	Name        string
+	Description string
+	Status      Status
+	// Message is osquery's message for ERROR; empty otherwise.
+	Message string
+	// Resolution tells the user how to pass.
+	Resolution string
+	Required   bool
+	// Critical policies are never bypassable. There is no bypass feature
+	// yet; it is recorded so that one, when added, cannot waive them.
+	Critical bool
+}
+
+// Decision is the outcome of Decide: what the user sees and what is logged.
+type Decision struct {
+	Allow  bool
+	Reason Reason
+	// Message is what the user is told: plain English, no jargon.
+	Message string
+	// Failing lists every required policy that is not PASS, in policy-set
+	// order, whatever policy Reason wins. Empty when the decision was made
+	// before the policies were judged (device, policy set, report or
+	// freshness reasons): those posture results are unknown, not failing.
+	Failing []Finding
+	// Advisory lists policies that are not required and not PASS. They never
+	// deny; the remediation page may show them as recommendations.
+	Advisory []Finding
+	// Results has every policy of the set with its outcome, in set order,
+	// for the decision log. nil when the policies were not judged.
+	Results []Finding
+
+	// Context for the record.
+	DeviceID   string
+	DeviceName string // the device's hostname, shown on the remediation page
+	Username   string
+	// PolicySetVersion is the set in force; ReportPolicySetVersion the one
+	// the agent ran. They differ after a policy change until the agent
+	// reports again; results are matched by policy id (see Decide).
+	PolicySetVersion       string
+	ReportPolicySetVersion string
+	ReportSeq              uint64
+	ObservedAt             time.Time
+	// PostureAge is how old the report counted as (see Decide); zero when
+	// the decision was made before freshness was measured.
+	PostureAge time.Duration
+	LiveCheck  LiveCheck
+}
+
+// Bypassable reports whether d is a denial that a future per-policy
+// exception could lift: only required policies failed, and none of them is
+// critical. Device, report and freshness denials are never bypassable.
+func (d Decision) Bypassable() bool {
+	switch d.Reason {
+	case ReasonPolicyFailed, ReasonPolicyError, ReasonPolicyMissing:
+	default:
+		return false
+	}
+	for _, f := range d.Failing {
+		if f.Critical {
+			return false
+		}
+	}
+	return len(d.Failing) > 0
+}
+
+// Decide decides whether the device in in may be used to sign in.
+//
+// Rules, in precedence order (the first that applies is the Reason):
+//
+//  1. unknown device, 2. revoked device, 3. no policy set loaded,
+//  4. no usable report, 5. report about another device,
+//  6. observed_at more than MaxClockSkew in the future,
+//  7. report older than MaxPostureAge,
+//  8. any required policy FAIL, 9. ERROR, 10. missing.
+//
+// Freshness: a report's age is measured from its observed_at (when the
+// agent ran the queries, which is what the posture describes), but never
+// from later than ReportReceivedAt: a Mac whose clock runs ahead cannot make
+// its report look newer than the moment the verifier received it. A report
+// exactly MaxPostureAge old is still fresh (the same boundary ingest uses).
+//
+// Policies are matched to results by policy id, whatever policy set version
+// the report names: after a policy change, unchanged policies keep their
+// results, and a new required policy has no result, so it is missing and
+// denies until the agent runs it. (A changed query under the same id keeps
+// its old result until the agent reports again, at most MaxPostureAge;
+// NeedsLiveCheck asks for a live check when the versions differ, which
+// closes that window for connected agents.) Results for policies no longer
+// in the set are ignored.
+//
+// A policy counts for access when it is required or critical (the policy
+// loader refuses a critical policy that is not required, so this matches the
+// admin view's summary for every loadable set).
+func Decide(in Input) Decision {
+	d := Decision{
+		Username:               in.Username,
+		PolicySetVersion:       in.Policies.GetVersion(),
+		ReportPolicySetVersion: in.Report.GetPolicySetVersion(),
+		ReportSeq:              in.Report.GetSeq(),
+		LiveCheck:              in.LiveCheck,
+	}
+	if in.Device != nil {
+		d.DeviceID, d.DeviceName = in.Device.ID, in.Device.Hostname
+	}
+
+	// 1-2. Who is this device?
+	switch {
+	case in.Device == nil || in.Device.ID == "":
+		return d.deny(ReasonUnknownDevice, msgUnknownDevice)
+	case in.Device.Revoked():
+		return d.deny(ReasonDeviceRevoked, msgDeviceRevoked)
+	}
+
+	// 3. Without the policies in force there is nothing to hold the device to.
+	if in.Policies == nil {
+		return d.deny(ReasonNoPolicies, msgNoPolicies)
+	}
+
+	// 4-7. Is there a report that describes this device now?
+	ts := in.Report.GetObservedAt()
+	if in.Report == nil || ts == nil || ts.CheckValid() != nil {
+		return d.deny(ReasonNoReport, d.unreachable(msgNoReport))
+	}
+	if in.Report.GetDeviceId() != in.Device.ID {
+		return d.deny(ReasonDeviceMismatch, msgDeviceMismatch)
+	}
+	observed := ts.AsTime()
+	d.ObservedAt = observed
+	if observed.Sub(in.Now) > orDefault(in.MaxClockSkew, DefaultMaxClockSkew) {
+		return d.deny(ReasonClockSkew, msgClockSkew)
+	}
+	d.PostureAge = in.Now.Sub(anchor(observed, in.ReportReceivedAt))
+	if d.PostureAge > orDefault(in.MaxPostureAge, DefaultMaxPostureAge) {
+		return d.deny(ReasonStalePosture, d.unreachable(msgStale))
+	}
+
+	// 8-10. Does it pass every policy that counts?
+	d.judge(in.Policies, in.Report)
+	var fail, errs, missing int
+	for _, f := range d.Failing {
+		switch f.Status {
+		case StatusFail:
+			fail++
+		case StatusError:
+			errs++
+		default:
+			missing++
+		}
+	}
+	switch {
+	case fail > 0:
+		return d.deny(ReasonPolicyFailed, msgPolicyFailed)
+	case errs > 0:
+		return d.deny(ReasonPolicyError, msgPolicyError)
+	case missing > 0:
+		return d.deny(ReasonPolicyMissing, msgPolicyMissing)
+	}
+	d.Allow, d.Reason, d.Message = true, ReasonAllowed, msgAllowed
+	return d
+}
+
+// NeedsLiveCheck reports whether the caller should ask the agent for a fresh
+// report (CheckNow) before deciding: the device could be allowed at all, and
+// its latest report is missing, older than after (default
+// DefaultLiveCheckAfter), or was made for another policy set version. It
+// applies the same freshness rule as Decide and, like it, reads no clock.
+func NeedsLiveCheck(in Input, after time.Duration) bool {
+	if in.Device == nil || in.Device.ID == "" || in.Device.Revoked() || in.Policies == nil {
+		return false // nothing a fresh report could change
+	}
+	ts := in.Report.GetObservedAt()
+	if in.Report == nil || ts == nil || ts.CheckValid() != nil {
+		return true
+	}
+	if in.Report.GetPolicySetVersion() != in.Policies.GetVersion() {
+		return true
+	}
+	return in.Now.Sub(anchor(ts.AsTime(), in.ReportReceivedAt)) > orDefault(after, DefaultLiveCheckAfter)
+}
+
+// anchor is the instant a report's age is counted from: observed_at, or the
+// receive time if that is earlier (the device clock ran ahead).
+func anchor(observed, received time.Time) time.Time {
+	if !received.IsZero() && received.Before(observed) {
+		return received
+	}
+	return observed
+}
+
+func orDefault(v, def time.Duration) time.Duration {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// judge joins the policy set with the report's results into d's findings.
+func (d *Decision) judge(ps *agentv1.PolicySet, r *agentv1.PostureReport) {
+	find := resultFinder(r.GetResults())
+	policies := ps.GetPolicies()
+	d.Results = make([]Finding, 0, len(policies))
+	for _, p := range policies {
+		f := Finding{
+			PolicyID:    p.GetId(),
+			Name:        p.GetName(),
+			Description: p.GetDescription(),
+			Resolution:  p.GetResolution(),
+			Required:    p.GetRequired() || p.GetCritical(),
+			Critical:    p.GetCritical(),
+			Status:      StatusMissing,
+		}
+		res := find(p.GetId())
+		switch res.GetStatus() {
+		case agentv1.PolicyStatus_POLICY_STATUS_PASS:
+			f.Status = StatusPass
+		case agentv1.PolicyStatus_POLICY_STATUS_FAIL:
+			f.Status = StatusFail
+		case agentv1.PolicyStatus_POLICY_STATUS_ERROR:
+			f.Status, f.Message = StatusError, res.GetMessage()
+		}
+		d.Results = append(d.Results, f)
+		switch {
+		case f.Status == StatusPass:
+		case f.Required:
+			d.Failing = append(d.Failing, f)
+		default:
+			d.Advisory = append(d.Advisory, f)
+		}
+	}
+}
+
+// smallReport is the result count up to which results are found by a linear
+// scan: typical sets have about ten policies, and scanning them is cheaper
+// than building a map on every sign-in.
+const smallReport = 16
+
+// resultFinder returns a lookup of a report's result by policy id. Ingest
+// refuses a report that names a policy twice; should one get here anyway, the
+// first non-PASS result wins, so a PASS never hides a FAIL or ERROR.
+func resultFinder(results []*agentv1.PolicyResult) func(id string) *agentv1.PolicyResult {
+	if len(results) <= smallReport {
+		return func(id string) *agentv1.PolicyResult {
+			var found *agentv1.PolicyResult
+			for _, res := range results {
+				if res.GetPolicyId() != id {
+					continue
+				}
+				if res.GetStatus() != agentv1.PolicyStatus_POLICY_STATUS_PASS {
+					return res
+				}
+				found = res
+			}
+			return found
+		}
+	}
+	byID := make(map[string]*agentv1.PolicyResult, len(results))
+	for _, res := range results {
+		if prev, ok := byID[res.GetPolicyId()]; ok && prev.GetStatus() != agentv1.PolicyStatus_POLICY_STATUS_PASS {
+			continue
+		}
+		byID[res.GetPolicyId()] = res
+	}
+	return func(id string) *agentv1.PolicyResult { return byID[id] }
+}
+
+func (d Decision) deny(r Reason, msg string) Decision {
+	d.Allow, d.Reason, d.Message = false, r, msg
+	return d
+}
+
+// unreachable picks the message for a missing or stale report: when a live
+// check just failed, the user is told that the agent could not be reached,
+// which is what they can act on.
+func (d Decision) unreachable(msg string) string {
+	switch d.LiveCheck {
+	case LiveCheckTimedOut:
+		return msgTimedOut
+	case LiveCheckOffline:
+		return msgOffline
+	}
+	return msg
+}
+
+// What the user is told. The remediation page adds the device name and, for
+// policy denials, each failing policy with its resolution.
+const (
+	msgAllowed        = "This Mac meets your organization's security requirements."
+	msgUnknownDevice  = "This Mac isn't set up for secure sign-in. Ask your IT team to set it up."
+	msgDeviceRevoked  = "This Mac is no longer allowed to sign in. Contact your IT team."
+	msgNoPolicies     = "Sign-in can't be checked right now because the security requirements aren't available. Try again in a few minutes, or contact your IT team."
+	msgNoReport       = "This Mac hasn't sent a security check yet. Make sure it's connected to the internet, wait a minute, then choose Check again."
+	msgDeviceMismatch = "Something went wrong while checking this Mac. Try again, and contact your IT team if it keeps happening."
+	msgClockSkew      = "This Mac's clock is set ahead. In System Settings, turn on setting the date and time automatically, then choose Check again."
+	msgStale          = "This Mac hasn't sent a security check recently. Make sure it's connected to the internet, then choose Check again."
+	msgTimedOut       = "This Mac didn't answer a security check in time. Make sure it's connected to the internet, then choose Check again."
+	msgOffline        = "This Mac's security check service isn't connected. Make sure the Mac is connected to the internet, wait a minute, then choose Check again. If it keeps happening, contact your IT team."
+	msgPolicyFailed   = "This Mac doesn't meet your organization's security requirements. Fix the items below, then choose Check again."
+	msgPolicyError    = "Some security checks couldn't be run on this Mac. Choose Check again, and contact your IT team if it keeps happening."
+	msgPolicyMissing  = "Some security checks haven't run on this Mac yet. Wait a minute, then choose Check again."
+)
