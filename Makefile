@@ -10,7 +10,7 @@ GRPCURL_VERSION            := v1.9.4
 
 PROTOS := $(shell find proto/clearance -name '*.proto' | sort)
 
-.PHONY: all build cross tidy deps test fuzz generate check-generated tools demo bench vet clean
+.PHONY: all build pkg cross tidy deps test fuzz generate check-generated tools demo bench vet clean
 
 all: build
 
@@ -56,6 +56,12 @@ tidy:
 ## deps: system packages the tests need (protoc), installed if missing
 deps:
 	@scripts/deps.sh
+
+## pkg: dist/clearance-agent-$(VERSION).pkg, universal, reproducible (see docs/packaging.md)
+VERSION ?= 0.0.0-dev
+pkg:
+	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct)} \
+		$(GO) run ./packaging/cmd/clearance-pkg -version $(VERSION) -uninstall-script dist/clearance-agent-uninstall.sh
 
 ## cross: the agent for both Mac architectures (no cgo: the Secure Enclave
 ## needs a darwin cgo toolchain, and the agent falls back to a key file) and Linux

@@ -5,6 +5,10 @@ set -euo pipefail
 
 need=()
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+# Independent readers of what packaging/ writes.
+command -v bsdtar >/dev/null 2>&1 || need+=(libarchive-tools)
+command -v cpio >/dev/null 2>&1 || need+=(cpio)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -1,0 +1,88 @@
+// Package agentpkg assembles clearance-agent's macOS installer: a universal
+// binary at /usr/local/bin/clearance-agent and its launch daemon plist, both
+// root:wheel, with scripts that stop the agent before an upgrade and load
+// it afterwards.
+package agentpkg
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/clearance/clearance/agent/service"
+	"github.com/clearance/clearance/packaging/flatpkg"
+	"github.com/clearance/clearance/packaging/macho"
+	"github.com/clearance/clearance/packaging/xar"
+)
+
+// Scripts holds preinstall and postinstall, shipped in the package, and
+// uninstall, shipped next to it for administrators.
+//
+//go:embed scripts/preinstall scripts/postinstall scripts/uninstall
+var Scripts embed.FS
+
+// DefaultMinOSVersion is the oldest macOS the Go toolchain supports.
+const DefaultMinOSVersion = "12.0"
+
+// Config is what varies between builds.
+type Config struct {
+	Version      string // e.g. "1.2.3"
+	AgentARM64   []byte // darwin/arm64 clearance-agent
+	AgentAMD64   []byte // darwin/amd64 clearance-agent
+	MinOSVersion string // defaults to DefaultMinOSVersion
+	// ModTime stamps every file, e.g. from SOURCE_DATE_EPOCH.
+	ModTime time.Time
+	// Signer optionally signs the package.
+	Signer *xar.Signer
+}
+
+// FileName is the conventional name of the package for version.
+func FileName(version string) string {
+	return "clearance-agent-" + version + ".pkg"
+}
+
+// Build returns the product package.
+func Build(c Config) ([]byte, error) {
+	if c.Version == "" {
+		return nil, errors.New("agentpkg: version is required")
+	}
+	if c.MinOSVersion == "" {
+		c.MinOSVersion = DefaultMinOSVersion
+	}
+	// 1. One binary for both kinds of Mac.
+	fat, err := macho.Fat(c.AgentARM64, c.AgentAMD64)
+	if err != nil {
+		return nil, fmt.Errorf("merging agent binaries: %w", err)
+	}
+	// 2. The plist the agent's own install command writes.
+	plist, err := service.LaunchdPlist()
+	if err != nil {
+		return nil, fmt.Errorf("rendering launchd plist: %w", err)
+	}
+	var scripts []flatpkg.Script
+	for _, name := range []string{"preinstall", "postinstall"} {
+		b, err := Scripts.ReadFile("scripts/" + name)
+		if err != nil {
+			return nil, err
+		}
+		scripts = append(scripts, flatpkg.Script{Name: name, Data: b})
+	}
+	// 3. The package.
+	return flatpkg.Build(flatpkg.Product{
+		Title:             "Clearance agent",
+		Identifier:        service.Label,
+		Version:           strings.TrimPrefix(c.Version, "v"),
+		MinOSVersion:      c.MinOSVersion,
+		HostArchitectures: []string{"x86_64", "arm64"},
+		ComponentName:     "clearance-agent",
+		Files: []flatpkg.File{
+			{Path: strings.TrimPrefix(service.ExecutablePath, "/"), Mode: 0o755, Data: fat},
+			{Path: strings.TrimPrefix(service.LaunchdPlistPath, "/"), Mode: 0o644, Data: plist},
+		},
+		Scripts: scripts,
+		ModTime: c.ModTime,
+		Signer:  c.Signer,
+	})
+}

@@ -1,0 +1,186 @@
+// Command clearance-pkg builds clearance-agent's macOS installer package on
+// any OS:
+//
+//	clearance-pkg -version 1.2.3 [-arm64 FILE -amd64 FILE] [-o FILE]
+//
+// Without -arm64 and -amd64 it cross-compiles the agent for both
+// architectures itself (needs the Go toolchain and this module). With
+// SOURCE_DATE_EPOCH set, every timestamp in the package is that time and
+// two builds from the same inputs are byte-identical.
+//
+// With -sign-cert (PEM: the Developer ID Installer certificate, then its
+// issuers) and -sign-key (PEM RSA private key) the package is signed.
+package main
+
+import (
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/clearance/clearance/packaging/agentpkg"
+	"github.com/clearance/clearance/packaging/internal/agentbuild"
+	"github.com/clearance/clearance/packaging/xar"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, time.Now); err != nil {
+		fmt.Fprintln(os.Stderr, "clearance-pkg:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer, now func() time.Time) error {
+	fs := flag.NewFlagSet("clearance-pkg", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	version := fs.String("version", "", "package and agent version, e.g. 1.2.3 (required)")
+	arm64 := fs.String("arm64", "", "prebuilt darwin/arm64 clearance-agent (with -amd64)")
+	amd64 := fs.String("amd64", "", "prebuilt darwin/amd64 clearance-agent (with -arm64)")
+	out := fs.String("o", "", "output file (default dist/clearance-agent-VERSION.pkg)")
+	minOS := fs.String("min-os", agentpkg.DefaultMinOSVersion, "minimum macOS version")
+	uninstall := fs.String("uninstall-script", "", "also write the uninstall script to this file")
+	signCert := fs.String("sign-cert", "", "PEM certificate chain to sign with, leaf first (with -sign-key)")
+	signKey := fs.String("sign-key", "", "PEM RSA private key of the signing certificate (with -sign-cert)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *version == "" {
+		return errors.New("-version is required")
+	}
+	if (*arm64 == "") != (*amd64 == "") {
+		return errors.New("-arm64 and -amd64 go together")
+	}
+	if (*signCert == "") != (*signKey == "") {
+		return errors.New("-sign-cert and -sign-key go together")
+	}
+	var signer *xar.Signer
+	if *signCert != "" {
+		var err error
+		if signer, err = loadSigner(*signCert, *signKey); err != nil {
+			return err
+		}
+	}
+	if *out == "" {
+		*out = filepath.Join("dist", agentpkg.FileName(*version))
+	}
+
+	// 1. Timestamps: SOURCE_DATE_EPOCH makes the build reproducible.
+	mtime := now().UTC().Truncate(time.Second)
+	if s := getenv("SOURCE_DATE_EPOCH"); s != "" {
+		sec, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || sec < 0 {
+			return fmt.Errorf("SOURCE_DATE_EPOCH %q is not a non-negative number of seconds", s)
+		}
+		mtime = time.Unix(sec, 0).UTC()
+	} else {
+		fmt.Fprintln(stderr, "clearance-pkg: SOURCE_DATE_EPOCH not set; using the current time, so this build is not reproducible")
+	}
+
+	// 2. Agent binaries, given or built.
+	var armBin, amdBin []byte
+	var err error
+	if *arm64 != "" {
+		if armBin, err = os.ReadFile(*arm64); err != nil {
+			return err
+		}
+		if amdBin, err = os.ReadFile(*amd64); err != nil {
+			return err
+		}
+	} else {
+		tmp, err := os.MkdirTemp("", "clearance-pkg-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		if armBin, amdBin, err = agentbuild.BuildBoth(*version, tmp); err != nil {
+			return err
+		}
+	}
+
+	// 3. The package.
+	pkg, err := agentpkg.Build(agentpkg.Config{
+		Version: *version, AgentARM64: armBin, AgentAMD64: amdBin,
+		MinOSVersion: *minOS, ModTime: mtime, Signer: signer,
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(*out, pkg, 0o644); err != nil {
+		return err
+	}
+	if *uninstall != "" {
+		b, err := agentpkg.Scripts.ReadFile("scripts/uninstall")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*uninstall, b, 0o755); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(stdout, *out)
+	return nil
+}
+
+// loadSigner reads a PEM certificate chain and a PEM private key (PKCS #8
+// or PKCS #1).
+func loadSigner(certFile, keyFile string) (*xar.Signer, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, err
+	}
+	var chain []*x509.Certificate
+	for rest := certPEM; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("parsing %s: %w", certFile, err)
+		}
+		chain = append(chain, c)
+	}
+	if len(chain) == 0 {
+		return nil, fmt.Errorf("%s holds no PEM certificate", certFile)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(keyPEM)
+	if block == nil {
+		return nil, fmt.Errorf("%s holds no PEM key", keyFile)
+	}
+	var key crypto.Signer
+	if k, err := x509.ParsePKCS8PrivateKey(block.Bytes); err == nil {
+		s, ok := k.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("%s: unsupported key type %T", keyFile, k)
+		}
+		key = s
+	} else if k, err1 := x509.ParsePKCS1PrivateKey(block.Bytes); err1 == nil {
+		key = k
+	} else {
+		return nil, fmt.Errorf("parsing %s: %w", keyFile, err)
+	}
+	s := &xar.Signer{Key: key, Chain: chain}
+	// Check now, so a wrong key fails before any build work.
+	if err := xar.NewWriter(time.Time{}).Sign(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	gxar "github.com/blacktop/go-macho/pkg/xar"
+	"github.com/clearance/clearance/packaging/internal/agentbuild"
+	"github.com/clearance/clearance/packaging/internal/testpki"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func fixedNow() time.Time { return time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC) }
+
+func TestSameEpochSameBytes(t *testing.T) {
+	dir := t.TempDir()
+	arm, err := agentbuild.Build("arm64", "1.2.3", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	amd, err := agentbuild.Build("amd64", "1.2.3", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := func(out string, e map[string]string, now func() time.Time) []byte {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		args := []string{"-version", "1.2.3", "-arm64", arm, "-amd64", amd, "-o", out,
+			"-uninstall-script", filepath.Join(dir, "uninstall")}
+		if err := run(args, env(e), &stdout, &stderr, now); err != nil {
+			t.Fatalf("run: %v\n%s", err, stderr.String())
+		}
+		if strings.TrimSpace(stdout.String()) != out {
+			t.Errorf("stdout %q, want the output path", stdout.String())
+		}
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	epoch := map[string]string{"SOURCE_DATE_EPOCH": "1700000000"}
+	// Different wall clocks: with SOURCE_DATE_EPOCH set, the clock must not matter.
+	a := build(filepath.Join(dir, "a.pkg"), epoch, fixedNow)
+	b := build(filepath.Join(dir, "b", "b.pkg"), epoch, time.Now)
+	if !bytes.Equal(a, b) {
+		t.Fatal("two builds with the same SOURCE_DATE_EPOCH differ")
+	}
+	if c := build(filepath.Join(dir, "c.pkg"), nil, fixedNow); bytes.Equal(a, c) {
+		t.Error("a build without SOURCE_DATE_EPOCH matched one with it")
+	}
+	if out, err := exec.Command("sh", "-n", filepath.Join(dir, "uninstall")).CombinedOutput(); err != nil {
+		t.Errorf("uninstall script: %v\n%s", err, out)
+	}
+}
+
+func TestSignedPackage(t *testing.T) {
+	dir := t.TempDir()
+	arm, err := agentbuild.Build("arm64", "1.2.3", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	amd, err := agentbuild.Build("amd64", "1.2.3", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := testpki.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(dir, "chain.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, id.CertsPEM(), 0o600)
+	os.WriteFile(keyFile, id.KeyPEM(), 0o600)
+	out := filepath.Join(dir, "signed.pkg")
+	var stdout, stderr bytes.Buffer
+	args := []string{"-version", "1.2.3", "-arm64", arm, "-amd64", amd, "-o", out, "-sign-cert", certFile, "-sign-key", keyFile}
+	if err := run(args, env(map[string]string{"SOURCE_DATE_EPOCH": "1700000000"}), &stdout, &stderr, fixedNow); err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	r, err := gxar.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if !r.HasSignature() || r.SignatureError != nil {
+		t.Fatalf("signed %v, signature error %v", r.HasSignature(), r.SignatureError)
+	}
+	if len(r.Certificates) != 2 || !r.Certificates[0].Equal(id.Chain[0]) || !r.Certificates[1].Equal(id.Chain[1]) {
+		t.Error("the TOC does not carry the signing chain")
+	}
+	for _, f := range r.Files {
+		if !f.VerifyChecksum() {
+			t.Errorf("%s: checksum fails", f.Name)
+		}
+	}
+
+	// A key that is not the certificate's is refused before building.
+	other, _ := testpki.New()
+	os.WriteFile(keyFile, other.KeyPEM(), 0o600)
+	if err := run(args, env(nil), &stdout, &stderr, fixedNow); err == nil || !strings.Contains(err.Error(), "key") {
+		t.Errorf("mismatched key: %v", err)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		"no version":   {nil, nil, "-version is required"},
+		"one binary":   {[]string{"-version", "1", "-arm64", "x"}, nil, "go together"},
+		"bad epoch":    {[]string{"-version", "1", "-arm64", "x", "-amd64", "y"}, map[string]string{"SOURCE_DATE_EPOCH": "yesterday"}, "SOURCE_DATE_EPOCH"},
+		"half signing": {[]string{"-version", "1", "-sign-cert", "c.pem"}, nil, "go together"},
+		"missing file": {[]string{"-version", "1", "-arm64", "/nonexistent", "-amd64", "y"}, map[string]string{"SOURCE_DATE_EPOCH": "0"}, "nonexistent"},
+	} {
+		var stdout, stderr bytes.Buffer
+		err := run(tc.args, env(tc.env), &stdout, &stderr, fixedNow)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want it to mention %q", name, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,56 @@
+// Package agentbuild cross-compiles clearance-agent for macOS: the package
+// command uses it when not given prebuilt binaries, and the packaging tests
+// use it for real darwin executables.
+package agentbuild
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Package is the import path of the agent's main package.
+const Package = "github.com/clearance/clearance/agent/cmd/clearance-agent"
+
+// VersionVar is the variable the agent reports its version from.
+const VersionVar = "github.com/clearance/clearance/agent/version.Version"
+
+// Build compiles clearance-agent for darwin/goarch into dir and returns the
+// binary's path; a non-empty version is linked in. CGO is off so any host
+// can cross-compile (the agent then falls back from the Secure Enclave to a
+// key file); -trimpath and an empty build id keep the output independent of
+// the build directory.
+func Build(goarch, version, dir string) (string, error) {
+	out := filepath.Join(dir, "clearance-agent-"+goarch)
+	ldflags := "-buildid="
+	if version != "" {
+		ldflags += " -X " + VersionVar + "=" + version
+	}
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags="+ldflags, "-o", out, Package)
+	cmd.Env = append(os.Environ(), "GOOS=darwin", "GOARCH="+goarch, "CGO_ENABLED=0")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("building clearance-agent for darwin/%s: %w: %s", goarch, err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
+// BuildBoth builds the arm64 and amd64 agents into dir and returns their
+// contents in that order.
+func BuildBoth(version, dir string) (arm64, amd64 []byte, err error) {
+	var bins [2][]byte
+	for i, arch := range []string{"arm64", "amd64"} {
+		p, err := Build(arch, version, dir)
+		if err != nil {
+			return nil, nil, err
+		}
+		if bins[i], err = os.ReadFile(p); err != nil {
+			return nil, nil, err
+		}
+	}
+	return bins[0], bins[1], nil
+}
