@@ -1,0 +1,72 @@
+package e2e
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/groob/plist"
+
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	"github.com/clearance/clearance/verifier/profile"
+)
+
+// TestAgentProfileEnrolls generates the agent's device-scope profile, places
+// its managed preferences where macOS would, and starts the real agent with
+// nothing else but an osquery socket: it must enroll and report compliant.
+func TestAgentProfileEnrolls(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "verifier")
+	v := startVerifier(t, dataDir)
+	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
+	block, _ := pem.Decode(v.rootPEM())
+	root, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := profile.Agent(profile.AgentOptions{
+		Organization: "Example Corp", VerifierAddress: v.grpcAddr, EnrollSecret: secret, CACert: root,
+		Interval: interval,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// What macOS writes to /Library/Managed Preferences/com.clearance.agent.plist:
+	// the profile's mcx_preference_settings for the com.clearance.agent domain.
+	var doc struct {
+		PayloadContent []struct {
+			PayloadContent map[string]struct {
+				Forced []struct {
+					Settings map[string]any `plist:"mcx_preference_settings"`
+				}
+			}
+		}
+	}
+	if err := plist.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.PayloadContent) != 1 || len(doc.PayloadContent[0].PayloadContent[profile.AgentDomain].Forced) != 1 {
+		t.Fatalf("unexpected profile shape:\n%s", raw)
+	}
+	settings := doc.PayloadContent[0].PayloadContent[profile.AgentDomain].Forced[0].Settings
+	managed, err := plist.MarshalIndent(settings, "\t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	managedPath := filepath.Join(dir, profile.AgentDomain+".plist")
+	if err := os.WriteFile(managedPath, managed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	sock := filepath.Join(dir, "osq.sock")
+	startProc(t, "osquery-sim", "--socket", sock, "--fixture", "compliant-mac")
+	startProc(t, "clearance-agent", "run", "--managed-plist", managedPath,
+		"--osquery-socket", sock, "--state-dir", filepath.Join(dir, "agent"))
+	waitDevice(t, v, "a compliant report from the profile-configured agent", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetSummary().GetCompliant()
+	})
+}
