@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,7 +11,8 @@ import (
 	"github.com/clearance/clearance/verifier/profile"
 )
 
-// TestAgentProfileEnrolls generates the agent's device-scope profile, places
+// TestAgentProfileEnrolls generates the agent's device-scope profile with
+// `clearance-verifier profile agent`, places
 // its managed preferences where macOS would, and starts the real agent with
 // nothing else but an osquery socket: it must enroll and report compliant.
 func TestAgentProfileEnrolls(t *testing.T) {
@@ -22,17 +21,16 @@ func TestAgentProfileEnrolls(t *testing.T) {
 	dataDir := filepath.Join(dir, "verifier")
 	v := startVerifier(t, dataDir)
 	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
-	block, _ := pem.Decode(v.rootPEM())
-	root, err := x509.ParseCertificate(block.Bytes)
+	// The profile comes from the CLI a Mac admin runs.
+	out := filepath.Join(dir, "agent.mobileconfig")
+	cli(t, "profile", "agent", "--data-dir", dataDir, "--verifier", v.grpcAddr, "--enroll-secret", secret,
+		"--organization", "Example Corp", "--interval", interval.String(), "--out", out)
+	raw, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := profile.Agent(profile.AgentOptions{
-		Organization: "Example Corp", VerifierAddress: v.grpcAddr, EnrollSecret: secret, CACert: root,
-		Interval: interval,
-	})
-	if err != nil {
-		t.Fatal(err)
+	if st, _ := os.Stat(out); st.Mode().Perm() != 0o600 {
+		t.Errorf("profile with the enroll secret has mode %v, want 0600", st.Mode().Perm())
 	}
 
 	// What macOS writes to /Library/Managed Preferences/com.clearance.agent.plist:

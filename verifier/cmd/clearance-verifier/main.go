@@ -32,6 +32,8 @@ Usage:
   clearance-verifier secret create --data-dir DIR [--description TEXT]
   clearance-verifier secret list   --data-dir DIR
   clearance-verifier secret revoke --data-dir DIR ID
+  clearance-verifier profile agent --data-dir DIR --verifier HOST:PORT --enroll-secret S \
+                                   --organization NAME [--out FILE]
   clearance-verifier version
 
 Run 'clearance-verifier serve -h' for every server flag.
@@ -56,6 +58,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return serve(ctx, args[1:], stderr)
 	case "secret":
 		return secret(ctx, args[1:], stdout, stderr)
+	case "profile":
+		return profileCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil
