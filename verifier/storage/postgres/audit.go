@@ -5,13 +5,14 @@ import (
 	"fmt"
 
 	"github.com/clearance/clearance/verifier/storage"
+	"github.com/clearance/clearance/verifier/storage/internal/sqlrow"
 )
 
 func insertAudit(ctx context.Context, q querier, e storage.AuditEvent) error {
-	var c timeCodec
-	at := c.ns("audit time", e.At)
-	if c.err != nil {
-		return fmt.Errorf("appending audit: %w", c.err)
+	var c sqlrow.TimeCodec
+	at := c.NS("audit time", e.At)
+	if c.Err != nil {
+		return fmt.Errorf("appending audit: %w", c.Err)
 	}
 	if _, err := q.Exec(ctx,
 		`INSERT INTO audit (at, actor, action, device_id, detail) VALUES ($1, $2, $3, $4, $5)`,
@@ -30,11 +31,11 @@ func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
 // first: by At, then by order of appending. deviceID filters when set.
 func (s *Store) ListAudit(ctx context.Context, deviceID string, limit int) ([]storage.AuditEvent, error) {
 	q := `SELECT at, actor, action, device_id, detail FROM audit ORDER BY at DESC, id DESC LIMIT $1`
-	args := []any{clampLimit(limit)}
+	args := []any{sqlrow.ClampLimit(limit)}
 	if deviceID != "" {
 		q = `SELECT at, actor, action, device_id, detail FROM audit WHERE device_id = $1
 			ORDER BY at DESC, id DESC LIMIT $2`
-		args = []any{deviceID, clampLimit(limit)}
+		args = []any{deviceID, sqlrow.ClampLimit(limit)}
 	}
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
@@ -50,7 +51,7 @@ func (s *Store) ListAudit(ctx context.Context, deviceID string, limit int) ([]st
 		if err := rows.Scan(&at, &e.Actor, &e.Action, &e.DeviceID, &e.Detail); err != nil {
 			return nil, fmt.Errorf("listing audit: %w", err)
 		}
-		e.At = fromNS(at)
+		e.At = sqlrow.FromNS(at)
 		events = append(events, e)
 	}
 	if err := rows.Err(); err != nil {

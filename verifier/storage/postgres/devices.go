@@ -4,41 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/jackc/pgx/v5"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/clearance/clearance/verifier/storage"
+	"github.com/clearance/clearance/verifier/storage/internal/sqlrow"
 )
-
-const deviceColumns = `id, hardware_uuid, serial_number, model, os_name, os_version, hostname,
-	platform, agent_version, public_key, cert_serial, cert_not_after, enrolled_at, enrollments,
-	last_seen, last_seq, last_report_at, revoked_at, revoked_reason`
-
-// scanner is what *sql.Row and *sql.Rows have in common.
-type scanner interface {
-	Scan(dest ...any) error
-}
-
-func scanDevice(sc scanner) (storage.Device, error) {
-	var (
-		d                                  storage.Device
-		certNotAfter, enrolledAt, lastSeen int64
-		lastSeq, lastReportAt, revokedAt   int64
-	)
-	err := sc.Scan(&d.ID, &d.HardwareUUID, &d.SerialNumber, &d.Model, &d.OSName, &d.OSVersion,
-		&d.Hostname, &d.Platform, &d.AgentVersion, &d.PublicKey, &d.CertSerial, &certNotAfter,
-		&enrolledAt, &d.Enrollments, &lastSeen, &lastSeq, &lastReportAt, &revokedAt, &d.RevokedReason)
-	if err != nil {
-		return storage.Device{}, err
-	}
-	d.CertNotAfter = fromNS(certNotAfter)
-	d.EnrolledAt = fromNS(enrolledAt)
-	d.LastSeen = fromNS(lastSeen)
-	d.LastSeq = uint64(lastSeq) // never negative: CHECK (last_seq >= 0)
-	d.LastReportAt = fromNS(lastReportAt)
-	d.RevokedAt = fromNS(revokedAt)
-	return d, nil
-}
 
 // getDevice returns the device matching column = value, or ErrNotFound.
 // column is one of a fixed set of names, never caller input.
@@ -55,8 +27,8 @@ func lockDevice(ctx context.Context, tx pgx.Tx, column string, value string) (st
 }
 
 func queryDevice(ctx context.Context, q querier, column, value, lock string) (storage.Device, error) {
-	row := q.QueryRow(ctx, `SELECT `+deviceColumns+` FROM devices WHERE `+column+` = $1`+lock, value)
-	d, err := scanDevice(row)
+	row := q.QueryRow(ctx, `SELECT `+sqlrow.DeviceColumns+` FROM devices WHERE `+column+` = $1`+lock, value)
+	d, err := sqlrow.ScanDevice(row)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return storage.Device{}, fmt.Errorf("device %s %q: %w", column, value, storage.ErrNotFound)
 	}
@@ -77,16 +49,16 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 	if in.HardwareUUID == "" {
 		return storage.Device{}, false, errors.New("enrolling device: empty hardware UUID")
 	}
-	var c timeCodec
-	certNotAfter := c.ns("device cert not after", in.CertNotAfter)
+	var c sqlrow.TimeCodec
+	certNotAfter := c.NS("device cert not after", in.CertNotAfter)
 	// EnrolledAt is this enrollment's time. It is the device's first one only
 	// for a new device, but it is always a moment the device was seen.
-	enrolledAt := c.ns("enrolled at", in.EnrolledAt)
-	c.ns("cert not before", e.Cert.NotBefore)
-	c.ns("cert not after", e.Cert.NotAfter)
-	c.ns("audit time", e.Audit.At)
-	if c.err != nil {
-		return storage.Device{}, false, fmt.Errorf("enrolling device: %w", c.err)
+	enrolledAt := c.NS("enrolled at", in.EnrolledAt)
+	c.NS("cert not before", e.Cert.NotBefore)
+	c.NS("cert not after", e.Cert.NotAfter)
+	c.NS("audit time", e.Audit.At)
+	if c.Err != nil {
+		return storage.Device{}, false, fmt.Errorf("enrolling device: %w", c.Err)
 	}
 
 	var (
@@ -119,7 +91,7 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 				last_seen = GREATEST(last_seen, $11)
 				WHERE id = $12`,
 				in.SerialNumber, in.Model, in.OSName, in.OSVersion, in.Hostname,
-				in.Platform, in.AgentVersion, blob(in.PublicKey), in.CertSerial,
+				in.Platform, in.AgentVersion, sqlrow.Blob(in.PublicKey), in.CertSerial,
 				certNotAfter, enrolledAt, id)
 			if err != nil {
 				return fmt.Errorf("re-enrolling device: %w", err)
@@ -133,7 +105,7 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 				enrolled_at, enrollments, last_seen)
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14)`,
 				id, in.HardwareUUID, in.SerialNumber, in.Model, in.OSName, in.OSVersion, in.Hostname,
-				in.Platform, in.AgentVersion, blob(in.PublicKey), in.CertSerial, certNotAfter,
+				in.Platform, in.AgentVersion, sqlrow.Blob(in.PublicKey), in.CertSerial, certNotAfter,
 				enrolledAt, enrolledAt)
 			// Another enrollment of this machine committed after the
 			// lookup above found none: run again to re-enroll it.
@@ -174,15 +146,15 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 }
 
 func insertCert(ctx context.Context, q querier, cert storage.Cert) error {
-	var c timeCodec
-	notBefore := c.ns("cert not before", cert.NotBefore)
-	notAfter := c.ns("cert not after", cert.NotAfter)
-	if c.err != nil {
-		return c.err
+	var c sqlrow.TimeCodec
+	notBefore := c.NS("cert not before", cert.NotBefore)
+	notAfter := c.NS("cert not after", cert.NotAfter)
+	if c.Err != nil {
+		return c.Err
 	}
 	_, err := q.Exec(ctx, `INSERT INTO certs (serial, device_id, kind, not_before, not_after, der)
 		VALUES ($1, $2, $3, $4, $5, $6)`,
-		cert.Serial, cert.DeviceID, cert.Kind, notBefore, notAfter, blob(cert.DER))
+		cert.Serial, cert.DeviceID, cert.Kind, notBefore, notAfter, sqlrow.Blob(cert.DER))
 	if isDuplicate(err, "") {
 		return fmt.Errorf("certificate %q: %w", cert.Serial, storage.ErrAlreadyExists)
 	}
@@ -206,15 +178,15 @@ func (s *Store) GetDeviceByHardwareUUID(ctx context.Context, hardwareUUID string
 // ID > afterID, ordered by ID.
 func (s *Store) ListDevices(ctx context.Context, afterID string, limit int) ([]storage.Device, error) {
 	rows, err := s.pool.Query(ctx,
-		`SELECT `+deviceColumns+` FROM devices WHERE id > $1 ORDER BY id LIMIT $2`,
-		afterID, clampLimit(limit))
+		`SELECT `+sqlrow.DeviceColumns+` FROM devices WHERE id > $1 ORDER BY id LIMIT $2`,
+		afterID, sqlrow.ClampLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("listing devices: %w", err)
 	}
 	defer rows.Close()
 	devices := []storage.Device{}
 	for rows.Next() {
-		d, err := scanDevice(rows)
+		d, err := sqlrow.ScanDevice(rows)
 		if err != nil {
 			return nil, fmt.Errorf("listing devices: %w", err)
 		}
@@ -234,10 +206,10 @@ func (s *Store) RevokeDevice(ctx context.Context, id, reason string, at time.Tim
 	if at.IsZero() {
 		return storage.Device{}, errors.New("revoking device: zero revocation time")
 	}
-	var c timeCodec
-	revokedAt := c.ns("revocation time", at)
-	if c.err != nil {
-		return storage.Device{}, fmt.Errorf("revoking device: %w", c.err)
+	var c sqlrow.TimeCodec
+	revokedAt := c.NS("revocation time", at)
+	if c.Err != nil {
+		return storage.Device{}, fmt.Errorf("revoking device: %w", c.Err)
 	}
 	var out storage.Device
 	err := s.write(ctx, func(tx pgx.Tx) error {
@@ -270,10 +242,10 @@ func (s *Store) RevokeDevice(ctx context.Context, id, reason string, at time.Tim
 
 // RenewDeviceCert records cert as its device's current certificate.
 func (s *Store) RenewDeviceCert(ctx context.Context, cert storage.Cert, audit storage.AuditEvent) error {
-	var c timeCodec
-	notAfter := c.ns("cert not after", cert.NotAfter)
-	if c.err != nil {
-		return fmt.Errorf("renewing device cert: %w", c.err)
+	var c sqlrow.TimeCodec
+	notAfter := c.NS("cert not after", cert.NotAfter)
+	if c.Err != nil {
+		return fmt.Errorf("renewing device cert: %w", c.Err)
 	}
 	err := s.write(ctx, func(tx pgx.Tx) error {
 		d, err := lockDevice(ctx, tx, "id", cert.DeviceID)
@@ -304,10 +276,10 @@ func (s *Store) RenewDeviceCert(ctx context.Context, cert storage.Cert, audit st
 
 // TouchDevice moves LastSeen forward to at; an earlier at changes nothing.
 func (s *Store) TouchDevice(ctx context.Context, id string, at time.Time) error {
-	var c timeCodec
-	seen := c.ns("last seen", at)
-	if c.err != nil {
-		return fmt.Errorf("touching device: %w", c.err)
+	var c sqlrow.TimeCodec
+	seen := c.NS("last seen", at)
+	if c.Err != nil {
+		return fmt.Errorf("touching device: %w", c.Err)
 	}
 	res, err := s.pool.Exec(ctx, `UPDATE devices SET last_seen = GREATEST(last_seen, $1) WHERE id = $2`, seen, id)
 	if err != nil {
@@ -334,7 +306,7 @@ func (s *Store) GetCert(ctx context.Context, serial string) (storage.Cert, error
 	if err != nil {
 		return storage.Cert{}, fmt.Errorf("reading certificate: %w", err)
 	}
-	cert.NotBefore = fromNS(notBefore)
-	cert.NotAfter = fromNS(notAfter)
+	cert.NotBefore = sqlrow.FromNS(notBefore)
+	cert.NotAfter = sqlrow.FromNS(notAfter)
 	return cert, nil
 }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/clearance/clearance/verifier/storage/internal/sqlrow"
+
 	"github.com/jackc/pgx/v5"
 )
 
@@ -70,9 +72,9 @@ func dumpTable(ctx context.Context, tx pgx.Tx, table string, b *strings.Builder)
 			return err
 		}
 		names = append(names, name)
-		cols = append(cols, quoteIdent(name))
+		cols = append(cols, sqlrow.QuoteIdent(name))
 		if n > 0 {
-			pk[n] = quoteIdent(name)
+			pk[n] = sqlrow.QuoteIdent(name)
 		}
 	}
 	rows.Close()
@@ -89,7 +91,7 @@ func dumpTable(ctx context.Context, tx pgx.Tx, table string, b *strings.Builder)
 		order = cols
 	}
 
-	rows, err = tx.Query(ctx, `SELECT `+strings.Join(cols, ", ")+` FROM `+quoteIdent(table)+
+	rows, err = tx.Query(ctx, `SELECT `+strings.Join(cols, ", ")+` FROM `+sqlrow.QuoteIdent(table)+
 		` ORDER BY `+strings.Join(order, ", "))
 	if err != nil {
 		return err
@@ -131,8 +133,4 @@ func dumpValue(v any) string {
 	default:
 		return fmt.Sprintf("%v", v)
 	}
-}
-
-func quoteIdent(s string) string {
-	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }

@@ -16,8 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -31,10 +29,6 @@ import (
 
 //go:embed migrations/*.sql
 var migrations embed.FS
-
-// maxListLimit caps every List call so no request can make the server
-// materialize an unbounded result.
-const maxListLimit = 1000
 
 // writeAttempts bounds the retries of a write transaction that lost a race.
 const writeAttempts = 5
@@ -164,50 +158,4 @@ func isDuplicate(err error, constraint string) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "23505" &&
 		(constraint == "" || pe.ConstraintName == constraint)
-}
-
-// clampLimit bounds a List limit to [1, maxListLimit].
-func clampLimit(limit int) int {
-	return min(max(limit, 1), maxListLimit)
-}
-
-// The range of times that unix nanoseconds in an int64 can hold.
-var (
-	minTime = time.Unix(0, math.MinInt64).UTC()
-	maxTime = time.Unix(0, math.MaxInt64).UTC()
-)
-
-// timeCodec converts times to unix nanoseconds and keeps the first error,
-// so a statement with many times checks them once.
-type timeCodec struct{ err error }
-
-// ns returns t as unix nanoseconds, 0 for the zero time.
-func (c *timeCodec) ns(field string, t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	if t.Before(minTime) || t.After(maxTime) {
-		if c.err == nil {
-			c.err = fmt.Errorf("%s %s is outside the storable range %s to %s",
-				field, t.UTC().Format(time.RFC3339), minTime.Format(time.RFC3339), maxTime.Format(time.RFC3339))
-		}
-		return 0
-	}
-	return t.UnixNano()
-}
-
-// fromNS is the inverse of timeCodec.ns: UTC, or the zero time for 0.
-func fromNS(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
-
-// blob keeps NOT NULL BYTEA columns from receiving NULL for a nil slice.
-func blob(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
 }

@@ -4,30 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/jackc/pgx/v5"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/clearance/clearance/verifier/storage"
+	"github.com/clearance/clearance/verifier/storage/internal/sqlrow"
 )
 
-const secretColumns = `id, description, hash, created_at, revoked_at, uses`
-
-func scanSecret(sc scanner) (storage.EnrollSecret, error) {
-	var (
-		s                    storage.EnrollSecret
-		createdAt, revokedAt int64
-	)
-	if err := sc.Scan(&s.ID, &s.Description, &s.Hash, &createdAt, &revokedAt, &s.Uses); err != nil {
-		return storage.EnrollSecret{}, err
-	}
-	s.CreatedAt = fromNS(createdAt)
-	s.RevokedAt = fromNS(revokedAt)
-	return s, nil
-}
-
 func getSecret(ctx context.Context, q querier, id string) (storage.EnrollSecret, error) {
-	s, err := scanSecret(q.QueryRow(ctx,
-		`SELECT `+secretColumns+` FROM enroll_secrets WHERE id = $1`, id))
+	s, err := sqlrow.ScanSecret(q.QueryRow(ctx,
+		`SELECT `+sqlrow.SecretColumns+` FROM enroll_secrets WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return storage.EnrollSecret{}, fmt.Errorf("enroll secret %q: %w", id, storage.ErrNotFound)
 	}
@@ -56,16 +43,16 @@ func useSecret(ctx context.Context, tx pgx.Tx, id string) error {
 
 // CreateEnrollSecret stores a new secret and its audit event.
 func (s *Store) CreateEnrollSecret(ctx context.Context, secret storage.EnrollSecret, audit storage.AuditEvent) error {
-	var c timeCodec
-	createdAt := c.ns("created at", secret.CreatedAt)
-	revokedAt := c.ns("revoked at", secret.RevokedAt)
-	if c.err != nil {
-		return fmt.Errorf("creating enroll secret: %w", c.err)
+	var c sqlrow.TimeCodec
+	createdAt := c.NS("created at", secret.CreatedAt)
+	revokedAt := c.NS("revoked at", secret.RevokedAt)
+	if c.Err != nil {
+		return fmt.Errorf("creating enroll secret: %w", c.Err)
 	}
 	err := s.write(ctx, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO enroll_secrets (`+secretColumns+`)
+		_, err := tx.Exec(ctx, `INSERT INTO enroll_secrets (`+sqlrow.SecretColumns+`)
 			VALUES ($1, $2, $3, $4, $5, $6)`,
-			secret.ID, secret.Description, blob(secret.Hash), createdAt, revokedAt, secret.Uses)
+			secret.ID, secret.Description, sqlrow.Blob(secret.Hash), createdAt, revokedAt, secret.Uses)
 		if isDuplicate(err, "") {
 			return fmt.Errorf("enroll secret %q: %w", secret.ID, storage.ErrAlreadyExists)
 		}
@@ -88,14 +75,14 @@ func (s *Store) GetEnrollSecret(ctx context.Context, id string) (storage.EnrollS
 // ListEnrollSecrets returns every secret, oldest first (ties by ID).
 func (s *Store) ListEnrollSecrets(ctx context.Context) ([]storage.EnrollSecret, error) {
 	rows, err := s.pool.Query(ctx,
-		`SELECT `+secretColumns+` FROM enroll_secrets ORDER BY created_at, id`)
+		`SELECT `+sqlrow.SecretColumns+` FROM enroll_secrets ORDER BY created_at, id`)
 	if err != nil {
 		return nil, fmt.Errorf("listing enroll secrets: %w", err)
 	}
 	defer rows.Close()
 	secrets := []storage.EnrollSecret{}
 	for rows.Next() {
-		sec, err := scanSecret(rows)
+		sec, err := sqlrow.ScanSecret(rows)
 		if err != nil {
 			return nil, fmt.Errorf("listing enroll secrets: %w", err)
 		}
@@ -114,10 +101,10 @@ func (s *Store) RevokeEnrollSecret(ctx context.Context, id string, at time.Time,
 	if at.IsZero() {
 		return storage.EnrollSecret{}, errors.New("revoking enroll secret: zero revocation time")
 	}
-	var c timeCodec
-	revokedAt := c.ns("revocation time", at)
-	if c.err != nil {
-		return storage.EnrollSecret{}, fmt.Errorf("revoking enroll secret: %w", c.err)
+	var c sqlrow.TimeCodec
+	revokedAt := c.NS("revocation time", at)
+	if c.Err != nil {
+		return storage.EnrollSecret{}, fmt.Errorf("revoking enroll secret: %w", c.Err)
 	}
 	var out storage.EnrollSecret
 	err := s.write(ctx, func(tx pgx.Tx) error {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/clearance/clearance/verifier/storage/internal/sqlrow"
 )
 
 // Dump returns every row of every application table as text, tables by
@@ -73,9 +75,9 @@ func dumpTable(ctx context.Context, tx *sql.Tx, table string, b *strings.Builder
 			return err
 		}
 		names = append(names, name)
-		cols = append(cols, quoteIdent(name))
+		cols = append(cols, sqlrow.QuoteIdent(name))
 		if n > 0 {
-			pk[n] = quoteIdent(name)
+			pk[n] = sqlrow.QuoteIdent(name)
 		}
 	}
 	rows.Close()
@@ -92,7 +94,7 @@ func dumpTable(ctx context.Context, tx *sql.Tx, table string, b *strings.Builder
 		order = cols
 	}
 
-	rows, err = tx.QueryContext(ctx, `SELECT `+strings.Join(cols, ", ")+` FROM `+quoteIdent(table)+
+	rows, err = tx.QueryContext(ctx, `SELECT `+strings.Join(cols, ", ")+` FROM `+sqlrow.QuoteIdent(table)+
 		` ORDER BY `+strings.Join(order, ", "))
 	if err != nil {
 		return err
@@ -132,8 +134,4 @@ func dumpValue(v any) string {
 	default:
 		return fmt.Sprintf("%v", v)
 	}
-}
-
-func quoteIdent(s string) string {
-	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }

@@ -9,29 +9,12 @@ import (
 	"time"
 
 	"github.com/clearance/clearance/verifier/storage"
+	"github.com/clearance/clearance/verifier/storage/internal/sqlrow"
 )
 
 // A device's reports are ordered by (enrollment, seq): re-enrollment starts
 // seq again from 1 but the new reports are still the newest.
-const (
-	reportColumns = `device_id, seq, observed_at, received_at, payload, signature`
-	newestFirst   = `ORDER BY enrollment DESC, seq DESC`
-)
-
-func scanReport(sc scanner) (storage.Report, error) {
-	var (
-		r                    storage.Report
-		seq                  int64
-		observedAt, received int64
-	)
-	if err := sc.Scan(&r.DeviceID, &seq, &observedAt, &received, &r.Payload, &r.Signature); err != nil {
-		return storage.Report{}, err
-	}
-	r.Seq = uint64(seq) // never negative: CHECK (seq > 0)
-	r.ObservedAt = fromNS(observedAt)
-	r.ReceivedAt = fromNS(received)
-	return r, nil
-}
+const newestFirst = `ORDER BY enrollment DESC, seq DESC`
 
 // SaveReport stores r and updates its device, consuming nonce when it is
 // set. The checks run in the documented order, so the first failing one
@@ -46,11 +29,11 @@ func (s *Store) SaveReport(ctx context.Context, r storage.Report, nonce []byte, 
 	if r.Seq > math.MaxInt64 {
 		return fmt.Errorf("saving report: seq %d exceeds the storable maximum %d", r.Seq, int64(math.MaxInt64))
 	}
-	var c timeCodec
-	observedAt := c.ns("observed at", r.ObservedAt)
-	receivedAt := c.ns("received at", r.ReceivedAt)
-	if c.err != nil {
-		return fmt.Errorf("saving report: %w", c.err)
+	var c sqlrow.TimeCodec
+	observedAt := c.NS("observed at", r.ObservedAt)
+	receivedAt := c.NS("received at", r.ReceivedAt)
+	if c.Err != nil {
+		return fmt.Errorf("saving report: %w", c.Err)
 	}
 
 	err := s.write(ctx, func(tx *sql.Tx) error {
@@ -89,7 +72,7 @@ func (s *Store) SaveReport(ctx context.Context, r storage.Report, nonce []byte, 
 		if _, err := tx.ExecContext(ctx, `INSERT INTO reports (
 			device_id, enrollment, seq, observed_at, received_at, payload, signature)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			r.DeviceID, enrollment, int64(r.Seq), observedAt, receivedAt, blob(r.Payload), blob(r.Signature)); err != nil {
+			r.DeviceID, enrollment, int64(r.Seq), observedAt, receivedAt, sqlrow.Blob(r.Payload), sqlrow.Blob(r.Signature)); err != nil {
 			return fmt.Errorf("inserting report: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE devices SET
@@ -149,8 +132,8 @@ func useNonce(ctx context.Context, tx *sql.Tx, nonce []byte, deviceID string, re
 
 // LatestReport returns the device's newest report, or ErrNotFound.
 func (s *Store) LatestReport(ctx context.Context, deviceID string) (storage.Report, error) {
-	r, err := scanReport(s.r.QueryRowContext(ctx,
-		`SELECT `+reportColumns+` FROM reports WHERE device_id = ? `+newestFirst+` LIMIT 1`, deviceID))
+	r, err := sqlrow.ScanReport(s.r.QueryRowContext(ctx,
+		`SELECT `+sqlrow.ReportColumns+` FROM reports WHERE device_id = ? `+newestFirst+` LIMIT 1`, deviceID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return storage.Report{}, fmt.Errorf("latest report of device %q: %w", deviceID, storage.ErrNotFound)
 	}
@@ -178,15 +161,15 @@ func (s *Store) ListReports(ctx context.Context, deviceID string, limit int) ([]
 		return nil, fmt.Errorf("listing reports: %w", err)
 	}
 	rows, err := tx.QueryContext(ctx,
-		`SELECT `+reportColumns+` FROM reports WHERE device_id = ? `+newestFirst+` LIMIT ?`,
-		deviceID, clampLimit(limit))
+		`SELECT `+sqlrow.ReportColumns+` FROM reports WHERE device_id = ? `+newestFirst+` LIMIT ?`,
+		deviceID, sqlrow.ClampLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("listing reports: %w", err)
 	}
 	defer rows.Close()
 	reports := []storage.Report{}
 	for rows.Next() {
-		r, err := scanReport(rows)
+		r, err := sqlrow.ScanReport(rows)
 		if err != nil {
 			return nil, fmt.Errorf("listing reports: %w", err)
 		}
@@ -206,10 +189,10 @@ func (s *Store) CreateNonce(ctx context.Context, deviceID string, nonce []byte, 
 	if len(nonce) == 0 {
 		return errors.New("creating nonce: empty nonce")
 	}
-	var c timeCodec
-	exp := c.ns("expires at", expiresAt)
-	if c.err != nil {
-		return fmt.Errorf("creating nonce: %w", c.err)
+	var c sqlrow.TimeCodec
+	exp := c.NS("expires at", expiresAt)
+	if c.Err != nil {
+		return fmt.Errorf("creating nonce: %w", c.Err)
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		var one int
@@ -240,10 +223,10 @@ func (s *Store) CreateNonce(ctx context.Context, deviceID string, nonce []byte, 
 // DeleteExpiredNonces removes nonces, used or not, whose expiry is strictly
 // before the given time.
 func (s *Store) DeleteExpiredNonces(ctx context.Context, before time.Time) (int, error) {
-	var c timeCodec
-	b := c.ns("before", before)
-	if c.err != nil {
-		return 0, fmt.Errorf("deleting expired nonces: %w", c.err)
+	var c sqlrow.TimeCodec
+	b := c.NS("before", before)
+	if c.Err != nil {
+		return 0, fmt.Errorf("deleting expired nonces: %w", c.Err)
 	}
 	res, err := s.w.ExecContext(ctx, `DELETE FROM nonces WHERE expires_at < ?`, b)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/clearance/clearance/verifier/storage"
+	"github.com/clearance/clearance/verifier/storage/internal/sqlrow"
 	"github.com/clearance/clearance/verifier/storage/storagetest"
 )
 
@@ -341,18 +342,18 @@ func TestListLimitsAreCapped(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "clearance.db"))
 	// One transaction for speed: the cap is what is under test.
 	must(t, s.write(ctx, func(tx *sql.Tx) error {
-		for i := range maxListLimit + 5 {
+		for i := range sqlrow.MaxListLimit + 5 {
 			if err := insertAudit(ctx, tx, storage.AuditEvent{At: t0.Add(time.Duration(i)), Action: "bulk"}); err != nil {
 				return err
 			}
 		}
 		return nil
 	}))
-	for _, limit := range []int{maxListLimit + 1, 1 << 40} {
+	for _, limit := range []int{sqlrow.MaxListLimit + 1, 1 << 40} {
 		got, err := s.ListAudit(ctx, "", limit)
 		must(t, err)
-		if len(got) != maxListLimit {
-			t.Errorf("ListAudit(limit %d) returned %d events, want %d", limit, len(got), maxListLimit)
+		if len(got) != sqlrow.MaxListLimit {
+			t.Errorf("ListAudit(limit %d) returned %d events, want %d", limit, len(got), sqlrow.MaxListLimit)
 		}
 	}
 }
