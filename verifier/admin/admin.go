@@ -157,11 +157,11 @@ func (s *Server) ReloadPolicies(context.Context, *adminv1.ReloadPoliciesRequest)
 
 // CreateEnrollSecret implements AdminService.CreateEnrollSecret.
 func (s *Server) CreateEnrollSecret(ctx context.Context, req *adminv1.CreateEnrollSecretRequest) (*adminv1.CreateEnrollSecretResponse, error) {
+	if n := len(req.GetDescription()); n > enroll.MaxSecretDescription {
+		return nil, status.Errorf(codes.InvalidArgument, "description is %d characters; the limit is %d", n, enroll.MaxSecretDescription)
+	}
 	rec, secret, err := enroll.CreateSecret(ctx, s.Store, req.GetDescription(), "admin-api", s.now())
 	if err != nil {
-		if len(req.GetDescription()) > 200 {
-			return nil, status.Error(codes.InvalidArgument, err.Error())
-		}
 		return nil, s.internal("creating enroll secret", err)
 	}
 	s.log().Info("enroll secret created", "secret_id", rec.ID)

@@ -19,6 +19,9 @@ import (
 // record without revealing anything, and the whole string is compared by its
 // SHA-256 in constant time. Only the hash is stored.
 
+// MaxSecretDescription bounds an enroll secret's description.
+const MaxSecretDescription = 200
+
 // ErrSecretInvalid means the presented secret is unknown or wrong. The two are
 // deliberately indistinguishable to the caller.
 var ErrSecretInvalid = errors.New("enroll secret is not valid")
@@ -29,8 +32,8 @@ var ErrSecretRevoked = errors.New("enroll secret has been revoked")
 // CreateSecret makes and stores a new enroll secret and returns its record
 // and the secret string, which is not kept anywhere.
 func CreateSecret(ctx context.Context, store storage.SecretStore, description, actor string, now time.Time) (storage.EnrollSecret, string, error) {
-	if len(description) > 200 {
-		return storage.EnrollSecret{}, "", fmt.Errorf("description is %d characters; the limit is 200", len(description))
+	if len(description) > MaxSecretDescription {
+		return storage.EnrollSecret{}, "", fmt.Errorf("description is %d characters; the limit is %d", len(description), MaxSecretDescription)
 	}
 	var idBytes [8]byte
 	var value [32]byte

@@ -281,3 +281,14 @@ func TestRenew(t *testing.T) {
 	}()
 	checkStatus(t, err, codes.Unauthenticated, "device certificate is required")
 }
+
+func TestCreateEnrollSecretRejectsLongDescription(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	before := h.dump()
+	_, err := h.admin.CreateEnrollSecret(h.ctx(), &adminv1.CreateEnrollSecretRequest{Description: strings.Repeat("x", 201)})
+	checkStatus(t, err, codes.InvalidArgument, "the limit is 200")
+	if h.dump() != before {
+		t.Fatal("database changed")
+	}
+}
