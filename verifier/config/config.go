@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,7 +34,61 @@ type Config struct {
 	LiveCheckTimeout   time.Duration
 	LogLevel           string
 	LogFormat          string
+
+	// Sign-in (SAML IdP for Okta).
+	SSOListen string
+	// SSOPublicURL is the base URL browsers reach the SSO listener at; the
+	// SSO URL given to Okta is SSOPublicURL + "/saml/sso" and the IdP Issuer
+	// URI is SSOPublicURL + "/saml/metadata".
+	SSOPublicURL string
+	// OktaAudience is Okta's Audience URI (its SP entity ID), OktaACSURL its
+	// Assertion Consumer Service URL; OktaRequestCert, when set, is the PEM
+	// file of Okta's request-signing certificate: requests must then be signed.
+	OktaAudience    string
+	OktaACSURL      string
+	OktaRequestCert string
+	// IdPKeyBits is the size of the RSA signing key created on first start;
+	// IdPSigningKey, when set, is a go.step.sm/crypto/kms URI used instead.
+	IdPKeyBits    int
+	IdPSigningKey string
+	// MaxPostureAge: reports older than this deny. LiveCheckAfter: reports
+	// older than this get a live check before deciding.
+	MaxPostureAge  time.Duration
+	LiveCheckAfter time.Duration
+	// MaxRequestSkew bounds how far an AuthnRequest's IssueInstant may be
+	// from our clock, either way.
+	MaxRequestSkew time.Duration
+	// PendingSignInTTL is how long a denied sign-in can be resumed with
+	// "Check again".
+	PendingSignInTTL time.Duration
+	// ClientCertHeader, when set, names the header a TLS-terminating proxy
+	// puts the browser certificate in (URL-encoded PEM); it is honoured only
+	// from TrustedProxies.
+	ClientCertHeader string
+	TrustedProxies   []*net.IPNet
+	// DecisionRetention is how long the decision log is kept.
+	DecisionRetention time.Duration
 }
+
+// SSOURL is the URL Okta sends browsers to (its "IdP Single Sign-On URL").
+func (c *Config) SSOURL() string { return strings.TrimSuffix(c.SSOPublicURL, "/") + "/saml/sso" }
+
+// MetadataURL is the IdP's entity ID (Okta's "IdP Issuer URI").
+func (c *Config) MetadataURL() string {
+	return strings.TrimSuffix(c.SSOPublicURL, "/") + "/saml/metadata"
+}
+
+// SSOHost is the host name of SSOPublicURL.
+func (c *Config) SSOHost() string {
+	u, err := url.Parse(c.SSOPublicURL)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
+}
+
+// OktaConfigured reports whether the Okta service-provider settings are given.
+func (c *Config) OktaConfigured() bool { return c.OktaAudience != "" && c.OktaACSURL != "" }
 
 // PublicHost is the host name of PublicURL.
 func (c *Config) PublicHost() string {
@@ -94,6 +149,59 @@ func oneOf(dst func(*Config) *string, allowed ...string) func(*Config, string) e
 	}
 }
 
+func httpsURL(dst func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		u, err := url.Parse(v)
+		if err != nil || u.Scheme != "https" || u.Hostname() == "" || u.RawQuery != "" || u.Fragment != "" {
+			return fmt.Errorf("%q is not an https:// URL with a host (and no query)", v)
+		}
+		*dst(c) = v
+		return nil
+	}
+}
+
+func absURI(dst func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		u, err := url.Parse(v)
+		if err != nil || !u.IsAbs() || len(v) > 1024 {
+			return fmt.Errorf("%q is not an absolute URI (Okta shows it as e.g. https://www.okta.com/saml2/service-provider/sp…)", v)
+		}
+		*dst(c) = v
+		return nil
+	}
+}
+
+func cidrs(dst func(*Config) *[]*net.IPNet) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		var out []*net.IPNet
+		for _, part := range strings.Split(v, ",") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			if !strings.Contains(part, "/") {
+				if ip := net.ParseIP(part); ip != nil {
+					bits := 128
+					if ip.To4() != nil {
+						ip, bits = ip.To4(), 32
+					}
+					out = append(out, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+					continue
+				}
+			}
+			_, n, err := net.ParseCIDR(part)
+			if err != nil {
+				return fmt.Errorf("%q is not an IP address or CIDR (e.g. 10.0.0.0/8, 192.0.2.7)", part)
+			}
+			out = append(out, n)
+		}
+		*dst(c) = out
+		return nil
+	}
+}
+
+var headerName = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+
 var settings = []setting{
 	{"data-dir", "", "directory for the CA, keys, admin token and database (created on first start)", str(func(c *Config) *string { return &c.DataDir })},
 	{"grpc-listen", ":8443", "address for gRPC (agents, admin API, health, reflection); TLS, client certs requested", listenAddr(func(c *Config) *string { return &c.GRPCListen })},
@@ -117,7 +225,34 @@ var settings = []setting{
 		c.ReportHistory = n
 		return nil
 	}},
-	{"live-check-timeout", "10s", "default wait for a fresh report after CheckNow", dur(func(c *Config) *time.Duration { return &c.LiveCheckTimeout }, 100*time.Millisecond, time.Minute)},
+	{"live-check-timeout", "3s", "how long a sign-in (and RequestCheck without a timeout) waits for a fresh report after CheckNow", dur(func(c *Config) *time.Duration { return &c.LiveCheckTimeout }, 100*time.Millisecond, time.Minute)},
+	{"sso-listen", ":8444", "address for sign-in (SAML SSO, metadata, remediation pages); TLS, browser certificates requested and verified per request", listenAddr(func(c *Config) *string { return &c.SSOListen })},
+	{"sso-public-url", "", "base URL browsers reach --sso-listen at (default: the --public-url host with the --sso-listen port)", httpsURL(func(c *Config) *string { return &c.SSOPublicURL })},
+	{"okta-audience", "", "Okta's Audience URI (its SP entity ID), from the IdP's settings in Okta", absURI(func(c *Config) *string { return &c.OktaAudience })},
+	{"okta-acs-url", "", "Okta's Assertion Consumer Service URL, https://{org}/sso/saml2/{idpId}", httpsURL(func(c *Config) *string { return &c.OktaACSURL })},
+	{"okta-request-cert", "", "PEM file of Okta's request-signing certificate; when set, AuthnRequests must be signed", str(func(c *Config) *string { return &c.OktaRequestCert })},
+	{"idp-key-bits", "2048", "size of the RSA SAML signing key created on first start: 2048 or 3072", func(c *Config, v string) error {
+		switch v {
+		case "2048", "3072":
+			c.IdPKeyBits, _ = strconv.Atoi(v)
+			return nil
+		}
+		return fmt.Errorf("%q is not 2048 or 3072 (Okta needs an RSA key)", v)
+	}},
+	{"idp-signing-key", "", "a go.step.sm/crypto/kms URI of an RSA key to sign SAML with instead of DIR/idp-key.pem", str(func(c *Config) *string { return &c.IdPSigningKey })},
+	{"max-posture-age", "5m", "a device whose latest report is older than this is denied", dur(func(c *Config) *time.Duration { return &c.MaxPostureAge }, 10*time.Second, 24*time.Hour)},
+	{"live-check-after", "30s", "a sign-in asks the agent for a fresh report when the latest is older than this", dur(func(c *Config) *time.Duration { return &c.LiveCheckAfter }, 0, 24*time.Hour)},
+	{"max-request-skew", "3m", "how far an AuthnRequest's IssueInstant may be from this clock", dur(func(c *Config) *time.Duration { return &c.MaxRequestSkew }, 10*time.Second, 30*time.Minute)},
+	{"pending-sign-in-ttl", "10m", "how long a denied sign-in can be resumed with Check again", dur(func(c *Config) *time.Duration { return &c.PendingSignInTTL }, 30*time.Second, time.Hour)},
+	{"client-cert-header", "", "header in which a TLS-terminating proxy passes the browser certificate (URL-encoded PEM); needs --trusted-proxies", func(c *Config, v string) error {
+		if !headerName.MatchString(v) {
+			return fmt.Errorf("%q is not a header name", v)
+		}
+		c.ClientCertHeader = v
+		return nil
+	}},
+	{"trusted-proxies", "", "comma-separated IPs or CIDRs whose --client-cert-header is believed", cidrs(func(c *Config) *[]*net.IPNet { return &c.TrustedProxies })},
+	{"decision-retention", "2160h", "how long decisions are kept in the decision log", dur(func(c *Config) *time.Duration { return &c.DecisionRetention }, time.Hour, 10*365*24*time.Hour)},
 	{"log-level", "info", "debug, info, warn or error", oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
 	{"log-format", "text", "text or json", oneOf(func(c *Config) *string { return &c.LogFormat }, "text", "json")},
 }
@@ -175,6 +310,9 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config,
 	}
 	if c.DataDir == "" {
 		return nil, errors.New("--data-dir is required (or CLEARANCE_DATA_DIR, or data_dir in the config file)")
+	}
+	if err := c.finish(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -237,4 +375,29 @@ func knownKeys() string {
 	}
 	sort.Strings(keys)
 	return strings.Join(keys, ", ")
+}
+
+// finish fills derived defaults and checks settings that depend on each other.
+func (c *Config) finish() error {
+	if c.SSOPublicURL == "" {
+		_, port, _ := net.SplitHostPort(c.SSOListen)
+		host := c.PublicHost()
+		if host == "" {
+			host = "localhost"
+		}
+		c.SSOPublicURL = "https://" + net.JoinHostPort(host, port)
+	}
+	if (c.OktaAudience == "") != (c.OktaACSURL == "") {
+		return errors.New("set both --okta-audience and --okta-acs-url (Okta shows both on the identity provider's page), or neither")
+	}
+	if c.OktaRequestCert != "" && !c.OktaConfigured() {
+		return errors.New("--okta-request-cert needs --okta-audience and --okta-acs-url")
+	}
+	if (c.ClientCertHeader == "") != (len(c.TrustedProxies) == 0) {
+		return errors.New("--client-cert-header and --trusted-proxies go together: a certificate header is believed only from a trusted proxy")
+	}
+	if c.LiveCheckAfter >= c.MaxPostureAge {
+		return fmt.Errorf("--live-check-after (%s) must be shorter than --max-posture-age (%s)", c.LiveCheckAfter, c.MaxPostureAge)
+	}
+	return nil
 }
