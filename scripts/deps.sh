@@ -9,6 +9,8 @@ command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v bsdtar >/dev/null 2>&1 || need+=(libarchive-tools)
 command -v cpio >/dev/null 2>&1 || need+=(cpio)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# Independent verifier of our IdP's SAML signatures (internal/oktasim).
+command -v xmlsec1 >/dev/null 2>&1 || need+=(xmlsec1)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
