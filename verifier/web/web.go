@@ -1,0 +1,518 @@
+// Package web owns every HTML page a person sees while signing in through
+// the verifier: the remediation page when a Mac is denied (what failed, how
+// to fix it, "Check again"), the page for a sign-in request that cannot be
+// served at all, and the auto-submitting form that carries the SAML response
+// back to Okta.
+//
+// Pages are self-contained: the stylesheet and the one script are embedded
+// and inlined, and allowed by their hashes in a strict Content-Security-Policy
+// set on every response, so nothing is loaded from anywhere and no route has
+// to be mounted for assets. Every string given to a page is treated as
+// untrusted and escaped by html/template; multi-line text (policy
+// descriptions and resolutions) becomes paragraphs and line breaks, never
+// markup. Pages work without JavaScript.
+package web
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+var (
+	//go:embed assets/style.css
+	styleFile string
+	//go:embed assets/autosubmit.js
+	autosubmitFile string
+)
+
+// The inlined stylesheet and script; the CSP allows exactly these bytes by
+// hash.
+var (
+	styleCSS     = strings.TrimSpace(styleFile)
+	autosubmitJS = strings.TrimSpace(autosubmitFile)
+)
+
+// Finding is one policy shown on a remediation page.
+type Finding struct {
+	Name        string
+	Description string
+	// Resolution tells the user how to pass. Newlines are kept: a blank line
+	// starts a new paragraph, a single newline a new line.
+	Resolution string
+	// Status is PASS, FAIL, ERROR or MISSING.
+	Status string
+	// Message is osquery's error text for ERROR, shown as a detail.
+	Message string
+	// Critical findings are shown as "Required, cannot be skipped".
+	Critical bool
+}
+
+// Kind picks which remediation page is shown.
+type Kind string
+
+const (
+	// KindPolicy: required policies fail; each is listed with its
+	// description and resolution.
+	KindPolicy Kind = "policy"
+	// KindNoCert: the browser presented no device certificate.
+	KindNoCert Kind = "no_cert"
+	// KindUnknownDevice: the certificate is not one issued to an enrolled Mac.
+	KindUnknownDevice Kind = "unknown_device"
+	// KindOffline: the agent is offline, its posture is stale, or a live
+	// check timed out.
+	KindOffline Kind = "offline"
+	// KindRevoked: the device is revoked.
+	KindRevoked Kind = "revoked"
+	// KindGeneric: anything else. An unknown Kind is shown as this.
+	KindGeneric Kind = "generic"
+)
+
+// Denied is a remediation page: the sign-in was refused because of this Mac,
+// and the user can usually fix it and check again.
+type Denied struct {
+	Kind Kind
+	// Reason is the stable reason code (e.g. "policy_failed"), shown small
+	// for the helpdesk.
+	Reason string
+	// Message is the decision's plain-English message, the page's main
+	// line. Empty shows the Kind's own default.
+	Message string
+	// DeviceName may be empty.
+	DeviceName string
+	// LastChecked is when the Mac was last checked; zero means never.
+	LastChecked time.Time
+	// Now is the time of the page, for "checked 3 minutes ago". Zero shows
+	// only the absolute time.
+	Now time.Time
+	// Failing lists the required policies that are not passing.
+	Failing []Finding
+	// Advisory lists optional policies that are not passing; they never
+	// block and are shown as recommendations.
+	Advisory []Finding
+	// RetryAction is where the "Check again" form POSTs: a path on this
+	// server ("/saml/sso/retry") or an absolute https URL. Empty, or
+	// anything else, shows no button. The page's CSP form-action allows only
+	// this target, and Chrome and Safari apply form-action to redirects
+	// after the POST too: the retry handler should answer with a page (this
+	// package's Post or Denied) or a same-origin redirect, not a redirect to
+	// another origin.
+	RetryAction string
+	// RetryToken is posted as the hidden input "token".
+	RetryToken string
+	// SupportID is shown for the helpdesk as "Reference".
+	SupportID string
+}
+
+// Refused is the page for a sign-in request that is broken or unacceptable
+// (malformed, expired, replayed, for another audience). There is nothing to
+// retry: the user is told to go back to the app and sign in again.
+type Refused struct {
+	// Reason is the stable reason code, shown small for the helpdesk.
+	Reason string
+	// Title is the page heading; empty shows a default.
+	Title string
+	// Message is the main line; empty shows a default.
+	Message string
+	// SupportID is shown for the helpdesk as "Reference".
+	SupportID string
+}
+
+// Post is the SAML HTTP-POST binding: a form that sends SAMLResponse and
+// RelayState to the service provider's ACS URL.
+type Post struct {
+	// ACSURL must be an absolute https URL.
+	ACSURL       string
+	SAMLResponse string
+	// RelayState is omitted from the form when empty.
+	RelayState string
+}
+
+// ErrUnsafeACSURL is returned by Renderer.Post for an ACS URL that is not
+// an absolute https URL.
+var ErrUnsafeACSURL = errors.New("web: ACS URL is not an absolute https URL")
+
+// Renderer renders the pages. Its templates are parsed once, by New; it is
+// safe for concurrent use.
+type Renderer struct {
+	denied, refused, post *template.Template
+
+	// CSP fragments computed from the embedded assets.
+	styleSrc, scriptSrc string
+}
+
+// New parses the embedded templates.
+func New() (*Renderer, error) {
+	base, err := template.New("layout.html").ParseFS(templateFS, "templates/layout.html")
+	if err != nil {
+		return nil, fmt.Errorf("parsing layout: %w", err)
+	}
+	page := func(name string) (*template.Template, error) {
+		t, err := base.Clone()
+		if err != nil {
+			return nil, err
+		}
+		if t, err = t.ParseFS(templateFS, "templates/"+name); err != nil {
+			return nil, fmt.Errorf("parsing %s: %w", name, err)
+		}
+		return t, nil
+	}
+	r := &Renderer{
+		styleSrc:  "style-src " + hashSource(styleCSS),
+		scriptSrc: "script-src " + hashSource(autosubmitJS),
+	}
+	if r.denied, err = page("denied.html"); err != nil {
+		return nil, err
+	}
+	if r.refused, err = page("refused.html"); err != nil {
+		return nil, err
+	}
+	if r.post, err = page("post.html"); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// hashSource is the CSP source expression allowing exactly the inline
+// element content s.
+func hashSource(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+}
+
+// page is what the layout needs; each page adds its own fields.
+type page struct {
+	Title string
+	CSS   template.CSS
+}
+
+type helpdesk struct {
+	SupportID, Reason, DeviceName, TimeUTC string
+}
+
+type retry struct {
+	Action, Token string
+}
+
+type findingView struct {
+	Name        string
+	Status      string
+	Badge       string
+	BadgeClass  string
+	Critical    bool
+	Description [][]string
+	Resolution  [][]string
+	Detail      string
+}
+
+type deniedView struct {
+	page
+	Heading, Message string
+	ShowDevice       bool
+	DeviceName       string
+	Checked          bool
+	CheckedAgo       string
+	CheckedISO       string
+	CheckedUTC       string
+	FailingHeading   string
+	Failing          []findingView
+	Advisory         []findingView
+	Steps            []string
+	Retry            *retry
+	Help             string
+	Helpdesk         helpdesk
+}
+
+type refusedView struct {
+	page
+	Heading, Message string
+	Steps            []string
+	Helpdesk         helpdesk
+}
+
+type postView struct {
+	page
+	ACSURL, SAMLResponse, RelayState string
+	Script                           template.JS
+}
+
+// Denied writes the remediation page d with the given HTTP status
+// (typically 403).
+func (r *Renderer) Denied(w http.ResponseWriter, status int, d Denied) {
+	k := kinds[d.Kind]
+	if k.title == "" {
+		k = kinds[KindGeneric]
+	}
+	v := deniedView{
+		page:       page{Title: k.title, CSS: template.CSS(styleCSS)},
+		Heading:    k.heading,
+		Message:    orText(d.Message, k.message),
+		DeviceName: d.DeviceName,
+		ShowDevice: d.DeviceName != "" || !d.LastChecked.IsZero(),
+		Helpdesk: helpdesk{
+			SupportID: d.SupportID, Reason: d.Reason, DeviceName: d.DeviceName,
+			TimeUTC: utcTime(d.Now, true),
+		},
+	}
+	if !d.LastChecked.IsZero() {
+		v.Checked = true
+		v.CheckedAgo = ago(d.LastChecked, d.Now)
+		v.CheckedISO = d.LastChecked.UTC().Format(time.RFC3339)
+		v.CheckedUTC = utcTime(d.LastChecked, false)
+	}
+	for _, f := range d.Failing {
+		v.Failing = append(v.Failing, viewFinding(f, true))
+	}
+	for _, f := range d.Advisory {
+		v.Advisory = append(v.Advisory, viewFinding(f, false))
+	}
+	if n := len(v.Failing); n == 1 {
+		v.FailingHeading = "Fix this item"
+	} else {
+		v.FailingHeading = "Fix these " + strconv.Itoa(n) + " items"
+	}
+
+	formAction := "'none'"
+	if src, ok := retrySource(d.RetryAction); ok {
+		v.Retry = &retry{Action: d.RetryAction, Token: d.RetryToken}
+		formAction = src
+	}
+	v.Steps = k.steps(v.Retry != nil)
+	v.Help = k.help
+
+	r.write(w, status, r.denied, v, r.csp(formAction, ""))
+}
+
+// Refused writes the page for a request that cannot be served, with the
+// given HTTP status (typically 400).
+func (r *Renderer) Refused(w http.ResponseWriter, status int, p Refused) {
+	title := orText(p.Title, "This sign-in can't be completed")
+	v := refusedView{
+		page:    page{Title: title, CSS: template.CSS(styleCSS)},
+		Heading: title,
+		Message: orText(p.Message, "The sign-in request wasn't valid, or it has expired."),
+		Steps: []string{
+			"Go back to the app you were signing in to and sign in again.",
+			"If it keeps happening, contact your IT team and give them the reference below.",
+		},
+		Helpdesk: helpdesk{SupportID: p.SupportID, Reason: p.Reason},
+	}
+	r.write(w, status, r.refused, v, r.csp("'none'", ""))
+}
+
+// Post writes the page that sends p to the service provider: a form posting
+// to p.ACSURL with a visible Continue button, submitted at once by a small
+// script when JavaScript runs.
+//
+// An ACS URL that is not an absolute https URL is never put in the page:
+// Post writes a Refused page (status 500, reason "invalid_acs_url", without
+// the SAML response) and returns ErrUnsafeACSURL for the caller to log.
+func (r *Renderer) Post(w http.ResponseWriter, p Post) error {
+	if !safeACS(p.ACSURL) {
+		r.Refused(w, http.StatusInternalServerError, Refused{
+			Reason:  "invalid_acs_url",
+			Message: "Your Mac passed the security check, but the sign-in can't be sent on because this server's sign-in settings are wrong. Contact your IT team.",
+		})
+		return ErrUnsafeACSURL
+	}
+	v := postView{
+		page:         page{Title: "Signing you in", CSS: template.CSS(styleCSS)},
+		ACSURL:       p.ACSURL,
+		SAMLResponse: p.SAMLResponse,
+		RelayState:   p.RelayState,
+		Script:       template.JS(autosubmitJS),
+	}
+	r.write(w, http.StatusOK, r.post, v, r.csp(postFormAction, r.scriptSrc))
+	return nil
+}
+
+// postFormAction is the Post page's form-action. The form itself only ever
+// targets the checked https ACS URL, but Chrome and Safari apply
+// form-action to every redirect that follows the submission too, and the
+// service provider's ACS redirects onward to wherever the user was signing
+// in (any app, on any origin). Pinning the ACS origin would break those
+// sign-ins, so the page allows https and nothing else; the ACS URL is held
+// to https by safeACS before it reaches the page.
+const postFormAction = "https:"
+
+// csp builds the policy for one page. Nothing may load; the inline
+// stylesheet (and script, when given) are allowed by hash.
+func (r *Renderer) csp(formAction, scriptSrc string) string {
+	parts := []string{"default-src 'none'", r.styleSrc}
+	if scriptSrc != "" {
+		parts = append(parts, scriptSrc)
+	}
+	parts = append(parts,
+		"img-src 'none'",
+		"base-uri 'none'",
+		"form-action "+formAction,
+		"frame-ancestors 'none'",
+	)
+	return strings.Join(parts, "; ")
+}
+
+// write renders the page fully before writing anything, so that a
+// template failure becomes a clean error page rather than half a page.
+func (r *Renderer) write(w http.ResponseWriter, status int, t *template.Template, data any, csp string) {
+	var buf bytes.Buffer
+	err := t.ExecuteTemplate(&buf, "layout", data)
+	h := w.Header()
+	h.Set("Content-Security-Policy", csp)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Frame-Options", "DENY")
+	if err != nil {
+		// Only a bug in this package can get here; the data is plain
+		// strings.
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte("Sign-in couldn't be completed. Go back to the app and sign in again.\n"))
+		return
+	}
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.WriteHeader(status)
+	_, _ = buf.WriteTo(w)
+}
+
+// safeACS reports whether s is an absolute https URL with a host, the only
+// kind of ACS URL a SAML response may be posted to.
+func safeACS(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil &&
+		!strings.ContainsAny(s, " \t\r\n\\")
+}
+
+// retrySource checks a retry action and returns the form-action source
+// that allows it: 'self' for a path on this server, the origin for an
+// absolute https URL.
+func retrySource(action string) (string, bool) {
+	if action == "" || strings.ContainsAny(action, " \t\r\n\\") {
+		return "", false
+	}
+	u, err := url.Parse(action)
+	if err != nil {
+		return "", false
+	}
+	switch {
+	case u.Scheme == "" && u.Host == "" && strings.HasPrefix(action, "/") && !strings.HasPrefix(action, "//"):
+		return "'self'", true
+	case u.Scheme == "https" && u.Host != "" && u.User == nil:
+		return "https://" + u.Host, true
+	}
+	return "", false
+}
+
+func viewFinding(f Finding, required bool) findingView {
+	v := findingView{
+		Name:        orText(f.Name, "Unnamed check"),
+		Status:      statusText(f.Status),
+		Critical:    required && f.Critical,
+		Description: paragraphs(f.Description),
+		Resolution:  paragraphs(f.Resolution),
+	}
+	if f.Status == "ERROR" {
+		v.Detail = f.Message
+	}
+	switch {
+	case !required:
+		v.Badge, v.BadgeClass = "Recommended", "advisory"
+	case f.Critical:
+		v.Badge, v.BadgeClass = "Required, cannot be skipped", "critical"
+	default:
+		v.Badge = "Required"
+	}
+	return v
+}
+
+func statusText(s string) string {
+	switch s {
+	case "PASS":
+		return "Passing"
+	case "FAIL":
+		return "Not met on this Mac"
+	case "ERROR":
+		return "Couldn't be checked on this Mac"
+	case "MISSING":
+		return "Not checked on this Mac yet"
+	}
+	return "Not checked on this Mac yet"
+}
+
+// paragraphs splits untrusted text into paragraphs (separated by blank
+// lines) of lines, for the "text" template. Leading and trailing space is
+// trimmed from every line.
+func paragraphs(s string) [][]string {
+	var out [][]string
+	var cur []string
+	for _, line := range strings.Split(strings.ReplaceAll(s, "\r\n", "\n"), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			if cur != nil {
+				out, cur = append(out, cur), nil
+			}
+			continue
+		}
+		cur = append(cur, line)
+	}
+	if cur != nil {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// ago says how long before now t was, in words; empty when now is unknown
+// or t is after it (a Mac clock set ahead), where only the absolute time
+// is meaningful.
+func ago(t, now time.Time) string {
+	if now.IsZero() || t.After(now) {
+		return ""
+	}
+	d := now.Sub(t)
+	plural := func(n int64, unit string) string {
+		if n == 1 {
+			return "1 " + unit + " ago"
+		}
+		return strconv.FormatInt(n, 10) + " " + unit + "s ago"
+	}
+	switch {
+	case d < time.Minute:
+		return "less than a minute ago"
+	case d < time.Hour:
+		return plural(int64(d/time.Minute), "minute")
+	case d < 48*time.Hour:
+		return plural(int64(d/time.Hour), "hour")
+	default:
+		return plural(int64(d/(24*time.Hour)), "day")
+	}
+}
+
+func utcTime(t time.Time, seconds bool) string {
+	if t.IsZero() {
+		return ""
+	}
+	if seconds {
+		return t.UTC().Format("2 Jan 2006, 15:04:05 UTC")
+	}
+	return t.UTC().Format("2 Jan 2006, 15:04 UTC")
+}
+
+func orText(s, def string) string {
+	if strings.TrimSpace(s) == "" {
+		return def
+	}
+	return s
+}
