@@ -70,16 +70,31 @@ func DeviceIDFromCert(c *x509.Certificate) (string, error) {
 // certificate is reported as ErrCertExpired (which an agent can fix by
 // re-enrolling) rather than as a generic chain failure.
 func (a *Authority) VerifyDeviceCert(leaf *x509.Certificate, now time.Time) (string, error) {
+	if err := a.VerifyClientCert(leaf, now); err != nil {
+		return "", err
+	}
+	return DeviceIDFromCert(leaf)
+}
+
+// VerifyClientCert checks that leaf was issued by this verifier's current
+// device CA for TLS client authentication and is valid at now, whatever it
+// names: agent certificates and browser certificates alike. Revocation is
+// the caller's: it checks its records.
+//
+// The validity period is checked before the chain, so that an expired
+// certificate is reported as ErrCertExpired (which an agent can fix by
+// re-enrolling) rather than as a generic chain failure.
+func (a *Authority) VerifyClientCert(leaf *x509.Certificate, now time.Time) error {
 	if leaf == nil {
-		return "", fmt.Errorf("%w: no certificate", ErrCertUntrusted)
+		return fmt.Errorf("%w: no certificate", ErrCertUntrusted)
 	}
 	// 1. Validity period.
 	if now.After(leaf.NotAfter) {
-		return "", fmt.Errorf("%w: expired at %s (now %s)", ErrCertExpired,
+		return fmt.Errorf("%w: expired at %s (now %s)", ErrCertExpired,
 			leaf.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
 	if now.Before(leaf.NotBefore) {
-		return "", fmt.Errorf("%w: valid from %s (now %s)", ErrCertNotYetValid,
+		return fmt.Errorf("%w: valid from %s (now %s)", ErrCertNotYetValid,
 			leaf.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
 	// 2. Chain: leaf ← device CA ← root, with the ClientAuth EKU. The device
@@ -94,16 +109,15 @@ func (a *Authority) VerifyDeviceCert(leaf *x509.Certificate, now time.Time) (str
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
 	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrCertUntrusted, err)
+		return fmt.Errorf("%w: %w", ErrCertUntrusted, err)
 	}
 	// The root issues nothing but device CAs; still, require the current
 	// device CA as the direct issuer so a leaf from any other CA under the
 	// root (a retired device CA, say) does not pass.
 	if !issuedByDeviceCA(chains, a.deviceCA) {
-		return "", fmt.Errorf("%w: issued by %q, not by the current device CA", ErrCertUntrusted, leaf.Issuer.String())
+		return fmt.Errorf("%w: issued by %q, not by the current device CA", ErrCertUntrusted, leaf.Issuer.String())
 	}
-	// 3. Identity.
-	return DeviceIDFromCert(leaf)
+	return nil
 }
 
 func issuedByDeviceCA(chains [][]*x509.Certificate, deviceCA *x509.Certificate) bool {

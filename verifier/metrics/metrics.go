@@ -18,6 +18,9 @@ type Metrics struct {
 	ingestSeconds   prometheus.Histogram
 	enrollments     *prometheus.CounterVec
 	liveChecks      *prometheus.CounterVec
+	ssoDecisions    *prometheus.CounterVec
+	ssoRefused      *prometheus.CounterVec
+	ssoSeconds      *prometheus.HistogramVec
 }
 
 // New registers the metrics (and Go/process collectors) in a fresh registry.
@@ -44,8 +47,20 @@ func New() *Metrics {
 		liveChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "clearance_live_checks_total", Help: "CheckNow round trips, by outcome.",
 		}, []string{"outcome"}),
+		ssoDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clearance_sso_decisions_total", Help: "Sign-in decisions, by result (allow, deny) and reason.",
+		}, []string{"result", "reason"}),
+		ssoRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clearance_sso_requests_refused_total", Help: "AuthnRequests refused before any decision, by reason.",
+		}, []string{"reason"}),
+		ssoSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "clearance_sso_decision_duration_seconds",
+			Help:    "Time from receiving a sign-in to its decision (live check included), by result.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}, []string{"result"}),
 	}
 	m.Registry.MustRegister(m.reportsAccepted, m.reportsRejected, m.agents, m.ingestSeconds, m.enrollments, m.liveChecks,
+		m.ssoDecisions, m.ssoRefused, m.ssoSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -89,4 +104,25 @@ func (m *Metrics) LiveCheck(outcome string) {
 		return
 	}
 	m.liveChecks.WithLabelValues(outcome).Inc()
+}
+
+// SSODecision counts a sign-in decision and how long it took.
+func (m *Metrics) SSODecision(allow bool, reason string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	result := "deny"
+	if allow {
+		result = "allow"
+	}
+	m.ssoDecisions.WithLabelValues(result, reason).Inc()
+	m.ssoSeconds.WithLabelValues(result).Observe(d.Seconds())
+}
+
+// SSORefused counts an AuthnRequest refused before any decision.
+func (m *Metrics) SSORefused(reason string) {
+	if m == nil {
+		return
+	}
+	m.ssoRefused.WithLabelValues(reason).Inc()
 }
