@@ -40,6 +40,10 @@ type Server struct {
 	Metrics  *metrics.Metrics
 	Logger   *slog.Logger
 	Now      func() time.Time
+
+	// Access runs ExplainAccess's dry-run decisions; nil makes ExplainAccess
+	// answer UNAVAILABLE.
+	Access Explainer
 }
 
 var _ adminv1.AdminServiceServer = (*Server)(nil)

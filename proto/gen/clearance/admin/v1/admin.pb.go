@@ -76,6 +76,123 @@ func (DeviceStatus) EnumDescriptor() ([]byte, []int) {
 	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{0}
 }
 
+// DecisionResult selects decisions by their outcome.
+type DecisionResult int32
+
+const (
+	// Any outcome.
+	DecisionResult_DECISION_RESULT_UNSPECIFIED DecisionResult = 0
+	// Only decisions that let the user in.
+	DecisionResult_DECISION_RESULT_ALLOW DecisionResult = 1
+	// Only decisions that refused the user.
+	DecisionResult_DECISION_RESULT_DENY DecisionResult = 2
+)
+
+// Enum value maps for DecisionResult.
+var (
+	DecisionResult_name = map[int32]string{
+		0: "DECISION_RESULT_UNSPECIFIED",
+		1: "DECISION_RESULT_ALLOW",
+		2: "DECISION_RESULT_DENY",
+	}
+	DecisionResult_value = map[string]int32{
+		"DECISION_RESULT_UNSPECIFIED": 0,
+		"DECISION_RESULT_ALLOW":       1,
+		"DECISION_RESULT_DENY":        2,
+	}
+)
+
+func (x DecisionResult) Enum() *DecisionResult {
+	p := new(DecisionResult)
+	*p = x
+	return p
+}
+
+func (x DecisionResult) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DecisionResult) Descriptor() protoreflect.EnumDescriptor {
+	return file_clearance_admin_v1_admin_proto_enumTypes[1].Descriptor()
+}
+
+func (DecisionResult) Type() protoreflect.EnumType {
+	return &file_clearance_admin_v1_admin_proto_enumTypes[1]
+}
+
+func (x DecisionResult) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DecisionResult.Descriptor instead.
+func (DecisionResult) EnumDescriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+// PolicyStatus is one policy's outcome in an access decision: the agent's
+// words (clearance.agent.v1.PolicyStatus, same names and numbers) plus
+// MISSING, which only the verifier can say.
+type PolicyStatus int32
+
+const (
+	// A status word this server does not know.
+	PolicyStatus_POLICY_STATUS_UNSPECIFIED PolicyStatus = 0
+	// The query returned at least one row.
+	PolicyStatus_POLICY_STATUS_PASS PolicyStatus = 1
+	// The query returned no rows.
+	PolicyStatus_POLICY_STATUS_FAIL PolicyStatus = 2
+	// The query could not be run; message says why.
+	PolicyStatus_POLICY_STATUS_ERROR PolicyStatus = 3
+	// The report has no result for the policy (e.g. it was added since the
+	// agent last ran). Missing never counts as passing.
+	PolicyStatus_POLICY_STATUS_MISSING PolicyStatus = 4
+)
+
+// Enum value maps for PolicyStatus.
+var (
+	PolicyStatus_name = map[int32]string{
+		0: "POLICY_STATUS_UNSPECIFIED",
+		1: "POLICY_STATUS_PASS",
+		2: "POLICY_STATUS_FAIL",
+		3: "POLICY_STATUS_ERROR",
+		4: "POLICY_STATUS_MISSING",
+	}
+	PolicyStatus_value = map[string]int32{
+		"POLICY_STATUS_UNSPECIFIED": 0,
+		"POLICY_STATUS_PASS":        1,
+		"POLICY_STATUS_FAIL":        2,
+		"POLICY_STATUS_ERROR":       3,
+		"POLICY_STATUS_MISSING":     4,
+	}
+)
+
+func (x PolicyStatus) Enum() *PolicyStatus {
+	p := new(PolicyStatus)
+	*p = x
+	return p
+}
+
+func (x PolicyStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PolicyStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_clearance_admin_v1_admin_proto_enumTypes[2].Descriptor()
+}
+
+func (PolicyStatus) Type() protoreflect.EnumType {
+	return &file_clearance_admin_v1_admin_proto_enumTypes[2]
+}
+
+func (x PolicyStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PolicyStatus.Descriptor instead.
+func (PolicyStatus) EnumDescriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
 // PostureSummary counts policy results in a device's latest report.
 type PostureSummary struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1384,6 +1501,772 @@ func (x *RequestCheckResponse) GetPolicies() []*PolicyOutcome {
 	return nil
 }
 
+// DecisionPolicyResult is one policy's outcome as the decision log recorded it.
+type DecisionPolicyResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy's id.
+	PolicyId string `protobuf:"bytes,1,opt,name=policy_id,json=policyId,proto3" json:"policy_id,omitempty"`
+	// PASS, FAIL, ERROR or MISSING.
+	Status PolicyStatus `protobuf:"varint,2,opt,name=status,proto3,enum=clearance.admin.v1.PolicyStatus" json:"status,omitempty"`
+	// Whether the policy counted for access.
+	Required bool `protobuf:"varint,3,opt,name=required,proto3" json:"required,omitempty"`
+	// Whether the policy could never be bypassed.
+	Critical bool `protobuf:"varint,4,opt,name=critical,proto3" json:"critical,omitempty"`
+	// For ERROR, osquery's message.
+	Message       string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecisionPolicyResult) Reset() {
+	*x = DecisionPolicyResult{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecisionPolicyResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecisionPolicyResult) ProtoMessage() {}
+
+func (x *DecisionPolicyResult) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecisionPolicyResult.ProtoReflect.Descriptor instead.
+func (*DecisionPolicyResult) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *DecisionPolicyResult) GetPolicyId() string {
+	if x != nil {
+		return x.PolicyId
+	}
+	return ""
+}
+
+func (x *DecisionPolicyResult) GetStatus() PolicyStatus {
+	if x != nil {
+		return x.Status
+	}
+	return PolicyStatus_POLICY_STATUS_UNSPECIFIED
+}
+
+func (x *DecisionPolicyResult) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
+func (x *DecisionPolicyResult) GetCritical() bool {
+	if x != nil {
+		return x.Critical
+	}
+	return false
+}
+
+func (x *DecisionPolicyResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// Decision is one entry of the decision log: who asked, from which device and
+// certificate, what was decided and why, from which results, how long it took.
+type Decision struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Position in the log: increases in append order.
+	Id int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// When the decision was made.
+	At *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	// The Okta username from the AuthnRequest's Subject.
+	Username string `protobuf:"bytes,3,opt,name=username,proto3" json:"username,omitempty"`
+	// The device the browser certificate named; empty when none was identified.
+	DeviceId string `protobuf:"bytes,4,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// The browser certificate's serial (lowercase hex); empty when none.
+	CertSerial string `protobuf:"bytes,5,opt,name=cert_serial,json=certSerial,proto3" json:"cert_serial,omitempty"`
+	// Whether the user was let in.
+	Allow bool `protobuf:"varint,6,opt,name=allow,proto3" json:"allow,omitempty"`
+	// The stable reason, e.g. "allowed", "policy_failed", "stale_posture",
+	// "unknown_device".
+	Reason string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Every policy's outcome the decision was made from, in policy-set order;
+	// empty when the decision came before policies were judged.
+	Results []*DecisionPolicyResult `protobuf:"bytes,8,rep,name=results,proto3" json:"results,omitempty"`
+	// The policy set version in force.
+	PolicySetVersion string `protobuf:"bytes,9,opt,name=policy_set_version,json=policySetVersion,proto3" json:"policy_set_version,omitempty"`
+	// seq of the report the decision was made from.
+	ReportSeq uint64 `protobuf:"varint,10,opt,name=report_seq,json=reportSeq,proto3" json:"report_seq,omitempty"`
+	// What the live check did: "none", "answered", "timed_out", "agent_offline".
+	LiveCheck string `protobuf:"bytes,11,opt,name=live_check,json=liveCheck,proto3" json:"live_check,omitempty"`
+	// From receiving the request to the decision, live check included.
+	Latency *durationpb.Duration `protobuf:"bytes,12,opt,name=latency,proto3" json:"latency,omitempty"`
+	// What asked: "sso" (a sign-in) or "sso_retry" ("Check again").
+	Source string `protobuf:"bytes,13,opt,name=source,proto3" json:"source,omitempty"`
+	// The AuthnRequest's ID, to join this log with Okta's.
+	RequestId     string `protobuf:"bytes,14,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Decision) Reset() {
+	*x = Decision{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Decision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Decision) ProtoMessage() {}
+
+func (x *Decision) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Decision.ProtoReflect.Descriptor instead.
+func (*Decision) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *Decision) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Decision) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *Decision) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *Decision) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *Decision) GetCertSerial() string {
+	if x != nil {
+		return x.CertSerial
+	}
+	return ""
+}
+
+func (x *Decision) GetAllow() bool {
+	if x != nil {
+		return x.Allow
+	}
+	return false
+}
+
+func (x *Decision) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Decision) GetResults() []*DecisionPolicyResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *Decision) GetPolicySetVersion() string {
+	if x != nil {
+		return x.PolicySetVersion
+	}
+	return ""
+}
+
+func (x *Decision) GetReportSeq() uint64 {
+	if x != nil {
+		return x.ReportSeq
+	}
+	return 0
+}
+
+func (x *Decision) GetLiveCheck() string {
+	if x != nil {
+		return x.LiveCheck
+	}
+	return ""
+}
+
+func (x *Decision) GetLatency() *durationpb.Duration {
+	if x != nil {
+		return x.Latency
+	}
+	return nil
+}
+
+func (x *Decision) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *Decision) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// ListDecisionsRequest filters and pages the decision log. Filters combine
+// (AND); an unset filter matches everything.
+type ListDecisionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only decisions for this Okta username (exact match).
+	Username string `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
+	// Only decisions for this device.
+	DeviceId string `protobuf:"bytes,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// Only allowed or only denied decisions (default: both).
+	Result DecisionResult `protobuf:"varint,3,opt,name=result,proto3,enum=clearance.admin.v1.DecisionResult" json:"result,omitempty"`
+	// Only decisions made at or after this time.
+	Since *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
+	// Only decisions made before this time.
+	Until *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=until,proto3" json:"until,omitempty"`
+	// At most this many decisions (default 100, max 1000).
+	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token, with the same filters.
+	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDecisionsRequest) Reset() {
+	*x = ListDecisionsRequest{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDecisionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDecisionsRequest) ProtoMessage() {}
+
+func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDecisionsRequest.ProtoReflect.Descriptor instead.
+func (*ListDecisionsRequest) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListDecisionsRequest) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *ListDecisionsRequest) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *ListDecisionsRequest) GetResult() DecisionResult {
+	if x != nil {
+		return x.Result
+	}
+	return DecisionResult_DECISION_RESULT_UNSPECIFIED
+}
+
+func (x *ListDecisionsRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *ListDecisionsRequest) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *ListDecisionsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListDecisionsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListDecisionsResponse is one page of the decision log.
+type ListDecisionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Newest first.
+	Decisions []*Decision `protobuf:"bytes,1,rep,name=decisions,proto3" json:"decisions,omitempty"`
+	// Empty when there are no more decisions. A full page of 1000 always has
+	// one, and the page it leads to may be empty.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDecisionsResponse) Reset() {
+	*x = ListDecisionsResponse{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDecisionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDecisionsResponse) ProtoMessage() {}
+
+func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDecisionsResponse.ProtoReflect.Descriptor instead.
+func (*ListDecisionsResponse) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListDecisionsResponse) GetDecisions() []*Decision {
+	if x != nil {
+		return x.Decisions
+	}
+	return nil
+}
+
+func (x *ListDecisionsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// PolicyFinding is one policy of the set in force, joined with its outcome
+// in a decision.
+type PolicyFinding struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy's id.
+	PolicyId string `protobuf:"bytes,1,opt,name=policy_id,json=policyId,proto3" json:"policy_id,omitempty"`
+	// Its short human name.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Whether the policy counts for access.
+	Required bool `protobuf:"varint,3,opt,name=required,proto3" json:"required,omitempty"`
+	// Whether the policy can never be bypassed.
+	Critical bool `protobuf:"varint,4,opt,name=critical,proto3" json:"critical,omitempty"`
+	// PASS, FAIL, ERROR or MISSING.
+	Status PolicyStatus `protobuf:"varint,5,opt,name=status,proto3,enum=clearance.admin.v1.PolicyStatus" json:"status,omitempty"`
+	// For ERROR, osquery's message.
+	Message string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	// What the user must do to pass.
+	Resolution string `protobuf:"bytes,7,opt,name=resolution,proto3" json:"resolution,omitempty"`
+	// What the policy checks and why.
+	Description   string `protobuf:"bytes,8,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyFinding) Reset() {
+	*x = PolicyFinding{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyFinding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyFinding) ProtoMessage() {}
+
+func (x *PolicyFinding) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyFinding.ProtoReflect.Descriptor instead.
+func (*PolicyFinding) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *PolicyFinding) GetPolicyId() string {
+	if x != nil {
+		return x.PolicyId
+	}
+	return ""
+}
+
+func (x *PolicyFinding) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PolicyFinding) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
+func (x *PolicyFinding) GetCritical() bool {
+	if x != nil {
+		return x.Critical
+	}
+	return false
+}
+
+func (x *PolicyFinding) GetStatus() PolicyStatus {
+	if x != nil {
+		return x.Status
+	}
+	return PolicyStatus_POLICY_STATUS_UNSPECIFIED
+}
+
+func (x *PolicyFinding) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *PolicyFinding) GetResolution() string {
+	if x != nil {
+		return x.Resolution
+	}
+	return ""
+}
+
+func (x *PolicyFinding) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+// ExplainAccessRequest names the device (and, for the record, the user) of
+// the sign-in to try.
+type ExplainAccessRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The device to decide for. Required.
+	DeviceId string `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// The Okta username to decide for. Only recorded in the answer: access
+	// depends on the device, not on who signs in.
+	Username string `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
+	// Ask the agent for a fresh report first, as a real sign-in would when the
+	// latest one is old. Default: decide on the stored report only.
+	LiveCheck     bool `protobuf:"varint,3,opt,name=live_check,json=liveCheck,proto3" json:"live_check,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainAccessRequest) Reset() {
+	*x = ExplainAccessRequest{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainAccessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainAccessRequest) ProtoMessage() {}
+
+func (x *ExplainAccessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainAccessRequest.ProtoReflect.Descriptor instead.
+func (*ExplainAccessRequest) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ExplainAccessRequest) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *ExplainAccessRequest) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *ExplainAccessRequest) GetLiveCheck() bool {
+	if x != nil {
+		return x.LiveCheck
+	}
+	return false
+}
+
+// ExplainAccessResponse is the decision a sign-in would get now.
+type ExplainAccessResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether a sign-in from this device would be let in now.
+	Allow bool `protobuf:"varint,1,opt,name=allow,proto3" json:"allow,omitempty"`
+	// The stable reason, as the decision log would record it.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// What the user would be told.
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// Required policies that are not passing, in policy-set order. Empty when
+	// the decision was made before the policies were judged (e.g. a stale
+	// report): those results are unknown, not failing.
+	Failing []*PolicyFinding `protobuf:"bytes,4,rep,name=failing,proto3" json:"failing,omitempty"`
+	// Policies that are not required and not passing; they never deny.
+	Advisory []*PolicyFinding `protobuf:"bytes,5,rep,name=advisory,proto3" json:"advisory,omitempty"`
+	// Every policy in force with its outcome; empty when not judged.
+	Results []*PolicyFinding `protobuf:"bytes,6,rep,name=results,proto3" json:"results,omitempty"`
+	// How old the report counted as; unset when freshness was not measured.
+	PostureAge *durationpb.Duration `protobuf:"bytes,7,opt,name=posture_age,json=postureAge,proto3" json:"posture_age,omitempty"`
+	// observed_at of the report decided on; unset without a usable report.
+	ObservedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
+	// seq of the report decided on.
+	ReportSeq uint64 `protobuf:"varint,9,opt,name=report_seq,json=reportSeq,proto3" json:"report_seq,omitempty"`
+	// The policy set version in force.
+	PolicySetVersion string `protobuf:"bytes,10,opt,name=policy_set_version,json=policySetVersion,proto3" json:"policy_set_version,omitempty"`
+	// What the live check did: "none", "answered", "timed_out", "agent_offline".
+	LiveCheck string `protobuf:"bytes,11,opt,name=live_check,json=liveCheck,proto3" json:"live_check,omitempty"`
+	// Whether this is a denial a future per-policy exception could lift: only
+	// required, non-critical policies failed.
+	Bypassable bool `protobuf:"varint,12,opt,name=bypassable,proto3" json:"bypassable,omitempty"`
+	// The policy set version the agent ran for that report.
+	ReportPolicySetVersion string `protobuf:"bytes,13,opt,name=report_policy_set_version,json=reportPolicySetVersion,proto3" json:"report_policy_set_version,omitempty"`
+	// The device decided for.
+	DeviceId string `protobuf:"bytes,14,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// Its hostname, as the remediation page would name it.
+	DeviceName string `protobuf:"bytes,15,opt,name=device_name,json=deviceName,proto3" json:"device_name,omitempty"`
+	// The username from the request.
+	Username      string `protobuf:"bytes,16,opt,name=username,proto3" json:"username,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainAccessResponse) Reset() {
+	*x = ExplainAccessResponse{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainAccessResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainAccessResponse) ProtoMessage() {}
+
+func (x *ExplainAccessResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainAccessResponse.ProtoReflect.Descriptor instead.
+func (*ExplainAccessResponse) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ExplainAccessResponse) GetAllow() bool {
+	if x != nil {
+		return x.Allow
+	}
+	return false
+}
+
+func (x *ExplainAccessResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ExplainAccessResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *ExplainAccessResponse) GetFailing() []*PolicyFinding {
+	if x != nil {
+		return x.Failing
+	}
+	return nil
+}
+
+func (x *ExplainAccessResponse) GetAdvisory() []*PolicyFinding {
+	if x != nil {
+		return x.Advisory
+	}
+	return nil
+}
+
+func (x *ExplainAccessResponse) GetResults() []*PolicyFinding {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *ExplainAccessResponse) GetPostureAge() *durationpb.Duration {
+	if x != nil {
+		return x.PostureAge
+	}
+	return nil
+}
+
+func (x *ExplainAccessResponse) GetObservedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ObservedAt
+	}
+	return nil
+}
+
+func (x *ExplainAccessResponse) GetReportSeq() uint64 {
+	if x != nil {
+		return x.ReportSeq
+	}
+	return 0
+}
+
+func (x *ExplainAccessResponse) GetPolicySetVersion() string {
+	if x != nil {
+		return x.PolicySetVersion
+	}
+	return ""
+}
+
+func (x *ExplainAccessResponse) GetLiveCheck() string {
+	if x != nil {
+		return x.LiveCheck
+	}
+	return ""
+}
+
+func (x *ExplainAccessResponse) GetBypassable() bool {
+	if x != nil {
+		return x.Bypassable
+	}
+	return false
+}
+
+func (x *ExplainAccessResponse) GetReportPolicySetVersion() string {
+	if x != nil {
+		return x.ReportPolicySetVersion
+	}
+	return ""
+}
+
+func (x *ExplainAccessResponse) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *ExplainAccessResponse) GetDeviceName() string {
+	if x != nil {
+		return x.DeviceName
+	}
+	return ""
+}
+
+func (x *ExplainAccessResponse) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
 var File_clearance_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_clearance_admin_v1_admin_proto_rawDesc = "" +
@@ -1480,11 +2363,100 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"\x89\x01\n" +
 	"\x14RequestCheckResponse\x122\n" +
 	"\x06report\x18\x01 \x01(\v2\x1a.clearance.admin.v1.ReportR\x06report\x12=\n" +
-	"\bpolicies\x18\x02 \x03(\v2!.clearance.admin.v1.PolicyOutcomeR\bpolicies*b\n" +
+	"\bpolicies\x18\x02 \x03(\v2!.clearance.admin.v1.PolicyOutcomeR\bpolicies\"\xbf\x01\n" +
+	"\x14DecisionPolicyResult\x12\x1b\n" +
+	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x128\n" +
+	"\x06status\x18\x02 \x01(\x0e2 .clearance.admin.v1.PolicyStatusR\x06status\x12\x1a\n" +
+	"\brequired\x18\x03 \x01(\bR\brequired\x12\x1a\n" +
+	"\bcritical\x18\x04 \x01(\bR\bcritical\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\"\xea\x03\n" +
+	"\bDecision\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1a\n" +
+	"\busername\x18\x03 \x01(\tR\busername\x12\x1b\n" +
+	"\tdevice_id\x18\x04 \x01(\tR\bdeviceId\x12\x1f\n" +
+	"\vcert_serial\x18\x05 \x01(\tR\n" +
+	"certSerial\x12\x14\n" +
+	"\x05allow\x18\x06 \x01(\bR\x05allow\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12B\n" +
+	"\aresults\x18\b \x03(\v2(.clearance.admin.v1.DecisionPolicyResultR\aresults\x12,\n" +
+	"\x12policy_set_version\x18\t \x01(\tR\x10policySetVersion\x12\x1d\n" +
+	"\n" +
+	"report_seq\x18\n" +
+	" \x01(\x04R\treportSeq\x12\x1d\n" +
+	"\n" +
+	"live_check\x18\v \x01(\tR\tliveCheck\x123\n" +
+	"\alatency\x18\f \x01(\v2\x19.google.protobuf.DurationR\alatency\x12\x16\n" +
+	"\x06source\x18\r \x01(\tR\x06source\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x0e \x01(\tR\trequestId\"\xab\x02\n" +
+	"\x14ListDecisionsRequest\x12\x1a\n" +
+	"\busername\x18\x01 \x01(\tR\busername\x12\x1b\n" +
+	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12:\n" +
+	"\x06result\x18\x03 \x01(\x0e2\".clearance.admin.v1.DecisionResultR\x06result\x120\n" +
+	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05until\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x1b\n" +
+	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\"{\n" +
+	"\x15ListDecisionsResponse\x12:\n" +
+	"\tdecisions\x18\x01 \x03(\v2\x1c.clearance.admin.v1.DecisionR\tdecisions\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8e\x02\n" +
+	"\rPolicyFinding\x12\x1b\n" +
+	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
+	"\brequired\x18\x03 \x01(\bR\brequired\x12\x1a\n" +
+	"\bcritical\x18\x04 \x01(\bR\bcritical\x128\n" +
+	"\x06status\x18\x05 \x01(\x0e2 .clearance.admin.v1.PolicyStatusR\x06status\x12\x18\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\x12\x1e\n" +
+	"\n" +
+	"resolution\x18\a \x01(\tR\n" +
+	"resolution\x12 \n" +
+	"\vdescription\x18\b \x01(\tR\vdescription\"n\n" +
+	"\x14ExplainAccessRequest\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1a\n" +
+	"\busername\x18\x02 \x01(\tR\busername\x12\x1d\n" +
+	"\n" +
+	"live_check\x18\x03 \x01(\bR\tliveCheck\"\xb2\x05\n" +
+	"\x15ExplainAccessResponse\x12\x14\n" +
+	"\x05allow\x18\x01 \x01(\bR\x05allow\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12;\n" +
+	"\afailing\x18\x04 \x03(\v2!.clearance.admin.v1.PolicyFindingR\afailing\x12=\n" +
+	"\badvisory\x18\x05 \x03(\v2!.clearance.admin.v1.PolicyFindingR\badvisory\x12;\n" +
+	"\aresults\x18\x06 \x03(\v2!.clearance.admin.v1.PolicyFindingR\aresults\x12:\n" +
+	"\vposture_age\x18\a \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"postureAge\x12;\n" +
+	"\vobserved_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"observedAt\x12\x1d\n" +
+	"\n" +
+	"report_seq\x18\t \x01(\x04R\treportSeq\x12,\n" +
+	"\x12policy_set_version\x18\n" +
+	" \x01(\tR\x10policySetVersion\x12\x1d\n" +
+	"\n" +
+	"live_check\x18\v \x01(\tR\tliveCheck\x12\x1e\n" +
+	"\n" +
+	"bypassable\x18\f \x01(\bR\n" +
+	"bypassable\x129\n" +
+	"\x19report_policy_set_version\x18\r \x01(\tR\x16reportPolicySetVersion\x12\x1b\n" +
+	"\tdevice_id\x18\x0e \x01(\tR\bdeviceId\x12\x1f\n" +
+	"\vdevice_name\x18\x0f \x01(\tR\n" +
+	"deviceName\x12\x1a\n" +
+	"\busername\x18\x10 \x01(\tR\busername*b\n" +
 	"\fDeviceStatus\x12\x1d\n" +
 	"\x19DEVICE_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14DEVICE_STATUS_ACTIVE\x10\x01\x12\x19\n" +
-	"\x15DEVICE_STATUS_REVOKED\x10\x022\xb6\a\n" +
+	"\x15DEVICE_STATUS_REVOKED\x10\x02*f\n" +
+	"\x0eDecisionResult\x12\x1f\n" +
+	"\x1bDECISION_RESULT_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15DECISION_RESULT_ALLOW\x10\x01\x12\x18\n" +
+	"\x14DECISION_RESULT_DENY\x10\x02*\x91\x01\n" +
+	"\fPolicyStatus\x12\x1d\n" +
+	"\x19POLICY_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12POLICY_STATUS_PASS\x10\x01\x12\x16\n" +
+	"\x12POLICY_STATUS_FAIL\x10\x02\x12\x17\n" +
+	"\x13POLICY_STATUS_ERROR\x10\x03\x12\x19\n" +
+	"\x15POLICY_STATUS_MISSING\x10\x042\x82\t\n" +
 	"\fAdminService\x12^\n" +
 	"\vListDevices\x12&.clearance.admin.v1.ListDevicesRequest\x1a'.clearance.admin.v1.ListDevicesResponse\x12X\n" +
 	"\tGetDevice\x12$.clearance.admin.v1.GetDeviceRequest\x1a%.clearance.admin.v1.GetDeviceResponse\x12a\n" +
@@ -1494,7 +2466,9 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x12CreateEnrollSecret\x12-.clearance.admin.v1.CreateEnrollSecretRequest\x1a..clearance.admin.v1.CreateEnrollSecretResponse\x12p\n" +
 	"\x11ListEnrollSecrets\x12,.clearance.admin.v1.ListEnrollSecretsRequest\x1a-.clearance.admin.v1.ListEnrollSecretsResponse\x12s\n" +
 	"\x12RevokeEnrollSecret\x12-.clearance.admin.v1.RevokeEnrollSecretRequest\x1a..clearance.admin.v1.RevokeEnrollSecretResponse\x12a\n" +
-	"\fRequestCheck\x12'.clearance.admin.v1.RequestCheckRequest\x1a(.clearance.admin.v1.RequestCheckResponseBEZCgithub.com/clearance/clearance/proto/gen/clearance/admin/v1;adminv1b\x06proto3"
+	"\fRequestCheck\x12'.clearance.admin.v1.RequestCheckRequest\x1a(.clearance.admin.v1.RequestCheckResponse\x12d\n" +
+	"\rListDecisions\x12(.clearance.admin.v1.ListDecisionsRequest\x1a).clearance.admin.v1.ListDecisionsResponse\x12d\n" +
+	"\rExplainAccess\x12(.clearance.admin.v1.ExplainAccessRequest\x1a).clearance.admin.v1.ExplainAccessResponseBEZCgithub.com/clearance/clearance/proto/gen/clearance/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_clearance_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -1508,90 +2482,117 @@ func file_clearance_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_clearance_admin_v1_admin_proto_rawDescData
 }
 
-var file_clearance_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_clearance_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_clearance_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_clearance_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_clearance_admin_v1_admin_proto_goTypes = []any{
 	(DeviceStatus)(0),                  // 0: clearance.admin.v1.DeviceStatus
-	(*PostureSummary)(nil),             // 1: clearance.admin.v1.PostureSummary
-	(*Device)(nil),                     // 2: clearance.admin.v1.Device
-	(*PolicyOutcome)(nil),              // 3: clearance.admin.v1.PolicyOutcome
-	(*Report)(nil),                     // 4: clearance.admin.v1.Report
-	(*ListDevicesRequest)(nil),         // 5: clearance.admin.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),        // 6: clearance.admin.v1.ListDevicesResponse
-	(*GetDeviceRequest)(nil),           // 7: clearance.admin.v1.GetDeviceRequest
-	(*GetDeviceResponse)(nil),          // 8: clearance.admin.v1.GetDeviceResponse
-	(*RevokeDeviceRequest)(nil),        // 9: clearance.admin.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),       // 10: clearance.admin.v1.RevokeDeviceResponse
-	(*ListPoliciesRequest)(nil),        // 11: clearance.admin.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),       // 12: clearance.admin.v1.ListPoliciesResponse
-	(*ReloadPoliciesRequest)(nil),      // 13: clearance.admin.v1.ReloadPoliciesRequest
-	(*ReloadPoliciesResponse)(nil),     // 14: clearance.admin.v1.ReloadPoliciesResponse
-	(*EnrollSecret)(nil),               // 15: clearance.admin.v1.EnrollSecret
-	(*CreateEnrollSecretRequest)(nil),  // 16: clearance.admin.v1.CreateEnrollSecretRequest
-	(*CreateEnrollSecretResponse)(nil), // 17: clearance.admin.v1.CreateEnrollSecretResponse
-	(*ListEnrollSecretsRequest)(nil),   // 18: clearance.admin.v1.ListEnrollSecretsRequest
-	(*ListEnrollSecretsResponse)(nil),  // 19: clearance.admin.v1.ListEnrollSecretsResponse
-	(*RevokeEnrollSecretRequest)(nil),  // 20: clearance.admin.v1.RevokeEnrollSecretRequest
-	(*RevokeEnrollSecretResponse)(nil), // 21: clearance.admin.v1.RevokeEnrollSecretResponse
-	(*RequestCheckRequest)(nil),        // 22: clearance.admin.v1.RequestCheckRequest
-	(*RequestCheckResponse)(nil),       // 23: clearance.admin.v1.RequestCheckResponse
-	(*v1.DeviceFacts)(nil),             // 24: clearance.agent.v1.DeviceFacts
-	(*timestamppb.Timestamp)(nil),      // 25: google.protobuf.Timestamp
-	(v1.PolicyStatus)(0),               // 26: clearance.agent.v1.PolicyStatus
-	(*v1.PostureReport)(nil),           // 27: clearance.agent.v1.PostureReport
-	(*v1.PolicySet)(nil),               // 28: clearance.agent.v1.PolicySet
-	(*durationpb.Duration)(nil),        // 29: google.protobuf.Duration
+	(DecisionResult)(0),                // 1: clearance.admin.v1.DecisionResult
+	(PolicyStatus)(0),                  // 2: clearance.admin.v1.PolicyStatus
+	(*PostureSummary)(nil),             // 3: clearance.admin.v1.PostureSummary
+	(*Device)(nil),                     // 4: clearance.admin.v1.Device
+	(*PolicyOutcome)(nil),              // 5: clearance.admin.v1.PolicyOutcome
+	(*Report)(nil),                     // 6: clearance.admin.v1.Report
+	(*ListDevicesRequest)(nil),         // 7: clearance.admin.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),        // 8: clearance.admin.v1.ListDevicesResponse
+	(*GetDeviceRequest)(nil),           // 9: clearance.admin.v1.GetDeviceRequest
+	(*GetDeviceResponse)(nil),          // 10: clearance.admin.v1.GetDeviceResponse
+	(*RevokeDeviceRequest)(nil),        // 11: clearance.admin.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),       // 12: clearance.admin.v1.RevokeDeviceResponse
+	(*ListPoliciesRequest)(nil),        // 13: clearance.admin.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),       // 14: clearance.admin.v1.ListPoliciesResponse
+	(*ReloadPoliciesRequest)(nil),      // 15: clearance.admin.v1.ReloadPoliciesRequest
+	(*ReloadPoliciesResponse)(nil),     // 16: clearance.admin.v1.ReloadPoliciesResponse
+	(*EnrollSecret)(nil),               // 17: clearance.admin.v1.EnrollSecret
+	(*CreateEnrollSecretRequest)(nil),  // 18: clearance.admin.v1.CreateEnrollSecretRequest
+	(*CreateEnrollSecretResponse)(nil), // 19: clearance.admin.v1.CreateEnrollSecretResponse
+	(*ListEnrollSecretsRequest)(nil),   // 20: clearance.admin.v1.ListEnrollSecretsRequest
+	(*ListEnrollSecretsResponse)(nil),  // 21: clearance.admin.v1.ListEnrollSecretsResponse
+	(*RevokeEnrollSecretRequest)(nil),  // 22: clearance.admin.v1.RevokeEnrollSecretRequest
+	(*RevokeEnrollSecretResponse)(nil), // 23: clearance.admin.v1.RevokeEnrollSecretResponse
+	(*RequestCheckRequest)(nil),        // 24: clearance.admin.v1.RequestCheckRequest
+	(*RequestCheckResponse)(nil),       // 25: clearance.admin.v1.RequestCheckResponse
+	(*DecisionPolicyResult)(nil),       // 26: clearance.admin.v1.DecisionPolicyResult
+	(*Decision)(nil),                   // 27: clearance.admin.v1.Decision
+	(*ListDecisionsRequest)(nil),       // 28: clearance.admin.v1.ListDecisionsRequest
+	(*ListDecisionsResponse)(nil),      // 29: clearance.admin.v1.ListDecisionsResponse
+	(*PolicyFinding)(nil),              // 30: clearance.admin.v1.PolicyFinding
+	(*ExplainAccessRequest)(nil),       // 31: clearance.admin.v1.ExplainAccessRequest
+	(*ExplainAccessResponse)(nil),      // 32: clearance.admin.v1.ExplainAccessResponse
+	(*v1.DeviceFacts)(nil),             // 33: clearance.agent.v1.DeviceFacts
+	(*timestamppb.Timestamp)(nil),      // 34: google.protobuf.Timestamp
+	(v1.PolicyStatus)(0),               // 35: clearance.agent.v1.PolicyStatus
+	(*v1.PostureReport)(nil),           // 36: clearance.agent.v1.PostureReport
+	(*v1.PolicySet)(nil),               // 37: clearance.agent.v1.PolicySet
+	(*durationpb.Duration)(nil),        // 38: google.protobuf.Duration
 }
 var file_clearance_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: clearance.admin.v1.Device.status:type_name -> clearance.admin.v1.DeviceStatus
-	24, // 1: clearance.admin.v1.Device.facts:type_name -> clearance.agent.v1.DeviceFacts
-	25, // 2: clearance.admin.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	25, // 3: clearance.admin.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	25, // 4: clearance.admin.v1.Device.last_report_at:type_name -> google.protobuf.Timestamp
-	1,  // 5: clearance.admin.v1.Device.summary:type_name -> clearance.admin.v1.PostureSummary
-	25, // 6: clearance.admin.v1.Device.cert_not_after:type_name -> google.protobuf.Timestamp
-	25, // 7: clearance.admin.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	26, // 8: clearance.admin.v1.PolicyOutcome.status:type_name -> clearance.agent.v1.PolicyStatus
-	27, // 9: clearance.admin.v1.Report.report:type_name -> clearance.agent.v1.PostureReport
-	25, // 10: clearance.admin.v1.Report.received_at:type_name -> google.protobuf.Timestamp
-	2,  // 11: clearance.admin.v1.ListDevicesResponse.devices:type_name -> clearance.admin.v1.Device
-	2,  // 12: clearance.admin.v1.GetDeviceResponse.device:type_name -> clearance.admin.v1.Device
-	4,  // 13: clearance.admin.v1.GetDeviceResponse.latest_report:type_name -> clearance.admin.v1.Report
-	3,  // 14: clearance.admin.v1.GetDeviceResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
-	2,  // 15: clearance.admin.v1.RevokeDeviceResponse.device:type_name -> clearance.admin.v1.Device
-	28, // 16: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	28, // 17: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	25, // 18: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	25, // 19: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	15, // 20: clearance.admin.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
-	15, // 21: clearance.admin.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> clearance.admin.v1.EnrollSecret
-	15, // 22: clearance.admin.v1.RevokeEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
-	29, // 23: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
-	4,  // 24: clearance.admin.v1.RequestCheckResponse.report:type_name -> clearance.admin.v1.Report
-	3,  // 25: clearance.admin.v1.RequestCheckResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
-	5,  // 26: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
-	7,  // 27: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
-	9,  // 28: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
-	11, // 29: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
-	13, // 30: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
-	16, // 31: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
-	18, // 32: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
-	20, // 33: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
-	22, // 34: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
-	6,  // 35: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
-	8,  // 36: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
-	10, // 37: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
-	12, // 38: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
-	14, // 39: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
-	17, // 40: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
-	19, // 41: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
-	21, // 42: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
-	23, // 43: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
-	35, // [35:44] is the sub-list for method output_type
-	26, // [26:35] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	33, // 1: clearance.admin.v1.Device.facts:type_name -> clearance.agent.v1.DeviceFacts
+	34, // 2: clearance.admin.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	34, // 3: clearance.admin.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	34, // 4: clearance.admin.v1.Device.last_report_at:type_name -> google.protobuf.Timestamp
+	3,  // 5: clearance.admin.v1.Device.summary:type_name -> clearance.admin.v1.PostureSummary
+	34, // 6: clearance.admin.v1.Device.cert_not_after:type_name -> google.protobuf.Timestamp
+	34, // 7: clearance.admin.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	35, // 8: clearance.admin.v1.PolicyOutcome.status:type_name -> clearance.agent.v1.PolicyStatus
+	36, // 9: clearance.admin.v1.Report.report:type_name -> clearance.agent.v1.PostureReport
+	34, // 10: clearance.admin.v1.Report.received_at:type_name -> google.protobuf.Timestamp
+	4,  // 11: clearance.admin.v1.ListDevicesResponse.devices:type_name -> clearance.admin.v1.Device
+	4,  // 12: clearance.admin.v1.GetDeviceResponse.device:type_name -> clearance.admin.v1.Device
+	6,  // 13: clearance.admin.v1.GetDeviceResponse.latest_report:type_name -> clearance.admin.v1.Report
+	5,  // 14: clearance.admin.v1.GetDeviceResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
+	4,  // 15: clearance.admin.v1.RevokeDeviceResponse.device:type_name -> clearance.admin.v1.Device
+	37, // 16: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	37, // 17: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	34, // 18: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	34, // 19: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	17, // 20: clearance.admin.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
+	17, // 21: clearance.admin.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> clearance.admin.v1.EnrollSecret
+	17, // 22: clearance.admin.v1.RevokeEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
+	38, // 23: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
+	6,  // 24: clearance.admin.v1.RequestCheckResponse.report:type_name -> clearance.admin.v1.Report
+	5,  // 25: clearance.admin.v1.RequestCheckResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
+	2,  // 26: clearance.admin.v1.DecisionPolicyResult.status:type_name -> clearance.admin.v1.PolicyStatus
+	34, // 27: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	26, // 28: clearance.admin.v1.Decision.results:type_name -> clearance.admin.v1.DecisionPolicyResult
+	38, // 29: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
+	1,  // 30: clearance.admin.v1.ListDecisionsRequest.result:type_name -> clearance.admin.v1.DecisionResult
+	34, // 31: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
+	34, // 32: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
+	27, // 33: clearance.admin.v1.ListDecisionsResponse.decisions:type_name -> clearance.admin.v1.Decision
+	2,  // 34: clearance.admin.v1.PolicyFinding.status:type_name -> clearance.admin.v1.PolicyStatus
+	30, // 35: clearance.admin.v1.ExplainAccessResponse.failing:type_name -> clearance.admin.v1.PolicyFinding
+	30, // 36: clearance.admin.v1.ExplainAccessResponse.advisory:type_name -> clearance.admin.v1.PolicyFinding
+	30, // 37: clearance.admin.v1.ExplainAccessResponse.results:type_name -> clearance.admin.v1.PolicyFinding
+	38, // 38: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
+	34, // 39: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
+	7,  // 40: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
+	9,  // 41: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
+	11, // 42: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
+	13, // 43: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
+	15, // 44: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
+	18, // 45: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
+	20, // 46: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
+	22, // 47: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
+	24, // 48: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
+	28, // 49: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
+	31, // 50: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
+	8,  // 51: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
+	10, // 52: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
+	12, // 53: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
+	14, // 54: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
+	16, // 55: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
+	19, // 56: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
+	21, // 57: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
+	23, // 58: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
+	25, // 59: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
+	29, // 60: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
+	32, // 61: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
+	51, // [51:62] is the sub-list for method output_type
+	40, // [40:51] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_clearance_admin_v1_admin_proto_init() }
@@ -1604,8 +2605,8 @@ func file_clearance_admin_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearance_admin_v1_admin_proto_rawDesc), len(file_clearance_admin_v1_admin_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   23,
+			NumEnums:      3,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,8 @@ const (
 	AdminService_ListEnrollSecrets_FullMethodName  = "/clearance.admin.v1.AdminService/ListEnrollSecrets"
 	AdminService_RevokeEnrollSecret_FullMethodName = "/clearance.admin.v1.AdminService/RevokeEnrollSecret"
 	AdminService_RequestCheck_FullMethodName       = "/clearance.admin.v1.AdminService/RequestCheck"
+	AdminService_ListDecisions_FullMethodName      = "/clearance.admin.v1.AdminService/ListDecisions"
+	AdminService_ExplainAccess_FullMethodName      = "/clearance.admin.v1.AdminService/ExplainAccess"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -58,6 +60,13 @@ type AdminServiceClient interface {
 	// the fresh, verified report. FAILED_PRECONDITION if the agent is not
 	// connected; DEADLINE_EXCEEDED if it does not answer in time.
 	RequestCheck(ctx context.Context, in *RequestCheckRequest, opts ...grpc.CallOption) (*RequestCheckResponse, error)
+	// ListDecisions returns the sign-in decision log, newest first: every
+	// access decision the sign-in endpoint made, with what it was made from.
+	ListDecisions(ctx context.Context, in *ListDecisionsRequest, opts ...grpc.CallOption) (*ListDecisionsResponse, error)
+	// ExplainAccess is a dry run of a sign-in: what would be decided if a user
+	// signed in from this device now, and why. Nobody is signed in and nothing
+	// is written to the decision log. NOT_FOUND if the device is not enrolled.
+	ExplainAccess(ctx context.Context, in *ExplainAccessRequest, opts ...grpc.CallOption) (*ExplainAccessResponse, error)
 }
 
 type adminServiceClient struct {
@@ -158,6 +167,26 @@ func (c *adminServiceClient) RequestCheck(ctx context.Context, in *RequestCheckR
 	return out, nil
 }
 
+func (c *adminServiceClient) ListDecisions(ctx context.Context, in *ListDecisionsRequest, opts ...grpc.CallOption) (*ListDecisionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDecisionsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListDecisions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ExplainAccess(ctx context.Context, in *ExplainAccessRequest, opts ...grpc.CallOption) (*ExplainAccessResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExplainAccessResponse)
+	err := c.cc.Invoke(ctx, AdminService_ExplainAccess_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -186,6 +215,13 @@ type AdminServiceServer interface {
 	// the fresh, verified report. FAILED_PRECONDITION if the agent is not
 	// connected; DEADLINE_EXCEEDED if it does not answer in time.
 	RequestCheck(context.Context, *RequestCheckRequest) (*RequestCheckResponse, error)
+	// ListDecisions returns the sign-in decision log, newest first: every
+	// access decision the sign-in endpoint made, with what it was made from.
+	ListDecisions(context.Context, *ListDecisionsRequest) (*ListDecisionsResponse, error)
+	// ExplainAccess is a dry run of a sign-in: what would be decided if a user
+	// signed in from this device now, and why. Nobody is signed in and nothing
+	// is written to the decision log. NOT_FOUND if the device is not enrolled.
+	ExplainAccess(context.Context, *ExplainAccessRequest) (*ExplainAccessResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -222,6 +258,12 @@ func (UnimplementedAdminServiceServer) RevokeEnrollSecret(context.Context, *Revo
 }
 func (UnimplementedAdminServiceServer) RequestCheck(context.Context, *RequestCheckRequest) (*RequestCheckResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RequestCheck not implemented")
+}
+func (UnimplementedAdminServiceServer) ListDecisions(context.Context, *ListDecisionsRequest) (*ListDecisionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDecisions not implemented")
+}
+func (UnimplementedAdminServiceServer) ExplainAccess(context.Context, *ExplainAccessRequest) (*ExplainAccessResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExplainAccess not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -406,6 +448,42 @@ func _AdminService_RequestCheck_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListDecisions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDecisionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListDecisions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListDecisions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListDecisions(ctx, req.(*ListDecisionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ExplainAccess_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExplainAccessRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ExplainAccess(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ExplainAccess_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ExplainAccess(ctx, req.(*ExplainAccessRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -448,6 +526,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RequestCheck",
 			Handler:    _AdminService_RequestCheck_Handler,
+		},
+		{
+			MethodName: "ListDecisions",
+			Handler:    _AdminService_ListDecisions_Handler,
+		},
+		{
+			MethodName: "ExplainAccess",
+			Handler:    _AdminService_ExplainAccess_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,265 @@
+package admin
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	"github.com/clearance/clearance/verifier/decision"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// Explainer runs the sign-in decision for a device without signing anyone in.
+type Explainer interface {
+	Explain(ctx context.Context, deviceID, username string, liveCheck bool) (decision.Decision, error)
+}
+
+const (
+	// maxFilterLen bounds the identifiers a caller may send: longer ones name
+	// nothing that exists, and are refused before they reach the database.
+	maxFilterLen = 256
+	// defaultDecisionPage and maxDecisionPage bound ListDecisions pages.
+	// maxDecisionPage is also the backends' own cap (storage.DecisionFilter).
+	defaultDecisionPage = 100
+	maxDecisionPage     = 1000
+)
+
+// ListDecisions implements AdminService.ListDecisions.
+func (s *Server) ListDecisions(ctx context.Context, req *adminv1.ListDecisionsRequest) (*adminv1.ListDecisionsResponse, error) {
+	f, size, err := decisionFilter(req)
+	if err != nil {
+		return nil, err
+	}
+	// One extra row tells whether another page exists, except at the
+	// backends' cap: there a full page is taken to mean there may be more.
+	f.Limit = min(size+1, maxDecisionPage)
+	recs, err := s.Store.ListDecisions(ctx, f)
+	if err != nil {
+		return nil, s.internal("listing decisions", err)
+	}
+	more := len(recs) > size || (len(recs) == size && f.Limit == size)
+	if len(recs) > size {
+		recs = recs[:size]
+	}
+	resp := &adminv1.ListDecisionsResponse{Decisions: make([]*adminv1.Decision, 0, len(recs))}
+	for _, r := range recs {
+		resp.Decisions = append(resp.Decisions, decisionProto(r))
+	}
+	if more && len(recs) > 0 {
+		resp.NextPageToken = decisionToken(recs[len(recs)-1].ID)
+	}
+	return resp, nil
+}
+
+// decisionFilter checks a ListDecisions request and turns it into the
+// storage filter (without Limit) and the page size.
+func decisionFilter(req *adminv1.ListDecisionsRequest) (storage.DecisionFilter, int, error) {
+	var f storage.DecisionFilter
+	if err := bounded("username", req.GetUsername()); err != nil {
+		return f, 0, err
+	}
+	if err := bounded("device_id", req.GetDeviceId()); err != nil {
+		return f, 0, err
+	}
+	f.Username, f.DeviceID = req.GetUsername(), req.GetDeviceId()
+
+	switch r := req.GetResult(); r {
+	case adminv1.DecisionResult_DECISION_RESULT_UNSPECIFIED:
+	case adminv1.DecisionResult_DECISION_RESULT_ALLOW, adminv1.DecisionResult_DECISION_RESULT_DENY:
+		allow := r == adminv1.DecisionResult_DECISION_RESULT_ALLOW
+		f.Allow = &allow
+	default:
+		return f, 0, status.Errorf(codes.InvalidArgument, "result %d is not a DecisionResult", int32(r))
+	}
+
+	if t := req.GetSince(); t != nil {
+		if err := t.CheckValid(); err != nil {
+			return f, 0, status.Error(codes.InvalidArgument, "since is not a valid timestamp")
+		}
+		f.Since = t.AsTime()
+	}
+	if t := req.GetUntil(); t != nil {
+		if err := t.CheckValid(); err != nil {
+			return f, 0, status.Error(codes.InvalidArgument, "until is not a valid timestamp")
+		}
+		f.Until = t.AsTime()
+	}
+	if req.GetSince() != nil && req.GetUntil() != nil && f.Since.After(f.Until) {
+		return f, 0, status.Errorf(codes.InvalidArgument, "since (%s) is after until (%s)",
+			f.Since.UTC().Format(time.RFC3339Nano), f.Until.UTC().Format(time.RFC3339Nano))
+	}
+
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0:
+		return f, 0, status.Error(codes.InvalidArgument, "page_size must not be negative")
+	case size == 0:
+		size = defaultDecisionPage
+	case size > maxDecisionPage:
+		size = maxDecisionPage
+	}
+
+	if tok := req.GetPageToken(); tok != "" {
+		id, ok := parseDecisionToken(tok)
+		if !ok {
+			return f, 0, status.Error(codes.InvalidArgument, "page_token is not one this server returned")
+		}
+		f.BeforeID = id
+	}
+	return f, size, nil
+}
+
+func bounded(field, v string) error {
+	if len(v) > maxFilterLen {
+		return status.Errorf(codes.InvalidArgument, "%s is longer than %d bytes", field, maxFilterLen)
+	}
+	return nil
+}
+
+// A decisions page token is the paging cursor (storage.DecisionFilter's
+// BeforeID: the id of the last decision returned) as base64url of its
+// decimal digits. Clients treat it as opaque.
+func decisionToken(id int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(id, 10)))
+}
+
+// parseDecisionToken accepts exactly what decisionToken makes.
+func parseDecisionToken(tok string) (int64, bool) {
+	if len(tok) > 32 {
+		return 0, false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil || id <= 0 || strconv.FormatInt(id, 10) != string(b) {
+		return 0, false
+	}
+	return id, true
+}
+
+func decisionProto(r storage.DecisionRecord) *adminv1.Decision {
+	d := &adminv1.Decision{
+		Id:               r.ID,
+		At:               ts(r.At),
+		Username:         r.Username,
+		DeviceId:         r.DeviceID,
+		CertSerial:       r.CertSerial,
+		Allow:            r.Allow,
+		Reason:           r.Reason,
+		PolicySetVersion: r.PolicySetVersion,
+		ReportSeq:        r.ReportSeq,
+		LiveCheck:        r.LiveCheck,
+		Latency:          durationpb.New(r.Latency),
+		Source:           r.Source,
+		RequestId:        r.RequestID,
+	}
+	for _, res := range r.Results {
+		d.Results = append(d.Results, &adminv1.DecisionPolicyResult{
+			PolicyId: res.PolicyID,
+			Status:   policyStatus(decision.Status(res.Status)),
+			Required: res.Required,
+			Critical: res.Critical,
+			Message:  res.Message,
+		})
+	}
+	return d
+}
+
+// policyStatus maps the decision's status words to the enum grpcurl shows
+// (POLICY_STATUS_PASS …). A word this server does not know is UNSPECIFIED.
+func policyStatus(s decision.Status) adminv1.PolicyStatus {
+	switch s {
+	case decision.StatusPass:
+		return adminv1.PolicyStatus_POLICY_STATUS_PASS
+	case decision.StatusFail:
+		return adminv1.PolicyStatus_POLICY_STATUS_FAIL
+	case decision.StatusError:
+		return adminv1.PolicyStatus_POLICY_STATUS_ERROR
+	case decision.StatusMissing:
+		return adminv1.PolicyStatus_POLICY_STATUS_MISSING
+	}
+	return adminv1.PolicyStatus_POLICY_STATUS_UNSPECIFIED
+}
+
+// ExplainAccess implements AdminService.ExplainAccess. It only asks Access
+// for a decision: nothing is stored, so the decision log stays a record of
+// real sign-ins.
+func (s *Server) ExplainAccess(ctx context.Context, req *adminv1.ExplainAccessRequest) (*adminv1.ExplainAccessResponse, error) {
+	id := req.GetDeviceId()
+	if id == "" {
+		return nil, status.Error(codes.InvalidArgument, "device_id is required")
+	}
+	if err := bounded("device_id", id); err != nil {
+		return nil, err
+	}
+	if err := bounded("username", req.GetUsername()); err != nil {
+		return nil, err
+	}
+	if s.Access == nil {
+		return nil, status.Error(codes.Unavailable, "ExplainAccess is not available: this verifier has no access decision engine configured")
+	}
+	d, err := s.Access.Explain(ctx, id, req.GetUsername(), req.GetLiveCheck())
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil, status.Errorf(codes.NotFound, "device %q is not enrolled", id)
+	case errors.Is(err, context.Canceled):
+		return nil, status.Error(codes.Canceled, "request canceled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return nil, status.Error(codes.DeadlineExceeded, "no decision within the call's deadline")
+	case err != nil:
+		return nil, s.internal("explaining access", err)
+	}
+	s.log().Info("access explained", "device_id", id, "allow", d.Allow, "reason", string(d.Reason), "live_check", d.LiveCheck.String())
+	return explainProto(d), nil
+}
+
+func explainProto(d decision.Decision) *adminv1.ExplainAccessResponse {
+	resp := &adminv1.ExplainAccessResponse{
+		Allow:                  d.Allow,
+		Reason:                 string(d.Reason),
+		Message:                d.Message,
+		Failing:                findings(d.Failing),
+		Advisory:               findings(d.Advisory),
+		Results:                findings(d.Results),
+		ObservedAt:             ts(d.ObservedAt),
+		ReportSeq:              d.ReportSeq,
+		PolicySetVersion:       d.PolicySetVersion,
+		LiveCheck:              d.LiveCheck.String(),
+		Bypassable:             d.Bypassable(),
+		ReportPolicySetVersion: d.ReportPolicySetVersion,
+		DeviceId:               d.DeviceID,
+		DeviceName:             d.DeviceName,
+		Username:               d.Username,
+	}
+	// Zero means freshness was not measured (see decision.Decision).
+	if d.PostureAge != 0 {
+		resp.PostureAge = durationpb.New(d.PostureAge)
+	}
+	return resp
+}
+
+func findings(fs []decision.Finding) []*adminv1.PolicyFinding {
+	out := make([]*adminv1.PolicyFinding, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, &adminv1.PolicyFinding{
+			PolicyId:    f.PolicyID,
+			Name:        f.Name,
+			Required:    f.Required,
+			Critical:    f.Critical,
+			Status:      policyStatus(f.Status),
+			Message:     f.Message,
+			Resolution:  f.Resolution,
+			Description: f.Description,
+		})
+	}
+	return out
+}
