@@ -5,6 +5,9 @@ set -euo pipefail
 
 need=()
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+# The well-known types (timestamp, duration) the protos import; only
+# recommended by protobuf-compiler, and recommendations are not installed here.
+[ -f /usr/include/google/protobuf/timestamp.proto ] || need+=(libprotobuf-dev)
 # Independent readers of what packaging/ writes.
 command -v bsdtar >/dev/null 2>&1 || need+=(libarchive-tools)
 command -v cpio >/dev/null 2>&1 || need+=(cpio)
