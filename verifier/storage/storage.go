@@ -40,6 +40,9 @@ type Store interface {
 	ReportStore
 	NonceStore
 	AuditStore
+	SAMLRequestStore
+	PendingSignInStore
+	DecisionStore
 	// Ping checks the backend is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the backend.

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -175,6 +176,65 @@ func TestConcurrentFirstEnrollment(t *testing.T) {
 	}
 }
 
+func pendingSignIn(token string) storage.PendingSignIn {
+	h := sha256.Sum256([]byte(token))
+	return storage.PendingSignIn{TokenHash: h[:], DeviceID: "dev-1", Username: "alice", Request: []byte("<r/>"),
+		RelayState: "\x00\xff", CreatedAt: t0, ExpiresAt: t0.Add(time.Minute)}
+}
+
+// The same AuthnRequest reaching two replicas at once, and two "Check
+// again" presses handled by two replicas: one wins each race, and the
+// losers get the documented error, never a lock or serialization error.
+func TestTwoStoresRaceOnSignIns(t *testing.T) {
+	ctx := t.Context()
+	dsn := newDatabase(t)
+	stores := []*postgres.Store{open(t, dsn), open(t, dsn)}
+	const perStore = 4
+	race := func(call func(s *postgres.Store) error) []error {
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		errs := make([]error, len(stores)*perStore)
+		for i := range errs {
+			wg.Go(func() {
+				<-start
+				errs[i] = call(stores[i%len(stores)])
+			})
+		}
+		close(start)
+		wg.Wait()
+		return errs
+	}
+	winners := func(what string, errs []error, loser error) {
+		t.Helper()
+		won := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, loser):
+				t.Errorf("%s: %v", what, err)
+			}
+		}
+		if won != 1 {
+			t.Errorf("%s: %d winners, want 1", what, won)
+		}
+	}
+	for i := range 10 {
+		id := fmt.Sprintf("id-%d", i)
+		winners("UseRequestID "+id, race(func(s *postgres.Store) error {
+			return s.UseRequestID(ctx, "issuer", id, t0.Add(time.Minute))
+		}), storage.ErrAlreadyExists)
+
+		p := pendingSignIn(id)
+		if err := stores[0].CreatePendingSignIn(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		winners("DeletePendingSignIn "+id, race(func(s *postgres.Store) error {
+			return s.DeletePendingSignIn(ctx, p.TokenHash)
+		}), storage.ErrNotFound)
+	}
+}
+
 // Replicas starting on a new database at once all get a migrated schema.
 func TestConcurrentFirstOpen(t *testing.T) {
 	dsn := newDatabase(t)
@@ -226,7 +286,8 @@ func enrollOne(t *testing.T, s *postgres.Store) storage.Device {
 	return d
 }
 
-// Dump shows every stored row, and a refused report changes nothing in it.
+// Dump shows every stored row, and a refused report, replayed request ID or
+// duplicate pending sign-in changes nothing in it.
 func TestDump(t *testing.T) {
 	ctx := t.Context()
 	s := open(t, newDatabase(t))
@@ -235,12 +296,23 @@ func TestDump(t *testing.T) {
 	if err := s.SaveReport(ctx, r, nil, 10); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.UseRequestID(ctx, "issuer", "id-1", t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreatePendingSignIn(ctx, pendingSignIn("token")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendDecision(ctx, storage.DecisionRecord{At: t0, Username: "alice", Reason: "allowed", Allow: true}); err != nil {
+		t.Fatal(err)
+	}
 	before, err := s.Dump(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"table audit\n", "table certs\n", "table devices\n", "table enroll_secrets\n",
-		"table nonces\n", "table reports\n", `id="dev-1-0"`, "payload=x'00ff'"} {
+	for _, want := range []string{"table audit\n", "table certs\n", "table decisions\n", "table devices\n",
+		"table enroll_secrets\n", "table nonces\n", "table pending_sign_ins\n", "table reports\n",
+		"table saml_request_ids\n", `id="dev-1-0"`, "payload=x'00ff'", `id="id-1"`, `username="alice"`,
+		"allow=1", `results="[]"`, "relay_state=x'00ff'"} {
 		if !strings.Contains(before, want) {
 			t.Errorf("dump lacks %q:\n%s", want, before)
 		}
@@ -250,6 +322,12 @@ func TestDump(t *testing.T) {
 	}
 	if err := s.SaveReport(ctx, r, nil, 10); !errors.Is(err, storage.ErrSeqNotIncreasing) {
 		t.Fatalf("SaveReport again: %v", err)
+	}
+	if err := s.UseRequestID(ctx, "issuer", "id-1", t0.Add(time.Hour)); !errors.Is(err, storage.ErrAlreadyExists) {
+		t.Fatalf("UseRequestID again: %v", err)
+	}
+	if err := s.CreatePendingSignIn(ctx, pendingSignIn("token")); !errors.Is(err, storage.ErrAlreadyExists) {
+		t.Fatalf("CreatePendingSignIn again: %v", err)
 	}
 	if after, err := s.Dump(ctx); err != nil || after != before {
 		t.Errorf("dump after a refused report differs (%v):\n%s\nbefore:\n%s", err, after, before)

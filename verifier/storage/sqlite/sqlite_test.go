@@ -3,6 +3,7 @@ package sqlite
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -65,6 +66,12 @@ func enrollment(n int, secretID string) storage.Enrollment {
 		SecretID: secretID,
 		Audit:    storage.AuditEvent{At: t0, Actor: "agent", Action: "device.enroll"},
 	}
+}
+
+func pendingSignIn(token string) storage.PendingSignIn {
+	h := sha256.Sum256([]byte(token))
+	return storage.PendingSignIn{TokenHash: h[:], DeviceID: "dev-1", Username: "alice", Request: []byte("<r/>"),
+		CreatedAt: t0, ExpiresAt: t0.Add(time.Minute)}
 }
 
 func dump(tb testing.TB, s *Store) string {
@@ -148,13 +155,16 @@ func TestDump(t *testing.T) {
 	ctx := t.Context()
 	s := open(t, filepath.Join(t.TempDir(), "clearance.db"))
 	empty := dump(t, s)
-	for _, table := range []string{"audit", "certs", "devices", "enroll_secrets", "nonces", "reports"} {
+	for _, table := range []string{"audit", "certs", "decisions", "devices", "enroll_secrets", "nonces",
+		"pending_sign_ins", "reports", "saml_request_ids"} {
 		if !strings.Contains(empty, "table "+table+"\n") {
 			t.Errorf("empty dump lacks table %s:\n%s", table, empty)
 		}
 	}
-	if strings.Contains(empty, "goose") {
-		t.Errorf("dump includes goose's version table:\n%s", empty)
+	for _, internal := range []string{"goose", "sqlite_sequence"} {
+		if strings.Contains(empty, internal) {
+			t.Errorf("dump includes %s:\n%s", internal, empty)
+		}
 	}
 
 	must(t, s.CreateEnrollSecret(ctx, secret("b"), storage.AuditEvent{At: t0, Action: "secret.create"}))
@@ -175,6 +185,37 @@ func TestDump(t *testing.T) {
 	}
 	if !strings.Contains(one, "nonce=x'00ff'") {
 		t.Errorf("blob not dumped as hex:\n%s", one)
+	}
+
+	// Sign-in state and decisions are in the dump too.
+	for _, write := range []func() error{
+		func() error { return s.UseRequestID(ctx, "issuer", "id-1", t0) },
+		func() error { return s.CreatePendingSignIn(ctx, pendingSignIn("token")) },
+		func() error {
+			_, err := s.AppendDecision(ctx, storage.DecisionRecord{At: t0, Username: "alice", Reason: "allowed", Allow: true})
+			return err
+		},
+	} {
+		before := dump(t, s)
+		must(t, write())
+		if dump(t, s) == before {
+			t.Errorf("dump did not change after a write:\n%s", before)
+		}
+	}
+	one = dump(t, s)
+	for _, want := range []string{`id="id-1"`, `username="alice"`, `results="[]"`} {
+		if !strings.Contains(one, want) {
+			t.Errorf("dump lacks %s:\n%s", want, one)
+		}
+	}
+	if err := s.UseRequestID(ctx, "issuer", "id-1", t0.Add(time.Hour)); !errors.Is(err, storage.ErrAlreadyExists) {
+		t.Fatalf("UseRequestID again: %v", err)
+	}
+	if err := s.CreatePendingSignIn(ctx, pendingSignIn("token")); !errors.Is(err, storage.ErrAlreadyExists) {
+		t.Fatalf("CreatePendingSignIn again: %v", err)
+	}
+	if after := dump(t, s); after != one {
+		t.Errorf("a replayed request ID or duplicate pending sign-in changed the database:\n%s\n---\n%s", one, after)
 	}
 
 	// A rejected call leaves the dump as it was; an accepted one changes it.
@@ -266,6 +307,57 @@ func TestTwoStoresOnOneFile(t *testing.T) {
 	}
 	if dump(t, server) != dump(t, cli) {
 		t.Error("the two stores dump different data")
+	}
+}
+
+// The same AuthnRequest reaching two processes at once, and two "Check
+// again" presses handled by two processes: one wins each race, and the
+// losers get the documented error, never SQLITE_BUSY.
+func TestTwoStoresRaceOnSignIns(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "clearance.db")
+	stores := []*Store{open(t, path), open(t, path)}
+	const perStore = 4
+	race := func(call func(s *Store) error) []error {
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		errs := make([]error, len(stores)*perStore)
+		for i := range errs {
+			wg.Go(func() {
+				<-start
+				errs[i] = call(stores[i%len(stores)])
+			})
+		}
+		close(start)
+		wg.Wait()
+		return errs
+	}
+	winners := func(what string, errs []error, loser error) {
+		t.Helper()
+		won := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, loser):
+				t.Errorf("%s: %v", what, err)
+			}
+		}
+		if won != 1 {
+			t.Errorf("%s: %d winners, want 1", what, won)
+		}
+	}
+	for i := range 10 {
+		id := fmt.Sprintf("id-%d", i)
+		winners("UseRequestID "+id, race(func(s *Store) error {
+			return s.UseRequestID(ctx, "issuer", id, t0.Add(time.Minute))
+		}), storage.ErrAlreadyExists)
+
+		p := pendingSignIn(id)
+		must(t, stores[0].CreatePendingSignIn(ctx, p))
+		winners("DeletePendingSignIn "+id, race(func(s *Store) error {
+			return s.DeletePendingSignIn(ctx, p.TokenHash)
+		}), storage.ErrNotFound)
 	}
 }
 

@@ -33,6 +33,9 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Reports", reportTests},
 		{"Nonces", nonceTests},
 		{"Audit", auditTests},
+		{"SAMLRequests", samlRequestTests},
+		{"PendingSignIns", pendingSignInTests},
+		{"Decisions", decisionTests},
 		{"Store", storeTests},
 	}
 	for _, g := range groups {

@@ -46,6 +46,8 @@ func testNotFound(t *testing.T, s storage.Store) {
 		{"LatestReport of device without reports", func() error { _, err := s.LatestReport(ctx, d.ID); return err }},
 		{"ListReports of unknown device", func() error { _, err := s.ListReports(ctx, missing, 10); return err }},
 		{"CreateNonce for unknown device", func() error { return s.CreateNonce(ctx, missing, []byte("nonce"), at(hour)) }},
+		{"GetPendingSignIn", func() error { _, err := s.GetPendingSignIn(ctx, tokenHash(missing)); return err }},
+		{"DeletePendingSignIn", func() error { return s.DeletePendingSignIn(ctx, tokenHash(missing)) }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,92 @@
+package storage
+
+import (
+	"context"
+	"time"
+)
+
+// MaxDecisionResultsLen bounds DecisionRecord.Results, as JSON, in bytes.
+// The record's text fields are bounded by MaxTextLen.
+const MaxDecisionResultsLen = 1 << 20
+
+// Decision list limits: a List without a limit returns
+// DefaultDecisionLimit records, and never more than MaxDecisionLimit.
+const (
+	DefaultDecisionLimit = 100
+	MaxDecisionLimit     = 1000
+)
+
+// DecisionRecord is one access decision as the decision log keeps it: who
+// asked, from which device and certificate, what was decided and why, from
+// which results, and how long it took.
+type DecisionRecord struct {
+	// ID is assigned by AppendDecision: positive and increasing in append
+	// order within one database, never reused (not even after the newest
+	// records are deleted). It is the paging cursor.
+	ID         int64
+	At         time.Time
+	Username   string // the Okta username from the AuthnRequest's Subject
+	DeviceID   string // empty when no enrolled device was identified
+	CertSerial string // the browser certificate's serial (lowercase hex); empty when none
+	Allow      bool
+	// Reason is the decision.Reason that won (e.g. "allowed",
+	// "policy_failed", "unknown_device", "no_client_cert").
+	Reason string
+	// Results has every policy's outcome the decision was made from, in
+	// policy-set order; empty when the decision came before policies were judged.
+	Results          []DecisionResult
+	PolicySetVersion string
+	// ReportSeq is the seq of the report the decision used (0: none). As for
+	// reports, seqs above math.MaxInt64 may be refused.
+	ReportSeq uint64
+	// LiveCheck is what the live check did: "none", "answered", "timed_out",
+	// "agent_offline".
+	LiveCheck string
+	// Latency is the time from receiving the request to the decision,
+	// live check included.
+	Latency time.Duration
+	// Source is what asked: "sso" (a sign-in), "sso_retry" ("Check again").
+	Source string
+	// RequestID is the AuthnRequest's ID, joining the log with Okta's.
+	RequestID string
+}
+
+// DecisionResult is one policy's outcome in a DecisionRecord.
+type DecisionResult struct {
+	PolicyID string `json:"policy_id"`
+	// Status is PASS, FAIL, ERROR or MISSING.
+	Status   string `json:"status"`
+	Required bool   `json:"required,omitempty"`
+	Critical bool   `json:"critical,omitempty"`
+	// Message is osquery's message for ERROR (bounded by the caller).
+	Message string `json:"message,omitempty"`
+}
+
+// DecisionFilter selects decisions. Zero fields do not filter.
+type DecisionFilter struct {
+	Username string
+	DeviceID string
+	// Allow, when non-nil, keeps only allowed (true) or denied (false) decisions.
+	Allow *bool
+	// Since and Until bound At: Since <= At < Until. Any time works, even
+	// one outside the range a backend can store.
+	Since, Until time.Time
+	// BeforeID pages: only records with ID < BeforeID (<= 0: from the
+	// newest). Pass the last ID of one page to get the next.
+	BeforeID int64
+	// Limit caps the result: <= 0 means DefaultDecisionLimit, and the
+	// backend caps it further at MaxDecisionLimit.
+	Limit int
+}
+
+// DecisionStore keeps the decision log.
+type DecisionStore interface {
+	// AppendDecision stores d (its ID is ignored) and returns the new ID.
+	// Results are kept as JSON: they round-trip exactly for valid UTF-8.
+	AppendDecision(ctx context.Context, d DecisionRecord) (int64, error)
+	// ListDecisions returns the matching records, newest (highest ID) first.
+	ListDecisions(ctx context.Context, f DecisionFilter) ([]DecisionRecord, error)
+	// DeleteDecisionsBefore removes records with At strictly before the
+	// given time (retention) and returns how many.
+	DeleteDecisionsBefore(ctx context.Context, before time.Time) (int, error)
+}
