@@ -34,6 +34,7 @@ Usage:
   clearance-verifier secret revoke --data-dir DIR ID
   clearance-verifier profile agent --data-dir DIR --verifier HOST:PORT --enroll-secret S \
                                    --organization NAME [--out FILE]
+  clearance-verifier okta setup    --data-dir DIR [--sso-public-url URL] [--terraform]
   clearance-verifier version
 
 Run 'clearance-verifier serve -h' for every server flag.
@@ -60,6 +61,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return secret(ctx, args[1:], stdout, stderr)
 	case "profile":
 		return profileCmd(args[1:], stdout, stderr)
+	case "okta":
+		return oktaCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil

@@ -1,0 +1,338 @@
+package main
+
+import (
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/clearance/clearance/pkg/certpem"
+	"github.com/clearance/clearance/verifier/config"
+)
+
+// oktaIdPName is the name suggested for the identity provider in Okta.
+const oktaIdPName = "Clearance device check"
+
+// oktaCmd prints what to enter in Okta's Admin Console (or Terraform).
+func oktaCmd(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "setup" {
+		return errors.New("okta needs a subcommand: setup")
+	}
+	return oktaSetup(args[1:], os.Getenv, stdout, stderr)
+}
+
+// oktaSetup reads the same settings as serve (flags, CLEARANCE_* variables,
+// --config) and the SAML signing certificate serve created, and prints every
+// value Okta's SAML 2.0 IdP form asks for, in the form's order.
+func oktaSetup(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("okta setup", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	terraform := fs.Bool("terraform", false, "print only an okta_idp_saml + okta_idp_saml_key Terraform snippet")
+	cfg, err := config.Load(fs, args, getenv)
+	if err != nil {
+		return err
+	}
+	v, err := oktaValuesFor(cfg)
+	if err != nil {
+		return err
+	}
+	if *terraform {
+		return writeOktaTerraform(stdout, v)
+	}
+	return writeOktaGuide(stdout, v)
+}
+
+// oktaValues is everything the guide and the Terraform snippet print.
+type oktaValues struct {
+	DataDir      string
+	SSOPublicURL string
+	LocalSSOHost bool // the SSO URL names a host only this machine can reach
+	Issuer       string
+	SSOURL       string
+
+	CertPath    string
+	CertPEM     string
+	CertDER     []byte
+	KeyBits     int
+	Fingerprint string // SHA-256 of the DER, colon-separated upper-case hex (openssl's form)
+	X5TS256     string // the same digest, base64url: Okta's key x5t#S256
+	NotAfter    time.Time
+
+	Audience        string
+	ACSURL          string
+	RequestCertPath string
+	RequestCertNote string // what reading RequestCertPath found
+}
+
+func oktaValuesFor(cfg *config.Config) (*oktaValues, error) {
+	path := filepath.Join(cfg.DataDir, "idp-cert.pem")
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s does not exist: run 'clearance-verifier serve --data-dir %s' once first; on its first start it creates the SAML signing certificate Okta needs", path, cfg.DataDir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the SAML signing certificate: %w", err)
+	}
+	certs, err := certpem.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	cert := certs[0]
+	pub, ok := cert.PublicKey.(*rsa.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("%s holds a %s certificate, but Okta accepts only RSA IdP signing certificates (EC keys are for X.509 IdPs only); the verifier's SAML key must be RSA (--idp-key-bits 2048 or 3072)", path, keyKind(cert))
+	}
+	sum := sha256.Sum256(cert.Raw)
+	v := &oktaValues{
+		DataDir:      cfg.DataDir,
+		SSOPublicURL: cfg.SSOPublicURL,
+		LocalSSOHost: isLocalHost(cfg.SSOHost()),
+		Issuer:       cfg.MetadataURL(),
+		SSOURL:       cfg.SSOURL(),
+		CertPath:     path,
+		CertPEM:      string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})),
+		CertDER:      cert.Raw,
+		KeyBits:      pub.N.BitLen(),
+		Fingerprint:  colonHex(sum[:]),
+		X5TS256:      base64.RawURLEncoding.EncodeToString(sum[:]),
+		NotAfter:     cert.NotAfter,
+		Audience:     cfg.OktaAudience,
+		ACSURL:       cfg.OktaACSURL,
+	}
+	if cfg.OktaRequestCert != "" {
+		v.RequestCertPath = cfg.OktaRequestCert
+		v.RequestCertNote = describeRequestCert(cfg.OktaRequestCert)
+	}
+	return v, nil
+}
+
+func keyKind(c *x509.Certificate) string {
+	switch c.PublicKeyAlgorithm {
+	case x509.ECDSA:
+		return "ECDSA"
+	case x509.Ed25519:
+		return "Ed25519"
+	}
+	return c.PublicKeyAlgorithm.String()
+}
+
+func isLocalHost(h string) bool {
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && (ip.IsLoopback() || ip.IsUnspecified())
+}
+
+func colonHex(b []byte) string {
+	s := strings.ToUpper(hex.EncodeToString(b))
+	var out strings.Builder
+	for i := 0; i < len(s); i += 2 {
+		if i > 0 {
+			out.WriteByte(':')
+		}
+		out.WriteString(s[i : i+2])
+	}
+	return out.String()
+}
+
+// describeRequestCert says what --okta-request-cert holds, so a wrong file
+// shows up here rather than as refused sign-ins.
+func describeRequestCert(path string) string {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "cannot be read: " + err.Error()
+	}
+	certs, err := certpem.Parse(raw)
+	if err != nil {
+		return "is not a PEM certificate: " + err.Error()
+	}
+	sum := sha256.Sum256(certs[0].Raw)
+	note := "SHA-256 " + colonHex(sum[:])
+	if time.Now().After(certs[0].NotAfter) {
+		note += ", EXPIRED " + certs[0].NotAfter.UTC().Format(time.DateOnly)
+	}
+	return note
+}
+
+func writeOktaGuide(w io.Writer, v *oktaValues) error {
+	b := &strings.Builder{}
+	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	signNote := "on (recommended; the verifier checks it once okta_request_cert is set, step 2)"
+	if v.RequestCertPath != "" {
+		signNote = "on (required: okta_request_cert is set, unsigned requests are refused)"
+	}
+
+	p("Okta setup for this verifier (data dir %s)\n\n", v.DataDir)
+	if v.LocalSSOHost {
+		p("WARNING: the SSO URL below names %s, which browsers on other machines cannot reach.\n", v.SSOPublicURL)
+		p("         Set --sso-public-url (sso_public_url) to the https:// name browsers use, then run this again.\n\n")
+	}
+
+	p("1. Okta Admin Console: Security > Identity Providers > Add identity provider > SAML 2.0 IdP > Next.\n")
+	p("   Enter these values, in the order the form shows them:\n\n")
+	// The form's sections and fields, in its order; a row with no value is a
+	// section heading.
+	rows := [][2]string{
+		{"General Settings", ""},
+		{"  Name", oktaIdPName + " (a suggestion; any name works)"},
+		{"Authentication Settings", ""},
+		{"  IdP Usage", "Factor only"},
+		{"  Account matching with Persistent Name ID", "leave unselected"},
+		{"Account matching with IdP Username", ""},
+		{"  IdP username", "idpuser.subjectNameId"},
+		{"  Filter", "leave unselected"},
+		{"  Match against", "Okta Username"},
+		{"  If no match is found", "Redirect to Okta sign-in page (JIT is not supported for an IdP authenticator)"},
+		{"SAML Protocol Settings", ""},
+		{"  IdP Issuer URI", v.Issuer},
+		{"  IdP Single Sign-On URL", v.SSOURL},
+		{"  IdP Signature Certificate", "upload " + v.CertPath},
+		{"", fmt.Sprintf("RSA %d, SHA-256 fingerprint %s", v.KeyBits, v.Fingerprint)},
+		{"", "valid until " + v.NotAfter.UTC().Format(time.DateOnly) + expiryNote(v.NotAfter)},
+		{"Advanced Settings", ""},
+		{"  Request Binding", "HTTP Redirect"},
+		{"  Request Signature", "Sign SAML Authentication Requests: " + signNote},
+		{"  Request Signature Algorithm", "SHA-256 (SHA-1 requests are refused)"},
+		{"  Response Signature Verification", "Response (the verifier signs both the Response and the Assertion)"},
+		{"  Response Signature Algorithm", "SHA-256"},
+		{"  Destination", v.SSOURL + " (required: requests without it are refused)"},
+		{"  Okta Assertion Consumer Service URL", "Trust-specific"},
+		{"  Max Clock Skew", "leave the default"},
+	}
+	width := 0
+	for _, r := range rows {
+		if r[1] != "" {
+			width = max(width, len(r[0]))
+		}
+	}
+	for _, r := range rows {
+		if r[1] == "" {
+			p("   %s\n", r[0])
+			continue
+		}
+		p("   %-*s  %s\n", width, r[0], r[1])
+	}
+	p("\n   Then save the identity provider (Finish / Add Identity Provider).\n\n")
+	p("   The IdP Signature Certificate, if you would rather paste it (also served at %s/saml/cert.pem):\n\n", strings.TrimSuffix(v.SSOPublicURL, "/"))
+	p("%s\n", v.CertPEM)
+
+	p("2. Okta now shows the identity provider's Assertion Consumer Service URL (https://{your Okta domain}/sso/saml2/{idpId})\n")
+	p("   and Audience URI (https://www.okta.com/saml2/service-provider/sp...). Copy them into the verifier's config file\n")
+	p("   (or --okta-acs-url / --okta-audience, CLEARANCE_OKTA_ACS_URL / CLEARANCE_OKTA_AUDIENCE) and restart the verifier:\n\n")
+	p("     okta_audience: %s\n", orNotSet(v.Audience, "<Audience URI>"))
+	p("     okta_acs_url: %s\n", orNotSet(v.ACSURL, "<Assertion Consumer Service URL>"))
+	if v.RequestCertPath != "" {
+		p("     okta_request_cert: %s\n", v.RequestCertPath)
+	} else {
+		p("     okta_request_cert: <file>   (optional: Okta's request-signing certificate, downloaded from the IdP's page)\n")
+	}
+	p("\n   Now: ")
+	switch {
+	case v.Audience != "":
+		p("okta_audience and okta_acs_url are set (shown above).")
+	default:
+		p("okta_audience and okta_acs_url are not set yet; until they are, the verifier refuses every sign-in request.")
+	}
+	p("\n")
+	if v.RequestCertPath != "" {
+		p("        okta_request_cert %s\n", v.RequestCertNote)
+	}
+	p("\n")
+
+	p("3. Security > Authenticators > Setup > Add authenticator > IdP Authenticator > Add:\n")
+	p("   choose %q as the Identity Provider, then Add. Add it to an authenticator enrollment policy\n", oktaIdPName)
+	p("   (Authenticators > Enrollment) so your users can use it.\n\n")
+	p("4. Security > Authentication Policies: in the policy of each app to protect (start with a pilot group), add a rule\n")
+	p("   whose authentication requires the %q authenticator. A Mac that fails its checks is then denied there.\n\n", oktaIdPName)
+	p("Terraform: run 'clearance-verifier okta setup --terraform' for okta_idp_saml and okta_idp_saml_key with these values.\n")
+	p("Walk-through: docs/okta.md.\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func expiryNote(notAfter time.Time) string {
+	switch left := time.Until(notAfter); {
+	case left <= 0:
+		return " (EXPIRED: Okta will refuse responses signed with it; see docs/okta.md, certificate rotation)"
+	case left < 90*24*time.Hour:
+		return " (expires in " + strconv.Itoa(int(left.Hours()/24)) + " days: plan a rotation, see docs/okta.md)"
+	}
+	return ""
+}
+
+func orNotSet(v, placeholder string) string {
+	if v == "" {
+		return placeholder + "   (not set)"
+	}
+	return v
+}
+
+func writeOktaTerraform(w io.Writer, v *oktaValues) error {
+	b := &strings.Builder{}
+	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	p("# Clearance as Okta's SAML 2.0 \"Factor only\" identity provider (the IdP authenticator).\n")
+	p("# From 'clearance-verifier okta setup --terraform'; signing certificate %s,\n", v.CertPath)
+	p("# RSA %d, valid until %s, SHA-256 fingerprint\n", v.KeyBits, v.NotAfter.UTC().Format(time.DateOnly))
+	p("#   %s\n", v.Fingerprint)
+	p("#\n")
+	p("# The okta provider has no argument for \"IdP Usage\": after 'terraform apply', open the\n")
+	p("# identity provider in the Admin Console and set IdP Usage to \"Factor only\".\n")
+	p("# provisioning_action DISABLED is \"If no match is found: Redirect to Okta sign-in page\"\n")
+	p("# (an IdP authenticator does not support JIT).\n\n")
+	p("resource \"okta_idp_saml_key\" \"clearance\" {\n")
+	p("  x5c = [%s]\n", hclString(base64.StdEncoding.EncodeToString(v.CertDER)))
+	p("}\n\n")
+	p("resource \"okta_idp_saml\" \"clearance\" {\n")
+	attrs := [][2]string{
+		{"name", oktaIdPName},
+		{"issuer", v.Issuer},
+		{"sso_url", v.SSOURL},
+		{"sso_destination", v.SSOURL},
+		{"sso_binding", "HTTP-REDIRECT"},
+		{"username_template", "idpuser.subjectNameId"},
+		{"subject_match_type", "USERNAME"},
+		{"provisioning_action", "DISABLED"},
+		{"acs_type", "INSTANCE"},
+		{"request_signature_scope", "REQUEST"},
+		{"request_signature_algorithm", "SHA-256"},
+		{"response_signature_scope", "RESPONSE"},
+		{"response_signature_algorithm", "SHA-256"},
+	}
+	width := len("kid")
+	for _, a := range attrs {
+		width = max(width, len(a[0]))
+	}
+	for _, a := range attrs {
+		p("  %-*s = %s\n", width, a[0], hclString(a[1]))
+	}
+	p("  %-*s = okta_idp_saml_key.clearance.id\n", width, "kid")
+	p("}\n\n")
+	p("# The verifier's okta_audience is this output; its okta_acs_url is\n")
+	p("# https://<your Okta domain>/sso/saml2/<clearance_okta_idp_id> (acs_type INSTANCE).\n")
+	p("output \"clearance_okta_audience\" {\n  value = okta_idp_saml.clearance.audience\n}\n\n")
+	p("output \"clearance_okta_idp_id\" {\n  value = okta_idp_saml.clearance.id\n}\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// hclString quotes s for HCL: strconv.Quote's escapes are valid there, and
+// "${" / "%{" would start a template, so they are escaped by doubling.
+func hclString(s string) string {
+	s = strings.ReplaceAll(s, "${", "$${")
+	s = strings.ReplaceAll(s, "%{", "%%{")
+	return strconv.Quote(s)
+}
