@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -50,6 +51,7 @@ type harness struct {
 	rootPEM []byte
 	token   string
 	admin   adminv1.AdminServiceClient
+	logs    *logBuffer
 }
 
 // examplePolicies copies examples/policies.yaml to a file the test may rewrite.
@@ -66,7 +68,28 @@ func examplePolicies(t *testing.T) string {
 	return p
 }
 
-func start(t *testing.T) *harness {
+func start(t *testing.T) *harness { t.Helper(); return startWith(t, nil) }
+
+// logBuffer collects the server's log for assertions.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startWith starts a verifier whose config edit may change first.
+func startWith(t *testing.T, edit func(*config.Config)) *harness {
 	t.Helper()
 	ctx := context.Background()
 	cfg := &config.Config{
@@ -74,12 +97,19 @@ func start(t *testing.T) *harness {
 		PublicURL: "https://localhost:8443", Policies: examplePolicies(t),
 		DeviceCertLifetime: 720 * time.Hour, MaxReportSkew: 5 * time.Minute, ReportHistory: 10,
 		LiveCheckTimeout: 5 * time.Second,
+		SSOListen:        "127.0.0.1:0", SSOPublicURL: "https://localhost:8444",
+		IdPKeyBits: 2048, MaxPostureAge: 5 * time.Minute, LiveCheckAfter: 30 * time.Second,
+		MaxRequestSkew: 3 * time.Minute, PendingSignInTTL: 10 * time.Minute, DecisionRetention: 24 * time.Hour,
 	}
-	h := &harness{t: t, cfg: cfg, clock: &clock{t: time.Now().UTC()}}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if edit != nil {
+		edit(cfg)
+	}
+	h := &harness{t: t, cfg: cfg, clock: &clock{t: time.Now().UTC()}, logs: &logBuffer{}}
+	var out io.Writer = h.logs
 	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		out = io.MultiWriter(h.logs, os.Stderr)
 	}
+	log := slog.New(slog.NewTextHandler(out, nil))
 	srv, err := server.New(ctx, cfg, log, server.WithClock(h.clock.Now))
 	if err != nil {
 		t.Fatal(err)

@@ -25,19 +25,23 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/clearance/clearance/pkg/certpem"
 	"github.com/clearance/clearance/pkg/run"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/access"
 	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/agentapi"
 	"github.com/clearance/clearance/verifier/ca"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/enroll"
 	"github.com/clearance/clearance/verifier/hub"
+	"github.com/clearance/clearance/verifier/idp"
 	"github.com/clearance/clearance/verifier/ingest"
 	"github.com/clearance/clearance/verifier/metrics"
 	"github.com/clearance/clearance/verifier/storage"
 	"github.com/clearance/clearance/verifier/storage/sqlite"
+	"github.com/clearance/clearance/verifier/web"
 )
 
 // DBFile is the SQLite database's file name in the data dir.
@@ -62,10 +66,14 @@ type Server struct {
 	grpc     *grpc.Server
 	health   *health.Server
 	http     *http.Server
+	sso      *http.Server
+	// IdP is the SAML identity provider Okta calls; Gate decides sign-ins.
+	IdP  *idp.IdP
+	Gate *access.Gate
 
-	// GRPCAddr and HTTPAddr are the bound addresses once Actors has run
-	// (useful with port 0).
-	GRPCAddr, HTTPAddr net.Addr
+	// GRPCAddr, HTTPAddr and SSOAddr are the bound addresses once Actors
+	// has run (useful with port 0).
+	GRPCAddr, HTTPAddr, SSOAddr net.Addr
 }
 
 // Option changes how New builds the server (for tests).
@@ -97,6 +105,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		return nil, fmt.Errorf("loading policies: %w", err)
 	}
 	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if h := cfg.SSOHost(); h != "" && h != cfg.PublicHost() {
+		hosts = append([]string{h}, hosts...)
+	}
 	if h := cfg.PublicHost(); h != "" {
 		hosts = append([]string{h}, hosts...)
 	}
@@ -128,7 +139,15 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		Logger:   log,
 		Now:      s.now,
 	}
-	s.admin = &admin.Server{Store: s.Store, Hub: s.Hub, Policies: s.policies, Metrics: s.Metrics, Logger: log, Now: s.now}
+	s.Gate = &access.Gate{
+		Store: s.Store, Checker: s.Hub, Policies: s.policies,
+		MaxPostureAge: cfg.MaxPostureAge, MaxClockSkew: cfg.MaxReportSkew, LiveCheckAfter: cfg.LiveCheckAfter,
+		LiveCheckTimeout: cfg.LiveCheckTimeout, Metrics: s.Metrics, Now: s.now,
+	}
+	s.admin = &admin.Server{Store: s.Store, Hub: s.Hub, Policies: s.policies, Metrics: s.Metrics, Logger: log, Now: s.now, Access: s.Gate}
+	if err := s.buildSSO(ctx, cfg, log); err != nil {
+		return nil, err
+	}
 
 	// gRPC: TLS with the server certificate; client certificates are
 	// requested but not required, because Enroll comes before a device has
@@ -172,6 +191,76 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	return s, nil
 }
 
+// buildSSO prepares the sign-in listener: the SAML IdP, device
+// identification from browser certificates, and the pages.
+func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	ident, err := idp.LoadOrCreate(ctx, cfg.DataDir, cfg.IdPKeyBits, cfg.IdPSigningKey, s.now())
+	if err != nil {
+		return fmt.Errorf("loading SAML signing identity: %w", err)
+	}
+	if ident.Created {
+		log.Info("saml signing certificate created", "component", "server", "cert", filepath.Join(cfg.DataDir, idp.CertFile), "sha256", ident.Fingerprint())
+	}
+	settings := idp.Settings{
+		MetadataURL: cfg.MetadataURL(), SSOURL: cfg.SSOURL(),
+		Audience: cfg.OktaAudience, ACSURL: cfg.OktaACSURL, MaxRequestSkew: cfg.MaxRequestSkew,
+	}
+	if cfg.OktaRequestCert != "" {
+		data, err := os.ReadFile(cfg.OktaRequestCert)
+		if err != nil {
+			return fmt.Errorf("--okta-request-cert: %w", err)
+		}
+		certs, err := certpem.Parse(data)
+		if err != nil {
+			return fmt.Errorf("--okta-request-cert %s: %w", cfg.OktaRequestCert, err)
+		}
+		settings.RequestCert = certs[0]
+	}
+	if s.IdP, err = idp.New(ident, settings); err != nil {
+		return err
+	}
+	if !s.IdP.Configured() {
+		log.Warn("okta is not configured: sign-ins are refused until okta_audience and okta_acs_url are set (see clearance-verifier okta setup)", "component", "server")
+	}
+	pages, err := web.New()
+	if err != nil {
+		return err
+	}
+	h := &idp.Handler{
+		IdP:        s.IdP,
+		Identify:   &idp.Identifier{CA: s.CA, Store: s.Store, Header: cfg.ClientCertHeader, Trusted: cfg.TrustedProxies},
+		Gate:       s.Gate,
+		Store:      s.Store,
+		Pages:      pages,
+		Log:        log,
+		Metrics:    s.Metrics,
+		Now:        s.now,
+		PendingTTL: cfg.PendingSignInTTL,
+	}
+	mux := http.NewServeMux()
+	h.Register(mux)
+	mux.HandleFunc("GET /healthz", s.healthz)
+	s.sso = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// A sign-in may wait for a live check.
+		WriteTimeout:   30 * time.Second,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		// Browser certificates are requested, not required, and verified
+		// per request by idp.Identifier: a browser without one, or with one
+		// from another CA, gets a page that says so instead of a TLS error.
+		TLSConfig: &tls.Config{
+			GetCertificate: s.CA.GetServerCertificate,
+			ClientAuth:     tls.RequestClientCert,
+			MinVersion:     tls.VersionTLS12,
+		},
+		ErrorLog: slog.NewLogLogger(log.With("component", "sso").Handler(), slog.LevelDebug),
+	}
+	return nil
+}
+
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -202,8 +291,26 @@ func (s *Server) Actors(g *run.Group) error {
 		grpcLn.Close()
 		return fmt.Errorf("HTTP listener: %w", err)
 	}
-	s.GRPCAddr, s.HTTPAddr = grpcLn.Addr(), httpLn.Addr()
+	ssoLn, err := net.Listen("tcp", s.cfg.SSOListen)
+	if err != nil {
+		grpcLn.Close()
+		httpLn.Close()
+		return fmt.Errorf("SSO listener: %w", err)
+	}
+	s.GRPCAddr, s.HTTPAddr, s.SSOAddr = grpcLn.Addr(), httpLn.Addr(), ssoLn.Addr()
 	log := s.log.With("component", "server")
+
+	g.Add("sso", func() error {
+		log.Info("sso listening", "addr", ssoLn.Addr().String(), "sso_url", s.cfg.SSOURL())
+		if err := s.sso.ServeTLS(ssoLn, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}, func(error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.sso.Shutdown(ctx)
+	})
 
 	g.Add("grpc", func() error {
 		log.Info("grpc listening", "addr", grpcLn.Addr().String())
@@ -273,25 +380,42 @@ func (s *Server) Actors(g *run.Group) error {
 		}
 	}, func(error) { close(stopRenew) })
 
-	// Expired nonces are swept so the table stays small.
+	// Expired nonces, request IDs and held sign-ins are swept so their
+	// tables stay small; decisions past their retention too.
 	stopGC := make(chan struct{})
-	g.Add("nonce-gc", func() error {
+	g.Add("gc", func() error {
 		t := time.NewTicker(time.Minute)
 		defer t.Stop()
 		for {
 			select {
 			case <-t.C:
-				if n, err := s.Store.DeleteExpiredNonces(context.Background(), s.now()); err != nil {
-					log.Warn("sweeping nonces failed", "err", err)
-				} else if n > 0 {
-					log.Debug("swept nonces", "count", n)
-				}
+				s.sweep(context.Background(), log)
 			case <-stopGC:
 				return nil
 			}
 		}
 	}, func(error) { close(stopGC) })
 	return nil
+}
+
+func (s *Server) sweep(ctx context.Context, log *slog.Logger) {
+	now := s.now()
+	for _, sw := range []struct {
+		what string
+		run  func(context.Context, time.Time) (int, error)
+		at   time.Time
+	}{
+		{"nonces", s.Store.DeleteExpiredNonces, now},
+		{"request_ids", s.Store.DeleteExpiredRequestIDs, now},
+		{"pending_sign_ins", s.Store.DeleteExpiredPendingSignIns, now},
+		{"decisions", s.Store.DeleteDecisionsBefore, now.Add(-s.cfg.DecisionRetention)},
+	} {
+		if n, err := sw.run(ctx, sw.at); err != nil {
+			log.Warn("sweeping failed", "table", sw.what, "err", err)
+		} else if n > 0 {
+			log.Debug("swept", "table", sw.what, "count", n)
+		}
+	}
 }
 
 // Close releases the database.

@@ -1,0 +1,191 @@
+// Package access gathers what a sign-in decision needs — the device, its
+// latest verified report, the policies in force — asks the agent for a fresh
+// report when the stored one is too old (a live check), and hands it all to
+// the pure decision.Decide. The SAML IdP and the admin API's dry run both go
+// through it, so they cannot disagree.
+package access
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/decision"
+	"github.com/clearance/clearance/verifier/hub"
+	"github.com/clearance/clearance/verifier/ingest"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// Store is what the gate reads.
+type Store interface {
+	GetDevice(ctx context.Context, id string) (storage.Device, error)
+	LatestReport(ctx context.Context, deviceID string) (storage.Report, error)
+}
+
+// Checker asks a connected agent for a fresh report; *hub.Hub implements it.
+type Checker interface {
+	Connected(deviceID string) bool
+	CheckNow(ctx context.Context, deviceID string, ttl time.Duration) (*ingest.Accepted, error)
+}
+
+var _ Checker = (*hub.Hub)(nil)
+
+// Policies returns the policy set in force.
+type Policies interface {
+	Current() *agentv1.PolicySet
+}
+
+// LiveCheckRecorder counts live-check outcomes (metrics); optional.
+type LiveCheckRecorder interface {
+	LiveCheck(outcome string)
+}
+
+// Gate decides sign-ins.
+type Gate struct {
+	Store    Store
+	Checker  Checker
+	Policies Policies
+	// MaxPostureAge, MaxClockSkew and LiveCheckAfter are decision.Input's
+	// and decision.NeedsLiveCheck's (their defaults when zero).
+	MaxPostureAge  time.Duration
+	MaxClockSkew   time.Duration
+	LiveCheckAfter time.Duration
+	// LiveCheckTimeout bounds the wait for a fresh report (default 3s).
+	LiveCheckTimeout time.Duration
+	Metrics          LiveCheckRecorder
+	Now              func() time.Time
+}
+
+// DefaultLiveCheckTimeout is how long a sign-in waits for the agent.
+const DefaultLiveCheckTimeout = 3 * time.Second
+
+// Mode says whether a live check may or must be made.
+type Mode int
+
+const (
+	// LiveIfStale asks for a fresh report when decision.NeedsLiveCheck says
+	// so (a sign-in).
+	LiveIfStale Mode = iota
+	// LiveAlways asks whenever the agent could be asked ("Check again": the
+	// user says they just fixed something).
+	LiveAlways
+	// StoredOnly never asks (a dry run that must not disturb the Mac).
+	StoredOnly
+)
+
+func (g *Gate) now() time.Time {
+	if g.Now != nil {
+		return g.Now()
+	}
+	return time.Now()
+}
+
+// ErrStorage marks a failure to read the inputs: the caller fails closed and
+// tells the user to try again, instead of showing a posture reason.
+var ErrStorage = errors.New("reading sign-in inputs")
+
+// Decide decides for the enrolled device deviceID (which the caller
+// identified from a certificate). An unknown device is decided, not an
+// error: decision.ReasonUnknownDevice. Errors are ErrStorage only.
+func (g *Gate) Decide(ctx context.Context, deviceID, username string, mode Mode) (decision.Decision, error) {
+	in := decision.Input{
+		Username:      username,
+		Policies:      g.Policies.Current(),
+		MaxPostureAge: g.MaxPostureAge,
+		MaxClockSkew:  g.MaxClockSkew,
+	}
+	dev, err := g.Store.GetDevice(ctx, deviceID)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		in.Now = g.now()
+		return decision.Decide(in), nil
+	case err != nil:
+		return decision.Decision{}, fmt.Errorf("%w: device: %w", ErrStorage, err)
+	}
+	in.Device = &dev
+	if err := g.loadReport(ctx, &in); err != nil {
+		return decision.Decision{}, err
+	}
+	in.Now = g.now()
+
+	live := false
+	switch mode {
+	case LiveIfStale:
+		live = decision.NeedsLiveCheck(in, g.LiveCheckAfter)
+	case LiveAlways:
+		live = !dev.Revoked() && in.Policies != nil
+	}
+	if live {
+		in.LiveCheck = g.liveCheck(ctx, &in)
+		in.Now = g.now()
+	}
+	return decision.Decide(in), nil
+}
+
+// loadReport fills in's report from storage.
+func (g *Gate) loadReport(ctx context.Context, in *decision.Input) error {
+	r, err := g.Store.LatestReport(ctx, in.Device.ID)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("%w: latest report: %w", ErrStorage, err)
+	}
+	pr := new(agentv1.PostureReport)
+	if err := proto.Unmarshal(r.Payload, pr); err != nil {
+		// Stored reports were verified and parsed on the way in; one that
+		// no longer parses is treated as absent (fail closed), not trusted.
+		return nil
+	}
+	in.Report, in.ReportReceivedAt = pr, r.ReceivedAt
+	return nil
+}
+
+// liveCheck asks the agent to report now and, if it answers in time, puts
+// the fresh report into in.
+func (g *Gate) liveCheck(ctx context.Context, in *decision.Input) decision.LiveCheck {
+	if g.Checker == nil || !g.Checker.Connected(in.Device.ID) {
+		g.count("offline")
+		return decision.LiveCheckOffline
+	}
+	timeout := g.LiveCheckTimeout
+	if timeout <= 0 {
+		timeout = DefaultLiveCheckTimeout
+	}
+	a, err := g.Checker.CheckNow(ctx, in.Device.ID, timeout)
+	switch {
+	case errors.Is(err, hub.ErrNotConnected):
+		g.count("offline")
+		return decision.LiveCheckOffline
+	case err != nil || a == nil || a.Report == nil:
+		g.count("timeout")
+		return decision.LiveCheckTimedOut
+	}
+	g.count("answered")
+	in.Report, in.ReportReceivedAt = a.Report, a.Stored.ReceivedAt
+	return decision.LiveCheckAnswered
+}
+
+func (g *Gate) count(outcome string) {
+	if g.Metrics != nil {
+		g.Metrics.LiveCheck(outcome)
+	}
+}
+
+// Explain is the admin API's dry run: the decision a sign-in from deviceID
+// would get now. Unlike Decide, an unknown device is an error wrapping
+// storage.ErrNotFound, so the caller can say so.
+func (g *Gate) Explain(ctx context.Context, deviceID, username string, liveCheck bool) (decision.Decision, error) {
+	if _, err := g.Store.GetDevice(ctx, deviceID); err != nil {
+		return decision.Decision{}, fmt.Errorf("device %s: %w", deviceID, err)
+	}
+	mode := StoredOnly
+	if liveCheck {
+		mode = LiveIfStale
+	}
+	return g.Decide(ctx, deviceID, username, mode)
+}

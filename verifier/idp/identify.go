@@ -1,0 +1,258 @@
+package idp
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/clearance/clearance/verifier/ca"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// Reasons a browser's certificate identifies no device. They are decisions
+// (logged in the decision log), not malformed requests.
+const (
+	ReasonNoClientCert      Reason = "no_client_cert"
+	ReasonUntrustedCert     Reason = "untrusted_client_cert"
+	ReasonExpiredCert       Reason = "expired_client_cert"
+	ReasonUnknownCert       Reason = "unknown_client_cert"
+	ReasonSupersededCert    Reason = "superseded_client_cert"
+	ReasonSpoofedCertHeader Reason = "spoofed_client_cert_header"
+	ReasonBadCertHeader     Reason = "bad_client_cert_header"
+	ReasonStorage           Reason = "storage_unavailable"
+)
+
+// MaxCertHeader bounds the proxy's certificate header (a URL-encoded PEM
+// certificate is 2-4 KiB).
+const MaxCertHeader = 16 << 10
+
+// CertVerifier checks a client certificate's chain; *ca.Authority implements it.
+type CertVerifier interface {
+	VerifyClientCert(leaf *x509.Certificate, now time.Time) error
+}
+
+var _ CertVerifier = (*ca.Authority)(nil)
+
+// CertStore is what identification reads.
+type CertStore interface {
+	GetCert(ctx context.Context, serial string) (storage.Cert, error)
+	GetDevice(ctx context.Context, id string) (storage.Device, error)
+}
+
+// Identifier maps a sign-in's client certificate to an enrolled device.
+type Identifier struct {
+	CA    CertVerifier
+	Store CertStore
+	// Header, when set, is the header in which a TLS-terminating proxy
+	// passes the browser certificate; it is believed only from Trusted.
+	Header  string
+	Trusted []*net.IPNet
+}
+
+// Identity is who the certificate says the device is.
+type Identity struct {
+	DeviceID   string
+	CertSerial string // lowercase hex
+	// Via is "tls" (the handshake) or "proxy" (the trusted header).
+	Via string
+}
+
+// IdentifyError says why no device was identified.
+type IdentifyError struct {
+	Reason     Reason
+	Detail     string
+	CertSerial string // when a certificate was presented
+}
+
+func (e *IdentifyError) Error() string { return string(e.Reason) + ": " + e.Detail }
+
+// Identify returns the enrolled device behind r's client certificate: the
+// TLS handshake's, or — only when r comes from a trusted proxy — the
+// configured header's. A header from anyone else is refused, never ignored:
+// it means someone is trying to speak for a certificate they do not hold.
+func (i *Identifier) Identify(ctx context.Context, r *http.Request, now time.Time) (Identity, *IdentifyError) {
+	leaf, via, ierr := i.certificate(r)
+	if ierr != nil {
+		return Identity{}, ierr
+	}
+	serial := ca.SerialHex(leaf)
+	fail := func(reason Reason, format string, args ...any) (Identity, *IdentifyError) {
+		return Identity{}, &IdentifyError{Reason: reason, Detail: fmt.Sprintf(format, args...), CertSerial: serial}
+	}
+	if err := i.CA.VerifyClientCert(leaf, now); err != nil {
+		if errors.Is(err, ca.ErrCertExpired) || errors.Is(err, ca.ErrCertNotYetValid) {
+			return fail(ReasonExpiredCert, "%v", err)
+		}
+		return fail(ReasonUntrustedCert, "%v", err)
+	}
+	// The chain is ours; now the record: every certificate the verifier
+	// issued is stored, so one that is not is not honoured.
+	rec, err := i.Store.GetCert(ctx, serial)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return fail(ReasonUnknownCert, "certificate %s is not in the verifier's records", serial)
+	case err != nil:
+		return fail(ReasonStorage, "reading certificate record: %v", err)
+	}
+	if ca.IsBrowserCert(leaf) {
+		uuid, err := ca.HardwareUUIDFromCert(leaf)
+		if err != nil {
+			return fail(ReasonUnknownCert, "%v", err)
+		}
+		dev, err := i.Store.GetDevice(ctx, rec.DeviceID)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			return fail(ReasonUnknownCert, "certificate %s names no enrolled device", serial)
+		case err != nil:
+			return fail(ReasonStorage, "reading device: %v", err)
+		case !strings.EqualFold(dev.HardwareUUID, uuid):
+			return fail(ReasonUnknownCert, "certificate %s names hardware UUID %s, recorded for device %s with another", serial, uuid, dev.ID)
+		}
+		return Identity{DeviceID: dev.ID, CertSerial: serial, Via: via}, nil
+	}
+	id, err := ca.DeviceIDFromCert(leaf)
+	if err != nil {
+		return fail(ReasonUnknownCert, "%v", err)
+	}
+	if rec.DeviceID != id {
+		return fail(ReasonUnknownCert, "certificate %s is recorded for another device", serial)
+	}
+	dev, err := i.Store.GetDevice(ctx, id)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return fail(ReasonUnknownCert, "device %s is not enrolled", id)
+	case err != nil:
+		return fail(ReasonStorage, "reading device: %v", err)
+	case dev.CertSerial != serial && !dev.Revoked():
+		// The device enrolled again or renewed: only its current
+		// certificate speaks for it.
+		return fail(ReasonSupersededCert, "certificate %s was replaced by %s", serial, dev.CertSerial)
+	}
+	return Identity{DeviceID: id, CertSerial: serial, Via: via}, nil
+}
+
+func (i *Identifier) certificate(r *http.Request) (*x509.Certificate, string, *IdentifyError) {
+	if i.Header != "" {
+		if vals := r.Header.Values(i.Header); len(vals) > 0 {
+			if !i.trusted(r.RemoteAddr) {
+				return nil, "", &IdentifyError{Reason: ReasonSpoofedCertHeader,
+					Detail: fmt.Sprintf("header %s from %s, which is not a trusted proxy", i.Header, r.RemoteAddr)}
+			}
+			if len(vals) != 1 {
+				return nil, "", &IdentifyError{Reason: ReasonBadCertHeader, Detail: fmt.Sprintf("header %s appears %d times", i.Header, len(vals))}
+			}
+			c, err := ParseCertHeader(vals[0])
+			if err != nil {
+				return nil, "", &IdentifyError{Reason: ReasonBadCertHeader, Detail: err.Error()}
+			}
+			return c, "proxy", nil
+		}
+		if i.trusted(r.RemoteAddr) {
+			// The proxy terminated TLS and passed no certificate: the
+			// browser presented none.
+			return nil, "", &IdentifyError{Reason: ReasonNoClientCert, Detail: "the trusted proxy passed no certificate"}
+		}
+	}
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return nil, "", &IdentifyError{Reason: ReasonNoClientCert, Detail: "the browser presented no certificate"}
+	}
+	return r.TLS.PeerCertificates[0], "tls", nil
+}
+
+func (i *Identifier) trusted(remoteAddr string) bool {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return false
+	}
+	for _, n := range i.Trusted {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseCertHeader parses the certificate a TLS-terminating proxy passes in a
+// header: a URL-encoded PEM certificate (nginx's $ssl_client_escaped_cert,
+// Envoy's and HAProxy's equivalents), or the same PEM with spaces for
+// newlines. Exactly one certificate, nothing else.
+func ParseCertHeader(v string) (*x509.Certificate, error) {
+	if len(v) > MaxCertHeader {
+		return nil, fmt.Errorf("certificate header is %d bytes, limit %d", len(v), MaxCertHeader)
+	}
+	if v == "" {
+		return nil, errors.New("certificate header is empty")
+	}
+	// The header may be query-escaped, path-escaped (a '+' kept as is) or
+	// not escaped at all; each reading is tried, and only one that yields
+	// exactly one certificate is accepted.
+	var firstErr error
+	for _, unescape := range []func(string) (string, error){url.QueryUnescape, url.PathUnescape, func(s string) (string, error) { return s, nil }} {
+		s, err := unescape(v)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("certificate header is not URL-encoded: %v", err)
+			}
+			continue
+		}
+		c, err := parsePEMHeader(s)
+		if err == nil {
+			return c, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	return nil, firstErr
+}
+
+func parsePEMHeader(s string) (*x509.Certificate, error) {
+	const begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+	if b, rest, ok := strings.Cut(s, begin); ok && strings.TrimSpace(b) == "" {
+		body, after, ok := strings.Cut(rest, end)
+		if !ok || strings.TrimSpace(after) != "" {
+			return nil, errors.New("certificate header is not one PEM certificate")
+		}
+		// Proxies differ: QueryUnescape turns a '+' left unescaped into ' ',
+		// and some put the PEM on one line with spaces for newlines. Try
+		// spaces as '+' first, then as separators; only a body that decodes
+		// to a certificate is accepted, so the guess cannot change which
+		// certificate is read.
+		body = strings.NewReplacer("\r", "", "\n", "", "\t", "").Replace(body)
+		body = strings.Trim(body, " ")
+		for _, cand := range []string{strings.ReplaceAll(body, " ", "+"), strings.ReplaceAll(body, " ", "")} {
+			der, err := base64.StdEncoding.DecodeString(cand)
+			if err != nil {
+				continue
+			}
+			if c, err := x509.ParseCertificate(der); err == nil {
+				return c, nil
+			}
+		}
+		return nil, errors.New("certificate header holds no readable certificate")
+	}
+	block, rest := pem.Decode([]byte(s))
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, errors.New("certificate header holds no PEM certificate")
+	}
+	if strings.TrimSpace(string(rest)) != "" {
+		return nil, errors.New("certificate header holds more than one PEM block")
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("certificate header: %v", err)
+	}
+	return c, nil
+}

@@ -1,0 +1,205 @@
+// Package idp is the SAML 2.0 identity provider Okta calls as a "Factor
+// only" IdP. It owns the SAML mechanics — decoding and checking
+// AuthnRequests (bindings, size limits, signatures, issuer, ACS,
+// destination, clock, replay), identifying the device from the browser's
+// certificate, and signing responses — and leaves the access decision to
+// verifier/access and decision. Response signing is crewjam/saml's
+// (RSA-SHA256, Response and Assertion both signed); everything it does not
+// check about requests is checked here.
+package idp
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/xml"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/beevik/etree"
+	"github.com/crewjam/saml"
+	dsig "github.com/russellhaering/goxmldsig"
+)
+
+// NameIDUnspecified is SAML 1.1's unspecified NameID format, which Okta's
+// factor-only requests use.
+const NameIDUnspecified = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"
+
+// Settings are the IdP's own URLs and what it knows of Okta.
+type Settings struct {
+	MetadataURL string // our entity ID (Okta's "IdP Issuer URI")
+	SSOURL      string // where Okta sends browsers; the requests' Destination
+	Audience    string // Okta's SP entity ID; empty until configured
+	ACSURL      string // Okta's ACS URL
+	// RequestCert is Okta's request-signing certificate; when set, requests
+	// must be signed.
+	RequestCert *x509.Certificate
+	// MaxRequestSkew bounds an AuthnRequest's IssueInstant either way.
+	MaxRequestSkew time.Duration
+}
+
+// IdP signs responses for one Okta org.
+type IdP struct {
+	s     Settings
+	id    *SigningIdentity
+	saml  *saml.IdentityProvider
+	sp    *saml.EntityDescriptor
+	mdXML []byte
+}
+
+// New builds the IdP from its signing identity and settings.
+func New(id *SigningIdentity, s Settings) (*IdP, error) {
+	md, err := url.Parse(s.MetadataURL)
+	if err != nil {
+		return nil, fmt.Errorf("metadata URL: %w", err)
+	}
+	sso, err := url.Parse(s.SSOURL)
+	if err != nil {
+		return nil, fmt.Errorf("SSO URL: %w", err)
+	}
+	if s.MaxRequestSkew <= 0 {
+		s.MaxRequestSkew = 3 * time.Minute
+	}
+	p := &IdP{s: s, id: id}
+	p.saml = &saml.IdentityProvider{
+		Signer:      id.Signer,
+		Certificate: id.Cert,
+		MetadataURL: *md,
+		SSOURL:      *sso,
+		// crewjam's default is RSA-SHA1.
+		SignatureMethod: dsig.RSASHA256SignatureMethod,
+	}
+	p.sp = &saml.EntityDescriptor{
+		EntityID: s.Audience,
+		SPSSODescriptors: []saml.SPSSODescriptor{{
+			AssertionConsumerServices: []saml.IndexedEndpoint{{
+				Binding: saml.HTTPPostBinding, Location: s.ACSURL, Index: 0,
+			}},
+		}},
+	}
+	if p.mdXML, err = p.buildMetadata(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Configured reports whether Okta's settings are known; until they are,
+// every request is refused.
+func (p *IdP) Configured() bool { return p.s.Audience != "" && p.s.ACSURL != "" }
+
+// Expect is what requests must say, at now.
+func (p *IdP) Expect(now time.Time) Expect {
+	return Expect{
+		Audience: p.s.Audience, ACSURL: p.s.ACSURL, Destination: p.s.SSOURL,
+		RequestCert: p.s.RequestCert, MaxSkew: p.s.MaxRequestSkew, Now: now,
+	}
+}
+
+// Settings returns the IdP's settings.
+func (p *IdP) Settings() Settings { return p.s }
+
+// CertPEM is the signing certificate, PEM.
+func (p *IdP) CertPEM() []byte { return bytes.Clone(p.id.CertPEM) }
+
+// Metadata is the IdP metadata document.
+func (p *IdP) Metadata() []byte { return bytes.Clone(p.mdXML) }
+
+func (p *IdP) buildMetadata() ([]byte, error) {
+	ed := p.saml.Metadata()
+	// The metadata is for people and tools setting Okta up: no validUntil
+	// that would make a saved copy look expired, no encryption key (we
+	// decrypt nothing), and the NameID format Okta uses.
+	ed.ValidUntil = time.Time{}
+	ed.CacheDuration = 0
+	d := &ed.IDPSSODescriptors[0]
+	keep := d.KeyDescriptors[:0]
+	for _, k := range d.KeyDescriptors {
+		if k.Use == "signing" {
+			keep = append(keep, k)
+		}
+	}
+	d.KeyDescriptors = keep
+	d.NameIDFormats = []saml.NameIDFormat{NameIDUnspecified}
+	if p.s.RequestCert != nil {
+		yes := true
+		d.WantAuthnRequestsSigned = &yes
+	}
+	out, err := xml.MarshalIndent(ed, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("metadata: %w", err)
+	}
+	return append([]byte(xml.Header), out...), nil
+}
+
+// Attribute is an extra assertion attribute (the assertion hook).
+type Attribute struct{ Name, Value string }
+
+// Respond builds the signed SAMLResponse (base64, for the POST binding) for
+// req: NameID = the Okta username as sent, in its format; a bearer
+// SubjectConfirmation with Recipient and InResponseTo; Conditions with
+// Okta's audience; an AuthnStatement with AuthnInstant and SessionIndex.
+// Both the Assertion and the Response are signed with RSA-SHA256.
+func (p *IdP) Respond(r *http.Request, req *Request, attrs []Attribute, now time.Time) (string, error) {
+	ir := &saml.IdpAuthnRequest{
+		IDP:                     p.saml,
+		HTTPRequest:             r,
+		RelayState:              req.RelayState,
+		RequestBuffer:           req.XML,
+		Request:                 req.AuthnRequest,
+		ServiceProviderMetadata: p.sp,
+		SPSSODescriptor:         &p.sp.SPSSODescriptors[0],
+		ACSEndpoint:             &p.sp.SPSSODescriptors[0].AssertionConsumerServices[0],
+		Now:                     now,
+	}
+	format := req.NameIDFormat
+	if format == "" {
+		format = NameIDUnspecified
+	}
+	session := &saml.Session{
+		ID:           randomID(),
+		CreateTime:   now,
+		ExpireTime:   now.Add(5 * time.Minute),
+		Index:        randomID(),
+		NameID:       req.Username,
+		NameIDFormat: format,
+	}
+	for _, a := range attrs {
+		session.CustomAttributes = append(session.CustomAttributes, saml.Attribute{
+			Name: a.Name, NameFormat: "urn:oasis:names:tc:SAML:2.0:attrname-format:basic",
+			Values: []saml.AttributeValue{{Type: "xs:string", Value: a.Value}},
+		})
+	}
+	if err := (saml.DefaultAssertionMaker{}).MakeAssertion(ir, session); err != nil {
+		return "", fmt.Errorf("making assertion: %w", err)
+	}
+	// A request held for "Check again" may be minutes old; the assertion is
+	// valid from now, never from the request's IssueInstant.
+	ir.Assertion.Conditions.NotBefore = now.Add(-saml.MaxClockSkew)
+	ir.Assertion.Conditions.NotOnOrAfter = now.Add(saml.MaxIssueDelay)
+	ir.Assertion.IssueInstant = now
+	if err := ir.MakeAssertionEl(); err != nil {
+		return "", fmt.Errorf("signing assertion: %w", err)
+	}
+	if err := ir.MakeResponse(); err != nil {
+		return "", fmt.Errorf("signing response: %w", err)
+	}
+	doc := etree.NewDocument()
+	doc.SetRoot(ir.ResponseEl)
+	buf, err := doc.WriteToBytes()
+	if err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(buf), nil
+}
+
+func randomID() string {
+	b := make([]byte, 20)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return "id-" + hex.EncodeToString(b)
+}

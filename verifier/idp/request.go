@@ -1,0 +1,468 @@
+package idp
+
+import (
+	"bytes"
+	"compress/flate"
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/beevik/etree"
+	"github.com/crewjam/saml"
+	xrv "github.com/mattermost/xml-roundtrip-validator"
+	dsig "github.com/russellhaering/goxmldsig"
+)
+
+// Size limits, applied before anything is decoded, inflated or parsed. An
+// Okta AuthnRequest is about 1 KiB; these leave ample room and no more.
+const (
+	// MaxQuery bounds the raw query string of a Redirect-binding request.
+	MaxQuery = 32 << 10
+	// MaxEncodedRequest bounds the SAMLRequest parameter as sent.
+	MaxEncodedRequest = 24 << 10
+	// MaxRequestXML bounds the AuthnRequest XML after base64 and inflating.
+	MaxRequestXML = 64 << 10
+	// MaxRelayState bounds RelayState (SAML bindings §3.4.3 says 80 bytes;
+	// Okta's are longer, so allow a generous but fixed size).
+	MaxRelayState = 4 << 10
+	// MaxPostBody bounds a POST-binding request body.
+	MaxPostBody = 96 << 10
+	// MaxIDLength bounds the request ID (it is stored in the replay cache).
+	MaxIDLength = 256
+	// MaxUsernameLength bounds the Subject's NameID (Okta usernames are at
+	// most 100 characters).
+	MaxUsernameLength = 512
+)
+
+// Reason names why a request was refused. Like decision.Reason, the values
+// are logged, stored in the decision log and used as metric labels, so they
+// never change once released.
+type Reason string
+
+const (
+	ReasonNotConfigured     Reason = "okta_not_configured"
+	ReasonBadBinding        Reason = "bad_binding"
+	ReasonOversized         Reason = "oversized_request"
+	ReasonBadEncoding       Reason = "bad_encoding"
+	ReasonNotDeflate        Reason = "not_deflate"
+	ReasonMalformedXML      Reason = "malformed_xml"
+	ReasonDTD               Reason = "dtd_forbidden"
+	ReasonWrongVersion      Reason = "wrong_version"
+	ReasonBadID             Reason = "bad_request_id"
+	ReasonWrongIssuer       Reason = "wrong_issuer"
+	ReasonWrongACS          Reason = "wrong_acs"
+	ReasonWrongBinding      Reason = "wrong_protocol_binding"
+	ReasonWrongDestination  Reason = "wrong_destination"
+	ReasonStaleRequest      Reason = "stale_request"
+	ReasonFutureRequest     Reason = "future_request"
+	ReasonReplayed          Reason = "replayed_request"
+	ReasonMissingSignature  Reason = "missing_signature"
+	ReasonBadSignature      Reason = "bad_signature"
+	ReasonUnsupportedSigAlg Reason = "unsupported_sig_alg"
+	ReasonNoSubject         Reason = "missing_subject"
+	ReasonPassive           Reason = "passive_not_supported"
+)
+
+// RequestError is a refused AuthnRequest: Reason for logs, metrics and the
+// page; Detail for the log only (it may quote the request, never secrets).
+type RequestError struct {
+	Reason Reason
+	Detail string
+}
+
+func (e *RequestError) Error() string { return string(e.Reason) + ": " + e.Detail }
+
+func refuse(r Reason, format string, args ...any) *RequestError {
+	return &RequestError{Reason: r, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Binding is how a request arrived.
+type Binding string
+
+const (
+	BindingRedirect Binding = "redirect"
+	BindingPost     Binding = "post"
+)
+
+// Received is an AuthnRequest as it arrived, decoded but not yet trusted.
+type Received struct {
+	Binding    Binding
+	XML        []byte // the AuthnRequest XML (inflated for Redirect)
+	RelayState string
+	// Redirect binding signature, when present: the algorithm, the
+	// signature bytes and the exact octets that were signed.
+	SigAlg     string
+	Signature  []byte
+	SignedPart []byte
+}
+
+// DecodeRedirect decodes the HTTP-Redirect binding from the raw query
+// string exactly as received. The signed octets are cut from the raw query,
+// never re-encoded: re-encoding can differ from what Okta signed.
+func DecodeRedirect(rawQuery string) (*Received, error) {
+	if len(rawQuery) > MaxQuery {
+		return nil, refuse(ReasonOversized, "query is %d bytes, limit %d", len(rawQuery), MaxQuery)
+	}
+	raw := map[string]string{}
+	for _, part := range strings.Split(rawQuery, "&") {
+		if part == "" {
+			continue
+		}
+		k, _, _ := strings.Cut(part, "=")
+		switch k {
+		case "SAMLRequest", "RelayState", "SigAlg", "Signature":
+		default:
+			continue // other parameters are ignored, as the binding allows
+		}
+		if _, dup := raw[k]; dup {
+			return nil, refuse(ReasonBadBinding, "parameter %s appears twice", k)
+		}
+		raw[k] = part
+	}
+	enc, ok := raw["SAMLRequest"]
+	if !ok {
+		return nil, refuse(ReasonBadBinding, "no SAMLRequest parameter")
+	}
+	value := func(k string) (string, error) {
+		p, ok := raw[k]
+		if !ok {
+			return "", nil
+		}
+		_, v, _ := strings.Cut(p, "=")
+		s, err := url.QueryUnescape(v)
+		if err != nil {
+			return "", refuse(ReasonBadEncoding, "%s is not URL-encoded: %v", k, err)
+		}
+		return s, nil
+	}
+	samlReq, err := value("SAMLRequest")
+	if err != nil {
+		return nil, err
+	}
+	if len(samlReq) > MaxEncodedRequest {
+		return nil, refuse(ReasonOversized, "SAMLRequest is %d bytes, limit %d", len(samlReq), MaxEncodedRequest)
+	}
+	deflated, err := base64.StdEncoding.DecodeString(samlReq)
+	if err != nil {
+		return nil, refuse(ReasonBadEncoding, "SAMLRequest is not base64: %v", err)
+	}
+	xmlBytes, err := inflate(deflated)
+	if err != nil {
+		return nil, err
+	}
+	rec := &Received{Binding: BindingRedirect, XML: xmlBytes}
+	if rec.RelayState, err = value("RelayState"); err != nil {
+		return nil, err
+	}
+	if len(rec.RelayState) > MaxRelayState {
+		return nil, refuse(ReasonOversized, "RelayState is %d bytes, limit %d", len(rec.RelayState), MaxRelayState)
+	}
+	if rec.SigAlg, err = value("SigAlg"); err != nil {
+		return nil, err
+	}
+	sig, err := value("Signature")
+	if err != nil {
+		return nil, err
+	}
+	if (rec.SigAlg == "") != (sig == "") {
+		return nil, refuse(ReasonBadSignature, "SigAlg and Signature must come together")
+	}
+	if sig != "" {
+		if rec.Signature, err = base64.StdEncoding.DecodeString(sig); err != nil {
+			return nil, refuse(ReasonBadSignature, "Signature is not base64: %v", err)
+		}
+		// SAML bindings §3.4.4.1: SAMLRequest=…&RelayState=…&SigAlg=…, in
+		// that order, RelayState only if present, as the octets arrived.
+		signed := enc
+		if rs, ok := raw["RelayState"]; ok {
+			signed += "&" + rs
+		}
+		signed += "&" + raw["SigAlg"]
+		rec.SignedPart = []byte(signed)
+	}
+	return rec, nil
+}
+
+// inflate undoes the Redirect binding's raw DEFLATE, bounded.
+func inflate(deflated []byte) ([]byte, error) {
+	r := flate.NewReader(bytes.NewReader(deflated))
+	defer r.Close()
+	out, err := io.ReadAll(io.LimitReader(r, MaxRequestXML+1))
+	if err != nil {
+		return nil, refuse(ReasonNotDeflate, "SAMLRequest is not DEFLATE-compressed: %v", err)
+	}
+	if len(out) > MaxRequestXML {
+		return nil, refuse(ReasonOversized, "SAMLRequest inflates past %d bytes", MaxRequestXML)
+	}
+	return out, nil
+}
+
+// DecodePost decodes the HTTP-POST binding's form values (the body already
+// bounded by the caller).
+func DecodePost(samlRequest, relayState string) (*Received, error) {
+	if samlRequest == "" {
+		return nil, refuse(ReasonBadBinding, "no SAMLRequest field")
+	}
+	if len(samlRequest) > 4*MaxRequestXML/3+4 {
+		return nil, refuse(ReasonOversized, "SAMLRequest is %d bytes", len(samlRequest))
+	}
+	if len(relayState) > MaxRelayState {
+		return nil, refuse(ReasonOversized, "RelayState is %d bytes, limit %d", len(relayState), MaxRelayState)
+	}
+	// Some senders wrap base64 across lines.
+	xmlBytes, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(samlRequest), ""))
+	if err != nil {
+		return nil, refuse(ReasonBadEncoding, "SAMLRequest is not base64: %v", err)
+	}
+	if len(xmlBytes) > MaxRequestXML {
+		return nil, refuse(ReasonOversized, "SAMLRequest is %d bytes, limit %d", len(xmlBytes), MaxRequestXML)
+	}
+	return &Received{Binding: BindingPost, XML: xmlBytes, RelayState: relayState}, nil
+}
+
+// checkXML refuses documents that are not plain SAML: DTDs (entity
+// expansion, external entities), processing instructions, anything that does
+// not survive an encoding/xml round trip unchanged (the mattermost
+// round-trip validator; such documents parse differently in different XML
+// libraries, which signature-wrapping attacks exploit).
+func checkXML(data []byte) error {
+	d := xml.NewDecoder(bytes.NewReader(data))
+	d.Strict = true
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return refuse(ReasonMalformedXML, "%v", err)
+		}
+		switch t := tok.(type) {
+		case xml.Directive:
+			return refuse(ReasonDTD, "document has a DTD or other directive (<!%.20s…>)", t)
+		case xml.ProcInst:
+			if t.Target != "xml" {
+				return refuse(ReasonMalformedXML, "processing instruction %q", t.Target)
+			}
+		}
+	}
+	if err := xrv.Validate(bytes.NewReader(data)); err != nil {
+		return refuse(ReasonMalformedXML, "does not round-trip: %v", err)
+	}
+	return nil
+}
+
+// Expect is what a request must say to be answered.
+type Expect struct {
+	Audience    string // Issuer
+	ACSURL      string
+	Destination string // our SSO URL
+	// RequestCert, when set, verifies request signatures, which are then required.
+	RequestCert *x509.Certificate
+	MaxSkew     time.Duration
+	Now         time.Time
+}
+
+// Request is an AuthnRequest that passed every check.
+type Request struct {
+	AuthnRequest saml.AuthnRequest
+	XML          []byte
+	RelayState   string
+	Binding      Binding
+	Signed       bool
+	// Username is the Subject's NameID (the Okta username) and
+	// NameIDFormat its format (empty when Okta sent none).
+	Username     string
+	NameIDFormat string
+}
+
+// Validate checks rec against e and returns the trusted request. It does not
+// consult the replay cache (the caller does, after this, so that only
+// requests that passed every other check take a slot in it).
+func Validate(rec *Received, e Expect) (*Request, error) {
+	if err := checkXML(rec.XML); err != nil {
+		return nil, err
+	}
+	signedXML := rec.XML
+	signed := false
+	switch {
+	case e.RequestCert == nil:
+		// No Okta certificate configured: signatures cannot be checked and
+		// are not required; the request is still held to everything else.
+	case rec.Binding == BindingRedirect:
+		if rec.Signature == nil {
+			return nil, refuse(ReasonMissingSignature, "request signing is required and the request carries no Signature")
+		}
+		if err := verifyRedirect(rec, e.RequestCert); err != nil {
+			return nil, err
+		}
+		signed = true
+	default:
+		el, err := verifyEnveloped(rec.XML, e.RequestCert, e.Now)
+		if err != nil {
+			return nil, err
+		}
+		// Parse only what the signature covers, never the outer document:
+		// that defeats signature wrapping.
+		doc := etree.NewDocument()
+		doc.SetRoot(el)
+		if signedXML, err = doc.WriteToBytes(); err != nil {
+			return nil, refuse(ReasonMalformedXML, "re-serializing the signed request: %v", err)
+		}
+		signed = true
+	}
+
+	var ar saml.AuthnRequest
+	if err := xml.Unmarshal(signedXML, &ar); err != nil {
+		return nil, refuse(ReasonMalformedXML, "not an AuthnRequest: %v", err)
+	}
+	req := &Request{AuthnRequest: ar, XML: rec.XML, RelayState: rec.RelayState, Binding: rec.Binding, Signed: signed}
+	if err := checkFields(req, e); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// checkFields applies the field rules (shared with Reparse).
+func checkFields(req *Request, e Expect) error {
+	ar := &req.AuthnRequest
+	if ar.Version != "2.0" {
+		return refuse(ReasonWrongVersion, "Version %q, want 2.0", ar.Version)
+	}
+	if ar.ID == "" || len(ar.ID) > MaxIDLength || !isNCName(ar.ID) {
+		return refuse(ReasonBadID, "ID %.80q is not an xs:ID of at most %d characters", ar.ID, MaxIDLength)
+	}
+	if ar.Issuer == nil || ar.Issuer.Value != e.Audience {
+		got := ""
+		if ar.Issuer != nil {
+			got = ar.Issuer.Value
+		}
+		return refuse(ReasonWrongIssuer, "Issuer %.200q, want the configured Okta audience %q", got, e.Audience)
+	}
+	if ar.AssertionConsumerServiceURL != "" && ar.AssertionConsumerServiceURL != e.ACSURL {
+		return refuse(ReasonWrongACS, "AssertionConsumerServiceURL %.200q, want %q", ar.AssertionConsumerServiceURL, e.ACSURL)
+	}
+	if ar.AssertionConsumerServiceURL == "" && ar.AssertionConsumerServiceIndex != "" {
+		return refuse(ReasonWrongACS, "AssertionConsumerServiceIndex %.20q is not supported; Okta sends the URL", ar.AssertionConsumerServiceIndex)
+	}
+	if ar.ProtocolBinding != "" && ar.ProtocolBinding != saml.HTTPPostBinding {
+		return refuse(ReasonWrongBinding, "ProtocolBinding %.200q: responses go by HTTP-POST only", ar.ProtocolBinding)
+	}
+	if ar.Destination != e.Destination {
+		return refuse(ReasonWrongDestination, "Destination %.200q, want %q", ar.Destination, e.Destination)
+	}
+	if ar.IsPassive != nil && *ar.IsPassive {
+		// A passive request must not show a page; a posture gate that cannot
+		// show a page can only deny, so say so rather than guess.
+		return refuse(ReasonPassive, "IsPassive requests are not supported")
+	}
+	skew := e.MaxSkew
+	switch {
+	case ar.IssueInstant.IsZero():
+		return refuse(ReasonStaleRequest, "no IssueInstant")
+	case e.Now.Sub(ar.IssueInstant) > skew:
+		return refuse(ReasonStaleRequest, "issued at %s, more than %s ago", ar.IssueInstant.UTC().Format(time.RFC3339), skew)
+	case ar.IssueInstant.Sub(e.Now) > skew:
+		return refuse(ReasonFutureRequest, "issued at %s, more than %s ahead of this clock", ar.IssueInstant.UTC().Format(time.RFC3339), skew)
+	}
+	if ar.Subject == nil || ar.Subject.NameID == nil || strings.TrimSpace(ar.Subject.NameID.Value) == "" {
+		return refuse(ReasonNoSubject, "no Subject NameID: Okta's factor-only requests name the user there")
+	}
+	req.Username = strings.TrimSpace(ar.Subject.NameID.Value)
+	if len(req.Username) > MaxUsernameLength {
+		return refuse(ReasonNoSubject, "Subject NameID is %d bytes, limit %d", len(req.Username), MaxUsernameLength)
+	}
+	req.NameIDFormat = ar.Subject.NameID.Format
+	if req.NameIDFormat == "" && ar.NameIDPolicy != nil && ar.NameIDPolicy.Format != nil {
+		req.NameIDFormat = *ar.NameIDPolicy.Format
+	}
+	return nil
+}
+
+// Reparse parses a request that Validate accepted earlier (held for "Check
+// again"): the same checks except the clock, because the request is old by
+// design, and the signature, which was verified on arrival.
+func Reparse(xmlBytes []byte, relayState string, e Expect) (*Request, error) {
+	var ar saml.AuthnRequest
+	if err := xml.Unmarshal(xmlBytes, &ar); err != nil {
+		return nil, refuse(ReasonMalformedXML, "held request: %v", err)
+	}
+	req := &Request{AuthnRequest: ar, XML: xmlBytes, RelayState: relayState}
+	e.Now, e.MaxSkew = ar.IssueInstant, time.Hour
+	return req, checkFields(req, e)
+}
+
+// isNCName is a conservative xs:ID check: a letter or '_' first, then
+// letters, digits, '-', '_', '.'.
+func isNCName(s string) bool {
+	for i, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_':
+		case i > 0 && (c >= '0' && c <= '9' || c == '-' || c == '.'):
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
+
+// Signature algorithms accepted on requests. SHA-1 is refused: Okta can sign
+// with SHA-256, and a gate should not accept a weaker hash than it needs to.
+var sigAlgs = map[string]crypto.Hash{
+	dsig.RSASHA256SignatureMethod: crypto.SHA256,
+	dsig.RSASHA512SignatureMethod: crypto.SHA512,
+}
+
+func verifyRedirect(rec *Received, cert *x509.Certificate) error {
+	h, ok := sigAlgs[rec.SigAlg]
+	if !ok {
+		return refuse(ReasonUnsupportedSigAlg, "SigAlg %.100q; use RSA-SHA256 (Okta: Request Signature Algorithm SHA-256)", rec.SigAlg)
+	}
+	pub, ok := cert.PublicKey.(*rsa.PublicKey)
+	if !ok {
+		return refuse(ReasonBadSignature, "the configured Okta certificate has no RSA key")
+	}
+	var digest []byte
+	switch h {
+	case crypto.SHA256:
+		d := sha256.Sum256(rec.SignedPart)
+		digest = d[:]
+	case crypto.SHA512:
+		d := sha512.Sum512(rec.SignedPart)
+		digest = d[:]
+	}
+	if err := rsa.VerifyPKCS1v15(pub, h, digest, rec.Signature); err != nil {
+		return refuse(ReasonBadSignature, "Signature does not verify with the configured Okta certificate")
+	}
+	return nil
+}
+
+func verifyEnveloped(data []byte, cert *x509.Certificate, now time.Time) (*etree.Element, error) {
+	doc := etree.NewDocument()
+	if err := doc.ReadFromBytes(data); err != nil {
+		return nil, refuse(ReasonMalformedXML, "%v", err)
+	}
+	root := doc.Root()
+	if root == nil {
+		return nil, refuse(ReasonMalformedXML, "empty document")
+	}
+	if root.SelectElement("Signature") == nil {
+		return nil, refuse(ReasonMissingSignature, "request signing is required and the request has no enveloped Signature")
+	}
+	vc := dsig.NewDefaultValidationContext(&dsig.MemoryX509CertificateStore{Roots: []*x509.Certificate{cert}})
+	vc.Clock = dsig.NewFakeClockAt(now)
+	el, err := vc.Validate(root)
+	if err != nil {
+		return nil, refuse(ReasonBadSignature, "enveloped signature: %v", err)
+	}
+	return el, nil
+}

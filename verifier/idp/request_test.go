@@ -1,0 +1,398 @@
+package idp
+
+import (
+	"bytes"
+	"compress/flate"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clearance/clearance/internal/oktasim"
+)
+
+const (
+	tAudience = "https://www.okta.com/saml2/service-provider/spunit"
+	tACS      = "https://example.okta.com/sso/saml2/0oaunit"
+	tSSO      = "https://clearance.example.com/saml/sso"
+)
+
+var tNow = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+
+func testSigner(t testing.TB) (*rsa.PrivateKey, *x509.Certificate) {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "okta"},
+		NotBefore: tNow.Add(-time.Hour), NotAfter: tNow.Add(24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return k, c
+}
+
+func testSP(key *rsa.PrivateKey, cert *x509.Certificate) *oktasim.SP {
+	return oktasim.New(oktasim.Options{EntityID: tAudience, ACSURL: tACS, IdPSSOURL: tSSO,
+		SigningKey: key, SigningCert: cert, Now: func() time.Time { return tNow }})
+}
+
+func expect(cert *x509.Certificate) Expect {
+	return Expect{Audience: tAudience, ACSURL: tACS, Destination: tSSO, RequestCert: cert, MaxSkew: 3 * time.Minute, Now: tNow}
+}
+
+func rawQuery(t *testing.T, u string) string {
+	t.Helper()
+	_, q, _ := strings.Cut(u, "?")
+	return q
+}
+
+func reasonOf(err error) Reason {
+	var re *RequestError
+	if errors.As(err, &re) {
+		return re.Reason
+	}
+	return ""
+}
+
+func deflateB64(b []byte) string {
+	var buf bytes.Buffer
+	w, _ := flate.NewWriter(&buf, flate.BestCompression)
+	w.Write(b)
+	w.Close()
+	return base64.StdEncoding.EncodeToString(buf.Bytes())
+}
+
+func TestValidateOktaRequests(t *testing.T) {
+	t.Parallel()
+	key, cert := testSigner(t)
+	for _, signed := range []bool{false, true} {
+		var sp *oktasim.SP
+		var c *x509.Certificate
+		if signed {
+			sp, c = testSP(key, cert), cert
+		} else {
+			sp = testSP(nil, nil)
+		}
+		r := sp.NewRequest("ada@example.com")
+		u, err := sp.RedirectURL(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := DecodeRedirect(rawQuery(t, u))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, err := Validate(rec, expect(c))
+		if err != nil {
+			t.Fatalf("signed=%v: %v", signed, err)
+		}
+		if req.Username != "ada@example.com" || req.AuthnRequest.ID != r.ID || req.RelayState != r.RelayState || req.Signed != signed {
+			t.Errorf("request %+v", req)
+		}
+		if req.NameIDFormat != NameIDUnspecified {
+			t.Errorf("format %q", req.NameIDFormat)
+		}
+		form, err := sp.PostForm(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err = DecodePost(form.Get("SAMLRequest"), form.Get("RelayState"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Validate(rec, expect(c)); err != nil {
+			t.Fatalf("POST signed=%v: %v", signed, err)
+		}
+	}
+}
+
+// TestRedirectSignatureOverReceivedOctets: the signature covers the octets
+// as sent; an encoding the signer did not use must not verify by accident,
+// and the signature must not verify over re-encoded values.
+func TestRedirectSignatureOverReceivedOctets(t *testing.T) {
+	t.Parallel()
+	key, cert := testSigner(t)
+	sp := testSP(key, cert)
+	r := sp.NewRequest("ada@example.com")
+	r.RelayState = "a b+c/d=" // characters whose encodings differ between encoders
+	u, _ := sp.RedirectURL(r)
+	q := rawQuery(t, u)
+	rec, err := DecodeRedirect(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Validate(rec, expect(cert)); err != nil {
+		t.Fatal(err)
+	}
+	// Re-encode RelayState differently (%20 for +): same value, other octets.
+	alt := strings.Replace(q, "RelayState=a+b", "RelayState=a%20b", 1)
+	if alt == q {
+		t.Fatal("test did not change the encoding")
+	}
+	rec, err = DecodeRedirect(alt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Validate(rec, expect(cert)); reasonOf(err) != ReasonBadSignature {
+		t.Fatalf("re-encoded query: %v", err)
+	}
+	// Parameters in another order are still found; the signed part keeps
+	// the binding's order.
+	parts := strings.Split(q, "&")
+	rev := strings.Join([]string{parts[3], parts[2], parts[1], parts[0]}, "&")
+	rec, err = DecodeRedirect(rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Validate(rec, expect(cert)); err != nil {
+		t.Fatalf("reordered: %v", err)
+	}
+}
+
+func TestDecodeRefusals(t *testing.T) {
+	t.Parallel()
+	sp := testSP(nil, nil)
+	good, _ := sp.RedirectURL(sp.NewRequest("ada@example.com"))
+	gq := rawQuery(t, good)
+	cases := []struct {
+		name  string
+		query string
+		want  Reason
+	}{
+		{"empty", "", ReasonBadBinding},
+		{"no SAMLRequest", "RelayState=x", ReasonBadBinding},
+		{"duplicate", gq + "&SAMLRequest=abc", ReasonBadBinding},
+		{"oversized query", "SAMLRequest=" + strings.Repeat("A", MaxQuery), ReasonOversized},
+		{"oversized param", "SAMLRequest=" + strings.Repeat("A", MaxEncodedRequest+4), ReasonOversized},
+		{"bad escape", "SAMLRequest=%zz", ReasonBadEncoding},
+		{"not base64", "SAMLRequest=" + url.QueryEscape("!!!"), ReasonBadEncoding},
+		{"not deflate", "SAMLRequest=" + url.QueryEscape(base64.StdEncoding.EncodeToString([]byte("<xml/>"))), ReasonNotDeflate},
+		{"inflates too far", "SAMLRequest=" + url.QueryEscape(deflateB64(bytes.Repeat([]byte{' '}, MaxRequestXML+1))), ReasonOversized},
+		{"sig without alg", gq + "&Signature=AAAA", ReasonBadSignature},
+		{"sig not base64", gq + "&SigAlg=x&Signature=%21", ReasonBadSignature},
+		{"relay too long", gq + "&RelayState=" + strings.Repeat("r", MaxRelayState+1), ReasonBadBinding},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := DecodeRedirect(tc.query)
+			if tc.name == "relay too long" {
+				// The good query already has a RelayState: a duplicate.
+				tc.want = ReasonBadBinding
+			}
+			if reasonOf(err) != tc.want {
+				t.Fatalf("got %v, want %s", err, tc.want)
+			}
+		})
+	}
+	if _, err := DecodePost("", ""); reasonOf(err) != ReasonBadBinding {
+		t.Error(err)
+	}
+	if _, err := DecodePost("AAAA", strings.Repeat("r", MaxRelayState+1)); reasonOf(err) != ReasonOversized {
+		t.Error(err)
+	}
+	if _, err := DecodePost(strings.Repeat("A", MaxPostBody), ""); reasonOf(err) != ReasonOversized {
+		t.Error(err)
+	}
+}
+
+func TestValidateRefusals(t *testing.T) {
+	t.Parallel()
+	key, cert := testSigner(t)
+	sp := testSP(nil, nil)
+	xmlOf := func(f func(*oktasim.Request)) []byte {
+		r := sp.NewRequest("ada@example.com")
+		if f != nil {
+			f(&r)
+		}
+		return sp.RequestXML(r)
+	}
+	base := string(xmlOf(nil))
+	cases := []struct {
+		name string
+		xml  []byte
+		cert *x509.Certificate
+		want Reason
+	}{
+		{"malformed", []byte("<samlp:AuthnRequest"), nil, ReasonMalformedXML},
+		{"not SAML", []byte("<hello/>"), nil, ReasonMalformedXML},
+		{"doctype", []byte(`<!DOCTYPE x [<!ENTITY a "b">]>` + base[strings.Index(base, "<saml2p"):]), nil, ReasonDTD},
+		{"external entity", []byte(`<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>`), nil, ReasonDTD},
+		{"processing instruction", []byte(`<?evil x?>` + base[strings.Index(base, "<saml2p"):]), nil, ReasonMalformedXML},
+		{"wrong version", []byte(strings.Replace(base, `Version="2.0"`, `Version="1.1"`, 1)), nil, ReasonWrongVersion},
+		{"bad id", []byte(strings.Replace(base, `ID="id`, `ID="1id`, 1)), nil, ReasonBadID},
+		{"wrong issuer", xmlOf(func(r *oktasim.Request) { r.Issuer = "https://evil.example" }), nil, ReasonWrongIssuer},
+		{"wrong acs", xmlOf(func(r *oktasim.Request) { r.ACSURL = "https://evil.example/acs" }), nil, ReasonWrongACS},
+		{"wrong destination", xmlOf(func(r *oktasim.Request) { r.Destination = "https://evil.example/sso" }), nil, ReasonWrongDestination},
+		{"stale", xmlOf(func(r *oktasim.Request) { r.IssueInstant = tNow.Add(-4 * time.Minute) }), nil, ReasonStaleRequest},
+		{"future", xmlOf(func(r *oktasim.Request) { r.IssueInstant = tNow.Add(4 * time.Minute) }), nil, ReasonFutureRequest},
+		{"no subject", xmlOf(func(r *oktasim.Request) { r.Username = "" }), nil, ReasonNoSubject},
+		{"passive", []byte(strings.Replace(base, `ForceAuthn="false"`, `ForceAuthn="false" IsPassive="true"`, 1)), nil, ReasonPassive},
+		{"artifact binding", []byte(strings.Replace(base, "bindings:HTTP-POST", "bindings:HTTP-Artifact", 1)), nil, ReasonWrongBinding},
+		{"unsigned when required", xmlOf(nil), cert, ReasonMissingSignature},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Validate(&Received{Binding: BindingPost, XML: tc.xml}, expect(tc.cert))
+			if reasonOf(err) != tc.want {
+				t.Fatalf("got %v, want %s", err, tc.want)
+			}
+		})
+	}
+
+	// Signature wrapping: a signed request with an unsigned copy of the
+	// root wrapped around it must not be read as the outer request.
+	signed := testSP(key, cert)
+	r := signed.NewRequest("ada@example.com")
+	form, _ := signed.PostForm(r)
+	inner, _ := base64.StdEncoding.DecodeString(form.Get("SAMLRequest"))
+	evil := strings.Replace(string(inner), "ada@example.com", "mallory@example.com", 1)
+	if _, err := Validate(&Received{Binding: BindingPost, XML: []byte(evil)}, expect(cert)); reasonOf(err) != ReasonBadSignature {
+		t.Fatalf("tampered signed POST: %v", err)
+	}
+	// Unsupported SigAlg on Redirect.
+	u, _ := signed.RedirectURL(r)
+	q := strings.Replace(rawQuery(t, u), url.QueryEscape("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"), url.QueryEscape("http://www.w3.org/2000/09/xmldsig#rsa-sha1"), 1)
+	rec, err := DecodeRedirect(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Validate(rec, expect(cert)); reasonOf(err) != ReasonUnsupportedSigAlg {
+		t.Fatalf("sha1: %v", err)
+	}
+	// Signed by another key.
+	otherKey, _ := testSigner(t)
+	u, _ = testSP(otherKey, cert).RedirectURL(r)
+	rec, _ = DecodeRedirect(rawQuery(t, u))
+	if _, err := Validate(rec, expect(cert)); reasonOf(err) != ReasonBadSignature {
+		t.Fatalf("other key: %v", err)
+	}
+}
+
+func TestReparse(t *testing.T) {
+	t.Parallel()
+	sp := testSP(nil, nil)
+	r := sp.NewRequest("ada@example.com")
+	x := sp.RequestXML(r)
+	e := expect(nil)
+	e.Now = tNow.Add(30 * time.Minute) // long after: held requests are old by design
+	req, err := Reparse(x, "rs", e)
+	if err != nil || req.Username != "ada@example.com" || req.RelayState != "rs" {
+		t.Fatalf("%+v %v", req, err)
+	}
+	if _, err := Reparse([]byte("<x"), "", e); reasonOf(err) != ReasonMalformedXML {
+		t.Fatal(err)
+	}
+}
+
+func TestParseCertHeader(t *testing.T) {
+	t.Parallel()
+	_, cert := testSigner(t)
+	p := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
+	for name, v := range map[string]string{
+		"query escaped":   url.QueryEscape(p),
+		"path escaped":    url.PathEscape(p),
+		"one line":        strings.ReplaceAll(p, "\n", " "),
+		"plus for spaces": strings.ReplaceAll(url.QueryEscape(p), "%0A", "+"),
+	} {
+		c, err := ParseCertHeader(v)
+		if err != nil || !c.Equal(cert) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	for name, v := range map[string]string{
+		"empty":     "",
+		"oversized": strings.Repeat("A", MaxCertHeader+1),
+		"not pem":   "hello",
+		"two":       url.QueryEscape(p + p),
+		"key":       url.QueryEscape(strings.ReplaceAll(p, "CERTIFICATE", "PRIVATE KEY")),
+		"garbage":   url.QueryEscape("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+		"bad esc":   "%zz",
+		"trailing":  url.QueryEscape(p + "junk"),
+	} {
+		if _, err := ParseCertHeader(v); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func FuzzDecodeRedirect(f *testing.F) {
+	sp := testSP(nil, nil)
+	u, _ := sp.RedirectURL(sp.NewRequest("ada@example.com"))
+	_, q, _ := strings.Cut(u, "?")
+	f.Add(q)
+	f.Add("SAMLRequest=" + url.QueryEscape(deflateB64([]byte(`<!DOCTYPE a [<!ENTITY b "c">]><a>&b;</a>`))))
+	f.Add("SAMLRequest=%zz&RelayState=&SigAlg=&Signature=")
+	e := expect(nil)
+	f.Fuzz(func(t *testing.T, q string) {
+		rec, err := DecodeRedirect(q)
+		if err != nil {
+			if reasonOf(err) == "" {
+				t.Fatalf("error without a reason: %v", err)
+			}
+			return
+		}
+		if len(rec.XML) > MaxRequestXML {
+			t.Fatalf("XML of %d bytes passed", len(rec.XML))
+		}
+		if _, err := Validate(rec, e); err != nil && reasonOf(err) == "" {
+			t.Fatalf("error without a reason: %v", err)
+		}
+	})
+}
+
+func FuzzValidate(f *testing.F) {
+	key, cert := testSigner(f)
+	sp := testSP(key, cert)
+	r := sp.NewRequest("ada@example.com")
+	f.Add(sp.RequestXML(r), false)
+	form, _ := sp.PostForm(r)
+	signed, _ := base64.StdEncoding.DecodeString(form.Get("SAMLRequest"))
+	f.Add(signed, true)
+	f.Add([]byte(`<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>`), false)
+	f.Fuzz(func(t *testing.T, data []byte, requireSig bool) {
+		e := expect(nil)
+		if requireSig {
+			e.RequestCert = cert
+		}
+		req, err := Validate(&Received{Binding: BindingPost, XML: data}, e)
+		if err != nil {
+			if reasonOf(err) == "" {
+				t.Fatalf("error without a reason: %v", err)
+			}
+			return
+		}
+		// Whatever passes names the configured parties and a user.
+		if req.AuthnRequest.Issuer.Value != tAudience || req.AuthnRequest.Destination != tSSO || req.Username == "" {
+			t.Fatalf("accepted %+v", req.AuthnRequest)
+		}
+		if requireSig && !req.Signed {
+			t.Fatal("unsigned request passed when signatures are required")
+		}
+	})
+}
+
+func FuzzParseCertHeader(f *testing.F) {
+	_, cert := testSigner(f)
+	p := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
+	f.Add(url.QueryEscape(p))
+	f.Add(strings.ReplaceAll(p, "\n", " "))
+	f.Add("%")
+	f.Fuzz(func(t *testing.T, v string) {
+		c, err := ParseCertHeader(v)
+		if err == nil && c == nil {
+			t.Fatal("nil certificate without error")
+		}
+	})
+}

@@ -1,0 +1,576 @@
+package server_test
+
+import (
+	"bytes"
+	"compress/flate"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clearance/clearance/internal/oktasim"
+	"github.com/clearance/clearance/internal/protoagent"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/idp"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+const (
+	testAudience = "https://www.okta.com/saml2/service-provider/spclearancetest0001"
+	testACS      = "https://example.okta.com/sso/saml2/0oa1clearancetest"
+	testUser     = "ada.lovelace@example.com"
+)
+
+// ssoEnv is a verifier with Okta configured, the simulated Okta org that
+// talks to it, and helpers for a browser with a certificate.
+type ssoEnv struct {
+	*harness
+	sp  *oktasim.SP
+	url string // the real address of the SSO listener
+}
+
+// startSSO starts a verifier configured for Okta; signed makes Okta sign
+// its requests (and the verifier require it). edit may change more.
+func startSSO(t *testing.T, signed bool, edit func(*config.Config)) *ssoEnv {
+	t.Helper()
+	var oktaKey *rsa.PrivateKey
+	var oktaCert *x509.Certificate
+	h := startWith(t, func(c *config.Config) {
+		c.OktaAudience, c.OktaACSURL = testAudience, testACS
+		if signed {
+			oktaKey, oktaCert = rsaIdentity(t, "Okta request signing")
+			p := filepath.Join(t.TempDir(), "okta.pem")
+			if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: oktaCert.Raw}), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c.OktaRequestCert = p
+		}
+		if edit != nil {
+			edit(c)
+		}
+	})
+	idpCert := readCert(t, filepath.Join(h.cfg.DataDir, idp.CertFile))
+	sp := oktasim.New(oktasim.Options{
+		EntityID: testAudience, ACSURL: testACS,
+		IdPSSOURL: h.cfg.SSOURL(), IdPIssuer: h.cfg.MetadataURL(), IdPCert: idpCert,
+		SigningKey: oktaKey, SigningCert: oktaCert, Now: h.clock.Now,
+	})
+	return &ssoEnv{harness: h, sp: sp, url: "https://" + h.srv.SSOAddr.String()}
+}
+
+func rsaIdentity(t *testing.T, cn string) (*rsa.PrivateKey, *x509.Certificate) {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return k, c
+}
+
+func readCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := pem.Decode(data)
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// deviceCert is the TLS client certificate of an enrolled agent.
+func deviceCert(a *protoagent.Agent) *tls.Certificate {
+	return &tls.Certificate{Certificate: append([][]byte{a.CertDER}, a.Chain...), PrivateKey: a.Key}
+}
+
+// browser is an HTTPS client presenting cert (nil: none), trusting our CA.
+func (e *ssoEnv) browser(cert *tls.Certificate) *http.Client {
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(e.rootPEM)
+	tc := &tls.Config{RootCAs: roots, ServerName: "localhost"}
+	if cert != nil {
+		tc.Certificates = []tls.Certificate{*cert}
+	}
+	return &http.Client{
+		Transport: &http.Transport{TLSClientConfig: tc},
+		Timeout:   15 * time.Second,
+		// The verifier never redirects; a redirect would be a bug to see.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// page is an HTTP answer.
+type page struct {
+	status int
+	body   string
+}
+
+func (p page) has(t *testing.T, subs ...string) {
+	t.Helper()
+	for _, s := range subs {
+		if !strings.Contains(p.body, s) {
+			t.Errorf("page (status %d) lacks %q:\n%s", p.status, s, p.body)
+		}
+	}
+}
+
+func do(t *testing.T, c *http.Client, req *http.Request) page {
+	t.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return page{status: resp.StatusCode, body: string(b)}
+}
+
+// redirect sends r with the Redirect binding, as the browser follows Okta's redirect.
+func (e *ssoEnv) redirect(t *testing.T, c *http.Client, r oktasim.Request) page {
+	t.Helper()
+	u, err := e.sp.RedirectURL(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.get(t, c, u)
+}
+
+// get fetches an SSO URL as Okta built it, at the listener's real address.
+func (e *ssoEnv) get(t *testing.T, c *http.Client, oktaURL string) page {
+	t.Helper()
+	u := e.url + strings.TrimPrefix(oktaURL, "https://localhost:8444")
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	return do(t, c, req)
+}
+
+func (e *ssoEnv) post(t *testing.T, c *http.Client, path string, form url.Values) page {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, e.url+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return do(t, c, req)
+}
+
+// compliant enrolls a device, connects it and stores a report at status;
+// the returned channel closes when its stream ends. The agent answers every
+// CheckNow with the status *live says at that moment.
+func (e *ssoEnv) device(t *testing.T, status agentv1.PolicyStatus, live *agentv1.PolicyStatus) (*protoagent.Agent, *protoagent.Stream) {
+	t.Helper()
+	a := e.enrolled(e.secret())
+	st, err := a.Connect(e.ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	m, err := st.Exchange(protoagent.Sign(a.Key, a.Report(st.PolicySet, 1, time.Now(), nil, status)))
+	if err != nil || m.GetAck() == nil {
+		t.Fatalf("report not acked: %v %v", m, err)
+	}
+	if live != nil {
+		go func() {
+			seq := uint64(1)
+			for {
+				m, err := st.Client.Recv()
+				if err != nil {
+					return
+				}
+				if cn := m.GetCheckNow(); cn != nil {
+					seq++
+					_ = st.Send(protoagent.Sign(a.Key, a.Report(st.PolicySet, seq, time.Now(), cn.GetNonce(), *live)))
+				}
+			}
+		}()
+	}
+	return a, st
+}
+
+// allowed asserts that p is the auto-POST to Okta and that an independent
+// SAML SP accepts the response for request id; it returns the assertion.
+func (e *ssoEnv) allowed(t *testing.T, p page, r oktasim.Request) *oktasim.Assertion {
+	t.Helper()
+	if p.status != http.StatusOK {
+		t.Fatalf("status %d, want 200:\n%s", p.status, p.body)
+	}
+	action, resp, relay, err := oktasim.ParsePostForm([]byte(p.body))
+	if err != nil {
+		t.Fatalf("no SAML form: %v\n%s", err, p.body)
+	}
+	if action != testACS || relay != r.RelayState {
+		t.Errorf("form posts to %q with RelayState %q; want %q, %q", action, relay, testACS, r.RelayState)
+	}
+	as, err := e.sp.Validate(resp, r.ID)
+	if err != nil {
+		t.Fatalf("the SP refuses the response: %v", err)
+	}
+	if as.NameID != testUser && as.NameID != r.Username {
+		t.Errorf("NameID %q, want %q", as.NameID, r.Username)
+	}
+	xmlDoc, _ := base64.StdEncoding.DecodeString(resp)
+	if err := oktasim.XMLSec1Verify(xmlDoc, e.srv.IdP.CertPEM()); err != nil {
+		if os.Getenv("CI") != "" || !strings.Contains(err.Error(), "not found") {
+			t.Errorf("xmlsec1: %v", err)
+		}
+	}
+	return as
+}
+
+// noResponse asserts p carries no SAML response.
+func noResponse(t *testing.T, p page) {
+	t.Helper()
+	if strings.Contains(p.body, "SAMLResponse") {
+		t.Fatalf("a refused sign-in carries a SAMLResponse:\n%s", p.body)
+	}
+}
+
+func (e *ssoEnv) decisions(t *testing.T) []storage.DecisionRecord {
+	t.Helper()
+	ds, err := e.srv.Store.ListDecisions(context.Background(), storage.DecisionFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds
+}
+
+// TestSSOAllow: requests built as Okta builds them — Redirect and POST,
+// signed and unsigned — get a response that an independent SP implementation
+// (gosaml2, plus xmlsec1) accepts, with the username as NameID.
+func TestSSOAllow(t *testing.T) {
+	t.Parallel()
+	for _, signed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("signed=%v", signed), func(t *testing.T) {
+			t.Parallel()
+			e := startSSO(t, signed, nil)
+			a, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+			c := e.browser(deviceCert(a))
+
+			r := e.sp.NewRequest(testUser)
+			as := e.allowed(t, e.redirect(t, c, r), r)
+			if as.NameIDFormat != "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified" {
+				t.Errorf("NameID format %q", as.NameIDFormat)
+			}
+			if as.SessionIndex == "" || as.AuthnInstant.IsZero() || as.Audience != testAudience || as.Recipient != testACS {
+				t.Errorf("assertion %+v", as)
+			}
+
+			r2 := e.sp.NewRequest(testUser)
+			form, err := e.sp.PostForm(r2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.allowed(t, e.post(t, c, idp.PathSSO, form), r2)
+
+			ds := e.decisions(t)
+			if len(ds) != 2 || !ds[0].Allow || ds[0].Username != testUser || ds[0].DeviceID != a.DeviceID || ds[0].RequestID != r2.ID || ds[0].Reason != "allowed" {
+				t.Fatalf("decision log %+v", ds)
+			}
+			if len(ds[0].Results) == 0 || ds[0].CertSerial == "" {
+				t.Errorf("decision log lacks results or serial: %+v", ds[0])
+			}
+		})
+	}
+}
+
+// TestSSOResponseTamperedRejected: the SP refuses a response changed after signing.
+func TestSSOResponseTamperedRejected(t *testing.T) {
+	t.Parallel()
+	e := startSSO(t, false, nil)
+	a, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+	r := e.sp.NewRequest(testUser)
+	p := e.redirect(t, e.browser(deviceCert(a)), r)
+	_, resp, _, err := oktasim.ParsePostForm([]byte(p.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := base64.StdEncoding.DecodeString(resp)
+	tampered := bytes.Replace(doc, []byte(testUser), []byte("mallory@example.com"), -1)
+	if bytes.Equal(doc, tampered) {
+		t.Fatal("username not found in response")
+	}
+	if _, err := e.sp.Validate(base64.StdEncoding.EncodeToString(tampered), r.ID); err == nil {
+		t.Fatal("tampered response accepted")
+	}
+	if _, err := e.sp.Validate(resp, "id-another-request"); err == nil {
+		t.Fatal("response accepted for another request")
+	}
+}
+
+func deflate(b []byte) string {
+	var buf bytes.Buffer
+	w, _ := flate.NewWriter(&buf, flate.BestCompression)
+	w.Write(b)
+	w.Close()
+	return base64.StdEncoding.EncodeToString(buf.Bytes())
+}
+
+// TestSSORefusals: every bad request gets no SAMLResponse, a page naming
+// its reason, and a log line with it.
+func TestSSORefusals(t *testing.T) {
+	t.Parallel()
+	e := startSSO(t, true, func(c *config.Config) {
+		c.ClientCertHeader = "X-Client-Cert"
+		_, n, _ := netParseCIDR("192.0.2.0/24")
+		c.TrustedProxies = append(c.TrustedProxies, n)
+	})
+	a, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+	good := e.browser(deviceCert(a))
+
+	// A certificate from a CA of the attacker's own.
+	otherKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: a.DeviceID},
+		URIs:      []*url.URL{{Scheme: "urn", Opaque: "clearance:device:" + a.DeviceID}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	otherDER, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &otherKey.PublicKey, otherKey)
+	untrusted := e.browser(&tls.Certificate{Certificate: [][]byte{otherDER}, PrivateKey: otherKey})
+
+	// A revoked device.
+	rev, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+	revoked := e.browser(deviceCert(rev))
+	if _, err := e.srv.Store.RevokeDevice(context.Background(), rev.DeviceID, "stolen", time.Now(), storage.AuditEvent{Actor: "test", Action: "device.revoke"}); err != nil {
+		t.Fatal(err)
+	}
+
+	billion := []byte(`<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>` +
+		`<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="id1" Version="2.0">&lol2;</samlp:AuthnRequest>`)
+	replayed := e.sp.NewRequest(testUser)
+	e.allowed(t, e.redirect(t, good, replayed), replayed)
+
+	mod := func(f func(*oktasim.Request)) oktasim.Request {
+		r := e.sp.NewRequest(testUser)
+		f(&r)
+		return r
+	}
+	cases := []struct {
+		name   string
+		reason string
+		send   func(t *testing.T) page
+	}{
+		{"wrong issuer", "wrong_issuer", func(t *testing.T) page {
+			return e.redirect(t, good, mod(func(r *oktasim.Request) { r.Issuer = "https://www.okta.com/saml2/service-provider/spother" }))
+		}},
+		{"wrong ACS", "wrong_acs", func(t *testing.T) page {
+			return e.redirect(t, good, mod(func(r *oktasim.Request) { r.ACSURL = "https://evil.example/sso/saml2/0oa1" }))
+		}},
+		{"wrong destination", "wrong_destination", func(t *testing.T) page {
+			return e.redirect(t, good, mod(func(r *oktasim.Request) { r.Destination = "https://other.example/saml/sso" }))
+		}},
+		{"stale", "stale_request", func(t *testing.T) page {
+			return e.redirect(t, good, mod(func(r *oktasim.Request) { r.IssueInstant = e.clock.Now().Add(-10 * time.Minute) }))
+		}},
+		{"future", "future_request", func(t *testing.T) page {
+			return e.redirect(t, good, mod(func(r *oktasim.Request) { r.IssueInstant = e.clock.Now().Add(10 * time.Minute) }))
+		}},
+		{"replayed", "replayed_request", func(t *testing.T) page { return e.redirect(t, good, replayed) }},
+		{"bad signature", "bad_signature", func(t *testing.T) page {
+			return e.redirect(t, good, mod(func(r *oktasim.Request) { r.BadSignature = true }))
+		}},
+		{"missing signature", "missing_signature", func(t *testing.T) page {
+			return e.redirect(t, good, mod(func(r *oktasim.Request) { r.SkipSign = true }))
+		}},
+		{"bad POST signature", "bad_signature", func(t *testing.T) page {
+			f, _ := e.sp.PostForm(mod(func(r *oktasim.Request) { r.BadSignature = true }))
+			return e.post(t, good, idp.PathSSO, f)
+		}},
+		{"unsigned POST", "missing_signature", func(t *testing.T) page {
+			f, _ := e.sp.PostForm(mod(func(r *oktasim.Request) { r.SkipSign = true }))
+			return e.post(t, good, idp.PathSSO, f)
+		}},
+		{"oversized", "oversized_request", func(t *testing.T) page {
+			return e.get(t, good, e.cfg.SSOURL()+"?SAMLRequest="+strings.Repeat("A", idp.MaxQuery))
+		}},
+		{"zip bomb", "oversized_request", func(t *testing.T) page {
+			return e.get(t, good, e.cfg.SSOURL()+"?SAMLRequest="+url.QueryEscape(deflate(bytes.Repeat([]byte("<a>"), idp.MaxRequestXML))))
+		}},
+		{"not deflate", "not_deflate", func(t *testing.T) page {
+			return e.get(t, good, e.cfg.SSOURL()+"?SAMLRequest="+url.QueryEscape(base64.StdEncoding.EncodeToString([]byte("<samlp:AuthnRequest/>"))))
+		}},
+		{"not base64", "bad_encoding", func(t *testing.T) page {
+			return e.get(t, good, e.cfg.SSOURL()+"?SAMLRequest=%%%%")
+		}},
+		{"malformed XML", "malformed_xml", func(t *testing.T) page {
+			return e.get(t, good, e.cfg.SSOURL()+"?SAMLRequest="+url.QueryEscape(deflate([]byte("<samlp:AuthnRequest ID='x'"))))
+		}},
+		{"entity expansion", "dtd_forbidden", func(t *testing.T) page {
+			return e.get(t, good, e.cfg.SSOURL()+"?SAMLRequest="+url.QueryEscape(deflate(billion)))
+		}},
+		{"entity expansion POST", "dtd_forbidden", func(t *testing.T) page {
+			return e.post(t, good, idp.PathSSO, url.Values{"SAMLRequest": {base64.StdEncoding.EncodeToString(billion)}})
+		}},
+		{"no client certificate", "no_client_cert", func(t *testing.T) page {
+			return e.redirect(t, e.browser(nil), e.sp.NewRequest(testUser))
+		}},
+		{"untrusted CA", "untrusted_client_cert", func(t *testing.T) page {
+			return e.redirect(t, untrusted, e.sp.NewRequest(testUser))
+		}},
+		{"revoked device", "device_revoked", func(t *testing.T) page {
+			return e.redirect(t, revoked, e.sp.NewRequest(testUser))
+		}},
+		{"spoofed proxy header", "spoofed_client_cert_header", func(t *testing.T) page {
+			u, _ := e.sp.RedirectURL(e.sp.NewRequest(testUser))
+			req, _ := http.NewRequest(http.MethodGet, e.url+strings.TrimPrefix(u, "https://localhost:8444"), nil)
+			req.Header.Set("X-Client-Cert", url.QueryEscape(string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: a.CertDER}))))
+			return do(t, e.browser(nil), req)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := tc.send(t)
+			noResponse(t, p)
+			if p.status < 400 {
+				t.Errorf("status %d", p.status)
+			}
+			p.has(t, tc.reason)
+			if !strings.Contains(e.logs.String(), "reason="+tc.reason) {
+				t.Errorf("log has no reason=%s", tc.reason)
+			}
+		})
+	}
+	if strings.Contains(e.logs.String(), "SAMLResponse") || strings.Contains(e.logs.String(), "<samlp") {
+		t.Error("the log quotes SAML messages")
+	}
+}
+
+// TestSSODenyThenCheckAgain: a failing Mac gets the remediation page naming
+// what to fix; once fixed, "Check again" completes the same sign-in.
+func TestSSODenyThenCheckAgain(t *testing.T) {
+	t.Parallel()
+	e := startSSO(t, false, nil)
+	live := agentv1.PolicyStatus_POLICY_STATUS_FAIL
+	a, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_FAIL, &live)
+	c := e.browser(deviceCert(a))
+
+	r := e.sp.NewRequest(testUser)
+	p := e.redirect(t, c, r)
+	noResponse(t, p)
+	if p.status != http.StatusForbidden {
+		t.Fatalf("status %d", p.status)
+	}
+	p.has(t, "FileVault", "policy_failed", "Check again", "test-mac")
+	token := hiddenToken(t, p.body)
+
+	// Still failing: the page again, same token.
+	p = e.post(t, c, idp.PathRetry, url.Values{"token": {token}})
+	noResponse(t, p)
+	p.has(t, "FileVault")
+
+	// From another browser certificate: refused.
+	other, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+	p = e.post(t, e.browser(deviceCert(other)), idp.PathRetry, url.Values{"token": {token}})
+	noResponse(t, p)
+	p.has(t, "retry_from_other_certificate")
+
+	// Fixed: the live check sees it and the original request completes.
+	live = agentv1.PolicyStatus_POLICY_STATUS_PASS
+	e.allowed(t, e.post(t, c, idp.PathRetry, url.Values{"token": {token}}), r)
+
+	// Once only.
+	p = e.post(t, c, idp.PathRetry, url.Values{"token": {token}})
+	noResponse(t, p)
+	p.has(t, "sign_in_expired")
+	p = e.post(t, c, idp.PathRetry, url.Values{"token": {"garbage"}})
+	noResponse(t, p)
+	p.has(t, "bad_retry_token")
+
+	ds := e.decisions(t)
+	var got []string
+	for i := len(ds) - 1; i >= 0; i-- {
+		if ds[i].DeviceID == a.DeviceID {
+			got = append(got, fmt.Sprintf("%s:%v:%s:%s", ds[i].Source, ds[i].Allow, ds[i].Reason, ds[i].LiveCheck))
+		}
+	}
+	want := []string{"sso:false:policy_failed:none", "sso_retry:false:policy_failed:answered", "sso_retry:true:allowed:answered"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("decision log %v, want %v", got, want)
+	}
+}
+
+// TestSSOLiveCheck: an old report gets a live check before deciding; an
+// offline agent with an old report is told apart from a failing one.
+func TestSSOLiveCheck(t *testing.T) {
+	t.Parallel()
+	e := startSSO(t, false, nil)
+	live := agentv1.PolicyStatus_POLICY_STATUS_PASS
+	a, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_FAIL, &live)
+	c := e.browser(deviceCert(a))
+
+	// The stored report is failing but 40s old: the agent is asked, answers passing.
+	e.clock.Add(40 * time.Second)
+	r := e.sp.NewRequest(testUser)
+	e.allowed(t, e.redirect(t, c, r), r)
+	if ds := e.decisions(t); ds[0].LiveCheck != "answered" {
+		t.Errorf("live check %q", ds[0].LiveCheck)
+	}
+
+	// Offline and stale: the offline page.
+	b, st := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+	st.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for e.srv.Hub.Connected(b.DeviceID) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.clock.Add(10 * time.Minute)
+	p := e.redirect(t, e.browser(deviceCert(b)), e.sp.NewRequest(testUser))
+	noResponse(t, p)
+	p.has(t, "stale_posture", "Check again")
+	if ds := e.decisions(t); ds[0].LiveCheck != "agent_offline" || ds[0].Reason != "stale_posture" {
+		t.Errorf("decision %+v", ds[0])
+	}
+}
+
+// TestSSONotConfigured: without Okta's settings nothing is signed.
+func TestSSONotConfigured(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	e := &ssoEnv{harness: h, url: "https://" + h.srv.SSOAddr.String()}
+	req, _ := http.NewRequest(http.MethodGet, e.url+"/saml/sso?SAMLRequest=x", nil)
+	p := do(t, e.browser(nil), req)
+	noResponse(t, p)
+	p.has(t, "okta_not_configured")
+	req, _ = http.NewRequest(http.MethodGet, e.url+idp.PathMetadata, nil)
+	p = do(t, e.browser(nil), req)
+	p.has(t, h.cfg.MetadataURL(), h.cfg.SSOURL(), "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect")
+	req, _ = http.NewRequest(http.MethodGet, e.url+idp.PathCert, nil)
+	p = do(t, e.browser(nil), req)
+	p.has(t, "BEGIN CERTIFICATE")
+}
+
+func hiddenToken(t *testing.T, body string) string {
+	t.Helper()
+	i := strings.Index(body, `name="token"`)
+	if i < 0 {
+		t.Fatalf("no token in page:\n%s", body)
+	}
+	rest := body[i:]
+	j := strings.Index(rest, `value="`)
+	rest = rest[j+len(`value="`):]
+	return rest[:strings.Index(rest, `"`)]
+}
+
+var netParseCIDR = net.ParseCIDR
