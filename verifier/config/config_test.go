@@ -106,3 +106,46 @@ func FuzzConfigFile(f *testing.F) {
 		_, _ = readFile(p)
 	})
 }
+
+func TestSignInSettings(t *testing.T) {
+	t.Parallel()
+	c, err := load(t, []string{"--data-dir", "/d", "--public-url", "https://clearance.example.com:8443", "--sso-listen", ":9444"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SSOURL() != "https://clearance.example.com:9444/saml/sso" || c.MetadataURL() != "https://clearance.example.com:9444/saml/metadata" {
+		t.Errorf("derived URLs %s %s", c.SSOURL(), c.MetadataURL())
+	}
+	if c.LiveCheckTimeout != 3*time.Second || c.MaxPostureAge != 5*time.Minute || c.LiveCheckAfter != 30*time.Second || c.IdPKeyBits != 2048 || c.OktaConfigured() {
+		t.Errorf("defaults %+v", c)
+	}
+	c, err = load(t, []string{"--data-dir", "/d", "--okta-audience", "https://www.okta.com/saml2/service-provider/spx",
+		"--okta-acs-url", "https://x.okta.com/sso/saml2/0oa1", "--client-cert-header", "X-Client-Cert",
+		"--trusted-proxies", "10.0.0.0/8, 192.0.2.7", "--sso-public-url", "https://sso.example.com"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.OktaConfigured() || len(c.TrustedProxies) != 2 || c.TrustedProxies[1].String() != "192.0.2.7/32" || c.SSOURL() != "https://sso.example.com/saml/sso" {
+		t.Errorf("%+v", c)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--okta-audience", "https://www.okta.com/saml2/service-provider/spx"}, "set both"},
+		{[]string{"--okta-request-cert", "/x.pem"}, "needs --okta-audience"},
+		{[]string{"--client-cert-header", "X-Cert"}, "go together"},
+		{[]string{"--trusted-proxies", "10.0.0.1"}, "go together"},
+		{[]string{"--trusted-proxies", "not-an-ip"}, "not an IP address"},
+		{[]string{"--client-cert-header", "X Cert"}, "not a header name"},
+		{[]string{"--okta-acs-url", "http://x.okta.com/sso"}, "https://"},
+		{[]string{"--idp-key-bits", "1024"}, "2048 or 3072"},
+		{[]string{"--live-check-after", "10m"}, "shorter than --max-posture-age"},
+		{[]string{"--okta-audience", "not a uri", "--okta-acs-url", "https://x.okta.com/a"}, "absolute URI"},
+	} {
+		_, err := load(t, append([]string{"--data-dir", "/d"}, tc.args...), nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}

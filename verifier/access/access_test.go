@@ -1,0 +1,181 @@
+package access
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/decision"
+	"github.com/clearance/clearance/verifier/hub"
+	"github.com/clearance/clearance/verifier/ingest"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+var now = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+
+type fakeStore struct {
+	dev       *storage.Device
+	report    *storage.Report
+	devErr    error
+	reportErr error
+}
+
+func (f *fakeStore) GetDevice(_ context.Context, id string) (storage.Device, error) {
+	if f.devErr != nil {
+		return storage.Device{}, f.devErr
+	}
+	if f.dev == nil || f.dev.ID != id {
+		return storage.Device{}, storage.ErrNotFound
+	}
+	return *f.dev, nil
+}
+
+func (f *fakeStore) LatestReport(context.Context, string) (storage.Report, error) {
+	if f.reportErr != nil {
+		return storage.Report{}, f.reportErr
+	}
+	if f.report == nil {
+		return storage.Report{}, storage.ErrNotFound
+	}
+	return *f.report, nil
+}
+
+type fakeChecker struct {
+	connected bool
+	answer    *agentv1.PostureReport
+	err       error
+	calls     int
+}
+
+func (f *fakeChecker) Connected(string) bool { return f.connected }
+func (f *fakeChecker) CheckNow(context.Context, string, time.Duration) (*ingest.Accepted, error) {
+	f.calls++
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &ingest.Accepted{Report: f.answer, Stored: storage.Report{ReceivedAt: now}}, nil
+}
+
+type fixed struct{ ps *agentv1.PolicySet }
+
+func (f fixed) Current() *agentv1.PolicySet { return f.ps }
+
+var policies = &agentv1.PolicySet{Version: "v1", Policies: []*agentv1.Policy{
+	{Id: "filevault", Name: "FileVault", Required: true, Critical: true},
+}}
+
+func report(status agentv1.PolicyStatus, observed time.Time) *agentv1.PostureReport {
+	return &agentv1.PostureReport{DeviceId: "dev1", Seq: 1, ObservedAt: timestamppb.New(observed), PolicySetVersion: "v1",
+		Results: []*agentv1.PolicyResult{{PolicyId: "filevault", Status: status}}}
+}
+
+func stored(r *agentv1.PostureReport) *storage.Report {
+	b, _ := proto.Marshal(r)
+	return &storage.Report{DeviceID: r.DeviceId, Seq: r.Seq, ObservedAt: r.ObservedAt.AsTime(), ReceivedAt: r.ObservedAt.AsTime(), Payload: b}
+}
+
+func gate(st *fakeStore, ch *fakeChecker) *Gate {
+	return &Gate{Store: st, Checker: ch, Policies: fixed{policies}, LiveCheckTimeout: 50 * time.Millisecond, Now: func() time.Time { return now }}
+}
+
+// TestGateLiveCheck covers when a live check is asked for and what each
+// outcome does to the decision, the timeout among them.
+func TestGateLiveCheck(t *testing.T) {
+	t.Parallel()
+	dev := &storage.Device{ID: "dev1", Hostname: "mac"}
+	pass, fail := agentv1.PolicyStatus_POLICY_STATUS_PASS, agentv1.PolicyStatus_POLICY_STATUS_FAIL
+	cases := []struct {
+		name       string
+		report     *agentv1.PostureReport
+		checker    fakeChecker
+		mode       Mode
+		wantAllow  bool
+		wantReason decision.Reason
+		wantLive   decision.LiveCheck
+		wantCalls  int
+	}{
+		{"fresh: no check", report(pass, now.Add(-5*time.Second)), fakeChecker{connected: true}, LiveIfStale, true, decision.ReasonAllowed, decision.LiveCheckNone, 0},
+		{"old: answered pass", report(fail, now.Add(-time.Minute)), fakeChecker{connected: true, answer: report(pass, now)}, LiveIfStale, true, decision.ReasonAllowed, decision.LiveCheckAnswered, 1},
+		{"old: answered fail", report(pass, now.Add(-time.Minute)), fakeChecker{connected: true, answer: report(fail, now)}, LiveIfStale, false, decision.ReasonPolicyFailed, decision.LiveCheckAnswered, 1},
+		{"old: timed out, stored still fresh enough", report(pass, now.Add(-time.Minute)), fakeChecker{connected: true, err: context.DeadlineExceeded}, LiveIfStale, true, decision.ReasonAllowed, decision.LiveCheckTimedOut, 1},
+		{"stale: timed out denies", report(pass, now.Add(-10*time.Minute)), fakeChecker{connected: true, err: context.DeadlineExceeded}, LiveIfStale, false, decision.ReasonStalePosture, decision.LiveCheckTimedOut, 1},
+		{"stale: offline denies", report(pass, now.Add(-10*time.Minute)), fakeChecker{}, LiveIfStale, false, decision.ReasonStalePosture, decision.LiveCheckOffline, 0},
+		{"stale: disconnects while asked", report(pass, now.Add(-10*time.Minute)), fakeChecker{connected: true, err: hub.ErrNotConnected}, LiveIfStale, false, decision.ReasonStalePosture, decision.LiveCheckOffline, 1},
+		{"no report: answered", nil, fakeChecker{connected: true, answer: report(pass, now)}, LiveIfStale, true, decision.ReasonAllowed, decision.LiveCheckAnswered, 1},
+		{"no report: offline", nil, fakeChecker{}, LiveIfStale, false, decision.ReasonNoReport, decision.LiveCheckOffline, 0},
+		{"always: fresh failing rechecked", report(fail, now), fakeChecker{connected: true, answer: report(pass, now)}, LiveAlways, true, decision.ReasonAllowed, decision.LiveCheckAnswered, 1},
+		{"stored only: never asks", report(pass, now.Add(-10*time.Minute)), fakeChecker{connected: true, answer: report(pass, now)}, StoredOnly, false, decision.ReasonStalePosture, decision.LiveCheckNone, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &fakeStore{dev: dev}
+			if tc.report != nil {
+				st.report = stored(tc.report)
+			}
+			ch := tc.checker
+			d, err := gate(st, &ch).Decide(context.Background(), "dev1", "ada", tc.mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Allow != tc.wantAllow || d.Reason != tc.wantReason || d.LiveCheck != tc.wantLive || ch.calls != tc.wantCalls {
+				t.Errorf("got allow=%v reason=%s live=%s calls=%d; want %v %s %s %d", d.Allow, d.Reason, d.LiveCheck, ch.calls,
+					tc.wantAllow, tc.wantReason, tc.wantLive, tc.wantCalls)
+			}
+			if d.Username != "ada" || d.DeviceName != "mac" {
+				t.Errorf("context %q %q", d.Username, d.DeviceName)
+			}
+		})
+	}
+}
+
+func TestGateDevice(t *testing.T) {
+	t.Parallel()
+	ch := &fakeChecker{connected: true}
+	// Unknown: decided, not an error; never live-checked.
+	d, err := gate(&fakeStore{}, ch).Decide(context.Background(), "nope", "ada", LiveAlways)
+	if err != nil || d.Allow || d.Reason != decision.ReasonUnknownDevice || ch.calls != 0 {
+		t.Fatalf("%+v %v", d, err)
+	}
+	// Revoked: never live-checked.
+	rev := &storage.Device{ID: "dev1", RevokedAt: now}
+	d, _ = gate(&fakeStore{dev: rev, report: stored(report(agentv1.PolicyStatus_POLICY_STATUS_PASS, now))}, ch).Decide(context.Background(), "dev1", "ada", LiveAlways)
+	if d.Reason != decision.ReasonDeviceRevoked || ch.calls != 0 {
+		t.Fatalf("%+v", d)
+	}
+	// Storage failures are errors (the caller fails closed), never a decision.
+	boom := errors.New("disk on fire")
+	if _, err := gate(&fakeStore{devErr: boom}, ch).Decide(context.Background(), "dev1", "", LiveIfStale); !errors.Is(err, ErrStorage) {
+		t.Fatal(err)
+	}
+	if _, err := gate(&fakeStore{dev: &storage.Device{ID: "dev1"}, reportErr: boom}, ch).Decide(context.Background(), "dev1", "", LiveIfStale); !errors.Is(err, ErrStorage) {
+		t.Fatal(err)
+	}
+	// A stored payload that no longer parses is no report: denied, not trusted.
+	bad := &storage.Report{Payload: []byte{0xff, 0xff}}
+	d, _ = gate(&fakeStore{dev: &storage.Device{ID: "dev1"}, report: bad}, &fakeChecker{}).Decide(context.Background(), "dev1", "", LiveIfStale)
+	if d.Allow || d.Reason != decision.ReasonNoReport {
+		t.Fatalf("%+v", d)
+	}
+}
+
+func TestExplain(t *testing.T) {
+	t.Parallel()
+	ch := &fakeChecker{connected: true, answer: report(agentv1.PolicyStatus_POLICY_STATUS_PASS, now)}
+	g := gate(&fakeStore{dev: &storage.Device{ID: "dev1"}, report: stored(report(agentv1.PolicyStatus_POLICY_STATUS_PASS, now.Add(-time.Minute)))}, ch)
+	if _, err := g.Explain(context.Background(), "nope", "", false); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatal(err)
+	}
+	d, err := g.Explain(context.Background(), "dev1", "", false)
+	if err != nil || d.LiveCheck != decision.LiveCheckNone || ch.calls != 0 || !d.Allow {
+		t.Fatalf("%+v %v", d, err)
+	}
+	d, _ = g.Explain(context.Background(), "dev1", "", true)
+	if d.LiveCheck != decision.LiveCheckAnswered || ch.calls != 1 {
+		t.Fatalf("%+v", d)
+	}
+}
