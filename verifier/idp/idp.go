@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"encoding/xml"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"time"
@@ -28,6 +29,19 @@ import (
 // NameIDUnspecified is SAML 1.1's unspecified NameID format, which Okta's
 // factor-only requests use.
 const NameIDUnspecified = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"
+
+// AuthnContextTLSClient is the authentication context stated in
+// assertions: the browser authenticated with a client certificate over TLS.
+const AuthnContextTLSClient = "urn:oasis:names:tc:SAML:2.0:ac:classes:TLSClient"
+
+// clientIP is r's peer address without the port.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return ""
+	}
+	return host
+}
 
 // Settings are the IdP's own URLs and what it knows of Okta.
 type Settings struct {
@@ -181,6 +195,22 @@ func (p *IdP) Respond(r *http.Request, req *Request, attrs []Attribute, now time
 	ir.Assertion.Conditions.NotBefore = now.Add(-saml.MaxClockSkew)
 	ir.Assertion.Conditions.NotOnOrAfter = now.Add(saml.MaxIssueDelay)
 	ir.Assertion.IssueInstant = now
+	// crewjam fills addresses with RemoteAddr ("ip:port", or a proxy's
+	// address) and claims a password was used. Neither is true here: the
+	// browser proved a device certificate over TLS.
+	host := clientIP(r)
+	for i := range ir.Assertion.Subject.SubjectConfirmations {
+		if scd := ir.Assertion.Subject.SubjectConfirmations[i].SubjectConfirmationData; scd != nil {
+			scd.Address = host
+		}
+	}
+	for i := range ir.Assertion.AuthnStatements {
+		st := &ir.Assertion.AuthnStatements[i]
+		if st.SubjectLocality != nil {
+			st.SubjectLocality.Address = host
+		}
+		st.AuthnContext.AuthnContextClassRef = &saml.AuthnContextClassRef{Value: AuthnContextTLSClient}
+	}
 	if err := ir.MakeAssertionEl(); err != nil {
 		return "", fmt.Errorf("signing assertion: %w", err)
 	}

@@ -261,6 +261,20 @@ func TestValidateRefusals(t *testing.T) {
 	if _, err := Validate(&Received{Binding: BindingPost, XML: []byte(evil)}, expect(cert)); reasonOf(err) != ReasonBadSignature {
 		t.Fatalf("tampered signed POST: %v", err)
 	}
+	// SHA-1 in a POST signature: refused like on Redirect, before the
+	// signature is even checked.
+	for _, swap := range [][2]string{
+		{"http://www.w3.org/2001/04/xmldsig-more#rsa-sha256", "http://www.w3.org/2000/09/xmldsig#rsa-sha1"},
+		{"http://www.w3.org/2001/04/xmlenc#sha256", "http://www.w3.org/2000/09/xmldsig#sha1"},
+	} {
+		weak := strings.Replace(string(inner), swap[0], swap[1], 1)
+		if weak == string(inner) {
+			t.Fatalf("%s not in the signed request", swap[0])
+		}
+		if _, err := Validate(&Received{Binding: BindingPost, XML: []byte(weak)}, expect(cert)); reasonOf(err) != ReasonUnsupportedSigAlg {
+			t.Fatalf("%s: %v", swap[1], err)
+		}
+	}
 	// Unsupported SigAlg on Redirect.
 	u, _ := signed.RedirectURL(r)
 	q := strings.Replace(rawQuery(t, u), url.QueryEscape("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"), url.QueryEscape("http://www.w3.org/2000/09/xmldsig#rsa-sha1"), 1)

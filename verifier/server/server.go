@@ -251,9 +251,12 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 		// Browser certificates are requested, not required, and verified
 		// per request by idp.Identifier: a browser without one, or with one
 		// from another CA, gets a page that says so instead of a TLS error.
+		// ClientCAs only names the device CA in the handshake, so browsers
+		// offer the right certificate; it verifies nothing here.
 		TLSConfig: &tls.Config{
 			GetCertificate: s.CA.GetServerCertificate,
 			ClientAuth:     tls.RequestClientCert,
+			ClientCAs:      s.CA.ClientCAs(),
 			MinVersion:     tls.VersionTLS12,
 		},
 		ErrorLog: slog.NewLogLogger(log.With("component", "sso").Handler(), slog.LevelDebug),

@@ -233,6 +233,10 @@ func (e *ssoEnv) allowed(t *testing.T, p page, r oktasim.Request) *oktasim.Asser
 		t.Errorf("NameID %q, want %q", as.NameID, r.Username)
 	}
 	xmlDoc, _ := base64.StdEncoding.DecodeString(resp)
+	// The assertion says how the Mac authenticated, and addresses carry no port.
+	if !bytes.Contains(xmlDoc, []byte(idp.AuthnContextTLSClient)) || bytes.Contains(xmlDoc, []byte("127.0.0.1:")) {
+		t.Errorf("authn context or address wrong in:\n%s", xmlDoc)
+	}
 	if err := oktasim.XMLSec1Verify(xmlDoc, e.srv.IdP.CertPEM()); err != nil {
 		if os.Getenv("CI") != "" || !strings.Contains(err.Error(), "not found") {
 			t.Errorf("xmlsec1: %v", err)
@@ -348,7 +352,12 @@ func TestSSORefusals(t *testing.T) {
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
 	otherDER, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &otherKey.PublicKey, otherKey)
-	untrusted := e.browser(&tls.Certificate{Certificate: [][]byte{otherDER}, PrivateKey: otherKey})
+	// The handshake names the device CA, so a well-behaved client would not
+	// offer this certificate; an attacker's client sends it anyway.
+	untrusted := e.browser(nil)
+	untrusted.Transport.(*http.Transport).TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		return &tls.Certificate{Certificate: [][]byte{otherDER}, PrivateKey: otherKey}, nil
+	}
 
 	// A revoked device.
 	rev, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
