@@ -17,7 +17,7 @@ func TestDemo(t *testing.T) {
 	cmd.Stdin = nil
 	cmd.Env = append(os.Environ(),
 		"BIN="+binDir, "DATA="+data, "DEMO_EXIT=1",
-		"VERIFIER="+freePort(t), "HTTP="+freePort(t),
+		"VERIFIER="+freePort(t), "HTTP="+freePort(t), "SSO="+freePort(t),
 		"PATH="+filepath.Dir(grpcurlPath(t))+":"+os.Getenv("PATH"))
 	out, err := cmd.CombinedOutput()
 	if err != nil {

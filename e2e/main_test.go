@@ -115,7 +115,10 @@ func startVerifierAt(t *testing.T, dataDir, policies, grpcAddr, httpAddr string)
 	v := &verifier{t: t, dataDir: dataDir, grpcAddr: grpcAddr, httpAddr: httpAddr, logs: &syncBuffer{}, exited: make(chan error, 1)}
 	v.cmd = exec.Command(filepath.Join(binDir, "clearance-verifier"), "serve",
 		"--data-dir", dataDir, "--policies", policies,
-		"--grpc-listen", v.grpcAddr, "--http-listen", v.httpAddr, "--public-url", "https://localhost:8443")
+		"--grpc-listen", v.grpcAddr, "--http-listen", v.httpAddr, "--public-url", "https://localhost:8443",
+		// Tests that sign in start their own verifier; the others only need
+		// the SSO listener off the default port, which parallel tests share.
+		"--sso-listen", "127.0.0.1:0")
 	v.cmd.Stdout, v.cmd.Stderr = v.logs, v.logs
 	if err := v.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ BIN=${BIN:-$PWD/bin}
 DATA=${DATA:-demo-data}
 VERIFIER=${VERIFIER:-localhost:8443}
 HTTP=${HTTP:-localhost:8080}
+SSO=${SSO:-localhost:8444}
 export PATH="$BIN:$PATH"
 
 bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -48,7 +49,7 @@ bold "Starting clearance-verifier with an empty data dir ($DATA)"
 rm -rf "$DATA"
 mkdir -p "$DATA"
 clearance-verifier serve --data-dir "$DATA" --policies examples/policies.yaml \
-  --grpc-listen "$VERIFIER" --http-listen "$HTTP" --public-url "https://$VERIFIER" >"$DATA/verifier.log" 2>&1 &
+  --grpc-listen "$VERIFIER" --http-listen "$HTTP" --sso-listen "$SSO" --public-url "https://$VERIFIER" >"$DATA/verifier.log" 2>&1 &
 pids+=($!)
 wait_for 30 "the verifier" grpcurl -cacert "$DATA/ca.pem" "$VERIFIER" grpc.health.v1.Health/Check
 ls -l "$DATA" | sed 's/^/    /'
