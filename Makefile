@@ -84,7 +84,7 @@ fuzz:
 demo: build
 	@scripts/demo.sh
 
-## bench: report verify+store against the raw ECDSA P-256 verify ceiling
+## bench: report verify+store against the raw ECDSA P-256 verify ceiling, and SSO sign-ins (decisions/s, p50/p99) against the raw RSA-2048 sign
 bench:
 	@scripts/bench.sh
 

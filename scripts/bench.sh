@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Measures report ingest (signature verify + durable SQLite store) and, in
 # the same run on the same cores, the raw ECDSA P-256 verify it cannot go
-# below; prints both and their ratio. Then measures the agent at rest.
+# below; prints both and their ratio. Then sign-ins through the real SSO
+# listener (HTTPS with client certificates, allowed and denied) beside the
+# raw RSA-2048 signature every allowed sign-in needs two of, and their
+# ratio. Then measures the agent at rest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 benchtime=${BENCHTIME:-2s}
@@ -19,6 +22,29 @@ awk '
     printf "%-44s %12.1f %12.0f\n", "ECDSA P-256 verify (raw ceiling)", raw/1000, 1e9/raw
     printf "%-44s %12.1f %12.0f\n", "report verify + store (SQLite, durable)", ing/1000, 1e9/ing
     printf "%-44s %12.2f\n", "ingest rate / raw verify rate", raw/ing
+  }' "$out"
+
+# Sign-ins: both packages in one go test, which runs benchmarks one after
+# another, so the RSA ceiling and the sign-ins share the same cores.
+go test -run='^$' -bench='^(BenchmarkRSA2048Sign|BenchmarkRespond|BenchmarkValidateRedirect|BenchmarkSSO|BenchmarkSSODeny)$' \
+  -benchtime="$benchtime" -count=1 ./verifier/idp/ ./verifier/server/ | tee "$out" >&2
+
+awk '
+  function val(unit,   i) { for (i = 1; i <= NF; i++) if ($(i+1) == unit) return $i; return "" }
+  /^BenchmarkRSA2048Sign(-[0-9]+)?[ \t]/      { rsa = val("ns/op"); procs = ($1 ~ /-[0-9]+$/) ? substr($1, match($1, /-[0-9]+$/) + 1) : 1 }
+  /^BenchmarkRespond(-[0-9]+)?[ \t]/          { resp = val("ns/op") }
+  /^BenchmarkValidateRedirect(-[0-9]+)?[ \t]/ { valid = val("ns/op") }
+  /^BenchmarkSSO(-[0-9]+)?[ \t]/              { a_rate = val("decisions/s"); a50 = val("p50-ms"); a99 = val("p99-ms"); browsers = val("browsers") }
+  /^BenchmarkSSODeny(-[0-9]+)?[ \t]/          { d_rate = val("decisions/s"); d50 = val("p50-ms"); d99 = val("p99-ms") }
+  END {
+    if (rsa == "" || resp == "" || valid == "" || a_rate == "" || d_rate == "") { print "benchmarks missing from output" > "/dev/stderr"; exit 1 }
+    printf "\n%-52s %12s %9s %9s\n", "measure (GOMAXPROCS=" procs ")", "per second", "p50 ms", "p99 ms"
+    printf "%-52s %12.0f\n", "RSA-2048 sign, raw (ceiling; all CPUs)", 1e9/rsa
+    printf "%-52s %12.0f\n", "SAML response build + 2 signs (one CPU)", 1e9/resp
+    printf "%-52s %12.0f\n", "Okta request decode + verify (one CPU)", 1e9/valid
+    printf "%-52s %12.0f %9.2f %9.2f\n", sprintf("SSO allow, HTTPS + client cert (%d browsers)", browsers), a_rate, a50, a99
+    printf "%-52s %12.0f %9.2f %9.2f\n", sprintf("SSO deny, 403 remediation page (%d browsers)", browsers), d_rate, d50, d99
+    printf "%-52s %12.3f\n", "allow decisions/s / RSA signs/s (2 signs: <= 0.5)", a_rate*rsa/1e9
   }' "$out"
 
 echo

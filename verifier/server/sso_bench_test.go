@@ -1,0 +1,354 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/clearance/clearance/internal/oktasim"
+	"github.com/clearance/clearance/internal/protoagent"
+	"github.com/clearance/clearance/pkg/run"
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/admin"
+	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/idp"
+	"github.com/clearance/clearance/verifier/server"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// browsersPerProc is how many browsers sign in at once per GOMAXPROCS. One
+// already keeps every CPU busy (one browser's sign-in signs while another's
+// waits for its SQLite fsync); more only queue, adding latency, not
+// throughput.
+const browsersPerProc = 1
+
+// BenchmarkSSO is one allowed sign-in through the real SSO listener: an
+// Okta-signed Redirect-binding AuthnRequest, GET /saml/sso over HTTPS with
+// the device's client certificate on a kept-alive loopback connection, and
+// the auto-POST page with the signed response read to the end. Measured:
+// the verifier's whole handler (decode, verify Okta's signature, replay
+// slot, identify the certificate, decide from the stored report, record the
+// decision, sign Response and Assertion, render) plus the client's HTTP and
+// TLS work on the same cores. Not measured: building and signing the
+// requests, which Okta does (they are made before timing), and TLS
+// handshakes (one per browser, before timing). The report is fresh for the
+// whole run (the server's clock stands still), so no live checks are made.
+func BenchmarkSSO(b *testing.B) {
+	benchSSO(b, agentv1.PolicyStatus_POLICY_STATUS_PASS, http.StatusOK, "SAMLResponse")
+}
+
+// BenchmarkSSODeny is BenchmarkSSO for a Mac failing its policies: the 403
+// remediation page, with the sign-in held for "Check again".
+func BenchmarkSSODeny(b *testing.B) {
+	benchSSO(b, agentv1.PolicyStatus_POLICY_STATUS_FAIL, http.StatusForbidden, "policy_failed")
+}
+
+func benchSSO(b *testing.B, status agentv1.PolicyStatus, wantStatus int, want string) {
+	e := startSSOBench(b)
+	b.SetParallelism(browsersPerProc)
+	n := browsersPerProc * runtime.GOMAXPROCS(0) // RunParallel's goroutine count
+	browsers := make([]*http.Client, n)
+	for i := range browsers {
+		browsers[i] = e.browser(b, status)
+	}
+	reqs, urls := e.requests(b, n+b.N)
+
+	// One sign-in per browser opens its connection; the first response is
+	// checked as Okta would check it, so the benchmark measures sign-ins
+	// that work.
+	var buf bytes.Buffer
+	for i, c := range browsers {
+		code, err := get(c, urls[i], &buf)
+		if err != nil || code != wantStatus || !bytes.Contains(buf.Bytes(), []byte(want)) {
+			b.Fatalf("warm-up sign-in: status %d (want %d), err %v:\n%.2000s", code, wantStatus, err, buf.String())
+		}
+		if i == 0 && wantStatus == http.StatusOK {
+			_, resp, _, err := oktasim.ParsePostForm(buf.Bytes())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := e.sp.Validate(resp, reqs[0].ID); err != nil {
+				b.Fatalf("Okta refuses the response: %v", err)
+			}
+		}
+	}
+	urls = urls[n:]
+
+	var (
+		next, who atomic.Int64
+		mu        sync.Mutex
+		latencies = make([]time.Duration, 0, b.N)
+	)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c := browsers[int(who.Add(1)-1)%n]
+		var buf bytes.Buffer
+		mine := make([]time.Duration, 0, b.N/n+1)
+		defer func() {
+			mu.Lock()
+			latencies = append(latencies, mine...)
+			mu.Unlock()
+		}()
+		for pb.Next() {
+			u := urls[next.Add(1)-1]
+			t0 := time.Now()
+			code, err := get(c, u, &buf)
+			mine = append(mine, time.Since(t0))
+			if err != nil || code != wantStatus || !bytes.Contains(buf.Bytes(), []byte(want)) {
+				b.Errorf("sign-in: status %d (want %d), err %v:\n%.2000s", code, wantStatus, err, buf.String())
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	// What was measured is what was meant: decisions from stored reports.
+	ds, err := e.srv.Store.ListDecisions(context.Background(), storage.DecisionFilter{Limit: 1})
+	if err != nil || len(ds) != 1 || ds[0].Allow != (wantStatus == http.StatusOK) || ds[0].LiveCheck != "none" {
+		b.Fatalf("last decision %+v, %v; want allow=%v without a live check", ds, err, wantStatus == http.StatusOK)
+	}
+	slices.Sort(latencies)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
+	b.ReportMetric(ms(percentile(latencies, 0.50)), "p50-ms")
+	b.ReportMetric(ms(percentile(latencies, 0.99)), "p99-ms")
+	b.ReportMetric(float64(n), "browsers")
+}
+
+// get fetches u with c, reading the whole page into buf.
+func get(c *http.Client, u string, buf *bytes.Buffer) (int, error) {
+	buf.Reset()
+	resp, err := c.Get(u)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(buf, resp.Body)
+	return resp.StatusCode, err
+}
+
+// percentile is the nearest-rank p-quantile of sorted ds.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted))*p+0.999999) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// ssoBench is a verifier configured for an Okta org that signs its
+// requests, and that org. It mirrors startSSO (signed) for a *testing.B:
+// the harness takes a *testing.T.
+type ssoBench struct {
+	srv     *server.Server
+	sp      *oktasim.SP
+	url     string // the real address of the SSO listener
+	rootPEM []byte
+	token   string
+	admin   adminv1.AdminServiceClient
+}
+
+func startSSOBench(b *testing.B) *ssoBench {
+	b.Helper()
+	ctx := context.Background()
+	dir := b.TempDir()
+	pol, err := os.ReadFile("../../examples/policies.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	policies := filepath.Join(dir, "policies.yaml")
+	oktaPEM := filepath.Join(dir, "okta.pem")
+	oktaKey, oktaCert := rsaIdentityTB(b, "Okta request signing")
+	if err := os.WriteFile(policies, pol, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(oktaPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: oktaCert.Raw}), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cfg := &config.Config{
+		DataDir: filepath.Join(dir, "data"), GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
+		PublicURL: "https://localhost:8443", Policies: policies,
+		DeviceCertLifetime: 720 * time.Hour, MaxReportSkew: 5 * time.Minute, ReportHistory: 10,
+		LiveCheckTimeout: 5 * time.Second,
+		SSOListen:        "127.0.0.1:0", SSOPublicURL: "https://localhost:8444",
+		IdPKeyBits: 2048, MaxPostureAge: 5 * time.Minute, LiveCheckAfter: 30 * time.Second,
+		MaxRequestSkew: 3 * time.Minute, PendingSignInTTL: 10 * time.Minute, DecisionRetention: 24 * time.Hour,
+		OktaAudience: testAudience, OktaACSURL: testACS, OktaRequestCert: oktaPEM,
+	}
+	// The clock stands still: every report and request stays fresh however
+	// long the run. Logs are formatted, as in production, then dropped.
+	clk := &clock{t: time.Now().UTC()}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := server.New(ctx, cfg, log, server.WithClock(clk.Now))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var g run.Group
+	g.Logger = log
+	if err := srv.Actors(&g); err != nil {
+		b.Fatal(err)
+	}
+	stop := make(chan struct{})
+	g.Add("bench", func() error { <-stop; return nil }, func(error) {})
+	done := make(chan error, 1)
+	go func() { done <- g.Run() }()
+	b.Cleanup(func() {
+		close(stop)
+		if err := <-done; err != nil {
+			b.Errorf("server stopped with %v", err)
+		}
+		srv.Close()
+	})
+
+	e := &ssoBench{srv: srv, url: "https://" + srv.SSOAddr.String(), rootPEM: srv.CA.RootPEM()}
+	tok, err := os.ReadFile(filepath.Join(cfg.DataDir, admin.TokenFile))
+	if err != nil {
+		b.Fatal(err)
+	}
+	e.token = strings.TrimSpace(string(tok))
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(e.rootPEM)
+	conn, err := grpc.NewClient(srv.GRPCAddr.String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, ServerName: "localhost"})))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	e.admin = adminv1.NewAdminServiceClient(conn)
+
+	idpCert := srv.IdP.CertPEM()
+	blk, _ := pem.Decode(idpCert)
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e.sp = oktasim.New(oktasim.Options{
+		EntityID: testAudience, ACSURL: testACS,
+		IdPSSOURL: cfg.SSOURL(), IdPIssuer: cfg.MetadataURL(), IdPCert: cert,
+		SigningKey: oktaKey, SigningCert: oktaCert, Now: clk.Now,
+	})
+	return e
+}
+
+func (e *ssoBench) ctx(b *testing.B) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	b.Cleanup(cancel)
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+e.token)
+}
+
+// browser enrolls a Mac, stores a report at status over its stream (kept
+// open, as a running agent's is) and returns a browser presenting its
+// certificate on one kept-alive connection.
+func (e *ssoBench) browser(b *testing.B, status agentv1.PolicyStatus) *http.Client {
+	b.Helper()
+	sec, err := e.admin.CreateEnrollSecret(e.ctx(b), &adminv1.CreateEnrollSecretRequest{Description: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, err := protoagent.New(e.srv.GRPCAddr.String(), e.rootPEM, nextUUID())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := a.Enroll(e.ctx(b), sec.GetSecret()); err != nil {
+		b.Fatal(err)
+	}
+	st, err := a.Connect(e.ctx(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(st.Close)
+	m, err := st.Exchange(protoagent.Sign(a.Key, a.Report(st.PolicySet, 1, time.Now(), nil, status)))
+	if err != nil || m.GetAck() == nil {
+		b.Fatalf("report not acked: %v %v", m, err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(e.rootPEM)
+	tr := &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{*deviceCert(a)}},
+		MaxIdleConnsPerHost: 1,
+	}
+	b.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{
+		Transport:     tr,
+		Timeout:       30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// requests builds n fresh Okta requests for testUser and their signed
+// Redirect URLs at the listener's real address, on every CPU.
+func (e *ssoBench) requests(b *testing.B, n int) ([]oktasim.Request, []string) {
+	b.Helper()
+	reqs, urls := make([]oktasim.Request, n), make([]string, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, runtime.GOMAXPROCS(0))
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				reqs[i] = e.sp.NewRequest(testUser)
+				u, err := e.sp.RedirectURL(reqs[i])
+				if err != nil {
+					errs <- fmt.Errorf("request %d: %w", i, err)
+					return
+				}
+				urls[i] = e.url + strings.TrimPrefix(u, "https://localhost:8444")
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	if !strings.HasPrefix(urls[0], e.url+idp.PathSSO+"?") {
+		b.Fatalf("request URL %.100s is not at the listener", urls[0])
+	}
+	return reqs, urls
+}
+
+// rsaIdentityTB is rsaIdentity for a benchmark.
+func rsaIdentityTB(tb testing.TB, cn string) (*rsa.PrivateKey, *x509.Certificate) {
+	tb.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k, c
+}
