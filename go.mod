@@ -21,7 +21,11 @@ require (
 	modernc.org/sqlite v1.61.1
 )
 
-require github.com/jonboulle/clockwork v0.5.0 // indirect
+require (
+	github.com/jonboulle/clockwork v0.5.0 // indirect
+	github.com/smallstep/pkcs7 v0.2.3 // indirect
+	github.com/smallstep/scep v0.0.0-20260331191114-261f960a40d1 // indirect
+)
 
 require (
 	filippo.io/edwards25519 v1.2.0 // indirect

@@ -68,7 +68,24 @@ type Config struct {
 	TrustedProxies   []*net.IPNet
 	// DecisionRetention is how long the decision log is kept.
 	DecisionRetention time.Duration
+
+	// Browser certificates (SCEP, on the SSO listener at /scep).
+	// SCEPChallenge is the static challenge (a secret; one-time challenges
+	// from `scep challenge` work alongside it); empty allows only one-time ones.
+	SCEPChallenge       string
+	BrowserCertLifetime time.Duration
+	// BrowserCertGrace is how long a browser certificate keeps counting
+	// after a newer one is issued for the same Mac.
+	BrowserCertGrace time.Duration
+	// SCEPRateLimit is how many browser certificates one Mac may get per day.
+	SCEPRateLimit int
+	// RequireAgentVouchedCert: a browser certificate counts only if the
+	// Mac's agent reported it in a user keychain.
+	RequireAgentVouchedCert bool
 }
+
+// SCEPURL is the SCEP endpoint Macs enroll at.
+func (c *Config) SCEPURL() string { return strings.TrimSuffix(c.SSOPublicURL, "/") + "/scep" }
 
 // SSOURL is the URL Okta sends browsers to (its "IdP Single Sign-On URL").
 func (c *Config) SSOURL() string { return strings.TrimSuffix(c.SSOPublicURL, "/") + "/saml/sso" }
@@ -252,6 +269,31 @@ var settings = []setting{
 		return nil
 	}},
 	{"trusted-proxies", "", "comma-separated IPs or CIDRs whose --client-cert-header is believed", cidrs(func(c *Config) *[]*net.IPNet { return &c.TrustedProxies })},
+	{"scep-challenge", "", "static SCEP challenge put in the user-scope profile (a secret: prefer the env or config file); empty allows only one-time challenges", func(c *Config, v string) error {
+		if len(v) < 16 || len(v) > 255 {
+			return errors.New("the SCEP challenge must be 16 to 255 characters (it is a shared secret)")
+		}
+		c.SCEPChallenge = v
+		return nil
+	}},
+	{"browser-cert-lifetime", "8760h", "lifetime of browser certificates issued through SCEP", dur(func(c *Config) *time.Duration { return &c.BrowserCertLifetime }, time.Hour, 5*365*24*time.Hour)},
+	{"browser-cert-grace", "72h", "how long a Mac's older browser certificate keeps counting after a newer one is issued", dur(func(c *Config) *time.Duration { return &c.BrowserCertGrace }, 0, 90*24*time.Hour)},
+	{"scep-rate-limit", "10", "browser certificates one Mac may get per 24 hours", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return fmt.Errorf("%q is not a whole number from 1 to 1000", v)
+		}
+		c.SCEPRateLimit = n
+		return nil
+	}},
+	{"require-agent-vouched-cert", "true", "honour a browser certificate only if the Mac's agent reports it in a user keychain", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		c.RequireAgentVouchedCert = b
+		return nil
+	}},
 	{"decision-retention", "2160h", "how long decisions are kept in the decision log", dur(func(c *Config) *time.Duration { return &c.DecisionRetention }, time.Hour, 10*365*24*time.Hour)},
 	{"log-level", "info", "debug, info, warn or error", oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
 	{"log-format", "text", "text or json", oneOf(func(c *Config) *string { return &c.LogFormat }, "text", "json")},
