@@ -1,0 +1,460 @@
+package e2e
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"io"
+	"math/big"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/html"
+
+	"github.com/clearance/clearance/internal/oktasim"
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+)
+
+// The Okta org the verifier is configured for in these tests.
+const (
+	e2eAudience = "https://www.okta.com/saml2/service-provider/spclearancee2e0001"
+	e2eACS      = "https://example.okta.com/sso/saml2/0oa1clearancee2e"
+	e2eUser     = "ada.lovelace@example.com"
+	// e2eSSOPublic is where browsers are told the SSO listener is. It is not
+	// where the test connects (a free loopback port): the Destination Okta
+	// writes into its requests is this URL, as in a real deployment behind DNS.
+	e2eSSOPublic = "https://sso.clearance.test"
+	// liveCheckAfter is small so that a sign-in right after the Mac changes
+	// asks the agent instead of trusting the stored report.
+	liveCheckAfter = time.Second
+)
+
+// startSSOVerifier starts clearance-verifier serve with the sign-in listener
+// on ssoAddr, Okta configured, and extra flags; it waits for SERVING.
+func startSSOVerifier(t *testing.T, dataDir, ssoAddr string, extra ...string) *verifier {
+	t.Helper()
+	v := &verifier{t: t, dataDir: dataDir, grpcAddr: freePort(t), httpAddr: freePort(t), logs: &syncBuffer{}, exited: make(chan error, 1)}
+	args := append([]string{"serve", "--data-dir", dataDir, "--policies", policiesFile(t),
+		"--grpc-listen", v.grpcAddr, "--http-listen", v.httpAddr, "--public-url", "https://localhost:8443",
+		"--sso-listen", ssoAddr, "--sso-public-url", e2eSSOPublic,
+		"--okta-audience", e2eAudience, "--okta-acs-url", e2eACS}, extra...)
+	v.cmd = exec.Command(filepath.Join(binDir, "clearance-verifier"), args...)
+	v.cmd.Stdout, v.cmd.Stderr = v.logs, v.logs
+	if err := v.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { v.exited <- v.cmd.Wait() }()
+	t.Cleanup(func() {
+		v.stop()
+		if t.Failed() {
+			t.Logf("verifier log:\n%s", v.logs.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for !v.serving() {
+		select {
+		case err := <-v.exited:
+			t.Fatalf("verifier exited during start: %v\n%s", err, v.logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("verifier not serving after 30s:\n%s", v.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return v
+}
+
+// oktaSigner is Okta's request-signing key and a self-signed certificate
+// for it, as Okta shows it for download; the certificate is written to a
+// PEM file for --okta-request-cert.
+func oktaSigner(t *testing.T, dir string) (*rsa.PrivateKey, *x509.Certificate, string) {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "example.okta.com request signing"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "okta-request-signing.pem")
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return k, c, p
+}
+
+// agentCert is the agent's device certificate (with its chain) and key, read
+// from its state dir: the client certificate the test's browser presents.
+func agentCert(t *testing.T, stateDir string) tls.Certificate {
+	t.Helper()
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(stateDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	keyPath := filepath.Join(stateDir, "device.key")
+	if st, err := os.Stat(keyPath); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("device key %s: %v, %v; want a 0600 file", keyPath, st, err)
+	}
+	chain := append(append(read("device.pem"), '\n'), read("chain.pem")...)
+	c, err := tls.X509KeyPair(chain, read("device.key"))
+	if err != nil {
+		t.Fatalf("agent certificate and key: %v", err)
+	}
+	return c
+}
+
+// ssoBrowser is a browser with a client certificate that reaches the SSO
+// listener at its loopback address while asking for the public name.
+type ssoBrowser struct {
+	t      *testing.T
+	client *http.Client
+	addr   string // the SSO listener's real address
+}
+
+func newSSOBrowser(t *testing.T, v *verifier, addr string, cert tls.Certificate) *ssoBrowser {
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(v.rootPEM())
+	host, _ := url.Parse(e2eSSOPublic)
+	tc := &tls.Config{RootCAs: roots, ServerName: host.Hostname(), Certificates: []tls.Certificate{cert}}
+	return &ssoBrowser{t: t, addr: addr, client: &http.Client{
+		Transport: &http.Transport{TLSClientConfig: tc},
+		Timeout:   20 * time.Second,
+		// The verifier never redirects; a redirect would be a bug to see.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+// ssoPage is what the browser got.
+type ssoPage struct {
+	status int
+	body   string
+}
+
+func (b *ssoBrowser) do(req *http.Request) ssoPage {
+	b.t.Helper()
+	resp, err := b.client.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return ssoPage{status: resp.StatusCode, body: string(body)}
+}
+
+// follow opens a URL Okta redirected the browser to, at the listener's
+// real address (what DNS would resolve the public name to).
+func (b *ssoBrowser) follow(oktaURL string) ssoPage {
+	b.t.Helper()
+	rest, ok := strings.CutPrefix(oktaURL, e2eSSOPublic)
+	if !ok {
+		b.t.Fatalf("Okta redirects to %s, not to the configured SSO URL", oktaURL)
+	}
+	req, err := http.NewRequest(http.MethodGet, "https://"+b.addr+rest, nil)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return b.do(req)
+}
+
+func (b *ssoBrowser) post(path string, form url.Values) ssoPage {
+	b.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, "https://"+b.addr+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return b.do(req)
+}
+
+// okAtOkta asserts that p is the auto-POST to Okta's ACS for r and that
+// Okta (gosaml2, then xmlsec1) accepts the response as answering requestID;
+// it returns the base64 SAMLResponse.
+func okAtOkta(t *testing.T, sp *oktasim.SP, idpCertPEM []byte, p ssoPage, requestID, relayState string) string {
+	t.Helper()
+	if p.status != http.StatusOK {
+		t.Fatalf("status %d, want 200:\n%s", p.status, p.body)
+	}
+	action, resp, relay, err := oktasim.ParsePostForm([]byte(p.body))
+	if err != nil {
+		t.Fatalf("no SAML form: %v\n%s", err, p.body)
+	}
+	if action != e2eACS || relay != relayState {
+		t.Errorf("form posts to %q with RelayState %q; want %q, %q", action, relay, e2eACS, relayState)
+	}
+	as, err := sp.Validate(resp, requestID)
+	if err != nil {
+		t.Fatalf("Okta refuses the response: %v", err)
+	}
+	if as.NameID != e2eUser || as.InResponseTo != requestID {
+		t.Errorf("assertion for %q in response to %q; want %q, %q", as.NameID, as.InResponseTo, e2eUser, requestID)
+	}
+	doc, err := base64.StdEncoding.DecodeString(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch err := oktasim.XMLSec1Verify(doc, idpCertPEM); {
+	case errors.Is(err, oktasim.ErrNoXMLSec1) && os.Getenv("CI") != "true":
+		t.Logf("not checked with xmlsec1: %v", err)
+	case err != nil:
+		t.Errorf("xmlsec1: %v", err)
+	}
+	return resp
+}
+
+// retryForm finds the remediation page's "Check again" form and returns its
+// action and hidden token.
+func retryForm(t *testing.T, body string) (action, token string) {
+	t.Helper()
+	doc, err := html.Parse(strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(n *html.Node, form *html.Node)
+	walk = func(n *html.Node, form *html.Node) {
+		if n.Type == html.ElementNode && n.Data == "form" {
+			form = n
+		}
+		if n.Type == html.ElementNode && n.Data == "input" && form != nil &&
+			htmlAttr(n, "type") == "hidden" && htmlAttr(n, "name") == "token" {
+			action, token = htmlAttr(form, "action"), htmlAttr(n, "value")
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c, form)
+		}
+	}
+	walk(doc, nil)
+	if token == "" {
+		t.Fatalf("no form with a hidden token input:\n%s", body)
+	}
+	return action, token
+}
+
+func htmlAttr(n *html.Node, key string) string {
+	for _, a := range n.Attr {
+		if a.Key == key {
+			return a.Val
+		}
+	}
+	return ""
+}
+
+// fixtureReloads counts the stand-in's reloads of its fixture file.
+func fixtureReloads(p *proc) int { return strings.Count(p.logs.String(), "fixture reloaded") }
+
+// flipMac rewrites the stand-in's fixture and waits until it has read it.
+func flipMac(t *testing.T, osq *proc, fixture, from string) {
+	t.Helper()
+	before := fixtureReloads(osq)
+	copyFile(t, from, fixture)
+	deadline := time.Now().Add(10 * time.Second)
+	for fixtureReloads(osq) == before {
+		if time.Now().After(deadline) {
+			t.Fatalf("osquery-sim did not reload %s within 10s", fixture)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitStale waits until the device's latest report is older than the live
+// check threshold, so the next sign-in asks the agent.
+func waitStale(t *testing.T, v *verifier, deviceID string) {
+	t.Helper()
+	admin, ctx := v.admin()
+	got, err := admin.GetDevice(ctx, &adminv1.GetDeviceRequest{DeviceId: deviceID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := got.GetDevice().GetLastReportAt().AsTime()
+	for time.Since(at) <= liveCheckAfter+100*time.Millisecond {
+		time.Sleep(time.Until(at.Add(liveCheckAfter + 150*time.Millisecond)))
+	}
+}
+
+// TestSignInEndToEnd signs in to Okta from a Mac with the real binaries: the
+// verifier with Okta configured and signed requests, the osquery stand-in,
+// and the enrolled agent, whose device certificate the browser presents. A
+// passing Mac gets a response Okta accepts; after FileVault is turned off the
+// next sign-in gets the remediation page; once it is back on, "Check again"
+// completes that same sign-in; the decision log shows all three.
+func TestSignInEndToEnd(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "verifier")
+	oktaKey, oktaCert, oktaCertFile := oktaSigner(t, dir)
+	ssoAddr := freePort(t)
+	v := startSSOVerifier(t, dataDir, ssoAddr, "--okta-request-cert", oktaCertFile,
+		"--live-check-after", liveCheckAfter.String(), "--live-check-timeout", "5s")
+	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
+
+	fixture := filepath.Join(dir, "mac.json")
+	copyFile(t, "../pkg/osquerysim/testdata/compliant-mac.json", fixture)
+	sock := filepath.Join(dir, "osq.sock")
+	osq := startProc(t, "osquery-sim", "--socket", sock, "--fixture", fixture)
+
+	// The agent reports when it starts and then only when asked: every
+	// later report in this test comes from a live check.
+	stateDir := filepath.Join(dir, "agent")
+	agent := startProc(t, "clearance-agent", "run", "--verifier", v.grpcAddr, "--ca-file", filepath.Join(dataDir, "ca.pem"),
+		"--enroll-secret", secret, "--osquery-socket", sock, "--state-dir", stateDir,
+		"--interval", "1h", "--managed-plist", filepath.Join(dir, "none.plist"))
+	got := waitDevice(t, v, "a compliant report", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetConnected() && g.GetDevice().GetSummary().GetCompliant()
+	})
+	deviceID := got.GetDevice().GetDeviceId()
+
+	idpCertPEM, err := os.ReadFile(filepath.Join(dataDir, "idp-cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(idpCertPEM)
+	if blk == nil {
+		t.Fatal("idp-cert.pem holds no PEM block")
+	}
+	idpCert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := oktasim.New(oktasim.Options{
+		EntityID: e2eAudience, ACSURL: e2eACS,
+		IdPSSOURL: e2eSSOPublic + "/saml/sso", IdPIssuer: e2eSSOPublic + "/saml/metadata", IdPCert: idpCert,
+		SigningKey: oktaKey, SigningCert: oktaCert,
+	})
+	browser := newSSOBrowser(t, v, ssoAddr, agentCert(t, stateDir))
+	signIn := func(r oktasim.Request) ssoPage {
+		t.Helper()
+		u, err := sp.RedirectURL(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q, _ := url.Parse(u); q.Query().Get("Signature") == "" || q.Query().Get("SigAlg") != oktasim.SigAlgRSASHA256 {
+			t.Fatalf("the request is not signed: %s", u)
+		}
+		return browser.follow(u)
+	}
+
+	// 1. A passing Mac signs in.
+	first := sp.NewRequest(e2eUser)
+	resp1 := okAtOkta(t, sp, idpCertPEM, signIn(first), first.ID, first.RelayState)
+
+	// 2. FileVault goes off; the next sign-in asks the agent and is refused.
+	flipMac(t, osq, fixture, "../pkg/osquerysim/testdata/failing-mac.json")
+	waitStale(t, v, deviceID)
+	held := sp.NewRequest(e2eUser)
+	p := signIn(held)
+	if p.status != http.StatusForbidden {
+		t.Fatalf("failing Mac: status %d, want 403:\n%s", p.status, p.body)
+	}
+	if strings.Contains(p.body, "SAMLResponse") {
+		t.Fatalf("the remediation page carries a SAMLResponse:\n%s", p.body)
+	}
+	for _, want := range []string{"FileVault", "Check again", "policy_failed"} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("remediation page lacks %q:\n%s", want, p.body)
+		}
+	}
+	action, token := retryForm(t, p.body)
+	if action != "/saml/sso/retry" {
+		t.Errorf("Check again posts to %q, want /saml/sso/retry", action)
+	}
+
+	// 3. FileVault is back on: "Check again" completes the held sign-in.
+	flipMac(t, osq, fixture, "../pkg/osquerysim/testdata/compliant-mac.json")
+	resp3 := okAtOkta(t, sp, idpCertPEM, browser.post(action, url.Values{"token": {token}}), held.ID, held.RelayState)
+
+	// 4. The decision log, through the admin API, tells the story.
+	admin, ctx := v.admin()
+	list, err := admin.ListDecisions(ctx, &adminv1.ListDecisionsRequest{DeviceId: deviceID})
+	if err != nil {
+		t.Fatalf("ListDecisions: %v", err)
+	}
+	ds := list.GetDecisions()
+	if len(ds) != 3 {
+		t.Fatalf("%d decisions for %s, want 3: %v", len(ds), deviceID, ds)
+	}
+	ds = []*adminv1.Decision{ds[2], ds[1], ds[0]} // oldest first
+	want := []struct {
+		allow      bool
+		reason     string
+		source     string
+		requestID  string
+		liveChecks []string
+	}{
+		// The first sign-in may come within liveCheckAfter of the agent's
+		// start-up report, and then it needs no live check.
+		{true, "allowed", "sso", first.ID, []string{"none", "answered"}},
+		{false, "policy_failed", "sso", held.ID, []string{"answered"}},
+		{true, "allowed", "sso_retry", held.ID, []string{"answered"}},
+	}
+	for i, w := range want {
+		d := ds[i]
+		if d.GetAllow() != w.allow || d.GetReason() != w.reason || d.GetSource() != w.source ||
+			d.GetRequestId() != w.requestID || d.GetUsername() != e2eUser || d.GetCertSerial() == "" {
+			t.Errorf("decision %d: allow=%v reason=%q source=%q request=%q user=%q serial=%q; want allow=%v reason=%q source=%q request=%q user=%q",
+				i+1, d.GetAllow(), d.GetReason(), d.GetSource(), d.GetRequestId(), d.GetUsername(), d.GetCertSerial(),
+				w.allow, w.reason, w.source, w.requestID, e2eUser)
+		}
+		if !slices.Contains(w.liveChecks, d.GetLiveCheck()) {
+			t.Errorf("decision %d: live check %q, want one of %v", i+1, d.GetLiveCheck(), w.liveChecks)
+		}
+		st := map[string]adminv1.PolicyStatus{}
+		for _, r := range d.GetResults() {
+			st[r.GetPolicyId()] = r.GetStatus()
+		}
+		wantFV := adminv1.PolicyStatus_POLICY_STATUS_PASS
+		if !w.allow {
+			wantFV = adminv1.PolicyStatus_POLICY_STATUS_FAIL
+		}
+		if st["filevault"] != wantFV {
+			t.Errorf("decision %d: filevault %s, want %s (results %v)", i+1, st["filevault"], wantFV, d.GetResults())
+		}
+	}
+	if ds[2].GetReportSeq() <= ds[1].GetReportSeq() {
+		t.Errorf("Check again decided from report %d, not a fresher one than %d", ds[2].GetReportSeq(), ds[1].GetReportSeq())
+	}
+
+	// The device's state agrees: the live checks stored the passing report.
+	if g := waitDevice(t, v, "the device", within, func(*adminv1.GetDeviceResponse) bool { return true }); statuses(g)["filevault"] != agentv1.PolicyStatus_POLICY_STATUS_PASS {
+		t.Errorf("device's filevault after Check again: %s", statuses(g)["filevault"])
+	}
+
+	// No secret, token or SAML message reaches a log.
+	secrets := map[string]string{
+		"the enroll secret": secret, "the admin token": v.token(), "the retry token": token,
+		"a SAML response": resp1, "another SAML response": resp3,
+		"SAML XML": "<saml", "a SAMLResponse field": "SAMLResponse",
+	}
+	for name, log := range map[string]string{"verifier": v.logs.String(), "agent": agent.logs.String()} {
+		for what, s := range secrets {
+			if strings.Contains(log, s) {
+				t.Errorf("the %s log contains %s", name, what)
+			}
+		}
+	}
+}
