@@ -97,23 +97,19 @@ func (a *Authority) VerifyClientCert(leaf *x509.Certificate, now time.Time) erro
 		return fmt.Errorf("%w: valid from %s (now %s)", ErrCertNotYetValid,
 			leaf.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
-	// 2. Chain: leaf ← device CA ← root, with the ClientAuth EKU. The device
-	// CA is given as an intermediate, not a root, so the path also proves it
-	// still chains to the root and is itself within its validity period.
-	intermediates := x509.NewCertPool()
-	intermediates.AddCert(a.deviceCA)
+	// 2. Chain: leaf ← device CA, with the ClientAuth EKU. The device CA is
+	// the only anchor: it was checked against the root when it was loaded
+	// (and the root issues nothing else a client could present), so the
+	// root's P-384 signature is not verified again on every request. The
+	// device CA's own validity period is still checked here, every time.
 	chains, err := leaf.Verify(x509.VerifyOptions{
-		Roots:         a.rootPool,
-		Intermediates: intermediates,
-		CurrentTime:   now,
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		Roots:       a.devicePool,
+		CurrentTime: now,
+		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrCertUntrusted, err)
 	}
-	// The root issues nothing but device CAs; still, require the current
-	// device CA as the direct issuer so a leaf from any other CA under the
-	// root (a retired device CA, say) does not pass.
 	if !issuedByDeviceCA(chains, a.deviceCA) {
 		return fmt.Errorf("%w: issued by %q, not by the current device CA", ErrCertUntrusted, leaf.Issuer.String())
 	}
@@ -122,7 +118,7 @@ func (a *Authority) VerifyClientCert(leaf *x509.Certificate, now time.Time) erro
 
 func issuedByDeviceCA(chains [][]*x509.Certificate, deviceCA *x509.Certificate) bool {
 	for _, chain := range chains {
-		if len(chain) == 3 && chain[1].Equal(deviceCA) {
+		if len(chain) == 2 && chain[1].Equal(deviceCA) {
 			return true
 		}
 	}
