@@ -27,6 +27,8 @@ func TestDemo(t *testing.T) {
 		"PASS  filevault", "=> compliant",
 		"FAIL  filevault", "FAIL  firewall", "PASS  sip",
 		"fresh signed report in", "=> not compliant",
+		"HTTP 200: a signed SAMLResponse", "=> decision log: allowed",
+		"HTTP 403: Your Mac needs attention", "=> decision log: policy_failed: filevault firewall",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
