@@ -14,6 +14,8 @@ command -v cpio >/dev/null 2>&1 || need+=(cpio)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # Independent verifier of our IdP's SAML signatures (internal/oktasim).
 command -v xmlsec1 >/dev/null 2>&1 || need+=(xmlsec1)
+# make demo signs in with curl.
+command -v curl >/dev/null 2>&1 || need+=(curl)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -258,7 +258,7 @@ var settings = []setting{
 	}},
 	{"idp-signing-key", "", "a go.step.sm/crypto/kms URI of an RSA key to sign SAML with instead of DIR/idp-key.pem", str(func(c *Config) *string { return &c.IdPSigningKey })},
 	{"max-posture-age", "5m", "a device whose latest report is older than this is denied", dur(func(c *Config) *time.Duration { return &c.MaxPostureAge }, 10*time.Second, 24*time.Hour)},
-	{"live-check-after", "30s", "a sign-in asks the agent for a fresh report when the latest is older than this", dur(func(c *Config) *time.Duration { return &c.LiveCheckAfter }, 0, 24*time.Hour)},
+	{"live-check-after", "30s", "a sign-in asks the agent for a fresh report when the latest is older than this", dur(func(c *Config) *time.Duration { return &c.LiveCheckAfter }, time.Second, 24*time.Hour)},
 	{"max-request-skew", "3m", "how far an AuthnRequest's IssueInstant may be from this clock", dur(func(c *Config) *time.Duration { return &c.MaxRequestSkew }, 10*time.Second, 30*time.Minute)},
 	{"pending-sign-in-ttl", "10m", "how long a denied sign-in can be resumed with Check again", dur(func(c *Config) *time.Duration { return &c.PendingSignInTTL }, 30*time.Second, time.Hour)},
 	{"client-cert-header", "", "header in which a TLS-terminating proxy passes the browser certificate (URL-encoded PEM); needs --trusted-proxies", func(c *Config, v string) error {
