@@ -7,6 +7,9 @@
 // plist encoder sorts dictionary keys, so the same options always give the
 // same bytes. An MDM that re-uploads an unchanged profile then sees no change,
 // and a reviewer can diff two generated files meaningfully.
+//
+// Sign wraps either profile in a CMS SignedData, as MDMs sign the profiles
+// they deliver; the signed content is the unsigned profile byte for byte.
 package profile
 
 import (

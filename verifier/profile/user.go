@@ -122,8 +122,11 @@ func UserScope(o UserScopeOptions) ([]byte, error) {
 	root["PayloadCertificateFileName"] = "clearance-ca.cer"
 
 	// 2. The SCEP enrollment. ExtendedKeyUsage is absent on purpose: Apple's
-	// SCEP payload has no such key (only the ACME payload does), so the
-	// verifier adds the clientAuth EKU when it issues the certificate.
+	// SCEP payload defines no such key (only the ACME payload does), so the
+	// request cannot ask for one; the verifier's CA puts the clientAuth EKU
+	// in every browser certificate it issues (ca.IssueBrowserCert). Key
+	// Usage 5 asks for digitalSignature and keyEncipherment, which is what
+	// that certificate carries.
 	scep := inner(o.Identifier+".scep", TypeSCEP, "Clearance device certificate",
 		o.SCEPURL, strconv.Itoa(o.KeySize), san)
 	scep["PayloadContent"] = payload{

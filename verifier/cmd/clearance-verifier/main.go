@@ -33,7 +33,9 @@ Usage:
   clearance-verifier secret list   --data-dir DIR
   clearance-verifier secret revoke --data-dir DIR ID
   clearance-verifier profile agent --data-dir DIR --verifier HOST:PORT --enroll-secret S \
-                                   --organization NAME [--out FILE]
+                                   --organization NAME [--out FILE] [--sign-cert FILE --sign-key FILE]
+  clearance-verifier profile user-scope --data-dir DIR --organization NAME [--challenge C] \
+                                   [--out FILE] [--sign-cert FILE --sign-key FILE] [serve's flags]
   clearance-verifier okta setup    --data-dir DIR [--sso-public-url URL] [--terraform]
   clearance-verifier version
 
