@@ -5,25 +5,35 @@ import (
 	"time"
 )
 
-// CertKindBrowser marks a certificate issued through SCEP to a Mac's
-// browser (its key made by macOS from the user-scope profile); agent
-// certificates are CertKindDevice.
+// Certificate kinds (Cert.Kind). CertKindBrowser marks a certificate issued
+// through SCEP to a Mac's browser (its key made by macOS from the
+// user-scope profile); agent certificates are CertKindDevice.
 const (
 	CertKindDevice  = "device"
 	CertKindBrowser = "browser"
 )
 
-// BrowserCert is an issued browser certificate and its state.
+// SupersededReason is the RevokedReason RecordBrowserCert gives the older
+// browser certificates of a Mac when it records a newer one: "superseded
+// by " and the newer certificate's serial.
+const SupersededReason = "superseded by "
+
+// BrowserCert is an issued browser certificate and its state. Its Cert is
+// what GetCert returns for the same serial.
 type BrowserCert struct {
 	Cert
-	// HardwareUUID is the Mac the certificate names (upper case).
+	// HardwareUUID is the Mac the certificate names in its SAN (upper
+	// case), the same as its device's HardwareUUID.
 	HardwareUUID string
-	// SHA1 is the certificate's SHA-1 fingerprint (lowercase hex), as
-	// osquery's certificates table reports it; the agent vouches by it.
+	// SHA1 is the certificate's SHA-1 fingerprint (40 lowercase hex
+	// digits), as osquery's certificates table reports it; the agent
+	// vouches for the certificate by it.
 	SHA1 string
 	// RevokeAfter, when set, is when the certificate stops counting: set on
 	// older certificates of the device when a newer one is recorded (a grace
-	// period, so the browser can switch), or at once by RevokeBrowserCert.
+	// period, so the browser can switch), or by RevokeBrowserCert. It only
+	// ever moves earlier. RevokedReason says why it has its value
+	// (SupersededReason and the newer serial, or the revoker's reason).
 	RevokeAfter   time.Time
 	RevokedReason string
 }
@@ -33,41 +43,60 @@ func (c BrowserCert) RevokedAt(now time.Time) bool {
 	return !c.RevokeAfter.IsZero() && !now.Before(c.RevokeAfter)
 }
 
-// BrowserCertStore keeps browser certificates and SCEP challenges.
+// BrowserCertStore keeps browser certificates and one-time SCEP challenges.
+// Browser certificates live beside agent certificates: GetCert finds them
+// too (Kind CertKindBrowser).
 type BrowserCertStore interface {
-	// RecordBrowserCert stores c (Kind CertKindBrowser, DeviceID of the
-	// enrolled device with that HardwareUUID) in one transaction that also:
-	//   - when challengeHash is non-nil, consumes that one-time SCEP
-	//     challenge: ErrNotFound if it does not exist, was used, or expired
-	//     (expires_at <= now); a consumed challenge is marked used, not
-	//     deleted, until it expires (so reuse is told apart from a typo);
-	//   - sets RevokeAfter = now + grace on the device's other browser
-	//     certificates that have no earlier RevokeAfter (grace 0: now);
-	//   - appends audit.
-	// ErrNotFound / ErrDeviceRevoked if the device is unknown / revoked;
-	// ErrAlreadyExists on a duplicate serial. On error nothing changes.
+	// RecordBrowserCert stores c in one transaction. c.Kind must be
+	// CertKindBrowser, c.DeviceID an enrolled device whose HardwareUUID is
+	// c.HardwareUUID, c.SHA1 a fingerprint; c.RevokeAfter and
+	// c.RevokedReason are ignored (a new certificate counts). now must be
+	// set and grace must not be negative. The transaction checks, in this
+	// order, and the first failure is the error:
+	//   1. the device: ErrNotFound if unknown, ErrDeviceRevoked if revoked;
+	//   2. when challengeHash is non-nil, the one-time SCEP challenge with
+	//      that hash: ErrNotFound if it does not exist, was used, or has
+	//      expired (expires_at <= now). It is consumed: marked used at now,
+	//      not deleted, until DeleteExpiredSCEPChallenges sweeps it (so a
+	//      reuse is told apart from a typo). Of concurrent calls with the
+	//      same challenge, exactly one succeeds;
+	//   3. the serial: ErrAlreadyExists if any certificate (browser or
+	//      agent) has it.
+	// It then sets RevokeAfter = now + grace (grace 0: now), with
+	// SupersededReason and c.Serial, on the device's other browser
+	// certificates whose RevokeAfter is zero or later than that, and
+	// appends audit (its DeviceID filled in when empty). On error nothing
+	// changes.
 	RecordBrowserCert(ctx context.Context, c BrowserCert, challengeHash []byte, now time.Time, grace time.Duration, audit AuditEvent) error
-	// GetBrowserCert returns a browser certificate by serial, or ErrNotFound.
+	// GetBrowserCert returns a browser certificate by serial, or
+	// ErrNotFound (an agent certificate's serial included).
 	GetBrowserCert(ctx context.Context, serial string) (BrowserCert, error)
 	// ListBrowserCerts returns the device's browser certificates, newest
-	// (NotBefore, then serial) first.
+	// (NotBefore, then serial, descending) first, at most 1000 of them;
+	// ErrNotFound if the device is unknown.
 	ListBrowserCerts(ctx context.Context, deviceID string) ([]BrowserCert, error)
 	// CountBrowserCertsSince counts the device's browser certificates with
-	// NotBefore at or after since (the per-device issuance rate limit).
+	// NotBefore at or after since (the per-device issuance rate limit; a
+	// zero since counts them all); ErrNotFound if the device is unknown.
 	CountBrowserCertsSince(ctx context.Context, deviceID string, since time.Time) (int, error)
-	// RevokeBrowserCert sets RevokeAfter = at (unless already earlier) and
-	// the reason, and appends audit; ErrNotFound if unknown.
+	// RevokeBrowserCert sets RevokeAfter = at and RevokedReason = reason,
+	// unless RevokeAfter is already at or before at (then both stay: the
+	// earliest revocation wins, so a repeated call changes nothing), and
+	// appends audit either way (DeviceID filled in when empty), as it
+	// records the request. at must be set. ErrNotFound if no browser
+	// certificate has the serial.
 	RevokeBrowserCert(ctx context.Context, serial, reason string, at time.Time, audit AuditEvent) error
 
-	// CreateSCEPChallenge stores a one-time SCEP challenge (only its
-	// SHA-256) valid until expiresAt, and appends audit; ErrAlreadyExists
-	// on a duplicate.
+	// CreateSCEPChallenge stores a one-time SCEP challenge, only its
+	// SHA-256 (32 bytes; the challenge itself is never stored), valid
+	// until expiresAt (must be set), and appends audit; ErrAlreadyExists
+	// on a duplicate, which changes nothing.
 	CreateSCEPChallenge(ctx context.Context, hash []byte, expiresAt time.Time, audit AuditEvent) error
 	// SCEPChallengeUsable reports whether the challenge exists, is unused
-	// and has not expired at now (a check before issuing; the consuming
-	// happens in RecordBrowserCert).
+	// and has not expired at now (expires_at > now): a check before
+	// issuing, which consumes nothing; RecordBrowserCert consumes.
 	SCEPChallengeUsable(ctx context.Context, hash []byte, now time.Time) (bool, error)
-	// DeleteExpiredSCEPChallenges removes challenges that expired before
-	// the given time, used or not, and returns how many.
+	// DeleteExpiredSCEPChallenges removes challenges whose expiry is
+	// strictly before the given time, used or not, and returns how many.
 	DeleteExpiredSCEPChallenges(ctx context.Context, before time.Time) (int, error)
 }

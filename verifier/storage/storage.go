@@ -43,6 +43,7 @@ type Store interface {
 	SAMLRequestStore
 	PendingSignInStore
 	DecisionStore
+	BrowserCertStore
 	// Ping checks the backend is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the backend.

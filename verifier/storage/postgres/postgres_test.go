@@ -273,6 +273,16 @@ func enrollment(n, r int) storage.Enrollment {
 	}
 }
 
+// browserCert is a browser certificate for d.
+func browserCert(d storage.Device) storage.BrowserCert {
+	return storage.BrowserCert{
+		Cert: storage.Cert{Serial: "b40001", DeviceID: d.ID, Kind: storage.CertKindBrowser,
+			NotBefore: t0, NotAfter: t0.Add(24 * time.Hour), DER: []byte("der")},
+		HardwareUUID: d.HardwareUUID,
+		SHA1:         "0123456789abcdef0123456789abcdef01234567",
+	}
+}
+
 func enrollOne(t *testing.T, s *postgres.Store) storage.Device {
 	t.Helper()
 	ctx := t.Context()
@@ -286,8 +296,8 @@ func enrollOne(t *testing.T, s *postgres.Store) storage.Device {
 	return d
 }
 
-// Dump shows every stored row, and a refused report, replayed request ID or
-// duplicate pending sign-in changes nothing in it.
+// Dump shows every stored row, and a refused report, replayed request ID,
+// duplicate pending sign-in or reused SCEP challenge changes nothing in it.
 func TestDump(t *testing.T) {
 	ctx := t.Context()
 	s := open(t, newDatabase(t))
@@ -305,6 +315,14 @@ func TestDump(t *testing.T) {
 	if _, err := s.AppendDecision(ctx, storage.DecisionRecord{At: t0, Username: "alice", Reason: "allowed", Allow: true}); err != nil {
 		t.Fatal(err)
 	}
+	challenge := sha256.Sum256([]byte("challenge"))
+	if err := s.CreateSCEPChallenge(ctx, challenge[:], t0.Add(time.Hour), storage.AuditEvent{At: t0}); err != nil {
+		t.Fatal(err)
+	}
+	bc := browserCert(d)
+	if err := s.RecordBrowserCert(ctx, bc, challenge[:], t0, time.Hour, storage.AuditEvent{At: t0}); err != nil {
+		t.Fatal(err)
+	}
 	before, err := s.Dump(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -312,7 +330,8 @@ func TestDump(t *testing.T) {
 	for _, want := range []string{"table audit\n", "table certs\n", "table decisions\n", "table devices\n",
 		"table enroll_secrets\n", "table nonces\n", "table pending_sign_ins\n", "table reports\n",
 		"table saml_request_ids\n", `id="dev-1-0"`, "payload=x'00ff'", `id="id-1"`, `username="alice"`,
-		"allow=1", `results="[]"`, "relay_state=x'00ff'"} {
+		"allow=1", `results="[]"`, "relay_state=x'00ff'", "table scep_challenges\n",
+		`sha1="` + bc.SHA1 + `"`, `kind="browser"`, fmt.Sprintf("used_at=%d", t0.UnixNano())} {
 		if !strings.Contains(before, want) {
 			t.Errorf("dump lacks %q:\n%s", want, before)
 		}
@@ -328,6 +347,9 @@ func TestDump(t *testing.T) {
 	}
 	if err := s.CreatePendingSignIn(ctx, pendingSignIn("token")); !errors.Is(err, storage.ErrAlreadyExists) {
 		t.Fatalf("CreatePendingSignIn again: %v", err)
+	}
+	if err := s.RecordBrowserCert(ctx, bc, challenge[:], t0, 0, storage.AuditEvent{At: t0}); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("RecordBrowserCert with the used challenge: %v", err)
 	}
 	if after, err := s.Dump(ctx); err != nil || after != before {
 		t.Errorf("dump after a refused report differs (%v):\n%s\nbefore:\n%s", err, after, before)

@@ -156,7 +156,7 @@ func TestDump(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "clearance.db"))
 	empty := dump(t, s)
 	for _, table := range []string{"audit", "certs", "decisions", "devices", "enroll_secrets", "nonces",
-		"pending_sign_ins", "reports", "saml_request_ids"} {
+		"pending_sign_ins", "reports", "saml_request_ids", "scep_challenges"} {
 		if !strings.Contains(empty, "table "+table+"\n") {
 			t.Errorf("empty dump lacks table %s:\n%s", table, empty)
 		}
@@ -187,8 +187,21 @@ func TestDump(t *testing.T) {
 		t.Errorf("blob not dumped as hex:\n%s", one)
 	}
 
-	// Sign-in state and decisions are in the dump too.
+	// Sign-in state, decisions and browser certificates are in the dump too.
+	challenge := sha256.Sum256([]byte("challenge"))
+	bc := storage.BrowserCert{
+		Cert: storage.Cert{Serial: "b40001", DeviceID: d.ID, Kind: storage.CertKindBrowser,
+			NotBefore: t0, NotAfter: t0.Add(24 * time.Hour), DER: []byte("der")},
+		HardwareUUID: d.HardwareUUID,
+		SHA1:         "0123456789abcdef0123456789abcdef01234567",
+	}
 	for _, write := range []func() error{
+		func() error {
+			return s.CreateSCEPChallenge(ctx, challenge[:], t0.Add(time.Hour), storage.AuditEvent{At: t0})
+		},
+		func() error {
+			return s.RecordBrowserCert(ctx, bc, challenge[:], t0, time.Hour, storage.AuditEvent{At: t0})
+		},
 		func() error { return s.UseRequestID(ctx, "issuer", "id-1", t0) },
 		func() error { return s.CreatePendingSignIn(ctx, pendingSignIn("token")) },
 		func() error {
@@ -203,7 +216,8 @@ func TestDump(t *testing.T) {
 		}
 	}
 	one = dump(t, s)
-	for _, want := range []string{`id="id-1"`, `username="alice"`, `results="[]"`} {
+	for _, want := range []string{`id="id-1"`, `username="alice"`, `results="[]"`,
+		`sha1="` + bc.SHA1 + `"`, `kind="browser"`, fmt.Sprintf("used_at=%d", t0.UnixNano())} {
 		if !strings.Contains(one, want) {
 			t.Errorf("dump lacks %s:\n%s", want, one)
 		}
@@ -214,8 +228,11 @@ func TestDump(t *testing.T) {
 	if err := s.CreatePendingSignIn(ctx, pendingSignIn("token")); !errors.Is(err, storage.ErrAlreadyExists) {
 		t.Fatalf("CreatePendingSignIn again: %v", err)
 	}
+	if err := s.RecordBrowserCert(ctx, bc, challenge[:], t0, 0, storage.AuditEvent{At: t0}); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("RecordBrowserCert with the used challenge: %v", err)
+	}
 	if after := dump(t, s); after != one {
-		t.Errorf("a replayed request ID or duplicate pending sign-in changed the database:\n%s\n---\n%s", one, after)
+		t.Errorf("a replayed request ID, duplicate pending sign-in or reused SCEP challenge changed the database:\n%s\n---\n%s", one, after)
 	}
 
 	// A rejected call leaves the dump as it was; an accepted one changes it.

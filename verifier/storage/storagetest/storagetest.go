@@ -36,6 +36,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"SAMLRequests", samlRequestTests},
 		{"PendingSignIns", pendingSignInTests},
 		{"Decisions", decisionTests},
+		{"BrowserCerts", browserCertTests},
 		{"Store", storeTests},
 	}
 	for _, g := range groups {

@@ -48,6 +48,18 @@ func testNotFound(t *testing.T, s storage.Store) {
 		{"CreateNonce for unknown device", func() error { return s.CreateNonce(ctx, missing, []byte("nonce"), at(hour)) }},
 		{"GetPendingSignIn", func() error { _, err := s.GetPendingSignIn(ctx, tokenHash(missing)); return err }},
 		{"DeletePendingSignIn", func() error { return s.DeletePendingSignIn(ctx, tokenHash(missing)) }},
+		{"GetBrowserCert", func() error { _, err := s.GetBrowserCert(ctx, missing); return err }},
+		{"ListBrowserCerts", func() error { _, err := s.ListBrowserCerts(ctx, missing); return err }},
+		{"CountBrowserCertsSince", func() error { _, err := s.CountBrowserCertsSince(ctx, missing, t0); return err }},
+		{"RevokeBrowserCert", func() error { return s.RevokeBrowserCert(ctx, missing, "lost", t0, audit) }},
+		{"RecordBrowserCert for unknown device", func() error {
+			c := newBrowserCert(d, 1, t0)
+			c.DeviceID = missing
+			return s.RecordBrowserCert(ctx, c, nil, t0, 0, audit)
+		}},
+		{"RecordBrowserCert with unknown challenge", func() error {
+			return s.RecordBrowserCert(ctx, newBrowserCert(d, 1, t0), challengeHash(missing), t0, 0, audit)
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
