@@ -91,6 +91,20 @@ func (id *Identity) Lifetime() (notBefore, notAfter time.Time) {
 	return id.Cert.NotBefore, id.Cert.NotAfter
 }
 
+// DeviceCAKeyID is the subject key id of the CA that issued the device
+// certificate: the verifier's device CA, which also issues the browser
+// certificates. It comes from that CA's certificate in the chain received
+// at enrollment, else from the device certificate's authority key id; nil
+// when neither says.
+func (id *Identity) DeviceCAKeyID() []byte {
+	for _, c := range id.Chain {
+		if len(c.SubjectKeyId) > 0 && id.Cert.CheckSignatureFrom(c) == nil {
+			return c.SubjectKeyId
+		}
+	}
+	return id.Cert.AuthorityKeyId
+}
+
 // RenewAt is when renewal is due: two thirds into the certificate's life,
 // which leaves a third of it for retries while the device is offline.
 func (id *Identity) RenewAt() time.Time {

@@ -107,6 +107,10 @@ type Client struct {
 	due      map[string]time.Time
 	pending  []pendingReport
 
+	// certsFailing is whether the last keychain listing failed, so a
+	// lasting failure is logged once.
+	certsFailing bool
+
 	statsMu sync.Mutex
 	stats   Stats
 }
@@ -528,11 +532,17 @@ func (c *Client) runAndReport(ctx context.Context, id *state.Identity, check *ag
 		c.due[p.GetId()] = done.Add(iv + time.Duration(c.o.Jitter(int64(iv/10)+1)))
 	}
 
+	certs := c.keychainCertificates(ctx, id)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+
 	r := &agentv1.PostureReport{
 		DeviceId:         id.DeviceID,
 		ObservedAt:       timestamppb.New(observed),
 		PolicySetVersion: c.ps.GetVersion(),
 		AgentVersion:     version.Version,
+		Certificates:     certs,
 	}
 	for _, p := range c.policies {
 		if res, ok := c.results[p.GetId()]; ok {
@@ -559,8 +569,38 @@ func (c *Client) runAndReport(ctx context.Context, id *state.Identity, check *ag
 		c.log.Warn("too many unacknowledged reports, dropping the oldest", "dropped", over)
 		c.pending = append(c.pending[:0], c.pending[over:]...)
 	}
-	c.log.Debug("report", "seq", seq, "results", len(r.Results), "ran", len(run), "check", check != nil)
+	c.log.Debug("report", "seq", seq, "results", len(r.Results), "certificates", len(r.Certificates), "ran", len(run), "check", check != nil)
 	return send(&c.pending[len(c.pending)-1])
+}
+
+// keychainCertificates lists the device CA's certificates in users'
+// keychains for a report. Failing to list them never holds a report back:
+// the report then names none, and the verifier vouches for no browser
+// certificate of this device until a later report does.
+func (c *Client) keychainCertificates(ctx context.Context, id *state.Identity) []*agentv1.KeychainCertificate {
+	keyID := id.DeviceCAKeyID()
+	if len(keyID) == 0 {
+		if !c.certsFailing {
+			c.log.Warn("device CA certificate has no key id; reporting no keychain certificates")
+		}
+		c.certsFailing = true
+		return nil
+	}
+	certs, err := osquery.KeychainCertificates(ctx, c.o.Querier, keyID)
+	if err != nil {
+		if ctx.Err() == nil {
+			if !c.certsFailing {
+				c.log.Warn("listing keychain certificates failed; reporting none", "err", policy.Message(err))
+			}
+			c.certsFailing = true
+		}
+		return nil
+	}
+	if c.certsFailing {
+		c.log.Info("listing keychain certificates works again", "certificates", len(certs))
+		c.certsFailing = false
+	}
+	return certs
 }
 
 // prunePending drops reports the verifier would refuse as stale or whose

@@ -2,12 +2,17 @@ package stream_test
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"log/slog"
+	"math/big"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/clearance/clearance/agent/devicekey"
@@ -17,6 +22,7 @@ import (
 	"github.com/clearance/clearance/agent/state"
 	"github.com/clearance/clearance/agent/stream"
 	"github.com/clearance/clearance/pkg/atomicfile"
+	"github.com/clearance/clearance/pkg/osquerysim"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
 
@@ -360,5 +366,64 @@ func TestRefusedReportIsDropped(t *testing.T) {
 		if got.Report.GetSeq() > r.Report.GetSeq() {
 			break
 		}
+	}
+}
+
+// TestReportListsKeychainCertificates: every report names the device CA's
+// certificates that osquery finds in users' keychains, and stops naming
+// one once it is gone.
+func TestReportListsKeychainCertificates(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	const login = "/Users/alice/Library/Keychains/login.keychain-db"
+	browser := v.PKI.IssueBrowserCert(t, facts.GetHardwareUuid(), big.NewInt(0x0a1b2c3d), time.Now().Add(365*24*time.Hour))
+	host := osquerysim.Fixture{Tables: map[string][]osquerysim.Row{"certificates": {
+		osquerysim.CertificateRow(v.PKI.DeviceCA, "/Library/Keychains/System.keychain"),
+		osquerysim.CertificateRow(browser, login),
+	}}}
+	sim, err := osquerysim.New(host, osquerysim.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	startAgent(t, v, t.TempDir(), func(o *stream.Options) { o.Querier = sim })
+
+	s := nextSession(t, v)
+	r := nextReport(t, v).Report
+	sum := sha1.Sum(browser.Raw)
+	want := &agentv1.KeychainCertificate{
+		Serial: browser.SerialNumber.Text(16), Sha1: hex.EncodeToString(sum[:]), Path: login,
+		NotValidAfter: timestamppb.New(browser.NotAfter), Issuer: "Test Device CA",
+	}
+	if len(r.GetCertificates()) != 1 || !proto.Equal(r.GetCertificates()[0], want) {
+		t.Fatalf("certificates = %v, want [%v]", r.GetCertificates(), want)
+	}
+
+	// The user deletes it from the login keychain.
+	host.Tables["certificates"] = host.Tables["certificates"][:1]
+	if err := sim.SetState(host); err != nil {
+		t.Fatal(err)
+	}
+	s.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_CheckNow{CheckNow: &agentv1.CheckNow{
+		Nonce: []byte("nonce-0123456789"), ExpiresAt: timestamppb.New(time.Now().Add(time.Minute)),
+	}}})
+	if r := nextReport(t, v).Report; len(r.GetCertificates()) != 0 {
+		t.Errorf("after removal certificates = %v, want none", r.GetCertificates())
+	}
+}
+
+// TestCertificatesFailureStillReports: osquery refusing the certificates
+// query (the default querier knows no such SQL) leaves the list empty and
+// the report whole.
+func TestCertificatesFailureStillReports(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	startAgent(t, v, t.TempDir(), nil)
+	nextSession(t, v)
+	r := nextReport(t, v).Report
+	if len(r.GetResults()) != 3 || len(r.GetCertificates()) != 0 {
+		t.Errorf("report = %d results, %d certificates; want 3 and none", len(r.GetResults()), len(r.GetCertificates()))
 	}
 }

@@ -3,6 +3,8 @@
 // speaks) on a unix socket, and answers SQL from an in-memory SQLite
 // database whose tables carry osquery's macOS names, columns, types and
 // collations, filled from a Fixture that can be swapped while it runs.
+// CertificateRow renders a real certificate the way osqueryd's certificates
+// table does, for fixtures built in code.
 //
 // What it mirrors from osqueryd: the wire format (unframed binary Thrift),
 // status codes and messages (a failed query is code 1 with SQLite's error

@@ -1,8 +1,9 @@
 // Package ingest decides whether a signed posture report is accepted. It owns
 // the trust rules for reports: signature over the exact received bytes with
 // the enrolled key, device id bound to the mTLS certificate, strictly
-// increasing seq, bounded clock skew, single-use nonces. A report is accepted
-// only once it is durably stored.
+// increasing seq, bounded clock skew, single-use nonces, and bounded,
+// well-formed keychain certificate claims. A report is accepted only once it
+// is durably stored.
 package ingest
 
 import (
@@ -11,6 +12,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -47,6 +49,50 @@ func (r *Rejection) Unwrap() error { return r.Cause }
 
 func reject(reason string, code codes.Code, cause error, format string, a ...any) *Rejection {
 	return &Rejection{Reason: reason, Code: code, Msg: fmt.Sprintf(format, a...), Cause: cause}
+}
+
+// Bounds on PostureReport.certificates. The agent keeps within them; a report
+// beyond them is refused whole rather than trimmed, since it is signed.
+const (
+	MaxCertificates     = 32
+	MaxCertSerialLength = 64
+	MaxCertPathLength   = 1024
+	MaxCertIssuerLength = 256
+)
+
+var (
+	// certSerial is how the verifier writes serials: big.Int.Text(16) of a
+	// positive serial.
+	certSerial = regexp.MustCompile(`^(0|[1-9a-f][0-9a-f]*)$`)
+	certSHA1   = regexp.MustCompile(`^[0-9a-f]{40}$`)
+)
+
+// CheckCertificates validates the keychain certificates a report lists. The
+// error wraps report.ErrMalformed and names the offending entry.
+func CheckCertificates(certs []*agentv1.KeychainCertificate) error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{report.ErrMalformed}, a...)...)
+	}
+	if len(certs) > MaxCertificates {
+		return bad("%d certificates, limit %d", len(certs), MaxCertificates)
+	}
+	for i, c := range certs {
+		switch {
+		case len(c.GetSerial()) > MaxCertSerialLength:
+			return bad("certificates[%d]: serial longer than %d characters", i, MaxCertSerialLength)
+		case !certSerial.MatchString(c.GetSerial()):
+			return bad("certificates[%d]: serial %q is not lowercase hex without leading zeros", i, c.GetSerial())
+		case !certSHA1.MatchString(c.GetSha1()):
+			return bad("certificates[%d]: sha1 is not 40 lowercase hex characters", i)
+		case len(c.GetPath()) > MaxCertPathLength:
+			return bad("certificates[%d]: path longer than %d bytes", i, MaxCertPathLength)
+		case len(c.GetIssuer()) > MaxCertIssuerLength:
+			return bad("certificates[%d]: issuer longer than %d bytes", i, MaxCertIssuerLength)
+		case c.GetNotValidAfter() != nil && c.GetNotValidAfter().CheckValid() != nil:
+			return bad("certificates[%d]: not_valid_after: %v", i, c.GetNotValidAfter().CheckValid())
+		}
+	}
+	return nil
 }
 
 // Accepted is a stored report.
@@ -110,7 +156,13 @@ func (v *Verifier) Accept(ctx context.Context, dev storage.Device, sr *agentv1.S
 			"report is for device %q but the client certificate is for device %q", r.GetDeviceId(), dev.ID)
 	}
 
-	// 4. Fresh, and not from the future.
+	// 4. The browser certificates it vouches for are well formed: at sign-in
+	// they are matched against what the device CA issued.
+	if err := CheckCertificates(r.GetCertificates()); err != nil {
+		return nil, reject("malformed", codes.InvalidArgument, err, "%v", err)
+	}
+
+	// 5. Fresh, and not from the future.
 	skew := v.MaxSkew
 	if skew <= 0 {
 		skew = DefaultMaxSkew
@@ -125,7 +177,7 @@ func (v *Verifier) Accept(ctx context.Context, dev storage.Device, sr *agentv1.S
 			"report observed_at %s is %s in the future; the limit is %s (check the device clock)", observed.Format(time.RFC3339), d.Round(time.Second), skew)
 	}
 
-	// 5. Sequence, nonce and storage in one transaction.
+	// 6. Sequence, nonce and storage in one transaction.
 	keep := v.Keep
 	if keep <= 0 {
 		keep = DefaultKeep

@@ -8,13 +8,18 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/clearance/clearance/internal/protoagent"
+	"github.com/clearance/clearance/pkg/report"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/ingest"
 	"github.com/clearance/clearance/verifier/storage"
@@ -107,5 +112,92 @@ func BenchmarkECDSAP256Verify(b *testing.B) {
 		if !ecdsa.VerifyASN1(&key.PublicKey, d[:], sig) {
 			b.Fatal("verify failed")
 		}
+	}
+}
+
+// browserCert is a well-formed keychain certificate entry.
+func browserCert(i int) *agentv1.KeychainCertificate {
+	return &agentv1.KeychainCertificate{
+		Serial:        fmt.Sprintf("%x", 0x710f6b8f43f8b41c+i),
+		Sha1:          fmt.Sprintf("%040x", i+1),
+		Path:          "/Users/alice/Library/Keychains/login.keychain-db",
+		NotValidAfter: timestamppb.New(time.Date(2027, 7, 20, 10, 0, 0, 0, time.UTC)),
+		Issuer:        "Clearance Device CA",
+	}
+}
+
+func TestAcceptCertificates(t *testing.T) {
+	t.Parallel()
+	st, dev, key := setup(t)
+	v := &ingest.Verifier{Store: st}
+	a := &protoagent.Agent{DeviceID: dev.ID}
+	r := a.Report(policies, 1, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS)
+	for i := range ingest.MaxCertificates {
+		r.Certificates = append(r.Certificates, browserCert(i))
+	}
+	acc, err := v.Accept(context.Background(), dev, protoagent.Sign(key, r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the sign-in gate reads back is the list the agent signed.
+	stored := new(agentv1.PostureReport)
+	if err := proto.Unmarshal(acc.Stored.Payload, stored); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored.GetCertificates(); len(got) != ingest.MaxCertificates || !proto.Equal(got[0], browserCert(0)) {
+		t.Errorf("stored certificates = %v", got)
+	}
+}
+
+func TestRejectMalformedCertificates(t *testing.T) {
+	t.Parallel()
+	st, dev, key := setup(t)
+	v := &ingest.Verifier{Store: st}
+	a := &protoagent.Agent{DeviceID: dev.ID}
+	with := func(f func(*agentv1.KeychainCertificate)) []*agentv1.KeychainCertificate {
+		c := browserCert(0)
+		f(c)
+		return []*agentv1.KeychainCertificate{browserCert(1), c}
+	}
+	tooMany := make([]*agentv1.KeychainCertificate, ingest.MaxCertificates+1)
+	for i := range tooMany {
+		tooMany[i] = browserCert(i)
+	}
+	tests := []struct {
+		name  string
+		certs []*agentv1.KeychainCertificate
+		want  string
+	}{
+		{"too many", tooMany, "33 certificates, limit 32"},
+		{"long serial", with(func(c *agentv1.KeychainCertificate) { c.Serial = "1" + strings.Repeat("0", 64) }), "certificates[1]: serial longer than 64"},
+		{"empty serial", with(func(c *agentv1.KeychainCertificate) { c.Serial = "" }), "certificates[1]: serial"},
+		{"upper-case serial", with(func(c *agentv1.KeychainCertificate) { c.Serial = "710F6B8F43F8B41C" }), "not lowercase hex without leading zeros"},
+		{"leading zero", with(func(c *agentv1.KeychainCertificate) { c.Serial = "0a" }), "not lowercase hex without leading zeros"},
+		{"short sha1", with(func(c *agentv1.KeychainCertificate) { c.Sha1 = strings.Repeat("a", 39) }), "certificates[1]: sha1 is not 40"},
+		{"colon sha1", with(func(c *agentv1.KeychainCertificate) { c.Sha1 = strings.Repeat("ab:", 13) + "a" }), "sha1 is not 40"},
+		{"upper-case sha1", with(func(c *agentv1.KeychainCertificate) { c.Sha1 = strings.Repeat("A", 40) }), "sha1 is not 40"},
+		{"long path", with(func(c *agentv1.KeychainCertificate) { c.Path = "/" + strings.Repeat("p", 1024) }), "certificates[1]: path longer than 1024"},
+		{"long issuer", with(func(c *agentv1.KeychainCertificate) { c.Issuer = strings.Repeat("i", 257) }), "certificates[1]: issuer longer than 256"},
+		{"bad time", with(func(c *agentv1.KeychainCertificate) { c.NotValidAfter = &timestamppb.Timestamp{Nanos: -1} }), "certificates[1]: not_valid_after"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := a.Report(policies, 1, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS)
+			r.Certificates = tc.certs
+			_, err := v.Accept(context.Background(), dev, protoagent.Sign(key, r))
+			var rej *ingest.Rejection
+			if !errors.As(err, &rej) || rej.Reason != "malformed" || rej.Code != codes.InvalidArgument || !errors.Is(err, report.ErrMalformed) {
+				t.Fatalf("Accept = %v, want a malformed rejection", err)
+			}
+			if !strings.Contains(rej.Msg, tc.want) {
+				t.Errorf("message %q does not say %q", rej.Msg, tc.want)
+			}
+		})
+	}
+	// Nothing was stored: the first good report still takes seq 1.
+	r := a.Report(policies, 1, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS)
+	r.Certificates = []*agentv1.KeychainCertificate{browserCert(0)}
+	if _, err := v.Accept(context.Background(), dev, protoagent.Sign(key, r)); err != nil {
+		t.Fatalf("good report after rejections: %v", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -19,6 +20,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -134,6 +136,27 @@ func (p *PKI) Issue(csr *x509.CertificateRequest, deviceID string, notBefore tim
 		return nil, err
 	}
 	return x509.ParseCertificate(der)
+}
+
+// IssueBrowserCert issues what the verifier's SCEP endpoint gives a Mac's
+// browser: an RSA key, CN and SAN URI naming the hardware UUID, client
+// authentication, from the device CA.
+func (p *PKI) IssueBrowserCert(t testing.TB, hardwareUUID string, serial *big.Int, notAfter time.Time) *x509.Certificate {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uri, err := url.Parse("urn:device:apple:uuid:" + hardwareUUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sign(t, &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: hardwareUUID}, URIs: []*url.URL{uri},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: notAfter,
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, BasicConstraintsValid: true,
+	}, p.DeviceCA, key.Public(), p.deviceCAKey)
 }
 
 // Session is one Connect stream as the server sees it.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -241,4 +242,61 @@ func TestCommandBadStart(t *testing.T) {
 	if got := runMain(context.Background(), []string{"--version"}, nil, &stdout, &bytes.Buffer{}); got != 0 || !strings.Contains(stdout.String(), osquerysim.OsqueryVersion) {
 		t.Errorf("--version: %d %q", got, stdout.String())
 	}
+}
+
+// TestCommandCertificates changes the keychains of the running command's
+// Mac through its fixture file, as a demo removes the browser certificate.
+func TestCommandCertificates(t *testing.T) {
+	dir, err := os.MkdirTemp("", "osqsim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	socket := filepath.Join(dir, "osquery.em")
+	fixture := filepath.Join(dir, "mac.json")
+	copyFixture(t, "compliant-mac", fixture)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	code := make(chan int, 1)
+	go func() {
+		code <- runMain(ctx, []string{"--extensions_socket=" + socket, "--fixture=" + fixture}, nil, &bytes.Buffer{}, logs)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-code
+	})
+	c, err := osq.NewClient(socket, 5*time.Second)
+	if err != nil {
+		t.Fatalf("connecting: %v\n%s", err, logs)
+	}
+	defer c.Close()
+	userCerts := func() int {
+		rows, err := c.QueryRows("SELECT serial FROM certificates WHERE path LIKE '/Users/%/Library/Keychains/%'")
+		if err != nil {
+			t.Fatalf("query: %v\n%s", err, logs)
+		}
+		return len(rows)
+	}
+	if n := userCerts(); n != 1 {
+		t.Fatalf("user certificates = %d, want 1", n)
+	}
+
+	f, err := osquerysim.LoadFixture(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []osquerysim.Row
+	for _, row := range f.Tables["certificates"] {
+		if !strings.HasPrefix(row["path"], "/Users/") {
+			kept = append(kept, row)
+		}
+	}
+	f.Tables["certificates"] = kept
+	data, err := json.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAtomically(t, fixture, data)
+	eventually(t, "the certificate to leave the login keychain", func() bool { return userCerts() == 0 })
 }

@@ -40,7 +40,12 @@ type PostureReport struct {
 	// One result per policy.
 	Results []*PolicyResult `protobuf:"bytes,6,rep,name=results,proto3" json:"results,omitempty"`
 	// Version of clearance-agent.
-	AgentVersion  string `protobuf:"bytes,7,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
+	AgentVersion string `protobuf:"bytes,7,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
+	// The certificates issued by the verifier's device CA that osquery found
+	// in users' keychains on this Mac, newest expiry first, at most 32. The
+	// verifier honours a browser certificate at sign-in only if this device
+	// reported it here. Empty when osquery could not list them.
+	Certificates  []*KeychainCertificate `protobuf:"bytes,8,rep,name=certificates,proto3" json:"certificates,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -124,6 +129,98 @@ func (x *PostureReport) GetAgentVersion() string {
 	return ""
 }
 
+func (x *PostureReport) GetCertificates() []*KeychainCertificate {
+	if x != nil {
+		return x.Certificates
+	}
+	return nil
+}
+
+// KeychainCertificate is one certificate found in a user keychain, named the
+// way the verifier records the certificates it issues.
+type KeychainCertificate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Serial number, lowercase hex without leading zeros (as big.Int.Text(16)
+	// writes it); at most 64 characters.
+	Serial string `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	// SHA-1 fingerprint of the DER certificate, 40 lowercase hex characters.
+	Sha1 string `protobuf:"bytes,2,opt,name=sha1,proto3" json:"sha1,omitempty"`
+	// Keychain file osquery read it from, e.g.
+	// /Users/alice/Library/Keychains/login.keychain-db; at most 1024 bytes.
+	Path string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	// End of the certificate's validity.
+	NotValidAfter *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=not_valid_after,json=notValidAfter,proto3" json:"not_valid_after,omitempty"`
+	// Common name of the certificate's issuer; at most 256 bytes.
+	Issuer        string `protobuf:"bytes,5,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeychainCertificate) Reset() {
+	*x = KeychainCertificate{}
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeychainCertificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeychainCertificate) ProtoMessage() {}
+
+func (x *KeychainCertificate) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeychainCertificate.ProtoReflect.Descriptor instead.
+func (*KeychainCertificate) Descriptor() ([]byte, []int) {
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *KeychainCertificate) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *KeychainCertificate) GetSha1() string {
+	if x != nil {
+		return x.Sha1
+	}
+	return ""
+}
+
+func (x *KeychainCertificate) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *KeychainCertificate) GetNotValidAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotValidAfter
+	}
+	return nil
+}
+
+func (x *KeychainCertificate) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
 // SignedReport carries a serialized PostureReport and the device key's
 // signature. The signature is ECDSA (ASN.1 DER) over
 // SHA-256("clearance posture report v1\n" || payload) for P-256 keys and
@@ -140,7 +237,7 @@ type SignedReport struct {
 
 func (x *SignedReport) Reset() {
 	*x = SignedReport{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[1]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -152,7 +249,7 @@ func (x *SignedReport) String() string {
 func (*SignedReport) ProtoMessage() {}
 
 func (x *SignedReport) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[1]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -165,7 +262,7 @@ func (x *SignedReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedReport.ProtoReflect.Descriptor instead.
 func (*SignedReport) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{1}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SignedReport) GetPayload() []byte {
@@ -195,7 +292,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[2]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -207,7 +304,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[2]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -220,7 +317,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{2}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Hello) GetAgentVersion() string {
@@ -250,7 +347,7 @@ type CheckNow struct {
 
 func (x *CheckNow) Reset() {
 	*x = CheckNow{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[3]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -262,7 +359,7 @@ func (x *CheckNow) String() string {
 func (*CheckNow) ProtoMessage() {}
 
 func (x *CheckNow) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[3]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -275,7 +372,7 @@ func (x *CheckNow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckNow.ProtoReflect.Descriptor instead.
 func (*CheckNow) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{3}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CheckNow) GetNonce() []byte {
@@ -303,7 +400,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[4]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -315,7 +412,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[4]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -328,7 +425,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{4}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Ack) GetSeq() uint64 {
@@ -352,7 +449,7 @@ type AgentMessage struct {
 
 func (x *AgentMessage) Reset() {
 	*x = AgentMessage{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[5]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -364,7 +461,7 @@ func (x *AgentMessage) String() string {
 func (*AgentMessage) ProtoMessage() {}
 
 func (x *AgentMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[5]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -377,7 +474,7 @@ func (x *AgentMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentMessage.ProtoReflect.Descriptor instead.
 func (*AgentMessage) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{5}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AgentMessage) GetMessage() isAgentMessage_Message {
@@ -436,7 +533,7 @@ type VerifierMessage struct {
 
 func (x *VerifierMessage) Reset() {
 	*x = VerifierMessage{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[6]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -448,7 +545,7 @@ func (x *VerifierMessage) String() string {
 func (*VerifierMessage) ProtoMessage() {}
 
 func (x *VerifierMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[6]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -461,7 +558,7 @@ func (x *VerifierMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifierMessage.ProtoReflect.Descriptor instead.
 func (*VerifierMessage) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{6}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *VerifierMessage) GetMessage() isVerifierMessage_Message {
@@ -524,7 +621,7 @@ var File_clearance_agent_v1_stream_proto protoreflect.FileDescriptor
 
 const file_clearance_agent_v1_stream_proto_rawDesc = "" +
 	"\n" +
-	"\x1fclearance/agent/v1/stream.proto\x12\x12clearance.agent.v1\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa0\x02\n" +
+	"\x1fclearance/agent/v1/stream.proto\x12\x12clearance.agent.v1\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xed\x02\n" +
 	"\rPostureReport\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12;\n" +
@@ -533,7 +630,14 @@ const file_clearance_agent_v1_stream_proto_rawDesc = "" +
 	"\x05nonce\x18\x04 \x01(\fR\x05nonce\x12,\n" +
 	"\x12policy_set_version\x18\x05 \x01(\tR\x10policySetVersion\x12:\n" +
 	"\aresults\x18\x06 \x03(\v2 .clearance.agent.v1.PolicyResultR\aresults\x12#\n" +
-	"\ragent_version\x18\a \x01(\tR\fagentVersion\"F\n" +
+	"\ragent_version\x18\a \x01(\tR\fagentVersion\x12K\n" +
+	"\fcertificates\x18\b \x03(\v2'.clearance.agent.v1.KeychainCertificateR\fcertificates\"\xb1\x01\n" +
+	"\x13KeychainCertificate\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x12\n" +
+	"\x04sha1\x18\x02 \x01(\tR\x04sha1\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12B\n" +
+	"\x0fnot_valid_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rnotValidAfter\x12\x16\n" +
+	"\x06issuer\x18\x05 \x01(\tR\x06issuer\"F\n" +
 	"\fSignedReport\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\"Z\n" +
@@ -569,33 +673,36 @@ func file_clearance_agent_v1_stream_proto_rawDescGZIP() []byte {
 	return file_clearance_agent_v1_stream_proto_rawDescData
 }
 
-var file_clearance_agent_v1_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_clearance_agent_v1_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_clearance_agent_v1_stream_proto_goTypes = []any{
 	(*PostureReport)(nil),         // 0: clearance.agent.v1.PostureReport
-	(*SignedReport)(nil),          // 1: clearance.agent.v1.SignedReport
-	(*Hello)(nil),                 // 2: clearance.agent.v1.Hello
-	(*CheckNow)(nil),              // 3: clearance.agent.v1.CheckNow
-	(*Ack)(nil),                   // 4: clearance.agent.v1.Ack
-	(*AgentMessage)(nil),          // 5: clearance.agent.v1.AgentMessage
-	(*VerifierMessage)(nil),       // 6: clearance.agent.v1.VerifierMessage
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
-	(*PolicyResult)(nil),          // 8: clearance.agent.v1.PolicyResult
-	(*PolicySet)(nil),             // 9: clearance.agent.v1.PolicySet
+	(*KeychainCertificate)(nil),   // 1: clearance.agent.v1.KeychainCertificate
+	(*SignedReport)(nil),          // 2: clearance.agent.v1.SignedReport
+	(*Hello)(nil),                 // 3: clearance.agent.v1.Hello
+	(*CheckNow)(nil),              // 4: clearance.agent.v1.CheckNow
+	(*Ack)(nil),                   // 5: clearance.agent.v1.Ack
+	(*AgentMessage)(nil),          // 6: clearance.agent.v1.AgentMessage
+	(*VerifierMessage)(nil),       // 7: clearance.agent.v1.VerifierMessage
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*PolicyResult)(nil),          // 9: clearance.agent.v1.PolicyResult
+	(*PolicySet)(nil),             // 10: clearance.agent.v1.PolicySet
 }
 var file_clearance_agent_v1_stream_proto_depIdxs = []int32{
-	7, // 0: clearance.agent.v1.PostureReport.observed_at:type_name -> google.protobuf.Timestamp
-	8, // 1: clearance.agent.v1.PostureReport.results:type_name -> clearance.agent.v1.PolicyResult
-	7, // 2: clearance.agent.v1.CheckNow.expires_at:type_name -> google.protobuf.Timestamp
-	2, // 3: clearance.agent.v1.AgentMessage.hello:type_name -> clearance.agent.v1.Hello
-	1, // 4: clearance.agent.v1.AgentMessage.report:type_name -> clearance.agent.v1.SignedReport
-	9, // 5: clearance.agent.v1.VerifierMessage.policy_set:type_name -> clearance.agent.v1.PolicySet
-	3, // 6: clearance.agent.v1.VerifierMessage.check_now:type_name -> clearance.agent.v1.CheckNow
-	4, // 7: clearance.agent.v1.VerifierMessage.ack:type_name -> clearance.agent.v1.Ack
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	8,  // 0: clearance.agent.v1.PostureReport.observed_at:type_name -> google.protobuf.Timestamp
+	9,  // 1: clearance.agent.v1.PostureReport.results:type_name -> clearance.agent.v1.PolicyResult
+	1,  // 2: clearance.agent.v1.PostureReport.certificates:type_name -> clearance.agent.v1.KeychainCertificate
+	8,  // 3: clearance.agent.v1.KeychainCertificate.not_valid_after:type_name -> google.protobuf.Timestamp
+	8,  // 4: clearance.agent.v1.CheckNow.expires_at:type_name -> google.protobuf.Timestamp
+	3,  // 5: clearance.agent.v1.AgentMessage.hello:type_name -> clearance.agent.v1.Hello
+	2,  // 6: clearance.agent.v1.AgentMessage.report:type_name -> clearance.agent.v1.SignedReport
+	10, // 7: clearance.agent.v1.VerifierMessage.policy_set:type_name -> clearance.agent.v1.PolicySet
+	4,  // 8: clearance.agent.v1.VerifierMessage.check_now:type_name -> clearance.agent.v1.CheckNow
+	5,  // 9: clearance.agent.v1.VerifierMessage.ack:type_name -> clearance.agent.v1.Ack
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_clearance_agent_v1_stream_proto_init() }
@@ -604,11 +711,11 @@ func file_clearance_agent_v1_stream_proto_init() {
 		return
 	}
 	file_clearance_agent_v1_policy_proto_init()
-	file_clearance_agent_v1_stream_proto_msgTypes[5].OneofWrappers = []any{
+	file_clearance_agent_v1_stream_proto_msgTypes[6].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Report)(nil),
 	}
-	file_clearance_agent_v1_stream_proto_msgTypes[6].OneofWrappers = []any{
+	file_clearance_agent_v1_stream_proto_msgTypes[7].OneofWrappers = []any{
 		(*VerifierMessage_PolicySet)(nil),
 		(*VerifierMessage_CheckNow)(nil),
 		(*VerifierMessage_Ack)(nil),
@@ -619,7 +726,7 @@ func file_clearance_agent_v1_stream_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearance_agent_v1_stream_proto_rawDesc), len(file_clearance_agent_v1_stream_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
