@@ -349,3 +349,23 @@ func Outcomes(ps *agentv1.PolicySet, r *agentv1.PostureReport) ([]*adminv1.Polic
 	}
 	return out, sum
 }
+
+// CreateScepChallenge implements AdminService.CreateScepChallenge.
+func (s *Server) CreateScepChallenge(ctx context.Context, req *adminv1.CreateScepChallengeRequest) (*adminv1.CreateScepChallengeResponse, error) {
+	var ttl time.Duration
+	if req.GetTtl() != nil {
+		if err := req.GetTtl().CheckValid(); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "ttl: %v", err)
+		}
+		ttl = req.GetTtl().AsDuration()
+		if ttl < time.Minute || ttl > enroll.MaxChallengeTTL {
+			return nil, status.Errorf(codes.InvalidArgument, "ttl %s is outside 1m to %s", ttl, enroll.MaxChallengeTTL)
+		}
+	}
+	challenge, expires, err := enroll.CreateChallenge(ctx, s.Store, ttl, "admin-api", s.now())
+	if err != nil {
+		return nil, s.internal("creating SCEP challenge", err)
+	}
+	s.log().Info("scep challenge created", "expires_at", expires)
+	return &adminv1.CreateScepChallengeResponse{Challenge: challenge, ExpiresAt: timestamppb.New(expires)}, nil
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/clearance/clearance/internal/protoagent"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/enroll"
 )
 
 // answer runs an agent loop on st: every CheckNow gets a report with its nonce.
@@ -290,5 +291,30 @@ func TestCreateEnrollSecretRejectsLongDescription(t *testing.T) {
 	checkStatus(t, err, codes.InvalidArgument, "the limit is 200")
 	if h.dump() != before {
 		t.Fatal("database changed")
+	}
+}
+
+// TestCreateScepChallenge: the admin API hands out one-time SCEP
+// challenges, stored as hashes, with bounded lifetimes.
+func TestCreateScepChallenge(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	resp, err := h.admin.CreateScepChallenge(h.ctx(), &adminv1.CreateScepChallengeRequest{Ttl: durationpb.New(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetChallenge()) < 32 || resp.GetExpiresAt().AsTime().Sub(h.clock.Now()) != time.Hour {
+		t.Fatalf("%v", resp)
+	}
+	ok, err := h.srv.Store.SCEPChallengeUsable(context.Background(), enroll.ChallengeHash(resp.GetChallenge()), h.clock.Now())
+	if err != nil || !ok {
+		t.Fatalf("challenge not usable: %v %v", ok, err)
+	}
+	if strings.Contains(h.dump(), resp.GetChallenge()) || strings.Contains(h.logs.String(), resp.GetChallenge()) {
+		t.Error("the challenge is stored or logged in the clear")
+	}
+	for _, ttl := range []time.Duration{time.Second, 1000 * time.Hour, -time.Hour} {
+		_, err := h.admin.CreateScepChallenge(h.ctx(), &adminv1.CreateScepChallengeRequest{Ttl: durationpb.New(ttl)})
+		checkStatus(t, err, codes.InvalidArgument, "ttl")
 	}
 }

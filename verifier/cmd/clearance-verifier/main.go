@@ -32,6 +32,7 @@ Usage:
   clearance-verifier secret create --data-dir DIR [--description TEXT]
   clearance-verifier secret list   --data-dir DIR
   clearance-verifier secret revoke --data-dir DIR ID
+  clearance-verifier scep challenge --data-dir DIR [--ttl 24h]
   clearance-verifier profile agent --data-dir DIR --verifier HOST:PORT --enroll-secret S \
                                    --organization NAME [--out FILE] [--sign-cert FILE --sign-key FILE]
   clearance-verifier profile user-scope --data-dir DIR --organization NAME [--challenge C] \
@@ -61,6 +62,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return serve(ctx, args[1:], stderr)
 	case "secret":
 		return secret(ctx, args[1:], stdout, stderr)
+	case "scep":
+		return scepCmd(ctx, args[1:], stdout, stderr)
 	case "profile":
 		return profileCmd(args[1:], stdout, stderr)
 	case "okta":

@@ -2267,6 +2267,107 @@ func (x *ExplainAccessResponse) GetUsername() string {
 	return ""
 }
 
+// CreateScepChallengeRequest asks for a one-time SCEP challenge.
+type CreateScepChallengeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How long the challenge can be used: 1m to 720h; default 24h.
+	Ttl           *durationpb.Duration `protobuf:"bytes,1,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateScepChallengeRequest) Reset() {
+	*x = CreateScepChallengeRequest{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateScepChallengeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateScepChallengeRequest) ProtoMessage() {}
+
+func (x *CreateScepChallengeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateScepChallengeRequest.ProtoReflect.Descriptor instead.
+func (*CreateScepChallengeRequest) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *CreateScepChallengeRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+// CreateScepChallengeResponse carries the challenge, shown only this once.
+type CreateScepChallengeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The challenge: put it in the SCEP payload's Challenge.
+	Challenge string `protobuf:"bytes,1,opt,name=challenge,proto3" json:"challenge,omitempty"`
+	// When it stops working, used or not.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateScepChallengeResponse) Reset() {
+	*x = CreateScepChallengeResponse{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateScepChallengeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateScepChallengeResponse) ProtoMessage() {}
+
+func (x *CreateScepChallengeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateScepChallengeResponse.ProtoReflect.Descriptor instead.
+func (*CreateScepChallengeResponse) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *CreateScepChallengeResponse) GetChallenge() string {
+	if x != nil {
+		return x.Challenge
+	}
+	return ""
+}
+
+func (x *CreateScepChallengeResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 var File_clearance_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_clearance_admin_v1_admin_proto_rawDesc = "" +
@@ -2442,7 +2543,13 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\tdevice_id\x18\x0e \x01(\tR\bdeviceId\x12\x1f\n" +
 	"\vdevice_name\x18\x0f \x01(\tR\n" +
 	"deviceName\x12\x1a\n" +
-	"\busername\x18\x10 \x01(\tR\busername*b\n" +
+	"\busername\x18\x10 \x01(\tR\busername\"I\n" +
+	"\x1aCreateScepChallengeRequest\x12+\n" +
+	"\x03ttl\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"v\n" +
+	"\x1bCreateScepChallengeResponse\x12\x1c\n" +
+	"\tchallenge\x18\x01 \x01(\tR\tchallenge\x129\n" +
+	"\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*b\n" +
 	"\fDeviceStatus\x12\x1d\n" +
 	"\x19DEVICE_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14DEVICE_STATUS_ACTIVE\x10\x01\x12\x19\n" +
@@ -2456,7 +2563,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x12POLICY_STATUS_PASS\x10\x01\x12\x16\n" +
 	"\x12POLICY_STATUS_FAIL\x10\x02\x12\x17\n" +
 	"\x13POLICY_STATUS_ERROR\x10\x03\x12\x19\n" +
-	"\x15POLICY_STATUS_MISSING\x10\x042\x82\t\n" +
+	"\x15POLICY_STATUS_MISSING\x10\x042\xfa\t\n" +
 	"\fAdminService\x12^\n" +
 	"\vListDevices\x12&.clearance.admin.v1.ListDevicesRequest\x1a'.clearance.admin.v1.ListDevicesResponse\x12X\n" +
 	"\tGetDevice\x12$.clearance.admin.v1.GetDeviceRequest\x1a%.clearance.admin.v1.GetDeviceResponse\x12a\n" +
@@ -2468,7 +2575,8 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x12RevokeEnrollSecret\x12-.clearance.admin.v1.RevokeEnrollSecretRequest\x1a..clearance.admin.v1.RevokeEnrollSecretResponse\x12a\n" +
 	"\fRequestCheck\x12'.clearance.admin.v1.RequestCheckRequest\x1a(.clearance.admin.v1.RequestCheckResponse\x12d\n" +
 	"\rListDecisions\x12(.clearance.admin.v1.ListDecisionsRequest\x1a).clearance.admin.v1.ListDecisionsResponse\x12d\n" +
-	"\rExplainAccess\x12(.clearance.admin.v1.ExplainAccessRequest\x1a).clearance.admin.v1.ExplainAccessResponseBEZCgithub.com/clearance/clearance/proto/gen/clearance/admin/v1;adminv1b\x06proto3"
+	"\rExplainAccess\x12(.clearance.admin.v1.ExplainAccessRequest\x1a).clearance.admin.v1.ExplainAccessResponse\x12v\n" +
+	"\x13CreateScepChallenge\x12..clearance.admin.v1.CreateScepChallengeRequest\x1a/.clearance.admin.v1.CreateScepChallengeResponseBEZCgithub.com/clearance/clearance/proto/gen/clearance/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_clearance_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -2483,116 +2591,122 @@ func file_clearance_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_clearance_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_clearance_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_clearance_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_clearance_admin_v1_admin_proto_goTypes = []any{
-	(DeviceStatus)(0),                  // 0: clearance.admin.v1.DeviceStatus
-	(DecisionResult)(0),                // 1: clearance.admin.v1.DecisionResult
-	(PolicyStatus)(0),                  // 2: clearance.admin.v1.PolicyStatus
-	(*PostureSummary)(nil),             // 3: clearance.admin.v1.PostureSummary
-	(*Device)(nil),                     // 4: clearance.admin.v1.Device
-	(*PolicyOutcome)(nil),              // 5: clearance.admin.v1.PolicyOutcome
-	(*Report)(nil),                     // 6: clearance.admin.v1.Report
-	(*ListDevicesRequest)(nil),         // 7: clearance.admin.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),        // 8: clearance.admin.v1.ListDevicesResponse
-	(*GetDeviceRequest)(nil),           // 9: clearance.admin.v1.GetDeviceRequest
-	(*GetDeviceResponse)(nil),          // 10: clearance.admin.v1.GetDeviceResponse
-	(*RevokeDeviceRequest)(nil),        // 11: clearance.admin.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),       // 12: clearance.admin.v1.RevokeDeviceResponse
-	(*ListPoliciesRequest)(nil),        // 13: clearance.admin.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),       // 14: clearance.admin.v1.ListPoliciesResponse
-	(*ReloadPoliciesRequest)(nil),      // 15: clearance.admin.v1.ReloadPoliciesRequest
-	(*ReloadPoliciesResponse)(nil),     // 16: clearance.admin.v1.ReloadPoliciesResponse
-	(*EnrollSecret)(nil),               // 17: clearance.admin.v1.EnrollSecret
-	(*CreateEnrollSecretRequest)(nil),  // 18: clearance.admin.v1.CreateEnrollSecretRequest
-	(*CreateEnrollSecretResponse)(nil), // 19: clearance.admin.v1.CreateEnrollSecretResponse
-	(*ListEnrollSecretsRequest)(nil),   // 20: clearance.admin.v1.ListEnrollSecretsRequest
-	(*ListEnrollSecretsResponse)(nil),  // 21: clearance.admin.v1.ListEnrollSecretsResponse
-	(*RevokeEnrollSecretRequest)(nil),  // 22: clearance.admin.v1.RevokeEnrollSecretRequest
-	(*RevokeEnrollSecretResponse)(nil), // 23: clearance.admin.v1.RevokeEnrollSecretResponse
-	(*RequestCheckRequest)(nil),        // 24: clearance.admin.v1.RequestCheckRequest
-	(*RequestCheckResponse)(nil),       // 25: clearance.admin.v1.RequestCheckResponse
-	(*DecisionPolicyResult)(nil),       // 26: clearance.admin.v1.DecisionPolicyResult
-	(*Decision)(nil),                   // 27: clearance.admin.v1.Decision
-	(*ListDecisionsRequest)(nil),       // 28: clearance.admin.v1.ListDecisionsRequest
-	(*ListDecisionsResponse)(nil),      // 29: clearance.admin.v1.ListDecisionsResponse
-	(*PolicyFinding)(nil),              // 30: clearance.admin.v1.PolicyFinding
-	(*ExplainAccessRequest)(nil),       // 31: clearance.admin.v1.ExplainAccessRequest
-	(*ExplainAccessResponse)(nil),      // 32: clearance.admin.v1.ExplainAccessResponse
-	(*v1.DeviceFacts)(nil),             // 33: clearance.agent.v1.DeviceFacts
-	(*timestamppb.Timestamp)(nil),      // 34: google.protobuf.Timestamp
-	(v1.PolicyStatus)(0),               // 35: clearance.agent.v1.PolicyStatus
-	(*v1.PostureReport)(nil),           // 36: clearance.agent.v1.PostureReport
-	(*v1.PolicySet)(nil),               // 37: clearance.agent.v1.PolicySet
-	(*durationpb.Duration)(nil),        // 38: google.protobuf.Duration
+	(DeviceStatus)(0),                   // 0: clearance.admin.v1.DeviceStatus
+	(DecisionResult)(0),                 // 1: clearance.admin.v1.DecisionResult
+	(PolicyStatus)(0),                   // 2: clearance.admin.v1.PolicyStatus
+	(*PostureSummary)(nil),              // 3: clearance.admin.v1.PostureSummary
+	(*Device)(nil),                      // 4: clearance.admin.v1.Device
+	(*PolicyOutcome)(nil),               // 5: clearance.admin.v1.PolicyOutcome
+	(*Report)(nil),                      // 6: clearance.admin.v1.Report
+	(*ListDevicesRequest)(nil),          // 7: clearance.admin.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),         // 8: clearance.admin.v1.ListDevicesResponse
+	(*GetDeviceRequest)(nil),            // 9: clearance.admin.v1.GetDeviceRequest
+	(*GetDeviceResponse)(nil),           // 10: clearance.admin.v1.GetDeviceResponse
+	(*RevokeDeviceRequest)(nil),         // 11: clearance.admin.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),        // 12: clearance.admin.v1.RevokeDeviceResponse
+	(*ListPoliciesRequest)(nil),         // 13: clearance.admin.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),        // 14: clearance.admin.v1.ListPoliciesResponse
+	(*ReloadPoliciesRequest)(nil),       // 15: clearance.admin.v1.ReloadPoliciesRequest
+	(*ReloadPoliciesResponse)(nil),      // 16: clearance.admin.v1.ReloadPoliciesResponse
+	(*EnrollSecret)(nil),                // 17: clearance.admin.v1.EnrollSecret
+	(*CreateEnrollSecretRequest)(nil),   // 18: clearance.admin.v1.CreateEnrollSecretRequest
+	(*CreateEnrollSecretResponse)(nil),  // 19: clearance.admin.v1.CreateEnrollSecretResponse
+	(*ListEnrollSecretsRequest)(nil),    // 20: clearance.admin.v1.ListEnrollSecretsRequest
+	(*ListEnrollSecretsResponse)(nil),   // 21: clearance.admin.v1.ListEnrollSecretsResponse
+	(*RevokeEnrollSecretRequest)(nil),   // 22: clearance.admin.v1.RevokeEnrollSecretRequest
+	(*RevokeEnrollSecretResponse)(nil),  // 23: clearance.admin.v1.RevokeEnrollSecretResponse
+	(*RequestCheckRequest)(nil),         // 24: clearance.admin.v1.RequestCheckRequest
+	(*RequestCheckResponse)(nil),        // 25: clearance.admin.v1.RequestCheckResponse
+	(*DecisionPolicyResult)(nil),        // 26: clearance.admin.v1.DecisionPolicyResult
+	(*Decision)(nil),                    // 27: clearance.admin.v1.Decision
+	(*ListDecisionsRequest)(nil),        // 28: clearance.admin.v1.ListDecisionsRequest
+	(*ListDecisionsResponse)(nil),       // 29: clearance.admin.v1.ListDecisionsResponse
+	(*PolicyFinding)(nil),               // 30: clearance.admin.v1.PolicyFinding
+	(*ExplainAccessRequest)(nil),        // 31: clearance.admin.v1.ExplainAccessRequest
+	(*ExplainAccessResponse)(nil),       // 32: clearance.admin.v1.ExplainAccessResponse
+	(*CreateScepChallengeRequest)(nil),  // 33: clearance.admin.v1.CreateScepChallengeRequest
+	(*CreateScepChallengeResponse)(nil), // 34: clearance.admin.v1.CreateScepChallengeResponse
+	(*v1.DeviceFacts)(nil),              // 35: clearance.agent.v1.DeviceFacts
+	(*timestamppb.Timestamp)(nil),       // 36: google.protobuf.Timestamp
+	(v1.PolicyStatus)(0),                // 37: clearance.agent.v1.PolicyStatus
+	(*v1.PostureReport)(nil),            // 38: clearance.agent.v1.PostureReport
+	(*v1.PolicySet)(nil),                // 39: clearance.agent.v1.PolicySet
+	(*durationpb.Duration)(nil),         // 40: google.protobuf.Duration
 }
 var file_clearance_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: clearance.admin.v1.Device.status:type_name -> clearance.admin.v1.DeviceStatus
-	33, // 1: clearance.admin.v1.Device.facts:type_name -> clearance.agent.v1.DeviceFacts
-	34, // 2: clearance.admin.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	34, // 3: clearance.admin.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	34, // 4: clearance.admin.v1.Device.last_report_at:type_name -> google.protobuf.Timestamp
+	35, // 1: clearance.admin.v1.Device.facts:type_name -> clearance.agent.v1.DeviceFacts
+	36, // 2: clearance.admin.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	36, // 3: clearance.admin.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	36, // 4: clearance.admin.v1.Device.last_report_at:type_name -> google.protobuf.Timestamp
 	3,  // 5: clearance.admin.v1.Device.summary:type_name -> clearance.admin.v1.PostureSummary
-	34, // 6: clearance.admin.v1.Device.cert_not_after:type_name -> google.protobuf.Timestamp
-	34, // 7: clearance.admin.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	35, // 8: clearance.admin.v1.PolicyOutcome.status:type_name -> clearance.agent.v1.PolicyStatus
-	36, // 9: clearance.admin.v1.Report.report:type_name -> clearance.agent.v1.PostureReport
-	34, // 10: clearance.admin.v1.Report.received_at:type_name -> google.protobuf.Timestamp
+	36, // 6: clearance.admin.v1.Device.cert_not_after:type_name -> google.protobuf.Timestamp
+	36, // 7: clearance.admin.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	37, // 8: clearance.admin.v1.PolicyOutcome.status:type_name -> clearance.agent.v1.PolicyStatus
+	38, // 9: clearance.admin.v1.Report.report:type_name -> clearance.agent.v1.PostureReport
+	36, // 10: clearance.admin.v1.Report.received_at:type_name -> google.protobuf.Timestamp
 	4,  // 11: clearance.admin.v1.ListDevicesResponse.devices:type_name -> clearance.admin.v1.Device
 	4,  // 12: clearance.admin.v1.GetDeviceResponse.device:type_name -> clearance.admin.v1.Device
 	6,  // 13: clearance.admin.v1.GetDeviceResponse.latest_report:type_name -> clearance.admin.v1.Report
 	5,  // 14: clearance.admin.v1.GetDeviceResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
 	4,  // 15: clearance.admin.v1.RevokeDeviceResponse.device:type_name -> clearance.admin.v1.Device
-	37, // 16: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	37, // 17: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	34, // 18: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	34, // 19: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	39, // 16: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	39, // 17: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	36, // 18: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	36, // 19: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
 	17, // 20: clearance.admin.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
 	17, // 21: clearance.admin.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> clearance.admin.v1.EnrollSecret
 	17, // 22: clearance.admin.v1.RevokeEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
-	38, // 23: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
+	40, // 23: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
 	6,  // 24: clearance.admin.v1.RequestCheckResponse.report:type_name -> clearance.admin.v1.Report
 	5,  // 25: clearance.admin.v1.RequestCheckResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
 	2,  // 26: clearance.admin.v1.DecisionPolicyResult.status:type_name -> clearance.admin.v1.PolicyStatus
-	34, // 27: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	36, // 27: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
 	26, // 28: clearance.admin.v1.Decision.results:type_name -> clearance.admin.v1.DecisionPolicyResult
-	38, // 29: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
+	40, // 29: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
 	1,  // 30: clearance.admin.v1.ListDecisionsRequest.result:type_name -> clearance.admin.v1.DecisionResult
-	34, // 31: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
-	34, // 32: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
+	36, // 31: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
+	36, // 32: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
 	27, // 33: clearance.admin.v1.ListDecisionsResponse.decisions:type_name -> clearance.admin.v1.Decision
 	2,  // 34: clearance.admin.v1.PolicyFinding.status:type_name -> clearance.admin.v1.PolicyStatus
 	30, // 35: clearance.admin.v1.ExplainAccessResponse.failing:type_name -> clearance.admin.v1.PolicyFinding
 	30, // 36: clearance.admin.v1.ExplainAccessResponse.advisory:type_name -> clearance.admin.v1.PolicyFinding
 	30, // 37: clearance.admin.v1.ExplainAccessResponse.results:type_name -> clearance.admin.v1.PolicyFinding
-	38, // 38: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
-	34, // 39: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
-	7,  // 40: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
-	9,  // 41: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
-	11, // 42: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
-	13, // 43: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
-	15, // 44: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
-	18, // 45: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
-	20, // 46: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
-	22, // 47: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
-	24, // 48: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
-	28, // 49: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
-	31, // 50: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
-	8,  // 51: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
-	10, // 52: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
-	12, // 53: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
-	14, // 54: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
-	16, // 55: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
-	19, // 56: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
-	21, // 57: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
-	23, // 58: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
-	25, // 59: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
-	29, // 60: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
-	32, // 61: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
-	51, // [51:62] is the sub-list for method output_type
-	40, // [40:51] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	40, // 38: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
+	36, // 39: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
+	40, // 40: clearance.admin.v1.CreateScepChallengeRequest.ttl:type_name -> google.protobuf.Duration
+	36, // 41: clearance.admin.v1.CreateScepChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	7,  // 42: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
+	9,  // 43: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
+	11, // 44: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
+	13, // 45: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
+	15, // 46: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
+	18, // 47: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
+	20, // 48: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
+	22, // 49: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
+	24, // 50: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
+	28, // 51: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
+	31, // 52: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
+	33, // 53: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
+	8,  // 54: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
+	10, // 55: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
+	12, // 56: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
+	14, // 57: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
+	16, // 58: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
+	19, // 59: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
+	21, // 60: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
+	23, // 61: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
+	25, // 62: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
+	29, // 63: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
+	32, // 64: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
+	34, // 65: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
+	54, // [54:66] is the sub-list for method output_type
+	42, // [42:54] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_clearance_admin_v1_admin_proto_init() }
@@ -2606,7 +2720,7 @@ func file_clearance_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearance_admin_v1_admin_proto_rawDesc), len(file_clearance_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,17 +19,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_ListDevices_FullMethodName        = "/clearance.admin.v1.AdminService/ListDevices"
-	AdminService_GetDevice_FullMethodName          = "/clearance.admin.v1.AdminService/GetDevice"
-	AdminService_RevokeDevice_FullMethodName       = "/clearance.admin.v1.AdminService/RevokeDevice"
-	AdminService_ListPolicies_FullMethodName       = "/clearance.admin.v1.AdminService/ListPolicies"
-	AdminService_ReloadPolicies_FullMethodName     = "/clearance.admin.v1.AdminService/ReloadPolicies"
-	AdminService_CreateEnrollSecret_FullMethodName = "/clearance.admin.v1.AdminService/CreateEnrollSecret"
-	AdminService_ListEnrollSecrets_FullMethodName  = "/clearance.admin.v1.AdminService/ListEnrollSecrets"
-	AdminService_RevokeEnrollSecret_FullMethodName = "/clearance.admin.v1.AdminService/RevokeEnrollSecret"
-	AdminService_RequestCheck_FullMethodName       = "/clearance.admin.v1.AdminService/RequestCheck"
-	AdminService_ListDecisions_FullMethodName      = "/clearance.admin.v1.AdminService/ListDecisions"
-	AdminService_ExplainAccess_FullMethodName      = "/clearance.admin.v1.AdminService/ExplainAccess"
+	AdminService_ListDevices_FullMethodName         = "/clearance.admin.v1.AdminService/ListDevices"
+	AdminService_GetDevice_FullMethodName           = "/clearance.admin.v1.AdminService/GetDevice"
+	AdminService_RevokeDevice_FullMethodName        = "/clearance.admin.v1.AdminService/RevokeDevice"
+	AdminService_ListPolicies_FullMethodName        = "/clearance.admin.v1.AdminService/ListPolicies"
+	AdminService_ReloadPolicies_FullMethodName      = "/clearance.admin.v1.AdminService/ReloadPolicies"
+	AdminService_CreateEnrollSecret_FullMethodName  = "/clearance.admin.v1.AdminService/CreateEnrollSecret"
+	AdminService_ListEnrollSecrets_FullMethodName   = "/clearance.admin.v1.AdminService/ListEnrollSecrets"
+	AdminService_RevokeEnrollSecret_FullMethodName  = "/clearance.admin.v1.AdminService/RevokeEnrollSecret"
+	AdminService_RequestCheck_FullMethodName        = "/clearance.admin.v1.AdminService/RequestCheck"
+	AdminService_ListDecisions_FullMethodName       = "/clearance.admin.v1.AdminService/ListDecisions"
+	AdminService_ExplainAccess_FullMethodName       = "/clearance.admin.v1.AdminService/ExplainAccess"
+	AdminService_CreateScepChallenge_FullMethodName = "/clearance.admin.v1.AdminService/CreateScepChallenge"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -67,6 +68,11 @@ type AdminServiceClient interface {
 	// signed in from this device now, and why. Nobody is signed in and nothing
 	// is written to the decision log. NOT_FOUND if the device is not enrolled.
 	ExplainAccess(ctx context.Context, in *ExplainAccessRequest, opts ...grpc.CallOption) (*ExplainAccessResponse, error)
+	// CreateScepChallenge makes a one-time SCEP challenge for a user-scope
+	// profile (e.g. one your MDM fetches per Mac). It is returned once and
+	// only its hash is kept; it is consumed by the first certificate issued
+	// with it.
+	CreateScepChallenge(ctx context.Context, in *CreateScepChallengeRequest, opts ...grpc.CallOption) (*CreateScepChallengeResponse, error)
 }
 
 type adminServiceClient struct {
@@ -187,6 +193,16 @@ func (c *adminServiceClient) ExplainAccess(ctx context.Context, in *ExplainAcces
 	return out, nil
 }
 
+func (c *adminServiceClient) CreateScepChallenge(ctx context.Context, in *CreateScepChallengeRequest, opts ...grpc.CallOption) (*CreateScepChallengeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateScepChallengeResponse)
+	err := c.cc.Invoke(ctx, AdminService_CreateScepChallenge_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -222,6 +238,11 @@ type AdminServiceServer interface {
 	// signed in from this device now, and why. Nobody is signed in and nothing
 	// is written to the decision log. NOT_FOUND if the device is not enrolled.
 	ExplainAccess(context.Context, *ExplainAccessRequest) (*ExplainAccessResponse, error)
+	// CreateScepChallenge makes a one-time SCEP challenge for a user-scope
+	// profile (e.g. one your MDM fetches per Mac). It is returned once and
+	// only its hash is kept; it is consumed by the first certificate issued
+	// with it.
+	CreateScepChallenge(context.Context, *CreateScepChallengeRequest) (*CreateScepChallengeResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -264,6 +285,9 @@ func (UnimplementedAdminServiceServer) ListDecisions(context.Context, *ListDecis
 }
 func (UnimplementedAdminServiceServer) ExplainAccess(context.Context, *ExplainAccessRequest) (*ExplainAccessResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ExplainAccess not implemented")
+}
+func (UnimplementedAdminServiceServer) CreateScepChallenge(context.Context, *CreateScepChallengeRequest) (*CreateScepChallengeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateScepChallenge not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -484,6 +508,24 @@ func _AdminService_ExplainAccess_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_CreateScepChallenge_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateScepChallengeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).CreateScepChallenge(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_CreateScepChallenge_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).CreateScepChallenge(ctx, req.(*CreateScepChallengeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -534,6 +576,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ExplainAccess",
 			Handler:    _AdminService_ExplainAccess_Handler,
+		},
+		{
+			MethodName: "CreateScepChallenge",
+			Handler:    _AdminService_CreateScepChallenge_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
