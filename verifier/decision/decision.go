@@ -64,7 +64,36 @@ type Input struct {
 	// deciding. It only changes what a stale or absent report is told to
 	// the user, and is recorded.
 	LiveCheck LiveCheck
+	// BrowserCert is the browser certificate the sign-in presented, when it
+	// is one (nil for the agent's own certificate, which proves the device
+	// key itself).
+	BrowserCert *BrowserCert
 }
+
+// BrowserCert is a browser certificate presented at sign-in.
+type BrowserCert struct {
+	Serial string // lowercase hex, as the verifier records serials
+	SHA1   string // lowercase hex fingerprint
+	// RequireVouched: the certificate counts only if the report lists it
+	// among the certificates in the Mac's user keychains. When false (a
+	// weaker mode the operator chose), it is recorded as not checked.
+	RequireVouched bool
+}
+
+// Vouching is what the report said about the browser certificate.
+type Vouching string
+
+const (
+	// VouchingNone: no browser certificate (the agent's own), or decided
+	// before the report was looked at.
+	VouchingNone Vouching = ""
+	// Vouched: the Mac's agent reported the certificate in a user keychain.
+	Vouched Vouching = "vouched"
+	// NotVouched: it did not, and that is required.
+	NotVouched Vouching = "not_vouched"
+	// VouchingOff: not required; the certificate was not checked against the report.
+	VouchingOff Vouching = "off"
+)
 
 // LiveCheck is the outcome of asking the agent to report now.
 type LiveCheck int
@@ -129,6 +158,10 @@ const (
 	ReasonClockSkew Reason = "clock_skew"
 	// ReasonStalePosture: the report is older than MaxPostureAge.
 	ReasonStalePosture Reason = "stale_posture"
+	// ReasonCertNotVouched: the browser certificate is not among those the
+	// Mac's agent reported in its user keychains, so it may have been made
+	// for this Mac's UUID somewhere else (a leaked SCEP challenge).
+	ReasonCertNotVouched Reason = "cert_not_vouched"
 	// ReasonPolicyFailed: a required policy's query returned no rows (FAIL).
 	ReasonPolicyFailed Reason = "policy_failed"
 	// ReasonPolicyError: a required policy's query could not run (ERROR).
@@ -143,7 +176,7 @@ const (
 // only when nothing else does).
 var Reasons = []Reason{
 	ReasonUnknownDevice, ReasonDeviceRevoked, ReasonNoPolicies, ReasonNoReport,
-	ReasonDeviceMismatch, ReasonClockSkew, ReasonStalePosture,
+	ReasonDeviceMismatch, ReasonClockSkew, ReasonStalePosture, ReasonCertNotVouched,
 	ReasonPolicyFailed, ReasonPolicyError, ReasonPolicyMissing, ReasonAllowed,
 }
 
@@ -207,6 +240,8 @@ type Decision struct {
 	// the decision was made before freshness was measured.
 	PostureAge time.Duration
 	LiveCheck  LiveCheck
+	// CertVouching says whether the browser certificate was vouched for.
+	CertVouching Vouching
 }
 
 // Bypassable reports whether d is a denial that a future per-policy
@@ -234,7 +269,8 @@ func (d Decision) Bypassable() bool {
 //  4. no usable report, 5. report about another device,
 //  6. observed_at more than MaxClockSkew in the future,
 //  7. report older than MaxPostureAge,
-//  8. any required policy FAIL, 9. ERROR, 10. missing.
+//  8. a browser certificate the report does not list (when required),
+//  9. any required policy FAIL, 10. ERROR, 11. missing.
 //
 // Freshness: a report's age is measured from its observed_at (when the
 // agent ran the queries, which is what the posture describes), but never
@@ -297,7 +333,20 @@ func Decide(in Input) Decision {
 		return d.deny(ReasonStalePosture, d.unreachable(msgStale))
 	}
 
-	// 8-10. Does it pass every policy that counts?
+	// 8. Is the browser's certificate one this Mac's agent has seen?
+	if bc := in.BrowserCert; bc != nil {
+		switch {
+		case !bc.RequireVouched:
+			d.CertVouching = VouchingOff
+		case lists(in.Report, bc):
+			d.CertVouching = Vouched
+		default:
+			d.CertVouching = NotVouched
+			return d.deny(ReasonCertNotVouched, msgNotVouched)
+		}
+	}
+
+	// 9-11. Does it pass every policy that counts?
 	d.judge(in.Policies, in.Report)
 	var fail, errs, missing int
 	for _, f := range d.Failing {
@@ -338,7 +387,21 @@ func NeedsLiveCheck(in Input, after time.Duration) bool {
 	if in.Report.GetPolicySetVersion() != in.Policies.GetVersion() {
 		return true
 	}
+	if bc := in.BrowserCert; bc != nil && bc.RequireVouched && !lists(in.Report, bc) {
+		return true // a certificate installed since the last report
+	}
 	return in.Now.Sub(anchor(ts.AsTime(), in.ReportReceivedAt)) > orDefault(after, DefaultLiveCheckAfter)
+}
+
+// lists reports whether r names bc among the Mac's keychain certificates,
+// by serial and fingerprint both.
+func lists(r *agentv1.PostureReport, bc *BrowserCert) bool {
+	for _, c := range r.GetCertificates() {
+		if c.GetSerial() == bc.Serial && c.GetSha1() == bc.SHA1 && bc.Serial != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // anchor is the instant a report's age is counted from: observed_at, or the
@@ -457,6 +520,7 @@ const (
 	msgStale          = "This Mac hasn't sent a security check recently. Make sure it's connected to the internet, then choose Check again."
 	msgTimedOut       = "This Mac didn't answer a security check in time. Make sure it's connected to the internet, then choose Check again."
 	msgOffline        = "This Mac's security check service isn't connected. Make sure the Mac is connected to the internet, wait a minute, then choose Check again. If it keeps happening, contact your IT team."
+	msgNotVouched     = "This browser hasn't been confirmed by the security check on this Mac yet. Wait a minute, then choose Check again. If it keeps happening, contact your IT team."
 	msgPolicyFailed   = "This Mac doesn't meet your organization's security requirements. Fix the items below, then choose Check again."
 	msgPolicyError    = "Some security checks couldn't be run on this Mac. Choose Check again, and contact your IT team if it keeps happening."
 	msgPolicyMissing  = "Some security checks haven't run on this Mac yet. Wait a minute, then choose Check again."

@@ -224,6 +224,24 @@ func TestDecideRules(t *testing.T) {
 		{name: "duplicate result: FAIL is not hidden by a later PASS", mod: func(in *decision.Input) {
 			in.Report.Results = append([]*agentv1.PolicyResult{{PolicyId: "sip", Status: fail}}, in.Report.Results...)
 		}, reason: decision.ReasonPolicyFailed, failing: []string{"sip:FAIL"}},
+		{name: "browser certificate the agent vouched for", mod: func(in *decision.Input) {
+			in.BrowserCert = &decision.BrowserCert{Serial: "1f", SHA1: "aa", RequireVouched: true}
+			in.Report.Certificates = []*agentv1.KeychainCertificate{{Serial: "2f", Sha1: "bb"}, {Serial: "1f", Sha1: "aa"}}
+		}, allow: true, reason: decision.ReasonAllowed},
+		{name: "browser certificate the agent did not report", mod: func(in *decision.Input) {
+			in.BrowserCert = &decision.BrowserCert{Serial: "1f", SHA1: "aa", RequireVouched: true}
+		}, reason: decision.ReasonCertNotVouched, message: "confirmed"},
+		{name: "same serial, other fingerprint is not vouched for", mod: func(in *decision.Input) {
+			in.BrowserCert = &decision.BrowserCert{Serial: "1f", SHA1: "aa", RequireVouched: true}
+			in.Report.Certificates = []*agentv1.KeychainCertificate{{Serial: "1f", Sha1: "ab"}}
+		}, reason: decision.ReasonCertNotVouched},
+		{name: "empty serial never matches", mod: func(in *decision.Input) {
+			in.BrowserCert = &decision.BrowserCert{RequireVouched: true}
+			in.Report.Certificates = []*agentv1.KeychainCertificate{{}}
+		}, reason: decision.ReasonCertNotVouched},
+		{name: "vouching off: allowed, not checked", mod: func(in *decision.Input) {
+			in.BrowserCert = &decision.BrowserCert{Serial: "1f", SHA1: "aa"}
+		}, allow: true, reason: decision.ReasonAllowed},
 		{name: "duplicate result: later FAIL overrides PASS", mod: func(in *decision.Input) {
 			in.Report.Results = append(in.Report.Results, &agentv1.PolicyResult{PolicyId: "sip", Status: fail})
 		}, reason: decision.ReasonPolicyFailed, failing: []string{"sip:FAIL"}},
@@ -290,6 +308,9 @@ func TestDecidePrecedence(t *testing.T) {
 		in.Report.ObservedAt = timestamppb.New(now.Add(time.Hour))
 		in.ReportReceivedAt = time.Time{}
 	}
+	unvouched := func(in *decision.Input) {
+		in.BrowserCert = &decision.BrowserCert{Serial: "abc", SHA1: "def", RequireVouched: true}
+	}
 	runCases(t, []ruleCase{
 		{name: "unknown beats everything", mod: all(stale, failing, noPolicies, unknown), reason: decision.ReasonUnknownDevice},
 		{name: "revoked beats stale", mod: all(stale, rev), reason: decision.ReasonDeviceRevoked},
@@ -300,6 +321,8 @@ func TestDecidePrecedence(t *testing.T) {
 		{name: "mismatch beats stale and failing", mod: all(stale, failing, mismatch), reason: decision.ReasonDeviceMismatch},
 		{name: "clock skew beats failing", mod: all(failing, future), reason: decision.ReasonClockSkew},
 		{name: "stale beats failing and lists nothing", mod: all(failing, stale), reason: decision.ReasonStalePosture},
+		{name: "stale beats an unvouched certificate", mod: all(stale, unvouched), reason: decision.ReasonStalePosture},
+		{name: "unvouched certificate beats failing and lists nothing", mod: all(failing, unvouched), reason: decision.ReasonCertNotVouched},
 		{name: "FAIL beats ERROR and missing, all listed in set order", mod: failing, reason: decision.ReasonPolicyFailed,
 			failing: []string{"filevault:FAIL", "firewall:ERROR", "sip:MISSING"}, advisory: []string{"screenlock:FAIL"}},
 		{name: "ERROR beats missing", mod: func(in *decision.Input) {
@@ -308,7 +331,7 @@ func TestDecidePrecedence(t *testing.T) {
 	})
 	// The precedence list itself is what the docs promise.
 	want := []decision.Reason{"unknown_device", "device_revoked", "no_policies", "no_report", "device_mismatch",
-		"clock_skew", "stale_posture", "policy_failed", "policy_error", "policy_missing", "allowed"}
+		"clock_skew", "stale_posture", "cert_not_vouched", "policy_failed", "policy_error", "policy_missing", "allowed"}
 	if !slices.Equal(decision.Reasons, want) {
 		t.Errorf("Reasons = %v, want %v (reasons are stored and must not change)", decision.Reasons, want)
 	}
@@ -545,6 +568,19 @@ func TestNeedsLiveCheck(t *testing.T) {
 		{"unknown device", func(in *decision.Input) { in.Device = nil; in.Report = nil }, 0, false},
 		{"revoked device", func(in *decision.Input) { in.Device = revoked(); in.Report = nil }, 0, false},
 		{"no policy set", func(in *decision.Input) { in.Policies = nil; in.Report = nil }, 0, false},
+		{"browser certificate not reported yet", func(in *decision.Input) {
+			in.Report.ObservedAt, in.ReportReceivedAt = timestamppb.New(now), now
+			in.BrowserCert = &decision.BrowserCert{Serial: "1f", SHA1: "aa", RequireVouched: true}
+		}, 0, true},
+		{"browser certificate reported", func(in *decision.Input) {
+			in.Report.ObservedAt, in.ReportReceivedAt = timestamppb.New(now), now
+			in.BrowserCert = &decision.BrowserCert{Serial: "1f", SHA1: "aa", RequireVouched: true}
+			in.Report.Certificates = []*agentv1.KeychainCertificate{{Serial: "1f", Sha1: "aa"}}
+		}, 0, false},
+		{"vouching off", func(in *decision.Input) {
+			in.Report.ObservedAt, in.ReportReceivedAt = timestamppb.New(now), now
+			in.BrowserCert = &decision.BrowserCert{Serial: "1f", SHA1: "aa"}
+		}, 0, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -596,6 +632,9 @@ func TestMessagesArePlain(t *testing.T) {
 		func(in *decision.Input) { in.Report = report(now, "v1", statuses(fail, pass, pass, pass)...) },
 		func(in *decision.Input) { in.Report = report(now, "v1", statuses(perr, pass, pass, pass)...) },
 		func(in *decision.Input) { in.Report = report(now, "v1", statuses(none, pass, pass, pass)...) },
+		func(in *decision.Input) {
+			in.BrowserCert = &decision.BrowserCert{Serial: "1", SHA1: "2", RequireVouched: true}
+		},
 	}
 	seen := map[decision.Reason]bool{}
 	for i, mod := range inputs {

@@ -32,6 +32,9 @@ func (d Decision) LogAttrs() []slog.Attr {
 	if !d.ObservedAt.IsZero() {
 		attrs = append(attrs, slog.Duration("posture_age", d.PostureAge))
 	}
+	if d.CertVouching != VouchingNone {
+		attrs = append(attrs, slog.String("cert_vouching", string(d.CertVouching)))
+	}
 	if d.LiveCheck != LiveCheckNone {
 		attrs = append(attrs, slog.String("live_check", d.LiveCheck.String()))
 	}

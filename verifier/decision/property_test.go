@@ -25,6 +25,7 @@ type scenario struct {
 	in decision.Input
 	// what the scenario was built to be, judged independently of Decide
 	deviceOK, reportUsable, fresh bool
+	vouchedOK                     bool
 	requiredAllPass               bool
 	requiredNotPass, advisoryNot  []string
 }
@@ -96,6 +97,17 @@ func randomScenario(r *rand.Rand) scenario {
 	}
 	in.LiveCheck = decision.LiveCheck(r.IntN(4))
 
+	// A browser certificate (or the agent's own), listed by the agent or not.
+	s.vouchedOK = true
+	if r.IntN(3) == 0 {
+		in.BrowserCert = &decision.BrowserCert{Serial: "1f", SHA1: "aa", RequireVouched: r.IntN(2) == 0}
+		listed := in.Report != nil && r.IntN(2) == 0
+		if listed {
+			in.Report.Certificates = []*agentv1.KeychainCertificate{{Serial: "1f", Sha1: "aa"}}
+		}
+		s.vouchedOK = !in.BrowserCert.RequireVouched || listed
+	}
+
 	anchor := observed
 	if !in.ReportReceivedAt.IsZero() && in.ReportReceivedAt.Before(anchor) {
 		anchor = in.ReportReceivedAt
@@ -116,7 +128,7 @@ func TestDecideProperty(t *testing.T) {
 		s := randomScenario(r)
 		d := decision.Decide(s.in)
 		reasons[d.Reason]++
-		want := s.deviceOK && s.reportUsable && s.fresh && s.requiredAllPass
+		want := s.deviceOK && s.reportUsable && s.fresh && s.vouchedOK && s.requiredAllPass
 		if d.Allow != want {
 			t.Fatalf("case %d: Allow = %v (%s), want %v; scenario %+v", i, d.Allow, d.Reason, want, s)
 		}
@@ -126,7 +138,7 @@ func TestDecideProperty(t *testing.T) {
 		if !slices.Contains(decision.Reasons, d.Reason) {
 			t.Fatalf("case %d: undocumented reason %q", i, d.Reason)
 		}
-		if s.deviceOK && s.reportUsable && s.fresh {
+		if s.deviceOK && s.reportUsable && s.fresh && s.vouchedOK {
 			var got, adv []string
 			for _, f := range d.Failing {
 				got = append(got, f.PolicyID)
@@ -157,7 +169,7 @@ func TestDecideAgreesWithAdminOutcomes(t *testing.T) {
 	for i := range 5000 {
 		s := randomScenario(r)
 		in := s.in
-		in.Device, in.ReportReceivedAt = device(), time.Time{}
+		in.Device, in.ReportReceivedAt, in.BrowserCert = device(), time.Time{}, nil // posture only
 		if in.Policies == nil || in.Report == nil {
 			continue
 		}
