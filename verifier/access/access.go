@@ -88,15 +88,27 @@ func (g *Gate) now() time.Time {
 // tells the user to try again, instead of showing a posture reason.
 var ErrStorage = errors.New("reading sign-in inputs")
 
-// Decide decides for the enrolled device deviceID (which the caller
+// Query is what a sign-in asks about.
+type Query struct {
+	// DeviceID is the enrolled device the certificate named.
+	DeviceID string
+	// Username is the Okta username (recorded only).
+	Username string
+	// BrowserCert is the browser certificate presented, when it is one.
+	BrowserCert *decision.BrowserCert
+}
+
+// Decide decides for the enrolled device q.DeviceID (which the caller
 // identified from a certificate). An unknown device is decided, not an
 // error: decision.ReasonUnknownDevice. Errors are ErrStorage only.
-func (g *Gate) Decide(ctx context.Context, deviceID, username string, mode Mode) (decision.Decision, error) {
+func (g *Gate) Decide(ctx context.Context, q Query, mode Mode) (decision.Decision, error) {
+	deviceID := q.DeviceID
 	in := decision.Input{
-		Username:      username,
+		Username:      q.Username,
 		Policies:      g.Policies.Current(),
 		MaxPostureAge: g.MaxPostureAge,
 		MaxClockSkew:  g.MaxClockSkew,
+		BrowserCert:   q.BrowserCert,
 	}
 	dev, err := g.Store.GetDevice(ctx, deviceID)
 	switch {
@@ -187,5 +199,5 @@ func (g *Gate) Explain(ctx context.Context, deviceID, username string, liveCheck
 	if liveCheck {
 		mode = LiveIfStale
 	}
-	return g.Decide(ctx, deviceID, username, mode)
+	return g.Decide(ctx, Query{DeviceID: deviceID, Username: username}, mode)
 }

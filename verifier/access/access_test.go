@@ -118,7 +118,7 @@ func TestGateLiveCheck(t *testing.T) {
 				st.report = stored(tc.report)
 			}
 			ch := tc.checker
-			d, err := gate(st, &ch).Decide(context.Background(), "dev1", "ada", tc.mode)
+			d, err := gate(st, &ch).Decide(context.Background(), Query{DeviceID: "dev1", Username: "ada"}, tc.mode)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -137,27 +137,27 @@ func TestGateDevice(t *testing.T) {
 	t.Parallel()
 	ch := &fakeChecker{connected: true}
 	// Unknown: decided, not an error; never live-checked.
-	d, err := gate(&fakeStore{}, ch).Decide(context.Background(), "nope", "ada", LiveAlways)
+	d, err := gate(&fakeStore{}, ch).Decide(context.Background(), Query{DeviceID: "nope", Username: "ada"}, LiveAlways)
 	if err != nil || d.Allow || d.Reason != decision.ReasonUnknownDevice || ch.calls != 0 {
 		t.Fatalf("%+v %v", d, err)
 	}
 	// Revoked: never live-checked.
 	rev := &storage.Device{ID: "dev1", RevokedAt: now}
-	d, _ = gate(&fakeStore{dev: rev, report: stored(report(agentv1.PolicyStatus_POLICY_STATUS_PASS, now))}, ch).Decide(context.Background(), "dev1", "ada", LiveAlways)
+	d, _ = gate(&fakeStore{dev: rev, report: stored(report(agentv1.PolicyStatus_POLICY_STATUS_PASS, now))}, ch).Decide(context.Background(), Query{DeviceID: "dev1", Username: "ada"}, LiveAlways)
 	if d.Reason != decision.ReasonDeviceRevoked || ch.calls != 0 {
 		t.Fatalf("%+v", d)
 	}
 	// Storage failures are errors (the caller fails closed), never a decision.
 	boom := errors.New("disk on fire")
-	if _, err := gate(&fakeStore{devErr: boom}, ch).Decide(context.Background(), "dev1", "", LiveIfStale); !errors.Is(err, ErrStorage) {
+	if _, err := gate(&fakeStore{devErr: boom}, ch).Decide(context.Background(), Query{DeviceID: "dev1"}, LiveIfStale); !errors.Is(err, ErrStorage) {
 		t.Fatal(err)
 	}
-	if _, err := gate(&fakeStore{dev: &storage.Device{ID: "dev1"}, reportErr: boom}, ch).Decide(context.Background(), "dev1", "", LiveIfStale); !errors.Is(err, ErrStorage) {
+	if _, err := gate(&fakeStore{dev: &storage.Device{ID: "dev1"}, reportErr: boom}, ch).Decide(context.Background(), Query{DeviceID: "dev1"}, LiveIfStale); !errors.Is(err, ErrStorage) {
 		t.Fatal(err)
 	}
 	// A stored payload that no longer parses is no report: denied, not trusted.
 	bad := &storage.Report{Payload: []byte{0xff, 0xff}}
-	d, _ = gate(&fakeStore{dev: &storage.Device{ID: "dev1"}, report: bad}, &fakeChecker{}).Decide(context.Background(), "dev1", "", LiveIfStale)
+	d, _ = gate(&fakeStore{dev: &storage.Device{ID: "dev1"}, report: bad}, &fakeChecker{}).Decide(context.Background(), Query{DeviceID: "dev1"}, LiveIfStale)
 	if d.Allow || d.Reason != decision.ReasonNoReport {
 		t.Fatalf("%+v", d)
 	}

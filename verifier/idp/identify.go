@@ -2,8 +2,10 @@ package idp
 
 import (
 	"context"
+	"crypto/sha1" // osquery names keychain certificates by SHA-1; not a security use
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/clearance/clearance/verifier/ca"
+	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -25,6 +28,7 @@ const (
 	ReasonExpiredCert       Reason = "expired_client_cert"
 	ReasonUnknownCert       Reason = "unknown_client_cert"
 	ReasonSupersededCert    Reason = "superseded_client_cert"
+	ReasonRevokedCert       Reason = "revoked_client_cert"
 	ReasonSpoofedCertHeader Reason = "spoofed_client_cert_header"
 	ReasonBadCertHeader     Reason = "bad_client_cert_header"
 	ReasonStorage           Reason = "storage_unavailable"
@@ -44,6 +48,7 @@ var _ CertVerifier = (*ca.Authority)(nil)
 // CertStore is what identification reads.
 type CertStore interface {
 	GetCert(ctx context.Context, serial string) (storage.Cert, error)
+	GetBrowserCert(ctx context.Context, serial string) (storage.BrowserCert, error)
 	GetDevice(ctx context.Context, id string) (storage.Device, error)
 }
 
@@ -55,6 +60,10 @@ type Identifier struct {
 	// passes the browser certificate; it is believed only from Trusted.
 	Header  string
 	Trusted []*net.IPNet
+	// RequireVouched: a browser certificate counts only if the Mac's agent
+	// reported it in a user keychain (checked by the decision, against the
+	// report it decides from).
+	RequireVouched bool
 }
 
 // Identity is who the certificate says the device is.
@@ -63,6 +72,8 @@ type Identity struct {
 	CertSerial string // lowercase hex
 	// Via is "tls" (the handshake) or "proxy" (the trusted header).
 	Via string
+	// Browser is set for a browser certificate (nil for the agent's own).
+	Browser *decision.BrowserCert
 }
 
 // IdentifyError says why no device was identified.
@@ -107,6 +118,15 @@ func (i *Identifier) Identify(ctx context.Context, r *http.Request, now time.Tim
 		if err != nil {
 			return fail(ReasonUnknownCert, "%v", err)
 		}
+		bc, err := i.Store.GetBrowserCert(ctx, serial)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			return fail(ReasonUnknownCert, "certificate %s is not a recorded browser certificate", serial)
+		case err != nil:
+			return fail(ReasonStorage, "reading certificate record: %v", err)
+		case bc.RevokedAt(now):
+			return fail(ReasonRevokedCert, "certificate %s stopped counting at %s (%s)", serial, bc.RevokeAfter.UTC().Format(time.RFC3339), bc.RevokedReason)
+		}
 		dev, err := i.Store.GetDevice(ctx, rec.DeviceID)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
@@ -116,7 +136,10 @@ func (i *Identifier) Identify(ctx context.Context, r *http.Request, now time.Tim
 		case !strings.EqualFold(dev.HardwareUUID, uuid):
 			return fail(ReasonUnknownCert, "certificate %s names hardware UUID %s, recorded for device %s with another", serial, uuid, dev.ID)
 		}
-		return Identity{DeviceID: dev.ID, CertSerial: serial, Via: via}, nil
+		sum := sha1.Sum(leaf.Raw)
+		return Identity{DeviceID: dev.ID, CertSerial: serial, Via: via, Browser: &decision.BrowserCert{
+			Serial: serial, SHA1: hex.EncodeToString(sum[:]), RequireVouched: i.RequireVouched,
+		}}, nil
 	}
 	id, err := ca.DeviceIDFromCert(leaf)
 	if err != nil {

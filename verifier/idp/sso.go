@@ -34,7 +34,7 @@ type Metrics interface {
 
 // Deciding is the access gate; *access.Gate implements it.
 type Deciding interface {
-	Decide(ctx context.Context, deviceID, username string, mode access.Mode) (decision.Decision, error)
+	Decide(ctx context.Context, q access.Query, mode access.Mode) (decision.Decision, error)
 }
 
 var _ Deciding = (*access.Gate)(nil)
@@ -161,7 +161,7 @@ func (h *Handler) sso(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// 5. Decide.
-	d, err := h.Gate.Decide(ctx, ident.DeviceID, req.Username, access.LiveIfStale)
+	d, err := h.Gate.Decide(ctx, access.Query{DeviceID: ident.DeviceID, Username: req.Username, BrowserCert: ident.Browser}, access.LiveIfStale)
 	if err != nil {
 		h.unavailable(w, r, "deciding", err)
 		return
@@ -215,7 +215,7 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, refuse(ReasonRetryOtherCert, "held for certificate %s, presented %s", p.CertSerial, ident.CertSerial), http.StatusForbidden)
 		return
 	}
-	d, err := h.Gate.Decide(ctx, ident.DeviceID, p.Username, access.LiveAlways)
+	d, err := h.Gate.Decide(ctx, access.Query{DeviceID: ident.DeviceID, Username: p.Username, BrowserCert: ident.Browser}, access.LiveAlways)
 	if err != nil {
 		h.unavailable(w, r, "deciding", err)
 		return
@@ -235,6 +235,14 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request) {
 }
 
 const tokenBytes = 32
+
+// notes tell the helpdesk when a weaker check was used.
+func notes(d decision.Decision) []string {
+	if d.CertVouching == decision.VouchingOff {
+		return []string{"This browser certificate was not checked against the Mac's own report (require-agent-vouched-cert is off)."}
+	}
+	return nil
+}
 
 // retryable reports whether "Check again" can change a denial: the Mac is
 // known and something about its posture can be fixed.
@@ -279,7 +287,7 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, req *Request, i
 			h.Pages.Refused(w, http.StatusInternalServerError, web.Refused{Reason: "signing_failed", SupportID: strconv.FormatInt(id, 10)})
 			return
 		}
-		if err := h.Pages.Post(w, web.Post{ACSURL: h.IdP.Settings().ACSURL, SAMLResponse: resp, RelayState: req.RelayState}); err != nil {
+		if err := h.Pages.Post(w, web.Post{ACSURL: h.IdP.Settings().ACSURL, SAMLResponse: resp, RelayState: req.RelayState, Notes: notes(d)}); err != nil {
 			h.log().Error("response not sent", "err", err, "decision_id", id)
 		}
 		return
@@ -289,7 +297,7 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, req *Request, i
 		Kind: web.KindFor(d.Reason), Reason: string(d.Reason), Message: d.Message,
 		DeviceName: d.DeviceName, LastChecked: d.ObservedAt, Now: now,
 		Failing: web.Findings(d.Failing), Advisory: web.Findings(d.Advisory),
-		SupportID: strconv.FormatInt(id, 10),
+		SupportID: strconv.FormatInt(id, 10), Notes: notes(d),
 	}
 	if d.LiveCheck == decision.LiveCheckOffline || d.LiveCheck == decision.LiveCheckTimedOut {
 		if page.Kind == web.KindGeneric {

@@ -228,7 +228,7 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 	}
 	h := &idp.Handler{
 		IdP:        s.IdP,
-		Identify:   &idp.Identifier{CA: s.CA, Store: s.Store, Header: cfg.ClientCertHeader, Trusted: cfg.TrustedProxies},
+		Identify:   &idp.Identifier{CA: s.CA, Store: s.Store, Header: cfg.ClientCertHeader, Trusted: cfg.TrustedProxies, RequireVouched: cfg.RequireAgentVouchedCert},
 		Gate:       s.Gate,
 		Store:      s.Store,
 		Pages:      pages,

@@ -114,6 +114,8 @@ type Denied struct {
 	RetryToken string
 	// SupportID is shown for the helpdesk as "Reference".
 	SupportID string
+	// Notes are extra lines for the helpdesk (e.g. a weaker check in use).
+	Notes []string
 }
 
 // Refused is the page for a sign-in request that is broken or unacceptable
@@ -138,6 +140,8 @@ type Post struct {
 	SAMLResponse string
 	// RelayState is omitted from the form when empty.
 	RelayState string
+	// Notes are small lines under the button (e.g. a weaker check in use).
+	Notes []string
 }
 
 // ErrUnsafeACSURL is returned by Renderer.Post for an ACS URL that is not
@@ -200,6 +204,7 @@ type page struct {
 
 type helpdesk struct {
 	SupportID, Reason, DeviceName, TimeUTC string
+	Notes                                  []string
 }
 
 type retry struct {
@@ -246,6 +251,7 @@ type postView struct {
 	page
 	ACSURL, SAMLResponse, RelayState string
 	Script                           template.JS
+	Notes                            []string
 }
 
 // Denied writes the remediation page d with the given HTTP status
@@ -263,7 +269,7 @@ func (r *Renderer) Denied(w http.ResponseWriter, status int, d Denied) {
 		ShowDevice: d.DeviceName != "" || !d.LastChecked.IsZero(),
 		Helpdesk: helpdesk{
 			SupportID: d.SupportID, Reason: d.Reason, DeviceName: d.DeviceName,
-			TimeUTC: utcTime(d.Now, true),
+			TimeUTC: utcTime(d.Now, true), Notes: d.Notes,
 		},
 	}
 	if !d.LastChecked.IsZero() {
@@ -333,6 +339,7 @@ func (r *Renderer) Post(w http.ResponseWriter, p Post) error {
 		SAMLResponse: p.SAMLResponse,
 		RelayState:   p.RelayState,
 		Script:       template.JS(autosubmitJS),
+		Notes:        p.Notes,
 	}
 	r.write(w, http.StatusOK, r.post, v, r.csp(postFormAction, r.scriptSrc))
 	return nil

@@ -746,3 +746,24 @@ func text(n *html.Node) string {
 	rec(n)
 	return b.String()
 }
+
+func TestNotes(t *testing.T) {
+	t.Parallel()
+	r, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	note := "checked the <weaker> way"
+	rec := httptest.NewRecorder()
+	r.Denied(rec, 403, Denied{Kind: KindPolicy, Notes: []string{note}})
+	if !strings.Contains(rec.Body.String(), "checked the &lt;weaker&gt; way") {
+		t.Errorf("denied page lacks the note:\n%s", rec.Body.String())
+	}
+	rec = httptest.NewRecorder()
+	if err := r.Post(rec, Post{ACSURL: "https://example.okta.com/sso/saml2/0oa1", SAMLResponse: "x", Notes: []string{note}}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(rec.Body.String(), "checked the &lt;weaker&gt; way") {
+		t.Errorf("post page lacks the note:\n%s", rec.Body.String())
+	}
+}

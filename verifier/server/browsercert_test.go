@@ -1,0 +1,160 @@
+package server_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha1"
+	"crypto/tls"
+	"encoding/hex"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clearance/clearance/internal/protoagent"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/ca"
+	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// browserCert issues and records a browser certificate for hardwareUUID,
+// as the SCEP endpoint does, and returns it as a TLS client certificate
+// with the row the agent would report for it.
+func (e *ssoEnv) browserCert(t *testing.T, deviceID, hardwareUUID string) (*tls.Certificate, *agentv1.KeychainCertificate) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.srv.CA.IssueBrowserCert(&key.PublicKey, hardwareUUID, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha1.Sum(c.Raw)
+	now := e.clock.Now()
+	err = e.srv.Store.RecordBrowserCert(context.Background(), storage.BrowserCert{
+		Cert: storage.Cert{Serial: ca.SerialHex(c), DeviceID: deviceID, Kind: storage.CertKindBrowser,
+			NotBefore: c.NotBefore, NotAfter: c.NotAfter, DER: c.Raw},
+		HardwareUUID: strings.ToUpper(hardwareUUID), SHA1: hex.EncodeToString(sum[:]),
+	}, nil, now, time.Hour, storage.AuditEvent{At: now, Actor: "test", Action: "browsercert.issue"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := [][]byte{c.Raw, e.srv.CA.DeviceCA().Raw}
+	return &tls.Certificate{Certificate: chain, PrivateKey: key},
+		&agentv1.KeychainCertificate{Serial: ca.SerialHex(c), Sha1: hex.EncodeToString(sum[:]), Path: "/Users/ada/Library/Keychains/login.keychain-db", Issuer: e.srv.CA.DeviceCA().Subject.CommonName}
+}
+
+// vouchingAgent answers every CheckNow with a passing report listing *certs.
+func vouchingAgent(a *protoagent.Agent, st *protoagent.Stream, certs *[]*agentv1.KeychainCertificate) {
+	seq := uint64(1)
+	for {
+		m, err := st.Client.Recv()
+		if err != nil {
+			return
+		}
+		if cn := m.GetCheckNow(); cn != nil {
+			seq++
+			r := a.Report(st.PolicySet, seq, time.Now(), cn.GetNonce(), agentv1.PolicyStatus_POLICY_STATUS_PASS)
+			r.Certificates = *certs
+			_ = st.Send(protoagent.Sign(a.Key, r))
+		}
+	}
+}
+
+// TestBrowserCertificateVouched: a browser certificate passes the sign-in
+// gate only once the Mac's agent reports it in a user keychain; one for
+// another Mac, and a revoked one, are refused with their own reasons.
+func TestBrowserCertificateVouched(t *testing.T) {
+	t.Parallel()
+	e := startSSO(t, false, func(c *config.Config) { c.RequireAgentVouchedCert = true })
+	a, st := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+	var reported []*agentv1.KeychainCertificate
+	go vouchingAgent(a, st, &reported)
+	uuid := a.Facts.GetHardwareUuid()
+	cert, row := e.browserCert(t, a.DeviceID, uuid)
+	c := e.browser(cert)
+
+	// Not yet in the agent's report: the live check runs and still does not list it.
+	held := e.sp.NewRequest(testUser)
+	p := e.redirect(t, c, held)
+	noResponse(t, p)
+	p.has(t, "cert_not_vouched", "Check again")
+	token := hiddenToken(t, p.body)
+	if !strings.Contains(e.logs.String(), "cert_vouching=not_vouched") {
+		t.Error("log does not say the certificate was not vouched for")
+	}
+
+	// The agent now sees it in the keychain: Check again completes.
+	reported = []*agentv1.KeychainCertificate{row}
+	e.allowed(t, e.post(t, c, "/saml/sso/retry", map[string][]string{"token": {token}}), held)
+	r := e.sp.NewRequest(testUser)
+	e.allowed(t, e.redirect(t, c, r), r)
+
+	// A certificate minted for another Mac's UUID (a leaked challenge used
+	// elsewhere): that Mac's agent never saw it, so it does not count.
+	b, bst := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+	var none []*agentv1.KeychainCertificate
+	go vouchingAgent(b, bst, &none)
+	minted, _ := e.browserCert(t, b.DeviceID, b.Facts.GetHardwareUuid())
+	p = e.redirect(t, e.browser(minted), e.sp.NewRequest(testUser))
+	noResponse(t, p)
+	p.has(t, "cert_not_vouched")
+
+	// One our CA signed but never recorded (no enrolled Mac has that UUID).
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	stray, err := e.srv.CA.IssueBrowserCert(&key.PublicKey, nextUUID(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = e.redirect(t, e.browser(&tls.Certificate{Certificate: [][]byte{stray.Raw, e.srv.CA.DeviceCA().Raw}, PrivateKey: key}), e.sp.NewRequest(testUser))
+	noResponse(t, p)
+	p.has(t, "unknown_client_cert")
+
+	// Revoked: refused at once, whatever the agent reports.
+	if err := e.srv.Store.RevokeBrowserCert(context.Background(), row.Serial, "lost", e.clock.Now(), storage.AuditEvent{At: e.clock.Now(), Actor: "test", Action: "browsercert.revoke"}); err != nil {
+		t.Fatal(err)
+	}
+	p = e.redirect(t, c, e.sp.NewRequest(testUser))
+	noResponse(t, p)
+	p.has(t, "revoked_client_cert")
+	for _, reason := range []string{"cert_not_vouched", "unknown_client_cert", "revoked_client_cert"} {
+		if !strings.Contains(e.logs.String(), "reason="+reason) {
+			t.Errorf("log lacks reason=%s", reason)
+		}
+	}
+}
+
+// TestBrowserCertificateGrace: a newer certificate for the same Mac leaves
+// the older one counting for the grace period only.
+func TestBrowserCertificateGrace(t *testing.T) {
+	t.Parallel()
+	e := startSSO(t, false, nil)
+	a, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+	old, _ := e.browserCert(t, a.DeviceID, a.Facts.GetHardwareUuid())
+	e.browserCert(t, a.DeviceID, a.Facts.GetHardwareUuid()) // newer; grace 1h
+	r := e.sp.NewRequest(testUser)
+	e.allowed(t, e.redirect(t, e.browser(old), r), r)
+	e.clock.Add(61 * time.Minute)
+	p := e.redirect(t, e.browser(old), e.sp.NewRequest(testUser))
+	noResponse(t, p)
+	p.has(t, "revoked_client_cert")
+}
+
+// TestBrowserCertificateVouchingOff: the weaker mode lets a recorded browser
+// certificate through without the agent's word, and says so.
+func TestBrowserCertificateVouchingOff(t *testing.T) {
+	t.Parallel()
+	e := startSSO(t, false, func(c *config.Config) { c.RequireAgentVouchedCert = false })
+	a, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+	cert, _ := e.browserCert(t, a.DeviceID, a.Facts.GetHardwareUuid())
+	r := e.sp.NewRequest(testUser)
+	p := e.redirect(t, e.browser(cert), r)
+	e.allowed(t, p, r)
+	p.has(t, "require-agent-vouched-cert is off")
+	if !strings.Contains(e.logs.String(), "cert_vouching=off") {
+		t.Error("log does not say vouching is off")
+	}
+}
