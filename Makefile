@@ -7,6 +7,7 @@ export PATH := $(BIN):$(PATH)
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 GRPCURL_VERSION            := v1.9.4
+SCEPCLIENT_VERSION         := v2.3.0
 
 PROTOS := $(shell find proto/clearance -name '*.proto' | sort)
 
@@ -17,8 +18,8 @@ all: build
 build:
 	$(GO) build -o $(BIN)/ ./verifier/cmd/... ./agent/cmd/... ./pkg/osquerysim/cmd/...
 
-## tools: the pinned code generators and grpcurl, installed into ./bin
-tools: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/grpcurl
+## tools: the pinned code generators, grpcurl and scepclient, installed into ./bin
+tools: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/grpcurl $(BIN)/scepclient
 
 $(BIN)/protoc-gen-go:
 	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
@@ -26,6 +27,8 @@ $(BIN)/protoc-gen-go-grpc:
 	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 $(BIN)/grpcurl:
 	GOBIN=$(BIN) $(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+$(BIN)/scepclient:
+	GOBIN=$(BIN) $(GO) install github.com/micromdm/scep/v2/cmd/scepclient@$(SCEPCLIENT_VERSION)
 
 ## generate: regenerate proto/gen from proto/ (needs protoc from protobuf-compiler)
 generate: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
