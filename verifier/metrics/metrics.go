@@ -21,6 +21,8 @@ type Metrics struct {
 	ssoDecisions    *prometheus.CounterVec
 	ssoRefused      *prometheus.CounterVec
 	ssoSeconds      *prometheus.HistogramVec
+	scepIssued      prometheus.Counter
+	scepRefused     *prometheus.CounterVec
 }
 
 // New registers the metrics (and Go/process collectors) in a fresh registry.
@@ -58,7 +60,14 @@ func New() *Metrics {
 			Help:    "Time from receiving a sign-in to its decision (live check included), by result.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"result"}),
+		scepIssued: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "clearance_scep_certificates_issued_total", Help: "Browser certificates issued through SCEP.",
+		}),
+		scepRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clearance_scep_requests_refused_total", Help: "SCEP requests refused, by reason.",
+		}, []string{"reason"}),
 	}
+	m.Registry.MustRegister(m.scepIssued, m.scepRefused)
 	m.Registry.MustRegister(m.reportsAccepted, m.reportsRejected, m.agents, m.ingestSeconds, m.enrollments, m.liveChecks,
 		m.ssoDecisions, m.ssoRefused, m.ssoSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -125,4 +134,20 @@ func (m *Metrics) SSORefused(reason string) {
 		return
 	}
 	m.ssoRefused.WithLabelValues(reason).Inc()
+}
+
+// SCEPIssued counts a browser certificate issued through SCEP.
+func (m *Metrics) SCEPIssued() {
+	if m == nil {
+		return
+	}
+	m.scepIssued.Inc()
+}
+
+// SCEPRefused counts a refused SCEP request.
+func (m *Metrics) SCEPRefused(reason string) {
+	if m == nil {
+		return
+	}
+	m.scepRefused.WithLabelValues(reason).Inc()
 }

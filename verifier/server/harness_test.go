@@ -88,19 +88,26 @@ func (b *logBuffer) String() string {
 	return b.buf.String()
 }
 
-// startWith starts a verifier whose config edit may change first.
-func startWith(t *testing.T, edit func(*config.Config)) *harness {
-	t.Helper()
-	ctx := context.Background()
-	cfg := &config.Config{
-		DataDir: t.TempDir(), GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
-		PublicURL: "https://localhost:8443", Policies: examplePolicies(t),
+// baseConfig is the verifier configuration every in-process test starts
+// from: loopback listeners on free ports and the production defaults.
+func baseConfig(dataDir, policies string) *config.Config {
+	return &config.Config{
+		DataDir: dataDir, GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
+		PublicURL: "https://localhost:8443", Policies: policies,
 		DeviceCertLifetime: 720 * time.Hour, MaxReportSkew: 5 * time.Minute, ReportHistory: 10,
 		LiveCheckTimeout: 5 * time.Second,
 		SSOListen:        "127.0.0.1:0", SSOPublicURL: "https://localhost:8444",
 		IdPKeyBits: 2048, MaxPostureAge: 5 * time.Minute, LiveCheckAfter: 30 * time.Second,
 		MaxRequestSkew: 3 * time.Minute, PendingSignInTTL: 10 * time.Minute, DecisionRetention: 24 * time.Hour,
+		BrowserCertLifetime: 365 * 24 * time.Hour, BrowserCertGrace: time.Hour, SCEPRateLimit: 10,
 	}
+}
+
+// startWith starts a verifier whose config edit may change first.
+func startWith(t *testing.T, edit func(*config.Config)) *harness {
+	t.Helper()
+	ctx := context.Background()
+	cfg := baseConfig(t.TempDir(), examplePolicies(t))
 	if edit != nil {
 		edit(cfg)
 	}

@@ -39,6 +39,7 @@ import (
 	"github.com/clearance/clearance/verifier/idp"
 	"github.com/clearance/clearance/verifier/ingest"
 	"github.com/clearance/clearance/verifier/metrics"
+	"github.com/clearance/clearance/verifier/scep"
 	"github.com/clearance/clearance/verifier/storage"
 	"github.com/clearance/clearance/verifier/storage/sqlite"
 	"github.com/clearance/clearance/verifier/web"
@@ -237,8 +238,26 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 		Now:        s.now,
 		PendingTTL: cfg.PendingSignInTTL,
 	}
+	ra, raReason, err := s.CA.LoadOrCreateRA()
+	if err != nil {
+		return fmt.Errorf("loading the SCEP RA certificate: %w", err)
+	}
+	if raReason != ca.ServerCertKept {
+		log.Info("scep ra certificate issued", "component", "server", "reason", string(raReason))
+	}
+	enrollCerts, err := scep.New(scep.Options{
+		CA: s.CA, RA: ra, Store: s.Store, StaticChallenge: cfg.SCEPChallenge,
+		Lifetime: cfg.BrowserCertLifetime, Grace: cfg.BrowserCertGrace, RateLimit: cfg.SCEPRateLimit,
+		Logger: log, Metrics: s.Metrics, Now: s.now,
+	})
+	if err != nil {
+		return fmt.Errorf("SCEP endpoint: %w", err)
+	}
 	mux := http.NewServeMux()
 	h.Register(mux)
+	// Macs enroll their browser certificate here (the user-scope profile's
+	// SCEP URL): same public listener, no client certificate needed.
+	mux.Handle(scep.Path, enrollCerts)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	s.sso = &http.Server{
 		Handler:           mux,

@@ -34,7 +34,6 @@ import (
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/admin"
-	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/idp"
 	"github.com/clearance/clearance/verifier/server"
 	"github.com/clearance/clearance/verifier/storage"
@@ -190,16 +189,8 @@ func startSSOBench(b *testing.B) *ssoBench {
 	if err := os.WriteFile(oktaPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: oktaCert.Raw}), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	cfg := &config.Config{
-		DataDir: filepath.Join(dir, "data"), GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
-		PublicURL: "https://localhost:8443", Policies: policies,
-		DeviceCertLifetime: 720 * time.Hour, MaxReportSkew: 5 * time.Minute, ReportHistory: 10,
-		LiveCheckTimeout: 5 * time.Second,
-		SSOListen:        "127.0.0.1:0", SSOPublicURL: "https://localhost:8444",
-		IdPKeyBits: 2048, MaxPostureAge: 5 * time.Minute, LiveCheckAfter: 30 * time.Second,
-		MaxRequestSkew: 3 * time.Minute, PendingSignInTTL: 10 * time.Minute, DecisionRetention: 24 * time.Hour,
-		OktaAudience: testAudience, OktaACSURL: testACS, OktaRequestCert: oktaPEM,
-	}
+	cfg := baseConfig(filepath.Join(dir, "data"), policies)
+	cfg.OktaAudience, cfg.OktaACSURL, cfg.OktaRequestCert = testAudience, testACS, oktaPEM
 	// The clock stands still: every report and request stays fresh however
 	// long the run. Logs are formatted, as in production, then dropped.
 	clk := &clock{t: time.Now().UTC()}
