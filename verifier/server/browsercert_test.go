@@ -12,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/clearance/clearance/internal/protoagent"
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/ca"
 	"github.com/clearance/clearance/verifier/config"
@@ -157,4 +160,49 @@ func TestBrowserCertificateVouchingOff(t *testing.T) {
 	if !strings.Contains(e.logs.String(), "cert_vouching=off") {
 		t.Error("log does not say vouching is off")
 	}
+}
+
+// TestBrowserCertificateAdmin: the security team lists a Mac's browser
+// certificates, sees which its agent vouches for, and revokes one.
+func TestBrowserCertificateAdmin(t *testing.T) {
+	t.Parallel()
+	e := startSSO(t, false, nil)
+	a, st := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+	_, row := e.browserCert(t, a.DeviceID, a.Facts.GetHardwareUuid())
+
+	list := func() *adminv1.BrowserCertificate {
+		t.Helper()
+		resp, err := e.admin.ListBrowserCertificates(e.ctx(), &adminv1.ListBrowserCertificatesRequest{DeviceId: a.DeviceID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.GetCertificates()) != 1 {
+			t.Fatalf("%v", resp)
+		}
+		return resp.GetCertificates()[0]
+	}
+	if c := list(); c.GetSerial() != row.Serial || !c.GetActive() || c.GetVouched() || c.GetSha1() != row.Sha1 {
+		t.Fatalf("before the agent reports it: %v", c)
+	}
+	r := a.Report(st.PolicySet, 2, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS)
+	r.Certificates = []*agentv1.KeychainCertificate{row}
+	if m, err := st.Exchange(protoagent.Sign(a.Key, r)); err != nil || m.GetAck() == nil {
+		t.Fatalf("%v %v", m, err)
+	}
+	if c := list(); !c.GetVouched() {
+		t.Fatalf("after the agent reports it: %v", c)
+	}
+	resp, err := e.admin.RevokeBrowserCertificate(e.ctx(), &adminv1.RevokeBrowserCertificateRequest{Serial: row.Serial, Reason: "lost laptop"})
+	if err != nil || resp.GetCertificate().GetActive() || resp.GetCertificate().GetRevokedReason() != "lost laptop" {
+		t.Fatalf("%v %v", resp, err)
+	}
+	if c := list(); c.GetActive() {
+		t.Fatalf("after revocation: %v", c)
+	}
+	_, err = e.admin.RevokeBrowserCertificate(e.ctx(), &adminv1.RevokeBrowserCertificateRequest{Serial: "abc123"})
+	checkStatus(t, err, codes.NotFound, "no browser certificate")
+	_, err = e.admin.RevokeBrowserCertificate(e.ctx(), &adminv1.RevokeBrowserCertificateRequest{})
+	checkStatus(t, err, codes.InvalidArgument, "serial")
+	_, err = e.admin.ListBrowserCertificates(e.ctx(), &adminv1.ListBrowserCertificatesRequest{DeviceId: "nope"})
+	checkStatus(t, err, codes.NotFound, "nope")
 }

@@ -2368,6 +2368,326 @@ func (x *CreateScepChallengeResponse) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// BrowserCertificate is a certificate issued to a Mac's browser through SCEP.
+type BrowserCertificate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Serial number, lowercase hex.
+	Serial string `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	// The device it was issued to.
+	DeviceId string `protobuf:"bytes,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// The hardware UUID its SAN names.
+	HardwareUuid string `protobuf:"bytes,3,opt,name=hardware_uuid,json=hardwareUuid,proto3" json:"hardware_uuid,omitempty"`
+	// SHA-1 fingerprint (lowercase hex), as the agent reports keychain certificates.
+	Sha1 string `protobuf:"bytes,4,opt,name=sha1,proto3" json:"sha1,omitempty"`
+	// Validity period.
+	NotBefore *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	NotAfter  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	// When it stops (or stopped) counting: set when it is revoked, or when a
+	// newer certificate is issued to the same Mac (after the grace period).
+	RevokeAfter *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=revoke_after,json=revokeAfter,proto3" json:"revoke_after,omitempty"`
+	// Why it stops counting.
+	RevokedReason string `protobuf:"bytes,8,opt,name=revoked_reason,json=revokedReason,proto3" json:"revoked_reason,omitempty"`
+	// Whether the device's latest report lists it in a user keychain.
+	Vouched bool `protobuf:"varint,9,opt,name=vouched,proto3" json:"vouched,omitempty"`
+	// Whether it counts now (not past revoke_after, not expired).
+	Active        bool `protobuf:"varint,10,opt,name=active,proto3" json:"active,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BrowserCertificate) Reset() {
+	*x = BrowserCertificate{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BrowserCertificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BrowserCertificate) ProtoMessage() {}
+
+func (x *BrowserCertificate) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BrowserCertificate.ProtoReflect.Descriptor instead.
+func (*BrowserCertificate) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *BrowserCertificate) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *BrowserCertificate) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *BrowserCertificate) GetHardwareUuid() string {
+	if x != nil {
+		return x.HardwareUuid
+	}
+	return ""
+}
+
+func (x *BrowserCertificate) GetSha1() string {
+	if x != nil {
+		return x.Sha1
+	}
+	return ""
+}
+
+func (x *BrowserCertificate) GetNotBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotBefore
+	}
+	return nil
+}
+
+func (x *BrowserCertificate) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
+func (x *BrowserCertificate) GetRevokeAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokeAfter
+	}
+	return nil
+}
+
+func (x *BrowserCertificate) GetRevokedReason() string {
+	if x != nil {
+		return x.RevokedReason
+	}
+	return ""
+}
+
+func (x *BrowserCertificate) GetVouched() bool {
+	if x != nil {
+		return x.Vouched
+	}
+	return false
+}
+
+func (x *BrowserCertificate) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+// ListBrowserCertificatesRequest names the device.
+type ListBrowserCertificatesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The device id (required).
+	DeviceId      string `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBrowserCertificatesRequest) Reset() {
+	*x = ListBrowserCertificatesRequest{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBrowserCertificatesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBrowserCertificatesRequest) ProtoMessage() {}
+
+func (x *ListBrowserCertificatesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBrowserCertificatesRequest.ProtoReflect.Descriptor instead.
+func (*ListBrowserCertificatesRequest) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListBrowserCertificatesRequest) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+// ListBrowserCertificatesResponse lists them, newest first.
+type ListBrowserCertificatesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The certificates.
+	Certificates  []*BrowserCertificate `protobuf:"bytes,1,rep,name=certificates,proto3" json:"certificates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBrowserCertificatesResponse) Reset() {
+	*x = ListBrowserCertificatesResponse{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBrowserCertificatesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBrowserCertificatesResponse) ProtoMessage() {}
+
+func (x *ListBrowserCertificatesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBrowserCertificatesResponse.ProtoReflect.Descriptor instead.
+func (*ListBrowserCertificatesResponse) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListBrowserCertificatesResponse) GetCertificates() []*BrowserCertificate {
+	if x != nil {
+		return x.Certificates
+	}
+	return nil
+}
+
+// RevokeBrowserCertificateRequest names the certificate.
+type RevokeBrowserCertificateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Its serial (lowercase hex, as listed).
+	Serial string `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	// Why (recorded in the audit log), e.g. "lost laptop".
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeBrowserCertificateRequest) Reset() {
+	*x = RevokeBrowserCertificateRequest{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeBrowserCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeBrowserCertificateRequest) ProtoMessage() {}
+
+func (x *RevokeBrowserCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeBrowserCertificateRequest.ProtoReflect.Descriptor instead.
+func (*RevokeBrowserCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *RevokeBrowserCertificateRequest) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *RevokeBrowserCertificateRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// RevokeBrowserCertificateResponse is the certificate after revocation.
+type RevokeBrowserCertificateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The certificate.
+	Certificate   *BrowserCertificate `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeBrowserCertificateResponse) Reset() {
+	*x = RevokeBrowserCertificateResponse{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeBrowserCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeBrowserCertificateResponse) ProtoMessage() {}
+
+func (x *RevokeBrowserCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeBrowserCertificateResponse.ProtoReflect.Descriptor instead.
+func (*RevokeBrowserCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *RevokeBrowserCertificateResponse) GetCertificate() *BrowserCertificate {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
 var File_clearance_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_clearance_admin_v1_admin_proto_rawDesc = "" +
@@ -2549,7 +2869,29 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x1bCreateScepChallengeResponse\x12\x1c\n" +
 	"\tchallenge\x18\x01 \x01(\tR\tchallenge\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*b\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x8e\x03\n" +
+	"\x12BrowserCertificate\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x1b\n" +
+	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12#\n" +
+	"\rhardware_uuid\x18\x03 \x01(\tR\fhardwareUuid\x12\x12\n" +
+	"\x04sha1\x18\x04 \x01(\tR\x04sha1\x129\n" +
+	"\n" +
+	"not_before\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x127\n" +
+	"\tnot_after\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x12=\n" +
+	"\frevoke_after\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vrevokeAfter\x12%\n" +
+	"\x0erevoked_reason\x18\b \x01(\tR\rrevokedReason\x12\x18\n" +
+	"\avouched\x18\t \x01(\bR\avouched\x12\x16\n" +
+	"\x06active\x18\n" +
+	" \x01(\bR\x06active\"=\n" +
+	"\x1eListBrowserCertificatesRequest\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"m\n" +
+	"\x1fListBrowserCertificatesResponse\x12J\n" +
+	"\fcertificates\x18\x01 \x03(\v2&.clearance.admin.v1.BrowserCertificateR\fcertificates\"Q\n" +
+	"\x1fRevokeBrowserCertificateRequest\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"l\n" +
+	" RevokeBrowserCertificateResponse\x12H\n" +
+	"\vcertificate\x18\x01 \x01(\v2&.clearance.admin.v1.BrowserCertificateR\vcertificate*b\n" +
 	"\fDeviceStatus\x12\x1d\n" +
 	"\x19DEVICE_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14DEVICE_STATUS_ACTIVE\x10\x01\x12\x19\n" +
@@ -2563,7 +2905,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x12POLICY_STATUS_PASS\x10\x01\x12\x16\n" +
 	"\x12POLICY_STATUS_FAIL\x10\x02\x12\x17\n" +
 	"\x13POLICY_STATUS_ERROR\x10\x03\x12\x19\n" +
-	"\x15POLICY_STATUS_MISSING\x10\x042\xfa\t\n" +
+	"\x15POLICY_STATUS_MISSING\x10\x042\x87\f\n" +
 	"\fAdminService\x12^\n" +
 	"\vListDevices\x12&.clearance.admin.v1.ListDevicesRequest\x1a'.clearance.admin.v1.ListDevicesResponse\x12X\n" +
 	"\tGetDevice\x12$.clearance.admin.v1.GetDeviceRequest\x1a%.clearance.admin.v1.GetDeviceResponse\x12a\n" +
@@ -2576,7 +2918,9 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\fRequestCheck\x12'.clearance.admin.v1.RequestCheckRequest\x1a(.clearance.admin.v1.RequestCheckResponse\x12d\n" +
 	"\rListDecisions\x12(.clearance.admin.v1.ListDecisionsRequest\x1a).clearance.admin.v1.ListDecisionsResponse\x12d\n" +
 	"\rExplainAccess\x12(.clearance.admin.v1.ExplainAccessRequest\x1a).clearance.admin.v1.ExplainAccessResponse\x12v\n" +
-	"\x13CreateScepChallenge\x12..clearance.admin.v1.CreateScepChallengeRequest\x1a/.clearance.admin.v1.CreateScepChallengeResponseBEZCgithub.com/clearance/clearance/proto/gen/clearance/admin/v1;adminv1b\x06proto3"
+	"\x13CreateScepChallenge\x12..clearance.admin.v1.CreateScepChallengeRequest\x1a/.clearance.admin.v1.CreateScepChallengeResponse\x12\x82\x01\n" +
+	"\x17ListBrowserCertificates\x122.clearance.admin.v1.ListBrowserCertificatesRequest\x1a3.clearance.admin.v1.ListBrowserCertificatesResponse\x12\x85\x01\n" +
+	"\x18RevokeBrowserCertificate\x123.clearance.admin.v1.RevokeBrowserCertificateRequest\x1a4.clearance.admin.v1.RevokeBrowserCertificateResponseBEZCgithub.com/clearance/clearance/proto/gen/clearance/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_clearance_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -2591,122 +2935,136 @@ func file_clearance_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_clearance_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_clearance_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_clearance_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_clearance_admin_v1_admin_proto_goTypes = []any{
-	(DeviceStatus)(0),                   // 0: clearance.admin.v1.DeviceStatus
-	(DecisionResult)(0),                 // 1: clearance.admin.v1.DecisionResult
-	(PolicyStatus)(0),                   // 2: clearance.admin.v1.PolicyStatus
-	(*PostureSummary)(nil),              // 3: clearance.admin.v1.PostureSummary
-	(*Device)(nil),                      // 4: clearance.admin.v1.Device
-	(*PolicyOutcome)(nil),               // 5: clearance.admin.v1.PolicyOutcome
-	(*Report)(nil),                      // 6: clearance.admin.v1.Report
-	(*ListDevicesRequest)(nil),          // 7: clearance.admin.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),         // 8: clearance.admin.v1.ListDevicesResponse
-	(*GetDeviceRequest)(nil),            // 9: clearance.admin.v1.GetDeviceRequest
-	(*GetDeviceResponse)(nil),           // 10: clearance.admin.v1.GetDeviceResponse
-	(*RevokeDeviceRequest)(nil),         // 11: clearance.admin.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),        // 12: clearance.admin.v1.RevokeDeviceResponse
-	(*ListPoliciesRequest)(nil),         // 13: clearance.admin.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),        // 14: clearance.admin.v1.ListPoliciesResponse
-	(*ReloadPoliciesRequest)(nil),       // 15: clearance.admin.v1.ReloadPoliciesRequest
-	(*ReloadPoliciesResponse)(nil),      // 16: clearance.admin.v1.ReloadPoliciesResponse
-	(*EnrollSecret)(nil),                // 17: clearance.admin.v1.EnrollSecret
-	(*CreateEnrollSecretRequest)(nil),   // 18: clearance.admin.v1.CreateEnrollSecretRequest
-	(*CreateEnrollSecretResponse)(nil),  // 19: clearance.admin.v1.CreateEnrollSecretResponse
-	(*ListEnrollSecretsRequest)(nil),    // 20: clearance.admin.v1.ListEnrollSecretsRequest
-	(*ListEnrollSecretsResponse)(nil),   // 21: clearance.admin.v1.ListEnrollSecretsResponse
-	(*RevokeEnrollSecretRequest)(nil),   // 22: clearance.admin.v1.RevokeEnrollSecretRequest
-	(*RevokeEnrollSecretResponse)(nil),  // 23: clearance.admin.v1.RevokeEnrollSecretResponse
-	(*RequestCheckRequest)(nil),         // 24: clearance.admin.v1.RequestCheckRequest
-	(*RequestCheckResponse)(nil),        // 25: clearance.admin.v1.RequestCheckResponse
-	(*DecisionPolicyResult)(nil),        // 26: clearance.admin.v1.DecisionPolicyResult
-	(*Decision)(nil),                    // 27: clearance.admin.v1.Decision
-	(*ListDecisionsRequest)(nil),        // 28: clearance.admin.v1.ListDecisionsRequest
-	(*ListDecisionsResponse)(nil),       // 29: clearance.admin.v1.ListDecisionsResponse
-	(*PolicyFinding)(nil),               // 30: clearance.admin.v1.PolicyFinding
-	(*ExplainAccessRequest)(nil),        // 31: clearance.admin.v1.ExplainAccessRequest
-	(*ExplainAccessResponse)(nil),       // 32: clearance.admin.v1.ExplainAccessResponse
-	(*CreateScepChallengeRequest)(nil),  // 33: clearance.admin.v1.CreateScepChallengeRequest
-	(*CreateScepChallengeResponse)(nil), // 34: clearance.admin.v1.CreateScepChallengeResponse
-	(*v1.DeviceFacts)(nil),              // 35: clearance.agent.v1.DeviceFacts
-	(*timestamppb.Timestamp)(nil),       // 36: google.protobuf.Timestamp
-	(v1.PolicyStatus)(0),                // 37: clearance.agent.v1.PolicyStatus
-	(*v1.PostureReport)(nil),            // 38: clearance.agent.v1.PostureReport
-	(*v1.PolicySet)(nil),                // 39: clearance.agent.v1.PolicySet
-	(*durationpb.Duration)(nil),         // 40: google.protobuf.Duration
+	(DeviceStatus)(0),                        // 0: clearance.admin.v1.DeviceStatus
+	(DecisionResult)(0),                      // 1: clearance.admin.v1.DecisionResult
+	(PolicyStatus)(0),                        // 2: clearance.admin.v1.PolicyStatus
+	(*PostureSummary)(nil),                   // 3: clearance.admin.v1.PostureSummary
+	(*Device)(nil),                           // 4: clearance.admin.v1.Device
+	(*PolicyOutcome)(nil),                    // 5: clearance.admin.v1.PolicyOutcome
+	(*Report)(nil),                           // 6: clearance.admin.v1.Report
+	(*ListDevicesRequest)(nil),               // 7: clearance.admin.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),              // 8: clearance.admin.v1.ListDevicesResponse
+	(*GetDeviceRequest)(nil),                 // 9: clearance.admin.v1.GetDeviceRequest
+	(*GetDeviceResponse)(nil),                // 10: clearance.admin.v1.GetDeviceResponse
+	(*RevokeDeviceRequest)(nil),              // 11: clearance.admin.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),             // 12: clearance.admin.v1.RevokeDeviceResponse
+	(*ListPoliciesRequest)(nil),              // 13: clearance.admin.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),             // 14: clearance.admin.v1.ListPoliciesResponse
+	(*ReloadPoliciesRequest)(nil),            // 15: clearance.admin.v1.ReloadPoliciesRequest
+	(*ReloadPoliciesResponse)(nil),           // 16: clearance.admin.v1.ReloadPoliciesResponse
+	(*EnrollSecret)(nil),                     // 17: clearance.admin.v1.EnrollSecret
+	(*CreateEnrollSecretRequest)(nil),        // 18: clearance.admin.v1.CreateEnrollSecretRequest
+	(*CreateEnrollSecretResponse)(nil),       // 19: clearance.admin.v1.CreateEnrollSecretResponse
+	(*ListEnrollSecretsRequest)(nil),         // 20: clearance.admin.v1.ListEnrollSecretsRequest
+	(*ListEnrollSecretsResponse)(nil),        // 21: clearance.admin.v1.ListEnrollSecretsResponse
+	(*RevokeEnrollSecretRequest)(nil),        // 22: clearance.admin.v1.RevokeEnrollSecretRequest
+	(*RevokeEnrollSecretResponse)(nil),       // 23: clearance.admin.v1.RevokeEnrollSecretResponse
+	(*RequestCheckRequest)(nil),              // 24: clearance.admin.v1.RequestCheckRequest
+	(*RequestCheckResponse)(nil),             // 25: clearance.admin.v1.RequestCheckResponse
+	(*DecisionPolicyResult)(nil),             // 26: clearance.admin.v1.DecisionPolicyResult
+	(*Decision)(nil),                         // 27: clearance.admin.v1.Decision
+	(*ListDecisionsRequest)(nil),             // 28: clearance.admin.v1.ListDecisionsRequest
+	(*ListDecisionsResponse)(nil),            // 29: clearance.admin.v1.ListDecisionsResponse
+	(*PolicyFinding)(nil),                    // 30: clearance.admin.v1.PolicyFinding
+	(*ExplainAccessRequest)(nil),             // 31: clearance.admin.v1.ExplainAccessRequest
+	(*ExplainAccessResponse)(nil),            // 32: clearance.admin.v1.ExplainAccessResponse
+	(*CreateScepChallengeRequest)(nil),       // 33: clearance.admin.v1.CreateScepChallengeRequest
+	(*CreateScepChallengeResponse)(nil),      // 34: clearance.admin.v1.CreateScepChallengeResponse
+	(*BrowserCertificate)(nil),               // 35: clearance.admin.v1.BrowserCertificate
+	(*ListBrowserCertificatesRequest)(nil),   // 36: clearance.admin.v1.ListBrowserCertificatesRequest
+	(*ListBrowserCertificatesResponse)(nil),  // 37: clearance.admin.v1.ListBrowserCertificatesResponse
+	(*RevokeBrowserCertificateRequest)(nil),  // 38: clearance.admin.v1.RevokeBrowserCertificateRequest
+	(*RevokeBrowserCertificateResponse)(nil), // 39: clearance.admin.v1.RevokeBrowserCertificateResponse
+	(*v1.DeviceFacts)(nil),                   // 40: clearance.agent.v1.DeviceFacts
+	(*timestamppb.Timestamp)(nil),            // 41: google.protobuf.Timestamp
+	(v1.PolicyStatus)(0),                     // 42: clearance.agent.v1.PolicyStatus
+	(*v1.PostureReport)(nil),                 // 43: clearance.agent.v1.PostureReport
+	(*v1.PolicySet)(nil),                     // 44: clearance.agent.v1.PolicySet
+	(*durationpb.Duration)(nil),              // 45: google.protobuf.Duration
 }
 var file_clearance_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: clearance.admin.v1.Device.status:type_name -> clearance.admin.v1.DeviceStatus
-	35, // 1: clearance.admin.v1.Device.facts:type_name -> clearance.agent.v1.DeviceFacts
-	36, // 2: clearance.admin.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	36, // 3: clearance.admin.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	36, // 4: clearance.admin.v1.Device.last_report_at:type_name -> google.protobuf.Timestamp
+	40, // 1: clearance.admin.v1.Device.facts:type_name -> clearance.agent.v1.DeviceFacts
+	41, // 2: clearance.admin.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	41, // 3: clearance.admin.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	41, // 4: clearance.admin.v1.Device.last_report_at:type_name -> google.protobuf.Timestamp
 	3,  // 5: clearance.admin.v1.Device.summary:type_name -> clearance.admin.v1.PostureSummary
-	36, // 6: clearance.admin.v1.Device.cert_not_after:type_name -> google.protobuf.Timestamp
-	36, // 7: clearance.admin.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	37, // 8: clearance.admin.v1.PolicyOutcome.status:type_name -> clearance.agent.v1.PolicyStatus
-	38, // 9: clearance.admin.v1.Report.report:type_name -> clearance.agent.v1.PostureReport
-	36, // 10: clearance.admin.v1.Report.received_at:type_name -> google.protobuf.Timestamp
+	41, // 6: clearance.admin.v1.Device.cert_not_after:type_name -> google.protobuf.Timestamp
+	41, // 7: clearance.admin.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	42, // 8: clearance.admin.v1.PolicyOutcome.status:type_name -> clearance.agent.v1.PolicyStatus
+	43, // 9: clearance.admin.v1.Report.report:type_name -> clearance.agent.v1.PostureReport
+	41, // 10: clearance.admin.v1.Report.received_at:type_name -> google.protobuf.Timestamp
 	4,  // 11: clearance.admin.v1.ListDevicesResponse.devices:type_name -> clearance.admin.v1.Device
 	4,  // 12: clearance.admin.v1.GetDeviceResponse.device:type_name -> clearance.admin.v1.Device
 	6,  // 13: clearance.admin.v1.GetDeviceResponse.latest_report:type_name -> clearance.admin.v1.Report
 	5,  // 14: clearance.admin.v1.GetDeviceResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
 	4,  // 15: clearance.admin.v1.RevokeDeviceResponse.device:type_name -> clearance.admin.v1.Device
-	39, // 16: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	39, // 17: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	36, // 18: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	36, // 19: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	44, // 16: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	44, // 17: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	41, // 18: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	41, // 19: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
 	17, // 20: clearance.admin.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
 	17, // 21: clearance.admin.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> clearance.admin.v1.EnrollSecret
 	17, // 22: clearance.admin.v1.RevokeEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
-	40, // 23: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
+	45, // 23: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
 	6,  // 24: clearance.admin.v1.RequestCheckResponse.report:type_name -> clearance.admin.v1.Report
 	5,  // 25: clearance.admin.v1.RequestCheckResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
 	2,  // 26: clearance.admin.v1.DecisionPolicyResult.status:type_name -> clearance.admin.v1.PolicyStatus
-	36, // 27: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	41, // 27: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
 	26, // 28: clearance.admin.v1.Decision.results:type_name -> clearance.admin.v1.DecisionPolicyResult
-	40, // 29: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
+	45, // 29: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
 	1,  // 30: clearance.admin.v1.ListDecisionsRequest.result:type_name -> clearance.admin.v1.DecisionResult
-	36, // 31: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
-	36, // 32: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
+	41, // 31: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
+	41, // 32: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
 	27, // 33: clearance.admin.v1.ListDecisionsResponse.decisions:type_name -> clearance.admin.v1.Decision
 	2,  // 34: clearance.admin.v1.PolicyFinding.status:type_name -> clearance.admin.v1.PolicyStatus
 	30, // 35: clearance.admin.v1.ExplainAccessResponse.failing:type_name -> clearance.admin.v1.PolicyFinding
 	30, // 36: clearance.admin.v1.ExplainAccessResponse.advisory:type_name -> clearance.admin.v1.PolicyFinding
 	30, // 37: clearance.admin.v1.ExplainAccessResponse.results:type_name -> clearance.admin.v1.PolicyFinding
-	40, // 38: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
-	36, // 39: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
-	40, // 40: clearance.admin.v1.CreateScepChallengeRequest.ttl:type_name -> google.protobuf.Duration
-	36, // 41: clearance.admin.v1.CreateScepChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	7,  // 42: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
-	9,  // 43: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
-	11, // 44: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
-	13, // 45: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
-	15, // 46: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
-	18, // 47: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
-	20, // 48: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
-	22, // 49: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
-	24, // 50: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
-	28, // 51: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
-	31, // 52: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
-	33, // 53: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
-	8,  // 54: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
-	10, // 55: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
-	12, // 56: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
-	14, // 57: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
-	16, // 58: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
-	19, // 59: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
-	21, // 60: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
-	23, // 61: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
-	25, // 62: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
-	29, // 63: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
-	32, // 64: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
-	34, // 65: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
-	54, // [54:66] is the sub-list for method output_type
-	42, // [42:54] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	45, // 38: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
+	41, // 39: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
+	45, // 40: clearance.admin.v1.CreateScepChallengeRequest.ttl:type_name -> google.protobuf.Duration
+	41, // 41: clearance.admin.v1.CreateScepChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	41, // 42: clearance.admin.v1.BrowserCertificate.not_before:type_name -> google.protobuf.Timestamp
+	41, // 43: clearance.admin.v1.BrowserCertificate.not_after:type_name -> google.protobuf.Timestamp
+	41, // 44: clearance.admin.v1.BrowserCertificate.revoke_after:type_name -> google.protobuf.Timestamp
+	35, // 45: clearance.admin.v1.ListBrowserCertificatesResponse.certificates:type_name -> clearance.admin.v1.BrowserCertificate
+	35, // 46: clearance.admin.v1.RevokeBrowserCertificateResponse.certificate:type_name -> clearance.admin.v1.BrowserCertificate
+	7,  // 47: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
+	9,  // 48: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
+	11, // 49: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
+	13, // 50: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
+	15, // 51: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
+	18, // 52: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
+	20, // 53: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
+	22, // 54: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
+	24, // 55: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
+	28, // 56: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
+	31, // 57: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
+	33, // 58: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
+	36, // 59: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
+	38, // 60: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
+	8,  // 61: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
+	10, // 62: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
+	12, // 63: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
+	14, // 64: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
+	16, // 65: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
+	19, // 66: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
+	21, // 67: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
+	23, // 68: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
+	25, // 69: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
+	29, // 70: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
+	32, // 71: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
+	34, // 72: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
+	37, // 73: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
+	39, // 74: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
+	61, // [61:75] is the sub-list for method output_type
+	47, // [47:61] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_clearance_admin_v1_admin_proto_init() }
@@ -2720,7 +3078,7 @@ func file_clearance_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearance_admin_v1_admin_proto_rawDesc), len(file_clearance_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   32,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,18 +19,20 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_ListDevices_FullMethodName         = "/clearance.admin.v1.AdminService/ListDevices"
-	AdminService_GetDevice_FullMethodName           = "/clearance.admin.v1.AdminService/GetDevice"
-	AdminService_RevokeDevice_FullMethodName        = "/clearance.admin.v1.AdminService/RevokeDevice"
-	AdminService_ListPolicies_FullMethodName        = "/clearance.admin.v1.AdminService/ListPolicies"
-	AdminService_ReloadPolicies_FullMethodName      = "/clearance.admin.v1.AdminService/ReloadPolicies"
-	AdminService_CreateEnrollSecret_FullMethodName  = "/clearance.admin.v1.AdminService/CreateEnrollSecret"
-	AdminService_ListEnrollSecrets_FullMethodName   = "/clearance.admin.v1.AdminService/ListEnrollSecrets"
-	AdminService_RevokeEnrollSecret_FullMethodName  = "/clearance.admin.v1.AdminService/RevokeEnrollSecret"
-	AdminService_RequestCheck_FullMethodName        = "/clearance.admin.v1.AdminService/RequestCheck"
-	AdminService_ListDecisions_FullMethodName       = "/clearance.admin.v1.AdminService/ListDecisions"
-	AdminService_ExplainAccess_FullMethodName       = "/clearance.admin.v1.AdminService/ExplainAccess"
-	AdminService_CreateScepChallenge_FullMethodName = "/clearance.admin.v1.AdminService/CreateScepChallenge"
+	AdminService_ListDevices_FullMethodName              = "/clearance.admin.v1.AdminService/ListDevices"
+	AdminService_GetDevice_FullMethodName                = "/clearance.admin.v1.AdminService/GetDevice"
+	AdminService_RevokeDevice_FullMethodName             = "/clearance.admin.v1.AdminService/RevokeDevice"
+	AdminService_ListPolicies_FullMethodName             = "/clearance.admin.v1.AdminService/ListPolicies"
+	AdminService_ReloadPolicies_FullMethodName           = "/clearance.admin.v1.AdminService/ReloadPolicies"
+	AdminService_CreateEnrollSecret_FullMethodName       = "/clearance.admin.v1.AdminService/CreateEnrollSecret"
+	AdminService_ListEnrollSecrets_FullMethodName        = "/clearance.admin.v1.AdminService/ListEnrollSecrets"
+	AdminService_RevokeEnrollSecret_FullMethodName       = "/clearance.admin.v1.AdminService/RevokeEnrollSecret"
+	AdminService_RequestCheck_FullMethodName             = "/clearance.admin.v1.AdminService/RequestCheck"
+	AdminService_ListDecisions_FullMethodName            = "/clearance.admin.v1.AdminService/ListDecisions"
+	AdminService_ExplainAccess_FullMethodName            = "/clearance.admin.v1.AdminService/ExplainAccess"
+	AdminService_CreateScepChallenge_FullMethodName      = "/clearance.admin.v1.AdminService/CreateScepChallenge"
+	AdminService_ListBrowserCertificates_FullMethodName  = "/clearance.admin.v1.AdminService/ListBrowserCertificates"
+	AdminService_RevokeBrowserCertificate_FullMethodName = "/clearance.admin.v1.AdminService/RevokeBrowserCertificate"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -73,6 +75,13 @@ type AdminServiceClient interface {
 	// only its hash is kept; it is consumed by the first certificate issued
 	// with it.
 	CreateScepChallenge(ctx context.Context, in *CreateScepChallengeRequest, opts ...grpc.CallOption) (*CreateScepChallengeResponse, error)
+	// ListBrowserCertificates lists the browser certificates issued to a
+	// device through SCEP, newest first, and whether its agent vouches for
+	// each in its latest report.
+	ListBrowserCertificates(ctx context.Context, in *ListBrowserCertificatesRequest, opts ...grpc.CallOption) (*ListBrowserCertificatesResponse, error)
+	// RevokeBrowserCertificate makes a browser certificate stop counting at
+	// once (idempotent; an earlier revocation stays in force).
+	RevokeBrowserCertificate(ctx context.Context, in *RevokeBrowserCertificateRequest, opts ...grpc.CallOption) (*RevokeBrowserCertificateResponse, error)
 }
 
 type adminServiceClient struct {
@@ -203,6 +212,26 @@ func (c *adminServiceClient) CreateScepChallenge(ctx context.Context, in *Create
 	return out, nil
 }
 
+func (c *adminServiceClient) ListBrowserCertificates(ctx context.Context, in *ListBrowserCertificatesRequest, opts ...grpc.CallOption) (*ListBrowserCertificatesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListBrowserCertificatesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListBrowserCertificates_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RevokeBrowserCertificate(ctx context.Context, in *RevokeBrowserCertificateRequest, opts ...grpc.CallOption) (*RevokeBrowserCertificateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeBrowserCertificateResponse)
+	err := c.cc.Invoke(ctx, AdminService_RevokeBrowserCertificate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -243,6 +272,13 @@ type AdminServiceServer interface {
 	// only its hash is kept; it is consumed by the first certificate issued
 	// with it.
 	CreateScepChallenge(context.Context, *CreateScepChallengeRequest) (*CreateScepChallengeResponse, error)
+	// ListBrowserCertificates lists the browser certificates issued to a
+	// device through SCEP, newest first, and whether its agent vouches for
+	// each in its latest report.
+	ListBrowserCertificates(context.Context, *ListBrowserCertificatesRequest) (*ListBrowserCertificatesResponse, error)
+	// RevokeBrowserCertificate makes a browser certificate stop counting at
+	// once (idempotent; an earlier revocation stays in force).
+	RevokeBrowserCertificate(context.Context, *RevokeBrowserCertificateRequest) (*RevokeBrowserCertificateResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -288,6 +324,12 @@ func (UnimplementedAdminServiceServer) ExplainAccess(context.Context, *ExplainAc
 }
 func (UnimplementedAdminServiceServer) CreateScepChallenge(context.Context, *CreateScepChallengeRequest) (*CreateScepChallengeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateScepChallenge not implemented")
+}
+func (UnimplementedAdminServiceServer) ListBrowserCertificates(context.Context, *ListBrowserCertificatesRequest) (*ListBrowserCertificatesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListBrowserCertificates not implemented")
+}
+func (UnimplementedAdminServiceServer) RevokeBrowserCertificate(context.Context, *RevokeBrowserCertificateRequest) (*RevokeBrowserCertificateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeBrowserCertificate not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -526,6 +568,42 @@ func _AdminService_CreateScepChallenge_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListBrowserCertificates_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListBrowserCertificatesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListBrowserCertificates(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListBrowserCertificates_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListBrowserCertificates(ctx, req.(*ListBrowserCertificatesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RevokeBrowserCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeBrowserCertificateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RevokeBrowserCertificate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RevokeBrowserCertificate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RevokeBrowserCertificate(ctx, req.(*RevokeBrowserCertificateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -580,6 +658,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateScepChallenge",
 			Handler:    _AdminService_CreateScepChallenge_Handler,
+		},
+		{
+			MethodName: "ListBrowserCertificates",
+			Handler:    _AdminService_ListBrowserCertificates_Handler,
+		},
+		{
+			MethodName: "RevokeBrowserCertificate",
+			Handler:    _AdminService_RevokeBrowserCertificate_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
