@@ -1,19 +1,26 @@
 // Package hub keeps track of the agents connected to this verifier: one
 // session per device, a way to send it messages (policy sets, CheckNow), and
-// live checks that wait for the fresh report a CheckNow asked for.
+// live checks that wait for the fresh report a CheckNow asked for. With a
+// cluster.Relay, a live check also reaches an agent whose stream is on
+// another replica sharing the database.
 package hub
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/cluster"
 	"github.com/clearance/clearance/verifier/ingest"
 	"github.com/clearance/clearance/verifier/storage"
 )
@@ -29,9 +36,18 @@ var (
 // gets ErrBusy rather than unbounded memory.
 const sendBuffer = 32
 
+// relayTimeout bounds a presence write or signal made where no caller's
+// context applies (a stream starting or ending, a report stored).
+const relayTimeout = 2 * time.Second
+
+// answerLookback is how many of a device's newest reports are searched for
+// the one that answered a check made through another replica.
+const answerLookback = 16
+
 // Session is one connected agent's stream as seen by the hub.
 type Session struct {
 	DeviceID string
+	id       string // tells this stream's presence row from a successor's
 	out      chan *agentv1.VerifierMessage
 	done     chan struct{}
 	once     sync.Once
@@ -55,16 +71,43 @@ func (s *Session) close(err error) {
 	s.once.Do(func() { s.cause = err; close(s.done) })
 }
 
+// ReportLister reads stored reports: a check answered at another replica
+// is read back from the database.
+type ReportLister interface {
+	ListReports(ctx context.Context, deviceID string, limit int) ([]storage.Report, error)
+}
+
 // Hub is safe for concurrent use.
 type Hub struct {
 	Nonces storage.NonceStore
 	Now    func() time.Time
+	// Relay, when set, connects this hub to the other replicas' (Run must
+	// be running); Reports must then be set too. Without one the hub knows
+	// only its own streams.
+	Relay   cluster.Relay
+	Reports ReportLister
+	Log     *slog.Logger
 
 	mu       sync.Mutex
 	sessions map[string]*Session
-	waiters  map[string]chan *ingest.Accepted // by nonce
+	waiters  map[string]chan answer // by nonce
 	// OnChange, if set, is called with the number of connected agents.
 	OnChange func(n int)
+}
+
+// answer wakes a live check: acc when the report was stored here, seq when
+// another replica stored it.
+type answer struct {
+	acc *ingest.Accepted
+	seq uint64
+}
+
+func (h *Hub) log() *slog.Logger {
+	l := h.Log
+	if l == nil {
+		l = slog.Default()
+	}
+	return l.With("component", "hub")
 }
 
 func (h *Hub) now() time.Time {
@@ -77,7 +120,9 @@ func (h *Hub) now() time.Time {
 // Register adds a session for a device, replacing (and closing) any older one.
 // The returned function removes it.
 func (h *Hub) Register(deviceID string) (*Session, func()) {
-	s := &Session{DeviceID: deviceID, out: make(chan *agentv1.VerifierMessage, sendBuffer), done: make(chan struct{})}
+	id := make([]byte, 8)
+	_, _ = rand.Read(id) // never fails
+	s := &Session{DeviceID: deviceID, id: hex.EncodeToString(id), out: make(chan *agentv1.VerifierMessage, sendBuffer), done: make(chan struct{})}
 	h.mu.Lock()
 	if h.sessions == nil {
 		h.sessions = make(map[string]*Session)
@@ -89,15 +134,40 @@ func (h *Hub) Register(deviceID string) (*Session, func()) {
 	n := len(h.sessions)
 	h.mu.Unlock()
 	h.changed(n)
+	h.presence(deviceID, s.id, true)
 	return s, func() {
 		h.mu.Lock()
-		if h.sessions[deviceID] == s {
+		current := h.sessions[deviceID] == s
+		if current {
 			delete(h.sessions, deviceID)
 		}
 		n := len(h.sessions)
 		h.mu.Unlock()
 		s.close(nil)
 		h.changed(n)
+		if current {
+			h.presence(deviceID, s.id, false)
+		}
+	}
+}
+
+// presence tells the other replicas that a stream started or ended here. A
+// failure is logged, not fatal: the relay records every stream again when
+// its connection comes back.
+func (h *Hub) presence(deviceID, session string, joined bool) {
+	if h.Relay == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), relayTimeout)
+	defer cancel()
+	var err error
+	if joined {
+		err = h.Relay.Join(ctx, deviceID, session)
+	} else {
+		err = h.Relay.Leave(ctx, deviceID, session)
+	}
+	if err != nil {
+		h.log().Warn("presence not recorded", "device_id", deviceID, "joined", joined, "err", err)
 	}
 }
 
@@ -117,15 +187,40 @@ func (h *Hub) Drop(deviceID string, err error) {
 	}
 }
 
-// Connected reports whether the device has a session here.
+// Connected reports whether the device has a session here or, with a
+// relay, on another live replica.
 func (h *Hub) Connected(deviceID string) bool {
+	if h.Local(deviceID) {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), relayTimeout)
+	defer cancel()
+	return h.elsewhere(ctx, deviceID)
+}
+
+// Local reports whether the device has a session here.
+func (h *Hub) Local(deviceID string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	_, ok := h.sessions[deviceID]
 	return ok
 }
 
-// Count is the number of connected agents.
+// elsewhere reports whether another replica holds the device's stream; an
+// unreadable answer counts as no (the check is then "offline", fail closed).
+func (h *Hub) elsewhere(ctx context.Context, deviceID string) bool {
+	if h.Relay == nil {
+		return false
+	}
+	ok, err := h.Relay.Elsewhere(ctx, deviceID)
+	if err != nil {
+		h.log().Warn("presence unreadable", "device_id", deviceID, "err", err)
+		return false
+	}
+	return ok
+}
+
+// Count is the number of agents connected to this replica.
 func (h *Hub) Count() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -176,26 +271,83 @@ func (h *Hub) Broadcast(m *agentv1.VerifierMessage) int {
 }
 
 // Delivered is called by the stream after a report is stored; it wakes the
-// live check waiting for the report's nonce, if any.
+// live check waiting for the report's nonce, here or, through the relay, at
+// the replica that asked.
 func (h *Hub) Delivered(a *ingest.Accepted) {
 	nonce := a.Report.GetNonce()
 	if len(nonce) == 0 {
 		return
 	}
+	if h.wake(nonce, answer{acc: a}) || h.Relay == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), relayTimeout)
+	defer cancel()
+	err := h.Relay.PublishAnswered(ctx, cluster.Answered{DeviceID: a.Stored.DeviceID, Nonce: nonce, Seq: a.Stored.Seq})
+	if err != nil {
+		h.log().Warn("live check answer not relayed", "device_id", a.Stored.DeviceID, "err", err)
+	}
+}
+
+// wake hands ans to the live check waiting for nonce, if there is one here.
+func (h *Hub) wake(nonce []byte, ans answer) bool {
 	h.mu.Lock()
 	ch := h.waiters[string(nonce)]
 	delete(h.waiters, string(nonce))
 	h.mu.Unlock()
-	if ch != nil {
-		ch <- a // buffered, one value ever
+	if ch == nil {
+		return false
 	}
+	ch <- ans // buffered, one value ever
+	return true
+}
+
+// Run relays signals between this hub and the other replicas' until ctx
+// ends; without a relay it only waits.
+func (h *Hub) Run(ctx context.Context) error {
+	if h.Relay == nil {
+		<-ctx.Done()
+		return nil
+	}
+	return h.Relay.Run(ctx, cluster.Handler{
+		// Another replica asks for a check of a device streaming here.
+		Check: func(c cluster.Check) {
+			if !h.Local(c.DeviceID) {
+				return
+			}
+			err := h.Send(c.DeviceID, checkNow(c.Nonce, c.ExpiresAt))
+			if err != nil {
+				h.log().Warn("relayed live check not sent", "device_id", c.DeviceID, "err", err)
+			}
+		},
+		// Another replica stored the report a check here asked for.
+		Answered: func(a cluster.Answered) { h.wake(a.Nonce, answer{seq: a.Seq}) },
+		Devices: func() map[string]string {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			out := make(map[string]string, len(h.sessions))
+			for id, s := range h.sessions {
+				out[id] = s.id
+			}
+			return out
+		},
+	})
+}
+
+func checkNow(nonce []byte, expires time.Time) *agentv1.VerifierMessage {
+	return &agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_CheckNow{CheckNow: &agentv1.CheckNow{
+		Nonce: nonce, ExpiresAt: timestamppb.New(expires),
+	}}}
 }
 
 // CheckNow asks a connected agent for a fresh report and waits for it until
 // ttl passes or ctx ends. The nonce is recorded first, so the report that
 // answers it is verified like any other and the nonce can be used only once.
+// An agent streaming to another replica is asked through the relay, and
+// the report it answers with is read back from storage.
 func (h *Hub) CheckNow(ctx context.Context, deviceID string, ttl time.Duration) (*ingest.Accepted, error) {
-	if !h.Connected(deviceID) {
+	local := h.Local(deviceID)
+	if !local && !h.elsewhere(ctx, deviceID) {
 		return nil, ErrNotConnected
 	}
 	nonce := make([]byte, 16)
@@ -206,10 +358,10 @@ func (h *Hub) CheckNow(ctx context.Context, deviceID string, ttl time.Duration) 
 	if err := h.Nonces.CreateNonce(ctx, deviceID, nonce, expires); err != nil {
 		return nil, fmt.Errorf("recording nonce: %w", err)
 	}
-	ch := make(chan *ingest.Accepted, 1)
+	ch := make(chan answer, 1)
 	h.mu.Lock()
 	if h.waiters == nil {
-		h.waiters = make(map[string]chan *ingest.Accepted)
+		h.waiters = make(map[string]chan answer)
 	}
 	h.waiters[string(nonce)] = ch
 	h.mu.Unlock()
@@ -218,20 +370,51 @@ func (h *Hub) CheckNow(ctx context.Context, deviceID string, ttl time.Duration) 
 		delete(h.waiters, string(nonce))
 		h.mu.Unlock()
 	}()
-	msg := &agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_CheckNow{CheckNow: &agentv1.CheckNow{
-		Nonce: nonce, ExpiresAt: timestamppb.New(expires),
-	}}}
-	if err := h.Send(deviceID, msg); err != nil {
+	if local {
+		if err := h.Send(deviceID, checkNow(nonce, expires)); err != nil {
+			return nil, err
+		}
+	} else if err := h.Relay.PublishCheck(ctx, cluster.Check{DeviceID: deviceID, Nonce: nonce, ExpiresAt: expires}); err != nil {
 		return nil, err
 	}
 	timer := time.NewTimer(ttl)
 	defer timer.Stop()
 	select {
-	case a := <-ch:
-		return a, nil
+	case ans := <-ch:
+		if ans.acc != nil {
+			return ans.acc, nil
+		}
+		return h.stored(ctx, deviceID, nonce, ans.seq)
 	case <-timer.C:
 		return nil, context.DeadlineExceeded
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// stored reads back the report another replica stored in answer to nonce.
+func (h *Hub) stored(ctx context.Context, deviceID string, nonce []byte, seq uint64) (*ingest.Accepted, error) {
+	if h.Reports == nil {
+		return nil, errors.New("answered at another replica, but the hub has no report store to read it from")
+	}
+	rs, err := h.Reports.ListReports(ctx, deviceID, answerLookback)
+	if err != nil {
+		return nil, fmt.Errorf("reading the relayed answer: %w", err)
+	}
+	for _, r := range rs {
+		if r.Seq != seq {
+			continue
+		}
+		pr := new(agentv1.PostureReport)
+		if err := proto.Unmarshal(r.Payload, pr); err != nil {
+			return nil, fmt.Errorf("reading the relayed answer: %w", err)
+		}
+		// The signal only says where to look; the stored report must itself
+		// be the answer to this check.
+		if pr.GetDeviceId() != deviceID || !bytes.Equal(pr.GetNonce(), nonce) {
+			return nil, fmt.Errorf("report %d of device %s does not carry this check's nonce", seq, deviceID)
+		}
+		return &ingest.Accepted{Report: pr, Stored: r}, nil
+	}
+	return nil, fmt.Errorf("report %d of device %s, relayed as this check's answer, is not stored", seq, deviceID)
 }

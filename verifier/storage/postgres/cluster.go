@@ -1,0 +1,318 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/clearance/clearance/verifier/cluster"
+)
+
+// notifyChannel is the LISTEN/NOTIFY channel replicas signal each other on.
+// NOTIFY is scoped to the database, so replicas of separate deployments on
+// one server never hear each other.
+const notifyChannel = "clearance_cluster"
+
+// RelayApplicationName is the application_name of a relay's listening
+// connection.
+const RelayApplicationName = "clearance-relay"
+
+// Defaults for RelayOptions' zero fields.
+const (
+	DefaultHeartbeat = 5 * time.Second
+	// A replica whose heartbeat is older than Stale no longer counts as
+	// holding its devices' streams.
+	DefaultStaleAfter = 3 * DefaultHeartbeat
+	// Rows of replicas silent for this long are deleted.
+	forgetReplicaAfter = time.Hour
+	minBackoff         = 100 * time.Millisecond
+	maxBackoff         = 5 * time.Second
+)
+
+// RelayOptions configure Store.Relay.
+type RelayOptions struct {
+	// ReplicaID names this replica; default: the host name and a random suffix.
+	ReplicaID string
+	// Heartbeat is how often the replica says it is alive; StaleAfter is how
+	// long after its last heartbeat it stops counting (default 3 heartbeats).
+	Heartbeat, StaleAfter time.Duration
+	Logger                *slog.Logger
+}
+
+// Relay is a cluster.Relay over this database: presence in the
+// cluster_replicas and cluster_presence tables, signals by NOTIFY, heard on
+// a connection of its own that LISTENs and is re-opened with backoff when
+// PostgreSQL goes away.
+type Relay struct {
+	pool      *Store
+	cc        *pgx.ConnConfig
+	id        string
+	heartbeat time.Duration
+	stale     time.Duration
+	log       *slog.Logger
+}
+
+var _ cluster.Relay = (*Relay)(nil)
+
+// Relay returns the relay this replica uses to reach the others.
+func (s *Store) Relay(o RelayOptions) *Relay {
+	r := &Relay{pool: s, cc: s.pool.Config().ConnConfig, id: o.ReplicaID, heartbeat: o.Heartbeat, stale: o.StaleAfter, log: o.Logger}
+	// Named, so an operator can tell the listening connection in
+	// pg_stat_activity.
+	if r.cc.RuntimeParams == nil {
+		r.cc.RuntimeParams = map[string]string{}
+	}
+	r.cc.RuntimeParams["application_name"] = RelayApplicationName
+	if r.id == "" {
+		host, _ := os.Hostname()
+		b := make([]byte, 4)
+		_, _ = rand.Read(b) // never fails
+		r.id = host + "-" + hex.EncodeToString(b)
+	}
+	if r.heartbeat <= 0 {
+		r.heartbeat = DefaultHeartbeat
+	}
+	if r.stale <= 0 {
+		r.stale = 3 * r.heartbeat
+	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	r.log = r.log.With("component", "relay", "replica_id", r.id)
+	return r
+}
+
+// ID implements cluster.Relay.
+func (r *Relay) ID() string { return r.id }
+
+// signal is a NOTIFY payload (well under PostgreSQL's 8000-byte limit).
+type signal struct {
+	From      string    `json:"from"`
+	Kind      string    `json:"kind"` // "check" or "answered"
+	DeviceID  string    `json:"device_id"`
+	Nonce     []byte    `json:"nonce"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	Seq       uint64    `json:"seq,omitempty"`
+}
+
+// PublishCheck implements cluster.Relay.
+func (r *Relay) PublishCheck(ctx context.Context, c cluster.Check) error {
+	return r.publish(ctx, signal{Kind: "check", DeviceID: c.DeviceID, Nonce: c.Nonce, ExpiresAt: c.ExpiresAt})
+}
+
+// PublishAnswered implements cluster.Relay.
+func (r *Relay) PublishAnswered(ctx context.Context, a cluster.Answered) error {
+	return r.publish(ctx, signal{Kind: "answered", DeviceID: a.DeviceID, Nonce: a.Nonce, Seq: a.Seq})
+}
+
+func (r *Relay) publish(ctx context.Context, s signal) error {
+	s.From = r.id
+	payload, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encoding %s signal: %w", s.Kind, err)
+	}
+	if _, err := r.pool.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, string(payload)); err != nil {
+		return fmt.Errorf("publishing %s signal: %w", s.Kind, err)
+	}
+	return nil
+}
+
+// Join implements cluster.Relay.
+func (r *Relay) Join(ctx context.Context, deviceID, session string) error {
+	_, err := r.pool.pool.Exec(ctx, `INSERT INTO cluster_presence (device_id, replica_id, session, since)
+		VALUES ($1, $2, $3, now())
+		ON CONFLICT (device_id, replica_id) DO UPDATE SET session = excluded.session, since = excluded.since`,
+		deviceID, r.id, session)
+	if err != nil {
+		return fmt.Errorf("recording presence: %w", err)
+	}
+	return nil
+}
+
+// Leave implements cluster.Relay.
+func (r *Relay) Leave(ctx context.Context, deviceID, session string) error {
+	_, err := r.pool.pool.Exec(ctx, `DELETE FROM cluster_presence WHERE device_id = $1 AND replica_id = $2 AND session = $3`,
+		deviceID, r.id, session)
+	if err != nil {
+		return fmt.Errorf("removing presence: %w", err)
+	}
+	return nil
+}
+
+// Elsewhere implements cluster.Relay.
+func (r *Relay) Elsewhere(ctx context.Context, deviceID string) (bool, error) {
+	var ok bool
+	err := r.pool.pool.QueryRow(ctx, `SELECT EXISTS (
+		SELECT 1 FROM cluster_presence p JOIN cluster_replicas c ON c.replica_id = p.replica_id
+		WHERE p.device_id = $1 AND p.replica_id <> $2 AND c.heartbeat_at > now() - make_interval(secs => $3))`,
+		deviceID, r.id, r.stale.Seconds()).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("reading presence: %w", err)
+	}
+	return ok, nil
+}
+
+// Run implements cluster.Relay. When it returns, this replica's rows are
+// deleted, so the others stop routing checks to it at once.
+func (r *Relay) Run(ctx context.Context, h cluster.Handler) error {
+	defer r.retire()
+	wait := minBackoff
+	for reconnect := false; ; reconnect = true {
+		listened, err := r.listen(ctx, h, reconnect)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if listened {
+			wait = minBackoff
+		}
+		r.log.Warn("relay connection lost; reconnecting", "err", err, "retry_in", wait.String())
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil
+		}
+		wait = min(2*wait, maxBackoff)
+	}
+}
+
+// listen holds one LISTEN connection until it fails or ctx ends; listened
+// says whether it got as far as listening.
+func (r *Relay) listen(ctx context.Context, h cluster.Handler, reconnect bool) (listened bool, err error) {
+	conn, err := pgx.ConnectConfig(ctx, r.cc.Copy())
+	if err != nil {
+		return false, fmt.Errorf("connecting: %w", err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
+	// 1. Listen first, so nothing published after the presence rows are
+	// written is missed.
+	if _, err := conn.Exec(ctx, `LISTEN `+notifyChannel); err != nil {
+		return false, fmt.Errorf("listening: %w", err)
+	}
+	// 2. Alive, and holding exactly the streams this process holds.
+	if err := r.beat(ctx, conn); err != nil {
+		return false, err
+	}
+	if err := r.resync(ctx, conn, h.Devices); err != nil {
+		return false, err
+	}
+	if reconnect {
+		r.log.Info("relay reconnected")
+	} else {
+		r.log.Info("relay listening", "channel", notifyChannel)
+	}
+	// 3. Signals until the connection fails; a heartbeat whenever the wait
+	// times out. The heartbeat goes over this connection, so a replica that
+	// cannot hear signals stops claiming its devices.
+	next := time.Now().Add(r.heartbeat)
+	for {
+		wctx, cancel := context.WithDeadline(ctx, next)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case err == nil:
+			r.dispatch(n.Payload, h)
+		case ctx.Err() != nil:
+			return true, ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded):
+			if err := r.beat(ctx, conn); err != nil {
+				return true, err
+			}
+			next = time.Now().Add(r.heartbeat)
+		default:
+			return true, fmt.Errorf("waiting for signals: %w", err)
+		}
+	}
+}
+
+func (r *Relay) dispatch(payload string, h cluster.Handler) {
+	var s signal
+	if err := json.Unmarshal([]byte(payload), &s); err != nil {
+		r.log.Warn("unreadable signal ignored", "err", err)
+		return
+	}
+	if s.From == r.id {
+		return
+	}
+	switch s.Kind {
+	case "check":
+		if h.Check != nil {
+			h.Check(cluster.Check{DeviceID: s.DeviceID, Nonce: s.Nonce, ExpiresAt: s.ExpiresAt})
+		}
+	case "answered":
+		if h.Answered != nil {
+			h.Answered(cluster.Answered{DeviceID: s.DeviceID, Nonce: s.Nonce, Seq: s.Seq})
+		}
+	default:
+		r.log.Warn("unknown signal ignored", "kind", s.Kind)
+	}
+}
+
+// beat refreshes this replica's heartbeat and forgets replicas long dead.
+func (r *Relay) beat(ctx context.Context, conn *pgx.Conn) error {
+	ctx, cancel := context.WithTimeout(ctx, r.heartbeat)
+	defer cancel()
+	if _, err := conn.Exec(ctx, `INSERT INTO cluster_replicas (replica_id, started_at, heartbeat_at) VALUES ($1, now(), now())
+		ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = now()`, r.id); err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	forget := forgetReplicaAfter.Seconds()
+	if _, err := conn.Exec(ctx, `DELETE FROM cluster_presence p WHERE NOT EXISTS (
+		SELECT 1 FROM cluster_replicas c WHERE c.replica_id = p.replica_id AND c.heartbeat_at > now() - make_interval(secs => $1))`, forget); err != nil {
+		return fmt.Errorf("forgetting dead replicas: %w", err)
+	}
+	if _, err := conn.Exec(ctx, `DELETE FROM cluster_replicas WHERE heartbeat_at < now() - make_interval(secs => $1)`, forget); err != nil {
+		return fmt.Errorf("forgetting dead replicas: %w", err)
+	}
+	return nil
+}
+
+// resync replaces this replica's presence rows with the streams it holds:
+// joins and leaves made while the database was away are caught up.
+func (r *Relay) resync(ctx context.Context, conn *pgx.Conn, devices func() map[string]string) error {
+	var ids, sessions []string
+	if devices != nil {
+		for id, sess := range devices() {
+			ids, sessions = append(ids, id), append(sessions, sess)
+		}
+	}
+	err := pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM cluster_presence WHERE replica_id = $1`, r.id); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO cluster_presence (device_id, replica_id, session, since)
+			SELECT d, $1, s, now() FROM unnest($2::text[], $3::text[]) AS u(d, s)`, r.id, ids, sessions)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("re-recording presence: %w", err)
+	}
+	return nil
+}
+
+// retire deletes this replica's rows when it stops.
+func (r *Relay) retire() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := pgx.BeginTxFunc(ctx, r.pool.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM cluster_presence WHERE replica_id = $1`, r.id); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM cluster_replicas WHERE replica_id = $1`, r.id)
+		return err
+	})
+	if err != nil {
+		r.log.Warn("removing this replica's presence failed; it goes stale instead", "err", err)
+	}
+}

@@ -1,0 +1,309 @@
+package postgres_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/cluster"
+	"github.com/clearance/clearance/verifier/hub"
+	"github.com/clearance/clearance/verifier/ingest"
+	"github.com/clearance/clearance/verifier/storage"
+	"github.com/clearance/clearance/verifier/storage/postgres"
+)
+
+// beat is the heartbeat the tests' relays use, so staleness shows quickly.
+const beat = 200 * time.Millisecond
+
+// heard collects what a relay's Run delivers.
+type heard struct {
+	checks   chan cluster.Check
+	answered chan cluster.Answered
+	mu       sync.Mutex
+	devices  map[string]string
+}
+
+func newHeard() *heard {
+	return &heard{checks: make(chan cluster.Check, 16), answered: make(chan cluster.Answered, 16), devices: map[string]string{}}
+}
+
+func (h *heard) handler() cluster.Handler {
+	return cluster.Handler{
+		Check:    func(c cluster.Check) { h.checks <- c },
+		Answered: func(a cluster.Answered) { h.answered <- a },
+		Devices: func() map[string]string {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			out := map[string]string{}
+			for k, v := range h.devices {
+				out[k] = v
+			}
+			return out
+		},
+	}
+}
+
+// runRelay runs r until the returned stop is called (or the test ends).
+func runRelay(t *testing.T, r *postgres.Relay, h cluster.Handler) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, h) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func eventually(t *testing.T, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func elsewhere(t *testing.T, r *postgres.Relay, deviceID string) bool {
+	t.Helper()
+	ok, err := r.Elsewhere(t.Context(), deviceID)
+	if err != nil {
+		t.Fatalf("Elsewhere: %v", err)
+	}
+	return ok
+}
+
+// Two replicas on one database: each hears the other's signals and not its
+// own, and presence follows streams, sessions and heartbeats.
+func TestRelaySignalsAndPresence(t *testing.T) {
+	dsn := newDatabase(t)
+	sa, sb := open(t, dsn), open(t, dsn)
+	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
+	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
+	ha, hb := newHeard(), newHeard()
+	ha.devices["dev-1"] = "s1" // a held dev-1's stream before it started listening
+	stopA := runRelay(t, a, ha.handler())
+	runRelay(t, b, hb.handler())
+
+	// 1. Presence: a's start-up records the streams it holds.
+	eventually(t, "b sees dev-1 on a", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
+	if elsewhere(t, a, "dev-1") {
+		t.Error("a sees its own stream as elsewhere")
+	}
+	if elsewhere(t, b, "dev-2") {
+		t.Error("b sees a device nobody streams")
+	}
+
+	// 2. Signals reach the other replica only.
+	ctx := t.Context()
+	want := cluster.Check{DeviceID: "dev-1", Nonce: []byte{1, 2, 3}, ExpiresAt: time.Now().Add(time.Minute).Truncate(time.Millisecond)}
+	if err := b.PublishCheck(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-ha.checks:
+		if got.DeviceID != want.DeviceID || !bytes.Equal(got.Nonce, want.Nonce) || !got.ExpiresAt.Equal(want.ExpiresAt) {
+			t.Errorf("a heard %+v, want %+v", got, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a did not hear b's check")
+	}
+	if err := a.PublishAnswered(ctx, cluster.Answered{DeviceID: "dev-1", Nonce: []byte{1, 2, 3}, Seq: 7}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-hb.answered:
+		if got.Seq != 7 || !bytes.Equal(got.Nonce, []byte{1, 2, 3}) {
+			t.Errorf("b heard %+v", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("b did not hear a's answer")
+	}
+	select {
+	case c := <-hb.checks:
+		t.Errorf("b heard its own check %+v", c)
+	case a := <-ha.answered:
+		t.Errorf("a heard its own answer %+v", a)
+	case <-time.After(300 * time.Millisecond):
+	}
+
+	// 3. A stream that a newer one replaced leaves no gap when it ends.
+	if err := a.Join(ctx, "dev-1", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Leave(ctx, "dev-1", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if !elsewhere(t, b, "dev-1") {
+		t.Error("the older session's end removed the newer one's presence")
+	}
+	if err := a.Leave(ctx, "dev-1", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	if elsewhere(t, b, "dev-1") {
+		t.Error("presence outlived the stream")
+	}
+
+	// 4. A replica that stops cleanly removes its presence at once.
+	if err := a.Join(ctx, "dev-1", "s3"); err != nil {
+		t.Fatal(err)
+	}
+	if !elsewhere(t, b, "dev-1") {
+		t.Fatal("presence not recorded")
+	}
+	stopA()
+	if elsewhere(t, b, "dev-1") {
+		t.Error("a stopped, yet b still sees dev-1 there")
+	}
+}
+
+// A replica that dies without cleaning up stops counting once its
+// heartbeat is stale; its rows do not lie forever.
+func TestRelayStalePresence(t *testing.T) {
+	dsn := newDatabase(t)
+	sa, sb := open(t, dsn), open(t, dsn)
+	// a beats slowly: after its first beat it looks dead to b's threshold.
+	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: time.Hour, StaleAfter: time.Second})
+	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat, StaleAfter: time.Second})
+	ha := newHeard()
+	ha.devices["dev-1"] = "s1"
+	runRelay(t, a, ha.handler())
+	eventually(t, "b sees dev-1 on a", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
+	eventually(t, "a's presence goes stale", 5*time.Second, func() bool { return !elsewhere(t, b, "dev-1") })
+
+	// A replica that never listened (no heartbeat) counts for nothing.
+	c := sb.Relay(postgres.RelayOptions{ReplicaID: "c"})
+	if err := c.Join(t.Context(), "dev-2", "s"); err != nil {
+		t.Fatal(err)
+	}
+	if elsewhere(t, b, "dev-2") {
+		t.Error("presence of a replica without a heartbeat counts")
+	}
+}
+
+// The listening connection is cut (as when PostgreSQL restarts): the relay
+// reconnects by itself, records its streams again and hears signals again.
+func TestRelayReconnects(t *testing.T) {
+	dsn := newDatabase(t)
+	sa, sb := open(t, dsn), open(t, dsn)
+	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
+	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
+	ha := newHeard()
+	ha.devices["dev-1"] = "s1"
+	runRelay(t, a, ha.handler())
+	eventually(t, "b sees dev-1 on a", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
+
+	ctx := t.Context()
+	admin := connect(t, ctx, dsn)
+	defer admin.Close(context.Background())
+	// Presence lost with the connection (as if written to a database that
+	// was then restored) comes back from what the replica holds.
+	if _, err := admin.Exec(ctx, `DELETE FROM cluster_presence`); err != nil {
+		t.Fatal(err)
+	}
+	var cut int
+	if err := admin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND application_name = $1`, postgres.RelayApplicationName).Scan(&cut); err != nil || cut != 1 {
+		t.Fatalf("terminating the relay's connection: %d, %v", cut, err)
+	}
+	eventually(t, "presence re-recorded", 10*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
+	// Signals published before the LISTEN is back are lost by design;
+	// publish until one is heard.
+	got := false
+	for deadline := time.Now().Add(10 * time.Second); !got && time.Now().Before(deadline); {
+		if err := b.PublishCheck(ctx, cluster.Check{DeviceID: "dev-1", Nonce: []byte{9}}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-ha.checks:
+			got = true
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if !got {
+		t.Fatal("a hears nothing after its connection was cut")
+	}
+}
+
+// A sign-in at replica B asks for a check of a device whose stream is on
+// replica A: A's hub sends CheckNow on the stream, the report is stored
+// (consuming B's nonce), and B's CheckNow returns that report read back
+// from the database.
+func TestHubCheckThroughOtherReplica(t *testing.T) {
+	dsn := newDatabase(t)
+	sa, sb := open(t, dsn), open(t, dsn)
+	d := enrollOne(t, sa)
+	hubA := &hub.Hub{Nonces: sa, Reports: sa, Relay: sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})}
+	hubB := &hub.Hub{Nonces: sb, Reports: sb, Relay: sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})}
+	for _, h := range []*hub.Hub{hubA, hubB} {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- h.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	sess, unregister := hubA.Register(d.ID)
+	defer unregister()
+	eventually(t, "b sees the stream on a", 5*time.Second, func() bool { return hubB.Connected(d.ID) })
+	if hubB.Local(d.ID) {
+		t.Fatal("b holds a session it never registered")
+	}
+
+	// The agent on a's stream answers CheckNow with a report carrying the
+	// nonce; a stores it as the stream's reader does, then tells the hub.
+	agentDone := make(chan error, 1)
+	go func() {
+		m := <-sess.Out()
+		cn := m.GetCheckNow()
+		if cn == nil {
+			agentDone <- nil
+			return
+		}
+		pr := &agentv1.PostureReport{DeviceId: d.ID, Seq: 5, Nonce: cn.GetNonce()}
+		payload, err := proto.Marshal(pr)
+		if err != nil {
+			agentDone <- err
+			return
+		}
+		r := storage.Report{DeviceID: d.ID, Seq: 5, ObservedAt: t0, ReceivedAt: time.Now(), Payload: payload, Signature: []byte("sig")}
+		if err := sa.SaveReport(context.Background(), r, cn.GetNonce(), 10); err != nil {
+			agentDone <- err
+			return
+		}
+		hubA.Delivered(&ingest.Accepted{Report: pr, Stored: r})
+		agentDone <- nil
+	}()
+	acc, err := hubB.CheckNow(t.Context(), d.ID, 5*time.Second)
+	if err != nil {
+		t.Fatalf("CheckNow at b: %v", err)
+	}
+	if err := <-agentDone; err != nil {
+		t.Fatal(err)
+	}
+	if acc.Report.GetSeq() != 5 || acc.Stored.Seq != 5 || len(acc.Report.GetNonce()) == 0 {
+		t.Errorf("b got report %d (stored %d), nonce %x", acc.Report.GetSeq(), acc.Stored.Seq, acc.Report.GetNonce())
+	}
+
+	// Once a's stream ends, b no longer routes checks there.
+	unregister()
+	if hubB.Connected(d.ID) {
+		t.Error("b still sees the stream after it ended")
+	}
+	if _, err := hubB.CheckNow(t.Context(), d.ID, time.Second); !errors.Is(err, hub.ErrNotConnected) {
+		t.Errorf("CheckNow for a device streaming nowhere: %v, want ErrNotConnected", err)
+	}
+}
