@@ -24,6 +24,7 @@ import (
 // Config is the verifier's configuration.
 type Config struct {
 	DataDir            string
+	Database           string // "" (SQLite in DataDir) or a postgres:// URL, which may hold a password: log DatabaseLabel
 	GRPCListen         string
 	HTTPListen         string
 	PublicURL          string
@@ -114,6 +115,24 @@ func (c *Config) PublicHost() string {
 		return ""
 	}
 	return u.Hostname()
+}
+
+// IsPostgres reports whether database names a PostgreSQL database.
+func IsPostgres(database string) bool {
+	return strings.HasPrefix(database, "postgres://") || strings.HasPrefix(database, "postgresql://")
+}
+
+// DatabaseLabel names the database for logs without its password: "sqlite"
+// or "postgres HOST/DB".
+func DatabaseLabel(database string) string {
+	if database == "" {
+		return "sqlite"
+	}
+	u, err := url.Parse(database)
+	if err != nil {
+		return "postgres"
+	}
+	return "postgres " + u.Host + u.Path
 }
 
 type setting struct {
@@ -221,6 +240,14 @@ var headerName = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 
 var settings = []setting{
 	{"data-dir", "", "directory for the CA, keys, admin token and database (created on first start)", str(func(c *Config) *string { return &c.DataDir })},
+	{"database", "", "empty for SQLite in the data dir, or a postgres:// URL of a PostgreSQL database several replicas share (holds a password: prefer the env or config file)", func(c *Config, v string) error {
+		if !IsPostgres(v) {
+			// The value is not repeated: it may hold a password.
+			return errors.New("the database must be empty (SQLite in the data dir) or a postgres:// or postgresql:// URL")
+		}
+		c.Database = v
+		return nil
+	}},
 	{"grpc-listen", ":8443", "address for gRPC (agents, admin API, health, reflection); TLS, client certs requested", listenAddr(func(c *Config) *string { return &c.GRPCListen })},
 	{"http-listen", ":8080", "address for HTTPS /healthz and /metrics; TLS, no client certs", listenAddr(func(c *Config) *string { return &c.HTTPListen })},
 	{"public-url", "https://localhost:8443", "URL agents and browsers use to reach this verifier; its host is in the TLS certificate", func(c *Config, v string) error {

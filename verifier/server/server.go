@@ -41,6 +41,7 @@ import (
 	"github.com/clearance/clearance/verifier/metrics"
 	"github.com/clearance/clearance/verifier/scep"
 	"github.com/clearance/clearance/verifier/storage"
+	"github.com/clearance/clearance/verifier/storage/postgres"
 	"github.com/clearance/clearance/verifier/storage/sqlite"
 	"github.com/clearance/clearance/verifier/web"
 )
@@ -71,6 +72,9 @@ type Server struct {
 	// IdP is the SAML identity provider Okta calls; Gate decides sign-ins.
 	IdP  *idp.IdP
 	Gate *access.Gate
+	// Relay connects the hub to other replicas sharing a PostgreSQL
+	// database; nil with SQLite.
+	Relay *postgres.Relay
 
 	// GRPCAddr, HTTPAddr and SSOAddr are the bound addresses once Actors
 	// has run (useful with port 0).
@@ -83,9 +87,33 @@ type Option func(*Server)
 // WithClock injects the clock.
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
 
-// OpenStore opens the data dir's database; the CLI uses it too.
+// OpenStore opens the data dir's SQLite database.
 func OpenStore(ctx context.Context, dataDir string) (*sqlite.Store, error) {
 	return sqlite.Open(ctx, filepath.Join(dataDir, DBFile))
+}
+
+// Store is what OpenDatabase returns: the storage contract, and Dump for
+// support and tests.
+type Store interface {
+	storage.Store
+	Dump(ctx context.Context) (string, error)
+}
+
+var (
+	_ Store = (*sqlite.Store)(nil)
+	_ Store = (*postgres.Store)(nil)
+)
+
+// OpenDatabase opens the database the --database setting names: SQLite in
+// the data dir when it is empty, else PostgreSQL. serve and the CLI use it.
+func OpenDatabase(ctx context.Context, dataDir, database string) (Store, error) {
+	if database == "" {
+		return OpenStore(ctx, dataDir)
+	}
+	if !config.IsPostgres(database) {
+		return nil, errors.New("the database must be empty (SQLite in the data dir) or a postgres:// URL")
+	}
+	return postgres.Open(ctx, database)
 }
 
 // New prepares the data dir and everything that serves from it.
@@ -122,11 +150,18 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	if err != nil {
 		return nil, err
 	}
-	if s.Store, err = OpenStore(ctx, cfg.DataDir); err != nil {
-		return nil, fmt.Errorf("opening database: %w", err)
+	if s.Store, err = OpenDatabase(ctx, cfg.DataDir, cfg.Database); err != nil {
+		return nil, fmt.Errorf("opening database (%s): %w", config.DatabaseLabel(cfg.Database), err)
 	}
+	log.Info("database open", "component", "server", "database", config.DatabaseLabel(cfg.Database))
 	s.Metrics = metrics.New()
-	s.Hub = &hub.Hub{Nonces: s.Store, Now: s.now, OnChange: s.Metrics.AgentsConnected}
+	s.Hub = &hub.Hub{Nonces: s.Store, Reports: s.Store, Now: s.now, OnChange: s.Metrics.AgentsConnected, Log: log}
+	if pg, ok := s.Store.(*postgres.Store); ok {
+		// Other replicas may share this database: live checks for agents
+		// streaming to them go through the relay.
+		s.Relay = pg.Relay(postgres.RelayOptions{Logger: log})
+		s.Hub.Relay = s.Relay
+	}
 	agents := &agentapi.Server{
 		Store: s.Store,
 		CA:    s.CA,
@@ -321,6 +356,11 @@ func (s *Server) Actors(g *run.Group) error {
 	}
 	s.GRPCAddr, s.HTTPAddr, s.SSOAddr = grpcLn.Addr(), httpLn.Addr(), ssoLn.Addr()
 	log := s.log.With("component", "server")
+
+	if s.Relay != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add("relay", func() error { return s.Hub.Run(ctx) }, func(error) { cancel() })
+	}
 
 	g.Add("sso", func() error {
 		log.Info("sso listening", "addr", ssoLn.Addr().String(), "sso_url", s.cfg.SSOURL())

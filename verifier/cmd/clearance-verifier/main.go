@@ -40,7 +40,8 @@ Usage:
   clearance-verifier okta setup    --data-dir DIR [--sso-public-url URL] [--terraform]
   clearance-verifier version
 
-Run 'clearance-verifier serve -h' for every server flag.
+Run 'clearance-verifier serve -h' for every server flag. With PostgreSQL
+(serve --database postgres://...), give secret and scep the same --database.
 `
 
 func main() {
@@ -135,6 +136,7 @@ func secret(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := flag.NewFlagSet("secret "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", os.Getenv("CLEARANCE_DATA_DIR"), "the verifier's data directory (env CLEARANCE_DATA_DIR)")
+	database := fs.String("database", os.Getenv("CLEARANCE_DATABASE"), "the verifier's --database, when it is PostgreSQL (env CLEARANCE_DATABASE)")
 	desc := ""
 	if sub == "create" {
 		fs.StringVar(&desc, "description", "", "what the secret is for, e.g. 'Jamf, engineering Macs'")
@@ -142,13 +144,15 @@ func secret(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	if *dataDir == "" {
-		return errors.New("--data-dir is required")
+	if *database == "" {
+		if *dataDir == "" {
+			return errors.New("--data-dir is required")
+		}
+		if _, err := os.Stat(*dataDir); err != nil {
+			return fmt.Errorf("data dir: %w (start 'clearance-verifier serve' once to create it)", err)
+		}
 	}
-	if _, err := os.Stat(*dataDir); err != nil {
-		return fmt.Errorf("data dir: %w (start 'clearance-verifier serve' once to create it)", err)
-	}
-	store, err := server.OpenStore(ctx, *dataDir)
+	store, err := server.OpenDatabase(ctx, *dataDir, *database)
 	if err != nil {
 		return err
 	}
