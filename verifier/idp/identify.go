@@ -81,6 +81,10 @@ type IdentifyError struct {
 	Reason     Reason
 	Detail     string
 	CertSerial string // when a certificate was presented
+	// DeviceID is the device the certificate is on record for, when that
+	// is known (a revoked or replaced certificate), so the decision log
+	// shows the refusal under that device.
+	DeviceID string
 }
 
 func (e *IdentifyError) Error() string { return string(e.Reason) + ": " + e.Detail }
@@ -125,7 +129,7 @@ func (i *Identifier) Identify(ctx context.Context, r *http.Request, now time.Tim
 		case err != nil:
 			return fail(ReasonStorage, "reading certificate record: %v", err)
 		case bc.RevokedAt(now):
-			return fail(ReasonRevokedCert, "certificate %s stopped counting at %s (%s)", serial, bc.RevokeAfter.UTC().Format(time.RFC3339), bc.RevokedReason)
+			return Identity{}, &IdentifyError{Reason: ReasonRevokedCert, CertSerial: serial, DeviceID: bc.DeviceID, Detail: fmt.Sprintf("certificate %s stopped counting at %s (%s)", serial, bc.RevokeAfter.UTC().Format(time.RFC3339), bc.RevokedReason)}
 		}
 		dev, err := i.Store.GetDevice(ctx, rec.DeviceID)
 		switch {
@@ -157,7 +161,8 @@ func (i *Identifier) Identify(ctx context.Context, r *http.Request, now time.Tim
 	case dev.CertSerial != serial && !dev.Revoked():
 		// The device enrolled again or renewed: only its current
 		// certificate speaks for it.
-		return fail(ReasonSupersededCert, "certificate %s was replaced by %s", serial, dev.CertSerial)
+		return Identity{}, &IdentifyError{Reason: ReasonSupersededCert, CertSerial: serial, DeviceID: id,
+			Detail: fmt.Sprintf("certificate %s was replaced by %s", serial, dev.CertSerial)}
 	}
 	return Identity{DeviceID: id, CertSerial: serial, Via: via}, nil
 }

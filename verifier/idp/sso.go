@@ -350,7 +350,7 @@ func (h *Handler) unidentified(w http.ResponseWriter, r *http.Request, req *Requ
 	now := h.now()
 	latency := now.Sub(start)
 	id, err := h.Store.AppendDecision(ctx, storage.DecisionRecord{
-		At: now, Username: req.Username, CertSerial: ierr.CertSerial, Reason: string(ierr.Reason),
+		At: now, Username: req.Username, DeviceID: ierr.DeviceID, CertSerial: ierr.CertSerial, Reason: string(ierr.Reason),
 		LiveCheck: decision.LiveCheckNone.String(), Latency: latency, Source: source, RequestID: req.AuthnRequest.ID,
 	})
 	if err != nil {
@@ -359,7 +359,7 @@ func (h *Handler) unidentified(w http.ResponseWriter, r *http.Request, req *Requ
 	}
 	h.metrics().SSODecision(false, string(ierr.Reason), latency)
 	h.log().Info("sso_decision", "allow", false, "reason", string(ierr.Reason), "detail", ierr.Detail,
-		"user", req.Username, "cert_serial", ierr.CertSerial, "decision_id", id, "source", source,
+		"user", req.Username, "device_id", ierr.DeviceID, "cert_serial", ierr.CertSerial, "decision_id", id, "source", source,
 		"request_id", req.AuthnRequest.ID, "remote", r.RemoteAddr, "latency", latency)
 	ref := strconv.FormatInt(id, 10)
 	switch ierr.Reason {

@@ -123,6 +123,9 @@ func TestBrowserCertificateVouched(t *testing.T) {
 	p = e.redirect(t, c, e.sp.NewRequest(testUser))
 	noResponse(t, p)
 	p.has(t, "revoked_client_cert")
+	if ds := e.decisions(t); ds[0].Reason != "revoked_client_cert" || ds[0].DeviceID != a.DeviceID {
+		t.Errorf("the refusal is not logged under the device: %+v", ds[0])
+	}
 	for _, reason := range []string{"cert_not_vouched", "unknown_client_cert", "revoked_client_cert"} {
 		if !strings.Contains(e.logs.String(), "reason="+reason) {
 			t.Errorf("log lacks reason=%s", reason)
