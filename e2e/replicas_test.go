@@ -1,0 +1,371 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/clearance/clearance/internal/oktasim"
+	"github.com/clearance/clearance/internal/protoagent"
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+)
+
+// pgDSNVar names the PostgreSQL server scripts/postgres.sh starts for tests.
+const pgDSNVar = "CLEARANCE_TEST_POSTGRES_DSN"
+
+// sharedFiles are what every replica must hold the same of: the CAs agents
+// and browsers trust, the SAML signing identity Okta trusts, and the admin
+// token. The TLS server certificate is each replica's own.
+var sharedFiles = []string{"ca.pem", "ca.key", "device-ca.pem", "device-ca.key", "idp-cert.pem", "idp-key.pem", "admin.token"}
+
+// sharedIfPresent are shared too when the data dir has them: the SCEP RA
+// certificate Macs encrypt their requests to, which must decrypt at
+// whichever replica the next request reaches.
+var sharedIfPresent = []string{"scep-ra.pem", "scep-ra.key"}
+
+// pgDatabase creates a database of the test's own on the test server and
+// returns its DSN, with a password the server (trust authentication) never
+// asks for, so the test can check that no log shows it. Without the server
+// the test skips, except under CI.
+func pgDatabase(t *testing.T) (dsn, password string) {
+	t.Helper()
+	base := os.Getenv(pgDSNVar)
+	if base == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(pgDSNVar + " not set under CI: .ci/run must start PostgreSQL with scripts/postgres.sh")
+		}
+		t.Skip(pgDSNVar + " not set (scripts/postgres.sh run go test ./e2e/ starts one)")
+	}
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	name := "clearance_e2e_" + hex.EncodeToString(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connecting to %s: %v", pgDSNVar, err)
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(ctx, `CREATE DATABASE `+name); err != nil {
+		t.Fatal(err)
+	}
+	// Registered first, so it runs after the verifiers have stopped.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Errorf("dropping %s: %v", name, err)
+			return
+		}
+		defer c.Close(context.Background())
+		if _, err := c.Exec(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`); err != nil {
+			t.Errorf("dropping %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	password = "never-asked-" + hex.EncodeToString(b)
+	u.User = url.UserPassword(u.User.Username(), password)
+	u.Path = "/" + name
+	return u.String(), password
+}
+
+// shareIdentity copies the first replica's shared files into the second's
+// data dir, as an operator does before starting it.
+func shareIdentity(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range append(append([]string(nil), sharedFiles...), sharedIfPresent...) {
+		b, err := os.ReadFile(filepath.Join(from, f))
+		if errors.Is(err, os.ErrNotExist) && slices.Contains(sharedIfPresent, f) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// replicaAgent is a device built from the proto alone (protoagent) that
+// streams to one replica at a time: it reports on connecting and answers
+// every CheckNow with a passing report carrying its nonce.
+type replicaAgent struct {
+	t  *testing.T
+	a  *protoagent.Agent
+	mu sync.Mutex
+	// seq is the last report sent; acked the seqs the verifier acknowledged;
+	// answers the seqs sent in answer to a CheckNow.
+	seq     uint64
+	acked   []uint64
+	answers []uint64
+	st      *protoagent.Stream
+	ended   chan error
+}
+
+// connect opens a stream to addr, sends a report and serves the stream
+// until it ends (ended receives why).
+func (r *replicaAgent) connect(addr string) {
+	r.t.Helper()
+	r.a.Addr = addr
+	// The stream lives until the test closes it or the replica goes.
+	st, err := r.a.Connect(context.Background())
+	if err != nil {
+		r.t.Fatalf("connecting to %s: %v", addr, err)
+	}
+	r.t.Cleanup(st.Close)
+	r.mu.Lock()
+	r.st, r.ended = st, make(chan error, 1)
+	r.mu.Unlock()
+	if err := r.send(st, nil); err != nil {
+		r.t.Fatalf("first report to %s: %v", addr, err)
+	}
+	go r.serve(st, st.PolicySet, r.ended)
+}
+
+func (r *replicaAgent) send(st *protoagent.Stream, nonce []byte) error {
+	r.mu.Lock()
+	r.seq++
+	seq := r.seq
+	if nonce != nil {
+		r.answers = append(r.answers, seq)
+	}
+	r.mu.Unlock()
+	rep := r.a.Report(st.PolicySet, seq, time.Now(), nonce, agentv1.PolicyStatus_POLICY_STATUS_PASS)
+	return st.Send(protoagent.Sign(r.a.Key, rep))
+}
+
+func (r *replicaAgent) serve(st *protoagent.Stream, ps *agentv1.PolicySet, ended chan<- error) {
+	for {
+		m, err := st.Client.Recv()
+		if err != nil {
+			ended <- err
+			return
+		}
+		switch {
+		case m.GetCheckNow() != nil:
+			if err := r.send(st, m.GetCheckNow().GetNonce()); err != nil {
+				ended <- err
+				return
+			}
+		case m.GetAck() != nil:
+			r.mu.Lock()
+			r.acked = append(r.acked, m.GetAck().GetSeq())
+			r.mu.Unlock()
+		case m.GetPolicySet() != nil:
+			st.PolicySet = m.GetPolicySet()
+		}
+	}
+}
+
+// answered is the seqs sent in answer to CheckNow so far.
+func (r *replicaAgent) answered() []uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]uint64(nil), r.answers...)
+}
+
+// tlsCert is the device certificate, presented by the test's browser.
+func (r *replicaAgent) tlsCert() tls.Certificate {
+	return tls.Certificate{Certificate: append([][]byte{r.a.CertDER}, r.a.Chain...), PrivateKey: r.a.Key}
+}
+
+// TestReplicasShareSignIns runs two verifier processes on one PostgreSQL
+// database with the same CA and SAML identity. An agent streams to replica
+// A; a sign-in at replica B whose stored report is stale gets a live check
+// that reaches the agent through A and is decided on the fresh report; a
+// request ID answered at A is refused at B. Then A is killed (SIGKILL): the
+// agent reconnects to B and sign-ins at B keep working.
+func TestReplicasShareSignIns(t *testing.T) {
+	t.Parallel()
+	dsn, password := pgDatabase(t)
+	dir := t.TempDir()
+	dataA, dataB := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	flags := []string{"--database", dsn, "--live-check-after", liveCheckAfter.String(), "--live-check-timeout", "5s"}
+
+	// 1. Two replicas: B starts from A's CA, IdP identity and admin token.
+	ssoA, ssoB := freePort(t), freePort(t)
+	vA := startSSOVerifier(t, dataA, ssoA, flags...)
+	shareIdentity(t, dataA, dataB)
+	vB := startSSOVerifier(t, dataB, ssoB, flags...)
+
+	// 2. An enroll secret made with the CLI against the shared database (no
+	// data dir needed); the agent enrolls at B and streams to A.
+	secret := lastLine(cli(t, "secret", "create", "--database", dsn, "--description", "replicas"))
+	pa, err := protoagent.New(vB.grpcAddr, vA.rootPEM(), "5A1C0A7E-0000-4000-8000-00000000A0B1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := pa.Enroll(ctx, secret); err != nil {
+		t.Fatalf("enrolling at B: %v", err)
+	}
+	agent := &replicaAgent{t: t, a: pa}
+	agent.connect(vA.grpcAddr)
+	deviceID := pa.DeviceID
+	waitDevice(t, vB, "B to see the stream on A", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetConnected() && g.GetDevice().GetSummary().GetCompliant()
+	})
+
+	// 3. Okta, as both replicas are the same IdP to it.
+	idpCertPEM, err := os.ReadFile(filepath.Join(dataA, "idp-cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(idpCertPEM)
+	if blk == nil {
+		t.Fatal("idp-cert.pem holds no PEM block")
+	}
+	idpCert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := oktasim.New(oktasim.Options{
+		EntityID: e2eAudience, ACSURL: e2eACS,
+		IdPSSOURL: e2eSSOPublic + "/saml/sso", IdPIssuer: e2eSSOPublic + "/saml/metadata", IdPCert: idpCert,
+	})
+	atA := newSSOBrowser(t, vA, ssoA, agent.tlsCert())
+	atB := newSSOBrowser(t, vB, ssoB, agent.tlsCert())
+	redirect := func(r oktasim.Request) string {
+		u, err := sp.RedirectURL(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+
+	// 4. A sign-in at A; the same request at B is a replay.
+	first := sp.NewRequest(e2eUser)
+	firstURL := redirect(first)
+	okAtOkta(t, sp, idpCertPEM, atA.follow(firstURL), first.ID, first.RelayState)
+	if p := atB.follow(firstURL); p.status != http.StatusBadRequest || !strings.Contains(p.body, "replayed_request") {
+		t.Errorf("request %s replayed at B: status %d, want 400 replayed_request:\n%s", first.ID, p.status, p.body)
+	}
+	replicaLog(t, vB.logs, "B refusing the replay", "sso_request_refused", "reason=replayed_request")
+
+	// 5. The stored report goes stale; a sign-in at B asks the agent, whose
+	// stream is on A, and decides on its answer.
+	waitStale(t, vB, deviceID)
+	before := len(agent.answered())
+	second := sp.NewRequest(e2eUser)
+	okAtOkta(t, sp, idpCertPEM, atB.follow(redirect(second)), second.ID, second.RelayState)
+	answers := agent.answered()
+	if len(answers) != before+1 {
+		t.Fatalf("the agent answered %d CheckNow during the sign-in at B, want 1", len(answers)-before)
+	}
+	d := decisionFor(t, vB, deviceID, second.ID)
+	if d.GetLiveCheck() != "answered" || !d.GetAllow() || d.GetReportSeq() != answers[len(answers)-1] {
+		t.Errorf("B's decision: allow=%v live_check=%q report_seq=%d; want allowed, answered, seq %d (the agent's answer through A)",
+			d.GetAllow(), d.GetLiveCheck(), d.GetReportSeq(), answers[len(answers)-1])
+	}
+	if strings.Contains(vB.logs.String(), "agent connected") {
+		t.Error("the agent connected to B; the check was meant to go through A")
+	}
+
+	// 6. A is killed. The agent's stream ends; it reconnects to B (this
+	// test's agent is told to; see docs/deploy-verifier.md for the real
+	// agent) and sign-ins at B keep working, with live checks on B.
+	if err := vA.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-vA.exited
+	select {
+	case <-agent.ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the agent's stream to the killed replica did not end")
+	}
+	agent.connect(vB.grpcAddr)
+	replicaLog(t, vB.logs, "the agent on B", "agent connected", "device_id="+deviceID)
+	waitStale(t, vB, deviceID)
+	before = len(agent.answered())
+	third := sp.NewRequest(e2eUser)
+	okAtOkta(t, sp, idpCertPEM, atB.follow(redirect(third)), third.ID, third.RelayState)
+	answers = agent.answered()
+	d = decisionFor(t, vB, deviceID, third.ID)
+	if len(answers) != before+1 || d.GetLiveCheck() != "answered" || d.GetReportSeq() != answers[len(answers)-1] {
+		t.Errorf("after A died: %d answers, decision live_check=%q report_seq=%d", len(answers)-before, d.GetLiveCheck(), d.GetReportSeq())
+	}
+
+	// 7. Every report the agent got an ack for is stored.
+	agent.mu.Lock()
+	acked, last := append([]uint64(nil), agent.acked...), agent.seq
+	agent.mu.Unlock()
+	g := waitDevice(t, vB, "the last report stored", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetLastSeq() == last
+	})
+	if len(acked) == 0 || acked[len(acked)-1] > g.GetDevice().GetLastSeq() {
+		t.Errorf("acks %v; stored last seq %d", acked, g.GetDevice().GetLastSeq())
+	}
+
+	// 8. The database password never reaches a log.
+	for name, log := range map[string]string{"A": vA.logs.String(), "B": vB.logs.String()} {
+		if strings.Contains(log, password) {
+			t.Errorf("replica %s's log shows the database password", name)
+		}
+		if !strings.Contains(log, "database=") || !strings.Contains(log, "postgres 127.0.0.1") {
+			t.Errorf("replica %s's log does not say which database it uses", name)
+		}
+	}
+}
+
+// decisionFor returns the decision logged for requestID.
+func decisionFor(t *testing.T, v *verifier, deviceID, requestID string) *adminv1.Decision {
+	t.Helper()
+	admin, ctx := v.admin()
+	list, err := admin.ListDecisions(ctx, &adminv1.ListDecisionsRequest{DeviceId: deviceID})
+	if err != nil {
+		t.Fatalf("ListDecisions: %v", err)
+	}
+	for _, d := range list.GetDecisions() {
+		if d.GetRequestId() == requestID {
+			return d
+		}
+	}
+	t.Fatalf("no decision for request %s in %v", requestID, list.GetDecisions())
+	return nil
+}
+
+// replicaLog waits for a line of log holding every part.
+func replicaLog(t *testing.T, log *syncBuffer, what string, parts ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, line := range strings.Split(log.String(), "\n") {
+			all := true
+			for _, p := range parts {
+				all = all && strings.Contains(line, p)
+			}
+			if all {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line for %s with %q", what, parts)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
