@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -8,17 +9,21 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/clearance/clearance/internal/oktasim"
 	"github.com/clearance/clearance/internal/protoagent"
@@ -367,5 +372,252 @@ func replicaLog(t *testing.T, log *syncBuffer, what string, parts ...string) {
 			t.Fatalf("no log line for %s with %q", what, parts)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ownPostgres starts a PostgreSQL cluster of the test's own with
+// scripts/postgres.sh (so restarting it disturbs no other test) and returns
+// its DSN and a function that restarts it after down of downtime. It runs
+// where the shared test server does (CI), and skips without one.
+func ownPostgres(t *testing.T) (dsn string, restart func(down time.Duration)) {
+	t.Helper()
+	if os.Getenv(pgDSNVar) == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(pgDSNVar + " not set under CI: .ci/run must start PostgreSQL with scripts/postgres.sh")
+		}
+		t.Skip(pgDSNVar + " not set: this test starts its own cluster only where scripts/postgres.sh runs the tests")
+	}
+	env := append(os.Environ(), "CLEARANCE_PG_STATE="+filepath.Join(t.TempDir(), "pg.state"))
+	script := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("../scripts/postgres.sh", args...)
+		cmd.Env = env
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("scripts/postgres.sh %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
+		}
+		return out.String()
+	}
+	line := strings.TrimSpace(script("start"))
+	t.Cleanup(func() { script("stop") })
+	dsn, ok := strings.CutPrefix(line, pgDSNVar+"=")
+	if !ok {
+		t.Fatalf("scripts/postgres.sh start printed %q", line)
+	}
+	return dsn, func(down time.Duration) { script("restart", strconv.Itoa(int(down.Seconds()))) }
+}
+
+// steadyAgent reports every few tens of milliseconds, one report at a time:
+// it sends the next only once the last is acknowledged, and when its stream
+// breaks it reconnects and resends the unacknowledged one, byte for byte.
+type steadyAgent struct {
+	a    *protoagent.Agent
+	addr string
+	mu   sync.Mutex
+	seq  uint64   // last seq built
+	acks []uint64 // in the order received
+	// connects counts streams opened; checks CheckNow answered.
+	connects, checks int
+}
+
+// run streams until stop is closed and the last report is acknowledged.
+func (s *steadyAgent) run(stop <-chan struct{}) {
+	var pending *agentv1.SignedReport
+	var pendingSeq uint64
+	var nonce []byte
+	stopped := func() bool {
+		select {
+		case <-stop:
+			return true
+		default:
+			return false
+		}
+	}
+	for {
+		if stopped() && pending == nil {
+			return
+		}
+		s.a.Addr = s.addr
+		st, err := s.a.Connect(context.Background())
+		if err != nil {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		s.mu.Lock()
+		s.connects++
+		s.mu.Unlock()
+		for {
+			if pending == nil {
+				if stopped() {
+					break
+				}
+				s.mu.Lock()
+				s.seq++
+				pendingSeq = s.seq
+				if nonce != nil {
+					s.checks++
+				}
+				s.mu.Unlock()
+				pending = protoagent.Sign(s.a.Key, s.a.Report(st.PolicySet, pendingSeq, time.Now(), nonce, agentv1.PolicyStatus_POLICY_STATUS_PASS))
+				nonce = nil
+			}
+			if err := st.Send(pending); err != nil {
+				break
+			}
+			acked := false
+			for !acked {
+				m, err := st.Client.Recv()
+				if err != nil {
+					break
+				}
+				switch {
+				case m.GetAck() != nil:
+					s.mu.Lock()
+					s.acks = append(s.acks, m.GetAck().GetSeq())
+					s.mu.Unlock()
+					acked = m.GetAck().GetSeq() == pendingSeq
+				case m.GetCheckNow() != nil:
+					nonce = m.GetCheckNow().GetNonce()
+				}
+			}
+			if !acked {
+				break
+			}
+			pending = nil
+			time.Sleep(30 * time.Millisecond)
+		}
+		st.Close()
+	}
+}
+
+// TestReplicasSurvivePostgresRestart restarts PostgreSQL under two
+// replicas while agents stream to both: the replicas reconnect by
+// themselves (pool and relay), the agents resend what was not
+// acknowledged, every acknowledged report is stored, and a live check
+// through the other replica works again afterwards.
+func TestReplicasSurvivePostgresRestart(t *testing.T) {
+	t.Parallel()
+	dsn, restart := ownPostgres(t)
+	dir := t.TempDir()
+	dataA, dataB := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	flags := []string{"--database", dsn, "--report-history", "10000"}
+	vA := startSSOVerifier(t, dataA, freePort(t), flags...)
+	shareIdentity(t, dataA, dataB)
+	vB := startSSOVerifier(t, dataB, freePort(t), flags...)
+
+	// 1. Four agents, two on each replica.
+	secret := lastLine(cli(t, "secret", "create", "--database", dsn))
+	var agents []*steadyAgent
+	for i, v := range []*verifier{vA, vA, vB, vB} {
+		pa, err := protoagent.New(v.grpcAddr, vA.rootPEM(), fmt.Sprintf("5A1C0A7E-0000-4000-8000-0000000000%02d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err = pa.Enroll(ctx, secret)
+		cancel()
+		if err != nil {
+			t.Fatalf("enrolling agent %d: %v", i, err)
+		}
+		agents = append(agents, &steadyAgent{a: pa, addr: v.grpcAddr})
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, a := range agents {
+		wg.Go(func() { a.run(stop) })
+	}
+	acked := func() int {
+		n := 0
+		for _, a := range agents {
+			a.mu.Lock()
+			n += len(a.acks)
+			a.mu.Unlock()
+		}
+		return n
+	}
+	waitFor(t, "reports acknowledged before the restart", func() bool { return acked() >= 20 })
+
+	// 2. PostgreSQL goes away for two seconds while they stream.
+	restart(2 * time.Second)
+	atRestart := acked()
+	waitFor(t, "reports acknowledged after the restart", func() bool { return acked() >= atRestart+40 })
+	for name, v := range map[string]*verifier{"A": vA, "B": vB} {
+		select {
+		case err := <-v.exited:
+			t.Fatalf("replica %s exited when PostgreSQL restarted: %v", name, err)
+		default:
+		}
+		replicaLog(t, v.logs, "replica "+name+"'s relay reconnecting", "relay reconnected")
+	}
+
+	// 3. A live check from B for an agent streaming to A goes through the
+	// relay again (its presence was re-recorded on reconnecting).
+	admin, ctx := vB.admin()
+	var check *adminv1.RequestCheckResponse
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var err error
+		check, err = admin.RequestCheck(ctx, &adminv1.RequestCheckRequest{DeviceId: agents[0].a.DeviceID, Timeout: durationpb.New(5 * time.Second)})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("RequestCheck at B for an agent on A after the restart: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(check.GetReport().GetReport().GetNonce()) == 0 {
+		t.Errorf("RequestCheck answered with a report that carries no nonce: %v", check.GetReport().GetReport())
+	}
+
+	// 4. The agents stop once their last report is acknowledged; every
+	// acknowledged report is stored, and nothing sent went missing.
+	close(stop)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("agents did not get their last reports acknowledged within 30s")
+	}
+	pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(pctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	reconnected := 0
+	for i, a := range agents {
+		rows, err := conn.Query(pctx, `SELECT seq FROM reports WHERE device_id = $1 ORDER BY seq`, a.a.DeviceID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			t.Fatal(err)
+		}
+		have := map[uint64]bool{}
+		for _, s := range stored {
+			have[uint64(s)] = true
+		}
+		a.mu.Lock()
+		for _, s := range a.acks {
+			if !have[s] {
+				t.Errorf("agent %d: report %d was acknowledged but is not stored", i, s)
+			}
+		}
+		if uint64(len(stored)) != a.seq {
+			t.Errorf("agent %d sent reports 1..%d; %d are stored", i, a.seq, len(stored))
+		}
+		if a.connects > 1 {
+			reconnected++
+		}
+		t.Logf("agent %d: %d reports, %d acks, %d streams", i, a.seq, len(a.acks), a.connects)
+		a.mu.Unlock()
+	}
+	if reconnected == 0 {
+		t.Error("no agent's stream broke: the restart was not under load")
 	}
 }

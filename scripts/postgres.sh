@@ -5,6 +5,9 @@
 #
 #   scripts/postgres.sh start         start one; print CLEARANCE_TEST_POSTGRES_DSN=... on stdout
 #   scripts/postgres.sh stop          stop it and delete its files
+#   scripts/postgres.sh restart [S]   stop it, wait S seconds (default 0), start it again
+#                                     on the same port with the same data (tests of
+#                                     what clients do when PostgreSQL restarts)
 #   scripts/postgres.sh run CMD...    start, run CMD with CLEARANCE_TEST_POSTGRES_DSN exported, stop
 #
 # start records the cluster in a state file (CLEARANCE_PG_STATE, default
@@ -150,6 +153,21 @@ stop() {
   log "stopped, removed $dir"
 }
 
+restart() {
+  [[ -f $state ]] || die "no cluster recorded in $state"
+  local dir bin down=${1:-0}
+  dir=$(sed -n 's/^dir=//p' "$state")
+  bin=$(sed -n 's/^bin=//p' "$state")
+  owner=$(sed -n 's/^owner=//p' "$state")
+  as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null 2>&1 || die "PostgreSQL did not stop"
+  sleep "$down"
+  # restart, unlike start, reuses the options of the last start
+  # (postmaster.opts): the same port and socket directory.
+  as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 restart >/dev/null 2>&1 ||
+    { tail -20 "$dir/postgres.log" >&2; die "PostgreSQL did not start again"; }
+  log "restarted (down ${down}s)"
+}
+
 run() {
   [[ $# -gt 0 ]] || die "usage: $0 run CMD [ARG...]"
   # A state file of our own, so that run never touches a cluster started
@@ -166,6 +184,7 @@ run() {
 case ${1:-} in
   start) start ;;
   stop) stop ;;
+  restart) shift; restart "$@" ;;
   run) shift; run "$@" ;;
-  *) die "usage: $0 start|stop|run CMD [ARG...]" ;;
+  *) die "usage: $0 start|stop|restart [SECONDS]|run CMD [ARG...]" ;;
 esac
