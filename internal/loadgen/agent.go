@@ -1,0 +1,202 @@
+package loadgen
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/clearance/clearance/internal/protoagent"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+)
+
+// simAgent is one simulated Mac: its own P-256 key and device certificate
+// and one mTLS connection holding a Connect stream. protoagent builds the
+// key, CSR and signed reports from the documented contract; the connection
+// is dialled here, from a chosen loopback source address.
+type simAgent struct {
+	a      *protoagent.Agent
+	src    netip.Addr
+	status agentv1.PolicyStatus // what every report says
+
+	conn   *grpc.ClientConn
+	stream agentv1.AgentService_ConnectClient
+	cancel context.CancelFunc
+	ps     *agentv1.PolicySet
+
+	mu   sync.Mutex // one Send at a time; guards seq and sent
+	seq  uint64
+	sent map[uint64]time.Time
+
+	acked chan struct{} // a token per ack, for closed-loop senders
+	up    atomic.Bool
+}
+
+// dial opens a gRPC connection to addr from a.src, with mTLS once the
+// agent holds a certificate. Buffers are kept small: loadgen holds
+// thousands of these in one process.
+func (s *simAgent) dial(addr string) (*grpc.ClientConn, error) {
+	cfg := &tls.Config{RootCAs: s.a.Roots, ServerName: "localhost", MinVersion: tls.VersionTLS12}
+	if s.a.CertDER != nil {
+		cfg.Certificates = []tls.Certificate{{Certificate: append([][]byte{s.a.CertDER}, s.a.Chain...), PrivateKey: s.a.Key}}
+	}
+	d := dialer(s.src)
+	return grpc.NewClient(addr,
+		grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
+		grpc.WithContextDialer(func(ctx context.Context, target string) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", target)
+		}),
+		grpc.WithReadBufferSize(4<<10), grpc.WithWriteBufferSize(4<<10), grpc.WithSharedWriteBuffer(true),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10),
+	)
+}
+
+// enroll is the Enroll RPC on a connection of its own, as a new agent does.
+func (s *simAgent) enroll(ctx context.Context, addr, secret string) error {
+	conn, err := s.dial(addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	csr, err := protoagent.CSR(s.a.Key)
+	if err != nil {
+		return err
+	}
+	resp, err := agentv1.NewAgentServiceClient(conn).Enroll(ctx, &agentv1.EnrollRequest{EnrollSecret: secret, Csr: csr, Facts: s.a.Facts})
+	if err != nil {
+		return fmt.Errorf("enrolling: %w", err)
+	}
+	s.a.DeviceID, s.a.CertDER, s.a.Chain = resp.GetDeviceId(), resp.GetCertificate(), resp.GetCaChain()
+	return nil
+}
+
+// connect opens Connect: 1. Hello, 2. the PolicySet, 3. a first report and
+// its Ack, so that the device has posture before any sign-in.
+func (s *simAgent) connect(ctx context.Context, addr string) error {
+	conn, err := s.dial(addr)
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithCancel(context.Background()) // the stream outlives ramp-up
+	stream, err := agentv1.NewAgentServiceClient(conn).Connect(sctx)
+	if err != nil {
+		cancel()
+		conn.Close()
+		return fmt.Errorf("opening Connect: %w", err)
+	}
+	s.conn, s.stream, s.cancel = conn, stream, cancel
+	fail := func(step string, err error) error { s.close(); return fmt.Errorf("%s: %w", step, err) }
+	stop := context.AfterFunc(ctx, s.close) // ramp-up's deadline bounds the ceremony
+	defer stop()
+
+	// 1. Hello.
+	if err := stream.Send(&agentv1.AgentMessage{Message: &agentv1.AgentMessage_Hello{Hello: &agentv1.Hello{AgentVersion: "loadgen"}}}); err != nil {
+		return fail("sending Hello", err)
+	}
+	// 2. PolicySet.
+	m, err := stream.Recv()
+	if err != nil {
+		return fail("waiting for the PolicySet", err)
+	}
+	if m.GetPolicySet() == nil {
+		return fail("waiting for the PolicySet", fmt.Errorf("got %T first", m.GetMessage()))
+	}
+	s.ps = m.GetPolicySet()
+	// 3. First report.
+	s.seq = 1
+	if err := stream.Send(&agentv1.AgentMessage{Message: &agentv1.AgentMessage_Report{Report: s.report(1, nil)}}); err != nil {
+		return fail("sending the first report", err)
+	}
+	m, err = stream.Recv()
+	if err != nil {
+		return fail("waiting for the first Ack", err)
+	}
+	if m.GetAck() == nil {
+		return fail("waiting for the first Ack", fmt.Errorf("got %T", m.GetMessage()))
+	}
+	s.up.Store(true)
+	return nil
+}
+
+func (s *simAgent) report(seq uint64, nonce []byte) *agentv1.SignedReport {
+	return protoagent.Sign(s.a.Key, s.a.Report(s.ps, seq, time.Now(), nonce, s.status))
+}
+
+// send signs and sends the next report.
+func (s *simAgent) send(nonce []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	sr := s.report(s.seq, nonce)
+	s.sent[s.seq] = time.Now()
+	if err := s.stream.Send(&agentv1.AgentMessage{Message: &agentv1.AgentMessage_Report{Report: sr}}); err != nil {
+		delete(s.sent, s.seq)
+		return err
+	}
+	return nil
+}
+
+// receive reads the stream until it ends: an Ack records its latency in
+// *acks (when set) and hands a token to a closed-loop sender; a CheckNow is
+// answered at once with a report carrying its nonce.
+func (s *simAgent) receive(acks *atomic.Pointer[Recorder], onDown func()) {
+	defer onDown()
+	defer s.up.Store(false)
+	for {
+		m, err := s.stream.Recv()
+		if err != nil {
+			return
+		}
+		switch msg := m.GetMessage().(type) {
+		case *agentv1.VerifierMessage_Ack:
+			s.mu.Lock()
+			t0, ok := s.sent[msg.Ack.GetSeq()]
+			delete(s.sent, msg.Ack.GetSeq())
+			s.mu.Unlock()
+			if r := acks.Load(); ok && r != nil {
+				r.Add(time.Since(t0))
+			}
+			select {
+			case s.acked <- struct{}{}:
+			default:
+			}
+		case *agentv1.VerifierMessage_CheckNow:
+			if err := s.send(msg.CheckNow.GetNonce()); err != nil {
+				return
+			}
+		case *agentv1.VerifierMessage_PolicySet:
+			s.mu.Lock()
+			s.ps = msg.PolicySet
+			s.mu.Unlock()
+		}
+	}
+}
+
+func (s *simAgent) close() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	if s.conn != nil {
+		s.conn.Close()
+	}
+}
+
+func (s *simAgent) tlsCert() tls.Certificate {
+	return tls.Certificate{Certificate: append([][]byte{s.a.CertDER}, s.a.Chain...), PrivateKey: s.a.Key}
+}
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%X-%X-%X-%X-%X", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
