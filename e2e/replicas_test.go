@@ -5,9 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -237,22 +235,7 @@ func TestReplicasShareSignIns(t *testing.T) {
 	})
 
 	// 3. Okta, as both replicas are the same IdP to it.
-	idpCertPEM, err := os.ReadFile(filepath.Join(dataA, "idp-cert.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(idpCertPEM)
-	if blk == nil {
-		t.Fatal("idp-cert.pem holds no PEM block")
-	}
-	idpCert, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp := oktasim.New(oktasim.Options{
-		EntityID: e2eAudience, ACSURL: e2eACS,
-		IdPSSOURL: e2eSSOPublic + "/saml/sso", IdPIssuer: e2eSSOPublic + "/saml/metadata", IdPCert: idpCert,
-	})
+	sp, idpCertPEM := oktaOrg(t, dataA, nil, nil)
 	atA := newSSOBrowser(t, vA, ssoA, agent.tlsCert())
 	atB := newSSOBrowser(t, vB, ssoB, agent.tlsCert())
 	redirect := func(r oktasim.Request) string {

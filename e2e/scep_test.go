@@ -355,23 +355,7 @@ func TestBrowserCertificateEndToEnd(t *testing.T) {
 	waitLog(t, v.logs, "the RSA-1024 key", `msg="scep request refused"`, "reason=csr_key")
 
 	// The browser presents the SCEP certificate at sign-in.
-	idpCertPEM, err := os.ReadFile(filepath.Join(dataDir, "idp-cert.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(idpCertPEM)
-	if blk == nil {
-		t.Fatal("idp-cert.pem holds no PEM block")
-	}
-	idpCert, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp := oktasim.New(oktasim.Options{
-		EntityID: e2eAudience, ACSURL: e2eACS,
-		IdPSSOURL: e2eSSOPublic + "/saml/sso", IdPIssuer: e2eSSOPublic + "/saml/metadata", IdPCert: idpCert,
-		SigningKey: oktaKey, SigningCert: oktaCert,
-	})
+	sp, idpCertPEM := oktaOrg(t, dataDir, oktaKey, oktaCert)
 	browser := newSSOBrowser(t, v, ssoAddr, mac.tlsCert(stateDir))
 	signIn := func(b *ssoBrowser, r oktasim.Request) ssoPage {
 		t.Helper()

@@ -329,23 +329,7 @@ func TestSignInEndToEnd(t *testing.T) {
 	})
 	deviceID := got.GetDevice().GetDeviceId()
 
-	idpCertPEM, err := os.ReadFile(filepath.Join(dataDir, "idp-cert.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(idpCertPEM)
-	if blk == nil {
-		t.Fatal("idp-cert.pem holds no PEM block")
-	}
-	idpCert, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp := oktasim.New(oktasim.Options{
-		EntityID: e2eAudience, ACSURL: e2eACS,
-		IdPSSOURL: e2eSSOPublic + "/saml/sso", IdPIssuer: e2eSSOPublic + "/saml/metadata", IdPCert: idpCert,
-		SigningKey: oktaKey, SigningCert: oktaCert,
-	})
+	sp, idpCertPEM := oktaOrg(t, dataDir, oktaKey, oktaCert)
 	browser := newSSOBrowser(t, v, ssoAddr, agentCert(t, stateDir))
 	signIn := func(r oktasim.Request) ssoPage {
 		t.Helper()
@@ -457,4 +441,28 @@ func TestSignInEndToEnd(t *testing.T) {
 			}
 		}
 	}
+}
+
+// oktaOrg is the simulated Okta org that signs in through the verifier
+// whose data dir is dataDir; oktaKey signs its requests (nil: unsigned).
+// It returns the org and the IdP's signing certificate (PEM) it trusts.
+func oktaOrg(t *testing.T, dataDir string, oktaKey *rsa.PrivateKey, oktaCert *x509.Certificate) (*oktasim.SP, []byte) {
+	t.Helper()
+	idpCertPEM, err := os.ReadFile(filepath.Join(dataDir, "idp-cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(idpCertPEM)
+	if blk == nil {
+		t.Fatal("idp-cert.pem holds no PEM block")
+	}
+	idpCert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return oktasim.New(oktasim.Options{
+		EntityID: e2eAudience, ACSURL: e2eACS,
+		IdPSSOURL: e2eSSOPublic + "/saml/sso", IdPIssuer: e2eSSOPublic + "/saml/metadata", IdPCert: idpCert,
+		SigningKey: oktaKey, SigningCert: oktaCert,
+	}), idpCertPEM
 }

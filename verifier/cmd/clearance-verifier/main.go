@@ -126,6 +126,30 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	return g.Run()
 }
 
+// dbFlags are the flags of the commands that write to the verifier's
+// database directly (so they work whether or not the server runs).
+type dbFlags struct{ dataDir, database *string }
+
+func storeFlags(fs *flag.FlagSet) dbFlags {
+	return dbFlags{
+		dataDir:  fs.String("data-dir", os.Getenv("CLEARANCE_DATA_DIR"), "the verifier's data directory (env CLEARANCE_DATA_DIR)"),
+		database: fs.String("database", os.Getenv("CLEARANCE_DATABASE"), "the verifier's --database, when it is PostgreSQL (env CLEARANCE_DATABASE)"),
+	}
+}
+
+// open opens the database the flags name: PostgreSQL, or the data dir's SQLite.
+func (f dbFlags) open(ctx context.Context) (storage.Store, error) {
+	if *f.database == "" {
+		if *f.dataDir == "" {
+			return nil, errors.New("--data-dir is required")
+		}
+		if _, err := os.Stat(*f.dataDir); err != nil {
+			return nil, fmt.Errorf("data dir: %w (start 'clearance-verifier serve' once to create it)", err)
+		}
+	}
+	return server.OpenDatabase(ctx, *f.dataDir, *f.database)
+}
+
 // secret manages enroll secrets by writing to the database directly, so it
 // works whether or not the server is running.
 func secret(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -135,8 +159,7 @@ func secret(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	sub := args[0]
 	fs := flag.NewFlagSet("secret "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dataDir := fs.String("data-dir", os.Getenv("CLEARANCE_DATA_DIR"), "the verifier's data directory (env CLEARANCE_DATA_DIR)")
-	database := fs.String("database", os.Getenv("CLEARANCE_DATABASE"), "the verifier's --database, when it is PostgreSQL (env CLEARANCE_DATABASE)")
+	db := storeFlags(fs)
 	desc := ""
 	if sub == "create" {
 		fs.StringVar(&desc, "description", "", "what the secret is for, e.g. 'Jamf, engineering Macs'")
@@ -144,15 +167,7 @@ func secret(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	if *database == "" {
-		if *dataDir == "" {
-			return errors.New("--data-dir is required")
-		}
-		if _, err := os.Stat(*dataDir); err != nil {
-			return fmt.Errorf("data dir: %w (start 'clearance-verifier serve' once to create it)", err)
-		}
-	}
-	store, err := server.OpenDatabase(ctx, *dataDir, *database)
+	store, err := db.open(ctx)
 	if err != nil {
 		return err
 	}
