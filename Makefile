@@ -11,7 +11,7 @@ SCEPCLIENT_VERSION         := v2.3.0
 
 PROTOS := $(shell find proto/clearance -name '*.proto' | sort)
 
-.PHONY: all build pkg cross tidy deps test fuzz generate check-generated tools demo bench vet clean
+.PHONY: all build pkg cross tidy deps test fuzz generate check-generated tools demo bench bench-full vet clean
 
 all: build
 
@@ -87,9 +87,15 @@ fuzz:
 demo: build
 	@scripts/demo.sh
 
-## bench: report verify+store against the raw ECDSA P-256 verify ceiling, and SSO sign-ins (decisions/s, p50/p99) against the raw RSA-2048 sign
+## bench: report verify+store against the raw ECDSA P-256 verify ceiling, and SSO sign-ins (decisions/s, p50/p99) against the raw RSA-2048 sign; then clearance-loadgen end to end (500 agents) and one table
 bench:
-	@scripts/bench.sh
+	@IDLE_SECONDS=$${IDLE_SECONDS:-20} scripts/bench.sh
+
+## bench-full: bench with 20,000 agents (the connections target), longer phases and the agent's full 60s at rest
+bench-full:
+	@BENCHTIME=$${BENCHTIME:-5s} IDLE_SECONDS=$${IDLE_SECONDS:-60} INTERVAL=$${INTERVAL:-60s} \
+		LOADGEN_AGENTS=$${LOADGEN_AGENTS:-20000} LOADGEN_DURATION=$${LOADGEN_DURATION:-90s} LOADGEN_INTERVAL=$${LOADGEN_INTERVAL:-60s} \
+		CEILING_BENCHTIME=$${CEILING_BENCHTIME:-5s} scripts/bench.sh
 
 clean:
 	rm -rf $(BIN) dist

@@ -50,4 +50,10 @@ awk '
 echo
 echo "agent at rest (osquery stand-in, ${IDLE_SECONDS:-60}s; set IDLE_SECONDS to change):" >&2
 make --no-print-directory build >/dev/null
-scripts/agent-idle.sh | sed 's/^/  /'
+idle=$(scripts/agent-idle.sh)
+echo "$idle" | sed 's/^/  /'
+
+# End to end: clearance-loadgen against the real verifier, and one table of
+# every figure beside the ceilings measured in this run (scripts/loadgen.sh).
+echo >&2
+AGENT_IDLE="$idle" scripts/loadgen.sh

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // RaiseFileLimit raises RLIMIT_NOFILE to at least want, the hard limit too
@@ -61,4 +62,31 @@ func RSS(pid int) (uint64, error) {
 		return 0, err
 	}
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// CPUTime is the user plus system CPU time process pid has used (0: this
+// process), from /proc/pid/stat.
+func CPUTime(pid int) (time.Duration, error) {
+	p := "/proc/self/stat"
+	if pid != 0 {
+		p = fmt.Sprintf("/proc/%d/stat", pid)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; fields after its ")" are
+	// plain. utime and stime are fields 14 and 15, in clock ticks.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("%s: too few fields", p)
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("%s: utime/stime not numbers", p)
+	}
+	const ticks = 100 // USER_HZ, fixed at 100 on Linux
+	return time.Duration(ut+st) * time.Second / ticks, nil
 }

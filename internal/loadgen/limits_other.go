@@ -2,7 +2,10 @@
 
 package loadgen
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 var errNotLinux = errors.New("not supported on this platform: loadgen reads /proc and spreads over 127.0.0.x, which Linux routes")
 
@@ -11,3 +14,6 @@ func RaiseFileLimit(want uint64) (uint64, error) { return 0, errNotLinux }
 
 // RSS is Linux-only.
 func RSS(pid int) (uint64, error) { return 0, errNotLinux }
+
+// CPUTime is Linux-only.
+func CPUTime(pid int) (time.Duration, error) { return 0, errNotLinux }

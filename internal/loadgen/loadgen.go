@@ -9,8 +9,8 @@
 //
 //	ingest  every agent (up to IngestConcurrency) sends its next report as
 //	        soon as the last is acked: the verifier's report ceiling.
-//	sso     Signins browsers sign in back to back, half from passing and half
-//	        from failing Macs, while agents report every ReportInterval.
+//	sso     Signins browsers of passing Macs sign in back to back, then as
+//	        many of failing Macs, while agents report every ReportInterval.
 //	steady  agents report every ReportInterval, sign-ins arrive at SigninRate
 //	        (default half the sso phase's rate), and live checks
 //	        (AdminService.RequestCheck: CheckNow, the agent's fresh report,
@@ -54,7 +54,7 @@ type Config struct {
 	Duration          time.Duration // all phases together, split evenly
 	Phases            []string      // of "ingest", "sso", "steady"
 	IngestConcurrency int           // agents sending back to back in the ingest phase
-	Signins           int           // concurrent browsers
+	Signins           int           // concurrent browsers per kind (allowed, denied)
 	SigninRate        float64       // sign-ins/s in the steady phase; 0: half the sso rate
 	CheckRate         float64       // live checks/s in the steady phase
 
@@ -81,7 +81,14 @@ type Result struct {
 	// Verifier RSS before ramp-up, with every agent connected (before the
 	// phases), and at the end of the steady phase.
 	RSSBase, RSSConnected, RSS uint64
+
+	// Cores the verifier and loadgen kept busy, on average, per phase:
+	// both share this machine's CPUs.
+	CPU map[string]CPUShare
 }
+
+// CPUShare is the average number of cores each process used in a phase.
+type CPUShare struct{ Verifier, Loadgen float64 }
 
 // RSSPerAgent is the verifier's growth per connected agent from ramp-up
 // alone: what holding a Mac costs, before load grows the heap.
@@ -131,7 +138,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if !r.roots.AppendCertsFromPEM(cfg.Target.RootPEM) {
 		return nil, errors.New("no certificate in the verifier's CA PEM")
 	}
-	res := &Result{Agents: cfg.Agents}
+	res := &Result{Agents: cfg.Agents, CPU: map[string]CPUShare{}}
 	if cfg.Target.PID != 0 {
 		res.RSSBase, _ = RSS(cfg.Target.PID)
 	}
@@ -168,6 +175,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			break
 		}
 		r.log.Info("phase", "name", ph, "seconds", each.Seconds())
+		cpu := r.cpuMeter(cfg.Target.PID)
 		switch ph {
 		case "ingest":
 			res.Ingest = r.ingest(ctx, each)
@@ -176,13 +184,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		case "steady":
 			res.SigninRate = cfg.SigninRate
 			if res.SigninRate == 0 {
-				res.SigninRate = (res.Allow.Rate() + res.Deny.Rate()) / 2
+				res.SigninRate = res.Allow.Rate() / 2
 			}
 			res.SteadyIngest, res.SigninsAtRate, res.Check = r.steady(ctx, each, res.SigninRate)
 			if cfg.Target.PID != 0 {
 				res.RSS, _ = RSS(cfg.Target.PID)
 			}
 		}
+		res.CPU[ph] = cpu()
 	}
 	res.Connected = int(r.up.Load())
 	if res.RSS == 0 && cfg.Target.PID != 0 {
@@ -333,8 +342,8 @@ func (r *run) closeAll() {
 	}
 }
 
-// browsers makes Signins browsers, alternating between passing and failing
-// agents' certificates, and checks one sign-in of each kind.
+// browsers makes Signins browsers with passing agents' certificates and as
+// many with failing agents', and checks each one's first sign-in.
 func (r *run) browsers(ctx context.Context) error {
 	if r.cfg.Signins == 0 || (!contains(r.cfg.Phases, "sso") && !contains(r.cfg.Phases, "steady")) {
 		return nil
@@ -347,8 +356,8 @@ func (r *run) browsers(ctx context.Context) error {
 			fail = append(fail, s)
 		}
 	}
-	for i := range r.cfg.Signins {
-		allow := i%2 == 0 || len(fail) == 0
+	for i := range 2 * r.cfg.Signins {
+		allow := i%2 == 0
 		from := pass
 		if !allow {
 			from = fail
@@ -377,6 +386,27 @@ func (r *run) browsers(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// cpuMeter starts measuring CPU use; the returned func says how many cores
+// the verifier (when pid is known) and this process used since.
+func (r *run) cpuMeter(pid int) func() CPUShare {
+	t0 := time.Now()
+	self0, _ := CPUTime(0)
+	var v0 time.Duration
+	if pid != 0 {
+		v0, _ = CPUTime(pid)
+	}
+	return func() CPUShare {
+		wall := time.Since(t0).Seconds()
+		self1, _ := CPUTime(0)
+		out := CPUShare{Loadgen: (self1 - self0).Seconds() / wall}
+		if pid != 0 {
+			v1, _ := CPUTime(pid)
+			out.Verifier = (v1 - v0).Seconds() / wall
+		}
+		return out
+	}
 }
 
 // phaseFor runs work on n goroutines until d has passed (or ctx ends) and
@@ -469,22 +499,22 @@ func background(ctx context.Context, fn func(context.Context)) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
-// sso: browsers sign in back to back while agents report.
+// sso: Signins browsers of passing Macs sign in back to back for half of
+// d, then as many of failing Macs, while agents report.
 func (r *run) sso(ctx context.Context, d time.Duration) (allow, deny Summary) {
 	stop := background(ctx, r.reporting)
 	defer stop()
-	bs := append(append([]*browser{}, r.allowBs...), r.denyBs...)
-	if len(bs) == 0 {
-		return
+	return r.backToBack(ctx, d/2, r.allowBs), r.backToBack(ctx, d/2, r.denyBs)
+}
+
+func (r *run) backToBack(ctx context.Context, d time.Duration, bs []*browser) Summary {
+	if len(bs) == 0 || ctx.Err() != nil {
+		return Summary{}
 	}
-	var ra, rd Recorder
+	rec := &Recorder{}
 	runCtx := ctx
 	elapsed := phaseFor(ctx, d, len(bs), func(ctx context.Context, i int) {
 		b := bs[i]
-		rec := &ra
-		if !b.allow {
-			rec = &rd
-		}
 		var buf bytes.Buffer
 		for ctx.Err() == nil {
 			// Okta's part (building the request) is not timed.
@@ -504,7 +534,7 @@ func (r *run) sso(ctx context.Context, d time.Duration) (allow, deny Summary) {
 			rec.Add(time.Since(t0))
 		}
 	})
-	return ra.Summary(elapsed), rd.Summary(elapsed)
+	return rec.Summary(elapsed)
 }
 
 // steady: reports at ReportInterval, sign-ins at rate, live checks at

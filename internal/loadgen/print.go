@@ -34,6 +34,10 @@ func (r *Result) WriteKV(w io.Writer) {
 	kv("rss_connected_kib", r.RSSConnected/1024)
 	kv("rss_kib", r.RSS/1024)
 	kv("rss_per_agent_kib", fmt.Sprintf("%.1f", r.RSSPerAgent()/1024))
+	for _, ph := range slices.Sorted(maps.Keys(r.CPU)) {
+		kv("cpu_"+ph+"_verifier_cores", fmt.Sprintf("%.2f", r.CPU[ph].Verifier))
+		kv("cpu_"+ph+"_loadgen_cores", fmt.Sprintf("%.2f", r.CPU[ph].Loadgen))
+	}
 	for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
 		kv("errors_"+k, r.Errors[k])
 	}
@@ -56,6 +60,9 @@ func (r *Result) WriteTable(w io.Writer) {
 	if r.RSS > 0 {
 		fmt.Fprintf(w, "verifier RSS %.1f MiB before agents, %.1f MiB with them connected (%.1f KiB per agent), %.1f MiB after load\n",
 			float64(r.RSSBase)/(1<<20), float64(r.RSSConnected)/(1<<20), r.RSSPerAgent()/1024, float64(r.RSS)/(1<<20))
+	}
+	for _, ph := range slices.Sorted(maps.Keys(r.CPU)) {
+		fmt.Fprintf(w, "phase %s: verifier used %.2f cores, loadgen %.2f\n", ph, r.CPU[ph].Verifier, r.CPU[ph].Loadgen)
 	}
 	if len(r.Errors) > 0 {
 		fmt.Fprintf(w, "errors: %v\n", r.Errors)

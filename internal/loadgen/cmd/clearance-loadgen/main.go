@@ -30,6 +30,9 @@ func main() {
 	}
 }
 
+// steadyConns bounds the connections one browser opens.
+const steadyConns = 4
+
 func run(args []string) error {
 	fs := flag.NewFlagSet("clearance-loadgen", flag.ContinueOnError)
 	var (
@@ -53,8 +56,8 @@ func run(args []string) error {
 		duration  = fs.Duration("duration", 30*time.Second, "all phases together, split evenly; loadgen stops by itself")
 		phases    = fs.String("phases", "ingest,sso,steady", "phases to run, in order")
 		ingestN   = fs.Int("ingest-concurrency", 1000, "agents sending back to back in the ingest phase")
-		signins   = fs.Int("signins", 2, "concurrent browsers signing in (half from failing Macs)")
-		rate      = fs.Float64("signin-rate", 0, "sign-ins/s in the steady phase (0: half the sso phase's rate)")
+		signins   = fs.Int("signins", 4, "concurrent browsers signing in from passing Macs, and as many from failing ones")
+		rate      = fs.Float64("signin-rate", 0, "sign-ins/s in the steady phase, allowed and denied alike (0: half the sso phase's allow rate)")
 		checks    = fs.Float64("check-rate", 5, "live checks/s in the steady phase")
 		kv        = fs.Bool("kv", false, "print \"key value\" lines instead of a table")
 		verbose   = fs.Bool("v", false, "log progress to stderr")
@@ -77,7 +80,7 @@ func run(args []string) error {
 
 	// Each agent holds one connection, enrolling briefly opens another,
 	// browsers and the admin API a few more; the verifier needs as many.
-	want := uint64(*agents) + uint64(*signins) + 1024
+	want := uint64(*agents) + 2*steadyConns*uint64(*signins) + 1024
 	if got, err := loadgen.RaiseFileLimit(want); err != nil {
 		fmt.Fprintf(os.Stderr, "clearance-loadgen: open files limited to %d, %d wanted: %v\n", got, want, err)
 	}

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# End-to-end load on the real verifier with clearance-loadgen, beside the raw
+# ceilings measured in the same run on the same cores, as one table (issue 7).
+#
+#   LOADGEN_AGENTS    simulated agents (default 500)
+#   LOADGEN_DURATION  all of loadgen's phases together (default 30s)
+#   LOADGEN_INTERVAL  between one agent's reports (default 5s)
+#   LOADGEN_SIGNINS   concurrent browsers of each kind, allowed and denied (default 4)
+#   LOADGEN_FLAGS     anything else for clearance-loadgen
+#   CEILING_BENCHTIME benchtime of the raw ceilings (default 2s)
+#   AGENT_IDLE        the two lines scripts/agent-idle.sh printed, if bench.sh
+#                     ran it already; else it is run here with IDLE_SECONDS
+set -euo pipefail
+cd "$(dirname "$0")/.."
+agents=${LOADGEN_AGENTS:-500}
+duration=${LOADGEN_DURATION:-30s}
+interval=${LOADGEN_INTERVAL:-5s}
+signins=${LOADGEN_SIGNINS:-4}
+benchtime=${CEILING_BENCHTIME:-2s}
+out=$(mktemp)
+kv=$(mktemp)
+trap 'rm -f "$out" "$kv"' EXIT
+
+make --no-print-directory build >/dev/null
+go build -o bin/ ./internal/loadgen/cmd/clearance-loadgen
+
+# The ceilings, one benchmark after another on every core. The parallel
+# ECDSA benchmark is used when the ingest package has it.
+go test -run='^$' -bench='^(BenchmarkECDSAP256Verify|BenchmarkECDSAP256VerifyParallel|BenchmarkRSA2048Sign)$' \
+  -benchtime="$benchtime" -count=1 ./verifier/ingest/ ./verifier/idp/ | tee "$out" >&2
+
+echo "loadgen: $agents agents, $duration, reports every $interval, $signins browsers" >&2
+bin/clearance-loadgen --start --kv -v --agents "$agents" --duration "$duration" --report-interval "$interval" \
+  --signins "$signins" ${LOADGEN_FLAGS:-} | tee "$kv" >&2
+
+if [ -z "${AGENT_IDLE:-}" ]; then
+  AGENT_IDLE=$(scripts/agent-idle.sh)
+fi
+
+{ cat "$out"; cat "$kv"; echo "$AGENT_IDLE" | sed 's/^/idle: /'; } | awk -v nproc="$(nproc)" '
+  function val(unit,   i) { for (i = 1; i <= NF; i++) if ($(i+1) == unit) return $i; return "" }
+  /^BenchmarkECDSAP256Verify(-[0-9]+)?[ \t]/         { ecdsa1 = val("ns/op") }
+  /^BenchmarkECDSAP256VerifyParallel(-[0-9]+)?[ \t]/ { ecdsaN = val("ns/op") }
+  /^BenchmarkRSA2048Sign(-[0-9]+)?[ \t]/             { rsa = val("ns/op") }
+  /^[a-z_0-9]+ [-0-9.]+$/                            { k[$1] = $2 }
+  /^idle: agent idle RSS/                            { idle_rss = $(NF-1); idle_rss_what = $0 }
+  /^idle: agent idle CPU/                            { idle_cpu = $(NF-1); idle_cpu_what = $0 }
+  END {
+    if ((ecdsa1 == "" && ecdsaN == "") || rsa == "" || k["agents_connected"] == "") { print "ceilings or loadgen figures missing from output" > "/dev/stderr"; exit 1 }
+    if (ecdsaN != "") { verify = 1e9/ecdsaN; vwhat = "all " nproc " CPUs" } else { verify = nproc*1e9/ecdsa1; vwhat = nproc " x one CPU" }
+    signs = 1e9/rsa
+    allow = k["sso_allow_per_s"]; deny = k["sso_deny_per_s"]
+    printf "\n%-50s %11s %8s %8s  %s\n", "measure (one run, " nproc " CPUs)", "value", "p50 ms", "p99 ms", "against / target"
+    line = "--------------------------------------------------------------------------------------------------------"
+    print line
+    printf "%-50s %9.0f/s %8s %8s  ceiling (%s)\n", "ECDSA P-256 verify, raw", verify, "", "", vwhat
+    printf "%-50s %9.0f/s %8s %8s  ceiling (all CPUs)\n", "RSA-2048 sign, raw", signs, "", ""
+    printf "%-50s %9.0f/s %8.2f %8.2f  %.3f of verify ceiling (target >= 0.50)\n", "ingest: signed report -> durable Ack, back to back", k["ingest_per_s"], k["ingest_p50_ms"], k["ingest_p99_ms"], k["ingest_per_s"]/verify
+    printf "%-50s %9.0f/s %8.2f %8.2f  offered load\n", "ingest at the report interval", k["steady_ack_per_s"], k["steady_ack_p50_ms"], k["steady_ack_p99_ms"]
+    printf "%-50s %9.0f/s %8.2f %8.2f  %.3f of signs/s; %.3f of the 2-sign ceiling (target >= 0.70)\n", "SSO allow (SAMLResponse), back to back", allow, k["sso_allow_p50_ms"], k["sso_allow_p99_ms"], allow/signs, 2*allow/signs
+    printf "%-50s %9.0f/s %8.2f %8.2f  no signature\n", "SSO deny (403 remediation), back to back", deny, k["sso_deny_p50_ms"], k["sso_deny_p99_ms"]
+    printf "%-50s %9.0f/s %8.2f %8.2f  p99 target < 10 ms\n", sprintf("SSO at %.0f/s offered (allow+deny)", k["sso_at_rate_target_per_s"]), k["sso_at_rate_per_s"], k["sso_at_rate_p50_ms"], k["sso_at_rate_p99_ms"]
+    printf "%-50s %9.0f/s %8.2f %8.2f  p99 target < 250 ms\n", "live check: RequestCheck -> CheckNow -> fresh report", k["check_per_s"], k["check_p50_ms"], k["check_p99_ms"]
+    printf "%-50s %10d %8s %8s  of %d (%d failed; ramp-up %ss)\n", "agents connected", k["agents_connected"], "", "", k["agents"], k["agents_failed"], k["ramp_s"]
+    printf "%-50s %7.1f MiB %8s %8s  target < 1 GiB at 20,000\n", "verifier RSS, agents connected", k["rss_connected_kib"]/1024, "", ""
+    printf "%-50s %7.1f KiB %8s %8s  target < 50 KiB\n", "verifier RSS per connected agent", k["rss_per_agent_kib"], "", ""
+    printf "%-50s %7.1f MiB %8s %8s  (%.1f MiB before agents)\n", "verifier RSS after the load", k["rss_kib"]/1024, "", "", k["rss_base_kib"]/1024
+    if (idle_rss != "") printf "%-50s %7.1f MiB %8s %8s  target < 25 MiB\n", "agent idle RSS (peak)", idle_rss, "", ""
+    if (idle_cpu != "") printf "%-50s %9.3f %% %8s %8s  target < 0.5%% at a 60 s interval\n", "agent idle CPU", idle_cpu, "", ""
+    if (idle_rss_what != "") { sub(/^idle: /, "", idle_rss_what); sub(/^idle: /, "", idle_cpu_what); printf "  (%s; %s)\n", idle_rss_what, idle_cpu_what }
+    printf "  cores used (verifier / loadgen, same %d CPUs): ingest %.2f / %.2f, sso %.2f / %.2f, steady %.2f / %.2f\n", nproc, k["cpu_ingest_verifier_cores"], k["cpu_ingest_loadgen_cores"], k["cpu_sso_verifier_cores"], k["cpu_sso_loadgen_cores"], k["cpu_steady_verifier_cores"], k["cpu_steady_loadgen_cores"]
+    for (e in k) if (e ~ /^errors_/ && e != "errors_signin_dropped") printf "  %s: %s\n", e, k[e]
+    if (k["errors_signin_dropped"] != "") printf "  sign-ins not offered (every browser busy): %s\n", k["errors_signin_dropped"]
+  }'
