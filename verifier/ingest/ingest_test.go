@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,29 +31,42 @@ import (
 // setup returns a SQLite store holding one enrolled device and its key.
 func setup(tb testing.TB) (*sqlite.Store, storage.Device, *ecdsa.PrivateKey) {
 	tb.Helper()
+	st, devs, keys := setupFleet(tb, 1)
+	return st, devs[0], keys[0]
+}
+
+// setupFleet returns a SQLite store, in a file as in production, holding n
+// enrolled devices (dev-1 … dev-n) and their keys.
+func setupFleet(tb testing.TB, n int) (*sqlite.Store, []storage.Device, []*ecdsa.PrivateKey) {
+	tb.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(tb.TempDir(), "clearance.db"))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { st.Close() })
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	pub, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
 	now := time.Now()
 	sum := sha256.Sum256([]byte("s"))
 	if err := st.CreateEnrollSecret(ctx, storage.EnrollSecret{ID: "s1", Hash: sum[:], CreatedAt: now}, storage.AuditEvent{At: now, Action: "secret.create"}); err != nil {
 		tb.Fatal(err)
 	}
-	dev, _, err := st.EnrollDevice(ctx, storage.Enrollment{
-		Device:   storage.Device{ID: "dev-1", HardwareUUID: "00000000-0000-4000-8000-000000000001", PublicKey: pub, CertSerial: "1", CertNotAfter: now.Add(time.Hour), EnrolledAt: now},
-		Cert:     storage.Cert{Serial: "1", Kind: "device", NotBefore: now, NotAfter: now.Add(time.Hour), DER: []byte{1}},
-		SecretID: "s1",
-		Audit:    storage.AuditEvent{At: now, Action: "device.enroll"},
-	})
-	if err != nil {
-		tb.Fatal(err)
+	devs := make([]storage.Device, n)
+	keys := make([]*ecdsa.PrivateKey, n)
+	for i := range n {
+		keys[i], _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		pub, _ := x509.MarshalPKIXPublicKey(&keys[i].PublicKey)
+		serial := fmt.Sprintf("%x", i+1)
+		devs[i], _, err = st.EnrollDevice(ctx, storage.Enrollment{
+			Device:   storage.Device{ID: fmt.Sprintf("dev-%d", i+1), HardwareUUID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i+1), PublicKey: pub, CertSerial: serial, CertNotAfter: now.Add(time.Hour), EnrolledAt: now},
+			Cert:     storage.Cert{Serial: serial, Kind: "device", NotBefore: now, NotAfter: now.Add(time.Hour), DER: []byte{1}},
+			SecretID: "s1",
+			Audit:    storage.AuditEvent{At: now, Action: "device.enroll"},
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
 	}
-	return st, dev, key
+	return st, devs, keys
 }
 
 var policies = &agentv1.PolicySet{Version: "v1", Policies: []*agentv1.Policy{
@@ -113,6 +128,83 @@ func BenchmarkECDSAP256Verify(b *testing.B) {
 			b.Fatal("verify failed")
 		}
 	}
+}
+
+// agentsPerCPU is how many agents report at once, per CPU, in the parallel
+// benchmarks: enough that reports wait for the store together, as when a
+// fleet reports at once.
+const agentsPerCPU = 128
+
+// benchAgent is one agent of BenchmarkAcceptParallel, with its reports
+// signed ahead so that signing is not measured.
+type benchAgent struct {
+	dev    storage.Device
+	key    *ecdsa.PrivateKey
+	signed []*agentv1.SignedReport
+	seq    uint64
+}
+
+// next is the agent's next report. One is signed now only if the agent got
+// more than its share of the iterations.
+func (a *benchAgent) next() *agentv1.SignedReport {
+	a.seq++
+	if int(a.seq) <= len(a.signed) {
+		return a.signed[a.seq-1]
+	}
+	ag := &protoagent.Agent{DeviceID: a.dev.ID}
+	return protoagent.Sign(a.key, ag.Report(policies, a.seq, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS))
+}
+
+// BenchmarkAcceptParallel is BenchmarkAccept with many agents reporting at
+// once, each its own device sending one report after another as over its
+// stream: ns/op is the inverse of the ingest rate. Compare it with
+// BenchmarkECDSAP256VerifyParallel, the ceiling on the same cores.
+func BenchmarkAcceptParallel(b *testing.B) {
+	n := agentsPerCPU * runtime.GOMAXPROCS(0)
+	st, devs, keys := setupFleet(b, n)
+	v := &ingest.Verifier{Store: st, Keep: 100}
+	agents := make([]*benchAgent, n)
+	share := b.N/n + 1
+	for i := range agents {
+		agents[i] = &benchAgent{dev: devs[i], key: keys[i]}
+		a := &protoagent.Agent{DeviceID: devs[i].ID}
+		for seq := range uint64(share + share/2) {
+			agents[i].signed = append(agents[i].signed, protoagent.Sign(keys[i],
+				a.Report(policies, seq+1, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS)))
+		}
+	}
+	var next atomic.Int64
+	ctx := context.Background()
+	b.SetParallelism(agentsPerCPU)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		a := agents[next.Add(1)-1]
+		for pb.Next() {
+			if _, err := v.Accept(ctx, a.dev, a.next()); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkECDSAP256VerifyParallel is BenchmarkECDSAP256Verify on every
+// CPU at once: the ceiling BenchmarkAcceptParallel is measured against.
+func BenchmarkECDSAP256VerifyParallel(b *testing.B) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	d := sha256.Sum256([]byte("report"))
+	sig, _ := ecdsa.SignASN1(rand.Reader, key, d[:])
+	b.SetParallelism(agentsPerCPU)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if !ecdsa.VerifyASN1(&key.PublicKey, d[:], sig) {
+				b.Error("verify failed")
+				return
+			}
+		}
+	})
 }
 
 // browserCert is a well-formed keychain certificate entry.

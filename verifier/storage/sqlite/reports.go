@@ -19,7 +19,9 @@ const newestFirst = `ORDER BY enrollment DESC, seq DESC`
 // SaveReport stores r and updates its device, consuming nonce when it is
 // set. The checks run in the documented order, so the first failing one
 // names the error: device, seq, then nonce (unknown, wrong device, used,
-// expired).
+// expired). Concurrent calls share one transaction and its fsync (see
+// groupcommit.go); a call whose ctx ends before its report is taken into
+// a batch returns ctx.Err() and stores nothing.
 func (s *Store) SaveReport(ctx context.Context, r storage.Report, nonce []byte, keep int) error {
 	if keep < 1 {
 		return fmt.Errorf("saving report: keep is %d, must be at least 1", keep)
@@ -36,60 +38,40 @@ func (s *Store) SaveReport(ctx context.Context, r storage.Report, nonce []byte, 
 		return fmt.Errorf("saving report: %w", c.Err)
 	}
 
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		// 1. Device: known and not revoked.
-		var (
-			revokedAt, enrollment int64
-			lastSeq               int64
-		)
-		err := tx.QueryRowContext(ctx,
-			`SELECT revoked_at, enrollments, last_seq FROM devices WHERE id = ?`, r.DeviceID).
-			Scan(&revokedAt, &enrollment, &lastSeq)
+	// The writer runs this in the batch's transaction, with a context of
+	// its own: once taken, a report's outcome no longer depends on ctx. It
+	// runs in a savepoint that is rolled back if it returns an error, so it
+	// may write before its last check.
+	st := s.reportStmts
+	err := s.reports.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		// 1.-2. Device known and not revoked, seq strictly increasing: the
+		// device's summary is updated only then. When it is not, the
+		// device is read to tell which check failed.
+		var enrollment int64
+		err := tx.StmtContext(ctx, st.update).QueryRowContext(ctx,
+			r.DeviceID, int64(r.Seq), observedAt, receivedAt).Scan(&enrollment)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("device %q: %w", r.DeviceID, storage.ErrNotFound)
+			return st.refusal(ctx, tx, r)
 		}
 		if err != nil {
-			return fmt.Errorf("reading device: %w", err)
-		}
-		if revokedAt != 0 {
-			return fmt.Errorf("device %q: %w", r.DeviceID, storage.ErrDeviceRevoked)
+			return fmt.Errorf("updating device: %w", err)
 		}
 
-		// 2. Seq strictly increasing.
-		if r.Seq <= uint64(lastSeq) {
-			return fmt.Errorf("seq %d after %d: %w", r.Seq, lastSeq, storage.ErrSeqNotIncreasing)
-		}
-
-		// 3. Nonce, consumed only if everything else succeeds (the
-		// transaction rolls back otherwise).
+		// 3. Nonce, consumed only if everything else succeeds.
 		if len(nonce) > 0 {
-			if err := useNonce(ctx, tx, nonce, r.DeviceID, receivedAt); err != nil {
+			if err := st.useNonce(ctx, tx, nonce, r.DeviceID, receivedAt); err != nil {
 				return err
 			}
 		}
 
-		// 4. The report and the device's summary of it.
-		if _, err := tx.ExecContext(ctx, `INSERT INTO reports (
-			device_id, enrollment, seq, observed_at, received_at, payload, signature)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		// 4. The report.
+		if _, err := tx.StmtContext(ctx, st.insert).ExecContext(ctx,
 			r.DeviceID, enrollment, int64(r.Seq), observedAt, receivedAt, sqlrow.Blob(r.Payload), sqlrow.Blob(r.Signature)); err != nil {
 			return fmt.Errorf("inserting report: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE devices SET
-			last_seq = ?, last_report_at = ?, last_seen = max(last_seen, ?)
-			WHERE id = ?`,
-			int64(r.Seq), observedAt, receivedAt, r.DeviceID); err != nil {
-			return fmt.Errorf("updating device: %w", err)
-		}
 
-		// 5. Retention: everything older than the keep-th newest report.
-		// With fewer than keep reports the subquery is NULL and the
-		// comparison deletes nothing.
-		if _, err := tx.ExecContext(ctx, `DELETE FROM reports
-			WHERE device_id = ?1 AND (enrollment, seq) < (
-				SELECT enrollment, seq FROM reports WHERE device_id = ?1
-				`+newestFirst+` LIMIT 1 OFFSET ?2)`,
-			r.DeviceID, keep-1); err != nil {
+		// 5. Retention: every report beyond the keep newest.
+		if _, err := tx.StmtContext(ctx, st.prune).ExecContext(ctx, r.DeviceID, keep); err != nil {
 			return fmt.Errorf("pruning reports: %w", err)
 		}
 		return nil
@@ -100,16 +82,58 @@ func (s *Store) SaveReport(ctx context.Context, r storage.Report, nonce []byte, 
 	return nil
 }
 
+// reportStmts are SaveReport's statements, prepared once on the writer's
+// connection: with reports committed in groups, preparing them for every
+// report would cost more than running them.
+type reportStmts struct {
+	device, nonce, consumeNonce, insert, update, prune *sql.Stmt
+}
+
+func prepareReportStmts(ctx context.Context, p *preparer) *reportStmts {
+	return &reportStmts{
+		device: p.prepare(ctx, `SELECT revoked_at, last_seq FROM devices WHERE id = ?`),
+		nonce:  p.prepare(ctx, `SELECT device_id, expires_at, used FROM nonces WHERE nonce = ?`),
+		consumeNonce: p.prepare(ctx,
+			`UPDATE nonces SET used = 1, used_at = ? WHERE nonce = ?`),
+		insert: p.prepare(ctx, `INSERT INTO reports (
+			device_id, enrollment, seq, observed_at, received_at, payload, signature)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`),
+		update: p.prepare(ctx, `UPDATE devices SET
+			last_seq = ?2, last_report_at = ?3, last_seen = max(last_seen, ?4)
+			WHERE id = ?1 AND revoked_at = 0 AND last_seq < ?2
+			RETURNING enrollments`),
+		prune: p.prepare(ctx, `DELETE FROM reports WHERE rowid IN (
+			SELECT rowid FROM reports WHERE device_id = ? `+newestFirst+` LIMIT -1 OFFSET ?)`),
+	}
+}
+
+// refusal says why the device's summary could not be updated for r: the
+// device is unknown, revoked, or r.Seq is not above its LastSeq.
+func (st *reportStmts) refusal(ctx context.Context, tx *sql.Tx, r storage.Report) error {
+	var revokedAt, lastSeq int64
+	err := tx.StmtContext(ctx, st.device).QueryRowContext(ctx, r.DeviceID).Scan(&revokedAt, &lastSeq)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("device %q: %w", r.DeviceID, storage.ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("reading device: %w", err)
+	case revokedAt != 0:
+		return fmt.Errorf("device %q: %w", r.DeviceID, storage.ErrDeviceRevoked)
+	case r.Seq <= uint64(lastSeq):
+		return fmt.Errorf("seq %d after %d: %w", r.Seq, lastSeq, storage.ErrSeqNotIncreasing)
+	}
+	return fmt.Errorf("device %q was not updated", r.DeviceID)
+}
+
 // useNonce marks nonce used by deviceID at receivedAt, or says why it
 // cannot be.
-func useNonce(ctx context.Context, tx *sql.Tx, nonce []byte, deviceID string, receivedAt int64) error {
+func (st *reportStmts) useNonce(ctx context.Context, tx *sql.Tx, nonce []byte, deviceID string, receivedAt int64) error {
 	var (
 		owner     string
 		expiresAt int64
 		used      bool
 	)
-	err := tx.QueryRowContext(ctx,
-		`SELECT device_id, expires_at, used FROM nonces WHERE nonce = ?`, nonce).
+	err := tx.StmtContext(ctx, st.nonce).QueryRowContext(ctx, nonce).
 		Scan(&owner, &expiresAt, &used)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -123,8 +147,7 @@ func useNonce(ctx context.Context, tx *sql.Tx, nonce []byte, deviceID string, re
 	case expiresAt <= receivedAt:
 		return storage.ErrNonceExpired
 	}
-	if _, err := tx.ExecContext(ctx,
-		`UPDATE nonces SET used = 1, used_at = ? WHERE nonce = ?`, receivedAt, nonce); err != nil {
+	if _, err := tx.StmtContext(ctx, st.consumeNonce).ExecContext(ctx, receivedAt, nonce); err != nil {
 		return fmt.Errorf("consuming nonce: %w", err)
 	}
 	return nil

@@ -42,6 +42,12 @@ type Store struct {
 	w *sql.DB
 	// r serves reads; WAL lets them run beside the writer.
 	r *sql.DB
+	// reports commits SaveReport calls in groups, through w, with the
+	// statements in reportStmts.
+	reports     *reportWriter
+	reportStmts *reportStmts
+	// stmts are the statements prepared on w, closed with the store.
+	stmts []*sql.Stmt
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -96,11 +102,41 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	r.SetMaxIdleConns(n)
 
 	s := &Store{w: w, r: r}
-	if err := s.Ping(ctx); err != nil {
+	err = s.Ping(ctx)
+	if err == nil {
+		p := &preparer{db: w}
+		s.reportStmts = prepareReportStmts(ctx, p)
+		savepoints := prepareSavepoints(ctx, p)
+		s.stmts, err = p.stmts, p.err
+		if err == nil {
+			s.reports = newReportWriter(w, savepoints)
+		}
+	}
+	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("opening sqlite store %s: %w", abs, err)
 	}
 	return s, nil
+}
+
+// preparer prepares statements on db and keeps the first error.
+type preparer struct {
+	db    *sql.DB
+	stmts []*sql.Stmt
+	err   error
+}
+
+func (p *preparer) prepare(ctx context.Context, query string) *sql.Stmt {
+	if p.err != nil {
+		return nil
+	}
+	st, err := p.db.PrepareContext(ctx, query)
+	if err != nil {
+		p.err = fmt.Errorf("preparing %q: %w", query, err)
+		return nil
+	}
+	p.stmts = append(p.stmts, st)
+	return st
 }
 
 // createPrivate makes sure the database and its WAL companions are readable
@@ -216,10 +252,19 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the store. Readers close first so that the writer, closing
-// last, checkpoints the WAL into the database file.
+// Close closes the store. The report writer stops first, after the batch
+// it is committing; reports still queued get ErrClosed. Readers close next
+// so that the writer, closing last, checkpoints the WAL into the database
+// file.
 func (s *Store) Close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
+	if s.reports != nil {
+		s.reports.close()
+	}
+	var errs []error
+	for _, st := range s.stmts {
+		errs = append(errs, st.Close())
+	}
+	return errors.Join(append(errs, s.r.Close(), s.w.Close())...)
 }
 
 // querier is what *sql.DB and *sql.Tx have in common.

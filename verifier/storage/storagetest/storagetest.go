@@ -31,6 +31,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Devices", deviceTests},
 		{"Secrets", secretTests},
 		{"Reports", reportTests},
+		{"ConcurrentReports", concurrentReportTests},
 		{"Nonces", nonceTests},
 		{"Audit", auditTests},
 		{"SAMLRequests", samlRequestTests},

@@ -1,0 +1,268 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// Group commit for reports. A durable SQLite commit costs an fsync, which
+// is far more than the work of storing one report; with many agents
+// reporting at once, one writer goroutine stores every report that is
+// waiting in one transaction and pays the fsync once. Each report runs in a
+// savepoint of its own, so a refused report (seq, nonce, revoked device)
+// is rolled back alone and its caller gets its own error. Every caller
+// gets its result only after the batch's COMMIT returned.
+//
+// A single caller is not delayed: the writer takes what is queued and
+// commits at once. Batches grow by themselves under load, while the
+// previous commit waits for its fsync.
+
+const (
+	// maxBatch bounds the reports in one transaction, so that one commit
+	// does not hold the write lock (and the other processes on the file)
+	// for long.
+	maxBatch = 128
+	// queueLen bounds the reports waiting for the writer; beyond it
+	// SaveReport blocks.
+	queueLen = 2 * maxBatch
+)
+
+// ErrClosed is returned by SaveReport once the store is closing.
+var ErrClosed = errors.New("sqlite store is closed")
+
+// A saveReq moves from pending to exactly one of taken (the writer stores
+// it and reports the outcome) or abandoned (its caller's context ended
+// first; it is never written).
+const (
+	reqPending int32 = iota
+	reqTaken
+	reqAbandoned
+)
+
+// saveReq is one SaveReport call waiting for the writer.
+type saveReq struct {
+	ctx   context.Context
+	save  func(ctx context.Context, tx *sql.Tx) error
+	state atomic.Int32
+	done  chan error // buffered: the writer never blocks on a caller
+}
+
+// reportWriter owns the goroutine that commits queued reports. It is
+// started by Open and stopped by Store.Close.
+type reportWriter struct {
+	db     *sql.DB
+	sp     savepoints
+	queue  chan *saveReq
+	stop   chan struct{}
+	exited chan struct{}
+	// ctx is the transactions' context. It is not a caller's: a caller
+	// that gives up must not roll back the others' reports.
+	ctx context.Context
+	// afterTake, when set (by tests), runs once a request is taken, before
+	// its report is written.
+	afterTake func()
+	closeOnce sync.Once
+	// commits counts the batches committed.
+	commits atomic.Int64
+}
+
+// savepoints are the statements around each report of a batch.
+type savepoints struct {
+	begin, release, rollback *sql.Stmt
+}
+
+func prepareSavepoints(ctx context.Context, p *preparer) savepoints {
+	return savepoints{
+		begin:    p.prepare(ctx, `SAVEPOINT report`),
+		release:  p.prepare(ctx, `RELEASE report`),
+		rollback: p.prepare(ctx, `ROLLBACK TO report`),
+	}
+}
+
+func newReportWriter(db *sql.DB, sp savepoints) *reportWriter {
+	w := &reportWriter{
+		db:     db,
+		sp:     sp,
+		queue:  make(chan *saveReq, queueLen),
+		stop:   make(chan struct{}),
+		exited: make(chan struct{}),
+		ctx:    context.Background(),
+	}
+	go w.run()
+	return w
+}
+
+// close stops the writer after the batch it is committing, if any. Calls
+// still waiting get ErrClosed.
+func (w *reportWriter) close() {
+	w.closeOnce.Do(func() { close(w.stop) })
+	<-w.exited
+}
+
+// do queues save and waits for its outcome.
+func (w *reportWriter) do(ctx context.Context, save func(ctx context.Context, tx *sql.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case <-w.stop:
+		return ErrClosed
+	default:
+	}
+	req := &saveReq{ctx: ctx, save: save, done: make(chan error, 1)}
+	select {
+	case w.queue <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-w.stop:
+		return ErrClosed
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		if req.state.CompareAndSwap(reqPending, reqAbandoned) {
+			return ctx.Err()
+		}
+		// The writer has it: the real outcome follows its commit.
+		return <-req.done
+	case <-w.exited:
+		// The writer answers before it exits, so an answer is there if
+		// the request was taken; otherwise it never will be.
+		select {
+		case err := <-req.done:
+			return err
+		default:
+			return ErrClosed
+		}
+	}
+}
+
+func (w *reportWriter) run() {
+	defer close(w.exited)
+	batch := make([]*saveReq, 0, maxBatch)
+	for {
+		// Stopping wins over a full queue.
+		select {
+		case <-w.stop:
+			return
+		default:
+		}
+		select {
+		case <-w.stop:
+			return
+		case req := <-w.queue:
+			w.commit(append(batch[:0], req))
+			clear(batch[:cap(batch)]) // let answered requests be collected
+		}
+	}
+}
+
+// commit stores batch, and whatever else is queued once the transaction
+// has begun, in one transaction, and answers every request in it. batch
+// has room for maxBatch requests.
+func (w *reportWriter) commit(batch []*saveReq) {
+	// 1. The transaction. Waiting for the write lock (another process may
+	// hold it) takes nobody's report: a caller may still give up.
+	tx, err := w.db.BeginTx(w.ctx, nil)
+	if err != nil {
+		err = fmt.Errorf("beginning transaction: %w", err)
+		for _, req := range batch {
+			if req.take() {
+				req.done <- err
+			}
+		}
+		return
+	}
+
+	// 2. Everything queued meanwhile joins the batch: while the lock was
+	// taken, or the previous commit's fsync ran, more reports came.
+fill:
+	for len(batch) < maxBatch {
+		select {
+		case req := <-w.queue:
+			batch = append(batch, req)
+		default:
+			break fill
+		}
+	}
+
+	// 3. Each report whose caller still waits, in its own savepoint.
+	taken := make([]*saveReq, 0, len(batch))
+	results := make([]error, 0, len(batch))
+	fail := func(err error) {
+		_ = tx.Rollback()
+		for _, req := range taken {
+			req.done <- err
+		}
+	}
+	for _, req := range batch {
+		if !req.take() {
+			continue
+		}
+		if w.afterTake != nil {
+			w.afterTake()
+		}
+		taken = append(taken, req)
+		if err := w.exec(tx, w.sp.begin); err != nil {
+			fail(err)
+			return
+		}
+		res := req.save(w.ctx, tx)
+		results = append(results, res)
+		end := []*sql.Stmt{w.sp.release}
+		if res != nil {
+			end = []*sql.Stmt{w.sp.rollback, w.sp.release}
+		}
+		for _, q := range end {
+			// If this fails, SQLite may have rolled back the whole
+			// transaction (it does on some I/O errors): nobody's report
+			// is known to be stored.
+			if err := w.exec(tx, q); err != nil {
+				fail(err)
+				return
+			}
+		}
+	}
+	if len(taken) == 0 {
+		_ = tx.Rollback()
+		return
+	}
+
+	// 4. One commit, one fsync; only then the answers.
+	if err := tx.Commit(); err != nil {
+		// Nothing was stored. Refusals were judged against reports that
+		// are not stored either, so every caller gets the commit's error
+		// and may retry.
+		fail(fmt.Errorf("committing transaction: %w", err))
+		return
+	}
+	w.commits.Add(1)
+	for i, req := range taken {
+		req.done <- results[i]
+	}
+}
+
+// take moves a pending request to the writer. It returns false if the
+// caller gave up first; a caller whose context ended is answered here.
+func (req *saveReq) take() bool {
+	if !req.state.CompareAndSwap(reqPending, reqTaken) {
+		return false
+	}
+	if err := req.ctx.Err(); err != nil {
+		req.done <- err
+		return false
+	}
+	return true
+}
+
+func (w *reportWriter) exec(tx *sql.Tx, st *sql.Stmt) error {
+	if _, err := tx.StmtContext(w.ctx, st).ExecContext(w.ctx); err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	return nil
+}
