@@ -82,7 +82,8 @@ func run(args []string) error {
 	// browsers and the admin API a few more; the verifier needs as many.
 	want := uint64(*agents) + 2*steadyConns*uint64(*signins) + 1024
 	if got, err := loadgen.RaiseFileLimit(want); err != nil {
-		fmt.Fprintf(os.Stderr, "clearance-loadgen: open files limited to %d, %d wanted: %v\n", got, want, err)
+		// The verifier holds one descriptor per agent too, plus its own.
+		fmt.Fprintf(os.Stderr, "clearance-loadgen: open files limited to %d, %d wanted (%v): expect fewer than %d agents to connect, and sign-ins to fail if the verifier runs out\n", got, want, err, got)
 	}
 
 	var target *loadgen.Target
