@@ -9,10 +9,12 @@ package ingest
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"regexp"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -113,6 +115,35 @@ type Verifier struct {
 	MaxSkew time.Duration
 	// Keep is how many reports per device are kept (default DefaultKeep).
 	Keep int
+
+	// keys caches parsed device keys by their DER: a device sends a report
+	// every interval, and parsing its key each time is wasted work.
+	keysMu sync.Mutex
+	keys   map[string]crypto.PublicKey
+}
+
+// maxCachedKeys bounds the key cache; past it the cache starts over, so a
+// fleet churning keys (re-enrollments) cannot grow it without bound.
+const maxCachedKeys = 100_000
+
+func (v *Verifier) publicKey(der []byte) (crypto.PublicKey, error) {
+	v.keysMu.Lock()
+	pub, ok := v.keys[string(der)]
+	v.keysMu.Unlock()
+	if ok {
+		return pub, nil
+	}
+	pub, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, err
+	}
+	v.keysMu.Lock()
+	if v.keys == nil || len(v.keys) >= maxCachedKeys {
+		v.keys = make(map[string]crypto.PublicKey)
+	}
+	v.keys[string(der)] = pub
+	v.keysMu.Unlock()
+	return pub, nil
 }
 
 func (v *Verifier) now() time.Time {
@@ -134,7 +165,7 @@ func (v *Verifier) Accept(ctx context.Context, dev storage.Device, sr *agentv1.S
 	}
 
 	// 2. Signature over the exact bytes received, with the enrolled key.
-	pub, err := x509.ParsePKIXPublicKey(dev.PublicKey)
+	pub, err := v.publicKey(dev.PublicKey)
 	if err != nil {
 		return nil, reject("internal", codes.Internal, err, "device key on record is unreadable")
 	}
