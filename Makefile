@@ -11,7 +11,7 @@ SCEPCLIENT_VERSION         := v2.3.0
 
 PROTOS := $(shell find proto/clearance -name '*.proto' | sort)
 
-.PHONY: all build pkg cross tidy deps test fuzz generate check-generated tools demo bench bench-full vet clean
+.PHONY: all build pkg cross tidy deps test fuzz generate check-generated tools demo bench bench-full bench-postgres vet clean
 
 all: build
 
@@ -90,6 +90,11 @@ demo: build
 ## bench: report verify+store against the raw ECDSA P-256 verify ceiling, and SSO sign-ins (decisions/s, p50/p99) against the raw RSA-2048 sign; then clearance-loadgen end to end (500 agents) and one table
 bench:
 	@IDLE_SECONDS=$${IDLE_SECONDS:-20} scripts/bench.sh
+
+## bench-postgres: bench with the verifier storing in a throwaway PostgreSQL on loopback
+## (the end-to-end table; the in-process Go benchmarks stay on SQLite)
+bench-postgres:
+	@BENCH_DATABASE=postgres IDLE_SECONDS=$${IDLE_SECONDS:-20} scripts/bench.sh
 
 ## bench-full: bench with 20,000 agents (the connections target), longer phases and the agent's full 60s at rest
 bench-full:

@@ -8,6 +8,8 @@
 #   LOADGEN_SIGNINS   concurrent browsers of each kind, allowed and denied (default 4)
 #   LOADGEN_FLAGS     anything else for clearance-loadgen
 #   CEILING_BENCHTIME benchtime of the raw ceilings (default 2s)
+#   BENCH_DATABASE    postgres: the verifier stores in a throwaway PostgreSQL
+#                     on loopback (scripts/postgres.sh) instead of SQLite
 #   AGENT_IDLE        the two lines scripts/agent-idle.sh printed, if bench.sh
 #                     ran it already; else it is run here with IDLE_SECONDS
 set -euo pipefail
@@ -29,15 +31,25 @@ go build -o bin/ ./internal/loadgen/cmd/clearance-loadgen
 go test -run='^$' -bench='^(BenchmarkECDSAP256Verify|BenchmarkECDSAP256VerifyParallel|BenchmarkRSA2048Sign)$' \
   -benchtime="$benchtime" -count=1 ./verifier/ingest/ ./verifier/idp/ | tee "$out" >&2
 
-echo "loadgen: $agents agents, $duration, reports every $interval, $signins browsers" >&2
+db_flags=()
+backend=SQLite
+if [ "${BENCH_DATABASE:-}" = postgres ]; then
+  export CLEARANCE_PG_STATE=$(mktemp -u)
+  dsn=$(scripts/postgres.sh start)
+  trap 'scripts/postgres.sh stop; rm -f "$out" "$kv"' EXIT
+  db_flags=(--database "${dsn#CLEARANCE_TEST_POSTGRES_DSN=}")
+  backend=PostgreSQL
+fi
+
+echo "loadgen: $agents agents, $duration, reports every $interval, $signins browsers, $backend" >&2
 bin/clearance-loadgen --start --kv -v --agents "$agents" --duration "$duration" --report-interval "$interval" \
-  --signins "$signins" ${LOADGEN_FLAGS:-} | tee "$kv" >&2
+  --signins "$signins" "${db_flags[@]}" ${LOADGEN_FLAGS:-} | tee "$kv" >&2
 
 if [ -z "${AGENT_IDLE:-}" ]; then
   AGENT_IDLE=$(scripts/agent-idle.sh)
 fi
 
-{ cat "$out"; cat "$kv"; echo "$AGENT_IDLE" | sed 's/^/idle: /'; } | awk -v nproc="$(nproc)" '
+{ cat "$out"; cat "$kv"; echo "$AGENT_IDLE" | sed 's/^/idle: /'; } | awk -v nproc="$(nproc)" -v backend="$backend" '
   function val(unit,   i) { for (i = 1; i <= NF; i++) if ($(i+1) == unit) return $i; return "" }
   /^BenchmarkECDSAP256Verify(-[0-9]+)?[ \t]/         { ecdsa1 = val("ns/op") }
   /^BenchmarkECDSAP256VerifyParallel(-[0-9]+)?[ \t]/ { ecdsaN = val("ns/op") }
@@ -50,7 +62,7 @@ fi
     if (ecdsaN != "") { verify = 1e9/ecdsaN; vwhat = "all " nproc " CPUs" } else { verify = nproc*1e9/ecdsa1; vwhat = nproc " x one CPU" }
     signs = 1e9/rsa
     allow = k["sso_allow_per_s"]; deny = k["sso_deny_per_s"]
-    printf "\n%-50s %11s %8s %8s  %s\n", "measure (one run, " nproc " CPUs)", "value", "p50 ms", "p99 ms", "against / target"
+    printf "\n%-50s %11s %8s %8s  %s\n", "measure (one run, " nproc " CPUs, " backend ")", "value", "p50 ms", "p99 ms", "against / target"
     line = "--------------------------------------------------------------------------------------------------------"
     print line
     printf "%-50s %9.0f/s %8s %8s  ceiling (%s)\n", "ECDSA P-256 verify, raw", verify, "", "", vwhat

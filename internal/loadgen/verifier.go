@@ -104,6 +104,9 @@ type StartOptions struct {
 	// decided from stored reports when agents report less often than the
 	// default 30s.
 	LiveCheckAfter time.Duration
+	// Database is passed as --database when set (a postgres:// URL); empty
+	// keeps the verifier on SQLite in its data dir.
+	Database string
 }
 
 // Start runs the verifier on free loopback ports with a fresh data dir and
@@ -133,6 +136,9 @@ func Start(ctx context.Context, o StartOptions) (*Process, error) {
 		"--log-level", "warn"}
 	if o.LiveCheckAfter > 0 {
 		args = append(args, "--live-check-after", o.LiveCheckAfter.String())
+	}
+	if o.Database != "" {
+		args = append(args, "--database", o.Database)
 	}
 	p.log, err = os.Create(filepath.Join(dir, "verifier.log"))
 	if err != nil {

@@ -39,6 +39,7 @@ func run(args []string) error {
 		start     = fs.Bool("start", false, "start clearance-verifier from --bin on free loopback ports with a temporary data dir")
 		bin       = fs.String("bin", "bin/clearance-verifier", "the verifier binary for --start")
 		policies  = fs.String("policies", "examples/policies.yaml", "policy file for --start")
+		database  = fs.String("database", "", "the --database for --start (a postgres:// URL; default: SQLite in the data dir)")
 		verifier  = fs.String("verifier", "", "gRPC address (HOST:PORT, loopback) of a running verifier")
 		sso       = fs.String("sso", "", "a running verifier's --sso-public-url, or its SSO listener's HOST:PORT")
 		ssoDial   = fs.String("sso-dial", "", "where to connect for --sso when its host is a name (default: the URL's host:port)")
@@ -93,7 +94,7 @@ func run(args []string) error {
 		}
 		// Reports at the interval must stay fresh enough that sign-ins are
 		// decided from them rather than from a live check.
-		p, err := loadgen.Start(ctx, loadgen.StartOptions{Binary: *bin, Policies: *policies, LiveCheckAfter: max(30*time.Second, 3**interval)})
+		p, err := loadgen.Start(ctx, loadgen.StartOptions{Binary: *bin, Policies: *policies, LiveCheckAfter: max(30*time.Second, 3**interval), Database: *database})
 		if err != nil {
 			return err
 		}
