@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strconv"
 	"time"
@@ -16,12 +17,18 @@ func (s *Store) AppendDecision(ctx context.Context, d storage.DecisionRecord) (i
 	if err != nil {
 		return 0, fmt.Errorf("appending decision: %w", err)
 	}
-	res, err := s.w.ExecContext(ctx, `INSERT INTO decisions (`+sqlrow.DecisionValueColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
-	if err != nil {
-		return 0, fmt.Errorf("appending decision: %w", err)
-	}
-	id, err := res.LastInsertId()
+	// Every sign-in appends one: committed with whatever else is waiting
+	// (see groupcommit.go), so concurrent sign-ins share an fsync.
+	var id int64
+	err = s.reports.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO decisions (`+sqlrow.DecisionValueColumns+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
+		if err != nil {
+			return err
+		}
+		id, err = res.LastInsertId()
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("appending decision: %w", err)
 	}

@@ -9,10 +9,12 @@ import (
 	"sync/atomic"
 )
 
-// Group commit for reports. A durable SQLite commit costs an fsync, which
-// is far more than the work of storing one report; with many agents
-// reporting at once, one writer goroutine stores every report that is
-// waiting in one transaction and pays the fsync once. Each report runs in a
+// Group commit for reports, and for the small writes every sign-in makes
+// (its request ID, its decision, a held sign-in). A durable SQLite commit
+// costs an fsync, which is far more than the work of storing one row; with
+// many agents reporting and users signing in at once, one writer goroutine
+// stores every write that is waiting in one transaction and pays the fsync
+// once. Each report runs in a
 // savepoint of its own, so a refused report (seq, nonce, revoked device)
 // is rolled back alone and its caller gets its own error. Every caller
 // gets its result only after the batch's COMMIT returned.

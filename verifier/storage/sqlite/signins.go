@@ -26,12 +26,17 @@ func (s *Store) UseRequestID(ctx context.Context, issuer, id string, expiresAt t
 	}
 	// DO NOTHING applies to the primary key only, unlike INSERT OR IGNORE,
 	// which would also swallow a CHECK failure.
-	res, err := s.w.ExecContext(ctx, `INSERT INTO saml_request_ids (issuer, id, expires_at)
-		VALUES (?, ?, ?) ON CONFLICT (issuer, id) DO NOTHING`, issuer, id, exp)
+	// Every sign-in writes one: committed with whatever else is waiting
+	// (see groupcommit.go), so concurrent sign-ins share an fsync.
+	err := s.reports.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO saml_request_ids (issuer, id, expires_at)
+			VALUES (?, ?, ?) ON CONFLICT (issuer, id) DO NOTHING`, issuer, id, exp)
+		if err != nil {
+			return err
+		}
+		return oneRow(res, storage.ErrAlreadyExists)
+	})
 	if err != nil {
-		return fmt.Errorf("recording request ID: %w", err)
-	}
-	if err := oneRow(res, storage.ErrAlreadyExists); err != nil {
 		return fmt.Errorf("recording request ID: %w", err)
 	}
 	return nil
@@ -53,12 +58,15 @@ func (s *Store) CreatePendingSignIn(ctx context.Context, p storage.PendingSignIn
 	if err != nil {
 		return fmt.Errorf("creating pending sign-in: %w", err)
 	}
-	res, err := s.w.ExecContext(ctx, `INSERT INTO pending_sign_ins (`+sqlrow.PendingSignInColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (token_hash) DO NOTHING`, args...)
+	err = s.reports.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO pending_sign_ins (`+sqlrow.PendingSignInColumns+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (token_hash) DO NOTHING`, args...)
+		if err != nil {
+			return err
+		}
+		return oneRow(res, storage.ErrAlreadyExists)
+	})
 	if err != nil {
-		return fmt.Errorf("creating pending sign-in: %w", err)
-	}
-	if err := oneRow(res, storage.ErrAlreadyExists); err != nil {
 		return fmt.Errorf("creating pending sign-in: %w", err)
 	}
 	return nil
