@@ -328,7 +328,9 @@ func Validate(rec *Received, e Expect) (*Request, error) {
 	if err := xml.Unmarshal(signedXML, &ar); err != nil {
 		return nil, refuse(ReasonMalformedXML, "not an AuthnRequest: %v", err)
 	}
-	req := &Request{AuthnRequest: ar, XML: rec.XML, RelayState: rec.RelayState, Binding: rec.Binding, Signed: signed}
+	// XML is what was parsed: for a signed POST, the signed element only, so
+	// a held sign-in is re-read from exactly what the signature covered.
+	req := &Request{AuthnRequest: ar, XML: signedXML, RelayState: rec.RelayState, Binding: rec.Binding, Signed: signed}
 	if err := checkFields(req, e); err != nil {
 		return nil, err
 	}

@@ -112,8 +112,14 @@ func TestValidateOktaRequests(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Validate(rec, expect(c)); err != nil {
+		preq, err := Validate(rec, expect(c))
+		if err != nil {
 			t.Fatalf("POST signed=%v: %v", signed, err)
+		}
+		// A held sign-in is re-read from what was validated.
+		held, err := Reparse(preq.XML, preq.RelayState, expect(c))
+		if err != nil || held.Username != "ada@example.com" || held.AuthnRequest.ID != r.ID {
+			t.Fatalf("POST signed=%v: held request %+v: %v", signed, held, err)
 		}
 	}
 }
