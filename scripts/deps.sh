@@ -14,6 +14,9 @@ command -v cpio >/dev/null 2>&1 || need+=(cpio)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # Independent verifier of our IdP's SAML signatures (internal/oktasim).
 command -v xmlsec1 >/dev/null 2>&1 || need+=(xmlsec1)
+# The profile tests read .mobileconfig files with Python's plistlib, an
+# independent plist reader.
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 # make demo signs in with curl.
 command -v curl >/dev/null 2>&1 || need+=(curl)
 
