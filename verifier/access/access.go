@@ -96,6 +96,9 @@ type Query struct {
 	Username string
 	// BrowserCert is the browser certificate presented, when it is one.
 	BrowserCert *decision.BrowserCert
+	// Device, when set, is DeviceID's record as the caller just read it
+	// (identifying the certificate needs it), so it is not read again.
+	Device *storage.Device
 }
 
 // Decide decides for the enrolled device q.DeviceID (which the caller
@@ -110,7 +113,13 @@ func (g *Gate) Decide(ctx context.Context, q Query, mode Mode) (decision.Decisio
 		MaxClockSkew:  g.MaxClockSkew,
 		BrowserCert:   q.BrowserCert,
 	}
-	dev, err := g.Store.GetDevice(ctx, deviceID)
+	var dev storage.Device
+	var err error
+	if q.Device != nil && q.Device.ID == deviceID {
+		dev = *q.Device
+	} else {
+		dev, err = g.Store.GetDevice(ctx, deviceID)
+	}
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		in.Now = g.now()

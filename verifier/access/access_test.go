@@ -19,13 +19,15 @@ import (
 var now = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 
 type fakeStore struct {
-	dev       *storage.Device
-	report    *storage.Report
-	devErr    error
-	reportErr error
+	deviceReads int
+	dev         *storage.Device
+	report      *storage.Report
+	devErr      error
+	reportErr   error
 }
 
 func (f *fakeStore) GetDevice(_ context.Context, id string) (storage.Device, error) {
+	f.deviceReads++
 	if f.devErr != nil {
 		return storage.Device{}, f.devErr
 	}
@@ -177,5 +179,21 @@ func TestExplain(t *testing.T) {
 	d, _ = g.Explain(context.Background(), "dev1", "", true)
 	if d.LiveCheck != decision.LiveCheckAnswered || ch.calls != 1 {
 		t.Fatalf("%+v", d)
+	}
+}
+
+// TestGateUsesDeviceGiven: a sign-in has just read the device to identify
+// the certificate; the gate does not read it again.
+func TestGateUsesDeviceGiven(t *testing.T) {
+	t.Parallel()
+	dev := &storage.Device{ID: "dev1"}
+	st := &fakeStore{dev: dev, report: stored(report(agentv1.PolicyStatus_POLICY_STATUS_PASS, now))}
+	d, err := gate(st, &fakeChecker{}).Decide(context.Background(), Query{DeviceID: "dev1", Device: dev}, LiveIfStale)
+	if err != nil || !d.Allow || st.deviceReads != 0 {
+		t.Fatalf("allow=%v err=%v device reads=%d", d.Allow, err, st.deviceReads)
+	}
+	// A record for another device is not trusted for this one.
+	if _, err := gate(st, &fakeChecker{}).Decide(context.Background(), Query{DeviceID: "dev1", Device: &storage.Device{ID: "dev2"}}, LiveIfStale); err != nil || st.deviceReads != 1 {
+		t.Fatalf("err=%v device reads=%d", err, st.deviceReads)
 	}
 }

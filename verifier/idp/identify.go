@@ -74,6 +74,8 @@ type Identity struct {
 	Via string
 	// Browser is set for a browser certificate (nil for the agent's own).
 	Browser *decision.BrowserCert
+	// Device is the device's record as read to identify it.
+	Device *storage.Device
 }
 
 // IdentifyError says why no device was identified.
@@ -141,7 +143,7 @@ func (i *Identifier) Identify(ctx context.Context, r *http.Request, now time.Tim
 			return fail(ReasonUnknownCert, "certificate %s names hardware UUID %s, recorded for device %s with another", serial, uuid, dev.ID)
 		}
 		sum := sha1.Sum(leaf.Raw)
-		return Identity{DeviceID: dev.ID, CertSerial: serial, Via: via, Browser: &decision.BrowserCert{
+		return Identity{DeviceID: dev.ID, CertSerial: serial, Via: via, Device: &dev, Browser: &decision.BrowserCert{
 			Serial: serial, SHA1: hex.EncodeToString(sum[:]), RequireVouched: i.RequireVouched,
 		}}, nil
 	}
@@ -164,7 +166,7 @@ func (i *Identifier) Identify(ctx context.Context, r *http.Request, now time.Tim
 		return Identity{}, &IdentifyError{Reason: ReasonSupersededCert, CertSerial: serial, DeviceID: id,
 			Detail: fmt.Sprintf("certificate %s was replaced by %s", serial, dev.CertSerial)}
 	}
-	return Identity{DeviceID: id, CertSerial: serial, Via: via}, nil
+	return Identity{DeviceID: id, CertSerial: serial, Via: via, Device: &dev}, nil
 }
 
 func (i *Identifier) certificate(r *http.Request) (*x509.Certificate, string, *IdentifyError) {

@@ -161,7 +161,7 @@ func (h *Handler) sso(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// 5. Decide.
-	d, err := h.Gate.Decide(ctx, access.Query{DeviceID: ident.DeviceID, Username: req.Username, BrowserCert: ident.Browser}, access.LiveIfStale)
+	d, err := h.Gate.Decide(ctx, access.Query{DeviceID: ident.DeviceID, Username: req.Username, BrowserCert: ident.Browser, Device: ident.Device}, access.LiveIfStale)
 	if err != nil {
 		h.unavailable(w, r, "deciding", err)
 		return
@@ -215,7 +215,7 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, refuse(ReasonRetryOtherCert, "held for certificate %s, presented %s", p.CertSerial, ident.CertSerial), http.StatusForbidden)
 		return
 	}
-	d, err := h.Gate.Decide(ctx, access.Query{DeviceID: ident.DeviceID, Username: p.Username, BrowserCert: ident.Browser}, access.LiveAlways)
+	d, err := h.Gate.Decide(ctx, access.Query{DeviceID: ident.DeviceID, Username: p.Username, BrowserCert: ident.Browser, Device: ident.Device}, access.LiveAlways)
 	if err != nil {
 		h.unavailable(w, r, "deciding", err)
 		return
