@@ -103,7 +103,7 @@ type Query struct {
 
 // Decide decides for the enrolled device q.DeviceID (which the caller
 // identified from a certificate). An unknown device is decided, not an
-// error: decision.ReasonUnknownDevice. Errors are ErrStorage only.
+// error: reason.UnknownDevice. Errors are ErrStorage only.
 func (g *Gate) Decide(ctx context.Context, q Query, mode Mode) (decision.Decision, error) {
 	deviceID := q.DeviceID
 	in := decision.Input{

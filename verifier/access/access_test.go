@@ -13,6 +13,7 @@ import (
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/hub"
 	"github.com/clearance/clearance/verifier/ingest"
+	"github.com/clearance/clearance/verifier/reason"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -101,17 +102,17 @@ func TestGateLiveCheck(t *testing.T) {
 		wantLive   decision.LiveCheck
 		wantCalls  int
 	}{
-		{"fresh: no check", report(pass, now.Add(-5*time.Second)), fakeChecker{connected: true}, LiveIfStale, true, decision.ReasonAllowed, decision.LiveCheckNone, 0},
-		{"old: answered pass", report(fail, now.Add(-time.Minute)), fakeChecker{connected: true, answer: report(pass, now)}, LiveIfStale, true, decision.ReasonAllowed, decision.LiveCheckAnswered, 1},
-		{"old: answered fail", report(pass, now.Add(-time.Minute)), fakeChecker{connected: true, answer: report(fail, now)}, LiveIfStale, false, decision.ReasonPolicyFailed, decision.LiveCheckAnswered, 1},
-		{"old: timed out, stored still fresh enough", report(pass, now.Add(-time.Minute)), fakeChecker{connected: true, err: context.DeadlineExceeded}, LiveIfStale, true, decision.ReasonAllowed, decision.LiveCheckTimedOut, 1},
-		{"stale: timed out denies", report(pass, now.Add(-10*time.Minute)), fakeChecker{connected: true, err: context.DeadlineExceeded}, LiveIfStale, false, decision.ReasonStalePosture, decision.LiveCheckTimedOut, 1},
-		{"stale: offline denies", report(pass, now.Add(-10*time.Minute)), fakeChecker{}, LiveIfStale, false, decision.ReasonStalePosture, decision.LiveCheckOffline, 0},
-		{"stale: disconnects while asked", report(pass, now.Add(-10*time.Minute)), fakeChecker{connected: true, err: hub.ErrNotConnected}, LiveIfStale, false, decision.ReasonStalePosture, decision.LiveCheckOffline, 1},
-		{"no report: answered", nil, fakeChecker{connected: true, answer: report(pass, now)}, LiveIfStale, true, decision.ReasonAllowed, decision.LiveCheckAnswered, 1},
-		{"no report: offline", nil, fakeChecker{}, LiveIfStale, false, decision.ReasonNoReport, decision.LiveCheckOffline, 0},
-		{"always: fresh failing rechecked", report(fail, now), fakeChecker{connected: true, answer: report(pass, now)}, LiveAlways, true, decision.ReasonAllowed, decision.LiveCheckAnswered, 1},
-		{"stored only: never asks", report(pass, now.Add(-10*time.Minute)), fakeChecker{connected: true, answer: report(pass, now)}, StoredOnly, false, decision.ReasonStalePosture, decision.LiveCheckNone, 0},
+		{"fresh: no check", report(pass, now.Add(-5*time.Second)), fakeChecker{connected: true}, LiveIfStale, true, reason.Allowed, decision.LiveCheckNone, 0},
+		{"old: answered pass", report(fail, now.Add(-time.Minute)), fakeChecker{connected: true, answer: report(pass, now)}, LiveIfStale, true, reason.Allowed, decision.LiveCheckAnswered, 1},
+		{"old: answered fail", report(pass, now.Add(-time.Minute)), fakeChecker{connected: true, answer: report(fail, now)}, LiveIfStale, false, reason.PolicyFailed, decision.LiveCheckAnswered, 1},
+		{"old: timed out, stored still fresh enough", report(pass, now.Add(-time.Minute)), fakeChecker{connected: true, err: context.DeadlineExceeded}, LiveIfStale, true, reason.Allowed, decision.LiveCheckTimedOut, 1},
+		{"stale: timed out denies", report(pass, now.Add(-10*time.Minute)), fakeChecker{connected: true, err: context.DeadlineExceeded}, LiveIfStale, false, reason.StalePosture, decision.LiveCheckTimedOut, 1},
+		{"stale: offline denies", report(pass, now.Add(-10*time.Minute)), fakeChecker{}, LiveIfStale, false, reason.StalePosture, decision.LiveCheckOffline, 0},
+		{"stale: disconnects while asked", report(pass, now.Add(-10*time.Minute)), fakeChecker{connected: true, err: hub.ErrNotConnected}, LiveIfStale, false, reason.StalePosture, decision.LiveCheckOffline, 1},
+		{"no report: answered", nil, fakeChecker{connected: true, answer: report(pass, now)}, LiveIfStale, true, reason.Allowed, decision.LiveCheckAnswered, 1},
+		{"no report: offline", nil, fakeChecker{}, LiveIfStale, false, reason.NoReport, decision.LiveCheckOffline, 0},
+		{"always: fresh failing rechecked", report(fail, now), fakeChecker{connected: true, answer: report(pass, now)}, LiveAlways, true, reason.Allowed, decision.LiveCheckAnswered, 1},
+		{"stored only: never asks", report(pass, now.Add(-10*time.Minute)), fakeChecker{connected: true, answer: report(pass, now)}, StoredOnly, false, reason.StalePosture, decision.LiveCheckNone, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -140,13 +141,13 @@ func TestGateDevice(t *testing.T) {
 	ch := &fakeChecker{connected: true}
 	// Unknown: decided, not an error; never live-checked.
 	d, err := gate(&fakeStore{}, ch).Decide(context.Background(), Query{DeviceID: "nope", Username: "ada"}, LiveAlways)
-	if err != nil || d.Allow || d.Reason != decision.ReasonUnknownDevice || ch.calls != 0 {
+	if err != nil || d.Allow || d.Reason != reason.UnknownDevice || ch.calls != 0 {
 		t.Fatalf("%+v %v", d, err)
 	}
 	// Revoked: never live-checked.
 	rev := &storage.Device{ID: "dev1", RevokedAt: now}
 	d, _ = gate(&fakeStore{dev: rev, report: stored(report(agentv1.PolicyStatus_POLICY_STATUS_PASS, now))}, ch).Decide(context.Background(), Query{DeviceID: "dev1", Username: "ada"}, LiveAlways)
-	if d.Reason != decision.ReasonDeviceRevoked || ch.calls != 0 {
+	if d.Reason != reason.DeviceRevoked || ch.calls != 0 {
 		t.Fatalf("%+v", d)
 	}
 	// Storage failures are errors (the caller fails closed), never a decision.
@@ -160,7 +161,7 @@ func TestGateDevice(t *testing.T) {
 	// A stored payload that no longer parses is no report: denied, not trusted.
 	bad := &storage.Report{Payload: []byte{0xff, 0xff}}
 	d, _ = gate(&fakeStore{dev: &storage.Device{ID: "dev1"}, report: bad}, &fakeChecker{}).Decide(context.Background(), Query{DeviceID: "dev1"}, LiveIfStale)
-	if d.Allow || d.Reason != decision.ReasonNoReport {
+	if d.Allow || d.Reason != reason.NoReport {
 		t.Fatalf("%+v", d)
 	}
 }

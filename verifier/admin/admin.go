@@ -18,6 +18,7 @@ import (
 
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/enroll"
 	"github.com/clearance/clearance/verifier/hub"
 	"github.com/clearance/clearance/verifier/metrics"
@@ -316,34 +317,30 @@ func ts(t time.Time) *timestamppb.Timestamp {
 	return timestamppb.New(t)
 }
 
-// Outcomes joins the policies in force with a report's results. A required
-// policy with no result counts as missing, and missing is not compliant.
+// Outcomes is decision.Judge's answer in the admin API's words: each policy
+// in force with its outcome, and a summary. A required policy with no result
+// counts as missing, and missing is not compliant; without a report nothing
+// is compliant.
 func Outcomes(ps *agentv1.PolicySet, r *agentv1.PostureReport) ([]*adminv1.PolicyOutcome, *adminv1.PostureSummary) {
-	results := make(map[string]*agentv1.PolicyResult, len(r.GetResults()))
-	for _, res := range r.GetResults() {
-		results[res.GetPolicyId()] = res
-	}
-	sum := &adminv1.PostureSummary{Compliant: r != nil}
-	var out []*adminv1.PolicyOutcome
-	for _, p := range ps.GetPolicies() {
-		o := &adminv1.PolicyOutcome{PolicyId: p.GetId(), Name: p.GetName(), Required: p.GetRequired(), Critical: p.GetCritical(), Resolution: p.GetResolution()}
-		if res := results[p.GetId()]; res != nil {
-			o.Status, o.Message = res.GetStatus(), res.GetMessage()
-		}
-		switch o.Status {
-		case agentv1.PolicyStatus_POLICY_STATUS_PASS:
+	fs := decision.Judge(ps, r)
+	sum := &adminv1.PostureSummary{Compliant: r != nil && decision.Compliant(fs)}
+	out := make([]*adminv1.PolicyOutcome, 0, len(fs))
+	for _, f := range fs {
+		o := &adminv1.PolicyOutcome{PolicyId: f.PolicyID, Name: f.Name, Required: f.Required, Critical: f.Critical, Resolution: f.Resolution, Message: f.Message}
+		switch f.Status {
+		case decision.StatusPass:
+			o.Status = agentv1.PolicyStatus_POLICY_STATUS_PASS
 			sum.Pass++
-		case agentv1.PolicyStatus_POLICY_STATUS_FAIL:
+		case decision.StatusFail:
+			o.Status = agentv1.PolicyStatus_POLICY_STATUS_FAIL
 			sum.Fail++
-		case agentv1.PolicyStatus_POLICY_STATUS_ERROR:
+		case decision.StatusError:
+			o.Status = agentv1.PolicyStatus_POLICY_STATUS_ERROR
 			sum.Error++
 		default:
-			if p.GetRequired() {
+			if f.Required {
 				sum.Missing++
 			}
-		}
-		if p.GetRequired() && o.Status != agentv1.PolicyStatus_POLICY_STATUS_PASS {
-			sum.Compliant = false
 		}
 		out = append(out, o)
 	}

@@ -14,6 +14,7 @@ import (
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/storage"
+	"github.com/clearance/clearance/verifier/web"
 )
 
 // Explainer runs the sign-in decision for a device without signing anyone in.
@@ -226,7 +227,7 @@ func explainProto(d decision.Decision) *adminv1.ExplainAccessResponse {
 	resp := &adminv1.ExplainAccessResponse{
 		Allow:                  d.Allow,
 		Reason:                 string(d.Reason),
-		Message:                d.Message,
+		Message:                web.Message(d.Reason, d.LiveCheck),
 		Failing:                findings(d.Failing),
 		Advisory:               findings(d.Advisory),
 		Results:                findings(d.Results),

@@ -25,7 +25,9 @@ import (
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/decision"
+	"github.com/clearance/clearance/verifier/reason"
 	"github.com/clearance/clearance/verifier/storage"
+	"github.com/clearance/clearance/verifier/web"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata golden files")
@@ -389,7 +391,7 @@ func TestExplainAccess(t *testing.T) {
 	allow := decide(map[string]agentv1.PolicyStatus{"filevault": pass, "firewall": pass, "os-version": pass, "screen-lock": fail}, true)
 	deny := decide(map[string]agentv1.PolicyStatus{"filevault": fail, "firewall": errored}, true) // os-version missing
 	bypassable := decide(map[string]agentv1.PolicyStatus{"filevault": fail, "firewall": pass, "os-version": pass, "screen-lock": pass}, false)
-	if !allow.Allow || deny.Allow || deny.Reason != decision.ReasonPolicyFailed || !bypassable.Bypassable() {
+	if !allow.Allow || deny.Allow || deny.Reason != reason.PolicyFailed || !bypassable.Bypassable() {
 		t.Fatalf("test decisions are not what they should be: %v %v %v", allow.Reason, deny.Reason, bypassable.Reason)
 	}
 
@@ -401,7 +403,7 @@ func TestExplainAccess(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !resp.GetAllow() || resp.GetReason() != "allowed" || resp.GetMessage() != allow.Message ||
+		if !resp.GetAllow() || resp.GetReason() != "allowed" || resp.GetMessage() != web.Message(reason.Allowed, decision.LiveCheckNone) ||
 			len(resp.GetFailing()) != 0 || resp.GetBypassable() || resp.GetLiveCheck() != "none" {
 			t.Errorf("allow mapped to %v", resp)
 		}

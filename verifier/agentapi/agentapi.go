@@ -160,8 +160,8 @@ func (s *Server) read(ctx context.Context, stream agentv1.AgentService_ConnectSe
 			if !errors.As(err, &rej) {
 				rej = &ingest.Rejection{Reason: "internal", Code: codes.Internal, Msg: "report not stored", Cause: err}
 			}
-			s.Metrics.ReportRejected(rej.Reason)
-			s.log().Warn("report rejected", "device_id", dev.ID, "reason", rej.Reason, "msg", rej.Msg, "cause", rej.Cause)
+			s.Metrics.ReportRejected(string(rej.Reason))
+			s.log().Warn("report rejected", "device_id", dev.ID, "reason", string(rej.Reason), "msg", rej.Msg, "cause", rej.Cause)
 			return rej
 		}
 		if !acc.Duplicate {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/reason"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -126,58 +127,22 @@ func (l LiveCheck) String() string {
 	return "unknown_" + strconv.Itoa(int(l))
 }
 
-// Reason is one stable, machine-readable reason for a decision. It is logged,
-// stored in the decision log, used as a metric label and picks the page the
-// user sees, so the values never change once released.
+// Reason is the decision's outcome: a reason.Code from the decision group
+// of that package. It is logged, stored in the decision log, used as a
+// metric label and picks the page the user sees.
 //
-// When several reasons apply, the first in this list wins (precedence): the
-// device's identity matters before its posture, and a posture can only be
-// judged from a usable, fresh report. Decision.Failing still lists every
-// failing policy whatever the reason.
-type Reason string
+// When several reasons apply, the first in Precedence wins: the device's
+// identity matters before its posture, and a posture can only be judged from
+// a usable, fresh report. Decision.Failing still lists every failing policy
+// whatever the reason.
+type Reason = reason.Code
 
-const (
-	// ReasonAllowed: every check passed.
-	ReasonAllowed Reason = "allowed"
-	// ReasonUnknownDevice: no enrolled device (nil Device, or one with no ID).
-	ReasonUnknownDevice Reason = "unknown_device"
-	// ReasonDeviceRevoked: the device is revoked.
-	ReasonDeviceRevoked Reason = "device_revoked"
-	// ReasonNoPolicies: no policy set is loaded, so nothing can be vouched
-	// for. An empty but loaded set is not this: it requires nothing.
-	ReasonNoPolicies Reason = "no_policies"
-	// ReasonNoReport: the device has never sent a usable report (nil, or
-	// without a valid observed_at, which ingest never stores).
-	ReasonNoReport Reason = "no_report"
-	// ReasonDeviceMismatch: the report is about another device than the one
-	// the certificate names. Ingest prevents this; a caller bug must not
-	// lend one Mac's posture to another.
-	ReasonDeviceMismatch Reason = "device_mismatch"
-	// ReasonClockSkew: the report's observed_at is more than MaxClockSkew
-	// ahead of now: the Mac's clock is wrong and its times cannot be used.
-	ReasonClockSkew Reason = "clock_skew"
-	// ReasonStalePosture: the report is older than MaxPostureAge.
-	ReasonStalePosture Reason = "stale_posture"
-	// ReasonCertNotVouched: the browser certificate is not among those the
-	// Mac's agent reported in its user keychains, so it may have been made
-	// for this Mac's UUID somewhere else (a leaked SCEP challenge).
-	ReasonCertNotVouched Reason = "cert_not_vouched"
-	// ReasonPolicyFailed: a required policy's query returned no rows (FAIL).
-	ReasonPolicyFailed Reason = "policy_failed"
-	// ReasonPolicyError: a required policy's query could not run (ERROR).
-	ReasonPolicyError Reason = "policy_error"
-	// ReasonPolicyMissing: the report has no result for a required policy
-	// (or one with no valid status), e.g. a policy added since the agent
-	// last ran. Missing never counts as passing.
-	ReasonPolicyMissing Reason = "policy_missing"
-)
-
-// Reasons lists every reason in precedence order (allowed last: it applies
-// only when nothing else does).
-var Reasons = []Reason{
-	ReasonUnknownDevice, ReasonDeviceRevoked, ReasonNoPolicies, ReasonNoReport,
-	ReasonDeviceMismatch, ReasonClockSkew, ReasonStalePosture, ReasonCertNotVouched,
-	ReasonPolicyFailed, ReasonPolicyError, ReasonPolicyMissing, ReasonAllowed,
+// Precedence lists every decision reason in precedence order (allowed last:
+// it applies only when nothing else does).
+var Precedence = []Reason{
+	reason.UnknownDevice, reason.DeviceRevoked, reason.NoPolicies, reason.NoReport,
+	reason.DeviceMismatch, reason.ClockSkew, reason.StalePosture, reason.CertNotVouched,
+	reason.PolicyFailed, reason.PolicyError, reason.PolicyMissing, reason.Allowed,
 }
 
 // Status is one policy's outcome in a decision, in the words people see.
@@ -211,8 +176,6 @@ type Finding struct {
 type Decision struct {
 	Allow  bool
 	Reason Reason
-	// Message is what the user is told: plain English, no jargon.
-	Message string
 	// Failing lists every required policy that is not PASS, in policy-set
 	// order, whatever policy Reason wins. Empty when the decision was made
 	// before the policies were judged (device, policy set, report or
@@ -249,7 +212,7 @@ type Decision struct {
 // critical. Device, report and freshness denials are never bypassable.
 func (d Decision) Bypassable() bool {
 	switch d.Reason {
-	case ReasonPolicyFailed, ReasonPolicyError, ReasonPolicyMissing:
+	case reason.PolicyFailed, reason.PolicyError, reason.PolicyMissing:
 	default:
 		return false
 	}
@@ -305,32 +268,32 @@ func Decide(in Input) Decision {
 	// 1-2. Who is this device?
 	switch {
 	case in.Device == nil || in.Device.ID == "":
-		return d.deny(ReasonUnknownDevice, msgUnknownDevice)
+		return d.deny(reason.UnknownDevice)
 	case in.Device.Revoked():
-		return d.deny(ReasonDeviceRevoked, msgDeviceRevoked)
+		return d.deny(reason.DeviceRevoked)
 	}
 
 	// 3. Without the policies in force there is nothing to hold the device to.
 	if in.Policies == nil {
-		return d.deny(ReasonNoPolicies, msgNoPolicies)
+		return d.deny(reason.NoPolicies)
 	}
 
 	// 4-7. Is there a report that describes this device now?
 	ts := in.Report.GetObservedAt()
 	if in.Report == nil || ts == nil || ts.CheckValid() != nil {
-		return d.deny(ReasonNoReport, d.unreachable(msgNoReport))
+		return d.deny(reason.NoReport)
 	}
 	if in.Report.GetDeviceId() != in.Device.ID {
-		return d.deny(ReasonDeviceMismatch, msgDeviceMismatch)
+		return d.deny(reason.DeviceMismatch)
 	}
 	observed := ts.AsTime()
 	d.ObservedAt = observed
 	if observed.Sub(in.Now) > orDefault(in.MaxClockSkew, DefaultMaxClockSkew) {
-		return d.deny(ReasonClockSkew, msgClockSkew)
+		return d.deny(reason.ClockSkew)
 	}
 	d.PostureAge = in.Now.Sub(anchor(observed, in.ReportReceivedAt))
 	if d.PostureAge > orDefault(in.MaxPostureAge, DefaultMaxPostureAge) {
-		return d.deny(ReasonStalePosture, d.unreachable(msgStale))
+		return d.deny(reason.StalePosture)
 	}
 
 	// 8. Is the browser's certificate one this Mac's agent has seen?
@@ -342,7 +305,7 @@ func Decide(in Input) Decision {
 			d.CertVouching = Vouched
 		default:
 			d.CertVouching = NotVouched
-			return d.deny(ReasonCertNotVouched, msgNotVouched)
+			return d.deny(reason.CertNotVouched)
 		}
 	}
 
@@ -361,13 +324,13 @@ func Decide(in Input) Decision {
 	}
 	switch {
 	case fail > 0:
-		return d.deny(ReasonPolicyFailed, msgPolicyFailed)
+		return d.deny(reason.PolicyFailed)
 	case errs > 0:
-		return d.deny(ReasonPolicyError, msgPolicyError)
+		return d.deny(reason.PolicyError)
 	case missing > 0:
-		return d.deny(ReasonPolicyMissing, msgPolicyMissing)
+		return d.deny(reason.PolicyMissing)
 	}
-	d.Allow, d.Reason, d.Message = true, ReasonAllowed, msgAllowed
+	d.Allow, d.Reason = true, reason.Allowed
 	return d
 }
 
@@ -420,11 +383,16 @@ func orDefault(v, def time.Duration) time.Duration {
 	return v
 }
 
-// judge joins the policy set with the report's results into d's findings.
-func (d *Decision) judge(ps *agentv1.PolicySet, r *agentv1.PostureReport) {
+// Judge joins the policies in force with a report's results: every policy
+// of the set with its outcome, in set order. It is the one answer to "which
+// policies does this report pass": Decide and the admin API's device views
+// both use it. A policy counts (Finding.Required) when it is required or
+// critical; a policy with no result, or with no valid status, is MISSING,
+// which never passes. Results for policies not in the set are ignored.
+func Judge(ps *agentv1.PolicySet, r *agentv1.PostureReport) []Finding {
 	find := resultFinder(r.GetResults())
 	policies := ps.GetPolicies()
-	d.Results = make([]Finding, 0, len(policies))
+	out := make([]Finding, 0, len(policies))
 	for _, p := range policies {
 		f := Finding{
 			PolicyID:    p.GetId(),
@@ -444,7 +412,26 @@ func (d *Decision) judge(ps *agentv1.PolicySet, r *agentv1.PostureReport) {
 		case agentv1.PolicyStatus_POLICY_STATUS_ERROR:
 			f.Status, f.Message = StatusError, res.GetMessage()
 		}
-		d.Results = append(d.Results, f)
+		out = append(out, f)
+	}
+	return out
+}
+
+// Compliant reports whether fs (from Judge) has no policy that counts and
+// does not pass.
+func Compliant(fs []Finding) bool {
+	for _, f := range fs {
+		if f.Required && f.Status != StatusPass {
+			return false
+		}
+	}
+	return true
+}
+
+// judge fills d's findings from Judge.
+func (d *Decision) judge(ps *agentv1.PolicySet, r *agentv1.PostureReport) {
+	d.Results = Judge(ps, r)
+	for _, f := range d.Results {
 		switch {
 		case f.Status == StatusPass:
 		case f.Required:
@@ -489,39 +476,7 @@ func resultFinder(results []*agentv1.PolicyResult) func(id string) *agentv1.Poli
 	return func(id string) *agentv1.PolicyResult { return byID[id] }
 }
 
-func (d Decision) deny(r Reason, msg string) Decision {
-	d.Allow, d.Reason, d.Message = false, r, msg
+func (d Decision) deny(r Reason) Decision {
+	d.Allow, d.Reason = false, r
 	return d
 }
-
-// unreachable picks the message for a missing or stale report: when a live
-// check just failed, the user is told that the agent could not be reached,
-// which is what they can act on.
-func (d Decision) unreachable(msg string) string {
-	switch d.LiveCheck {
-	case LiveCheckTimedOut:
-		return msgTimedOut
-	case LiveCheckOffline:
-		return msgOffline
-	}
-	return msg
-}
-
-// What the user is told. The remediation page adds the device name and, for
-// policy denials, each failing policy with its resolution.
-const (
-	msgAllowed        = "This Mac meets your organization's security requirements."
-	msgUnknownDevice  = "This Mac isn't set up for secure sign-in. Ask your IT team to set it up."
-	msgDeviceRevoked  = "This Mac is no longer allowed to sign in. Contact your IT team."
-	msgNoPolicies     = "Sign-in can't be checked right now because the security requirements aren't available. Try again in a few minutes, or contact your IT team."
-	msgNoReport       = "This Mac hasn't sent a security check yet. Make sure it's connected to the internet, wait a minute, then choose Check again."
-	msgDeviceMismatch = "Something went wrong while checking this Mac. Try again, and contact your IT team if it keeps happening."
-	msgClockSkew      = "This Mac's clock is set ahead. In System Settings, turn on setting the date and time automatically, then choose Check again."
-	msgStale          = "This Mac hasn't sent a security check recently. Make sure it's connected to the internet, then choose Check again."
-	msgTimedOut       = "This Mac didn't answer a security check in time. Make sure it's connected to the internet, then choose Check again."
-	msgOffline        = "This Mac's security check service isn't connected. Make sure the Mac is connected to the internet, wait a minute, then choose Check again. If it keeps happening, contact your IT team."
-	msgNotVouched     = "This browser hasn't been confirmed by the security check on this Mac yet. Wait a minute, then choose Check again. If it keeps happening, contact your IT team."
-	msgPolicyFailed   = "This Mac doesn't meet your organization's security requirements. Fix the items below, then choose Check again."
-	msgPolicyError    = "Some security checks couldn't be run on this Mac. Choose Check again, and contact your IT team if it keeps happening."
-	msgPolicyMissing  = "Some security checks haven't run on this Mac yet. Wait a minute, then choose Check again."
-)

@@ -1,11 +1,12 @@
-// Package idp is the SAML 2.0 identity provider Okta calls as a "Factor
-// only" IdP. It owns the SAML mechanics — decoding and checking
+// Package idp is the SAML 2.0 protocol of the identity provider Okta calls
+// as a "Factor only" IdP, and nothing else: decoding and checking
 // AuthnRequests (bindings, size limits, signatures, issuer, ACS,
-// destination, clock, replay), identifying the device from the browser's
-// certificate, and signing responses — and leaves the access decision to
-// verifier/access and decision. Response signing is crewjam/saml's
+// destination, clock), the signing identity, metadata, and signed
+// responses. The sign-in flow around it (which Mac, which decision, which
+// page) is verifier/signin's. Response signing is crewjam/saml's
 // (RSA-SHA256, Response and Assertion both signed); everything it does not
-// check about requests is checked here.
+// check about requests is checked here. It imports nothing from the verifier
+// but the reason codes its refusals carry.
 package idp
 
 import (

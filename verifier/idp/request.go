@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/beevik/etree"
+	"github.com/clearance/clearance/verifier/reason"
 	"github.com/crewjam/saml"
 	xrv "github.com/mattermost/xml-roundtrip-validator"
 	dsig "github.com/russellhaering/goxmldsig"
@@ -47,34 +48,9 @@ const (
 	MaxUsernameLength = 512
 )
 
-// Reason names why a request was refused. Like decision.Reason, the values
-// are logged, stored in the decision log and used as metric labels, so they
-// never change once released.
-type Reason string
-
-const (
-	ReasonNotConfigured     Reason = "okta_not_configured"
-	ReasonBadBinding        Reason = "bad_binding"
-	ReasonOversized         Reason = "oversized_request"
-	ReasonBadEncoding       Reason = "bad_encoding"
-	ReasonNotDeflate        Reason = "not_deflate"
-	ReasonMalformedXML      Reason = "malformed_xml"
-	ReasonDTD               Reason = "dtd_forbidden"
-	ReasonWrongVersion      Reason = "wrong_version"
-	ReasonBadID             Reason = "bad_request_id"
-	ReasonWrongIssuer       Reason = "wrong_issuer"
-	ReasonWrongACS          Reason = "wrong_acs"
-	ReasonWrongBinding      Reason = "wrong_protocol_binding"
-	ReasonWrongDestination  Reason = "wrong_destination"
-	ReasonStaleRequest      Reason = "stale_request"
-	ReasonFutureRequest     Reason = "future_request"
-	ReasonReplayed          Reason = "replayed_request"
-	ReasonMissingSignature  Reason = "missing_signature"
-	ReasonBadSignature      Reason = "bad_signature"
-	ReasonUnsupportedSigAlg Reason = "unsupported_sig_alg"
-	ReasonNoSubject         Reason = "missing_subject"
-	ReasonPassive           Reason = "passive_not_supported"
-)
+// Reason names why a request was refused: a reason.Code from the request
+// group of that package (logged, counted, and picking the page's words).
+type Reason = reason.Code
 
 // RequestError is a refused AuthnRequest: Reason for logs, metrics and the
 // page; Detail for the log only (it may quote the request, never secrets).
@@ -114,7 +90,7 @@ type Received struct {
 // never re-encoded: re-encoding can differ from what Okta signed.
 func DecodeRedirect(rawQuery string) (*Received, error) {
 	if len(rawQuery) > MaxQuery {
-		return nil, refuse(ReasonOversized, "query is %d bytes, limit %d", len(rawQuery), MaxQuery)
+		return nil, refuse(reason.Oversized, "query is %d bytes, limit %d", len(rawQuery), MaxQuery)
 	}
 	raw := map[string]string{}
 	for _, part := range strings.Split(rawQuery, "&") {
@@ -128,13 +104,13 @@ func DecodeRedirect(rawQuery string) (*Received, error) {
 			continue // other parameters are ignored, as the binding allows
 		}
 		if _, dup := raw[k]; dup {
-			return nil, refuse(ReasonBadBinding, "parameter %s appears twice", k)
+			return nil, refuse(reason.BadBinding, "parameter %s appears twice", k)
 		}
 		raw[k] = part
 	}
 	enc, ok := raw["SAMLRequest"]
 	if !ok {
-		return nil, refuse(ReasonBadBinding, "no SAMLRequest parameter")
+		return nil, refuse(reason.BadBinding, "no SAMLRequest parameter")
 	}
 	value := func(k string) (string, error) {
 		p, ok := raw[k]
@@ -144,7 +120,7 @@ func DecodeRedirect(rawQuery string) (*Received, error) {
 		_, v, _ := strings.Cut(p, "=")
 		s, err := url.QueryUnescape(v)
 		if err != nil {
-			return "", refuse(ReasonBadEncoding, "%s is not URL-encoded: %v", k, err)
+			return "", refuse(reason.BadEncoding, "%s is not URL-encoded: %v", k, err)
 		}
 		return s, nil
 	}
@@ -153,11 +129,11 @@ func DecodeRedirect(rawQuery string) (*Received, error) {
 		return nil, err
 	}
 	if len(samlReq) > MaxEncodedRequest {
-		return nil, refuse(ReasonOversized, "SAMLRequest is %d bytes, limit %d", len(samlReq), MaxEncodedRequest)
+		return nil, refuse(reason.Oversized, "SAMLRequest is %d bytes, limit %d", len(samlReq), MaxEncodedRequest)
 	}
 	deflated, err := base64.StdEncoding.DecodeString(samlReq)
 	if err != nil {
-		return nil, refuse(ReasonBadEncoding, "SAMLRequest is not base64: %v", err)
+		return nil, refuse(reason.BadEncoding, "SAMLRequest is not base64: %v", err)
 	}
 	xmlBytes, err := inflate(deflated)
 	if err != nil {
@@ -168,7 +144,7 @@ func DecodeRedirect(rawQuery string) (*Received, error) {
 		return nil, err
 	}
 	if len(rec.RelayState) > MaxRelayState {
-		return nil, refuse(ReasonOversized, "RelayState is %d bytes, limit %d", len(rec.RelayState), MaxRelayState)
+		return nil, refuse(reason.Oversized, "RelayState is %d bytes, limit %d", len(rec.RelayState), MaxRelayState)
 	}
 	if rec.SigAlg, err = value("SigAlg"); err != nil {
 		return nil, err
@@ -178,11 +154,11 @@ func DecodeRedirect(rawQuery string) (*Received, error) {
 		return nil, err
 	}
 	if (rec.SigAlg == "") != (sig == "") {
-		return nil, refuse(ReasonBadSignature, "SigAlg and Signature must come together")
+		return nil, refuse(reason.BadSignature, "SigAlg and Signature must come together")
 	}
 	if sig != "" {
 		if rec.Signature, err = base64.StdEncoding.DecodeString(sig); err != nil {
-			return nil, refuse(ReasonBadSignature, "Signature is not base64: %v", err)
+			return nil, refuse(reason.BadSignature, "Signature is not base64: %v", err)
 		}
 		// SAML bindings §3.4.4.1: SAMLRequest=…&RelayState=…&SigAlg=…, in
 		// that order, RelayState only if present, as the octets arrived.
@@ -202,10 +178,10 @@ func inflate(deflated []byte) ([]byte, error) {
 	defer r.Close()
 	out, err := io.ReadAll(io.LimitReader(r, MaxRequestXML+1))
 	if err != nil {
-		return nil, refuse(ReasonNotDeflate, "SAMLRequest is not DEFLATE-compressed: %v", err)
+		return nil, refuse(reason.NotDeflate, "SAMLRequest is not DEFLATE-compressed: %v", err)
 	}
 	if len(out) > MaxRequestXML {
-		return nil, refuse(ReasonOversized, "SAMLRequest inflates past %d bytes", MaxRequestXML)
+		return nil, refuse(reason.Oversized, "SAMLRequest inflates past %d bytes", MaxRequestXML)
 	}
 	return out, nil
 }
@@ -214,21 +190,21 @@ func inflate(deflated []byte) ([]byte, error) {
 // bounded by the caller).
 func DecodePost(samlRequest, relayState string) (*Received, error) {
 	if samlRequest == "" {
-		return nil, refuse(ReasonBadBinding, "no SAMLRequest field")
+		return nil, refuse(reason.BadBinding, "no SAMLRequest field")
 	}
 	if len(samlRequest) > 4*MaxRequestXML/3+4 {
-		return nil, refuse(ReasonOversized, "SAMLRequest is %d bytes", len(samlRequest))
+		return nil, refuse(reason.Oversized, "SAMLRequest is %d bytes", len(samlRequest))
 	}
 	if len(relayState) > MaxRelayState {
-		return nil, refuse(ReasonOversized, "RelayState is %d bytes, limit %d", len(relayState), MaxRelayState)
+		return nil, refuse(reason.Oversized, "RelayState is %d bytes, limit %d", len(relayState), MaxRelayState)
 	}
 	// Some senders wrap base64 across lines.
 	xmlBytes, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(samlRequest), ""))
 	if err != nil {
-		return nil, refuse(ReasonBadEncoding, "SAMLRequest is not base64: %v", err)
+		return nil, refuse(reason.BadEncoding, "SAMLRequest is not base64: %v", err)
 	}
 	if len(xmlBytes) > MaxRequestXML {
-		return nil, refuse(ReasonOversized, "SAMLRequest is %d bytes, limit %d", len(xmlBytes), MaxRequestXML)
+		return nil, refuse(reason.Oversized, "SAMLRequest is %d bytes, limit %d", len(xmlBytes), MaxRequestXML)
 	}
 	return &Received{Binding: BindingPost, XML: xmlBytes, RelayState: relayState}, nil
 }
@@ -247,19 +223,19 @@ func checkXML(data []byte) error {
 			break
 		}
 		if err != nil {
-			return refuse(ReasonMalformedXML, "%v", err)
+			return refuse(reason.MalformedXML, "%v", err)
 		}
 		switch t := tok.(type) {
 		case xml.Directive:
-			return refuse(ReasonDTD, "document has a DTD or other directive (<!%.20s…>)", t)
+			return refuse(reason.DTD, "document has a DTD or other directive (<!%.20s…>)", t)
 		case xml.ProcInst:
 			if t.Target != "xml" {
-				return refuse(ReasonMalformedXML, "processing instruction %q", t.Target)
+				return refuse(reason.MalformedXML, "processing instruction %q", t.Target)
 			}
 		}
 	}
 	if err := xrv.Validate(bytes.NewReader(data)); err != nil {
-		return refuse(ReasonMalformedXML, "does not round-trip: %v", err)
+		return refuse(reason.MalformedXML, "does not round-trip: %v", err)
 	}
 	return nil
 }
@@ -303,7 +279,7 @@ func Validate(rec *Received, e Expect) (*Request, error) {
 		// are not required; the request is still held to everything else.
 	case rec.Binding == BindingRedirect:
 		if rec.Signature == nil {
-			return nil, refuse(ReasonMissingSignature, "request signing is required and the request carries no Signature")
+			return nil, refuse(reason.MissingSignature, "request signing is required and the request carries no Signature")
 		}
 		if err := verifyRedirect(rec, e.RequestCert); err != nil {
 			return nil, err
@@ -319,14 +295,14 @@ func Validate(rec *Received, e Expect) (*Request, error) {
 		doc := etree.NewDocument()
 		doc.SetRoot(el)
 		if signedXML, err = doc.WriteToBytes(); err != nil {
-			return nil, refuse(ReasonMalformedXML, "re-serializing the signed request: %v", err)
+			return nil, refuse(reason.MalformedXML, "re-serializing the signed request: %v", err)
 		}
 		signed = true
 	}
 
 	var ar saml.AuthnRequest
 	if err := xml.Unmarshal(signedXML, &ar); err != nil {
-		return nil, refuse(ReasonMalformedXML, "not an AuthnRequest: %v", err)
+		return nil, refuse(reason.MalformedXML, "not an AuthnRequest: %v", err)
 	}
 	// XML is what was parsed: for a signed POST, the signed element only, so
 	// a held sign-in is re-read from exactly what the signature covered.
@@ -341,50 +317,50 @@ func Validate(rec *Received, e Expect) (*Request, error) {
 func checkFields(req *Request, e Expect) error {
 	ar := &req.AuthnRequest
 	if ar.Version != "2.0" {
-		return refuse(ReasonWrongVersion, "Version %q, want 2.0", ar.Version)
+		return refuse(reason.WrongVersion, "Version %q, want 2.0", ar.Version)
 	}
 	if ar.ID == "" || len(ar.ID) > MaxIDLength || !isNCName(ar.ID) {
-		return refuse(ReasonBadID, "ID %.80q is not an xs:ID of at most %d characters", ar.ID, MaxIDLength)
+		return refuse(reason.BadID, "ID %.80q is not an xs:ID of at most %d characters", ar.ID, MaxIDLength)
 	}
 	if ar.Issuer == nil || ar.Issuer.Value != e.Audience {
 		got := ""
 		if ar.Issuer != nil {
 			got = ar.Issuer.Value
 		}
-		return refuse(ReasonWrongIssuer, "Issuer %.200q, want the configured Okta audience %q", got, e.Audience)
+		return refuse(reason.WrongIssuer, "Issuer %.200q, want the configured Okta audience %q", got, e.Audience)
 	}
 	if ar.AssertionConsumerServiceURL != "" && ar.AssertionConsumerServiceURL != e.ACSURL {
-		return refuse(ReasonWrongACS, "AssertionConsumerServiceURL %.200q, want %q", ar.AssertionConsumerServiceURL, e.ACSURL)
+		return refuse(reason.WrongACS, "AssertionConsumerServiceURL %.200q, want %q", ar.AssertionConsumerServiceURL, e.ACSURL)
 	}
 	if ar.AssertionConsumerServiceURL == "" && ar.AssertionConsumerServiceIndex != "" {
-		return refuse(ReasonWrongACS, "AssertionConsumerServiceIndex %.20q is not supported; Okta sends the URL", ar.AssertionConsumerServiceIndex)
+		return refuse(reason.WrongACS, "AssertionConsumerServiceIndex %.20q is not supported; Okta sends the URL", ar.AssertionConsumerServiceIndex)
 	}
 	if ar.ProtocolBinding != "" && ar.ProtocolBinding != saml.HTTPPostBinding {
-		return refuse(ReasonWrongBinding, "ProtocolBinding %.200q: responses go by HTTP-POST only", ar.ProtocolBinding)
+		return refuse(reason.WrongBinding, "ProtocolBinding %.200q: responses go by HTTP-POST only", ar.ProtocolBinding)
 	}
 	if ar.Destination != e.Destination {
-		return refuse(ReasonWrongDestination, "Destination %.200q, want %q", ar.Destination, e.Destination)
+		return refuse(reason.WrongDestination, "Destination %.200q, want %q", ar.Destination, e.Destination)
 	}
 	if ar.IsPassive != nil && *ar.IsPassive {
 		// A passive request must not show a page; a posture gate that cannot
 		// show a page can only deny, so say so rather than guess.
-		return refuse(ReasonPassive, "IsPassive requests are not supported")
+		return refuse(reason.Passive, "IsPassive requests are not supported")
 	}
 	skew := e.MaxSkew
 	switch {
 	case ar.IssueInstant.IsZero():
-		return refuse(ReasonStaleRequest, "no IssueInstant")
+		return refuse(reason.StaleRequest, "no IssueInstant")
 	case e.Now.Sub(ar.IssueInstant) > skew:
-		return refuse(ReasonStaleRequest, "issued at %s, more than %s ago", ar.IssueInstant.UTC().Format(time.RFC3339), skew)
+		return refuse(reason.StaleRequest, "issued at %s, more than %s ago", ar.IssueInstant.UTC().Format(time.RFC3339), skew)
 	case ar.IssueInstant.Sub(e.Now) > skew:
-		return refuse(ReasonFutureRequest, "issued at %s, more than %s ahead of this clock", ar.IssueInstant.UTC().Format(time.RFC3339), skew)
+		return refuse(reason.FutureRequest, "issued at %s, more than %s ahead of this clock", ar.IssueInstant.UTC().Format(time.RFC3339), skew)
 	}
 	if ar.Subject == nil || ar.Subject.NameID == nil || strings.TrimSpace(ar.Subject.NameID.Value) == "" {
-		return refuse(ReasonNoSubject, "no Subject NameID: Okta's factor-only requests name the user there")
+		return refuse(reason.NoSubject, "no Subject NameID: Okta's factor-only requests name the user there")
 	}
 	req.Username = strings.TrimSpace(ar.Subject.NameID.Value)
 	if len(req.Username) > MaxUsernameLength {
-		return refuse(ReasonNoSubject, "Subject NameID is %d bytes, limit %d", len(req.Username), MaxUsernameLength)
+		return refuse(reason.NoSubject, "Subject NameID is %d bytes, limit %d", len(req.Username), MaxUsernameLength)
 	}
 	req.NameIDFormat = ar.Subject.NameID.Format
 	if req.NameIDFormat == "" && ar.NameIDPolicy != nil && ar.NameIDPolicy.Format != nil {
@@ -399,7 +375,7 @@ func checkFields(req *Request, e Expect) error {
 func Reparse(xmlBytes []byte, relayState string, e Expect) (*Request, error) {
 	var ar saml.AuthnRequest
 	if err := xml.Unmarshal(xmlBytes, &ar); err != nil {
-		return nil, refuse(ReasonMalformedXML, "held request: %v", err)
+		return nil, refuse(reason.MalformedXML, "held request: %v", err)
 	}
 	req := &Request{AuthnRequest: ar, XML: xmlBytes, RelayState: relayState}
 	e.Now, e.MaxSkew = ar.IssueInstant, time.Hour
@@ -430,11 +406,11 @@ var sigAlgs = map[string]crypto.Hash{
 func verifyRedirect(rec *Received, cert *x509.Certificate) error {
 	h, ok := sigAlgs[rec.SigAlg]
 	if !ok {
-		return refuse(ReasonUnsupportedSigAlg, "SigAlg %.100q; use RSA-SHA256 (Okta: Request Signature Algorithm SHA-256)", rec.SigAlg)
+		return refuse(reason.UnsupportedSigAlg, "SigAlg %.100q; use RSA-SHA256 (Okta: Request Signature Algorithm SHA-256)", rec.SigAlg)
 	}
 	pub, ok := cert.PublicKey.(*rsa.PublicKey)
 	if !ok {
-		return refuse(ReasonBadSignature, "the configured Okta certificate has no RSA key")
+		return refuse(reason.BadSignature, "the configured Okta certificate has no RSA key")
 	}
 	var digest []byte
 	switch h {
@@ -446,7 +422,7 @@ func verifyRedirect(rec *Received, cert *x509.Certificate) error {
 		digest = d[:]
 	}
 	if err := rsa.VerifyPKCS1v15(pub, h, digest, rec.Signature); err != nil {
-		return refuse(ReasonBadSignature, "Signature does not verify with the configured Okta certificate")
+		return refuse(reason.BadSignature, "Signature does not verify with the configured Okta certificate")
 	}
 	return nil
 }
@@ -460,11 +436,11 @@ const (
 func verifyEnveloped(data []byte, cert *x509.Certificate, now time.Time) (*etree.Element, error) {
 	doc := etree.NewDocument()
 	if err := doc.ReadFromBytes(data); err != nil {
-		return nil, refuse(ReasonMalformedXML, "%v", err)
+		return nil, refuse(reason.MalformedXML, "%v", err)
 	}
 	root := doc.Root()
 	if root == nil {
-		return nil, refuse(ReasonMalformedXML, "empty document")
+		return nil, refuse(reason.MalformedXML, "empty document")
 	}
 	var sigs []*etree.Element
 	for _, c := range root.ChildElements() {
@@ -474,33 +450,33 @@ func verifyEnveloped(data []byte, cert *x509.Certificate, now time.Time) (*etree
 	}
 	switch len(sigs) {
 	case 0:
-		return nil, refuse(ReasonMissingSignature, "request signing is required and the request has no enveloped Signature")
+		return nil, refuse(reason.MissingSignature, "request signing is required and the request has no enveloped Signature")
 	case 1:
 	default:
-		return nil, refuse(ReasonBadSignature, "%d Signature elements; want one", len(sigs))
+		return nil, refuse(reason.BadSignature, "%d Signature elements; want one", len(sigs))
 	}
 	// goxmldsig accepts SHA-1; the Redirect binding here does not, and
 	// neither does this one.
 	if m := sigs[0].FindElement("./SignedInfo/SignatureMethod"); m == nil {
-		return nil, refuse(ReasonBadSignature, "Signature has no SignatureMethod")
+		return nil, refuse(reason.BadSignature, "Signature has no SignatureMethod")
 	} else if _, ok := sigAlgs[m.SelectAttrValue("Algorithm", "")]; !ok {
-		return nil, refuse(ReasonUnsupportedSigAlg, "SignatureMethod %.100q; use RSA-SHA256", m.SelectAttrValue("Algorithm", ""))
+		return nil, refuse(reason.UnsupportedSigAlg, "SignatureMethod %.100q; use RSA-SHA256", m.SelectAttrValue("Algorithm", ""))
 	}
 	refs := sigs[0].FindElements("./SignedInfo/Reference")
 	if len(refs) != 1 {
-		return nil, refuse(ReasonBadSignature, "%d signed References; want one, to the request", len(refs))
+		return nil, refuse(reason.BadSignature, "%d signed References; want one, to the request", len(refs))
 	}
 	switch d := refs[0].FindElement("./DigestMethod"); {
 	case d == nil:
-		return nil, refuse(ReasonBadSignature, "Reference has no DigestMethod")
+		return nil, refuse(reason.BadSignature, "Reference has no DigestMethod")
 	case d.SelectAttrValue("Algorithm", "") != digestSHA256 && d.SelectAttrValue("Algorithm", "") != digestSHA512:
-		return nil, refuse(ReasonUnsupportedSigAlg, "DigestMethod %.100q; use SHA-256", d.SelectAttrValue("Algorithm", ""))
+		return nil, refuse(reason.UnsupportedSigAlg, "DigestMethod %.100q; use SHA-256", d.SelectAttrValue("Algorithm", ""))
 	}
 	vc := dsig.NewDefaultValidationContext(&dsig.MemoryX509CertificateStore{Roots: []*x509.Certificate{cert}})
 	vc.Clock = dsig.NewFakeClockAt(now)
 	el, err := vc.Validate(root)
 	if err != nil {
-		return nil, refuse(ReasonBadSignature, "enveloped signature: %v", err)
+		return nil, refuse(reason.BadSignature, "enveloped signature: %v", err)
 	}
 	return el, nil
 }

@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"math/big"
 	"net/url"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/clearance/clearance/internal/oktasim"
+	"github.com/clearance/clearance/verifier/reason"
 )
 
 const (
@@ -151,7 +151,7 @@ func TestRedirectSignatureOverReceivedOctets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Validate(rec, expect(cert)); reasonOf(err) != ReasonBadSignature {
+	if _, err := Validate(rec, expect(cert)); reasonOf(err) != reason.BadSignature {
 		t.Fatalf("re-encoded query: %v", err)
 	}
 	// Parameters in another order are still found; the signed part keeps
@@ -177,38 +177,38 @@ func TestDecodeRefusals(t *testing.T) {
 		query string
 		want  Reason
 	}{
-		{"empty", "", ReasonBadBinding},
-		{"no SAMLRequest", "RelayState=x", ReasonBadBinding},
-		{"duplicate", gq + "&SAMLRequest=abc", ReasonBadBinding},
-		{"oversized query", "SAMLRequest=" + strings.Repeat("A", MaxQuery), ReasonOversized},
-		{"oversized param", "SAMLRequest=" + strings.Repeat("A", MaxEncodedRequest+4), ReasonOversized},
-		{"bad escape", "SAMLRequest=%zz", ReasonBadEncoding},
-		{"not base64", "SAMLRequest=" + url.QueryEscape("!!!"), ReasonBadEncoding},
-		{"not deflate", "SAMLRequest=" + url.QueryEscape(base64.StdEncoding.EncodeToString([]byte("<xml/>"))), ReasonNotDeflate},
-		{"inflates too far", "SAMLRequest=" + url.QueryEscape(deflateB64(bytes.Repeat([]byte{' '}, MaxRequestXML+1))), ReasonOversized},
-		{"sig without alg", gq + "&Signature=AAAA", ReasonBadSignature},
-		{"sig not base64", gq + "&SigAlg=x&Signature=%21", ReasonBadSignature},
-		{"relay too long", gq + "&RelayState=" + strings.Repeat("r", MaxRelayState+1), ReasonBadBinding},
+		{"empty", "", reason.BadBinding},
+		{"no SAMLRequest", "RelayState=x", reason.BadBinding},
+		{"duplicate", gq + "&SAMLRequest=abc", reason.BadBinding},
+		{"oversized query", "SAMLRequest=" + strings.Repeat("A", MaxQuery), reason.Oversized},
+		{"oversized param", "SAMLRequest=" + strings.Repeat("A", MaxEncodedRequest+4), reason.Oversized},
+		{"bad escape", "SAMLRequest=%zz", reason.BadEncoding},
+		{"not base64", "SAMLRequest=" + url.QueryEscape("!!!"), reason.BadEncoding},
+		{"not deflate", "SAMLRequest=" + url.QueryEscape(base64.StdEncoding.EncodeToString([]byte("<xml/>"))), reason.NotDeflate},
+		{"inflates too far", "SAMLRequest=" + url.QueryEscape(deflateB64(bytes.Repeat([]byte{' '}, MaxRequestXML+1))), reason.Oversized},
+		{"sig without alg", gq + "&Signature=AAAA", reason.BadSignature},
+		{"sig not base64", gq + "&SigAlg=x&Signature=%21", reason.BadSignature},
+		{"relay too long", gq + "&RelayState=" + strings.Repeat("r", MaxRelayState+1), reason.BadBinding},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := DecodeRedirect(tc.query)
 			if tc.name == "relay too long" {
 				// The good query already has a RelayState: a duplicate.
-				tc.want = ReasonBadBinding
+				tc.want = reason.BadBinding
 			}
 			if reasonOf(err) != tc.want {
 				t.Fatalf("got %v, want %s", err, tc.want)
 			}
 		})
 	}
-	if _, err := DecodePost("", ""); reasonOf(err) != ReasonBadBinding {
+	if _, err := DecodePost("", ""); reasonOf(err) != reason.BadBinding {
 		t.Error(err)
 	}
-	if _, err := DecodePost("AAAA", strings.Repeat("r", MaxRelayState+1)); reasonOf(err) != ReasonOversized {
+	if _, err := DecodePost("AAAA", strings.Repeat("r", MaxRelayState+1)); reasonOf(err) != reason.Oversized {
 		t.Error(err)
 	}
-	if _, err := DecodePost(strings.Repeat("A", MaxPostBody), ""); reasonOf(err) != ReasonOversized {
+	if _, err := DecodePost(strings.Repeat("A", MaxPostBody), ""); reasonOf(err) != reason.Oversized {
 		t.Error(err)
 	}
 }
@@ -231,22 +231,22 @@ func TestValidateRefusals(t *testing.T) {
 		cert *x509.Certificate
 		want Reason
 	}{
-		{"malformed", []byte("<samlp:AuthnRequest"), nil, ReasonMalformedXML},
-		{"not SAML", []byte("<hello/>"), nil, ReasonMalformedXML},
-		{"doctype", []byte(`<!DOCTYPE x [<!ENTITY a "b">]>` + base[strings.Index(base, "<saml2p"):]), nil, ReasonDTD},
-		{"external entity", []byte(`<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>`), nil, ReasonDTD},
-		{"processing instruction", []byte(`<?evil x?>` + base[strings.Index(base, "<saml2p"):]), nil, ReasonMalformedXML},
-		{"wrong version", []byte(strings.Replace(base, `Version="2.0"`, `Version="1.1"`, 1)), nil, ReasonWrongVersion},
-		{"bad id", []byte(strings.Replace(base, `ID="id`, `ID="1id`, 1)), nil, ReasonBadID},
-		{"wrong issuer", xmlOf(func(r *oktasim.Request) { r.Issuer = "https://evil.example" }), nil, ReasonWrongIssuer},
-		{"wrong acs", xmlOf(func(r *oktasim.Request) { r.ACSURL = "https://evil.example/acs" }), nil, ReasonWrongACS},
-		{"wrong destination", xmlOf(func(r *oktasim.Request) { r.Destination = "https://evil.example/sso" }), nil, ReasonWrongDestination},
-		{"stale", xmlOf(func(r *oktasim.Request) { r.IssueInstant = tNow.Add(-4 * time.Minute) }), nil, ReasonStaleRequest},
-		{"future", xmlOf(func(r *oktasim.Request) { r.IssueInstant = tNow.Add(4 * time.Minute) }), nil, ReasonFutureRequest},
-		{"no subject", xmlOf(func(r *oktasim.Request) { r.Username = "" }), nil, ReasonNoSubject},
-		{"passive", []byte(strings.Replace(base, `ForceAuthn="false"`, `ForceAuthn="false" IsPassive="true"`, 1)), nil, ReasonPassive},
-		{"artifact binding", []byte(strings.Replace(base, "bindings:HTTP-POST", "bindings:HTTP-Artifact", 1)), nil, ReasonWrongBinding},
-		{"unsigned when required", xmlOf(nil), cert, ReasonMissingSignature},
+		{"malformed", []byte("<samlp:AuthnRequest"), nil, reason.MalformedXML},
+		{"not SAML", []byte("<hello/>"), nil, reason.MalformedXML},
+		{"doctype", []byte(`<!DOCTYPE x [<!ENTITY a "b">]>` + base[strings.Index(base, "<saml2p"):]), nil, reason.DTD},
+		{"external entity", []byte(`<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>`), nil, reason.DTD},
+		{"processing instruction", []byte(`<?evil x?>` + base[strings.Index(base, "<saml2p"):]), nil, reason.MalformedXML},
+		{"wrong version", []byte(strings.Replace(base, `Version="2.0"`, `Version="1.1"`, 1)), nil, reason.WrongVersion},
+		{"bad id", []byte(strings.Replace(base, `ID="id`, `ID="1id`, 1)), nil, reason.BadID},
+		{"wrong issuer", xmlOf(func(r *oktasim.Request) { r.Issuer = "https://evil.example" }), nil, reason.WrongIssuer},
+		{"wrong acs", xmlOf(func(r *oktasim.Request) { r.ACSURL = "https://evil.example/acs" }), nil, reason.WrongACS},
+		{"wrong destination", xmlOf(func(r *oktasim.Request) { r.Destination = "https://evil.example/sso" }), nil, reason.WrongDestination},
+		{"stale", xmlOf(func(r *oktasim.Request) { r.IssueInstant = tNow.Add(-4 * time.Minute) }), nil, reason.StaleRequest},
+		{"future", xmlOf(func(r *oktasim.Request) { r.IssueInstant = tNow.Add(4 * time.Minute) }), nil, reason.FutureRequest},
+		{"no subject", xmlOf(func(r *oktasim.Request) { r.Username = "" }), nil, reason.NoSubject},
+		{"passive", []byte(strings.Replace(base, `ForceAuthn="false"`, `ForceAuthn="false" IsPassive="true"`, 1)), nil, reason.Passive},
+		{"artifact binding", []byte(strings.Replace(base, "bindings:HTTP-POST", "bindings:HTTP-Artifact", 1)), nil, reason.WrongBinding},
+		{"unsigned when required", xmlOf(nil), cert, reason.MissingSignature},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -264,7 +264,7 @@ func TestValidateRefusals(t *testing.T) {
 	form, _ := signed.PostForm(r)
 	inner, _ := base64.StdEncoding.DecodeString(form.Get("SAMLRequest"))
 	evil := strings.Replace(string(inner), "ada@example.com", "mallory@example.com", 1)
-	if _, err := Validate(&Received{Binding: BindingPost, XML: []byte(evil)}, expect(cert)); reasonOf(err) != ReasonBadSignature {
+	if _, err := Validate(&Received{Binding: BindingPost, XML: []byte(evil)}, expect(cert)); reasonOf(err) != reason.BadSignature {
 		t.Fatalf("tampered signed POST: %v", err)
 	}
 	// SHA-1 in a POST signature: refused like on Redirect, before the
@@ -277,7 +277,7 @@ func TestValidateRefusals(t *testing.T) {
 		if weak == string(inner) {
 			t.Fatalf("%s not in the signed request", swap[0])
 		}
-		if _, err := Validate(&Received{Binding: BindingPost, XML: []byte(weak)}, expect(cert)); reasonOf(err) != ReasonUnsupportedSigAlg {
+		if _, err := Validate(&Received{Binding: BindingPost, XML: []byte(weak)}, expect(cert)); reasonOf(err) != reason.UnsupportedSigAlg {
 			t.Fatalf("%s: %v", swap[1], err)
 		}
 	}
@@ -288,14 +288,14 @@ func TestValidateRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Validate(rec, expect(cert)); reasonOf(err) != ReasonUnsupportedSigAlg {
+	if _, err := Validate(rec, expect(cert)); reasonOf(err) != reason.UnsupportedSigAlg {
 		t.Fatalf("sha1: %v", err)
 	}
 	// Signed by another key.
 	otherKey, _ := testSigner(t)
 	u, _ = testSP(otherKey, cert).RedirectURL(r)
 	rec, _ = DecodeRedirect(rawQuery(t, u))
-	if _, err := Validate(rec, expect(cert)); reasonOf(err) != ReasonBadSignature {
+	if _, err := Validate(rec, expect(cert)); reasonOf(err) != reason.BadSignature {
 		t.Fatalf("other key: %v", err)
 	}
 }
@@ -311,39 +311,8 @@ func TestReparse(t *testing.T) {
 	if err != nil || req.Username != "ada@example.com" || req.RelayState != "rs" {
 		t.Fatalf("%+v %v", req, err)
 	}
-	if _, err := Reparse([]byte("<x"), "", e); reasonOf(err) != ReasonMalformedXML {
+	if _, err := Reparse([]byte("<x"), "", e); reasonOf(err) != reason.MalformedXML {
 		t.Fatal(err)
-	}
-}
-
-func TestParseCertHeader(t *testing.T) {
-	t.Parallel()
-	_, cert := testSigner(t)
-	p := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
-	for name, v := range map[string]string{
-		"query escaped":   url.QueryEscape(p),
-		"path escaped":    url.PathEscape(p),
-		"one line":        strings.ReplaceAll(p, "\n", " "),
-		"plus for spaces": strings.ReplaceAll(url.QueryEscape(p), "%0A", "+"),
-	} {
-		c, err := ParseCertHeader(v)
-		if err != nil || !c.Equal(cert) {
-			t.Errorf("%s: %v", name, err)
-		}
-	}
-	for name, v := range map[string]string{
-		"empty":     "",
-		"oversized": strings.Repeat("A", MaxCertHeader+1),
-		"not pem":   "hello",
-		"two":       url.QueryEscape(p + p),
-		"key":       url.QueryEscape(strings.ReplaceAll(p, "CERTIFICATE", "PRIVATE KEY")),
-		"garbage":   url.QueryEscape("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
-		"bad esc":   "%zz",
-		"trailing":  url.QueryEscape(p + "junk"),
-	} {
-		if _, err := ParseCertHeader(v); err == nil {
-			t.Errorf("%s: accepted", name)
-		}
 	}
 }
 
@@ -399,20 +368,6 @@ func FuzzValidate(f *testing.F) {
 		}
 		if requireSig && !req.Signed {
 			t.Fatal("unsigned request passed when signatures are required")
-		}
-	})
-}
-
-func FuzzParseCertHeader(f *testing.F) {
-	_, cert := testSigner(f)
-	p := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
-	f.Add(url.QueryEscape(p))
-	f.Add(strings.ReplaceAll(p, "\n", " "))
-	f.Add("%")
-	f.Fuzz(func(t *testing.T, v string) {
-		c, err := ParseCertHeader(v)
-		if err == nil && c == nil {
-			t.Fatal("nil certificate without error")
 		}
 	})
 }

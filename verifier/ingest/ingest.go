@@ -31,10 +31,34 @@ const (
 	DefaultKeep    = 100
 )
 
+// Reason is why a report was refused, as a metric label and log field; the
+// values never change once released.
+type Reason string
+
+// Reasons a report is refused.
+const (
+	RejectBadSignature     Reason = "bad_signature"
+	RejectCanceled         Reason = "canceled"
+	RejectDeviceMismatch   Reason = "device_mismatch"
+	RejectDeviceRevoked    Reason = "device_revoked"
+	RejectFuture           Reason = "future"
+	RejectInternal         Reason = "internal"
+	RejectMalformed        Reason = "malformed"
+	RejectNonceExpired     Reason = "nonce_expired"
+	RejectNonceUnknown     Reason = "nonce_unknown"
+	RejectNonceUsed        Reason = "nonce_used"
+	RejectNonceWrongDevice Reason = "nonce_wrong_device"
+	RejectSeqReplay        Reason = "seq_replay"
+	RejectStale            Reason = "stale"
+	RejectStorage          Reason = "storage"
+	RejectTooLarge         Reason = "too_large"
+	RejectUnknownDevice    Reason = "unknown_device"
+)
+
 // Rejection is why a report was refused. It carries the gRPC status the agent
 // sees and a short reason used as a metric label and log field.
 type Rejection struct {
-	Reason string
+	Reason Reason
 	Code   codes.Code
 	Msg    string
 	// Cause is the internal error, if any; it is logged, never sent.
@@ -49,7 +73,7 @@ func (r *Rejection) GRPCStatus() *status.Status { return status.New(r.Code, r.Ms
 // Unwrap exposes the internal cause to errors.Is.
 func (r *Rejection) Unwrap() error { return r.Cause }
 
-func reject(reason string, code codes.Code, cause error, format string, a ...any) *Rejection {
+func reject(reason Reason, code codes.Code, cause error, format string, a ...any) *Rejection {
 	return &Rejection{Reason: reason, Code: code, Msg: fmt.Sprintf(format, a...), Cause: cause}
 }
 
@@ -161,36 +185,36 @@ func (v *Verifier) Accept(ctx context.Context, dev storage.Device, sr *agentv1.S
 
 	// 1. The device must be allowed to report at all.
 	if dev.Revoked() {
-		return nil, reject("device_revoked", codes.PermissionDenied, nil, "device %s is revoked", dev.ID)
+		return nil, reject(RejectDeviceRevoked, codes.PermissionDenied, nil, "device %s is revoked", dev.ID)
 	}
 
 	// 2. Signature over the exact bytes received, with the enrolled key.
 	pub, err := v.publicKey(dev.PublicKey)
 	if err != nil {
-		return nil, reject("internal", codes.Internal, err, "device key on record is unreadable")
+		return nil, reject(RejectInternal, codes.Internal, err, "device key on record is unreadable")
 	}
 	r, err := report.Verify(pub, sr)
 	switch {
 	case errors.Is(err, report.ErrTooLarge):
-		return nil, reject("too_large", codes.ResourceExhausted, err, "%v", err)
+		return nil, reject(RejectTooLarge, codes.ResourceExhausted, err, "%v", err)
 	case errors.Is(err, report.ErrBadSignature):
-		return nil, reject("bad_signature", codes.PermissionDenied, err, "report signature does not verify with the key enrolled for device %s", dev.ID)
+		return nil, reject(RejectBadSignature, codes.PermissionDenied, err, "report signature does not verify with the key enrolled for device %s", dev.ID)
 	case errors.Is(err, report.ErrMalformed):
-		return nil, reject("malformed", codes.InvalidArgument, err, "%v", err)
+		return nil, reject(RejectMalformed, codes.InvalidArgument, err, "%v", err)
 	case err != nil:
-		return nil, reject("bad_signature", codes.PermissionDenied, err, "report cannot be verified: %v", err)
+		return nil, reject(RejectBadSignature, codes.PermissionDenied, err, "report cannot be verified: %v", err)
 	}
 
 	// 3. The report must be about the device whose certificate sent it.
 	if r.GetDeviceId() != dev.ID {
-		return nil, reject("device_mismatch", codes.PermissionDenied, nil,
+		return nil, reject(RejectDeviceMismatch, codes.PermissionDenied, nil,
 			"report is for device %q but the client certificate is for device %q", r.GetDeviceId(), dev.ID)
 	}
 
 	// 4. The browser certificates it vouches for are well formed: at sign-in
 	// they are matched against what the device CA issued.
 	if err := CheckCertificates(r.GetCertificates()); err != nil {
-		return nil, reject("malformed", codes.InvalidArgument, err, "%v", err)
+		return nil, reject(RejectMalformed, codes.InvalidArgument, err, "%v", err)
 	}
 
 	// 5. Fresh, and not from the future.
@@ -200,11 +224,11 @@ func (v *Verifier) Accept(ctx context.Context, dev storage.Device, sr *agentv1.S
 	}
 	observed := r.GetObservedAt().AsTime()
 	if d := now.Sub(observed); d > skew {
-		return nil, reject("stale", codes.InvalidArgument, nil,
+		return nil, reject(RejectStale, codes.InvalidArgument, nil,
 			"report observed_at %s is %s old; the limit is %s", observed.Format(time.RFC3339), d.Round(time.Second), skew)
 	}
 	if d := observed.Sub(now); d > skew {
-		return nil, reject("future", codes.InvalidArgument, nil,
+		return nil, reject(RejectFuture, codes.InvalidArgument, nil,
 			"report observed_at %s is %s in the future; the limit is %s (check the device clock)", observed.Format(time.RFC3339), d.Round(time.Second), skew)
 	}
 
@@ -231,23 +255,23 @@ func (v *Verifier) Accept(ctx context.Context, dev storage.Device, sr *agentv1.S
 		if last, lerr := v.Store.LatestReport(ctx, dev.ID); lerr == nil && last.Seq == r.GetSeq() && bytes.Equal(last.Payload, sr.GetPayload()) {
 			return &Accepted{Report: r, Stored: last, Duplicate: true}, nil
 		}
-		return nil, reject("seq_replay", codes.AlreadyExists, err,
+		return nil, reject(RejectSeqReplay, codes.AlreadyExists, err,
 			"report seq %d is not greater than the last accepted seq for device %s", r.GetSeq(), dev.ID)
 	case errors.Is(err, storage.ErrNonceUnknown):
-		return nil, reject("nonce_unknown", codes.PermissionDenied, err, "report nonce was never issued by this verifier")
+		return nil, reject(RejectNonceUnknown, codes.PermissionDenied, err, "report nonce was never issued by this verifier")
 	case errors.Is(err, storage.ErrNonceWrongDevice):
-		return nil, reject("nonce_wrong_device", codes.PermissionDenied, err, "report nonce was not issued to device %s", dev.ID)
+		return nil, reject(RejectNonceWrongDevice, codes.PermissionDenied, err, "report nonce was not issued to device %s", dev.ID)
 	case errors.Is(err, storage.ErrNonceUsed):
-		return nil, reject("nonce_used", codes.PermissionDenied, err, "report nonce was already used")
+		return nil, reject(RejectNonceUsed, codes.PermissionDenied, err, "report nonce was already used")
 	case errors.Is(err, storage.ErrNonceExpired):
-		return nil, reject("nonce_expired", codes.DeadlineExceeded, err, "report nonce expired before the report arrived")
+		return nil, reject(RejectNonceExpired, codes.DeadlineExceeded, err, "report nonce expired before the report arrived")
 	case errors.Is(err, storage.ErrDeviceRevoked):
-		return nil, reject("device_revoked", codes.PermissionDenied, err, "device %s is revoked", dev.ID)
+		return nil, reject(RejectDeviceRevoked, codes.PermissionDenied, err, "device %s is revoked", dev.ID)
 	case errors.Is(err, storage.ErrNotFound):
-		return nil, reject("unknown_device", codes.PermissionDenied, err, "device %s is not enrolled", dev.ID)
+		return nil, reject(RejectUnknownDevice, codes.PermissionDenied, err, "device %s is not enrolled", dev.ID)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return nil, reject("canceled", codes.Canceled, err, "report not stored: request ended")
+		return nil, reject(RejectCanceled, codes.Canceled, err, "report not stored: request ended")
 	default:
-		return nil, reject("storage", codes.Unavailable, err, "report not stored; try again")
+		return nil, reject(RejectStorage, codes.Unavailable, err, "report not stored; try again")
 	}
 }

@@ -91,7 +91,7 @@ func TestAcceptAndDuplicate(t *testing.T) {
 	// A revoked device is refused before anything else.
 	dev.RevokedAt = time.Now()
 	var rej *ingest.Rejection
-	if _, err := v.Accept(context.Background(), dev, sr); !errors.As(err, &rej) || rej.Code != codes.PermissionDenied || rej.Reason != "device_revoked" {
+	if _, err := v.Accept(context.Background(), dev, sr); !errors.As(err, &rej) || rej.Code != codes.PermissionDenied || rej.Reason != ingest.RejectDeviceRevoked {
 		t.Fatalf("revoked: %v", err)
 	}
 }
@@ -278,7 +278,7 @@ func TestRejectMalformedCertificates(t *testing.T) {
 			r.Certificates = tc.certs
 			_, err := v.Accept(context.Background(), dev, protoagent.Sign(key, r))
 			var rej *ingest.Rejection
-			if !errors.As(err, &rej) || rej.Reason != "malformed" || rej.Code != codes.InvalidArgument || !errors.Is(err, report.ErrMalformed) {
+			if !errors.As(err, &rej) || rej.Reason != ingest.RejectMalformed || rej.Code != codes.InvalidArgument || !errors.Is(err, report.ErrMalformed) {
 				t.Fatalf("Accept = %v, want a malformed rejection", err)
 			}
 			if !strings.Contains(rej.Msg, tc.want) {

@@ -52,7 +52,7 @@ type envelope struct {
 
 // refusal is why a request gets a CertRep FAILURE.
 type refusal struct {
-	reason string // static snake_case: logs and metrics
+	reason Reason // logs and metrics
 	info   smscep.FailInfo
 	cause  error // for the log only
 }
@@ -107,7 +107,7 @@ func (h *Handler) pkiOperation(w http.ResponseWriter, r *http.Request, msg []byt
 	// address a CertRep to.
 	env, err := parseEnvelope(msg)
 	if err != nil {
-		h.refuseHTTP(w, r, "malformed_message", http.StatusBadRequest, err)
+		h.refuseHTTP(w, r, RefuseMalformedMessage, http.StatusBadRequest, err)
 		return
 	}
 	log := h.log.With("transaction_id", env.transactionID, "remote_addr", r.RemoteAddr)
@@ -128,7 +128,7 @@ func (h *Handler) pkiOperation(w http.ResponseWriter, r *http.Request, msg []byt
 		return
 	case o.fail != nil:
 		log.Warn("scep request refused", "reason", o.fail.reason, "fail_info", o.fail.info.String(), "error", o.fail.cause)
-		h.metrics.SCEPRefused(o.fail.reason)
+		h.metrics.SCEPRefused(string(o.fail.reason))
 		h.reply(w, log, env, smscep.FAILURE, o.fail.info, nil)
 		return
 	}
@@ -147,7 +147,7 @@ type outcome struct {
 	deviceID     string
 }
 
-func (o *outcome) refuse(reason string, info smscep.FailInfo, format string, args ...any) {
+func (o *outcome) refuse(reason Reason, info smscep.FailInfo, format string, args ...any) {
 	o.fail = &refusal{reason: reason, info: info, cause: fmt.Errorf(format, args...)}
 }
 
@@ -159,19 +159,19 @@ func (h *Handler) enroll(ctx context.Context, o *outcome, env *envelope, msg []b
 	switch env.messageType {
 	case smscep.PKCSReq:
 	case smscep.RenewalReq, smscep.UpdateReq:
-		o.refuse("renewal_not_supported", smscep.BadRequest, "message type %s", env.messageType)
+		o.refuse(RefuseRenewalNotSupported, smscep.BadRequest, "message type %s", env.messageType)
 		return
 	default:
-		o.refuse("unsupported_message_type", smscep.BadRequest, "message type %.10q", string(env.messageType))
+		o.refuse(RefuseUnsupportedMessageType, smscep.BadRequest, "message type %.10q", string(env.messageType))
 		return
 	}
 	if env.signer == nil {
-		o.refuse("bad_signature", smscep.BadMessageCheck, "no certificate for the signer")
+		o.refuse(RefuseBadSignature, smscep.BadMessageCheck, "no certificate for the signer")
 		return
 	}
 	if _, ok := env.signer.PublicKey.(*rsa.PublicKey); !ok {
 		// pkcs7 encrypts only to RSA keys, so a CertRep SUCCESS could not be read.
-		o.refuse("signer_key_not_rsa", smscep.BadAlg, "signer key %s", env.signer.PublicKeyAlgorithm)
+		o.refuse(RefuseSignerKeyNotRSA, smscep.BadAlg, "signer key %s", env.signer.PublicKeyAlgorithm)
 		return
 	}
 
@@ -180,18 +180,18 @@ func (h *Handler) enroll(ctx context.Context, o *outcome, env *envelope, msg []b
 	if err != nil {
 		var badTime *pkcs7.SigningTimeNotValidError
 		if errors.As(err, &badTime) {
-			o.refuse("bad_time", smscep.BadTime, "%v", err)
+			o.refuse(RefuseBadTime, smscep.BadTime, "%v", err)
 			return
 		}
-		o.refuse("bad_signature", smscep.BadMessageCheck, "%v", err)
+		o.refuse(RefuseBadSignature, smscep.BadMessageCheck, "%v", err)
 		return
 	}
 	if err := pm.DecryptPKIEnvelope(h.ra.Cert, h.ra.Key); err != nil {
 		if errors.Is(err, pkcs7.ErrUnsupportedAlgorithm) {
-			o.refuse("unsupported_encryption", smscep.BadAlg, "%v", err)
+			o.refuse(RefuseUnsupportedEncryption, smscep.BadAlg, "%v", err)
 			return
 		}
-		o.refuse("bad_envelope", smscep.BadMessageCheck, "%v", err)
+		o.refuse(RefuseBadEnvelope, smscep.BadMessageCheck, "%v", err)
 		return
 	}
 	csr, challenge := pm.CSR, pm.ChallengePassword
@@ -200,7 +200,7 @@ func (h *Handler) enroll(ctx context.Context, o *outcome, env *envelope, msg []b
 	hardwareUUID, err := CheckCSR(csr)
 	if err != nil {
 		var ce *CSRError
-		reason := "bad_csr"
+		reason := RefuseBadCSR
 		if errors.As(err, &ce) {
 			reason = ce.Reason
 		}
@@ -215,7 +215,7 @@ func (h *Handler) enroll(ctx context.Context, o *outcome, env *envelope, msg []b
 	var challengeHash []byte
 	switch sum := sha256.Sum256([]byte(challenge)); {
 	case challenge == "":
-		o.refuse("bad_challenge", smscep.BadRequest, "no challengePassword")
+		o.refuse(RefuseBadChallenge, smscep.BadRequest, "no challengePassword")
 		return
 	case h.hasStatic && subtle.ConstantTimeCompare(sum[:], h.static[:]) == 1:
 	default:
@@ -225,7 +225,7 @@ func (h *Handler) enroll(ctx context.Context, o *outcome, env *envelope, msg []b
 			return
 		}
 		if !ok {
-			o.refuse("bad_challenge", smscep.BadRequest, "challenge is neither the static one nor a usable one-time one")
+			o.refuse(RefuseBadChallenge, smscep.BadRequest, "challenge is neither the static one nor a usable one-time one")
 			return
 		}
 		challengeHash = sum[:]
@@ -235,13 +235,13 @@ func (h *Handler) enroll(ctx context.Context, o *outcome, env *envelope, msg []b
 	dev, err := h.store.GetDeviceByHardwareUUID(ctx, hardwareUUID)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		o.refuse("unknown_device", smscep.BadRequest, "no enrolled device has this hardware UUID")
+		o.refuse(RefuseUnknownDevice, smscep.BadRequest, "no enrolled device has this hardware UUID")
 		return
 	case err != nil:
 		o.unavailable("reading device", err)
 		return
 	case dev.Revoked():
-		o.refuse("device_revoked", smscep.BadRequest, "device %s revoked", dev.ID)
+		o.refuse(RefuseDeviceRevoked, smscep.BadRequest, "device %s revoked", dev.ID)
 		return
 	}
 
@@ -254,7 +254,7 @@ func (h *Handler) enroll(ctx context.Context, o *outcome, env *envelope, msg []b
 		return
 	}
 	if n >= h.rateLimit {
-		o.refuse("rate_limited", smscep.BadRequest, "device %s has %d certificates in 24h, limit %d", dev.ID, n, h.rateLimit)
+		o.refuse(RefuseRateLimited, smscep.BadRequest, "device %s has %d certificates in 24h, limit %d", dev.ID, n, h.rateLimit)
 		return
 	}
 
@@ -292,15 +292,15 @@ func (h *Handler) enroll(ctx context.Context, o *outcome, env *envelope, msg []b
 	switch err := h.store.RecordBrowserCert(ctx, rec, challengeHash, now, h.grace, audit); {
 	case err == nil:
 	case errors.Is(err, storage.ErrDeviceRevoked):
-		o.refuse("device_revoked", smscep.BadRequest, "device %s revoked", dev.ID)
+		o.refuse(RefuseDeviceRevoked, smscep.BadRequest, "device %s revoked", dev.ID)
 		return
 	case errors.Is(err, storage.ErrNotFound) && challengeHash != nil:
 		// The device was found a moment ago: the challenge went, to a
 		// concurrent request or by expiring.
-		o.refuse("challenge_used", smscep.BadRequest, "one-time challenge used or expired while issuing")
+		o.refuse(RefuseChallengeUsed, smscep.BadRequest, "one-time challenge used or expired while issuing")
 		return
 	case errors.Is(err, storage.ErrNotFound):
-		o.refuse("unknown_device", smscep.BadRequest, "device %s gone while issuing", dev.ID)
+		o.refuse(RefuseUnknownDevice, smscep.BadRequest, "device %s gone while issuing", dev.ID)
 		return
 	default:
 		o.unavailable("recording certificate", err)

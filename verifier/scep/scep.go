@@ -191,7 +191,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(r.URL.RawQuery) > maxQuery {
-		h.refuseHTTP(w, r, "oversized", http.StatusRequestURITooLong, fmt.Errorf("query of %d bytes", len(r.URL.RawQuery)))
+		h.refuseHTTP(w, r, RefuseOversized, http.StatusRequestURITooLong, fmt.Errorf("query of %d bytes", len(r.URL.RawQuery)))
 		return
 	}
 	q := r.URL.Query()
@@ -207,15 +207,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		msg, err := readMessage(w, r, q.Get("message"))
 		switch {
 		case errors.Is(err, errOversized):
-			h.refuseHTTP(w, r, "oversized", http.StatusRequestEntityTooLarge, err)
+			h.refuseHTTP(w, r, RefuseOversized, http.StatusRequestEntityTooLarge, err)
 			return
 		case err != nil:
-			h.refuseHTTP(w, r, "malformed_message", http.StatusBadRequest, err)
+			h.refuseHTTP(w, r, RefuseMalformedMessage, http.StatusBadRequest, err)
 			return
 		}
 		h.pkiOperation(w, r, msg)
 	default:
-		h.refuseHTTP(w, r, "unknown_operation", http.StatusBadRequest, fmt.Errorf("operation %.40q with %s", op, r.Method))
+		h.refuseHTTP(w, r, RefuseUnknownOperation, http.StatusBadRequest, fmt.Errorf("operation %.40q with %s", op, r.Method))
 	}
 }
 
@@ -253,8 +253,8 @@ func readMessage(w http.ResponseWriter, r *http.Request, param string) ([]byte, 
 
 // refuseHTTP answers a request that cannot be answered with a CertRep
 // (there is no transaction to address it to) with a plain HTTP error.
-func (h *Handler) refuseHTTP(w http.ResponseWriter, r *http.Request, reason string, status int, cause error) {
+func (h *Handler) refuseHTTP(w http.ResponseWriter, r *http.Request, reason Reason, status int, cause error) {
 	h.log.Warn("scep request refused", "reason", reason, "remote_addr", r.RemoteAddr, "error", cause)
-	h.metrics.SCEPRefused(reason)
+	h.metrics.SCEPRefused(string(reason))
 	http.Error(w, http.StatusText(status), status)
 }

@@ -40,6 +40,7 @@ import (
 	"github.com/clearance/clearance/verifier/ingest"
 	"github.com/clearance/clearance/verifier/metrics"
 	"github.com/clearance/clearance/verifier/scep"
+	"github.com/clearance/clearance/verifier/signin"
 	"github.com/clearance/clearance/verifier/storage"
 	"github.com/clearance/clearance/verifier/storage/postgres"
 	"github.com/clearance/clearance/verifier/storage/sqlite"
@@ -272,16 +273,13 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 	if err != nil {
 		return err
 	}
-	h := &idp.Handler{
-		IdP:        s.IdP,
-		Identify:   &idp.Identifier{CA: s.CA, Store: s.Store, Header: cfg.ClientCertHeader, Trusted: cfg.TrustedProxies, RequireVouched: cfg.RequireAgentVouchedCert},
-		Gate:       s.Gate,
-		Store:      s.Store,
-		Pages:      pages,
-		Log:        log,
-		Metrics:    s.Metrics,
-		Now:        s.now,
-		PendingTTL: cfg.PendingSignInTTL,
+	h := &signin.Handler{
+		IdP:      s.IdP,
+		Identify: &signin.Identifier{CA: s.CA, Store: s.Store, Header: cfg.ClientCertHeader, Trusted: cfg.TrustedProxies, RequireVouched: cfg.RequireAgentVouchedCert},
+		Gate:     s.Gate,
+		Store:    s.Store,
+		Pages:    pages,
+		Options:  signin.Options{Log: log, Metrics: s.Metrics, Now: s.now, PendingTTL: cfg.PendingSignInTTL},
 	}
 	ra, raReason, err := s.CA.LoadOrCreateRA()
 	if err != nil {
@@ -313,7 +311,7 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 64 << 10,
 		// Browser certificates are requested, not required, and verified
-		// per request by idp.Identifier: a browser without one, or with one
+		// per request by signin.Identifier: a browser without one, or with one
 		// from another CA, gets a page that says so instead of a TLS error.
 		// ClientCAs only names the device CA in the handshake, so browsers
 		// offer the right certificate; it verifies nothing here.

@@ -34,8 +34,8 @@ import (
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/admin"
-	"github.com/clearance/clearance/verifier/idp"
 	"github.com/clearance/clearance/verifier/server"
+	"github.com/clearance/clearance/verifier/signin"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -318,7 +318,7 @@ func (e *ssoBench) requests(b *testing.B, n int) ([]oktasim.Request, []string) {
 	for err := range errs {
 		b.Fatal(err)
 	}
-	if !strings.HasPrefix(urls[0], e.url+idp.PathSSO+"?") {
+	if !strings.HasPrefix(urls[0], e.url+signin.PathSSO+"?") {
 		b.Fatalf("request URL %.100s is not at the listener", urls[0])
 	}
 	return reqs, urls

@@ -30,6 +30,7 @@ import (
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/idp"
+	"github.com/clearance/clearance/verifier/signin"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -288,7 +289,7 @@ func TestSSOAllow(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			e.allowed(t, e.post(t, c, idp.PathSSO, form), r2)
+			e.allowed(t, e.post(t, c, signin.PathSSO, form), r2)
 
 			ds := e.decisions(t)
 			if len(ds) != 2 || !ds[0].Allow || ds[0].Username != testUser || ds[0].DeviceID != a.DeviceID || ds[0].RequestID != r2.ID || ds[0].Reason != "allowed" {
@@ -405,11 +406,11 @@ func TestSSORefusals(t *testing.T) {
 		}},
 		{"bad POST signature", "bad_signature", func(t *testing.T) page {
 			f, _ := e.sp.PostForm(mod(func(r *oktasim.Request) { r.BadSignature = true }))
-			return e.post(t, good, idp.PathSSO, f)
+			return e.post(t, good, signin.PathSSO, f)
 		}},
 		{"unsigned POST", "missing_signature", func(t *testing.T) page {
 			f, _ := e.sp.PostForm(mod(func(r *oktasim.Request) { r.SkipSign = true }))
-			return e.post(t, good, idp.PathSSO, f)
+			return e.post(t, good, signin.PathSSO, f)
 		}},
 		{"oversized", "oversized_request", func(t *testing.T) page {
 			return e.get(t, good, e.cfg.SSOURL()+"?SAMLRequest="+strings.Repeat("A", idp.MaxQuery))
@@ -430,7 +431,7 @@ func TestSSORefusals(t *testing.T) {
 			return e.get(t, good, e.cfg.SSOURL()+"?SAMLRequest="+url.QueryEscape(deflate(billion)))
 		}},
 		{"entity expansion POST", "dtd_forbidden", func(t *testing.T) page {
-			return e.post(t, good, idp.PathSSO, url.Values{"SAMLRequest": {base64.StdEncoding.EncodeToString(billion)}})
+			return e.post(t, good, signin.PathSSO, url.Values{"SAMLRequest": {base64.StdEncoding.EncodeToString(billion)}})
 		}},
 		{"no client certificate", "no_client_cert", func(t *testing.T) page {
 			return e.redirect(t, e.browser(nil), e.sp.NewRequest(testUser))
@@ -485,25 +486,25 @@ func TestSSODenyThenCheckAgain(t *testing.T) {
 	token := hiddenToken(t, p.body)
 
 	// Still failing: the page again, same token.
-	p = e.post(t, c, idp.PathRetry, url.Values{"token": {token}})
+	p = e.post(t, c, signin.PathRetry, url.Values{"token": {token}})
 	noResponse(t, p)
 	p.has(t, "FileVault")
 
 	// From another browser certificate: refused.
 	other, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
-	p = e.post(t, e.browser(deviceCert(other)), idp.PathRetry, url.Values{"token": {token}})
+	p = e.post(t, e.browser(deviceCert(other)), signin.PathRetry, url.Values{"token": {token}})
 	noResponse(t, p)
 	p.has(t, "retry_from_other_certificate")
 
 	// Fixed: the live check sees it and the original request completes.
 	live = agentv1.PolicyStatus_POLICY_STATUS_PASS
-	e.allowed(t, e.post(t, c, idp.PathRetry, url.Values{"token": {token}}), r)
+	e.allowed(t, e.post(t, c, signin.PathRetry, url.Values{"token": {token}}), r)
 
 	// Once only.
-	p = e.post(t, c, idp.PathRetry, url.Values{"token": {token}})
+	p = e.post(t, c, signin.PathRetry, url.Values{"token": {token}})
 	noResponse(t, p)
 	p.has(t, "sign_in_expired")
-	p = e.post(t, c, idp.PathRetry, url.Values{"token": {"garbage"}})
+	p = e.post(t, c, signin.PathRetry, url.Values{"token": {"garbage"}})
 	noResponse(t, p)
 	p.has(t, "bad_retry_token")
 
@@ -562,10 +563,10 @@ func TestSSONotConfigured(t *testing.T) {
 	p := do(t, e.browser(nil), req)
 	noResponse(t, p)
 	p.has(t, "okta_not_configured")
-	req, _ = http.NewRequest(http.MethodGet, e.url+idp.PathMetadata, nil)
+	req, _ = http.NewRequest(http.MethodGet, e.url+signin.PathMetadata, nil)
 	p = do(t, e.browser(nil), req)
 	p.has(t, h.cfg.MetadataURL(), h.cfg.SSOURL(), "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect")
-	req, _ = http.NewRequest(http.MethodGet, e.url+idp.PathCert, nil)
+	req, _ = http.NewRequest(http.MethodGet, e.url+signin.PathCert, nil)
 	p = do(t, e.browser(nil), req)
 	p.has(t, "BEGIN CERTIFICATE")
 }

@@ -1,6 +1,8 @@
 package web
 
-import "github.com/clearance/clearance/verifier/decision"
+import (
+	"github.com/clearance/clearance/verifier/decision"
+)
 
 // kind is the wording of one remediation page. Written for an employee who
 // is not technical: what happened, then what to do.
@@ -92,23 +94,6 @@ var kinds = map[Kind]kind{
 			return []string{againOrBack(retry, "Wait a moment, then "), contactIT}
 		},
 	},
-}
-
-// KindFor is the page for a denial's reason. Reasons without a page of
-// their own (a clock set ahead, no policies loaded, …) are generic: the
-// decision's message already says what to do.
-func KindFor(r decision.Reason) Kind {
-	switch r {
-	case decision.ReasonPolicyFailed, decision.ReasonPolicyError, decision.ReasonPolicyMissing:
-		return KindPolicy
-	case decision.ReasonUnknownDevice:
-		return KindUnknownDevice
-	case decision.ReasonDeviceRevoked:
-		return KindRevoked
-	case decision.ReasonNoReport, decision.ReasonStalePosture:
-		return KindOffline
-	}
-	return KindGeneric
 }
 
 // Findings converts a decision's findings for a page.

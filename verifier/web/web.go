@@ -26,6 +26,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/clearance/clearance/verifier/decision"
+	"github.com/clearance/clearance/verifier/reason"
 )
 
 //go:embed templates/*.html
@@ -83,12 +86,15 @@ const (
 // Denied is a remediation page: the sign-in was refused because of this Mac,
 // and the user can usually fix it and check again.
 type Denied struct {
+	// Reason is the stable reason code (e.g. "policy_failed"): it picks the
+	// page's words, and is shown small for the helpdesk.
+	Reason reason.Code
+	// LiveCheck is the live check made before deciding; it changes the words
+	// for a Mac that could not be reached.
+	LiveCheck decision.LiveCheck
+	// Kind, when set, overrides the page KindFor picks.
 	Kind Kind
-	// Reason is the stable reason code (e.g. "policy_failed"), shown small
-	// for the helpdesk.
-	Reason string
-	// Message is the decision's plain-English message, the page's main
-	// line. Empty shows the Kind's own default.
+	// Message, when set, overrides the main line Message picks.
 	Message string
 	// DeviceName may be empty.
 	DeviceName string
@@ -122,11 +128,11 @@ type Denied struct {
 // (malformed, expired, replayed, for another audience). There is nothing to
 // retry: the user is told to go back to the app and sign in again.
 type Refused struct {
-	// Reason is the stable reason code, shown small for the helpdesk.
-	Reason string
-	// Title is the page heading; empty shows a default.
-	Title string
-	// Message is the main line; empty shows a default.
+	// Reason is the stable reason code: it picks the page's words, and is
+	// shown small for the helpdesk.
+	Reason reason.Code
+	// Title and Message, when set, override the words Reason picks.
+	Title   string
 	Message string
 	// SupportID is shown for the helpdesk as "Reference".
 	SupportID string
@@ -257,18 +263,26 @@ type postView struct {
 // Denied writes the remediation page d with the given HTTP status
 // (typically 403).
 func (r *Renderer) Denied(w http.ResponseWriter, status int, d Denied) {
-	k := kinds[d.Kind]
+	kind := d.Kind
+	if kind == "" {
+		kind = KindFor(d.Reason, d.LiveCheck)
+	}
+	k := kinds[kind]
 	if k.title == "" {
 		k = kinds[KindGeneric]
+	}
+	msg := d.Message
+	if msg == "" {
+		msg, _ = message(d.Reason, d.LiveCheck)
 	}
 	v := deniedView{
 		page:       page{Title: k.title, CSS: template.CSS(styleCSS)},
 		Heading:    k.heading,
-		Message:    orText(d.Message, k.message),
+		Message:    orText(msg, k.message),
 		DeviceName: d.DeviceName,
 		ShowDevice: d.DeviceName != "" || !d.LastChecked.IsZero(),
 		Helpdesk: helpdesk{
-			SupportID: d.SupportID, Reason: d.Reason, DeviceName: d.DeviceName,
+			SupportID: d.SupportID, Reason: string(d.Reason), DeviceName: d.DeviceName,
 			TimeUTC: utcTime(d.Now, true), Notes: d.Notes,
 		},
 	}
@@ -304,16 +318,21 @@ func (r *Renderer) Denied(w http.ResponseWriter, status int, d Denied) {
 // Refused writes the page for a request that cannot be served, with the
 // given HTTP status (typically 400).
 func (r *Renderer) Refused(w http.ResponseWriter, status int, p Refused) {
-	title := orText(p.Title, "This sign-in can't be completed")
+	title, msg := p.Title, p.Message
+	if p.Reason != "" {
+		t, m := refusal(p.Reason)
+		title, msg = orText(title, t), orText(msg, m)
+	}
+	title = orText(title, "This sign-in can't be completed")
 	v := refusedView{
 		page:    page{Title: title, CSS: template.CSS(styleCSS)},
 		Heading: title,
-		Message: orText(p.Message, "The sign-in request wasn't valid, or it has expired."),
+		Message: orText(msg, "The sign-in request wasn't valid, or it has expired."),
 		Steps: []string{
 			"Go back to the app you were signing in to and sign in again.",
 			"If it keeps happening, contact your IT team and give them the reference below.",
 		},
-		Helpdesk: helpdesk{SupportID: p.SupportID, Reason: p.Reason},
+		Helpdesk: helpdesk{SupportID: p.SupportID, Reason: string(p.Reason)},
 	}
 	r.write(w, status, r.refused, v, r.csp("'none'", ""))
 }
@@ -327,10 +346,7 @@ func (r *Renderer) Refused(w http.ResponseWriter, status int, p Refused) {
 // the SAML response) and returns ErrUnsafeACSURL for the caller to log.
 func (r *Renderer) Post(w http.ResponseWriter, p Post) error {
 	if !safeACS(p.ACSURL) {
-		r.Refused(w, http.StatusInternalServerError, Refused{
-			Reason:  "invalid_acs_url",
-			Message: "Your Mac passed the security check, but the sign-in can't be sent on because this server's sign-in settings are wrong. Contact your IT team.",
-		})
+		r.Refused(w, http.StatusInternalServerError, Refused{Reason: reason.InvalidACSURL})
 		return ErrUnsafeACSURL
 	}
 	v := postView{

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/clearance/clearance/verifier/decision"
+	"github.com/clearance/clearance/verifier/reason"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -109,8 +110,7 @@ func pages() []struct {
 		})},
 		{"refused", func(r *Renderer, w http.ResponseWriter) {
 			r.Refused(w, http.StatusBadRequest, Refused{
-				Reason: "request_expired", SupportID: "R-42",
-				Message: "This sign-in request has expired.",
+				Reason: reason.StaleRequest, SupportID: "R-42",
 			})
 		}},
 		{"post", func(r *Renderer, w http.ResponseWriter) {
@@ -657,21 +657,24 @@ func TestKinds(t *testing.T) {
 		titles[title] = k
 	}
 
-	for reason, want := range map[decision.Reason]Kind{
-		decision.ReasonPolicyFailed:   KindPolicy,
-		decision.ReasonPolicyError:    KindPolicy,
-		decision.ReasonPolicyMissing:  KindPolicy,
-		decision.ReasonUnknownDevice:  KindUnknownDevice,
-		decision.ReasonDeviceRevoked:  KindRevoked,
-		decision.ReasonNoReport:       KindOffline,
-		decision.ReasonStalePosture:   KindOffline,
-		decision.ReasonClockSkew:      KindGeneric,
-		decision.ReasonNoPolicies:     KindGeneric,
-		decision.ReasonDeviceMismatch: KindGeneric,
+	for code, want := range map[reason.Code]Kind{
+		reason.PolicyFailed:   KindPolicy,
+		reason.PolicyError:    KindPolicy,
+		reason.PolicyMissing:  KindPolicy,
+		reason.UnknownDevice:  KindUnknownDevice,
+		reason.DeviceRevoked:  KindRevoked,
+		reason.NoReport:       KindOffline,
+		reason.StalePosture:   KindOffline,
+		reason.ClockSkew:      KindGeneric,
+		reason.NoPolicies:     KindGeneric,
+		reason.DeviceMismatch: KindGeneric,
 	} {
-		if got := KindFor(reason); got != want {
-			t.Errorf("KindFor(%q) = %q, want %q", reason, got, want)
+		if got := KindFor(code, decision.LiveCheckNone); got != want {
+			t.Errorf("KindFor(%q) = %q, want %q", code, got, want)
 		}
+	}
+	if got := KindFor(reason.ClockSkew, decision.LiveCheckOffline); got != KindOffline {
+		t.Errorf("KindFor(clock_skew, offline) = %q, want the offline page", got)
 	}
 	fs := Findings([]decision.Finding{{Name: "n", Status: decision.StatusError, Message: "m", Resolution: "r", Critical: true}})
 	if len(fs) != 1 || fs[0] != (Finding{Name: "n", Status: "ERROR", Message: "m", Resolution: "r", Critical: true}) {
@@ -765,5 +768,36 @@ func TestNotes(t *testing.T) {
 	}
 	if !strings.Contains(rec.Body.String(), "checked the &lt;weaker&gt; way") {
 		t.Errorf("post page lacks the note:\n%s", rec.Body.String())
+	}
+}
+
+// Every decision reason has its own plain-English line: no reason codes,
+// enum names or protocol words; a failed live check changes the words for a
+// Mac that could not be reached.
+func TestMessagesArePlain(t *testing.T) {
+	t.Parallel()
+	jargon := []string{"_", "posture", "osquery", "SAML", "nonce", "report", "policy", "POLICY", "PASS", "FAIL", "ERROR", "device id", "cert"}
+	seen := map[string]reason.Code{}
+	for _, code := range decision.Precedence {
+		for _, live := range []decision.LiveCheck{decision.LiveCheckNone, decision.LiveCheckAnswered, decision.LiveCheckTimedOut, decision.LiveCheckOffline} {
+			m := Message(code, live)
+			if m == "" {
+				t.Errorf("%s (%s): no message", code, live)
+			}
+			for _, w := range jargon {
+				if strings.Contains(m, w) {
+					t.Errorf("%s (%s): message %q contains %q", code, live, m, w)
+				}
+			}
+			if live == decision.LiveCheckNone {
+				if prev, dup := seen[m]; dup && code != reason.DeviceMismatch && prev != reason.DeviceMismatch {
+					t.Errorf("%s and %s share the message %q", prev, code, m)
+				}
+				seen[m] = code
+			}
+		}
+	}
+	if Message(reason.StalePosture, decision.LiveCheckOffline) == Message(reason.StalePosture, decision.LiveCheckNone) {
+		t.Error("a stale Mac whose agent is offline is told the same as one that was not asked")
 	}
 }

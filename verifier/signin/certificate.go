@@ -1,4 +1,4 @@
-package idp
+package signin
 
 import (
 	"context"
@@ -17,21 +17,8 @@ import (
 
 	"github.com/clearance/clearance/verifier/ca"
 	"github.com/clearance/clearance/verifier/decision"
+	"github.com/clearance/clearance/verifier/reason"
 	"github.com/clearance/clearance/verifier/storage"
-)
-
-// Reasons a browser's certificate identifies no device. They are decisions
-// (logged in the decision log), not malformed requests.
-const (
-	ReasonNoClientCert      Reason = "no_client_cert"
-	ReasonUntrustedCert     Reason = "untrusted_client_cert"
-	ReasonExpiredCert       Reason = "expired_client_cert"
-	ReasonUnknownCert       Reason = "unknown_client_cert"
-	ReasonSupersededCert    Reason = "superseded_client_cert"
-	ReasonRevokedCert       Reason = "revoked_client_cert"
-	ReasonSpoofedCertHeader Reason = "spoofed_client_cert_header"
-	ReasonBadCertHeader     Reason = "bad_client_cert_header"
-	ReasonStorage           Reason = "storage_unavailable"
 )
 
 // MaxCertHeader bounds the proxy's certificate header (a URL-encoded PEM
@@ -80,7 +67,7 @@ type Identity struct {
 
 // IdentifyError says why no device was identified.
 type IdentifyError struct {
-	Reason     Reason
+	Reason     reason.Code
 	Detail     string
 	CertSerial string // when a certificate was presented
 	// DeviceID is the device the certificate is on record for, when that
@@ -101,46 +88,46 @@ func (i *Identifier) Identify(ctx context.Context, r *http.Request, now time.Tim
 		return Identity{}, ierr
 	}
 	serial := ca.SerialHex(leaf)
-	fail := func(reason Reason, format string, args ...any) (Identity, *IdentifyError) {
-		return Identity{}, &IdentifyError{Reason: reason, Detail: fmt.Sprintf(format, args...), CertSerial: serial}
+	fail := func(code reason.Code, format string, args ...any) (Identity, *IdentifyError) {
+		return Identity{}, &IdentifyError{Reason: code, Detail: fmt.Sprintf(format, args...), CertSerial: serial}
 	}
 	if err := i.CA.VerifyClientCert(leaf, now); err != nil {
 		if errors.Is(err, ca.ErrCertExpired) || errors.Is(err, ca.ErrCertNotYetValid) {
-			return fail(ReasonExpiredCert, "%v", err)
+			return fail(reason.ExpiredCert, "%v", err)
 		}
-		return fail(ReasonUntrustedCert, "%v", err)
+		return fail(reason.UntrustedCert, "%v", err)
 	}
 	// The chain is ours; now the record: every certificate the verifier
 	// issued is stored, so one that is not is not honoured.
 	rec, err := i.Store.GetCert(ctx, serial)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return fail(ReasonUnknownCert, "certificate %s is not in the verifier's records", serial)
+		return fail(reason.UnknownCert, "certificate %s is not in the verifier's records", serial)
 	case err != nil:
-		return fail(ReasonStorage, "reading certificate record: %v", err)
+		return fail(reason.Storage, "reading certificate record: %v", err)
 	}
 	if ca.IsBrowserCert(leaf) {
 		uuid, err := ca.HardwareUUIDFromCert(leaf)
 		if err != nil {
-			return fail(ReasonUnknownCert, "%v", err)
+			return fail(reason.UnknownCert, "%v", err)
 		}
 		bc, err := i.Store.GetBrowserCert(ctx, serial)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
-			return fail(ReasonUnknownCert, "certificate %s is not a recorded browser certificate", serial)
+			return fail(reason.UnknownCert, "certificate %s is not a recorded browser certificate", serial)
 		case err != nil:
-			return fail(ReasonStorage, "reading certificate record: %v", err)
+			return fail(reason.Storage, "reading certificate record: %v", err)
 		case bc.RevokedAt(now):
-			return Identity{}, &IdentifyError{Reason: ReasonRevokedCert, CertSerial: serial, DeviceID: bc.DeviceID, Detail: fmt.Sprintf("certificate %s stopped counting at %s (%s)", serial, bc.RevokeAfter.UTC().Format(time.RFC3339), bc.RevokedReason)}
+			return Identity{}, &IdentifyError{Reason: reason.RevokedCert, CertSerial: serial, DeviceID: bc.DeviceID, Detail: fmt.Sprintf("certificate %s stopped counting at %s (%s)", serial, bc.RevokeAfter.UTC().Format(time.RFC3339), bc.RevokedReason)}
 		}
 		dev, err := i.Store.GetDevice(ctx, rec.DeviceID)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
-			return fail(ReasonUnknownCert, "certificate %s names no enrolled device", serial)
+			return fail(reason.UnknownCert, "certificate %s names no enrolled device", serial)
 		case err != nil:
-			return fail(ReasonStorage, "reading device: %v", err)
+			return fail(reason.Storage, "reading device: %v", err)
 		case !strings.EqualFold(dev.HardwareUUID, uuid):
-			return fail(ReasonUnknownCert, "certificate %s names hardware UUID %s, recorded for device %s with another", serial, uuid, dev.ID)
+			return fail(reason.UnknownCert, "certificate %s names hardware UUID %s, recorded for device %s with another", serial, uuid, dev.ID)
 		}
 		sum := sha1.Sum(leaf.Raw)
 		return Identity{DeviceID: dev.ID, CertSerial: serial, Via: via, Device: &dev, Browser: &decision.BrowserCert{
@@ -149,21 +136,21 @@ func (i *Identifier) Identify(ctx context.Context, r *http.Request, now time.Tim
 	}
 	id, err := ca.DeviceIDFromCert(leaf)
 	if err != nil {
-		return fail(ReasonUnknownCert, "%v", err)
+		return fail(reason.UnknownCert, "%v", err)
 	}
 	if rec.DeviceID != id {
-		return fail(ReasonUnknownCert, "certificate %s is recorded for another device", serial)
+		return fail(reason.UnknownCert, "certificate %s is recorded for another device", serial)
 	}
 	dev, err := i.Store.GetDevice(ctx, id)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return fail(ReasonUnknownCert, "device %s is not enrolled", id)
+		return fail(reason.UnknownCert, "device %s is not enrolled", id)
 	case err != nil:
-		return fail(ReasonStorage, "reading device: %v", err)
+		return fail(reason.Storage, "reading device: %v", err)
 	case dev.CertSerial != serial && !dev.Revoked():
 		// The device enrolled again or renewed: only its current
 		// certificate speaks for it.
-		return Identity{}, &IdentifyError{Reason: ReasonSupersededCert, CertSerial: serial, DeviceID: id,
+		return Identity{}, &IdentifyError{Reason: reason.SupersededCert, CertSerial: serial, DeviceID: id,
 			Detail: fmt.Sprintf("certificate %s was replaced by %s", serial, dev.CertSerial)}
 	}
 	return Identity{DeviceID: id, CertSerial: serial, Via: via, Device: &dev}, nil
@@ -173,26 +160,26 @@ func (i *Identifier) certificate(r *http.Request) (*x509.Certificate, string, *I
 	if i.Header != "" {
 		if vals := r.Header.Values(i.Header); len(vals) > 0 {
 			if !i.trusted(r.RemoteAddr) {
-				return nil, "", &IdentifyError{Reason: ReasonSpoofedCertHeader,
+				return nil, "", &IdentifyError{Reason: reason.SpoofedCertHeader,
 					Detail: fmt.Sprintf("header %s from %s, which is not a trusted proxy", i.Header, r.RemoteAddr)}
 			}
 			if len(vals) != 1 {
-				return nil, "", &IdentifyError{Reason: ReasonBadCertHeader, Detail: fmt.Sprintf("header %s appears %d times", i.Header, len(vals))}
+				return nil, "", &IdentifyError{Reason: reason.BadCertHeader, Detail: fmt.Sprintf("header %s appears %d times", i.Header, len(vals))}
 			}
 			c, err := ParseCertHeader(vals[0])
 			if err != nil {
-				return nil, "", &IdentifyError{Reason: ReasonBadCertHeader, Detail: err.Error()}
+				return nil, "", &IdentifyError{Reason: reason.BadCertHeader, Detail: err.Error()}
 			}
 			return c, "proxy", nil
 		}
 		if i.trusted(r.RemoteAddr) {
 			// The proxy terminated TLS and passed no certificate: the
 			// browser presented none.
-			return nil, "", &IdentifyError{Reason: ReasonNoClientCert, Detail: "the trusted proxy passed no certificate"}
+			return nil, "", &IdentifyError{Reason: reason.NoClientCert, Detail: "the trusted proxy passed no certificate"}
 		}
 	}
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		return nil, "", &IdentifyError{Reason: ReasonNoClientCert, Detail: "the browser presented no certificate"}
+		return nil, "", &IdentifyError{Reason: reason.NoClientCert, Detail: "the browser presented no certificate"}
 	}
 	return r.TLS.PeerCertificates[0], "tls", nil
 }

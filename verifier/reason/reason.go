@@ -1,0 +1,102 @@
+// Package reason is the vocabulary of sign-in outcomes: every reason a
+// sign-in request is refused, a browser names no device, or a device is
+// allowed or denied, as the stable code that is logged, stored in the
+// decision log, counted in metrics and used by verifier/web to choose what
+// the person at the Mac is told.
+//
+// The values never change once released: the decision log, dashboards and
+// alerts key on them. Adding a code is fine; renaming one is not.
+package reason
+
+// Code is one stable, machine-readable outcome, snake_case.
+type Code string
+
+// String returns the code itself.
+func (c Code) String() string { return string(c) }
+
+// Refused sign-in requests: the AuthnRequest cannot be served at all (a
+// request problem, not a device problem). Nothing is decided about a device.
+const (
+	NotConfigured     Code = "okta_not_configured"
+	BadBinding        Code = "bad_binding"
+	Oversized         Code = "oversized_request"
+	BadEncoding       Code = "bad_encoding"
+	NotDeflate        Code = "not_deflate"
+	MalformedXML      Code = "malformed_xml"
+	DTD               Code = "dtd_forbidden"
+	WrongVersion      Code = "wrong_version"
+	BadID             Code = "bad_request_id"
+	WrongIssuer       Code = "wrong_issuer"
+	WrongACS          Code = "wrong_acs"
+	WrongBinding      Code = "wrong_protocol_binding"
+	WrongDestination  Code = "wrong_destination"
+	StaleRequest      Code = "stale_request"
+	FutureRequest     Code = "future_request"
+	Replayed          Code = "replayed_request"
+	MissingSignature  Code = "missing_signature"
+	BadSignature      Code = "bad_signature"
+	UnsupportedSigAlg Code = "unsupported_sig_alg"
+	NoSubject         Code = "missing_subject"
+	Passive           Code = "passive_not_supported"
+)
+
+// "Check again" on a held sign-in.
+const (
+	RetryBadToken  Code = "bad_retry_token"
+	RetryExpired   Code = "sign_in_expired"
+	RetryOtherCert Code = "retry_from_other_certificate"
+	RetryDone      Code = "sign_in_already_completed"
+)
+
+// The browser's certificate names no usable device. These are decisions
+// (kept in the decision log), not malformed requests.
+const (
+	NoClientCert      Code = "no_client_cert"
+	UntrustedCert     Code = "untrusted_client_cert"
+	ExpiredCert       Code = "expired_client_cert"
+	UnknownCert       Code = "unknown_client_cert"
+	SupersededCert    Code = "superseded_client_cert"
+	RevokedCert       Code = "revoked_client_cert"
+	SpoofedCertHeader Code = "spoofed_client_cert_header"
+	BadCertHeader     Code = "bad_client_cert_header"
+)
+
+// Storage is the failure to read or write what a sign-in needs: the sign-in
+// fails closed and the person is told to try again.
+const Storage Code = "storage_unavailable"
+
+// SigningFailed: the device passed, but the response could not be signed.
+const SigningFailed Code = "signing_failed"
+
+// InvalidACSURL: the configured ACS URL is not one a response may be posted to.
+const InvalidACSURL Code = "invalid_acs_url"
+
+// Decisions about a device, in the decision package's precedence order
+// (see decision.Precedence).
+const (
+	// Allowed: every check passed.
+	Allowed Code = "allowed"
+	// UnknownDevice: no enrolled device.
+	UnknownDevice Code = "unknown_device"
+	// DeviceRevoked: the device is revoked.
+	DeviceRevoked Code = "device_revoked"
+	// NoPolicies: no policy set is loaded, so nothing can be vouched for.
+	NoPolicies Code = "no_policies"
+	// NoReport: the device has never sent a usable report.
+	NoReport Code = "no_report"
+	// DeviceMismatch: the report is about another device.
+	DeviceMismatch Code = "device_mismatch"
+	// ClockSkew: the report's time is too far in the future.
+	ClockSkew Code = "clock_skew"
+	// StalePosture: the report is too old.
+	StalePosture Code = "stale_posture"
+	// CertNotVouched: the browser certificate is not one the Mac's agent
+	// reported in a user keychain.
+	CertNotVouched Code = "cert_not_vouched"
+	// PolicyFailed: a required policy's query returned no rows.
+	PolicyFailed Code = "policy_failed"
+	// PolicyError: a required policy's query could not run.
+	PolicyError Code = "policy_error"
+	// PolicyMissing: the report has no result for a required policy.
+	PolicyMissing Code = "policy_missing"
+)

@@ -1,0 +1,79 @@
+package signin
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+func testCert(t testing.TB) *x509.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "browser"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestParseCertHeader(t *testing.T) {
+	t.Parallel()
+	cert := testCert(t)
+	p := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
+	for name, v := range map[string]string{
+		"query escaped":   url.QueryEscape(p),
+		"path escaped":    url.PathEscape(p),
+		"one line":        strings.ReplaceAll(p, "\n", " "),
+		"plus for spaces": strings.ReplaceAll(url.QueryEscape(p), "%0A", "+"),
+	} {
+		c, err := ParseCertHeader(v)
+		if err != nil || !c.Equal(cert) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	for name, v := range map[string]string{
+		"empty":     "",
+		"oversized": strings.Repeat("A", MaxCertHeader+1),
+		"not pem":   "hello",
+		"two":       url.QueryEscape(p + p),
+		"key":       url.QueryEscape(strings.ReplaceAll(p, "CERTIFICATE", "PRIVATE KEY")),
+		"garbage":   url.QueryEscape("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+		"bad esc":   "%zz",
+		"trailing":  url.QueryEscape(p + "junk"),
+	} {
+		if _, err := ParseCertHeader(v); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func FuzzParseCertHeader(f *testing.F) {
+	cert := testCert(f)
+	p := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
+	f.Add(url.QueryEscape(p))
+	f.Add(strings.ReplaceAll(p, "\n", " "))
+	f.Add("%")
+	f.Fuzz(func(t *testing.T, v string) {
+		c, err := ParseCertHeader(v)
+		if err == nil && c == nil {
+			t.Fatal("nil certificate without error")
+		}
+	})
+}

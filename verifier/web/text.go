@@ -1,0 +1,126 @@
+package web
+
+import (
+	"github.com/clearance/clearance/verifier/decision"
+	"github.com/clearance/clearance/verifier/reason"
+)
+
+// Every sentence a person reads about a sign-in is here, keyed by the
+// sign-in's reason code. Callers pass codes; they never write the words.
+
+// Message is the main line for a decision's reason: what happened, in plain
+// English, and what to do. live is the live check made before deciding: for
+// a missing or stale report, a failed live check says what the person can
+// act on (the agent could not be reached).
+func Message(code reason.Code, live decision.LiveCheck) string {
+	if m, ok := message(code, live); ok {
+		return m
+	}
+	return kinds[KindFor(code, live)].message
+}
+
+// message is the reason's own main line, if it has one; pages without one
+// show their kind's.
+func message(code reason.Code, live decision.LiveCheck) (string, bool) {
+	switch code {
+	case reason.NoReport, reason.StalePosture:
+		switch live {
+		case decision.LiveCheckTimedOut:
+			return msgTimedOut, true
+		case decision.LiveCheckOffline:
+			return msgOffline, true
+		}
+	}
+	m, ok := messages[code]
+	return m, ok
+}
+
+const (
+	msgTimedOut = "This Mac didn't answer a security check in time. Make sure it's connected to the internet, then choose Check again."
+	msgOffline  = "This Mac's security check service isn't connected. Make sure the Mac is connected to the internet, wait a minute, then choose Check again. If it keeps happening, contact your IT team."
+)
+
+// messages are the main lines of decisions and device identification.
+var messages = map[reason.Code]string{
+	reason.Allowed:        "This Mac meets your organization's security requirements.",
+	reason.UnknownDevice:  "This Mac isn't set up for secure sign-in. Ask your IT team to set it up.",
+	reason.DeviceRevoked:  "This Mac is no longer allowed to sign in. Contact your IT team.",
+	reason.NoPolicies:     "Sign-in can't be checked right now because the security requirements aren't available. Try again in a few minutes, or contact your IT team.",
+	reason.NoReport:       "This Mac hasn't sent a security check yet. Make sure it's connected to the internet, wait a minute, then choose Check again.",
+	reason.DeviceMismatch: "Something went wrong while checking this Mac. Try again, and contact your IT team if it keeps happening.",
+	reason.ClockSkew:      "This Mac's clock is set ahead. In System Settings, turn on setting the date and time automatically, then choose Check again.",
+	reason.StalePosture:   "This Mac hasn't sent a security check recently. Make sure it's connected to the internet, then choose Check again.",
+	reason.CertNotVouched: "This browser hasn't been confirmed by the security check on this Mac yet. Wait a minute, then choose Check again. If it keeps happening, contact your IT team.",
+	reason.PolicyFailed:   "This Mac doesn't meet your organization's security requirements. Fix the items below, then choose Check again.",
+	reason.PolicyError:    "Some security checks couldn't be run on this Mac. Choose Check again, and contact your IT team if it keeps happening.",
+	reason.PolicyMissing:  "Some security checks haven't run on this Mac yet. Wait a minute, then choose Check again.",
+
+	reason.ExpiredCert:    "This Mac's sign-in certificate has expired or isn't valid yet. Check that the Mac's date and time are set automatically; if they are, ask your IT team to renew it.",
+	reason.SupersededCert: "This certificate was replaced by a newer one. Quit and reopen your browser, choose the newest certificate, and sign in again.",
+}
+
+// KindFor is the page for a denial's reason. Reasons without a page of their
+// own (a clock set ahead, no policies loaded, …) are generic, unless a live
+// check just failed, which is what the person can act on.
+func KindFor(code reason.Code, live decision.LiveCheck) Kind {
+	switch code {
+	case reason.PolicyFailed, reason.PolicyError, reason.PolicyMissing:
+		return KindPolicy
+	case reason.UnknownDevice, reason.ExpiredCert, reason.UntrustedCert, reason.UnknownCert, reason.RevokedCert:
+		return KindUnknownDevice
+	case reason.DeviceRevoked, reason.SupersededCert:
+		return KindRevoked
+	case reason.NoReport, reason.StalePosture:
+		return KindOffline
+	case reason.NoClientCert:
+		return KindNoCert
+	}
+	if live == decision.LiveCheckOffline || live == decision.LiveCheckTimedOut {
+		return KindOffline
+	}
+	return KindGeneric
+}
+
+// refusal is the title and main line for a sign-in request that cannot be
+// served at all.
+func refusal(code reason.Code) (title, msg string) {
+	const back = " Go back to the app and sign in again."
+	switch code {
+	case reason.NotConfigured:
+		return "Sign-in isn't set up yet", "This security check isn't connected to your organization's sign-in yet. Contact your IT team."
+	case reason.Replayed:
+		return "This sign-in link was already used", "Each sign-in link works once, and this one has been used (perhaps the page was reloaded or opened twice)." + back
+	case reason.StaleRequest:
+		return "This sign-in link has expired", "The sign-in took too long to reach this check, or this computer's clock is wrong." + back
+	case reason.FutureRequest:
+		return "This sign-in link isn't valid yet", "The clocks of this computer's sign-in services disagree. Check that the date and time are set automatically." + back
+	case reason.RetryExpired:
+		return "This sign-in has expired", "It's been too long since the security check stopped this sign-in." + back
+	case reason.RetryDone:
+		return "This sign-in is already complete", "It was completed in another tab or window." + back
+	case reason.RetryOtherCert:
+		return "This sign-in belongs to another browser", "Check again from the same browser that started the sign-in." + back
+	case reason.MissingSignature, reason.BadSignature, reason.UnsupportedSigAlg, reason.WrongIssuer, reason.WrongACS, reason.WrongDestination:
+		return "This sign-in request can't be trusted", "The request didn't come from your organization's sign-in service as expected. If this keeps happening, contact your IT team." + back
+	case reason.SpoofedCertHeader, reason.BadCertHeader:
+		return "Sign-in couldn't be checked", "This sign-in came through a connection that isn't allowed to vouch for a Mac. Contact your IT team."
+	case reason.Storage:
+		return "Sign-in is unavailable right now", "The security check couldn't be completed. Wait a minute, then go back to the app and sign in again."
+	case reason.SigningFailed:
+		return "Sign-in couldn't be completed", "Your Mac passed the security check, but the sign-in couldn't be sent on. Go back to the app and sign in again; if it keeps happening, contact your IT team."
+	case reason.InvalidACSURL:
+		return "This sign-in can't be completed", "Your Mac passed the security check, but the sign-in can't be sent on because this server's sign-in settings are wrong. Contact your IT team."
+	}
+	return "This sign-in request couldn't be read", "The request was damaged or isn't one this check accepts." + back
+}
+
+// noteVouchingOff tells the helpdesk that a weaker check was used.
+const noteVouchingOff = "This browser certificate was not checked against the Mac's own report (require-agent-vouched-cert is off)."
+
+// Notes are the helpdesk lines a decision adds to its page.
+func Notes(d decision.Decision) []string {
+	if d.CertVouching == decision.VouchingOff {
+		return []string{noteVouchingOff}
+	}
+	return nil
+}
