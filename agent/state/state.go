@@ -47,7 +47,10 @@ const (
 	ChainFile     = "chain.pem"
 	SeqFile       = "seq"
 	PolicySetFile = "policyset.pb"
-	OsqueryDir    = "osquery"
+	// PresenceURLFile holds the verifier's presence URL from the last
+	// session, so that sign-ins work while the stream reconnects.
+	PresenceURLFile = "presence-url"
+	OsqueryDir      = "osquery"
 )
 
 // ErrNotEnrolled is returned by LoadIdentity when the state dir holds no
@@ -253,6 +256,33 @@ func (d *Dir) LoadPolicySet() (*agentv1.PolicySet, error) {
 		return nil, fmt.Errorf("reading %s: %w", d.File(PolicySetFile), err)
 	}
 	return ps, nil
+}
+
+// SavePresenceURL keeps the verifier's presence URL (empty removes it).
+func (d *Dir) SavePresenceURL(u string) error {
+	if u == "" {
+		err := os.Remove(d.File(PresenceURLFile))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	return atomicfile.Write(d.File(PresenceURLFile), []byte(u+"\n"), 0o600)
+}
+
+// LoadPresenceURL returns the saved presence URL, or "" if there is none.
+func (d *Dir) LoadPresenceURL() (string, error) {
+	raw, err := os.ReadFile(d.File(PresenceURLFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if len(raw) > 2048 {
+		return "", fmt.Errorf("reading %s: %d bytes is not a URL", d.File(PresenceURLFile), len(raw))
+	}
+	return strings.TrimSpace(string(raw)), nil
 }
 
 func readCerts(path string) ([]*x509.Certificate, error) {

@@ -24,7 +24,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -113,6 +115,10 @@ type Client struct {
 
 	statsMu sync.Mutex
 	stats   Stats
+
+	// presenceURL is the verifier's presence URL (a string), read by the
+	// loopback presence endpoint from other goroutines.
+	presenceURL atomic.Value
 }
 
 type pendingReport struct {
@@ -183,6 +189,11 @@ func (c *Client) Interrupt(error) { c.cancel() }
 // with capped exponential backoff and jitter.
 func (c *Client) Execute() error {
 	ctx := c.ctx
+	if u, err := c.o.Dir.LoadPresenceURL(); err != nil {
+		c.log.Warn("saved presence URL unreadable", "err", err)
+	} else if u != "" && ValidPresenceURL(u) == nil {
+		c.presenceURL.Store(u)
+	}
 	if ps, err := c.o.Dir.LoadPolicySet(); err != nil {
 		c.log.Warn("cached policy set unreadable", "err", err)
 	} else if ps != nil {
@@ -375,11 +386,59 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 				reported = true
 			case *agentv1.VerifierMessage_Ack:
 				c.ack(m.Ack.GetSeq())
+			case *agentv1.VerifierMessage_Session:
+				c.takeSession(m.Session)
 			default:
 				c.log.Warn("unexpected message from verifier", "type", fmt.Sprintf("%T", m))
 			}
 		}
 	}
+}
+
+// PresenceURL is the verifier's presence URL, the only one the agent signs
+// proofs of presence for; "" until a verifier has named one.
+func (c *Client) PresenceURL() string {
+	u, _ := c.presenceURL.Load().(string)
+	return u
+}
+
+// takeSession takes what the verifier says at the start of a stream.
+func (c *Client) takeSession(s *agentv1.Session) {
+	u := s.GetPresenceUrl()
+	if u != "" {
+		if err := ValidPresenceURL(u); err != nil {
+			c.log.Warn("verifier named an unusable presence URL; proofs of presence stay off", "err", err)
+			u = ""
+		}
+	}
+	if u == c.PresenceURL() {
+		return
+	}
+	c.presenceURL.Store(u)
+	if err := c.o.Dir.SavePresenceURL(u); err != nil {
+		c.log.Warn("saving presence URL failed", "err", err)
+	}
+	c.log.Info("presence url set", "presence_url", u)
+}
+
+// ValidPresenceURL checks a presence URL the verifier names: an absolute
+// https URL with a host and a path, and nothing else (no user info, query or
+// fragment), so that the redirect the agent builds from it is exactly it.
+func ValidPresenceURL(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("presence URL: %w", err)
+	case u.Scheme != "https" || u.Host == "" || u.Hostname() == "":
+		return fmt.Errorf("presence URL %q is not an https URL with a host", s)
+	case u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.Opaque != "" || u.RawPath != "":
+		return fmt.Errorf("presence URL %q has user info, a query or a fragment", s)
+	case u.Path == "" || u.Path == "/":
+		return fmt.Errorf("presence URL %q has no path", s)
+	case u.String() != s:
+		return fmt.Errorf("presence URL %q is not in canonical form", s)
+	}
+	return nil
 }
 
 // streamEnded turns a failed Send into the stream's real status.

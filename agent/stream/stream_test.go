@@ -427,3 +427,65 @@ func TestCertificatesFailureStillReports(t *testing.T) {
 		t.Errorf("report = %d results, %d certificates; want 3 and none", len(r.GetResults()), len(r.GetCertificates()))
 	}
 }
+
+// The verifier's presence URL is taken from the session, kept across
+// restarts, and an unusable one turns proofs of presence off.
+func TestSessionSetsPresenceURL(t *testing.T) {
+	t.Parallel()
+	const u = "https://sso.example.com:8444/saml/presence"
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	v.Session = &agentv1.Session{PresenceUrl: u}
+	dir := t.TempDir()
+	a := startAgent(t, v, dir, nil)
+	nextSession(t, v)
+	nextReport(t, v)
+	if got := a.client.PresenceURL(); got != u {
+		t.Fatalf("PresenceURL = %q, want %q", got, u)
+	}
+	a.stop(t)
+
+	// A restarted agent knows the URL before it reaches the verifier.
+	v.RejectConnect = func(int) error { return status.Error(codes.Unavailable, "down") }
+	b := startAgent(t, v, dir, nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for b.client.PresenceURL() != u {
+		if time.Now().After(deadline) {
+			t.Fatalf("after restart PresenceURL = %q, want %q", b.client.PresenceURL(), u)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.stop(t)
+
+	// A verifier that names a URL with a query gets none.
+	v.RejectConnect = nil
+	v.Session = &agentv1.Session{PresenceUrl: u + "?next=https://evil.example"}
+	c := startAgent(t, v, dir, nil)
+	nextSession(t, v)
+	deadline = time.Now().Add(5 * time.Second)
+	for c.client.PresenceURL() != "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("PresenceURL = %q after an unusable one, want none", c.client.PresenceURL())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestValidPresenceURL(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{"https://sso.example.com/saml/presence", "https://sso.example.com:8444/saml/presence", "https://[::1]:8444/saml/presence"} {
+		if err := stream.ValidPresenceURL(u); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+	for _, u := range []string{
+		"", "http://sso.example.com/saml/presence", "https://sso.example.com", "https://sso.example.com/",
+		"https://user@sso.example.com/saml/presence", "https://sso.example.com/saml/presence?x=1",
+		"https://sso.example.com/saml/presence#f", "https:///saml/presence", "https://sso.example.com/saml/%70resence",
+		"https://sso.example.com/saml/presence?", "//sso.example.com/saml/presence", "https://sso.example.com/saml/presence\n",
+	} {
+		if err := stream.ValidPresenceURL(u); err == nil {
+			t.Errorf("%q accepted", u)
+		}
+	}
+}

@@ -101,9 +101,15 @@ func (s *simAgent) connect(ctx context.Context, addr string) error {
 	if err := stream.Send(&agentv1.AgentMessage{Message: &agentv1.AgentMessage_Hello{Hello: &agentv1.Hello{AgentVersion: "loadgen"}}}); err != nil {
 		return fail("sending Hello", err)
 	}
-	// 2. PolicySet.
+	// 2. Session, then PolicySet.
 	m, err := stream.Recv()
 	if err != nil {
+		return fail("waiting for the Session", err)
+	}
+	if m.GetSession() == nil {
+		return fail("waiting for the Session", fmt.Errorf("got %T first", m.GetMessage()))
+	}
+	if m, err = stream.Recv(); err != nil {
 		return fail("waiting for the PolicySet", err)
 	}
 	if m.GetPolicySet() == nil {

@@ -104,10 +104,12 @@ type Stream struct {
 	conn      *grpc.ClientConn
 	cancel    context.CancelFunc
 	Client    agentv1.AgentService_ConnectClient
+	Session   *agentv1.Session
 	PolicySet *agentv1.PolicySet
 }
 
-// Connect opens Connect, sends Hello and waits for the PolicySet.
+// Connect opens Connect, sends Hello and waits for the Session and the
+// PolicySet.
 func (a *Agent) Connect(ctx context.Context) (*Stream, error) {
 	conn, err := a.Dial()
 	if err != nil {
@@ -130,6 +132,15 @@ func (a *Agent) Connect(ctx context.Context) (*Stream, error) {
 	}
 	m, err := st.Client.Recv()
 	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	if m.GetSession() == nil {
+		st.Close()
+		return nil, fmt.Errorf("expected Session first, got %v", m)
+	}
+	st.Session = m.GetSession()
+	if m, err = st.Client.Recv(); err != nil {
 		st.Close()
 		return nil, err
 	}

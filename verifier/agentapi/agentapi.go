@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/enroll"
@@ -39,6 +40,9 @@ type Server struct {
 	Metrics  *metrics.Metrics
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// PresenceURL is the sign-in listener's /saml/presence URL, the only
+	// one agents sign proofs of presence for; sent to every agent.
+	PresenceURL string
 }
 
 var _ agentv1.AgentServiceServer = (*Server)(nil)
@@ -100,12 +104,16 @@ func (s *Server) Connect(stream agentv1.AgentService_ConnectServer) error {
 		return status.Errorf(codes.InvalidArgument, "the first message on Connect must be Hello, got %s", messageName(first))
 	}
 
-	// 3. Register, then send the policy set: a reload between the two at
-	// worst sends the same set twice.
+	// 3. Register, then send the session and the policy set: a reload
+	// between the two at worst sends the same set twice.
 	sess, unregister := s.Hub.Register(dev.ID)
 	defer unregister()
 	log.Info("agent connected", "agent_version", hello.GetAgentVersion(), "policy_set_version", hello.GetPolicySetVersion())
 	defer log.Info("agent disconnected")
+	session := &agentv1.Session{PresenceUrl: s.PresenceURL, VerifierTime: timestamppb.New(s.now())}
+	if err := stream.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_Session{Session: session}}); err != nil {
+		return err
+	}
 	if ps := s.Policies.Current(); ps != nil {
 		if err := stream.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_PolicySet{PolicySet: ps}}); err != nil {
 			return err

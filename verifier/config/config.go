@@ -83,7 +83,37 @@ type Config struct {
 	// RequireAgentVouchedCert: a browser certificate counts only if the
 	// Mac's agent reported it in a user keychain.
 	RequireAgentVouchedCert bool
+
+	// BrowserBinding is how a sign-in is bound to the Mac: BindingAgent (the
+	// agent's loopback proof of presence, signed by the device key),
+	// BindingCertificate (a browser certificate from SCEP, vouched for by
+	// the agent) or BindingEither (the agent, falling back to a certificate).
+	BrowserBinding string
+	// AgentPresencePort is the loopback port agents serve proofs of
+	// presence on (clearance-agent --presence-listen).
+	AgentPresencePort int
 }
+
+// Browser bindings (Config.BrowserBinding).
+const (
+	BindingAgent       = "agent"
+	BindingCertificate = "certificate"
+	BindingEither      = "either"
+)
+
+// DefaultAgentPresencePort is the port clearance-agent's --presence-listen
+// defaults to, on 127.0.0.1.
+const DefaultAgentPresencePort = 47470
+
+// PresenceURL is where agents send browsers back with a proof of presence.
+func (c *Config) PresenceURL() string {
+	return strings.TrimSuffix(c.SSOPublicURL, "/") + "/saml/presence"
+}
+
+// RequestsClientCerts reports whether the sign-in listener asks browsers
+// for certificates: only when a certificate can bind a sign-in (asking
+// otherwise makes macOS offer any matching identity to the user).
+func (c *Config) RequestsClientCerts() bool { return c.BrowserBinding != BindingAgent }
 
 // SCEPURL is the SCEP endpoint Macs enroll at.
 func (c *Config) SCEPURL() string { return strings.TrimSuffix(c.SSOPublicURL, "/") + "/scep" }
@@ -319,6 +349,15 @@ var settings = []setting{
 			return fmt.Errorf("%q is not true or false", v)
 		}
 		c.RequireAgentVouchedCert = b
+		return nil
+	}},
+	{"browser-binding", BindingAgent, "how a sign-in is bound to the Mac: agent (the agent's signed proof of presence on loopback), certificate (a SCEP browser certificate the agent vouches for; weaker) or either", oneOf(func(c *Config) *string { return &c.BrowserBinding }, BindingAgent, BindingCertificate, BindingEither)},
+	{"agent-presence-port", strconv.Itoa(DefaultAgentPresencePort), "loopback port agents serve proofs of presence on (clearance-agent --presence-listen)", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q is not a port number from 1 to 65535", v)
+		}
+		c.AgentPresencePort = n
 		return nil
 	}},
 	{"decision-retention", "2160h", "how long decisions are kept in the decision log", dur(func(c *Config) *time.Duration { return &c.DecisionRetention }, time.Hour, 10*365*24*time.Hour)},

@@ -178,6 +178,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		Metrics:  s.Metrics,
 		Logger:   log,
 		Now:      s.now,
+		// Only a verifier that binds sign-ins by the agent's proof asks
+		// agents to give one.
+		PresenceURL: presenceURL(cfg),
 	}
 	s.Gate = &access.Gate{
 		Store: s.Store, Checker: s.Hub, Policies: s.policies,
@@ -324,6 +327,15 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 		ErrorLog: slog.NewLogLogger(log.With("component", "sso").Handler(), slog.LevelDebug),
 	}
 	return nil
+}
+
+// presenceURL is the URL agents sign proofs of presence for: none when
+// sign-ins are bound by certificate only, so agents refuse to sign.
+func presenceURL(cfg *config.Config) string {
+	if cfg.BrowserBinding == config.BindingCertificate {
+		return ""
+	}
+	return cfg.PresenceURL()
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

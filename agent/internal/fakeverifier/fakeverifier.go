@@ -191,6 +191,8 @@ type Verifier struct {
 	NotBefore func() time.Time
 	// PolicySet is sent at connect when set.
 	PolicySet *agentv1.PolicySet
+	// Session, when set, is sent at connect before the PolicySet.
+	Session *agentv1.Session
 	// AutoAck acks every accepted report (default true via New).
 	AutoAck bool
 	// RejectConnect, when it returns an error, refuses the Nth connection.
@@ -342,6 +344,11 @@ func (v *Verifier) Connect(stream agentv1.AgentService_ConnectServer) error {
 		return status.Error(codes.InvalidArgument, "the first message on Connect must be Hello")
 	}
 	sess := &Session{DeviceID: id, Hello: first.GetHello(), send: make(chan *agentv1.VerifierMessage, 16), end: make(chan error, 1)}
+	if v.Session != nil {
+		if err := stream.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_Session{Session: v.Session}}); err != nil {
+			return err
+		}
+	}
 	if v.PolicySet != nil {
 		if err := stream.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_PolicySet{PolicySet: v.PolicySet}}); err != nil {
 			return err

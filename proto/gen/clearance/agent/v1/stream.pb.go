@@ -518,6 +518,65 @@ func (*AgentMessage_Hello) isAgentMessage_Message() {}
 
 func (*AgentMessage_Report) isAgentMessage_Message() {}
 
+// Session tells a connected agent what it needs from the verifier besides
+// its policies. The verifier sends it first on every Connect stream.
+type Session struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The verifier's sign-in presence URL, e.g.
+	// https://clearance.example.com:8444/saml/presence. The agent's loopback
+	// endpoint signs presence statements for this URL and no other: the URL
+	// comes from the verifier the agent trusts, never from a browser.
+	PresenceUrl string `protobuf:"bytes,1,opt,name=presence_url,json=presenceUrl,proto3" json:"presence_url,omitempty"`
+	// The verifier's clock when it sent this message.
+	VerifierTime  *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=verifier_time,json=verifierTime,proto3" json:"verifier_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Session) Reset() {
+	*x = Session{}
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Session) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Session) ProtoMessage() {}
+
+func (x *Session) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Session.ProtoReflect.Descriptor instead.
+func (*Session) Descriptor() ([]byte, []int) {
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Session) GetPresenceUrl() string {
+	if x != nil {
+		return x.PresenceUrl
+	}
+	return ""
+}
+
+func (x *Session) GetVerifierTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.VerifierTime
+	}
+	return nil
+}
+
 // VerifierMessage is anything the verifier sends on Connect.
 type VerifierMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -526,6 +585,7 @@ type VerifierMessage struct {
 	//	*VerifierMessage_PolicySet
 	//	*VerifierMessage_CheckNow
 	//	*VerifierMessage_Ack
+	//	*VerifierMessage_Session
 	Message       isVerifierMessage_Message `protobuf_oneof:"message"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -533,7 +593,7 @@ type VerifierMessage struct {
 
 func (x *VerifierMessage) Reset() {
 	*x = VerifierMessage{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[7]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -545,7 +605,7 @@ func (x *VerifierMessage) String() string {
 func (*VerifierMessage) ProtoMessage() {}
 
 func (x *VerifierMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[7]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -558,7 +618,7 @@ func (x *VerifierMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifierMessage.ProtoReflect.Descriptor instead.
 func (*VerifierMessage) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{7}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *VerifierMessage) GetMessage() isVerifierMessage_Message {
@@ -595,6 +655,15 @@ func (x *VerifierMessage) GetAck() *Ack {
 	return nil
 }
 
+func (x *VerifierMessage) GetSession() *Session {
+	if x != nil {
+		if x, ok := x.Message.(*VerifierMessage_Session); ok {
+			return x.Session
+		}
+	}
+	return nil
+}
+
 type isVerifierMessage_Message interface {
 	isVerifierMessage_Message()
 }
@@ -611,11 +680,17 @@ type VerifierMessage_Ack struct {
 	Ack *Ack `protobuf:"bytes,3,opt,name=ack,proto3,oneof"`
 }
 
+type VerifierMessage_Session struct {
+	Session *Session `protobuf:"bytes,4,opt,name=session,proto3,oneof"`
+}
+
 func (*VerifierMessage_PolicySet) isVerifierMessage_Message() {}
 
 func (*VerifierMessage_CheckNow) isVerifierMessage_Message() {}
 
 func (*VerifierMessage_Ack) isVerifierMessage_Message() {}
+
+func (*VerifierMessage_Session) isVerifierMessage_Message() {}
 
 var File_clearance_agent_v1_stream_proto protoreflect.FileDescriptor
 
@@ -653,12 +728,16 @@ const file_clearance_agent_v1_stream_proto_rawDesc = "" +
 	"\fAgentMessage\x121\n" +
 	"\x05hello\x18\x01 \x01(\v2\x19.clearance.agent.v1.HelloH\x00R\x05hello\x12:\n" +
 	"\x06report\x18\x02 \x01(\v2 .clearance.agent.v1.SignedReportH\x00R\x06reportB\t\n" +
-	"\amessage\"\xc6\x01\n" +
+	"\amessage\"m\n" +
+	"\aSession\x12!\n" +
+	"\fpresence_url\x18\x01 \x01(\tR\vpresenceUrl\x12?\n" +
+	"\rverifier_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fverifierTime\"\xff\x01\n" +
 	"\x0fVerifierMessage\x12>\n" +
 	"\n" +
 	"policy_set\x18\x01 \x01(\v2\x1d.clearance.agent.v1.PolicySetH\x00R\tpolicySet\x12;\n" +
 	"\tcheck_now\x18\x02 \x01(\v2\x1c.clearance.agent.v1.CheckNowH\x00R\bcheckNow\x12+\n" +
-	"\x03ack\x18\x03 \x01(\v2\x17.clearance.agent.v1.AckH\x00R\x03ackB\t\n" +
+	"\x03ack\x18\x03 \x01(\v2\x17.clearance.agent.v1.AckH\x00R\x03ack\x127\n" +
+	"\asession\x18\x04 \x01(\v2\x1b.clearance.agent.v1.SessionH\x00R\asessionB\t\n" +
 	"\amessageBEZCgithub.com/clearance/clearance/proto/gen/clearance/agent/v1;agentv1b\x06proto3"
 
 var (
@@ -673,7 +752,7 @@ func file_clearance_agent_v1_stream_proto_rawDescGZIP() []byte {
 	return file_clearance_agent_v1_stream_proto_rawDescData
 }
 
-var file_clearance_agent_v1_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_clearance_agent_v1_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_clearance_agent_v1_stream_proto_goTypes = []any{
 	(*PostureReport)(nil),         // 0: clearance.agent.v1.PostureReport
 	(*KeychainCertificate)(nil),   // 1: clearance.agent.v1.KeychainCertificate
@@ -682,27 +761,30 @@ var file_clearance_agent_v1_stream_proto_goTypes = []any{
 	(*CheckNow)(nil),              // 4: clearance.agent.v1.CheckNow
 	(*Ack)(nil),                   // 5: clearance.agent.v1.Ack
 	(*AgentMessage)(nil),          // 6: clearance.agent.v1.AgentMessage
-	(*VerifierMessage)(nil),       // 7: clearance.agent.v1.VerifierMessage
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
-	(*PolicyResult)(nil),          // 9: clearance.agent.v1.PolicyResult
-	(*PolicySet)(nil),             // 10: clearance.agent.v1.PolicySet
+	(*Session)(nil),               // 7: clearance.agent.v1.Session
+	(*VerifierMessage)(nil),       // 8: clearance.agent.v1.VerifierMessage
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*PolicyResult)(nil),          // 10: clearance.agent.v1.PolicyResult
+	(*PolicySet)(nil),             // 11: clearance.agent.v1.PolicySet
 }
 var file_clearance_agent_v1_stream_proto_depIdxs = []int32{
-	8,  // 0: clearance.agent.v1.PostureReport.observed_at:type_name -> google.protobuf.Timestamp
-	9,  // 1: clearance.agent.v1.PostureReport.results:type_name -> clearance.agent.v1.PolicyResult
+	9,  // 0: clearance.agent.v1.PostureReport.observed_at:type_name -> google.protobuf.Timestamp
+	10, // 1: clearance.agent.v1.PostureReport.results:type_name -> clearance.agent.v1.PolicyResult
 	1,  // 2: clearance.agent.v1.PostureReport.certificates:type_name -> clearance.agent.v1.KeychainCertificate
-	8,  // 3: clearance.agent.v1.KeychainCertificate.not_valid_after:type_name -> google.protobuf.Timestamp
-	8,  // 4: clearance.agent.v1.CheckNow.expires_at:type_name -> google.protobuf.Timestamp
+	9,  // 3: clearance.agent.v1.KeychainCertificate.not_valid_after:type_name -> google.protobuf.Timestamp
+	9,  // 4: clearance.agent.v1.CheckNow.expires_at:type_name -> google.protobuf.Timestamp
 	3,  // 5: clearance.agent.v1.AgentMessage.hello:type_name -> clearance.agent.v1.Hello
 	2,  // 6: clearance.agent.v1.AgentMessage.report:type_name -> clearance.agent.v1.SignedReport
-	10, // 7: clearance.agent.v1.VerifierMessage.policy_set:type_name -> clearance.agent.v1.PolicySet
-	4,  // 8: clearance.agent.v1.VerifierMessage.check_now:type_name -> clearance.agent.v1.CheckNow
-	5,  // 9: clearance.agent.v1.VerifierMessage.ack:type_name -> clearance.agent.v1.Ack
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	9,  // 7: clearance.agent.v1.Session.verifier_time:type_name -> google.protobuf.Timestamp
+	11, // 8: clearance.agent.v1.VerifierMessage.policy_set:type_name -> clearance.agent.v1.PolicySet
+	4,  // 9: clearance.agent.v1.VerifierMessage.check_now:type_name -> clearance.agent.v1.CheckNow
+	5,  // 10: clearance.agent.v1.VerifierMessage.ack:type_name -> clearance.agent.v1.Ack
+	7,  // 11: clearance.agent.v1.VerifierMessage.session:type_name -> clearance.agent.v1.Session
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_clearance_agent_v1_stream_proto_init() }
@@ -715,10 +797,11 @@ func file_clearance_agent_v1_stream_proto_init() {
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Report)(nil),
 	}
-	file_clearance_agent_v1_stream_proto_msgTypes[7].OneofWrappers = []any{
+	file_clearance_agent_v1_stream_proto_msgTypes[8].OneofWrappers = []any{
 		(*VerifierMessage_PolicySet)(nil),
 		(*VerifierMessage_CheckNow)(nil),
 		(*VerifierMessage_Ack)(nil),
+		(*VerifierMessage_Session)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -726,7 +809,7 @@ func file_clearance_agent_v1_stream_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearance_agent_v1_stream_proto_rawDesc), len(file_clearance_agent_v1_stream_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
