@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/clearance/clearance/pkg/osquerysim"
+	"github.com/clearance/clearance/internal/osquerysim"
 )
 
 const policiesYAML = `policies:
