@@ -7,7 +7,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
-	"github.com/clearance/clearance/verifier/policy"
+	"github.com/clearance/clearance/pkg/policy"
 )
 
 // policySource holds the policy set in force, converted once to the form
