@@ -45,7 +45,8 @@ type Policy struct {
 	Platforms []string
 	// Resolution tells the user how to pass; shown on the remediation page.
 	Resolution string
-	// Required policies count for access.
+	// Required policies count for access; a policy is required unless
+	// its file says "required: false".
 	Required bool
 	// Critical policies are never bypassable; they are always required.
 	Critical bool
