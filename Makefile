@@ -16,7 +16,7 @@ PROTOS := $(shell find proto/clearance -name '*.proto' | sort)
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./verifier/cmd/... ./agent/cmd/... ./pkg/osquerysim/cmd/...
+	$(GO) build -o $(BIN)/ ./verifier/cmd/... ./agent/cmd/... ./internal/osquerysim/cmd/...
 
 ## tools: the pinned code generators, grpcurl and scepclient, installed into ./bin
 tools: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/grpcurl $(BIN)/scepclient

@@ -117,7 +117,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
 
 	fixture := filepath.Join(dir, "mac.json")
-	copyFile(t, "../pkg/osquerysim/testdata/compliant-mac.json", fixture)
+	copyFile(t, "../internal/osquerysim/testdata/compliant-mac.json", fixture)
 	sock := filepath.Join(dir, "osq.sock")
 	startProc(t, "osquery-sim", "--socket", sock, "--fixture", fixture)
 
@@ -137,7 +137,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	}
 
 	// 2. The Mac falls out of compliance: visible within one interval.
-	copyFile(t, "../pkg/osquerysim/testdata/failing-mac.json", fixture)
+	copyFile(t, "../internal/osquerysim/testdata/failing-mac.json", fixture)
 	got = waitDevice(t, v, "a failing report", within, func(g *adminv1.GetDeviceResponse) bool {
 		s := statuses(g)
 		return s["filevault"] == agentv1.PolicyStatus_POLICY_STATUS_FAIL && s["firewall"] == agentv1.PolicyStatus_POLICY_STATUS_FAIL
@@ -147,7 +147,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	}
 
 	// 3. A live check returns a fresh report within 2 s.
-	copyFile(t, "../pkg/osquerysim/testdata/compliant-mac.json", fixture)
+	copyFile(t, "../internal/osquerysim/testdata/compliant-mac.json", fixture)
 	time.Sleep(500 * time.Millisecond) // the stand-in polls its fixture every 200 ms
 	admin, ctx := v.admin()
 	rc, err := admin.RequestCheck(ctx, &adminv1.RequestCheckRequest{DeviceId: deviceID, Timeout: durationpb.New(2 * time.Second)})

@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	cmd := exec.Command("go", "build", "-o", dir+"/", "../verifier/cmd/clearance-verifier", "../agent/cmd/clearance-agent", "../pkg/osquerysim/cmd/osquery-sim")
+	cmd := exec.Command("go", "build", "-o", dir+"/", "../verifier/cmd/clearance-verifier", "../agent/cmd/clearance-agent", "../internal/osquerysim/cmd/osquery-sim")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building binaries:", err)

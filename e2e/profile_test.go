@@ -7,8 +7,8 @@ import (
 
 	"github.com/groob/plist"
 
+	"github.com/clearance/clearance/pkg/agentprefs"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
-	"github.com/clearance/clearance/verifier/profile"
 )
 
 // TestAgentProfileEnrolls generates the agent's device-scope profile with
@@ -47,15 +47,15 @@ func TestAgentProfileEnrolls(t *testing.T) {
 	if err := plist.Unmarshal(raw, &doc); err != nil {
 		t.Fatal(err)
 	}
-	if len(doc.PayloadContent) != 1 || len(doc.PayloadContent[0].PayloadContent[profile.AgentDomain].Forced) != 1 {
+	if len(doc.PayloadContent) != 1 || len(doc.PayloadContent[0].PayloadContent[agentprefs.Domain].Forced) != 1 {
 		t.Fatalf("unexpected profile shape:\n%s", raw)
 	}
-	settings := doc.PayloadContent[0].PayloadContent[profile.AgentDomain].Forced[0].Settings
+	settings := doc.PayloadContent[0].PayloadContent[agentprefs.Domain].Forced[0].Settings
 	managed, err := plist.MarshalIndent(settings, "\t")
 	if err != nil {
 		t.Fatal(err)
 	}
-	managedPath := filepath.Join(dir, profile.AgentDomain+".plist")
+	managedPath := filepath.Join(dir, agentprefs.Domain+".plist")
 	if err := os.WriteFile(managedPath, managed, 0o644); err != nil {
 		t.Fatal(err)
 	}

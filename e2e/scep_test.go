@@ -24,8 +24,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/clearance/clearance/internal/oktasim"
+	"github.com/clearance/clearance/internal/osquerysim"
 	"github.com/clearance/clearance/internal/protoagent"
-	"github.com/clearance/clearance/pkg/osquerysim"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -304,7 +304,7 @@ func TestBrowserCertificateEndToEnd(t *testing.T) {
 
 	// The Mac: the compliant fixture, whose system_info names its hardware
 	// UUID, and alice logged in.
-	base, err := osquerysim.LoadFixture("../pkg/osquerysim/testdata/compliant-mac.json")
+	base, err := osquerysim.LoadFixture("../internal/osquerysim/testdata/compliant-mac.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +314,7 @@ func TestBrowserCertificateEndToEnd(t *testing.T) {
 		t.Fatal("the fixture names no hardware UUID")
 	}
 	fixture := filepath.Join(dir, "mac.json")
-	copyFile(t, "../pkg/osquerysim/testdata/compliant-mac.json", fixture)
+	copyFile(t, "../internal/osquerysim/testdata/compliant-mac.json", fixture)
 	sock := filepath.Join(dir, "osq.sock")
 	osq := startProc(t, "osquery-sim", "--socket", sock, "--fixture", fixture)
 

@@ -314,7 +314,7 @@ func TestSignInEndToEnd(t *testing.T) {
 	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
 
 	fixture := filepath.Join(dir, "mac.json")
-	copyFile(t, "../pkg/osquerysim/testdata/compliant-mac.json", fixture)
+	copyFile(t, "../internal/osquerysim/testdata/compliant-mac.json", fixture)
 	sock := filepath.Join(dir, "osq.sock")
 	osq := startProc(t, "osquery-sim", "--socket", sock, "--fixture", fixture)
 
@@ -348,7 +348,7 @@ func TestSignInEndToEnd(t *testing.T) {
 	resp1 := okAtOkta(t, sp, idpCertPEM, signIn(first), first.ID, first.RelayState)
 
 	// 2. FileVault goes off; the next sign-in asks the agent and is refused.
-	flipMac(t, osq, fixture, "../pkg/osquerysim/testdata/failing-mac.json")
+	flipMac(t, osq, fixture, "../internal/osquerysim/testdata/failing-mac.json")
 	waitStale(t, v, deviceID)
 	held := sp.NewRequest(e2eUser)
 	p := signIn(held)
@@ -369,7 +369,7 @@ func TestSignInEndToEnd(t *testing.T) {
 	}
 
 	// 3. FileVault is back on: "Check again" completes the held sign-in.
-	flipMac(t, osq, fixture, "../pkg/osquerysim/testdata/compliant-mac.json")
+	flipMac(t, osq, fixture, "../internal/osquerysim/testdata/compliant-mac.json")
 	resp3 := okAtOkta(t, sp, idpCertPEM, browser.post(action, url.Values{"token": {token}}), held.ID, held.RelayState)
 
 	// 4. The decision log, through the admin API, tells the story.

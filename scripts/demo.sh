@@ -91,7 +91,7 @@ SECRET=$(clearance-verifier secret create --data-dir "$DATA" --description "make
 echo "    (a secret: shown once, kept only as a hash)"
 
 bold "Starting the osquery stand-in as a compliant Mac"
-cp pkg/osquerysim/testdata/compliant-mac.json "$DATA/mac.json"
+cp internal/osquerysim/testdata/compliant-mac.json "$DATA/mac.json"
 osquery-sim --socket "$DATA/osquery.sock" --fixture "$DATA/mac.json" >"$DATA/osquery.log" 2>&1 &
 pids+=($!)
 wait_for 10 "the osquery socket" test -S "$DATA/osquery.sock"
@@ -116,7 +116,7 @@ echo "    HTTP $status: a signed SAMLResponse, auto-posted to $OKTA_ACS"
 decision
 
 bold "The user turns FileVault and the firewall off (the stand-in flips to failing)"
-cp pkg/osquerysim/testdata/failing-mac.json "$DATA/mac.json"
+cp internal/osquerysim/testdata/failing-mac.json "$DATA/mac.json"
 sleep 1
 
 bold "grpcurl ... AdminService/RequestCheck: a live check, answered in moments"

@@ -1,5 +1,6 @@
-// Package config owns the agent's settings: their names in every source, the
-// order the sources are consulted in, and how values are checked.
+// Package config owns the agent's settings: their names in every source and
+// the order the sources are consulted in. What each value may be is
+// pkg/agentprefs's to say.
 //
 // Sources, first match wins, per setting:
 //
@@ -9,8 +10,8 @@
 //     /Library/Managed Preferences/com.clearance.agent.plist
 //  4. a local plist in the state dir, <state_dir>/com.clearance.agent.plist
 //
-// The plist key names are the exported Key* constants; the verifier's
-// `profile agent` command writes exactly these keys.
+// The plist keys and their domain are pkg/agentprefs's too: the verifier's
+// `profile agent` command writes them by the same rules.
 package config
 
 import (
@@ -22,43 +23,17 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/clearance/clearance/pkg/agentprefs"
 	"github.com/clearance/clearance/pkg/certpem"
-
-	"github.com/groob/plist"
 )
-
-// Plist keys, shared by the managed-preferences and local plists and by the
-// agent configuration profile the verifier generates.
-const (
-	KeyVerifier      = "VerifierAddress" // string HOST:PORT
-	KeyCAFile        = "CAFile"          // string, path to the verifier's root CA (PEM)
-	KeyCAPEM         = "CAPEM"           // string, the root CA itself (PEM)
-	KeyCAFingerprint = "CAFingerprint"   // string, SHA-256 hex of the root cert DER
-	KeyEnrollSecret  = "EnrollSecret"    // string
-	KeyOsquerySocket = "OsquerySocket"   // string, attach to this extensions socket
-	KeyOsquerydPath  = "OsquerydPath"    // string, spawn this osqueryd
-	KeyStateDir      = "StateDir"        // string
-	KeyInterval      = "Interval"        // integer seconds, or a duration string such as "5m"
-	KeyLogLevel      = "LogLevel"        // string debug|info|warn|error
-)
-
-// Domain is the preference domain; the plist files are named after it.
-const Domain = "com.clearance.agent"
-
-// ManagedPlistPath is where macOS places managed preferences for Domain.
-const ManagedPlistPath = "/Library/Managed Preferences/" + Domain + ".plist"
 
 // LocalPlistName is the local plist's file name inside the state dir.
-const LocalPlistName = Domain + ".plist"
+const LocalPlistName = agentprefs.Domain + ".plist"
 
 // Source names, as shown in errors and in `clearance-agent status`.
 const (
@@ -122,35 +97,26 @@ type setting struct {
 }
 
 var settings = []setting{
-	{key: KeyVerifier, flag: "verifier", env: "CLEARANCE_VERIFIER", local: true,
+	{key: agentprefs.KeyVerifier, flag: "verifier", env: "CLEARANCE_VERIFIER", local: true,
 		help: "verifier address `HOST:PORT`", set: setVerifier},
-	{key: KeyCAFile, flag: "ca-file", env: "CLEARANCE_CA_FILE", local: true,
+	{key: agentprefs.KeyCAFile, flag: "ca-file", env: "CLEARANCE_CA_FILE", local: true,
 		help: "`PEM` file of the verifier's root CA", set: setPath(func(c *Config) *string { return &c.CAFile })},
-	{key: KeyCAPEM, flag: "ca-pem", env: "CLEARANCE_CA_PEM", local: true,
+	{key: agentprefs.KeyCAPEM, flag: "ca-pem", env: "CLEARANCE_CA_PEM", local: true,
 		help: "the verifier's root CA as inline `PEM`", set: setCAPEM},
-	{key: KeyCAFingerprint, flag: "ca-fingerprint", env: "CLEARANCE_CA_FINGERPRINT", local: true,
+	{key: agentprefs.KeyCAFingerprint, flag: "ca-fingerprint", env: "CLEARANCE_CA_FINGERPRINT", local: true,
 		help: "SHA-256 `HEX` of the root CA certificate (DER); pins the root", set: setFingerprint},
-	{key: KeyEnrollSecret, flag: "enroll-secret", env: "CLEARANCE_ENROLL_SECRET", local: true,
+	{key: agentprefs.KeyEnrollSecret, flag: "enroll-secret", env: "CLEARANCE_ENROLL_SECRET", local: true,
 		help: "enroll `SECRET` from `clearance-verifier secret create`", set: setEnrollSecret},
-	{key: KeyOsquerySocket, flag: "osquery-socket", env: "CLEARANCE_OSQUERY_SOCKET", local: true,
+	{key: agentprefs.KeyOsquerySocket, flag: "osquery-socket", env: "CLEARANCE_OSQUERY_SOCKET", local: true,
 		help: "attach to an osqueryd extensions `SOCKET`", set: setPath(func(c *Config) *string { return &c.OsquerySocket })},
-	{key: KeyOsquerydPath, flag: "osqueryd", env: "CLEARANCE_OSQUERYD", local: true,
+	{key: agentprefs.KeyOsquerydPath, flag: "osqueryd", env: "CLEARANCE_OSQUERYD", local: true,
 		help: "spawn the osqueryd at `PATH` as a child", set: setPath(func(c *Config) *string { return &c.OsquerydPath })},
-	{key: KeyStateDir, flag: "state-dir", env: "CLEARANCE_STATE_DIR", local: false,
+	{key: agentprefs.KeyStateDir, flag: "state-dir", env: "CLEARANCE_STATE_DIR", local: false,
 		help: "state `DIR` (default " + DefaultStateDir() + ")", set: setPath(func(c *Config) *string { return &c.StateDir })},
-	{key: KeyInterval, flag: "interval", env: "CLEARANCE_INTERVAL", local: true,
+	{key: agentprefs.KeyInterval, flag: "interval", env: "CLEARANCE_INTERVAL", local: true,
 		help: "run every policy at this `DURATION` instead of its own interval", set: setInterval},
-	{key: KeyLogLevel, flag: "log-level", env: "CLEARANCE_LOG_LEVEL", local: true,
+	{key: agentprefs.KeyLogLevel, flag: "log-level", env: "CLEARANCE_LOG_LEVEL", local: true,
 		help: "`LEVEL`: debug, info, warn or error", set: setLogLevel},
-}
-
-// Keys returns every plist key the agent understands.
-func Keys() []string {
-	out := make([]string, len(settings))
-	for i, s := range settings {
-		out[i] = s.key
-	}
-	return out
 }
 
 // EnvVars maps each plist key to its environment variable.
@@ -166,7 +132,7 @@ func EnvVars() map[string]string {
 type Flags struct {
 	fs     *flag.FlagSet
 	values map[string]*string
-	// ManagedPlist overrides ManagedPlistPath (tests, unusual deployments).
+	// ManagedPlist overrides agentprefs.ManagedPlistPath (tests, unusual deployments).
 	ManagedPlist *string
 }
 
@@ -176,7 +142,7 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 	for _, s := range settings {
 		f.values[s.flag] = fs.String(s.flag, "", s.help)
 	}
-	f.ManagedPlist = fs.String("managed-plist", ManagedPlistPath, "managed-preferences `PLIST` to read")
+	f.ManagedPlist = fs.String("managed-plist", agentprefs.ManagedPlistPath, "managed-preferences `PLIST` to read")
 	return f
 }
 
@@ -198,7 +164,7 @@ type Inputs struct {
 	// Getenv reads the environment (default os.LookupEnv).
 	Getenv func(string) (string, bool)
 	// ManagedPlist is the managed-preferences plist path (default
-	// ManagedPlistPath); a missing file is not an error.
+	// agentprefs.ManagedPlistPath); a missing file is not an error.
 	ManagedPlist string
 }
 
@@ -210,7 +176,7 @@ func Load(in Inputs) (*Config, error) {
 	}
 	managedPath := in.ManagedPlist
 	if managedPath == "" {
-		managedPath = ManagedPlistPath
+		managedPath = agentprefs.ManagedPlistPath
 	}
 	managed, err := readPlist(managedPath)
 	if err != nil {
@@ -243,14 +209,14 @@ func Load(in Inputs) (*Config, error) {
 		c.Sources[s.key] = v.source
 		return nil
 	}
-	stateSetting := settings[indexOf(KeyStateDir)]
+	stateSetting := settings[indexOf(agentprefs.KeyStateDir)]
 	if v, ok := resolve(stateSetting, nil, ""); ok {
 		if err := apply(stateSetting, v); err != nil {
 			return nil, err
 		}
 	} else {
 		c.StateDir = DefaultStateDir()
-		c.Sources[KeyStateDir] = SourceDefault
+		c.Sources[agentprefs.KeyStateDir] = SourceDefault
 	}
 
 	localPath := filepath.Join(c.StateDir, LocalPlistName)
@@ -264,7 +230,7 @@ func Load(in Inputs) (*Config, error) {
 		}
 	}
 	for _, s := range settings {
-		if s.key == KeyStateDir {
+		if s.key == agentprefs.KeyStateDir {
 			continue
 		}
 		if v, ok := resolve(s, local, localPath); ok {
@@ -275,7 +241,7 @@ func Load(in Inputs) (*Config, error) {
 	}
 	if c.OsquerySocket != "" && c.OsquerydPath != "" {
 		return nil, fmt.Errorf("%s (from %s) and %s (from %s) are both set: attach to a socket or spawn osqueryd, not both",
-			KeyOsquerySocket, c.Sources[KeyOsquerySocket], KeyOsquerydPath, c.Sources[KeyOsquerydPath])
+			agentprefs.KeyOsquerySocket, c.Sources[agentprefs.KeyOsquerySocket], agentprefs.KeyOsquerydPath, c.Sources[agentprefs.KeyOsquerydPath])
 	}
 	return c, nil
 }
@@ -292,10 +258,10 @@ func indexOf(key string) int {
 // RequireVerifier checks what talking to the verifier needs.
 func (c *Config) RequireVerifier() error {
 	if c.Verifier == "" {
-		return fmt.Errorf("no verifier address: set --verifier, CLEARANCE_VERIFIER or the %s plist key", KeyVerifier)
+		return fmt.Errorf("no verifier address: set --verifier, CLEARANCE_VERIFIER or the %s plist key", agentprefs.KeyVerifier)
 	}
 	if c.CAFile == "" && c.CAPEM == "" {
-		return fmt.Errorf("no verifier CA: set --ca-file, CLEARANCE_CA_FILE or the %s or %s plist key", KeyCAFile, KeyCAPEM)
+		return fmt.Errorf("no verifier CA: set --ca-file, CLEARANCE_CA_FILE or the %s or %s plist key", agentprefs.KeyCAFile, agentprefs.KeyCAPEM)
 	}
 	return nil
 }
@@ -303,7 +269,7 @@ func (c *Config) RequireVerifier() error {
 // RequireOsquery checks that one way to reach osquery is configured.
 func (c *Config) RequireOsquery() error {
 	if c.OsquerySocket == "" && c.OsquerydPath == "" {
-		return fmt.Errorf("no osquery: set --osquery-socket (attach) or --osqueryd (spawn), or the %s or %s plist key", KeyOsquerySocket, KeyOsquerydPath)
+		return fmt.Errorf("no osquery: set --osquery-socket (attach) or --osqueryd (spawn), or the %s or %s plist key", agentprefs.KeyOsquerySocket, agentprefs.KeyOsquerydPath)
 	}
 	return nil
 }
@@ -315,18 +281,18 @@ func (c *Config) CAPool() (*x509.CertPool, []*x509.Certificate, error) {
 	if c.CAFile != "" {
 		raw, err := os.ReadFile(c.CAFile)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s from %s: %w", KeyCAFile, c.Sources[KeyCAFile], err)
+			return nil, nil, fmt.Errorf("%s from %s: %w", agentprefs.KeyCAFile, c.Sources[agentprefs.KeyCAFile], err)
 		}
 		cs, err := certpem.Parse(raw)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s from %s: %s: %w", KeyCAFile, c.Sources[KeyCAFile], c.CAFile, err)
+			return nil, nil, fmt.Errorf("%s from %s: %s: %w", agentprefs.KeyCAFile, c.Sources[agentprefs.KeyCAFile], c.CAFile, err)
 		}
 		certs = append(certs, cs...)
 	}
 	if c.CAPEM != "" {
 		cs, err := certpem.Parse([]byte(c.CAPEM))
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s from %s: %w", KeyCAPEM, c.Sources[KeyCAPEM], err)
+			return nil, nil, fmt.Errorf("%s from %s: %w", agentprefs.KeyCAPEM, c.Sources[agentprefs.KeyCAPEM], err)
 		}
 		certs = append(certs, cs...)
 	}
@@ -342,7 +308,7 @@ func (c *Config) CAPool() (*x509.CertPool, []*x509.Certificate, error) {
 			}
 		}
 		if !found {
-			return nil, nil, fmt.Errorf("%s from %s: no configured CA certificate has this fingerprint", KeyCAFingerprint, c.Sources[KeyCAFingerprint])
+			return nil, nil, fmt.Errorf("%s from %s: no configured CA certificate has this fingerprint", agentprefs.KeyCAFingerprint, c.Sources[agentprefs.KeyCAFingerprint])
 		}
 	}
 	pool := x509.NewCertPool()
@@ -362,95 +328,22 @@ func readPlist(path string) (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
-	var doc any
-	if err := plist.Unmarshal(raw, &doc); err != nil {
-		return nil, fmt.Errorf("%s is not a valid plist: %w", path, err)
-	}
-	dict, ok := doc.(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("%s: the top level must be a dictionary, not %s", path, kind(doc))
-	}
-	known := make(map[string]bool, len(settings))
-	for _, s := range settings {
-		known[s.key] = true
-	}
-	keys := make([]string, 0, len(dict))
-	for k := range dict {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make(map[string]string, len(dict))
-	for _, k := range keys {
-		// Configuration profiles carry Payload* bookkeeping keys; some MDMs
-		// leave them in the managed preferences file.
-		if strings.HasPrefix(k, "Payload") {
-			continue
-		}
-		if !known[k] {
-			return nil, fmt.Errorf("%s: unknown key %q (known keys: %s)", path, k, strings.Join(Keys(), ", "))
-		}
-		switch v := dict[k].(type) {
-		case string:
-			out[k] = v
-		case int64:
-			if k != KeyInterval {
-				return nil, fmt.Errorf("%s: key %s must be a string, not an integer", path, k)
-			}
-			out[k] = strconv.FormatInt(v, 10) + "s"
-		case uint64:
-			if k != KeyInterval {
-				return nil, fmt.Errorf("%s: key %s must be a string, not an integer", path, k)
-			}
-			out[k] = strconv.FormatUint(v, 10) + "s"
-		default:
-			return nil, fmt.Errorf("%s: key %s must be a string, not %s", path, k, kind(v))
-		}
+	out, err := agentprefs.ParsePlist(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return out, nil
 }
 
-func kind(v any) string {
-	switch v.(type) {
-	case map[string]any:
-		return "a dictionary"
-	case []any:
-		return "an array"
-	case bool:
-		return "a boolean"
-	case int64, uint64:
-		return "an integer"
-	case float32, float64:
-		return "a real"
-	case []byte:
-		return "data"
-	case time.Time:
-		return "a date"
-	case string:
-		return "a string"
-	default:
-		return fmt.Sprintf("%T", v)
-	}
-}
-
-func setVerifier(c *Config, v string) error {
-	host, port, err := net.SplitHostPort(v)
-	if err != nil {
-		return fmt.Errorf("%q is not HOST:PORT", v)
-	}
-	if host == "" {
-		return fmt.Errorf("%q has no host", v)
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return fmt.Errorf("%q: port %q is not a number between 1 and 65535", v, port)
-	}
-	c.Verifier = v
-	return nil
+func setVerifier(c *Config, v string) (err error) {
+	c.Verifier, err = agentprefs.ParseVerifier(v)
+	return err
 }
 
 func setPath(field func(*Config) *string) func(*Config, string) error {
 	return func(c *Config, v string) error {
-		if v == "" {
-			return errors.New("is empty")
+		if err := agentprefs.CheckPath(v); err != nil {
+			return err
 		}
 		if !filepath.IsAbs(v) {
 			abs, err := filepath.Abs(v)
@@ -465,48 +358,29 @@ func setPath(field func(*Config) *string) func(*Config, string) error {
 }
 
 func setCAPEM(c *Config, v string) error {
-	if _, err := certpem.Parse([]byte(v)); err != nil {
+	if err := agentprefs.CheckCAPEM(v); err != nil {
 		return err
 	}
 	c.CAPEM = v
 	return nil
 }
 
-func setFingerprint(c *Config, v string) error {
-	norm := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(v), ":", ""))
-	if b, err := hex.DecodeString(norm); err != nil || len(b) != sha256.Size {
-		return errors.New("must be 64 hex digits (SHA-256 of the CA certificate, colons allowed)")
-	}
-	c.CAFingerprint = norm
-	return nil
+func setFingerprint(c *Config, v string) (err error) {
+	c.CAFingerprint, err = agentprefs.ParseFingerprint(v)
+	return err
 }
 
-func setEnrollSecret(c *Config, v string) error {
-	// The value itself never appears in an error.
-	if strings.TrimSpace(v) == "" {
-		return errors.New("is empty")
-	}
-	c.EnrollSecret = strings.TrimSpace(v)
-	return nil
+func setEnrollSecret(c *Config, v string) (err error) {
+	c.EnrollSecret, err = agentprefs.ParseEnrollSecret(v)
+	return err
 }
 
-func setInterval(c *Config, v string) error {
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return fmt.Errorf("%q is not a duration such as \"60s\" or \"5m\"", v)
-	}
-	if d < time.Second {
-		return fmt.Errorf("%s is shorter than the minimum of 1s", d)
-	}
-	c.Interval = d
-	return nil
+func setInterval(c *Config, v string) (err error) {
+	c.Interval, err = agentprefs.ParseInterval(v)
+	return err
 }
 
-func setLogLevel(c *Config, v string) error {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(v)); err != nil {
-		return fmt.Errorf("%q is not one of debug, info, warn, error", v)
-	}
-	c.LogLevel = l
-	return nil
+func setLogLevel(c *Config, v string) (err error) {
+	c.LogLevel, err = agentprefs.ParseLogLevel(v)
+	return err
 }

@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clearance/clearance/agent/internal/fakeverifier"
+	"github.com/clearance/clearance/pkg/agentprefs"
 )
 
 const plistHead = `<?xml version="1.0" encoding="UTF-8"?>
@@ -63,10 +66,10 @@ func TestPrecedence(t *testing.T) {
 				in.Getenv = env(map[string]string{"CLEARANCE_VERIFIER": "env.example:2"})
 			}
 			if tt.managed {
-				write(t, managed, plistDoc(str(KeyVerifier, "managed.example:3")))
+				write(t, managed, plistDoc(str(agentprefs.KeyVerifier, "managed.example:3")))
 			}
 			if tt.local {
-				write(t, filepath.Join(stateDir, LocalPlistName), plistDoc(str(KeyVerifier, "local.example:4")))
+				write(t, filepath.Join(stateDir, LocalPlistName), plistDoc(str(agentprefs.KeyVerifier, "local.example:4")))
 			}
 			c, err := Load(in)
 			if err != nil {
@@ -75,8 +78,8 @@ func TestPrecedence(t *testing.T) {
 			if c.Verifier != tt.want {
 				t.Errorf("Verifier = %q, want %q", c.Verifier, tt.want)
 			}
-			if !strings.HasSuffix(c.Sources[KeyVerifier], tt.wantSource) {
-				t.Errorf("source = %q, want …%q", c.Sources[KeyVerifier], tt.wantSource)
+			if !strings.HasSuffix(c.Sources[agentprefs.KeyVerifier], tt.wantSource) {
+				t.Errorf("source = %q, want …%q", c.Sources[agentprefs.KeyVerifier], tt.wantSource)
 			}
 		})
 	}
@@ -89,9 +92,9 @@ func TestPerKeyMerge(t *testing.T) {
 	stateDir := filepath.Join(dir, "state")
 	// The state dir comes from the managed plist, and the local plist is
 	// then found inside it.
-	write(t, managed, plistDoc(str(KeyStateDir, stateDir), str(KeyEnrollSecret, "from-mdm"), "<key>Interval</key><integer>90</integer>",
+	write(t, managed, plistDoc(str(agentprefs.KeyStateDir, stateDir), str(agentprefs.KeyEnrollSecret, "from-mdm"), "<key>Interval</key><integer>90</integer>",
 		str("PayloadUUID", "9F0C1E55-0000-4000-8000-000000000000")))
-	write(t, filepath.Join(stateDir, LocalPlistName), plistDoc(str(KeyOsquerySocket, "/var/osquery/osquery.em"), str(KeyLogLevel, "debug")))
+	write(t, filepath.Join(stateDir, LocalPlistName), plistDoc(str(agentprefs.KeyOsquerySocket, "/var/osquery/osquery.em"), str(agentprefs.KeyLogLevel, "debug")))
 	c, err := Load(Inputs{Getenv: env(map[string]string{"CLEARANCE_VERIFIER": "v.example:443"}), ManagedPlist: managed})
 	if err != nil {
 		t.Fatal(err)
@@ -108,8 +111,8 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.StateDir != DefaultStateDir() || c.Sources[KeyStateDir] != SourceDefault {
-		t.Errorf("state dir = %q from %q", c.StateDir, c.Sources[KeyStateDir])
+	if c.StateDir != DefaultStateDir() || c.Sources[agentprefs.KeyStateDir] != SourceDefault {
+		t.Errorf("state dir = %q from %q", c.StateDir, c.Sources[agentprefs.KeyStateDir])
 	}
 }
 
@@ -135,15 +138,15 @@ func TestInvalid(t *testing.T) {
 			want: []string{"VerifierAddress", "environment CLEARANCE_VERIFIER", "not HOST:PORT"}},
 		{name: "bad port from flag", flags: map[string]string{"verifier": "host:99999"},
 			want: []string{"VerifierAddress", "flag --verifier", "port"}},
-		{name: "bad interval", managed: plistDoc(str(KeyInterval, "soon")),
+		{name: "bad interval", managed: plistDoc(str(agentprefs.KeyInterval, "soon")),
 			want: []string{"Interval", "managed.plist key Interval", "not a duration"}},
 		{name: "bad fingerprint", flags: map[string]string{"ca-fingerprint": "abc"},
 			want: []string{"CAFingerprint", "64 hex digits"}},
-		{name: "bad inline CA", managed: plistDoc(str(KeyCAPEM, "not pem")),
+		{name: "bad inline CA", managed: plistDoc(str(agentprefs.KeyCAPEM, "not pem")),
 			want: []string{"CAPEM", "no PEM certificate"}},
 		{name: "bad log level", env: map[string]string{"CLEARANCE_LOG_LEVEL": "loud"},
 			want: []string{"LogLevel", "loud"}},
-		{name: "state dir in local plist", local: plistDoc(str(KeyStateDir, "/elsewhere")),
+		{name: "state dir in local plist", local: plistDoc(str(agentprefs.KeyStateDir, "/elsewhere")),
 			want: []string{"StateDir", "local plist"}},
 		{name: "attach and spawn", flags: map[string]string{"osquery-socket": "/a.em"}, env: map[string]string{"CLEARANCE_OSQUERYD": "/usr/local/bin/osqueryd"},
 			want: []string{"OsquerySocket", "OsquerydPath", "not both"}},
@@ -185,13 +188,30 @@ func TestSecretNeverInErrorsOrLogs(t *testing.T) {
 	}
 }
 
-func TestKeysAreStable(t *testing.T) {
+// TestSettingsAreTheContract: the agent reads every key of the contract, in
+// its order, and accepts a value exactly when agentprefs.Check does, so the
+// verifier's profile (which checks with agentprefs) writes nothing the agent
+// refuses.
+func TestSettingsAreTheContract(t *testing.T) {
 	t.Parallel()
-	// The verifier's `profile agent` writes these keys; renaming one
-	// silently unconfigures every managed Mac.
-	want := []string{"VerifierAddress", "CAFile", "CAPEM", "CAFingerprint", "EnrollSecret", "OsquerySocket", "OsquerydPath", "StateDir", "Interval", "LogLevel"}
-	got := Keys()
-	if strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Errorf("Keys() = %v, want %v", got, want)
+	var keys []string
+	for _, s := range settings {
+		keys = append(keys, s.key)
+	}
+	if got, want := strings.Join(keys, ","), strings.Join(agentprefs.Keys(), ","); got != want {
+		t.Errorf("settings keys %s, agentprefs.Keys() %s", got, want)
+	}
+	values := []string{"", " ", "x", "host:443", ":443", "host:0", "host:65536", "[::1]:8443", "5m", "90s", "500ms", "0s", "-1m",
+		"debug", "WARN", "loud", "/var/osquery/osquery.em", "relative/path", " secret ",
+		strings.Repeat("ab", 32), strings.Repeat("AB:", 31) + "AB", strings.Repeat("a", 63), "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n",
+		string(fakeverifier.NewPKI(t).RootPEM())}
+	for _, s := range settings {
+		for _, v := range values {
+			agentErr := s.set(&Config{}, v)
+			prefsErr := agentprefs.Check(s.key, v)
+			if (agentErr == nil) != (prefsErr == nil) {
+				t.Errorf("%s = %q: agent says %v, agentprefs says %v", s.key, v, agentErr, prefsErr)
+			}
+		}
 	}
 }

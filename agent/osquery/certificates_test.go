@@ -21,7 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/clearance/clearance/agent/osquery"
-	"github.com/clearance/clearance/pkg/osquerysim"
+	"github.com/clearance/clearance/internal/osquerysim"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
 

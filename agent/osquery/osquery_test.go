@@ -13,7 +13,7 @@ import (
 
 	"github.com/clearance/clearance/agent/osquery"
 	"github.com/clearance/clearance/agent/policy"
-	"github.com/clearance/clearance/pkg/osquerysim"
+	"github.com/clearance/clearance/internal/osquerysim"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
 
@@ -159,7 +159,7 @@ func TestAttachSocketGoneThenBack(t *testing.T) {
 func buildSim(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "osquery-sim")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/clearance/clearance/pkg/osquerysim/cmd/osquery-sim")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/clearance/clearance/internal/osquerysim/cmd/osquery-sim")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building osquery-sim: %v\n%s", err, out)
 	}

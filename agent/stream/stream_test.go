@@ -21,8 +21,8 @@ import (
 	"github.com/clearance/clearance/agent/osquery"
 	"github.com/clearance/clearance/agent/state"
 	"github.com/clearance/clearance/agent/stream"
+	"github.com/clearance/clearance/internal/osquerysim"
 	"github.com/clearance/clearance/pkg/atomicfile"
-	"github.com/clearance/clearance/pkg/osquerysim"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
 

@@ -5,30 +5,20 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
-)
 
-// AgentDomain is the agent's preference domain; macOS writes the managed
-// preferences to /Library/Managed Preferences/<AgentDomain>.plist. It must
-// equal the agent's config.Domain (a test checks it; this package cannot
-// import the agent's).
-const AgentDomain = "com.clearance.agent"
+	"github.com/groob/plist"
+
+	"github.com/clearance/clearance/pkg/agentprefs"
+)
 
 // DefaultAgentIdentifier is the agent profile's PayloadIdentifier when none
 // is given.
 const DefaultAgentIdentifier = "com.clearance.agent.profile"
-
-// The agent's plist keys (agent/config Key*) this profile writes. Only keys
-// the agent knows may appear: it refuses a managed plist with unknown keys.
-const (
-	agentKeyVerifier      = "VerifierAddress"
-	agentKeyCAPEM         = "CAPEM"
-	agentKeyCAFingerprint = "CAFingerprint"
-	agentKeyEnrollSecret  = "EnrollSecret"
-	agentKeyInterval      = "Interval"
-)
 
 // AgentOptions are the inputs of the agent's device-scope profile.
 type AgentOptions struct {
@@ -54,8 +44,10 @@ func (o *AgentOptions) check() error {
 	if strings.TrimSpace(o.Organization) == "" {
 		errs = append(errs, errors.New("organization is required (shown to users as the profile's publisher)"))
 	}
-	if err := checkHostPort("verifier address", o.VerifierAddress); err != nil {
-		errs = append(errs, err)
+	if o.VerifierAddress == "" {
+		errs = append(errs, errors.New("verifier address is required (HOST:PORT of the verifier's gRPC listener)"))
+	} else if _, err := agentprefs.ParseVerifier(o.VerifierAddress); err != nil {
+		errs = append(errs, fmt.Errorf("verifier address %w", err))
 	}
 	if strings.TrimSpace(o.EnrollSecret) == "" {
 		// The value itself never appears in an error.
@@ -67,13 +59,16 @@ func (o *AgentOptions) check() error {
 	if err := checkCA(o.CACert); err != nil {
 		errs = append(errs, err)
 	}
-	switch {
-	case o.Interval < 0:
+	// Zero leaves the key out; anything else must suit the agent, and be
+	// whole seconds, the integer form the profile writes.
+	if o.Interval < 0 {
 		errs = append(errs, fmt.Errorf("interval %s is negative", o.Interval))
-	case o.Interval > 0 && o.Interval < time.Second:
-		errs = append(errs, fmt.Errorf("interval %s is shorter than the agent's minimum of 1s", o.Interval))
-	case o.Interval%time.Second != 0:
-		errs = append(errs, fmt.Errorf("interval %s is not a whole number of seconds", o.Interval))
+	} else if o.Interval != 0 {
+		if err := agentprefs.CheckInterval(o.Interval); err != nil {
+			errs = append(errs, fmt.Errorf("interval %w", err))
+		} else if o.Interval%time.Second != 0 {
+			errs = append(errs, fmt.Errorf("interval %s is not a whole number of seconds", o.Interval))
+		}
 	}
 	if err := checkIdentifier(o.Identifier); err != nil {
 		errs = append(errs, err)
@@ -100,22 +95,25 @@ func Agent(o AgentOptions) ([]byte, error) {
 	caFP := fingerprint(o.CACert)
 
 	settings := payload{
-		agentKeyVerifier:      o.VerifierAddress,
-		agentKeyCAPEM:         string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.CACert.Raw})),
-		agentKeyCAFingerprint: caFP,
-		agentKeyEnrollSecret:  o.EnrollSecret,
+		agentprefs.KeyVerifier:      o.VerifierAddress,
+		agentprefs.KeyCAPEM:         string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.CACert.Raw})),
+		agentprefs.KeyCAFingerprint: caFP,
+		agentprefs.KeyEnrollSecret:  o.EnrollSecret,
 	}
 	interval := ""
 	if o.Interval > 0 {
 		// An integer is the agent's documented form: seconds.
-		settings[agentKeyInterval] = int64(o.Interval / time.Second)
+		settings[agentprefs.KeyInterval] = int64(o.Interval / time.Second)
 		interval = strconv.FormatInt(int64(o.Interval/time.Second), 10)
+	}
+	if err := checkAgentSettings(settings); err != nil {
+		return nil, fmt.Errorf("agent profile: %w", err)
 	}
 
 	prefs := inner(o.Identifier+".preferences", TypeManagedPreferences, "Clearance agent settings",
-		AgentDomain, o.VerifierAddress, caFP, interval)
+		agentprefs.Domain, o.VerifierAddress, caFP, interval)
 	prefs["PayloadContent"] = payload{
-		AgentDomain: payload{
+		agentprefs.Domain: payload{
 			"Forced": []payload{{"mcx_preference_settings": settings}},
 		},
 	}
@@ -125,4 +123,26 @@ func Agent(o AgentOptions) ([]byte, error) {
 		"Tells the Clearance agent which verifier to report to, how to trust it, and how to enroll.",
 		[]payload{prefs})
 	return encode(doc)
+}
+
+// checkAgentSettings reads the settings back as the agent will, from the
+// plist macOS writes them to, and checks each with the agent's own rules:
+// the options were checked already, so this only fails if the two drift,
+// and then no profile is better than one that unconfigures every Mac.
+func checkAgentSettings(settings payload) error {
+	raw, err := plist.Marshal(settings)
+	if err != nil {
+		return fmt.Errorf("encoding settings: %w", err)
+	}
+	values, err := agentprefs.ParsePlist(raw)
+	if err != nil {
+		return fmt.Errorf("the agent would refuse its settings: %w", err)
+	}
+	names := slices.Sorted(maps.Keys(values))
+	for _, name := range names {
+		if err := agentprefs.Check(name, values[name]); err != nil {
+			return fmt.Errorf("the agent would refuse %s: %w", name, err)
+		}
+	}
+	return nil
 }

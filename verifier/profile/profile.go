@@ -19,9 +19,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
-	"strconv"
 	"strings"
 
 	"github.com/groob/plist"
@@ -170,23 +168,4 @@ func checkHTTPURL(name, raw string, httpsOnly bool) (*url.URL, error) {
 		return nil, fmt.Errorf("%s must not carry credentials", name)
 	}
 	return u, nil
-}
-
-// checkHostPort mirrors the agent's own check of VerifierAddress, so a
-// profile the agent would refuse is refused here, before it reaches any Mac.
-func checkHostPort(name, v string) error {
-	if v == "" {
-		return fmt.Errorf("%s is required (HOST:PORT of the verifier's gRPC listener)", name)
-	}
-	host, port, err := net.SplitHostPort(v)
-	if err != nil {
-		return fmt.Errorf("%s %q is not HOST:PORT", name, v)
-	}
-	if host == "" {
-		return fmt.Errorf("%s %q has no host", name, v)
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return fmt.Errorf("%s %q: port %q is not a number between 1 and 65535", name, v, port)
-	}
-	return nil
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/groob/plist"
 
+	"github.com/clearance/clearance/pkg/agentprefs"
 	"github.com/clearance/clearance/verifier/profile"
 )
 
@@ -356,6 +357,53 @@ func TestAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantKeys(t, "agent settings without interval", agentSettings(t, raw), "VerifierAddress", "CAPEM", "CAFingerprint", "EnrollSecret")
+}
+
+// TestAgentSettingsSuitTheAgent: every key the agent profile writes is one
+// the agent knows, holding a value the agent's own validator accepts, read
+// from the plist macOS would write to /Library/Managed Preferences.
+func TestAgentSettingsSuitTheAgent(t *testing.T) {
+	t.Parallel()
+	variants := map[string]func(*profile.AgentOptions){
+		"defaults":         func(*profile.AgentOptions) {},
+		"no interval":      func(o *profile.AgentOptions) { o.Interval = 0 },
+		"shortest":         func(o *profile.AgentOptions) { o.Interval = time.Second },
+		"a day":            func(o *profile.AgentOptions) { o.Interval = 24 * time.Hour },
+		"IPv6 verifier":    func(o *profile.AgentOptions) { o.VerifierAddress = "[2001:db8::1]:8443" },
+		"highest port":     func(o *profile.AgentOptions) { o.VerifierAddress = "v.example:65535" },
+		"other identifier": func(o *profile.AgentOptions) { o.Identifier = "com.example.clearance" },
+	}
+	for name, change := range variants {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			o := agentOptions(t)
+			change(&o)
+			raw, err := profile.Agent(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			settings := agentSettings(t, raw)
+			managed, err := plist.Marshal(settings)
+			if err != nil {
+				t.Fatal(err)
+			}
+			values, err := agentprefs.ParsePlist(managed)
+			if err != nil {
+				t.Fatalf("the agent refuses the managed plist: %v", err)
+			}
+			if len(values) != len(settings) {
+				t.Errorf("the agent reads %d of the %d keys written", len(values), len(settings))
+			}
+			for key, v := range values {
+				if !slices.Contains(agentprefs.Keys(), key) {
+					t.Errorf("key %s is not one the agent knows", key)
+				}
+				if err := agentprefs.Check(key, v); err != nil {
+					t.Errorf("the agent refuses %s: %v", key, err)
+				}
+			}
+		})
+	}
 }
 
 // agentSettings digs the agent's settings out of a profile, the dictionary

@@ -4,10 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"google.golang.org/protobuf/types/known/durationpb"
-
+	"github.com/clearance/clearance/pkg/policy"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
-	"github.com/clearance/clearance/verifier/policy"
 )
 
 // policySource holds the policy set in force, converted once to the form
@@ -36,19 +34,7 @@ func (p *policySource) Reload() (*agentv1.PolicySet, error) {
 	if err != nil {
 		return nil, err
 	}
-	ps := toProto(set)
+	ps := set.Proto()
 	p.cur.Store(ps)
 	return ps, nil
-}
-
-func toProto(s *policy.Set) *agentv1.PolicySet {
-	out := &agentv1.PolicySet{Version: s.Version}
-	for _, p := range s.Policies {
-		out.Policies = append(out.Policies, &agentv1.Policy{
-			Id: p.ID, Name: p.Name, Description: p.Description, Query: p.Query,
-			Platforms: p.Platforms, Resolution: p.Resolution, Required: p.Required,
-			Critical: p.Critical, Interval: durationpb.New(p.Interval),
-		})
-	}
-	return out
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/clearance/clearance/agent/state"
 	"github.com/clearance/clearance/agent/stream"
 	"github.com/clearance/clearance/agent/version"
+	policyfile "github.com/clearance/clearance/pkg/policy"
 	"github.com/clearance/clearance/pkg/run"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -230,20 +231,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// check never opens its own Connect stream: the verifier keeps one
-	// session per device, and a second would replace the daemon's.
-	var ps *agentv1.PolicySet
-	if policiesFile != "" {
-		if ps, err = policy.LoadFile(policiesFile); err != nil {
-			return err
-		}
-	} else {
-		if ps, err = dir.LoadPolicySet(); err != nil {
-			return err
-		}
-		if ps == nil {
-			return fmt.Errorf("no policies: pass --policies FILE, or let `clearance-agent run` receive the policy set from the verifier first (cached in %s)", dir.File(state.PolicySetFile))
-		}
+	ps, err := checkPolicies(policiesFile, dir)
+	if err != nil {
+		return err
 	}
 	oq, err := newRunner(cfg, dir, log)
 	if err != nil {
@@ -266,6 +256,28 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return printResults(stdout, ps, results)
+}
+
+// checkPolicies is the policy set check runs: the file's, read by the
+// verifier's own rules (pkg/policy), or else the one the daemon last received.
+// check never opens its own Connect stream: the verifier keeps one session
+// per device, and a second would replace the daemon's.
+func checkPolicies(file string, dir *state.Dir) (*agentv1.PolicySet, error) {
+	if file != "" {
+		set, err := policyfile.Load(file)
+		if err != nil {
+			return nil, fmt.Errorf("loading policies: %w", err)
+		}
+		return set.Proto(), nil
+	}
+	ps, err := dir.LoadPolicySet()
+	if err != nil {
+		return nil, err
+	}
+	if ps == nil {
+		return nil, fmt.Errorf("no policies: pass --policies FILE, or let `clearance-agent run` receive the policy set from the verifier first (cached in %s)", dir.File(state.PolicySetFile))
+	}
+	return ps, nil
 }
 
 func printResults(w io.Writer, ps *agentv1.PolicySet, results []*agentv1.PolicyResult) error {

@@ -3,24 +3,32 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/clearance/clearance/pkg/osquerysim"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/clearance/clearance/internal/osquerysim"
+	policyfile "github.com/clearance/clearance/pkg/policy"
 )
 
+var update = flag.Bool("update", false, "rewrite golden files under testdata/")
+
+// policiesYAML leaves "required" out of filevault-on: a policy is required
+// unless it says otherwise, so failing it fails the check.
 const policiesYAML = `policies:
   - id: filevault-on
     name: FileVault is on
     query: SELECT 1 FROM disk_encryption WHERE filevault_status = 'on' LIMIT 1
     resolution: Turn on FileVault in System Settings.
-    required: true
     interval: 60s
   - id: broken
     name: Broken query
     query: SELECT sid FROM certificates
+    required: false
   - id: linux-only
     name: Not for Macs
     query: SELECT 1
@@ -40,36 +48,12 @@ func TestCheck(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.fixture, func(t *testing.T) {
 			t.Parallel()
-			dir, err := os.MkdirTemp("", "ck")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { os.RemoveAll(dir) })
-			socket := filepath.Join(dir, "osquery.em")
-			f, err := osquerysim.LoadFixture(tt.fixture)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sim, err := osquerysim.New(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { defer close(done); sim.Serve(ctx, socket) }()
-			t.Cleanup(func() { cancel(); <-done; sim.Close() })
-
-			policies := filepath.Join(dir, "policies.yaml")
-			if err := os.WriteFile(policies, []byte(policiesYAML), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			var stdout, stderr bytes.Buffer
-			code := realMain([]string{"check", "--policies", policies, "--osquery-socket", socket,
-				"--state-dir", filepath.Join(dir, "state"), "--managed-plist", filepath.Join(dir, "none.plist")}, &stdout, &stderr)
+			dir, socket := startSim(t, tt.fixture)
+			code, stdout, stderr := check(t, dir, socket, policiesYAML)
 			if code != tt.wantCode {
-				t.Errorf("exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.wantCode, stdout.String(), stderr.String())
+				t.Errorf("exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.wantCode, stdout, stderr)
 			}
-			out := stdout.String()
+			out := stdout
 			if !strings.HasPrefix(out, "ID") || strings.Contains(out, "linux-only") {
 				t.Errorf("table:\n%s", out)
 			}
@@ -90,5 +74,155 @@ func TestUsage(t *testing.T) {
 	}
 	if code := realMain([]string{"run", "--verifier", "nope", "--managed-plist", "/nonexistent"}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "not HOST:PORT") {
 		t.Errorf("bad flag: code %d, stderr %q", code, stderr.String())
+	}
+}
+
+// startSim serves the named osquery fixture and returns a scratch dir and
+// the socket. The dir is short (not t.TempDir) because unix socket paths
+// are limited to about 100 bytes.
+func startSim(t *testing.T, fixture string) (dir, socket string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ck")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	socket = filepath.Join(dir, "osquery.em")
+	f, err := osquerysim.LoadFixture(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim, err := osquerysim.New(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); sim.Serve(ctx, socket) }()
+	t.Cleanup(func() { cancel(); <-done; sim.Close() })
+	return dir, socket
+}
+
+// check writes policies to dir/policies.yaml and runs
+// `clearance-agent check --policies` against the osquery socket.
+func check(t *testing.T, dir, socket, policies string) (code int, stdout, stderr string) {
+	t.Helper()
+	file := filepath.Join(dir, "policies.yaml")
+	if err := os.WriteFile(file, []byte(policies), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code = realMain([]string{"check", "--policies", file, "--osquery-socket", socket,
+		"--state-dir", filepath.Join(dir, "state"), "--managed-plist", filepath.Join(dir, "none.plist")}, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// TestCheckRequiredByDefault: a failing policy that does not say
+// "required" fails the check, as it would deny access at the verifier.
+func TestCheckRequiredByDefault(t *testing.T) {
+	t.Parallel()
+	const failing = `policies:
+  - id: filevault-on
+    name: FileVault is on
+    query: SELECT 1 FROM disk_encryption WHERE filevault_status = 'on'
+`
+	tests := []struct {
+		name     string
+		yaml     string
+		wantCode int
+	}{
+		{"required left out", failing, 1},
+		{"required: true", failing + "    required: true\n", 1},
+		{"required: null", failing + "    required:\n", 1},
+		{"required: false", failing + "    required: false\n", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir, socket := startSim(t, "failing-mac")
+			code, stdout, stderr := check(t, dir, socket, tt.yaml)
+			if code != tt.wantCode || !strings.Contains(stdout, "filevault-on  FAIL") {
+				t.Errorf("exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.wantCode, stdout, stderr)
+			}
+		})
+	}
+}
+
+// TestCheckPolicyFileErrors: a bad policy file is refused before osquery
+// is asked anything, with the verifier's file:line:col messages, every
+// problem on its own line.
+func TestCheckPolicyFileErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, file string
+		want       string // exact stderr; "" reads testdata/<file>.golden
+	}{
+		{"every problem", "testdata/bad-policies.yaml", ""},
+		{"syntax", "testdata/bad-syntax.yaml",
+			"clearance-agent check: loading policies: testdata/bad-syntax.yaml:2: invalid YAML: did not find expected '-' indicator\n"},
+		{"interval below the verifier's minimum", "testdata/short-interval.yaml",
+			`clearance-agent check: loading policies: testdata/short-interval.yaml:5:15: policy "filevault": "interval" 5s is shorter than the minimum of 10s` + "\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			var stdout, stderr bytes.Buffer
+			// The socket does not exist: the file must be refused first.
+			code := realMain([]string{"check", "--policies", tt.file, "--osquery-socket", filepath.Join(dir, "absent.em"),
+				"--state-dir", filepath.Join(dir, "state"), "--managed-plist", filepath.Join(dir, "none.plist")}, &stdout, &stderr)
+			if code != 1 || stdout.Len() != 0 {
+				t.Errorf("exit code %d, stdout %q; want 1 and nothing", code, stdout.String())
+			}
+			want := tt.want
+			if want == "" {
+				golden := strings.TrimSuffix(tt.file, ".yaml") + ".golden"
+				if *update {
+					if err := os.WriteFile(golden, stderr.Bytes(), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				raw, err := os.ReadFile(golden)
+				if err != nil {
+					t.Fatalf("%v (run go test -update to create it)", err)
+				}
+				want = string(raw)
+			}
+			if got := stderr.String(); got != want {
+				t.Errorf("stderr:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
+}
+
+// TestCheckVersionMatchesVerifier: check runs the example file as the
+// policy set the verifier would push for it, version included. The version
+// is the one pkg/policy's golden file pins for the verifier.
+func TestCheckVersionMatchesVerifier(t *testing.T) {
+	t.Parallel()
+	const example = "../../../examples/policies.yaml"
+	golden, err := os.ReadFile("../../../pkg/policy/testdata/examples.golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _, _ := strings.Cut(string(golden), "\n")
+	want, ok := strings.CutPrefix(first, "version: ")
+	if !ok || len(want) != 16 {
+		t.Fatalf("examples.golden starts %q, want a version line", first)
+	}
+	ps, err := checkPolicies(example, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps.GetVersion() != want {
+		t.Errorf("check's policy set version %q, the verifier's %q", ps.GetVersion(), want)
+	}
+	// And the policies themselves are what the verifier pushes.
+	set, err := policyfile.Load(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(ps, set.Proto()) {
+		t.Errorf("check's policy set differs from the verifier's:\n%v\n%v", ps, set.Proto())
 	}
 }

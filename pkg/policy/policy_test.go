@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -303,6 +304,36 @@ func TestVersionIgnoresFormatting(t *testing.T) {
 	swapped := "policies:\n  - id: fw\n    name: Firewall\n    query: SELECT 1 FROM alf WHERE global_state >= 1\n" + strings.TrimPrefix(base, "policies:\n")
 	if mustParse(t, swapped).Version == two.Version {
 		t.Error("reordering policies kept the version")
+	}
+}
+
+// TestVersionCoversEveryField changes each Policy field in turn: every one
+// must change the version, or agents would keep a stale set after an edit.
+// A field of a kind this test does not know fails it, so a new field gets
+// its place in version's encoding before it ships.
+func TestVersionCoversEveryField(t *testing.T) {
+	t.Parallel()
+	base := Policy{ID: "a", Name: "A", Query: "SELECT 1", Required: true, Interval: DefaultInterval}
+	want := version([]Policy{base})
+	typ := reflect.TypeOf(base)
+	for i := range typ.NumField() {
+		p := base
+		f := reflect.ValueOf(&p).Elem().Field(i)
+		switch {
+		case f.Kind() == reflect.String:
+			f.SetString(f.String() + "x")
+		case f.Kind() == reflect.Bool:
+			f.SetBool(!f.Bool())
+		case f.Kind() == reflect.Int64:
+			f.SetInt(f.Int() + 1)
+		case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.String:
+			f.Set(reflect.Append(f, reflect.ValueOf("x").Convert(f.Type().Elem())))
+		default:
+			t.Fatalf("Policy.%s is a %s: teach version and this test about it", typ.Field(i).Name, f.Type())
+		}
+		if version([]Policy{p}) == want {
+			t.Errorf("changing Policy.%s keeps the version", typ.Field(i).Name)
+		}
 	}
 }
 

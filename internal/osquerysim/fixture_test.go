@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/clearance/clearance/pkg/osquerysim"
+	"github.com/clearance/clearance/internal/osquerysim"
 )
 
 func TestBuiltinFixtures(t *testing.T) {

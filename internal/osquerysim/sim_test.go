@@ -19,7 +19,7 @@ import (
 	"github.com/osquery/osquery-go/gen/osquery"
 	"github.com/osquery/osquery-go/transport"
 
-	"github.com/clearance/clearance/pkg/osquerysim"
+	"github.com/clearance/clearance/internal/osquerysim"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -14,11 +14,88 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// The keys each level of the file may hold.
-var (
-	topKeys    = []string{"policies"}
-	policyKeys = []string{"id", "name", "description", "query", "platforms", "resolution", "required", "critical", "interval"}
-)
+// topKeys are the keys the top-level mapping may hold.
+var topKeys = []string{"policies"}
+
+// field is one key of a policy: decode checks the key's value v and stores
+// it in p. prefix starts each message ("policy "x": "). A key left out, or
+// set to null where that means "not set", keeps the default from defaults.
+type field struct {
+	key string
+	// mandatory keys must be present.
+	mandatory bool
+	decode    decodeFunc
+}
+
+// decodeFunc decodes one key's value v into p; key names it in messages.
+type decodeFunc func(d *decoder, prefix, key string, v *yaml.Node, p *Policy)
+
+// policyFields is the format of one policy; on a tie, typo suggestions
+// prefer the earlier key. A new key is an entry here,
+// a Policy field with its default in defaults, and its place in version's
+// encoding (TestVersionCoversEveryField fails until it has one).
+var policyFields = []field{
+	{key: "id", mandatory: true, decode: func(d *decoder, prefix, key string, v *yaml.Node, p *Policy) {
+		if s, ok := d.str(prefix, key, v); ok {
+			d.checkID(prefix, v, s)
+			p.ID = s
+		}
+	}},
+	{key: "name", mandatory: true, decode: textField(func(p *Policy) *string { return &p.Name }, (*decoder).checkName)},
+	{key: "description", decode: textField(func(p *Policy) *string { return &p.Description }, nil)},
+	{key: "query", mandatory: true, decode: textField(func(p *Policy) *string { return &p.Query }, (*decoder).checkQuery)},
+	{key: "platforms", decode: func(d *decoder, prefix, _ string, v *yaml.Node, p *Policy) {
+		p.Platforms = d.platforms(prefix, v)
+	}},
+	{key: "resolution", decode: textField(func(p *Policy) *string { return &p.Resolution }, (*decoder).checkResolution)},
+	{key: "required", decode: boolField(func(p *Policy) *bool { return &p.Required })},
+	{key: "critical", decode: boolField(func(p *Policy) *bool { return &p.Critical })},
+	{key: "interval", decode: func(d *decoder, prefix, _ string, v *yaml.Node, p *Policy) {
+		if iv, ok := d.interval(prefix, v); ok {
+			p.Interval = iv
+		}
+	}},
+}
+
+// policyKeys are the keys of policyFields, for unknown-key messages.
+var policyKeys = func() []string {
+	keys := make([]string, len(policyFields))
+	for i, f := range policyFields {
+		keys[i] = f.key
+	}
+	return keys
+}()
+
+// defaults is a policy before its keys are decoded: what a key left out
+// means. A policy counts for access unless it says otherwise, so a
+// forgotten "required" fails closed.
+func defaults() Policy {
+	return Policy{Required: true, Interval: DefaultInterval}
+}
+
+// textField is a string field, trimmed of surrounding space, then checked by
+// check (if any) at the value's position.
+func textField(dst func(*Policy) *string, check func(d *decoder, prefix string, v *yaml.Node, s string)) decodeFunc {
+	return func(d *decoder, prefix, key string, v *yaml.Node, p *Policy) {
+		s, ok := d.str(prefix, key, v)
+		if !ok {
+			return
+		}
+		*dst(p) = strings.TrimSpace(s)
+		if check != nil {
+			check(d, prefix, v, *dst(p))
+		}
+	}
+}
+
+// boolField is a true/false field; null keeps the default.
+func boolField(dst func(*Policy) *bool) decodeFunc {
+	return func(d *decoder, prefix, key string, v *yaml.Node, p *Policy) {
+		if b, ok := d.boolean(prefix, key, v); ok {
+			*dst(p) = b
+		}
+	}
+}
 
 // platformNames are osquery's platform names.
 var platformNames = []string{"darwin", "linux", "windows", "chrome"}
@@ -264,63 +341,27 @@ func (d *decoder) policy(i int, n *yaml.Node) (p Policy, idNode *yaml.Node, ok b
 	}
 	prefix := label + ": "
 
-	p.Required = true
-	p.Interval = DefaultInterval
+	p = defaults()
 	set := map[string]*yaml.Node{} // key → value node, for keys present
 	d.eachKey(n, prefix, policyKeys, func(k, v *yaml.Node) {
 		set[k.Value] = v
 		if v.Kind == yaml.AliasNode {
 			return // reported by rejectAnchors
 		}
-		switch k.Value {
-		case "id":
-			if s, ok := d.str(prefix, "id", v); ok {
-				d.checkID(prefix, v, s)
-				p.ID = s
-			}
-		case "name":
-			if s, ok := d.str(prefix, "name", v); ok {
-				p.Name = strings.TrimSpace(s)
-				d.checkName(prefix, v, p.Name)
-			}
-		case "description":
-			if s, ok := d.str(prefix, "description", v); ok {
-				p.Description = strings.TrimSpace(s)
-			}
-		case "query":
-			if s, ok := d.str(prefix, "query", v); ok {
-				p.Query = strings.TrimSpace(s)
-				d.checkQuery(prefix, v, p.Query)
-			}
-		case "resolution":
-			if s, ok := d.str(prefix, "resolution", v); ok {
-				p.Resolution = strings.TrimSpace(s)
-				if len(p.Resolution) > maxResolutionSize {
-					d.errorf(v, `%s"resolution" is %d bytes; the limit is %d`, prefix, len(p.Resolution), maxResolutionSize)
-				}
-			}
-		case "platforms":
-			p.Platforms = d.platforms(prefix, v)
-		case "required":
-			if b, ok := d.boolean(prefix, "required", v); ok {
-				p.Required = b
-			}
-		case "critical":
-			if b, ok := d.boolean(prefix, "critical", v); ok {
-				p.Critical = b
-			}
-		case "interval":
-			if iv, ok := d.interval(prefix, v); ok {
-				p.Interval = iv
+		for _, f := range policyFields {
+			if f.key == k.Value {
+				f.decode(d, prefix, f.key, v, &p)
+				break
 			}
 		}
 	})
 
-	for _, key := range []string{"id", "name", "query"} {
-		if set[key] == nil {
-			d.errorf(n, "%smissing %q", prefix, key)
+	for _, f := range policyFields {
+		if f.mandatory && set[f.key] == nil {
+			d.errorf(n, "%smissing %q", prefix, f.key)
 		}
 	}
+	// Rules across fields.
 	if p.Critical && !p.Required {
 		d.errorf(set["critical"], `%sa critical policy must be required: set "required: true" or "critical: false"`, prefix)
 	}
@@ -345,6 +386,12 @@ func (d *decoder) checkName(prefix string, v *yaml.Node, name string) {
 		d.errorf(v, `%s"name" is empty`, prefix)
 	case n > maxNameChars:
 		d.errorf(v, `%s"name" is %d characters; the limit is %d`, prefix, n, maxNameChars)
+	}
+}
+
+func (d *decoder) checkResolution(prefix string, v *yaml.Node, r string) {
+	if len(r) > maxResolutionSize {
+		d.errorf(v, `%s"resolution" is %d bytes; the limit is %d`, prefix, len(r), maxResolutionSize)
 	}
 }
 

@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/clearance/clearance/pkg/osquerysim"
+	"github.com/clearance/clearance/internal/osquerysim"
 	"github.com/clearance/clearance/pkg/run"
 )
 

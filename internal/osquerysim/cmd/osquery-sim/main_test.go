@@ -17,7 +17,7 @@ import (
 
 	osq "github.com/osquery/osquery-go"
 
-	"github.com/clearance/clearance/pkg/osquerysim"
+	"github.com/clearance/clearance/internal/osquerysim"
 )
 
 func TestParseArgs(t *testing.T) {

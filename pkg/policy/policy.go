@@ -1,6 +1,8 @@
-// Package policy owns the verifier's policy file: the YAML format the
-// security team writes, its validation (with file:line:col errors), and the
-// content version that tells agents when their policy set changed.
+// Package policy owns the policy file format: the YAML the security team
+// writes, its validation (with file:line:col errors), and the content
+// version that tells agents when their policy set changed. The verifier
+// serves the policies it loads; `clearance-agent check --policies FILE`
+// loads a file the same way, so a file is judged alike on both sides.
 //
 // A policy passes when its osquery query returns at least one row, as in
 // Fleet. The loader fails closed: a file with any error, or with no policies
@@ -43,7 +45,8 @@ type Policy struct {
 	Platforms []string
 	// Resolution tells the user how to pass; shown on the remediation page.
 	Resolution string
-	// Required policies count for access.
+	// Required policies count for access; a policy is required unless
+	// its file says "required: false".
 	Required bool
 	// Critical policies are never bypassable; they are always required.
 	Critical bool

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clearance/clearance/pkg/osquerysim"
+	"github.com/clearance/clearance/internal/osquerysim"
 )
 
 // testCA is a throwaway device CA under a throwaway root.

@@ -1,0 +1,190 @@
+// Package agentprefs owns the agent's managed-preferences contract: the
+// preference domain, the name of every key, the plist types each key may
+// hold, and which values the agent accepts. The agent reads these keys (from
+// the plist MDM delivers, a local plist, flags and the environment); the
+// verifier's `profile agent` writes them. Both check values with the
+// functions here, so a profile the agent would refuse is refused before it
+// reaches a Mac.
+package agentprefs
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/clearance/clearance/pkg/certpem"
+)
+
+// Domain is the agent's preference domain; the plist files are named after it.
+const Domain = "com.clearance.agent"
+
+// ManagedPlistPath is where macOS writes the managed preferences an MDM
+// profile carries for Domain.
+const ManagedPlistPath = "/Library/Managed Preferences/" + Domain + ".plist"
+
+// The keys. Renaming one silently unconfigures every managed Mac.
+const (
+	KeyVerifier      = "VerifierAddress" // string HOST:PORT
+	KeyCAFile        = "CAFile"          // string, path to the verifier's root CA (PEM)
+	KeyCAPEM         = "CAPEM"           // string, the root CA itself (PEM)
+	KeyCAFingerprint = "CAFingerprint"   // string, SHA-256 hex of the root cert DER
+	KeyEnrollSecret  = "EnrollSecret"    // string
+	KeyOsquerySocket = "OsquerySocket"   // string, attach to this extensions socket
+	KeyOsquerydPath  = "OsquerydPath"    // string, spawn this osqueryd
+	KeyStateDir      = "StateDir"        // string
+	KeyInterval      = "Interval"        // integer seconds, or a duration string such as "5m"
+	KeyLogLevel      = "LogLevel"        // string debug|info|warn|error
+)
+
+// MinInterval is the shortest Interval the agent accepts.
+const MinInterval = time.Second
+
+// key is one key's contract.
+type key struct {
+	name string
+	// seconds keys may also hold a plist integer, read as seconds.
+	seconds bool
+	// check validates the value's text form (a plist string, a flag, an
+	// environment variable).
+	check func(string) error
+}
+
+// keys are in the order the agent documents them.
+var keys = []key{
+	{name: KeyVerifier, check: discard(ParseVerifier)},
+	{name: KeyCAFile, check: CheckPath},
+	{name: KeyCAPEM, check: CheckCAPEM},
+	{name: KeyCAFingerprint, check: discard(ParseFingerprint)},
+	{name: KeyEnrollSecret, check: discard(ParseEnrollSecret)},
+	{name: KeyOsquerySocket, check: CheckPath},
+	{name: KeyOsquerydPath, check: CheckPath},
+	{name: KeyStateDir, check: CheckPath},
+	{name: KeyInterval, seconds: true, check: discard(ParseInterval)},
+	{name: KeyLogLevel, check: discard(ParseLogLevel)},
+}
+
+func discard[T any](parse func(string) (T, error)) func(string) error {
+	return func(v string) error {
+		_, err := parse(v)
+		return err
+	}
+}
+
+// Keys returns every key the agent understands, in a fixed order.
+func Keys() []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = k.name
+	}
+	return out
+}
+
+func lookup(name string) (key, bool) {
+	for _, k := range keys {
+		if k.name == name {
+			return k, true
+		}
+	}
+	return key{}, false
+}
+
+// Check reports whether the agent accepts value, in its text form, for the
+// named key. Errors name neither the key nor, for the enroll secret, the value.
+func Check(name, value string) error {
+	k, ok := lookup(name)
+	if !ok {
+		return unknownKey(name)
+	}
+	return k.check(value)
+}
+
+func unknownKey(name string) error {
+	return fmt.Errorf("unknown key %q (known keys: %s)", name, strings.Join(Keys(), ", "))
+}
+
+// ParseVerifier checks a verifier address, HOST:PORT.
+func ParseVerifier(v string) (string, error) {
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return "", fmt.Errorf("%q is not HOST:PORT", v)
+	}
+	if host == "" {
+		return "", fmt.Errorf("%q has no host", v)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", fmt.Errorf("%q: port %q is not a number between 1 and 65535", v, port)
+	}
+	return v, nil
+}
+
+// CheckPath checks a file or socket path. The agent makes a relative path
+// absolute against its working directory.
+func CheckPath(v string) error {
+	if v == "" {
+		return errors.New("is empty")
+	}
+	return nil
+}
+
+// CheckCAPEM checks inline PEM: one or more certificates and nothing else.
+func CheckCAPEM(v string) error {
+	_, err := certpem.Parse([]byte(v))
+	return err
+}
+
+// ParseFingerprint checks a SHA-256 certificate fingerprint and returns it
+// as 64 lower-case hex digits. Colons and upper case are accepted, as
+// certificate viewers show them.
+func ParseFingerprint(v string) (string, error) {
+	norm := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(v), ":", ""))
+	if b, err := hex.DecodeString(norm); err != nil || len(b) != sha256.Size {
+		return "", errors.New("must be 64 hex digits (SHA-256 of the CA certificate, colons allowed)")
+	}
+	return norm, nil
+}
+
+// ParseEnrollSecret returns the secret without surrounding white space.
+func ParseEnrollSecret(v string) (string, error) {
+	// The value itself never appears in an error.
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return "", errors.New("is empty")
+	}
+	return v, nil
+}
+
+// ParseInterval reads a duration such as "5m" (a plist integer reaches it as
+// "300s") and checks it against MinInterval.
+func ParseInterval(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration such as \"60s\" or \"5m\"", v)
+	}
+	if err := CheckInterval(d); err != nil {
+		return 0, err
+	}
+	return d, nil
+}
+
+// CheckInterval checks an interval's bounds.
+func CheckInterval(d time.Duration) error {
+	if d < MinInterval {
+		return fmt.Errorf("%s is shorter than the minimum of %s", d, MinInterval)
+	}
+	return nil
+}
+
+// ParseLogLevel reads debug, info, warn or error (as log/slog spells them).
+func ParseLogLevel(v string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(v)); err != nil {
+		return 0, fmt.Errorf("%q is not one of debug, info, warn, error", v)
+	}
+	return l, nil
+}

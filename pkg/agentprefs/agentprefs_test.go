@@ -1,0 +1,136 @@
+package agentprefs
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"log/slog"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestKeysAreStable(t *testing.T) {
+	t.Parallel()
+	// Managed Macs hold these names in profiles already delivered; renaming
+	// one silently unconfigures every one of them.
+	want := []string{"VerifierAddress", "CAFile", "CAPEM", "CAFingerprint", "EnrollSecret", "OsquerySocket", "OsquerydPath", "StateDir", "Interval", "LogLevel"}
+	if got := Keys(); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("Keys() = %v, want %v", got, want)
+	}
+	if Domain != "com.clearance.agent" || ManagedPlistPath != "/Library/Managed Preferences/com.clearance.agent.plist" {
+		t.Errorf("domain %q, managed plist %q", Domain, ManagedPlistPath)
+	}
+}
+
+func testCAPEM(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test root"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour),
+		BasicConstraintsValid: true, IsCA: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
+
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	ca := testCAPEM(t)
+	fp := strings.Repeat("ab", 32)
+	tests := []struct {
+		key, value string
+		want       string // "" accepts; else a fragment of the error
+	}{
+		{KeyVerifier, "verifier.example.com:8443", ""},
+		{KeyVerifier, "[::1]:8443", ""},
+		{KeyVerifier, "verifier.example.com", "not HOST:PORT"},
+		{KeyVerifier, ":8443", "has no host"},
+		{KeyVerifier, "v:0", "between 1 and 65535"},
+		{KeyVerifier, "v:65536", "between 1 and 65535"},
+		{KeyVerifier, "v:https", "between 1 and 65535"},
+		{KeyVerifier, "", "not HOST:PORT"},
+		{KeyCAFile, "/etc/clearance/ca.pem", ""},
+		{KeyCAFile, "", "is empty"},
+		{KeyCAPEM, ca, ""},
+		{KeyCAPEM, ca + ca, ""},
+		{KeyCAPEM, "not pem", "no PEM certificate"},
+		{KeyCAPEM, ca + "trailing", "not PEM"},
+		{KeyCAPEM, strings.Replace(ca, "CERTIFICATE", "PRIVATE KEY", 2), "unexpected PEM block"},
+		{KeyCAFingerprint, fp, ""},
+		{KeyCAFingerprint, colons(fp), ""},
+		{KeyCAFingerprint, fp[:62], "64 hex digits"},
+		{KeyCAFingerprint, fp + "00", "64 hex digits"},
+		{KeyCAFingerprint, strings.Repeat("zz", 32), "64 hex digits"},
+		{KeyEnrollSecret, "s3cret", ""},
+		{KeyEnrollSecret, " \t\n", "is empty"},
+		{KeyOsquerySocket, "/var/osquery/osquery.em", ""},
+		{KeyOsquerydPath, "", "is empty"},
+		{KeyStateDir, "/var/db/clearance", ""},
+		{KeyInterval, "5m", ""},
+		{KeyInterval, "1s", ""},
+		{KeyInterval, "300s", ""},
+		{KeyInterval, "999ms", "shorter than the minimum of 1s"},
+		{KeyInterval, "-5m", "shorter than the minimum of 1s"},
+		{KeyInterval, "300", "not a duration"},
+		{KeyInterval, "99999999999999999999s", "not a duration"},
+		{KeyLogLevel, "debug", ""},
+		{KeyLogLevel, "WARN", ""},
+		{KeyLogLevel, "loud", "not one of debug, info, warn, error"},
+		{"VerifierAddres", "v:1", `unknown key "VerifierAddres"`},
+		{"", "x", `unknown key ""`},
+	}
+	for _, tt := range tests {
+		err := Check(tt.key, tt.value)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("Check(%s, %.40q) = %v, want nil", tt.key, tt.value, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("Check(%s, %.40q) = %v, want an error containing %q", tt.key, tt.value, err, tt.want)
+		}
+	}
+}
+
+func TestParseNormalizes(t *testing.T) {
+	t.Parallel()
+	if fp, err := ParseFingerprint(" " + colons(strings.Repeat("0f", 32)) + "\n"); err != nil || fp != strings.Repeat("0f", 32) {
+		t.Errorf("ParseFingerprint = %q, %v", fp, err)
+	}
+	if s, err := ParseEnrollSecret("  s3cret\n"); err != nil || s != "s3cret" {
+		t.Errorf("ParseEnrollSecret = %q, %v", s, err)
+	}
+	if d, err := ParseInterval("90s"); err != nil || d != 90*time.Second {
+		t.Errorf("ParseInterval = %v, %v", d, err)
+	}
+	if l, err := ParseLogLevel("warn"); err != nil || l != slog.LevelWarn {
+		t.Errorf("ParseLogLevel = %v, %v", l, err)
+	}
+}
+
+func TestSecretNeverInErrors(t *testing.T) {
+	t.Parallel()
+	_, err := ParsePlist([]byte(plistDoc("<key>EnrollSecret</key><integer>123456789</integer>")))
+	if err == nil || strings.Contains(err.Error(), "123456789") {
+		t.Errorf("ParsePlist error %v", err)
+	}
+}
+
+// colons writes hex as a certificate viewer does: "AB:CD:…".
+func colons(hex string) string {
+	var pairs []string
+	for i := 0; i+2 <= len(hex); i += 2 {
+		pairs = append(pairs, hex[i:i+2])
+	}
+	return strings.ToUpper(strings.Join(pairs, ":"))
+}

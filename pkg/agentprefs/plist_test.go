@@ -1,0 +1,117 @@
+package agentprefs
+
+import (
+	"maps"
+	"strings"
+	"testing"
+)
+
+const plistHead = `<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0"><dict>
+`
+
+func plistDoc(entries ...string) string {
+	return plistHead + strings.Join(entries, "\n") + "\n</dict></plist>\n"
+}
+
+func TestParsePlist(t *testing.T) {
+	t.Parallel()
+	got, err := ParsePlist([]byte(plistDoc(
+		"<key>VerifierAddress</key><string>v.example:443</string>",
+		"<key>Interval</key><integer>90</integer>",
+		"<key>LogLevel</key><string>not checked here</string>",
+		"<key>PayloadUUID</key><string>9F0C1E55-0000-4000-8000-000000000000</string>",
+		"<key>PayloadVersion</key><integer>1</integer>",
+	)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"VerifierAddress": "v.example:443", "Interval": "90s", "LogLevel": "not checked here"}
+	if !maps.Equal(got, want) {
+		t.Errorf("ParsePlist = %v, want %v", got, want)
+	}
+	if got, err := ParsePlist([]byte(plistDoc())); err != nil || len(got) != 0 {
+		t.Errorf("empty dict: %v, %v", got, err)
+	}
+}
+
+func TestParsePlistRefuses(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, doc, want string
+	}{
+		{"empty input", "", "not a valid plist"},
+		{"not XML", "VerifierAddress = v:1", "not a valid plist"},
+		{"truncated", plistHead + "<key>VerifierAddress</key><string>x", "not a valid plist"},
+		{"top level an array", `<?xml version="1.0"?><plist version="1.0"><array/></plist>`, "the top level must be a dictionary, not an array"},
+		{"top level a string", `<?xml version="1.0"?><plist version="1.0"><string>x</string></plist>`, "the top level must be a dictionary, not a string"},
+		{"unknown key", plistDoc("<key>VerifierAddres</key><string>v:1</string>"), `unknown key "VerifierAddres" (known keys: VerifierAddress, CAFile,`},
+		{"boolean", plistDoc("<key>VerifierAddress</key><true/>"), "key VerifierAddress must be a string, not a boolean"},
+		{"integer where a string belongs", plistDoc("<key>LogLevel</key><integer>1</integer>"), "key LogLevel must be a string, not an integer"},
+		{"real interval", plistDoc("<key>Interval</key><real>1.5</real>"), "key Interval must be a string, not a real"},
+		{"nested dict", plistDoc("<key>CAPEM</key><dict/>"), "key CAPEM must be a string, not a dictionary"},
+		{"array", plistDoc("<key>StateDir</key><array><string>/a</string></array>"), "key StateDir must be a string, not an array"},
+		{"data", plistDoc("<key>EnrollSecret</key><data>aGk=</data>"), "key EnrollSecret must be a string, not data"},
+		{"date", plistDoc("<key>CAFile</key><date>2030-01-01T00:00:00Z</date>"), "key CAFile must be a string, not a date"},
+		{"deep nesting", plistDoc("<key>CAPEM</key>" + strings.Repeat("<array>", 5000) + strings.Repeat("</array>", 5000)), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := ParsePlist([]byte(tt.doc))
+			if err == nil {
+				t.Fatalf("ParsePlist accepted it: %v", got)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// Integer intervals become seconds; the validator then judges them like
+// any other value.
+func TestParsePlistIntegerInterval(t *testing.T) {
+	t.Parallel()
+	for doc, want := range map[string]string{
+		"<integer>300</integer>":                  "",
+		"<integer>0</integer>":                    "shorter than the minimum",
+		"<integer>-5</integer>":                   "shorter than the minimum",
+		"<integer>18446744073709551615</integer>": "not a duration",
+	} {
+		got, err := ParsePlist([]byte(plistDoc("<key>Interval</key>" + doc)))
+		if err != nil {
+			t.Errorf("%s: %v", doc, err)
+			continue
+		}
+		err = Check(KeyInterval, got[KeyInterval])
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("%s (%q): Check = %v, want %q", doc, got[KeyInterval], err, want)
+		}
+	}
+}
+
+// FuzzParsePlist: no input panics ParsePlist, and whatever it returns names
+// only known keys.
+func FuzzParsePlist(f *testing.F) {
+	f.Add([]byte(plistDoc("<key>VerifierAddress</key><string>v.example:443</string>", "<key>Interval</key><integer>90</integer>")))
+	f.Add([]byte(plistDoc("<key>PayloadUUID</key><string>x</string>")))
+	f.Add([]byte(`<?xml version="1.0"?><plist version="1.0"><array/></plist>`))
+	f.Add([]byte("bplist00"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := ParsePlist(data)
+		if err != nil {
+			if got != nil {
+				t.Fatalf("values alongside an error: %v", got)
+			}
+			return
+		}
+		for k, v := range got {
+			if _, ok := lookup(k); !ok {
+				t.Fatalf("unknown key %q returned", k)
+			}
+			_ = Check(k, v) // must not panic
+		}
+	})
+}
