@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -15,7 +14,7 @@ import (
 	"time"
 
 	"github.com/clearance/clearance/verifier/storage"
-	"github.com/clearance/clearance/verifier/storage/internal/sqlrow"
+	"github.com/clearance/clearance/verifier/storage/sqlstore"
 	"github.com/clearance/clearance/verifier/storage/storagetest"
 )
 
@@ -450,19 +449,19 @@ func TestListLimitsAreCapped(t *testing.T) {
 	ctx := t.Context()
 	s := open(t, filepath.Join(t.TempDir(), "clearance.db"))
 	// One transaction for speed: the cap is what is under test.
-	must(t, s.write(ctx, func(tx *sql.Tx) error {
-		for i := range sqlrow.MaxListLimit + 5 {
-			if err := insertAudit(ctx, tx, storage.AuditEvent{At: t0.Add(time.Duration(i)), Action: "bulk"}); err != nil {
-				return err
-			}
-		}
-		return nil
-	}))
-	for _, limit := range []int{sqlrow.MaxListLimit + 1, 1 << 40} {
+	tx, err := s.w.BeginTx(ctx, nil)
+	must(t, err)
+	for i := range sqlstore.MaxListLimit + 5 {
+		_, err := tx.ExecContext(ctx, `INSERT INTO audit (at, actor, action, device_id, detail) VALUES (?, '', 'bulk', '', '')`,
+			t0.Add(time.Duration(i)).UnixNano())
+		must(t, err)
+	}
+	must(t, tx.Commit())
+	for _, limit := range []int{sqlstore.MaxListLimit + 1, 1 << 40} {
 		got, err := s.ListAudit(ctx, "", limit)
 		must(t, err)
-		if len(got) != sqlrow.MaxListLimit {
-			t.Errorf("ListAudit(limit %d) returned %d events, want %d", limit, len(got), sqlrow.MaxListLimit)
+		if len(got) != sqlstore.MaxListLimit {
+			t.Errorf("ListAudit(limit %d) returned %d events, want %d", limit, len(got), sqlstore.MaxListLimit)
 		}
 	}
 }

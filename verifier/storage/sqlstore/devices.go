@@ -1,0 +1,319 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// deviceColumns are the devices table's columns in scanDevice's order.
+const deviceColumns = `id, hardware_uuid, serial_number, model, os_name, os_version, hostname,
+	platform, agent_version, public_key, cert_serial, cert_not_after, enrolled_at, enrollments,
+	last_seen, last_seq, last_report_at, revoked_at, revoked_reason`
+
+func scanDevice(sc scanner) (storage.Device, error) {
+	var (
+		d                                  storage.Device
+		certNotAfter, enrolledAt, lastSeen int64
+		lastSeq, lastReportAt, revokedAt   int64
+	)
+	err := sc.Scan(&d.ID, &d.HardwareUUID, &d.SerialNumber, &d.Model, &d.OSName, &d.OSVersion,
+		&d.Hostname, &d.Platform, &d.AgentVersion, &d.PublicKey, &d.CertSerial, &certNotAfter,
+		&enrolledAt, &d.Enrollments, &lastSeen, &lastSeq, &lastReportAt, &revokedAt, &d.RevokedReason)
+	if err != nil {
+		return storage.Device{}, err
+	}
+	d.CertNotAfter = fromNS(certNotAfter)
+	d.EnrolledAt = fromNS(enrolledAt)
+	d.LastSeen = fromNS(lastSeen)
+	d.LastSeq = uint64(lastSeq) // never negative: CHECK (last_seq >= 0)
+	d.LastReportAt = fromNS(lastReportAt)
+	d.RevokedAt = fromNS(revokedAt)
+	return d, nil
+}
+
+// getDevice returns the device matching column = value, or ErrNotFound.
+// column is one of a fixed set of names, never caller input.
+func getDevice(ctx context.Context, q conn, column, value string) (storage.Device, error) {
+	return queryDevice(ctx, q, column, value, "")
+}
+
+// lockDevice is getDevice inside a write transaction: the row stays locked
+// until the commit, so a concurrent writer deciding on the same device
+// (revoke, enroll, report) waits and then sees this one's outcome.
+func lockDevice(ctx context.Context, q conn, column, value string) (storage.Device, error) {
+	return queryDevice(ctx, q, column, value, q.s.d.LockRow)
+}
+
+func queryDevice(ctx context.Context, q conn, column, value, lock string) (storage.Device, error) {
+	d, err := scanDevice(q.queryRow(ctx, `SELECT `+deviceColumns+` FROM devices WHERE `+column+` = $1`+lock, value))
+	if errors.Is(err, sql.ErrNoRows) {
+		return storage.Device{}, fmt.Errorf("device %s %q: %w", column, value, storage.ErrNotFound)
+	}
+	if err != nil {
+		return storage.Device{}, fmt.Errorf("reading device: %w", err)
+	}
+	return d, nil
+}
+
+// lastSeenAt is the SQL that moves last_seen forward to the parameter, never
+// back (a portable max()).
+func lastSeenAt(param string) string {
+	return `last_seen = CASE WHEN last_seen > ` + param + ` THEN last_seen ELSE ` + param + ` END`
+}
+
+// EnrollDevice commits an enrollment: see storage.Enrollment.
+func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage.Device, bool, error) {
+	in := e.Device
+	if in.ID == "" {
+		return storage.Device{}, false, errors.New("enrolling device: empty device ID")
+	}
+	// An empty hardware UUID would make every such machine a re-enrollment
+	// of the first one.
+	if in.HardwareUUID == "" {
+		return storage.Device{}, false, errors.New("enrolling device: empty hardware UUID")
+	}
+	var c timeCodec
+	certNotAfter := c.ns("device cert not after", in.CertNotAfter)
+	// EnrolledAt is this enrollment's time. It is the device's first one only
+	// for a new device, but it is always a moment the device was seen.
+	enrolledAt := c.ns("enrolled at", in.EnrolledAt)
+	c.ns("cert not before", e.Cert.NotBefore)
+	c.ns("cert not after", e.Cert.NotAfter)
+	c.ns("audit time", e.Audit.At)
+	if c.err != nil {
+		return storage.Device{}, false, fmt.Errorf("enrolling device: %w", c.err)
+	}
+
+	var (
+		out        storage.Device
+		reenrolled bool
+	)
+	err := s.write(ctx, func(q conn) error {
+		reenrolled = false // a retried attempt starts over
+		// 1. The secret must still be valid when the enrollment commits.
+		if err := useSecret(ctx, q, e.SecretID); err != nil {
+			return err
+		}
+
+		// 2. Re-enroll the device with this hardware UUID, or create one.
+		id := in.ID
+		old, err := lockDevice(ctx, q, "hardware_uuid", in.HardwareUUID)
+		switch {
+		case err == nil:
+			if old.Revoked() {
+				return fmt.Errorf("hardware UUID %q: %w", in.HardwareUUID, storage.ErrDeviceRevoked)
+			}
+			reenrolled = true
+			id = old.ID
+			// ID, enrolled_at, report history and last_report_at stay; the
+			// new key restarts the report sequence.
+			_, err = q.exec(ctx, `UPDATE devices SET
+				serial_number = $1, model = $2, os_name = $3, os_version = $4, hostname = $5,
+				platform = $6, agent_version = $7, public_key = $8, cert_serial = $9,
+				cert_not_after = $10, enrollments = enrollments + 1, last_seq = 0, `+lastSeenAt("$11")+`
+				WHERE id = $12`,
+				in.SerialNumber, in.Model, in.OSName, in.OSVersion, in.Hostname,
+				in.Platform, in.AgentVersion, blob(in.PublicKey), in.CertSerial,
+				certNotAfter, enrolledAt, id)
+			if err != nil {
+				return fmt.Errorf("re-enrolling device: %w", err)
+			}
+		case errors.Is(err, storage.ErrNotFound):
+			// Counters and revocation start fresh whatever the caller set;
+			// the enrollment is the first time the device was seen.
+			res, err := q.exec(ctx, `INSERT INTO devices (
+				id, hardware_uuid, serial_number, model, os_name, os_version, hostname,
+				platform, agent_version, public_key, cert_serial, cert_not_after,
+				enrolled_at, enrollments, last_seen)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14)
+				ON CONFLICT (hardware_uuid) DO NOTHING`,
+				id, in.HardwareUUID, in.SerialNumber, in.Model, in.OSName, in.OSVersion, in.Hostname,
+				in.Platform, in.AgentVersion, blob(in.PublicKey), in.CertSerial, certNotAfter,
+				enrolledAt, enrolledAt)
+			if s.d.IsUniqueViolation(err) {
+				return fmt.Errorf("device %q: %w", id, storage.ErrAlreadyExists)
+			}
+			if err != nil {
+				return fmt.Errorf("inserting device: %w", err)
+			}
+			// Another enrollment of this machine committed after the
+			// lookup above found none: run again to re-enroll it.
+			if err := oneRow(res, errRace); err != nil {
+				return fmt.Errorf("first enrollment of hardware UUID %q: %w", in.HardwareUUID, err)
+			}
+		default:
+			return err
+		}
+
+		// 3. Record the issued certificate under the final ID.
+		cert := e.Cert
+		cert.DeviceID = id
+		if err := s.insertCert(ctx, q, cert); err != nil {
+			return err
+		}
+
+		// 4. Audit.
+		ev := e.Audit
+		ev.DeviceID = id
+		if err := insertAudit(ctx, q, ev); err != nil {
+			return err
+		}
+
+		out, err = getDevice(ctx, q, "id", id)
+		return err
+	})
+	if err != nil {
+		return storage.Device{}, false, fmt.Errorf("enrolling device: %w", err)
+	}
+	return out, reenrolled, nil
+}
+
+func (s *Store) insertCert(ctx context.Context, q conn, cert storage.Cert) error {
+	var c timeCodec
+	notBefore := c.ns("cert not before", cert.NotBefore)
+	notAfter := c.ns("cert not after", cert.NotAfter)
+	if c.err != nil {
+		return c.err
+	}
+	_, err := q.exec(ctx, `INSERT INTO certs (serial, device_id, kind, not_before, not_after, der)
+		VALUES ($1, $2, $3, $4, $5, $6)`,
+		cert.Serial, cert.DeviceID, cert.Kind, notBefore, notAfter, blob(cert.DER))
+	if s.d.IsUniqueViolation(err) {
+		return fmt.Errorf("certificate %q: %w", cert.Serial, storage.ErrAlreadyExists)
+	}
+	if err != nil {
+		return fmt.Errorf("inserting certificate: %w", err)
+	}
+	return nil
+}
+
+// GetDevice returns a device by ID, or ErrNotFound.
+func (s *Store) GetDevice(ctx context.Context, id string) (storage.Device, error) {
+	return getDevice(ctx, s.reader(), "id", id)
+}
+
+// GetDeviceByHardwareUUID returns a device by hardware UUID, or ErrNotFound.
+func (s *Store) GetDeviceByHardwareUUID(ctx context.Context, hardwareUUID string) (storage.Device, error) {
+	return getDevice(ctx, s.reader(), "hardware_uuid", hardwareUUID)
+}
+
+// ListDevices returns up to limit (clamped to [1, 1000]) devices with
+// ID > afterID, ordered by ID.
+func (s *Store) ListDevices(ctx context.Context, afterID string, limit int) ([]storage.Device, error) {
+	devices, err := list(ctx, s.reader(), scanDevice,
+		`SELECT `+deviceColumns+` FROM devices WHERE id > $1 ORDER BY id LIMIT $2`, afterID, clampLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("listing devices: %w", err)
+	}
+	return devices, nil
+}
+
+// RevokeDevice marks a device revoked. A device already revoked keeps its
+// first revocation; the audit event is appended either way, since it records
+// the request.
+func (s *Store) RevokeDevice(ctx context.Context, id, reason string, at time.Time, audit storage.AuditEvent) (storage.Device, error) {
+	// A zero time is how "not revoked" is stored.
+	if at.IsZero() {
+		return storage.Device{}, errors.New("revoking device: zero revocation time")
+	}
+	var c timeCodec
+	revokedAt := c.ns("revocation time", at)
+	if c.err != nil {
+		return storage.Device{}, fmt.Errorf("revoking device: %w", c.err)
+	}
+	var out storage.Device
+	err := s.write(ctx, func(q conn) error {
+		// Unknown, or already revoked: getDevice below tells which.
+		if _, err := q.exec(ctx, `UPDATE devices SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at = 0`,
+			revokedAt, reason, id); err != nil {
+			return fmt.Errorf("updating device: %w", err)
+		}
+		var err error
+		if out, err = getDevice(ctx, q, "id", id); err != nil {
+			return err
+		}
+		if audit.DeviceID == "" {
+			audit.DeviceID = id
+		}
+		return insertAudit(ctx, q, audit)
+	})
+	if err != nil {
+		return storage.Device{}, fmt.Errorf("revoking device: %w", err)
+	}
+	return out, nil
+}
+
+// RenewDeviceCert records cert as its device's current certificate.
+func (s *Store) RenewDeviceCert(ctx context.Context, cert storage.Cert, audit storage.AuditEvent) error {
+	var c timeCodec
+	notAfter := c.ns("cert not after", cert.NotAfter)
+	if c.err != nil {
+		return fmt.Errorf("renewing device cert: %w", c.err)
+	}
+	err := s.write(ctx, func(q conn) error {
+		d, err := lockDevice(ctx, q, "id", cert.DeviceID)
+		if err != nil {
+			return err
+		}
+		if d.Revoked() {
+			return fmt.Errorf("device %q: %w", d.ID, storage.ErrDeviceRevoked)
+		}
+		if err := s.insertCert(ctx, q, cert); err != nil {
+			return err
+		}
+		if _, err := q.exec(ctx, `UPDATE devices SET cert_serial = $1, cert_not_after = $2 WHERE id = $3`,
+			cert.Serial, notAfter, d.ID); err != nil {
+			return fmt.Errorf("updating device: %w", err)
+		}
+		if audit.DeviceID == "" {
+			audit.DeviceID = d.ID
+		}
+		return insertAudit(ctx, q, audit)
+	})
+	if err != nil {
+		return fmt.Errorf("renewing device cert: %w", err)
+	}
+	return nil
+}
+
+// TouchDevice moves LastSeen forward to at; an earlier at changes nothing.
+func (s *Store) TouchDevice(ctx context.Context, id string, at time.Time) error {
+	var c timeCodec
+	seen := c.ns("last seen", at)
+	if c.err != nil {
+		return fmt.Errorf("touching device: %w", c.err)
+	}
+	res, err := s.writer().exec(ctx, `UPDATE devices SET `+lastSeenAt("$1")+` WHERE id = $2`, seen, id)
+	if err == nil {
+		err = oneRow(res, storage.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("touching device %q: %w", id, err)
+	}
+	return nil
+}
+
+// GetCert returns an issued certificate by serial, or ErrNotFound.
+func (s *Store) GetCert(ctx context.Context, serial string) (storage.Cert, error) {
+	var (
+		cert                storage.Cert
+		notBefore, notAfter int64
+	)
+	err := s.reader().queryRow(ctx,
+		`SELECT serial, device_id, kind, not_before, not_after, der FROM certs WHERE serial = $1`, serial).
+		Scan(&cert.Serial, &cert.DeviceID, &cert.Kind, &notBefore, &notAfter, &cert.DER)
+	if errors.Is(err, sql.ErrNoRows) {
+		return storage.Cert{}, fmt.Errorf("certificate %q: %w", serial, storage.ErrNotFound)
+	}
+	if err != nil {
+		return storage.Cert{}, fmt.Errorf("reading certificate: %w", err)
+	}
+	cert.NotBefore = fromNS(notBefore)
+	cert.NotAfter = fromNS(notAfter)
+	return cert, nil
+}
