@@ -18,7 +18,7 @@ import (
 // request changed nothing. goose's version table is left out.
 func (s *Store) Dump(ctx context.Context) (string, error) {
 	var b strings.Builder
-	err := s.read(ctx, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		tables, err := dumpTables(ctx, tx)
 		if err != nil {
 			return err
