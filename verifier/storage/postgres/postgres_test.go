@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -273,16 +272,6 @@ func enrollment(n, r int) storage.Enrollment {
 	}
 }
 
-// browserCert is a browser certificate for d.
-func browserCert(d storage.Device) storage.BrowserCert {
-	return storage.BrowserCert{
-		Cert: storage.Cert{Serial: "b40001", DeviceID: d.ID, Kind: storage.CertKindBrowser,
-			NotBefore: t0, NotAfter: t0.Add(24 * time.Hour), DER: []byte("der")},
-		HardwareUUID: d.HardwareUUID,
-		SHA1:         "0123456789abcdef0123456789abcdef01234567",
-	}
-}
-
 func enrollOne(t *testing.T, s *postgres.Store) storage.Device {
 	t.Helper()
 	ctx := t.Context()
@@ -294,64 +283,4 @@ func enrollOne(t *testing.T, s *postgres.Store) storage.Device {
 		t.Fatal(err)
 	}
 	return d
-}
-
-// Dump shows every stored row, and a refused report, replayed request ID,
-// duplicate pending sign-in or reused SCEP challenge changes nothing in it.
-func TestDump(t *testing.T) {
-	ctx := t.Context()
-	s := open(t, newDatabase(t))
-	d := enrollOne(t, s)
-	r := storage.Report{DeviceID: d.ID, Seq: 1, ObservedAt: t0, ReceivedAt: t0, Payload: []byte{0, 0xff}, Signature: []byte("s")}
-	if err := s.SaveReport(ctx, r, nil, 10); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.UseRequestID(ctx, "issuer", "id-1", t0); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.CreatePendingSignIn(ctx, pendingSignIn("token")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.AppendDecision(ctx, storage.DecisionRecord{At: t0, Username: "alice", Reason: "allowed", Allow: true}); err != nil {
-		t.Fatal(err)
-	}
-	challenge := sha256.Sum256([]byte("challenge"))
-	if err := s.CreateSCEPChallenge(ctx, challenge[:], t0.Add(time.Hour), storage.AuditEvent{At: t0}); err != nil {
-		t.Fatal(err)
-	}
-	bc := browserCert(d)
-	if err := s.RecordBrowserCert(ctx, bc, challenge[:], t0, time.Hour, storage.AuditEvent{At: t0}); err != nil {
-		t.Fatal(err)
-	}
-	before, err := s.Dump(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"table audit\n", "table certs\n", "table decisions\n", "table devices\n",
-		"table enroll_secrets\n", "table nonces\n", "table pending_sign_ins\n", "table reports\n",
-		"table saml_request_ids\n", `id="dev-1-0"`, "payload=x'00ff'", `id="id-1"`, `username="alice"`,
-		"allow=1", `results="[]"`, "relay_state=x'00ff'", "table scep_challenges\n",
-		`sha1="` + bc.SHA1 + `"`, `kind="browser"`, fmt.Sprintf("used_at=%d", t0.UnixNano())} {
-		if !strings.Contains(before, want) {
-			t.Errorf("dump lacks %q:\n%s", want, before)
-		}
-	}
-	if strings.Contains(before, "goose") {
-		t.Errorf("dump shows goose's table:\n%s", before)
-	}
-	if err := s.SaveReport(ctx, r, nil, 10); !errors.Is(err, storage.ErrSeqNotIncreasing) {
-		t.Fatalf("SaveReport again: %v", err)
-	}
-	if err := s.UseRequestID(ctx, "issuer", "id-1", t0.Add(time.Hour)); !errors.Is(err, storage.ErrAlreadyExists) {
-		t.Fatalf("UseRequestID again: %v", err)
-	}
-	if err := s.CreatePendingSignIn(ctx, pendingSignIn("token")); !errors.Is(err, storage.ErrAlreadyExists) {
-		t.Fatalf("CreatePendingSignIn again: %v", err)
-	}
-	if err := s.RecordBrowserCert(ctx, bc, challenge[:], t0, 0, storage.AuditEvent{At: t0}); !errors.Is(err, storage.ErrNotFound) {
-		t.Fatalf("RecordBrowserCert with the used challenge: %v", err)
-	}
-	if after, err := s.Dump(ctx); err != nil || after != before {
-		t.Errorf("dump after a refused report differs (%v):\n%s\nbefore:\n%s", err, after, before)
-	}
 }

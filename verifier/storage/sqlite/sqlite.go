@@ -5,7 +5,8 @@
 // Several processes may open the same file at once: the CLI writes enroll
 // secrets while the server runs. Every write transaction starts with BEGIN
 // IMMEDIATE and waits on SQLite's busy timeout, so concurrent writers queue
-// instead of failing.
+// instead of failing. The queries are sqlstore's; this package opens the
+// file, migrates it and commits small writes in groups.
 package sqlite
 
 import (

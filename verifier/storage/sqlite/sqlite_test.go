@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -75,7 +74,7 @@ func pendingSignIn(token string) storage.PendingSignIn {
 
 func dump(tb testing.TB, s *Store) string {
 	tb.Helper()
-	d, err := s.Dump(context.Background())
+	d, err := storagetest.Dump(context.Background(), s)
 	must(tb, err)
 	return d
 }
@@ -147,104 +146,6 @@ func TestReopenKeepsData(t *testing.T) {
 	must(t, err)
 	if got.LastSeq != 1 {
 		t.Errorf("LastSeq after reopen = %d, want 1", got.LastSeq)
-	}
-}
-
-func TestDump(t *testing.T) {
-	ctx := t.Context()
-	s := open(t, filepath.Join(t.TempDir(), "clearance.db"))
-	empty := dump(t, s)
-	for _, table := range []string{"audit", "certs", "decisions", "devices", "enroll_secrets", "nonces",
-		"pending_sign_ins", "reports", "saml_request_ids", "scep_challenges"} {
-		if !strings.Contains(empty, "table "+table+"\n") {
-			t.Errorf("empty dump lacks table %s:\n%s", table, empty)
-		}
-	}
-	for _, internal := range []string{"goose", "sqlite_sequence"} {
-		if strings.Contains(empty, internal) {
-			t.Errorf("dump includes %s:\n%s", internal, empty)
-		}
-	}
-
-	must(t, s.CreateEnrollSecret(ctx, secret("b"), storage.AuditEvent{At: t0, Action: "secret.create"}))
-	must(t, s.CreateEnrollSecret(ctx, secret("a"), storage.AuditEvent{At: t0, Action: "secret.create"}))
-	d, _, err := s.EnrollDevice(ctx, enrollment(1, "a"))
-	must(t, err)
-	must(t, s.CreateNonce(ctx, d.ID, []byte{0x00, 0xff}, t0.Add(time.Hour)))
-	one := dump(t, s)
-	if one == empty {
-		t.Fatal("dump did not change after writes")
-	}
-	if again := dump(t, s); again != one {
-		t.Errorf("two dumps of the same data differ:\n%s\n---\n%s", one, again)
-	}
-	// Rows are in primary key order, whatever the insertion order.
-	if i, j := strings.Index(one, `id="a"`), strings.Index(one, `id="b"`); i < 0 || j < 0 || i > j {
-		t.Errorf("secrets not ordered by ID:\n%s", one)
-	}
-	if !strings.Contains(one, "nonce=x'00ff'") {
-		t.Errorf("blob not dumped as hex:\n%s", one)
-	}
-
-	// Sign-in state, decisions and browser certificates are in the dump too.
-	challenge := sha256.Sum256([]byte("challenge"))
-	bc := storage.BrowserCert{
-		Cert: storage.Cert{Serial: "b40001", DeviceID: d.ID, Kind: storage.CertKindBrowser,
-			NotBefore: t0, NotAfter: t0.Add(24 * time.Hour), DER: []byte("der")},
-		HardwareUUID: d.HardwareUUID,
-		SHA1:         "0123456789abcdef0123456789abcdef01234567",
-	}
-	for _, write := range []func() error{
-		func() error {
-			return s.CreateSCEPChallenge(ctx, challenge[:], t0.Add(time.Hour), storage.AuditEvent{At: t0})
-		},
-		func() error {
-			return s.RecordBrowserCert(ctx, bc, challenge[:], t0, time.Hour, storage.AuditEvent{At: t0})
-		},
-		func() error { return s.UseRequestID(ctx, "issuer", "id-1", t0) },
-		func() error { return s.CreatePendingSignIn(ctx, pendingSignIn("token")) },
-		func() error {
-			_, err := s.AppendDecision(ctx, storage.DecisionRecord{At: t0, Username: "alice", Reason: "allowed", Allow: true})
-			return err
-		},
-	} {
-		before := dump(t, s)
-		must(t, write())
-		if dump(t, s) == before {
-			t.Errorf("dump did not change after a write:\n%s", before)
-		}
-	}
-	one = dump(t, s)
-	for _, want := range []string{`id="id-1"`, `username="alice"`, `results="[]"`,
-		`sha1="` + bc.SHA1 + `"`, `kind="browser"`, fmt.Sprintf("used_at=%d", t0.UnixNano())} {
-		if !strings.Contains(one, want) {
-			t.Errorf("dump lacks %s:\n%s", want, one)
-		}
-	}
-	if err := s.UseRequestID(ctx, "issuer", "id-1", t0.Add(time.Hour)); !errors.Is(err, storage.ErrAlreadyExists) {
-		t.Fatalf("UseRequestID again: %v", err)
-	}
-	if err := s.CreatePendingSignIn(ctx, pendingSignIn("token")); !errors.Is(err, storage.ErrAlreadyExists) {
-		t.Fatalf("CreatePendingSignIn again: %v", err)
-	}
-	if err := s.RecordBrowserCert(ctx, bc, challenge[:], t0, 0, storage.AuditEvent{At: t0}); !errors.Is(err, storage.ErrNotFound) {
-		t.Fatalf("RecordBrowserCert with the used challenge: %v", err)
-	}
-	if after := dump(t, s); after != one {
-		t.Errorf("a replayed request ID, duplicate pending sign-in or reused SCEP challenge changed the database:\n%s\n---\n%s", one, after)
-	}
-
-	// A rejected call leaves the dump as it was; an accepted one changes it.
-	_, _, err = s.EnrollDevice(ctx, enrollment(2, "missing"))
-	if !errors.Is(err, storage.ErrNotFound) {
-		t.Fatalf("enroll with unknown secret: %v", err)
-	}
-	if after := dump(t, s); after != one {
-		t.Errorf("rejected enrollment changed the database:\n%s\n---\n%s", one, after)
-	}
-	must(t, s.TouchDevice(ctx, d.ID, t0.Add(time.Minute)))
-	if dump(t, s) == one {
-		t.Error("dump did not change after TouchDevice")
 	}
 }
 
