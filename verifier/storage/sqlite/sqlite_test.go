@@ -3,7 +3,6 @@ package sqlite
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -64,12 +63,6 @@ func enrollment(n int, secretID string) storage.Enrollment {
 		SecretID: secretID,
 		Audit:    storage.AuditEvent{At: t0, Actor: "agent", Action: "device.enroll"},
 	}
-}
-
-func pendingSignIn(token string) storage.PendingSignIn {
-	h := sha256.Sum256([]byte(token))
-	return storage.PendingSignIn{TokenHash: h[:], DeviceID: "dev-1", Username: "alice", Request: []byte("<r/>"),
-		CreatedAt: t0, ExpiresAt: t0.Add(time.Minute)}
 }
 
 func dump(tb testing.TB, s *Store) string {
@@ -227,123 +220,18 @@ func TestTwoStoresOnOneFile(t *testing.T) {
 	}
 }
 
-// The same AuthnRequest reaching two processes at once, and two "Check
-// again" presses handled by two processes: one wins each race, and the
-// losers get the documented error, never SQLITE_BUSY.
-func TestTwoStoresRaceOnSignIns(t *testing.T) {
-	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "clearance.db")
-	stores := []*Store{open(t, path), open(t, path)}
-	const perStore = 4
-	race := func(call func(s *Store) error) []error {
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		errs := make([]error, len(stores)*perStore)
-		for i := range errs {
-			wg.Go(func() {
-				<-start
-				errs[i] = call(stores[i%len(stores)])
-			})
-		}
-		close(start)
-		wg.Wait()
-		return errs
-	}
-	winners := func(what string, errs []error, loser error) {
-		t.Helper()
-		won := 0
-		for _, err := range errs {
-			switch {
-			case err == nil:
-				won++
-			case !errors.Is(err, loser):
-				t.Errorf("%s: %v", what, err)
+// Processes share one file: the CLI beside the server, or two servers.
+func TestShared(t *testing.T) {
+	storagetest.RunShared(t, func(t *testing.T) func() (storage.Store, error) {
+		path := filepath.Join(t.TempDir(), "clearance.db")
+		return func() (storage.Store, error) {
+			s, err := Open(t.Context(), path)
+			if err != nil {
+				return nil, err
 			}
+			return s, nil
 		}
-		if won != 1 {
-			t.Errorf("%s: %d winners, want 1", what, won)
-		}
-	}
-	for i := range 10 {
-		id := fmt.Sprintf("id-%d", i)
-		winners("UseRequestID "+id, race(func(s *Store) error {
-			return s.UseRequestID(ctx, "issuer", id, t0.Add(time.Minute))
-		}), storage.ErrAlreadyExists)
-
-		p := pendingSignIn(id)
-		must(t, stores[0].CreatePendingSignIn(ctx, p))
-		winners("DeletePendingSignIn "+id, race(func(s *Store) error {
-			return s.DeletePendingSignIn(ctx, p.TokenHash)
-		}), storage.ErrNotFound)
-	}
-}
-
-// Writers in two processes contend for the same rows: the loser of a seq
-// race gets ErrSeqNotIncreasing, never SQLITE_BUSY.
-func TestTwoStoresRaceOnOneDevice(t *testing.T) {
-	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "clearance.db")
-	a := open(t, path)
-	b := open(t, path)
-	must(t, a.CreateEnrollSecret(ctx, secret("s"), storage.AuditEvent{At: t0}))
-	d, _, err := a.EnrollDevice(ctx, enrollment(1, "s"))
-	must(t, err)
-
-	const seqs = 40
-	var wg sync.WaitGroup
-	results := make([][]error, 2)
-	for i, s := range []*Store{a, b} {
-		wg.Go(func() {
-			for seq := uint64(1); seq <= seqs; seq++ {
-				r := storage.Report{DeviceID: d.ID, Seq: seq, ObservedAt: t0, ReceivedAt: t0, Payload: []byte("p"), Signature: []byte("s")}
-				results[i] = append(results[i], s.SaveReport(ctx, r, nil, 1000))
-			}
-		})
-	}
-	wg.Wait()
-	for seq := range seqs {
-		ok := 0
-		for i := range results {
-			switch err := results[i][seq]; {
-			case err == nil:
-				ok++
-			case !errors.Is(err, storage.ErrSeqNotIncreasing):
-				t.Errorf("store %d seq %d: %v", i, seq+1, err)
-			}
-		}
-		if ok > 1 {
-			t.Errorf("seq %d accepted by both stores", seq+1)
-		}
-	}
-	got, err := a.GetDevice(ctx, d.ID)
-	must(t, err)
-	if got.LastSeq != seqs {
-		t.Errorf("LastSeq = %d, want %d", got.LastSeq, seqs)
-	}
-}
-
-// Several processes starting on a new data directory at once all get a
-// migrated database.
-func TestConcurrentFirstOpen(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "clearance.db")
-	const n = 4
-	stores := make([]*Store, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() { stores[i], errs[i] = Open(t.Context(), path) })
-	}
-	wg.Wait()
-	for i, s := range stores {
-		if errs[i] != nil {
-			t.Errorf("Open %d: %v", i, errs[i])
-			continue
-		}
-		if err := s.CreateEnrollSecret(t.Context(), secret(fmt.Sprint(i)), storage.AuditEvent{At: t0}); err != nil {
-			t.Errorf("store %d: %v", i, err)
-		}
-		must(t, s.Close())
-	}
+	})
 }
 
 func TestListLimitsAreCapped(t *testing.T) {
