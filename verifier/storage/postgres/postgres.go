@@ -94,6 +94,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	db := stdlib.OpenDBFromPool(pool)
 	st, err := sqlstore.New(ctx, dialect, db, db, nil)
 	if err != nil {
+		db.Close()
 		pool.Close()
 		return nil, fmt.Errorf("opening postgres store: %w", err)
 	}

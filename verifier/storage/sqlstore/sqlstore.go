@@ -45,7 +45,8 @@ type Dialect struct {
 	// IMMEDIATE).
 	ReadTx sql.TxOptions
 	// Prepare keeps the hot statements (see prepared) prepared on the
-	// writing pool, for a driver that does not cache statements itself.
+	// writing pool, for a driver that does not cache statements itself:
+	// New prepares them, and calls on that pool use them.
 	Prepare bool
 	// Catalog describes the application's tables, for tools that read
 	// every row (storagetest.Dump).
@@ -103,8 +104,8 @@ func prepared(query string) string {
 
 // New returns a store that writes through w and reads through r (which
 // may be w). group, when set, commits the frequent small writes (reports,
-// sign-ins); without it each runs in a transaction of its own. The store
-// owns w and r: Close closes them.
+// sign-ins); without it each runs in a transaction of its own. Once New
+// succeeds the store owns w and r: Close closes them.
 func New(ctx context.Context, d Dialect, w, r *sql.DB, group Group) (*Store, error) {
 	s := &Store{d: d, w: w, r: r, group: group}
 	if d.Prepare {
@@ -112,7 +113,9 @@ func New(ctx context.Context, d Dialect, w, r *sql.DB, group Group) (*Store, err
 		for _, q := range hot {
 			st, err := w.PrepareContext(ctx, s.rebind(q))
 			if err != nil {
-				s.Close()
+				for _, st := range s.stmts {
+					st.Close()
+				}
 				return nil, fmt.Errorf("preparing %q: %w", q, err)
 			}
 			s.stmts[q] = st
@@ -238,8 +241,7 @@ type conn struct {
 	tx   *sql.Tx // nil: on the pool
 }
 
-// querier is what *sql.DB, *sql.Tx and a prepared *sql.Stmt (with the
-// query left out) have in common.
+// querier is what *sql.DB and *sql.Tx have in common.
 type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
