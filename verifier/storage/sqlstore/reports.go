@@ -44,11 +44,11 @@ var (
 	deviceState  = prepared(`SELECT revoked_at, last_seq FROM devices WHERE id = $1`)
 	insertReport = prepared(`INSERT INTO reports (device_id, enrollment, seq, observed_at, received_at, payload, signature)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)`)
-	// pruneReports deletes everything older than the keep-th newest report
-	// ($2 = keep-1). With fewer reports the subquery is NULL and the
-	// comparison deletes nothing.
-	pruneReports = prepared(`DELETE FROM reports WHERE device_id = $1 AND (enrollment, seq) < (
-		SELECT enrollment, seq FROM reports WHERE device_id = $1 ` + newestFirst + ` LIMIT 1 OFFSET $2)`)
+	// pruneReports deletes every report beyond the keep ($2) newest; $3
+	// is no bound, as a LIMIT both engines take. Each is found by its
+	// primary key, so only those are visited.
+	pruneReports = prepared(`DELETE FROM reports WHERE device_id = $1 AND (enrollment, seq) IN (
+		SELECT enrollment, seq FROM reports WHERE device_id = $1 ` + newestFirst + ` LIMIT $3 OFFSET $2)`)
 )
 
 // SaveReport stores r and updates its device, consuming nonce when it is
@@ -99,7 +99,7 @@ func (s *Store) SaveReport(ctx context.Context, r storage.Report, nonce []byte, 
 		}
 
 		// 5. Retention.
-		if _, err := q.exec(ctx, pruneReports, r.DeviceID, keep-1); err != nil {
+		if _, err := q.exec(ctx, pruneReports, r.DeviceID, keep, int64(math.MaxInt64)); err != nil {
 			return fmt.Errorf("pruning reports: %w", err)
 		}
 		return nil
