@@ -25,7 +25,7 @@ import (
 	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/server"
-	"github.com/clearance/clearance/verifier/storage/sqlite"
+	"github.com/clearance/clearance/verifier/storage/storagetest"
 )
 
 // clock is a settable clock shared by the server and the test.
@@ -198,7 +198,7 @@ func (h *harness) enrolled(secret string) *protoagent.Agent {
 // dump is every row of every table.
 func (h *harness) dump() string {
 	h.t.Helper()
-	d, err := h.srv.Store.(*sqlite.Store).Dump(context.Background())
+	d, err := storagetest.Dump(context.Background(), h.srv.Store)
 	if err != nil {
 		h.t.Fatal(err)
 	}

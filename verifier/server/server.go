@@ -96,21 +96,14 @@ func OpenStore(ctx context.Context, dataDir string) (*sqlite.Store, error) {
 	return sqlite.Open(ctx, filepath.Join(dataDir, DBFile))
 }
 
-// Store is what OpenDatabase returns: the storage contract, and Dump for
-// support and tests.
-type Store interface {
-	storage.Store
-	Dump(ctx context.Context) (string, error)
-}
-
 var (
-	_ Store = (*sqlite.Store)(nil)
-	_ Store = (*postgres.Store)(nil)
+	_ storage.Store = (*sqlite.Store)(nil)
+	_ storage.Store = (*postgres.Store)(nil)
 )
 
 // OpenDatabase opens the database the --database setting names: SQLite in
 // the data dir when it is empty, else PostgreSQL. serve and the CLI use it.
-func OpenDatabase(ctx context.Context, dataDir, database string) (Store, error) {
+func OpenDatabase(ctx context.Context, dataDir, database string) (storage.Store, error) {
 	if database == "" {
 		return OpenStore(ctx, dataDir)
 	}

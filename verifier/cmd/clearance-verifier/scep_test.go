@@ -11,6 +11,7 @@ import (
 
 	"github.com/clearance/clearance/verifier/enroll"
 	"github.com/clearance/clearance/verifier/server"
+	"github.com/clearance/clearance/verifier/storage/storagetest"
 )
 
 // TestSCEPChallenge: the CLI prints a one-time challenge as its last line,
@@ -45,7 +46,7 @@ func TestSCEPChallenge(t *testing.T) {
 			t.Errorf("usable at %s: %v %v, want %v", at, ok, err, want)
 		}
 	}
-	dump, err := store.Dump(ctx)
+	dump, err := storagetest.Dump(ctx, store)
 	if err != nil {
 		t.Fatal(err)
 	}

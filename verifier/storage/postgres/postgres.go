@@ -6,7 +6,8 @@
 // on (the device, the secret, the nonce) before reading them, so
 // concurrent writers in any process queue on those rows; a transaction that
 // loses a race it cannot queue for (two first enrollments of one machine, a
-// deadlock, a serialization failure) is retried from the start.
+// deadlock, a serialization failure) is retried from the start. The
+// queries are sqlstore's; this package opens, migrates and relays.
 package postgres
 
 import (
@@ -16,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -25,24 +27,50 @@ import (
 	"github.com/pressly/goose/v3/lock"
 
 	"github.com/clearance/clearance/verifier/storage"
+	"github.com/clearance/clearance/verifier/storage/sqlstore"
 )
 
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// writeAttempts bounds the retries of a write transaction that lost a race.
-const writeAttempts = 5
-
-// errRace marks a transaction that lost a race to a concurrent one and can
-// simply run again.
-var errRace = errors.New("lost a race with a concurrent transaction")
-
-// Store is a storage.Store backed by a PostgreSQL database.
+// Store is a storage.Store backed by a PostgreSQL database: the shared SQL
+// store over this package's pool and dialect.
 type Store struct {
+	*sqlstore.Store
+	// pool also serves the relay (cluster.go), which needs pgx itself.
 	pool *pgxpool.Pool
 }
 
 var _ storage.Store = (*Store)(nil)
+
+// dialect is PostgreSQL's: writers in several processes at once lock the
+// rows they decide on, and a transaction that lost a race runs again. NO
+// KEY lets foreign key checks of inserts that name a locked row go on.
+var dialect = sqlstore.Dialect{
+	Name:              "postgres",
+	LockRow:           " FOR NO KEY UPDATE",
+	IsUniqueViolation: func(err error) bool { return hasCode(err, "23505") },
+	// Serialization failure, deadlock.
+	IsRetryable: func(err error) bool { return hasCode(err, "40001", "40P01") },
+	ReadTx:      sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
+	Catalog: sqlstore.Catalog{
+		Tables: `SELECT tablename FROM pg_tables
+			WHERE schemaname = current_schema() AND tablename <> 'goose_db_version'
+			ORDER BY tablename COLLATE "C"`,
+		Columns: `SELECT a.attname, coalesce(array_position(i.indkey::int2[], a.attnum), 0)
+			FROM pg_attribute a
+			LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
+			WHERE a.attrelid = (quote_ident(current_schema()) || '.' || quote_ident($1))::regclass
+				AND a.attnum > 0 AND NOT a.attisdropped
+			ORDER BY a.attnum`,
+	},
+}
+
+// hasCode reports whether err is a PostgreSQL error with one of codes.
+func hasCode(err error, codes ...string) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && slices.Contains(codes, pe.Code)
+}
 
 // Open connects to the database named by dsn (a postgres:// URL or
 // key=value string, as pgx accepts) and brings its schema up to date.
@@ -61,9 +89,18 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening postgres store: %w", err)
 	}
-	s := &Store{pool: pool}
-	if err := s.Ping(ctx); err != nil {
+	// database/sql borrows the pool's connections; pgx caches each
+	// connection's prepared statements itself.
+	db := stdlib.OpenDBFromPool(pool)
+	st, err := sqlstore.New(ctx, dialect, db, db, nil)
+	if err != nil {
+		db.Close()
 		pool.Close()
+		return nil, fmt.Errorf("opening postgres store: %w", err)
+	}
+	s := &Store{Store: st, pool: pool}
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
 		return nil, fmt.Errorf("opening postgres store: %w", err)
 	}
 	return s, nil
@@ -104,58 +141,9 @@ func migrateDB(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
-// Ping checks that the database is reachable.
-func (s *Store) Ping(ctx context.Context) error {
-	if err := s.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("pinging postgres store: %w", err)
-	}
-	return nil
-}
-
 // Close closes every connection, waiting for those in use to be released.
 func (s *Store) Close() error {
+	err := s.Store.Close()
 	s.pool.Close()
-	return nil
-}
-
-// querier is what *pgxpool.Pool and pgx.Tx have in common.
-type querier interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
-// write runs fn in one transaction, committed only if fn succeeds, and runs
-// it again (fn must start from scratch) when it lost a race.
-func (s *Store) write(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	for attempt := 1; ; attempt++ {
-		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{}, fn)
-		if err == nil || !retryable(err) || attempt == writeAttempts || ctx.Err() != nil {
-			return err
-		}
-	}
-}
-
-// read runs fn in one read-only snapshot, so that what it reads agrees.
-func (s *Store) read(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	return pgx.BeginTxFunc(ctx, s.pool,
-		pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
-}
-
-// retryable reports whether err says the transaction lost a race and
-// changed nothing: serialization failure, deadlock, or errRace.
-func retryable(err error) bool {
-	if errors.Is(err, errRace) {
-		return true
-	}
-	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
-}
-
-// isDuplicate reports whether err is a PRIMARY KEY or UNIQUE violation, of
-// the named constraint when constraint is set.
-func isDuplicate(err error, constraint string) bool {
-	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Code == "23505" &&
-		(constraint == "" || pe.ConstraintName == constraint)
+	return err
 }

@@ -3,14 +3,10 @@ package postgres_test
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -101,159 +97,18 @@ func randomSuffix() string {
 	return hex.EncodeToString(b)
 }
 
-// Replicas contend for one device's rows: the loser of a seq race gets
-// ErrSeqNotIncreasing, never a lock or serialization error, and each seq
-// is stored once.
-func TestTwoStoresRaceOnOneDevice(t *testing.T) {
-	ctx := t.Context()
-	dsn := newDatabase(t)
-	a, b := open(t, dsn), open(t, dsn)
-	d := enrollOne(t, a)
-
-	const seqs = 40
-	var wg sync.WaitGroup
-	results := make([][]error, 2)
-	for i, s := range []*postgres.Store{a, b} {
-		wg.Go(func() {
-			for seq := uint64(1); seq <= seqs; seq++ {
-				r := storage.Report{DeviceID: d.ID, Seq: seq, ObservedAt: t0, ReceivedAt: t0, Payload: []byte("p"), Signature: []byte("s")}
-				results[i] = append(results[i], s.SaveReport(ctx, r, nil, 1000))
-			}
-		})
-	}
-	wg.Wait()
-	for seq := range seqs {
-		ok := 0
-		for i := range results {
-			switch err := results[i][seq]; {
-			case err == nil:
-				ok++
-			case !errors.Is(err, storage.ErrSeqNotIncreasing):
-				t.Errorf("store %d seq %d: %v", i, seq+1, err)
-			}
-		}
-		if ok > 1 {
-			t.Errorf("seq %d accepted by both stores", seq+1)
-		}
-	}
-	rs, err := b.ListReports(ctx, d.ID, 1000)
-	if err != nil || len(rs) != seqs {
-		t.Errorf("ListReports = %d reports, %v; want %d", len(rs), err, seqs)
-	}
-}
-
-// The same machine enrolling through two replicas at once ends as one
-// device enrolled twice, not as an error.
-func TestConcurrentFirstEnrollment(t *testing.T) {
-	ctx := t.Context()
-	dsn := newDatabase(t)
-	a, b := open(t, dsn), open(t, dsn)
-	if err := a.CreateEnrollSecret(ctx, storage.EnrollSecret{ID: "s", Hash: []byte("h"), CreatedAt: t0}, storage.AuditEvent{At: t0}); err != nil {
-		t.Fatal(err)
-	}
-	const rounds = 10
-	for n := range rounds {
-		var wg sync.WaitGroup
-		errs := make([]error, 2)
-		for i, s := range []*postgres.Store{a, b} {
-			wg.Go(func() {
-				e := enrollment(n, i)
-				_, _, errs[i] = s.EnrollDevice(ctx, e)
-			})
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
-			t.Fatalf("round %d: %v", n, err)
-		}
-		d, err := a.GetDeviceByHardwareUUID(ctx, enrollment(n, 0).Device.HardwareUUID)
-		if err != nil || d.Enrollments != 2 {
-			t.Errorf("round %d: device %+v, %v; want 2 enrollments", n, d, err)
-		}
-	}
-	ds, err := a.ListDevices(ctx, "", 1000)
-	if err != nil || len(ds) != rounds {
-		t.Errorf("ListDevices = %d devices, %v; want %d", len(ds), err, rounds)
-	}
-}
-
-func pendingSignIn(token string) storage.PendingSignIn {
-	h := sha256.Sum256([]byte(token))
-	return storage.PendingSignIn{TokenHash: h[:], DeviceID: "dev-1", Username: "alice", Request: []byte("<r/>"),
-		RelayState: "\x00\xff", CreatedAt: t0, ExpiresAt: t0.Add(time.Minute)}
-}
-
-// The same AuthnRequest reaching two replicas at once, and two "Check
-// again" presses handled by two replicas: one wins each race, and the
-// losers get the documented error, never a lock or serialization error.
-func TestTwoStoresRaceOnSignIns(t *testing.T) {
-	ctx := t.Context()
-	dsn := newDatabase(t)
-	stores := []*postgres.Store{open(t, dsn), open(t, dsn)}
-	const perStore = 4
-	race := func(call func(s *postgres.Store) error) []error {
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		errs := make([]error, len(stores)*perStore)
-		for i := range errs {
-			wg.Go(func() {
-				<-start
-				errs[i] = call(stores[i%len(stores)])
-			})
-		}
-		close(start)
-		wg.Wait()
-		return errs
-	}
-	winners := func(what string, errs []error, loser error) {
-		t.Helper()
-		won := 0
-		for _, err := range errs {
-			switch {
-			case err == nil:
-				won++
-			case !errors.Is(err, loser):
-				t.Errorf("%s: %v", what, err)
-			}
-		}
-		if won != 1 {
-			t.Errorf("%s: %d winners, want 1", what, won)
-		}
-	}
-	for i := range 10 {
-		id := fmt.Sprintf("id-%d", i)
-		winners("UseRequestID "+id, race(func(s *postgres.Store) error {
-			return s.UseRequestID(ctx, "issuer", id, t0.Add(time.Minute))
-		}), storage.ErrAlreadyExists)
-
-		p := pendingSignIn(id)
-		if err := stores[0].CreatePendingSignIn(ctx, p); err != nil {
-			t.Fatal(err)
-		}
-		winners("DeletePendingSignIn "+id, race(func(s *postgres.Store) error {
-			return s.DeletePendingSignIn(ctx, p.TokenHash)
-		}), storage.ErrNotFound)
-	}
-}
-
-// Replicas starting on a new database at once all get a migrated schema.
-func TestConcurrentFirstOpen(t *testing.T) {
-	dsn := newDatabase(t)
-	const n = 4
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i := range n {
-		wg.Go(func() {
+// Replicas share one database.
+func TestShared(t *testing.T) {
+	storagetest.RunShared(t, func(t *testing.T) func() (storage.Store, error) {
+		dsn := newDatabase(t)
+		return func() (storage.Store, error) {
 			s, err := postgres.Open(t.Context(), dsn)
-			if err == nil {
-				s.Close()
+			if err != nil {
+				return nil, err
 			}
-			errs[i] = err
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
+			return s, nil
+		}
+	})
 }
 
 var t0 = time.Date(2025, time.March, 4, 7, 6, 7, 123456789, time.UTC)
@@ -273,16 +128,6 @@ func enrollment(n, r int) storage.Enrollment {
 	}
 }
 
-// browserCert is a browser certificate for d.
-func browserCert(d storage.Device) storage.BrowserCert {
-	return storage.BrowserCert{
-		Cert: storage.Cert{Serial: "b40001", DeviceID: d.ID, Kind: storage.CertKindBrowser,
-			NotBefore: t0, NotAfter: t0.Add(24 * time.Hour), DER: []byte("der")},
-		HardwareUUID: d.HardwareUUID,
-		SHA1:         "0123456789abcdef0123456789abcdef01234567",
-	}
-}
-
 func enrollOne(t *testing.T, s *postgres.Store) storage.Device {
 	t.Helper()
 	ctx := t.Context()
@@ -294,64 +139,4 @@ func enrollOne(t *testing.T, s *postgres.Store) storage.Device {
 		t.Fatal(err)
 	}
 	return d
-}
-
-// Dump shows every stored row, and a refused report, replayed request ID,
-// duplicate pending sign-in or reused SCEP challenge changes nothing in it.
-func TestDump(t *testing.T) {
-	ctx := t.Context()
-	s := open(t, newDatabase(t))
-	d := enrollOne(t, s)
-	r := storage.Report{DeviceID: d.ID, Seq: 1, ObservedAt: t0, ReceivedAt: t0, Payload: []byte{0, 0xff}, Signature: []byte("s")}
-	if err := s.SaveReport(ctx, r, nil, 10); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.UseRequestID(ctx, "issuer", "id-1", t0); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.CreatePendingSignIn(ctx, pendingSignIn("token")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.AppendDecision(ctx, storage.DecisionRecord{At: t0, Username: "alice", Reason: "allowed", Allow: true}); err != nil {
-		t.Fatal(err)
-	}
-	challenge := sha256.Sum256([]byte("challenge"))
-	if err := s.CreateSCEPChallenge(ctx, challenge[:], t0.Add(time.Hour), storage.AuditEvent{At: t0}); err != nil {
-		t.Fatal(err)
-	}
-	bc := browserCert(d)
-	if err := s.RecordBrowserCert(ctx, bc, challenge[:], t0, time.Hour, storage.AuditEvent{At: t0}); err != nil {
-		t.Fatal(err)
-	}
-	before, err := s.Dump(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"table audit\n", "table certs\n", "table decisions\n", "table devices\n",
-		"table enroll_secrets\n", "table nonces\n", "table pending_sign_ins\n", "table reports\n",
-		"table saml_request_ids\n", `id="dev-1-0"`, "payload=x'00ff'", `id="id-1"`, `username="alice"`,
-		"allow=1", `results="[]"`, "relay_state=x'00ff'", "table scep_challenges\n",
-		`sha1="` + bc.SHA1 + `"`, `kind="browser"`, fmt.Sprintf("used_at=%d", t0.UnixNano())} {
-		if !strings.Contains(before, want) {
-			t.Errorf("dump lacks %q:\n%s", want, before)
-		}
-	}
-	if strings.Contains(before, "goose") {
-		t.Errorf("dump shows goose's table:\n%s", before)
-	}
-	if err := s.SaveReport(ctx, r, nil, 10); !errors.Is(err, storage.ErrSeqNotIncreasing) {
-		t.Fatalf("SaveReport again: %v", err)
-	}
-	if err := s.UseRequestID(ctx, "issuer", "id-1", t0.Add(time.Hour)); !errors.Is(err, storage.ErrAlreadyExists) {
-		t.Fatalf("UseRequestID again: %v", err)
-	}
-	if err := s.CreatePendingSignIn(ctx, pendingSignIn("token")); !errors.Is(err, storage.ErrAlreadyExists) {
-		t.Fatalf("CreatePendingSignIn again: %v", err)
-	}
-	if err := s.RecordBrowserCert(ctx, bc, challenge[:], t0, 0, storage.AuditEvent{At: t0}); !errors.Is(err, storage.ErrNotFound) {
-		t.Fatalf("RecordBrowserCert with the used challenge: %v", err)
-	}
-	if after, err := s.Dump(ctx); err != nil || after != before {
-		t.Errorf("dump after a refused report differs (%v):\n%s\nbefore:\n%s", err, after, before)
-	}
 }

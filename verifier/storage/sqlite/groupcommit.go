@@ -10,7 +10,8 @@ import (
 )
 
 // Group commit for reports, and for the small writes every sign-in makes
-// (its request ID, its decision, a held sign-in). A durable SQLite commit
+// (its request ID, its decision, a held sign-in): the sqlstore.Group of
+// this backend. A durable SQLite commit
 // costs an fsync, which is far more than the work of storing one row; with
 // many agents reporting and users signing in at once, one writer goroutine
 // stores every write that is waiting in one transaction and pays the fsync
@@ -54,7 +55,8 @@ type saveReq struct {
 }
 
 // reportWriter owns the goroutine that commits queued reports. It is
-// started by Open and stopped by Store.Close.
+// started by Open and stopped by Store.Close; its do is the store's
+// sqlstore.Group.
 type reportWriter struct {
 	db     *sql.DB
 	sp     savepoints
@@ -77,32 +79,38 @@ type savepoints struct {
 	begin, release, rollback *sql.Stmt
 }
 
-func prepareSavepoints(ctx context.Context, p *preparer) savepoints {
-	return savepoints{
-		begin:    p.prepare(ctx, `SAVEPOINT report`),
-		release:  p.prepare(ctx, `RELEASE report`),
-		rollback: p.prepare(ctx, `ROLLBACK TO report`),
+// newReportWriter prepares the savepoint statements on db, which must be
+// the store's writing pool, and starts the writer.
+func newReportWriter(ctx context.Context, db *sql.DB) (*reportWriter, error) {
+	var sp [3]*sql.Stmt
+	for i, q := range []string{`SAVEPOINT report`, `RELEASE report`, `ROLLBACK TO report`} {
+		st, err := db.PrepareContext(ctx, q)
+		if err != nil {
+			for _, st := range sp[:i] {
+				st.Close()
+			}
+			return nil, fmt.Errorf("preparing %q: %w", q, err)
+		}
+		sp[i] = st
 	}
-}
-
-func newReportWriter(db *sql.DB, sp savepoints) *reportWriter {
 	w := &reportWriter{
 		db:     db,
-		sp:     sp,
+		sp:     savepoints{begin: sp[0], release: sp[1], rollback: sp[2]},
 		queue:  make(chan *saveReq, queueLen),
 		stop:   make(chan struct{}),
 		exited: make(chan struct{}),
 		ctx:    context.Background(),
 	}
 	go w.run()
-	return w
+	return w, nil
 }
 
-// close stops the writer after the batch it is committing, if any. Calls
-// still waiting get ErrClosed.
-func (w *reportWriter) close() {
+// close stops the writer after the batch it is committing, if any, and
+// closes its statements. Calls still waiting get ErrClosed.
+func (w *reportWriter) close() error {
 	w.closeOnce.Do(func() { close(w.stop) })
 	<-w.exited
+	return errors.Join(w.sp.begin.Close(), w.sp.release.Close(), w.sp.rollback.Close())
 }
 
 // do queues save and waits for its outcome.

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"errors"
 	"path/filepath"
 	"runtime"
@@ -40,11 +39,15 @@ func holdWriter(t *testing.T, s *Store) (release func()) {
 	held, done := make(chan struct{}), make(chan struct{})
 	errc := make(chan error, 1)
 	go func() {
-		errc <- s.write(context.Background(), func(*sql.Tx) error {
+		tx, err := s.w.BeginTx(context.Background(), nil)
+		if err != nil {
+			errc <- err
 			close(held)
-			<-done
-			return nil
-		})
+			return
+		}
+		close(held)
+		<-done
+		errc <- tx.Rollback()
 	}()
 	<-held
 	var once sync.Once

@@ -5,7 +5,8 @@
 // Several processes may open the same file at once: the CLI writes enroll
 // secrets while the server runs. Every write transaction starts with BEGIN
 // IMMEDIATE and waits on SQLite's busy timeout, so concurrent writers queue
-// instead of failing.
+// instead of failing. The queries are sqlstore's; this package opens the
+// file, migrates it and commits small writes in groups.
 package sqlite
 
 import (
@@ -26,6 +27,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/clearance/clearance/verifier/storage"
+	"github.com/clearance/clearance/verifier/storage/sqlstore"
 )
 
 //go:embed migrations/*.sql
@@ -35,22 +37,49 @@ var migrations embed.FS
 // (in this process or another one) to release the database lock.
 const busyTimeout = 10 * time.Second
 
-// Store is a storage.Store backed by one SQLite file.
+// Store is a storage.Store backed by one SQLite file: the shared SQL
+// store over this package's pools, dialect and group commit.
 type Store struct {
+	*sqlstore.Store
 	// w holds the only writing connection of this process: writers queue in
 	// database/sql instead of spinning in SQLite's busy handler.
 	w *sql.DB
 	// r serves reads; WAL lets them run beside the writer.
 	r *sql.DB
-	// reports commits SaveReport calls in groups, through w, with the
-	// statements in reportStmts.
-	reports     *reportWriter
-	reportStmts *reportStmts
-	// stmts are the statements prepared on w, closed with the store.
-	stmts []*sql.Stmt
+	// reports commits reports and sign-in writes in groups, through w.
+	reports *reportWriter
 }
 
 var _ storage.Store = (*Store)(nil)
+
+// dialect is SQLite's: one writer at a time (BEGIN IMMEDIATE, see dsn), so
+// no row locks and no lost races, and statements prepared by the store
+// since the driver keeps none.
+var dialect = sqlstore.Dialect{
+	Name:              "sqlite",
+	Rebind:            rebind,
+	IsUniqueViolation: isDuplicate,
+	ReadTx:            sql.TxOptions{ReadOnly: true},
+	Prepare:           true,
+	Catalog: sqlstore.Catalog{
+		Tables: `SELECT name FROM sqlite_schema
+			WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' AND name <> 'goose_db_version'
+			ORDER BY name`,
+		Columns: `SELECT name, pk FROM pragma_table_info($1) ORDER BY cid`,
+	},
+}
+
+// rebind turns the store's $n placeholders into SQLite's ?n, which bind the
+// n-th argument too. The store's queries hold no '$' in string literals.
+func rebind(query string) string {
+	b := []byte(query)
+	for i := 0; i+1 < len(b); i++ {
+		if b[i] == '$' && b[i+1] >= '0' && b[i+1] <= '9' {
+			b[i] = '?'
+		}
+	}
+	return string(b)
+}
 
 // Open opens (creating it if needed, mode 0600) the database at path and
 // brings its schema up to date.
@@ -102,41 +131,18 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	r.SetMaxIdleConns(n)
 
 	s := &Store{w: w, r: r}
-	err = s.Ping(ctx)
+	s.reports, err = newReportWriter(ctx, w)
 	if err == nil {
-		p := &preparer{db: w}
-		s.reportStmts = prepareReportStmts(ctx, p)
-		savepoints := prepareSavepoints(ctx, p)
-		s.stmts, err = p.stmts, p.err
-		if err == nil {
-			s.reports = newReportWriter(w, savepoints)
-		}
+		s.Store, err = sqlstore.New(ctx, dialect, w, r, s.reports.do)
+	}
+	if err == nil {
+		err = s.Ping(ctx)
 	}
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("opening sqlite store %s: %w", abs, err)
 	}
 	return s, nil
-}
-
-// preparer prepares statements on db and keeps the first error.
-type preparer struct {
-	db    *sql.DB
-	stmts []*sql.Stmt
-	err   error
-}
-
-func (p *preparer) prepare(ctx context.Context, query string) *sql.Stmt {
-	if p.err != nil {
-		return nil
-	}
-	st, err := p.db.PrepareContext(ctx, query)
-	if err != nil {
-		p.err = fmt.Errorf("preparing %q: %w", query, err)
-		return nil
-	}
-	p.stmts = append(p.stmts, st)
-	return st
 }
 
 // createPrivate makes sure the database and its WAL companions are readable
@@ -241,55 +247,19 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	}
 }
 
-// Ping checks that both pools can reach the database.
-func (s *Store) Ping(ctx context.Context) error {
-	if err := s.w.PingContext(ctx); err != nil {
-		return fmt.Errorf("pinging sqlite store: %w", err)
-	}
-	if err := s.r.PingContext(ctx); err != nil {
-		return fmt.Errorf("pinging sqlite store: %w", err)
-	}
-	return nil
-}
-
 // Close closes the store. The report writer stops first, after the batch
 // it is committing; reports still queued get ErrClosed. Readers close next
 // so that the writer, closing last, checkpoints the WAL into the database
 // file.
 func (s *Store) Close() error {
-	if s.reports != nil {
-		s.reports.close()
-	}
 	var errs []error
-	for _, st := range s.stmts {
-		errs = append(errs, st.Close())
+	if s.reports != nil {
+		errs = append(errs, s.reports.close())
+	}
+	if s.Store != nil {
+		return errors.Join(append(errs, s.Store.Close())...)
 	}
 	return errors.Join(append(errs, s.r.Close(), s.w.Close())...)
-}
-
-// querier is what *sql.DB and *sql.Tx have in common.
-type querier interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-// write runs fn in one write transaction, committed only if fn succeeds.
-func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("beginning transaction: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		// The rollback error adds nothing: fn's error says why, and an
-		// unfinished transaction is rolled back by SQLite anyway.
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("committing transaction: %w", err)
-	}
-	return nil
 }
 
 // isBusy reports whether err is SQLITE_BUSY, extended codes included.

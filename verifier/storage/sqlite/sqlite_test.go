@@ -3,19 +3,16 @@ package sqlite
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"database/sql"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/clearance/clearance/verifier/storage"
-	"github.com/clearance/clearance/verifier/storage/internal/sqlrow"
+	"github.com/clearance/clearance/verifier/storage/sqlstore"
 	"github.com/clearance/clearance/verifier/storage/storagetest"
 )
 
@@ -68,15 +65,9 @@ func enrollment(n int, secretID string) storage.Enrollment {
 	}
 }
 
-func pendingSignIn(token string) storage.PendingSignIn {
-	h := sha256.Sum256([]byte(token))
-	return storage.PendingSignIn{TokenHash: h[:], DeviceID: "dev-1", Username: "alice", Request: []byte("<r/>"),
-		CreatedAt: t0, ExpiresAt: t0.Add(time.Minute)}
-}
-
 func dump(tb testing.TB, s *Store) string {
 	tb.Helper()
-	d, err := s.Dump(context.Background())
+	d, err := storagetest.Dump(context.Background(), s)
 	must(tb, err)
 	return d
 }
@@ -148,104 +139,6 @@ func TestReopenKeepsData(t *testing.T) {
 	must(t, err)
 	if got.LastSeq != 1 {
 		t.Errorf("LastSeq after reopen = %d, want 1", got.LastSeq)
-	}
-}
-
-func TestDump(t *testing.T) {
-	ctx := t.Context()
-	s := open(t, filepath.Join(t.TempDir(), "clearance.db"))
-	empty := dump(t, s)
-	for _, table := range []string{"audit", "certs", "decisions", "devices", "enroll_secrets", "nonces",
-		"pending_sign_ins", "reports", "saml_request_ids", "scep_challenges"} {
-		if !strings.Contains(empty, "table "+table+"\n") {
-			t.Errorf("empty dump lacks table %s:\n%s", table, empty)
-		}
-	}
-	for _, internal := range []string{"goose", "sqlite_sequence"} {
-		if strings.Contains(empty, internal) {
-			t.Errorf("dump includes %s:\n%s", internal, empty)
-		}
-	}
-
-	must(t, s.CreateEnrollSecret(ctx, secret("b"), storage.AuditEvent{At: t0, Action: "secret.create"}))
-	must(t, s.CreateEnrollSecret(ctx, secret("a"), storage.AuditEvent{At: t0, Action: "secret.create"}))
-	d, _, err := s.EnrollDevice(ctx, enrollment(1, "a"))
-	must(t, err)
-	must(t, s.CreateNonce(ctx, d.ID, []byte{0x00, 0xff}, t0.Add(time.Hour)))
-	one := dump(t, s)
-	if one == empty {
-		t.Fatal("dump did not change after writes")
-	}
-	if again := dump(t, s); again != one {
-		t.Errorf("two dumps of the same data differ:\n%s\n---\n%s", one, again)
-	}
-	// Rows are in primary key order, whatever the insertion order.
-	if i, j := strings.Index(one, `id="a"`), strings.Index(one, `id="b"`); i < 0 || j < 0 || i > j {
-		t.Errorf("secrets not ordered by ID:\n%s", one)
-	}
-	if !strings.Contains(one, "nonce=x'00ff'") {
-		t.Errorf("blob not dumped as hex:\n%s", one)
-	}
-
-	// Sign-in state, decisions and browser certificates are in the dump too.
-	challenge := sha256.Sum256([]byte("challenge"))
-	bc := storage.BrowserCert{
-		Cert: storage.Cert{Serial: "b40001", DeviceID: d.ID, Kind: storage.CertKindBrowser,
-			NotBefore: t0, NotAfter: t0.Add(24 * time.Hour), DER: []byte("der")},
-		HardwareUUID: d.HardwareUUID,
-		SHA1:         "0123456789abcdef0123456789abcdef01234567",
-	}
-	for _, write := range []func() error{
-		func() error {
-			return s.CreateSCEPChallenge(ctx, challenge[:], t0.Add(time.Hour), storage.AuditEvent{At: t0})
-		},
-		func() error {
-			return s.RecordBrowserCert(ctx, bc, challenge[:], t0, time.Hour, storage.AuditEvent{At: t0})
-		},
-		func() error { return s.UseRequestID(ctx, "issuer", "id-1", t0) },
-		func() error { return s.CreatePendingSignIn(ctx, pendingSignIn("token")) },
-		func() error {
-			_, err := s.AppendDecision(ctx, storage.DecisionRecord{At: t0, Username: "alice", Reason: "allowed", Allow: true})
-			return err
-		},
-	} {
-		before := dump(t, s)
-		must(t, write())
-		if dump(t, s) == before {
-			t.Errorf("dump did not change after a write:\n%s", before)
-		}
-	}
-	one = dump(t, s)
-	for _, want := range []string{`id="id-1"`, `username="alice"`, `results="[]"`,
-		`sha1="` + bc.SHA1 + `"`, `kind="browser"`, fmt.Sprintf("used_at=%d", t0.UnixNano())} {
-		if !strings.Contains(one, want) {
-			t.Errorf("dump lacks %s:\n%s", want, one)
-		}
-	}
-	if err := s.UseRequestID(ctx, "issuer", "id-1", t0.Add(time.Hour)); !errors.Is(err, storage.ErrAlreadyExists) {
-		t.Fatalf("UseRequestID again: %v", err)
-	}
-	if err := s.CreatePendingSignIn(ctx, pendingSignIn("token")); !errors.Is(err, storage.ErrAlreadyExists) {
-		t.Fatalf("CreatePendingSignIn again: %v", err)
-	}
-	if err := s.RecordBrowserCert(ctx, bc, challenge[:], t0, 0, storage.AuditEvent{At: t0}); !errors.Is(err, storage.ErrNotFound) {
-		t.Fatalf("RecordBrowserCert with the used challenge: %v", err)
-	}
-	if after := dump(t, s); after != one {
-		t.Errorf("a replayed request ID, duplicate pending sign-in or reused SCEP challenge changed the database:\n%s\n---\n%s", one, after)
-	}
-
-	// A rejected call leaves the dump as it was; an accepted one changes it.
-	_, _, err = s.EnrollDevice(ctx, enrollment(2, "missing"))
-	if !errors.Is(err, storage.ErrNotFound) {
-		t.Fatalf("enroll with unknown secret: %v", err)
-	}
-	if after := dump(t, s); after != one {
-		t.Errorf("rejected enrollment changed the database:\n%s\n---\n%s", one, after)
-	}
-	must(t, s.TouchDevice(ctx, d.ID, t0.Add(time.Minute)))
-	if dump(t, s) == one {
-		t.Error("dump did not change after TouchDevice")
 	}
 }
 
@@ -327,142 +220,37 @@ func TestTwoStoresOnOneFile(t *testing.T) {
 	}
 }
 
-// The same AuthnRequest reaching two processes at once, and two "Check
-// again" presses handled by two processes: one wins each race, and the
-// losers get the documented error, never SQLITE_BUSY.
-func TestTwoStoresRaceOnSignIns(t *testing.T) {
-	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "clearance.db")
-	stores := []*Store{open(t, path), open(t, path)}
-	const perStore = 4
-	race := func(call func(s *Store) error) []error {
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		errs := make([]error, len(stores)*perStore)
-		for i := range errs {
-			wg.Go(func() {
-				<-start
-				errs[i] = call(stores[i%len(stores)])
-			})
-		}
-		close(start)
-		wg.Wait()
-		return errs
-	}
-	winners := func(what string, errs []error, loser error) {
-		t.Helper()
-		won := 0
-		for _, err := range errs {
-			switch {
-			case err == nil:
-				won++
-			case !errors.Is(err, loser):
-				t.Errorf("%s: %v", what, err)
+// Processes share one file: the CLI beside the server, or two servers.
+func TestShared(t *testing.T) {
+	storagetest.RunShared(t, func(t *testing.T) func() (storage.Store, error) {
+		path := filepath.Join(t.TempDir(), "clearance.db")
+		return func() (storage.Store, error) {
+			s, err := Open(t.Context(), path)
+			if err != nil {
+				return nil, err
 			}
+			return s, nil
 		}
-		if won != 1 {
-			t.Errorf("%s: %d winners, want 1", what, won)
-		}
-	}
-	for i := range 10 {
-		id := fmt.Sprintf("id-%d", i)
-		winners("UseRequestID "+id, race(func(s *Store) error {
-			return s.UseRequestID(ctx, "issuer", id, t0.Add(time.Minute))
-		}), storage.ErrAlreadyExists)
-
-		p := pendingSignIn(id)
-		must(t, stores[0].CreatePendingSignIn(ctx, p))
-		winners("DeletePendingSignIn "+id, race(func(s *Store) error {
-			return s.DeletePendingSignIn(ctx, p.TokenHash)
-		}), storage.ErrNotFound)
-	}
-}
-
-// Writers in two processes contend for the same rows: the loser of a seq
-// race gets ErrSeqNotIncreasing, never SQLITE_BUSY.
-func TestTwoStoresRaceOnOneDevice(t *testing.T) {
-	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "clearance.db")
-	a := open(t, path)
-	b := open(t, path)
-	must(t, a.CreateEnrollSecret(ctx, secret("s"), storage.AuditEvent{At: t0}))
-	d, _, err := a.EnrollDevice(ctx, enrollment(1, "s"))
-	must(t, err)
-
-	const seqs = 40
-	var wg sync.WaitGroup
-	results := make([][]error, 2)
-	for i, s := range []*Store{a, b} {
-		wg.Go(func() {
-			for seq := uint64(1); seq <= seqs; seq++ {
-				r := storage.Report{DeviceID: d.ID, Seq: seq, ObservedAt: t0, ReceivedAt: t0, Payload: []byte("p"), Signature: []byte("s")}
-				results[i] = append(results[i], s.SaveReport(ctx, r, nil, 1000))
-			}
-		})
-	}
-	wg.Wait()
-	for seq := range seqs {
-		ok := 0
-		for i := range results {
-			switch err := results[i][seq]; {
-			case err == nil:
-				ok++
-			case !errors.Is(err, storage.ErrSeqNotIncreasing):
-				t.Errorf("store %d seq %d: %v", i, seq+1, err)
-			}
-		}
-		if ok > 1 {
-			t.Errorf("seq %d accepted by both stores", seq+1)
-		}
-	}
-	got, err := a.GetDevice(ctx, d.ID)
-	must(t, err)
-	if got.LastSeq != seqs {
-		t.Errorf("LastSeq = %d, want %d", got.LastSeq, seqs)
-	}
-}
-
-// Several processes starting on a new data directory at once all get a
-// migrated database.
-func TestConcurrentFirstOpen(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "clearance.db")
-	const n = 4
-	stores := make([]*Store, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() { stores[i], errs[i] = Open(t.Context(), path) })
-	}
-	wg.Wait()
-	for i, s := range stores {
-		if errs[i] != nil {
-			t.Errorf("Open %d: %v", i, errs[i])
-			continue
-		}
-		if err := s.CreateEnrollSecret(t.Context(), secret(fmt.Sprint(i)), storage.AuditEvent{At: t0}); err != nil {
-			t.Errorf("store %d: %v", i, err)
-		}
-		must(t, s.Close())
-	}
+	})
 }
 
 func TestListLimitsAreCapped(t *testing.T) {
 	ctx := t.Context()
 	s := open(t, filepath.Join(t.TempDir(), "clearance.db"))
 	// One transaction for speed: the cap is what is under test.
-	must(t, s.write(ctx, func(tx *sql.Tx) error {
-		for i := range sqlrow.MaxListLimit + 5 {
-			if err := insertAudit(ctx, tx, storage.AuditEvent{At: t0.Add(time.Duration(i)), Action: "bulk"}); err != nil {
-				return err
-			}
-		}
-		return nil
-	}))
-	for _, limit := range []int{sqlrow.MaxListLimit + 1, 1 << 40} {
+	tx, err := s.w.BeginTx(ctx, nil)
+	must(t, err)
+	for i := range sqlstore.MaxListLimit + 5 {
+		_, err := tx.ExecContext(ctx, `INSERT INTO audit (at, actor, action, device_id, detail) VALUES (?, '', 'bulk', '', '')`,
+			t0.Add(time.Duration(i)).UnixNano())
+		must(t, err)
+	}
+	must(t, tx.Commit())
+	for _, limit := range []int{sqlstore.MaxListLimit + 1, 1 << 40} {
 		got, err := s.ListAudit(ctx, "", limit)
 		must(t, err)
-		if len(got) != sqlrow.MaxListLimit {
-			t.Errorf("ListAudit(limit %d) returned %d events, want %d", limit, len(got), sqlrow.MaxListLimit)
+		if len(got) != sqlstore.MaxListLimit {
+			t.Errorf("ListAudit(limit %d) returned %d events, want %d", limit, len(got), sqlstore.MaxListLimit)
 		}
 	}
 }

@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Decisions", decisionTests},
 		{"BrowserCerts", browserCertTests},
 		{"Store", storeTests},
+		{"Dump", dumpTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

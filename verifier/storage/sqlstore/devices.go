@@ -1,41 +1,69 @@
-package postgres
+package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/clearance/clearance/verifier/storage"
-	"github.com/clearance/clearance/verifier/storage/internal/sqlrow"
 )
+
+// deviceColumns are the devices table's columns in scanDevice's order.
+const deviceColumns = `id, hardware_uuid, serial_number, model, os_name, os_version, hostname,
+	platform, agent_version, public_key, cert_serial, cert_not_after, enrolled_at, enrollments,
+	last_seen, last_seq, last_report_at, revoked_at, revoked_reason`
+
+func scanDevice(sc scanner) (storage.Device, error) {
+	var (
+		d                                  storage.Device
+		certNotAfter, enrolledAt, lastSeen int64
+		lastSeq, lastReportAt, revokedAt   int64
+	)
+	err := sc.Scan(&d.ID, &d.HardwareUUID, &d.SerialNumber, &d.Model, &d.OSName, &d.OSVersion,
+		&d.Hostname, &d.Platform, &d.AgentVersion, &d.PublicKey, &d.CertSerial, &certNotAfter,
+		&enrolledAt, &d.Enrollments, &lastSeen, &lastSeq, &lastReportAt, &revokedAt, &d.RevokedReason)
+	if err != nil {
+		return storage.Device{}, err
+	}
+	d.CertNotAfter = fromNS(certNotAfter)
+	d.EnrolledAt = fromNS(enrolledAt)
+	d.LastSeen = fromNS(lastSeen)
+	d.LastSeq = uint64(lastSeq) // never negative: CHECK (last_seq >= 0)
+	d.LastReportAt = fromNS(lastReportAt)
+	d.RevokedAt = fromNS(revokedAt)
+	return d, nil
+}
 
 // getDevice returns the device matching column = value, or ErrNotFound.
 // column is one of a fixed set of names, never caller input.
-func getDevice(ctx context.Context, q querier, column string, value string) (storage.Device, error) {
+func getDevice(ctx context.Context, q conn, column, value string) (storage.Device, error) {
 	return queryDevice(ctx, q, column, value, "")
 }
 
 // lockDevice is getDevice inside a write transaction: the row stays locked
 // until the commit, so a concurrent writer deciding on the same device
-// (revoke, enroll, report) waits and then sees this one's outcome. NO KEY
-// lets foreign key checks of inserts that name the device go on meanwhile.
-func lockDevice(ctx context.Context, tx pgx.Tx, column string, value string) (storage.Device, error) {
-	return queryDevice(ctx, tx, column, value, " FOR NO KEY UPDATE")
+// (revoke, enroll, report) waits and then sees this one's outcome.
+func lockDevice(ctx context.Context, q conn, column, value string) (storage.Device, error) {
+	return queryDevice(ctx, q, column, value, q.s.d.LockRow)
 }
 
-func queryDevice(ctx context.Context, q querier, column, value, lock string) (storage.Device, error) {
-	row := q.QueryRow(ctx, `SELECT `+sqlrow.DeviceColumns+` FROM devices WHERE `+column+` = $1`+lock, value)
-	d, err := sqlrow.ScanDevice(row)
-	if errors.Is(err, pgx.ErrNoRows) {
+func queryDevice(ctx context.Context, q conn, column, value, lock string) (storage.Device, error) {
+	d, err := scanDevice(q.queryRow(ctx, `SELECT `+deviceColumns+` FROM devices WHERE `+column+` = $1`+lock, value))
+	if errors.Is(err, sql.ErrNoRows) {
 		return storage.Device{}, fmt.Errorf("device %s %q: %w", column, value, storage.ErrNotFound)
 	}
 	if err != nil {
 		return storage.Device{}, fmt.Errorf("reading device: %w", err)
 	}
 	return d, nil
+}
+
+// lastSeenAt is the SQL that moves last_seen forward to the parameter, never
+// back (a portable max()).
+func lastSeenAt(param string) string {
+	return `last_seen = CASE WHEN last_seen > ` + param + ` THEN last_seen ELSE ` + param + ` END`
 }
 
 // EnrollDevice commits an enrollment: see storage.Enrollment.
@@ -49,32 +77,32 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 	if in.HardwareUUID == "" {
 		return storage.Device{}, false, errors.New("enrolling device: empty hardware UUID")
 	}
-	var c sqlrow.TimeCodec
-	certNotAfter := c.NS("device cert not after", in.CertNotAfter)
+	var c timeCodec
+	certNotAfter := c.ns("device cert not after", in.CertNotAfter)
 	// EnrolledAt is this enrollment's time. It is the device's first one only
 	// for a new device, but it is always a moment the device was seen.
-	enrolledAt := c.NS("enrolled at", in.EnrolledAt)
-	c.NS("cert not before", e.Cert.NotBefore)
-	c.NS("cert not after", e.Cert.NotAfter)
-	c.NS("audit time", e.Audit.At)
-	if c.Err != nil {
-		return storage.Device{}, false, fmt.Errorf("enrolling device: %w", c.Err)
+	enrolledAt := c.ns("enrolled at", in.EnrolledAt)
+	c.ns("cert not before", e.Cert.NotBefore)
+	c.ns("cert not after", e.Cert.NotAfter)
+	c.ns("audit time", e.Audit.At)
+	if c.err != nil {
+		return storage.Device{}, false, fmt.Errorf("enrolling device: %w", c.err)
 	}
 
 	var (
 		out        storage.Device
 		reenrolled bool
 	)
-	err := s.write(ctx, func(tx pgx.Tx) error {
+	err := s.write(ctx, func(q conn) error {
 		reenrolled = false // a retried attempt starts over
 		// 1. The secret must still be valid when the enrollment commits.
-		if err := useSecret(ctx, tx, e.SecretID); err != nil {
+		if err := useSecret(ctx, q, e.SecretID); err != nil {
 			return err
 		}
 
 		// 2. Re-enroll the device with this hardware UUID, or create one.
 		id := in.ID
-		old, err := lockDevice(ctx, tx, "hardware_uuid", in.HardwareUUID)
+		old, err := lockDevice(ctx, q, "hardware_uuid", in.HardwareUUID)
 		switch {
 		case err == nil:
 			if old.Revoked() {
@@ -84,14 +112,13 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 			id = old.ID
 			// ID, enrolled_at, report history and last_report_at stay; the
 			// new key restarts the report sequence.
-			_, err = tx.Exec(ctx, `UPDATE devices SET
+			_, err = q.exec(ctx, `UPDATE devices SET
 				serial_number = $1, model = $2, os_name = $3, os_version = $4, hostname = $5,
 				platform = $6, agent_version = $7, public_key = $8, cert_serial = $9,
-				cert_not_after = $10, enrollments = enrollments + 1, last_seq = 0,
-				last_seen = GREATEST(last_seen, $11)
+				cert_not_after = $10, enrollments = enrollments + 1, last_seq = 0, `+lastSeenAt("$11")+`
 				WHERE id = $12`,
 				in.SerialNumber, in.Model, in.OSName, in.OSVersion, in.Hostname,
-				in.Platform, in.AgentVersion, sqlrow.Blob(in.PublicKey), in.CertSerial,
+				in.Platform, in.AgentVersion, blob(in.PublicKey), in.CertSerial,
 				certNotAfter, enrolledAt, id)
 			if err != nil {
 				return fmt.Errorf("re-enrolling device: %w", err)
@@ -99,24 +126,25 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 		case errors.Is(err, storage.ErrNotFound):
 			// Counters and revocation start fresh whatever the caller set;
 			// the enrollment is the first time the device was seen.
-			_, err = tx.Exec(ctx, `INSERT INTO devices (
+			res, err := q.exec(ctx, `INSERT INTO devices (
 				id, hardware_uuid, serial_number, model, os_name, os_version, hostname,
 				platform, agent_version, public_key, cert_serial, cert_not_after,
 				enrolled_at, enrollments, last_seen)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14)`,
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14)
+				ON CONFLICT (hardware_uuid) DO NOTHING`,
 				id, in.HardwareUUID, in.SerialNumber, in.Model, in.OSName, in.OSVersion, in.Hostname,
-				in.Platform, in.AgentVersion, sqlrow.Blob(in.PublicKey), in.CertSerial, certNotAfter,
+				in.Platform, in.AgentVersion, blob(in.PublicKey), in.CertSerial, certNotAfter,
 				enrolledAt, enrolledAt)
-			// Another enrollment of this machine committed after the
-			// lookup above found none: run again to re-enroll it.
-			if isDuplicate(err, "devices_hardware_uuid_key") {
-				return fmt.Errorf("first enrollment of hardware UUID %q: %w", in.HardwareUUID, errRace)
-			}
-			if isDuplicate(err, "") {
+			if s.d.IsUniqueViolation(err) {
 				return fmt.Errorf("device %q: %w", id, storage.ErrAlreadyExists)
 			}
 			if err != nil {
 				return fmt.Errorf("inserting device: %w", err)
+			}
+			// Another enrollment of this machine committed after the
+			// lookup above found none: run again to re-enroll it.
+			if err := oneRow(res, errRace); err != nil {
+				return fmt.Errorf("first enrollment of hardware UUID %q: %w", in.HardwareUUID, err)
 			}
 		default:
 			return err
@@ -125,18 +153,18 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 		// 3. Record the issued certificate under the final ID.
 		cert := e.Cert
 		cert.DeviceID = id
-		if err := insertCert(ctx, tx, cert); err != nil {
+		if err := s.insertCert(ctx, q, cert); err != nil {
 			return err
 		}
 
 		// 4. Audit.
 		ev := e.Audit
 		ev.DeviceID = id
-		if err := insertAudit(ctx, tx, ev); err != nil {
+		if err := insertAudit(ctx, q, ev); err != nil {
 			return err
 		}
 
-		out, err = getDevice(ctx, tx, "id", id)
+		out, err = getDevice(ctx, q, "id", id)
 		return err
 	})
 	if err != nil {
@@ -145,17 +173,17 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 	return out, reenrolled, nil
 }
 
-func insertCert(ctx context.Context, q querier, cert storage.Cert) error {
-	var c sqlrow.TimeCodec
-	notBefore := c.NS("cert not before", cert.NotBefore)
-	notAfter := c.NS("cert not after", cert.NotAfter)
-	if c.Err != nil {
-		return c.Err
+func (s *Store) insertCert(ctx context.Context, q conn, cert storage.Cert) error {
+	var c timeCodec
+	notBefore := c.ns("cert not before", cert.NotBefore)
+	notAfter := c.ns("cert not after", cert.NotAfter)
+	if c.err != nil {
+		return c.err
 	}
-	_, err := q.Exec(ctx, `INSERT INTO certs (serial, device_id, kind, not_before, not_after, der)
+	_, err := q.exec(ctx, `INSERT INTO certs (serial, device_id, kind, not_before, not_after, der)
 		VALUES ($1, $2, $3, $4, $5, $6)`,
-		cert.Serial, cert.DeviceID, cert.Kind, notBefore, notAfter, sqlrow.Blob(cert.DER))
-	if isDuplicate(err, "") {
+		cert.Serial, cert.DeviceID, cert.Kind, notBefore, notAfter, blob(cert.DER))
+	if s.d.IsUniqueViolation(err) {
 		return fmt.Errorf("certificate %q: %w", cert.Serial, storage.ErrAlreadyExists)
 	}
 	if err != nil {
@@ -166,33 +194,20 @@ func insertCert(ctx context.Context, q querier, cert storage.Cert) error {
 
 // GetDevice returns a device by ID, or ErrNotFound.
 func (s *Store) GetDevice(ctx context.Context, id string) (storage.Device, error) {
-	return getDevice(ctx, s.pool, "id", id)
+	return getDevice(ctx, s.reader(), "id", id)
 }
 
 // GetDeviceByHardwareUUID returns a device by hardware UUID, or ErrNotFound.
 func (s *Store) GetDeviceByHardwareUUID(ctx context.Context, hardwareUUID string) (storage.Device, error) {
-	return getDevice(ctx, s.pool, "hardware_uuid", hardwareUUID)
+	return getDevice(ctx, s.reader(), "hardware_uuid", hardwareUUID)
 }
 
 // ListDevices returns up to limit (clamped to [1, 1000]) devices with
 // ID > afterID, ordered by ID.
 func (s *Store) ListDevices(ctx context.Context, afterID string, limit int) ([]storage.Device, error) {
-	rows, err := s.pool.Query(ctx,
-		`SELECT `+sqlrow.DeviceColumns+` FROM devices WHERE id > $1 ORDER BY id LIMIT $2`,
-		afterID, sqlrow.ClampLimit(limit))
+	devices, err := list(ctx, s.reader(), scanDevice,
+		`SELECT `+deviceColumns+` FROM devices WHERE id > $1 ORDER BY id LIMIT $2`, afterID, clampLimit(limit))
 	if err != nil {
-		return nil, fmt.Errorf("listing devices: %w", err)
-	}
-	defer rows.Close()
-	devices := []storage.Device{}
-	for rows.Next() {
-		d, err := sqlrow.ScanDevice(rows)
-		if err != nil {
-			return nil, fmt.Errorf("listing devices: %w", err)
-		}
-		devices = append(devices, d)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("listing devices: %w", err)
 	}
 	return devices, nil
@@ -206,33 +221,26 @@ func (s *Store) RevokeDevice(ctx context.Context, id, reason string, at time.Tim
 	if at.IsZero() {
 		return storage.Device{}, errors.New("revoking device: zero revocation time")
 	}
-	var c sqlrow.TimeCodec
-	revokedAt := c.NS("revocation time", at)
-	if c.Err != nil {
-		return storage.Device{}, fmt.Errorf("revoking device: %w", c.Err)
+	var c timeCodec
+	revokedAt := c.ns("revocation time", at)
+	if c.err != nil {
+		return storage.Device{}, fmt.Errorf("revoking device: %w", c.err)
 	}
 	var out storage.Device
-	err := s.write(ctx, func(tx pgx.Tx) error {
-		res, err := tx.Exec(ctx,
-			`UPDATE devices SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at = 0`,
-			revokedAt, reason, id)
-		if err != nil {
+	err := s.write(ctx, func(q conn) error {
+		// Unknown, or already revoked: getDevice below tells which.
+		if _, err := q.exec(ctx, `UPDATE devices SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at = 0`,
+			revokedAt, reason, id); err != nil {
 			return fmt.Errorf("updating device: %w", err)
 		}
-		if res.RowsAffected() == 0 {
-			// Unknown, or already revoked: getDevice tells which.
-			if _, err := getDevice(ctx, tx, "id", id); err != nil {
-				return err
-			}
+		var err error
+		if out, err = getDevice(ctx, q, "id", id); err != nil {
+			return err
 		}
 		if audit.DeviceID == "" {
 			audit.DeviceID = id
 		}
-		if err := insertAudit(ctx, tx, audit); err != nil {
-			return err
-		}
-		out, err = getDevice(ctx, tx, "id", id)
-		return err
+		return insertAudit(ctx, q, audit)
 	})
 	if err != nil {
 		return storage.Device{}, fmt.Errorf("revoking device: %w", err)
@@ -242,31 +250,30 @@ func (s *Store) RevokeDevice(ctx context.Context, id, reason string, at time.Tim
 
 // RenewDeviceCert records cert as its device's current certificate.
 func (s *Store) RenewDeviceCert(ctx context.Context, cert storage.Cert, audit storage.AuditEvent) error {
-	var c sqlrow.TimeCodec
-	notAfter := c.NS("cert not after", cert.NotAfter)
-	if c.Err != nil {
-		return fmt.Errorf("renewing device cert: %w", c.Err)
+	var c timeCodec
+	notAfter := c.ns("cert not after", cert.NotAfter)
+	if c.err != nil {
+		return fmt.Errorf("renewing device cert: %w", c.err)
 	}
-	err := s.write(ctx, func(tx pgx.Tx) error {
-		d, err := lockDevice(ctx, tx, "id", cert.DeviceID)
+	err := s.write(ctx, func(q conn) error {
+		d, err := lockDevice(ctx, q, "id", cert.DeviceID)
 		if err != nil {
 			return err
 		}
 		if d.Revoked() {
 			return fmt.Errorf("device %q: %w", d.ID, storage.ErrDeviceRevoked)
 		}
-		if err := insertCert(ctx, tx, cert); err != nil {
+		if err := s.insertCert(ctx, q, cert); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx,
-			`UPDATE devices SET cert_serial = $1, cert_not_after = $2 WHERE id = $3`,
+		if _, err := q.exec(ctx, `UPDATE devices SET cert_serial = $1, cert_not_after = $2 WHERE id = $3`,
 			cert.Serial, notAfter, d.ID); err != nil {
 			return fmt.Errorf("updating device: %w", err)
 		}
 		if audit.DeviceID == "" {
 			audit.DeviceID = d.ID
 		}
-		return insertAudit(ctx, tx, audit)
+		return insertAudit(ctx, q, audit)
 	})
 	if err != nil {
 		return fmt.Errorf("renewing device cert: %w", err)
@@ -276,17 +283,17 @@ func (s *Store) RenewDeviceCert(ctx context.Context, cert storage.Cert, audit st
 
 // TouchDevice moves LastSeen forward to at; an earlier at changes nothing.
 func (s *Store) TouchDevice(ctx context.Context, id string, at time.Time) error {
-	var c sqlrow.TimeCodec
-	seen := c.NS("last seen", at)
-	if c.Err != nil {
-		return fmt.Errorf("touching device: %w", c.Err)
+	var c timeCodec
+	seen := c.ns("last seen", at)
+	if c.err != nil {
+		return fmt.Errorf("touching device: %w", c.err)
 	}
-	res, err := s.pool.Exec(ctx, `UPDATE devices SET last_seen = GREATEST(last_seen, $1) WHERE id = $2`, seen, id)
+	res, err := s.writer().exec(ctx, `UPDATE devices SET `+lastSeenAt("$1")+` WHERE id = $2`, seen, id)
+	if err == nil {
+		err = oneRow(res, storage.ErrNotFound)
+	}
 	if err != nil {
-		return fmt.Errorf("touching device: %w", err)
-	}
-	if res.RowsAffected() == 0 {
-		return fmt.Errorf("touching device %q: %w", id, storage.ErrNotFound)
+		return fmt.Errorf("touching device %q: %w", id, err)
 	}
 	return nil
 }
@@ -297,16 +304,16 @@ func (s *Store) GetCert(ctx context.Context, serial string) (storage.Cert, error
 		cert                storage.Cert
 		notBefore, notAfter int64
 	)
-	err := s.pool.QueryRow(ctx,
+	err := s.reader().queryRow(ctx,
 		`SELECT serial, device_id, kind, not_before, not_after, der FROM certs WHERE serial = $1`, serial).
 		Scan(&cert.Serial, &cert.DeviceID, &cert.Kind, &notBefore, &notAfter, &cert.DER)
-	if errors.Is(err, pgx.ErrNoRows) {
+	if errors.Is(err, sql.ErrNoRows) {
 		return storage.Cert{}, fmt.Errorf("certificate %q: %w", serial, storage.ErrNotFound)
 	}
 	if err != nil {
 		return storage.Cert{}, fmt.Errorf("reading certificate: %w", err)
 	}
-	cert.NotBefore = sqlrow.FromNS(notBefore)
-	cert.NotAfter = sqlrow.FromNS(notAfter)
+	cert.NotBefore = fromNS(notBefore)
+	cert.NotAfter = fromNS(notAfter)
 	return cert, nil
 }

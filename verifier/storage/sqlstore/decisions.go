@@ -1,0 +1,177 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// decisionValueColumns are the decisions table's columns but id, in
+// decisionArgs' order.
+const decisionValueColumns = `at, username, device_id, cert_serial, allow, reason, results,
+	policy_set_version, report_seq, live_check, latency_ns, source, request_id`
+
+// decisionColumns are the decisions table's columns in scanDecision's order.
+const decisionColumns = `id, ` + decisionValueColumns
+
+// Every sign-in appends one.
+var insertDecision = prepared(`INSERT INTO decisions (` + decisionValueColumns + `)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id`)
+
+// decisionArgs checks d and returns its values in decisionValueColumns'
+// order, Results encoded as JSON.
+func decisionArgs(d storage.DecisionRecord) ([]any, error) {
+	if err := checkTexts(false, textField{"username", d.Username}, textField{"device ID", d.DeviceID},
+		textField{"cert serial", d.CertSerial}, textField{"reason", d.Reason},
+		textField{"policy set version", d.PolicySetVersion}, textField{"live check", d.LiveCheck},
+		textField{"source", d.Source}, textField{"request ID", d.RequestID}); err != nil {
+		return nil, err
+	}
+	// Both engines' integers are signed; no real seq gets near this.
+	if d.ReportSeq > math.MaxInt64 {
+		return nil, fmt.Errorf("report seq %d exceeds the storable maximum %d", d.ReportSeq, int64(math.MaxInt64))
+	}
+	results := d.Results
+	if results == nil {
+		results = []storage.DecisionResult{} // "[]", not "null"
+	}
+	js, err := json.Marshal(results)
+	if err != nil {
+		return nil, fmt.Errorf("encoding results: %w", err)
+	}
+	if len(js) > storage.MaxDecisionResultsLen {
+		return nil, fmt.Errorf("results are %d bytes as JSON, more than the %d allowed", len(js), storage.MaxDecisionResultsLen)
+	}
+	var c timeCodec
+	at := c.ns("decision time", d.At)
+	if c.err != nil {
+		return nil, c.err
+	}
+	return []any{at, d.Username, d.DeviceID, d.CertSerial, d.Allow, d.Reason, string(js),
+		d.PolicySetVersion, int64(d.ReportSeq), d.LiveCheck, int64(d.Latency), d.Source, d.RequestID}, nil
+}
+
+func scanDecision(sc scanner) (storage.DecisionRecord, error) {
+	var (
+		d                storage.DecisionRecord
+		at, seq, latency int64
+		results          string
+	)
+	if err := sc.Scan(&d.ID, &at, &d.Username, &d.DeviceID, &d.CertSerial, &d.Allow, &d.Reason,
+		&results, &d.PolicySetVersion, &seq, &d.LiveCheck, &latency, &d.Source, &d.RequestID); err != nil {
+		return storage.DecisionRecord{}, err
+	}
+	if err := json.Unmarshal([]byte(results), &d.Results); err != nil {
+		return storage.DecisionRecord{}, fmt.Errorf("decoding results of decision %d: %w", d.ID, err)
+	}
+	if len(d.Results) == 0 {
+		d.Results = nil
+	}
+	d.At = fromNS(at)
+	d.ReportSeq = uint64(seq) // never negative: CHECK (report_seq >= 0)
+	d.Latency = time.Duration(latency)
+	return d, nil
+}
+
+// AppendDecision stores d and returns its new ID.
+func (s *Store) AppendDecision(ctx context.Context, d storage.DecisionRecord) (int64, error) {
+	args, err := decisionArgs(d)
+	if err != nil {
+		return 0, fmt.Errorf("appending decision: %w", err)
+	}
+	var id int64
+	err = s.groupedOne(ctx, func(ctx context.Context, q conn) error {
+		return q.queryRow(ctx, insertDecision, args...).Scan(&id)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("appending decision: %w", err)
+	}
+	return id, nil
+}
+
+// ListDecisions returns the decisions matching f, newest (highest ID) first.
+func (s *Store) ListDecisions(ctx context.Context, f storage.DecisionFilter) ([]storage.DecisionRecord, error) {
+	q, args := listDecisionsQuery(f)
+	ds, err := list(ctx, s.reader(), scanDecision, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing decisions: %w", err)
+	}
+	return ds, nil
+}
+
+// listDecisionsQuery builds the query for f, newest first, and its
+// arguments.
+//
+// Since and Until may lie outside the range timeCodec can store (the admin
+// API takes any year from 1 to 9999). No stored time lies outside it, so
+// such a bound selects everything or nothing, as it would if it fitted.
+func listDecisionsQuery(f storage.DecisionFilter) (string, []any) {
+	var (
+		where []string
+		args  []any
+	)
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, cond+" $"+strconv.Itoa(len(args)))
+	}
+	const nothing = "0 = 1"
+	if f.Username != "" {
+		add("username =", f.Username)
+	}
+	if f.DeviceID != "" {
+		add("device_id =", f.DeviceID)
+	}
+	if f.Allow != nil {
+		add("allow =", *f.Allow)
+	}
+	switch {
+	case f.Since.IsZero() || f.Since.Before(minTime):
+	case f.Since.After(maxTime):
+		where = append(where, nothing)
+	default:
+		add("at >=", f.Since.UnixNano())
+	}
+	switch {
+	case f.Until.IsZero() || f.Until.After(maxTime):
+	case f.Until.Before(minTime):
+		where = append(where, nothing)
+	default:
+		add("at <", f.Until.UnixNano())
+	}
+	if f.BeforeID > 0 {
+		add("id <", f.BeforeID)
+	}
+	var q strings.Builder
+	q.WriteString(`SELECT ` + decisionColumns + ` FROM decisions`)
+	if len(where) > 0 {
+		q.WriteString(` WHERE ` + strings.Join(where, ` AND `))
+	}
+	args = append(args, decisionLimit(f.Limit))
+	q.WriteString(` ORDER BY id DESC LIMIT $` + strconv.Itoa(len(args)))
+	return q.String(), args
+}
+
+// decisionLimit is the number of decisions a List with this limit returns
+// at most: DefaultDecisionLimit for <= 0, capped at MaxDecisionLimit.
+func decisionLimit(limit int) int {
+	if limit <= 0 {
+		return storage.DefaultDecisionLimit
+	}
+	return min(limit, storage.MaxDecisionLimit)
+}
+
+// DeleteDecisionsBefore removes decisions made strictly before the given
+// time.
+func (s *Store) DeleteDecisionsBefore(ctx context.Context, before time.Time) (int, error) {
+	n, err := s.deleteBefore(ctx, `DELETE FROM decisions WHERE at < $1`, before)
+	if err != nil {
+		return 0, fmt.Errorf("deleting decisions: %w", err)
+	}
+	return n, nil
+}

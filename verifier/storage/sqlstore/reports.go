@@ -1,0 +1,254 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// reportColumns are the reports table's columns in scanReport's order.
+const reportColumns = `device_id, seq, observed_at, received_at, payload, signature`
+
+func scanReport(sc scanner) (storage.Report, error) {
+	var (
+		r                    storage.Report
+		seq                  int64
+		observedAt, received int64
+	)
+	if err := sc.Scan(&r.DeviceID, &seq, &observedAt, &received, &r.Payload, &r.Signature); err != nil {
+		return storage.Report{}, err
+	}
+	r.Seq = uint64(seq) // never negative: CHECK (seq > 0)
+	r.ObservedAt = fromNS(observedAt)
+	r.ReceivedAt = fromNS(received)
+	return r, nil
+}
+
+// A device's reports are ordered by (enrollment, seq): re-enrollment starts
+// seq again from 1 but the new reports are still the newest.
+const newestFirst = `ORDER BY enrollment DESC, seq DESC`
+
+// SaveReport's statements: every report runs them.
+var (
+	// advanceDevice is checks 1 and 2 and the device's summary at once: it
+	// changes the device only if it is known, not revoked and behind r.Seq,
+	// and then holds its row until the commit, so concurrent reports of one
+	// device are stored one after the other.
+	advanceDevice = prepared(`UPDATE devices SET last_seq = $2, last_report_at = $3, ` + lastSeenAt("$4") + `
+		WHERE id = $1 AND revoked_at = 0 AND last_seq < $2 RETURNING enrollments`)
+	deviceState  = prepared(`SELECT revoked_at, last_seq FROM devices WHERE id = $1`)
+	insertReport = prepared(`INSERT INTO reports (device_id, enrollment, seq, observed_at, received_at, payload, signature)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`)
+	// pruneReports deletes every report beyond the keep ($2) newest; $3
+	// is no bound, as a LIMIT both engines take. Each is found by its
+	// primary key, so only those are visited.
+	pruneReports = prepared(`DELETE FROM reports WHERE device_id = $1 AND (enrollment, seq) IN (
+		SELECT enrollment, seq FROM reports WHERE device_id = $1 ` + newestFirst + ` LIMIT $3 OFFSET $2)`)
+)
+
+// SaveReport stores r and updates its device, consuming nonce when it is
+// set. The checks run in the documented order, so the first failing one
+// names the error: device, seq, then nonce (unknown, wrong device, used,
+// expired). With a group commit, a call whose ctx ends before its report
+// is taken into a batch returns ctx.Err() and stores nothing.
+func (s *Store) SaveReport(ctx context.Context, r storage.Report, nonce []byte, keep int) error {
+	if keep < 1 {
+		return fmt.Errorf("saving report: keep is %d, must be at least 1", keep)
+	}
+	// Both engines' integers are signed. An agent counts from 1 and cannot
+	// get anywhere near this; a report that claims to is refused, not wrapped.
+	if r.Seq > math.MaxInt64 {
+		return fmt.Errorf("saving report: seq %d exceeds the storable maximum %d", r.Seq, int64(math.MaxInt64))
+	}
+	var c timeCodec
+	observedAt := c.ns("observed at", r.ObservedAt)
+	receivedAt := c.ns("received at", r.ReceivedAt)
+	if c.err != nil {
+		return fmt.Errorf("saving report: %w", c.err)
+	}
+
+	// Any error rolls back what fn wrote, so it may write before its last
+	// check.
+	err := s.grouped(ctx, func(ctx context.Context, q conn) error {
+		// 1.-2. Device known and not revoked, seq strictly increasing.
+		var enrollment int64
+		err := q.queryRow(ctx, advanceDevice, r.DeviceID, int64(r.Seq), observedAt, receivedAt).Scan(&enrollment)
+		if errors.Is(err, sql.ErrNoRows) {
+			return refusal(ctx, q, r)
+		}
+		if err != nil {
+			return fmt.Errorf("updating device: %w", err)
+		}
+
+		// 3. Nonce, consumed only if everything else succeeds.
+		if len(nonce) > 0 {
+			if err := useNonce(ctx, q, nonce, r.DeviceID, receivedAt); err != nil {
+				return err
+			}
+		}
+
+		// 4. The report.
+		if _, err := q.exec(ctx, insertReport, r.DeviceID, enrollment, int64(r.Seq), observedAt, receivedAt,
+			blob(r.Payload), blob(r.Signature)); err != nil {
+			return fmt.Errorf("inserting report: %w", err)
+		}
+
+		// 5. Retention.
+		if _, err := q.exec(ctx, pruneReports, r.DeviceID, keep, int64(math.MaxInt64)); err != nil {
+			return fmt.Errorf("pruning reports: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("saving report: %w", err)
+	}
+	return nil
+}
+
+// refusal says why advanceDevice did not change the device for r: it is
+// unknown, revoked, or r.Seq is not above its LastSeq.
+func refusal(ctx context.Context, q conn, r storage.Report) error {
+	var revokedAt, lastSeq int64
+	err := q.queryRow(ctx, deviceState, r.DeviceID).Scan(&revokedAt, &lastSeq)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("device %q: %w", r.DeviceID, storage.ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("reading device: %w", err)
+	case revokedAt != 0:
+		return fmt.Errorf("device %q: %w", r.DeviceID, storage.ErrDeviceRevoked)
+	case r.Seq <= uint64(lastSeq):
+		return fmt.Errorf("seq %d after %d: %w", r.Seq, lastSeq, storage.ErrSeqNotIncreasing)
+	}
+	// A re-enrollment reset the seq since advanceDevice ran (only possible
+	// where writers run concurrently): as if the report came after it.
+	return fmt.Errorf("device %q changed meanwhile: %w", r.DeviceID, errRace)
+}
+
+var (
+	selectNonce = prepared(`SELECT device_id, expires_at, used FROM nonces WHERE nonce = $1`)
+	useNonceSQL = prepared(`UPDATE nonces SET used = TRUE, used_at = $1 WHERE nonce = $2`)
+)
+
+// useNonce marks nonce used by deviceID at receivedAt, or says why it
+// cannot be.
+func useNonce(ctx context.Context, q conn, nonce []byte, deviceID string, receivedAt int64) error {
+	var (
+		owner     string
+		expiresAt int64
+		used      bool
+	)
+	err := q.queryRow(ctx, selectNonce+q.s.d.LockRow, nonce).Scan(&owner, &expiresAt, &used)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return storage.ErrNonceUnknown
+	case err != nil:
+		return fmt.Errorf("reading nonce: %w", err)
+	case owner != deviceID:
+		return storage.ErrNonceWrongDevice
+	case used:
+		return storage.ErrNonceUsed
+	case expiresAt <= receivedAt:
+		return storage.ErrNonceExpired
+	}
+	if _, err := q.exec(ctx, useNonceSQL, receivedAt, nonce); err != nil {
+		return fmt.Errorf("consuming nonce: %w", err)
+	}
+	return nil
+}
+
+// LatestReport returns the device's newest report, or ErrNotFound.
+func (s *Store) LatestReport(ctx context.Context, deviceID string) (storage.Report, error) {
+	r, err := scanReport(s.reader().queryRow(ctx,
+		`SELECT `+reportColumns+` FROM reports WHERE device_id = $1 `+newestFirst+` LIMIT 1`, deviceID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return storage.Report{}, fmt.Errorf("latest report of device %q: %w", deviceID, storage.ErrNotFound)
+	}
+	if err != nil {
+		return storage.Report{}, fmt.Errorf("reading latest report: %w", err)
+	}
+	return r, nil
+}
+
+// ListReports returns up to limit (clamped to [1, 1000]) of the device's
+// reports, newest first; ErrNotFound if the device is unknown.
+func (s *Store) ListReports(ctx context.Context, deviceID string, limit int) ([]storage.Report, error) {
+	var reports []storage.Report
+	// One snapshot, so the device check and the list agree.
+	err := s.read(ctx, func(q conn) error {
+		if err := deviceExists(ctx, q, deviceID); err != nil {
+			return err
+		}
+		var err error
+		reports, err = list(ctx, q, scanReport,
+			`SELECT `+reportColumns+` FROM reports WHERE device_id = $1 `+newestFirst+` LIMIT $2`,
+			deviceID, clampLimit(limit))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing reports: %w", err)
+	}
+	return reports, nil
+}
+
+// deviceExists returns ErrNotFound if the device is unknown.
+func deviceExists(ctx context.Context, q conn, id string) error {
+	ok, err := exists(ctx, q, `SELECT 1 FROM devices WHERE id = $1`, id)
+	switch {
+	case err != nil:
+		return fmt.Errorf("reading device: %w", err)
+	case !ok:
+		return fmt.Errorf("device %q: %w", id, storage.ErrNotFound)
+	}
+	return nil
+}
+
+// CreateNonce records a nonce issued to a device: ErrAlreadyExists if it
+// was issued before (to any device), ErrNotFound if the device is unknown.
+func (s *Store) CreateNonce(ctx context.Context, deviceID string, nonce []byte, expiresAt time.Time) error {
+	// An empty nonce means "no nonce" to SaveReport, so it could never be
+	// consumed.
+	if len(nonce) == 0 {
+		return errors.New("creating nonce: empty nonce")
+	}
+	var c timeCodec
+	exp := c.ns("expires at", expiresAt)
+	if c.err != nil {
+		return fmt.Errorf("creating nonce: %w", c.err)
+	}
+	err := s.write(ctx, func(q conn) error {
+		// The foreign key would also refuse an unknown device, but with an
+		// error that has to be told apart from others.
+		if err := deviceExists(ctx, q, deviceID); err != nil {
+			return err
+		}
+		_, err := q.exec(ctx, `INSERT INTO nonces (nonce, device_id, expires_at) VALUES ($1, $2, $3)`,
+			nonce, deviceID, exp)
+		if s.d.IsUniqueViolation(err) {
+			return storage.ErrAlreadyExists
+		}
+		if err != nil {
+			return fmt.Errorf("inserting nonce: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("creating nonce: %w", err)
+	}
+	return nil
+}
+
+// DeleteExpiredNonces removes nonces, used or not, whose expiry is strictly
+// before the given time.
+func (s *Store) DeleteExpiredNonces(ctx context.Context, before time.Time) (int, error) {
+	n, err := s.deleteBefore(ctx, `DELETE FROM nonces WHERE expires_at < $1`, before)
+	if err != nil {
+		return 0, fmt.Errorf("deleting expired nonces: %w", err)
+	}
+	return n, nil
+}

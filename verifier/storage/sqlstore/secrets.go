@@ -1,0 +1,126 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// secretColumns are the enroll_secrets table's columns in scanSecret's order.
+const secretColumns = `id, description, hash, created_at, revoked_at, uses`
+
+func scanSecret(sc scanner) (storage.EnrollSecret, error) {
+	var (
+		s                    storage.EnrollSecret
+		createdAt, revokedAt int64
+	)
+	if err := sc.Scan(&s.ID, &s.Description, &s.Hash, &createdAt, &revokedAt, &s.Uses); err != nil {
+		return storage.EnrollSecret{}, err
+	}
+	s.CreatedAt = fromNS(createdAt)
+	s.RevokedAt = fromNS(revokedAt)
+	return s, nil
+}
+
+func getSecret(ctx context.Context, q conn, id string) (storage.EnrollSecret, error) {
+	s, err := scanSecret(q.queryRow(ctx, `SELECT `+secretColumns+` FROM enroll_secrets WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return storage.EnrollSecret{}, fmt.Errorf("enroll secret %q: %w", id, storage.ErrNotFound)
+	}
+	if err != nil {
+		return storage.EnrollSecret{}, fmt.Errorf("reading enroll secret: %w", err)
+	}
+	return s, nil
+}
+
+// useSecret counts one use of a secret inside an enrollment: ErrNotFound if
+// unknown, ErrSecretRevoked if revoked. The conditional UPDATE is the
+// check: a concurrent revocation either commits first (and the UPDATE finds
+// nothing) or waits for the enrollment.
+func useSecret(ctx context.Context, q conn, id string) error {
+	res, err := q.exec(ctx, `UPDATE enroll_secrets SET uses = uses + 1 WHERE id = $1 AND revoked_at = 0`, id)
+	if err != nil {
+		return fmt.Errorf("counting enroll secret use: %w", err)
+	}
+	if err := oneRow(res, storage.ErrSecretRevoked); !errors.Is(err, storage.ErrSecretRevoked) {
+		return err
+	}
+	if _, err := getSecret(ctx, q, id); err != nil {
+		return err
+	}
+	return fmt.Errorf("enroll secret %q: %w", id, storage.ErrSecretRevoked)
+}
+
+// CreateEnrollSecret stores a new secret and its audit event.
+func (s *Store) CreateEnrollSecret(ctx context.Context, secret storage.EnrollSecret, audit storage.AuditEvent) error {
+	var c timeCodec
+	createdAt := c.ns("created at", secret.CreatedAt)
+	revokedAt := c.ns("revoked at", secret.RevokedAt)
+	if c.err != nil {
+		return fmt.Errorf("creating enroll secret: %w", c.err)
+	}
+	err := s.write(ctx, func(q conn) error {
+		_, err := q.exec(ctx, `INSERT INTO enroll_secrets (`+secretColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
+			secret.ID, secret.Description, blob(secret.Hash), createdAt, revokedAt, secret.Uses)
+		if s.d.IsUniqueViolation(err) {
+			return fmt.Errorf("enroll secret %q: %w", secret.ID, storage.ErrAlreadyExists)
+		}
+		if err != nil {
+			return fmt.Errorf("inserting enroll secret: %w", err)
+		}
+		return insertAudit(ctx, q, audit)
+	})
+	if err != nil {
+		return fmt.Errorf("creating enroll secret: %w", err)
+	}
+	return nil
+}
+
+// GetEnrollSecret returns a secret by ID, or ErrNotFound.
+func (s *Store) GetEnrollSecret(ctx context.Context, id string) (storage.EnrollSecret, error) {
+	return getSecret(ctx, s.reader(), id)
+}
+
+// ListEnrollSecrets returns every secret, oldest first (ties by ID).
+func (s *Store) ListEnrollSecrets(ctx context.Context) ([]storage.EnrollSecret, error) {
+	secrets, err := list(ctx, s.reader(), scanSecret,
+		`SELECT `+secretColumns+` FROM enroll_secrets ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("listing enroll secrets: %w", err)
+	}
+	return secrets, nil
+}
+
+// RevokeEnrollSecret marks a secret revoked. A secret already revoked keeps
+// its first revocation time; the audit event is appended either way.
+func (s *Store) RevokeEnrollSecret(ctx context.Context, id string, at time.Time, audit storage.AuditEvent) (storage.EnrollSecret, error) {
+	// A zero time is how "not revoked" is stored.
+	if at.IsZero() {
+		return storage.EnrollSecret{}, errors.New("revoking enroll secret: zero revocation time")
+	}
+	var c timeCodec
+	revokedAt := c.ns("revocation time", at)
+	if c.err != nil {
+		return storage.EnrollSecret{}, fmt.Errorf("revoking enroll secret: %w", c.err)
+	}
+	var out storage.EnrollSecret
+	err := s.write(ctx, func(q conn) error {
+		if _, err := q.exec(ctx, `UPDATE enroll_secrets SET revoked_at = $1 WHERE id = $2 AND revoked_at = 0`,
+			revokedAt, id); err != nil {
+			return fmt.Errorf("updating enroll secret: %w", err)
+		}
+		var err error
+		if out, err = getSecret(ctx, q, id); err != nil {
+			return err
+		}
+		return insertAudit(ctx, q, audit)
+	})
+	if err != nil {
+		return storage.EnrollSecret{}, fmt.Errorf("revoking enroll secret: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,351 @@
+// Package sqlstore is the storage contract's one SQL implementation, over
+// database/sql: every query, row mapping and transaction of the SQL
+// backends lives here once. A backend (sqlite, postgres) opens its
+// database, migrates its schema and hands over its pools with a Dialect,
+// which holds only what differs between the engines.
+//
+// Queries are written in PostgreSQL's placeholder style ($1, $2, ...), in
+// SQL both engines run; the dialect rewrites placeholders for its driver.
+// Both schemas store times as unix nanoseconds (0: not set) and never hold
+// a NULL blob.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// Dialect is what one SQL engine does its own way.
+type Dialect struct {
+	// Name names the engine in errors ("sqlite", "postgres").
+	Name string
+	// Rebind rewrites a query's $n placeholders for the driver; nil leaves
+	// them as they are.
+	Rebind func(query string) string
+	// LockRow ends a SELECT of a row that the transaction goes on to decide
+	// on and change, so that concurrent writers of that row queue behind
+	// it. Empty where write transactions run one at a time anyway.
+	LockRow string
+	// IsUniqueViolation reports whether err is a PRIMARY KEY or UNIQUE
+	// violation.
+	IsUniqueViolation func(err error) bool
+	// IsRetryable reports whether err says a transaction lost a race with a
+	// concurrent one and changed nothing (a serialization failure, a
+	// deadlock), so that it can simply run again; nil: never.
+	IsRetryable func(err error) bool
+	// ReadTx begins the read-only transactions of calls that read more than
+	// once and need what they read to agree. Write transactions begin with
+	// the driver's defaults (the sqlite backend's DSN makes them BEGIN
+	// IMMEDIATE).
+	ReadTx sql.TxOptions
+	// Prepare keeps the hot statements (see prepared) prepared on the
+	// writing pool, for a driver that does not cache statements itself:
+	// New prepares them, and calls on that pool use them.
+	Prepare bool
+	// Catalog describes the application's tables, for tools that read
+	// every row (storagetest.Dump).
+	Catalog Catalog
+}
+
+// Catalog holds the queries that describe a database's own tables.
+type Catalog struct {
+	// Tables lists the application's tables by name, leaving out the
+	// migrations' bookkeeping and the engine's internal tables.
+	Tables string
+	// Columns lists table $1's columns in declaration order, each with its
+	// position in the primary key (0: not part of it).
+	Columns string
+}
+
+// Group runs fn in a transaction that other callers' writes may share,
+// rolls fn's writes back alone when it fails, and returns once they are
+// durable: SQLite's group commit. fn may run with a context of the group's
+// own.
+type Group func(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error
+
+// writeAttempts bounds the runs of a write transaction that lost a race.
+const writeAttempts = 5
+
+// errRace marks a transaction that lost a race to a concurrent one and can
+// simply run again.
+var errRace = errors.New("lost a race with a concurrent transaction")
+
+// Store is a storage.Store over database/sql. Backends embed it.
+type Store struct {
+	d Dialect
+	// w takes writes; r serves reads (the same pool unless the engine
+	// gains from a pool of its own for each).
+	w, r  *sql.DB
+	group Group
+	// stmts are the prepared statements on w, by query, when the dialect
+	// prepares; filled by New and only read after.
+	stmts map[string]*sql.Stmt
+	close sync.Once
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// hot lists the statements the Prepare dialects keep prepared: those every
+// report or sign-in runs, where preparing each time would cost more than
+// running them.
+var hot []string
+
+// prepared declares query hot and returns it.
+func prepared(query string) string {
+	hot = append(hot, query)
+	return query
+}
+
+// New returns a store that writes through w and reads through r (which
+// may be w). group, when set, commits the frequent small writes (reports,
+// sign-ins); without it each runs in a transaction of its own. Once New
+// succeeds the store owns w and r: Close closes them.
+func New(ctx context.Context, d Dialect, w, r *sql.DB, group Group) (*Store, error) {
+	s := &Store{d: d, w: w, r: r, group: group}
+	if d.Prepare {
+		s.stmts = make(map[string]*sql.Stmt, len(hot))
+		for _, q := range hot {
+			st, err := w.PrepareContext(ctx, s.rebind(q))
+			if err != nil {
+				for _, st := range s.stmts {
+					st.Close()
+				}
+				return nil, fmt.Errorf("preparing %q: %w", q, err)
+			}
+			s.stmts[q] = st
+		}
+	}
+	return s, nil
+}
+
+// Ping checks that the database is reachable through both pools.
+func (s *Store) Ping(ctx context.Context) error {
+	for _, db := range s.pools() {
+		if err := db.PingContext(ctx); err != nil {
+			return fmt.Errorf("pinging %s store: %w", s.d.Name, err)
+		}
+	}
+	return nil
+}
+
+// Close closes the prepared statements and the pools, readers first, so
+// that the writer closes last (SQLite checkpoints its WAL then). A group
+// must be stopped before.
+func (s *Store) Close() error {
+	var errs []error
+	s.close.Do(func() {
+		for _, st := range s.stmts {
+			errs = append(errs, st.Close())
+		}
+		pools := s.pools()
+		for i := len(pools) - 1; i >= 0; i-- {
+			errs = append(errs, pools[i].Close())
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func (s *Store) pools() []*sql.DB {
+	if s.r == s.w {
+		return []*sql.DB{s.w}
+	}
+	return []*sql.DB{s.w, s.r}
+}
+
+// Snapshot runs fn in one read-only transaction, with the dialect's catalog
+// queries ready for tx: for tools that read the whole database, such as
+// storagetest.Dump.
+func (s *Store) Snapshot(ctx context.Context, fn func(tx *sql.Tx, c Catalog) error) error {
+	c := Catalog{Tables: s.rebind(s.d.Catalog.Tables), Columns: s.rebind(s.d.Catalog.Columns)}
+	return s.read(ctx, func(q conn) error { return fn(q.tx, c) })
+}
+
+func (s *Store) rebind(query string) string {
+	if s.d.Rebind == nil {
+		return query
+	}
+	return s.d.Rebind(query)
+}
+
+func (s *Store) writer() conn { return conn{s: s, pool: s.w} }
+func (s *Store) reader() conn { return conn{s: s, pool: s.r} }
+
+// write runs fn in one write transaction, committed only if fn succeeds,
+// and runs it again (fn must start from scratch) when it lost a race.
+func (s *Store) write(ctx context.Context, fn func(q conn) error) error {
+	for attempt := 1; ; attempt++ {
+		err := s.inTx(ctx, s.w, nil, fn)
+		if err == nil || !s.retryable(err) || attempt == writeAttempts || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// read runs fn in one read-only transaction, so that what it reads agrees.
+func (s *Store) read(ctx context.Context, fn func(q conn) error) error {
+	return s.inTx(ctx, s.r, &s.d.ReadTx, fn)
+}
+
+func (s *Store) inTx(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, fn func(q conn) error) error {
+	tx, err := pool.BeginTx(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("beginning transaction: %w", err)
+	}
+	if err := fn(conn{s: s, pool: pool, tx: tx}); err != nil {
+		// The rollback error adds nothing: fn's error says why, and the
+		// engine drops an unfinished transaction anyway.
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("committing transaction: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) retryable(err error) bool {
+	return errors.Is(err, errRace) || (s.d.IsRetryable != nil && s.d.IsRetryable(err))
+}
+
+// grouped runs fn, a few statements that must commit together, in the
+// group commit when there is one, else in a write transaction of its own.
+func (s *Store) grouped(ctx context.Context, fn func(ctx context.Context, q conn) error) error {
+	if s.group == nil {
+		return s.write(ctx, func(q conn) error { return fn(ctx, q) })
+	}
+	return s.group(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return fn(ctx, conn{s: s, pool: s.w, tx: tx})
+	})
+}
+
+// groupedOne is grouped for a single statement, which needs no transaction
+// of its own without a group commit.
+func (s *Store) groupedOne(ctx context.Context, fn func(ctx context.Context, q conn) error) error {
+	if s.group == nil {
+		return fn(ctx, s.writer())
+	}
+	return s.grouped(ctx, fn)
+}
+
+// conn runs queries on a pool or in one of its transactions, rewritten for
+// the dialect, through the prepared statement when there is one.
+type conn struct {
+	s    *Store
+	pool *sql.DB
+	tx   *sql.Tx // nil: on the pool
+}
+
+// querier is what *sql.DB and *sql.Tx have in common.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (c conn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := c.stmt(ctx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return c.on().ExecContext(ctx, c.s.rebind(query), args...)
+}
+
+func (c conn) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := c.stmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return c.on().QueryContext(ctx, c.s.rebind(query), args...)
+}
+
+func (c conn) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := c.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return c.on().QueryRowContext(ctx, c.s.rebind(query), args...)
+}
+
+func (c conn) on() querier {
+	if c.tx != nil {
+		return c.tx
+	}
+	return c.pool
+}
+
+// stmt returns query's prepared statement for c, or nil if there is none.
+func (c conn) stmt(ctx context.Context, query string) *sql.Stmt {
+	st := c.s.stmts[query]
+	switch {
+	case st == nil || c.pool != c.s.w:
+		return nil
+	case c.tx != nil:
+		return c.tx.StmtContext(ctx, st)
+	}
+	return st
+}
+
+// scanner is what *sql.Row and *sql.Rows have in common.
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+// list runs query and returns every row as scan reads it: never nil.
+func list[T any](ctx context.Context, q conn, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := q.query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// oneRow returns nil if res affected a row and none otherwise: the
+// statement's key was taken (insert) or absent (update, delete).
+func oneRow(res sql.Result, none error) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return none
+	}
+	return nil
+}
+
+// exists reports whether query, a SELECT 1 of at most one row, found it.
+func exists(ctx context.Context, q conn, query string, args ...any) (bool, error) {
+	var one int
+	err := q.queryRow(ctx, query, args...).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// deleteBefore runs query, a DELETE with one time parameter, and returns
+// how many rows it removed.
+func (s *Store) deleteBefore(ctx context.Context, query string, before time.Time) (int, error) {
+	var c timeCodec
+	b := c.ns("before", before)
+	if c.err != nil {
+		return 0, c.err
+	}
+	res, err := s.writer().exec(ctx, query, b)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
