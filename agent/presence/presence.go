@@ -1,0 +1,374 @@
+// Package presence owns the agent's loopback endpoint for proof of presence:
+// the page a browser is sent to during sign-in, which answers with a
+// statement signed by the device key.
+//
+// # Why
+//
+// A browser certificate in the keychain proves that the certificate is on
+// the Mac, not that its key is: a certificate minted elsewhere can be
+// planted in a keychain. At every sign-in the verifier therefore sends the
+// browser, by a top-level navigation, to
+//
+//	http://127.0.0.1:47470/v1/presence?challenge=…&return=<presence URL>
+//
+// (the loopback redirect pattern of RFC 8252 §7.3). The agent signs a
+// statement {challenge, device id, verifier origin, time} with its
+// hardware-bound device key (pkg/presence) and answers 303 See Other to
+// <presence URL>?statement=…&signature=…, where the verifier checks it
+// against the device's enrolled key, its one-time challenge and a cookie
+// that ties the ceremony to the browser that started it.
+//
+// # What the agent refuses
+//
+// The agent signs only for the verifier's presence URL it already knows
+// (Options.PresenceURL, from its configuration or pushed by the verifier):
+// the request's return parameter must equal it byte for byte, and the
+// redirect is built from the known URL, never from the request. Every
+// other request gets a short page that says why in plain words, and no
+// signature:
+//
+//   - 403 when the Host header is not this listener's own address or
+//     localhost (a web page that rebinds its DNS name to 127.0.0.1 is
+//     refused), when return is any other URL, when the browser says the
+//     request is not a top-level navigation (Sec-Fetch-Mode and
+//     Sec-Fetch-Dest, where sent), and when the program that connected is
+//     not an allowed browser;
+//   - 400 for a malformed query: a missing, repeated or unknown parameter,
+//     a challenge that is not 32 bytes of base64url;
+//   - 404 for any other path, 405 for methods other than GET and HEAD;
+//   - 429 beyond Options.MaxPerSecond statements a second (the key may be
+//     in the Secure Enclave, and every statement may cost a process scan);
+//   - 503 while the presence URL or the enrollment is not known yet;
+//   - 500 when the device key fails to sign.
+//
+// Refusals are logged with a reason key; the challenge is never logged.
+//
+// # Only a browser
+//
+// A statement proves that something on this Mac asked. So that a script on
+// a compliant Mac cannot fetch statements for a browser elsewhere, the
+// agent can check the program at the other end of the TCP connection
+// (Options.Peer, NewBrowserCheck):
+//
+//   - macOS (on by default): lsof finds the process holding the client end
+//     of the connection, and codesign checks the running process's
+//     signature against Apple's CA: a Developer ID or Mac App Store
+//     signature by one of the browser vendors' Team IDs (DefaultTeamIDs:
+//     Google, Mozilla, Microsoft, Brave, The Browser Company, Vivaldi,
+//     Opera), or Apple's own Safari and WebKit network process
+//     (DefaultAppleIdentifiers). Browsers make their connections from
+//     helper processes (Chrome's network service runs in "Google Chrome
+//     Helper"); those are signed by the same team and pass.
+//   - Linux (off unless a list is configured): the socket's inode from
+//     /proc/net/tcp and tcp6, the process holding it from /proc/*/fd, and
+//     its /proc/<pid>/exe, which must be exactly one of the listed paths.
+//   - Elsewhere: NewBrowserCheck returns ErrUnsupported.
+//
+// When the check is on and the program is not allowed or cannot be
+// determined, the request is refused. The check is a bar to scripts, not
+// to a determined local administrator: a Team ID admits every program its
+// vendor signs, any app that embeds WebKit shares Safari's network
+// process, and a browser can be driven by automation. Such a person can
+// also tamper with the agent itself, which the threat model leaves out of
+// scope.
+//
+// # Listening
+//
+// Only on a loopback IP address (default 127.0.0.1:47470); anything else
+// is refused at start. Small timeouts and header limits keep a slow client
+// from holding the listener. Nothing is served over TLS: browsers treat
+// http://127.0.0.1 as a potentially trustworthy origin, and a top-level
+// navigation to it meets neither mixed-content blocking nor the Local
+// Network Access prompt that a fetch would.
+package presence
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/clearance/clearance/pkg/presence"
+)
+
+// Defaults.
+const (
+	DefaultListen       = presence.DefaultAgentAddr
+	DefaultMaxPerSecond = 4
+	// peerTimeout bounds the browser check of one request.
+	peerTimeout = 10 * time.Second
+)
+
+// Options configure a Server.
+type Options struct {
+	// Listen is the loopback IP address and port to listen on
+	// (DefaultListen when empty; port 0 picks one, for tests).
+	Listen string
+	// PresenceURL returns the verifier's presence URL the agent signs
+	// for, or "" while it is not known (requests are then refused).
+	PresenceURL func() string
+	// Device returns the enrolled device id and device key, or "" / nil
+	// before enrollment (requests are then refused).
+	Device func() (deviceID string, key crypto.Signer)
+	// Peer, when set, must accept the program at the other end of every
+	// connection before anything is signed. Nil turns the check off.
+	Peer PeerCheck
+	// MaxPerSecond bounds how many requests a second reach the browser
+	// check and the key (DefaultMaxPerSecond when 0).
+	MaxPerSecond int
+	// Now is the clock (default time.Now).
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Server is the presence endpoint, an actor for a run group.
+type Server struct {
+	o      Options
+	log    *slog.Logger
+	ln     net.Listener
+	addr   netip.AddrPort
+	hosts  map[string]bool
+	srv    *http.Server
+	limit  *limiter
+	closed sync.Once
+}
+
+// New checks o and starts listening, so that a taken port or a bad address
+// is reported before the agent starts its other components.
+func New(o Options) (*Server, error) {
+	if o.Listen == "" {
+		o.Listen = DefaultListen
+	}
+	ap, err := netip.ParseAddrPort(o.Listen)
+	if err != nil || !ap.Addr().IsLoopback() || ap.Addr().Zone() != "" || ap.Addr().Is4In6() {
+		return nil, fmt.Errorf("presence listen address %q is not a loopback IP address and port (e.g. %s)", o.Listen, DefaultListen)
+	}
+	if o.PresenceURL == nil || o.Device == nil {
+		return nil, errors.New("presence: PresenceURL and Device are required")
+	}
+	if o.MaxPerSecond <= 0 {
+		o.MaxPerSecond = DefaultMaxPerSecond
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "presence")
+	ln, err := net.Listen("tcp", ap.String())
+	if err != nil {
+		return nil, fmt.Errorf("presence: %w", err)
+	}
+	s := &Server{o: o, log: log, ln: ln, limit: newLimiter(o.MaxPerSecond, o.Now)}
+	s.addr = ln.Addr().(*net.TCPAddr).AddrPort()
+	port := strconv.Itoa(int(s.addr.Port()))
+	s.hosts = map[string]bool{s.addr.String(): true, "localhost:" + port: true}
+	if s.addr.Port() == 80 {
+		// Browsers leave the default port out of Host.
+		s.hosts[strings.TrimSuffix(s.addr.String(), ":80")] = true
+		s.hosts["localhost"] = true
+	}
+	s.srv = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 2 * time.Second,
+		ReadTimeout:       5 * time.Second,
+		WriteTimeout:      peerTimeout + 5*time.Second,
+		IdleTimeout:       10 * time.Second,
+		MaxHeaderBytes:    8 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	if o.Peer == nil {
+		log.Warn("browser check off: any local program may ask for a presence statement")
+	}
+	return s, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() netip.AddrPort { return s.addr }
+
+// Execute serves until Interrupt.
+func (s *Server) Execute() error {
+	s.log.Info("listening", "addr", s.addr.String())
+	err := s.srv.Serve(s.ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("presence: %w", err)
+}
+
+// Interrupt stops the server, letting requests in flight finish briefly.
+func (s *Server) Interrupt(error) {
+	s.closed.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = s.srv.Shutdown(ctx)
+		// Shutdown only closes listeners Serve has started on.
+		_ = s.ln.Close()
+	})
+}
+
+// ServeHTTP answers one request: the checks read top to bottom, cheapest
+// first, and only a request that passes them all reaches the key.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// 1. Addressed to us by our own name: refuses DNS rebinding.
+	if !s.hosts[strings.ToLower(r.Host)] {
+		s.refuse(w, r, reasonHost, nil)
+		return
+	}
+	// 2. A page load of our one path.
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		s.refuse(w, r, reasonMethod, nil)
+		return
+	}
+	path, rawQuery, _ := strings.Cut(r.RequestURI, "?")
+	if path != presence.AgentPath {
+		s.refuse(w, r, reasonPath, nil)
+		return
+	}
+	// 3. Exactly a challenge and a return URL.
+	challenge, ret, err := presence.ParseAgentQuery(rawQuery)
+	if err != nil {
+		s.refuse(w, r, reasonQuery, nil, "err", err)
+		return
+	}
+	// 4. Only for the presence URL we know, never one from the request.
+	known := s.o.PresenceURL()
+	if known == "" {
+		s.refuse(w, r, reasonNoPresenceURL, nil)
+		return
+	}
+	origin, err := presence.OriginOf(known)
+	if err != nil {
+		s.refuse(w, r, reasonBadPresenceURL, nil, "err", err)
+		return
+	}
+	if ret != known {
+		s.refuse(w, r, reasonReturn, nil)
+		return
+	}
+	// 5. A top-level navigation, where the browser says so.
+	if !navigation(r.Header) {
+		s.refuse(w, r, reasonNotNavigation, nil, "sec_fetch_mode", r.Header.Get("Sec-Fetch-Mode"), "sec_fetch_dest", r.Header.Get("Sec-Fetch-Dest"))
+		return
+	}
+	// 6. Enrolled.
+	deviceID, key := s.o.Device()
+	if deviceID == "" || key == nil {
+		s.refuse(w, r, reasonNotEnrolled, nil)
+		return
+	}
+	// 7. Within the rate.
+	if !s.limit.allow() {
+		w.Header().Set("Retry-After", "1")
+		s.refuse(w, r, reasonRate, nil)
+		return
+	}
+	// 8. Asked by a browser.
+	var peer *Peer
+	if s.o.Peer != nil {
+		p, err := s.checkPeer(r)
+		peer = &p
+		switch {
+		case errors.Is(err, ErrNotBrowser):
+			s.refuse(w, r, reasonNotBrowser, peer, "err", err)
+			return
+		case err != nil:
+			s.refuse(w, r, reasonPeerUnknown, peer, "err", err)
+			return
+		}
+	}
+	// 9. Sign, and send the browser back to the known URL.
+	st, sig, err := presence.Sign(key, presence.Statement{
+		Challenge: challenge,
+		DeviceID:  deviceID,
+		Origin:    origin,
+		Time:      s.o.Now().UTC().Truncate(time.Second),
+	})
+	if err != nil {
+		s.refuse(w, r, reasonSign, peer, "err", err)
+		return
+	}
+	setHeaders(w.Header())
+	w.Header().Set("Location", known+"?"+presence.RedirectQuery(st, sig))
+	w.WriteHeader(http.StatusSeeOther)
+	attrs := []any{"device_id", deviceID, "origin", origin}
+	if peer != nil {
+		attrs = append(attrs, "peer", peer.String())
+	}
+	s.log.Info("presence statement signed", attrs...)
+}
+
+// navigation is false when Fetch Metadata says the request is not a
+// top-level navigation (an image, a fetch, a frame). Browsers without Fetch
+// Metadata send neither header and pass.
+func navigation(h http.Header) bool {
+	mode, dest := h.Get("Sec-Fetch-Mode"), h.Get("Sec-Fetch-Dest")
+	return (mode == "" || mode == "navigate") && (dest == "" || dest == "document")
+}
+
+func (s *Server) checkPeer(r *http.Request) (Peer, error) {
+	la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return Peer{}, errors.New("no local address for the connection")
+	}
+	server, err := netip.ParseAddrPort(la.String())
+	if err != nil {
+		return Peer{}, fmt.Errorf("local address: %w", err)
+	}
+	client, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return Peer{}, fmt.Errorf("remote address: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), peerTimeout)
+	defer cancel()
+	return s.o.Peer.CheckPeer(ctx, server, client)
+}
+
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, why reason, peer *Peer, attrs ...any) {
+	attrs = append([]any{"reason", why.key, "status", why.status, "method", r.Method, "client", r.RemoteAddr}, attrs...)
+	if peer != nil {
+		attrs = append(attrs, "peer", peer.String())
+	}
+	s.log.Warn("presence refused", attrs...)
+	writeRefusal(w, why)
+}
+
+// limiter is a token bucket: up to n requests at once, refilled at n a
+// second.
+type limiter struct {
+	mu     sync.Mutex
+	n      float64
+	tokens float64
+	last   time.Time
+	now    func() time.Time
+}
+
+func newLimiter(n int, now func() time.Time) *limiter {
+	return &limiter{n: float64(n), tokens: float64(n), last: now(), now: now}
+}
+
+func (l *limiter) allow() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := l.now()
+	if d := t.Sub(l.last); d > 0 {
+		l.tokens = min(l.n, l.tokens+d.Seconds()*l.n)
+	}
+	l.last = t
+	if l.tokens < 1 {
+		return false
+	}
+	l.tokens--
+	return true
+}

@@ -1,0 +1,135 @@
+package presence_test
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/clearance/clearance/agent/presence"
+	pp "github.com/clearance/clearance/pkg/presence"
+)
+
+func browserCheck(t *testing.T, executables ...string) presence.PeerCheck {
+	t.Helper()
+	pc, err := presence.NewBrowserCheck(presence.Browsers{Executables: executables})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pc
+}
+
+func testBinary(t *testing.T) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exe
+}
+
+// The client in these tests is this test binary: the real /proc says so.
+func TestLinuxBrowserCheckRefusesUnlisted(t *testing.T) {
+	t.Parallel()
+	a := start(t, func(o *presence.Options) { o.Peer = browserCheck(t, "/usr/bin/firefox") })
+	c := pp.NewChallenge()
+	checkRefused(t, a, get(t, a.url(c)), http.StatusForbidden, "peer_not_browser", c)
+	if !strings.Contains(a.logs.String(), testBinary(t)) {
+		t.Fatalf("log does not name the program that asked:\n%s", a.logs.String())
+	}
+}
+
+func TestLinuxBrowserCheckAllowsListed(t *testing.T) {
+	t.Parallel()
+	a := start(t, func(o *presence.Options) { o.Peer = browserCheck(t, "/usr/bin/firefox", testBinary(t)) })
+	c := pp.NewChallenge()
+	checkSigned(t, a, get(t, a.url(c)), c)
+	if logs := a.logs.String(); !strings.Contains(logs, fmt.Sprintf("pid %d: %s", os.Getpid(), testBinary(t))) {
+		t.Fatalf("log does not name the browser:\n%s", logs)
+	}
+}
+
+// A script in another process, here bash with its /dev/tcp, is refused
+// unless its interpreter is listed.
+func TestLinuxBrowserCheckScriptInAnotherProcess(t *testing.T) {
+	t.Parallel()
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	bashExe, err := filepath.EvalSymlinks(bash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only bash's builtins touch the socket, unless share is set: then a
+	// sleep started before the request inherits it.
+	fetch := func(a *agent, challenge string, share bool) string {
+		u, _ := url.Parse(a.url(challenge))
+		child, reap := "", ""
+		if share {
+			child, reap = "sleep 30 & ", "; kill $!"
+		}
+		script := fmt.Sprintf(`exec 3<>/dev/tcp/127.0.0.1/%d
+%sprintf '%%s' "$REQUEST" >&3
+while IFS= read -r line <&3; do printf '%%s\n' "$line"; done%s`, a.srv.Addr().Port(), child, reap)
+		var out bytes.Buffer
+		cmd := exec.Command(bash, "-c", script)
+		cmd.Env = append(os.Environ(), fmt.Sprintf("REQUEST=GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", u.RequestURI(), u.Host))
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("bash: %v\n%s", err, out.String())
+		}
+		return out.String()
+	}
+
+	a := start(t, func(o *presence.Options) { o.Peer = browserCheck(t, testBinary(t)) })
+	c := pp.NewChallenge()
+	out := fetch(a, c, false)
+	if !strings.HasPrefix(out, "HTTP/1.1 403 ") || strings.Contains(out, "Location:") {
+		t.Fatalf("a script got:\n%s", out)
+	}
+	if logs := a.logs.String(); !strings.Contains(logs, "reason=peer_not_browser") || !strings.Contains(logs, bashExe) {
+		t.Fatalf("log does not name the script's interpreter %s:\n%s", bashExe, logs)
+	}
+
+	a = start(t, func(o *presence.Options) { o.Peer = browserCheck(t, bashExe) })
+	c = pp.NewChallenge()
+	if out := fetch(a, c, false); !strings.HasPrefix(out, "HTTP/1.1 303 ") || !strings.Contains(out, "Location: "+presenceURL+"?statement=") {
+		t.Fatalf("a listed program got:\n%s\n%s", out, a.logs.String())
+	}
+
+	// Every program holding the socket must be listed.
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep")
+	}
+	if sleep, err = filepath.EvalSymlinks(sleep); err != nil {
+		t.Fatal(err)
+	}
+	a = start(t, func(o *presence.Options) { o.Peer = browserCheck(t, bashExe) })
+	c = pp.NewChallenge()
+	if out := fetch(a, c, true); !strings.HasPrefix(out, "HTTP/1.1 403 ") {
+		t.Fatalf("a socket shared with an unlisted program got:\n%s", out)
+	}
+	if logs := a.logs.String(); !strings.Contains(logs, "reason=peer_not_browser") || !strings.Contains(logs, sleep) {
+		t.Fatalf("log does not name the unlisted holder %s:\n%s", sleep, logs)
+	}
+}
+
+func TestLinuxBrowserCheckRefusesMacSettings(t *testing.T) {
+	t.Parallel()
+	if _, err := presence.NewBrowserCheck(presence.Browsers{TeamIDs: []string{"EQHXZ8M8AV"}, Executables: []string{"/usr/bin/firefox"}}); err == nil {
+		t.Error("Team IDs were accepted on Linux")
+	}
+	if _, err := presence.NewBrowserCheck(presence.Browsers{}); err == nil {
+		t.Error("an empty list was accepted: the check would refuse everything silently")
+	}
+	if presence.BrowserCheckDefault {
+		t.Error("the check is on by default on Linux, where it needs a list")
+	}
+}
