@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +38,7 @@ import (
 	"github.com/clearance/clearance/agent/policy"
 	"github.com/clearance/clearance/agent/state"
 	"github.com/clearance/clearance/agent/version"
+	"github.com/clearance/clearance/pkg/presence"
 	"github.com/clearance/clearance/pkg/report"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -421,24 +421,12 @@ func (c *Client) takeSession(s *agentv1.Session) {
 	c.log.Info("presence url set", "presence_url", u)
 }
 
-// ValidPresenceURL checks a presence URL the verifier names: an absolute
-// https URL with a host and a path, and nothing else (no user info, query or
-// fragment), so that the redirect the agent builds from it is exactly it.
+// ValidPresenceURL checks a presence URL the verifier names: one the agent
+// may sign for (presence.OriginOf), so that the redirect the agent builds
+// from it is exactly it.
 func ValidPresenceURL(s string) error {
-	u, err := url.Parse(s)
-	switch {
-	case err != nil:
-		return fmt.Errorf("presence URL: %w", err)
-	case u.Scheme != "https" || u.Host == "" || u.Hostname() == "":
-		return fmt.Errorf("presence URL %q is not an https URL with a host", s)
-	case u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.Opaque != "" || u.RawPath != "":
-		return fmt.Errorf("presence URL %q has user info, a query or a fragment", s)
-	case u.Path == "" || u.Path == "/":
-		return fmt.Errorf("presence URL %q has no path", s)
-	case u.String() != s:
-		return fmt.Errorf("presence URL %q is not in canonical form", s)
-	}
-	return nil
+	_, err := presence.OriginOf(s)
+	return err
 }
 
 // streamEnded turns a failed Send into the stream's real status.

@@ -72,7 +72,8 @@ type Result struct {
 
 	Ingest        Summary // ingest phase: ack latency, acked reports
 	SteadyIngest  Summary // steady phase: ack latency at ReportInterval
-	Allow, Deny   Summary // sso phase, back to back
+	Allow, Deny   Summary // sso phase, back to back (browser certificates)
+	AllowAgent    Summary // sso phase, back to back, with the agent's proof of presence
 	SigninsAtRate Summary // steady phase, at SigninRate
 	SigninRate    float64
 	Check         Summary // steady phase: RequestCheck round trips
@@ -115,6 +116,7 @@ type run struct {
 	sp      *oktasim.SP
 	allowBs []*browser
 	denyBs  []*browser
+	proofBs []*browser // passing Macs' browsers that sign in with the agent's proof
 }
 
 func (r *run) fail(kind string) {
@@ -180,7 +182,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		case "ingest":
 			res.Ingest = r.ingest(ctx, each)
 		case "sso":
-			res.Allow, res.Deny = r.sso(ctx, each)
+			res.Allow, res.AllowAgent, res.Deny = r.sso(ctx, each)
 		case "steady":
 			res.SigninRate = cfg.SigninRate
 			if res.SigninRate == 0 {
@@ -337,7 +339,7 @@ func (r *run) closeAll() {
 		s.close()
 	}
 	r.recvWG.Wait()
-	for _, b := range append(r.allowBs, r.denyBs...) {
+	for _, b := range append(append(r.allowBs, r.denyBs...), r.proofBs...) {
 		b.client.CloseIdleConnections()
 	}
 }
@@ -366,12 +368,17 @@ func (r *run) browsers(ctx context.Context) error {
 			return errNoBrowsers
 		}
 		s := from[(i/2)%len(from)]
-		b, err := newBrowser(r.cfg.Target, r.roots, s.tlsCert(), SourceFor(r.srcs, r.cfg.Agents+i), allow)
+		b, err := newBrowser(r.cfg.Target, r.roots, s, SourceFor(r.srcs, r.cfg.Agents+i), allow, false)
 		if err != nil {
 			return err
 		}
 		if allow {
 			r.allowBs = append(r.allowBs, b)
+			pb, err := newBrowser(r.cfg.Target, r.roots, s, SourceFor(r.srcs, r.cfg.Agents+2*r.cfg.Signins+i), allow, true)
+			if err != nil {
+				return err
+			}
+			r.proofBs = append(r.proofBs, pb)
 		} else {
 			r.denyBs = append(r.denyBs, b)
 		}
@@ -380,7 +387,7 @@ func (r *run) browsers(ctx context.Context) error {
 	if r.sp, err = okta(ctx, r.cfg.Target, r.allowBs[0]); err != nil {
 		return err
 	}
-	for _, b := range append(r.allowBs, r.denyBs...) {
+	for _, b := range append(append(r.allowBs, r.denyBs...), r.proofBs...) {
 		if err := checkFirst(ctx, r.sp, b); err != nil {
 			return fmt.Errorf("first sign-in: %w", err)
 		}
@@ -499,12 +506,17 @@ func background(ctx context.Context, fn func(context.Context)) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
-// sso: Signins browsers of passing Macs sign in back to back for half of
-// d, then as many of failing Macs, while agents report.
-func (r *run) sso(ctx context.Context, d time.Duration) (allow, deny Summary) {
+// sso: Signins browsers of passing Macs sign in back to back with their
+// certificates for a third of d, then as many with the agent's proof of
+// presence, then as many of failing Macs, while agents report: both
+// bindings measured in the same run, against the same verifier.
+func (r *run) sso(ctx context.Context, d time.Duration) (allow, allowAgent, deny Summary) {
 	stop := background(ctx, r.reporting)
 	defer stop()
-	return r.backToBack(ctx, d/2, r.allowBs), r.backToBack(ctx, d/2, r.denyBs)
+	allow = r.backToBack(ctx, d/3, r.allowBs)
+	allowAgent = r.backToBack(ctx, d/3, r.proofBs)
+	deny = r.backToBack(ctx, d/3, r.denyBs)
+	return allow, allowAgent, deny
 }
 
 func (r *run) backToBack(ctx context.Context, d time.Duration, bs []*browser) Summary {

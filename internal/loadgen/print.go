@@ -26,6 +26,7 @@ func (r *Result) WriteKV(w io.Writer) {
 	sum("ingest", r.Ingest)
 	sum("steady_ack", r.SteadyIngest)
 	sum("sso_allow", r.Allow)
+	sum("sso_allow_agent", r.AllowAgent)
 	sum("sso_deny", r.Deny)
 	kv("sso_at_rate_target_per_s", fmt.Sprintf("%.1f", r.SigninRate))
 	sum("sso_at_rate", r.SigninsAtRate)
@@ -52,7 +53,8 @@ func (r *Result) WriteTable(w io.Writer) {
 	}
 	row("ingest, back to back (report -> Ack)", r.Ingest)
 	row("ingest at the report interval (report -> Ack)", r.SteadyIngest)
-	row("SSO allow, back to back", r.Allow)
+	row("SSO allow, certificate binding, back to back", r.Allow)
+	row("SSO allow, agent proof of presence, back to back", r.AllowAgent)
 	row("SSO deny (403), back to back", r.Deny)
 	row(fmt.Sprintf("SSO at %.0f/s (allow and deny)", r.SigninRate), r.SigninsAtRate)
 	row("live check (RequestCheck round trip)", r.Check)

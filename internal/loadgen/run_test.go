@@ -54,7 +54,7 @@ func TestRunAgainstVerifier(t *testing.T) {
 		t.Errorf("%d agents connected at the end, %d failed to start; want 20 and 0", res.Connected, res.Failed)
 	}
 	for name, s := range map[string]Summary{
-		"ingest": res.Ingest, "steady acks": res.SteadyIngest, "allowed sign-ins": res.Allow,
+		"ingest": res.Ingest, "steady acks": res.SteadyIngest, "allowed sign-ins": res.Allow, "allowed sign-ins with the agent's proof": res.AllowAgent,
 		"denied sign-ins": res.Deny, "sign-ins at rate": res.SigninsAtRate, "live checks": res.Check,
 	} {
 		if s.Count == 0 || s.P50 <= 0 || s.P99 < s.P50 {

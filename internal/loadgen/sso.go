@@ -11,56 +11,82 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/netip"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/clearance/clearance/internal/oktasim"
+	"github.com/clearance/clearance/pkg/presence"
 )
 
-// browser is one browser signing in with a simulated agent's device
-// certificate, on one kept-alive connection from its own source address.
+// browser is one browser signing in, on kept-alive connections from its
+// own source address: with a simulated agent's device certificate, or —
+// when proof is set — with the agent's proof of presence, the loopback hop
+// to the agent played in process (the statement signed with its key).
 type browser struct {
 	client *http.Client
-	allow  bool // the agent passes its policies: expect the SAMLResponse
+	allow  bool      // the agent passes its policies: expect the SAMLResponse
+	proof  *simAgent // sign in with this agent's proof of presence
+	sso    string    // the sign-in listener's base URL
 }
 
-func newBrowser(t *Target, roots *x509.CertPool, cert tls.Certificate, src netip.Addr, allow bool) (*browser, error) {
+func newBrowser(t *Target, roots *x509.CertPool, s *simAgent, src netip.Addr, allow, proof bool) (*browser, error) {
 	u, err := url.Parse(t.SSOURL)
 	if err != nil {
 		return nil, err
 	}
+	tc := &tls.Config{RootCAs: roots, ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
+	b := &browser{allow: allow, sso: strings.TrimSuffix(t.SSOURL, "/")}
+	var jar http.CookieJar
+	if proof {
+		b.proof = s
+		if jar, err = cookiejar.New(nil); err != nil {
+			return nil, err
+		}
+	} else {
+		tc.Certificates = []tls.Certificate{s.tlsCert()}
+	}
 	d := dialer(src)
 	tr := &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: u.Hostname(), Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		TLSClientConfig: tc,
 		// Whatever the URL says, connect to the listener's real address.
 		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return d.DialContext(ctx, "tcp", t.SSODial) },
 		MaxIdleConnsPerHost: steadyWorkersPerBrowser,
 	}
-	return &browser{allow: allow, client: &http.Client{
+	b.client = &http.Client{
 		Transport: tr,
+		Jar:       jar,
 		Timeout:   30 * time.Second,
-		// The verifier never redirects; a redirect would be a bug to see.
+		// Redirects are followed by hand: the one to the agent is played
+		// in process, and any other would be a bug to see.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}}, nil
+	}
+	return b, nil
 }
 
 // signIn follows Okta's redirect to /saml/sso and reads the page to the
 // end. It fails unless the page is the one the device's posture calls for:
 // 200 with the auto-POST SAMLResponse, or the 403 remediation page.
 func (b *browser) signIn(ctx context.Context, u string, buf *bytes.Buffer) error {
-	buf.Reset()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	resp, err := b.get(ctx, u, buf)
 	if err != nil {
 		return err
 	}
-	resp, err := b.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if _, err := io.Copy(buf, resp.Body); err != nil {
-		return err
+	if b.proof != nil {
+		// The verifier sends the browser to the agent, which signs and
+		// sends it back.
+		if resp.StatusCode != http.StatusSeeOther {
+			return fmt.Errorf("sign-in with the agent's proof: status %d, not the redirect to the agent", resp.StatusCode)
+		}
+		back, err := b.agentAnswer(resp.Header.Get("Location"))
+		if err != nil {
+			return err
+		}
+		if resp, err = b.get(ctx, back, buf); err != nil {
+			return err
+		}
 	}
 	switch {
 	case b.allow && (resp.StatusCode != http.StatusOK || !bytes.Contains(buf.Bytes(), []byte("SAMLResponse"))):
@@ -69,6 +95,49 @@ func (b *browser) signIn(ctx context.Context, u string, buf *bytes.Buffer) error
 		return fmt.Errorf("failing device's sign-in: status %d, want 403", resp.StatusCode)
 	}
 	return nil
+}
+
+// get fetches u and reads the page into buf.
+func (b *browser) get(ctx context.Context, u string, buf *bytes.Buffer) (*http.Response, error) {
+	buf.Reset()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(buf, resp.Body); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// agentAnswer is what the agent on the Mac does with the verifier's
+// redirect: check the return URL, sign the statement, and send the browser
+// back.
+func (b *browser) agentAnswer(location string) (string, error) {
+	u, err := url.Parse(location)
+	if err != nil || u.Path != presence.AgentPath {
+		return "", fmt.Errorf("redirected to %.200q, not the agent", location)
+	}
+	challenge, ret, err := presence.ParseAgentQuery(u.RawQuery)
+	if err != nil {
+		return "", err
+	}
+	origin, err := presence.OriginOf(ret)
+	if err != nil || ret != b.sso+"/saml/presence" {
+		return "", fmt.Errorf("return URL %.200q is not the verifier's presence URL", ret)
+	}
+	raw, sig, err := presence.Sign(b.proof.a.Key, presence.Statement{
+		Challenge: challenge, DeviceID: b.proof.a.DeviceID, Origin: origin, Time: time.Now().Truncate(time.Second),
+	})
+	if err != nil {
+		return "", err
+	}
+	return ret + "?" + presence.RedirectQuery(raw, sig), nil
 }
 
 // okta is the simulated Okta org: requests the target accepts, and the

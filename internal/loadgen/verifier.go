@@ -133,6 +133,9 @@ func Start(ctx context.Context, o StartOptions) (*Process, error) {
 		"--grpc-listen", p.GRPCAddr, "--http-listen", p.HTTPAddr, "--public-url", "https://localhost:" + grpcPort,
 		"--sso-listen", p.SSODial, "--sso-public-url", p.SSOURL,
 		"--okta-audience", SimAudience, "--okta-acs-url", SimACSURL,
+		// Browsers with a certificate use it; browsers without one sign in
+		// with the agent's proof: both bindings in one run.
+		"--browser-binding", "either",
 		"--log-level", "warn"}
 	if o.LiveCheckAfter > 0 {
 		args = append(args, "--live-check-after", o.LiveCheckAfter.String())

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/clearance/clearance/pkg/presence"
 )
 
 // Config is the verifier's configuration.
@@ -485,6 +487,23 @@ func knownKeys() string {
 	return strings.Join(keys, ", ")
 }
 
+// canonicalBaseURL lower-cases an https base URL's host and drops the
+// default port and any trailing slash.
+func canonicalBaseURL(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "https" || u.Hostname() == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("%q is not an https URL with a host (and nothing after the path)", s)
+	}
+	host := strings.ToLower(u.Hostname())
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if p := u.Port(); p != "" && p != "443" {
+		host += ":" + p
+	}
+	return "https://" + host + strings.TrimSuffix(u.EscapedPath(), "/"), nil
+}
+
 // finish fills derived defaults and checks settings that depend on each other.
 func (c *Config) finish() error {
 	if c.SSOPublicURL == "" {
@@ -494,6 +513,19 @@ func (c *Config) finish() error {
 			host = "localhost"
 		}
 		c.SSOPublicURL = "https://" + net.JoinHostPort(host, port)
+	}
+	// Agents sign proofs of presence for the presence URL exactly as the
+	// verifier names it, and compare it byte for byte: keep it canonical
+	// (lower-case host, no default port, no trailing slash).
+	canon, err := canonicalBaseURL(c.SSOPublicURL)
+	if err != nil {
+		return fmt.Errorf("--sso-public-url: %w", err)
+	}
+	c.SSOPublicURL = canon
+	if c.BrowserBinding != BindingCertificate {
+		if _, err := presence.OriginOf(c.PresenceURL()); err != nil {
+			return fmt.Errorf("--sso-public-url %s cannot carry proofs of presence (%v); give a plain https://host[:port] URL", c.SSOPublicURL, err)
+		}
 	}
 	if (c.OktaAudience == "") != (c.OktaACSURL == "") {
 		return errors.New("set both --okta-audience and --okta-acs-url (Okta shows both on the identity provider's page), or neither")

@@ -18,6 +18,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
@@ -93,6 +94,10 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 	if err := CheckFacts(facts); err != nil {
 		return nil, "bad_facts", status.Errorf(codes.InvalidArgument, "device facts rejected: %v", err)
 	}
+	// One Mac, one spelling: every lookup, record and log line uses the
+	// canonical UUID, so a Mac cannot pass for another by changing case.
+	facts = proto.CloneOf(facts)
+	facts.HardwareUuid = storage.CanonicalHardwareUUID(facts.GetHardwareUuid())
 
 	// 4. Known hardware keeps its device id and history; the key is replaced.
 	deviceID, reenroll := "", false

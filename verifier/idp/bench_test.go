@@ -123,7 +123,7 @@ func BenchmarkRespond(b *testing.B) {
 	}
 	hr := httptest.NewRequest("GET", benchSSO, nil)
 	attrs := []idp.Attribute{{Name: "clearance_device_id", Value: "dev-bench"}}
-	resp, err := e.idp.Respond(hr, req, attrs, e.now)
+	resp, err := e.idp.Respond(hr, req, idp.Assert{Attributes: attrs}, e.now)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func BenchmarkRespond(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := e.idp.Respond(hr, req, attrs, e.now); err != nil {
+		if _, err := e.idp.Respond(hr, req, idp.Assert{Attributes: attrs}, e.now); err != nil {
 			b.Fatal(err)
 		}
 	}

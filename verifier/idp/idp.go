@@ -31,9 +31,16 @@ import (
 // factor-only requests use.
 const NameIDUnspecified = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"
 
-// AuthnContextTLSClient is the authentication context stated in
-// assertions: the browser authenticated with a client certificate over TLS.
-const AuthnContextTLSClient = "urn:oasis:names:tc:SAML:2.0:ac:classes:TLSClient"
+// Authentication contexts stated in assertions: how the browser was bound
+// to the device.
+const (
+	// AuthnContextTLSClient: a client certificate over TLS (certificate
+	// binding).
+	AuthnContextTLSClient = "urn:oasis:names:tc:SAML:2.0:ac:classes:TLSClient"
+	// AuthnContextX509: a digital signature by a key certified by the
+	// device CA (the agent's proof of presence).
+	AuthnContextX509 = "urn:oasis:names:tc:SAML:2.0:ac:classes:X509"
+)
 
 // clientIP is r's peer address without the port.
 func clientIP(r *http.Request) string {
@@ -153,12 +160,20 @@ func (p *IdP) buildMetadata() ([]byte, error) {
 // Attribute is an extra assertion attribute (the assertion hook).
 type Attribute struct{ Name, Value string }
 
+// Assert is what a response asserts beyond the request's subject.
+type Assert struct {
+	// AuthnContext is the class stated in the AuthnStatement
+	// (AuthnContextTLSClient when empty).
+	AuthnContext string
+	Attributes   []Attribute
+}
+
 // Respond builds the signed SAMLResponse (base64, for the POST binding) for
 // req: NameID = the Okta username as sent, in its format; a bearer
 // SubjectConfirmation with Recipient and InResponseTo; Conditions with
 // Okta's audience; an AuthnStatement with AuthnInstant and SessionIndex.
 // Both the Assertion and the Response are signed with RSA-SHA256.
-func (p *IdP) Respond(r *http.Request, req *Request, attrs []Attribute, now time.Time) (string, error) {
+func (p *IdP) Respond(r *http.Request, req *Request, as Assert, now time.Time) (string, error) {
 	ir := &saml.IdpAuthnRequest{
 		IDP:                     p.saml,
 		HTTPRequest:             r,
@@ -182,7 +197,7 @@ func (p *IdP) Respond(r *http.Request, req *Request, attrs []Attribute, now time
 		NameID:       req.Username,
 		NameIDFormat: format,
 	}
-	for _, a := range attrs {
+	for _, a := range as.Attributes {
 		session.CustomAttributes = append(session.CustomAttributes, saml.Attribute{
 			Name: a.Name, NameFormat: "urn:oasis:names:tc:SAML:2.0:attrname-format:basic",
 			Values: []saml.AttributeValue{{Type: "xs:string", Value: a.Value}},
@@ -198,7 +213,11 @@ func (p *IdP) Respond(r *http.Request, req *Request, attrs []Attribute, now time
 	ir.Assertion.IssueInstant = now
 	// crewjam fills addresses with RemoteAddr ("ip:port", or a proxy's
 	// address) and claims a password was used. Neither is true here: the
-	// browser proved a device certificate over TLS.
+	// browser was bound to the device by a certificate or the device key.
+	class := as.AuthnContext
+	if class == "" {
+		class = AuthnContextTLSClient
+	}
 	host := clientIP(r)
 	for i := range ir.Assertion.Subject.SubjectConfirmations {
 		if scd := ir.Assertion.Subject.SubjectConfirmations[i].SubjectConfirmationData; scd != nil {
@@ -210,7 +229,7 @@ func (p *IdP) Respond(r *http.Request, req *Request, attrs []Attribute, now time
 		if st.SubjectLocality != nil {
 			st.SubjectLocality.Address = host
 		}
-		st.AuthnContext.AuthnContextClassRef = &saml.AuthnContextClassRef{Value: AuthnContextTLSClient}
+		st.AuthnContext.AuthnContextClassRef = &saml.AuthnContextClassRef{Value: class}
 	}
 	if err := ir.MakeAssertionEl(); err != nil {
 		return "", fmt.Errorf("signing assertion: %w", err)

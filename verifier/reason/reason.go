@@ -61,6 +61,37 @@ const (
 	BadCertHeader     Code = "bad_client_cert_header"
 )
 
+// The agent's proof of presence (the browser came back from the agent on
+// loopback with a signed statement, or could not be sent there).
+const (
+	// AgentNotRunning: the browser's Mac (known from an earlier sign-in) has
+	// no agent connected, so it was not sent to the loopback.
+	AgentNotRunning Code = "agent_not_running"
+	// PresenceMalformed: the statement or its signature is not well formed.
+	PresenceMalformed Code = "presence_malformed"
+	// PresenceUnknown: the statement answers no sign-in this verifier started.
+	PresenceUnknown Code = "presence_unknown_sign_in"
+	// PresenceOtherBrowser: the sign-in was started in another browser (its
+	// sign-in cookie is missing or different).
+	PresenceOtherBrowser Code = "presence_other_browser"
+	// PresenceReplayed: the sign-in was already completed by a proof.
+	PresenceReplayed Code = "presence_replayed"
+	// PresenceExpired: the proof came back after the challenge expired.
+	PresenceExpired Code = "presence_expired"
+	// PresenceWrongOrigin: the statement was signed for another verifier.
+	PresenceWrongOrigin Code = "presence_wrong_origin"
+	// PresenceUnknownDevice: the statement names no enrolled device.
+	PresenceUnknownDevice Code = "presence_unknown_device"
+	// PresenceBadSignature: the statement is not signed by the named
+	// device's current key (another key, or one replaced by re-enrollment).
+	PresenceBadSignature Code = "presence_bad_signature"
+	// PresenceClock: the statement's time is too far from the verifier's.
+	PresenceClock Code = "presence_clock_skew"
+	// RetryOtherBrowser: "Check again" from another browser than the one
+	// the held sign-in was bound to.
+	RetryOtherBrowser Code = "retry_from_other_browser"
+)
+
 // Storage is the failure to read or write what a sign-in needs: the sign-in
 // fails closed and the person is told to try again.
 const Storage Code = "storage_unavailable"

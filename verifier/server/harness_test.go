@@ -100,6 +100,7 @@ func baseConfig(dataDir, policies string) *config.Config {
 		IdPKeyBits: 2048, MaxPostureAge: 5 * time.Minute, LiveCheckAfter: 30 * time.Second,
 		MaxRequestSkew: 3 * time.Minute, PendingSignInTTL: 10 * time.Minute, DecisionRetention: 24 * time.Hour,
 		BrowserCertLifetime: 365 * 24 * time.Hour, BrowserCertGrace: time.Hour, SCEPRateLimit: 10,
+		BrowserBinding: config.BindingAgent, AgentPresencePort: config.DefaultAgentPresencePort,
 	}
 }
 

@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -269,8 +271,28 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 	if err != nil {
 		return err
 	}
+	binding := signin.Binding(cfg.BrowserBinding)
+	var pres *signin.Presence
+	if binding != signin.BindingCertificate {
+		candidate := make([]byte, 32)
+		_, _ = rand.Read(candidate)
+		key, err := s.Store.ServerKey(ctx, deviceHintKey, candidate)
+		if err != nil {
+			return fmt.Errorf("loading the device-hint key: %w", err)
+		}
+		pres = &signin.Presence{
+			AgentAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.AgentPresencePort)),
+			URL:       cfg.PresenceURL(), Devices: s.Store, Connected: s.Hub.Connected,
+			HintKey: key, MaxSkew: cfg.MaxReportSkew,
+		}
+		if err := pres.Check(); err != nil {
+			return fmt.Errorf("proof of presence: %w", err)
+		}
+	}
 	h := &signin.Handler{
 		IdP:      s.IdP,
+		Binding:  binding,
+		Presence: pres,
 		Identify: &signin.Identifier{CA: s.CA, Store: s.Store, Header: cfg.ClientCertHeader, Trusted: cfg.TrustedProxies, RequireVouched: cfg.RequireAgentVouchedCert},
 		Gate:     s.Gate,
 		Store:    s.Store,
@@ -306,18 +328,8 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 		WriteTimeout:   30 * time.Second,
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 64 << 10,
-		// Browser certificates are requested, not required, and verified
-		// per request by signin.Identifier: a browser without one, or with one
-		// from another CA, gets a page that says so instead of a TLS error.
-		// ClientCAs only names the device CA in the handshake, so browsers
-		// offer the right certificate; it verifies nothing here.
-		TLSConfig: &tls.Config{
-			GetCertificate: s.CA.GetServerCertificate,
-			ClientAuth:     tls.RequestClientCert,
-			ClientCAs:      s.CA.ClientCAs(),
-			MinVersion:     tls.VersionTLS12,
-		},
-		ErrorLog: slog.NewLogLogger(log.With("component", "sso").Handler(), slog.LevelDebug),
+		TLSConfig:      ssoTLS(cfg, s.CA),
+		ErrorLog:       slog.NewLogLogger(log.With("component", "sso").Handler(), slog.LevelDebug),
 	}
 	return nil
 }
@@ -329,6 +341,24 @@ func presenceURL(cfg *config.Config) string {
 		return ""
 	}
 	return cfg.PresenceURL()
+}
+
+// deviceHintKey names the key that signs browsers' device-hint cookies.
+const deviceHintKey = "device-hint"
+
+// ssoTLS is the sign-in listener's TLS. With certificate binding, browser
+// certificates are requested, not required, and verified per request by
+// signin.Identifier: a browser without one, or with one from another CA,
+// gets a page that says so instead of a TLS error; ClientCAs only names the
+// device CA in the handshake, so browsers offer the right certificate. With
+// agent binding none is asked for: a request would make macOS offer any
+// matching identity to the person, for nothing.
+func ssoTLS(cfg *config.Config, authority *ca.Authority) *tls.Config {
+	c := &tls.Config{GetCertificate: authority.GetServerCertificate, MinVersion: tls.VersionTLS12, ClientAuth: tls.NoClientCert}
+	if cfg.RequestsClientCerts() {
+		c.ClientAuth, c.ClientCAs = tls.RequestClientCert, authority.ClientCAs()
+	}
+	return c
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
@@ -483,6 +513,7 @@ func (s *Server) sweep(ctx context.Context, log *slog.Logger) {
 		{"nonces", s.Store.DeleteExpiredNonces, now},
 		{"request_ids", s.Store.DeleteExpiredRequestIDs, now},
 		{"pending_sign_ins", s.Store.DeleteExpiredPendingSignIns, now},
+		{"sign_in_challenges", s.Store.DeleteExpiredSignInChallenges, now},
 		{"decisions", s.Store.DeleteDecisionsBefore, now.Add(-s.cfg.DecisionRetention)},
 	} {
 		if n, err := sw.run(ctx, sw.at); err != nil {

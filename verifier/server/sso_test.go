@@ -56,6 +56,9 @@ func startSSO(t *testing.T, signed bool, edit func(*config.Config)) *ssoEnv {
 	var oktaCert *x509.Certificate
 	h := startWith(t, func(c *config.Config) {
 		c.OktaAudience, c.OktaACSURL = testAudience, testACS
+		// These tests bind sign-ins by the browser certificate; the agent's
+		// proof of presence has its own (presence_test.go).
+		c.BrowserBinding = config.BindingCertificate
 		if signed {
 			oktaKey, oktaCert = rsaIdentity(t, "Okta request signing")
 			p := filepath.Join(t.TempDir(), "okta.pem")
@@ -130,8 +133,10 @@ func (e *ssoEnv) browser(cert *tls.Certificate) *http.Client {
 
 // page is an HTTP answer.
 type page struct {
-	status int
-	body   string
+	status   int
+	body     string
+	location string
+	header   http.Header
 }
 
 func (p page) has(t *testing.T, subs ...string) {
@@ -151,7 +156,7 @@ func do(t *testing.T, c *http.Client, req *http.Request) page {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return page{status: resp.StatusCode, body: string(b)}
+	return page{status: resp.StatusCode, body: string(b), location: resp.Header.Get("Location"), header: resp.Header}
 }
 
 // redirect sends r with the Redirect binding, as the browser follows Okta's redirect.
@@ -235,7 +240,7 @@ func (e *ssoEnv) allowed(t *testing.T, p page, r oktasim.Request) *oktasim.Asser
 	}
 	xmlDoc, _ := base64.StdEncoding.DecodeString(resp)
 	// The assertion says how the Mac authenticated, and addresses carry no port.
-	if !bytes.Contains(xmlDoc, []byte(idp.AuthnContextTLSClient)) || bytes.Contains(xmlDoc, []byte("127.0.0.1:")) {
+	if !(bytes.Contains(xmlDoc, []byte(idp.AuthnContextTLSClient)) || bytes.Contains(xmlDoc, []byte(idp.AuthnContextX509))) || bytes.Contains(xmlDoc, []byte("127.0.0.1:")) {
 		t.Errorf("authn context or address wrong in:\n%s", xmlDoc)
 	}
 	if err := oktasim.XMLSec1Verify(xmlDoc, e.srv.IdP.CertPEM()); err != nil {

@@ -156,6 +156,15 @@ func (i *Identifier) Identify(ctx context.Context, r *http.Request, now time.Tim
 	return Identity{DeviceID: id, CertSerial: serial, Via: via, Device: &dev}, nil
 }
 
+// Presented reports whether the browser offered a certificate at all: in
+// the TLS handshake, or through a trusted proxy's header.
+func (i *Identifier) Presented(r *http.Request) bool {
+	if i.Header != "" && i.trusted(r.RemoteAddr) {
+		return len(r.Header.Values(i.Header)) > 0
+	}
+	return r.TLS != nil && len(r.TLS.PeerCertificates) > 0
+}
+
 func (i *Identifier) certificate(r *http.Request) (*x509.Certificate, string, *IdentifyError) {
 	if i.Header != "" {
 		if vals := r.Header.Values(i.Header); len(vals) > 0 {

@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -33,6 +34,7 @@ import (
 // and the decision log.
 type Store interface {
 	storage.SAMLRequestStore
+	storage.SignInChallengeStore
 	storage.PendingSignInStore
 	storage.DecisionStore
 }
@@ -64,7 +66,11 @@ const DefaultPendingTTL = 10 * time.Minute
 
 // Handler serves sign-in: SSO, "Check again", metadata and the certificate.
 type Handler struct {
-	IdP      *idp.IdP
+	IdP *idp.IdP
+	// Binding says how a sign-in is bound to the Mac: by the agent's proof
+	// of presence (Presence), by a browser certificate (Identify), or either.
+	Binding  Binding
+	Presence *Presence
 	Identify *Identifier
 	Gate     Deciding
 	Store    Store
@@ -89,6 +95,9 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+PathSSO, h.sso)
 	mux.HandleFunc("POST "+PathSSO, h.sso)
 	mux.HandleFunc("POST "+PathRetry, h.retry)
+	if h.Binding != BindingCertificate {
+		mux.HandleFunc("GET "+PathPresence, h.presence)
+	}
 }
 
 func (h *Handler) now() time.Time {
@@ -126,6 +135,10 @@ type attempt struct {
 	start  time.Time
 	// token is the held sign-in's token on "Check again"; nil on a first try.
 	token []byte
+	// binding is how the Mac was identified; browser, with the agent's
+	// proof, the hash of the browser's sign-in cookie.
+	binding Binding
+	browser []byte
 }
 
 // Sources of a decision, as the decision log records them.
@@ -202,8 +215,14 @@ func (h *Handler) sso(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// 4. Which Mac is this?
+	// 4. Which Mac is this? The agent on it proves it (completed at
+	// PathPresence), or a browser certificate names it.
 	a := &attempt{req: req, source: sourceSSO, start: start}
+	if h.useAgent(r) {
+		h.askAgent(w, r, a)
+		return
+	}
+	a.binding = BindingCertificate
 	ident, ierr := h.Identify.Identify(ctx, r, start)
 	if ierr != nil {
 		h.unidentified(w, r, a, ierr)
@@ -260,17 +279,29 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a := &attempt{req: req, source: sourceRetry, start: start, token: token}
-	ident, ierr := h.Identify.Identify(ctx, r, start)
-	if ierr != nil {
-		h.unidentified(w, r, a, ierr)
-		return
-	}
-	a.ident = ident
-	if ident.CertSerial != p.CertSerial || ident.DeviceID != p.DeviceID {
-		// The token was made for another browser certificate: a leaked
-		// token cannot complete someone else's sign-in.
-		h.refuse(w, r, refused(reason.RetryOtherCert, "held for certificate %s, presented %s", p.CertSerial, ident.CertSerial), http.StatusForbidden)
-		return
+	if p.BrowserHash != nil {
+		// Bound by the agent's proof: only the browser that gave it may
+		// resume, for the Mac it proved.
+		bh := browserHash(r)
+		if bh == nil || subtle.ConstantTimeCompare(bh, p.BrowserHash) != 1 {
+			h.refuse(w, r, refused(reason.RetryOtherBrowser, "held for another browser (cookie present: %v)", bh != nil), http.StatusForbidden)
+			return
+		}
+		a.binding, a.browser, a.ident = BindingAgent, bh, Identity{DeviceID: p.DeviceID, Via: "agent"}
+	} else {
+		a.binding = BindingCertificate
+		ident, ierr := h.Identify.Identify(ctx, r, start)
+		if ierr != nil {
+			h.unidentified(w, r, a, ierr)
+			return
+		}
+		a.ident = ident
+		if ident.CertSerial != p.CertSerial || ident.DeviceID != p.DeviceID {
+			// The token was made for another browser certificate: a leaked
+			// token cannot complete someone else's sign-in.
+			h.refuse(w, r, refused(reason.RetryOtherCert, "held for certificate %s, presented %s", p.CertSerial, ident.CertSerial), http.StatusForbidden)
+			return
+		}
 	}
 	d, err := h.Gate.Decide(ctx, h.query(a, p.Username), access.LiveAlways)
 	if err != nil {
@@ -315,6 +346,7 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 		Allow: d.Allow, Reason: string(d.Reason), PolicySetVersion: d.PolicySetVersion,
 		ReportSeq: d.ReportSeq, LiveCheck: d.LiveCheck.String(), Latency: latency,
 		Source: a.source, RequestID: a.req.AuthnRequest.ID, Results: results(d.Results),
+		Binding: string(a.binding),
 	}
 	id, err := h.Store.AppendDecision(ctx, rec)
 	if err != nil {
@@ -324,13 +356,17 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 	}
 	h.metrics().SSODecision(d.Allow, string(d.Reason), latency)
 	attrs := append(d.LogAttrs(),
-		slog.Int64("decision_id", id), slog.String("source", a.source),
+		slog.Int64("decision_id", id), slog.String("source", a.source), slog.String("binding", string(a.binding)),
 		slog.String("cert_serial", a.ident.CertSerial), slog.String("request_id", a.req.AuthnRequest.ID),
 		slog.Duration("latency", latency))
 	h.log().LogAttrs(ctx, slog.LevelInfo, "sso_decision", attrs...)
 
 	if d.Allow {
-		resp, err := h.IdP.Respond(r, a.req, []idp.Attribute{{Name: "clearance_device_id", Value: a.ident.DeviceID}}, now)
+		as := idp.Assert{Attributes: []idp.Attribute{{Name: "clearance_device_id", Value: a.ident.DeviceID}}}
+		if a.binding == BindingAgent {
+			as.AuthnContext = idp.AuthnContextX509
+		}
+		resp, err := h.IdP.Respond(r, a.req, as, now)
 		if err != nil {
 			h.log().Error("signing response failed", "err", err, "decision_id", id)
 			h.Pages.Refused(w, http.StatusInternalServerError, web.Refused{Reason: reason.SigningFailed, SupportID: strconv.FormatInt(id, 10)})
@@ -375,7 +411,7 @@ func (h *Handler) hold(ctx context.Context, a *attempt, now time.Time) ([]byte, 
 		ttl = DefaultPendingTTL
 	}
 	err := h.Store.CreatePendingSignIn(ctx, storage.PendingSignIn{
-		TokenHash: sum[:], DeviceID: a.ident.DeviceID, CertSerial: a.ident.CertSerial, Username: a.req.Username,
+		TokenHash: sum[:], DeviceID: a.ident.DeviceID, CertSerial: a.ident.CertSerial, BrowserHash: a.browser, Username: a.req.Username,
 		Request: a.req.XML, RelayState: a.req.RelayState, CreatedAt: now, ExpiresAt: now.Add(ttl),
 	})
 	if err != nil {
@@ -395,7 +431,7 @@ func (h *Handler) unidentified(w http.ResponseWriter, r *http.Request, a *attemp
 	now := h.now()
 	latency := now.Sub(a.start)
 	id, err := h.Store.AppendDecision(ctx, storage.DecisionRecord{
-		At: now, Username: a.req.Username, DeviceID: ierr.DeviceID, CertSerial: ierr.CertSerial, Reason: string(ierr.Reason),
+		At: now, Username: a.req.Username, DeviceID: ierr.DeviceID, CertSerial: ierr.CertSerial, Reason: string(ierr.Reason), Binding: string(a.binding),
 		LiveCheck: decision.LiveCheckNone.String(), Latency: latency, Source: a.source, RequestID: a.req.AuthnRequest.ID,
 	})
 	if err != nil {

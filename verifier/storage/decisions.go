@@ -49,6 +49,10 @@ type DecisionRecord struct {
 	Source string
 	// RequestID is the AuthnRequest's ID, joining the log with Okta's.
 	RequestID string
+	// Binding is how the sign-in was bound to the Mac: "agent" (the agent's
+	// proof of presence) or "certificate" (a browser certificate); empty
+	// when nothing bound it (refused before a Mac was identified).
+	Binding string
 }
 
 // DecisionResult is one policy's outcome in a DecisionRecord.

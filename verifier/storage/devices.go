@@ -2,13 +2,20 @@ package storage
 
 import (
 	"context"
+	"strings"
 	"time"
 )
+
+// CanonicalHardwareUUID is a hardware UUID as every record keeps it and
+// every lookup compares it: upper case. (macOS prints it so; an agent or a
+// certificate that spells it otherwise names the same Mac.)
+func CanonicalHardwareUUID(u string) string { return strings.ToUpper(u) }
 
 // Device is an enrolled machine.
 type Device struct {
 	ID string
-	// Facts, as last reported at enrollment.
+	// Facts, as last reported at enrollment. HardwareUUID is canonical
+	// (CanonicalHardwareUUID): stores convert what they are given.
 	HardwareUUID string
 	SerialNumber string
 	Model        string

@@ -46,7 +46,11 @@ type PendingSignIn struct {
 	// the Okta username.
 	DeviceID   string
 	CertSerial string
-	Username   string
+	// BrowserHash, for a sign-in bound by the agent's proof of presence, is
+	// the SHA-256 of the browser's sign-in cookie (32 bytes): a resume must
+	// come from the same browser. nil for one bound by a certificate.
+	BrowserHash []byte
+	Username    string
 	// Request is the validated AuthnRequest XML exactly as received (after
 	// inflating); RelayState is Okta's, returned verbatim with the response
 	// (kept byte for byte, whatever it contains).

@@ -41,9 +41,11 @@ type Store interface {
 	NonceStore
 	AuditStore
 	SAMLRequestStore
+	SignInChallengeStore
 	PendingSignInStore
 	DecisionStore
 	BrowserCertStore
+	ServerKeyStore
 	// Ping checks the backend is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the backend.

@@ -106,6 +106,20 @@ func refusal(code reason.Code) (title, msg string) {
 		return "Sign-in couldn't be checked", "This sign-in came through a connection that isn't allowed to vouch for a Mac. Contact your IT team."
 	case reason.Storage:
 		return "Sign-in is unavailable right now", "The security check couldn't be completed. Wait a minute, then go back to the app and sign in again."
+	case reason.PresenceOtherBrowser, reason.RetryOtherBrowser:
+		return "This sign-in belongs to another browser", "This sign-in was started in another browser or window, so it can't be finished here. Sign in again from this browser." + back
+	case reason.PresenceReplayed:
+		return "This sign-in was already completed", "It was completed in another tab or window." + back
+	case reason.PresenceExpired:
+		return "This sign-in has expired", "The security check on this Mac took too long to answer." + back
+	case reason.PresenceMalformed, reason.PresenceUnknown, reason.PresenceWrongOrigin:
+		return "This sign-in couldn't be checked", "The answer from this Mac's security check doesn't belong to a sign-in that's in progress here." + back
+	case reason.PresenceUnknownDevice:
+		return "This Mac isn't set up for secure sign-in", "This Mac isn't enrolled with your organization. Ask your IT team to set it up, and give them the reference below."
+	case reason.PresenceBadSignature:
+		return "This Mac couldn't be confirmed", "The security check couldn't confirm that this browser is running on the Mac it named. If this Mac was just reinstalled or set up again, wait a few minutes." + back + " If it keeps happening, contact your IT team and give them the reference below."
+	case reason.PresenceClock:
+		return "This Mac's clock is wrong", "This Mac's date and time are too far off to confirm the sign-in. In System Settings, turn on setting the date and time automatically." + back
 	case reason.SigningFailed:
 		return "Sign-in couldn't be completed", "Your Mac passed the security check, but the sign-in couldn't be sent on. Go back to the app and sign in again; if it keeps happening, contact your IT team."
 	case reason.InvalidACSURL:
@@ -123,4 +137,20 @@ func Notes(d decision.Decision) []string {
 		return []string{noteVouchingOff}
 	}
 	return nil
+}
+
+// agentMissingText is the page for a Mac whose agent is not running.
+var agentMissingText = struct {
+	title, message, hint, help string
+	steps                      []string
+}{
+	title:   "Clearance isn't running on this Mac",
+	message: "Before you sign in, your organization checks that this Mac is secure. The Clearance service on this Mac isn't answering, so the check can't run.",
+	steps: []string{
+		"Make sure this Mac is connected to the internet, and to your organization's VPN if you use one.",
+		"Restart the Mac. Clearance starts by itself when the Mac starts.",
+		"Then choose Try again. If it's been more than two minutes, go back to the app you were signing in to and sign in again instead.",
+	},
+	hint: "If your browser says it can't connect after Try again, Clearance still isn't running on this Mac.",
+	help: "If you're not on the Mac you usually sign in from, or this keeps happening, contact your IT team and give them the reference below.",
 }

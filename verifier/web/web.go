@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -138,6 +139,20 @@ type Refused struct {
 	SupportID string
 }
 
+// AgentMissing is the page for a browser whose Mac (known from an earlier
+// sign-in) has no agent running: sending it to the agent on loopback would
+// only show the browser's own "can't connect" page.
+type AgentMissing struct {
+	// TryAgainURL is the agent's loopback URL for this sign-in; the page
+	// links to it, so "Try again" works without JavaScript. It must be an
+	// http URL on a loopback address.
+	TryAgainURL string
+	// SupportID is shown for the helpdesk as "Reference".
+	SupportID string
+	// Now is the time of the page.
+	Now time.Time
+}
+
 // Post is the SAML HTTP-POST binding: a form that sends SAMLResponse and
 // RelayState to the service provider's ACS URL.
 type Post struct {
@@ -157,7 +172,7 @@ var ErrUnsafeACSURL = errors.New("web: ACS URL is not an absolute https URL")
 // Renderer renders the pages. Its templates are parsed once, by New; it is
 // safe for concurrent use.
 type Renderer struct {
-	denied, refused, post *template.Template
+	denied, refused, post, agentMissing *template.Template
 
 	// CSP fragments computed from the embedded assets.
 	styleSrc, scriptSrc string
@@ -190,6 +205,9 @@ func New() (*Renderer, error) {
 		return nil, err
 	}
 	if r.post, err = page("post.html"); err != nil {
+		return nil, err
+	}
+	if r.agentMissing, err = page("agent-missing.html"); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -251,6 +269,14 @@ type refusedView struct {
 	Heading, Message string
 	Steps            []string
 	Helpdesk         helpdesk
+}
+
+type agentMissingView struct {
+	page
+	Heading, Message, Hint, Help string
+	Steps                        []string
+	TryAgain                     string
+	Helpdesk                     helpdesk
 }
 
 type postView struct {
@@ -335,6 +361,31 @@ func (r *Renderer) Refused(w http.ResponseWriter, status int, p Refused) {
 		Helpdesk: helpdesk{SupportID: p.SupportID, Reason: string(p.Reason)},
 	}
 	r.write(w, status, r.refused, v, r.csp("'none'", ""))
+}
+
+// AgentMissing writes the page for a Mac whose agent is not running. A
+// TryAgainURL that is not an http URL on a loopback address is left out.
+func (r *Renderer) AgentMissing(w http.ResponseWriter, status int, p AgentMissing) {
+	t := agentMissingText
+	v := agentMissingView{
+		page:    page{Title: t.title, CSS: template.CSS(styleCSS)},
+		Heading: t.title, Message: t.message, Steps: t.steps, Hint: t.hint, Help: t.help,
+		Helpdesk: helpdesk{SupportID: p.SupportID, Reason: string(reason.AgentNotRunning), TimeUTC: utcTime(p.Now, true)},
+	}
+	if loopbackHTTP(p.TryAgainURL) {
+		v.TryAgain = p.TryAgainURL
+	}
+	r.write(w, status, r.agentMissing, v, r.csp("'none'", ""))
+}
+
+// loopbackHTTP reports whether s is an http URL on a loopback IP address.
+func loopbackHTTP(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "http" || u.User != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(u.Hostname())
+	return err == nil && ip.IsLoopback()
 }
 
 // Post writes the page that sends p to the service provider: a form posting

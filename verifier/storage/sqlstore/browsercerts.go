@@ -21,6 +21,7 @@ const browserCertColumns = `serial, device_id, kind, not_before, not_after, der,
 // order, for RecordBrowserCert's insert: revoke_after and revoked_reason
 // start unset whatever c says, since a new certificate counts.
 func browserCertArgs(c storage.BrowserCert) ([]any, error) {
+	c.HardwareUUID = storage.CanonicalHardwareUUID(c.HardwareUUID)
 	if c.Kind != storage.CertKindBrowser {
 		return nil, fmt.Errorf("certificate kind is %q, want %q", c.Kind, storage.CertKindBrowser)
 	}
@@ -104,7 +105,7 @@ func (s *Store) RecordBrowserCert(ctx context.Context, c storage.BrowserCert, ch
 		if d.Revoked() {
 			return fmt.Errorf("device %q: %w", d.ID, storage.ErrDeviceRevoked)
 		}
-		if d.HardwareUUID != c.HardwareUUID {
+		if d.HardwareUUID != storage.CanonicalHardwareUUID(c.HardwareUUID) {
 			return fmt.Errorf("device %q has hardware UUID %q, the certificate names %q", d.ID, d.HardwareUUID, c.HardwareUUID)
 		}
 

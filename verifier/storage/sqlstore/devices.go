@@ -69,6 +69,7 @@ func lastSeenAt(param string) string {
 // EnrollDevice commits an enrollment: see storage.Enrollment.
 func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage.Device, bool, error) {
 	in := e.Device
+	in.HardwareUUID = storage.CanonicalHardwareUUID(in.HardwareUUID)
 	if in.ID == "" {
 		return storage.Device{}, false, errors.New("enrolling device: empty device ID")
 	}
@@ -199,7 +200,7 @@ func (s *Store) GetDevice(ctx context.Context, id string) (storage.Device, error
 
 // GetDeviceByHardwareUUID returns a device by hardware UUID, or ErrNotFound.
 func (s *Store) GetDeviceByHardwareUUID(ctx context.Context, hardwareUUID string) (storage.Device, error) {
-	return getDevice(ctx, s.reader(), "hardware_uuid", hardwareUUID)
+	return getDevice(ctx, s.reader(), "hardware_uuid", storage.CanonicalHardwareUUID(hardwareUUID))
 }
 
 // ListDevices returns up to limit (clamped to [1, 1000]) devices with

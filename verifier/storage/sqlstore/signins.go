@@ -14,7 +14,7 @@ import (
 // pendingSignInColumns are the pending_sign_ins table's columns in
 // pendingSignInArgs' and scanPendingSignIn's order.
 const pendingSignInColumns = `token_hash, device_id, cert_serial, username, request, relay_state,
-	created_at, expires_at`
+	created_at, expires_at, browser_hash`
 
 // Every sign-in runs these.
 var (
@@ -23,7 +23,7 @@ var (
 	insertRequestID = prepared(`INSERT INTO saml_request_ids (issuer, id, expires_at)
 		VALUES ($1, $2, $3) ON CONFLICT (issuer, id) DO NOTHING`)
 	insertPendingSignIn = prepared(`INSERT INTO pending_sign_ins (` + pendingSignInColumns + `)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (token_hash) DO NOTHING`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (token_hash) DO NOTHING`)
 )
 
 // checkTokenHash refuses a pending sign-in key that is not a SHA-256.
@@ -40,6 +40,11 @@ func checkTokenHash(h []byte) error {
 func pendingSignInArgs(p storage.PendingSignIn) ([]any, error) {
 	if err := checkTokenHash(p.TokenHash); err != nil {
 		return nil, err
+	}
+	if p.BrowserHash != nil {
+		if err := checkTokenHash(p.BrowserHash); err != nil {
+			return nil, fmt.Errorf("browser hash: %w", err)
+		}
 	}
 	if err := checkTexts(false, textField{"device ID", p.DeviceID}, textField{"cert serial", p.CertSerial},
 		textField{"username", p.Username}); err != nil {
@@ -58,7 +63,7 @@ func pendingSignInArgs(p storage.PendingSignIn) ([]any, error) {
 		return nil, c.err
 	}
 	return []any{p.TokenHash, p.DeviceID, p.CertSerial, p.Username, blob(p.Request),
-		blob([]byte(p.RelayState)), createdAt, expiresAt}, nil
+		blob([]byte(p.RelayState)), createdAt, expiresAt, blob(p.BrowserHash)}, nil
 }
 
 func scanPendingSignIn(sc scanner) (storage.PendingSignIn, error) {
@@ -68,8 +73,11 @@ func scanPendingSignIn(sc scanner) (storage.PendingSignIn, error) {
 		createdAt, expiresAt int64
 	)
 	if err := sc.Scan(&p.TokenHash, &p.DeviceID, &p.CertSerial, &p.Username, &p.Request,
-		&relayState, &createdAt, &expiresAt); err != nil {
+		&relayState, &createdAt, &expiresAt, &p.BrowserHash); err != nil {
 		return storage.PendingSignIn{}, err
+	}
+	if len(p.BrowserHash) == 0 {
+		p.BrowserHash = nil
 	}
 	p.RelayState = string(relayState)
 	p.CreatedAt = fromNS(createdAt)

@@ -42,6 +42,7 @@ func newDecision(user, device string, allow bool, when time.Time) storage.Decisi
 		Latency:          3*time.Millisecond + 141592*time.Nanosecond,
 		Source:           "sso",
 		RequestID:        fmt.Sprintf("id-%s-%d", user, when.UnixNano()),
+		Binding:          "agent",
 	}
 	if !allow {
 		d.Reason = "policy_failed"

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,6 +24,47 @@ var deviceTests = []test{
 	{"RenewDeviceCert", testRenewDeviceCert},
 	{"RenewFailuresChangeNothing", testRenewFailures},
 	{"TouchDeviceNeverMovesBack", testTouchDevice},
+	{"HardwareUUIDCanonical", testHardwareUUIDCanonical},
+}
+
+// Hardware UUIDs are one Mac whatever their letter case: stored upper case,
+// found in any case, and a revoked Mac cannot come back by changing it.
+func testHardwareUUIDCanonical(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "sec")
+	e := newEnrollment(1, "sec")
+	e.Device.HardwareUUID = "5a1b2c3d-0000-4000-8000-00000000abcd"
+	d := enroll(t, s, e)
+	const canonical = "5A1B2C3D-0000-4000-8000-00000000ABCD"
+	if d.HardwareUUID != canonical {
+		t.Fatalf("stored hardware UUID %q, want %q", d.HardwareUUID, canonical)
+	}
+	for _, u := range []string{canonical, e.Device.HardwareUUID, "5A1b2C3d-0000-4000-8000-00000000aBcD"} {
+		got, err := s.GetDeviceByHardwareUUID(ctx, u)
+		must(t, err)
+		if got.ID != d.ID {
+			t.Errorf("GetDeviceByHardwareUUID(%q) = %s, want %s", u, got.ID, d.ID)
+		}
+	}
+	// The same Mac enrolling again in upper case is a re-enrollment.
+	again := newEnrollment(1, "sec")
+	again.Device.ID, again.Device.HardwareUUID = "dev-other", canonical
+	again.Device.CertSerial, again.Cert.Serial = "5e9999", "5e9999"
+	got, reenrolled, err := s.EnrollDevice(ctx, again)
+	must(t, err)
+	if !reenrolled || got.ID != d.ID {
+		t.Errorf("upper-case enrollment: reenrolled %v, device %s; want a re-enrollment of %s", reenrolled, got.ID, d.ID)
+	}
+	// Revoked, it cannot re-enroll in another case.
+	revokeDevice(t, s, d.ID)
+	lower := newEnrollment(1, "sec")
+	lower.Device.ID, lower.Device.HardwareUUID = "dev-lower", strings.ToLower(canonical)
+	lower.Device.CertSerial, lower.Cert.Serial = "5e7777", "5e7777"
+	_, _, err = s.EnrollDevice(ctx, lower)
+	wantErr(t, err, storage.ErrDeviceRevoked)
+	if _, err := s.GetDevice(ctx, "dev-lower"); err == nil {
+		t.Error("a revoked Mac re-enrolled under a lower-case UUID as a new device")
+	}
 }
 
 func testEnrollNewDevice(t *testing.T, s storage.Store) {

@@ -224,6 +224,7 @@ func testPendingSignInLifecycle(t *testing.T, s storage.Store) {
 	p := newPendingSignIn("token-1", t0)
 	other := newPendingSignIn("token-2", at(minute))
 	other.Username, other.RelayState, other.Request = "bob@example.com", "", nil
+	other.CertSerial, other.BrowserHash = "", tokenHash("browser-2") // bound by the agent's proof
 	must(t, s.CreatePendingSignIn(ctx, p))
 	must(t, s.CreatePendingSignIn(ctx, other))
 

@@ -36,6 +36,8 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Audit", auditTests},
 		{"SAMLRequests", samlRequestTests},
 		{"PendingSignIns", pendingSignInTests},
+		{"SignInChallenges", signInChallengeTests},
+		{"ServerKeys", serverKeyTests},
 		{"Decisions", decisionTests},
 		{"BrowserCerts", browserCertTests},
 		{"Store", storeTests},

@@ -1,0 +1,382 @@
+package signin
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/clearance/clearance/pkg/presence"
+	"github.com/clearance/clearance/verifier/access"
+	"github.com/clearance/clearance/verifier/decision"
+	"github.com/clearance/clearance/verifier/idp"
+	"github.com/clearance/clearance/verifier/reason"
+	"github.com/clearance/clearance/verifier/storage"
+	"github.com/clearance/clearance/verifier/web"
+)
+
+// The agent's proof of presence binds a sign-in to the Mac: the browser is
+// sent by top-level navigation to the agent on 127.0.0.1, which signs a
+// statement {challenge, device, this verifier's origin, time} with the
+// device key and sends the browser back here. The challenge ties the
+// statement to one sign-in, the __Host- cookie ties that sign-in to the
+// browser that started it, and the device's current enrolled key ties it to
+// the Mac. (A top-level navigation meets neither mixed-content rules nor
+// Chrome's local-network permission prompt; a fetch would meet both.)
+
+// PathPresence is where the agent sends the browser back.
+const PathPresence = "/saml/presence"
+
+// ChallengeTTL is how long a proof of presence may take to come back.
+const ChallengeTTL = 2 * time.Minute
+
+// Cookies. __Host- makes the browser keep them to this exact origin, over
+// HTTPS, for every path.
+const (
+	// cookieSignIn is a random value naming this browser; a sign-in is
+	// completed only by the browser whose cookie started it. A session
+	// cookie, reused across sign-ins so that several tabs work at once.
+	cookieSignIn = "__Host-clearance-signin"
+	// cookieDevice is a signed hint of which Mac this browser proved to be
+	// on last time, so that a browser whose agent is not running is told so
+	// instead of being stranded on its own connection error page. It is a
+	// hint, never a credential.
+	cookieDevice = "__Host-clearance-device"
+	// hintLifetime is how long the device hint is kept.
+	hintLifetime = 90 * 24 * time.Hour
+	browserBytes = 32
+)
+
+// Binding is how sign-ins are bound to the Mac.
+type Binding string
+
+const (
+	// BindingAgent: the agent's proof of presence, always.
+	BindingAgent Binding = "agent"
+	// BindingCertificate: a browser certificate the Mac's agent vouches for
+	// (the weaker mode: a certificate in a keychain proves the certificate
+	// is on the Mac, not its key).
+	BindingCertificate Binding = "certificate"
+	// BindingEither: the agent's proof, unless the browser's Mac is known
+	// to have no agent running and the browser presented a certificate.
+	BindingEither Binding = "either"
+)
+
+// DeviceReader reads a device's current enrollment.
+type DeviceReader interface {
+	GetDevice(ctx context.Context, id string) (storage.Device, error)
+}
+
+// Presence is what the agent binding needs.
+type Presence struct {
+	// AgentAddr is where agents serve proofs, a loopback host:port
+	// (presence.DefaultAgentAddr).
+	AgentAddr string
+	// URL is this verifier's presence URL, exactly as agents know it.
+	URL string
+	// Devices gives each device's current key.
+	Devices DeviceReader
+	// Connected reports whether a device's agent holds a stream to this or
+	// another replica (hub.Hub.Connected).
+	Connected func(deviceID string) bool
+	// HintKey signs the device-hint cookie (shared by every replica).
+	HintKey []byte
+	// MaxSkew is how far a statement's time may be ahead of this clock (or
+	// behind it beyond ChallengeTTL): the agent's clock, not this one.
+	MaxSkew time.Duration
+
+	origin string
+}
+
+// Check prepares p: its URL must be one agents sign for.
+func (p *Presence) Check() error {
+	o, err := presence.OriginOf(p.URL)
+	if err != nil {
+		return err
+	}
+	if _, err := presence.AgentURL(p.AgentAddr, presence.NewChallenge(), p.URL); err != nil {
+		return err
+	}
+	if len(p.HintKey) < 16 {
+		return errors.New("device hint key is missing")
+	}
+	if p.MaxSkew <= 0 {
+		p.MaxSkew = 5 * time.Minute
+	}
+	p.origin = o
+	return nil
+}
+
+func hash32(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return s[:]
+}
+
+// browser returns this browser's sign-in cookie value, and whether it is
+// new (and must be set).
+func browserID(r *http.Request) (value string, fresh bool) {
+	if c, err := r.Cookie(cookieSignIn); err == nil {
+		if b, err := base64.RawURLEncoding.DecodeString(c.Value); err == nil && len(b) == browserBytes {
+			return c.Value, false
+		}
+	}
+	b := make([]byte, browserBytes)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b), true
+}
+
+// browserHash is the stored form of r's sign-in cookie; nil without one.
+func browserHash(r *http.Request) []byte {
+	c, err := r.Cookie(cookieSignIn)
+	if err != nil || c.Value == "" {
+		return nil
+	}
+	return hash32([]byte(c.Value))
+}
+
+// hostCookie is a __Host- cookie: Secure, no Domain, Path=/.
+func hostCookie(name, value string, maxAge time.Duration) *http.Cookie {
+	c := &http.Cookie{Name: name, Value: value, Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode}
+	if maxAge > 0 {
+		c.MaxAge = int(maxAge / time.Second)
+	}
+	return c
+}
+
+// hintFor is the device-hint cookie value for deviceID.
+func (p *Presence) hintFor(deviceID string) string {
+	return "v1." + deviceID + "." + base64.RawURLEncoding.EncodeToString(p.hintMAC(deviceID))
+}
+
+func (p *Presence) hintMAC(deviceID string) []byte {
+	m := hmac.New(sha256.New, p.HintKey)
+	m.Write([]byte("clearance device hint v1\n" + deviceID))
+	return m.Sum(nil)[:16]
+}
+
+// hintedDevice returns the device r's hint cookie names, if it is genuine.
+func (p *Presence) hintedDevice(r *http.Request) (string, bool) {
+	c, err := r.Cookie(cookieDevice)
+	if err != nil || len(c.Value) > 256 {
+		return "", false
+	}
+	parts := strings.Split(c.Value, ".")
+	if len(parts) != 3 || parts[0] != "v1" || parts[1] == "" {
+		return "", false
+	}
+	mac, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil || !hmac.Equal(mac, p.hintMAC(parts[1])) {
+		return "", false
+	}
+	return parts[1], true
+}
+
+// useAgent decides how this sign-in is bound.
+func (h *Handler) useAgent(r *http.Request) bool {
+	switch h.Binding {
+	case BindingCertificate:
+		return false
+	case BindingEither:
+		if dev, ok := h.Presence.hintedDevice(r); ok && h.Presence.Connected(dev) {
+			return true
+		}
+		// No Mac known to be running its agent: a certificate, if the
+		// browser has one, binds the sign-in instead.
+		return !h.Identify.Presented(r)
+	}
+	return true
+}
+
+// askAgent starts the proof of presence: 1. the browser's cookie, 2. a
+// challenge stored with the request for any replica to complete, 3. the
+// browser sent to the agent — or, when its Mac is known not to be running
+// the agent, a page that says so.
+func (h *Handler) askAgent(w http.ResponseWriter, r *http.Request, a *attempt) {
+	ctx := r.Context()
+	now := h.now()
+	// 1. This browser.
+	browser, fresh := browserID(r)
+
+	// 2. The challenge.
+	challenge := presence.NewChallenge()
+	err := h.Store.CreateSignInChallenge(ctx, storage.SignInChallenge{
+		ChallengeHash: hash32([]byte(challenge)), BrowserHash: hash32([]byte(browser)),
+		Username: a.req.Username, Request: a.req.XML, RelayState: a.req.RelayState,
+		CreatedAt: now, ExpiresAt: now.Add(ChallengeTTL),
+	})
+	if err != nil {
+		h.unavailable(w, r, "storing sign-in challenge", err)
+		return
+	}
+	if fresh {
+		http.SetCookie(w, hostCookie(cookieSignIn, browser, 0))
+	}
+	agentURL, err := presence.AgentURL(h.Presence.AgentAddr, challenge, h.Presence.URL)
+	if err != nil {
+		h.unavailable(w, r, "building the agent URL", err)
+		return
+	}
+
+	// 3. A Mac known from an earlier sign-in whose agent is not connected:
+	// the browser would only find nothing listening.
+	if dev, ok := h.Presence.hintedDevice(r); ok && !h.Presence.Connected(dev) {
+		ref := newRef()
+		h.metrics().SSORefused(string(reason.AgentNotRunning))
+		h.log().Info("agent_not_running", "device_id", dev, "user", a.req.Username, "request_id", a.req.AuthnRequest.ID, "ref", ref, "remote", r.RemoteAddr)
+		h.Pages.AgentMissing(w, http.StatusOK, web.AgentMissing{TryAgainURL: agentURL, SupportID: ref, Now: now})
+		return
+	}
+	h.log().Debug("asking agent for presence", "user", a.req.Username, "request_id", a.req.AuthnRequest.ID)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	http.Redirect(w, r, agentURL, http.StatusSeeOther)
+}
+
+// presence completes a sign-in with the agent's proof: 1. decode, 2. find
+// the sign-in it answers, 3. from the same browser, 4. unused and in time,
+// 5. for this verifier, 6. signed by the device's current key, 7. used once;
+// then decide and answer as any sign-in.
+func (h *Handler) presence(w http.ResponseWriter, r *http.Request) {
+	start := h.now()
+	ctx := r.Context()
+	p := h.Presence
+
+	// 1. The statement, strictly decoded.
+	raw, sig, err := presence.ParseRedirectQuery(r.URL.RawQuery)
+	if err != nil {
+		h.refuse(w, r, refused(reason.PresenceMalformed, "%v", err), http.StatusBadRequest)
+		return
+	}
+	st, err := presence.Parse(raw)
+	if err != nil {
+		h.refuse(w, r, refused(reason.PresenceMalformed, "%v", err), http.StatusBadRequest)
+		return
+	}
+
+	// 2. The sign-in it answers.
+	chash := hash32([]byte(st.Challenge))
+	ch, err := h.Store.GetSignInChallenge(ctx, chash)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		h.refuse(w, r, refused(reason.PresenceUnknown, "no sign-in has this challenge (device %s)", st.DeviceID), http.StatusBadRequest)
+		return
+	case err != nil:
+		h.unavailable(w, r, "reading sign-in challenge", err)
+		return
+	}
+
+	// 3. The browser that started it.
+	bh := browserHash(r)
+	if bh == nil || subtle.ConstantTimeCompare(bh, ch.BrowserHash) != 1 {
+		h.refuse(w, r, refused(reason.PresenceOtherBrowser, "sign-in started in another browser (cookie present: %v; device %s)", bh != nil, st.DeviceID), http.StatusForbidden)
+		return
+	}
+
+	// 4. Unused and in time.
+	switch {
+	case !ch.UsedAt.IsZero():
+		h.refuse(w, r, refused(reason.PresenceReplayed, "sign-in completed at %s", ch.UsedAt.UTC().Format(time.RFC3339)), http.StatusBadRequest)
+		return
+	case !start.Before(ch.ExpiresAt):
+		h.refuse(w, r, refused(reason.PresenceExpired, "challenge expired at %s", ch.ExpiresAt.UTC().Format(time.RFC3339)), http.StatusBadRequest)
+		return
+	}
+
+	// 5. For this verifier.
+	if st.Origin != p.origin {
+		h.refuse(w, r, refused(reason.PresenceWrongOrigin, "statement for %s, this verifier is %s", st.Origin, p.origin), http.StatusBadRequest)
+		return
+	}
+
+	// The sign-in's request, as it was checked on arrival.
+	req, err := idp.Reparse(ch.Request, ch.RelayState, h.IdP.Expect(start))
+	if err != nil {
+		h.refuse(w, r, fromIdP(err), http.StatusBadRequest)
+		return
+	}
+	a := &attempt{req: req, source: sourceSSO, start: start, binding: BindingAgent, browser: bh}
+
+	// 6. Signed by the device's current key.
+	dev, err := p.Devices.GetDevice(ctx, st.DeviceID)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		h.refuse(w, r, refused(reason.PresenceUnknownDevice, "device %s is not enrolled", st.DeviceID), http.StatusForbidden)
+		return
+	case err != nil:
+		h.unavailable(w, r, "reading device", err)
+		return
+	}
+	a.ident = Identity{DeviceID: dev.ID, Via: "agent", Device: &dev}
+	if err := verifyStatement(dev, raw, sig); err != nil {
+		h.unbound(w, r, a, reason.PresenceBadSignature, err.Error())
+		return
+	}
+	if err := st.CheckTime(start, ChallengeTTL+p.MaxSkew, p.MaxSkew); err != nil {
+		h.unbound(w, r, a, reason.PresenceClock, err.Error())
+		return
+	}
+
+	// 7. Once, on any replica.
+	switch err := h.Store.UseSignInChallenge(ctx, chash, start); {
+	case errors.Is(err, storage.ErrAlreadyExists), errors.Is(err, storage.ErrNotFound):
+		h.refuse(w, r, refused(reason.PresenceReplayed, "sign-in completed concurrently"), http.StatusBadRequest)
+		return
+	case err != nil:
+		h.unavailable(w, r, "using sign-in challenge", err)
+		return
+	}
+
+	// This browser is on this Mac: remember it, for a useful page when the
+	// agent is not running next time.
+	http.SetCookie(w, hostCookie(cookieDevice, p.hintFor(dev.ID), hintLifetime))
+	d, err := h.Gate.Decide(ctx, h.query(a, req.Username), access.LiveIfStale)
+	if err != nil {
+		h.unavailable(w, r, "deciding", err)
+		return
+	}
+	h.finish(w, r, a, d)
+}
+
+// verifyStatement checks raw's signature with dev's current enrolled key.
+func verifyStatement(dev storage.Device, raw, sig []byte) error {
+	pub, err := x509.ParsePKIXPublicKey(dev.PublicKey)
+	if err != nil {
+		return fmt.Errorf("device %s key: %w", dev.ID, err)
+	}
+	if _, err := presence.Verify(pub, raw, sig); err != nil {
+		return fmt.Errorf("device %s: %w", dev.ID, err)
+	}
+	return nil
+}
+
+// unbound records and answers a proof that names a device but does not
+// prove this browser is on it: an attempt worth keeping in the decision log
+// under the device it names.
+func (h *Handler) unbound(w http.ResponseWriter, r *http.Request, a *attempt, code reason.Code, detail string) {
+	ctx := r.Context()
+	now := h.now()
+	latency := now.Sub(a.start)
+	id, err := h.Store.AppendDecision(ctx, storage.DecisionRecord{
+		At: now, Username: a.req.Username, DeviceID: a.ident.DeviceID, Reason: string(code), Binding: string(BindingAgent),
+		LiveCheck: decision.LiveCheckNone.String(), Latency: latency, Source: a.source, RequestID: a.req.AuthnRequest.ID,
+	})
+	if err != nil {
+		h.unavailable(w, r, "recording decision", err)
+		return
+	}
+	h.metrics().SSODecision(false, string(code), latency)
+	h.log().LogAttrs(ctx, slog.LevelWarn, "sso_decision", slog.Bool("allow", false), slog.String("reason", string(code)),
+		slog.String("detail", detail), slog.String("user", a.req.Username), slog.String("device_id", a.ident.DeviceID),
+		slog.Int64("decision_id", id), slog.String("binding", string(BindingAgent)), slog.String("request_id", a.req.AuthnRequest.ID),
+		slog.String("remote", r.RemoteAddr))
+	h.Pages.Refused(w, http.StatusForbidden, web.Refused{Reason: code, SupportID: fmt.Sprint(id)})
+}

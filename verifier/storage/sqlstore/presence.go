@@ -1,0 +1,153 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// signInChallengeColumns are the sign_in_challenges table's columns in
+// scanSignInChallenge's order.
+const signInChallengeColumns = `challenge_hash, browser_hash, username, request, relay_state,
+	created_at, expires_at, used_at`
+
+// Every sign-in bound by the agent runs this.
+var insertSignInChallenge = prepared(`INSERT INTO sign_in_challenges (` + signInChallengeColumns + `)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, 0) ON CONFLICT (challenge_hash) DO NOTHING`)
+
+func scanSignInChallenge(sc scanner) (storage.SignInChallenge, error) {
+	var (
+		c                            storage.SignInChallenge
+		relayState                   []byte
+		createdAt, expiresAt, usedAt int64
+	)
+	if err := sc.Scan(&c.ChallengeHash, &c.BrowserHash, &c.Username, &c.Request, &relayState,
+		&createdAt, &expiresAt, &usedAt); err != nil {
+		return storage.SignInChallenge{}, err
+	}
+	c.RelayState = string(relayState)
+	c.CreatedAt, c.ExpiresAt, c.UsedAt = fromNS(createdAt), fromNS(expiresAt), fromNS(usedAt)
+	return c, nil
+}
+
+// CreateSignInChallenge stores c unused; ErrAlreadyExists if its hash is taken.
+func (s *Store) CreateSignInChallenge(ctx context.Context, c storage.SignInChallenge) error {
+	fail := func(err error) error { return fmt.Errorf("creating sign-in challenge: %w", err) }
+	if err := checkTokenHash(c.ChallengeHash); err != nil {
+		return fail(err)
+	}
+	if err := checkTokenHash(c.BrowserHash); err != nil {
+		return fail(err)
+	}
+	if err := checkTexts(false, textField{"username", c.Username}); err != nil {
+		return fail(err)
+	}
+	if len(c.RelayState) > storage.MaxRelayStateLen {
+		return fail(fmt.Errorf("relay state is %d bytes, more than the %d allowed", len(c.RelayState), storage.MaxRelayStateLen))
+	}
+	if len(c.Request) > storage.MaxSignInRequestLen {
+		return fail(fmt.Errorf("request is %d bytes, more than the %d allowed", len(c.Request), storage.MaxSignInRequestLen))
+	}
+	var tc timeCodec
+	createdAt, expiresAt := tc.ns("created at", c.CreatedAt), tc.ns("expires at", c.ExpiresAt)
+	if tc.err != nil {
+		return fail(tc.err)
+	}
+	err := s.groupedOne(ctx, func(ctx context.Context, q conn) error {
+		res, err := q.exec(ctx, insertSignInChallenge, c.ChallengeHash, c.BrowserHash, c.Username,
+			blob(c.Request), blob([]byte(c.RelayState)), createdAt, expiresAt)
+		if err != nil {
+			return err
+		}
+		return oneRow(res, storage.ErrAlreadyExists)
+	})
+	if err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// GetSignInChallenge returns the challenge with this hash, or ErrNotFound.
+func (s *Store) GetSignInChallenge(ctx context.Context, challengeHash []byte) (storage.SignInChallenge, error) {
+	c, err := scanSignInChallenge(s.reader().queryRow(ctx,
+		`SELECT `+signInChallengeColumns+` FROM sign_in_challenges WHERE challenge_hash = $1`, blob(challengeHash)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return storage.SignInChallenge{}, fmt.Errorf("sign-in challenge: %w", storage.ErrNotFound)
+	}
+	if err != nil {
+		return storage.SignInChallenge{}, fmt.Errorf("reading sign-in challenge: %w", err)
+	}
+	return c, nil
+}
+
+// UseSignInChallenge marks the challenge used. The conditional update is
+// the arbiter: of concurrent calls, one changes the row and the others,
+// waiting for it to commit, change nothing.
+func (s *Store) UseSignInChallenge(ctx context.Context, challengeHash []byte, now time.Time) error {
+	var tc timeCodec
+	at := tc.ns("used at", now)
+	if tc.err != nil {
+		return fmt.Errorf("using sign-in challenge: %w", tc.err)
+	}
+	if at == 0 {
+		return errors.New("using sign-in challenge: no time given")
+	}
+	err := s.groupedOne(ctx, func(ctx context.Context, q conn) error {
+		res, err := q.exec(ctx, `UPDATE sign_in_challenges SET used_at = $1 WHERE challenge_hash = $2 AND used_at = 0`, at, blob(challengeHash))
+		if err != nil {
+			return err
+		}
+		if err := oneRow(res, storage.ErrAlreadyExists); !errors.Is(err, storage.ErrAlreadyExists) {
+			return err
+		}
+		found, err := exists(ctx, q, `SELECT 1 FROM sign_in_challenges WHERE challenge_hash = $1`, blob(challengeHash))
+		if err != nil {
+			return err
+		}
+		if !found {
+			return storage.ErrNotFound
+		}
+		return storage.ErrAlreadyExists
+	})
+	if err != nil {
+		return fmt.Errorf("using sign-in challenge: %w", err)
+	}
+	return nil
+}
+
+// DeleteExpiredSignInChallenges removes challenges whose expiry is strictly
+// before the given time.
+func (s *Store) DeleteExpiredSignInChallenges(ctx context.Context, before time.Time) (int, error) {
+	n, err := s.deleteBefore(ctx, `DELETE FROM sign_in_challenges WHERE expires_at < $1`, before)
+	if err != nil {
+		return 0, fmt.Errorf("deleting expired sign-in challenges: %w", err)
+	}
+	return n, nil
+}
+
+// ServerKey returns the key stored under name, storing candidate first if
+// there is none. Insert-or-nothing then read: concurrent first calls all
+// read the one key that was inserted.
+func (s *Store) ServerKey(ctx context.Context, name string, candidate []byte) ([]byte, error) {
+	if err := checkTexts(true, textField{"key name", name}); err != nil {
+		return nil, fmt.Errorf("server key: %w", err)
+	}
+	if len(candidate) < 16 {
+		return nil, fmt.Errorf("server key %s: candidate of %d bytes, want at least 16", name, len(candidate))
+	}
+	var key []byte
+	err := s.write(ctx, func(q conn) error {
+		if _, err := q.exec(ctx, `INSERT INTO server_keys (name, key) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`, name, candidate); err != nil {
+			return err
+		}
+		return q.queryRow(ctx, `SELECT key FROM server_keys WHERE name = $1`, name).Scan(&key)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server key %s: %w", name, err)
+	}
+	return key, nil
+}
