@@ -58,9 +58,10 @@ vet:
 tidy:
 	$(GO) mod tidy -e
 
-## deps: system packages the tests need (protoc), installed if missing
+## deps: system packages the tests need (protoc, chromium, …) and the pinned npm packages, installed if missing
 deps:
 	@scripts/deps.sh test
+	@scripts/npm.sh
 
 ## deps-demo: the system packages make demo needs (curl), installed if missing
 deps-demo:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests, code generation and the demo need,
 # if missing. Debian/Ubuntu only; Go tools are installed at pinned versions
-# by the Makefile.
+# by the Makefile, npm packages by scripts/npm.sh.
 #
 #   scripts/deps.sh          everything `make test` needs
 #   scripts/deps.sh demo     only what `make demo` needs
@@ -32,6 +32,14 @@ if [ "$what" = test ]; then
   # The profile tests read .mobileconfig files with Python's plistlib, an
   # independent plist reader.
   command -v python3 >/dev/null 2>&1 || need+=(python3)
+  # Real-browser tests (internal/browser) drive Debian's Chromium; certutil
+  # puts a test CA into the NSS database Chromium trusts.
+  [ -x /usr/bin/chromium ] || need+=(chromium)
+  command -v certutil >/dev/null 2>&1 || need+=(libnss3-tools)
+  # Screenshots need a font; Chromium only recommends one.
+  compgen -G '/usr/share/fonts/truetype/*/*.ttf' >/dev/null || need+=(fonts-liberation)
+  # npm installs the pinned npm packages tests use (scripts/npm.sh).
+  command -v npm >/dev/null 2>&1 || need+=(npm)
 fi
 
 if [ ${#need[@]} -eq 0 ]; then
