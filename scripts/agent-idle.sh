@@ -11,7 +11,7 @@ INTERVAL=${INTERVAL:-10s}
 export PATH="$BIN:$PATH"
 
 . scripts/processes.sh
-HINT="make build puts it in ./bin"
+HINT="make bench builds or installs it into ./bin"
 require clearance-verifier clearance-agent osquery-sim grpcurl
 
 dir=$(mktemp -d)

@@ -21,6 +21,9 @@ bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 trap stop_all EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+# A command that fails later (grpcurl, a sign-in) because a process exited
+# says which one, with its status and log, before the script stops.
+trap check_running ERR
 
 require clearance-verifier clearance-agent osquery-sim grpcurl curl flock
 
