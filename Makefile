@@ -1,7 +1,9 @@
 # Clearance: build, test, generate, demo, bench.
 SHELL := /bin/bash
 GO    ?= go
-BIN   := $(CURDIR)/bin
+# BIN: where the binaries and pinned Go tools go (make demo BIN=/tmp/x builds and installs there)
+BIN   ?= $(CURDIR)/bin
+override BIN := $(abspath $(BIN))
 export PATH := $(BIN):$(PATH)
 
 PROTOC_GEN_GO_VERSION      := v1.36.12
@@ -11,7 +13,7 @@ SCEPCLIENT_VERSION         := v2.3.0
 
 PROTOS := $(shell find proto/clearance -name '*.proto' | sort)
 
-.PHONY: all build pkg cross tidy deps test fuzz generate check-generated tools demo bench bench-full bench-postgres vet clean
+.PHONY: all build pkg cross tidy deps deps-demo test fuzz generate check-generated tools demo bench bench-full bench-postgres vet clean
 
 all: build
 
@@ -56,9 +58,14 @@ vet:
 tidy:
 	$(GO) mod tidy -e
 
-## deps: system packages the tests need (protoc), installed if missing
+## deps: system packages the tests need (protoc, chromium, …) and the pinned npm packages, installed if missing
 deps:
-	@scripts/deps.sh
+	@scripts/deps.sh test
+	@scripts/npm.sh
+
+## deps-demo: the system packages make demo needs (curl), installed if missing
+deps-demo:
+	@scripts/deps.sh demo
 
 ## pkg: dist/clearance-agent-$(VERSION).pkg, universal, reproducible (see docs/packaging.md)
 VERSION ?= 0.0.0-dev
@@ -83,21 +90,21 @@ FUZZTIME ?= 10s
 fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)
 
-## demo: the verifier on SQLite plus a simulated Mac, end to end
-demo: build
-	@scripts/demo.sh
+## demo: the verifier on SQLite plus a simulated Mac, end to end (installs curl and grpcurl if missing)
+demo: deps-demo build $(BIN)/grpcurl
+	@BIN=$(BIN) scripts/demo.sh
 
 ## bench: report verify+store against the raw ECDSA P-256 verify ceiling, and SSO sign-ins (decisions/s, p50/p99) against the raw RSA-2048 sign; then clearance-loadgen end to end (500 agents) and one table
-bench:
+bench: $(BIN)/grpcurl
 	@IDLE_SECONDS=$${IDLE_SECONDS:-20} scripts/bench.sh
 
 ## bench-postgres: bench with the verifier storing in a throwaway PostgreSQL on loopback
 ## (the end-to-end table; the in-process Go benchmarks stay on SQLite)
-bench-postgres:
+bench-postgres: $(BIN)/grpcurl
 	@BENCH_DATABASE=postgres IDLE_SECONDS=$${IDLE_SECONDS:-20} scripts/bench.sh
 
 ## bench-full: bench with 20,000 agents (the connections target), longer phases and the agent's full 60s at rest
-bench-full:
+bench-full: $(BIN)/grpcurl
 	@BENCHTIME=$${BENCHTIME:-5s} IDLE_SECONDS=$${IDLE_SECONDS:-60} INTERVAL=$${INTERVAL:-60s} \
 		LOADGEN_AGENTS=$${LOADGEN_AGENTS:-20000} LOADGEN_DURATION=$${LOADGEN_DURATION:-90s} LOADGEN_INTERVAL=$${LOADGEN_INTERVAL:-60s} \
 		CEILING_BENCHTIME=$${CEILING_BENCHTIME:-5s} scripts/bench.sh

@@ -10,42 +10,42 @@ IDLE_SECONDS=${IDLE_SECONDS:-60}
 INTERVAL=${INTERVAL:-10s}
 export PATH="$BIN:$PATH"
 
+. scripts/processes.sh
+HINT="make bench builds or installs it into ./bin"
+require clearance-verifier clearance-agent osquery-sim grpcurl
+
 dir=$(mktemp -d)
-pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  stop_all
   rm -rf "$dir"
 }
 trap cleanup EXIT
 
-port() { python3 - 2>/dev/null <<'PY' || echo $((20000 + RANDOM % 20000))
-import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()
-PY
-}
-grpc="127.0.0.1:$(port)"
-http="127.0.0.1:$(port)"
+# Free ports chosen now, never the defaults: another verifier (a demo, a
+# developer's) may hold those, and two benches may run at once.
+grpc="127.0.0.1:$(free_port)"
+http="127.0.0.1:$(free_port)"
+sso="127.0.0.1:$(free_port)"
 
-clearance-verifier serve --data-dir "$dir/v" --policies examples/policies.yaml \
-  --grpc-listen "$grpc" --http-listen "$http" --public-url "https://$grpc" >"$dir/verifier.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 300); do [ -f "$dir/v/admin.token" ] && grpcurl -cacert "$dir/v/ca.pem" "$grpc" grpc.health.v1.Health/Check >/dev/null 2>&1 && break; sleep 0.1; done
-secret=$(clearance-verifier secret create --data-dir "$dir/v" 2>/dev/null | tail -n 1)
+start clearance-verifier "$dir/verifier.log" clearance-verifier serve --data-dir "$dir/v" --policies examples/policies.yaml \
+  --grpc-listen "$grpc" --http-listen "$http" --sso-listen "$sso" --public-url "https://$grpc"
+wait_for 30 "the verifier" grpcurl -connect-timeout 2 -cacert "$dir/v/ca.pem" "$grpc" grpc.health.v1.Health/Check
+secret=$(clearance-verifier secret create --data-dir "$dir/v" 2>"$dir/secret.log" | tail -n 1) ||
+  { sed 's/^/    /' "$dir/secret.log" >&2; die "clearance-verifier secret create failed"; }
 
-osquery-sim --socket "$dir/osq.sock" --fixture compliant-mac >"$dir/osquery.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do [ -S "$dir/osq.sock" ] && break; sleep 0.1; done
+start osquery-sim "$dir/osquery.log" osquery-sim --socket "$dir/osq.sock" --fixture compliant-mac
+wait_for 10 "the osquery socket" test -S "$dir/osq.sock"
 
-clearance-agent run --verifier "$grpc" --ca-file "$dir/v/ca.pem" --enroll-secret "$secret" \
-  --osquery-socket "$dir/osq.sock" --state-dir "$dir/agent" --interval "$INTERVAL" \
-  --managed-plist "$dir/none.plist" >"$dir/agent.log" 2>&1 &
-agent=$!
-pids+=($agent)
+start clearance-agent "$dir/agent.log" clearance-agent run --verifier "$grpc" --ca-file "$dir/v/ca.pem" \
+  --enroll-secret "$secret" --osquery-socket "$dir/osq.sock" --state-dir "$dir/agent" --interval "$INTERVAL" \
+  --managed-plist "$dir/none.plist"
+agent=$(pid_of clearance-agent)
 token=$(cat "$dir/v/admin.token")
-for _ in $(seq 300); do
-  grpcurl -cacert "$dir/v/ca.pem" -H "authorization: Bearer $token" "$grpc" clearance.admin.v1.AdminService/ListDevices 2>/dev/null | grep -q '"compliant": true' && break
-  sleep 0.1
-done
+compliant() {
+  grpcurl -connect-timeout 2 -cacert "$dir/v/ca.pem" -H "authorization: Bearer $token" "$grpc" \
+    clearance.admin.v1.AdminService/ListDevices | grep -q '"compliant": true'
+}
+wait_for 30 "the agent's first passing report" compliant
 
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$agent/stat"; }
@@ -53,6 +53,7 @@ cpu0=$(cpu)
 t0=$(date +%s%N)
 peak=0
 for _ in $(seq "$IDLE_SECONDS"); do
+  check_running "the agent at rest"
   rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$agent/status")
   [ "$rss" -gt "$peak" ] && peak=$rss
   sleep 1

@@ -14,14 +14,29 @@ SSO=${SSO:-localhost:8444}
 OKTA_AUDIENCE=https://www.okta.com/saml2/service-provider/spclearancedemo
 OKTA_ACS=https://example.okta.com/sso/saml2/0oaclearancedemo
 export PATH="$BIN:$PATH"
+. scripts/processes.sh
+HINT="make demo installs it"
 
 bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT INT TERM
+trap stop_all EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+# A command that fails later (grpcurl, a sign-in) because a process exited
+# says which one, with its status and log, before the script stops.
+trap check_running ERR
+
+require clearance-verifier clearance-agent osquery-sim grpcurl curl flock
+
+# One demo per data dir: a second one would delete the first one's files
+# under it. The lock is held (fd 9) for as long as this script runs, and
+# records its pid for the message below.
+mkdir -p "$DATA"
+exec 9>>"$DATA/.demo.lock"
+if ! flock -n 9; then
+  pid=$(cat "$DATA/.demo.lock" 2>/dev/null || true)
+  die "a demo is already running (pid ${pid:-unknown}) in $DATA; stop it with Ctrl-C in its terminal or kill ${pid:-it}"
+fi
+echo $$ >"$DATA/.demo.lock"
 
 admin() { # admin METHOD [JSON]
   local args=(-cacert "$DATA/ca.pem" -H "authorization: Bearer $(cat "$DATA/admin.token")")
@@ -65,41 +80,27 @@ decision() {
     END {printf "    => decision log: %s%s (source %s, live check %s)\n", r, (failed ? ":" failed : ""), s, l}'
 }
 
-wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
-  local secs=$1 what=$2; shift 2
-  for _ in $(seq $((secs * 10))); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.1
-  done
-  echo "timed out waiting for $what; logs are in $DATA/*.log" >&2
-  exit 1
-}
-
 bold "Starting clearance-verifier with an empty data dir ($DATA)"
-rm -rf "$DATA"
-mkdir -p "$DATA"
-clearance-verifier serve --data-dir "$DATA" --policies examples/policies.yaml \
+find "$DATA" -mindepth 1 -maxdepth 1 ! -name .demo.lock -exec rm -rf {} +
+start clearance-verifier "$DATA/verifier.log" clearance-verifier serve --data-dir "$DATA" --policies examples/policies.yaml \
   --grpc-listen "$VERIFIER" --http-listen "$HTTP" --sso-listen "$SSO" --public-url "https://$VERIFIER" \
-  --sso-public-url "https://$SSO" --okta-audience "$OKTA_AUDIENCE" --okta-acs-url "$OKTA_ACS" \
-  >"$DATA/verifier.log" 2>&1 &
-pids+=($!)
+  --sso-public-url "https://$SSO" --okta-audience "$OKTA_AUDIENCE" --okta-acs-url "$OKTA_ACS"
 wait_for 30 "the verifier" grpcurl -cacert "$DATA/ca.pem" "$VERIFIER" grpc.health.v1.Health/Check
 ls -l "$DATA" | sed 's/^/    /'
 
 bold "Creating an enroll secret"
-SECRET=$(clearance-verifier secret create --data-dir "$DATA" --description "make demo" 2>/dev/null | tail -n 1)
+SECRET=$(clearance-verifier secret create --data-dir "$DATA" --description "make demo" 2>"$DATA/secret.log" | tail -n 1) ||
+  { sed 's/^/    /' "$DATA/secret.log" >&2; die "clearance-verifier secret create failed"; }
 echo "    (a secret: shown once, kept only as a hash)"
 
 bold "Starting the osquery stand-in as a compliant Mac"
 cp internal/osquerysim/testdata/compliant-mac.json "$DATA/mac.json"
-osquery-sim --socket "$DATA/osquery.sock" --fixture "$DATA/mac.json" >"$DATA/osquery.log" 2>&1 &
-pids+=($!)
+start osquery-sim "$DATA/osquery.log" osquery-sim --socket "$DATA/osquery.sock" --fixture "$DATA/mac.json"
 wait_for 10 "the osquery socket" test -S "$DATA/osquery.sock"
 
 bold "Starting clearance-agent (enrolls, connects, reports)"
-clearance-agent run --verifier "$VERIFIER" --ca-file "$DATA/ca.pem" --enroll-secret "$SECRET" \
-  --osquery-socket "$DATA/osquery.sock" --state-dir "$DATA/agent" >"$DATA/agent.log" 2>&1 &
-pids+=($!)
+start clearance-agent "$DATA/agent.log" clearance-agent run --verifier "$VERIFIER" --ca-file "$DATA/ca.pem" \
+  --enroll-secret "$SECRET" --osquery-socket "$DATA/osquery.sock" --state-dir "$DATA/agent"
 compliant() { admin ListDevices | grep -q '"compliant": true'; }
 wait_for 30 "a passing report" compliant
 DEVICE=$(admin ListDevices | awk -F'"' '/"deviceId"/ {print $4; exit}')
@@ -137,5 +138,10 @@ echo "Logs: $DATA/verifier.log, $DATA/agent.log, $DATA/osquery.log"
 if [ -t 0 ] && [ -z "${DEMO_EXIT:-}" ]; then
   echo "The verifier is still running on $VERIFIER; try the grpcurl examples in the README"
   echo "(export VERIFIER=$VERIFIER DATA=$DATA DEVICE=$DEVICE). Press Ctrl-C to stop."
-  wait "${pids[0]}"
+  # Until Ctrl-C (the INT trap exits), or until a process exits on its own,
+  # which is then reported with its log.
+  while :; do
+    check_running
+    sleep 1
+  done
 fi
