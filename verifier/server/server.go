@@ -34,6 +34,7 @@ import (
 	"github.com/clearance/clearance/verifier/agentapi"
 	"github.com/clearance/clearance/verifier/ca"
 	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/datadir"
 	"github.com/clearance/clearance/verifier/enroll"
 	"github.com/clearance/clearance/verifier/hub"
 	"github.com/clearance/clearance/verifier/idp"
@@ -48,7 +49,7 @@ import (
 )
 
 // DBFile is the SQLite database's file name in the data dir.
-const DBFile = "clearance.db"
+const DBFile = datadir.SQLiteFile
 
 // MaxMessageSize bounds any gRPC message the verifier receives: a report's
 // payload limit plus room for the envelope. Larger messages are refused by
@@ -158,6 +159,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		return nil, fmt.Errorf("opening database (%s): %w", config.DatabaseLabel(cfg.Database), err)
 	}
 	log.Info("database open", "component", "server", "database", config.DatabaseLabel(cfg.Database))
+	// The offline commands (secret, scep challenge) act on the database the
+	// record names, so they write where this server reads.
+	if err := datadir.Write(cfg.DataDir, datadir.Record{Database: cfg.Database, GRPCAddress: cfg.GRPCListen}); err != nil {
+		s.Store.Close()
+		return nil, err
+	}
 	s.Metrics = metrics.New()
 	s.Hub = &hub.Hub{Nonces: s.Store, Reports: s.Store, Now: s.now, OnChange: s.Metrics.AgentsConnected, Log: log}
 	if pg, ok := s.Store.(*postgres.Store); ok {
@@ -187,7 +194,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		MaxPostureAge: cfg.MaxPostureAge, MaxClockSkew: cfg.MaxReportSkew, LiveCheckAfter: cfg.LiveCheckAfter,
 		LiveCheckTimeout: cfg.LiveCheckTimeout, Metrics: s.Metrics, Now: s.now,
 	}
-	s.admin = &admin.Server{Store: s.Store, Hub: s.Hub, Policies: s.policies, Metrics: s.Metrics, Logger: log, Now: s.now, Access: s.Gate}
+	s.admin = &admin.Server{Store: s.Store, Hub: s.Hub, Policies: s.policies, Metrics: s.Metrics, Logger: log, Now: s.now, Access: s.Gate,
+		CheckTimeout: cfg.LiveCheckTimeout}
 	if err := s.buildSSO(ctx, cfg, log); err != nil {
 		return nil, err
 	}
@@ -376,6 +384,10 @@ func (s *Server) Actors(g *run.Group) error {
 	}
 	s.GRPCAddr, s.HTTPAddr, s.SSOAddr = grpcLn.Addr(), httpLn.Addr(), ssoLn.Addr()
 	log := s.log.With("component", "server")
+	// `devices` and `decisions` find the admin API at the bound address.
+	if err := datadir.Write(s.cfg.DataDir, datadir.Record{Database: s.cfg.Database, GRPCAddress: grpcLn.Addr().String()}); err != nil {
+		log.Warn("recording the gRPC address failed", "err", err)
+	}
 
 	if s.Relay != nil {
 		ctx, cancel := context.WithCancel(context.Background())
