@@ -130,10 +130,12 @@ func displayDefault(def, kind string, isBool bool) string {
 	case def == "", isBool && def == "false", def == "0" && kind == "int", def == "0s" && kind == "duration":
 		return ""
 	case kind == "duration":
-		for _, zero := range []string{"0s", "0m"} {
-			if strings.HasSuffix(def, zero) && len(def) > len(zero) && strings.ContainsAny(def[:len(def)-len(zero)], "hm") {
-				def = strings.TrimSuffix(def, zero)
-			}
+		// time.Duration's String: 24h0m0s, 5m0s, 1h30m0s.
+		if strings.HasSuffix(def, "m0s") {
+			def = strings.TrimSuffix(def, "0s")
+		}
+		if strings.HasSuffix(def, "h0m") {
+			def = strings.TrimSuffix(def, "0m")
 		}
 	}
 	return def
@@ -185,8 +187,9 @@ func (f *FlagSet) translate(err error) error {
 	case strings.HasPrefix(msg, needs):
 		return fmt.Errorf("--%s needs a value", strings.TrimPrefix(msg, needs))
 	case strings.HasPrefix(msg, invalid), strings.HasPrefix(msg, boolean):
-		// invalid value "x" for flag -name: why
-		return errors.New(strings.Replace(msg, " for flag -", " for --", 1))
+		// invalid value "x" for flag -name: why; invalid boolean value "x" for -name: why
+		msg = strings.Replace(msg, " for flag -", " for -", 1)
+		return errors.New(strings.Replace(msg, " for -", " for --", 1))
 	}
 	return errors.New(msg)
 }
