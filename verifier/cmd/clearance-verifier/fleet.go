@@ -116,12 +116,14 @@ func (f adminFlags) dial(ctx context.Context, getenv func(string) string) (*admi
 
 // explain turns an admin API error into what to do about it.
 func (c *adminConn) explain(err error) error {
-	switch status.Code(err) {
-	case codes.Unavailable:
+	switch code, msg := status.Code(err), status.Convert(err).Message(); {
+	case code == codes.Unavailable && strings.Contains(msg, "certificate"):
+		return fmt.Errorf("the server at %s is not the verifier serving this data dir: its certificate is not from the data dir's ca.pem (%s)", c.addr, msg)
+	case code == codes.Unavailable:
 		return fmt.Errorf("cannot reach the verifier at %s (is 'clearance-verifier serve' running? --verifier names another address): %s", c.addr, status.Convert(err).Message())
-	case codes.Unauthenticated:
+	case code == codes.Unauthenticated:
 		return fmt.Errorf("the verifier at %s refused the data dir's admin token: is it the verifier serving this data dir? (%s)", c.addr, status.Convert(err).Message())
-	case codes.DeadlineExceeded:
+	case code == codes.DeadlineExceeded:
 		return fmt.Errorf("the verifier at %s did not answer in time", c.addr)
 	}
 	return errors.New(status.Convert(err).Message())
@@ -253,8 +255,8 @@ func renderDevices(w io.Writer, devs []*adminv1.Device, now time.Time, width int
 			ago(d.GetLastSeen().AsTime(), d.GetLastSeen() != nil, now), online, passFail, failing,
 		})
 	}
-	// Host names may be long: they give way first, down to 12 characters.
-	return writeTable(w, rows, width, []shrink{{col: 1, floor: 12}})
+	// Host names may be long: they give way first, down to 10 characters.
+	return writeTable(w, rows, width, []shrink{{col: 1, floor: 10}})
 }
 
 func shorten(id string, width int) string {
@@ -294,8 +296,9 @@ func ago(t time.Time, set bool, now time.Time) string {
 type shrink struct{ col, floor int }
 
 // writeTable writes rows (the first is the header) in columns two spaces
-// apart. With a width, the last column and then the shrinkable ones, in
-// order, are cut (with "…") until a line fits.
+// apart. With a width, the shrinkable columns are cut (with "…") down to
+// their floors, then the last column, a list, is shortened to what fits
+// ("filevault +2") until a line fits.
 func writeTable(w io.Writer, rows [][]string, width int, shrinkable []shrink) error {
 	for _, r := range rows {
 		for i, c := range r {
@@ -310,35 +313,77 @@ func writeTable(w io.Writer, rows [][]string, width int, shrinkable []shrink) er
 				widths[i] = max(widths[i], runeLen(c))
 			}
 		}
-		total := func() int {
-			n := 2 * (cols - 1)
+		over := func() int {
+			n := 2*(cols-1) - width
 			for _, wd := range widths {
 				n += wd
 			}
 			return n
 		}
-		// The last column gives way first, down to its header's width; then
-		// the shrinkable ones.
-		last := cols - 1
-		if over := total() - width; over > 0 {
-			widths[last] = max(runeLen(rows[0][last]), widths[last]-over)
-		}
 		for _, s := range shrinkable {
-			if over := total() - width; over > 0 && s.col != last && widths[s.col] > s.floor {
-				widths[s.col] = max(s.floor, runeLen(rows[0][s.col]), widths[s.col]-over)
+			if o := over(); o > 0 && widths[s.col] > s.floor {
+				widths[s.col] = max(s.floor, runeLen(rows[0][s.col]), widths[s.col]-o)
 			}
+		}
+		last := cols - 1
+		if o := over(); o > 0 {
+			widths[last] = max(runeLen(rows[0][last]), widths[last]-o)
 		}
 		for _, r := range rows {
 			for i, c := range r {
-				r[i] = cut(c, widths[i])
+				if i == last {
+					r[i] = fitList(c, widths[i])
+				} else {
+					r[i] = cut(c, widths[i])
+				}
 			}
 		}
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	for _, r := range rows {
 		fmt.Fprintln(tw, strings.Join(r, "\t"))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// An empty last cell leaves padding behind.
+	for _, l := range strings.SplitAfter(b.String(), "\n") {
+		if l == "" {
+			continue
+		}
+		if _, err := io.WriteString(w, strings.TrimRight(l, " \n")+"\n"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fitList shortens "a,b,c" (or "reason: a,b,c") to at most n characters by
+// naming as many items as fit and counting the rest: "a +2".
+func fitList(s string, n int) string {
+	if runeLen(s) <= n {
+		return s
+	}
+	prefix, list := "", s
+	if i := strings.Index(s, ": "); i >= 0 {
+		prefix, list = s[:i+2], s[i+2:]
+	}
+	items := strings.Split(list, ",")
+	if len(items) < 2 {
+		return cut(s, n)
+	}
+	for k := len(items) - 1; k >= 1; k-- {
+		out := prefix + strings.Join(items[:k], ",") + fmt.Sprintf(" +%d", len(items)-k)
+		if runeLen(out) <= n {
+			return out
+		}
+	}
+	more := fmt.Sprintf(" +%d", len(items)-1)
+	if n > len(more)+1 {
+		return cut(prefix+items[0], n-len(more)) + more
+	}
+	return cut(s, n)
 }
 
 // clean keeps a cell on one line and out of tabwriter's way: what devices
