@@ -474,6 +474,22 @@ func (s *Server) Actors(g *run.Group) error {
 		}
 	}, func(error) { close(stopRenew) })
 
+	// clearance_devices{state} is counted from the whole database now and
+	// then: a count per minute costs a read per device.
+	stopStates := make(chan struct{})
+	g.Add("device-states", func() error {
+		t := time.NewTicker(DeviceStatesInterval)
+		defer t.Stop()
+		for {
+			s.CountDevices(context.Background())
+			select {
+			case <-t.C:
+			case <-stopStates:
+				return nil
+			}
+		}
+	}, func(error) { close(stopStates) })
+
 	// Expired nonces, request IDs and held sign-ins are swept so their
 	// tables stay small; decisions past their retention too.
 	stopGC := make(chan struct{})
@@ -490,6 +506,22 @@ func (s *Server) Actors(g *run.Group) error {
 		}
 	}, func(error) { close(stopGC) })
 	return nil
+}
+
+// DeviceStatesInterval is how often the device-state gauges are counted.
+const DeviceStatesInterval = time.Minute
+
+// CountDevices counts the devices by state into the clearance_devices
+// gauges (the server does it every DeviceStatesInterval).
+func (s *Server) CountDevices(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, DeviceStatesInterval)
+	defer cancel()
+	counts, err := s.admin.CountDevices(ctx, s.cfg.MaxPostureAge)
+	if err != nil {
+		s.log.Warn("counting devices by state failed", "component", "server", "err", err)
+		return
+	}
+	s.Metrics.Devices(counts)
 }
 
 func (s *Server) sweep(ctx context.Context, log *slog.Logger) {
