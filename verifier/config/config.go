@@ -488,6 +488,10 @@ func lookup(name string) (setting, bool) {
 	return setting{}, false
 }
 
+// SharedFooter is Footer for the commands that bind some of serve's
+// settings beside flags of their own.
+const SharedFooter = "The settings it shares with serve can also come from the environment, CLEARANCE_ and the flag's name in upper case with '_' for '-' (CLEARANCE_DATA_DIR), or from the --config file, the flag's name with '_' for '-' (data_dir: /var/lib/clearance); the other flags only from the command line. A flag wins over the environment, the environment over the file."
+
 // Footer says where settings come from besides flags; the help prints it
 // under the flags.
 const Footer = "Each setting can also come from the environment, CLEARANCE_ and the flag's name in upper case with '_' for '-' (CLEARANCE_DATA_DIR), or from the --config file, the flag's name with '_' for '-' (data_dir: /var/lib/clearance). A flag wins over the environment, the environment over the file."

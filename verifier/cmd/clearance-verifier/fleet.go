@@ -154,7 +154,7 @@ func (a *app) devicesCmd() *cli.Command {
 			"required policies it fails (those deny its sign-ins). It asks the verifier's admin API with the " +
 			"data dir's ca.pem and admin.token.\n\n" +
 			"  clearance-verifier devices --data-dir /var/lib/clearance --failing",
-		Footer: config.Footer,
+		Footer: config.SharedFooter,
 		Flags: func(fs *cli.FlagSet) cli.Action {
 			af := a.bindAdmin(fs)
 			fs.Group("Filters")
@@ -418,7 +418,7 @@ func (a *app) decisionsCmd() *cli.Command {
 			"username, the device, whether the user was let in, and the reason with the policies that " +
 			"failed. It asks the running verifier's admin API with the data dir's ca.pem and admin.token.\n\n" +
 			"  clearance-verifier decisions --data-dir /var/lib/clearance --denied \\\n    --user alice@example.com",
-		Footer: config.Footer,
+		Footer: config.SharedFooter,
 		Flags: func(fs *cli.FlagSet) cli.Action {
 			af := a.bindAdmin(fs)
 			fs.Group("Filters")

@@ -39,7 +39,7 @@ func (a *app) oktaCmd() *cli.Command {
 				"settings as serve (flags, CLEARANCE_* variables, --config) and the SAML signing certificate " +
 				"serve created in the data dir.\n\n" +
 				"  clearance-verifier okta setup --data-dir /var/lib/clearance \\\n    --sso-public-url https://clearance.example.com:8444",
-			Footer: config.Footer,
+			Footer: config.SharedFooter,
 			Flags: func(fs *cli.FlagSet) cli.Action {
 				b := config.Bind(fs, "data-dir", "public-url", "sso-listen", "sso-public-url", "okta-audience", "okta-acs-url", "okta-request-cert")
 				fs.Group("Output")

@@ -34,7 +34,7 @@ func (a *app) profileCmd() *cli.Command {
 					"  clearance-verifier profile agent --data-dir /var/lib/clearance \\\n" +
 					"    --verifier clearance.example.com:8443 --enroll-secret \"$SECRET\" \\\n" +
 					"    --organization \"Example Corp\" --out agent.mobileconfig",
-				Footer: config.Footer,
+				Footer: config.SharedFooter,
 				Flags:  a.profileAgent,
 			},
 			{
@@ -43,7 +43,7 @@ func (a *app) profileCmd() *cli.Command {
 				Doc: "Writes the user-scope profile that makes macOS create a key in the user's keychain and get " +
 					"a browser certificate from the verifier's SCEP endpoint. It reads the same settings as serve " +
 					"(flags, CLEARANCE_* variables, --config), so the SCEP and SSO URLs are the ones serve uses.",
-				Footer: config.Footer,
+				Footer: config.SharedFooter,
 				Flags:  a.profileUserScope,
 			},
 		},

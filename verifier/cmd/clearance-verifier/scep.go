@@ -22,7 +22,7 @@ func (a *app) scepCmd() *cli.Command {
 			Doc: "Prints a new one-time SCEP challenge as the last line of standard output, for a user-scope " +
 				"profile (profile user-scope --challenge). Only its hash is kept; the first browser certificate " +
 				"issued with it uses it up. " + databaseDoc,
-			Footer: config.Footer,
+			Footer: config.SharedFooter,
 			Flags: func(fs *cli.FlagSet) cli.Action {
 				b := config.Bind(fs, databaseSettings...)
 				fs.Group("Challenge")

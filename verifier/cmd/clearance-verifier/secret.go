@@ -29,7 +29,7 @@ func (a *app) secretCmd() *cli.Command {
 				Doc: "Makes a new enroll secret and prints it as the last line of standard output; it is shown only once " +
 					"and only its hash is kept. " + databaseDoc + "\n\n" +
 					"  clearance-verifier secret create --data-dir /var/lib/clearance \\\n    --description \"Jamf, all Macs\"",
-				Footer: config.Footer,
+				Footer: config.SharedFooter,
 				Flags: func(fs *cli.FlagSet) cli.Action {
 					b := config.Bind(fs, databaseSettings...)
 					fs.Group("Secret")
@@ -54,7 +54,7 @@ func (a *app) secretCmd() *cli.Command {
 				Name:    "list",
 				Summary: "list enroll secrets with their use counts (never their values)",
 				Doc:     "Lists enroll secrets: id, when created, how many devices enrolled with each, and whether it is revoked. " + databaseDoc,
-				Footer:  config.Footer,
+				Footer:  config.SharedFooter,
 				Flags: func(fs *cli.FlagSet) cli.Action {
 					b := config.Bind(fs, databaseSettings...)
 					return func(ctx context.Context, _ []string) error {
@@ -82,7 +82,7 @@ func (a *app) secretCmd() *cli.Command {
 				Summary: "stop an enroll secret from enrolling more devices",
 				Args:    "ID",
 				Doc:     "Revokes the enroll secret ID (see 'secret list'): no more devices enroll with it; those that did stay enrolled. " + databaseDoc,
-				Footer:  config.Footer,
+				Footer:  config.SharedFooter,
 				Flags: func(fs *cli.FlagSet) cli.Action {
 					b := config.Bind(fs, databaseSettings...)
 					return func(ctx context.Context, args []string) error {
