@@ -17,8 +17,13 @@ PROTOS := $(shell find proto/clearance -name '*.proto' | sort)
 
 all: build
 
+## build: the binaries into ./bin, with the version (VERSION) and commit that
+## `clearance-verifier --version` and `clearance-agent --version` print
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
+LDFLAGS  = -X main.version=$(VERSION) -X github.com/clearance/clearance/agent/version.Version=$(VERSION) \
+           -X github.com/clearance/clearance/pkg/cli.commit=$(COMMIT)
 build:
-	$(GO) build -o $(BIN)/ ./verifier/cmd/... ./agent/cmd/... ./internal/osquerysim/cmd/...
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./verifier/cmd/... ./agent/cmd/... ./internal/osquerysim/cmd/...
 
 ## tools: the pinned code generators, grpcurl and scepclient, installed into ./bin
 tools: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/grpcurl $(BIN)/scepclient

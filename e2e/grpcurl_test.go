@@ -33,7 +33,9 @@ func grpcurlPath(t *testing.T) string {
 func shell(t *testing.T, script string, env ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
-	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(grpcurlPath(t))+":"+os.Getenv("PATH"))
+	// The binaries built for this package come first: README examples run
+	// clearance-verifier too.
+	cmd.Env = append(os.Environ(), "PATH="+binDir+":"+filepath.Dir(grpcurlPath(t))+":"+os.Getenv("PATH"), "COLUMNS=80")
 	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
@@ -83,6 +85,24 @@ func TestGrpcurl(t *testing.T) {
 	}()
 	env = append(env, "DEVICE="+a.DeviceID)
 
+	// A second device that fails every policy: its "compliant": false must
+	// show in grpcurl's JSON, which drops plain bools that are false.
+	failing, err := protoagent.New(v.grpcAddr, v.rootPEM(), "0A1B2C3D-4E5F-4061-8172-839405A6B7C9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := failing.Enroll(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	fst, err := failing.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fst.Close()
+	if _, err := fst.Exchange(protoagent.Sign(failing.Key, failing.Report(fst.PolicySet, 1, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_FAIL))); err != nil {
+		t.Fatal(err)
+	}
+
 	t.Run("admin call without token is refused", func(t *testing.T) {
 		out, err := shell(t, `grpcurl -cacert "$DATA/ca.pem" "$VERIFIER" clearance.admin.v1.AdminService/ListDevices`, env...)
 		if err == nil || !strings.Contains(out, "Code: Unauthenticated") {
@@ -102,9 +122,12 @@ func TestGrpcurl(t *testing.T) {
 	}
 	// What each example must show.
 	want := map[string][]string{
-		"list":          {"clearance.admin.v1.AdminService", "clearance.agent.v1.AgentService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"},
-		"health":        {`"status": "SERVING"`},
-		"list-devices":  {a.DeviceID, `"compliant": true`, `"lastSeen"`},
+		"list":         {"clearance.admin.v1.AdminService", "clearance.agent.v1.AgentService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"},
+		"health":       {`"status": "SERVING"`},
+		"list-devices": {a.DeviceID, `"compliant": true`, `"lastSeen"`, failing.DeviceID, `"compliant": false`, `"failing": [`, `"filevault"`},
+		// The CLI's table: both devices by their short ids, the failing
+		// one with what it fails.
+		"devices":       {"DEVICE", "HOST", "PASS/FAIL", a.DeviceID[:8], failing.DeviceID[:8], "filevault"},
 		"get-device":    {a.DeviceID, `"latestReport"`, `"POLICY_STATUS_PASS"`, `"filevault"`},
 		"request-check": {`"nonce"`, `"POLICY_STATUS_PASS"`},
 		"list-policies": {`"filevault"`, `"resolution"`},
@@ -119,6 +142,7 @@ func TestGrpcurl(t *testing.T) {
 	// its filters are accepted and answer with no decisions.
 	exact := map[string]string{
 		"list-decisions": "{}",
+		"decisions":      "no sign-ins match",
 	}
 	blocks := exampleBlock.FindAllStringSubmatch(string(readme), -1)
 	seen := map[string]bool{}

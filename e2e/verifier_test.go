@@ -79,6 +79,9 @@ func TestVerifierEnrollReportRestart(t *testing.T) {
 		"clearance_agents_connected 1",
 		`clearance_enrollments_total{outcome="enrolled"} 1`,
 		"clearance_ingest_duration_seconds_count 1",
+		// Counted at start and every minute: every state is always there.
+		`clearance_devices{state="compliant"}`,
+		`clearance_devices{state="offline"}`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)

@@ -30,6 +30,7 @@ import (
 
 	"github.com/clearance/clearance/pkg/agentprefs"
 	"github.com/clearance/clearance/pkg/certpem"
+	"github.com/clearance/clearance/pkg/cli"
 )
 
 // LocalPlistName is the local plist's file name inside the state dir.
@@ -63,6 +64,8 @@ type Config struct {
 	// Interval, when set, replaces every policy's own interval.
 	Interval time.Duration
 	LogLevel slog.Level
+	// LogFormat is agentprefs.LogText or agentprefs.LogJSON.
+	LogFormat string
 
 	// Sources names where each setting (by plist key) came from.
 	Sources map[string]string
@@ -81,42 +84,64 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("state_dir", c.StateDir),
 		slog.Duration("interval", c.Interval),
 		slog.String("log_level", c.LogLevel.String()),
+		slog.String("log_format", c.LogFormat),
 	)
 }
 
-// setting describes one configuration value in every source.
+// setting describes one configuration value in every source: one line of
+// the table below says all there is to say about it.
 type setting struct {
 	key  string // plist key
 	flag string
 	env  string
 	help string
+	// group is the heading the help lists the flag under; kind is the type
+	// word it shows (host:port, path, duration…); def is the default the
+	// help names, when there is one.
+	group, kind, def string
 	// set checks and stores a value given as a string.
 	set func(c *Config, v string) error
 	// local is false for settings the local plist may not hold.
 	local bool
 }
 
+// Help groups, in the order the help shows them.
+const (
+	GroupVerifier = "Verifier"
+	GroupOsquery  = "osquery"
+	GroupPolicies = "Policies"
+	GroupState    = "State"
+	GroupLogging  = "Logging"
+)
+
+var groupOrder = []string{GroupVerifier, GroupOsquery, GroupPolicies, GroupState, GroupLogging}
+
 var settings = []setting{
-	{key: agentprefs.KeyVerifier, flag: "verifier", env: "CLEARANCE_VERIFIER", local: true,
-		help: "verifier address `HOST:PORT`", set: setVerifier},
-	{key: agentprefs.KeyCAFile, flag: "ca-file", env: "CLEARANCE_CA_FILE", local: true,
-		help: "`PEM` file of the verifier's root CA", set: setPath(func(c *Config) *string { return &c.CAFile })},
-	{key: agentprefs.KeyCAPEM, flag: "ca-pem", env: "CLEARANCE_CA_PEM", local: true,
-		help: "the verifier's root CA as inline `PEM`", set: setCAPEM},
-	{key: agentprefs.KeyCAFingerprint, flag: "ca-fingerprint", env: "CLEARANCE_CA_FINGERPRINT", local: true,
-		help: "SHA-256 `HEX` of the root CA certificate (DER); pins the root", set: setFingerprint},
-	{key: agentprefs.KeyEnrollSecret, flag: "enroll-secret", env: "CLEARANCE_ENROLL_SECRET", local: true,
-		help: "enroll `SECRET` from `clearance-verifier secret create`", set: setEnrollSecret},
-	{key: agentprefs.KeyOsquerySocket, flag: "osquery-socket", env: "CLEARANCE_OSQUERY_SOCKET", local: true,
-		help: "attach to an osqueryd extensions `SOCKET`", set: setPath(func(c *Config) *string { return &c.OsquerySocket })},
-	{key: agentprefs.KeyOsquerydPath, flag: "osqueryd", env: "CLEARANCE_OSQUERYD", local: true,
-		help: "spawn the osqueryd at `PATH` as a child", set: setPath(func(c *Config) *string { return &c.OsquerydPath })},
-	{key: agentprefs.KeyStateDir, flag: "state-dir", env: "CLEARANCE_STATE_DIR", local: false,
-		help: "state `DIR` (default " + DefaultStateDir() + ")", set: setPath(func(c *Config) *string { return &c.StateDir })},
-	{key: agentprefs.KeyInterval, flag: "interval", env: "CLEARANCE_INTERVAL", local: true,
-		help: "run every policy at this `DURATION` instead of its own interval", set: setInterval},
-	{key: agentprefs.KeyLogLevel, flag: "log-level", env: "CLEARANCE_LOG_LEVEL", local: true,
-		help: "`LEVEL`: debug, info, warn or error", set: setLogLevel},
+	{key: agentprefs.KeyVerifier, flag: "verifier", env: "CLEARANCE_VERIFIER", local: true, group: GroupVerifier, kind: "host:port",
+		help: "the verifier's gRPC address", set: setVerifier},
+	{key: agentprefs.KeyCAFile, flag: "ca-file", env: "CLEARANCE_CA_FILE", local: true, group: GroupVerifier, kind: "path",
+		help: "PEM file of the verifier's root CA (its data dir's ca.pem)", set: setPath(func(c *Config) *string { return &c.CAFile })},
+	{key: agentprefs.KeyCAPEM, flag: "ca-pem", env: "CLEARANCE_CA_PEM", local: true, group: GroupVerifier, kind: "PEM",
+		help: "the verifier's root CA itself, as PEM text", set: setCAPEM},
+	{key: agentprefs.KeyCAFingerprint, flag: "ca-fingerprint", env: "CLEARANCE_CA_FINGERPRINT", local: true, group: GroupVerifier, kind: "hex",
+		help: "SHA-256 of the root CA certificate (DER); pins the root", set: setFingerprint},
+	{key: agentprefs.KeyEnrollSecret, flag: "enroll-secret", env: "CLEARANCE_ENROLL_SECRET", local: true, group: GroupVerifier, kind: "secret",
+		help: "enroll secret from 'clearance-verifier secret create'", set: setEnrollSecret},
+	{key: agentprefs.KeyOsquerySocket, flag: "osquery-socket", env: "CLEARANCE_OSQUERY_SOCKET", local: true, group: GroupOsquery, kind: "path",
+		help: "attach to the osqueryd whose extensions socket this is", set: setPath(func(c *Config) *string { return &c.OsquerySocket })},
+	{key: agentprefs.KeyOsquerydPath, flag: "osqueryd", env: "CLEARANCE_OSQUERYD", local: true, group: GroupOsquery, kind: "path",
+		help: "spawn this osqueryd binary as a child", set: setPath(func(c *Config) *string { return &c.OsquerydPath })},
+	{key: agentprefs.KeyStateDir, flag: "state-dir", env: "CLEARANCE_STATE_DIR", local: false, group: GroupState, kind: "path",
+		def:  DefaultStateDir(),
+		help: "where the device key, certificate and cached policies live", set: setPath(func(c *Config) *string { return &c.StateDir })},
+	{key: agentprefs.KeyInterval, flag: "interval", env: "CLEARANCE_INTERVAL", local: true, group: GroupPolicies, kind: "duration",
+		help: "run every policy this often instead of at its own interval", set: setInterval},
+	{key: agentprefs.KeyLogLevel, flag: "log-level", env: "CLEARANCE_LOG_LEVEL", local: true, group: GroupLogging, kind: "debug|info|warn|error",
+		def:  "info",
+		help: "how much to log", set: setLogLevel},
+	{key: agentprefs.KeyLogFormat, flag: "log-format", env: "CLEARANCE_LOG_FORMAT", local: true, group: GroupLogging, kind: "text|json",
+		def:  agentprefs.LogText,
+		help: "text for people, json for log collectors", set: setLogFormat},
 }
 
 // EnvVars maps each plist key to its environment variable.
@@ -128,22 +153,80 @@ func EnvVars() map[string]string {
 	return out
 }
 
-// Flags binds the settings to a FlagSet and remembers which were given.
+// Footer says where settings come from besides flags; the help prints it
+// under the flags.
+const Footer = "Each setting can also come from the environment (CLEARANCE_ and the flag's name in upper case with '_' for '-', e.g. CLEARANCE_VERIFIER) or from the managed-preferences plist MDM delivers (" + agentprefs.ManagedPlistPath + ", under the plist key each flag names). A flag wins over the environment, the environment over the plist."
+
+// Flags binds settings to a FlagSet and remembers which were given.
 type Flags struct {
-	fs     *flag.FlagSet
+	fs     *cli.FlagSet
 	values map[string]*string
+	// only holds the flag names bound, nil when all are.
+	only []string
 	// ManagedPlist overrides agentprefs.ManagedPlistPath (tests, unusual deployments).
 	ManagedPlist *string
 }
 
 // BindFlags registers every setting's flag on fs.
-func BindFlags(fs *flag.FlagSet) *Flags {
-	f := &Flags{fs: fs, values: make(map[string]*string)}
-	for _, s := range settings {
-		f.values[s.flag] = fs.String(s.flag, "", s.help)
+func BindFlags(fs *flag.FlagSet) *Flags { return Bind(cli.Wrap(fs)) }
+
+// Bind registers the flags of the named settings (by flag name; every
+// setting when none is named) and --managed-plist on fs, under their help
+// groups. Load with the Flags' Inputs resolves only those settings, so a
+// command is never refused for a setting it does not use.
+func Bind(fs *cli.FlagSet, names ...string) *Flags {
+	f := &Flags{fs: fs, values: make(map[string]*string), only: names}
+	want := map[string]bool{}
+	for _, n := range names {
+		if indexOfFlag(n) < 0 {
+			panic("config: no setting " + n)
+		}
+		want[n] = true
 	}
-	f.ManagedPlist = fs.String("managed-plist", agentprefs.ManagedPlistPath, "managed-preferences `PLIST` to read")
+	for _, g := range groups() {
+		fs.Group(g)
+		for _, s := range settings {
+			if s.group != g || (len(names) > 0 && !want[s.flag]) {
+				continue
+			}
+			f.values[s.flag] = fs.String(s.flag, "", s.help)
+			note := "plist " + s.key
+			if s.def != "" {
+				note = "default " + s.def + "; " + note
+			}
+			fs.Describe(s.flag, s.kind, note)
+		}
+		if g == GroupState {
+			f.ManagedPlist = fs.String("managed-plist", agentprefs.ManagedPlistPath, "the managed-preferences plist to read")
+			fs.Describe("managed-plist", "path", "")
+		}
+	}
 	return f
+}
+
+// groups is groupOrder, then any group a setting names that it lacks.
+func groups() []string {
+	out := append([]string(nil), groupOrder...)
+	seen := map[string]bool{}
+	for _, g := range out {
+		seen[g] = true
+	}
+	for _, s := range settings {
+		if !seen[s.group] {
+			seen[s.group] = true
+			out = append(out, s.group)
+		}
+	}
+	return out
+}
+
+func indexOfFlag(name string) int {
+	for i, s := range settings {
+		if s.flag == name {
+			return i
+		}
+	}
+	return -1
 }
 
 // Given returns the flags set on the command line, by flag name.
@@ -157,6 +240,11 @@ func (f *Flags) Given() map[string]string {
 	return out
 }
 
+// Inputs are what Load needs for the bound settings, from the parsed flags.
+func (f *Flags) Inputs() Inputs {
+	return Inputs{Flags: f.Given(), ManagedPlist: *f.ManagedPlist, Only: f.only}
+}
+
 // Inputs are the raw sources Load resolves.
 type Inputs struct {
 	// Flags holds flags given on the command line, by flag name.
@@ -166,6 +254,9 @@ type Inputs struct {
 	// ManagedPlist is the managed-preferences plist path (default
 	// agentprefs.ManagedPlistPath); a missing file is not an error.
 	ManagedPlist string
+	// Only names the settings to resolve, by flag name; nil resolves all.
+	// The state dir is always resolved: the local plist lives in it.
+	Only []string
 }
 
 // Load resolves the configuration from in.
@@ -201,7 +292,18 @@ func Load(in Inputs) (*Config, error) {
 		return value{}, false
 	}
 
-	c := &Config{LogLevel: slog.LevelInfo, Sources: make(map[string]string)}
+	c := &Config{LogLevel: slog.LevelInfo, LogFormat: agentprefs.LogText, Sources: make(map[string]string)}
+	used := func(s setting) bool {
+		if in.Only == nil {
+			return true
+		}
+		for _, n := range in.Only {
+			if n == s.flag {
+				return true
+			}
+		}
+		return false
+	}
 	apply := func(s setting, v value) error {
 		if err := s.set(c, v.v); err != nil {
 			return fmt.Errorf("%s from %s: %w", s.key, v.source, err)
@@ -230,7 +332,7 @@ func Load(in Inputs) (*Config, error) {
 		}
 	}
 	for _, s := range settings {
-		if s.key == agentprefs.KeyStateDir {
+		if s.key == agentprefs.KeyStateDir || !used(s) {
 			continue
 		}
 		if v, ok := resolve(s, local, localPath); ok {
@@ -382,5 +484,10 @@ func setInterval(c *Config, v string) (err error) {
 
 func setLogLevel(c *Config, v string) (err error) {
 	c.LogLevel, err = agentprefs.ParseLogLevel(v)
+	return err
+}
+
+func setLogFormat(c *Config, v string) (err error) {
+	c.LogFormat, err = agentprefs.ParseLogFormat(v)
 	return err
 }

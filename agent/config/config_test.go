@@ -215,3 +215,61 @@ func TestSettingsAreTheContract(t *testing.T) {
 		}
 	}
 }
+
+// TestLogFormat: --log-format comes from every source, and only text and
+// json are accepted.
+func TestLogFormat(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	managed := filepath.Join(dir, "managed.plist")
+	write(t, managed, plistDoc(str(agentprefs.KeyLogFormat, "json")))
+	for _, tc := range []struct {
+		name    string
+		in      Inputs
+		want    string
+		wantErr string
+	}{
+		{"default", Inputs{Getenv: env(nil), ManagedPlist: filepath.Join(dir, "absent.plist")}, "text", ""},
+		{"plist", Inputs{Getenv: env(nil), ManagedPlist: managed}, "json", ""},
+		{"env over plist", Inputs{Getenv: env(map[string]string{"CLEARANCE_LOG_FORMAT": "text"}), ManagedPlist: managed}, "text", ""},
+		{"flag", Inputs{Flags: map[string]string{"log-format": "json"}, Getenv: env(nil), ManagedPlist: filepath.Join(dir, "absent.plist")}, "json", ""},
+		{"bad", Inputs{Flags: map[string]string{"log-format": "yaml"}, Getenv: env(nil), ManagedPlist: managed}, "", `"yaml" is not text or json`},
+	} {
+		tc.in.Flags = withState(tc.in.Flags, filepath.Join(dir, "state"))
+		c, err := Load(tc.in)
+		switch {
+		case tc.wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: err = %v, want %q", tc.name, err, tc.wantErr)
+			}
+		case err != nil || c.LogFormat != tc.want:
+			t.Errorf("%s: LogFormat %q, err %v; want %q", tc.name, c.LogFormat, err, tc.want)
+		}
+	}
+}
+
+func withState(flags map[string]string, dir string) map[string]string {
+	out := map[string]string{"state-dir": dir}
+	for k, v := range flags {
+		out[k] = v
+	}
+	return out
+}
+
+// TestOnlyResolvesWhatIsUsed: a command that does not talk to the verifier
+// is not refused for a bad verifier setting it never uses.
+func TestOnlyResolvesWhatIsUsed(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	managed := filepath.Join(dir, "managed.plist")
+	write(t, managed, plistDoc(str(agentprefs.KeyVerifier, "not-an-address"), str(agentprefs.KeyOsquerySocket, "/var/osquery/osquery.em")))
+	in := Inputs{Flags: withState(nil, filepath.Join(dir, "state")), Getenv: env(nil), ManagedPlist: managed}
+	if _, err := Load(in); err == nil || !strings.Contains(err.Error(), "not HOST:PORT") {
+		t.Fatalf("everything: err = %v", err)
+	}
+	in.Only = []string{"osquery-socket", "osqueryd", "state-dir"}
+	c, err := Load(in)
+	if err != nil || c.OsquerySocket != "/var/osquery/osquery.em" || c.Verifier != "" {
+		t.Errorf("only osquery: %+v, %v", c, err)
+	}
+}

@@ -40,6 +40,7 @@ const (
 	KeyStateDir      = "StateDir"        // string
 	KeyInterval      = "Interval"        // integer seconds, or a duration string such as "5m"
 	KeyLogLevel      = "LogLevel"        // string debug|info|warn|error
+	KeyLogFormat     = "LogFormat"       // string text|json
 )
 
 // MinInterval is the shortest Interval the agent accepts.
@@ -67,6 +68,7 @@ var keys = []key{
 	{name: KeyStateDir, check: CheckPath},
 	{name: KeyInterval, seconds: true, check: discard(ParseInterval)},
 	{name: KeyLogLevel, check: discard(ParseLogLevel)},
+	{name: KeyLogFormat, check: discard(ParseLogFormat)},
 }
 
 func discard[T any](parse func(string) (T, error)) func(string) error {
@@ -187,4 +189,18 @@ func ParseLogLevel(v string) (slog.Level, error) {
 		return 0, fmt.Errorf("%q is not one of debug, info, warn, error", v)
 	}
 	return l, nil
+}
+
+// Log formats (KeyLogFormat).
+const (
+	LogText = "text"
+	LogJSON = "json"
+)
+
+// ParseLogFormat reads text (for people) or json (for log collectors).
+func ParseLogFormat(v string) (string, error) {
+	if v != LogText && v != LogJSON {
+		return "", fmt.Errorf("%q is not text or json", v)
+	}
+	return v, nil
 }

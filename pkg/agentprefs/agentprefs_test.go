@@ -18,7 +18,7 @@ func TestKeysAreStable(t *testing.T) {
 	t.Parallel()
 	// Managed Macs hold these names in profiles already delivered; renaming
 	// one silently unconfigures every one of them.
-	want := []string{"VerifierAddress", "CAFile", "CAPEM", "CAFingerprint", "EnrollSecret", "OsquerySocket", "OsquerydPath", "StateDir", "Interval", "LogLevel"}
+	want := []string{"VerifierAddress", "CAFile", "CAPEM", "CAFingerprint", "EnrollSecret", "OsquerySocket", "OsquerydPath", "StateDir", "Interval", "LogLevel", "LogFormat"}
 	if got := Keys(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("Keys() = %v, want %v", got, want)
 	}
@@ -88,6 +88,10 @@ func TestCheck(t *testing.T) {
 		{KeyLogLevel, "debug", ""},
 		{KeyLogLevel, "WARN", ""},
 		{KeyLogLevel, "loud", "not one of debug, info, warn, error"},
+		{KeyLogFormat, "json", ""},
+		{KeyLogFormat, "text", ""},
+		{KeyLogFormat, "JSON", `"JSON" is not text or json`},
+		{KeyLogFormat, "", `"" is not text or json`},
 		{"VerifierAddres", "v:1", `unknown key "VerifierAddres"`},
 		{"", "x", `unknown key ""`},
 	}

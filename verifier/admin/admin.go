@@ -18,6 +18,7 @@ import (
 
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/enroll"
 	"github.com/clearance/clearance/verifier/hub"
@@ -45,6 +46,10 @@ type Server struct {
 	// Access runs ExplainAccess's dry-run decisions; nil makes ExplainAccess
 	// answer UNAVAILABLE.
 	Access Explainer
+	// CheckTimeout is how long RequestCheck waits when the request names no
+	// timeout: serve's --live-check-timeout (config.DefaultLiveCheckTimeout
+	// when zero).
+	CheckTimeout time.Duration
 }
 
 var _ adminv1.AdminServiceServer = (*Server)(nil)
@@ -203,7 +208,10 @@ func (s *Server) RevokeEnrollSecret(ctx context.Context, req *adminv1.RevokeEnro
 
 // RequestCheck implements AdminService.RequestCheck.
 func (s *Server) RequestCheck(ctx context.Context, req *adminv1.RequestCheckRequest) (*adminv1.RequestCheckResponse, error) {
-	timeout := 10 * time.Second
+	timeout := s.CheckTimeout
+	if timeout <= 0 {
+		timeout = config.DefaultLiveCheckTimeout
+	}
 	if t := req.GetTimeout(); t != nil {
 		if err := t.CheckValid(); err != nil || t.AsDuration() <= 0 || t.AsDuration() > time.Minute {
 			return nil, status.Error(codes.InvalidArgument, "timeout must be between 0s and 60s")
@@ -323,10 +331,13 @@ func ts(t time.Time) *timestamppb.Timestamp {
 // is compliant.
 func Outcomes(ps *agentv1.PolicySet, r *agentv1.PostureReport) ([]*adminv1.PolicyOutcome, *adminv1.PostureSummary) {
 	fs := decision.Judge(ps, r)
-	sum := &adminv1.PostureSummary{Compliant: r != nil && decision.Compliant(fs)}
+	sum := &adminv1.PostureSummary{Compliant: proto.Bool(r != nil && decision.Compliant(fs))}
 	out := make([]*adminv1.PolicyOutcome, 0, len(fs))
 	for _, f := range fs {
 		o := &adminv1.PolicyOutcome{PolicyId: f.PolicyID, Name: f.Name, Required: f.Required, Critical: f.Critical, Resolution: f.Resolution, Message: f.Message}
+		if f.Required && f.Status != decision.StatusPass {
+			sum.Failing = append(sum.Failing, f.PolicyID)
+		}
 		switch f.Status {
 		case decision.StatusPass:
 			o.Status = agentv1.PolicyStatus_POLICY_STATUS_PASS

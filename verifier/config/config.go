@@ -20,6 +20,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/clearance/clearance/pkg/cli"
 	"github.com/clearance/clearance/pkg/presence"
 )
 
@@ -103,6 +104,10 @@ const (
 	BindingEither      = "either"
 )
 
+// DefaultLiveCheckTimeout is how long a sign-in, and an admin RequestCheck
+// that names no timeout, waits for the agent's fresh report by default.
+const DefaultLiveCheckTimeout = 3 * time.Second
+
 // DefaultAgentPresencePort is the port clearance-agent's --presence-listen
 // defaults to, on 127.0.0.1.
 const DefaultAgentPresencePort = 47470
@@ -167,22 +172,46 @@ func DatabaseLabel(database string) string {
 	return "postgres " + u.Host + u.Path
 }
 
+// setting is one line of the settings table: everything about a setting is
+// said here, once. The flag is --name, the YAML key name with '_' for '-',
+// the environment variable CLEARANCE_ + the key in upper case.
 type setting struct {
-	name  string // flag name; the YAML key is the same with '_' for '-'
+	name  string
+	group string // heading in the help
 	def   string
 	usage string
-	set   func(c *Config, v string) error
+	val   value
+}
+
+// value parses a setting: kind is the type word the help shows.
+type value struct {
+	kind string
+	set  func(c *Config, v string) error
 }
 
 func (s setting) key() string { return strings.ReplaceAll(s.name, "-", "_") }
 func (s setting) env() string { return "CLEARANCE_" + strings.ToUpper(s.key()) }
 
-func str(dst func(*Config) *string) func(*Config, string) error {
-	return func(c *Config, v string) error { *dst(c) = v; return nil }
+// Help groups, in the order the help shows them.
+const (
+	GroupStorage  = "Storage"
+	GroupListen   = "Listeners"
+	GroupReports  = "Agents and reports"
+	GroupOkta     = "Okta"
+	GroupSignIn   = "Sign-in"
+	GroupBrowser  = "Browser certificates"
+	GroupLogging  = "Logging"
+	GroupSettings = "Settings file"
+)
+
+var groupOrder = []string{GroupStorage, GroupListen, GroupReports, GroupOkta, GroupSignIn, GroupBrowser, GroupLogging, GroupSettings}
+
+func text(kind string, dst func(*Config) *string) value {
+	return value{kind, func(c *Config, v string) error { *dst(c) = v; return nil }}
 }
 
-func dur(dst func(*Config) *time.Duration, min, max time.Duration) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func dur(dst func(*Config) *time.Duration, min, max time.Duration) value {
+	return value{"duration", func(c *Config, v string) error {
 		d, err := time.ParseDuration(v)
 		if err != nil {
 			return fmt.Errorf("%q is not a duration (e.g. 30s, 5m, 720h)", v)
@@ -192,21 +221,54 @@ func dur(dst func(*Config) *time.Duration, min, max time.Duration) func(*Config,
 		}
 		*dst(c) = d
 		return nil
-	}
+	}}
 }
 
-func listenAddr(dst func(*Config) *string) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func intRange(dst func(*Config) *int, min, max int) value {
+	return value{"int", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < min || n > max {
+			return fmt.Errorf("%q is not a whole number from %d to %d", v, min, max)
+		}
+		*dst(c) = n
+		return nil
+	}}
+}
+
+func port(dst func(*Config) *int) value {
+	return value{"port", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q is not a port number from 1 to 65535", v)
+		}
+		*dst(c) = n
+		return nil
+	}}
+}
+
+func boolean(dst func(*Config) *bool) value {
+	return value{"bool", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		*dst(c) = b
+		return nil
+	}}
+}
+
+func listenAddr(dst func(*Config) *string) value {
+	return value{"host:port", func(c *Config, v string) error {
 		if _, _, err := net.SplitHostPort(v); err != nil {
 			return fmt.Errorf("%q is not HOST:PORT (e.g. :8443 or 127.0.0.1:8443)", v)
 		}
 		*dst(c) = v
 		return nil
-	}
+	}}
 }
 
-func oneOf(dst func(*Config) *string, allowed ...string) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func oneOf(dst func(*Config) *string, allowed ...string) value {
+	return value{strings.Join(allowed, "|"), func(c *Config, v string) error {
 		for _, a := range allowed {
 			if v == a {
 				*dst(c) = v
@@ -214,33 +276,33 @@ func oneOf(dst func(*Config) *string, allowed ...string) func(*Config, string) e
 			}
 		}
 		return fmt.Errorf("%q is not one of %s", v, strings.Join(allowed, ", "))
-	}
+	}}
 }
 
-func httpsURL(dst func(*Config) *string) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func httpsURL(dst func(*Config) *string) value {
+	return value{"URL", func(c *Config, v string) error {
 		u, err := url.Parse(v)
 		if err != nil || u.Scheme != "https" || u.Hostname() == "" || u.RawQuery != "" || u.Fragment != "" {
 			return fmt.Errorf("%q is not an https:// URL with a host (and no query)", v)
 		}
 		*dst(c) = v
 		return nil
-	}
+	}}
 }
 
-func absURI(dst func(*Config) *string) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func absURI(dst func(*Config) *string) value {
+	return value{"URI", func(c *Config, v string) error {
 		u, err := url.Parse(v)
 		if err != nil || !u.IsAbs() || len(v) > 1024 {
 			return fmt.Errorf("%q is not an absolute URI (Okta shows it as e.g. https://www.okta.com/saml2/service-provider/sp…)", v)
 		}
 		*dst(c) = v
 		return nil
-	}
+	}}
 }
 
-func cidrs(dst func(*Config) *[]*net.IPNet) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func cidrs(dst func(*Config) *[]*net.IPNet) value {
+	return value{"CIDRs", func(c *Config, v string) error {
 		var out []*net.IPNet
 		for _, part := range strings.Split(v, ",") {
 			part = strings.TrimSpace(part)
@@ -265,132 +327,189 @@ func cidrs(dst func(*Config) *[]*net.IPNet) func(*Config, string) error {
 		}
 		*dst(c) = out
 		return nil
-	}
+	}}
 }
 
 var headerName = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 
 var settings = []setting{
-	{"data-dir", "", "directory for the CA, keys, admin token and database (created on first start)", str(func(c *Config) *string { return &c.DataDir })},
-	{"database", "", "empty for SQLite in the data dir, or a postgres:// URL of a PostgreSQL database several replicas share (holds a password: prefer the env or config file)", func(c *Config, v string) error {
+	{"data-dir", GroupStorage, "", "directory for the CA, keys, admin token and SQLite database (created on first start)", text("path", func(c *Config) *string { return &c.DataDir })},
+	{"database", GroupStorage, "", "empty for SQLite in the data dir, or a postgres:// URL of a PostgreSQL database several replicas share (holds a password: prefer the env or config file)", value{"URL", func(c *Config, v string) error {
 		if !IsPostgres(v) {
 			// The value is not repeated: it may hold a password.
 			return errors.New("the database must be empty (SQLite in the data dir) or a postgres:// or postgresql:// URL")
 		}
 		c.Database = v
 		return nil
-	}},
-	{"grpc-listen", ":8443", "address for gRPC (agents, admin API, health, reflection); TLS, client certs requested", listenAddr(func(c *Config) *string { return &c.GRPCListen })},
-	{"http-listen", ":8080", "address for HTTPS /healthz and /metrics; TLS, no client certs", listenAddr(func(c *Config) *string { return &c.HTTPListen })},
-	{"public-url", "https://localhost:8443", "URL agents and browsers use to reach this verifier; its host is in the TLS certificate", func(c *Config, v string) error {
+	}}},
+	{"grpc-listen", GroupListen, ":8443", "address for gRPC (agents, admin API, health, reflection); TLS, client certs requested", listenAddr(func(c *Config) *string { return &c.GRPCListen })},
+	{"http-listen", GroupListen, ":8080", "address for HTTPS /healthz and /metrics; TLS, no client certs", listenAddr(func(c *Config) *string { return &c.HTTPListen })},
+	{"public-url", GroupListen, "https://localhost:8443", "URL agents and browsers use to reach this verifier; its host is in the TLS certificate", value{"URL", func(c *Config, v string) error {
 		u, err := url.Parse(v)
 		if err != nil || u.Scheme != "https" || u.Hostname() == "" {
 			return fmt.Errorf("%q is not an https:// URL with a host", v)
 		}
 		c.PublicURL = v
 		return nil
-	}},
-	{"policies", "", "policy YAML file (see examples/policies.yaml); reloaded on SIGHUP", str(func(c *Config) *string { return &c.Policies })},
-	{"device-cert-lifetime", "720h", "lifetime of device certificates", dur(func(c *Config) *time.Duration { return &c.DeviceCertLifetime }, time.Hour, 365*24*time.Hour)},
-	{"max-report-skew", "5m", "how far a report's observed_at may be from the verifier's clock", dur(func(c *Config) *time.Duration { return &c.MaxReportSkew }, 10*time.Second, 24*time.Hour)},
-	{"report-history", "100", "reports kept per device (the latest always is)", func(c *Config, v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 100000 {
-			return fmt.Errorf("%q is not a whole number from 1 to 100000", v)
-		}
-		c.ReportHistory = n
-		return nil
-	}},
-	{"live-check-timeout", "3s", "how long a sign-in (and RequestCheck without a timeout) waits for a fresh report after CheckNow", dur(func(c *Config) *time.Duration { return &c.LiveCheckTimeout }, 100*time.Millisecond, time.Minute)},
-	{"sso-listen", ":8444", "address for sign-in (SAML SSO, metadata, remediation pages); TLS, browser certificates requested and verified per request", listenAddr(func(c *Config) *string { return &c.SSOListen })},
-	{"sso-public-url", "", "base URL browsers reach --sso-listen at (default: the --public-url host with the --sso-listen port)", httpsURL(func(c *Config) *string { return &c.SSOPublicURL })},
-	{"okta-audience", "", "Okta's Audience URI (its SP entity ID), from the IdP's settings in Okta", absURI(func(c *Config) *string { return &c.OktaAudience })},
-	{"okta-acs-url", "", "Okta's Assertion Consumer Service URL, https://{org}/sso/saml2/{idpId}", httpsURL(func(c *Config) *string { return &c.OktaACSURL })},
-	{"okta-request-cert", "", "PEM file of Okta's request-signing certificate; when set, AuthnRequests must be signed", str(func(c *Config) *string { return &c.OktaRequestCert })},
-	{"idp-key-bits", "2048", "size of the RSA SAML signing key created on first start: 2048 or 3072", func(c *Config, v string) error {
+	}}},
+	{"policies", GroupReports, "", "policy YAML file (see examples/policies.yaml); reloaded on SIGHUP", text("path", func(c *Config) *string { return &c.Policies })},
+	{"device-cert-lifetime", GroupReports, "720h", "lifetime of device certificates", dur(func(c *Config) *time.Duration { return &c.DeviceCertLifetime }, time.Hour, 365*24*time.Hour)},
+	{"max-report-skew", GroupReports, "5m", "how far a report's observed_at may be from the verifier's clock", dur(func(c *Config) *time.Duration { return &c.MaxReportSkew }, 10*time.Second, 24*time.Hour)},
+	{"report-history", GroupReports, "100", "reports kept per device (the latest always is)", intRange(func(c *Config) *int { return &c.ReportHistory }, 1, 100000)},
+	{"live-check-timeout", GroupSignIn, DefaultLiveCheckTimeout.String(), "how long a sign-in, and an admin RequestCheck that names no timeout, waits for a fresh report after CheckNow", dur(func(c *Config) *time.Duration { return &c.LiveCheckTimeout }, 100*time.Millisecond, time.Minute)},
+	{"sso-listen", GroupListen, ":8444", "address for sign-in (SAML SSO, metadata, remediation pages, SCEP); TLS, browser certificates requested and verified per request", listenAddr(func(c *Config) *string { return &c.SSOListen })},
+	{"sso-public-url", GroupListen, "", "base URL browsers reach --sso-listen at (default: the --public-url host with the --sso-listen port)", httpsURL(func(c *Config) *string { return &c.SSOPublicURL })},
+	{"okta-audience", GroupOkta, "", "Okta's Audience URI (its SP entity ID), from the IdP's settings in Okta", absURI(func(c *Config) *string { return &c.OktaAudience })},
+	{"okta-acs-url", GroupOkta, "", "Okta's Assertion Consumer Service URL, https://{org}/sso/saml2/{idpId}", httpsURL(func(c *Config) *string { return &c.OktaACSURL })},
+	{"okta-request-cert", GroupOkta, "", "PEM file of Okta's request-signing certificate; when set, AuthnRequests must be signed", text("path", func(c *Config) *string { return &c.OktaRequestCert })},
+	{"idp-key-bits", GroupOkta, "2048", "size of the RSA SAML signing key created on first start", value{"2048|3072", func(c *Config, v string) error {
 		switch v {
 		case "2048", "3072":
 			c.IdPKeyBits, _ = strconv.Atoi(v)
 			return nil
 		}
 		return fmt.Errorf("%q is not 2048 or 3072 (Okta needs an RSA key)", v)
-	}},
-	{"idp-signing-key", "", "a go.step.sm/crypto/kms URI of an RSA key to sign SAML with instead of DIR/idp-key.pem", str(func(c *Config) *string { return &c.IdPSigningKey })},
-	{"max-posture-age", "5m", "a device whose latest report is older than this is denied", dur(func(c *Config) *time.Duration { return &c.MaxPostureAge }, 10*time.Second, 24*time.Hour)},
-	{"live-check-after", "30s", "a sign-in asks the agent for a fresh report when the latest is older than this", dur(func(c *Config) *time.Duration { return &c.LiveCheckAfter }, time.Second, 24*time.Hour)},
-	{"max-request-skew", "3m", "how far an AuthnRequest's IssueInstant may be from this clock", dur(func(c *Config) *time.Duration { return &c.MaxRequestSkew }, 10*time.Second, 30*time.Minute)},
-	{"pending-sign-in-ttl", "10m", "how long a denied sign-in can be resumed with Check again", dur(func(c *Config) *time.Duration { return &c.PendingSignInTTL }, 30*time.Second, time.Hour)},
-	{"client-cert-header", "", "header in which a TLS-terminating proxy passes the browser certificate (URL-encoded PEM); needs --trusted-proxies", func(c *Config, v string) error {
+	}}},
+	{"idp-signing-key", GroupOkta, "", "a go.step.sm/crypto/kms URI of an RSA key to sign SAML with instead of DIR/idp-key.pem", text("URI", func(c *Config) *string { return &c.IdPSigningKey })},
+	{"max-posture-age", GroupSignIn, "5m", "a device whose latest report is older than this is denied", dur(func(c *Config) *time.Duration { return &c.MaxPostureAge }, 10*time.Second, 24*time.Hour)},
+	{"live-check-after", GroupSignIn, "30s", "a sign-in asks the agent for a fresh report when the latest is older than this", dur(func(c *Config) *time.Duration { return &c.LiveCheckAfter }, time.Second, 24*time.Hour)},
+	{"max-request-skew", GroupOkta, "3m", "how far an AuthnRequest's IssueInstant may be from this clock", dur(func(c *Config) *time.Duration { return &c.MaxRequestSkew }, 10*time.Second, 30*time.Minute)},
+	{"pending-sign-in-ttl", GroupSignIn, "10m", "how long a denied sign-in can be resumed with Check again", dur(func(c *Config) *time.Duration { return &c.PendingSignInTTL }, 30*time.Second, time.Hour)},
+	{"client-cert-header", GroupBrowser, "", "header in which a TLS-terminating proxy passes the browser certificate (URL-encoded PEM); needs --trusted-proxies", value{"header", func(c *Config, v string) error {
 		if !headerName.MatchString(v) {
 			return fmt.Errorf("%q is not a header name", v)
 		}
 		c.ClientCertHeader = v
 		return nil
-	}},
-	{"trusted-proxies", "", "comma-separated IPs or CIDRs whose --client-cert-header is believed", cidrs(func(c *Config) *[]*net.IPNet { return &c.TrustedProxies })},
-	{"scep-challenge", "", "static SCEP challenge put in the user-scope profile (a secret: prefer the env or config file); empty allows only one-time challenges", func(c *Config, v string) error {
+	}}},
+	{"trusted-proxies", GroupBrowser, "", "comma-separated IPs or CIDRs whose --client-cert-header is believed", cidrs(func(c *Config) *[]*net.IPNet { return &c.TrustedProxies })},
+	{"scep-challenge", GroupBrowser, "", "static SCEP challenge put in the user-scope profile (a secret: prefer the env or config file); empty allows only one-time challenges", value{"secret", func(c *Config, v string) error {
 		if len(v) < 16 || len(v) > 255 {
 			return errors.New("the SCEP challenge must be 16 to 255 characters (it is a shared secret)")
 		}
 		c.SCEPChallenge = v
 		return nil
-	}},
-	{"browser-cert-lifetime", "8760h", "lifetime of browser certificates issued through SCEP", dur(func(c *Config) *time.Duration { return &c.BrowserCertLifetime }, time.Hour, 5*365*24*time.Hour)},
-	{"browser-cert-grace", "72h", "how long a Mac's older browser certificate keeps counting after a newer one is issued", dur(func(c *Config) *time.Duration { return &c.BrowserCertGrace }, 0, 90*24*time.Hour)},
-	{"scep-rate-limit", "10", "browser certificates one Mac may get per 24 hours", func(c *Config, v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return fmt.Errorf("%q is not a whole number from 1 to 1000", v)
-		}
-		c.SCEPRateLimit = n
-		return nil
-	}},
-	{"require-agent-vouched-cert", "true", "honour a browser certificate only if the Mac's agent reports it in a user keychain", func(c *Config, v string) error {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("%q is not true or false", v)
-		}
-		c.RequireAgentVouchedCert = b
-		return nil
-	}},
-	{"browser-binding", BindingAgent, "how a sign-in is bound to the Mac: agent (the agent's signed proof of presence on loopback), certificate (a SCEP browser certificate the agent vouches for; weaker) or either", oneOf(func(c *Config) *string { return &c.BrowserBinding }, BindingAgent, BindingCertificate, BindingEither)},
-	{"agent-presence-port", strconv.Itoa(DefaultAgentPresencePort), "loopback port agents serve proofs of presence on (clearance-agent --presence-listen)", func(c *Config, v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("%q is not a port number from 1 to 65535", v)
-		}
-		c.AgentPresencePort = n
-		return nil
-	}},
-	{"decision-retention", "2160h", "how long decisions are kept in the decision log", dur(func(c *Config) *time.Duration { return &c.DecisionRetention }, time.Hour, 10*365*24*time.Hour)},
-	{"log-level", "info", "debug, info, warn or error", oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
-	{"log-format", "text", "text or json", oneOf(func(c *Config) *string { return &c.LogFormat }, "text", "json")},
+	}}},
+	{"browser-cert-lifetime", GroupBrowser, "8760h", "lifetime of browser certificates issued through SCEP", dur(func(c *Config) *time.Duration { return &c.BrowserCertLifetime }, time.Hour, 5*365*24*time.Hour)},
+	{"browser-cert-grace", GroupBrowser, "72h", "how long a Mac's older browser certificate keeps counting after a newer one is issued", dur(func(c *Config) *time.Duration { return &c.BrowserCertGrace }, 0, 90*24*time.Hour)},
+	{"scep-rate-limit", GroupBrowser, "10", "browser certificates one Mac may get per 24 hours", intRange(func(c *Config) *int { return &c.SCEPRateLimit }, 1, 1000)},
+	{"require-agent-vouched-cert", GroupBrowser, "true", "honour a browser certificate only if the Mac's agent reports it in a user keychain", boolean(func(c *Config) *bool { return &c.RequireAgentVouchedCert })},
+	{"browser-binding", GroupSignIn, BindingAgent, "how a sign-in is bound to the Mac: agent (the agent's signed proof of presence on loopback), certificate (a SCEP browser certificate the agent vouches for; weaker) or either", oneOf(func(c *Config) *string { return &c.BrowserBinding }, BindingAgent, BindingCertificate, BindingEither)},
+	{"agent-presence-port", GroupSignIn, strconv.Itoa(DefaultAgentPresencePort), "loopback port agents serve proofs of presence on (clearance-agent --presence-listen)", port(func(c *Config) *int { return &c.AgentPresencePort })},
+	{"decision-retention", GroupSignIn, "2160h", "how long decisions are kept in the decision log", dur(func(c *Config) *time.Duration { return &c.DecisionRetention }, time.Hour, 10*365*24*time.Hour)},
+	{"log-level", GroupLogging, "info", "how much to log", oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
+	{"log-format", GroupLogging, "text", "text for people, json for log collectors", oneOf(func(c *Config) *string { return &c.LogFormat }, "text", "json")},
 }
 
 // maxFileSize bounds the config file.
 const maxFileSize = 1 << 20
 
-// Load parses args (without the program and subcommand names) and the
-// environment, reading the YAML file named by --config if given.
-func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config, error) {
-	flagVals := make(map[string]*string, len(settings))
-	for _, s := range settings {
-		flagVals[s.name] = fs.String(s.name, s.def, s.usage+" (env "+s.env()+")")
-	}
-	configFile := fs.String("config", getenv("CLEARANCE_CONFIG"), "YAML config file with the same keys as the flags, '_' for '-' (env CLEARANCE_CONFIG)")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	explicit := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+// settingFlag is a setting's flag. It keeps the text given: the value is
+// checked by the setting's own rules once every source is known, so an
+// error names where the bad value came from.
+type settingFlag struct {
+	v      string
+	isBool bool
+}
 
+func (f *settingFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	return f.v
+}
+func (f *settingFlag) Set(v string) error { f.v = v; return nil }
+func (f *settingFlag) IsBoolFlag() bool   { return f.isBool }
+
+// Binding is a command's settings: the flags Bind declared, resolved with
+// the environment and the config file by Resolve.
+type Binding struct {
+	fs         *cli.FlagSet
+	bound      map[string]bool
+	flags      map[string]*settingFlag
+	configFile *string
+}
+
+// Bind declares flags on fs for the named settings (every setting when none
+// is named), and --config, under their help groups. A command binds only the
+// settings it uses: the others keep their defaults, and their keys are
+// accepted but not used in a config file shared with serve.
+func Bind(fs *cli.FlagSet, names ...string) *Binding {
+	b := &Binding{fs: fs, bound: map[string]bool{}, flags: map[string]*settingFlag{}}
+	for _, n := range names {
+		if _, ok := lookup(n); !ok {
+			panic("config: no setting " + n)
+		}
+		b.bound[n] = true
+	}
+	if len(names) == 0 {
+		for _, s := range settings {
+			b.bound[s.name] = true
+		}
+	}
+	for _, g := range groups() {
+		fs.Group(g)
+		for _, s := range settings {
+			if s.group != g || !b.bound[s.name] {
+				continue
+			}
+			f := &settingFlag{v: s.def, isBool: s.val.kind == "bool"}
+			fs.Var(f, s.name, s.usage)
+			fs.Describe(s.name, s.val.kind, "")
+			b.flags[s.name] = f
+		}
+	}
+	fs.Group(GroupSettings)
+	b.configFile = fs.String("config", "", "a YAML file (`path`) with the same keys as the flags, '_' for '-' (env CLEARANCE_CONFIG)")
+	return b
+}
+
+// groups is groupOrder, then any group a setting names that it lacks.
+func groups() []string {
+	out := append([]string(nil), groupOrder...)
+	seen := map[string]bool{}
+	for _, g := range out {
+		seen[g] = true
+	}
+	for _, s := range settings {
+		if !seen[s.group] {
+			seen[s.group] = true
+			out = append(out, s.group)
+		}
+	}
+	return out
+}
+
+func lookup(name string) (setting, bool) {
+	for _, s := range settings {
+		if s.name == name {
+			return s, true
+		}
+	}
+	return setting{}, false
+}
+
+// SharedFooter is Footer for the commands that bind some of serve's
+// settings beside flags of their own.
+const SharedFooter = "The settings it shares with serve can also come from the environment, CLEARANCE_ and the flag's name in upper case with '_' for '-' (CLEARANCE_DATA_DIR), or from the --config file, the flag's name with '_' for '-' (data_dir: /var/lib/clearance); the other flags only from the command line. A flag wins over the environment, the environment over the file."
+
+// Footer says where settings come from besides flags; the help prints it
+// under the flags.
+const Footer = "Each setting can also come from the environment, CLEARANCE_ and the flag's name in upper case with '_' for '-' (CLEARANCE_DATA_DIR), or from the --config file, the flag's name with '_' for '-' (data_dir: /var/lib/clearance). A flag wins over the environment, the environment over the file."
+
+// Resolve reads the config file (--config, else CLEARANCE_CONFIG) and the
+// environment and returns the configuration, once the flags are parsed.
+func (b *Binding) Resolve(getenv func(string) string) (*Config, error) {
+	explicit := map[string]bool{}
+	b.fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	configFile := *b.configFile
+	if configFile == "" {
+		configFile = getenv("CLEARANCE_CONFIG")
+	}
 	var file map[string]fileValue
-	if *configFile != "" {
+	if configFile != "" {
 		var err error
-		if file, err = readFile(*configFile); err != nil {
+		if file, err = readFile(configFile); err != nil {
 			return nil, err
 		}
 	}
@@ -399,30 +518,53 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config,
 	var errs []error
 	for _, s := range settings {
 		v, from := s.def, "default"
-		if fv, ok := file[s.key()]; ok {
-			v, from = fv.value, fmt.Sprintf("%s:%d: %s", *configFile, fv.line, s.key())
-		}
-		if ev := getenv(s.env()); ev != "" {
-			v, from = ev, s.env()
-		}
-		if explicit[s.name] {
-			v, from = *flagVals[s.name], "--"+s.name
+		if b.bound[s.name] {
+			if fv, ok := file[s.key()]; ok {
+				v, from = fv.value, fmt.Sprintf("%s:%d: %s", configFile, fv.line, s.key())
+			}
+			if ev := getenv(s.env()); ev != "" {
+				v, from = ev, s.env()
+			}
+			if explicit[s.name] {
+				v, from = b.flags[s.name].v, "--"+s.name
+			}
 		}
 		if v == "" && s.def == "" {
 			continue
 		}
-		if err := s.set(c, v); err != nil {
+		if err := s.val.set(c, v); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", from, err))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	if c.DataDir == "" {
-		return nil, errors.New("--data-dir is required (or CLEARANCE_DATA_DIR, or data_dir in the config file)")
-	}
 	if err := c.finish(); err != nil {
 		return nil, err
+	}
+	return c, nil
+}
+
+// ErrNoDataDir says how to give the data dir.
+var ErrNoDataDir = errors.New("--data-dir is required (or CLEARANCE_DATA_DIR, or data_dir in the config file)")
+
+// Load parses args (without the program and subcommand names) with every
+// setting bound to fs, resolves them with the environment and the YAML file
+// named by --config, and requires the data dir: serve's configuration.
+func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config, error) {
+	b := Bind(cli.Wrap(fs))
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	c, err := b.Resolve(getenv)
+	if err != nil {
+		return nil, err
+	}
+	if c.DataDir == "" {
+		return nil, ErrNoDataDir
 	}
 	return c, nil
 }

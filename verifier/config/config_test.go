@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clearance/clearance/pkg/cli"
 )
 
 func load(t *testing.T, args []string, env map[string]string) (*Config, error) {
@@ -146,6 +148,46 @@ func TestSignInSettings(t *testing.T) {
 		_, err := load(t, append([]string{"--data-dir", "/d"}, tc.args...), nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestBindSubset: a command that binds some settings offers only their
+// flags, reads a config file written for serve without complaint, ignores
+// the environment of settings it does not use, and keeps their defaults.
+func TestBindSubset(t *testing.T) {
+	t.Parallel()
+	file := writeFile(t, "data_dir: /from/file\ngrpc_listen: 127.0.0.1:1\npolicies: /etc/p.yaml\n")
+	fs := cli.Wrap(flag.NewFlagSet("secret create", flag.ContinueOnError))
+	b := Bind(fs, "data-dir", "database")
+	if fs.Lookup("grpc-listen") != nil || fs.Lookup("data-dir") == nil || fs.Lookup("config") == nil {
+		t.Fatal("wrong flags bound")
+	}
+	if err := fs.Parse([]string{"--config", file}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.Resolve(func(k string) string {
+		return map[string]string{"CLEARANCE_LOG_LEVEL": "loud", "CLEARANCE_DATABASE": "postgres://h/db"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "/from/file" || c.Database != "postgres://h/db" || c.GRPCListen != ":8443" || c.Policies != "" || c.LogLevel != "info" {
+		t.Errorf("config: %+v", c)
+	}
+}
+
+// TestBoolSetting: a bool setting works as a bare flag and with =false.
+func TestBoolSetting(t *testing.T) {
+	t.Parallel()
+	for args, want := range map[string]bool{"": true, "--require-agent-vouched-cert": true, "--require-agent-vouched-cert=false": false} {
+		a := []string{"--data-dir", "x"}
+		if args != "" {
+			a = append(a, args)
+		}
+		c, err := load(t, a, nil)
+		if err != nil || c.RequireAgentVouchedCert != want {
+			t.Errorf("%q: %v %v", args, c, err)
 		}
 	}
 }

@@ -23,7 +23,25 @@ type Metrics struct {
 	ssoSeconds      *prometheus.HistogramVec
 	scepIssued      prometheus.Counter
 	scepRefused     *prometheus.CounterVec
+	devices         *prometheus.GaugeVec
 }
+
+// Device states (clearance_devices{state}): every enrolled, unrevoked device
+// is counted in exactly one.
+const (
+	// DeviceOffline: its agent holds no stream to any verifier.
+	DeviceOffline = "offline"
+	// DeviceStale: connected, but its latest report is older than
+	// --max-posture-age (or there is none): a sign-in needs a live check.
+	DeviceStale = "stale"
+	// DeviceFailing: a fresh report on which a required policy does not pass.
+	DeviceFailing = "failing"
+	// DeviceCompliant: a fresh report on which every required policy passes.
+	DeviceCompliant = "compliant"
+)
+
+// DeviceStates are the states clearance_devices reports, always all of them.
+var DeviceStates = []string{DeviceCompliant, DeviceFailing, DeviceStale, DeviceOffline}
 
 // New registers the metrics (and Go/process collectors) in a fresh registry.
 func New() *Metrics {
@@ -67,7 +85,14 @@ func New() *Metrics {
 			Name: "clearance_scep_requests_refused_total", Help: "SCEP requests refused, by reason.",
 		}, []string{"reason"}),
 	}
-	m.Registry.MustRegister(m.scepIssued, m.scepRefused)
+	m.devices = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "clearance_devices",
+		Help: "Enrolled, unrevoked devices by state (compliant, failing, stale, offline), counted periodically from the whole database.",
+	}, []string{"state"})
+	for _, st := range DeviceStates {
+		m.devices.WithLabelValues(st)
+	}
+	m.Registry.MustRegister(m.scepIssued, m.scepRefused, m.devices)
 	m.Registry.MustRegister(m.reportsAccepted, m.reportsRejected, m.agents, m.ingestSeconds, m.enrollments, m.liveChecks,
 		m.ssoDecisions, m.ssoRefused, m.ssoSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -150,4 +175,14 @@ func (m *Metrics) SCEPRefused(reason string) {
 		return
 	}
 	m.scepRefused.WithLabelValues(reason).Inc()
+}
+
+// Devices sets the device-state gauges; a state missing from counts is 0.
+func (m *Metrics) Devices(counts map[string]int) {
+	if m == nil {
+		return
+	}
+	for _, st := range DeviceStates {
+		m.devices.WithLabelValues(st).Set(float64(counts[st]))
+	}
 }

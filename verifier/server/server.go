@@ -36,6 +36,7 @@ import (
 	"github.com/clearance/clearance/verifier/agentapi"
 	"github.com/clearance/clearance/verifier/ca"
 	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/datadir"
 	"github.com/clearance/clearance/verifier/enroll"
 	"github.com/clearance/clearance/verifier/hub"
 	"github.com/clearance/clearance/verifier/idp"
@@ -50,7 +51,7 @@ import (
 )
 
 // DBFile is the SQLite database's file name in the data dir.
-const DBFile = "clearance.db"
+const DBFile = datadir.SQLiteFile
 
 // MaxMessageSize bounds any gRPC message the verifier receives: a report's
 // payload limit plus room for the envelope. Larger messages are refused by
@@ -153,6 +154,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		return nil, fmt.Errorf("opening database (%s): %w", config.DatabaseLabel(cfg.Database), err)
 	}
 	log.Info("database open", "component", "server", "database", config.DatabaseLabel(cfg.Database))
+	// The offline commands (secret, scep challenge) act on the database the
+	// record names, so they write where this server reads.
+	if err := datadir.Write(cfg.DataDir, datadir.Record{Database: cfg.Database, GRPCAddress: cfg.GRPCListen}); err != nil {
+		s.Store.Close()
+		return nil, err
+	}
 	s.Metrics = metrics.New()
 	s.Hub = &hub.Hub{Nonces: s.Store, Reports: s.Store, Now: s.now, OnChange: s.Metrics.AgentsConnected, Log: log}
 	if pg, ok := s.Store.(*postgres.Store); ok {
@@ -182,7 +189,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		MaxPostureAge: cfg.MaxPostureAge, MaxClockSkew: cfg.MaxReportSkew, LiveCheckAfter: cfg.LiveCheckAfter,
 		LiveCheckTimeout: cfg.LiveCheckTimeout, Metrics: s.Metrics, Now: s.now,
 	}
-	s.admin = &admin.Server{Store: s.Store, Hub: s.Hub, Policies: s.policies, Metrics: s.Metrics, Logger: log, Now: s.now, Access: s.Gate}
+	s.admin = &admin.Server{Store: s.Store, Hub: s.Hub, Policies: s.policies, Metrics: s.Metrics, Logger: log, Now: s.now, Access: s.Gate,
+		CheckTimeout: cfg.LiveCheckTimeout}
 	if err := s.buildSSO(ctx, cfg, log); err != nil {
 		return nil, err
 	}
@@ -399,6 +407,10 @@ func (s *Server) Actors(g *run.Group) error {
 	}
 	s.GRPCAddr, s.HTTPAddr, s.SSOAddr = grpcLn.Addr(), httpLn.Addr(), ssoLn.Addr()
 	log := s.log.With("component", "server")
+	// `devices` and `decisions` find the admin API at the bound address.
+	if err := datadir.Write(s.cfg.DataDir, datadir.Record{Database: s.cfg.Database, GRPCAddress: grpcLn.Addr().String()}); err != nil {
+		log.Warn("recording the gRPC address failed", "err", err)
+	}
 
 	if s.Relay != nil {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -485,6 +497,22 @@ func (s *Server) Actors(g *run.Group) error {
 		}
 	}, func(error) { close(stopRenew) })
 
+	// clearance_devices{state} is counted from the whole database now and
+	// then: a count per minute costs a read per device.
+	stopStates := make(chan struct{})
+	g.Add("device-states", func() error {
+		t := time.NewTicker(DeviceStatesInterval)
+		defer t.Stop()
+		for {
+			s.CountDevices(context.Background())
+			select {
+			case <-t.C:
+			case <-stopStates:
+				return nil
+			}
+		}
+	}, func(error) { close(stopStates) })
+
 	// Expired nonces, request IDs and held sign-ins are swept so their
 	// tables stay small; decisions past their retention too.
 	stopGC := make(chan struct{})
@@ -501,6 +529,22 @@ func (s *Server) Actors(g *run.Group) error {
 		}
 	}, func(error) { close(stopGC) })
 	return nil
+}
+
+// DeviceStatesInterval is how often the device-state gauges are counted.
+const DeviceStatesInterval = time.Minute
+
+// CountDevices counts the devices by state into the clearance_devices
+// gauges (the server does it every DeviceStatesInterval).
+func (s *Server) CountDevices(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, DeviceStatesInterval)
+	defer cancel()
+	counts, err := s.admin.CountDevices(ctx, s.cfg.MaxPostureAge)
+	if err != nil {
+		s.log.Warn("counting devices by state failed", "component", "server", "err", err)
+		return
+	}
+	s.Metrics.Devices(counts)
 }
 
 func (s *Server) sweep(ctx context.Context, log *slog.Logger) {

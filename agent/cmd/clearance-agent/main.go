@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,89 +24,99 @@ import (
 	"github.com/clearance/clearance/agent/state"
 	"github.com/clearance/clearance/agent/stream"
 	"github.com/clearance/clearance/agent/version"
+	"github.com/clearance/clearance/pkg/agentprefs"
+	"github.com/clearance/clearance/pkg/cli"
 	policyfile "github.com/clearance/clearance/pkg/policy"
 	"github.com/clearance/clearance/pkg/run"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
-
-const usage = `usage: clearance-agent <command> [flags]
-
-commands:
-  run        run in the foreground (what the launchd daemon runs)
-  check      run the policies once and print the results
-  status     show enrollment, device key and service state
-  install    install the launchd daemon (macOS) or systemd unit (Linux)
-  uninstall  remove it
-  start      start the installed service
-  stop       stop it
-  version    print the version
-
-Run 'clearance-agent <command> -h' for the command's flags.
-`
 
 func main() {
 	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // errFailed means a command already explained its failure.
-var errFailed = errors.New("failed")
+var errFailed = cli.ErrReported
 
+// realMain runs args and returns the exit code: 0, 1 when a command
+// fails, 2 for a usage error.
 func realMain(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	cmd, args := args[0], args[1:]
-	var err error
-	switch cmd {
-	case "run":
-		err = cmdRun(args, stderr)
-	case "check":
-		err = cmdCheck(args, stdout, stderr)
-	case "status":
-		err = cmdStatus(args, stdout, stderr)
-	case "install", "uninstall", "start", "stop":
-		err = cmdService(cmd, args, stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, version.Version)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-	default:
-		fmt.Fprintf(stderr, "clearance-agent: unknown command %q\n\n%s", cmd, usage)
-		return 2
-	}
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errFailed):
-		return 1
-	default:
-		fmt.Fprintf(stderr, "clearance-agent %s: %v\n", cmd, err)
-		return 1
+	return program(stdout, stderr).Run(context.Background(), args)
+}
+
+// osquerySettings and logSettings are the flags (by name) of the commands
+// that run queries and log.
+var (
+	osquerySettings = []string{"osquery-socket", "osqueryd", "state-dir"}
+	logSettings     = []string{"log-level", "log-format"}
+)
+
+func program(stdout, stderr io.Writer) *cli.Program {
+	return &cli.Program{
+		Name: "clearance-agent",
+		Summary: "clearance-agent reports this Mac's security posture to the Clearance verifier: it runs " +
+			"osquery policy queries and streams signed posture reports, and proves to the verifier that a " +
+			"sign-in comes from this Mac.",
+		Version: cli.ReadBuild(version.Version).Line("clearance-agent"),
+		Stdout:  stdout,
+		Stderr:  stderr,
+		Commands: []*cli.Command{
+			{
+				Name:    "run",
+				Summary: "run in the foreground (what the launchd daemon runs)",
+				Doc: "Runs the agent in the foreground: enrolls with the enroll secret if it has no identity yet, " +
+					"keeps a stream to the verifier, runs the policies it pushes and sends signed reports. " +
+					"On a Mac, launchd runs this with the settings MDM delivers.\n\n" +
+					"  clearance-agent run --verifier clearance.example.com:8443 --ca-file ca.pem \\\n" +
+					"    --enroll-secret \"$SECRET\" --osquery-socket /var/osquery/osquery.em",
+				Footer: config.Footer,
+				Flags: func(fs *cli.FlagSet) cli.Action {
+					flags := config.Bind(fs)
+					return func(context.Context, []string) error { return cmdRun(flags, stderr) }
+				},
+			},
+			{
+				Name:    "check",
+				Summary: "run the policies once and print PASS, FAIL or ERROR for each",
+				Doc: "Runs the policies once through osquery and prints each one's result. It exits 1 when a " +
+					"required policy does not pass. Without --policies it runs the policy set the daemon last " +
+					"received from the verifier; it never connects to the verifier itself.",
+				Footer: config.Footer,
+				Flags: func(fs *cli.FlagSet) cli.Action {
+					flags := config.Bind(fs, append(osquerySettings, logSettings...)...)
+					fs.Group(config.GroupPolicies)
+					policies := fs.String("policies", "", "policies YAML file (`path`) to run instead of the set the daemon last received")
+					return func(context.Context, []string) error { return cmdCheck(flags, *policies, stdout, stderr) }
+				},
+			},
+			{
+				Name:    "status",
+				Summary: "show enrollment, device key, service and configuration",
+				Footer:  config.Footer,
+				Flags: func(fs *cli.FlagSet) cli.Action {
+					flags := config.Bind(fs, append([]string{"verifier"}, osquerySettings...)...)
+					return func(context.Context, []string) error { return cmdStatus(flags, stdout) }
+				},
+			},
+			serviceCmd("install", "install the launchd daemon (macOS) or systemd unit (Linux)", stdout),
+			serviceCmd("uninstall", "remove the installed service", stdout),
+			serviceCmd("start", "start the installed service", stdout),
+			serviceCmd("stop", "stop the installed service", stdout),
+		},
 	}
 }
 
-// loadConfig parses the command's flags and resolves the configuration.
-func loadConfig(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*config.Config, error) {
-	fs := flag.NewFlagSet("clearance-agent "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	flags := config.BindFlags(fs)
-	if extra != nil {
-		extra(fs)
-	}
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	return config.Load(config.Inputs{Flags: flags.Given(), ManagedPlist: *flags.ManagedPlist})
+// loadConfig resolves the configuration of the settings flags bound.
+func loadConfig(flags *config.Flags) (*config.Config, error) {
+	return config.Load(flags.Inputs())
 }
 
-func newLogger(w io.Writer, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == agentprefs.LogJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 func newRunner(cfg *config.Config, dir *state.Dir, log *slog.Logger) (*osquery.Runner, error) {
@@ -147,12 +156,12 @@ func signals(g *run.Group) {
 	})
 }
 
-func cmdRun(args []string, stderr io.Writer) error {
-	cfg, err := loadConfig("run", args, stderr, nil)
+func cmdRun(flags *config.Flags, stderr io.Writer) error {
+	cfg, err := loadConfig(flags)
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, cfg.LogLevel)
+	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	if err := cfg.RequireVerifier(); err != nil {
 		return err
 	}
@@ -218,15 +227,12 @@ func cmdRun(args []string, stderr io.Writer) error {
 	return nil
 }
 
-func cmdCheck(args []string, stdout, stderr io.Writer) error {
-	var policiesFile string
-	cfg, err := loadConfig("check", args, stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&policiesFile, "policies", "", "policies YAML `FILE` (default: the policy set the running agent last received)")
-	})
+func cmdCheck(flags *config.Flags, policiesFile string, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig(flags)
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, max(cfg.LogLevel, slog.LevelWarn))
+	log := newLogger(stderr, max(cfg.LogLevel, slog.LevelWarn), cfg.LogFormat)
 	dir, err := state.Open(cfg.StateDir)
 	if err != nil {
 		return err
@@ -322,8 +328,8 @@ func oneLine(s string) string {
 	return string(out)
 }
 
-func cmdStatus(args []string, stdout, stderr io.Writer) error {
-	cfg, err := loadConfig("status", args, stderr, nil)
+func cmdStatus(flags *config.Flags, stdout io.Writer) error {
+	cfg, err := loadConfig(flags)
 	if err != nil {
 		return err
 	}
@@ -396,29 +402,33 @@ func orNone(s string) string {
 	return s
 }
 
-func cmdService(action string, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("clearance-agent "+action, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return err
+// serviceCmd installs or controls the agent's service.
+func serviceCmd(action, summary string, stdout io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:    action,
+		Summary: summary,
+		Flags: func(*cli.FlagSet) cli.Action {
+			return func(context.Context, []string) error {
+				svc, err := service.New()
+				if err != nil {
+					return err
+				}
+				switch action {
+				case "install":
+					err = svc.Install()
+				case "uninstall":
+					err = svc.Uninstall()
+				case "start":
+					err = svc.Start()
+				case "stop":
+					err = svc.Stop()
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "%s: done\n", action)
+				return nil
+			}
+		},
 	}
-	svc, err := service.New()
-	if err != nil {
-		return err
-	}
-	switch action {
-	case "install":
-		err = svc.Install()
-	case "uninstall":
-		err = svc.Uninstall()
-	case "start":
-		err = svc.Start()
-	case "stop":
-		err = svc.Stop()
-	}
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%s: done\n", action)
-	return nil
 }

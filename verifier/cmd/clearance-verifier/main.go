@@ -4,80 +4,87 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
+	"github.com/clearance/clearance/pkg/cli"
 	"github.com/clearance/clearance/pkg/run"
 	"github.com/clearance/clearance/verifier/config"
-	"github.com/clearance/clearance/verifier/enroll"
+	"github.com/clearance/clearance/verifier/datadir"
 	"github.com/clearance/clearance/verifier/server"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
+// version is set at build time with -ldflags "-X main.version=…" (make build does).
 var version = "dev"
 
-const usage = `clearance-verifier: keeps Macs that fail security policies out of Okta-protected apps.
-
-Usage:
-  clearance-verifier serve --data-dir DIR --policies FILE [flags]
-  clearance-verifier secret create --data-dir DIR [--description TEXT]
-  clearance-verifier secret list   --data-dir DIR
-  clearance-verifier secret revoke --data-dir DIR ID
-  clearance-verifier scep challenge --data-dir DIR [--ttl 24h]
-  clearance-verifier profile agent --data-dir DIR --verifier HOST:PORT --enroll-secret S \
-                                   --organization NAME [--out FILE] [--sign-cert FILE --sign-key FILE]
-  clearance-verifier profile user-scope --data-dir DIR --organization NAME [--challenge C] \
-                                   [--out FILE] [--sign-cert FILE --sign-key FILE] [serve's flags]
-  clearance-verifier okta setup    --data-dir DIR [--sso-public-url URL] [--terraform]
-  clearance-verifier version
-
-Run 'clearance-verifier serve -h' for every server flag. With PostgreSQL
-(serve --database postgres://...), give secret and scep the same --database.
-`
+// app is one run of the command: where it writes, what environment it
+// reads, and its clock. Tests make their own.
+type app struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	now            func() time.Time
+}
 
 func main() {
-	if err := runMain(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "clearance-verifier:", err)
-		}
-		os.Exit(2)
+	a := &app{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, now: time.Now}
+	os.Exit(a.program().Run(context.Background(), os.Args[1:]))
+}
+
+// runMain runs args with the process environment and returns the command's
+// error unprinted (help and the version print and return nil).
+func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	a := &app{stdout: stdout, stderr: stderr, getenv: os.Getenv, now: time.Now}
+	return a.program().Execute(ctx, args)
+}
+
+func (a *app) program() *cli.Program {
+	return &cli.Program{
+		Name: "clearance-verifier",
+		Summary: "clearance-verifier keeps Macs that fail your security policies out of Okta-protected apps: " +
+			"it enrolls agents, verifies their signed posture reports, and is the identity provider Okta asks at every sign-in.",
+		Version: cli.ReadBuild(version).Line("clearance-verifier"),
+		Stdout:  a.stdout,
+		Stderr:  a.stderr,
+		Commands: []*cli.Command{
+			a.serveCmd(),
+			a.devicesCmd(),
+			a.decisionsCmd(),
+			a.secretCmd(),
+			a.scepCmd(),
+			a.profileCmd(),
+			a.oktaCmd(),
+		},
 	}
 }
 
-func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return errors.New("no command given")
-	}
-	switch args[0] {
-	case "serve":
-		return serve(ctx, args[1:], stderr)
-	case "secret":
-		return secret(ctx, args[1:], stdout, stderr)
-	case "scep":
-		return scepCmd(ctx, args[1:], stdout, stderr)
-	case "profile":
-		return profileCmd(args[1:], stdout, stderr)
-	case "okta":
-		return oktaCmd(args[1:], stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, version)
-		return nil
-	case "-h", "--help", "help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	default:
-		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("unknown command %q", args[0])
+func (a *app) serveCmd() *cli.Command {
+	return &cli.Command{
+		Name:    "serve",
+		Summary: "run the verifier: agents, the admin API, sign-ins, SCEP, health and metrics",
+		Doc: "Runs the verifier. On its first start with an empty data dir it creates the CAs (ca.pem is what " +
+			"agents and browsers trust), the admin token, the SAML signing certificate and the SQLite database, " +
+			"and records in the data dir which database it uses, so the other commands act on the same one. " +
+			"SIGHUP reloads the policy file.\n\n" +
+			"  clearance-verifier serve --data-dir /var/lib/clearance \\\n    --policies policies.yaml",
+		Footer: config.Footer,
+		Flags: func(fs *cli.FlagSet) cli.Action {
+			b := config.Bind(fs)
+			return func(ctx context.Context, _ []string) error {
+				cfg, err := b.Resolve(a.getenv)
+				if err != nil {
+					return err
+				}
+				if cfg.DataDir == "" {
+					return cli.Usagef("%v", config.ErrNoDataDir)
+				}
+				return a.serve(ctx, cfg)
+			}
+		},
 	}
 }
 
@@ -91,14 +98,8 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfg, err := config.Load(fs, args, os.Getenv)
-	if err != nil {
-		return err
-	}
-	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+func (a *app) serve(ctx context.Context, cfg *config.Config) error {
+	log := newLogger(a.stderr, cfg.LogLevel, cfg.LogFormat)
 	slog.SetDefault(log)
 	srv, err := server.New(ctx, cfg, log)
 	if err != nil {
@@ -126,95 +127,24 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	return g.Run()
 }
 
-// dbFlags are the flags of the commands that write to the verifier's
-// database directly (so they work whether or not the server runs).
-type dbFlags struct{ dataDir, database *string }
+// databaseSettings are what the commands that write to the verifier's
+// database directly bind: they work whether or not the server runs.
+var databaseSettings = []string{"data-dir", "database"}
 
-func storeFlags(fs *flag.FlagSet) dbFlags {
-	return dbFlags{
-		dataDir:  fs.String("data-dir", os.Getenv("CLEARANCE_DATA_DIR"), "the verifier's data directory (env CLEARANCE_DATA_DIR)"),
-		database: fs.String("database", os.Getenv("CLEARANCE_DATABASE"), "the verifier's --database, when it is PostgreSQL (env CLEARANCE_DATABASE)"),
-	}
-}
-
-// open opens the database the flags name: PostgreSQL, or the data dir's SQLite.
-func (f dbFlags) open(ctx context.Context) (storage.Store, error) {
-	if *f.database == "" {
-		if *f.dataDir == "" {
-			return nil, errors.New("--data-dir is required")
-		}
-		if _, err := os.Stat(*f.dataDir); err != nil {
-			return nil, fmt.Errorf("data dir: %w (start 'clearance-verifier serve' once to create it)", err)
-		}
-	}
-	return server.OpenDatabase(ctx, *f.dataDir, *f.database)
-}
-
-// secret manages enroll secrets by writing to the database directly, so it
-// works whether or not the server is running.
-func secret(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("secret needs a subcommand: create, list or revoke")
-	}
-	sub := args[0]
-	fs := flag.NewFlagSet("secret "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	db := storeFlags(fs)
-	desc := ""
-	if sub == "create" {
-		fs.StringVar(&desc, "description", "", "what the secret is for, e.g. 'Jamf, engineering Macs'")
-	}
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	store, err := db.open(ctx)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	switch sub {
-	case "create":
-		if fs.NArg() != 0 {
-			return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-		}
-		rec, value, err := enroll.CreateSecret(ctx, store, desc, "cli", time.Now())
+// openDatabase opens the database the verifier serving cfg.DataDir uses
+// (datadir.Database), or, with no data dir, the PostgreSQL database
+// --database names (one that several replicas share).
+func openDatabase(ctx context.Context, cfg *config.Config) (storage.Store, error) {
+	switch {
+	case cfg.DataDir != "":
+		db, err := datadir.Database(cfg.DataDir, cfg.Database)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		fmt.Fprintf(stderr, "Created enroll secret %s. It is shown only once:\n", rec.ID)
-		fmt.Fprintln(stdout, value)
-		return nil
-	case "list":
-		recs, err := store.ListEnrollSecrets(ctx)
-		if err != nil {
-			return err
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tCREATED\tUSES\tSTATE\tDESCRIPTION")
-		for _, r := range recs {
-			state := "active"
-			if r.Revoked() {
-				state = "revoked " + r.RevokedAt.UTC().Format(time.RFC3339)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.ID, r.CreatedAt.UTC().Format(time.RFC3339), r.Uses, state, r.Description)
-		}
-		return tw.Flush()
-	case "revoke":
-		if fs.NArg() != 1 {
-			return errors.New("secret revoke needs exactly one secret ID (see 'secret list')")
-		}
-		now := time.Now()
-		rec, err := store.RevokeEnrollSecret(ctx, fs.Arg(0), now,
-			storage.AuditEvent{At: now, Actor: "cli", Action: "secret.revoke", Detail: "enroll secret " + fs.Arg(0) + " revoked"})
-		if errors.Is(err, storage.ErrNotFound) {
-			return fmt.Errorf("no enroll secret %q (see 'secret list')", fs.Arg(0))
-		}
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "revoked %s\n", rec.ID)
-		return nil
-	default:
-		return fmt.Errorf("unknown secret subcommand %q: use create, list or revoke", sub)
+		return server.OpenDatabase(ctx, cfg.DataDir, db)
+	case cfg.Database != "":
+		return server.OpenDatabase(ctx, "", cfg.Database)
 	}
+	return nil, cli.Usagef("--data-dir is required (or CLEARANCE_DATA_DIR, or data_dir in the config file; " +
+		"with PostgreSQL, --database alone will do)")
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
@@ -8,7 +9,6 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/clearance/clearance/pkg/certpem"
+	"github.com/clearance/clearance/pkg/cli"
 	"github.com/clearance/clearance/verifier/config"
 )
 
@@ -27,32 +28,42 @@ import (
 const oktaIdPName = "Clearance device check"
 
 // oktaCmd prints what to enter in Okta's Admin Console (or Terraform).
-func oktaCmd(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "setup" {
-		return errors.New("okta needs a subcommand: setup")
+func (a *app) oktaCmd() *cli.Command {
+	return &cli.Command{
+		Name:    "okta",
+		Summary: "print the values to enter in Okta to make this verifier its device check",
+		Commands: []*cli.Command{{
+			Name:    "setup",
+			Summary: "print every value Okta's SAML 2.0 IdP form asks for, in its order (or Terraform)",
+			Doc: "Prints every value Okta's \"SAML 2.0 IdP\" form asks for, in the form's order, from the same " +
+				"settings as serve (flags, CLEARANCE_* variables, --config) and the SAML signing certificate " +
+				"serve created in the data dir.\n\n" +
+				"  clearance-verifier okta setup --data-dir /var/lib/clearance \\\n    --sso-public-url https://clearance.example.com:8444",
+			Footer: config.SharedFooter,
+			Flags: func(fs *cli.FlagSet) cli.Action {
+				b := config.Bind(fs, "data-dir", "public-url", "sso-listen", "sso-public-url", "okta-audience", "okta-acs-url", "okta-request-cert")
+				fs.Group("Output")
+				terraform := fs.Bool("terraform", false, "print only an okta_idp_saml + okta_idp_saml_key Terraform snippet")
+				return func(context.Context, []string) error {
+					cfg, err := b.Resolve(a.getenv)
+					if err != nil {
+						return err
+					}
+					if cfg.DataDir == "" {
+						return cli.Usagef("%v", config.ErrNoDataDir)
+					}
+					v, err := oktaValuesFor(cfg)
+					if err != nil {
+						return err
+					}
+					if *terraform {
+						return writeOktaTerraform(a.stdout, v)
+					}
+					return writeOktaGuide(a.stdout, v)
+				}
+			},
+		}},
 	}
-	return oktaSetup(args[1:], os.Getenv, stdout, stderr)
-}
-
-// oktaSetup reads the same settings as serve (flags, CLEARANCE_* variables,
-// --config) and the SAML signing certificate serve created, and prints every
-// value Okta's SAML 2.0 IdP form asks for, in the form's order.
-func oktaSetup(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("okta setup", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	terraform := fs.Bool("terraform", false, "print only an okta_idp_saml + okta_idp_saml_key Terraform snippet")
-	cfg, err := config.Load(fs, args, getenv)
-	if err != nil {
-		return err
-	}
-	v, err := oktaValuesFor(cfg)
-	if err != nil {
-		return err
-	}
-	if *terraform {
-		return writeOktaTerraform(stdout, v)
-	}
-	return writeOktaGuide(stdout, v)
 }
 
 // oktaValues is everything the guide and the Terraform snippet print.

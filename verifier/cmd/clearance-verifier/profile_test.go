@@ -55,16 +55,8 @@ func profileDataDir(t *testing.T) (dir string, auth *ca.Authority) {
 // environment and returns stdout and stderr.
 func runProfile(t *testing.T, getenv func(string) string, args ...string) (stdout, stderr []byte, err error) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	switch args[0] {
-	case "user-scope":
-		err = profileUserScope(args[1:], getenv, &out, &errOut)
-	case "agent":
-		err = profileAgent(args[1:], getenv, &out, &errOut)
-	default:
-		err = profileCmd(args, &out, &errOut)
-	}
-	return out.Bytes(), errOut.Bytes(), err
+	out, errOut, err := execute(getenv, append([]string{"profile"}, args...)...)
+	return []byte(out), []byte(errOut), err
 }
 
 // pyPlist parses a profile with Python's plistlib, a reader that shares no
@@ -533,11 +525,11 @@ func TestProfileKinds(t *testing.T) {
 		args []string
 		want string
 	}{
-		{nil, "profile needs a kind: agent or user-scope"},
-		{[]string{"device"}, `unknown profile kind "device"`},
+		{nil, "profile needs a command: agent or user-scope"},
+		{[]string{"device"}, `unknown command "device"; profile's commands are agent or user-scope`},
+		{[]string{"user-scop"}, `unknown command "user-scop"; did you mean user-scope?`},
 	} {
-		var out, errOut bytes.Buffer
-		err := profileCmd(tc.args, &out, &errOut)
+		_, _, err := execute(noEnv, append([]string{"profile"}, tc.args...)...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("profile %v: error %v, want %q", tc.args, err, tc.want)
 		}

@@ -2,41 +2,43 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"time"
 
+	"github.com/clearance/clearance/pkg/cli"
+	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/enroll"
+	"github.com/clearance/clearance/verifier/storage"
 )
 
-// scepCmd makes one-time SCEP challenges by writing to the database
-// directly, so it works whether or not the server is running.
-func scepCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "challenge" {
-		return errors.New("scep needs a subcommand: challenge")
+// scepCmd makes one-time SCEP challenges by writing to the database directly.
+func (a *app) scepCmd() *cli.Command {
+	return &cli.Command{
+		Name:    "scep",
+		Summary: "make one-time SCEP challenges for user-scope profiles",
+		Commands: []*cli.Command{{
+			Name:    "challenge",
+			Summary: "print a new one-time SCEP challenge (shown only once)",
+			Doc: "Prints a new one-time SCEP challenge as the last line of standard output, for a user-scope " +
+				"profile (profile user-scope --challenge). Only its hash is kept; the first browser certificate " +
+				"issued with it uses it up. " + databaseDoc,
+			Footer: config.SharedFooter,
+			Flags: func(fs *cli.FlagSet) cli.Action {
+				b := config.Bind(fs, databaseSettings...)
+				fs.Group("Challenge")
+				ttl := fs.Duration("ttl", enroll.DefaultChallengeTTL, "how long the challenge can be used, from 1m to 720h")
+				return func(ctx context.Context, _ []string) error {
+					return a.withStore(ctx, b, func(store storage.Store) error {
+						challenge, expires, err := enroll.CreateChallenge(ctx, store, *ttl, "cli", a.now())
+						if err != nil {
+							return err
+						}
+						fmt.Fprintf(a.stderr, "Created a one-time SCEP challenge, usable until %s. It is shown only once:\n", expires.UTC().Format(time.RFC3339))
+						fmt.Fprintln(a.stdout, challenge)
+						return nil
+					})
+				}
+			},
+		}},
 	}
-	fs := flag.NewFlagSet("scep challenge", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	db := storeFlags(fs)
-	ttl := fs.Duration("ttl", enroll.DefaultChallengeTTL, "how long the challenge can be used (1m to 720h)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	store, err := db.open(ctx)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	challenge, expires, err := enroll.CreateChallenge(ctx, store, *ttl, "cli", time.Now())
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stderr, "Created a one-time SCEP challenge, usable until %s. It is shown only once:\n", expires.UTC().Format(time.RFC3339))
-	fmt.Fprintln(stdout, challenge)
-	return nil
 }

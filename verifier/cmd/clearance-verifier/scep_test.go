@@ -19,12 +19,7 @@ import (
 func TestSCEPChallenge(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := t.TempDir()
-	store, err := server.OpenStore(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store.Close()
+	dir := newDataDir(t)
 
 	var out, errOut bytes.Buffer
 	if err := runMain(ctx, []string{"scep", "challenge", "--data-dir", dir, "--ttl", "2h"}, &out, &errOut); err != nil {
@@ -35,7 +30,7 @@ func TestSCEPChallenge(t *testing.T) {
 	if len(challenge) < 32 || strings.Contains(errOut.String(), challenge) {
 		t.Fatalf("challenge %q; stderr %q", challenge, errOut.String())
 	}
-	store, err = server.OpenStore(ctx, dir)
+	store, err := server.OpenStore(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}

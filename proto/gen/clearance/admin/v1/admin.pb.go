@@ -201,8 +201,12 @@ type PostureSummary struct {
 	Error uint32                 `protobuf:"varint,3,opt,name=error,proto3" json:"error,omitempty"`
 	// Required policies in force with no result in the latest report.
 	Missing uint32 `protobuf:"varint,4,opt,name=missing,proto3" json:"missing,omitempty"`
-	// True when every required policy passed.
-	Compliant     bool `protobuf:"varint,5,opt,name=compliant,proto3" json:"compliant,omitempty"`
+	// True when every required policy passed. Always present (false is shown
+	// too, e.g. by grpcurl, which leaves out plain bools that are false).
+	Compliant *bool `protobuf:"varint,5,opt,name=compliant,proto3,oneof" json:"compliant,omitempty"`
+	// The required policies that did not pass (FAIL, ERROR or no result), by
+	// id, in policy-set order: the ones that deny sign-ins.
+	Failing       []string `protobuf:"bytes,6,rep,name=failing,proto3" json:"failing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -266,10 +270,17 @@ func (x *PostureSummary) GetMissing() uint32 {
 }
 
 func (x *PostureSummary) GetCompliant() bool {
-	if x != nil {
-		return x.Compliant
+	if x != nil && x.Compliant != nil {
+		return *x.Compliant
 	}
 	return false
+}
+
+func (x *PostureSummary) GetFailing() []string {
+	if x != nil {
+		return x.Failing
+	}
+	return nil
 }
 
 // Device is one enrolled machine.
@@ -1399,7 +1410,8 @@ func (x *RevokeEnrollSecretResponse) GetEnrollSecret() *EnrollSecret {
 type RequestCheckRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	DeviceId string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
-	// How long to wait for the report (default 10s, max 60s).
+	// How long to wait for the report, at most 60s (default: the verifier's
+	// --live-check-timeout, 3s unless set).
 	Timeout       *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2692,13 +2704,16 @@ var File_clearance_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1eclearance/admin/v1/admin.proto\x12\x12clearance.admin.v1\x1a\x1fclearance/agent/v1/enroll.proto\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fclearance/agent/v1/stream.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x01\n" +
+	"\x1eclearance/admin/v1/admin.proto\x12\x12clearance.admin.v1\x1a\x1fclearance/agent/v1/enroll.proto\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fclearance/agent/v1/stream.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x01\n" +
 	"\x0ePostureSummary\x12\x12\n" +
 	"\x04pass\x18\x01 \x01(\rR\x04pass\x12\x12\n" +
 	"\x04fail\x18\x02 \x01(\rR\x04fail\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\rR\x05error\x12\x18\n" +
-	"\amissing\x18\x04 \x01(\rR\amissing\x12\x1c\n" +
-	"\tcompliant\x18\x05 \x01(\bR\tcompliant\"\xac\x05\n" +
+	"\amissing\x18\x04 \x01(\rR\amissing\x12!\n" +
+	"\tcompliant\x18\x05 \x01(\bH\x00R\tcompliant\x88\x01\x01\x12\x18\n" +
+	"\afailing\x18\x06 \x03(\tR\afailingB\f\n" +
+	"\n" +
+	"_compliant\"\xac\x05\n" +
 	"\x06Device\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x128\n" +
 	"\x06status\x18\x02 \x01(\x0e2 .clearance.admin.v1.DeviceStatusR\x06status\x125\n" +
@@ -3072,6 +3087,7 @@ func file_clearance_admin_v1_admin_proto_init() {
 	if File_clearance_admin_v1_admin_proto != nil {
 		return
 	}
+	file_clearance_admin_v1_admin_proto_msgTypes[0].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

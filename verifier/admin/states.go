@@ -1,0 +1,68 @@
+package admin
+
+import (
+	"context"
+	"time"
+
+	"github.com/clearance/clearance/verifier/metrics"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// statePage is how many devices CountDevices reads at a time.
+const statePage = 500
+
+// DeviceState says which of the metrics.Device* states a device is in:
+// offline before stale before failing or compliant.
+func DeviceState(connected bool, lastReport time.Time, compliant bool, now time.Time, maxAge time.Duration) string {
+	switch {
+	case !connected:
+		return metrics.DeviceOffline
+	case lastReport.IsZero() || now.Sub(lastReport) > maxAge:
+		return metrics.DeviceStale
+	case !compliant:
+		return metrics.DeviceFailing
+	}
+	return metrics.DeviceCompliant
+}
+
+// CountDevices counts the enrolled, unrevoked devices by state, judging
+// each fresh report against the policies in force, as ListDevices does.
+// Reports are read only for devices that are connected and fresh.
+func (s *Server) CountDevices(ctx context.Context, maxAge time.Duration) (map[string]int, error) {
+	counts := map[string]int{}
+	now := s.now()
+	ps := s.Policies.Current()
+	after := ""
+	for {
+		devs, err := s.Store.ListDevices(ctx, after, statePage)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range devs {
+			if d.Revoked() {
+				continue
+			}
+			counts[s.state(d, now, maxAge, func() bool {
+				latest, err := s.latest(ctx, d.ID)
+				if err != nil {
+					return false
+				}
+				_, sum := Outcomes(ps, latest.GetReport())
+				return sum.GetCompliant()
+			})]++
+		}
+		if len(devs) < statePage {
+			return counts, nil
+		}
+		after = devs[len(devs)-1].ID
+	}
+}
+
+// state reads the report (through compliant) only when it matters.
+func (s *Server) state(d storage.Device, now time.Time, maxAge time.Duration, compliant func() bool) string {
+	connected := s.Hub.Connected(d.ID)
+	if !connected || d.LastReportAt.IsZero() || now.Sub(d.LastReportAt) > maxAge {
+		return DeviceState(connected, d.LastReportAt, false, now, maxAge)
+	}
+	return DeviceState(true, d.LastReportAt, compliant(), now, maxAge)
+}

@@ -1,0 +1,516 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/clearance/clearance/pkg/certpem"
+	"github.com/clearance/clearance/pkg/cli"
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	"github.com/clearance/clearance/verifier/admin"
+	"github.com/clearance/clearance/verifier/ca"
+	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/datadir"
+)
+
+// defaultVerifier is where the admin API is looked for when the data dir
+// does not say.
+const defaultVerifier = "localhost:8443"
+
+// shortID is how many characters of a device id the tables show, as a
+// prefix that --device also accepts.
+const shortID = 8
+
+// adminFlags are the flags of the commands that ask the running verifier.
+type adminFlags struct {
+	b        *config.Binding
+	verifier *string
+}
+
+func (a *app) bindAdmin(fs *cli.FlagSet) adminFlags {
+	b := config.Bind(fs, "data-dir")
+	fs.Group("Verifier")
+	return adminFlags{
+		b:        b,
+		verifier: fs.String("verifier", "", "the `host:port` of the verifier's gRPC listener (default: the address serve recorded in the data dir, else "+defaultVerifier+")"),
+	}
+}
+
+// adminConn is a connection to the admin API.
+type adminConn struct {
+	client adminv1.AdminServiceClient
+	ctx    context.Context
+	addr   string
+	close  func()
+}
+
+// dial connects to the verifier serving the data dir: TLS that trusts the
+// data dir's ca.pem, and its admin.token as the bearer token.
+func (f adminFlags) dial(ctx context.Context, getenv func(string) string) (*adminConn, error) {
+	cfg, err := f.b.Resolve(getenv)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.DataDir == "" {
+		return nil, cli.Usagef("%v", config.ErrNoDataDir)
+	}
+	if err := datadir.Check(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	addr := *f.verifier
+	if addr == "" {
+		addr = datadir.GRPCAddress(cfg.DataDir, defaultVerifier)
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, cli.Usagef("--verifier %q is not HOST:PORT", addr)
+	}
+	raw, err := os.ReadFile(filepath.Join(cfg.DataDir, ca.RootCertFile))
+	if err != nil {
+		return nil, err
+	}
+	roots, err := certpem.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(cfg.DataDir, ca.RootCertFile), err)
+	}
+	pool := x509.NewCertPool()
+	for _, c := range roots {
+		pool.AddCert(c)
+	}
+	token, err := admin.LoadOrCreateToken(filepath.Join(cfg.DataDir, admin.TokenFile))
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+		RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12,
+	})))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	return &adminConn{
+		client: adminv1.NewAdminServiceClient(conn), ctx: ctx, addr: addr,
+		close: func() { cancel(); conn.Close() },
+	}, nil
+}
+
+// explain turns an admin API error into what to do about it.
+func (c *adminConn) explain(err error) error {
+	switch code, msg := status.Code(err), status.Convert(err).Message(); {
+	case code == codes.Unavailable && strings.Contains(msg, "certificate"):
+		return fmt.Errorf("the server at %s is not the verifier serving this data dir: its certificate is not from the data dir's ca.pem (%s)", c.addr, msg)
+	case code == codes.Unavailable:
+		return fmt.Errorf("cannot reach the verifier at %s (is 'clearance-verifier serve' running? --verifier names another address): %s", c.addr, status.Convert(err).Message())
+	case code == codes.Unauthenticated:
+		return fmt.Errorf("the verifier at %s refused the data dir's admin token: is it the verifier serving this data dir? (%s)", c.addr, status.Convert(err).Message())
+	case code == codes.DeadlineExceeded:
+		return fmt.Errorf("the verifier at %s did not answer in time", c.addr)
+	}
+	return errors.New(status.Convert(err).Message())
+}
+
+// listDevices pages through every device.
+func (c *adminConn) listDevices() ([]*adminv1.Device, error) {
+	var out []*adminv1.Device
+	token := ""
+	for {
+		resp, err := c.client.ListDevices(c.ctx, &adminv1.ListDevicesRequest{PageSize: 500, PageToken: token})
+		if err != nil {
+			return nil, c.explain(err)
+		}
+		out = append(out, resp.GetDevices()...)
+		if token = resp.GetNextPageToken(); token == "" {
+			return out, nil
+		}
+	}
+}
+
+func (a *app) devicesCmd() *cli.Command {
+	return &cli.Command{
+		Name:    "devices",
+		Summary: "the fleet as a table: who is connected, passing, failing and why",
+		Doc: "Lists every enrolled device as the running verifier sees it: host name, serial number, when its " +
+			"agent last reported, whether it is connected now, how many policies pass and fail, and the " +
+			"required policies it fails (those deny its sign-ins). It asks the verifier's admin API with the " +
+			"data dir's ca.pem and admin.token.\n\n" +
+			"  clearance-verifier devices --data-dir /var/lib/clearance --failing",
+		Footer: config.SharedFooter,
+		Flags: func(fs *cli.FlagSet) cli.Action {
+			af := a.bindAdmin(fs)
+			fs.Group("Filters")
+			failing := fs.Bool("failing", false, "only devices that fail a required policy (or have not reported)")
+			offline := fs.Bool("offline", false, "only devices whose agent is not connected")
+			policy := fs.String("policy", "", "only devices that do not pass the policy with this `id`")
+			fs.Group("Output")
+			asJSON := fs.Bool("json", false, "print the devices as JSON (the admin API's Device messages)")
+			wide := fs.Bool("wide", false, "full device ids and nothing shortened, whatever the terminal's width")
+			return func(ctx context.Context, _ []string) error {
+				c, err := af.dial(ctx, a.getenv)
+				if err != nil {
+					return err
+				}
+				defer c.close()
+				devs, err := c.listDevices()
+				if err != nil {
+					return err
+				}
+				var keep []*adminv1.Device
+				for _, d := range devs {
+					if *failing && d.GetSummary().GetCompliant() {
+						continue
+					}
+					if *offline && d.GetConnected() {
+						continue
+					}
+					if *policy != "" && !fails(d, *policy) {
+						continue
+					}
+					keep = append(keep, d)
+				}
+				if *asJSON {
+					return printJSON(a.stdout, &adminv1.ListDevicesResponse{Devices: keep})
+				}
+				if len(keep) == 0 {
+					fmt.Fprintln(a.stderr, "no devices match")
+					return nil
+				}
+				return renderDevices(a.stdout, keep, a.now(), tableWidth(a.getenv, *wide))
+			}
+		},
+	}
+}
+
+// fails reports whether the device does not pass the policy: it fails it,
+// it errs, or the latest report has no result for it. Only required
+// policies are listed by id in the summary; for the others, GetDevice says.
+func fails(d *adminv1.Device, policy string) bool {
+	for _, id := range d.GetSummary().GetFailing() {
+		if id == policy {
+			return true
+		}
+	}
+	return false
+}
+
+// tableWidth is the width tables are fitted to: 0 (no limit) with --wide,
+// else $COLUMNS when it is a number, else 80.
+func tableWidth(getenv func(string) string, wide bool) int {
+	if wide {
+		return 0
+	}
+	if n, err := strconv.Atoi(getenv("COLUMNS")); err == nil && n >= 40 && n <= 1000 {
+		return n
+	}
+	return cli.Width
+}
+
+func printJSON(w io.Writer, m proto.Message) error {
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+// renderDevices writes the devices table, fitted to width (0: no limit).
+func renderDevices(w io.Writer, devs []*adminv1.Device, now time.Time, width int) error {
+	rows := [][]string{{"DEVICE", "HOST", "SERIAL", "LAST SEEN", "ONLINE", "PASS/FAIL", "FAILING"}}
+	for _, d := range devs {
+		s := d.GetSummary()
+		online := "no"
+		switch {
+		case d.GetStatus() == adminv1.DeviceStatus_DEVICE_STATUS_REVOKED:
+			online = "revoked"
+		case d.GetConnected():
+			online = "yes"
+		}
+		passFail := fmt.Sprintf("%d/%d", s.GetPass(), s.GetFail()+s.GetError()+s.GetMissing())
+		failing := strings.Join(s.GetFailing(), ",")
+		if d.GetLastReportAt() == nil {
+			passFail, failing = "-", "no report yet"
+		}
+		rows = append(rows, []string{
+			shorten(d.GetDeviceId(), width), orDash(d.GetFacts().GetHostname()), orDash(d.GetFacts().GetSerialNumber()),
+			ago(d.GetLastSeen().AsTime(), d.GetLastSeen() != nil, now), online, passFail, failing,
+		})
+	}
+	// Host names may be long: they give way first, down to 10 characters.
+	return writeTable(w, rows, width, []shrink{{col: 1, floor: 10}})
+}
+
+func shorten(id string, width int) string {
+	if width == 0 || len(id) <= shortID {
+		return id
+	}
+	return id[:shortID]
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// ago says how long before now t was, in the largest whole unit.
+func ago(t time.Time, set bool, now time.Time) string {
+	if !set {
+		return "never"
+	}
+	d := now.Sub(t)
+	switch {
+	case d < time.Second:
+		return "just now"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d/time.Minute))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d/time.Hour))
+	}
+	return fmt.Sprintf("%dd ago", int(d/(24*time.Hour)))
+}
+
+// shrink lets a column of a table be cut down to floor characters.
+type shrink struct{ col, floor int }
+
+// writeTable writes rows (the first is the header) in columns two spaces
+// apart. With a width, the shrinkable columns are cut (with "…") down to
+// their floors, then the last column, a list, is shortened to what fits
+// ("filevault +2") until a line fits.
+func writeTable(w io.Writer, rows [][]string, width int, shrinkable []shrink) error {
+	for _, r := range rows {
+		for i, c := range r {
+			r[i] = clean(c)
+		}
+	}
+	if width > 0 {
+		cols := len(rows[0])
+		widths := make([]int, cols)
+		for _, r := range rows {
+			for i, c := range r {
+				widths[i] = max(widths[i], runeLen(c))
+			}
+		}
+		over := func() int {
+			n := 2*(cols-1) - width
+			for _, wd := range widths {
+				n += wd
+			}
+			return n
+		}
+		for _, s := range shrinkable {
+			if o := over(); o > 0 && widths[s.col] > s.floor {
+				widths[s.col] = max(s.floor, runeLen(rows[0][s.col]), widths[s.col]-o)
+			}
+		}
+		last := cols - 1
+		if o := over(); o > 0 {
+			widths[last] = max(runeLen(rows[0][last]), widths[last]-o)
+		}
+		for _, r := range rows {
+			for i, c := range r {
+				if i == last {
+					r[i] = fitList(c, widths[i])
+				} else {
+					r[i] = cut(c, widths[i])
+				}
+			}
+		}
+	}
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// An empty last cell leaves padding behind.
+	for _, l := range strings.SplitAfter(b.String(), "\n") {
+		if l == "" {
+			continue
+		}
+		if _, err := io.WriteString(w, strings.TrimRight(l, " \n")+"\n"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fitList shortens "a,b,c" (or "reason: a,b,c") to at most n characters by
+// naming as many items as fit and counting the rest: "a +2".
+func fitList(s string, n int) string {
+	if runeLen(s) <= n {
+		return s
+	}
+	prefix, list := "", s
+	if i := strings.Index(s, ": "); i >= 0 {
+		prefix, list = s[:i+2], s[i+2:]
+	}
+	items := strings.Split(list, ",")
+	if len(items) < 2 {
+		return cut(s, n)
+	}
+	for k := len(items) - 1; k >= 1; k-- {
+		out := prefix + strings.Join(items[:k], ",") + fmt.Sprintf(" +%d", len(items)-k)
+		if runeLen(out) <= n {
+			return out
+		}
+	}
+	more := fmt.Sprintf(" +%d", len(items)-1)
+	if n > len(more)+1 {
+		return cut(prefix+items[0], n-len(more)) + more
+	}
+	return cut(s, n)
+}
+
+// clean keeps a cell on one line and out of tabwriter's way: what devices
+// report (host names) is outside input.
+func clean(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+func runeLen(s string) int { return len([]rune(s)) }
+
+func cut(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	if n <= 1 {
+		return string(r[:n])
+	}
+	return string(r[:n-1]) + "…"
+}
+
+func (a *app) decisionsCmd() *cli.Command {
+	return &cli.Command{
+		Name:    "decisions",
+		Summary: "recent sign-ins: who, from which device, let in or not, and why",
+		Doc: "Lists recent sign-in decisions from the verifier's decision log, newest first: when, the Okta " +
+			"username, the device, whether the user was let in, and the reason with the policies that " +
+			"failed. It asks the running verifier's admin API with the data dir's ca.pem and admin.token.\n\n" +
+			"  clearance-verifier decisions --data-dir /var/lib/clearance --denied \\\n    --user alice@example.com",
+		Footer: config.SharedFooter,
+		Flags: func(fs *cli.FlagSet) cli.Action {
+			af := a.bindAdmin(fs)
+			fs.Group("Filters")
+			user := fs.String("user", "", "only sign-ins by this Okta `username`")
+			device := fs.String("device", "", "only sign-ins from this device (`id`, or the start of one as the tables show it)")
+			denied := fs.Bool("denied", false, "only sign-ins that were refused")
+			limit := fs.Int("limit", 20, "at most this many decisions (up to 1000)")
+			fs.Group("Output")
+			asJSON := fs.Bool("json", false, "print the decisions as JSON (the admin API's Decision messages)")
+			wide := fs.Bool("wide", false, "full device ids and nothing shortened, whatever the terminal's width")
+			return func(ctx context.Context, _ []string) error {
+				if *limit < 1 || *limit > 1000 {
+					return cli.Usagef("--limit must be from 1 to 1000")
+				}
+				c, err := af.dial(ctx, a.getenv)
+				if err != nil {
+					return err
+				}
+				defer c.close()
+				req := &adminv1.ListDecisionsRequest{Username: *user, PageSize: int32(*limit)}
+				if *device != "" {
+					if req.DeviceId, err = c.resolveDevice(*device); err != nil {
+						return err
+					}
+				}
+				if *denied {
+					req.Result = adminv1.DecisionResult_DECISION_RESULT_DENY
+				}
+				resp, err := c.client.ListDecisions(c.ctx, req)
+				if err != nil {
+					return c.explain(err)
+				}
+				if *asJSON {
+					return printJSON(a.stdout, &adminv1.ListDecisionsResponse{Decisions: resp.GetDecisions()})
+				}
+				if len(resp.GetDecisions()) == 0 {
+					fmt.Fprintln(a.stderr, "no sign-ins match")
+					return nil
+				}
+				return renderDecisions(a.stdout, resp.GetDecisions(), time.Local, tableWidth(a.getenv, *wide))
+			}
+		},
+	}
+}
+
+// resolveDevice accepts a full device id as is, or the unique device whose
+// id starts with prefix.
+func (c *adminConn) resolveDevice(prefix string) (string, error) {
+	if len(prefix) == 36 {
+		return prefix, nil
+	}
+	devs, err := c.listDevices()
+	if err != nil {
+		return "", err
+	}
+	var found []string
+	for _, d := range devs {
+		if strings.HasPrefix(d.GetDeviceId(), strings.ToLower(prefix)) {
+			found = append(found, d.GetDeviceId())
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("no device id starts with %q (see 'clearance-verifier devices')", prefix)
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("%d devices' ids start with %q; give more of it", len(found), prefix)
+}
+
+// renderDecisions writes the decisions table in loc's time, fitted to width.
+func renderDecisions(w io.Writer, ds []*adminv1.Decision, loc *time.Location, width int) error {
+	rows := [][]string{{"TIME", "USER", "DEVICE", "RESULT", "REASON"}}
+	for _, d := range ds {
+		result := "DENY"
+		if d.GetAllow() {
+			result = "allow"
+		}
+		reason := d.GetReason()
+		var failed []string
+		for _, r := range d.GetResults() {
+			if r.GetRequired() && r.GetStatus() != adminv1.PolicyStatus_POLICY_STATUS_PASS {
+				failed = append(failed, r.GetPolicyId())
+			}
+		}
+		if !d.GetAllow() && len(failed) > 0 {
+			reason += ": " + strings.Join(failed, ",")
+		}
+		rows = append(rows, []string{
+			d.GetAt().AsTime().In(loc).Format("01-02 15:04:05"), orDash(d.GetUsername()),
+			orDash(shorten(d.GetDeviceId(), width)), result, reason,
+		})
+	}
+	return writeTable(w, rows, width, []shrink{{col: 1, floor: 16}})
+}

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// TestFleetCommands asks a running verifier, found through the address
+// serve recorded in the data dir, for its devices and decisions.
+func TestFleetCommands(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	secretOut, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir, "--description", "fleet test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := lastLine(secretOut)
+	good := s.enroll(t, secret, "0A1B2C3D-0000-4000-8000-000000000001", agentv1.PolicyStatus_POLICY_STATUS_PASS)
+	bad := s.enroll(t, secret, "0A1B2C3D-0000-4000-8000-000000000002", agentv1.PolicyStatus_POLICY_STATUS_FAIL)
+	env := envOf(map[string]string{"COLUMNS": "80"})
+
+	devices := func(args ...string) string {
+		t.Helper()
+		out, stderr, err := execute(env, append([]string{"devices", "--data-dir", s.dir}, args...)...)
+		if err != nil {
+			t.Fatalf("devices %v: %v\n%s", args, err, stderr)
+		}
+		return out
+	}
+	out := devices()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "DEVICE") {
+		t.Fatalf("table:\n%s", out)
+	}
+	for _, l := range lines {
+		if n := len([]rune(l)); n > 80 {
+			t.Errorf("line of %d characters: %q", n, l)
+		}
+	}
+	goodRow, badRow := row(t, out, good.DeviceID[:8]), row(t, out, bad.DeviceID[:8])
+	for _, w := range []string{"yes", "6/0", "just now"} {
+		if !strings.Contains(goodRow, w) {
+			t.Errorf("compliant device's row lacks %q: %q", w, goodRow)
+		}
+	}
+	for _, w := range []string{"yes", "0/6", "filevault"} {
+		if !strings.Contains(badRow, w) {
+			t.Errorf("failing device's row lacks %q: %q", w, badRow)
+		}
+	}
+
+	if out := devices("--failing"); !strings.Contains(out, bad.DeviceID[:8]) || strings.Contains(out, good.DeviceID[:8]) {
+		t.Errorf("--failing:\n%s", out)
+	}
+	if out := devices("--policy", "sip"); !strings.Contains(out, bad.DeviceID[:8]) || strings.Contains(out, good.DeviceID[:8]) {
+		t.Errorf("--policy sip:\n%s", out)
+	}
+	if out := devices("--wide"); !strings.Contains(out, good.DeviceID) || !strings.Contains(out, "filevault,firewall,sip,gatekeeper,macos-version") {
+		t.Errorf("--wide:\n%s", out)
+	}
+	// Both agents hold their streams: nothing is offline.
+	if out, stderr, err := execute(env, "devices", "--data-dir", s.dir, "--offline"); err != nil || out != "" || stderr != "no devices match\n" {
+		t.Errorf("--offline: %q %q %v", out, stderr, err)
+	}
+	var listed struct {
+		Devices []struct {
+			DeviceID string `json:"deviceId"`
+			Summary  struct {
+				Compliant *bool    `json:"compliant"`
+				Failing   []string `json:"failing"`
+			} `json:"summary"`
+		} `json:"devices"`
+	}
+	if err := json.Unmarshal([]byte(devices("--json")), &listed); err != nil || len(listed.Devices) != 2 {
+		t.Fatalf("--json: %v %+v", err, listed)
+	}
+	for _, d := range listed.Devices {
+		if d.Summary.Compliant == nil {
+			t.Errorf("%s: compliant is missing from the JSON", d.DeviceID)
+		} else if *d.Summary.Compliant != (d.DeviceID == good.DeviceID) {
+			t.Errorf("%s: compliant %v", d.DeviceID, *d.Summary.Compliant)
+		}
+	}
+
+	// Decisions: a denial for the failing Mac and an allowed sign-in.
+	ctx := context.Background()
+	now := time.Now()
+	for _, d := range []storage.DecisionRecord{
+		{At: now.Add(-time.Minute), Username: "alice@example.com", DeviceID: good.DeviceID, Allow: true, Reason: "allowed", Source: "sso", LiveCheck: "none"},
+		{At: now, Username: "bob@example.com", DeviceID: bad.DeviceID, Allow: false, Reason: "policy_failed", Source: "sso", LiveCheck: "answered",
+			Results: []storage.DecisionResult{{PolicyID: "filevault", Status: "FAIL", Required: true}, {PolicyID: "macos-version", Status: "FAIL"}, {PolicyID: "sip", Status: "PASS", Required: true}}},
+	} {
+		if _, err := s.srv.Store.AppendDecision(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, _, err = execute(env, "decisions", "--data-dir", s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 3 || !strings.Contains(lines[1], "bob@example.com") ||
+		!strings.Contains(lines[1], "DENY") || !strings.Contains(lines[1], "policy_failed: filevault") || strings.Contains(lines[1], "macos-version") ||
+		!strings.Contains(lines[2], "allow") {
+		t.Errorf("decisions:\n%s", out)
+	}
+	for _, args := range [][]string{{"--denied"}, {"--user", "bob@example.com"}, {"--device", bad.DeviceID[:8]}, {"--device", bad.DeviceID}} {
+		out, _, err := execute(env, append([]string{"decisions", "--data-dir", s.dir}, args...)...)
+		if err != nil || strings.Count(strings.TrimSpace(out), "\n") != 1 || !strings.Contains(out, "bob@example.com") {
+			t.Errorf("decisions %v: %v\n%s", args, err, out)
+		}
+	}
+	if out, _, err := execute(env, "decisions", "--data-dir", s.dir, "--limit", "1"); err != nil || strings.Count(strings.TrimSpace(out), "\n") != 1 {
+		t.Errorf("--limit 1: %v\n%s", err, out)
+	}
+	if _, _, err := execute(env, "decisions", "--data-dir", s.dir, "--device", "ffffffff"); err == nil || !strings.Contains(err.Error(), "no device id starts with") {
+		t.Errorf("unknown device: %v", err)
+	}
+}
+
+func row(t *testing.T, table, prefix string) string {
+	t.Helper()
+	for _, l := range strings.Split(table, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	t.Fatalf("no row for %s in:\n%s", prefix, table)
+	return ""
+}
+
+// TestFleetCommandsExplainFailures: no verifier at the address, or one
+// that does not know this data dir's token, is said plainly.
+func TestFleetCommandsExplainFailures(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	// A data dir that trusts the same CA but holds another admin token.
+	other := newDataDir(t)
+	ca, err := os.ReadFile(filepath.Join(s.dir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(other, "ca.pem"), ca, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"devices", "--data-dir", s.dir, "--verifier", "127.0.0.1:1"}, "cannot reach the verifier at 127.0.0.1:1"},
+		{[]string{"decisions", "--data-dir", other, "--verifier", s.addr}, "refused the data dir's admin token"},
+		{[]string{"devices", "--data-dir", t.TempDir()}, "is not a clearance-verifier data dir"},
+		{[]string{"devices", "--data-dir", newDataDir(t), "--verifier", s.addr}, "is not the verifier serving this data dir: its certificate is not from the data dir's ca.pem"},
+		{[]string{"devices", "--data-dir", s.dir, "--verifier", "nope"}, `--verifier "nope" is not HOST:PORT`},
+	} {
+		_, _, err := execute(noEnv, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestTables pins the tables' layout (testdata/*.golden; go test -update
+// rewrites them): 80 columns, a hostile host name kept on one line.
+func TestTables(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 4, 12, 0, 0, 0, time.UTC)
+	dev := func(id, host, serial string, seen time.Duration, connected bool, pass, fail uint32, failing ...string) *adminv1.Device {
+		return &adminv1.Device{
+			DeviceId: id, Status: adminv1.DeviceStatus_DEVICE_STATUS_ACTIVE, Connected: connected,
+			Facts:        &agentv1.DeviceFacts{Hostname: host, SerialNumber: serial},
+			LastSeen:     timestamppb.New(now.Add(-seen)),
+			LastReportAt: timestamppb.New(now.Add(-seen)),
+			Summary:      &adminv1.PostureSummary{Pass: pass, Fail: fail, Compliant: proto.Bool(len(failing) == 0), Failing: failing},
+		}
+	}
+	revoked := dev("7c9e6679-7425-40de-944b-e07fc1f90ae7", "old-mac", "C02YY0000000", 400*time.Hour, false, 6, 0)
+	revoked.Status = adminv1.DeviceStatus_DEVICE_STATUS_REVOKED
+	fresh := dev("0d5b3c1e-51b2-4b7a-9d3e-000000000009", "new-mac", "", 0, true, 0, 0)
+	fresh.LastReportAt, fresh.LastSeen = nil, nil
+	devs := []*adminv1.Device{
+		dev("3f2c8a4e-9b1d-4e7f-8a6c-2d5e9f0b1c3a", "alices-macbook-pro.corp.example.com", "C02XK1ABJGH5", 12*time.Second, true, 6, 0),
+		dev("a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d", "bob-mbp", "FVFXC2QJQ6L4", 3*time.Hour, false, 2, 4, "filevault", "firewall", "sip", "screen-lock"),
+		dev("deadbeef-0000-4000-8000-000000000000", "evil\nhost\tname\x1b[31m", "X", 90*time.Minute, true, 5, 1, "filevault"),
+		revoked, fresh,
+	}
+	for _, tc := range []struct {
+		name  string
+		width int
+	}{{"devices", 80}, {"devices-wide", 0}} {
+		var b strings.Builder
+		if err := renderDevices(&b, devs, now, tc.width); err != nil {
+			t.Fatal(err)
+		}
+		checkTable(t, tc.name, b.String(), tc.width)
+	}
+	ds := []*adminv1.Decision{
+		{At: timestamppb.New(now), Username: "bob@example.com", DeviceId: "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d", Reason: "policy_failed",
+			Results: []*adminv1.DecisionPolicyResult{
+				{PolicyId: "filevault", Status: adminv1.PolicyStatus_POLICY_STATUS_FAIL, Required: true},
+				{PolicyId: "firewall", Status: adminv1.PolicyStatus_POLICY_STATUS_ERROR, Required: true},
+				{PolicyId: "screen-lock", Status: adminv1.PolicyStatus_POLICY_STATUS_MISSING, Required: true},
+				{PolicyId: "macos-version", Status: adminv1.PolicyStatus_POLICY_STATUS_FAIL},
+			}},
+		{At: timestamppb.New(now.Add(-time.Hour)), Username: "alice.with.a.very.long.name@corp.example.com", DeviceId: "3f2c8a4e-9b1d-4e7f-8a6c-2d5e9f0b1c3a", Allow: true, Reason: "allowed"},
+		{At: timestamppb.New(now.Add(-2 * time.Hour)), Username: "carol@example.com", Reason: "unknown_device"},
+	}
+	var b strings.Builder
+	if err := renderDecisions(&b, ds, time.UTC, 80); err != nil {
+		t.Fatal(err)
+	}
+	checkTable(t, "decisions", b.String(), 80)
+}
+
+func checkTable(t *testing.T, name, got string, width int) {
+	t.Helper()
+	if strings.ContainsAny(got, "\t\x1b") {
+		t.Errorf("%s has control characters:\n%q", name, got)
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(got, "\n"), "\n") {
+		if n := len([]rune(l)); width > 0 && n > width {
+			t.Errorf("%s: line of %d characters: %q", name, n, l)
+		}
+	}
+	checkGolden(t, "testdata/"+name+".golden", got)
+}
