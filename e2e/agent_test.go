@@ -124,7 +124,10 @@ func TestAgentEndToEnd(t *testing.T) {
 	stateDir := filepath.Join(dir, "agent")
 	agentArgs := []string{"run", "--verifier", v.grpcAddr, "--ca-file", filepath.Join(dataDir, "ca.pem"),
 		"--enroll-secret", secret, "--osquery-socket", sock, "--state-dir", stateDir,
-		"--interval", interval.String(), "--managed-plist", filepath.Join(dir, "none.plist")}
+		"--interval", interval.String(), "--managed-plist", filepath.Join(dir, "none.plist"),
+		// Sign-in is not tested here; parallel tests' agents would share the
+		// default loopback port.
+		"--presence-listen", "off"}
 	agent := startProc(t, "clearance-agent", agentArgs...)
 
 	// 1. Enrolls and its passing report is visible.
@@ -212,7 +215,7 @@ func TestAgentRestartsOsquery(t *testing.T) {
 	}
 	startProc(t, "clearance-agent", "run", "--verifier", v.grpcAddr, "--ca-file", filepath.Join(dataDir, "ca.pem"),
 		"--enroll-secret", secret, "--osqueryd", wrapper, "--state-dir", stateDir,
-		"--interval", interval.String(), "--managed-plist", filepath.Join(dir, "none.plist"))
+		"--interval", interval.String(), "--managed-plist", filepath.Join(dir, "none.plist"), "--presence-listen", "off")
 
 	got := waitDevice(t, v, "a compliant report", within, func(g *adminv1.GetDeviceResponse) bool {
 		return g.GetDevice().GetSummary().GetCompliant()

@@ -18,8 +18,9 @@ var demoStory = []string{
 	"PASS  filevault", "=> compliant",
 	"FAIL  filevault", "FAIL  firewall", "PASS  sip",
 	"fresh signed report in", "=> not compliant",
-	"HTTP 200: a signed SAMLResponse", "=> decision log: allowed",
-	"HTTP 403: Your Mac needs attention", "=> decision log: policy_failed: filevault firewall",
+	"-> 303 (to the agent on this Mac)", "-> 303 (proof signed by the device key)",
+	"HTTP 200: a signed SAMLResponse", "=> decision log: allowed (bound by agent",
+	"HTTP 403: Your Mac needs attention", "=> decision log: policy_failed: filevault firewall (bound by agent",
 }
 
 // demoEnv is this process's environment for a demo on free ports (never the
@@ -30,13 +31,13 @@ func demoEnv(t *testing.T, data, path string, extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		switch strings.SplitN(kv, "=", 2)[0] {
-		case "PATH", "BIN", "DATA", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "DEMO_EXIT", "VERIFIER", "HTTP", "SSO":
+		case "PATH", "BIN", "DATA", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "DEMO_EXIT", "VERIFIER", "HTTP", "SSO", "PRESENCE":
 			continue
 		}
 		env = append(env, kv)
 	}
 	env = append(env, "PATH="+path, "DATA="+data, "DEMO_EXIT=1",
-		"VERIFIER="+freePort(t), "HTTP="+freePort(t), "SSO="+freePort(t))
+		"VERIFIER="+freePort(t), "HTTP="+freePort(t), "SSO="+freePort(t), "PRESENCE="+freePort(t))
 	return append(env, extra...)
 }
 

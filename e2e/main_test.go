@@ -118,7 +118,7 @@ func startVerifierAt(t *testing.T, dataDir, policies, grpcAddr, httpAddr string)
 		"--grpc-listen", v.grpcAddr, "--http-listen", v.httpAddr, "--public-url", "https://localhost:8443",
 		// Tests that sign in start their own verifier; the others only need
 		// the SSO listener off the default port, which parallel tests share.
-		"--sso-listen", "127.0.0.1:0")
+		"--sso-listen", "127.0.0.1:0", "--sso-public-url", "https://localhost:8444")
 	v.cmd.Stdout, v.cmd.Stderr = v.logs, v.logs
 	if err := v.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -63,7 +63,7 @@ func TestAgentProfileEnrolls(t *testing.T) {
 	sock := filepath.Join(dir, "osq.sock")
 	startProc(t, "osquery-sim", "--socket", sock, "--fixture", "compliant-mac")
 	startProc(t, "clearance-agent", "run", "--managed-plist", managedPath,
-		"--osquery-socket", sock, "--state-dir", filepath.Join(dir, "agent"))
+		"--osquery-socket", sock, "--state-dir", filepath.Join(dir, "agent"), "--presence-listen", "off")
 	waitDevice(t, v, "a compliant report from the profile-configured agent", within, func(g *adminv1.GetDeviceResponse) bool {
 		return g.GetDevice().GetSummary().GetCompliant()
 	})

@@ -207,7 +207,9 @@ func TestReplicasShareSignIns(t *testing.T) {
 	dsn, password := pgDatabase(t)
 	dir := t.TempDir()
 	dataA, dataB := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-	flags := []string{"--database", dsn, "--live-check-after", liveCheckAfter.String(), "--live-check-timeout", "5s"}
+	// These sign-ins are bound by the agent's certificate (the replicas'
+	// proof-of-presence ceremony has its own test).
+	flags := []string{"--database", dsn, "--live-check-after", liveCheckAfter.String(), "--live-check-timeout", "5s", "--browser-binding", "certificate"}
 
 	// 1. Two replicas: B starts from A's CA, IdP identity and admin token.
 	ssoA, ssoB := freePort(t), freePort(t)

@@ -299,7 +299,7 @@ func TestBrowserCertificateEndToEnd(t *testing.T) {
 	ssoAddr := freePort(t)
 	v := startSSOVerifier(t, dataDir, ssoAddr, "--okta-request-cert", oktaCertFile,
 		"--live-check-after", liveCheckAfter.String(), "--live-check-timeout", "5s",
-		"--scep-challenge", challenge)
+		"--scep-challenge", challenge, "--browser-binding", "certificate")
 	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
 
 	// The Mac: the compliant fixture, whose system_info names its hardware
@@ -322,7 +322,7 @@ func TestBrowserCertificateEndToEnd(t *testing.T) {
 	stateDir := filepath.Join(dir, "agent")
 	agent := startProc(t, "clearance-agent", "run", "--verifier", v.grpcAddr, "--ca-file", filepath.Join(dataDir, "ca.pem"),
 		"--enroll-secret", secret, "--osquery-socket", sock, "--state-dir", stateDir,
-		"--interval", "1h", "--managed-plist", filepath.Join(dir, "none.plist"))
+		"--interval", "1h", "--managed-plist", filepath.Join(dir, "none.plist"), "--presence-listen", "off")
 	got := waitDevice(t, v, "a compliant report", within, func(g *adminv1.GetDeviceResponse) bool {
 		return g.GetDevice().GetConnected() && g.GetDevice().GetSummary().GetCompliant()
 	})

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
@@ -11,7 +12,9 @@ import (
 	"errors"
 	"io"
 	"math/big"
+	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
@@ -104,35 +107,15 @@ func oktaSigner(t *testing.T, dir string) (*rsa.PrivateKey, *x509.Certificate, s
 	return k, c, p
 }
 
-// agentCert is the agent's device certificate (with its chain) and key, read
-// from its state dir: the client certificate the test's browser presents.
-func agentCert(t *testing.T, stateDir string) tls.Certificate {
-	t.Helper()
-	read := func(name string) []byte {
-		b, err := os.ReadFile(filepath.Join(stateDir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	keyPath := filepath.Join(stateDir, "device.key")
-	if st, err := os.Stat(keyPath); err != nil || st.Mode().Perm() != 0o600 {
-		t.Fatalf("device key %s: %v, %v; want a 0600 file", keyPath, st, err)
-	}
-	chain := append(append(read("device.pem"), '\n'), read("chain.pem")...)
-	c, err := tls.X509KeyPair(chain, read("device.key"))
-	if err != nil {
-		t.Fatalf("agent certificate and key: %v", err)
-	}
-	return c
-}
-
 // ssoBrowser is a browser with a client certificate that reaches the SSO
 // listener at its loopback address while asking for the public name.
 type ssoBrowser struct {
 	t      *testing.T
 	client *http.Client
 	addr   string // the SSO listener's real address
+	// public: requests go to the public name, which the transport maps to
+	// addr (so cookies are kept for the name the verifier serves).
+	public bool
 }
 
 func newSSOBrowser(t *testing.T, v *verifier, addr string, cert tls.Certificate) *ssoBrowser {
@@ -146,6 +129,31 @@ func newSSOBrowser(t *testing.T, v *verifier, addr string, cert tls.Certificate)
 		// The verifier never redirects; a redirect would be a bug to see.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
+}
+
+// newPresenceBrowser is a browser without a certificate, with a cookie
+// jar, that follows redirects wherever they go — to the agent on loopback
+// and back — as a browser does, reaching the public SSO name at the
+// listener's loopback address.
+func newPresenceBrowser(t *testing.T, v *verifier, addr string) *ssoBrowser {
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(v.rootPEM())
+	pub, _ := url.Parse(e2eSSOPublic)
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d net.Dialer
+	tr := &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots},
+		DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+			if host, _, _ := net.SplitHostPort(a); host == pub.Hostname() {
+				a = addr // what DNS would resolve the public name to
+			}
+			return d.DialContext(ctx, network, a)
+		},
+	}
+	return &ssoBrowser{t: t, addr: addr, public: true, client: &http.Client{Transport: tr, Jar: jar, Timeout: 20 * time.Second}}
 }
 
 // ssoPage is what the browser got.
@@ -176,16 +184,24 @@ func (b *ssoBrowser) follow(oktaURL string) ssoPage {
 	if !ok {
 		b.t.Fatalf("Okta redirects to %s, not to the configured SSO URL", oktaURL)
 	}
-	req, err := http.NewRequest(http.MethodGet, "https://"+b.addr+rest, nil)
+	req, err := http.NewRequest(http.MethodGet, b.base()+rest, nil)
 	if err != nil {
 		b.t.Fatal(err)
 	}
 	return b.do(req)
 }
 
+// base is where the browser sends requests for the SSO listener.
+func (b *ssoBrowser) base() string {
+	if b.public {
+		return e2eSSOPublic
+	}
+	return "https://" + b.addr
+}
+
 func (b *ssoBrowser) post(path string, form url.Values) ssoPage {
 	b.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, "https://"+b.addr+path, strings.NewReader(form.Encode()))
+	req, err := http.NewRequest(http.MethodPost, b.base()+path, strings.NewReader(form.Encode()))
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -299,18 +315,21 @@ func waitStale(t *testing.T, v *verifier, deviceID string) {
 
 // TestSignInEndToEnd signs in to Okta from a Mac with the real binaries: the
 // verifier with Okta configured and signed requests, the osquery stand-in,
-// and the enrolled agent, whose device certificate the browser presents. A
-// passing Mac gets a response Okta accepts; after FileVault is turned off the
-// next sign-in gets the remediation page; once it is back on, "Check again"
-// completes that same sign-in; the decision log shows all three.
+// and the enrolled agent, whose loopback endpoint gives the browser (no
+// certificate, a cookie jar) the Mac's proof of presence. A passing Mac gets
+// a response Okta accepts; after FileVault is turned off the next sign-in
+// gets the remediation page; once it is back on, "Check again" completes
+// that same sign-in; the decision log shows all three, bound by the agent.
 func TestSignInEndToEnd(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "verifier")
 	oktaKey, oktaCert, oktaCertFile := oktaSigner(t, dir)
-	ssoAddr := freePort(t)
+	ssoAddr, presenceAddr := freePort(t), freePort(t)
+	_, presencePort, _ := net.SplitHostPort(presenceAddr)
 	v := startSSOVerifier(t, dataDir, ssoAddr, "--okta-request-cert", oktaCertFile,
-		"--live-check-after", liveCheckAfter.String(), "--live-check-timeout", "5s")
+		"--live-check-after", liveCheckAfter.String(), "--live-check-timeout", "5s",
+		"--agent-presence-port", presencePort)
 	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
 
 	fixture := filepath.Join(dir, "mac.json")
@@ -323,14 +342,16 @@ func TestSignInEndToEnd(t *testing.T) {
 	stateDir := filepath.Join(dir, "agent")
 	agent := startProc(t, "clearance-agent", "run", "--verifier", v.grpcAddr, "--ca-file", filepath.Join(dataDir, "ca.pem"),
 		"--enroll-secret", secret, "--osquery-socket", sock, "--state-dir", stateDir,
-		"--interval", "1h", "--managed-plist", filepath.Join(dir, "none.plist"))
+		"--interval", "1h", "--managed-plist", filepath.Join(dir, "none.plist"),
+		"--presence-listen", presenceAddr)
 	got := waitDevice(t, v, "a compliant report", within, func(g *adminv1.GetDeviceResponse) bool {
 		return g.GetDevice().GetConnected() && g.GetDevice().GetSummary().GetCompliant()
 	})
 	deviceID := got.GetDevice().GetDeviceId()
+	waitLog(t, agent.logs, "the agent learning the presence URL", "presence url set", e2eSSOPublic+"/saml/presence")
 
 	sp, idpCertPEM := oktaOrg(t, dataDir, oktaKey, oktaCert)
-	browser := newSSOBrowser(t, v, ssoAddr, agentCert(t, stateDir))
+	browser := newPresenceBrowser(t, v, ssoAddr)
 	signIn := func(r oktasim.Request) ssoPage {
 		t.Helper()
 		u, err := sp.RedirectURL(r)
@@ -399,9 +420,9 @@ func TestSignInEndToEnd(t *testing.T) {
 	for i, w := range want {
 		d := ds[i]
 		if d.GetAllow() != w.allow || d.GetReason() != w.reason || d.GetSource() != w.source ||
-			d.GetRequestId() != w.requestID || d.GetUsername() != e2eUser || d.GetCertSerial() == "" {
-			t.Errorf("decision %d: allow=%v reason=%q source=%q request=%q user=%q serial=%q; want allow=%v reason=%q source=%q request=%q user=%q",
-				i+1, d.GetAllow(), d.GetReason(), d.GetSource(), d.GetRequestId(), d.GetUsername(), d.GetCertSerial(),
+			d.GetRequestId() != w.requestID || d.GetUsername() != e2eUser || d.GetBinding() != "agent" || d.GetCertSerial() != "" {
+			t.Errorf("decision %d: allow=%v reason=%q source=%q request=%q user=%q binding=%q serial=%q; want allow=%v reason=%q source=%q request=%q user=%q binding=agent, no serial",
+				i+1, d.GetAllow(), d.GetReason(), d.GetSource(), d.GetRequestId(), d.GetUsername(), d.GetBinding(), d.GetCertSerial(),
 				w.allow, w.reason, w.source, w.requestID, e2eUser)
 		}
 		if !slices.Contains(w.liveChecks, d.GetLiveCheck()) {
@@ -433,6 +454,11 @@ func TestSignInEndToEnd(t *testing.T) {
 		"the enroll secret": secret, "the admin token": v.token(), "the retry token": token,
 		"a SAML response": resp1, "another SAML response": resp3,
 		"SAML XML": "<saml", "a SAMLResponse field": "SAMLResponse",
+		"a presence challenge": "challenge=", "a presence statement": "statement=",
+	}
+	pub, _ := url.Parse(e2eSSOPublic)
+	for _, c := range browser.client.Jar.Cookies(pub) {
+		secrets["the "+c.Name+" cookie"] = c.Value
 	}
 	for name, log := range map[string]string{"verifier": v.logs.String(), "agent": agent.logs.String()} {
 		for what, s := range secrets {

@@ -26,9 +26,11 @@ trap cleanup EXIT
 grpc="127.0.0.1:$(free_port)"
 http="127.0.0.1:$(free_port)"
 sso="127.0.0.1:$(free_port)"
+presence="127.0.0.1:$(free_port)"
 
 start clearance-verifier "$dir/verifier.log" clearance-verifier serve --data-dir "$dir/v" --policies examples/policies.yaml \
-  --grpc-listen "$grpc" --http-listen "$http" --sso-listen "$sso" --public-url "https://$grpc"
+  --grpc-listen "$grpc" --http-listen "$http" --sso-listen "$sso" --public-url "https://$grpc" \
+  --agent-presence-port "${presence##*:}"
 wait_for 30 "the verifier" grpcurl -connect-timeout 2 -cacert "$dir/v/ca.pem" "$grpc" grpc.health.v1.Health/Check
 secret=$(clearance-verifier secret create --data-dir "$dir/v" 2>"$dir/secret.log" | tail -n 1) ||
   { sed 's/^/    /' "$dir/secret.log" >&2; die "clearance-verifier secret create failed"; }
@@ -38,7 +40,7 @@ wait_for 10 "the osquery socket" test -S "$dir/osq.sock"
 
 start clearance-agent "$dir/agent.log" clearance-agent run --verifier "$grpc" --ca-file "$dir/v/ca.pem" \
   --enroll-secret "$secret" --osquery-socket "$dir/osq.sock" --state-dir "$dir/agent" --interval "$INTERVAL" \
-  --managed-plist "$dir/none.plist"
+  --managed-plist "$dir/none.plist" --presence-listen "$presence"
 agent=$(pid_of clearance-agent)
 token=$(cat "$dir/v/admin.token")
 compliant() {

@@ -2,7 +2,9 @@
 # make demo: a verifier on its embedded SQLite, the osquery stand-in playing a
 # compliant Mac, and an agent enrolled against both. Shows the Mac passing,
 # flips it to failing, and shows it failing, all through grpcurl; and a
-# browser holding the Mac's certificate signs in to Okta before and after.
+# browser on the Mac (curl, with a cookie jar and no certificate) signs in to
+# Okta before and after, proving it runs on the Mac through the agent's
+# loopback endpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-$PWD/bin}
@@ -10,6 +12,8 @@ DATA=${DATA:-demo-data}
 VERIFIER=${VERIFIER:-localhost:8443}
 HTTP=${HTTP:-localhost:8080}
 SSO=${SSO:-localhost:8444}
+# Where the agent gives the Mac's browser its proof of presence (loopback).
+PRESENCE=${PRESENCE:-127.0.0.1:47470}
 # A made-up Okta org: nothing is sent to it, the demo only shows what it would get.
 OKTA_AUDIENCE=https://www.okta.com/saml2/service-provider/spclearancedemo
 OKTA_ACS=https://example.okta.com/sso/saml2/0oaclearancedemo
@@ -54,9 +58,18 @@ policies() {
     on && /"status"/   {s = $4; sub("POLICY_STATUS_", "", s); printf "    %-5s %-14s %s\n", s, id, name}'
 }
 
-# sign_in: the browser, presenting the Mac's certificate, brings Okta's
-# factor-only AuthnRequest (HTTP-POST binding) to the SSO listener. Prints
-# the HTTP status; the page is in $DATA/sign-in.html.
+# hop prints one step of the ceremony: the method, where it went (without
+# its query, which holds the one-time challenge or the signed statement) and
+# the answer.
+hop() { # hop METHOD URL STATUS [WHAT]
+  printf '    %-4s %-46s -> %s%s\n' "$1" "${2%%\?*}" "$3" "${4:+ ($4)}"
+}
+
+# sign_in: the browser brings Okta's factor-only AuthnRequest (HTTP-POST
+# binding) to the SSO listener, which sends it to the agent on loopback;
+# the agent signs the Mac's proof of presence and sends it back; the
+# verifier decides. Each hop is printed; the last page is in
+# $DATA/sign-in.html and its HTTP status is in $status.
 sign_in() {
   local xml
   xml='<saml2p:AuthnRequest xmlns:saml2p="urn:oasis:names:tc:SAML:2.0:protocol"'
@@ -66,25 +79,36 @@ sign_in() {
   xml+="<saml2:Issuer xmlns:saml2=\"urn:oasis:names:tc:SAML:2.0:assertion\">$OKTA_AUDIENCE</saml2:Issuer>"
   xml+='<saml2:Subject xmlns:saml2="urn:oasis:names:tc:SAML:2.0:assertion"><saml2:NameID>ada@example.com</saml2:NameID></saml2:Subject>'
   xml+='<saml2p:NameIDPolicy Format="urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"/></saml2p:AuthnRequest>'
-  curl -sS --cacert "$DATA/ca.pem" --cert "$DATA/agent/device.pem" --key "$DATA/agent/device.key" \
-    -o "$DATA/sign-in.html" -w '%{http_code}' \
+  local jar="$DATA/browser-cookies.txt" out agent back
+  # 1. Okta's request: the verifier sends the browser to the agent.
+  out=$(curl -sS --cacert "$DATA/ca.pem" -b "$jar" -c "$jar" -o /dev/null -w '%{http_code} %{redirect_url}' \
     --data-urlencode "SAMLRequest=$(printf '%s' "$xml" | base64 | tr -d '\n')" --data-urlencode "RelayState=demo" \
-    "https://$SSO/saml/sso"
+    "https://$SSO/saml/sso")
+  agent=${out#* }
+  hop POST "https://$SSO/saml/sso" "${out%% *}" "to the agent on this Mac"
+  # 2. The agent signs the proof with the device key and sends it back.
+  out=$(curl -sS -o /dev/null -w '%{http_code} %{redirect_url}' "$agent")
+  back=${out#* }
+  hop GET "$agent" "${out%% *}" "proof signed by the device key"
+  # 3. The verifier checks the proof and decides.
+  status=$(curl -sS --cacert "$DATA/ca.pem" -b "$jar" -c "$jar" -o "$DATA/sign-in.html" -w '%{http_code}' "$back")
+  hop GET "$back" "$status"
 }
 
 # decision prints the newest entry of the decision log.
 decision() {
   admin ListDecisions '{"page_size": 1}' | awk -F'"' '
-    /"reason"/ {r = $4} /"source"/ {s = $4} /"liveCheck"/ {l = $4}
+    /"reason"/ {r = $4} /"source"/ {s = $4} /"liveCheck"/ {l = $4} /"binding"/ {b = $4}
     /"policyId"/ {id = $4} /"status": "POLICY_STATUS_FAIL"/ {failed = failed " " id}
-    END {printf "    => decision log: %s%s (source %s, live check %s)\n", r, (failed ? ":" failed : ""), s, l}'
+    END {printf "    => decision log: %s%s (bound by %s, source %s, live check %s)\n", r, (failed ? ":" failed : ""), b, s, l}'
 }
 
 bold "Starting clearance-verifier with an empty data dir ($DATA)"
 find "$DATA" -mindepth 1 -maxdepth 1 ! -name .demo.lock -exec rm -rf {} +
 start clearance-verifier "$DATA/verifier.log" clearance-verifier serve --data-dir "$DATA" --policies examples/policies.yaml \
   --grpc-listen "$VERIFIER" --http-listen "$HTTP" --sso-listen "$SSO" --public-url "https://$VERIFIER" \
-  --sso-public-url "https://$SSO" --okta-audience "$OKTA_AUDIENCE" --okta-acs-url "$OKTA_ACS"
+  --sso-public-url "https://$SSO" --okta-audience "$OKTA_AUDIENCE" --okta-acs-url "$OKTA_ACS" \
+  --agent-presence-port "${PRESENCE##*:}"
 wait_for 30 "the verifier" grpcurl -cacert "$DATA/ca.pem" "$VERIFIER" grpc.health.v1.Health/Check
 ls -l "$DATA" | sed 's/^/    /'
 
@@ -100,7 +124,8 @@ wait_for 10 "the osquery socket" test -S "$DATA/osquery.sock"
 
 bold "Starting clearance-agent (enrolls, connects, reports)"
 start clearance-agent "$DATA/agent.log" clearance-agent run --verifier "$VERIFIER" --ca-file "$DATA/ca.pem" \
-  --enroll-secret "$SECRET" --osquery-socket "$DATA/osquery.sock" --state-dir "$DATA/agent"
+  --enroll-secret "$SECRET" --osquery-socket "$DATA/osquery.sock" --state-dir "$DATA/agent" \
+  --presence-listen "$PRESENCE"
 compliant() { admin ListDevices | grep -q '"compliant": true'; }
 wait_for 30 "a passing report" compliant
 DEVICE=$(admin ListDevices | awk -F'"' '/"deviceId"/ {print $4; exit}')
@@ -111,7 +136,7 @@ admin GetDevice "{\"device_id\": \"$DEVICE\"}" | tee "$DATA/pass.json" | policie
 grep -q '"compliant": true' "$DATA/pass.json" && echo "    => compliant"
 
 bold "The user signs in to an app: Okta sends the browser to https://$SSO/saml/sso"
-status=$(sign_in)
+sign_in
 grep -q 'name="SAMLResponse"' "$DATA/sign-in.html" || { echo "no SAMLResponse (HTTP $status)" >&2; exit 1; }
 echo "    HTTP $status: a signed SAMLResponse, auto-posted to $OKTA_ACS"
 decision
@@ -128,7 +153,7 @@ admin GetDevice "{\"device_id\": \"$DEVICE\"}" | grep -q '"compliant": true' && 
 echo "    => not compliant: FileVault and the firewall fail"
 
 bold "The user signs in again: refused, with what to fix"
-status=$(sign_in)
+sign_in
 grep -q 'SAMLResponse' "$DATA/sign-in.html" && { echo "a refused sign-in carries a SAMLResponse" >&2; exit 1; }
 echo "    HTTP $status: $(sed -n 's:.*<h1>\(.*\)</h1>.*:\1:p' "$DATA/sign-in.html" | head -n 1)"
 decision

@@ -66,6 +66,12 @@ type Config struct {
 	LogLevel slog.Level
 	// LogFormat is agentprefs.LogText or agentprefs.LogJSON.
 	LogFormat string
+	// PresenceListen is where proofs of presence are served (loopback), or
+	// agentprefs.PresenceOff.
+	PresenceListen string
+	// PresenceBrowsers are the programs proofs are signed for (Team IDs on
+	// macOS, executable paths on Linux); empty keeps the platform's default.
+	PresenceBrowsers []string
 
 	// Sources names where each setting (by plist key) came from.
 	Sources map[string]string
@@ -110,11 +116,12 @@ const (
 	GroupVerifier = "Verifier"
 	GroupOsquery  = "osquery"
 	GroupPolicies = "Policies"
+	GroupSignIn   = "Sign-in"
 	GroupState    = "State"
 	GroupLogging  = "Logging"
 )
 
-var groupOrder = []string{GroupVerifier, GroupOsquery, GroupPolicies, GroupState, GroupLogging}
+var groupOrder = []string{GroupVerifier, GroupOsquery, GroupPolicies, GroupSignIn, GroupState, GroupLogging}
 
 var settings = []setting{
 	{key: agentprefs.KeyVerifier, flag: "verifier", env: "CLEARANCE_VERIFIER", local: true, group: GroupVerifier, kind: "host:port",
@@ -142,6 +149,11 @@ var settings = []setting{
 	{key: agentprefs.KeyLogFormat, flag: "log-format", env: "CLEARANCE_LOG_FORMAT", local: true, group: GroupLogging, kind: "text|json",
 		def:  agentprefs.LogText,
 		help: "text for people, json for log collectors", set: setLogFormat},
+	{key: agentprefs.KeyPresenceListen, flag: "presence-listen", env: "CLEARANCE_PRESENCE_LISTEN", local: true, group: GroupSignIn, kind: "host:port",
+		def:  agentprefs.DefaultPresenceListen,
+		help: "loopback address where the Mac's browser gets this Mac's proof of presence at sign-in, or off", set: setPresenceListen},
+	{key: agentprefs.KeyPresenceBrowsers, flag: "presence-browsers", env: "CLEARANCE_PRESENCE_BROWSERS", local: true, group: GroupSignIn, kind: "list",
+		help: "programs proofs are signed for: Apple Team IDs on macOS (default: the major browsers), executable paths on Linux (default: no check)", set: setPresenceBrowsers},
 }
 
 // EnvVars maps each plist key to its environment variable.
@@ -292,7 +304,7 @@ func Load(in Inputs) (*Config, error) {
 		return value{}, false
 	}
 
-	c := &Config{LogLevel: slog.LevelInfo, LogFormat: agentprefs.LogText, Sources: make(map[string]string)}
+	c := &Config{LogLevel: slog.LevelInfo, LogFormat: agentprefs.LogText, PresenceListen: agentprefs.DefaultPresenceListen, Sources: make(map[string]string)}
 	used := func(s setting) bool {
 		if in.Only == nil {
 			return true
@@ -484,6 +496,16 @@ func setInterval(c *Config, v string) (err error) {
 
 func setLogLevel(c *Config, v string) (err error) {
 	c.LogLevel, err = agentprefs.ParseLogLevel(v)
+	return err
+}
+
+func setPresenceListen(c *Config, v string) (err error) {
+	c.PresenceListen, err = agentprefs.ParsePresenceListen(v)
+	return err
+}
+
+func setPresenceBrowsers(c *Config, v string) (err error) {
+	c.PresenceBrowsers, err = agentprefs.ParsePresenceBrowsers(v)
 	return err
 }
 

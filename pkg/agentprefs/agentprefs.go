@@ -14,11 +14,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
+	"path"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/clearance/clearance/pkg/certpem"
+	"github.com/clearance/clearance/pkg/presence"
 )
 
 // Domain is the agent's preference domain; the plist files are named after it.
@@ -41,6 +45,13 @@ const (
 	KeyInterval      = "Interval"        // integer seconds, or a duration string such as "5m"
 	KeyLogLevel      = "LogLevel"        // string debug|info|warn|error
 	KeyLogFormat     = "LogFormat"       // string text|json
+	// KeyPresenceListen is where the agent serves proofs of presence: a
+	// loopback IP:PORT, or "off".
+	KeyPresenceListen = "PresenceListen"
+	// KeyPresenceBrowsers lists the programs the agent signs proofs for,
+	// comma-separated: Apple Team IDs on macOS (replacing the built-in
+	// list of browser vendors), executable paths on Linux.
+	KeyPresenceBrowsers = "PresenceBrowsers"
 )
 
 // MinInterval is the shortest Interval the agent accepts.
@@ -69,6 +80,8 @@ var keys = []key{
 	{name: KeyInterval, seconds: true, check: discard(ParseInterval)},
 	{name: KeyLogLevel, check: discard(ParseLogLevel)},
 	{name: KeyLogFormat, check: discard(ParseLogFormat)},
+	{name: KeyPresenceListen, check: discard(ParsePresenceListen)},
+	{name: KeyPresenceBrowsers, check: discard(ParsePresenceBrowsers)},
 }
 
 func discard[T any](parse func(string) (T, error)) func(string) error {
@@ -203,4 +216,51 @@ func ParseLogFormat(v string) (string, error) {
 		return "", fmt.Errorf("%q is not text or json", v)
 	}
 	return v, nil
+}
+
+// PresenceOff turns the agent's proof-of-presence endpoint off
+// (KeyPresenceListen), for sites that bind sign-ins by certificate only.
+const PresenceOff = "off"
+
+// DefaultPresenceListen is where the agent serves proofs of presence; the
+// verifier's --agent-presence-port must name the same port.
+const DefaultPresenceListen = presence.DefaultAgentAddr
+
+// ParsePresenceListen reads a loopback IP address and port, or "off". A
+// listener anywhere but loopback would let other machines ask this Mac's
+// key to sign.
+func ParsePresenceListen(v string) (string, error) {
+	if v == PresenceOff {
+		return v, nil
+	}
+	ap, err := netip.ParseAddrPort(v)
+	if err != nil || !ap.Addr().IsLoopback() || ap.Addr().Zone() != "" || ap.Addr().Is4In6() || ap.Port() == 0 {
+		return "", fmt.Errorf("%q is not a loopback IP address and port (e.g. %s), or %s", v, DefaultPresenceListen, PresenceOff)
+	}
+	return ap.String(), nil
+}
+
+// teamID is an Apple Developer Team ID.
+var teamID = regexp.MustCompile(`^[A-Z0-9]{10}$`)
+
+// ParsePresenceBrowsers reads a comma-separated list of Apple Team IDs (ten
+// upper-case letters and digits) or absolute executable paths.
+func ParsePresenceBrowsers(v string) ([]string, error) {
+	var out []string
+	for _, e := range strings.Split(v, ",") {
+		e = strings.TrimSpace(e)
+		switch {
+		case e == "":
+			continue
+		case teamID.MatchString(e):
+		case strings.HasPrefix(e, "/") && path.Clean(e) == e:
+		default:
+			return nil, fmt.Errorf("%q is neither an Apple Team ID (10 letters and digits) nor an absolute executable path", e)
+		}
+		out = append(out, e)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("lists no browser")
+	}
+	return out, nil
 }

@@ -18,7 +18,7 @@ func TestKeysAreStable(t *testing.T) {
 	t.Parallel()
 	// Managed Macs hold these names in profiles already delivered; renaming
 	// one silently unconfigures every one of them.
-	want := []string{"VerifierAddress", "CAFile", "CAPEM", "CAFingerprint", "EnrollSecret", "OsquerySocket", "OsquerydPath", "StateDir", "Interval", "LogLevel", "LogFormat"}
+	want := []string{"VerifierAddress", "CAFile", "CAPEM", "CAFingerprint", "EnrollSecret", "OsquerySocket", "OsquerydPath", "StateDir", "Interval", "LogLevel", "LogFormat", "PresenceListen", "PresenceBrowsers"}
 	if got := Keys(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("Keys() = %v, want %v", got, want)
 	}
@@ -137,4 +137,27 @@ func colons(hex string) string {
 		pairs = append(pairs, hex[i:i+2])
 	}
 	return strings.ToUpper(strings.Join(pairs, ":"))
+}
+
+func TestPresenceSettings(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"127.0.0.1:47470", "[::1]:47470", "127.0.0.2:9", "off"} {
+		if err := Check(KeyPresenceListen, v); err != nil {
+			t.Errorf("%s: %v", v, err)
+		}
+	}
+	for _, v := range []string{"", "0.0.0.0:47470", ":47470", "localhost:47470", "10.0.0.1:47470", "127.0.0.1:0", "127.0.0.1", "[::ffff:127.0.0.1]:1", "[fe80::1%lo]:1", "OFF"} {
+		if err := Check(KeyPresenceListen, v); err == nil {
+			t.Errorf("%q accepted", v)
+		}
+	}
+	got, err := ParsePresenceBrowsers("EQHXZ8M8AV, /usr/lib/chromium/chromium,")
+	if err != nil || strings.Join(got, "|") != "EQHXZ8M8AV|/usr/lib/chromium/chromium" {
+		t.Errorf("ParsePresenceBrowsers = %v, %v", got, err)
+	}
+	for _, v := range []string{"", ",", "eqhxz8m8av", "chromium", "/usr/lib/../bin/sh", "EQHXZ8M8AV1"} {
+		if _, err := ParsePresenceBrowsers(v); err == nil {
+			t.Errorf("%q accepted", v)
+		}
+	}
 }

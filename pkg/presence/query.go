@@ -13,8 +13,10 @@ import (
 const (
 	// AgentPath is the agent's endpoint.
 	AgentPath = "/v1/presence"
-	// DefaultAgentAddr is where the agent listens unless configured
-	// otherwise.
+	// DefaultAgentPort and DefaultAgentAddr are where the agent listens
+	// unless configured otherwise (clearance-agent --presence-listen); the
+	// verifier sends browsers to the same port (--agent-presence-port).
+	DefaultAgentPort = 47470
 	DefaultAgentAddr = "127.0.0.1:47470"
 
 	// ParamChallenge and ParamReturn are the agent URL's parameters.

@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"encoding/base64"
 	"errors"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -224,4 +225,11 @@ func FuzzParseQuery(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestDefaultAgentAddrUsesDefaultPort(t *testing.T) {
+	ap, err := netip.ParseAddrPort(presence.DefaultAgentAddr)
+	if err != nil || int(ap.Port()) != presence.DefaultAgentPort || !ap.Addr().IsLoopback() {
+		t.Fatalf("DefaultAgentAddr %q does not name loopback port %d", presence.DefaultAgentAddr, presence.DefaultAgentPort)
+	}
 }

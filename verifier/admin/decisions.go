@@ -162,6 +162,7 @@ func decisionProto(r storage.DecisionRecord) *adminv1.Decision {
 		Latency:          durationpb.New(r.Latency),
 		Source:           r.Source,
 		RequestId:        r.RequestID,
+		Binding:          r.Binding,
 	}
 	for _, res := range r.Results {
 		d.Results = append(d.Results, &adminv1.DecisionPolicyResult{

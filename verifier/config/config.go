@@ -110,7 +110,7 @@ const DefaultLiveCheckTimeout = 3 * time.Second
 
 // DefaultAgentPresencePort is the port clearance-agent's --presence-listen
 // defaults to, on 127.0.0.1.
-const DefaultAgentPresencePort = 47470
+const DefaultAgentPresencePort = presence.DefaultAgentPort
 
 // PresenceURL is where agents send browsers back with a proof of presence.
 func (c *Config) PresenceURL() string {

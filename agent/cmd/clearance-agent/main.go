@@ -5,12 +5,15 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -20,6 +23,7 @@ import (
 	"github.com/clearance/clearance/agent/enroll"
 	"github.com/clearance/clearance/agent/osquery"
 	"github.com/clearance/clearance/agent/policy"
+	"github.com/clearance/clearance/agent/presence"
 	"github.com/clearance/clearance/agent/service"
 	"github.com/clearance/clearance/agent/state"
 	"github.com/clearance/clearance/agent/stream"
@@ -221,10 +225,108 @@ func cmdRun(flags *config.Flags, stderr io.Writer) error {
 	g.Add("osquery", oq.Execute, oq.Interrupt)
 	g.Add("renew", ids.Execute, ids.Interrupt)
 	g.Add("stream", client.Execute, client.Interrupt)
+	if cfg.PresenceListen != agentprefs.PresenceOff {
+		p, err := newPresenceActor(cfg, ids, key, client, log)
+		if err != nil {
+			return err
+		}
+		g.Add("presence", p.Execute, p.Interrupt)
+	}
 	signals(&g)
 	err = g.Run()
 	log.Info("stopped", "component", "main", "reason", err)
 	return nil
+}
+
+// presenceRetry is how long the agent waits before trying again to listen
+// for proofs of presence when the address is taken.
+const presenceRetry = 30 * time.Second
+
+// presenceActor serves the loopback endpoint where the Mac's browser gets
+// this Mac's proof of presence at sign-in. A taken port does not stop the
+// agent's posture reports: the endpoint is retried until it can listen, and
+// each failure is logged.
+type presenceActor struct {
+	open func() (*presence.Server, error)
+	// browserCheck says whether only allowed browsers get proofs.
+	browserCheck bool
+	log          *slog.Logger
+	stop         chan struct{}
+	once         sync.Once
+}
+
+func newPresenceActor(cfg *config.Config, ids *enroll.Manager, key crypto.Signer, client *stream.Client, log *slog.Logger) (*presenceActor, error) {
+	opts, err := presenceOptions(cfg, ids, key, client, log)
+	if err != nil {
+		return nil, err // a bad browser list is a configuration error
+	}
+	return &presenceActor{
+		open:         func() (*presence.Server, error) { return presence.New(opts) },
+		browserCheck: opts.Peer != nil, log: log.With("component", "main"), stop: make(chan struct{}),
+	}, nil
+}
+
+// Execute listens (retrying while the address is taken) and serves until
+// Interrupt.
+func (p *presenceActor) Execute() error {
+	for {
+		srv, err := p.open()
+		if err == nil {
+			p.log.Info("presence endpoint listening", "addr", srv.Addr().String(), "browser_check", p.browserCheck)
+			done := make(chan error, 1)
+			go func() { done <- srv.Execute() }() // owned: ended by Interrupt below
+			select {
+			case err := <-done:
+				return err
+			case <-p.stop:
+				srv.Interrupt(nil)
+				return <-done
+			}
+		}
+		p.log.Error("presence endpoint unavailable; sign-ins from this Mac cannot be proven until it listens", "err", err, "retry_in", presenceRetry)
+		select {
+		case <-time.After(presenceRetry):
+		case <-p.stop:
+			return nil
+		}
+	}
+}
+
+// Interrupt stops Execute.
+func (p *presenceActor) Interrupt(error) { p.once.Do(func() { close(p.stop) }) }
+
+// presenceOptions configure the endpoint: proofs for the presence URL the
+// verifier names over the stream, signed with the device key, for the
+// browsers the settings allow.
+func presenceOptions(cfg *config.Config, ids *enroll.Manager, key crypto.Signer, client *stream.Client, log *slog.Logger) (presence.Options, error) {
+	var peer presence.PeerCheck
+	if presence.BrowserCheckDefault || len(cfg.PresenceBrowsers) > 0 {
+		var b presence.Browsers
+		for _, e := range cfg.PresenceBrowsers {
+			if strings.HasPrefix(e, "/") {
+				b.Executables = append(b.Executables, e)
+			} else {
+				b.TeamIDs = append(b.TeamIDs, e)
+			}
+		}
+		var err error
+		if peer, err = presence.NewBrowserCheck(b); err != nil {
+			return presence.Options{}, fmt.Errorf("--presence-browsers: %w", err)
+		}
+	}
+	return presence.Options{
+		Listen:      cfg.PresenceListen,
+		PresenceURL: client.PresenceURL,
+		Device: func() (string, crypto.Signer) {
+			id := ids.Identity()
+			if id == nil || id.DeviceID == "" {
+				return "", nil
+			}
+			return id.DeviceID, key
+		},
+		Peer:   peer,
+		Logger: log,
+	}, nil
 }
 
 func cmdCheck(flags *config.Flags, policiesFile string, stdout, stderr io.Writer) error {

@@ -1605,9 +1605,10 @@ type Decision struct {
 	At *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
 	// The Okta username from the AuthnRequest's Subject.
 	Username string `protobuf:"bytes,3,opt,name=username,proto3" json:"username,omitempty"`
-	// The device the browser certificate named; empty when none was identified.
+	// The device the sign-in was bound to; empty when none was identified.
 	DeviceId string `protobuf:"bytes,4,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
-	// The browser certificate's serial (lowercase hex); empty when none.
+	// The browser certificate's serial (lowercase hex); empty when none (a
+	// sign-in bound by the agent's proof of presence has none).
 	CertSerial string `protobuf:"bytes,5,opt,name=cert_serial,json=certSerial,proto3" json:"cert_serial,omitempty"`
 	// Whether the user was let in.
 	Allow bool `protobuf:"varint,6,opt,name=allow,proto3" json:"allow,omitempty"`
@@ -1628,7 +1629,11 @@ type Decision struct {
 	// What asked: "sso" (a sign-in) or "sso_retry" ("Check again").
 	Source string `protobuf:"bytes,13,opt,name=source,proto3" json:"source,omitempty"`
 	// The AuthnRequest's ID, to join this log with Okta's.
-	RequestId     string `protobuf:"bytes,14,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,14,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// How the sign-in was bound to the Mac: "agent" (the agent's proof of
+	// presence, signed by the device key) or "certificate" (a browser
+	// certificate); empty when nothing bound it.
+	Binding       string `protobuf:"bytes,15,opt,name=binding,proto3" json:"binding,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1757,6 +1762,13 @@ func (x *Decision) GetSource() string {
 func (x *Decision) GetRequestId() string {
 	if x != nil {
 		return x.RequestId
+	}
+	return ""
+}
+
+func (x *Decision) GetBinding() string {
+	if x != nil {
+		return x.Binding
 	}
 	return ""
 }
@@ -2805,7 +2817,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x06status\x18\x02 \x01(\x0e2 .clearance.admin.v1.PolicyStatusR\x06status\x12\x1a\n" +
 	"\brequired\x18\x03 \x01(\bR\brequired\x12\x1a\n" +
 	"\bcritical\x18\x04 \x01(\bR\bcritical\x12\x18\n" +
-	"\amessage\x18\x05 \x01(\tR\amessage\"\xea\x03\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\"\x84\x04\n" +
 	"\bDecision\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12*\n" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1a\n" +
@@ -2825,7 +2837,8 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\alatency\x18\f \x01(\v2\x19.google.protobuf.DurationR\alatency\x12\x16\n" +
 	"\x06source\x18\r \x01(\tR\x06source\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x0e \x01(\tR\trequestId\"\xab\x02\n" +
+	"request_id\x18\x0e \x01(\tR\trequestId\x12\x18\n" +
+	"\abinding\x18\x0f \x01(\tR\abinding\"\xab\x02\n" +
 	"\x14ListDecisionsRequest\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12:\n" +
