@@ -108,6 +108,17 @@ func startVerifierWith(t *testing.T, dataDir, policies string) *verifier {
 	return startVerifierAt(t, dataDir, policies, freePort(t), freePort(t))
 }
 
+// startVerifierArgs starts the verifier on free gRPC and HTTP ports with
+// the given flags after the data dir and policies.
+func startVerifierArgs(t *testing.T, dataDir string, args ...string) *verifier {
+	t.Helper()
+	v := &verifier{t: t, dataDir: dataDir, grpcAddr: freePort(t), httpAddr: freePort(t), logs: &syncBuffer{}, exited: make(chan error, 1)}
+	v.cmd = exec.Command(filepath.Join(binDir, "clearance-verifier"), append([]string{"serve",
+		"--data-dir", dataDir, "--policies", policiesFile(t),
+		"--grpc-listen", v.grpcAddr, "--http-listen", v.httpAddr, "--public-url", "https://localhost:8443"}, args...)...)
+	return v.run()
+}
+
 // startVerifierAt starts the verifier on the given addresses (a restart
 // reuses its predecessor's, so agents find it again).
 func startVerifierAt(t *testing.T, dataDir, policies, grpcAddr, httpAddr string) *verifier {
@@ -119,6 +130,13 @@ func startVerifierAt(t *testing.T, dataDir, policies, grpcAddr, httpAddr string)
 		// Tests that sign in start their own verifier; the others only need
 		// the SSO listener off the default port, which parallel tests share.
 		"--sso-listen", "127.0.0.1:0", "--sso-public-url", "https://localhost:8444")
+	return v.run()
+}
+
+// run starts v.cmd and waits until the verifier is serving.
+func (v *verifier) run() *verifier {
+	t := v.t
+	t.Helper()
 	v.cmd.Stdout, v.cmd.Stderr = v.logs, v.logs
 	if err := v.cmd.Start(); err != nil {
 		t.Fatal(err)
