@@ -112,7 +112,14 @@ func startVerifierWith(t *testing.T, dataDir, policies string) *verifier {
 // the given flags after the data dir and policies.
 func startVerifierArgs(t *testing.T, dataDir string, args ...string) *verifier {
 	t.Helper()
-	v := &verifier{t: t, dataDir: dataDir, grpcAddr: freePort(t), httpAddr: freePort(t), logs: &syncBuffer{}, exited: make(chan error, 1)}
+	return startVerifierOn(t, dataDir, freePort(t), freePort(t), args...)
+}
+
+// startVerifierOn is startVerifierArgs on the given gRPC and HTTP
+// addresses (a restart reuses its predecessor's).
+func startVerifierOn(t *testing.T, dataDir, grpcAddr, httpAddr string, args ...string) *verifier {
+	t.Helper()
+	v := &verifier{t: t, dataDir: dataDir, grpcAddr: grpcAddr, httpAddr: httpAddr, logs: &syncBuffer{}, exited: make(chan error, 1)}
 	v.cmd = exec.Command(filepath.Join(binDir, "clearance-verifier"), append([]string{"serve",
 		"--data-dir", dataDir, "--policies", policiesFile(t),
 		"--grpc-listen", v.grpcAddr, "--http-listen", v.httpAddr, "--public-url", "https://localhost:8443"}, args...)...)
