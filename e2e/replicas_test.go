@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/clearance/clearance/internal/oktasim"
 	"github.com/clearance/clearance/internal/protoagent"
+	"github.com/clearance/clearance/pkg/presence"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -604,5 +606,83 @@ func TestReplicasSurvivePostgresRestart(t *testing.T) {
 	}
 	if reconnected == 0 {
 		t.Error("no agent's stream broke: the restart was not under load")
+	}
+}
+
+// TestReplicasPresence: a sign-in bound by the agent's proof of presence
+// starts at replica A and completes at replica B (behind a load balancer
+// the browser may land on either), with the agent streaming to A: the
+// challenge, the browser's cookie and the live check all cross replicas
+// through the shared database. The same proof cannot then complete it again
+// at A.
+func TestReplicasPresence(t *testing.T) {
+	t.Parallel()
+	dsn, _ := pgDatabase(t)
+	dir := t.TempDir()
+	dataA, dataB := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	flags := []string{"--database", dsn, "--live-check-after", liveCheckAfter.String(), "--live-check-timeout", "5s"}
+	ssoA, ssoB := freePort(t), freePort(t)
+	vA := startSSOVerifier(t, dataA, ssoA, flags...)
+	shareIdentity(t, dataA, dataB)
+	vB := startSSOVerifier(t, dataB, ssoB, flags...)
+
+	secret := lastLine(cli(t, "secret", "create", "--database", dsn, "--description", "replicas"))
+	pa, err := protoagent.New(vA.grpcAddr, vA.rootPEM(), "5A1C0A7E-0000-4000-8000-00000000A0B2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := pa.Enroll(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	agent := &replicaAgent{t: t, a: pa}
+	agent.connect(vA.grpcAddr)
+	deviceID := pa.DeviceID
+	waitDevice(t, vB, "B to see the stream on A", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetConnected() && g.GetDevice().GetSummary().GetCompliant()
+	})
+	waitStale(t, vB, deviceID) // so that B's decision asks the agent, through A
+
+	// One browser (one cookie jar), whose requests the load balancer sends
+	// first to A, then to B.
+	sp, idpCertPEM := oktaOrg(t, dataA, nil, nil)
+	jar, _ := cookiejar.New(nil)
+	atA, atB := newSSOBrowser(t, vA, ssoA, tls.Certificate{}), newSSOBrowser(t, vB, ssoB, tls.Certificate{})
+	// Cookies are kept by host, not port: both replicas' loopback
+	// addresses are one site to the jar, as one name behind a load
+	// balancer is to a browser.
+	atA.client.Jar, atB.client.Jar = jar, jar
+	r := sp.NewRequest(e2eUser)
+	u, err := sp.RedirectURL(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, loc := atA.followRaw(u)
+	if p.status != http.StatusSeeOther {
+		t.Fatalf("A answered %d:\n%s", p.status, p.body)
+	}
+	agentURL, _ := url.Parse(loc)
+	challenge, ret, err := presence.ParseAgentQuery(agentURL.RawQuery)
+	if err != nil || ret != e2eSSOPublic+"/saml/presence" {
+		t.Fatalf("agent URL %q: %v", loc, err)
+	}
+	// The agent on the Mac (played here with the device key) signs.
+	origin, _ := presence.OriginOf(ret)
+	stmt, sig, err := presence.Sign(pa.Key, presence.Statement{Challenge: challenge, DeviceID: deviceID, Origin: origin, Time: time.Now().UTC().Truncate(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := e2eSSOPublic + "/saml/presence?" + presence.RedirectQuery(stmt, sig)
+	before := len(agent.answered())
+	okAtOkta(t, sp, idpCertPEM, atB.follow(back), r.ID, r.RelayState)
+	d := decisionFor(t, vB, deviceID, r.ID)
+	if !d.GetAllow() || d.GetBinding() != "agent" || d.GetLiveCheck() != "answered" || len(agent.answered()) != before+1 {
+		t.Errorf("B's decision: allow=%v binding=%q live_check=%q, %d answers; want allowed by the agent's proof with a live check through A",
+			d.GetAllow(), d.GetBinding(), d.GetLiveCheck(), len(agent.answered())-before)
+	}
+	// The proof is spent on every replica.
+	if p := atA.follow(back); p.status != http.StatusBadRequest || !strings.Contains(p.body, "presence_replayed") {
+		t.Errorf("the same proof at A: %d\n%s", p.status, p.body)
 	}
 }
