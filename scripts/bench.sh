@@ -3,7 +3,8 @@
 # the same run on the same cores, the raw ECDSA P-256 verify it cannot go
 # below; prints both and their ratio, for one agent and for many at once.
 # Then sign-ins through the real SSO
-# listener (HTTPS with client certificates, allowed and denied) beside the
+# listener (allowed with a certificate and with the agent's proof of presence,
+# denied) beside the
 # raw RSA-2048 signature every allowed sign-in needs two of, and their
 # ratio. Then measures the agent at rest.
 set -euo pipefail
@@ -38,7 +39,7 @@ awk '
 
 # Sign-ins: both packages in one go test, which runs benchmarks one after
 # another, so the RSA ceiling and the sign-ins share the same cores.
-go test -run='^$' -bench='^(BenchmarkRSA2048Sign|BenchmarkRespond|BenchmarkValidateRedirect|BenchmarkSSO|BenchmarkSSODeny)$' \
+go test -run='^$' -bench='^(BenchmarkRSA2048Sign|BenchmarkRespond|BenchmarkValidateRedirect|BenchmarkSSO|BenchmarkSSOPresence|BenchmarkSSODeny)$' \
   -benchtime="$benchtime" -count=1 ./verifier/idp/ ./verifier/server/ | tee "$out" >&2
 
 awk '
@@ -47,14 +48,17 @@ awk '
   /^BenchmarkRespond(-[0-9]+)?[ \t]/          { resp = val("ns/op") }
   /^BenchmarkValidateRedirect(-[0-9]+)?[ \t]/ { valid = val("ns/op") }
   /^BenchmarkSSO(-[0-9]+)?[ \t]/              { a_rate = val("decisions/s"); a50 = val("p50-ms"); a99 = val("p99-ms"); browsers = val("browsers") }
+  /^BenchmarkSSOPresence(-[0-9]+)?[ \t]/      { p_rate = val("decisions/s"); p50 = val("p50-ms"); p99 = val("p99-ms") }
   /^BenchmarkSSODeny(-[0-9]+)?[ \t]/          { d_rate = val("decisions/s"); d50 = val("p50-ms"); d99 = val("p99-ms") }
   END {
-    if (rsa == "" || resp == "" || valid == "" || a_rate == "" || d_rate == "") { print "benchmarks missing from output" > "/dev/stderr"; exit 1 }
+    if (rsa == "" || resp == "" || valid == "" || a_rate == "" || p_rate == "" || d_rate == "") { print "benchmarks missing from output" > "/dev/stderr"; exit 1 }
     printf "\n%-52s %12s %9s %9s\n", "measure (GOMAXPROCS=" procs ")", "per second", "p50 ms", "p99 ms"
     printf "%-52s %12.0f\n", "RSA-2048 sign, raw (ceiling; all CPUs)", 1e9/rsa
     printf "%-52s %12.0f\n", "SAML response build + 2 signs (one CPU)", 1e9/resp
     printf "%-52s %12.0f\n", "Okta request decode + verify (one CPU)", 1e9/valid
-    printf "%-52s %12.0f %9.2f %9.2f\n", sprintf("SSO allow, HTTPS + client cert (%d browsers)", browsers), a_rate, a50, a99
+    printf "%-52s %12.0f %9.2f %9.2f\n", sprintf("SSO allow, certificate binding (%d browsers)", browsers), a_rate, a50, a99
+    printf "%-52s %12.0f %9.2f %9.2f\n", sprintf("SSO allow, agent proof of presence (%d browsers)", browsers), p_rate, p50, p99
+    printf "%-52s %12.3f\n", "agent binding / certificate binding, sign-ins/s", p_rate/a_rate
     printf "%-52s %12.0f %9.2f %9.2f\n", sprintf("SSO deny, 403 remediation page (%d browsers)", browsers), d_rate, d50, d99
     printf "%-52s %12.3f\n", "allow decisions/s / RSA signs/s (2 signs: <= 0.5)", a_rate*rsa/1e9
   }' "$out"

@@ -14,6 +14,8 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -30,10 +32,12 @@ import (
 
 	"github.com/clearance/clearance/internal/oktasim"
 	"github.com/clearance/clearance/internal/protoagent"
+	"github.com/clearance/clearance/pkg/presence"
 	"github.com/clearance/clearance/pkg/run"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/admin"
+	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/server"
 	"github.com/clearance/clearance/verifier/signin"
 	"github.com/clearance/clearance/verifier/storage"
@@ -66,13 +70,27 @@ func BenchmarkSSODeny(b *testing.B) {
 	benchSSO(b, agentv1.PolicyStatus_POLICY_STATUS_FAIL, http.StatusForbidden, "policy_failed")
 }
 
+// BenchmarkSSOPresence is BenchmarkSSO bound by the agent's proof of
+// presence instead of a certificate: GET /saml/sso (303 to the agent), the
+// agent's statement signed with the device key (in process: on a Mac it is
+// the agent's work, on this machine it shares the cores), GET /saml/presence
+// with the browser's cookie (verify the statement, use the challenge), then
+// the same decision and signed response.
+func BenchmarkSSOPresence(b *testing.B) {
+	benchSSOWith(b, agentv1.PolicyStatus_POLICY_STATUS_PASS, http.StatusOK, "SAMLResponse", true)
+}
+
 func benchSSO(b *testing.B, status agentv1.PolicyStatus, wantStatus int, want string) {
+	benchSSOWith(b, status, wantStatus, want, false)
+}
+
+func benchSSOWith(b *testing.B, status agentv1.PolicyStatus, wantStatus int, want string, proof bool) {
 	e := startSSOBench(b)
 	b.SetParallelism(browsersPerProc)
 	n := browsersPerProc * runtime.GOMAXPROCS(0) // RunParallel's goroutine count
-	browsers := make([]*http.Client, n)
+	browsers := make([]*benchBrowser, n)
 	for i := range browsers {
-		browsers[i] = e.browser(b, status)
+		browsers[i] = e.browser(b, status, proof)
 	}
 	reqs, urls := e.requests(b, n+b.N)
 
@@ -81,7 +99,7 @@ func benchSSO(b *testing.B, status agentv1.PolicyStatus, wantStatus int, want st
 	// that work.
 	var buf bytes.Buffer
 	for i, c := range browsers {
-		code, err := get(c, urls[i], &buf)
+		code, err := c.signIn(e, urls[i], &buf)
 		if err != nil || code != wantStatus || !bytes.Contains(buf.Bytes(), []byte(want)) {
 			b.Fatalf("warm-up sign-in: status %d (want %d), err %v:\n%.2000s", code, wantStatus, err, buf.String())
 		}
@@ -116,7 +134,7 @@ func benchSSO(b *testing.B, status agentv1.PolicyStatus, wantStatus int, want st
 		for pb.Next() {
 			u := urls[next.Add(1)-1]
 			t0 := time.Now()
-			code, err := get(c, u, &buf)
+			code, err := c.signIn(e, u, &buf)
 			mine = append(mine, time.Since(t0))
 			if err != nil || code != wantStatus || !bytes.Contains(buf.Bytes(), []byte(want)) {
 				b.Errorf("sign-in: status %d (want %d), err %v:\n%.2000s", code, wantStatus, err, buf.String())
@@ -127,8 +145,9 @@ func benchSSO(b *testing.B, status agentv1.PolicyStatus, wantStatus int, want st
 	b.StopTimer()
 	// What was measured is what was meant: decisions from stored reports.
 	ds, err := e.srv.Store.ListDecisions(context.Background(), storage.DecisionFilter{Limit: 1})
-	if err != nil || len(ds) != 1 || ds[0].Allow != (wantStatus == http.StatusOK) || ds[0].LiveCheck != "none" {
-		b.Fatalf("last decision %+v, %v; want allow=%v without a live check", ds, err, wantStatus == http.StatusOK)
+	wantBinding := map[bool]string{true: "agent", false: "certificate"}[proof]
+	if err != nil || len(ds) != 1 || ds[0].Allow != (wantStatus == http.StatusOK) || ds[0].LiveCheck != "none" || ds[0].Binding != wantBinding {
+		b.Fatalf("last decision %+v, %v; want allow=%v without a live check, bound by %s", ds, err, wantStatus == http.StatusOK, wantBinding)
 	}
 	slices.Sort(latencies)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
@@ -164,6 +183,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // requests, and that org. It mirrors startSSO (signed) for a *testing.B:
 // the harness takes a *testing.T.
 type ssoBench struct {
+	now     func() time.Time
 	srv     *server.Server
 	sp      *oktasim.SP
 	url     string // the real address of the SSO listener
@@ -191,6 +211,9 @@ func startSSOBench(b *testing.B) *ssoBench {
 	}
 	cfg := baseConfig(filepath.Join(dir, "data"), policies)
 	cfg.OktaAudience, cfg.OktaACSURL, cfg.OktaRequestCert = testAudience, testACS, oktaPEM
+	// A browser with a certificate uses it; one without proves its Mac
+	// with the agent's statement: both bindings from one configuration.
+	cfg.BrowserBinding = config.BindingEither
 	// The clock stands still: every report and request stays fresh however
 	// long the run. Logs are formatted, as in production, then dropped.
 	clk := &clock{t: time.Now().UTC()}
@@ -216,7 +239,7 @@ func startSSOBench(b *testing.B) *ssoBench {
 		srv.Close()
 	})
 
-	e := &ssoBench{srv: srv, url: "https://" + srv.SSOAddr.String(), rootPEM: srv.CA.RootPEM()}
+	e := &ssoBench{now: clk.Now, srv: srv, url: "https://" + srv.SSOAddr.String(), rootPEM: srv.CA.RootPEM()}
 	tok, err := os.ReadFile(filepath.Join(cfg.DataDir, admin.TokenFile))
 	if err != nil {
 		b.Fatal(err)
@@ -251,10 +274,49 @@ func (e *ssoBench) ctx(b *testing.B) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+e.token)
 }
 
+// benchBrowser is one browser on one kept-alive connection: presenting
+// its Mac's certificate, or (proof set) with a cookie jar and the Mac's
+// agent to sign its proofs of presence.
+type benchBrowser struct {
+	client *http.Client
+	proof  *protoagent.Agent
+}
+
+// signIn follows one sign-in to its page, read into buf.
+func (c *benchBrowser) signIn(e *ssoBench, u string, buf *bytes.Buffer) (int, error) {
+	if c.proof == nil {
+		return get(c.client, u, buf)
+	}
+	resp, err := c.client.Get(u)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		return resp.StatusCode, fmt.Errorf("sign-in answered %d, not the redirect to the agent", resp.StatusCode)
+	}
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		return 0, err
+	}
+	challenge, ret, err := presence.ParseAgentQuery(loc.RawQuery)
+	if err != nil {
+		return 0, err
+	}
+	origin, err := presence.OriginOf(ret)
+	if err != nil {
+		return 0, err
+	}
+	raw, sig, err := presence.Sign(c.proof.Key, presence.Statement{Challenge: challenge, DeviceID: c.proof.DeviceID, Origin: origin, Time: e.now().Truncate(time.Second)})
+	if err != nil {
+		return 0, err
+	}
+	return get(c.client, e.url+signin.PathPresence+"?"+presence.RedirectQuery(raw, sig), buf)
+}
+
 // browser enrolls a Mac, stores a report at status over its stream (kept
-// open, as a running agent's is) and returns a browser presenting its
-// certificate on one kept-alive connection.
-func (e *ssoBench) browser(b *testing.B, status agentv1.PolicyStatus) *http.Client {
+// open, as a running agent's is) and returns a browser for it.
+func (e *ssoBench) browser(b *testing.B, status agentv1.PolicyStatus, proof bool) *benchBrowser {
 	b.Helper()
 	sec, err := e.admin.CreateEnrollSecret(e.ctx(b), &adminv1.CreateEnrollSecretRequest{Description: "bench"})
 	if err != nil {
@@ -278,16 +340,24 @@ func (e *ssoBench) browser(b *testing.B, status agentv1.PolicyStatus) *http.Clie
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(e.rootPEM)
-	tr := &http.Transport{
-		TLSClientConfig:     &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{*deviceCert(a)}},
-		MaxIdleConnsPerHost: 1,
+	tc := &tls.Config{RootCAs: roots, ServerName: "localhost"}
+	out := &benchBrowser{}
+	var jar http.CookieJar
+	if proof {
+		out.proof = a
+		jar, _ = cookiejar.New(nil)
+	} else {
+		tc.Certificates = []tls.Certificate{*deviceCert(a)}
 	}
+	tr := &http.Transport{TLSClientConfig: tc, MaxIdleConnsPerHost: 1}
 	b.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{
+	out.client = &http.Client{
 		Transport:     tr,
+		Jar:           jar,
 		Timeout:       30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+	return out
 }
 
 // requests builds n fresh Okta requests for testUser and their signed
