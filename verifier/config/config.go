@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,8 +49,12 @@ type Config struct {
 	// OktaAudience is Okta's Audience URI (its SP entity ID), OktaACSURL its
 	// Assertion Consumer Service URL; OktaRequestCert, when set, is the PEM
 	// file of Okta's request-signing certificate: requests must then be signed.
-	OktaAudience    string
-	OktaACSURL      string
+	OktaAudience string
+	// OktaACSURLs are the identity provider's ACS URLs, the org's first:
+	// with a custom domain and Okta's Redirect Domain left on Dynamic, Okta
+	// builds the ACS URL from the domain the sign-in came through, so each
+	// domain's is listed.
+	OktaACSURLs     []string
 	OktaRequestCert string
 	// IdPKeyBits is the size of the RSA signing key created on first start;
 	// IdPSigningKey, when set, is a go.step.sm/crypto/kms URI used instead.
@@ -143,7 +148,7 @@ func (c *Config) SSOHost() string {
 }
 
 // OktaConfigured reports whether the Okta service-provider settings are given.
-func (c *Config) OktaConfigured() bool { return c.OktaAudience != "" && c.OktaACSURL != "" }
+func (c *Config) OktaConfigured() bool { return c.OktaAudience != "" && len(c.OktaACSURLs) > 0 }
 
 // PublicHost is the host name of PublicURL.
 func (c *Config) PublicHost() string {
@@ -290,6 +295,30 @@ func httpsURL(dst func(*Config) *string) value {
 	}}
 }
 
+// httpsURLs is a comma-separated list of httpsURL values (at least one).
+func httpsURLs(dst func(*Config) *[]string) value {
+	return value{"URLs", func(c *Config, v string) error {
+		var out []string
+		for _, part := range strings.Split(v, ",") {
+			if part = strings.TrimSpace(part); part == "" {
+				continue
+			}
+			var one string
+			if err := httpsURL(func(*Config) *string { return &one }).set(c, part); err != nil {
+				return err
+			}
+			if !slices.Contains(out, one) {
+				out = append(out, one)
+			}
+		}
+		if len(out) == 0 {
+			return errors.New("lists no URL")
+		}
+		*dst(c) = out
+		return nil
+	}}
+}
+
 func absURI(dst func(*Config) *string) value {
 	return value{"URI", func(c *Config, v string) error {
 		u, err := url.Parse(v)
@@ -360,7 +389,7 @@ var settings = []setting{
 	{"sso-listen", GroupListen, ":8444", "address for sign-in (SAML SSO, metadata, remediation pages, SCEP); TLS, browser certificates requested and verified per request", listenAddr(func(c *Config) *string { return &c.SSOListen })},
 	{"sso-public-url", GroupListen, "", "base URL browsers reach --sso-listen at (default: the --public-url host with the --sso-listen port)", httpsURL(func(c *Config) *string { return &c.SSOPublicURL })},
 	{"okta-audience", GroupOkta, "", "Okta's Audience URI (its SP entity ID), from the IdP's settings in Okta", absURI(func(c *Config) *string { return &c.OktaAudience })},
-	{"okta-acs-url", GroupOkta, "", "Okta's Assertion Consumer Service URL, https://{org}/sso/saml2/{idpId}", httpsURL(func(c *Config) *string { return &c.OktaACSURL })},
+	{"okta-acs-url", GroupOkta, "", "Okta's Assertion Consumer Service URL, https://{org}/sso/saml2/{idpId}; comma-separated when Okta may build it from more than one domain (the first is the org's)", httpsURLs(func(c *Config) *[]string { return &c.OktaACSURLs })},
 	{"okta-request-cert", GroupOkta, "", "PEM file of Okta's request-signing certificate; when set, AuthnRequests must be signed", text("path", func(c *Config) *string { return &c.OktaRequestCert })},
 	{"idp-key-bits", GroupOkta, "2048", "size of the RSA SAML signing key created on first start", value{"2048|3072", func(c *Config, v string) error {
 		switch v {
@@ -665,11 +694,14 @@ func (c *Config) finish() error {
 	}
 	c.SSOPublicURL = canon
 	if c.BrowserBinding != BindingCertificate {
+		if strings.HasSuffix(c.SSOPublicURL, ":0") {
+			return fmt.Errorf("--sso-public-url %s names port 0 (from --sso-listen): set --sso-public-url to the https:// URL browsers reach the sign-in listener at", c.SSOPublicURL)
+		}
 		if _, err := presence.OriginOf(c.PresenceURL()); err != nil {
 			return fmt.Errorf("--sso-public-url %s cannot carry proofs of presence (%v); give a plain https://host[:port] URL", c.SSOPublicURL, err)
 		}
 	}
-	if (c.OktaAudience == "") != (c.OktaACSURL == "") {
+	if (c.OktaAudience == "") != (len(c.OktaACSURLs) == 0) {
 		return errors.New("set both --okta-audience and --okta-acs-url (Okta shows both on the identity provider's page), or neither")
 	}
 	if c.OktaRequestCert != "" && !c.OktaConfigured() {

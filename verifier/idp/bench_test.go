@@ -57,8 +57,8 @@ func newBenchIdP(b *testing.B) *benchIdP {
 		b.Fatal(err)
 	}
 	p, err := idp.New(id, idp.Settings{
-		MetadataURL: benchMetadata, SSOURL: benchSSO, Audience: benchAudience, ACSURL: benchACS,
-		RequestCert: oktaCert, MaxRequestSkew: 3 * time.Minute,
+		MetadataURL: benchMetadata, SSOURL: benchSSO, Audience: benchAudience, ACSURLs: []string{benchACS},
+		RequestCerts: []*x509.Certificate{oktaCert}, MaxRequestSkew: 3 * time.Minute,
 	})
 	if err != nil {
 		b.Fatal(err)

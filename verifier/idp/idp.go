@@ -56,10 +56,12 @@ type Settings struct {
 	MetadataURL string // our entity ID (Okta's "IdP Issuer URI")
 	SSOURL      string // where Okta sends browsers; the requests' Destination
 	Audience    string // Okta's SP entity ID; empty until configured
-	ACSURL      string // Okta's ACS URL
-	// RequestCert is Okta's request-signing certificate; when set, requests
-	// must be signed.
-	RequestCert *x509.Certificate
+	// ACSURLs are Okta's ACS URLs: the first is the org's, others the same
+	// identity provider's on other domains Okta may build it from.
+	ACSURLs []string
+	// RequestCerts are Okta's request-signing certificates (the current one,
+	// and the next during a rotation); when set, requests must be signed.
+	RequestCerts []*x509.Certificate
 	// MaxRequestSkew bounds an AuthnRequest's IssueInstant either way.
 	MaxRequestSkew time.Duration
 }
@@ -95,13 +97,13 @@ func New(id *SigningIdentity, s Settings) (*IdP, error) {
 		// crewjam's default is RSA-SHA1.
 		SignatureMethod: dsig.RSASHA256SignatureMethod,
 	}
+	acs := make([]saml.IndexedEndpoint, len(s.ACSURLs))
+	for i, u := range s.ACSURLs {
+		acs[i] = saml.IndexedEndpoint{Binding: saml.HTTPPostBinding, Location: u, Index: i}
+	}
 	p.sp = &saml.EntityDescriptor{
-		EntityID: s.Audience,
-		SPSSODescriptors: []saml.SPSSODescriptor{{
-			AssertionConsumerServices: []saml.IndexedEndpoint{{
-				Binding: saml.HTTPPostBinding, Location: s.ACSURL, Index: 0,
-			}},
-		}},
+		EntityID:         s.Audience,
+		SPSSODescriptors: []saml.SPSSODescriptor{{AssertionConsumerServices: acs}},
 	}
 	if p.mdXML, err = p.buildMetadata(); err != nil {
 		return nil, err
@@ -111,13 +113,13 @@ func New(id *SigningIdentity, s Settings) (*IdP, error) {
 
 // Configured reports whether Okta's settings are known; until they are,
 // every request is refused.
-func (p *IdP) Configured() bool { return p.s.Audience != "" && p.s.ACSURL != "" }
+func (p *IdP) Configured() bool { return p.s.Audience != "" && len(p.s.ACSURLs) > 0 }
 
 // Expect is what requests must say, at now.
 func (p *IdP) Expect(now time.Time) Expect {
 	return Expect{
-		Audience: p.s.Audience, ACSURL: p.s.ACSURL, Destination: p.s.SSOURL,
-		RequestCert: p.s.RequestCert, MaxSkew: p.s.MaxRequestSkew, Now: now,
+		Audience: p.s.Audience, ACSURLs: p.s.ACSURLs, Destination: p.s.SSOURL,
+		RequestCerts: p.s.RequestCerts, MaxSkew: p.s.MaxRequestSkew, Now: now,
 	}
 }
 
@@ -146,7 +148,7 @@ func (p *IdP) buildMetadata() ([]byte, error) {
 	}
 	d.KeyDescriptors = keep
 	d.NameIDFormats = []saml.NameIDFormat{NameIDUnspecified}
-	if p.s.RequestCert != nil {
+	if len(p.s.RequestCerts) > 0 {
 		yes := true
 		d.WantAuthnRequestsSigned = &yes
 	}
@@ -182,7 +184,7 @@ func (p *IdP) Respond(r *http.Request, req *Request, as Assert, now time.Time) (
 		Request:                 req.AuthnRequest,
 		ServiceProviderMetadata: p.sp,
 		SPSSODescriptor:         &p.sp.SPSSODescriptors[0],
-		ACSEndpoint:             &p.sp.SPSSODescriptors[0].AssertionConsumerServices[0],
+		ACSEndpoint:             p.acsFor(req),
 		Now:                     now,
 	}
 	format := req.NameIDFormat
@@ -244,6 +246,20 @@ func (p *IdP) Respond(r *http.Request, req *Request, as Assert, now time.Time) (
 		return "", err
 	}
 	return base64.StdEncoding.EncodeToString(buf), nil
+}
+
+// ACSURL is where the response to req goes: the ACS URL it named (one of
+// the configured ones: Validate checked), else the first.
+func (p *IdP) ACSURL(req *Request) string { return p.acsFor(req).Location }
+
+func (p *IdP) acsFor(req *Request) *saml.IndexedEndpoint {
+	acs := p.sp.SPSSODescriptors[0].AssertionConsumerServices
+	for i := range acs {
+		if acs[i].Location == req.AuthnRequest.AssertionConsumerServiceURL {
+			return &acs[i]
+		}
+	}
+	return &acs[0]
 }
 
 func randomID() string {

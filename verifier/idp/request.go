@@ -15,6 +15,7 @@ import (
 	"io"
 	"net/url"
 	"strings"
+	"slices"
 	"time"
 
 	"github.com/beevik/etree"
@@ -242,13 +243,18 @@ func checkXML(data []byte) error {
 
 // Expect is what a request must say to be answered.
 type Expect struct {
-	Audience    string // Issuer
-	ACSURL      string
+	Audience string // Issuer
+	// ACSURLs are the Assertion Consumer Service URLs a request may name
+	// (Okta's, one per domain it may build it from); the first is used when
+	// a request names none.
+	ACSURLs     []string
 	Destination string // our SSO URL
-	// RequestCert, when set, verifies request signatures, which are then required.
-	RequestCert *x509.Certificate
-	MaxSkew     time.Duration
-	Now         time.Time
+	// RequestCerts, when set, verify request signatures, which are then
+	// required: a signature by any of them counts (Okta's current and next
+	// certificate, during a rotation).
+	RequestCerts []*x509.Certificate
+	MaxSkew      time.Duration
+	Now          time.Time
 }
 
 // Request is an AuthnRequest that passed every check.
@@ -274,19 +280,19 @@ func Validate(rec *Received, e Expect) (*Request, error) {
 	signedXML := rec.XML
 	signed := false
 	switch {
-	case e.RequestCert == nil:
+	case len(e.RequestCerts) == 0:
 		// No Okta certificate configured: signatures cannot be checked and
 		// are not required; the request is still held to everything else.
 	case rec.Binding == BindingRedirect:
 		if rec.Signature == nil {
 			return nil, refuse(reason.MissingSignature, "request signing is required and the request carries no Signature")
 		}
-		if err := verifyRedirect(rec, e.RequestCert); err != nil {
+		if err := verifyRedirect(rec, e.RequestCerts); err != nil {
 			return nil, err
 		}
 		signed = true
 	default:
-		el, err := verifyEnveloped(rec.XML, e.RequestCert, e.Now)
+		el, err := verifyEnveloped(rec.XML, e.RequestCerts, e.Now)
 		if err != nil {
 			return nil, err
 		}
@@ -329,8 +335,8 @@ func checkFields(req *Request, e Expect) error {
 		}
 		return refuse(reason.WrongIssuer, "Issuer %.200q, want the configured Okta audience %q", got, e.Audience)
 	}
-	if ar.AssertionConsumerServiceURL != "" && ar.AssertionConsumerServiceURL != e.ACSURL {
-		return refuse(reason.WrongACS, "AssertionConsumerServiceURL %.200q, want %q", ar.AssertionConsumerServiceURL, e.ACSURL)
+	if ar.AssertionConsumerServiceURL != "" && !slices.Contains(e.ACSURLs, ar.AssertionConsumerServiceURL) {
+		return refuse(reason.WrongACS, "AssertionConsumerServiceURL %.200q, want one of %q (if Okta builds it from a custom domain, set the identity provider's Redirect Domain to Org URL, or add this URL to okta_acs_url)", ar.AssertionConsumerServiceURL, e.ACSURLs)
 	}
 	if ar.AssertionConsumerServiceURL == "" && ar.AssertionConsumerServiceIndex != "" {
 		return refuse(reason.WrongACS, "AssertionConsumerServiceIndex %.20q is not supported; Okta sends the URL", ar.AssertionConsumerServiceIndex)
@@ -403,14 +409,10 @@ var sigAlgs = map[string]crypto.Hash{
 	dsig.RSASHA512SignatureMethod: crypto.SHA512,
 }
 
-func verifyRedirect(rec *Received, cert *x509.Certificate) error {
+func verifyRedirect(rec *Received, certs []*x509.Certificate) error {
 	h, ok := sigAlgs[rec.SigAlg]
 	if !ok {
 		return refuse(reason.UnsupportedSigAlg, "SigAlg %.100q; use RSA-SHA256 (Okta: Request Signature Algorithm SHA-256)", rec.SigAlg)
-	}
-	pub, ok := cert.PublicKey.(*rsa.PublicKey)
-	if !ok {
-		return refuse(reason.BadSignature, "the configured Okta certificate has no RSA key")
 	}
 	var digest []byte
 	switch h {
@@ -421,10 +423,12 @@ func verifyRedirect(rec *Received, cert *x509.Certificate) error {
 		d := sha512.Sum512(rec.SignedPart)
 		digest = d[:]
 	}
-	if err := rsa.VerifyPKCS1v15(pub, h, digest, rec.Signature); err != nil {
-		return refuse(reason.BadSignature, "Signature does not verify with the configured Okta certificate")
+	for _, c := range certs {
+		if pub, ok := c.PublicKey.(*rsa.PublicKey); ok && rsa.VerifyPKCS1v15(pub, h, digest, rec.Signature) == nil {
+			return nil
+		}
 	}
-	return nil
+	return refuse(reason.BadSignature, "Signature does not verify with the configured Okta certificate (%d configured)", len(certs))
 }
 
 // Digest algorithms accepted in a POST request's signature.
@@ -433,7 +437,7 @@ const (
 	digestSHA512 = "http://www.w3.org/2001/04/xmlenc#sha512"
 )
 
-func verifyEnveloped(data []byte, cert *x509.Certificate, now time.Time) (*etree.Element, error) {
+func verifyEnveloped(data []byte, certs []*x509.Certificate, now time.Time) (*etree.Element, error) {
 	doc := etree.NewDocument()
 	if err := doc.ReadFromBytes(data); err != nil {
 		return nil, refuse(reason.MalformedXML, "%v", err)
@@ -472,7 +476,7 @@ func verifyEnveloped(data []byte, cert *x509.Certificate, now time.Time) (*etree
 	case d.SelectAttrValue("Algorithm", "") != digestSHA256 && d.SelectAttrValue("Algorithm", "") != digestSHA512:
 		return nil, refuse(reason.UnsupportedSigAlg, "DigestMethod %.100q; use SHA-256", d.SelectAttrValue("Algorithm", ""))
 	}
-	vc := dsig.NewDefaultValidationContext(&dsig.MemoryX509CertificateStore{Roots: []*x509.Certificate{cert}})
+	vc := dsig.NewDefaultValidationContext(&dsig.MemoryX509CertificateStore{Roots: certs})
 	vc.Clock = dsig.NewFakeClockAt(now)
 	el, err := vc.Validate(root)
 	if err != nil {

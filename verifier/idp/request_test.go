@@ -49,7 +49,11 @@ func testSP(key *rsa.PrivateKey, cert *x509.Certificate) *oktasim.SP {
 }
 
 func expect(cert *x509.Certificate) Expect {
-	return Expect{Audience: tAudience, ACSURL: tACS, Destination: tSSO, RequestCert: cert, MaxSkew: 3 * time.Minute, Now: tNow}
+	e := Expect{Audience: tAudience, ACSURLs: []string{tACS}, Destination: tSSO, MaxSkew: 3 * time.Minute, Now: tNow}
+	if cert != nil {
+		e.RequestCerts = []*x509.Certificate{cert}
+	}
+	return e
 }
 
 func rawQuery(t *testing.T, u string) string {
@@ -353,7 +357,7 @@ func FuzzValidate(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, requireSig bool) {
 		e := expect(nil)
 		if requireSig {
-			e.RequestCert = cert
+			e.RequestCerts = []*x509.Certificate{cert}
 		}
 		req, err := Validate(&Received{Binding: BindingPost, XML: data}, e)
 		if err != nil {

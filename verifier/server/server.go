@@ -256,7 +256,7 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 	}
 	settings := idp.Settings{
 		MetadataURL: cfg.MetadataURL(), SSOURL: cfg.SSOURL(),
-		Audience: cfg.OktaAudience, ACSURL: cfg.OktaACSURL, MaxRequestSkew: cfg.MaxRequestSkew,
+		Audience: cfg.OktaAudience, ACSURLs: cfg.OktaACSURLs, MaxRequestSkew: cfg.MaxRequestSkew,
 	}
 	if cfg.OktaRequestCert != "" {
 		data, err := os.ReadFile(cfg.OktaRequestCert)
@@ -267,7 +267,9 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 		if err != nil {
 			return fmt.Errorf("--okta-request-cert %s: %w", cfg.OktaRequestCert, err)
 		}
-		settings.RequestCert = certs[0]
+		// Every certificate in the file counts: Okta's current one and,
+		// during a rotation, the next.
+		settings.RequestCerts = certs
 	}
 	if s.IdP, err = idp.New(ident, settings); err != nil {
 		return err

@@ -210,7 +210,7 @@ func startSSOBench(b *testing.B) *ssoBench {
 		b.Fatal(err)
 	}
 	cfg := baseConfig(filepath.Join(dir, "data"), policies)
-	cfg.OktaAudience, cfg.OktaACSURL, cfg.OktaRequestCert = testAudience, testACS, oktaPEM
+	cfg.OktaAudience, cfg.OktaACSURLs, cfg.OktaRequestCert = testAudience, []string{testACS}, oktaPEM
 	// A browser with a certificate uses it; one without proves its Mac
 	// with the agent's statement: both bindings from one configuration.
 	cfg.BrowserBinding = config.BindingEither

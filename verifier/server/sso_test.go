@@ -55,7 +55,7 @@ func startSSO(t *testing.T, signed bool, edit func(*config.Config)) *ssoEnv {
 	var oktaKey *rsa.PrivateKey
 	var oktaCert *x509.Certificate
 	h := startWith(t, func(c *config.Config) {
-		c.OktaAudience, c.OktaACSURL = testAudience, testACS
+		c.OktaAudience, c.OktaACSURLs = testAudience, []string{testACS}
 		// These tests bind sign-ins by the browser certificate; the agent's
 		// proof of presence has its own (presence_test.go).
 		c.BrowserBinding = config.BindingCertificate
@@ -589,3 +589,63 @@ func hiddenToken(t *testing.T, body string) string {
 }
 
 var netParseCIDR = net.ParseCIDR
+
+// An org with a custom domain: Okta may name the identity provider's ACS URL
+// on either domain, and the response goes to the one the request named.
+// Okta's request-signing certificate is being rotated: a request signed
+// with either of the two certificates in the file counts.
+func TestOktaCustomDomainAndRotation(t *testing.T) {
+	t.Parallel()
+	const customACS = "https://login.example.com/sso/saml2/0oa1clearancetest"
+	nextKey, nextCert := rsaIdentity(t, "Okta request signing (next)")
+	e := startSSO(t, true, func(c *config.Config) {
+		c.OktaACSURLs = []string{testACS, customACS}
+		cur, err := os.ReadFile(c.OktaRequestCert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		both := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: nextCert.Raw}), cur...)
+		p := filepath.Join(t.TempDir(), "okta-both.pem")
+		if err := os.WriteFile(p, both, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c.OktaRequestCert = p
+	})
+	a, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+	c := e.browser(deviceCert(a))
+
+	// The org's domain, signed with the current certificate.
+	r := e.sp.NewRequest(testUser)
+	e.allowed(t, e.redirect(t, c, r), r)
+
+	// The custom domain, signed with the next certificate.
+	idpCert := readCert(t, filepath.Join(e.cfg.DataDir, idp.CertFile))
+	custom := oktasim.New(oktasim.Options{
+		EntityID: testAudience, ACSURL: customACS,
+		IdPSSOURL: e.cfg.SSOURL(), IdPIssuer: e.cfg.MetadataURL(), IdPCert: idpCert,
+		SigningKey: nextKey, SigningCert: nextCert, Now: e.clock.Now,
+	})
+	r = custom.NewRequest(testUser)
+	u, err := custom.RedirectURL(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := e.get(t, c, u)
+	action, resp, _, err := oktasim.ParsePostForm([]byte(p.body))
+	if err != nil || action != customACS {
+		t.Fatalf("custom domain: posts to %q (%v), want %q:\n%s", action, err, customACS, p.body)
+	}
+	if _, err := custom.Validate(resp, r.ID); err != nil {
+		t.Fatalf("the custom domain's ACS refuses the response: %v", err)
+	}
+
+	// A domain nobody configured is refused, and the log says what to set.
+	r = e.sp.NewRequest(testUser)
+	r.ACSURL = "https://other.example.com/sso/saml2/0oa1clearancetest"
+	p = e.redirect(t, c, r)
+	noResponse(t, p)
+	if p.status != http.StatusBadRequest || !strings.Contains(p.body, "wrong_acs") {
+		t.Errorf("unknown ACS: %d\n%s", p.status, p.body)
+	}
+	e.logs.has(t, "Redirect Domain to Org URL")
+}

@@ -372,7 +372,7 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 			h.Pages.Refused(w, http.StatusInternalServerError, web.Refused{Reason: reason.SigningFailed, SupportID: strconv.FormatInt(id, 10)})
 			return
 		}
-		if err := h.Pages.Post(w, web.Post{ACSURL: h.IdP.Settings().ACSURL, SAMLResponse: resp, RelayState: a.req.RelayState, Notes: web.Notes(d)}); err != nil {
+		if err := h.Pages.Post(w, web.Post{ACSURL: h.IdP.ACSURL(a.req), SAMLResponse: resp, RelayState: a.req.RelayState, Notes: web.Notes(d)}); err != nil {
 			h.log().Error("response not sent", "err", err, "decision_id", id)
 		}
 		return

@@ -83,7 +83,7 @@ type oktaValues struct {
 	NotAfter    time.Time
 
 	Audience        string
-	ACSURL          string
+	ACSURLs         []string
 	RequestCertPath string
 	RequestCertNote string // what reading RequestCertPath found
 }
@@ -121,7 +121,7 @@ func oktaValuesFor(cfg *config.Config) (*oktaValues, error) {
 		X5TS256:      base64.RawURLEncoding.EncodeToString(sum[:]),
 		NotAfter:     cert.NotAfter,
 		Audience:     cfg.OktaAudience,
-		ACSURL:       cfg.OktaACSURL,
+		ACSURLs:      cfg.OktaACSURLs,
 	}
 	if cfg.OktaRequestCert != "" {
 		v.RequestCertPath = cfg.OktaRequestCert
@@ -245,7 +245,7 @@ func writeOktaGuide(w io.Writer, v *oktaValues) error {
 	p("   and Audience URI (https://www.okta.com/saml2/service-provider/sp...). Copy them into the verifier's config file\n")
 	p("   (or --okta-acs-url / --okta-audience, CLEARANCE_OKTA_ACS_URL / CLEARANCE_OKTA_AUDIENCE) and restart the verifier:\n\n")
 	p("     okta_audience: %s\n", orNotSet(v.Audience, "<Audience URI>"))
-	p("     okta_acs_url: %s\n", orNotSet(v.ACSURL, "<Assertion Consumer Service URL>"))
+	p("     okta_acs_url: %s\n", orNotSet(strings.Join(v.ACSURLs, ","), "<Assertion Consumer Service URL>"))
 	if v.RequestCertPath != "" {
 		p("     okta_request_cert: %s\n", v.RequestCertPath)
 	} else {

@@ -37,7 +37,7 @@ func serveConfig(t *testing.T, dir string, extra ...string) *config.Config {
 		t.Fatal(err)
 	}
 	args := append([]string{"--data-dir", dir, "--policies", policies, "--grpc-listen", "127.0.0.1:0",
-		"--http-listen", "127.0.0.1:0", "--sso-listen", "127.0.0.1:0", "--log-level", "warn"}, extra...)
+		"--http-listen", "127.0.0.1:0", "--sso-listen", "127.0.0.1:0", "--sso-public-url", "https://localhost:8444", "--log-level", "warn"}, extra...)
 	cfg, err := config.Load(flag.NewFlagSet("serve", flag.ContinueOnError), args, noEnv)
 	if err != nil {
 		t.Fatal(err)
