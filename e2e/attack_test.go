@@ -57,7 +57,7 @@ func TestPlantedCertificateAttack(t *testing.T) {
 	start := func(binding string) *verifier {
 		return startVerifierOn(t, dataDir, grpcAddr, httpAddr,
 			"--sso-listen", ssoAddr, "--sso-public-url", e2eSSOPublic,
-			"--okta-audience", e2eAudience, "--okta-acs-url", e2eACS,
+			"--okta-audience", e2eAudience, "--okta-acs-url", e2eACS, "--allow-unsigned-requests",
 			"--scep-challenge", challenge, "--agent-presence-port", presencePort, "--browser-binding", binding)
 	}
 	v := start("agent")

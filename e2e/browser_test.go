@@ -314,7 +314,7 @@ func startBrowserVerifier(t *testing.T, dataDir, ssoAddr, ssoPublic, acsURL stri
 	t.Helper()
 	return startVerifierArgs(t, dataDir, append([]string{
 		"--sso-listen", ssoAddr, "--sso-public-url", ssoPublic,
-		"--okta-audience", e2eAudience, "--okta-acs-url", acsURL,
+		"--okta-audience", e2eAudience, "--okta-acs-url", acsURL, "--allow-unsigned-requests",
 	}, extra...)...)
 }
 

@@ -54,6 +54,10 @@ func startSSOVerifier(t *testing.T, dataDir, ssoAddr string, extra ...string) *v
 		"--grpc-listen", v.grpcAddr, "--http-listen", v.httpAddr, "--public-url", "https://localhost:8443",
 		"--sso-listen", ssoAddr, "--sso-public-url", e2eSSOPublic,
 		"--okta-audience", e2eAudience, "--okta-acs-url", e2eACS}, extra...)
+	if !slices.Contains(extra, "--okta-request-cert") {
+		// This test's Okta does not sign its requests.
+		args = append(args, "--allow-unsigned-requests")
+	}
 	v.cmd = exec.Command(filepath.Join(binDir, "clearance-verifier"), args...)
 	v.cmd.Stdout, v.cmd.Stderr = v.logs, v.logs
 	if err := v.cmd.Start(); err != nil {
@@ -491,4 +495,27 @@ func oktaOrg(t *testing.T, dataDir string, oktaKey *rsa.PrivateKey, oktaCert *x5
 		IdPSSOURL: e2eSSOPublic + "/saml/sso", IdPIssuer: e2eSSOPublic + "/saml/metadata", IdPCert: idpCert,
 		SigningKey: oktaKey, SigningCert: oktaCert,
 	}), idpCertPEM
+}
+
+// TestUnsignedRequestRefused: a verifier not told Okta's request-signing
+// certificate refuses every sign-in, since whoever builds an unsigned request
+// names the user it asserts; --allow-unsigned-requests is the explicit,
+// logged way out.
+func TestUnsignedRequestRefused(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ssoAddr := freePort(t)
+	v := startVerifierArgs(t, filepath.Join(dir, "verifier"), "--sso-listen", ssoAddr, "--sso-public-url", e2eSSOPublic,
+		"--okta-audience", e2eAudience, "--okta-acs-url", e2eACS)
+	sp, _ := oktaOrg(t, filepath.Join(dir, "verifier"), nil, nil)
+	u, err := sp.RedirectURL(sp.NewRequest(e2eUser))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPresenceBrowser(t, v, ssoAddr).follow(u)
+	if p.status != http.StatusServiceUnavailable || strings.Contains(p.body, "SAMLResponse") || !strings.Contains(p.body, "okta_request_cert_missing") {
+		t.Fatalf("an unsigned request got %d:\n%s", p.status, p.body)
+	}
+	waitLog(t, v.logs, "the start-up warning", "okta_request_cert is not set")
+	waitLog(t, v.logs, "the refusal", "msg=sso_request_refused", "reason=okta_request_cert_missing")
 }

@@ -15,6 +15,8 @@ SSO=${SSO:-localhost:8444}
 # Where the agent gives the Mac's browser its proof of presence (loopback).
 PRESENCE=${PRESENCE:-127.0.0.1:47470}
 # A made-up Okta org: nothing is sent to it, the demo only shows what it would get.
+# Its requests are unsigned (curl cannot sign them), hence --allow-unsigned-requests
+# below; a real verifier is given Okta's request-signing certificate instead.
 OKTA_AUDIENCE=https://www.okta.com/saml2/service-provider/spclearancedemo
 OKTA_ACS=https://example.okta.com/sso/saml2/0oaclearancedemo
 export PATH="$BIN:$PATH"
@@ -108,7 +110,7 @@ find "$DATA" -mindepth 1 -maxdepth 1 ! -name .demo.lock -exec rm -rf {} +
 start clearance-verifier "$DATA/verifier.log" clearance-verifier serve --data-dir "$DATA" --policies examples/policies.yaml \
   --grpc-listen "$VERIFIER" --http-listen "$HTTP" --sso-listen "$SSO" --public-url "https://$VERIFIER" \
   --sso-public-url "https://$SSO" --okta-audience "$OKTA_AUDIENCE" --okta-acs-url "$OKTA_ACS" \
-  --agent-presence-port "${PRESENCE##*:}"
+  --agent-presence-port "${PRESENCE##*:}" --allow-unsigned-requests
 wait_for 30 "the verifier" grpcurl -cacert "$DATA/ca.pem" "$VERIFIER" grpc.health.v1.Health/Check
 ls -l "$DATA" | sed 's/^/    /'
 

@@ -136,6 +136,8 @@ func Start(ctx context.Context, o StartOptions) (*Process, error) {
 		// Browsers with a certificate use it; browsers without one sign in
 		// with the agent's proof: both bindings in one run.
 		"--browser-binding", "either",
+		// loadgen's Okta does not sign (see Start's doc).
+		"--allow-unsigned-requests",
 		"--log-level", "warn"}
 	if o.LiveCheckAfter > 0 {
 		args = append(args, "--live-check-after", o.LiveCheckAfter.String())

@@ -62,6 +62,10 @@ type Settings struct {
 	// RequestCerts are Okta's request-signing certificates (the current one,
 	// and the next during a rotation); when set, requests must be signed.
 	RequestCerts []*x509.Certificate
+	// AllowUnsigned answers requests whose signature cannot be checked
+	// (no RequestCerts); without it and without RequestCerts, every request
+	// is refused.
+	AllowUnsigned bool
 	// MaxRequestSkew bounds an AuthnRequest's IssueInstant either way.
 	MaxRequestSkew time.Duration
 }
@@ -114,6 +118,11 @@ func New(id *SigningIdentity, s Settings) (*IdP, error) {
 // Configured reports whether Okta's settings are known; until they are,
 // every request is refused.
 func (p *IdP) Configured() bool { return p.s.Audience != "" && len(p.s.ACSURLs) > 0 }
+
+// SignaturesCheckable reports whether requests can be answered as far as
+// their signature goes: Okta's certificate is known, or unsigned requests
+// are allowed.
+func (p *IdP) SignaturesCheckable() bool { return len(p.s.RequestCerts) > 0 || p.s.AllowUnsigned }
 
 // Expect is what requests must say, at now.
 func (p *IdP) Expect(now time.Time) Expect {

@@ -14,9 +14,10 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"strings"
 	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/beevik/etree"
 	"github.com/clearance/clearance/verifier/reason"
@@ -241,6 +242,95 @@ func checkXML(data []byte) error {
 	return nil
 }
 
+// SAML namespaces the Subject check names.
+const (
+	nsAssertion = "urn:oasis:names:tc:SAML:2.0:assertion"
+)
+
+// NameID formats a request may name: the unspecified one Okta's
+// factor-only requests carry, and email. A response asserts the NameID in
+// the format the request named, so an unknown one is refused rather than
+// repeated.
+var nameIDFormats = []string{
+	NameIDUnspecified,
+	"urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+}
+
+// checkSubject holds the request's Subject to one shape, on the tokens
+// themselves, because encoding/xml reads leniently what the response then
+// asserts: the AuthnRequest has exactly one Subject, in the assertion
+// namespace, holding exactly one NameID and nothing else; the NameID holds
+// text only (a comment or an element inside it would be dropped and its
+// text pieces merged into another name) in a known Format. A missing
+// Subject is left to checkFields (missing_subject).
+func checkSubject(data []byte) error {
+	d := xml.NewDecoder(bytes.NewReader(data))
+	var (
+		path     []xml.Name
+		subjects int
+		nameIDs  int
+	)
+	bad := func(format string, args ...any) error { return refuse(reason.BadSubject, format, args...) }
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return refuse(reason.MalformedXML, "%v", err)
+		}
+		inNameID := len(path) == 3 && path[2].Local == "NameID"
+		switch t := tok.(type) {
+		case xml.StartElement:
+			switch {
+			case inNameID:
+				return bad("NameID holds an element <%s>; it must hold the username only", t.Name.Local)
+			case len(path) == 1 && t.Name.Local == "Subject":
+				if t.Name.Space != nsAssertion {
+					return bad("Subject in namespace %.100q, want %s", t.Name.Space, nsAssertion)
+				}
+				if subjects++; subjects > 1 {
+					return bad("more than one Subject")
+				}
+			case len(path) == 2 && path[1].Local == "Subject":
+				if t.Name.Local != "NameID" || t.Name.Space != nsAssertion {
+					return bad("Subject holds <%.100s> in %.100q; want one saml:NameID and nothing else", t.Name.Local, t.Name.Space)
+				}
+				if nameIDs++; nameIDs > 1 {
+					return bad("more than one NameID")
+				}
+				for _, a := range t.Attr {
+					if a.Name.Local == "Format" && a.Name.Space == "" && !slices.Contains(nameIDFormats, a.Value) {
+						return bad("NameID Format %.200q is not one this identity provider asserts (%v)", a.Value, nameIDFormats)
+					}
+				}
+			}
+			path = append(path, t.Name)
+		case xml.EndElement:
+			path = path[:len(path)-1]
+		case xml.Comment:
+			if inNameID {
+				return bad("NameID holds a comment; it must hold the username only")
+			}
+		case xml.ProcInst, xml.Directive:
+			if inNameID {
+				return bad("NameID holds markup; it must hold the username only")
+			}
+		}
+	}
+}
+
+// validUsername checks the NameID's text: no control characters, since it
+// is logged, stored and asserted as it is.
+func validUsername(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return false
+		}
+	}
+	return utf8.ValidString(s)
+}
+
 // Expect is what a request must say to be answered.
 type Expect struct {
 	Audience string // Issuer
@@ -306,6 +396,9 @@ func Validate(rec *Received, e Expect) (*Request, error) {
 		signed = true
 	}
 
+	if err := checkSubject(signedXML); err != nil {
+		return nil, err
+	}
 	var ar saml.AuthnRequest
 	if err := xml.Unmarshal(signedXML, &ar); err != nil {
 		return nil, refuse(reason.MalformedXML, "not an AuthnRequest: %v", err)
@@ -362,11 +455,14 @@ func checkFields(req *Request, e Expect) error {
 		return refuse(reason.FutureRequest, "issued at %s, more than %s ahead of this clock", ar.IssueInstant.UTC().Format(time.RFC3339), skew)
 	}
 	if ar.Subject == nil || ar.Subject.NameID == nil || strings.TrimSpace(ar.Subject.NameID.Value) == "" {
-		return refuse(reason.NoSubject, "no Subject NameID: Okta's factor-only requests name the user there")
+		return refuse(reason.NoSubject, "no Subject NameID: Okta's factor-only requests name the user there; in Okta, check the identity provider's IdP Usage is Factor only and IdP username is idpuser.subjectNameId")
 	}
 	req.Username = strings.TrimSpace(ar.Subject.NameID.Value)
 	if len(req.Username) > MaxUsernameLength {
-		return refuse(reason.NoSubject, "Subject NameID is %d bytes, limit %d", len(req.Username), MaxUsernameLength)
+		return refuse(reason.BadSubject, "Subject NameID is %d bytes, limit %d", len(req.Username), MaxUsernameLength)
+	}
+	if !validUsername(req.Username) {
+		return refuse(reason.BadSubject, "Subject NameID holds control characters or invalid UTF-8")
 	}
 	req.NameIDFormat = ar.Subject.NameID.Format
 	if req.NameIDFormat == "" && ar.NameIDPolicy != nil && ar.NameIDPolicy.Format != nil {
@@ -382,6 +478,9 @@ func Reparse(xmlBytes []byte, relayState string, e Expect) (*Request, error) {
 	var ar saml.AuthnRequest
 	if err := xml.Unmarshal(xmlBytes, &ar); err != nil {
 		return nil, refuse(reason.MalformedXML, "held request: %v", err)
+	}
+	if err := checkSubject(xmlBytes); err != nil {
+		return nil, err
 	}
 	req := &Request{AuthnRequest: ar, XML: xmlBytes, RelayState: relayState}
 	e.Now, e.MaxSkew = ar.IssueInstant, time.Hour

@@ -375,3 +375,71 @@ func FuzzValidate(f *testing.F) {
 		}
 	})
 }
+
+// The Subject is held to one shape, signed or not: whatever else the XML
+// says, the response asserts exactly the one NameID the request named, or
+// nothing.
+func TestSubjectShape(t *testing.T) {
+	t.Parallel()
+	key, cert := testSigner(t)
+	const saml2 = `xmlns:saml2="urn:oasis:names:tc:SAML:2.0:assertion"`
+	request := func(subject string) []byte {
+		return []byte(`<saml2p:AuthnRequest xmlns:saml2p="urn:oasis:names:tc:SAML:2.0:protocol" AssertionConsumerServiceURL="` + tACS +
+			`" Destination="` + tSSO + `" ID="id4242" IssueInstant="` + tNow.UTC().Format("2006-01-02T15:04:05.000Z") +
+			`" ProtocolBinding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Version="2.0">` +
+			`<saml2:Issuer ` + saml2 + `>` + tAudience + `</saml2:Issuer>` + subject +
+			`<saml2p:NameIDPolicy Format="urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"/></saml2p:AuthnRequest>`)
+	}
+	nameID := func(v string) string {
+		return `<saml2:Subject ` + saml2 + `><saml2:NameID>` + v + `</saml2:NameID></saml2:Subject>`
+	}
+	good := request(nameID("ada@example.com"))
+	for name, tc := range map[string]struct {
+		xml  []byte
+		want Reason
+	}{
+		"two Subjects, the last another user": {request(nameID("ada@example.com") + nameID("eve@example.com")), reason.BadSubject},
+		"two NameIDs":                          {request(`<saml2:Subject ` + saml2 + `><saml2:NameID>ada@example.com</saml2:NameID><saml2:NameID>eve@example.com</saml2:NameID></saml2:Subject>`), reason.BadSubject},
+		"NameID in a foreign namespace":        {request(`<saml2:Subject ` + saml2 + `><x:NameID xmlns:x="urn:evil">eve@example.com</x:NameID></saml2:Subject>`), reason.BadSubject},
+		"Subject in a foreign namespace":       {request(`<x:Subject xmlns:x="urn:evil"><x:NameID>eve@example.com</x:NameID></x:Subject>`), reason.BadSubject},
+		"a comment merged into the name":       {request(nameID("eve@example.com<!-- -->.attacker.example")), reason.BadSubject},
+		"an element inside the NameID":         {request(nameID("ada<b>x</b>@example.com")), reason.BadSubject},
+		"a BaseID instead of a NameID":         {request(`<saml2:Subject ` + saml2 + `><saml2:BaseID>ada</saml2:BaseID></saml2:Subject>`), reason.BadSubject},
+		"an unknown Format":                    {request(`<saml2:Subject ` + saml2 + `><saml2:NameID Format="urn:evil:format">ada@example.com</saml2:NameID></saml2:Subject>`), reason.BadSubject},
+		"an overlong name":                     {request(nameID(strings.Repeat("a", MaxUsernameLength+1))), reason.BadSubject},
+		"a control character":                  {request(nameID("ada&#x85;@example.com")), reason.BadSubject},
+		"no Subject":                           {request(""), reason.NoSubject},
+		"an empty NameID":                      {request(nameID("  ")), reason.NoSubject},
+	} {
+		for _, signed := range []bool{false, true} {
+			var sp *oktasim.SP
+			var c *x509.Certificate
+			if signed {
+				sp, c = testSP(key, cert), cert
+			} else {
+				sp = testSP(nil, nil)
+			}
+			r := sp.NewRequest("")
+			r.RawXML = tc.xml
+			u, err := sp.RedirectURL(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, err := DecodeRedirect(rawQuery(t, u))
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if _, err := Validate(rec, expect(c)); reasonOf(err) != tc.want {
+				t.Errorf("%s (signed=%v): %v, want %s", name, signed, err, tc.want)
+			}
+		}
+	}
+	// The same shape is accepted.
+	r := testSP(nil, nil).NewRequest("")
+	r.RawXML = good
+	u, _ := testSP(nil, nil).RedirectURL(r)
+	rec, _ := DecodeRedirect(rawQuery(t, u))
+	if req, err := Validate(rec, expect(nil)); err != nil || req.Username != "ada@example.com" {
+		t.Fatalf("the good request: %+v, %v", req, err)
+	}
+}

@@ -24,6 +24,7 @@ type Metrics struct {
 	scepIssued      prometheus.Counter
 	scepRefused     *prometheus.CounterVec
 	devices         *prometheus.GaugeVec
+	unsigned        prometheus.Gauge
 }
 
 // Device states (clearance_devices{state}): every enrolled, unrevoked device
@@ -42,6 +43,15 @@ const (
 
 // DeviceStates are the states clearance_devices reports, always all of them.
 var DeviceStates = []string{DeviceCompliant, DeviceFailing, DeviceStale, DeviceOffline}
+
+// UnsignedRequestsAllowed records whether unsigned AuthnRequests are answered.
+func (m *Metrics) UnsignedRequestsAllowed(on bool) {
+	if on {
+		m.unsigned.Set(1)
+	} else {
+		m.unsigned.Set(0)
+	}
+}
 
 // New registers the metrics (and Go/process collectors) in a fresh registry.
 func New() *Metrics {
@@ -92,7 +102,11 @@ func New() *Metrics {
 	for _, st := range DeviceStates {
 		m.devices.WithLabelValues(st)
 	}
-	m.Registry.MustRegister(m.scepIssued, m.scepRefused, m.devices)
+	m.unsigned = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "clearance_sso_unsigned_requests_allowed",
+		Help: "1 when AuthnRequests Okta did not sign are answered (allow_unsigned_requests without okta_request_cert): whoever builds a request names the user the response asserts. Alert on it.",
+	})
+	m.Registry.MustRegister(m.scepIssued, m.scepRefused, m.devices, m.unsigned)
 	m.Registry.MustRegister(m.reportsAccepted, m.reportsRejected, m.agents, m.ingestSeconds, m.enrollments, m.liveChecks,
 		m.ssoDecisions, m.ssoRefused, m.ssoSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

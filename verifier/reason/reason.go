@@ -17,27 +17,31 @@ func (c Code) String() string { return string(c) }
 // Refused sign-in requests: the AuthnRequest cannot be served at all (a
 // request problem, not a device problem). Nothing is decided about a device.
 const (
-	NotConfigured     Code = "okta_not_configured"
-	BadBinding        Code = "bad_binding"
-	Oversized         Code = "oversized_request"
-	BadEncoding       Code = "bad_encoding"
-	NotDeflate        Code = "not_deflate"
-	MalformedXML      Code = "malformed_xml"
-	DTD               Code = "dtd_forbidden"
-	WrongVersion      Code = "wrong_version"
-	BadID             Code = "bad_request_id"
-	WrongIssuer       Code = "wrong_issuer"
-	WrongACS          Code = "wrong_acs"
-	WrongBinding      Code = "wrong_protocol_binding"
-	WrongDestination  Code = "wrong_destination"
-	StaleRequest      Code = "stale_request"
-	FutureRequest     Code = "future_request"
-	Replayed          Code = "replayed_request"
-	MissingSignature  Code = "missing_signature"
-	BadSignature      Code = "bad_signature"
-	UnsupportedSigAlg Code = "unsupported_sig_alg"
-	NoSubject         Code = "missing_subject"
-	Passive           Code = "passive_not_supported"
+	NotConfigured Code = "okta_not_configured"
+	// RequestCertMissing: Okta's request-signing certificate is not set and
+	// unsigned requests are not allowed.
+	RequestCertMissing Code = "okta_request_cert_missing"
+	BadBinding         Code = "bad_binding"
+	Oversized          Code = "oversized_request"
+	BadEncoding        Code = "bad_encoding"
+	NotDeflate         Code = "not_deflate"
+	MalformedXML       Code = "malformed_xml"
+	DTD                Code = "dtd_forbidden"
+	WrongVersion       Code = "wrong_version"
+	BadID              Code = "bad_request_id"
+	WrongIssuer        Code = "wrong_issuer"
+	WrongACS           Code = "wrong_acs"
+	WrongBinding       Code = "wrong_protocol_binding"
+	WrongDestination   Code = "wrong_destination"
+	StaleRequest       Code = "stale_request"
+	FutureRequest      Code = "future_request"
+	Replayed           Code = "replayed_request"
+	MissingSignature   Code = "missing_signature"
+	BadSignature       Code = "bad_signature"
+	UnsupportedSigAlg  Code = "unsupported_sig_alg"
+	NoSubject          Code = "missing_subject"
+	BadSubject         Code = "bad_subject"
+	Passive            Code = "passive_not_supported"
 )
 
 // "Check again" on a held sign-in.
@@ -46,6 +50,9 @@ const (
 	RetryExpired   Code = "sign_in_expired"
 	RetryOtherCert Code = "retry_from_other_certificate"
 	RetryDone      Code = "sign_in_already_completed"
+	// RetryRestart: the held sign-in is older than the request Okta would
+	// still accept an answer to; the person starts over at Okta.
+	RetryRestart Code = "sign_in_restarted"
 )
 
 // The browser's certificate names no usable device. These are decisions

@@ -230,7 +230,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", s.metricsHandler())
 	s.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -257,6 +257,7 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 	settings := idp.Settings{
 		MetadataURL: cfg.MetadataURL(), SSOURL: cfg.SSOURL(),
 		Audience: cfg.OktaAudience, ACSURLs: cfg.OktaACSURLs, MaxRequestSkew: cfg.MaxRequestSkew,
+		AllowUnsigned: cfg.AllowUnsignedRequests,
 	}
 	if cfg.OktaRequestCert != "" {
 		data, err := os.ReadFile(cfg.OktaRequestCert)
@@ -273,6 +274,13 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 	}
 	if s.IdP, err = idp.New(ident, settings); err != nil {
 		return err
+	}
+	switch {
+	case !s.IdP.SignaturesCheckable():
+		log.Warn("okta_request_cert is not set: sign-ins are refused until Okta's request-signing certificate is given (or allow_unsigned_requests, which lets whoever builds a request name the user it asserts)", "component", "server")
+	case len(settings.RequestCerts) == 0:
+		s.Metrics.UnsignedRequestsAllowed(true)
+		log.Warn("UNSIGNED AUTHNREQUESTS ARE ANSWERED (allow_unsigned_requests): whoever can send a browser to the sign-in URL names the user the response asserts; set okta_request_cert", "component", "server")
 	}
 	if !s.IdP.Configured() {
 		log.Warn("okta is not configured: sign-ins are refused until okta_audience and okta_acs_url are set (see clearance-verifier okta setup)", "component", "server")
@@ -307,7 +315,8 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 		Gate:     s.Gate,
 		Store:    s.Store,
 		Pages:    pages,
-		Options:  signin.Options{Log: log, Metrics: s.Metrics, Now: s.now, PendingTTL: cfg.PendingSignInTTL},
+		Options: signin.Options{Log: log, Metrics: s.Metrics, Now: s.now, PendingTTL: cfg.PendingSignInTTL,
+			MaxHeldAge: cfg.MaxHeldRequestAge, DebugSAML: cfg.DebugSAML},
 	}
 	ra, raReason, err := s.CA.LoadOrCreateRA()
 	if err != nil {
@@ -351,6 +360,19 @@ func presenceURL(cfg *config.Config) string {
 		return ""
 	}
 	return cfg.PresenceURL()
+}
+
+// metricsHandler serves the registry, and repeats the unsigned-requests
+// warning on every scrape: whoever reads the metrics is told too.
+func (s *Server) metricsHandler() http.Handler {
+	h := promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{})
+	if !s.cfg.AllowUnsignedRequests || s.cfg.OktaRequestCert != "" {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.log.Warn("UNSIGNED AUTHNREQUESTS ARE ANSWERED (allow_unsigned_requests): set okta_request_cert", "component", "server")
+		h.ServeHTTP(w, r)
+	})
 }
 
 // deviceHintKey names the key that signs browsers' device-hint cookies.

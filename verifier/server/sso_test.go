@@ -66,6 +66,10 @@ func startSSO(t *testing.T, signed bool, edit func(*config.Config)) *ssoEnv {
 				t.Fatal(err)
 			}
 			c.OktaRequestCert = p
+		} else {
+			// Unsigned requests are refused unless this unsafe setting
+			// says otherwise (TestUnsignedRefusedByDefault).
+			c.AllowUnsignedRequests = true
 		}
 		if edit != nil {
 			edit(c)
@@ -648,4 +652,61 @@ func TestOktaCustomDomainAndRotation(t *testing.T) {
 		t.Errorf("unknown ACS: %d\n%s", p.status, p.body)
 	}
 	e.logs.has(t, "Redirect Domain to Org URL")
+}
+
+// Without Okta's request-signing certificate, sign-ins are refused unless
+// unsigned requests are explicitly allowed, which the verifier then warns
+// about at start, on every metrics scrape, and in a gauge.
+func TestUnsignedRefusedByDefault(t *testing.T) {
+	t.Parallel()
+	e := startSSO(t, false, func(c *config.Config) { c.AllowUnsignedRequests = false })
+	a, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+	p := e.redirect(t, e.browser(deviceCert(a)), e.sp.NewRequest(testUser))
+	noResponse(t, p)
+	if p.status != http.StatusServiceUnavailable || !strings.Contains(p.body, "okta_request_cert_missing") {
+		t.Fatalf("unsigned request: %d\n%s", p.status, p.body)
+	}
+	e.logs.has(t, "okta_request_cert is not set")
+
+	allowed := startSSO(t, false, nil)
+	allowed.logs.has(t, "UNSIGNED AUTHNREQUESTS ARE ANSWERED")
+	req, _ := http.NewRequest(http.MethodGet, "https://"+allowed.srv.HTTPAddr.String()+"/metrics", nil)
+	m := do(t, allowed.browser(nil), req)
+	if !strings.Contains(m.body, "clearance_sso_unsigned_requests_allowed 1") {
+		t.Errorf("metrics lack the unsigned-requests gauge at 1")
+	}
+}
+
+// A first pilot's troubles: Check again on a sign-in held past Okta's
+// patience starts it over at Okta instead of answering the old request; a
+// request without a Subject names the Okta setting to check; with
+// --debug-saml, a refused request is logged as decoded XML, without
+// RelayState.
+func TestOktaFirstTry(t *testing.T) {
+	t.Parallel()
+	e := startSSO(t, false, func(c *config.Config) { c.DebugSAML, c.MaxHeldRequestAge = true, 5*time.Minute })
+	live := agentv1.PolicyStatus_POLICY_STATUS_FAIL
+	a, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_FAIL, &live)
+	c := e.browser(deviceCert(a))
+
+	r := e.sp.NewRequest(testUser)
+	token := hiddenToken(t, e.redirect(t, c, r).body)
+	live = agentv1.PolicyStatus_POLICY_STATUS_PASS
+	e.clock.Add(5*time.Minute + time.Second)
+	p := e.post(t, c, signin.PathRetry, url.Values{"token": {token}})
+	noResponse(t, p)
+	p.has(t, "sign_in_restarted", "This sign-in took too long", `href="https://example.okta.com/"`, "Sign in again")
+	// The held sign-in is gone: pressing again is not a second chance.
+	p = e.post(t, c, signin.PathRetry, url.Values{"token": {token}})
+	p.has(t, "sign_in_expired")
+
+	// No Subject: the page and the log say what to check in Okta.
+	r = e.sp.NewRequest("")
+	p = e.redirect(t, c, r)
+	noResponse(t, p)
+	p.has(t, "missing_subject", "IdP Usage: Factor only")
+	e.logs.has(t, "reason=missing_subject", "idpuser.subjectNameId", "msg=sso_request_refused_xml", r.ID)
+	if strings.Contains(e.logs.String(), r.RelayState) {
+		t.Error("the log holds the RelayState")
+	}
 }

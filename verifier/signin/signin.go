@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -86,7 +87,20 @@ type Options struct {
 	// PendingTTL is how long a denied sign-in can be resumed
 	// (DefaultPendingTTL when zero).
 	PendingTTL time.Duration
+	// MaxHeldAge: "Check again" on a sign-in held longer sends the person
+	// back to Okta to start over (DefaultMaxHeldAge when zero).
+	MaxHeldAge time.Duration
+	// DebugSAML logs each refused request's decoded XML.
+	DebugSAML bool
 }
+
+// DefaultMaxHeldAge is how old a held sign-in may be for "Check again" to
+// answer Okta's original request: Okta stops waiting for an answer after a
+// few minutes.
+const DefaultMaxHeldAge = 5 * time.Minute
+
+// maxDebugXML bounds a request logged with DebugSAML.
+const maxDebugXML = 16 << 10
 
 // Register mounts the handler's paths on mux.
 func (h *Handler) Register(mux *http.ServeMux) {
@@ -152,6 +166,9 @@ const (
 type refusal struct {
 	code   reason.Code
 	detail string
+	// xml is the decoded request, when it got that far (logged with
+	// DebugSAML only).
+	xml []byte
 }
 
 func refused(code reason.Code, format string, args ...any) *refusal {
@@ -177,6 +194,10 @@ func (h *Handler) sso(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, refused(reason.NotConfigured, "okta_audience and okta_acs_url are not set"), http.StatusServiceUnavailable)
 		return
 	}
+	if !h.IdP.SignaturesCheckable() {
+		h.refuse(w, r, refused(reason.RequestCertMissing, "okta_request_cert (Okta's request-signing certificate) is not set; set it, or allow_unsigned_requests"), http.StatusServiceUnavailable)
+		return
+	}
 
 	// 1. Binding.
 	var rec *idp.Received
@@ -199,7 +220,9 @@ func (h *Handler) sso(w http.ResponseWriter, r *http.Request) {
 	// 2. The request itself.
 	req, err := idp.Validate(rec, h.IdP.Expect(start))
 	if err != nil {
-		h.refuse(w, r, fromIdP(err), http.StatusBadRequest)
+		rf := fromIdP(err)
+		rf.xml = rec.XML
+		h.refuse(w, r, rf, http.StatusBadRequest)
 		return
 	}
 
@@ -272,6 +295,9 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request) {
 	case !start.Before(p.ExpiresAt):
 		h.refuse(w, r, refused(reason.RetryExpired, "held sign-in expired at %s", p.ExpiresAt.UTC().Format(time.RFC3339)), http.StatusBadRequest)
 		return
+	case start.Sub(p.CreatedAt) > h.maxHeldAge():
+		h.restart(w, r, p, hash, start)
+		return
 	}
 	req, err := idp.Reparse(p.Request, p.RelayState, h.IdP.Expect(start))
 	if err != nil {
@@ -323,6 +349,32 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request) {
 }
 
 const tokenBytes = 32
+
+func (h *Handler) maxHeldAge() time.Duration {
+	if h.MaxHeldAge > 0 {
+		return h.MaxHeldAge
+	}
+	return DefaultMaxHeldAge
+}
+
+// restart answers "Check again" on a sign-in held too long: Okta has likely
+// stopped waiting for an answer to its request, and a response to it would
+// be refused there. The held sign-in is dropped and the person is sent to
+// start over at Okta.
+func (h *Handler) restart(w http.ResponseWriter, r *http.Request, p storage.PendingSignIn, hash []byte, now time.Time) {
+	if err := h.Store.DeletePendingSignIn(r.Context(), hash); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		h.log().Warn("dropping a held sign-in failed", "err", err)
+	}
+	ref := newRef()
+	h.metrics().SSORefused(string(reason.RetryRestart))
+	h.log().Info("sso_request_refused", "reason", string(reason.RetryRestart), "detail", fmt.Sprintf("held since %s, longer than %s", p.CreatedAt.UTC().Format(time.RFC3339), h.maxHeldAge()),
+		"user", p.Username, "device_id", p.DeviceID, "ref", ref, "remote", r.RemoteAddr)
+	restart := ""
+	if u, err := url.Parse(h.IdP.Settings().ACSURLs[0]); err == nil && u.Scheme == "https" && u.Host != "" {
+		restart = "https://" + u.Host + "/" // the Okta org
+	}
+	h.Pages.Refused(w, http.StatusOK, web.Refused{Reason: reason.RetryRestart, SupportID: ref, RestartURL: restart})
+}
 
 // retryable reports whether "Check again" can change a denial: the Mac is
 // known and something about its posture can be fixed.
@@ -456,6 +508,14 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, rf *refusal, st
 	ref := newRef()
 	h.metrics().SSORefused(string(rf.code))
 	h.log().Warn("sso_request_refused", "reason", string(rf.code), "detail", rf.detail, "ref", ref, "remote", r.RemoteAddr, "method", r.Method)
+	if h.DebugSAML && len(rf.xml) > 0 {
+		x := rf.xml
+		if len(x) > maxDebugXML {
+			x = x[:maxDebugXML]
+		}
+		// The AuthnRequest only: RelayState, Okta's state, is never logged.
+		h.log().Warn("sso_request_refused_xml", "ref", ref, "reason", string(rf.code), "bytes", len(rf.xml), "xml", string(x))
+	}
 	h.Pages.Refused(w, status, web.Refused{Reason: rf.code, SupportID: ref})
 }
 

@@ -86,7 +86,7 @@ func KindFor(code reason.Code, live decision.LiveCheck) Kind {
 func refusal(code reason.Code) (title, msg string) {
 	const back = " Go back to the app and sign in again."
 	switch code {
-	case reason.NotConfigured:
+	case reason.NotConfigured, reason.RequestCertMissing:
 		return "Sign-in isn't set up yet", "This security check isn't connected to your organization's sign-in yet. Contact your IT team."
 	case reason.Replayed:
 		return "This sign-in link was already used", "Each sign-in link works once, and this one has been used (perhaps the page was reloaded or opened twice)." + back
@@ -96,12 +96,16 @@ func refusal(code reason.Code) (title, msg string) {
 		return "This sign-in link isn't valid yet", "The clocks of this computer's sign-in services disagree. Check that the date and time are set automatically." + back
 	case reason.RetryExpired:
 		return "This sign-in has expired", "It's been too long since the security check stopped this sign-in." + back
+	case reason.RetryRestart:
+		return "This sign-in took too long", "It's been more than a few minutes since this sign-in started, so your organization's sign-in service has stopped waiting for it. Start again: your Mac will be checked again then."
 	case reason.RetryDone:
 		return "This sign-in is already complete", "It was completed in another tab or window." + back
 	case reason.RetryOtherCert:
 		return "This sign-in belongs to another browser", "Check again from the same browser that started the sign-in." + back
 	case reason.MissingSignature, reason.BadSignature, reason.UnsupportedSigAlg, reason.WrongIssuer, reason.WrongACS, reason.WrongDestination:
 		return "This sign-in request can't be trusted", "The request didn't come from your organization's sign-in service as expected. If this keeps happening, contact your IT team." + back
+	case reason.NoSubject, reason.BadSubject:
+		return "This sign-in request didn't say who is signing in", "The request from your organization's sign-in service didn't name the person signing in the way this check needs. Contact your IT team and give them the reference below: the identity provider's settings in Okta need checking (IdP Usage: Factor only; IdP username: idpuser.subjectNameId)."
 	case reason.SpoofedCertHeader, reason.BadCertHeader:
 		return "Sign-in couldn't be checked", "This sign-in came through a connection that isn't allowed to vouch for a Mac. Contact your IT team."
 	case reason.Storage:

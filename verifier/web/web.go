@@ -135,6 +135,9 @@ type Refused struct {
 	// Title and Message, when set, override the words Reason picks.
 	Title   string
 	Message string
+	// RestartURL, when an https URL, is a "Sign in again" button: where
+	// the person starts over (the Okta org).
+	RestartURL string
 	// SupportID is shown for the helpdesk as "Reference".
 	SupportID string
 }
@@ -268,6 +271,7 @@ type refusedView struct {
 	page
 	Heading, Message string
 	Steps            []string
+	Restart          string
 	Helpdesk         helpdesk
 }
 
@@ -359,6 +363,10 @@ func (r *Renderer) Refused(w http.ResponseWriter, status int, p Refused) {
 			"If it keeps happening, contact your IT team and give them the reference below.",
 		},
 		Helpdesk: helpdesk{SupportID: p.SupportID, Reason: string(p.Reason)},
+	}
+	if safeACS(p.RestartURL) {
+		v.Restart = p.RestartURL
+		v.Steps = []string{"Choose Sign in again, then open the app you were signing in to.", v.Steps[1]}
 	}
 	r.write(w, status, r.refused, v, r.csp("'none'", ""))
 }

@@ -182,7 +182,7 @@ func describeRequestCert(path string) string {
 func writeOktaGuide(w io.Writer, v *oktaValues) error {
 	b := &strings.Builder{}
 	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
-	signNote := "on (recommended; the verifier checks it once okta_request_cert is set, step 2)"
+	signNote := "on (required: until okta_request_cert is set, step 2, the verifier refuses every request)"
 	if v.RequestCertPath != "" {
 		signNote = "on (required: okta_request_cert is set, unsigned requests are refused)"
 	}
@@ -193,6 +193,8 @@ func writeOktaGuide(w io.Writer, v *oktaValues) error {
 		p("         Set --sso-public-url (sso_public_url) to the https:// name browsers use, then run this again.\n\n")
 	}
 
+	p("0. What the Okta org needs: Okta Identity Engine (the IdP authenticator exists only there) and a plan with\n")
+	p("   Adaptive MFA or another that includes the IdP authenticator; authentication policies per app.\n\n")
 	p("1. Okta Admin Console: Security > Identity Providers > Add identity provider > SAML 2.0 IdP > Next.\n")
 	p("   Enter these values, in the order the form shows them:\n\n")
 	// The form's sections and fields, in its order; a row with no value is a
@@ -222,6 +224,9 @@ func writeOktaGuide(w io.Writer, v *oktaValues) error {
 		{"  Response Signature Algorithm", "SHA-256"},
 		{"  Destination", v.SSOURL + " (required: requests without it are refused)"},
 		{"  Okta Assertion Consumer Service URL", "Trust-specific"},
+		{"  Redirect Domain", "Org URL (shown when the org has a custom domain; Dynamic would build the ACS URL from each domain)"},
+		{"  Trust claims from this identity provider", "leave unselected (the verifier asserts only the username)"},
+		{"  Send Okta application context", "leave unselected (not needed; the verifier shows its own page)"},
 		{"  Max Clock Skew", "leave the default"},
 	}
 	width := 0
@@ -249,8 +254,12 @@ func writeOktaGuide(w io.Writer, v *oktaValues) error {
 	if v.RequestCertPath != "" {
 		p("     okta_request_cert: %s\n", v.RequestCertPath)
 	} else {
-		p("     okta_request_cert: <file>   (optional: Okta's request-signing certificate, downloaded from the IdP's page)\n")
+		p("     okta_request_cert: <file>   (required: Okta's request-signing certificate, downloaded from the IdP's page)\n")
 	}
+	p("\n   When Okta rotates its signing certificate it shows a second one; put both in the okta_request_cert file\n")
+	p("   (one PEM after the other) until the old one is retired.\n")
+	p("   With a custom domain, if Redirect Domain must stay Dynamic, give okta_acs_url the ACS URL on each domain,\n")
+	p("   comma-separated, the org's first.\n")
 	p("\n   Now: ")
 	switch {
 	case v.Audience != "":
@@ -268,8 +277,9 @@ func writeOktaGuide(w io.Writer, v *oktaValues) error {
 	p("   choose %q as the Identity Provider, then Add. Add it to an authenticator enrollment policy\n", oktaIdPName)
 	p("   (Authenticators > Enrollment) so your users can use it.\n\n")
 	p("4. Security > Authentication Policies: in the policy of each app to protect (start with a pilot group), add a rule\n")
-	p("   whose authentication requires the %q authenticator. A Mac that fails its checks is then denied there.\n\n", oktaIdPName)
-	p("Terraform: run 'clearance-verifier okta setup --terraform' for okta_idp_saml and okta_idp_saml_key with these values.\n")
+	p("   for Device platform macOS whose authentication requires the %q authenticator, with no other\n", oktaIdPName)
+	p("   authenticator able to stand in for it. A Mac that fails its checks is then denied there.\n\n")
+	p("Terraform: run 'clearance-verifier okta setup --terraform' for okta_idp_saml, okta_idp_saml_key and okta_authenticator.\n")
 	p("Walk-through: docs/okta.md.\n")
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -318,6 +328,7 @@ func writeOktaTerraform(w io.Writer, v *oktaValues) error {
 		{"subject_match_type", "USERNAME"},
 		{"provisioning_action", "DISABLED"},
 		{"acs_type", "INSTANCE"},
+		{"issuer_mode", "ORG_URL"},
 		{"request_signature_scope", "REQUEST"},
 		{"request_signature_algorithm", "SHA-256"},
 		{"response_signature_scope", "RESPONSE"},
@@ -334,6 +345,14 @@ func writeOktaTerraform(w io.Writer, v *oktaValues) error {
 	p("}\n\n")
 	p("# The verifier's okta_audience is this output; its okta_acs_url is\n")
 	p("# https://<your Okta domain>/sso/saml2/<clearance_okta_idp_id> (acs_type INSTANCE).\n")
+	p("# The IdP authenticator (Identity Engine): the identity provider as a factor. Add it to\n")
+	p("# an authenticator enrollment policy (okta_policy_mfa external_idps) and require it in\n")
+	p("# an authentication policy rule for macOS (okta_app_signon_policy_rule).\n")
+	p("resource \"okta_authenticator\" \"clearance\" {\n")
+	p("  name = %s\n", hclString(oktaIdPName))
+	p("  key  = \"external_idp\"\n")
+	p("  provider_json = jsonencode({ type = \"CLAIMS\", configuration = { idpId = okta_idp_saml.clearance.id } })\n")
+	p("}\n\n")
 	p("output \"clearance_okta_audience\" {\n  value = okta_idp_saml.clearance.audience\n}\n\n")
 	p("output \"clearance_okta_idp_id\" {\n  value = okta_idp_saml.clearance.id\n}\n")
 	_, err := io.WriteString(w, b.String())

@@ -277,6 +277,10 @@ func TestOktaSetupTerraform(t *testing.T) {
 	if want := `["` + base64.StdEncoding.EncodeToString(der) + `"]`; key["x5c"] != want {
 		t.Errorf("x5c = %s, want the certificate's base64 DER %s", key["x5c"], want)
 	}
+	auth := blocks[`resource "okta_authenticator" "clearance"`]
+	if auth["key"] != `"external_idp"` || !strings.Contains(auth["provider_json"], "okta_idp_saml.clearance.id") {
+		t.Errorf("okta_authenticator: %v; want key external_idp naming the identity provider", auth)
+	}
 	idp := blocks[`resource "okta_idp_saml" "clearance"`]
 	for k, want := range map[string]string{
 		"name":                         `"` + oktaIdPName + `"`,
@@ -287,6 +291,7 @@ func TestOktaSetupTerraform(t *testing.T) {
 		"username_template":            `"idpuser.subjectNameId"`,
 		"subject_match_type":           `"USERNAME"`,
 		"acs_type":                     `"INSTANCE"`,
+		"issuer_mode":                  `"ORG_URL"`,
 		"request_signature_scope":      `"REQUEST"`,
 		"request_signature_algorithm":  `"SHA-256"`,
 		"response_signature_scope":     `"RESPONSE"`,
