@@ -399,17 +399,17 @@ func TestSubjectShape(t *testing.T) {
 		want Reason
 	}{
 		"two Subjects, the last another user": {request(nameID("ada@example.com") + nameID("eve@example.com")), reason.BadSubject},
-		"two NameIDs":                          {request(`<saml2:Subject ` + saml2 + `><saml2:NameID>ada@example.com</saml2:NameID><saml2:NameID>eve@example.com</saml2:NameID></saml2:Subject>`), reason.BadSubject},
-		"NameID in a foreign namespace":        {request(`<saml2:Subject ` + saml2 + `><x:NameID xmlns:x="urn:evil">eve@example.com</x:NameID></saml2:Subject>`), reason.BadSubject},
-		"Subject in a foreign namespace":       {request(`<x:Subject xmlns:x="urn:evil"><x:NameID>eve@example.com</x:NameID></x:Subject>`), reason.BadSubject},
-		"a comment merged into the name":       {request(nameID("eve@example.com<!-- -->.attacker.example")), reason.BadSubject},
-		"an element inside the NameID":         {request(nameID("ada<b>x</b>@example.com")), reason.BadSubject},
-		"a BaseID instead of a NameID":         {request(`<saml2:Subject ` + saml2 + `><saml2:BaseID>ada</saml2:BaseID></saml2:Subject>`), reason.BadSubject},
-		"an unknown Format":                    {request(`<saml2:Subject ` + saml2 + `><saml2:NameID Format="urn:evil:format">ada@example.com</saml2:NameID></saml2:Subject>`), reason.BadSubject},
-		"an overlong name":                     {request(nameID(strings.Repeat("a", MaxUsernameLength+1))), reason.BadSubject},
-		"a control character":                  {request(nameID("ada&#x85;@example.com")), reason.BadSubject},
-		"no Subject":                           {request(""), reason.NoSubject},
-		"an empty NameID":                      {request(nameID("  ")), reason.NoSubject},
+		"two NameIDs":                         {request(`<saml2:Subject ` + saml2 + `><saml2:NameID>ada@example.com</saml2:NameID><saml2:NameID>eve@example.com</saml2:NameID></saml2:Subject>`), reason.BadSubject},
+		"NameID in a foreign namespace":       {request(`<saml2:Subject ` + saml2 + `><x:NameID xmlns:x="urn:evil">eve@example.com</x:NameID></saml2:Subject>`), reason.BadSubject},
+		"Subject in a foreign namespace":      {request(`<x:Subject xmlns:x="urn:evil"><x:NameID>eve@example.com</x:NameID></x:Subject>`), reason.BadSubject},
+		"a comment merged into the name":      {request(nameID("eve@example.com<!-- -->.attacker.example")), reason.BadSubject},
+		"an element inside the NameID":        {request(nameID("ada<b>x</b>@example.com")), reason.BadSubject},
+		"a BaseID instead of a NameID":        {request(`<saml2:Subject ` + saml2 + `><saml2:BaseID>ada</saml2:BaseID></saml2:Subject>`), reason.BadSubject},
+		"an unknown Format":                   {request(`<saml2:Subject ` + saml2 + `><saml2:NameID Format="urn:evil:format">ada@example.com</saml2:NameID></saml2:Subject>`), reason.BadSubject},
+		"an overlong name":                    {request(nameID(strings.Repeat("a", MaxUsernameLength+1))), reason.BadSubject},
+		"a control character":                 {request(nameID("ada&#x85;@example.com")), reason.BadSubject},
+		"no Subject":                          {request(""), reason.NoSubject},
+		"an empty NameID":                     {request(nameID("  ")), reason.NoSubject},
 	} {
 		for _, signed := range []bool{false, true} {
 			var sp *oktasim.SP

@@ -155,9 +155,25 @@ func TestPresenceAttacks(t *testing.T) {
 		r := e.sp.NewRequest(testUser)
 		q := e.statement(t, a.Key, a.DeviceID, e.toAgent(t, victim, r), now())
 		refusedWith(t, e.back(t, thief, q), http.StatusForbidden, "presence_other_browser")
-		refusedWith(t, e.back(t, e.browser(nil), q), http.StatusForbidden, "presence_other_browser") // no cookie at all
-		// The sign-in was not used up: its own browser completes it.
-		e.allowed(t, e.back(t, victim, q), r)
+		// The first presentation spent it: a statement that leaked on its
+		// way is worth nothing afterwards, not even to the browser that
+		// started the sign-in (which signs in again).
+		refusedWith(t, e.back(t, victim, q), http.StatusBadRequest, "presence_replayed")
+		refusedWith(t, e.back(t, e.browser(nil), q), http.StatusBadRequest, "presence_replayed")
+		// With no cookie at all, on a fresh sign-in.
+		q = e.statement(t, a.Key, a.DeviceID, e.toAgent(t, victim, e.sp.NewRequest(testUser)), now())
+		refusedWith(t, e.back(t, e.browser(nil), q), http.StatusForbidden, "presence_other_browser")
+	})
+	t.Run("a relayed sign-in whose statement leaks back", func(t *testing.T) {
+		// The attacker starts a sign-in elsewhere and gets the Mac's own
+		// browser to open the agent URL; the Mac's browser lands on the
+		// presence URL without the attacker's cookie and is refused. The
+		// statement then leaks (browser history, a proxy log) to the
+		// attacker, who holds the right cookie: it is spent.
+		attacker, mac := e.jarBrowser(t), e.jarBrowser(t)
+		q := e.statement(t, a.Key, a.DeviceID, e.toAgent(t, attacker, e.sp.NewRequest("mallory@example.com")), now())
+		refusedWith(t, e.back(t, mac, q), http.StatusForbidden, "presence_other_browser")
+		refusedWith(t, e.back(t, attacker, q), http.StatusBadRequest, "presence_replayed")
 	})
 	t.Run("replayed statement", func(t *testing.T) {
 		c := e.jarBrowser(t)
@@ -180,6 +196,9 @@ func TestPresenceAttacks(t *testing.T) {
 		r := e.sp.NewRequest(testUser)
 		q := e.statement(t, other.Key, a.DeviceID, e.toAgent(t, c, r), now())
 		refusedWith(t, e.back(t, c, q), http.StatusForbidden, "presence_bad_signature")
+		// Spent: the same forged statement again is not a second row on
+		// record.
+		refusedWith(t, e.back(t, c, q), http.StatusBadRequest, "presence_replayed")
 		// A key that is no device's at all.
 		stranger, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		q = e.statement(t, stranger, a.DeviceID, e.toAgent(t, c, e.sp.NewRequest(testUser)), now())
@@ -209,8 +228,8 @@ func TestPresenceAttacks(t *testing.T) {
 		q := e.statement(t, a.Key, a.DeviceID, e.toAgent(t, c, e.sp.NewRequest(testUser)), now().Add(-time.Hour))
 		refusedWith(t, e.back(t, c, q), http.StatusForbidden, "presence_clock_skew")
 	})
-	// None of these decided anything for the thief: only the two real
-	// sign-ins were allowed, and the forged proofs are on record as such.
+	// None of these decided anything for the thief: only the one real
+	// sign-in was allowed, and each forged proof is on record once.
 	var allowed, forged int
 	for _, d := range e.decisions(t) {
 		switch {
@@ -222,8 +241,8 @@ func TestPresenceAttacks(t *testing.T) {
 			t.Errorf("unexpected decision %+v", d)
 		}
 	}
-	if allowed != 2 || forged != 3 {
-		t.Errorf("%d allowed, %d forged proofs on record; want 2 and 3", allowed, forged)
+	if allowed != 1 || forged != 3 {
+		t.Errorf("%d allowed, %d forged proofs on record; want 1 and 3", allowed, forged)
 	}
 }
 
@@ -311,7 +330,7 @@ func TestPresenceAgentNotRunning(t *testing.T) {
 	// A forged hint is no hint.
 	f := e.jarBrowser(t)
 	u, _ := url.Parse(e.url)
-	f.Jar.SetCookies(u, []*http.Cookie{{Name: "__Host-clearance-device", Value: "v1." + a.DeviceID + ".AAAAAAAAAAAAAAAAAAAAAA", Path: "/", Secure: true}})
+	f.Jar.SetCookies(u, []*http.Cookie{{Name: "__Host-clearance-device", Value: "v2." + a.DeviceID + ".9999999999.AAAAAAAAAAAAAAAAAAAAAA", Path: "/", Secure: true}})
 	if p := e.redirect(t, f, e.sp.NewRequest(testUser)); p.status != http.StatusSeeOther {
 		t.Errorf("forged hint: status %d", p.status)
 	}

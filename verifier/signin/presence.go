@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -152,29 +153,36 @@ func hostCookie(name, value string, maxAge time.Duration) *http.Cookie {
 	return c
 }
 
-// hintFor is the device-hint cookie value for deviceID.
-func (p *Presence) hintFor(deviceID string) string {
-	return "v1." + deviceID + "." + base64.RawURLEncoding.EncodeToString(p.hintMAC(deviceID))
+// hintFor is the device-hint cookie value for deviceID, good until
+// expires: "v2.<device id>.<expiry, unix seconds>.<MAC>".
+func (p *Presence) hintFor(deviceID string, expires time.Time) string {
+	exp := strconv.FormatInt(expires.Unix(), 10)
+	return "v2." + deviceID + "." + exp + "." + base64.RawURLEncoding.EncodeToString(p.hintMAC(deviceID, exp))
 }
 
-func (p *Presence) hintMAC(deviceID string) []byte {
+func (p *Presence) hintMAC(deviceID, exp string) []byte {
 	m := hmac.New(sha256.New, p.HintKey)
-	m.Write([]byte("clearance device hint v1\n" + deviceID))
+	m.Write([]byte("clearance device hint v2\n" + deviceID + "\n" + exp))
 	return m.Sum(nil)[:16]
 }
 
-// hintedDevice returns the device r's hint cookie names, if it is genuine.
-func (p *Presence) hintedDevice(r *http.Request) (string, bool) {
+// hintedDevice returns the device r's hint cookie names, if it is genuine
+// and not expired at now.
+func (p *Presence) hintedDevice(r *http.Request, now time.Time) (string, bool) {
 	c, err := r.Cookie(cookieDevice)
 	if err != nil || len(c.Value) > 256 {
 		return "", false
 	}
 	parts := strings.Split(c.Value, ".")
-	if len(parts) != 3 || parts[0] != "v1" || parts[1] == "" {
+	if len(parts) != 4 || parts[0] != "v2" || parts[1] == "" {
 		return "", false
 	}
-	mac, err := base64.RawURLEncoding.DecodeString(parts[2])
-	if err != nil || !hmac.Equal(mac, p.hintMAC(parts[1])) {
+	mac, err := base64.RawURLEncoding.DecodeString(parts[3])
+	if err != nil || !hmac.Equal(mac, p.hintMAC(parts[1], parts[2])) {
+		return "", false
+	}
+	exp, err := strconv.ParseInt(parts[2], 10, 64)
+	if err != nil || !now.Before(time.Unix(exp, 0)) {
 		return "", false
 	}
 	return parts[1], true
@@ -186,7 +194,7 @@ func (h *Handler) useAgent(r *http.Request) bool {
 	case BindingCertificate:
 		return false
 	case BindingEither:
-		if dev, ok := h.Presence.hintedDevice(r); ok && h.Presence.Connected(dev) {
+		if dev, ok := h.Presence.hintedDevice(r, h.now()); ok && h.Presence.Connected(dev) {
 			return true
 		}
 		// No Mac known to be running its agent: a certificate, if the
@@ -228,7 +236,7 @@ func (h *Handler) askAgent(w http.ResponseWriter, r *http.Request, a *attempt) {
 
 	// 3. A Mac known from an earlier sign-in whose agent is not connected:
 	// the browser would only find nothing listening.
-	if dev, ok := h.Presence.hintedDevice(r); ok && !h.Presence.Connected(dev) {
+	if dev, ok := h.Presence.hintedDevice(r, now); ok && !h.Presence.Connected(dev) {
 		ref := newRef()
 		h.metrics().SSORefused(string(reason.AgentNotRunning))
 		h.log().Info("agent_not_running", "device_id", dev, "user", a.req.Username, "request_id", a.req.AuthnRequest.ID, "ref", ref, "remote", r.RemoteAddr)
@@ -242,9 +250,9 @@ func (h *Handler) askAgent(w http.ResponseWriter, r *http.Request, a *attempt) {
 }
 
 // presence completes a sign-in with the agent's proof: 1. decode, 2. find
-// the sign-in it answers, 3. from the same browser, 4. unused and in time,
-// 5. for this verifier, 6. signed by the device's current key, 7. used once;
-// then decide and answer as any sign-in.
+// the sign-in it answers, 3. spend it (once, whatever follows), 4. from the
+// same browser, in time, 5. for this verifier, 6. signed by the device's
+// current key; then decide and answer as any sign-in.
 func (h *Handler) presence(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
 	ctx := r.Context()
@@ -274,19 +282,31 @@ func (h *Handler) presence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// 3. The browser that started it.
+	// 3. Used now, whatever follows: a statement completes its sign-in at
+	// most once, and is spent by its first presentation even when that one
+	// is refused. A statement leaked on its way (to another browser, into a
+	// browser's history, a proxy's log) is worth nothing afterwards, and one
+	// challenge yields at most one refusal on record. Of concurrent
+	// presentations, exactly one gets past this, on any replica.
+	switch err := h.Store.UseSignInChallenge(ctx, chash, start); {
+	case errors.Is(err, storage.ErrAlreadyExists):
+		h.refuse(w, r, refused(reason.PresenceReplayed, "the sign-in's challenge was presented before (completed or refused)"), http.StatusBadRequest)
+		return
+	case errors.Is(err, storage.ErrNotFound):
+		h.refuse(w, r, refused(reason.PresenceUnknown, "the sign-in's challenge is gone"), http.StatusBadRequest)
+		return
+	case err != nil:
+		h.unavailable(w, r, "using sign-in challenge", err)
+		return
+	}
+
+	// 4. The browser that started it, in time.
 	bh := browserHash(r)
 	if bh == nil || subtle.ConstantTimeCompare(bh, ch.BrowserHash) != 1 {
 		h.refuse(w, r, refused(reason.PresenceOtherBrowser, "sign-in started in another browser (cookie present: %v; device %s)", bh != nil, st.DeviceID), http.StatusForbidden)
 		return
 	}
-
-	// 4. Unused and in time.
-	switch {
-	case !ch.UsedAt.IsZero():
-		h.refuse(w, r, refused(reason.PresenceReplayed, "sign-in completed at %s", ch.UsedAt.UTC().Format(time.RFC3339)), http.StatusBadRequest)
-		return
-	case !start.Before(ch.ExpiresAt):
+	if !start.Before(ch.ExpiresAt) {
 		h.refuse(w, r, refused(reason.PresenceExpired, "challenge expired at %s", ch.ExpiresAt.UTC().Format(time.RFC3339)), http.StatusBadRequest)
 		return
 	}
@@ -325,19 +345,9 @@ func (h *Handler) presence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// 7. Once, on any replica.
-	switch err := h.Store.UseSignInChallenge(ctx, chash, start); {
-	case errors.Is(err, storage.ErrAlreadyExists), errors.Is(err, storage.ErrNotFound):
-		h.refuse(w, r, refused(reason.PresenceReplayed, "sign-in completed concurrently"), http.StatusBadRequest)
-		return
-	case err != nil:
-		h.unavailable(w, r, "using sign-in challenge", err)
-		return
-	}
-
 	// This browser is on this Mac: remember it, for a useful page when the
 	// agent is not running next time.
-	http.SetCookie(w, hostCookie(cookieDevice, p.hintFor(dev.ID), hintLifetime))
+	http.SetCookie(w, hostCookie(cookieDevice, p.hintFor(dev.ID, start.Add(hintLifetime)), hintLifetime))
 	d, err := h.Gate.Decide(ctx, h.query(a, req.Username), access.LiveIfStale)
 	if err != nil {
 		h.unavailable(w, r, "deciding", err)
