@@ -43,6 +43,7 @@ var policyFields = []field{
 	}},
 	{key: "name", mandatory: true, decode: textField(func(p *Policy) *string { return &p.Name }, (*decoder).checkName)},
 	{key: "description", decode: textField(func(p *Policy) *string { return &p.Description }, nil)},
+	{key: "user_text", decode: textField(func(p *Policy) *string { return &p.UserText }, (*decoder).checkUserText)},
 	{key: "query", mandatory: true, decode: textField(func(p *Policy) *string { return &p.Query }, (*decoder).checkQuery)},
 	{key: "platforms", decode: func(d *decoder, prefix, _ string, v *yaml.Node, p *Policy) {
 		p.Platforms = d.platforms(prefix, v)
@@ -392,6 +393,12 @@ func (d *decoder) checkName(prefix string, v *yaml.Node, name string) {
 func (d *decoder) checkResolution(prefix string, v *yaml.Node, r string) {
 	if len(r) > maxResolutionSize {
 		d.errorf(v, `%s"resolution" is %d bytes; the limit is %d`, prefix, len(r), maxResolutionSize)
+	}
+}
+
+func (d *decoder) checkUserText(prefix string, v *yaml.Node, s string) {
+	if len(s) > maxUserTextSize {
+		d.errorf(v, `%s"user_text" is %d bytes; the limit is %d: a sentence or two is enough`, prefix, len(s), maxUserTextSize)
 	}
 }
 

@@ -29,6 +29,7 @@ const (
 	maxNameChars      = 200
 	maxQueryBytes     = 64 << 10
 	maxResolutionSize = 4 << 10
+	maxUserTextSize   = 2 << 10
 )
 
 // Policy is one posture check, with defaults applied.
@@ -37,13 +38,19 @@ type Policy struct {
 	ID string
 	// Name is the short human name.
 	Name string
-	// Description says what the policy checks and why.
+	// Description says what the policy checks and why, for the security
+	// team: the admin API and logs show it, the remediation page never does.
 	Description string
+	// UserText says why the check matters, for the person at the Mac; the
+	// remediation page shows it under the policy's name.
+	UserText string
 	// Query is osquery SQL; the policy passes when it returns a row.
 	Query string
 	// Platforms are osquery platform names; empty means all.
 	Platforms []string
-	// Resolution tells the user how to pass; shown on the remediation page.
+	// Resolution tells the user how to pass; shown on the remediation page,
+	// where lines starting "1.", "2." … become numbered steps (see
+	// docs/policies.md).
 	Resolution string
 	// Required policies count for access; a policy is required unless
 	// its file says "required: false".

@@ -108,6 +108,10 @@ var badCases = []struct {
 
 	// resolution
 	{"resolution too long", valid + "    resolution: " + strings.Repeat("x", 4097) + "\n", `policies.yaml:5:17: policy "filevault": "resolution" is 4097 bytes; the limit is 4096`},
+	// user_text
+	{"user text too long", valid + "    user_text: " + strings.Repeat("x", 2049) + "\n", `policies.yaml:5:16: policy "filevault": "user_text" is 2049 bytes; the limit is 2048: a sentence or two is enough`},
+	{"user text not a string", valid + "    user_text: [a, b]\n", `policies.yaml:5:16: policy "filevault": "user_text" must be a string, not a list`},
+	{"user text misspelt", valid + "    usertext: Keeps your files safe.\n", `policies.yaml:5:5: policy "filevault": unknown key "usertext" (did you mean "user_text"?)`},
 
 	// required and critical
 	{"required not a bool", valid + "    required: \"yes please\"\n", `policies.yaml:5:15: policy "filevault": "required" must be true or false, got "yes please"`},
@@ -243,6 +247,7 @@ func TestVersionIgnoresFormatting(t *testing.T) {
   - id: fv
     name: FileVault
     description: Disk encryption.
+    user_text: Keeps your files safe.
     query: SELECT 1 FROM disk_encryption WHERE filevault_status = 'on'
     platforms: [darwin]
     resolution: Turn it on.
@@ -252,7 +257,7 @@ func TestVersionIgnoresFormatting(t *testing.T) {
 `
 	same := map[string]string{
 		"comments and blank lines": "# header\n\n" + strings.ReplaceAll(base, "    name: FileVault\n", "    name: FileVault # inline\n\n"),
-		"flow style":               `{policies: [{id: fv, name: FileVault, description: Disk encryption., query: "SELECT 1 FROM disk_encryption WHERE filevault_status = 'on'", platforms: [darwin], resolution: Turn it on., required: true, critical: true, interval: 5m}]}`,
+		"flow style":               `{policies: [{id: fv, name: FileVault, description: Disk encryption., user_text: Keeps your files safe., query: "SELECT 1 FROM disk_encryption WHERE filevault_status = 'on'", platforms: [darwin], resolution: Turn it on., required: true, critical: true, interval: 5m}]}`,
 		"key order and quoting": `policies:
 - interval: "300s"
   critical: true
@@ -263,6 +268,7 @@ func TestVersionIgnoresFormatting(t *testing.T) {
   query: >
     SELECT 1 FROM disk_encryption WHERE filevault_status = 'on'
   description: "Disk encryption."
+  user_text: "  Keeps your files safe.  "
   name: "FileVault"
   id: "fv"
 `,
@@ -272,6 +278,7 @@ func TestVersionIgnoresFormatting(t *testing.T) {
 		"id":            strings.Replace(base, "id: fv", "id: fv2", 1),
 		"name":          strings.Replace(base, "name: FileVault", "name: FileVault!", 1),
 		"description":   strings.Replace(base, "Disk encryption.", "Disk encryption", 1),
+		"user text":     strings.Replace(base, "Keeps your files safe.", "Keeps your files safe!", 1),
 		"query":         strings.Replace(base, "= 'on'", "= 'on' LIMIT 1", 1),
 		"platforms":     strings.Replace(base, "[darwin]", "[darwin, linux]", 1),
 		"no platforms":  strings.Replace(base, "    platforms: [darwin]\n", "", 1),
@@ -360,7 +367,7 @@ func TestExamplesGolden(t *testing.T) {
 	for _, p := range set.Policies {
 		fmt.Fprintf(&b, "\n== %s\nname: %s\nplatforms: %s\nrequired: %t\ncritical: %t\ninterval: %s\n",
 			p.ID, p.Name, strings.Join(p.Platforms, ","), p.Required, p.Critical, p.Interval)
-		fmt.Fprintf(&b, "description:\n%s\nquery:\n%s\nresolution:\n%s\n", p.Description, p.Query, p.Resolution)
+		fmt.Fprintf(&b, "description:\n%s\nuser_text:\n%s\nquery:\n%s\nresolution:\n%s\n", p.Description, p.UserText, p.Query, p.Resolution)
 	}
 	golden := filepath.Join("testdata", "examples.golden")
 	if *update {
@@ -385,8 +392,8 @@ func TestExamplesGolden(t *testing.T) {
 			t.Errorf("example policy %q missing", id)
 			continue
 		}
-		if p.Required != (id != "screen-lock") || p.Resolution == "" || len(p.Platforms) != 1 || p.Platforms[0] != "darwin" {
-			t.Errorf("%s: want required (all but screen-lock), darwin-only, with a resolution; got %+v", id, p)
+		if p.Required != (id != "screen-lock") || p.Resolution == "" || p.UserText == "" || len(p.Platforms) != 1 || p.Platforms[0] != "darwin" {
+			t.Errorf("%s: want required (all but screen-lock), darwin-only, with user text and a resolution; got %+v", id, p)
 		}
 		if critical := id == "filevault" || id == "sip"; p.Critical != critical {
 			t.Errorf("%s: critical = %t, want %t", id, p.Critical, critical)

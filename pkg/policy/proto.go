@@ -13,7 +13,7 @@ func (s *Set) Proto() *agentv1.PolicySet {
 	out := &agentv1.PolicySet{Version: s.Version}
 	for _, p := range s.Policies {
 		out.Policies = append(out.Policies, &agentv1.Policy{
-			Id: p.ID, Name: p.Name, Description: p.Description, Query: p.Query,
+			Id: p.ID, Name: p.Name, Description: p.Description, UserText: p.UserText, Query: p.Query,
 			Platforms: p.Platforms, Resolution: p.Resolution, Required: p.Required,
 			Critical: p.Critical, Interval: durationpb.New(p.Interval),
 		})

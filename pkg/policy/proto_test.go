@@ -14,6 +14,7 @@ import (
 func TestProto(t *testing.T) {
 	t.Parallel()
 	set := mustParse(t, valid+`    description: Disk encryption.
+    user_text: Keeps your files safe if this Mac is lost.
     platforms: [darwin]
     resolution: Turn it on.
     critical: true
@@ -25,6 +26,7 @@ func TestProto(t *testing.T) {
 `)
 	want := &agentv1.PolicySet{Version: set.Version, Policies: []*agentv1.Policy{{
 		Id: "filevault", Name: "FileVault is on", Description: "Disk encryption.",
+		UserText:  "Keeps your files safe if this Mac is lost.",
 		Query:     "SELECT 1 FROM disk_encryption WHERE filevault_status = 'on'",
 		Platforms: []string{"darwin"}, Resolution: "Turn it on.",
 		Required: true, Critical: true, Interval: durationpb.New(5 * time.Minute),

@@ -8,7 +8,7 @@ import (
 
 // versionFormat names the canonical encoding below; change it whenever that
 // encoding changes, so old and new versions can never collide.
-const versionFormat = "clearance.policy.v1"
+const versionFormat = "clearance.policy.v2"
 
 // version is the first 16 hex digits of SHA-256 over a canonical encoding
 // of the normalized policies (defaults applied, text trimmed), in file
@@ -36,6 +36,7 @@ func version(policies []Policy) string {
 		str(p.ID)
 		str(p.Name)
 		str(p.Description)
+		str(p.UserText)
 		str(p.Query)
 		buf = binary.AppendUvarint(buf, uint64(len(p.Platforms)))
 		for _, pl := range p.Platforms {

@@ -161,7 +161,10 @@ type Finding struct {
 	PolicyID    string
 	Name        string
 	Description string
-	Status      Status
+	// UserText is the policy's words for the person at the Mac; the
+	// remediation page shows it, never Description.
+	UserText string
+	Status   Status
 	// Message is osquery's message for ERROR; empty otherwise.
 	Message string
 	// Resolution tells the user how to pass.
@@ -199,6 +202,12 @@ type Decision struct {
 	ReportPolicySetVersion string
 	ReportSeq              uint64
 	ObservedAt             time.Time
+	// LastReportAt is when the device last reported, whatever the reason
+	// (ObservedAt is zero for a decision made before the report was
+	// judged): the latest report's observed_at, or the device record's
+	// when no usable report was given. Zero for an unknown device or one
+	// that never reported. The remediation page shows it as "Last checked".
+	LastReportAt time.Time
 	// PostureAge is how old the report counted as (see Decide); zero when
 	// the decision was made before freshness was measured.
 	PostureAge time.Duration
@@ -263,6 +272,10 @@ func Decide(in Input) Decision {
 	}
 	if in.Device != nil {
 		d.DeviceID, d.DeviceName = in.Device.ID, in.Device.Hostname
+		d.LastReportAt = in.Device.LastReportAt
+		if ts := in.Report.GetObservedAt(); ts.CheckValid() == nil && in.Report.GetDeviceId() == in.Device.ID && ts.AsTime().After(d.LastReportAt) {
+			d.LastReportAt = ts.AsTime()
+		}
 	}
 
 	// 1-2. Who is this device?
@@ -398,6 +411,7 @@ func Judge(ps *agentv1.PolicySet, r *agentv1.PostureReport) []Finding {
 			PolicyID:    p.GetId(),
 			Name:        p.GetName(),
 			Description: p.GetDescription(),
+			UserText:    p.GetUserText(),
 			Resolution:  p.GetResolution(),
 			Required:    p.GetRequired() || p.GetCritical(),
 			Critical:    p.GetCritical(),

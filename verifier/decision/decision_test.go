@@ -39,6 +39,7 @@ func policySet(version string, ps ...pol) *agentv1.PolicySet {
 			Id:          p.id,
 			Name:        "Name of " + p.id,
 			Description: "Checks " + p.id,
+			UserText:    "Why " + p.id + " matters",
 			Query:       "SELECT 1",
 			Resolution:  "Fix " + p.id,
 			Required:    p.required,
@@ -440,10 +441,10 @@ func TestDecideFindings(t *testing.T) {
 	d := decision.Decide(in)
 
 	want := []decision.Finding{
-		{PolicyID: "filevault", Name: "Name of filevault", Description: "Checks filevault", Status: decision.StatusError,
-			Message: "no such table: filevault", Resolution: "Fix filevault", Required: true, Critical: true},
-		{PolicyID: "firewall", Name: "Name of firewall", Description: "Checks firewall", Status: decision.StatusFail,
-			Resolution: "Fix firewall", Required: true},
+		{PolicyID: "filevault", Name: "Name of filevault", Description: "Checks filevault", UserText: "Why filevault matters",
+			Status: decision.StatusError, Message: "no such table: filevault", Resolution: "Fix filevault", Required: true, Critical: true},
+		{PolicyID: "firewall", Name: "Name of firewall", Description: "Checks firewall", UserText: "Why firewall matters",
+			Status: decision.StatusFail, Resolution: "Fix firewall", Required: true},
 	}
 	if !slices.Equal(d.Failing, want) {
 		t.Errorf("Failing =\n%+v\nwant\n%+v", d.Failing, want)
@@ -459,6 +460,36 @@ func TestDecideFindings(t *testing.T) {
 	}
 	if d.Bypassable() {
 		t.Error("a denial with a failing critical policy must not be bypassable")
+	}
+}
+
+// LastReportAt is when the Mac last reported, for the page's "Last
+// checked", whatever the reason: a stale or unusable report still says
+// when the Mac was last heard from.
+func TestLastReportAt(t *testing.T) {
+	t.Parallel()
+	stored := now.Add(-2 * time.Hour)
+	for _, tc := range []struct {
+		name string
+		mod  func(*decision.Input)
+		want time.Time
+	}{
+		{"fresh report", func(*decision.Input) {}, now.Add(-time.Minute)},
+		{"stale report", func(in *decision.Input) { in.Report = report(now.Add(-time.Hour), "v1", allPass()...) }, now.Add(-time.Hour)},
+		{"no report, device record", func(in *decision.Input) { in.Report, in.Device.LastReportAt = nil, stored }, stored},
+		{"report without a time, device record", func(in *decision.Input) { in.Report.ObservedAt, in.Device.LastReportAt = nil, stored }, stored},
+		{"live answer newer than the record", func(in *decision.Input) { in.Device.LastReportAt = stored }, now.Add(-time.Minute)},
+		{"record newer than the report given", func(in *decision.Input) { in.Device.LastReportAt = now.Add(-time.Second) }, now.Add(-time.Second)},
+		{"another device's report is not this Mac's", func(in *decision.Input) { in.Report.DeviceId, in.Device.LastReportAt = "dev-2", stored }, stored},
+		{"revoked", func(in *decision.Input) { in.Device = revoked(); in.Device.LastReportAt = stored }, now.Add(-time.Minute)},
+		{"never reported", func(in *decision.Input) { in.Report = nil }, time.Time{}},
+		{"unknown device", func(in *decision.Input) { in.Device = nil }, time.Time{}},
+	} {
+		in := base()
+		tc.mod(&in)
+		if got := decision.Decide(in).LastReportAt; !got.Equal(tc.want) {
+			t.Errorf("%s: LastReportAt %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
 

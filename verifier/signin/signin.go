@@ -153,6 +153,9 @@ type attempt struct {
 	// proof, the hash of the browser's sign-in cookie.
 	binding Binding
 	browser []byte
+	// failedBefore, on "Check again", holds the ids of the policies that
+	// were not passing on the earlier pages of this sign-in.
+	failedBefore map[string]bool
 }
 
 // Sources of a decision, as the decision log records them.
@@ -296,7 +299,7 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, refused(reason.RetryExpired, "held sign-in expired at %s", p.ExpiresAt.UTC().Format(time.RFC3339)), http.StatusBadRequest)
 		return
 	case start.Sub(p.CreatedAt) > h.maxHeldAge():
-		h.restart(w, r, p, hash, start)
+		h.restart(w, r, p, hash)
 		return
 	}
 	req, err := idp.Reparse(p.Request, p.RelayState, h.IdP.Expect(start))
@@ -334,6 +337,9 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, "deciding", err)
 		return
 	}
+	if !d.Allow && d.Results != nil {
+		a.failedBefore = h.failedBefore(ctx, p, req.AuthnRequest.ID)
+	}
 	if d.Allow {
 		// Only the press that removes the held sign-in completes it.
 		switch err := h.Store.DeletePendingSignIn(ctx, hash); {
@@ -361,7 +367,7 @@ func (h *Handler) maxHeldAge() time.Duration {
 // stopped waiting for an answer to its request, and a response to it would
 // be refused there. The held sign-in is dropped and the person is sent to
 // start over at Okta.
-func (h *Handler) restart(w http.ResponseWriter, r *http.Request, p storage.PendingSignIn, hash []byte, now time.Time) {
+func (h *Handler) restart(w http.ResponseWriter, r *http.Request, p storage.PendingSignIn, hash []byte) {
 	if err := h.Store.DeletePendingSignIn(r.Context(), hash); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		h.log().Warn("dropping a held sign-in failed", "err", err)
 	}
@@ -374,6 +380,65 @@ func (h *Handler) restart(w http.ResponseWriter, r *http.Request, p storage.Pend
 		restart = "https://" + u.Host + "/" // the Okta org
 	}
 	h.Pages.Refused(w, http.StatusOK, web.Refused{Reason: reason.RetryRestart, SupportID: ref, RestartURL: restart})
+}
+
+// Bounds on reading the decision log for what failed before: a held
+// sign-in lives minutes, so its decisions are among the newest few.
+const (
+	beforePage  = 100
+	beforePages = 3
+)
+
+// failedBefore returns the ids of the policies that were not passing in the
+// earlier decisions of the held sign-in p. The decision log already keeps
+// each one with its results, under the AuthnRequest's ID, which only this
+// sign-in can carry (request IDs are answered once): reading it there needs
+// no copy in the held sign-in, and nothing the browser sends can change it.
+// It only adds "Now passing" to a page, so a failure to read is logged and
+// the page goes without.
+func (h *Handler) failedBefore(ctx context.Context, p storage.PendingSignIn, requestID string) map[string]bool {
+	denied := false
+	f := storage.DecisionFilter{
+		DeviceID: p.DeviceID, Allow: &denied, Limit: beforePage,
+		// Stores may keep times coarser than Go's: a second's margin
+		// cannot miss the decision that held the sign-in.
+		Since: p.CreatedAt.Add(-time.Second),
+	}
+	out := map[string]bool{}
+	for range beforePages {
+		recs, err := h.Store.ListDecisions(ctx, f)
+		if err != nil {
+			h.log().Warn("reading earlier decisions failed; no Now passing shown", "err", err)
+			return nil
+		}
+		for _, rec := range recs {
+			if rec.RequestID != requestID {
+				continue
+			}
+			for _, res := range rec.Results {
+				if res.Status != string(decision.StatusPass) {
+					out[res.PolicyID] = true
+				}
+			}
+		}
+		if len(recs) < beforePage {
+			break
+		}
+		f.BeforeID = recs[len(recs)-1].ID
+	}
+	return out
+}
+
+// nowPassing names the policies of results that pass now and did not
+// before, in policy-set order.
+func nowPassing(results []decision.Finding, before map[string]bool) []string {
+	var out []string
+	for _, f := range results {
+		if f.Status == decision.StatusPass && before[f.PolicyID] {
+			out = append(out, f.Name)
+		}
+	}
+	return out
 }
 
 // retryable reports whether "Check again" can change a denial: the Mac is
@@ -432,8 +497,8 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 
 	page := web.Denied{
 		Reason: d.Reason, LiveCheck: d.LiveCheck,
-		DeviceName: d.DeviceName, LastChecked: d.ObservedAt, Now: now,
-		Failing: web.Findings(d.Failing), Advisory: web.Findings(d.Advisory),
+		DeviceName: d.DeviceName, LastChecked: d.LastReportAt, Now: now,
+		Failing: web.Findings(d.Failing), Advisory: web.Findings(d.Advisory), NowPassing: nowPassing(d.Results, a.failedBefore),
 		SupportID: strconv.FormatInt(id, 10), Notes: web.Notes(d),
 	}
 	if retryable(d.Reason) {

@@ -40,6 +40,18 @@ var kinds = map[Kind]kind{
 		message: "This Mac doesn't meet your organization's security requirements. Fix the items below.",
 		help:    "If you can't fix an item yourself, contact your IT team and give them the reference below.",
 	},
+	KindUnchecked: {
+		title:   "Clearance couldn't check this Mac",
+		heading: "Clearance couldn't check this Mac",
+		message: "Clearance reached this Mac, but its security checks couldn't run just now, so sign-in can't continue yet. This usually isn't something you caused.",
+		do: func(retry bool) []string {
+			return []string{
+				againOrBack(retry, "Wait a minute, then "),
+				"If this page comes back, restart the Mac: Clearance checks it again when it starts. Then go back to the app you were signing in to and sign in again.",
+				contactIT,
+			}
+		},
+	},
 	KindNoCert: {
 		title:   "This Mac couldn't be identified",
 		heading: "We couldn't identify this Mac",
@@ -96,7 +108,9 @@ var kinds = map[Kind]kind{
 	},
 }
 
-// Findings converts a decision's findings for a page.
+// Findings converts a decision's findings for a page. A policy's
+// description and osquery's error text are left behind: they are for the
+// security team, not the person at the Mac.
 func Findings(fs []decision.Finding) []Finding {
 	if len(fs) == 0 {
 		return nil
@@ -104,8 +118,8 @@ func Findings(fs []decision.Finding) []Finding {
 	out := make([]Finding, len(fs))
 	for i, f := range fs {
 		out[i] = Finding{
-			Name: f.Name, Description: f.Description, Resolution: f.Resolution,
-			Status: string(f.Status), Message: f.Message, Critical: f.Critical,
+			Name: f.Name, UserText: f.UserText, Resolution: f.Resolution,
+			Status: string(f.Status), Critical: f.Critical,
 		}
 	}
 	return out

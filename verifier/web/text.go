@@ -52,8 +52,8 @@ var messages = map[reason.Code]string{
 	reason.StalePosture:   "This Mac hasn't sent a security check recently. Make sure it's connected to the internet, then choose Check again.",
 	reason.CertNotVouched: "This browser hasn't been confirmed by the security check on this Mac yet. Wait a minute, then choose Check again. If it keeps happening, contact your IT team.",
 	reason.PolicyFailed:   "This Mac doesn't meet your organization's security requirements. Fix the items below, then choose Check again.",
-	reason.PolicyError:    "Some security checks couldn't be run on this Mac. Choose Check again, and contact your IT team if it keeps happening.",
-	reason.PolicyMissing:  "Some security checks haven't run on this Mac yet. Wait a minute, then choose Check again.",
+	reason.PolicyError:    "Clearance reached this Mac, but its security checks couldn't run just now, so sign-in can't continue yet. This usually isn't something you caused.",
+	reason.PolicyMissing:  "This Mac hasn't finished its security checks yet, so sign-in can't continue. This usually sorts itself out within a minute.",
 
 	reason.ExpiredCert:    "This Mac's sign-in certificate has expired or isn't valid yet. Check that the Mac's date and time are set automatically; if they are, ask your IT team to renew it.",
 	reason.SupersededCert: "This certificate was replaced by a newer one. Quit and reopen your browser, choose the newest certificate, and sign in again.",
@@ -64,8 +64,10 @@ var messages = map[reason.Code]string{
 // check just failed, which is what the person can act on.
 func KindFor(code reason.Code, live decision.LiveCheck) Kind {
 	switch code {
-	case reason.PolicyFailed, reason.PolicyError, reason.PolicyMissing:
+	case reason.PolicyFailed:
 		return KindPolicy
+	case reason.PolicyError, reason.PolicyMissing:
+		return KindUnchecked
 	case reason.UnknownDevice, reason.ExpiredCert, reason.UntrustedCert, reason.UnknownCert, reason.RevokedCert:
 		return KindUnknownDevice
 	case reason.DeviceRevoked, reason.SupersededCert:
@@ -130,6 +132,33 @@ func refusal(code reason.Code) (title, msg string) {
 		return "This sign-in can't be completed", "Your Mac passed the security check, but the sign-in can't be sent on because this server's sign-in settings are wrong. Contact your IT team."
 	}
 	return "This sign-in request couldn't be read", "The request was damaged or isn't one this check accepts." + back
+}
+
+// Words of the remediation page's findings.
+const (
+	// msgPartialFix is the main line after "Check again" when some items
+	// are fixed and others still fail.
+	msgPartialFix = "Good progress: some items are fixed. Fix the ones below too, then choose Check again."
+	// unnamed stands in for a policy without a name.
+	unnamed = "Unnamed check"
+	// noResolution is the fix of a policy that gives none.
+	noResolution = "Your IT team can help you fix this. Give them the reference below."
+	// uncheckedHeading heads the names of the required policies that
+	// couldn't be checked, on a page that also lists fixes.
+	uncheckedHeading = "Couldn't be checked"
+)
+
+// uncheckedText says what to do about policies that couldn't be checked,
+// alongside others to fix.
+func uncheckedText(retry bool) string {
+	const (
+		first = "Clearance couldn't check these just now. "
+		rest  = " If they still can't be checked, restart the Mac and sign in again. If that doesn't help, contact your IT team and give them the reference below."
+	)
+	if retry {
+		return first + "Choose Check again once you've fixed the rest." + rest
+	}
+	return first + "Once you've fixed the rest, go back to the app and sign in again." + rest
 }
 
 // noteVouchingOff tells the helpdesk that a weaker check was used.

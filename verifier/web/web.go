@@ -8,9 +8,13 @@
 // and inlined, and allowed by their hashes in a strict Content-Security-Policy
 // set on every response, so nothing is loaded from anywhere and no route has
 // to be mounted for assets. Every string given to a page is treated as
-// untrusted and escaped by html/template; multi-line text (policy
-// descriptions and resolutions) becomes paragraphs and line breaks, never
-// markup. Pages work without JavaScript.
+// untrusted and escaped by html/template; a policy's user text and
+// resolution become paragraphs, numbered steps and bullet points by the
+// rules in steps.go, never markup. Pages work without JavaScript.
+//
+// A policy's description is the security team's and never reaches a page;
+// nor does osquery's error text, which the decision log keeps for the
+// helpdesk under the page's reference.
 package web
 
 import (
@@ -49,17 +53,19 @@ var (
 	autosubmitJS = strings.TrimSpace(autosubmitFile)
 )
 
-// Finding is one policy shown on a remediation page.
+// Finding is one policy on a remediation page.
 type Finding struct {
-	Name        string
-	Description string
-	// Resolution tells the user how to pass. Newlines are kept: a blank line
-	// starts a new paragraph, a single newline a new line.
+	Name string
+	// UserText says why the check matters, for the person at the Mac (the
+	// policy's user_text). Shown under the name; written as Resolution is.
+	UserText string
+	// Resolution tells the person how to pass: paragraphs, numbered steps
+	// and bullet points, by the rules in steps.go.
 	Resolution string
-	// Status is PASS, FAIL, ERROR or MISSING.
+	// Status is PASS, FAIL, ERROR or MISSING. Only FAIL is something to
+	// fix: ERROR and MISSING mean the check could not run, and are shown
+	// as that (see Denied).
 	Status string
-	// Message is osquery's error text for ERROR, shown as a detail.
-	Message string
 	// Critical findings are shown as "Required, cannot be skipped".
 	Critical bool
 }
@@ -68,9 +74,13 @@ type Finding struct {
 type Kind string
 
 const (
-	// KindPolicy: required policies fail; each is listed with its
-	// description and resolution.
+	// KindPolicy: required policies fail; each is listed with its user
+	// text and resolution.
 	KindPolicy Kind = "policy"
+	// KindUnchecked: no required policy fails, but some could not be
+	// checked (ERROR or MISSING): the page says so once, with what to do,
+	// instead of listing each policy's fix.
+	KindUnchecked Kind = "unchecked"
 	// KindNoCert: the browser presented no device certificate.
 	KindNoCert Kind = "no_cert"
 	// KindUnknownDevice: the certificate is not one issued to an enrolled Mac.
@@ -99,16 +109,27 @@ type Denied struct {
 	Message string
 	// DeviceName may be empty.
 	DeviceName string
-	// LastChecked is when the Mac was last checked; zero means never.
+	// LastChecked is when the Mac last sent a check (its latest report),
+	// whatever the decision; zero means it never has.
 	LastChecked time.Time
 	// Now is the time of the page, for "checked 3 minutes ago". Zero shows
 	// only the absolute time.
 	Now time.Time
-	// Failing lists the required policies that are not passing.
+	// Failing lists the required policies that are not passing. Those that
+	// FAIL are listed with how to fix them. Those that could not be checked
+	// (ERROR, MISSING) are not: when nothing FAILs the page is
+	// KindUnchecked, which says once that the Mac couldn't be checked and
+	// what to do; otherwise their names follow the fixes under "Couldn't be
+	// checked".
 	Failing []Finding
 	// Advisory lists optional policies that are not passing; they never
-	// block and are shown as recommendations.
+	// block. Those that FAIL are shown as recommendations; the others are
+	// left out (there is nothing to do about them).
 	Advisory []Finding
+	// NowPassing names the policies that were not passing when this
+	// sign-in was last stopped and pass now ("Check again" after a partial
+	// fix); shown above what still needs fixing.
+	NowPassing []string
 	// RetryAction is where the "Check again" form POSTs: a path on this
 	// server ("/saml/sso/retry") or an absolute https URL. Empty, or
 	// anything else, shows no button. The page's CSP form-action allows only
@@ -239,14 +260,13 @@ type retry struct {
 }
 
 type findingView struct {
-	Name        string
-	Status      string
-	Badge       string
-	BadgeClass  string
-	Critical    bool
-	Description [][]string
-	Resolution  [][]string
-	Detail      string
+	Name       string
+	Status     string
+	Badge      string
+	BadgeClass string
+	Critical   bool
+	UserText   []block
+	Resolution []block
 }
 
 type deniedView struct {
@@ -258,13 +278,22 @@ type deniedView struct {
 	CheckedAgo       string
 	CheckedISO       string
 	CheckedUTC       string
+	NowPassing       []string
 	FailingHeading   string
 	Failing          []findingView
+	Unchecked        *uncheckedView
 	Advisory         []findingView
 	Steps            []string
 	Retry            *retry
 	Help             string
 	Helpdesk         helpdesk
+}
+
+// uncheckedView is the note, after the fixes, naming the required policies
+// that could not be checked.
+type uncheckedView struct {
+	Heading, Text string
+	Names         []string
 }
 
 type refusedView struct {
@@ -297,11 +326,20 @@ func (r *Renderer) Denied(w http.ResponseWriter, status int, d Denied) {
 	if kind == "" {
 		kind = KindFor(d.Reason, d.LiveCheck)
 	}
+	msg := d.Message
+	fix, unchecked := split(d.Failing)
+	if kind == KindPolicy && len(fix) == 0 && len(unchecked) > 0 {
+		// Nothing to fix, only checks that couldn't run: one item that says
+		// so, not each policy's steps for a problem the Mac may not have.
+		kind, msg = KindUnchecked, kinds[KindUnchecked].message
+	}
 	k := kinds[kind]
 	if k.title == "" {
-		k = kinds[KindGeneric]
+		kind, k = KindGeneric, kinds[KindGeneric]
 	}
-	msg := d.Message
+	if msg == "" && kind == KindPolicy && len(d.NowPassing) > 0 {
+		msg = msgPartialFix
+	}
 	if msg == "" {
 		msg, _ = message(d.Reason, d.LiveCheck)
 	}
@@ -316,22 +354,14 @@ func (r *Renderer) Denied(w http.ResponseWriter, status int, d Denied) {
 			TimeUTC: utcTime(d.Now, true), Notes: d.Notes,
 		},
 	}
+	for _, name := range d.NowPassing {
+		v.NowPassing = append(v.NowPassing, orText(name, unnamed))
+	}
 	if !d.LastChecked.IsZero() {
 		v.Checked = true
 		v.CheckedAgo = ago(d.LastChecked, d.Now)
 		v.CheckedISO = d.LastChecked.UTC().Format(time.RFC3339)
 		v.CheckedUTC = utcTime(d.LastChecked, false)
-	}
-	for _, f := range d.Failing {
-		v.Failing = append(v.Failing, viewFinding(f, true))
-	}
-	for _, f := range d.Advisory {
-		v.Advisory = append(v.Advisory, viewFinding(f, false))
-	}
-	if n := len(v.Failing); n == 1 {
-		v.FailingHeading = "Fix this item"
-	} else {
-		v.FailingHeading = "Fix these " + strconv.Itoa(n) + " items"
 	}
 
 	formAction := "'none'"
@@ -339,10 +369,46 @@ func (r *Renderer) Denied(w http.ResponseWriter, status int, d Denied) {
 		v.Retry = &retry{Action: d.RetryAction, Token: d.RetryToken}
 		formAction = src
 	}
+	if kind == KindPolicy {
+		for _, f := range fix {
+			v.Failing = append(v.Failing, viewFinding(f, true))
+		}
+		if n := len(v.Failing); n == 1 {
+			v.FailingHeading = "Fix this item"
+		} else {
+			v.FailingHeading = "Fix these " + strconv.Itoa(n) + " items"
+		}
+		if len(unchecked) > 0 {
+			v.Unchecked = &uncheckedView{Heading: uncheckedHeading, Text: uncheckedText(v.Retry != nil)}
+			for _, f := range unchecked {
+				v.Unchecked.Names = append(v.Unchecked.Names, orText(f.Name, unnamed))
+			}
+		}
+		for _, f := range d.Advisory {
+			if f.Status == "FAIL" {
+				v.Advisory = append(v.Advisory, viewFinding(f, false))
+			}
+		}
+	}
 	v.Steps = k.steps(v.Retry != nil)
 	v.Help = k.help
 
 	r.write(w, status, r.denied, v, r.csp(formAction, ""))
+}
+
+// split separates the findings to fix (FAIL) from those that could not be
+// checked (ERROR, MISSING, or no status at all). PASS findings are neither.
+func split(fs []Finding) (fix, unchecked []Finding) {
+	for _, f := range fs {
+		switch f.Status {
+		case "PASS":
+		case "FAIL":
+			fix = append(fix, f)
+		default:
+			unchecked = append(unchecked, f)
+		}
+	}
+	return fix, unchecked
 }
 
 // Refused writes the page for a request that cannot be served, with the
@@ -500,14 +566,14 @@ func retrySource(action string) (string, bool) {
 
 func viewFinding(f Finding, required bool) findingView {
 	v := findingView{
-		Name:        orText(f.Name, "Unnamed check"),
-		Status:      statusText(f.Status),
-		Critical:    required && f.Critical,
-		Description: paragraphs(f.Description),
-		Resolution:  paragraphs(f.Resolution),
+		Name:       orText(f.Name, unnamed),
+		Status:     statusText(f.Status),
+		Critical:   required && f.Critical,
+		UserText:   parseText(f.UserText),
+		Resolution: parseText(f.Resolution),
 	}
-	if f.Status == "ERROR" {
-		v.Detail = f.Message
+	if len(v.Resolution) == 0 {
+		v.Resolution = []block{{Para: noResolution}}
 	}
 	switch {
 	case !required:
@@ -528,32 +594,8 @@ func statusText(s string) string {
 		return "Not met on this Mac"
 	case "ERROR":
 		return "Couldn't be checked on this Mac"
-	case "MISSING":
-		return "Not checked on this Mac yet"
 	}
 	return "Not checked on this Mac yet"
-}
-
-// paragraphs splits untrusted text into paragraphs (separated by blank
-// lines) of lines, for the "text" template. Leading and trailing space is
-// trimmed from every line.
-func paragraphs(s string) [][]string {
-	var out [][]string
-	var cur []string
-	for _, line := range strings.Split(strings.ReplaceAll(s, "\r\n", "\n"), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" {
-			if cur != nil {
-				out, cur = append(out, cur), nil
-			}
-			continue
-		}
-		cur = append(cur, line)
-	}
-	if cur != nil {
-		out = append(out, cur)
-	}
-	return out
 }
 
 // ago says how long before now t was, in words; empty when now is unknown

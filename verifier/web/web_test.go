@@ -11,11 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/net/html"
 
+	"github.com/clearance/clearance/pkg/policy"
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/reason"
 )
@@ -36,84 +38,141 @@ func newRenderer(t *testing.T) *Renderer {
 	return r
 }
 
+// The hand-written findings of the unit tests.
 var fileVault = Finding{
-	Name:        "FileVault is on",
-	Description: "FileVault encrypts everything on this Mac's disk, so a lost Mac doesn't expose your work.",
-	Resolution:  "Open System Settings.\nChoose Privacy & Security, then scroll to FileVault.\nChoose Turn On and follow the steps.\n\nEncryption continues in the background; you can keep working.",
-	Status:      "FAIL",
-	Critical:    true,
+	Name:       "FileVault is on",
+	UserText:   "FileVault keeps the files on this Mac unreadable to anyone who doesn't know your password.",
+	Resolution: "1. Open System Settings.\n2. Choose Privacy & Security, then scroll\n   to FileVault.\n3. Choose Turn On and follow the steps.\n\nEncryption continues in the background; you can keep working.",
+	Status:     "FAIL",
+	Critical:   true,
 }
 
 var firewall = Finding{
-	Name:        "Firewall is on",
-	Description: "The firewall blocks unwanted connections to this Mac.",
-	Resolution:  "Open System Settings > Network > Firewall and turn it on.",
-	Status:      "ERROR",
-	Message:     "no such table: alf",
+	Name:       "Firewall is on",
+	UserText:   "The firewall blocks unwanted connections to this Mac.",
+	Resolution: "Open System Settings > Network > Firewall and turn it on.",
+	Status:     "ERROR",
 }
 
 var screenLock = Finding{
-	Name:        "Screen locks after 5 minutes",
-	Description: "A locked screen keeps others out when you step away.",
-	Resolution:  "Open System Settings > Lock Screen and set \"Require password after screen saver begins\" to 5 minutes or less.",
-	Status:      "FAIL",
+	Name:       "Screen locks after 5 minutes",
+	UserText:   "A locked screen keeps others out when you step away.",
+	Resolution: "Open System Settings > Lock Screen and set \"Require password after screen saver begins\" to 5 minutes or less.",
+	Status:     "FAIL",
 }
 
-// pages is one of every page, as the golden files record them.
-func pages() []struct {
-	name   string
-	render func(*Renderer, http.ResponseWriter)
-} {
-	denied := func(d Denied) func(*Renderer, http.ResponseWriter) {
-		return func(r *Renderer, w http.ResponseWriter) { r.Denied(w, http.StatusForbidden, d) }
+// examples are the shipped example policies: the golden pages and the
+// browser test show the words a person at a Mac would read.
+var examples = sync.OnceValue(func() *policy.Set {
+	set, err := policy.Load(filepath.Join("..", "..", "examples", "policies.yaml"))
+	if err != nil {
+		panic(err)
 	}
-	return []struct {
-		name   string
-		render func(*Renderer, http.ResponseWriter)
-	}{
-		{"denied_policy", denied(Denied{
-			Kind: KindPolicy, Reason: "policy_failed",
-			Message:    "This Mac doesn't meet your organization's security requirements. Fix the items below, then choose Check again.",
-			DeviceName: "Alex's MacBook Pro", LastChecked: checked, Now: now,
-			Failing:     []Finding{fileVault, firewall},
-			Advisory:    []Finding{screenLock},
-			RetryAction: "/saml/sso/retry", RetryToken: "tok-123", SupportID: "D-7QK2-93XF",
-		})},
-		{"denied_no_cert", denied(Denied{
+	return set
+})
+
+// example is the example policy id as a finding with status.
+func example(id, status string) Finding {
+	p, ok := examples().Lookup(id)
+	if !ok {
+		panic("no example policy " + id)
+	}
+	return Finding{Name: p.Name, UserText: p.UserText, Resolution: p.Resolution, Status: status, Critical: p.Critical}
+}
+
+// examplesAt is every required example policy at status, and the optional
+// ones as advisory.
+func examplesAt(status string) (required, advisory []Finding) {
+	for _, p := range examples().Policies {
+		if p.Required {
+			required = append(required, example(p.ID, status))
+		} else {
+			advisory = append(advisory, example(p.ID, status))
+		}
+	}
+	return required, advisory
+}
+
+// pageCase is one page as a test renders it.
+type pageCase struct {
+	name   string
+	status int
+	render func(*Renderer, http.ResponseWriter)
+}
+
+// pages is one of every page, as the golden files record them and the
+// browser test shows them.
+func pages() []pageCase {
+	denied := func(name string, d Denied) pageCase {
+		return pageCase{name, http.StatusForbidden, func(r *Renderer, w http.ResponseWriter) { r.Denied(w, http.StatusForbidden, d) }}
+	}
+	const retryPath = "/saml/sso/retry"
+	allErrors, advisoryErrors := examplesAt("ERROR")
+	return []pageCase{
+		denied("denied_policy", Denied{
+			Reason: reason.PolicyFailed, DeviceName: "Alex's MacBook Pro", LastChecked: checked, Now: now,
+			Failing:     []Finding{example("filevault", "FAIL"), example("firewall", "FAIL")},
+			Advisory:    []Finding{example("screen-lock", "FAIL")},
+			RetryAction: retryPath, RetryToken: "tok-123", SupportID: "1042",
+		}),
+		denied("denied_mixed", Denied{
+			Reason: reason.PolicyFailed, DeviceName: "Alex's MacBook Pro", LastChecked: checked, Now: now,
+			Failing:     []Finding{example("macos-version", "FAIL"), example("firewall", "ERROR"), example("gatekeeper", "MISSING")},
+			Advisory:    []Finding{example("screen-lock", "ERROR")},
+			RetryAction: retryPath, RetryToken: "tok-124", SupportID: "1043",
+		}),
+		denied("denied_unchecked", Denied{
+			Reason: reason.PolicyError, LiveCheck: decision.LiveCheckAnswered,
+			DeviceName: "Alex's MacBook Pro", LastChecked: now.Add(-20 * time.Second), Now: now,
+			Failing: allErrors, Advisory: advisoryErrors,
+			RetryAction: retryPath, RetryToken: "tok-125", SupportID: "1044",
+		}),
+		denied("denied_partial", Denied{
+			Reason: reason.PolicyFailed, LiveCheck: decision.LiveCheckAnswered,
+			DeviceName: "Alex's MacBook Pro", LastChecked: now.Add(-5 * time.Second), Now: now,
+			NowPassing:  []string{"FileVault disk encryption is on", "Firewall is on"},
+			Failing:     []Finding{example("sip", "FAIL")},
+			RetryAction: retryPath, RetryToken: "tok-126", SupportID: "1045",
+		}),
+		denied("denied_no_cert", Denied{
 			Kind: KindNoCert, Reason: "no_certificate", Now: now, SupportID: "D-NOCERT",
-		})},
-		{"denied_unknown_device", denied(Denied{
+		}),
+		denied("denied_unknown_device", Denied{
 			Kind: KindUnknownDevice, Reason: "unknown_device",
 			Message: "This Mac isn't set up for secure sign-in. Ask your IT team to set it up.",
 			Now:     now, SupportID: "D-UNKNOWN",
-		})},
-		{"denied_offline", denied(Denied{
-			Kind: KindOffline, Reason: "stale_posture",
-			Message:    "This Mac's security check service isn't connected. Make sure the Mac is connected to the internet, wait a minute, then choose Check again. If it keeps happening, contact your IT team.",
+		}),
+		denied("denied_offline", Denied{
+			Reason: reason.StalePosture, LiveCheck: decision.LiveCheckOffline,
 			DeviceName: "studio-mac-07", LastChecked: now.Add(-26 * time.Hour), Now: now,
-			RetryAction: "/saml/sso/retry", RetryToken: "tok-456", SupportID: "D-OFFLINE",
-		})},
-		{"denied_offline_never", denied(Denied{
+			RetryAction: retryPath, RetryToken: "tok-456", SupportID: "D-OFFLINE",
+		}),
+		denied("denied_offline_never", Denied{
 			Kind: KindOffline, Reason: "no_report",
 			DeviceName: "studio-mac-08", Now: now, SupportID: "D-NEVER",
-		})},
-		{"denied_revoked", denied(Denied{
+		}),
+		denied("denied_revoked", Denied{
 			Kind: KindRevoked, Reason: "device_revoked",
 			Message:    "This Mac is no longer allowed to sign in. Contact your IT team.",
 			DeviceName: "old-mac", LastChecked: checked, Now: now, SupportID: "D-REVOKED",
-		})},
-		{"denied_generic", denied(Denied{
+		}),
+		denied("denied_generic", Denied{
 			Kind: KindGeneric, Reason: "clock_skew",
 			Message:    "This Mac's clock is set ahead. In System Settings, turn on setting the date and time automatically, then choose Check again.",
 			DeviceName: "fast-clock", LastChecked: now.Add(20 * time.Minute), Now: now,
-			RetryAction: "/saml/sso/retry", RetryToken: "tok-789", SupportID: "D-SKEW",
-		})},
-		{"refused", func(r *Renderer, w http.ResponseWriter) {
+			RetryAction: retryPath, RetryToken: "tok-789", SupportID: "D-SKEW",
+		}),
+		{"agent_missing", http.StatusOK, func(r *Renderer, w http.ResponseWriter) {
+			r.AgentMissing(w, http.StatusOK, AgentMissing{
+				TryAgainURL: "http://127.0.0.1:47470/v1/presence?challenge=abc", SupportID: "r-5f2c9a01d3e4", Now: now,
+			})
+		}},
+		{"refused", http.StatusBadRequest, func(r *Renderer, w http.ResponseWriter) {
 			r.Refused(w, http.StatusBadRequest, Refused{
 				Reason: reason.StaleRequest, SupportID: "R-42",
 			})
 		}},
-		{"post", func(r *Renderer, w http.ResponseWriter) {
+		{"post", http.StatusOK, func(r *Renderer, w http.ResponseWriter) {
 			if err := r.Post(w, Post{
 				ACSURL:       "https://example.okta.com/sso/saml2/0oa1abcd2EFGH3ijk4l5",
 				SAMLResponse: "PHNhbWxwOlJlc3BvbnNlIC8+",
@@ -153,17 +212,12 @@ func TestGolden(t *testing.T) {
 func TestHeaders(t *testing.T) {
 	t.Parallel()
 	r := newRenderer(t)
-	wantStatus := map[string]int{"refused": http.StatusBadRequest, "post": http.StatusOK}
 	for _, p := range pages() {
 		rec := httptest.NewRecorder()
 		p.render(r, rec)
 		res := rec.Result()
-		status := http.StatusForbidden
-		if s, ok := wantStatus[p.name]; ok {
-			status = s
-		}
-		if res.StatusCode != status {
-			t.Errorf("%s: status %d, want %d", p.name, res.StatusCode, status)
+		if res.StatusCode != p.status {
+			t.Errorf("%s: status %d, want %d", p.name, res.StatusCode, p.status)
 		}
 		for k, v := range map[string]string{
 			"Content-Type":           "text/html; charset=utf-8",
@@ -191,7 +245,8 @@ func TestHeaders(t *testing.T) {
 			t.Errorf("%s: CSP style-src = %q, want one hash", p.name, csp["style-src"])
 		}
 		wantAction := map[string]string{
-			"denied_policy": "'self'", "denied_offline": "'self'", "denied_generic": "'self'",
+			"denied_policy": "'self'", "denied_mixed": "'self'", "denied_unchecked": "'self'", "denied_partial": "'self'",
+			"denied_offline": "'self'", "denied_generic": "'self'",
 			"post": "https:",
 		}[p.name]
 		if wantAction == "" {
@@ -246,8 +301,9 @@ func TestNoExternalResources(t *testing.T) {
 		rec := httptest.NewRecorder()
 		p.render(r, rec)
 		body := rec.Body.String()
-		if strings.Contains(strings.ReplaceAll(body, acs, ""), "http") {
-			t.Errorf("%s: page mentions a URL other than the ACS URL", p.name)
+		const tryAgain = "http://127.0.0.1:47470/v1/presence?challenge=abc"
+		if strings.Contains(strings.NewReplacer(acs, "", tryAgain, "").Replace(body), "http") {
+			t.Errorf("%s: page mentions a URL other than the ACS URL or the agent's", p.name)
 		}
 		walk(parse(t, body), func(n *html.Node) {
 			switch n.Data {
@@ -256,7 +312,11 @@ func TestNoExternalResources(t *testing.T) {
 			}
 			for _, a := range n.Attr {
 				switch a.Key {
-				case "src", "href", "srcset", "poster", "formaction":
+				case "href":
+					if a.Val != tryAgain {
+						t.Errorf("%s: <%s href=%q> links somewhere but the agent", p.name, n.Data, a.Val)
+					}
+				case "src", "srcset", "poster", "formaction":
 					t.Errorf("%s: <%s %s=%q> loads or links something", p.name, n.Data, a.Key, a.Val)
 				case "action":
 					if a.Val != acs && !strings.HasPrefix(a.Val, "/saml/") {
@@ -327,14 +387,16 @@ func TestEscapesHostileStrings(t *testing.T) {
 		quote  = `' onmouseover='alert(1)`
 	)
 	hostile := Finding{
-		Name: script, Description: attrX, Resolution: script + "\n" + attrX, Status: "ERROR",
-		Message: quote + script, Critical: true,
+		Name: script, UserText: attrX + "\n1. " + script, Resolution: script + "\n" + attrX + "\n1. " + quote + "\n   - " + script,
+		Status: "FAIL", Critical: true,
 	}
+	unchecked := hostile
+	unchecked.Status = "ERROR"
 	rec := httptest.NewRecorder()
 	r.Denied(rec, http.StatusForbidden, Denied{
 		Kind: KindPolicy, Reason: attrX, Message: script, DeviceName: quote + attrX,
 		LastChecked: checked, Now: now,
-		Failing: []Finding{hostile}, Advisory: []Finding{hostile},
+		Failing: []Finding{hostile, unchecked}, Advisory: []Finding{hostile}, NowPassing: []string{script, attrX},
 		RetryAction: "/saml/sso/retry?x=" + quote, RetryToken: attrX + quote, SupportID: script,
 	})
 	checkInert(t, "denied", rec.Body.String(), 0)
@@ -519,13 +581,15 @@ func TestRetryButton(t *testing.T) {
 	}
 }
 
-func TestResolutionLines(t *testing.T) {
+// A resolution's numbered steps are a real ordered list, their wrapped
+// lines joined; the text around them stays paragraphs.
+func TestResolutionSteps(t *testing.T) {
 	t.Parallel()
 	r := newRenderer(t)
 	rec := httptest.NewRecorder()
 	r.Denied(rec, http.StatusForbidden, Denied{Kind: KindPolicy, Failing: []Finding{{
 		Name: "FileVault", Status: "FAIL",
-		Resolution: "Step one.\r\nStep <two>.\n\n\n  Afterwards: wait.  \n",
+		Resolution: "Before you start:\r\nsave your work.\n1. Open <System Settings>.\n2. Choose your recovery key. If unsure, ask your IT\n   team which one.\n\n3. Turn it on:\n   - on a laptop, plug it in\n   - then wait\n\nAfterwards: wait.  \n",
 	}}})
 	doc := parse(t, rec.Body.String())
 	var fix *html.Node
@@ -537,60 +601,206 @@ func TestResolutionLines(t *testing.T) {
 	if fix == nil {
 		t.Fatal("no resolution block")
 	}
-	ps := findAll(fix, "p")
-	if len(ps) != 2 {
-		t.Fatalf("%d paragraphs, want 2", len(ps))
+	var got []string
+	for c := fix.FirstChild; c != nil; c = c.NextSibling {
+		if c.Type != html.ElementNode || c.Data == "h4" {
+			continue
+		}
+		switch c.Data {
+		case "p":
+			got = append(got, "p: "+text(c))
+		case "ol":
+			for li := c.FirstChild; li != nil; li = li.NextSibling {
+				if li.Type == html.ElementNode {
+					got = append(got, "li: "+text(li))
+				}
+			}
+		default:
+			got = append(got, c.Data)
+		}
 	}
-	if got := text(ps[0]); got != "Step one.Step <two>." {
-		t.Errorf("first paragraph text %q", got)
+	want := []string{
+		"p: Before you start: save your work.",
+		"li: Open <System Settings>.",
+		"li: Choose your recovery key. If unsure, ask your IT team which one.",
+		"li: Turn it on:on a laptop, plug it inthen wait",
+		"p: Afterwards: wait.",
 	}
-	if n := len(findAll(ps[0], "br")); n != 1 {
-		t.Errorf("first paragraph has %d line breaks, want 1", n)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("resolution renders as\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if got := text(ps[1]); got != "Afterwards: wait." {
-		t.Errorf("second paragraph text %q", got)
+	if n := len(findAll(fix, "ol")); n != 1 {
+		t.Errorf("%d ordered lists, want the 3 steps in one", n)
+	}
+	if n := len(findAll(fix, "br")); n != 0 {
+		t.Errorf("%d line breaks: wrapped lines should join", n)
+	}
+	if !strings.Contains(rec.Body.String(), "Open &lt;System Settings&gt;.") {
+		t.Error("step text is not escaped")
 	}
 }
 
+// Only what a person can fix is listed with its fix; checks that could not
+// run are named once, and a policy's description and osquery's messages
+// never reach the page.
 func TestFindings(t *testing.T) {
 	t.Parallel()
 	r := newRenderer(t)
 	rec := httptest.NewRecorder()
+	errored := firewall
+	missing := Finding{Name: "OS is up to date", Status: "MISSING", Resolution: "Install every update."}
+	advisoryError := Finding{Name: "Bluetooth sharing is off", Status: "ERROR", Resolution: "Turn it off."}
 	r.Denied(rec, http.StatusForbidden, Denied{
 		Kind:     KindPolicy,
-		Failing:  []Finding{fileVault, firewall, {Name: "OS is up to date", Status: "MISSING"}},
-		Advisory: []Finding{screenLock},
+		Failing:  []Finding{fileVault, errored, missing, {Name: "Passing one", Status: "PASS"}},
+		Advisory: []Finding{screenLock, advisoryError},
 	})
 	doc := parse(t, rec.Body.String())
 	var items []*html.Node
 	for _, ul := range findAll(doc, "ul") {
-		items = append(items, findAll(ul, "li")...)
+		if strings.HasPrefix(attr(ul, "class"), "findings") {
+			for li := ul.FirstChild; li != nil; li = li.NextSibling {
+				if li.Type == html.ElementNode {
+					items = append(items, li)
+				}
+			}
+		}
 	}
-	if len(items) != 4 {
-		t.Fatalf("%d findings shown, want 4", len(items))
+	if len(items) != 2 {
+		t.Fatalf("%d findings shown, want FileVault and the screen lock", len(items))
 	}
-	for i, want := range []struct{ class, badge, status string }{
-		{"critical", "Required, cannot be skipped", "Not met on this Mac"},
-		{"", "Required", "Couldn't be checked on this Mac"},
-		{"", "Required", "Not checked on this Mac yet"},
-		{"", "Recommended", "Not met on this Mac"},
+	for i, want := range []struct{ class, badge, status, about string }{
+		{"critical", "Required, cannot be skipped", "Not met on this Mac", "unreadable to anyone"},
+		{"", "Recommended", "Not met on this Mac", "keeps others out"},
 	} {
 		li := items[i]
 		if attr(li, "class") != want.class {
 			t.Errorf("finding %d: class %q, want %q", i, attr(li, "class"), want.class)
 		}
-		if !strings.Contains(text(li), want.badge) || !strings.Contains(text(li), want.status) {
-			t.Errorf("finding %d: %q lacks %q or %q", i, text(li), want.badge, want.status)
+		for _, w := range []string{want.badge, want.status, want.about} {
+			if !strings.Contains(text(li), w) {
+				t.Errorf("finding %d: %q lacks %q", i, text(li), w)
+			}
 		}
 	}
-	if !strings.Contains(text(items[1]), "Details: no such table: alf") {
-		t.Error("ERROR finding does not show osquery's message")
+	body := rec.Body.String()
+	if !strings.Contains(body, "Fix this item") {
+		t.Error("heading does not count the one item to fix")
 	}
-	if strings.Contains(text(items[0]), "cannot be skipped") == strings.Contains(text(items[1]), "cannot be skipped") {
-		t.Error("critical and non-critical findings look the same")
+	var unchecked *html.Node
+	walk(doc, func(n *html.Node) {
+		if attr(n, "class") == "unchecked" {
+			unchecked = n
+		}
+	})
+	if unchecked == nil {
+		t.Fatal("no note of the checks that couldn't run")
 	}
-	if !strings.Contains(rec.Body.String(), "Fix these 3 items") {
-		t.Error("heading does not count the failing items")
+	if got := text(findAll(unchecked, "ul")[0]); !strings.Contains(got, "Firewall is on") || !strings.Contains(got, "OS is up to date") || strings.Contains(got, "Bluetooth") {
+		t.Errorf("couldn't be checked: %q", got)
+	}
+	for _, never := range []string{firewall.Resolution, missing.Resolution, advisoryError.Resolution, "Passing one", "Details"} {
+		if strings.Contains(body, never) {
+			t.Errorf("page shows %q", never)
+		}
+	}
+}
+
+// When nothing fails and some checks couldn't run, the page is one item
+// that says so, whatever the reason the caller passed.
+func TestUnchecked(t *testing.T) {
+	t.Parallel()
+	r := newRenderer(t)
+	sip := example("sip", "ERROR")
+	for name, d := range map[string]Denied{
+		"policy_error":   {Reason: reason.PolicyError, Failing: []Finding{firewall, sip}},
+		"policy_missing": {Reason: reason.PolicyMissing, Failing: []Finding{{Name: "New check", Status: "MISSING"}}},
+		"kind policy":    {Kind: KindPolicy, Reason: reason.PolicyFailed, Failing: []Finding{firewall, sip}, Advisory: []Finding{screenLock}},
+	} {
+		d.RetryAction, d.RetryToken = "/saml/sso/retry", "t"
+		rec := httptest.NewRecorder()
+		r.Denied(rec, http.StatusForbidden, d)
+		doc := parse(t, rec.Body.String())
+		if h := text(findAll(doc, "h1")[0]); h != "Clearance couldn't check this Mac" {
+			t.Errorf("%s: heading %q", name, h)
+		}
+		body := text(findAll(doc, "main")[0])
+		for _, never := range []string{"Fix th", "How to fix it", "Recovery", "Firewall", "Recommended"} {
+			if strings.Contains(body, never) {
+				t.Errorf("%s: page says %q:\n%s", name, never, body)
+			}
+		}
+		for _, want := range []string{"restart the Mac", "choose Check again", "contact your IT team"} {
+			if !strings.Contains(body, want) {
+				t.Errorf("%s: page lacks %q:\n%s", name, want, body)
+			}
+		}
+	}
+}
+
+// After a partial fix the page says what now passes, above what still
+// needs fixing.
+func TestNowPassing(t *testing.T) {
+	t.Parallel()
+	r := newRenderer(t)
+	rec := httptest.NewRecorder()
+	r.Denied(rec, http.StatusForbidden, Denied{
+		Reason: reason.PolicyFailed, NowPassing: []string{"Firewall is on"}, Failing: []Finding{fileVault},
+	})
+	body := rec.Body.String()
+	passing, fix := strings.Index(body, "Now passing"), strings.Index(body, "Fix this item")
+	if passing < 0 || fix < 0 || passing > fix {
+		t.Fatalf("Now passing at %d, the fix at %d:\n%s", passing, fix, body)
+	}
+	doc := parse(t, body)
+	var section *html.Node
+	walk(doc, func(n *html.Node) {
+		if attr(n, "class") == "passing" {
+			section = n
+		}
+	})
+	if section == nil || strings.TrimSpace(text(findAll(section, "ul")[0])) != "Firewall is on" {
+		t.Errorf("Now passing section wrong:\n%s", body)
+	}
+	if !strings.Contains(body, msgPartialFix) {
+		t.Error("main line doesn't acknowledge the fix")
+	}
+	rec = httptest.NewRecorder()
+	r.Denied(rec, http.StatusForbidden, Denied{Reason: reason.PolicyFailed, Failing: []Finding{fileVault}})
+	if strings.Contains(rec.Body.String(), "Now passing") || strings.Contains(rec.Body.String(), msgPartialFix) {
+		t.Error("a first denial says something now passes")
+	}
+}
+
+// The shipped examples read as a person at a Mac should read them: no
+// osquery tables, columns or versions, and every resolution with steps.
+func TestExamplesArePlain(t *testing.T) {
+	t.Parallel()
+	jargon := []string{"osquery", "SELECT", "_", "table", "column", "row", "query", "policy"}
+	for _, p := range examples().Policies {
+		for field, s := range map[string]string{"user_text": p.UserText, "resolution": p.Resolution} {
+			if s == "" {
+				t.Errorf("%s: no %s", p.ID, field)
+			}
+			for _, w := range jargon {
+				if strings.Contains(s, w) {
+					t.Errorf("%s: %s mentions %q", p.ID, field, w)
+				}
+			}
+		}
+		bs := parseText(p.Resolution)
+		ordered := false
+		for _, b := range bs {
+			ordered = ordered || b.Ordered && len(b.Items) > 1
+			for _, it := range b.Items {
+				if strings.Contains(it.Text, "  ") {
+					t.Errorf("%s: step %q keeps a wrapped line's indentation", p.ID, it.Text)
+				}
+			}
+		}
+		if !ordered {
+			t.Errorf("%s: resolution has no numbered steps: %+v", p.ID, bs)
+		}
 	}
 }
 
@@ -622,7 +832,7 @@ func TestLastChecked(t *testing.T) {
 	}
 	rec = httptest.NewRecorder()
 	r.Denied(rec, http.StatusForbidden, Denied{Kind: KindOffline, DeviceName: "mac", Now: now})
-	if !strings.Contains(rec.Body.String(), "<strong>Last checked:</strong> never") {
+	if !strings.Contains(rec.Body.String(), "<strong>Last checked:</strong> not yet") {
 		t.Error("a Mac never checked is not said to be")
 	}
 }
@@ -631,7 +841,7 @@ func TestKinds(t *testing.T) {
 	t.Parallel()
 	r := newRenderer(t)
 	titles := map[string]Kind{}
-	for _, k := range []Kind{KindPolicy, KindNoCert, KindUnknownDevice, KindOffline, KindRevoked, KindGeneric, "no_such_kind"} {
+	for _, k := range []Kind{KindPolicy, KindUnchecked, KindNoCert, KindUnknownDevice, KindOffline, KindRevoked, KindGeneric, "no_such_kind"} {
 		rec := httptest.NewRecorder()
 		r.Denied(rec, http.StatusForbidden, Denied{Kind: k})
 		doc := parse(t, rec.Body.String())
@@ -659,8 +869,8 @@ func TestKinds(t *testing.T) {
 
 	for code, want := range map[reason.Code]Kind{
 		reason.PolicyFailed:   KindPolicy,
-		reason.PolicyError:    KindPolicy,
-		reason.PolicyMissing:  KindPolicy,
+		reason.PolicyError:    KindUnchecked,
+		reason.PolicyMissing:  KindUnchecked,
 		reason.UnknownDevice:  KindUnknownDevice,
 		reason.DeviceRevoked:  KindRevoked,
 		reason.NoReport:       KindOffline,
@@ -676,9 +886,9 @@ func TestKinds(t *testing.T) {
 	if got := KindFor(reason.ClockSkew, decision.LiveCheckOffline); got != KindOffline {
 		t.Errorf("KindFor(clock_skew, offline) = %q, want the offline page", got)
 	}
-	fs := Findings([]decision.Finding{{Name: "n", Status: decision.StatusError, Message: "m", Resolution: "r", Critical: true}})
-	if len(fs) != 1 || fs[0] != (Finding{Name: "n", Status: "ERROR", Message: "m", Resolution: "r", Critical: true}) {
-		t.Errorf("Findings = %+v", fs)
+	fs := Findings([]decision.Finding{{Name: "n", Description: "d", UserText: "u", Status: decision.StatusError, Message: "m", Resolution: "r", Critical: true}})
+	if len(fs) != 1 || fs[0] != (Finding{Name: "n", UserText: "u", Status: "ERROR", Resolution: "r", Critical: true}) {
+		t.Errorf("Findings = %+v (the description and osquery's message stay behind)", fs)
 	}
 }
 

@@ -86,7 +86,8 @@ type Policy struct {
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// Short human name.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	// What the policy checks and why.
+	// What the policy checks and why, for the security team (admin API,
+	// logs). The remediation page never shows it: see user_text.
 	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
 	// osquery SQL.
 	Query string `protobuf:"bytes,4,opt,name=query,proto3" json:"query,omitempty"`
@@ -100,7 +101,10 @@ type Policy struct {
 	// Whether the policy can never be bypassed.
 	Critical bool `protobuf:"varint,8,opt,name=critical,proto3" json:"critical,omitempty"`
 	// How often the agent runs it.
-	Interval      *durationpb.Duration `protobuf:"bytes,9,opt,name=interval,proto3" json:"interval,omitempty"`
+	Interval *durationpb.Duration `protobuf:"bytes,9,opt,name=interval,proto3" json:"interval,omitempty"`
+	// Why the check matters, written for the person at the Mac: shown on the
+	// remediation page under the name, in place of description.
+	UserText      string `protobuf:"bytes,10,opt,name=user_text,json=userText,proto3" json:"user_text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -196,6 +200,13 @@ func (x *Policy) GetInterval() *durationpb.Duration {
 		return x.Interval
 	}
 	return nil
+}
+
+func (x *Policy) GetUserText() string {
+	if x != nil {
+		return x.UserText
+	}
+	return ""
 }
 
 // PolicySet is the full set of policies the agent must run.
@@ -339,7 +350,7 @@ var File_clearance_agent_v1_policy_proto protoreflect.FileDescriptor
 
 const file_clearance_agent_v1_policy_proto_rawDesc = "" +
 	"\n" +
-	"\x1fclearance/agent/v1/policy.proto\x12\x12clearance.agent.v1\x1a\x1egoogle/protobuf/duration.proto\"\x91\x02\n" +
+	"\x1fclearance/agent/v1/policy.proto\x12\x12clearance.agent.v1\x1a\x1egoogle/protobuf/duration.proto\"\xae\x02\n" +
 	"\x06Policy\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
@@ -351,7 +362,9 @@ const file_clearance_agent_v1_policy_proto_rawDesc = "" +
 	"resolution\x12\x1a\n" +
 	"\brequired\x18\a \x01(\bR\brequired\x12\x1a\n" +
 	"\bcritical\x18\b \x01(\bR\bcritical\x125\n" +
-	"\binterval\x18\t \x01(\v2\x19.google.protobuf.DurationR\binterval\"]\n" +
+	"\binterval\x18\t \x01(\v2\x19.google.protobuf.DurationR\binterval\x12\x1b\n" +
+	"\tuser_text\x18\n" +
+	" \x01(\tR\buserText\"]\n" +
 	"\tPolicySet\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x126\n" +
 	"\bpolicies\x18\x02 \x03(\v2\x1a.clearance.agent.v1.PolicyR\bpolicies\"\xca\x01\n" +
