@@ -142,6 +142,74 @@ func TestReenrollKeepsIDAndHistory(t *testing.T) {
 	}
 }
 
+// TestReenrollEndsOldKeyStream: a stream opened with the old key ends the
+// moment the device enrolls again, with a status that says why; a report
+// it had queued is refused, not stored, even with a seq at the top; the new
+// key's stream reports from seq 1 and is not ended by the re-enrollment.
+func TestReenrollEndsOldKeyStream(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	secret := h.secret()
+	a := h.enrolled(secret)
+	old, err := a.Connect(h.ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if m, err := old.Exchange(protoagent.Sign(a.Key, a.Report(old.PolicySet, 1, h.clock.Now(), nil, pass))); err != nil || m.GetAck().GetSeq() != 1 {
+		t.Fatalf("first report: %v %v", m, err)
+	}
+
+	again, err := protoagent.New(h.addr, h.rootPEM, a.Facts.GetHardwareUuid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := again.Enroll(h.ctx(), secret); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := old.Client.Recv(); err != nil {
+				ended <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-ended:
+		checkStatus(t, err, codes.PermissionDenied, "enrolled again with another key")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the old key's stream was not ended by the re-enrollment")
+	}
+	// Whatever the old stream still sends is not stored.
+	_ = old.Send(protoagent.Sign(a.Key, a.Report(old.PolicySet, 1<<53, h.clock.Now(), nil, pass)))
+
+	st, err := again.Connect(h.ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if m, err := st.Exchange(protoagent.Sign(again.Key, again.Report(st.PolicySet, 1, h.clock.Now(), nil, pass))); err != nil || m.GetAck().GetSeq() != 1 {
+		t.Fatalf("the new key's first report: %v %v", m, err)
+	}
+	// A second re-enrollment with the same key (the agent retried) leaves
+	// its stream alone.
+	if _, err := again.Enroll(h.ctx(), secret); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := st.Exchange(protoagent.Sign(again.Key, again.Report(st.PolicySet, 2, h.clock.Now(), nil, pass))); err != nil || m.GetAck().GetSeq() != 2 {
+		t.Fatalf("the new key's stream after enrolling the same key again: %v %v", m, err)
+	}
+	got, err := h.admin.GetDevice(h.ctx(), &adminv1.GetDeviceRequest{DeviceId: a.DeviceID})
+	if err != nil || got.GetDevice().GetLastSeq() != 2 {
+		t.Fatalf("device after re-enrollment: %v %v; want last seq 2", got.GetDevice(), err)
+	}
+	if !strings.Contains(h.logs.String(), "reason=key_replaced") {
+		t.Errorf("the log does not say why the old stream ended:\n%s", h.logs.String())
+	}
+}
+
 func TestRevokeEndsLiveStream(t *testing.T) {
 	t.Parallel()
 	h := start(t)
