@@ -201,7 +201,10 @@ func (s *Server) read(ctx context.Context, stream agentv1.AgentService_ConnectSe
 			s.log().Warn("report rejected", "device_id", dev.ID, "reason", string(rej.Reason), "msg", rej.Msg, "cause", rej.Cause)
 			return rej
 		}
-		if !acc.Duplicate {
+		if acc.Duplicate {
+			s.Metrics.ReportResent()
+			s.log().Debug("resent report acknowledged again", "device_id", dev.ID, "seq", acc.Stored.Seq)
+		} else {
 			s.Metrics.ReportAccepted(time.Since(start))
 			s.Hub.Delivered(acc)
 		}
