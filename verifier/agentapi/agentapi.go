@@ -62,8 +62,29 @@ func (s *Server) log() *slog.Logger {
 	return l.With("component", "agentapi")
 }
 
+// NotableSkew is how far an agent's clock may be from the verifier's before
+// the verifier logs it. Agents correct for any offset (they work in the
+// verifier's time, see Session.verifier_time), so this is only news for
+// whoever runs the Macs' clocks.
+const NotableSkew = 2 * time.Second
+
+// clockSkew logs and counts how far an agent's own clock (sent in Hello or
+// EnrollRequest) is from the verifier's.
+func (s *Server) clockSkew(agentTime *timestamppb.Timestamp, log *slog.Logger) {
+	if agentTime == nil || agentTime.CheckValid() != nil {
+		return
+	}
+	skew := agentTime.AsTime().Sub(s.now())
+	s.Metrics.AgentClockSkew(skew)
+	if skew.Abs() >= NotableSkew {
+		// Positive: the agent's clock is ahead.
+		log.Warn("agent clock differs from the verifier's; the agent corrects for it", "skew", skew.Round(time.Millisecond).String())
+	}
+}
+
 // Enroll implements AgentService.Enroll.
 func (s *Server) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agentv1.EnrollResponse, error) {
+	s.clockSkew(req.GetAgentTime(), s.log().With("hardware_uuid", storage.CanonicalHardwareUUID(req.GetFacts().GetHardwareUuid())))
 	resp, outcome, err := s.Enroller.Enroll(ctx, req)
 	s.Metrics.Enrollment(outcome)
 	if err != nil {
@@ -127,6 +148,7 @@ func (s *Server) Connect(stream agentv1.AgentService_ConnectServer) error {
 	sess, unregister := s.Hub.Register(dev.ID, dev.PublicKey)
 	defer unregister()
 	log.Info("agent connected", "agent_version", hello.GetAgentVersion(), "policy_set_version", hello.GetPolicySetVersion())
+	s.clockSkew(hello.GetAgentTime(), log)
 	defer log.Info("agent disconnected")
 	session := &agentv1.Session{PresenceUrl: s.PresenceURL, VerifierTime: timestamppb.New(s.now())}
 	if err := stream.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_Session{Session: session}}); err != nil {
