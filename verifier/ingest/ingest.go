@@ -85,14 +85,8 @@ func reject(reason Reason, code codes.Code, cause error, format string, a ...any
 	return &Rejection{Reason: reason, Code: code, Msg: fmt.Sprintf(format, a...), Cause: cause}
 }
 
-// MaxSeq bounds a report's seq. An agent counts from 1, one per report, and
-// jumps at most to the clock in milliseconds (about 2^41 today) when its
-// state was restored from a backup; 2^53 leaves it ages of room, while a
-// seq above it can only come from a bug or an attack, which must not push
-// the device's sequence to where its next real report is refused forever.
-// 2^53 is also the largest integer every JSON reader keeps exactly (the
-// admin API's consumers, grpcurl).
-const MaxSeq = 1 << 53
+// MaxSeq bounds a report's seq (report.MaxSeq says why).
+const MaxSeq = report.MaxSeq
 
 // Bounds on PostureReport.certificates. The agent keeps within them; a report
 // beyond them is refused whole rather than trimmed, since it is signed.

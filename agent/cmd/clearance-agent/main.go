@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/clearance/clearance/agent/clock"
 	"github.com/clearance/clearance/agent/config"
 	"github.com/clearance/clearance/agent/devicekey"
 	"github.com/clearance/clearance/agent/enroll"
@@ -187,7 +188,10 @@ func cmdRun(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// One sense of the verifier's time for enrollment, renewal and reports.
+	clk := clock.New(clock.System(), log)
 	ids := &enroll.Manager{
+		Clock:        clk,
 		Dir:          dir,
 		Signer:       key,
 		Verifier:     cfg.Verifier,
@@ -197,6 +201,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 		Logger:       log,
 	}
 	client := stream.New(stream.Options{
+		Clock:    clk,
 		Verifier: cfg.Verifier,
 		Roots:    roots,
 		Identity: ids,
