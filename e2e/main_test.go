@@ -38,7 +38,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	cmd := exec.Command("go", "build", "-o", dir+"/", "../verifier/cmd/clearance-verifier", "../agent/cmd/clearance-agent", "../internal/osquerysim/cmd/osquery-sim")
+	// clearance_testclock lets a test shift the agent's clock
+	// (CLEARANCE_TEST_CLOCK_OFFSET, see agent/clock); nothing else differs
+	// from a release build.
+	cmd := exec.Command("go", "build", "-tags", "clearance_testclock", "-o", dir+"/", "../verifier/cmd/clearance-verifier", "../agent/cmd/clearance-agent", "../internal/osquerysim/cmd/osquery-sim")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building binaries:", err)
@@ -117,8 +120,10 @@ func startVerifierAt(t *testing.T, dataDir, policies, grpcAddr, httpAddr string)
 		"--data-dir", dataDir, "--policies", policies,
 		"--grpc-listen", v.grpcAddr, "--http-listen", v.httpAddr, "--public-url", "https://localhost:8443",
 		// Tests that sign in start their own verifier; the others only need
-		// the SSO listener off the default port, which parallel tests share.
-		"--sso-listen", "127.0.0.1:0")
+		// the SSO listener off the default port, which parallel tests share,
+		// and a public URL for it that names a real port (the presence URL
+		// agents are given is derived from it).
+		"--sso-listen", "127.0.0.1:0", "--sso-public-url", "https://localhost:8444")
 	v.cmd.Stdout, v.cmd.Stderr = v.logs, v.logs
 	if err := v.cmd.Start(); err != nil {
 		t.Fatal(err)
