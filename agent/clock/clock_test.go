@@ -63,3 +63,22 @@ func TestLearnOffset(t *testing.T) {
 		t.Errorf("logged a 1s offset:\n%s", logs.String())
 	}
 }
+
+// A verifier time at the ends of what a Timestamp holds saturates the
+// offset rather than wrapping it, and nothing panics.
+func TestLearnExtremes(t *testing.T) {
+	t.Parallel()
+	local := time.Date(2025, 3, 4, 5, 0, 0, 0, time.UTC)
+	c := New(func() time.Time { return local }, slog.New(slog.DiscardHandler))
+	for _, vt := range []time.Time{
+		time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+		time.Date(1, 1, 1, 0, 0, 1, 0, time.UTC),
+	} {
+		c.Learn(vt, local)
+		off, known := c.Offset()
+		if !known || (vt.After(local) != (off > 0)) {
+			t.Errorf("Learn(%s): offset %s, known %v; want the sign of the difference", vt, off, known)
+		}
+		_ = c.Now()
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/clearance/clearance/internal/protoagent"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
@@ -384,5 +385,57 @@ func TestCreateScepChallenge(t *testing.T) {
 	for _, ttl := range []time.Duration{time.Second, 1000 * time.Hour, -time.Hour} {
 		_, err := h.admin.CreateScepChallenge(h.ctx(), &adminv1.CreateScepChallengeRequest{Ttl: durationpb.New(ttl)})
 		checkStatus(t, err, codes.InvalidArgument, "ttl")
+	}
+}
+
+// TestAgentClockSkewLogged: the verifier names how far an agent's own
+// clock (Hello.agent_time) is from its own, and an absurd or missing
+// agent_time changes nothing else: the stream goes on.
+func TestAgentClockSkewLogged(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	a := h.enrolled(h.secret())
+	for _, tc := range []struct {
+		name      string
+		agentTime *timestamppb.Timestamp
+		want      string
+	}{
+		{"ten minutes slow", timestamppb.New(h.clock.Now().Add(-10 * time.Minute)), "skew=-10m0s"},
+		{"far future", timestamppb.New(time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)), "skew=2562047h47m16.854775807s"}, // saturated, not wrapped,
+		{"invalid", &timestamppb.Timestamp{Seconds: -1 << 62}, ""},
+		{"none", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := a.Dial()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			ctx, cancel := context.WithCancel(h.ctx())
+			defer cancel()
+			st, err := agentv1.NewAgentServiceClient(conn).Connect(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Send(&agentv1.AgentMessage{Message: &agentv1.AgentMessage_Hello{Hello: &agentv1.Hello{AgentVersion: "test", AgentTime: tc.agentTime}}}); err != nil {
+				t.Fatal(err)
+			}
+			m, err := st.Recv()
+			if err != nil || m.GetSession() == nil {
+				t.Fatalf("first message %v, %v; want the Session", m, err)
+			}
+			if d := m.GetSession().GetVerifierTime().AsTime().Sub(h.clock.Now()); d != 0 {
+				t.Errorf("Session.verifier_time is %s from the verifier's clock", d)
+			}
+			if tc.want != "" {
+				deadline := time.Now().Add(5 * time.Second)
+				for !strings.Contains(h.logs.String(), tc.want) {
+					if time.Now().After(deadline) {
+						t.Fatalf("log lacks %q:\n%s", tc.want, h.logs.String())
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+		})
 	}
 }
