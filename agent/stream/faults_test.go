@@ -2,6 +2,8 @@ package stream_test
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,10 +29,15 @@ func TestLostAcksThenReset(t *testing.T) {
 	v := fakeverifier.New(t)
 	v.PolicySet = policySet
 	v.AutoAck = false
-	a := startAgent(t, v, t.TempDir(), func(o *stream.Options) { o.Interval = 20 * time.Millisecond })
+	a := startAgent(t, v, t.TempDir(), nil)
 	s := nextSession(t, v)
-	var stored []uint64
-	for len(stored) < 4 {
+	// The report on connecting, then three answers to CheckNow: all stored,
+	// none acknowledged.
+	stored := []uint64{nextReport(t, v).Report.GetSeq()}
+	for i := range 3 {
+		s.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_CheckNow{CheckNow: &agentv1.CheckNow{
+			Nonce: fmt.Appendf(nil, "nonce-%d-0123456789", i), ExpiresAt: timestamppb.New(time.Now().Add(time.Minute)),
+		}}})
 		stored = append(stored, nextReport(t, v).Report.GetSeq())
 	}
 
@@ -51,18 +58,12 @@ func TestLostAcksThenReset(t *testing.T) {
 	}
 	t.Logf("reset; %d resends acknowledged again, fresh report seq %d stored %s after the reset",
 		len(resent), fresh.Report.GetSeq(), time.Since(reset).Round(time.Millisecond))
-	// Every stored report the agent had no ack for was resent: at least
-	// those stored before the reset (more may have been sent meanwhile).
-	for _, seq := range stored {
-		found := false
-		for _, r := range resent {
-			found = found || r == seq
-		}
-		if !found {
-			t.Errorf("stored report %d was not resent (resent %v)", seq, resent)
-		}
+	// Every stored report the agent had no ack for was resent, in order,
+	// and the fresh one follows without a gap.
+	if !slices.Equal(resent, stored) {
+		t.Fatalf("resent %v, want every unacknowledged report %v", resent, stored)
 	}
-	if want := resent[len(resent)-1] + 1; fresh.Report.GetSeq() != want {
+	if want := stored[len(stored)-1] + 1; fresh.Report.GetSeq() != want {
 		t.Errorf("fresh report seq %d, want %d: no seq skipped", fresh.Report.GetSeq(), want)
 	}
 	waitAcked(t, a.client, fresh.Report.GetSeq())
