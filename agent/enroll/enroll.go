@@ -192,6 +192,7 @@ func (m *Manager) Forget(reason string) bool {
 
 // Enroll performs the enrollment ceremony and stores the result.
 func (m *Manager) Enroll(ctx context.Context) (*state.Identity, error) {
+	m.init()
 	log := m.log()
 	if m.EnrollSecret == "" {
 		return nil, ErrNoSecret
@@ -250,6 +251,7 @@ func (m *Manager) Enroll(ctx context.Context) (*state.Identity, error) {
 
 // Renew gets a fresh certificate for the same key over mutual TLS.
 func (m *Manager) Renew(ctx context.Context) (*state.Identity, error) {
+	m.init()
 	cur := m.Identity()
 	if cur == nil {
 		return nil, state.ErrNotEnrolled

@@ -84,13 +84,14 @@ func (s *Server) clockSkew(agentTime *timestamppb.Timestamp, log *slog.Logger) {
 
 // Enroll implements AgentService.Enroll.
 func (s *Server) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agentv1.EnrollResponse, error) {
-	s.clockSkew(req.GetAgentTime(), s.log().With("hardware_uuid", storage.CanonicalHardwareUUID(req.GetFacts().GetHardwareUuid())))
 	resp, outcome, err := s.Enroller.Enroll(ctx, req)
 	s.Metrics.Enrollment(outcome)
 	if err != nil {
 		s.log().Warn("enrollment refused", "reason", outcome, "hardware_uuid", req.GetFacts().GetHardwareUuid(), "err", status.Convert(err).Message())
 		return nil, err
 	}
+	// Only an enrolled device's clock is worth a line.
+	s.clockSkew(req.GetAgentTime(), s.log().With("device_id", resp.GetDeviceId()))
 	if outcome == enroll.OutcomeReenrolled {
 		s.endReplacedStreams(ctx, resp.GetDeviceId())
 	}
