@@ -38,7 +38,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	cmd := exec.Command("go", "build", "-o", dir+"/", "../verifier/cmd/clearance-verifier", "../agent/cmd/clearance-agent", "../internal/osquerysim/cmd/osquery-sim")
+	// clearance_testclock lets a test shift the agent's clock
+	// (CLEARANCE_TEST_CLOCK_OFFSET, see agent/clock); nothing else differs
+	// from a release build.
+	cmd := exec.Command("go", "build", "-tags", "clearance_testclock", "-o", dir+"/", "../verifier/cmd/clearance-verifier", "../agent/cmd/clearance-agent", "../internal/osquerysim/cmd/osquery-sim")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building binaries:", err)

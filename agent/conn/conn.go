@@ -20,10 +20,11 @@ import (
 type ClientCert func() (*tls.Certificate, error)
 
 // Dial returns a client for addr (HOST:PORT). The verifier's certificate must
-// chain to roots and name addr's host. With cert set, every handshake
-// presents the certificate cert returns at that moment, so a renewed
-// certificate is used from the next connection on.
-func Dial(addr string, roots *x509.CertPool, cert ClientCert) (*grpc.ClientConn, error) {
+// chain to roots and name addr's host, and be valid at now (the verifier's
+// time as the agent knows it, see package clock; time.Now when nil). With
+// cert set, every handshake presents the certificate cert returns at that
+// moment, so a renewed certificate is used from the next connection on.
+func Dial(addr string, roots *x509.CertPool, cert ClientCert, now func() time.Time) (*grpc.ClientConn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("verifier address %q: %w", addr, err)
@@ -32,6 +33,7 @@ func Dial(addr string, roots *x509.CertPool, cert ClientCert) (*grpc.ClientConn,
 		RootCAs:    roots,
 		ServerName: host,
 		MinVersion: tls.VersionTLS12,
+		Time:       now,
 	}
 	if cert != nil {
 		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {

@@ -8,7 +8,10 @@
 // when an enroll secret is configured and either its certificate has expired
 // or the verifier answers Unauthenticated (certificate unknown, e.g. after
 // the verifier's data was reset). A revoked device (PermissionDenied) never
-// re-enrolls on its own: that needs an administrator.
+// re-enrolls on its own: that needs an administrator. Certificates are
+// checked in the verifier's time (package clock), learnt from the very
+// response that carries them, so a device whose clock is off keeps the
+// certificate it was issued instead of enrolling again and again.
 package enroll
 
 import (
@@ -26,15 +29,23 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/clearance/clearance/agent/clock"
 	"github.com/clearance/clearance/agent/conn"
+	"github.com/clearance/clearance/agent/retry"
 	"github.com/clearance/clearance/agent/state"
 	"github.com/clearance/clearance/agent/version"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
 
 // ErrNoSecret means enrollment is needed but no enroll secret is configured.
-var ErrNoSecret = errors.New("enrollment needed but no enroll secret is configured (--enroll-secret, CLEARANCE_ENROLL_SECRET or the EnrollSecret plist key)")
+var ErrNoSecret = retry.Permanent(errors.New("enrollment needed but no enroll secret is configured (--enroll-secret, CLEARANCE_ENROLL_SECRET or the EnrollSecret plist key)"))
+
+// ErrUnusableResponse wraps why a certificate the verifier issued cannot be
+// used (not for this key, not from the configured CA). Enrolling again
+// would spend another use of the secret on the same answer.
+var ErrUnusableResponse = retry.Permanent(errors.New("the verifier's answer cannot be used"))
 
 // callTimeout bounds one Enroll or Renew call, so a verifier that accepts
 // the connection but never answers cannot stall the agent.
@@ -50,8 +61,10 @@ type Manager struct {
 	EnrollSecret string
 	// Facts reads the device facts (through osquery).
 	Facts func(ctx context.Context) (*agentv1.DeviceFacts, error)
-	// Now and After are the clock (default time.Now, time.After).
-	Now    func() time.Time
+	// Clock is the verifier's time as the agent knows it, shared with the
+	// stream; Enroll and Renew responses correct it (default: the system
+	// clock). After waits (default time.After).
+	Clock  *clock.Clock
 	After  func(time.Duration) <-chan time.Time
 	Logger *slog.Logger
 
@@ -70,13 +83,23 @@ func (m *Manager) init() {
 		m.changed = make(chan struct{}, 1)
 	}
 	m.stopOnce.Do(func() { m.stop = make(chan struct{}) })
+	if m.Clock == nil {
+		m.Clock = clock.New(clock.System(), m.Logger)
+	}
 }
 
+// now is the verifier's time as best known.
 func (m *Manager) now() time.Time {
-	if m.Now != nil {
-		return m.Now()
+	m.init()
+	return m.Clock.Now()
+}
+
+// learn corrects the clock from a response's verifier_time, received at
+// the device's local time receivedAt.
+func (m *Manager) learn(vt *timestamppb.Timestamp, receivedAt time.Time) {
+	if vt != nil && vt.IsValid() {
+		m.Clock.Learn(vt.AsTime(), receivedAt)
 	}
-	return time.Now()
 }
 
 func (m *Manager) after(d time.Duration) <-chan time.Time {
@@ -169,6 +192,7 @@ func (m *Manager) Forget(reason string) bool {
 
 // Enroll performs the enrollment ceremony and stores the result.
 func (m *Manager) Enroll(ctx context.Context) (*state.Identity, error) {
+	m.init()
 	log := m.log()
 	if m.EnrollSecret == "" {
 		return nil, ErrNoSecret
@@ -190,7 +214,7 @@ func (m *Manager) Enroll(ctx context.Context) (*state.Identity, error) {
 	// 3. Enroll over TLS that verifies the verifier.
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	cc, err := conn.Dial(m.Verifier, m.Roots, nil)
+	cc, err := conn.Dial(m.Verifier, m.Roots, nil, m.now)
 	if err != nil {
 		return nil, err
 	}
@@ -199,18 +223,20 @@ func (m *Manager) Enroll(ctx context.Context) (*state.Identity, error) {
 		EnrollSecret: m.EnrollSecret,
 		Csr:          csr,
 		Facts:        facts,
+		AgentTime:    timestamppb.New(m.Clock.Local()),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("enrolling with %s: %w", m.Verifier, err)
 	}
+	m.learn(resp.GetVerifierTime(), m.Clock.Local())
 
-	// 4. Check what came back before trusting it.
+	// 4. Check what came back before trusting it, in the verifier's time.
 	if resp.GetDeviceId() == "" {
-		return nil, errors.New("enrollment response has no device id")
+		return nil, fmt.Errorf("%w: enrollment response has no device id", ErrUnusableResponse)
 	}
 	cert, chain, err := m.checkIssued(resp.GetCertificate(), resp.GetCaChain())
 	if err != nil {
-		return nil, fmt.Errorf("enrollment response: %w", err)
+		return nil, fmt.Errorf("%w: enrollment response: %w", ErrUnusableResponse, err)
 	}
 
 	// 5. Store.
@@ -225,6 +251,7 @@ func (m *Manager) Enroll(ctx context.Context) (*state.Identity, error) {
 
 // Renew gets a fresh certificate for the same key over mutual TLS.
 func (m *Manager) Renew(ctx context.Context) (*state.Identity, error) {
+	m.init()
 	cur := m.Identity()
 	if cur == nil {
 		return nil, state.ErrNotEnrolled
@@ -235,7 +262,7 @@ func (m *Manager) Renew(ctx context.Context) (*state.Identity, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	cc, err := conn.Dial(m.Verifier, m.Roots, m.ClientCert)
+	cc, err := conn.Dial(m.Verifier, m.Roots, m.ClientCert, m.now)
 	if err != nil {
 		return nil, err
 	}
@@ -244,9 +271,10 @@ func (m *Manager) Renew(ctx context.Context) (*state.Identity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("renewing with %s: %w", m.Verifier, err)
 	}
+	m.learn(resp.GetVerifierTime(), m.Clock.Local())
 	cert, chain, err := m.checkIssued(resp.GetCertificate(), resp.GetCaChain())
 	if err != nil {
-		return nil, fmt.Errorf("renewal response: %w", err)
+		return nil, fmt.Errorf("%w: renewal response: %w", ErrUnusableResponse, err)
 	}
 	id := &state.Identity{DeviceID: cur.DeviceID, Verifier: cur.Verifier, EnrolledAt: cur.EnrolledAt, Cert: cert, Chain: chain}
 	if err := m.Dir.SaveIdentity(id); err != nil {

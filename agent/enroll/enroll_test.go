@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clearance/clearance/agent/clock"
 	"github.com/clearance/clearance/agent/devicekey"
 	"github.com/clearance/clearance/agent/enroll"
 	"github.com/clearance/clearance/agent/internal/fakeverifier"
@@ -97,9 +98,10 @@ func TestExpiredCertReenrolls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An hour and more on, for the device and the verifier alike.
 	later := manager(t, v, dir, v.Secret)
-	later.Now = func() time.Time { return first.Cert.NotAfter.Add(time.Minute) }
-	v.NotBefore = func() time.Time { return first.Cert.NotAfter }
+	later.Clock = clock.New(func() time.Time { return first.Cert.NotAfter.Add(time.Minute) }, nil)
+	v.ClockOffset = time.Until(first.Cert.NotAfter.Add(time.Minute))
 	second, err := later.Ensure(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +120,7 @@ func TestRenewalAtTwoThirds(t *testing.T) {
 	v.Lifetime = 3 * time.Hour
 	m := manager(t, v, t.TempDir(), v.Secret)
 	now := time.Now()
-	m.Now = func() time.Time { return now }
+	m.Clock = clock.New(func() time.Time { return now }, nil)
 	waits := make(chan time.Duration, 4)
 	fire := make(chan time.Time)
 	m.After = func(d time.Duration) <-chan time.Time {
@@ -136,7 +138,8 @@ func TestRenewalAtTwoThirds(t *testing.T) {
 		<-done
 	}()
 
-	want := id.Cert.NotBefore.Add(2 * time.Hour).Sub(now)
+	// In the verifier's time, which the enrollment taught the clock.
+	want := id.Cert.NotBefore.Add(2 * time.Hour).Sub(m.Clock.Now())
 	if got := <-waits; got != want {
 		t.Errorf("renewal scheduled in %s, want %s (two thirds of the lifetime)", got, want)
 	}
@@ -153,5 +156,41 @@ func TestRenewalAtTwoThirds(t *testing.T) {
 	}
 	if stored.Cert.Equal(id.Cert) || stored.DeviceID != id.DeviceID {
 		t.Error("renewed certificate not stored")
+	}
+}
+
+// A device whose clock is ten minutes off either way enrolls once: it
+// checks the certificate it was issued (valid from a minute before the
+// verifier's clock) in the verifier's time, which the response carries,
+// instead of finding it "not yet valid" and enrolling again and again.
+func TestEnrollWithSkewedClock(t *testing.T) {
+	t.Parallel()
+	for _, off := range []time.Duration{-10 * time.Minute, 10 * time.Minute} {
+		t.Run(off.String(), func(t *testing.T) {
+			t.Parallel()
+			v := fakeverifier.New(t)
+			dir := t.TempDir()
+			m := manager(t, v, dir, v.Secret)
+			m.Clock = clock.New(func() time.Time { return time.Now().Add(off) }, nil)
+			id, err := m.Ensure(context.Background())
+			if err != nil {
+				t.Fatalf("enrolling with the clock %s off: %v", off, err)
+			}
+			if got, known := m.Clock.Offset(); !known || (got+off).Abs() > 5*time.Second {
+				t.Errorf("offset learnt = %s (known %v), want about %s", got, known, -off)
+			}
+			// Renewal is due two thirds into the life, in the verifier's time.
+			if d := time.Until(id.RenewAt()); d < 35*time.Minute || d > 45*time.Minute {
+				t.Errorf("renewal due in %s, want about 40m of the 1h certificate", d)
+			}
+			again := manager(t, v, dir, v.Secret)
+			again.Clock = clock.New(func() time.Time { return time.Now().Add(off) }, nil)
+			if _, err := again.Ensure(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if _, enrolls, _ := v.Counts(); enrolls != 1 {
+				t.Errorf("enrolled %d times, want once", enrolls)
+			}
+		})
 	}
 }

@@ -3,6 +3,10 @@ package enroll
 import (
 	"context"
 	"time"
+
+	"google.golang.org/grpc/status"
+
+	retrypkg "github.com/clearance/clearance/agent/retry"
 )
 
 // Renewal retry bounds: soon enough to renew before expiry after a network
@@ -53,8 +57,21 @@ func (m *Manager) Execute() error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			retry = min(max(retry*2, renewMinRetry), renewMaxRetry)
-			m.log().Warn("certificate renewal failed", "err", err, "retry_in", retry)
+			code := status.Code(err)
+			switch retrypkg.Of(retrypkg.Renew, err) {
+			case retrypkg.Reenroll:
+				// The verifier no longer takes this certificate: the stream
+				// enrolls again when it next connects.
+				m.Forget(err.Error())
+				retry = renewMinRetry
+			case retrypkg.Stop:
+				retry = renewMaxRetry
+				m.log().Error("certificate renewal refused; not retrying soon", "code", code.String(), "err", err, "retry_in", retry)
+				continue
+			default:
+				retry = min(max(retry*2, renewMinRetry), renewMaxRetry)
+			}
+			m.log().Warn("certificate renewal failed", "code", code.String(), "err", err, "retry_in", retry)
 			continue
 		}
 		retry = 0

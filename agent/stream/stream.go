@@ -7,12 +7,16 @@
 //     report is sent, so no seq is ever reused, even across a crash;
 //   - a signed report is never changed: unacknowledged reports are resent,
 //     byte for byte, after a reconnect, in seq order (the verifier acks an
-//     exact duplicate again);
+//     exact resend of any report it stored again), so lost acks lose
+//     nothing;
 //   - after every (re)connect the agent runs all policies and sends its
-//     current state at once;
-//   - a report the verifier rejects is dropped rather than resent forever,
-//     and reports too old for the verifier's freshness window are not
-//     resent (the fresh report replaces them).
+//     current state as soon as the verifier has said its time (Session),
+//     stamped in that time (package clock);
+//   - how a stream ended decides what comes next (package retry): a report
+//     the verifier refused for good is dropped rather than resent forever,
+//     a device the verifier refuses stops retrying soon and says why, and
+//     reports too old for the verifier's freshness window are not resent
+//     (the fresh report replaces them).
 package stream
 
 import (
@@ -33,9 +37,11 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/clearance/clearance/agent/clock"
 	"github.com/clearance/clearance/agent/conn"
 	"github.com/clearance/clearance/agent/osquery"
 	"github.com/clearance/clearance/agent/policy"
+	"github.com/clearance/clearance/agent/retry"
 	"github.com/clearance/clearance/agent/state"
 	"github.com/clearance/clearance/agent/version"
 	"github.com/clearance/clearance/pkg/presence"
@@ -53,6 +59,10 @@ type Identity interface {
 	// reports whether a new enrollment will be attempted.
 	Forget(reason string) bool
 }
+
+// streamEndWait bounds how long a stream whose send failed waits for the
+// status that says why it ended.
+const streamEndWait = 5 * time.Second
 
 // Defaults.
 const (
@@ -86,9 +96,14 @@ type Options struct {
 	// ResendMaxAge: older unacknowledged reports are not resent. Keep it
 	// below the verifier's allowed skew (5 min by default).
 	ResendMaxAge time.Duration
-	// Now and After are the clock; Jitter returns a value in [0, n)
-	// (defaults: time.Now, time.After, math/rand/v2).
-	Now    func() time.Time
+	// StopWait is how long the agent waits before trying again after the
+	// verifier refused in a way retrying cannot fix (retry.Stop).
+	StopWait time.Duration
+	// Clock is the verifier's time as the agent knows it: every Session
+	// corrects it, and reports are stamped with it (default: the system
+	// clock). After waits; Jitter returns a value in [0, n) (defaults:
+	// time.After, math/rand/v2).
+	Clock  *clock.Clock
 	After  func(time.Duration) <-chan time.Time
 	Jitter func(n int64) int64
 	Logger *slog.Logger
@@ -151,8 +166,11 @@ func New(o Options) *Client {
 	if o.ResendMaxAge <= 0 {
 		o.ResendMaxAge = DefaultResendMaxAge
 	}
-	if o.Now == nil {
-		o.Now = time.Now
+	if o.StopWait <= 0 {
+		o.StopWait = retry.StopWait
+	}
+	if o.Clock == nil {
+		o.Clock = clock.New(clock.System(), o.Logger)
 	}
 	if o.After == nil {
 		o.After = time.After
@@ -201,18 +219,26 @@ func (c *Client) Execute() error {
 	}
 	backoff := time.Duration(0)
 	for {
-		start := c.o.Now()
-		err := c.connectOnce(ctx)
+		start := c.now()
+		action, err := c.connectOnce(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
 		c.count(func(s *Stats) { s.LastError = err })
-		if c.o.Now().Sub(start) >= stableSession {
+		if c.now().Sub(start) >= stableSession {
 			backoff = 0
 		}
-		backoff = c.nextBackoff(backoff)
-		wait := backoff/2 + time.Duration(c.o.Jitter(int64(backoff/2)+1))
-		c.log.Warn("not connected to verifier", "code", status.Code(err).String(), "err", errMessage(err), "retry_in", wait)
+		var wait time.Duration
+		if action == retry.Stop {
+			// Backing off faster would not help; an administrator's fix
+			// (a secret, an unrevoked device) is picked up on the next try.
+			wait, backoff = c.o.StopWait, 0
+			c.log.Error("verifier refused; not retrying soon", "code", status.Code(err).String(), "err", errMessage(err), "retry_in", wait)
+		} else {
+			backoff = c.nextBackoff(backoff)
+			wait = backoff/2 + time.Duration(c.o.Jitter(int64(backoff/2)+1))
+			c.log.Warn("not connected to verifier", "code", status.Code(err).String(), "err", errMessage(err), "action", action.String(), "retry_in", wait)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -238,38 +264,35 @@ func errMessage(err error) string {
 	return err.Error()
 }
 
-// connectOnce enrolls if needed and runs one session.
-func (c *Client) connectOnce(ctx context.Context) error {
+// now is the verifier's time as the agent knows it.
+func (c *Client) now() time.Time { return c.o.Clock.Now() }
+
+// connectOnce enrolls if needed and runs one session; the action says what
+// the way it ended calls for.
+func (c *Client) connectOnce(ctx context.Context) (retry.Action, error) {
 	id, err := c.o.Identity.Ensure(ctx)
 	if err != nil {
 		c.log.Error("no device identity", "err", err)
-		return err
+		return retry.Of(retry.Enroll, err), err
 	}
 	err = c.session(ctx, id)
-	switch status.Code(err) {
-	case codes.Unauthenticated:
-		c.o.Identity.Forget(errMessage(err))
-	case codes.PermissionDenied:
-		c.log.Error("verifier refused this device", "device_id", id.DeviceID, "err", errMessage(err))
+	action := retry.Of(retry.Connect, err)
+	switch action {
+	case retry.Reenroll:
+		if !c.o.Identity.Forget(errMessage(err)) {
+			action = retry.Stop
+		}
+	case retry.Stop:
+		c.log.Error("verifier refused this device", "device_id", id.DeviceID, "code", status.Code(err).String(), "err", errMessage(err))
 	}
-	return err
-}
-
-// rejectsReport are the codes with which the verifier ends a stream over a
-// report it will never accept.
-func rejectsReport(code codes.Code) bool {
-	switch code {
-	case codes.InvalidArgument, codes.AlreadyExists, codes.DeadlineExceeded, codes.PermissionDenied, codes.ResourceExhausted:
-		return true
-	}
-	return false
+	return action, err
 }
 
 // session runs one Connect stream.
 func (c *Client) session(parent context.Context, id *state.Identity) (err error) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
-	cc, err := conn.Dial(c.o.Verifier, c.o.Roots, c.o.Identity.ClientCert)
+	cc, err := conn.Dial(c.o.Verifier, c.o.Roots, c.o.Identity.ClientCert, c.now)
 	if err != nil {
 		return err
 	}
@@ -287,12 +310,15 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 	if err := stream.Send(&agentv1.AgentMessage{Message: &agentv1.AgentMessage_Hello{Hello: &agentv1.Hello{
 		AgentVersion:     version.Version,
 		PolicySetVersion: c.ps.GetVersion(),
+		AgentTime:        timestamppb.New(c.o.Clock.Local()),
 	}}}); err != nil {
 		return recvStatus(stream, err)
 	}
 	c.count(func(s *Stats) { s.Sessions++ })
 
-	// The reader hands messages to this goroutine, which alone sends.
+	// The reader hands messages to this goroutine, which alone sends; when
+	// a send fails, streamEnded keeps taking them, so the reader is never
+	// stuck on the hand-off while the stream's status waits behind it.
 	msgs := make(chan *agentv1.VerifierMessage)
 	recvErr := make(chan error, 1)
 	var wg sync.WaitGroup
@@ -328,27 +354,29 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 	c.prunePending()
 	for i := range c.pending {
 		if err := send(&c.pending[i]); err != nil {
-			return c.streamEnded(ctx, recvErr, err)
+			return c.streamEnded(ctx, msgs, recvErr, err)
 		}
 	}
 	c.log.Info("connected to verifier", "device_id", id.DeviceID, "resent", len(c.pending))
 
-	// 3. Report the current state at once: with the cached policy set, or
-	// with the verifier's as soon as it arrives.
-	reportNow := c.ps != nil
-	reported := false
+	// 3. Report the current state as soon as the verifier has spoken (its
+	// Session comes first and says its time, which the report is stamped
+	// in): with the cached policy set, or with the verifier's once it
+	// arrives.
+	reportNow := false
+	reported, heard := false, false
 	for {
 		if reportNow {
 			reportNow = false
 			reported = true
 			if err := c.runAndReport(ctx, id, nil, c.policies, send); err != nil {
-				return c.streamEnded(ctx, recvErr, err)
+				return c.streamEnded(ctx, msgs, recvErr, err)
 			}
 		}
 		var timer <-chan time.Time
 		if reported {
 			if next, ok := c.nextDue(); ok {
-				timer = c.o.After(max(next.Sub(c.o.Now()), 0))
+				timer = c.o.After(max(next.Sub(c.now()), 0))
 			}
 		}
 		select {
@@ -358,9 +386,13 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 			return err
 		case <-timer:
 			if err := c.runAndReport(ctx, id, nil, c.duePolicies(), send); err != nil {
-				return c.streamEnded(ctx, recvErr, err)
+				return c.streamEnded(ctx, msgs, recvErr, err)
 			}
 		case m := <-msgs:
+			if !heard {
+				heard = true
+				reportNow = c.ps != nil
+			}
 			switch m := m.GetMessage().(type) {
 			case *agentv1.VerifierMessage_PolicySet:
 				changed := !proto.Equal(m.PolicySet, c.ps)
@@ -381,13 +413,13 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 				}
 				c.log.Debug("check requested")
 				if err := c.runAndReport(ctx, id, m.CheckNow, c.policies, send); err != nil {
-					return c.streamEnded(ctx, recvErr, err)
+					return c.streamEnded(ctx, msgs, recvErr, err)
 				}
 				reported = true
 			case *agentv1.VerifierMessage_Ack:
 				c.ack(m.Ack.GetSeq())
 			case *agentv1.VerifierMessage_Session:
-				c.takeSession(m.Session)
+				c.takeSession(m.Session, c.o.Clock.Local())
 			default:
 				c.log.Warn("unexpected message from verifier", "type", fmt.Sprintf("%T", m))
 			}
@@ -402,8 +434,12 @@ func (c *Client) PresenceURL() string {
 	return u
 }
 
-// takeSession takes what the verifier says at the start of a stream.
-func (c *Client) takeSession(s *agentv1.Session) {
+// takeSession takes what the verifier says at the start of a stream, which
+// arrived at the device's local time receivedAt.
+func (c *Client) takeSession(s *agentv1.Session, receivedAt time.Time) {
+	if vt := s.GetVerifierTime(); vt != nil && vt.IsValid() {
+		c.o.Clock.Learn(vt.AsTime(), receivedAt)
+	}
 	u := s.GetPresenceUrl()
 	if u != "" {
 		if err := ValidPresenceURL(u); err != nil {
@@ -429,21 +465,32 @@ func ValidPresenceURL(s string) error {
 	return err
 }
 
-// streamEnded turns a failed Send into the stream's real status.
-func (c *Client) streamEnded(ctx context.Context, recvErr chan error, err error) error {
+// streamEnded turns a failed Send into the stream's real status, which the
+// reader gets from Recv once it has handed over the messages before it.
+// Those are taken here meanwhile: acks still count (the reports they name
+// are stored), the rest no longer matters.
+func (c *Client) streamEnded(ctx context.Context, msgs <-chan *agentv1.VerifierMessage, recvErr chan error, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	var se sendError
 	if errors.As(err, &se) {
 		// Sign/seq failures are local: end the session and retry later.
-		return err
+		return se.error
 	}
-	select {
-	case rerr := <-recvErr:
-		return rerr
-	case <-time.After(5 * time.Second):
-		return err
+	timeout := time.NewTimer(streamEndWait)
+	defer timeout.Stop()
+	for {
+		select {
+		case rerr := <-recvErr:
+			return rerr
+		case m := <-msgs:
+			if a := m.GetAck(); a != nil {
+				c.ack(a.GetSeq())
+			}
+		case <-timeout.C:
+			return err
+		}
 	}
 }
 
@@ -461,7 +508,7 @@ type sendError struct{ error }
 // reports it carried.
 func (c *Client) afterSession(err error) {
 	code := status.Code(err)
-	if !rejectsReport(code) {
+	if retry.Of(retry.Connect, err) != retry.Drop {
 		return
 	}
 	// The verifier handles reports in order and ends the stream at the
@@ -479,7 +526,7 @@ func (c *Client) afterSession(err error) {
 		// The verifier accepted higher seqs than this state dir
 		// remembers (restored or reset state): jump past them. Clock
 		// milliseconds outgrow any count a device reaches by reporting.
-		floor := uint64(c.o.Now().UnixMilli())
+		floor := uint64(c.now().UnixMilli())
 		if seq, serr := c.o.Dir.RaiseSeq(floor); serr != nil {
 			c.log.Error("raising seq failed", "err", serr)
 		} else {
@@ -551,7 +598,7 @@ func (c *Client) nextDue() (time.Time, bool) {
 // duePolicies are those due now, plus any due within a second, so policies
 // on the same interval keep running (and reporting) together.
 func (c *Client) duePolicies() []*agentv1.Policy {
-	horizon := c.o.Now().Add(time.Second)
+	horizon := c.now().Add(time.Second)
 	var out []*agentv1.Policy
 	for _, p := range c.policies {
 		if !c.due[p.GetId()].After(horizon) {
@@ -564,16 +611,16 @@ func (c *Client) duePolicies() []*agentv1.Policy {
 // runAndReport runs policies, then signs and sends a report holding the
 // latest result of every current policy.
 func (c *Client) runAndReport(ctx context.Context, id *state.Identity, check *agentv1.CheckNow, run []*agentv1.Policy, send func(*pendingReport) error) error {
-	observed := c.o.Now()
+	observed := c.now()
 	for _, p := range run {
-		c.results[p.GetId()] = policy.Run(ctx, c.o.Querier, p, c.o.Now)
+		c.results[p.GetId()] = policy.Run(ctx, c.o.Querier, p, c.now)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 	}
 	// One jitter per batch keeps a batch together; jitter spreads a fleet's
 	// reports over time instead of having every Mac report at once.
-	done := c.o.Now()
+	done := c.now()
 	for _, p := range run {
 		iv := c.interval(p)
 		c.due[p.GetId()] = done.Add(iv + time.Duration(c.o.Jitter(int64(iv/10)+1)))
@@ -605,6 +652,12 @@ func (c *Client) runAndReport(ctx context.Context, id *state.Identity, check *ag
 	seq, err := c.o.Dir.NextSeq()
 	if err != nil {
 		return sendError{err}
+	}
+	if seq > report.MaxSeq {
+		// Only a damaged or hand-edited seq file gets here; every report
+		// would be refused.
+		return sendError{retry.Permanent(fmt.Errorf("seq %d in %s is above %d, the most a verifier accepts: the state dir is damaged; remove it to enroll afresh",
+			seq, c.o.Dir.File(state.SeqFile), uint64(report.MaxSeq)))}
 	}
 	r.Seq = seq
 	signed, err := report.Sign(c.o.Signer, r)
@@ -653,7 +706,7 @@ func (c *Client) keychainCertificates(ctx context.Context, id *state.Identity) [
 // prunePending drops reports the verifier would refuse as stale or whose
 // nonce has expired.
 func (c *Client) prunePending() {
-	now := c.o.Now()
+	now := c.now()
 	kept := c.pending[:0]
 	dropped := 0
 	for _, p := range c.pending {

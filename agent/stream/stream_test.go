@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/clearance/clearance/agent/clock"
 	"github.com/clearance/clearance/agent/devicekey"
 	"github.com/clearance/clearance/agent/enroll"
 	"github.com/clearance/clearance/agent/internal/fakeverifier"
@@ -95,10 +96,13 @@ func startAgent(t *testing.T, v *fakeverifier.Verifier, dir string, mod func(*st
 		Verifier: v.Addr, Roots: v.PKI.Roots(), Identity: ids, Signer: key, Dir: sd,
 		Querier: newQuerier(), Platform: "darwin", Interval: time.Hour,
 		MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond,
+		Clock: clock.New(time.Now, nil),
 	}
 	if mod != nil {
 		mod(&o)
 	}
+	// Enrollment and the stream share one sense of the verifier's time.
+	ids.Clock = o.Clock
 	a := &agent{client: stream.New(o), done: make(chan struct{})}
 	go func() {
 		a.err = a.client.Execute()

@@ -40,6 +40,16 @@ const (
 	MaxVersionSize   = 128
 )
 
+// MaxSeq bounds a report's seq: the verifier refuses a higher one as
+// InvalidArgument, and the agent never signs one. An agent counts from 1,
+// one per report, and jumps at most to the clock in milliseconds (about
+// 2^41 today) when its state was restored from a backup; 2^53 leaves it
+// ages of room, while a seq above it can only come from a bug or an attack,
+// which must not push the device's sequence to where its next real report
+// is refused forever. 2^53 is also the largest integer every JSON reader
+// keeps exactly (the admin API's consumers, grpcurl).
+const MaxSeq = 1 << 53
+
 // Errors returned by Verify and Check; match with errors.Is.
 var (
 	ErrTooLarge     = errors.New("report too large")

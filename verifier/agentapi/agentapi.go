@@ -62,14 +62,54 @@ func (s *Server) log() *slog.Logger {
 	return l.With("component", "agentapi")
 }
 
+// NotableSkew is how far an agent's clock may be from the verifier's before
+// the verifier logs it. Agents correct for any offset (they work in the
+// verifier's time, see Session.verifier_time), so this is only news for
+// whoever runs the Macs' clocks.
+const NotableSkew = 2 * time.Second
+
+// clockSkew logs and counts how far an agent's own clock (sent in Hello or
+// EnrollRequest) is from the verifier's.
+func (s *Server) clockSkew(agentTime *timestamppb.Timestamp, log *slog.Logger) {
+	if agentTime == nil || agentTime.CheckValid() != nil {
+		return
+	}
+	skew := agentTime.AsTime().Sub(s.now())
+	s.Metrics.AgentClockSkew(skew)
+	if skew.Abs() >= NotableSkew {
+		// Positive: the agent's clock is ahead.
+		log.Warn("agent clock differs from the verifier's; the agent corrects for it", "skew", skew.Round(time.Millisecond).String())
+	}
+}
+
 // Enroll implements AgentService.Enroll.
 func (s *Server) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agentv1.EnrollResponse, error) {
 	resp, outcome, err := s.Enroller.Enroll(ctx, req)
 	s.Metrics.Enrollment(outcome)
 	if err != nil {
 		s.log().Warn("enrollment refused", "reason", outcome, "hardware_uuid", req.GetFacts().GetHardwareUuid(), "err", status.Convert(err).Message())
+		return nil, err
 	}
-	return resp, err
+	// Only an enrolled device's clock is worth a line.
+	s.clockSkew(req.GetAgentTime(), s.log().With("device_id", resp.GetDeviceId()))
+	if outcome == enroll.OutcomeReenrolled {
+		s.endReplacedStreams(ctx, resp.GetDeviceId())
+	}
+	return resp, nil
+}
+
+// endReplacedStreams ends the device's streams that hold a key other than
+// its current one, here and on other replicas. The current key is read
+// back rather than taken from the request: should another enrollment have
+// committed meanwhile, its key is the one that stays. Storage refuses the
+// old key's reports either way; this only ends its streams at once.
+func (s *Server) endReplacedStreams(ctx context.Context, deviceID string) {
+	dev, err := s.Store.GetDevice(ctx, deviceID)
+	if err != nil {
+		s.log().Warn("re-enrolled device unreadable; its old streams end at their next report", "device_id", deviceID, "err", err)
+		return
+	}
+	s.Hub.Reenrolled(deviceID, dev.PublicKey)
 }
 
 // Renew implements AgentService.Renew.
@@ -106,9 +146,10 @@ func (s *Server) Connect(stream agentv1.AgentService_ConnectServer) error {
 
 	// 3. Register, then send the session and the policy set: a reload
 	// between the two at worst sends the same set twice.
-	sess, unregister := s.Hub.Register(dev.ID)
+	sess, unregister := s.Hub.Register(dev.ID, dev.PublicKey)
 	defer unregister()
 	log.Info("agent connected", "agent_version", hello.GetAgentVersion(), "policy_set_version", hello.GetPolicySetVersion())
+	s.clockSkew(hello.GetAgentTime(), log)
 	defer log.Info("agent disconnected")
 	session := &agentv1.Session{PresenceUrl: s.PresenceURL, VerifierTime: timestamppb.New(s.now())}
 	if err := stream.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_Session{Session: session}}); err != nil {
@@ -132,19 +173,30 @@ func (s *Server) Connect(stream agentv1.AgentService_ConnectServer) error {
 		case err := <-readDone:
 			return err
 		case <-sess.Done():
-			switch err := sess.Err(); {
-			case errors.Is(err, hub.ErrReplaced):
-				return status.Error(codes.Aborted, err.Error())
-			case err != nil:
-				return err
-			}
-			return nil
+			return sessionEnded(sess, log)
 		case m := <-sess.Out():
 			if err := stream.Send(m); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// sessionEnded is the status a stream ends with when the hub dropped its
+// session.
+func sessionEnded(sess *hub.Session, log *slog.Logger) error {
+	switch err := sess.Err(); {
+	case errors.Is(err, hub.ErrReplaced):
+		return status.Error(codes.Aborted, err.Error())
+	case errors.Is(err, hub.ErrKeyReplaced):
+		// Refused like the old key's next report would be: the agent
+		// holding it must stop, not reconnect.
+		log.Warn("stream ended", "reason", "key_replaced")
+		return status.Error(codes.PermissionDenied, err.Error())
+	case err != nil:
+		return err
+	}
+	return nil
 }
 
 // read verifies and stores reports, and acks each once it is stored.
@@ -172,7 +224,10 @@ func (s *Server) read(ctx context.Context, stream agentv1.AgentService_ConnectSe
 			s.log().Warn("report rejected", "device_id", dev.ID, "reason", string(rej.Reason), "msg", rej.Msg, "cause", rej.Cause)
 			return rej
 		}
-		if !acc.Duplicate {
+		if acc.Duplicate {
+			s.Metrics.ReportResent()
+			s.log().Debug("resent report acknowledged again", "device_id", dev.ID, "seq", acc.Stored.Seq)
+		} else {
 			s.Metrics.ReportAccepted(time.Since(start))
 			s.Hub.Delivered(acc)
 		}
@@ -192,7 +247,7 @@ func queue(ctx context.Context, sess *hub.Session, m *agentv1.VerifierMessage) e
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	case <-sess.Done():
-		return status.Error(codes.Aborted, "session replaced by a newer connection")
+		return sessionEnded(sess, slog.New(slog.DiscardHandler))
 	}
 }
 

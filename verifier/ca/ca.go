@@ -53,9 +53,15 @@ const (
 	ServerCertRenewBefore = 30 * 24 * time.Hour
 	// DefaultDeviceCertLifetime applies when IssueDeviceCert gets lifetime 0.
 	DefaultDeviceCertLifetime = 30 * 24 * time.Hour
-	// clockSkew is how far NotBefore is backdated, so a peer whose clock runs
-	// a little behind does not reject a certificate issued a moment ago.
-	clockSkew = time.Minute
+	// Backdate is how far NotBefore is set before the moment of issue, so a
+	// peer whose clock runs behind does not reject a certificate issued a
+	// moment ago: an agent checks the verifier's server certificate in its
+	// own time before it has learnt the verifier's (the first handshake
+	// after a start), and a browser on a Mac checks its SCEP certificate
+	// in the Mac's time. An hour covers clocks that are minutes off, which
+	// the agent then corrects; a certificate valid from before it existed
+	// vouches for nothing more, since nothing could hold it earlier.
+	Backdate = time.Hour
 )
 
 // Options configure LoadOrCreate.

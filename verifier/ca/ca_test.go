@@ -122,8 +122,8 @@ func TestCreatedCertificates(t *testing.T) {
 			if tt.checkMaxPathLenZero && c.MaxPathLenZero != tt.wantZero {
 				t.Errorf("MaxPathLenZero = %v, want %v", c.MaxPathLenZero, tt.wantZero)
 			}
-			if !c.NotBefore.Equal(t0.Add(-time.Minute)) || !c.NotAfter.Equal(t0.Add(tt.lifetime)) {
-				t.Errorf("valid %s to %s, want %s to %s", c.NotBefore, c.NotAfter, t0.Add(-time.Minute), t0.Add(tt.lifetime))
+			if !c.NotBefore.Equal(t0.Add(-Backdate)) || !c.NotAfter.Equal(t0.Add(tt.lifetime)) {
+				t.Errorf("valid %s to %s, want %s to %s", c.NotBefore, c.NotAfter, t0.Add(-Backdate), t0.Add(tt.lifetime))
 			}
 			if c.KeyUsage != tt.keyUsage || !slices.Equal(c.ExtKeyUsage, tt.extKeyUsage) {
 				t.Errorf("key usage %v / %v, want %v / %v", c.KeyUsage, c.ExtKeyUsage, tt.keyUsage, tt.extKeyUsage)
@@ -272,8 +272,8 @@ func TestServerCertReissue(t *testing.T) {
 					t.Errorf("server certificate does not cover %s: %v", tt.covers, err)
 				}
 			}
-			if tt.want != ServerCertKept && !leaf.NotBefore.Equal(tt.now.Add(-time.Minute)) {
-				t.Errorf("re-issued certificate NotBefore = %s, want a minute before %s", leaf.NotBefore, tt.now)
+			if tt.want != ServerCertKept && !leaf.NotBefore.Equal(tt.now.Add(-Backdate)) {
+				t.Errorf("re-issued certificate NotBefore = %s, want Backdate before %s", leaf.NotBefore, tt.now)
 			}
 			// The re-issued files load again as they are.
 			a2, err := LoadOrCreate(dir, Options{Hosts: tt.hosts, Now: clock(tt.now)})

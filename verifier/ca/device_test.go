@@ -97,8 +97,8 @@ func TestIssueDeviceCert(t *testing.T) {
 					t.Error("CSR's extra extension copied into the certificate")
 				}
 			}
-			if !c.NotBefore.Equal(t0.Add(-time.Minute)) {
-				t.Errorf("NotBefore %s, want a minute before %s", c.NotBefore, t0)
+			if !c.NotBefore.Equal(t0.Add(-Backdate)) {
+				t.Errorf("NotBefore %s, want Backdate before %s", c.NotBefore, t0)
 			}
 			if !c.NotAfter.Equal(tt.wantNotAfter) {
 				t.Errorf("NotAfter %s, want %s", c.NotAfter, tt.wantNotAfter)
@@ -248,9 +248,9 @@ func TestVerifyDeviceCert(t *testing.T) {
 	}{
 		{name: "valid", cert: good, now: t0, wantID: "dev-1"},
 		{name: "valid near the end", cert: good, now: t0.Add(time.Hour), wantID: "dev-1"},
-		{name: "valid within clock skew", cert: good, now: t0.Add(-59 * time.Second), wantID: "dev-1"},
+		{name: "valid within clock skew", cert: good, now: t0.Add(-Backdate + time.Second), wantID: "dev-1"},
 		{name: "expired", cert: good, now: t0.Add(time.Hour + time.Second), wantErr: ErrCertExpired, wantMsg: "expired at 2031-03-14T10:26:53Z"},
-		{name: "not yet valid", cert: good, now: t0.Add(-2 * time.Minute), wantErr: ErrCertNotYetValid, wantMsg: "valid from 2031-03-14T09:25:53Z"},
+		{name: "not yet valid", cert: good, now: t0.Add(-Backdate - time.Minute), wantErr: ErrCertNotYetValid, wantMsg: "valid from 2031-03-14T08:26:53Z"},
 		{name: "foreign CA", cert: issue(foreign, "dev-1"), now: t0, wantErr: ErrCertUntrusted},
 		{name: "issued by the root directly", cert: signWith(t, clientTemplate(DeviceURI("dev-1")), a.Root(), rootKey), now: t0, wantErr: ErrCertUntrusted},
 		{name: "self-signed", cert: selfSigned(t, clientTemplate(DeviceURI("dev-1"))), now: t0, wantErr: ErrCertUntrusted},

@@ -61,7 +61,7 @@ func rootTemplate(serial *big.Int, now time.Time) *x509.Certificate {
 	return &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: RootCommonName},
-		NotBefore:             now.Add(-clockSkew),
+		NotBefore:             now.Add(-Backdate),
 		NotAfter:              now.Add(RootLifetime),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
@@ -74,7 +74,7 @@ func deviceCATemplate(serial *big.Int, now, rootNotAfter time.Time) *x509.Certif
 	return &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: DeviceCACommonName},
-		NotBefore:    now.Add(-clockSkew),
+		NotBefore:    now.Add(-Backdate),
 		NotAfter:     capTime(now.Add(DeviceCALifetime), rootNotAfter),
 		KeyUsage:     x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		// Go and most verifiers treat a CA's EKUs as a limit on what its
@@ -117,7 +117,7 @@ func (a *Authority) issueServerCert(pub crypto.PublicKey, hosts hostSet, now tim
 		Subject:               pkix.Name{CommonName: hosts.commonName()},
 		DNSNames:              hosts.dns,
 		IPAddresses:           hosts.netIPs(),
-		NotBefore:             now.Add(-clockSkew),
+		NotBefore:             now.Add(-Backdate),
 		NotAfter:              capTime(now.Add(ServerCertLifetime), a.deviceCA.NotAfter),
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
@@ -133,9 +133,9 @@ func (a *Authority) issueServerCert(pub crypto.PublicKey, hosts hostSet, now tim
 // IssueDeviceCert issues a device certificate for the key in csr. Only the
 // key comes from the CSR: the subject, names and extensions it asks for are
 // ignored, and the certificate says exactly this: CN and SAN URI name
-// deviceID, usable for TLS client authentication only, valid from a minute
-// ago (clock skew) for lifetime (DefaultDeviceCertLifetime when 0), but never
-// beyond the device CA.
+// deviceID, usable for TLS client authentication only, valid from Backdate
+// ago (clock skew) until lifetime from now (DefaultDeviceCertLifetime when
+// 0), but never beyond the device CA.
 //
 // csr should come from ParseCSR; its key and signature are checked again here
 // so that no other path can get a certificate for an unchecked key.
@@ -173,7 +173,7 @@ func (a *Authority) IssueDeviceCert(csr *x509.CertificateRequest, deviceID strin
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: deviceID},
 		URIs:                  []*url.URL{uri},
-		NotBefore:             now.Add(-clockSkew),
+		NotBefore:             now.Add(-Backdate),
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},

@@ -120,7 +120,7 @@ func (a *Authority) issueRACert(key *rsa.PrivateKey, now time.Time) (*x509.Certi
 	template := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: RACommonName},
-		NotBefore:    now.Add(-clockSkew),
+		NotBefore:    now.Add(-Backdate),
 		NotAfter:     notAfter,
 		// keyEncipherment: clients encrypt to it (and pick it by this bit
 		// among the GetCACert certificates); digitalSignature: it signs

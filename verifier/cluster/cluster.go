@@ -1,8 +1,9 @@
 // Package cluster owns the contract between verifier replicas that share one
-// database: which replica holds a device's agent stream (presence), and the
+// database: which replica holds a device's agent stream (presence), the
 // two signals a live check needs when the sign-in and the stream are on
 // different replicas — "send this device a CheckNow" and "the report that
-// answers this nonce is stored". The hub uses a Relay; storage backends
+// answers this nonce is stored" — and "this device enrolled again", which
+// ends the replaced key's stream wherever it is. The hub uses a Relay; storage backends
 // that serve several replicas implement one (storage/postgres, over
 // LISTEN/NOTIFY). A single verifier needs none.
 package cluster
@@ -29,11 +30,19 @@ type Answered struct {
 	Seq      uint64
 }
 
+// Enrolled says that DeviceID enrolled again: its current key is the one
+// whose SHA-256 is KeyHash, and a stream holding any other key must end.
+type Enrolled struct {
+	DeviceID string
+	KeyHash  []byte
+}
+
 // Handler receives what other replicas publish. Its functions are called
 // one at a time from the relay's own goroutine and must not block.
 type Handler struct {
 	Check    func(Check)
 	Answered func(Answered)
+	Enrolled func(Enrolled)
 	// Devices lists the devices whose streams are on this replica; the
 	// relay re-asserts their presence whenever it (re)connects, so presence
 	// survives the database restarting.
@@ -48,9 +57,12 @@ type Relay interface {
 	Run(ctx context.Context, h Handler) error
 	// PublishCheck and PublishAnswered reach every other replica that is
 	// running; signals sent while a replica is disconnected are lost (the
-	// asking side times out, as it would with a silent agent).
+	// asking side times out, as it would with a silent agent; a replaced
+	// key's stream ends at its next report, which storage refuses).
 	PublishCheck(ctx context.Context, c Check) error
 	PublishAnswered(ctx context.Context, a Answered) error
+	// PublishEnrolled reaches the other replicas like the signals above.
+	PublishEnrolled(ctx context.Context, e Enrolled) error
 	// Join records that session holds deviceID's stream on this replica;
 	// Leave removes that record, unless a newer session replaced it.
 	Join(ctx context.Context, deviceID, session string) error

@@ -167,6 +167,8 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		Certificate: cert.Raw,
 		CaChain:     s.CA.Chain(),
 		NotAfter:    timestamppb.New(cert.NotAfter),
+		// Sent as late as possible: the agent takes its clock offset from it.
+		VerifierTime: timestamppb.New(s.now()),
 	}, outcome, nil
 }
 
@@ -195,7 +197,7 @@ func (s *Service) Renew(ctx context.Context, dev storage.Device, req *agentv1.Re
 		return nil, s.internal("storing renewed certificate", err)
 	}
 	s.log().Info("device certificate renewed", "device_id", dev.ID, "cert_serial", ca.SerialHex(cert), "not_after", cert.NotAfter)
-	return &agentv1.RenewResponse{Certificate: cert.Raw, CaChain: s.CA.Chain(), NotAfter: timestamppb.New(cert.NotAfter)}, nil
+	return &agentv1.RenewResponse{Certificate: cert.Raw, CaChain: s.CA.Chain(), NotAfter: timestamppb.New(cert.NotAfter), VerifierTime: timestamppb.New(s.now())}, nil
 }
 
 func (s *Service) log() *slog.Logger {

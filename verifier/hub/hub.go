@@ -2,13 +2,15 @@
 // session per device, a way to send it messages (policy sets, CheckNow), and
 // live checks that wait for the fresh report a CheckNow asked for. With a
 // cluster.Relay, a live check also reaches an agent whose stream is on
-// another replica sharing the database.
+// another replica sharing the database, and a re-enrollment ends the
+// streams of the replaced key wherever they are.
 package hub
 
 import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -30,6 +32,9 @@ var (
 	ErrNotConnected = errors.New("agent is not connected")
 	ErrBusy         = errors.New("agent is not reading its stream")
 	ErrReplaced     = errors.New("a newer connection from the same device replaced this one")
+	// ErrKeyReplaced ends a stream whose device enrolled again with another
+	// key: the stream's certificate is for a key the device no longer holds.
+	ErrKeyReplaced = errors.New("the device enrolled again with another key; this stream's key is no longer the device's")
 )
 
 // sendBuffer bounds what may queue for one agent; an agent that stops reading
@@ -48,6 +53,7 @@ const answerLookback = 16
 type Session struct {
 	DeviceID string
 	id       string // tells this stream's presence row from a successor's
+	key      []byte // SHA-256 of the device key the stream authenticated with
 	out      chan *agentv1.VerifierMessage
 	done     chan struct{}
 	once     sync.Once
@@ -117,12 +123,19 @@ func (h *Hub) now() time.Time {
 	return time.Now()
 }
 
-// Register adds a session for a device, replacing (and closing) any older one.
-// The returned function removes it.
-func (h *Hub) Register(deviceID string) (*Session, func()) {
+// KeyHash names a device key (PKIX DER) in sessions and relayed signals.
+func KeyHash(key []byte) []byte {
+	h := sha256.Sum256(key)
+	return h[:]
+}
+
+// Register adds a session for a device whose stream authenticated with key
+// (PKIX DER), replacing (and closing) any older one. The returned function
+// removes it.
+func (h *Hub) Register(deviceID string, key []byte) (*Session, func()) {
 	id := make([]byte, 8)
 	_, _ = rand.Read(id) // never fails
-	s := &Session{DeviceID: deviceID, id: hex.EncodeToString(id), out: make(chan *agentv1.VerifierMessage, sendBuffer), done: make(chan struct{})}
+	s := &Session{DeviceID: deviceID, id: hex.EncodeToString(id), key: KeyHash(key), out: make(chan *agentv1.VerifierMessage, sendBuffer), done: make(chan struct{})}
 	h.mu.Lock()
 	if h.sessions == nil {
 		h.sessions = make(map[string]*Session)
@@ -184,6 +197,36 @@ func (h *Hub) Drop(deviceID string, err error) {
 	h.mu.Unlock()
 	if s != nil {
 		s.close(err)
+	}
+}
+
+// Reenrolled ends the streams of deviceID that hold another key than key
+// (PKIX DER), the device's current one: here at once and, through the
+// relay, on the other replicas. A stream of the new key (the re-enrolled
+// agent may connect before this runs) stays. Where the signal does not
+// arrive (a replica cut off from the database), storage still refuses the
+// old stream's next report, which ends it.
+func (h *Hub) Reenrolled(deviceID string, key []byte) {
+	hash := KeyHash(key)
+	h.endOtherKeys(deviceID, hash)
+	if h.Relay == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), relayTimeout)
+	defer cancel()
+	if err := h.Relay.PublishEnrolled(ctx, cluster.Enrolled{DeviceID: deviceID, KeyHash: hash}); err != nil {
+		h.log().Warn("re-enrollment not relayed; other replicas end the old key's stream at its next report", "device_id", deviceID, "err", err)
+	}
+}
+
+// endOtherKeys ends deviceID's session here unless it holds the key hash.
+func (h *Hub) endOtherKeys(deviceID string, hash []byte) {
+	h.mu.Lock()
+	s := h.sessions[deviceID]
+	h.mu.Unlock()
+	if s != nil && !bytes.Equal(s.key, hash) {
+		h.log().Info("stream of a replaced key ended", "device_id", deviceID)
+		s.close(ErrKeyReplaced)
 	}
 }
 
@@ -322,6 +365,8 @@ func (h *Hub) Run(ctx context.Context) error {
 		},
 		// Another replica stored the report a check here asked for.
 		Answered: func(a cluster.Answered) { h.wake(a.Nonce, answer{seq: a.Seq}) },
+		// A device enrolled again at another replica.
+		Enrolled: func(e cluster.Enrolled) { h.endOtherKeys(e.DeviceID, e.KeyHash) },
 		Devices: func() map[string]string {
 			h.mu.Lock()
 			defer h.mu.Unlock()

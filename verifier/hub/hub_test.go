@@ -1,12 +1,14 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"testing"
 	"time"
 
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/cluster"
 	"github.com/clearance/clearance/verifier/ingest"
 )
 
@@ -23,8 +25,8 @@ func TestRegisterReplacesOlderSession(t *testing.T) {
 	var h Hub
 	counts := []int{}
 	h.OnChange = func(n int) { counts = append(counts, n) }
-	a, doneA := h.Register("d1")
-	b, doneB := h.Register("d1")
+	a, doneA := h.Register("d1", nil)
+	b, doneB := h.Register("d1", nil)
 	select {
 	case <-a.Done():
 	default:
@@ -53,7 +55,7 @@ func TestSendBoundedAndNotConnected(t *testing.T) {
 	if err := h.Send("nobody", &agentv1.VerifierMessage{}); !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("Send = %v", err)
 	}
-	_, done := h.Register("d1")
+	_, done := h.Register("d1", nil)
 	defer done()
 	var err error
 	for i := 0; i <= sendBuffer; i++ {
@@ -68,7 +70,7 @@ func TestCheckNowDeliversMatchingReport(t *testing.T) {
 	t.Parallel()
 	nonces := &nonceLog{}
 	h := &Hub{Nonces: nonces}
-	s, done := h.Register("d1")
+	s, done := h.Register("d1", nil)
 	defer done()
 	go func() {
 		m := <-s.Out()
@@ -92,12 +94,86 @@ func TestCheckNowErrors(t *testing.T) {
 	if _, err := h.CheckNow(context.Background(), "d1", time.Second); !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("offline: %v", err)
 	}
-	_, done := h.Register("d1")
+	_, done := h.Register("d1", nil)
 	defer done()
 	if _, err := h.CheckNow(context.Background(), "d1", 10*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("silent agent: %v", err)
 	}
 	if len(h.waiters) != 0 {
 		t.Fatal("waiter leaked")
+	}
+}
+
+// relayLog is a cluster.Relay that records what is published and hands the
+// handler to the test.
+type relayLog struct {
+	cluster.Relay
+	enrolled []cluster.Enrolled
+	handler  chan cluster.Handler
+}
+
+func (r *relayLog) PublishEnrolled(_ context.Context, e cluster.Enrolled) error {
+	r.enrolled = append(r.enrolled, e)
+	return nil
+}
+
+func (r *relayLog) Join(context.Context, string, string) error  { return nil }
+func (r *relayLog) Leave(context.Context, string, string) error { return nil }
+
+func (r *relayLog) Run(ctx context.Context, h cluster.Handler) error {
+	r.handler <- h
+	<-ctx.Done()
+	return nil
+}
+
+// A re-enrollment ends the device's stream of the old key, here and (as
+// a relayed signal) on other replicas, and leaves a stream of the new key.
+func TestReenrolledEndsOldKeyStream(t *testing.T) {
+	t.Parallel()
+	oldKey, newKey := []byte("old key"), []byte("new key")
+	relay := &relayLog{handler: make(chan cluster.Handler, 1)}
+	h := &Hub{Relay: relay}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go h.Run(ctx)
+	handler := <-relay.handler
+
+	old, doneOld := h.Register("d1", oldKey)
+	defer doneOld()
+	other, doneOther := h.Register("d2", oldKey)
+	defer doneOther()
+	h.Reenrolled("d1", newKey)
+	select {
+	case <-old.Done():
+	default:
+		t.Fatal("the old key's session was not ended")
+	}
+	if !errors.Is(old.Err(), ErrKeyReplaced) {
+		t.Fatalf("err = %v, want ErrKeyReplaced", old.Err())
+	}
+	if len(relay.enrolled) != 1 || relay.enrolled[0].DeviceID != "d1" || !bytes.Equal(relay.enrolled[0].KeyHash, KeyHash(newKey)) {
+		t.Fatalf("published %+v, want d1 with the new key's hash", relay.enrolled)
+	}
+
+	// The new key's session stays, whether the signal is this replica's
+	// own or another replica's.
+	current, doneCurrent := h.Register("d1", newKey)
+	defer doneCurrent()
+	h.Reenrolled("d1", newKey)
+	handler.Enrolled(cluster.Enrolled{DeviceID: "d1", KeyHash: KeyHash(newKey)})
+	select {
+	case <-current.Done():
+		t.Fatalf("the new key's session was ended: %v", current.Err())
+	default:
+	}
+	// Another replica's re-enrollment with yet another key ends it.
+	handler.Enrolled(cluster.Enrolled{DeviceID: "d1", KeyHash: KeyHash([]byte("third key"))})
+	if !errors.Is(current.Err(), ErrKeyReplaced) {
+		t.Fatalf("after another replica's re-enrollment err = %v, want ErrKeyReplaced", current.Err())
+	}
+	select {
+	case <-other.Done():
+		t.Fatal("another device's session was ended")
+	default:
 	}
 }

@@ -1,13 +1,19 @@
 // Package ingest decides whether a signed posture report is accepted. It owns
 // the trust rules for reports: signature over the exact received bytes with
-// the enrolled key, device id bound to the mTLS certificate, strictly
-// increasing seq, bounded clock skew, single-use nonces, and bounded,
+// the enrolled key, which must still be the device's when the report is
+// stored, device id bound to the mTLS certificate, strictly increasing and
+// bounded seq, bounded clock skew, single-use nonces, and bounded,
 // well-formed keychain certificate claims. A report is accepted only once it
-// is durably stored.
+// is durably stored; an exact resend of a stored report is accepted again.
+//
+// The gRPC code of a refusal tells the agent what to do: PermissionDenied
+// only when the device (or the key its stream holds) may not report at
+// all; InvalidArgument, FailedPrecondition, DeadlineExceeded, AlreadyExists
+// and ResourceExhausted when this one report will never be accepted (the
+// next one may be); Unavailable when nothing is wrong with the report.
 package ingest
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -43,12 +49,14 @@ const (
 	RejectDeviceRevoked    Reason = "device_revoked"
 	RejectFuture           Reason = "future"
 	RejectInternal         Reason = "internal"
+	RejectKeyReplaced      Reason = "key_replaced"
 	RejectMalformed        Reason = "malformed"
 	RejectNonceExpired     Reason = "nonce_expired"
 	RejectNonceUnknown     Reason = "nonce_unknown"
 	RejectNonceUsed        Reason = "nonce_used"
 	RejectNonceWrongDevice Reason = "nonce_wrong_device"
 	RejectSeqReplay        Reason = "seq_replay"
+	RejectSeqTooLarge      Reason = "seq_too_large"
 	RejectStale            Reason = "stale"
 	RejectStorage          Reason = "storage"
 	RejectTooLarge         Reason = "too_large"
@@ -76,6 +84,9 @@ func (r *Rejection) Unwrap() error { return r.Cause }
 func reject(reason Reason, code codes.Code, cause error, format string, a ...any) *Rejection {
 	return &Rejection{Reason: reason, Code: code, Msg: fmt.Sprintf(format, a...), Cause: cause}
 }
+
+// MaxSeq bounds a report's seq (report.MaxSeq says why).
+const MaxSeq = report.MaxSeq
 
 // Bounds on PostureReport.certificates. The agent keeps within them; a report
 // beyond them is refused whole rather than trimmed, since it is signed.
@@ -125,8 +136,8 @@ func CheckCertificates(certs []*agentv1.KeychainCertificate) error {
 type Accepted struct {
 	Report *agentv1.PostureReport
 	Stored storage.Report
-	// Duplicate is true when the report was an exact resend of the latest
-	// stored one (its ack was lost); nothing new was stored.
+	// Duplicate is true when the report was an exact resend of one already
+	// stored (its ack was lost); nothing new was stored.
 	Duplicate bool
 }
 
@@ -211,13 +222,19 @@ func (v *Verifier) Accept(ctx context.Context, dev storage.Device, sr *agentv1.S
 			"report is for device %q but the client certificate is for device %q", r.GetDeviceId(), dev.ID)
 	}
 
-	// 4. The browser certificates it vouches for are well formed: at sign-in
+	// 4. A seq the agent can have reached.
+	if r.GetSeq() > MaxSeq {
+		return nil, reject(RejectSeqTooLarge, codes.InvalidArgument, nil,
+			"report seq %d is above the limit %d", r.GetSeq(), uint64(MaxSeq))
+	}
+
+	// 5. The browser certificates it vouches for are well formed: at sign-in
 	// they are matched against what the device CA issued.
 	if err := CheckCertificates(r.GetCertificates()); err != nil {
 		return nil, reject(RejectMalformed, codes.InvalidArgument, err, "%v", err)
 	}
 
-	// 5. Fresh, and not from the future.
+	// 6. Fresh, and not from the future.
 	skew := v.MaxSkew
 	if skew <= 0 {
 		skew = DefaultMaxSkew
@@ -232,7 +249,8 @@ func (v *Verifier) Accept(ctx context.Context, dev storage.Device, sr *agentv1.S
 			"report observed_at %s is %s in the future; the limit is %s (check the device clock)", observed.Format(time.RFC3339), d.Round(time.Second), skew)
 	}
 
-	// 6. Sequence, nonce and storage in one transaction.
+	// 7. Key still current, sequence, nonce and storage in one
+	// transaction: a re-enrollment since the stream began is seen here.
 	keep := v.Keep
 	if keep <= 0 {
 		keep = DefaultKeep
@@ -244,25 +262,29 @@ func (v *Verifier) Accept(ctx context.Context, dev storage.Device, sr *agentv1.S
 		ReceivedAt: now,
 		Payload:    sr.GetPayload(),
 		Signature:  sr.GetSignature(),
+		Key:        dev.PublicKey,
 	}
 	err = v.Store.SaveReport(ctx, stored, r.GetNonce(), keep)
 	switch {
 	case err == nil:
 		return &Accepted{Report: r, Stored: stored}, nil
+	case errors.Is(err, storage.ErrReportStored):
+		// An exact resend of a stored report is answered with its ack
+		// again: the agent resends whatever it has no ack for, and must not
+		// lose or skip reports because an ack was lost on the way.
+		return &Accepted{Report: r, Stored: stored, Duplicate: true}, nil
 	case errors.Is(err, storage.ErrSeqNotIncreasing):
-		// An exact resend of the latest report is answered with its ack again:
-		// the agent resends whatever it has no ack for.
-		if last, lerr := v.Store.LatestReport(ctx, dev.ID); lerr == nil && last.Seq == r.GetSeq() && bytes.Equal(last.Payload, sr.GetPayload()) {
-			return &Accepted{Report: r, Stored: last, Duplicate: true}, nil
-		}
 		return nil, reject(RejectSeqReplay, codes.AlreadyExists, err,
 			"report seq %d is not greater than the last accepted seq for device %s", r.GetSeq(), dev.ID)
+	case errors.Is(err, storage.ErrKeyReplaced):
+		return nil, reject(RejectKeyReplaced, codes.PermissionDenied, err,
+			"device %s enrolled again with another key; this stream's key is no longer the device's", dev.ID)
 	case errors.Is(err, storage.ErrNonceUnknown):
-		return nil, reject(RejectNonceUnknown, codes.PermissionDenied, err, "report nonce was never issued by this verifier")
+		return nil, reject(RejectNonceUnknown, codes.FailedPrecondition, err, "report nonce was never issued by this verifier")
 	case errors.Is(err, storage.ErrNonceWrongDevice):
-		return nil, reject(RejectNonceWrongDevice, codes.PermissionDenied, err, "report nonce was not issued to device %s", dev.ID)
+		return nil, reject(RejectNonceWrongDevice, codes.FailedPrecondition, err, "report nonce was not issued to device %s", dev.ID)
 	case errors.Is(err, storage.ErrNonceUsed):
-		return nil, reject(RejectNonceUsed, codes.PermissionDenied, err, "report nonce was already used")
+		return nil, reject(RejectNonceUsed, codes.FailedPrecondition, err, "report nonce was already used")
 	case errors.Is(err, storage.ErrNonceExpired):
 		return nil, reject(RejectNonceExpired, codes.DeadlineExceeded, err, "report nonce expired before the report arrived")
 	case errors.Is(err, storage.ErrDeviceRevoked):

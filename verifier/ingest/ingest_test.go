@@ -96,6 +96,118 @@ func TestAcceptAndDuplicate(t *testing.T) {
 	}
 }
 
+// TestResendOfOlderReport: acks lost for several reports, then a reconnect:
+// every resend of a stored report is acked again, not only the latest, and
+// the same seq with other content is still refused.
+func TestResendOfOlderReport(t *testing.T) {
+	t.Parallel()
+	st, dev, key := setup(t)
+	v := &ingest.Verifier{Store: st}
+	a := &protoagent.Agent{DeviceID: dev.ID}
+	now := time.Now()
+	var sent []*agentv1.SignedReport
+	for seq := uint64(1); seq <= 3; seq++ {
+		sr := protoagent.Sign(key, a.Report(policies, seq, now, nil, agentv1.PolicyStatus_POLICY_STATUS_PASS))
+		if _, err := v.Accept(context.Background(), dev, sr); err != nil {
+			t.Fatalf("seq %d: %v", seq, err)
+		}
+		sent = append(sent, sr)
+	}
+	for i, sr := range sent {
+		acc, err := v.Accept(context.Background(), dev, sr)
+		if err != nil || !acc.Duplicate || acc.Stored.Seq != uint64(i+1) {
+			t.Errorf("resend of seq %d: %+v %v; want it acknowledged as a duplicate", i+1, acc, err)
+		}
+	}
+	other := protoagent.Sign(key, a.Report(policies, 2, now, nil, agentv1.PolicyStatus_POLICY_STATUS_FAIL))
+	var rej *ingest.Rejection
+	if _, err := v.Accept(context.Background(), dev, other); !errors.As(err, &rej) || rej.Code != codes.AlreadyExists || rej.Reason != ingest.RejectSeqReplay {
+		t.Errorf("seq 2 with other content: %v, want AlreadyExists seq_replay", err)
+	}
+	if d, _ := st.GetDevice(context.Background(), dev.ID); d.LastSeq != 3 {
+		t.Errorf("LastSeq = %d after the resends, want 3", d.LastSeq)
+	}
+}
+
+// TestSeqBound: a seq above MaxSeq is the agent's mistake (InvalidArgument,
+// never a retryable Unavailable) and changes nothing.
+func TestSeqBound(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		seq  uint64
+		code codes.Code
+	}{
+		{ingest.MaxSeq - 1, codes.OK},
+		{ingest.MaxSeq, codes.OK},
+		{ingest.MaxSeq + 1, codes.InvalidArgument},
+		{1<<63 - 1, codes.InvalidArgument},
+		{1 << 63, codes.InvalidArgument},
+		{1<<64 - 1, codes.InvalidArgument},
+	} {
+		t.Run(fmt.Sprint(tc.seq), func(t *testing.T) {
+			t.Parallel()
+			st, dev, key := setup(t)
+			v := &ingest.Verifier{Store: st}
+			a := &protoagent.Agent{DeviceID: dev.ID}
+			_, err := v.Accept(context.Background(), dev, protoagent.Sign(key, a.Report(policies, tc.seq, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS)))
+			var rej *ingest.Rejection
+			switch {
+			case tc.code == codes.OK && err != nil:
+				t.Fatalf("seq %d refused: %v", tc.seq, err)
+			case tc.code == codes.OK:
+			case !errors.As(err, &rej) || rej.Code != tc.code || rej.Reason != ingest.RejectSeqTooLarge:
+				t.Fatalf("seq %d: %v, want %s seq_too_large", tc.seq, err, tc.code)
+			}
+			want := tc.seq
+			if tc.code != codes.OK {
+				want = 0
+			}
+			if d, _ := st.GetDevice(context.Background(), dev.ID); d.LastSeq != want {
+				t.Errorf("LastSeq = %d, want %d", d.LastSeq, want)
+			}
+		})
+	}
+}
+
+// TestKeyReplacedMidStream: the device record a stream read when it
+// connected names the old key; once the device enrolled again, a report
+// verified with that key is refused as PermissionDenied, whatever its seq.
+func TestKeyReplacedMidStream(t *testing.T) {
+	t.Parallel()
+	st, dev, key := setup(t)
+	v := &ingest.Verifier{Store: st}
+	a := &protoagent.Agent{DeviceID: dev.ID}
+	ctx := context.Background()
+	if _, err := v.Accept(ctx, dev, protoagent.Sign(key, a.Report(policies, 1, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS))); err != nil {
+		t.Fatal(err)
+	}
+	newKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pub, _ := x509.MarshalPKIXPublicKey(&newKey.PublicKey)
+	now := time.Now()
+	if _, _, err := st.EnrollDevice(ctx, storage.Enrollment{
+		Device:   storage.Device{ID: "ignored", HardwareUUID: dev.HardwareUUID, PublicKey: pub, CertSerial: "ff", CertNotAfter: now.Add(time.Hour), EnrolledAt: now},
+		Cert:     storage.Cert{Serial: "ff", Kind: "device", NotBefore: now, NotAfter: now.Add(time.Hour), DER: []byte{1}},
+		SecretID: "s1",
+		Audit:    storage.AuditEvent{At: now, Action: "device.reenroll"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []uint64{2, ingest.MaxSeq} {
+		_, err := v.Accept(ctx, dev, protoagent.Sign(key, a.Report(policies, seq, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS)))
+		var rej *ingest.Rejection
+		if !errors.As(err, &rej) || rej.Code != codes.PermissionDenied || rej.Reason != ingest.RejectKeyReplaced || !strings.Contains(rej.Msg, "enrolled again") {
+			t.Fatalf("seq %d with the old key: %v, want PermissionDenied key_replaced", seq, err)
+		}
+	}
+	current, err := st.GetDevice(ctx, dev.ID)
+	if err != nil || current.LastSeq != 0 {
+		t.Fatalf("device after the old key's reports: LastSeq %d, %v; want 0", current.LastSeq, err)
+	}
+	if _, err := v.Accept(ctx, current, protoagent.Sign(newKey, a.Report(policies, 1, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS))); err != nil {
+		t.Fatalf("the new key's first report: %v", err)
+	}
+}
+
 // BenchmarkAccept is the cost of accepting one report: signature verify,
 // parse, checks, and a durable SQLite commit.
 func BenchmarkAccept(b *testing.B) {

@@ -25,6 +25,9 @@ type Metrics struct {
 	scepRefused     *prometheus.CounterVec
 	devices         *prometheus.GaugeVec
 	unsigned        prometheus.Gauge
+	reportsResent   prometheus.Counter
+	storeWritable   prometheus.Gauge
+	clockSkew       prometheus.Histogram
 }
 
 // Device states (clearance_devices{state}): every enrolled, unrevoked device
@@ -106,7 +109,21 @@ func New() *Metrics {
 		Name: "clearance_sso_unsigned_requests_allowed",
 		Help: "1 when AuthnRequests Okta did not sign are answered (allow_unsigned_requests without okta_request_cert): whoever builds a request names the user the response asserts. Alert on it.",
 	})
-	m.Registry.MustRegister(m.scepIssued, m.scepRefused, m.devices, m.unsigned)
+	m.reportsResent = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "clearance_reports_resent_total",
+		Help: "Exact resends of stored reports (their ack was lost), acknowledged again without storing anything.",
+	})
+	m.storeWritable = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "clearance_store_writable",
+		Help: "1 if the last write probe of the database (run by /healthz) committed, 0 if it failed.",
+	})
+	m.clockSkew = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "clearance_agent_clock_skew_seconds",
+		Help:    "How far an agent's own clock is from the verifier's, absolute, as seen when it connects or enrolls.",
+		Buckets: []float64{1, 5, 30, 60, 300, 900, 3600, 86400},
+	})
+	m.storeWritable.Set(1)
+	m.Registry.MustRegister(m.scepIssued, m.scepRefused, m.devices, m.unsigned, m.reportsResent, m.storeWritable, m.clockSkew)
 	m.Registry.MustRegister(m.reportsAccepted, m.reportsRejected, m.agents, m.ingestSeconds, m.enrollments, m.liveChecks,
 		m.ssoDecisions, m.ssoRefused, m.ssoSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -199,4 +216,32 @@ func (m *Metrics) Devices(counts map[string]int) {
 	for _, st := range DeviceStates {
 		m.devices.WithLabelValues(st).Set(float64(counts[st]))
 	}
+}
+
+// ReportResent counts an exact resend of a stored report, acknowledged again.
+func (m *Metrics) ReportResent() {
+	if m == nil {
+		return
+	}
+	m.reportsResent.Inc()
+}
+
+// StoreWritable records the outcome of the last write probe.
+func (m *Metrics) StoreWritable(ok bool) {
+	if m == nil {
+		return
+	}
+	if ok {
+		m.storeWritable.Set(1)
+	} else {
+		m.storeWritable.Set(0)
+	}
+}
+
+// AgentClockSkew records how far an agent's clock is from the verifier's.
+func (m *Metrics) AgentClockSkew(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.clockSkew.Observe(d.Abs().Seconds())
 }

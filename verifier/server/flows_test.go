@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/clearance/clearance/internal/protoagent"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
@@ -139,6 +140,74 @@ func TestReenrollKeepsIDAndHistory(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(actions, ","), "device.reenroll") {
 		t.Fatalf("audit: %v", actions)
+	}
+}
+
+// TestReenrollEndsOldKeyStream: a stream opened with the old key ends the
+// moment the device enrolls again, with a status that says why; a report
+// it had queued is refused, not stored, even with a seq at the top; the new
+// key's stream reports from seq 1 and is not ended by the re-enrollment.
+func TestReenrollEndsOldKeyStream(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	secret := h.secret()
+	a := h.enrolled(secret)
+	old, err := a.Connect(h.ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if m, err := old.Exchange(protoagent.Sign(a.Key, a.Report(old.PolicySet, 1, h.clock.Now(), nil, pass))); err != nil || m.GetAck().GetSeq() != 1 {
+		t.Fatalf("first report: %v %v", m, err)
+	}
+
+	again, err := protoagent.New(h.addr, h.rootPEM, a.Facts.GetHardwareUuid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := again.Enroll(h.ctx(), secret); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := old.Client.Recv(); err != nil {
+				ended <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-ended:
+		checkStatus(t, err, codes.PermissionDenied, "enrolled again with another key")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the old key's stream was not ended by the re-enrollment")
+	}
+	// Whatever the old stream still sends is not stored.
+	_ = old.Send(protoagent.Sign(a.Key, a.Report(old.PolicySet, 1<<53, h.clock.Now(), nil, pass)))
+
+	st, err := again.Connect(h.ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if m, err := st.Exchange(protoagent.Sign(again.Key, again.Report(st.PolicySet, 1, h.clock.Now(), nil, pass))); err != nil || m.GetAck().GetSeq() != 1 {
+		t.Fatalf("the new key's first report: %v %v", m, err)
+	}
+	// A second re-enrollment with the same key (the agent retried) leaves
+	// its stream alone.
+	if _, err := again.Enroll(h.ctx(), secret); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := st.Exchange(protoagent.Sign(again.Key, again.Report(st.PolicySet, 2, h.clock.Now(), nil, pass))); err != nil || m.GetAck().GetSeq() != 2 {
+		t.Fatalf("the new key's stream after enrolling the same key again: %v %v", m, err)
+	}
+	got, err := h.admin.GetDevice(h.ctx(), &adminv1.GetDeviceRequest{DeviceId: a.DeviceID})
+	if err != nil || got.GetDevice().GetLastSeq() != 2 {
+		t.Fatalf("device after re-enrollment: %v %v; want last seq 2", got.GetDevice(), err)
+	}
+	if !strings.Contains(h.logs.String(), "reason=key_replaced") {
+		t.Errorf("the log does not say why the old stream ended:\n%s", h.logs.String())
 	}
 }
 
@@ -316,5 +385,57 @@ func TestCreateScepChallenge(t *testing.T) {
 	for _, ttl := range []time.Duration{time.Second, 1000 * time.Hour, -time.Hour} {
 		_, err := h.admin.CreateScepChallenge(h.ctx(), &adminv1.CreateScepChallengeRequest{Ttl: durationpb.New(ttl)})
 		checkStatus(t, err, codes.InvalidArgument, "ttl")
+	}
+}
+
+// TestAgentClockSkewLogged: the verifier names how far an agent's own
+// clock (Hello.agent_time) is from its own, and an absurd or missing
+// agent_time changes nothing else: the stream goes on.
+func TestAgentClockSkewLogged(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	a := h.enrolled(h.secret())
+	for _, tc := range []struct {
+		name      string
+		agentTime *timestamppb.Timestamp
+		want      string
+	}{
+		{"ten minutes slow", timestamppb.New(h.clock.Now().Add(-10 * time.Minute)), "skew=-10m0s"},
+		{"far future", timestamppb.New(time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)), "skew=2562047h47m16.854775807s"}, // saturated, not wrapped,
+		{"invalid", &timestamppb.Timestamp{Seconds: -1 << 62}, ""},
+		{"none", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := a.Dial()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			ctx, cancel := context.WithCancel(h.ctx())
+			defer cancel()
+			st, err := agentv1.NewAgentServiceClient(conn).Connect(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Send(&agentv1.AgentMessage{Message: &agentv1.AgentMessage_Hello{Hello: &agentv1.Hello{AgentVersion: "test", AgentTime: tc.agentTime}}}); err != nil {
+				t.Fatal(err)
+			}
+			m, err := st.Recv()
+			if err != nil || m.GetSession() == nil {
+				t.Fatalf("first message %v, %v; want the Session", m, err)
+			}
+			if d := m.GetSession().GetVerifierTime().AsTime().Sub(h.clock.Now()); d != 0 {
+				t.Errorf("Session.verifier_time is %s from the verifier's clock", d)
+			}
+			if tc.want != "" {
+				deadline := time.Now().Add(5 * time.Second)
+				for !strings.Contains(h.logs.String(), tc.want) {
+					if time.Now().After(deadline) {
+						t.Fatalf("log lacks %q:\n%s", tc.want, h.logs.String())
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+		})
 	}
 }

@@ -166,13 +166,13 @@ func TestRejections(t *testing.T) {
 		}, codes.InvalidArgument, "in the future"},
 		{"unknown nonce", func() error {
 			return report(a, protoagent.Sign(a.Key, a.Report(ps, 7, now(), []byte("never-issued"), pass)))
-		}, codes.PermissionDenied, "never issued"},
+		}, codes.FailedPrecondition, "never issued"},
 		{"reused nonce", func() error {
 			return report(a, protoagent.Sign(a.Key, a.Report(ps, 7, now(), used, pass)))
-		}, codes.PermissionDenied, "already used"},
+		}, codes.FailedPrecondition, "already used"},
 		{"other device's nonce", func() error {
 			return report(a, protoagent.Sign(a.Key, a.Report(ps, 7, now(), other, pass)))
-		}, codes.PermissionDenied, "not issued to device"},
+		}, codes.FailedPrecondition, "not issued to device"},
 		{"malformed report", func() error {
 			return report(a, protoagent.SignPayload(a.Key, []byte{0xff, 0xff}))
 		}, codes.InvalidArgument, "report malformed"},

@@ -63,19 +63,20 @@ const connBuffer = 4 << 10
 
 // Server is a configured verifier, ready to run.
 type Server struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	now      func() time.Time
-	CA       *ca.Authority
-	Store    storage.Store
-	Hub      *hub.Hub
-	Metrics  *metrics.Metrics
-	policies *policySource
-	admin    *admin.Server
-	grpc     *grpc.Server
-	health   *health.Server
-	http     *http.Server
-	sso      *http.Server
+	cfg        *config.Config
+	log        *slog.Logger
+	now        func() time.Time
+	CA         *ca.Authority
+	Store      storage.Store
+	Hub        *hub.Hub
+	Metrics    *metrics.Metrics
+	policies   *policySource
+	admin      *admin.Server
+	grpc       *grpc.Server
+	grpcHealth *health.Server
+	http       *http.Server
+	sso        *http.Server
+	health     *storeHealth
 	// IdP is the SAML identity provider Okta calls; Gate decides sign-ins.
 	IdP  *idp.IdP
 	Gate *access.Gate
@@ -161,6 +162,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		return nil, err
 	}
 	s.Metrics = metrics.New()
+	s.health = &storeHealth{store: s.Store, now: s.now, metrics: s.Metrics, log: log.With("component", "health")}
 	s.Hub = &hub.Hub{Nonces: s.Store, Reports: s.Store, Now: s.now, OnChange: s.Metrics.AgentsConnected, Log: log}
 	if pg, ok := s.Store.(*postgres.Store); ok {
 		// Other replicas may share this database: live checks for agents
@@ -224,12 +226,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	)
 	agentv1.RegisterAgentServiceServer(s.grpc, agents)
 	adminv1.RegisterAdminServiceServer(s.grpc, s.admin)
-	s.health = health.NewServer()
-	healthpb.RegisterHealthServer(s.grpc, s.health)
+	s.grpcHealth = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.grpcHealth)
 	reflection.Register(s.grpc)
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /healthz", s.health.serveHTTP)
 	mux.Handle("GET /metrics", s.metricsHandler())
 	s.http = &http.Server{
 		Handler:           mux,
@@ -338,7 +340,7 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 	// Macs enroll their browser certificate here (the user-scope profile's
 	// SCEP URL): same public listener, no client certificate needed.
 	mux.Handle(scep.Path, enrollCerts)
-	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /healthz", s.health.serveHTTP)
 	s.sso = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -393,18 +395,6 @@ func ssoTLS(cfg *config.Config, authority *ca.Authority) *tls.Config {
 	return c
 }
 
-func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if err := s.Store.Ping(ctx); err != nil {
-		s.log.Warn("health check failed", "component", "server", "err", err)
-		http.Error(w, "database unavailable", http.StatusServiceUnavailable)
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fmt.Fprintln(w, "ok")
-}
-
 // Reload re-reads the policy file and pushes it to connected agents.
 func (s *Server) Reload(ctx context.Context) error {
 	_, err := s.admin.ReloadPolicies(ctx, &adminv1.ReloadPoliciesRequest{})
@@ -455,10 +445,10 @@ func (s *Server) Actors(g *run.Group) error {
 
 	g.Add("grpc", func() error {
 		log.Info("grpc listening", "addr", grpcLn.Addr().String())
-		s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+		s.grpcHealth.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 		return s.grpc.Serve(grpcLn)
 	}, func(error) {
-		s.health.Shutdown()
+		s.grpcHealth.Shutdown()
 		stopped := make(chan struct{})
 		go func() { s.grpc.GracefulStop(); close(stopped) }()
 		select {

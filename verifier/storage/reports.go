@@ -15,13 +15,25 @@ type Report struct {
 	// signature over it. Kept verbatim so the report can be re-verified.
 	Payload   []byte
 	Signature []byte
+	// Key is the device key (PKIX DER) the signature was verified with.
+	// SaveReport stores a report only while Key is the device's current
+	// key, and keeps it, so that a report can be verified again after its
+	// device enrolled once more with another key. Reports stored before
+	// keys were kept have none.
+	Key []byte
 }
 
 // ReportStore keeps reports: the latest per device plus bounded history.
 type ReportStore interface {
 	// SaveReport stores r in one transaction that:
 	//   - fails with ErrNotFound / ErrDeviceRevoked if the device is unknown / revoked;
-	//   - fails with ErrSeqNotIncreasing unless r.Seq > the device's LastSeq;
+	//   - fails with ErrKeyReplaced unless r.Key is the device's current
+	//     PublicKey (renewal keeps the key; re-enrollment replaces it), so a
+	//     stream opened with the old key cannot report once it is replaced;
+	//   - fails with ErrReportStored if the device's current enrollment
+	//     already holds a report with r.Seq and exactly r.Payload (a resend
+	//     whose ack was lost), else with ErrSeqNotIncreasing unless
+	//     r.Seq > the device's LastSeq;
 	//   - when nonce is non-empty, consumes it: ErrNonceUnknown,
 	//     ErrNonceWrongDevice, ErrNonceUsed, or ErrNonceExpired (expires_at
 	//     <= r.ReceivedAt) otherwise;

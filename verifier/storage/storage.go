@@ -9,6 +9,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Errors a backend returns; callers match them with errors.Is.
@@ -21,6 +22,13 @@ var (
 	ErrDeviceRevoked = errors.New("device revoked")
 	// ErrSeqNotIncreasing: the report's seq is not greater than the last stored one.
 	ErrSeqNotIncreasing = errors.New("report seq not greater than last accepted")
+	// ErrReportStored: the report is, byte for byte, one already stored
+	// under its seq for the device's current enrollment: a resend whose
+	// acknowledgement was lost. Nothing changed; it may be acknowledged again.
+	ErrReportStored = errors.New("report already stored")
+	// ErrKeyReplaced: the key the report was verified with is no longer the
+	// device's: the device enrolled again, with another key, since.
+	ErrKeyReplaced = errors.New("device key replaced by a newer enrollment")
 	// ErrNonceUnknown: the nonce was never issued.
 	ErrNonceUnknown = errors.New("nonce unknown")
 	// ErrNonceWrongDevice: the nonce was issued to another device.
@@ -48,6 +56,10 @@ type Store interface {
 	ServerKeyStore
 	// Ping checks the backend is reachable.
 	Ping(ctx context.Context) error
+	// CheckWrite commits one small write (a single row, stamped at): a
+	// health check learns from it whether the store can write at all (a
+	// full disk, a read-only file or database), which Ping cannot tell.
+	CheckWrite(ctx context.Context, at time.Time) error
 	// Close releases the backend.
 	Close() error
 }

@@ -18,6 +18,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/clearance/clearance/agent/clock"
 	"github.com/clearance/clearance/agent/config"
 	"github.com/clearance/clearance/agent/devicekey"
 	"github.com/clearance/clearance/agent/enroll"
@@ -200,7 +201,10 @@ func cmdRun(flags *config.Flags, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// One sense of the verifier's time for enrollment, renewal and reports.
+	clk := clock.New(clock.System(), log)
 	ids := &enroll.Manager{
+		Clock:        clk,
 		Dir:          dir,
 		Signer:       key,
 		Verifier:     cfg.Verifier,
@@ -210,6 +214,7 @@ func cmdRun(flags *config.Flags, stderr io.Writer) error {
 		Logger:       log,
 	}
 	client := stream.New(stream.Options{
+		Clock:    clk,
 		Verifier: cfg.Verifier,
 		Roots:    roots,
 		Identity: ids,
@@ -226,7 +231,7 @@ func cmdRun(flags *config.Flags, stderr io.Writer) error {
 	g.Add("renew", ids.Execute, ids.Interrupt)
 	g.Add("stream", client.Execute, client.Interrupt)
 	if cfg.PresenceListen != agentprefs.PresenceOff {
-		p, err := newPresenceActor(cfg, ids, key, client, log)
+		p, err := newPresenceActor(cfg, ids, key, client, clk.Now, log)
 		if err != nil {
 			return err
 		}
@@ -255,8 +260,8 @@ type presenceActor struct {
 	once         sync.Once
 }
 
-func newPresenceActor(cfg *config.Config, ids *enroll.Manager, key crypto.Signer, client *stream.Client, log *slog.Logger) (*presenceActor, error) {
-	opts, err := presenceOptions(cfg, ids, key, client, log)
+func newPresenceActor(cfg *config.Config, ids *enroll.Manager, key crypto.Signer, client *stream.Client, now func() time.Time, log *slog.Logger) (*presenceActor, error) {
+	opts, err := presenceOptions(cfg, ids, key, client, now, log)
 	if err != nil {
 		return nil, err // a bad browser list is a configuration error
 	}
@@ -298,7 +303,8 @@ func (p *presenceActor) Interrupt(error) { p.once.Do(func() { close(p.stop) }) }
 // presenceOptions configure the endpoint: proofs for the presence URL the
 // verifier names over the stream, signed with the device key, for the
 // browsers the settings allow.
-func presenceOptions(cfg *config.Config, ids *enroll.Manager, key crypto.Signer, client *stream.Client, log *slog.Logger) (presence.Options, error) {
+// Statements carry the time in the verifier's clock (now), as reports do.
+func presenceOptions(cfg *config.Config, ids *enroll.Manager, key crypto.Signer, client *stream.Client, now func() time.Time, log *slog.Logger) (presence.Options, error) {
 	var peer presence.PeerCheck
 	if presence.BrowserCheckDefault || len(cfg.PresenceBrowsers) > 0 {
 		var b presence.Browsers
@@ -325,6 +331,7 @@ func presenceOptions(cfg *config.Config, ids *enroll.Manager, key crypto.Signer,
 			return id.DeviceID, key
 		},
 		Peer:   peer,
+		Now:    now,
 		Logger: log,
 	}, nil
 }

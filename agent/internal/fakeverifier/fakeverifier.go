@@ -1,8 +1,8 @@
 // Package fakeverifier is an in-process AgentService for the agent's tests:
 // a throwaway PKI built in code, a gRPC server on loopback TLS, and a
 // verifier that checks report signatures and seqs the way the real one does
-// (exact duplicate of the last accepted report: acked again; any other seq
-// not above the last: stream ended with AlreadyExists).
+// (exact resend of a report it accepted: acked again; any other seq not
+// above the last: stream ended with AlreadyExists).
 package fakeverifier
 
 import (
@@ -33,6 +33,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/clearance/clearance/pkg/report"
@@ -187,13 +188,18 @@ type Verifier struct {
 	Addr string
 	// Lifetime of issued certificates (default 1h).
 	Lifetime time.Duration
-	// NotBefore of issued certificates (default now).
+	// NotBefore of issued certificates (default a minute before its clock).
 	NotBefore func() time.Time
+	// ClockOffset is how far the verifier's clock is from the machine's: it
+	// is what verifier_time says and where issued certificates start.
+	ClockOffset time.Duration
 	// PolicySet is sent at connect when set.
 	PolicySet *agentv1.PolicySet
-	// Session, when set, is sent at connect before the PolicySet.
+	// Session is sent at connect before the PolicySet, with verifier_time
+	// set to the verifier's clock (default: a Session naming no presence URL).
 	Session *agentv1.Session
-	// AutoAck acks every accepted report (default true via New).
+	// AutoAck acks every accepted report (default true via New). Set it
+	// before the agent starts, or with SetAutoAck while it runs.
 	AutoAck bool
 	// RejectConnect, when it returns an error, refuses the Nth connection.
 	RejectConnect func(n int) error
@@ -203,13 +209,13 @@ type Verifier struct {
 	Sessions chan *Session
 	Reports  chan Received
 
-	mu          sync.Mutex
-	keys        map[string]crypto.PublicKey
-	lastSeq     map[string]uint64
-	lastPayload map[string][]byte
-	connects    int
-	enrolls     int
-	renews      int
+	mu       sync.Mutex
+	keys     map[string]crypto.PublicKey
+	lastSeq  map[string]uint64
+	accepted map[string]map[uint64][]byte // payload by seq, per device
+	connects int
+	enrolls  int
+	renews   int
 }
 
 // New starts a fake verifier on loopback TLS; it stops with the test.
@@ -217,7 +223,7 @@ func New(t testing.TB) *Verifier {
 	v := &Verifier{
 		PKI: NewPKI(t), AutoAck: true, Secret: "s3cret", Lifetime: time.Hour,
 		Sessions: make(chan *Session, 16), Reports: make(chan Received, 256),
-		keys: map[string]crypto.PublicKey{}, lastSeq: map[string]uint64{}, lastPayload: map[string][]byte{},
+		keys: map[string]crypto.PublicKey{}, lastSeq: map[string]uint64{}, accepted: map[string]map[uint64][]byte{},
 	}
 	clientCAs := x509.NewCertPool()
 	clientCAs.AddCert(v.PKI.DeviceCA)
@@ -242,6 +248,13 @@ func (v *Verifier) Counts() (connects, enrolls, renews int) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.connects, v.enrolls, v.renews
+}
+
+// SetAutoAck turns acks on or off while agents run.
+func (v *Verifier) SetAutoAck(on bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.AutoAck = on
 }
 
 // LastSeq is the last accepted seq of a device.
@@ -272,14 +285,18 @@ func (v *Verifier) Enroll(_ context.Context, req *agentv1.EnrollRequest) (*agent
 	v.keys[id] = csr.PublicKey
 	v.enrolls++
 	v.mu.Unlock()
-	return &agentv1.EnrollResponse{DeviceId: id, Certificate: cert.Raw, CaChain: [][]byte{v.PKI.DeviceCA.Raw, v.PKI.Root.Raw}, NotAfter: timestamppb.New(cert.NotAfter)}, nil
+	return &agentv1.EnrollResponse{DeviceId: id, Certificate: cert.Raw, CaChain: [][]byte{v.PKI.DeviceCA.Raw, v.PKI.Root.Raw}, NotAfter: timestamppb.New(cert.NotAfter),
+		VerifierTime: timestamppb.New(v.now())}, nil
 }
+
+// now is the verifier's clock.
+func (v *Verifier) now() time.Time { return time.Now().Add(v.ClockOffset) }
 
 func (v *Verifier) notBefore() time.Time {
 	if v.NotBefore != nil {
 		return v.NotBefore()
 	}
-	return time.Now().Add(-time.Minute)
+	return v.now().Add(-time.Minute)
 }
 
 func (v *Verifier) device(ctx context.Context) (string, error) {
@@ -318,7 +335,8 @@ func (v *Verifier) Renew(ctx context.Context, req *agentv1.RenewRequest) (*agent
 	v.mu.Lock()
 	v.renews++
 	v.mu.Unlock()
-	return &agentv1.RenewResponse{Certificate: cert.Raw, CaChain: [][]byte{v.PKI.DeviceCA.Raw, v.PKI.Root.Raw}, NotAfter: timestamppb.New(cert.NotAfter)}, nil
+	return &agentv1.RenewResponse{Certificate: cert.Raw, CaChain: [][]byte{v.PKI.DeviceCA.Raw, v.PKI.Root.Raw}, NotAfter: timestamppb.New(cert.NotAfter),
+		VerifierTime: timestamppb.New(v.now())}, nil
 }
 
 // Connect implements AgentService.
@@ -344,10 +362,13 @@ func (v *Verifier) Connect(stream agentv1.AgentService_ConnectServer) error {
 		return status.Error(codes.InvalidArgument, "the first message on Connect must be Hello")
 	}
 	sess := &Session{DeviceID: id, Hello: first.GetHello(), send: make(chan *agentv1.VerifierMessage, 16), end: make(chan error, 1)}
+	session := &agentv1.Session{}
 	if v.Session != nil {
-		if err := stream.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_Session{Session: v.Session}}); err != nil {
-			return err
-		}
+		session = proto.CloneOf(v.Session)
+	}
+	session.VerifierTime = timestamppb.New(v.now())
+	if err := stream.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_Session{Session: session}}); err != nil {
+		return err
 	}
 	if v.PolicySet != nil {
 		if err := stream.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_PolicySet{PolicySet: v.PolicySet}}); err != nil {
@@ -405,20 +426,26 @@ func (v *Verifier) read(ctx context.Context, stream agentv1.AgentService_Connect
 			return status.Error(codes.PermissionDenied, "device mismatch")
 		}
 		v.mu.Lock()
-		last, lastPayload := v.lastSeq[id], v.lastPayload[id]
+		last := v.lastSeq[id]
+		if v.accepted[id] == nil {
+			v.accepted[id] = map[uint64][]byte{}
+		}
+		stored, seen := v.accepted[id][r.GetSeq()]
 		dup := false
 		switch {
 		case r.GetSeq() > last:
-			v.lastSeq[id], v.lastPayload[id] = r.GetSeq(), sr.GetPayload()
-		case r.GetSeq() == last && bytes.Equal(lastPayload, sr.GetPayload()):
+			v.lastSeq[id] = r.GetSeq()
+			v.accepted[id][r.GetSeq()] = sr.GetPayload()
+		case seen && bytes.Equal(stored, sr.GetPayload()):
 			dup = true
 		default:
 			v.mu.Unlock()
 			return status.Errorf(codes.AlreadyExists, "report seq %d is not greater than the last accepted seq %d", r.GetSeq(), last)
 		}
+		autoAck := v.AutoAck
 		v.mu.Unlock()
 		v.Reports <- Received{Report: r, Payload: sr.GetPayload(), Duplicate: dup}
-		if v.AutoAck {
+		if autoAck {
 			acks <- r.GetSeq()
 		}
 	}

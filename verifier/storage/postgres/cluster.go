@@ -96,11 +96,12 @@ func (r *Relay) ID() string { return r.id }
 // signal is a NOTIFY payload (well under PostgreSQL's 8000-byte limit).
 type signal struct {
 	From      string    `json:"from"`
-	Kind      string    `json:"kind"` // "check" or "answered"
+	Kind      string    `json:"kind"` // "check", "answered" or "enrolled"
 	DeviceID  string    `json:"device_id"`
 	Nonce     []byte    `json:"nonce"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 	Seq       uint64    `json:"seq,omitempty"`
+	KeyHash   []byte    `json:"key_hash,omitempty"`
 }
 
 // PublishCheck implements cluster.Relay.
@@ -111,6 +112,11 @@ func (r *Relay) PublishCheck(ctx context.Context, c cluster.Check) error {
 // PublishAnswered implements cluster.Relay.
 func (r *Relay) PublishAnswered(ctx context.Context, a cluster.Answered) error {
 	return r.publish(ctx, signal{Kind: "answered", DeviceID: a.DeviceID, Nonce: a.Nonce, Seq: a.Seq})
+}
+
+// PublishEnrolled implements cluster.Relay.
+func (r *Relay) PublishEnrolled(ctx context.Context, e cluster.Enrolled) error {
+	return r.publish(ctx, signal{Kind: "enrolled", DeviceID: e.DeviceID, KeyHash: e.KeyHash})
 }
 
 func (r *Relay) publish(ctx context.Context, s signal) error {
@@ -253,6 +259,10 @@ func (r *Relay) dispatch(payload string, h cluster.Handler) {
 	case "answered":
 		if h.Answered != nil {
 			h.Answered(cluster.Answered{DeviceID: s.DeviceID, Nonce: s.Nonce, Seq: s.Seq})
+		}
+	case "enrolled":
+		if h.Enrolled != nil {
+			h.Enrolled(cluster.Enrolled{DeviceID: s.DeviceID, KeyHash: s.KeyHash})
 		}
 	default:
 		r.log.Warn("unknown signal ignored", "kind", s.Kind)

@@ -25,18 +25,20 @@ const beat = 200 * time.Millisecond
 type heard struct {
 	checks   chan cluster.Check
 	answered chan cluster.Answered
+	enrolled chan cluster.Enrolled
 	mu       sync.Mutex
 	devices  map[string]string
 }
 
 func newHeard() *heard {
-	return &heard{checks: make(chan cluster.Check, 16), answered: make(chan cluster.Answered, 16), devices: map[string]string{}}
+	return &heard{checks: make(chan cluster.Check, 16), answered: make(chan cluster.Answered, 16), enrolled: make(chan cluster.Enrolled, 16), devices: map[string]string{}}
 }
 
 func (h *heard) handler() cluster.Handler {
 	return cluster.Handler{
 		Check:    func(c cluster.Check) { h.checks <- c },
 		Answered: func(a cluster.Answered) { h.answered <- a },
+		Enrolled: func(e cluster.Enrolled) { h.enrolled <- e },
 		Devices: func() map[string]string {
 			h.mu.Lock()
 			defer h.mu.Unlock()
@@ -133,6 +135,17 @@ func TestRelaySignalsAndPresence(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("b did not hear a's answer")
+	}
+	if err := a.PublishEnrolled(ctx, cluster.Enrolled{DeviceID: "dev-1", KeyHash: hub.KeyHash([]byte("new key"))}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-hb.enrolled:
+		if got.DeviceID != "dev-1" || !bytes.Equal(got.KeyHash, hub.KeyHash([]byte("new key"))) {
+			t.Errorf("b heard %+v", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("b did not hear a's re-enrollment")
 	}
 	select {
 	case c := <-hb.checks:
@@ -256,7 +269,7 @@ func TestHubCheckThroughOtherReplica(t *testing.T) {
 		go func() { done <- h.Run(ctx) }()
 		t.Cleanup(func() { cancel(); <-done })
 	}
-	sess, unregister := hubA.Register(d.ID)
+	sess, unregister := hubA.Register(d.ID, d.PublicKey)
 	defer unregister()
 	eventually(t, "b sees the stream on a", 5*time.Second, func() bool { return hubB.Connected(d.ID) })
 	if hubB.Local(d.ID) {
@@ -279,7 +292,7 @@ func TestHubCheckThroughOtherReplica(t *testing.T) {
 			agentDone <- err
 			return
 		}
-		r := storage.Report{DeviceID: d.ID, Seq: 5, ObservedAt: t0, ReceivedAt: time.Now(), Payload: payload, Signature: []byte("sig")}
+		r := storage.Report{DeviceID: d.ID, Seq: 5, ObservedAt: t0, ReceivedAt: time.Now(), Payload: payload, Signature: []byte("sig"), Key: d.PublicKey}
 		if err := sa.SaveReport(context.Background(), r, cn.GetNonce(), 10); err != nil {
 			agentDone <- err
 			return
@@ -305,5 +318,65 @@ func TestHubCheckThroughOtherReplica(t *testing.T) {
 	}
 	if _, err := hubB.CheckNow(t.Context(), d.ID, time.Second); !errors.Is(err, hub.ErrNotConnected) {
 		t.Errorf("CheckNow for a device streaming nowhere: %v, want ErrNotConnected", err)
+	}
+}
+
+// A device enrolls again at replica B while its old key's stream is on
+// replica A: A ends that stream at once, and a stream of the new key on A
+// is left alone.
+func TestHubReenrollmentEndsStreamOnOtherReplica(t *testing.T) {
+	dsn := newDatabase(t)
+	sa, sb := open(t, dsn), open(t, dsn)
+	d := enrollOne(t, sa)
+	hubA := &hub.Hub{Nonces: sa, Reports: sa, Relay: sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})}
+	hubB := &hub.Hub{Nonces: sb, Reports: sb, Relay: sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})}
+	for _, h := range []*hub.Hub{hubA, hubB} {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- h.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	old, unregister := hubA.Register(d.ID, d.PublicKey)
+	defer unregister()
+	eventually(t, "b sees the stream on a", 5*time.Second, func() bool { return hubB.Connected(d.ID) })
+
+	start := time.Now()
+	hubB.Reenrolled(d.ID, []byte("new key"))
+	select {
+	case <-old.Done():
+		if !errors.Is(old.Err(), hub.ErrKeyReplaced) {
+			t.Fatalf("a's stream ended with %v, want ErrKeyReplaced", old.Err())
+		}
+		t.Logf("a ended the old key's stream %s after b's re-enrollment", time.Since(start).Round(time.Millisecond))
+	case <-time.After(5 * time.Second):
+		t.Fatal("a's stream of the old key did not end")
+	}
+
+	current, unregisterCurrent := hubA.Register(d.ID, []byte("new key"))
+	defer unregisterCurrent()
+	hubB.Reenrolled(d.ID, []byte("new key"))
+	// The signal is heard in order with others: a check published after
+	// it arriving shows it was handled.
+	waitCheck := make(chan struct{})
+	go func() {
+		<-current.Out()
+		close(waitCheck)
+	}()
+	nonce := []byte("after the signal")
+	if err := sb.CreateNonce(t.Context(), d.ID, nonce, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := hubB.Relay.PublishCheck(t.Context(), cluster.Check{DeviceID: d.ID, Nonce: nonce, ExpiresAt: time.Now().Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-waitCheck:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a did not relay the check")
+	}
+	select {
+	case <-current.Done():
+		t.Fatalf("a ended the new key's stream: %v", current.Err())
+	default:
 	}
 }

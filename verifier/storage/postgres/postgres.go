@@ -55,7 +55,7 @@ var dialect = sqlstore.Dialect{
 	ReadTx:      sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
 	Catalog: sqlstore.Catalog{
 		Tables: `SELECT tablename FROM pg_tables
-			WHERE schemaname = current_schema() AND tablename <> 'goose_db_version'
+			WHERE schemaname = current_schema() AND tablename NOT IN ('goose_db_version', 'health_probe')
 			ORDER BY tablename COLLATE "C"`,
 		Columns: `SELECT a.attname, coalesce(array_position(i.indkey::int2[], a.attnum), 0)
 			FROM pg_attribute a

@@ -29,7 +29,7 @@ func fleet(t *testing.T, path string, n int) (*Store, []storage.Device) {
 }
 
 func report(d storage.Device, seq uint64) storage.Report {
-	return storage.Report{DeviceID: d.ID, Seq: seq, ObservedAt: t0, ReceivedAt: t0, Payload: []byte("p"), Signature: []byte("s")}
+	return storage.Report{DeviceID: d.ID, Seq: seq, ObservedAt: t0, ReceivedAt: t0, Payload: []byte("p"), Signature: []byte("s"), Key: d.PublicKey}
 }
 
 // holdWriter takes the store's only write connection until the returned
@@ -236,7 +236,7 @@ func BenchmarkSaveReportParallel(b *testing.B) {
 		for pb.Next() {
 			seq++
 			now := t0.Add(time.Duration(seq) * time.Second)
-			r := storage.Report{DeviceID: d.ID, Seq: seq, ObservedAt: now, ReceivedAt: now, Payload: payload, Signature: sig}
+			r := storage.Report{DeviceID: d.ID, Seq: seq, ObservedAt: now, ReceivedAt: now, Payload: payload, Signature: sig, Key: d.PublicKey}
 			if err := s.SaveReport(ctx, r, nil, 100); err != nil {
 				b.Error(err)
 				return

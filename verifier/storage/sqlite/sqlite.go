@@ -63,7 +63,7 @@ var dialect = sqlstore.Dialect{
 	Prepare:           true,
 	Catalog: sqlstore.Catalog{
 		Tables: `SELECT name FROM sqlite_schema
-			WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' AND name <> 'goose_db_version'
+			WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' AND name NOT IN ('goose_db_version', 'health_probe')
 			ORDER BY name`,
 		Columns: `SELECT name, pk FROM pragma_table_info($1) ORDER BY cid`,
 	},

@@ -127,7 +127,7 @@ func TestReopenKeepsData(t *testing.T) {
 	must(t, s.CreateEnrollSecret(ctx, secret("a"), storage.AuditEvent{At: t0, Action: "secret.create"}))
 	d, _, err := s.EnrollDevice(ctx, enrollment(1, "a"))
 	must(t, err)
-	must(t, s.SaveReport(ctx, storage.Report{DeviceID: d.ID, Seq: 1, ObservedAt: t0, ReceivedAt: t0, Payload: []byte("p"), Signature: []byte("s")}, nil, 10))
+	must(t, s.SaveReport(ctx, storage.Report{DeviceID: d.ID, Seq: 1, ObservedAt: t0, ReceivedAt: t0, Payload: []byte("p"), Signature: []byte("s"), Key: d.PublicKey}, nil, 10))
 	before := dump(t, s)
 	must(t, s.Close())
 
@@ -189,7 +189,7 @@ func TestTwoStoresOnOneFile(t *testing.T) {
 				// Reports must be saved in seq order; the lock hands out seqs.
 				mu.Lock()
 				seq++
-				r := storage.Report{DeviceID: d.ID, Seq: seq, ObservedAt: t0, ReceivedAt: t0, Payload: []byte("p"), Signature: []byte("s")}
+				r := storage.Report{DeviceID: d.ID, Seq: seq, ObservedAt: t0, ReceivedAt: t0, Payload: []byte("p"), Signature: []byte("s"), Key: d.PublicKey}
 				err := server.SaveReport(ctx, r, nil, 1000)
 				mu.Unlock()
 				if err != nil {
@@ -272,7 +272,7 @@ func TestRefusesUnstorableValues(t *testing.T) {
 	if err := s.CreateNonce(ctx, d.ID, nil, t0.Add(time.Hour)); err == nil {
 		t.Error("empty nonce was accepted")
 	}
-	if err := s.SaveReport(ctx, storage.Report{DeviceID: d.ID, Seq: 1 << 63, ObservedAt: t0, ReceivedAt: t0}, nil, 10); err == nil {
+	if err := s.SaveReport(ctx, storage.Report{DeviceID: d.ID, Seq: 1 << 63, ObservedAt: t0, ReceivedAt: t0, Key: d.PublicKey}, nil, 10); err == nil {
 		t.Error("seq 2^63 was accepted")
 	}
 	if after := dump(t, s); after != before {
@@ -303,7 +303,7 @@ func BenchmarkSaveReport(b *testing.B) {
 	for b.Loop() {
 		seq++
 		now := t0.Add(time.Duration(seq) * time.Second)
-		r := storage.Report{DeviceID: d.ID, Seq: seq, ObservedAt: now, ReceivedAt: now, Payload: payload, Signature: sig}
+		r := storage.Report{DeviceID: d.ID, Seq: seq, ObservedAt: now, ReceivedAt: now, Payload: payload, Signature: sig, Key: d.PublicKey}
 		if err := s.SaveReport(ctx, r, nil, 100); err != nil {
 			b.Fatal(err)
 		}

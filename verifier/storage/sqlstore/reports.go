@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -12,7 +13,7 @@ import (
 )
 
 // reportColumns are the reports table's columns in scanReport's order.
-const reportColumns = `device_id, seq, observed_at, received_at, payload, signature`
+const reportColumns = `device_id, seq, observed_at, received_at, payload, signature, device_key`
 
 func scanReport(sc scanner) (storage.Report, error) {
 	var (
@@ -20,7 +21,7 @@ func scanReport(sc scanner) (storage.Report, error) {
 		seq                  int64
 		observedAt, received int64
 	)
-	if err := sc.Scan(&r.DeviceID, &seq, &observedAt, &received, &r.Payload, &r.Signature); err != nil {
+	if err := sc.Scan(&r.DeviceID, &seq, &observedAt, &received, &r.Payload, &r.Signature, &r.Key); err != nil {
 		return storage.Report{}, err
 	}
 	r.Seq = uint64(seq) // never negative: CHECK (seq > 0)
@@ -35,15 +36,18 @@ const newestFirst = `ORDER BY enrollment DESC, seq DESC`
 
 // SaveReport's statements: every report runs them.
 var (
-	// advanceDevice is checks 1 and 2 and the device's summary at once: it
-	// changes the device only if it is known, not revoked and behind r.Seq,
-	// and then holds its row until the commit, so concurrent reports of one
-	// device are stored one after the other.
+	// advanceDevice is checks 1 to 3 and the device's summary at once: it
+	// changes the device only if it is known, not revoked, still holds the
+	// key the report was verified with and is behind r.Seq, and then holds
+	// its row until the commit, so concurrent reports of one device are
+	// stored one after the other, and a re-enrollment (which writes the
+	// same row) comes wholly before or after each of them.
 	advanceDevice = prepared(`UPDATE devices SET last_seq = $2, last_report_at = $3, ` + lastSeenAt("$4") + `
-		WHERE id = $1 AND revoked_at = 0 AND last_seq < $2 RETURNING enrollments`)
-	deviceState  = prepared(`SELECT revoked_at, last_seq FROM devices WHERE id = $1`)
-	insertReport = prepared(`INSERT INTO reports (device_id, enrollment, seq, observed_at, received_at, payload, signature)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`)
+		WHERE id = $1 AND revoked_at = 0 AND public_key = $5 AND last_seq < $2 RETURNING enrollments`)
+	deviceState  = prepared(`SELECT revoked_at, public_key, last_seq, enrollments FROM devices WHERE id = $1`)
+	storedReport = prepared(`SELECT 1 FROM reports WHERE device_id = $1 AND enrollment = $2 AND seq = $3 AND payload = $4`)
+	insertReport = prepared(`INSERT INTO reports (device_id, enrollment, seq, observed_at, received_at, payload, signature, device_key)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`)
 	// pruneReports deletes every report beyond the keep ($2) newest; $3
 	// is no bound, as a LIMIT both engines take. Each is found by its
 	// primary key, so only those are visited.
@@ -53,8 +57,8 @@ var (
 
 // SaveReport stores r and updates its device, consuming nonce when it is
 // set. The checks run in the documented order, so the first failing one
-// names the error: device, seq, then nonce (unknown, wrong device, used,
-// expired). With a group commit, a call whose ctx ends before its report
+// names the error: device, key, seq (an exact resend first), then nonce
+// (unknown, wrong device, used, expired). With a group commit, a call whose ctx ends before its report
 // is taken into a batch returns ctx.Err() and stores nothing.
 func (s *Store) SaveReport(ctx context.Context, r storage.Report, nonce []byte, keep int) error {
 	if keep < 1 {
@@ -75,9 +79,10 @@ func (s *Store) SaveReport(ctx context.Context, r storage.Report, nonce []byte, 
 	// Any error rolls back what fn wrote, so it may write before its last
 	// check.
 	err := s.grouped(ctx, func(ctx context.Context, q conn) error {
-		// 1.-2. Device known and not revoked, seq strictly increasing.
+		// 1.-3. Device known, not revoked and still holding r.Key; seq
+		// strictly increasing.
 		var enrollment int64
-		err := q.queryRow(ctx, advanceDevice, r.DeviceID, int64(r.Seq), observedAt, receivedAt).Scan(&enrollment)
+		err := q.queryRow(ctx, advanceDevice, r.DeviceID, int64(r.Seq), observedAt, receivedAt, blob(r.Key)).Scan(&enrollment)
 		if errors.Is(err, sql.ErrNoRows) {
 			return refusal(ctx, q, r)
 		}
@@ -85,20 +90,20 @@ func (s *Store) SaveReport(ctx context.Context, r storage.Report, nonce []byte, 
 			return fmt.Errorf("updating device: %w", err)
 		}
 
-		// 3. Nonce, consumed only if everything else succeeds.
+		// 4. Nonce, consumed only if everything else succeeds.
 		if len(nonce) > 0 {
 			if err := useNonce(ctx, q, nonce, r.DeviceID, receivedAt); err != nil {
 				return err
 			}
 		}
 
-		// 4. The report.
+		// 5. The report.
 		if _, err := q.exec(ctx, insertReport, r.DeviceID, enrollment, int64(r.Seq), observedAt, receivedAt,
-			blob(r.Payload), blob(r.Signature)); err != nil {
+			blob(r.Payload), blob(r.Signature), blob(r.Key)); err != nil {
 			return fmt.Errorf("inserting report: %w", err)
 		}
 
-		// 5. Retention.
+		// 6. Retention.
 		if _, err := q.exec(ctx, pruneReports, r.DeviceID, keep, int64(math.MaxInt64)); err != nil {
 			return fmt.Errorf("pruning reports: %w", err)
 		}
@@ -111,10 +116,14 @@ func (s *Store) SaveReport(ctx context.Context, r storage.Report, nonce []byte, 
 }
 
 // refusal says why advanceDevice did not change the device for r: it is
-// unknown, revoked, or r.Seq is not above its LastSeq.
+// unknown, revoked, holds another key now, or r.Seq is not above its
+// LastSeq — in which case r may be an exact resend of a stored report.
 func refusal(ctx context.Context, q conn, r storage.Report) error {
-	var revokedAt, lastSeq int64
-	err := q.queryRow(ctx, deviceState, r.DeviceID).Scan(&revokedAt, &lastSeq)
+	var (
+		revokedAt, lastSeq, enrollment int64
+		key                            []byte
+	)
+	err := q.queryRow(ctx, deviceState, r.DeviceID).Scan(&revokedAt, &key, &lastSeq, &enrollment)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("device %q: %w", r.DeviceID, storage.ErrNotFound)
@@ -122,11 +131,22 @@ func refusal(ctx context.Context, q conn, r storage.Report) error {
 		return fmt.Errorf("reading device: %w", err)
 	case revokedAt != 0:
 		return fmt.Errorf("device %q: %w", r.DeviceID, storage.ErrDeviceRevoked)
+	case !bytes.Equal(key, r.Key):
+		return fmt.Errorf("device %q: %w", r.DeviceID, storage.ErrKeyReplaced)
 	case r.Seq <= uint64(lastSeq):
+		// The payload is compared whole: it is signed, so the same bytes
+		// under the same seq are the same report.
+		stored, err := exists(ctx, q, storedReport, r.DeviceID, enrollment, int64(r.Seq), blob(r.Payload))
+		switch {
+		case err != nil:
+			return fmt.Errorf("reading report: %w", err)
+		case stored:
+			return fmt.Errorf("seq %d: %w", r.Seq, storage.ErrReportStored)
+		}
 		return fmt.Errorf("seq %d after %d: %w", r.Seq, lastSeq, storage.ErrSeqNotIncreasing)
 	}
-	// A re-enrollment reset the seq since advanceDevice ran (only possible
-	// where writers run concurrently): as if the report came after it.
+	// The device changed between advanceDevice and this read (only possible
+	// where writers run concurrently): run again to see it as it is now.
 	return fmt.Errorf("device %q changed meanwhile: %w", r.DeviceID, errRace)
 }
 

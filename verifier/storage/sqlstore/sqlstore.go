@@ -56,7 +56,8 @@ type Dialect struct {
 // Catalog holds the queries that describe a database's own tables.
 type Catalog struct {
 	// Tables lists the application's tables by name, leaving out the
-	// migrations' bookkeeping and the engine's internal tables.
+	// migrations' bookkeeping, the health check's probe row and the
+	// engine's internal tables.
 	Tables string
 	// Columns lists table $1's columns in declaration order, each with its
 	// position in the primary key (0: not part of it).
@@ -130,6 +131,23 @@ func (s *Store) Ping(ctx context.Context) error {
 		if err := db.PingContext(ctx); err != nil {
 			return fmt.Errorf("pinging %s store: %w", s.d.Name, err)
 		}
+	}
+	return nil
+}
+
+// CheckWrite commits one write to the one-row health_probe table: a store
+// that answers reads but cannot commit (a full disk, a read-only file, a
+// primary gone read-only) fails here, which Ping cannot see.
+func (s *Store) CheckWrite(ctx context.Context, at time.Time) error {
+	var c timeCodec
+	n := c.ns("probe time", at)
+	if c.err != nil {
+		return fmt.Errorf("checking writes: %w", c.err)
+	}
+	_, err := s.writer().exec(ctx, `INSERT INTO health_probe (id, probed_at) VALUES (1, $1)
+		ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at`, n)
+	if err != nil {
+		return fmt.Errorf("checking writes to the %s store: %w", s.d.Name, err)
 	}
 	return nil
 }

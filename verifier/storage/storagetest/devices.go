@@ -190,7 +190,8 @@ func testReenroll(t *testing.T, s storage.Store) {
 
 	// The new agent counts from 1 again, and its reports are the newest even
 	// though older history has higher seqs.
-	r1 := newReport(orig.ID, 1, at(2*hour))
+	newKey := again.Device.PublicKey
+	r1 := signedWith(newReport(orig.ID, 1, at(2*hour)), newKey)
 	save(t, s, r1, nil, 10)
 	latest, err := s.LatestReport(ctx, orig.ID)
 	must(t, err)
@@ -200,10 +201,10 @@ func testReenroll(t *testing.T, s storage.Store) {
 	if d.LastSeq != 1 || !d.LastReportAt.Equal(r1.ObservedAt) {
 		t.Errorf("device LastSeq, LastReportAt = %d, %s; want 1, %s", d.LastSeq, fmtTime(d.LastReportAt), fmtTime(r1.ObservedAt))
 	}
-	wantErr(t, s.SaveReport(ctx, newReport(orig.ID, 1, at(3*hour)), nil, 10), storage.ErrSeqNotIncreasing)
+	wantErr(t, s.SaveReport(ctx, signedWith(newReport(orig.ID, 1, at(3*hour)), newKey), nil, 10), storage.ErrSeqNotIncreasing)
 
 	// Retention counts across enrollments, dropping the oldest first.
-	save(t, s, newReport(orig.ID, 2, at(3*hour)), nil, 2)
+	save(t, s, signedWith(newReport(orig.ID, 2, at(3*hour)), newKey), nil, 2)
 	if got := seqs(listReports(t, s, orig.ID)); !slices.Equal(got, []uint64{2, 1}) {
 		t.Errorf("seqs after pruning to 2 = %v, want [2 1] of the new enrollment", got)
 	}

@@ -2,6 +2,7 @@ package storagetest
 
 import (
 	"bytes"
+	"errors"
 	"math"
 	"slices"
 	"strconv"
@@ -22,6 +23,8 @@ var reportTests = []test{
 	{"KeepBelowOne", testKeepBelowOne},
 	{"ListReportsOrderAndLimit", testListReports},
 	{"LargeSeq", testLargeSeq},
+	{"ExactResend", testExactResend},
+	{"KeyMustBeCurrent", testKeyMustBeCurrent},
 }
 
 var nonceTests = []test{
@@ -330,4 +333,116 @@ func testDeleteExpiredNonces(t *testing.T, s storage.Store) {
 	}
 	wantErr(t, s.SaveReport(ctx, newReport(d.ID, 2, at(2*hour)), []byte("expires-at-cutoff"), 10), storage.ErrNonceExpired)
 	save(t, s, newReport(d.ID, 2, at(2*hour)), []byte("live"), 10)
+}
+
+// testExactResend: a report stored before is recognised when it comes
+// again (its ack was lost), whichever of the device's stored reports it
+// is, and nothing changes; the same seq with other bytes is still refused.
+func testExactResend(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	ds := enrollN(t, s, 2)
+	d := ds[0]
+	createNonce(t, s, d.ID, "check", at(hour))
+	r1 := newReport(d.ID, 1, at(minute))
+	r2 := newReport(d.ID, 2, at(2*minute))
+	r3 := newReport(d.ID, 3, at(3*minute))
+	save(t, s, r1, nil, 3)
+	save(t, s, r2, []byte("check"), 3)
+	save(t, s, r3, nil, 3)
+
+	before := snapshot(t, s)
+	for _, tc := range []struct {
+		name  string
+		r     storage.Report
+		nonce string
+		want  error
+	}{
+		{"the latest again", r3, "", storage.ErrReportStored},
+		{"an older one again", r1, "", storage.ErrReportStored},
+		// Its nonce was consumed when it was stored; the resend is still
+		// the same report.
+		{"the one that answered a nonce", r2, "check", storage.ErrReportStored},
+		{"same seq, other bytes", newReport(d.ID, 2, at(4*minute)), "", storage.ErrSeqNotIncreasing},
+		{"same bytes, other seq", func() storage.Report { r := r2; r.Seq = 1; return r }(), "", storage.ErrSeqNotIncreasing},
+		{"another device's report", signedWith(func() storage.Report { r := r3; r.DeviceID = ds[1].ID; return r }(), deviceKey(ds[1].ID)), "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var nonce []byte
+			if tc.nonce != "" {
+				nonce = []byte(tc.nonce)
+			}
+			err := s.SaveReport(ctx, tc.r, nonce, 3)
+			if tc.want == nil {
+				must(t, err)
+				return
+			}
+			wantErr(t, err, tc.want)
+			if errors.Is(err, storage.ErrReportStored) && errors.Is(err, storage.ErrSeqNotIncreasing) {
+				t.Errorf("err = %v matches both ErrReportStored and ErrSeqNotIncreasing", err)
+			}
+		})
+	}
+	equal(t, "first device after the resends", snapshot(t, s).Reports[d.ID], before.Reports[d.ID])
+
+	// Once retention dropped it, a resend is no longer recognised: only
+	// its seq is, as not above the last.
+	save(t, s, newReport(d.ID, 4, at(5*minute)), nil, 3)
+	wantErr(t, s.SaveReport(ctx, r1, nil, 3), storage.ErrSeqNotIncreasing)
+}
+
+// testKeyMustBeCurrent: a report verified with a key the device no longer
+// holds is refused, whatever its seq, while a renewed certificate (same
+// key) changes nothing; after re-enrollment only the new key reports.
+func testKeyMustBeCurrent(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	d := enrollN(t, s, 1)[0]
+	oldKey := d.PublicKey
+	save(t, s, newReport(d.ID, 1, at(minute)), nil, 10)
+
+	// Renewal keeps the key: reports go on.
+	must(t, s.RenewDeviceCert(ctx, storage.Cert{Serial: "abc123", DeviceID: d.ID, Kind: "device", NotBefore: at(minute), NotAfter: at(48 * hour), DER: []byte("renewed")},
+		storage.AuditEvent{At: at(minute), Actor: "agent", Action: "device.renew"}))
+	save(t, s, newReport(d.ID, 2, at(2*minute)), nil, 10)
+
+	// A key that never was the device's.
+	before := snapshot(t, s, "abc124")
+	wantErr(t, s.SaveReport(ctx, signedWith(newReport(d.ID, 3, at(3*minute)), []byte("someone else's key")), nil, 10), storage.ErrKeyReplaced)
+	wantErr(t, s.SaveReport(ctx, signedWith(newReport(d.ID, 3, at(3*minute)), nil), nil, 10), storage.ErrKeyReplaced)
+	before.unchanged(t, s)
+
+	// The device enrolls again with a new key.
+	again := newEnrollment(1, "fleet")
+	again.Device.PublicKey = []byte("pkix-der-key-new")
+	again.Device.CertSerial, again.Cert.Serial = "abc124", "abc124"
+	again.Device.EnrolledAt, again.Cert.NotBefore = at(hour), at(hour)
+	enroll(t, s, again)
+	createNonce(t, s, d.ID, "check", at(2*hour))
+
+	before = snapshot(t, s)
+	for name, r := range map[string]storage.Report{
+		"old key, next seq":              newReport(d.ID, 3, at(hour)),
+		"old key, seq as high as can be": newReport(d.ID, math.MaxInt64, at(hour)),
+		"old key, an exact resend":       newReport(d.ID, 2, at(2*minute)),
+	} {
+		err := s.SaveReport(ctx, r, nil, 10)
+		wantErr(t, err, storage.ErrKeyReplaced)
+		if err := s.SaveReport(ctx, r, []byte("check"), 10); !errors.Is(err, storage.ErrKeyReplaced) {
+			t.Errorf("%s with a nonce: err = %v, want ErrKeyReplaced", name, err)
+		}
+	}
+	before.unchanged(t, s)
+	if got := getDevice(t, s, d.ID).LastSeq; got != 0 {
+		t.Fatalf("LastSeq = %d after the old key's reports, want 0", got)
+	}
+
+	// The new key reports from seq 1, and its report keeps its key.
+	r := signedWith(newReport(d.ID, 1, at(hour)), again.Device.PublicKey)
+	save(t, s, r, []byte("check"), 10)
+	latest, err := s.LatestReport(ctx, d.ID)
+	must(t, err)
+	equal(t, "LatestReport", latest, r)
+	rs := listReports(t, s, d.ID)
+	if len(rs) != 3 || !bytes.Equal(rs[2].Key, oldKey) {
+		t.Errorf("history = %d reports, oldest with key %q; want 3, the oldest with the first key", len(rs), rs[len(rs)-1].Key)
+	}
 }

@@ -1,6 +1,7 @@
 package storagetest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -18,6 +19,7 @@ var concurrentReportTests = []test{
 	{"SameSeqAtOnce", testConcurrentSameSeq},
 	{"SameNonceAtOnce", testConcurrentSameNonce},
 	{"FailuresStayAlone", testConcurrentFailures},
+	{"ReenrollDuringReports", testConcurrentReenroll},
 }
 
 // together runs the calls at once and returns their errors in order.
@@ -226,4 +228,61 @@ func testConcurrentFailures(t *testing.T, s storage.Store) {
 	}
 	// The refused report did not use up ahead's nonce.
 	save(t, s, newReport(ahead.ID, 11, at(hour)), []byte("ahead's nonce"), 10)
+}
+
+// testConcurrentReenroll: a stream still holding the old key reports as
+// fast as it can, seqs climbing to the top, while the device enrolls again.
+// Each of its reports is stored before the re-enrollment or refused after
+// it: none lands in the new enrollment, whose seq stays where the
+// re-enrollment put it, so the new key's first report is accepted.
+func testConcurrentReenroll(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	d := enrollN(t, s, 1)[0]
+	again := newEnrollment(1, "fleet")
+	again.Device.PublicKey = []byte("pkix-der-key-new")
+	again.Device.CertSerial, again.Cert.Serial = "abc124", "abc124"
+	again.Device.EnrolledAt, again.Cert.NotBefore = at(hour), at(hour)
+
+	const writers, perWriter = 4, 40
+	var (
+		mu       sync.Mutex
+		accepted []uint64
+	)
+	calls := []func() error{func() error {
+		_, _, err := s.EnrollDevice(ctx, again)
+		return err
+	}}
+	for w := range writers {
+		calls = append(calls, func() error {
+			for i := range perWriter {
+				seq := uint64(1+i*writers+w) << 40 // heading for the top
+				err := s.SaveReport(ctx, newReport(d.ID, seq, at(minute)), nil, 1000)
+				switch {
+				case err == nil:
+					mu.Lock()
+					accepted = append(accepted, seq)
+					mu.Unlock()
+				case errors.Is(err, storage.ErrKeyReplaced), errors.Is(err, storage.ErrSeqNotIncreasing):
+				default:
+					return fmt.Errorf("seq %d: %w", seq, err)
+				}
+			}
+			return nil
+		})
+	}
+	for i, err := range together(calls...) {
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	got := getDevice(t, s, d.ID)
+	if got.Enrollments != 2 || got.LastSeq != 0 || !bytes.Equal(got.PublicKey, again.Device.PublicKey) {
+		t.Fatalf("after re-enrollment: Enrollments %d, LastSeq %d, key %q; want 2, 0 and the new key", got.Enrollments, got.LastSeq, got.PublicKey)
+	}
+	for _, r := range listReports(t, s, d.ID) {
+		if !bytes.Equal(r.Key, d.PublicKey) || !slices.Contains(accepted, r.Seq) {
+			t.Errorf("stored report seq %d, key %q: not one the old key had accepted", r.Seq, r.Key)
+		}
+	}
+	save(t, s, signedWith(newReport(d.ID, 1, at(hour)), again.Device.PublicKey), nil, 1000)
 }

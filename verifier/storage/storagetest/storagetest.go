@@ -100,12 +100,17 @@ func revokeSecret(t *testing.T, s storage.Store, id string) {
 	must(t, err)
 }
 
+// deviceKey is the key (a stand-in for PKIX DER) of the device with this
+// ID as its first enrollment (newEnrollment) gives it.
+func deviceKey(id string) []byte { return fmt.Appendf(nil, "pkix-der-key-%s\x00\xff", id) }
+
 // newEnrollment describes the first enrollment of machine n with secretID.
 func newEnrollment(n int, secretID string) storage.Enrollment {
 	serial := fmt.Sprintf("%x", 0x5e0000+n)
+	id := fmt.Sprintf("dev-%03d", n)
 	return storage.Enrollment{
 		Device: storage.Device{
-			ID:           fmt.Sprintf("dev-%03d", n),
+			ID:           id,
 			HardwareUUID: fmt.Sprintf("5A1B2C3D-0000-4000-8000-%012d", n),
 			SerialNumber: fmt.Sprintf("C02X%05d", n),
 			Model:        "MacBookPro18,3",
@@ -114,7 +119,7 @@ func newEnrollment(n int, secretID string) storage.Enrollment {
 			Hostname:     fmt.Sprintf("mac-%d.example.com", n),
 			Platform:     "darwin",
 			AgentVersion: "1.0.0",
-			PublicKey:    fmt.Appendf(nil, "pkix-der-key-%d\x00\xff", n),
+			PublicKey:    deviceKey(id),
 			CertSerial:   serial,
 			CertNotAfter: at(24 * hour),
 			EnrolledAt:   t0,
@@ -173,15 +178,25 @@ func revokeDevice(t *testing.T, s storage.Store, id string) storage.Device {
 	return d
 }
 
+// newReport is a report from the device's first enrollment's key. Its
+// payload names its time, so two reports with one seq differ unless they
+// were made for the same moment.
 func newReport(deviceID string, seq uint64, received time.Time) storage.Report {
 	return storage.Report{
 		DeviceID:   deviceID,
 		Seq:        seq,
 		ObservedAt: received.Add(-2 * time.Second),
 		ReceivedAt: received,
-		Payload:    fmt.Appendf(nil, "posture %s %d \x00\x01\xfe\xff", deviceID, seq),
+		Payload:    fmt.Appendf(nil, "posture %s %d %d \x00\x01\xfe\xff", deviceID, seq, received.UnixNano()),
 		Signature:  fmt.Appendf(nil, "signature %s %d", deviceID, seq),
+		Key:        deviceKey(deviceID),
 	}
+}
+
+// signedWith is r verified with another key.
+func signedWith(r storage.Report, key []byte) storage.Report {
+	r.Key = key
+	return r
 }
 
 func save(t *testing.T, s storage.Store, r storage.Report, nonce []byte, keep int) {

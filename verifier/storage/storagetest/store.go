@@ -2,6 +2,7 @@ package storagetest
 
 import (
 	"testing"
+	"time"
 
 	"github.com/clearance/clearance/verifier/storage"
 )
@@ -9,6 +10,31 @@ import (
 var storeTests = []test{
 	{"Ping", testPing},
 	{"NotFound", testNotFound},
+	{"CheckWrite", testCheckWrite},
+}
+
+// testCheckWrite: the write probe succeeds on a writable store, again and
+// again, and leaves what the interface lists (and Dump) as it was.
+func testCheckWrite(t *testing.T, s storage.Store) {
+	enrollN(t, s, 1)
+	before := snapshot(t, s)
+	var dump string
+	if _, ok := s.(snapshotter); ok {
+		var err error
+		dump, err = Dump(t.Context(), s)
+		must(t, err)
+	}
+	for i := range 3 {
+		must(t, s.CheckWrite(t.Context(), at(time.Duration(i)*minute)))
+	}
+	before.unchanged(t, s)
+	if dump != "" {
+		after, err := Dump(t.Context(), s)
+		must(t, err)
+		if after != dump {
+			t.Errorf("the write probe shows in Dump:\n%s\n---\n%s", dump, after)
+		}
+	}
 }
 
 func testPing(t *testing.T, s storage.Store) {

@@ -38,9 +38,16 @@ type AgentServiceClient interface {
 	// the device key and keeps the device's history (audited).
 	Enroll(ctx context.Context, in *EnrollRequest, opts ...grpc.CallOption) (*EnrollResponse, error)
 	// Connect is the device's long-lived session. The agent sends Hello first,
-	// then signed posture reports; the verifier sends the current PolicySet,
-	// CheckNow requests and an Ack for every report once it is durably stored.
-	// A report that fails verification ends the stream with a status naming why.
+	// then signed posture reports; the verifier sends a Session, the current
+	// PolicySet, CheckNow requests and an Ack for every report once it is
+	// durably stored (again for an exact resend of a report it stored, whose
+	// Ack was lost). A report that fails verification ends the stream with a
+	// status naming why: PERMISSION_DENIED when the device or the key the
+	// stream holds may not report at all (revoked, or enrolled again with
+	// another key, which also ends the old key's streams at once);
+	// INVALID_ARGUMENT, FAILED_PRECONDITION, DEADLINE_EXCEEDED, ALREADY_EXISTS
+	// or RESOURCE_EXHAUSTED when only that report will never be accepted;
+	// UNAVAILABLE when it could not be stored and should be sent again.
 	Connect(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AgentMessage, VerifierMessage], error)
 	// Renew issues a fresh certificate for the key the device already holds.
 	Renew(ctx context.Context, in *RenewRequest, opts ...grpc.CallOption) (*RenewResponse, error)
@@ -101,9 +108,16 @@ type AgentServiceServer interface {
 	// the device key and keeps the device's history (audited).
 	Enroll(context.Context, *EnrollRequest) (*EnrollResponse, error)
 	// Connect is the device's long-lived session. The agent sends Hello first,
-	// then signed posture reports; the verifier sends the current PolicySet,
-	// CheckNow requests and an Ack for every report once it is durably stored.
-	// A report that fails verification ends the stream with a status naming why.
+	// then signed posture reports; the verifier sends a Session, the current
+	// PolicySet, CheckNow requests and an Ack for every report once it is
+	// durably stored (again for an exact resend of a report it stored, whose
+	// Ack was lost). A report that fails verification ends the stream with a
+	// status naming why: PERMISSION_DENIED when the device or the key the
+	// stream holds may not report at all (revoked, or enrolled again with
+	// another key, which also ends the old key's streams at once);
+	// INVALID_ARGUMENT, FAILED_PRECONDITION, DEADLINE_EXCEEDED, ALREADY_EXISTS
+	// or RESOURCE_EXHAUSTED when only that report will never be accepted;
+	// UNAVAILABLE when it could not be stored and should be sent again.
 	Connect(grpc.BidiStreamingServer[AgentMessage, VerifierMessage]) error
 	// Renew issues a fresh certificate for the key the device already holds.
 	Renew(context.Context, *RenewRequest) (*RenewResponse, error)

@@ -140,7 +140,10 @@ type EnrollRequest struct {
 	// the same key signs every posture report.
 	Csr []byte `protobuf:"bytes,2,opt,name=csr,proto3" json:"csr,omitempty"`
 	// Facts about the device.
-	Facts         *DeviceFacts `protobuf:"bytes,3,opt,name=facts,proto3" json:"facts,omitempty"`
+	Facts *DeviceFacts `protobuf:"bytes,3,opt,name=facts,proto3" json:"facts,omitempty"`
+	// The agent's own clock when it sent the request, as the device keeps it
+	// (not corrected): the verifier logs how far it is from its own.
+	AgentTime     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=agent_time,json=agentTime,proto3" json:"agent_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -196,6 +199,13 @@ func (x *EnrollRequest) GetFacts() *DeviceFacts {
 	return nil
 }
 
+func (x *EnrollRequest) GetAgentTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AgentTime
+	}
+	return nil
+}
+
 // EnrollResponse carries the device's identity and certificate.
 type EnrollResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -207,7 +217,11 @@ type EnrollResponse struct {
 	// Issuing chain, DER, nearest first, ending with the root (ca.pem).
 	CaChain [][]byte `protobuf:"bytes,3,rep,name=ca_chain,json=caChain,proto3" json:"ca_chain,omitempty"`
 	// When the certificate expires; the agent renews at two thirds of its life.
-	NotAfter      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	NotAfter *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	// The verifier's clock when it answered. The agent takes its offset from
+	// it before it checks the certificate's validity, so a device whose clock
+	// is off still accepts (and keeps) the certificate it was just issued.
+	VerifierTime  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=verifier_time,json=verifierTime,proto3" json:"verifier_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -270,6 +284,13 @@ func (x *EnrollResponse) GetNotAfter() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *EnrollResponse) GetVerifierTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.VerifierTime
+	}
+	return nil
+}
+
 // RenewRequest is sent over mTLS with the device's current certificate.
 type RenewRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -324,7 +345,9 @@ type RenewResponse struct {
 	// Issuing chain, DER, nearest first.
 	CaChain [][]byte `protobuf:"bytes,2,rep,name=ca_chain,json=caChain,proto3" json:"ca_chain,omitempty"`
 	// When the new certificate expires.
-	NotAfter      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	NotAfter *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	// The verifier's clock when it answered (as in EnrollResponse).
+	VerifierTime  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=verifier_time,json=verifierTime,proto3" json:"verifier_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -380,6 +403,13 @@ func (x *RenewResponse) GetNotAfter() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *RenewResponse) GetVerifierTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.VerifierTime
+	}
+	return nil
+}
+
 var File_clearance_agent_v1_enroll_proto protoreflect.FileDescriptor
 
 const file_clearance_agent_v1_enroll_proto_rawDesc = "" +
@@ -394,22 +424,26 @@ const file_clearance_agent_v1_enroll_proto_rawDesc = "" +
 	"os_version\x18\x05 \x01(\tR\tosVersion\x12\x1a\n" +
 	"\bhostname\x18\x06 \x01(\tR\bhostname\x12\x1a\n" +
 	"\bplatform\x18\a \x01(\tR\bplatform\x12#\n" +
-	"\ragent_version\x18\b \x01(\tR\fagentVersion\"}\n" +
+	"\ragent_version\x18\b \x01(\tR\fagentVersion\"\xb8\x01\n" +
 	"\rEnrollRequest\x12#\n" +
 	"\renroll_secret\x18\x01 \x01(\tR\fenrollSecret\x12\x10\n" +
 	"\x03csr\x18\x02 \x01(\fR\x03csr\x125\n" +
-	"\x05facts\x18\x03 \x01(\v2\x1f.clearance.agent.v1.DeviceFactsR\x05facts\"\xa3\x01\n" +
+	"\x05facts\x18\x03 \x01(\v2\x1f.clearance.agent.v1.DeviceFactsR\x05facts\x129\n" +
+	"\n" +
+	"agent_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tagentTime\"\xe4\x01\n" +
 	"\x0eEnrollResponse\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12 \n" +
 	"\vcertificate\x18\x02 \x01(\fR\vcertificate\x12\x19\n" +
 	"\bca_chain\x18\x03 \x03(\fR\acaChain\x127\n" +
-	"\tnot_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\" \n" +
+	"\tnot_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x12?\n" +
+	"\rverifier_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\fverifierTime\" \n" +
 	"\fRenewRequest\x12\x10\n" +
-	"\x03csr\x18\x01 \x01(\fR\x03csr\"\x85\x01\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\"\xc6\x01\n" +
 	"\rRenewResponse\x12 \n" +
 	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x19\n" +
 	"\bca_chain\x18\x02 \x03(\fR\acaChain\x127\n" +
-	"\tnot_after\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfterBEZCgithub.com/clearance/clearance/proto/gen/clearance/agent/v1;agentv1b\x06proto3"
+	"\tnot_after\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x12?\n" +
+	"\rverifier_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\fverifierTimeBEZCgithub.com/clearance/clearance/proto/gen/clearance/agent/v1;agentv1b\x06proto3"
 
 var (
 	file_clearance_agent_v1_enroll_proto_rawDescOnce sync.Once
@@ -434,13 +468,16 @@ var file_clearance_agent_v1_enroll_proto_goTypes = []any{
 }
 var file_clearance_agent_v1_enroll_proto_depIdxs = []int32{
 	0, // 0: clearance.agent.v1.EnrollRequest.facts:type_name -> clearance.agent.v1.DeviceFacts
-	5, // 1: clearance.agent.v1.EnrollResponse.not_after:type_name -> google.protobuf.Timestamp
-	5, // 2: clearance.agent.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	5, // 1: clearance.agent.v1.EnrollRequest.agent_time:type_name -> google.protobuf.Timestamp
+	5, // 2: clearance.agent.v1.EnrollResponse.not_after:type_name -> google.protobuf.Timestamp
+	5, // 3: clearance.agent.v1.EnrollResponse.verifier_time:type_name -> google.protobuf.Timestamp
+	5, // 4: clearance.agent.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
+	5, // 5: clearance.agent.v1.RenewResponse.verifier_time:type_name -> google.protobuf.Timestamp
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_clearance_agent_v1_enroll_proto_init() }

@@ -286,8 +286,12 @@ type Hello struct {
 	AgentVersion string `protobuf:"bytes,1,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
 	// Version of the PolicySet the agent already holds, if any.
 	PolicySetVersion string `protobuf:"bytes,2,opt,name=policy_set_version,json=policySetVersion,proto3" json:"policy_set_version,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The agent's own clock when it sent Hello, as the device keeps it (not
+	// corrected by the verifier's time): the verifier logs and counts how
+	// far it is from its own.
+	AgentTime     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=agent_time,json=agentTime,proto3" json:"agent_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Hello) Reset() {
@@ -332,6 +336,13 @@ func (x *Hello) GetPolicySetVersion() string {
 		return x.PolicySetVersion
 	}
 	return ""
+}
+
+func (x *Hello) GetAgentTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AgentTime
+	}
+	return nil
 }
 
 // CheckNow asks the agent to run every policy now and report.
@@ -527,7 +538,9 @@ type Session struct {
 	// endpoint signs presence statements for this URL and no other: the URL
 	// comes from the verifier the agent trusts, never from a browser.
 	PresenceUrl string `protobuf:"bytes,1,opt,name=presence_url,json=presenceUrl,proto3" json:"presence_url,omitempty"`
-	// The verifier's clock when it sent this message.
+	// The verifier's clock when it sent this message. The agent keeps its
+	// offset from its own clock and stamps observed_at, checks certificates
+	// and nonce expiries in the verifier's time.
 	VerifierTime  *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=verifier_time,json=verifierTime,proto3" json:"verifier_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -715,10 +728,12 @@ const file_clearance_agent_v1_stream_proto_rawDesc = "" +
 	"\x06issuer\x18\x05 \x01(\tR\x06issuer\"F\n" +
 	"\fSignedReport\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
-	"\tsignature\x18\x02 \x01(\fR\tsignature\"Z\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\x95\x01\n" +
 	"\x05Hello\x12#\n" +
 	"\ragent_version\x18\x01 \x01(\tR\fagentVersion\x12,\n" +
-	"\x12policy_set_version\x18\x02 \x01(\tR\x10policySetVersion\"[\n" +
+	"\x12policy_set_version\x18\x02 \x01(\tR\x10policySetVersion\x129\n" +
+	"\n" +
+	"agent_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tagentTime\"[\n" +
 	"\bCheckNow\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x129\n" +
 	"\n" +
@@ -772,19 +787,20 @@ var file_clearance_agent_v1_stream_proto_depIdxs = []int32{
 	10, // 1: clearance.agent.v1.PostureReport.results:type_name -> clearance.agent.v1.PolicyResult
 	1,  // 2: clearance.agent.v1.PostureReport.certificates:type_name -> clearance.agent.v1.KeychainCertificate
 	9,  // 3: clearance.agent.v1.KeychainCertificate.not_valid_after:type_name -> google.protobuf.Timestamp
-	9,  // 4: clearance.agent.v1.CheckNow.expires_at:type_name -> google.protobuf.Timestamp
-	3,  // 5: clearance.agent.v1.AgentMessage.hello:type_name -> clearance.agent.v1.Hello
-	2,  // 6: clearance.agent.v1.AgentMessage.report:type_name -> clearance.agent.v1.SignedReport
-	9,  // 7: clearance.agent.v1.Session.verifier_time:type_name -> google.protobuf.Timestamp
-	11, // 8: clearance.agent.v1.VerifierMessage.policy_set:type_name -> clearance.agent.v1.PolicySet
-	4,  // 9: clearance.agent.v1.VerifierMessage.check_now:type_name -> clearance.agent.v1.CheckNow
-	5,  // 10: clearance.agent.v1.VerifierMessage.ack:type_name -> clearance.agent.v1.Ack
-	7,  // 11: clearance.agent.v1.VerifierMessage.session:type_name -> clearance.agent.v1.Session
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	9,  // 4: clearance.agent.v1.Hello.agent_time:type_name -> google.protobuf.Timestamp
+	9,  // 5: clearance.agent.v1.CheckNow.expires_at:type_name -> google.protobuf.Timestamp
+	3,  // 6: clearance.agent.v1.AgentMessage.hello:type_name -> clearance.agent.v1.Hello
+	2,  // 7: clearance.agent.v1.AgentMessage.report:type_name -> clearance.agent.v1.SignedReport
+	9,  // 8: clearance.agent.v1.Session.verifier_time:type_name -> google.protobuf.Timestamp
+	11, // 9: clearance.agent.v1.VerifierMessage.policy_set:type_name -> clearance.agent.v1.PolicySet
+	4,  // 10: clearance.agent.v1.VerifierMessage.check_now:type_name -> clearance.agent.v1.CheckNow
+	5,  // 11: clearance.agent.v1.VerifierMessage.ack:type_name -> clearance.agent.v1.Ack
+	7,  // 12: clearance.agent.v1.VerifierMessage.session:type_name -> clearance.agent.v1.Session
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_clearance_agent_v1_stream_proto_init() }
