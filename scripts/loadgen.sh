@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end load on the real verifier with clearance-loadgen, beside the raw
-# ceilings measured in the same run on the same cores, as one table (issue 7).
+# ceilings measured in the same run on the same cores, as one table.
 #
 #   LOADGEN_AGENTS    simulated agents (default 500)
 #   LOADGEN_DURATION  all of loadgen's phases together (default 30s)

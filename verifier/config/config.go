@@ -23,6 +23,14 @@ import (
 
 	"github.com/clearance/clearance/pkg/cli"
 	"github.com/clearance/clearance/pkg/presence"
+	"github.com/clearance/clearance/verifier/access"
+	"github.com/clearance/clearance/verifier/decision"
+	"github.com/clearance/clearance/verifier/enroll"
+	"github.com/clearance/clearance/verifier/idp"
+	"github.com/clearance/clearance/verifier/ingest"
+	"github.com/clearance/clearance/verifier/scep"
+	"github.com/clearance/clearance/verifier/signin"
+	"github.com/clearance/clearance/verifier/storage"
 )
 
 // Config is the verifier's configuration.
@@ -122,7 +130,7 @@ const (
 
 // DefaultLiveCheckTimeout is how long a sign-in, and an admin RequestCheck
 // that names no timeout, waits for the agent's fresh report by default.
-const DefaultLiveCheckTimeout = 3 * time.Second
+const DefaultLiveCheckTimeout = access.DefaultLiveCheckTimeout
 
 // DefaultAgentPresencePort is the port clearance-agent's --presence-listen
 // defaults to, on 127.0.0.1.
@@ -393,17 +401,17 @@ var settings = []setting{
 		return nil
 	}}},
 	{"policies", GroupReports, "", "policy YAML file (see examples/policies.yaml); reloaded on SIGHUP", text("path", func(c *Config) *string { return &c.Policies })},
-	{"device-cert-lifetime", GroupReports, "720h", "lifetime of device certificates", dur(func(c *Config) *time.Duration { return &c.DeviceCertLifetime }, time.Hour, 365*24*time.Hour)},
-	{"max-report-skew", GroupReports, "5m", "how far a report's observed_at may be from the verifier's clock", dur(func(c *Config) *time.Duration { return &c.MaxReportSkew }, 10*time.Second, 24*time.Hour)},
-	{"report-history", GroupReports, "100", "reports kept per device (the latest always is)", intRange(func(c *Config) *int { return &c.ReportHistory }, 1, 100000)},
-	{"live-check-timeout", GroupSignIn, DefaultLiveCheckTimeout.String(), "how long a sign-in, and an admin RequestCheck that names no timeout, waits for a fresh report after CheckNow", dur(func(c *Config) *time.Duration { return &c.LiveCheckTimeout }, 100*time.Millisecond, time.Minute)},
-	{"sso-listen", GroupListen, ":8444", "address for sign-in (SAML SSO, metadata, remediation pages, SCEP); TLS, browser certificates requested and verified per request", listenAddr(func(c *Config) *string { return &c.SSOListen })},
+	{"device-cert-lifetime", GroupReports, durText(enroll.DefaultCertLifetime), "lifetime of device certificates", dur(func(c *Config) *time.Duration { return &c.DeviceCertLifetime }, time.Hour, 365*24*time.Hour)},
+	{"max-report-skew", GroupReports, durText(ingest.DefaultMaxSkew), "how far a report's observed_at may be from the verifier's clock", dur(func(c *Config) *time.Duration { return &c.MaxReportSkew }, 10*time.Second, 24*time.Hour)},
+	{"report-history", GroupReports, strconv.Itoa(ingest.DefaultKeep), "reports kept per device (the latest always is)", intRange(func(c *Config) *int { return &c.ReportHistory }, 1, 100000)},
+	{"live-check-timeout", GroupSignIn, durText(DefaultLiveCheckTimeout), "how long a sign-in, and an admin RequestCheck that names no timeout, waits for a fresh report after CheckNow", dur(func(c *Config) *time.Duration { return &c.LiveCheckTimeout }, 100*time.Millisecond, time.Minute)},
+	{"sso-listen", GroupListen, ":8444", "address for sign-in (SAML SSO, the agent's proof of presence, remediation pages, SCEP); TLS; browser certificates requested only with --browser-binding certificate or either", listenAddr(func(c *Config) *string { return &c.SSOListen })},
 	{"sso-public-url", GroupListen, "", "base URL browsers reach --sso-listen at (default: the --public-url host with the --sso-listen port)", httpsURL(func(c *Config) *string { return &c.SSOPublicURL })},
 	{"okta-audience", GroupOkta, "", "Okta's Audience URI (its SP entity ID), from the IdP's settings in Okta", absURI(func(c *Config) *string { return &c.OktaAudience })},
 	{"okta-acs-url", GroupOkta, "", "Okta's Assertion Consumer Service URL, https://{org}/sso/saml2/{idpId}; comma-separated when Okta may build it from more than one domain (the first is the org's)", httpsURLs(func(c *Config) *[]string { return &c.OktaACSURLs })},
 	{"okta-request-cert", GroupOkta, "", "PEM file of Okta's request-signing certificate (or two, during a rotation); AuthnRequests must be signed by one", text("path", func(c *Config) *string { return &c.OktaRequestCert })},
 	{"debug-saml", GroupOkta, "false", "log each refused AuthnRequest's decoded XML (at most 16 KiB; never RelayState), to see what Okta sends during a first pilot", boolean(func(c *Config) *bool { return &c.DebugSAML })},
-	{"max-held-request-age", GroupSignIn, "5m", "Check again on a sign-in held longer than this restarts it at Okta instead of answering Okta's old request", dur(func(c *Config) *time.Duration { return &c.MaxHeldRequestAge }, 30*time.Second, time.Hour)},
+	{"max-held-request-age", GroupSignIn, durText(signin.DefaultMaxHeldAge), "Check again on a sign-in held longer than this restarts it at Okta instead of answering Okta's old request", dur(func(c *Config) *time.Duration { return &c.MaxHeldRequestAge }, 30*time.Second, time.Hour)},
 	{"allow-unsigned-requests", GroupOkta, "false", "answer AuthnRequests Okta did not sign when --okta-request-cert is not set (unsafe: whoever builds a request names the user it asserts)", boolean(func(c *Config) *bool { return &c.AllowUnsignedRequests })},
 	{"idp-key-bits", GroupOkta, "2048", "size of the RSA SAML signing key created on first start", value{"2048|3072", func(c *Config, v string) error {
 		switch v {
@@ -414,10 +422,10 @@ var settings = []setting{
 		return fmt.Errorf("%q is not 2048 or 3072 (Okta needs an RSA key)", v)
 	}}},
 	{"idp-signing-key", GroupOkta, "", "a go.step.sm/crypto/kms URI of an RSA key to sign SAML with instead of DIR/idp-key.pem", text("URI", func(c *Config) *string { return &c.IdPSigningKey })},
-	{"max-posture-age", GroupSignIn, "5m", "a device whose latest report is older than this is denied", dur(func(c *Config) *time.Duration { return &c.MaxPostureAge }, 10*time.Second, 24*time.Hour)},
-	{"live-check-after", GroupSignIn, "30s", "a sign-in asks the agent for a fresh report when the latest is older than this", dur(func(c *Config) *time.Duration { return &c.LiveCheckAfter }, time.Second, 24*time.Hour)},
-	{"max-request-skew", GroupOkta, "3m", "how far an AuthnRequest's IssueInstant may be from this clock", dur(func(c *Config) *time.Duration { return &c.MaxRequestSkew }, 10*time.Second, 30*time.Minute)},
-	{"pending-sign-in-ttl", GroupSignIn, "10m", "how long a denied sign-in can be resumed with Check again", dur(func(c *Config) *time.Duration { return &c.PendingSignInTTL }, 30*time.Second, time.Hour)},
+	{"max-posture-age", GroupSignIn, durText(decision.DefaultMaxPostureAge), "a device whose latest report is older than this is denied", dur(func(c *Config) *time.Duration { return &c.MaxPostureAge }, 10*time.Second, 24*time.Hour)},
+	{"live-check-after", GroupSignIn, durText(decision.DefaultLiveCheckAfter), "a sign-in asks the agent for a fresh report when the latest is older than this", dur(func(c *Config) *time.Duration { return &c.LiveCheckAfter }, time.Second, 24*time.Hour)},
+	{"max-request-skew", GroupOkta, durText(idp.DefaultMaxRequestSkew), "how far an AuthnRequest's IssueInstant may be from this clock", dur(func(c *Config) *time.Duration { return &c.MaxRequestSkew }, 10*time.Second, 30*time.Minute)},
+	{"pending-sign-in-ttl", GroupSignIn, durText(signin.DefaultPendingTTL), "how long a denied sign-in can be resumed with Check again", dur(func(c *Config) *time.Duration { return &c.PendingSignInTTL }, 30*time.Second, time.Hour)},
 	{"client-cert-header", GroupBrowser, "", "header in which a TLS-terminating proxy passes the browser certificate (URL-encoded PEM); needs --trusted-proxies", value{"header", func(c *Config, v string) error {
 		if !headerName.MatchString(v) {
 			return fmt.Errorf("%q is not a header name", v)
@@ -433,13 +441,13 @@ var settings = []setting{
 		c.SCEPChallenge = v
 		return nil
 	}}},
-	{"browser-cert-lifetime", GroupBrowser, "8760h", "lifetime of browser certificates issued through SCEP", dur(func(c *Config) *time.Duration { return &c.BrowserCertLifetime }, time.Hour, 5*365*24*time.Hour)},
-	{"browser-cert-grace", GroupBrowser, "72h", "how long a Mac's older browser certificate keeps counting after a newer one is issued", dur(func(c *Config) *time.Duration { return &c.BrowserCertGrace }, 0, 90*24*time.Hour)},
-	{"scep-rate-limit", GroupBrowser, "10", "browser certificates one Mac may get per 24 hours", intRange(func(c *Config) *int { return &c.SCEPRateLimit }, 1, 1000)},
+	{"browser-cert-lifetime", GroupBrowser, durText(scep.DefaultLifetime), "lifetime of browser certificates issued through SCEP", dur(func(c *Config) *time.Duration { return &c.BrowserCertLifetime }, time.Hour, 5*365*24*time.Hour)},
+	{"browser-cert-grace", GroupBrowser, durText(scep.DefaultGrace), "how long a Mac's older browser certificate keeps counting after a newer one is issued", dur(func(c *Config) *time.Duration { return &c.BrowserCertGrace }, 0, 90*24*time.Hour)},
+	{"scep-rate-limit", GroupBrowser, strconv.Itoa(scep.DefaultRateLimit), "browser certificates one Mac may get per 24 hours", intRange(func(c *Config) *int { return &c.SCEPRateLimit }, 1, 1000)},
 	{"require-agent-vouched-cert", GroupBrowser, "true", "honour a browser certificate only if the Mac's agent reports it in a user keychain", boolean(func(c *Config) *bool { return &c.RequireAgentVouchedCert })},
 	{"browser-binding", GroupSignIn, BindingAgent, "how a sign-in is bound to the Mac: agent (the agent's signed proof of presence on loopback), certificate (a SCEP browser certificate the agent vouches for; weaker) or either", oneOf(func(c *Config) *string { return &c.BrowserBinding }, BindingAgent, BindingCertificate, BindingEither)},
 	{"agent-presence-port", GroupSignIn, strconv.Itoa(DefaultAgentPresencePort), "loopback port agents serve proofs of presence on (clearance-agent --presence-listen)", port(func(c *Config) *int { return &c.AgentPresencePort })},
-	{"decision-retention", GroupSignIn, "2160h", "how long decisions are kept in the decision log", dur(func(c *Config) *time.Duration { return &c.DecisionRetention }, time.Hour, 10*365*24*time.Hour)},
+	{"decision-retention", GroupSignIn, durText(storage.DefaultDecisionRetention), "how long decisions are kept in the decision log", dur(func(c *Config) *time.Duration { return &c.DecisionRetention }, time.Hour, 10*365*24*time.Hour)},
 	{"log-level", GroupLogging, "info", "how much to log", oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
 	{"log-format", GroupLogging, "text", "text for people, json for log collectors", oneOf(func(c *Config) *string { return &c.LogFormat }, "text", "json")},
 }
@@ -670,6 +678,20 @@ func knownKeys() string {
 	}
 	sort.Strings(keys)
 	return strings.Join(keys, ", ")
+}
+
+// durText writes a default duration as the help and docs show it: the
+// largest whole unit (720h, 5m, 30s), as time.ParseDuration reads it back.
+func durText(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
+	case d%time.Minute == 0:
+		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
+	case d%time.Second == 0:
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	}
+	return d.String()
 }
 
 // canonicalBaseURL lower-cases an https base URL's host and drops the

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"flag"
 	"io"
 	"os"
@@ -189,5 +190,29 @@ func TestBoolSetting(t *testing.T) {
 		if err != nil || c.RequireAgentVouchedCert != want {
 			t.Errorf("%q: %v %v", args, c, err)
 		}
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite docs/settings.md")
+
+// docs/settings.md is the settings table as the code has it: defaults,
+// names and types cannot drift from what serve uses.
+func TestReference(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteReference(&b); err != nil {
+		t.Fatal(err)
+	}
+	const path = "../../docs/settings.md"
+	if *update {
+		if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, b.Bytes()) {
+		t.Errorf("docs/settings.md is not what the settings table says; run go test ./verifier/config -run TestReference -update")
 	}
 }

@@ -23,15 +23,15 @@ import (
 
 // Defaults for Input's zero fields.
 const (
-	// DefaultMaxPostureAge is how old the latest report may be (issue 4's
-	// max_posture_age).
+	// DefaultMaxPostureAge is how old the latest report may be
+	// (max_posture_age).
 	DefaultMaxPostureAge = 5 * time.Minute
 	// DefaultMaxClockSkew is how far in the future a report's observed_at may
 	// be. It equals ingest.DefaultMaxSkew so that a report ingest accepted is
 	// not then refused here for the same clock; set both from one setting.
 	DefaultMaxClockSkew = 5 * time.Minute
 	// DefaultLiveCheckAfter is the age past which a live check is worth
-	// asking for before deciding (issue 4's live_check_after).
+	// asking for before deciding (live_check_after).
 	DefaultLiveCheckAfter = 30 * time.Second
 )
 

@@ -51,6 +51,10 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
+// DefaultMaxRequestSkew bounds an AuthnRequest's IssueInstant either way
+// unless configured.
+const DefaultMaxRequestSkew = 3 * time.Minute
+
 // Settings are the IdP's own URLs and what it knows of Okta.
 type Settings struct {
 	MetadataURL string // our entity ID (Okta's "IdP Issuer URI")
@@ -90,7 +94,7 @@ func New(id *SigningIdentity, s Settings) (*IdP, error) {
 		return nil, fmt.Errorf("SSO URL: %w", err)
 	}
 	if s.MaxRequestSkew <= 0 {
-		s.MaxRequestSkew = 3 * time.Minute
+		s.MaxRequestSkew = DefaultMaxRequestSkew
 	}
 	p := &IdP{s: s, id: id}
 	p.saml = &saml.IdentityProvider{

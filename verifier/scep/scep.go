@@ -91,6 +91,14 @@ type nopMetrics struct{}
 func (nopMetrics) SCEPIssued()        {}
 func (nopMetrics) SCEPRefused(string) {}
 
+// Defaults for the settings behind Options (browser-cert-lifetime,
+// browser-cert-grace, scep-rate-limit).
+const (
+	DefaultLifetime  = 365 * 24 * time.Hour
+	DefaultGrace     = 72 * time.Hour
+	DefaultRateLimit = 10
+)
+
 // Options configure New.
 type Options struct {
 	CA Issuer

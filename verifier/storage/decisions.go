@@ -9,6 +9,10 @@ import (
 // The record's text fields are bounded by MaxTextLen.
 const MaxDecisionResultsLen = 1 << 20
 
+// DefaultDecisionRetention is how long the decision log is kept unless
+// configured (decision-retention).
+const DefaultDecisionRetention = 90 * 24 * time.Hour
+
 // Decision list limits: a List without a limit returns
 // DefaultDecisionLimit records, and never more than MaxDecisionLimit.
 const (
