@@ -292,6 +292,15 @@ func TestReplicasShareSignIns(t *testing.T) {
 	}
 	agent.connect(vB.grpcAddr)
 	replicaLog(t, vB.logs, "the agent on B", "agent connected", "device_id="+deviceID)
+	// The report sent on reconnecting must be stored before its age is
+	// measured: measured from the one before, it would look stale already,
+	// and the sign-in would then find it fresh and ask nobody.
+	agent.mu.Lock()
+	sent := agent.seq
+	agent.mu.Unlock()
+	waitDevice(t, vB, "the reconnect report stored", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetLastSeq() >= sent
+	})
 	waitStale(t, vB, deviceID)
 	before = len(agent.answered())
 	third := sp.NewRequest(e2eUser)
