@@ -137,10 +137,17 @@ func (p *textParser) endList() {
 	if p.list == nil {
 		return
 	}
-	// A step left empty ("3." alone on its line, nothing below it) is
-	// dropped rather than shown as a bare number.
+	// A step or point left empty ("3." or "-" alone on its line, nothing
+	// below it) is dropped rather than shown as a bare number or bullet.
 	items := p.list.Items[:0]
 	for _, it := range p.list.Items {
+		points := it.Points[:0]
+		for _, pt := range it.Points {
+			if pt != "" {
+				points = append(points, pt)
+			}
+		}
+		it.Points = points
 		if it.Text != "" || len(it.Points) > 0 {
 			items = append(items, it)
 		}

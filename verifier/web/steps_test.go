@@ -184,6 +184,7 @@ func FuzzParseText(f *testing.F) {
 	for _, s := range []string{
 		"", "1.", "1)", "- ", "1. a\n   - b\n     c\n2. d", "3. x\n\n4. y\nz\n5. w",
 		"\u202e1. a", "a\r\nb\rc", "\xff\xfe", "999. a\n1000. b", "<script>alert(1)</script>",
+		"1. a\n  -", "- a\n  - \n  -\n    b",
 	} {
 		f.Add(s)
 	}
