@@ -43,6 +43,9 @@ type Server struct {
 	// PresenceURL is the sign-in listener's /saml/presence URL, the only
 	// one agents sign proofs of presence for; sent to every agent.
 	PresenceURL string
+	// BrowserCertGrace is how long a Mac's older browser certificates keep
+	// counting once its agent reports a newer one (browser-cert-grace).
+	BrowserCertGrace time.Duration
 }
 
 var _ agentv1.AgentServiceServer = (*Server)(nil)
@@ -235,6 +238,41 @@ func (s *Server) read(ctx context.Context, stream agentv1.AgentService_ConnectSe
 		if err := queue(ctx, sess, ack); err != nil {
 			return err
 		}
+		if !acc.Duplicate {
+			s.vouch(ctx, dev, acc.Report)
+		}
+	}
+}
+
+// vouch starts the grace period of a Mac's older browser certificates once
+// its own agent reports a newer one in a keychain: only then, so that
+// certificates minted for the Mac's UUID elsewhere (a leaked SCEP challenge)
+// never cut off the ones the Mac really holds. A failure is logged: the
+// older certificates simply keep counting until the next report.
+func (s *Server) vouch(ctx context.Context, dev storage.Device, r *agentv1.PostureReport) {
+	var newest *storage.BrowserCert
+	for _, kc := range r.GetCertificates() {
+		bc, err := s.Store.GetBrowserCert(ctx, kc.GetSerial())
+		if err != nil || bc.DeviceID != dev.ID || bc.SHA1 != kc.GetSha1() || bc.RevokedAt(s.now()) {
+			continue
+		}
+		if newest == nil || bc.NotBefore.After(newest.NotBefore) || (bc.NotBefore.Equal(newest.NotBefore) && bc.Serial > newest.Serial) {
+			newest = &bc
+		}
+	}
+	if newest == nil {
+		return
+	}
+	now := s.now()
+	n, err := s.Store.SupersedeBrowserCerts(ctx, newest.Serial, now, s.BrowserCertGrace, storage.AuditEvent{
+		At: now, Actor: "agent", Action: "browser_cert.supersede", DeviceID: dev.ID,
+		Detail: fmt.Sprintf("the agent reported certificate %s; older ones count for %s more", newest.Serial, s.BrowserCertGrace),
+	})
+	switch {
+	case err != nil:
+		s.log().Warn("superseding older browser certificates failed", "device_id", dev.ID, "cert_serial", newest.Serial, "err", err)
+	case n > 0:
+		s.log().Info("older browser certificates superseded", "device_id", dev.ID, "cert_serial", newest.Serial, "count", n, "grace", s.BrowserCertGrace)
 	}
 }
 

@@ -102,8 +102,8 @@ type Config struct {
 	// from `scep challenge` work alongside it); empty allows only one-time ones.
 	SCEPChallenge       string
 	BrowserCertLifetime time.Duration
-	// BrowserCertGrace is how long a browser certificate keeps counting
-	// after a newer one is issued for the same Mac.
+	// BrowserCertGrace is how long a Mac's older browser certificates keep
+	// counting once its agent reports a newer one in a keychain.
 	BrowserCertGrace time.Duration
 	// SCEPRateLimit is how many browser certificates one Mac may get per day.
 	SCEPRateLimit int
@@ -442,7 +442,7 @@ var settings = []setting{
 		return nil
 	}}},
 	{"browser-cert-lifetime", GroupBrowser, durText(scep.DefaultLifetime), "lifetime of browser certificates issued through SCEP", dur(func(c *Config) *time.Duration { return &c.BrowserCertLifetime }, time.Hour, 5*365*24*time.Hour)},
-	{"browser-cert-grace", GroupBrowser, durText(scep.DefaultGrace), "how long a Mac's older browser certificate keeps counting after a newer one is issued", dur(func(c *Config) *time.Duration { return &c.BrowserCertGrace }, 0, 90*24*time.Hour)},
+	{"browser-cert-grace", GroupBrowser, durText(scep.DefaultGrace), "how long a Mac's older browser certificates keep counting once its agent reports a newer one", dur(func(c *Config) *time.Duration { return &c.BrowserCertGrace }, 0, 90*24*time.Hour)},
 	{"scep-rate-limit", GroupBrowser, strconv.Itoa(scep.DefaultRateLimit), "browser certificates one Mac may get per 24 hours", intRange(func(c *Config) *int { return &c.SCEPRateLimit }, 1, 1000)},
 	{"require-agent-vouched-cert", GroupBrowser, "true", "honour a browser certificate only if the Mac's agent reports it in a user keychain", boolean(func(c *Config) *bool { return &c.RequireAgentVouchedCert })},
 	{"browser-binding", GroupSignIn, BindingAgent, "how a sign-in is bound to the Mac: agent (the agent's signed proof of presence on loopback), certificate (a SCEP browser certificate the agent vouches for; weaker) or either", oneOf(func(c *Config) *string { return &c.BrowserBinding }, BindingAgent, BindingCertificate, BindingEither)},

@@ -83,7 +83,6 @@ func newEnv(t *testing.T) *testEnv {
 		Store:           e.store,
 		StaticChallenge: staticChallenge,
 		Lifetime:        30 * 24 * time.Hour,
-		Grace:           time.Hour,
 		RateLimit:       rateLimit,
 		Logger:          slog.New(slog.NewJSONHandler(e.logs, nil)),
 		Metrics:         e.metrics,

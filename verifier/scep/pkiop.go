@@ -289,7 +289,7 @@ func (h *Handler) enroll(ctx context.Context, o *outcome, env *envelope, msg []b
 		DeviceID: dev.ID,
 		Detail:   fmt.Sprintf("serial %s sha1 %s hardware_uuid %s challenge %s", rec.Serial, rec.SHA1, hardwareUUID, kind),
 	}
-	switch err := h.store.RecordBrowserCert(ctx, rec, challengeHash, now, h.grace, audit); {
+	switch err := h.store.RecordBrowserCert(ctx, rec, challengeHash, now, audit); {
 	case err == nil:
 	case errors.Is(err, storage.ErrDeviceRevoked):
 		o.refuse(RefuseDeviceRevoked, smscep.BadRequest, "device %s revoked", dev.ID)

@@ -458,12 +458,11 @@ func TestNewRefusesBadOptions(t *testing.T) {
 	e := newEnv(t)
 	good := scep.Options{CA: e.ca, RA: e.ra, Store: e.store, Lifetime: time.Hour, RateLimit: 1}
 	for name, mutate := range map[string]func(*scep.Options){
-		"no CA":          func(o *scep.Options) { o.CA = nil },
-		"no RA":          func(o *scep.Options) { o.RA = nil },
-		"no store":       func(o *scep.Options) { o.Store = nil },
-		"no lifetime":    func(o *scep.Options) { o.Lifetime = 0 },
-		"negative grace": func(o *scep.Options) { o.Grace = -time.Second },
-		"no rate limit":  func(o *scep.Options) { o.RateLimit = 0 },
+		"no CA":         func(o *scep.Options) { o.CA = nil },
+		"no RA":         func(o *scep.Options) { o.RA = nil },
+		"no store":      func(o *scep.Options) { o.Store = nil },
+		"no lifetime":   func(o *scep.Options) { o.Lifetime = 0 },
+		"no rate limit": func(o *scep.Options) { o.RateLimit = 0 },
 	} {
 		o := good
 		mutate(&o)

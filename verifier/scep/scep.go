@@ -68,7 +68,7 @@ type Store interface {
 	GetDeviceByHardwareUUID(ctx context.Context, hardwareUUID string) (storage.Device, error)
 	CountBrowserCertsSince(ctx context.Context, deviceID string, since time.Time) (int, error)
 	SCEPChallengeUsable(ctx context.Context, hash []byte, now time.Time) (bool, error)
-	RecordBrowserCert(ctx context.Context, c storage.BrowserCert, challengeHash []byte, now time.Time, grace time.Duration, audit storage.AuditEvent) error
+	RecordBrowserCert(ctx context.Context, c storage.BrowserCert, challengeHash []byte, now time.Time, audit storage.AuditEvent) error
 }
 
 // Issuer issues browser certificates; *ca.Authority implements it.
@@ -92,7 +92,8 @@ func (nopMetrics) SCEPIssued()        {}
 func (nopMetrics) SCEPRefused(string) {}
 
 // Defaults for the settings behind Options (browser-cert-lifetime,
-// browser-cert-grace, scep-rate-limit).
+// browser-cert-grace, which applies when an agent reports a new certificate,
+// scep-rate-limit).
 const (
 	DefaultLifetime  = 365 * 24 * time.Hour
 	DefaultGrace     = 72 * time.Hour
@@ -110,9 +111,6 @@ type Options struct {
 	StaticChallenge string
 	// Lifetime of issued certificates (config browser-cert-lifetime).
 	Lifetime time.Duration
-	// Grace is how long a Mac's older browser certificates keep counting
-	// after a new one is recorded (config browser-cert-grace).
-	Grace time.Duration
 	// RateLimit is how many certificates one Mac may get per 24 hours
 	// (config scep-rate-limit).
 	RateLimit int
@@ -129,7 +127,6 @@ type Handler struct {
 	static    [sha256.Size]byte // SHA-256 of the static challenge, if any
 	hasStatic bool
 	lifetime  time.Duration
-	grace     time.Duration
 	rateLimit int
 	log       *slog.Logger
 	metrics   Metrics
@@ -149,8 +146,6 @@ func New(opts Options) (*Handler, error) {
 		return nil, errors.New("scep: no store")
 	case opts.Lifetime <= 0:
 		return nil, errors.New("scep: browser certificate lifetime must be positive")
-	case opts.Grace < 0:
-		return nil, errors.New("scep: grace must not be negative")
 	case opts.RateLimit < 1:
 		return nil, errors.New("scep: rate limit must be at least 1")
 	}
@@ -159,7 +154,6 @@ func New(opts Options) (*Handler, error) {
 		ra:        opts.RA,
 		store:     opts.Store,
 		lifetime:  opts.Lifetime,
-		grace:     opts.Grace,
 		rateLimit: opts.RateLimit,
 		log:       opts.Logger,
 		metrics:   opts.Metrics,

@@ -41,7 +41,7 @@ func (e *ssoEnv) browserCert(t *testing.T, deviceID, hardwareUUID string) (*tls.
 		Cert: storage.Cert{Serial: ca.SerialHex(c), DeviceID: deviceID, Kind: storage.CertKindBrowser,
 			NotBefore: c.NotBefore, NotAfter: c.NotAfter, DER: c.Raw},
 		HardwareUUID: strings.ToUpper(hardwareUUID), SHA1: hex.EncodeToString(sum[:]),
-	}, nil, now, time.Hour, storage.AuditEvent{At: now, Actor: "test", Action: "browsercert.issue"})
+	}, nil, now, storage.AuditEvent{At: now, Actor: "test", Action: "browsercert.issue"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,17 +133,41 @@ func TestBrowserCertificateVouched(t *testing.T) {
 	}
 }
 
-// TestBrowserCertificateGrace: a newer certificate for the same Mac leaves
-// the older one counting for the grace period only.
+// TestBrowserCertificateGrace: a newer certificate for the same Mac takes
+// nothing from the older one while it is only issued (anyone with the SCEP
+// challenge can have one issued for the Mac's UUID); once the Mac's own
+// agent reports it, the older one counts for the grace period only.
 func TestBrowserCertificateGrace(t *testing.T) {
 	t.Parallel()
 	e := startSSO(t, false, nil)
-	a, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
-	old, _ := e.browserCert(t, a.DeviceID, a.Facts.GetHardwareUuid())
-	e.browserCert(t, a.DeviceID, a.Facts.GetHardwareUuid()) // newer; grace 1h
+	a, st := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+	old, oldKC := e.browserCert(t, a.DeviceID, a.Facts.GetHardwareUuid())
+	e.clock.Add(time.Minute)
+	_, newKC := e.browserCert(t, a.DeviceID, a.Facts.GetHardwareUuid()) // newer; grace 1h
+	report := func(seq uint64, kcs ...*agentv1.KeychainCertificate) {
+		t.Helper()
+		rep := a.Report(st.PolicySet, seq, e.clock.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS)
+		rep.Certificates = kcs
+		if m, err := st.Exchange(protoagent.Sign(a.Key, rep)); err != nil || m.GetAck() == nil {
+			t.Fatalf("report %d not acked: %v %v", seq, m, err)
+		}
+	}
+	report(2, oldKC)
 	r := e.sp.NewRequest(testUser)
 	e.allowed(t, e.redirect(t, e.browser(old), r), r)
+
+	// Only issued: two hours on, the old one still counts.
+	e.clock.Add(2 * time.Hour)
+	report(3, oldKC)
+	r = e.sp.NewRequest(testUser)
+	e.allowed(t, e.redirect(t, e.browser(old), r), r)
+
+	// The agent reports the newer one: the older one counts an hour more.
+	report(4, oldKC, newKC)
+	r = e.sp.NewRequest(testUser)
+	e.allowed(t, e.redirect(t, e.browser(old), r), r)
 	e.clock.Add(61 * time.Minute)
+	report(5, oldKC, newKC)
 	p := e.redirect(t, e.browser(old), e.sp.NewRequest(testUser))
 	noResponse(t, p)
 	p.has(t, "revoked_client_cert")

@@ -184,7 +184,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		Now:      s.now,
 		// Only a verifier that binds sign-ins by the agent's proof asks
 		// agents to give one.
-		PresenceURL: presenceURL(cfg),
+		PresenceURL:      presenceURL(cfg),
+		BrowserCertGrace: cfg.BrowserCertGrace,
 	}
 	s.Gate = &access.Gate{
 		Store: s.Store, Checker: s.Hub, Policies: s.policies,
@@ -329,7 +330,7 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 	}
 	enrollCerts, err := scep.New(scep.Options{
 		CA: s.CA, RA: ra, Store: s.Store, StaticChallenge: cfg.SCEPChallenge,
-		Lifetime: cfg.BrowserCertLifetime, Grace: cfg.BrowserCertGrace, RateLimit: cfg.SCEPRateLimit,
+		Lifetime: cfg.BrowserCertLifetime, RateLimit: cfg.SCEPRateLimit,
 		Logger: log, Metrics: s.Metrics, Now: s.now,
 	})
 	if err != nil {

@@ -62,12 +62,23 @@ type BrowserCertStore interface {
 	//      same challenge, exactly one succeeds;
 	//   3. the serial: ErrAlreadyExists if any certificate (browser or
 	//      agent) has it.
-	// It then sets RevokeAfter = now + grace (grace 0: now), with
-	// SupersededReason and c.Serial, on the device's other browser
-	// certificates whose RevokeAfter is zero or later than that, and
-	// appends audit (its DeviceID filled in when empty). On error nothing
-	// changes.
-	RecordBrowserCert(ctx context.Context, c BrowserCert, challengeHash []byte, now time.Time, grace time.Duration, audit AuditEvent) error
+	// It then appends audit (its DeviceID filled in when empty). Recording
+	// supersedes nothing: a holder of the SCEP challenge could otherwise
+	// have a Mac's certificates cut off by minting new ones for its UUID
+	// (SupersedeBrowserCerts runs only once the Mac's own agent reports the
+	// new certificate). On error nothing changes.
+	RecordBrowserCert(ctx context.Context, c BrowserCert, challengeHash []byte, now time.Time, audit AuditEvent) error
+	// SupersedeBrowserCerts records that the Mac's own agent reported the
+	// browser certificate serial in a keychain: the device's browser
+	// certificates older than it (earlier NotBefore, or the same NotBefore
+	// and a lower serial) get RevokeAfter = now + grace (grace 0: now), with
+	// SupersededReason and serial, unless their RevokeAfter is already at or
+	// before that (so repeating the call changes nothing). It returns how
+	// many changed and appends audit when any did (DeviceID filled in).
+	// ErrNotFound if serial is no browser certificate; a certificate that
+	// no longer counts at now supersedes nothing. grace must not be
+	// negative.
+	SupersedeBrowserCerts(ctx context.Context, serial string, now time.Time, grace time.Duration, audit AuditEvent) (int, error)
 	// GetBrowserCert returns a browser certificate by serial, or
 	// ErrNotFound (an agent certificate's serial included).
 	GetBrowserCert(ctx context.Context, serial string) (BrowserCert, error)

@@ -72,24 +72,19 @@ func scanBrowserCert(sc scanner) (storage.BrowserCert, error) {
 }
 
 // RecordBrowserCert stores a browser certificate, consuming its one-time
-// challenge when one is given, and starts the grace period of the device's
-// older ones: see storage.BrowserCertStore. The device row is locked first,
+// challenge when one is given: see storage.BrowserCertStore. The device row is locked first,
 // so one device's recordings queue (and each sees the certificates the
 // previous one stored); the challenge is consumed by one conditional
 // UPDATE, which a concurrent transaction waits on and then re-checks, so of
 // concurrent calls with one challenge only one finds it unused.
-func (s *Store) RecordBrowserCert(ctx context.Context, c storage.BrowserCert, challengeHash []byte, now time.Time, grace time.Duration, audit storage.AuditEvent) error {
+func (s *Store) RecordBrowserCert(ctx context.Context, c storage.BrowserCert, challengeHash []byte, now time.Time, audit storage.AuditEvent) error {
 	args, err := browserCertArgs(c)
 	if err != nil {
 		return fmt.Errorf("recording browser cert: %w", err)
 	}
 	// now must be set: a used_at of 0 would read as "unused".
-	if grace < 0 {
-		return fmt.Errorf("recording browser cert: grace period %s is negative", grace)
-	}
 	var tc timeCodec
 	nowNS := tc.ns("now", now)
-	revokeAfter := tc.ns("end of the grace period", now.Add(grace))
 	if tc.err == nil && nowNS == 0 {
 		tc.err = errors.New("now is not set")
 	}
@@ -132,15 +127,7 @@ func (s *Store) RecordBrowserCert(ctx context.Context, c storage.BrowserCert, ch
 			return fmt.Errorf("inserting certificate: %w", err)
 		}
 
-		// 4. The older ones count until the grace period ends, or until
-		// they were already to stop counting.
-		if _, err := q.exec(ctx, `UPDATE certs SET revoke_after = $1, revoked_reason = $2
-			WHERE device_id = $3 AND kind = $4 AND serial <> $5 AND (revoke_after = 0 OR revoke_after > $1)`,
-			revokeAfter, storage.SupersededReason+c.Serial, d.ID, storage.CertKindBrowser, c.Serial); err != nil {
-			return fmt.Errorf("starting the grace period of older certificates: %w", err)
-		}
-
-		// 5. Audit.
+		// 4. Audit.
 		if audit.DeviceID == "" {
 			audit.DeviceID = d.ID
 		}
@@ -150,6 +137,58 @@ func (s *Store) RecordBrowserCert(ctx context.Context, c storage.BrowserCert, ch
 		return fmt.Errorf("recording browser cert: %w", err)
 	}
 	return nil
+}
+
+// SupersedeBrowserCerts starts the grace period of the browser certificates
+// older than serial, which the Mac's agent reported: see
+// storage.BrowserCertStore.
+func (s *Store) SupersedeBrowserCerts(ctx context.Context, serial string, now time.Time, grace time.Duration, audit storage.AuditEvent) (int, error) {
+	if grace < 0 {
+		return 0, fmt.Errorf("superseding browser certs: grace period %s is negative", grace)
+	}
+	var tc timeCodec
+	revokeAfter := tc.ns("end of the grace period", now.Add(grace))
+	if tc.err != nil {
+		return 0, fmt.Errorf("superseding browser certs: %w", tc.err)
+	}
+	n := 0
+	err := s.write(ctx, func(q conn) error {
+		n = 0
+		c, err := scanBrowserCert(q.queryRow(ctx, `SELECT `+browserCertColumns+` FROM certs WHERE serial = $1 AND kind = $2`, serial, storage.CertKindBrowser))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("browser certificate %q: %w", serial, storage.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if c.RevokedAt(now) {
+			return nil
+		}
+		// Older: an earlier NotBefore, or the same and a lower serial (the
+		// order ListBrowserCerts lists them in).
+		res, err := q.exec(ctx, `UPDATE certs SET revoke_after = $1, revoked_reason = $2
+			WHERE device_id = $3 AND kind = $4 AND serial <> $5 AND (revoke_after = 0 OR revoke_after > $1)
+			  AND (not_before < $6 OR (not_before = $6 AND serial < $5))`,
+			revokeAfter, storage.SupersededReason+serial, c.DeviceID, storage.CertKindBrowser, serial, c.NotBefore.UnixNano())
+		if err != nil {
+			return fmt.Errorf("starting the grace period of older certificates: %w", err)
+		}
+		changed, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n = int(changed); n == 0 {
+			return nil
+		}
+		if audit.DeviceID == "" {
+			audit.DeviceID = c.DeviceID
+		}
+		return insertAudit(ctx, q, audit)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("superseding browser certs: %w", err)
+	}
+	return n, nil
 }
 
 // GetBrowserCert returns a browser certificate by serial, or ErrNotFound.

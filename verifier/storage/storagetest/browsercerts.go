@@ -16,6 +16,7 @@ import (
 var browserCertTests = []test{
 	{"RecordGetList", testRecordBrowserCert},
 	{"GraceMarksOlderCerts", testBrowserCertGrace},
+	{"IssuanceSupersedesNothing", testBrowserCertIssuanceSupersedesNothing},
 	{"RevokeKeepsEarliest", testRevokeBrowserCert},
 	{"CountSince", testCountBrowserCertsSince},
 	{"ChallengeOneTimeUse", testSCEPChallengeOnce},
@@ -53,10 +54,14 @@ func scepAudit(at time.Time, serial string) storage.AuditEvent {
 	return storage.AuditEvent{At: at, Actor: "scep", Action: "browser_cert.issue", Detail: "serial " + serial}
 }
 
-// record stores c as issued at now (with the challenge when it is set).
+// record stores c as issued at now (with the challenge when it is set)
+// and, as its Mac's agent then reports it, supersedes the older ones with
+// grace.
 func record(t *testing.T, s storage.Store, c storage.BrowserCert, challenge []byte, now time.Time, grace time.Duration) {
 	t.Helper()
-	must(t, s.RecordBrowserCert(t.Context(), c, challenge, now, grace, scepAudit(now, c.Serial)))
+	must(t, s.RecordBrowserCert(t.Context(), c, challenge, now, scepAudit(now, c.Serial)))
+	_, err := s.SupersedeBrowserCerts(t.Context(), c.Serial, now, grace, storage.AuditEvent{At: now, Actor: "agent", Action: "browser_cert.vouched", Detail: "serial " + c.Serial})
+	must(t, err)
 }
 
 func getBrowserCert(t *testing.T, s storage.Store, serial string) storage.BrowserCert {
@@ -160,10 +165,11 @@ func testRecordBrowserCert(t *testing.T, s storage.Store) {
 	record(t, s, c2, nil, at(3*minute), grace)
 	record(t, s, cb, nil, at(3*minute), grace)
 
-	// c1 was superseded by c3, then c2 recorded later left its earlier
-	// RevokeAfter alone; c3 was superseded by c2.
+	// c1 was superseded by c3, then c2 reported later left its earlier
+	// RevokeAfter alone; c3, with c2's NotBefore and a higher serial, is the
+	// newer of the two and was not superseded by it.
 	want1 := revoked(c1, at(2*minute+grace), storage.SupersededReason+c3.Serial)
-	want3 := revoked(c3, at(3*minute+grace), storage.SupersededReason+c2.Serial)
+	want3 := c3
 	equal(t, "GetBrowserCert 1", getBrowserCert(t, s, c1.Serial), want1)
 	equal(t, "GetBrowserCert 2", getBrowserCert(t, s, c2.Serial), c2)
 	equal(t, "GetBrowserCert 3", getBrowserCert(t, s, c3.Serial), want3)
@@ -253,6 +259,48 @@ func testBrowserCertGrace(t *testing.T, s storage.Store) {
 
 	// Another device's certificates are never touched.
 	equal(t, "device B", listBrowserCerts(t, s, b.ID), []storage.BrowserCert{cb})
+}
+
+// A certificate minted for a Mac's UUID (by anyone holding the SCEP
+// challenge) takes nothing from the Mac's own until the Mac's agent reports
+// it; and the agent reporting an older certificate never cuts off a newer
+// one.
+func testBrowserCertIssuanceSupersedesNothing(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	d := enrollN(t, s, 1)[0]
+	mine := newBrowserCert(d, 1, t0)
+	record(t, s, mine, nil, t0, grace)
+	for i := 2; i <= 11; i++ {
+		c := newBrowserCert(d, i, at(time.Duration(i)*minute))
+		must(t, s.RecordBrowserCert(ctx, c, nil, at(time.Duration(i)*minute), scepAudit(at(time.Duration(i)*minute), c.Serial)))
+	}
+	equal(t, "the Mac's certificate after ten others were minted", getBrowserCert(t, s, mine.Serial), mine)
+
+	// The agent reports its own (older) certificate again: the newer ones,
+	// never reported, are untouched too.
+	n, err := s.SupersedeBrowserCerts(ctx, mine.Serial, at(hour), grace, storage.AuditEvent{At: at(hour)})
+	must(t, err)
+	if n != 0 {
+		t.Errorf("reporting the oldest certificate superseded %d others", n)
+	}
+	newest := newBrowserCert(d, 11, at(11*minute))
+	equal(t, "the newest certificate", getBrowserCert(t, s, newest.Serial), newest)
+
+	// Once the agent reports the newest, every older one starts its grace.
+	n, err = s.SupersedeBrowserCerts(ctx, newest.Serial, at(2*hour), grace, storage.AuditEvent{At: at(2 * hour)})
+	must(t, err)
+	if n != 10 {
+		t.Errorf("reporting the newest superseded %d, want 10", n)
+	}
+	equal(t, "the Mac's first certificate", getBrowserCert(t, s, mine.Serial), revoked(mine, at(2*hour+grace), storage.SupersededReason+newest.Serial))
+	// Again: nothing more changes.
+	if n, err := s.SupersedeBrowserCerts(ctx, newest.Serial, at(3*hour), grace, storage.AuditEvent{At: at(3 * hour)}); err != nil || n != 0 {
+		t.Errorf("repeating: %d changed, %v", n, err)
+	}
+	_, err = s.SupersedeBrowserCerts(ctx, "b4ffff", at(hour), grace, storage.AuditEvent{})
+	wantErr(t, err, storage.ErrNotFound)
+	_, err = s.SupersedeBrowserCerts(ctx, d.CertSerial, at(hour), grace, storage.AuditEvent{})
+	wantErr(t, err, storage.ErrNotFound)
 }
 
 func testRevokeBrowserCert(t *testing.T, s storage.Store) {
@@ -380,10 +428,10 @@ func testSCEPChallengeOnce(t *testing.T, s storage.Store) {
 	// A second use is refused and stores nothing.
 	c2 := newBrowserCert(d, 2, at(2*minute))
 	before := browserSnapshot(t, s, [][]byte{h, other}, c2.Serial)
-	wantErr(t, s.RecordBrowserCert(ctx, c2, h, at(2*minute), grace, scepAudit(at(2*minute), c2.Serial)), storage.ErrNotFound)
+	wantErr(t, s.RecordBrowserCert(ctx, c2, h, at(2*minute), scepAudit(at(2*minute), c2.Serial)), storage.ErrNotFound)
 	// So is a challenge never issued, and an empty one.
-	wantErr(t, s.RecordBrowserCert(ctx, c2, challengeHash("never issued"), at(2*minute), grace, scepAudit(at(2*minute), c2.Serial)), storage.ErrNotFound)
-	wantErr(t, s.RecordBrowserCert(ctx, c2, []byte{}, at(2*minute), grace, scepAudit(at(2*minute), c2.Serial)), storage.ErrNotFound)
+	wantErr(t, s.RecordBrowserCert(ctx, c2, challengeHash("never issued"), at(2*minute), scepAudit(at(2*minute), c2.Serial)), storage.ErrNotFound)
+	wantErr(t, s.RecordBrowserCert(ctx, c2, []byte{}, at(2*minute), scepAudit(at(2*minute), c2.Serial)), storage.ErrNotFound)
 	before.unchanged(t, s)
 
 	// A used challenge is kept (so a reuse is told apart), and cannot be
@@ -419,7 +467,7 @@ func testSCEPChallengeExpired(t *testing.T, s storage.Store) {
 
 	before := browserSnapshot(t, s, [][]byte{h}, c.Serial)
 	for _, now := range []time.Time{at(hour), at(hour + time.Nanosecond), at(48 * hour)} {
-		wantErr(t, s.RecordBrowserCert(ctx, c, h, now, grace, scepAudit(now, c.Serial)), storage.ErrNotFound)
+		wantErr(t, s.RecordBrowserCert(ctx, c, h, now, scepAudit(now, c.Serial)), storage.ErrNotFound)
 	}
 	before.unchanged(t, s)
 	// Just before the expiry it works.
@@ -436,7 +484,7 @@ func testSCEPChallengeConcurrent(t *testing.T, s storage.Store) {
 	h := createChallenge(t, s, "race-one-device", at(hour))
 	errs := race(func() error {
 		c := newBrowserCert(ds[0], int(n.Add(1)), t0)
-		return s.RecordBrowserCert(t.Context(), c, h, at(minute), grace, scepAudit(at(minute), c.Serial))
+		return s.RecordBrowserCert(t.Context(), c, h, at(minute), scepAudit(at(minute), c.Serial))
 	})
 	oneWinner(t, "RecordBrowserCert on one device", errs, storage.ErrNotFound)
 	if got := len(listBrowserCerts(t, s, ds[0].ID)); got != 1 {
@@ -449,7 +497,7 @@ func testSCEPChallengeConcurrent(t *testing.T, s storage.Store) {
 	errs = race(func() error {
 		i := int(next.Add(1)) - 1
 		c := newBrowserCert(ds[i], 100+i, t0)
-		return s.RecordBrowserCert(t.Context(), c, h, at(minute), grace, scepAudit(at(minute), c.Serial))
+		return s.RecordBrowserCert(t.Context(), c, h, at(minute), scepAudit(at(minute), c.Serial))
 	})
 	oneWinner(t, "RecordBrowserCert on many devices", errs, storage.ErrNotFound)
 	stored := 0
@@ -492,7 +540,7 @@ func testRecordBrowserCertDevice(t *testing.T, s storage.Store) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, challenge := range [][]byte{nil, h} {
-				err := s.RecordBrowserCert(ctx, tc.c, challenge, at(minute), 0, scepAudit(at(minute), tc.c.Serial))
+				err := s.RecordBrowserCert(ctx, tc.c, challenge, at(minute), scepAudit(at(minute), tc.c.Serial))
 				wantErr(t, err, tc.target)
 			}
 			// Neither the challenge was consumed nor the revoked device's
@@ -522,7 +570,7 @@ func testRecordBrowserCertDuplicate(t *testing.T, s storage.Store) {
 	before := browserSnapshot(t, s, [][]byte{h}, d.CertSerial)
 	for _, c := range []storage.BrowserCert{c1, dup, agentSerial} {
 		for _, challenge := range [][]byte{nil, h} {
-			err := s.RecordBrowserCert(ctx, c, challenge, at(2*minute), 0, scepAudit(at(2*minute), c.Serial))
+			err := s.RecordBrowserCert(ctx, c, challenge, at(2*minute), scepAudit(at(2*minute), c.Serial))
 			wantErr(t, err, storage.ErrAlreadyExists)
 		}
 	}
@@ -603,14 +651,18 @@ func testBrowserCertUnstorable(t *testing.T, s storage.Store) {
 		{"SHA-1 empty", edit(func(c *storage.BrowserCert) { c.SHA1 = "" }), at(minute), grace},
 		{"not after out of range", edit(func(c *storage.BrowserCert) { c.NotAfter = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC) }), at(minute), grace},
 		{"zero now", c, time.Time{}, grace},
-		{"negative grace", c, at(minute), -time.Nanosecond},
-		{"grace out of range", c, at(minute), time.Duration(1<<63 - 1)},
 	}
 	for _, tc := range records {
 		for _, challenge := range [][]byte{nil, h} {
-			if err := s.RecordBrowserCert(ctx, tc.c, challenge, tc.now, tc.grace, audit); err == nil {
+			if err := s.RecordBrowserCert(ctx, tc.c, challenge, tc.now, audit); err == nil {
 				t.Errorf("RecordBrowserCert with %s succeeded, want an error", tc.name)
 			}
+		}
+	}
+	// Superseding with an impossible grace period changes nothing either.
+	for name, g := range map[string]time.Duration{"negative grace": -time.Nanosecond, "grace out of range": time.Duration(1<<63 - 1)} {
+		if _, err := s.SupersedeBrowserCerts(ctx, c.Serial, at(minute), g, audit); err == nil {
+			t.Errorf("SupersedeBrowserCerts with %s succeeded, want an error", name)
 		}
 	}
 	for _, tc := range []struct {
