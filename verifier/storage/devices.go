@@ -83,6 +83,19 @@ type Enrollment struct {
 	SecretID string
 	// Audit is appended in the same transaction (DeviceID filled in).
 	Audit AuditEvent
+	// Checked, when set, is what the request was admitted on; the
+	// enrollment commits only if it still holds, else ErrKeyReplaced and
+	// nothing changes. It keeps a proof checked against one key from
+	// replacing another that an approval or a concurrent enrollment
+	// committed in between.
+	Checked *Checked
+}
+
+// Checked is the device state an enrollment request was admitted on.
+type Checked struct {
+	// Key is the key the device with the hardware UUID had; nil: there
+	// was no such device (a new device admitted by policy).
+	Key []byte
 }
 
 // DeviceStore keeps devices and their certificates.

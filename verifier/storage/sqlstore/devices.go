@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -109,6 +110,9 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 			if old.Revoked() {
 				return fmt.Errorf("hardware UUID %q: %w", in.HardwareUUID, storage.ErrDeviceRevoked)
 			}
+			if e.Checked != nil && (e.Checked.Key == nil || !bytes.Equal(e.Checked.Key, old.PublicKey)) {
+				return fmt.Errorf("hardware UUID %q changed keys since the request was checked: %w", in.HardwareUUID, storage.ErrKeyReplaced)
+			}
 			reenrolled = true
 			id = old.ID
 			// ID, enrolled_at, report history and last_report_at stay; the
@@ -126,6 +130,9 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 				return fmt.Errorf("re-enrolling device: %w", err)
 			}
 		case errors.Is(err, storage.ErrNotFound):
+			if e.Checked != nil && e.Checked.Key != nil {
+				return fmt.Errorf("hardware UUID %q: %w", in.HardwareUUID, storage.ErrNotFound)
+			}
 			// Counters and revocation start fresh whatever the caller set;
 			// the enrollment is the first time the device was seen.
 			res, err := q.exec(ctx, `INSERT INTO devices (

@@ -20,6 +20,39 @@ var approvalTests = []test{
 	{"ApproveFailuresChangeNothing", testApproveFailures},
 	{"EnrollmentAnswersRequest", testEnrollmentAnswersRequest},
 	{"KnownDevices", testKnownDevices},
+	{"EnrollChecked", testEnrollChecked},
+}
+
+// An enrollment admitted on one state of the device commits only if that
+// state still holds: a proof checked against a key the device no longer
+// has, or a new device that appeared meanwhile, changes nothing.
+func testEnrollChecked(t *testing.T, s storage.Store) {
+	createSecret(t, s, "sec")
+	d := enroll(t, s, newEnrollment(1, "sec"))
+
+	stale := newEnrollment(1, "sec")
+	stale.Device.PublicKey = []byte("rotated-key")
+	stale.Device.CertSerial, stale.Cert.Serial = "abc123", "abc123"
+	stale.Checked = &storage.Checked{Key: []byte("a key the device no longer has")}
+	appeared := newEnrollment(1, "sec")
+	appeared.Device.ID = "dev-generated"
+	appeared.Device.CertSerial, appeared.Cert.Serial = "abc124", "abc124"
+	appeared.Checked = &storage.Checked{}
+	for name, e := range map[string]storage.Enrollment{"stale key": stale, "device appeared": appeared} {
+		before := dumpOf(t, s)
+		_, _, err := s.EnrollDevice(t.Context(), e)
+		wantErr(t, err, storage.ErrKeyReplaced)
+		sameDump(t, name, before, s)
+	}
+
+	fresh := stale
+	fresh.Checked = &storage.Checked{Key: d.PublicKey}
+	if got := enroll(t, s, fresh); string(got.PublicKey) != "rotated-key" {
+		t.Errorf("key after a checked rotation = %q", got.PublicKey)
+	}
+	first := newEnrollment(2, "sec")
+	first.Checked = &storage.Checked{}
+	enroll(t, s, first)
 }
 
 // dumpOf is the store's every row (storagetest.Dump), for checks that a
