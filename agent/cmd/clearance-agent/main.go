@@ -247,7 +247,9 @@ func cmdRun(flags *config.Flags, stderr io.Writer) error {
 		Dir:      dir,
 		Querier:  oq,
 		Interval: cfg.Interval,
-		Logger:   log,
+		// 0 (the default) except in test builds (clock.MaxBackoff).
+		MaxBackoff: clock.MaxBackoff(),
+		Logger:     log,
 	})
 
 	var g run.Group
