@@ -81,7 +81,14 @@ func TestBadKeys(t *testing.T) {
 }
 
 func FuzzVerify(f *testing.F) {
-	k, der := key(&testing.T{}, elliptic.P256())
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(k.Public())
+	if err != nil {
+		f.Fatal(err)
+	}
 	proof, _ := Sign(k, []byte("csr"))
 	f.Add([]byte("csr"), proof)
 	f.Add([]byte{}, []byte{0x30, 0x00})
