@@ -29,3 +29,21 @@ func System() func() time.Time {
 	}
 	return func() time.Time { return time.Now().Add(d) }
 }
+
+// TestMaxBackoffVar names the environment variable that caps the agent's
+// reconnect and enrollment backoff in test builds, as a Go duration: the
+// end-to-end tests see an approved agent report within one short backoff.
+const TestMaxBackoffVar = "CLEARANCE_TEST_MAX_BACKOFF"
+
+// MaxBackoff is TestMaxBackoffVar's value, 0 when unset (the default).
+func MaxBackoff() time.Duration {
+	v := os.Getenv(TestMaxBackoffVar)
+	if v == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		panic(fmt.Sprintf("%s=%q: not a positive duration", TestMaxBackoffVar, v))
+	}
+	return d
+}

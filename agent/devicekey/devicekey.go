@@ -11,12 +11,16 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/clearance/clearance/pkg/atomicfile"
 
@@ -79,7 +83,30 @@ func Open(ctx context.Context, dir *state.Dir, opts Options) (*Key, error) {
 		return nil, fmt.Errorf("reading key uri: %w", err)
 	}
 
+	// No key recorded. A Secure Enclave key outlives the state dir (it is
+	// in the keychain, by label): a state dir wiped by hand or by a
+	// reinstall finds it again, so the verifier still knows this Mac by
+	// its key and no approval is needed.
+	if opts.PreferSecureEnclave && secureEnclaveSupport() == nil {
+		k, err := recoverSecureEnclave(ctx, log)
+		switch {
+		case err != nil:
+			log.Warn("looking for an earlier Secure Enclave key failed; creating a new one", "err", err)
+		case k != nil:
+			if err := atomicfile.Write(dir.File(state.KeyURIFile), []byte(k.URI+"\n"), 0o600); err != nil {
+				return nil, fmt.Errorf("recording key uri: %w", err)
+			}
+			log.Info("device key found in the keychain", "storage", k.Storage)
+			return k, nil
+		}
+	}
+
 	// No key yet: create one.
+	return create(ctx, dir, opts, log)
+}
+
+// create makes a new device key and records it in dir.
+func create(ctx context.Context, dir *state.Dir, opts Options, log *slog.Logger) (*Key, error) {
 	var fallback string
 	if opts.PreferSecureEnclave {
 		serr := secureEnclaveSupport()
@@ -104,6 +131,16 @@ func Open(ctx context.Context, dir *state.Dir, opts Options) (*Key, error) {
 	k.Fallback = fallback
 	log.Info("device key created", "storage", k.Storage)
 	return k, nil
+}
+
+// LoadRecorded loads the key recorded in dir without creating one
+// (fs.ErrNotExist when none is recorded), for `clearance-agent status`.
+func LoadRecorded(ctx context.Context, dir *state.Dir) (*Key, error) {
+	raw, err := os.ReadFile(dir.File(state.KeyURIFile))
+	if err != nil {
+		return nil, err
+	}
+	return load(ctx, dir, strings.TrimSpace(string(raw)))
 }
 
 // Describe reports the recorded key's storage without loading it, for
@@ -158,6 +195,41 @@ func openKMS(ctx context.Context, typ apiv1.Type, uri string, storage Storage) (
 	return &Key{Signer: signer, URI: uri, Storage: storage}, nil
 }
 
+// recoverSecureEnclave returns the one Secure Enclave key labelled Label,
+// nil if there is none. Several (a rotation cut short) are ambiguous: nil,
+// and a new key waits for approval rather than guessing.
+func recoverSecureEnclave(ctx context.Context, log *slog.Logger) (*Key, error) {
+	km, err := kms.New(ctx, apiv1.Options{Type: apiv1.MacKMS})
+	if err != nil {
+		return nil, fmt.Errorf("opening mackms: %w", err)
+	}
+	defer km.Close()
+	search, ok := km.(apiv1.SearchableKeyManager)
+	if !ok {
+		return nil, errors.New("mackms cannot search keys")
+	}
+	resp, err := search.SearchKeys(&apiv1.SearchKeysRequest{Query: "mackms:label=" + Label + ";se=true"})
+	if err != nil {
+		return nil, err
+	}
+	switch n := len(resp.Results); {
+	case n == 0:
+		return nil, nil
+	case n > 1:
+		log.Warn("several Secure Enclave keys carry the device key's label; using none", "keys", n)
+		return nil, nil
+	}
+	r := resp.Results[0]
+	signer, err := km.CreateSigner(&r.CreateSignerRequest)
+	if err != nil {
+		return nil, fmt.Errorf("opening Secure Enclave key: %w", err)
+	}
+	if err := checkPublic(signer.Public()); err != nil {
+		return nil, err
+	}
+	return &Key{Signer: signer, URI: r.Name, Storage: SecureEnclave}, nil
+}
+
 func createSecureEnclave(ctx context.Context) (*Key, error) {
 	km, err := kms.New(ctx, apiv1.Options{Type: apiv1.MacKMS})
 	if err != nil {
@@ -189,7 +261,12 @@ func createFile(dir *state.Dir) (*Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding device key: %w", err)
 	}
+	// A rotation keeps the old key file until the verifier took the new
+	// key: the new one gets a name of its own.
 	path := dir.File(state.KeyFile)
+	if _, err := os.Stat(path); err == nil {
+		path = dir.File(fmt.Sprintf("device-%d.key", time.Now().UnixNano()))
+	}
 	if err := atomicfile.Write(path, pemEncode(block), 0o600); err != nil {
 		return nil, fmt.Errorf("writing device key: %w", err)
 	}
@@ -220,6 +297,106 @@ func checkPublic(pub crypto.PublicKey) error {
 	k, ok := pub.(*ecdsa.PublicKey)
 	if !ok || k.Curve != elliptic.P256() {
 		return fmt.Errorf("device key is %T, want ECDSA P-256", pub)
+	}
+	return nil
+}
+
+// Fingerprint is a public key's SHA-256 (PKIX DER) in lowercase hex: the
+// admin API shows the same for the device and for requests that wait for
+// approval, so a person can compare them.
+func Fingerprint(pub crypto.PublicKey) (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// Rotate moves the device to a new key: the current key is recorded as the
+// previous one (it stays until the verifier accepted the new key, which
+// the agent proves with the previous key's signature: see
+// OpenPrevious and ForgetPrevious), and a new key is created and recorded.
+// A rotation already under way is refused: its previous key is the one the
+// verifier knows.
+func Rotate(ctx context.Context, dir *state.Dir, opts Options) (*Key, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "devicekey")
+	if _, err := os.Stat(dir.File(state.PreviousKeyURIFile)); err == nil {
+		return nil, errors.New("a key rotation is already under way: the agent finishes it when it next enrolls")
+	}
+	raw, err := os.ReadFile(dir.File(state.KeyURIFile))
+	if err != nil {
+		return nil, fmt.Errorf("reading the current key's uri (no key to rotate from?): %w", err)
+	}
+	if err := atomicfile.Write(dir.File(state.PreviousKeyURIFile), raw, 0o600); err != nil {
+		return nil, fmt.Errorf("recording the previous key: %w", err)
+	}
+	k, err := create(ctx, dir, opts, log)
+	if err != nil {
+		os.Remove(dir.File(state.PreviousKeyURIFile))
+		return nil, err
+	}
+	return k, nil
+}
+
+// OpenPrevious loads the key a rotation replaced, nil when no rotation is
+// under way.
+func OpenPrevious(ctx context.Context, dir *state.Dir) (*Key, error) {
+	raw, err := os.ReadFile(dir.File(state.PreviousKeyURIFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading previous key uri: %w", err)
+	}
+	return load(ctx, dir, strings.TrimSpace(string(raw)))
+}
+
+// ForgetPrevious ends a rotation once the verifier took the new key: the
+// previous key is deleted (its file, or its Secure Enclave item) and no
+// longer recorded.
+func ForgetPrevious(ctx context.Context, dir *state.Dir) error {
+	raw, err := os.ReadFile(dir.File(state.PreviousKeyURIFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	uri := strings.TrimSpace(string(raw))
+	switch {
+	case strings.HasPrefix(uri, "softkms:path="):
+		path := strings.TrimPrefix(uri, "softkms:path=")
+		cur, _ := os.ReadFile(dir.File(state.KeyURIFile))
+		if strings.TrimSpace(string(cur)) != uri {
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("deleting previous key file: %w", err)
+			}
+		}
+	case strings.HasPrefix(uri, "mackms:"):
+		if err := deleteKMSKey(ctx, uri); err != nil {
+			return err
+		}
+	}
+	return os.Remove(dir.File(state.PreviousKeyURIFile))
+}
+
+func deleteKMSKey(ctx context.Context, uri string) error {
+	km, err := kms.New(ctx, apiv1.Options{Type: apiv1.MacKMS})
+	if err != nil {
+		return fmt.Errorf("opening mackms: %w", err)
+	}
+	defer km.Close()
+	del, ok := km.(apiv1.KeyDeleter)
+	if !ok {
+		return errors.New("mackms cannot delete keys")
+	}
+	if err := del.DeleteKey(&apiv1.DeleteKeyRequest{Name: uri}); err != nil {
+		return fmt.Errorf("deleting previous Secure Enclave key: %w", err)
 	}
 	return nil
 }

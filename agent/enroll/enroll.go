@@ -36,6 +36,7 @@ import (
 	"github.com/clearance/clearance/agent/retry"
 	"github.com/clearance/clearance/agent/state"
 	"github.com/clearance/clearance/agent/version"
+	"github.com/clearance/clearance/pkg/keyrotation"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
 
@@ -59,6 +60,11 @@ type Manager struct {
 	Verifier     string
 	Roots        *x509.CertPool
 	EnrollSecret string
+	// Previous, when set, is the key a rotation replaced (see
+	// devicekey.Rotate): the next enrollment proves the new key with its
+	// signature, and OnRotated is called once the verifier took it.
+	Previous  crypto.Signer
+	OnRotated func(ctx context.Context) error
 	// Facts reads the device facts (through osquery).
 	Facts func(ctx context.Context) (*agentv1.DeviceFacts, error)
 	// Clock is the verifier's time as the agent knows it, shared with the
@@ -211,6 +217,20 @@ func (m *Manager) Enroll(ctx context.Context) (*state.Identity, error) {
 		return nil, err
 	}
 
+	req := &agentv1.EnrollRequest{
+		EnrollSecret: m.EnrollSecret,
+		Csr:          csr,
+		Facts:        facts,
+		AgentTime:    timestamppb.New(m.Clock.Local()),
+	}
+	// A rotation: the key the verifier knows vouches for the new one, so
+	// no approval is needed.
+	if m.Previous != nil {
+		if req.KeyProof, err = keyrotation.Sign(m.Previous, csr); err != nil {
+			return nil, err
+		}
+	}
+
 	// 3. Enroll over TLS that verifies the verifier.
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
@@ -219,12 +239,10 @@ func (m *Manager) Enroll(ctx context.Context) (*state.Identity, error) {
 		return nil, err
 	}
 	defer cc.Close()
-	resp, err := agentv1.NewAgentServiceClient(cc).Enroll(ctx, &agentv1.EnrollRequest{
-		EnrollSecret: m.EnrollSecret,
-		Csr:          csr,
-		Facts:        facts,
-		AgentTime:    timestamppb.New(m.Clock.Local()),
-	})
+	resp, err := agentv1.NewAgentServiceClient(cc).Enroll(ctx, req)
+	if p := retry.PendingOf(err); p != nil {
+		m.pending(p)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("enrolling with %s: %w", m.Verifier, err)
 	}
@@ -245,8 +263,41 @@ func (m *Manager) Enroll(ctx context.Context) (*state.Identity, error) {
 		return nil, err
 	}
 	m.set(id)
+	if err := m.Dir.ClearPending(); err != nil {
+		log.Warn("clearing the wait for approval failed", "err", err)
+	}
+	if m.Previous != nil {
+		// The verifier took the new key: the old one is of no more use.
+		m.Previous = nil
+		if m.OnRotated != nil {
+			if err := m.OnRotated(ctx); err != nil {
+				log.Warn("deleting the previous device key failed", "err", err)
+			}
+		}
+		log.Info("device key rotated", "device_id", id.DeviceID)
+	}
 	log.Info("enrolled", "device_id", id.DeviceID, "not_after", cert.NotAfter, "verifier", m.Verifier)
 	return id, nil
+}
+
+// pending records and says that the verifier holds this enrollment for
+// the security team's approval: loudly the first time for a request, then
+// quietly at each poll.
+func (m *Manager) pending(p *agentv1.EnrollmentPending) {
+	prev, _ := m.Dir.LoadPending()
+	rec := state.Pending{RequestID: p.GetRequestId(), Reason: p.GetReason(), LastAsked: m.Clock.Local().UTC(), Verifier: m.Verifier}
+	if t := p.GetRequestedAt(); t.IsValid() {
+		rec.RequestedAt = t.AsTime().UTC()
+	}
+	if err := m.Dir.SavePending(rec); err != nil {
+		m.log().Warn("recording the wait for approval failed", "err", err)
+	}
+	log := m.log().With("request_id", rec.RequestID, "reason", rec.Reason)
+	if prev == nil || prev.RequestID != rec.RequestID {
+		log.Warn("enrollment waits for approval by the security team; this Mac reports once it is approved (clearance-verifier devices pending lists the request)")
+		return
+	}
+	log.Info("enrollment still waits for approval")
 }
 
 // Renew gets a fresh certificate for the same key over mutual TLS.

@@ -13,6 +13,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
 
 // Call names the RPC whose status is decided on.
@@ -61,6 +63,11 @@ const (
 	// Clearance verifier): say why at ERROR and try again only after a
 	// long wait (StopWait), so a fix is picked up without a restart.
 	Stop
+	// Pending: the verifier holds the enrollment for the security team's
+	// approval (FAILED_PRECONDITION with an EnrollmentPending detail):
+	// ask again, with the same key, after the usual backoff; the first
+	// answer after approval carries the certificate.
+	Pending
 )
 
 func (a Action) String() string {
@@ -73,6 +80,8 @@ func (a Action) String() string {
 		return "drop"
 	case Stop:
 		return "stop"
+	case Pending:
+		return "pending"
 	}
 	return fmt.Sprintf("Action(%d)", int(a))
 }
@@ -113,6 +122,8 @@ func Decide(call Call, code codes.Code) Action {
 		if transient(code) {
 			return Again
 		}
+		// FAILED_PRECONDITION is Pending only with its detail (see
+		// Of); without it the request is refused as such.
 		// A wrong or revoked secret, a revoked device, a request the
 		// verifier rejects as such: the same request fails again.
 		return Stop
@@ -143,12 +154,31 @@ func (p permanent) Unwrap() error { return p.error }
 func Permanent(err error) error { return permanent{err} }
 
 // Of is the action after call failed with err: Stop for a Permanent error,
-// else Decide on err's gRPC code (Unknown, so Again, for an error that is
-// not a gRPC status: the network, osquery, a full disk).
+// Pending for an Enroll the verifier holds for approval, else Decide on
+// err's gRPC code (Unknown, so Again, for an error that is not a gRPC
+// status: the network, osquery, a full disk).
 func Of(call Call, err error) Action {
 	var p permanent
 	if errors.As(err, &p) {
 		return Stop
 	}
+	if call == Enroll && PendingOf(err) != nil {
+		return Pending
+	}
 	return Decide(call, status.Code(err))
+}
+
+// PendingOf returns the EnrollmentPending detail of an Enroll error that
+// says the request waits for approval, nil otherwise.
+func PendingOf(err error) *agentv1.EnrollmentPending {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.FailedPrecondition {
+		return nil
+	}
+	for _, d := range st.Details() {
+		if p, ok := d.(*agentv1.EnrollmentPending); ok {
+			return p
+		}
+	}
+	return nil
 }

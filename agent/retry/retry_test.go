@@ -3,6 +3,7 @@ package retry
 import (
 	"errors"
 	"fmt"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -118,5 +119,35 @@ func TestOf(t *testing.T) {
 	sentinel := errors.New("sentinel")
 	if !errors.Is(Permanent(sentinel), sentinel) {
 		t.Error("Permanent hides the error it wraps")
+	}
+}
+
+// An Enroll held for approval is Pending only with its detail; the same
+// code without it, or on another call, is decided by the code.
+func TestPending(t *testing.T) {
+	t.Parallel()
+	st, err := status.New(codes.FailedPrecondition, "enrollment waits for approval").
+		WithDetails(&agentv1.EnrollmentPending{RequestId: "req-1", Reason: "unproven_key"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := fmt.Errorf("enrolling with verifier:8443: %w", st.Err())
+	if got := Of(Enroll, pending); got != Pending {
+		t.Errorf("Of(Enroll, pending) = %s, want pending", got)
+	}
+	if p := PendingOf(pending); p.GetRequestId() != "req-1" || p.GetReason() != "unproven_key" {
+		t.Errorf("PendingOf = %v", p)
+	}
+	if got := Of(Enroll, status.Error(codes.FailedPrecondition, "no detail")); got != Stop {
+		t.Errorf("Of(Enroll, FAILED_PRECONDITION without detail) = %s, want stop", got)
+	}
+	if got := Of(Connect, pending); got != Drop {
+		t.Errorf("Of(Connect, pending detail) = %s, want drop (the detail means nothing there)", got)
+	}
+	if PendingOf(status.Error(codes.Unavailable, "down")) != nil || PendingOf(errors.New("x")) != nil {
+		t.Error("PendingOf found a detail where there is none")
+	}
+	if Pending.String() != "pending" {
+		t.Errorf("Pending.String() = %q", Pending.String())
 	}
 }

@@ -40,8 +40,14 @@ import (
 
 // File names inside the state dir.
 const (
-	KeyURIFile    = "key.uri"
-	KeyFile       = "device.key"
+	KeyURIFile = "key.uri"
+	KeyFile    = "device.key"
+	// PreviousKeyURIFile records the key a rotation replaced, kept until
+	// the verifier accepts the new key on its word (see devicekey.Rotate).
+	PreviousKeyURIFile = "previous-key.uri"
+	// PendingFile says that enrollment waits for the security team's
+	// approval (see enroll.Pending), for `clearance-agent status`.
+	PendingFile   = "enroll-pending.json"
 	IdentityFile  = "identity.json"
 	CertFile      = "device.pem"
 	ChainFile     = "chain.pem"
@@ -303,4 +309,49 @@ func encodeCerts(certs []*x509.Certificate) []byte {
 		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
 	}
 	return out
+}
+
+// Pending is an enrollment that waits for the security team's approval, as
+// the verifier last said.
+type Pending struct {
+	RequestID   string    `json:"request_id"`
+	Reason      string    `json:"reason"`
+	RequestedAt time.Time `json:"requested_at"`
+	// LastAsked is when the agent last asked (its own clock).
+	LastAsked time.Time `json:"last_asked"`
+	Verifier  string    `json:"verifier"`
+}
+
+// SavePending records that enrollment waits for approval.
+func (d *Dir) SavePending(p Pending) error {
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(d.File(PendingFile), append(raw, '\n'), 0o600)
+}
+
+// LoadPending returns the recorded wait for approval, nil when there is
+// none.
+func (d *Dir) LoadPending() (*Pending, error) {
+	raw, err := os.ReadFile(d.File(PendingFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var p Pending
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return nil, fmt.Errorf("%s: %w", d.File(PendingFile), err)
+	}
+	return &p, nil
+}
+
+// ClearPending removes the record once enrolled.
+func (d *Dir) ClearPending() error {
+	if err := os.Remove(d.File(PendingFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }

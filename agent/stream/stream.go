@@ -237,7 +237,13 @@ func (c *Client) Execute() error {
 		} else {
 			backoff = c.nextBackoff(backoff)
 			wait = backoff/2 + time.Duration(c.o.Jitter(int64(backoff/2)+1))
-			c.log.Warn("not connected to verifier", "code", status.Code(err).String(), "err", errMessage(err), "action", action.String(), "retry_in", wait)
+			if action == retry.Pending {
+				// Said plainly by the enrollment; this only says when
+				// the agent asks again.
+				c.log.Info("waiting for enrollment approval", "retry_in", wait)
+			} else {
+				c.log.Warn("not connected to verifier", "code", status.Code(err).String(), "err", errMessage(err), "action", action.String(), "retry_in", wait)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -272,8 +278,11 @@ func (c *Client) now() time.Time { return c.o.Clock.Now() }
 func (c *Client) connectOnce(ctx context.Context) (retry.Action, error) {
 	id, err := c.o.Identity.Ensure(ctx)
 	if err != nil {
-		c.log.Error("no device identity", "err", err)
-		return retry.Of(retry.Enroll, err), err
+		action := retry.Of(retry.Enroll, err)
+		if action != retry.Pending {
+			c.log.Error("no device identity", "err", err)
+		}
+		return action, err
 	}
 	err = c.session(ctx, id)
 	action := retry.Of(retry.Connect, err)

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/clearance/clearance/pkg/keyrotation"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
 
@@ -92,6 +93,26 @@ func (a *Agent) Enroll(ctx context.Context, secret string) (*agentv1.EnrollRespo
 		return nil, err
 	}
 	resp, err := a.EnrollRaw(ctx, &agentv1.EnrollRequest{EnrollSecret: secret, Csr: csr, Facts: a.Facts})
+	if err != nil {
+		return nil, err
+	}
+	a.DeviceID, a.CertDER, a.Chain = resp.GetDeviceId(), resp.GetCertificate(), resp.GetCaChain()
+	return resp, nil
+}
+
+// EnrollRotating enrolls with the agent's key, proving it with previous,
+// the key the device enrolled with before (pkg/keyrotation), and keeps the
+// certificate.
+func (a *Agent) EnrollRotating(ctx context.Context, secret string, previous crypto.Signer) (*agentv1.EnrollResponse, error) {
+	csr, err := CSR(a.Key)
+	if err != nil {
+		return nil, err
+	}
+	proof, err := keyrotation.Sign(previous, csr)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := a.EnrollRaw(ctx, &agentv1.EnrollRequest{EnrollSecret: secret, Csr: csr, Facts: a.Facts, KeyProof: proof})
 	if err != nil {
 		return nil, err
 	}

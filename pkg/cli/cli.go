@@ -26,7 +26,9 @@ const (
 // Action runs a command with its positional arguments, after its flags are parsed.
 type Action func(ctx context.Context, args []string) error
 
-// Command is one command: a leaf with Flags, or a group of Commands.
+// Command is one command: a leaf with Flags, or a group of Commands. A leaf
+// may have Commands too (`devices` lists, `devices pending` is another
+// command): a first argument that names one of them runs it.
 type Command struct {
 	Name string
 	// Summary is one line, shown in the parent's list of commands.
@@ -271,6 +273,13 @@ func (p *Program) exec(ctx context.Context, cmd *Command, path string, args []st
 		return p.exec(ctx, sub, join(path, sub.Name), args[1:])
 	}
 
+	if len(args) > 0 {
+		for _, sub := range cmd.Commands {
+			if sub.Name == args[0] {
+				return p.exec(ctx, sub, join(path, sub.Name), args[1:])
+			}
+		}
+	}
 	fs := newFlagSet(path)
 	action := cmd.Flags(fs)
 	if len(args) == 1 && args[0] == "help" {

@@ -210,3 +210,38 @@ func FuzzRun(f *testing.F) {
 		}
 	})
 }
+
+// A leaf with commands of its own runs itself, or the command its first
+// argument names, and its help lists them.
+func TestLeafWithCommands(t *testing.T) {
+	var out, errOut bytes.Buffer
+	var got []string
+	leaf := func(name string) func(fs *FlagSet) Action {
+		return func(fs *FlagSet) Action {
+			v := fs.String("v", "", "a value")
+			return func(_ context.Context, args []string) error {
+				got = append(got, name+":"+*v+":"+strings.Join(args, ","))
+				return nil
+			}
+		}
+	}
+	p := &Program{Name: "tool", Stdout: &out, Stderr: &errOut, Commands: []*Command{{
+		Name: "devices", Summary: "list devices", Args: "[FILTER]", Flags: leaf("devices"),
+		Commands: []*Command{{Name: "pending", Summary: "requests waiting for approval", Args: "[X]", Flags: leaf("pending")}},
+	}}}
+	for _, args := range [][]string{{"devices", "--v", "a"}, {"devices", "pending", "--v", "b", "x"}, {"devices", "--v", "c", "pending"}} {
+		if err := p.Execute(context.Background(), args); err != nil {
+			t.Fatalf("%q: %v", args, err)
+		}
+	}
+	want := []string{"devices:a:", "pending:b:x", "devices:c:pending"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("ran %q, want %q", got, want)
+	}
+	if err := p.Execute(context.Background(), []string{"devices", "--help"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "Commands:\n  pending   requests waiting for approval") {
+		t.Errorf("help does not list the subcommand:\n%s", out.String())
+	}
+}

@@ -52,6 +52,23 @@ func (p *Program) printHelp(w io.Writer, cmd *Command, path string) {
 			writeFlag(b, fl, col)
 		}
 	}
+	if len(cmd.Commands) > 0 {
+		b.WriteString("\nCommands:\n")
+		width := 0
+		for _, c := range cmd.Commands {
+			width = max(width, len(c.Name))
+		}
+		for _, c := range cmd.Commands {
+			lines := wrap(c.Summary, Width-width-5)
+			if len(lines) == 0 {
+				lines = []string{""}
+			}
+			fmt.Fprintf(b, "  %-*s   %s\n", width, c.Name, lines[0])
+			for _, l := range lines[1:] {
+				b.WriteString(strings.Repeat(" ", width+5) + l + "\n")
+			}
+		}
+	}
 	if cmd.Footer != "" {
 		b.WriteString("\n" + wrapParagraphs(cmd.Footer, Width, "") + "\n")
 	}

@@ -94,7 +94,13 @@ func (s *Server) ListDevices(ctx context.Context, req *adminv1.ListDevicesReques
 		after = string(b)
 	}
 	// One extra row tells whether another page exists.
-	devs, err := s.Store.ListDevices(ctx, after, size+1)
+	var devs []storage.Device
+	var err error
+	if sec := req.GetEnrollSecretId(); sec != "" {
+		devs, err = s.Store.ListDevicesBySecret(ctx, sec, after, size+1)
+	} else {
+		devs, err = s.Store.ListDevices(ctx, after, size+1)
+	}
 	if err != nil {
 		return nil, s.internal("listing devices", err)
 	}
@@ -170,7 +176,23 @@ func (s *Server) CreateEnrollSecret(ctx context.Context, req *adminv1.CreateEnro
 	if n := len(req.GetDescription()); n > enroll.MaxSecretDescription {
 		return nil, status.Errorf(codes.InvalidArgument, "description is %d characters; the limit is %d", n, enroll.MaxSecretDescription)
 	}
-	rec, secret, err := enroll.CreateSecret(ctx, s.Store, req.GetDescription(), "admin-api", s.now())
+	var scope enroll.SecretScope
+	if d := req.GetExpiresIn(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "expires_in: %v", err)
+		}
+		if scope.ExpiresIn = d.AsDuration(); scope.ExpiresIn <= 0 {
+			return nil, status.Error(codes.InvalidArgument, "expires_in must be positive")
+		}
+	}
+	if req.GetMaxUses() > enroll.MaxSecretUses {
+		return nil, status.Errorf(codes.InvalidArgument, "max_uses %d is more than %d", req.GetMaxUses(), enroll.MaxSecretUses)
+	}
+	scope.MaxUses = int(req.GetMaxUses())
+	if err := scope.Check(); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	rec, secret, err := enroll.CreateSecret(ctx, s.Store, req.GetDescription(), scope, "admin-api", s.now())
 	if err != nil {
 		return nil, s.internal("creating enroll secret", err)
 	}
@@ -202,9 +224,28 @@ func (s *Server) RevokeEnrollSecret(ctx context.Context, req *adminv1.RevokeEnro
 	if err != nil {
 		return nil, s.internal("revoking enroll secret", err)
 	}
-	s.log().Info("enroll secret revoked", "secret_id", rec.ID)
-	return &adminv1.RevokeEnrollSecretResponse{EnrollSecret: secretProto(rec)}, nil
+	// Whoever holds a leaked secret may have enrolled with it: name the
+	// devices whose current key it admitted, for the security team to
+	// look at.
+	devs, err := s.Store.ListDevicesBySecret(ctx, rec.ID, "", revokedSecretPage+1)
+	if err != nil {
+		return nil, s.internal("listing the secret's devices", err)
+	}
+	resp := &adminv1.RevokeEnrollSecretResponse{EnrollSecret: secretProto(rec)}
+	if len(devs) > revokedSecretPage {
+		devs = devs[:revokedSecretPage]
+		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(devs[len(devs)-1].ID))
+	}
+	for _, d := range devs {
+		resp.Devices = append(resp.Devices, s.device(d, nil))
+	}
+	s.log().Info("enroll secret revoked", "secret_id", rec.ID, "devices", len(devs))
+	return resp, nil
 }
+
+// revokedSecretPage is how many devices RevokeEnrollSecret names; the rest
+// come from ListDevices by secret.
+const revokedSecretPage = 500
 
 // RequestCheck implements AdminService.RequestCheck.
 func (s *Server) RequestCheck(ctx context.Context, req *adminv1.RequestCheckRequest) (*adminv1.RequestCheckResponse, error) {
@@ -300,22 +341,25 @@ func (s *Server) device(d storage.Device, summary *adminv1.PostureSummary) *admi
 			HardwareUuid: d.HardwareUUID, SerialNumber: d.SerialNumber, Model: d.Model, OsName: d.OSName,
 			OsVersion: d.OSVersion, Hostname: d.Hostname, Platform: d.Platform, AgentVersion: d.AgentVersion,
 		},
-		EnrolledAt:    ts(d.EnrolledAt),
-		LastSeen:      ts(d.LastSeen),
-		LastReportAt:  ts(d.LastReportAt),
-		LastSeq:       d.LastSeq,
-		Connected:     s.Hub.Connected(d.ID),
-		Summary:       summary,
-		CertSerial:    d.CertSerial,
-		CertNotAfter:  ts(d.CertNotAfter),
-		Enrollments:   uint32(d.Enrollments),
-		RevokedAt:     ts(d.RevokedAt),
-		RevokedReason: d.RevokedReason,
+		EnrolledAt:     ts(d.EnrolledAt),
+		LastSeen:       ts(d.LastSeen),
+		LastReportAt:   ts(d.LastReportAt),
+		LastSeq:        d.LastSeq,
+		Connected:      s.Hub.Connected(d.ID),
+		Summary:        summary,
+		CertSerial:     d.CertSerial,
+		CertNotAfter:   ts(d.CertNotAfter),
+		Enrollments:    uint32(d.Enrollments),
+		RevokedAt:      ts(d.RevokedAt),
+		RevokedReason:  d.RevokedReason,
+		EnrollSecretId: d.SecretID,
+		KeyFingerprint: enroll.KeyFingerprint(d.PublicKey),
 	}
 }
 
 func secretProto(r storage.EnrollSecret) *adminv1.EnrollSecret {
-	return &adminv1.EnrollSecret{Id: r.ID, Description: r.Description, CreatedAt: ts(r.CreatedAt), RevokedAt: ts(r.RevokedAt), Uses: uint32(r.Uses)}
+	return &adminv1.EnrollSecret{Id: r.ID, Description: r.Description, CreatedAt: ts(r.CreatedAt), RevokedAt: ts(r.RevokedAt),
+		Uses: uint32(r.Uses), ExpiresAt: ts(r.ExpiresAt), MaxUses: uint32(r.MaxUses)}
 }
 
 func ts(t time.Time) *timestamppb.Timestamp {

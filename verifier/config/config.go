@@ -119,7 +119,22 @@ type Config struct {
 	// AgentPresencePort is the loopback port agents serve proofs of
 	// presence on (clearance-agent --presence-listen).
 	AgentPresencePort int
+
+	// EnrollApproval admits new devices: EnrollAuto (any with a valid
+	// secret), EnrollKnown (serials on the imported list; others wait for
+	// approval) or EnrollManual (every new device waits). A known device
+	// moves to another key only with proof of its current one, whatever
+	// this says.
+	EnrollApproval string
 }
+
+// Enrollment admission policies (Config.EnrollApproval); the same words as
+// package enroll's.
+const (
+	EnrollAuto   = "auto"
+	EnrollKnown  = "known"
+	EnrollManual = "manual"
+)
 
 // Browser bindings (Config.BrowserBinding).
 const (
@@ -401,6 +416,7 @@ var settings = []setting{
 		return nil
 	}}},
 	{"policies", GroupReports, "", "policy YAML file (see examples/policies.yaml); reloaded on SIGHUP", text("path", func(c *Config) *string { return &c.Policies })},
+	{"enroll-approval", GroupReports, EnrollAuto, "which new devices enroll without approval: auto (any with a valid enroll secret), known (serial numbers imported with `devices import`; recommended), manual (none)", oneOf(func(c *Config) *string { return &c.EnrollApproval }, EnrollAuto, EnrollKnown, EnrollManual)},
 	{"device-cert-lifetime", GroupReports, durText(enroll.DefaultCertLifetime), "lifetime of device certificates", dur(func(c *Config) *time.Duration { return &c.DeviceCertLifetime }, time.Hour, 365*24*time.Hour)},
 	{"max-report-skew", GroupReports, durText(ingest.DefaultMaxSkew), "how far a report's observed_at may be from the verifier's clock", dur(func(c *Config) *time.Duration { return &c.MaxReportSkew }, 10*time.Second, 24*time.Hour)},
 	{"report-history", GroupReports, strconv.Itoa(ingest.DefaultKeep), "reports kept per device (the latest always is)", intRange(func(c *Config) *int { return &c.ReportHistory }, 1, 100000)},

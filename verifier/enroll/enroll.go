@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -17,10 +18,13 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/clearance/clearance/pkg/keyrotation"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/ca"
 	"github.com/clearance/clearance/verifier/storage"
@@ -37,13 +41,57 @@ type Issuer interface {
 
 var _ Issuer = (*ca.Authority)(nil)
 
+// Admission policies for new devices (--enroll-approval).
+const (
+	// AdmitAuto enrolls every new device that presents a valid secret.
+	AdmitAuto = "auto"
+	// AdmitKnown enrolls new devices whose serial number is on the known
+	// list; the others wait for approval.
+	AdmitKnown = "known"
+	// AdmitManual holds every new device for approval.
+	AdmitManual = "manual"
+)
+
+// CheckAdmission reports whether policy is one of the admission policies.
+func CheckAdmission(policy string) error {
+	switch policy {
+	case AdmitAuto, AdmitKnown, AdmitManual:
+		return nil
+	}
+	return fmt.Errorf("enroll approval %q is not one of auto, known, manual", policy)
+}
+
+// Why a request waits (EnrollmentPending.reason).
+const (
+	PendingUnprovenKey   = "unproven_key"
+	PendingUnknownSerial = "unknown_serial"
+	PendingManual        = "manual"
+)
+
+// Default bounds on the requests that wait at once.
+var DefaultPendingLimits = storage.PendingLimits{PerDevice: 4, Total: 10000}
+
+// DefaultRetryAfter is the poll interval the verifier suggests to an agent
+// whose request waits.
+const DefaultRetryAfter = 30 * time.Second
+
 // Service runs enrollments and renewals.
 type Service struct {
 	Store        storage.Store
 	CA           Issuer
 	CertLifetime time.Duration
-	Now          func() time.Time
-	Logger       *slog.Logger
+	// Admission is the policy for new devices: AdmitAuto (the default),
+	// AdmitKnown or AdmitManual. Re-enrollment of a known hardware UUID
+	// needs proof of its current key whatever the policy.
+	Admission string
+	// PendingLimits bound the requests that wait (DefaultPendingLimits
+	// when zero).
+	PendingLimits storage.PendingLimits
+	// RetryAfter is suggested to waiting agents (DefaultRetryAfter when
+	// zero).
+	RetryAfter time.Duration
+	Now        func() time.Time
+	Logger     *slog.Logger
 }
 
 func (s *Service) now() time.Time {
@@ -60,33 +108,54 @@ func (s *Service) lifetime() time.Duration {
 	return DefaultCertLifetime
 }
 
-// Outcome labels for metrics.
+// Outcome labels for metrics and logs.
 const (
 	OutcomeEnrolled   = "enrolled"
 	OutcomeReenrolled = "reenrolled"
+	// OutcomePending: the request waits for approval.
+	OutcomePending = "pending"
 )
 
-// Enroll checks an enrollment request and issues the device's certificate.
-// It returns the response, an outcome label for metrics, and a gRPC status
-// error on refusal. A refused enrollment changes nothing.
+// secretRefusal maps a refused secret to its outcome and status: each
+// reason its own, so the agent's log and the verifier's metrics say which.
+func secretRefusal(err error) (string, error, bool) {
+	switch {
+	case errors.Is(err, ErrSecretInvalid):
+		return "bad_secret", status.Error(codes.Unauthenticated, "enroll secret is not valid"), true
+	case errors.Is(err, ErrSecretRevoked), errors.Is(err, storage.ErrSecretRevoked):
+		return "revoked_secret", status.Error(codes.Unauthenticated, "enroll secret has been revoked; ask your administrator for a current one"), true
+	case errors.Is(err, ErrSecretExpired), errors.Is(err, storage.ErrSecretExpired):
+		return "expired_secret", status.Error(codes.Unauthenticated, "enroll secret has expired; ask your administrator for a current one"), true
+	case errors.Is(err, ErrSecretExhausted), errors.Is(err, storage.ErrSecretExhausted):
+		return "exhausted_secret", status.Error(codes.Unauthenticated, "enroll secret has been used as many times as it may be; ask your administrator for a current one"), true
+	}
+	return "", nil, false
+}
+
+// Enroll checks an enrollment request and issues the device's certificate,
+// or records it as waiting for approval. It returns the response, an
+// outcome label for metrics, and a gRPC status error on refusal (a waiting
+// request is FAILED_PRECONDITION with an EnrollmentPending detail). A
+// refused enrollment changes nothing.
 func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agentv1.EnrollResponse, string, error) {
 	now := s.now()
 
 	// 1. The secret: unknown and wrong look the same from outside.
-	secret, err := CheckSecret(ctx, s.Store, req.GetEnrollSecret())
-	switch {
-	case errors.Is(err, ErrSecretInvalid):
-		return nil, "bad_secret", status.Error(codes.Unauthenticated, "enroll secret is not valid")
-	case errors.Is(err, ErrSecretRevoked):
-		return nil, "revoked_secret", status.Error(codes.Unauthenticated, "enroll secret has been revoked; ask your administrator for a current one")
-	case err != nil:
+	secret, err := CheckSecret(ctx, s.Store, req.GetEnrollSecret(), now)
+	if outcome, st, ok := secretRefusal(err); ok {
+		return nil, outcome, st
+	} else if err != nil {
 		return nil, "internal", s.internal("checking enroll secret", err)
 	}
 
-	// 2. The CSR: ECDSA P-256/P-384 with a valid self-signature.
+	// 2. The CSR: ECDSA P-256/P-384 with a valid self-signature, which
+	// proves the requester holds its key.
 	csr, err := ca.ParseCSR(req.GetCsr())
 	if err != nil {
 		return nil, "bad_csr", status.Errorf(codes.InvalidArgument, "certificate request rejected: %v", err)
+	}
+	if n := len(req.GetKeyProof()); n > keyrotation.MaxProofSize {
+		return nil, "bad_proof", status.Errorf(codes.InvalidArgument, "key_proof is %d bytes; the limit is %d", n, keyrotation.MaxProofSize)
 	}
 
 	// 3. The facts.
@@ -98,17 +167,38 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 	// canonical UUID, so a Mac cannot pass for another by changing case.
 	facts = proto.CloneOf(facts)
 	facts.HardwareUuid = storage.CanonicalHardwareUUID(facts.GetHardwareUuid())
+	key := ca.CSRPublicKeyDER(csr)
 
-	// 4. Known hardware keeps its device id and history; the key is replaced.
-	deviceID, reenroll := "", false
+	// 4. Admission. Known hardware keeps its device id and history, and
+	// its key is replaced only on proof of the current one: a CSR for that
+	// key (a lost certificate) or the current key's signature over this
+	// CSR (a rotation). Anything else waits for the security team, and
+	// the current enrollment keeps working meanwhile. A new device is
+	// admitted by policy.
+	deviceID, reenroll, proof := "", false, ""
+	checked := &storage.Checked{}
 	existing, err := s.Store.GetDeviceByHardwareUUID(ctx, facts.GetHardwareUuid())
 	switch {
 	case err == nil && existing.Revoked():
 		return nil, "revoked_device", status.Errorf(codes.PermissionDenied, "device %s (hardware UUID %s) is revoked and cannot re-enroll", existing.ID, facts.GetHardwareUuid())
 	case err == nil:
 		deviceID, reenroll = existing.ID, true
+		checked.Key = existing.PublicKey
+		switch {
+		case bytes.Equal(key, existing.PublicKey):
+			proof = "same_key"
+		case len(req.GetKeyProof()) > 0 && keyrotation.Verify(existing.PublicKey, req.GetCsr(), req.GetKeyProof()) == nil:
+			proof = "rotation"
+		default:
+			return s.pend(ctx, req, facts, key, secret, existing.ID, PendingUnprovenKey, now)
+		}
 	case errors.Is(err, storage.ErrNotFound):
-		deviceID = newDeviceID()
+		deviceID = NewDeviceID()
+		if reason, err := s.admitNew(ctx, facts); err != nil {
+			return nil, "internal", s.internal("checking the known device list", err)
+		} else if reason != "" {
+			return s.pend(ctx, req, facts, key, secret, "", reason, now)
+		}
 	default:
 		return nil, "internal", s.internal("looking up hardware UUID", err)
 	}
@@ -122,6 +212,10 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 	if reenroll {
 		action = "device.reenroll"
 	}
+	detail := fmt.Sprintf("hardware UUID %s, serial %s, enroll secret %s, certificate %s", facts.GetHardwareUuid(), facts.GetSerialNumber(), secret.ID, ca.SerialHex(cert))
+	if proof != "" {
+		detail += ", proof " + proof
+	}
 	dev := storage.Device{
 		ID:           deviceID,
 		HardwareUUID: facts.GetHardwareUuid(),
@@ -132,7 +226,7 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		Hostname:     facts.GetHostname(),
 		Platform:     facts.GetPlatform(),
 		AgentVersion: facts.GetAgentVersion(),
-		PublicKey:    ca.CSRPublicKeyDER(csr),
+		PublicKey:    key,
 		CertSerial:   ca.SerialHex(cert),
 		CertNotAfter: cert.NotAfter,
 		EnrolledAt:   now,
@@ -141,14 +235,19 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		Device:   dev,
 		Cert:     storage.Cert{Serial: ca.SerialHex(cert), DeviceID: deviceID, Kind: "device", NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, DER: cert.Raw},
 		SecretID: secret.ID,
-		Audit: storage.AuditEvent{At: now, Actor: "agent", Action: action,
-			Detail: fmt.Sprintf("hardware UUID %s, serial %s, enroll secret %s, certificate %s", facts.GetHardwareUuid(), facts.GetSerialNumber(), secret.ID, ca.SerialHex(cert))},
+		Audit:    storage.AuditEvent{At: now, Actor: "agent", Action: action, Detail: detail},
+		Checked:  checked,
 	})
+	if outcome, st, ok := secretRefusal(err); ok {
+		return nil, outcome, st
+	}
 	switch {
-	case errors.Is(err, storage.ErrSecretRevoked):
-		return nil, "revoked_secret", status.Error(codes.Unauthenticated, "enroll secret has been revoked; ask your administrator for a current one")
 	case errors.Is(err, storage.ErrDeviceRevoked):
 		return nil, "revoked_device", status.Errorf(codes.PermissionDenied, "device with hardware UUID %s is revoked and cannot re-enroll", facts.GetHardwareUuid())
+	case errors.Is(err, storage.ErrKeyReplaced), errors.Is(err, storage.ErrNotFound):
+		// The device appeared, or changed keys, between the check and the
+		// commit: the next request is decided afresh.
+		return nil, "conflict", status.Error(codes.Aborted, "this device's enrollment changed while the request was checked; retry")
 	case err != nil:
 		return nil, "internal", s.internal("storing enrollment", err)
 	case stored.ID != deviceID:
@@ -161,7 +260,7 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		outcome = OutcomeReenrolled
 	}
 	s.log().Info("device enrolled", "device_id", stored.ID, "hardware_uuid", stored.HardwareUUID,
-		"reenrolled", reenrolled, "enrollments", stored.Enrollments, "secret_id", secret.ID, "cert_serial", dev.CertSerial)
+		"reenrolled", reenrolled, "proof", proof, "enrollments", stored.Enrollments, "secret_id", secret.ID, "cert_serial", dev.CertSerial)
 	return &agentv1.EnrollResponse{
 		DeviceId:    stored.ID,
 		Certificate: cert.Raw,
@@ -170,6 +269,96 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		// Sent as late as possible: the agent takes its clock offset from it.
 		VerifierTime: timestamppb.New(s.now()),
 	}, outcome, nil
+}
+
+// admitNew returns "" when policy admits a new device, else why it waits.
+func (s *Service) admitNew(ctx context.Context, facts *agentv1.DeviceFacts) (string, error) {
+	switch s.Admission {
+	case AdmitAuto, "":
+		return "", nil
+	case AdmitKnown:
+		serial := storage.CanonicalSerial(facts.GetSerialNumber())
+		if serial == "" {
+			return PendingUnknownSerial, nil
+		}
+		_, err := s.Store.GetKnownDevice(ctx, serial)
+		switch {
+		case err == nil:
+			return "", nil
+		case errors.Is(err, storage.ErrNotFound):
+			return PendingUnknownSerial, nil
+		default:
+			return "", err
+		}
+	default:
+		// AdmitManual, and anything unexpected: fail closed.
+		return PendingManual, nil
+	}
+}
+
+// pend records (or refreshes) the request as waiting for approval and
+// answers with the status that says so.
+func (s *Service) pend(ctx context.Context, req *agentv1.EnrollRequest, facts *agentv1.DeviceFacts, key []byte, secret storage.EnrollSecret, deviceID, reason string, now time.Time) (*agentv1.EnrollResponse, string, error) {
+	source := ""
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		source = p.Addr.String()
+	}
+	limits := s.PendingLimits
+	if limits == (storage.PendingLimits{}) {
+		limits = DefaultPendingLimits
+	}
+	p, err := s.Store.RequestEnrollment(ctx, storage.PendingEnrollment{
+		ID:            NewDeviceID(),
+		HardwareUUID:  facts.GetHardwareUuid(),
+		SerialNumber:  facts.GetSerialNumber(),
+		Model:         facts.GetModel(),
+		OSName:        facts.GetOsName(),
+		OSVersion:     facts.GetOsVersion(),
+		Hostname:      facts.GetHostname(),
+		Platform:      facts.GetPlatform(),
+		AgentVersion:  facts.GetAgentVersion(),
+		PublicKey:     key,
+		SecretID:      secret.ID,
+		DeviceID:      deviceID,
+		Reason:        reason,
+		Source:        source,
+		LastRequestAt: now,
+	}, limits, storage.AuditEvent{At: now, Actor: "agent", Action: "device.enroll_pending", DeviceID: deviceID,
+		Detail: fmt.Sprintf("hardware UUID %s, serial %s, enroll secret %s, reason %s, key %s, from %s",
+			facts.GetHardwareUuid(), facts.GetSerialNumber(), secret.ID, reason, KeyFingerprint(key), source)})
+	switch {
+	case errors.Is(err, storage.ErrRequestRejected):
+		return nil, "rejected", status.Errorf(codes.PermissionDenied, "enrollment request %s was rejected by the security team; this key cannot enroll", p.ID)
+	case errors.Is(err, storage.ErrTooManyPending):
+		s.log().Warn("enrollment request not recorded", "reason", "too_many_pending", "hardware_uuid", facts.GetHardwareUuid(), "source", source)
+		return nil, "too_many_pending", status.Error(codes.ResourceExhausted, "too many enrollment requests wait for approval; try again later")
+	case err != nil:
+		return nil, "internal", s.internal("recording enrollment request", err)
+	}
+	retry := s.RetryAfter
+	if retry <= 0 {
+		retry = DefaultRetryAfter
+	}
+	if p.Requests == 1 {
+		s.log().Warn("enrollment waits for approval", "request_id", p.ID, "reason", reason, "device_id", deviceID,
+			"hardware_uuid", p.HardwareUUID, "serial", p.SerialNumber, "secret_id", secret.ID, "source", source, "key_fingerprint", KeyFingerprint(key))
+	}
+	st, err := status.New(codes.FailedPrecondition,
+		fmt.Sprintf("enrollment waits for approval by the security team (request %s, %s)", p.ID, reason)).
+		WithDetails(&agentv1.EnrollmentPending{
+			RequestId: p.ID, Reason: reason, RequestedAt: timestamppb.New(p.RequestedAt), RetryAfter: durationpb.New(retry),
+		})
+	if err != nil {
+		return nil, "internal", s.internal("answering a waiting request", err)
+	}
+	return nil, OutcomePending, st.Err()
+}
+
+// KeyFingerprint is a device key's SHA-256 (PKIX DER) in lowercase hex, as
+// the admin API and `clearance-agent status` show it.
+func KeyFingerprint(pkix []byte) string {
+	sum := sha256.Sum256(pkix)
+	return hex.EncodeToString(sum[:])
 }
 
 // Renew issues a new certificate to an authenticated device for the key it
@@ -246,8 +435,9 @@ func truncate(s string) string {
 	return s
 }
 
-// newDeviceID returns a random UUID (version 4) as the device id.
-func newDeviceID() string {
+// NewDeviceID returns a random UUID (version 4), for a device id or a
+// request id.
+func NewDeviceID() string {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(err) // crypto/rand never fails on supported platforms

@@ -100,12 +100,12 @@ func TestReenrollKeepsIDAndHistory(t *testing.T) {
 	}
 	st.Close()
 
-	// Same hardware, new key (say, the agent was reinstalled).
+	// Same hardware, new key, proven by the old one (a key rotation).
 	again, err := protoagent.New(h.addr, h.rootPEM, a.Facts.GetHardwareUuid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := again.Enroll(h.ctx(), secret); err != nil {
+	if _, err := again.EnrollRotating(h.ctx(), secret, a.Key); err != nil {
 		t.Fatal(err)
 	}
 	if again.DeviceID != a.DeviceID {
@@ -165,7 +165,7 @@ func TestReenrollEndsOldKeyStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := again.Enroll(h.ctx(), secret); err != nil {
+	if _, err := again.EnrollRotating(h.ctx(), secret, a.Key); err != nil {
 		t.Fatal(err)
 	}
 	ended := make(chan error, 1)

@@ -263,7 +263,7 @@ func TestPresenceExpiredRevokedReenrolled(t *testing.T) {
 	oldKey := a.Key
 	a.Key, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	a.CertDER, a.Chain = nil, nil
-	if _, err := a.Enroll(e.ctx(), e.secret()); err != nil {
+	if _, err := a.EnrollRotating(e.ctx(), e.secret(), oldKey); err != nil {
 		t.Fatal(err)
 	}
 	r := e.sp.NewRequest(testUser)

@@ -174,7 +174,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		Store: s.Store,
 		CA:    s.CA,
 		Enroller: &enroll.Service{
-			Store: s.Store, CA: s.CA, CertLifetime: cfg.DeviceCertLifetime, Now: s.now, Logger: log,
+			Store: s.Store, CA: s.CA, CertLifetime: cfg.DeviceCertLifetime, Admission: cfg.EnrollApproval, Now: s.now, Logger: log,
 		},
 		Ingest:   &ingest.Verifier{Store: s.Store, Now: s.now, MaxSkew: cfg.MaxReportSkew, Keep: cfg.ReportHistory},
 		Hub:      s.Hub,

@@ -42,6 +42,10 @@ type Device struct {
 	// RevokedAt is zero unless revoked.
 	RevokedAt     time.Time
 	RevokedReason string
+	// SecretID is the enroll secret of the enrollment that gave the device
+	// its current key ("" for devices enrolled before secrets were
+	// recorded).
+	SecretID string
 }
 
 // Revoked reports whether the device is revoked.
@@ -70,11 +74,28 @@ type Enrollment struct {
 	// Cert is the issued certificate; its DeviceID is ignored and set to the
 	// device's final ID.
 	Cert Cert
-	// SecretID is the enroll secret used; its use count is incremented.
-	// ErrSecretRevoked if it was revoked in the meantime, ErrNotFound if unknown.
+	// SecretID is the enroll secret used; its use count is incremented
+	// and the device records it. ErrSecretRevoked if it was revoked in
+	// the meantime, ErrSecretExpired if it expired before
+	// Device.EnrolledAt, ErrSecretExhausted if it was used up, ErrNotFound
+	// if unknown. A committed enrollment also removes any request waiting
+	// for approval for the same hardware UUID and key: it is moot.
 	SecretID string
 	// Audit is appended in the same transaction (DeviceID filled in).
 	Audit AuditEvent
+	// Checked, when set, is what the request was admitted on; the
+	// enrollment commits only if it still holds, else ErrKeyReplaced and
+	// nothing changes. It keeps a proof checked against one key from
+	// replacing another that an approval or a concurrent enrollment
+	// committed in between.
+	Checked *Checked
+}
+
+// Checked is the device state an enrollment request was admitted on.
+type Checked struct {
+	// Key is the key the device with the hardware UUID had; nil: there
+	// was no such device (a new device admitted by policy).
+	Key []byte
 }
 
 // DeviceStore keeps devices and their certificates.
@@ -89,6 +110,9 @@ type DeviceStore interface {
 	GetDeviceByHardwareUUID(ctx context.Context, hardwareUUID string) (Device, error)
 	// ListDevices returns up to limit devices with ID > afterID, ordered by ID.
 	ListDevices(ctx context.Context, afterID string, limit int) ([]Device, error)
+	// ListDevicesBySecret is ListDevices for the devices whose current key
+	// was enrolled with the enroll secret secretID.
+	ListDevicesBySecret(ctx context.Context, secretID, afterID string, limit int) ([]Device, error)
 	// RevokeDevice marks a device revoked (idempotent: an already revoked
 	// device keeps its first RevokedAt/RevokedReason) and appends audit.
 	RevokeDevice(ctx context.Context, id, reason string, at time.Time, audit AuditEvent) (Device, error)

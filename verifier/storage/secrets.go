@@ -13,11 +13,27 @@ type EnrollSecret struct {
 	Hash        []byte
 	CreatedAt   time.Time
 	RevokedAt   time.Time
-	Uses        int
+	// Uses counts the enrollments made with it (re-enrollments and
+	// approvals included).
+	Uses int
+	// ExpiresAt is zero for a secret that does not expire; from then on it
+	// enrolls nothing.
+	ExpiresAt time.Time
+	// MaxUses is 0 for no limit; a secret with Uses == MaxUses enrolls
+	// nothing more.
+	MaxUses int
 }
 
 // Revoked reports whether the secret is revoked.
 func (s EnrollSecret) Revoked() bool { return !s.RevokedAt.IsZero() }
+
+// Expired reports whether the secret has expired at t.
+func (s EnrollSecret) Expired(t time.Time) bool {
+	return !s.ExpiresAt.IsZero() && !t.Before(s.ExpiresAt)
+}
+
+// Exhausted reports whether the secret has been used as often as allowed.
+func (s EnrollSecret) Exhausted() bool { return s.MaxUses > 0 && s.Uses >= s.MaxUses }
 
 // SecretStore keeps enroll secrets.
 type SecretStore interface {

@@ -18,6 +18,17 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrSecretRevoked: the enroll secret was revoked before the enrollment committed.
 	ErrSecretRevoked = errors.New("enroll secret revoked")
+	// ErrSecretExpired: the enroll secret's ExpiresAt had passed at the
+	// enrollment's time.
+	ErrSecretExpired = errors.New("enroll secret expired")
+	// ErrSecretExhausted: the enroll secret had been used MaxUses times.
+	ErrSecretExhausted = errors.New("enroll secret used up")
+	// ErrRequestRejected: the security team rejected this enrollment
+	// request (this key for this hardware UUID).
+	ErrRequestRejected = errors.New("enrollment request rejected")
+	// ErrTooManyPending: a new enrollment request would pass the limits on
+	// requests waiting for approval.
+	ErrTooManyPending = errors.New("too many enrollment requests waiting for approval")
 	// ErrDeviceRevoked: the device is revoked; nothing more is accepted for it.
 	ErrDeviceRevoked = errors.New("device revoked")
 	// ErrSeqNotIncreasing: the report's seq is not greater than the last stored one.
@@ -45,6 +56,7 @@ var (
 type Store interface {
 	DeviceStore
 	SecretStore
+	ApprovalStore
 	ReportStore
 	NonceStore
 	AuditStore

@@ -91,7 +91,7 @@ func TestUsageErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"chek"}, `clearance-agent: unknown command "chek"; did you mean check? (see 'clearance-agent -h')`},
-		{[]string{"bogus"}, `clearance-agent: unknown command "bogus"; the commands are run, check, status, install, uninstall, start or stop (see 'clearance-agent -h')`},
+		{[]string{"bogus"}, `clearance-agent: unknown command "bogus"; the commands are run, check, status, rotate-key, install, uninstall, start or stop (see 'clearance-agent -h')`},
 		{[]string{"run", "--verifer", "v:1"}, "clearance-agent run: unknown flag --verifer; did you mean --verifier? (see 'clearance-agent run -h')"},
 		{[]string{"check", "--verifier", "v:1"}, "clearance-agent check: unknown flag --verifier (see 'clearance-agent check -h')"},
 		{[]string{"status", "extra"}, `clearance-agent status: unexpected argument "extra" (see 'clearance-agent status -h')`},

@@ -103,6 +103,20 @@ func program(stdout, stderr io.Writer) *cli.Program {
 					return func(context.Context, []string) error { return cmdStatus(flags, stdout) }
 				},
 			},
+			{
+				Name:    "rotate-key",
+				Summary: "move the device to a new key, proven by the current one",
+				Doc: "Creates a new device key and keeps the current one until the verifier accepts the new key: " +
+					"the agent's next enrollment carries the current key's signature over the new key's request, " +
+					"so no approval is needed. The certificate of the current key is set aside. Stop the agent " +
+					"first (or restart it after): it takes the new key when it starts.\n\n" +
+					"  sudo clearance-agent stop\n  sudo clearance-agent rotate-key\n  sudo clearance-agent start",
+				Footer: config.Footer,
+				Flags: func(fs *cli.FlagSet) cli.Action {
+					flags := config.Bind(fs)
+					return func(ctx context.Context, _ []string) error { return cmdRotateKey(ctx, flags, stdout) }
+				},
+			},
 			serviceCmd("install", "install the launchd daemon (macOS) or systemd unit (Linux)", stdout),
 			serviceCmd("uninstall", "remove the installed service", stdout),
 			serviceCmd("start", "start the installed service", stdout),
@@ -197,6 +211,13 @@ func cmdRun(flags *config.Flags, stderr io.Writer) error {
 		log.Warn("device key is a key file, not in the Secure Enclave", "component", "main", "reason", reason)
 	}
 
+	// A rotation under way (clearance-agent rotate-key): the previous key
+	// proves the new one at the next enrollment.
+	previous, err := devicekey.OpenPrevious(context.Background(), dir)
+	if err != nil {
+		return fmt.Errorf("the key a rotation replaced: %w", err)
+	}
+
 	oq, err := newRunner(cfg, dir, log)
 	if err != nil {
 		return err
@@ -211,7 +232,11 @@ func cmdRun(flags *config.Flags, stderr io.Writer) error {
 		Roots:        roots,
 		EnrollSecret: cfg.EnrollSecret,
 		Facts:        func(ctx context.Context) (*agentv1.DeviceFacts, error) { return osquery.Facts(ctx, oq) },
+		OnRotated:    func(ctx context.Context) error { return devicekey.ForgetPrevious(ctx, dir) },
 		Logger:       log,
+	}
+	if previous != nil {
+		ids.Previous = previous
 	}
 	client := stream.New(stream.Options{
 		Clock:    clk,
@@ -222,7 +247,9 @@ func cmdRun(flags *config.Flags, stderr io.Writer) error {
 		Dir:      dir,
 		Querier:  oq,
 		Interval: cfg.Interval,
-		Logger:   log,
+		// 0 (the default) except in test builds (clock.MaxBackoff).
+		MaxBackoff: clock.MaxBackoff(),
+		Logger:     log,
 	})
 
 	var g run.Group
@@ -479,8 +506,25 @@ func cmdStatus(flags *config.Flags, stdout io.Writer) error {
 	default:
 		row("device key", "unreadable: "+kerr.Error())
 	}
+	if k, err := devicekey.LoadRecorded(context.Background(), dir); err == nil {
+		if fp, err := devicekey.Fingerprint(k.Public()); err == nil {
+			// What `clearance-verifier devices pending` shows, to compare
+			// before approving.
+			row("device key fingerprint", fp)
+		}
+	}
+	if _, err := os.Stat(dir.File(state.PreviousKeyURIFile)); err == nil {
+		row("key rotation", "under way: the next enrollment proves the new key with the previous one")
+	}
+	p, perr := dir.LoadPending()
+	if perr == nil && p != nil {
+		row("enrollment", fmt.Sprintf("PENDING APPROVAL by the security team (request %s, %s, since %s); the agent asks again until it is approved",
+			p.RequestID, p.Reason, p.RequestedAt.UTC().Format(time.RFC3339)))
+	}
 	id, err := dir.LoadIdentity()
 	switch {
+	case errors.Is(err, state.ErrNotEnrolled) && p != nil:
+		row("enrolled", "no (pending approval)")
 	case errors.Is(err, state.ErrNotEnrolled):
 		row("enrolled", "no")
 	case err != nil:
@@ -501,6 +545,32 @@ func cmdStatus(flags *config.Flags, stdout io.Writer) error {
 	if ps, err := dir.LoadPolicySet(); err == nil && ps != nil {
 		row("policy set", fmt.Sprintf("%s (%d policies)", ps.GetVersion(), len(ps.GetPolicies())))
 	}
+	return nil
+}
+
+// cmdRotateKey starts a key rotation in the state dir (devicekey.Rotate).
+func cmdRotateKey(ctx context.Context, flags *config.Flags, stdout io.Writer) error {
+	cfg, err := loadConfig(flags)
+	if err != nil {
+		return err
+	}
+	dir, err := state.Open(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	k, err := devicekey.Rotate(ctx, dir, devicekey.Options{PreferSecureEnclave: devicekey.SecureEnclaveSupport() == nil})
+	if err != nil {
+		return err
+	}
+	// The certificate names the old key; the next start enrolls the new one.
+	if err := dir.DiscardCertificate(); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	fp, err := devicekey.Fingerprint(k.Public())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "new device key %s (%s); it is enrolled, proven by the current key, when the agent next starts\n", fp, k.Storage)
 	return nil
 }
 

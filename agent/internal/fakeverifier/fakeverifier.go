@@ -205,6 +205,9 @@ type Verifier struct {
 	RejectConnect func(n int) error
 	// Secret is the enroll secret Enroll accepts.
 	Secret string
+	// EnrollHook, when set, sees every Enroll request first; an error it
+	// returns is Enroll's answer (a request held for approval, say).
+	EnrollHook func(req *agentv1.EnrollRequest) error
 
 	Sessions chan *Session
 	Reports  chan Received
@@ -266,6 +269,11 @@ func (v *Verifier) LastSeq(deviceID string) uint64 {
 
 // Enroll implements AgentService.
 func (v *Verifier) Enroll(_ context.Context, req *agentv1.EnrollRequest) (*agentv1.EnrollResponse, error) {
+	if v.EnrollHook != nil {
+		if err := v.EnrollHook(req); err != nil {
+			return nil, err
+		}
+	}
 	if req.GetEnrollSecret() != v.Secret {
 		return nil, status.Error(codes.Unauthenticated, "enroll secret is not valid")
 	}

@@ -154,7 +154,8 @@ func (a *app) devicesCmd() *cli.Command {
 			"required policies it fails (those deny its sign-ins). It asks the verifier's admin API with the " +
 			"data dir's ca.pem and admin.token.\n\n" +
 			"  clearance-verifier devices --data-dir /var/lib/clearance --failing",
-		Footer: config.SharedFooter,
+		Footer:   config.SharedFooter,
+		Commands: a.approvalCmds(),
 		Flags: func(fs *cli.FlagSet) cli.Action {
 			af := a.bindAdmin(fs)
 			fs.Group("Filters")

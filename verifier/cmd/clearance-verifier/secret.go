@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -28,22 +30,30 @@ func (a *app) secretCmd() *cli.Command {
 				Summary: "make a new enroll secret and print it (the last line of output, shown only once)",
 				Doc: "Makes a new enroll secret and prints it as the last line of standard output; it is shown only once " +
 					"and only its hash is kept. " + databaseDoc + "\n\n" +
-					"  clearance-verifier secret create --data-dir /var/lib/clearance \\\n    --description \"Jamf, all Macs\"",
+					"A secret that expires (--expires) or runs out (--max-uses) enrolls nothing after; a leaked one " +
+					"does less harm. Every enrollment counts as a use, re-enrollments and approvals included.\n\n" +
+					"  clearance-verifier secret create --data-dir /var/lib/clearance \\\n    --description \"Jamf, all Macs\" --expires 720h --max-uses 500",
 				Footer: config.SharedFooter,
 				Flags: func(fs *cli.FlagSet) cli.Action {
 					b := config.Bind(fs, databaseSettings...)
 					fs.Group("Secret")
 					desc := fs.String("description", "", "what the secret is for, e.g. 'Jamf, engineering Macs'")
+					expires := fs.Duration("expires", 0, "how long the secret enrolls, from now, e.g. 720h (0: until revoked)")
+					maxUses := fs.Int("max-uses", 0, "how many enrollments it may make (0: no limit)")
 					return func(ctx context.Context, _ []string) error {
+						if n := len(*desc); n > enroll.MaxSecretDescription {
+							return cli.Usagef("--description is %d characters; the limit is %d", n, enroll.MaxSecretDescription)
+						}
+						scope := enroll.SecretScope{ExpiresIn: *expires, MaxUses: *maxUses}
+						if err := scope.Check(); err != nil {
+							return cli.Usagef("--expires/--max-uses: %v", err)
+						}
 						return a.withStore(ctx, b, func(store storage.Store) error {
-							if n := len(*desc); n > enroll.MaxSecretDescription {
-								return cli.Usagef("--description is %d characters; the limit is %d", n, enroll.MaxSecretDescription)
-							}
-							rec, value, err := enroll.CreateSecret(ctx, store, *desc, "cli", a.now())
+							rec, value, err := enroll.CreateSecret(ctx, store, *desc, scope, "cli", a.now())
 							if err != nil {
 								return err
 							}
-							fmt.Fprintf(a.stderr, "Created enroll secret %s. It is shown only once:\n", rec.ID)
+							fmt.Fprintf(a.stderr, "Created enroll secret %s%s. It is shown only once:\n", rec.ID, scopeText(rec))
 							fmt.Fprintln(a.stdout, value)
 							return nil
 						})
@@ -65,12 +75,24 @@ func (a *app) secretCmd() *cli.Command {
 							}
 							tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 							fmt.Fprintln(tw, "ID\tCREATED\tUSES\tSTATE\tDESCRIPTION")
+							now := a.now()
 							for _, r := range recs {
-								state := "active"
-								if r.Revoked() {
-									state = "revoked " + r.RevokedAt.UTC().Format(time.RFC3339)
+								uses := fmt.Sprint(r.Uses)
+								if r.MaxUses > 0 {
+									uses += fmt.Sprintf("/%d", r.MaxUses)
 								}
-								fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.ID, r.CreatedAt.UTC().Format(time.RFC3339), r.Uses, state, r.Description)
+								state := "active"
+								switch {
+								case r.Revoked():
+									state = "revoked " + r.RevokedAt.UTC().Format(time.RFC3339)
+								case r.Expired(now):
+									state = "expired " + r.ExpiresAt.UTC().Format(time.RFC3339)
+								case r.Exhausted():
+									state = "used up"
+								case !r.ExpiresAt.IsZero():
+									state = "active until " + r.ExpiresAt.UTC().Format(time.RFC3339)
+								}
+								fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.CreatedAt.UTC().Format(time.RFC3339), uses, state, clean(r.Description))
 							}
 							return tw.Flush()
 						})
@@ -81,8 +103,10 @@ func (a *app) secretCmd() *cli.Command {
 				Name:    "revoke",
 				Summary: "stop an enroll secret from enrolling more devices",
 				Args:    "ID",
-				Doc:     "Revokes the enroll secret ID (see 'secret list'): no more devices enroll with it; those that did stay enrolled. " + databaseDoc,
-				Footer:  config.SharedFooter,
+				Doc: "Revokes the enroll secret ID (see 'secret list'): no more devices enroll with it; those that did stay enrolled. " +
+					"It then lists the devices whose current key was enrolled with it: if the secret leaked, look at each " +
+					"(revoke one with the admin API's RevokeDevice). " + databaseDoc,
+				Footer: config.SharedFooter,
 				Flags: func(fs *cli.FlagSet) cli.Action {
 					b := config.Bind(fs, databaseSettings...)
 					return func(ctx context.Context, args []string) error {
@@ -100,7 +124,7 @@ func (a *app) secretCmd() *cli.Command {
 								return err
 							}
 							fmt.Fprintf(a.stdout, "revoked %s\n", rec.ID)
-							return nil
+							return printSecretDevices(ctx, a.stdout, store, rec.ID)
 						})
 					}
 				},
@@ -122,4 +146,53 @@ func (a *app) withStore(ctx context.Context, b *config.Binding, f func(storage.S
 	}
 	defer store.Close()
 	return f(store)
+}
+
+// scopeText describes a new secret's limits for the confirmation line.
+func scopeText(r storage.EnrollSecret) string {
+	var parts []string
+	if !r.ExpiresAt.IsZero() {
+		parts = append(parts, "expires "+r.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	if r.MaxUses > 0 {
+		parts = append(parts, fmt.Sprintf("at most %d enrollments", r.MaxUses))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// printSecretDevices lists the devices whose current key secretID
+// enrolled, for whoever just revoked it.
+func printSecretDevices(ctx context.Context, w io.Writer, store storage.Store, secretID string) error {
+	var devs []storage.Device
+	after := ""
+	for {
+		page, err := store.ListDevicesBySecret(ctx, secretID, after, 1000)
+		if err != nil {
+			return err
+		}
+		devs = append(devs, page...)
+		if len(page) < 1000 {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	if len(devs) == 0 {
+		fmt.Fprintf(w, "no enrolled device's current key was enrolled with %s\n", secretID)
+		return nil
+	}
+	fmt.Fprintf(w, "%d devices' current keys were enrolled with %s; if the secret leaked, check each:\n", len(devs), secretID)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEVICE\tHOSTNAME\tSERIAL\tHARDWARE UUID\tENROLLED\tSTATE")
+	for _, d := range devs {
+		state := "active"
+		if d.Revoked() {
+			state = "revoked"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, clean(d.Hostname), clean(d.SerialNumber), d.HardwareUUID,
+			d.EnrolledAt.UTC().Format(time.RFC3339), state)
+	}
+	return tw.Flush()
 }

@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -13,7 +14,7 @@ import (
 // deviceColumns are the devices table's columns in scanDevice's order.
 const deviceColumns = `id, hardware_uuid, serial_number, model, os_name, os_version, hostname,
 	platform, agent_version, public_key, cert_serial, cert_not_after, enrolled_at, enrollments,
-	last_seen, last_seq, last_report_at, revoked_at, revoked_reason`
+	last_seen, last_seq, last_report_at, revoked_at, revoked_reason, secret_id`
 
 func scanDevice(sc scanner) (storage.Device, error) {
 	var (
@@ -23,7 +24,7 @@ func scanDevice(sc scanner) (storage.Device, error) {
 	)
 	err := sc.Scan(&d.ID, &d.HardwareUUID, &d.SerialNumber, &d.Model, &d.OSName, &d.OSVersion,
 		&d.Hostname, &d.Platform, &d.AgentVersion, &d.PublicKey, &d.CertSerial, &certNotAfter,
-		&enrolledAt, &d.Enrollments, &lastSeen, &lastSeq, &lastReportAt, &revokedAt, &d.RevokedReason)
+		&enrolledAt, &d.Enrollments, &lastSeen, &lastSeq, &lastReportAt, &revokedAt, &d.RevokedReason, &d.SecretID)
 	if err != nil {
 		return storage.Device{}, err
 	}
@@ -97,7 +98,7 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 	err := s.write(ctx, func(q conn) error {
 		reenrolled = false // a retried attempt starts over
 		// 1. The secret must still be valid when the enrollment commits.
-		if err := useSecret(ctx, q, e.SecretID); err != nil {
+		if err := useSecret(ctx, q, e.SecretID, enrolledAt); err != nil {
 			return err
 		}
 
@@ -109,6 +110,9 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 			if old.Revoked() {
 				return fmt.Errorf("hardware UUID %q: %w", in.HardwareUUID, storage.ErrDeviceRevoked)
 			}
+			if e.Checked != nil && (e.Checked.Key == nil || !bytes.Equal(e.Checked.Key, old.PublicKey)) {
+				return fmt.Errorf("hardware UUID %q changed keys since the request was checked: %w", in.HardwareUUID, storage.ErrKeyReplaced)
+			}
 			reenrolled = true
 			id = old.ID
 			// ID, enrolled_at, report history and last_report_at stay; the
@@ -116,26 +120,30 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 			_, err = q.exec(ctx, `UPDATE devices SET
 				serial_number = $1, model = $2, os_name = $3, os_version = $4, hostname = $5,
 				platform = $6, agent_version = $7, public_key = $8, cert_serial = $9,
-				cert_not_after = $10, enrollments = enrollments + 1, last_seq = 0, `+lastSeenAt("$11")+`
+				cert_not_after = $10, enrollments = enrollments + 1, last_seq = 0, `+lastSeenAt("$11")+`,
+				secret_id = $13
 				WHERE id = $12`,
 				in.SerialNumber, in.Model, in.OSName, in.OSVersion, in.Hostname,
 				in.Platform, in.AgentVersion, blob(in.PublicKey), in.CertSerial,
-				certNotAfter, enrolledAt, id)
+				certNotAfter, enrolledAt, id, e.SecretID)
 			if err != nil {
 				return fmt.Errorf("re-enrolling device: %w", err)
 			}
 		case errors.Is(err, storage.ErrNotFound):
+			if e.Checked != nil && e.Checked.Key != nil {
+				return fmt.Errorf("hardware UUID %q: %w", in.HardwareUUID, storage.ErrNotFound)
+			}
 			// Counters and revocation start fresh whatever the caller set;
 			// the enrollment is the first time the device was seen.
 			res, err := q.exec(ctx, `INSERT INTO devices (
 				id, hardware_uuid, serial_number, model, os_name, os_version, hostname,
 				platform, agent_version, public_key, cert_serial, cert_not_after,
-				enrolled_at, enrollments, last_seen)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14)
+				enrolled_at, enrollments, last_seen, secret_id)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15)
 				ON CONFLICT (hardware_uuid) DO NOTHING`,
 				id, in.HardwareUUID, in.SerialNumber, in.Model, in.OSName, in.OSVersion, in.Hostname,
 				in.Platform, in.AgentVersion, blob(in.PublicKey), in.CertSerial, certNotAfter,
-				enrolledAt, enrolledAt)
+				enrolledAt, enrolledAt, e.SecretID)
 			if s.d.IsUniqueViolation(err) {
 				return fmt.Errorf("device %q: %w", id, storage.ErrAlreadyExists)
 			}
@@ -158,7 +166,13 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 			return err
 		}
 
-		// 4. Audit.
+		// 4. A request of this key waiting for approval is moot now.
+		if _, err := q.exec(ctx, `DELETE FROM pending_enrollments WHERE hardware_uuid = $1 AND public_key = $2`,
+			in.HardwareUUID, blob(in.PublicKey)); err != nil {
+			return fmt.Errorf("removing answered enrollment request: %w", err)
+		}
+
+		// 5. Audit.
 		ev := e.Audit
 		ev.DeviceID = id
 		if err := insertAudit(ctx, q, ev); err != nil {
@@ -210,6 +224,19 @@ func (s *Store) ListDevices(ctx context.Context, afterID string, limit int) ([]s
 		`SELECT `+deviceColumns+` FROM devices WHERE id > $1 ORDER BY id LIMIT $2`, afterID, clampLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("listing devices: %w", err)
+	}
+	return devices, nil
+}
+
+// ListDevicesBySecret returns up to limit (clamped to [1, 1000]) devices
+// whose current key was enrolled with secretID, with ID > afterID, ordered
+// by ID.
+func (s *Store) ListDevicesBySecret(ctx context.Context, secretID, afterID string, limit int) ([]storage.Device, error) {
+	devices, err := list(ctx, s.reader(), scanDevice,
+		`SELECT `+deviceColumns+` FROM devices WHERE secret_id = $1 AND id > $2 ORDER BY id LIMIT $3`,
+		secretID, afterID, clampLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("listing devices enrolled with secret %q: %w", secretID, err)
 	}
 	return devices, nil
 }

@@ -11,18 +11,19 @@ import (
 )
 
 // secretColumns are the enroll_secrets table's columns in scanSecret's order.
-const secretColumns = `id, description, hash, created_at, revoked_at, uses`
+const secretColumns = `id, description, hash, created_at, revoked_at, uses, expires_at, max_uses`
 
 func scanSecret(sc scanner) (storage.EnrollSecret, error) {
 	var (
-		s                    storage.EnrollSecret
-		createdAt, revokedAt int64
+		s                               storage.EnrollSecret
+		createdAt, revokedAt, expiresAt int64
 	)
-	if err := sc.Scan(&s.ID, &s.Description, &s.Hash, &createdAt, &revokedAt, &s.Uses); err != nil {
+	if err := sc.Scan(&s.ID, &s.Description, &s.Hash, &createdAt, &revokedAt, &s.Uses, &expiresAt, &s.MaxUses); err != nil {
 		return storage.EnrollSecret{}, err
 	}
 	s.CreatedAt = fromNS(createdAt)
 	s.RevokedAt = fromNS(revokedAt)
+	s.ExpiresAt = fromNS(expiresAt)
 	return s, nil
 }
 
@@ -37,16 +38,44 @@ func getSecret(ctx context.Context, q conn, id string) (storage.EnrollSecret, er
 	return s, nil
 }
 
-// useSecret counts one use of a secret inside an enrollment: ErrNotFound if
-// unknown, ErrSecretRevoked if revoked. The conditional UPDATE is the
-// check: a concurrent revocation either commits first (and the UPDATE finds
-// nothing) or waits for the enrollment.
-func useSecret(ctx context.Context, q conn, id string) error {
+// useSecret counts one use of a secret by an enrollment at time at:
+// ErrNotFound if unknown, ErrSecretRevoked if revoked, ErrSecretExpired if
+// it expired by at, ErrSecretExhausted if used up. The conditional UPDATE
+// is the check: a concurrent revocation or last use either commits first
+// (and the UPDATE finds nothing) or waits for the enrollment.
+func useSecret(ctx context.Context, q conn, id string, at int64) error {
+	res, err := q.exec(ctx, `UPDATE enroll_secrets SET uses = uses + 1
+		WHERE id = $1 AND revoked_at = 0 AND (expires_at = 0 OR expires_at > $2)
+		AND (max_uses = 0 OR uses < max_uses)`, id, at)
+	if err != nil {
+		return fmt.Errorf("counting enroll secret use: %w", err)
+	}
+	if err := oneRow(res, errUnusable); !errors.Is(err, errUnusable) {
+		return err
+	}
+	sec, err := getSecret(ctx, q, id)
+	if err != nil {
+		return err
+	}
+	switch {
+	case sec.Revoked():
+		return fmt.Errorf("enroll secret %q: %w", id, storage.ErrSecretRevoked)
+	case sec.Expired(fromNS(at)):
+		return fmt.Errorf("enroll secret %q: %w", id, storage.ErrSecretExpired)
+	default:
+		return fmt.Errorf("enroll secret %q: %w", id, storage.ErrSecretExhausted)
+	}
+}
+
+// approvalUse counts one use of a secret by an approval: only revocation
+// stops it. The security team's decision stands in for the secret's expiry
+// and limit, which bound what the secret does on its own.
+func approvalUse(ctx context.Context, q conn, id string) error {
 	res, err := q.exec(ctx, `UPDATE enroll_secrets SET uses = uses + 1 WHERE id = $1 AND revoked_at = 0`, id)
 	if err != nil {
 		return fmt.Errorf("counting enroll secret use: %w", err)
 	}
-	if err := oneRow(res, storage.ErrSecretRevoked); !errors.Is(err, storage.ErrSecretRevoked) {
+	if err := oneRow(res, errUnusable); !errors.Is(err, errUnusable) {
 		return err
 	}
 	if _, err := getSecret(ctx, q, id); err != nil {
@@ -55,17 +84,24 @@ func useSecret(ctx context.Context, q conn, id string) error {
 	return fmt.Errorf("enroll secret %q: %w", id, storage.ErrSecretRevoked)
 }
 
+// errUnusable: the conditional UPDATE of a secret found no usable row.
+var errUnusable = errors.New("enroll secret not usable")
+
 // CreateEnrollSecret stores a new secret and its audit event.
 func (s *Store) CreateEnrollSecret(ctx context.Context, secret storage.EnrollSecret, audit storage.AuditEvent) error {
 	var c timeCodec
 	createdAt := c.ns("created at", secret.CreatedAt)
 	revokedAt := c.ns("revoked at", secret.RevokedAt)
+	expiresAt := c.ns("expires at", secret.ExpiresAt)
 	if c.err != nil {
 		return fmt.Errorf("creating enroll secret: %w", c.err)
 	}
+	if secret.MaxUses < 0 || secret.Uses < 0 {
+		return fmt.Errorf("creating enroll secret: negative uses (%d) or use limit (%d)", secret.Uses, secret.MaxUses)
+	}
 	err := s.write(ctx, func(q conn) error {
-		_, err := q.exec(ctx, `INSERT INTO enroll_secrets (`+secretColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
-			secret.ID, secret.Description, blob(secret.Hash), createdAt, revokedAt, secret.Uses)
+		_, err := q.exec(ctx, `INSERT INTO enroll_secrets (`+secretColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			secret.ID, secret.Description, blob(secret.Hash), createdAt, revokedAt, secret.Uses, expiresAt, secret.MaxUses)
 		if s.d.IsUniqueViolation(err) {
 			return fmt.Errorf("enroll secret %q: %w", secret.ID, storage.ErrAlreadyExists)
 		}

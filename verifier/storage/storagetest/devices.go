@@ -110,6 +110,7 @@ func testEnrollIgnoresCallerCounters(t *testing.T, s storage.Store) {
 	e.Device.LastSeen = at(-time.Hour)
 	e.Device.RevokedAt = at(hour)
 	e.Device.RevokedReason = "caller said so"
+	e.Device.SecretID = "not the secret used"
 
 	equal(t, "enrolled device", enroll(t, s, e), want)
 	equal(t, "GetDevice", getDevice(t, s, want.ID), want)
@@ -151,6 +152,7 @@ func testReenroll(t *testing.T, s storage.Store) {
 	}
 	want := again.Device
 	want.ID = orig.ID
+	want.SecretID = "second"
 	want.EnrolledAt = orig.EnrolledAt
 	want.Enrollments = 2
 	want.LastSeq = 0

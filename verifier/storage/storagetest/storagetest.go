@@ -30,6 +30,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 	}{
 		{"Devices", deviceTests},
 		{"Secrets", secretTests},
+		{"Approvals", approvalTests},
 		{"Reports", reportTests},
 		{"ConcurrentReports", concurrentReportTests},
 		{"Nonces", nonceTests},
@@ -148,6 +149,7 @@ func stored(e storage.Enrollment) storage.Device {
 	d.LastReportAt = time.Time{}
 	d.RevokedAt = time.Time{}
 	d.RevokedReason = ""
+	d.SecretID = e.SecretID
 	return d
 }
 

@@ -306,8 +306,14 @@ type Device struct {
 	Enrollments   uint32                 `protobuf:"varint,12,opt,name=enrollments,proto3" json:"enrollments,omitempty"`
 	RevokedAt     *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
 	RevokedReason string                 `protobuf:"bytes,14,opt,name=revoked_reason,json=revokedReason,proto3" json:"revoked_reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The enroll secret of the enrollment that gave the device its current
+	// key (empty for devices enrolled before it was recorded).
+	EnrollSecretId string `protobuf:"bytes,15,opt,name=enroll_secret_id,json=enrollSecretId,proto3" json:"enroll_secret_id,omitempty"`
+	// SHA-256 of the device key (PKIX DER), lowercase hex: what
+	// `clearance-agent status` shows as "device key fingerprint".
+	KeyFingerprint string `protobuf:"bytes,16,opt,name=key_fingerprint,json=keyFingerprint,proto3" json:"key_fingerprint,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Device) Reset() {
@@ -434,6 +440,20 @@ func (x *Device) GetRevokedAt() *timestamppb.Timestamp {
 func (x *Device) GetRevokedReason() string {
 	if x != nil {
 		return x.RevokedReason
+	}
+	return ""
+}
+
+func (x *Device) GetEnrollSecretId() string {
+	if x != nil {
+		return x.EnrollSecretId
+	}
+	return ""
+}
+
+func (x *Device) GetKeyFingerprint() string {
+	if x != nil {
+		return x.KeyFingerprint
 	}
 	return ""
 }
@@ -590,9 +610,11 @@ type ListDevicesRequest struct {
 	// At most this many devices (default 50, max 500).
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous response's next_page_token.
-	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only devices whose current key was enrolled with this enroll secret.
+	EnrollSecretId string `protobuf:"bytes,3,opt,name=enroll_secret_id,json=enrollSecretId,proto3" json:"enroll_secret_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ListDevicesRequest) Reset() {
@@ -635,6 +657,13 @@ func (x *ListDevicesRequest) GetPageSize() int32 {
 func (x *ListDevicesRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListDevicesRequest) GetEnrollSecretId() string {
+	if x != nil {
+		return x.EnrollSecretId
 	}
 	return ""
 }
@@ -1071,8 +1100,12 @@ type EnrollSecret struct {
 	Description string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
 	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	RevokedAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
-	// Devices enrolled with it.
-	Uses          uint32 `protobuf:"varint,5,opt,name=uses,proto3" json:"uses,omitempty"`
+	// Enrollments made with it (re-enrollments and approvals included).
+	Uses uint32 `protobuf:"varint,5,opt,name=uses,proto3" json:"uses,omitempty"`
+	// When it stops enrolling; absent: never.
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// How many enrollments it may make; 0: no limit.
+	MaxUses       uint32 `protobuf:"varint,7,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1142,9 +1175,27 @@ func (x *EnrollSecret) GetUses() uint32 {
 	return 0
 }
 
+func (x *EnrollSecret) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *EnrollSecret) GetMaxUses() uint32 {
+	if x != nil {
+		return x.MaxUses
+	}
+	return 0
+}
+
 type CreateEnrollSecretRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Description   string                 `protobuf:"bytes,1,opt,name=description,proto3" json:"description,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Description string                 `protobuf:"bytes,1,opt,name=description,proto3" json:"description,omitempty"`
+	// How long it enrolls, from now (at most 8760h); absent: until revoked.
+	ExpiresIn *durationpb.Duration `protobuf:"bytes,2,opt,name=expires_in,json=expiresIn,proto3" json:"expires_in,omitempty"`
+	// How many enrollments it may make; 0: no limit.
+	MaxUses       uint32 `protobuf:"varint,3,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1184,6 +1235,20 @@ func (x *CreateEnrollSecretRequest) GetDescription() string {
 		return x.Description
 	}
 	return ""
+}
+
+func (x *CreateEnrollSecretRequest) GetExpiresIn() *durationpb.Duration {
+	if x != nil {
+		return x.ExpiresIn
+	}
+	return nil
+}
+
+func (x *CreateEnrollSecretRequest) GetMaxUses() uint32 {
+	if x != nil {
+		return x.MaxUses
+	}
+	return 0
 }
 
 type CreateEnrollSecretResponse struct {
@@ -1364,8 +1429,13 @@ func (x *RevokeEnrollSecretRequest) GetId() string {
 }
 
 type RevokeEnrollSecretResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	EnrollSecret  *EnrollSecret          `protobuf:"bytes,1,opt,name=enroll_secret,json=enrollSecret,proto3" json:"enroll_secret,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	EnrollSecret *EnrollSecret          `protobuf:"bytes,1,opt,name=enroll_secret,json=enrollSecret,proto3" json:"enroll_secret,omitempty"`
+	// The devices whose current key was enrolled with it (the first page):
+	// look at each. More: ListDevices with enroll_secret_id and
+	// next_page_token.
+	Devices       []*Device `protobuf:"bytes,2,rep,name=devices,proto3" json:"devices,omitempty"`
+	NextPageToken string    `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1405,6 +1475,20 @@ func (x *RevokeEnrollSecretResponse) GetEnrollSecret() *EnrollSecret {
 		return x.EnrollSecret
 	}
 	return nil
+}
+
+func (x *RevokeEnrollSecretResponse) GetDevices() []*Device {
+	if x != nil {
+		return x.Devices
+	}
+	return nil
+}
+
+func (x *RevokeEnrollSecretResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type RequestCheckRequest struct {
@@ -2712,6 +2796,596 @@ func (x *RevokeBrowserCertificateResponse) GetCertificate() *BrowserCertificate 
 	return nil
 }
 
+// PendingEnrollment is an enrollment request waiting for approval.
+type PendingEnrollment struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The facts the request gave.
+	Facts *v1.DeviceFacts `protobuf:"bytes,2,opt,name=facts,proto3" json:"facts,omitempty"`
+	// The enrolled device whose key approval replaces; empty for a new device.
+	DeviceId string `protobuf:"bytes,3,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// Why it waits: "unproven_key", "unknown_serial" or "manual".
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The network address the latest request came from.
+	Source string `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
+	// The enroll secret it presented.
+	EnrollSecretId string                 `protobuf:"bytes,6,opt,name=enroll_secret_id,json=enrollSecretId,proto3" json:"enroll_secret_id,omitempty"`
+	RequestedAt    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
+	LastRequestAt  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_request_at,json=lastRequestAt,proto3" json:"last_request_at,omitempty"`
+	// How many times the agent asked.
+	Requests uint32 `protobuf:"varint,9,opt,name=requests,proto3" json:"requests,omitempty"`
+	// SHA-256 of the candidate key (PKIX DER), lowercase hex: compare it with
+	// what `clearance-agent status` shows on the Mac before approving.
+	KeyFingerprint string `protobuf:"bytes,10,opt,name=key_fingerprint,json=keyFingerprint,proto3" json:"key_fingerprint,omitempty"`
+	// Set once rejected.
+	RejectedAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=rejected_at,json=rejectedAt,proto3" json:"rejected_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PendingEnrollment) Reset() {
+	*x = PendingEnrollment{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingEnrollment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingEnrollment) ProtoMessage() {}
+
+func (x *PendingEnrollment) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingEnrollment.ProtoReflect.Descriptor instead.
+func (*PendingEnrollment) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *PendingEnrollment) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *PendingEnrollment) GetFacts() *v1.DeviceFacts {
+	if x != nil {
+		return x.Facts
+	}
+	return nil
+}
+
+func (x *PendingEnrollment) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *PendingEnrollment) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *PendingEnrollment) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *PendingEnrollment) GetEnrollSecretId() string {
+	if x != nil {
+		return x.EnrollSecretId
+	}
+	return ""
+}
+
+func (x *PendingEnrollment) GetRequestedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RequestedAt
+	}
+	return nil
+}
+
+func (x *PendingEnrollment) GetLastRequestAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastRequestAt
+	}
+	return nil
+}
+
+func (x *PendingEnrollment) GetRequests() uint32 {
+	if x != nil {
+		return x.Requests
+	}
+	return 0
+}
+
+func (x *PendingEnrollment) GetKeyFingerprint() string {
+	if x != nil {
+		return x.KeyFingerprint
+	}
+	return ""
+}
+
+func (x *PendingEnrollment) GetRejectedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RejectedAt
+	}
+	return nil
+}
+
+type ListPendingEnrollmentsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many requests (default 50, max 500).
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPendingEnrollmentsRequest) Reset() {
+	*x = ListPendingEnrollmentsRequest{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPendingEnrollmentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPendingEnrollmentsRequest) ProtoMessage() {}
+
+func (x *ListPendingEnrollmentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPendingEnrollmentsRequest.ProtoReflect.Descriptor instead.
+func (*ListPendingEnrollmentsRequest) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListPendingEnrollmentsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListPendingEnrollmentsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListPendingEnrollmentsResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Pending []*PendingEnrollment   `protobuf:"bytes,1,rep,name=pending,proto3" json:"pending,omitempty"`
+	// Empty when there are no more requests.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPendingEnrollmentsResponse) Reset() {
+	*x = ListPendingEnrollmentsResponse{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPendingEnrollmentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPendingEnrollmentsResponse) ProtoMessage() {}
+
+func (x *ListPendingEnrollmentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPendingEnrollmentsResponse.ProtoReflect.Descriptor instead.
+func (*ListPendingEnrollmentsResponse) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ListPendingEnrollmentsResponse) GetPending() []*PendingEnrollment {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
+}
+
+func (x *ListPendingEnrollmentsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type ApproveEnrollmentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveEnrollmentRequest) Reset() {
+	*x = ApproveEnrollmentRequest{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveEnrollmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveEnrollmentRequest) ProtoMessage() {}
+
+func (x *ApproveEnrollmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveEnrollmentRequest.ProtoReflect.Descriptor instead.
+func (*ApproveEnrollmentRequest) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ApproveEnrollmentRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type ApproveEnrollmentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The device as approved (no certificate until the agent asks again).
+	Device *Device `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	// True when an enrolled device's key was replaced.
+	ReplacedKey   bool `protobuf:"varint,2,opt,name=replaced_key,json=replacedKey,proto3" json:"replaced_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveEnrollmentResponse) Reset() {
+	*x = ApproveEnrollmentResponse{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveEnrollmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveEnrollmentResponse) ProtoMessage() {}
+
+func (x *ApproveEnrollmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveEnrollmentResponse.ProtoReflect.Descriptor instead.
+func (*ApproveEnrollmentResponse) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ApproveEnrollmentResponse) GetDevice() *Device {
+	if x != nil {
+		return x.Device
+	}
+	return nil
+}
+
+func (x *ApproveEnrollmentResponse) GetReplacedKey() bool {
+	if x != nil {
+		return x.ReplacedKey
+	}
+	return false
+}
+
+type RejectEnrollmentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectEnrollmentRequest) Reset() {
+	*x = RejectEnrollmentRequest{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectEnrollmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectEnrollmentRequest) ProtoMessage() {}
+
+func (x *RejectEnrollmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectEnrollmentRequest.ProtoReflect.Descriptor instead.
+func (*RejectEnrollmentRequest) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *RejectEnrollmentRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type RejectEnrollmentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pending       *PendingEnrollment     `protobuf:"bytes,1,opt,name=pending,proto3" json:"pending,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectEnrollmentResponse) Reset() {
+	*x = RejectEnrollmentResponse{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectEnrollmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectEnrollmentResponse) ProtoMessage() {}
+
+func (x *RejectEnrollmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectEnrollmentResponse.ProtoReflect.Descriptor instead.
+func (*RejectEnrollmentResponse) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *RejectEnrollmentResponse) GetPending() *PendingEnrollment {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
+}
+
+// KnownDevice is one managed Mac on the security team's list.
+type KnownDevice struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Serial number as the MDM lists it (compared without case).
+	SerialNumber string `protobuf:"bytes,1,opt,name=serial_number,json=serialNumber,proto3" json:"serial_number,omitempty"`
+	// The MDM's name for it, for people; optional.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KnownDevice) Reset() {
+	*x = KnownDevice{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KnownDevice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KnownDevice) ProtoMessage() {}
+
+func (x *KnownDevice) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KnownDevice.ProtoReflect.Descriptor instead.
+func (*KnownDevice) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *KnownDevice) GetSerialNumber() string {
+	if x != nil {
+		return x.SerialNumber
+	}
+	return ""
+}
+
+func (x *KnownDevice) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ImportKnownDevicesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 5000 per call; send a large export in several calls.
+	Devices []*KnownDevice `protobuf:"bytes,1,rep,name=devices,proto3" json:"devices,omitempty"`
+	// Where the list came from (e.g. "jamf export 2025-03-04"); optional.
+	Source        string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportKnownDevicesRequest) Reset() {
+	*x = ImportKnownDevicesRequest{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportKnownDevicesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportKnownDevicesRequest) ProtoMessage() {}
+
+func (x *ImportKnownDevicesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportKnownDevicesRequest.ProtoReflect.Descriptor instead.
+func (*ImportKnownDevicesRequest) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ImportKnownDevicesRequest) GetDevices() []*KnownDevice {
+	if x != nil {
+		return x.Devices
+	}
+	return nil
+}
+
+func (x *ImportKnownDevicesRequest) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+type ImportKnownDevicesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Serial numbers new to the list.
+	Added uint32 `protobuf:"varint,1,opt,name=added,proto3" json:"added,omitempty"`
+	// Serial numbers already listed (their name and source updated).
+	Updated       uint32 `protobuf:"varint,2,opt,name=updated,proto3" json:"updated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportKnownDevicesResponse) Reset() {
+	*x = ImportKnownDevicesResponse{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportKnownDevicesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportKnownDevicesResponse) ProtoMessage() {}
+
+func (x *ImportKnownDevicesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportKnownDevicesResponse.ProtoReflect.Descriptor instead.
+func (*ImportKnownDevicesResponse) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ImportKnownDevicesResponse) GetAdded() uint32 {
+	if x != nil {
+		return x.Added
+	}
+	return 0
+}
+
+func (x *ImportKnownDevicesResponse) GetUpdated() uint32 {
+	if x != nil {
+		return x.Updated
+	}
+	return 0
+}
+
 var File_clearance_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_clearance_admin_v1_admin_proto_rawDesc = "" +
@@ -2725,7 +3399,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\tcompliant\x18\x05 \x01(\bH\x00R\tcompliant\x88\x01\x01\x12\x18\n" +
 	"\afailing\x18\x06 \x03(\tR\afailingB\f\n" +
 	"\n" +
-	"_compliant\"\xac\x05\n" +
+	"_compliant\"\xff\x05\n" +
 	"\x06Device\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x128\n" +
 	"\x06status\x18\x02 \x01(\x0e2 .clearance.admin.v1.DeviceStatusR\x06status\x125\n" +
@@ -2744,7 +3418,9 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\venrollments\x18\f \x01(\rR\venrollments\x129\n" +
 	"\n" +
 	"revoked_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12%\n" +
-	"\x0erevoked_reason\x18\x0e \x01(\tR\rrevokedReason\"\xec\x01\n" +
+	"\x0erevoked_reason\x18\x0e \x01(\tR\rrevokedReason\x12(\n" +
+	"\x10enroll_secret_id\x18\x0f \x01(\tR\x0eenrollSecretId\x12'\n" +
+	"\x0fkey_fingerprint\x18\x10 \x01(\tR\x0ekeyFingerprint\"\xec\x01\n" +
 	"\rPolicyOutcome\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -2758,11 +3434,12 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x06Report\x129\n" +
 	"\x06report\x18\x01 \x01(\v2!.clearance.agent.v1.PostureReportR\x06report\x12;\n" +
 	"\vreceived_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"receivedAt\"P\n" +
+	"receivedAt\"z\n" +
 	"\x12ListDevicesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tR\tpageToken\"s\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12(\n" +
+	"\x10enroll_secret_id\x18\x03 \x01(\tR\x0eenrollSecretId\"s\n" +
 	"\x13ListDevicesResponse\x124\n" +
 	"\adevices\x18\x01 \x03(\v2\x1a.clearance.admin.v1.DeviceR\adevices\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"/\n" +
@@ -2785,7 +3462,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x16ReloadPoliciesResponse\x12<\n" +
 	"\n" +
 	"policy_set\x18\x01 \x01(\v2\x1d.clearance.agent.v1.PolicySetR\tpolicySet\x12'\n" +
-	"\x0fagents_notified\x18\x02 \x01(\rR\x0eagentsNotified\"\xca\x01\n" +
+	"\x0fagents_notified\x18\x02 \x01(\rR\x0eagentsNotified\"\xa0\x02\n" +
 	"\fEnrollSecret\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x129\n" +
@@ -2793,9 +3470,15 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"revoked_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12\x12\n" +
-	"\x04uses\x18\x05 \x01(\rR\x04uses\"=\n" +
+	"\x04uses\x18\x05 \x01(\rR\x04uses\x129\n" +
+	"\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x19\n" +
+	"\bmax_uses\x18\a \x01(\rR\amaxUses\"\x92\x01\n" +
 	"\x19CreateEnrollSecretRequest\x12 \n" +
-	"\vdescription\x18\x01 \x01(\tR\vdescription\"{\n" +
+	"\vdescription\x18\x01 \x01(\tR\vdescription\x128\n" +
+	"\n" +
+	"expires_in\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\texpiresIn\x12\x19\n" +
+	"\bmax_uses\x18\x03 \x01(\rR\amaxUses\"{\n" +
 	"\x1aCreateEnrollSecretResponse\x12E\n" +
 	"\renroll_secret\x18\x01 \x01(\v2 .clearance.admin.v1.EnrollSecretR\fenrollSecret\x12\x16\n" +
 	"\x06secret\x18\x02 \x01(\tR\x06secret\"\x1a\n" +
@@ -2803,9 +3486,11 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x19ListEnrollSecretsResponse\x12G\n" +
 	"\x0eenroll_secrets\x18\x01 \x03(\v2 .clearance.admin.v1.EnrollSecretR\renrollSecrets\"+\n" +
 	"\x19RevokeEnrollSecretRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"c\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xc1\x01\n" +
 	"\x1aRevokeEnrollSecretResponse\x12E\n" +
-	"\renroll_secret\x18\x01 \x01(\v2 .clearance.admin.v1.EnrollSecretR\fenrollSecret\"g\n" +
+	"\renroll_secret\x18\x01 \x01(\v2 .clearance.admin.v1.EnrollSecretR\fenrollSecret\x124\n" +
+	"\adevices\x18\x02 \x03(\v2\x1a.clearance.admin.v1.DeviceR\adevices\x12&\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\"g\n" +
 	"\x13RequestCheckRequest\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x123\n" +
 	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"\x89\x01\n" +
@@ -2919,7 +3604,49 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"l\n" +
 	" RevokeBrowserCertificateResponse\x12H\n" +
-	"\vcertificate\x18\x01 \x01(\v2&.clearance.admin.v1.BrowserCertificateR\vcertificate*b\n" +
+	"\vcertificate\x18\x01 \x01(\v2&.clearance.admin.v1.BrowserCertificateR\vcertificate\"\xe5\x03\n" +
+	"\x11PendingEnrollment\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x125\n" +
+	"\x05facts\x18\x02 \x01(\v2\x1f.clearance.agent.v1.DeviceFactsR\x05facts\x12\x1b\n" +
+	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06source\x18\x05 \x01(\tR\x06source\x12(\n" +
+	"\x10enroll_secret_id\x18\x06 \x01(\tR\x0eenrollSecretId\x12=\n" +
+	"\frequested_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x12B\n" +
+	"\x0flast_request_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\rlastRequestAt\x12\x1a\n" +
+	"\brequests\x18\t \x01(\rR\brequests\x12'\n" +
+	"\x0fkey_fingerprint\x18\n" +
+	" \x01(\tR\x0ekeyFingerprint\x12;\n" +
+	"\vrejected_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"rejectedAt\"[\n" +
+	"\x1dListPendingEnrollmentsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\x89\x01\n" +
+	"\x1eListPendingEnrollmentsResponse\x12?\n" +
+	"\apending\x18\x01 \x03(\v2%.clearance.admin.v1.PendingEnrollmentR\apending\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"9\n" +
+	"\x18ApproveEnrollmentRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\"r\n" +
+	"\x19ApproveEnrollmentResponse\x122\n" +
+	"\x06device\x18\x01 \x01(\v2\x1a.clearance.admin.v1.DeviceR\x06device\x12!\n" +
+	"\freplaced_key\x18\x02 \x01(\bR\vreplacedKey\"8\n" +
+	"\x17RejectEnrollmentRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\"[\n" +
+	"\x18RejectEnrollmentResponse\x12?\n" +
+	"\apending\x18\x01 \x01(\v2%.clearance.admin.v1.PendingEnrollmentR\apending\"F\n" +
+	"\vKnownDevice\x12#\n" +
+	"\rserial_number\x18\x01 \x01(\tR\fserialNumber\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"n\n" +
+	"\x19ImportKnownDevicesRequest\x129\n" +
+	"\adevices\x18\x01 \x03(\v2\x1f.clearance.admin.v1.KnownDeviceR\adevices\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\"L\n" +
+	"\x1aImportKnownDevicesResponse\x12\x14\n" +
+	"\x05added\x18\x01 \x01(\rR\x05added\x12\x18\n" +
+	"\aupdated\x18\x02 \x01(\rR\aupdated*b\n" +
 	"\fDeviceStatus\x12\x1d\n" +
 	"\x19DEVICE_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14DEVICE_STATUS_ACTIVE\x10\x01\x12\x19\n" +
@@ -2933,7 +3660,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x12POLICY_STATUS_PASS\x10\x01\x12\x16\n" +
 	"\x12POLICY_STATUS_FAIL\x10\x02\x12\x17\n" +
 	"\x13POLICY_STATUS_ERROR\x10\x03\x12\x19\n" +
-	"\x15POLICY_STATUS_MISSING\x10\x042\x87\f\n" +
+	"\x15POLICY_STATUS_MISSING\x10\x042\xde\x0f\n" +
 	"\fAdminService\x12^\n" +
 	"\vListDevices\x12&.clearance.admin.v1.ListDevicesRequest\x1a'.clearance.admin.v1.ListDevicesResponse\x12X\n" +
 	"\tGetDevice\x12$.clearance.admin.v1.GetDeviceRequest\x1a%.clearance.admin.v1.GetDeviceResponse\x12a\n" +
@@ -2948,7 +3675,11 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\rExplainAccess\x12(.clearance.admin.v1.ExplainAccessRequest\x1a).clearance.admin.v1.ExplainAccessResponse\x12v\n" +
 	"\x13CreateScepChallenge\x12..clearance.admin.v1.CreateScepChallengeRequest\x1a/.clearance.admin.v1.CreateScepChallengeResponse\x12\x82\x01\n" +
 	"\x17ListBrowserCertificates\x122.clearance.admin.v1.ListBrowserCertificatesRequest\x1a3.clearance.admin.v1.ListBrowserCertificatesResponse\x12\x85\x01\n" +
-	"\x18RevokeBrowserCertificate\x123.clearance.admin.v1.RevokeBrowserCertificateRequest\x1a4.clearance.admin.v1.RevokeBrowserCertificateResponseBEZCgithub.com/clearance/clearance/proto/gen/clearance/admin/v1;adminv1b\x06proto3"
+	"\x18RevokeBrowserCertificate\x123.clearance.admin.v1.RevokeBrowserCertificateRequest\x1a4.clearance.admin.v1.RevokeBrowserCertificateResponse\x12\x7f\n" +
+	"\x16ListPendingEnrollments\x121.clearance.admin.v1.ListPendingEnrollmentsRequest\x1a2.clearance.admin.v1.ListPendingEnrollmentsResponse\x12p\n" +
+	"\x11ApproveEnrollment\x12,.clearance.admin.v1.ApproveEnrollmentRequest\x1a-.clearance.admin.v1.ApproveEnrollmentResponse\x12m\n" +
+	"\x10RejectEnrollment\x12+.clearance.admin.v1.RejectEnrollmentRequest\x1a,.clearance.admin.v1.RejectEnrollmentResponse\x12s\n" +
+	"\x12ImportKnownDevices\x12-.clearance.admin.v1.ImportKnownDevicesRequest\x1a..clearance.admin.v1.ImportKnownDevicesResponseBEZCgithub.com/clearance/clearance/proto/gen/clearance/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_clearance_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -2963,7 +3694,7 @@ func file_clearance_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_clearance_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_clearance_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_clearance_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_clearance_admin_v1_admin_proto_goTypes = []any{
 	(DeviceStatus)(0),                        // 0: clearance.admin.v1.DeviceStatus
 	(DecisionResult)(0),                      // 1: clearance.admin.v1.DecisionResult
@@ -3005,94 +3736,123 @@ var file_clearance_admin_v1_admin_proto_goTypes = []any{
 	(*ListBrowserCertificatesResponse)(nil),  // 37: clearance.admin.v1.ListBrowserCertificatesResponse
 	(*RevokeBrowserCertificateRequest)(nil),  // 38: clearance.admin.v1.RevokeBrowserCertificateRequest
 	(*RevokeBrowserCertificateResponse)(nil), // 39: clearance.admin.v1.RevokeBrowserCertificateResponse
-	(*v1.DeviceFacts)(nil),                   // 40: clearance.agent.v1.DeviceFacts
-	(*timestamppb.Timestamp)(nil),            // 41: google.protobuf.Timestamp
-	(v1.PolicyStatus)(0),                     // 42: clearance.agent.v1.PolicyStatus
-	(*v1.PostureReport)(nil),                 // 43: clearance.agent.v1.PostureReport
-	(*v1.PolicySet)(nil),                     // 44: clearance.agent.v1.PolicySet
-	(*durationpb.Duration)(nil),              // 45: google.protobuf.Duration
+	(*PendingEnrollment)(nil),                // 40: clearance.admin.v1.PendingEnrollment
+	(*ListPendingEnrollmentsRequest)(nil),    // 41: clearance.admin.v1.ListPendingEnrollmentsRequest
+	(*ListPendingEnrollmentsResponse)(nil),   // 42: clearance.admin.v1.ListPendingEnrollmentsResponse
+	(*ApproveEnrollmentRequest)(nil),         // 43: clearance.admin.v1.ApproveEnrollmentRequest
+	(*ApproveEnrollmentResponse)(nil),        // 44: clearance.admin.v1.ApproveEnrollmentResponse
+	(*RejectEnrollmentRequest)(nil),          // 45: clearance.admin.v1.RejectEnrollmentRequest
+	(*RejectEnrollmentResponse)(nil),         // 46: clearance.admin.v1.RejectEnrollmentResponse
+	(*KnownDevice)(nil),                      // 47: clearance.admin.v1.KnownDevice
+	(*ImportKnownDevicesRequest)(nil),        // 48: clearance.admin.v1.ImportKnownDevicesRequest
+	(*ImportKnownDevicesResponse)(nil),       // 49: clearance.admin.v1.ImportKnownDevicesResponse
+	(*v1.DeviceFacts)(nil),                   // 50: clearance.agent.v1.DeviceFacts
+	(*timestamppb.Timestamp)(nil),            // 51: google.protobuf.Timestamp
+	(v1.PolicyStatus)(0),                     // 52: clearance.agent.v1.PolicyStatus
+	(*v1.PostureReport)(nil),                 // 53: clearance.agent.v1.PostureReport
+	(*v1.PolicySet)(nil),                     // 54: clearance.agent.v1.PolicySet
+	(*durationpb.Duration)(nil),              // 55: google.protobuf.Duration
 }
 var file_clearance_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: clearance.admin.v1.Device.status:type_name -> clearance.admin.v1.DeviceStatus
-	40, // 1: clearance.admin.v1.Device.facts:type_name -> clearance.agent.v1.DeviceFacts
-	41, // 2: clearance.admin.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	41, // 3: clearance.admin.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	41, // 4: clearance.admin.v1.Device.last_report_at:type_name -> google.protobuf.Timestamp
+	50, // 1: clearance.admin.v1.Device.facts:type_name -> clearance.agent.v1.DeviceFacts
+	51, // 2: clearance.admin.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	51, // 3: clearance.admin.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	51, // 4: clearance.admin.v1.Device.last_report_at:type_name -> google.protobuf.Timestamp
 	3,  // 5: clearance.admin.v1.Device.summary:type_name -> clearance.admin.v1.PostureSummary
-	41, // 6: clearance.admin.v1.Device.cert_not_after:type_name -> google.protobuf.Timestamp
-	41, // 7: clearance.admin.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	42, // 8: clearance.admin.v1.PolicyOutcome.status:type_name -> clearance.agent.v1.PolicyStatus
-	43, // 9: clearance.admin.v1.Report.report:type_name -> clearance.agent.v1.PostureReport
-	41, // 10: clearance.admin.v1.Report.received_at:type_name -> google.protobuf.Timestamp
+	51, // 6: clearance.admin.v1.Device.cert_not_after:type_name -> google.protobuf.Timestamp
+	51, // 7: clearance.admin.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	52, // 8: clearance.admin.v1.PolicyOutcome.status:type_name -> clearance.agent.v1.PolicyStatus
+	53, // 9: clearance.admin.v1.Report.report:type_name -> clearance.agent.v1.PostureReport
+	51, // 10: clearance.admin.v1.Report.received_at:type_name -> google.protobuf.Timestamp
 	4,  // 11: clearance.admin.v1.ListDevicesResponse.devices:type_name -> clearance.admin.v1.Device
 	4,  // 12: clearance.admin.v1.GetDeviceResponse.device:type_name -> clearance.admin.v1.Device
 	6,  // 13: clearance.admin.v1.GetDeviceResponse.latest_report:type_name -> clearance.admin.v1.Report
 	5,  // 14: clearance.admin.v1.GetDeviceResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
 	4,  // 15: clearance.admin.v1.RevokeDeviceResponse.device:type_name -> clearance.admin.v1.Device
-	44, // 16: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	44, // 17: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	41, // 18: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	41, // 19: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	17, // 20: clearance.admin.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
-	17, // 21: clearance.admin.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> clearance.admin.v1.EnrollSecret
-	17, // 22: clearance.admin.v1.RevokeEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
-	45, // 23: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
-	6,  // 24: clearance.admin.v1.RequestCheckResponse.report:type_name -> clearance.admin.v1.Report
-	5,  // 25: clearance.admin.v1.RequestCheckResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
-	2,  // 26: clearance.admin.v1.DecisionPolicyResult.status:type_name -> clearance.admin.v1.PolicyStatus
-	41, // 27: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	26, // 28: clearance.admin.v1.Decision.results:type_name -> clearance.admin.v1.DecisionPolicyResult
-	45, // 29: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
-	1,  // 30: clearance.admin.v1.ListDecisionsRequest.result:type_name -> clearance.admin.v1.DecisionResult
-	41, // 31: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
-	41, // 32: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
-	27, // 33: clearance.admin.v1.ListDecisionsResponse.decisions:type_name -> clearance.admin.v1.Decision
-	2,  // 34: clearance.admin.v1.PolicyFinding.status:type_name -> clearance.admin.v1.PolicyStatus
-	30, // 35: clearance.admin.v1.ExplainAccessResponse.failing:type_name -> clearance.admin.v1.PolicyFinding
-	30, // 36: clearance.admin.v1.ExplainAccessResponse.advisory:type_name -> clearance.admin.v1.PolicyFinding
-	30, // 37: clearance.admin.v1.ExplainAccessResponse.results:type_name -> clearance.admin.v1.PolicyFinding
-	45, // 38: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
-	41, // 39: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
-	45, // 40: clearance.admin.v1.CreateScepChallengeRequest.ttl:type_name -> google.protobuf.Duration
-	41, // 41: clearance.admin.v1.CreateScepChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	41, // 42: clearance.admin.v1.BrowserCertificate.not_before:type_name -> google.protobuf.Timestamp
-	41, // 43: clearance.admin.v1.BrowserCertificate.not_after:type_name -> google.protobuf.Timestamp
-	41, // 44: clearance.admin.v1.BrowserCertificate.revoke_after:type_name -> google.protobuf.Timestamp
-	35, // 45: clearance.admin.v1.ListBrowserCertificatesResponse.certificates:type_name -> clearance.admin.v1.BrowserCertificate
-	35, // 46: clearance.admin.v1.RevokeBrowserCertificateResponse.certificate:type_name -> clearance.admin.v1.BrowserCertificate
-	7,  // 47: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
-	9,  // 48: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
-	11, // 49: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
-	13, // 50: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
-	15, // 51: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
-	18, // 52: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
-	20, // 53: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
-	22, // 54: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
-	24, // 55: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
-	28, // 56: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
-	31, // 57: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
-	33, // 58: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
-	36, // 59: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
-	38, // 60: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
-	8,  // 61: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
-	10, // 62: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
-	12, // 63: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
-	14, // 64: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
-	16, // 65: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
-	19, // 66: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
-	21, // 67: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
-	23, // 68: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
-	25, // 69: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
-	29, // 70: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
-	32, // 71: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
-	34, // 72: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
-	37, // 73: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
-	39, // 74: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
-	61, // [61:75] is the sub-list for method output_type
-	47, // [47:61] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	54, // 16: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	54, // 17: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	51, // 18: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	51, // 19: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	51, // 20: clearance.admin.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	55, // 21: clearance.admin.v1.CreateEnrollSecretRequest.expires_in:type_name -> google.protobuf.Duration
+	17, // 22: clearance.admin.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
+	17, // 23: clearance.admin.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> clearance.admin.v1.EnrollSecret
+	17, // 24: clearance.admin.v1.RevokeEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
+	4,  // 25: clearance.admin.v1.RevokeEnrollSecretResponse.devices:type_name -> clearance.admin.v1.Device
+	55, // 26: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
+	6,  // 27: clearance.admin.v1.RequestCheckResponse.report:type_name -> clearance.admin.v1.Report
+	5,  // 28: clearance.admin.v1.RequestCheckResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
+	2,  // 29: clearance.admin.v1.DecisionPolicyResult.status:type_name -> clearance.admin.v1.PolicyStatus
+	51, // 30: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	26, // 31: clearance.admin.v1.Decision.results:type_name -> clearance.admin.v1.DecisionPolicyResult
+	55, // 32: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
+	1,  // 33: clearance.admin.v1.ListDecisionsRequest.result:type_name -> clearance.admin.v1.DecisionResult
+	51, // 34: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
+	51, // 35: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
+	27, // 36: clearance.admin.v1.ListDecisionsResponse.decisions:type_name -> clearance.admin.v1.Decision
+	2,  // 37: clearance.admin.v1.PolicyFinding.status:type_name -> clearance.admin.v1.PolicyStatus
+	30, // 38: clearance.admin.v1.ExplainAccessResponse.failing:type_name -> clearance.admin.v1.PolicyFinding
+	30, // 39: clearance.admin.v1.ExplainAccessResponse.advisory:type_name -> clearance.admin.v1.PolicyFinding
+	30, // 40: clearance.admin.v1.ExplainAccessResponse.results:type_name -> clearance.admin.v1.PolicyFinding
+	55, // 41: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
+	51, // 42: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
+	55, // 43: clearance.admin.v1.CreateScepChallengeRequest.ttl:type_name -> google.protobuf.Duration
+	51, // 44: clearance.admin.v1.CreateScepChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	51, // 45: clearance.admin.v1.BrowserCertificate.not_before:type_name -> google.protobuf.Timestamp
+	51, // 46: clearance.admin.v1.BrowserCertificate.not_after:type_name -> google.protobuf.Timestamp
+	51, // 47: clearance.admin.v1.BrowserCertificate.revoke_after:type_name -> google.protobuf.Timestamp
+	35, // 48: clearance.admin.v1.ListBrowserCertificatesResponse.certificates:type_name -> clearance.admin.v1.BrowserCertificate
+	35, // 49: clearance.admin.v1.RevokeBrowserCertificateResponse.certificate:type_name -> clearance.admin.v1.BrowserCertificate
+	50, // 50: clearance.admin.v1.PendingEnrollment.facts:type_name -> clearance.agent.v1.DeviceFacts
+	51, // 51: clearance.admin.v1.PendingEnrollment.requested_at:type_name -> google.protobuf.Timestamp
+	51, // 52: clearance.admin.v1.PendingEnrollment.last_request_at:type_name -> google.protobuf.Timestamp
+	51, // 53: clearance.admin.v1.PendingEnrollment.rejected_at:type_name -> google.protobuf.Timestamp
+	40, // 54: clearance.admin.v1.ListPendingEnrollmentsResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
+	4,  // 55: clearance.admin.v1.ApproveEnrollmentResponse.device:type_name -> clearance.admin.v1.Device
+	40, // 56: clearance.admin.v1.RejectEnrollmentResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
+	47, // 57: clearance.admin.v1.ImportKnownDevicesRequest.devices:type_name -> clearance.admin.v1.KnownDevice
+	7,  // 58: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
+	9,  // 59: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
+	11, // 60: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
+	13, // 61: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
+	15, // 62: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
+	18, // 63: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
+	20, // 64: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
+	22, // 65: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
+	24, // 66: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
+	28, // 67: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
+	31, // 68: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
+	33, // 69: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
+	36, // 70: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
+	38, // 71: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
+	41, // 72: clearance.admin.v1.AdminService.ListPendingEnrollments:input_type -> clearance.admin.v1.ListPendingEnrollmentsRequest
+	43, // 73: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
+	45, // 74: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
+	48, // 75: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
+	8,  // 76: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
+	10, // 77: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
+	12, // 78: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
+	14, // 79: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
+	16, // 80: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
+	19, // 81: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
+	21, // 82: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
+	23, // 83: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
+	25, // 84: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
+	29, // 85: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
+	32, // 86: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
+	34, // 87: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
+	37, // 88: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
+	39, // 89: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
+	42, // 90: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
+	44, // 91: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
+	46, // 92: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
+	49, // 93: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
+	76, // [76:94] is the sub-list for method output_type
+	58, // [58:76] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_clearance_admin_v1_admin_proto_init() }
@@ -3107,7 +3867,7 @@ func file_clearance_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearance_admin_v1_admin_proto_rawDesc), len(file_clearance_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   37,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -33,6 +33,10 @@ const (
 	AdminService_CreateScepChallenge_FullMethodName      = "/clearance.admin.v1.AdminService/CreateScepChallenge"
 	AdminService_ListBrowserCertificates_FullMethodName  = "/clearance.admin.v1.AdminService/ListBrowserCertificates"
 	AdminService_RevokeBrowserCertificate_FullMethodName = "/clearance.admin.v1.AdminService/RevokeBrowserCertificate"
+	AdminService_ListPendingEnrollments_FullMethodName   = "/clearance.admin.v1.AdminService/ListPendingEnrollments"
+	AdminService_ApproveEnrollment_FullMethodName        = "/clearance.admin.v1.AdminService/ApproveEnrollment"
+	AdminService_RejectEnrollment_FullMethodName         = "/clearance.admin.v1.AdminService/RejectEnrollment"
+	AdminService_ImportKnownDevices_FullMethodName       = "/clearance.admin.v1.AdminService/ImportKnownDevices"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -82,6 +86,21 @@ type AdminServiceClient interface {
 	// RevokeBrowserCertificate makes a browser certificate stop counting at
 	// once (idempotent; an earlier revocation stays in force).
 	RevokeBrowserCertificate(ctx context.Context, in *RevokeBrowserCertificateRequest, opts ...grpc.CallOption) (*RevokeBrowserCertificateResponse, error)
+	// ListPendingEnrollments lists the enrollment requests that wait for
+	// approval, ordered by request id.
+	ListPendingEnrollments(ctx context.Context, in *ListPendingEnrollmentsRequest, opts ...grpc.CallOption) (*ListPendingEnrollmentsResponse, error)
+	// ApproveEnrollment enrolls a waiting request's key: a known device's key
+	// is replaced at once (streams of the old key end), a new device is
+	// created; the agent picks up its certificate on its next try. NOT_FOUND
+	// for an unknown request; FAILED_PRECONDITION if it was rejected, its
+	// secret revoked since, or the device revoked.
+	ApproveEnrollment(ctx context.Context, in *ApproveEnrollmentRequest, opts ...grpc.CallOption) (*ApproveEnrollmentResponse, error)
+	// RejectEnrollment rejects a waiting request: the same key asking again
+	// is refused (idempotent). NOT_FOUND for an unknown request.
+	RejectEnrollment(ctx context.Context, in *RejectEnrollmentRequest, opts ...grpc.CallOption) (*RejectEnrollmentResponse, error)
+	// ImportKnownDevices adds serial numbers to the list of managed Macs that
+	// `--enroll-approval known` admits, all or none.
+	ImportKnownDevices(ctx context.Context, in *ImportKnownDevicesRequest, opts ...grpc.CallOption) (*ImportKnownDevicesResponse, error)
 }
 
 type adminServiceClient struct {
@@ -232,6 +251,46 @@ func (c *adminServiceClient) RevokeBrowserCertificate(ctx context.Context, in *R
 	return out, nil
 }
 
+func (c *adminServiceClient) ListPendingEnrollments(ctx context.Context, in *ListPendingEnrollmentsRequest, opts ...grpc.CallOption) (*ListPendingEnrollmentsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPendingEnrollmentsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListPendingEnrollments_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ApproveEnrollment(ctx context.Context, in *ApproveEnrollmentRequest, opts ...grpc.CallOption) (*ApproveEnrollmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApproveEnrollmentResponse)
+	err := c.cc.Invoke(ctx, AdminService_ApproveEnrollment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RejectEnrollment(ctx context.Context, in *RejectEnrollmentRequest, opts ...grpc.CallOption) (*RejectEnrollmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RejectEnrollmentResponse)
+	err := c.cc.Invoke(ctx, AdminService_RejectEnrollment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ImportKnownDevices(ctx context.Context, in *ImportKnownDevicesRequest, opts ...grpc.CallOption) (*ImportKnownDevicesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportKnownDevicesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ImportKnownDevices_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -279,6 +338,21 @@ type AdminServiceServer interface {
 	// RevokeBrowserCertificate makes a browser certificate stop counting at
 	// once (idempotent; an earlier revocation stays in force).
 	RevokeBrowserCertificate(context.Context, *RevokeBrowserCertificateRequest) (*RevokeBrowserCertificateResponse, error)
+	// ListPendingEnrollments lists the enrollment requests that wait for
+	// approval, ordered by request id.
+	ListPendingEnrollments(context.Context, *ListPendingEnrollmentsRequest) (*ListPendingEnrollmentsResponse, error)
+	// ApproveEnrollment enrolls a waiting request's key: a known device's key
+	// is replaced at once (streams of the old key end), a new device is
+	// created; the agent picks up its certificate on its next try. NOT_FOUND
+	// for an unknown request; FAILED_PRECONDITION if it was rejected, its
+	// secret revoked since, or the device revoked.
+	ApproveEnrollment(context.Context, *ApproveEnrollmentRequest) (*ApproveEnrollmentResponse, error)
+	// RejectEnrollment rejects a waiting request: the same key asking again
+	// is refused (idempotent). NOT_FOUND for an unknown request.
+	RejectEnrollment(context.Context, *RejectEnrollmentRequest) (*RejectEnrollmentResponse, error)
+	// ImportKnownDevices adds serial numbers to the list of managed Macs that
+	// `--enroll-approval known` admits, all or none.
+	ImportKnownDevices(context.Context, *ImportKnownDevicesRequest) (*ImportKnownDevicesResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -330,6 +404,18 @@ func (UnimplementedAdminServiceServer) ListBrowserCertificates(context.Context, 
 }
 func (UnimplementedAdminServiceServer) RevokeBrowserCertificate(context.Context, *RevokeBrowserCertificateRequest) (*RevokeBrowserCertificateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeBrowserCertificate not implemented")
+}
+func (UnimplementedAdminServiceServer) ListPendingEnrollments(context.Context, *ListPendingEnrollmentsRequest) (*ListPendingEnrollmentsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPendingEnrollments not implemented")
+}
+func (UnimplementedAdminServiceServer) ApproveEnrollment(context.Context, *ApproveEnrollmentRequest) (*ApproveEnrollmentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveEnrollment not implemented")
+}
+func (UnimplementedAdminServiceServer) RejectEnrollment(context.Context, *RejectEnrollmentRequest) (*RejectEnrollmentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RejectEnrollment not implemented")
+}
+func (UnimplementedAdminServiceServer) ImportKnownDevices(context.Context, *ImportKnownDevicesRequest) (*ImportKnownDevicesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImportKnownDevices not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -604,6 +690,78 @@ func _AdminService_RevokeBrowserCertificate_Handler(srv interface{}, ctx context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListPendingEnrollments_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPendingEnrollmentsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListPendingEnrollments(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListPendingEnrollments_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListPendingEnrollments(ctx, req.(*ListPendingEnrollmentsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ApproveEnrollment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveEnrollmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ApproveEnrollment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ApproveEnrollment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ApproveEnrollment(ctx, req.(*ApproveEnrollmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RejectEnrollment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RejectEnrollmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RejectEnrollment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RejectEnrollment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RejectEnrollment(ctx, req.(*RejectEnrollmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ImportKnownDevices_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportKnownDevicesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ImportKnownDevices(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ImportKnownDevices_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ImportKnownDevices(ctx, req.(*ImportKnownDevicesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -666,6 +824,22 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeBrowserCertificate",
 			Handler:    _AdminService_RevokeBrowserCertificate_Handler,
+		},
+		{
+			MethodName: "ListPendingEnrollments",
+			Handler:    _AdminService_ListPendingEnrollments_Handler,
+		},
+		{
+			MethodName: "ApproveEnrollment",
+			Handler:    _AdminService_ApproveEnrollment_Handler,
+		},
+		{
+			MethodName: "RejectEnrollment",
+			Handler:    _AdminService_RejectEnrollment_Handler,
+		},
+		{
+			MethodName: "ImportKnownDevices",
+			Handler:    _AdminService_ImportKnownDevices_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -9,6 +9,7 @@ package agentv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -143,7 +144,14 @@ type EnrollRequest struct {
 	Facts *DeviceFacts `protobuf:"bytes,3,opt,name=facts,proto3" json:"facts,omitempty"`
 	// The agent's own clock when it sent the request, as the device keeps it
 	// (not corrected): the verifier logs how far it is from its own.
-	AgentTime     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=agent_time,json=agentTime,proto3" json:"agent_time,omitempty"`
+	AgentTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=agent_time,json=agentTime,proto3" json:"agent_time,omitempty"`
+	// Set only when the device moves to a new key: an ECDSA signature (ASN.1
+	// DER) by the device's current, enrolled key over H("clearance key
+	// rotation v1\n" || csr), the exact csr bytes above (H: SHA-256 for P-256,
+	// SHA-384 for P-384; see pkg/keyrotation). A known hardware UUID is
+	// re-enrolled without approval only when the request proves its current
+	// key: a csr for that same key, or this proof.
+	KeyProof      []byte `protobuf:"bytes,5,opt,name=key_proof,json=keyProof,proto3" json:"key_proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -206,6 +214,93 @@ func (x *EnrollRequest) GetAgentTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *EnrollRequest) GetKeyProof() []byte {
+	if x != nil {
+		return x.KeyProof
+	}
+	return nil
+}
+
+// EnrollmentPending is the detail of the FAILED_PRECONDITION status that
+// Enroll returns while the request waits for the security team's approval:
+// a re-enrollment that did not prove the device's current key, or a new
+// device the verifier's admission policy does not admit on its own. The
+// agent asks again with the same key (same request) until it is approved,
+// then enrolls; a rejected request ends in PERMISSION_DENIED.
+type EnrollmentPending struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The request's id, as `clearance-verifier devices pending` lists it.
+	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Why it waits: "unproven_key" (a known hardware UUID, another key, no
+	// proof), "unknown_serial" (serial not on the known list) or "manual"
+	// (every new device waits).
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// When the request was first made.
+	RequestedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
+	// How long the agent should wait before asking again, at the least.
+	RetryAfter    *durationpb.Duration `protobuf:"bytes,4,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrollmentPending) Reset() {
+	*x = EnrollmentPending{}
+	mi := &file_clearance_agent_v1_enroll_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrollmentPending) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrollmentPending) ProtoMessage() {}
+
+func (x *EnrollmentPending) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_agent_v1_enroll_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrollmentPending.ProtoReflect.Descriptor instead.
+func (*EnrollmentPending) Descriptor() ([]byte, []int) {
+	return file_clearance_agent_v1_enroll_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *EnrollmentPending) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *EnrollmentPending) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *EnrollmentPending) GetRequestedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RequestedAt
+	}
+	return nil
+}
+
+func (x *EnrollmentPending) GetRetryAfter() *durationpb.Duration {
+	if x != nil {
+		return x.RetryAfter
+	}
+	return nil
+}
+
 // EnrollResponse carries the device's identity and certificate.
 type EnrollResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -228,7 +323,7 @@ type EnrollResponse struct {
 
 func (x *EnrollResponse) Reset() {
 	*x = EnrollResponse{}
-	mi := &file_clearance_agent_v1_enroll_proto_msgTypes[2]
+	mi := &file_clearance_agent_v1_enroll_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -240,7 +335,7 @@ func (x *EnrollResponse) String() string {
 func (*EnrollResponse) ProtoMessage() {}
 
 func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_enroll_proto_msgTypes[2]
+	mi := &file_clearance_agent_v1_enroll_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -253,7 +348,7 @@ func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollResponse.ProtoReflect.Descriptor instead.
 func (*EnrollResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_enroll_proto_rawDescGZIP(), []int{2}
+	return file_clearance_agent_v1_enroll_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *EnrollResponse) GetDeviceId() string {
@@ -302,7 +397,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_clearance_agent_v1_enroll_proto_msgTypes[3]
+	mi := &file_clearance_agent_v1_enroll_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -314,7 +409,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_enroll_proto_msgTypes[3]
+	mi := &file_clearance_agent_v1_enroll_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -327,7 +422,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_enroll_proto_rawDescGZIP(), []int{3}
+	return file_clearance_agent_v1_enroll_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RenewRequest) GetCsr() []byte {
@@ -354,7 +449,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_clearance_agent_v1_enroll_proto_msgTypes[4]
+	mi := &file_clearance_agent_v1_enroll_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -366,7 +461,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_enroll_proto_msgTypes[4]
+	mi := &file_clearance_agent_v1_enroll_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -379,7 +474,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_enroll_proto_rawDescGZIP(), []int{4}
+	return file_clearance_agent_v1_enroll_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RenewResponse) GetCertificate() []byte {
@@ -414,7 +509,7 @@ var File_clearance_agent_v1_enroll_proto protoreflect.FileDescriptor
 
 const file_clearance_agent_v1_enroll_proto_rawDesc = "" +
 	"\n" +
-	"\x1fclearance/agent/v1/enroll.proto\x12\x12clearance.agent.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x02\n" +
+	"\x1fclearance/agent/v1/enroll.proto\x12\x12clearance.agent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x02\n" +
 	"\vDeviceFacts\x12#\n" +
 	"\rhardware_uuid\x18\x01 \x01(\tR\fhardwareUuid\x12#\n" +
 	"\rserial_number\x18\x02 \x01(\tR\fserialNumber\x12\x14\n" +
@@ -424,13 +519,21 @@ const file_clearance_agent_v1_enroll_proto_rawDesc = "" +
 	"os_version\x18\x05 \x01(\tR\tosVersion\x12\x1a\n" +
 	"\bhostname\x18\x06 \x01(\tR\bhostname\x12\x1a\n" +
 	"\bplatform\x18\a \x01(\tR\bplatform\x12#\n" +
-	"\ragent_version\x18\b \x01(\tR\fagentVersion\"\xb8\x01\n" +
+	"\ragent_version\x18\b \x01(\tR\fagentVersion\"\xd5\x01\n" +
 	"\rEnrollRequest\x12#\n" +
 	"\renroll_secret\x18\x01 \x01(\tR\fenrollSecret\x12\x10\n" +
 	"\x03csr\x18\x02 \x01(\fR\x03csr\x125\n" +
 	"\x05facts\x18\x03 \x01(\v2\x1f.clearance.agent.v1.DeviceFactsR\x05facts\x129\n" +
 	"\n" +
-	"agent_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tagentTime\"\xe4\x01\n" +
+	"agent_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tagentTime\x12\x1b\n" +
+	"\tkey_proof\x18\x05 \x01(\fR\bkeyProof\"\xc5\x01\n" +
+	"\x11EnrollmentPending\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12=\n" +
+	"\frequested_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x12:\n" +
+	"\vretry_after\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"retryAfter\"\xe4\x01\n" +
 	"\x0eEnrollResponse\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12 \n" +
 	"\vcertificate\x18\x02 \x01(\fR\vcertificate\x12\x19\n" +
@@ -457,27 +560,31 @@ func file_clearance_agent_v1_enroll_proto_rawDescGZIP() []byte {
 	return file_clearance_agent_v1_enroll_proto_rawDescData
 }
 
-var file_clearance_agent_v1_enroll_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_clearance_agent_v1_enroll_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_clearance_agent_v1_enroll_proto_goTypes = []any{
 	(*DeviceFacts)(nil),           // 0: clearance.agent.v1.DeviceFacts
 	(*EnrollRequest)(nil),         // 1: clearance.agent.v1.EnrollRequest
-	(*EnrollResponse)(nil),        // 2: clearance.agent.v1.EnrollResponse
-	(*RenewRequest)(nil),          // 3: clearance.agent.v1.RenewRequest
-	(*RenewResponse)(nil),         // 4: clearance.agent.v1.RenewResponse
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*EnrollmentPending)(nil),     // 2: clearance.agent.v1.EnrollmentPending
+	(*EnrollResponse)(nil),        // 3: clearance.agent.v1.EnrollResponse
+	(*RenewRequest)(nil),          // 4: clearance.agent.v1.RenewRequest
+	(*RenewResponse)(nil),         // 5: clearance.agent.v1.RenewResponse
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 7: google.protobuf.Duration
 }
 var file_clearance_agent_v1_enroll_proto_depIdxs = []int32{
 	0, // 0: clearance.agent.v1.EnrollRequest.facts:type_name -> clearance.agent.v1.DeviceFacts
-	5, // 1: clearance.agent.v1.EnrollRequest.agent_time:type_name -> google.protobuf.Timestamp
-	5, // 2: clearance.agent.v1.EnrollResponse.not_after:type_name -> google.protobuf.Timestamp
-	5, // 3: clearance.agent.v1.EnrollResponse.verifier_time:type_name -> google.protobuf.Timestamp
-	5, // 4: clearance.agent.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
-	5, // 5: clearance.agent.v1.RenewResponse.verifier_time:type_name -> google.protobuf.Timestamp
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	6, // 1: clearance.agent.v1.EnrollRequest.agent_time:type_name -> google.protobuf.Timestamp
+	6, // 2: clearance.agent.v1.EnrollmentPending.requested_at:type_name -> google.protobuf.Timestamp
+	7, // 3: clearance.agent.v1.EnrollmentPending.retry_after:type_name -> google.protobuf.Duration
+	6, // 4: clearance.agent.v1.EnrollResponse.not_after:type_name -> google.protobuf.Timestamp
+	6, // 5: clearance.agent.v1.EnrollResponse.verifier_time:type_name -> google.protobuf.Timestamp
+	6, // 6: clearance.agent.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
+	6, // 7: clearance.agent.v1.RenewResponse.verifier_time:type_name -> google.protobuf.Timestamp
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_clearance_agent_v1_enroll_proto_init() }
@@ -491,7 +598,7 @@ func file_clearance_agent_v1_enroll_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearance_agent_v1_enroll_proto_rawDesc), len(file_clearance_agent_v1_enroll_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,186 @@
+package admin
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/enroll"
+	"github.com/clearance/clearance/verifier/knownlist"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// MaxImport bounds the serial numbers in one ImportKnownDevices call.
+const MaxImport = 5000
+
+// maxIDLen bounds the ids a request may name.
+const maxIDLen = 64
+
+func checkRequestID(id string) error {
+	switch {
+	case id == "":
+		return status.Error(codes.InvalidArgument, "request_id is required")
+	case len(id) > maxIDLen:
+		return status.Errorf(codes.InvalidArgument, "request_id is %d characters; request ids are at most %d", len(id), maxIDLen)
+	}
+	return nil
+}
+
+// ListPendingEnrollments implements AdminService.ListPendingEnrollments.
+func (s *Server) ListPendingEnrollments(ctx context.Context, req *adminv1.ListPendingEnrollmentsRequest) (*adminv1.ListPendingEnrollmentsResponse, error) {
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0:
+		return nil, status.Error(codes.InvalidArgument, "page_size must not be negative")
+	case size == 0:
+		size = 50
+	case size > 500:
+		size = 500
+	}
+	after := ""
+	if tok := req.GetPageToken(); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil || len(b) == 0 || len(b) > maxIDLen {
+			return nil, status.Error(codes.InvalidArgument, "page_token is not one this server returned")
+		}
+		after = string(b)
+	}
+	ps, err := s.Store.ListPendingEnrollments(ctx, after, size+1)
+	if err != nil {
+		return nil, s.internal("listing enrollment requests", err)
+	}
+	resp := &adminv1.ListPendingEnrollmentsResponse{}
+	if len(ps) > size {
+		ps = ps[:size]
+		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(ps[len(ps)-1].ID))
+	}
+	for _, p := range ps {
+		resp.Pending = append(resp.Pending, pendingProto(p))
+	}
+	return resp, nil
+}
+
+// ApproveEnrollment implements AdminService.ApproveEnrollment.
+func (s *Server) ApproveEnrollment(ctx context.Context, req *adminv1.ApproveEnrollmentRequest) (*adminv1.ApproveEnrollmentResponse, error) {
+	if err := checkRequestID(req.GetRequestId()); err != nil {
+		return nil, err
+	}
+	now := s.now()
+	p, err := s.Store.GetPendingEnrollment(ctx, req.GetRequestId())
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, status.Errorf(codes.NotFound, "no enrollment request %q", req.GetRequestId())
+	}
+	if err != nil {
+		return nil, s.internal("reading enrollment request", err)
+	}
+	d, replaced, err := s.Store.ApproveEnrollment(ctx, storage.Approval{
+		RequestID: p.ID, NewDeviceID: enroll.NewDeviceID(), At: now,
+		Audit: storage.AuditEvent{At: now, Actor: "admin-api", Action: "device.enroll_approve",
+			Detail: fmt.Sprintf("request %s, hardware UUID %s, serial %s, enroll secret %s, key %s, reason %s",
+				p.ID, p.HardwareUUID, p.SerialNumber, p.SecretID, enroll.KeyFingerprint(p.PublicKey), p.Reason)},
+	})
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil, status.Errorf(codes.NotFound, "no enrollment request %q", req.GetRequestId())
+	case errors.Is(err, storage.ErrRequestRejected):
+		return nil, status.Errorf(codes.FailedPrecondition, "enrollment request %s was rejected; the agent must ask again with another key", p.ID)
+	case errors.Is(err, storage.ErrSecretRevoked):
+		return nil, status.Errorf(codes.FailedPrecondition, "enrollment request %s used enroll secret %s, revoked since; reject it, and enroll the Mac with a current secret", p.ID, p.SecretID)
+	case errors.Is(err, storage.ErrDeviceRevoked):
+		return nil, status.Errorf(codes.FailedPrecondition, "hardware UUID %s is a revoked device; it cannot enroll again", p.HardwareUUID)
+	case err != nil:
+		return nil, s.internal("approving enrollment", err)
+	}
+	if replaced {
+		// The old key's streams end now, here and on other replicas.
+		s.Hub.Reenrolled(d.ID, d.PublicKey)
+	}
+	s.log().Info("enrollment approved", "request_id", p.ID, "device_id", d.ID, "replaced_key", replaced,
+		"hardware_uuid", d.HardwareUUID, "key_fingerprint", enroll.KeyFingerprint(d.PublicKey))
+	return &adminv1.ApproveEnrollmentResponse{Device: s.device(d, nil), ReplacedKey: replaced}, nil
+}
+
+// RejectEnrollment implements AdminService.RejectEnrollment.
+func (s *Server) RejectEnrollment(ctx context.Context, req *adminv1.RejectEnrollmentRequest) (*adminv1.RejectEnrollmentResponse, error) {
+	if err := checkRequestID(req.GetRequestId()); err != nil {
+		return nil, err
+	}
+	now := s.now()
+	p, err := s.Store.RejectEnrollment(ctx, req.GetRequestId(), now, storage.AuditEvent{
+		At: now, Actor: "admin-api", Action: "device.enroll_reject", Detail: "request " + req.GetRequestId(),
+	})
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, status.Errorf(codes.NotFound, "no enrollment request %q", req.GetRequestId())
+	}
+	if err != nil {
+		return nil, s.internal("rejecting enrollment", err)
+	}
+	s.log().Info("enrollment rejected", "request_id", p.ID, "hardware_uuid", p.HardwareUUID, "key_fingerprint", enroll.KeyFingerprint(p.PublicKey))
+	return &adminv1.RejectEnrollmentResponse{Pending: pendingProto(p)}, nil
+}
+
+// ImportKnownDevices implements AdminService.ImportKnownDevices.
+func (s *Server) ImportKnownDevices(ctx context.Context, req *adminv1.ImportKnownDevicesRequest) (*adminv1.ImportKnownDevicesResponse, error) {
+	n := len(req.GetDevices())
+	switch {
+	case n == 0:
+		return nil, status.Error(codes.InvalidArgument, "devices is empty")
+	case n > MaxImport:
+		return nil, status.Errorf(codes.InvalidArgument, "%d devices in one call; send at most %d per call", n, MaxImport)
+	case len(req.GetSource()) > 200:
+		return nil, status.Error(codes.InvalidArgument, "source is longer than 200 characters")
+	}
+	if err := knownlist.ValidName(req.GetSource()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "source: %v", err)
+	}
+	now := s.now()
+	ds := make([]storage.KnownDevice, 0, n)
+	seen := map[string]bool{}
+	for i, d := range req.GetDevices() {
+		serial := storage.CanonicalSerial(d.GetSerialNumber())
+		if err := knownlist.ValidSerial(serial); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "devices[%d]: %v", i, err)
+		}
+		if err := knownlist.ValidName(d.GetName()); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "devices[%d]: %v", i, err)
+		}
+		if seen[serial] {
+			return nil, status.Errorf(codes.InvalidArgument, "devices[%d]: serial number %s is listed twice", i, serial)
+		}
+		seen[serial] = true
+		ds = append(ds, storage.KnownDevice{SerialNumber: serial, Name: strings.TrimSpace(d.GetName()), Source: req.GetSource(), ImportedAt: now})
+	}
+	added, err := s.Store.ImportKnownDevices(ctx, ds, storage.AuditEvent{At: now, Actor: "admin-api", Action: "device.import",
+		Detail: fmt.Sprintf("%d serial numbers from %q", n, req.GetSource())})
+	if err != nil {
+		return nil, s.internal("importing known devices", err)
+	}
+	s.log().Info("known devices imported", "devices", n, "added", added, "source", req.GetSource())
+	return &adminv1.ImportKnownDevicesResponse{Added: uint32(added), Updated: uint32(n - added)}, nil
+}
+
+func pendingProto(p storage.PendingEnrollment) *adminv1.PendingEnrollment {
+	return &adminv1.PendingEnrollment{
+		RequestId: p.ID,
+		Facts: &agentv1.DeviceFacts{
+			HardwareUuid: p.HardwareUUID, SerialNumber: p.SerialNumber, Model: p.Model, OsName: p.OSName,
+			OsVersion: p.OSVersion, Hostname: p.Hostname, Platform: p.Platform, AgentVersion: p.AgentVersion,
+		},
+		DeviceId:       p.DeviceID,
+		Reason:         p.Reason,
+		Source:         p.Source,
+		EnrollSecretId: p.SecretID,
+		RequestedAt:    ts(p.RequestedAt),
+		LastRequestAt:  ts(p.LastRequestAt),
+		Requests:       uint32(p.Requests),
+		KeyFingerprint: enroll.KeyFingerprint(p.PublicKey),
+		RejectedAt:     ts(p.RejectedAt),
+	}
+}

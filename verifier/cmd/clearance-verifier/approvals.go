@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/clearance/clearance/pkg/cli"
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	"github.com/clearance/clearance/verifier/admin"
+	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/knownlist"
+)
+
+// approvalCmds are `devices pending|approve|reject|import`: the enrollment
+// requests that wait for the security team, and the list of managed Macs
+// that --enroll-approval known admits.
+func (a *app) approvalCmds() []*cli.Command {
+	return []*cli.Command{
+		{
+			Name:    "pending",
+			Summary: "enrollment requests waiting for approval",
+			Doc: "Lists the enrollment requests that wait for the security team: a known Mac asking to move to a key " +
+				"it did not prove (reason unproven_key: a reinstall that lost its key, or someone else with the " +
+				"enroll secret and a copied hardware UUID), or a new device the --enroll-approval policy did not " +
+				"admit (unknown_serial, manual). Before approving, compare the key fingerprint with the one " +
+				"`clearance-agent status` shows on the Mac, and the source address with where the Mac is.\n\n" +
+				"  clearance-verifier devices pending --data-dir /var/lib/clearance",
+			Footer: config.SharedFooter,
+			Flags: func(fs *cli.FlagSet) cli.Action {
+				af := a.bindAdmin(fs)
+				fs.Group("Output")
+				asJSON := fs.Bool("json", false, "print the requests as JSON (the admin API's PendingEnrollment messages)")
+				return func(ctx context.Context, _ []string) error {
+					c, err := af.dial(ctx, a.getenv)
+					if err != nil {
+						return err
+					}
+					defer c.close()
+					var ps []*adminv1.PendingEnrollment
+					token := ""
+					for {
+						resp, err := c.client.ListPendingEnrollments(c.ctx, &adminv1.ListPendingEnrollmentsRequest{PageSize: 500, PageToken: token})
+						if err != nil {
+							return c.explain(err)
+						}
+						ps = append(ps, resp.GetPending()...)
+						if token = resp.GetNextPageToken(); token == "" {
+							break
+						}
+					}
+					if *asJSON {
+						return printJSON(a.stdout, &adminv1.ListPendingEnrollmentsResponse{Pending: ps})
+					}
+					if len(ps) == 0 {
+						fmt.Fprintln(a.stderr, "no enrollment requests wait for approval")
+						return nil
+					}
+					return renderPending(a.stdout, ps, a.now())
+				}
+			},
+		},
+		{
+			Name:    "approve",
+			Summary: "approve a waiting enrollment request: its key becomes the device's",
+			Args:    "REQUEST_ID",
+			Doc: "Approves the enrollment request REQUEST_ID (see 'devices pending'). For a known Mac its key is " +
+				"replaced at once: the agent holding the old key is disconnected and can no longer report or " +
+				"sign anyone in. A new device is enrolled. The agent picks up its certificate on its next try, " +
+				"without a restart.\n\n" +
+				"  clearance-verifier devices approve --data-dir /var/lib/clearance 6f1c2a9e-…",
+			Footer: config.SharedFooter,
+			Flags: func(fs *cli.FlagSet) cli.Action {
+				af := a.bindAdmin(fs)
+				return func(ctx context.Context, args []string) error {
+					if err := cli.ExactArgs(args, 1, "the request id (see 'devices pending')"); err != nil {
+						return err
+					}
+					c, err := af.dial(ctx, a.getenv)
+					if err != nil {
+						return err
+					}
+					defer c.close()
+					resp, err := c.client.ApproveEnrollment(c.ctx, &adminv1.ApproveEnrollmentRequest{RequestId: args[0]})
+					if err != nil {
+						return c.explain(err)
+					}
+					d := resp.GetDevice()
+					if resp.GetReplacedKey() {
+						fmt.Fprintf(a.stdout, "approved: device %s (%s) now has key %s; the old key no longer works\n",
+							d.GetDeviceId(), clean(d.GetFacts().GetHostname()), d.GetKeyFingerprint())
+					} else {
+						fmt.Fprintf(a.stdout, "approved: new device %s (%s, serial %s) with key %s\n",
+							d.GetDeviceId(), clean(d.GetFacts().GetHostname()), clean(d.GetFacts().GetSerialNumber()), d.GetKeyFingerprint())
+					}
+					return nil
+				}
+			},
+		},
+		{
+			Name:    "reject",
+			Summary: "reject a waiting enrollment request: that key cannot enroll",
+			Args:    "REQUEST_ID",
+			Doc: "Rejects the enrollment request REQUEST_ID (see 'devices pending'): the same key asking again is " +
+				"refused. A known Mac's current enrollment is not touched.\n\n" +
+				"  clearance-verifier devices reject --data-dir /var/lib/clearance 6f1c2a9e-…",
+			Footer: config.SharedFooter,
+			Flags: func(fs *cli.FlagSet) cli.Action {
+				af := a.bindAdmin(fs)
+				return func(ctx context.Context, args []string) error {
+					if err := cli.ExactArgs(args, 1, "the request id (see 'devices pending')"); err != nil {
+						return err
+					}
+					c, err := af.dial(ctx, a.getenv)
+					if err != nil {
+						return err
+					}
+					defer c.close()
+					resp, err := c.client.RejectEnrollment(c.ctx, &adminv1.RejectEnrollmentRequest{RequestId: args[0]})
+					if err != nil {
+						return c.explain(err)
+					}
+					p := resp.GetPending()
+					fmt.Fprintf(a.stdout, "rejected: request %s (hardware UUID %s, key %s)\n", p.GetRequestId(), p.GetFacts().GetHardwareUuid(), p.GetKeyFingerprint())
+					return nil
+				}
+			},
+		},
+		{
+			Name:    "import",
+			Summary: "add the serial numbers of managed Macs from an MDM's CSV export",
+			Args:    "FILE",
+			Doc: "Reads FILE, a CSV export of your MDM's devices, and adds its serial numbers to the list of managed " +
+				"Macs that '--enroll-approval known' enrolls without approval. It finds the serial number column " +
+				"by its header: \"Serial Number\" (Jamf Pro's computer search export, Kandji's device list), " +
+				"\"Serial number\" (Intune's device export), \"hardware_serial\" (Fleet's hosts report), or a " +
+				"file of serial numbers without a header (Intune's corporate identifiers). Rows without a serial " +
+				"are skipped; any row that is not what an export holds refuses the whole file, naming the line. " +
+				"Importing again adds new serials and updates the others.\n\n" +
+				"  clearance-verifier devices import --data-dir /var/lib/clearance \\\n    jamf-computers.csv",
+			Footer: config.SharedFooter,
+			Flags: func(fs *cli.FlagSet) cli.Action {
+				af := a.bindAdmin(fs)
+				fs.Group("Import")
+				source := fs.String("source", "", "what the list is, kept with each serial (default: the file's name)")
+				dryRun := fs.Bool("dry-run", false, "read and check the file, print what it holds, import nothing")
+				return func(ctx context.Context, args []string) error {
+					if err := cli.ExactArgs(args, 1, "the CSV file"); err != nil {
+						return err
+					}
+					f, err := os.Open(args[0])
+					if err != nil {
+						return err
+					}
+					defer f.Close()
+					es, sum, err := knownlist.Parse(f)
+					if err != nil {
+						return fmt.Errorf("%s: %w; nothing was imported", args[0], err)
+					}
+					src := *source
+					if src == "" {
+						src = filepath.Base(args[0])
+					}
+					if err := knownlist.ValidName(src); err != nil || len(src) > 200 {
+						return cli.Usagef("--source must be at most 200 characters without control characters")
+					}
+					fmt.Fprintf(a.stderr, "%s: %d serial numbers (%s, column %q; %d rows, %d without a serial, %d repeated)\n",
+						args[0], len(es), sum.Format, orDash(sum.SerialColumn), sum.Rows, sum.Blank, sum.Duplicates)
+					if *dryRun {
+						for _, e := range es {
+							fmt.Fprintf(a.stdout, "%s\t%s\n", e.Serial, clean(e.Name))
+						}
+						return nil
+					}
+					c, err := af.dial(ctx, a.getenv)
+					if err != nil {
+						return err
+					}
+					defer c.close()
+					var added, updated uint32
+					for start := 0; start < len(es); start += admin.MaxImport {
+						batch := es[start:min(start+admin.MaxImport, len(es))]
+						req := &adminv1.ImportKnownDevicesRequest{Source: src}
+						for _, e := range batch {
+							req.Devices = append(req.Devices, &adminv1.KnownDevice{SerialNumber: e.Serial, Name: e.Name})
+						}
+						resp, err := c.client.ImportKnownDevices(c.ctx, req)
+						if err != nil {
+							if start > 0 {
+								return fmt.Errorf("%w (the first %d serial numbers were imported; import the file again)", c.explain(err), start)
+							}
+							return c.explain(err)
+						}
+						added += resp.GetAdded()
+						updated += resp.GetUpdated()
+					}
+					fmt.Fprintf(a.stdout, "imported %d serial numbers: %d new, %d already listed\n", len(es), added, updated)
+					return nil
+				}
+			},
+		},
+	}
+}
+
+func renderPending(w io.Writer, ps []*adminv1.PendingEnrollment, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REQUEST\tREASON\tDEVICE\tHOSTNAME\tSERIAL\tHARDWARE UUID\tFROM\tFIRST ASKED\tLAST ASKED\tKEY")
+	for _, p := range ps {
+		f := p.GetFacts()
+		device := p.GetDeviceId()
+		if device == "" {
+			device = "(new)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.GetRequestId(), p.GetReason(), device,
+			clean(f.GetHostname()), clean(f.GetSerialNumber()), f.GetHardwareUuid(), clean(p.GetSource()),
+			ago(p.GetRequestedAt().AsTime(), p.GetRequestedAt() != nil, now), ago(p.GetLastRequestAt().AsTime(), p.GetLastRequestAt() != nil, now),
+			shortFingerprint(p.GetKeyFingerprint()))
+	}
+	return tw.Flush()
+}
+
+// shortFingerprint is enough of a key fingerprint to compare by eye with
+// `clearance-agent status`.
+func shortFingerprint(fp string) string {
+	if len(fp) <= 16 {
+		return fp
+	}
+	return fp[:16]
+}

@@ -1,0 +1,370 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// pendingColumns are the pending_enrollments table's columns in
+// scanPending's order.
+const pendingColumns = `id, hardware_uuid, serial_number, model, os_name, os_version, hostname,
+	platform, agent_version, public_key, secret_id, device_id, reason, source, requested_at,
+	last_request_at, requests, rejected_at`
+
+func scanPending(sc scanner) (storage.PendingEnrollment, error) {
+	var (
+		p                                      storage.PendingEnrollment
+		requestedAt, lastRequestAt, rejectedAt int64
+	)
+	err := sc.Scan(&p.ID, &p.HardwareUUID, &p.SerialNumber, &p.Model, &p.OSName, &p.OSVersion,
+		&p.Hostname, &p.Platform, &p.AgentVersion, &p.PublicKey, &p.SecretID, &p.DeviceID, &p.Reason,
+		&p.Source, &requestedAt, &lastRequestAt, &p.Requests, &rejectedAt)
+	if err != nil {
+		return storage.PendingEnrollment{}, err
+	}
+	p.RequestedAt = fromNS(requestedAt)
+	p.LastRequestAt = fromNS(lastRequestAt)
+	p.RejectedAt = fromNS(rejectedAt)
+	return p, nil
+}
+
+// queryPending returns the request matching where (a fixed condition, never
+// caller input) with args, or ErrNotFound.
+func queryPending(ctx context.Context, q conn, what, where, lock string, args ...any) (storage.PendingEnrollment, error) {
+	p, err := scanPending(q.queryRow(ctx, `SELECT `+pendingColumns+` FROM pending_enrollments WHERE `+where+lock, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return storage.PendingEnrollment{}, fmt.Errorf("enrollment request %s: %w", what, storage.ErrNotFound)
+	}
+	if err != nil {
+		return storage.PendingEnrollment{}, fmt.Errorf("reading enrollment request: %w", err)
+	}
+	return p, nil
+}
+
+// RequestEnrollment records or refreshes a request waiting for approval;
+// see storage.ApprovalStore.
+func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollment, limits storage.PendingLimits, audit storage.AuditEvent) (storage.PendingEnrollment, error) {
+	p.HardwareUUID = storage.CanonicalHardwareUUID(p.HardwareUUID)
+	if err := checkTexts(true, textField{"request id", p.ID}, textField{"hardware UUID", p.HardwareUUID}); err != nil {
+		return storage.PendingEnrollment{}, fmt.Errorf("recording enrollment request: %w", err)
+	}
+	if err := checkTexts(false,
+		textField{"serial number", p.SerialNumber}, textField{"model", p.Model}, textField{"os name", p.OSName},
+		textField{"os version", p.OSVersion}, textField{"hostname", p.Hostname}, textField{"platform", p.Platform},
+		textField{"agent version", p.AgentVersion}, textField{"secret id", p.SecretID}, textField{"device id", p.DeviceID},
+		textField{"reason", p.Reason}, textField{"source", p.Source}); err != nil {
+		return storage.PendingEnrollment{}, fmt.Errorf("recording enrollment request: %w", err)
+	}
+	if len(p.PublicKey) == 0 {
+		return storage.PendingEnrollment{}, errors.New("recording enrollment request: empty public key")
+	}
+	var c timeCodec
+	at := c.ns("request time", p.LastRequestAt)
+	c.ns("audit time", audit.At)
+	if c.err == nil && at == 0 {
+		c.err = errors.New("zero request time")
+	}
+	if c.err != nil {
+		return storage.PendingEnrollment{}, fmt.Errorf("recording enrollment request: %w", c.err)
+	}
+
+	var out storage.PendingEnrollment
+	err := s.write(ctx, func(q conn) error {
+		old, err := queryPending(ctx, q, "of "+p.HardwareUUID, `hardware_uuid = $1 AND public_key = $2`, q.s.d.LockRow,
+			p.HardwareUUID, blob(p.PublicKey))
+		switch {
+		case err == nil && old.Rejected():
+			out = old
+			return fmt.Errorf("request %s: %w", old.ID, storage.ErrRequestRejected)
+		case err == nil:
+			if _, err := q.exec(ctx, `UPDATE pending_enrollments SET
+				serial_number = $1, model = $2, os_name = $3, os_version = $4, hostname = $5, platform = $6,
+				agent_version = $7, secret_id = $8, device_id = $9, reason = $10, source = $11,
+				last_request_at = CASE WHEN last_request_at > $12 THEN last_request_at ELSE $12 END,
+				requests = requests + 1
+				WHERE id = $13`,
+				p.SerialNumber, p.Model, p.OSName, p.OSVersion, p.Hostname, p.Platform, p.AgentVersion,
+				p.SecretID, p.DeviceID, p.Reason, p.Source, at, old.ID); err != nil {
+				return fmt.Errorf("refreshing enrollment request: %w", err)
+			}
+			out, err = queryPending(ctx, q, old.ID, `id = $1`, "", old.ID)
+			return err
+		case !errors.Is(err, storage.ErrNotFound):
+			return err
+		}
+
+		// A new request: within the limits?
+		if limits.PerDevice > 0 {
+			n, err := count(ctx, q, `SELECT count(*) FROM pending_enrollments WHERE hardware_uuid = $1 AND rejected_at = 0`, p.HardwareUUID)
+			if err != nil {
+				return err
+			}
+			if n >= limits.PerDevice {
+				return fmt.Errorf("%d requests wait for hardware UUID %s: %w", n, p.HardwareUUID, storage.ErrTooManyPending)
+			}
+		}
+		if limits.Total > 0 {
+			n, err := count(ctx, q, `SELECT count(*) FROM pending_enrollments WHERE rejected_at = 0`)
+			if err != nil {
+				return err
+			}
+			if n >= limits.Total {
+				return fmt.Errorf("%d requests wait: %w", n, storage.ErrTooManyPending)
+			}
+		}
+		res, err := q.exec(ctx, `INSERT INTO pending_enrollments (`+pendingColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, 1, 0)
+			ON CONFLICT (hardware_uuid, public_key) DO NOTHING`,
+			p.ID, p.HardwareUUID, p.SerialNumber, p.Model, p.OSName, p.OSVersion, p.Hostname, p.Platform,
+			p.AgentVersion, blob(p.PublicKey), p.SecretID, p.DeviceID, p.Reason, p.Source, at)
+		if s.d.IsUniqueViolation(err) {
+			return fmt.Errorf("enrollment request %q: %w", p.ID, storage.ErrAlreadyExists)
+		}
+		if err != nil {
+			return fmt.Errorf("inserting enrollment request: %w", err)
+		}
+		// The same key's request committed after the lookup: refresh it.
+		if err := oneRow(res, errRace); err != nil {
+			return err
+		}
+		ev := audit
+		if ev.DeviceID == "" {
+			ev.DeviceID = p.DeviceID
+		}
+		if err := insertAudit(ctx, q, ev); err != nil {
+			return err
+		}
+		out, err = queryPending(ctx, q, p.ID, `id = $1`, "", p.ID)
+		return err
+	})
+	if errors.Is(err, storage.ErrRequestRejected) {
+		return out, fmt.Errorf("recording enrollment request: %w", err)
+	}
+	if err != nil {
+		return storage.PendingEnrollment{}, fmt.Errorf("recording enrollment request: %w", err)
+	}
+	return out, nil
+}
+
+func count(ctx context.Context, q conn, query string, args ...any) (int, error) {
+	var n int
+	if err := q.queryRow(ctx, query, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("counting enrollment requests: %w", err)
+	}
+	return n, nil
+}
+
+// GetPendingEnrollment returns a request by ID, or ErrNotFound.
+func (s *Store) GetPendingEnrollment(ctx context.Context, id string) (storage.PendingEnrollment, error) {
+	return queryPending(ctx, s.reader(), fmt.Sprintf("%q", id), `id = $1`, "", id)
+}
+
+// ListPendingEnrollments returns up to limit (clamped to [1, 1000])
+// waiting requests with ID > afterID, ordered by ID.
+func (s *Store) ListPendingEnrollments(ctx context.Context, afterID string, limit int) ([]storage.PendingEnrollment, error) {
+	ps, err := list(ctx, s.reader(), scanPending,
+		`SELECT `+pendingColumns+` FROM pending_enrollments WHERE rejected_at = 0 AND id > $1 ORDER BY id LIMIT $2`,
+		afterID, clampLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("listing enrollment requests: %w", err)
+	}
+	return ps, nil
+}
+
+// ApproveEnrollment enrolls a waiting request's key; see
+// storage.ApprovalStore.
+func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (storage.Device, bool, error) {
+	if a.NewDeviceID == "" {
+		return storage.Device{}, false, errors.New("approving enrollment: empty device ID")
+	}
+	var c timeCodec
+	at := c.ns("approval time", a.At)
+	c.ns("audit time", a.Audit.At)
+	if c.err == nil && at == 0 {
+		c.err = errors.New("zero approval time")
+	}
+	if c.err != nil {
+		return storage.Device{}, false, fmt.Errorf("approving enrollment: %w", c.err)
+	}
+	var (
+		out     storage.Device
+		existed bool
+	)
+	err := s.write(ctx, func(q conn) error {
+		existed = false
+		p, err := queryPending(ctx, q, fmt.Sprintf("%q", a.RequestID), `id = $1`, q.s.d.LockRow, a.RequestID)
+		if err != nil {
+			return err
+		}
+		if p.Rejected() {
+			return fmt.Errorf("request %s: %w", p.ID, storage.ErrRequestRejected)
+		}
+		if err := approvalUse(ctx, q, p.SecretID); err != nil {
+			return err
+		}
+		id := a.NewDeviceID
+		old, err := lockDevice(ctx, q, "hardware_uuid", p.HardwareUUID)
+		switch {
+		case err == nil:
+			if old.Revoked() {
+				return fmt.Errorf("hardware UUID %q: %w", p.HardwareUUID, storage.ErrDeviceRevoked)
+			}
+			existed, id = true, old.ID
+			// The old certificate is for the old key: no certificate is
+			// current until the agent picks up its own.
+			if _, err := q.exec(ctx, `UPDATE devices SET
+				serial_number = $1, model = $2, os_name = $3, os_version = $4, hostname = $5,
+				platform = $6, agent_version = $7, public_key = $8, cert_serial = '', cert_not_after = 0,
+				enrollments = enrollments + 1, last_seq = 0, `+lastSeenAt("$9")+`, secret_id = $10
+				WHERE id = $11`,
+				p.SerialNumber, p.Model, p.OSName, p.OSVersion, p.Hostname, p.Platform, p.AgentVersion,
+				blob(p.PublicKey), toNS(p.LastRequestAt), p.SecretID, id); err != nil {
+				return fmt.Errorf("replacing device key: %w", err)
+			}
+		case errors.Is(err, storage.ErrNotFound):
+			res, err := q.exec(ctx, `INSERT INTO devices (
+				id, hardware_uuid, serial_number, model, os_name, os_version, hostname,
+				platform, agent_version, public_key, cert_serial, cert_not_after,
+				enrolled_at, enrollments, last_seen, secret_id)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '', 0, $11, 1, $12, $13)
+				ON CONFLICT (hardware_uuid) DO NOTHING`,
+				id, p.HardwareUUID, p.SerialNumber, p.Model, p.OSName, p.OSVersion, p.Hostname,
+				p.Platform, p.AgentVersion, blob(p.PublicKey), at, toNS(p.LastRequestAt), p.SecretID)
+			if s.d.IsUniqueViolation(err) {
+				return fmt.Errorf("device %q: %w", id, storage.ErrAlreadyExists)
+			}
+			if err != nil {
+				return fmt.Errorf("inserting device: %w", err)
+			}
+			if err := oneRow(res, errRace); err != nil {
+				return fmt.Errorf("first enrollment of hardware UUID %q: %w", p.HardwareUUID, err)
+			}
+		default:
+			return err
+		}
+		if _, err := q.exec(ctx, `DELETE FROM pending_enrollments WHERE id = $1`, p.ID); err != nil {
+			return fmt.Errorf("removing approved request: %w", err)
+		}
+		ev := a.Audit
+		ev.DeviceID = id
+		if err := insertAudit(ctx, q, ev); err != nil {
+			return err
+		}
+		out, err = getDevice(ctx, q, "id", id)
+		return err
+	})
+	if err != nil {
+		return storage.Device{}, false, fmt.Errorf("approving enrollment: %w", err)
+	}
+	return out, existed, nil
+}
+
+// toNS is timeCodec.ns for a time read back from the store, which is
+// always in range.
+func toNS(t time.Time) int64 {
+	var c timeCodec
+	return c.ns("stored time", t)
+}
+
+// RejectEnrollment marks a request rejected; see storage.ApprovalStore.
+func (s *Store) RejectEnrollment(ctx context.Context, id string, at time.Time, audit storage.AuditEvent) (storage.PendingEnrollment, error) {
+	if at.IsZero() {
+		return storage.PendingEnrollment{}, errors.New("rejecting enrollment: zero rejection time")
+	}
+	var c timeCodec
+	rejectedAt := c.ns("rejection time", at)
+	c.ns("audit time", audit.At)
+	if c.err != nil {
+		return storage.PendingEnrollment{}, fmt.Errorf("rejecting enrollment: %w", c.err)
+	}
+	var out storage.PendingEnrollment
+	err := s.write(ctx, func(q conn) error {
+		if _, err := q.exec(ctx, `UPDATE pending_enrollments SET rejected_at = $1 WHERE id = $2 AND rejected_at = 0`,
+			rejectedAt, id); err != nil {
+			return fmt.Errorf("updating enrollment request: %w", err)
+		}
+		var err error
+		if out, err = queryPending(ctx, q, fmt.Sprintf("%q", id), `id = $1`, "", id); err != nil {
+			return err
+		}
+		if audit.DeviceID == "" {
+			audit.DeviceID = out.DeviceID
+		}
+		return insertAudit(ctx, q, audit)
+	})
+	if err != nil {
+		return storage.PendingEnrollment{}, fmt.Errorf("rejecting enrollment: %w", err)
+	}
+	return out, nil
+}
+
+// ImportKnownDevices adds or updates known serial numbers in one
+// transaction; see storage.ApprovalStore.
+func (s *Store) ImportKnownDevices(ctx context.Context, ds []storage.KnownDevice, audit storage.AuditEvent) (int, error) {
+	var c timeCodec
+	c.ns("audit time", audit.At)
+	for i := range ds {
+		c.ns("import time", ds[i].ImportedAt)
+		if err := checkTexts(false, textField{"name", ds[i].Name}, textField{"source", ds[i].Source}); err != nil {
+			return 0, fmt.Errorf("importing known devices: serial %q: %w", ds[i].SerialNumber, err)
+		}
+		if serial := storage.CanonicalSerial(ds[i].SerialNumber); serial != ds[i].SerialNumber || serial == "" {
+			return 0, fmt.Errorf("importing known devices: serial %q is not canonical", ds[i].SerialNumber)
+		}
+		if err := checkText("serial", ds[i].SerialNumber, storage.MaxTextLen); err != nil {
+			return 0, fmt.Errorf("importing known devices: %w", err)
+		}
+	}
+	if c.err != nil {
+		return 0, fmt.Errorf("importing known devices: %w", c.err)
+	}
+	var added int
+	err := s.write(ctx, func(q conn) error {
+		added = 0
+		for _, d := range ds {
+			found, err := exists(ctx, q, `SELECT 1 FROM known_devices WHERE serial_number = $1`, d.SerialNumber)
+			if err != nil {
+				return fmt.Errorf("reading known device: %w", err)
+			}
+			if !found {
+				added++
+			}
+			if _, err := q.exec(ctx, `INSERT INTO known_devices (serial_number, name, source, imported_at)
+				VALUES ($1, $2, $3, $4)
+				ON CONFLICT (serial_number) DO UPDATE SET name = excluded.name, source = excluded.source,
+				imported_at = excluded.imported_at`,
+				d.SerialNumber, d.Name, d.Source, toNS(d.ImportedAt)); err != nil {
+				return fmt.Errorf("storing known device: %w", err)
+			}
+		}
+		return insertAudit(ctx, q, audit)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("importing known devices: %w", err)
+	}
+	return added, nil
+}
+
+// GetKnownDevice returns a known serial number, or ErrNotFound.
+func (s *Store) GetKnownDevice(ctx context.Context, serial string) (storage.KnownDevice, error) {
+	var (
+		d  storage.KnownDevice
+		at int64
+	)
+	serial = storage.CanonicalSerial(serial)
+	err := s.reader().queryRow(ctx, `SELECT serial_number, name, source, imported_at FROM known_devices WHERE serial_number = $1`,
+		serial).Scan(&d.SerialNumber, &d.Name, &d.Source, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return storage.KnownDevice{}, fmt.Errorf("known device %q: %w", serial, storage.ErrNotFound)
+	}
+	if err != nil {
+		return storage.KnownDevice{}, fmt.Errorf("reading known device: %w", err)
+	}
+	d.ImportedAt = fromNS(at)
+	return d, nil
+}

@@ -1,0 +1,501 @@
+package storagetest
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+var approvalTests = []test{
+	{"SecretScope", testSecretScope},
+	{"DevicesBySecret", testDevicesBySecret},
+	{"RequestEnrollment", testRequestEnrollment},
+	{"RequestLimits", testRequestLimits},
+	{"RejectEnrollment", testRejectEnrollment},
+	{"ApproveReenrollment", testApproveReenrollment},
+	{"ApproveNewDevice", testApproveNewDevice},
+	{"ApproveFailuresChangeNothing", testApproveFailures},
+	{"EnrollmentAnswersRequest", testEnrollmentAnswersRequest},
+	{"KnownDevices", testKnownDevices},
+	{"EnrollChecked", testEnrollChecked},
+}
+
+// An enrollment admitted on one state of the device commits only if that
+// state still holds: a proof checked against a key the device no longer
+// has, or a new device that appeared meanwhile, changes nothing.
+func testEnrollChecked(t *testing.T, s storage.Store) {
+	createSecret(t, s, "sec")
+	d := enroll(t, s, newEnrollment(1, "sec"))
+
+	stale := newEnrollment(1, "sec")
+	stale.Device.PublicKey = []byte("rotated-key")
+	stale.Device.CertSerial, stale.Cert.Serial = "abc123", "abc123"
+	stale.Checked = &storage.Checked{Key: []byte("a key the device no longer has")}
+	appeared := newEnrollment(1, "sec")
+	appeared.Device.ID = "dev-generated"
+	appeared.Device.CertSerial, appeared.Cert.Serial = "abc124", "abc124"
+	appeared.Checked = &storage.Checked{}
+	for name, e := range map[string]storage.Enrollment{"stale key": stale, "device appeared": appeared} {
+		before := dumpOf(t, s)
+		_, _, err := s.EnrollDevice(t.Context(), e)
+		wantErr(t, err, storage.ErrKeyReplaced)
+		sameDump(t, name, before, s)
+	}
+
+	fresh := stale
+	fresh.Checked = &storage.Checked{Key: d.PublicKey}
+	if got := enroll(t, s, fresh); string(got.PublicKey) != "rotated-key" {
+		t.Errorf("key after a checked rotation = %q", got.PublicKey)
+	}
+	first := newEnrollment(2, "sec")
+	first.Checked = &storage.Checked{}
+	enroll(t, s, first)
+}
+
+// dumpOf is the store's every row (storagetest.Dump), for checks that a
+// refused call changed nothing at all.
+func dumpOf(t *testing.T, s storage.Store) string {
+	t.Helper()
+	d, err := Dump(t.Context(), s)
+	must(t, err)
+	return d
+}
+
+func sameDump(t *testing.T, what, before string, s storage.Store) {
+	t.Helper()
+	if after := dumpOf(t, s); after != before {
+		t.Errorf("%s changed the store:\n%s\n--- after ---\n%s", what, before, after)
+	}
+}
+
+func createScopedSecret(t *testing.T, s storage.Store, id string, sec storage.EnrollSecret) storage.EnrollSecret {
+	t.Helper()
+	base := newSecret(id, t0)
+	base.ExpiresAt, base.MaxUses = sec.ExpiresAt, sec.MaxUses
+	must(t, s.CreateEnrollSecret(t.Context(), base, storage.AuditEvent{At: t0, Actor: "cli", Action: "secret.create"}))
+	return base
+}
+
+// A secret's expiry and use limit hold at the enrollment's commit, each
+// refused with its own error, and a refused enrollment changes nothing.
+func testSecretScope(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	expiring := createScopedSecret(t, s, "expiring", storage.EnrollSecret{ExpiresAt: at(hour)})
+	limited := createScopedSecret(t, s, "limited", storage.EnrollSecret{MaxUses: 2})
+	createSecret(t, s, "revoked")
+	revokeSecret(t, s, "revoked")
+	equal(t, "GetEnrollSecret expiring", getSecret(t, s, "expiring"), expiring)
+	equal(t, "GetEnrollSecret limited", getSecret(t, s, "limited"), limited)
+
+	// Before the expiry: enrolls.
+	e := newEnrollment(1, "expiring")
+	e.Device.EnrolledAt = at(hour - 1)
+	enroll(t, s, e)
+	// Two uses of the limited secret: a new device and a re-enrollment.
+	enroll(t, s, newEnrollment(2, "limited"))
+	again := newEnrollment(2, "limited")
+	again.Device.CertSerial, again.Cert.Serial = "abc123", "abc123"
+	enroll(t, s, again)
+	if got := getSecret(t, s, "limited"); got.Uses != 2 || !got.Exhausted() {
+		t.Errorf("limited secret: uses %d, exhausted %v; want 2, true", got.Uses, got.Exhausted())
+	}
+
+	cases := []struct {
+		name   string
+		e      storage.Enrollment
+		want   error
+		others []error
+	}{
+		{"expired at its expiry", func() storage.Enrollment {
+			e := newEnrollment(3, "expiring")
+			e.Device.EnrolledAt = at(hour)
+			return e
+		}(), storage.ErrSecretExpired, []error{storage.ErrSecretRevoked, storage.ErrSecretExhausted}},
+		{"expired, re-enrollment", func() storage.Enrollment {
+			e := newEnrollment(1, "expiring")
+			e.Device.EnrolledAt = at(2 * hour)
+			e.Device.CertSerial, e.Cert.Serial = "abc999", "abc999"
+			return e
+		}(), storage.ErrSecretExpired, []error{storage.ErrSecretRevoked, storage.ErrSecretExhausted}},
+		{"exhausted", newEnrollment(4, "limited"), storage.ErrSecretExhausted, []error{storage.ErrSecretRevoked, storage.ErrSecretExpired}},
+		{"revoked", newEnrollment(5, "revoked"), storage.ErrSecretRevoked, []error{storage.ErrSecretExpired, storage.ErrSecretExhausted}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := dumpOf(t, s)
+			_, _, err := s.EnrollDevice(ctx, tc.e)
+			wantErr(t, err, tc.want)
+			for _, o := range tc.others {
+				if errors.Is(err, o) {
+					t.Errorf("err %v is also %v: the reasons must be told apart", err, o)
+				}
+			}
+			sameDump(t, "a refused enrollment", before, s)
+		})
+	}
+}
+
+func testDevicesBySecret(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "a")
+	createSecret(t, s, "b")
+	for n, sec := range map[int]string{1: "a", 2: "a", 3: "a", 4: "b"} {
+		enroll(t, s, newEnrollment(n, sec))
+	}
+	// Machine 1's key is now the one secret b enrolled.
+	again := newEnrollment(1, "b")
+	again.Device.CertSerial, again.Cert.Serial = "abc123", "abc123"
+	enroll(t, s, again)
+
+	bySecret := func(secret, after string, limit int) []string {
+		ds, err := s.ListDevicesBySecret(ctx, secret, after, limit)
+		must(t, err)
+		for _, d := range ds {
+			if d.SecretID != secret {
+				t.Errorf("device %s listed for secret %s records %q", d.ID, secret, d.SecretID)
+			}
+		}
+		return deviceIDs(ds)
+	}
+	equal(t, "devices of a", bySecret("a", "", 10), []string{"dev-002", "dev-003"})
+	equal(t, "devices of b", bySecret("b", "", 10), []string{"dev-001", "dev-004"})
+	equal(t, "devices of a, paged", bySecret("a", "dev-002", 1), []string{"dev-003"})
+	equal(t, "devices of an unknown secret", bySecret("nope", "", 10), []string{})
+	if got := getDevice(t, s, "dev-001").SecretID; got != "b" {
+		t.Errorf("GetDevice SecretID = %q, want b", got)
+	}
+}
+
+// newRequest is machine n asking, with keyName's key, to enroll.
+func newRequest(n int, keyName, secretID string) storage.PendingEnrollment {
+	return storage.PendingEnrollment{
+		ID:            fmt.Sprintf("req-%03d-%s", n, keyName),
+		HardwareUUID:  fmt.Sprintf("5a1b2c3d-0000-4000-8000-%012d", n),
+		SerialNumber:  fmt.Sprintf("C02X%05d", n),
+		Model:         "MacBookPro18,3",
+		OSName:        "macOS",
+		OSVersion:     "15.1",
+		Hostname:      fmt.Sprintf("other-%d.example.com", n),
+		Platform:      "darwin",
+		AgentVersion:  "1.0.0",
+		PublicKey:     []byte("candidate-key-" + keyName + "\x00\xff"),
+		SecretID:      secretID,
+		Reason:        "unknown_serial",
+		Source:        "192.0.2.7:50000",
+		LastRequestAt: at(2 * hour),
+	}
+}
+
+// requested is what storing a new request r makes of it.
+func requested(r storage.PendingEnrollment) storage.PendingEnrollment {
+	r.HardwareUUID = storage.CanonicalHardwareUUID(r.HardwareUUID)
+	r.RequestedAt = r.LastRequestAt
+	r.Requests = 1
+	r.RejectedAt = time.Time{}
+	return r
+}
+
+func request(t *testing.T, s storage.Store, r storage.PendingEnrollment, limits storage.PendingLimits) storage.PendingEnrollment {
+	t.Helper()
+	got, err := s.RequestEnrollment(t.Context(), r, limits, storage.AuditEvent{
+		At: r.LastRequestAt, Actor: "agent", Action: "device.enroll_pending", Detail: r.ID,
+	})
+	must(t, err)
+	return got
+}
+
+func listRequests(t *testing.T, s storage.Store, after string, limit int) []string {
+	t.Helper()
+	ps, err := s.ListPendingEnrollments(t.Context(), after, limit)
+	must(t, err)
+	out := []string{}
+	for _, p := range ps {
+		out = append(out, p.ID)
+	}
+	return out
+}
+
+func testRequestEnrollment(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "sec")
+	r := newRequest(1, "k1", "sec")
+	got := request(t, s, r, storage.PendingLimits{})
+	want := requested(r)
+	equal(t, "stored request", got, want)
+	stored, err := s.GetPendingEnrollment(ctx, r.ID)
+	must(t, err)
+	equal(t, "GetPendingEnrollment", stored, want)
+
+	// The agent polls again, from elsewhere, with changed facts: the same
+	// request, refreshed; its ID and first time stay.
+	poll := newRequest(1, "k1", "sec")
+	poll.ID = "req-generated-again"
+	poll.Hostname = "renamed.example.com"
+	poll.Source = "198.51.100.1:40000"
+	poll.Reason = "manual"
+	poll.LastRequestAt = at(3 * hour)
+	got = request(t, s, poll, storage.PendingLimits{PerDevice: 1, Total: 1})
+	want.Hostname, want.Source, want.Reason = poll.Hostname, poll.Source, poll.Reason
+	want.LastRequestAt, want.Requests = at(3*hour), 2
+	equal(t, "refreshed request", got, want)
+	// A late poll never moves the latest request time back.
+	late := poll
+	late.LastRequestAt = at(2 * hour)
+	if got := request(t, s, late, storage.PendingLimits{}); !got.LastRequestAt.Equal(at(3*hour)) || got.Requests != 3 {
+		t.Errorf("late poll: LastRequestAt %s, Requests %d; want %s, 3", fmtTime(got.LastRequestAt), got.Requests, fmtTime(at(3*hour)))
+	}
+	if _, err := s.GetPendingEnrollment(ctx, poll.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("the poll's own ID was stored: err %v", err)
+	}
+
+	// Another key for the same machine is another request.
+	request(t, s, newRequest(1, "k2", "sec"), storage.PendingLimits{})
+	request(t, s, newRequest(2, "k1", "sec"), storage.PendingLimits{})
+	equal(t, "ListPendingEnrollments", listRequests(t, s, "", 10), []string{"req-001-k1", "req-001-k2", "req-002-k1"})
+	equal(t, "ListPendingEnrollments paged", listRequests(t, s, "req-001-k1", 1), []string{"req-001-k2"})
+
+	// One audit event per request, none per poll.
+	var events int
+	for _, e := range listAudit(t, s, "") {
+		if e.Action == "device.enroll_pending" {
+			events++
+		}
+	}
+	if events != 3 {
+		t.Errorf("%d device.enroll_pending audit events, want 3 (one per request)", events)
+	}
+}
+
+func testRequestLimits(t *testing.T, s storage.Store) {
+	createSecret(t, s, "sec")
+	limits := storage.PendingLimits{PerDevice: 2, Total: 3}
+	request(t, s, newRequest(1, "k1", "sec"), limits)
+	request(t, s, newRequest(1, "k2", "sec"), limits)
+	request(t, s, newRequest(2, "k1", "sec"), limits)
+	for _, r := range []storage.PendingEnrollment{newRequest(1, "k3", "sec"), newRequest(3, "k1", "sec")} {
+		before := dumpOf(t, s)
+		_, err := s.RequestEnrollment(t.Context(), r, limits, storage.AuditEvent{At: at(2 * hour), Actor: "agent", Action: "device.enroll_pending"})
+		wantErr(t, err, storage.ErrTooManyPending)
+		sameDump(t, "a request over the limit", before, s)
+	}
+	// Polls of waiting requests go on; a rejected one frees its place.
+	request(t, s, newRequest(1, "k1", "sec"), limits)
+	_, err := s.RejectEnrollment(t.Context(), "req-001-k2", at(3*hour), storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	must(t, err)
+	request(t, s, newRequest(3, "k1", "sec"), limits)
+}
+
+func testRejectEnrollment(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "sec")
+	r := request(t, s, newRequest(1, "k1", "sec"), storage.PendingLimits{})
+	request(t, s, newRequest(2, "k1", "sec"), storage.PendingLimits{})
+
+	got, err := s.RejectEnrollment(ctx, r.ID, at(3*hour), storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	must(t, err)
+	want := r
+	want.RejectedAt = at(3 * hour)
+	equal(t, "rejected request", got, want)
+	if !got.Rejected() {
+		t.Error("Rejected() = false after RejectEnrollment")
+	}
+	equal(t, "waiting requests", listRequests(t, s, "", 10), []string{"req-002-k1"})
+
+	// Idempotent: the first rejection stays.
+	again, err := s.RejectEnrollment(ctx, r.ID, at(4*hour), storage.AuditEvent{At: at(4 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	must(t, err)
+	equal(t, "rejected twice", again, want)
+
+	// The same key asking again is refused, and nothing changes.
+	before := dumpOf(t, s)
+	stored, err := s.RequestEnrollment(ctx, newRequest(1, "k1", "sec"), storage.PendingLimits{},
+		storage.AuditEvent{At: at(5 * hour), Actor: "agent", Action: "device.enroll_pending"})
+	wantErr(t, err, storage.ErrRequestRejected)
+	equal(t, "request returned with ErrRequestRejected", stored, want)
+	sameDump(t, "a rejected key asking again", before, s)
+
+	before = dumpOf(t, s)
+	_, err = s.RejectEnrollment(ctx, "no-such-request", at(5*hour), storage.AuditEvent{At: at(5 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	wantErr(t, err, storage.ErrNotFound)
+	sameDump(t, "rejecting an unknown request", before, s)
+}
+
+func approve(t *testing.T, s storage.Store, id, newID string, when time.Time) (storage.Device, bool, error) {
+	t.Helper()
+	return s.ApproveEnrollment(t.Context(), storage.Approval{
+		RequestID: id, NewDeviceID: newID, At: when,
+		Audit: storage.AuditEvent{At: when, Actor: "admin-api", Action: "device.enroll_approve", Detail: id},
+	})
+}
+
+// Approving an unproven re-enrollment replaces the device's key: reports of
+// the old key are refused from then on, and the agent of the new key
+// enrolls by proving it.
+func testApproveReenrollment(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "first")
+	createSecret(t, s, "second")
+	orig := enroll(t, s, newEnrollment(1, "first"))
+	save(t, s, newReport(orig.ID, 1, at(minute)), nil, 10)
+
+	r := newRequest(1, "k1", "second")
+	r.DeviceID = orig.ID
+	request(t, s, r, storage.PendingLimits{})
+	d, existed, err := approve(t, s, r.ID, "dev-generated", at(4*hour))
+	must(t, err)
+	if !existed {
+		t.Error("existed = false for a known hardware UUID")
+	}
+	want := orig
+	want.PublicKey = r.PublicKey
+	want.Hostname = r.Hostname
+	want.CertSerial, want.CertNotAfter = "", time.Time{}
+	want.Enrollments = 2
+	want.LastSeq = 0
+	want.LastSeen = at(2 * hour) // the request's time
+	want.LastReportAt = newReport(orig.ID, 1, at(minute)).ObservedAt
+	want.SecretID = "second"
+	equal(t, "approved device", d, want)
+	equal(t, "GetDevice", getDevice(t, s, orig.ID), want)
+	if _, err := s.GetPendingEnrollment(ctx, r.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("approved request still stored: err %v", err)
+	}
+	if u := getSecret(t, s, "second").Uses; u != 1 {
+		t.Errorf("secret uses = %d, want 1 (the approval)", u)
+	}
+	if a := listAudit(t, s, orig.ID); len(a) == 0 || a[0].Action != "device.enroll_approve" {
+		t.Errorf("device audit = %+v, want the approval first", a)
+	}
+
+	// The old key's reports are refused; the new key's are taken.
+	wantErr(t, s.SaveReport(ctx, newReport(orig.ID, 2, at(5*hour)), nil, 10), storage.ErrKeyReplaced)
+	save(t, s, signedWith(newReport(orig.ID, 1, at(5*hour)), r.PublicKey), nil, 10)
+
+	// The agent proves the approved key and gets its certificate.
+	e := newEnrollment(1, "second")
+	e.Device.PublicKey = r.PublicKey
+	e.Device.CertSerial, e.Cert.Serial = "abc123", "abc123"
+	e.Device.EnrolledAt = at(6 * hour)
+	got := enroll(t, s, e)
+	if got.CertSerial != "abc123" || got.ID != orig.ID || got.Enrollments != 3 {
+		t.Errorf("enrollment after approval: %s, cert %q, enrollments %d; want %s, abc123, 3", got.ID, got.CertSerial, got.Enrollments, orig.ID)
+	}
+}
+
+func testApproveNewDevice(t *testing.T, s storage.Store) {
+	createSecret(t, s, "sec")
+	r := request(t, s, newRequest(7, "k1", "sec"), storage.PendingLimits{})
+	d, existed, err := approve(t, s, r.ID, "dev-new", at(4*hour))
+	must(t, err)
+	if existed {
+		t.Error("existed = true for a new hardware UUID")
+	}
+	want := storage.Device{
+		ID: "dev-new", HardwareUUID: r.HardwareUUID, SerialNumber: r.SerialNumber, Model: r.Model,
+		OSName: r.OSName, OSVersion: r.OSVersion, Hostname: r.Hostname, Platform: r.Platform,
+		AgentVersion: r.AgentVersion, PublicKey: r.PublicKey, EnrolledAt: at(4 * hour), Enrollments: 1,
+		LastSeen: at(2 * hour), SecretID: "sec",
+	}
+	equal(t, "approved new device", d, want)
+	equal(t, "GetDevice", getDevice(t, s, "dev-new"), want)
+	equal(t, "waiting requests", listRequests(t, s, "", 10), []string{})
+}
+
+func testApproveFailures(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "sec")
+	createSecret(t, s, "leaked")
+	gone := enroll(t, s, newEnrollment(2, "sec"))
+	revokeDevice(t, s, gone.ID)
+	rejected := request(t, s, newRequest(1, "k1", "sec"), storage.PendingLimits{})
+	_, err := s.RejectEnrollment(ctx, rejected.ID, at(3*hour), storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	must(t, err)
+	byLeaked := request(t, s, newRequest(3, "k1", "leaked"), storage.PendingLimits{})
+	revokeSecret(t, s, "leaked")
+	ofRevoked := request(t, s, newRequest(2, "k1", "sec"), storage.PendingLimits{})
+	waiting := request(t, s, newRequest(4, "k1", "sec"), storage.PendingLimits{})
+	taken := enroll(t, s, newEnrollment(5, "sec"))
+
+	cases := []struct {
+		name, id, newID string
+		want            error
+	}{
+		{"unknown request", "no-such-request", "dev-x", storage.ErrNotFound},
+		{"rejected request", rejected.ID, "dev-x", storage.ErrRequestRejected},
+		{"secret revoked since", byLeaked.ID, "dev-x", storage.ErrSecretRevoked},
+		{"revoked device", ofRevoked.ID, "dev-x", storage.ErrDeviceRevoked},
+		{"device ID taken", waiting.ID, taken.ID, storage.ErrAlreadyExists},
+		{"empty device ID", waiting.ID, "", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := dumpOf(t, s)
+			_, _, err := approve(t, s, tc.id, tc.newID, at(4*hour))
+			wantErr(t, err, tc.want)
+			sameDump(t, "a refused approval", before, s)
+		})
+	}
+}
+
+// An enrollment that goes through (the key proven, the serial imported
+// since) answers the same key's waiting request; other keys' stay.
+func testEnrollmentAnswersRequest(t *testing.T, s storage.Store) {
+	createSecret(t, s, "sec")
+	e := newEnrollment(1, "sec")
+	mine := newRequest(1, "mine", "sec")
+	mine.PublicKey = e.Device.PublicKey
+	request(t, s, mine, storage.PendingLimits{})
+	request(t, s, newRequest(1, "other", "sec"), storage.PendingLimits{})
+	enroll(t, s, e)
+	equal(t, "waiting requests", listRequests(t, s, "", 10), []string{"req-001-other"})
+}
+
+func testKnownDevices(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	imp := func(ds ...storage.KnownDevice) (int, error) {
+		return s.ImportKnownDevices(ctx, ds, storage.AuditEvent{At: at(hour), Actor: "admin-api", Action: "device.import", Detail: fmt.Sprintf("%d serials", len(ds))})
+	}
+	a := storage.KnownDevice{SerialNumber: "C02XA0001", Name: "Ana's MacBook", Source: "jamf.csv", ImportedAt: at(hour)}
+	b := storage.KnownDevice{SerialNumber: "C02XB0002", Source: "jamf.csv", ImportedAt: at(hour)}
+	n, err := imp(a, b)
+	must(t, err)
+	if n != 2 {
+		t.Errorf("added %d, want 2", n)
+	}
+	for _, q := range []string{"C02XA0001", "c02xa0001", " C02xA0001 "} {
+		got, err := s.GetKnownDevice(ctx, q)
+		must(t, err)
+		equal(t, "GetKnownDevice "+q, got, a)
+	}
+	// Imported again from another export: updated, not added.
+	a2 := a
+	a2.Name, a2.Source, a2.ImportedAt = "Ana's Mac", "kandji.csv", at(2*hour)
+	c := storage.KnownDevice{SerialNumber: "C02XC0003", Source: "kandji.csv", ImportedAt: at(2 * hour)}
+	n, err = imp(a2, c)
+	must(t, err)
+	if n != 1 {
+		t.Errorf("added %d, want 1", n)
+	}
+	got, err := s.GetKnownDevice(ctx, "C02XA0001")
+	must(t, err)
+	equal(t, "re-imported", got, a2)
+	if _, err := s.GetKnownDevice(ctx, "C02XZ9999"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("unknown serial: err %v, want ErrNotFound", err)
+	}
+
+	// One bad entry refuses the whole import.
+	for _, bad := range []storage.KnownDevice{
+		{SerialNumber: "c02xlower", ImportedAt: at(hour)},
+		{SerialNumber: "", ImportedAt: at(hour)},
+		{SerialNumber: "C02XNUL", Name: "a\x00b", ImportedAt: at(hour)},
+	} {
+		before := dumpOf(t, s)
+		if _, err := imp(storage.KnownDevice{SerialNumber: "C02XD0004", ImportedAt: at(hour)}, bad); err == nil {
+			t.Errorf("import with %+v succeeded", bad)
+		}
+		sameDump(t, "a refused import", before, s)
+	}
+}
