@@ -198,12 +198,16 @@ func (p *proc) kill() {
 }
 
 // healthz returns /healthz's status and body.
-func (v *verifier) healthz(t *testing.T) (int, string) {
+func (v *verifier) healthz(t *testing.T) (int, string) { t.Helper(); return v.getStatus(t, "/healthz") }
+
+// getStatus fetches path from the HTTP listener, without credentials, and
+// returns its status and body.
+func (v *verifier) getStatus(t *testing.T, path string) (int, string) {
 	t.Helper()
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(v.rootPEM())
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}}}
-	resp, err := c.Get("https://" + v.httpAddr + "/healthz")
+	resp, err := c.Get("https://" + v.httpAddr + path)
 	if err != nil {
 		t.Fatal(err)
 	}
