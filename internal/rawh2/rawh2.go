@@ -80,25 +80,42 @@ func Dial(ctx context.Context, dialer *net.Dialer, addr string, config *tls.Conf
 func (c *Conn) Open(method, authority string, md map[string]string) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	id, err := c.headers(method, authority, md)
+	if err != nil {
+		return err
+	}
+	// The length-prefixed empty message: not compressed, zero bytes.
+	return c.fr.WriteData(id, true, []byte{0, 0, 0, 0, 0})
+}
+
+// OpenHeld starts a call to method and sends nothing more: no request
+// message, no end of stream. The server holds the call open waiting for
+// its message (a unary call's handler is never reached), and answers it
+// only to refuse it.
+func (c *Conn) OpenHeld(method, authority string) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, err := c.headers(method, authority, nil)
+	return err
+}
+
+// headers opens the next stream with a call's headers. c.wmu is held.
+func (c *Conn) headers(method, authority string, md map[string]string) (uint32, error) {
 	id := c.next
 	c.next += 2
 	c.hbuf.Reset()
 	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "https"}, {":path", method}, {":authority", authority},
 		{"content-type", "application/grpc"}, {"te", "trailers"}} {
 		if err := c.enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]}); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	for k, v := range md {
 		if err := c.enc.WriteField(hpack.HeaderField{Name: k, Value: v}); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndHeaders: true}); err != nil {
-		return err
-	}
-	// The length-prefixed empty message: not compressed, zero bytes.
-	return c.fr.WriteData(id, true, []byte{0, 0, 0, 0, 0})
+	return id, c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndHeaders: true})
 }
 
 // Ping sends a PING frame.

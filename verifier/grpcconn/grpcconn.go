@@ -50,8 +50,10 @@ const (
 	// Macs enroll (one short connection each) is never locked out by one
 	// machine behind the same address that holds some.
 	DefaultUnauthenticatedPerSource = 16
-	// DefaultUnauthenticatedStreams bounds concurrent calls on one of them.
-	DefaultUnauthenticatedStreams = 8
+	// DefaultUnauthenticatedStreams bounds concurrent calls on one of them:
+	// enrollment makes one, an admin tool a few. A call held open without
+	// its request message costs the verifier about 25 KiB.
+	DefaultUnauthenticatedStreams = 4
 	// DefaultUnauthenticatedIdle closes one with no call in flight for this
 	// long (a GOAWAY: a client makes a new connection for its next call).
 	DefaultUnauthenticatedIdle = 30 * time.Second
