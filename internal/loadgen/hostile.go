@@ -546,14 +546,11 @@ func (r *run) streamFlood(ctx context.Context, hc HostileConfig) (StreamFlood, [
 	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	for _, c := range watch {
-		got := c.WaitAnswered(wctx, hc.StreamsPerConn)
-		out.WatchesRefused += got.Refused
-		if !got.Closed {
-			out.WatchesHeld += got.Accepted
-		}
+		c.WaitAnswered(wctx, hc.StreamsPerConn)
 	}
-	// Held calls are answered only to be refused: wait until the refusals
-	// (and the connections closed) stop changing.
+	// Held calls are answered only to be refused, and a connection the
+	// verifier closed is seen closed a moment later: wait until the
+	// refusals and the connections closed stop changing.
 	last := -1
 	for range 50 {
 		n := 0
@@ -564,6 +561,11 @@ func (r *run) streamFlood(ctx context.Context, hc HostileConfig) (StreamFlood, [
 				n += 1 << 20
 			}
 		}
+		for _, c := range watch {
+			if c.Counts().Closed {
+				n += 1 << 20
+			}
+		}
 		if n == last {
 			break
 		}
@@ -571,6 +573,13 @@ func (r *run) streamFlood(ctx context.Context, hc HostileConfig) (StreamFlood, [
 		select {
 		case <-time.After(200 * time.Millisecond):
 		case <-ctx.Done():
+		}
+	}
+	for _, c := range watch {
+		cs := c.Counts()
+		out.WatchesRefused += cs.Refused
+		if !cs.Closed {
+			out.WatchesHeld += cs.Accepted
 		}
 	}
 	for _, h := range held {
