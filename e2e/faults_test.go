@@ -767,7 +767,8 @@ func TestDiskFullRecovers(t *testing.T) {
 	}
 	prefix, how := smallDisk(t, dataDir, 16<<20)
 	a := freeAddrs(t)
-	v := startVerifierCmd(t, dataDir, a, prefix)
+	// The sign-in below is unsigned, as the test's Okta org builds it.
+	v := startVerifierCmd(t, dataDir, a, prefix, "--allow-unsigned-requests")
 	pid := v.cmd.Process.Pid
 	tl.log("verifier's data dir on a 16 MiB tmpfs in a %s", how)
 
