@@ -51,13 +51,16 @@ func TestPlantedCertificateAttack(t *testing.T) {
 		t.Fatal(err)
 	}
 	challenge := "profile-scep-challenge-" + hex.EncodeToString(rnd)
+	// Okta signs its requests, as it does in production: the refused proof
+	// is then on record (an unsigned one would only be counted).
+	oktaKey, oktaCert, oktaCertFile := oktaSigner(t, dir)
 	ssoAddr, presenceAddr := freePort(t), freePort(t)
 	_, presencePort, _ := net.SplitHostPort(presenceAddr)
 	grpcAddr, httpAddr := freePort(t), freePort(t)
 	start := func(binding string) *verifier {
 		return startVerifierOn(t, dataDir, grpcAddr, httpAddr,
 			"--sso-listen", ssoAddr, "--sso-public-url", e2eSSOPublic,
-			"--okta-audience", e2eAudience, "--okta-acs-url", e2eACS, "--allow-unsigned-requests",
+			"--okta-audience", e2eAudience, "--okta-acs-url", e2eACS, "--okta-request-cert", oktaCertFile,
 			"--scep-challenge", challenge, "--agent-presence-port", presencePort, "--browser-binding", binding)
 	}
 	v := start("agent")
@@ -93,7 +96,7 @@ func TestPlantedCertificateAttack(t *testing.T) {
 
 	// 2. The attacker's browser, on the attacker's machine, presenting the
 	// certificate.
-	sp, _ := oktaOrg(t, dataDir, nil, nil)
+	sp, _ := oktaOrg(t, dataDir, oktaKey, oktaCert)
 	jar, _ := cookiejar.New(nil)
 	atk := newSSOBrowser(t, v, ssoAddr, attackerCert)
 	atk.client.Jar = jar

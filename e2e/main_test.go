@@ -221,8 +221,11 @@ func (v *verifier) stop() {
 	}
 }
 
-func (v *verifier) token() string {
-	b, err := os.ReadFile(filepath.Join(v.dataDir, "admin.token"))
+func (v *verifier) token() string { return v.readToken("admin.token") }
+
+// readToken reads a token file of the data dir.
+func (v *verifier) readToken(name string) string {
+	b, err := os.ReadFile(filepath.Join(v.dataDir, name))
 	if err != nil {
 		v.t.Fatal(err)
 	}

@@ -74,6 +74,9 @@ func TestVerifierEnrollReportRestart(t *testing.T) {
 		t.Fatalf("/healthz = %q", body)
 	}
 	metrics := v.get(t, "/metrics")
+	if status, _ := v.getStatus(t, "/metrics"); status != http.StatusUnauthorized {
+		t.Errorf("/metrics without the metrics token: %d, want 401", status)
+	}
 	for _, want := range []string{
 		"clearance_reports_accepted_total 1",
 		"clearance_agents_connected 1",
@@ -149,7 +152,12 @@ func (v *verifier) get(t *testing.T, path string) string {
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(v.rootPEM())
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}}}
-	resp, err := c.Get("https://" + v.httpAddr + path)
+	req, _ := http.NewRequest(http.MethodGet, "https://"+v.httpAddr+path, nil)
+	if path == "/metrics" {
+		// As Prometheus scrapes: with the data dir's metrics token.
+		req.Header.Set("Authorization", "Bearer "+v.readToken("metrics.token"))
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

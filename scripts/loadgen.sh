@@ -7,6 +7,9 @@
 #   LOADGEN_INTERVAL  between one agent's reports (default 5s)
 #   LOADGEN_SIGNINS   concurrent browsers of each kind, allowed and denied (default 4)
 #   LOADGEN_FLAGS     anything else for clearance-loadgen
+#   HOSTILE_DURATION  the hostile phase, run on its own verifier with its
+#                     limits at their defaults (default 30s; 0 skips it)
+#   HOSTILE_FLAGS     anything else for that run (--hostile-rate, …)
 #   CEILING_BENCHTIME benchtime of the raw ceilings (default 2s)
 #   BENCH_DATABASE    postgres: the verifier stores in a throwaway PostgreSQL
 #                     on loopback (scripts/postgres.sh) instead of SQLite
@@ -19,9 +22,11 @@ duration=${LOADGEN_DURATION:-30s}
 interval=${LOADGEN_INTERVAL:-5s}
 signins=${LOADGEN_SIGNINS:-4}
 benchtime=${CEILING_BENCHTIME:-2s}
+hostile=${HOSTILE_DURATION:-30s}
 out=$(mktemp)
 kv=$(mktemp)
-trap 'rm -f "$out" "$kv"' EXIT
+hkv=$(mktemp)
+trap 'rm -f "$out" "$kv" "$hkv"' EXIT
 
 make --no-print-directory build >/dev/null
 go build -o bin/ ./internal/loadgen/cmd/clearance-loadgen
@@ -36,7 +41,7 @@ backend=SQLite
 if [ "${BENCH_DATABASE:-}" = postgres ]; then
   export CLEARANCE_PG_STATE=$(mktemp -u)
   dsn=$(scripts/postgres.sh start)
-  trap 'scripts/postgres.sh stop; rm -f "$out" "$kv"' EXIT
+  trap 'scripts/postgres.sh stop; rm -f "$out" "$kv" "$hkv"' EXIT
   db_flags=(--database "${dsn#CLEARANCE_TEST_POSTGRES_DSN=}")
   backend=PostgreSQL
 fi
@@ -45,11 +50,20 @@ echo "loadgen: $agents agents, $duration, reports every $interval, $signins brow
 bin/clearance-loadgen --start --kv -v --agents "$agents" --duration "$duration" --report-interval "$interval" \
   --signins "$signins" "${db_flags[@]}" ${LOADGEN_FLAGS:-} | tee "$kv" >&2
 
+# The attacks tried against the verifier before it had limits, replayed
+# against a verifier of its own with the limits at their defaults, while
+# real sign-ins, reports and enrollments go on.
+if [ "$hostile" != 0 ]; then
+  echo "loadgen: hostile phase, $hostile, $backend" >&2
+  bin/clearance-loadgen --start --kv -v --phases hostile --agents 50 --duration "$hostile" --report-interval "$interval" \
+    --signins "$signins" "${db_flags[@]}" ${HOSTILE_FLAGS:-} | grep '^hostile_' | tee "$hkv" >&2
+fi
+
 if [ -z "${AGENT_IDLE:-}" ]; then
   AGENT_IDLE=$(scripts/agent-idle.sh)
 fi
 
-{ cat "$out"; cat "$kv"; echo "$AGENT_IDLE" | sed 's/^/idle: /'; } | awk -v nproc="$(nproc)" -v backend="$backend" '
+{ cat "$out"; cat "$kv" "$hkv"; echo "$AGENT_IDLE" | sed 's/^/idle: /'; } | awk -v nproc="$(nproc)" -v backend="$backend" '
   function val(unit,   i) { for (i = 1; i <= NF; i++) if ($(i+1) == unit) return $i; return "" }
   /^BenchmarkECDSAP256Verify(-[0-9]+)?[ \t]/         { ecdsa1 = val("ns/op") }
   /^BenchmarkECDSAP256VerifyParallel(-[0-9]+)?[ \t]/ { ecdsaN = val("ns/op") }
@@ -85,4 +99,21 @@ fi
     printf "  cores used (verifier / loadgen, same %d CPUs): ingest %.2f / %.2f, sso %.2f / %.2f, steady %.2f / %.2f\n", nproc, k["cpu_ingest_verifier_cores"], k["cpu_ingest_loadgen_cores"], k["cpu_sso_verifier_cores"], k["cpu_sso_loadgen_cores"], k["cpu_steady_verifier_cores"], k["cpu_steady_loadgen_cores"]
     for (e in k) if (e ~ /^errors_/ && e != "errors_signin_dropped") printf "  %s: %s\n", e, k[e]
     if (k["errors_signin_dropped"] != "") printf "  sign-ins not offered (every browser busy): %s\n", k["errors_signin_dropped"]
+    if (k["hostile_unidentified_answered"] == "") exit 0
+    printf "\n%-50s %11s %8s %8s  %s\n", "under attack (hostile phase, limits at defaults)", "value", "p50 ms", "p99 ms", "against / target"
+    print line
+    printf "%-50s %9.0f/s %8s %8s  %d of %d answered 429\n", "unidentified sign-ins, one address", k["hostile_unidentified_per_s"], "", "", k["hostile_unidentified_limited"], k["hostile_unidentified_answered"]
+    printf "%-50s %9.0f/s %8s %8s  %d answered 403, nothing stored\n", "unidentified sign-ins, a new address each", k["hostile_unidentified_proxied_per_s"], "", "", k["hostile_unidentified_proxied_refused"]
+    printf "%-50s %9.2f/s %8s %8s  target: a few a second at most (was ~925/s)\n", "  decision rows they wrote", k["hostile_unidentified_rows_per_s"], "", ""
+    if (k["hostile_unidentified_db_bytes_per_10k"] >= 0) printf "%-50s %7.1f KiB %8s %8s  per 10,000 requests; target < 1024 KiB\n", "  database growth", k["hostile_unidentified_db_bytes_per_10k"]/1024, "", ""
+    else printf "%-50s %11s %8s %8s  (SQLite only)\n", "  database growth", "n/a", "", ""
+    printf "%-50s %9.1f/s %8s %8s  %d stored of %d answered; limit 10/s after a burst of 100 (was 320/s)\n", "challenges stored, one address, no certificate", k["hostile_challenges_per_s"], "", "", k["hostile_challenge_challenged"], k["hostile_challenge_answered"]
+    printf "%-50s %11d %8s %8s  of %d asked on %d connections; limit 8 per address\n", "health Watch streams held", k["hostile_watches_held"], "", "", k["hostile_watches"], k["hostile_stream_conns"]
+    printf "%-50s %11d %8s %8s  of %d asked; limit 4 per connection, 16 connections per address\n", "calls held open without their message", k["hostile_calls_held"], "", "", k["hostile_calls"]
+    printf "%-50s %7.1f MiB %8s %8s  target < 64 MiB (was +360 MB)\n", "verifier RSS growth under the gRPC flood", k["hostile_rss_growth_kib"]/1024, "", ""
+    printf "%-50s %9.0f/s %8.2f %8.2f  %d failed\n", "real sign-ins meanwhile (agent proof + certificate)", k["hostile_signin_per_s"], k["hostile_signin_p50_ms"], k["hostile_signin_p99_ms"], k["hostile_signin_failed"]
+    printf "%-50s %9.0f/s %8.2f %8.2f  %d failed\n", "agent reports meanwhile (report -> Ack)", k["hostile_report_per_s"], k["hostile_report_p50_ms"], k["hostile_report_p99_ms"], k["hostile_report_failed"]
+    printf "%-50s %11d %8s %8s  %d failed\n", "enrollments meanwhile", k["hostile_enrolled"], "", "", k["hostile_enroll_failed"]
+    printf "%-50s %11d %8s %8s  of %d asked without the token\n", "/metrics refused (401)", k["hostile_metrics_refused"], "", "", k["hostile_metrics_probes"]
+    printf "%-50s %11d %8s %8s  while the floods ran with the real load\n", "decision rows by the attackers", k["hostile_c_attacker_rows"], "", ""
   }'

@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,13 +58,14 @@ type Config struct {
 	Signins           int           // concurrent browsers per kind (allowed, denied)
 	SigninRate        float64       // sign-ins/s in the steady phase; 0: half the sso rate
 	CheckRate         float64       // live checks/s in the steady phase
+	Hostile           HostileConfig // the hostile phase's attacks
 
 	Log *slog.Logger
 	Now func() time.Time
 }
 
-// Phases a run can have, in the order they run.
-var allPhases = []string{"ingest", "sso", "steady"}
+// Phases a run can have, in the order they run. "hostile" runs alone.
+var allPhases = []string{"ingest", "sso", "steady", "hostile"}
 
 // Result is what a run measured.
 type Result struct {
@@ -86,6 +88,9 @@ type Result struct {
 	// Cores the verifier and loadgen kept busy, on average, per phase:
 	// both share this machine's CPUs.
 	CPU map[string]CPUShare
+
+	// Hostile is the hostile phase's, when it ran.
+	Hostile *Hostile
 }
 
 // CPUShare is the average number of cores each process used in a phase.
@@ -149,6 +154,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 	}
+	r.cfg.EnrollSecret = cfg.EnrollSecret
 	defer r.closeAll()
 
 	// 1. Ramp-up.
@@ -192,6 +198,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			if cfg.Target.PID != 0 {
 				res.RSS, _ = RSS(cfg.Target.PID)
 			}
+		case "hostile":
+			h, err := r.hostile(ctx, each)
+			if err != nil {
+				return nil, err
+			}
+			res.Hostile = h
 		}
 		res.CPU[ph] = cpu()
 	}
@@ -223,12 +235,18 @@ func (c *Config) fill() error {
 		}
 	}
 	if len(c.Phases) == 0 {
-		c.Phases = allPhases
+		c.Phases = []string{"ingest", "sso", "steady"}
 	}
 	for _, p := range c.Phases {
 		if !contains(allPhases, p) {
-			return fmt.Errorf("phase %q: want ingest, sso or steady", p)
+			return fmt.Errorf("phase %q: want ingest, sso, steady or hostile", p)
 		}
+	}
+	if contains(c.Phases, "hostile") && len(c.Phases) > 1 {
+		return errHostileAlone
+	}
+	if contains(c.Phases, "hostile") && (c.Signins == 0 || c.Target.SSODial == "") {
+		return errors.New("the hostile phase needs the SSO listener and at least one browser of each kind (--signins)")
 	}
 	if c.Signins > 0 && c.Target.SSODial == "" {
 		return errors.New("sign-ins need the SSO listener's address")
@@ -304,15 +322,10 @@ func (r *run) ramp(ctx context.Context, secret string) error {
 }
 
 func (r *run) start(ctx context.Context, i int, secret string) (*simAgent, error) {
-	a, err := protoagent.New(r.cfg.Target.GRPCAddr, r.cfg.Target.RootPEM, newUUID())
+	s, err := newSimAgent(r.cfg.Target, SourceFor(r.srcs, i), fmt.Sprintf("LG%09d", i))
 	if err != nil {
 		return nil, err
 	}
-	a.Facts.SerialNumber = fmt.Sprintf("LG%09d", i)
-	a.Facts.Hostname = fmt.Sprintf("loadgen-mac-%d", i)
-	a.Facts.AgentVersion = "loadgen"
-	s := &simAgent{a: a, src: SourceFor(r.srcs, i), status: agentv1.PolicyStatus_POLICY_STATUS_PASS,
-		sent: map[uint64]time.Time{}, acked: make(chan struct{}, 1)}
 	if failing(i, r.cfg.FailingShare) {
 		s.status = agentv1.PolicyStatus_POLICY_STATUS_FAIL
 	}
@@ -326,6 +339,20 @@ func (r *run) start(ctx context.Context, i int, secret string) (*simAgent, error
 	r.recvWG.Add(1)
 	go s.receive(&r.acks, func() { r.up.Add(-1); r.recvWG.Done() }) // ended by closeAll
 	return s, nil
+}
+
+// newSimAgent is a new, not yet enrolled Mac with serial, passing its
+// policies, whose connections come from src.
+func newSimAgent(t *Target, src netip.Addr, serial string) (*simAgent, error) {
+	a, err := protoagent.New(t.GRPCAddr, t.RootPEM, newUUID())
+	if err != nil {
+		return nil, err
+	}
+	a.Facts.SerialNumber = serial
+	a.Facts.Hostname = "loadgen-mac-" + strings.ToLower(serial)
+	a.Facts.AgentVersion = "loadgen"
+	return &simAgent{a: a, src: src, status: agentv1.PolicyStatus_POLICY_STATUS_PASS,
+		sent: map[uint64]time.Time{}, acked: make(chan struct{}, 1)}, nil
 }
 
 // failing says whether agent i reports failing policies: an even spread
@@ -347,7 +374,7 @@ func (r *run) closeAll() {
 // browsers makes Signins browsers with passing agents' certificates and as
 // many with failing agents', and checks each one's first sign-in.
 func (r *run) browsers(ctx context.Context) error {
-	if r.cfg.Signins == 0 || (!contains(r.cfg.Phases, "sso") && !contains(r.cfg.Phases, "steady")) {
+	if r.cfg.Signins == 0 || (!contains(r.cfg.Phases, "sso") && !contains(r.cfg.Phases, "steady") && !contains(r.cfg.Phases, "hostile")) {
 		return nil
 	}
 	var pass, fail []*simAgent

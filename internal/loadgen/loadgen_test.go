@@ -216,3 +216,27 @@ func TestReadDataDir(t *testing.T) {
 		t.Error("an empty data dir was read without error")
 	}
 }
+
+// TestHostileRunsAlone: the hostile phase needs the verifier's limits on,
+// which would hold the other phases' ceilings down: it is refused beside
+// them, and without browsers.
+func TestHostileRunsAlone(t *testing.T) {
+	t.Parallel()
+	target := &Target{GRPCAddr: "127.0.0.1:1", SSODial: "127.0.0.1:2"}
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Target: target, Agents: 1, Duration: time.Second, Signins: 1, Phases: []string{"sso", "hostile"}}, "runs alone"},
+		{Config{Target: target, Agents: 1, Duration: time.Second, Phases: []string{"hostile"}}, "at least one browser"},
+		{Config{Target: target, Agents: 1, Duration: time.Second, Phases: []string{"attack"}}, "want ingest, sso, steady or hostile"},
+	} {
+		if err := tc.cfg.fill(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.cfg.Phases, err, tc.want)
+		}
+	}
+	ok := Config{Target: target, Agents: 1, Duration: time.Second, Signins: 1, Phases: []string{"hostile"}}
+	if err := ok.fill(); err != nil {
+		t.Errorf("hostile alone: %v", err)
+	}
+}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/clearance/clearance/verifier/grpcconn"
 )
 
 // verifierBinary builds clearance-verifier for the test, as the e2e tests
@@ -68,5 +71,102 @@ func TestRunAgainstVerifier(t *testing.T) {
 	}
 	if res.RSSBase == 0 || res.RSSConnected == 0 || res.RSS == 0 {
 		t.Errorf("verifier RSS %d/%d/%d; want all read", res.RSSBase, res.RSSConnected, res.RSS)
+	}
+}
+
+// TestHostile is the hostile phase, short, against the real verifier
+// binary with its limits at their defaults: the attacks tried before the
+// limits existed, each checked by what a user of the verifier would notice
+// (rows, bytes, memory, requests refused) — never by how long anything
+// took. Unsigned sign-ins naming no Mac, from one address and from a new
+// address each, leave no decision rows and no database growth; one address
+// without a certificate stores no more challenges than its rate allows;
+// Watch streams and calls held open without their message are bounded per
+// address and per connection, and the RSS they add stays under RSSBound;
+// /metrics refuses a scrape without its token; and meanwhile real sign-ins
+// (with the agent's proof and with certificates), reports and enrollments
+// all succeed.
+func TestHostile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the verifier")
+	}
+	bin := verifierBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p, err := Start(ctx, StartOptions{Binary: bin, Policies: "../../examples/policies.yaml", LiveCheckAfter: time.Minute, Hostile: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := p.Stop(); err != nil {
+			t.Errorf("verifier stopped with %v", err)
+		}
+	}()
+	hc := HostileConfig{Rate: 400, StreamConns: 4, StreamsPerConn: 250, StreamSources: 2,
+		HeldSources: 2, HeldConns: 20, HeldCalls: 8, Enrolls: 2, SigninRate: 4}
+	res, err := Run(ctx, Config{
+		Target: &p.Target, Agents: 6, FailingShare: 0.5, SourceAddrs: 4, ReportInterval: 500 * time.Millisecond,
+		Duration: 6 * time.Second, Phases: []string{"hostile"}, Signins: 1, Hostile: hc,
+	})
+	if err != nil {
+		t.Fatalf("run: %v\nverifier log: %s", err, p.LogTail())
+	}
+	h := res.Hostile
+	var kv strings.Builder
+	res.WriteKV(&kv)
+	t.Logf("figures:\n%s", kv.String())
+
+	// A. Unidentified, unsigned: counted, not stored.
+	if h.Unidentified.Sent == 0 || h.UnidentifiedProxied.Sent == 0 {
+		t.Fatalf("the unidentified floods got no answers: %+v %+v", h.Unidentified, h.UnidentifiedProxied)
+	}
+	if h.UnidentifiedRows != 0 {
+		t.Errorf("%d decision rows from %d unidentified requests, want none", h.UnidentifiedRows, h.UnidentifiedAll)
+	}
+	if per := h.UnidentifiedDBBytesPer10k(); per < 0 || per >= 1<<20 {
+		t.Errorf("the database grew %d bytes for %d unidentified requests (%d per 10,000), want under 1 MiB per 10,000", h.UnidentifiedDBBytes, h.UnidentifiedAll, per)
+	}
+	if h.Unidentified.Limited == 0 || h.Unidentified.Refused+h.Unidentified.Limited != h.Unidentified.Sent {
+		t.Errorf("one address: %+v; want 429s, and 403s for the rest", h.Unidentified)
+	}
+	if h.UnidentifiedProxied.Limited != 0 || h.UnidentifiedProxied.Refused != h.UnidentifiedProxied.Sent {
+		t.Errorf("a new address each: %+v; want every one refused (403), none limited", h.UnidentifiedProxied)
+	}
+
+	// B. One address without a certificate: challenges bounded by its rate.
+	maxChallenges := 100 + int(10*h.Challenges.Seconds) + 2
+	if h.Challenges.Challenged == 0 || h.Challenges.Challenged > maxChallenges || h.Challenges.Limited == 0 {
+		t.Errorf("challenge flood: %+v; want at most %d challenges, the rest limited", h.Challenges, maxChallenges)
+	}
+
+	// C. The gRPC flood holds little.
+	if max := grpcconn.MaxLongStreamsPerSource * hc.StreamSources; h.Streams.WatchesHeld > max || h.Streams.Watches != hc.StreamConns*hc.StreamsPerConn {
+		t.Errorf("Watch streams: %+v; want at most %d held", h.Streams, max)
+	}
+	if max := hc.HeldSources * grpcconn.DefaultUnauthenticatedPerSource * grpcconn.DefaultUnauthenticatedStreams; h.Streams.CallsHeld > max || h.Streams.CallsHeld == 0 {
+		t.Errorf("held calls: %+v; want some, at most %d (%d addresses × %d connections × %d calls)", h.Streams, max,
+			hc.HeldSources, grpcconn.DefaultUnauthenticatedPerSource, grpcconn.DefaultUnauthenticatedStreams)
+	}
+	if h.RSS == 0 || h.RSSGrowth() > RSSBound {
+		t.Errorf("verifier RSS %d before, %d with the flood: +%d, want under %d", h.RSSBefore, h.RSS, h.RSSGrowth(), RSSBound)
+	}
+	if h.MetricsProbes == 0 || h.MetricsRefused != h.MetricsProbes {
+		t.Errorf("/metrics without its token: %d of %d refused", h.MetricsRefused, h.MetricsProbes)
+	}
+	if h.AttackerRowsC != 0 {
+		t.Errorf("%d decision rows from the attacks of window C", h.AttackerRowsC)
+	}
+
+	// Meanwhile, the real load works.
+	if h.Signins.Count == 0 || h.SigninFailed != 0 || h.Reports.Count == 0 || h.ReportFailed != 0 {
+		t.Errorf("real load: %d sign-ins (%d failed), %d reports (%d failed)", h.Signins.Count, h.SigninFailed, h.Reports.Count, h.ReportFailed)
+	}
+	if h.Enrolled != hc.Enrolls || h.EnrollFailed != 0 {
+		t.Errorf("%d enrolled, %d failed; want %d and 0", h.Enrolled, h.EnrollFailed, hc.Enrolls)
+	}
+	for _, kind := range []string{"start", "report", "signin", "okta_request", "hostile_request"} {
+		if n := res.Errors[kind]; n > 0 {
+			t.Errorf("%d %s errors", n, kind)
+		}
 	}
 }

@@ -37,12 +37,18 @@ type Target struct {
 	RootPEM  []byte // the verifier's CA
 	Token    string // admin bearer token
 	PID      int    // 0 when unknown: no RSS figures
+	// HTTPAddr is the HTTPS listener (/healthz, /metrics), when known.
+	HTTPAddr string
+	// DataDir is the verifier's data dir, when known: with SQLite in it,
+	// the hostile phase reads the database's size.
+	DataDir string
 
 	// Okta settings the verifier has, for building requests it accepts.
 	OktaAudience, OktaACSURL string
 }
 
-// ReadDataDir fills RootPEM and Token from a verifier's data directory.
+// ReadDataDir fills RootPEM, Token and DataDir from a verifier's data
+// directory.
 func (t *Target) ReadDataDir(dir string) error {
 	root, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
 	if err != nil {
@@ -52,7 +58,7 @@ func (t *Target) ReadDataDir(dir string) error {
 	if err != nil {
 		return fmt.Errorf("reading the admin token: %w", err)
 	}
-	t.RootPEM, t.Token = root, strings.TrimSpace(string(tok))
+	t.RootPEM, t.Token, t.DataDir = root, strings.TrimSpace(string(tok)), dir
 	return nil
 }
 
@@ -89,11 +95,9 @@ func (t *Target) EnrollSecret(ctx context.Context) (string, error) {
 // Process is a clearance-verifier that loadgen started and owns.
 type Process struct {
 	Target
-	DataDir  string
-	HTTPAddr string
-	cmd      *exec.Cmd
-	exited   chan error
-	log      *os.File
+	cmd    *exec.Cmd
+	exited chan error
+	log    *os.File
 }
 
 // StartOptions say how to start the verifier.
@@ -107,6 +111,11 @@ type StartOptions struct {
 	// Database is passed as --database when set (a postgres:// URL); empty
 	// keeps the verifier on SQLite in its data dir.
 	Database string
+	// Hostile starts the verifier with its limits at their defaults, and
+	// HostileProxy as a trusted proxy, for the hostile phase. Otherwise the
+	// sign-in rate limit is off: the other phases measure the verifier's
+	// ceilings from a few loopback addresses, not its limiter.
+	Hostile bool
 }
 
 // Start runs the verifier on free loopback ports with a fresh data dir and
@@ -118,7 +127,8 @@ func Start(ctx context.Context, o StartOptions) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Process{DataDir: filepath.Join(dir, "data"), exited: make(chan error, 1)}
+	p := &Process{exited: make(chan error, 1)}
+	p.DataDir = filepath.Join(dir, "data")
 	ports, err := freePorts(3)
 	if err != nil {
 		os.RemoveAll(dir)
@@ -144,6 +154,11 @@ func Start(ctx context.Context, o StartOptions) (*Process, error) {
 	}
 	if o.Database != "" {
 		args = append(args, "--database", o.Database)
+	}
+	if o.Hostile {
+		args = append(args, "--trusted-proxies", HostileProxy)
+	} else {
+		args = append(args, "--sso-rate-limit", "0")
 	}
 	p.log, err = os.Create(filepath.Join(dir, "verifier.log"))
 	if err != nil {

@@ -26,8 +26,10 @@ import (
 	"github.com/clearance/clearance/verifier/access"
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/enroll"
+	"github.com/clearance/clearance/verifier/grpcconn"
 	"github.com/clearance/clearance/verifier/idp"
 	"github.com/clearance/clearance/verifier/ingest"
+	"github.com/clearance/clearance/verifier/ratelimit"
 	"github.com/clearance/clearance/verifier/scep"
 	"github.com/clearance/clearance/verifier/signin"
 	"github.com/clearance/clearance/verifier/storage"
@@ -126,6 +128,24 @@ type Config struct {
 	// moves to another key only with proof of its current one, whatever
 	// this says.
 	EnrollApproval string
+
+	// Limits on what outside parties can make the verifier do.
+	// SSORateLimit is the requests a second one client address may make to
+	// the sign-in listener, sustained (0: no limit), SSORateBurst how many
+	// at once; SSORateExempt are addresses never limited.
+	SSORateLimit  float64
+	SSORateBurst  int
+	SSORateExempt []*net.IPNet
+	// GRPC* bound the gRPC listener's connections (zero: grpcconn's
+	// defaults): concurrent calls on any connection, and for connections
+	// without a device certificate, their number in all and per client
+	// address, calls on one, and when one is closed (idle, or old).
+	GRPCMaxStreams      int
+	GRPCUnauthConns     int
+	GRPCUnauthPerSource int
+	GRPCUnauthStreams   int
+	GRPCUnauthIdle      time.Duration
+	GRPCUnauthMaxAge    time.Duration
 }
 
 // Enrollment admission policies (Config.EnrollApproval); the same words as
@@ -239,11 +259,12 @@ const (
 	GroupOkta     = "Okta"
 	GroupSignIn   = "Sign-in"
 	GroupBrowser  = "Browser certificates"
+	GroupLimits   = "Limits"
 	GroupLogging  = "Logging"
 	GroupSettings = "Settings file"
 )
 
-var groupOrder = []string{GroupStorage, GroupListen, GroupReports, GroupOkta, GroupSignIn, GroupBrowser, GroupLogging, GroupSettings}
+var groupOrder = []string{GroupStorage, GroupListen, GroupReports, GroupOkta, GroupSignIn, GroupBrowser, GroupLimits, GroupLogging, GroupSettings}
 
 func text(kind string, dst func(*Config) *string) value {
 	return value{kind, func(c *Config, v string) error { *dst(c) = v; return nil }}
@@ -270,6 +291,17 @@ func intRange(dst func(*Config) *int, min, max int) value {
 			return fmt.Errorf("%q is not a whole number from %d to %d", v, min, max)
 		}
 		*dst(c) = n
+		return nil
+	}}
+}
+
+func rate(dst func(*Config) *float64, max float64) value {
+	return value{"number", func(c *Config, v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 || f > max || f != f {
+			return fmt.Errorf("%q is not a number from 0 to %g", v, max)
+		}
+		*dst(c) = f
 		return nil
 	}}
 }
@@ -406,7 +438,7 @@ var settings = []setting{
 		return nil
 	}}},
 	{"grpc-listen", GroupListen, ":8443", "address for gRPC (agents, admin API, health, reflection); TLS, client certs requested", listenAddr(func(c *Config) *string { return &c.GRPCListen })},
-	{"http-listen", GroupListen, ":8080", "address for HTTPS /healthz and /metrics; TLS, no client certs", listenAddr(func(c *Config) *string { return &c.HTTPListen })},
+	{"http-listen", GroupListen, ":8080", "address for HTTPS /healthz and /metrics (which needs the data dir's metrics.token as a bearer token); TLS, no client certs", listenAddr(func(c *Config) *string { return &c.HTTPListen })},
 	{"public-url", GroupListen, "https://localhost:8443", "URL agents and browsers use to reach this verifier; its host is in the TLS certificate", value{"URL", func(c *Config, v string) error {
 		u, err := url.Parse(v)
 		if err != nil || u.Scheme != "https" || u.Hostname() == "" {
@@ -449,7 +481,7 @@ var settings = []setting{
 		c.ClientCertHeader = v
 		return nil
 	}}},
-	{"trusted-proxies", GroupBrowser, "", "comma-separated IPs or CIDRs whose --client-cert-header is believed", cidrs(func(c *Config) *[]*net.IPNet { return &c.TrustedProxies })},
+	{"trusted-proxies", GroupBrowser, "", "comma-separated IPs or CIDRs of proxies in front of the sign-in listener: their X-Forwarded-For names the client for --sso-rate-limit (the entry they wrote, the rightmost not theirs), and their --client-cert-header is believed", cidrs(func(c *Config) *[]*net.IPNet { return &c.TrustedProxies })},
 	{"scep-challenge", GroupBrowser, "", "static SCEP challenge put in the user-scope profile (a secret: prefer the env or config file); empty allows only one-time challenges", value{"secret", func(c *Config, v string) error {
 		if len(v) < 16 || len(v) > 255 {
 			return errors.New("the SCEP challenge must be 16 to 255 characters (it is a shared secret)")
@@ -464,6 +496,15 @@ var settings = []setting{
 	{"browser-binding", GroupSignIn, BindingAgent, "how a sign-in is bound to the Mac: agent (the agent's signed proof of presence on loopback), certificate (a SCEP browser certificate the agent vouches for; weaker) or either", oneOf(func(c *Config) *string { return &c.BrowserBinding }, BindingAgent, BindingCertificate, BindingEither)},
 	{"agent-presence-port", GroupSignIn, strconv.Itoa(DefaultAgentPresencePort), "loopback port agents serve proofs of presence on (clearance-agent --presence-listen)", port(func(c *Config) *int { return &c.AgentPresencePort })},
 	{"decision-retention", GroupSignIn, durText(storage.DefaultDecisionRetention), "how long decisions are kept in the decision log", dur(func(c *Config) *time.Duration { return &c.DecisionRetention }, time.Hour, 10*365*24*time.Hour)},
+	{"sso-rate-limit", GroupLimits, strconv.Itoa(ratelimit.DefaultRate), "requests a second one client address may make to the sign-in listener (every path but /healthz), sustained; more get 429 with Retry-After; 0 turns the limit off", rate(func(c *Config) *float64 { return &c.SSORateLimit }, 100000)},
+	{"sso-rate-burst", GroupLimits, strconv.Itoa(ratelimit.DefaultBurst), "requests one client address may make at once, above --sso-rate-limit, after a quiet spell", intRange(func(c *Config) *int { return &c.SSORateBurst }, 1, 1000000)},
+	{"sso-rate-exempt", GroupLimits, "", "comma-separated IPs or CIDRs never rate-limited (an office's NAT address, behind --trusted-proxies the address they name)", cidrs(func(c *Config) *[]*net.IPNet { return &c.SSORateExempt })},
+	{"grpc-max-streams", GroupLimits, strconv.Itoa(grpcconn.DefaultMaxStreams), "concurrent calls on one gRPC connection (an agent needs two)", intRange(func(c *Config) *int { return &c.GRPCMaxStreams }, 2, 10000)},
+	{"grpc-unauthenticated-conns", GroupLimits, strconv.Itoa(grpcconn.DefaultUnauthenticatedConns), "gRPC connections without a device certificate (enrollment, admin tools, health, reflection) held at once; a new one closes the oldest", intRange(func(c *Config) *int { return &c.GRPCUnauthConns }, 1, 1000000)},
+	{"grpc-unauthenticated-conns-per-source", GroupLimits, strconv.Itoa(grpcconn.DefaultUnauthenticatedPerSource), "of those, held at once from one client address (an IPv6 /64); its new one closes its oldest", intRange(func(c *Config) *int { return &c.GRPCUnauthPerSource }, 1, 100000)},
+	{"grpc-unauthenticated-streams", GroupLimits, strconv.Itoa(grpcconn.DefaultUnauthenticatedStreams), "concurrent calls on a gRPC connection without a device certificate", intRange(func(c *Config) *int { return &c.GRPCUnauthStreams }, 1, 1000)},
+	{"grpc-unauthenticated-idle", GroupLimits, durText(grpcconn.DefaultUnauthenticatedIdle), "a gRPC connection without a device certificate and no call in flight this long is closed (GOAWAY)", dur(func(c *Config) *time.Duration { return &c.GRPCUnauthIdle }, time.Second, time.Hour)},
+	{"grpc-unauthenticated-max-age", GroupLimits, durText(grpcconn.DefaultUnauthenticatedMaxAge), "a gRPC connection without a device certificate this old is closed (GOAWAY, then 30s for calls in flight)", dur(func(c *Config) *time.Duration { return &c.GRPCUnauthMaxAge }, 10*time.Second, 24*time.Hour)},
 	{"log-level", GroupLogging, "info", "how much to log", oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
 	{"log-format", GroupLogging, "text", "text for people, json for log collectors", oneOf(func(c *Config) *string { return &c.LogFormat }, "text", "json")},
 }
@@ -759,8 +800,8 @@ func (c *Config) finish() error {
 	if c.OktaRequestCert != "" && !c.OktaConfigured() {
 		return errors.New("--okta-request-cert needs --okta-audience and --okta-acs-url")
 	}
-	if (c.ClientCertHeader == "") != (len(c.TrustedProxies) == 0) {
-		return errors.New("--client-cert-header and --trusted-proxies go together: a certificate header is believed only from a trusted proxy")
+	if c.ClientCertHeader != "" && len(c.TrustedProxies) == 0 {
+		return errors.New("--client-cert-header needs --trusted-proxies: a certificate header is believed only from a trusted proxy")
 	}
 	if c.LiveCheckAfter >= c.MaxPostureAge {
 		return fmt.Errorf("--live-check-after (%s) must be shorter than --max-posture-age (%s)", c.LiveCheckAfter, c.MaxPostureAge)

@@ -137,8 +137,13 @@ func TestSignInSettings(t *testing.T) {
 	}{
 		{[]string{"--okta-audience", "https://www.okta.com/saml2/service-provider/spx"}, "set both"},
 		{[]string{"--okta-request-cert", "/x.pem"}, "needs --okta-audience"},
-		{[]string{"--client-cert-header", "X-Cert"}, "go together"},
-		{[]string{"--trusted-proxies", "10.0.0.1"}, "go together"},
+		{[]string{"--client-cert-header", "X-Cert"}, "needs --trusted-proxies"},
+		{[]string{"--sso-rate-limit", "-1"}, "from 0 to"},
+		{[]string{"--sso-rate-limit", "NaN"}, "from 0 to"},
+		{[]string{"--sso-rate-burst", "0"}, "from 1 to"},
+		{[]string{"--sso-rate-exempt", "office"}, "not an IP address"},
+		{[]string{"--grpc-max-streams", "1"}, "from 2 to"},
+		{[]string{"--grpc-unauthenticated-idle", "0s"}, "outside the allowed range"},
 		{[]string{"--trusted-proxies", "not-an-ip"}, "not an IP address"},
 		{[]string{"--client-cert-header", "X Cert"}, "not a header name"},
 		{[]string{"--okta-acs-url", "http://x.okta.com/sso"}, "https://"},
@@ -150,6 +155,33 @@ func TestSignInSettings(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// TestLimits: the limits' defaults are their packages' defaults; a
+// trusted proxy may be named for the client address alone; 0 turns the
+// rate limit off.
+func TestLimits(t *testing.T) {
+	t.Parallel()
+	c, err := load(t, []string{"--data-dir", "/d"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SSORateLimit != 10 || c.SSORateBurst != 100 || len(c.SSORateExempt) != 0 || c.GRPCMaxStreams != 32 ||
+		c.GRPCUnauthConns != 256 || c.GRPCUnauthPerSource != 16 || c.GRPCUnauthStreams != 4 ||
+		c.GRPCUnauthIdle != 30*time.Second || c.GRPCUnauthMaxAge != 10*time.Minute {
+		t.Errorf("defaults %+v", c)
+	}
+	c, err = load(t, []string{"--data-dir", "/d", "--trusted-proxies", "10.0.0.1", "--sso-rate-limit", "2.5",
+		"--sso-rate-exempt", "198.51.100.0/24"}, map[string]string{"CLEARANCE_SSO_RATE_BURST": "40"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.TrustedProxies) != 1 || c.SSORateLimit != 2.5 || c.SSORateBurst != 40 || c.SSORateExempt[0].String() != "198.51.100.0/24" {
+		t.Errorf("%+v", c)
+	}
+	if c, err = load(t, []string{"--data-dir", "/d", "--sso-rate-limit", "0"}, nil); err != nil || c.SSORateLimit != 0 {
+		t.Errorf("0: %v %v", c, err)
 	}
 }
 

@@ -482,7 +482,11 @@ func Reparse(xmlBytes []byte, relayState string, e Expect) (*Request, error) {
 	if err := checkSubject(xmlBytes); err != nil {
 		return nil, err
 	}
-	req := &Request{AuthnRequest: ar, XML: xmlBytes, RelayState: relayState}
+	// Signed as it was on arrival: with RequestCerts set, Validate accepted
+	// only signed requests, and without them none is signed. (A request held
+	// across a restart that changed the setting is taken as the setting
+	// says now.)
+	req := &Request{AuthnRequest: ar, XML: xmlBytes, RelayState: relayState, Signed: len(e.RequestCerts) > 0}
 	e.Now, e.MaxSkew = ar.IssueInstant, time.Hour
 	return req, checkFields(req, e)
 }

@@ -125,6 +125,11 @@ func TestValidateOktaRequests(t *testing.T) {
 		if err != nil || held.Username != "ada@example.com" || held.AuthnRequest.ID != r.ID {
 			t.Fatalf("POST signed=%v: held request %+v: %v", signed, held, err)
 		}
+		// It is as signed as it was on arrival: what decides whether a
+		// refusal of it is worth a decision-log row.
+		if held.Signed != signed {
+			t.Errorf("POST signed=%v: held request Signed=%v", signed, held.Signed)
+		}
 	}
 }
 

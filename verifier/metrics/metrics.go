@@ -28,6 +28,11 @@ type Metrics struct {
 	reportsResent   prometheus.Counter
 	storeWritable   prometheus.Gauge
 	clockSkew       prometheus.Histogram
+	rateLimited     *prometheus.CounterVec
+	ssoUnrecorded   *prometheus.CounterVec
+	grpcConns       *prometheus.GaugeVec
+	grpcRefused     *prometheus.CounterVec
+	grpcStreams     *prometheus.CounterVec
 }
 
 // Device states (clearance_devices{state}): every enrolled, unrevoked device
@@ -122,6 +127,30 @@ func New() *Metrics {
 		Help:    "How far an agent's own clock is from the verifier's, absolute, as seen when it connects or enrolls.",
 		Buckets: []float64{1, 5, 30, 60, 300, 900, 3600, 86400},
 	})
+	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "clearance_sso_rate_limited_total",
+		Help: "Requests to the sign-in listener answered 429 because their client address was over --sso-rate-limit, by path (other paths as \"other\").",
+	}, []string{"path"})
+	m.ssoUnrecorded = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "clearance_sso_unrecorded_total",
+		Help: "Sign-ins refused without a decision-log row: unsigned requests (anyone can send one) that identified no device, or whose proof of presence was refused, by reason.",
+	}, []string{"reason"})
+	m.grpcConns = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "clearance_grpc_connections",
+		Help: "Open gRPC connections by class: device (a device certificate), unauthenticated (none: enrollment, admin tools, health, reflection) and handshaking (TLS not done yet).",
+	}, []string{"class"})
+	for _, c := range []string{"device", "unauthenticated", "handshaking"} {
+		m.grpcConns.WithLabelValues(c)
+	}
+	m.grpcRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "clearance_grpc_connections_closed_total",
+		Help: "gRPC connections the verifier closed to keep within its limits, by reason: per_source (a client address over --grpc-unauthenticated-conns-per-source), handshakes (too many TLS handshakes at once), evicted (the oldest unauthenticated connection, to make room under --grpc-unauthenticated-conns), handshake_failed (TLS failed or timed out).",
+	}, []string{"reason"})
+	m.grpcStreams = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "clearance_grpc_streams_refused_total",
+		Help: "Long-lived gRPC streams (health Watch, reflection) refused with RESOURCE_EXHAUSTED because as many were already open, by method.",
+	}, []string{"method"})
+	m.Registry.MustRegister(m.rateLimited, m.ssoUnrecorded, m.grpcConns, m.grpcRefused, m.grpcStreams)
 	m.storeWritable.Set(1)
 	m.Registry.MustRegister(m.scepIssued, m.scepRefused, m.devices, m.unsigned, m.reportsResent, m.storeWritable, m.clockSkew)
 	m.Registry.MustRegister(m.reportsAccepted, m.reportsRejected, m.agents, m.ingestSeconds, m.enrollments, m.liveChecks,
@@ -244,4 +273,44 @@ func (m *Metrics) AgentClockSkew(d time.Duration) {
 		return
 	}
 	m.clockSkew.Observe(d.Abs().Seconds())
+}
+
+// RateLimited counts a request the sign-in listener refused with 429.
+func (m *Metrics) RateLimited(path string) {
+	if m == nil {
+		return
+	}
+	m.rateLimited.WithLabelValues(path).Inc()
+}
+
+// SSOUnrecorded counts a sign-in refused without a decision-log row.
+func (m *Metrics) SSOUnrecorded(reason string) {
+	if m == nil {
+		return
+	}
+	m.ssoUnrecorded.WithLabelValues(reason).Inc()
+}
+
+// GRPCConns moves the open-connections gauge of class by delta.
+func (m *Metrics) GRPCConns(class string, delta int) {
+	if m == nil {
+		return
+	}
+	m.grpcConns.WithLabelValues(class).Add(float64(delta))
+}
+
+// GRPCConnClosed counts a connection closed to keep within a limit.
+func (m *Metrics) GRPCConnClosed(reason string) {
+	if m == nil {
+		return
+	}
+	m.grpcRefused.WithLabelValues(reason).Inc()
+}
+
+// GRPCStreamRefused counts a long-lived stream refused at its cap.
+func (m *Metrics) GRPCStreamRefused(method string) {
+	if m == nil {
+		return
+	}
+	m.grpcStreams.WithLabelValues(method).Inc()
 }

@@ -103,6 +103,11 @@ const (
 // fails closed and the person is told to try again.
 const Storage Code = "storage_unavailable"
 
+// RateLimited: the client's address sent more requests to the sign-in
+// listener than its rate limit allows; it is answered 429 with Retry-After,
+// and nothing about the request is read or stored.
+const RateLimited Code = "rate_limited"
+
 // SigningFailed: the device passed, but the response could not be signed.
 const SigningFailed Code = "signing_failed"
 

@@ -69,10 +69,12 @@ func vouchingAgent(a *protoagent.Agent, st *protoagent.Stream, certs *[]*agentv1
 
 // TestBrowserCertificateVouched: a browser certificate passes the sign-in
 // gate only once the Mac's agent reports it in a user keychain; one for
-// another Mac, and a revoked one, are refused with their own reasons.
+// another Mac, and a revoked one, are refused with their own reasons, on
+// record (Okta signs the requests: refusals of unsigned ones are only
+// counted, TestUnsignedRefusalsCounted).
 func TestBrowserCertificateVouched(t *testing.T) {
 	t.Parallel()
-	e := startSSO(t, false, func(c *config.Config) { c.RequireAgentVouchedCert = true })
+	e := startSSO(t, true, func(c *config.Config) { c.RequireAgentVouchedCert = true })
 	a, st := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
 	var reported []*agentv1.KeychainCertificate
 	go vouchingAgent(a, st, &reported)

@@ -145,7 +145,9 @@ func TestPresenceAllow(t *testing.T) {
 // consumed that the real ceremony still needs.
 func TestPresenceAttacks(t *testing.T) {
 	t.Parallel()
-	e := startAgentBinding(t, nil)
+	// Okta signs: a refused proof of an unsigned sign-in is only counted
+	// (TestUnsignedRefusalsCounted).
+	e := startSSO(t, true, func(c *config.Config) { c.BrowserBinding = config.BindingAgent })
 	a, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
 	other, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
 	now := e.clock.Now

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,15 +17,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/clearance/clearance/pkg/certpem"
@@ -38,10 +38,13 @@ import (
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/datadir"
 	"github.com/clearance/clearance/verifier/enroll"
+	"github.com/clearance/clearance/verifier/grpcconn"
 	"github.com/clearance/clearance/verifier/hub"
 	"github.com/clearance/clearance/verifier/idp"
 	"github.com/clearance/clearance/verifier/ingest"
 	"github.com/clearance/clearance/verifier/metrics"
+	"github.com/clearance/clearance/verifier/ratelimit"
+	"github.com/clearance/clearance/verifier/reason"
 	"github.com/clearance/clearance/verifier/scep"
 	"github.com/clearance/clearance/verifier/signin"
 	"github.com/clearance/clearance/verifier/storage"
@@ -61,6 +64,10 @@ const MaxMessageSize = 512 << 10
 // connBuffer is the gRPC read and write buffer size per connection.
 const connBuffer = 4 << 10
 
+// grpcStopGrace is how long calls get to finish at shutdown; agent streams
+// never end on their own, so they are cut after it.
+const grpcStopGrace = 5 * time.Second
+
 // Server is a configured verifier, ready to run.
 type Server struct {
 	cfg        *config.Config
@@ -72,7 +79,9 @@ type Server struct {
 	Metrics    *metrics.Metrics
 	policies   *policySource
 	admin      *admin.Server
-	grpc       *grpc.Server
+	grpcDevice *grpc.Server // connections with a device certificate (grpcconn sorts them)
+	grpcOther  *grpc.Server // every other connection, on tighter terms
+	grpcTLS    *tls.Config
 	grpcHealth *health.Server
 	http       *http.Server
 	sso        *http.Server
@@ -151,6 +160,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	if err != nil {
 		return nil, err
 	}
+	scrapeToken, err := metrics.LoadOrCreateToken(filepath.Join(cfg.DataDir, metrics.TokenFile))
+	if err != nil {
+		return nil, err
+	}
 	if s.Store, err = OpenDatabase(ctx, cfg.DataDir, cfg.Database); err != nil {
 		return nil, fmt.Errorf("opening database (%s): %w", config.DatabaseLabel(cfg.Database), err)
 	}
@@ -202,21 +215,27 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	// requested but not required, because Enroll comes before a device has
 	// one. agentapi.Authenticate verifies them per call, so an expired or
 	// revoked certificate gets a precise status instead of a handshake error.
-	grpcTLS := &tls.Config{
+	// grpcconn does the handshake and serves connections with a device
+	// certificate from grpcDevice, the others from grpcOther on tighter
+	// terms (few calls, closed when idle or old, few of them); both serve
+	// every service.
+	s.grpcTLS = &tls.Config{
 		GetCertificate: s.CA.GetServerCertificate,
 		ClientAuth:     tls.RequestClientCert,
 		MinVersion:     tls.VersionTLS12,
 	}
+	lim := grpcconn.Limits{
+		MaxStreams: cfg.GRPCMaxStreams, UnauthenticatedStreams: cfg.GRPCUnauthStreams,
+		UnauthenticatedIdle: cfg.GRPCUnauthIdle, UnauthenticatedMaxAge: cfg.GRPCUnauthMaxAge,
+	}
 	unaryAuth, streamAuth := admin.TokenAuth(token)
-	s.grpc = grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(grpcTLS)),
+	long := grpcconn.NewLongStreams(s.Metrics)
+	common := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxMessageSize),
 		grpc.ChainUnaryInterceptor(unaryAuth),
-		grpc.ChainStreamInterceptor(streamAuth),
-		// Agents hold streams for days; keepalives find dead peers, and
-		// agents may ping every 20s without being disconnected.
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
+		// Health Watch and reflection streams are bounded before anything
+		// else runs.
+		grpc.ChainStreamInterceptor(long.Interceptor(), streamAuth),
 		// Thousands of agents each hold one mostly idle stream; grpc-go's
 		// default 32 KiB read and write buffers per connection were most of
 		// the verifier's memory. Reports are a few KiB, so small buffers
@@ -224,16 +243,28 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		grpc.ReadBufferSize(connBuffer),
 		grpc.WriteBufferSize(connBuffer),
 		grpc.SharedWriteBuffer(true),
-	)
-	agentv1.RegisterAgentServiceServer(s.grpc, agents)
-	adminv1.RegisterAdminServiceServer(s.grpc, s.admin)
+	}
+	s.grpcDevice = grpc.NewServer(append(grpcconn.DeviceOptions(lim), common...)...)
+	s.grpcOther = grpc.NewServer(append(grpcconn.UnauthenticatedOptions(lim), common...)...)
 	s.grpcHealth = health.NewServer()
-	healthpb.RegisterHealthServer(s.grpc, s.grpcHealth)
-	reflection.Register(s.grpc)
+	for _, srv := range []*grpc.Server{s.grpcDevice, s.grpcOther} {
+		agentv1.RegisterAgentServiceServer(srv, agents)
+		adminv1.RegisterAdminServiceServer(srv, s.admin)
+		healthpb.RegisterHealthServer(srv, s.grpcHealth)
+		reflection.Register(srv)
+	}
 
+	// /metrics needs the scrape token (metrics.token in the data dir): it
+	// shows the fleet's state and every refusal, to whoever reaches the
+	// port otherwise. /healthz stays open for load balancers.
+	scrapeRefused := &ratelimit.Sample{Every: time.Minute}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.health.serveHTTP)
-	mux.Handle("GET /metrics", s.metricsHandler())
+	mux.Handle("GET /metrics", metrics.RequireToken(scrapeToken, s.metricsHandler(), func(r *http.Request) {
+		if ok, skipped := scrapeRefused.Take(s.now()); ok {
+			log.Warn("metrics_unauthorized: a scrape without the metrics token was refused", "component", "server", "remote", r.RemoteAddr, "others_not_logged", skipped)
+		}
+	}))
 	s.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -342,8 +373,14 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 	// SCEP URL): same public listener, no client certificate needed.
 	mux.Handle(scep.Path, enrollCerts)
 	mux.HandleFunc("GET /healthz", s.health.serveHTTP)
+	var handler http.Handler = mux
+	if cfg.SSORateLimit > 0 {
+		handler = s.rateLimited(cfg, pages, log, mux)
+	} else {
+		log.Warn("sso_rate_limit is 0: the sign-in listener does not limit how often one address may call it", "component", "server")
+	}
 	s.sso = &http.Server{
-		Handler:           mux,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		// A sign-in may wait for a live check.
@@ -354,6 +391,29 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 		ErrorLog:       slog.NewLogLogger(log.With("component", "sso").Handler(), slog.LevelDebug),
 	}
 	return nil
+}
+
+// rateLimited puts the sign-in listener behind a token bucket per client
+// address: every path is one a browser or a Mac reaches without
+// credentials, and each costs work (a signature check, an RSA decryption
+// for SCEP) or, for unsigned sign-ins, rows. /healthz is left to load
+// balancers: it writes at most once a second however often it is polled.
+func (s *Server) rateLimited(cfg *config.Config, pages *web.Renderer, log *slog.Logger, next http.Handler) http.Handler {
+	burst := cfg.SSORateBurst
+	if burst <= 0 {
+		burst = ratelimit.DefaultBurst
+	}
+	m := &ratelimit.Middleware{
+		Limiter: ratelimit.New(ratelimit.Options{Rate: cfg.SSORateLimit, Burst: burst, Now: s.now}),
+		Trusted: cfg.TrustedProxies, Exempt: cfg.SSORateExempt,
+		Skip:  func(r *http.Request) bool { return r.URL.Path == "/healthz" },
+		Paths: []string{signin.PathSSO, signin.PathRetry, signin.PathPresence, signin.PathMetadata, signin.PathCert, scep.Path},
+		Page: func(w http.ResponseWriter, _ *http.Request) {
+			pages.Refused(w, http.StatusTooManyRequests, web.Refused{Reason: reason.RateLimited})
+		},
+		Metrics: s.Metrics, Log: log, Now: s.now,
+	}
+	return m.Wrap(next)
 }
 
 // presenceURL is the URL agents sign proofs of presence for: none when
@@ -405,10 +465,19 @@ func (s *Server) Reload(ctx context.Context) error {
 // Actors adds the server's long-running parts to g. Listeners are opened
 // here so a busy port fails start-up at once.
 func (s *Server) Actors(g *run.Group) error {
-	grpcLn, err := net.Listen("tcp", s.cfg.GRPCListen)
+	rawGRPC, err := net.Listen("tcp", s.cfg.GRPCListen)
 	if err != nil {
 		return fmt.Errorf("gRPC listener: %w", err)
 	}
+	grpcLn := grpcconn.New(rawGRPC, grpcconn.Options{
+		TLS: s.grpcTLS,
+		Device: func(leaf *x509.Certificate) bool {
+			_, err := s.CA.VerifyDeviceCert(leaf, s.now())
+			return err == nil
+		},
+		Unauthenticated: s.cfg.GRPCUnauthConns, PerSource: s.cfg.GRPCUnauthPerSource,
+		Metrics: s.Metrics, Log: s.log,
+	})
 	httpLn, err := net.Listen("tcp", s.cfg.HTTPListen)
 	if err != nil {
 		grpcLn.Close()
@@ -447,17 +516,27 @@ func (s *Server) Actors(g *run.Group) error {
 	g.Add("grpc", func() error {
 		log.Info("grpc listening", "addr", grpcLn.Addr().String())
 		s.grpcHealth.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-		return s.grpc.Serve(grpcLn)
+		return grpcLn.Serve(s.grpcDevice, s.grpcOther)
 	}, func(error) {
 		s.grpcHealth.Shutdown()
 		stopped := make(chan struct{})
-		go func() { s.grpc.GracefulStop(); close(stopped) }()
+		go func() { // ends when both have stopped, cut or not
+			var wg sync.WaitGroup
+			wg.Add(2)
+			go func() { defer wg.Done(); s.grpcDevice.GracefulStop() }()
+			go func() { defer wg.Done(); s.grpcOther.GracefulStop() }()
+			wg.Wait()
+			close(stopped)
+		}()
 		select {
 		case <-stopped:
-		case <-time.After(5 * time.Second):
+		case <-time.After(grpcStopGrace):
 			// Agent streams never end on their own; cut them.
-			s.grpc.Stop()
+			s.grpcDevice.Stop()
+			s.grpcOther.Stop()
+			<-stopped
 		}
+		grpcLn.Close()
 	})
 
 	g.Add("http", func() error {

@@ -670,9 +670,7 @@ func TestUnsignedRefusedByDefault(t *testing.T) {
 
 	allowed := startSSO(t, false, nil)
 	allowed.logs.has(t, "UNSIGNED AUTHNREQUESTS ARE ANSWERED")
-	req, _ := http.NewRequest(http.MethodGet, "https://"+allowed.srv.HTTPAddr.String()+"/metrics", nil)
-	m := do(t, allowed.browser(nil), req)
-	if !strings.Contains(m.body, "clearance_sso_unsigned_requests_allowed 1") {
+	if m := allowed.scrape(t); !strings.Contains(m, "clearance_sso_unsigned_requests_allowed 1") {
 		t.Errorf("metrics lack the unsigned-requests gauge at 1")
 	}
 }

@@ -370,9 +370,15 @@ func verifyStatement(dev storage.Device, raw, sig []byte) error {
 
 // unbound records and answers a proof that names a device but does not
 // prove this browser is on it: an attempt worth keeping in the decision log
-// under the device it names.
+// under the device it names — unless the sign-in's request is unsigned,
+// when anyone could have started it and it is only counted (unrecorded).
 func (h *Handler) unbound(w http.ResponseWriter, r *http.Request, a *attempt, code reason.Code, detail string) {
 	ctx := r.Context()
+	if !a.req.Signed {
+		ref := h.unrecorded(r, a, code, detail, a.ident.DeviceID)
+		h.Pages.Refused(w, http.StatusForbidden, web.Refused{Reason: code, SupportID: ref})
+		return
+	}
 	now := h.now()
 	latency := now.Sub(a.start)
 	id, err := h.Store.AppendDecision(ctx, storage.DecisionRecord{

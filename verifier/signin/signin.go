@@ -26,6 +26,7 @@ import (
 	"github.com/clearance/clearance/verifier/access"
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/idp"
+	"github.com/clearance/clearance/verifier/ratelimit"
 	"github.com/clearance/clearance/verifier/reason"
 	"github.com/clearance/clearance/verifier/storage"
 	"github.com/clearance/clearance/verifier/web"
@@ -44,6 +45,9 @@ type Store interface {
 type Metrics interface {
 	SSODecision(allow bool, reason string, d time.Duration)
 	SSORefused(reason string)
+	// SSOUnrecorded counts a refusal kept out of the decision log (see
+	// Handler.unrecorded).
+	SSOUnrecorded(reason string)
 }
 
 // Deciding is the access gate; *access.Gate implements it.
@@ -77,6 +81,10 @@ type Handler struct {
 	Store    Store
 	Pages    *web.Renderer
 	Options
+
+	// unrecordedLog samples the log lines of refusals kept out of the
+	// decision log.
+	unrecordedLog ratelimit.Sample
 }
 
 // Options are the handler's settings and what it reports to.
@@ -104,6 +112,7 @@ const maxDebugXML = 16 << 10
 
 // Register mounts the handler's paths on mux.
 func (h *Handler) Register(mux *http.ServeMux) {
+	h.unrecordedLog.Every = unrecordedLogEvery
 	mux.HandleFunc("GET "+PathMetadata, h.metadata)
 	mux.HandleFunc("GET "+PathCert, h.cert)
 	mux.HandleFunc("GET "+PathSSO, h.sso)
@@ -229,27 +238,28 @@ func (h *Handler) sso(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// 3. Replay: each request ID is answered once, on any replica. It is
-	// remembered for longer than any IssueInstant could still pass.
-	ttl := 2*h.IdP.Settings().MaxRequestSkew + time.Minute
-	switch err := h.Store.UseRequestID(ctx, req.AuthnRequest.Issuer.Value, req.AuthnRequest.ID, start.Add(ttl)); {
-	case errors.Is(err, storage.ErrAlreadyExists):
-		h.refuse(w, r, refused(reason.Replayed, "request ID %s was already answered", req.AuthnRequest.ID), http.StatusBadRequest)
-		return
-	case err != nil:
-		h.unavailable(w, r, "recording request ID", err)
-		return
-	}
-
-	// 4. Which Mac is this? The agent on it proves it (completed at
-	// PathPresence), or a browser certificate names it.
+	// 3. Which Mac is this? The agent on it proves it (completed at
+	// PathPresence), after 4; or a browser certificate names it.
 	a := &attempt{req: req, source: sourceSSO, start: start}
 	if h.useAgent(r) {
-		h.askAgent(w, r, a)
+		if h.spendRequestID(w, r, req, start) {
+			h.askAgent(w, r, a)
+		}
 		return
 	}
 	a.binding = BindingCertificate
 	ident, ierr := h.Identify.Identify(ctx, r, start)
+	if ierr != nil && !req.Signed {
+		// Unsigned and naming no Mac: refused without spending its ID, so
+		// such a request writes nothing at all (see unrecorded).
+		h.unidentified(w, r, a, ierr)
+		return
+	}
+
+	// 4. Replay.
+	if !h.spendRequestID(w, r, req, start) {
+		return
+	}
 	if ierr != nil {
 		h.unidentified(w, r, a, ierr)
 		return
@@ -263,6 +273,23 @@ func (h *Handler) sso(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.finish(w, r, a, d)
+}
+
+// spendRequestID is the replay check: each request ID is answered once, on
+// any replica. It is remembered for longer than any IssueInstant could still
+// pass. It answers the request itself and returns false when the request
+// goes no further.
+func (h *Handler) spendRequestID(w http.ResponseWriter, r *http.Request, req *idp.Request, start time.Time) bool {
+	ttl := 2*h.IdP.Settings().MaxRequestSkew + time.Minute
+	switch err := h.Store.UseRequestID(r.Context(), req.AuthnRequest.Issuer.Value, req.AuthnRequest.ID, start.Add(ttl)); {
+	case errors.Is(err, storage.ErrAlreadyExists):
+		h.refuse(w, r, refused(reason.Replayed, "request ID %s was already answered", req.AuthnRequest.ID), http.StatusBadRequest)
+		return false
+	case err != nil:
+		h.unavailable(w, r, "recording request ID", err)
+		return false
+	}
+	return true
 }
 
 func (h *Handler) query(a *attempt, username string) access.Query {
@@ -538,7 +565,7 @@ func (h *Handler) hold(ctx context.Context, a *attempt, now time.Time) ([]byte, 
 }
 
 // unidentified records and answers a sign-in whose certificate names no
-// usable device.
+// usable device; an unsigned one is only counted (see unrecorded).
 func (h *Handler) unidentified(w http.ResponseWriter, r *http.Request, a *attempt, ierr *IdentifyError) {
 	ctx := r.Context()
 	if ierr.Reason == reason.Storage {
@@ -547,25 +574,68 @@ func (h *Handler) unidentified(w http.ResponseWriter, r *http.Request, a *attemp
 	}
 	now := h.now()
 	latency := now.Sub(a.start)
-	id, err := h.Store.AppendDecision(ctx, storage.DecisionRecord{
-		At: now, Username: a.req.Username, DeviceID: ierr.DeviceID, CertSerial: ierr.CertSerial, Reason: string(ierr.Reason), Binding: string(a.binding),
-		LiveCheck: decision.LiveCheckNone.String(), Latency: latency, Source: a.source, RequestID: a.req.AuthnRequest.ID,
-	})
-	if err != nil {
-		h.unavailable(w, r, "recording decision", err)
-		return
+	var ref string
+	if !a.req.Signed {
+		ref = h.unrecorded(r, a, ierr.Reason, ierr.Detail, ierr.DeviceID)
+	} else {
+		id, err := h.Store.AppendDecision(ctx, storage.DecisionRecord{
+			At: now, Username: a.req.Username, DeviceID: ierr.DeviceID, CertSerial: ierr.CertSerial, Reason: string(ierr.Reason), Binding: string(a.binding),
+			LiveCheck: decision.LiveCheckNone.String(), Latency: latency, Source: a.source, RequestID: a.req.AuthnRequest.ID,
+		})
+		if err != nil {
+			h.unavailable(w, r, "recording decision", err)
+			return
+		}
+		h.metrics().SSODecision(false, string(ierr.Reason), latency)
+		h.log().Info("sso_decision", "allow", false, "reason", string(ierr.Reason), "detail", ierr.Detail,
+			"user", a.req.Username, "device_id", ierr.DeviceID, "cert_serial", ierr.CertSerial, "decision_id", id, "source", a.source,
+			"request_id", a.req.AuthnRequest.ID, "remote", r.RemoteAddr, "latency", latency)
+		ref = strconv.FormatInt(id, 10)
 	}
-	h.metrics().SSODecision(false, string(ierr.Reason), latency)
-	h.log().Info("sso_decision", "allow", false, "reason", string(ierr.Reason), "detail", ierr.Detail,
-		"user", a.req.Username, "device_id", ierr.DeviceID, "cert_serial", ierr.CertSerial, "decision_id", id, "source", a.source,
-		"request_id", a.req.AuthnRequest.ID, "remote", r.RemoteAddr, "latency", latency)
-	ref := strconv.FormatInt(id, 10)
 	switch ierr.Reason {
 	case reason.SpoofedCertHeader, reason.BadCertHeader:
 		h.Pages.Refused(w, http.StatusBadRequest, web.Refused{Reason: ierr.Reason, SupportID: ref})
 	default:
 		h.Pages.Denied(w, http.StatusForbidden, web.Denied{Reason: ierr.Reason, Now: now, SupportID: ref})
 	}
+}
+
+// unrecordedLogEvery is how often a refusal kept out of the decision log
+// is logged at info; the others are logged at debug.
+const unrecordedLogEvery = 10 * time.Second
+
+// maxLoggedField bounds a sender-chosen string in an unrecorded line.
+const maxLoggedField = 64
+
+// unrecorded counts a refusal that anyone could have caused and returns the
+// reference its page shows. The request is unsigned (allowed only with
+// allow_unsigned_requests), so its username and request ID are whatever the
+// sender wrote: a decision-log row for each would let one client fill the
+// log with denials for any username, and the disk with them (tried: about a
+// thousand rows a second, 2 KB each, kept for the retention period). So it
+// is counted (clearance_sso_unrecorded_total{reason}) and logged at info at
+// most once per unrecordedLogEvery with how many were left out, and each at
+// debug. A signed request can only come from Okta: its refusals keep their
+// rows.
+func (h *Handler) unrecorded(r *http.Request, a *attempt, code reason.Code, detail, deviceID string) string {
+	ref := newRef()
+	h.metrics().SSOUnrecorded(string(code))
+	attrs := []any{"reason", string(code), "detail", clip(detail), "user", clip(a.req.Username), "device_id", clip(deviceID),
+		"request_id", clip(a.req.AuthnRequest.ID), "binding", string(a.binding), "source", a.source, "ref", ref, "remote", r.RemoteAddr}
+	if ok, skipped := h.unrecordedLog.Take(h.now()); ok {
+		h.log().Info("sso_unrecorded", append(attrs, "others_not_logged", skipped)...)
+	} else {
+		h.log().Debug("sso_unrecorded", attrs...)
+	}
+	return ref
+}
+
+// clip bounds a sender-chosen string for the log.
+func clip(s string) string {
+	if len(s) > maxLoggedField {
+		return s[:maxLoggedField] + "…"
+	}
+	return s
 }
 
 // refuse answers a request that is refused before any decision.
@@ -620,6 +690,7 @@ type noMetrics struct{}
 
 func (noMetrics) SSODecision(bool, string, time.Duration) {}
 func (noMetrics) SSORefused(string)                       {}
+func (noMetrics) SSOUnrecorded(string)                    {}
 
 func (h *Handler) metrics() Metrics {
 	if h.Metrics == nil {

@@ -55,11 +55,17 @@ func run(args []string) error {
 		rampMax   = fs.Duration("ramp-timeout", 10*time.Minute, "bound on ramp-up")
 		interval  = fs.Duration("report-interval", 30*time.Second, "between one agent's reports (sso and steady phases)")
 		duration  = fs.Duration("duration", 30*time.Second, "all phases together, split evenly; loadgen stops by itself")
-		phases    = fs.String("phases", "ingest,sso,steady", "phases to run, in order")
+		phases    = fs.String("phases", "ingest,sso,steady", "phases to run, in order; or hostile, alone (the attacks, against the verifier's limits)")
 		ingestN   = fs.Int("ingest-concurrency", 1000, "agents sending back to back in the ingest phase")
 		signins   = fs.Int("signins", 4, "concurrent browsers signing in from passing Macs, and as many from failing ones")
 		rate      = fs.Float64("signin-rate", 0, "sign-ins/s in the steady phase, allowed and denied alike (0: half the sso phase's allow rate)")
 		checks    = fs.Float64("check-rate", 5, "live checks/s in the steady phase")
+		httpAddr  = fs.String("http", "", "a running verifier's --http-listen HOST:PORT (the hostile phase asks /metrics)")
+		hRate     = fs.Float64("hostile-rate", 1000, "hostile: sign-in requests/s of each flood")
+		hConns    = fs.Int("hostile-stream-conns", 50, "hostile: connections of the health Watch flood")
+		hStreams  = fs.Int("hostile-streams-per-conn", 1000, "hostile: Watch streams opened on each")
+		hHeld     = fs.Int("hostile-held-sources", 12, "hostile: addresses each holding 16 connections of 8 calls open without their message")
+		hSignins  = fs.Float64("hostile-signin-rate", 10, "hostile: real sign-ins/s meanwhile")
 		kv        = fs.Bool("kv", false, "print \"key value\" lines instead of a table")
 		verbose   = fs.Bool("v", false, "log progress to stderr")
 		debug     = fs.Bool("debug", false, "log each failure too")
@@ -94,7 +100,8 @@ func run(args []string) error {
 		}
 		// Reports at the interval must stay fresh enough that sign-ins are
 		// decided from them rather than from a live check.
-		p, err := loadgen.Start(ctx, loadgen.StartOptions{Binary: *bin, Policies: *policies, LiveCheckAfter: max(30*time.Second, 3**interval), Database: *database})
+		hostile := *phases == "hostile"
+		p, err := loadgen.Start(ctx, loadgen.StartOptions{Binary: *bin, Policies: *policies, LiveCheckAfter: max(30*time.Second, 3**interval), Database: *database, Hostile: hostile})
 		if err != nil {
 			return err
 		}
@@ -108,7 +115,7 @@ func run(args []string) error {
 		if *verifier == "" {
 			return errors.New("give --start, or --verifier HOST:PORT of a running verifier")
 		}
-		target = &loadgen.Target{GRPCAddr: *verifier, PID: *pid, OktaAudience: *audience, OktaACSURL: *acs}
+		target = &loadgen.Target{GRPCAddr: *verifier, PID: *pid, OktaAudience: *audience, OktaACSURL: *acs, HTTPAddr: *httpAddr}
 		if *dataDir == "" {
 			return errors.New("--data-dir of the running verifier is needed for its CA and admin token")
 		}
@@ -142,6 +149,8 @@ func run(args []string) error {
 		Agents: *agents, FailingShare: *failShare, SourceAddrs: *srcs, RampWorkers: *workers, RampTimeout: *rampMax,
 		ReportInterval: *interval, Duration: *duration, Phases: strings.Split(*phases, ","),
 		IngestConcurrency: *ingestN, Signins: *signins, SigninRate: *rate, CheckRate: *checks, Log: log,
+		Hostile: loadgen.HostileConfig{Rate: *hRate, StreamConns: *hConns, StreamsPerConn: *hStreams, StreamSources: 5,
+			HeldSources: *hHeld, SigninRate: *hSignins},
 	})
 	if res != nil {
 		if *kv {

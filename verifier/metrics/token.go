@@ -1,0 +1,73 @@
+package metrics
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/clearance/clearance/pkg/atomicfile"
+)
+
+// TokenFile is the scrape token's file name in the data dir. It lets its
+// holder read /metrics and nothing else: a Prometheus server gets this
+// file, never the admin token.
+const TokenFile = "metrics.token"
+
+// LoadOrCreateToken reads the scrape token from path, creating a random one
+// (0600) if the file does not exist. A file readable by group or others is
+// refused, as for the admin token: what the metrics show (device counts,
+// refusal reasons, sign-in rates) is for the operators.
+func LoadOrCreateToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		var raw [32]byte
+		if _, err := rand.Read(raw[:]); err != nil {
+			return "", err
+		}
+		tok := base64.RawURLEncoding.EncodeToString(raw[:])
+		if err := atomicfile.Write(path, []byte(tok+"\n"), 0o600); err != nil {
+			return "", fmt.Errorf("creating the metrics token: %w", err)
+		}
+		return tok, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading the metrics token: %w", err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s is readable by group or others (mode %04o); run: chmod 600 %s", path, st.Mode().Perm(), path)
+	}
+	tok := strings.TrimSpace(string(b))
+	if len(tok) < 32 {
+		return "", fmt.Errorf("%s holds a token shorter than 32 characters; delete it to have a new one generated", path)
+	}
+	return tok, nil
+}
+
+// RequireToken serves next only to requests with "Authorization: Bearer
+// <token>" (compared in constant time); others get 401 and nothing else.
+// refused, when set, is told of each refusal (for a sampled log line).
+func RequireToken(token string, next http.Handler, refused func(*http.Request)) http.Handler {
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			if refused != nil {
+				refused(r)
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="clearance-metrics"`)
+			http.Error(w, "a bearer token is required: the data dir's "+TokenFile, http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,160 @@
+// Package ratelimit owns how often outside parties may make the verifier
+// work: a token bucket per client address, kept in a table of bounded size;
+// the client address of an HTTP request (from a trusted proxy's
+// X-Forwarded-For); the HTTP middleware that answers 429 on the sign-in
+// listener; and the sampling that keeps log lines about floods few.
+package ratelimit
+
+import (
+	"container/list"
+	"math"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// Defaults of the sign-in listener's limit (settings sso-rate-limit and
+// sso-rate-burst). The sustained rate is what one address may do for ever;
+// the burst is what it may do at once after a quiet spell.
+//
+// A sign-in is two or three requests (/saml/sso, /saml/presence, sometimes
+// Check again), and Okta asks this factor once per Okta session, so a person
+// makes a few requests a day. An office behind one NAT address whose 3,000
+// people all arrive within ten minutes makes about 3,000 × 2 / 600 = 10
+// requests a second: the sustained rate. The burst lets 50 of them sign in
+// at the very same moment (after a network outage, say). One attacker
+// address is held to the same 10 a second: one percent of the flood that
+// was measured before limits existed.
+const (
+	DefaultRate  = 10
+	DefaultBurst = 100
+)
+
+// DefaultMaxSources bounds the addresses a Limiter remembers. An entry is
+// about 200 bytes, so the table stays under 15 MiB however many addresses
+// send requests.
+const DefaultMaxSources = 65536
+
+// Options configure a Limiter.
+type Options struct {
+	// Rate is the tokens one source gains per second; Burst the most it can
+	// hold (and spend at once). A source starts full.
+	Rate  float64
+	Burst int
+	// MaxSources bounds the sources remembered (DefaultMaxSources when
+	// zero). When the table is full, the source heard from least recently
+	// is forgotten: it starts full again when it comes back, which is what
+	// it would hold after a quiet spell anyway.
+	MaxSources int
+	Now        func() time.Time
+}
+
+// Limiter is a token bucket per source address, safe for concurrent use.
+type Limiter struct {
+	rate  float64
+	burst float64
+	max   int
+	now   func() time.Time
+
+	mu  sync.Mutex
+	lru *list.List // of *bucket, most recently used first
+	m   map[netip.Addr]*list.Element
+}
+
+type bucket struct {
+	src    netip.Addr
+	tokens float64
+	at     time.Time // when tokens was computed
+}
+
+// New returns a Limiter. A Rate of zero or less, or a Burst below one,
+// allows nothing; callers that want no limit use no Limiter.
+func New(o Options) *Limiter {
+	if o.MaxSources <= 0 {
+		o.MaxSources = DefaultMaxSources
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Limiter{rate: o.Rate, burst: float64(o.Burst), max: o.MaxSources, now: o.Now, lru: list.New(), m: map[netip.Addr]*list.Element{}}
+}
+
+// Key is the address a source is counted under: an IPv4 address, or an
+// IPv6 address's /64, which is what one host or one home is usually given
+// (counting each IPv6 address alone would give one machine 2^64 buckets).
+func Key(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a
+}
+
+// Allow spends a token of src's bucket. When there is none it returns false
+// and how long until there is one.
+func (l *Limiter) Allow(src netip.Addr) (bool, time.Duration) {
+	src = Key(src)
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b *bucket
+	if e, ok := l.m[src]; ok {
+		l.lru.MoveToFront(e)
+		b = e.Value.(*bucket)
+		// A clock stepped back gives nothing, and takes nothing.
+		if el := now.Sub(b.at); el > 0 {
+			b.tokens = math.Min(l.burst, b.tokens+el.Seconds()*l.rate)
+			b.at = now
+		}
+	} else {
+		if l.lru.Len() >= l.max {
+			old := l.lru.Back()
+			l.lru.Remove(old)
+			delete(l.m, old.Value.(*bucket).src)
+		}
+		b = &bucket{src: src, tokens: l.burst, at: now}
+		l.m[src] = l.lru.PushFront(b)
+	}
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	if l.rate <= 0 {
+		return false, time.Hour
+	}
+	return false, time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
+}
+
+// Len is how many sources are remembered.
+func (l *Limiter) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lru.Len()
+}
+
+// Sample lets one log line through per interval and counts the others, so a
+// flood is logged as a line every Every saying how many were left out, not
+// as a line per request. The zero value lets every line through; it is safe
+// for concurrent use.
+type Sample struct {
+	Every time.Duration
+
+	mu      sync.Mutex
+	next    time.Time
+	skipped int
+}
+
+// Take reports whether a line may be logged at now, and how many were left
+// out since the last one.
+func (s *Sample) Take(now time.Time) (ok bool, skipped int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now.Before(s.next) {
+		s.skipped++
+		return false, 0
+	}
+	skipped, s.skipped = s.skipped, 0
+	s.next = now.Add(s.Every)
+	return true, skipped
+}

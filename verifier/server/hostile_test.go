@@ -1,0 +1,366 @@
+package server_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clearance/clearance/internal/protoagent"
+	"github.com/clearance/clearance/internal/rawh2"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/grpcconn"
+	"github.com/clearance/clearance/verifier/metrics"
+	"github.com/clearance/clearance/verifier/signin"
+)
+
+// scrape reads /metrics as Prometheus does, with the data dir's scrape
+// token.
+func (h *harness) scrape(t *testing.T) string {
+	t.Helper()
+	tok, err := os.ReadFile(filepath.Join(h.cfg.DataDir, metrics.TokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := h.getMetrics(t, "Bearer "+strings.TrimSpace(string(tok)))
+	if p.status != http.StatusOK {
+		t.Fatalf("/metrics with the token: %d %s", p.status, p.body)
+	}
+	return p.body
+}
+
+func (h *harness) getMetrics(t *testing.T, auth string) page {
+	t.Helper()
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(h.rootPEM)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}}}
+	req, _ := http.NewRequest(http.MethodGet, "https://"+h.srv.HTTPAddr.String()+"/metrics", nil)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	return do(t, c, req)
+}
+
+// TestMetricsNeedTheScrapeToken: /metrics answers only the metrics token
+// (not the admin token, not nothing); /healthz stays open; refusals are
+// logged by sample.
+func TestMetricsNeedTheScrapeToken(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	st, err := os.Stat(filepath.Join(h.cfg.DataDir, metrics.TokenFile))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("metrics.token: %v %v; want 0600", st, err)
+	}
+	for name, auth := range map[string]string{"no token": "", "the admin token": "Bearer " + h.token, "a wrong one": "Bearer x"} {
+		if p := h.getMetrics(t, auth); p.status != http.StatusUnauthorized || strings.Contains(p.body, "clearance_") {
+			t.Errorf("%s: %d %q", name, p.status, p.body)
+		}
+	}
+	if m := h.scrape(t); !strings.Contains(m, "clearance_store_writable") {
+		t.Errorf("metrics with the token lack clearance_store_writable:\n%s", m)
+	}
+	h.logs.has(t, "metrics_unauthorized")
+	if n := strings.Count(h.logs.String(), "metrics_unauthorized"); n != 1 {
+		t.Errorf("%d refusal lines for 3 refusals, want 1", n)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(h.rootPEM)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}}}
+	resp, err := c.Get("https://" + h.srv.HTTPAddr.String() + "/healthz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz: %v %v", resp, err)
+	}
+	if resp != nil {
+		resp.Body.Close()
+	}
+}
+
+// counters reads a counter vector from the registry /metrics serves, by
+// its label pairs.
+func counters(t *testing.T, h *harness, name string) map[string]float64 {
+	t.Helper()
+	families, err := h.srv.Metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+`="`+l.GetValue()+`"`)
+			}
+			out[strings.Join(labels, ",")] = m.GetCounter().GetValue()
+		}
+	}
+	return out
+}
+
+// selfSigned is a client certificate no CA of the verifier issued: what
+// anyone can present.
+func selfSigned(t *testing.T) *tls.Certificate {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "anyone"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
+}
+
+// pushyBrowser presents cert whatever CAs the server names (a browser
+// picks only a certificate the server's CA list admits; an attacker's
+// client does not).
+func (e *ssoEnv) pushyBrowser(cert *tls.Certificate) *http.Client {
+	c := e.browser(nil)
+	c.Transport.(*http.Transport).TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+	return c
+}
+
+// TestUnsignedRefusalsCounted: with unsigned requests allowed, a sign-in
+// that names no Mac — or whose proof of presence is refused — could have
+// been sent by anyone, for any username and request ID: it is counted and
+// logged by sample, and writes nothing (no decision row, not even its
+// request ID). Okta's signed requests keep their rows.
+func TestUnsignedRefusalsCounted(t *testing.T) {
+	t.Parallel()
+	t.Run("certificate binding", func(t *testing.T) {
+		t.Parallel()
+		e := startSSO(t, false, nil)
+		hostileUser := strings.Repeat("m", 500) + "@example.com"
+		r := e.sp.NewRequest(hostileUser)
+		// The same request three times: its ID is not spent, so it is not
+		// "replayed" either.
+		for range 3 {
+			p := e.redirect(t, e.browser(nil), r)
+			noResponse(t, p)
+			if p.status != http.StatusForbidden {
+				t.Fatalf("status %d, want 403", p.status)
+			}
+			p.has(t, "no_client_cert", "r-")
+		}
+		p := e.redirect(t, e.pushyBrowser(selfSigned(t)), e.sp.NewRequest(testUser))
+		p.has(t, "untrusted_client_cert")
+		if ds := e.decisions(t); len(ds) != 0 {
+			t.Errorf("%d decision rows for unsigned refusals, want none: %+v", len(ds), ds)
+		}
+		got := counters(t, e.harness, "clearance_sso_unrecorded_total")
+		if got[`reason="no_client_cert"`] != 3 || got[`reason="untrusted_client_cert"`] != 1 {
+			t.Errorf("clearance_sso_unrecorded_total %v; want no_client_cert 3, untrusted_client_cert 1", got)
+		}
+		// One line at info for the four (the others at debug), with the
+		// sender's strings clipped.
+		if n := strings.Count(e.logs.String(), "msg=sso_unrecorded"); n != 1 {
+			t.Errorf("%d sso_unrecorded lines, want 1:\n%s", n, e.logs.String())
+		}
+		e.logs.lacks(t, hostileUser)
+
+		// A Mac that is identified is decided and on record as ever.
+		a, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+		ok := e.sp.NewRequest(testUser)
+		e.allowed(t, e.redirect(t, e.browser(deviceCert(a)), ok), ok)
+		if ds := e.decisions(t); len(ds) != 1 || !ds[0].Allow {
+			t.Errorf("decisions %+v, want the one allowed sign-in", ds)
+		}
+	})
+	t.Run("signed requests keep their rows", func(t *testing.T) {
+		t.Parallel()
+		e := startSSO(t, true, nil)
+		r := e.sp.NewRequest(testUser)
+		e.redirect(t, e.browser(nil), r).has(t, "no_client_cert")
+		if ds := e.decisions(t); len(ds) != 1 || ds[0].Reason != "no_client_cert" || ds[0].RequestID != r.ID {
+			t.Errorf("decisions %+v, want the refusal on record", ds)
+		}
+		// Its ID was spent: a replay is refused as one.
+		refusedWith(t, e.redirect(t, e.browser(nil), r), http.StatusBadRequest, "replayed_request")
+		if got := counters(t, e.harness, "clearance_sso_unrecorded_total"); len(got) != 0 {
+			t.Errorf("signed refusals counted as unrecorded: %v", got)
+		}
+	})
+	t.Run("refused proof of presence", func(t *testing.T) {
+		t.Parallel()
+		e := startAgentBinding(t, nil)
+		a, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+		stranger, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		c := e.jarBrowser(t)
+		q := e.statement(t, stranger, a.DeviceID, e.toAgent(t, c, e.sp.NewRequest(testUser)), e.clock.Now())
+		p := e.back(t, c, q)
+		refusedWith(t, p, http.StatusForbidden, "presence_bad_signature")
+		p.has(t, "r-")
+		q = e.statement(t, a.Key, a.DeviceID, e.toAgent(t, c, e.sp.NewRequest(testUser)), e.clock.Now().Add(-time.Hour))
+		refusedWith(t, e.back(t, c, q), http.StatusForbidden, "presence_clock_skew")
+		if ds := e.decisions(t); len(ds) != 0 {
+			t.Errorf("%d decision rows for refused proofs of unsigned sign-ins, want none: %+v", len(ds), ds)
+		}
+		got := counters(t, e.harness, "clearance_sso_unrecorded_total")
+		if got[`reason="presence_bad_signature"`] != 1 || got[`reason="presence_clock_skew"`] != 1 {
+			t.Errorf("clearance_sso_unrecorded_total %v", got)
+		}
+		// A genuine proof still signs in, on record.
+		r := e.sp.NewRequest(testUser)
+		e.allowed(t, e.ceremony(t, c, a, r), r)
+		if ds := e.decisions(t); len(ds) != 1 || !ds[0].Allow {
+			t.Errorf("decisions %+v, want the one allowed sign-in", ds)
+		}
+	})
+}
+
+// from is a browser without a certificate whose connections come from src.
+func (e *ssoEnv) from(src string) *http.Client {
+	c := e.browser(nil)
+	d := &net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(src), 0))}
+	c.Transport.(*http.Transport).DialContext = d.DialContext
+	return c
+}
+
+func (e *ssoEnv) fetch(t *testing.T, c *http.Client, path, xff string) page {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, e.url+path, nil)
+	if xff != "" {
+		req.Header.Set("X-Forwarded-For", xff)
+	}
+	return do(t, c, req)
+}
+
+// TestSignInRateLimited: one address over its rate gets 429, Retry-After
+// and the page, on every path of the sign-in listener but /healthz; other
+// addresses, and clients behind a trusted proxy each by the address the
+// proxy names, are not held back by it.
+func TestSignInRateLimited(t *testing.T) {
+	t.Parallel()
+	e := startSSO(t, true, func(c *config.Config) {
+		c.SSORateLimit, c.SSORateBurst = 0.5, 3
+		_, proxy, _ := net.ParseCIDR("127.0.0.3/32")
+		c.TrustedProxies = []*net.IPNet{proxy}
+	})
+	a := e.from("127.0.0.2")
+	for i := range 3 {
+		if p := e.fetch(t, a, signin.PathMetadata, ""); p.status != http.StatusOK {
+			t.Fatalf("request %d within the burst: %d", i+1, p.status)
+		}
+	}
+	p := e.fetch(t, a, signin.PathMetadata, "")
+	if p.status != http.StatusTooManyRequests || p.header.Get("Retry-After") != "2" || p.header.Get("Content-Security-Policy") == "" {
+		t.Fatalf("over the limit: %d, Retry-After %q", p.status, p.header.Get("Retry-After"))
+	}
+	p.has(t, "rate_limited", "Too many sign-ins at once", "Wait a minute")
+	// Every path, a sign-in too, before anything of it is read.
+	r := e.sp.NewRequest(testUser)
+	u, _ := e.sp.RedirectURL(r)
+	if p := e.get(t, a, u); p.status != http.StatusTooManyRequests {
+		t.Errorf("a sign-in over the limit: %d", p.status)
+	}
+	if p := e.fetch(t, a, "/scep?operation=GetCACaps", ""); p.status != http.StatusTooManyRequests {
+		t.Errorf("SCEP over the limit: %d", p.status)
+	}
+	if p := e.fetch(t, a, "/healthz", ""); p.status != http.StatusOK {
+		t.Errorf("/healthz: %d", p.status)
+	}
+	// The same request, from another address, is a sign-in as any other:
+	// its ID was not spent by the refusal.
+	dev, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+	e.allowed(t, e.redirect(t, e.browser(deviceCert(dev)), r), r)
+
+	// Behind the proxy: each client by the address the proxy wrote.
+	proxy := e.from("127.0.0.3")
+	for i := range 4 {
+		want := http.StatusOK
+		if i == 3 {
+			want = http.StatusTooManyRequests
+		}
+		if p := e.fetch(t, proxy, signin.PathMetadata, "6.6.6.6, 198.51.100.1"); p.status != want {
+			t.Errorf("client behind the proxy, request %d: %d, want %d", i+1, p.status, want)
+		}
+	}
+	if p := e.fetch(t, proxy, signin.PathMetadata, "198.51.100.1, 198.51.100.2"); p.status != http.StatusOK {
+		t.Errorf("another client behind the proxy (the first's address written on the left): %d", p.status)
+	}
+	got := counters(t, e.harness, "clearance_sso_rate_limited_total")
+	if got[`path="/saml/metadata"`] != 2 || got[`path="/saml/sso"`] != 1 || got[`path="/scep"`] != 1 {
+		t.Errorf("clearance_sso_rate_limited_total %v", got)
+	}
+	e.logs.has(t, "msg=rate_limited", "client=127.0.0.2")
+}
+
+// TestGRPCFloodLeavesAgentsServed: a client with no certificate holding as
+// many connections and Watch streams as it can, from one address, gets few
+// of either; meanwhile an agent enrolls, connects (as a device connection)
+// and reports, and the admin API answers.
+func TestGRPCFloodLeavesAgentsServed(t *testing.T) {
+	t.Parallel()
+	h := startWith(t, func(c *config.Config) { c.GRPCUnauthPerSource = 4 })
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(h.rootPEM)
+	d := &net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.5"), 0))}
+	var flood []*rawh2.Conn
+	for range 10 {
+		c, err := rawh2.Dial(h.ctx(), d, h.addr, &tls.Config{RootCAs: roots, ServerName: "localhost"})
+		if err != nil {
+			continue
+		}
+		defer c.Close()
+		for range 100 {
+			_ = c.Open(rawh2.Watch, "localhost", nil)
+		}
+		flood = append(flood, c)
+	}
+	for _, c := range flood {
+		c.WaitAnswered(h.ctx(), 100)
+	}
+	// The address keeps its 4 newest connections: the others were closed
+	// as each newer one arrived, which their readers see a moment later.
+	waitFor(t, "the evicted connections to end", func() bool {
+		n := 0
+		for _, c := range flood {
+			if c.Counts().Closed {
+				n++
+			}
+		}
+		return n >= len(flood)-4
+	})
+	held := 0
+	for _, c := range flood {
+		if got := c.Counts(); !got.Closed {
+			held += got.Accepted
+		}
+	}
+	if held > grpcconn.MaxLongStreamsPerSource {
+		t.Errorf("the flood holds %d Watch streams, want at most %d", held, grpcconn.MaxLongStreamsPerSource)
+	}
+	a := h.enrolled(h.secret())
+	st, err := a.Connect(h.ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if m, err := st.Exchange(protoagent.Sign(a.Key, a.Report(st.PolicySet, 1, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS))); err != nil || m.GetAck().GetSeq() != 1 {
+		t.Fatalf("report: %v %v", m, err)
+	}
+	if g := gauges(t, h, "clearance_grpc_connections"); g[`class="device"`] != 1 || g[`class="unauthenticated"`] > 5 {
+		t.Errorf("clearance_grpc_connections %v; want the agent's device connection, few others", g)
+	}
+	closed := counters(t, h, "clearance_grpc_connections_closed_total")
+	if closed[`reason="evicted_per_source"`] < 6 {
+		t.Errorf("clearance_grpc_connections_closed_total %v; want the flood's excess evicted", closed)
+	}
+}
