@@ -133,13 +133,15 @@ func TestCopiedHardwareUUIDCannotTakeOver(t *testing.T) {
 	dataDir := filepath.Join(dir, "verifier")
 	ssoAddr, presenceAddr := freePort(t), freePort(t)
 	_, presencePort, _ := net.SplitHostPort(presenceAddr)
+	// Okta signs its requests, so the refused proof below is recorded.
+	oktaKey, oktaCert, oktaCertFile := oktaSigner(t, dir)
 	v := startVerifierOn(t, dataDir, freePort(t), freePort(t),
 		"--sso-listen", ssoAddr, "--sso-public-url", e2eSSOPublic,
-		"--okta-audience", e2eAudience, "--okta-acs-url", e2eACS, "--allow-unsigned-requests",
+		"--okta-audience", e2eAudience, "--okta-acs-url", e2eACS, "--okta-request-cert", oktaCertFile,
 		"--agent-presence-port", presencePort, "--browser-binding", "agent")
 	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
 	caFile := filepath.Join(dataDir, "ca.pem")
-	sp, _ := oktaOrg(t, dataDir, nil, nil)
+	sp, _ := oktaOrg(t, dataDir, oktaKey, oktaCert)
 
 	// The real Mac enrolls and signs its user in.
 	real := startMac(t, filepath.Join(dir, "real"), v.grpcAddr, caFile, secret, "", "", presenceAddr)

@@ -300,7 +300,7 @@ func TestHubCheckThroughOtherReplica(t *testing.T) {
 		hubA.Delivered(&ingest.Accepted{Report: pr, Stored: r})
 		agentDone <- nil
 	}()
-	acc, err := hubB.CheckNow(t.Context(), d.ID, 5*time.Second)
+	acc, err := hubB.CheckNow(t.Context(), d.ID, 15*time.Second)
 	if err != nil {
 		t.Fatalf("CheckNow at b: %v", err)
 	}
