@@ -39,7 +39,7 @@ awk '
 
 # Sign-ins: both packages in one go test, which runs benchmarks one after
 # another, so the RSA ceiling and the sign-ins share the same cores.
-go test -run='^$' -bench='^(BenchmarkRSA2048Sign|BenchmarkRespond|BenchmarkValidateRedirect|BenchmarkSSO|BenchmarkSSOPresence|BenchmarkSSODeny)$' \
+go test -run='^$' -bench='^(BenchmarkRSA2048Sign|BenchmarkRespond|BenchmarkValidateRedirect|BenchmarkSSO|BenchmarkSSOPresence|BenchmarkSSODeny|BenchmarkSSOBesidePeer)$' \
   -benchtime="$benchtime" -count=1 ./verifier/idp/ ./verifier/server/ | tee "$out" >&2
 
 awk '
@@ -61,6 +61,41 @@ awk '
     printf "%-52s %12.3f\n", "agent binding / certificate binding, sign-ins/s", p_rate/a_rate
     printf "%-52s %12.0f %9.2f %9.2f\n", sprintf("SSO deny, 403 remediation page (%d browsers)", browsers), d_rate, d50, d99
     printf "%-52s %12.3f\n", "allow decisions/s / RSA signs/s (2 signs: <= 0.5)", a_rate*rsa/1e9
+  }' "$out"
+
+# The peer: a plain crewjam/saml IdP (as Fleet configures it) beside the
+# verifier, in alternating rounds on the same cores; the median round of
+# each. CPU is the whole process's (server and browsers) per sign-in; the
+# part outside the two RSA signatures is that less two signatures' CPU,
+# measured the same way in the same rounds.
+awk '
+  function val(unit,   i) { for (i = 1; i <= NF; i++) if ($(i+1) == unit) return $i; return "" }
+  function median(a, n,   i, j, t) {
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+    return a[int((n + 1) / 2)]
+  }
+  /^BenchmarkSSOBesidePeer\// {
+    name = $1; sub(/^BenchmarkSSOBesidePeer\//, "", name); sub(/-[0-9]+$/, "", name); sub(/#[0-9]+$/, "", name)
+    k = ++count[name]; rate[name, k] = val("signins/s"); p99[name, k] = val("p99-ms"); cpu[name, k] = val("cpu-ms/op")
+  }
+  END {
+    if (count["two-rsa-signs"] == 0 || count["crewjam"] == 0 || count["clearance-agent"] == 0 || count["clearance-certificate"] == 0) { print "peer benchmarks missing from output" > "/dev/stderr"; exit 1 }
+    for (k = 1; k <= count["two-rsa-signs"]; k++) s2[k] = cpu["two-rsa-signs", k]
+    sign_ms = median(s2, count["two-rsa-signs"])
+    printf "\n%-44s %10s %8s %10s %12s\n", "sign-in beside the peer (median of rounds)", "per second", "p99 ms", "CPU ms/op", "CPU - 2 signs"
+    split("clearance-agent clearance-certificate crewjam", names, " ")
+    label["clearance-agent"] = "Clearance, agent proof (every check on)"
+    label["clearance-certificate"] = "Clearance, certificate binding"
+    label["crewjam"] = "crewjam/saml IdP (Fleet'"'"'s library)"
+    for (i = 1; i <= 3; i++) {
+      n = names[i]
+      for (k = 1; k <= count[n]; k++) { r[k] = rate[n, k]; q[k] = p99[n, k]; c[k] = cpu[n, k] }
+      mr[n] = median(r, count[n]); mq = median(q, count[n]); mc = median(c, count[n])
+      printf "%-44s %10.0f %8.2f %10.2f %12.2f\n", label[n], mr[n], mq, mc, mc - sign_ms
+    }
+    printf "%-44s %10.3f\n", "Clearance (agent) / crewjam, sign-ins/s", mr["clearance-agent"] / mr["crewjam"]
+    printf "%-44s %10.3f\n", "Clearance (certificate) / crewjam, sign-ins/s", mr["clearance-certificate"] / mr["crewjam"]
+    printf "%-44s %10.2f\n", "CPU ms of two RSA-2048 signatures", sign_ms
   }' "$out"
 
 echo

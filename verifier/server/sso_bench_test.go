@@ -329,7 +329,11 @@ func (e *ssoBench) browser(b *testing.B, status agentv1.PolicyStatus, proof bool
 	if _, err := a.Enroll(e.ctx(b), sec.GetSecret()); err != nil {
 		b.Fatal(err)
 	}
-	st, err := a.Connect(e.ctx(b))
+	// The stream lives as long as the benchmark, however long that is: a
+	// browser whose Mac's agent is gone gets the agent-missing page.
+	sctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	st, err := a.Connect(sctx)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,0 +1,247 @@
+package server_test
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha256"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/crewjam/saml"
+	dsig "github.com/russellhaering/goxmldsig"
+
+	"github.com/clearance/clearance/internal/oktasim"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+)
+
+// benchRounds is how many times BenchmarkSSOBesidePeer alternates the
+// verifier and the peer, so that both see the same moments of a busy
+// machine.
+const benchRounds = 3
+
+// BenchmarkSSOBesidePeer measures the verifier's sign-in beside a peer: a
+// plain crewjam/saml identity provider, the library Fleet's SAML is built
+// on, configured as Fleet configures it (RSA-2048, RSA-SHA256, Response and
+// Assertion both signed) with a session provider that answers at once. The
+// same browsers (Go HTTP clients on kept-alive loopback TLS connections)
+// bring both the same kind of Okta-signed Redirect-binding request, in
+// alternating rounds on the same cores:
+//
+//	clearance-agent        every check on: Okta's signature, the replay
+//	                       record, the agent's proof of presence (its
+//	                       statement signed in process), the device, its
+//	                       stored posture, a durable decision row, two
+//	                       signatures
+//	clearance-certificate  the same, the device named by a client certificate
+//	crewjam                decode the request (its signature unchecked:
+//	                       crewjam cannot check one), two signatures
+//
+// Each round reports sign-ins/s, p50/p99 and the process's CPU per sign-in
+// (verifier and browsers together: they share the process), beside the CPU
+// of the two RSA signatures every response needs (two-rsa-signs).
+func BenchmarkSSOBesidePeer(b *testing.B) {
+	e := startSSOBench(b)
+	peer := startCrewjamPeer(b, e)
+	n := browsersPerProc * runtime.GOMAXPROCS(0)
+	agent, cert, crew := make([]*benchBrowser, n), make([]*benchBrowser, n), make([]*benchBrowser, n)
+	for i := range n {
+		agent[i] = e.browser(b, agentv1.PolicyStatus_POLICY_STATUS_PASS, true)
+		cert[i] = e.browser(b, agentv1.PolicyStatus_POLICY_STATUS_PASS, false)
+		crew[i] = &benchBrowser{client: peer.client}
+	}
+	signKey, _ := rsaIdentityTB(b, "two signatures")
+	for round := range benchRounds {
+		// The floor both pay: two RSA-2048 PKCS#1 v1.5 SHA-256 signatures,
+		// on every CPU, CPU measured the same way.
+		b.Run("two-rsa-signs", func(b *testing.B) {
+			digest := sha256.Sum256([]byte("response"))
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					for range 2 {
+						if _, err := rsa.SignPKCS1v15(nil, signKey, crypto.SHA256, digest[:]); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(ms(cpuTime()-cpu0)/float64(b.N), "cpu-ms/op")
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "signins/s")
+		})
+		b.Run("clearance-agent", func(b *testing.B) {
+			driveSignIns(b, agent, e.url, func(c *benchBrowser, u string, buf *bytes.Buffer) (int, error) { return c.signIn(e, u, buf) },
+				e.requests, round == 0, func(resp, id string) error { _, err := e.sp.Validate(resp, id); return err })
+		})
+		b.Run("clearance-certificate", func(b *testing.B) {
+			driveSignIns(b, cert, e.url, func(c *benchBrowser, u string, buf *bytes.Buffer) (int, error) { return c.signIn(e, u, buf) },
+				e.requests, false, nil)
+		})
+		b.Run("crewjam", func(b *testing.B) {
+			driveSignIns(b, crew, peer.url, func(c *benchBrowser, u string, buf *bytes.Buffer) (int, error) { return get(c.client, u, buf) },
+				e.requests, round == 0, func(resp, id string) error { _, err := peer.sp.Validate(resp, id); return err })
+		})
+	}
+}
+
+// driveSignIns runs b.N sign-ins from browsers at once, each with a fresh
+// request made by requests (before timing) and moved to base, and reports
+// their rate, latency and CPU. With check, the first response is checked
+// as Okta would check it, so that what is measured is sign-ins that work.
+func driveSignIns(b *testing.B, browsers []*benchBrowser, base string,
+	signIn func(*benchBrowser, string, *bytes.Buffer) (int, error),
+	requests func(*testing.B, int) ([]oktasim.Request, []string),
+	check bool, validate func(resp, id string) error) {
+	n := len(browsers)
+	reqs, urls := requests(b, n+b.N)
+	for i := range urls {
+		urls[i] = base + urls[i][strings.Index(urls[i], "/saml/sso"):]
+	}
+	var buf bytes.Buffer
+	for i, c := range browsers {
+		code, err := signIn(c, urls[i], &buf)
+		if err != nil || code != http.StatusOK || !bytes.Contains(buf.Bytes(), []byte("SAMLResponse")) {
+			b.Fatalf("warm-up sign-in: status %d, err %v:\n%.2000s", code, err, buf.String())
+		}
+		if i == 0 && check {
+			_, resp, _, err := oktasim.ParsePostForm(buf.Bytes())
+			if err == nil {
+				err = validate(resp, reqs[0].ID)
+			}
+			if err != nil {
+				b.Fatalf("Okta refuses the response: %v", err)
+			}
+		}
+	}
+	urls = urls[n:]
+
+	var (
+		next, who atomic.Int64
+		mu        sync.Mutex
+		latencies = make([]time.Duration, 0, b.N)
+	)
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c := browsers[int(who.Add(1)-1)%n]
+		var buf bytes.Buffer
+		mine := make([]time.Duration, 0, b.N/n+1)
+		defer func() {
+			mu.Lock()
+			latencies = append(latencies, mine...)
+			mu.Unlock()
+		}()
+		for pb.Next() {
+			u := urls[next.Add(1)-1]
+			t0 := time.Now()
+			code, err := signIn(c, u, &buf)
+			mine = append(mine, time.Since(t0))
+			if err != nil || code != http.StatusOK || !bytes.Contains(buf.Bytes(), []byte("SAMLResponse")) {
+				b.Errorf("sign-in: status %d, err %v:\n%.2000s", code, err, buf.String())
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	cpu := cpuTime() - cpu0
+	slices.Sort(latencies)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "signins/s")
+	b.ReportMetric(ms(percentile(latencies, 0.50)), "p50-ms")
+	b.ReportMetric(ms(percentile(latencies, 0.99)), "p99-ms")
+	b.ReportMetric(ms(cpu)/float64(b.N), "cpu-ms/op")
+}
+
+// cpuTime is the CPU this process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// crewjamPeer is the peer identity provider on a loopback TLS listener, a
+// client for it, and an Okta that trusts it.
+type crewjamPeer struct {
+	url    string
+	client *http.Client
+	sp     *oktasim.SP
+}
+
+// spProvider knows one service provider: Okta, posting to its ACS.
+type spProvider struct{ md *saml.EntityDescriptor }
+
+func (p spProvider) GetServiceProvider(_ *http.Request, id string) (*saml.EntityDescriptor, error) {
+	if id != p.md.EntityID {
+		return nil, os.ErrNotExist
+	}
+	return p.md, nil
+}
+
+// atOnce is a session provider that answers at once, as a signed-in user's
+// session would.
+type atOnce struct{}
+
+func (atOnce) GetSession(http.ResponseWriter, *http.Request, *saml.IdpAuthnRequest) *saml.Session {
+	return &saml.Session{ID: "bench", NameID: testUser, NameIDFormat: string(saml.EmailAddressNameIDFormat), UserEmail: testUser}
+}
+
+func startCrewjamPeer(b *testing.B, e *ssoBench) *crewjamPeer {
+	b.Helper()
+	key, cert := rsaIdentityTB(b, "crewjam peer")
+	// The peer's idea of now is the verifier's, which stands still for the
+	// run, so requests made at its start stay fresh for crewjam too.
+	prevNow := saml.TimeNow
+	saml.TimeNow = e.now
+	b.Cleanup(func() { saml.TimeNow = prevNow })
+	ssoURL, err := url.Parse(e.sp.Options().IdPSSOURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	metadataURL, _ := url.Parse("https://peer.invalid/metadata")
+	idp := &saml.IdentityProvider{
+		Key: key, Certificate: cert,
+		Logger:      log.New(discard{}, "", 0),
+		MetadataURL: *metadataURL, SSOURL: *ssoURL,
+		SignatureMethod: dsig.RSASHA256SignatureMethod,
+		SessionProvider: atOnce{},
+		ServiceProviderProvider: spProvider{md: &saml.EntityDescriptor{
+			EntityID: testAudience,
+			SPSSODescriptors: []saml.SPSSODescriptor{{
+				AssertionConsumerServices: []saml.IndexedEndpoint{{Binding: saml.HTTPPostBinding, Location: testACS, Index: 1}},
+			}},
+		}},
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(idp.ServeSSO))
+	srv.EnableHTTP2 = false // as the verifier's browsers speak: HTTP/1.1 on one kept-alive connection
+	srv.StartTLS()
+	b.Cleanup(srv.Close)
+	tr := srv.Client().Transport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = runtime.GOMAXPROCS(0) * browsersPerProc
+	b.Cleanup(tr.CloseIdleConnections)
+	opts := e.sp.Options()
+	opts.IdPIssuer, opts.IdPCert = metadataURL.String(), cert
+	return &crewjamPeer{
+		url:    srv.URL,
+		client: &http.Client{Transport: tr, Timeout: 30 * time.Second},
+		sp:     oktasim.New(opts),
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
