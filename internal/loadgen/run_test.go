@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/clearance/clearance/verifier/grpcconn"
+	"github.com/clearance/clearance/verifier/ratelimit"
 )
 
 // verifierBinary builds clearance-verifier for the test, as the e2e tests
@@ -126,16 +127,20 @@ func TestHostile(t *testing.T) {
 	if per := h.UnidentifiedDBBytesPer10k(); per < 0 || per >= 1<<20 {
 		t.Errorf("the database grew %d bytes for %d unidentified requests (%d per 10,000), want under 1 MiB per 10,000", h.UnidentifiedDBBytes, h.UnidentifiedAll, per)
 	}
-	if h.Unidentified.Limited == 0 || h.Unidentified.Refused+h.Unidentified.Limited != h.Unidentified.Sent {
-		t.Errorf("one address: %+v; want 429s, and 403s for the rest", h.Unidentified)
+	// The limiter answers 429 once an address has sent more than its burst
+	// and what its rate refilled; on a busy machine the flood may not get
+	// that far, and then every request is a 403.
+	if beyond := h.Unidentified.Sent > limiterAllows(h.Unidentified.Seconds); beyond && h.Unidentified.Limited == 0 ||
+		h.Unidentified.Refused+h.Unidentified.Limited != h.Unidentified.Sent {
+		t.Errorf("one address: %+v; want 403s, and 429s beyond %d", h.Unidentified, limiterAllows(h.Unidentified.Seconds))
 	}
 	if h.UnidentifiedProxied.Limited != 0 || h.UnidentifiedProxied.Refused != h.UnidentifiedProxied.Sent {
 		t.Errorf("a new address each: %+v; want every one refused (403), none limited", h.UnidentifiedProxied)
 	}
 
 	// B. One address without a certificate: challenges bounded by its rate.
-	maxChallenges := 100 + int(10*h.Challenges.Seconds) + 2
-	if h.Challenges.Challenged == 0 || h.Challenges.Challenged > maxChallenges || h.Challenges.Limited == 0 {
+	maxChallenges := limiterAllows(h.Challenges.Seconds)
+	if h.Challenges.Challenged == 0 || h.Challenges.Challenged > maxChallenges || h.Challenges.Sent > maxChallenges && h.Challenges.Limited == 0 {
 		t.Errorf("challenge flood: %+v; want at most %d challenges, the rest limited", h.Challenges, maxChallenges)
 	}
 
@@ -161,12 +166,21 @@ func TestHostile(t *testing.T) {
 	if h.Signins.Count == 0 || h.SigninFailed != 0 || h.Reports.Count == 0 || h.ReportFailed != 0 {
 		t.Errorf("real load: %d sign-ins (%d failed), %d reports (%d failed)", h.Signins.Count, h.SigninFailed, h.Reports.Count, h.ReportFailed)
 	}
-	if h.Enrolled != hc.Enrolls || h.EnrollFailed != 0 {
-		t.Errorf("%d enrolled, %d failed; want %d and 0", h.Enrolled, h.EnrollFailed, hc.Enrolls)
+	// Enrollments are spread over the phase: a loaded machine may end it
+	// before the last one starts, never with one failed.
+	if h.Enrolled == 0 || h.Enrolled > hc.Enrolls || h.EnrollFailed != 0 {
+		t.Errorf("%d enrolled, %d failed; want 1 to %d and none failed", h.Enrolled, h.EnrollFailed, hc.Enrolls)
 	}
 	for _, kind := range []string{"start", "report", "signin", "okta_request", "hostile_request"} {
 		if n := res.Errors[kind]; n > 0 {
 			t.Errorf("%d %s errors", n, kind)
 		}
 	}
+}
+
+// limiterAllows is how many requests one address may make in seconds under
+// the sign-in listener's default limit: its burst and what the rate refills,
+// with a request's worth of slack for the clock.
+func limiterAllows(seconds float64) int {
+	return ratelimit.DefaultBurst + int(ratelimit.DefaultRate*seconds) + 2
 }
