@@ -12,15 +12,11 @@ package keyrotation
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/sha512"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"hash"
+
+	"github.com/clearance/clearance/pkg/devicesig"
 )
 
 // Context is prefixed to the new key's CSR before hashing.
@@ -32,16 +28,12 @@ const MaxProofSize = 256
 // Errors from Verify; match with errors.Is.
 var (
 	ErrBadProof = errors.New("key rotation proof does not verify with the device's current key")
-	ErrKeyType  = errors.New("unsupported device key type")
+	ErrKeyType  = devicesig.ErrKeyType
 )
 
 // Sign returns current's proof for the new key's CSR (DER, exactly as sent).
 func Sign(current crypto.Signer, csrDER []byte) ([]byte, error) {
-	h, opt, err := hashFor(current.Public())
-	if err != nil {
-		return nil, err
-	}
-	sig, err := current.Sign(rand.Reader, digest(h, csrDER), opt)
+	sig, err := devicesig.Sign(current, Context, csrDER)
 	if err != nil {
 		return nil, fmt.Errorf("signing key rotation proof: %w", err)
 	}
@@ -58,34 +50,10 @@ func Verify(currentPKIX, csrDER, proof []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: enrolled key unreadable: %v", ErrKeyType, err)
 	}
-	h, _, err := hashFor(pub)
-	if err != nil {
+	if ok, err := devicesig.Verify(pub, Context, csrDER, proof); err != nil {
 		return err
-	}
-	if !ecdsa.VerifyASN1(pub.(*ecdsa.PublicKey), digest(h, csrDER), proof) {
+	} else if !ok {
 		return ErrBadProof
 	}
 	return nil
-}
-
-func hashFor(pub crypto.PublicKey) (func() hash.Hash, crypto.Hash, error) {
-	k, ok := pub.(*ecdsa.PublicKey)
-	if !ok {
-		return nil, 0, fmt.Errorf("%w: %T", ErrKeyType, pub)
-	}
-	switch k.Curve {
-	case elliptic.P256():
-		return sha256.New, crypto.SHA256, nil
-	case elliptic.P384():
-		return sha512.New384, crypto.SHA384, nil
-	default:
-		return nil, 0, fmt.Errorf("%w: ECDSA %s", ErrKeyType, k.Curve.Params().Name)
-	}
-}
-
-func digest(h func() hash.Hash, csrDER []byte) []byte {
-	d := h()
-	d.Write([]byte(Context))
-	d.Write(csrDER)
-	return d.Sum(nil)
 }

@@ -52,19 +52,16 @@ package presence
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"hash"
 	"net/netip"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/clearance/clearance/pkg/devicesig"
 )
 
 // Context is prefixed to the statement before hashing. It must never equal
@@ -97,7 +94,7 @@ var (
 	ErrMalformed    = errors.New("presence statement malformed")
 	ErrTooLarge     = errors.New("presence statement too large")
 	ErrBadSignature = errors.New("presence signature does not verify")
-	ErrKeyType      = errors.New("unsupported device key type")
+	ErrKeyType      = devicesig.ErrKeyType
 	ErrStale        = errors.New("presence statement outside its time window")
 )
 
@@ -352,11 +349,7 @@ func Sign(signer crypto.Signer, s Statement) (statement, signature []byte, err e
 
 // SignBytes signs already marshalled statement bytes.
 func SignBytes(signer crypto.Signer, statement []byte) ([]byte, error) {
-	h, opts, err := hashFor(signer.Public())
-	if err != nil {
-		return nil, err
-	}
-	sig, err := signer.Sign(rand.Reader, digest(h, statement), opts)
+	sig, err := devicesig.Sign(signer, Context, statement)
 	if err != nil {
 		return nil, fmt.Errorf("signing presence statement: %w", err)
 	}
@@ -373,38 +366,10 @@ func Verify(pub crypto.PublicKey, statement, signature []byte) (Statement, error
 	if len(signature) > MaxSignatureSize {
 		return Statement{}, fmt.Errorf("%w: signature is %d bytes, limit %d", ErrTooLarge, len(signature), MaxSignatureSize)
 	}
-	h, _, err := hashFor(pub)
-	if err != nil {
+	if ok, err := devicesig.Verify(pub, Context, statement, signature); err != nil {
 		return Statement{}, err
-	}
-	if !ecdsa.VerifyASN1(pub.(*ecdsa.PublicKey), digest(h, statement), signature) {
+	} else if !ok {
 		return Statement{}, ErrBadSignature
 	}
 	return Parse(statement)
-}
-
-func hashFor(pub crypto.PublicKey) (func() hash.Hash, crypto.Hash, error) {
-	k, ok := pub.(*ecdsa.PublicKey)
-	if !ok || k == nil {
-		return nil, 0, fmt.Errorf("%w: %T", ErrKeyType, pub)
-	}
-	switch k.Curve {
-	case elliptic.P256():
-		return sha256.New, crypto.SHA256, nil
-	case elliptic.P384():
-		return sha512.New384, crypto.SHA384, nil
-	default:
-		name := "unknown curve"
-		if k.Curve != nil {
-			name = k.Curve.Params().Name
-		}
-		return nil, 0, fmt.Errorf("%w: ECDSA %s", ErrKeyType, name)
-	}
-}
-
-func digest(h func() hash.Hash, statement []byte) []byte {
-	d := h()
-	d.Write([]byte(Context))
-	d.Write(statement)
-	return d.Sum(nil)
 }

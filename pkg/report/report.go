@@ -10,19 +10,14 @@ package report
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/sha512"
 	"errors"
 	"fmt"
-	"hash"
 	"regexp"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/clearance/clearance/pkg/devicesig"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
 
@@ -55,7 +50,7 @@ var (
 	ErrTooLarge     = errors.New("report too large")
 	ErrBadSignature = errors.New("report signature does not verify")
 	ErrMalformed    = errors.New("report malformed")
-	ErrKeyType      = errors.New("unsupported device key type")
+	ErrKeyType      = devicesig.ErrKeyType
 )
 
 // Sign serializes r deterministically and signs the resulting bytes.
@@ -73,11 +68,7 @@ func Sign(signer crypto.Signer, r *agentv1.PostureReport) (*agentv1.SignedReport
 
 // SignPayload signs already serialized report bytes.
 func SignPayload(signer crypto.Signer, payload []byte) ([]byte, error) {
-	h, opts, err := hashFor(signer.Public())
-	if err != nil {
-		return nil, err
-	}
-	sig, err := signer.Sign(rand.Reader, digest(h, payload), opts)
+	sig, err := devicesig.Sign(signer, Context, payload)
 	if err != nil {
 		return nil, fmt.Errorf("signing report: %w", err)
 	}
@@ -97,11 +88,9 @@ func Verify(pub crypto.PublicKey, sr *agentv1.SignedReport) (*agentv1.PostureRep
 	if len(sr.GetSignature()) > MaxSignatureSize {
 		return nil, fmt.Errorf("%w: signature is %d bytes, limit %d", ErrTooLarge, len(sr.GetSignature()), MaxSignatureSize)
 	}
-	h, _, err := hashFor(pub)
-	if err != nil {
+	if ok, err := devicesig.Verify(pub, Context, sr.GetPayload(), sr.GetSignature()); err != nil {
 		return nil, err
-	}
-	if !ecdsa.VerifyASN1(pub.(*ecdsa.PublicKey), digest(h, sr.GetPayload()), sr.GetSignature()) {
+	} else if !ok {
 		return nil, ErrBadSignature
 	}
 	r := new(agentv1.PostureReport)
@@ -168,26 +157,4 @@ func truncate(s string) string {
 		return s[:70] + "…"
 	}
 	return s
-}
-
-func hashFor(pub crypto.PublicKey) (func() hash.Hash, crypto.Hash, error) {
-	k, ok := pub.(*ecdsa.PublicKey)
-	if !ok {
-		return nil, 0, fmt.Errorf("%w: %T", ErrKeyType, pub)
-	}
-	switch k.Curve {
-	case elliptic.P256():
-		return sha256.New, crypto.SHA256, nil
-	case elliptic.P384():
-		return sha512.New384, crypto.SHA384, nil
-	default:
-		return nil, 0, fmt.Errorf("%w: ECDSA %s", ErrKeyType, k.Curve.Params().Name)
-	}
-}
-
-func digest(h func() hash.Hash, payload []byte) []byte {
-	d := h()
-	d.Write([]byte(Context))
-	d.Write(payload)
-	return d.Sum(nil)
 }
