@@ -1,6 +1,10 @@
 package cli
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/clearance/clearance/pkg/spelling"
+)
 
 // maxSuggestLen bounds the words Suggest compares: a longer one is not a
 // typo of any name here, and the distance costs len² to compute.
@@ -22,7 +26,7 @@ func Suggest(name string, candidates []string) string {
 		if len(cw) > maxSuggestLen {
 			continue
 		}
-		d := distance(word, cw)
+		d := spelling.Distance(word, cw)
 		if d > max(1, len(word)/3) && !(len(word) >= 3 && strings.HasPrefix(cw, word)) {
 			continue
 		}
@@ -31,30 +35,4 @@ func Suggest(name string, candidates []string) string {
 		}
 	}
 	return best
-}
-
-// distance is the optimal string alignment distance: insertions,
-// deletions, substitutions and transpositions of adjacent bytes.
-func distance(a, b string) int {
-	prev2 := make([]int, len(b)+1)
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(b)]
 }
