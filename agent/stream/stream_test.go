@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"math/big"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"github.com/clearance/clearance/agent/state"
 	"github.com/clearance/clearance/agent/stream"
 	"github.com/clearance/clearance/internal/osquerysim"
+	"github.com/clearance/clearance/internal/testkit"
 	"github.com/clearance/clearance/pkg/atomicfile"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -274,13 +276,7 @@ func TestAckedNotResent(t *testing.T) {
 
 func waitAcked(t *testing.T, c *stream.Client, seq uint64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for c.Stats().Acked < seq {
-		if time.Now().After(deadline) {
-			t.Fatalf("seq %d never acked", seq)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, fmt.Sprintf("the ack of seq %d", seq), func() bool { return c.Stats().Acked >= seq })
 }
 
 func TestSeqMonotonicAcrossRestart(t *testing.T) {
