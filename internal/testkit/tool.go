@@ -63,7 +63,7 @@ func Missing(t testing.TB, format string, args ...any) {
 }
 
 func lookTool(name string) (string, error) {
-	if root, err := moduleRoot(); err == nil {
+	if root, err := ModuleRoot(); err == nil {
 		p := filepath.Join(root, "bin", name)
 		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
 			return p, nil
@@ -79,9 +79,9 @@ func lookTool(name string) (string, error) {
 	return "", fmt.Errorf("%s not found in bin/ or on PATH: %s", name, how)
 }
 
-// moduleRoot is the nearest directory above the working directory (a test
+// ModuleRoot is the nearest directory above the working directory (a test
 // runs in its package's) that holds go.mod.
-func moduleRoot() (string, error) {
+func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err

@@ -40,6 +40,7 @@ type Option func(*spec)
 type spec struct {
 	tmpl *x509.Certificate
 	key  crypto.Signer
+	rsa  bool // make a new RSA key rather than a P-256 one
 }
 
 // CN sets the subject's common name.
@@ -101,6 +102,22 @@ func NotYetValid() Option {
 
 // Key certifies key instead of a new P-256 key.
 func Key(key crypto.Signer) Option { return func(s *spec) { s.key = key } }
+
+// RSA certifies a new 2048-bit RSA key instead of a P-256 key.
+func RSA() Option { return func(s *spec) { s.rsa = true } }
+
+// MacBrowser shapes what the verifier's SCEP endpoint issues to a Mac's
+// browser: an RSA key (macOS makes one), the hardware UUID as CN and as a
+// SAN URI, client authentication with key encipherment.
+func MacBrowser(hardwareUUID string) Option {
+	return func(s *spec) {
+		for _, o := range []Option{RSA(), CN(hardwareUUID), URIs("urn:device:apple:uuid:" + hardwareUUID), ClientAuth()} {
+			o(s)
+		}
+		s.tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
+		s.tmpl.BasicConstraintsValid = true
+	}
+}
 
 // Template edits the template directly, for fields no other option sets.
 func Template(edit func(*x509.Certificate)) Option { return func(s *spec) { edit(s.tmpl) } }
@@ -182,7 +199,11 @@ func newSpec(isCA bool, cn string, opts []Option) *spec {
 
 func (s *spec) signer(t testing.TB) crypto.Signer {
 	t.Helper()
-	if s.key == nil {
+	switch {
+	case s.key != nil:
+	case s.rsa:
+		s.key = RSAKey(t)
+	default:
 		s.key = ECKey(t)
 	}
 	return s.key

@@ -1,6 +1,7 @@
 package testpki_test
 
 import (
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"net"
@@ -76,6 +77,11 @@ func TestSelfSigned(t *testing.T) {
 	}
 	if err := c.Cert.CheckSignature(c.Cert.SignatureAlgorithm, c.Cert.RawTBSCertificate, c.Cert.Signature); err != nil {
 		t.Errorf("self signature: %v", err)
+	}
+	browser := testpki.NewCA(t).Issue(t, testpki.MacBrowser("0A1B"))
+	if _, ok := browser.Key.(*rsa.PrivateKey); !ok || browser.Cert.URIs[0].String() != "urn:device:apple:uuid:0A1B" ||
+		browser.Cert.KeyUsage != x509.KeyUsageDigitalSignature|x509.KeyUsageKeyEncipherment {
+		t.Errorf("Mac browser certificate: %T key, %v, key usage %b", browser.Key, browser.Cert.URIs, browser.Cert.KeyUsage)
 	}
 	if got := c.TLS(); len(got.Certificate) != 1 {
 		t.Errorf("TLS chain has %d certificates, want the leaf alone", len(got.Certificate))
