@@ -16,7 +16,7 @@ import (
 const axePath = "scripts/npm/node_modules/axe-core/axe.min.js"
 
 var axeSource = sync.OnceValues(func() (string, error) {
-	root, err := repoRoot()
+	root, err := testkit.ModuleRoot()
 	if err != nil {
 		return "", err
 	}
