@@ -100,13 +100,8 @@ func (p *PKI) Issue(csr *x509.CertificateRequest, deviceID string, notBefore tim
 // authentication, from the device CA.
 func (p *PKI) IssueBrowserCert(t testing.TB, hardwareUUID string, serial *big.Int, notAfter time.Time) *x509.Certificate {
 	t.Helper()
-	return p.deviceCA.Issue(t, testpki.Key(testpki.RSAKey(t)), testpki.CN(hardwareUUID), testpki.URIs("urn:device:apple:uuid:"+hardwareUUID),
-		testpki.Valid(time.Now().Add(-time.Minute), notAfter), testpki.ClientAuth(),
-		testpki.Template(func(c *x509.Certificate) {
-			c.SerialNumber = serial
-			c.KeyUsage |= x509.KeyUsageKeyEncipherment
-			c.BasicConstraintsValid = true
-		})).Cert
+	return p.deviceCA.Issue(t, testpki.MacBrowser(hardwareUUID), testpki.Valid(time.Now().Add(-time.Minute), notAfter),
+		testpki.Template(func(c *x509.Certificate) { c.SerialNumber = serial })).Cert
 }
 
 // Session is one Connect stream as the server sees it.
