@@ -56,7 +56,7 @@ func testKeys(t *testing.T) [3]keyPair {
 	t.Helper()
 	keysOnce.Do(func() {
 		for i, cn := range []string{"clearance idp", "impostor idp", "okta sp"} {
-			id := testpki.SelfSigned(t, testpki.CN(cn), testpki.Serial(int64(i+1)), testpki.Key(testpki.RSAKey(t)))
+			id := testpki.SelfSigned(t, testpki.CN(cn), testpki.Serial(int64(i+1)), testpki.RSA())
 			keys[i] = keyPair{id.Key.(*rsa.PrivateKey), id.Cert}
 		}
 	})

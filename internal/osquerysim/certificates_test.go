@@ -39,13 +39,8 @@ func newTestCA(t *testing.T) *testCA {
 func (a *testCA) browserCert(t *testing.T, serial *big.Int, notAfter time.Time) *x509.Certificate {
 	t.Helper()
 	const hw = "5A1C7E2B-9D4F-4B8A-A3E6-0C2D71F9B846"
-	return a.issuer.Issue(t, testpki.Key(testpki.RSAKey(t)), testpki.CN(hw), testpki.URIs("urn:device:apple:uuid:"+hw),
-		testpki.Valid(time.Now().Add(-time.Minute), notAfter), testpki.ClientAuth(),
-		testpki.Template(func(c *x509.Certificate) {
-			c.SerialNumber = serial
-			c.KeyUsage |= x509.KeyUsageKeyEncipherment
-			c.BasicConstraintsValid = true
-		})).Cert
+	return a.issuer.Issue(t, testpki.MacBrowser(hw), testpki.Valid(time.Now().Add(-time.Minute), notAfter),
+		testpki.Template(func(c *x509.Certificate) { c.SerialNumber = serial })).Cert
 }
 
 func TestCertificateRow(t *testing.T) {
