@@ -20,7 +20,7 @@ type Identity struct {
 // New returns a leaf identity issued by a new root CA.
 func New(t testing.TB) *Identity {
 	t.Helper()
-	root := testpki.NewCA(t, testpki.CN("Clearance Test Root CA"), testpki.Key(testpki.RSAKey(t)))
+	root := testpki.NewCA(t, testpki.CN("Clearance Test Root CA"), testpki.RSA())
 	key := testpki.RSAKey(t)
 	leaf := root.Issue(t, testpki.CN("Developer ID Installer: Clearance Test (TEST000000)"), testpki.Key(key),
 		testpki.Template(func(c *x509.Certificate) { c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning} }))
