@@ -29,6 +29,7 @@ import (
 	_ "modernc.org/sqlite" // reads the verifier's database as an operator would
 
 	"github.com/clearance/clearance/internal/protoagent"
+	"github.com/clearance/clearance/internal/testkit"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -246,13 +247,7 @@ func (v *verifier) device(t *testing.T, id string) *adminv1.GetDeviceResponse {
 // waitFor polls cond until it holds or within passes.
 func waitUntil(t *testing.T, what string, within time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.Eventually(t, within, what, cond)
 }
 
 // openSQLite opens the verifier's database read-only, as an operator

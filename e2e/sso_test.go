@@ -2,16 +2,13 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -27,6 +24,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/clearance/clearance/internal/oktasim"
+	"github.com/clearance/clearance/internal/testkit/testpki"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -90,22 +88,11 @@ func startSSOVerifier(t *testing.T, dataDir, ssoAddr string, extra ...string) *v
 // PEM file for --okta-request-cert.
 func oktaSigner(t *testing.T, dir string) (*rsa.PrivateKey, *x509.Certificate, string) {
 	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "example.okta.com request signing"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := testpki.RSAKey(t)
+	c := testpki.SelfSigned(t, testpki.CN("example.okta.com request signing"), testpki.Serial(1), testpki.Key(k),
+		testpki.Valid(time.Now().Add(-time.Hour), time.Now().Add(time.Hour))).Cert
 	p := filepath.Join(dir, "okta-request-signing.pem")
-	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := os.WriteFile(p, testpki.PEM(c), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return k, c, p
