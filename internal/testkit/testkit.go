@@ -7,6 +7,7 @@ package testkit
 
 import (
 	"bytes"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +33,20 @@ func (b *Buffer) String() string {
 	return b.b.String()
 }
 
+// HasLine reports whether a line written so far holds every one of parts.
+func (b *Buffer) HasLine(parts ...string) bool {
+	for _, line := range strings.Split(b.String(), "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
 // pollEvery is how often Eventually asks: often enough that a test waits
 // little past the moment the condition holds, seldom enough that a
 // condition asking a server over the network does not load it.
@@ -41,11 +56,21 @@ const pollEvery = 20 * time.Millisecond
 // passes first. what names the awaited state in the failure message.
 func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
+	if !Poll(within, cond) {
+		t.Fatalf("timed out after %s waiting for %s", within, what)
+	}
+}
+
+// Poll asks cond until it holds or within passes, and reports whether it
+// held: for a test that says more than Eventually when it fails, or that
+// goes on either way.
+func Poll(within time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
+			return false
 		}
 		time.Sleep(pollEvery)
 	}
+	return true
 }

@@ -30,6 +30,10 @@ func TestBuffer(t *testing.T) {
 	if got := strings.Count(b.String(), "line\n"); got != 800 {
 		t.Errorf("%d lines, want 800", got)
 	}
+	fmt.Fprintln(w, `level=INFO msg="sign-in refused" reason=stale_posture`)
+	if !b.HasLine("refused", "reason=stale_posture") || b.HasLine("refused", "reason=unknown_device") {
+		t.Error("HasLine must find every part on one line")
+	}
 }
 
 // recorder stands in for testing.T to see how a helper ends a test.
@@ -53,6 +57,9 @@ func TestEventually(t *testing.T) {
 	Eventually(rec, 30*time.Millisecond, "never", func() bool { return len(rec.got) > 0 })
 	if len(rec.got) == 0 || rec.got[0] != "fatal: timed out after 30ms waiting for never" {
 		t.Errorf("got %q", rec.got)
+	}
+	if Poll(30*time.Millisecond, func() bool { return false }) || !Poll(time.Second, func() bool { return true }) {
+		t.Error("Poll reports whether the condition held")
 	}
 }
 
