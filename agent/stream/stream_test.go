@@ -448,12 +448,8 @@ func TestSessionSetsPresenceURL(t *testing.T) {
 	// A restarted agent knows the URL before it reaches the verifier.
 	v.RejectConnect = func(int) error { return status.Error(codes.Unavailable, "down") }
 	b := startAgent(t, v, dir, nil)
-	deadline := time.Now().Add(5 * time.Second)
-	for b.client.PresenceURL() != u {
-		if time.Now().After(deadline) {
-			t.Fatalf("after restart PresenceURL = %q, want %q", b.client.PresenceURL(), u)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testkit.Poll(5*time.Second, func() bool { return b.client.PresenceURL() == u }) {
+		t.Fatalf("after restart PresenceURL = %q, want %q", b.client.PresenceURL(), u)
 	}
 	b.stop(t)
 
@@ -462,12 +458,8 @@ func TestSessionSetsPresenceURL(t *testing.T) {
 	v.Session = &agentv1.Session{PresenceUrl: u + "?next=https://evil.example"}
 	c := startAgent(t, v, dir, nil)
 	nextSession(t, v)
-	deadline = time.Now().Add(5 * time.Second)
-	for c.client.PresenceURL() != "" {
-		if time.Now().After(deadline) {
-			t.Fatalf("PresenceURL = %q after an unusable one, want none", c.client.PresenceURL())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testkit.Poll(5*time.Second, func() bool { return c.client.PresenceURL() == "" }) {
+		t.Fatalf("PresenceURL = %q after an unusable one, want none", c.client.PresenceURL())
 	}
 }
 
