@@ -532,10 +532,7 @@ func TestSSOLiveCheck(t *testing.T) {
 	// Offline and stale: the offline page.
 	b, st := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
 	st.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for e.srv.Hub.Connected(b.DeviceID) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Poll(5*time.Second, func() bool { return !e.srv.Hub.Connected(b.DeviceID) })
 	e.clock.Add(10 * time.Minute)
 	p := e.redirect(t, e.browser(deviceCert(b)), e.sp.NewRequest(testUser))
 	noResponse(t, p)
