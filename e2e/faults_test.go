@@ -159,26 +159,7 @@ func startVerifierCmd(t *testing.T, dataDir string, a addrs, prefix []string, ex
 	if len(prefix) > 0 {
 		v.dataDir = fmt.Sprintf("/proc/%d/root%s", v.cmd.Process.Pid, dataDir)
 	}
-	go func() { v.exited <- v.cmd.Wait() }()
-	t.Cleanup(func() {
-		v.stop()
-		if t.Failed() {
-			t.Logf("verifier log:\n%s", v.logs.String())
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for !v.serving() {
-		select {
-		case err := <-v.exited:
-			t.Fatalf("verifier exited during start: %v\n%s", err, v.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("verifier not serving after 30s:\n%s", v.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return v
+	return v.started()
 }
 
 // kill ends the process with SIGKILL: no shutdown, no last commit.

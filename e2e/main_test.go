@@ -131,12 +131,19 @@ func startVerifierAt(t *testing.T, dataDir, policies, grpcAddr, httpAddr string)
 
 // run starts v.cmd and waits until the verifier is serving.
 func (v *verifier) run() *verifier {
-	t := v.t
-	t.Helper()
+	v.t.Helper()
 	v.cmd.Stdout, v.cmd.Stderr = v.logs, v.logs
 	if err := v.cmd.Start(); err != nil {
-		t.Fatal(err)
+		v.t.Fatal(err)
 	}
+	return v.started()
+}
+
+// started follows the verifier v.cmd started: it stops it when the test
+// ends, and waits until it is serving.
+func (v *verifier) started() *verifier {
+	t := v.t
+	t.Helper()
 	go func() { v.exited <- v.cmd.Wait() }()
 	t.Cleanup(func() {
 		v.stop()

@@ -231,22 +231,8 @@ func keychainFixture(t *testing.T, osq *proc, fixture string, base osquerysim.Fi
 // every one of parts.
 func waitLog(t *testing.T, log *syncBuffer, what string, parts ...string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		for _, line := range strings.Split(log.String(), "\n") {
-			all := true
-			for _, p := range parts {
-				all = all && strings.Contains(line, p)
-			}
-			if all {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("no log line for %s with %q", what, parts)
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testkit.Poll(5*time.Second, func() bool { return log.HasLine(parts...) }) {
+		t.Errorf("no log line for %s with %q", what, parts)
 	}
 }
 

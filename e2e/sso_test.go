@@ -57,30 +57,7 @@ func startSSOVerifier(t *testing.T, dataDir, ssoAddr string, extra ...string) *v
 		args = append(args, "--allow-unsigned-requests")
 	}
 	v.cmd = exec.Command(filepath.Join(binDir, "clearance-verifier"), args...)
-	v.cmd.Stdout, v.cmd.Stderr = v.logs, v.logs
-	if err := v.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { v.exited <- v.cmd.Wait() }()
-	t.Cleanup(func() {
-		v.stop()
-		if t.Failed() {
-			t.Logf("verifier log:\n%s", v.logs.String())
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for !v.serving() {
-		select {
-		case err := <-v.exited:
-			t.Fatalf("verifier exited during start: %v\n%s", err, v.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("verifier not serving after 30s:\n%s", v.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return v
+	return v.run()
 }
 
 // oktaSigner is Okta's request-signing key and a self-signed certificate
