@@ -29,6 +29,7 @@ import (
 	_ "modernc.org/sqlite" // reads the verifier's database as an operator would
 
 	"github.com/clearance/clearance/internal/protoagent"
+	"github.com/clearance/clearance/internal/testkit"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -158,26 +159,7 @@ func startVerifierCmd(t *testing.T, dataDir string, a addrs, prefix []string, ex
 	if len(prefix) > 0 {
 		v.dataDir = fmt.Sprintf("/proc/%d/root%s", v.cmd.Process.Pid, dataDir)
 	}
-	go func() { v.exited <- v.cmd.Wait() }()
-	t.Cleanup(func() {
-		v.stop()
-		if t.Failed() {
-			t.Logf("verifier log:\n%s", v.logs.String())
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for !v.serving() {
-		select {
-		case err := <-v.exited:
-			t.Fatalf("verifier exited during start: %v\n%s", err, v.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("verifier not serving after 30s:\n%s", v.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return v
+	return v.started()
 }
 
 // kill ends the process with SIGKILL: no shutdown, no last commit.
@@ -246,13 +228,7 @@ func (v *verifier) device(t *testing.T, id string) *adminv1.GetDeviceResponse {
 // waitFor polls cond until it holds or within passes.
 func waitUntil(t *testing.T, what string, within time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.Eventually(t, within, what, cond)
 }
 
 // openSQLite opens the verifier's database read-only, as an operator

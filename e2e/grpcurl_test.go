@@ -11,22 +11,14 @@ import (
 	"time"
 
 	"github.com/clearance/clearance/internal/protoagent"
+	"github.com/clearance/clearance/internal/testkit"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
 
 // grpcurlPath finds the pinned grpcurl that `make tools` installs into ./bin.
 func grpcurlPath(t *testing.T) string {
 	t.Helper()
-	if p, err := filepath.Abs("../bin/grpcurl"); err == nil {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("grpcurl"); err == nil {
-		return p
-	}
-	t.Fatal("grpcurl not found: run 'make tools' (make test does)")
-	return ""
+	return testkit.RequireTool(t, "grpcurl")
 }
 
 // shell runs a script with bash -eu, grpcurl on PATH, and env set.

@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/clearance/clearance/internal/testkit"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 )
 
@@ -73,22 +73,8 @@ type verifier struct {
 	exited   chan error
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects a process's output while the test reads it.
+type syncBuffer = testkit.Buffer
 
 func policiesFile(t *testing.T) string {
 	p, err := filepath.Abs("../examples/policies.yaml")
@@ -145,12 +131,19 @@ func startVerifierAt(t *testing.T, dataDir, policies, grpcAddr, httpAddr string)
 
 // run starts v.cmd and waits until the verifier is serving.
 func (v *verifier) run() *verifier {
-	t := v.t
-	t.Helper()
+	v.t.Helper()
 	v.cmd.Stdout, v.cmd.Stderr = v.logs, v.logs
 	if err := v.cmd.Start(); err != nil {
-		t.Fatal(err)
+		v.t.Fatal(err)
 	}
+	return v.started()
+}
+
+// started follows the verifier v.cmd started: it stops it when the test
+// ends, and waits until it is serving.
+func (v *verifier) started() *verifier {
+	t := v.t
+	t.Helper()
 	go func() { v.exited <- v.cmd.Wait() }()
 	t.Cleanup(func() {
 		v.stop()

@@ -26,6 +26,7 @@ import (
 
 	"github.com/clearance/clearance/internal/oktasim"
 	"github.com/clearance/clearance/internal/protoagent"
+	"github.com/clearance/clearance/internal/testkit"
 	"github.com/clearance/clearance/pkg/presence"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
@@ -353,22 +354,7 @@ func decisionFor(t *testing.T, v *verifier, deviceID, requestID string) *adminv1
 // replicaLog waits for a line of log holding every part.
 func replicaLog(t *testing.T, log *syncBuffer, what string, parts ...string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		for _, line := range strings.Split(log.String(), "\n") {
-			all := true
-			for _, p := range parts {
-				all = all && strings.Contains(line, p)
-			}
-			if all {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line for %s with %q", what, parts)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, fmt.Sprintf("a log line for %s with %q", what, parts), func() bool { return log.HasLine(parts...) })
 }
 
 // ownPostgres starts a PostgreSQL cluster of the test's own with

@@ -26,6 +26,7 @@ import (
 	"github.com/clearance/clearance/internal/oktasim"
 	"github.com/clearance/clearance/internal/osquerysim"
 	"github.com/clearance/clearance/internal/protoagent"
+	"github.com/clearance/clearance/internal/testkit"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -38,16 +39,7 @@ const hardwareURIPrefix = "urn:device:apple:uuid:"
 // an independent SCEP client. Missing, the test fails rather than skips.
 func scepclientBin(t *testing.T) string {
 	t.Helper()
-	if p, err := filepath.Abs("../bin/scepclient"); err == nil {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("scepclient"); err == nil {
-		return p
-	}
-	t.Fatal("scepclient not found: run 'make tools'")
-	return ""
+	return testkit.RequireTool(t, "scepclient")
 }
 
 // scepMac is one enrollment as the Mac's SCEP client makes it: openssl
@@ -61,10 +53,7 @@ type scepMac struct {
 
 func newSCEPMac(t *testing.T, bits int, uuid, challenge string) *scepMac {
 	t.Helper()
-	openssl, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Fatal("openssl not found: run 'make deps'")
-	}
+	openssl := testkit.RequireTool(t, "openssl")
 	m := &scepMac{t: t, dir: t.TempDir()}
 	run := func(args ...string) {
 		t.Helper()
@@ -242,22 +231,8 @@ func keychainFixture(t *testing.T, osq *proc, fixture string, base osquerysim.Fi
 // every one of parts.
 func waitLog(t *testing.T, log *syncBuffer, what string, parts ...string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		for _, line := range strings.Split(log.String(), "\n") {
-			all := true
-			for _, p := range parts {
-				all = all && strings.Contains(line, p)
-			}
-			if all {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("no log line for %s with %q", what, parts)
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testkit.Poll(5*time.Second, func() bool { return log.HasLine(parts...) }) {
+		t.Errorf("no log line for %s with %q", what, parts)
 	}
 }
 

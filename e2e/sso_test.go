@@ -2,16 +2,13 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -27,6 +24,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/clearance/clearance/internal/oktasim"
+	"github.com/clearance/clearance/internal/testkit/testpki"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -59,30 +57,7 @@ func startSSOVerifier(t *testing.T, dataDir, ssoAddr string, extra ...string) *v
 		args = append(args, "--allow-unsigned-requests")
 	}
 	v.cmd = exec.Command(filepath.Join(binDir, "clearance-verifier"), args...)
-	v.cmd.Stdout, v.cmd.Stderr = v.logs, v.logs
-	if err := v.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { v.exited <- v.cmd.Wait() }()
-	t.Cleanup(func() {
-		v.stop()
-		if t.Failed() {
-			t.Logf("verifier log:\n%s", v.logs.String())
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for !v.serving() {
-		select {
-		case err := <-v.exited:
-			t.Fatalf("verifier exited during start: %v\n%s", err, v.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("verifier not serving after 30s:\n%s", v.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return v
+	return v.run()
 }
 
 // oktaSigner is Okta's request-signing key and a self-signed certificate
@@ -90,22 +65,11 @@ func startSSOVerifier(t *testing.T, dataDir, ssoAddr string, extra ...string) *v
 // PEM file for --okta-request-cert.
 func oktaSigner(t *testing.T, dir string) (*rsa.PrivateKey, *x509.Certificate, string) {
 	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "example.okta.com request signing"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := testpki.RSAKey(t)
+	c := testpki.SelfSigned(t, testpki.CN("example.okta.com request signing"), testpki.Serial(1), testpki.Key(k),
+		testpki.Valid(time.Now().Add(-time.Hour), time.Now().Add(time.Hour))).Cert
 	p := filepath.Join(dir, "okta-request-signing.pem")
-	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := os.WriteFile(p, testpki.PEM(c), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return k, c, p

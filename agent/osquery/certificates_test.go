@@ -2,17 +2,11 @@ package osquery_test
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha1"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/big"
 	"path/filepath"
 	"testing"
 	"time"
@@ -22,49 +16,25 @@ import (
 
 	"github.com/clearance/clearance/agent/osquery"
 	"github.com/clearance/clearance/internal/osquerysim"
+	"github.com/clearance/clearance/internal/testkit/testpki"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
 
 // ca is a throwaway CA that issues leaf certificates.
-type ca struct {
-	cert *x509.Certificate
-	key  crypto.Signer
-}
+type ca struct{ *testpki.CA }
 
-func newCA(t *testing.T, cn string) *ca {
+func newCA(t *testing.T, cn string) ca {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{Organization: []string{"Clearance"}, CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
-	}
-	return &ca{cert: issue(t, tmpl, tmpl, key.Public(), key), key: key}
-}
-
-func issue(t *testing.T, tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) *x509.Certificate {
-	t.Helper()
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return ca{testpki.NewCA(t, testpki.CN(cn), testpki.Serial(1),
+		testpki.Template(func(c *x509.Certificate) { c.Subject.Organization = []string{"Clearance"} }))}
 }
 
 // leaf issues a client certificate (an EC key keeps the test fast; the
 // table reads serials, fingerprints and key ids the same for any key).
-func (a *ca) leaf(t *testing.T, serial int64, notAfter time.Time) *x509.Certificate {
+func (a ca) leaf(t *testing.T, serial int64, notAfter time.Time) *x509.Certificate {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	return issue(t, &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "5A1C7E2B-9D4F-4B8A-A3E6-0C2D71F9B846"},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: notAfter,
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}, a.cert, key.Public(), a.key)
+	return a.Issue(t, testpki.CN("5A1C7E2B-9D4F-4B8A-A3E6-0C2D71F9B846"), testpki.Serial(serial),
+		testpki.Valid(time.Now().Add(-time.Minute), notAfter), testpki.ClientAuth()).Cert
 }
 
 func fingerprint(c *x509.Certificate) string {
@@ -89,7 +59,7 @@ func TestKeychainCertificates(t *testing.T) {
 	mine := device.leaf(t, 0x0a1b, base.Add(48*time.Hour))
 	older := device.leaf(t, 0x2c, base)
 	rows := []osquerysim.Row{
-		osquerysim.CertificateRow(device.cert, systemKC),
+		osquerysim.CertificateRow(device.Cert, systemKC),
 		osquerysim.CertificateRow(mine, aliceLogin),
 		osquerysim.CertificateRow(older, bobLogin),
 		// The same certificate listed twice by one keychain counts once.
@@ -111,7 +81,7 @@ func TestKeychainCertificates(t *testing.T) {
 	}
 	r := attach(t, socket)
 
-	got, err := osquery.KeychainCertificates(context.Background(), r, device.cert.SubjectKeyId)
+	got, err := osquery.KeychainCertificates(context.Background(), r, device.Cert.SubjectKeyId)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +98,7 @@ func TestKeychainCertificates(t *testing.T) {
 	}
 
 	// Another CA's key id finds only its own certificate.
-	theirs, err := osquery.KeychainCertificates(context.Background(), r, other.cert.SubjectKeyId)
+	theirs, err := osquery.KeychainCertificates(context.Background(), r, other.Cert.SubjectKeyId)
 	if err != nil || len(theirs) != 1 || theirs[0].GetSerial() != "4e" || theirs[0].GetIssuer() != "Some Other CA" {
 		t.Errorf("other CA: %v, %v", theirs, err)
 	}
@@ -161,7 +131,7 @@ func TestKeychainCertificatesBounded(t *testing.T) {
 		rows = append(rows, osquerysim.CertificateRow(device.leaf(t, int64(100+i), base.Add(time.Duration(i)*time.Hour)), path))
 	}
 	q := &rowsQuerier{rows: simRows(t, rows)}
-	got, err := osquery.KeychainCertificates(context.Background(), q, device.cert.SubjectKeyId)
+	got, err := osquery.KeychainCertificates(context.Background(), q, device.Cert.SubjectKeyId)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +215,7 @@ func TestIssuerCommonName(t *testing.T) {
 	for _, tc := range tests {
 		row := osquerysim.CertificateRow(device.leaf(t, 7, time.Now().Add(time.Hour)), aliceLogin)
 		row["issuer2"], row["issuer"] = tc.issuer2, tc.issuer
-		got, err := osquery.KeychainCertificates(context.Background(), &rowsQuerier{rows: simRows(t, []osquerysim.Row{row})}, device.cert.SubjectKeyId)
+		got, err := osquery.KeychainCertificates(context.Background(), &rowsQuerier{rows: simRows(t, []osquerysim.Row{row})}, device.Cert.SubjectKeyId)
 		if err != nil || len(got) != 1 {
 			t.Fatalf("%q: %v, %v", tc.issuer2, got, err)
 		}

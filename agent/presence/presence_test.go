@@ -2,7 +2,6 @@ package presence_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -25,6 +24,7 @@ import (
 	"time"
 
 	"github.com/clearance/clearance/agent/presence"
+	"github.com/clearance/clearance/internal/testkit"
 	pp "github.com/clearance/clearance/pkg/presence"
 )
 
@@ -35,29 +35,11 @@ const (
 
 var now = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 
-// syncBuffer collects log output written from the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type agent struct {
 	srv  *presence.Server
 	key  *ecdsa.PrivateKey
 	base string // http://127.0.0.1:port
-	logs *syncBuffer
+	logs *testkit.Buffer
 }
 
 func (a *agent) url(challenge string) string {
@@ -74,7 +56,7 @@ func start(t *testing.T, mod func(*presence.Options)) *agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	o := presence.Options{
 		Listen:      "127.0.0.1:0",
 		PresenceURL: func() string { return presenceURL },

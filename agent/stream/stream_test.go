@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"math/big"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"github.com/clearance/clearance/agent/state"
 	"github.com/clearance/clearance/agent/stream"
 	"github.com/clearance/clearance/internal/osquerysim"
+	"github.com/clearance/clearance/internal/testkit"
 	"github.com/clearance/clearance/pkg/atomicfile"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -274,13 +276,7 @@ func TestAckedNotResent(t *testing.T) {
 
 func waitAcked(t *testing.T, c *stream.Client, seq uint64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for c.Stats().Acked < seq {
-		if time.Now().After(deadline) {
-			t.Fatalf("seq %d never acked", seq)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, fmt.Sprintf("the ack of seq %d", seq), func() bool { return c.Stats().Acked >= seq })
 }
 
 func TestSeqMonotonicAcrossRestart(t *testing.T) {
@@ -452,12 +448,8 @@ func TestSessionSetsPresenceURL(t *testing.T) {
 	// A restarted agent knows the URL before it reaches the verifier.
 	v.RejectConnect = func(int) error { return status.Error(codes.Unavailable, "down") }
 	b := startAgent(t, v, dir, nil)
-	deadline := time.Now().Add(5 * time.Second)
-	for b.client.PresenceURL() != u {
-		if time.Now().After(deadline) {
-			t.Fatalf("after restart PresenceURL = %q, want %q", b.client.PresenceURL(), u)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testkit.Poll(5*time.Second, func() bool { return b.client.PresenceURL() == u }) {
+		t.Fatalf("after restart PresenceURL = %q, want %q", b.client.PresenceURL(), u)
 	}
 	b.stop(t)
 
@@ -466,12 +458,8 @@ func TestSessionSetsPresenceURL(t *testing.T) {
 	v.Session = &agentv1.Session{PresenceUrl: u + "?next=https://evil.example"}
 	c := startAgent(t, v, dir, nil)
 	nextSession(t, v)
-	deadline = time.Now().Add(5 * time.Second)
-	for c.client.PresenceURL() != "" {
-		if time.Now().After(deadline) {
-			t.Fatalf("PresenceURL = %q after an unusable one, want none", c.client.PresenceURL())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testkit.Poll(5*time.Second, func() bool { return c.client.PresenceURL() == "" }) {
+		t.Fatalf("PresenceURL = %q after an unusable one, want none", c.client.PresenceURL())
 	}
 }
 

@@ -1,33 +1,14 @@
 package browser
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 
 	"github.com/chromedp/chromedp"
+	"github.com/clearance/clearance/internal/testkit"
 )
-
-// repoRoot is the directory of the go.mod above the working directory (a
-// test runs in its package's directory).
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
 
 // ArtifactsDir is where tests leave files for people to look at:
 // $CLEARANCE_TEST_ARTIFACTS (a relative path is taken from the repo root),
@@ -37,7 +18,7 @@ func ArtifactsDir() (string, error) {
 	if filepath.IsAbs(dir) {
 		return dir, nil
 	}
-	root, err := repoRoot()
+	root, err := testkit.ModuleRoot()
 	if err != nil {
 		return "", err
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/chromedp/chromedp"
+	"github.com/clearance/clearance/internal/testkit"
 )
 
 // axePath is axe-core's browser build as scripts/npm.sh installs it (the
@@ -15,7 +16,7 @@ import (
 const axePath = "scripts/npm/node_modules/axe-core/axe.min.js"
 
 var axeSource = sync.OnceValues(func() (string, error) {
-	root, err := repoRoot()
+	root, err := testkit.ModuleRoot()
 	if err != nil {
 		return "", err
 	}
@@ -75,7 +76,7 @@ func (b *Browser) Accessibility() []Violation {
 	b.t.Helper()
 	src, err := axeSource()
 	if err != nil {
-		required(b.t, "axe-core not found (%v): scripts/npm.sh (make test runs it) installs it", err)
+		testkit.Missing(b.t, "axe-core not found (%v): scripts/npm.sh (make test runs it) installs it", err)
 	}
 	ctx, cancel := b.action()
 	defer cancel()

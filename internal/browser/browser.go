@@ -37,7 +37,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -50,6 +49,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/clearance/clearance/internal/testkit"
 )
 
 // ExecPath is Debian's Chromium launcher.
@@ -148,23 +148,11 @@ func (e *NetError) Error() string {
 	return fmt.Sprintf("chromium shows its error page %s for %s", e.Code, e.URL)
 }
 
-// required reports a missing prerequisite: a skip, or a failure in CI, where
-// every browser test must run.
-func required(t testing.TB, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s (CI is set: browser tests must run)", msg)
-		return
-	}
-	t.Skip(msg)
-}
-
 // New starts Chromium for the test and stops it when the test ends.
 func New(t testing.TB, o Options) *Browser {
 	t.Helper()
 	if _, err := os.Stat(ExecPath); err != nil {
-		required(t, "%s not found: scripts/deps.sh (make test runs it) installs Debian's chromium", ExecPath)
+		testkit.Missing(t, "%s not found: scripts/deps.sh (make test runs it) installs Debian's chromium", ExecPath)
 	}
 	if o.Viewport == (Viewport{}) {
 		o.Viewport = Desktop
@@ -641,14 +629,4 @@ func (l *lockedBuffer) tail(n int) string {
 		s = s[len(s)-n:]
 	}
 	return s
-}
-
-// lookPath reports a missing command as a skip (or, in CI, a failure).
-func lookPath(t testing.TB, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		required(t, "%s not found: scripts/deps.sh (make test runs it) installs Debian's %s", name, pkg)
-	}
-	return p
 }

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/clearance/clearance/internal/testkit"
 )
 
 // trust makes Chromium trust the PEM CA certificates for HTTPS: Debian's
@@ -16,7 +18,7 @@ import (
 // a certificate for the wrong name, expired or from another CA still fails.
 func trust(t testing.TB, home string, pemCerts []byte) error {
 	t.Helper()
-	certutil := lookPath(t, "certutil", "libnss3-tools")
+	certutil := testkit.Tool(t, "certutil")
 	db := filepath.Join(home, ".pki", "nssdb")
 	if err := os.MkdirAll(db, 0o700); err != nil {
 		return err

@@ -4,21 +4,16 @@ import (
 	"bytes"
 	"compress/flate"
 	"crypto"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +24,8 @@ import (
 	dsig "github.com/russellhaering/goxmldsig"
 
 	"github.com/clearance/clearance/internal/oktasim"
+	"github.com/clearance/clearance/internal/testkit"
+	"github.com/clearance/clearance/internal/testkit/testpki"
 )
 
 const (
@@ -47,7 +44,7 @@ type keyPair struct {
 }
 
 func (k keyPair) certPEM() []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k.cert.Raw})
+	return testpki.PEM(k.cert)
 }
 
 var (
@@ -59,26 +56,8 @@ func testKeys(t *testing.T) [3]keyPair {
 	t.Helper()
 	keysOnce.Do(func() {
 		for i, cn := range []string{"clearance idp", "impostor idp", "okta sp"} {
-			key, err := rsa.GenerateKey(rand.Reader, 2048)
-			if err != nil {
-				panic(err)
-			}
-			tmpl := &x509.Certificate{
-				SerialNumber: big.NewInt(int64(i + 1)),
-				Subject:      pkix.Name{CommonName: cn},
-				NotBefore:    time.Now().Add(-time.Hour),
-				NotAfter:     time.Now().Add(24 * time.Hour),
-				KeyUsage:     x509.KeyUsageDigitalSignature,
-			}
-			der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-			if err != nil {
-				panic(err)
-			}
-			cert, err := x509.ParseCertificate(der)
-			if err != nil {
-				panic(err)
-			}
-			keys[i] = keyPair{key, cert}
+			id := testpki.SelfSigned(t, testpki.CN(cn), testpki.Serial(int64(i+1)), testpki.RSA())
+			keys[i] = keyPair{id.Key.(*rsa.PrivateKey), id.Cert}
 		}
 	})
 	return keys
@@ -530,20 +509,9 @@ func TestParsePostForm(t *testing.T) {
 	}
 }
 
-// needXMLSec1 skips without xmlsec1 on a workstation; under CI it fails.
-func needXMLSec1(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("xmlsec1"); err != nil {
-		if os.Getenv("CI") == "" {
-			t.Skip("xmlsec1 not on PATH (scripts/deps.sh installs it)")
-		}
-		t.Fatalf("CI=%s but xmlsec1 is not on PATH", os.Getenv("CI"))
-	}
-}
-
 func TestXMLSec1Verify(t *testing.T) {
 	t.Parallel()
-	needXMLSec1(t)
+	testkit.Tool(t, "xmlsec1")
 	k := testKeys(t)
 	now := time.Now()
 	sp := newSP(t, now, nil)

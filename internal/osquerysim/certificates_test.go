@@ -1,17 +1,14 @@
 package osquerysim_test
 
 import (
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"math/big"
-	"net/url"
 	"reflect"
 	"strconv"
 	"strings"
@@ -19,64 +16,31 @@ import (
 	"time"
 
 	"github.com/clearance/clearance/internal/osquerysim"
+	"github.com/clearance/clearance/internal/testkit/testpki"
 )
 
 // testCA is a throwaway device CA under a throwaway root.
 type testCA struct {
 	root, ca *x509.Certificate
-	key      crypto.Signer
+	issuer   *testpki.CA
 }
 
 func newTestCA(t *testing.T) *testCA {
 	t.Helper()
 	rootKey, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	root := mustCert(t, &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Clearance Root CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true,
-	}, nil, rootKey.Public(), rootKey)
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ca := mustCert(t, &x509.Certificate{
-		SerialNumber: big.NewInt(0x1d), Subject: pkix.Name{CommonName: "Clearance Device CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true,
-		MaxPathLenZero: true,
-	}, root, caKey.Public(), rootKey)
-	return &testCA{root: root, ca: ca, key: caKey}
-}
-
-func mustCert(t *testing.T, tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) *x509.Certificate {
-	t.Helper()
-	if parent == nil {
-		parent = tmpl
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	root := testpki.NewCA(t, testpki.CN("Clearance Root CA"), testpki.Serial(1), testpki.Key(rootKey))
+	ca := root.NewIntermediate(t, testpki.CN("Clearance Device CA"), testpki.Serial(0x1d),
+		testpki.Template(func(c *x509.Certificate) { c.MaxPathLenZero = true }))
+	return &testCA{root: root.Cert, ca: ca.Cert, issuer: ca}
 }
 
 // browserCert is what the device CA issues over SCEP: an RSA key from
 // macOS, the hardware UUID as CN and SAN URI, client authentication.
 func (a *testCA) browserCert(t *testing.T, serial *big.Int, notAfter time.Time) *x509.Certificate {
 	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const hw = "5A1C7E2B-9D4F-4B8A-A3E6-0C2D71F9B846"
-	uri, _ := url.Parse("urn:device:apple:uuid:" + hw)
-	return mustCert(t, &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: hw}, URIs: []*url.URL{uri},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: notAfter,
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, BasicConstraintsValid: true,
-	}, a.ca, key.Public(), a.key)
+	return a.issuer.Issue(t, testpki.MacBrowser(hw), testpki.Valid(time.Now().Add(-time.Minute), notAfter),
+		testpki.Template(func(c *x509.Certificate) { c.SerialNumber = serial })).Cert
 }
 
 func TestCertificateRow(t *testing.T) {
@@ -133,10 +97,11 @@ func TestCertificateRow(t *testing.T) {
 func TestCertificateRowNames(t *testing.T) {
 	name := pkix.Name{Country: []string{"US"}, Organization: []string{"Acme, Inc."}, OrganizationalUnit: []string{"IT"}, CommonName: "Acme Device CA"}
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	c := mustCert(t, &x509.Certificate{
+	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(0x80), Subject: name,
 		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour),
-	}, nil, key.Public(), key)
+	}
+	c := testpki.Issue(t, tmpl, tmpl, key.Public(), key)
 	row := osquerysim.CertificateRow(c, "/tmp/x.pem")
 	if want := "/C=US/O=Acme, Inc./OU=IT/CN=Acme Device CA"; row["issuer"] != want {
 		t.Errorf("issuer = %q, want %q", row["issuer"], want)

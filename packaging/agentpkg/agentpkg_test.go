@@ -20,20 +20,10 @@ import (
 
 	gxar "github.com/blacktop/go-macho/pkg/xar"
 	"github.com/clearance/clearance/agent/service"
+	"github.com/clearance/clearance/internal/testkit"
 	"github.com/clearance/clearance/packaging/internal/agentbuild"
 	"github.com/clearance/clearance/packaging/internal/bomread"
 )
-
-// requireTool fails (never skips) when an independent reader is missing:
-// these tests are the proof that other tools can read what we build.
-func requireTool(t *testing.T, name, aptPackage string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("%s not found: install the Debian package %q (apt-get install -y %s)", name, aptPackage, aptPackage)
-	}
-	return p
-}
 
 var epoch = time.Unix(1700000000, 0).UTC()
 
@@ -94,9 +84,9 @@ type payloadLine struct {
 }
 
 func TestPackageOpensWithIndependentReaders(t *testing.T) {
-	bsdtar := requireTool(t, "bsdtar", "libarchive-tools")
-	cpioBin := requireTool(t, "cpio", "cpio")
-	cksum := requireTool(t, "cksum", "coreutils")
+	bsdtar := testkit.RequireTool(t, "bsdtar")
+	cpioBin := testkit.RequireTool(t, "cpio")
+	cksum := testkit.RequireTool(t, "cksum")
 	pkg := build(t, epoch)
 	dir := t.TempDir()
 	pkgPath := filepath.Join(dir, FileName("1.2.3"))

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clearance/clearance/internal/testkit"
 	"github.com/clearance/clearance/packaging/internal/bomread"
 )
 
@@ -84,10 +85,7 @@ func TestIndependentReaderListsEntries(t *testing.T) {
 }
 
 func TestChecksumMatchesCksum(t *testing.T) {
-	cksum, err := exec.LookPath("cksum")
-	if err != nil {
-		t.Fatal("cksum not found: install the Debian package coreutils")
-	}
+	cksum := testkit.RequireTool(t, "cksum")
 	for _, data := range []string{"", "a", "abc", strings.Repeat("clearance\n", 1000)} {
 		cmd := exec.Command(cksum)
 		cmd.Stdin = strings.NewReader(data)

@@ -10,18 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// requireTool fails (never skips) when an independent reader is missing:
-// these tests are the proof that other tools can read what we write.
-func requireTool(t *testing.T, name, aptPackage string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("%s not found: install the Debian package %q (apt-get install -y %s)", name, aptPackage, aptPackage)
-	}
-	return p
-}
+	"github.com/clearance/clearance/internal/testkit"
+)
 
 type entry struct {
 	hdr  Header
@@ -29,7 +20,7 @@ type entry struct {
 }
 
 func TestRealCpioReadsArchive(t *testing.T) {
-	cpioBin := requireTool(t, "cpio", "cpio")
+	cpioBin := testkit.RequireTool(t, "cpio")
 	mtime := time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
 	entries := []entry{
 		{hdr: Header{Name: ".", Mode: fs.ModeDir | 0o755}},

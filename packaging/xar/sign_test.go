@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	gxar "github.com/blacktop/go-macho/pkg/xar"
+	"github.com/clearance/clearance/internal/testkit"
 	"github.com/clearance/clearance/packaging/internal/testpki"
 )
 
@@ -40,12 +41,9 @@ func signed(t *testing.T, id *testpki.Identity) []byte {
 }
 
 func TestSignatureVerifiesIndependently(t *testing.T) {
-	openssl := requireTool(t, "openssl", "openssl")
-	bsdtar := requireTool(t, "bsdtar", "libarchive-tools")
-	id, err := testpki.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	openssl := testkit.RequireTool(t, "openssl")
+	bsdtar := testkit.RequireTool(t, "bsdtar")
+	id := testpki.New(t)
 	archive := signed(t, id)
 	if !bytes.Equal(archive, signed(t, id)) {
 		t.Error("signed archives from the same inputs differ")
@@ -153,14 +151,8 @@ func TestSignatureVerifiesIndependently(t *testing.T) {
 
 func TestSignRejects(t *testing.T) {
 	t.Parallel()
-	id, err := testpki.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := testpki.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := testpki.New(t)
+	other := testpki.New(t)
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	for name, s := range map[string]*Signer{
 		"nil":            nil,

@@ -14,18 +14,8 @@ import (
 	"time"
 
 	gxar "github.com/blacktop/go-macho/pkg/xar"
+	"github.com/clearance/clearance/internal/testkit"
 )
-
-// requireTool fails (never skips) when an independent reader is missing:
-// these tests are the proof that other tools can read what we write.
-func requireTool(t *testing.T, name, aptPackage string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("%s not found: install the Debian package %q (apt-get install -y %s)", name, aptPackage, aptPackage)
-	}
-	return p
-}
 
 var mtime = time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
 
@@ -134,7 +124,7 @@ func TestGoXarReaderDetectsTampering(t *testing.T) {
 }
 
 func TestBsdtarListsAndExtracts(t *testing.T) {
-	bsdtar := requireTool(t, "bsdtar", "libarchive-tools")
+	bsdtar := testkit.RequireTool(t, "bsdtar")
 	files := sample()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sample.xar")

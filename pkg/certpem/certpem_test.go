@@ -2,29 +2,20 @@ package certpem_test
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/clearance/clearance/internal/testkit/testpki"
 	"github.com/clearance/clearance/pkg/certpem"
 )
 
 func TestParse(t *testing.T) {
 	t.Parallel()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "t"}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	keyDER, _ := x509.MarshalECPrivateKey(key)
+	c := testpki.SelfSigned(t, testpki.CN("t"))
+	cert := string(c.CertPEM())
+	keyDER, _ := x509.MarshalECPrivateKey(c.Key.(*ecdsa.PrivateKey))
 	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
 
 	certs, err := certpem.Parse([]byte(cert + "\n" + cert))

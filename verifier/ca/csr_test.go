@@ -13,9 +13,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"strings"
 	"testing"
+
+	"github.com/clearance/clearance/internal/testkit/testpki"
 )
 
 var csrErrors = []error{ErrCSRTooLarge, ErrCSRMalformed, ErrCSRKeyType, ErrCSRCurve, ErrCSRSignature}
@@ -122,11 +123,7 @@ func csrCases(t testing.TB) []csrCase {
 	ecPublicKeyOID := []byte{0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01}
 	unknownAlgTBS := bytes.Replace(tbs, ecPublicKeyOID, []byte{0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x09}, 1)
 
-	selfCert, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(1)},
-		&x509.Certificate{SerialNumber: big.NewInt(1)}, testKey("P-256").Public(), testKey("P-256"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	selfCert := testpki.SelfSigned(t, testpki.Key(testKey("P-256"))).Cert.Raw
 	point := testKey("P-256").Public().(*ecdsa.PublicKey)
 	pointBytes, err := point.Bytes()
 	if err != nil {

@@ -2,14 +2,9 @@ package grpcconn
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
 	"net"
 	"net/netip"
 	"strings"
@@ -17,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"go.step.sm/crypto/minica"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -27,6 +21,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/clearance/clearance/internal/rawh2"
+	"github.com/clearance/clearance/internal/testkit"
+	"github.com/clearance/clearance/internal/testkit/testpki"
 )
 
 // pki is a throwaway CA with a server certificate and a device
@@ -42,33 +38,16 @@ type pki struct {
 
 func newPKI(t *testing.T) *pki {
 	t.Helper()
-	ca, err := minica.New()
-	if err != nil {
-		t.Fatal(err)
+	root := testpki.NewCA(t)
+	ca := root.NewIntermediate(t)
+	p := &pki{
+		roots:    root.Pool(),
+		server:   ca.Issue(t, testpki.CN("server"), testpki.ServerAuth(), testpki.DNS("localhost")).TLS(),
+		device:   ca.Issue(t, testpki.CN("device"), testpki.ClientAuth()).TLS(),
+		stranger: testpki.SelfSigned(t, testpki.CN("stranger"), testpki.ClientAuth()).TLS(),
 	}
-	leaf := func(cn string, eku x509.ExtKeyUsage, dns ...string) tls.Certificate {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := ca.Sign(&x509.Certificate{Subject: pkix.Name{CommonName: cn}, DNSNames: dns, PublicKey: &k.PublicKey,
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{eku}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tls.Certificate{Certificate: [][]byte{c.Raw, ca.Intermediate.Raw}, PrivateKey: k, Leaf: c}
-	}
-	p := &pki{roots: x509.NewCertPool()}
-	p.roots.AddCert(ca.Root)
-	p.server = leaf("server", x509.ExtKeyUsageServerAuth, "localhost")
-	p.device = leaf("device", x509.ExtKeyUsageClientAuth)
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(9), Subject: pkix.Name{CommonName: "stranger"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	p.stranger = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
 	inter := x509.NewCertPool()
-	inter.AddCert(ca.Intermediate)
+	inter.AddCert(ca.Cert)
 	p.verify = func(c *x509.Certificate) bool {
 		_, err := c.Verify(x509.VerifyOptions{Roots: p.roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 		return err == nil
@@ -211,13 +190,7 @@ func servedBy(t *testing.T, c healthpb.HealthClient) string {
 // goroutine.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, what, cond)
 }
 
 // TestClasses: a device certificate is served by the device server, with

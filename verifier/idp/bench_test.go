@@ -3,18 +3,16 @@ package idp_test
 import (
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net/http/httptest"
 	"net/url"
 	"testing"
 	"time"
 
 	"github.com/clearance/clearance/internal/oktasim"
+	"github.com/clearance/clearance/internal/testkit/testpki"
 	"github.com/clearance/clearance/verifier/idp"
 )
 
@@ -42,20 +40,8 @@ func newBenchIdP(b *testing.B) *benchIdP {
 	if err != nil {
 		b.Fatal(err)
 	}
-	oktaKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Okta request signing"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &oktaKey.PublicKey, oktaKey)
-	if err != nil {
-		b.Fatal(err)
-	}
-	oktaCert, err := x509.ParseCertificate(der)
-	if err != nil {
-		b.Fatal(err)
-	}
+	oktaKey := testpki.RSAKey(b)
+	oktaCert := testpki.SelfSigned(b, testpki.CN("Okta request signing"), testpki.Key(oktaKey), testpki.Valid(now.Add(-time.Hour), now.Add(time.Hour))).Cert
 	p, err := idp.New(id, idp.Settings{
 		MetadataURL: benchMetadata, SSOURL: benchSSO, Audience: benchAudience, ACSURLs: []string{benchACS},
 		RequestCerts: []*x509.Certificate{oktaCert}, MaxRequestSkew: 3 * time.Minute,

@@ -3,19 +3,17 @@ package idp
 import (
 	"bytes"
 	"compress/flate"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
-	"math/big"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/clearance/clearance/internal/oktasim"
+	"github.com/clearance/clearance/internal/testkit/testpki"
 	"github.com/clearance/clearance/verifier/reason"
 )
 
@@ -29,18 +27,8 @@ var tNow = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 
 func testSigner(t testing.TB) (*rsa.PrivateKey, *x509.Certificate) {
 	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "okta"},
-		NotBefore: tNow.Add(-time.Hour), NotAfter: tNow.Add(24 * time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return k, c
+	k := testpki.RSAKey(t)
+	return k, testpki.SelfSigned(t, testpki.CN("okta"), testpki.Key(k), testpki.Valid(tNow.Add(-time.Hour), tNow.Add(24*time.Hour))).Cert
 }
 
 func testSP(key *rsa.PrivateKey, cert *x509.Certificate) *oktasim.SP {

@@ -3,7 +3,6 @@ package profile_test
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/groob/plist"
 
+	"github.com/clearance/clearance/internal/testkit/testpki"
 	"github.com/clearance/clearance/pkg/agentprefs"
 	"github.com/clearance/clearance/verifier/profile"
 )
@@ -51,15 +51,7 @@ func testCA(t testing.TB, cn string, isCA bool) *x509.Certificate {
 		BasicConstraintsValid: true,
 		IsCA:                  isCA,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return testpki.Issue(t, tmpl, tmpl, key.Public(), key)
 }
 
 func userOptions(t testing.TB) profile.UserScopeOptions {

@@ -20,22 +20,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clearance/clearance/internal/testkit"
+	"github.com/clearance/clearance/internal/testkit/testpki"
 	"github.com/clearance/clearance/verifier/profile"
 )
-
-// tool returns the path of an external program the test needs. Missing, it
-// fails the test in CI and skips it elsewhere.
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI (scripts/deps.sh installs it): %v", name, err)
-		}
-		t.Skipf("%s not found; skipping (CI=true makes this a failure)", name)
-	}
-	return p
-}
 
 // testSigner is a throwaway signing identity: a leaf and its issuers.
 type testSigner struct {
@@ -43,19 +31,6 @@ type testSigner struct {
 	key    crypto.Signer
 	chain  []*x509.Certificate
 	anchor *x509.Certificate // what the verifier trusts: the root, or the self-signed leaf
-}
-
-func issue(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) *x509.Certificate {
-	t.Helper()
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 func leafTemplate(cn string) *x509.Certificate {
@@ -80,7 +55,7 @@ var rsaKey = sync.OnceValue(func() *rsa.PrivateKey {
 // rsaSelfSigned is a self-signed RSA signer, as a small shop might use.
 func rsaSelfSigned(t testing.TB) testSigner {
 	key := rsaKey()
-	c := issue(t, leafTemplate("Example Corp profile signing (RSA)"), leafTemplate("Example Corp profile signing (RSA)"), key.Public(), key)
+	c := testpki.Issue(t, leafTemplate("Example Corp profile signing (RSA)"), leafTemplate("Example Corp profile signing (RSA)"), key.Public(), key)
 	return testSigner{cert: c, key: key, anchor: c}
 }
 
@@ -91,22 +66,14 @@ func ecdsaWithChain(t testing.TB) testSigner {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rootTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "Example Corp signing root"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(48 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	root := issue(t, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
+	root := testpki.NewCA(t, testpki.CN("Example Corp signing root"), testpki.Serial(1), testpki.Key(rootKey),
+		testpki.Valid(time.Now().Add(-time.Hour), time.Now().Add(48*time.Hour)))
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf := issue(t, leafTemplate("Example Corp profile signing (ECDSA)"), root, key.Public(), rootKey)
-	return testSigner{cert: leaf, key: key, chain: []*x509.Certificate{root}, anchor: root}
+	leaf := testpki.Issue(t, leafTemplate("Example Corp profile signing (ECDSA)"), root.Cert, key.Public(), root.Key)
+	return testSigner{cert: leaf, key: key, chain: []*x509.Certificate{root.Cert}, anchor: root.Cert}
 }
 
 func writePEMFile(t testing.TB, path string, certs ...*x509.Certificate) {
@@ -124,7 +91,7 @@ func writePEMFile(t testing.TB, path string, certs ...*x509.Certificate) {
 // the only trusted certificate, and returns the extracted content.
 func opensslVerify(t *testing.T, signed []byte, anchor *x509.Certificate) ([]byte, error) {
 	t.Helper()
-	openssl := tool(t, "openssl")
+	openssl := testkit.Tool(t, "openssl")
 	dir := t.TempDir()
 	in := filepath.Join(dir, "signed.mobileconfig")
 	caFile := filepath.Join(dir, "anchor.pem")
@@ -171,7 +138,7 @@ func TestSignVerifiesWithOpenSSL(t *testing.T) {
 			}
 
 			// SHA-256, not the library's SHA-1 default, and the chain is carried.
-			printed, err := exec.Command(tool(t, "openssl"), "cms", "-cmsout", "-print", "-inform", "DER",
+			printed, err := exec.Command(testkit.Tool(t, "openssl"), "cms", "-cmsout", "-print", "-inform", "DER",
 				"-in", writeTemp(t, signed)).CombinedOutput()
 			if err != nil {
 				t.Fatalf("openssl cms -cmsout -print: %v\n%s", err, printed)
@@ -225,12 +192,12 @@ func TestSignErrors(t *testing.T) {
 	rs := rsaSelfSigned(t)
 	ec := ecdsaWithChain(t)
 	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
-	edCert := issue(t, leafTemplate("ed25519"), leafTemplate("ed25519"), edKey.Public(), edKey)
+	edCert := testpki.Issue(t, leafTemplate("ed25519"), leafTemplate("ed25519"), edKey.Public(), edKey)
 	small, err := rsa.GenerateKey(rand.Reader, 1024)
 	if err != nil {
 		t.Fatal(err)
 	}
-	smallCert := issue(t, leafTemplate("small"), leafTemplate("small"), small.Public(), small)
+	smallCert := testpki.Issue(t, leafTemplate("small"), leafTemplate("small"), small.Public(), small)
 	for _, tc := range []struct {
 		name  string
 		data  []byte

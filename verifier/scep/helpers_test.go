@@ -1,7 +1,6 @@
 package scep_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clearance/clearance/internal/testkit"
 	"github.com/clearance/clearance/verifier/ca"
 	"github.com/clearance/clearance/verifier/scep"
 	"github.com/clearance/clearance/verifier/storage"
@@ -45,14 +45,14 @@ type testEnv struct {
 	store   *sqlite.Store
 	srv     *httptest.Server
 	metrics *fakeMetrics
-	logs    *syncBuffer
+	logs    *testkit.Buffer
 	devices map[string]storage.Device // by hardware UUID
 }
 
 func newEnv(t *testing.T) *testEnv {
 	t.Helper()
 	ctx := context.Background()
-	e := &testEnv{dir: t.TempDir(), metrics: &fakeMetrics{refused: map[string]int{}}, logs: &syncBuffer{}, devices: map[string]storage.Device{}}
+	e := &testEnv{dir: t.TempDir(), metrics: &fakeMetrics{refused: map[string]int{}}, logs: &testkit.Buffer{}, devices: map[string]storage.Device{}}
 	var err error
 	if e.ca, err = ca.LoadOrCreate(e.dir, ca.Options{Hosts: []string{"127.0.0.1", "localhost"}}); err != nil {
 		t.Fatalf("ca.LoadOrCreate: %v", err)
@@ -215,23 +215,6 @@ func (m *fakeMetrics) issuedCount() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.issued
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func randBytes(t testing.TB, n int) []byte {

@@ -13,7 +13,6 @@ import (
 	"encoding/base64"
 	"io"
 	"maps"
-	"math/big"
 	"net/http"
 	"net/url"
 	"strings"
@@ -25,6 +24,7 @@ import (
 	smscep "github.com/smallstep/scep"
 	"github.com/smallstep/scep/x509util"
 
+	"github.com/clearance/clearance/internal/testkit/testpki"
 	"github.com/clearance/clearance/verifier/ca"
 	"github.com/clearance/clearance/verifier/scep"
 )
@@ -55,22 +55,8 @@ func key(name string) crypto.Signer { return testKeys()[name] }
 // selfSigned is the throwaway certificate a SCEP client signs its PKCSReq with.
 func selfSigned(t testing.TB, k crypto.Signer) *x509.Certificate {
 	t.Helper()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "scep client"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return testpki.SelfSigned(t, testpki.CN("scep client"), testpki.Serial(1), testpki.Key(k), testpki.Valid(time.Now().Add(-time.Hour), time.Now().Add(time.Hour)),
+		testpki.Template(func(c *x509.Certificate) { c.KeyUsage |= x509.KeyUsageKeyEncipherment })).Cert
 }
 
 // request is one SCEP PKIOperation built with smallstep/scep, as a client would.

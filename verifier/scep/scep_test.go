@@ -18,35 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clearance/clearance/internal/testkit"
 	"github.com/clearance/clearance/verifier/ca"
 	"github.com/clearance/clearance/verifier/storage"
 )
-
-// scepclientPath finds the pinned micromdm scepclient that `make tools`
-// installs into ./bin: an independent SCEP client, the proof that a real
-// one enrolls here. It fails rather than skips when missing.
-func scepclientPath(t *testing.T) string {
-	t.Helper()
-	if p, err := filepath.Abs("../../bin/scepclient"); err == nil {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("scepclient"); err == nil {
-		return p
-	}
-	t.Fatal("scepclient not found: run 'make tools' (make test does)")
-	return ""
-}
-
-func opensslPath(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Fatal("openssl not found: run 'make deps'")
-	}
-	return p
-}
 
 // mac is one scepclient working dir: key.pem and csr.pem made by openssl
 // (scepclient reuses an existing CSR, and cannot put a SAN URI or a
@@ -68,7 +43,7 @@ func uuidSAN(uuid string) string { return "URI:" + ca.HardwareURIPrefix + uuid }
 func newMac(t *testing.T, spec csrSpec) *mac {
 	t.Helper()
 	m := &mac{dir: t.TempDir()}
-	openssl := opensslPath(t)
+	openssl := testkit.RequireTool(t, "openssl")
 	run := func(args ...string) {
 		t.Helper()
 		out, err := exec.Command(openssl, args...).CombinedOutput()
@@ -107,7 +82,9 @@ func (m *mac) path(name string) string { return filepath.Join(m.dir, name) }
 // it would otherwise try (and fail) to encrypt to every certificate.
 func (m *mac) enroll(t *testing.T, e *testEnv) (string, error) {
 	t.Helper()
-	cmd := exec.Command(scepclientPath(t),
+	// The pinned scepclient is the independent client, the proof that a
+	// real one enrolls here: missing, it fails the test rather than skips.
+	cmd := exec.Command(testkit.RequireTool(t, "scepclient"),
 		"-server-url", e.url(),
 		"-private-key", m.path("key.pem"),
 		"-certificate", m.path("client.pem"),

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/clearance/clearance/internal/protoagent"
+	"github.com/clearance/clearance/internal/testkit"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/enroll"
@@ -428,12 +429,8 @@ func TestAgentClockSkewLogged(t *testing.T) {
 				t.Errorf("Session.verifier_time is %s from the verifier's clock", d)
 			}
 			if tc.want != "" {
-				deadline := time.Now().Add(5 * time.Second)
-				for !strings.Contains(h.logs.String(), tc.want) {
-					if time.Now().After(deadline) {
-						t.Fatalf("log lacks %q:\n%s", tc.want, h.logs.String())
-					}
-					time.Sleep(10 * time.Millisecond)
+				if !testkit.Poll(5*time.Second, func() bool { return strings.Contains(h.logs.String(), tc.want) }) {
+					t.Fatalf("log lacks %q:\n%s", tc.want, h.logs.String())
 				}
 			}
 		})

@@ -6,8 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/clearance/clearance/internal/protoagent"
 	"github.com/clearance/clearance/internal/rawh2"
+	"github.com/clearance/clearance/internal/testkit/testpki"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/grpcconn"
@@ -115,17 +114,9 @@ func counters(t *testing.T, h *harness, name string) map[string]float64 {
 // anyone can present.
 func selfSigned(t *testing.T) *tls.Certificate {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "anyone"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
+	c := testpki.SelfSigned(t, testpki.CN("anyone"), testpki.Serial(7), testpki.ClientAuth(),
+		testpki.Valid(time.Now().Add(-time.Hour), time.Now().Add(time.Hour))).TLS()
+	return &c
 }
 
 // pushyBrowser presents cert whatever CAs the server names (a browser

@@ -61,7 +61,7 @@ func BenchmarkSSOBesidePeer(b *testing.B) {
 		cert[i] = e.browser(b, agentv1.PolicyStatus_POLICY_STATUS_PASS, false)
 		crew[i] = &benchBrowser{client: peer.client}
 	}
-	signKey, _ := rsaIdentityTB(b, "two signatures")
+	signKey, _ := rsaIdentity(b, "two signatures")
 	for round := range benchRounds {
 		// The floor both pay: two RSA-2048 PKCS#1 v1.5 SHA-256 signatures,
 		// on every CPU, CPU measured the same way.
@@ -202,7 +202,7 @@ func (atOnce) GetSession(http.ResponseWriter, *http.Request, *saml.IdpAuthnReque
 
 func startCrewjamPeer(b *testing.B, e *ssoBench) *crewjamPeer {
 	b.Helper()
-	key, cert := rsaIdentityTB(b, "crewjam peer")
+	key, cert := rsaIdentity(b, "crewjam peer")
 	// The peer's idea of now is the verifier's, which stands still for the
 	// run, so requests made at its start stay fresh for crewjam too.
 	prevNow := saml.TimeNow

@@ -3,16 +3,12 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -202,7 +198,7 @@ func startSSOBench(b *testing.B) *ssoBench {
 	}
 	policies := filepath.Join(dir, "policies.yaml")
 	oktaPEM := filepath.Join(dir, "okta.pem")
-	oktaKey, oktaCert := rsaIdentityTB(b, "Okta request signing")
+	oktaKey, oktaCert := rsaIdentity(b, "Okta request signing")
 	if err := os.WriteFile(policies, pol, 0o600); err != nil {
 		b.Fatal(err)
 	}
@@ -396,24 +392,4 @@ func (e *ssoBench) requests(b *testing.B, n int) ([]oktasim.Request, []string) {
 		b.Fatalf("request URL %.100s is not at the listener", urls[0])
 	}
 	return reqs, urls
-}
-
-// rsaIdentityTB is rsaIdentity for a benchmark.
-func rsaIdentityTB(tb testing.TB, cn string) (*rsa.PrivateKey, *x509.Certificate) {
-	tb.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return k, c
 }

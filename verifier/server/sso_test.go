@@ -4,18 +4,13 @@ import (
 	"bytes"
 	"compress/flate"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -27,6 +22,8 @@ import (
 
 	"github.com/clearance/clearance/internal/oktasim"
 	"github.com/clearance/clearance/internal/protoagent"
+	"github.com/clearance/clearance/internal/testkit"
+	"github.com/clearance/clearance/internal/testkit/testpki"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/idp"
@@ -84,20 +81,10 @@ func startSSO(t *testing.T, signed bool, edit func(*config.Config)) *ssoEnv {
 	return &ssoEnv{harness: h, sp: sp, url: "https://" + h.srv.SSOAddr.String()}
 }
 
-func rsaIdentity(t *testing.T, cn string) (*rsa.PrivateKey, *x509.Certificate) {
+func rsaIdentity(t testing.TB, cn string) (*rsa.PrivateKey, *x509.Certificate) {
 	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return k, c
+	k := testpki.RSAKey(t)
+	return k, testpki.SelfSigned(t, testpki.CN(cn), testpki.Serial(1), testpki.Key(k), testpki.Valid(time.Now().Add(-time.Hour), time.Now().Add(time.Hour))).Cert
 }
 
 func readCert(t *testing.T, path string) *x509.Certificate {
@@ -248,7 +235,7 @@ func (e *ssoEnv) allowed(t *testing.T, p page, r oktasim.Request) *oktasim.Asser
 		t.Errorf("authn context or address wrong in:\n%s", xmlDoc)
 	}
 	if err := oktasim.XMLSec1Verify(xmlDoc, e.srv.IdP.CertPEM()); err != nil {
-		if os.Getenv("CI") != "" || !strings.Contains(err.Error(), "not found") {
+		if testkit.CI() || !strings.Contains(err.Error(), "not found") {
 			t.Errorf("xmlsec1: %v", err)
 		}
 	}
@@ -356,17 +343,12 @@ func TestSSORefusals(t *testing.T) {
 	good := e.browser(deviceCert(a))
 
 	// A certificate from a CA of the attacker's own.
-	otherKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: a.DeviceID},
-		URIs:      []*url.URL{{Scheme: "urn", Opaque: "clearance:device:" + a.DeviceID}},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	otherDER, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &otherKey.PublicKey, otherKey)
+	other := testpki.SelfSigned(t, testpki.CN(a.DeviceID), testpki.URIs("urn:clearance:device:"+a.DeviceID), testpki.ClientAuth()).TLS()
 	// The handshake names the device CA, so a well-behaved client would not
 	// offer this certificate; an attacker's client sends it anyway.
 	untrusted := e.browser(nil)
 	untrusted.Transport.(*http.Transport).TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-		return &tls.Certificate{Certificate: [][]byte{otherDER}, PrivateKey: otherKey}, nil
+		return &other, nil
 	}
 
 	// A revoked device.
@@ -550,10 +532,7 @@ func TestSSOLiveCheck(t *testing.T) {
 	// Offline and stale: the offline page.
 	b, st := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
 	st.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for e.srv.Hub.Connected(b.DeviceID) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Poll(5*time.Second, func() bool { return !e.srv.Hub.Connected(b.DeviceID) })
 	e.clock.Add(10 * time.Minute)
 	p := e.redirect(t, e.browser(deviceCert(b)), e.sp.NewRequest(testUser))
 	noResponse(t, p)

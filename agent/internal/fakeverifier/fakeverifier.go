@@ -9,10 +9,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -20,7 +17,6 @@ import (
 	"fmt"
 	"math/big"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,35 +32,16 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/clearance/clearance/internal/testkit/testpki"
 	"github.com/clearance/clearance/pkg/report"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
 
 // PKI is a root CA, a device CA under it, and a server certificate.
 type PKI struct {
-	Root, DeviceCA       *x509.Certificate
-	rootKey, deviceCAKey crypto.Signer
-	Server               tls.Certificate
-}
-
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func sign(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) *x509.Certificate {
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	Root, DeviceCA *x509.Certificate
+	Server         tls.Certificate
+	deviceCA       *testpki.CA
 }
 
 func nextSerial() *big.Int {
@@ -77,32 +54,11 @@ func nextSerial() *big.Int {
 
 // NewPKI builds a fresh PKI.
 func NewPKI(t testing.TB) *PKI {
-	now := time.Now()
-	p := &PKI{}
-	rk := newKey(t)
-	p.rootKey = rk
-	rootTmpl := &x509.Certificate{
-		SerialNumber: nextSerial(), Subject: pkix.Name{CommonName: "Test Root"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	p.Root = sign(t, rootTmpl, rootTmpl, rk.Public(), rk)
-	dk := newKey(t)
-	p.deviceCAKey = dk
-	p.DeviceCA = sign(t, &x509.Certificate{
-		SerialNumber: nextSerial(), Subject: pkix.Name{CommonName: "Test Device CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}, p.Root, dk.Public(), rk)
-	sk := newKey(t)
-	leaf := sign(t, &x509.Certificate{
-		SerialNumber: nextSerial(), Subject: pkix.Name{CommonName: "verifier"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
-	}, p.DeviceCA, sk.Public(), dk)
-	p.Server = tls.Certificate{Certificate: [][]byte{leaf.Raw, p.DeviceCA.Raw}, PrivateKey: sk, Leaf: leaf}
-	return p
+	root := testpki.NewCA(t, testpki.CN("Test Root"))
+	deviceCA := root.NewIntermediate(t, testpki.CN("Test Device CA"))
+	server := deviceCA.Issue(t, testpki.CN("verifier"), testpki.ServerAuth(),
+		testpki.DNS("localhost"), testpki.IPs(net.IPv4(127, 0, 0, 1)))
+	return &PKI{Root: root.Cert, DeviceCA: deviceCA.Cert, Server: server.TLS(), deviceCA: deviceCA}
 }
 
 // RootPEM is the root CA as PEM.
@@ -132,7 +88,7 @@ func (p *PKI) Issue(csr *x509.CertificateRequest, deviceID string, notBefore tim
 		SerialNumber: nextSerial(), Subject: pkix.Name{CommonName: deviceID},
 		NotBefore: notBefore, NotAfter: notBefore.Add(lifetime),
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
-	}, p.DeviceCA, csr.PublicKey, p.deviceCAKey)
+	}, p.DeviceCA, csr.PublicKey, p.deviceCA.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -144,20 +100,8 @@ func (p *PKI) Issue(csr *x509.CertificateRequest, deviceID string, notBefore tim
 // authentication, from the device CA.
 func (p *PKI) IssueBrowserCert(t testing.TB, hardwareUUID string, serial *big.Int, notAfter time.Time) *x509.Certificate {
 	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uri, err := url.Parse("urn:device:apple:uuid:" + hardwareUUID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sign(t, &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: hardwareUUID}, URIs: []*url.URL{uri},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: notAfter,
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, BasicConstraintsValid: true,
-	}, p.DeviceCA, key.Public(), p.deviceCAKey)
+	return p.deviceCA.Issue(t, testpki.MacBrowser(hardwareUUID), testpki.Valid(time.Now().Add(-time.Minute), notAfter),
+		testpki.Template(func(c *x509.Certificate) { c.SerialNumber = serial })).Cert
 }
 
 // Session is one Connect stream as the server sees it.

@@ -72,13 +72,10 @@ func TestSignedPackage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := testpki.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := testpki.New(t)
 	certFile, keyFile := filepath.Join(dir, "chain.pem"), filepath.Join(dir, "key.pem")
 	os.WriteFile(certFile, id.CertsPEM(), 0o600)
-	os.WriteFile(keyFile, id.KeyPEM(), 0o600)
+	os.WriteFile(keyFile, id.KeyPEM(t), 0o600)
 	out := filepath.Join(dir, "signed.pkg")
 	var stdout, stderr bytes.Buffer
 	args := []string{"-version", "1.2.3", "-arm64", arm, "-amd64", amd, "-o", out, "-sign-cert", certFile, "-sign-key", keyFile}
@@ -103,8 +100,8 @@ func TestSignedPackage(t *testing.T) {
 	}
 
 	// A key that is not the certificate's is refused before building.
-	other, _ := testpki.New()
-	os.WriteFile(keyFile, other.KeyPEM(), 0o600)
+	other := testpki.New(t)
+	os.WriteFile(keyFile, other.KeyPEM(t), 0o600)
 	if err := run(args, env(nil), &stdout, &stderr, fixedNow); err == nil || !strings.Contains(err.Error(), "key") {
 		t.Errorf("mismatched key: %v", err)
 	}

@@ -9,13 +9,10 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,27 +21,19 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clearance/clearance/internal/testkit/testpki"
 )
 
-// testIdPCert is one throwaway RSA signing certificate shared by the tests
-// (RSA key generation is the slow part).
-var testIdPCert = sync.OnceValues(func() ([]byte, error) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return nil, err
-	}
-	return selfSigned(key, key.Public())
-})
+// testIdPKey is one throwaway RSA key shared by the tests (RSA key
+// generation is the slow part).
+var testIdPKey = sync.OnceValues(func() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 2048) })
 
-func selfSigned(signer crypto.Signer, pub crypto.PublicKey) ([]byte, error) {
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(7),
-		Subject:      pkix.Name{CommonName: "clearance SAML signing (test)"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(10 * 365 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-	}
-	return x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, signer)
+// selfSigned is a self-signed SAML signing certificate for key, as DER.
+func selfSigned(t *testing.T, key crypto.Signer) []byte {
+	t.Helper()
+	return testpki.SelfSigned(t, testpki.CN("clearance SAML signing (test)"), testpki.Serial(7), testpki.Key(key),
+		testpki.Valid(time.Now().Add(-time.Hour), time.Now().Add(10*365*24*time.Hour))).Cert.Raw
 }
 
 // dataDirWith returns a data dir holding der as idp-cert.pem.
@@ -64,10 +53,11 @@ func writePEM(t *testing.T, path string, der []byte) {
 
 func rsaDataDir(t *testing.T) (dir string, der []byte) {
 	t.Helper()
-	der, err := testIdPCert()
+	key, err := testIdPKey()
 	if err != nil {
 		t.Fatal(err)
 	}
+	der = selfSigned(t, key)
 	return dataDirWith(t, der), der
 }
 
@@ -183,10 +173,7 @@ func TestOktaSetupShowsOktaSettings(t *testing.T) {
 	t.Parallel()
 	dir, _ := rsaDataDir(t)
 	oktaKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader) // only its certificate is read here
-	oktaDER, err := selfSigned(oktaKey, oktaKey.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
+	oktaDER := selfSigned(t, oktaKey)
 	reqCert := filepath.Join(t.TempDir(), "okta-signing.pem")
 	writePEM(t, reqCert, oktaDER)
 	const (
@@ -316,10 +303,7 @@ func TestOktaSetupTerraform(t *testing.T) {
 func TestOktaSetupRefuses(t *testing.T) {
 	t.Parallel()
 	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ecDER, err := selfSigned(ecKey, ecKey.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ecDER := selfSigned(t, ecKey)
 	garbage := t.TempDir()
 	if err := os.WriteFile(filepath.Join(garbage, "idp-cert.pem"), []byte("not a certificate"), 0o644); err != nil {
 		t.Fatal(err)

@@ -5,11 +5,9 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,27 +15,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
+	"github.com/clearance/clearance/internal/testkit"
+	"github.com/clearance/clearance/internal/testkit/testpki"
 	"github.com/clearance/clearance/verifier/ca"
 )
 
 // Obviously fake; at least 16 characters, as the scep-challenge setting wants.
 const profileTestChallenge = "test-scep-challenge-not-a-secret"
-
-// profileTool returns the path of an external program. Missing, it fails the
-// test in CI and skips it elsewhere.
-func profileTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI (scripts/deps.sh installs it): %v", name, err)
-		}
-		t.Skipf("%s not found; skipping (CI=true makes this a failure)", name)
-	}
-	return p
-}
 
 // profileDataDir is a data dir as serve's first start leaves it: the real
 // root and device CA, created by the ca package.
@@ -83,7 +68,7 @@ json.dump(conv(doc), sys.stdout)
 
 func readPlistIndependently(t *testing.T, path string) map[string]any {
 	t.Helper()
-	py := profileTool(t, "python3")
+	py := testkit.Tool(t, "python3")
 	out, err := exec.Command(py, "-c", pyPlist, path).Output()
 	if err != nil {
 		var stderr []byte
@@ -420,17 +405,7 @@ var profileSigningKey = sync.OnceValue(func() *rsa.PrivateKey {
 func profileSigningFiles(t *testing.T) (certFile, keyFile string) {
 	t.Helper()
 	key := profileSigningKey()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(99),
-		Subject:      pkix.Name{CommonName: "Example Corp profile signing (test)"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	der := testpki.SelfSigned(t, testpki.CN("Example Corp profile signing (test)"), testpki.Serial(99), testpki.Key(key)).Cert.Raw
 	dir := t.TempDir()
 	certFile, keyFile = filepath.Join(dir, "signcert.pem"), filepath.Join(dir, "signkey.pem")
 	writePEM(t, certFile, der)
@@ -448,7 +423,7 @@ func profileSigningFiles(t *testing.T) (certFile, keyFile string) {
 // content openssl extracted.
 func opensslCMSVerify(t *testing.T, signedFile, caFile string) ([]byte, error) {
 	t.Helper()
-	openssl := profileTool(t, "openssl")
+	openssl := testkit.Tool(t, "openssl")
 	out := filepath.Join(t.TempDir(), "content.plist")
 	msg, err := exec.Command(openssl, "cms", "-verify", "-inform", "DER", "-binary",
 		"-in", signedFile, "-CAfile", caFile, "-out", out).CombinedOutput()

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/clearance/clearance/internal/testkit"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/cluster"
 	"github.com/clearance/clearance/verifier/hub"
@@ -72,13 +73,7 @@ func runRelay(t *testing.T, r *postgres.Relay, h cluster.Handler) (stop func()) 
 
 func eventually(t *testing.T, what string, within time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, within, what, cond)
 }
 
 func elsewhere(t *testing.T, r *postgres.Relay, deviceID string) bool {

@@ -10,7 +10,6 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	osq "github.com/osquery/osquery-go"
 
 	"github.com/clearance/clearance/internal/osquerysim"
+	"github.com/clearance/clearance/internal/testkit"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -75,24 +75,6 @@ func TestParseArgs(t *testing.T) {
 	}
 }
 
-// syncBuffer collects log output written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func copyFixture(t *testing.T, name, dst string) {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", name+".json"))
@@ -114,17 +96,6 @@ func writeAtomically(t *testing.T, dst string, data []byte) {
 	}
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // TestCommand runs the command as an agent would spawn osqueryd, and drives
 // its fixture file while osquery-go's client is connected.
 func TestCommand(t *testing.T) {
@@ -141,7 +112,7 @@ func TestCommand(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	hup := make(chan os.Signal, 1)
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	code := make(chan int, 1)
 	go func() {
 		code <- runMain(ctx, []string{
@@ -171,11 +142,11 @@ func TestCommand(t *testing.T) {
 
 	// 1. The file changes: the next queries see the new state.
 	copyFixture(t, "failing-mac", fixture)
-	eventually(t, "the failing fixture", func() bool { return globalState() == "0" })
+	testkit.Eventually(t, 5*time.Second, "the failing fixture", func() bool { return globalState() == "0" })
 
 	// 2. A broken file is logged and the state kept.
 	writeAtomically(t, fixture, []byte(`{"tables": {"alf": [{"global_state": "on"}]}}`))
-	eventually(t, "the reload error in the log", func() bool { return strings.Contains(logs.String(), "fixture reload failed") })
+	testkit.Eventually(t, 5*time.Second, "the reload error in the log", func() bool { return strings.Contains(logs.String(), "fixture reload failed") })
 	if got := globalState(); got != "0" {
 		t.Errorf("after a bad fixture global_state = %q, want 0 (kept)", got)
 	}
@@ -183,8 +154,8 @@ func TestCommand(t *testing.T) {
 	// 3. SIGHUP re-reads the file.
 	copyFixture(t, "compliant-mac", fixture)
 	hup <- syscall.SIGHUP
-	eventually(t, "the compliant fixture", func() bool { return globalState() == "1" })
-	eventually(t, "a reload on SIGHUP", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the compliant fixture", func() bool { return globalState() == "1" })
+	testkit.Eventually(t, 5*time.Second, "a reload on SIGHUP", func() bool {
 		for _, line := range strings.Split(logs.String(), "\n") {
 			if strings.Contains(line, `msg="fixture reloaded"`) && strings.Contains(line, "reason=sighup") {
 				return true
@@ -257,7 +228,7 @@ func TestCommandCertificates(t *testing.T) {
 	copyFixture(t, "compliant-mac", fixture)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	code := make(chan int, 1)
 	go func() {
 		code <- runMain(ctx, []string{"--extensions_socket=" + socket, "--fixture=" + fixture}, nil, &bytes.Buffer{}, logs)
@@ -298,5 +269,5 @@ func TestCommandCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeAtomically(t, fixture, data)
-	eventually(t, "the certificate to leave the login keychain", func() bool { return userCerts() == 0 })
+	testkit.Eventually(t, 5*time.Second, "the certificate to leave the login keychain", func() bool { return userCerts() == 0 })
 }
