@@ -198,7 +198,9 @@ func Same(a, b string) bool {
 // whichever database it uses.
 var marks = []string{ca.RootCertFile, admin.TokenFile}
 
-// Check reports whether dir is a verifier data dir, naming what is missing.
+// Check reports whether dir is a verifier data dir, naming what is missing,
+// and one the commands may trust: owned by the user running them (or root)
+// and not writable by group or others.
 func Check(dir string) error {
 	st, err := os.Stat(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -209,6 +211,12 @@ func Check(dir string) error {
 	}
 	if !st.IsDir() {
 		return fmt.Errorf("data dir %s is not a directory", dir)
+	}
+	// The record says where the admin token and the database password go,
+	// and the token file is sent as it is: a data dir another user can
+	// write could send them anywhere.
+	if err := checkOwner(dir, st); err != nil {
+		return err
 	}
 	var missing []string
 	for _, m := range marks {

@@ -185,3 +185,47 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestCheckRefusesADirOthersControl: the record says where the admin token
+// and the database password go, so a data dir another user can write is
+// not one to act on.
+func TestCheckRefusesADirOthersControl(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		mode os.FileMode
+		want string // "" accepts
+	}{
+		{0o700, ""}, {0o755, ""}, {0o750, ""},
+		{0o775, "writable by group or others (mode 0775)"},
+		{0o777, "writable by group or others (mode 0777)"},
+		{0o757, "chmod go-w"},
+	} {
+		dir := dataDir(t)
+		if err := os.Chmod(dir, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		for _, check := range []func() error{
+			func() error { return Check(dir) },
+			func() error { _, err := Database(dir, ""); return err },
+		} {
+			err := check()
+			if tc.want == "" && err != nil && !strings.Contains(err.Error(), RecordFile) {
+				t.Errorf("mode %04o: %v", tc.mode, err)
+			}
+			if tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("mode %04o: got %v, want an error with %q", tc.mode, err, tc.want)
+			}
+		}
+	}
+	if os.Geteuid() != 0 {
+		t.Log("not root: the test of a data dir owned by another user needs chown")
+		return
+	}
+	dir := dataDir(t)
+	if err := os.Chown(dir, 4242, 4242); err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(dir); err == nil || !strings.Contains(err.Error(), "is owned by uid 4242, not by this user (uid 0) or root") {
+		t.Errorf("a data dir owned by another user: %v", err)
+	}
+}
