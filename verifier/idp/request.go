@@ -261,8 +261,9 @@ var nameIDFormats = []string{
 // asserts: the AuthnRequest has exactly one Subject, in the assertion
 // namespace, holding exactly one NameID and nothing else; the NameID holds
 // text only (a comment or an element inside it would be dropped and its
-// text pieces merged into another name) in a known Format. A missing
-// Subject is left to checkFields (missing_subject).
+// text pieces merged into another name) in a known Format, as is the
+// NameIDPolicy's Format. A missing Subject is left to checkFields
+// (missing_subject).
 func checkSubject(data []byte) error {
 	d := xml.NewDecoder(bytes.NewReader(data))
 	var (
@@ -299,10 +300,13 @@ func checkSubject(data []byte) error {
 				if nameIDs++; nameIDs > 1 {
 					return bad("more than one NameID")
 				}
-				for _, a := range t.Attr {
-					if a.Name.Local == "Format" && a.Name.Space == "" && !slices.Contains(nameIDFormats, a.Value) {
-						return bad("NameID Format %.200q is not one this identity provider asserts (%v)", a.Value, nameIDFormats)
-					}
+				if err := checkFormat("NameID", t.Attr); err != nil {
+					return err
+				}
+			case len(path) == 1 && t.Name.Local == "NameIDPolicy":
+				// Without a NameID Format, the response asserts the policy's.
+				if err := checkFormat("NameIDPolicy", t.Attr); err != nil {
+					return err
 				}
 			}
 			path = append(path, t.Name)
@@ -318,6 +322,23 @@ func checkSubject(data []byte) error {
 			}
 		}
 	}
+}
+
+// checkFormat holds an element's Format attributes to the known formats.
+// encoding/xml fills the Format field from an attribute of that local name
+// in any namespace (x:Format), so a namespaced one is refused outright
+// rather than left to decide the format the response asserts.
+func checkFormat(elem string, attrs []xml.Attr) error {
+	for _, a := range attrs {
+		switch {
+		case a.Name.Local != "Format":
+		case a.Name.Space != "":
+			return refuse(reason.BadSubject, "%s has a Format attribute in namespace %.100q; Format has no namespace", elem, a.Name.Space)
+		case !slices.Contains(nameIDFormats, a.Value):
+			return refuse(reason.BadSubject, "%s Format %.200q is not one this identity provider asserts (%v)", elem, a.Value, nameIDFormats)
+		}
+	}
+	return nil
 }
 
 // validUsername checks the NameID's text: no control characters, since it
@@ -467,6 +488,10 @@ func checkFields(req *Request, e Expect) error {
 	req.NameIDFormat = ar.Subject.NameID.Format
 	if req.NameIDFormat == "" && ar.NameIDPolicy != nil && ar.NameIDPolicy.Format != nil {
 		req.NameIDFormat = *ar.NameIDPolicy.Format
+	}
+	// checkSubject saw the attributes; this is what the response asserts.
+	if req.NameIDFormat != "" && !slices.Contains(nameIDFormats, req.NameIDFormat) {
+		return refuse(reason.BadSubject, "NameID Format %.200q is not one this identity provider asserts (%v)", req.NameIDFormat, nameIDFormats)
 	}
 	return nil
 }
