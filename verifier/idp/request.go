@@ -398,7 +398,7 @@ func Validate(rec *Received, e Expect) (*Request, error) {
 		if rec.Signature == nil {
 			return nil, refuse(reason.MissingSignature, "request signing is required and the request carries no Signature")
 		}
-		if err := verifyRedirect(rec, e.RequestCerts); err != nil {
+		if err := verifyRedirect(rec, e.RequestCerts, e.Now); err != nil {
 			return nil, err
 		}
 		signed = true
@@ -537,7 +537,10 @@ var sigAlgs = map[string]crypto.Hash{
 	dsig.RSASHA512SignatureMethod: crypto.SHA512,
 }
 
-func verifyRedirect(rec *Received, certs []*x509.Certificate) error {
+// verifyRedirect checks a Redirect signature over the query octets as
+// received, with each configured certificate valid at now (as goxmldsig does
+// for POST): an expired Okta certificate verifies nothing on either binding.
+func verifyRedirect(rec *Received, certs []*x509.Certificate, now time.Time) error {
 	h, ok := sigAlgs[rec.SigAlg]
 	if !ok {
 		return refuse(reason.UnsupportedSigAlg, "SigAlg %.100q; use RSA-SHA256 (Okta: Request Signature Algorithm SHA-256)", rec.SigAlg)
@@ -551,12 +554,20 @@ func verifyRedirect(rec *Received, certs []*x509.Certificate) error {
 		d := sha512.Sum512(rec.SignedPart)
 		digest = d[:]
 	}
+	var outside []string
 	for _, c := range certs {
+		if now.Before(c.NotBefore) || now.After(c.NotAfter) {
+			outside = append(outside, fmt.Sprintf("valid %s to %s", c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339)))
+			continue
+		}
 		if pub, ok := c.PublicKey.(*rsa.PublicKey); ok && rsa.VerifyPKCS1v15(pub, h, digest, rec.Signature) == nil {
 			return nil
 		}
 	}
-	return refuse(reason.BadSignature, "Signature does not verify with the configured Okta certificate (%d configured)", len(certs))
+	if len(outside) == len(certs) {
+		return refuse(reason.BadSignature, "no configured Okta certificate is valid at %s (%s)", now.UTC().Format(time.RFC3339), strings.Join(outside, "; "))
+	}
+	return refuse(reason.BadSignature, "Signature does not verify with the configured Okta certificate (%d configured, %d valid now)", len(certs), len(certs)-len(outside))
 }
 
 // Digest algorithms accepted in a POST request's signature.
@@ -604,11 +615,20 @@ func verifyEnveloped(data []byte, certs []*x509.Certificate, now time.Time) (*et
 	case d.SelectAttrValue("Algorithm", "") != digestSHA256 && d.SelectAttrValue("Algorithm", "") != digestSHA512:
 		return nil, refuse(reason.UnsupportedSigAlg, "DigestMethod %.100q; use SHA-256", d.SelectAttrValue("Algorithm", ""))
 	}
-	vc := dsig.NewDefaultValidationContext(&dsig.MemoryX509CertificateStore{Roots: certs})
-	vc.Clock = dsig.NewFakeClockAt(now)
-	el, err := vc.Validate(root)
-	if err != nil {
-		return nil, refuse(reason.BadSignature, "enveloped signature: %v", err)
+	// One certificate at a time: given several, goxmldsig wants the
+	// signer's certificate in KeyInfo, which a request may leave out (given
+	// one, it uses that one). Two are configured during Okta's rotation.
+	var errs []string
+	for _, c := range certs {
+		vc := dsig.NewDefaultValidationContext(&dsig.MemoryX509CertificateStore{Roots: []*x509.Certificate{c}})
+		vc.Clock = dsig.NewFakeClockAt(now)
+		el, err := vc.Validate(root)
+		if err == nil {
+			return el, nil
+		}
+		if msg := err.Error(); !slices.Contains(errs, msg) {
+			errs = append(errs, msg)
+		}
 	}
-	return el, nil
+	return nil, refuse(reason.BadSignature, "enveloped signature: %s", strings.Join(errs, "; "))
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"math/big"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -482,6 +483,85 @@ func TestSubjectShape(t *testing.T) {
 		rec, _ := DecodeRedirect(rawQuery(t, u))
 		if req, err := Validate(rec, expect(nil)); err != nil || req.NameIDFormat != want {
 			t.Errorf("policy %s: %+v, %v; want format %q", policy, req, err, want)
+		}
+	}
+}
+
+// signerValid is an Okta signing key with a certificate valid from nb to na.
+func signerValid(t *testing.T, nb, na time.Time) (*rsa.PrivateKey, *x509.Certificate) {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "okta"}, NotBefore: nb, NotAfter: na}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return k, c
+}
+
+// TestRequestCertValidity: both bindings refuse a signature by a
+// certificate outside its validity, and with two certificates configured (a
+// rotation) each verifies what it signed, a POST without KeyInfo included.
+func TestRequestCertValidity(t *testing.T) {
+	t.Parallel()
+	key, cert := testSigner(t)
+	otherKey, other := testSigner(t)
+	oldKey, expired := signerValid(t, tNow.Add(-48*time.Hour), tNow.Add(-time.Minute))
+	futureKey, future := signerValid(t, tNow.Add(time.Minute), tNow.Add(48*time.Hour))
+	withCerts := func(cs ...*x509.Certificate) Expect {
+		e := expect(nil)
+		e.RequestCerts = cs
+		return e
+	}
+	keyInfo := regexp.MustCompile(`(?s)<ds:KeyInfo>.*</ds:KeyInfo>`)
+	receive := func(k *rsa.PrivateKey, c *x509.Certificate, binding string) *Received {
+		sp := testSP(k, c)
+		r := sp.NewRequest("ada@example.com")
+		switch binding {
+		case "redirect":
+			u, _ := sp.RedirectURL(r)
+			rec, err := DecodeRedirect(rawQuery(t, u))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rec
+		case "post without KeyInfo":
+			form, _ := sp.PostForm(r)
+			x, _ := base64.StdEncoding.DecodeString(form.Get("SAMLRequest"))
+			stripped := keyInfo.ReplaceAll(x, nil)
+			if bytes.Equal(stripped, x) {
+				t.Fatal("no KeyInfo in the signed request")
+			}
+			return &Received{Binding: BindingPost, XML: stripped}
+		}
+		form, _ := sp.PostForm(r)
+		x, _ := base64.StdEncoding.DecodeString(form.Get("SAMLRequest"))
+		return &Received{Binding: BindingPost, XML: x}
+	}
+	for _, tc := range []struct {
+		name   string
+		key    *rsa.PrivateKey
+		cert   *x509.Certificate
+		expect Expect
+		want   Reason // "" accepts
+	}{
+		{"expired certificate", oldKey, expired, withCerts(expired), reason.BadSignature},
+		{"expired certificate beside a valid one", oldKey, expired, withCerts(expired, cert), reason.BadSignature},
+		{"valid certificate beside an expired one", key, cert, withCerts(expired, cert), ""},
+		{"certificate not yet valid", futureKey, future, withCerts(future), reason.BadSignature},
+		{"rotation, the second signs", key, cert, withCerts(other, cert), ""},
+		{"rotation, the first signs", otherKey, other, withCerts(other, cert), ""},
+		{"rotation, neither signs", oldKey, expired, withCerts(other, cert), reason.BadSignature},
+	} {
+		for _, binding := range []string{"redirect", "post", "post without KeyInfo"} {
+			_, err := Validate(receive(tc.key, tc.cert, binding), tc.expect)
+			if reasonOf(err) != tc.want || (tc.want == "" && err != nil) {
+				t.Errorf("%s, %s: %v, want %q", tc.name, binding, err, tc.want)
+			}
 		}
 	}
 }
