@@ -6,20 +6,21 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"strings"
 
 	"github.com/clearance/clearance/pkg/atomicfile"
+	"github.com/clearance/clearance/verifier/secretfile"
 )
 
 // TokenFile is the admin token's file name in the data dir.
 const TokenFile = "admin.token"
 
 // LoadOrCreateToken reads the admin token from path, creating a random one
-// (0600) if the file does not exist. A token file readable by group or others
-// is refused: it grants full control of the verifier.
+// (0600) if the file does not exist. A token file that is a symbolic link, is
+// not ours, or is readable by group or others is refused: it grants full
+// control of the verifier, and an admin's command sends it to the server.
 func LoadOrCreateToken(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	b, err := secretfile.Read(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		var raw [32]byte
 		if _, err := rand.Read(raw[:]); err != nil {
@@ -33,13 +34,6 @@ func LoadOrCreateToken(path string) (string, error) {
 	}
 	if err != nil {
 		return "", fmt.Errorf("reading admin token: %w", err)
-	}
-	st, err := os.Stat(path)
-	if err != nil {
-		return "", err
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s is readable by group or others (mode %04o); run: chmod 600 %s", path, st.Mode().Perm(), path)
 	}
 	tok := strings.TrimSpace(string(b))
 	if len(tok) < 32 {

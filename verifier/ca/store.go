@@ -13,10 +13,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 
 	"github.com/clearance/clearance/pkg/atomicfile"
 	"github.com/clearance/clearance/pkg/certpem"
+	"github.com/clearance/clearance/verifier/secretfile"
 )
 
 // Errors LoadOrCreate returns for files it will not use; match with errors.Is.
@@ -113,17 +113,11 @@ func (p pair) write(leaf []byte, chain [][]byte, key crypto.Signer) error {
 }
 
 func readKey(path string) (crypto.Signer, error) {
-	info, err := os.Stat(path)
-	if err != nil {
-		return nil, err
+	// Not through a link, ours, and 0600 (secretfile says why).
+	data, err := secretfile.Read(path)
+	if errors.Is(err, secretfile.ErrMode) {
+		return nil, fmt.Errorf("%w: %w", ErrKeyFileMode, err)
 	}
-	// Windows has no POSIX permission bits to check; its ACLs are the
-	// operator's business there.
-	if runtime.GOOS != "windows" && info.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%w: %s has mode %#o, want %#o (chmod 600 %s)",
-			ErrKeyFileMode, filepath.Base(path), uint32(info.Mode().Perm()), uint32(keyFileMode), path)
-	}
-	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}

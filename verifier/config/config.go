@@ -70,8 +70,8 @@ type Config struct {
 	// signature when no OktaRequestCert is given. Off by default: without a
 	// signature, whoever builds a request names the user it asserts.
 	AllowUnsignedRequests bool
-	// DebugSAML logs each refused AuthnRequest's decoded XML (bounded), to
-	// see what Okta really sends during a first pilot.
+	// DebugSAML logs refused AuthnRequests' decoded XML (bounded and
+	// sampled), to see what Okta really sends during a first pilot.
 	DebugSAML bool
 	// MaxHeldRequestAge: "Check again" on a sign-in held longer than this
 	// sends the person back to Okta to start over, rather than answering a
@@ -458,7 +458,7 @@ var settings = []setting{
 	{"okta-audience", GroupOkta, "", "Okta's Audience URI (its SP entity ID), from the IdP's settings in Okta", absURI(func(c *Config) *string { return &c.OktaAudience })},
 	{"okta-acs-url", GroupOkta, "", "Okta's Assertion Consumer Service URL, https://{org}/sso/saml2/{idpId}; comma-separated when Okta may build it from more than one domain (the first is the org's)", httpsURLs(func(c *Config) *[]string { return &c.OktaACSURLs })},
 	{"okta-request-cert", GroupOkta, "", "PEM file of Okta's request-signing certificate (or two, during a rotation); AuthnRequests must be signed by one", text("path", func(c *Config) *string { return &c.OktaRequestCert })},
-	{"debug-saml", GroupOkta, "false", "log each refused AuthnRequest's decoded XML (at most 16 KiB; never RelayState), to see what Okta sends during a first pilot", boolean(func(c *Config) *bool { return &c.DebugSAML })},
+	{"debug-saml", GroupOkta, "false", "log refused AuthnRequests' decoded XML (the first 4 KiB, at most four a second; never RelayState), to see what Okta sends during a first pilot", boolean(func(c *Config) *bool { return &c.DebugSAML })},
 	{"max-held-request-age", GroupSignIn, durText(signin.DefaultMaxHeldAge), "Check again on a sign-in held longer than this restarts it at Okta instead of answering Okta's old request", dur(func(c *Config) *time.Duration { return &c.MaxHeldRequestAge }, 30*time.Second, time.Hour)},
 	{"allow-unsigned-requests", GroupOkta, "false", "answer AuthnRequests Okta did not sign when --okta-request-cert is not set (unsafe: whoever builds a request names the user it asserts)", boolean(func(c *Config) *bool { return &c.AllowUnsignedRequests })},
 	{"idp-key-bits", GroupOkta, "2048", "size of the RSA SAML signing key created on first start", value{"2048|3072", func(c *Config, v string) error {

@@ -109,6 +109,9 @@ func Parse(data []byte) (Record, error) {
 	switch {
 	case r.Database == SQLite:
 	case isPostgres(r.Database):
+		if err := checkQuery(r.Database); err != nil {
+			return Record{}, err
+		}
 		if Redact(r.Database) != r.Database {
 			return Record{}, errors.New("the database URL holds a password, which is never recorded")
 		}
@@ -123,6 +126,19 @@ func Parse(data []byte) (Record, error) {
 	return r, nil
 }
 
+// checkQuery refuses a database URL whose query does not parse, which
+// PostgreSQL drivers refuse too.
+func checkQuery(database string) error {
+	u, err := url.Parse(database)
+	if err != nil {
+		return errors.New("the database URL does not parse")
+	}
+	if _, err := url.ParseQuery(u.RawQuery); err != nil {
+		return errors.New("the database URL's query does not parse (parameters are separated by &, not ;)")
+	}
+	return nil
+}
+
 func clip(s string) string {
 	if len(s) > 80 {
 		return s[:80] + "…"
@@ -135,8 +151,11 @@ func isPostgres(s string) bool {
 }
 
 // Redact returns database as it may be recorded or shown: "" becomes
-// SQLite, and a URL loses its password (in the user info and the password
-// and sslpassword parameters). A value that is not a URL is replaced whole.
+// SQLite, and a URL loses its password (in the user info, and every
+// parameter whose name holds "password", sslpassword included) and its
+// fragment. A query that does not parse is dropped whole: url.Query skips
+// a pair it cannot parse ("sslmode=require;password=…") yet RawQuery keeps
+// it. A value that is not a URL is replaced whole.
 func Redact(database string) string {
 	if database == "" || database == SQLite {
 		return SQLite
@@ -148,10 +167,20 @@ func Redact(database string) string {
 	if u.User != nil {
 		u.User = url.User(u.User.Username())
 	}
-	q := u.Query()
-	if q.Has("password") || q.Has("sslpassword") {
-		q.Del("password")
-		q.Del("sslpassword")
+	u.Fragment, u.RawFragment = "", ""
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		u.RawQuery, u.ForceQuery = "", false
+		return u.String()
+	}
+	redacted := false
+	for k := range q {
+		if strings.Contains(strings.ToLower(k), "password") {
+			delete(q, k)
+			redacted = true
+		}
+	}
+	if redacted {
 		u.RawQuery = q.Encode()
 	}
 	return u.String()
@@ -198,7 +227,9 @@ func Same(a, b string) bool {
 // whichever database it uses.
 var marks = []string{ca.RootCertFile, admin.TokenFile}
 
-// Check reports whether dir is a verifier data dir, naming what is missing.
+// Check reports whether dir is a verifier data dir, naming what is missing,
+// and one the commands may trust: owned by the user running them (or root)
+// and not writable by group or others.
 func Check(dir string) error {
 	st, err := os.Stat(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -209,6 +240,12 @@ func Check(dir string) error {
 	}
 	if !st.IsDir() {
 		return fmt.Errorf("data dir %s is not a directory", dir)
+	}
+	// The record says where the admin token and the database password go,
+	// and the token file is sent as it is: a data dir another user can
+	// write could send them anywhere.
+	if err := checkOwner(dir, st); err != nil {
+		return err
 	}
 	var missing []string
 	for _, m := range marks {

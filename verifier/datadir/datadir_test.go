@@ -1,6 +1,7 @@
 package datadir
 
 import (
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,6 +31,12 @@ func TestWriteNeverKeepsThePassword(t *testing.T) {
 		pgURL,
 		"postgres://clearance@db.example.com/clearance?password=s3cret-pw&sslmode=require",
 		"postgresql://u:s3cret-pw@[::1]:6543/x?sslpassword=s3cret-pw",
+		// A pair url.Query skips, which RawQuery kept.
+		"postgres://clearance@db.example.com/clearance?sslmode=require;password=s3cret-pw",
+		"postgres://clearance@db.example.com/clearance?sslmode=require&password=s3cret-pw;x=1",
+		"postgres://clearance@db.example.com/clearance?pass%77ord=s3cret-pw",
+		"postgres://clearance@db.example.com/clearance?PASSWORD=s3cret-pw&sslmode=require",
+		"postgres://clearance@db.example.com/clearance?sslmode=require#password=s3cret-pw",
 	} {
 		dir := dataDir(t)
 		if err := Write(dir, Record{Database: db, GRPCAddress: ":8443"}); err != nil {
@@ -132,16 +139,19 @@ func TestCheckNamesWhatIsMissing(t *testing.T) {
 func TestParseRefuses(t *testing.T) {
 	t.Parallel()
 	for name, body := range map[string]string{
-		"empty":          "",
-		"not json":       "database=sqlite",
-		"unknown field":  `{"database":"sqlite","password":"x"}`,
-		"two values":     `{"database":"sqlite"}{"database":"sqlite"}`,
-		"other database": `{"database":"mysql://x"}`,
-		"password":       `{"database":"postgres://u:pw@h/db"}`,
-		"bad address":    `{"database":"sqlite","grpc_address":"8443"}`,
-		"array":          `["sqlite"]`,
-		"oversized":      `{"database":"sqlite","grpc_address":"` + strings.Repeat("a", maxRecordSize) + `"}`,
-		"deep":           strings.Repeat("[", 10000),
+		"empty":           "",
+		"not json":        "database=sqlite",
+		"unknown field":   `{"database":"sqlite","password":"x"}`,
+		"two values":      `{"database":"sqlite"}{"database":"sqlite"}`,
+		"other database":  `{"database":"mysql://x"}`,
+		"password":        `{"database":"postgres://u:pw@h/db"}`,
+		"hidden password": `{"database":"postgres://u@h/db?sslmode=require;password=pw"}`,
+		"password param":  `{"database":"postgres://u@h/db?sslpassword=pw"}`,
+		"fragment":        `{"database":"postgres://u@h/db#password=pw"}`,
+		"bad address":     `{"database":"sqlite","grpc_address":"8443"}`,
+		"array":           `["sqlite"]`,
+		"oversized":       `{"database":"sqlite","grpc_address":"` + strings.Repeat("a", maxRecordSize) + `"}`,
+		"deep":            strings.Repeat("[", 10000),
 	} {
 		if r, err := Parse([]byte(body)); err == nil {
 			t.Errorf("%s: accepted as %+v", name, r)
@@ -175,6 +185,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"database":"sqlite","grpc_address":":8443"}`))
 	f.Add([]byte(`{"database":"postgres://u@h:5432/db?sslmode=require"}`))
 	f.Add([]byte(`{"database":"postgres://u:p@h/db"}`))
+	f.Add([]byte(`{"database":"postgres://u@h/db?sslmode=require;password=pw"}`))
+	f.Add([]byte(`{"database":"postgres://u@h/db?pass%77ord=pw#password=pw"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := Parse(data)
 		if err != nil {
@@ -183,5 +195,55 @@ func FuzzParse(f *testing.F) {
 		if Redact(r.Database) != r.Database {
 			t.Errorf("accepted a record with a password: %q", r.Database)
 		}
+		if u, err := url.Parse(r.Database); err == nil {
+			q, _ := url.QueryUnescape(u.RawQuery + u.Fragment)
+			if strings.Contains(strings.ToLower(q+u.RawQuery+u.Fragment), "password") {
+				t.Errorf("accepted a record with a password parameter: %q", r.Database)
+			}
+		}
 	})
+}
+
+// TestCheckRefusesADirOthersControl: the record says where the admin token
+// and the database password go, so a data dir another user can write is
+// not one to act on.
+func TestCheckRefusesADirOthersControl(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		mode os.FileMode
+		want string // "" accepts
+	}{
+		{0o700, ""}, {0o755, ""}, {0o750, ""},
+		{0o775, "writable by group or others (mode 0775)"},
+		{0o777, "writable by group or others (mode 0777)"},
+		{0o757, "chmod go-w"},
+	} {
+		dir := dataDir(t)
+		if err := os.Chmod(dir, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		for _, check := range []func() error{
+			func() error { return Check(dir) },
+			func() error { _, err := Database(dir, ""); return err },
+		} {
+			err := check()
+			if tc.want == "" && err != nil && !strings.Contains(err.Error(), RecordFile) {
+				t.Errorf("mode %04o: %v", tc.mode, err)
+			}
+			if tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("mode %04o: got %v, want an error with %q", tc.mode, err, tc.want)
+			}
+		}
+	}
+	if os.Geteuid() != 0 {
+		t.Log("not root: the test of a data dir owned by another user needs chown")
+		return
+	}
+	dir := dataDir(t)
+	if err := os.Chown(dir, 4242, 4242); err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(dir); err == nil || !strings.Contains(err.Error(), "is owned by uid 4242, not by this user (uid 0) or root") {
+		t.Errorf("a data dir owned by another user: %v", err)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"regexp"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
@@ -27,6 +28,7 @@ import (
 	"github.com/clearance/clearance/pkg/keyrotation"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/ca"
+	"github.com/clearance/clearance/verifier/printable"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -423,6 +425,19 @@ func CheckFacts(f *agentv1.DeviceFacts) error {
 		}
 		if !utf8.ValidString(fld.v) {
 			return fmt.Errorf("%s is not UTF-8", fld.name)
+		}
+		// Facts end up in the admin's terminal and in pages: control
+		// characters (C0, C1) and bidirectional controls have no place in a
+		// name and could steer or reorder what is shown. Other invisible
+		// format characters (a zero-width joiner in an emoji host name) are
+		// kept and shown escaped.
+		for i, r := range fld.v {
+			switch {
+			case unicode.IsControl(r):
+				return fmt.Errorf("%s has control character %U at byte %d", fld.name, r, i)
+			case printable.Bidi(r):
+				return fmt.Errorf("%s has bidirectional control character %U at byte %d", fld.name, r, i)
+			}
 		}
 	}
 	return nil

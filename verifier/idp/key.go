@@ -16,7 +16,6 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 
 	"github.com/clearance/clearance/pkg/atomicfile"
 	"github.com/clearance/clearance/pkg/certpem"
+	"github.com/clearance/clearance/verifier/secretfile"
 )
 
 // File names in the data dir (public surface: docs and `okta setup` name them).
@@ -183,14 +183,8 @@ func exists(path string) bool {
 }
 
 func readKey(path string) (crypto.Signer, error) {
-	info, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if runtime.GOOS != "windows" && info.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("mode %#o, want 0600 (chmod 600 %s)", uint32(info.Mode().Perm()), path)
-	}
-	data, err := os.ReadFile(path)
+	// Not through a link, ours, and 0600 (secretfile says why).
+	data, err := secretfile.Read(path)
 	if err != nil {
 		return nil, err
 	}

@@ -261,8 +261,9 @@ var nameIDFormats = []string{
 // asserts: the AuthnRequest has exactly one Subject, in the assertion
 // namespace, holding exactly one NameID and nothing else; the NameID holds
 // text only (a comment or an element inside it would be dropped and its
-// text pieces merged into another name) in a known Format. A missing
-// Subject is left to checkFields (missing_subject).
+// text pieces merged into another name) in a known Format, as is the
+// NameIDPolicy's Format. A missing Subject is left to checkFields
+// (missing_subject).
 func checkSubject(data []byte) error {
 	d := xml.NewDecoder(bytes.NewReader(data))
 	var (
@@ -299,10 +300,13 @@ func checkSubject(data []byte) error {
 				if nameIDs++; nameIDs > 1 {
 					return bad("more than one NameID")
 				}
-				for _, a := range t.Attr {
-					if a.Name.Local == "Format" && a.Name.Space == "" && !slices.Contains(nameIDFormats, a.Value) {
-						return bad("NameID Format %.200q is not one this identity provider asserts (%v)", a.Value, nameIDFormats)
-					}
+				if err := checkFormat("NameID", t.Attr); err != nil {
+					return err
+				}
+			case len(path) == 1 && t.Name.Local == "NameIDPolicy":
+				// Without a NameID Format, the response asserts the policy's.
+				if err := checkFormat("NameIDPolicy", t.Attr); err != nil {
+					return err
 				}
 			}
 			path = append(path, t.Name)
@@ -318,6 +322,23 @@ func checkSubject(data []byte) error {
 			}
 		}
 	}
+}
+
+// checkFormat holds an element's Format attributes to the known formats.
+// encoding/xml fills the Format field from an attribute of that local name
+// in any namespace (x:Format), so a namespaced one is refused outright
+// rather than left to decide the format the response asserts.
+func checkFormat(elem string, attrs []xml.Attr) error {
+	for _, a := range attrs {
+		switch {
+		case a.Name.Local != "Format":
+		case a.Name.Space != "":
+			return refuse(reason.BadSubject, "%s has a Format attribute in namespace %.100q; Format has no namespace", elem, a.Name.Space)
+		case !slices.Contains(nameIDFormats, a.Value):
+			return refuse(reason.BadSubject, "%s Format %.200q is not one this identity provider asserts (%v)", elem, a.Value, nameIDFormats)
+		}
+	}
+	return nil
 }
 
 // validUsername checks the NameID's text: no control characters, since it
@@ -377,7 +398,7 @@ func Validate(rec *Received, e Expect) (*Request, error) {
 		if rec.Signature == nil {
 			return nil, refuse(reason.MissingSignature, "request signing is required and the request carries no Signature")
 		}
-		if err := verifyRedirect(rec, e.RequestCerts); err != nil {
+		if err := verifyRedirect(rec, e.RequestCerts, e.Now); err != nil {
 			return nil, err
 		}
 		signed = true
@@ -468,6 +489,10 @@ func checkFields(req *Request, e Expect) error {
 	if req.NameIDFormat == "" && ar.NameIDPolicy != nil && ar.NameIDPolicy.Format != nil {
 		req.NameIDFormat = *ar.NameIDPolicy.Format
 	}
+	// checkSubject saw the attributes; this is what the response asserts.
+	if req.NameIDFormat != "" && !slices.Contains(nameIDFormats, req.NameIDFormat) {
+		return refuse(reason.BadSubject, "NameID Format %.200q is not one this identity provider asserts (%v)", req.NameIDFormat, nameIDFormats)
+	}
 	return nil
 }
 
@@ -512,7 +537,10 @@ var sigAlgs = map[string]crypto.Hash{
 	dsig.RSASHA512SignatureMethod: crypto.SHA512,
 }
 
-func verifyRedirect(rec *Received, certs []*x509.Certificate) error {
+// verifyRedirect checks a Redirect signature over the query octets as
+// received, with each configured certificate valid at now (as goxmldsig does
+// for POST): an expired Okta certificate verifies nothing on either binding.
+func verifyRedirect(rec *Received, certs []*x509.Certificate, now time.Time) error {
 	h, ok := sigAlgs[rec.SigAlg]
 	if !ok {
 		return refuse(reason.UnsupportedSigAlg, "SigAlg %.100q; use RSA-SHA256 (Okta: Request Signature Algorithm SHA-256)", rec.SigAlg)
@@ -526,12 +554,20 @@ func verifyRedirect(rec *Received, certs []*x509.Certificate) error {
 		d := sha512.Sum512(rec.SignedPart)
 		digest = d[:]
 	}
+	var outside []string
 	for _, c := range certs {
+		if now.Before(c.NotBefore) || now.After(c.NotAfter) {
+			outside = append(outside, fmt.Sprintf("valid %s to %s", c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339)))
+			continue
+		}
 		if pub, ok := c.PublicKey.(*rsa.PublicKey); ok && rsa.VerifyPKCS1v15(pub, h, digest, rec.Signature) == nil {
 			return nil
 		}
 	}
-	return refuse(reason.BadSignature, "Signature does not verify with the configured Okta certificate (%d configured)", len(certs))
+	if len(outside) == len(certs) {
+		return refuse(reason.BadSignature, "no configured Okta certificate is valid at %s (%s)", now.UTC().Format(time.RFC3339), strings.Join(outside, "; "))
+	}
+	return refuse(reason.BadSignature, "Signature does not verify with the configured Okta certificate (%d configured, %d valid now)", len(certs), len(certs)-len(outside))
 }
 
 // Digest algorithms accepted in a POST request's signature.
@@ -579,11 +615,20 @@ func verifyEnveloped(data []byte, certs []*x509.Certificate, now time.Time) (*et
 	case d.SelectAttrValue("Algorithm", "") != digestSHA256 && d.SelectAttrValue("Algorithm", "") != digestSHA512:
 		return nil, refuse(reason.UnsupportedSigAlg, "DigestMethod %.100q; use SHA-256", d.SelectAttrValue("Algorithm", ""))
 	}
-	vc := dsig.NewDefaultValidationContext(&dsig.MemoryX509CertificateStore{Roots: certs})
-	vc.Clock = dsig.NewFakeClockAt(now)
-	el, err := vc.Validate(root)
-	if err != nil {
-		return nil, refuse(reason.BadSignature, "enveloped signature: %v", err)
+	// One certificate at a time: given several, goxmldsig wants the
+	// signer's certificate in KeyInfo, which a request may leave out (given
+	// one, it uses that one). Two are configured during Okta's rotation.
+	var errs []string
+	for _, c := range certs {
+		vc := dsig.NewDefaultValidationContext(&dsig.MemoryX509CertificateStore{Roots: []*x509.Certificate{c}})
+		vc.Clock = dsig.NewFakeClockAt(now)
+		el, err := vc.Validate(root)
+		if err == nil {
+			return el, nil
+		}
+		if msg := err.Error(); !slices.Contains(errs, msg) {
+			errs = append(errs, msg)
+		}
 	}
-	return el, nil
+	return nil, refuse(reason.BadSignature, "enveloped signature: %s", strings.Join(errs, "; "))
 }

@@ -8,6 +8,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -347,6 +349,17 @@ func FuzzValidate(f *testing.F) {
 	signed, _ := base64.StdEncoding.DecodeString(form.Get("SAMLRequest"))
 	f.Add(signed, true)
 	f.Add([]byte(`<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>`), false)
+	// A Format in another namespace, and an unknown one in the policy: both
+	// once decided the format the response asserted.
+	for _, swap := range [][2]string{
+		{"<saml2:NameID>", `<saml2:NameID xmlns:x="urn:x" x:Format="urn:evil:fmt">`},
+		{`Format="` + NameIDUnspecified + `"`, `Format="urn:evil:fmt"`},
+	} {
+		x := sp.RequestXML(r)
+		if y := strings.Replace(string(x), swap[0], swap[1], 1); y != string(x) {
+			f.Add([]byte(y), false)
+		}
+	}
 	f.Fuzz(func(t *testing.T, data []byte, requireSig bool) {
 		e := expect(nil)
 		if requireSig {
@@ -363,6 +376,9 @@ func FuzzValidate(f *testing.F) {
 		if req.AuthnRequest.Issuer.Value != tAudience || req.AuthnRequest.Destination != tSSO || req.Username == "" {
 			t.Fatalf("accepted %+v", req.AuthnRequest)
 		}
+		if req.NameIDFormat != "" && !slices.Contains(nameIDFormats, req.NameIDFormat) {
+			t.Fatalf("accepted NameID Format %q", req.NameIDFormat)
+		}
 		if requireSig && !req.Signed {
 			t.Fatal("unsigned request passed when signatures are required")
 		}
@@ -376,12 +392,14 @@ func TestSubjectShape(t *testing.T) {
 	t.Parallel()
 	key, cert := testSigner(t)
 	const saml2 = `xmlns:saml2="urn:oasis:names:tc:SAML:2.0:assertion"`
-	request := func(subject string) []byte {
+	withPolicy := func(subject, policy string) []byte {
 		return []byte(`<saml2p:AuthnRequest xmlns:saml2p="urn:oasis:names:tc:SAML:2.0:protocol" AssertionConsumerServiceURL="` + tACS +
 			`" Destination="` + tSSO + `" ID="id4242" IssueInstant="` + tNow.UTC().Format("2006-01-02T15:04:05.000Z") +
 			`" ProtocolBinding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Version="2.0">` +
-			`<saml2:Issuer ` + saml2 + `>` + tAudience + `</saml2:Issuer>` + subject +
-			`<saml2p:NameIDPolicy Format="urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"/></saml2p:AuthnRequest>`)
+			`<saml2:Issuer ` + saml2 + `>` + tAudience + `</saml2:Issuer>` + subject + policy + `</saml2p:AuthnRequest>`)
+	}
+	request := func(subject string) []byte {
+		return withPolicy(subject, `<saml2p:NameIDPolicy Format="urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"/>`)
 	}
 	nameID := func(v string) string {
 		return `<saml2:Subject ` + saml2 + `><saml2:NameID>` + v + `</saml2:NameID></saml2:Subject>`
@@ -399,6 +417,11 @@ func TestSubjectShape(t *testing.T) {
 		"an element inside the NameID":        {request(nameID("ada<b>x</b>@example.com")), reason.BadSubject},
 		"a BaseID instead of a NameID":        {request(`<saml2:Subject ` + saml2 + `><saml2:BaseID>ada</saml2:BaseID></saml2:Subject>`), reason.BadSubject},
 		"an unknown Format":                   {request(`<saml2:Subject ` + saml2 + `><saml2:NameID Format="urn:evil:format">ada@example.com</saml2:NameID></saml2:Subject>`), reason.BadSubject},
+		"a namespaced Format on the NameID":   {request(`<saml2:Subject ` + saml2 + `><saml2:NameID xmlns:x="urn:x" x:Format="urn:evil:fmt">ada@example.com</saml2:NameID></saml2:Subject>`), reason.BadSubject},
+		"a namespaced known Format":           {request(`<saml2:Subject ` + saml2 + `><saml2:NameID xmlns:x="urn:x" x:Format="` + NameIDUnspecified + `">ada@example.com</saml2:NameID></saml2:Subject>`), reason.BadSubject},
+		"a known Format and a namespaced one": {request(`<saml2:Subject ` + saml2 + `><saml2:NameID xmlns:x="urn:x" Format="` + NameIDUnspecified + `" x:Format="urn:evil:fmt">ada@example.com</saml2:NameID></saml2:Subject>`), reason.BadSubject},
+		"an unknown NameIDPolicy Format":      {withPolicy(nameID("ada@example.com"), `<saml2p:NameIDPolicy Format="urn:evil:fmt"/>`), reason.BadSubject},
+		"a namespaced NameIDPolicy Format":    {withPolicy(nameID("ada@example.com"), `<saml2p:NameIDPolicy xmlns:x="urn:x" x:Format="urn:evil:fmt"/>`), reason.BadSubject},
 		"an overlong name":                    {request(nameID(strings.Repeat("a", MaxUsernameLength+1))), reason.BadSubject},
 		"a control character":                 {request(nameID("ada&#x85;@example.com")), reason.BadSubject},
 		"no Subject":                          {request(""), reason.NoSubject},
@@ -434,5 +457,99 @@ func TestSubjectShape(t *testing.T) {
 	rec, _ := DecodeRedirect(rawQuery(t, u))
 	if req, err := Validate(rec, expect(nil)); err != nil || req.Username != "ada@example.com" {
 		t.Fatalf("the good request: %+v, %v", req, err)
+	}
+	// A NameID without a Format takes a known one from the policy, or none.
+	const email = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
+	for policy, want := range map[string]string{
+		`<saml2p:NameIDPolicy Format="` + email + `"/>`: email,
+		`<saml2p:NameIDPolicy AllowCreate="true"/>`:     "",
+		``: "",
+	} {
+		r := testSP(nil, nil).NewRequest("")
+		r.RawXML = withPolicy(nameID("ada@example.com"), policy)
+		u, _ := testSP(nil, nil).RedirectURL(r)
+		rec, _ := DecodeRedirect(rawQuery(t, u))
+		if req, err := Validate(rec, expect(nil)); err != nil || req.NameIDFormat != want {
+			t.Errorf("policy %s: %+v, %v; want format %q", policy, req, err, want)
+		}
+	}
+}
+
+// signerValid is an Okta signing key with a certificate valid from nb to na.
+func signerValid(t *testing.T, nb, na time.Time) (*rsa.PrivateKey, *x509.Certificate) {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "okta"}, NotBefore: nb, NotAfter: na}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return k, c
+}
+
+// TestRequestCertValidity: both bindings refuse a signature by a
+// certificate outside its validity, and with two certificates configured (a
+// rotation) each verifies what it signed, a POST without KeyInfo included.
+func TestRequestCertValidity(t *testing.T) {
+	t.Parallel()
+	key, cert := testSigner(t)
+	otherKey, other := testSigner(t)
+	oldKey, expired := signerValid(t, tNow.Add(-48*time.Hour), tNow.Add(-time.Minute))
+	futureKey, future := signerValid(t, tNow.Add(time.Minute), tNow.Add(48*time.Hour))
+	withCerts := func(cs ...*x509.Certificate) Expect {
+		e := expect(nil)
+		e.RequestCerts = cs
+		return e
+	}
+	keyInfo := regexp.MustCompile(`(?s)<ds:KeyInfo>.*</ds:KeyInfo>`)
+	receive := func(k *rsa.PrivateKey, c *x509.Certificate, binding string) *Received {
+		sp := testSP(k, c)
+		r := sp.NewRequest("ada@example.com")
+		switch binding {
+		case "redirect":
+			u, _ := sp.RedirectURL(r)
+			rec, err := DecodeRedirect(rawQuery(t, u))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rec
+		case "post without KeyInfo":
+			form, _ := sp.PostForm(r)
+			x, _ := base64.StdEncoding.DecodeString(form.Get("SAMLRequest"))
+			stripped := keyInfo.ReplaceAll(x, nil)
+			if bytes.Equal(stripped, x) {
+				t.Fatal("no KeyInfo in the signed request")
+			}
+			return &Received{Binding: BindingPost, XML: stripped}
+		}
+		form, _ := sp.PostForm(r)
+		x, _ := base64.StdEncoding.DecodeString(form.Get("SAMLRequest"))
+		return &Received{Binding: BindingPost, XML: x}
+	}
+	for _, tc := range []struct {
+		name   string
+		key    *rsa.PrivateKey
+		cert   *x509.Certificate
+		expect Expect
+		want   Reason // "" accepts
+	}{
+		{"expired certificate", oldKey, expired, withCerts(expired), reason.BadSignature},
+		{"expired certificate beside a valid one", oldKey, expired, withCerts(expired, cert), reason.BadSignature},
+		{"valid certificate beside an expired one", key, cert, withCerts(expired, cert), ""},
+		{"certificate not yet valid", futureKey, future, withCerts(future), reason.BadSignature},
+		{"rotation, the second signs", key, cert, withCerts(other, cert), ""},
+		{"rotation, the first signs", otherKey, other, withCerts(other, cert), ""},
+		{"rotation, neither signs", oldKey, expired, withCerts(other, cert), reason.BadSignature},
+	} {
+		for _, binding := range []string{"redirect", "post", "post without KeyInfo"} {
+			_, err := Validate(receive(tc.key, tc.cert, binding), tc.expect)
+			if reasonOf(err) != tc.want || (tc.want == "" && err != nil) {
+				t.Errorf("%s, %s: %v, want %q", tc.name, binding, err, tc.want)
+			}
+		}
 	}
 }

@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
-	"os"
 	"strings"
 
 	"github.com/clearance/clearance/pkg/atomicfile"
+	"github.com/clearance/clearance/verifier/secretfile"
 )
 
 // TokenFile is the scrape token's file name in the data dir. It lets its
@@ -20,11 +20,12 @@ import (
 const TokenFile = "metrics.token"
 
 // LoadOrCreateToken reads the scrape token from path, creating a random one
-// (0600) if the file does not exist. A file readable by group or others is
-// refused, as for the admin token: what the metrics show (device counts,
-// refusal reasons, sign-in rates) is for the operators.
+// (0600) if the file does not exist. A file that is a symbolic link, is not
+// ours, or is readable by group or others is refused, as for the admin
+// token: what the metrics show (device counts, refusal reasons, sign-in
+// rates) is for the operators.
 func LoadOrCreateToken(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	b, err := secretfile.Read(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		var raw [32]byte
 		if _, err := rand.Read(raw[:]); err != nil {
@@ -38,13 +39,6 @@ func LoadOrCreateToken(path string) (string, error) {
 	}
 	if err != nil {
 		return "", fmt.Errorf("reading the metrics token: %w", err)
-	}
-	st, err := os.Stat(path)
-	if err != nil {
-		return "", err
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s is readable by group or others (mode %04o); run: chmod 600 %s", path, st.Mode().Perm(), path)
 	}
 	tok := strings.TrimSpace(string(b))
 	if len(tok) < 32 {

@@ -135,6 +135,10 @@ func TestRejections(t *testing.T) {
 		{"facts without hardware UUID", func() error {
 			return enrollWith(secret, goodCSR(), &agentv1.DeviceFacts{HardwareUuid: "not-a-uuid"})
 		}, codes.InvalidArgument, "hardware_uuid"},
+		{"host name that steers the admin's terminal", func() error {
+			return enrollWith(secret, goodCSR(), &agentv1.DeviceFacts{HardwareUuid: "0A1B2C3D-0000-4000-8000-0000000000ee",
+				Hostname: "evil\u009b31m\u009d0;PWNED-TITLE\u009c\u202eTXEN\u202c\u001b[2J"})
+		}, codes.InvalidArgument, "hostname has control character U+009B at byte 4"},
 		{"connect without certificate", func() error {
 			_, err := newAgent().Connect(h.ctx())
 			return err

@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/clearance/clearance/verifier/access"
 	"github.com/clearance/clearance/verifier/decision"
@@ -85,6 +86,8 @@ type Handler struct {
 	// unrecordedLog samples the log lines of refusals kept out of the
 	// decision log.
 	unrecordedLog ratelimit.Sample
+	// debugXMLLog samples the DebugSAML dumps of refused requests.
+	debugXMLLog ratelimit.Sample
 }
 
 // Options are the handler's settings and what it reports to.
@@ -98,7 +101,8 @@ type Options struct {
 	// MaxHeldAge: "Check again" on a sign-in held longer sends the person
 	// back to Okta to start over (DefaultMaxHeldAge when zero).
 	MaxHeldAge time.Duration
-	// DebugSAML logs each refused request's decoded XML.
+	// DebugSAML logs refused requests' decoded XML: the first
+	// maxDebugXML bytes, at most one per debugXMLEvery.
 	DebugSAML bool
 }
 
@@ -107,12 +111,20 @@ type Options struct {
 // few minutes.
 const DefaultMaxHeldAge = 5 * time.Minute
 
-// maxDebugXML bounds a request logged with DebugSAML.
-const maxDebugXML = 16 << 10
+// maxDebugXML bounds a request logged with DebugSAML: enough for what Okta
+// sends (a few hundred bytes to 2 KiB), and the log line stays small however
+// large a request anyone sends.
+const maxDebugXML = 4 << 10
+
+// debugXMLEvery spaces DebugSAML dumps: anyone can send refused requests,
+// and each would otherwise be a log line of several KiB (tried: 5 MB of log
+// in 10 s from one address). The ones left out are counted in the next.
+const debugXMLEvery = 250 * time.Millisecond
 
 // Register mounts the handler's paths on mux.
 func (h *Handler) Register(mux *http.ServeMux) {
 	h.unrecordedLog.Every = unrecordedLogEvery
+	h.debugXMLLog.Every = debugXMLEvery
 	mux.HandleFunc("GET "+PathMetadata, h.metadata)
 	mux.HandleFunc("GET "+PathCert, h.cert)
 	mux.HandleFunc("GET "+PathSSO, h.sso)
@@ -644,12 +656,19 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, rf *refusal, st
 	h.metrics().SSORefused(string(rf.code))
 	h.log().Warn("sso_request_refused", "reason", string(rf.code), "detail", rf.detail, "ref", ref, "remote", r.RemoteAddr, "method", r.Method)
 	if h.DebugSAML && len(rf.xml) > 0 {
-		x := rf.xml
-		if len(x) > maxDebugXML {
-			x = x[:maxDebugXML]
+		if ok, skipped := h.debugXMLLog.Take(h.now()); ok {
+			x := rf.xml
+			if len(x) > maxDebugXML {
+				i := maxDebugXML
+				for i > 0 && !utf8.RuneStart(x[i]) {
+					i--
+				}
+				x = x[:i]
+			}
+			// The AuthnRequest only: RelayState, Okta's state, is never logged.
+			h.log().Warn("sso_request_refused_xml", "ref", ref, "reason", string(rf.code), "bytes", len(rf.xml), "xml", string(x),
+				"others_not_logged", skipped)
 		}
-		// The AuthnRequest only: RelayState, Okta's state, is never logged.
-		h.log().Warn("sso_request_refused_xml", "ref", ref, "reason", string(rf.code), "bytes", len(rf.xml), "xml", string(x))
 	}
 	h.Pages.Refused(w, status, web.Refused{Reason: rf.code, SupportID: ref})
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/clearance/clearance/verifier/printable"
 )
 
 // A policy's user text and resolution are plain text written in a YAML
@@ -213,7 +215,7 @@ func clean(s string) string {
 		switch {
 		case r == '\n' || r == '\t':
 			return r
-		case unicode.IsControl(r), bidiControl(r):
+		case unicode.IsControl(r), printable.Bidi(r):
 			return -1
 		case r == '\u2028' || r == '\u2029': // Unicode's own line and paragraph separators
 			return '\n'
@@ -224,10 +226,4 @@ func clean(s string) string {
 		s = strings.TrimRightFunc(s, unicode.IsSpace) + "…"
 	}
 	return s
-}
-
-// bidiControl reports the embeddings, overrides and isolates that reorder
-// the text around them.
-func bidiControl(r rune) bool {
-	return r >= '\u202A' && r <= '\u202E' || r >= '\u2066' && r <= '\u2069' || r == '\u200E' || r == '\u200F' || r == '\u061C'
 }

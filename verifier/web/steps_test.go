@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/net/html"
+
+	"github.com/clearance/clearance/verifier/printable"
 )
 
 // show writes blocks compactly: "p: text", "ol(3): a | b", "ul: a | b",
@@ -205,7 +207,7 @@ func FuzzParseText(f *testing.F) {
 				t.Fatalf("%s %q has surrounding space", what, x)
 			}
 			for _, c := range x {
-				if c != '\t' && unicode.IsControl(c) || bidiControl(c) || c == '\u2028' || c == '\u2029' {
+				if c != '\t' && unicode.IsControl(c) || printable.Bidi(c) || c == '\u2028' || c == '\u2029' {
 					t.Fatalf("%s %q keeps control %U", what, x, c)
 				}
 			}

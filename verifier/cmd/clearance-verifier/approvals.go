@@ -126,7 +126,7 @@ func (a *app) approvalCmds() []*cli.Command {
 						return c.explain(err)
 					}
 					p := resp.GetPending()
-					fmt.Fprintf(a.stdout, "rejected: request %s (hardware UUID %s, key %s)\n", p.GetRequestId(), p.GetFacts().GetHardwareUuid(), p.GetKeyFingerprint())
+					fmt.Fprintf(a.stdout, "rejected: request %s (hardware UUID %s, key %s)\n", p.GetRequestId(), clean(p.GetFacts().GetHardwareUuid()), p.GetKeyFingerprint())
 					return nil
 				}
 			},
@@ -217,7 +217,7 @@ func renderPending(w io.Writer, ps []*adminv1.PendingEnrollment, now time.Time) 
 			device = "(new)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.GetRequestId(), p.GetReason(), device,
-			clean(f.GetHostname()), clean(f.GetSerialNumber()), f.GetHardwareUuid(), clean(p.GetSource()),
+			clean(f.GetHostname()), clean(f.GetSerialNumber()), clean(f.GetHardwareUuid()), clean(p.GetSource()),
 			ago(p.GetRequestedAt().AsTime(), p.GetRequestedAt() != nil, now), ago(p.GetLastRequestAt().AsTime(), p.GetLastRequestAt() != nil, now),
 			shortFingerprint(p.GetKeyFingerprint()))
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/clearance/clearance/verifier/ca"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/datadir"
+	"github.com/clearance/clearance/verifier/printable"
 )
 
 // defaultVerifier is where the admin API is looked for when the data dir
@@ -230,7 +231,9 @@ func printJSON(w io.Writer, m proto.Message) error {
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(w, "%s\n", b)
+	// protojson passes C1 controls and bidirectional overrides through
+	// raw; escaped, the JSON means the same and a terminal shows it inert.
+	_, err = fmt.Fprintf(w, "%s\n", printable.JSON(b))
 	return err
 }
 
@@ -387,16 +390,11 @@ func fitList(s string, n int) string {
 	return cut(s, n)
 }
 
-// clean keeps a cell on one line and out of tabwriter's way: what devices
-// report (host names) is outside input.
-func clean(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-}
+// clean keeps a cell on one line, out of tabwriter's way and harmless to
+// the terminal: what devices report (host names, serial numbers) is outside
+// input, and a C1 control or a bidirectional override in it would act on the
+// admin's terminal or reorder the line. Such characters are shown escaped.
+func clean(s string) string { return printable.Line(s) }
 
 func runeLen(s string) int { return len([]rune(s)) }
 

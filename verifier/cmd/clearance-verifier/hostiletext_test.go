@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/printable"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// What a malicious agent reports to steer the admin's terminal: CSI and OSC
+// as single C1 characters (set the window title), a right-to-left override,
+// an ESC sequence that clears the screen, zero-width characters.
+const (
+	hostileHost   = "evil\u009b31m\u009d0;PWNED-TITLE\u009c\u202eTXEN\u202c\u001b[2J"
+	hostileSerial = "SER\u009b1;31mRED\u200b"
+	hostileUUID   = "0A1B2C3D-0000-4000-8000-00000000000\u2066"
+)
+
+// checkInert asserts that out carries none of what a terminal would act on
+// or reorder, and shows the host name escaped.
+func checkInert(t *testing.T, what, out string) {
+	t.Helper()
+	for _, r := range out {
+		if r != '\n' && r != ' ' && printable.Hidden(r) {
+			t.Errorf("%s carries %U raw:\n%q", what, r, out)
+			return
+		}
+	}
+	if !strings.Contains(out, `\u009b31m\u009d0;PWNED-TITLE\u009c\u202eTXEN`) {
+		t.Errorf("%s does not show the host name escaped:\n%s", what, out)
+	}
+}
+
+func TestAgentTextIsInert(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 4, 12, 0, 0, 0, time.UTC)
+	facts := &agentv1.DeviceFacts{Hostname: hostileHost, SerialNumber: hostileSerial, HardwareUuid: hostileUUID}
+
+	t.Run("devices", func(t *testing.T) {
+		devs := []*adminv1.Device{{DeviceId: "deadbeef-0000-4000-8000-000000000000", Facts: facts, LastSeen: timestamppb.New(now)}}
+		for _, width := range []int{0, 80, 200} {
+			var b strings.Builder
+			if err := renderDevices(&b, devs, now, width); err != nil {
+				t.Fatal(err)
+			}
+			if width != 80 { // at 80 the host name gives way to the other columns
+				checkInert(t, "devices table", b.String())
+			}
+			if !strings.Contains(b.String(), `SER\u009b1;31mRED\u200b`) {
+				t.Errorf("serial not escaped:\n%s", b.String())
+			}
+		}
+	})
+	t.Run("devices pending", func(t *testing.T) {
+		var b strings.Builder
+		ps := []*adminv1.PendingEnrollment{{RequestId: "r1", Reason: "new_device", Facts: facts, Source: "192.0.2.1\u009b"}}
+		if err := renderPending(&b, ps, now); err != nil {
+			t.Fatal(err)
+		}
+		checkInert(t, "pending table", b.String())
+		if !strings.Contains(b.String(), `00000000000\u2066`) {
+			t.Errorf("hardware UUID not escaped:\n%s", b.String())
+		}
+	})
+	t.Run("secret revoke", func(t *testing.T) {
+		var b strings.Builder
+		store := devicesBySecret{devs: []storage.Device{{ID: "d1", Hostname: hostileHost, SerialNumber: hostileSerial, HardwareUUID: hostileUUID, EnrolledAt: now}}}
+		if err := printSecretDevices(context.Background(), &b, store, "s1"); err != nil {
+			t.Fatal(err)
+		}
+		checkInert(t, "secret revoke table", b.String())
+	})
+	t.Run("json", func(t *testing.T) {
+		var b strings.Builder
+		resp := &adminv1.ListDevicesResponse{Devices: []*adminv1.Device{{DeviceId: "d1", Facts: facts}}}
+		if err := printJSON(&b, resp); err != nil {
+			t.Fatal(err)
+		}
+		out := b.String()
+		for _, r := range out {
+			if r >= 0x7f && printable.Hidden(r) {
+				t.Fatalf("JSON carries %U raw:\n%q", r, out)
+			}
+		}
+		var got struct {
+			Devices []struct {
+				Facts struct{ Hostname, SerialNumber, HardwareUuid string }
+			}
+		}
+		if err := json.Unmarshal([]byte(out), &got); err != nil || len(got.Devices) != 1 {
+			t.Fatalf("JSON does not parse: %v\n%s", err, out)
+		}
+		if f := got.Devices[0].Facts; f.Hostname != hostileHost || f.SerialNumber != hostileSerial || f.HardwareUuid != hostileUUID {
+			t.Errorf("JSON changed the facts: %+v", f)
+		}
+	})
+}
+
+// devicesBySecret is a store that knows only the devices a secret enrolled.
+type devicesBySecret struct {
+	storage.Store
+	devs []storage.Device
+}
+
+func (s devicesBySecret) ListDevicesBySecret(context.Context, string, string, int) ([]storage.Device, error) {
+	return s.devs, nil
+}

@@ -1,0 +1,96 @@
+// Package printable owns the rule for which characters of outside text (what
+// an agent reports about its Mac, what a browser or Okta sends) may reach a
+// person's screen as they are. Terminal controls (C0, DEL, C1: a lone U+009B
+// is an escape sequence to many terminals), bidirectional controls that
+// reorder what is shown, and invisible format characters are escaped, so an
+// admin reads what was sent rather than what it was crafted to look like.
+package printable
+
+import (
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// Bidi reports the bidirectional embeddings, overrides, isolates and marks
+// that reorder the text around them.
+func Bidi(r rune) bool {
+	return r >= '\u202A' && r <= '\u202E' || r >= '\u2066' && r <= '\u2069' || r == '\u200E' || r == '\u200F' || r == '\u061C'
+}
+
+// Hidden reports a rune that must not reach a screen as it is: a control
+// character (C0, DEL, C1), a format character (bidirectional controls,
+// zero-width spaces and joiners, the byte-order mark, tag characters), or
+// Unicode's line and paragraph separators.
+func Hidden(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || Bidi(r) || r == '\u2028' || r == '\u2029'
+}
+
+// Line returns s with every hidden rune written as a Go-style escape (\n,
+// \x1b, \u009b, \u202e) and every byte that is not UTF-8 as \xNN: one line,
+// nothing a terminal acts on, and what was sent still readable.
+func Line(s string) string {
+	i := strings.IndexFunc(s, func(r rune) bool { return r == utf8.RuneError || Hidden(r) })
+	if i < 0 {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 16)
+	b.WriteString(s[:i])
+	for s = s[i:]; s != ""; {
+		r, n := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			fmt.Fprintf(&b, `\x%02x`, s[0])
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r < 0x80 && Hidden(r):
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case r <= 0xFFFF && Hidden(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		case Hidden(r):
+			fmt.Fprintf(&b, `\U%08x`, r)
+		default:
+			b.WriteString(s[:n])
+		}
+		s = s[n:]
+	}
+	return b.String()
+}
+
+// JSON returns the JSON text b with every hidden rune outside ASCII written
+// as a \uXXXX escape (a surrogate pair above U+FFFF), and DEL as \u007f.
+// Such runes can only occur inside JSON strings, so the result is the same
+// JSON value; encoders already escape C0 controls. b must be valid UTF-8, as
+// every JSON encoder's output is.
+func JSON(b []byte) []byte {
+	i := 0
+	for i < len(b) && b[i] < 0x7f {
+		i++
+	}
+	if i == len(b) {
+		return b
+	}
+	out := make([]byte, 0, len(b)+32)
+	out = append(out, b[:i]...)
+	for b = b[i:]; len(b) > 0; {
+		r, n := utf8.DecodeRune(b)
+		switch {
+		case r < 0x7f || !Hidden(r): // ASCII controls here are JSON's own whitespace
+			out = append(out, b[:n]...)
+		case r > 0xFFFF:
+			hi, lo := utf16.EncodeRune(r)
+			out = fmt.Appendf(out, `\u%04x\u%04x`, hi, lo)
+		default:
+			out = fmt.Appendf(out, `\u%04x`, r)
+		}
+		b = b[n:]
+	}
+	return out
+}
