@@ -100,7 +100,8 @@ type ApprovalStore interface {
 	// request of the same hardware UUID and public key (its facts,
 	// secret, device, reason, source, LastRequestAt and Requests; its ID
 	// and RequestedAt stay), and returns the stored request. audit is
-	// appended only when a request is created. ErrRequestRejected, with
+	// appended only when a request is created, and not when it evicted a
+	// request of its own SourceNet (a flood churning through its places). ErrRequestRejected, with
 	// the stored request, if that request was rejected: nothing changes.
 	// ErrKeyReplaced if p.DeviceID and p.DeviceKey are not the device
 	// that holds the hardware UUID now: the request was decided on a

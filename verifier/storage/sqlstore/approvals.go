@@ -127,7 +127,8 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 
 		// A new request: over a limit, it takes the place of the oldest
 		// request that limit counts.
-		if err := makeRoom(ctx, q, p, limits); err != nil {
+		churn, err := makeRoom(ctx, q, p, limits)
+		if err != nil {
 			return err
 		}
 		res, err := q.exec(ctx, `INSERT INTO pending_enrollments (`+pendingColumns+`)
@@ -145,12 +146,14 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 		if err := oneRow(res, errRace); err != nil {
 			return err
 		}
-		ev := audit
-		if ev.DeviceID == "" {
-			ev.DeviceID = p.DeviceID
-		}
-		if err := insertAudit(ctx, q, ev); err != nil {
-			return err
+		if !churn {
+			ev := audit
+			if ev.DeviceID == "" {
+				ev.DeviceID = p.DeviceID
+			}
+			if err := insertAudit(ctx, q, ev); err != nil {
+				return err
+			}
 		}
 		out, err = queryPending(ctx, q, p.ID, `id = $1`, "", p.ID)
 		return err
@@ -168,10 +171,11 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 // hardware UUID, the oldest from p's source network first (a flood pushes
 // out its own requests), else the oldest; for the source network and in
 // all, the oldest. Oldest is by LastRequestAt: an agent that keeps asking
-// stays. Evictions are not audited (the request's creation was, and a flood
-// must not grow the audit log by two rows a request); the log of the
-// evicting request says how many it pushed out.
-func makeRoom(ctx context.Context, q conn, p storage.PendingEnrollment, limits storage.PendingLimits) error {
+// stays. It reports whether it evicted a request from p's own source
+// network: then p is a flood churning through its own places, and its
+// creation is not audited either (evictions never are), so that a flood
+// cannot grow the audit log without bound.
+func makeRoom(ctx context.Context, q conn, p storage.PendingEnrollment, limits storage.PendingLimits) (evictedOwn bool, err error) {
 	for _, l := range []struct {
 		max   int
 		where string
@@ -189,24 +193,25 @@ func makeRoom(ctx context.Context, q conn, p storage.PendingEnrollment, limits s
 		}
 		n, err := count(ctx, q, `SELECT count(*) FROM pending_enrollments WHERE rejected_at = 0 AND `+l.where, l.args...)
 		if err != nil {
-			return err
+			return false, err
 		}
 		for ; n >= l.max; n-- {
-			id := ""
-			err := q.queryRow(ctx, `SELECT id FROM pending_enrollments WHERE rejected_at = 0 AND `+l.where+`
-				ORDER BY `+l.order+`last_request_at, id LIMIT 1`, append(l.args, l.orderArg...)...).Scan(&id)
+			id, net := "", ""
+			err := q.queryRow(ctx, `SELECT id, source_net FROM pending_enrollments WHERE rejected_at = 0 AND `+l.where+`
+				ORDER BY `+l.order+`last_request_at, id LIMIT 1`, append(l.args, l.orderArg...)...).Scan(&id, &net)
 			if errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("%d requests wait: %w", n, storage.ErrTooManyPending)
+				return false, fmt.Errorf("%d requests wait: %w", n, storage.ErrTooManyPending)
 			}
 			if err != nil {
-				return fmt.Errorf("finding the oldest enrollment request: %w", err)
+				return false, fmt.Errorf("finding the oldest enrollment request: %w", err)
 			}
 			if _, err := q.exec(ctx, `DELETE FROM pending_enrollments WHERE id = $1`, id); err != nil {
-				return fmt.Errorf("evicting enrollment request: %w", err)
+				return false, fmt.Errorf("evicting enrollment request: %w", err)
 			}
+			evictedOwn = evictedOwn || net == p.SourceNet
 		}
 	}
-	return nil
+	return evictedOwn, nil
 }
 
 func count(ctx context.Context, q conn, query string, args ...any) (int, error) {
