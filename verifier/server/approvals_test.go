@@ -195,6 +195,11 @@ func TestApprovalAdminBadInput(t *testing.T) {
 				{SerialNumber: "C02GOOD001"}, {SerialNumber: "=cmd|' /C calc'!A0"}}})
 			return err
 		}, codes.InvalidArgument, "devices[1]: serial number"},
+		{"import a look-alike serial", func() error {
+			_, err := h.admin.ImportKnownDevices(ctx, &adminv1.ImportKnownDevicesRequest{Devices: []*adminv1.KnownDevice{
+				{SerialNumber: "c02good00\u0131"}}})
+			return err
+		}, codes.InvalidArgument, "devices[0]: serial number"},
 		{"import control characters in a name", func() error {
 			_, err := h.admin.ImportKnownDevices(ctx, &adminv1.ImportKnownDevicesRequest{Devices: []*adminv1.KnownDevice{
 				{SerialNumber: "C02GOOD001", Name: "a\x1b[2Jb"}}})
