@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -524,6 +525,11 @@ func CheckFacts(f *agentv1.DeviceFacts) error {
 		}
 		if !utf8.ValidString(fld.v) {
 			return fmt.Errorf("%s is not UTF-8", fld.name)
+		}
+		// Storage refuses NUL; refused here, it is the sender's error
+		// (bad_facts, logged sampled), not the verifier's.
+		if strings.IndexByte(fld.v, 0) >= 0 {
+			return fmt.Errorf("%s contains a NUL byte", fld.name)
 		}
 	}
 	return nil

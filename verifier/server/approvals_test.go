@@ -540,7 +540,19 @@ func TestRefusedEnrollmentLogBounded(t *testing.T) {
 		_, err := a.EnrollRaw(h.ctx(), &agentv1.EnrollRequest{EnrollSecret: "0000000000000000.nope", Csr: csr, Facts: facts})
 		checkStatus(t, err, codes.Unauthenticated, "not valid")
 	}
+	// With a valid secret, facts storage would refuse are the sender's
+	// error, sampled like the others, not an internal error per request.
+	secret := h.secret()
+	facts = proto.CloneOf(a.Facts)
+	facts.Hostname = "host\x00name"
+	for range 20 {
+		_, err := a.EnrollRaw(h.ctx(), &agentv1.EnrollRequest{EnrollSecret: secret, Csr: csr, Facts: facts})
+		checkStatus(t, err, codes.InvalidArgument, "NUL")
+	}
 	logged := h.logs.String()[before:]
+	if strings.Contains(logged, "level=ERROR") {
+		t.Errorf("refused facts logged as errors:\n%.2000s", logged)
+	}
 	if n := len(logged); n > 4096 {
 		t.Errorf("50 refused enrollments logged %d bytes; want a few short lines:\n%.2000s", n, logged)
 	}
