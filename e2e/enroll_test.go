@@ -402,3 +402,90 @@ func TestSecretRefusals(t *testing.T) {
 		t.Fatalf("devices after the refusals: %v %v (want only the one-use secret's)", resp, err)
 	}
 }
+
+// cliFails runs clearance-verifier expecting it to fail, and returns what
+// it printed on stderr.
+func cliFails(t *testing.T, args ...string) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	cmd := exec.Command(filepath.Join(binDir, "clearance-verifier"), args...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err == nil {
+		t.Fatalf("clearance-verifier %s succeeded:\n%s", strings.Join(args, " "), out.String())
+	}
+	return errOut.String()
+}
+
+// TestStaleRequestCannotTakeOver: someone with the secret asks to enroll as
+// a Mac before the Mac does (an unlisted serial, so the request waits as a
+// new device). The real Mac then enrolls. The old request is gone, approving
+// it is refused, the same key asking again shows as what it is (another key
+// for an enrolled device), and one command rejects everything from the
+// asker's address. The real Mac keeps reporting throughout.
+func TestStaleRequestCannotTakeOver(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "verifier")
+	grpcAddr, httpAddr := freePort(t), freePort(t)
+	v := startVerifierOn(t, dataDir, grpcAddr, httpAddr, "--enroll-approval", "known")
+	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
+	caFile := filepath.Join(dataDir, "ca.pem")
+	export := filepath.Join(dir, "serials.csv")
+	if err := os.WriteFile(export, []byte("VICTIM0001\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cli(t, "devices", "import", "--data-dir", dataDir, export)
+	const victim = "66666666-6666-4666-8666-666666666666"
+
+	attacker, err := protoagent.New(v.grpcAddr, v.rootPEM(), victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attacker.Facts.SerialNumber = "UNLISTED01"
+	ask := func(want string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := attacker.Enroll(ctx, secret)
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(status.Convert(err).Message(), want) {
+			t.Fatalf("the attacker's request: %v, want it to wait (%s)", err, want)
+		}
+	}
+	ask("unknown_serial")
+	early := waitPending(t, v, "unknown_serial")
+
+	startMac(t, filepath.Join(dir, "real"), grpcAddr, caFile, secret, victim, "VICTIM0001", "")
+	var deviceID, realKey string
+	waitUntil(t, "the real Mac reporting", within, func() bool {
+		c, ctx := v.admin()
+		resp, err := c.ListDevices(ctx, &adminv1.ListDevicesRequest{})
+		if err != nil || len(resp.GetDevices()) != 1 || resp.GetDevices()[0].GetLastSeq() == 0 {
+			return false
+		}
+		deviceID, realKey = resp.GetDevices()[0].GetDeviceId(), resp.GetDevices()[0].GetKeyFingerprint()
+		return true
+	})
+	if out := cliFails(t, "devices", "approve", "--data-dir", dataDir, early.GetRequestId()); !strings.Contains(out, "enrolled or changed key") {
+		t.Errorf("approving the stale request: %s", out)
+	}
+	if d := v.device(t, deviceID).GetDevice(); d.GetKeyFingerprint() != realKey {
+		t.Fatalf("the real Mac's key changed: %v", d)
+	}
+
+	// Asked again, the request names the device and its current key.
+	ask("unproven_key")
+	out := cli(t, "devices", "pending", "--data-dir", dataDir)
+	if !strings.Contains(out, deviceID+" key "+realKey[:16]) || strings.Contains(out, "(new)") {
+		t.Errorf("devices pending after the Mac enrolled:\n%s", out)
+	}
+	if out := cli(t, "devices", "reject", "--data-dir", dataDir, "--all-from", "127.0.0.1"); !strings.Contains(out, "rejected: request") {
+		t.Errorf("devices reject --all-from: %s", out)
+	}
+	if p := pending(t, v); len(p) != 0 {
+		t.Errorf("requests after rejecting all from the address: %v", p)
+	}
+	seq := v.device(t, deviceID).GetDevice().GetLastSeq()
+	waitDevice(t, v, "the real Mac reporting on", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetLastSeq() > seq && g.GetDevice().GetKeyFingerprint() == realKey
+	})
+}

@@ -75,7 +75,9 @@ func (s *Server) ApproveEnrollment(ctx context.Context, req *adminv1.ApproveEnro
 	now := s.now()
 	p, err := s.Store.GetPendingEnrollment(ctx, req.GetRequestId())
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, status.Errorf(codes.NotFound, "no enrollment request %q", req.GetRequestId())
+		// Requests are removed once answered, and also when their Mac
+		// enrolls or changes key: they were about a state that is gone.
+		return nil, status.Errorf(codes.NotFound, "no enrollment request %q: it was answered, expired, or its Mac enrolled or changed key after it was made (the request was stale and was removed); see 'devices pending'", req.GetRequestId())
 	}
 	if err != nil {
 		return nil, s.internal("reading enrollment request", err)
@@ -89,6 +91,8 @@ func (s *Server) ApproveEnrollment(ctx context.Context, req *adminv1.ApproveEnro
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return nil, status.Errorf(codes.NotFound, "no enrollment request %q", req.GetRequestId())
+	case errors.Is(err, storage.ErrRequestStale):
+		return nil, status.Errorf(codes.FailedPrecondition, "this Mac (hardware UUID %s) enrolled or changed key after request %s was made; the request is stale and was removed. If the Mac still asks, its new request shows the current state", p.HardwareUUID, p.ID)
 	case errors.Is(err, storage.ErrRequestRejected):
 		return nil, status.Errorf(codes.FailedPrecondition, "enrollment request %s was rejected; the agent must ask again with another key", p.ID)
 	case errors.Is(err, storage.ErrSecretRevoked):
@@ -144,7 +148,9 @@ func (s *Server) ImportKnownDevices(ctx context.Context, req *adminv1.ImportKnow
 	ds := make([]storage.KnownDevice, 0, n)
 	seen := map[string]bool{}
 	for i, d := range req.GetDevices() {
-		serial := storage.CanonicalSerial(d.GetSerialNumber())
+		// Trimmed and upper-cased (ASCII only: Unicode case mapping would
+		// turn look-alikes such as ı into ASCII letters).
+		serial := upperASCII(strings.TrimSpace(d.GetSerialNumber()))
 		if err := knownlist.ValidSerial(serial); err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "devices[%d]: %v", i, err)
 		}
@@ -167,8 +173,13 @@ func (s *Server) ImportKnownDevices(ctx context.Context, req *adminv1.ImportKnow
 }
 
 func pendingProto(p storage.PendingEnrollment) *adminv1.PendingEnrollment {
+	deviceKey := ""
+	if len(p.DeviceKey) > 0 {
+		deviceKey = enroll.KeyFingerprint(p.DeviceKey)
+	}
 	return &adminv1.PendingEnrollment{
-		RequestId: p.ID,
+		DeviceKeyFingerprint: deviceKey,
+		RequestId:            p.ID,
 		Facts: &agentv1.DeviceFacts{
 			HardwareUuid: p.HardwareUUID, SerialNumber: p.SerialNumber, Model: p.Model, OsName: p.OSName,
 			OsVersion: p.OSVersion, Hostname: p.Hostname, Platform: p.Platform, AgentVersion: p.AgentVersion,
@@ -183,4 +194,15 @@ func pendingProto(p storage.PendingEnrollment) *adminv1.PendingEnrollment {
 		KeyFingerprint: enroll.KeyFingerprint(p.PublicKey),
 		RejectedAt:     ts(p.RejectedAt),
 	}
+}
+
+// upperASCII upper-cases ASCII letters only.
+func upperASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -19,6 +20,7 @@ import (
 	"github.com/clearance/clearance/verifier/hub"
 	"github.com/clearance/clearance/verifier/ingest"
 	"github.com/clearance/clearance/verifier/metrics"
+	"github.com/clearance/clearance/verifier/ratelimit"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -46,7 +48,19 @@ type Server struct {
 	// BrowserCertGrace is how long a Mac's older browser certificates keep
 	// counting once its agent reports a newer one (browser-cert-grace).
 	BrowserCertGrace time.Duration
+
+	// refusedLog samples the log lines of refused enrollments, which
+	// anyone who can reach the port can cause: one sample per outcome
+	// label (a fixed set), so that a flood of one kind does not hide
+	// another.
+	refusedMu  sync.Mutex
+	refusedLog map[string]*ratelimit.Sample
 }
+
+// refusedLogEvery is how often a refused enrollment is logged at warn; the
+// others are logged at debug and counted in the next warn line (and all in
+// clearance_enrollments_total).
+const refusedLogEvery = 10 * time.Second
 
 var _ agentv1.AgentServiceServer = (*Server)(nil)
 
@@ -90,7 +104,15 @@ func (s *Server) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agent
 	resp, outcome, err := s.Enroller.Enroll(ctx, req)
 	s.Metrics.Enrollment(outcome)
 	if err != nil {
-		s.log().Warn("enrollment refused", "reason", outcome, "hardware_uuid", req.GetFacts().GetHardwareUuid(), "err", status.Convert(err).Message())
+		// Everything here is the sender's choice: each value clipped, and
+		// a flood logged as a line every refusedLogEvery with a count.
+		attrs := []any{"reason", outcome, "hardware_uuid", ratelimit.Clip(req.GetFacts().GetHardwareUuid()),
+			"err", ratelimit.Clip(status.Convert(err).Message())}
+		if ok, skipped := s.refusedSample(outcome).Take(s.now()); ok {
+			s.log().Warn("enrollment refused", append(attrs, "others_not_logged", skipped)...)
+		} else {
+			s.log().Debug("enrollment refused", attrs...)
+		}
 		return nil, err
 	}
 	// Only an enrolled device's clock is worth a line.
@@ -99,6 +121,20 @@ func (s *Server) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agent
 		s.endReplacedStreams(ctx, resp.GetDeviceId())
 	}
 	return resp, nil
+}
+
+func (s *Server) refusedSample(outcome string) *ratelimit.Sample {
+	s.refusedMu.Lock()
+	defer s.refusedMu.Unlock()
+	if s.refusedLog == nil {
+		s.refusedLog = map[string]*ratelimit.Sample{}
+	}
+	sm := s.refusedLog[outcome]
+	if sm == nil {
+		sm = &ratelimit.Sample{Every: refusedLogEvery}
+		s.refusedLog[outcome] = sm
+	}
+	return sm
 }
 
 // endReplacedStreams ends the device's streams that hold a key other than

@@ -13,7 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"regexp"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -29,6 +32,7 @@ import (
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/ca"
 	"github.com/clearance/clearance/verifier/printable"
+	"github.com/clearance/clearance/verifier/ratelimit"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -68,10 +72,21 @@ const (
 	PendingUnprovenKey   = "unproven_key"
 	PendingUnknownSerial = "unknown_serial"
 	PendingManual        = "manual"
+	// PendingSerialEnrolled: the serial is on the known list, but an
+	// enrolled device already has it.
+	PendingSerialEnrolled = "serial_enrolled"
 )
 
-// Default bounds on the requests that wait at once.
-var DefaultPendingLimits = storage.PendingLimits{PerDevice: 4, Total: 10000}
+// Default bounds on the requests that wait at once (storage.PendingLimits):
+// 4 per Mac, 50 per source address (an IPv6 /64), 10,000 in all; a new
+// request over a bound evicts the oldest the bound counts. A request not
+// asked again for 14 days is removed (a waiting agent asks every 30
+// seconds).
+var DefaultPendingLimits = storage.PendingLimits{PerDevice: 4, PerSource: 50, Total: 10000, MaxAge: DefaultPendingMaxAge}
+
+// DefaultPendingMaxAge is how long a request waits without being asked
+// again before it is removed.
+const DefaultPendingMaxAge = 14 * 24 * time.Hour
 
 // DefaultRetryAfter is the poll interval the verifier suggests to an agent
 // whose request waits.
@@ -94,13 +109,30 @@ type Service struct {
 	RetryAfter time.Duration
 	Now        func() time.Time
 	Logger     *slog.Logger
+
+	// pendingLog samples the log lines of new waiting requests: anyone
+	// with a secret can make them.
+	pendingLog     ratelimit.Sample
+	pendingLogOnce sync.Once
 }
+
+// pendingLogEvery is how often a new waiting request is logged at warn; the
+// others in between are logged at debug, and counted in the next line.
+const pendingLogEvery = 10 * time.Second
 
 func (s *Service) now() time.Time {
 	if s.Now != nil {
 		return s.Now()
 	}
 	return time.Now()
+}
+
+// Limits are the bounds in force on waiting requests.
+func (s *Service) Limits() storage.PendingLimits {
+	if s.PendingLimits == (storage.PendingLimits{}) {
+		return DefaultPendingLimits
+	}
+	return s.PendingLimits
 }
 
 func (s *Service) lifetime() time.Duration {
@@ -142,8 +174,14 @@ func secretRefusal(err error) (string, error, bool) {
 func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agentv1.EnrollResponse, string, error) {
 	now := s.now()
 
-	// 1. The secret: unknown and wrong look the same from outside.
+	// 1. The secret: unknown and wrong look the same from outside. One
+	// that expired or ran out still serves the holder of the device's
+	// current key (step 5); anything else it refuses.
 	secret, err := CheckSecret(ctx, s.Store, req.GetEnrollSecret(), now)
+	lapsed := err
+	if errors.Is(err, ErrSecretExpired) || errors.Is(err, ErrSecretExhausted) {
+		err = nil
+	}
 	if outcome, st, ok := secretRefusal(err); ok {
 		return nil, outcome, st
 	} else if err != nil {
@@ -171,11 +209,21 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 	facts.HardwareUuid = storage.CanonicalHardwareUUID(facts.GetHardwareUuid())
 	key := ca.CSRPublicKeyDER(csr)
 
-	// 4. Admission. Known hardware keeps its device id and history, and
+	// 4. A key the security team rejected for this Mac is refused before
+	// anything could admit it (storage refuses it again at the commit).
+	switch p, err := s.Store.FindEnrollmentRequest(ctx, facts.GetHardwareUuid(), key); {
+	case err == nil && p.Rejected():
+		return nil, "rejected", rejectedStatus(p.ID)
+	case err != nil && !errors.Is(err, storage.ErrNotFound):
+		return nil, "internal", s.internal("looking up enrollment requests", err)
+	}
+
+	// 5. Admission. Known hardware keeps its device id and history, and
 	// its key is replaced only on proof of the current one: a CSR for that
-	// key (a lost certificate) or the current key's signature over this
-	// CSR (a rotation). Anything else waits for the security team, and
-	// the current enrollment keeps working meanwhile. A new device is
+	// key (a lost certificate, or the approved key collecting its
+	// certificate) or the current key's signature over this CSR (a
+	// rotation). Anything else waits for the security team, and the
+	// current enrollment keeps working meanwhile. A new device is
 	// admitted by policy.
 	deviceID, reenroll, proof := "", false, ""
 	checked := &storage.Checked{}
@@ -188,24 +236,35 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		checked.Key = existing.PublicKey
 		switch {
 		case bytes.Equal(key, existing.PublicKey):
-			proof = "same_key"
+			// The key holder: an expired or used-up secret is no reason
+			// to refuse it (nor does it spend a use).
+			proof, lapsed = "same_key", nil
+		case lapsed != nil:
 		case len(req.GetKeyProof()) > 0 && keyrotation.Verify(existing.PublicKey, req.GetCsr(), req.GetKeyProof()) == nil:
 			proof = "rotation"
 		default:
-			return s.pend(ctx, req, facts, key, secret, existing.ID, PendingUnprovenKey, now)
+			return s.pend(ctx, facts, key, secret, existing, PendingUnprovenKey, now)
 		}
 	case errors.Is(err, storage.ErrNotFound):
+		if lapsed != nil {
+			break
+		}
 		deviceID = NewDeviceID()
-		if reason, err := s.admitNew(ctx, facts); err != nil {
+		reason, serial, err := s.admitNew(ctx, facts)
+		if err != nil {
 			return nil, "internal", s.internal("checking the known device list", err)
 		} else if reason != "" {
-			return s.pend(ctx, req, facts, key, secret, "", reason, now)
+			return s.pend(ctx, facts, key, secret, storage.Device{}, reason, now)
 		}
+		checked.Serial = serial
 	default:
 		return nil, "internal", s.internal("looking up hardware UUID", err)
 	}
+	if outcome, st, ok := secretRefusal(lapsed); ok {
+		return nil, outcome, st
+	}
 
-	// 5. Issue, then commit device, certificate and audit in one transaction.
+	// 6. Issue, then commit device, certificate and audit in one transaction.
 	cert, err := s.CA.IssueDeviceCert(csr, deviceID, s.lifetime())
 	if err != nil {
 		return nil, "internal", s.internal("issuing device certificate", err)
@@ -214,7 +273,7 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 	if reenroll {
 		action = "device.reenroll"
 	}
-	detail := fmt.Sprintf("hardware UUID %s, serial %s, enroll secret %s, certificate %s", facts.GetHardwareUuid(), facts.GetSerialNumber(), secret.ID, ca.SerialHex(cert))
+	detail := fmt.Sprintf("hardware UUID %s, serial %q, enroll secret %s, certificate %s", facts.GetHardwareUuid(), ratelimit.Clip(facts.GetSerialNumber()), secret.ID, ca.SerialHex(cert))
 	if proof != "" {
 		detail += ", proof " + proof
 	}
@@ -246,7 +305,9 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 	switch {
 	case errors.Is(err, storage.ErrDeviceRevoked):
 		return nil, "revoked_device", status.Errorf(codes.PermissionDenied, "device with hardware UUID %s is revoked and cannot re-enroll", facts.GetHardwareUuid())
-	case errors.Is(err, storage.ErrKeyReplaced), errors.Is(err, storage.ErrNotFound):
+	case errors.Is(err, storage.ErrRequestRejected):
+		return nil, "rejected", rejectedStatus("")
+	case errors.Is(err, storage.ErrKeyReplaced), errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrSerialEnrolled):
 		// The device appeared, or changed keys, between the check and the
 		// commit: the next request is decided afresh.
 		return nil, "conflict", status.Error(codes.Aborted, "this device's enrollment changed while the request was checked; retry")
@@ -273,42 +334,72 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 	}, outcome, nil
 }
 
-// admitNew returns "" when policy admits a new device, else why it waits.
-func (s *Service) admitNew(ctx context.Context, facts *agentv1.DeviceFacts) (string, error) {
+// admitNew returns "" when policy admits a new device, else why it waits;
+// under AdmitKnown, also the canonical serial it was admitted on.
+func (s *Service) admitNew(ctx context.Context, facts *agentv1.DeviceFacts) (reason, serial string, err error) {
 	switch s.Admission {
 	case AdmitAuto, "":
-		return "", nil
+		return "", "", nil
 	case AdmitKnown:
+		// Only an exact Apple-style serial (letters and digits) can match:
+		// spaces, punctuation and look-alike characters never do.
 		serial := storage.CanonicalSerial(facts.GetSerialNumber())
 		if serial == "" {
-			return PendingUnknownSerial, nil
+			return PendingUnknownSerial, "", nil
 		}
 		_, err := s.Store.GetKnownDevice(ctx, serial)
 		switch {
-		case err == nil:
-			return "", nil
 		case errors.Is(err, storage.ErrNotFound):
-			return PendingUnknownSerial, nil
+			return PendingUnknownSerial, "", nil
+		case err != nil:
+			return "", "", err
+		}
+		// A listed serial admits one Mac: another machine claiming the
+		// serial of an enrolled one waits for the security team.
+		_, err = s.Store.GetDeviceBySerial(ctx, serial)
+		switch {
+		case err == nil:
+			return PendingSerialEnrolled, "", nil
+		case errors.Is(err, storage.ErrNotFound):
+			return "", serial, nil
 		default:
-			return "", err
+			return "", "", err
 		}
 	default:
 		// AdmitManual, and anything unexpected: fail closed.
-		return PendingManual, nil
+		return PendingManual, "", nil
 	}
 }
 
+func rejectedStatus(requestID string) error {
+	if requestID == "" {
+		return status.Error(codes.PermissionDenied, "the security team rejected this key for this Mac; it cannot enroll")
+	}
+	return status.Errorf(codes.PermissionDenied, "enrollment request %s was rejected by the security team; this key cannot enroll", requestID)
+}
+
+// sourceOf is the request's peer address (without its port) and the
+// network the per-source limit counts it under.
+func sourceOf(ctx context.Context) (addr, network string) {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return "", ""
+	}
+	addr = p.Addr.String()
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		addr = host
+	}
+	if a, err := netip.ParseAddr(addr); err == nil {
+		return addr, ratelimit.Key(a).String()
+	}
+	return addr, addr
+}
+
 // pend records (or refreshes) the request as waiting for approval and
-// answers with the status that says so.
-func (s *Service) pend(ctx context.Context, req *agentv1.EnrollRequest, facts *agentv1.DeviceFacts, key []byte, secret storage.EnrollSecret, deviceID, reason string, now time.Time) (*agentv1.EnrollResponse, string, error) {
-	source := ""
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		source = p.Addr.String()
-	}
-	limits := s.PendingLimits
-	if limits == (storage.PendingLimits{}) {
-		limits = DefaultPendingLimits
-	}
+// answers with the status that says so. dev is the device that holds the
+// hardware UUID (zero for none): the state the request is made against.
+func (s *Service) pend(ctx context.Context, facts *agentv1.DeviceFacts, key []byte, secret storage.EnrollSecret, dev storage.Device, reason string, now time.Time) (*agentv1.EnrollResponse, string, error) {
+	source, network := sourceOf(ctx)
 	p, err := s.Store.RequestEnrollment(ctx, storage.PendingEnrollment{
 		ID:            NewDeviceID(),
 		HardwareUUID:  facts.GetHardwareUuid(),
@@ -321,18 +412,21 @@ func (s *Service) pend(ctx context.Context, req *agentv1.EnrollRequest, facts *a
 		AgentVersion:  facts.GetAgentVersion(),
 		PublicKey:     key,
 		SecretID:      secret.ID,
-		DeviceID:      deviceID,
+		DeviceID:      dev.ID,
+		DeviceKey:     dev.PublicKey,
 		Reason:        reason,
 		Source:        source,
+		SourceNet:     network,
 		LastRequestAt: now,
-	}, limits, storage.AuditEvent{At: now, Actor: "agent", Action: "device.enroll_pending", DeviceID: deviceID,
-		Detail: fmt.Sprintf("hardware UUID %s, serial %s, enroll secret %s, reason %s, key %s, from %s",
-			facts.GetHardwareUuid(), facts.GetSerialNumber(), secret.ID, reason, KeyFingerprint(key), source)})
+	}, s.Limits(), storage.AuditEvent{At: now, Actor: "agent", Action: "device.enroll_pending", DeviceID: dev.ID,
+		Detail: fmt.Sprintf("hardware UUID %s, serial %q, enroll secret %s, reason %s, key %s, from %s",
+			facts.GetHardwareUuid(), ratelimit.Clip(facts.GetSerialNumber()), secret.ID, reason, KeyFingerprint(key), source)})
 	switch {
 	case errors.Is(err, storage.ErrRequestRejected):
-		return nil, "rejected", status.Errorf(codes.PermissionDenied, "enrollment request %s was rejected by the security team; this key cannot enroll", p.ID)
+		return nil, "rejected", rejectedStatus(p.ID)
+	case errors.Is(err, storage.ErrKeyReplaced):
+		return nil, "conflict", status.Error(codes.Aborted, "this device's enrollment changed while the request was checked; retry")
 	case errors.Is(err, storage.ErrTooManyPending):
-		s.log().Warn("enrollment request not recorded", "reason", "too_many_pending", "hardware_uuid", facts.GetHardwareUuid(), "source", source)
 		return nil, "too_many_pending", status.Error(codes.ResourceExhausted, "too many enrollment requests wait for approval; try again later")
 	case err != nil:
 		return nil, "internal", s.internal("recording enrollment request", err)
@@ -342,8 +436,15 @@ func (s *Service) pend(ctx context.Context, req *agentv1.EnrollRequest, facts *a
 		retry = DefaultRetryAfter
 	}
 	if p.Requests == 1 {
-		s.log().Warn("enrollment waits for approval", "request_id", p.ID, "reason", reason, "device_id", deviceID,
-			"hardware_uuid", p.HardwareUUID, "serial", p.SerialNumber, "secret_id", secret.ID, "source", source, "key_fingerprint", KeyFingerprint(key))
+		s.pendingLogOnce.Do(func() { s.pendingLog.Every = pendingLogEvery })
+		attrs := []any{"request_id", p.ID, "reason", reason, "device_id", dev.ID,
+			"hardware_uuid", p.HardwareUUID, "serial", ratelimit.Clip(p.SerialNumber), "hostname", ratelimit.Clip(p.Hostname),
+			"secret_id", secret.ID, "source", source, "key_fingerprint", KeyFingerprint(key)}
+		if ok, skipped := s.pendingLog.Take(s.now()); ok {
+			s.log().Warn("enrollment waits for approval", append(attrs, "others_not_logged", skipped)...)
+		} else {
+			s.log().Debug("enrollment waits for approval", attrs...)
+		}
 	}
 	st, err := status.New(codes.FailedPrecondition,
 		fmt.Sprintf("enrollment waits for approval by the security team (request %s, %s)", p.ID, reason)).

@@ -109,8 +109,10 @@ func CreateSecret(ctx context.Context, store storage.SecretStore, description st
 }
 
 // CheckSecret returns the record of a presented secret if it is valid at
-// now: not revoked, not expired, not used up. Storage checks the last two
-// again when the enrollment commits.
+// now: not revoked, not expired, not used up. Storage checks them again
+// when the enrollment commits. A secret that is right but expired or used
+// up is returned with ErrSecretExpired or ErrSecretExhausted: the holder of
+// a device's current key may still re-enroll with it.
 func CheckSecret(ctx context.Context, store storage.SecretStore, presented string, now time.Time) (storage.EnrollSecret, error) {
 	id, _, ok := strings.Cut(presented, ".")
 	if !ok || len(id) != 16 || len(presented) > 128 {
@@ -131,9 +133,9 @@ func CheckSecret(ctx context.Context, store storage.SecretStore, presented strin
 	case rec.Revoked():
 		return storage.EnrollSecret{}, ErrSecretRevoked
 	case rec.Expired(now):
-		return storage.EnrollSecret{}, ErrSecretExpired
+		return rec, ErrSecretExpired
 	case rec.Exhausted():
-		return storage.EnrollSecret{}, ErrSecretExhausted
+		return rec, ErrSecretExhausted
 	}
 	return rec, nil
 }

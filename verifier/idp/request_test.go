@@ -3,10 +3,13 @@ package idp
 import (
 	"bytes"
 	"compress/flate"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
+	"math/big"
 	"net/url"
 	"regexp"
 	"slices"

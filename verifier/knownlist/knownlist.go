@@ -139,7 +139,14 @@ func Parse(r io.Reader) ([]Entry, Summary, error) {
 			sum.Blank++
 			return nil
 		}
-		serial := strings.ToUpper(raw)
+		// ASCII letters only: Unicode case mapping would turn look-alikes
+		// (ı, ſ) into ASCII letters that ValidSerial then accepts.
+		serial := strings.Map(func(r rune) rune {
+			if 'a' <= r && r <= 'z' {
+				return r - 'a' + 'A'
+			}
+			return r
+		}, raw)
 		if err := ValidSerial(serial); err != nil {
 			return fmt.Errorf("line %d: %w", line, err)
 		}

@@ -109,6 +109,8 @@ func TestRefused(t *testing.T) {
 		"too long":               {"Serial Number\n" + strings.Repeat("A", MaxSerialLen+1) + "\n", "line 2: serial number"},
 		"one character":          {"Serial Number\nC\n", "must be 2 to 64"},
 		"non-ASCII serial":       {"Serial Number\nC02ZK1ÄMD6R\n", "line 2: serial number"},
+		"dotless i look-alike":   {"Serial Number\nc02zk1\u0131md6r\n", "line 2: serial number"},
+		"long s look-alike":      {"Serial Number\nc02zk1\u017fmd6r\n", "line 2: serial number"},
 		"hostile name":           {"Serial Number,Computer Name\nC02ZK1AAMD6R,\"evil\x1b]0;pwned\x07\"\n", "line 2: device name"},
 		"oversized name":         {"Serial Number,Computer Name\nC02ZK1AAMD6R," + strings.Repeat("n", MaxNameLen+1) + "\n", "line 2: device name is 256 bytes"},
 		"not UTF-8":              {"Serial Number\nC02ZK1AAMD6R\n\xff\xfe\n", "line 3: not UTF-8"},

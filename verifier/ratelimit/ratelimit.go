@@ -2,7 +2,8 @@
 // work: a token bucket per client address, kept in a table of bounded size;
 // the client address of an HTTP request (from a trusted proxy's
 // X-Forwarded-For); the HTTP middleware that answers 429 on the sign-in
-// listener; and the sampling that keeps log lines about floods few.
+// listener; and the sampling and clipping that keep log lines about floods
+// few and short.
 package ratelimit
 
 import (
@@ -157,4 +158,16 @@ func (s *Sample) Take(now time.Time) (ok bool, skipped int) {
 	skipped, s.skipped = s.skipped, 0
 	s.next = now.Add(s.Every)
 	return true, skipped
+}
+
+// MaxLoggedField bounds a sender-chosen string in a log line.
+const MaxLoggedField = 64
+
+// Clip bounds a sender-chosen string for the log, so that a request cannot
+// make its refusal's log line as large as the request.
+func Clip(s string) string {
+	if len(s) > MaxLoggedField {
+		return s[:MaxLoggedField] + "…"
+	}
+	return s
 }

@@ -377,3 +377,14 @@ func TestSample(t *testing.T) {
 		t.Errorf("after the interval: %v, %d left out; want true, 5", ok, skipped)
 	}
 }
+
+func TestClip(t *testing.T) {
+	t.Parallel()
+	if got := Clip("short"); got != "short" {
+		t.Errorf("Clip(short) = %q", got)
+	}
+	long := strings.Repeat("A", 500<<10)
+	if got := Clip(long); len(got) > MaxLoggedField+len("…") || !strings.HasPrefix(got, "AAAA") {
+		t.Errorf("Clip of 500 KiB = %d bytes", len(got))
+	}
+}

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/clearance/clearance/internal/protoagent"
@@ -74,7 +75,7 @@ func TestUnprovenReenrollmentWaits(t *testing.T) {
 		t.Fatalf("ListPendingEnrollments: %v %v", list, err)
 	}
 	p := list.GetPending()[0]
-	if p.GetDeviceId() != a.DeviceID || p.GetRequests() != 2 || !strings.HasPrefix(p.GetSource(), "127.0.0.1:") || p.GetKeyFingerprint() == dev.GetDevice().GetKeyFingerprint() {
+	if p.GetDeviceId() != a.DeviceID || p.GetRequests() != 2 || p.GetSource() != "127.0.0.1" || p.GetDeviceKeyFingerprint() != dev.GetDevice().GetKeyFingerprint() || p.GetKeyFingerprint() == dev.GetDevice().GetKeyFingerprint() {
 		t.Fatalf("pending request = %v", p)
 	}
 
@@ -194,6 +195,11 @@ func TestApprovalAdminBadInput(t *testing.T) {
 				{SerialNumber: "C02GOOD001"}, {SerialNumber: "=cmd|' /C calc'!A0"}}})
 			return err
 		}, codes.InvalidArgument, "devices[1]: serial number"},
+		{"import a look-alike serial", func() error {
+			_, err := h.admin.ImportKnownDevices(ctx, &adminv1.ImportKnownDevicesRequest{Devices: []*adminv1.KnownDevice{
+				{SerialNumber: "c02good00\u0131"}}})
+			return err
+		}, codes.InvalidArgument, "devices[0]: serial number"},
 		{"import control characters in a name", func() error {
 			_, err := h.admin.ImportKnownDevices(ctx, &adminv1.ImportKnownDevicesRequest{Devices: []*adminv1.KnownDevice{
 				{SerialNumber: "C02GOOD001", Name: "a\x1b[2Jb"}}})
@@ -260,6 +266,299 @@ func TestRevokedSecretNamesItsDevices(t *testing.T) {
 	}
 	_, err = protoagentEnroll(h, resp.GetSecret())
 	checkStatus(t, err, codes.Unauthenticated, "revoked")
+}
+
+// pendingOf is the one waiting request, or fails.
+func pendingOf(t *testing.T, h *harness) *adminv1.PendingEnrollment {
+	t.Helper()
+	list, err := h.admin.ListPendingEnrollments(h.ctx(), &adminv1.ListPendingEnrollmentsRequest{})
+	if err != nil || len(list.GetPending()) != 1 {
+		t.Fatalf("ListPendingEnrollments: want one request, got %v %v", list, err)
+	}
+	return list.GetPending()[0]
+}
+
+func newAgent(t *testing.T, h *harness, hardwareUUID string) *protoagent.Agent {
+	t.Helper()
+	a, err := protoagent.New(h.addr, h.rootPEM, hardwareUUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestStaleRequestNeverApproved: a request made before the Mac enrolled,
+// or against a key the Mac has since changed, can no longer be approved:
+// approving it would hand the Mac's device id to a key the security team
+// read about another state. The same key asking again shows the state as
+// it is.
+func TestStaleRequestNeverApproved(t *testing.T) {
+	t.Parallel()
+	h := startWith(t, func(c *config.Config) { c.EnrollApproval = config.EnrollKnown })
+	secret := h.secret()
+	if _, err := h.admin.ImportKnownDevices(h.ctx(), &adminv1.ImportKnownDevicesRequest{
+		Devices: []*adminv1.KnownDevice{{SerialNumber: "C02TEST0001"}}, Source: "test",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	victim := nextUUID()
+
+	// 1. Before the Mac enrolls, someone asks as it with an unlisted serial.
+	attacker := newAgent(t, h, victim)
+	attacker.Facts.SerialNumber = "C02OTHER99"
+	_, err := attacker.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "unknown_serial")
+	early := pendingOf(t, h)
+	if early.GetDeviceId() != "" {
+		t.Fatalf("early request names device %q", early.GetDeviceId())
+	}
+
+	// 2. The Mac enrolls (its serial is listed).
+	mac := newAgent(t, h, victim)
+	if _, err := mac.Enroll(h.ctx(), secret); err != nil {
+		t.Fatal(err)
+	}
+	before := h.dump()
+	_, err = h.admin.ApproveEnrollment(h.ctx(), &adminv1.ApproveEnrollmentRequest{RequestId: early.GetRequestId()})
+	checkStatus(t, err, codes.NotFound, "enrolled or changed key")
+	if after := h.dump(); after != before {
+		t.Errorf("the refused approval changed the store:\n%s\n---\n%s", before, after)
+	}
+	list, err := h.admin.ListPendingEnrollments(h.ctx(), &adminv1.ListPendingEnrollmentsRequest{})
+	if err != nil || len(list.GetPending()) != 0 {
+		t.Fatalf("requests after the Mac enrolled: %v %v", list, err)
+	}
+
+	// 3. The attacker asks again: an unproven key for the Mac's device,
+	// shown as such.
+	_, err = attacker.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "unproven_key")
+	dev, err := h.admin.GetDevice(h.ctx(), &adminv1.GetDeviceRequest{DeviceId: mac.DeviceID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pendingOf(t, h)
+	if p.GetDeviceId() != mac.DeviceID || p.GetDeviceKeyFingerprint() != dev.GetDevice().GetKeyFingerprint() || p.GetReason() != "unproven_key" {
+		t.Fatalf("request after the Mac enrolled = %v", p)
+	}
+
+	// 4. The Mac rotates its key with proof: the request made against the
+	// old key is gone and cannot be approved.
+	rotated := newAgent(t, h, victim)
+	if _, err := rotated.EnrollRotating(h.ctx(), secret, mac.Key); err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.admin.ApproveEnrollment(h.ctx(), &adminv1.ApproveEnrollmentRequest{RequestId: p.GetRequestId()})
+	checkStatus(t, err, codes.NotFound, "enrolled or changed key")
+	if _, err := rotated.Connect(h.ctx()); err != nil {
+		t.Fatalf("the rotated key after the refused approval: %v", err)
+	}
+	_, err = attacker.Connect(h.ctx())
+	if err == nil {
+		t.Fatal("the attacker's key connected")
+	}
+}
+
+// TestFullQueueTakesTheGenuineRequest: whoever holds the secret fills a
+// Mac's waiting places with their own keys; the Mac's own request is still
+// recorded (in the place of the oldest), and can be approved.
+func TestFullQueueTakesTheGenuineRequest(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	secret := h.secret()
+	mac := h.enrolled(secret)
+	for range 6 {
+		_, err := newAgent(t, h, mac.Facts.GetHardwareUuid()).Enroll(h.ctx(), secret)
+		checkStatus(t, err, codes.FailedPrecondition, "unproven_key")
+		h.clock.Add(time.Second)
+	}
+	reinstalled := newAgent(t, h, mac.Facts.GetHardwareUuid())
+	_, err := reinstalled.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "unproven_key")
+	var detail *agentv1.EnrollmentPending
+	for _, d := range statusDetails(err) {
+		if p, ok := d.(*agentv1.EnrollmentPending); ok {
+			detail = p
+		}
+	}
+	list, err := h.admin.ListPendingEnrollments(h.ctx(), &adminv1.ListPendingEnrollmentsRequest{})
+	if err != nil || len(list.GetPending()) != 4 {
+		t.Fatalf("waiting requests: %v %v; want the 4 places full", list, err)
+	}
+	if _, err := h.admin.ApproveEnrollment(h.ctx(), &adminv1.ApproveEnrollmentRequest{RequestId: detail.GetRequestId()}); err != nil {
+		t.Fatalf("approving the genuine request: %v", err)
+	}
+	if _, err := reinstalled.Enroll(h.ctx(), secret); err != nil || reinstalled.DeviceID != mac.DeviceID {
+		t.Fatalf("the approved Mac: %v, device %s", err, reinstalled.DeviceID)
+	}
+}
+
+// TestKnownSerialAdmitsOneMac: under known, a listed serial admits one
+// machine; another claiming it waits, and a serial that is not exactly
+// letters and digits never matches the list.
+func TestKnownSerialAdmitsOneMac(t *testing.T) {
+	t.Parallel()
+	h := startWith(t, func(c *config.Config) { c.EnrollApproval = config.EnrollKnown })
+	secret := h.secret()
+	if _, err := h.admin.ImportKnownDevices(h.ctx(), &adminv1.ImportKnownDevicesRequest{
+		Devices: []*adminv1.KnownDevice{{SerialNumber: "C02TEST0001"}, {SerialNumber: "C02VICTIM01"}}, Source: "test",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	h.enrolled(secret) // C02TEST0001
+	for _, tc := range []struct{ serial, reason string }{
+		{"C02TEST0001", "serial_enrolled"},
+		{"c02test0001", "serial_enrolled"},
+		{" c02victim01 ", "unknown_serial"},
+		{"C02V\u0131CTIM01", "unknown_serial"}, // dotless ı
+		{"C02VICTIM01\u00a0", "unknown_serial"},
+		{"C02VICT\u0130M01", "unknown_serial"}, // dotted İ
+	} {
+		a := newAgent(t, h, nextUUID())
+		a.Facts.SerialNumber = tc.serial
+		_, err := a.Enroll(h.ctx(), secret)
+		if err == nil {
+			t.Errorf("serial %q enrolled; want it to wait (%s)", tc.serial, tc.reason)
+			continue
+		}
+		checkStatus(t, err, codes.FailedPrecondition, tc.reason)
+	}
+	// The exact serial still admits its Mac.
+	a := newAgent(t, h, nextUUID())
+	a.Facts.SerialNumber = "C02VICTIM01"
+	if _, err := a.Enroll(h.ctx(), secret); err != nil {
+		t.Fatalf("the listed Mac: %v", err)
+	}
+}
+
+// TestApprovalSpendsOneUse: an approved Mac collects its certificate even
+// when the approval spent the secret's last use, or the secret expired
+// since; the key holder re-enrolls likewise. Neither spends a use, and the
+// device keeps the secret that gave it its key.
+func TestApprovalSpendsOneUse(t *testing.T) {
+	t.Parallel()
+	h := startWith(t, func(c *config.Config) { c.EnrollApproval = config.EnrollManual })
+	resp, err := h.admin.CreateEnrollSecret(h.ctx(), &adminv1.CreateEnrollSecretRequest{MaxUses: 1, ExpiresIn: durationpb.New(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, secretID := resp.GetSecret(), resp.GetEnrollSecret().GetId()
+	a := newAgent(t, h, nextUUID())
+	_, err = a.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "manual")
+	if _, err := h.admin.ApproveEnrollment(h.ctx(), &adminv1.ApproveEnrollmentRequest{RequestId: pendingOf(t, h).GetRequestId()}); err != nil {
+		t.Fatal(err)
+	}
+	uses := func() uint32 {
+		t.Helper()
+		l, err := h.admin.ListEnrollSecrets(h.ctx(), &adminv1.ListEnrollSecretsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range l.GetEnrollSecrets() {
+			if s.GetId() == secretID {
+				return s.GetUses()
+			}
+		}
+		t.Fatal("secret not listed")
+		return 0
+	}
+	if u := uses(); u != 1 {
+		t.Fatalf("uses after the approval = %d, want 1", u)
+	}
+	if _, err := a.Enroll(h.ctx(), secret); err != nil {
+		t.Fatalf("the approved Mac collecting its certificate with a used-up secret: %v", err)
+	}
+	h.clock.Add(2 * time.Hour)
+	if _, err := a.Enroll(h.ctx(), secret); err != nil {
+		t.Fatalf("the key holder re-enrolling with an expired secret: %v", err)
+	}
+	if u := uses(); u != 1 {
+		t.Errorf("uses = %d, want 1 (the approval only)", u)
+	}
+	// Someone else with the lapsed secret gets nothing recorded.
+	_, err = newAgent(t, h, nextUUID()).Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.Unauthenticated, "expired")
+	// A same-key re-enrollment with another secret keeps the one that gave
+	// the device its key.
+	if _, err := a.Enroll(h.ctx(), h.secret()); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := h.admin.GetDevice(h.ctx(), &adminv1.GetDeviceRequest{DeviceId: a.DeviceID})
+	if err != nil || dev.GetDevice().GetEnrollSecretId() != secretID {
+		t.Fatalf("device secret after a same-key re-enrollment: %v %v; want %s", dev, err, secretID)
+	}
+}
+
+// TestRejectedKeyStaysOut: a key rejected for a Mac is refused whatever
+// would admit it: a listed serial, or a switch to auto.
+func TestRejectedKeyStaysOut(t *testing.T) {
+	t.Parallel()
+	h := startWith(t, func(c *config.Config) { c.EnrollApproval = config.EnrollKnown })
+	secret := h.secret()
+	if _, err := h.admin.ImportKnownDevices(h.ctx(), &adminv1.ImportKnownDevicesRequest{
+		Devices: []*adminv1.KnownDevice{{SerialNumber: "C02TEST0001"}}, Source: "test",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	a := newAgent(t, h, nextUUID())
+	a.Facts.SerialNumber = "C02OTHER99"
+	_, err := a.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "unknown_serial")
+	p := pendingOf(t, h)
+	if _, err := h.admin.RejectEnrollment(h.ctx(), &adminv1.RejectEnrollmentRequest{RequestId: p.GetRequestId()}); err != nil {
+		t.Fatal(err)
+	}
+	a.Facts.SerialNumber = "C02TEST0001"
+	before := h.dump()
+	_, err = a.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.PermissionDenied, "rejected")
+	if after := h.dump(); after != before {
+		t.Errorf("the rejected key's enrollment changed the store:\n%s\n---\n%s", before, after)
+	}
+	// Another key for that Mac is a new question.
+	if _, err := newAgent(t, h, a.Facts.GetHardwareUuid()).Enroll(h.ctx(), secret); err != nil {
+		t.Fatalf("another key with the listed serial: %v", err)
+	}
+	_, err = a.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.PermissionDenied, "rejected")
+}
+
+// TestRefusedEnrollmentLogBounded: refused enrollments, which anyone who
+// reaches the port can send, log short lines, and a flood of them a line
+// now and then with a count.
+func TestRefusedEnrollmentLogBounded(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	a := newAgent(t, h, nextUUID())
+	csr, _ := protoagent.CSR(a.Key)
+	facts := proto.CloneOf(a.Facts)
+	facts.HardwareUuid = strings.Repeat("A", 100<<10)
+	facts.Hostname = strings.Repeat("h", 255)
+	before := len(h.logs.String())
+	for range 50 {
+		_, err := a.EnrollRaw(h.ctx(), &agentv1.EnrollRequest{EnrollSecret: "0000000000000000.nope", Csr: csr, Facts: facts})
+		checkStatus(t, err, codes.Unauthenticated, "not valid")
+	}
+	// With a valid secret, facts storage would refuse are the sender's
+	// error, sampled like the others, not an internal error per request.
+	secret := h.secret()
+	facts = proto.CloneOf(a.Facts)
+	facts.Hostname = "host\x00name"
+	for range 20 {
+		_, err := a.EnrollRaw(h.ctx(), &agentv1.EnrollRequest{EnrollSecret: secret, Csr: csr, Facts: facts})
+		checkStatus(t, err, codes.InvalidArgument, "control character U+0000")
+	}
+	logged := h.logs.String()[before:]
+	if strings.Contains(logged, "level=ERROR") {
+		t.Errorf("refused facts logged as errors:\n%.2000s", logged)
+	}
+	if n := len(logged); n > 4096 {
+		t.Errorf("50 refused enrollments logged %d bytes; want a few short lines:\n%.2000s", n, logged)
+	}
+	if !strings.Contains(logged, "enrollment refused") {
+		t.Errorf("no refusal logged at all:\n%s", logged)
+	}
 }
 
 func protoagentEnroll(h *harness, secret string) (*agentv1.EnrollResponse, error) {

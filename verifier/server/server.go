@@ -653,6 +653,7 @@ func (s *Server) sweep(ctx context.Context, log *slog.Logger) {
 		{"pending_sign_ins", s.Store.DeleteExpiredPendingSignIns, now},
 		{"sign_in_challenges", s.Store.DeleteExpiredSignInChallenges, now},
 		{"decisions", s.Store.DeleteDecisionsBefore, now.Add(-s.cfg.DecisionRetention)},
+		{"pending_enrollments", s.Store.DeleteExpiredEnrollmentRequests, now.Add(-enroll.DefaultPendingMaxAge)},
 	} {
 		if n, err := sw.run(ctx, sw.at); err != nil {
 			log.Warn("sweeping failed", "table", sw.what, "err", err)

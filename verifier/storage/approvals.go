@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"strings"
 	"time"
 )
 
@@ -27,12 +26,20 @@ type PendingEnrollment struct {
 	// SecretID is the enroll secret the latest request presented.
 	SecretID string
 	// DeviceID is the enrolled device whose key approval would replace,
-	// "" for a new device (as the latest request found it).
-	DeviceID string
+	// "" for a new device, and DeviceKey that device's key (PKIX DER, nil
+	// for a new device): the state the request was made against. Storage
+	// keeps them current: a waiting request whose device enrolled or
+	// changed keys since is removed, and an approval commits only if they
+	// still hold (else ErrRequestStale).
+	DeviceID  string
+	DeviceKey []byte
 	// Reason says why it waits (a word such as "unproven_key").
 	Reason string
-	// Source is the network address the latest request came from.
-	Source string
+	// Source is the network address the latest request came from, and
+	// SourceNet what the per-source limit counts it under (the address
+	// for IPv4, its /64 for IPv6).
+	Source    string
+	SourceNet string
 	// RequestedAt is the first request, LastRequestAt the latest;
 	// Requests counts them.
 	RequestedAt   time.Time
@@ -46,11 +53,19 @@ type PendingEnrollment struct {
 func (p PendingEnrollment) Rejected() bool { return !p.RejectedAt.IsZero() }
 
 // PendingLimits bound the requests that wait at once, so that whoever holds
-// a secret cannot fill the store: PerDevice for one hardware UUID, Total in
-// all. Rejected requests do not count. Zero: no limit.
+// a secret cannot fill the store: PerDevice for one hardware UUID,
+// PerSource for one SourceNet, Total in all. Rejected requests do not
+// count. A new request over a limit evicts the waiting request that limit
+// counts with the oldest LastRequestAt (for PerDevice, one from the same
+// SourceNet first), so a genuine agent that keeps asking is always
+// recorded, and a flood pushes out its own requests before anyone else's.
+// MaxAge removes waiting requests not asked again for that long. Zero: no
+// limit.
 type PendingLimits struct {
 	PerDevice int
+	PerSource int
 	Total     int
+	MaxAge    time.Duration
 }
 
 // Approval approves a pending request.
@@ -68,7 +83,8 @@ type Approval struct {
 // Macs (imported from the MDM's export): under the "known" admission
 // policy, a new device enrolls on its own only if its serial is listed.
 type KnownDevice struct {
-	// SerialNumber is canonical: upper case, no surrounding space.
+	// SerialNumber is upper case, no surrounding space; only those that
+	// are canonical (CanonicalSerial) can match a device.
 	SerialNumber string
 	// Name is the MDM's name for the device, for people ("" if none).
 	Name string
@@ -84,10 +100,18 @@ type ApprovalStore interface {
 	// request of the same hardware UUID and public key (its facts,
 	// secret, device, reason, source, LastRequestAt and Requests; its ID
 	// and RequestedAt stay), and returns the stored request. audit is
-	// appended only when a request is created. ErrRequestRejected, with
+	// appended only when a request is created, and not when it evicted a
+	// request of its own SourceNet (a flood churning through its places). ErrRequestRejected, with
 	// the stored request, if that request was rejected: nothing changes.
-	// ErrTooManyPending if a new request would pass limits.
+	// ErrKeyReplaced if p.DeviceID and p.DeviceKey are not the device
+	// that holds the hardware UUID now: the request was decided on a
+	// state that is gone. Waiting requests older than limits.MaxAge are
+	// removed first; a new request over a limit evicts another (see
+	// PendingLimits), and ErrTooManyPending only if none can be evicted.
 	RequestEnrollment(ctx context.Context, p PendingEnrollment, limits PendingLimits, audit AuditEvent) (PendingEnrollment, error)
+	// FindEnrollmentRequest returns the request, waiting or rejected, of
+	// a hardware UUID and public key, or ErrNotFound.
+	FindEnrollmentRequest(ctx context.Context, hardwareUUID string, key []byte) (PendingEnrollment, error)
 	// GetPendingEnrollment returns a request, waiting or rejected, or
 	// ErrNotFound.
 	GetPendingEnrollment(ctx context.Context, id string) (PendingEnrollment, error)
@@ -99,26 +123,60 @@ type ApprovalStore interface {
 	// Enrollments counts it, LastSeq restarts, the old certificate no
 	// longer names the current key so CertSerial is cleared); a new one
 	// becomes a device with no certificate yet. The device records the
-	// request's secret, whose use is counted; the request is removed. The
-	// agent then enrolls with its key and proves it (storage
-	// EnrollDevice). ErrNotFound for an unknown request,
-	// ErrRequestRejected for a rejected one, ErrSecretRevoked if its
-	// secret was revoked since (an approval is no reason to honour a
-	// leaked secret), ErrDeviceRevoked for a revoked hardware UUID. It
-	// returns the device and whether it existed.
+	// request's secret, whose use is counted; the request is removed, and
+	// so are the other requests waiting for that hardware UUID, which
+	// were made against the key it replaced. The agent then enrolls with
+	// its key (EnrollDevice: the same key, no further use). ErrNotFound
+	// for an unknown request, ErrRequestRejected for a rejected one,
+	// ErrSecretRevoked if its secret was revoked since (an approval is
+	// no reason to honour a leaked secret), ErrDeviceRevoked for a
+	// revoked hardware UUID. ErrRequestStale if the hardware UUID's
+	// device is no longer the one the request was made against (a new
+	// device enrolled, or the device changed keys): the request is
+	// removed, with audit, and nothing else changes. It returns the
+	// device and whether it existed.
 	ApproveEnrollment(ctx context.Context, a Approval) (Device, bool, error)
 	// RejectEnrollment marks a request rejected (idempotent: the first
 	// RejectedAt stays) and appends audit; ErrNotFound if unknown.
 	RejectEnrollment(ctx context.Context, id string, at time.Time, audit AuditEvent) (PendingEnrollment, error)
+	// DeleteExpiredEnrollmentRequests removes waiting (not rejected)
+	// requests last asked strictly before before, and returns how many.
+	DeleteExpiredEnrollmentRequests(ctx context.Context, before time.Time) (int, error)
 	// ImportKnownDevices adds serial numbers to the known list, or updates
 	// the name, source and import time of those already there, all in one
 	// transaction with audit. It returns how many were new.
 	ImportKnownDevices(ctx context.Context, ds []KnownDevice, audit AuditEvent) (added int, err error)
 	// GetKnownDevice returns a known serial number (any case), or
-	// ErrNotFound.
+	// ErrNotFound; a serial without a canonical form matches nothing.
 	GetKnownDevice(ctx context.Context, serial string) (KnownDevice, error)
+	// GetDeviceBySerial returns an unrevoked device whose serial number
+	// is serial's canonical form, or ErrNotFound (always, for a serial
+	// without one).
+	GetDeviceBySerial(ctx context.Context, serial string) (Device, error)
 }
 
-// CanonicalSerial is a serial number as the known list keeps and compares
-// it: upper case, without surrounding space.
-func CanonicalSerial(s string) string { return strings.ToUpper(strings.TrimSpace(s)) }
+// MaxCanonicalSerial bounds a canonical serial number.
+const MaxCanonicalSerial = 64
+
+// CanonicalSerial is a serial number as enrolled devices and the known list
+// are compared: ASCII letters upper-cased. Apple serial numbers are letters
+// and digits only, so anything else (space, punctuation, any non-ASCII
+// character, among them the look-alikes that Unicode case mapping turns
+// into ASCII letters, such as the dotless ı) has no canonical form: ""
+// is returned, and such a serial matches nothing.
+func CanonicalSerial(s string) string {
+	if s == "" || len(s) > MaxCanonicalSerial {
+		return ""
+	}
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case 'a' <= c && c <= 'z':
+			b[i] = c - 'a' + 'A'
+		default:
+			return ""
+		}
+	}
+	return string(b)
+}

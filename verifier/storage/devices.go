@@ -78,8 +78,15 @@ type Enrollment struct {
 	// and the device records it. ErrSecretRevoked if it was revoked in
 	// the meantime, ErrSecretExpired if it expired before
 	// Device.EnrolledAt, ErrSecretExhausted if it was used up, ErrNotFound
-	// if unknown. A committed enrollment also removes any request waiting
-	// for approval for the same hardware UUID and key: it is moot.
+	// if unknown. An enrollment of the key the device already has (a lost
+	// certificate, or the follow-up of an approval) spends no use, is
+	// refused only for a revoked or unknown secret, and keeps the secret
+	// the device records: the one that gave it that key.
+	//
+	// A committed enrollment that gives the hardware UUID a device or a
+	// new key removes the requests waiting for it: they were made against
+	// the state it replaced. A rejected request stays, and its hardware
+	// UUID and key are refused (ErrRequestRejected).
 	SecretID string
 	// Audit is appended in the same transaction (DeviceID filled in).
 	Audit AuditEvent
@@ -96,6 +103,10 @@ type Checked struct {
 	// Key is the key the device with the hardware UUID had; nil: there
 	// was no such device (a new device admitted by policy).
 	Key []byte
+	// Serial, when set, is the canonical serial number a new device was
+	// admitted on (the known list): the enrollment commits only if no
+	// unrevoked device has it by then, else ErrSerialEnrolled.
+	Serial string
 }
 
 // DeviceStore keeps devices and their certificates.

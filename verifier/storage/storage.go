@@ -29,6 +29,13 @@ var (
 	// ErrTooManyPending: a new enrollment request would pass the limits on
 	// requests waiting for approval.
 	ErrTooManyPending = errors.New("too many enrollment requests waiting for approval")
+	// ErrRequestStale: the device an enrollment request was made against
+	// enrolled or changed keys since; the request no longer says what
+	// approving it would do.
+	ErrRequestStale = errors.New("enrollment request is stale: the device enrolled or changed keys since")
+	// ErrSerialEnrolled: an unrevoked device already has the serial number
+	// a new device was admitted on.
+	ErrSerialEnrolled = errors.New("serial number already enrolled")
 	// ErrDeviceRevoked: the device is revoked; nothing more is accepted for it.
 	ErrDeviceRevoked = errors.New("device revoked")
 	// ErrSeqNotIncreasing: the report's seq is not greater than the last stored one.

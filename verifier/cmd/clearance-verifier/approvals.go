@@ -28,7 +28,11 @@ func (a *app) approvalCmds() []*cli.Command {
 			Doc: "Lists the enrollment requests that wait for the security team: a known Mac asking to move to a key " +
 				"it did not prove (reason unproven_key: a reinstall that lost its key, or someone else with the " +
 				"enroll secret and a copied hardware UUID), or a new device the --enroll-approval policy did not " +
-				"admit (unknown_serial, manual). Before approving, compare the key fingerprint with the one " +
+				"admit (unknown_serial, manual), or a Mac on the known list whose serial an enrolled device already " +
+				"has (serial_enrolled). DEVICE is the device approval would change, as it is now: its id and the " +
+				"start of its current key, or (new) while no device has the hardware UUID. A request stays current: " +
+				"when the Mac enrolls or changes key, the requests waiting for it are removed, and requests nobody " +
+				"asks again for 14 days expire. Before approving, compare the key fingerprint with the one " +
 				"`clearance-agent status` shows on the Mac, and the source address with where the Mac is.\n\n" +
 				"  clearance-verifier devices pending --data-dir /var/lib/clearance",
 			Footer: config.SharedFooter,
@@ -42,17 +46,9 @@ func (a *app) approvalCmds() []*cli.Command {
 						return err
 					}
 					defer c.close()
-					var ps []*adminv1.PendingEnrollment
-					token := ""
-					for {
-						resp, err := c.client.ListPendingEnrollments(c.ctx, &adminv1.ListPendingEnrollmentsRequest{PageSize: 500, PageToken: token})
-						if err != nil {
-							return c.explain(err)
-						}
-						ps = append(ps, resp.GetPending()...)
-						if token = resp.GetNextPageToken(); token == "" {
-							break
-						}
+					ps, err := listPending(c)
+					if err != nil {
+						return err
 					}
 					if *asJSON {
 						return printJSON(a.stdout, &adminv1.ListPendingEnrollmentsResponse{Pending: ps})
@@ -72,7 +68,8 @@ func (a *app) approvalCmds() []*cli.Command {
 			Doc: "Approves the enrollment request REQUEST_ID (see 'devices pending'). For a known Mac its key is " +
 				"replaced at once: the agent holding the old key is disconnected and can no longer report or " +
 				"sign anyone in. A new device is enrolled. The agent picks up its certificate on its next try, " +
-				"without a restart.\n\n" +
+				"without a restart. A request whose Mac enrolled or changed key since it was made is refused and " +
+				"removed: it was about a state that is gone.\n\n" +
 				"  clearance-verifier devices approve --data-dir /var/lib/clearance 6f1c2a9e-…",
 			Footer: config.SharedFooter,
 			Flags: func(fs *cli.FlagSet) cli.Action {
@@ -105,15 +102,24 @@ func (a *app) approvalCmds() []*cli.Command {
 		{
 			Name:    "reject",
 			Summary: "reject a waiting enrollment request: that key cannot enroll",
-			Args:    "REQUEST_ID",
-			Doc: "Rejects the enrollment request REQUEST_ID (see 'devices pending'): the same key asking again is " +
-				"refused. A known Mac's current enrollment is not touched.\n\n" +
-				"  clearance-verifier devices reject --data-dir /var/lib/clearance 6f1c2a9e-…",
+			Args:    "REQUEST_ID | --all-from ADDRESS",
+			Doc: "Rejects the enrollment request REQUEST_ID (see 'devices pending'): the same key asking again for " +
+				"that Mac is refused, whatever the --enroll-approval policy. A known Mac's current enrollment is " +
+				"not touched. With --all-from, rejects every waiting request whose source (FROM in 'devices " +
+				"pending') is ADDRESS: the way to clear a flood from one address.\n\n" +
+				"  clearance-verifier devices reject --data-dir /var/lib/clearance 6f1c2a9e-…\n" +
+				"  clearance-verifier devices reject --data-dir /var/lib/clearance \\\n    --all-from 198.51.100.7",
 			Footer: config.SharedFooter,
 			Flags: func(fs *cli.FlagSet) cli.Action {
 				af := a.bindAdmin(fs)
+				fs.Group("Reject")
+				from := fs.String("all-from", "", "reject every waiting request from this source address instead of one request")
 				return func(ctx context.Context, args []string) error {
-					if err := cli.ExactArgs(args, 1, "the request id (see 'devices pending')"); err != nil {
+					if *from != "" {
+						if len(args) != 0 {
+							return cli.Usagef("give a request id or --all-from, not both")
+						}
+					} else if err := cli.ExactArgs(args, 1, "the request id (see 'devices pending')"); err != nil {
 						return err
 					}
 					c, err := af.dial(ctx, a.getenv)
@@ -121,12 +127,30 @@ func (a *app) approvalCmds() []*cli.Command {
 						return err
 					}
 					defer c.close()
-					resp, err := c.client.RejectEnrollment(c.ctx, &adminv1.RejectEnrollmentRequest{RequestId: args[0]})
-					if err != nil {
-						return c.explain(err)
+					ids := args
+					if *from != "" {
+						ps, err := listPending(c)
+						if err != nil {
+							return err
+						}
+						for _, p := range ps {
+							if p.GetSource() == *from {
+								ids = append(ids, p.GetRequestId())
+							}
+						}
+						if len(ids) == 0 {
+							fmt.Fprintf(a.stderr, "no enrollment request from %s waits\n", clean(*from))
+							return nil
+						}
 					}
-					p := resp.GetPending()
-					fmt.Fprintf(a.stdout, "rejected: request %s (hardware UUID %s, key %s)\n", p.GetRequestId(), clean(p.GetFacts().GetHardwareUuid()), p.GetKeyFingerprint())
+					for _, id := range ids {
+						resp, err := c.client.RejectEnrollment(c.ctx, &adminv1.RejectEnrollmentRequest{RequestId: id})
+						if err != nil {
+							return c.explain(err)
+						}
+						p := resp.GetPending()
+						fmt.Fprintf(a.stdout, "rejected: request %s (hardware UUID %s, key %s)\n", p.GetRequestId(), clean(p.GetFacts().GetHardwareUuid()), p.GetKeyFingerprint())
+					}
 					return nil
 				}
 			},
@@ -207,14 +231,34 @@ func (a *app) approvalCmds() []*cli.Command {
 	}
 }
 
+// listPending is every waiting request.
+func listPending(c *adminConn) ([]*adminv1.PendingEnrollment, error) {
+	var ps []*adminv1.PendingEnrollment
+	token := ""
+	for {
+		resp, err := c.client.ListPendingEnrollments(c.ctx, &adminv1.ListPendingEnrollmentsRequest{PageSize: 500, PageToken: token})
+		if err != nil {
+			return nil, c.explain(err)
+		}
+		ps = append(ps, resp.GetPending()...)
+		if token = resp.GetNextPageToken(); token == "" {
+			return ps, nil
+		}
+	}
+}
+
 func renderPending(w io.Writer, ps []*adminv1.PendingEnrollment, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "REQUEST\tREASON\tDEVICE\tHOSTNAME\tSERIAL\tHARDWARE UUID\tFROM\tFIRST ASKED\tLAST ASKED\tKEY")
 	for _, p := range ps {
 		f := p.GetFacts()
+		// The device approval would change, as it is now (storage keeps
+		// waiting requests current), with the start of the key it has.
 		device := p.GetDeviceId()
 		if device == "" {
 			device = "(new)"
+		} else if fp := p.GetDeviceKeyFingerprint(); fp != "" {
+			device += " key " + shortFingerprint(fp)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.GetRequestId(), p.GetReason(), device,
 			clean(f.GetHostname()), clean(f.GetSerialNumber()), clean(f.GetHardwareUuid()), clean(p.GetSource()),

@@ -309,3 +309,52 @@ func BenchmarkSaveReport(b *testing.B) {
 		}
 	}
 }
+
+// TestStaleApprovalRefused: should a device's key change without its waiting
+// requests being removed (a race the transactions do not order, or a row
+// from before requests recorded the key), approving one of them is refused
+// and removes it, and nothing else changes.
+func TestStaleApprovalRefused(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "clearance.db"))
+	audit := storage.AuditEvent{At: t0, Actor: "test", Action: "test"}
+	must(t, s.CreateEnrollSecret(ctx, secret("sec"), audit))
+	d, _, err := s.EnrollDevice(ctx, enrollment(1, "sec"))
+	must(t, err)
+	p, err := s.RequestEnrollment(ctx, storage.PendingEnrollment{
+		ID: "req-1", HardwareUUID: d.HardwareUUID, PublicKey: []byte("candidate"), SecretID: "sec",
+		DeviceID: d.ID, DeviceKey: d.PublicKey, Reason: "unproven_key", LastRequestAt: t0,
+	}, storage.PendingLimits{}, audit)
+	must(t, err)
+	if _, err := s.w.Exec(`UPDATE devices SET public_key = ? WHERE id = ?`, []byte("changed meanwhile"), d.ID); err != nil {
+		t.Fatal(err)
+	}
+	uses := func() int {
+		sec, err := s.GetEnrollSecret(ctx, "sec")
+		must(t, err)
+		return sec.Uses
+	}
+	before := uses()
+
+	_, _, err = s.ApproveEnrollment(ctx, storage.Approval{RequestID: p.ID, NewDeviceID: "dev-new", At: t0.Add(time.Hour),
+		Audit: storage.AuditEvent{At: t0.Add(time.Hour), Actor: "admin-api", Action: "device.enroll_approve"}})
+	if !errors.Is(err, storage.ErrRequestStale) {
+		t.Fatalf("approving a stale request: %v, want ErrRequestStale", err)
+	}
+	if _, err := s.GetPendingEnrollment(ctx, p.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("the stale request is still stored: %v", err)
+	}
+	got, err := s.GetDevice(ctx, d.ID)
+	must(t, err)
+	if !bytes.Equal(got.PublicKey, []byte("changed meanwhile")) {
+		t.Errorf("device key = %q, want it untouched", got.PublicKey)
+	}
+	if n := uses(); n != before {
+		t.Errorf("secret uses %d, want %d", n, before)
+	}
+	es, err := s.ListAudit(ctx, d.ID, 10)
+	must(t, err)
+	if len(es) == 0 || es[0].Action != "device.enroll_stale" {
+		t.Errorf("audit = %+v, want device.enroll_stale first", es)
+	}
+}

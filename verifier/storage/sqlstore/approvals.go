@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -14,7 +15,7 @@ import (
 // scanPending's order.
 const pendingColumns = `id, hardware_uuid, serial_number, model, os_name, os_version, hostname,
 	platform, agent_version, public_key, secret_id, device_id, reason, source, requested_at,
-	last_request_at, requests, rejected_at`
+	last_request_at, requests, rejected_at, device_key, source_net`
 
 func scanPending(sc scanner) (storage.PendingEnrollment, error) {
 	var (
@@ -23,9 +24,12 @@ func scanPending(sc scanner) (storage.PendingEnrollment, error) {
 	)
 	err := sc.Scan(&p.ID, &p.HardwareUUID, &p.SerialNumber, &p.Model, &p.OSName, &p.OSVersion,
 		&p.Hostname, &p.Platform, &p.AgentVersion, &p.PublicKey, &p.SecretID, &p.DeviceID, &p.Reason,
-		&p.Source, &requestedAt, &lastRequestAt, &p.Requests, &rejectedAt)
+		&p.Source, &requestedAt, &lastRequestAt, &p.Requests, &rejectedAt, &p.DeviceKey, &p.SourceNet)
 	if err != nil {
 		return storage.PendingEnrollment{}, err
+	}
+	if len(p.DeviceKey) == 0 {
+		p.DeviceKey = nil
 	}
 	p.RequestedAt = fromNS(requestedAt)
 	p.LastRequestAt = fromNS(lastRequestAt)
@@ -57,15 +61,22 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 		textField{"serial number", p.SerialNumber}, textField{"model", p.Model}, textField{"os name", p.OSName},
 		textField{"os version", p.OSVersion}, textField{"hostname", p.Hostname}, textField{"platform", p.Platform},
 		textField{"agent version", p.AgentVersion}, textField{"secret id", p.SecretID}, textField{"device id", p.DeviceID},
-		textField{"reason", p.Reason}, textField{"source", p.Source}); err != nil {
+		textField{"reason", p.Reason}, textField{"source", p.Source}, textField{"source net", p.SourceNet}); err != nil {
 		return storage.PendingEnrollment{}, fmt.Errorf("recording enrollment request: %w", err)
 	}
 	if len(p.PublicKey) == 0 {
 		return storage.PendingEnrollment{}, errors.New("recording enrollment request: empty public key")
 	}
+	if (p.DeviceID == "") != (len(p.DeviceKey) == 0) {
+		return storage.PendingEnrollment{}, errors.New("recording enrollment request: a device id needs its key, and only it")
+	}
 	var c timeCodec
 	at := c.ns("request time", p.LastRequestAt)
 	c.ns("audit time", audit.At)
+	var expired int64
+	if limits.MaxAge > 0 {
+		expired = c.ns("expiry", p.LastRequestAt.Add(-limits.MaxAge))
+	}
 	if c.err == nil && at == 0 {
 		c.err = errors.New("zero request time")
 	}
@@ -75,6 +86,22 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 
 	var out storage.PendingEnrollment
 	err := s.write(ctx, func(q conn) error {
+		// The request was decided on the device state it names; if that
+		// is gone, recording it would show (and approving it would act
+		// on) a state that no longer holds.
+		d, err := lockDevice(ctx, q, "hardware_uuid", p.HardwareUUID)
+		switch {
+		case err == nil && (d.ID != p.DeviceID || !bytes.Equal(d.PublicKey, p.DeviceKey)),
+			errors.Is(err, storage.ErrNotFound) && p.DeviceID != "":
+			return fmt.Errorf("hardware UUID %s changed since the request was checked: %w", p.HardwareUUID, storage.ErrKeyReplaced)
+		case err != nil && !errors.Is(err, storage.ErrNotFound):
+			return err
+		}
+		if expired > 0 {
+			if _, err := q.exec(ctx, `DELETE FROM pending_enrollments WHERE rejected_at = 0 AND last_request_at < $1`, expired); err != nil {
+				return fmt.Errorf("removing expired enrollment requests: %w", err)
+			}
+		}
 		old, err := queryPending(ctx, q, "of "+p.HardwareUUID, `hardware_uuid = $1 AND public_key = $2`, q.s.d.LockRow,
 			p.HardwareUUID, blob(p.PublicKey))
 		switch {
@@ -86,10 +113,10 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 				serial_number = $1, model = $2, os_name = $3, os_version = $4, hostname = $5, platform = $6,
 				agent_version = $7, secret_id = $8, device_id = $9, reason = $10, source = $11,
 				last_request_at = CASE WHEN last_request_at > $12 THEN last_request_at ELSE $12 END,
-				requests = requests + 1
+				requests = requests + 1, device_key = $14, source_net = $15
 				WHERE id = $13`,
 				p.SerialNumber, p.Model, p.OSName, p.OSVersion, p.Hostname, p.Platform, p.AgentVersion,
-				p.SecretID, p.DeviceID, p.Reason, p.Source, at, old.ID); err != nil {
+				p.SecretID, p.DeviceID, p.Reason, p.Source, at, old.ID, blob(p.DeviceKey), p.SourceNet); err != nil {
 				return fmt.Errorf("refreshing enrollment request: %w", err)
 			}
 			out, err = queryPending(ctx, q, old.ID, `id = $1`, "", old.ID)
@@ -98,30 +125,17 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 			return err
 		}
 
-		// A new request: within the limits?
-		if limits.PerDevice > 0 {
-			n, err := count(ctx, q, `SELECT count(*) FROM pending_enrollments WHERE hardware_uuid = $1 AND rejected_at = 0`, p.HardwareUUID)
-			if err != nil {
-				return err
-			}
-			if n >= limits.PerDevice {
-				return fmt.Errorf("%d requests wait for hardware UUID %s: %w", n, p.HardwareUUID, storage.ErrTooManyPending)
-			}
-		}
-		if limits.Total > 0 {
-			n, err := count(ctx, q, `SELECT count(*) FROM pending_enrollments WHERE rejected_at = 0`)
-			if err != nil {
-				return err
-			}
-			if n >= limits.Total {
-				return fmt.Errorf("%d requests wait: %w", n, storage.ErrTooManyPending)
-			}
+		// A new request: over a limit, it takes the place of the oldest
+		// request that limit counts.
+		churn, err := makeRoom(ctx, q, p, limits)
+		if err != nil {
+			return err
 		}
 		res, err := q.exec(ctx, `INSERT INTO pending_enrollments (`+pendingColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, 1, 0)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, 1, 0, $16, $17)
 			ON CONFLICT (hardware_uuid, public_key) DO NOTHING`,
 			p.ID, p.HardwareUUID, p.SerialNumber, p.Model, p.OSName, p.OSVersion, p.Hostname, p.Platform,
-			p.AgentVersion, blob(p.PublicKey), p.SecretID, p.DeviceID, p.Reason, p.Source, at)
+			p.AgentVersion, blob(p.PublicKey), p.SecretID, p.DeviceID, p.Reason, p.Source, at, blob(p.DeviceKey), p.SourceNet)
 		if s.d.IsUniqueViolation(err) {
 			return fmt.Errorf("enrollment request %q: %w", p.ID, storage.ErrAlreadyExists)
 		}
@@ -132,12 +146,14 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 		if err := oneRow(res, errRace); err != nil {
 			return err
 		}
-		ev := audit
-		if ev.DeviceID == "" {
-			ev.DeviceID = p.DeviceID
-		}
-		if err := insertAudit(ctx, q, ev); err != nil {
-			return err
+		if !churn {
+			ev := audit
+			if ev.DeviceID == "" {
+				ev.DeviceID = p.DeviceID
+			}
+			if err := insertAudit(ctx, q, ev); err != nil {
+				return err
+			}
 		}
 		out, err = queryPending(ctx, q, p.ID, `id = $1`, "", p.ID)
 		return err
@@ -151,12 +167,82 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 	return out, nil
 }
 
+// makeRoom evicts waiting requests so that p fits each limit: for the
+// hardware UUID, the oldest from p's source network first (a flood pushes
+// out its own requests), else the oldest; for the source network and in
+// all, the oldest. Oldest is by LastRequestAt: an agent that keeps asking
+// stays. It reports whether it evicted a request from p's own source
+// network: then p is a flood churning through its own places, and its
+// creation is not audited either (evictions never are), so that a flood
+// cannot grow the audit log without bound.
+func makeRoom(ctx context.Context, q conn, p storage.PendingEnrollment, limits storage.PendingLimits) (evictedOwn bool, err error) {
+	for _, l := range []struct {
+		max   int
+		where string
+		args  []any
+		// order and its argument come first in ORDER BY.
+		order    string
+		orderArg []any
+	}{
+		{limits.PerDevice, `hardware_uuid = $1`, []any{p.HardwareUUID}, `CASE WHEN source_net = $2 THEN 0 ELSE 1 END, `, []any{p.SourceNet}},
+		{limits.PerSource, `source_net = $1`, []any{p.SourceNet}, ``, nil},
+		{limits.Total, `1 = 1`, nil, ``, nil},
+	} {
+		if l.max <= 0 {
+			continue
+		}
+		n, err := count(ctx, q, `SELECT count(*) FROM pending_enrollments WHERE rejected_at = 0 AND `+l.where, l.args...)
+		if err != nil {
+			return false, err
+		}
+		for ; n >= l.max; n-- {
+			id, net := "", ""
+			err := q.queryRow(ctx, `SELECT id, source_net FROM pending_enrollments WHERE rejected_at = 0 AND `+l.where+`
+				ORDER BY `+l.order+`last_request_at, id LIMIT 1`, append(l.args, l.orderArg...)...).Scan(&id, &net)
+			if errors.Is(err, sql.ErrNoRows) {
+				return false, fmt.Errorf("%d requests wait: %w", n, storage.ErrTooManyPending)
+			}
+			if err != nil {
+				return false, fmt.Errorf("finding the oldest enrollment request: %w", err)
+			}
+			if _, err := q.exec(ctx, `DELETE FROM pending_enrollments WHERE id = $1`, id); err != nil {
+				return false, fmt.Errorf("evicting enrollment request: %w", err)
+			}
+			evictedOwn = evictedOwn || net == p.SourceNet
+		}
+	}
+	return evictedOwn, nil
+}
+
 func count(ctx context.Context, q conn, query string, args ...any) (int, error) {
 	var n int
 	if err := q.queryRow(ctx, query, args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("counting enrollment requests: %w", err)
 	}
 	return n, nil
+}
+
+// FindEnrollmentRequest returns the request of a hardware UUID and key, or
+// ErrNotFound.
+func (s *Store) FindEnrollmentRequest(ctx context.Context, hardwareUUID string, key []byte) (storage.PendingEnrollment, error) {
+	u := storage.CanonicalHardwareUUID(hardwareUUID)
+	return queryPending(ctx, s.reader(), "of "+u, `hardware_uuid = $1 AND public_key = $2`, "", u, blob(key))
+}
+
+// DeleteExpiredEnrollmentRequests removes waiting requests last asked before
+// before; see storage.ApprovalStore.
+func (s *Store) DeleteExpiredEnrollmentRequests(ctx context.Context, before time.Time) (int, error) {
+	var c timeCodec
+	b := c.ns("expiry", before)
+	if c.err != nil {
+		return 0, fmt.Errorf("removing expired enrollment requests: %w", c.err)
+	}
+	res, err := s.writer().exec(ctx, `DELETE FROM pending_enrollments WHERE rejected_at = 0 AND last_request_at < $1`, b)
+	if err != nil {
+		return 0, fmt.Errorf("removing expired enrollment requests: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
 }
 
 // GetPendingEnrollment returns a request by ID, or ErrNotFound.
@@ -194,9 +280,10 @@ func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (stor
 	var (
 		out     storage.Device
 		existed bool
+		stale   bool
 	)
 	err := s.write(ctx, func(q conn) error {
-		existed = false
+		existed, stale = false, false
 		p, err := queryPending(ctx, q, fmt.Sprintf("%q", a.RequestID), `id = $1`, q.s.d.LockRow, a.RequestID)
 		if err != nil {
 			return err
@@ -204,16 +291,41 @@ func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (stor
 		if p.Rejected() {
 			return fmt.Errorf("request %s: %w", p.ID, storage.ErrRequestRejected)
 		}
+		id := a.NewDeviceID
+		old, err := lockDevice(ctx, q, "hardware_uuid", p.HardwareUUID)
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		found := err == nil
+		if found && old.Revoked() {
+			return fmt.Errorf("hardware UUID %q: %w", p.HardwareUUID, storage.ErrDeviceRevoked)
+		}
+		// The request may be approved only for the state it was made
+		// against: a "new device" request while no device holds the
+		// hardware UUID, a key change while the device still has the key
+		// it had. Anything else would hand the hardware UUID to a key on
+		// the strength of a request the security team read about another
+		// state. The request is dropped (committed) and refused.
+		if found != (p.DeviceID != "") || found && (old.ID != p.DeviceID || !bytes.Equal(old.PublicKey, p.DeviceKey)) {
+			stale = true
+			if _, err := q.exec(ctx, `DELETE FROM pending_enrollments WHERE id = $1`, p.ID); err != nil {
+				return fmt.Errorf("removing stale request: %w", err)
+			}
+			ev := a.Audit
+			ev.Action = "device.enroll_stale"
+			ev.DeviceID = old.ID
+			ev.Detail = fmt.Sprintf("request %s removed unapproved: hardware UUID %s enrolled or changed keys since it was made", p.ID, p.HardwareUUID)
+			return insertAudit(ctx, q, ev)
+		}
 		if err := approvalUse(ctx, q, p.SecretID); err != nil {
 			return err
 		}
-		id := a.NewDeviceID
-		old, err := lockDevice(ctx, q, "hardware_uuid", p.HardwareUUID)
+		serial := p.SerialNumber
+		if c := storage.CanonicalSerial(serial); c != "" {
+			serial = c
+		}
 		switch {
-		case err == nil:
-			if old.Revoked() {
-				return fmt.Errorf("hardware UUID %q: %w", p.HardwareUUID, storage.ErrDeviceRevoked)
-			}
+		case found:
 			existed, id = true, old.ID
 			// The old certificate is for the old key: no certificate is
 			// current until the agent picks up its own.
@@ -222,18 +334,18 @@ func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (stor
 				platform = $6, agent_version = $7, public_key = $8, cert_serial = '', cert_not_after = 0,
 				enrollments = enrollments + 1, last_seq = 0, `+lastSeenAt("$9")+`, secret_id = $10
 				WHERE id = $11`,
-				p.SerialNumber, p.Model, p.OSName, p.OSVersion, p.Hostname, p.Platform, p.AgentVersion,
+				serial, p.Model, p.OSName, p.OSVersion, p.Hostname, p.Platform, p.AgentVersion,
 				blob(p.PublicKey), toNS(p.LastRequestAt), p.SecretID, id); err != nil {
 				return fmt.Errorf("replacing device key: %w", err)
 			}
-		case errors.Is(err, storage.ErrNotFound):
+		default:
 			res, err := q.exec(ctx, `INSERT INTO devices (
 				id, hardware_uuid, serial_number, model, os_name, os_version, hostname,
 				platform, agent_version, public_key, cert_serial, cert_not_after,
 				enrolled_at, enrollments, last_seen, secret_id)
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '', 0, $11, 1, $12, $13)
 				ON CONFLICT (hardware_uuid) DO NOTHING`,
-				id, p.HardwareUUID, p.SerialNumber, p.Model, p.OSName, p.OSVersion, p.Hostname,
+				id, p.HardwareUUID, serial, p.Model, p.OSName, p.OSVersion, p.Hostname,
 				p.Platform, p.AgentVersion, blob(p.PublicKey), at, toNS(p.LastRequestAt), p.SecretID)
 			if s.d.IsUniqueViolation(err) {
 				return fmt.Errorf("device %q: %w", id, storage.ErrAlreadyExists)
@@ -244,11 +356,11 @@ func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (stor
 			if err := oneRow(res, errRace); err != nil {
 				return fmt.Errorf("first enrollment of hardware UUID %q: %w", p.HardwareUUID, err)
 			}
-		default:
-			return err
 		}
-		if _, err := q.exec(ctx, `DELETE FROM pending_enrollments WHERE id = $1`, p.ID); err != nil {
-			return fmt.Errorf("removing approved request: %w", err)
+		// The approved request, and the others waiting for this hardware
+		// UUID: they were made against the state just replaced.
+		if err := dropWaiting(ctx, q, p.HardwareUUID); err != nil {
+			return err
 		}
 		ev := a.Audit
 		ev.DeviceID = id
@@ -258,10 +370,22 @@ func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (stor
 		out, err = getDevice(ctx, q, "id", id)
 		return err
 	})
+	if err == nil && stale {
+		err = fmt.Errorf("request %s: %w", a.RequestID, storage.ErrRequestStale)
+	}
 	if err != nil {
 		return storage.Device{}, false, fmt.Errorf("approving enrollment: %w", err)
 	}
 	return out, existed, nil
+}
+
+// dropWaiting removes the requests waiting for a hardware UUID (not the
+// rejected ones, which keep refusing their keys).
+func dropWaiting(ctx context.Context, q conn, hardwareUUID string) error {
+	if _, err := q.exec(ctx, `DELETE FROM pending_enrollments WHERE hardware_uuid = $1 AND rejected_at = 0`, hardwareUUID); err != nil {
+		return fmt.Errorf("removing the requests waiting for hardware UUID %s: %w", hardwareUUID, err)
+	}
+	return nil
 }
 
 // toNS is timeCodec.ns for a time read back from the store, which is
@@ -313,8 +437,8 @@ func (s *Store) ImportKnownDevices(ctx context.Context, ds []storage.KnownDevice
 		if err := checkTexts(false, textField{"name", ds[i].Name}, textField{"source", ds[i].Source}); err != nil {
 			return 0, fmt.Errorf("importing known devices: serial %q: %w", ds[i].SerialNumber, err)
 		}
-		if serial := storage.CanonicalSerial(ds[i].SerialNumber); serial != ds[i].SerialNumber || serial == "" {
-			return 0, fmt.Errorf("importing known devices: serial %q is not canonical", ds[i].SerialNumber)
+		if !listedSerial(ds[i].SerialNumber) {
+			return 0, fmt.Errorf("importing known devices: serial %q is not upper-case ASCII", ds[i].SerialNumber)
 		}
 		if err := checkText("serial", ds[i].SerialNumber, storage.MaxTextLen); err != nil {
 			return 0, fmt.Errorf("importing known devices: %w", err)
@@ -356,7 +480,9 @@ func (s *Store) GetKnownDevice(ctx context.Context, serial string) (storage.Know
 		d  storage.KnownDevice
 		at int64
 	)
-	serial = storage.CanonicalSerial(serial)
+	if serial = storage.CanonicalSerial(serial); serial == "" {
+		return storage.KnownDevice{}, fmt.Errorf("known device: serial without a canonical form: %w", storage.ErrNotFound)
+	}
 	err := s.reader().queryRow(ctx, `SELECT serial_number, name, source, imported_at FROM known_devices WHERE serial_number = $1`,
 		serial).Scan(&d.SerialNumber, &d.Name, &d.Source, &at)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -366,5 +492,37 @@ func (s *Store) GetKnownDevice(ctx context.Context, serial string) (storage.Know
 		return storage.KnownDevice{}, fmt.Errorf("reading known device: %w", err)
 	}
 	d.ImportedAt = fromNS(at)
+	return d, nil
+}
+
+// listedSerial reports whether s may be on the known list: printable ASCII
+// without lower case, trimmed. (Only canonical ones ever match a device.)
+func listedSerial(s string) bool {
+	if s == "" || s[0] == ' ' || s[len(s)-1] == ' ' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c > '~' || 'a' <= c && c <= 'z' {
+			return false
+		}
+	}
+	return true
+}
+
+// GetDeviceBySerial returns an unrevoked device with serial's canonical
+// form, or ErrNotFound.
+func (s *Store) GetDeviceBySerial(ctx context.Context, serial string) (storage.Device, error) {
+	c := storage.CanonicalSerial(serial)
+	if c == "" {
+		return storage.Device{}, fmt.Errorf("device: serial without a canonical form: %w", storage.ErrNotFound)
+	}
+	d, err := scanDevice(s.reader().queryRow(ctx, `SELECT `+deviceColumns+` FROM devices
+		WHERE serial_number = $1 AND revoked_at = 0 ORDER BY id LIMIT 1`, c))
+	if errors.Is(err, sql.ErrNoRows) {
+		return storage.Device{}, fmt.Errorf("device with serial %q: %w", c, storage.ErrNotFound)
+	}
+	if err != nil {
+		return storage.Device{}, fmt.Errorf("reading device: %w", err)
+	}
 	return d, nil
 }

@@ -97,16 +97,44 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 	)
 	err := s.write(ctx, func(q conn) error {
 		reenrolled = false // a retried attempt starts over
-		// 1. The secret must still be valid when the enrollment commits.
-		if err := useSecret(ctx, q, e.SecretID, enrolledAt); err != nil {
+		id := in.ID
+		old, err := lockDevice(ctx, q, "hardware_uuid", in.HardwareUUID)
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		found := err == nil
+		sameKey := found && bytes.Equal(old.PublicKey, in.PublicKey)
+
+		// 1. A key the security team rejected for this hardware UUID
+		// never enrolls, whatever admitted it.
+		rejected, err := exists(ctx, q, `SELECT 1 FROM pending_enrollments
+			WHERE hardware_uuid = $1 AND public_key = $2 AND rejected_at <> 0`, in.HardwareUUID, blob(in.PublicKey))
+		if err != nil {
+			return fmt.Errorf("reading enrollment requests: %w", err)
+		}
+		if rejected {
+			return fmt.Errorf("hardware UUID %q with this key: %w", in.HardwareUUID, storage.ErrRequestRejected)
+		}
+
+		// 2. The secret must still be valid when the enrollment commits;
+		// the key the device already has needs only an unrevoked one.
+		secretID := e.SecretID
+		if sameKey {
+			if err := holdSecret(ctx, q, e.SecretID); err != nil {
+				return err
+			}
+			secretID = old.SecretID
+		} else if err := useSecret(ctx, q, e.SecretID, enrolledAt); err != nil {
 			return err
 		}
 
-		// 2. Re-enroll the device with this hardware UUID, or create one.
-		id := in.ID
-		old, err := lockDevice(ctx, q, "hardware_uuid", in.HardwareUUID)
+		// 3. Re-enroll the device with this hardware UUID, or create one.
+		serial := in.SerialNumber
+		if c := storage.CanonicalSerial(serial); c != "" {
+			serial = c
+		}
 		switch {
-		case err == nil:
+		case found:
 			if old.Revoked() {
 				return fmt.Errorf("hardware UUID %q: %w", in.HardwareUUID, storage.ErrDeviceRevoked)
 			}
@@ -123,15 +151,20 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 				cert_not_after = $10, enrollments = enrollments + 1, last_seq = 0, `+lastSeenAt("$11")+`,
 				secret_id = $13
 				WHERE id = $12`,
-				in.SerialNumber, in.Model, in.OSName, in.OSVersion, in.Hostname,
+				serial, in.Model, in.OSName, in.OSVersion, in.Hostname,
 				in.Platform, in.AgentVersion, blob(in.PublicKey), in.CertSerial,
-				certNotAfter, enrolledAt, id, e.SecretID)
+				certNotAfter, enrolledAt, id, secretID)
 			if err != nil {
 				return fmt.Errorf("re-enrolling device: %w", err)
 			}
-		case errors.Is(err, storage.ErrNotFound):
+		default:
 			if e.Checked != nil && e.Checked.Key != nil {
 				return fmt.Errorf("hardware UUID %q: %w", in.HardwareUUID, storage.ErrNotFound)
+			}
+			if e.Checked != nil && e.Checked.Serial != "" {
+				if err := serialFree(ctx, q, e.Checked.Serial); err != nil {
+					return err
+				}
 			}
 			// Counters and revocation start fresh whatever the caller set;
 			// the enrollment is the first time the device was seen.
@@ -141,9 +174,9 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 				enrolled_at, enrollments, last_seen, secret_id)
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15)
 				ON CONFLICT (hardware_uuid) DO NOTHING`,
-				id, in.HardwareUUID, in.SerialNumber, in.Model, in.OSName, in.OSVersion, in.Hostname,
+				id, in.HardwareUUID, serial, in.Model, in.OSName, in.OSVersion, in.Hostname,
 				in.Platform, in.AgentVersion, blob(in.PublicKey), in.CertSerial, certNotAfter,
-				enrolledAt, enrolledAt, e.SecretID)
+				enrolledAt, enrolledAt, secretID)
 			if s.d.IsUniqueViolation(err) {
 				return fmt.Errorf("device %q: %w", id, storage.ErrAlreadyExists)
 			}
@@ -155,24 +188,24 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 			if err := oneRow(res, errRace); err != nil {
 				return fmt.Errorf("first enrollment of hardware UUID %q: %w", in.HardwareUUID, err)
 			}
-		default:
-			return err
 		}
 
-		// 3. Record the issued certificate under the final ID.
+		// 4. Record the issued certificate under the final ID.
 		cert := e.Cert
 		cert.DeviceID = id
 		if err := s.insertCert(ctx, q, cert); err != nil {
 			return err
 		}
 
-		// 4. A request of this key waiting for approval is moot now.
-		if _, err := q.exec(ctx, `DELETE FROM pending_enrollments WHERE hardware_uuid = $1 AND public_key = $2`,
-			in.HardwareUUID, blob(in.PublicKey)); err != nil {
-			return fmt.Errorf("removing answered enrollment request: %w", err)
+		// 5. A new device or a new key: the requests waiting for this
+		// hardware UUID were made against the state just replaced.
+		if !sameKey {
+			if err := dropWaiting(ctx, q, in.HardwareUUID); err != nil {
+				return err
+			}
 		}
 
-		// 5. Audit.
+		// 6. Audit.
 		ev := e.Audit
 		ev.DeviceID = id
 		if err := insertAudit(ctx, q, ev); err != nil {
@@ -186,6 +219,24 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 		return storage.Device{}, false, fmt.Errorf("enrolling device: %w", err)
 	}
 	return out, reenrolled, nil
+}
+
+// serialFree returns ErrSerialEnrolled if an unrevoked device has the
+// canonical serial. The known list's row for it is locked first, so that two
+// new devices admitted on the same serial at once are decided one after the
+// other.
+func serialFree(ctx context.Context, q conn, serial string) error {
+	if _, err := exists(ctx, q, `SELECT 1 FROM known_devices WHERE serial_number = $1`+q.s.d.LockRow, serial); err != nil {
+		return fmt.Errorf("reading known device: %w", err)
+	}
+	taken, err := exists(ctx, q, `SELECT 1 FROM devices WHERE serial_number = $1 AND revoked_at = 0`, serial)
+	if err != nil {
+		return fmt.Errorf("reading devices: %w", err)
+	}
+	if taken {
+		return fmt.Errorf("serial %q: %w", serial, storage.ErrSerialEnrolled)
+	}
+	return nil
 }
 
 func (s *Store) insertCert(ctx context.Context, q conn, cert storage.Cert) error {

@@ -84,6 +84,25 @@ func approvalUse(ctx context.Context, q conn, id string) error {
 	return fmt.Errorf("enroll secret %q: %w", id, storage.ErrSecretRevoked)
 }
 
+// holdSecret checks a secret that an enrollment of the key a device already
+// holds presents: only revocation stops it, and no use is spent (the key
+// holder proves nothing new, and the secret's use was counted when the key
+// was enrolled or approved). The no-op UPDATE takes the row as useSecret
+// does, so a concurrent revocation is ordered before or after it.
+func holdSecret(ctx context.Context, q conn, id string) error {
+	res, err := q.exec(ctx, `UPDATE enroll_secrets SET uses = uses WHERE id = $1 AND revoked_at = 0`, id)
+	if err != nil {
+		return fmt.Errorf("checking enroll secret: %w", err)
+	}
+	if err := oneRow(res, errUnusable); !errors.Is(err, errUnusable) {
+		return err
+	}
+	if _, err := getSecret(ctx, q, id); err != nil {
+		return err
+	}
+	return fmt.Errorf("enroll secret %q: %w", id, storage.ErrSecretRevoked)
+}
+
 // errUnusable: the conditional UPDATE of a secret found no usable row.
 var errUnusable = errors.New("enroll secret not usable")
 

@@ -1,8 +1,10 @@
 package storagetest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +23,10 @@ var approvalTests = []test{
 	{"EnrollmentAnswersRequest", testEnrollmentAnswersRequest},
 	{"KnownDevices", testKnownDevices},
 	{"EnrollChecked", testEnrollChecked},
+	{"RequestsStayCurrent", testRequestsStayCurrent},
+	{"RequestExpiry", testRequestExpiry},
+	{"RejectedKeyNeverEnrolls", testRejectedKeyNeverEnrolls},
+	{"SerialEnrolledOnce", testSerialEnrolledOnce},
 }
 
 // An enrollment admitted on one state of the device commits only if that
@@ -94,9 +100,10 @@ func testSecretScope(t *testing.T, s storage.Store) {
 	e := newEnrollment(1, "expiring")
 	e.Device.EnrolledAt = at(hour - 1)
 	enroll(t, s, e)
-	// Two uses of the limited secret: a new device and a re-enrollment.
+	// Two uses of the limited secret: a new device and a new key.
 	enroll(t, s, newEnrollment(2, "limited"))
 	again := newEnrollment(2, "limited")
+	again.Device.PublicKey = []byte("machine 2's new key")
 	again.Device.CertSerial, again.Cert.Serial = "abc123", "abc123"
 	enroll(t, s, again)
 	if got := getSecret(t, s, "limited"); got.Uses != 2 || !got.Exhausted() {
@@ -114,13 +121,19 @@ func testSecretScope(t *testing.T, s storage.Store) {
 			e.Device.EnrolledAt = at(hour)
 			return e
 		}(), storage.ErrSecretExpired, []error{storage.ErrSecretRevoked, storage.ErrSecretExhausted}},
-		{"expired, re-enrollment", func() storage.Enrollment {
+		{"expired, re-enrollment with a new key", func() storage.Enrollment {
 			e := newEnrollment(1, "expiring")
+			e.Device.PublicKey = []byte("machine 1's new key")
 			e.Device.EnrolledAt = at(2 * hour)
 			e.Device.CertSerial, e.Cert.Serial = "abc999", "abc999"
 			return e
 		}(), storage.ErrSecretExpired, []error{storage.ErrSecretRevoked, storage.ErrSecretExhausted}},
 		{"exhausted", newEnrollment(4, "limited"), storage.ErrSecretExhausted, []error{storage.ErrSecretRevoked, storage.ErrSecretExpired}},
+		{"revoked, the key the device has", func() storage.Enrollment {
+			e := newEnrollment(1, "revoked")
+			e.Device.CertSerial, e.Cert.Serial = "abc998", "abc998"
+			return e
+		}(), storage.ErrSecretRevoked, []error{storage.ErrSecretExpired, storage.ErrSecretExhausted}},
 		{"revoked", newEnrollment(5, "revoked"), storage.ErrSecretRevoked, []error{storage.ErrSecretExpired, storage.ErrSecretExhausted}},
 	}
 	for _, tc := range cases {
@@ -136,6 +149,26 @@ func testSecretScope(t *testing.T, s storage.Store) {
 			sameDump(t, "a refused enrollment", before, s)
 		})
 	}
+
+	// The holder of a device's current key re-enrolls with a secret that
+	// expired or ran out (a lost certificate, an approved key collecting
+	// its certificate): no use is spent.
+	for i, sec := range []string{"expiring", "limited"} {
+		n := 1 + i
+		e := newEnrollment(n, sec)
+		if n == 2 {
+			e.Device.PublicKey = []byte("machine 2's new key")
+		}
+		e.Device.EnrolledAt = at(3 * hour)
+		e.Device.CertSerial, e.Cert.Serial = fmt.Sprintf("abd%03d", n), fmt.Sprintf("abd%03d", n)
+		uses := getSecret(t, s, sec).Uses
+		if d := enroll(t, s, e); d.CertSerial != e.Cert.Serial {
+			t.Errorf("same-key re-enrollment with a lapsed secret %s: cert %q", sec, d.CertSerial)
+		}
+		if got := getSecret(t, s, sec).Uses; got != uses {
+			t.Errorf("secret %s uses %d after a same-key re-enrollment, want %d", sec, got, uses)
+		}
+	}
 }
 
 func testDevicesBySecret(t *testing.T, s storage.Store) {
@@ -145,8 +178,9 @@ func testDevicesBySecret(t *testing.T, s storage.Store) {
 	for n, sec := range map[int]string{1: "a", 2: "a", 3: "a", 4: "b"} {
 		enroll(t, s, newEnrollment(n, sec))
 	}
-	// Machine 1's key is now the one secret b enrolled.
+	// Machine 1's key is now one secret b enrolled.
 	again := newEnrollment(1, "b")
+	again.Device.PublicKey = []byte("machine 1's new key")
 	again.Device.CertSerial, again.Cert.Serial = "abc123", "abc123"
 	enroll(t, s, again)
 
@@ -184,7 +218,8 @@ func newRequest(n int, keyName, secretID string) storage.PendingEnrollment {
 		PublicKey:     []byte("candidate-key-" + keyName + "\x00\xff"),
 		SecretID:      secretID,
 		Reason:        "unknown_serial",
-		Source:        "192.0.2.7:50000",
+		Source:        "192.0.2.7",
+		SourceNet:     "192.0.2.7",
 		LastRequestAt: at(2 * hour),
 	}
 }
@@ -234,11 +269,11 @@ func testRequestEnrollment(t *testing.T, s storage.Store) {
 	poll := newRequest(1, "k1", "sec")
 	poll.ID = "req-generated-again"
 	poll.Hostname = "renamed.example.com"
-	poll.Source = "198.51.100.1:40000"
+	poll.Source, poll.SourceNet = "198.51.100.1", "198.51.100.1"
 	poll.Reason = "manual"
 	poll.LastRequestAt = at(3 * hour)
 	got = request(t, s, poll, storage.PendingLimits{PerDevice: 1, Total: 1})
-	want.Hostname, want.Source, want.Reason = poll.Hostname, poll.Source, poll.Reason
+	want.Hostname, want.Source, want.SourceNet, want.Reason = poll.Hostname, poll.Source, poll.SourceNet, poll.Reason
 	want.LastRequestAt, want.Requests = at(3*hour), 2
 	equal(t, "refreshed request", got, want)
 	// A late poll never moves the latest request time back.
@@ -269,23 +304,277 @@ func testRequestEnrollment(t *testing.T, s storage.Store) {
 	}
 }
 
+// A full queue takes a new request in the place of the oldest one: whoever
+// fills a Mac's places, a genuine agent that keeps asking is recorded.
 func testRequestLimits(t *testing.T, s storage.Store) {
+	ctx := t.Context()
 	createSecret(t, s, "sec")
-	limits := storage.PendingLimits{PerDevice: 2, Total: 3}
-	request(t, s, newRequest(1, "k1", "sec"), limits)
-	request(t, s, newRequest(1, "k2", "sec"), limits)
-	request(t, s, newRequest(2, "k1", "sec"), limits)
-	for _, r := range []storage.PendingEnrollment{newRequest(1, "k3", "sec"), newRequest(3, "k1", "sec")} {
-		before := dumpOf(t, s)
-		_, err := s.RequestEnrollment(t.Context(), r, limits, storage.AuditEvent{At: at(2 * hour), Actor: "agent", Action: "device.enroll_pending"})
-		wantErr(t, err, storage.ErrTooManyPending)
-		sameDump(t, "a request over the limit", before, s)
+	from := func(r storage.PendingEnrollment, addr string, when time.Duration) storage.PendingEnrollment {
+		r.Source, r.SourceNet, r.LastRequestAt = addr, addr, at(when)
+		return r
 	}
-	// Polls of waiting requests go on; a rejected one frees its place.
-	request(t, s, newRequest(1, "k1", "sec"), limits)
-	_, err := s.RejectEnrollment(t.Context(), "req-001-k2", at(3*hour), storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	waiting := func(what string, want ...string) {
+		t.Helper()
+		equal(t, what, listRequests(t, s, "", 100), want)
+	}
+
+	// Per device: an attacker's four keys fill machine 1's places.
+	limits := storage.PendingLimits{PerDevice: 4}
+	for i, k := range []string{"a1", "a2", "a3", "a4"} {
+		request(t, s, from(newRequest(1, k, "sec"), "203.0.113.9", 2*hour+time.Duration(i)*minute), limits)
+	}
+	// The genuine Mac asks from elsewhere: recorded, in the place of the
+	// attacker's oldest.
+	request(t, s, from(newRequest(1, "mac", "sec"), "192.0.2.50", 3*hour), limits)
+	waiting("after the genuine request", "req-001-a2", "req-001-a3", "req-001-a4", "req-001-mac")
+	// More attacker keys push out the attacker's own requests first.
+	for i, k := range []string{"a5", "a6", "a7"} {
+		request(t, s, from(newRequest(1, k, "sec"), "203.0.113.9", 4*hour+time.Duration(i)*minute), limits)
+	}
+	waiting("after more attacker keys", "req-001-a5", "req-001-a6", "req-001-a7", "req-001-mac")
+	// The genuine Mac's polls keep its request and its ID.
+	mac := request(t, s, from(newRequest(1, "mac", "sec"), "192.0.2.50", 5*hour), limits)
+	if mac.ID != "req-001-mac" || mac.Requests != 2 {
+		t.Errorf("the genuine poll: request %s, %d requests; want req-001-mac, 2", mac.ID, mac.Requests)
+	}
+	// Evictions add no audit event, nor does a request that pushed out
+	// one of its own source's: a flood must not grow the audit log.
+	var events int
+	for _, e := range listAudit(t, s, "") {
+		if e.Action == "device.enroll_pending" {
+			events++
+		}
+	}
+	if events != 5 {
+		t.Errorf("%d device.enroll_pending events, want 5 (the first four and the genuine one)", events)
+	}
+	for _, id := range []string{"req-001-a5", "req-001-a6", "req-001-a7", "req-001-mac"} {
+		_, err := s.RejectEnrollment(ctx, id, at(6*hour), storage.AuditEvent{At: at(6 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+		must(t, err)
+	}
+
+	// Per source: one address holds at most PerSource places; its new
+	// requests push out its own oldest, never another address's.
+	limits = storage.PendingLimits{PerSource: 2}
+	request(t, s, from(newRequest(10, "k", "sec"), "192.0.2.60", 6*hour), limits)
+	for n := 11; n <= 14; n++ {
+		request(t, s, from(newRequest(n, "k", "sec"), "203.0.113.9", 6*hour+time.Duration(n)*minute), limits)
+	}
+	waiting("per source", "req-010-k", "req-013-k", "req-014-k")
+
+	// In all: the oldest request anywhere makes way.
+	limits = storage.PendingLimits{Total: 3}
+	request(t, s, from(newRequest(15, "k", "sec"), "198.51.100.3", 7*hour), limits)
+	waiting("in all", "req-013-k", "req-014-k", "req-015-k")
+
+	// Rejected requests take no place and are never evicted.
+	rejected, err := s.GetPendingEnrollment(ctx, "req-001-a5")
 	must(t, err)
-	request(t, s, newRequest(3, "k1", "sec"), limits)
+	if !rejected.Rejected() {
+		t.Errorf("rejected request evicted or changed: %+v", rejected)
+	}
+}
+
+// Waiting requests not asked again for MaxAge are removed: by the sweep,
+// and by the next request.
+func testRequestExpiry(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "sec")
+	old := newRequest(1, "k", "sec")
+	old.LastRequestAt = at(hour)
+	request(t, s, old, storage.PendingLimits{})
+	rej := newRequest(2, "k", "sec")
+	rej.LastRequestAt = at(hour)
+	request(t, s, rej, storage.PendingLimits{})
+	_, err := s.RejectEnrollment(ctx, rej.ID, at(hour), storage.AuditEvent{At: at(hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	must(t, err)
+	request(t, s, newRequest(3, "k", "sec"), storage.PendingLimits{}) // at 2h
+
+	n, err := s.DeleteExpiredEnrollmentRequests(ctx, at(hour))
+	must(t, err)
+	if n != 0 {
+		t.Errorf("swept %d requests asked at the cutoff, want 0", n)
+	}
+	n, err = s.DeleteExpiredEnrollmentRequests(ctx, at(hour+1))
+	must(t, err)
+	if n != 1 {
+		t.Errorf("swept %d requests, want 1", n)
+	}
+	equal(t, "after the sweep", listRequests(t, s, "", 10), []string{"req-003-k"})
+	if got, err := s.GetPendingEnrollment(ctx, rej.ID); err != nil || !got.Rejected() {
+		t.Errorf("the rejected request: %+v, %v; want it kept", got, err)
+	}
+
+	later := newRequest(4, "k", "sec")
+	later.LastRequestAt = at(2*hour + 30*minute)
+	request(t, s, later, storage.PendingLimits{MaxAge: 29 * minute})
+	equal(t, "after a request with MaxAge", listRequests(t, s, "", 10), []string{"req-004-k"})
+}
+
+// A waiting request always names the device state approval would change:
+// recording one against a state that is gone is refused, an enrollment
+// that gives the hardware UUID a device or a new key removes the requests
+// waiting for it, and so does approving one of them.
+func testRequestsStayCurrent(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "sec")
+
+	// A "new device" request for machine 1; then the real Mac enrolls.
+	early := request(t, s, newRequest(1, "attacker", "sec"), storage.PendingLimits{})
+	d := enroll(t, s, newEnrollment(1, "sec"))
+	if _, err := s.GetPendingEnrollment(ctx, early.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("the new-device request outlived the enrollment: err %v", err)
+	}
+	before := dumpOf(t, s)
+	_, _, err := approve(t, s, early.ID, "dev-x", at(4*hour))
+	wantErr(t, err, storage.ErrNotFound)
+	sameDump(t, "approving the removed request", before, s)
+
+	// Recording a request against a state that is gone changes nothing.
+	for name, r := range map[string]storage.PendingEnrollment{
+		"new device, but enrolled": newRequest(1, "late", "sec"),
+		"an old key": func() storage.PendingEnrollment {
+			r := newRequest(1, "late", "sec")
+			r.DeviceID, r.DeviceKey = d.ID, []byte("a key the device no longer has")
+			return r
+		}(),
+		"a device that is not there": func() storage.PendingEnrollment {
+			r := newRequest(9, "late", "sec")
+			r.DeviceID, r.DeviceKey = "dev-009", []byte("some key")
+			return r
+		}(),
+	} {
+		before := dumpOf(t, s)
+		_, err := s.RequestEnrollment(ctx, r, storage.PendingLimits{}, storage.AuditEvent{At: at(2 * hour), Actor: "agent", Action: "device.enroll_pending"})
+		wantErr(t, err, storage.ErrKeyReplaced)
+		sameDump(t, name, before, s)
+	}
+
+	// Requests against the current key; a proven rotation removes them.
+	against := func(key string) storage.PendingEnrollment {
+		r := newRequest(1, key, "sec")
+		r.DeviceID, r.DeviceKey, r.Reason = d.ID, d.PublicKey, "unproven_key"
+		return request(t, s, r, storage.PendingLimits{})
+	}
+	r1 := against("k1")
+	if !bytes.Equal(r1.DeviceKey, d.PublicKey) || r1.DeviceID != d.ID {
+		t.Errorf("stored request: device %s key %q; want %s %q", r1.DeviceID, r1.DeviceKey, d.ID, d.PublicKey)
+	}
+	rejected := against("rejected")
+	_, err = s.RejectEnrollment(ctx, rejected.ID, at(3*hour), storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	must(t, err)
+	rot := newEnrollment(1, "sec")
+	rot.Device.PublicKey = []byte("rotated-key")
+	rot.Device.CertSerial, rot.Cert.Serial = "abc200", "abc200"
+	rot.Checked = &storage.Checked{Key: d.PublicKey}
+	d = enroll(t, s, rot)
+	equal(t, "waiting after the rotation", listRequests(t, s, "", 10), []string{})
+	if _, err := s.GetPendingEnrollment(ctx, rejected.ID); err != nil {
+		t.Errorf("the rejected request was removed: %v", err)
+	}
+	before = dumpOf(t, s)
+	_, _, err = approve(t, s, r1.ID, "dev-x", at(4*hour))
+	wantErr(t, err, storage.ErrNotFound)
+	sameDump(t, "approving a request made against the old key", before, s)
+
+	// A same-key re-enrollment leaves the requests: they are still about
+	// the key the device has.
+	r2 := against("k2")
+	r3 := against("k3")
+	same := newEnrollment(1, "sec")
+	same.Device.PublicKey = d.PublicKey
+	same.Device.CertSerial, same.Cert.Serial = "abc201", "abc201"
+	enroll(t, s, same)
+	equal(t, "waiting after a same-key re-enrollment", listRequests(t, s, "", 10), []string{r2.ID, r3.ID})
+
+	// Approving one removes the others: they were made against the key it
+	// replaced.
+	_, _, err = approve(t, s, r2.ID, "dev-x", at(4*hour))
+	must(t, err)
+	equal(t, "waiting after an approval", listRequests(t, s, "", 10), []string{})
+	if got := getDevice(t, s, d.ID); !bytes.Equal(got.PublicKey, r2.PublicKey) {
+		t.Errorf("key after the approval = %q, want %q", got.PublicKey, r2.PublicKey)
+	}
+}
+
+// A key rejected for a hardware UUID never enrolls it, whatever admitted
+// it, and enrolling never removes the rejection.
+func testRejectedKeyNeverEnrolls(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "sec")
+	e := newEnrollment(1, "sec")
+	r := newRequest(1, "k", "sec")
+	r.PublicKey = e.Device.PublicKey
+	request(t, s, r, storage.PendingLimits{})
+	_, err := s.RejectEnrollment(ctx, r.ID, at(3*hour), storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	must(t, err)
+	got, err := s.FindEnrollmentRequest(ctx, strings.ToLower(r.HardwareUUID), r.PublicKey)
+	must(t, err)
+	if got.ID != r.ID || !got.Rejected() {
+		t.Errorf("FindEnrollmentRequest = %+v, want the rejected request", got)
+	}
+	if _, err := s.FindEnrollmentRequest(ctx, r.HardwareUUID, []byte("another key")); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("FindEnrollmentRequest of another key: err %v, want ErrNotFound", err)
+	}
+
+	before := dumpOf(t, s)
+	_, _, err = s.EnrollDevice(ctx, e)
+	wantErr(t, err, storage.ErrRequestRejected)
+	sameDump(t, "enrolling a rejected key", before, s)
+
+	// Another key enrolls; the rejection stays.
+	other := newEnrollment(1, "sec")
+	other.Device.PublicKey = []byte("another key")
+	enroll(t, s, other)
+	if got, err := s.GetPendingEnrollment(ctx, r.ID); err != nil || !got.Rejected() {
+		t.Errorf("rejected request after an enrollment: %+v, %v", got, err)
+	}
+}
+
+// Under the known list, a listed serial admits one device: an enrollment
+// admitted on a serial commits only while no unrevoked device has it.
+// Serials are stored and compared in canonical form.
+func testSerialEnrolledOnce(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "sec")
+	_, err := s.ImportKnownDevices(ctx, []storage.KnownDevice{{SerialNumber: "C02VICTIM01", Source: "mdm", ImportedAt: at(hour)}},
+		storage.AuditEvent{At: at(hour), Actor: "admin-api", Action: "device.import"})
+	must(t, err)
+
+	first := newEnrollment(1, "sec")
+	first.Device.SerialNumber = "c02victim01"
+	first.Checked = &storage.Checked{Serial: "C02VICTIM01"}
+	d := enroll(t, s, first)
+	if d.SerialNumber != "C02VICTIM01" {
+		t.Errorf("stored serial %q, want the canonical C02VICTIM01", d.SerialNumber)
+	}
+	for _, q := range []string{"C02VICTIM01", "c02Victim01"} {
+		got, err := s.GetDeviceBySerial(ctx, q)
+		must(t, err)
+		if got.ID != d.ID {
+			t.Errorf("GetDeviceBySerial(%q) = %s, want %s", q, got.ID, d.ID)
+		}
+	}
+	for _, q := range []string{" C02VICTIM01 ", "C02VıCTIM01", "C02VICTIM01 ", ""} {
+		if _, err := s.GetDeviceBySerial(ctx, q); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("GetDeviceBySerial(%q): err %v, want ErrNotFound", q, err)
+		}
+	}
+
+	second := newEnrollment(2, "sec")
+	second.Device.SerialNumber = "C02VICTIM01"
+	second.Checked = &storage.Checked{Serial: "C02VICTIM01"}
+	before := dumpOf(t, s)
+	_, _, err = s.EnrollDevice(ctx, second)
+	wantErr(t, err, storage.ErrSerialEnrolled)
+	sameDump(t, "a second device on an enrolled serial", before, s)
+
+	// Once the first is revoked, the serial admits again.
+	revokeDevice(t, s, d.ID)
+	if _, err := s.GetDeviceBySerial(ctx, "C02VICTIM01"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("GetDeviceBySerial of a revoked device: err %v, want ErrNotFound", err)
+	}
+	enroll(t, s, second)
 }
 
 func testRejectEnrollment(t *testing.T, s storage.Store) {
@@ -342,7 +631,7 @@ func testApproveReenrollment(t *testing.T, s storage.Store) {
 	save(t, s, newReport(orig.ID, 1, at(minute)), nil, 10)
 
 	r := newRequest(1, "k1", "second")
-	r.DeviceID = orig.ID
+	r.DeviceID, r.DeviceKey = orig.ID, orig.PublicKey
 	request(t, s, r, storage.PendingLimits{})
 	d, existed, err := approve(t, s, r.ID, "dev-generated", at(4*hour))
 	must(t, err)
@@ -415,7 +704,9 @@ func testApproveFailures(t *testing.T, s storage.Store) {
 	must(t, err)
 	byLeaked := request(t, s, newRequest(3, "k1", "leaked"), storage.PendingLimits{})
 	revokeSecret(t, s, "leaked")
-	ofRevoked := request(t, s, newRequest(2, "k1", "sec"), storage.PendingLimits{})
+	ofRevokedReq := newRequest(2, "k1", "sec")
+	ofRevokedReq.DeviceID, ofRevokedReq.DeviceKey = gone.ID, gone.PublicKey
+	ofRevoked := request(t, s, ofRevokedReq, storage.PendingLimits{})
 	waiting := request(t, s, newRequest(4, "k1", "sec"), storage.PendingLimits{})
 	taken := enroll(t, s, newEnrollment(5, "sec"))
 
@@ -441,7 +732,8 @@ func testApproveFailures(t *testing.T, s storage.Store) {
 }
 
 // An enrollment that goes through (the key proven, the serial imported
-// since) answers the same key's waiting request; other keys' stay.
+// since) answers the requests waiting for that hardware UUID: they were
+// made while it had no device.
 func testEnrollmentAnswersRequest(t *testing.T, s storage.Store) {
 	createSecret(t, s, "sec")
 	e := newEnrollment(1, "sec")
@@ -449,8 +741,9 @@ func testEnrollmentAnswersRequest(t *testing.T, s storage.Store) {
 	mine.PublicKey = e.Device.PublicKey
 	request(t, s, mine, storage.PendingLimits{})
 	request(t, s, newRequest(1, "other", "sec"), storage.PendingLimits{})
+	request(t, s, newRequest(2, "other", "sec"), storage.PendingLimits{})
 	enroll(t, s, e)
-	equal(t, "waiting requests", listRequests(t, s, "", 10), []string{"req-001-other"})
+	equal(t, "waiting requests", listRequests(t, s, "", 10), []string{"req-002-other"})
 }
 
 func testKnownDevices(t *testing.T, s storage.Store) {
@@ -465,10 +758,16 @@ func testKnownDevices(t *testing.T, s storage.Store) {
 	if n != 2 {
 		t.Errorf("added %d, want 2", n)
 	}
-	for _, q := range []string{"C02XA0001", "c02xa0001", " C02xA0001 "} {
+	for _, q := range []string{"C02XA0001", "c02xa0001", "C02xA0001"} {
 		got, err := s.GetKnownDevice(ctx, q)
 		must(t, err)
 		equal(t, "GetKnownDevice "+q, got, a)
+	}
+	// Only the exact letters and digits match: no space, no look-alike.
+	for _, q := range []string{" C02XA0001 ", "C02XA0001\u00a0", "c02xa000\u0131", "C02X\uff21\u0030001", "C02XA 0001"} {
+		if _, err := s.GetKnownDevice(ctx, q); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("GetKnownDevice(%q): err %v, want ErrNotFound", q, err)
+		}
 	}
 	// Imported again from another export: updated, not added.
 	a2 := a

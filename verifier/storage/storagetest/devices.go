@@ -298,9 +298,20 @@ func testSecretUseCounting(t *testing.T, s storage.Store) {
 	for n, secret := range map[int]string{1: "a", 2: "a", 3: "a", 4: "b"} {
 		enroll(t, s, newEnrollment(n, secret))
 	}
+	// The key machine 4 already has, again: no use, and the device keeps
+	// the secret that gave it that key.
 	again := newEnrollment(4, "a")
 	again.Device.CertSerial, again.Cert.Serial = "abc123", "abc123"
-	enroll(t, s, again)
+	if d := enroll(t, s, again); d.SecretID != "b" {
+		t.Errorf("same-key re-enrollment: SecretID %q, want b (the one that enrolled the key)", d.SecretID)
+	}
+	// A new key: one use, and the device records the secret.
+	rekeyed := newEnrollment(4, "a")
+	rekeyed.Device.PublicKey = []byte("machine 4's new key")
+	rekeyed.Device.CertSerial, rekeyed.Cert.Serial = "abc124", "abc124"
+	if d := enroll(t, s, rekeyed); d.SecretID != "a" {
+		t.Errorf("new-key re-enrollment: SecretID %q, want a", d.SecretID)
+	}
 
 	for id, want := range map[string]int{"a": 4, "b": 1, "unused": 0} {
 		if got := getSecret(t, s, id).Uses; got != want {

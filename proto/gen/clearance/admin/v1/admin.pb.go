@@ -2803,8 +2803,11 @@ type PendingEnrollment struct {
 	// The facts the request gave.
 	Facts *v1.DeviceFacts `protobuf:"bytes,2,opt,name=facts,proto3" json:"facts,omitempty"`
 	// The enrolled device whose key approval replaces; empty for a new device.
+	// Kept current: when the hardware UUID's device enrolls or changes key,
+	// the requests waiting for it are removed.
 	DeviceId string `protobuf:"bytes,3,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
-	// Why it waits: "unproven_key", "unknown_serial" or "manual".
+	// Why it waits: "unproven_key", "unknown_serial", "serial_enrolled" or
+	// "manual".
 	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	// The network address the latest request came from.
 	Source string `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
@@ -2818,9 +2821,12 @@ type PendingEnrollment struct {
 	// what `clearance-agent status` shows on the Mac before approving.
 	KeyFingerprint string `protobuf:"bytes,10,opt,name=key_fingerprint,json=keyFingerprint,proto3" json:"key_fingerprint,omitempty"`
 	// Set once rejected.
-	RejectedAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=rejected_at,json=rejectedAt,proto3" json:"rejected_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RejectedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=rejected_at,json=rejectedAt,proto3" json:"rejected_at,omitempty"`
+	// SHA-256 of device_id's current key (PKIX DER), lowercase hex: the key
+	// approval replaces. Empty for a new device.
+	DeviceKeyFingerprint string `protobuf:"bytes,12,opt,name=device_key_fingerprint,json=deviceKeyFingerprint,proto3" json:"device_key_fingerprint,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *PendingEnrollment) Reset() {
@@ -2928,6 +2934,13 @@ func (x *PendingEnrollment) GetRejectedAt() *timestamppb.Timestamp {
 		return x.RejectedAt
 	}
 	return nil
+}
+
+func (x *PendingEnrollment) GetDeviceKeyFingerprint() string {
+	if x != nil {
+		return x.DeviceKeyFingerprint
+	}
+	return ""
 }
 
 type ListPendingEnrollmentsRequest struct {
@@ -3604,7 +3617,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"l\n" +
 	" RevokeBrowserCertificateResponse\x12H\n" +
-	"\vcertificate\x18\x01 \x01(\v2&.clearance.admin.v1.BrowserCertificateR\vcertificate\"\xe5\x03\n" +
+	"\vcertificate\x18\x01 \x01(\v2&.clearance.admin.v1.BrowserCertificateR\vcertificate\"\x9b\x04\n" +
 	"\x11PendingEnrollment\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x125\n" +
@@ -3619,7 +3632,8 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x0fkey_fingerprint\x18\n" +
 	" \x01(\tR\x0ekeyFingerprint\x12;\n" +
 	"\vrejected_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"rejectedAt\"[\n" +
+	"rejectedAt\x124\n" +
+	"\x16device_key_fingerprint\x18\f \x01(\tR\x14deviceKeyFingerprint\"[\n" +
 	"\x1dListPendingEnrollmentsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
