@@ -557,7 +557,7 @@ var settings = []setting{
 		c.CloudflareAUD = v
 		return nil
 	}}},
-	{"cloudflare-certs-url", GroupCF, "", "where Access's signing keys are (default: https://<team>.cloudflareaccess.com/cdn-cgi/access/certs)", value{"URL", func(c *Config, v string) error {
+	{"cloudflare-certs-url", GroupCF, "", "where Access's signing keys are (default: the team domain + /cdn-cgi/access/certs)", value{"URL", func(c *Config, v string) error {
 		if err := cloudflare.CheckCertsURL(v); err != nil {
 			return err
 		}
