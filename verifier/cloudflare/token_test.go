@@ -227,7 +227,7 @@ func TestTeamAndCertsURL(t *testing.T) {
 	for in, want := range map[string]string{
 		"acme": "https://acme.cloudflareaccess.com", "ACME.cloudflareaccess.com": "https://acme.cloudflareaccess.com",
 		"https://acme.cloudflareaccess.com/": "https://acme.cloudflareaccess.com",
-		"": "", "a b": "", "acme.example.com": "", "-acme": "", "https://acme.cloudflareaccess.com/x": "",
+		"":                                   "", "a b": "", "acme.example.com": "", "-acme": "", "https://acme.cloudflareaccess.com/x": "",
 	} {
 		got, err := cloudflare.TeamDomain(in)
 		if (err == nil) != (want != "") || got != want {
