@@ -1,7 +1,6 @@
 package cloudflare
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,118 +34,93 @@ type Device struct {
 	Hostname    string
 }
 
-// fieldKey is a key as matched: lower case, without '_' and '-' (Cloudflare's
-// samples spell the same key device_id and deviceId).
-func fieldKey(k string) string {
-	k = strings.ToLower(k)
-	if strings.ContainsAny(k, "_-") {
-		k = strings.NewReplacer("_", "", "-", "").Replace(k)
-	}
-	return k
+// wireDevice is a device as Cloudflare's samples spell it. encoding/json
+// matches keys without regard to case, so each field has its snake_case
+// key and its key without '_' (deviceId, DeviceID); unknown keys are
+// ignored, a value that is not a string or null is an error.
+type wireDevice struct {
+	ID          *string `json:"device_id"`
+	ID2         *string `json:"deviceid"`
+	Email       *string `json:"email"`
+	Serial      *string `json:"serial_number"`
+	Serial2     *string `json:"serialnumber"`
+	MAC         *string `json:"mac_address"`
+	MAC2        *string `json:"macaddress"`
+	VirtualIPv4 *string `json:"virtual_ipv4"`
+	VirtualIP2  *string `json:"virtualipv4"`
+	Hostname    *string `json:"hostname"`
 }
 
-// field names a Device field by its matched key.
-func (d *Device) field(key string) *string {
-	switch key {
-	case "deviceid":
-		return &d.ID
-	case "email":
-		return &d.Email
-	case "serialnumber":
-		return &d.Serial
-	case "macaddress":
-		return &d.MAC
-	case "virtualipv4":
-		return &d.VirtualIPv4
-	case "hostname":
-		return &d.Hostname
-	}
-	return nil
+type wireRequest struct {
+	Devices *[]*wireDevice `json:"devices"`
 }
 
 // DecodeRequest reads Cloudflare's posture request,
 // {"devices":[{"device_id":…, "serial_number":…, …}, …]}: keys matched
-// without regard to case or '_'; unknown keys ignored; every known value a
-// string or null; device_id present and non-empty; at most MaxDevices
-// devices (ErrTooManyDevices), each field at most MaxFieldLen bytes. The
-// caller bounds the body's size.
+// without regard to case, snake_case or not; unknown keys ignored; every
+// known value a string or null; device_id present and non-empty; at most
+// MaxDevices devices (ErrTooManyDevices), each field at most MaxFieldLen
+// bytes of valid UTF-8. The caller bounds the body's size.
 func DecodeRequest(r io.Reader) ([]Device, error) {
 	dec := json.NewDecoder(r)
-	var top map[string]json.RawMessage
-	if err := dec.Decode(&top); err != nil {
+	var req wireRequest
+	if err := dec.Decode(&req); err != nil {
 		return nil, fmt.Errorf("request body: %w", err)
-	}
-	if top == nil {
-		return nil, errors.New("request body is not a JSON object")
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, errors.New("request body has data after its JSON object")
 	}
-	var list json.RawMessage
-	for k, v := range top {
-		if fieldKey(k) != "devices" {
-			continue
-		}
-		if list != nil {
-			return nil, errors.New(`"devices" is given twice`)
-		}
-		list = v
-	}
-	if list == nil {
+	if req.Devices == nil {
 		return nil, errors.New(`no "devices" list`)
 	}
-	var raw []json.RawMessage
-	if err := json.Unmarshal(list, &raw); err != nil || (raw == nil && !bytes.Equal(bytes.TrimSpace(list), []byte("[]"))) {
-		return nil, errors.New(`"devices" is not a list`)
+	list := *req.Devices
+	if len(list) > MaxDevices {
+		return nil, fmt.Errorf("%w: %d", ErrTooManyDevices, len(list))
 	}
-	if len(raw) > MaxDevices {
-		return nil, fmt.Errorf("%w: %d", ErrTooManyDevices, len(raw))
-	}
-	out := make([]Device, 0, len(raw))
-	for i, r := range raw {
-		d, err := decodeDevice(r)
-		if err != nil {
-			return nil, fmt.Errorf("device %d: %w", i+1, err)
+	out := make([]Device, len(list))
+	for i, w := range list {
+		if w == nil {
+			return nil, fmt.Errorf("device %d: not a JSON object", i+1)
 		}
-		out = append(out, d)
+		d := &out[i]
+		for _, f := range []struct {
+			name string
+			dst  *string
+			a, b *string
+		}{
+			{"device_id", &d.ID, w.ID, w.ID2}, {"email", &d.Email, w.Email, nil},
+			{"serial_number", &d.Serial, w.Serial, w.Serial2}, {"mac_address", &d.MAC, w.MAC, w.MAC2},
+			{"virtual_ipv4", &d.VirtualIPv4, w.VirtualIPv4, w.VirtualIP2}, {"hostname", &d.Hostname, w.Hostname, nil},
+		} {
+			v, err := pick(f.a, f.b)
+			if err == nil && len(v) > MaxFieldLen {
+				err = fmt.Errorf("is %d bytes, more than %d", len(v), MaxFieldLen)
+			}
+			if err == nil && (!utf8.ValidString(v) || strings.ContainsRune(v, utf8.RuneError)) {
+				err = errors.New("is not valid UTF-8")
+			}
+			if err != nil {
+				return nil, fmt.Errorf("device %d: %s %w", i+1, f.name, err)
+			}
+			*f.dst = v
+		}
+		if strings.TrimSpace(d.ID) == "" {
+			return nil, fmt.Errorf("device %d: no device_id", i+1)
+		}
 	}
 	return out, nil
 }
 
-func decodeDevice(r json.RawMessage) (Device, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(r, &fields); err != nil || fields == nil {
-		return Device{}, errors.New("not a JSON object")
+// pick is the value of a field given under either spelling; two different
+// values are an error.
+func pick(a, b *string) (string, error) {
+	switch {
+	case a != nil && b != nil && *a != *b:
+		return "", errors.New("is given twice, with different values")
+	case a != nil:
+		return *a, nil
+	case b != nil:
+		return *b, nil
 	}
-	var d Device
-	seen := make(map[string]bool, len(fields))
-	for k, v := range fields {
-		key := fieldKey(k)
-		dst := d.field(key)
-		if dst == nil {
-			continue
-		}
-		if seen[key] {
-			return Device{}, fmt.Errorf("%q is given twice", key)
-		}
-		seen[key] = true
-		var s *string
-		if err := json.Unmarshal(v, &s); err != nil {
-			return Device{}, fmt.Errorf("%s is not a string", key)
-		}
-		if s == nil {
-			continue
-		}
-		if len(*s) > MaxFieldLen {
-			return Device{}, fmt.Errorf("%s is %d bytes, more than %d", key, len(*s), MaxFieldLen)
-		}
-		if !utf8.ValidString(*s) || strings.ContainsRune(*s, utf8.RuneError) {
-			return Device{}, fmt.Errorf("%s is not valid UTF-8", key)
-		}
-		*dst = *s
-	}
-	if strings.TrimSpace(d.ID) == "" {
-		return Device{}, errors.New("no device_id")
-	}
-	return d, nil
+	return "", nil
 }

@@ -21,7 +21,7 @@ const aud = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2"
 
 var now = time.Date(2026, 12, 3, 4, 0, 0, 0, time.UTC)
 
-func newAccess(t *testing.T) *cfsim.Access {
+func newAccess(t testing.TB) *cfsim.Access {
 	t.Helper()
 	a, err := cfsim.New("clearance-test", aud)
 	if err != nil {
@@ -31,7 +31,7 @@ func newAccess(t *testing.T) *cfsim.Access {
 	return a
 }
 
-func newVerifier(t *testing.T, a *cfsim.Access, clock *time.Time) *cloudflare.TokenVerifier {
+func newVerifier(t testing.TB, a *cfsim.Access, clock *time.Time) *cloudflare.TokenVerifier {
 	t.Helper()
 	v, err := cloudflare.NewTokenVerifier(cloudflare.TokenOptions{
 		Team: "clearance-test", Audience: aud, CertsURL: a.CertsURL(),
