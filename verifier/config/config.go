@@ -474,7 +474,7 @@ var settings = []setting{
 		return nil
 	}}},
 	{"grpc-listen", GroupListen, ":8443", "address for gRPC (agents, admin API, health, reflection); TLS, client certs requested", listenAddr(func(c *Config) *string { return &c.GRPCListen })},
-	{"http-listen", GroupListen, ":8080", "address for HTTPS /healthz and /metrics (which needs the data dir's metrics.token as a bearer token); TLS, no client certs", listenAddr(func(c *Config) *string { return &c.HTTPListen })},
+	{"http-listen", GroupListen, ":8080", "address for HTTPS /healthz, /metrics (which needs the data dir's metrics.token as a bearer token) and, with --cloudflare-team, Cloudflare's /cloudflare/v1/posture; TLS, no client certs", listenAddr(func(c *Config) *string { return &c.HTTPListen })},
 	{"public-url", GroupListen, "https://localhost:8443", "URL agents and browsers use to reach this verifier; its host is in the TLS certificate", value{"URL", func(c *Config, v string) error {
 		u, err := url.Parse(v)
 		if err != nil || u.Scheme != "https" || u.Hostname() == "" {
