@@ -105,7 +105,7 @@ fuzz:
 demo: deps-demo build $(BIN)/grpcurl
 	@BIN=$(BIN) scripts/demo.sh
 
-## bench: report verify+store against the raw ECDSA P-256 verify ceiling, and SSO sign-ins (decisions/s, p50/p99) against the raw RSA-2048 sign; then clearance-loadgen end to end (500 agents) and one table
+## bench: report verify+store against the raw ECDSA P-256 verify ceiling, SSO sign-ins (decisions/s, p50/p99) against the raw RSA-2048 sign, Cloudflare 1,000-device posture batches (batches/s, p99) against the Access token check; then clearance-loadgen end to end (500 agents) and one table
 bench: $(BIN)/grpcurl
 	@IDLE_SECONDS=$${IDLE_SECONDS:-20} scripts/bench.sh
 

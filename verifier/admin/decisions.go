@@ -163,6 +163,7 @@ func decisionProto(r storage.DecisionRecord) *adminv1.Decision {
 		Source:           r.Source,
 		RequestId:        r.RequestID,
 		Binding:          r.Binding,
+		Score:            int32(r.Score),
 	}
 	for _, res := range r.Results {
 		d.Results = append(d.Results, &adminv1.DecisionPolicyResult{

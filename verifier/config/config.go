@@ -24,6 +24,7 @@ import (
 	"github.com/clearance/clearance/pkg/cli"
 	"github.com/clearance/clearance/pkg/presence"
 	"github.com/clearance/clearance/verifier/access"
+	"github.com/clearance/clearance/verifier/cloudflare"
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/enroll"
 	"github.com/clearance/clearance/verifier/grpcconn"
@@ -146,6 +147,40 @@ type Config struct {
 	GRPCUnauthStreams   int
 	GRPCUnauthIdle      time.Duration
 	GRPCUnauthMaxAge    time.Duration
+
+	// Cloudflare's device posture integration (custom_s2s), served on the
+	// HTTP listener when CloudflareTeam is set. CloudflareTeam is the Zero
+	// Trust team domain as Access writes it in iss; CloudflareAUD the
+	// Access application's AUD tag; CloudflareCertsURL where its signing
+	// keys are (default: the team's).
+	CloudflareTeam          string
+	CloudflareAUD           string
+	CloudflareCertsURL      string
+	CloudflareMatchHostname bool
+	// CloudflareScoreCompliant and CloudflareScoreWarn are the scores of
+	// an allowed device without and with warnings; a denied one scores 0.
+	CloudflareScoreCompliant int
+	CloudflareScoreWarn      int
+}
+
+// CloudflareConfigured reports whether the Cloudflare posture endpoint is on.
+func (c *Config) CloudflareConfigured() bool { return c.CloudflareTeam != "" }
+
+// CloudflareScores are the configured scores.
+func (c *Config) CloudflareScores() cloudflare.Scores {
+	return cloudflare.Scores{Compliant: c.CloudflareScoreCompliant, Warning: c.CloudflareScoreWarn}
+}
+
+// CloudflareAPIURL is the URL of the posture endpoint on the HTTP listener
+// as this machine names it: the --public-url host with the --http-listen
+// port. Cloudflare reaches it through the Access application's hostname.
+func (c *Config) CloudflareAPIURL() string {
+	host := c.PublicHost()
+	if host == "" {
+		host = "localhost"
+	}
+	_, port, _ := net.SplitHostPort(c.HTTPListen)
+	return "https://" + net.JoinHostPort(host, port) + cloudflare.Path
 }
 
 // Enrollment admission policies (Config.EnrollApproval); the same words as
@@ -260,11 +295,12 @@ const (
 	GroupSignIn   = "Sign-in"
 	GroupBrowser  = "Browser certificates"
 	GroupLimits   = "Limits"
+	GroupCF       = "Cloudflare"
 	GroupLogging  = "Logging"
 	GroupSettings = "Settings file"
 )
 
-var groupOrder = []string{GroupStorage, GroupListen, GroupReports, GroupOkta, GroupSignIn, GroupBrowser, GroupLimits, GroupLogging, GroupSettings}
+var groupOrder = []string{GroupStorage, GroupListen, GroupReports, GroupOkta, GroupSignIn, GroupBrowser, GroupCF, GroupLimits, GroupLogging, GroupSettings}
 
 func text(kind string, dst func(*Config) *string) value {
 	return value{kind, func(c *Config, v string) error { *dst(c) = v; return nil }}
@@ -438,7 +474,7 @@ var settings = []setting{
 		return nil
 	}}},
 	{"grpc-listen", GroupListen, ":8443", "address for gRPC (agents, admin API, health, reflection); TLS, client certs requested", listenAddr(func(c *Config) *string { return &c.GRPCListen })},
-	{"http-listen", GroupListen, ":8080", "address for HTTPS /healthz and /metrics (which needs the data dir's metrics.token as a bearer token); TLS, no client certs", listenAddr(func(c *Config) *string { return &c.HTTPListen })},
+	{"http-listen", GroupListen, ":8080", "address for HTTPS /healthz, /metrics (which needs the data dir's metrics.token as a bearer token) and, with --cloudflare-team, Cloudflare's /cloudflare/v1/posture; TLS, no client certs", listenAddr(func(c *Config) *string { return &c.HTTPListen })},
 	{"public-url", GroupListen, "https://localhost:8443", "URL agents and browsers use to reach this verifier; its host is in the TLS certificate", value{"URL", func(c *Config, v string) error {
 		u, err := url.Parse(v)
 		if err != nil || u.Scheme != "https" || u.Hostname() == "" {
@@ -505,6 +541,32 @@ var settings = []setting{
 	{"grpc-unauthenticated-streams", GroupLimits, strconv.Itoa(grpcconn.DefaultUnauthenticatedStreams), "concurrent calls on a gRPC connection without a device certificate", intRange(func(c *Config) *int { return &c.GRPCUnauthStreams }, 1, 1000)},
 	{"grpc-unauthenticated-idle", GroupLimits, durText(grpcconn.DefaultUnauthenticatedIdle), "a gRPC connection without a device certificate and no call in flight this long is closed (GOAWAY)", dur(func(c *Config) *time.Duration { return &c.GRPCUnauthIdle }, time.Second, time.Hour)},
 	{"grpc-unauthenticated-max-age", GroupLimits, durText(grpcconn.DefaultUnauthenticatedMaxAge), "a gRPC connection without a device certificate this old is closed (GOAWAY, then 30s for calls in flight)", dur(func(c *Config) *time.Duration { return &c.GRPCUnauthMaxAge }, 10*time.Second, 24*time.Hour)},
+	{"cloudflare-team", GroupCF, "", "Zero Trust team name or domain (<team>.cloudflareaccess.com); turns on the device posture endpoint /cloudflare/v1/posture on --http-listen", value{"team", func(c *Config, v string) error {
+		issuer, err := cloudflare.TeamDomain(v)
+		if err != nil {
+			return err
+		}
+		c.CloudflareTeam = issuer
+		return nil
+	}}},
+	{"cloudflare-aud", GroupCF, "", "Application Audience (AUD) tag of the Access application in front of the posture endpoint", value{"tag", func(c *Config, v string) error {
+		v = strings.TrimSpace(v)
+		if v == "" || len(v) > 256 {
+			return errors.New("is not an AUD tag (Zero Trust shows it on the Access application's Basic information)")
+		}
+		c.CloudflareAUD = v
+		return nil
+	}}},
+	{"cloudflare-certs-url", GroupCF, "", "where Access's signing keys are (default: the team domain + /cdn-cgi/access/certs)", value{"URL", func(c *Config, v string) error {
+		if err := cloudflare.CheckCertsURL(v); err != nil {
+			return err
+		}
+		c.CloudflareCertsURL = v
+		return nil
+	}}},
+	{"cloudflare-match-hostname", GroupCF, "false", "match a device Cloudflare names by no enrolled serial number by its hostname, when exactly one enrolled device has it", boolean(func(c *Config) *bool { return &c.CloudflareMatchHostname })},
+	{"cloudflare-score-compliant", GroupCF, strconv.Itoa(cloudflare.DefaultScoreCompliant), "score of a device every counting policy passes on fresh posture (denied devices score 0)", intRange(func(c *Config) *int { return &c.CloudflareScoreCompliant }, 1, 100)},
+	{"cloudflare-score-warn", GroupCF, strconv.Itoa(cloudflare.DefaultScoreWarning), "score of an allowed device with warnings (an advisory policy, or a policy in warn mode, does not pass)", intRange(func(c *Config) *int { return &c.CloudflareScoreWarn }, 1, 100)},
 	{"log-level", GroupLogging, "info", "how much to log", oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
 	{"log-format", GroupLogging, "text", "text for people, json for log collectors", oneOf(func(c *Config) *string { return &c.LogFormat }, "text", "json")},
 }
@@ -802,6 +864,15 @@ func (c *Config) finish() error {
 	}
 	if c.ClientCertHeader != "" && len(c.TrustedProxies) == 0 {
 		return errors.New("--client-cert-header needs --trusted-proxies: a certificate header is believed only from a trusted proxy")
+	}
+	if (c.CloudflareTeam == "") != (c.CloudflareAUD == "") {
+		return errors.New("set both --cloudflare-team and --cloudflare-aud (the Access application's AUD tag), or neither")
+	}
+	if c.CloudflareCertsURL != "" && c.CloudflareTeam == "" {
+		return errors.New("--cloudflare-certs-url needs --cloudflare-team and --cloudflare-aud")
+	}
+	if err := c.CloudflareScores().Check(); err != nil {
+		return fmt.Errorf("--cloudflare-score-*: %w", err)
 	}
 	if c.LiveCheckAfter >= c.MaxPostureAge {
 		return fmt.Errorf("--live-check-after (%s) must be shorter than --max-posture-age (%s)", c.LiveCheckAfter, c.MaxPostureAge)

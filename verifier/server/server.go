@@ -35,6 +35,7 @@ import (
 	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/agentapi"
 	"github.com/clearance/clearance/verifier/ca"
+	"github.com/clearance/clearance/verifier/cloudflare"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/datadir"
 	"github.com/clearance/clearance/verifier/enroll"
@@ -265,6 +266,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 			log.Warn("metrics_unauthorized: a scrape without the metrics token was refused", "component", "server", "remote", r.RemoteAddr, "others_not_logged", skipped)
 		}
 	}))
+	if cfg.CloudflareConfigured() {
+		cf, err := s.cloudflareHandler(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle("POST "+cloudflare.Path, cf)
+	}
 	s.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -272,10 +280,35 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		// HTTPS with the same server certificate; nothing here needs a client certificate.
+		// HTTPS with the same server certificate; nothing here needs a
+		// client certificate (Cloudflare's posture calls carry an Access
+		// application token instead).
 		TLSConfig: &tls.Config{GetCertificate: s.CA.GetServerCertificate, MinVersion: tls.VersionTLS12},
 	}
 	return s, nil
+}
+
+// cloudflareHandler is Cloudflare's device posture endpoint: Access's
+// application token checked against the team's keys, devices scored by the
+// same Gate sign-ins go through.
+func (s *Server) cloudflareHandler(cfg *config.Config, log *slog.Logger) (http.Handler, error) {
+	m := s.Metrics.NewCloudflare()
+	tokens, err := cloudflare.NewTokenVerifier(cloudflare.TokenOptions{
+		Team: cfg.CloudflareTeam, Audience: cfg.CloudflareAUD, CertsURL: cfg.CloudflareCertsURL,
+		Now: s.now, Log: log, Fetched: m.JWKSFetch,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cloudflare: %w", err)
+	}
+	store, ok := s.Store.(cloudflare.Store)
+	if !ok {
+		return nil, fmt.Errorf("cloudflare: the %T store cannot find devices by serial number", s.Store)
+	}
+	log.Info("cloudflare device posture endpoint on", "component", "server", "path", cloudflare.Path, "issuer", tokens.Issuer(), "match_hostname", cfg.CloudflareMatchHostname)
+	return &cloudflare.Handler{
+		Tokens: tokens, Store: store, Decide: s.Gate, Scores: cfg.CloudflareScores(),
+		MatchHostname: cfg.CloudflareMatchHostname, Metrics: m, Log: log, Now: s.now,
+	}, nil
 }
 
 // buildSSO prepares the sign-in listener: the SAML IdP, device

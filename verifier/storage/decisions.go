@@ -49,14 +49,32 @@ type DecisionRecord struct {
 	// Latency is the time from receiving the request to the decision,
 	// live check included.
 	Latency time.Duration
-	// Source is what asked: "sso" (a sign-in), "sso_retry" ("Check again").
+	// Source is what asked: "sso" (a sign-in), "sso_retry" ("Check again"),
+	// SourceCloudflare (Cloudflare's device posture integration).
 	Source string
-	// RequestID is the AuthnRequest's ID, joining the log with Okta's.
+	// RequestID is the AuthnRequest's ID, joining the log with Okta's; for
+	// a Cloudflare evaluation, Cloudflare's device_id, joining it with
+	// Cloudflare's device list.
 	RequestID string
 	// Binding is how the sign-in was bound to the Mac: "agent" (the agent's
 	// proof of presence) or "certificate" (a browser certificate); empty
 	// when nothing bound it (refused before a Mac was identified).
 	Binding string
+	// Score is the device posture score (0 to 100) answered to Cloudflare,
+	// for Source SourceCloudflare; 0 for every other decision.
+	Score int
+}
+
+// SourceCloudflare is DecisionRecord.Source for an evaluation answered to
+// Cloudflare's device posture integration.
+const SourceCloudflare = "cloudflare"
+
+// DecisionBatcher is an optional ability of a DecisionStore: appending many
+// decisions in one commit (a Cloudflare batch evaluates up to 1,000
+// devices at once; one commit per row would be most of its time).
+type DecisionBatcher interface {
+	// AppendDecisions stores ds in one transaction: all or none.
+	AppendDecisions(ctx context.Context, ds []DecisionRecord) error
 }
 
 // DecisionResult is one policy's outcome in a DecisionRecord.

@@ -135,3 +135,16 @@ type DeviceStore interface {
 	// GetCert returns an issued certificate by serial, or ErrNotFound.
 	GetCert(ctx context.Context, serial string) (Cert, error)
 }
+
+// DeviceFinder is an optional ability of a DeviceStore: finding devices by
+// the facts another system knows them by (Cloudflare's device posture
+// integration names a Mac by serial number and hostname).
+type DeviceFinder interface {
+	// DevicesBySerial returns every device whose serial number, canonical
+	// (CanonicalSerial), is one of serials (given canonical), revoked ones
+	// included, in no particular order.
+	DevicesBySerial(ctx context.Context, serials []string) ([]Device, error)
+	// DevicesByHostname returns every device whose hostname, in lower
+	// case, is one of names (given in lower case), revoked ones included.
+	DevicesByHostname(ctx context.Context, names []string) ([]Device, error)
+}

@@ -58,6 +58,7 @@ func (a *app) program() *cli.Program {
 			a.scepCmd(),
 			a.profileCmd(),
 			a.oktaCmd(),
+			a.cloudflareCmd(),
 		},
 	}
 }

@@ -453,3 +453,37 @@ func TestOktaSetupExitStatus(t *testing.T) {
 		t.Errorf("stderr does not say what to do: %s", stderr.String())
 	}
 }
+
+// TestCloudflareSetup: the guide names every value the Zero Trust dashboard
+// asks for, and the Terraform configures the custom_s2s integration and a
+// rule on its score.
+func TestCloudflareSetup(t *testing.T) {
+	t.Parallel()
+	const api = "https://posture.example.com/cloudflare/v1/posture"
+	code, out, errOut := exitOf(noEnv, "cloudflare", "setup", "--cloudflare-team", "acme", "--cloudflare-aud", "aud-tag-1", "--api-url", api)
+	if code != 0 || errOut != "" {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	for _, want := range []string{"Service Auth", "posture.example.com/cloudflare/v1/posture", "Rest API URL:         " + api,
+		"Polling frequency:    10m", ">= 90", "https://acme.cloudflareaccess.com", "aud-tag-1", "  100  every policy"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("guide lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, errOut = exitOf(noEnv, "cloudflare", "setup", "--terraform", "--api-url", api, "--interval", "30m", "--min-score", "100")
+	if code != 0 || errOut != "" {
+		t.Fatalf("terraform: exit %d, stderr %q", code, errOut)
+	}
+	for _, want := range []string{`type       = "custom_s2s"`, `api_url              = "` + api + `"`, "access_client_id     = cloudflare_zero_trust_access_service_token.clearance.client_id",
+		"access_client_secret = cloudflare_zero_trust_access_service_token.clearance.client_secret", `interval   = "30m"`,
+		"connection_id = cloudflare_zero_trust_device_posture_integration.clearance.id", `operator      = ">="`, "score         = 100", `decision   = "non_identity"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("terraform lacks %q:\n%s", want, out)
+		}
+	}
+	for _, bad := range [][]string{{"--api-url", "http://x.example.com/cloudflare/v1/posture"}, {"--api-url", "https://x.example.com/other"}, {"--min-score", "101"}} {
+		if code, _, _ := exitOf(noEnv, append([]string{"cloudflare", "setup"}, bad...)...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", bad, code)
+		}
+	}
+}

@@ -15,14 +15,14 @@ import (
 // decisionValueColumns are the decisions table's columns but id, in
 // decisionArgs' order.
 const decisionValueColumns = `at, username, device_id, cert_serial, allow, reason, results,
-	policy_set_version, report_seq, live_check, latency_ns, source, request_id, binding`
+	policy_set_version, report_seq, live_check, latency_ns, source, request_id, binding, score`
 
 // decisionColumns are the decisions table's columns in scanDecision's order.
 const decisionColumns = `id, ` + decisionValueColumns
 
 // Every sign-in appends one.
 var insertDecision = prepared(`INSERT INTO decisions (` + decisionValueColumns + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id`)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id`)
 
 // decisionArgs checks d and returns its values in decisionValueColumns'
 // order, Results encoded as JSON.
@@ -48,13 +48,16 @@ func decisionArgs(d storage.DecisionRecord) ([]any, error) {
 	if len(js) > storage.MaxDecisionResultsLen {
 		return nil, fmt.Errorf("results are %d bytes as JSON, more than the %d allowed", len(js), storage.MaxDecisionResultsLen)
 	}
+	if d.Score < 0 || d.Score > 100 {
+		return nil, fmt.Errorf("score %d is not between 0 and 100", d.Score)
+	}
 	var c timeCodec
 	at := c.ns("decision time", d.At)
 	if c.err != nil {
 		return nil, c.err
 	}
 	return []any{at, d.Username, d.DeviceID, d.CertSerial, d.Allow, d.Reason, string(js),
-		d.PolicySetVersion, int64(d.ReportSeq), d.LiveCheck, int64(d.Latency), d.Source, d.RequestID, d.Binding}, nil
+		d.PolicySetVersion, int64(d.ReportSeq), d.LiveCheck, int64(d.Latency), d.Source, d.RequestID, d.Binding, d.Score}, nil
 }
 
 func scanDecision(sc scanner) (storage.DecisionRecord, error) {
@@ -64,7 +67,7 @@ func scanDecision(sc scanner) (storage.DecisionRecord, error) {
 		results          string
 	)
 	if err := sc.Scan(&d.ID, &at, &d.Username, &d.DeviceID, &d.CertSerial, &d.Allow, &d.Reason,
-		&results, &d.PolicySetVersion, &seq, &d.LiveCheck, &latency, &d.Source, &d.RequestID, &d.Binding); err != nil {
+		&results, &d.PolicySetVersion, &seq, &d.LiveCheck, &latency, &d.Source, &d.RequestID, &d.Binding, &d.Score); err != nil {
 		return storage.DecisionRecord{}, err
 	}
 	if err := json.Unmarshal([]byte(results), &d.Results); err != nil {
@@ -93,6 +96,35 @@ func (s *Store) AppendDecision(ctx context.Context, d storage.DecisionRecord) (i
 		return 0, fmt.Errorf("appending decision: %w", err)
 	}
 	return id, nil
+}
+
+var _ storage.DecisionBatcher = (*Store)(nil)
+
+// AppendDecisions stores ds in one transaction (see storage.DecisionBatcher).
+func (s *Store) AppendDecisions(ctx context.Context, ds []storage.DecisionRecord) error {
+	rows := make([][]any, 0, len(ds))
+	for i, d := range ds {
+		args, err := decisionArgs(d)
+		if err != nil {
+			return fmt.Errorf("appending decision %d of %d: %w", i+1, len(ds), err)
+		}
+		rows = append(rows, args)
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	err := s.grouped(ctx, func(ctx context.Context, q conn) error {
+		for _, args := range rows {
+			if _, err := q.exec(ctx, insertDecision, args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("appending %d decisions: %w", len(ds), err)
+	}
+	return nil
 }
 
 // ListDecisions returns the decisions matching f, newest (highest ID) first.

@@ -1710,14 +1710,19 @@ type Decision struct {
 	LiveCheck string `protobuf:"bytes,11,opt,name=live_check,json=liveCheck,proto3" json:"live_check,omitempty"`
 	// From receiving the request to the decision, live check included.
 	Latency *durationpb.Duration `protobuf:"bytes,12,opt,name=latency,proto3" json:"latency,omitempty"`
-	// What asked: "sso" (a sign-in) or "sso_retry" ("Check again").
+	// What asked: "sso" (a sign-in), "sso_retry" ("Check again") or
+	// "cloudflare" (Cloudflare's device posture integration).
 	Source string `protobuf:"bytes,13,opt,name=source,proto3" json:"source,omitempty"`
-	// The AuthnRequest's ID, to join this log with Okta's.
+	// The AuthnRequest's ID, to join this log with Okta's; for source
+	// "cloudflare", Cloudflare's device_id.
 	RequestId string `protobuf:"bytes,14,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// How the sign-in was bound to the Mac: "agent" (the agent's proof of
 	// presence, signed by the device key) or "certificate" (a browser
 	// certificate); empty when nothing bound it.
-	Binding       string `protobuf:"bytes,15,opt,name=binding,proto3" json:"binding,omitempty"`
+	Binding string `protobuf:"bytes,15,opt,name=binding,proto3" json:"binding,omitempty"`
+	// For source "cloudflare": the device posture score (0 to 100) answered
+	// to Cloudflare. 0 otherwise.
+	Score         int32 `protobuf:"varint,16,opt,name=score,proto3" json:"score,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1855,6 +1860,13 @@ func (x *Decision) GetBinding() string {
 		return x.Binding
 	}
 	return ""
+}
+
+func (x *Decision) GetScore() int32 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
 }
 
 // ListDecisionsRequest filters and pages the decision log. Filters combine
@@ -3515,7 +3527,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x06status\x18\x02 \x01(\x0e2 .clearance.admin.v1.PolicyStatusR\x06status\x12\x1a\n" +
 	"\brequired\x18\x03 \x01(\bR\brequired\x12\x1a\n" +
 	"\bcritical\x18\x04 \x01(\bR\bcritical\x12\x18\n" +
-	"\amessage\x18\x05 \x01(\tR\amessage\"\x84\x04\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\"\x9a\x04\n" +
 	"\bDecision\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12*\n" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1a\n" +
@@ -3536,7 +3548,8 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x06source\x18\r \x01(\tR\x06source\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x0e \x01(\tR\trequestId\x12\x18\n" +
-	"\abinding\x18\x0f \x01(\tR\abinding\"\xab\x02\n" +
+	"\abinding\x18\x0f \x01(\tR\abinding\x12\x14\n" +
+	"\x05score\x18\x10 \x01(\x05R\x05score\"\xab\x02\n" +
 	"\x14ListDecisionsRequest\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12:\n" +

@@ -1,0 +1,387 @@
+// Package cloudflare owns Clearance's side of Cloudflare Zero Trust's
+// custom device posture integration (custom_s2s): Cloudflare POSTs the
+// devices it wants scored, behind an Access application whose application
+// token the verifier checks, and gets back, for every device, the
+// Clearance device it matched and a 0-100 score its posture rules compare.
+// The score comes from the same decision a sign-in through Okta gets.
+package cloudflare
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/clearance/clearance/verifier/access"
+	"github.com/clearance/clearance/verifier/decision"
+	"github.com/clearance/clearance/verifier/metrics"
+	"github.com/clearance/clearance/verifier/reason"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// Path is where Cloudflare posts (its api_url).
+const Path = "/cloudflare/v1/posture"
+
+// Refusals of a request past its token, as counted.
+const (
+	RefusedBodyTooLarge = "body_too_large"
+	RefusedTooMany      = "too_many_devices"
+	RefusedBadRequest   = "malformed_request"
+	RefusedStorage      = "storage_unavailable"
+	Answered            = "answered"
+)
+
+// Store is what the handler reads and writes.
+type Store interface {
+	storage.DeviceFinder
+	storage.DecisionStore
+}
+
+// Decider is the sign-in decision; *access.Gate implements it.
+type Decider interface {
+	Decide(ctx context.Context, q access.Query, mode access.Mode) (decision.Decision, error)
+}
+
+var _ Decider = (*access.Gate)(nil)
+
+// Verifier checks the Access application token; *TokenVerifier implements it.
+type Verifier interface {
+	Verify(ctx context.Context, token string) (*Claims, error)
+}
+
+var _ Verifier = (*TokenVerifier)(nil)
+
+// Handler answers Cloudflare's posture requests.
+type Handler struct {
+	Tokens Verifier
+	Store  Store
+	Decide Decider
+	Scores Scores
+	// MatchHostname matches a device Cloudflare names by no known serial
+	// number by its hostname, when exactly one enrolled device has it.
+	MatchHostname bool
+	Metrics       *metrics.Cloudflare
+	Log           *slog.Logger
+	Now           func() time.Time
+}
+
+// Result is one device's answer.
+type Result struct {
+	S2SID string `json:"s2s_id"`
+	Score int    `json:"score"`
+}
+
+// Response is the body Cloudflare reads.
+type Response struct {
+	Result map[string]Result `json:"result"`
+}
+
+// decideWorkers bounds the devices decided at once in a batch.
+const decideWorkers = 4
+
+func (h *Handler) now() time.Time {
+	if h.Now != nil {
+		return h.Now()
+	}
+	return time.Now()
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := h.now()
+	log := h.Log.With("component", "cloudflare", "remote", r.RemoteAddr)
+
+	// 1. Access's application token, before anything else is read.
+	claims, err := h.Tokens.Verify(r.Context(), r.Header.Get(Header))
+	if err != nil {
+		outcome, status := RefusedMalformed, http.StatusForbidden
+		var te *TokenError
+		if errors.As(err, &te) {
+			outcome = te.Reason
+		}
+		if outcome == RefusedNoToken {
+			status = http.StatusUnauthorized
+		}
+		h.Metrics.Request(outcome)
+		log.Warn("cloudflare_refused: the Access application token was refused", "reason", outcome, "err", err)
+		http.Error(w, http.StatusText(status), status)
+		return
+	}
+
+	// 2. The devices asked about.
+	devices, err := DecodeRequest(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		outcome, status := RefusedBadRequest, http.StatusBadRequest
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			outcome, status = RefusedBodyTooLarge, http.StatusRequestEntityTooLarge
+		case errors.Is(err, ErrTooManyDevices):
+			outcome, status = RefusedTooMany, http.StatusRequestEntityTooLarge
+		}
+		h.Metrics.Request(outcome)
+		log.Warn("cloudflare_refused: the posture request was refused", "reason", outcome, "service_token", claims.CommonName, "err", err)
+		http.Error(w, http.StatusText(status), status)
+		return
+	}
+
+	// 3. Match, decide, score.
+	evals, err := h.evaluate(r.Context(), devices, log)
+	if err != nil {
+		h.Metrics.Request(RefusedStorage)
+		log.Error("cloudflare_failed: matching devices failed; nothing was answered", "err", err)
+		http.Error(w, http.StatusText(http.StatusServiceUnavailable), http.StatusServiceUnavailable)
+		return
+	}
+
+	// 4. The decision log first: no answer goes out that it lacks.
+	latency := h.now().Sub(start)
+	if err := h.record(r.Context(), evals, start, latency); err != nil {
+		h.Metrics.Request(RefusedStorage)
+		log.Error("cloudflare_failed: recording the evaluations failed; nothing was answered", "devices", len(evals), "err", err)
+		http.Error(w, http.StatusText(http.StatusServiceUnavailable), http.StatusServiceUnavailable)
+		return
+	}
+
+	// 5. Every device asked about, answered.
+	resp := Response{Result: make(map[string]Result, len(evals))}
+	counts := map[string]int{}
+	for _, e := range evals {
+		resp.Result[e.asked.ID] = Result{S2SID: e.dev.ID, Score: e.score}
+		counts[e.verdict]++
+		h.Metrics.Evaluation(e.verdict)
+	}
+	h.Metrics.Request(Answered)
+	h.Metrics.Batch(len(evals), h.now().Sub(start))
+	attrs := []any{"devices", len(evals), "service_token", claims.CommonName, "duration", h.now().Sub(start)}
+	for _, v := range slices.Sorted(maps.Keys(counts)) {
+		attrs = append(attrs, v, counts[v])
+	}
+	log.Info("cloudflare_posture_answered", attrs...)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// evaluation is one device's answer and what it came from.
+type evaluation struct {
+	asked   Device
+	dev     storage.Device // zero when unmatched
+	d       decision.Decision
+	score   int
+	verdict string
+}
+
+// evaluate matches each device and decides those it matched.
+func (h *Handler) evaluate(ctx context.Context, devices []Device, log *slog.Logger) ([]evaluation, error) {
+	evals := make([]evaluation, len(devices))
+	for i, d := range devices {
+		evals[i].asked = d
+	}
+	if err := h.match(ctx, evals, log); err != nil {
+		return nil, err
+	}
+
+	// Decide the matched devices a few at a time; the unmatched are
+	// decided as unknown, as a sign-in from no device is.
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range min(decideWorkers, len(evals)) {
+		wg.Go(func() {
+			for i := range next {
+				h.decide(ctx, &evals[i], log)
+			}
+		})
+	}
+	for i := range evals {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return evals, nil
+}
+
+// decide fills e's decision, score and verdict. A failure to read the
+// device's report fails closed: score 0, reason storage_unavailable.
+func (h *Handler) decide(ctx context.Context, e *evaluation, log *slog.Logger) {
+	if e.dev.ID == "" {
+		// No enrolled device: decided as a sign-in from an unknown device
+		// is, without a read that could only find nothing.
+		e.d = decision.Decide(decision.Input{Username: e.asked.Email, Now: h.now()})
+		e.score, e.verdict = h.Scores.For(e.d)
+		return
+	}
+	q := access.Query{DeviceID: e.dev.ID, Username: e.asked.Email, Device: &e.dev}
+	d, err := h.Decide.Decide(ctx, q, access.StoredOnly)
+	if err != nil {
+		log.Error("cloudflare evaluation failed; scored 0", "device_id", e.dev.ID, "err", err)
+		d = decision.Decision{Reason: reason.Storage, DeviceID: e.dev.ID, Username: e.asked.Email}
+	}
+	e.d = d
+	e.score, e.verdict = h.Scores.For(d)
+}
+
+// match finds the Clearance device of each evaluation: by serial number,
+// then, when configured, by a hostname exactly one device has.
+func (h *Handler) match(ctx context.Context, evals []evaluation, log *slog.Logger) error {
+	bySerial := map[string][]storage.Device{}
+	var serials []string
+	for _, e := range evals {
+		if s := storage.CanonicalSerial(e.asked.Serial); s != "" {
+			if _, ok := bySerial[s]; !ok {
+				bySerial[s] = nil
+				serials = append(serials, s)
+			}
+		}
+	}
+	if len(serials) > 0 {
+		found, err := h.Store.DevicesBySerial(ctx, serials)
+		if err != nil {
+			return err
+		}
+		for _, d := range found {
+			s := storage.CanonicalSerial(d.SerialNumber)
+			bySerial[s] = append(bySerial[s], d)
+		}
+	}
+	for i := range evals {
+		if ds := bySerial[storage.CanonicalSerial(evals[i].asked.Serial)]; len(ds) > 0 {
+			evals[i].dev = best(ds)
+		}
+	}
+	if !h.MatchHostname {
+		return nil
+	}
+
+	byName := map[string][]storage.Device{}
+	var names []string
+	for _, e := range evals {
+		if e.dev.ID != "" {
+			continue
+		}
+		for _, n := range hostnames(e.asked.Hostname) {
+			if _, ok := byName[n]; !ok {
+				byName[n] = nil
+				names = append(names, n)
+			}
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	found, err := h.Store.DevicesByHostname(ctx, names)
+	if err != nil {
+		return err
+	}
+	for _, d := range found {
+		n := strings.ToLower(d.Hostname)
+		byName[n] = append(byName[n], d)
+	}
+	for i := range evals {
+		if evals[i].dev.ID != "" {
+			continue
+		}
+		seen := map[string]storage.Device{}
+		for _, n := range hostnames(evals[i].asked.Hostname) {
+			for _, d := range byName[n] {
+				seen[d.ID] = d
+			}
+		}
+		switch len(seen) {
+		case 0:
+		case 1:
+			for _, d := range seen {
+				evals[i].dev = d
+			}
+		default:
+			// Hostnames are not unique: guessing could score one Mac by
+			// another's posture.
+			log.Warn("cloudflare hostname matches several devices; scored as unknown", "hostname", evals[i].asked.Hostname, "devices", len(seen))
+		}
+	}
+	return nil
+}
+
+// hostnames are the lower-case spellings a Mac may be known by: as given,
+// and with or without macOS's ".local".
+func hostnames(h string) []string {
+	h = strings.ToLower(strings.TrimSpace(h))
+	if h == "" {
+		return nil
+	}
+	if base, ok := strings.CutSuffix(h, ".local"); ok && base != "" {
+		return []string{h, base}
+	}
+	return []string{h, h + ".local"}
+}
+
+// best is the device a serial number means when several enrolled devices
+// have it: an unrevoked one before a revoked one, then the one seen last.
+func best(ds []storage.Device) storage.Device {
+	return slices.MinFunc(ds, func(a, b storage.Device) int {
+		if a.Revoked() != b.Revoked() {
+			if a.Revoked() {
+				return 1
+			}
+			return -1
+		}
+		if c := b.LastSeen.Compare(a.LastSeen); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+}
+
+// record appends one decision per device, in one commit when the store can.
+func (h *Handler) record(ctx context.Context, evals []evaluation, at time.Time, latency time.Duration) error {
+	recs := make([]storage.DecisionRecord, len(evals))
+	for i, e := range evals {
+		recs[i] = storage.DecisionRecord{
+			At:               at,
+			Username:         e.asked.Email,
+			DeviceID:         e.dev.ID,
+			Allow:            e.score > 0,
+			Reason:           string(e.d.Reason),
+			Results:          results(e.d.Results),
+			PolicySetVersion: e.d.PolicySetVersion,
+			ReportSeq:        e.d.ReportSeq,
+			LiveCheck:        e.d.LiveCheck.String(),
+			Latency:          latency,
+			Source:           storage.SourceCloudflare,
+			RequestID:        e.asked.ID,
+			Score:            e.score,
+		}
+	}
+	if b, ok := h.Store.(storage.DecisionBatcher); ok {
+		return b.AppendDecisions(ctx, recs)
+	}
+	for _, rec := range recs {
+		if _, err := h.Store.AppendDecision(ctx, rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxMessage bounds an osquery ERROR message kept in the decision log.
+const maxMessage = 512
+
+func results(fs []decision.Finding) []storage.DecisionResult {
+	if len(fs) == 0 {
+		return nil
+	}
+	out := make([]storage.DecisionResult, len(fs))
+	for i, f := range fs {
+		msg := f.Message
+		if len(msg) > maxMessage {
+			msg = strings.ToValidUTF8(msg[:maxMessage], "")
+		}
+		out[i] = storage.DecisionResult{PolicyID: f.PolicyID, Status: string(f.Status), Required: f.Required, Critical: f.Critical, Message: msg}
+	}
+	return out
+}

@@ -1,0 +1,210 @@
+package cloudflare_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clearance/clearance/verifier/access"
+	"github.com/clearance/clearance/verifier/cloudflare"
+	"github.com/clearance/clearance/verifier/decision"
+	"github.com/clearance/clearance/verifier/reason"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// fakeStore holds devices and records decisions; errors are injected.
+type fakeStore struct {
+	storage.DecisionStore // unused methods panic
+	devices               []storage.Device
+	findErr, appendErr    error
+	mu                    sync.Mutex
+	recorded              []storage.DecisionRecord
+}
+
+func (s *fakeStore) DevicesBySerial(_ context.Context, serials []string) ([]storage.Device, error) {
+	var out []storage.Device
+	for _, d := range s.devices {
+		for _, v := range serials {
+			if storage.CanonicalSerial(d.SerialNumber) == v {
+				out = append(out, d)
+			}
+		}
+	}
+	return out, s.findErr
+}
+
+func (s *fakeStore) DevicesByHostname(_ context.Context, names []string) ([]storage.Device, error) {
+	var out []storage.Device
+	for _, d := range s.devices {
+		for _, n := range names {
+			if strings.ToLower(d.Hostname) == n {
+				out = append(out, d)
+			}
+		}
+	}
+	return out, s.findErr
+}
+
+func (s *fakeStore) AppendDecisions(_ context.Context, ds []storage.DecisionRecord) error {
+	if s.appendErr != nil {
+		return s.appendErr
+	}
+	s.mu.Lock()
+	s.recorded = append(s.recorded, ds...)
+	s.mu.Unlock()
+	return nil
+}
+
+// fakeDecider decides by device id.
+type fakeDecider map[string]decision.Decision
+
+func (f fakeDecider) Decide(_ context.Context, q access.Query, mode access.Mode) (decision.Decision, error) {
+	if mode != access.StoredOnly {
+		return decision.Decision{}, errors.New("a Cloudflare batch must not live-check")
+	}
+	d, ok := f[q.DeviceID]
+	if !ok {
+		return decision.Decision{}, access.ErrStorage
+	}
+	d.DeviceID = q.DeviceID
+	return d, nil
+}
+
+type okTokens struct{}
+
+func (okTokens) Verify(context.Context, string) (*cloudflare.Claims, error) {
+	return &cloudflare.Claims{CommonName: "svc.access"}, nil
+}
+
+func post(t *testing.T, h http.Handler, body string) (int, cloudflare.Response) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, cloudflare.Path, strings.NewReader(body))
+	req.Header.Set(cloudflare.Header, "token")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	var resp cloudflare.Response
+	if rec.Code == http.StatusOK {
+		if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
+			t.Fatalf("answer is not JSON: %v", err)
+		}
+	}
+	return rec.Code, resp
+}
+
+func TestHandlerScores(t *testing.T) {
+	t.Parallel()
+	revokedAt := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	store := &fakeStore{devices: []storage.Device{
+		{ID: "mac-ok", SerialNumber: "SER1", Hostname: "Anas-MacBook-Pro"},
+		{ID: "mac-old", SerialNumber: "ser2 ", RevokedAt: revokedAt, LastSeen: revokedAt.Add(time.Hour)},
+		{ID: "mac-new", SerialNumber: "SER2", LastSeen: revokedAt},
+		{ID: "mac-warn", SerialNumber: "SER3"},
+		{ID: "mac-fail", SerialNumber: "SER4"},
+		{ID: "mac-broken", SerialNumber: "SER5"},
+		{ID: "twin-a", SerialNumber: "TA", Hostname: "twin"},
+		{ID: "twin-b", SerialNumber: "TB", Hostname: "TWIN.local"},
+	}}
+	decide := fakeDecider{
+		"mac-ok": {Allow: true, Reason: reason.Allowed}, "mac-new": {Allow: true, Reason: reason.Allowed},
+		"mac-warn": {Allow: true, Reason: reason.Allowed, Advisory: []decision.Finding{{PolicyID: "screen_lock", Status: decision.StatusFail}}},
+		"mac-fail": {Reason: reason.PolicyFailed},
+	}
+	body := `{"devices":[
+		{"device_id":"c-ok","serial_number":"ser1","email":"ana@example.com"},
+		{"device_id":"c-replaced","serial_number":"SER2"},
+		{"device_id":"c-warn","serial_number":"SER3"},
+		{"device_id":"c-fail","serial_number":"SER4"},
+		{"device_id":"c-broken","serial_number":"SER5"},
+		{"device_id":"c-byname","hostname":"anas-macbook-pro.local"},
+		{"device_id":"c-twin","hostname":"twin"},
+		{"device_id":"c-none"}]}`
+	for _, byName := range []bool{false, true} {
+		store.recorded = nil
+		h := &cloudflare.Handler{Tokens: okTokens{}, Store: store, Decide: decide, Scores: cloudflare.DefaultScores,
+			MatchHostname: byName, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		code, resp := post(t, h, body)
+		if code != http.StatusOK {
+			t.Fatalf("HTTP %d", code)
+		}
+		want := map[string]cloudflare.Result{
+			"c-ok": {S2SID: "mac-ok", Score: 100}, "c-replaced": {S2SID: "mac-new", Score: 100},
+			"c-warn": {S2SID: "mac-warn", Score: 90}, "c-fail": {S2SID: "mac-fail", Score: 0},
+			"c-broken": {S2SID: "mac-broken", Score: 0}, "c-twin": {}, "c-none": {}, "c-byname": {},
+		}
+		if byName {
+			want["c-byname"] = cloudflare.Result{S2SID: "mac-ok", Score: 100}
+		}
+		if len(resp.Result) != len(want) {
+			t.Errorf("match_hostname=%v: %d answers, want %d", byName, len(resp.Result), len(want))
+		}
+		for id, w := range want {
+			if got := resp.Result[id]; got != w {
+				t.Errorf("match_hostname=%v: %s = %+v, want %+v", byName, id, got, w)
+			}
+		}
+		if len(store.recorded) != len(want) {
+			t.Fatalf("%d decisions recorded, want %d", len(store.recorded), len(want))
+		}
+		for _, r := range store.recorded {
+			if r.Source != storage.SourceCloudflare || r.Score != resp.Result[r.RequestID].Score || r.DeviceID != resp.Result[r.RequestID].S2SID {
+				t.Errorf("recorded %+v, answered %+v", r, resp.Result[r.RequestID])
+			}
+			switch r.RequestID {
+			case "c-broken":
+				if r.Reason != string(reason.Storage) {
+					t.Errorf("c-broken recorded with reason %q, want %q", r.Reason, reason.Storage)
+				}
+			case "c-none":
+				if r.Reason != string(reason.UnknownDevice) {
+					t.Errorf("c-none recorded with reason %q", r.Reason)
+				}
+			case "c-ok":
+				if r.Username != "ana@example.com" || !r.Allow {
+					t.Errorf("c-ok recorded as %+v", r)
+				}
+			}
+		}
+	}
+}
+
+// TestHandlerStorageFailures: nothing is answered that the decision log
+// does not hold, and a lookup that fails answers nothing.
+func TestHandlerStorageFailures(t *testing.T) {
+	t.Parallel()
+	body := `{"devices":[{"device_id":"c1","serial_number":"S1"}]}`
+	for name, store := range map[string]*fakeStore{
+		"lookup":  {findErr: errors.New("disk I/O error")},
+		"records": {appendErr: errors.New("database is locked")},
+	} {
+		h := &cloudflare.Handler{Tokens: okTokens{}, Store: store, Decide: fakeDecider{}, Scores: cloudflare.DefaultScores,
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		if code, _ := post(t, h, body); code != http.StatusServiceUnavailable {
+			t.Errorf("%s failing: HTTP %d, want 503", name, code)
+		}
+	}
+}
+
+func TestScores(t *testing.T) {
+	t.Parallel()
+	for _, s := range []cloudflare.Scores{{0, 0}, {100, 0}, {101, 90}, {80, 90}} {
+		if err := s.Check(); err == nil {
+			t.Errorf("%+v accepted", s)
+		}
+	}
+	if err := cloudflare.DefaultScores.Check(); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []decision.Decision{{Reason: reason.StalePosture}, {Reason: reason.DeviceRevoked}, {Reason: reason.UnknownDevice}, {Reason: reason.PolicyFailed}} {
+		if score, verdict := cloudflare.DefaultScores.For(d); score != 0 || verdict != string(d.Reason) {
+			t.Errorf("%s: %d %s", d.Reason, score, verdict)
+		}
+	}
+}

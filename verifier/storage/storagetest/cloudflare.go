@@ -1,0 +1,136 @@
+package storagetest
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// cloudflareTests check what Cloudflare's device posture integration needs:
+// devices found by serial number and hostname, and a batch of decisions,
+// with their scores, in one commit.
+var cloudflareTests = []test{
+	{"DevicesBySerial", testDevicesBySerial},
+	{"DevicesByHostname", testDevicesByHostname},
+	{"AppendDecisionsBatch", testAppendDecisions},
+	{"AppendDecisionsAllOrNone", testAppendDecisionsAllOrNone},
+}
+
+func finder(t *testing.T, s storage.Store) storage.DeviceFinder {
+	t.Helper()
+	f, ok := s.(storage.DeviceFinder)
+	if !ok {
+		t.Fatalf("%T does not implement storage.DeviceFinder", s)
+	}
+	return f
+}
+
+func batcher(t *testing.T, s storage.Store) storage.DecisionBatcher {
+	t.Helper()
+	b, ok := s.(storage.DecisionBatcher)
+	if !ok {
+		t.Fatalf("%T does not implement storage.DecisionBatcher", s)
+	}
+	return b
+}
+
+func testDevicesBySerial(t *testing.T, s storage.Store) {
+	createSecret(t, s, "fleet")
+	e1 := newEnrollment(1, "fleet")
+	e1.Device.SerialNumber = " c02x00001 " // stored as the agent said it
+	enroll(t, s, e1)
+	enroll(t, s, newEnrollment(2, "fleet"))
+	enroll(t, s, newEnrollment(3, "fleet"))
+	revokeDevice(t, s, "dev-003")
+
+	got, err := finder(t, s).DevicesBySerial(t.Context(), []string{"C02X00001", "C02X00003", "NOSUCH"})
+	must(t, err)
+	if ids := deviceIDs(got); !sameSet(ids, []string{"dev-001", "dev-003"}) {
+		t.Fatalf("DevicesBySerial = %v, want dev-001 and dev-003 (revoked included)", ids)
+	}
+	for _, d := range got {
+		if d.ID == "dev-003" && !d.Revoked() {
+			t.Errorf("dev-003 came back unrevoked")
+		}
+	}
+	if got, err := finder(t, s).DevicesBySerial(t.Context(), nil); err != nil || len(got) != 0 {
+		t.Fatalf("DevicesBySerial(nil) = %v, %v; want none", got, err)
+	}
+
+	// More serials than one query binds.
+	many := []string{"C02X00002"}
+	for i := range 1200 {
+		many = append(many, fmt.Sprintf("ABSENT%05d", i))
+	}
+	got, err = finder(t, s).DevicesBySerial(t.Context(), many)
+	must(t, err)
+	if ids := deviceIDs(got); !slices.Equal(ids, []string{"dev-002"}) {
+		t.Fatalf("DevicesBySerial(1201 serials) = %v, want dev-002", ids)
+	}
+}
+
+func testDevicesByHostname(t *testing.T, s storage.Store) {
+	createSecret(t, s, "fleet")
+	e1 := newEnrollment(1, "fleet")
+	e1.Device.Hostname = "Anas-MacBook-Pro"
+	enroll(t, s, e1)
+	enroll(t, s, newEnrollment(2, "fleet"))
+	got, err := finder(t, s).DevicesByHostname(t.Context(), []string{"anas-macbook-pro", "mac-9.example.com"})
+	must(t, err)
+	if ids := deviceIDs(got); !slices.Equal(ids, []string{"dev-001"}) {
+		t.Fatalf("DevicesByHostname = %v, want dev-001", ids)
+	}
+}
+
+func testAppendDecisions(t *testing.T, s storage.Store) {
+	var batch []storage.DecisionRecord
+	for i := range 1000 {
+		d := newDecision(fmt.Sprintf("user%d@example.com", i), fmt.Sprintf("dev-%03d", i), i%2 == 0, at(0))
+		d.Source, d.Binding, d.CertSerial = storage.SourceCloudflare, "", ""
+		d.RequestID = fmt.Sprintf("cf-device-%d", i)
+		d.Score = i % 101
+		batch = append(batch, d)
+	}
+	must(t, batcher(t, s).AppendDecisions(t.Context(), batch))
+	must(t, batcher(t, s).AppendDecisions(t.Context(), nil))
+	got := listDecisions(t, s, storage.DecisionFilter{Limit: storage.MaxDecisionLimit})
+	if len(got) != len(batch) {
+		t.Fatalf("listed %d decisions, want %d", len(got), len(batch))
+	}
+	slices.Reverse(got)
+	for i, d := range got {
+		want := batch[i]
+		want.ID = d.ID
+		if i > 0 && d.ID <= got[i-1].ID {
+			t.Fatalf("ids not increasing in append order at %d", i)
+		}
+		if d.Score != want.Score || d.Source != storage.SourceCloudflare || d.RequestID != want.RequestID || d.DeviceID != want.DeviceID {
+			t.Fatalf("decision %d = %+v, want %+v", i, d, want)
+		}
+	}
+}
+
+func testAppendDecisionsAllOrNone(t *testing.T, s storage.Store) {
+	good := newDecision("ana@example.com", "dev-001", true, at(0))
+	bad := good
+	bad.Score = 101
+	if err := batcher(t, s).AppendDecisions(t.Context(), []storage.DecisionRecord{good, bad}); err == nil {
+		t.Fatal("a batch with a score of 101 was stored")
+	}
+	if got := listDecisions(t, s, storage.DecisionFilter{}); len(got) != 0 {
+		t.Fatalf("a refused batch left %d decisions", len(got))
+	}
+	bad.Score = -1
+	if _, err := s.AppendDecision(t.Context(), bad); err == nil {
+		t.Fatal("a decision with a score of -1 was stored")
+	}
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
