@@ -39,7 +39,7 @@ func batcher(t *testing.T, s storage.Store) storage.DecisionBatcher {
 func testDevicesBySerial(t *testing.T, s storage.Store) {
 	createSecret(t, s, "fleet")
 	e1 := newEnrollment(1, "fleet")
-	e1.Device.SerialNumber = " c02x00001 " // stored as the agent said it
+	e1.Device.SerialNumber = "c02x00001" // lower case as an agent may send it; matched in canonical form
 	enroll(t, s, e1)
 	enroll(t, s, newEnrollment(2, "fleet"))
 	enroll(t, s, newEnrollment(3, "fleet"))
