@@ -60,10 +60,10 @@ type LogTarget struct {
 
 // Sign-in event types the correlator reads.
 const (
-	EventSessionStart  = "user.session.start"
-	EventSSO           = "user.authentication.sso"
-	EventAuthViaIdP    = "user.authentication.auth_via_IDP"
-	EventPolicySignOn  = "policy.evaluate_sign_on"
+	EventSessionStart = "user.session.start"
+	EventSSO          = "user.authentication.sso"
+	EventAuthViaIdP   = "user.authentication.auth_via_IDP"
+	EventPolicySignOn = "policy.evaluate_sign_on"
 )
 
 // SignInEventTypes are the events the System Log poller asks for.
