@@ -43,6 +43,7 @@ type Org struct {
 	access   map[string]accessGrant     // access token → grant
 	jtis     map[string]bool
 	fail     []int // statuses the next API requests get, in order
+	failSkip int   // requests answered normally before fail applies
 	window   rateWindow
 	requests []string // method + path of every API request
 	invalid  []string // requests that did not validate against the OpenAPI description
@@ -170,6 +171,15 @@ func (o *Org) FailNext(statuses ...int) {
 	o.fail = append(o.fail, statuses...)
 }
 
+// FailAfter lets n API requests through, then makes the next ones answer
+// with these statuses: a failure in the middle of a long listing.
+func (o *Org) FailAfter(n int, statuses ...int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.failSkip = n
+	o.fail = append(o.fail, statuses...)
+}
+
 // Requests returns "METHOD /path" of every API request so far.
 func (o *Org) Requests() []string {
 	o.mu.Lock()
@@ -287,7 +297,9 @@ func (o *Org) api(scope string, h func(w http.ResponseWriter, r *http.Request)) 
 			return
 		}
 		o.rateHeaders(w)
-		if len(o.fail) > 0 {
+		if len(o.fail) > 0 && o.failSkip > 0 {
+			o.failSkip--
+		} else if len(o.fail) > 0 {
 			status := o.fail[0]
 			o.fail = o.fail[1:]
 			o.mu.Unlock()
