@@ -81,6 +81,9 @@ type Config struct {
 	// OktaSyncInterval is how often users and groups are reconciled in
 	// full; changes are read every minute between.
 	OktaSyncInterval time.Duration
+	// OktaAlertEvents are the System Log event types that raise the
+	// unmatched sign-in alert when no Clearance allow precedes them.
+	OktaAlertEvents []string
 	// DebugSAML logs each refused AuthnRequest's decoded XML (bounded), to
 	// see what Okta really sends during a first pilot.
 	DebugSAML bool
@@ -436,6 +439,8 @@ func cidrs(dst func(*Config) *[]*net.IPNet) value {
 	}}
 }
 
+var eventType = regexp.MustCompile(`^[a-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+){1,6}$`)
+
 var headerName = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 
 var settings = []setting{
@@ -473,6 +478,21 @@ var settings = []setting{
 	{"okta-api-token-file", GroupOkta, "", "file (mode 0600) holding an Okta API token (SSWS) of a read-only administrator; CLEARANCE_OKTA_API_TOKEN may hold the token itself instead", text("path", func(c *Config) *string { return &c.OktaAPITokenFile })},
 	{"okta-client-id", GroupOkta, "", "client ID of an Okta API service app (client credentials, private_key_jwt) to read with instead of an API token; needs --okta-private-key-file", text("ID", func(c *Config) *string { return &c.OktaClientID })},
 	{"okta-private-key-file", GroupOkta, "", "file (mode 0600) holding the service app's private key, PEM or JWK", text("path", func(c *Config) *string { return &c.OktaPrivateKeyFile })},
+	{"okta-alert-events", GroupOkta, "user.session.start", "comma-separated Okta System Log event types that alert (clearance_okta_unmatched_signins_total) when a Mac's successful one has no Clearance allow before it; add user.authentication.sso when Clearance is required at every app sign-in", value{"types", func(c *Config, v string) error {
+		var out []string
+		for _, part := range strings.Split(v, ",") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			if !eventType.MatchString(part) {
+				return fmt.Errorf("%q is not an Okta event type (e.g. user.session.start)", part)
+			}
+			out = append(out, part)
+		}
+		c.OktaAlertEvents = out
+		return nil
+	}}},
 	{"okta-sync-interval", GroupOkta, durText(15 * time.Minute), "how often users, groups and memberships are reconciled with Okta in full (changes are read every minute between)", dur(func(c *Config) *time.Duration { return &c.OktaSyncInterval }, time.Minute, 24*time.Hour)},
 	{"debug-saml", GroupOkta, "false", "log each refused AuthnRequest's decoded XML (at most 16 KiB; never RelayState), to see what Okta sends during a first pilot", boolean(func(c *Config) *bool { return &c.DebugSAML })},
 	{"max-held-request-age", GroupSignIn, durText(signin.DefaultMaxHeldAge), "Check again on a sign-in held longer than this restarts it at Okta instead of answering Okta's old request", dur(func(c *Config) *time.Duration { return &c.MaxHeldRequestAge }, 30*time.Second, time.Hour)},

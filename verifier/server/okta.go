@@ -44,7 +44,7 @@ func (s *Server) oktaActors(g *run.Group) {
 	}
 	log := s.log.With("component", "oktaapi")
 	poller := &oktaapi.LogPoller{Client: s.Okta, Store: s.Store, Log: log,
-		Metrics: oktaapi.NewLogMetrics(s.Metrics.Registry), Interval: s.oktaPoll, Now: s.now}
+		Metrics: oktaapi.NewLogMetrics(s.Metrics.Registry), Interval: s.oktaPoll, AlertEvents: s.cfg.OktaAlertEvents, Now: s.now}
 	syncer := &oktaapi.Syncer{Client: s.Okta, Dir: s.OktaDirectory, State: s.Store, Log: log,
 		Interval: s.cfg.OktaSyncInterval, PollInterval: s.oktaPoll, Now: s.now}
 	for _, a := range []struct {
