@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+	"unicode/utf8"
 )
 
 func TestNextLink(t *testing.T) {
@@ -81,6 +83,32 @@ func FuzzParseError(f *testing.F) {
 		e := parseError(400, b)
 		if strings.ContainsAny(e.Error(), "\n\r") {
 			t.Fatal("error text has a line break")
+		}
+	})
+}
+
+func FuzzRateLimit(f *testing.F) {
+	f.Add("600", "0", "1700000000")
+	f.Add("", "-1", "99999999999999999999")
+	f.Fuzz(func(t *testing.T, lim, rem, reset string) {
+		h := http.Header{}
+		h.Set("X-Rate-Limit-Limit", lim)
+		h.Set("X-Rate-Limit-Remaining", rem)
+		h.Set("X-Rate-Limit-Reset", reset)
+		rl := parseRateLimit(h)
+		c := &Client{Jitter: func(n time.Duration) time.Duration { return n - 1 }}
+		if d := c.rateLimitWait(rl); d < 0 || d > 2*MaxRateLimitWait+2*time.Second {
+			t.Fatalf("wait %v for %+v", d, rl)
+		}
+	})
+}
+
+func FuzzText(f *testing.F) {
+	f.Add("Mozilla/5.0 \x00 \xff")
+	f.Fuzz(func(t *testing.T, s string) {
+		got := text(s)
+		if len(got) > 1024 || !utf8.ValidString(got) || strings.ContainsRune(got, 0) {
+			t.Fatalf("text(%q) = %q", s, got)
 		}
 	})
 }
