@@ -57,16 +57,24 @@ func TestOktaStatus(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		args    []string
+		env     string // CLEARANCE_OKTA_API_TOKEN
 		wantErr bool
 	}{
-		{"read-only", []string{"--okta-api-token-file", tokenFile("ro.token", "read-only-admin")}, false},
-		{"no-logs", []string{"--okta-api-token-file", tokenFile("nologs.token", "no-logs")}, true},
-		{"bad-token", []string{"--okta-api-token-file", tokenFile("bad.token", "revoked-token")}, true},
-		{"service-app", []string{"--okta-client-id", "0oaclearance", "--okta-private-key-file", keyFile}, true},
+		{"read-only", []string{"--okta-api-token-file", tokenFile("ro.token", "read-only-admin")}, "", false},
+		{"no-logs", []string{"--okta-api-token-file", tokenFile("nologs.token", "no-logs")}, "", true},
+		{"bad-token", []string{"--okta-api-token-file", tokenFile("bad.token", "revoked-token")}, "", true},
+		{"service-app", []string{"--okta-client-id", "0oaclearance", "--okta-private-key-file", keyFile}, "", true},
+		{"token-from-env", nil, "read-only-admin", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
-			a := &app{stdout: &out, stderr: &errOut, getenv: func(string) string { return "" }, now: time.Now, oktaHTTP: org.Server.Client()}
+			getenv := func(k string) string {
+				if k == "CLEARANCE_OKTA_API_TOKEN" {
+					return tc.env
+				}
+				return ""
+			}
+			a := &app{stdout: &out, stderr: &errOut, getenv: getenv, now: time.Now, oktaHTTP: org.Server.Client()}
 			args := append([]string{"okta", "status", "--okta-org-url", org.URL()}, tc.args...)
 			err := a.program().Execute(context.Background(), args)
 			if (err != nil) != tc.wantErr {
