@@ -112,9 +112,20 @@ func (o *Org) token(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// TokensIssued is how many access tokens the token endpoint has issued.
+// TokensIssued is how many access tokens the token endpoint has issued
+// (revoked ones included).
 func (o *Org) TokensIssued() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return len(o.access)
+}
+
+// RevokeAccessTokens revokes every access token issued so far.
+func (o *Org) RevokeAccessTokens() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for k, a := range o.access {
+		a.expires = time.Time{}
+		o.access[k] = a
+	}
 }

@@ -32,8 +32,9 @@ var DefaultScopes = []string{ScopeUsers, ScopeGroups, ScopeLogs}
 // Authorizer adds credentials to a request to Okta.
 type Authorizer interface {
 	Authorize(ctx context.Context, req *http.Request) error
-	// Invalidate forgets a cached access token Okta refused.
-	Invalidate()
+	// Invalidate forgets a cached access token Okta refused, and reports
+	// whether there was one (a new one may then work).
+	Invalidate() bool
 }
 
 // Scoper is an Authorizer that can ask for other scopes: a service app's
@@ -67,7 +68,7 @@ func (t *APIToken) Authorize(_ context.Context, req *http.Request) error {
 }
 
 // Invalidate does nothing: an API token cannot be refreshed.
-func (t *APIToken) Invalidate() {}
+func (t *APIToken) Invalidate() bool { return false }
 
 // String never shows the token.
 func (t *APIToken) String() string { return "APIToken(redacted)" }
@@ -155,7 +156,7 @@ type scoped struct {
 func (s *scoped) Authorize(ctx context.Context, req *http.Request) error {
 	return s.app.authorize(ctx, req, s.scopes)
 }
-func (s *scoped) Invalidate() { s.app.invalidate(s.scopes) }
+func (s *scoped) Invalidate() bool { return s.app.invalidate(s.scopes) }
 
 // Authorize sets Authorization: Bearer with a cached or new access token.
 func (s *ServiceApp) Authorize(ctx context.Context, req *http.Request) error {
@@ -163,12 +164,15 @@ func (s *ServiceApp) Authorize(ctx context.Context, req *http.Request) error {
 }
 
 // Invalidate forgets the cached token.
-func (s *ServiceApp) Invalidate() { s.invalidate(s.Scopes) }
+func (s *ServiceApp) Invalidate() bool { return s.invalidate(s.Scopes) }
 
-func (s *ServiceApp) invalidate(scopes []string) {
+func (s *ServiceApp) invalidate(scopes []string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.cached, strings.Join(scopes, " "))
+	key := strings.Join(scopes, " ")
+	_, ok := s.cached[key]
+	delete(s.cached, key)
+	return ok
 }
 
 func (s *ServiceApp) now() time.Time {

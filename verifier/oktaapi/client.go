@@ -245,8 +245,12 @@ func (c *Client) once(ctx context.Context, rawURL string) (p Page, retry time.Du
 		apiErr := parseError(resp.StatusCode, body)
 		return Page{}, c.rateLimitWait(rl), apiErr
 	case resp.StatusCode == http.StatusUnauthorized:
-		// An access token Okta no longer takes is fetched anew once.
-		c.Auth.Invalidate()
+		// A cached access token Okta no longer takes (revoked, or the
+		// clocks disagree on its expiry) is fetched anew, once: the retry
+		// carries a fresh one, and a second 401 finds nothing to forget.
+		if c.Auth.Invalidate() {
+			return Page{}, 0, parseError(resp.StatusCode, body)
+		}
 		return Page{}, -1, parseError(resp.StatusCode, body)
 	case resp.StatusCode >= 500:
 		return Page{}, c.backoff(1), parseError(resp.StatusCode, body)

@@ -197,6 +197,15 @@ func TestServiceAppTokenCached(t *testing.T) {
 	if n := org.TokensIssued(); n != 1 {
 		t.Errorf("%d access tokens fetched for 9 requests, want 1 (cached)", n)
 	}
+	// Okta revokes the token: the next request gets a 401, fetches a new
+	// token once and goes on.
+	org.RevokeAccessTokens()
+	if err := c.Users(context.Background(), "", func([]oktaapi.User) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n := org.TokensIssued(); n != 2 {
+		t.Errorf("%d access tokens fetched after a revocation, want 2", n)
+	}
 }
 
 func TestServiceAppWrongKeyRefused(t *testing.T) {
