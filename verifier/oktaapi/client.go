@@ -162,6 +162,9 @@ func (c *Client) Get(ctx context.Context, rawURL string) (Page, error) {
 			return p, nil
 		}
 		lastErr = err
+		if retryAfter == retryWithBackoff {
+			retryAfter = c.backoff(attempt)
+		}
 		if retryAfter < 0 || attempt == maxAttempts {
 			break
 		}
@@ -197,8 +200,12 @@ func List[T any](ctx context.Context, c *Client, first string, fn func([]T) erro
 	return nil
 }
 
+// retryWithBackoff asks Get to wait longer at each attempt (a server
+// error, a network failure).
+const retryWithBackoff = time.Duration(-2)
+
 // once sends one request. retry is how long to wait before trying again,
-// or negative when trying again would not help.
+// retryWithBackoff, or -1 when trying again would not help.
 func (c *Client) once(ctx context.Context, rawURL string) (p Page, retry time.Duration, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
@@ -215,12 +222,12 @@ func (c *Client) once(ctx context.Context, rawURL string) (p Page, retry time.Du
 			return Page{}, -1, ctx.Err()
 		}
 		// A network error or timeout: worth one more try after a pause.
-		return Page{}, c.backoff(1), fmt.Errorf("GET %s: %w", pathOf(rawURL), err)
+		return Page{}, retryWithBackoff, fmt.Errorf("GET %s: %w", pathOf(rawURL), err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodyLen+1))
 	if err != nil {
-		return Page{}, c.backoff(1), fmt.Errorf("GET %s: reading body: %w", pathOf(rawURL), err)
+		return Page{}, retryWithBackoff, fmt.Errorf("GET %s: reading body: %w", pathOf(rawURL), err)
 	}
 	if len(body) > MaxBodyLen {
 		return Page{}, -1, fmt.Errorf("GET %s: body larger than %d bytes", pathOf(rawURL), MaxBodyLen)
@@ -253,7 +260,7 @@ func (c *Client) once(ctx context.Context, rawURL string) (p Page, retry time.Du
 		}
 		return Page{}, -1, parseError(resp.StatusCode, body)
 	case resp.StatusCode >= 500:
-		return Page{}, c.backoff(1), parseError(resp.StatusCode, body)
+		return Page{}, retryWithBackoff, parseError(resp.StatusCode, body)
 	default:
 		return Page{}, -1, parseError(resp.StatusCode, body)
 	}
@@ -272,7 +279,8 @@ func (c *Client) rateLimitWait(rl rateLimit) time.Duration {
 	return d
 }
 
-// backoff is the pause before retry number n after a server error.
+// backoff is the pause after failed attempt n (from 1): 2s, 4s, 8s, plus
+// up to as much again of jitter.
 func (c *Client) backoff(n int) time.Duration {
 	d := time.Second << min(n, 5)
 	return d + c.jitter(d)

@@ -135,8 +135,8 @@ func TestServerErrorsRetriedThenReported(t *testing.T) {
 	if err := c.Users(context.Background(), "", func([]oktaapi.User) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if got := len(s.all()); got != 2 {
-		t.Errorf("%d waits, want 2 (one per 5xx)", got)
+	if waits := s.all(); len(waits) != 2 || waits[1] <= waits[0] {
+		t.Errorf("waits %v, want 2 (one per 5xx), the second longer", waits)
 	}
 	org.FailNext(500, 500, 500, 500, 500)
 	err := c.Users(context.Background(), "", func([]oktaapi.User) error { return nil })
