@@ -136,6 +136,10 @@ func (p *LogPoller) Poll(ctx context.Context) (int, error) {
 		cursor = p.Client.LogsURL(p.now().Add(-orDefault(p.Lookback, DefaultLookback)), SignInEventTypes)
 	case err != nil:
 		return 0, err
+	case p.Client.sameOrigin(cursor) != nil:
+		// The verifier now reads another org: its log starts afresh.
+		p.log().Warn("okta_log_cursor_reset: the stored System Log cursor is for another Okta org", "component", "oktaapi")
+		cursor = p.Client.LogsURL(p.now().Add(-orDefault(p.Lookback, DefaultLookback)), SignInEventTypes)
 	}
 	total := 0
 	for range maxPagesPerPoll {

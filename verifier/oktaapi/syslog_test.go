@@ -194,6 +194,26 @@ func TestSystemLogPollSurvivesFailures(t *testing.T) {
 	}
 }
 
+func TestSystemLogCursorOfAnotherOrg(t *testing.T) {
+	t.Parallel()
+	org, c, _ := newOrg(t)
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	// A cursor stored while the verifier read another org.
+	if _, err := store.SaveOktaLogPage(context.Background(), oktaapi.LogCursor, "https://old.okta.com/api/v1/logs?after=x", time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	org.AddEvent(event("e1", oktaapi.EventSessionStart, "ann", "Mac OS X", safariMac, "SUCCESS", time.Now().Add(-time.Minute)))
+	n, err := (&oktaapi.LogPoller{Client: c, Store: store}).Poll(context.Background())
+	if err != nil || n != 1 {
+		t.Fatalf("poll after the org changed: %d, %v; want the new org's event", n, err)
+	}
+	cur, _ := store.OktaCursor(context.Background(), oktaapi.LogCursor)
+	if !strings.HasPrefix(cur, org.URL()+"/api/v1/logs?") {
+		t.Errorf("cursor %q is not on the new org", cur)
+	}
+}
+
 func uuidsOf(es []storage.OktaSignIn) string {
 	var s []string
 	for _, e := range es {

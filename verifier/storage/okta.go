@@ -52,7 +52,8 @@ type OktaLogStore interface {
 	// SaveOktaLogPage stores, in one transaction, the events whose UUID is
 	// not stored yet and the cursor that follows them, and returns the
 	// UUIDs it stored: a page read twice (after a crash before the cursor
-	// moved) adds nothing the second time.
+	// moved) adds nothing the second time. With no events it stores only
+	// the cursor (the user sync keeps its watermarks so).
 	SaveOktaLogPage(ctx context.Context, cursorName, cursor string, at time.Time, events []OktaSignIn) ([]string, error)
 	// ListOktaSignIns returns matching events, newest Published first.
 	ListOktaSignIns(ctx context.Context, f OktaSignInFilter) ([]OktaSignIn, error)
