@@ -31,6 +31,8 @@ type Capability struct {
 	Used string
 	// Detail is why it is off or in error (Okta's error, without secrets).
 	Detail string
+	// Unauthorized: Okta refused the credential itself (401, invalid_client).
+	Unauthorized bool
 }
 
 // capabilities are probed in this order.
@@ -64,6 +66,7 @@ func (c *Client) Status(ctx context.Context) []Capability {
 		}
 		_, err := probe.Get(ctx, c.URL(cp.path, q))
 		cap.State, cap.Detail = classify(err)
+		cap.Unauthorized = IsUnauthorized(err)
 		out = append(out, cap)
 	}
 	return out
@@ -103,8 +106,14 @@ func WriteStatus(w io.Writer, org string, method string, caps []Capability) erro
 	if len(notes) > 0 {
 		fmt.Fprintln(w)
 	}
+	refused := false
 	for _, c := range notes {
 		fmt.Fprintf(w, "%s: %s\n", c.Name, c.Detail)
+		refused = refused || c.Unauthorized
+	}
+	if refused {
+		fmt.Fprintln(w, "\nOkta refused the credential itself: a revoked token, one unused for 30 days (Okta expires it),\n"+
+			"one from another org, or a service app whose public key or client ID does not match.")
 	}
 	_, err := fmt.Fprintln(w)
 	return err
