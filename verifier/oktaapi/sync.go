@@ -199,13 +199,15 @@ func (s *Syncer) putUser(ctx context.Context, st *state, u User, r *SyncResult) 
 	return nil
 }
 
-// putGroup writes g and its members.
-func (s *Syncer) putGroup(ctx context.Context, st *state, g Group, r *SyncResult) error {
+// putGroup writes g and, unless they are known and unchanged since
+// (zero: whatever they are), its members.
+func (s *Syncer) putGroup(ctx context.Context, st *state, g Group, since time.Time, r *SyncResult) error {
 	dg := DirGroup{ID: g.ID, Name: g.Profile.Name, Source: SourceAPI}
 	if src, ok := st.owner["g:"+g.ID]; ok && src != SourceAPI {
 		r.Skipped++
 		return nil
 	}
+	_, known := st.groups[g.ID]
 	if old, ok := st.groups[g.ID]; !ok || old != dg {
 		if err := s.Dir.UpsertGroup(ctx, dg); errors.Is(err, ErrOtherSource) {
 			r.Skipped++
@@ -215,6 +217,14 @@ func (s *Syncer) putGroup(ctx context.Context, st *state, g Group, r *SyncResult
 		}
 		st.groups[g.ID], st.owner["g:"+g.ID] = dg, SourceAPI
 		r.Groups++
+	}
+	// Reading every group's members is a request per 200 members; a group
+	// whose membership Okta has not touched since the last read is skipped
+	// (Okta stamps lastMembershipUpdated on every change, deletions of
+	// members included).
+	if known && !since.IsZero() && !g.LastMembershipUpdated.IsZero() &&
+		g.LastMembershipUpdated.Before(since.Add(-orDefault(s.Overlap, DefaultOverlap))) {
+		return nil
 	}
 	ids, err := s.Client.Members(ctx, g.ID)
 	if err != nil {
@@ -240,6 +250,10 @@ func (s *Syncer) putGroup(ctx context.Context, st *state, g Group, r *SyncResult
 func (s *Syncer) Full(ctx context.Context) (SyncResult, error) {
 	r := SyncResult{Full: true}
 	start := s.now()
+	since, err := s.cursorTime(ctx, syncSinceCursor)
+	if err != nil {
+		return r, err
+	}
 	st, err := s.load(ctx)
 	if err != nil {
 		return r, err
@@ -284,7 +298,7 @@ func (s *Syncer) Full(ctx context.Context) (SyncResult, error) {
 			}
 			seenGroups[g.ID] = true
 			newest = later(newest, later(g.LastUpdated, g.LastMembershipUpdated))
-			if err := s.putGroup(ctx, st, g, &r); err != nil {
+			if err := s.putGroup(ctx, st, g, since, &r); err != nil {
 				return err
 			}
 		}
@@ -335,7 +349,7 @@ func (s *Syncer) Incremental(ctx context.Context, since time.Time) (SyncResult, 
 	err = s.Client.Groups(ctx, GroupsChangedSince(from), func(gs []Group) error {
 		for _, g := range gs {
 			newest = later(newest, later(g.LastUpdated, g.LastMembershipUpdated))
-			if err := s.putGroup(ctx, st, g, &r); err != nil {
+			if err := s.putGroup(ctx, st, g, time.Time{}, &r); err != nil {
 				return err
 			}
 		}

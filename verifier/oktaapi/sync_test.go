@@ -149,6 +149,17 @@ func TestSyncTenThousandUsers(t *testing.T) {
 	if u, _ := d.ListUsers(ctx, ""); len(u) != 9999 {
 		t.Errorf("%d users after the restart, want 9999 (no duplicates)", len(u))
 	}
+
+	// 4. A full reconciliation with nothing changed reads every user and
+	// group but no group's members, and writes nothing.
+	before = len(org.Requests())
+	r, err = s.Full(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(org.Requests()) - before; n != 50+1+1 || d.Writes != writes {
+		t.Errorf("an unchanged full sync: %d requests, %d writes, %+v; want 52 and none", n, d.Writes-writes, r)
+	}
 }
 
 func TestSyncOneFullCycle(t *testing.T) {
