@@ -50,6 +50,8 @@ type Server struct {
 	// timeout: serve's --live-check-timeout (config.DefaultLiveCheckTimeout
 	// when zero).
 	CheckTimeout time.Duration
+	// Okta reads Okta's management API for OktaStatus; zero: not configured.
+	Okta OktaAPI
 }
 
 var _ adminv1.AdminServiceServer = (*Server)(nil)

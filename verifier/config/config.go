@@ -71,6 +71,20 @@ type Config struct {
 	// signature when no OktaRequestCert is given. Off by default: without a
 	// signature, whoever builds a request names the user it asserts.
 	AllowUnsignedRequests bool
+	// OktaOrgURL, when set, is the org the verifier reads users, groups and
+	// the System Log from, with an API token read from OktaAPITokenFile
+	// (or the CLEARANCE_OKTA_API_TOKEN variable) or as the service app
+	// OktaClientID with its private key in OktaPrivateKeyFile.
+	OktaOrgURL         string
+	OktaAPITokenFile   string
+	OktaClientID       string
+	OktaPrivateKeyFile string
+	// OktaSyncInterval is how often users and groups are reconciled in
+	// full; changes are read every minute between.
+	OktaSyncInterval time.Duration
+	// OktaAlertEvents are the System Log event types that raise the
+	// unmatched sign-in alert when no Clearance allow precedes them.
+	OktaAlertEvents []string
 	// DebugSAML logs refused AuthnRequests' decoded XML (bounded and
 	// sampled), to see what Okta really sends during a first pilot.
 	DebugSAML bool
@@ -461,6 +475,8 @@ func cidrs(dst func(*Config) *[]*net.IPNet) value {
 	}}
 }
 
+var eventType = regexp.MustCompile(`^[a-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+){1,6}$`)
+
 var headerName = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 
 var settings = []setting{
@@ -494,6 +510,26 @@ var settings = []setting{
 	{"okta-audience", GroupOkta, "", "Okta's Audience URI (its SP entity ID), from the IdP's settings in Okta", absURI(func(c *Config) *string { return &c.OktaAudience })},
 	{"okta-acs-url", GroupOkta, "", "Okta's Assertion Consumer Service URL, https://{org}/sso/saml2/{idpId}; comma-separated when Okta may build it from more than one domain (the first is the org's)", httpsURLs(func(c *Config) *[]string { return &c.OktaACSURLs })},
 	{"okta-request-cert", GroupOkta, "", "PEM file of Okta's request-signing certificate (or two, during a rotation); AuthnRequests must be signed by one", text("path", func(c *Config) *string { return &c.OktaRequestCert })},
+	{"okta-org-url", GroupOkta, "", "the Okta org to read users, groups and the System Log from (https://{org}.okta.com), with --okta-api-token-file or --okta-client-id", httpsURL(func(c *Config) *string { return &c.OktaOrgURL })},
+	{"okta-api-token-file", GroupOkta, "", "file (mode 0600) holding an Okta API token (SSWS) of a read-only administrator; CLEARANCE_OKTA_API_TOKEN may hold the token itself instead", text("path", func(c *Config) *string { return &c.OktaAPITokenFile })},
+	{"okta-client-id", GroupOkta, "", "client ID of an Okta API service app (client credentials, private_key_jwt) to read with instead of an API token; needs --okta-private-key-file", text("ID", func(c *Config) *string { return &c.OktaClientID })},
+	{"okta-private-key-file", GroupOkta, "", "file (mode 0600) holding the service app's private key, PEM or JWK", text("path", func(c *Config) *string { return &c.OktaPrivateKeyFile })},
+	{"okta-alert-events", GroupOkta, "user.session.start", "comma-separated Okta System Log event types that alert (clearance_okta_unmatched_signins_total) when a Mac's successful one has no Clearance allow before it; add user.authentication.sso when Clearance is required at every app sign-in", value{"types", func(c *Config, v string) error {
+		var out []string
+		for _, part := range strings.Split(v, ",") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			if !eventType.MatchString(part) {
+				return fmt.Errorf("%q is not an Okta event type (e.g. user.session.start)", part)
+			}
+			out = append(out, part)
+		}
+		c.OktaAlertEvents = out
+		return nil
+	}}},
+	{"okta-sync-interval", GroupOkta, durText(15 * time.Minute), "how often users, groups and memberships are reconciled with Okta in full (changes are read every minute between)", dur(func(c *Config) *time.Duration { return &c.OktaSyncInterval }, time.Minute, 24*time.Hour)},
 	{"debug-saml", GroupOkta, "false", "log refused AuthnRequests' decoded XML (the first 4 KiB, at most four a second; never RelayState), to see what Okta sends during a first pilot", boolean(func(c *Config) *bool { return &c.DebugSAML })},
 	{"max-held-request-age", GroupSignIn, durText(signin.DefaultMaxHeldAge), "Check again on a sign-in held longer than this restarts it at Okta instead of answering Okta's old request", dur(func(c *Config) *time.Duration { return &c.MaxHeldRequestAge }, 30*time.Second, time.Hour)},
 	{"allow-unsigned-requests", GroupOkta, "false", "answer AuthnRequests Okta did not sign when --okta-request-cert is not set (unsafe: whoever builds a request names the user it asserts)", boolean(func(c *Config) *bool { return &c.AllowUnsignedRequests })},
@@ -861,6 +897,15 @@ func (c *Config) finish() error {
 	}
 	if c.OktaRequestCert != "" && !c.OktaConfigured() {
 		return errors.New("--okta-request-cert needs --okta-audience and --okta-acs-url")
+	}
+	if c.OktaAPITokenFile != "" && c.OktaClientID != "" {
+		return errors.New("set --okta-api-token-file or --okta-client-id, not both")
+	}
+	if (c.OktaClientID == "") != (c.OktaPrivateKeyFile == "") {
+		return errors.New("--okta-client-id and --okta-private-key-file go together")
+	}
+	if c.OktaOrgURL == "" && (c.OktaAPITokenFile != "" || c.OktaClientID != "") {
+		return errors.New("an Okta API credential needs --okta-org-url")
 	}
 	if c.ClientCertHeader != "" && len(c.TrustedProxies) == 0 {
 		return errors.New("--client-cert-header needs --trusted-proxies: a certificate header is believed only from a trusted proxy")

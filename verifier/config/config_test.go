@@ -73,6 +73,11 @@ func TestErrors(t *testing.T) {
 		{"bad yaml", []string{"--data-dir=x"}, nil, "a: [\n", "config file"},
 		{"bad log level", []string{"--data-dir=x", "--log-level=loud"}, nil, "", `"loud" is not one of debug, info, warn, error`},
 		{"stray argument", []string{"--data-dir=x", "extra"}, nil, "", `unexpected argument "extra"`},
+		{"okta token and app", []string{"--data-dir=x", "--okta-org-url=https://o.okta.com", "--okta-api-token-file=t", "--okta-client-id=c", "--okta-private-key-file=k"}, nil, "", "not both"},
+		{"okta app without key", []string{"--data-dir=x", "--okta-org-url=https://o.okta.com", "--okta-client-id=c"}, nil, "", "go together"},
+		{"okta credential without org", []string{"--data-dir=x", "--okta-api-token-file=t"}, nil, "", "needs --okta-org-url"},
+		{"okta http org", []string{"--data-dir=x", "--okta-org-url=http://o.okta.com"}, nil, "", "not an https:// URL"},
+		{"okta bad event type", []string{"--data-dir=x", "--okta-alert-events=user.session.start,<script>"}, nil, "", "is not an Okta event type"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

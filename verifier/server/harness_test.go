@@ -92,6 +92,12 @@ func baseConfig(dataDir, policies string) *config.Config {
 // startWith starts a verifier whose config edit may change first.
 func startWith(t *testing.T, edit func(*config.Config)) *harness {
 	t.Helper()
+	return startWithOptions(t, edit)
+}
+
+// startWithOptions is startWith with more server options.
+func startWithOptions(t *testing.T, edit func(*config.Config), opts ...server.Option) *harness {
+	t.Helper()
 	ctx := context.Background()
 	cfg := baseConfig(t.TempDir(), examplePolicies(t))
 	if edit != nil {
@@ -103,7 +109,7 @@ func startWith(t *testing.T, edit func(*config.Config)) *harness {
 		out = io.MultiWriter(h.logs, os.Stderr)
 	}
 	log := slog.New(slog.NewTextHandler(out, nil))
-	srv, err := server.New(ctx, cfg, log, server.WithClock(h.clock.Now))
+	srv, err := server.New(ctx, cfg, log, append([]server.Option{server.WithClock(h.clock.Now)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

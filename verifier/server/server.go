@@ -44,6 +44,7 @@ import (
 	"github.com/clearance/clearance/verifier/idp"
 	"github.com/clearance/clearance/verifier/ingest"
 	"github.com/clearance/clearance/verifier/metrics"
+	"github.com/clearance/clearance/verifier/oktaapi"
 	"github.com/clearance/clearance/verifier/ratelimit"
 	"github.com/clearance/clearance/verifier/reason"
 	"github.com/clearance/clearance/verifier/scep"
@@ -94,6 +95,13 @@ type Server struct {
 	// database; nil with SQLite.
 	Relay *postgres.Relay
 
+	// Okta reads Okta's management API (nil: no --okta-org-url);
+	// OktaDirectory receives its user and group sync.
+	Okta          *oktaapi.Client
+	OktaDirectory oktaapi.Directory
+	oktaHTTP      *http.Client
+	oktaPoll      time.Duration
+
 	// GRPCAddr, HTTPAddr and SSOAddr are the bound addresses once Actors
 	// has run (useful with port 0).
 	GRPCAddr, HTTPAddr, SSOAddr net.Addr
@@ -101,6 +109,18 @@ type Server struct {
 
 // Option changes how New builds the server (for tests).
 type Option func(*Server)
+
+// WithOktaHTTP sends requests to Okta through c (tests: a fake org's
+// certificate).
+func WithOktaHTTP(c *http.Client) Option { return func(s *Server) { s.oktaHTTP = c } }
+
+// WithOktaPollInterval sets how often the System Log and Okta's changed
+// users are read (default a minute).
+func WithOktaPollInterval(d time.Duration) Option { return func(s *Server) { s.oktaPoll = d } }
+
+// WithOktaDirectory makes d the directory the Okta user and group sync
+// writes to (default: in memory).
+func WithOktaDirectory(d oktaapi.Directory) Option { return func(s *Server) { s.OktaDirectory = d } }
 
 // WithClock injects the clock.
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
@@ -208,6 +228,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	}
 	s.admin = &admin.Server{Store: s.Store, Hub: s.Hub, Policies: s.policies, Metrics: s.Metrics, Logger: log, Now: s.now, Access: s.Gate,
 		CheckTimeout: cfg.LiveCheckTimeout}
+	if err := s.buildOkta(cfg, log); err != nil {
+		return nil, err
+	}
 	if err := s.buildSSO(ctx, cfg, log); err != nil {
 		return nil, err
 	}
@@ -640,6 +663,8 @@ func (s *Server) Actors(g *run.Group) error {
 		}
 	}, func(error) { close(stopStates) })
 
+	s.oktaActors(g)
+
 	// Expired nonces, request IDs and held sign-ins are swept so their
 	// tables stay small; decisions past their retention too.
 	stopGC := make(chan struct{})
@@ -687,6 +712,7 @@ func (s *Server) sweep(ctx context.Context, log *slog.Logger) {
 		{"sign_in_challenges", s.Store.DeleteExpiredSignInChallenges, now},
 		{"decisions", s.Store.DeleteDecisionsBefore, now.Add(-s.cfg.DecisionRetention)},
 		{"pending_enrollments", s.Store.DeleteExpiredEnrollmentRequests, now.Add(-enroll.DefaultPendingMaxAge)},
+		{"okta_sign_ins", s.Store.DeleteOktaSignInsBefore, now.Add(-s.cfg.DecisionRetention)},
 	} {
 		if n, err := sw.run(ctx, sw.at); err != nil {
 			log.Warn("sweeping failed", "table", sw.what, "err", err)

@@ -27,6 +27,7 @@ import (
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/idp"
+	"github.com/clearance/clearance/verifier/server"
 	"github.com/clearance/clearance/verifier/signin"
 	"github.com/clearance/clearance/verifier/storage"
 )
@@ -47,11 +48,11 @@ type ssoEnv struct {
 
 // startSSO starts a verifier configured for Okta; signed makes Okta sign
 // its requests (and the verifier require it). edit may change more.
-func startSSO(t *testing.T, signed bool, edit func(*config.Config)) *ssoEnv {
+func startSSO(t *testing.T, signed bool, edit func(*config.Config), opts ...server.Option) *ssoEnv {
 	t.Helper()
 	var oktaKey *rsa.PrivateKey
 	var oktaCert *x509.Certificate
-	h := startWith(t, func(c *config.Config) {
+	h := startWithOptions(t, func(c *config.Config) {
 		c.OktaAudience, c.OktaACSURLs = testAudience, []string{testACS}
 		// These tests bind sign-ins by the browser certificate; the agent's
 		// proof of presence has its own (presence_test.go).
@@ -71,7 +72,7 @@ func startSSO(t *testing.T, signed bool, edit func(*config.Config)) *ssoEnv {
 		if edit != nil {
 			edit(c)
 		}
-	})
+	}, opts...)
 	idpCert := readCert(t, filepath.Join(h.cfg.DataDir, idp.CertFile))
 	sp := oktasim.New(oktasim.Options{
 		EntityID: testAudience, ACSURL: testACS,

@@ -381,10 +381,10 @@ func (h *Handler) unbound(w http.ResponseWriter, r *http.Request, a *attempt, co
 	}
 	now := h.now()
 	latency := now.Sub(a.start)
-	id, err := h.Store.AppendDecision(ctx, storage.DecisionRecord{
+	id, err := h.Store.AppendDecision(ctx, h.withClient(r, storage.DecisionRecord{
 		At: now, Username: a.req.Username, DeviceID: a.ident.DeviceID, Reason: string(code), Binding: string(BindingAgent),
 		LiveCheck: decision.LiveCheckNone.String(), Latency: latency, Source: a.source, RequestID: a.req.AuthnRequest.ID,
-	})
+	}))
 	if err != nil {
 		h.unavailable(w, r, "recording decision", err)
 		return

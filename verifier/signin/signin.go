@@ -504,7 +504,7 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 		Source: a.source, RequestID: a.req.AuthnRequest.ID, Results: results(d.Results),
 		Binding: string(a.binding),
 	}
-	id, err := h.Store.AppendDecision(ctx, rec)
+	id, err := h.Store.AppendDecision(ctx, h.withClient(r, rec))
 	if err != nil {
 		// Every decision is on record, or it is not made: fail closed.
 		h.unavailable(w, r, "recording decision", err)
@@ -590,10 +590,10 @@ func (h *Handler) unidentified(w http.ResponseWriter, r *http.Request, a *attemp
 	if !a.req.Signed {
 		ref = h.unrecorded(r, a, ierr.Reason, ierr.Detail, ierr.DeviceID)
 	} else {
-		id, err := h.Store.AppendDecision(ctx, storage.DecisionRecord{
+		id, err := h.Store.AppendDecision(ctx, h.withClient(r, storage.DecisionRecord{
 			At: now, Username: a.req.Username, DeviceID: ierr.DeviceID, CertSerial: ierr.CertSerial, Reason: string(ierr.Reason), Binding: string(a.binding),
 			LiveCheck: decision.LiveCheckNone.String(), Latency: latency, Source: a.source, RequestID: a.req.AuthnRequest.ID,
-		})
+		}))
 		if err != nil {
 			h.unavailable(w, r, "recording decision", err)
 			return

@@ -60,6 +60,13 @@ type DecisionRecord struct {
 	// proof of presence) or "certificate" (a browser certificate); empty
 	// when nothing bound it (refused before a Mac was identified).
 	Binding string
+	// ClientIP and UserAgent are the browser's address (as the sign-in
+	// listener saw it, behind trusted proxies the one they name) and its
+	// User-Agent (clipped to MaxTextLen): what an Okta System Log event of
+	// the same sign-in is matched on. Empty in decisions made before they
+	// were kept.
+	ClientIP  string
+	UserAgent string
 	// Score is the device posture score (0 to 100) answered to Cloudflare,
 	// for Source SourceCloudflare; 0 for every other decision.
 	Score int

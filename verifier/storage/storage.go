@@ -73,6 +73,7 @@ type Store interface {
 	DecisionStore
 	BrowserCertStore
 	ServerKeyStore
+	OktaLogStore
 	// Ping checks the backend is reachable.
 	Ping(ctx context.Context) error
 	// CheckWrite commits one small write (a single row, stamped at): a

@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -28,6 +29,8 @@ type app struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	now            func() time.Time
+	// oktaHTTP, when set, reaches Okta (tests: a fake org's certificate).
+	oktaHTTP *http.Client
 }
 
 func main() {

@@ -32,7 +32,7 @@ func (a *app) oktaCmd() *cli.Command {
 	return &cli.Command{
 		Name:    "okta",
 		Summary: "print the values to enter in Okta to make this verifier its device check",
-		Commands: []*cli.Command{{
+		Commands: []*cli.Command{a.oktaStatusCmd(), {
 			Name:    "setup",
 			Summary: "print every value Okta's SAML 2.0 IdP form asks for, in its order (or Terraform)",
 			Doc: "Prints every value Okta's \"SAML 2.0 IdP\" form asks for, in the form's order, from the same " +

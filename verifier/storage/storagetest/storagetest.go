@@ -42,6 +42,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Decisions", decisionTests},
 		{"BrowserCerts", browserCertTests},
 		{"Cloudflare", cloudflareTests},
+		{"Okta", oktaTests},
 		{"Store", storeTests},
 		{"Dump", dumpTests},
 	}

@@ -29,6 +29,8 @@ const (
 	AdminService_RevokeEnrollSecret_FullMethodName       = "/clearance.admin.v1.AdminService/RevokeEnrollSecret"
 	AdminService_RequestCheck_FullMethodName             = "/clearance.admin.v1.AdminService/RequestCheck"
 	AdminService_ListDecisions_FullMethodName            = "/clearance.admin.v1.AdminService/ListDecisions"
+	AdminService_OktaStatus_FullMethodName               = "/clearance.admin.v1.AdminService/OktaStatus"
+	AdminService_ListOktaSignIns_FullMethodName          = "/clearance.admin.v1.AdminService/ListOktaSignIns"
 	AdminService_ExplainAccess_FullMethodName            = "/clearance.admin.v1.AdminService/ExplainAccess"
 	AdminService_CreateScepChallenge_FullMethodName      = "/clearance.admin.v1.AdminService/CreateScepChallenge"
 	AdminService_ListBrowserCertificates_FullMethodName  = "/clearance.admin.v1.AdminService/ListBrowserCertificates"
@@ -70,6 +72,14 @@ type AdminServiceClient interface {
 	// ListDecisions returns the sign-in decision log, newest first: every
 	// access decision the sign-in endpoint made, with what it was made from.
 	ListDecisions(ctx context.Context, in *ListDecisionsRequest, opts ...grpc.CallOption) (*ListDecisionsResponse, error)
+	// OktaStatus reads one item of users, groups, the System Log and apps
+	// with the Okta API credential and says which reads work
+	// (`clearance-verifier okta status` without the server).
+	// FAILED_PRECONDITION when no Okta org is configured.
+	OktaStatus(ctx context.Context, in *OktaStatusRequest, opts ...grpc.CallOption) (*OktaStatusResponse, error)
+	// ListOktaSignIns lists sign-in events read from Okta's System Log with
+	// the decision each was matched to; unmatched_only lists the alerts.
+	ListOktaSignIns(ctx context.Context, in *ListOktaSignInsRequest, opts ...grpc.CallOption) (*ListOktaSignInsResponse, error)
 	// ExplainAccess is a dry run of a sign-in: what would be decided if a user
 	// signed in from this device now, and why. Nobody is signed in and nothing
 	// is written to the decision log. NOT_FOUND if the device is not enrolled.
@@ -211,6 +221,26 @@ func (c *adminServiceClient) ListDecisions(ctx context.Context, in *ListDecision
 	return out, nil
 }
 
+func (c *adminServiceClient) OktaStatus(ctx context.Context, in *OktaStatusRequest, opts ...grpc.CallOption) (*OktaStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(OktaStatusResponse)
+	err := c.cc.Invoke(ctx, AdminService_OktaStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListOktaSignIns(ctx context.Context, in *ListOktaSignInsRequest, opts ...grpc.CallOption) (*ListOktaSignInsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListOktaSignInsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListOktaSignIns_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) ExplainAccess(ctx context.Context, in *ExplainAccessRequest, opts ...grpc.CallOption) (*ExplainAccessResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ExplainAccessResponse)
@@ -322,6 +352,14 @@ type AdminServiceServer interface {
 	// ListDecisions returns the sign-in decision log, newest first: every
 	// access decision the sign-in endpoint made, with what it was made from.
 	ListDecisions(context.Context, *ListDecisionsRequest) (*ListDecisionsResponse, error)
+	// OktaStatus reads one item of users, groups, the System Log and apps
+	// with the Okta API credential and says which reads work
+	// (`clearance-verifier okta status` without the server).
+	// FAILED_PRECONDITION when no Okta org is configured.
+	OktaStatus(context.Context, *OktaStatusRequest) (*OktaStatusResponse, error)
+	// ListOktaSignIns lists sign-in events read from Okta's System Log with
+	// the decision each was matched to; unmatched_only lists the alerts.
+	ListOktaSignIns(context.Context, *ListOktaSignInsRequest) (*ListOktaSignInsResponse, error)
 	// ExplainAccess is a dry run of a sign-in: what would be decided if a user
 	// signed in from this device now, and why. Nobody is signed in and nothing
 	// is written to the decision log. NOT_FOUND if the device is not enrolled.
@@ -392,6 +430,12 @@ func (UnimplementedAdminServiceServer) RequestCheck(context.Context, *RequestChe
 }
 func (UnimplementedAdminServiceServer) ListDecisions(context.Context, *ListDecisionsRequest) (*ListDecisionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListDecisions not implemented")
+}
+func (UnimplementedAdminServiceServer) OktaStatus(context.Context, *OktaStatusRequest) (*OktaStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method OktaStatus not implemented")
+}
+func (UnimplementedAdminServiceServer) ListOktaSignIns(context.Context, *ListOktaSignInsRequest) (*ListOktaSignInsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListOktaSignIns not implemented")
 }
 func (UnimplementedAdminServiceServer) ExplainAccess(context.Context, *ExplainAccessRequest) (*ExplainAccessResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ExplainAccess not implemented")
@@ -618,6 +662,42 @@ func _AdminService_ListDecisions_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_OktaStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OktaStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).OktaStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_OktaStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).OktaStatus(ctx, req.(*OktaStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListOktaSignIns_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListOktaSignInsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListOktaSignIns(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListOktaSignIns_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListOktaSignIns(ctx, req.(*ListOktaSignInsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_ExplainAccess_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ExplainAccessRequest)
 	if err := dec(in); err != nil {
@@ -808,6 +888,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListDecisions",
 			Handler:    _AdminService_ListDecisions_Handler,
+		},
+		{
+			MethodName: "OktaStatus",
+			Handler:    _AdminService_OktaStatus_Handler,
+		},
+		{
+			MethodName: "ListOktaSignIns",
+			Handler:    _AdminService_ListOktaSignIns_Handler,
 		},
 		{
 			MethodName: "ExplainAccess",

@@ -1,0 +1,369 @@
+package oktaapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// Names the sync's state is stored under (in the System Log's cursor table).
+const (
+	// syncFullCursor: when the last full reconciliation started.
+	syncFullCursor = "sync_full"
+	// syncSinceCursor: the newest lastUpdated read from Okta, on Okta's
+	// clock, from which incremental reads continue.
+	syncSinceCursor = "sync_since"
+)
+
+// Sync defaults.
+const (
+	DefaultSyncInterval = 15 * time.Minute
+	DefaultPollInterval = time.Minute
+	// DefaultOverlap is re-read before the watermark at every incremental
+	// read: Okta's lastUpdated has millisecond precision and writes land
+	// out of order; unchanged users re-read are not written again.
+	DefaultOverlap = 2 * time.Second
+)
+
+// CursorStore keeps the sync's state across restarts.
+type CursorStore interface {
+	OktaCursor(ctx context.Context, name string) (string, error)
+	SaveOktaLogPage(ctx context.Context, cursorName, cursor string, at time.Time, events []storage.OktaSignIn) ([]string, error)
+}
+
+// Syncer keeps a Directory in step with Okta's users, groups and
+// memberships: a full reconciliation every Interval (the only way to
+// notice a deleted user or group) and, every PollInterval between, the
+// users and groups Okta changed since the last read.
+type Syncer struct {
+	Client *Client
+	Dir    Directory
+	State  CursorStore
+	Log    *slog.Logger
+	// Interval between full reconciliations; PollInterval between
+	// incremental reads. Zero: the defaults.
+	Interval, PollInterval time.Duration
+	// Overlap: see DefaultOverlap.
+	Overlap time.Duration
+	Now     func() time.Time
+}
+
+// SyncResult counts what one sync changed.
+type SyncResult struct {
+	Full                                 bool
+	Users, Deactivated, Deleted, Skipped int
+	Groups, GroupsDeleted, Memberships   int
+}
+
+func (s *Syncer) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Syncer) log() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Run syncs until ctx ends; a failed sync is logged and tried again at
+// the next tick.
+func (s *Syncer) Run(ctx context.Context) error {
+	t := time.NewTicker(orDefault(s.PollInterval, DefaultPollInterval))
+	defer t.Stop()
+	for {
+		if r, err := s.Once(ctx); err != nil && ctx.Err() == nil {
+			s.log().Warn("okta_sync_failed", "component", "oktaapi", "err", err)
+		} else if err == nil {
+			s.log().Info("okta_sync", "component", "oktaapi", "full", r.Full, "users", r.Users, "deactivated", r.Deactivated,
+				"deleted", r.Deleted, "skipped_scim", r.Skipped, "groups", r.Groups, "groups_deleted", r.GroupsDeleted, "memberships", r.Memberships)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Once runs a full reconciliation if one is due (none yet, or the last
+// started Interval ago), else an incremental read.
+func (s *Syncer) Once(ctx context.Context) (SyncResult, error) {
+	last, err := s.cursorTime(ctx, syncFullCursor)
+	if err != nil {
+		return SyncResult{}, err
+	}
+	since, err := s.cursorTime(ctx, syncSinceCursor)
+	if err != nil {
+		return SyncResult{}, err
+	}
+	if last.IsZero() || since.IsZero() || s.now().Sub(last) >= orDefault(s.Interval, DefaultSyncInterval) {
+		return s.Full(ctx)
+	}
+	return s.Incremental(ctx, since)
+}
+
+func (s *Syncer) cursorTime(ctx context.Context, name string) (time.Time, error) {
+	v, err := s.State.OktaCursor(ctx, name)
+	if errors.Is(err, storage.ErrNotFound) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, nil // unreadable: start over with a full sync
+	}
+	return t, nil
+}
+
+func (s *Syncer) setCursor(ctx context.Context, name string, t time.Time) error {
+	_, err := s.State.SaveOktaLogPage(ctx, name, t.UTC().Format(time.RFC3339Nano), s.now(), nil)
+	return err
+}
+
+// dirUser is u as the directory keeps it.
+func dirUser(u User) DirUser {
+	return DirUser{
+		ID: u.ID, Login: u.Profile.Login, Email: u.Profile.Email, GivenName: u.Profile.FirstName,
+		FamilyName: u.Profile.LastName, Status: u.Status, Source: SourceAPI,
+		Active: u.Status != "DEPROVISIONED" && u.Status != "SUSPENDED",
+	}
+}
+
+// state is what the directory holds from the API, by ID.
+type state struct {
+	users  map[string]DirUser
+	groups map[string]DirGroup
+	owner  map[string]string // user or group ID → source, every source
+}
+
+func (s *Syncer) load(ctx context.Context) (*state, error) {
+	st := &state{users: map[string]DirUser{}, groups: map[string]DirGroup{}, owner: map[string]string{}}
+	us, err := s.Dir.ListUsers(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range us {
+		st.owner[u.ID] = u.Source
+		if u.Source == SourceAPI {
+			st.users[u.ID] = u
+		}
+	}
+	gs, err := s.Dir.ListGroups(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range gs {
+		st.owner["g:"+g.ID] = g.Source
+		if g.Source == SourceAPI {
+			st.groups[g.ID] = g
+		}
+	}
+	return st, nil
+}
+
+// putUser writes u unless it is unchanged or another source's.
+func (s *Syncer) putUser(ctx context.Context, st *state, u User, r *SyncResult) error {
+	du := dirUser(u)
+	if src, ok := st.owner[du.ID]; ok && src != SourceAPI {
+		r.Skipped++
+		return nil
+	}
+	if old, ok := st.users[du.ID]; ok && old == du {
+		return nil
+	}
+	err := s.Dir.UpsertUser(ctx, du)
+	if errors.Is(err, ErrOtherSource) {
+		r.Skipped++
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("storing user %s: %w", du.ID, err)
+	}
+	if old, ok := st.users[du.ID]; ok && old.Active && !du.Active {
+		r.Deactivated++
+	}
+	st.users[du.ID], st.owner[du.ID] = du, SourceAPI
+	r.Users++
+	return nil
+}
+
+// putGroup writes g and, unless they are known and unchanged since
+// (zero: whatever they are), its members.
+func (s *Syncer) putGroup(ctx context.Context, st *state, g Group, since time.Time, r *SyncResult) error {
+	dg := DirGroup{ID: g.ID, Name: g.Profile.Name, Source: SourceAPI}
+	if src, ok := st.owner["g:"+g.ID]; ok && src != SourceAPI {
+		r.Skipped++
+		return nil
+	}
+	_, known := st.groups[g.ID]
+	if old, ok := st.groups[g.ID]; !ok || old != dg {
+		if err := s.Dir.UpsertGroup(ctx, dg); errors.Is(err, ErrOtherSource) {
+			r.Skipped++
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("storing group %s: %w", g.ID, err)
+		}
+		st.groups[g.ID], st.owner["g:"+g.ID] = dg, SourceAPI
+		r.Groups++
+	}
+	// Reading every group's members is a request per 200 members; a group
+	// whose membership Okta has not touched since the last read is skipped
+	// (Okta stamps lastMembershipUpdated on every change, deletions of
+	// members included).
+	if known && !since.IsZero() && !g.LastMembershipUpdated.IsZero() &&
+		g.LastMembershipUpdated.Before(since.Add(-orDefault(s.Overlap, DefaultOverlap))) {
+		return nil
+	}
+	ids, err := s.Client.Members(ctx, g.ID)
+	if err != nil {
+		return fmt.Errorf("reading members of group %s: %w", g.ID, err)
+	}
+	sort.Strings(ids)
+	ids = slices.Compact(ids)
+	have, err := s.Dir.Members(ctx, g.ID)
+	if err != nil {
+		return err
+	}
+	if !slices.Equal(have, ids) {
+		if err := s.Dir.SetMembers(ctx, g.ID, SourceAPI, ids); err != nil {
+			return fmt.Errorf("storing members of group %s: %w", g.ID, err)
+		}
+		r.Memberships++
+	}
+	return nil
+}
+
+// Full reads every user and group and makes the directory's API-sourced
+// records exactly Okta's: deactivated users marked so, deleted ones removed.
+func (s *Syncer) Full(ctx context.Context) (SyncResult, error) {
+	r := SyncResult{Full: true}
+	start := s.now()
+	since, err := s.cursorTime(ctx, syncSinceCursor)
+	if err != nil {
+		return r, err
+	}
+	st, err := s.load(ctx)
+	if err != nil {
+		return r, err
+	}
+	var newest time.Time
+	seen := map[string]bool{}
+	take := func(us []User) error {
+		for _, u := range us {
+			if u.ID == "" || seen[u.ID] {
+				continue
+			}
+			seen[u.ID] = true
+			newest = later(newest, u.LastUpdated)
+			if err := s.putUser(ctx, st, u, &r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// A plain list leaves deactivated users out; a search includes them.
+	if err := s.Client.Users(ctx, "", take); err != nil {
+		return r, fmt.Errorf("listing users: %w", err)
+	}
+	if err := s.Client.Users(ctx, `status eq "DEPROVISIONED"`, take); err != nil {
+		return r, fmt.Errorf("listing deactivated users: %w", err)
+	}
+	for id := range st.users {
+		if seen[id] {
+			continue
+		}
+		if err := s.Dir.DeleteUser(ctx, id, SourceAPI); err != nil && !errors.Is(err, ErrOtherSource) {
+			return r, fmt.Errorf("deleting user %s: %w", id, err)
+		}
+		delete(st.users, id)
+		r.Deleted++
+	}
+	seenGroups := map[string]bool{}
+	err = s.Client.Groups(ctx, "", func(gs []Group) error {
+		for _, g := range gs {
+			if g.ID == "" || seenGroups[g.ID] {
+				continue
+			}
+			seenGroups[g.ID] = true
+			newest = later(newest, later(g.LastUpdated, g.LastMembershipUpdated))
+			if err := s.putGroup(ctx, st, g, since, &r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return r, fmt.Errorf("listing groups: %w", err)
+	}
+	for id := range st.groups {
+		if seenGroups[id] {
+			continue
+		}
+		if err := s.Dir.DeleteGroup(ctx, id, SourceAPI); err != nil && !errors.Is(err, ErrOtherSource) {
+			return r, fmt.Errorf("deleting group %s: %w", id, err)
+		}
+		r.GroupsDeleted++
+	}
+	if newest.IsZero() {
+		newest = start
+	}
+	if err := s.setCursor(ctx, syncSinceCursor, newest); err != nil {
+		return r, err
+	}
+	return r, s.setCursor(ctx, syncFullCursor, start)
+}
+
+// Incremental reads the users and groups Okta changed after since.
+func (s *Syncer) Incremental(ctx context.Context, since time.Time) (SyncResult, error) {
+	var r SyncResult
+	st, err := s.load(ctx)
+	if err != nil {
+		return r, err
+	}
+	newest := since
+	from := since.Add(-orDefault(s.Overlap, DefaultOverlap))
+	err = s.Client.Users(ctx, UsersUpdatedSince(from), func(us []User) error {
+		for _, u := range us {
+			newest = later(newest, u.LastUpdated)
+			if err := s.putUser(ctx, st, u, &r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return r, fmt.Errorf("listing changed users: %w", err)
+	}
+	err = s.Client.Groups(ctx, GroupsChangedSince(from), func(gs []Group) error {
+		for _, g := range gs {
+			newest = later(newest, later(g.LastUpdated, g.LastMembershipUpdated))
+			if err := s.putGroup(ctx, st, g, time.Time{}, &r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return r, fmt.Errorf("listing changed groups: %w", err)
+	}
+	return r, s.setCursor(ctx, syncSinceCursor, newest)
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}

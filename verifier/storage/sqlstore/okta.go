@@ -1,0 +1,148 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+const oktaSignInColumns = `uuid, published, event_type, username, client_ip, user_agent, os, outcome,
+	decision_id, unmatched, seen_at`
+
+func scanOktaSignIn(sc scanner) (storage.OktaSignIn, error) {
+	var (
+		e                 storage.OktaSignIn
+		published, seenAt int64
+	)
+	if err := sc.Scan(&e.UUID, &published, &e.EventType, &e.Username, &e.ClientIP, &e.UserAgent, &e.OS,
+		&e.Outcome, &e.DecisionID, &e.Unmatched, &seenAt); err != nil {
+		return storage.OktaSignIn{}, err
+	}
+	e.Published, e.SeenAt = fromNS(published), fromNS(seenAt)
+	return e, nil
+}
+
+// OktaCursor returns the cursor stored under name, or ErrNotFound.
+func (s *Store) OktaCursor(ctx context.Context, name string) (string, error) {
+	var v string
+	err := s.reader().queryRow(ctx, `SELECT value FROM okta_cursors WHERE name = $1`, name).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("okta cursor %q: %w", name, storage.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading okta cursor: %w", err)
+	}
+	return v, nil
+}
+
+// SaveOktaLogPage stores the events not stored yet and the cursor, in one
+// transaction, and returns the UUIDs it stored.
+func (s *Store) SaveOktaLogPage(ctx context.Context, cursorName, cursor string, at time.Time, events []storage.OktaSignIn) ([]string, error) {
+	fail := func(err error) ([]string, error) { return nil, fmt.Errorf("saving okta log page: %w", err) }
+	if err := checkTexts(true, textField{"cursor name", cursorName}); err != nil {
+		return fail(err)
+	}
+	if err := checkText("cursor", cursor, storage.MaxOktaCursorLen); err != nil {
+		return fail(err)
+	}
+	if len(events) > storage.MaxOktaPage {
+		return fail(fmt.Errorf("%d events, more than the %d a page holds", len(events), storage.MaxOktaPage))
+	}
+	var tc timeCodec
+	updatedAt := tc.ns("cursor time", at)
+	args := make([][]any, len(events))
+	for i, e := range events {
+		if err := checkTexts(true, textField{"event uuid", e.UUID}); err != nil {
+			return fail(err)
+		}
+		if err := checkTexts(false, textField{"event type", e.EventType}, textField{"username", e.Username},
+			textField{"client IP", e.ClientIP}, textField{"user agent", e.UserAgent}, textField{"OS", e.OS},
+			textField{"outcome", e.Outcome}); err != nil {
+			return fail(err)
+		}
+		if e.DecisionID < 0 {
+			return fail(errors.New("negative decision ID"))
+		}
+		args[i] = []any{e.UUID, tc.ns("published", e.Published), e.EventType, e.Username, e.ClientIP, e.UserAgent,
+			e.OS, e.Outcome, e.DecisionID, e.Unmatched, tc.ns("seen at", e.SeenAt)}
+	}
+	if tc.err != nil {
+		return fail(tc.err)
+	}
+	var added []string
+	err := s.write(ctx, func(q conn) error {
+		added = added[:0]
+		for i, a := range args {
+			res, err := q.exec(ctx, `INSERT INTO okta_sign_ins (`+oktaSignInColumns+`)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (uuid) DO NOTHING`, a...)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 1 {
+				added = append(added, events[i].UUID)
+			}
+		}
+		_, err := q.exec(ctx, `INSERT INTO okta_cursors (name, value, updated_at) VALUES ($1, $2, $3)
+			ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+			cursorName, cursor, updatedAt)
+		return err
+	})
+	if err != nil {
+		return fail(err)
+	}
+	return added, nil
+}
+
+// ListOktaSignIns returns the matching events, newest published first.
+func (s *Store) ListOktaSignIns(ctx context.Context, f storage.OktaSignInFilter) ([]storage.OktaSignIn, error) {
+	var (
+		where []string
+		args  []any
+	)
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, cond+" $"+strconv.Itoa(len(args)))
+	}
+	if f.Unmatched {
+		add("unmatched =", true)
+	}
+	if f.DecisionID != 0 {
+		add("decision_id =", f.DecisionID)
+	}
+	if !f.Since.IsZero() && !f.Since.Before(minTime) {
+		if f.Since.After(maxTime) {
+			return []storage.OktaSignIn{}, nil
+		}
+		add("published >=", f.Since.UnixNano())
+	}
+	var q strings.Builder
+	q.WriteString(`SELECT ` + oktaSignInColumns + ` FROM okta_sign_ins`)
+	if len(where) > 0 {
+		q.WriteString(` WHERE ` + strings.Join(where, ` AND `))
+	}
+	args = append(args, decisionLimit(f.Limit))
+	q.WriteString(` ORDER BY published DESC, uuid LIMIT $` + strconv.Itoa(len(args)))
+	out, err := list(ctx, s.reader(), scanOktaSignIn, q.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing okta sign-ins: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteOktaSignInsBefore removes events published strictly before the
+// given time.
+func (s *Store) DeleteOktaSignInsBefore(ctx context.Context, before time.Time) (int, error) {
+	n, err := s.deleteBefore(ctx, `DELETE FROM okta_sign_ins WHERE published < $1`, before)
+	if err != nil {
+		return 0, fmt.Errorf("deleting okta sign-ins: %w", err)
+	}
+	return n, nil
+}
