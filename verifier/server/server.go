@@ -37,6 +37,7 @@ import (
 	"github.com/clearance/clearance/verifier/ca"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/datadir"
+	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/enroll"
 	"github.com/clearance/clearance/verifier/grpcconn"
 	"github.com/clearance/clearance/verifier/hub"
@@ -45,6 +46,7 @@ import (
 	"github.com/clearance/clearance/verifier/metrics"
 	"github.com/clearance/clearance/verifier/ratelimit"
 	"github.com/clearance/clearance/verifier/reason"
+	"github.com/clearance/clearance/verifier/rollout"
 	"github.com/clearance/clearance/verifier/scep"
 	"github.com/clearance/clearance/verifier/signin"
 	"github.com/clearance/clearance/verifier/storage"
@@ -89,6 +91,8 @@ type Server struct {
 	// IdP is the SAML identity provider Okta calls; Gate decides sign-ins.
 	IdP  *idp.IdP
 	Gate *access.Gate
+	// Rollout keeps grace, bypass and exemption state for sign-ins.
+	Rollout *rollout.Source
 	// Relay connects the hub to other replicas sharing a PostgreSQL
 	// database; nil with SQLite.
 	Relay *postgres.Relay
@@ -200,10 +204,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		PresenceURL:      presenceURL(cfg),
 		BrowserCertGrace: cfg.BrowserCertGrace,
 	}
+	s.Rollout = &rollout.Source{Store: s.Store, Settings: s.policies, Ceiling: decision.Enforcement(cfg.Enforcement), Period: cfg.BypassPeriod}
 	s.Gate = &access.Gate{
 		Store: s.Store, Checker: s.Hub, Policies: s.policies,
 		MaxPostureAge: cfg.MaxPostureAge, MaxClockSkew: cfg.MaxReportSkew, LiveCheckAfter: cfg.LiveCheckAfter,
-		LiveCheckTimeout: cfg.LiveCheckTimeout, Metrics: s.Metrics, Now: s.now,
+		LiveCheckTimeout: cfg.LiveCheckTimeout, Metrics: s.Metrics, Now: s.now, Rollout: s.Rollout,
 	}
 	s.admin = &admin.Server{Store: s.Store, Hub: s.Hub, Policies: s.policies, Metrics: s.Metrics, Logger: log, Now: s.now, Access: s.Gate,
 		CheckTimeout: cfg.LiveCheckTimeout}
@@ -349,6 +354,7 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 		Gate:     s.Gate,
 		Store:    s.Store,
 		Pages:    pages,
+		Rollout:  s.Rollout,
 		Options: signin.Options{Log: log, Metrics: s.Metrics, Now: s.now, PendingTTL: cfg.PendingSignInTTL,
 			MaxHeldAge: cfg.MaxHeldRequestAge, DebugSAML: cfg.DebugSAML},
 	}
