@@ -208,7 +208,7 @@ func TestRolloutMonitorAndExemption(t *testing.T) {
 	if _, err := x.srv.Store.CreateExemption(context.Background(), storage.Exemption{
 		DeviceID: b.DeviceID, PolicyIDs: []string{"firewall"}, Reason: "replacement on order", CreatedBy: "test",
 		CreatedAt: x.clock.Now(), ExpiresAt: x.clock.Now().Add(time.Minute),
-	}); err != nil {
+	}, storage.AuditEvent{At: x.clock.Now(), Actor: "test", Action: "exemption.grant"}); err != nil {
 		t.Fatal(err)
 	}
 	r = x.sp.NewRequest(testUser)

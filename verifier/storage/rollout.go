@@ -68,9 +68,10 @@ type RolloutStore interface {
 	// Bypasses returns when the device last resolved each policy later.
 	Bypasses(ctx context.Context, deviceID string) (map[string]time.Time, error)
 
-	// CreateExemption stores e (its ID and RevokedAt ignored) and returns
-	// its new ID.
-	CreateExemption(ctx context.Context, e Exemption) (int64, error)
+	// CreateExemption stores e (its ID and RevokedAt ignored) and appends
+	// audit, its Detail prefixed with "exemption ID: ", in one transaction;
+	// it returns the new ID.
+	CreateExemption(ctx context.Context, e Exemption, audit AuditEvent) (int64, error)
 	// GetExemption returns the exemption with this ID, or ErrNotFound.
 	GetExemption(ctx context.Context, id int64) (Exemption, error)
 	// ListExemptions returns the matching exemptions, newest first.
@@ -78,7 +79,8 @@ type RolloutStore interface {
 	// ExemptionsFor returns the exemptions active at now that cover the
 	// device or the user (either may be empty).
 	ExemptionsFor(ctx context.Context, deviceID, username string, now time.Time) ([]Exemption, error)
-	// RevokeExemption ends the exemption at at; ErrNotFound if there is
-	// none, ErrAlreadyExists if it was revoked already.
-	RevokeExemption(ctx context.Context, id int64, at time.Time, by string) error
+	// RevokeExemption ends the exemption at at and appends audit, in one
+	// transaction; ErrNotFound if there is none, ErrAlreadyExists if it was
+	// revoked already (then nothing is appended).
+	RevokeExemption(ctx context.Context, id int64, at time.Time, by string, audit AuditEvent) error
 }

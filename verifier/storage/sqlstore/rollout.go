@@ -144,13 +144,13 @@ func scanExemption(sc scanner) (storage.Exemption, error) {
 }
 
 // CreateExemption stores e and returns its new ID.
-func (s *Store) CreateExemption(ctx context.Context, e storage.Exemption) (int64, error) {
+func (s *Store) CreateExemption(ctx context.Context, e storage.Exemption, audit storage.AuditEvent) (int64, error) {
 	fail := func(err error) (int64, error) { return 0, fmt.Errorf("creating exemption: %w", err) }
 	if (e.DeviceID == "") == (e.Username == "") {
 		return fail(errors.New("name exactly one of a device and a user"))
 	}
 	if err := checkTexts(false, textField{"device ID", e.DeviceID}, textField{"username", e.Username},
-		textField{"reason", e.Reason}, textField{"created by", e.CreatedBy}); err != nil {
+		textField{"reason", e.Reason}, textField{"created by", e.CreatedBy}, textField{"audit detail", audit.Detail}); err != nil {
 		return fail(err)
 	}
 	if len(e.PolicyIDs) > storage.MaxExemptionPolicies {
@@ -175,9 +175,14 @@ func (s *Store) CreateExemption(ctx context.Context, e storage.Exemption) (int64
 	}
 	var id int64
 	err := s.write(ctx, func(q conn) error {
-		return q.queryRow(ctx, `INSERT INTO exemptions (device_id, username, policy_ids, reason, created_by, created_at, expires_at)
+		if err := q.queryRow(ctx, `INSERT INTO exemptions (device_id, username, policy_ids, reason, created_by, created_at, expires_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
-			e.DeviceID, e.Username, policies, e.Reason, e.CreatedBy, createdAt, expiresAt).Scan(&id)
+			e.DeviceID, e.Username, policies, e.Reason, e.CreatedBy, createdAt, expiresAt).Scan(&id); err != nil {
+			return err
+		}
+		a := audit
+		a.Detail = "exemption " + strconv.FormatInt(id, 10) + ": " + audit.Detail
+		return insertAudit(ctx, q, a)
 	})
 	if err != nil {
 		return fail(err)
@@ -274,7 +279,7 @@ func (s *Store) ExemptionsFor(ctx context.Context, deviceID, username string, no
 
 // RevokeExemption ends the exemption at at. The conditional update is the
 // arbiter between concurrent revocations.
-func (s *Store) RevokeExemption(ctx context.Context, id int64, at time.Time, by string) error {
+func (s *Store) RevokeExemption(ctx context.Context, id int64, at time.Time, by string, audit storage.AuditEvent) error {
 	fail := func(err error) error { return fmt.Errorf("revoking exemption %d: %w", id, err) }
 	if err := checkTexts(false, textField{"revoked by", by}); err != nil {
 		return fail(err)
@@ -292,7 +297,10 @@ func (s *Store) RevokeExemption(ctx context.Context, id int64, at time.Time, by 
 		if err != nil {
 			return err
 		}
-		if err := oneRow(res, storage.ErrAlreadyExists); !errors.Is(err, storage.ErrAlreadyExists) {
+		switch err := oneRow(res, storage.ErrAlreadyExists); {
+		case err == nil:
+			return insertAudit(ctx, q, audit)
+		case !errors.Is(err, storage.ErrAlreadyExists):
 			return err
 		}
 		found, err := exists(ctx, q, `SELECT 1 FROM exemptions WHERE id = $1`, id)

@@ -154,7 +154,7 @@ func newExemption(device, user string, policies ...string) storage.Exemption {
 
 func createExemption(t *testing.T, s storage.Store, e storage.Exemption) storage.Exemption {
 	t.Helper()
-	id, err := s.CreateExemption(t.Context(), e)
+	id, err := s.CreateExemption(t.Context(), e, exemptionAudit("exemption.grant", e.DeviceID))
 	must(t, err)
 	if id <= 0 {
 		t.Fatalf("exemption id %d", id)
@@ -172,6 +172,10 @@ func exemptionIDs(es []storage.Exemption) []int64 {
 	return out
 }
 
+func exemptionAudit(action, device string) storage.AuditEvent {
+	return storage.AuditEvent{At: t0, Actor: "cli", Action: action, DeviceID: device, Detail: "for the test"}
+}
+
 func testExemptions(t *testing.T, s storage.Store) {
 	ctx := t.Context()
 	dev := createExemption(t, s, newExemption("dev-1", "", "firewall", "sip"))
@@ -180,6 +184,10 @@ func testExemptions(t *testing.T, s storage.Store) {
 
 	got, err := s.GetExemption(ctx, dev.ID)
 	must(t, err)
+	if es, err := s.ListAudit(ctx, "dev-1", 10); err != nil || len(es) != 1 || es[0].Action != "exemption.grant" ||
+		es[0].Detail != fmt.Sprintf("exemption %d: for the test", dev.ID) {
+		t.Fatalf("audit of the grant: %+v, %v", es, err)
+	}
 	if got.DeviceID != "dev-1" || !slices.Equal(got.PolicyIDs, []string{"firewall", "sip"}) || got.Reason != dev.Reason ||
 		got.CreatedBy != "admin-api" || !got.CreatedAt.Equal(at(0)) || !got.ExpiresAt.Equal(at(24*hour)) ||
 		!got.RevokedAt.IsZero() || got.ExpiresAt.Location() != time.UTC {
@@ -255,9 +263,12 @@ func testExemptionsExpire(t *testing.T, s storage.Store) {
 func testExemptionsRevoke(t *testing.T, s storage.Store) {
 	ctx := t.Context()
 	e := createExemption(t, s, newExemption("dev-1", ""))
-	must(t, s.RevokeExemption(ctx, e.ID, at(hour), "cli"))
-	wantErr(t, s.RevokeExemption(ctx, e.ID, at(2*hour), "cli"), storage.ErrAlreadyExists)
-	wantErr(t, s.RevokeExemption(ctx, 999999, at(hour), "cli"), storage.ErrNotFound)
+	must(t, s.RevokeExemption(ctx, e.ID, at(hour), "cli", exemptionAudit("exemption.revoke", "dev-1")))
+	if es, _ := s.ListAudit(ctx, "dev-1", 10); len(es) != 2 || es[0].Action != "exemption.revoke" {
+		t.Fatalf("audit after revoke: %+v", es)
+	}
+	wantErr(t, s.RevokeExemption(ctx, e.ID, at(2*hour), "cli", exemptionAudit("exemption.revoke", "dev-1")), storage.ErrAlreadyExists)
+	wantErr(t, s.RevokeExemption(ctx, 999999, at(hour), "cli", exemptionAudit("exemption.revoke", "")), storage.ErrNotFound)
 	got, err := s.GetExemption(ctx, e.ID)
 	must(t, err)
 	if !got.RevokedAt.Equal(at(hour)) || got.RevokedBy != "cli" || got.Active(at(2*hour)) {
@@ -284,7 +295,7 @@ func testExemptionsRefused(t *testing.T, s storage.Store) {
 		}(),
 		"too many policies": newExemption("dev-1", "", manyIDs(storage.MaxExemptionPolicies+1)...),
 	} {
-		if _, err := s.CreateExemption(ctx, e); err == nil {
+		if _, err := s.CreateExemption(ctx, e, exemptionAudit("exemption.grant", e.DeviceID)); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -384,7 +395,7 @@ func testSharedRollout(t *testing.T, open func() (storage.Store, error)) {
 	if es, err := b.ExemptionsFor(ctx, "dev-1", "", at(hour)); err != nil || len(es) != 1 || es[0].ID != e.ID {
 		t.Fatalf("exemption granted on a, seen on b: %v, %v", es, err)
 	}
-	must(t, b.RevokeExemption(ctx, e.ID, at(hour), "cli"))
+	must(t, b.RevokeExemption(ctx, e.ID, at(hour), "cli", exemptionAudit("exemption.revoke", "dev-1")))
 	if es, err := a.ExemptionsFor(ctx, "dev-1", "", at(2*hour)); err != nil || len(es) != 0 {
 		t.Fatalf("exemption revoked on b still counts on a: %v, %v", es, err)
 	}
