@@ -600,10 +600,20 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 		return
 	}
 
+	// Policies that monitor mode or an exemption lets through do not stop
+	// this sign-in: they are shown with the recommendations, not as fixes.
+	var blocking, waived []decision.Finding
+	for _, f := range d.Failing {
+		if f.Waiver == decision.WaiverNone {
+			blocking = append(blocking, f)
+		} else {
+			waived = append(waived, f)
+		}
+	}
 	page := web.Denied{
 		Reason: d.Reason, LiveCheck: d.LiveCheck,
 		DeviceName: d.DeviceName, LastChecked: d.LastReportAt, Now: now,
-		Failing: web.Findings(d.Failing), Advisory: web.Findings(d.Advisory), NowPassing: nowPassing(d.Results, a.failedBefore),
+		Failing: web.Findings(blocking), Advisory: web.Findings(append(waived, d.Advisory...)), NowPassing: nowPassing(d.Results, a.failedBefore),
 		SupportID: strconv.FormatInt(id, 10), Notes: web.Notes(d),
 	}
 	if retryable(d.Reason) {
@@ -619,10 +629,11 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 			if h.Rollout != nil {
 				switch {
 				case d.CanContinue:
-					page.ContinueAction, page.BlockFrom = PathContinue, d.BlockFrom
+					page.ContinueAction = PathContinue
 				case d.CanResolveLater:
 					page.ResolveLaterAction, page.ResolveLaterPeriod = PathResolveLater, h.Rollout.BypassPeriod()
 				}
+				page.BlockFrom = d.BlockFrom
 			}
 		}
 	}

@@ -150,7 +150,8 @@ type Denied struct {
 	ResolveLaterAction string
 	ResolveLaterPeriod time.Duration
 	// BlockFrom, when set, is when the failing policies stop warning and
-	// start blocking (a grace period's end): the page says so.
+	// start blocking (a grace period's end): a page with Continue or
+	// Resolve later says so.
 	BlockFrom time.Time
 	// SupportID is shown for the helpdesk as "Reference".
 	SupportID string
@@ -411,7 +412,7 @@ func (r *Renderer) Denied(w http.ResponseWriter, status int, d Denied) {
 			msg = msgResolveLater
 		}
 	}
-	if !d.BlockFrom.IsZero() && v.Continue != nil {
+	if !d.BlockFrom.IsZero() && (v.Continue != nil || v.ResolveLater != nil) {
 		v.BlockFrom = &blockFrom{Text: blockFromText(blockDate(d.BlockFrom)), ISO: d.BlockFrom.UTC().Format(time.RFC3339)}
 	}
 	v.Message = orText(msg, k.message)
