@@ -247,9 +247,11 @@ type Decision struct {
 	BlockFrom time.Time
 }
 
-// Bypassable reports whether d is a denial that a future per-policy
-// exception could lift: only required policies failed, and none of them is
-// critical. Device, report and freshness denials are never bypassable.
+// Bypassable reports whether d is a denial that a per-policy exception
+// could lift: only required policies failed, and none of them is critical.
+// Device, report and freshness denials are never bypassable. Whether
+// "Resolve later" is offered now is CanResolveLater, which also needs the
+// policies to allow it and the period since the last one to have passed.
 func (d Decision) Bypassable() bool {
 	switch d.Reason {
 	case reason.PolicyFailed, reason.PolicyError, reason.PolicyMissing:
