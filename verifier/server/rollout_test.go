@@ -224,3 +224,57 @@ func TestRolloutMonitorAndExemption(t *testing.T) {
 		t.Fatalf("after expiry %+v", d)
 	}
 }
+
+// Continue and Resolve later take only the held sign-in's token, by POST:
+// hostile bodies are refused before anything is decided, and the metric
+// counts each decision with its mode.
+func TestRolloutHostilePresses(t *testing.T) {
+	t.Parallel()
+	e := startRollout(t, "    enforcement: warn\n", nil)
+	c := e.jarBrowser(t)
+	for _, path := range []string{signin.PathContinue, signin.PathResolveLater} {
+		for name, form := range map[string]url.Values{
+			"no token":    {},
+			"short token": {"token": {"abc"}},
+			"not base64":  {"token": {strings.Repeat("!", 43)}},
+			"unknown":     {"token": {strings.Repeat("A", 43)}},
+			"huge body":   {"token": {strings.Repeat("A", 64<<10)}},
+			"two tokens":  {"token": {"a", "b"}},
+		} {
+			p := e.post(t, c, path, form)
+			noResponse(t, p)
+			if p.status != http.StatusBadRequest {
+				t.Errorf("%s %s: %d", path, name, p.status)
+			}
+		}
+	}
+	if n := len(e.decisions(t)); n != 0 {
+		t.Fatalf("hostile presses made %d decisions", n)
+	}
+
+	fail := agentv1.PolicyStatus_POLICY_STATUS_FAIL
+	a, _ := e.device(t, fail, &fail)
+	e.ceremony(t, c, a, e.sp.NewRequest(testUser))
+	mfs, err := e.srv.Metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() != "clearance_sso_decisions_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["mode"] == "warn" && labels["result"] == "deny" && labels["reason"] == "policy_failed" {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Fatal("clearance_sso_decisions_total has no deny with mode warn")
+	}
+}
