@@ -57,6 +57,24 @@ var policyFields = []field{
 			p.Interval = iv
 		}
 	}},
+	{key: "enforcement", decode: func(d *decoder, prefix, key string, v *yaml.Node, p *Policy) {
+		if s, ok := d.str(prefix, key, v); ok && s != "" {
+			if !contains(EnforcementModes, s) {
+				d.errorf(v, `%s"enforcement" %q is not one of monitor, warn, enforce%s`, prefix, clip(s), suggest(s, EnforcementModes))
+				return
+			}
+			if s == EnforcementEnforce {
+				s = "" // the default: same policy, same version
+			}
+			p.Enforcement = s
+		}
+	}},
+	{key: "grace", decode: func(d *decoder, prefix, _ string, v *yaml.Node, p *Policy) {
+		if g, ok := d.grace(prefix, v); ok {
+			p.Grace = g
+		}
+	}},
+	{key: "allow_bypass", decode: boolField(func(p *Policy) *bool { return &p.AllowBypass })},
 }
 
 // policyKeys are the keys of policyFields, for unknown-key messages.
@@ -367,6 +385,18 @@ func (d *decoder) policy(i int, n *yaml.Node) (p Policy, idNode *yaml.Node, ok b
 	if p.Critical && !p.Required {
 		d.errorf(set["critical"], `%sa critical policy must be required: set "required: true" or "critical: false"`, prefix)
 	}
+	if p.AllowBypass && p.Critical {
+		d.errorf(set["allow_bypass"], `%sa critical policy can never be bypassed: remove "allow_bypass" or set "critical: false"`, prefix)
+	}
+	if !p.Required {
+		// Rollout keys soften how a required policy blocks; on one that
+		// never blocks they would mislead whoever reads the file.
+		for _, k := range []string{"grace", "allow_bypass"} {
+			if v := set[k]; v != nil && !isNull(v) && (k != "allow_bypass" || p.AllowBypass) && (k != "grace" || p.Grace > 0) {
+				d.errorf(v, `%s%q applies only to a required policy`, prefix, k)
+			}
+		}
+	}
 	if v := set["id"]; v != nil && idPattern.MatchString(p.ID) {
 		idNode = v
 	}
@@ -542,6 +572,30 @@ func (d *decoder) interval(prefix string, v *yaml.Node) (time.Duration, bool) {
 		d.errorf(v, `%s"interval" %s is longer than the maximum of %s`, prefix, iv, MaxInterval)
 	default:
 		return iv, true
+	}
+	return 0, false
+}
+
+// grace decodes a grace period: a duration up to MaxGrace, as Go writes
+// them ("72h", "90m"); days are written in hours.
+func (d *decoder) grace(prefix string, v *yaml.Node) (time.Duration, bool) {
+	if isNull(v) {
+		return 0, false
+	}
+	if v.Kind != yaml.ScalarNode || v.Tag != "!!str" && v.Tag != "!!int" && v.Tag != "!!float" {
+		d.errorf(v, `%s"grace" must be a duration such as "72h", not %s`, prefix, describe(v))
+		return 0, false
+	}
+	g, err := time.ParseDuration(v.Value)
+	switch {
+	case err != nil:
+		d.errorf(v, `%s"grace" %q is not a duration: use a value such as "72h" (days are written in hours)`, prefix, clip(v.Value))
+	case g < 0:
+		d.errorf(v, `%s"grace" %s is negative`, prefix, g)
+	case g > MaxGrace:
+		d.errorf(v, `%s"grace" %s is longer than the maximum of %s (90 days): grant an exemption instead`, prefix, g, MaxGrace)
+	default:
+		return g, true
 	}
 	return 0, false
 }

@@ -16,6 +16,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add(example)
 	f.Add([]byte(valid))
+	f.Add([]byte(rolloutBase + "    enforcement: warn\n    grace: 72h\n    allow_bypass: true\n"))
 	for _, tc := range badCases {
 		// Skip the size-limit cases: minimizing large inputs stalls the
 		// fuzzer, and TestParseErrors already covers them.

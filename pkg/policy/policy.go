@@ -26,6 +26,10 @@ const (
 	MinInterval = 10 * time.Second
 	MaxInterval = 24 * time.Hour
 
+	// MaxGrace bounds a policy's grace period: a longer one is a standing
+	// exception, which is what exemptions are for.
+	MaxGrace = 90 * 24 * time.Hour
+
 	maxNameChars      = 200
 	maxQueryBytes     = 64 << 10
 	maxResolutionSize = 4 << 10
@@ -59,7 +63,30 @@ type Policy struct {
 	Critical bool
 	// Interval is how often the agent runs the query.
 	Interval time.Duration
+
+	// Enforcement is what a required policy that does not pass does to a
+	// sign-in: EnforcementWarn (show it, with Continue), EnforcementMonitor
+	// (only record it) or empty, which is enforce (block), the default; a
+	// file's "enforcement: enforce" is kept as empty, so it gives the same
+	// version as leaving the key out.
+	Enforcement string
+	// Grace, when set: from the first FAIL seen on a Mac, the policy warns
+	// instead of blocking until this much time has passed. Zero: none.
+	Grace time.Duration
+	// AllowBypass offers "Resolve later" once per period on a sign-in it
+	// blocks. Never allowed on a critical policy.
+	AllowBypass bool
 }
+
+// Enforcement modes (Policy.Enforcement).
+const (
+	EnforcementMonitor = "monitor"
+	EnforcementWarn    = "warn"
+	EnforcementEnforce = "enforce"
+)
+
+// EnforcementModes lists the modes, weakest first.
+var EnforcementModes = []string{EnforcementMonitor, EnforcementWarn, EnforcementEnforce}
 
 // Set is a validated, non-empty list of policies.
 type Set struct {

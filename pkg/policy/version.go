@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"slices"
 )
 
 // versionFormat names the canonical encoding below; change it whenever that
@@ -46,6 +47,18 @@ func version(policies []Policy) string {
 		flag(p.Required)
 		flag(p.Critical)
 		buf = binary.AppendVarint(buf, int64(p.Interval))
+	}
+	// Rollout settings follow every policy, and only when a policy has
+	// any: sets without them keep the versions they had before these keys
+	// existed. After the length-prefixed policies, the block cannot be
+	// mistaken for one.
+	if slices.ContainsFunc(policies, func(p Policy) bool { return p.Enforcement != "" || p.Grace != 0 || p.AllowBypass }) {
+		str("rollout")
+		for _, p := range policies {
+			str(p.Enforcement)
+			buf = binary.AppendVarint(buf, int64(p.Grace))
+			flag(p.AllowBypass)
+		}
 	}
 	sum := sha256.Sum256(buf)
 	return hex.EncodeToString(sum[:8])

@@ -58,6 +58,15 @@ type Gate struct {
 	LiveCheckTimeout time.Duration
 	Metrics          LiveCheckRecorder
 	Now              func() time.Time
+	// Rollout gathers the rollout inputs (modes, grace, bypasses,
+	// exemptions); nil enforces every policy.
+	Rollout RolloutInputs
+}
+
+// RolloutInputs gathers a sign-in's decision.Rollout; *rollout.Source
+// implements it.
+type RolloutInputs interface {
+	Inputs(ctx context.Context, deviceID, username string, now time.Time) (decision.Rollout, error)
 }
 
 // DefaultLiveCheckTimeout is how long a sign-in waits for the agent.
@@ -99,6 +108,9 @@ type Query struct {
 	// Device, when set, is DeviceID's record as the caller just read it
 	// (identifying the certificate needs it), so it is not read again.
 	Device *storage.Device
+	// Continue and ResolveLater: the person pressed that button on the
+	// held sign-in (decision.Rollout's).
+	Continue, ResolveLater bool
 }
 
 // Decide decides for the enrolled device q.DeviceID (which the caller
@@ -131,6 +143,14 @@ func (g *Gate) Decide(ctx context.Context, q Query, mode Mode) (decision.Decisio
 	if err := g.loadReport(ctx, &in); err != nil {
 		return decision.Decision{}, err
 	}
+	if g.Rollout != nil {
+		ro, err := g.Rollout.Inputs(ctx, deviceID, q.Username, g.now())
+		if err != nil {
+			return decision.Decision{}, fmt.Errorf("%w: rollout: %w", ErrStorage, err)
+		}
+		in.Rollout = ro
+	}
+	in.Rollout.Continue, in.Rollout.ResolveLater = q.Continue, q.ResolveLater
 	in.Now = g.now()
 
 	live := false

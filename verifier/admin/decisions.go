@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"slices"
 	"strconv"
 	"time"
 
@@ -92,6 +93,15 @@ func decisionFilter(req *adminv1.ListDecisionsRequest) (storage.DecisionFilter, 
 		}
 		f.Until = t.AsTime()
 	}
+	if len(req.GetModes()) > len(decision.Modes) {
+		return f, 0, status.Errorf(codes.InvalidArgument, "modes names %d modes; there are %d", len(req.GetModes()), len(decision.Modes))
+	}
+	for _, m := range req.GetModes() {
+		if !slices.Contains(decision.Modes, decision.Mode(m)) {
+			return f, 0, status.Errorf(codes.InvalidArgument, "mode %q is not one of enforce, monitor, warn, warned, bypassed, exempt", clipped(m))
+		}
+		f.Modes = append(f.Modes, m)
+	}
 	if req.GetSince() != nil && req.GetUntil() != nil && f.Since.After(f.Until) {
 		return f, 0, status.Errorf(codes.InvalidArgument, "since (%s) is after until (%s)",
 			f.Since.UTC().Format(time.RFC3339Nano), f.Until.UTC().Format(time.RFC3339Nano))
@@ -115,6 +125,14 @@ func decisionFilter(req *adminv1.ListDecisionsRequest) (storage.DecisionFilter, 
 		f.BeforeID = id
 	}
 	return f, size, nil
+}
+
+// clipped bounds a caller's value quoted in an error.
+func clipped(s string) string {
+	if len(s) > 32 {
+		return s[:32] + "…"
+	}
+	return s
 }
 
 func bounded(field, v string) error {
@@ -164,14 +182,19 @@ func decisionProto(r storage.DecisionRecord) *adminv1.Decision {
 		RequestId:        r.RequestID,
 		Binding:          r.Binding,
 		Score:            int32(r.Score),
+		Mode:             r.Mode,
 	}
 	for _, res := range r.Results {
 		d.Results = append(d.Results, &adminv1.DecisionPolicyResult{
-			PolicyId: res.PolicyID,
-			Status:   policyStatus(decision.Status(res.Status)),
-			Required: res.Required,
-			Critical: res.Critical,
-			Message:  res.Message,
+			PolicyId:    res.PolicyID,
+			Status:      policyStatus(decision.Status(res.Status)),
+			Required:    res.Required,
+			Critical:    res.Critical,
+			Message:     res.Message,
+			Enforcement: res.Enforcement,
+			Waiver:      res.Waiver,
+			GraceEnds:   ts(res.GraceEnds),
+			ExemptionId: res.ExemptionID,
 		})
 	}
 	return d
@@ -242,6 +265,11 @@ func explainProto(d decision.Decision) *adminv1.ExplainAccessResponse {
 		DeviceId:               d.DeviceID,
 		DeviceName:             d.DeviceName,
 		Username:               d.Username,
+		Mode:                   string(d.Mode),
+		WouldDeny:              string(d.WouldDeny),
+		CanContinue:            d.CanContinue,
+		CanResolveLater:        d.CanResolveLater,
+		BlockFrom:              ts(d.BlockFrom),
 	}
 	// Zero means freshness was not measured (see decision.Decision).
 	if d.PostureAge != 0 {
@@ -262,6 +290,12 @@ func findings(fs []decision.Finding) []*adminv1.PolicyFinding {
 			Message:     f.Message,
 			Resolution:  f.Resolution,
 			Description: f.Description,
+			Enforcement: string(f.Enforcement),
+			Waiver:      string(f.Waiver),
+			GraceEnds:   ts(f.GraceEnds),
+			ExemptionId: f.ExemptionID,
+			// Offered only on a page that would show Resolve later.
+			BypassOffered: f.BypassOffered,
 		})
 	}
 	return out

@@ -114,6 +114,12 @@ type Config struct {
 	// DecisionRetention is how long the decision log is kept.
 	DecisionRetention time.Duration
 
+	// Enforcement lowers every policy's enforcement to at most this mode
+	// (monitor, warn or enforce: enforce leaves each policy's own).
+	Enforcement string
+	// BypassPeriod is how often one policy may be resolved later on one Mac.
+	BypassPeriod time.Duration
+
 	// Browser certificates (SCEP, on the SSO listener at /scep).
 	// SCEPChallenge is the static challenge (a secret; one-time challenges
 	// from `scep challenge` work alongside it); empty allows only one-time ones.
@@ -567,6 +573,8 @@ var settings = []setting{
 	{"require-agent-vouched-cert", GroupBrowser, "true", "honour a browser certificate only if the Mac's agent reports it in a user keychain", boolean(func(c *Config) *bool { return &c.RequireAgentVouchedCert })},
 	{"browser-binding", GroupSignIn, BindingAgent, "how a sign-in is bound to the Mac: agent (the agent's signed proof of presence on loopback), certificate (a SCEP browser certificate the agent vouches for; weaker) or either", oneOf(func(c *Config) *string { return &c.BrowserBinding }, BindingAgent, BindingCertificate, BindingEither)},
 	{"agent-presence-port", GroupSignIn, strconv.Itoa(DefaultAgentPresencePort), "loopback port agents serve proofs of presence on (clearance-agent --presence-listen)", port(func(c *Config) *int { return &c.AgentPresencePort })},
+	{"enforcement", GroupSignIn, string(decision.Enforce), "lowers every policy's enforcement to at most this: monitor (never block; record would-deny), warn (show the page with Continue) or enforce (each policy's own setting)", oneOf(func(c *Config) *string { return &c.Enforcement }, string(decision.Monitor), string(decision.Warn), string(decision.Enforce))},
+	{"bypass-period", GroupSignIn, durText(decision.DefaultBypassPeriod), "after a person chooses Resolve later on a policy that allows it, how long until that Mac may resolve the same policy later again", dur(func(c *Config) *time.Duration { return &c.BypassPeriod }, time.Hour, 365*24*time.Hour)},
 	{"decision-retention", GroupSignIn, durText(storage.DefaultDecisionRetention), "how long decisions are kept in the decision log", dur(func(c *Config) *time.Duration { return &c.DecisionRetention }, time.Hour, 10*365*24*time.Hour)},
 	{"sso-rate-limit", GroupLimits, strconv.Itoa(ratelimit.DefaultRate), "requests a second one client address may make to the sign-in listener (every path but /healthz), sustained; more get 429 with Retry-After; 0 turns the limit off", rate(func(c *Config) *float64 { return &c.SSORateLimit }, 100000)},
 	{"sso-rate-burst", GroupLimits, strconv.Itoa(ratelimit.DefaultBurst), "requests one client address may make at once, above --sso-rate-limit, after a quiet spell", intRange(func(c *Config) *int { return &c.SSORateBurst }, 1, 1000000)},

@@ -69,6 +69,9 @@ type Input struct {
 	// is one (nil for the agent's own certificate, which proves the device
 	// key itself).
 	BrowserCert *BrowserCert
+	// Rollout softens enforcement: modes, grace, bypass and exemptions
+	// (see Rollout). The zero value enforces every policy.
+	Rollout Rollout
 }
 
 // BrowserCert is a browser certificate presented at sign-in.
@@ -170,9 +173,22 @@ type Finding struct {
 	// Resolution tells the user how to pass.
 	Resolution string
 	Required   bool
-	// Critical policies are never bypassable. There is no bypass feature
-	// yet; it is recorded so that one, when added, cannot waive them.
+	// Critical policies are never bypassable: "Resolve later" is never
+	// offered for them.
 	Critical bool
+
+	// Rollout, for a required policy that does not pass (see Rollout):
+	// Enforcement is its effective mode, after grace and the ceiling.
+	Enforcement Enforcement
+	// GraceStarted and GraceEnds bound the policy's grace period on this
+	// device; zero when it has none or the result is not FAIL.
+	GraceStarted, GraceEnds time.Time
+	// Waiver says what let it through, if anything; ExemptionID names the
+	// exemption for WaiverExempt.
+	Waiver      Waiver
+	ExemptionID int64
+	// BypassOffered: "Resolve later" is available for it now.
+	BypassOffered bool
 }
 
 // Decision is the outcome of Decide: what the user sees and what is logged.
@@ -214,11 +230,28 @@ type Decision struct {
 	LiveCheck  LiveCheck
 	// CertVouching says whether the browser certificate was vouched for.
 	CertVouching Vouching
+
+	// Mode is the enforcement outcome (ModeEnforce unless rollout settings
+	// changed what the policies alone would give). Empty when the decision
+	// was made before the policies were judged.
+	Mode Mode
+	// WouldDeny is the policy reason an allow with waivers would otherwise
+	// have denied with; empty otherwise.
+	WouldDeny Reason
+	// CanContinue: every policy blocking is in Warn; Continue completes.
+	CanContinue bool
+	// CanResolveLater: "Resolve later" would complete the sign-in.
+	CanResolveLater bool
+	// BlockFrom is the earliest end of a grace period that makes this
+	// denial a warning: from then on it blocks. Zero when none.
+	BlockFrom time.Time
 }
 
-// Bypassable reports whether d is a denial that a future per-policy
-// exception could lift: only required policies failed, and none of them is
-// critical. Device, report and freshness denials are never bypassable.
+// Bypassable reports whether d is a denial that a per-policy exception
+// could lift: only required policies failed, and none of them is critical.
+// Device, report and freshness denials are never bypassable. Whether
+// "Resolve later" is offered now is CanResolveLater, which also needs the
+// policies to allow it and the period since the last one to have passed.
 func (d Decision) Bypassable() bool {
 	switch d.Reason {
 	case reason.PolicyFailed, reason.PolicyError, reason.PolicyMissing:
@@ -242,7 +275,8 @@ func (d Decision) Bypassable() bool {
 //  6. observed_at more than MaxClockSkew in the future,
 //  7. report older than MaxPostureAge,
 //  8. a browser certificate the report does not list (when required),
-//  9. any required policy FAIL, 10. ERROR, 11. missing.
+//  9. any required policy FAIL, 10. ERROR, 11. missing — counting only
+//     the policies that block after Input.Rollout (see applyRollout).
 //
 // Freshness: a report's age is measured from its observed_at (when the
 // agent ran the queries, which is what the posture describes), but never
@@ -323,26 +357,14 @@ func Decide(in Input) Decision {
 	}
 
 	// 9-11. Does it pass every policy that counts?
+	// The reason is the one the blocking policies give; rollout settings
+	// (monitor, warn, grace, bypass, exemptions) decide which block.
 	d.judge(in.Policies, in.Report)
-	var fail, errs, missing int
-	for _, f := range d.Failing {
-		switch f.Status {
-		case StatusFail:
-			fail++
-		case StatusError:
-			errs++
-		default:
-			missing++
-		}
+	blocking := d.applyRollout(in)
+	if r := policyReason(blocking); r != "" {
+		return d.deny(r)
 	}
-	switch {
-	case fail > 0:
-		return d.deny(reason.PolicyFailed)
-	case errs > 0:
-		return d.deny(reason.PolicyError)
-	case missing > 0:
-		return d.deny(reason.PolicyMissing)
-	}
+	d.WouldDeny = policyReason(d.Failing)
 	d.Allow, d.Reason = true, reason.Allowed
 	return d
 }

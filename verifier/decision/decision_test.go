@@ -442,9 +442,10 @@ func TestDecideFindings(t *testing.T) {
 
 	want := []decision.Finding{
 		{PolicyID: "filevault", Name: "Name of filevault", Description: "Checks filevault", UserText: "Why filevault matters",
-			Status: decision.StatusError, Message: "no such table: filevault", Resolution: "Fix filevault", Required: true, Critical: true},
+			Status: decision.StatusError, Message: "no such table: filevault", Resolution: "Fix filevault", Required: true, Critical: true,
+			Enforcement: decision.Enforce},
 		{PolicyID: "firewall", Name: "Name of firewall", Description: "Checks firewall", UserText: "Why firewall matters",
-			Status: decision.StatusFail, Resolution: "Fix firewall", Required: true},
+			Status: decision.StatusFail, Resolution: "Fix firewall", Required: true, Enforcement: decision.Enforce},
 	}
 	if !slices.Equal(d.Failing, want) {
 		t.Errorf("Failing =\n%+v\nwant\n%+v", d.Failing, want)

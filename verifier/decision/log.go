@@ -50,6 +50,12 @@ func (d Decision) LogAttrs() []slog.Attr {
 			attrs = append(attrs, slog.Int("critical_failing", critical))
 		}
 	}
+	if d.Mode != "" && d.Mode != ModeEnforce {
+		attrs = append(attrs, slog.String("mode", string(d.Mode)))
+	}
+	if d.WouldDeny != "" {
+		attrs = append(attrs, slog.String("would_deny", string(d.WouldDeny)))
+	}
 	if len(d.Advisory) > 0 {
 		attrs = append(attrs, slog.String("advisory", joinFindings(d.Advisory)))
 	}

@@ -86,8 +86,8 @@ func New() *Metrics {
 			Name: "clearance_live_checks_total", Help: "CheckNow round trips, by outcome.",
 		}, []string{"outcome"}),
 		ssoDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "clearance_sso_decisions_total", Help: "Sign-in decisions, by result (allow, deny) and reason.",
-		}, []string{"result", "reason"}),
+			Name: "clearance_sso_decisions_total", Help: "Sign-in decisions, by result (allow, deny), reason and enforcement mode (enforce, monitor: allowed but would deny, warn, warned, bypassed, exempt).",
+		}, []string{"result", "reason", "mode"}),
 		ssoRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "clearance_sso_requests_refused_total", Help: "AuthnRequests refused before any decision, by reason.",
 		}, []string{"reason"}),
@@ -201,7 +201,7 @@ func (m *Metrics) LiveCheck(outcome string) {
 }
 
 // SSODecision counts a sign-in decision and how long it took.
-func (m *Metrics) SSODecision(allow bool, reason string, d time.Duration) {
+func (m *Metrics) SSODecision(allow bool, reason, mode string, d time.Duration) {
 	if m == nil {
 		return
 	}
@@ -209,7 +209,7 @@ func (m *Metrics) SSODecision(allow bool, reason string, d time.Duration) {
 	if allow {
 		result = "allow"
 	}
-	m.ssoDecisions.WithLabelValues(result, reason).Inc()
+	m.ssoDecisions.WithLabelValues(result, reason, mode).Inc()
 	m.ssoSeconds.WithLabelValues(result).Observe(d.Seconds())
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/clearance/clearance/pkg/policy"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/decision"
 )
 
 // policySource holds the policy set in force, converted once to the form
@@ -15,6 +16,9 @@ type policySource struct {
 	path string
 	mu   sync.Mutex // serializes reloads
 	cur  atomic.Pointer[agentv1.PolicySet]
+	// rollout holds the rollout settings of cur's policies, by id: agents
+	// do not need them, so they stay out of the PolicySet.
+	rollout atomic.Pointer[map[string]decision.PolicyRollout]
 }
 
 func newPolicySource(path string) (*policySource, error) {
@@ -35,6 +39,30 @@ func (p *policySource) Reload() (*agentv1.PolicySet, error) {
 		return nil, err
 	}
 	ps := set.Proto()
+	ro := rolloutSettings(set)
+	p.rollout.Store(&ro)
 	p.cur.Store(ps)
 	return ps, nil
+}
+
+// Rollout returns the rollout settings of the policies in force, by id.
+// A reload may land between reading these and Current: the decision
+// matches them by policy id, so a policy briefly without settings is
+// enforced.
+func (p *policySource) Rollout() map[string]decision.PolicyRollout {
+	if m := p.rollout.Load(); m != nil {
+		return *m
+	}
+	return nil
+}
+
+func rolloutSettings(set *policy.Set) map[string]decision.PolicyRollout {
+	m := make(map[string]decision.PolicyRollout, len(set.Policies))
+	for _, pol := range set.Policies {
+		if pol.Enforcement == "" && pol.Grace == 0 && !pol.AllowBypass {
+			continue
+		}
+		m[pol.ID] = decision.PolicyRollout{Enforcement: decision.Enforcement(pol.Enforcement), Grace: pol.Grace, AllowBypass: pol.AllowBypass}
+	}
+	return m
 }

@@ -38,6 +38,7 @@ import (
 	"github.com/clearance/clearance/verifier/cloudflare"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/datadir"
+	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/enroll"
 	"github.com/clearance/clearance/verifier/grpcconn"
 	"github.com/clearance/clearance/verifier/hub"
@@ -47,6 +48,7 @@ import (
 	"github.com/clearance/clearance/verifier/oktaapi"
 	"github.com/clearance/clearance/verifier/ratelimit"
 	"github.com/clearance/clearance/verifier/reason"
+	"github.com/clearance/clearance/verifier/rollout"
 	"github.com/clearance/clearance/verifier/scep"
 	"github.com/clearance/clearance/verifier/signin"
 	"github.com/clearance/clearance/verifier/storage"
@@ -91,6 +93,8 @@ type Server struct {
 	// IdP is the SAML identity provider Okta calls; Gate decides sign-ins.
 	IdP  *idp.IdP
 	Gate *access.Gate
+	// Rollout keeps grace, bypass and exemption state for sign-ins.
+	Rollout *rollout.Source
 	// Relay connects the hub to other replicas sharing a PostgreSQL
 	// database; nil with SQLite.
 	Relay *postgres.Relay
@@ -221,10 +225,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		PresenceURL:      presenceURL(cfg),
 		BrowserCertGrace: cfg.BrowserCertGrace,
 	}
+	s.Rollout = &rollout.Source{Store: s.Store, Settings: s.policies, Ceiling: decision.Enforcement(cfg.Enforcement), Period: cfg.BypassPeriod}
 	s.Gate = &access.Gate{
 		Store: s.Store, Checker: s.Hub, Policies: s.policies,
 		MaxPostureAge: cfg.MaxPostureAge, MaxClockSkew: cfg.MaxReportSkew, LiveCheckAfter: cfg.LiveCheckAfter,
-		LiveCheckTimeout: cfg.LiveCheckTimeout, Metrics: s.Metrics, Now: s.now,
+		LiveCheckTimeout: cfg.LiveCheckTimeout, Metrics: s.Metrics, Now: s.now, Rollout: s.Rollout,
 	}
 	s.admin = &admin.Server{Store: s.Store, Hub: s.Hub, Policies: s.policies, Metrics: s.Metrics, Logger: log, Now: s.now, Access: s.Gate,
 		CheckTimeout: cfg.LiveCheckTimeout}
@@ -405,6 +410,7 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 		Gate:     s.Gate,
 		Store:    s.Store,
 		Pages:    pages,
+		Rollout:  s.Rollout,
 		Options: signin.Options{Log: log, Metrics: s.Metrics, Now: s.now, PendingTTL: cfg.PendingSignInTTL,
 			MaxHeldAge: cfg.MaxHeldRequestAge, DebugSAML: cfg.DebugSAML},
 	}

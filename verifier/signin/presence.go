@@ -389,7 +389,7 @@ func (h *Handler) unbound(w http.ResponseWriter, r *http.Request, a *attempt, co
 		h.unavailable(w, r, "recording decision", err)
 		return
 	}
-	h.metrics().SSODecision(false, string(code), latency)
+	h.metrics().SSODecision(false, string(code), metricMode(""), latency)
 	h.log().LogAttrs(ctx, slog.LevelWarn, "sso_decision", slog.Bool("allow", false), slog.String("reason", string(code)),
 		slog.String("detail", detail), slog.String("user", a.req.Username), slog.String("device_id", a.ident.DeviceID),
 		slog.Int64("decision_id", id), slog.String("binding", string(BindingAgent)), slog.String("request_id", a.req.AuthnRequest.ID),

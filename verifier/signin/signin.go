@@ -29,6 +29,7 @@ import (
 	"github.com/clearance/clearance/verifier/idp"
 	"github.com/clearance/clearance/verifier/ratelimit"
 	"github.com/clearance/clearance/verifier/reason"
+	"github.com/clearance/clearance/verifier/rollout"
 	"github.com/clearance/clearance/verifier/storage"
 	"github.com/clearance/clearance/verifier/web"
 )
@@ -44,7 +45,9 @@ type Store interface {
 
 // Metrics counts sign-ins; *metrics.Metrics implements it.
 type Metrics interface {
-	SSODecision(allow bool, reason string, d time.Duration)
+	// SSODecision counts a decision; mode is its decision.Mode ("enforce"
+	// when nothing softened it).
+	SSODecision(allow bool, reason, mode string, d time.Duration)
 	SSORefused(reason string)
 	// SSOUnrecorded counts a refusal kept out of the decision log (see
 	// Handler.unrecorded).
@@ -58,12 +61,28 @@ type Deciding interface {
 
 var _ Deciding = (*access.Gate)(nil)
 
+// Rollout keeps what decisions learn about rollout state; *rollout.Source
+// implements it.
+type Rollout interface {
+	// Record starts and ends grace periods a decision saw.
+	Record(ctx context.Context, d decision.Decision) error
+	// SpendBypass records the policies d resolved later; an error wrapping
+	// rollout.ErrBypassSpent if one was spent meanwhile.
+	SpendBypass(ctx context.Context, d decision.Decision, username string, now time.Time) error
+	// BypassPeriod is how often one policy may be resolved later.
+	BypassPeriod() time.Duration
+}
+
 // Paths on the SSO listener.
 const (
 	PathMetadata = "/saml/metadata"
 	PathCert     = "/saml/cert.pem"
 	PathSSO      = "/saml/sso"
 	PathRetry    = "/saml/sso/retry"
+	// PathContinue completes a held sign-in whose failing policies only
+	// warn; PathResolveLater one that may be resolved later once.
+	PathContinue     = "/saml/sso/continue"
+	PathResolveLater = "/saml/sso/resolve-later"
 )
 
 // DefaultPendingTTL is how long a denied sign-in can be resumed with
@@ -81,6 +100,9 @@ type Handler struct {
 	Gate     Deciding
 	Store    Store
 	Pages    *web.Renderer
+	// Rollout, when set, keeps grace and bypass state; without it Continue
+	// and Resolve later are never offered.
+	Rollout Rollout
 	Options
 
 	// unrecordedLog samples the log lines of refusals kept out of the
@@ -130,6 +152,8 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+PathSSO, h.sso)
 	mux.HandleFunc("POST "+PathSSO, h.sso)
 	mux.HandleFunc("POST "+PathRetry, h.retry)
+	mux.HandleFunc("POST "+PathContinue, h.continueSignIn)
+	mux.HandleFunc("POST "+PathResolveLater, h.resolveLater)
 	if h.Binding != BindingCertificate {
 		mux.HandleFunc("GET "+PathPresence, h.presence)
 	}
@@ -183,6 +207,10 @@ type attempt struct {
 const (
 	sourceSSO   = "sso"
 	sourceRetry = "sso_retry"
+	// sourceContinue and sourceResolveLater: the person chose Continue or
+	// Resolve later on the page of a held sign-in.
+	sourceContinue     = "sso_continue"
+	sourceResolveLater = "sso_resolve_later"
 )
 
 // refusal is a request refused before any decision: the reason picks the
@@ -311,7 +339,27 @@ func (h *Handler) query(a *attempt, username string) access.Query {
 // retry is "Check again": the held sign-in is decided again after a live
 // check and, if the Mac now passes, completed with a response to the
 // original request.
-func (h *Handler) retry(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) retry(w http.ResponseWriter, r *http.Request) { h.resume(w, r, sourceRetry) }
+
+// continueSignIn is Continue: the held sign-in is decided again, the
+// person having seen the warnings, and completed if nothing but warnings
+// stood in its way. It is held to the same rules as "Check again": a POST
+// with the held sign-in's token, from the browser (or certificate) that
+// started it, completing it once.
+func (h *Handler) continueSignIn(w http.ResponseWriter, r *http.Request) {
+	h.resume(w, r, sourceContinue)
+}
+
+// resolveLater is "Resolve later", under the same rules: the held sign-in
+// is decided again with the person's one-time bypass, which is spent (once
+// per policy per period, on every replica) only if it completes it.
+func (h *Handler) resolveLater(w http.ResponseWriter, r *http.Request) {
+	h.resume(w, r, sourceResolveLater)
+}
+
+// resume decides a held sign-in again and completes it if now allowed:
+// "Check again", Continue or Resolve later (source says which).
+func (h *Handler) resume(w http.ResponseWriter, r *http.Request, source string) {
 	start := h.now()
 	ctx := r.Context()
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
@@ -346,7 +394,7 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, fromIdP(err), http.StatusBadRequest)
 		return
 	}
-	a := &attempt{req: req, source: sourceRetry, start: start, token: token}
+	a := &attempt{req: req, source: source, start: start, token: token}
 	if p.BrowserHash != nil {
 		// Bound by the agent's proof: only the browser that gave it may
 		// resume, for the Mac it proved.
@@ -371,13 +419,35 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	d, err := h.Gate.Decide(ctx, h.query(a, p.Username), access.LiveAlways)
+	q, mode := h.query(a, p.Username), access.LiveAlways
+	switch source {
+	case sourceContinue, sourceResolveLater:
+		// The person chose not to fix anything now: a fresh report is
+		// needed only as for a sign-in, when the stored one is old.
+		q.Continue, q.ResolveLater, mode = source == sourceContinue, source == sourceResolveLater, access.LiveIfStale
+		if h.Rollout == nil {
+			q.Continue, q.ResolveLater = false, false
+		}
+	}
+	d, err := h.Gate.Decide(ctx, q, mode)
 	if err != nil {
 		h.unavailable(w, r, "deciding", err)
 		return
 	}
 	if !d.Allow && d.Results != nil {
 		a.failedBefore = h.failedBefore(ctx, p, req.AuthnRequest.ID)
+	}
+	if d.Allow && len(d.Bypassed()) > 0 {
+		// Spent before the held sign-in is completed: of two presses (two
+		// tabs, two replicas), one spends it and the other completes nothing.
+		switch err := h.Rollout.SpendBypass(ctx, d, p.Username, start); {
+		case errors.Is(err, rollout.ErrBypassSpent):
+			h.refuse(w, r, refused(reason.RetryDone, "resolve later already used: %v", err), http.StatusBadRequest)
+			return
+		case err != nil:
+			h.unavailable(w, r, "spending bypass", err)
+			return
+		}
 	}
 	if d.Allow {
 		// Only the press that removes the held sign-in completes it.
@@ -501,8 +571,16 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 		At: now, Username: a.req.Username, DeviceID: a.ident.DeviceID, CertSerial: a.ident.CertSerial,
 		Allow: d.Allow, Reason: string(d.Reason), PolicySetVersion: d.PolicySetVersion,
 		ReportSeq: d.ReportSeq, LiveCheck: d.LiveCheck.String(), Latency: latency,
-		Source: a.source, RequestID: a.req.AuthnRequest.ID, Results: results(d.Results),
-		Binding: string(a.binding),
+		Source: a.source, RequestID: a.req.AuthnRequest.ID, Results: results(d.Results, d.Failing),
+		Binding: string(a.binding), Mode: string(d.Mode),
+	}
+	if h.Rollout != nil {
+		// A grace period that cannot be recorded would start again at
+		// every sign-in and never end: fail closed.
+		if err := h.Rollout.Record(ctx, d); err != nil {
+			h.unavailable(w, r, "recording grace", err)
+			return
+		}
 	}
 	id, err := h.Store.AppendDecision(ctx, h.withClient(r, rec))
 	if err != nil {
@@ -510,7 +588,7 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 		h.unavailable(w, r, "recording decision", err)
 		return
 	}
-	h.metrics().SSODecision(d.Allow, string(d.Reason), latency)
+	h.metrics().SSODecision(d.Allow, string(d.Reason), metricMode(d.Mode), latency)
 	attrs := append(d.LogAttrs(),
 		slog.Int64("decision_id", id), slog.String("source", a.source), slog.String("binding", string(a.binding)),
 		slog.String("cert_serial", a.ident.CertSerial), slog.String("request_id", a.req.AuthnRequest.ID),
@@ -534,10 +612,20 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 		return
 	}
 
+	// Policies that monitor mode or an exemption lets through do not stop
+	// this sign-in: they are shown with the recommendations, not as fixes.
+	var blocking, waived []decision.Finding
+	for _, f := range d.Failing {
+		if f.Waiver == decision.WaiverNone {
+			blocking = append(blocking, f)
+		} else {
+			waived = append(waived, f)
+		}
+	}
 	page := web.Denied{
 		Reason: d.Reason, LiveCheck: d.LiveCheck,
 		DeviceName: d.DeviceName, LastChecked: d.LastReportAt, Now: now,
-		Failing: web.Findings(d.Failing), Advisory: web.Findings(d.Advisory), NowPassing: nowPassing(d.Results, a.failedBefore),
+		Failing: web.Findings(blocking), Advisory: web.Findings(append(waived, d.Advisory...)), NowPassing: nowPassing(d.Results, a.failedBefore),
 		SupportID: strconv.FormatInt(id, 10), Notes: web.Notes(d),
 	}
 	if retryable(d.Reason) {
@@ -550,6 +638,15 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 		}
 		if token != nil {
 			page.RetryAction, page.RetryToken = PathRetry, base64.RawURLEncoding.EncodeToString(token)
+			if h.Rollout != nil {
+				switch {
+				case d.CanContinue:
+					page.ContinueAction = PathContinue
+				case d.CanResolveLater:
+					page.ResolveLaterAction, page.ResolveLaterPeriod = PathResolveLater, h.Rollout.BypassPeriod()
+				}
+				page.BlockFrom = d.BlockFrom
+			}
 		}
 	}
 	h.Pages.Denied(w, http.StatusForbidden, page)
@@ -598,7 +695,7 @@ func (h *Handler) unidentified(w http.ResponseWriter, r *http.Request, a *attemp
 			h.unavailable(w, r, "recording decision", err)
 			return
 		}
-		h.metrics().SSODecision(false, string(ierr.Reason), latency)
+		h.metrics().SSODecision(false, string(ierr.Reason), metricMode(""), latency)
 		h.log().Info("sso_decision", "allow", false, "reason", string(ierr.Reason), "detail", ierr.Detail,
 			"user", a.req.Username, "device_id", ierr.DeviceID, "cert_serial", ierr.CertSerial, "decision_id", id, "source", a.source,
 			"request_id", a.req.AuthnRequest.ID, "remote", r.RemoteAddr, "latency", latency)
@@ -690,7 +787,7 @@ func newRef() string {
 // maxResultMessage bounds an osquery message kept in the decision log.
 const maxResultMessage = 512
 
-func results(fs []decision.Finding) []storage.DecisionResult {
+func results(fs, failing []decision.Finding) []storage.DecisionResult {
 	if len(fs) == 0 {
 		return nil
 	}
@@ -702,14 +799,33 @@ func results(fs []decision.Finding) []storage.DecisionResult {
 		}
 		out[i] = storage.DecisionResult{PolicyID: f.PolicyID, Status: string(f.Status), Required: f.Required, Critical: f.Critical, Message: msg}
 	}
+	// Results and Failing hold the same policies; the rollout of those
+	// that did not pass is on the failing ones.
+	for _, f := range failing {
+		for i := range out {
+			if out[i].PolicyID == f.PolicyID {
+				out[i].Enforcement, out[i].Waiver, out[i].GraceEnds, out[i].ExemptionID = string(f.Enforcement), string(f.Waiver), f.GraceEnds, f.ExemptionID
+				break
+			}
+		}
+	}
 	return out
+}
+
+// metricMode is the mode label of a decision: "enforce" when nothing
+// softened it, or it was made before policies were judged.
+func metricMode(m decision.Mode) string {
+	if m == "" {
+		return string(decision.ModeEnforce)
+	}
+	return string(m)
 }
 
 type noMetrics struct{}
 
-func (noMetrics) SSODecision(bool, string, time.Duration) {}
-func (noMetrics) SSORefused(string)                       {}
-func (noMetrics) SSOUnrecorded(string)                    {}
+func (noMetrics) SSODecision(bool, string, string, time.Duration) {}
+func (noMetrics) SSORefused(string)                               {}
+func (noMetrics) SSOUnrecorded(string)                            {}
 
 func (h *Handler) metrics() Metrics {
 	if h.Metrics == nil {

@@ -67,6 +67,11 @@ type DecisionRecord struct {
 	// were kept.
 	ClientIP  string
 	UserAgent string
+	// Mode is the enforcement outcome (decision.Mode): "enforce",
+	// "monitor" (allowed; would have denied), "warn" (shown Continue),
+	// "warned" (allowed after Continue), "bypassed" (allowed after Resolve
+	// later), "exempt"; empty when no policy was judged.
+	Mode string
 	// Score is the device posture score (0 to 100) answered to Cloudflare,
 	// for Source SourceCloudflare; 0 for every other decision.
 	Score int
@@ -93,6 +98,12 @@ type DecisionResult struct {
 	Critical bool   `json:"critical,omitempty"`
 	// Message is osquery's message for ERROR (bounded by the caller).
 	Message string `json:"message,omitempty"`
+	// Enforcement, Waiver and GraceEnds are the policy's rollout in this
+	// decision, for one that did not pass (decision.Finding's).
+	Enforcement string    `json:"enforcement,omitempty"`
+	Waiver      string    `json:"waiver,omitempty"`
+	GraceEnds   time.Time `json:"grace_ends,omitzero"`
+	ExemptionID int64     `json:"exemption_id,omitempty"`
 }
 
 // DecisionFilter selects decisions. Zero fields do not filter.
@@ -101,6 +112,8 @@ type DecisionFilter struct {
 	DeviceID string
 	// Allow, when non-nil, keeps only allowed (true) or denied (false) decisions.
 	Allow *bool
+	// Modes, when set, keeps only decisions with one of these Modes.
+	Modes []string
 	// Since and Until bound At: Since <= At < Until. Any time works, even
 	// one outside the range a backend can store.
 	Since, Until time.Time

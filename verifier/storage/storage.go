@@ -74,6 +74,7 @@ type Store interface {
 	BrowserCertStore
 	ServerKeyStore
 	OktaLogStore
+	RolloutStore
 	// Ping checks the backend is reachable.
 	Ping(ctx context.Context) error
 	// CheckWrite commits one small write (a single row, stamped at): a

@@ -16,7 +16,7 @@ import (
 // Okta (as it shows without JavaScript, with its Continue button).
 var browserPages = []string{
 	"denied_policy", "denied_unchecked", "denied_partial", "denied_mixed", "denied_offline",
-	"agent_missing", "refused", "post",
+	"agent_missing", "refused", "post", "denied_warn", "denied_resolve_later",
 }
 
 // TestBrowserPages renders each page in Debian's Chromium at a laptop's
@@ -83,6 +83,14 @@ func TestBrowserPages(t *testing.T) {
 				case "denied_unchecked":
 					if n := browser.Eval[int](b, `document.querySelectorAll('.findings li, .fix').length`); n != 0 || !strings.Contains(text, "restart the Mac") {
 						t.Errorf("%s: %d fixes listed; the page says:\n%s", name, n, text)
+					}
+				case "denied_warn":
+					if !strings.Contains(text, "From Saturday 5 Dec, 09:00 UTC") || !strings.Contains(text, "Continue") {
+						t.Errorf("%s: no block date or Continue:\n%s", name, text)
+					}
+				case "denied_resolve_later":
+					if !strings.Contains(text, "Resolve later") || !strings.Contains(text, "once every 7 days") {
+						t.Errorf("%s: no Resolve later:\n%s", name, text)
 					}
 				case "denied_partial":
 					if !strings.Contains(text, "Now passing") || strings.Index(text, "Now passing") > strings.Index(text, "Fix this item") {

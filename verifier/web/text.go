@@ -1,6 +1,9 @@
 package web
 
 import (
+	"strconv"
+	"time"
+
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/reason"
 )
@@ -188,4 +191,51 @@ var agentMissingText = struct {
 	},
 	hint: "If your browser says it can't connect after Try again, Clearance still isn't running on this Mac.",
 	help: "If you're not on the Mac you usually sign in from, or this keeps happening, contact your IT team and give them the reference below.",
+}
+
+// Words of a sign-in that a policy's rollout lets through with a warning,
+// or that may be resolved later.
+const (
+	// msgWarn is the main line when Continue would complete the sign-in.
+	msgWarn = "This Mac doesn't meet your organization's security requirements. You can continue signing in this time, but please fix the items below soon."
+	// msgResolveLater is the main line when "Resolve later" would.
+	msgResolveLater = "This Mac doesn't meet your organization's security requirements. Fix the items below, then choose Check again. If you can't fix them right now, you can choose Resolve later once."
+	continueLabel   = "Continue"
+	continueHint    = "Continue signs you in this time. Your IT team can see that you were shown these items."
+	resolveLabel    = "Resolve later"
+)
+
+// blockFromText says from when the items will block sign-in.
+func blockFromText(when string) string {
+	return "From " + when + ", you won't be able to sign in from this Mac until these items are fixed."
+}
+
+// resolveLaterHint explains what Resolve later does, and how often.
+func resolveLaterHint(period string) string {
+	if period == "" {
+		return "Resolve later signs you in this once, without the fixes. You can't choose it again for these items for a while."
+	}
+	return "Resolve later signs you in this once, without the fixes. You can choose it once every " + period + " for each item."
+}
+
+// blockDate is how a block date reads on the page, e.g. "Friday 5 Dec,
+// 09:00 UTC". The server does not know the person's time zone, so it says
+// UTC; the page's <time> element carries the exact instant.
+func blockDate(t time.Time) string {
+	return t.UTC().Format("Monday 2 Jan, 15:04 UTC")
+}
+
+// periodText renders a bypass period in days or hours.
+func periodText(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return ""
+	case d%(24*time.Hour) == 0 && d > 24*time.Hour:
+		return strconv.Itoa(int(d/(24*time.Hour))) + " days"
+	case d == 24*time.Hour:
+		return "day"
+	case d%time.Hour == 0 && d > time.Hour:
+		return strconv.Itoa(int(d/time.Hour)) + " hours"
+	}
+	return "hour"
 }

@@ -140,6 +140,19 @@ type Denied struct {
 	RetryAction string
 	// RetryToken is posted as the hidden input "token".
 	RetryToken string
+	// ContinueAction, when set (a path on this server, like RetryAction),
+	// shows Continue: the failing policies only warn, and posting the
+	// token there completes this sign-in.
+	ContinueAction string
+	// ResolveLaterAction, when set, shows "Resolve later": posting the
+	// token there completes this sign-in once without the fixes.
+	// ResolveLaterPeriod is how often that can be chosen (for its hint).
+	ResolveLaterAction string
+	ResolveLaterPeriod time.Duration
+	// BlockFrom, when set, is when the failing policies stop warning and
+	// start blocking (a grace period's end): a page with Continue or
+	// Resolve later says so.
+	BlockFrom time.Time
 	// SupportID is shown for the helpdesk as "Reference".
 	SupportID string
 	// Notes are extra lines for the helpdesk (e.g. a weaker check in use).
@@ -285,8 +298,23 @@ type deniedView struct {
 	Advisory         []findingView
 	Steps            []string
 	Retry            *retry
-	Help             string
-	Helpdesk         helpdesk
+	// Continue and ResolveLater are the rollout's buttons; BlockFrom the
+	// grace period's end.
+	Continue     *choice
+	ResolveLater *choice
+	BlockFrom    *blockFrom
+	Help         string
+	Helpdesk     helpdesk
+}
+
+// choice is a button that posts the held sign-in's token to Action.
+type choice struct {
+	Action, Token, Label, Hint string
+}
+
+// blockFrom is the sentence saying when blocking starts, and its instant.
+type blockFrom struct {
+	Text, ISO string
 }
 
 // uncheckedView is the note, after the fixes, naming the required policies
@@ -369,6 +397,25 @@ func (r *Renderer) Denied(w http.ResponseWriter, status int, d Denied) {
 		v.Retry = &retry{Action: d.RetryAction, Token: d.RetryToken}
 		formAction = src
 	}
+	// The rollout's buttons post to this server only: the CSP's
+	// form-action names one source, and it is 'self' for them.
+	if src, ok := retrySource(d.ContinueAction); ok && src == "'self'" && d.RetryToken != "" && (formAction == "'none'" || formAction == src) {
+		v.Continue = &choice{Action: d.ContinueAction, Token: d.RetryToken, Label: continueLabel, Hint: continueHint}
+		formAction = src
+		if d.Message == "" {
+			msg = msgWarn
+		}
+	} else if src, ok := retrySource(d.ResolveLaterAction); ok && src == "'self'" && d.RetryToken != "" && (formAction == "'none'" || formAction == src) {
+		v.ResolveLater = &choice{Action: d.ResolveLaterAction, Token: d.RetryToken, Label: resolveLabel, Hint: resolveLaterHint(periodText(d.ResolveLaterPeriod))}
+		formAction = src
+		if d.Message == "" {
+			msg = msgResolveLater
+		}
+	}
+	if !d.BlockFrom.IsZero() && (v.Continue != nil || v.ResolveLater != nil) {
+		v.BlockFrom = &blockFrom{Text: blockFromText(blockDate(d.BlockFrom)), ISO: d.BlockFrom.UTC().Format(time.RFC3339)}
+	}
+	v.Message = orText(msg, k.message)
 	if kind == KindPolicy {
 		for _, f := range fix {
 			v.Failing = append(v.Failing, viewFinding(f, true))

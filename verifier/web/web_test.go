@@ -134,6 +134,18 @@ func pages() []pageCase {
 			Failing:     []Finding{example("sip", "FAIL")},
 			RetryAction: retryPath, RetryToken: "tok-126", SupportID: "1045",
 		}),
+		denied("denied_warn", Denied{
+			Reason: reason.PolicyFailed, DeviceName: "Alex's MacBook Pro", LastChecked: checked, Now: now,
+			Failing:     []Finding{example("firewall", "FAIL")},
+			RetryAction: retryPath, RetryToken: "tok-127", SupportID: "1046",
+			ContinueAction: "/saml/sso/continue", BlockFrom: time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC),
+		}),
+		denied("denied_resolve_later", Denied{
+			Reason: reason.PolicyFailed, DeviceName: "Alex's MacBook Pro", LastChecked: checked, Now: now,
+			Failing:     []Finding{example("macos-version", "FAIL")},
+			RetryAction: retryPath, RetryToken: "tok-128", SupportID: "1047",
+			ResolveLaterAction: "/saml/sso/resolve-later", ResolveLaterPeriod: 7 * 24 * time.Hour,
+		}),
 		denied("denied_no_cert", Denied{
 			Kind: KindNoCert, Reason: "no_certificate", Now: now, SupportID: "D-NOCERT",
 		}),
@@ -246,7 +258,7 @@ func TestHeaders(t *testing.T) {
 		}
 		wantAction := map[string]string{
 			"denied_policy": "'self'", "denied_mixed": "'self'", "denied_unchecked": "'self'", "denied_partial": "'self'",
-			"denied_offline": "'self'", "denied_generic": "'self'",
+			"denied_offline": "'self'", "denied_generic": "'self'", "denied_warn": "'self'", "denied_resolve_later": "'self'",
 			"post": "https:",
 		}[p.name]
 		if wantAction == "" {

@@ -424,6 +424,7 @@ func (a *app) decisionsCmd() *cli.Command {
 			user := fs.String("user", "", "only sign-ins by this Okta `username`")
 			device := fs.String("device", "", "only sign-ins from this device (`id`, or the start of one as the tables show it)")
 			denied := fs.Bool("denied", false, "only sign-ins that were refused")
+			mode := fs.String("mode", "", "only sign-ins with these comma-separated enforcement `modes`: monitor (would deny), warn, warned, bypassed, exempt, enforce")
 			limit := fs.Int("limit", 20, "at most this many decisions (up to 1000)")
 			fs.Group("Output")
 			asJSON := fs.Bool("json", false, "print the decisions as JSON (the admin API's Decision messages)")
@@ -445,6 +446,9 @@ func (a *app) decisionsCmd() *cli.Command {
 				}
 				if *denied {
 					req.Result = adminv1.DecisionResult_DECISION_RESULT_DENY
+				}
+				if *mode != "" {
+					req.Modes = strings.Split(*mode, ",")
 				}
 				resp, err := c.client.ListDecisions(c.ctx, req)
 				if err != nil {
@@ -503,8 +507,11 @@ func renderDecisions(w io.Writer, ds []*adminv1.Decision, loc *time.Location, wi
 				failed = append(failed, r.GetPolicyId())
 			}
 		}
-		if !d.GetAllow() && len(failed) > 0 {
+		if (!d.GetAllow() || d.GetMode() != "") && len(failed) > 0 {
 			reason += ": " + strings.Join(failed, ",")
+		}
+		if m := d.GetMode(); m != "" && m != "enforce" {
+			reason += " (" + m + ")"
 		}
 		rows = append(rows, []string{
 			d.GetAt().AsTime().In(loc).Format("01-02 15:04:05"), orDash(d.GetUsername()),

@@ -58,6 +58,7 @@ func (a *app) program() *cli.Program {
 			a.devicesCmd(),
 			a.decisionsCmd(),
 			a.secretCmd(),
+			a.exemptionCmd(),
 			a.scepCmd(),
 			a.profileCmd(),
 			a.oktaCmd(),

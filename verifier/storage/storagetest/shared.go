@@ -25,6 +25,7 @@ func RunShared(t *testing.T, newDatabase func(t *testing.T) (open func() (storag
 		{"SeqRace", testSharedSeqRace},
 		{"ConcurrentFirstEnrollment", testSharedFirstEnrollment},
 		{"SignInRaces", testSharedSignInRaces},
+		{"Rollout", testSharedRollout},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

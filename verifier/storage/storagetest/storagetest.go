@@ -43,6 +43,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"BrowserCerts", browserCertTests},
 		{"Cloudflare", cloudflareTests},
 		{"Okta", oktaTests},
+		{"Rollout", rolloutTests},
 		{"Store", storeTests},
 		{"Dump", dumpTests},
 	}

@@ -1609,7 +1609,15 @@ type DecisionPolicyResult struct {
 	// Whether the policy could never be bypassed.
 	Critical bool `protobuf:"varint,4,opt,name=critical,proto3" json:"critical,omitempty"`
 	// For ERROR, osquery's message.
-	Message       string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	Message string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	// For a policy that did not pass: its effective enforcement ("monitor",
+	// "warn", "enforce", after any grace and --enforcement), what let it
+	// through ("monitor", "warned", "bypassed", "exempt"; empty: it
+	// blocked), the end of its grace period, and the exemption that waived it.
+	Enforcement   string                 `protobuf:"bytes,40,opt,name=enforcement,proto3" json:"enforcement,omitempty"`
+	Waiver        string                 `protobuf:"bytes,41,opt,name=waiver,proto3" json:"waiver,omitempty"`
+	GraceEnds     *timestamppb.Timestamp `protobuf:"bytes,42,opt,name=grace_ends,json=graceEnds,proto3" json:"grace_ends,omitempty"`
+	ExemptionId   int64                  `protobuf:"varint,43,opt,name=exemption_id,json=exemptionId,proto3" json:"exemption_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1679,6 +1687,34 @@ func (x *DecisionPolicyResult) GetMessage() string {
 	return ""
 }
 
+func (x *DecisionPolicyResult) GetEnforcement() string {
+	if x != nil {
+		return x.Enforcement
+	}
+	return ""
+}
+
+func (x *DecisionPolicyResult) GetWaiver() string {
+	if x != nil {
+		return x.Waiver
+	}
+	return ""
+}
+
+func (x *DecisionPolicyResult) GetGraceEnds() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GraceEnds
+	}
+	return nil
+}
+
+func (x *DecisionPolicyResult) GetExemptionId() int64 {
+	if x != nil {
+		return x.ExemptionId
+	}
+	return 0
+}
+
 // Decision is one entry of the decision log: who asked, from which device and
 // certificate, what was decided and why, from which results, how long it took.
 type Decision struct {
@@ -1722,7 +1758,12 @@ type Decision struct {
 	Binding string `protobuf:"bytes,15,opt,name=binding,proto3" json:"binding,omitempty"`
 	// For source "cloudflare": the device posture score (0 to 100) answered
 	// to Cloudflare. 0 otherwise.
-	Score         int32 `protobuf:"varint,16,opt,name=score,proto3" json:"score,omitempty"`
+	Score int32 `protobuf:"varint,16,opt,name=score,proto3" json:"score,omitempty"`
+	// The enforcement outcome: "enforce" (the policies alone decided),
+	// "monitor" (allowed; would have denied), "warn" (shown Continue),
+	// "warned" (allowed after Continue), "bypassed" (allowed after Resolve
+	// later), "exempt"; empty when no policy was judged.
+	Mode          string `protobuf:"bytes,40,opt,name=mode,proto3" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1869,6 +1910,13 @@ func (x *Decision) GetScore() int32 {
 	return 0
 }
 
+func (x *Decision) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
 // ListDecisionsRequest filters and pages the decision log. Filters combine
 // (AND); an unset filter matches everything.
 type ListDecisionsRequest struct {
@@ -1886,7 +1934,11 @@ type ListDecisionsRequest struct {
 	// At most this many decisions (default 100, max 1000).
 	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous response's next_page_token, with the same filters.
-	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only decisions with one of these modes (see Decision.mode): "monitor"
+	// is the would-deny report, "warn" and "warned" the warnings, "bypassed"
+	// the Resolve laters.
+	Modes         []string `protobuf:"bytes,40,rep,name=modes,proto3" json:"modes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1970,6 +2022,13 @@ func (x *ListDecisionsRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListDecisionsRequest) GetModes() []string {
+	if x != nil {
+		return x.Modes
+	}
+	return nil
+}
+
 // ListDecisionsResponse is one page of the decision log.
 type ListDecisionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2045,7 +2104,14 @@ type PolicyFinding struct {
 	// What the user must do to pass.
 	Resolution string `protobuf:"bytes,7,opt,name=resolution,proto3" json:"resolution,omitempty"`
 	// What the policy checks and why.
-	Description   string `protobuf:"bytes,8,opt,name=description,proto3" json:"description,omitempty"`
+	Description string `protobuf:"bytes,8,opt,name=description,proto3" json:"description,omitempty"`
+	// Rollout, for a policy that did not pass: as DecisionPolicyResult's.
+	Enforcement string                 `protobuf:"bytes,40,opt,name=enforcement,proto3" json:"enforcement,omitempty"`
+	Waiver      string                 `protobuf:"bytes,41,opt,name=waiver,proto3" json:"waiver,omitempty"`
+	GraceEnds   *timestamppb.Timestamp `protobuf:"bytes,42,opt,name=grace_ends,json=graceEnds,proto3" json:"grace_ends,omitempty"`
+	ExemptionId int64                  `protobuf:"varint,43,opt,name=exemption_id,json=exemptionId,proto3" json:"exemption_id,omitempty"`
+	// Whether "Resolve later" would be offered for it now.
+	BypassOffered bool `protobuf:"varint,44,opt,name=bypass_offered,json=bypassOffered,proto3" json:"bypass_offered,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2134,6 +2200,41 @@ func (x *PolicyFinding) GetDescription() string {
 		return x.Description
 	}
 	return ""
+}
+
+func (x *PolicyFinding) GetEnforcement() string {
+	if x != nil {
+		return x.Enforcement
+	}
+	return ""
+}
+
+func (x *PolicyFinding) GetWaiver() string {
+	if x != nil {
+		return x.Waiver
+	}
+	return ""
+}
+
+func (x *PolicyFinding) GetGraceEnds() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GraceEnds
+	}
+	return nil
+}
+
+func (x *PolicyFinding) GetExemptionId() int64 {
+	if x != nil {
+		return x.ExemptionId
+	}
+	return 0
+}
+
+func (x *PolicyFinding) GetBypassOffered() bool {
+	if x != nil {
+		return x.BypassOffered
+	}
+	return false
 }
 
 // ExplainAccessRequest names the device (and, for the record, the user) of
@@ -2240,7 +2341,17 @@ type ExplainAccessResponse struct {
 	// Its hostname, as the remediation page would name it.
 	DeviceName string `protobuf:"bytes,15,opt,name=device_name,json=deviceName,proto3" json:"device_name,omitempty"`
 	// The username from the request.
-	Username      string `protobuf:"bytes,16,opt,name=username,proto3" json:"username,omitempty"`
+	Username string `protobuf:"bytes,16,opt,name=username,proto3" json:"username,omitempty"`
+	// The enforcement outcome, as the decision log would record it.
+	Mode string `protobuf:"bytes,40,opt,name=mode,proto3" json:"mode,omitempty"`
+	// For an allow that rollout settings let through: the reason it would
+	// otherwise have denied with.
+	WouldDeny string `protobuf:"bytes,41,opt,name=would_deny,json=wouldDeny,proto3" json:"would_deny,omitempty"`
+	// Whether the page would offer Continue, or Resolve later.
+	CanContinue     bool `protobuf:"varint,42,opt,name=can_continue,json=canContinue,proto3" json:"can_continue,omitempty"`
+	CanResolveLater bool `protobuf:"varint,43,opt,name=can_resolve_later,json=canResolveLater,proto3" json:"can_resolve_later,omitempty"`
+	// When a running grace period ends and the policies block.
+	BlockFrom     *timestamppb.Timestamp `protobuf:"bytes,44,opt,name=block_from,json=blockFrom,proto3" json:"block_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2385,6 +2496,41 @@ func (x *ExplainAccessResponse) GetUsername() string {
 		return x.Username
 	}
 	return ""
+}
+
+func (x *ExplainAccessResponse) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *ExplainAccessResponse) GetWouldDeny() string {
+	if x != nil {
+		return x.WouldDeny
+	}
+	return ""
+}
+
+func (x *ExplainAccessResponse) GetCanContinue() bool {
+	if x != nil {
+		return x.CanContinue
+	}
+	return false
+}
+
+func (x *ExplainAccessResponse) GetCanResolveLater() bool {
+	if x != nil {
+		return x.CanResolveLater
+	}
+	return false
+}
+
+func (x *ExplainAccessResponse) GetBlockFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BlockFrom
+	}
+	return nil
 }
 
 // CreateScepChallengeRequest asks for a one-time SCEP challenge.
@@ -3415,7 +3561,7 @@ var File_clearance_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1eclearance/admin/v1/admin.proto\x12\x12clearance.admin.v1\x1a\x1fclearance/agent/v1/enroll.proto\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fclearance/agent/v1/stream.proto\x1a\x1dclearance/admin/v1/okta.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x01\n" +
+	"\x1eclearance/admin/v1/admin.proto\x12\x12clearance.admin.v1\x1a clearance/admin/v1/rollout.proto\x1a\x1fclearance/agent/v1/enroll.proto\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fclearance/agent/v1/stream.proto\x1a\x1dclearance/admin/v1/okta.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x01\n" +
 	"\x0ePostureSummary\x12\x12\n" +
 	"\x04pass\x18\x01 \x01(\rR\x04pass\x12\x12\n" +
 	"\x04fail\x18\x02 \x01(\rR\x04fail\x12\x14\n" +
@@ -3521,13 +3667,18 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"\x89\x01\n" +
 	"\x14RequestCheckResponse\x122\n" +
 	"\x06report\x18\x01 \x01(\v2\x1a.clearance.admin.v1.ReportR\x06report\x12=\n" +
-	"\bpolicies\x18\x02 \x03(\v2!.clearance.admin.v1.PolicyOutcomeR\bpolicies\"\xbf\x01\n" +
+	"\bpolicies\x18\x02 \x03(\v2!.clearance.admin.v1.PolicyOutcomeR\bpolicies\"\xd7\x02\n" +
 	"\x14DecisionPolicyResult\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x128\n" +
 	"\x06status\x18\x02 \x01(\x0e2 .clearance.admin.v1.PolicyStatusR\x06status\x12\x1a\n" +
 	"\brequired\x18\x03 \x01(\bR\brequired\x12\x1a\n" +
 	"\bcritical\x18\x04 \x01(\bR\bcritical\x12\x18\n" +
-	"\amessage\x18\x05 \x01(\tR\amessage\"\x9a\x04\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\x12 \n" +
+	"\venforcement\x18( \x01(\tR\venforcement\x12\x16\n" +
+	"\x06waiver\x18) \x01(\tR\x06waiver\x129\n" +
+	"\n" +
+	"grace_ends\x18* \x01(\v2\x1a.google.protobuf.TimestampR\tgraceEnds\x12!\n" +
+	"\fexemption_id\x18+ \x01(\x03R\vexemptionId\"\xae\x04\n" +
 	"\bDecision\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12*\n" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1a\n" +
@@ -3549,7 +3700,8 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x0e \x01(\tR\trequestId\x12\x18\n" +
 	"\abinding\x18\x0f \x01(\tR\abinding\x12\x14\n" +
-	"\x05score\x18\x10 \x01(\x05R\x05score\"\xab\x02\n" +
+	"\x05score\x18\x10 \x01(\x05R\x05score\x12\x12\n" +
+	"\x04mode\x18( \x01(\tR\x04mode\"\xc1\x02\n" +
 	"\x14ListDecisionsRequest\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12:\n" +
@@ -3558,10 +3710,11 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x05until\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x1b\n" +
 	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\a \x01(\tR\tpageToken\"{\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\x12\x14\n" +
+	"\x05modes\x18( \x03(\tR\x05modes\"{\n" +
 	"\x15ListDecisionsResponse\x12:\n" +
 	"\tdecisions\x18\x01 \x03(\v2\x1c.clearance.admin.v1.DecisionR\tdecisions\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8e\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xcd\x03\n" +
 	"\rPolicyFinding\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -3572,12 +3725,18 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"resolution\x18\a \x01(\tR\n" +
 	"resolution\x12 \n" +
-	"\vdescription\x18\b \x01(\tR\vdescription\"n\n" +
+	"\vdescription\x18\b \x01(\tR\vdescription\x12 \n" +
+	"\venforcement\x18( \x01(\tR\venforcement\x12\x16\n" +
+	"\x06waiver\x18) \x01(\tR\x06waiver\x129\n" +
+	"\n" +
+	"grace_ends\x18* \x01(\v2\x1a.google.protobuf.TimestampR\tgraceEnds\x12!\n" +
+	"\fexemption_id\x18+ \x01(\x03R\vexemptionId\x12%\n" +
+	"\x0ebypass_offered\x18, \x01(\bR\rbypassOffered\"n\n" +
 	"\x14ExplainAccessRequest\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12\x1d\n" +
 	"\n" +
-	"live_check\x18\x03 \x01(\bR\tliveCheck\"\xb2\x05\n" +
+	"live_check\x18\x03 \x01(\bR\tliveCheck\"\xef\x06\n" +
 	"\x15ExplainAccessResponse\x12\x14\n" +
 	"\x05allow\x18\x01 \x01(\bR\x05allow\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
@@ -3602,7 +3761,14 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\tdevice_id\x18\x0e \x01(\tR\bdeviceId\x12\x1f\n" +
 	"\vdevice_name\x18\x0f \x01(\tR\n" +
 	"deviceName\x12\x1a\n" +
-	"\busername\x18\x10 \x01(\tR\busername\"I\n" +
+	"\busername\x18\x10 \x01(\tR\busername\x12\x12\n" +
+	"\x04mode\x18( \x01(\tR\x04mode\x12\x1d\n" +
+	"\n" +
+	"would_deny\x18) \x01(\tR\twouldDeny\x12!\n" +
+	"\fcan_continue\x18* \x01(\bR\vcanContinue\x12*\n" +
+	"\x11can_resolve_later\x18+ \x01(\bR\x0fcanResolveLater\x129\n" +
+	"\n" +
+	"block_from\x18, \x01(\v2\x1a.google.protobuf.TimestampR\tblockFrom\"I\n" +
 	"\x1aCreateScepChallengeRequest\x12+\n" +
 	"\x03ttl\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"v\n" +
 	"\x1bCreateScepChallengeResponse\x12\x1c\n" +
@@ -3687,7 +3853,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x12POLICY_STATUS_PASS\x10\x01\x12\x16\n" +
 	"\x12POLICY_STATUS_FAIL\x10\x02\x12\x17\n" +
 	"\x13POLICY_STATUS_ERROR\x10\x03\x12\x19\n" +
-	"\x15POLICY_STATUS_MISSING\x10\x042\xa7\x11\n" +
+	"\x15POLICY_STATUS_MISSING\x10\x042\xe5\x13\n" +
 	"\fAdminService\x12^\n" +
 	"\vListDevices\x12&.clearance.admin.v1.ListDevicesRequest\x1a'.clearance.admin.v1.ListDevicesResponse\x12X\n" +
 	"\tGetDevice\x12$.clearance.admin.v1.GetDeviceRequest\x1a%.clearance.admin.v1.GetDeviceResponse\x12a\n" +
@@ -3709,7 +3875,10 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x16ListPendingEnrollments\x121.clearance.admin.v1.ListPendingEnrollmentsRequest\x1a2.clearance.admin.v1.ListPendingEnrollmentsResponse\x12p\n" +
 	"\x11ApproveEnrollment\x12,.clearance.admin.v1.ApproveEnrollmentRequest\x1a-.clearance.admin.v1.ApproveEnrollmentResponse\x12m\n" +
 	"\x10RejectEnrollment\x12+.clearance.admin.v1.RejectEnrollmentRequest\x1a,.clearance.admin.v1.RejectEnrollmentResponse\x12s\n" +
-	"\x12ImportKnownDevices\x12-.clearance.admin.v1.ImportKnownDevicesRequest\x1a..clearance.admin.v1.ImportKnownDevicesResponseBEZCgithub.com/clearance/clearance/proto/gen/clearance/admin/v1;adminv1b\x06proto3"
+	"\x12ImportKnownDevices\x12-.clearance.admin.v1.ImportKnownDevicesRequest\x1a..clearance.admin.v1.ImportKnownDevicesResponse\x12g\n" +
+	"\x0eGrantExemption\x12).clearance.admin.v1.GrantExemptionRequest\x1a*.clearance.admin.v1.GrantExemptionResponse\x12g\n" +
+	"\x0eListExemptions\x12).clearance.admin.v1.ListExemptionsRequest\x1a*.clearance.admin.v1.ListExemptionsResponse\x12j\n" +
+	"\x0fRevokeExemption\x12*.clearance.admin.v1.RevokeExemptionRequest\x1a+.clearance.admin.v1.RevokeExemptionResponseBEZCgithub.com/clearance/clearance/proto/gen/clearance/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_clearance_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -3784,8 +3953,14 @@ var file_clearance_admin_v1_admin_proto_goTypes = []any{
 	(*durationpb.Duration)(nil),              // 55: google.protobuf.Duration
 	(*OktaStatusRequest)(nil),                // 56: clearance.admin.v1.OktaStatusRequest
 	(*ListOktaSignInsRequest)(nil),           // 57: clearance.admin.v1.ListOktaSignInsRequest
-	(*OktaStatusResponse)(nil),               // 58: clearance.admin.v1.OktaStatusResponse
-	(*ListOktaSignInsResponse)(nil),          // 59: clearance.admin.v1.ListOktaSignInsResponse
+	(*GrantExemptionRequest)(nil),            // 58: clearance.admin.v1.GrantExemptionRequest
+	(*ListExemptionsRequest)(nil),            // 59: clearance.admin.v1.ListExemptionsRequest
+	(*RevokeExemptionRequest)(nil),           // 60: clearance.admin.v1.RevokeExemptionRequest
+	(*OktaStatusResponse)(nil),               // 61: clearance.admin.v1.OktaStatusResponse
+	(*ListOktaSignInsResponse)(nil),          // 62: clearance.admin.v1.ListOktaSignInsResponse
+	(*GrantExemptionResponse)(nil),           // 63: clearance.admin.v1.GrantExemptionResponse
+	(*ListExemptionsResponse)(nil),           // 64: clearance.admin.v1.ListExemptionsResponse
+	(*RevokeExemptionResponse)(nil),          // 65: clearance.admin.v1.RevokeExemptionResponse
 }
 var file_clearance_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: clearance.admin.v1.Device.status:type_name -> clearance.admin.v1.DeviceStatus
@@ -3818,79 +3993,88 @@ var file_clearance_admin_v1_admin_proto_depIdxs = []int32{
 	6,  // 27: clearance.admin.v1.RequestCheckResponse.report:type_name -> clearance.admin.v1.Report
 	5,  // 28: clearance.admin.v1.RequestCheckResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
 	2,  // 29: clearance.admin.v1.DecisionPolicyResult.status:type_name -> clearance.admin.v1.PolicyStatus
-	51, // 30: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	26, // 31: clearance.admin.v1.Decision.results:type_name -> clearance.admin.v1.DecisionPolicyResult
-	55, // 32: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
-	1,  // 33: clearance.admin.v1.ListDecisionsRequest.result:type_name -> clearance.admin.v1.DecisionResult
-	51, // 34: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
-	51, // 35: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
-	27, // 36: clearance.admin.v1.ListDecisionsResponse.decisions:type_name -> clearance.admin.v1.Decision
-	2,  // 37: clearance.admin.v1.PolicyFinding.status:type_name -> clearance.admin.v1.PolicyStatus
-	30, // 38: clearance.admin.v1.ExplainAccessResponse.failing:type_name -> clearance.admin.v1.PolicyFinding
-	30, // 39: clearance.admin.v1.ExplainAccessResponse.advisory:type_name -> clearance.admin.v1.PolicyFinding
-	30, // 40: clearance.admin.v1.ExplainAccessResponse.results:type_name -> clearance.admin.v1.PolicyFinding
-	55, // 41: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
-	51, // 42: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
-	55, // 43: clearance.admin.v1.CreateScepChallengeRequest.ttl:type_name -> google.protobuf.Duration
-	51, // 44: clearance.admin.v1.CreateScepChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	51, // 45: clearance.admin.v1.BrowserCertificate.not_before:type_name -> google.protobuf.Timestamp
-	51, // 46: clearance.admin.v1.BrowserCertificate.not_after:type_name -> google.protobuf.Timestamp
-	51, // 47: clearance.admin.v1.BrowserCertificate.revoke_after:type_name -> google.protobuf.Timestamp
-	35, // 48: clearance.admin.v1.ListBrowserCertificatesResponse.certificates:type_name -> clearance.admin.v1.BrowserCertificate
-	35, // 49: clearance.admin.v1.RevokeBrowserCertificateResponse.certificate:type_name -> clearance.admin.v1.BrowserCertificate
-	50, // 50: clearance.admin.v1.PendingEnrollment.facts:type_name -> clearance.agent.v1.DeviceFacts
-	51, // 51: clearance.admin.v1.PendingEnrollment.requested_at:type_name -> google.protobuf.Timestamp
-	51, // 52: clearance.admin.v1.PendingEnrollment.last_request_at:type_name -> google.protobuf.Timestamp
-	51, // 53: clearance.admin.v1.PendingEnrollment.rejected_at:type_name -> google.protobuf.Timestamp
-	40, // 54: clearance.admin.v1.ListPendingEnrollmentsResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
-	4,  // 55: clearance.admin.v1.ApproveEnrollmentResponse.device:type_name -> clearance.admin.v1.Device
-	40, // 56: clearance.admin.v1.RejectEnrollmentResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
-	47, // 57: clearance.admin.v1.ImportKnownDevicesRequest.devices:type_name -> clearance.admin.v1.KnownDevice
-	7,  // 58: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
-	9,  // 59: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
-	11, // 60: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
-	13, // 61: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
-	15, // 62: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
-	18, // 63: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
-	20, // 64: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
-	22, // 65: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
-	24, // 66: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
-	28, // 67: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
-	56, // 68: clearance.admin.v1.AdminService.OktaStatus:input_type -> clearance.admin.v1.OktaStatusRequest
-	57, // 69: clearance.admin.v1.AdminService.ListOktaSignIns:input_type -> clearance.admin.v1.ListOktaSignInsRequest
-	31, // 70: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
-	33, // 71: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
-	36, // 72: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
-	38, // 73: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
-	41, // 74: clearance.admin.v1.AdminService.ListPendingEnrollments:input_type -> clearance.admin.v1.ListPendingEnrollmentsRequest
-	43, // 75: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
-	45, // 76: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
-	48, // 77: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
-	8,  // 78: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
-	10, // 79: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
-	12, // 80: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
-	14, // 81: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
-	16, // 82: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
-	19, // 83: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
-	21, // 84: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
-	23, // 85: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
-	25, // 86: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
-	29, // 87: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
-	58, // 88: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
-	59, // 89: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
-	32, // 90: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
-	34, // 91: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
-	37, // 92: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
-	39, // 93: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
-	42, // 94: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
-	44, // 95: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
-	46, // 96: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
-	49, // 97: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
-	78, // [78:98] is the sub-list for method output_type
-	58, // [58:78] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	51, // 30: clearance.admin.v1.DecisionPolicyResult.grace_ends:type_name -> google.protobuf.Timestamp
+	51, // 31: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	26, // 32: clearance.admin.v1.Decision.results:type_name -> clearance.admin.v1.DecisionPolicyResult
+	55, // 33: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
+	1,  // 34: clearance.admin.v1.ListDecisionsRequest.result:type_name -> clearance.admin.v1.DecisionResult
+	51, // 35: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
+	51, // 36: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
+	27, // 37: clearance.admin.v1.ListDecisionsResponse.decisions:type_name -> clearance.admin.v1.Decision
+	2,  // 38: clearance.admin.v1.PolicyFinding.status:type_name -> clearance.admin.v1.PolicyStatus
+	51, // 39: clearance.admin.v1.PolicyFinding.grace_ends:type_name -> google.protobuf.Timestamp
+	30, // 40: clearance.admin.v1.ExplainAccessResponse.failing:type_name -> clearance.admin.v1.PolicyFinding
+	30, // 41: clearance.admin.v1.ExplainAccessResponse.advisory:type_name -> clearance.admin.v1.PolicyFinding
+	30, // 42: clearance.admin.v1.ExplainAccessResponse.results:type_name -> clearance.admin.v1.PolicyFinding
+	55, // 43: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
+	51, // 44: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
+	51, // 45: clearance.admin.v1.ExplainAccessResponse.block_from:type_name -> google.protobuf.Timestamp
+	55, // 46: clearance.admin.v1.CreateScepChallengeRequest.ttl:type_name -> google.protobuf.Duration
+	51, // 47: clearance.admin.v1.CreateScepChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	51, // 48: clearance.admin.v1.BrowserCertificate.not_before:type_name -> google.protobuf.Timestamp
+	51, // 49: clearance.admin.v1.BrowserCertificate.not_after:type_name -> google.protobuf.Timestamp
+	51, // 50: clearance.admin.v1.BrowserCertificate.revoke_after:type_name -> google.protobuf.Timestamp
+	35, // 51: clearance.admin.v1.ListBrowserCertificatesResponse.certificates:type_name -> clearance.admin.v1.BrowserCertificate
+	35, // 52: clearance.admin.v1.RevokeBrowserCertificateResponse.certificate:type_name -> clearance.admin.v1.BrowserCertificate
+	50, // 53: clearance.admin.v1.PendingEnrollment.facts:type_name -> clearance.agent.v1.DeviceFacts
+	51, // 54: clearance.admin.v1.PendingEnrollment.requested_at:type_name -> google.protobuf.Timestamp
+	51, // 55: clearance.admin.v1.PendingEnrollment.last_request_at:type_name -> google.protobuf.Timestamp
+	51, // 56: clearance.admin.v1.PendingEnrollment.rejected_at:type_name -> google.protobuf.Timestamp
+	40, // 57: clearance.admin.v1.ListPendingEnrollmentsResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
+	4,  // 58: clearance.admin.v1.ApproveEnrollmentResponse.device:type_name -> clearance.admin.v1.Device
+	40, // 59: clearance.admin.v1.RejectEnrollmentResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
+	47, // 60: clearance.admin.v1.ImportKnownDevicesRequest.devices:type_name -> clearance.admin.v1.KnownDevice
+	7,  // 61: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
+	9,  // 62: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
+	11, // 63: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
+	13, // 64: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
+	15, // 65: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
+	18, // 66: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
+	20, // 67: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
+	22, // 68: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
+	24, // 69: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
+	28, // 70: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
+	56, // 71: clearance.admin.v1.AdminService.OktaStatus:input_type -> clearance.admin.v1.OktaStatusRequest
+	57, // 72: clearance.admin.v1.AdminService.ListOktaSignIns:input_type -> clearance.admin.v1.ListOktaSignInsRequest
+	31, // 73: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
+	33, // 74: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
+	36, // 75: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
+	38, // 76: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
+	41, // 77: clearance.admin.v1.AdminService.ListPendingEnrollments:input_type -> clearance.admin.v1.ListPendingEnrollmentsRequest
+	43, // 78: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
+	45, // 79: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
+	48, // 80: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
+	58, // 81: clearance.admin.v1.AdminService.GrantExemption:input_type -> clearance.admin.v1.GrantExemptionRequest
+	59, // 82: clearance.admin.v1.AdminService.ListExemptions:input_type -> clearance.admin.v1.ListExemptionsRequest
+	60, // 83: clearance.admin.v1.AdminService.RevokeExemption:input_type -> clearance.admin.v1.RevokeExemptionRequest
+	8,  // 84: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
+	10, // 85: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
+	12, // 86: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
+	14, // 87: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
+	16, // 88: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
+	19, // 89: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
+	21, // 90: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
+	23, // 91: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
+	25, // 92: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
+	29, // 93: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
+	61, // 94: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
+	62, // 95: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
+	32, // 96: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
+	34, // 97: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
+	37, // 98: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
+	39, // 99: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
+	42, // 100: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
+	44, // 101: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
+	46, // 102: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
+	49, // 103: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
+	63, // 104: clearance.admin.v1.AdminService.GrantExemption:output_type -> clearance.admin.v1.GrantExemptionResponse
+	64, // 105: clearance.admin.v1.AdminService.ListExemptions:output_type -> clearance.admin.v1.ListExemptionsResponse
+	65, // 106: clearance.admin.v1.AdminService.RevokeExemption:output_type -> clearance.admin.v1.RevokeExemptionResponse
+	84, // [84:107] is the sub-list for method output_type
+	61, // [61:84] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_clearance_admin_v1_admin_proto_init() }
@@ -3898,6 +4082,7 @@ func file_clearance_admin_v1_admin_proto_init() {
 	if File_clearance_admin_v1_admin_proto != nil {
 		return
 	}
+	file_clearance_admin_v1_rollout_proto_init()
 	file_clearance_admin_v1_okta_proto_init()
 	file_clearance_admin_v1_admin_proto_msgTypes[0].OneofWrappers = []any{}
 	type x struct{}

@@ -39,6 +39,9 @@ const (
 	AdminService_ApproveEnrollment_FullMethodName        = "/clearance.admin.v1.AdminService/ApproveEnrollment"
 	AdminService_RejectEnrollment_FullMethodName         = "/clearance.admin.v1.AdminService/RejectEnrollment"
 	AdminService_ImportKnownDevices_FullMethodName       = "/clearance.admin.v1.AdminService/ImportKnownDevices"
+	AdminService_GrantExemption_FullMethodName           = "/clearance.admin.v1.AdminService/GrantExemption"
+	AdminService_ListExemptions_FullMethodName           = "/clearance.admin.v1.AdminService/ListExemptions"
+	AdminService_RevokeExemption_FullMethodName          = "/clearance.admin.v1.AdminService/RevokeExemption"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -111,6 +114,16 @@ type AdminServiceClient interface {
 	// ImportKnownDevices adds serial numbers to the list of managed Macs that
 	// `--enroll-approval known` admits, all or none.
 	ImportKnownDevices(ctx context.Context, in *ImportKnownDevicesRequest, opts ...grpc.CallOption) (*ImportKnownDevicesResponse, error)
+	// GrantExemption waives policies for a device or a user until a time,
+	// with a reason; audited. INVALID_ARGUMENT for a request that names
+	// neither or both, no reason, or an expiry not within a year.
+	GrantExemption(ctx context.Context, in *GrantExemptionRequest, opts ...grpc.CallOption) (*GrantExemptionResponse, error)
+	// ListExemptions lists exemptions, newest first: active ones unless
+	// include_inactive.
+	ListExemptions(ctx context.Context, in *ListExemptionsRequest, opts ...grpc.CallOption) (*ListExemptionsResponse, error)
+	// RevokeExemption ends an exemption now; audited. NOT_FOUND for an
+	// unknown id, FAILED_PRECONDITION if already revoked.
+	RevokeExemption(ctx context.Context, in *RevokeExemptionRequest, opts ...grpc.CallOption) (*RevokeExemptionResponse, error)
 }
 
 type adminServiceClient struct {
@@ -321,6 +334,36 @@ func (c *adminServiceClient) ImportKnownDevices(ctx context.Context, in *ImportK
 	return out, nil
 }
 
+func (c *adminServiceClient) GrantExemption(ctx context.Context, in *GrantExemptionRequest, opts ...grpc.CallOption) (*GrantExemptionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GrantExemptionResponse)
+	err := c.cc.Invoke(ctx, AdminService_GrantExemption_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListExemptions(ctx context.Context, in *ListExemptionsRequest, opts ...grpc.CallOption) (*ListExemptionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListExemptionsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListExemptions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RevokeExemption(ctx context.Context, in *RevokeExemptionRequest, opts ...grpc.CallOption) (*RevokeExemptionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeExemptionResponse)
+	err := c.cc.Invoke(ctx, AdminService_RevokeExemption_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -391,6 +434,16 @@ type AdminServiceServer interface {
 	// ImportKnownDevices adds serial numbers to the list of managed Macs that
 	// `--enroll-approval known` admits, all or none.
 	ImportKnownDevices(context.Context, *ImportKnownDevicesRequest) (*ImportKnownDevicesResponse, error)
+	// GrantExemption waives policies for a device or a user until a time,
+	// with a reason; audited. INVALID_ARGUMENT for a request that names
+	// neither or both, no reason, or an expiry not within a year.
+	GrantExemption(context.Context, *GrantExemptionRequest) (*GrantExemptionResponse, error)
+	// ListExemptions lists exemptions, newest first: active ones unless
+	// include_inactive.
+	ListExemptions(context.Context, *ListExemptionsRequest) (*ListExemptionsResponse, error)
+	// RevokeExemption ends an exemption now; audited. NOT_FOUND for an
+	// unknown id, FAILED_PRECONDITION if already revoked.
+	RevokeExemption(context.Context, *RevokeExemptionRequest) (*RevokeExemptionResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -460,6 +513,15 @@ func (UnimplementedAdminServiceServer) RejectEnrollment(context.Context, *Reject
 }
 func (UnimplementedAdminServiceServer) ImportKnownDevices(context.Context, *ImportKnownDevicesRequest) (*ImportKnownDevicesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ImportKnownDevices not implemented")
+}
+func (UnimplementedAdminServiceServer) GrantExemption(context.Context, *GrantExemptionRequest) (*GrantExemptionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GrantExemption not implemented")
+}
+func (UnimplementedAdminServiceServer) ListExemptions(context.Context, *ListExemptionsRequest) (*ListExemptionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListExemptions not implemented")
+}
+func (UnimplementedAdminServiceServer) RevokeExemption(context.Context, *RevokeExemptionRequest) (*RevokeExemptionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeExemption not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -842,6 +904,60 @@ func _AdminService_ImportKnownDevices_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_GrantExemption_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GrantExemptionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GrantExemption(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GrantExemption_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GrantExemption(ctx, req.(*GrantExemptionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListExemptions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListExemptionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListExemptions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListExemptions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListExemptions(ctx, req.(*ListExemptionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RevokeExemption_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeExemptionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RevokeExemption(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RevokeExemption_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RevokeExemption(ctx, req.(*RevokeExemptionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -928,6 +1044,18 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ImportKnownDevices",
 			Handler:    _AdminService_ImportKnownDevices_Handler,
+		},
+		{
+			MethodName: "GrantExemption",
+			Handler:    _AdminService_GrantExemption_Handler,
+		},
+		{
+			MethodName: "ListExemptions",
+			Handler:    _AdminService_ListExemptions_Handler,
+		},
+		{
+			MethodName: "RevokeExemption",
+			Handler:    _AdminService_RevokeExemption_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

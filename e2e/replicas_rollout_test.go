@@ -1,0 +1,163 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clearance/clearance/internal/oktasim"
+	"github.com/clearance/clearance/internal/protoagent"
+	"github.com/clearance/clearance/pkg/presence"
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+)
+
+var tokenField = regexp.MustCompile(`name="token" value="([^"]+)"`)
+
+// TestReplicasRollout runs two replicas on one PostgreSQL database: a grace
+// period started at A ends at the same time at B; a Resolve later offered
+// at A and chosen at B is spent on both; an exemption granted with the CLI
+// lets the Mac in at B, and revoked through A's admin API no longer does.
+func TestReplicasRollout(t *testing.T) {
+	t.Parallel()
+	dsn, _ := pgDatabase(t)
+	dir := t.TempDir()
+	policies := filepath.Join(dir, "policies.yaml")
+	// FileVault (critical) has a grace period; the firewall may be resolved later.
+	rolloutPolicyFile(t, policies, "    grace: 72h\n", "    allow_bypass: true\n", true)
+	dataA, dataB := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	// Reports stay fresh enough for the whole test: no live checks.
+	flags := []string{"--database", dsn, "--policies", policies, "--live-check-after", "4m"}
+	ssoA, ssoB := freePort(t), freePort(t)
+	vA := startSSOVerifier(t, dataA, ssoA, flags...)
+	shareIdentity(t, dataA, dataB)
+	vB := startSSOVerifier(t, dataB, ssoB, flags...)
+
+	secret := lastLine(cli(t, "secret", "create", "--database", dsn, "--description", "replicas"))
+	pa, err := protoagent.New(vA.grpcAddr, vA.rootPEM(), "5A1C0A7E-0000-4000-8000-00000000A0C3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := pa.Enroll(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	st, err := pa.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	// FileVault and the firewall fail; everything else passes.
+	rep := pa.Report(st.PolicySet, 1, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS)
+	for _, res := range rep.GetResults() {
+		if res.GetPolicyId() == "filevault" || res.GetPolicyId() == "firewall" {
+			res.Status = agentv1.PolicyStatus_POLICY_STATUS_FAIL
+		}
+	}
+	if m, err := st.Exchange(protoagent.Sign(pa.Key, rep)); err != nil || m.GetAck() == nil {
+		t.Fatalf("report not acknowledged: %v, %v", m, err)
+	}
+	deviceID := pa.DeviceID
+
+	sp, idpCertPEM := oktaOrg(t, dataA, nil, nil)
+	jar, _ := cookiejar.New(nil)
+	atA, atB := newSSOBrowser(t, vA, ssoA, tls.Certificate{}), newSSOBrowser(t, vB, ssoB, tls.Certificate{})
+	atA.client.Jar, atB.client.Jar = jar, jar
+	// signIn starts a sign-in at start and brings the Mac's proof back to
+	// end, as a load balancer might.
+	signIn := func(start, end *ssoBrowser) (oktasim.Request, ssoPage) {
+		t.Helper()
+		r := sp.NewRequest(e2eUser)
+		u, err := sp.RedirectURL(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, loc := start.followRaw(u)
+		if p.status != http.StatusSeeOther {
+			t.Fatalf("sign-in answered %d:\n%s", p.status, p.body)
+		}
+		agentURL, _ := url.Parse(loc)
+		challenge, ret, err := presence.ParseAgentQuery(agentURL.RawQuery)
+		if err != nil {
+			t.Fatal(err)
+		}
+		origin, _ := presence.OriginOf(ret)
+		stmt, sig, err := presence.Sign(pa.Key, presence.Statement{Challenge: challenge, DeviceID: deviceID, Origin: origin, Time: time.Now().UTC().Truncate(time.Second)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r, end.follow(e2eSSOPublic + "/saml/presence?" + presence.RedirectQuery(stmt, sig))
+	}
+	graceEnds := func(v *verifier) time.Time {
+		t.Helper()
+		admin, actx := v.admin()
+		resp, err := admin.ExplainAccess(actx, &adminv1.ExplainAccessRequest{DeviceId: deviceID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range resp.GetFailing() {
+			if f.GetPolicyId() == "filevault" {
+				return f.GetGraceEnds().AsTime()
+			}
+		}
+		t.Fatalf("no FileVault finding: %v", resp)
+		return time.Time{}
+	}
+
+	// 1. At A: FileVault warns (grace), the firewall may be resolved later.
+	r, p := signIn(atA, atA)
+	if p.status != http.StatusForbidden || !strings.Contains(p.body, `action="/saml/sso/resolve-later"`) || !strings.Contains(p.body, "you won&#39;t be able to sign in") {
+		t.Fatalf("A's page: %d\n%s", p.status, p.body)
+	}
+	// The grace began at A's decision; B reads the same start.
+	if a, b := graceEnds(vA), graceEnds(vB); a.IsZero() || !a.Equal(b) || a.Before(time.Now().Add(71*time.Hour)) {
+		t.Fatalf("grace ends at %v on A, %v on B", a, b)
+	}
+
+	// 2. Resolve later, pressed at B, completes A's held sign-in at Okta.
+	m := tokenField.FindStringSubmatch(p.body)
+	if m == nil {
+		t.Fatal("no token on the page")
+	}
+	okAtOkta(t, sp, idpCertPEM, atB.post("/saml/sso/resolve-later", url.Values{"token": {m[1]}}), r.ID, r.RelayState)
+	if d := decisionFor(t, vA, deviceID, r.ID); !d.GetAllow() || d.GetMode() != "bypassed" {
+		t.Fatalf("decision %v", d)
+	}
+
+	// 3. Spent on both: neither replica offers it again.
+	for name, at := range map[string]*ssoBrowser{"A": atA, "B": atB} {
+		_, p := signIn(at, at)
+		if p.status != http.StatusForbidden || strings.Contains(p.body, "resolve-later") {
+			t.Errorf("%s offers Resolve later again: %d\n%s", name, p.status, p.body)
+		}
+	}
+
+	// 4. An exemption from the CLI lets the Mac in at B; revoked at A, it
+	// no longer does.
+	id := lastLine(cli(t, "exemption", "grant", "--database", dsn, "--device", deviceID, "--for", "1h", "--reason", "replacement on order"))
+	r, p = signIn(atB, atB)
+	okAtOkta(t, sp, idpCertPEM, p, r.ID, r.RelayState)
+	if d := decisionFor(t, vB, deviceID, r.ID); d.GetMode() != "exempt" {
+		t.Fatalf("exempt decision %v", d)
+	}
+	admin, actx := vA.admin()
+	n, err := strconv.ParseInt(id, 10, 64)
+	if err != nil {
+		t.Fatalf("exemption grant printed %q", id)
+	}
+	if _, err := admin.RevokeExemption(actx, &adminv1.RevokeExemptionRequest{Id: n}); err != nil {
+		t.Fatal(err)
+	}
+	if _, p := signIn(atB, atB); p.status != http.StatusForbidden || strings.Contains(p.body, "SAMLResponse") {
+		t.Fatalf("revoked exemption still lets the Mac in at B: %d", p.status)
+	}
+}

@@ -1,0 +1,128 @@
+package admin_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	"github.com/clearance/clearance/verifier/admin"
+	"github.com/clearance/clearance/verifier/storage"
+	"github.com/clearance/clearance/verifier/storage/sqlite"
+)
+
+// Exemptions through the admin API: granted with a reason and an expiry,
+// listed while active, revoked once, every change audited; bad requests
+// refused with INVALID_ARGUMENT and nothing stored.
+func TestExemptionsAPI(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "db.sqlite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	s := &admin.Server{Store: store, Now: func() time.Time { return now }}
+
+	until := timestamppb.New(now.Add(72 * time.Hour))
+	bad := map[string]*adminv1.GrantExemptionRequest{
+		"neither":         {ExpiresAt: until, Reason: "r"},
+		"both":            {DeviceId: "d", Username: "u", ExpiresAt: until, Reason: "r"},
+		"no reason":       {DeviceId: "d", ExpiresAt: until, Reason: "  "},
+		"no expiry":       {DeviceId: "d", Reason: "r"},
+		"past":            {DeviceId: "d", ExpiresAt: timestamppb.New(now), Reason: "r"},
+		"too far":         {DeviceId: "d", ExpiresAt: timestamppb.New(now.Add(400 * 24 * time.Hour)), Reason: "r"},
+		"bad policy":      {DeviceId: "d", ExpiresAt: until, Reason: "r", PolicyIds: []string{"Fire Wall"}},
+		"twice":           {DeviceId: "d", ExpiresAt: until, Reason: "r", PolicyIds: []string{"fw", "fw"}},
+		"huge reason":     {DeviceId: "d", ExpiresAt: until, Reason: strings.Repeat("x", 5000)},
+		"invalid expiry":  {DeviceId: "d", ExpiresAt: &timestamppb.Timestamp{Seconds: -1 << 62}, Reason: "r"},
+		"NUL in username": {Username: "a\x00b", ExpiresAt: until, Reason: "r"},
+	}
+	for name, req := range bad {
+		if _, err := s.GrantExemption(ctx, req); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("%s: %v, want INVALID_ARGUMENT", name, err)
+		}
+	}
+
+	g, err := s.GrantExemption(ctx, &adminv1.GrantExemptionRequest{DeviceId: "dev-1", PolicyIds: []string{"firewall"}, ExpiresAt: until, Reason: "replacement Mac on order"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := g.GetExemption()
+	if e.GetId() <= 0 || !e.GetActive() || e.GetCreatedBy() != "admin-api" || !e.GetExpiresAt().AsTime().Equal(until.AsTime()) {
+		t.Fatalf("granted %v", e)
+	}
+	if _, err := s.GrantExemption(ctx, &adminv1.GrantExemptionRequest{Username: "Ada@example.com", ExpiresAt: until, Reason: "travelling"}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.ListExemptions(ctx, &adminv1.ListExemptionsRequest{Username: "ada@EXAMPLE.com"})
+	if err != nil || len(l.GetExemptions()) != 1 || l.GetExemptions()[0].GetUsername() != "Ada@example.com" {
+		t.Fatalf("list by user: %v, %v", l, err)
+	}
+
+	r, err := s.RevokeExemption(ctx, &adminv1.RevokeExemptionRequest{Id: e.GetId()})
+	if err != nil || r.GetExemption().GetActive() || r.GetExemption().GetRevokedBy() != "admin-api" {
+		t.Fatalf("revoke: %v, %v", r, err)
+	}
+	if _, err := s.RevokeExemption(ctx, &adminv1.RevokeExemptionRequest{Id: e.GetId()}); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("second revoke: %v", err)
+	}
+	if _, err := s.RevokeExemption(ctx, &adminv1.RevokeExemptionRequest{Id: 9999}); status.Code(err) != codes.NotFound {
+		t.Errorf("unknown revoke: %v", err)
+	}
+	active, _ := s.ListExemptions(ctx, &adminv1.ListExemptionsRequest{})
+	all, _ := s.ListExemptions(ctx, &adminv1.ListExemptionsRequest{IncludeInactive: true})
+	if len(active.GetExemptions()) != 1 || len(all.GetExemptions()) != 2 {
+		t.Fatalf("active %d, all %d; want 1 and 2", len(active.GetExemptions()), len(all.GetExemptions()))
+	}
+	audit, err := store.ListAudit(ctx, "dev-1", 10)
+	if err != nil || len(audit) != 2 || audit[0].Action != "exemption.revoke" || audit[1].Action != "exemption.grant" ||
+		!strings.Contains(audit[1].Detail, "replacement Mac on order") {
+		t.Fatalf("audit %+v, %v", audit, err)
+	}
+	// An exemption expires on time: from its expiry it is not listed as active.
+	now = now.Add(72 * time.Hour)
+	if l, _ := s.ListExemptions(ctx, &adminv1.ListExemptionsRequest{}); len(l.GetExemptions()) != 0 {
+		t.Fatalf("expired exemptions listed as active: %v", l)
+	}
+}
+
+// ListDecisions filters by mode: the would-deny, warned and bypassed reports.
+func TestListDecisionsModes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "db.sqlite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	s := &admin.Server{Store: store}
+	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	for i, m := range []string{"enforce", "monitor", "warned", "bypassed", "monitor"} {
+		if _, err := store.AppendDecision(ctx, storage.DecisionRecord{At: now.Add(time.Duration(i) * time.Second), Username: "ada", Allow: true,
+			Reason: "allowed", LiveCheck: "none", Source: "sso", Mode: m,
+			Results: []storage.DecisionResult{{PolicyID: "firewall", Status: "FAIL", Required: true, Enforcement: "monitor", Waiver: "monitor"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := s.ListDecisions(ctx, &adminv1.ListDecisionsRequest{Modes: []string{"monitor"}})
+	if err != nil || len(resp.GetDecisions()) != 2 || resp.GetDecisions()[0].GetMode() != "monitor" ||
+		resp.GetDecisions()[0].GetResults()[0].GetWaiver() != "monitor" {
+		t.Fatalf("would-deny report: %v, %v", resp, err)
+	}
+	if resp, _ := s.ListDecisions(ctx, &adminv1.ListDecisionsRequest{Modes: []string{"warn", "warned", "bypassed"}}); len(resp.GetDecisions()) != 2 {
+		t.Fatalf("warned and bypassed: %v", resp)
+	}
+	for _, bad := range [][]string{{"would-deny"}, {"monitor", "monitor", "monitor", "monitor", "monitor", "monitor", "monitor"}} {
+		if _, err := s.ListDecisions(ctx, &adminv1.ListDecisionsRequest{Modes: bad}); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("modes %v: %v", bad, err)
+		}
+	}
+}

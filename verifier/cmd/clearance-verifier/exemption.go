@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/clearance/clearance/pkg/cli"
+	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/rollout"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// exemptionCmd manages exemptions by writing to the database directly, as
+// secret does, so that it works whether or not the server runs.
+func (a *app) exemptionCmd() *cli.Command {
+	return &cli.Command{
+		Name:    "exemption",
+		Summary: "let a device or a user sign in despite failing policies, until a time",
+		Commands: []*cli.Command{
+			{
+				Name:    "grant",
+				Summary: "exempt a device or a user from some policies (or all) until a time, with a reason",
+				Doc: "Grants an exemption: sign-ins from the device (--device) or by the Okta user (--user) are not " +
+					"blocked by the policies named (--policy; all policies when left out) until the exemption expires " +
+					"(--until, or --for from now; at most a year). It counts for critical policies too: it is the " +
+					"security team's decision, kept with its reason and in the audit log. Prints the exemption's id " +
+					"as the last line. " + databaseDoc + "\n\n" +
+					"  clearance-verifier exemption grant --data-dir /var/lib/clearance \\\n    --device 3f2a… --policy macos-version --for 168h \\\n    --reason \"replacement Mac arrives next week\"",
+				Footer: config.SharedFooter,
+				Flags: func(fs *cli.FlagSet) cli.Action {
+					b := config.Bind(fs, databaseSettings...)
+					fs.Group("Exemption")
+					device := fs.String("device", "", "exempt this device (`id`)")
+					user := fs.String("user", "", "exempt this Okta `username` (any letter case)")
+					policies := fs.String("policy", "", "comma-separated policy `ids` to exempt from (default: every policy)")
+					until := fs.String("until", "", "when it ends, as RFC 3339 (e.g. 2026-12-24T18:00:00Z)")
+					dur := fs.Duration("for", 0, "when it ends, from now (e.g. 72h)")
+					why := fs.String("reason", "", "why it is granted (required; kept with it and in the audit log)")
+					return func(ctx context.Context, args []string) error {
+						if err := cli.ExactArgs(args, 0, ""); err != nil {
+							return err
+						}
+						now := a.now()
+						var expires time.Time
+						switch {
+						case (*until == "") == (*dur == 0):
+							return cli.Usagef("give exactly one of --until and --for")
+						case *until != "":
+							t, err := time.Parse(time.RFC3339, *until)
+							if err != nil {
+								return cli.Usagef("--until %q is not an RFC 3339 time such as 2026-12-24T18:00:00Z", *until)
+							}
+							expires = t
+						default:
+							expires = now.Add(*dur)
+						}
+						g := rollout.Grant{DeviceID: *device, Username: *user, ExpiresAt: expires, Reason: *why}
+						if *policies != "" {
+							g.PolicyIDs = strings.Split(*policies, ",")
+						}
+						if err := g.Check(now); err != nil {
+							return cli.Usagef("%v", err)
+						}
+						return a.withStore(ctx, b, func(store storage.Store) error {
+							e, err := rollout.GrantExemption(ctx, store, g, "cli", now)
+							if err != nil {
+								return err
+							}
+							fmt.Fprintf(a.stderr, "Granted exemption for %s.\n", clean(rollout.Describe(e)))
+							fmt.Fprintln(a.stdout, e.ID)
+							return nil
+						})
+					}
+				},
+			},
+			{
+				Name:    "list",
+				Summary: "list exemptions in force (--all: also expired and revoked ones)",
+				Doc:     "Lists exemptions, newest first: id, whom it covers, which policies, until when, by whom and why. " + databaseDoc,
+				Footer:  config.SharedFooter,
+				Flags: func(fs *cli.FlagSet) cli.Action {
+					b := config.Bind(fs, databaseSettings...)
+					fs.Group("Filters")
+					device := fs.String("device", "", "only exemptions of this device (`id`)")
+					user := fs.String("user", "", "only exemptions of this Okta `username`")
+					all := fs.Bool("all", false, "also expired and revoked exemptions")
+					return func(ctx context.Context, _ []string) error {
+						return a.withStore(ctx, b, func(store storage.Store) error {
+							now := a.now()
+							f := storage.ExemptionFilter{DeviceID: *device, Username: *user, Limit: storage.MaxDecisionLimit}
+							if !*all {
+								f.ActiveAt = now
+							}
+							es, err := store.ListExemptions(ctx, f)
+							if err != nil {
+								return err
+							}
+							if len(es) == 0 {
+								fmt.Fprintln(a.stderr, "no exemptions match")
+								return nil
+							}
+							tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+							fmt.Fprintln(tw, "ID\tCOVERS\tPOLICIES\tSTATE\tBY\tREASON")
+							for _, e := range es {
+								covers := "device " + e.DeviceID
+								if e.Username != "" {
+									covers = "user " + e.Username
+								}
+								pols := "all"
+								if len(e.PolicyIDs) > 0 {
+									pols = strings.Join(e.PolicyIDs, ",")
+								}
+								state := "until " + e.ExpiresAt.UTC().Format(time.RFC3339)
+								switch {
+								case !e.RevokedAt.IsZero():
+									state = "revoked " + e.RevokedAt.UTC().Format(time.RFC3339)
+								case !e.Active(now):
+									state = "expired " + e.ExpiresAt.UTC().Format(time.RFC3339)
+								}
+								fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.ID, clean(covers), pols, state, clean(e.CreatedBy), clean(e.Reason))
+							}
+							return tw.Flush()
+						})
+					}
+				},
+			},
+			{
+				Name:    "revoke",
+				Summary: "end an exemption now",
+				Args:    "ID",
+				Doc:     "Revokes the exemption ID (see 'exemption list'): from now on the policies it covered count again. " + databaseDoc,
+				Footer:  config.SharedFooter,
+				Flags: func(fs *cli.FlagSet) cli.Action {
+					b := config.Bind(fs, databaseSettings...)
+					return func(ctx context.Context, args []string) error {
+						if err := cli.ExactArgs(args, 1, "the exemption's ID (see 'exemption list')"); err != nil {
+							return err
+						}
+						id, err := strconv.ParseInt(args[0], 10, 64)
+						if err != nil || id <= 0 {
+							return cli.Usagef("%q is not an exemption ID (see 'exemption list')", args[0])
+						}
+						return a.withStore(ctx, b, func(store storage.Store) error {
+							_, err := rollout.RevokeExemption(ctx, store, id, "cli", a.now())
+							switch {
+							case errors.Is(err, storage.ErrNotFound):
+								return fmt.Errorf("no exemption %d (see 'exemption list --all')", id)
+							case errors.Is(err, rollout.ErrRevoked):
+								return fmt.Errorf("exemption %d is already revoked", id)
+							case err != nil:
+								return err
+							}
+							fmt.Fprintf(a.stdout, "revoked %d\n", id)
+							return nil
+						})
+					}
+				},
+			},
+		},
+	}
+}

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestExemptionCommands grants, lists and revokes exemptions beside a
+// running verifier, and refuses grants it cannot honour.
+func TestExemptionCommands(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	out, errOut, err := execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--device", "3f2a-dev", "--policy", "firewall,sip",
+		"--for", "72h", "--reason", "replacement Mac arrives next week")
+	if err != nil {
+		t.Fatalf("grant: %v\n%s", err, errOut)
+	}
+	id := lastLine(out)
+	if id != "1" || !strings.Contains(errOut, "device 3f2a-dev, policies firewall,sip") {
+		t.Fatalf("grant printed %q, %q", out, errOut)
+	}
+	if _, _, err := execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--user", "Ada@example.com", "--until", "2099-01-01T00:00:00Z", "--reason", "x"); err == nil {
+		t.Fatal("an exemption a century long was granted")
+	}
+	for _, args := range [][]string{
+		{"--device", "d", "--for", "1h"},                                 // no reason
+		{"--device", "d", "--user", "u", "--for", "1h", "--reason", "r"}, // both
+		{"--for", "1h", "--reason", "r"},                                 // neither
+		{"--device", "d", "--reason", "r"},                               // no expiry
+		{"--device", "d", "--for", "1h", "--until", "2030-01-01T00:00:00Z", "--reason", "r"},
+		{"--device", "d", "--until", "next week", "--reason", "r"},
+		{"--device", "d", "--for", "1h", "--reason", "r", "--policy", "a,,b"},
+	} {
+		if _, _, err := execute(noEnv, append([]string{"exemption", "grant", "--data-dir", s.dir}, args...)...); err == nil {
+			t.Errorf("grant %v accepted", args)
+		}
+	}
+	list, _, err := execute(noEnv, "exemption", "list", "--data-dir", s.dir)
+	if err != nil || !strings.Contains(list, "device 3f2a-dev") || !strings.Contains(list, "replacement Mac arrives next week") {
+		t.Fatalf("list: %v\n%s", err, list)
+	}
+	if out, _, err := execute(noEnv, "exemption", "revoke", "--data-dir", s.dir, id); err != nil || out != "revoked 1\n" {
+		t.Fatalf("revoke: %v %q", err, out)
+	}
+	if _, _, err := execute(noEnv, "exemption", "revoke", "--data-dir", s.dir, id); err == nil || !strings.Contains(err.Error(), "already revoked") {
+		t.Fatalf("second revoke: %v", err)
+	}
+	if _, _, err := execute(noEnv, "exemption", "revoke", "--data-dir", s.dir, "99"); err == nil {
+		t.Fatal("revoking an unknown exemption succeeded")
+	}
+	if list, stderr, _ := execute(noEnv, "exemption", "list", "--data-dir", s.dir); list != "" || !strings.Contains(stderr, "no exemptions") {
+		t.Fatalf("a revoked exemption is listed as in force: %q", list)
+	}
+	if all, _, _ := execute(noEnv, "exemption", "list", "--data-dir", s.dir, "--all"); !strings.Contains(all, "revoked ") {
+		t.Fatalf("--all does not show the revoked exemption:\n%s", all)
+	}
+}

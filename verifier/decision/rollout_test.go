@@ -1,0 +1,386 @@
+package decision_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/decision"
+	"github.com/clearance/clearance/verifier/reason"
+)
+
+const grace = 72 * time.Hour
+
+// The dimensions of one policy's rollout, each value named for failures.
+var (
+	modes    = []decision.Enforcement{"", decision.Monitor, decision.Warn, decision.Enforce}
+	ceilings = []decision.Enforcement{"", decision.Monitor, decision.Warn, decision.Enforce}
+	// graceStates: none (no grace), unstarted (grace, no FAIL seen before),
+	// running, ended.
+	graceStates = []string{"none", "unstarted", "running", "ended"}
+	// bypassStates: off (not allowed), unused, recent (used within the
+	// period), old (used before it).
+	bypassStates = []string{"off", "unused", "recent", "old"}
+	presses      = []string{"none", "continue", "resolve_later"}
+	// exemptions: none, device, user, expired, revoked, other (another
+	// policy), all (every policy, by device).
+	exemptionStates = []string{"none", "device", "user", "expired", "revoked", "other", "all"}
+	reports         = []string{"fresh", "stale", "missing"}
+	results         = []agentv1.PolicyStatus{fail, perr, none, pass}
+)
+
+type combo struct {
+	mode, ceiling    decision.Enforcement
+	critical         bool
+	grace, bypass    string
+	press, exemption string
+	report           string
+	status           agentv1.PolicyStatus
+}
+
+func (c combo) String() string {
+	return fmt.Sprintf("mode=%q ceiling=%q critical=%v grace=%s bypass=%s press=%s exemption=%s report=%s status=%v",
+		c.mode, c.ceiling, c.critical, c.grace, c.bypass, c.press, c.exemption, c.report, c.status)
+}
+
+// input builds the decision input for c: one required policy "p" and an
+// advisory one that always passes.
+func (c combo) input() decision.Input {
+	in := decision.Input{
+		Device:   device(),
+		Policies: policySet("v1", pol{"p", true, c.critical}, pol{"q", false, false}),
+		Username: "alice@example.com",
+		Now:      now,
+	}
+	switch c.report {
+	case "fresh":
+		in.Report = report(now.Add(-time.Minute), "v1", res{"p", c.status}, res{"q", pass})
+	case "stale":
+		in.Report = report(now.Add(-time.Hour), "v1", res{"p", c.status}, res{"q", pass})
+	}
+	pr := decision.PolicyRollout{Enforcement: c.mode}
+	ro := decision.Rollout{Ceiling: c.ceiling, Policies: map[string]decision.PolicyRollout{}}
+	switch c.grace {
+	case "unstarted":
+		pr.Grace = grace
+	case "running":
+		pr.Grace = grace
+		ro.GraceSince = map[string]time.Time{"p": now.Add(-24 * time.Hour)}
+	case "ended":
+		pr.Grace = grace
+		ro.GraceSince = map[string]time.Time{"p": now.Add(-grace)}
+	}
+	switch c.bypass {
+	case "unused":
+		pr.AllowBypass = true
+	case "recent":
+		pr.AllowBypass = true
+		ro.BypassUsed = map[string]time.Time{"p": now.Add(-decision.DefaultBypassPeriod + time.Second)}
+	case "old":
+		pr.AllowBypass = true
+		ro.BypassUsed = map[string]time.Time{"p": now.Add(-decision.DefaultBypassPeriod)}
+	}
+	ro.Continue = c.press == "continue"
+	ro.ResolveLater = c.press == "resolve_later"
+	until := now.Add(time.Hour)
+	switch c.exemption {
+	case "device":
+		ro.Exemptions = []decision.Exemption{{ID: 1, DeviceID: "dev-1", PolicyIDs: []string{"p"}, ExpiresAt: until}}
+	case "user":
+		ro.Exemptions = []decision.Exemption{{ID: 2, Username: "ALICE@example.com", PolicyIDs: []string{"p"}, ExpiresAt: until}}
+	case "expired":
+		ro.Exemptions = []decision.Exemption{{ID: 3, DeviceID: "dev-1", ExpiresAt: now}}
+	case "revoked":
+		ro.Exemptions = []decision.Exemption{{ID: 4, DeviceID: "dev-1", ExpiresAt: until, RevokedAt: now.Add(-time.Minute)}}
+	case "other":
+		ro.Exemptions = []decision.Exemption{{ID: 5, DeviceID: "dev-1", PolicyIDs: []string{"q"}, ExpiresAt: until}}
+	case "all":
+		ro.Exemptions = []decision.Exemption{{ID: 6, DeviceID: "dev-1", ExpiresAt: until}}
+	}
+	ro.Policies["p"] = pr
+	in.Rollout = ro
+	return in
+}
+
+// want is the oracle: what the rules in docs/policies.md say, written
+// independently of applyRollout.
+type want struct {
+	allow           bool
+	reason          decision.Reason
+	mode            decision.Mode
+	canContinue     bool
+	canResolveLater bool
+	blockFrom       time.Time
+}
+
+func (c combo) want() want {
+	switch c.report {
+	case "missing":
+		return want{reason: reason.NoReport}
+	case "stale":
+		return want{reason: reason.StalePosture}
+	}
+	var policyReason decision.Reason
+	switch c.status {
+	case pass:
+		return want{allow: true, reason: reason.Allowed, mode: decision.ModeEnforce}
+	case fail:
+		policyReason = reason.PolicyFailed
+	case perr:
+		policyReason = reason.PolicyError
+	default:
+		policyReason = reason.PolicyMissing
+	}
+	if c.exemption == "device" || c.exemption == "user" || c.exemption == "all" {
+		return want{allow: true, reason: reason.Allowed, mode: decision.ModeExempt}
+	}
+	mode := c.mode
+	if mode == "" {
+		mode = decision.Enforce
+	}
+	var blockFrom time.Time
+	if mode == decision.Enforce && c.status == fail {
+		switch c.grace {
+		case "unstarted":
+			mode, blockFrom = decision.Warn, now.Add(grace)
+		case "running":
+			mode, blockFrom = decision.Warn, now.Add(-24*time.Hour+grace)
+		}
+	}
+	rank := map[decision.Enforcement]int{decision.Monitor: 0, decision.Warn: 1, decision.Enforce: 2, "": 2}
+	if rank[c.ceiling] < rank[mode] {
+		mode = c.ceiling
+	}
+	if rank[c.ceiling] < 2 {
+		blockFrom = time.Time{} // the ceiling never lets it block
+	}
+	switch mode {
+	case decision.Monitor:
+		return want{allow: true, reason: reason.Allowed, mode: decision.ModeMonitor}
+	case decision.Warn:
+		if c.press != "none" {
+			return want{allow: true, reason: reason.Allowed, mode: decision.ModeWarned}
+		}
+		return want{reason: policyReason, mode: decision.ModeWarn, canContinue: true, blockFrom: blockFrom}
+	}
+	bypass := !c.critical && (c.bypass == "unused" || c.bypass == "old")
+	switch {
+	case bypass && c.press == "resolve_later":
+		return want{allow: true, reason: reason.Allowed, mode: decision.ModeBypassed}
+	case bypass:
+		return want{reason: policyReason, mode: decision.ModeEnforce, canResolveLater: true}
+	}
+	return want{reason: policyReason, mode: decision.ModeEnforce}
+}
+
+// Every combination of mode, ceiling, criticality, grace state, bypass
+// state, press, exemption, report freshness and result.
+func TestRolloutEveryCombination(t *testing.T) {
+	t.Parallel()
+	n := 0
+	for _, mode := range modes {
+		for _, ceiling := range ceilings {
+			for _, critical := range []bool{false, true} {
+				for _, g := range graceStates {
+					for _, b := range bypassStates {
+						for _, p := range presses {
+							for _, e := range exemptionStates {
+								for _, r := range reports {
+									for _, st := range results {
+										c := combo{mode, ceiling, critical, g, b, p, e, r, st}
+										checkCombo(t, c)
+										n++
+									}
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	t.Logf("%d combinations", n)
+}
+
+func checkCombo(t *testing.T, c combo) {
+	t.Helper()
+	d := decision.Decide(c.input())
+	w := c.want()
+	got := want{d.Allow, d.Reason, d.Mode, d.CanContinue, d.CanResolveLater, d.BlockFrom}
+	if got != w {
+		t.Fatalf("%s:\n got %+v\nwant %+v", c, got, w)
+	}
+	// A critical policy is never bypassed, nor offered for it.
+	for _, f := range d.Failing {
+		if f.Critical && (f.Waiver == decision.WaiverBypassed || f.BypassOffered) {
+			t.Fatalf("%s: critical policy bypassable: %+v", c, f)
+		}
+	}
+	if c.critical && d.Mode == decision.ModeBypassed {
+		t.Fatalf("%s: critical policy's sign-in bypassed", c)
+	}
+	if d.Allow && d.Mode != decision.ModeEnforce && d.WouldDeny == "" {
+		t.Fatalf("%s: waived allow with no would-deny reason", c)
+	}
+	if slices.Contains(d.Bypassed(), "p") != (d.Mode == decision.ModeBypassed) {
+		t.Fatalf("%s: Bypassed() = %v with mode %s", c, d.Bypassed(), d.Mode)
+	}
+}
+
+// The named promises, each on its own so a failure says which.
+func TestRolloutPromises(t *testing.T) {
+	t.Parallel()
+	failing := combo{mode: decision.Enforce, grace: "none", bypass: "unused", press: "resolve_later", exemption: "none", report: "fresh", status: fail}
+
+	t.Run("critical never bypassed", func(t *testing.T) {
+		c := failing
+		c.critical = true
+		if d := decision.Decide(c.input()); d.Allow || d.CanResolveLater {
+			t.Fatalf("critical policy: allow %v, offered %v", d.Allow, d.CanResolveLater)
+		}
+	})
+	t.Run("expired exemption counts for nothing", func(t *testing.T) {
+		c := failing
+		c.press, c.exemption = "none", "expired"
+		d := decision.Decide(c.input())
+		c.exemption = "none"
+		if plain := decision.Decide(c.input()); d.Allow || d.Reason != plain.Reason || d.Mode != plain.Mode {
+			t.Fatalf("expired exemption changed the decision: %v %s %s", d.Allow, d.Reason, d.Mode)
+		}
+	})
+	t.Run("monitor never denies for a policy result", func(t *testing.T) {
+		for _, st := range results {
+			for _, critical := range []bool{false, true} {
+				c := combo{mode: decision.Monitor, critical: critical, grace: "ended", bypass: "off", press: "none", exemption: "none", report: "fresh", status: st}
+				if d := decision.Decide(c.input()); !d.Allow {
+					t.Fatalf("%s: denied %s", c, d.Reason)
+				}
+				c.mode, c.ceiling = decision.Enforce, decision.Monitor
+				if d := decision.Decide(c.input()); !d.Allow {
+					t.Fatalf("%s: denied %s", c, d.Reason)
+				}
+			}
+		}
+	})
+	t.Run("monitor records would deny", func(t *testing.T) {
+		c := failing
+		c.mode, c.press = decision.Monitor, "none"
+		d := decision.Decide(c.input())
+		if !d.Allow || d.Mode != decision.ModeMonitor || d.WouldDeny != reason.PolicyFailed || d.Failing[0].Waiver != decision.WaiverMonitor {
+			t.Fatalf("monitor: %+v", d)
+		}
+	})
+	t.Run("grace ends exactly at start plus grace", func(t *testing.T) {
+		c := failing
+		c.bypass, c.press, c.grace = "off", "none", "ended"
+		if d := decision.Decide(c.input()); d.Mode != decision.ModeEnforce || d.CanContinue {
+			t.Fatalf("ended grace still warns: %+v", d)
+		}
+	})
+	t.Run("a press cannot spend a bypass while another policy blocks", func(t *testing.T) {
+		in := failing.input()
+		in.Policies = policySet("v1", pol{"p", true, false}, pol{"r", true, false})
+		in.Report = report(now.Add(-time.Minute), "v1", res{"p", fail}, res{"r", fail})
+		d := decision.Decide(in)
+		if d.Allow || len(d.Bypassed()) != 0 || d.CanResolveLater {
+			t.Fatalf("bypass spent or offered with r blocking: %+v", d)
+		}
+	})
+	t.Run("exemption for a user matches the username only", func(t *testing.T) {
+		c := failing
+		c.press, c.exemption = "none", "user"
+		in := c.input()
+		in.Username = "bob@example.com"
+		if d := decision.Decide(in); d.Allow {
+			t.Fatal("alice's exemption let bob in")
+		}
+	})
+}
+
+// For random sets of policies and rollout states, the invariants that
+// must hold whatever the mix.
+func TestRolloutProperty(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(7, 8))
+	for i := range 20000 {
+		s := randomScenario(r)
+		in := s.in
+		ro := decision.Rollout{Policies: map[string]decision.PolicyRollout{}, GraceSince: map[string]time.Time{}, BypassUsed: map[string]time.Time{}}
+		ro.Ceiling = ceilings[r.IntN(len(ceilings))]
+		for _, p := range in.Policies.GetPolicies() {
+			pr := decision.PolicyRollout{Enforcement: modes[r.IntN(len(modes))], AllowBypass: r.IntN(2) == 0}
+			if r.IntN(2) == 0 {
+				pr.Grace = time.Duration(r.IntN(100)) * time.Hour
+				if r.IntN(2) == 0 {
+					ro.GraceSince[p.GetId()] = now.Add(-time.Duration(r.IntN(120)) * time.Hour)
+				}
+			}
+			if r.IntN(3) == 0 {
+				ro.BypassUsed[p.GetId()] = now.Add(-time.Duration(r.IntN(300)) * time.Hour)
+			}
+			ro.Policies[p.GetId()] = pr
+			if r.IntN(6) == 0 {
+				e := decision.Exemption{ID: int64(len(ro.Exemptions) + 1), DeviceID: "dev-1", PolicyIDs: []string{p.GetId()}, ExpiresAt: now.Add(time.Duration(r.IntN(3)-1) * time.Hour)}
+				ro.Exemptions = append(ro.Exemptions, e)
+			}
+		}
+		ro.Continue, ro.ResolveLater = r.IntN(3) == 0, r.IntN(3) == 0
+		in.Rollout = ro
+		d := decision.Decide(in)
+		plain := in
+		plain.Rollout = decision.Rollout{}
+		pd := decision.Decide(plain)
+
+		// Rollout softens policy results only: every other reason stands.
+		if !pd.Allow && !slices.Contains([]decision.Reason{reason.PolicyFailed, reason.PolicyError, reason.PolicyMissing}, pd.Reason) {
+			if d.Allow || d.Reason != pd.Reason {
+				t.Fatalf("case %d: rollout changed %s into %v %s", i, pd.Reason, d.Allow, d.Reason)
+			}
+			continue
+		}
+		if d.Allow {
+			for _, f := range d.Failing {
+				if f.Waiver == decision.WaiverNone {
+					t.Fatalf("case %d: allowed with %s unwaived", i, f.PolicyID)
+				}
+			}
+		}
+		for _, f := range d.Failing {
+			switch f.Waiver {
+			case decision.WaiverBypassed:
+				if f.Critical || !ro.ResolveLater || !ro.Policies[f.PolicyID].AllowBypass {
+					t.Fatalf("case %d: %+v bypassed", i, f)
+				}
+				if used, ok := ro.BypassUsed[f.PolicyID]; ok && now.Sub(used) < decision.DefaultBypassPeriod {
+					t.Fatalf("case %d: %s bypassed twice within the period", i, f.PolicyID)
+				}
+			case decision.WaiverWarned:
+				if !ro.Continue && !ro.ResolveLater {
+					t.Fatalf("case %d: warned with no press", i)
+				}
+			case decision.WaiverExempt:
+				if !now.Before(ro.Exemptions[slices.IndexFunc(ro.Exemptions, func(e decision.Exemption) bool { return e.ID == f.ExemptionID })].ExpiresAt) {
+					t.Fatalf("case %d: expired exemption waived %s", i, f.PolicyID)
+				}
+			}
+			if f.Critical && f.BypassOffered {
+				t.Fatalf("case %d: bypass offered for critical %s", i, f.PolicyID)
+			}
+		}
+		if ro.Ceiling == decision.Monitor && !d.Allow {
+			t.Fatalf("case %d: monitor ceiling denied %s", i, d.Reason)
+		}
+		if d.Allow && !pd.Allow && d.WouldDeny != pd.Reason {
+			t.Fatalf("case %d: would deny %q, plain decision %q", i, d.WouldDeny, pd.Reason)
+		}
+		if !d.Allow && d.CanContinue && d.CanResolveLater {
+			t.Fatalf("case %d: both Continue and Resolve later", i)
+		}
+	}
+}

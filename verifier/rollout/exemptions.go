@@ -1,0 +1,146 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// Limits of an exemption grant.
+const (
+	// MaxExemption is how far ahead an exemption may expire: a longer one
+	// is a policy change, which belongs in the policy file.
+	MaxExemption = 366 * 24 * time.Hour
+	// MaxReason bounds an exemption's reason, in bytes.
+	MaxReason = 1000
+	// MaxUsername bounds a username, in bytes (Okta's own limit is 100
+	// characters).
+	MaxUsername = 256
+)
+
+// policyID is the policy file's id format (pkg/policy).
+var policyID = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// Grant is an exemption the security team asks for.
+type Grant struct {
+	DeviceID  string
+	Username  string
+	PolicyIDs []string
+	ExpiresAt time.Time
+	Reason    string
+}
+
+// GrantError is a grant refused for what it asks: its message is for the
+// person asking.
+type GrantError struct{ Msg string }
+
+func (e *GrantError) Error() string { return e.Msg }
+
+func refuse(format string, args ...any) error { return &GrantError{Msg: fmt.Sprintf(format, args...)} }
+
+// Check validates g at now.
+func (g Grant) Check(now time.Time) error {
+	switch {
+	case (g.DeviceID == "") == (g.Username == ""):
+		return refuse("name exactly one of a device and a user")
+	case len(g.DeviceID) > storage.MaxTextLen || !utf8.ValidString(g.DeviceID) || strings.ContainsAny(g.DeviceID, "\x00 \t\r\n"):
+		return refuse("device id is not one a device can have")
+	case len(g.Username) > MaxUsername || !utf8.ValidString(g.Username) || strings.ContainsAny(g.Username, "\x00\r\n"):
+		return refuse("username is longer than %d bytes or holds characters a username cannot", MaxUsername)
+	case strings.TrimSpace(g.Reason) == "":
+		return refuse("give a reason: it is kept with the exemption and in the audit log")
+	case len(g.Reason) > MaxReason || !utf8.ValidString(g.Reason) || strings.IndexByte(g.Reason, 0) >= 0:
+		return refuse("the reason is longer than %d bytes or is not text", MaxReason)
+	case !g.ExpiresAt.After(now):
+		return refuse("the expiry must be in the future")
+	case g.ExpiresAt.Sub(now) > MaxExemption:
+		return refuse("the expiry must be within %d days; for longer, change the policy itself", int(MaxExemption/(24*time.Hour)))
+	case len(g.PolicyIDs) > storage.MaxExemptionPolicies:
+		return refuse("at most %d policies", storage.MaxExemptionPolicies)
+	}
+	seen := map[string]bool{}
+	for _, id := range g.PolicyIDs {
+		if !policyID.MatchString(id) {
+			return refuse("%q is not a policy id", clip(id))
+		}
+		if seen[id] {
+			return refuse("policy %q is named twice", id)
+		}
+		seen[id] = true
+	}
+	return nil
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// ExemptionStore is what granting and revoking need.
+type ExemptionStore interface {
+	CreateExemption(ctx context.Context, e storage.Exemption, audit storage.AuditEvent) (int64, error)
+	GetExemption(ctx context.Context, id int64) (storage.Exemption, error)
+	RevokeExemption(ctx context.Context, id int64, at time.Time, by string, audit storage.AuditEvent) error
+}
+
+// GrantExemption checks g and stores it, with its audit event, as granted
+// by actor ("cli", "admin-api") at now.
+func GrantExemption(ctx context.Context, s ExemptionStore, g Grant, actor string, now time.Time) (storage.Exemption, error) {
+	if err := g.Check(now); err != nil {
+		return storage.Exemption{}, err
+	}
+	e := storage.Exemption{
+		DeviceID: g.DeviceID, Username: g.Username, PolicyIDs: g.PolicyIDs, Reason: strings.TrimSpace(g.Reason),
+		CreatedBy: actor, CreatedAt: now, ExpiresAt: g.ExpiresAt,
+	}
+	id, err := s.CreateExemption(ctx, e, storage.AuditEvent{At: now, Actor: actor, Action: "exemption.grant", DeviceID: g.DeviceID, Detail: Describe(e)})
+	if err != nil {
+		return storage.Exemption{}, err
+	}
+	return s.GetExemption(ctx, id)
+}
+
+// RevokeExemption ends exemption id at now, audited.
+func RevokeExemption(ctx context.Context, s ExemptionStore, id int64, actor string, now time.Time) (storage.Exemption, error) {
+	e, err := s.GetExemption(ctx, id)
+	if err != nil {
+		return storage.Exemption{}, err
+	}
+	audit := storage.AuditEvent{At: now, Actor: actor, Action: "exemption.revoke", DeviceID: e.DeviceID,
+		Detail: fmt.Sprintf("exemption %d revoked: %s", id, Describe(e))}
+	if err := s.RevokeExemption(ctx, id, now, actor, audit); err != nil {
+		return storage.Exemption{}, err
+	}
+	return s.GetExemption(ctx, id)
+}
+
+// ErrRevoked is what RevokeExemption's caller sees for an exemption
+// revoked already (storage.ErrAlreadyExists).
+var ErrRevoked = storage.ErrAlreadyExists
+
+// Describe says whom e covers, for what, until when and why, in one line.
+func Describe(e storage.Exemption) string {
+	who := "device " + e.DeviceID
+	if e.Username != "" {
+		who = "user " + e.Username
+	}
+	what := "all policies"
+	if len(e.PolicyIDs) > 0 {
+		what = "policies " + strings.Join(e.PolicyIDs, ",")
+	}
+	return fmt.Sprintf("%s, %s, until %s: %s", who, what, e.ExpiresAt.UTC().Format(time.RFC3339), e.Reason)
+}
+
+// IsGrantError reports whether err is a refused grant.
+func IsGrantError(err error) bool {
+	var ge *GrantError
+	return errors.As(err, &ge)
+}

@@ -1,0 +1,280 @@
+package server_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/signin"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// rolloutPolicies writes a one-policy file whose firewall policy has the
+// given rollout keys.
+func rolloutPolicies(t *testing.T, keys string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "policies.yaml")
+	src := "policies:\n  - id: firewall\n    name: Firewall is on\n    query: SELECT 1 FROM alf WHERE global_state >= 1\n    resolution: Turn on the firewall.\n" + keys
+	if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func startRollout(t *testing.T, keys string, edit func(*config.Config)) *ssoEnv {
+	t.Helper()
+	policies := rolloutPolicies(t, keys)
+	return startAgentBinding(t, func(c *config.Config) {
+		c.Policies = policies
+		if edit != nil {
+			edit(c)
+		}
+	})
+}
+
+// formAction reports whether p has a form posting to path.
+func formAction(p page, path string) bool {
+	return strings.Contains(p.body, `action="`+path+`"`)
+}
+
+func lastDecision(t *testing.T, e *ssoEnv) storage.DecisionRecord {
+	t.Helper()
+	ds := e.decisions(t)
+	if len(ds) == 0 {
+		t.Fatal("no decision recorded")
+	}
+	return ds[0]
+}
+
+// A warn policy shows the page with Continue; Continue from the same
+// browser completes the sign-in once, and the log says the person saw it.
+func TestRolloutWarnContinue(t *testing.T) {
+	t.Parallel()
+	e := startRollout(t, "    enforcement: warn\n", nil)
+	fail := agentv1.PolicyStatus_POLICY_STATUS_FAIL
+	a, _ := e.device(t, fail, &fail)
+	c := e.jarBrowser(t)
+	r := e.sp.NewRequest(testUser)
+	p := e.ceremony(t, c, a, r)
+	noResponse(t, p)
+	if p.status != http.StatusForbidden || !formAction(p, signin.PathContinue) || formAction(p, signin.PathResolveLater) {
+		t.Fatalf("warn page: status %d, want Continue only:\n%s", p.status, p.body)
+	}
+	if d := lastDecision(t, e); d.Mode != "warn" || d.Allow {
+		t.Fatalf("decision %+v, want mode warn", d)
+	}
+	token := retryToken(t, p)
+
+	// Never a GET; never from another browser.
+	if g := e.get(t, c, "https://localhost:8444"+signin.PathContinue+"?token="+token); g.status != http.StatusMethodNotAllowed {
+		t.Errorf("GET continue answered %d", g.status)
+	}
+	refusedWith(t, e.post(t, e.jarBrowser(t), signin.PathContinue, url.Values{"token": {token}}), http.StatusForbidden, "retry_from_other_browser")
+
+	e.allowed(t, e.post(t, c, signin.PathContinue, url.Values{"token": {token}}), r)
+	d := lastDecision(t, e)
+	if !d.Allow || d.Mode != "warned" || d.Source != "sso_continue" || d.Results[0].Waiver != "warned" || d.Results[0].Enforcement != "warn" {
+		t.Fatalf("decision %+v, want allowed, warned, from Continue", d)
+	}
+	// One use.
+	refusedWith(t, e.post(t, c, signin.PathContinue, url.Values{"token": {token}}), http.StatusBadRequest, "sign_in_expired")
+	ws, err := e.srv.Store.ListDecisions(context.Background(), storage.DecisionFilter{Modes: []string{"warn", "warned"}})
+	if err != nil || len(ws) != 2 {
+		t.Fatalf("warned filter: %d, %v", len(ws), err)
+	}
+}
+
+// Continue cannot complete a sign-in an enforced policy blocks.
+func TestRolloutContinueOnEnforced(t *testing.T) {
+	t.Parallel()
+	e := startRollout(t, "", nil)
+	fail := agentv1.PolicyStatus_POLICY_STATUS_FAIL
+	a, _ := e.device(t, fail, &fail)
+	c := e.jarBrowser(t)
+	p := e.ceremony(t, c, a, e.sp.NewRequest(testUser))
+	if formAction(p, signin.PathContinue) || formAction(p, signin.PathResolveLater) {
+		t.Fatalf("enforced page offers a way around:\n%s", p.body)
+	}
+	for _, path := range []string{signin.PathContinue, signin.PathResolveLater} {
+		q := e.post(t, c, path, url.Values{"token": {retryToken(t, p)}})
+		noResponse(t, q)
+		if q.status != http.StatusForbidden {
+			t.Errorf("%s on an enforced policy answered %d", path, q.status)
+		}
+	}
+}
+
+// Resolve later works once per period, and never for a critical policy.
+func TestRolloutResolveLater(t *testing.T) {
+	t.Parallel()
+	e := startRollout(t, "    allow_bypass: true\n", nil)
+	fail := agentv1.PolicyStatus_POLICY_STATUS_FAIL
+	a, _ := e.device(t, fail, &fail)
+	c := e.jarBrowser(t)
+	r := e.sp.NewRequest(testUser)
+	p := e.ceremony(t, c, a, r)
+	if !formAction(p, signin.PathResolveLater) || formAction(p, signin.PathContinue) || !strings.Contains(p.body, "once every 7 days") {
+		t.Fatalf("page offers no Resolve later:\n%s", p.body)
+	}
+	e.allowed(t, e.post(t, c, signin.PathResolveLater, url.Values{"token": {retryToken(t, p)}}), r)
+	if d := lastDecision(t, e); !d.Allow || d.Mode != "bypassed" || d.Source != "sso_resolve_later" {
+		t.Fatalf("decision %+v", d)
+	}
+
+	// The next sign-in within the period: no Resolve later, and a forged
+	// press is refused.
+	r2 := e.sp.NewRequest(testUser)
+	p2 := e.ceremony(t, c, a, r2)
+	if formAction(p2, signin.PathResolveLater) {
+		t.Fatalf("Resolve later offered twice in the period:\n%s", p2.body)
+	}
+	q := e.post(t, c, signin.PathResolveLater, url.Values{"token": {retryToken(t, p2)}})
+	noResponse(t, q)
+	if q.status != http.StatusForbidden {
+		t.Fatalf("second Resolve later answered %d", q.status)
+	}
+	// (After the period it is offered again: the decision's table test.)
+	bs, err := e.srv.Store.Bypasses(context.Background(), a.DeviceID)
+	if err != nil || len(bs) != 1 {
+		t.Fatalf("bypasses %v, %v", bs, err)
+	}
+}
+
+// A grace period: from the first FAIL the policy warns and the page says
+// from when it blocks; after the grace it blocks; a PASS resets it.
+func TestRolloutGrace(t *testing.T) {
+	t.Parallel()
+	e := startRollout(t, "    grace: 72h\n", nil)
+	fail := agentv1.PolicyStatus_POLICY_STATUS_FAIL
+	a, _ := e.device(t, fail, &fail)
+	c := e.jarBrowser(t)
+	first := e.clock.Now()
+	p := e.ceremony(t, c, a, e.sp.NewRequest(testUser))
+	ends := first.Add(72 * time.Hour).UTC()
+	if !formAction(p, signin.PathContinue) || !strings.Contains(p.body, `datetime="`+ends.Truncate(time.Second).Format(time.RFC3339)) && !strings.Contains(p.body, ends.Format("Monday 2 Jan, 15:04 UTC")) {
+		t.Fatalf("grace page has no Continue or block date %v:\n%s", ends, p.body)
+	}
+	starts, err := e.srv.Store.GraceStarts(context.Background(), a.DeviceID)
+	if err != nil || !starts["firewall"].Equal(first) {
+		t.Fatalf("grace start %v, %v; want %v", starts, err, first)
+	}
+
+	// Another device whose grace began 73 hours ago is blocked.
+	b, _ := e.device(t, fail, &fail)
+	if _, err := e.srv.Store.StartGrace(context.Background(), b.DeviceID, "firewall", first.Add(-73*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	pb := e.ceremony(t, e.jarBrowser(t), b, e.sp.NewRequest(testUser))
+	if pb.status != http.StatusForbidden || formAction(pb, signin.PathContinue) || strings.Contains(pb.body, "you won&#39;t be able to sign in") {
+		t.Fatalf("after the grace: status %d, page:\n%s", pb.status, pb.body)
+	}
+
+	// A PASS ends the grace.
+	pass := agentv1.PolicyStatus_POLICY_STATUS_PASS
+	ok, _ := e.device(t, pass, &pass)
+	if _, err := e.srv.Store.StartGrace(context.Background(), ok.DeviceID, "firewall", first.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	r := e.sp.NewRequest(testUser)
+	e.allowed(t, e.ceremony(t, e.jarBrowser(t), ok, r), r)
+	if starts, _ := e.srv.Store.GraceStarts(context.Background(), ok.DeviceID); len(starts) != 0 {
+		t.Fatalf("a PASS left the grace start %v", starts)
+	}
+}
+
+// --enforcement monitor lets every policy through and records would-deny;
+// an exemption lets its device through until it expires.
+func TestRolloutMonitorAndExemption(t *testing.T) {
+	t.Parallel()
+	e := startRollout(t, "", func(c *config.Config) { c.Enforcement = "monitor" })
+	fail := agentv1.PolicyStatus_POLICY_STATUS_FAIL
+	a, _ := e.device(t, fail, &fail)
+	r := e.sp.NewRequest(testUser)
+	e.allowed(t, e.ceremony(t, e.jarBrowser(t), a, r), r)
+	if d := lastDecision(t, e); !d.Allow || d.Mode != "monitor" || d.Results[0].Waiver != "monitor" {
+		t.Fatalf("monitor decision %+v", d)
+	}
+	e.logs.has(t, "would_deny=policy_failed")
+
+	x := startRollout(t, "", nil)
+	b, _ := x.device(t, fail, &fail)
+	if _, err := x.srv.Store.CreateExemption(context.Background(), storage.Exemption{
+		DeviceID: b.DeviceID, PolicyIDs: []string{"firewall"}, Reason: "replacement on order", CreatedBy: "test",
+		CreatedAt: x.clock.Now(), ExpiresAt: x.clock.Now().Add(time.Minute),
+	}, storage.AuditEvent{At: x.clock.Now(), Actor: "test", Action: "exemption.grant"}); err != nil {
+		t.Fatal(err)
+	}
+	r = x.sp.NewRequest(testUser)
+	x.allowed(t, x.ceremony(t, x.jarBrowser(t), b, r), r)
+	if d := lastDecision(t, x); d.Mode != "exempt" {
+		t.Fatalf("exempt decision %+v", d)
+	}
+	// Expired: it counts for nothing.
+	x.clock.Add(2 * time.Minute)
+	p := x.ceremony(t, x.jarBrowser(t), b, x.sp.NewRequest(testUser))
+	noResponse(t, p)
+	if d := lastDecision(t, x); d.Allow || d.Mode != "enforce" {
+		t.Fatalf("after expiry %+v", d)
+	}
+}
+
+// Continue and Resolve later take only the held sign-in's token, by POST:
+// hostile bodies are refused before anything is decided, and the metric
+// counts each decision with its mode.
+func TestRolloutHostilePresses(t *testing.T) {
+	t.Parallel()
+	e := startRollout(t, "    enforcement: warn\n", nil)
+	c := e.jarBrowser(t)
+	for _, path := range []string{signin.PathContinue, signin.PathResolveLater} {
+		for name, form := range map[string]url.Values{
+			"no token":    {},
+			"short token": {"token": {"abc"}},
+			"not base64":  {"token": {strings.Repeat("!", 43)}},
+			"unknown":     {"token": {strings.Repeat("A", 43)}},
+			"huge body":   {"token": {strings.Repeat("A", 64<<10)}},
+			"two tokens":  {"token": {"a", "b"}},
+		} {
+			p := e.post(t, c, path, form)
+			noResponse(t, p)
+			if p.status != http.StatusBadRequest {
+				t.Errorf("%s %s: %d", path, name, p.status)
+			}
+		}
+	}
+	if n := len(e.decisions(t)); n != 0 {
+		t.Fatalf("hostile presses made %d decisions", n)
+	}
+
+	fail := agentv1.PolicyStatus_POLICY_STATUS_FAIL
+	a, _ := e.device(t, fail, &fail)
+	e.ceremony(t, c, a, e.sp.NewRequest(testUser))
+	mfs, err := e.srv.Metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() != "clearance_sso_decisions_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["mode"] == "warn" && labels["result"] == "deny" && labels["reason"] == "policy_failed" {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Fatal("clearance_sso_decisions_total has no deny with mode warn")
+	}
+}
