@@ -146,6 +146,12 @@ type Config struct {
 	GRPCUnauthStreams   int
 	GRPCUnauthIdle      time.Duration
 	GRPCUnauthMaxAge    time.Duration
+	// SSOMaxConns and SSOMaxConnsPerSource bound the sign-in listener's
+	// connections, in all and per client address; GRPCDevicePerSource the
+	// gRPC connections with a device certificate per client address.
+	SSOMaxConns          int
+	SSOMaxConnsPerSource int
+	GRPCDevicePerSource  int
 }
 
 // Enrollment admission policies (Config.EnrollApproval); the same words as
@@ -505,6 +511,9 @@ var settings = []setting{
 	{"grpc-unauthenticated-streams", GroupLimits, strconv.Itoa(grpcconn.DefaultUnauthenticatedStreams), "concurrent calls on a gRPC connection without a device certificate", intRange(func(c *Config) *int { return &c.GRPCUnauthStreams }, 1, 1000)},
 	{"grpc-unauthenticated-idle", GroupLimits, durText(grpcconn.DefaultUnauthenticatedIdle), "a gRPC connection without a device certificate and no call in flight this long is closed (GOAWAY)", dur(func(c *Config) *time.Duration { return &c.GRPCUnauthIdle }, time.Second, time.Hour)},
 	{"grpc-unauthenticated-max-age", GroupLimits, durText(grpcconn.DefaultUnauthenticatedMaxAge), "a gRPC connection without a device certificate this old is closed (GOAWAY, then 30s for calls in flight)", dur(func(c *Config) *time.Duration { return &c.GRPCUnauthMaxAge }, 10*time.Second, 24*time.Hour)},
+	{"sso-max-conns", GroupLimits, strconv.Itoa(ratelimit.DefaultSSOConns), "connections the sign-in listener holds at once; a new one closes an idle one (else the oldest)", intRange(func(c *Config) *int { return &c.SSOMaxConns }, 16, 1000000)},
+	{"sso-max-conns-per-source", GroupLimits, strconv.Itoa(ratelimit.DefaultSSOConnsPerSource), "of those, held at once from one TCP peer address (an IPv6 /64; --trusted-proxies and --sso-rate-exempt are not counted per address); its new one closes its idle one (else its oldest)", intRange(func(c *Config) *int { return &c.SSOMaxConnsPerSource }, 1, 1000000)},
+	{"grpc-device-conns-per-source", GroupLimits, strconv.Itoa(grpcconn.DefaultDevicePerSource), "gRPC connections with a current device certificate held at once from one client address (an IPv6 /64; Macs behind one NAT address share it); its new one closes its oldest", intRange(func(c *Config) *int { return &c.GRPCDevicePerSource }, 1, 1000000)},
 	{"log-level", GroupLogging, "info", "how much to log", oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
 	{"log-format", GroupLogging, "text", "text for people, json for log collectors", oneOf(func(c *Config) *string { return &c.LogFormat }, "text", "json")},
 }
