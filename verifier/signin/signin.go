@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/clearance/clearance/verifier/access"
@@ -83,8 +84,10 @@ type Handler struct {
 	Options
 
 	// unrecordedLog samples the log lines of refusals kept out of the
-	// decision log.
+	// decision log; refusedLog those of requests refused before they
+	// identified anything (refusal.anyone).
 	unrecordedLog ratelimit.Sample
+	refusedLog    ratelimit.Sample
 }
 
 // Options are the handler's settings and what it reports to.
@@ -113,6 +116,7 @@ const maxDebugXML = 16 << 10
 // Register mounts the handler's paths on mux.
 func (h *Handler) Register(mux *http.ServeMux) {
 	h.unrecordedLog.Every = unrecordedLogEvery
+	h.refusedLog.Every = unrecordedLogEvery
 	mux.HandleFunc("GET "+PathMetadata, h.metadata)
 	mux.HandleFunc("GET "+PathCert, h.cert)
 	mux.HandleFunc("GET "+PathSSO, h.sso)
@@ -181,6 +185,16 @@ type refusal struct {
 	// xml is the decoded request, when it got that far (logged with
 	// DebugSAML only).
 	xml []byte
+	// anyone: the request identified nothing before it was refused (no
+	// verified signature, no known challenge or token), so anyone could
+	// send it as often as they like. Its log line is sampled.
+	anyone bool
+}
+
+// byAnyone marks rf as a refusal anyone could cause (refusal.anyone).
+func byAnyone(rf *refusal) *refusal {
+	rf.anyone = true
+	return rf
 }
 
 func refused(code reason.Code, format string, args ...any) *refusal {
@@ -203,11 +217,11 @@ func (h *Handler) sso(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
 	ctx := r.Context()
 	if !h.IdP.Configured() {
-		h.refuse(w, r, refused(reason.NotConfigured, "okta_audience and okta_acs_url are not set"), http.StatusServiceUnavailable)
+		h.refuse(w, r, byAnyone(refused(reason.NotConfigured, "okta_audience and okta_acs_url are not set")), http.StatusServiceUnavailable)
 		return
 	}
 	if !h.IdP.SignaturesCheckable() {
-		h.refuse(w, r, refused(reason.RequestCertMissing, "okta_request_cert (Okta's request-signing certificate) is not set; set it, or allow_unsigned_requests"), http.StatusServiceUnavailable)
+		h.refuse(w, r, byAnyone(refused(reason.RequestCertMissing, "okta_request_cert (Okta's request-signing certificate) is not set; set it, or allow_unsigned_requests")), http.StatusServiceUnavailable)
 		return
 	}
 
@@ -219,20 +233,21 @@ func (h *Handler) sso(w http.ResponseWriter, r *http.Request) {
 	} else {
 		r.Body = http.MaxBytesReader(w, r.Body, idp.MaxPostBody)
 		if perr := r.ParseForm(); perr != nil {
-			h.refuse(w, r, refused(reason.Oversized, "form: %v", perr), http.StatusBadRequest)
+			h.refuse(w, r, byAnyone(refused(reason.Oversized, "form: %v", perr)), http.StatusBadRequest)
 			return
 		}
 		rec, err = idp.DecodePost(r.PostForm.Get("SAMLRequest"), r.PostForm.Get("RelayState"))
 	}
 	if err != nil {
-		h.refuse(w, r, fromIdP(err), http.StatusBadRequest)
+		h.refuse(w, r, byAnyone(fromIdP(err)), http.StatusBadRequest)
 		return
 	}
 
 	// 2. The request itself.
 	req, err := idp.Validate(rec, h.IdP.Expect(start))
 	if err != nil {
-		rf := fromIdP(err)
+		// Refused before or by its signature check: anyone's.
+		rf := byAnyone(fromIdP(err))
 		rf.xml = rec.XML
 		h.refuse(w, r, rf, http.StatusBadRequest)
 		return
@@ -283,7 +298,10 @@ func (h *Handler) spendRequestID(w http.ResponseWriter, r *http.Request, req *id
 	ttl := 2*h.IdP.Settings().MaxRequestSkew + time.Minute
 	switch err := h.Store.UseRequestID(r.Context(), req.AuthnRequest.Issuer.Value, req.AuthnRequest.ID, start.Add(ttl)); {
 	case errors.Is(err, storage.ErrAlreadyExists):
-		h.refuse(w, r, refused(reason.Replayed, "request ID %s was already answered", req.AuthnRequest.ID), http.StatusBadRequest)
+		rf := refused(reason.Replayed, "request ID %s was already answered", req.AuthnRequest.ID)
+		// An unsigned request's ID is anyone's to send again.
+		rf.anyone = !req.Signed
+		h.refuse(w, r, rf, http.StatusBadRequest)
 		return false
 	case err != nil:
 		h.unavailable(w, r, "recording request ID", err)
@@ -304,12 +322,12 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 	if err := r.ParseForm(); err != nil {
-		h.refuse(w, r, refused(reason.RetryBadToken, "form: %v", err), http.StatusBadRequest)
+		h.refuse(w, r, byAnyone(refused(reason.RetryBadToken, "form: %v", err)), http.StatusBadRequest)
 		return
 	}
 	token, err := base64.RawURLEncoding.DecodeString(r.PostForm.Get("token"))
 	if err != nil || len(token) != tokenBytes {
-		h.refuse(w, r, refused(reason.RetryBadToken, "token is not %d base64url bytes", tokenBytes), http.StatusBadRequest)
+		h.refuse(w, r, byAnyone(refused(reason.RetryBadToken, "token is not %d base64url bytes", tokenBytes)), http.StatusBadRequest)
 		return
 	}
 	sum := sha256.Sum256(token)
@@ -317,7 +335,7 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request) {
 	p, err := h.Store.GetPendingSignIn(ctx, hash)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		h.refuse(w, r, refused(reason.RetryExpired, "no held sign-in for this token"), http.StatusBadRequest)
+		h.refuse(w, r, byAnyone(refused(reason.RetryExpired, "no held sign-in for this token")), http.StatusBadRequest)
 		return
 	case err != nil:
 		h.unavailable(w, r, "reading held sign-in", err)
@@ -642,7 +660,7 @@ func clip(s string) string {
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, rf *refusal, status int) {
 	ref := newRef()
 	h.metrics().SSORefused(string(rf.code))
-	h.log().Warn("sso_request_refused", "reason", string(rf.code), "detail", rf.detail, "ref", ref, "remote", r.RemoteAddr, "method", r.Method)
+	h.logRefused(r, rf, ref)
 	if h.DebugSAML && len(rf.xml) > 0 {
 		x := rf.xml
 		if len(x) > maxDebugXML {
@@ -652,6 +670,31 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, rf *refusal, st
 		h.log().Warn("sso_request_refused_xml", "ref", ref, "reason", string(rf.code), "bytes", len(rf.xml), "xml", string(x))
 	}
 	h.Pages.Refused(w, status, web.Refused{Reason: rf.code, SupportID: ref})
+}
+
+// maxLoggedDetail bounds a refusal's detail in the log: details quote the
+// request (an XML parser's error, a field's value), and a line per request
+// of whatever its sender wrote was 15 KB.
+const maxLoggedDetail = idp.MaxDetail
+
+// logRefused logs a refusal at warn. One that anyone could cause
+// (refusal.anyone) is logged at warn at most once per unrecordedLogEvery,
+// saying how many were left out, and each at debug.
+func (h *Handler) logRefused(r *http.Request, rf *refusal, ref string) {
+	detail := rf.detail
+	if len(detail) > maxLoggedDetail {
+		detail = strings.ToValidUTF8(detail[:maxLoggedDetail], "") + "…"
+	}
+	attrs := []any{"reason", string(rf.code), "detail", detail, "ref", ref, "remote", r.RemoteAddr, "method", r.Method}
+	if !rf.anyone {
+		h.log().Warn("sso_request_refused", attrs...)
+		return
+	}
+	if ok, skipped := h.refusedLog.Take(h.now()); ok {
+		h.log().Warn("sso_request_refused", append(attrs, "others_not_logged", skipped)...)
+	} else {
+		h.log().Debug("sso_request_refused", attrs...)
+	}
 }
 
 // unavailable fails closed when storage or signing cannot be used.
