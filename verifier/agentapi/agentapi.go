@@ -46,6 +46,8 @@ type Server struct {
 	// BrowserCertGrace is how long a Mac's older browser certificates keep
 	// counting once its agent reports a newer one (browser-cert-grace).
 	BrowserCertGrace time.Duration
+
+	connectRefusedLog sampledLog
 }
 
 var _ agentv1.AgentServiceServer = (*Server)(nil)
@@ -132,7 +134,9 @@ func (s *Server) Connect(stream agentv1.AgentService_ConnectServer) error {
 	// 1. Who: the device certificate.
 	dev, err := Authenticate(ctx, s.CA, s.Store, s.now())
 	if err != nil {
-		s.log().Warn("connect refused", "err", status.Convert(err).Message())
+		// Any client can call Connect without a certificate, as often as
+		// it likes: sampled.
+		s.connectRefusedLog.log(s.log(), s.now(), "connect refused", "err", status.Convert(err).Message())
 		return err
 	}
 	log := s.log().With("device_id", dev.ID)

@@ -1,0 +1,31 @@
+package agentapi
+
+import (
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/clearance/clearance/verifier/ratelimit"
+)
+
+// refusedLogEvery is how often a refusal anyone can cause is logged at
+// warn; the others in between are logged at debug.
+const refusedLogEvery = 10 * time.Second
+
+// sampledLog logs a line that any client can cause as often as it likes
+// (a Connect without a certificate) at warn at most once per
+// refusedLogEvery, saying how many were left out, and each at debug. The
+// zero value is ready.
+type sampledLog struct {
+	once   sync.Once
+	sample ratelimit.Sample
+}
+
+func (sl *sampledLog) log(l *slog.Logger, now time.Time, msg string, attrs ...any) {
+	sl.once.Do(func() { sl.sample.Every = refusedLogEvery })
+	if ok, skipped := sl.sample.Take(now); ok {
+		l.Warn(msg, append(attrs, "others_not_logged", skipped)...)
+		return
+	}
+	l.Debug(msg, attrs...)
+}
