@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/clearance/clearance/verifier/access"
@@ -85,9 +86,11 @@ type Handler struct {
 
 	// unrecordedLog samples the log lines of refusals kept out of the
 	// decision log; refusedLog those of requests refused before they
-	// identified anything (refusal.anyone).
+	// identified anything (refusal.anyone), one sample per reason (our
+	// codes, a bounded set), so each kind still shows in the log.
 	unrecordedLog ratelimit.Sample
-	refusedLog    ratelimit.Sample
+	refusedMu     sync.Mutex
+	refusedLog    map[reason.Code]*ratelimit.Sample
 }
 
 // Options are the handler's settings and what it reports to.
@@ -116,7 +119,6 @@ const maxDebugXML = 16 << 10
 // Register mounts the handler's paths on mux.
 func (h *Handler) Register(mux *http.ServeMux) {
 	h.unrecordedLog.Every = unrecordedLogEvery
-	h.refusedLog.Every = unrecordedLogEvery
 	mux.HandleFunc("GET "+PathMetadata, h.metadata)
 	mux.HandleFunc("GET "+PathCert, h.cert)
 	mux.HandleFunc("GET "+PathSSO, h.sso)
@@ -678,8 +680,8 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, rf *refusal, st
 const maxLoggedDetail = idp.MaxDetail
 
 // logRefused logs a refusal at warn. One that anyone could cause
-// (refusal.anyone) is logged at warn at most once per unrecordedLogEvery,
-// saying how many were left out, and each at debug.
+// (refusal.anyone) is logged at warn at most once per unrecordedLogEvery
+// for its reason, saying how many were left out, and each at debug.
 func (h *Handler) logRefused(r *http.Request, rf *refusal, ref string) {
 	detail := rf.detail
 	if len(detail) > maxLoggedDetail {
@@ -690,11 +692,25 @@ func (h *Handler) logRefused(r *http.Request, rf *refusal, ref string) {
 		h.log().Warn("sso_request_refused", attrs...)
 		return
 	}
-	if ok, skipped := h.refusedLog.Take(h.now()); ok {
+	if ok, skipped := h.refusedSample(rf.code).Take(h.now()); ok {
 		h.log().Warn("sso_request_refused", append(attrs, "others_not_logged", skipped)...)
 	} else {
 		h.log().Debug("sso_request_refused", attrs...)
 	}
+}
+
+func (h *Handler) refusedSample(code reason.Code) *ratelimit.Sample {
+	h.refusedMu.Lock()
+	defer h.refusedMu.Unlock()
+	if h.refusedLog == nil {
+		h.refusedLog = map[reason.Code]*ratelimit.Sample{}
+	}
+	sm := h.refusedLog[code]
+	if sm == nil {
+		sm = &ratelimit.Sample{Every: unrecordedLogEvery}
+		h.refusedLog[code] = sm
+	}
+	return sm
 }
 
 // unavailable fails closed when storage or signing cannot be used.
