@@ -107,6 +107,12 @@ func baseConfig(dataDir, policies string) *config.Config {
 // startWith starts a verifier whose config edit may change first.
 func startWith(t *testing.T, edit func(*config.Config)) *harness {
 	t.Helper()
+	return startLogging(t, edit, slog.LevelInfo)
+}
+
+// startLogging is startWith with the log at level.
+func startLogging(t *testing.T, edit func(*config.Config), level slog.Level) *harness {
+	t.Helper()
 	ctx := context.Background()
 	cfg := baseConfig(t.TempDir(), examplePolicies(t))
 	if edit != nil {
@@ -117,7 +123,7 @@ func startWith(t *testing.T, edit func(*config.Config)) *harness {
 	if testing.Verbose() {
 		out = io.MultiWriter(h.logs, os.Stderr)
 	}
-	log := slog.New(slog.NewTextHandler(out, nil))
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	srv, err := server.New(ctx, cfg, log, server.WithClock(h.clock.Now))
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -185,5 +186,39 @@ func TestAnyonesRefusalsSampledAndClipped(t *testing.T) {
 		if strings.Contains(line, "AAAAAAAAAA"+strings.Repeat("A", 1000)) {
 			t.Errorf("a log line quotes the request at length: %.200s…", line)
 		}
+	}
+}
+
+// TestFailedHandshakesAtDebug: a failed TLS handshake on either HTTPS
+// listener (anyone's to cause) is logged by the verifier's logger at debug,
+// never through the process's default logger (which a main routes to the
+// log at info). Not parallel: it reads the default logger.
+func TestFailedHandshakesAtDebug(t *testing.T) {
+	var fallback logBuffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&fallback, nil)))
+	defer slog.SetDefault(prev)
+	h := startLogging(t, nil, slog.LevelDebug)
+	for _, addr := range []net.Addr{h.srv.HTTPAddr, h.srv.SSOAddr} {
+		c, err := net.Dial("tcp", addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+		_, _ = c.Read(make([]byte, 1)) // the server answers or closes
+		c.Close()
+	}
+	for _, comp := range []string{"component=http", "component=sso"} {
+		waitFor(t, "the "+comp+" handshake error", func() bool {
+			for _, line := range strings.Split(h.logs.String(), "\n") {
+				if strings.Contains(line, comp) && strings.Contains(line, "TLS handshake error") && strings.Contains(line, "level=DEBUG") {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	if strings.Contains(fallback.String(), "TLS handshake error") {
+		t.Errorf("a failed handshake went to the default logger:\n%s", fallback.String())
 	}
 }
