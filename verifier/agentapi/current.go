@@ -27,8 +27,8 @@ const maxCurrentCerts = 100_000
 // that merely chains to the device CA (revoked device, unknown device, an
 // older certificate) is served like any connection without one. Answers
 // are kept for CurrentCertTTL, so a fleet reconnecting does not read every
-// device for every handshake; a certificate newer than the one remembered
-// (a renewal) is looked up again at once.
+// device for every handshake; a certificate that outlives the one
+// remembered (a renewal) is looked up again at once.
 type CurrentCerts struct {
 	CA      CertVerifier
 	Devices storage.DeviceStore
@@ -39,8 +39,9 @@ type CurrentCerts struct {
 }
 
 type currentCert struct {
-	serial string // "" when the device is unknown or revoked
-	at     time.Time
+	serial   string    // "" when the device is unknown or revoked
+	notAfter time.Time // the current certificate's
+	at       time.Time
 }
 
 // refreshAfter is the least time between two reads of one device for
@@ -61,7 +62,10 @@ func (cc *CurrentCerts) Device(leaf *x509.Certificate) (string, bool) {
 	e, ok := cc.cache[id]
 	cc.mu.Unlock()
 	age := now.Sub(e.at)
-	if ok && age >= 0 && age < CurrentCertTTL && (e.serial == serial || age < refreshAfter) {
+	// A certificate that outlives the remembered one was issued after it
+	// (a renewal): looked up at once. An older one waits refreshAfter.
+	newer := leaf.NotAfter.After(e.notAfter)
+	if ok && age >= 0 && age < CurrentCertTTL && (e.serial == serial || (age < refreshAfter && !newer)) {
 		return id, e.serial == serial
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -69,7 +73,7 @@ func (cc *CurrentCerts) Device(leaf *x509.Certificate) (string, bool) {
 	dev, err := cc.Devices.GetDevice(ctx, id)
 	switch {
 	case err == nil && !dev.Revoked():
-		e = currentCert{serial: dev.CertSerial, at: now}
+		e = currentCert{serial: dev.CertSerial, notAfter: dev.CertNotAfter, at: now}
 	case err == nil || errors.Is(err, storage.ErrNotFound):
 		e = currentCert{at: now}
 	default:

@@ -21,6 +21,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/clearance/clearance/internal/protoagent"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/config"
@@ -220,5 +221,47 @@ func TestFailedHandshakesAtDebug(t *testing.T) {
 	}
 	if strings.Contains(fallback.String(), "TLS handshake error") {
 		t.Errorf("a failed handshake went to the default logger:\n%s", fallback.String())
+	}
+}
+
+// TestRenewedCertificateTerms: after a renewal, the new certificate gets
+// device terms at once, and the one it replaced no longer does.
+func TestRenewedCertificateTerms(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	a := h.enrolled(h.secret())
+	check := func(what string) {
+		t.Helper()
+		conn, err := a.Dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		if _, err := healthpb.NewHealthClient(conn).Check(h.ctx(), &healthpb.HealthCheckRequest{}); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	check("the first certificate")
+	conn, err := a.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	csr, err := protoagent.CSR(a.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := agentv1.NewAgentServiceClient(conn).Renew(h.ctx(), &agentv1.RenewRequest{Csr: csr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := a.CertDER
+	a.CertDER = resp.GetCertificate()
+	check("the renewed certificate")
+	a.CertDER = old
+	check("the replaced certificate")
+	// The first certificate's two connections and the renewed one's.
+	if g := gauges(t, h, "clearance_grpc_connections"); g[`class="device"`] != 3 {
+		t.Errorf("clearance_grpc_connections %v: want 3 device connections (the replaced certificate's last one is not)", g)
 	}
 }
