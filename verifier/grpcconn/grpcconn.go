@@ -97,11 +97,12 @@ const (
 	// before any interceptor (the admin token check) runs, so a call held
 	// with all but the last byte of its message costs what the message
 	// announced: at 512 KiB (a report's bound), 256 connections × 4 calls
-	// held that way were over 400 MiB; at 16 KiB they are at most 16 MiB.
-	// An enrollment is at most about 3 KiB, every admin request but an
-	// import of known devices under 1 KiB, and the admin CLI sends
-	// known-device lists in pieces that fit.
-	UnauthenticatedMaxMessage = 16 << 10
+	// held that way were over 400 MiB; at 8 KiB all of them cost about 20
+	// MiB more than calls held without a message. An enrollment is at most
+	// about 3 KiB, every admin request but an import of known devices
+	// under 1 KiB, and the admin CLI sends known-device lists in pieces
+	// that fit.
+	UnauthenticatedMaxMessage = 8 << 10
 )
 
 // Reasons a connection is closed to keep within a limit, as

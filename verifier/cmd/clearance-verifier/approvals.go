@@ -211,7 +211,7 @@ func (a *app) approvalCmds() []*cli.Command {
 // API is reached without a device certificate, and such connections take
 // messages of at most grpcconn.UnauthenticatedMaxMessage (room is left for
 // the framing).
-const maxImportBytes = grpcconn.UnauthenticatedMaxMessage - 4<<10
+const maxImportBytes = grpcconn.UnauthenticatedMaxMessage - 1<<10
 
 // importBatches splits a list into calls of at most admin.MaxImport devices
 // and maxImportBytes each.
