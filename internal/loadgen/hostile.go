@@ -32,6 +32,7 @@ import (
 	"github.com/clearance/clearance/internal/rawh2"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/grpcconn"
 )
 
 // The hostile phase replays the attacks tried against a real verifier on
@@ -49,8 +50,10 @@ import (
 //	    Before: 320 rows a second. Measured: challenges stored, growth.
 //	C (5/10)  health Watch streams, StreamConns connections of
 //	    StreamsPerConn each, with no certificate or token (before: all
-//	    accepted, +360 MB); calls held open without their message, filling
-//	    the unauthenticated connections; both floods again; and /metrics
+//	    accepted, +360 MB); calls held open with all but the last byte of
+//	    the largest message such a connection may send (before: 512 KiB
+//	    each, +436 MB), filling the unauthenticated connections; both
+//	    floods again; and /metrics
 //	    without its token. Meanwhile the real load: sign-ins with the
 //	    agent's proof and with certificates, reports at the interval, and
 //	    agents enrolling. Measured: the verifier's RSS, what the attacker
@@ -533,7 +536,10 @@ func (r *run) streamFlood(ctx context.Context, hc HostileConfig) (StreamFlood, [
 			}
 			h := heldConn{c: c}
 			for range hc.HeldCalls {
-				if c.OpenHeld(agentv1.AgentService_Enroll_FullMethodName, "localhost") != nil {
+				// Each call announces the largest message a connection without
+				// a certificate may send, and holds it unfinished: the
+				// verifier buffers all of it but a byte.
+				if c.OpenPartial(agentv1.AgentService_Enroll_FullMethodName, "localhost", grpcconn.UnauthenticatedMaxMessage) != nil {
 					break
 				}
 				h.opened++

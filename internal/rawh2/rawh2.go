@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"sync"
@@ -97,6 +98,34 @@ func (c *Conn) OpenHeld(method, authority string) error {
 	defer c.wmu.Unlock()
 	_, err := c.headers(method, authority, nil)
 	return err
+}
+
+// OpenPartial starts a call to method whose request message announces
+// size bytes, sends all of it but the last byte, and holds: the server
+// buffers what it was sent while it waits for the rest (gRPC reads a whole
+// message before any check of the call runs), or refuses a size over its
+// bound at once. size must be at most 64 KiB (one stream's initial flow
+// control window).
+func (c *Conn) OpenPartial(method, authority string, size int) error {
+	if size < 1 || size > 65535-5 {
+		return fmt.Errorf("rawh2: a held message of %d bytes", size)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	id, err := c.headers(method, authority, nil)
+	if err != nil {
+		return err
+	}
+	msg := make([]byte, 5+size-1)
+	binary.BigEndian.PutUint32(msg[1:5], uint32(size))
+	for len(msg) > 0 { // frames of at most the default 16 KiB
+		n := min(len(msg), 16384)
+		if err := c.fr.WriteData(id, false, msg[:n]); err != nil {
+			return err
+		}
+		msg = msg[n:]
+	}
+	return nil
 }
 
 // headers opens the next stream with a call's headers. c.wmu is held.

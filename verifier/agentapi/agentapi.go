@@ -53,8 +53,9 @@ type Server struct {
 	// anyone who can reach the port can cause: one sample per outcome
 	// label (a fixed set), so that a flood of one kind does not hide
 	// another.
-	refusedMu  sync.Mutex
-	refusedLog map[string]*ratelimit.Sample
+	refusedMu         sync.Mutex
+	refusedLog        map[string]*ratelimit.Sample
+	connectRefusedLog sampledLog
 }
 
 // refusedLogEvery is how often a refused enrollment is logged at warn; the
@@ -168,7 +169,9 @@ func (s *Server) Connect(stream agentv1.AgentService_ConnectServer) error {
 	// 1. Who: the device certificate.
 	dev, err := Authenticate(ctx, s.CA, s.Store, s.now())
 	if err != nil {
-		s.log().Warn("connect refused", "err", status.Convert(err).Message())
+		// Any client can call Connect without a certificate, as often as
+		// it likes: sampled.
+		s.connectRefusedLog.log(s.log(), s.now(), "connect refused", "err", status.Convert(err).Message())
 		return err
 	}
 	log := s.log().With("device_id", dev.ID)

@@ -181,6 +181,12 @@ type Config struct {
 	// an allowed device without and with warnings; a denied one scores 0.
 	CloudflareScoreCompliant int
 	CloudflareScoreWarn      int
+	// SSOMaxConns and SSOMaxConnsPerSource bound the sign-in listener's
+	// connections, in all and per client address; GRPCDevicePerSource the
+	// gRPC connections with a device certificate per client address.
+	SSOMaxConns          int
+	SSOMaxConnsPerSource int
+	GRPCDevicePerSource  int
 }
 
 // CloudflareConfigured reports whether the Cloudflare posture endpoint is on.
@@ -611,6 +617,9 @@ var settings = []setting{
 	{"cloudflare-match-hostname", GroupCF, "false", "match a device Cloudflare names by no enrolled serial number by its hostname, when exactly one enrolled device has it", boolean(func(c *Config) *bool { return &c.CloudflareMatchHostname })},
 	{"cloudflare-score-compliant", GroupCF, strconv.Itoa(cloudflare.DefaultScoreCompliant), "score of a device every counting policy passes on fresh posture (denied devices score 0)", intRange(func(c *Config) *int { return &c.CloudflareScoreCompliant }, 1, 100)},
 	{"cloudflare-score-warn", GroupCF, strconv.Itoa(cloudflare.DefaultScoreWarning), "score of an allowed device with warnings (an advisory policy, or a policy in warn mode, does not pass)", intRange(func(c *Config) *int { return &c.CloudflareScoreWarn }, 1, 100)},
+	{"sso-max-conns", GroupLimits, strconv.Itoa(ratelimit.DefaultSSOConns), "connections the sign-in listener holds at once; a new one closes an idle one (else the oldest)", intRange(func(c *Config) *int { return &c.SSOMaxConns }, 16, 1000000)},
+	{"sso-max-conns-per-source", GroupLimits, strconv.Itoa(ratelimit.DefaultSSOConnsPerSource), "of those, held at once from one TCP peer address (an IPv6 /64; --trusted-proxies and --sso-rate-exempt are not counted per address); its new one closes its idle one (else its oldest)", intRange(func(c *Config) *int { return &c.SSOMaxConnsPerSource }, 1, 1000000)},
+	{"grpc-device-conns-per-source", GroupLimits, strconv.Itoa(grpcconn.DefaultDevicePerSource), "gRPC connections with a current device certificate held at once from one client address (an IPv6 /64; Macs behind one NAT address share it); its new one closes its oldest", intRange(func(c *Config) *int { return &c.GRPCDevicePerSource }, 1, 1000000)},
 	{"log-level", GroupLogging, "info", "how much to log", oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
 	{"log-format", GroupLogging, "text", "text for people, json for log collectors", oneOf(func(c *Config) *string { return &c.LogFormat }, "text", "json")},
 }

@@ -61,6 +61,14 @@ const (
 	// doing, after UnauthenticatedGrace for the calls in flight: nothing
 	// without a device certificate needs a connection for longer.
 	DefaultUnauthenticatedMaxAge = 10 * time.Minute
+	// DefaultDevicePerSource bounds connections with a current device
+	// certificate from one client address (an IPv6 /64); its new one closes
+	// its oldest. Every one needs a current certificate of an enrolled,
+	// unrevoked device, and each device may hold DevicePerDevice, so this
+	// only matters to someone holding many devices' keys; it is high
+	// because an office's Macs may all reach the verifier through one NAT
+	// address.
+	DefaultDevicePerSource = 4096
 )
 
 // Fixed bounds, not settings: nothing legitimate comes near them.
@@ -80,6 +88,21 @@ const (
 	// UnauthenticatedGrace is how long calls in flight on an unauthenticated
 	// connection get once it is told to go away (idle or old).
 	UnauthenticatedGrace = 30 * time.Second
+	// DevicePerDevice bounds connections presenting one device's
+	// certificate; its new one closes its oldest. An agent holds one (two
+	// for a moment while it reconnects); more are a copied key or a bug.
+	DevicePerDevice = 4
+	// UnauthenticatedMaxMessage bounds a message received on a connection
+	// without a device certificate. gRPC buffers a call's whole message
+	// before any interceptor (the admin token check) runs, so a call held
+	// with all but the last byte of its message costs what the message
+	// announced: at 512 KiB (a report's bound), 256 connections × 4 calls
+	// held that way were over 400 MiB; at 8 KiB all of them cost about 20
+	// MiB more than calls held without a message. An enrollment is at most
+	// about 3 KiB, every admin request but an import of known devices
+	// under 1 KiB, and the admin CLI sends known-device lists in pieces
+	// that fit.
+	UnauthenticatedMaxMessage = 8 << 10
 )
 
 // Reasons a connection is closed to keep within a limit, as
@@ -87,8 +110,12 @@ const (
 const (
 	ClosedEvictedPerSource = "evicted_per_source"
 	ClosedEvicted          = "evicted"
-	ClosedHandshakes       = "handshakes"
-	ClosedHandshakeFailed  = "handshake_failed"
+	// A device's connection closed for its newer one, and a device
+	// connection closed for a newer one from its address.
+	ClosedEvictedPerDevice       = "evicted_per_device"
+	ClosedEvictedDevicePerSource = "evicted_device_per_source"
+	ClosedHandshakes             = "handshakes"
+	ClosedHandshakeFailed        = "handshake_failed"
 )
 
 // Metrics counts connections; *metrics.Metrics implements it.
@@ -104,12 +131,15 @@ type Options struct {
 	// gRPC requires it.
 	TLS *tls.Config
 	// Device reports whether a presented leaf certificate is a current
-	// device certificate (chains to the device CA, within its validity).
-	// Its connection is then served by the device server.
-	Device func(leaf *x509.Certificate) bool
-	// Unauthenticated and PerSource bound unauthenticated connections (the
-	// Default* values when zero).
-	Unauthenticated, PerSource int
+	// device certificate (chains to the device CA, within its validity,
+	// names an enrolled device that is not revoked, is that device's
+	// current certificate), and names the device. Its connection is then
+	// served by the device server; any other by the unauthenticated one.
+	Device func(leaf *x509.Certificate) (deviceID string, ok bool)
+	// Unauthenticated and PerSource bound unauthenticated connections,
+	// DevicePerSource device connections per client address (the Default*
+	// values when zero).
+	Unauthenticated, PerSource, DevicePerSource int
 	// HandshakeTimeout bounds a TLS handshake (DefaultHandshakeTimeout
 	// when zero).
 	HandshakeTimeout time.Duration
@@ -128,8 +158,10 @@ type Listener struct {
 	cancel context.CancelFunc
 
 	mu          sync.Mutex
-	handshaking pool // TLS not done yet
-	unauth      pool // handshaken, without a device certificate
+	handshaking pool[netip.Addr] // TLS not done yet
+	unauth      pool[netip.Addr] // handshaken, without a device certificate
+	devices     pool[netip.Addr] // handshaken, with a current device certificate
+	perDevice   pool[string]     // the same, by device id
 	closed      bool
 
 	handshakes sync.WaitGroup
@@ -142,6 +174,9 @@ func New(raw net.Listener, o Options) *Listener {
 	}
 	if o.PerSource <= 0 {
 		o.PerSource = DefaultUnauthenticatedPerSource
+	}
+	if o.DevicePerSource <= 0 {
+		o.DevicePerSource = DefaultDevicePerSource
 	}
 	if o.HandshakeTimeout <= 0 {
 		o.HandshakeTimeout = DefaultHandshakeTimeout
@@ -156,7 +191,8 @@ func New(raw net.Listener, o Options) *Listener {
 	return &Listener{
 		raw: raw, o: o, ctx: ctx, cancel: cancel,
 		device: newChanListener(raw.Addr()), other: newChanListener(raw.Addr()),
-		handshaking: newPool(), unauth: newPool(),
+		handshaking: newPool[netip.Addr](), unauth: newPool[netip.Addr](),
+		devices: newPool[netip.Addr](), perDevice: newPool[string](),
 	}
 }
 
@@ -257,7 +293,7 @@ func (l *Listener) admit(raw net.Conn) (c *conn, evicted *conn, reason string) {
 		l.handshaking.remove(evicted)
 	}
 	c = &conn{l: l, raw: raw, src: src, class: ClassHandshaking}
-	l.handshaking.add(c)
+	l.handshaking.add(c, src)
 	l.gauge(ClassHandshaking, 1)
 	return c, evicted, ""
 }
@@ -291,11 +327,16 @@ func (l *Listener) handshake(c *conn) {
 		return
 	}
 	c.state = tc.ConnectionState()
-	device := len(c.state.PeerCertificates) > 0 && l.o.Device != nil && l.o.Device(c.state.PeerCertificates[0])
-	to, evicted, reason := l.settle(c, device)
-	if evicted != nil {
-		l.closedFor(reason)
-		evicted.raw.Close() // its server sees the end and calls Close
+	var deviceID string
+	if len(c.state.PeerCertificates) > 0 && l.o.Device != nil {
+		if id, ok := l.o.Device(c.state.PeerCertificates[0]); ok && id != "" {
+			deviceID = id
+		}
+	}
+	to, evicted := l.settle(c, deviceID)
+	for _, ev := range evicted {
+		l.closedFor(ev.reason)
+		ev.c.raw.Close() // its server sees the end and calls Close
 	}
 	if to == nil {
 		c.Close()
@@ -308,36 +349,66 @@ func (l *Listener) handshake(c *conn) {
 	}
 }
 
+// eviction is a connection closed to make room, and why.
+type eviction struct {
+	c      *conn
+	reason string
+}
+
 // settle moves a handshaken connection into its class and returns where it
 // goes. An unauthenticated one makes room for itself: the oldest of its
 // source's when that source is at PerSource, else the oldest of all when
-// there are Unauthenticated. A device connection takes no one's place.
-func (l *Listener) settle(c *conn, device bool) (to *chanListener, evicted *conn, reason string) {
+// there are Unauthenticated. A device connection (deviceID set) makes room
+// among its device's (DevicePerDevice) and its source's device connections
+// (DevicePerSource), closing the oldest.
+func (l *Listener) settle(c *conn, deviceID string) (to *chanListener, evicted []eviction) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.handshaking.remove(c) {
 		// Evicted while its handshake finished.
-		return nil, nil, ""
+		return nil, nil
 	}
 	l.gauge(ClassHandshaking, -1)
-	if device {
-		c.class = ClassDevice
+	if deviceID != "" {
+		if l.perDevice.count(deviceID) >= DevicePerDevice {
+			old := l.perDevice.oldestOf(deviceID)
+			l.removeDevice(old)
+			evicted = append(evicted, eviction{old, ClosedEvictedPerDevice})
+		}
+		if l.devices.count(c.src) >= l.o.DevicePerSource {
+			old := l.devices.oldestOf(c.src)
+			l.removeDevice(old)
+			evicted = append(evicted, eviction{old, ClosedEvictedDevicePerSource})
+		}
+		c.class, c.deviceID = ClassDevice, deviceID
+		l.devices.add(c, c.src)
+		l.perDevice.add(c, deviceID)
 		l.gauge(ClassDevice, 1)
-		return l.device, nil, ""
+		return l.device, evicted
 	}
+	var old *conn
+	var reason string
 	switch {
 	case l.unauth.count(c.src) >= l.o.PerSource:
-		evicted, reason = l.unauth.oldestOf(c.src), ClosedEvictedPerSource
+		old, reason = l.unauth.oldestOf(c.src), ClosedEvictedPerSource
 	case l.unauth.len() >= l.o.Unauthenticated:
-		evicted, reason = l.unauth.oldest(), ClosedEvicted
+		old, reason = l.unauth.oldest(), ClosedEvicted
 	}
-	if evicted != nil {
-		l.unauth.remove(evicted)
+	if old != nil {
+		l.unauth.remove(old)
+		evicted = append(evicted, eviction{old, reason})
 	}
 	c.class = ClassUnauthenticated
-	l.unauth.add(c)
+	l.unauth.add(c, c.src)
 	l.gauge(ClassUnauthenticated, 1)
-	return l.other, evicted, reason
+	return l.other, evicted
+}
+
+// removeDevice takes a device connection out of both its pools; l.mu is
+// held.
+func (l *Listener) removeDevice(c *conn) {
+	l.devices.remove(c)
+	l.perDevice.remove(c)
 }
 
 // release forgets a closed connection.
@@ -351,6 +422,8 @@ func (l *Listener) release(c *conn) {
 		l.handshaking.remove(c)
 	case ClassUnauthenticated:
 		l.unauth.remove(c)
+	case ClassDevice:
+		l.removeDevice(c)
 	}
 	l.gauge(c.class, -1)
 }
@@ -369,7 +442,7 @@ func (l *Listener) closedFor(reason string) {
 
 // Counts is a snapshot of the connections a Listener holds (for tests).
 type Counts struct {
-	Handshaking, Unauthenticated int
+	Handshaking, Unauthenticated, Device int
 	// Sources are the client addresses with an unauthenticated connection
 	// or a handshake in progress.
 	Sources int
@@ -386,20 +459,32 @@ func (l *Listener) Counts() Counts {
 	for src := range l.unauth.per {
 		srcs[src] = true
 	}
-	return Counts{Handshaking: l.handshaking.len(), Unauthenticated: l.unauth.len(), Sources: len(srcs)}
+	return Counts{Handshaking: l.handshaking.len(), Unauthenticated: l.unauth.len(), Device: l.devices.len(), Sources: len(srcs)}
 }
 
-// pool is a set of connections in arrival order, in all and per source.
-// Its lists are guarded by Listener.mu.
-type pool struct {
+// pool is a set of connections in arrival order, in all and per key (a
+// source, a device). A connection may be in several pools. Guarded by
+// Listener.mu.
+type pool[K comparable] struct {
 	all *list.List
-	per map[netip.Addr]*list.List
+	per map[K]*list.List
+	at  map[*conn]place[K]
 }
 
-func newPool() pool { return pool{all: list.New(), per: map[netip.Addr]*list.List{}} }
+// place is where a connection is in one pool.
+type place[K comparable] struct {
+	key      K
+	all, per *list.Element
+}
 
-func (p *pool) len() int                 { return p.all.Len() }
-func (p *pool) count(src netip.Addr) int { return lenOf(p.per[src]) }
+func newPool[K comparable]() pool[K] {
+	return pool[K]{all: list.New(), per: map[K]*list.List{}, at: map[*conn]place[K]{}}
+}
+
+func (p *pool[K]) len() int           { return p.all.Len() }
+func (p *pool[K]) count(k K) int      { return lenOf(p.per[k]) }
+func (p *pool[K]) oldest() *conn      { return p.all.Front().Value.(*conn) }
+func (p *pool[K]) oldestOf(k K) *conn { return p.per[k].Front().Value.(*conn) }
 
 func lenOf(l *list.List) int {
 	if l == nil {
@@ -408,35 +493,31 @@ func lenOf(l *list.List) int {
 	return l.Len()
 }
 
-func (p *pool) add(c *conn) {
-	c.elem = p.all.PushBack(c)
-	l := p.per[c.src]
+func (p *pool[K]) add(c *conn, k K) {
+	l := p.per[k]
 	if l == nil {
 		l = list.New()
-		p.per[c.src] = l
+		p.per[k] = l
 	}
-	c.srcElem = l.PushBack(c)
+	p.at[c] = place[K]{key: k, all: p.all.PushBack(c), per: l.PushBack(c)}
 }
 
 // remove takes c out, and reports whether it was in.
-func (p *pool) remove(c *conn) bool {
-	if c.elem == nil {
+func (p *pool[K]) remove(c *conn) bool {
+	pl, ok := p.at[c]
+	if !ok {
 		return false
 	}
-	p.all.Remove(c.elem)
-	if l := p.per[c.src]; l != nil {
-		l.Remove(c.srcElem)
+	delete(p.at, c)
+	p.all.Remove(pl.all)
+	if l := p.per[pl.key]; l != nil {
+		l.Remove(pl.per)
 		if l.Len() == 0 {
-			delete(p.per, c.src)
+			delete(p.per, pl.key)
 		}
 	}
-	c.elem, c.srcElem = nil, nil
 	return true
 }
-
-func (p *pool) oldest() *conn { return p.all.Front().Value.(*conn) }
-
-func (p *pool) oldestOf(src netip.Addr) *conn { return p.per[src].Front().Value.(*conn) }
 
 // conn is one accepted connection: the TLS connection once the handshake
 // has started, and its place in the counts.
@@ -447,9 +528,10 @@ type conn struct {
 	src   netip.Addr
 	state tls.ConnectionState
 
-	// Guarded by l.mu: the class, and the places in its pool.
-	class         string
-	elem, srcElem *list.Element
+	// Guarded by l.mu: the class, and the device a device connection
+	// presented.
+	class    string
+	deviceID string
 
 	once sync.Once
 }

@@ -96,7 +96,7 @@ func start(t *testing.T, o Options, lim Limits) *env {
 	}
 	e := &env{p: p, metrics: newRecorder(), peers: make(chan credentials.AuthInfo, 16)}
 	o.TLS = &tls.Config{Certificates: []tls.Certificate{p.server}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}
-	o.Device = p.verify
+	o.Device = func(c *x509.Certificate) (string, bool) { return c.Subject.CommonName, p.verify(c) }
 	o.Metrics = e.metrics
 	e.l = New(raw, o)
 	e.addr = raw.Addr().String()
@@ -498,5 +498,61 @@ func TestSlowHandshakesEvicted(t *testing.T) {
 	}
 	if got := servedBy(t, e.client(t, "127.0.0.13", nil)); got != ClassUnauthenticated {
 		t.Errorf("another address: %s", got)
+	}
+}
+
+// TestUnauthenticatedMessagesSmall: a call without a device certificate
+// may not announce more than UnauthenticatedMaxMessage (gRPC buffers a
+// whole message before any check of the call runs); a device connection
+// takes the larger messages it is given.
+func TestUnauthenticatedMessagesSmall(t *testing.T) {
+	t.Parallel()
+	e := start(t, Options{}, Limits{})
+	big := &healthpb.HealthCheckRequest{Service: strings.Repeat("x", UnauthenticatedMaxMessage+1)}
+	_, err := e.client(t, "127.0.0.1", nil).Check(ctx(t), big)
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("a large message without a certificate: %v, want ResourceExhausted", err)
+	}
+	_, err = e.client(t, "127.0.0.1", &e.p.device).Check(ctx(t), big)
+	if status.Code(err) != codes.NotFound { // no such service: the message was read
+		t.Errorf("a large message on a device connection: %v, want NotFound", err)
+	}
+	small := &healthpb.HealthCheckRequest{Service: strings.Repeat("x", UnauthenticatedMaxMessage-64)}
+	if _, err := e.client(t, "127.0.0.1", nil).Check(ctx(t), small); status.Code(err) != codes.NotFound {
+		t.Errorf("a message under the bound without a certificate: %v, want NotFound", err)
+	}
+}
+
+// TestDeviceConnsBounded: one device holds at most DevicePerDevice
+// connections, and one address DevicePerSource device connections; a new
+// one closes the oldest, which its client sees.
+func TestDeviceConnsBounded(t *testing.T) {
+	t.Parallel()
+	e := start(t, Options{}, Limits{})
+	var conns []*rawh2.Conn
+	for range DevicePerDevice + 2 {
+		conns = append(conns, e.raw(t, "127.0.0.1", &e.p.device))
+		waitFor(t, "the connection settled", func() bool { return e.l.Counts().Handshaking == 0 })
+	}
+	waitFor(t, "the oldest two closed", func() bool { return conns[0].Counts().Closed && conns[1].Counts().Closed })
+	if c := e.l.Counts(); c.Device != DevicePerDevice {
+		t.Errorf("device connections held: %d, want %d", c.Device, DevicePerDevice)
+	}
+	if n := e.metrics.get(e.metrics.closed, ClosedEvictedPerDevice); n != 2 {
+		t.Errorf("%s: %d, want 2", ClosedEvictedPerDevice, n)
+	}
+
+	s := start(t, Options{DevicePerSource: 2}, Limits{})
+	for range 3 {
+		s.raw(t, "127.0.0.2", &s.p.device)
+		waitFor(t, "the connection settled", func() bool { return s.l.Counts().Handshaking == 0 })
+	}
+	waitFor(t, "the count", func() bool { return s.l.Counts().Device == 2 })
+	if n := s.metrics.get(s.metrics.closed, ClosedEvictedDevicePerSource); n != 1 {
+		t.Errorf("%s: %d, want 1", ClosedEvictedDevicePerSource, n)
+	}
+	// A device's connections are not unauthenticated ones.
+	if c := s.l.Counts(); c.Unauthenticated != 0 {
+		t.Errorf("%+v", c)
 	}
 }

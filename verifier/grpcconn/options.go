@@ -73,7 +73,8 @@ func DeviceOptions(lim Limits) []grpc.ServerOption {
 }
 
 // UnauthenticatedOptions are the terms of every other connection: fewer
-// streams, a GOAWAY when idle or old (calls in flight get
+// streams, smaller messages (UnauthenticatedMaxMessage; put no other
+// grpc.MaxRecvMsgSize after these), a GOAWAY when idle or old (calls in flight get
 // UnauthenticatedGrace, then the connection is closed), and no pings
 // without a call in flight.
 func UnauthenticatedOptions(lim Limits) []grpc.ServerOption {
@@ -83,6 +84,7 @@ func UnauthenticatedOptions(lim Limits) []grpc.ServerOption {
 		grpc.ConnectionTimeout(preface),
 		grpc.MaxHeaderListSize(maxHeaderList),
 		grpc.MaxConcurrentStreams(uint32(min(lim.UnauthenticatedStreams, lim.MaxStreams))),
+		grpc.MaxRecvMsgSize(UnauthenticatedMaxMessage),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time: keepaliveTime, Timeout: keepaliveTimeout,
 			MaxConnectionIdle: lim.UnauthenticatedIdle,

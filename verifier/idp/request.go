@@ -63,8 +63,18 @@ type RequestError struct {
 
 func (e *RequestError) Error() string { return string(e.Reason) + ": " + e.Detail }
 
+// MaxDetail bounds a RequestError's Detail. Details quote the request (an
+// XML parser's error names the bad token, a field its value), and a
+// request is whatever its sender wrote: unbounded, a refusal's log line
+// was as large as the request.
+const MaxDetail = 512
+
 func refuse(r Reason, format string, args ...any) *RequestError {
-	return &RequestError{Reason: r, Detail: fmt.Sprintf(format, args...)}
+	d := fmt.Sprintf(format, args...)
+	if len(d) > MaxDetail {
+		d = strings.ToValidUTF8(d[:MaxDetail], "") + "…"
+	}
+	return &RequestError{Reason: r, Detail: d}
 }
 
 // Binding is how a request arrived.
@@ -232,7 +242,7 @@ func checkXML(data []byte) error {
 			return refuse(reason.DTD, "document has a DTD or other directive (<!%.20s…>)", t)
 		case xml.ProcInst:
 			if t.Target != "xml" {
-				return refuse(reason.MalformedXML, "processing instruction %q", t.Target)
+				return refuse(reason.MalformedXML, "processing instruction %.64q", t.Target)
 			}
 		}
 	}
@@ -437,7 +447,7 @@ func Validate(rec *Received, e Expect) (*Request, error) {
 func checkFields(req *Request, e Expect) error {
 	ar := &req.AuthnRequest
 	if ar.Version != "2.0" {
-		return refuse(reason.WrongVersion, "Version %q, want 2.0", ar.Version)
+		return refuse(reason.WrongVersion, "Version %.64q, want 2.0", ar.Version)
 	}
 	if ar.ID == "" || len(ar.ID) > MaxIDLength || !isNCName(ar.ID) {
 		return refuse(reason.BadID, "ID %.80q is not an xs:ID of at most %d characters", ar.ID, MaxIDLength)
@@ -447,19 +457,19 @@ func checkFields(req *Request, e Expect) error {
 		if ar.Issuer != nil {
 			got = ar.Issuer.Value
 		}
-		return refuse(reason.WrongIssuer, "Issuer %.200q, want the configured Okta audience %q", got, e.Audience)
+		return refuse(reason.WrongIssuer, "Issuer %.128q, want the configured Okta audience %q", got, e.Audience)
 	}
 	if ar.AssertionConsumerServiceURL != "" && !slices.Contains(e.ACSURLs, ar.AssertionConsumerServiceURL) {
-		return refuse(reason.WrongACS, "AssertionConsumerServiceURL %.200q, want one of %q (if Okta builds it from a custom domain, set the identity provider's Redirect Domain to Org URL, or add this URL to okta_acs_url)", ar.AssertionConsumerServiceURL, e.ACSURLs)
+		return refuse(reason.WrongACS, "AssertionConsumerServiceURL %.128q, want one of %q (if Okta builds it from a custom domain, set the identity provider's Redirect Domain to Org URL, or add this URL to okta_acs_url)", ar.AssertionConsumerServiceURL, e.ACSURLs)
 	}
 	if ar.AssertionConsumerServiceURL == "" && ar.AssertionConsumerServiceIndex != "" {
 		return refuse(reason.WrongACS, "AssertionConsumerServiceIndex %.20q is not supported; Okta sends the URL", ar.AssertionConsumerServiceIndex)
 	}
 	if ar.ProtocolBinding != "" && ar.ProtocolBinding != saml.HTTPPostBinding {
-		return refuse(reason.WrongBinding, "ProtocolBinding %.200q: responses go by HTTP-POST only", ar.ProtocolBinding)
+		return refuse(reason.WrongBinding, "ProtocolBinding %.64q: responses go by HTTP-POST only", ar.ProtocolBinding)
 	}
 	if ar.Destination != e.Destination {
-		return refuse(reason.WrongDestination, "Destination %.200q, want %q", ar.Destination, e.Destination)
+		return refuse(reason.WrongDestination, "Destination %.128q, want %q", ar.Destination, e.Destination)
 	}
 	if ar.IsPassive != nil && *ar.IsPassive {
 		// A passive request must not show a page; a posture gate that cannot

@@ -33,6 +33,8 @@ type Metrics struct {
 	grpcConns       *prometheus.GaugeVec
 	grpcRefused     *prometheus.CounterVec
 	grpcStreams     *prometheus.CounterVec
+	httpConns       *prometheus.GaugeVec
+	httpClosed      *prometheus.CounterVec
 }
 
 // Device states (clearance_devices{state}): every enrolled, unrevoked device
@@ -144,13 +146,24 @@ func New() *Metrics {
 	}
 	m.grpcRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "clearance_grpc_connections_closed_total",
-		Help: "gRPC connections the verifier closed to keep within its limits, by reason: per_source (a client address over --grpc-unauthenticated-conns-per-source), handshakes (too many TLS handshakes at once), evicted (the oldest unauthenticated connection, to make room under --grpc-unauthenticated-conns), handshake_failed (TLS failed or timed out).",
+		Help: "gRPC connections the verifier closed to keep within its limits, by reason: evicted_per_source (a client address over --grpc-unauthenticated-conns-per-source), handshakes (too many TLS handshakes at once), evicted (the oldest unauthenticated connection, to make room under --grpc-unauthenticated-conns), handshake_failed (TLS failed or timed out), evicted_per_device (a device's oldest connection, past 4 for one device), evicted_device_per_source (a client address over --grpc-device-conns-per-source).",
 	}, []string{"reason"})
 	m.grpcStreams = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "clearance_grpc_streams_refused_total",
 		Help: "Long-lived gRPC streams (health Watch, reflection) refused with RESOURCE_EXHAUSTED because as many were already open, by method.",
 	}, []string{"method"})
-	m.Registry.MustRegister(m.rateLimited, m.ssoUnrecorded, m.grpcConns, m.grpcRefused, m.grpcStreams)
+	m.httpConns = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "clearance_http_connections",
+		Help: "Open connections of the HTTPS listeners, by listener: sso (--sso-listen) and http (--http-listen: /metrics, /healthz).",
+	}, []string{"listener"})
+	m.httpClosed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "clearance_http_connections_closed_total",
+		Help: "Connections of the HTTPS listeners closed to make room for a new one (an idle one first), by listener and reason: evicted_per_source (its client address held --sso-max-conns-per-source), evicted (the listener held --sso-max-conns; the http listener: 32 per address, 128 in all).",
+	}, []string{"listener", "reason"})
+	for _, l := range []string{"sso", "http"} {
+		m.httpConns.WithLabelValues(l)
+	}
+	m.Registry.MustRegister(m.rateLimited, m.ssoUnrecorded, m.grpcConns, m.grpcRefused, m.grpcStreams, m.httpConns, m.httpClosed)
 	m.storeWritable.Set(1)
 	m.Registry.MustRegister(m.scepIssued, m.scepRefused, m.devices, m.unsigned, m.reportsResent, m.storeWritable, m.clockSkew)
 	m.Registry.MustRegister(m.reportsAccepted, m.reportsRejected, m.agents, m.ingestSeconds, m.enrollments, m.liveChecks,
@@ -305,6 +318,22 @@ func (m *Metrics) GRPCConnClosed(reason string) {
 		return
 	}
 	m.grpcRefused.WithLabelValues(reason).Inc()
+}
+
+// HTTPConns moves the open-connections gauge of an HTTPS listener.
+func (m *Metrics) HTTPConns(listener string, delta int) {
+	if m == nil {
+		return
+	}
+	m.httpConns.WithLabelValues(listener).Add(float64(delta))
+}
+
+// HTTPConnClosed counts a connection an HTTPS listener closed to make room.
+func (m *Metrics) HTTPConnClosed(listener, reason string) {
+	if m == nil {
+		return
+	}
+	m.httpClosed.WithLabelValues(listener, reason).Inc()
 }
 
 // GRPCStreamRefused counts a long-lived stream refused at its cap.

@@ -59,6 +59,9 @@ func RequireToken(token string, next http.Handler, refused func(*http.Request)) 
 				refused(r)
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="clearance-metrics"`)
+			// A client without the token keeps no connection (and no idle
+			// timer it could keep resetting).
+			w.Header().Set("Connection", "close")
 			http.Error(w, "a bearer token is required: the data dir's "+TokenFile, http.StatusUnauthorized)
 			return
 		}

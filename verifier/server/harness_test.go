@@ -92,11 +92,16 @@ func baseConfig(dataDir, policies string) *config.Config {
 // startWith starts a verifier whose config edit may change first.
 func startWith(t *testing.T, edit func(*config.Config)) *harness {
 	t.Helper()
-	return startWithOptions(t, edit)
+	return startLogging(t, edit, slog.LevelInfo)
 }
 
 // startWithOptions is startWith with more server options.
 func startWithOptions(t *testing.T, edit func(*config.Config), opts ...server.Option) *harness {
+	return startLogging(t, edit, slog.LevelInfo, opts...)
+}
+
+// startLogging is startWith with the log at level and more server options.
+func startLogging(t *testing.T, edit func(*config.Config), level slog.Level, opts ...server.Option) *harness {
 	t.Helper()
 	ctx := context.Background()
 	cfg := baseConfig(t.TempDir(), examplePolicies(t))
@@ -108,7 +113,7 @@ func startWithOptions(t *testing.T, edit func(*config.Config), opts ...server.Op
 	if testing.Verbose() {
 		out = io.MultiWriter(h.logs, os.Stderr)
 	}
-	log := slog.New(slog.NewTextHandler(out, nil))
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	srv, err := server.New(ctx, cfg, log, append([]server.Option{server.WithClock(h.clock.Now)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)

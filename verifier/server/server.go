@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -260,7 +259,6 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	unaryAuth, streamAuth := admin.TokenAuth(token)
 	long := grpcconn.NewLongStreams(s.Metrics)
 	common := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(MaxMessageSize),
 		grpc.ChainUnaryInterceptor(unaryAuth),
 		// Health Watch and reflection streams are bounded before anything
 		// else runs.
@@ -273,7 +271,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		grpc.WriteBufferSize(connBuffer),
 		grpc.SharedWriteBuffer(true),
 	}
-	s.grpcDevice = grpc.NewServer(append(grpcconn.DeviceOptions(lim), common...)...)
+	// Messages: a report's bound on device connections; the unauthenticated
+	// terms carry their own, smaller one (grpcconn.UnauthenticatedMaxMessage).
+	s.grpcDevice = grpc.NewServer(append(append(grpcconn.DeviceOptions(lim), grpc.MaxRecvMsgSize(MaxMessageSize)), common...)...)
 	s.grpcOther = grpc.NewServer(append(grpcconn.UnauthenticatedOptions(lim), common...)...)
 	s.grpcHealth = health.NewServer()
 	for _, srv := range []*grpc.Server{s.grpcDevice, s.grpcOther} {
@@ -303,7 +303,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	}
 	s.http = &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: handshakeAndHeaders,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -312,6 +312,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		// client certificate (Cloudflare's posture calls carry an Access
 		// application token instead).
 		TLSConfig: &tls.Config{GetCertificate: s.CA.GetServerCertificate, MinVersion: tls.VersionTLS12},
+		// Failed handshakes are anyone's to cause: debug, as on the sign-in
+		// listener.
+		ErrorLog: slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelDebug),
 	}
 	return s, nil
 }
@@ -443,17 +446,27 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 	}
 	s.sso = &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: handshakeAndHeaders,
 		ReadTimeout:       30 * time.Second,
 		// A sign-in may wait for a live check.
-		WriteTimeout:   30 * time.Second,
-		IdleTimeout:    2 * time.Minute,
+		WriteTimeout: 30 * time.Second,
+		// A sign-in's requests come seconds apart; a browser opens a new
+		// connection for the next sign-in.
+		IdleTimeout:    ssoIdle,
 		MaxHeaderBytes: 64 << 10,
 		TLSConfig:      ssoTLS(cfg, s.CA),
 		ErrorLog:       slog.NewLogLogger(log.With("component", "sso").Handler(), slog.LevelDebug),
 	}
 	return nil
 }
+
+// handshakeAndHeaders bounds a connection's TLS handshake and then each
+// request's headers (net/http bounds the handshake by the least of its
+// timeouts): a browser needs well under a second for both.
+const handshakeAndHeaders = 5 * time.Second
+
+// ssoIdle closes a sign-in listener connection idle this long.
+const ssoIdle = 30 * time.Second
 
 // rateLimited puts the sign-in listener behind a token bucket per client
 // address: every path is one a browser or a Mac reaches without
@@ -471,6 +484,10 @@ func (s *Server) rateLimited(cfg *config.Config, pages *web.Renderer, log *slog.
 		Skip:  func(r *http.Request) bool { return r.URL.Path == "/healthz" },
 		Paths: []string{signin.PathSSO, signin.PathRetry, signin.PathPresence, signin.PathMetadata, signin.PathCert, scep.Path},
 		Page: func(w http.ResponseWriter, _ *http.Request) {
+			// A client over its limit does not keep the connection: its
+			// next request costs it a new handshake, and an idle timer it
+			// could keep resetting is gone.
+			w.Header().Set("Connection", "close")
 			pages.Refused(w, http.StatusTooManyRequests, web.Refused{Reason: reason.RateLimited})
 		},
 		Metrics: s.Metrics, Log: log, Now: s.now,
@@ -533,11 +550,10 @@ func (s *Server) Actors(g *run.Group) error {
 	}
 	grpcLn := grpcconn.New(rawGRPC, grpcconn.Options{
 		TLS: s.grpcTLS,
-		Device: func(leaf *x509.Certificate) bool {
-			_, err := s.CA.VerifyDeviceCert(leaf, s.now())
-			return err == nil
-		},
-		Unauthenticated: s.cfg.GRPCUnauthConns, PerSource: s.cfg.GRPCUnauthPerSource,
+		// Only a current certificate of an enrolled, unrevoked device gets
+		// device terms; any other is served like a connection without one.
+		Device:          (&agentapi.CurrentCerts{CA: s.CA, Devices: s.Store, Now: s.now}).Device,
+		Unauthenticated: s.cfg.GRPCUnauthConns, PerSource: s.cfg.GRPCUnauthPerSource, DevicePerSource: s.cfg.GRPCDevicePerSource,
 		Metrics: s.Metrics, Log: s.log,
 	})
 	httpLn, err := net.Listen("tcp", s.cfg.HTTPListen)
@@ -553,6 +569,20 @@ func (s *Server) Actors(g *run.Group) error {
 	}
 	s.GRPCAddr, s.HTTPAddr, s.SSOAddr = grpcLn.Addr(), httpLn.Addr(), ssoLn.Addr()
 	log := s.log.With("component", "server")
+	// Both HTTPS listeners are open to anyone: each holds a bounded number
+	// of connections, so a flood of them cannot take the memory, or the
+	// file descriptors the gRPC listener's agents need.
+	httpConns := ratelimit.NewConns(httpLn, ratelimit.ConnsOptions{
+		Name: "http", Max: ratelimit.HTTPConns, PerSource: ratelimit.HTTPConnsPerSource, Metrics: s.Metrics, Log: s.log, Now: s.now,
+	})
+	ssoConns := ratelimit.NewConns(ssoLn, ratelimit.ConnsOptions{
+		Name: "sso", Max: orDefault(s.cfg.SSOMaxConns, ratelimit.DefaultSSOConns),
+		PerSource: orDefault(s.cfg.SSOMaxConnsPerSource, ratelimit.DefaultSSOConnsPerSource),
+		Exempt:    append(append([]*net.IPNet{}, s.cfg.TrustedProxies...), s.cfg.SSORateExempt...),
+		Metrics:   s.Metrics, Log: s.log, Now: s.now,
+	})
+	s.http.ConnState, s.sso.ConnState = httpConns.ConnState, ssoConns.ConnState
+	s.checkDescriptors(log)
 	// `devices` and `decisions` find the admin API at the bound address.
 	if err := datadir.Write(s.cfg.DataDir, datadir.Record{Database: s.cfg.Database, GRPCAddress: grpcLn.Addr().String()}); err != nil {
 		log.Warn("recording the gRPC address failed", "err", err)
@@ -565,7 +595,7 @@ func (s *Server) Actors(g *run.Group) error {
 
 	g.Add("sso", func() error {
 		log.Info("sso listening", "addr", ssoLn.Addr().String(), "sso_url", s.cfg.SSOURL())
-		if err := s.sso.ServeTLS(ssoLn, "", ""); !errors.Is(err, http.ErrServerClosed) {
+		if err := s.sso.ServeTLS(ssoConns, "", ""); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
@@ -603,7 +633,7 @@ func (s *Server) Actors(g *run.Group) error {
 
 	g.Add("http", func() error {
 		log.Info("https listening", "addr", httpLn.Addr().String())
-		if err := s.http.ServeTLS(httpLn, "", ""); !errors.Is(err, http.ErrServerClosed) {
+		if err := s.http.ServeTLS(httpConns, "", ""); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
@@ -689,6 +719,13 @@ func (s *Server) Actors(g *run.Group) error {
 	return nil
 }
 
+func orDefault(n, def int) int {
+	if n > 0 {
+		return n
+	}
+	return def
+}
+
 // DeviceStatesInterval is how often the device-state gauges are counted.
 const DeviceStatesInterval = time.Minute
 
@@ -730,3 +767,31 @@ func (s *Server) sweep(ctx context.Context, log *slog.Logger) {
 
 // Close releases the database.
 func (s *Server) Close() error { return s.Store.Close() }
+
+// descriptorReserve is what the process needs besides connections: the
+// database, the data dir's files, the log.
+const descriptorReserve = 64
+
+// checkDescriptors logs whether the listeners' bounds leave file
+// descriptors for agents: every connection is one, and agents' connections
+// are bounded only per device and address. A flood on the HTTPS listeners
+// or of gRPC handshakes stops at its bounds; what is left of RLIMIT_NOFILE
+// is what agents can use.
+func (s *Server) checkDescriptors(log *slog.Logger) {
+	limit := openFileLimit()
+	if limit == 0 {
+		return
+	}
+	bounded := uint64(orDefault(s.cfg.SSOMaxConns, ratelimit.DefaultSSOConns) + ratelimit.HTTPConns +
+		orDefault(s.cfg.GRPCUnauthConns, grpcconn.DefaultUnauthenticatedConns) + grpcconn.MaxHandshakes + descriptorReserve)
+	if limit <= bounded || limit-bounded < minAgentDescriptors {
+		log.Warn("the open-file limit (RLIMIT_NOFILE) leaves few connections for agents: the HTTPS listeners and unauthenticated gRPC connections may hold most of it; raise the limit (LimitNOFILE= in systemd) or lower sso_max_conns",
+			"nofile", limit, "held_by_bounds", bounded, "left_for_agents", int64(limit)-int64(bounded))
+		return
+	}
+	log.Info("file descriptors", "nofile", limit, "held_by_bounds", bounded, "left_for_agents", limit-bounded)
+}
+
+// minAgentDescriptors is the fewest descriptors left for agents' own
+// connections below which the start-up log warns.
+const minAgentDescriptors = 1024

@@ -261,12 +261,12 @@ func (h *Handler) presence(w http.ResponseWriter, r *http.Request) {
 	// 1. The statement, strictly decoded.
 	raw, sig, err := presence.ParseRedirectQuery(r.URL.RawQuery)
 	if err != nil {
-		h.refuse(w, r, refused(reason.PresenceMalformed, "%v", err), http.StatusBadRequest)
+		h.refuse(w, r, byAnyone(refused(reason.PresenceMalformed, "%v", err)), http.StatusBadRequest)
 		return
 	}
 	st, err := presence.Parse(raw)
 	if err != nil {
-		h.refuse(w, r, refused(reason.PresenceMalformed, "%v", err), http.StatusBadRequest)
+		h.refuse(w, r, byAnyone(refused(reason.PresenceMalformed, "%v", err)), http.StatusBadRequest)
 		return
 	}
 
@@ -275,7 +275,7 @@ func (h *Handler) presence(w http.ResponseWriter, r *http.Request) {
 	ch, err := h.Store.GetSignInChallenge(ctx, chash)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		h.refuse(w, r, refused(reason.PresenceUnknown, "no sign-in has this challenge (device %s)", st.DeviceID), http.StatusBadRequest)
+		h.refuse(w, r, byAnyone(refused(reason.PresenceUnknown, "no sign-in has this challenge (device %s)", st.DeviceID)), http.StatusBadRequest)
 		return
 	case err != nil:
 		h.unavailable(w, r, "reading sign-in challenge", err)

@@ -21,6 +21,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -106,10 +108,14 @@ type Handler struct {
 	Options
 
 	// unrecordedLog samples the log lines of refusals kept out of the
-	// decision log.
+	// decision log; refusedLog those of requests refused before they
+	// identified anything (refusal.anyone), one sample per reason (our
+	// codes, a bounded set), so each kind still shows in the log.
 	unrecordedLog ratelimit.Sample
 	// debugXMLLog samples the DebugSAML dumps of refused requests.
 	debugXMLLog ratelimit.Sample
+	refusedMu   sync.Mutex
+	refusedLog  map[reason.Code]*ratelimit.Sample
 }
 
 // Options are the handler's settings and what it reports to.
@@ -221,6 +227,16 @@ type refusal struct {
 	// xml is the decoded request, when it got that far (logged with
 	// DebugSAML only).
 	xml []byte
+	// anyone: the request identified nothing before it was refused (no
+	// verified signature, no known challenge or token), so anyone could
+	// send it as often as they like. Its log line is sampled.
+	anyone bool
+}
+
+// byAnyone marks rf as a refusal anyone could cause (refusal.anyone).
+func byAnyone(rf *refusal) *refusal {
+	rf.anyone = true
+	return rf
 }
 
 func refused(code reason.Code, format string, args ...any) *refusal {
@@ -243,11 +259,11 @@ func (h *Handler) sso(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
 	ctx := r.Context()
 	if !h.IdP.Configured() {
-		h.refuse(w, r, refused(reason.NotConfigured, "okta_audience and okta_acs_url are not set"), http.StatusServiceUnavailable)
+		h.refuse(w, r, byAnyone(refused(reason.NotConfigured, "okta_audience and okta_acs_url are not set")), http.StatusServiceUnavailable)
 		return
 	}
 	if !h.IdP.SignaturesCheckable() {
-		h.refuse(w, r, refused(reason.RequestCertMissing, "okta_request_cert (Okta's request-signing certificate) is not set; set it, or allow_unsigned_requests"), http.StatusServiceUnavailable)
+		h.refuse(w, r, byAnyone(refused(reason.RequestCertMissing, "okta_request_cert (Okta's request-signing certificate) is not set; set it, or allow_unsigned_requests")), http.StatusServiceUnavailable)
 		return
 	}
 
@@ -259,20 +275,21 @@ func (h *Handler) sso(w http.ResponseWriter, r *http.Request) {
 	} else {
 		r.Body = http.MaxBytesReader(w, r.Body, idp.MaxPostBody)
 		if perr := r.ParseForm(); perr != nil {
-			h.refuse(w, r, refused(reason.Oversized, "form: %v", perr), http.StatusBadRequest)
+			h.refuse(w, r, byAnyone(refused(reason.Oversized, "form: %v", perr)), http.StatusBadRequest)
 			return
 		}
 		rec, err = idp.DecodePost(r.PostForm.Get("SAMLRequest"), r.PostForm.Get("RelayState"))
 	}
 	if err != nil {
-		h.refuse(w, r, fromIdP(err), http.StatusBadRequest)
+		h.refuse(w, r, byAnyone(fromIdP(err)), http.StatusBadRequest)
 		return
 	}
 
 	// 2. The request itself.
 	req, err := idp.Validate(rec, h.IdP.Expect(start))
 	if err != nil {
-		rf := fromIdP(err)
+		// Refused before or by its signature check: anyone's.
+		rf := byAnyone(fromIdP(err))
 		rf.xml = rec.XML
 		h.refuse(w, r, rf, http.StatusBadRequest)
 		return
@@ -323,7 +340,10 @@ func (h *Handler) spendRequestID(w http.ResponseWriter, r *http.Request, req *id
 	ttl := 2*h.IdP.Settings().MaxRequestSkew + time.Minute
 	switch err := h.Store.UseRequestID(r.Context(), req.AuthnRequest.Issuer.Value, req.AuthnRequest.ID, start.Add(ttl)); {
 	case errors.Is(err, storage.ErrAlreadyExists):
-		h.refuse(w, r, refused(reason.Replayed, "request ID %s was already answered", req.AuthnRequest.ID), http.StatusBadRequest)
+		rf := refused(reason.Replayed, "request ID %s was already answered", req.AuthnRequest.ID)
+		// An unsigned request's ID is anyone's to send again.
+		rf.anyone = !req.Signed
+		h.refuse(w, r, rf, http.StatusBadRequest)
 		return false
 	case err != nil:
 		h.unavailable(w, r, "recording request ID", err)
@@ -364,12 +384,12 @@ func (h *Handler) resume(w http.ResponseWriter, r *http.Request, source string) 
 	ctx := r.Context()
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 	if err := r.ParseForm(); err != nil {
-		h.refuse(w, r, refused(reason.RetryBadToken, "form: %v", err), http.StatusBadRequest)
+		h.refuse(w, r, byAnyone(refused(reason.RetryBadToken, "form: %v", err)), http.StatusBadRequest)
 		return
 	}
 	token, err := base64.RawURLEncoding.DecodeString(r.PostForm.Get("token"))
 	if err != nil || len(token) != tokenBytes {
-		h.refuse(w, r, refused(reason.RetryBadToken, "token is not %d base64url bytes", tokenBytes), http.StatusBadRequest)
+		h.refuse(w, r, byAnyone(refused(reason.RetryBadToken, "token is not %d base64url bytes", tokenBytes)), http.StatusBadRequest)
 		return
 	}
 	sum := sha256.Sum256(token)
@@ -377,7 +397,7 @@ func (h *Handler) resume(w http.ResponseWriter, r *http.Request, source string) 
 	p, err := h.Store.GetPendingSignIn(ctx, hash)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		h.refuse(w, r, refused(reason.RetryExpired, "no held sign-in for this token"), http.StatusBadRequest)
+		h.refuse(w, r, byAnyone(refused(reason.RetryExpired, "no held sign-in for this token")), http.StatusBadRequest)
 		return
 	case err != nil:
 		h.unavailable(w, r, "reading held sign-in", err)
@@ -751,7 +771,7 @@ func clip(s string) string {
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, rf *refusal, status int) {
 	ref := newRef()
 	h.metrics().SSORefused(string(rf.code))
-	h.log().Warn("sso_request_refused", "reason", string(rf.code), "detail", rf.detail, "ref", ref, "remote", r.RemoteAddr, "method", r.Method)
+	h.logRefused(r, rf, ref)
 	if h.DebugSAML && len(rf.xml) > 0 {
 		if ok, skipped := h.debugXMLLog.Take(h.now()); ok {
 			x := rf.xml
@@ -768,6 +788,45 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, rf *refusal, st
 		}
 	}
 	h.Pages.Refused(w, status, web.Refused{Reason: rf.code, SupportID: ref})
+}
+
+// maxLoggedDetail bounds a refusal's detail in the log: details quote the
+// request (an XML parser's error, a field's value), and a line per request
+// of whatever its sender wrote was 15 KB.
+const maxLoggedDetail = idp.MaxDetail
+
+// logRefused logs a refusal at warn. One that anyone could cause
+// (refusal.anyone) is logged at warn at most once per unrecordedLogEvery
+// for its reason, saying how many were left out, and each at debug.
+func (h *Handler) logRefused(r *http.Request, rf *refusal, ref string) {
+	detail := rf.detail
+	if len(detail) > maxLoggedDetail {
+		detail = strings.ToValidUTF8(detail[:maxLoggedDetail], "") + "…"
+	}
+	attrs := []any{"reason", string(rf.code), "detail", detail, "ref", ref, "remote", r.RemoteAddr, "method", r.Method}
+	if !rf.anyone {
+		h.log().Warn("sso_request_refused", attrs...)
+		return
+	}
+	if ok, skipped := h.refusedSample(rf.code).Take(h.now()); ok {
+		h.log().Warn("sso_request_refused", append(attrs, "others_not_logged", skipped)...)
+	} else {
+		h.log().Debug("sso_request_refused", attrs...)
+	}
+}
+
+func (h *Handler) refusedSample(code reason.Code) *ratelimit.Sample {
+	h.refusedMu.Lock()
+	defer h.refusedMu.Unlock()
+	if h.refusedLog == nil {
+		h.refusedLog = map[reason.Code]*ratelimit.Sample{}
+	}
+	sm := h.refusedLog[code]
+	if sm == nil {
+		sm = &ratelimit.Sample{Every: unrecordedLogEvery}
+		h.refusedLog[code] = sm
+	}
+	return sm
 }
 
 // unavailable fails closed when storage or signing cannot be used.

@@ -10,10 +10,14 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/clearance/clearance/pkg/cli"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/grpcconn"
 	"github.com/clearance/clearance/verifier/knownlist"
 )
 
@@ -207,12 +211,8 @@ func (a *app) approvalCmds() []*cli.Command {
 					}
 					defer c.close()
 					var added, updated uint32
-					for start := 0; start < len(es); start += admin.MaxImport {
-						batch := es[start:min(start+admin.MaxImport, len(es))]
-						req := &adminv1.ImportKnownDevicesRequest{Source: src}
-						for _, e := range batch {
-							req.Devices = append(req.Devices, &adminv1.KnownDevice{SerialNumber: e.Serial, Name: e.Name})
-						}
+					for _, req := range importBatches(es, src) {
+						start := int(added + updated)
 						resp, err := c.client.ImportKnownDevices(c.ctx, req)
 						if err != nil {
 							if start > 0 {
@@ -245,6 +245,32 @@ func listPending(c *adminConn) ([]*adminv1.PendingEnrollment, error) {
 			return ps, nil
 		}
 	}
+}
+
+// maxImportBytes bounds one ImportKnownDevices call's message: the admin
+// API is reached without a device certificate, and such connections take
+// messages of at most grpcconn.UnauthenticatedMaxMessage (room is left for
+// the framing).
+const maxImportBytes = grpcconn.UnauthenticatedMaxMessage - 1<<10
+
+// importBatches splits a list into calls of at most admin.MaxImport devices
+// and maxImportBytes each.
+func importBatches(es []knownlist.Entry, src string) []*adminv1.ImportKnownDevicesRequest {
+	var out []*adminv1.ImportKnownDevicesRequest
+	var req *adminv1.ImportKnownDevicesRequest
+	size := 0
+	for _, e := range es {
+		d := &adminv1.KnownDevice{SerialNumber: e.Serial, Name: e.Name}
+		n := protowire.SizeTag(1) + protowire.SizeBytes(proto.Size(d))
+		if req == nil || len(req.Devices) >= admin.MaxImport || size+n > maxImportBytes {
+			req = &adminv1.ImportKnownDevicesRequest{Source: src}
+			out = append(out, req)
+			size = proto.Size(req)
+		}
+		req.Devices = append(req.Devices, d)
+		size += n
+	}
+	return out
 }
 
 func renderPending(w io.Writer, ps []*adminv1.PendingEnrollment, now time.Time) error {

@@ -1,0 +1,27 @@
+package agentapi
+
+import (
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/clearance/clearance/verifier/ratelimit"
+)
+
+// sampledLog logs a line that any client can cause as often as it likes
+// (a Connect without a certificate) at warn at most once per
+// refusedLogEvery, saying how many were left out, and each at debug. The
+// zero value is ready.
+type sampledLog struct {
+	once   sync.Once
+	sample ratelimit.Sample
+}
+
+func (sl *sampledLog) log(l *slog.Logger, now time.Time, msg string, attrs ...any) {
+	sl.once.Do(func() { sl.sample.Every = refusedLogEvery })
+	if ok, skipped := sl.sample.Take(now); ok {
+		l.Warn(msg, append(attrs, "others_not_logged", skipped)...)
+		return
+	}
+	l.Debug(msg, attrs...)
+}

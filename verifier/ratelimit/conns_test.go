@@ -1,0 +1,144 @@
+package ratelimit
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+)
+
+type connRecorder struct {
+	mu     sync.Mutex
+	open   map[string]int
+	closed map[string]int
+}
+
+func (r *connRecorder) HTTPConns(l string, d int) { r.mu.Lock(); r.open[l] += d; r.mu.Unlock() }
+func (r *connRecorder) HTTPConnClosed(l, reason string) {
+	r.mu.Lock()
+	r.closed[l+"/"+reason]++
+	r.mu.Unlock()
+}
+func (r *connRecorder) get(m map[string]int, k string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return m[k]
+}
+
+// connsServer is an HTTPS server behind Conns.
+func connsServer(t *testing.T, o ConnsOptions) (*httptest.Server, *Conns, *connRecorder) {
+	t.Helper()
+	rec := &connRecorder{open: map[string]int{}, closed: map[string]int{}}
+	o.Name, o.Metrics = "sso", rec
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	c := NewConns(srv.Listener, o)
+	srv.Listener = c
+	srv.Config.ConnState = c.ConnState
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv, c, rec
+}
+
+func dialFrom(t *testing.T, src, addr string) net.Conn {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(src), 0))}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// closedByServer reports whether the server has closed c (a read ends at
+// once with EOF or a reset; a live connection times out).
+func closedByServer(c net.Conn) bool {
+	_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	_, err := c.Read(make([]byte, 1))
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false
+	}
+	return err != nil
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestConnsPerSource: bare TCP connections (no handshake) from one address
+// past PerSource close that address's oldest; another address is not
+// touched, and the counts never pass the bounds.
+func TestConnsPerSource(t *testing.T) {
+	t.Parallel()
+	srv, c, rec := connsServer(t, ConnsOptions{Max: 100, PerSource: 3})
+	addr := srv.Listener.Addr().String()
+	other := dialFrom(t, "127.0.0.3", addr)
+	var held []net.Conn
+	for range 5 {
+		held = append(held, dialFrom(t, "127.0.0.2", addr))
+	}
+	waitUntil(t, "the counts", func() bool { return rec.get(rec.closed, "sso/"+ClosedConnPerSource) == 2 })
+	if got := c.Counts(); got.Conns != 4 || got.Sources != 2 {
+		t.Errorf("counts %+v, want 4 connections from 2 sources", got)
+	}
+	for i, h := range held {
+		if want := i < 2; closedByServer(h) != want {
+			t.Errorf("connection %d closed: %v, want %v", i, !want, want)
+		}
+	}
+	if closedByServer(other) {
+		t.Error("another address's connection was closed")
+	}
+	if n := rec.get(rec.open, "sso"); n != 4 {
+		t.Errorf("gauge %d, want 4", n)
+	}
+}
+
+// TestConnsIdleFirst: at Max, a new connection closes an idle keep-alive
+// connection before one that is handshaking; an exempt address is not
+// bounded per source.
+func TestConnsIdleFirst(t *testing.T) {
+	t.Parallel()
+	_, exempt, _ := net.ParseCIDR("127.0.0.9/32")
+	srv, c, rec := connsServer(t, ConnsOptions{Max: 3, PerSource: 1, Exempt: []*net.IPNet{exempt}})
+	addr := srv.Listener.Addr().String()
+	bare := dialFrom(t, "127.0.0.9", addr) // handshaking, the oldest
+	waitUntil(t, "the first counted", func() bool { return c.Counts().Conns == 1 })
+	// An idle keep-alive connection, after a request.
+	idle := tls.Client(dialFrom(t, "127.0.0.9", addr), &tls.Config{InsecureSkipVerify: true})
+	if _, err := io.WriteString(idle, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 512)
+	if _, err := idle.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	dialFrom(t, "127.0.0.9", addr) // exempt: three from one address
+	waitUntil(t, "three counted", func() bool { return c.Counts().Conns == 3 })
+	dialFrom(t, "127.0.0.10", addr)
+	waitUntil(t, "one evicted", func() bool { return rec.get(rec.closed, "sso/"+ClosedConn) == 1 })
+	if closedByServer(bare) {
+		t.Error("the handshaking connection was closed, not the idle one")
+	}
+	if got := c.Counts(); got.Conns != 3 {
+		t.Errorf("counts %+v", got)
+	}
+	_ = idle.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := idle.Read(buf); err == nil {
+		t.Error("the idle connection is still open")
+	}
+}
