@@ -66,6 +66,7 @@ type Store interface {
 	DecisionStore
 	BrowserCertStore
 	ServerKeyStore
+	PeopleStore
 	// Ping checks the backend is reachable.
 	Ping(ctx context.Context) error
 	// CheckWrite commits one small write (a single row, stamped at): a

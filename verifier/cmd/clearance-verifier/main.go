@@ -55,6 +55,7 @@ func (a *app) program() *cli.Program {
 			a.devicesCmd(),
 			a.decisionsCmd(),
 			a.secretCmd(),
+			a.scimCmd(),
 			a.scepCmd(),
 			a.profileCmd(),
 			a.oktaCmd(),

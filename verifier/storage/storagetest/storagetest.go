@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"ServerKeys", serverKeyTests},
 		{"Decisions", decisionTests},
 		{"BrowserCerts", browserCertTests},
+		{"People", peopleTests},
 		{"Store", storeTests},
 		{"Dump", dumpTests},
 	}
