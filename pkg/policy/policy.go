@@ -59,6 +59,11 @@ type Policy struct {
 	Critical bool
 	// Interval is how often the agent runs the query.
 	Interval time.Duration
+	// Groups, when set, limit whom the policy applies to: users in one of
+	// these directory groups (by name, regardless of case). Empty: everyone.
+	Groups []string
+	// ExcludeGroups: the policy never applies to users in one of these.
+	ExcludeGroups []string
 }
 
 // Set is a validated, non-empty list of policies.

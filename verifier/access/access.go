@@ -58,6 +58,12 @@ type Gate struct {
 	LiveCheckTimeout time.Duration
 	Metrics          LiveCheckRecorder
 	Now              func() time.Time
+	// People, when set, is read for who signs in: SCIM users, their groups
+	// and their Macs, judged by Rules. nil: only devices are judged.
+	People People
+	Rules  PeopleRules
+	// Scopes, when set, gives the policies' group scopes.
+	Scopes Scopes
 }
 
 // DefaultLiveCheckTimeout is how long a sign-in waits for the agent.
@@ -113,6 +119,9 @@ func (g *Gate) Decide(ctx context.Context, q Query, mode Mode) (decision.Decisio
 		MaxClockSkew:  g.MaxClockSkew,
 		BrowserCert:   q.BrowserCert,
 	}
+	if g.Scopes != nil {
+		in.Scopes = g.Scopes.Scopes()
+	}
 	var dev storage.Device
 	var err error
 	if q.Device != nil && q.Device.ID == deviceID {
@@ -128,6 +137,11 @@ func (g *Gate) Decide(ctx context.Context, q Query, mode Mode) (decision.Decisio
 		return decision.Decision{}, fmt.Errorf("%w: device: %w", ErrStorage, err)
 	}
 	in.Device = &dev
+	if g.People != nil {
+		if in.Person, err = g.person(ctx, q.Username, &dev, len(in.Scopes) > 0); err != nil {
+			return decision.Decision{}, err
+		}
+	}
 	if err := g.loadReport(ctx, &in); err != nil {
 		return decision.Decision{}, err
 	}

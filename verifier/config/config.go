@@ -122,6 +122,17 @@ type Config struct {
 	// presence on (clearance-agent --presence-listen).
 	AgentPresencePort int
 
+	// SCIMUsers is whether a sign-in's username must be a user Okta
+	// provisioned over SCIM: SCIMOptional or SCIMRequired. A deactivated
+	// user is denied either way.
+	SCIMUsers string
+	// UserBinding is whether the user signing in must be bound to the Mac:
+	// off, warn (allow, log and show the mismatch) or enforce.
+	UserBinding string
+	// UserBindingRule binds a Mac's local accounts to directory users
+	// (access.Binds).
+	UserBindingRule string
+
 	// EnrollApproval admits new devices: EnrollAuto (any with a valid
 	// secret), EnrollKnown (serials on the imported list; others wait for
 	// approval) or EnrollManual (every new device waits). A known device
@@ -154,6 +165,19 @@ const (
 	EnrollAuto   = "auto"
 	EnrollKnown  = "known"
 	EnrollManual = "manual"
+)
+
+// SCIM user requirements (Config.SCIMUsers).
+const (
+	SCIMOptional = "optional"
+	SCIMRequired = "required"
+)
+
+// User bindings (Config.UserBinding).
+const (
+	UserBindingOff     = "off"
+	UserBindingWarn    = "warn"
+	UserBindingEnforce = "enforce"
 )
 
 // Browser bindings (Config.BrowserBinding).
@@ -494,6 +518,15 @@ var settings = []setting{
 	{"scep-rate-limit", GroupBrowser, strconv.Itoa(scep.DefaultRateLimit), "browser certificates one Mac may get per 24 hours", intRange(func(c *Config) *int { return &c.SCEPRateLimit }, 1, 1000)},
 	{"require-agent-vouched-cert", GroupBrowser, "true", "honour a browser certificate only if the Mac's agent reports it in a user keychain", boolean(func(c *Config) *bool { return &c.RequireAgentVouchedCert })},
 	{"browser-binding", GroupSignIn, BindingAgent, "how a sign-in is bound to the Mac: agent (the agent's signed proof of presence on loopback), certificate (a SCEP browser certificate the agent vouches for; weaker) or either", oneOf(func(c *Config) *string { return &c.BrowserBinding }, BindingAgent, BindingCertificate, BindingEither)},
+	{"scim-users", GroupSignIn, SCIMOptional, "optional: any username Okta sends may sign in, and a user Okta deactivated over SCIM is denied; required: the username must also be one Okta provisioned over SCIM (turn on once the first import is done)", oneOf(func(c *Config) *string { return &c.SCIMUsers }, SCIMOptional, SCIMRequired)},
+	{"user-binding", GroupSignIn, UserBindingWarn, "whether the user signing in must be bound to the Mac (assigned with the admin API's AssignDevice, or a local account matched by --user-binding-rule): off, warn (allow, log and show the mismatch) or enforce (deny)", oneOf(func(c *Config) *string { return &c.UserBinding }, UserBindingOff, UserBindingWarn, UserBindingEnforce)},
+	{"user-binding-rule", GroupSignIn, "email-local-part", "how a Mac's local accounts name directory users: email-local-part (jdoe is jdoe@…) or a pattern such as {local}@example.com", value{"rule", func(c *Config, v string) error {
+		if v != "email-local-part" && (!strings.Contains(v, "{local}") || len(v) > 200) {
+			return fmt.Errorf("%q is neither email-local-part nor a pattern holding {local}", v)
+		}
+		c.UserBindingRule = v
+		return nil
+	}}},
 	{"agent-presence-port", GroupSignIn, strconv.Itoa(DefaultAgentPresencePort), "loopback port agents serve proofs of presence on (clearance-agent --presence-listen)", port(func(c *Config) *int { return &c.AgentPresencePort })},
 	{"decision-retention", GroupSignIn, durText(storage.DefaultDecisionRetention), "how long decisions are kept in the decision log", dur(func(c *Config) *time.Duration { return &c.DecisionRetention }, time.Hour, 10*365*24*time.Hour)},
 	{"sso-rate-limit", GroupLimits, strconv.Itoa(ratelimit.DefaultRate), "requests a second one client address may make to the sign-in listener (every path but /healthz), sustained; more get 429 with Retry-After; 0 turns the limit off", rate(func(c *Config) *float64 { return &c.SSORateLimit }, 100000)},

@@ -69,6 +69,12 @@ type Input struct {
 	// is one (nil for the agent's own certificate, which proves the device
 	// key itself).
 	BrowserCert *BrowserCert
+	// Person is the signing-in user as the directory knows them; nil when
+	// people are not checked (no SCIM, binding off, no group policies).
+	Person *Person
+	// Scopes are the policies' group scopes, by policy id; a policy
+	// without one applies to everyone.
+	Scopes map[string]Scope
 }
 
 // BrowserCert is a browser certificate presented at sign-in.
@@ -140,7 +146,9 @@ type Reason = reason.Code
 // Precedence lists every decision reason in precedence order (allowed last:
 // it applies only when nothing else does).
 var Precedence = []Reason{
-	reason.UnknownDevice, reason.DeviceRevoked, reason.NoPolicies, reason.NoReport,
+	reason.UnknownDevice, reason.DeviceRevoked,
+	reason.UserUnknown, reason.UserDeactivated, reason.UserNotBound,
+	reason.NoPolicies, reason.NoReport,
 	reason.DeviceMismatch, reason.ClockSkew, reason.StalePosture, reason.CertNotVouched,
 	reason.PolicyFailed, reason.PolicyError, reason.PolicyMissing, reason.Allowed,
 }
@@ -214,6 +222,9 @@ type Decision struct {
 	LiveCheck  LiveCheck
 	// CertVouching says whether the browser certificate was vouched for.
 	CertVouching Vouching
+	// BindingMismatch: the user is not bound to this Mac, which
+	// --user-binding warn allows and records.
+	BindingMismatch bool
 }
 
 // Bypassable reports whether d is a denial that a future per-policy
@@ -237,7 +248,10 @@ func (d Decision) Bypassable() bool {
 //
 // Rules, in precedence order (the first that applies is the Reason):
 //
-//  1. unknown device, 2. revoked device, 3. no policy set loaded,
+//  1. unknown device, 2. revoked device,
+//     2a. the user: not provisioned (when required), deactivated, not bound
+//     to this Mac (under --user-binding enforce),
+//  3. no policy set loaded,
 //  4. no usable report, 5. report about another device,
 //  6. observed_at more than MaxClockSkew in the future,
 //  7. report older than MaxPostureAge,
@@ -286,6 +300,11 @@ func Decide(in Input) Decision {
 		return d.deny(reason.DeviceRevoked)
 	}
 
+	// 2a. Who is signing in: provisioned, active, bound to this Mac?
+	if r := d.judgePerson(in.Person); r != "" {
+		return d.deny(r)
+	}
+
 	// 3. Without the policies in force there is nothing to hold the device to.
 	if in.Policies == nil {
 		return d.deny(reason.NoPolicies)
@@ -322,8 +341,9 @@ func Decide(in Input) Decision {
 		}
 	}
 
-	// 9-11. Does it pass every policy that counts?
-	d.judge(in.Policies, in.Report)
+	// 9-11. Does it pass every policy that counts (of those that apply to
+	// this person)?
+	d.judge(scoped(in.Policies, in.Scopes, in.Person), in.Report)
 	var fail, errs, missing int
 	for _, f := range d.Failing {
 		switch f.Status {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/clearance/clearance/pkg/policy"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/decision"
 )
 
 // policySource holds the policy set in force, converted once to the form
@@ -15,6 +16,8 @@ type policySource struct {
 	path string
 	mu   sync.Mutex // serializes reloads
 	cur  atomic.Pointer[agentv1.PolicySet]
+	// scopes are the set's group scopes, by policy id (nil: none).
+	scopes atomic.Pointer[map[string]decision.Scope]
 }
 
 func newPolicySource(path string) (*policySource, error) {
@@ -27,6 +30,14 @@ func newPolicySource(path string) (*policySource, error) {
 
 func (p *policySource) Current() *agentv1.PolicySet { return p.cur.Load() }
 
+// Scopes returns the group scopes of the set in force.
+func (p *policySource) Scopes() map[string]decision.Scope {
+	if m := p.scopes.Load(); m != nil {
+		return *m
+	}
+	return nil
+}
+
 func (p *policySource) Reload() (*agentv1.PolicySet, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -35,6 +46,14 @@ func (p *policySource) Reload() (*agentv1.PolicySet, error) {
 		return nil, err
 	}
 	ps := set.Proto()
+	scopes := map[string]decision.Scope{}
+	for _, pol := range set.Policies {
+		if len(pol.Groups) > 0 || len(pol.ExcludeGroups) > 0 {
+			scopes[pol.ID] = decision.Scope{Groups: pol.Groups, Exclude: pol.ExcludeGroups}
+		}
+	}
+	// Scopes first: a sign-in that reads the new set finds its scopes.
+	p.scopes.Store(&scopes)
 	p.cur.Store(ps)
 	return ps, nil
 }

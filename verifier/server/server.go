@@ -38,6 +38,7 @@ import (
 	"github.com/clearance/clearance/verifier/ca"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/datadir"
+	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/enroll"
 	"github.com/clearance/clearance/verifier/grpcconn"
 	"github.com/clearance/clearance/verifier/hub"
@@ -206,6 +207,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		Store: s.Store, Checker: s.Hub, Policies: s.policies,
 		MaxPostureAge: cfg.MaxPostureAge, MaxClockSkew: cfg.MaxReportSkew, LiveCheckAfter: cfg.LiveCheckAfter,
 		LiveCheckTimeout: cfg.LiveCheckTimeout, Metrics: s.Metrics, Now: s.now,
+		People: s.Store, Scopes: s.policies,
+		Rules: access.PeopleRules{RequireProvisioned: cfg.SCIMUsers == config.SCIMRequired,
+			Binding: decision.UserBinding(cfg.UserBinding), BindingRule: cfg.UserBindingRule},
 	}
 	s.admin = &admin.Server{Store: s.Store, Hub: s.Hub, Policies: s.policies, Metrics: s.Metrics, Logger: log, Now: s.now, Access: s.Gate,
 		CheckTimeout: cfg.LiveCheckTimeout}

@@ -1,0 +1,111 @@
+package access
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/clearance/clearance/verifier/decision"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// People is what the gate reads about who signs in; storage.Store
+// implements it.
+type People interface {
+	GetUserByName(ctx context.Context, userName string) (storage.User, error)
+	UserGroups(ctx context.Context, userID string) ([]storage.Group, error)
+	DeviceUsers(ctx context.Context, deviceID string) ([]storage.DeviceUser, error)
+	DeviceAccounts(ctx context.Context, deviceID string) ([]storage.DeviceAccount, error)
+}
+
+// PeopleRules say what the gate requires of who signs in.
+type PeopleRules struct {
+	// RequireProvisioned: the username must be a user Okta provisioned
+	// over SCIM (--scim-users required).
+	RequireProvisioned bool
+	// Binding is --user-binding.
+	Binding decision.UserBinding
+	// BindingRule binds a Mac's local accounts to directory users
+	// (--user-binding-rule): see Binds.
+	BindingRule string
+}
+
+// Scopes returns the policies' group scopes, by policy id; the policy
+// source implements it.
+type Scopes interface {
+	Scopes() map[string]decision.Scope
+}
+
+// person reads the directory's view of username for a sign-in from
+// device (nil for an unknown device).
+func (g *Gate) person(ctx context.Context, username string, dev *storage.Device, scoped bool) (*decision.Person, error) {
+	p := &decision.Person{RequireProvisioned: g.Rules.RequireProvisioned, Binding: g.Rules.Binding}
+	u, err := g.People.GetUserByName(ctx, username)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("%w: user: %w", ErrStorage, err)
+	default:
+		p.Known, p.Active = true, u.Active
+		if scoped {
+			gs, err := g.People.UserGroups(ctx, u.ID)
+			if err != nil {
+				return nil, fmt.Errorf("%w: user's groups: %w", ErrStorage, err)
+			}
+			for _, grp := range gs {
+				p.Groups = append(p.Groups, grp.DisplayName)
+			}
+		}
+	}
+	if p.Binding == "" || p.Binding == decision.BindingOff || dev == nil || !p.Known {
+		return p, nil
+	}
+	bound, err := g.People.DeviceUsers(ctx, dev.ID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: device users: %w", ErrStorage, err)
+	}
+	for _, b := range bound {
+		if b.UserID == u.ID {
+			p.BoundHere = true
+			return p, nil
+		}
+	}
+	accounts, err := g.People.DeviceAccounts(ctx, dev.ID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: device accounts: %w", ErrStorage, err)
+	}
+	for _, a := range accounts {
+		if Binds(g.Rules.BindingRule, a.Account, u) {
+			p.BoundHere = true
+			break
+		}
+	}
+	return p, nil
+}
+
+// DefaultBindingRule binds a local account to the directory user whose
+// userName or e-mail address has it as its local part (jdoe ↔
+// jdoe@example.com).
+const DefaultBindingRule = "email-local-part"
+
+// Binds reports whether rule binds the Mac's local account to user u. A
+// rule holding "{local}" (e.g. "{local}@example.com") binds the user whose
+// userName or e-mail is the rule with the account's name in place of
+// {local}; DefaultBindingRule (or empty) compares the account's name with
+// the local part of the userName and of the e-mail. Names compare
+// regardless of case.
+func Binds(rule, account string, u storage.User) bool {
+	if account == "" {
+		return false
+	}
+	if strings.Contains(rule, "{local}") {
+		want := strings.ReplaceAll(rule, "{local}", account)
+		return strings.EqualFold(want, u.UserName) || (u.Email != "" && strings.EqualFold(want, u.Email))
+	}
+	local := func(s string) string {
+		l, _, _ := strings.Cut(s, "@")
+		return l
+	}
+	return strings.EqualFold(account, local(u.UserName)) || (u.Email != "" && strings.EqualFold(account, local(u.Email)))
+}
