@@ -2130,8 +2130,8 @@ type ExplainAccessRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The device to decide for. Required.
 	DeviceId string `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
-	// The Okta username to decide for. Only recorded in the answer: access
-	// depends on the device, not on who signs in.
+	// The Okta username to decide for: their SCIM record, groups and Mac
+	// bindings count as they would at a sign-in.
 	Username string `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
 	// Ask the agent for a fresh report first, as a real sign-in would when the
 	// latest one is old. Default: decide on the stored report only.
@@ -3390,7 +3390,7 @@ var File_clearance_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1eclearance/admin/v1/admin.proto\x12\x12clearance.admin.v1\x1a\x1fclearance/agent/v1/enroll.proto\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fclearance/agent/v1/stream.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x01\n" +
+	"\x1eclearance/admin/v1/admin.proto\x12\x12clearance.admin.v1\x1a\x1fclearance/admin/v1/people.proto\x1a\x1fclearance/agent/v1/enroll.proto\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fclearance/agent/v1/stream.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x01\n" +
 	"\x0ePostureSummary\x12\x12\n" +
 	"\x04pass\x18\x01 \x01(\rR\x04pass\x12\x12\n" +
 	"\x04fail\x18\x02 \x01(\rR\x04fail\x12\x14\n" +
@@ -3660,7 +3660,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x12POLICY_STATUS_PASS\x10\x01\x12\x16\n" +
 	"\x12POLICY_STATUS_FAIL\x10\x02\x12\x17\n" +
 	"\x13POLICY_STATUS_ERROR\x10\x03\x12\x19\n" +
-	"\x15POLICY_STATUS_MISSING\x10\x042\xde\x0f\n" +
+	"\x15POLICY_STATUS_MISSING\x10\x042\xb5\x13\n" +
 	"\fAdminService\x12^\n" +
 	"\vListDevices\x12&.clearance.admin.v1.ListDevicesRequest\x1a'.clearance.admin.v1.ListDevicesResponse\x12X\n" +
 	"\tGetDevice\x12$.clearance.admin.v1.GetDeviceRequest\x1a%.clearance.admin.v1.GetDeviceResponse\x12a\n" +
@@ -3679,7 +3679,13 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x16ListPendingEnrollments\x121.clearance.admin.v1.ListPendingEnrollmentsRequest\x1a2.clearance.admin.v1.ListPendingEnrollmentsResponse\x12p\n" +
 	"\x11ApproveEnrollment\x12,.clearance.admin.v1.ApproveEnrollmentRequest\x1a-.clearance.admin.v1.ApproveEnrollmentResponse\x12m\n" +
 	"\x10RejectEnrollment\x12+.clearance.admin.v1.RejectEnrollmentRequest\x1a,.clearance.admin.v1.RejectEnrollmentResponse\x12s\n" +
-	"\x12ImportKnownDevices\x12-.clearance.admin.v1.ImportKnownDevicesRequest\x1a..clearance.admin.v1.ImportKnownDevicesResponseBEZCgithub.com/clearance/clearance/proto/gen/clearance/admin/v1;adminv1b\x06proto3"
+	"\x12ImportKnownDevices\x12-.clearance.admin.v1.ImportKnownDevicesRequest\x1a..clearance.admin.v1.ImportKnownDevicesResponse\x12X\n" +
+	"\tListUsers\x12$.clearance.admin.v1.ListUsersRequest\x1a%.clearance.admin.v1.ListUsersResponse\x12R\n" +
+	"\aGetUser\x12\".clearance.admin.v1.GetUserRequest\x1a#.clearance.admin.v1.GetUserResponse\x12[\n" +
+	"\n" +
+	"ListGroups\x12%.clearance.admin.v1.ListGroupsRequest\x1a&.clearance.admin.v1.ListGroupsResponse\x12a\n" +
+	"\fAssignDevice\x12'.clearance.admin.v1.AssignDeviceRequest\x1a(.clearance.admin.v1.AssignDeviceResponse\x12g\n" +
+	"\x0eUnassignDevice\x12).clearance.admin.v1.UnassignDeviceRequest\x1a*.clearance.admin.v1.UnassignDeviceResponseBEZCgithub.com/clearance/clearance/proto/gen/clearance/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_clearance_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -3752,6 +3758,16 @@ var file_clearance_admin_v1_admin_proto_goTypes = []any{
 	(*v1.PostureReport)(nil),                 // 53: clearance.agent.v1.PostureReport
 	(*v1.PolicySet)(nil),                     // 54: clearance.agent.v1.PolicySet
 	(*durationpb.Duration)(nil),              // 55: google.protobuf.Duration
+	(*ListUsersRequest)(nil),                 // 56: clearance.admin.v1.ListUsersRequest
+	(*GetUserRequest)(nil),                   // 57: clearance.admin.v1.GetUserRequest
+	(*ListGroupsRequest)(nil),                // 58: clearance.admin.v1.ListGroupsRequest
+	(*AssignDeviceRequest)(nil),              // 59: clearance.admin.v1.AssignDeviceRequest
+	(*UnassignDeviceRequest)(nil),            // 60: clearance.admin.v1.UnassignDeviceRequest
+	(*ListUsersResponse)(nil),                // 61: clearance.admin.v1.ListUsersResponse
+	(*GetUserResponse)(nil),                  // 62: clearance.admin.v1.GetUserResponse
+	(*ListGroupsResponse)(nil),               // 63: clearance.admin.v1.ListGroupsResponse
+	(*AssignDeviceResponse)(nil),             // 64: clearance.admin.v1.AssignDeviceResponse
+	(*UnassignDeviceResponse)(nil),           // 65: clearance.admin.v1.UnassignDeviceResponse
 }
 var file_clearance_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: clearance.admin.v1.Device.status:type_name -> clearance.admin.v1.DeviceStatus
@@ -3830,26 +3846,36 @@ var file_clearance_admin_v1_admin_proto_depIdxs = []int32{
 	43, // 73: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
 	45, // 74: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
 	48, // 75: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
-	8,  // 76: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
-	10, // 77: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
-	12, // 78: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
-	14, // 79: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
-	16, // 80: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
-	19, // 81: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
-	21, // 82: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
-	23, // 83: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
-	25, // 84: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
-	29, // 85: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
-	32, // 86: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
-	34, // 87: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
-	37, // 88: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
-	39, // 89: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
-	42, // 90: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
-	44, // 91: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
-	46, // 92: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
-	49, // 93: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
-	76, // [76:94] is the sub-list for method output_type
-	58, // [58:76] is the sub-list for method input_type
+	56, // 76: clearance.admin.v1.AdminService.ListUsers:input_type -> clearance.admin.v1.ListUsersRequest
+	57, // 77: clearance.admin.v1.AdminService.GetUser:input_type -> clearance.admin.v1.GetUserRequest
+	58, // 78: clearance.admin.v1.AdminService.ListGroups:input_type -> clearance.admin.v1.ListGroupsRequest
+	59, // 79: clearance.admin.v1.AdminService.AssignDevice:input_type -> clearance.admin.v1.AssignDeviceRequest
+	60, // 80: clearance.admin.v1.AdminService.UnassignDevice:input_type -> clearance.admin.v1.UnassignDeviceRequest
+	8,  // 81: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
+	10, // 82: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
+	12, // 83: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
+	14, // 84: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
+	16, // 85: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
+	19, // 86: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
+	21, // 87: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
+	23, // 88: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
+	25, // 89: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
+	29, // 90: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
+	32, // 91: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
+	34, // 92: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
+	37, // 93: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
+	39, // 94: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
+	42, // 95: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
+	44, // 96: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
+	46, // 97: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
+	49, // 98: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
+	61, // 99: clearance.admin.v1.AdminService.ListUsers:output_type -> clearance.admin.v1.ListUsersResponse
+	62, // 100: clearance.admin.v1.AdminService.GetUser:output_type -> clearance.admin.v1.GetUserResponse
+	63, // 101: clearance.admin.v1.AdminService.ListGroups:output_type -> clearance.admin.v1.ListGroupsResponse
+	64, // 102: clearance.admin.v1.AdminService.AssignDevice:output_type -> clearance.admin.v1.AssignDeviceResponse
+	65, // 103: clearance.admin.v1.AdminService.UnassignDevice:output_type -> clearance.admin.v1.UnassignDeviceResponse
+	81, // [81:104] is the sub-list for method output_type
+	58, // [58:81] is the sub-list for method input_type
 	58, // [58:58] is the sub-list for extension type_name
 	58, // [58:58] is the sub-list for extension extendee
 	0,  // [0:58] is the sub-list for field type_name
@@ -3860,6 +3886,7 @@ func file_clearance_admin_v1_admin_proto_init() {
 	if File_clearance_admin_v1_admin_proto != nil {
 		return
 	}
+	file_clearance_admin_v1_people_proto_init()
 	file_clearance_admin_v1_admin_proto_msgTypes[0].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
