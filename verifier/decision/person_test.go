@@ -24,7 +24,10 @@ func TestDecidePerson(t *testing.T) {
 		{name: "unbound under enforce", mod: person(decision.Person{Known: true, Active: true, Binding: decision.BindingEnforce}), reason: reason.UserNotBound},
 		{name: "bound under enforce", mod: person(decision.Person{Known: true, Active: true, Binding: decision.BindingEnforce, BoundHere: true}), allow: true, reason: reason.Allowed},
 		{name: "unbound under warn", mod: person(decision.Person{Known: true, Active: true, Binding: decision.BindingWarn}), allow: true, reason: reason.Allowed},
-		{name: "revoked device beats the user", mod: func(in *decision.Input) { in.Device = revoked(); in.Person = &decision.Person{RequireProvisioned: true} }, reason: reason.DeviceRevoked},
+		{name: "revoked device beats the user", mod: func(in *decision.Input) {
+			in.Device = revoked()
+			in.Person = &decision.Person{RequireProvisioned: true}
+		}, reason: reason.DeviceRevoked},
 		{name: "user beats stale posture", mod: func(in *decision.Input) { in.Report = nil; in.Person = &decision.Person{Known: true} }, reason: reason.UserDeactivated},
 		{name: "active user, failing policy", mod: func(in *decision.Input) {
 			in.Person = &active

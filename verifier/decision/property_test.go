@@ -115,7 +115,7 @@ func randomScenario(r *rand.Rand) scenario {
 	s.personOK = true
 	if r.IntN(3) == 0 {
 		p := &decision.Person{RequireProvisioned: r.IntN(2) == 0, Known: r.IntN(4) > 0, Active: r.IntN(4) > 0,
-			Binding: []decision.UserBinding{decision.BindingOff, decision.BindingWarn, decision.BindingEnforce}[r.IntN(3)],
+			Binding:   []decision.UserBinding{decision.BindingOff, decision.BindingWarn, decision.BindingEnforce}[r.IntN(3)],
 			BoundHere: r.IntN(2) == 0}
 		if !p.Known {
 			p.Active = false
