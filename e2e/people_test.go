@@ -152,6 +152,7 @@ func TestUserBindingEnforce(t *testing.T) {
 	t.Parallel()
 	rig := newPeopleRig(t, "--user-binding", "enforce", "--scim-users", "required")
 	admin, ctx := rig.v.admin()
+	okta := rig.okta
 	// The Mac is Bob's.
 	if _, err := admin.AssignDevice(ctx, &adminv1.AssignDeviceRequest{DeviceId: rig.deviceID, User: "bob@example.com"}); err != nil {
 		t.Fatal(err)
@@ -168,6 +169,13 @@ func TestUserBindingEnforce(t *testing.T) {
 	}
 	req, p := rig.signIn(e2eUser)
 	rig.okay(req, p)
+
+	// 4. Alice, the Mac's console user, needs no assignment: the default
+	// --user-binding-rule binds local account alice to alice@example.com.
+	okta.provision("alice@example.com", "Alice", "Example")
+	if _, p := rig.signIn("alice@example.com"); p.status != http.StatusOK || !strings.Contains(p.body, "SAMLResponse") {
+		t.Fatalf("alice on her own Mac: %d\n%s", p.status, p.body)
+	}
 
 	// GetUser tells who Ada is: groups, Macs, last sign-in.
 	u, err := admin.GetUser(ctx, &adminv1.GetUserRequest{User: e2eUser})
@@ -186,7 +194,7 @@ func TestUserBindingEnforce(t *testing.T) {
 		t.Errorf("ListGroups = %v, %v", gs, err)
 	}
 	us, err := admin.ListUsers(ctx, &adminv1.ListUsersRequest{PageSize: 1})
-	if err != nil || us.GetTotal() != 2 || len(us.GetUsers()) != 1 || us.GetNextPageToken() == "" {
+	if err != nil || us.GetTotal() != 3 || len(us.GetUsers()) != 1 || us.GetNextPageToken() == "" {
 		t.Errorf("ListUsers = %v, %v", us, err)
 	}
 	// Unassigned again, she is denied again.

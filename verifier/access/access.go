@@ -137,8 +137,9 @@ func (g *Gate) Decide(ctx context.Context, q Query, mode Mode) (decision.Decisio
 		return decision.Decision{}, fmt.Errorf("%w: device: %w", ErrStorage, err)
 	}
 	in.Device = &dev
+	var user storage.User
 	if g.People != nil {
-		if in.Person, err = g.person(ctx, q.Username, &dev, len(in.Scopes) > 0); err != nil {
+		if in.Person, user, err = g.person(ctx, q.Username, &dev, len(in.Scopes) > 0); err != nil {
 			return decision.Decision{}, err
 		}
 	}
@@ -158,6 +159,7 @@ func (g *Gate) Decide(ctx context.Context, q Query, mode Mode) (decision.Decisio
 		in.LiveCheck = g.liveCheck(ctx, &in)
 		in.Now = g.now()
 	}
+	g.bindByAccounts(in.Person, user, in.Report, dev.ID)
 	return decision.Decide(in), nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/storage"
 )
@@ -16,7 +17,6 @@ type People interface {
 	GetUserByName(ctx context.Context, userName string) (storage.User, error)
 	UserGroups(ctx context.Context, userID string) ([]storage.Group, error)
 	DeviceUsers(ctx context.Context, deviceID string) ([]storage.DeviceUser, error)
-	DeviceAccounts(ctx context.Context, deviceID string) ([]storage.DeviceAccount, error)
 }
 
 // PeopleRules say what the gate requires of who signs in.
@@ -38,20 +38,22 @@ type Scopes interface {
 }
 
 // person reads the directory's view of username for a sign-in from
-// device (nil for an unknown device).
-func (g *Gate) person(ctx context.Context, username string, dev *storage.Device, scoped bool) (*decision.Person, error) {
+// device, and the user's record (zero when not provisioned). A user not
+// assigned to the Mac may still be bound by its accounts: see
+// bindByAccounts, which needs the report.
+func (g *Gate) person(ctx context.Context, username string, dev *storage.Device, scoped bool) (*decision.Person, storage.User, error) {
 	p := &decision.Person{RequireProvisioned: g.Rules.RequireProvisioned, Binding: g.Rules.Binding}
 	u, err := g.People.GetUserByName(ctx, username)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 	case err != nil:
-		return nil, fmt.Errorf("%w: user: %w", ErrStorage, err)
+		return nil, storage.User{}, fmt.Errorf("%w: user: %w", ErrStorage, err)
 	default:
 		p.Known, p.Active = true, u.Active
 		if scoped {
 			gs, err := g.People.UserGroups(ctx, u.ID)
 			if err != nil {
-				return nil, fmt.Errorf("%w: user's groups: %w", ErrStorage, err)
+				return nil, storage.User{}, fmt.Errorf("%w: user's groups: %w", ErrStorage, err)
 			}
 			for _, grp := range gs {
 				p.Groups = append(p.Groups, grp.DisplayName)
@@ -59,29 +61,35 @@ func (g *Gate) person(ctx context.Context, username string, dev *storage.Device,
 		}
 	}
 	if p.Binding == "" || p.Binding == decision.BindingOff || dev == nil || !p.Known {
-		return p, nil
+		return p, u, nil
 	}
 	bound, err := g.People.DeviceUsers(ctx, dev.ID)
 	if err != nil {
-		return nil, fmt.Errorf("%w: device users: %w", ErrStorage, err)
+		return nil, storage.User{}, fmt.Errorf("%w: device users: %w", ErrStorage, err)
 	}
 	for _, b := range bound {
 		if b.UserID == u.ID {
 			p.BoundHere = true
-			return p, nil
-		}
-	}
-	accounts, err := g.People.DeviceAccounts(ctx, dev.ID)
-	if err != nil {
-		return nil, fmt.Errorf("%w: device accounts: %w", ErrStorage, err)
-	}
-	for _, a := range accounts {
-		if Binds(g.Rules.BindingRule, a.Account, u) {
-			p.BoundHere = true
 			break
 		}
 	}
-	return p, nil
+	return p, u, nil
+}
+
+// bindByAccounts binds the user to the Mac when the report names one of
+// its local accounts that the binding rule maps to the user: the
+// console user, or another account that has logged in.
+func (g *Gate) bindByAccounts(p *decision.Person, u storage.User, r *agentv1.PostureReport, deviceID string) {
+	if p == nil || !p.Known || p.BoundHere || p.Binding == "" || p.Binding == decision.BindingOff ||
+		r.GetDeviceId() != deviceID {
+		return
+	}
+	for _, a := range r.GetAccounts() {
+		if Binds(g.Rules.BindingRule, a.GetName(), u) {
+			p.BoundHere = true
+			return
+		}
+	}
 }
 
 // DefaultBindingRule binds a local account to the directory user whose

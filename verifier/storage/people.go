@@ -117,17 +117,6 @@ type DeviceUser struct {
 	CreatedAt time.Time
 }
 
-// DeviceAccount is a local account on a Mac as its agent last reported it.
-type DeviceAccount struct {
-	DeviceID string
-	// Account is the short (POSIX) name of the local account.
-	Account string
-	// Console is true for the account logged in at the console.
-	Console     bool
-	LastLoginAt time.Time // zero when unknown
-	ReportedAt  time.Time
-}
-
 // PeopleStore keeps users, groups, SCIM tokens and device bindings. Every
 // change appends its audit event in the same transaction.
 type PeopleStore interface {
@@ -185,9 +174,4 @@ type PeopleStore interface {
 	DeviceUsers(ctx context.Context, deviceID string) ([]DeviceUser, error)
 	// UserDevices lists the devices bound to a user, by device ID.
 	UserDevices(ctx context.Context, userID string) ([]DeviceUser, error)
-	// SetDeviceAccounts replaces the local accounts a device's agent
-	// reported.
-	SetDeviceAccounts(ctx context.Context, deviceID string, accounts []DeviceAccount) error
-	// DeviceAccounts lists a device's reported local accounts, by name.
-	DeviceAccounts(ctx context.Context, deviceID string) ([]DeviceAccount, error)
 }

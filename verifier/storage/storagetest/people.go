@@ -17,7 +17,6 @@ var peopleTests = []test{
 	{"Groups", testGroups},
 	{"GroupRefusals", testGroupRefusals},
 	{"DeviceBindings", testDeviceBindings},
-	{"DeviceAccounts", testDeviceAccounts},
 }
 
 func scimAudit(action string) storage.AuditEvent {
@@ -271,23 +270,4 @@ func testDeviceBindings(t *testing.T, s storage.Store) {
 	if len(got) != 0 {
 		t.Errorf("after unbinding: %+v", got)
 	}
-}
-
-func testDeviceAccounts(t *testing.T, s storage.Store) {
-	ctx := t.Context()
-	devs := enrollN(t, s, 1)
-	id := devs[0].ID
-	first := []storage.DeviceAccount{
-		{DeviceID: id, Account: "bob", LastLoginAt: at(-hour), ReportedAt: t0},
-		{DeviceID: id, Account: "ada", Console: true, LastLoginAt: at(-minute), ReportedAt: t0},
-	}
-	must(t, s.SetDeviceAccounts(ctx, id, first))
-	got, err := s.DeviceAccounts(ctx, id)
-	must(t, err)
-	equal(t, "DeviceAccounts", got, []storage.DeviceAccount{first[1], first[0]})
-	second := []storage.DeviceAccount{{DeviceID: id, Account: "ada", ReportedAt: at(hour)}}
-	must(t, s.SetDeviceAccounts(ctx, id, second))
-	got, err = s.DeviceAccounts(ctx, id)
-	must(t, err)
-	equal(t, "DeviceAccounts replaced", got, second)
 }

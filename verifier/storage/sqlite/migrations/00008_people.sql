@@ -1,6 +1,6 @@
 -- People: SCIM bearer tokens, the users and groups Okta provisions, group
--- memberships, which directory users are bound to which Mac, and the local
--- accounts each Mac's agent reports. Times are INTEGER unix nanoseconds
+-- memberships, and which directory users the security team assigned to
+-- which Mac. Times are INTEGER unix nanoseconds
 -- UTC, 0 meaning "not set", as in 00001.
 
 -- +goose Up
@@ -58,19 +58,7 @@ CREATE TABLE device_users (
 
 CREATE INDEX device_users_user_id ON device_users (user_id, device_id);
 
-CREATE TABLE device_accounts (
-    device_id     TEXT    NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
-    account       TEXT    NOT NULL CHECK (account <> ''),
-    console       INTEGER NOT NULL CHECK (console IN (0, 1)),
-    last_login_at INTEGER NOT NULL,
-    reported_at   INTEGER NOT NULL,
-    PRIMARY KEY (device_id, account)
-) STRICT;
-
-CREATE INDEX device_accounts_account ON device_accounts (account, device_id);
-
 -- +goose Down
-DROP TABLE device_accounts;
 DROP TABLE device_users;
 DROP TABLE group_members;
 DROP TABLE directory_groups;

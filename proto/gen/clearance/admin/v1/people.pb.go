@@ -133,11 +133,10 @@ type UserDevice struct {
 	DeviceId string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	// The Mac's hostname, for people.
 	Hostname string `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	// How: "admin" (AssignDevice) or "rule" (a local account on the Mac
-	// that --user-binding-rule names the user by).
-	Source string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
-	// The local account, for a "rule" binding.
-	Account       string `protobuf:"bytes,4,opt,name=account,proto3" json:"account,omitempty"`
+	// How: "admin" (AssignDevice). A Mac whose local account
+	// --user-binding-rule maps to the user is bound at each sign-in from its
+	// latest report, and not listed here.
+	Source        string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -189,13 +188,6 @@ func (x *UserDevice) GetHostname() string {
 func (x *UserDevice) GetSource() string {
 	if x != nil {
 		return x.Source
-	}
-	return ""
-}
-
-func (x *UserDevice) GetAccount() string {
-	if x != nil {
-		return x.Account
 	}
 	return ""
 }
@@ -841,13 +833,12 @@ const file_clearance_admin_v1_people_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"w\n" +
+	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"]\n" +
 	"\n" +
 	"UserDevice\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x16\n" +
-	"\x06source\x18\x03 \x01(\tR\x06source\x12\x18\n" +
-	"\aaccount\x18\x04 \x01(\tR\aaccount\"_\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\"_\n" +
 	"\x05Group\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x18\n" +
