@@ -26,7 +26,7 @@ type fixture struct {
 	tokID string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "clearance.db"))
 	if err != nil {
