@@ -2,17 +2,24 @@ package scim
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/clearance/clearance/verifier/storage"
+	"github.com/clearance/clearance/verifier/storage/postgres"
 	"github.com/clearance/clearance/verifier/storage/sqlite"
 	"github.com/clearance/clearance/verifier/storage/storagetest"
 )
@@ -33,6 +40,54 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return fixtureOn(t, st)
+}
+
+// newPostgresFixture is newFixture on a database of its own on the server
+// CLEARANCE_TEST_POSTGRES_DSN names; it skips without one, except in CI.
+func newPostgresFixture(t *testing.T) *fixture {
+	t.Helper()
+	base := os.Getenv("CLEARANCE_TEST_POSTGRES_DSN")
+	if base == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CLEARANCE_TEST_POSTGRES_DSN not set under CI")
+		}
+		t.Skip("CLEARANCE_TEST_POSTGRES_DSN not set")
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	name := "clearance_scim_" + hex.EncodeToString(b[:])
+	admin, err := pgx.Connect(t.Context(), base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(t.Context(), `CREATE DATABASE `+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), base)
+		if err != nil {
+			return
+		}
+		defer c.Close(context.Background())
+		_, _ = c.Exec(context.Background(), `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`)
+	})
+	u.Path = "/" + name
+	st, err := postgres.Open(t.Context(), u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return fixtureOn(t, st)
+}
+
+func fixtureOn(t testing.TB, st storage.Store) *fixture {
+	t.Helper()
 	rec, tok, err := CreateToken(t.Context(), st, "okta", "cli", t0)
 	if err != nil {
 		t.Fatal(err)
@@ -254,7 +309,11 @@ func TestDiscovery(t *testing.T) {
 // TestRefusals: every kind of bad input gets its status and SCIM error and
 // changes nothing stored.
 func TestRefusals(t *testing.T) {
-	f := newFixture(t)
+	t.Run("sqlite", func(t *testing.T) { testRefusals(t, newFixture(t)) })
+	t.Run("postgres", func(t *testing.T) { testRefusals(t, newPostgresFixture(t)) })
+}
+
+func testRefusals(t *testing.T, f *fixture) {
 	f.do(t, "POST", "/scim/v2/Users", `{"userName":"ada@example.com"}`)
 	f.do(t, "POST", "/scim/v2/Groups", `{"displayName":"Eng"}`)
 	revoked, revokedTok, err := CreateToken(t.Context(), f.store, "old", "cli", t0)
