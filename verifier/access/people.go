@@ -38,14 +38,17 @@ type Scopes interface {
 }
 
 // person reads the directory's view of username for a sign-in from
-// device, and the user's record (zero when not provisioned). A user not
-// assigned to the Mac may still be bound by its accounts: see
-// bindByAccounts, which needs the report.
+// device, and the user's record: for a username not provisioned, a record
+// with only that username, which the binding rule can still match a local
+// account to (so binding works without SCIM). A user not assigned to the
+// Mac may still be bound by its accounts: see bindByAccounts, which needs
+// the report.
 func (g *Gate) person(ctx context.Context, username string, dev *storage.Device, scoped bool) (*decision.Person, storage.User, error) {
 	p := &decision.Person{RequireProvisioned: g.Rules.RequireProvisioned, Binding: g.Rules.Binding}
 	u, err := g.People.GetUserByName(ctx, username)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
+		u = storage.User{UserName: username}
 	case err != nil:
 		return nil, storage.User{}, fmt.Errorf("%w: user: %w", ErrStorage, err)
 	default:
@@ -61,6 +64,7 @@ func (g *Gate) person(ctx context.Context, username string, dev *storage.Device,
 		}
 	}
 	if p.Binding == "" || p.Binding == decision.BindingOff || dev == nil || !p.Known {
+		// Only a provisioned user can have been assigned a Mac.
 		return p, u, nil
 	}
 	bound, err := g.People.DeviceUsers(ctx, dev.ID)
@@ -80,7 +84,7 @@ func (g *Gate) person(ctx context.Context, username string, dev *storage.Device,
 // its local accounts that the binding rule maps to the user: the
 // console user, or another account that has logged in.
 func (g *Gate) bindByAccounts(p *decision.Person, u storage.User, r *agentv1.PostureReport, deviceID string) {
-	if p == nil || !p.Known || p.BoundHere || p.Binding == "" || p.Binding == decision.BindingOff ||
+	if p == nil || u.UserName == "" || p.BoundHere || p.Binding == "" || p.Binding == decision.BindingOff ||
 		r.GetDeviceId() != deviceID {
 		return
 	}

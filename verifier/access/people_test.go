@@ -29,3 +29,12 @@ func TestBinds(t *testing.T) {
 		}
 	}
 }
+
+// A username Okta never provisioned is still bound by the rule, through
+// the username alone: binding works without SCIM.
+func TestBindsUnprovisioned(t *testing.T) {
+	t.Parallel()
+	if !Binds(DefaultBindingRule, "jdoe", storage.User{UserName: "jdoe@example.com"}) {
+		t.Error("the username alone does not bind")
+	}
+}
