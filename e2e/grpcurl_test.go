@@ -127,14 +127,17 @@ func TestGrpcurl(t *testing.T) {
 		// The device passes every policy on its stored report, decided without
 		// asking the agent (no live_check in the example).
 		"explain-access": {a.DeviceID, `"allow": true`, `"reason": "allowed"`, `"liveCheck": "none"`, `"POLICY_STATUS_PASS"`, `"filevault"`},
-		"describe":       {"rpc RequestCheck", "rpc RevokeDevice", "rpc ListDecisions", "rpc ExplainAccess"},
+		"describe":       {"rpc RequestCheck", "rpc RevokeDevice", "rpc ListDecisions", "rpc ExplainAccess", "rpc AssignDevice"},
 	}
 	// What each example must print in full. Nobody signs in during this test,
 	// so the decision log is empty: the example only shows that the call and
 	// its filters are accepted and answer with no decisions.
 	exact := map[string]string{
 		"list-decisions": "{}",
-		"decisions":      "no sign-ins match",
+		// Nobody provisioned users or pushed groups over SCIM here.
+		"list-users":  "{}",
+		"list-groups": "{}",
+		"decisions":   "no sign-ins match",
 	}
 	blocks := exampleBlock.FindAllStringSubmatch(string(readme), -1)
 	seen := map[string]bool{}

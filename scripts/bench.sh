@@ -6,8 +6,10 @@
 # listener (allowed with a certificate and with the agent's proof of presence,
 # denied) beside the
 # raw RSA-2048 signature every allowed sign-in needs two of, and their
-# ratio. Then Cloudflare posture batches beside the Access token check.
-# Then measures the agent at rest.
+# ratio, with the people checks (SCIM user, group policy, user binding)
+# on beside them off, and beside a plain crewjam/saml IdP; then SCIM
+# provisioning throughput. Then Cloudflare posture batches beside the
+# Access token check. Then measures the agent at rest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 benchtime=${BENCHTIME:-2s}
@@ -40,7 +42,7 @@ awk '
 
 # Sign-ins: both packages in one go test, which runs benchmarks one after
 # another, so the RSA ceiling and the sign-ins share the same cores.
-go test -run='^$' -bench='^(BenchmarkRSA2048Sign|BenchmarkRespond|BenchmarkValidateRedirect|BenchmarkSSO|BenchmarkSSOPresence|BenchmarkSSODeny|BenchmarkSSOBesidePeer)$' \
+go test -run='^$' -bench='^(BenchmarkRSA2048Sign|BenchmarkRespond|BenchmarkValidateRedirect|BenchmarkSSO|BenchmarkSSOPresence|BenchmarkSSOPeople|BenchmarkSSODeny|BenchmarkSSOBesidePeer)$' \
   -benchtime="$benchtime" -count=1 ./verifier/idp/ ./verifier/server/ | tee "$out" >&2
 
 awk '
@@ -50,9 +52,10 @@ awk '
   /^BenchmarkValidateRedirect(-[0-9]+)?[ \t]/ { valid = val("ns/op") }
   /^BenchmarkSSO(-[0-9]+)?[ \t]/              { a_rate = val("decisions/s"); a50 = val("p50-ms"); a99 = val("p99-ms"); browsers = val("browsers") }
   /^BenchmarkSSOPresence(-[0-9]+)?[ \t]/      { p_rate = val("decisions/s"); p50 = val("p50-ms"); p99 = val("p99-ms") }
+  /^BenchmarkSSOPeople(-[0-9]+)?[ \t]/        { u_rate = val("decisions/s"); u50 = val("p50-ms"); u99 = val("p99-ms") }
   /^BenchmarkSSODeny(-[0-9]+)?[ \t]/          { d_rate = val("decisions/s"); d50 = val("p50-ms"); d99 = val("p99-ms") }
   END {
-    if (rsa == "" || resp == "" || valid == "" || a_rate == "" || p_rate == "" || d_rate == "") { print "benchmarks missing from output" > "/dev/stderr"; exit 1 }
+    if (rsa == "" || resp == "" || valid == "" || a_rate == "" || p_rate == "" || u_rate == "" || d_rate == "") { print "benchmarks missing from output" > "/dev/stderr"; exit 1 }
     printf "\n%-52s %12s %9s %9s\n", "measure (GOMAXPROCS=" procs ")", "per second", "p50 ms", "p99 ms"
     printf "%-52s %12.0f\n", "RSA-2048 sign, raw (ceiling; all CPUs)", 1e9/rsa
     printf "%-52s %12.0f\n", "SAML response build + 2 signs (one CPU)", 1e9/resp
@@ -60,6 +63,8 @@ awk '
     printf "%-52s %12.0f %9.2f %9.2f\n", sprintf("SSO allow, certificate binding (%d browsers)", browsers), a_rate, a50, a99
     printf "%-52s %12.0f %9.2f %9.2f\n", sprintf("SSO allow, agent proof of presence (%d browsers)", browsers), p_rate, p50, p99
     printf "%-52s %12.3f\n", "agent binding / certificate binding, sign-ins/s", p_rate/a_rate
+    printf "%-52s %12.0f %9.2f %9.2f\n", "SSO allow, agent + SCIM user, group policy, enforce", u_rate, u50, u99
+    printf "%-52s %12.3f\n", "with people checks / without, sign-ins/s", u_rate/p_rate
     printf "%-52s %12.0f %9.2f %9.2f\n", sprintf("SSO deny, 403 remediation page (%d browsers)", browsers), d_rate, d50, d99
     printf "%-52s %12.3f\n", "allow decisions/s / RSA signs/s (2 signs: <= 0.5)", a_rate*rsa/1e9
   }' "$out"
@@ -131,6 +136,22 @@ awk '
     printf "%-56s %12.1f ms\n", "decision log, 1,000 rows in one commit", logb/1e6
     printf "%-56s %12.1f ms\n", "decision log, 1,000 rows one durable append each", log1/1e6
     printf "%-56s %12.1f\n", "one by one / one commit, time", log1/logb
+  }' "$out"
+
+# SCIM: Okta's provisioning through the handler, durable on SQLite:
+# creates (the userName lookup and the POST) and deactivate/reactivate
+# PATCHes, beside the sign-ins they share the database with.
+go test -run='^$' -bench='^(BenchmarkSCIMCreate|BenchmarkSCIMPatch)$' -benchtime="$benchtime" -count=1 ./verifier/scim/ | tee "$out" >&2
+awk '
+  function val(unit,   i) { for (i = 1; i <= NF; i++) if ($(i+1) == unit) return $i; return "" }
+  /^BenchmarkSCIMCreate(-[0-9]+)?[ \t]/ { c = val("creates/s") }
+  /^BenchmarkSCIMPatch(-[0-9]+)?[ \t]/  { p = val("patches/s") }
+  END {
+    if (c == "" || p == "") { print "benchmarks missing from output" > "/dev/stderr"; exit 1 }
+    printf "\n%-52s %12s\n", "SCIM (Okta provisioning, SQLite)", "per second"
+    printf "%-52s %12.0f\n", "user creates (lookup + POST)", c
+    printf "%-52s %12.0f\n", "PATCH active (deactivate/reactivate)", p
+    printf "%-52s %12.3f\n", "PATCHes / creates", p/c
   }' "$out"
 
 echo

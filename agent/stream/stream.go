@@ -127,6 +127,8 @@ type Client struct {
 	// certsFailing is whether the last keychain listing failed, so a
 	// lasting failure is logged once.
 	certsFailing bool
+	// accountsFailing is the same for the local accounts listing.
+	accountsFailing bool
 
 	statsMu sync.Mutex
 	stats   Stats
@@ -639,6 +641,10 @@ func (c *Client) runAndReport(ctx context.Context, id *state.Identity, check *ag
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	accounts := c.localAccounts(ctx)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 
 	r := &agentv1.PostureReport{
 		DeviceId:         id.DeviceID,
@@ -646,6 +652,7 @@ func (c *Client) runAndReport(ctx context.Context, id *state.Identity, check *ag
 		PolicySetVersion: c.ps.GetVersion(),
 		AgentVersion:     version.Version,
 		Certificates:     certs,
+		Accounts:         accounts,
 	}
 	for _, p := range c.policies {
 		if res, ok := c.results[p.GetId()]; ok {
@@ -710,6 +717,27 @@ func (c *Client) keychainCertificates(ctx context.Context, id *state.Identity) [
 		c.certsFailing = false
 	}
 	return certs
+}
+
+// localAccounts lists the Mac's local accounts for a report. Failing to
+// list them never holds a report back: the report then names none, and the
+// verifier binds no user to this Mac by its accounts until a later one does.
+func (c *Client) localAccounts(ctx context.Context) []*agentv1.LocalAccount {
+	accounts, err := osquery.LocalAccounts(ctx, c.o.Querier)
+	if err != nil {
+		if ctx.Err() == nil {
+			if !c.accountsFailing {
+				c.log.Warn("listing local accounts failed; reporting none", "err", policy.Message(err))
+			}
+			c.accountsFailing = true
+		}
+		return nil
+	}
+	if c.accountsFailing {
+		c.log.Info("listing local accounts works again", "accounts", len(accounts))
+		c.accountsFailing = false
+	}
+	return accounts
 }
 
 // prunePending drops reports the verifier would refuse as stale or whose

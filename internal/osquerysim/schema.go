@@ -203,6 +203,17 @@ var tables = []*table{
 		{"time", typeBigint, 0},
 		{"pid", typeInteger, 0},
 	}},
+	// last reads the login records (utmpx on macOS); type is ut_type
+	// (7 USER_PROCESS, 8 DEAD_PROCESS), type_name its name.
+	{name: "last", columns: []column{
+		{"username", typeText, 0},
+		{"tty", typeText, 0},
+		{"pid", typeInteger, 0},
+		{"type", typeInteger, 0},
+		{"type_name", typeText, 0},
+		{"time", typeInteger, 0},
+		{"host", typeText, 0},
+	}},
 	// On macOS the table has no sid, store*, or username columns: those
 	// are Windows-only, and osqueryd fails queries that name them.
 	{name: "certificates", attrs: attrCacheable, columns: []column{

@@ -75,6 +75,12 @@ var policyFields = []field{
 		}
 	}},
 	{key: "allow_bypass", decode: boolField(func(p *Policy) *bool { return &p.AllowBypass })},
+	{key: "groups", decode: func(d *decoder, prefix, key string, v *yaml.Node, p *Policy) {
+		p.Groups = d.groups(prefix, key, v)
+	}},
+	{key: "exclude_groups", decode: func(d *decoder, prefix, key string, v *yaml.Node, p *Policy) {
+		p.ExcludeGroups = d.groups(prefix, key, v)
+	}},
 }
 
 // policyKeys are the keys of policyFields, for unknown-key messages.
@@ -382,6 +388,11 @@ func (d *decoder) policy(i int, n *yaml.Node) (p Policy, idNode *yaml.Node, ok b
 		}
 	}
 	// Rules across fields.
+	for _, g := range p.ExcludeGroups {
+		if containsFold(p.Groups, g) {
+			d.errorf(set["exclude_groups"], "%sgroup %q is in both groups and exclude_groups", prefix, clip(g))
+		}
+	}
 	if p.Critical && !p.Required {
 		d.errorf(set["critical"], `%sa critical policy must be required: set "required: true" or "critical: false"`, prefix)
 	}

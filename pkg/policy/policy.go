@@ -76,6 +76,11 @@ type Policy struct {
 	// AllowBypass offers "Resolve later" once per period on a sign-in it
 	// blocks. Never allowed on a critical policy.
 	AllowBypass bool
+	// Groups, when set, limit whom the policy applies to: users in one of
+	// these directory groups (by name, regardless of case). Empty: everyone.
+	Groups []string
+	// ExcludeGroups: the policy never applies to users in one of these.
+	ExcludeGroups []string
 }
 
 // Enforcement modes (Policy.Enforcement).

@@ -60,6 +60,23 @@ func version(policies []Policy) string {
 			flag(p.AllowBypass)
 		}
 	}
+	// Group scopes come after every policy, and only when a policy has one,
+	// so a file without them keeps the version it had before they existed.
+	scoped := false
+	for _, p := range policies {
+		scoped = scoped || len(p.Groups) > 0 || len(p.ExcludeGroups) > 0
+	}
+	if scoped {
+		str("groups")
+		for _, p := range policies {
+			for _, list := range [][]string{p.Groups, p.ExcludeGroups} {
+				buf = binary.AppendUvarint(buf, uint64(len(list)))
+				for _, g := range list {
+					str(g)
+				}
+			}
+		}
+	}
 	sum := sha256.Sum256(buf)
 	return hex.EncodeToString(sum[:8])
 }

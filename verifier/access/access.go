@@ -61,6 +61,12 @@ type Gate struct {
 	// Rollout gathers the rollout inputs (modes, grace, bypasses,
 	// exemptions); nil enforces every policy.
 	Rollout RolloutInputs
+	// People, when set, is read for who signs in: SCIM users, their groups
+	// and their Macs, judged by Rules. nil: only devices are judged.
+	People People
+	Rules  PeopleRules
+	// Scopes, when set, gives the policies' group scopes.
+	Scopes Scopes
 }
 
 // RolloutInputs gathers a sign-in's decision.Rollout; *rollout.Source
@@ -125,6 +131,9 @@ func (g *Gate) Decide(ctx context.Context, q Query, mode Mode) (decision.Decisio
 		MaxClockSkew:  g.MaxClockSkew,
 		BrowserCert:   q.BrowserCert,
 	}
+	if g.Scopes != nil {
+		in.Scopes = g.Scopes.Scopes()
+	}
 	var dev storage.Device
 	var err error
 	if q.Device != nil && q.Device.ID == deviceID {
@@ -140,6 +149,12 @@ func (g *Gate) Decide(ctx context.Context, q Query, mode Mode) (decision.Decisio
 		return decision.Decision{}, fmt.Errorf("%w: device: %w", ErrStorage, err)
 	}
 	in.Device = &dev
+	var user storage.User
+	if g.People != nil {
+		if in.Person, user, err = g.person(ctx, q.Username, &dev, len(in.Scopes) > 0); err != nil {
+			return decision.Decision{}, err
+		}
+	}
 	if err := g.loadReport(ctx, &in); err != nil {
 		return decision.Decision{}, err
 	}
@@ -164,6 +179,7 @@ func (g *Gate) Decide(ctx context.Context, q Query, mode Mode) (decision.Decisio
 		in.LiveCheck = g.liveCheck(ctx, &in)
 		in.Now = g.now()
 	}
+	g.bindByAccounts(in.Person, user, in.Report, dev.ID)
 	return decision.Decide(in), nil
 }
 

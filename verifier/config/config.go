@@ -143,6 +143,17 @@ type Config struct {
 	// presence on (clearance-agent --presence-listen).
 	AgentPresencePort int
 
+	// SCIMUsers is whether a sign-in's username must be a user Okta
+	// provisioned over SCIM: SCIMOptional or SCIMRequired. A deactivated
+	// user is denied either way.
+	SCIMUsers string
+	// UserBinding is whether the user signing in must be bound to the Mac:
+	// off, warn (allow, log and show the mismatch) or enforce.
+	UserBinding string
+	// UserBindingRule binds a Mac's local accounts to directory users
+	// (access.Binds).
+	UserBindingRule string
+
 	// EnrollApproval admits new devices: EnrollAuto (any with a valid
 	// secret), EnrollKnown (serials on the imported list; others wait for
 	// approval) or EnrollManual (every new device waits). A known device
@@ -215,6 +226,19 @@ const (
 	EnrollAuto   = "auto"
 	EnrollKnown  = "known"
 	EnrollManual = "manual"
+)
+
+// SCIM user requirements (Config.SCIMUsers).
+const (
+	SCIMOptional = "optional"
+	SCIMRequired = "required"
+)
+
+// User bindings (Config.UserBinding).
+const (
+	UserBindingOff     = "off"
+	UserBindingWarn    = "warn"
+	UserBindingEnforce = "enforce"
 )
 
 // Browser bindings (Config.BrowserBinding).
@@ -578,6 +602,15 @@ var settings = []setting{
 	{"scep-rate-limit", GroupBrowser, strconv.Itoa(scep.DefaultRateLimit), "browser certificates one Mac may get per 24 hours", intRange(func(c *Config) *int { return &c.SCEPRateLimit }, 1, 1000)},
 	{"require-agent-vouched-cert", GroupBrowser, "true", "honour a browser certificate only if the Mac's agent reports it in a user keychain", boolean(func(c *Config) *bool { return &c.RequireAgentVouchedCert })},
 	{"browser-binding", GroupSignIn, BindingAgent, "how a sign-in is bound to the Mac: agent (the agent's signed proof of presence on loopback), certificate (a SCEP browser certificate the agent vouches for; weaker) or either", oneOf(func(c *Config) *string { return &c.BrowserBinding }, BindingAgent, BindingCertificate, BindingEither)},
+	{"scim-users", GroupSignIn, SCIMOptional, "optional: any username Okta sends may sign in, and a user Okta deactivated over SCIM is denied; required: the username must also be one Okta provisioned over SCIM (turn on once the first import is done)", oneOf(func(c *Config) *string { return &c.SCIMUsers }, SCIMOptional, SCIMRequired)},
+	{"user-binding", GroupSignIn, UserBindingWarn, "whether the user signing in must be bound to the Mac (assigned with the admin API's AssignDevice, or a local account matched by --user-binding-rule): off, warn (allow, log and show the mismatch) or enforce (deny)", oneOf(func(c *Config) *string { return &c.UserBinding }, UserBindingOff, UserBindingWarn, UserBindingEnforce)},
+	{"user-binding-rule", GroupSignIn, "email-local-part", "how a Mac's local accounts name directory users: email-local-part (jdoe is jdoe@…) or a pattern such as {local}@example.com", value{"rule", func(c *Config, v string) error {
+		if v != "email-local-part" && (!strings.Contains(v, "{local}") || len(v) > 200) {
+			return fmt.Errorf("%q is neither email-local-part nor a pattern holding {local}", v)
+		}
+		c.UserBindingRule = v
+		return nil
+	}}},
 	{"agent-presence-port", GroupSignIn, strconv.Itoa(DefaultAgentPresencePort), "loopback port agents serve proofs of presence on (clearance-agent --presence-listen)", port(func(c *Config) *int { return &c.AgentPresencePort })},
 	{"enforcement", GroupSignIn, string(decision.Enforce), "lowers every policy's enforcement to at most this: monitor (never block; record would-deny), warn (show the page with Continue) or enforce (each policy's own setting)", oneOf(func(c *Config) *string { return &c.Enforcement }, string(decision.Monitor), string(decision.Warn), string(decision.Enforce))},
 	{"bypass-period", GroupSignIn, durText(decision.DefaultBypassPeriod), "after a person chooses Resolve later on a policy that allows it, how long until that Mac may resolve the same policy later again", dur(func(c *Config) *time.Duration { return &c.BypassPeriod }, time.Hour, 365*24*time.Hour)},

@@ -72,6 +72,12 @@ type Input struct {
 	// Rollout softens enforcement: modes, grace, bypass and exemptions
 	// (see Rollout). The zero value enforces every policy.
 	Rollout Rollout
+	// Person is the signing-in user as the directory knows them; nil when
+	// people are not checked (no SCIM, binding off, no group policies).
+	Person *Person
+	// Scopes are the policies' group scopes, by policy id; a policy
+	// without one applies to everyone.
+	Scopes map[string]Scope
 }
 
 // BrowserCert is a browser certificate presented at sign-in.
@@ -143,7 +149,9 @@ type Reason = reason.Code
 // Precedence lists every decision reason in precedence order (allowed last:
 // it applies only when nothing else does).
 var Precedence = []Reason{
-	reason.UnknownDevice, reason.DeviceRevoked, reason.NoPolicies, reason.NoReport,
+	reason.UnknownDevice, reason.DeviceRevoked,
+	reason.UserUnknown, reason.UserDeactivated, reason.UserNotBound,
+	reason.NoPolicies, reason.NoReport,
 	reason.DeviceMismatch, reason.ClockSkew, reason.StalePosture, reason.CertNotVouched,
 	reason.PolicyFailed, reason.PolicyError, reason.PolicyMissing, reason.Allowed,
 }
@@ -245,6 +253,9 @@ type Decision struct {
 	// BlockFrom is the earliest end of a grace period that makes this
 	// denial a warning: from then on it blocks. Zero when none.
 	BlockFrom time.Time
+	// BindingMismatch: the user is not bound to this Mac, which
+	// --user-binding warn allows and records.
+	BindingMismatch bool
 }
 
 // Bypassable reports whether d is a denial that a per-policy exception
@@ -270,7 +281,10 @@ func (d Decision) Bypassable() bool {
 //
 // Rules, in precedence order (the first that applies is the Reason):
 //
-//  1. unknown device, 2. revoked device, 3. no policy set loaded,
+//  1. unknown device, 2. revoked device,
+//     2a. the user: not provisioned (when required), deactivated, not bound
+//     to this Mac (under --user-binding enforce),
+//  3. no policy set loaded,
 //  4. no usable report, 5. report about another device,
 //  6. observed_at more than MaxClockSkew in the future,
 //  7. report older than MaxPostureAge,
@@ -320,6 +334,11 @@ func Decide(in Input) Decision {
 		return d.deny(reason.DeviceRevoked)
 	}
 
+	// 2a. Who is signing in: provisioned, active, bound to this Mac?
+	if r := d.judgePerson(in.Person); r != "" {
+		return d.deny(r)
+	}
+
 	// 3. Without the policies in force there is nothing to hold the device to.
 	if in.Policies == nil {
 		return d.deny(reason.NoPolicies)
@@ -356,10 +375,11 @@ func Decide(in Input) Decision {
 		}
 	}
 
-	// 9-11. Does it pass every policy that counts?
+	// 9-11. Does it pass every policy that counts (of those that apply to
+	// this person)?
 	// The reason is the one the blocking policies give; rollout settings
 	// (monitor, warn, grace, bypass, exemptions) decide which block.
-	d.judge(in.Policies, in.Report)
+	d.judge(scoped(in.Policies, in.Scopes, in.Person), in.Report)
 	blocking := d.applyRollout(in)
 	if r := policyReason(blocking); r != "" {
 		return d.deny(r)

@@ -325,7 +325,8 @@ func TestDecidePrecedence(t *testing.T) {
 		}, reason: reason.PolicyError, failing: []string{"filevault:MISSING", "firewall:ERROR"}},
 	})
 	// The precedence list itself is what the docs promise.
-	want := []decision.Reason{"unknown_device", "device_revoked", "no_policies", "no_report", "device_mismatch",
+	want := []decision.Reason{"unknown_device", "device_revoked",
+		"user_not_provisioned", "user_deactivated", "user_not_bound", "no_policies", "no_report", "device_mismatch",
 		"clock_skew", "stale_posture", "cert_not_vouched", "policy_failed", "policy_error", "policy_missing", "allowed"}
 	if !slices.Equal(decision.Precedence, want) {
 		t.Errorf("Precedence = %v, want %v (reasons are stored and must not change)", decision.Precedence, want)

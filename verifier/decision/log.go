@@ -59,6 +59,9 @@ func (d Decision) LogAttrs() []slog.Attr {
 	if len(d.Advisory) > 0 {
 		attrs = append(attrs, slog.String("advisory", joinFindings(d.Advisory)))
 	}
+	if d.BindingMismatch {
+		attrs = append(attrs, slog.Bool("user_not_bound", true))
+	}
 	return attrs
 }
 

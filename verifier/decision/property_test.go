@@ -27,6 +27,7 @@ type scenario struct {
 	// what the scenario was built to be, judged independently of Decide
 	deviceOK, reportUsable, fresh bool
 	vouchedOK                     bool
+	personOK                      bool
 	requiredAllPass               bool
 	requiredNotPass, advisoryNot  []string
 }
@@ -109,6 +110,21 @@ func randomScenario(r *rand.Rand) scenario {
 		s.vouchedOK = !in.BrowserCert.RequireVouched || listed
 	}
 
+	// Who signs in: unchecked, or a user known or not, active or not,
+	// bound to this Mac or not, under each binding mode.
+	s.personOK = true
+	if r.IntN(3) == 0 {
+		p := &decision.Person{RequireProvisioned: r.IntN(2) == 0, Known: r.IntN(4) > 0, Active: r.IntN(4) > 0,
+			Binding:   []decision.UserBinding{decision.BindingOff, decision.BindingWarn, decision.BindingEnforce}[r.IntN(3)],
+			BoundHere: r.IntN(2) == 0}
+		if !p.Known {
+			p.Active = false
+		}
+		in.Person = p
+		s.personOK = (p.Known || !p.RequireProvisioned) && (p.Active || !p.Known && !p.RequireProvisioned) &&
+			(p.BoundHere || p.Binding != decision.BindingEnforce)
+	}
+
 	anchor := observed
 	if !in.ReportReceivedAt.IsZero() && in.ReportReceivedAt.Before(anchor) {
 		anchor = in.ReportReceivedAt
@@ -129,7 +145,7 @@ func TestDecideProperty(t *testing.T) {
 		s := randomScenario(r)
 		d := decision.Decide(s.in)
 		reasons[d.Reason]++
-		want := s.deviceOK && s.reportUsable && s.fresh && s.vouchedOK && s.requiredAllPass
+		want := s.deviceOK && s.personOK && s.reportUsable && s.fresh && s.vouchedOK && s.requiredAllPass
 		if d.Allow != want {
 			t.Fatalf("case %d: Allow = %v (%s), want %v; scenario %+v", i, d.Allow, d.Reason, want, s)
 		}
@@ -139,7 +155,7 @@ func TestDecideProperty(t *testing.T) {
 		if !slices.Contains(decision.Precedence, d.Reason) {
 			t.Fatalf("case %d: undocumented reason %q", i, d.Reason)
 		}
-		if s.deviceOK && s.reportUsable && s.fresh && s.vouchedOK {
+		if s.deviceOK && s.personOK && s.reportUsable && s.fresh && s.vouchedOK {
 			var got, adv []string
 			for _, f := range d.Failing {
 				got = append(got, f.PolicyID)
@@ -170,7 +186,7 @@ func TestDecideAgreesWithAdminOutcomes(t *testing.T) {
 	for i := range 5000 {
 		s := randomScenario(r)
 		in := s.in
-		in.Device, in.ReportReceivedAt, in.BrowserCert = device(), time.Time{}, nil // posture only
+		in.Device, in.ReportReceivedAt, in.BrowserCert, in.Person = device(), time.Time{}, nil, nil // posture only
 		if in.Policies == nil || in.Report == nil {
 			continue
 		}

@@ -20,8 +20,11 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -103,6 +106,36 @@ var (
 	certSerial = regexp.MustCompile(`^(0|[1-9a-f][0-9a-f]*)$`)
 	certSHA1   = regexp.MustCompile(`^[0-9a-f]{40}$`)
 )
+
+// Bounds on a report's local accounts (what the agent's osquery.LocalAccounts
+// returns at most).
+const (
+	MaxAccounts          = 32
+	MaxAccountNameLength = 64
+)
+
+// CheckAccounts refuses local accounts a report may not carry: too many,
+// names empty, too long, not UTF-8 or holding control characters.
+func CheckAccounts(accounts []*agentv1.LocalAccount) error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{report.ErrMalformed}, a...)...)
+	}
+	if len(accounts) > MaxAccounts {
+		return bad("%d accounts, limit %d", len(accounts), MaxAccounts)
+	}
+	for i, a := range accounts {
+		n := a.GetName()
+		switch {
+		case n == "" || len(n) > MaxAccountNameLength:
+			return bad("accounts[%d]: name empty or longer than %d bytes", i, MaxAccountNameLength)
+		case !utf8.ValidString(n) || strings.ContainsFunc(n, unicode.IsControl):
+			return bad("accounts[%d]: name is not printable UTF-8", i)
+		case a.GetLastLogin() != nil && a.GetLastLogin().CheckValid() != nil:
+			return bad("accounts[%d]: last_login: %v", i, a.GetLastLogin().CheckValid())
+		}
+	}
+	return nil
+}
 
 // CheckCertificates validates the keychain certificates a report lists. The
 // error wraps report.ErrMalformed and names the offending entry.
@@ -231,6 +264,9 @@ func (v *Verifier) Accept(ctx context.Context, dev storage.Device, sr *agentv1.S
 	// 5. The browser certificates it vouches for are well formed: at sign-in
 	// they are matched against what the device CA issued.
 	if err := CheckCertificates(r.GetCertificates()); err != nil {
+		return nil, reject(RejectMalformed, codes.InvalidArgument, err, "%v", err)
+	}
+	if err := CheckAccounts(r.GetAccounts()); err != nil {
 		return nil, reject(RejectMalformed, codes.InvalidArgument, err, "%v", err)
 	}
 

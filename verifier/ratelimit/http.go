@@ -100,6 +100,7 @@ type Middleware struct {
 	Skip func(*http.Request) bool
 	// Paths are the paths counted under their own name in metrics; any
 	// other path is counted as "other", so a client cannot make new series.
+	// A path ending in "/" names every path under it (/scim/v2/).
 	Paths []string
 	// Page writes the answer to a refused request, with status 429.
 	Page    func(w http.ResponseWriter, r *http.Request)
@@ -139,7 +140,7 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 		}
 		path := "other"
 		for _, p := range m.Paths {
-			if r.URL.Path == p {
+			if r.URL.Path == p || strings.HasSuffix(p, "/") && strings.HasPrefix(r.URL.Path, p) {
 				path = p
 				break
 			}

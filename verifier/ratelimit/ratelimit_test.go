@@ -388,3 +388,27 @@ func TestClip(t *testing.T) {
 		t.Errorf("Clip of 500 KiB = %d bytes", len(got))
 	}
 }
+
+// TestMiddlewarePathPrefix: a path ending in "/" counts every path under
+// it under that one label (the SCIM endpoints), and nothing else.
+func TestMiddlewarePathPrefix(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	metrics := &countMetrics{n: map[string]int{}}
+	m := &Middleware{
+		Limiter: New(Options{Rate: 1, Burst: 1, Now: c.Now}),
+		Paths:   []string{"/scim/v2/"},
+		Page:    func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTooManyRequests) },
+		Metrics: metrics,
+		Now:     c.Now,
+	}
+	h := m.Wrap(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	for _, path := range []string{"/scim/v2/Users", "/scim/v2/Users", "/scim/v2/Groups/abc", "/scim/v2", "/scim/v2x"} {
+		r := httptest.NewRequest(http.MethodGet, path, nil)
+		r.RemoteAddr = "203.0.113.9:1"
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	if metrics.n["/scim/v2/"] != 2 || metrics.n["other"] != 2 || len(metrics.n) != 2 {
+		t.Errorf("metrics %v; want /scim/v2/ 2, other 2", metrics.n)
+	}
+}

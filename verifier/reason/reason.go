@@ -123,6 +123,14 @@ const (
 	UnknownDevice Code = "unknown_device"
 	// DeviceRevoked: the device is revoked.
 	DeviceRevoked Code = "device_revoked"
+	// UserUnknown: SCIM users are required and the username is not one Okta
+	// provisioned.
+	UserUnknown Code = "user_not_provisioned"
+	// UserDeactivated: Okta deactivated the user over SCIM.
+	UserDeactivated Code = "user_deactivated"
+	// UserNotBound: --user-binding enforce, and the user is not bound to
+	// this Mac.
+	UserNotBound Code = "user_not_bound"
 	// NoPolicies: no policy set is loaded, so nothing can be vouched for.
 	NoPolicies Code = "no_policies"
 	// NoReport: the device has never sent a usable report.

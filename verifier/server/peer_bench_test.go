@@ -52,7 +52,7 @@ const benchRounds = 3
 // (verifier and browsers together: they share the process), beside the CPU
 // of the two RSA signatures every response needs (two-rsa-signs).
 func BenchmarkSSOBesidePeer(b *testing.B) {
-	e := startSSOBench(b)
+	e := startSSOBench(b, false)
 	peer := startCrewjamPeer(b, e)
 	n := browsersPerProc * runtime.GOMAXPROCS(0)
 	agent, cert, crew := make([]*benchBrowser, n), make([]*benchBrowser, n), make([]*benchBrowser, n)

@@ -19,6 +19,8 @@ type policySource struct {
 	// rollout holds the rollout settings of cur's policies, by id: agents
 	// do not need them, so they stay out of the PolicySet.
 	rollout atomic.Pointer[map[string]decision.PolicyRollout]
+	// scopes are the set's group scopes, by policy id (nil: none).
+	scopes atomic.Pointer[map[string]decision.Scope]
 }
 
 func newPolicySource(path string) (*policySource, error) {
@@ -31,6 +33,14 @@ func newPolicySource(path string) (*policySource, error) {
 
 func (p *policySource) Current() *agentv1.PolicySet { return p.cur.Load() }
 
+// Scopes returns the group scopes of the set in force.
+func (p *policySource) Scopes() map[string]decision.Scope {
+	if m := p.scopes.Load(); m != nil {
+		return *m
+	}
+	return nil
+}
+
 func (p *policySource) Reload() (*agentv1.PolicySet, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -41,6 +51,14 @@ func (p *policySource) Reload() (*agentv1.PolicySet, error) {
 	ps := set.Proto()
 	ro := rolloutSettings(set)
 	p.rollout.Store(&ro)
+	scopes := map[string]decision.Scope{}
+	for _, pol := range set.Policies {
+		if len(pol.Groups) > 0 || len(pol.ExcludeGroups) > 0 {
+			scopes[pol.ID] = decision.Scope{Groups: pol.Groups, Exclude: pol.ExcludeGroups}
+		}
+	}
+	// Scopes first: a sign-in that reads the new set finds its scopes.
+	p.scopes.Store(&scopes)
 	p.cur.Store(ps)
 	return ps, nil
 }

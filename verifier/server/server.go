@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -49,6 +50,7 @@ import (
 	"github.com/clearance/clearance/verifier/reason"
 	"github.com/clearance/clearance/verifier/rollout"
 	"github.com/clearance/clearance/verifier/scep"
+	"github.com/clearance/clearance/verifier/scim"
 	"github.com/clearance/clearance/verifier/signin"
 	"github.com/clearance/clearance/verifier/storage"
 	"github.com/clearance/clearance/verifier/storage/postgres"
@@ -229,6 +231,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		Store: s.Store, Checker: s.Hub, Policies: s.policies,
 		MaxPostureAge: cfg.MaxPostureAge, MaxClockSkew: cfg.MaxReportSkew, LiveCheckAfter: cfg.LiveCheckAfter,
 		LiveCheckTimeout: cfg.LiveCheckTimeout, Metrics: s.Metrics, Now: s.now, Rollout: s.Rollout,
+		People: s.Store, Scopes: s.policies,
+		Rules: access.PeopleRules{RequireProvisioned: cfg.SCIMUsers == config.SCIMRequired,
+			Binding: decision.UserBinding(cfg.UserBinding), BindingRule: cfg.UserBindingRule},
 	}
 	s.admin = &admin.Server{Store: s.Store, Hub: s.Hub, Policies: s.policies, Metrics: s.Metrics, Logger: log, Now: s.now, Access: s.Gate,
 		CheckTimeout: cfg.LiveCheckTimeout}
@@ -438,6 +443,10 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 	// SCEP URL): same public listener, no client certificate needed.
 	mux.Handle(scep.Path, enrollCerts)
 	mux.HandleFunc("GET /healthz", s.health.serveHTTP)
+	// Okta's SCIM provisioning: same public listener, a bearer token
+	// instead of a client certificate.
+	mux.Handle(scim.Prefix+"/", &scim.Handler{Store: s.Store, BaseURL: strings.TrimSuffix(cfg.SSOPublicURL, "/") + scim.Prefix,
+		Log: log, Now: s.now})
 	var handler http.Handler = mux
 	if cfg.SSORateLimit > 0 {
 		handler = s.rateLimited(cfg, pages, log, mux)
@@ -481,13 +490,19 @@ func (s *Server) rateLimited(cfg *config.Config, pages *web.Renderer, log *slog.
 	m := &ratelimit.Middleware{
 		Limiter: ratelimit.New(ratelimit.Options{Rate: cfg.SSORateLimit, Burst: burst, Now: s.now}),
 		Trusted: cfg.TrustedProxies, Exempt: cfg.SSORateExempt,
-		Skip:  func(r *http.Request) bool { return r.URL.Path == "/healthz" },
-		Paths: []string{signin.PathSSO, signin.PathRetry, signin.PathPresence, signin.PathMetadata, signin.PathCert, scep.Path},
-		Page: func(w http.ResponseWriter, _ *http.Request) {
+		Skip: func(r *http.Request) bool { return r.URL.Path == "/healthz" },
+		Paths: []string{signin.PathSSO, signin.PathRetry, signin.PathPresence, signin.PathMetadata, signin.PathCert, scep.Path,
+			scim.Prefix + "/"},
+		Page: func(w http.ResponseWriter, r *http.Request) {
 			// A client over its limit does not keep the connection: its
 			// next request costs it a new handshake, and an idle timer it
 			// could keep resetting is gone.
 			w.Header().Set("Connection", "close")
+			if strings.HasPrefix(r.URL.Path, scim.Prefix+"/") {
+				// Okta reads a SCIM error and retries after Retry-After.
+				scim.WriteError(w, http.StatusTooManyRequests, "too many requests from this address; retry later")
+				return
+			}
 			pages.Refused(w, http.StatusTooManyRequests, web.Refused{Reason: reason.RateLimited})
 		},
 		Metrics: s.Metrics, Log: log, Now: s.now,

@@ -76,12 +76,21 @@ func BenchmarkSSOPresence(b *testing.B) {
 	benchSSOWith(b, agentv1.PolicyStatus_POLICY_STATUS_PASS, http.StatusOK, "SAMLResponse", true)
 }
 
+// BenchmarkSSOPeople is BenchmarkSSOPresence with the people checks on:
+// the user provisioned over SCIM (--scim-users required), in a group a
+// policy is scoped to, and assigned to the Mac under --user-binding
+// enforce, so each sign-in also reads the user, their groups and the
+// Mac's assignments.
+func BenchmarkSSOPeople(b *testing.B) {
+	benchSSOWith(b, agentv1.PolicyStatus_POLICY_STATUS_PASS, http.StatusOK, "SAMLResponse", true, true)
+}
+
 func benchSSO(b *testing.B, status agentv1.PolicyStatus, wantStatus int, want string) {
 	benchSSOWith(b, status, wantStatus, want, false)
 }
 
-func benchSSOWith(b *testing.B, status agentv1.PolicyStatus, wantStatus int, want string, proof bool) {
-	e := startSSOBench(b)
+func benchSSOWith(b *testing.B, status agentv1.PolicyStatus, wantStatus int, want string, proof bool, people ...bool) {
+	e := startSSOBench(b, len(people) > 0 && people[0])
 	b.SetParallelism(browsersPerProc)
 	n := browsersPerProc * runtime.GOMAXPROCS(0) // RunParallel's goroutine count
 	browsers := make([]*benchBrowser, n)
@@ -186,15 +195,20 @@ type ssoBench struct {
 	rootPEM []byte
 	token   string
 	admin   adminv1.AdminServiceClient
+	// bindTo, when set, is the user every new browser's Mac is assigned to.
+	bindTo string
 }
 
-func startSSOBench(b *testing.B) *ssoBench {
+func startSSOBench(b *testing.B, people bool) *ssoBench {
 	b.Helper()
 	ctx := context.Background()
 	dir := b.TempDir()
 	pol, err := os.ReadFile("../../examples/policies.yaml")
 	if err != nil {
 		b.Fatal(err)
+	}
+	if people {
+		pol = append(pol, "\n  - id: engineering-only\n    name: Engineering check\n    query: SELECT 1\n    groups: [Engineering]\n    exclude_groups: [Contractors]\n"...)
 	}
 	policies := filepath.Join(dir, "policies.yaml")
 	oktaPEM := filepath.Join(dir, "okta.pem")
@@ -210,6 +224,9 @@ func startSSOBench(b *testing.B) *ssoBench {
 	// A browser with a certificate uses it; one without proves its Mac
 	// with the agent's statement: both bindings from one configuration.
 	cfg.BrowserBinding = config.BindingEither
+	if people {
+		cfg.SCIMUsers, cfg.UserBinding, cfg.UserBindingRule = config.SCIMRequired, config.UserBindingEnforce, "email-local-part"
+	}
 	// The clock stands still: every report and request stays fresh however
 	// long the run. Logs are formatted, as in production, then dropped.
 	clk := &clock{t: time.Now().UTC()}
@@ -236,6 +253,18 @@ func startSSOBench(b *testing.B) *ssoBench {
 	})
 
 	e := &ssoBench{now: clk.Now, srv: srv, url: "https://" + srv.SSOAddr.String(), rootPEM: srv.CA.RootPEM()}
+	if people {
+		at, audit := clk.Now(), storage.AuditEvent{At: clk.Now(), Actor: "bench", Action: "user.create"}
+		u, err := srv.Store.CreateUser(ctx, storage.User{ID: "bench-user", UserName: testUser, Active: true, CreatedAt: at, UpdatedAt: at}, audit)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := srv.Store.CreateGroup(ctx, storage.Group{ID: "bench-group", DisplayName: "Engineering", Members: []string{u.ID},
+			CreatedAt: at, UpdatedAt: at}, audit); err != nil {
+			b.Fatal(err)
+		}
+		e.bindTo = u.ID
+	}
 	tok, err := os.ReadFile(filepath.Join(cfg.DataDir, admin.TokenFile))
 	if err != nil {
 		b.Fatal(err)
@@ -337,6 +366,11 @@ func (e *ssoBench) browser(b *testing.B, status agentv1.PolicyStatus, proof bool
 	m, err := st.Exchange(protoagent.Sign(a.Key, a.Report(st.PolicySet, 1, time.Now(), nil, status)))
 	if err != nil || m.GetAck() == nil {
 		b.Fatalf("report not acked: %v %v", m, err)
+	}
+	if e.bindTo != "" {
+		if _, err := e.admin.AssignDevice(e.ctx(b), &adminv1.AssignDeviceRequest{DeviceId: a.DeviceID, User: e.bindTo}); err != nil {
+			b.Fatal(err)
+		}
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(e.rootPEM)

@@ -75,6 +75,7 @@ type Store interface {
 	ServerKeyStore
 	OktaLogStore
 	RolloutStore
+	PeopleStore
 	// Ping checks the backend is reachable.
 	Ping(ctx context.Context) error
 	// CheckWrite commits one small write (a single row, stamped at): a

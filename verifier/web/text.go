@@ -45,18 +45,21 @@ const (
 
 // messages are the main lines of decisions and device identification.
 var messages = map[reason.Code]string{
-	reason.Allowed:        "This Mac meets your organization's security requirements.",
-	reason.UnknownDevice:  "This Mac isn't set up for secure sign-in. Ask your IT team to set it up.",
-	reason.DeviceRevoked:  "This Mac is no longer allowed to sign in. Contact your IT team.",
-	reason.NoPolicies:     "Sign-in can't be checked right now because the security requirements aren't available. Try again in a few minutes, or contact your IT team.",
-	reason.NoReport:       "This Mac hasn't sent a security check yet. Make sure it's connected to the internet, wait a minute, then choose Check again.",
-	reason.DeviceMismatch: "Something went wrong while checking this Mac. Try again, and contact your IT team if it keeps happening.",
-	reason.ClockSkew:      "This Mac's clock is set ahead. In System Settings, turn on setting the date and time automatically, then choose Check again.",
-	reason.StalePosture:   "This Mac hasn't sent a security check recently. Make sure it's connected to the internet, then choose Check again.",
-	reason.CertNotVouched: "This browser hasn't been confirmed by the security check on this Mac yet. Wait a minute, then choose Check again. If it keeps happening, contact your IT team.",
-	reason.PolicyFailed:   "This Mac doesn't meet your organization's security requirements. Fix the items below, then choose Check again.",
-	reason.PolicyError:    "Clearance reached this Mac, but its security checks couldn't run just now, so sign-in can't continue yet. This usually isn't something you caused.",
-	reason.PolicyMissing:  "This Mac hasn't finished its security checks yet, so sign-in can't continue. This usually sorts itself out within a minute.",
+	reason.Allowed:         "This Mac meets your organization's security requirements.",
+	reason.UnknownDevice:   "This Mac isn't set up for secure sign-in. Ask your IT team to set it up.",
+	reason.DeviceRevoked:   "This Mac is no longer allowed to sign in. Contact your IT team.",
+	reason.UserUnknown:     "Your account isn't set up for sign-in from Macs yet. Contact your IT team and give them the reference below.",
+	reason.UserDeactivated: "Your account has been turned off, so you can't sign in. If you think this is a mistake, contact your IT team.",
+	reason.UserNotBound:    "You can't sign in from this Mac because it isn't assigned to you. Use your own Mac, or ask your IT team to assign this one to you.",
+	reason.NoPolicies:      "Sign-in can't be checked right now because the security requirements aren't available. Try again in a few minutes, or contact your IT team.",
+	reason.NoReport:        "This Mac hasn't sent a security check yet. Make sure it's connected to the internet, wait a minute, then choose Check again.",
+	reason.DeviceMismatch:  "Something went wrong while checking this Mac. Try again, and contact your IT team if it keeps happening.",
+	reason.ClockSkew:       "This Mac's clock is set ahead. In System Settings, turn on setting the date and time automatically, then choose Check again.",
+	reason.StalePosture:    "This Mac hasn't sent a security check recently. Make sure it's connected to the internet, then choose Check again.",
+	reason.CertNotVouched:  "This browser hasn't been confirmed by the security check on this Mac yet. Wait a minute, then choose Check again. If it keeps happening, contact your IT team.",
+	reason.PolicyFailed:    "This Mac doesn't meet your organization's security requirements. Fix the items below, then choose Check again.",
+	reason.PolicyError:     "Clearance reached this Mac, but its security checks couldn't run just now, so sign-in can't continue yet. This usually isn't something you caused.",
+	reason.PolicyMissing:   "This Mac hasn't finished its security checks yet, so sign-in can't continue. This usually sorts itself out within a minute.",
 
 	reason.ExpiredCert:    "This Mac's sign-in certificate has expired or isn't valid yet. Check that the Mac's date and time are set automatically; if they are, ask your IT team to renew it.",
 	reason.SupersededCert: "This certificate was replaced by a newer one. Quit and reopen your browser, choose the newest certificate, and sign in again.",
@@ -169,12 +172,20 @@ func uncheckedText(retry bool) string {
 // noteVouchingOff tells the helpdesk that a weaker check was used.
 const noteVouchingOff = "This browser certificate was not checked against the Mac's own report (require-agent-vouched-cert is off)."
 
+// noteBindingMismatch tells the helpdesk that the user is not bound to
+// this Mac, which user-binding warn lets through.
+const noteBindingMismatch = "This Mac isn't assigned to the person signing in (user-binding is warn, so this alone does not stop them)."
+
 // Notes are the helpdesk lines a decision adds to its page.
 func Notes(d decision.Decision) []string {
+	var notes []string
 	if d.CertVouching == decision.VouchingOff {
-		return []string{noteVouchingOff}
+		notes = append(notes, noteVouchingOff)
 	}
-	return nil
+	if d.BindingMismatch {
+		notes = append(notes, noteBindingMismatch)
+	}
+	return notes
 }
 
 // agentMissingText is the page for a Mac whose agent is not running.

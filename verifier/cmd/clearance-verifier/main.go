@@ -59,6 +59,7 @@ func (a *app) program() *cli.Program {
 			a.decisionsCmd(),
 			a.secretCmd(),
 			a.exemptionCmd(),
+			a.scimCmd(),
 			a.scepCmd(),
 			a.profileCmd(),
 			a.oktaCmd(),

@@ -44,6 +44,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Cloudflare", cloudflareTests},
 		{"Okta", oktaTests},
 		{"Rollout", rolloutTests},
+		{"People", peopleTests},
 		{"Store", storeTests},
 		{"Dump", dumpTests},
 	}

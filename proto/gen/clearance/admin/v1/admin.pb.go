@@ -2243,8 +2243,8 @@ type ExplainAccessRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The device to decide for. Required.
 	DeviceId string `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
-	// The Okta username to decide for. Only recorded in the answer: access
-	// depends on the device, not on who signs in.
+	// The Okta username to decide for: their SCIM record, groups and Mac
+	// bindings count as they would at a sign-in.
 	Username string `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
 	// Ask the agent for a fresh report first, as a real sign-in would when the
 	// latest one is old. Default: decide on the stored report only.
@@ -3561,7 +3561,7 @@ var File_clearance_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1eclearance/admin/v1/admin.proto\x12\x12clearance.admin.v1\x1a clearance/admin/v1/rollout.proto\x1a\x1fclearance/agent/v1/enroll.proto\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fclearance/agent/v1/stream.proto\x1a\x1dclearance/admin/v1/okta.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x01\n" +
+	"\x1eclearance/admin/v1/admin.proto\x12\x12clearance.admin.v1\x1a clearance/admin/v1/rollout.proto\x1a\x1fclearance/admin/v1/people.proto\x1a\x1fclearance/agent/v1/enroll.proto\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fclearance/agent/v1/stream.proto\x1a\x1dclearance/admin/v1/okta.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x01\n" +
 	"\x0ePostureSummary\x12\x12\n" +
 	"\x04pass\x18\x01 \x01(\rR\x04pass\x12\x12\n" +
 	"\x04fail\x18\x02 \x01(\rR\x04fail\x12\x14\n" +
@@ -3853,7 +3853,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x12POLICY_STATUS_PASS\x10\x01\x12\x16\n" +
 	"\x12POLICY_STATUS_FAIL\x10\x02\x12\x17\n" +
 	"\x13POLICY_STATUS_ERROR\x10\x03\x12\x19\n" +
-	"\x15POLICY_STATUS_MISSING\x10\x042\xe5\x13\n" +
+	"\x15POLICY_STATUS_MISSING\x10\x042\xbc\x17\n" +
 	"\fAdminService\x12^\n" +
 	"\vListDevices\x12&.clearance.admin.v1.ListDevicesRequest\x1a'.clearance.admin.v1.ListDevicesResponse\x12X\n" +
 	"\tGetDevice\x12$.clearance.admin.v1.GetDeviceRequest\x1a%.clearance.admin.v1.GetDeviceResponse\x12a\n" +
@@ -3878,7 +3878,13 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x12ImportKnownDevices\x12-.clearance.admin.v1.ImportKnownDevicesRequest\x1a..clearance.admin.v1.ImportKnownDevicesResponse\x12g\n" +
 	"\x0eGrantExemption\x12).clearance.admin.v1.GrantExemptionRequest\x1a*.clearance.admin.v1.GrantExemptionResponse\x12g\n" +
 	"\x0eListExemptions\x12).clearance.admin.v1.ListExemptionsRequest\x1a*.clearance.admin.v1.ListExemptionsResponse\x12j\n" +
-	"\x0fRevokeExemption\x12*.clearance.admin.v1.RevokeExemptionRequest\x1a+.clearance.admin.v1.RevokeExemptionResponseBEZCgithub.com/clearance/clearance/proto/gen/clearance/admin/v1;adminv1b\x06proto3"
+	"\x0fRevokeExemption\x12*.clearance.admin.v1.RevokeExemptionRequest\x1a+.clearance.admin.v1.RevokeExemptionResponse\x12X\n" +
+	"\tListUsers\x12$.clearance.admin.v1.ListUsersRequest\x1a%.clearance.admin.v1.ListUsersResponse\x12R\n" +
+	"\aGetUser\x12\".clearance.admin.v1.GetUserRequest\x1a#.clearance.admin.v1.GetUserResponse\x12[\n" +
+	"\n" +
+	"ListGroups\x12%.clearance.admin.v1.ListGroupsRequest\x1a&.clearance.admin.v1.ListGroupsResponse\x12a\n" +
+	"\fAssignDevice\x12'.clearance.admin.v1.AssignDeviceRequest\x1a(.clearance.admin.v1.AssignDeviceResponse\x12g\n" +
+	"\x0eUnassignDevice\x12).clearance.admin.v1.UnassignDeviceRequest\x1a*.clearance.admin.v1.UnassignDeviceResponseBEZCgithub.com/clearance/clearance/proto/gen/clearance/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_clearance_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -3956,11 +3962,21 @@ var file_clearance_admin_v1_admin_proto_goTypes = []any{
 	(*GrantExemptionRequest)(nil),            // 58: clearance.admin.v1.GrantExemptionRequest
 	(*ListExemptionsRequest)(nil),            // 59: clearance.admin.v1.ListExemptionsRequest
 	(*RevokeExemptionRequest)(nil),           // 60: clearance.admin.v1.RevokeExemptionRequest
-	(*OktaStatusResponse)(nil),               // 61: clearance.admin.v1.OktaStatusResponse
-	(*ListOktaSignInsResponse)(nil),          // 62: clearance.admin.v1.ListOktaSignInsResponse
-	(*GrantExemptionResponse)(nil),           // 63: clearance.admin.v1.GrantExemptionResponse
-	(*ListExemptionsResponse)(nil),           // 64: clearance.admin.v1.ListExemptionsResponse
-	(*RevokeExemptionResponse)(nil),          // 65: clearance.admin.v1.RevokeExemptionResponse
+	(*ListUsersRequest)(nil),                 // 61: clearance.admin.v1.ListUsersRequest
+	(*GetUserRequest)(nil),                   // 62: clearance.admin.v1.GetUserRequest
+	(*ListGroupsRequest)(nil),                // 63: clearance.admin.v1.ListGroupsRequest
+	(*AssignDeviceRequest)(nil),              // 64: clearance.admin.v1.AssignDeviceRequest
+	(*UnassignDeviceRequest)(nil),            // 65: clearance.admin.v1.UnassignDeviceRequest
+	(*OktaStatusResponse)(nil),               // 66: clearance.admin.v1.OktaStatusResponse
+	(*ListOktaSignInsResponse)(nil),          // 67: clearance.admin.v1.ListOktaSignInsResponse
+	(*GrantExemptionResponse)(nil),           // 68: clearance.admin.v1.GrantExemptionResponse
+	(*ListExemptionsResponse)(nil),           // 69: clearance.admin.v1.ListExemptionsResponse
+	(*RevokeExemptionResponse)(nil),          // 70: clearance.admin.v1.RevokeExemptionResponse
+	(*ListUsersResponse)(nil),                // 71: clearance.admin.v1.ListUsersResponse
+	(*GetUserResponse)(nil),                  // 72: clearance.admin.v1.GetUserResponse
+	(*ListGroupsResponse)(nil),               // 73: clearance.admin.v1.ListGroupsResponse
+	(*AssignDeviceResponse)(nil),             // 74: clearance.admin.v1.AssignDeviceResponse
+	(*UnassignDeviceResponse)(nil),           // 75: clearance.admin.v1.UnassignDeviceResponse
 }
 var file_clearance_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: clearance.admin.v1.Device.status:type_name -> clearance.admin.v1.DeviceStatus
@@ -4047,31 +4063,41 @@ var file_clearance_admin_v1_admin_proto_depIdxs = []int32{
 	58, // 81: clearance.admin.v1.AdminService.GrantExemption:input_type -> clearance.admin.v1.GrantExemptionRequest
 	59, // 82: clearance.admin.v1.AdminService.ListExemptions:input_type -> clearance.admin.v1.ListExemptionsRequest
 	60, // 83: clearance.admin.v1.AdminService.RevokeExemption:input_type -> clearance.admin.v1.RevokeExemptionRequest
-	8,  // 84: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
-	10, // 85: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
-	12, // 86: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
-	14, // 87: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
-	16, // 88: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
-	19, // 89: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
-	21, // 90: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
-	23, // 91: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
-	25, // 92: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
-	29, // 93: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
-	61, // 94: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
-	62, // 95: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
-	32, // 96: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
-	34, // 97: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
-	37, // 98: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
-	39, // 99: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
-	42, // 100: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
-	44, // 101: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
-	46, // 102: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
-	49, // 103: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
-	63, // 104: clearance.admin.v1.AdminService.GrantExemption:output_type -> clearance.admin.v1.GrantExemptionResponse
-	64, // 105: clearance.admin.v1.AdminService.ListExemptions:output_type -> clearance.admin.v1.ListExemptionsResponse
-	65, // 106: clearance.admin.v1.AdminService.RevokeExemption:output_type -> clearance.admin.v1.RevokeExemptionResponse
-	84, // [84:107] is the sub-list for method output_type
-	61, // [61:84] is the sub-list for method input_type
+	61, // 84: clearance.admin.v1.AdminService.ListUsers:input_type -> clearance.admin.v1.ListUsersRequest
+	62, // 85: clearance.admin.v1.AdminService.GetUser:input_type -> clearance.admin.v1.GetUserRequest
+	63, // 86: clearance.admin.v1.AdminService.ListGroups:input_type -> clearance.admin.v1.ListGroupsRequest
+	64, // 87: clearance.admin.v1.AdminService.AssignDevice:input_type -> clearance.admin.v1.AssignDeviceRequest
+	65, // 88: clearance.admin.v1.AdminService.UnassignDevice:input_type -> clearance.admin.v1.UnassignDeviceRequest
+	8,  // 89: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
+	10, // 90: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
+	12, // 91: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
+	14, // 92: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
+	16, // 93: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
+	19, // 94: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
+	21, // 95: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
+	23, // 96: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
+	25, // 97: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
+	29, // 98: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
+	66, // 99: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
+	67, // 100: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
+	32, // 101: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
+	34, // 102: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
+	37, // 103: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
+	39, // 104: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
+	42, // 105: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
+	44, // 106: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
+	46, // 107: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
+	49, // 108: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
+	68, // 109: clearance.admin.v1.AdminService.GrantExemption:output_type -> clearance.admin.v1.GrantExemptionResponse
+	69, // 110: clearance.admin.v1.AdminService.ListExemptions:output_type -> clearance.admin.v1.ListExemptionsResponse
+	70, // 111: clearance.admin.v1.AdminService.RevokeExemption:output_type -> clearance.admin.v1.RevokeExemptionResponse
+	71, // 112: clearance.admin.v1.AdminService.ListUsers:output_type -> clearance.admin.v1.ListUsersResponse
+	72, // 113: clearance.admin.v1.AdminService.GetUser:output_type -> clearance.admin.v1.GetUserResponse
+	73, // 114: clearance.admin.v1.AdminService.ListGroups:output_type -> clearance.admin.v1.ListGroupsResponse
+	74, // 115: clearance.admin.v1.AdminService.AssignDevice:output_type -> clearance.admin.v1.AssignDeviceResponse
+	75, // 116: clearance.admin.v1.AdminService.UnassignDevice:output_type -> clearance.admin.v1.UnassignDeviceResponse
+	89, // [89:117] is the sub-list for method output_type
+	61, // [61:89] is the sub-list for method input_type
 	61, // [61:61] is the sub-list for extension type_name
 	61, // [61:61] is the sub-list for extension extendee
 	0,  // [0:61] is the sub-list for field type_name
@@ -4083,6 +4109,7 @@ func file_clearance_admin_v1_admin_proto_init() {
 		return
 	}
 	file_clearance_admin_v1_rollout_proto_init()
+	file_clearance_admin_v1_people_proto_init()
 	file_clearance_admin_v1_okta_proto_init()
 	file_clearance_admin_v1_admin_proto_msgTypes[0].OneofWrappers = []any{}
 	type x struct{}

@@ -42,6 +42,11 @@ const (
 	AdminService_GrantExemption_FullMethodName           = "/clearance.admin.v1.AdminService/GrantExemption"
 	AdminService_ListExemptions_FullMethodName           = "/clearance.admin.v1.AdminService/ListExemptions"
 	AdminService_RevokeExemption_FullMethodName          = "/clearance.admin.v1.AdminService/RevokeExemption"
+	AdminService_ListUsers_FullMethodName                = "/clearance.admin.v1.AdminService/ListUsers"
+	AdminService_GetUser_FullMethodName                  = "/clearance.admin.v1.AdminService/GetUser"
+	AdminService_ListGroups_FullMethodName               = "/clearance.admin.v1.AdminService/ListGroups"
+	AdminService_AssignDevice_FullMethodName             = "/clearance.admin.v1.AdminService/AssignDevice"
+	AdminService_UnassignDevice_FullMethodName           = "/clearance.admin.v1.AdminService/UnassignDevice"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -124,6 +129,19 @@ type AdminServiceClient interface {
 	// RevokeExemption ends an exemption now; audited. NOT_FOUND for an
 	// unknown id, FAILED_PRECONDITION if already revoked.
 	RevokeExemption(ctx context.Context, in *RevokeExemptionRequest, opts ...grpc.CallOption) (*RevokeExemptionResponse, error)
+	// ListUsers lists the users Okta provisioned over SCIM, by id.
+	ListUsers(ctx context.Context, in *ListUsersRequest, opts ...grpc.CallOption) (*ListUsersResponse, error)
+	// GetUser returns a user (by id or username) with their groups, the Macs
+	// bound to them and their latest sign-in. NOT_FOUND for an unknown user.
+	GetUser(ctx context.Context, in *GetUserRequest, opts ...grpc.CallOption) (*GetUserResponse, error)
+	// ListGroups lists the groups Okta pushed, by id.
+	ListGroups(ctx context.Context, in *ListGroupsRequest, opts ...grpc.CallOption) (*ListGroupsResponse, error)
+	// AssignDevice binds a user to a Mac (idempotent): under --user-binding
+	// enforce, a user signs in only from Macs bound to them. NOT_FOUND for
+	// an unknown user or device.
+	AssignDevice(ctx context.Context, in *AssignDeviceRequest, opts ...grpc.CallOption) (*AssignDeviceResponse, error)
+	// UnassignDevice removes an assignment. NOT_FOUND if there is none.
+	UnassignDevice(ctx context.Context, in *UnassignDeviceRequest, opts ...grpc.CallOption) (*UnassignDeviceResponse, error)
 }
 
 type adminServiceClient struct {
@@ -364,6 +382,56 @@ func (c *adminServiceClient) RevokeExemption(ctx context.Context, in *RevokeExem
 	return out, nil
 }
 
+func (c *adminServiceClient) ListUsers(ctx context.Context, in *ListUsersRequest, opts ...grpc.CallOption) (*ListUsersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListUsersResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListUsers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetUser(ctx context.Context, in *GetUserRequest, opts ...grpc.CallOption) (*GetUserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetUserResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListGroups(ctx context.Context, in *ListGroupsRequest, opts ...grpc.CallOption) (*ListGroupsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListGroupsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListGroups_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) AssignDevice(ctx context.Context, in *AssignDeviceRequest, opts ...grpc.CallOption) (*AssignDeviceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AssignDeviceResponse)
+	err := c.cc.Invoke(ctx, AdminService_AssignDevice_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) UnassignDevice(ctx context.Context, in *UnassignDeviceRequest, opts ...grpc.CallOption) (*UnassignDeviceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnassignDeviceResponse)
+	err := c.cc.Invoke(ctx, AdminService_UnassignDevice_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -444,6 +512,19 @@ type AdminServiceServer interface {
 	// RevokeExemption ends an exemption now; audited. NOT_FOUND for an
 	// unknown id, FAILED_PRECONDITION if already revoked.
 	RevokeExemption(context.Context, *RevokeExemptionRequest) (*RevokeExemptionResponse, error)
+	// ListUsers lists the users Okta provisioned over SCIM, by id.
+	ListUsers(context.Context, *ListUsersRequest) (*ListUsersResponse, error)
+	// GetUser returns a user (by id or username) with their groups, the Macs
+	// bound to them and their latest sign-in. NOT_FOUND for an unknown user.
+	GetUser(context.Context, *GetUserRequest) (*GetUserResponse, error)
+	// ListGroups lists the groups Okta pushed, by id.
+	ListGroups(context.Context, *ListGroupsRequest) (*ListGroupsResponse, error)
+	// AssignDevice binds a user to a Mac (idempotent): under --user-binding
+	// enforce, a user signs in only from Macs bound to them. NOT_FOUND for
+	// an unknown user or device.
+	AssignDevice(context.Context, *AssignDeviceRequest) (*AssignDeviceResponse, error)
+	// UnassignDevice removes an assignment. NOT_FOUND if there is none.
+	UnassignDevice(context.Context, *UnassignDeviceRequest) (*UnassignDeviceResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -522,6 +603,21 @@ func (UnimplementedAdminServiceServer) ListExemptions(context.Context, *ListExem
 }
 func (UnimplementedAdminServiceServer) RevokeExemption(context.Context, *RevokeExemptionRequest) (*RevokeExemptionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeExemption not implemented")
+}
+func (UnimplementedAdminServiceServer) ListUsers(context.Context, *ListUsersRequest) (*ListUsersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListUsers not implemented")
+}
+func (UnimplementedAdminServiceServer) GetUser(context.Context, *GetUserRequest) (*GetUserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetUser not implemented")
+}
+func (UnimplementedAdminServiceServer) ListGroups(context.Context, *ListGroupsRequest) (*ListGroupsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListGroups not implemented")
+}
+func (UnimplementedAdminServiceServer) AssignDevice(context.Context, *AssignDeviceRequest) (*AssignDeviceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AssignDevice not implemented")
+}
+func (UnimplementedAdminServiceServer) UnassignDevice(context.Context, *UnassignDeviceRequest) (*UnassignDeviceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UnassignDevice not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -958,6 +1054,96 @@ func _AdminService_RevokeExemption_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListUsers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListUsersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListUsers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListUsers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListUsers(ctx, req.(*ListUsersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetUser(ctx, req.(*GetUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListGroups_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListGroupsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListGroups(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListGroups_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListGroups(ctx, req.(*ListGroupsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_AssignDevice_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AssignDeviceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).AssignDevice(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_AssignDevice_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).AssignDevice(ctx, req.(*AssignDeviceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_UnassignDevice_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnassignDeviceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UnassignDevice(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_UnassignDevice_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UnassignDevice(ctx, req.(*UnassignDeviceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1056,6 +1242,26 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeExemption",
 			Handler:    _AdminService_RevokeExemption_Handler,
+		},
+		{
+			MethodName: "ListUsers",
+			Handler:    _AdminService_ListUsers_Handler,
+		},
+		{
+			MethodName: "GetUser",
+			Handler:    _AdminService_GetUser_Handler,
+		},
+		{
+			MethodName: "ListGroups",
+			Handler:    _AdminService_ListGroups_Handler,
+		},
+		{
+			MethodName: "AssignDevice",
+			Handler:    _AdminService_AssignDevice_Handler,
+		},
+		{
+			MethodName: "UnassignDevice",
+			Handler:    _AdminService_UnassignDevice_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

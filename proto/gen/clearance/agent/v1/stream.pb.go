@@ -45,7 +45,12 @@ type PostureReport struct {
 	// in users' keychains on this Mac, newest expiry first, at most 32. The
 	// verifier honours a browser certificate at sign-in only if this device
 	// reported it here. Empty when osquery could not list them.
-	Certificates  []*KeychainCertificate `protobuf:"bytes,8,rep,name=certificates,proto3" json:"certificates,omitempty"`
+	Certificates []*KeychainCertificate `protobuf:"bytes,8,rep,name=certificates,proto3" json:"certificates,omitempty"`
+	// The Mac's local user accounts that have logged in (osquery's users,
+	// last and logged_in_users tables), by name, at most 32: the verifier
+	// binds them to directory users (--user-binding-rule). Empty when
+	// osquery could not list them.
+	Accounts      []*LocalAccount `protobuf:"bytes,9,rep,name=accounts,proto3" json:"accounts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -136,6 +141,77 @@ func (x *PostureReport) GetCertificates() []*KeychainCertificate {
 	return nil
 }
 
+func (x *PostureReport) GetAccounts() []*LocalAccount {
+	if x != nil {
+		return x.Accounts
+	}
+	return nil
+}
+
+// LocalAccount is a local user account on the Mac.
+type LocalAccount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Short (POSIX) name, e.g. "jdoe"; at most 64 bytes.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Logged in at the console (the person at the Mac) when the report was made.
+	Console bool `protobuf:"varint,2,opt,name=console,proto3" json:"console,omitempty"`
+	// The account's latest login the Mac remembers; unset when none.
+	LastLogin     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_login,json=lastLogin,proto3" json:"last_login,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocalAccount) Reset() {
+	*x = LocalAccount{}
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocalAccount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocalAccount) ProtoMessage() {}
+
+func (x *LocalAccount) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocalAccount.ProtoReflect.Descriptor instead.
+func (*LocalAccount) Descriptor() ([]byte, []int) {
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *LocalAccount) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LocalAccount) GetConsole() bool {
+	if x != nil {
+		return x.Console
+	}
+	return false
+}
+
+func (x *LocalAccount) GetLastLogin() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastLogin
+	}
+	return nil
+}
+
 // KeychainCertificate is one certificate found in a user keychain, named the
 // way the verifier records the certificates it issues.
 type KeychainCertificate struct {
@@ -158,7 +234,7 @@ type KeychainCertificate struct {
 
 func (x *KeychainCertificate) Reset() {
 	*x = KeychainCertificate{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[1]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -170,7 +246,7 @@ func (x *KeychainCertificate) String() string {
 func (*KeychainCertificate) ProtoMessage() {}
 
 func (x *KeychainCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[1]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -183,7 +259,7 @@ func (x *KeychainCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeychainCertificate.ProtoReflect.Descriptor instead.
 func (*KeychainCertificate) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{1}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *KeychainCertificate) GetSerial() string {
@@ -237,7 +313,7 @@ type SignedReport struct {
 
 func (x *SignedReport) Reset() {
 	*x = SignedReport{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[2]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -249,7 +325,7 @@ func (x *SignedReport) String() string {
 func (*SignedReport) ProtoMessage() {}
 
 func (x *SignedReport) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[2]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -262,7 +338,7 @@ func (x *SignedReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedReport.ProtoReflect.Descriptor instead.
 func (*SignedReport) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{2}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SignedReport) GetPayload() []byte {
@@ -296,7 +372,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[3]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -308,7 +384,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[3]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -321,7 +397,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{3}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Hello) GetAgentVersion() string {
@@ -358,7 +434,7 @@ type CheckNow struct {
 
 func (x *CheckNow) Reset() {
 	*x = CheckNow{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[4]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -370,7 +446,7 @@ func (x *CheckNow) String() string {
 func (*CheckNow) ProtoMessage() {}
 
 func (x *CheckNow) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[4]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -383,7 +459,7 @@ func (x *CheckNow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckNow.ProtoReflect.Descriptor instead.
 func (*CheckNow) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{4}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CheckNow) GetNonce() []byte {
@@ -411,7 +487,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[5]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -423,7 +499,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[5]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -436,7 +512,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{5}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Ack) GetSeq() uint64 {
@@ -460,7 +536,7 @@ type AgentMessage struct {
 
 func (x *AgentMessage) Reset() {
 	*x = AgentMessage{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[6]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +548,7 @@ func (x *AgentMessage) String() string {
 func (*AgentMessage) ProtoMessage() {}
 
 func (x *AgentMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[6]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +561,7 @@ func (x *AgentMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentMessage.ProtoReflect.Descriptor instead.
 func (*AgentMessage) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{6}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AgentMessage) GetMessage() isAgentMessage_Message {
@@ -548,7 +624,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[7]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -560,7 +636,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[7]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -573,7 +649,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{7}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Session) GetPresenceUrl() string {
@@ -606,7 +682,7 @@ type VerifierMessage struct {
 
 func (x *VerifierMessage) Reset() {
 	*x = VerifierMessage{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[8]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -618,7 +694,7 @@ func (x *VerifierMessage) String() string {
 func (*VerifierMessage) ProtoMessage() {}
 
 func (x *VerifierMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[8]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -631,7 +707,7 @@ func (x *VerifierMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifierMessage.ProtoReflect.Descriptor instead.
 func (*VerifierMessage) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{8}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *VerifierMessage) GetMessage() isVerifierMessage_Message {
@@ -709,7 +785,7 @@ var File_clearance_agent_v1_stream_proto protoreflect.FileDescriptor
 
 const file_clearance_agent_v1_stream_proto_rawDesc = "" +
 	"\n" +
-	"\x1fclearance/agent/v1/stream.proto\x12\x12clearance.agent.v1\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xed\x02\n" +
+	"\x1fclearance/agent/v1/stream.proto\x12\x12clearance.agent.v1\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x03\n" +
 	"\rPostureReport\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12;\n" +
@@ -719,7 +795,13 @@ const file_clearance_agent_v1_stream_proto_rawDesc = "" +
 	"\x12policy_set_version\x18\x05 \x01(\tR\x10policySetVersion\x12:\n" +
 	"\aresults\x18\x06 \x03(\v2 .clearance.agent.v1.PolicyResultR\aresults\x12#\n" +
 	"\ragent_version\x18\a \x01(\tR\fagentVersion\x12K\n" +
-	"\fcertificates\x18\b \x03(\v2'.clearance.agent.v1.KeychainCertificateR\fcertificates\"\xb1\x01\n" +
+	"\fcertificates\x18\b \x03(\v2'.clearance.agent.v1.KeychainCertificateR\fcertificates\x12<\n" +
+	"\baccounts\x18\t \x03(\v2 .clearance.agent.v1.LocalAccountR\baccounts\"w\n" +
+	"\fLocalAccount\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aconsole\x18\x02 \x01(\bR\aconsole\x129\n" +
+	"\n" +
+	"last_login\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tlastLogin\"\xb1\x01\n" +
 	"\x13KeychainCertificate\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x12\n" +
 	"\x04sha1\x18\x02 \x01(\tR\x04sha1\x12\x12\n" +
@@ -767,40 +849,43 @@ func file_clearance_agent_v1_stream_proto_rawDescGZIP() []byte {
 	return file_clearance_agent_v1_stream_proto_rawDescData
 }
 
-var file_clearance_agent_v1_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_clearance_agent_v1_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_clearance_agent_v1_stream_proto_goTypes = []any{
 	(*PostureReport)(nil),         // 0: clearance.agent.v1.PostureReport
-	(*KeychainCertificate)(nil),   // 1: clearance.agent.v1.KeychainCertificate
-	(*SignedReport)(nil),          // 2: clearance.agent.v1.SignedReport
-	(*Hello)(nil),                 // 3: clearance.agent.v1.Hello
-	(*CheckNow)(nil),              // 4: clearance.agent.v1.CheckNow
-	(*Ack)(nil),                   // 5: clearance.agent.v1.Ack
-	(*AgentMessage)(nil),          // 6: clearance.agent.v1.AgentMessage
-	(*Session)(nil),               // 7: clearance.agent.v1.Session
-	(*VerifierMessage)(nil),       // 8: clearance.agent.v1.VerifierMessage
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
-	(*PolicyResult)(nil),          // 10: clearance.agent.v1.PolicyResult
-	(*PolicySet)(nil),             // 11: clearance.agent.v1.PolicySet
+	(*LocalAccount)(nil),          // 1: clearance.agent.v1.LocalAccount
+	(*KeychainCertificate)(nil),   // 2: clearance.agent.v1.KeychainCertificate
+	(*SignedReport)(nil),          // 3: clearance.agent.v1.SignedReport
+	(*Hello)(nil),                 // 4: clearance.agent.v1.Hello
+	(*CheckNow)(nil),              // 5: clearance.agent.v1.CheckNow
+	(*Ack)(nil),                   // 6: clearance.agent.v1.Ack
+	(*AgentMessage)(nil),          // 7: clearance.agent.v1.AgentMessage
+	(*Session)(nil),               // 8: clearance.agent.v1.Session
+	(*VerifierMessage)(nil),       // 9: clearance.agent.v1.VerifierMessage
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*PolicyResult)(nil),          // 11: clearance.agent.v1.PolicyResult
+	(*PolicySet)(nil),             // 12: clearance.agent.v1.PolicySet
 }
 var file_clearance_agent_v1_stream_proto_depIdxs = []int32{
-	9,  // 0: clearance.agent.v1.PostureReport.observed_at:type_name -> google.protobuf.Timestamp
-	10, // 1: clearance.agent.v1.PostureReport.results:type_name -> clearance.agent.v1.PolicyResult
-	1,  // 2: clearance.agent.v1.PostureReport.certificates:type_name -> clearance.agent.v1.KeychainCertificate
-	9,  // 3: clearance.agent.v1.KeychainCertificate.not_valid_after:type_name -> google.protobuf.Timestamp
-	9,  // 4: clearance.agent.v1.Hello.agent_time:type_name -> google.protobuf.Timestamp
-	9,  // 5: clearance.agent.v1.CheckNow.expires_at:type_name -> google.protobuf.Timestamp
-	3,  // 6: clearance.agent.v1.AgentMessage.hello:type_name -> clearance.agent.v1.Hello
-	2,  // 7: clearance.agent.v1.AgentMessage.report:type_name -> clearance.agent.v1.SignedReport
-	9,  // 8: clearance.agent.v1.Session.verifier_time:type_name -> google.protobuf.Timestamp
-	11, // 9: clearance.agent.v1.VerifierMessage.policy_set:type_name -> clearance.agent.v1.PolicySet
-	4,  // 10: clearance.agent.v1.VerifierMessage.check_now:type_name -> clearance.agent.v1.CheckNow
-	5,  // 11: clearance.agent.v1.VerifierMessage.ack:type_name -> clearance.agent.v1.Ack
-	7,  // 12: clearance.agent.v1.VerifierMessage.session:type_name -> clearance.agent.v1.Session
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	10, // 0: clearance.agent.v1.PostureReport.observed_at:type_name -> google.protobuf.Timestamp
+	11, // 1: clearance.agent.v1.PostureReport.results:type_name -> clearance.agent.v1.PolicyResult
+	2,  // 2: clearance.agent.v1.PostureReport.certificates:type_name -> clearance.agent.v1.KeychainCertificate
+	1,  // 3: clearance.agent.v1.PostureReport.accounts:type_name -> clearance.agent.v1.LocalAccount
+	10, // 4: clearance.agent.v1.LocalAccount.last_login:type_name -> google.protobuf.Timestamp
+	10, // 5: clearance.agent.v1.KeychainCertificate.not_valid_after:type_name -> google.protobuf.Timestamp
+	10, // 6: clearance.agent.v1.Hello.agent_time:type_name -> google.protobuf.Timestamp
+	10, // 7: clearance.agent.v1.CheckNow.expires_at:type_name -> google.protobuf.Timestamp
+	4,  // 8: clearance.agent.v1.AgentMessage.hello:type_name -> clearance.agent.v1.Hello
+	3,  // 9: clearance.agent.v1.AgentMessage.report:type_name -> clearance.agent.v1.SignedReport
+	10, // 10: clearance.agent.v1.Session.verifier_time:type_name -> google.protobuf.Timestamp
+	12, // 11: clearance.agent.v1.VerifierMessage.policy_set:type_name -> clearance.agent.v1.PolicySet
+	5,  // 12: clearance.agent.v1.VerifierMessage.check_now:type_name -> clearance.agent.v1.CheckNow
+	6,  // 13: clearance.agent.v1.VerifierMessage.ack:type_name -> clearance.agent.v1.Ack
+	8,  // 14: clearance.agent.v1.VerifierMessage.session:type_name -> clearance.agent.v1.Session
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_clearance_agent_v1_stream_proto_init() }
@@ -809,11 +894,11 @@ func file_clearance_agent_v1_stream_proto_init() {
 		return
 	}
 	file_clearance_agent_v1_policy_proto_init()
-	file_clearance_agent_v1_stream_proto_msgTypes[6].OneofWrappers = []any{
+	file_clearance_agent_v1_stream_proto_msgTypes[7].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Report)(nil),
 	}
-	file_clearance_agent_v1_stream_proto_msgTypes[8].OneofWrappers = []any{
+	file_clearance_agent_v1_stream_proto_msgTypes[9].OneofWrappers = []any{
 		(*VerifierMessage_PolicySet)(nil),
 		(*VerifierMessage_CheckNow)(nil),
 		(*VerifierMessage_Ack)(nil),
@@ -825,7 +910,7 @@ func file_clearance_agent_v1_stream_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearance_agent_v1_stream_proto_rawDesc), len(file_clearance_agent_v1_stream_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,61 @@
+package policy
+
+import (
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Bounds on a policy's group lists.
+const (
+	maxGroups        = 64
+	maxGroupNameSize = 256
+)
+
+// groups decodes a list of directory group names (groups, exclude_groups).
+func (d *decoder) groups(prefix, key string, v *yaml.Node) []string {
+	if isNull(v) {
+		return nil
+	}
+	if v.Kind != yaml.SequenceNode {
+		d.errorf(v, `%s%q must be a list of group names such as [Engineering], not %s`, prefix, key, describe(v))
+		return nil
+	}
+	if len(v.Content) > maxGroups {
+		d.errorf(v, "%s%q lists %d groups; the limit is %d", prefix, key, len(v.Content), maxGroups)
+		return nil
+	}
+	var out []string
+	for _, item := range v.Content {
+		if item.Kind == yaml.AliasNode {
+			continue
+		}
+		if item.Kind != yaml.ScalarNode || isNull(item) {
+			d.errorf(item, "%seach of %q must be a group name, not %s", prefix, key, describe(item))
+			continue
+		}
+		name := strings.TrimSpace(item.Value)
+		switch {
+		case name == "":
+			d.errorf(item, "%san empty group name in %q", prefix, key)
+		case len(name) > maxGroupNameSize:
+			d.errorf(item, "%sa group name in %q is longer than %d bytes", prefix, key, maxGroupNameSize)
+		case containsFold(out, name):
+			d.errorf(item, "%sduplicate group %q in %q", prefix, clip(name), key)
+		default:
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// containsFold reports whether list holds s, regardless of case: group
+// names are compared as Okta compares them.
+func containsFold(list []string, s string) bool {
+	for _, x := range list {
+		if strings.EqualFold(x, s) {
+			return true
+		}
+	}
+	return false
+}

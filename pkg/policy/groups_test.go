@@ -1,0 +1,40 @@
+package policy
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestGroups(t *testing.T) {
+	const base = "policies:\n  - id: sip\n    name: SIP\n    query: SELECT 1\n"
+	set, err := Parse([]byte(base+"    groups: [Engineering, \" Ops \"]\n    exclude_groups: [Contractors]\n"), "p.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := set.Policies[0]
+	if !slices.Equal(p.Groups, []string{"Engineering", "Ops"}) || !slices.Equal(p.ExcludeGroups, []string{"Contractors"}) {
+		t.Errorf("groups %q exclude %q", p.Groups, p.ExcludeGroups)
+	}
+	plain, err := Parse([]byte(base), "p.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Version == set.Version {
+		t.Error("adding groups kept the version")
+	}
+	for in, want := range map[string]string{
+		"    groups: Engineering\n":                                       `"groups" must be a list`,
+		"    groups: [Eng, eng]\n":                                        "duplicate group",
+		"    groups: [\"\"]\n":                                            "empty group name",
+		"    groups: [[a]]\n":                                             "must be a group name",
+		"    groups: [Eng]\n    exclude_groups: [ENG]\n":                  "in both groups and exclude_groups",
+		"    groups: [" + strings.Repeat("g,", maxGroups) + "g]\n":        "the limit is",
+		"    groups: [" + strings.Repeat("x", maxGroupNameSize+1) + "]\n": "longer than",
+	} {
+		_, err := Parse([]byte(base+in), "p.yaml")
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err = %v, want %q", in, err, want)
+		}
+	}
+}

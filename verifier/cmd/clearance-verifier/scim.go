@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/clearance/clearance/pkg/cli"
+	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/scim"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// scimCmd manages the bearer tokens Okta provisions users and groups with.
+func (a *app) scimCmd() *cli.Command {
+	return &cli.Command{
+		Name:    "scim",
+		Summary: "manage the tokens Okta's SCIM provisioning authenticates with",
+		Commands: []*cli.Command{{
+			Name:    "token",
+			Summary: "create, list and revoke SCIM bearer tokens",
+			Commands: []*cli.Command{
+				{
+					Name:    "create",
+					Summary: "make a new SCIM token and print it (the last line of output, shown only once)",
+					Doc: "Makes a bearer token for Okta's SCIM provisioning (the app's API Token, with the authentication mode " +
+						"HTTP Header) and prints it as the last line of standard output; only its hash is kept. Several tokens " +
+						"may be valid at once: create the next, give it to Okta, then revoke the old one. " + databaseDoc + "\n\n" +
+						"  clearance-verifier scim token create --data-dir /var/lib/clearance \\\n    --description \"Okta provisioning\"",
+					Footer: config.SharedFooter,
+					Flags: func(fs *cli.FlagSet) cli.Action {
+						b := config.Bind(fs, databaseSettings...)
+						fs.Group("Token")
+						desc := fs.String("description", "", "what the token is for, e.g. 'Okta production org'")
+						return func(ctx context.Context, _ []string) error {
+							if n := len(*desc); n > scim.MaxTokenDescription {
+								return cli.Usagef("--description is %d characters; the limit is %d", n, scim.MaxTokenDescription)
+							}
+							return a.withStore(ctx, b, func(store storage.Store) error {
+								rec, token, err := scim.CreateToken(ctx, store, *desc, "cli", a.now())
+								if err != nil {
+									return err
+								}
+								fmt.Fprintf(a.stderr, "Created SCIM token %s. It is shown only once:\n", rec.ID)
+								fmt.Fprintln(a.stdout, token)
+								return nil
+							})
+						}
+					},
+				},
+				{
+					Name:    "list",
+					Summary: "list SCIM tokens (never their values)",
+					Doc:     "Lists SCIM tokens: id, when created, whether revoked. The audit log names the token behind each change. " + databaseDoc,
+					Footer:  config.SharedFooter,
+					Flags: func(fs *cli.FlagSet) cli.Action {
+						b := config.Bind(fs, databaseSettings...)
+						return func(ctx context.Context, _ []string) error {
+							return a.withStore(ctx, b, func(store storage.Store) error {
+								recs, err := store.ListSCIMTokens(ctx)
+								if err != nil {
+									return err
+								}
+								tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+								fmt.Fprintln(tw, "ID\tCREATED\tSTATE\tDESCRIPTION")
+								for _, r := range recs {
+									state := "active"
+									if r.Revoked() {
+										state = "revoked " + r.RevokedAt.UTC().Format(time.RFC3339)
+									}
+									fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.ID, r.CreatedAt.UTC().Format(time.RFC3339), state, clean(r.Description))
+								}
+								return tw.Flush()
+							})
+						}
+					},
+				},
+				{
+					Name:    "revoke",
+					Summary: "stop a SCIM token from working",
+					Args:    "ID",
+					Doc:     "Revokes the SCIM token ID (see 'scim token list'): requests with it get 401 at once. " + databaseDoc,
+					Footer:  config.SharedFooter,
+					Flags: func(fs *cli.FlagSet) cli.Action {
+						b := config.Bind(fs, databaseSettings...)
+						return func(ctx context.Context, args []string) error {
+							if err := cli.ExactArgs(args, 1, "the token's ID (see 'scim token list')"); err != nil {
+								return err
+							}
+							return a.withStore(ctx, b, func(store storage.Store) error {
+								now := a.now()
+								rec, err := store.RevokeSCIMToken(ctx, args[0], now, storage.AuditEvent{At: now, Actor: "cli",
+									Action: "scim_token.revoke", Detail: "scim token " + args[0] + " revoked"})
+								if errors.Is(err, storage.ErrNotFound) {
+									return fmt.Errorf("no SCIM token %q (see 'scim token list')", args[0])
+								}
+								if err != nil {
+									return err
+								}
+								fmt.Fprintf(a.stdout, "revoked %s\n", rec.ID)
+								return nil
+							})
+						}
+					},
+				},
+			},
+		}},
+	}
+}

@@ -1,0 +1,391 @@
+package scim
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"unicode"
+
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// userAttrs are the User attributes accepted (RFC 7643 §4.1 and the
+// enterprise extension), by lower-case name: SCIM attribute names are
+// case-insensitive. Any other attribute is refused.
+var userAttrs = canon("schemas", "id", "externalId", "userName", "name", "displayName", "nickName", "profileUrl",
+	"title", "userType", "preferredLanguage", "locale", "timezone", "active", "password", "emails", "phoneNumbers",
+	"ims", "photos", "addresses", "groups", "entitlements", "roles", "x509Certificates", "meta", EnterpriseSchema)
+
+// readOnly are accepted in a request and ignored: the server sets them, or
+// (password) never keeps them.
+var readOnly = map[string]bool{"id": true, "meta": true, "groups": true, "password": true, "schemas": true}
+
+var nameAttrs = canon("formatted", "familyName", "givenName", "middleName", "honorificPrefix", "honorificSuffix")
+
+var stringAttrs = map[string]bool{"externalId": true, "userName": true, "displayName": true, "nickName": true,
+	"profileUrl": true, "title": true, "userType": true, "preferredLanguage": true, "locale": true, "timezone": true}
+
+var multiAttrs = map[string]bool{"emails": true, "phoneNumbers": true, "ims": true, "photos": true, "addresses": true,
+	"entitlements": true, "roles": true, "x509Certificates": true}
+
+func canon(names ...string) map[string]string {
+	m := make(map[string]string, len(names))
+	for _, n := range names {
+		m[strings.ToLower(n)] = n
+	}
+	return m
+}
+
+// userDoc is a validated User: the stored record's fields and the
+// attributes kept as its resource.
+type userDoc struct {
+	UserName, ExternalID, DisplayName, Email string
+	Active                                   bool
+	Attrs                                    map[string]any
+}
+
+// canonical renames m's keys to the schema's spelling, refusing unknown and
+// repeated ones.
+func canonical(m map[string]any, known map[string]string, where string) (map[string]any, error) {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		name, ok := known[strings.ToLower(k)]
+		if !ok {
+			return nil, errorf(http.StatusBadRequest, "invalidSyntax", "unknown attribute %q%s", clip(k), where)
+		}
+		if _, dup := out[name]; dup {
+			return nil, errorf(http.StatusBadRequest, "invalidSyntax", "attribute %q appears twice%s", name, where)
+		}
+		out[name] = v
+	}
+	return out, nil
+}
+
+// parseUser validates a whole User (a POST or PUT body, or the result of
+// a PATCH).
+func parseUser(m map[string]any) (userDoc, error) {
+	m, err := canonical(m, userAttrs, "")
+	if err != nil {
+		return userDoc{}, err
+	}
+	if err := checkSchemas(m["schemas"], UserSchema, EnterpriseSchema); err != nil {
+		return userDoc{}, err
+	}
+	doc := userDoc{Active: true, Attrs: map[string]any{}}
+	for k, v := range m {
+		if readOnly[k] || v == nil {
+			continue // null: unassigned (RFC 7643 §2.5)
+		}
+		switch {
+		case stringAttrs[k]:
+			s, ok := v.(string)
+			if !ok {
+				return userDoc{}, errorf(http.StatusBadRequest, "invalidValue", "%s must be a string", k)
+			}
+			if err := checkName(k, s); err != nil {
+				return userDoc{}, err
+			}
+			doc.Attrs[k] = s
+		case k == "active":
+			b, ok := v.(bool)
+			if !ok {
+				return userDoc{}, errorf(http.StatusBadRequest, "invalidValue", "active must be true or false")
+			}
+			doc.Active = b
+		case k == "name":
+			obj, ok := v.(map[string]any)
+			if !ok {
+				return userDoc{}, errorf(http.StatusBadRequest, "invalidValue", "name must be an object")
+			}
+			name, err := canonical(obj, nameAttrs, " in name")
+			if err != nil {
+				return userDoc{}, err
+			}
+			for sk, sv := range name {
+				if s, ok := sv.(string); !ok && sv != nil {
+					return userDoc{}, errorf(http.StatusBadRequest, "invalidValue", "name.%s must be a string", sk)
+				} else if err := checkName("name."+sk, s); err != nil {
+					return userDoc{}, err
+				}
+			}
+			doc.Attrs[k] = name
+		case multiAttrs[k]:
+			list, ok := v.([]any)
+			if !ok {
+				return userDoc{}, errorf(http.StatusBadRequest, "invalidValue", "%s must be an array", k)
+			}
+			for _, e := range list {
+				if _, ok := e.(map[string]any); !ok {
+					return userDoc{}, errorf(http.StatusBadRequest, "invalidValue", "each of %s must be an object", k)
+				}
+			}
+			doc.Attrs[k] = list
+		case k == EnterpriseSchema:
+			if _, ok := v.(map[string]any); !ok {
+				return userDoc{}, errorf(http.StatusBadRequest, "invalidValue", "the enterprise extension must be an object")
+			}
+			doc.Attrs[k] = v
+		}
+	}
+	doc.UserName, _ = doc.Attrs["userName"].(string)
+	if strings.TrimSpace(doc.UserName) == "" {
+		return userDoc{}, errorf(http.StatusBadRequest, "invalidValue", "userName is required")
+	}
+	delete(doc.Attrs, "userName")
+	doc.ExternalID, _ = doc.Attrs["externalId"].(string)
+	doc.DisplayName, _ = doc.Attrs["displayName"].(string)
+	doc.Email = primaryEmail(doc.Attrs["emails"])
+	if len(doc.Email) > storage.MaxNameLen {
+		return userDoc{}, errorf(http.StatusBadRequest, "invalidValue", "the e-mail address is too long")
+	}
+	return doc, nil
+}
+
+// checkName refuses a string attribute too long to keep or holding
+// control characters (which no name has, and which would reach logs).
+func checkName(attr, s string) error {
+	if len(s) > storage.MaxNameLen {
+		return errorf(http.StatusBadRequest, "invalidValue", "%s is longer than %d bytes", attr, storage.MaxNameLen)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+			return errorf(http.StatusBadRequest, "invalidValue", "%s holds a control character or invalid UTF-8", attr)
+		}
+	}
+	return nil
+}
+
+// checkSchemas accepts an absent schemas attribute or a list of known URNs.
+func checkSchemas(v any, known ...string) error {
+	if v == nil {
+		return nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return errorf(http.StatusBadRequest, "invalidSyntax", "schemas must be an array of URNs")
+	}
+	for _, s := range list {
+		u, _ := s.(string)
+		found := false
+		for _, k := range known {
+			found = found || strings.EqualFold(u, k)
+		}
+		if !found {
+			return errorf(http.StatusBadRequest, "invalidSyntax", "schema %q is not supported here", clip(u))
+		}
+	}
+	return nil
+}
+
+// primaryEmail is the primary e-mail's value, or the first one's.
+func primaryEmail(v any) string {
+	list, _ := v.([]any)
+	first := ""
+	for _, e := range list {
+		m, _ := e.(map[string]any)
+		val, _ := m["value"].(string)
+		if p, _ := m["primary"].(bool); p && val != "" {
+			return val
+		}
+		if first == "" {
+			first = val
+		}
+	}
+	return first
+}
+
+func (doc userDoc) resource() ([]byte, error) {
+	data, err := json.Marshal(doc.Attrs)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > storage.MaxResourceLen {
+		return nil, errorf(http.StatusRequestEntityTooLarge, "", "the user's attributes are larger than %d bytes", storage.MaxResourceLen)
+	}
+	return data, nil
+}
+
+// userJSON is the User as served.
+func (h *Handler) userJSON(u storage.User) map[string]any {
+	out := map[string]any{}
+	_ = json.Unmarshal(u.Resource, &out)
+	schemas := []string{UserSchema}
+	if _, ok := out[EnterpriseSchema]; ok {
+		schemas = append(schemas, EnterpriseSchema)
+	}
+	out["schemas"] = schemas
+	out["id"] = u.ID
+	out["userName"] = u.UserName
+	out["active"] = u.Active
+	out["meta"] = meta("User", h.BaseURL+"/Users/"+u.ID, u.Version, u.CreatedAt, u.UpdatedAt)
+	return out
+}
+
+// patchable is the User as a PATCH sees it: its resource with userName
+// and active.
+func patchable(u storage.User) map[string]any {
+	m := map[string]any{}
+	_ = json.Unmarshal(u.Resource, &m)
+	m["userName"] = u.UserName
+	m["active"] = u.Active
+	return m
+}
+
+func (h *Handler) createUser(r *http.Request) (int, any, error) {
+	body, err := readJSON(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	doc, err := parseUser(body)
+	if err != nil {
+		return 0, nil, err
+	}
+	res, err := doc.resource()
+	if err != nil {
+		return 0, nil, err
+	}
+	id, err := h.newID()
+	if err != nil {
+		return 0, nil, err
+	}
+	now := h.now()
+	u := storage.User{ID: id, UserName: doc.UserName, ExternalID: doc.ExternalID, DisplayName: doc.DisplayName,
+		Email: doc.Email, Active: doc.Active, Resource: res, CreatedAt: now, UpdatedAt: now}
+	u, err = h.Store.CreateUser(r.Context(), u, h.audit(r, "user.create", "user "+id+" ("+doc.UserName+") created"))
+	if err != nil {
+		return 0, nil, storeErr(err, "a user with that userName")
+	}
+	return http.StatusCreated, h.userJSON(u), nil
+}
+
+func (h *Handler) getUser(r *http.Request, id string) (int, any, error) {
+	u, err := h.Store.GetUser(r.Context(), id)
+	if err != nil {
+		return 0, nil, storeErr(err, "user")
+	}
+	return http.StatusOK, h.userJSON(u), nil
+}
+
+func (h *Handler) listUsers(r *http.Request) (int, any, error) {
+	start, count, err := listParams(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	q := storage.PeopleQuery{Offset: start - 1, Limit: count}
+	if f := r.URL.Query().Get("filter"); f != "" {
+		flt, err := ParseFilter(f)
+		if err != nil {
+			return 0, nil, errorf(http.StatusBadRequest, "invalidFilter", "%v", err)
+		}
+		switch strings.ToLower(flt.Attr) {
+		case "username":
+			q.Name = flt.Value
+		case "externalid":
+			q.ExternalID = flt.Value
+		default:
+			return 0, nil, errorf(http.StatusBadRequest, "invalidFilter", "filtering users by %q is not supported (userName or externalId)", clip(flt.Attr))
+		}
+		if q.Name == "" && q.ExternalID == "" {
+			// An empty value matches nothing stored.
+			return http.StatusOK, listResponse(0, start, nil), nil
+		}
+	}
+	page, err := h.Store.ListUsers(r.Context(), q)
+	if err != nil {
+		return 0, nil, err
+	}
+	res := make([]any, 0, len(page.Users))
+	for _, u := range page.Users {
+		res = append(res, h.userJSON(u))
+	}
+	return http.StatusOK, listResponse(page.Total, start, res), nil
+}
+
+func (h *Handler) replaceUser(r *http.Request, id string) (int, any, error) {
+	body, err := readJSON(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	doc, err := parseUser(body)
+	if err != nil {
+		return 0, nil, err
+	}
+	u, err := h.updateUser(r, id, "user.replace", func(storage.User) (userDoc, error) { return doc, nil })
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, h.userJSON(u), nil
+}
+
+func (h *Handler) patchUser(r *http.Request, id string) (int, any, error) {
+	body, err := readJSON(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	ops, err := ParsePatch(body)
+	if err != nil {
+		return 0, nil, err
+	}
+	u, err := h.updateUser(r, id, "user.patch", func(cur storage.User) (userDoc, error) {
+		m := patchable(cur)
+		if err := applyUserPatch(m, ops); err != nil {
+			return userDoc{}, err
+		}
+		return parseUser(m)
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, h.userJSON(u), nil
+}
+
+// updateUser reads the user, computes its new state with change and
+// stores it, again from a fresh read when another change came first.
+func (h *Handler) updateUser(r *http.Request, id, action string, change func(storage.User) (userDoc, error)) (storage.User, error) {
+	for attempt := 1; ; attempt++ {
+		cur, err := h.Store.GetUser(r.Context(), id)
+		if err != nil {
+			return storage.User{}, storeErr(err, "user")
+		}
+		doc, err := change(cur)
+		if err != nil {
+			return storage.User{}, err
+		}
+		res, err := doc.resource()
+		if err != nil {
+			return storage.User{}, err
+		}
+		next := cur
+		next.UserName, next.ExternalID, next.DisplayName, next.Email = doc.UserName, doc.ExternalID, doc.DisplayName, doc.Email
+		next.Active, next.Resource, next.UpdatedAt = doc.Active, res, h.now()
+		act, detail := action, "user "+id+" ("+doc.UserName+") updated"
+		switch {
+		case cur.Active && !next.Active:
+			act, detail = "user.deactivate", "user "+id+" ("+doc.UserName+") deactivated"
+		case !cur.Active && next.Active:
+			act, detail = "user.reactivate", "user "+id+" ("+doc.UserName+") reactivated"
+		}
+		u, err := h.Store.UpdateUser(r.Context(), next, h.audit(r, act, detail))
+		if errors.Is(err, storage.ErrStale) && attempt < updateAttempts {
+			continue
+		}
+		if err != nil {
+			return storage.User{}, storeErr(err, "a user with that userName")
+		}
+		return u, nil
+	}
+}
+
+func (h *Handler) deleteUser(r *http.Request, id string) (int, any, error) {
+	err := h.Store.DeleteUser(r.Context(), id, h.audit(r, "user.delete", "user "+id+" deleted"))
+	if err != nil {
+		return 0, nil, storeErr(err, "user")
+	}
+	return http.StatusNoContent, nil, nil
+}
+
+func (h *Handler) audit(r *http.Request, action, detail string) storage.AuditEvent {
+	return storage.AuditEvent{At: h.now(), Actor: actor(r.Context()), Action: action, Detail: fmt.Sprint(detail)}
+}

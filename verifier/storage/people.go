@@ -1,0 +1,177 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+)
+
+// People: the users and groups Okta provisions over SCIM, the tokens it
+// authenticates with, and which directory users use which Mac.
+
+// Errors of the people store.
+var (
+	// ErrStale: the record changed since it was read (its Version is not
+	// the stored one); read it again and redo the change.
+	ErrStale = errors.New("record changed since it was read")
+	// ErrUnknownMember: a group names a user that does not exist.
+	ErrUnknownMember = errors.New("group member is not a known user")
+)
+
+// Bounds the people store enforces, so a client cannot grow a row without
+// limit.
+const (
+	// MaxResourceLen bounds User.Resource, in bytes.
+	MaxResourceLen = 64 << 10
+	// MaxNameLen bounds user names, group names, ids and external ids.
+	MaxNameLen = 512
+	// MaxGroupMembers bounds one group's members.
+	MaxGroupMembers = 100_000
+	// MaxPeoplePage bounds one page of ListUsers or ListGroups.
+	MaxPeoplePage = 1000
+)
+
+// SCIMToken is a SCIM bearer token's record. Only Hash, the SHA-256 of
+// the token, is stored.
+type SCIMToken struct {
+	ID          string
+	Description string
+	Hash        []byte
+	CreatedAt   time.Time
+	RevokedAt   time.Time
+}
+
+// Revoked reports whether the token is revoked.
+func (t SCIMToken) Revoked() bool { return !t.RevokedAt.IsZero() }
+
+// User is a directory user as SCIM provisioned it.
+type User struct {
+	// ID is issued by the verifier when the user is created; it never
+	// changes and is compared case-sensitively.
+	ID string
+	// UserName is Okta's username, unique regardless of case.
+	UserName    string
+	ExternalID  string
+	DisplayName string
+	// Email is the primary e-mail address, when one was given.
+	Email string
+	// Active is false for a user Okta deactivated: they may not sign in.
+	Active bool
+	// Resource is the SCIM attributes as the client last set them (JSON,
+	// without id, meta, password or groups), returned on reads.
+	Resource []byte
+	// Version counts changes: 1 when created. An update must carry the
+	// version it read.
+	Version   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// UserNameKey is how user names are compared: Okta's usernames are
+// case-insensitive.
+func UserNameKey(name string) string { return strings.ToLower(name) }
+
+// Group is a directory group as SCIM provisioned it (Okta Group Push).
+type Group struct {
+	ID          string
+	DisplayName string // unique regardless of case
+	ExternalID  string
+	// Members are user IDs, sorted. Nil on records listed without them.
+	Members   []string
+	Version   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// PeopleQuery selects users or groups. Zero fields do not filter.
+type PeopleQuery struct {
+	// Name matches UserName (users) or DisplayName (groups) regardless of
+	// case.
+	Name       string
+	ExternalID string
+	// Offset skips that many records of the stable order (by ID); Limit
+	// caps the page at MaxPeoplePage (<= 0: an empty page, which still
+	// counts Total).
+	Offset, Limit int
+}
+
+// UserPage is a page of users and how many match in all.
+type UserPage struct {
+	Users []User
+	Total int
+}
+
+// GroupPage is a page of groups (with members) and how many match in all.
+type GroupPage struct {
+	Groups []Group
+	Total  int
+}
+
+// DeviceUser binds a directory user to a Mac.
+type DeviceUser struct {
+	DeviceID string
+	UserID   string
+	// Source says how: "admin" (AssignDevice).
+	Source    string
+	CreatedAt time.Time
+}
+
+// PeopleStore keeps users, groups, SCIM tokens and device bindings. Every
+// change appends its audit event in the same transaction.
+type PeopleStore interface {
+	// CreateSCIMToken stores a new token; ErrAlreadyExists on a duplicate ID.
+	CreateSCIMToken(ctx context.Context, t SCIMToken, audit AuditEvent) error
+	// GetSCIMToken returns a token by ID, or ErrNotFound.
+	GetSCIMToken(ctx context.Context, id string) (SCIMToken, error)
+	// ListSCIMTokens returns every token, oldest first.
+	ListSCIMTokens(ctx context.Context) ([]SCIMToken, error)
+	// RevokeSCIMToken marks a token revoked (idempotent), or ErrNotFound.
+	RevokeSCIMToken(ctx context.Context, id string, at time.Time, audit AuditEvent) (SCIMToken, error)
+
+	// CreateUser stores a new user with Version 1; ErrAlreadyExists when
+	// the ID or the user name (regardless of case) is taken.
+	CreateUser(ctx context.Context, u User, audit AuditEvent) (User, error)
+	// GetUser returns a user by ID, or ErrNotFound.
+	GetUser(ctx context.Context, id string) (User, error)
+	// GetUserByName returns the user with that user name regardless of
+	// case, or ErrNotFound.
+	GetUserByName(ctx context.Context, userName string) (User, error)
+	// UpdateUser replaces the user u.ID if its stored version is
+	// u.Version, and returns it with the next version: ErrNotFound,
+	// ErrStale, or ErrAlreadyExists when the new user name is taken.
+	UpdateUser(ctx context.Context, u User, audit AuditEvent) (User, error)
+	// DeleteUser removes a user, its group memberships and its device
+	// bindings, or ErrNotFound.
+	DeleteUser(ctx context.Context, id string, audit AuditEvent) error
+	// ListUsers returns a page of the matching users, by ID.
+	ListUsers(ctx context.Context, q PeopleQuery) (UserPage, error)
+
+	// CreateGroup stores a new group with its members and Version 1:
+	// ErrAlreadyExists when the ID or display name is taken,
+	// ErrUnknownMember when a member is not a user.
+	CreateGroup(ctx context.Context, g Group, audit AuditEvent) (Group, error)
+	// GetGroup returns a group by ID with its members, or ErrNotFound.
+	GetGroup(ctx context.Context, id string) (Group, error)
+	// UpdateGroup replaces the group's name, external ID and members if its
+	// stored version is g.Version: as CreateGroup, plus ErrNotFound and
+	// ErrStale.
+	UpdateGroup(ctx context.Context, g Group, audit AuditEvent) (Group, error)
+	// DeleteGroup removes a group, or ErrNotFound.
+	DeleteGroup(ctx context.Context, id string, audit AuditEvent) error
+	// ListGroups returns a page of the matching groups with members, by ID.
+	ListGroups(ctx context.Context, q PeopleQuery) (GroupPage, error)
+	// UserGroups returns the groups userID belongs to, by display name,
+	// without members.
+	UserGroups(ctx context.Context, userID string) ([]Group, error)
+
+	// BindDevice binds a user to a device (idempotent: the first binding
+	// stays): ErrNotFound when either is unknown.
+	BindDevice(ctx context.Context, b DeviceUser, audit AuditEvent) error
+	// UnbindDevice removes a binding, or ErrNotFound.
+	UnbindDevice(ctx context.Context, deviceID, userID string, audit AuditEvent) error
+	// DeviceUsers lists the users bound to a device, by user ID.
+	DeviceUsers(ctx context.Context, deviceID string) ([]DeviceUser, error)
+	// UserDevices lists the devices bound to a user, by device ID.
+	UserDevices(ctx context.Context, userID string) ([]DeviceUser, error)
+}

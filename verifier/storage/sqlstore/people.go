@@ -1,0 +1,654 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// --- SCIM tokens ---
+
+const scimTokenColumns = `id, description, hash, created_at, revoked_at`
+
+func scanSCIMToken(sc scanner) (storage.SCIMToken, error) {
+	var (
+		t                    storage.SCIMToken
+		createdAt, revokedAt int64
+	)
+	if err := sc.Scan(&t.ID, &t.Description, &t.Hash, &createdAt, &revokedAt); err != nil {
+		return storage.SCIMToken{}, err
+	}
+	t.CreatedAt, t.RevokedAt = fromNS(createdAt), fromNS(revokedAt)
+	return t, nil
+}
+
+func getSCIMToken(ctx context.Context, q conn, id string) (storage.SCIMToken, error) {
+	t, err := scanSCIMToken(q.queryRow(ctx, `SELECT `+scimTokenColumns+` FROM scim_tokens WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return storage.SCIMToken{}, fmt.Errorf("scim token %q: %w", id, storage.ErrNotFound)
+	}
+	if err != nil {
+		return storage.SCIMToken{}, fmt.Errorf("reading scim token: %w", err)
+	}
+	return t, nil
+}
+
+// CreateSCIMToken stores a new token and its audit event.
+func (s *Store) CreateSCIMToken(ctx context.Context, t storage.SCIMToken, audit storage.AuditEvent) error {
+	var c timeCodec
+	createdAt, revokedAt := c.ns("created at", t.CreatedAt), c.ns("revoked at", t.RevokedAt)
+	if c.err != nil {
+		return fmt.Errorf("creating scim token: %w", c.err)
+	}
+	if err := checkTexts(true, textField{"token id", t.ID}); err != nil {
+		return fmt.Errorf("creating scim token: %w", err)
+	}
+	if err := checkTexts(false, textField{"token description", t.Description}); err != nil {
+		return fmt.Errorf("creating scim token: %w", err)
+	}
+	err := s.write(ctx, func(q conn) error {
+		_, err := q.exec(ctx, `INSERT INTO scim_tokens (`+scimTokenColumns+`) VALUES ($1, $2, $3, $4, $5)`,
+			t.ID, t.Description, blob(t.Hash), createdAt, revokedAt)
+		if s.d.IsUniqueViolation(err) {
+			return fmt.Errorf("scim token %q: %w", t.ID, storage.ErrAlreadyExists)
+		}
+		if err != nil {
+			return fmt.Errorf("inserting scim token: %w", err)
+		}
+		return insertAudit(ctx, q, audit)
+	})
+	if err != nil {
+		return fmt.Errorf("creating scim token: %w", err)
+	}
+	return nil
+}
+
+// GetSCIMToken returns a token by ID, or ErrNotFound.
+func (s *Store) GetSCIMToken(ctx context.Context, id string) (storage.SCIMToken, error) {
+	return getSCIMToken(ctx, s.reader(), id)
+}
+
+// ListSCIMTokens returns every token, oldest first (ties by ID).
+func (s *Store) ListSCIMTokens(ctx context.Context) ([]storage.SCIMToken, error) {
+	ts, err := list(ctx, s.reader(), scanSCIMToken, `SELECT `+scimTokenColumns+` FROM scim_tokens ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("listing scim tokens: %w", err)
+	}
+	return ts, nil
+}
+
+// RevokeSCIMToken marks a token revoked; one already revoked keeps its
+// first revocation time.
+func (s *Store) RevokeSCIMToken(ctx context.Context, id string, at time.Time, audit storage.AuditEvent) (storage.SCIMToken, error) {
+	if at.IsZero() {
+		return storage.SCIMToken{}, errors.New("revoking scim token: zero revocation time")
+	}
+	var c timeCodec
+	revokedAt := c.ns("revocation time", at)
+	if c.err != nil {
+		return storage.SCIMToken{}, fmt.Errorf("revoking scim token: %w", c.err)
+	}
+	var out storage.SCIMToken
+	err := s.write(ctx, func(q conn) error {
+		if _, err := q.exec(ctx, `UPDATE scim_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at = 0`, revokedAt, id); err != nil {
+			return fmt.Errorf("updating scim token: %w", err)
+		}
+		var err error
+		if out, err = getSCIMToken(ctx, q, id); err != nil {
+			return err
+		}
+		return insertAudit(ctx, q, audit)
+	})
+	if err != nil {
+		return storage.SCIMToken{}, fmt.Errorf("revoking scim token: %w", err)
+	}
+	return out, nil
+}
+
+// --- users ---
+
+const userColumns = `id, user_name, external_id, display_name, email, active, resource, version, created_at, updated_at`
+
+func scanUser(sc scanner) (storage.User, error) {
+	var (
+		u                    storage.User
+		createdAt, updatedAt int64
+	)
+	if err := sc.Scan(&u.ID, &u.UserName, &u.ExternalID, &u.DisplayName, &u.Email, &u.Active, &u.Resource,
+		&u.Version, &createdAt, &updatedAt); err != nil {
+		return storage.User{}, err
+	}
+	u.CreatedAt, u.UpdatedAt = fromNS(createdAt), fromNS(updatedAt)
+	return u, nil
+}
+
+func getUser(ctx context.Context, q conn, where string, arg string) (storage.User, error) {
+	u, err := scanUser(q.queryRow(ctx, `SELECT `+userColumns+` FROM directory_users WHERE `+where+` = $1`, arg))
+	if errors.Is(err, sql.ErrNoRows) {
+		return storage.User{}, fmt.Errorf("user %q: %w", arg, storage.ErrNotFound)
+	}
+	if err != nil {
+		return storage.User{}, fmt.Errorf("reading user: %w", err)
+	}
+	return u, nil
+}
+
+func checkUser(u storage.User) error {
+	if err := checkTexts(true, textField{"user id", u.ID}, textField{"user name", u.UserName}); err != nil {
+		return err
+	}
+	for _, f := range []textField{{"user id", u.ID}, {"user name", u.UserName}, {"external id", u.ExternalID},
+		{"display name", u.DisplayName}, {"email", u.Email}} {
+		if err := checkText(f.name, f.value, storage.MaxNameLen); err != nil {
+			return err
+		}
+	}
+	if len(u.Resource) > storage.MaxResourceLen {
+		return fmt.Errorf("resource is %d bytes, more than the %d allowed", len(u.Resource), storage.MaxResourceLen)
+	}
+	return nil
+}
+
+// CreateUser stores a new user with version 1.
+func (s *Store) CreateUser(ctx context.Context, u storage.User, audit storage.AuditEvent) (storage.User, error) {
+	if err := checkUser(u); err != nil {
+		return storage.User{}, fmt.Errorf("creating user: %w", err)
+	}
+	var c timeCodec
+	createdAt, updatedAt := c.ns("created at", u.CreatedAt), c.ns("updated at", u.UpdatedAt)
+	if c.err != nil {
+		return storage.User{}, fmt.Errorf("creating user: %w", c.err)
+	}
+	u.Version = 1
+	u.Resource = blob(u.Resource)
+	err := s.write(ctx, func(q conn) error {
+		_, err := q.exec(ctx, `INSERT INTO directory_users (`+userColumns+`, user_name_key)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+			u.ID, u.UserName, u.ExternalID, u.DisplayName, u.Email, u.Active, u.Resource, u.Version,
+			createdAt, updatedAt, storage.UserNameKey(u.UserName))
+		if s.d.IsUniqueViolation(err) {
+			return fmt.Errorf("user %q: %w", u.UserName, storage.ErrAlreadyExists)
+		}
+		if err != nil {
+			return fmt.Errorf("inserting user: %w", err)
+		}
+		return insertAudit(ctx, q, audit)
+	})
+	if err != nil {
+		return storage.User{}, fmt.Errorf("creating user: %w", err)
+	}
+	return normalizeUser(u), nil
+}
+
+// normalizeUser is u as a read returns it: times in UTC.
+func normalizeUser(u storage.User) storage.User {
+	u.CreatedAt, u.UpdatedAt = fromNS(nsOrZero(u.CreatedAt)), fromNS(nsOrZero(u.UpdatedAt))
+	return u
+}
+
+func nsOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// GetUser returns a user by ID, or ErrNotFound.
+func (s *Store) GetUser(ctx context.Context, id string) (storage.User, error) {
+	return getUser(ctx, s.reader(), "id", id)
+}
+
+// GetUserByName returns the user with that name regardless of case.
+func (s *Store) GetUserByName(ctx context.Context, userName string) (storage.User, error) {
+	return getUser(ctx, s.reader(), "user_name_key", storage.UserNameKey(userName))
+}
+
+// UpdateUser replaces a user if it is still at u.Version.
+func (s *Store) UpdateUser(ctx context.Context, u storage.User, audit storage.AuditEvent) (storage.User, error) {
+	if err := checkUser(u); err != nil {
+		return storage.User{}, fmt.Errorf("updating user: %w", err)
+	}
+	var c timeCodec
+	updatedAt := c.ns("updated at", u.UpdatedAt)
+	if c.err != nil {
+		return storage.User{}, fmt.Errorf("updating user: %w", c.err)
+	}
+	var out storage.User
+	err := s.write(ctx, func(q conn) error {
+		res, err := q.exec(ctx, `UPDATE directory_users SET user_name = $1, user_name_key = $2, external_id = $3,
+			display_name = $4, email = $5, active = $6, resource = $7, version = version + 1, updated_at = $8
+			WHERE id = $9 AND version = $10`,
+			u.UserName, storage.UserNameKey(u.UserName), u.ExternalID, u.DisplayName, u.Email, u.Active,
+			blob(u.Resource), updatedAt, u.ID, u.Version)
+		if s.d.IsUniqueViolation(err) {
+			return fmt.Errorf("user %q: %w", u.UserName, storage.ErrAlreadyExists)
+		}
+		if err != nil {
+			return fmt.Errorf("updating user: %w", err)
+		}
+		if err := oneRow(res, storage.ErrStale); err != nil {
+			if _, gerr := getUser(ctx, q, "id", u.ID); gerr != nil {
+				return gerr
+			}
+			return fmt.Errorf("user %q: %w", u.ID, err)
+		}
+		if out, err = getUser(ctx, q, "id", u.ID); err != nil {
+			return err
+		}
+		return insertAudit(ctx, q, audit)
+	})
+	if err != nil {
+		return storage.User{}, fmt.Errorf("updating user: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteUser removes a user; its memberships and bindings go with it
+// (ON DELETE CASCADE).
+func (s *Store) DeleteUser(ctx context.Context, id string, audit storage.AuditEvent) error {
+	err := s.write(ctx, func(q conn) error {
+		// Deleted explicitly too: the cascade needs SQLite's foreign_keys
+		// pragma, which a reader of this code should not have to know.
+		for _, stmt := range []string{`DELETE FROM group_members WHERE user_id = $1`, `DELETE FROM device_users WHERE user_id = $1`} {
+			if _, err := q.exec(ctx, stmt, id); err != nil {
+				return fmt.Errorf("deleting user's links: %w", err)
+			}
+		}
+		res, err := q.exec(ctx, `DELETE FROM directory_users WHERE id = $1`, id)
+		if err != nil {
+			return fmt.Errorf("deleting user: %w", err)
+		}
+		if err := oneRow(res, storage.ErrNotFound); err != nil {
+			return fmt.Errorf("user %q: %w", id, err)
+		}
+		return insertAudit(ctx, q, audit)
+	})
+	if err != nil {
+		return fmt.Errorf("deleting user: %w", err)
+	}
+	return nil
+}
+
+// where builds the WHERE clause of a people query over a table whose name
+// key column is nameKey.
+func peopleWhere(q storage.PeopleQuery, nameKey string) (string, []any) {
+	var (
+		conds []string
+		args  []any
+	)
+	if q.Name != "" {
+		args = append(args, storage.UserNameKey(q.Name))
+		conds = append(conds, fmt.Sprintf("%s = $%d", nameKey, len(args)))
+	}
+	if q.ExternalID != "" {
+		args = append(args, q.ExternalID)
+		conds = append(conds, fmt.Sprintf("external_id = $%d", len(args)))
+	}
+	if len(conds) == 0 {
+		return "", args
+	}
+	w := " WHERE " + conds[0]
+	for _, c := range conds[1:] {
+		w += " AND " + c
+	}
+	return w, args
+}
+
+// page runs a counted, paged query: the total and the rows at
+// [offset, offset+limit) by ID, in one read transaction.
+func page[T any](ctx context.Context, s *Store, table, columns string, q storage.PeopleQuery, nameKey string,
+	scan func(scanner) (T, error), more func(q conn, rows []T) error) ([]T, int, error) {
+	where, args := peopleWhere(q, nameKey)
+	limit := min(max(q.Limit, 0), storage.MaxPeoplePage)
+	offset := max(q.Offset, 0)
+	var (
+		total int
+		out   = []T{}
+	)
+	err := s.read(ctx, func(c conn) error {
+		if err := c.queryRow(ctx, `SELECT COUNT(*) FROM `+table+where, args...).Scan(&total); err != nil {
+			return err
+		}
+		if limit == 0 || offset >= total {
+			return nil
+		}
+		n := len(args)
+		var err error
+		out, err = list(ctx, c, scan, fmt.Sprintf(`SELECT %s FROM %s%s ORDER BY id LIMIT $%d OFFSET $%d`,
+			columns, table, where, n+1, n+2), append(args, limit, offset)...)
+		if err != nil || more == nil {
+			return err
+		}
+		return more(c, out)
+	})
+	return out, total, err
+}
+
+// ListUsers returns a page of the matching users, by ID.
+func (s *Store) ListUsers(ctx context.Context, q storage.PeopleQuery) (storage.UserPage, error) {
+	users, total, err := page(ctx, s, "directory_users", userColumns, q, "user_name_key", scanUser, nil)
+	if err != nil {
+		return storage.UserPage{}, fmt.Errorf("listing users: %w", err)
+	}
+	return storage.UserPage{Users: users, Total: total}, nil
+}
+
+// --- groups ---
+
+const groupColumns = `id, display_name, external_id, version, created_at, updated_at`
+
+func scanGroup(sc scanner) (storage.Group, error) {
+	var (
+		g                    storage.Group
+		createdAt, updatedAt int64
+	)
+	if err := sc.Scan(&g.ID, &g.DisplayName, &g.ExternalID, &g.Version, &createdAt, &updatedAt); err != nil {
+		return storage.Group{}, err
+	}
+	g.CreatedAt, g.UpdatedAt = fromNS(createdAt), fromNS(updatedAt)
+	return g, nil
+}
+
+func scanString(sc scanner) (string, error) {
+	var v string
+	err := sc.Scan(&v)
+	return v, err
+}
+
+func getGroup(ctx context.Context, q conn, id string) (storage.Group, error) {
+	g, err := scanGroup(q.queryRow(ctx, `SELECT `+groupColumns+` FROM directory_groups WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return storage.Group{}, fmt.Errorf("group %q: %w", id, storage.ErrNotFound)
+	}
+	if err != nil {
+		return storage.Group{}, fmt.Errorf("reading group: %w", err)
+	}
+	if g.Members, err = list(ctx, q, scanString, `SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id`, id); err != nil {
+		return storage.Group{}, fmt.Errorf("reading group members: %w", err)
+	}
+	return g, nil
+}
+
+func checkGroup(g storage.Group) error {
+	if err := checkTexts(true, textField{"group id", g.ID}, textField{"group name", g.DisplayName}); err != nil {
+		return err
+	}
+	for _, f := range []textField{{"group id", g.ID}, {"group name", g.DisplayName}, {"external id", g.ExternalID}} {
+		if err := checkText(f.name, f.value, storage.MaxNameLen); err != nil {
+			return err
+		}
+	}
+	if len(g.Members) > storage.MaxGroupMembers {
+		return fmt.Errorf("group has %d members, more than the %d allowed", len(g.Members), storage.MaxGroupMembers)
+	}
+	return nil
+}
+
+// members returns g's members sorted and without repeats.
+func members(g storage.Group) []string {
+	m := slices.Clone(g.Members)
+	slices.Sort(m)
+	m = slices.Compact(m)
+	if m == nil {
+		m = []string{}
+	}
+	return m
+}
+
+// setMembers makes the group's members exactly want, changing only the
+// rows that differ.
+func setMembers(ctx context.Context, q conn, groupID string, want []string) error {
+	have, err := list(ctx, q, scanString, `SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id`, groupID)
+	if err != nil {
+		return fmt.Errorf("reading group members: %w", err)
+	}
+	for _, id := range have {
+		if _, ok := slices.BinarySearch(want, id); !ok {
+			if _, err := q.exec(ctx, `DELETE FROM group_members WHERE group_id = $1 AND user_id = $2`, groupID, id); err != nil {
+				return fmt.Errorf("removing group member: %w", err)
+			}
+		}
+	}
+	for _, id := range want {
+		if _, ok := slices.BinarySearch(have, id); ok {
+			continue
+		}
+		known, err := exists(ctx, q, `SELECT 1 FROM directory_users WHERE id = $1`, id)
+		if err != nil {
+			return fmt.Errorf("checking group member: %w", err)
+		}
+		if !known {
+			return fmt.Errorf("user %q: %w", id, storage.ErrUnknownMember)
+		}
+		if _, err := q.exec(ctx, `INSERT INTO group_members (group_id, user_id) VALUES ($1, $2)`, groupID, id); err != nil {
+			return fmt.Errorf("adding group member: %w", err)
+		}
+	}
+	return nil
+}
+
+// CreateGroup stores a new group and its members with version 1.
+func (s *Store) CreateGroup(ctx context.Context, g storage.Group, audit storage.AuditEvent) (storage.Group, error) {
+	if err := checkGroup(g); err != nil {
+		return storage.Group{}, fmt.Errorf("creating group: %w", err)
+	}
+	var c timeCodec
+	createdAt, updatedAt := c.ns("created at", g.CreatedAt), c.ns("updated at", g.UpdatedAt)
+	if c.err != nil {
+		return storage.Group{}, fmt.Errorf("creating group: %w", c.err)
+	}
+	var out storage.Group
+	err := s.write(ctx, func(q conn) error {
+		_, err := q.exec(ctx, `INSERT INTO directory_groups (`+groupColumns+`, display_name_key) VALUES ($1, $2, $3, 1, $4, $5, $6)`,
+			g.ID, g.DisplayName, g.ExternalID, createdAt, updatedAt, storage.UserNameKey(g.DisplayName))
+		if s.d.IsUniqueViolation(err) {
+			return fmt.Errorf("group %q: %w", g.DisplayName, storage.ErrAlreadyExists)
+		}
+		if err != nil {
+			return fmt.Errorf("inserting group: %w", err)
+		}
+		if err := setMembers(ctx, q, g.ID, members(g)); err != nil {
+			return err
+		}
+		if out, err = getGroup(ctx, q, g.ID); err != nil {
+			return err
+		}
+		return insertAudit(ctx, q, audit)
+	})
+	if err != nil {
+		return storage.Group{}, fmt.Errorf("creating group: %w", err)
+	}
+	return out, nil
+}
+
+// GetGroup returns a group with its members.
+func (s *Store) GetGroup(ctx context.Context, id string) (storage.Group, error) {
+	var g storage.Group
+	err := s.read(ctx, func(q conn) error {
+		var err error
+		g, err = getGroup(ctx, q, id)
+		return err
+	})
+	return g, err
+}
+
+// UpdateGroup replaces a group if it is still at g.Version.
+func (s *Store) UpdateGroup(ctx context.Context, g storage.Group, audit storage.AuditEvent) (storage.Group, error) {
+	if err := checkGroup(g); err != nil {
+		return storage.Group{}, fmt.Errorf("updating group: %w", err)
+	}
+	var c timeCodec
+	updatedAt := c.ns("updated at", g.UpdatedAt)
+	if c.err != nil {
+		return storage.Group{}, fmt.Errorf("updating group: %w", c.err)
+	}
+	var out storage.Group
+	err := s.write(ctx, func(q conn) error {
+		res, err := q.exec(ctx, `UPDATE directory_groups SET display_name = $1, display_name_key = $2, external_id = $3,
+			version = version + 1, updated_at = $4 WHERE id = $5 AND version = $6`,
+			g.DisplayName, storage.UserNameKey(g.DisplayName), g.ExternalID, updatedAt, g.ID, g.Version)
+		if s.d.IsUniqueViolation(err) {
+			return fmt.Errorf("group %q: %w", g.DisplayName, storage.ErrAlreadyExists)
+		}
+		if err != nil {
+			return fmt.Errorf("updating group: %w", err)
+		}
+		if err := oneRow(res, storage.ErrStale); err != nil {
+			if _, gerr := getGroup(ctx, q, g.ID); gerr != nil {
+				return gerr
+			}
+			return fmt.Errorf("group %q: %w", g.ID, err)
+		}
+		if err := setMembers(ctx, q, g.ID, members(g)); err != nil {
+			return err
+		}
+		if out, err = getGroup(ctx, q, g.ID); err != nil {
+			return err
+		}
+		return insertAudit(ctx, q, audit)
+	})
+	if err != nil {
+		return storage.Group{}, fmt.Errorf("updating group: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteGroup removes a group and its memberships.
+func (s *Store) DeleteGroup(ctx context.Context, id string, audit storage.AuditEvent) error {
+	err := s.write(ctx, func(q conn) error {
+		if _, err := q.exec(ctx, `DELETE FROM group_members WHERE group_id = $1`, id); err != nil {
+			return fmt.Errorf("deleting group members: %w", err)
+		}
+		res, err := q.exec(ctx, `DELETE FROM directory_groups WHERE id = $1`, id)
+		if err != nil {
+			return fmt.Errorf("deleting group: %w", err)
+		}
+		if err := oneRow(res, storage.ErrNotFound); err != nil {
+			return fmt.Errorf("group %q: %w", id, err)
+		}
+		return insertAudit(ctx, q, audit)
+	})
+	if err != nil {
+		return fmt.Errorf("deleting group: %w", err)
+	}
+	return nil
+}
+
+// ListGroups returns a page of the matching groups with their members.
+func (s *Store) ListGroups(ctx context.Context, q storage.PeopleQuery) (storage.GroupPage, error) {
+	groups, total, err := page(ctx, s, "directory_groups", groupColumns, q, "display_name_key", scanGroup,
+		func(c conn, gs []storage.Group) error {
+			for i := range gs {
+				var err error
+				if gs[i].Members, err = list(ctx, c, scanString,
+					`SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id`, gs[i].ID); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	if err != nil {
+		return storage.GroupPage{}, fmt.Errorf("listing groups: %w", err)
+	}
+	return storage.GroupPage{Groups: groups, Total: total}, nil
+}
+
+// UserGroups returns the groups a user belongs to, by display name.
+func (s *Store) UserGroups(ctx context.Context, userID string) ([]storage.Group, error) {
+	gs, err := list(ctx, s.reader(), scanGroup, `SELECT g.id, g.display_name, g.external_id, g.version, g.created_at, g.updated_at
+		FROM group_members m JOIN directory_groups g ON g.id = m.group_id WHERE m.user_id = $1 ORDER BY g.display_name_key, g.id`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("listing user's groups: %w", err)
+	}
+	return gs, nil
+}
+
+// --- devices and users ---
+
+func scanDeviceUser(sc scanner) (storage.DeviceUser, error) {
+	var (
+		b  storage.DeviceUser
+		at int64
+	)
+	err := sc.Scan(&b.DeviceID, &b.UserID, &b.Source, &at)
+	b.CreatedAt = fromNS(at)
+	return b, err
+}
+
+// BindDevice binds a user to a device; an existing binding stays as it was.
+func (s *Store) BindDevice(ctx context.Context, b storage.DeviceUser, audit storage.AuditEvent) error {
+	var c timeCodec
+	createdAt := c.ns("created at", b.CreatedAt)
+	if c.err != nil {
+		return fmt.Errorf("binding device: %w", c.err)
+	}
+	if err := checkTexts(false, textField{"binding source", b.Source}); err != nil {
+		return fmt.Errorf("binding device: %w", err)
+	}
+	err := s.write(ctx, func(q conn) error {
+		for _, k := range []struct{ what, query, id string }{
+			{"device", `SELECT 1 FROM devices WHERE id = $1`, b.DeviceID},
+			{"user", `SELECT 1 FROM directory_users WHERE id = $1`, b.UserID},
+		} {
+			ok, err := exists(ctx, q, k.query, k.id)
+			if err != nil {
+				return fmt.Errorf("reading %s: %w", k.what, err)
+			}
+			if !ok {
+				return fmt.Errorf("%s %q: %w", k.what, k.id, storage.ErrNotFound)
+			}
+		}
+		if _, err := q.exec(ctx, `INSERT INTO device_users (device_id, user_id, source, created_at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (device_id, user_id) DO NOTHING`, b.DeviceID, b.UserID, b.Source, createdAt); err != nil {
+			return fmt.Errorf("inserting binding: %w", err)
+		}
+		return insertAudit(ctx, q, audit)
+	})
+	if err != nil {
+		return fmt.Errorf("binding device: %w", err)
+	}
+	return nil
+}
+
+// UnbindDevice removes a binding, or ErrNotFound.
+func (s *Store) UnbindDevice(ctx context.Context, deviceID, userID string, audit storage.AuditEvent) error {
+	err := s.write(ctx, func(q conn) error {
+		res, err := q.exec(ctx, `DELETE FROM device_users WHERE device_id = $1 AND user_id = $2`, deviceID, userID)
+		if err != nil {
+			return fmt.Errorf("deleting binding: %w", err)
+		}
+		if err := oneRow(res, storage.ErrNotFound); err != nil {
+			return fmt.Errorf("binding of %q to %q: %w", userID, deviceID, err)
+		}
+		return insertAudit(ctx, q, audit)
+	})
+	if err != nil {
+		return fmt.Errorf("unbinding device: %w", err)
+	}
+	return nil
+}
+
+// DeviceUsers lists the users bound to a device.
+func (s *Store) DeviceUsers(ctx context.Context, deviceID string) ([]storage.DeviceUser, error) {
+	bs, err := list(ctx, s.reader(), scanDeviceUser,
+		`SELECT device_id, user_id, source, created_at FROM device_users WHERE device_id = $1 ORDER BY user_id`, deviceID)
+	if err != nil {
+		return nil, fmt.Errorf("listing device users: %w", err)
+	}
+	return bs, nil
+}
+
+// UserDevices lists the devices bound to a user.
+func (s *Store) UserDevices(ctx context.Context, userID string) ([]storage.DeviceUser, error) {
+	bs, err := list(ctx, s.reader(), scanDeviceUser,
+		`SELECT device_id, user_id, source, created_at FROM device_users WHERE user_id = $1 ORDER BY device_id`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("listing user devices: %w", err)
+	}
+	return bs, nil
+}

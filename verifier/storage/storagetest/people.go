@@ -1,0 +1,273 @@
+package storagetest
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+var peopleTests = []test{
+	{"SCIMTokens", testSCIMTokens},
+	{"UserCreateGet", testUserCreateGet},
+	{"UserDuplicateName", testUserDuplicateName},
+	{"UserUpdate", testUserUpdate},
+	{"UserDelete", testUserDelete},
+	{"UserList", testUserList},
+	{"Groups", testGroups},
+	{"GroupRefusals", testGroupRefusals},
+	{"DeviceBindings", testDeviceBindings},
+}
+
+func scimAudit(action string) storage.AuditEvent {
+	return storage.AuditEvent{At: t0, Actor: "scim:tok1", Action: action, Detail: action}
+}
+
+func newUser(id, name string) storage.User {
+	return storage.User{
+		ID: id, UserName: name, ExternalID: "ext-" + id, DisplayName: "User " + id, Email: name,
+		Active: true, Resource: []byte(`{"userName":"` + name + `"}`), CreatedAt: t0, UpdatedAt: t0,
+	}
+}
+
+func createUser(t *testing.T, s storage.Store, id, name string) storage.User {
+	t.Helper()
+	u, err := s.CreateUser(t.Context(), newUser(id, name), scimAudit("user.create"))
+	must(t, err)
+	return u
+}
+
+func testSCIMTokens(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	a := storage.SCIMToken{ID: "a", Description: "okta", Hash: []byte{1, 2, 3}, CreatedAt: at(hour)}
+	b := storage.SCIMToken{ID: "b", Description: "okta next", Hash: []byte{4, 5, 6}, CreatedAt: at(0)}
+	for _, tok := range []storage.SCIMToken{a, b} {
+		must(t, s.CreateSCIMToken(ctx, tok, scimAudit("scim_token.create")))
+	}
+	before := dumpOf(t, s)
+	wantErr(t, s.CreateSCIMToken(ctx, a, scimAudit("scim_token.create")), storage.ErrAlreadyExists)
+	sameDump(t, "a duplicate token", before, s)
+
+	list, err := s.ListSCIMTokens(ctx)
+	must(t, err)
+	equal(t, "ListSCIMTokens", list, []storage.SCIMToken{b, a})
+	got, err := s.RevokeSCIMToken(ctx, "a", at(2*hour), scimAudit("scim_token.revoke"))
+	must(t, err)
+	a.RevokedAt = at(2 * hour)
+	equal(t, "revoked token", got, a)
+	// A second revocation keeps the first time.
+	got, err = s.RevokeSCIMToken(ctx, "a", at(3*hour), scimAudit("scim_token.revoke"))
+	must(t, err)
+	equal(t, "revoked again", got, a)
+	_, err = s.RevokeSCIMToken(ctx, "nope", at(hour), scimAudit("scim_token.revoke"))
+	wantErr(t, err, storage.ErrNotFound)
+	_, err = s.GetSCIMToken(ctx, "nope")
+	wantErr(t, err, storage.ErrNotFound)
+}
+
+func testUserCreateGet(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	want := newUser("u1", "Ada.Lovelace@Example.com")
+	want.Version = 1
+	got := createUser(t, s, "u1", "Ada.Lovelace@Example.com")
+	equal(t, "CreateUser", got, want)
+	got, err := s.GetUser(ctx, "u1")
+	must(t, err)
+	equal(t, "GetUser", got, want)
+	// User names match regardless of case; IDs do not.
+	got, err = s.GetUserByName(ctx, "ada.lovelace@example.COM")
+	must(t, err)
+	equal(t, "GetUserByName", got, want)
+	_, err = s.GetUser(ctx, "U1")
+	wantErr(t, err, storage.ErrNotFound)
+	_, err = s.GetUserByName(ctx, "nobody@example.com")
+	wantErr(t, err, storage.ErrNotFound)
+	if es := listAudit(t, s, ""); len(es) != 1 || es[0].Actor != "scim:tok1" {
+		t.Errorf("audit = %+v, want one event by the token", es)
+	}
+}
+
+func testUserDuplicateName(t *testing.T, s storage.Store) {
+	createUser(t, s, "u1", "ada@example.com")
+	before := dumpOf(t, s)
+	_, err := s.CreateUser(t.Context(), newUser("u2", "ADA@example.com"), scimAudit("user.create"))
+	wantErr(t, err, storage.ErrAlreadyExists)
+	_, err = s.CreateUser(t.Context(), newUser("u1", "other@example.com"), scimAudit("user.create"))
+	wantErr(t, err, storage.ErrAlreadyExists)
+	big := newUser("u3", "big@example.com")
+	big.Resource = make([]byte, storage.MaxResourceLen+1)
+	_, err = s.CreateUser(t.Context(), big, scimAudit("user.create"))
+	wantErr(t, err, nil)
+	sameDump(t, "refused creates", before, s)
+}
+
+func testUserUpdate(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	u := createUser(t, s, "u1", "ada@example.com")
+	createUser(t, s, "u2", "bob@example.com")
+	u.Active = false
+	u.UserName = "Ada@example.org"
+	u.UpdatedAt = at(hour)
+	got, err := s.UpdateUser(ctx, u, scimAudit("user.update"))
+	must(t, err)
+	want := u
+	want.Version = 2
+	equal(t, "UpdateUser", got, want)
+
+	before := dumpOf(t, s)
+	// u is at version 1: stale.
+	_, err = s.UpdateUser(ctx, u, scimAudit("user.update"))
+	wantErr(t, err, storage.ErrStale)
+	taken := got
+	taken.UserName = "BOB@example.com"
+	_, err = s.UpdateUser(ctx, taken, scimAudit("user.update"))
+	wantErr(t, err, storage.ErrAlreadyExists)
+	missing := got
+	missing.ID = "u9"
+	_, err = s.UpdateUser(ctx, missing, scimAudit("user.update"))
+	wantErr(t, err, storage.ErrNotFound)
+	sameDump(t, "refused updates", before, s)
+}
+
+func testUserDelete(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createUser(t, s, "u1", "ada@example.com")
+	createUser(t, s, "u2", "bob@example.com")
+	_, err := s.CreateGroup(ctx, storage.Group{ID: "g1", DisplayName: "Eng", Members: []string{"u1", "u2"}, CreatedAt: t0, UpdatedAt: t0}, scimAudit("group.create"))
+	must(t, err)
+	must(t, s.DeleteUser(ctx, "u1", scimAudit("user.delete")))
+	_, err = s.GetUser(ctx, "u1")
+	wantErr(t, err, storage.ErrNotFound)
+	g, err := s.GetGroup(ctx, "g1")
+	must(t, err)
+	equal(t, "members after delete", g.Members, []string{"u2"})
+	before := dumpOf(t, s)
+	wantErr(t, s.DeleteUser(ctx, "u1", scimAudit("user.delete")), storage.ErrNotFound)
+	sameDump(t, "deleting an unknown user", before, s)
+}
+
+func testUserList(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	for i := 5; i >= 1; i-- {
+		createUser(t, s, fmt.Sprintf("u%d", i), fmt.Sprintf("user%d@example.com", i))
+	}
+	p, err := s.ListUsers(ctx, storage.PeopleQuery{Offset: 1, Limit: 2})
+	must(t, err)
+	if p.Total != 5 || len(p.Users) != 2 || p.Users[0].ID != "u2" || p.Users[1].ID != "u3" {
+		t.Errorf("page = %d %+v, want total 5 and u2, u3", p.Total, p.Users)
+	}
+	p, err = s.ListUsers(ctx, storage.PeopleQuery{Name: "USER4@example.com", Limit: 10})
+	must(t, err)
+	if p.Total != 1 || len(p.Users) != 1 || p.Users[0].ID != "u4" {
+		t.Errorf("by name = %+v", p)
+	}
+	p, err = s.ListUsers(ctx, storage.PeopleQuery{Name: "none@example.com", Limit: 10})
+	must(t, err)
+	if p.Total != 0 || p.Users == nil || len(p.Users) != 0 {
+		t.Errorf("no match = %+v, want an empty, non-nil page", p)
+	}
+	p, err = s.ListUsers(ctx, storage.PeopleQuery{ExternalID: "ext-u3", Limit: 10})
+	must(t, err)
+	if p.Total != 1 || p.Users[0].ID != "u3" {
+		t.Errorf("by external id = %+v", p)
+	}
+	p, err = s.ListUsers(ctx, storage.PeopleQuery{Offset: 10, Limit: 10})
+	must(t, err)
+	if p.Total != 5 || len(p.Users) != 0 {
+		t.Errorf("past the end = %+v", p)
+	}
+}
+
+func testGroups(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createUser(t, s, "u1", "ada@example.com")
+	createUser(t, s, "u2", "bob@example.com")
+	g, err := s.CreateGroup(ctx, storage.Group{ID: "g1", DisplayName: "Engineering", ExternalID: "okta-g1",
+		Members: []string{"u2", "u1", "u2"}, CreatedAt: t0, UpdatedAt: t0}, scimAudit("group.create"))
+	must(t, err)
+	want := storage.Group{ID: "g1", DisplayName: "Engineering", ExternalID: "okta-g1", Members: []string{"u1", "u2"},
+		Version: 1, CreatedAt: t0, UpdatedAt: t0}
+	equal(t, "CreateGroup", g, want)
+	got, err := s.GetGroup(ctx, "g1")
+	must(t, err)
+	equal(t, "GetGroup", got, want)
+
+	g.DisplayName = "Eng"
+	g.Members = []string{"u2"}
+	g.UpdatedAt = at(hour)
+	got, err = s.UpdateGroup(ctx, g, scimAudit("group.update"))
+	must(t, err)
+	want.DisplayName, want.Members, want.Version, want.UpdatedAt = "Eng", []string{"u2"}, 2, at(hour)
+	equal(t, "UpdateGroup", got, want)
+
+	gs, err := s.UserGroups(ctx, "u2")
+	must(t, err)
+	if len(gs) != 1 || gs[0].DisplayName != "Eng" {
+		t.Errorf("UserGroups(u2) = %+v", gs)
+	}
+	gs, err = s.UserGroups(ctx, "u1")
+	must(t, err)
+	if len(gs) != 0 {
+		t.Errorf("UserGroups(u1) = %+v, want none", gs)
+	}
+	p, err := s.ListGroups(ctx, storage.PeopleQuery{Name: "eng", Limit: 10})
+	must(t, err)
+	if p.Total != 1 {
+		t.Fatalf("ListGroups by name = %+v", p)
+	}
+	equal(t, "listed group", p.Groups[0], want)
+	must(t, s.DeleteGroup(ctx, "g1", scimAudit("group.delete")))
+	_, err = s.GetGroup(ctx, "g1")
+	wantErr(t, err, storage.ErrNotFound)
+}
+
+func testGroupRefusals(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createUser(t, s, "u1", "ada@example.com")
+	g, err := s.CreateGroup(ctx, storage.Group{ID: "g1", DisplayName: "Eng", CreatedAt: t0, UpdatedAt: t0}, scimAudit("group.create"))
+	must(t, err)
+	before := dumpOf(t, s)
+	_, err = s.CreateGroup(ctx, storage.Group{ID: "g2", DisplayName: "ENG", CreatedAt: t0, UpdatedAt: t0}, scimAudit("group.create"))
+	wantErr(t, err, storage.ErrAlreadyExists)
+	_, err = s.CreateGroup(ctx, storage.Group{ID: "g3", DisplayName: "Ops", Members: []string{"u1", "ghost"}, CreatedAt: t0, UpdatedAt: t0}, scimAudit("group.create"))
+	wantErr(t, err, storage.ErrUnknownMember)
+	g.Members = []string{"ghost"}
+	_, err = s.UpdateGroup(ctx, g, scimAudit("group.update"))
+	wantErr(t, err, storage.ErrUnknownMember)
+	g.Members, g.Version = nil, 7
+	_, err = s.UpdateGroup(ctx, g, scimAudit("group.update"))
+	wantErr(t, err, storage.ErrStale)
+	wantErr(t, s.DeleteGroup(ctx, "g9", scimAudit("group.delete")), storage.ErrNotFound)
+	sameDump(t, "refused group changes", before, s)
+}
+
+func testDeviceBindings(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	devs := enrollN(t, s, 2)
+	createUser(t, s, "u1", "ada@example.com")
+	b := storage.DeviceUser{DeviceID: devs[0].ID, UserID: "u1", Source: "admin", CreatedAt: at(hour)}
+	must(t, s.BindDevice(ctx, b, scimAudit("device.assign")))
+	// Idempotent: the first binding stays.
+	again := b
+	again.CreatedAt = at(2 * hour)
+	must(t, s.BindDevice(ctx, again, scimAudit("device.assign")))
+	got, err := s.DeviceUsers(ctx, devs[0].ID)
+	must(t, err)
+	equal(t, "DeviceUsers", got, []storage.DeviceUser{b})
+	got, err = s.UserDevices(ctx, "u1")
+	must(t, err)
+	equal(t, "UserDevices", got, []storage.DeviceUser{b})
+
+	before := dumpOf(t, s)
+	wantErr(t, s.BindDevice(ctx, storage.DeviceUser{DeviceID: "nope", UserID: "u1", CreatedAt: t0}, scimAudit("device.assign")), storage.ErrNotFound)
+	wantErr(t, s.BindDevice(ctx, storage.DeviceUser{DeviceID: devs[1].ID, UserID: "nope", CreatedAt: t0}, scimAudit("device.assign")), storage.ErrNotFound)
+	wantErr(t, s.UnbindDevice(ctx, devs[1].ID, "u1", scimAudit("device.unassign")), storage.ErrNotFound)
+	sameDump(t, "refused bindings", before, s)
+
+	must(t, s.UnbindDevice(ctx, devs[0].ID, "u1", scimAudit("device.unassign")))
+	got, err = s.DeviceUsers(ctx, devs[0].ID)
+	must(t, err)
+	if len(got) != 0 {
+		t.Errorf("after unbinding: %+v", got)
+	}
+}
