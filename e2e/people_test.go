@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/clearance/clearance/internal/oktasim"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
@@ -77,8 +78,13 @@ func newPeopleRig(t *testing.T, flags ...string) *peopleRig {
 
 	sp, idpCertPEM := oktaOrg(t, dataDir, oktaKey, oktaCert)
 	browser := newPresenceBrowser(t, v, ssoAddr)
+	var last time.Time
 	rig.signIn = func(user string) (oktasim.Request, ssoPage) {
 		t.Helper()
+		// At a person's pace: the agent signs at most four proofs a
+		// second and answers 429 beyond.
+		time.Sleep(time.Until(last.Add(300 * time.Millisecond)))
+		last = time.Now()
 		req := sp.NewRequest(user)
 		u, err := sp.RedirectURL(req)
 		if err != nil {
