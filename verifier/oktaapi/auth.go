@@ -246,10 +246,12 @@ func (s *ServiceApp) fetch(ctx context.Context, scopes string) (accessToken, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	hc := s.HTTP
-	if hc == nil {
-		hc = &http.Client{Timeout: DefaultTimeout}
+	hc := &http.Client{Timeout: DefaultTimeout}
+	if s.HTTP != nil {
+		cp := *s.HTTP
+		hc = &cp
 	}
+	hc.CheckRedirect = refuseRedirects // the assertion goes to Okta's token endpoint only
 	resp, err := hc.Do(req)
 	if err != nil {
 		return accessToken{}, fmt.Errorf("okta token endpoint: %w", err)

@@ -35,6 +35,8 @@ const (
 	// Okta's windows are a minute; a reset further away is a clock or
 	// header problem, and waiting longer would stall the caller.
 	MaxRateLimitWait = 2 * time.Minute
+	// MaxPages bounds one listing: 100,000 users at 200 a page is 500.
+	MaxPages = 10000
 	// maxAttempts bounds the tries of one request (429 and 5xx).
 	maxAttempts = 4
 )
@@ -87,10 +89,21 @@ func ParseOrgURL(s string) (*url.URL, error) {
 }
 
 func (c *Client) httpClient() *http.Client {
+	hc := &http.Client{Timeout: DefaultTimeout}
 	if c.HTTP != nil {
-		return c.HTTP
+		cp := *c.HTTP
+		hc = &cp
 	}
-	return &http.Client{Timeout: DefaultTimeout}
+	hc.CheckRedirect = refuseRedirects
+	return hc
+}
+
+// refuseRedirects: Okta's API answers where it is asked. A redirect is
+// never followed, so that neither the token (Go resends it to the same
+// host, whatever the scheme or port) nor a forged body from elsewhere is
+// involved.
+func refuseRedirects(req *http.Request, _ []*http.Request) error {
+	return fmt.Errorf("okta answered with a redirect to %s://%s%s; redirects are not followed", req.URL.Scheme, req.URL.Host, pathOf(req.URL.String()))
 }
 
 func (c *Client) now() time.Time {
@@ -180,7 +193,16 @@ func (c *Client) Get(ctx context.Context, rawURL string) (Page, error) {
 // each page's items to fn.
 func List[T any](ctx context.Context, c *Client, first string, fn func([]T) error) error {
 	next := first
+	seen := map[string]bool{}
 	for next != "" {
+		// A next link back to any page already read would loop forever.
+		if seen[next] {
+			return fmt.Errorf("okta's next link for %s points back at a page already read", pathOf(next))
+		}
+		if len(seen) >= MaxPages {
+			return fmt.Errorf("okta's list at %s is longer than %d pages", pathOf(first), MaxPages)
+		}
+		seen[next] = true
 		p, err := c.Get(ctx, next)
 		if err != nil {
 			return err
@@ -287,6 +309,9 @@ func (c *Client) backoff(n int) time.Duration {
 }
 
 func (c *Client) pauseUntil(t time.Time) {
+	// Okta's windows are a minute long: a reset further off than one wait
+	// is not believed, so one response cannot slow every later request.
+	t = minTime(t, c.now().Add(MaxRateLimitWait))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if t.After(c.pausedUntil) {
@@ -444,4 +469,11 @@ func parseLink(s string) (string, map[string]string, bool) {
 		params[strings.ToLower(strings.TrimSpace(name))] = val
 	}
 	return target, params, true
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

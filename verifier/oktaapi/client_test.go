@@ -5,10 +5,15 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -237,5 +242,89 @@ func TestNextLinkToAnotherOriginRefused(t *testing.T) {
 	}
 	if len(org.Requests()) != 0 {
 		t.Error("a request was sent")
+	}
+}
+
+// respondingOrg is an "org" that answers every request with respond.
+func respondingOrg(t *testing.T, respond http.HandlerFunc) (*oktaapi.Client, *atomic.Int64) {
+	t.Helper()
+	var hits atomic.Int64
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		respond(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	tok, err := oktaapi.NewAPIToken("SECRET-SSWS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := oktaapi.NewClient(srv.URL, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.HTTP = srv.Client()
+	return c, &hits
+}
+
+// TestRedirectsNotFollowed: a redirect, even to the same host over plain
+// HTTP (where Go would resend the token), is an error, not a request.
+func TestRedirectsNotFollowed(t *testing.T) {
+	t.Parallel()
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("the redirect was followed, with Authorization %q", r.Header.Get("Authorization"))
+	}))
+	t.Cleanup(plain.Close)
+	c, hits := respondingOrg(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, plain.URL+r.URL.Path, http.StatusFound)
+	})
+	_, err := c.Get(context.Background(), c.URL("/api/v1/users", nil))
+	if err == nil || !strings.Contains(err.Error(), "redirect") {
+		t.Fatalf("err = %v, want a refused redirect", err)
+	}
+	if hits.Load() == 0 {
+		t.Fatal("the org was never asked")
+	}
+}
+
+// TestFarRateLimitResetBounded: a reset hours away is waited at most
+// MaxRateLimitWait, once, not before every later request.
+func TestFarRateLimitResetBounded(t *testing.T) {
+	t.Parallel()
+	c, _ := respondingOrg(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Rate-Limit-Remaining", "0")
+		w.Header().Set("X-Rate-Limit-Reset", strconv.FormatInt(time.Now().Add(1000*time.Hour).Unix(), 10))
+		w.Write([]byte("[]"))
+	})
+	var slept time.Duration
+	c.Sleep = func(_ context.Context, d time.Duration) error { slept += d; return nil }
+	for range 3 {
+		if _, err := c.Get(context.Background(), c.URL("/api/v1/users", nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if slept > 2*oktaapi.MaxRateLimitWait+time.Second {
+		t.Errorf("slept %s over 3 requests; a hostile reset may cost at most %s each", slept, oktaapi.MaxRateLimitWait)
+	}
+}
+
+// TestNextLinkCycleRefused: pages that link back to one another end the
+// listing with an error instead of looping.
+func TestNextLinkCycleRefused(t *testing.T) {
+	t.Parallel()
+	var c *oktaapi.Client
+	c, hits := respondingOrg(t, func(w http.ResponseWriter, r *http.Request) {
+		next := "/api/v1/users?after=a"
+		if r.URL.Query().Get("after") == "a" {
+			next = "/api/v1/users?after=b"
+		}
+		w.Header().Set("Link", "<"+c.URL(next[:strings.Index(next, "?")], nil)+next[strings.Index(next, "?"):]+`>; rel="next"`)
+		w.Write([]byte("[]"))
+	})
+	err := oktaapi.List(context.Background(), c, c.URL("/api/v1/users", nil), func([]json.RawMessage) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "already read") {
+		t.Fatalf("err = %v after %d requests, want a refused cycle", err, hits.Load())
+	}
+	if hits.Load() > 4 {
+		t.Errorf("%d requests for a two-page cycle", hits.Load())
 	}
 }

@@ -295,6 +295,11 @@ func (p *LogPoller) match(ctx context.Context, e storage.OktaSignIn) (storage.De
 	var best storage.DecisionRecord
 	bestScore := -1
 	for _, d := range ds {
+		// Only a sign-in Okta sent through Clearance answers for one:
+		// a Cloudflare posture evaluation names a user but no browser.
+		if d.Source == storage.SourceCloudflare {
+			continue
+		}
 		if d.Allow && d.UserAgent != "" && e.UserAgent != "" && d.UserAgent != e.UserAgent {
 			continue
 		}

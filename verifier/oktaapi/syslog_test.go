@@ -76,6 +76,14 @@ func TestSystemLogCorrelation(t *testing.T) {
 	erinDenied := allow(t, store, "erin", safariMac, now.Add(-30*time.Second), false)
 	// Frank was allowed in another browser: his Safari sign-in is not that one.
 	allow(t, store, "frank", chromeWin, now.Add(-20*time.Second), true)
+	// Ivy's Mac passed a Cloudflare posture check: that is no sign-in
+	// through Clearance, so her Okta sign-in still alerts.
+	if _, err := store.AppendDecision(context.Background(), storage.DecisionRecord{
+		At: now.Add(-60 * time.Second), Username: "ivy@example.com", DeviceID: "DEV-ivy", Allow: true, Reason: "allowed",
+		Source: storage.SourceCloudflare, LiveCheck: "none", Score: 100,
+	}); err != nil {
+		t.Fatal(err)
+	}
 	org.AddEvent(event("e-alice", oktaapi.EventSessionStart, "alice", "Mac OS X", safariMac, "SUCCESS", now.Add(-30*time.Second)))
 	org.AddEvent(event("e-bob", oktaapi.EventSessionStart, "bob", "Mac OS X", safariMac, "SUCCESS", now.Add(-25*time.Second)))
 	org.AddEvent(event("e-carol", oktaapi.EventSessionStart, "carol", "Windows 10", chromeWin, "SUCCESS", now.Add(-20*time.Second)))
@@ -83,6 +91,7 @@ func TestSystemLogCorrelation(t *testing.T) {
 	org.AddEvent(event("e-erin", oktaapi.EventSessionStart, "erin", "Mac OS X", safariMac, "SUCCESS", now.Add(-10*time.Second)))
 	org.AddEvent(event("e-frank", oktaapi.EventSessionStart, "frank", "Mac OS X", safariMac, "SUCCESS", now.Add(-5*time.Second)))
 	org.AddEvent(event("e-alice-fail", oktaapi.EventSessionStart, "alice", "Mac OS X", safariMac, "FAILURE", now.Add(-4*time.Second)))
+	org.AddEvent(event("e-ivy", oktaapi.EventSessionStart, "ivy", "Mac OS X", safariMac, "SUCCESS", now.Add(-3500*time.Millisecond)))
 	// Not a sign-in: the query's filter leaves it out.
 	org.AddEvent(event("e-other", "user.lifecycle.create", "gina", "", "", "SUCCESS", now.Add(-3*time.Second)))
 
@@ -90,20 +99,20 @@ func TestSystemLogCorrelation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 7 {
-		t.Fatalf("stored %d events, want 7", n)
+	if n != 8 {
+		t.Fatalf("stored %d events, want 8", n)
 	}
 	unmatched, err := store.ListOktaSignIns(context.Background(), storage.OktaSignInFilter{Unmatched: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Bob: no decision at all. Erin: Clearance denied, Okta let her in.
-	// Frank: the allow was another browser's.
-	if got := uuidsOf(unmatched); got != "e-frank e-erin e-bob" {
-		t.Errorf("alerts %q, want e-frank e-erin e-bob", got)
+	// Frank: the allow was another browser's. Ivy: only Cloudflare's.
+	if got := uuidsOf(unmatched); got != "e-ivy e-frank e-erin e-bob" {
+		t.Errorf("alerts %q, want e-ivy e-frank e-erin e-bob", got)
 	}
-	if got := testutil.ToFloat64(m.UnmatchedCounter()); got != 3 {
-		t.Errorf("clearance_okta_unmatched_signins_total = %v, want 3", got)
+	if got := testutil.ToFloat64(m.UnmatchedCounter()); got != 4 {
+		t.Errorf("clearance_okta_unmatched_signins_total = %v, want 4", got)
 	}
 	// What Okta did after each decision is on record.
 	for id, want := range map[int64]string{aliceOK: "e-alice-fail e-alice", erinDenied: "e-erin"} {
@@ -131,16 +140,16 @@ func TestSystemLogCorrelation(t *testing.T) {
 	if n != 1 {
 		t.Errorf("after the restart stored %d events, want 1 (e-late; e-bob again is not new)", n)
 	}
-	if got := testutil.ToFloat64(m.UnmatchedCounter()); got != 4 {
-		t.Errorf("clearance_okta_unmatched_signins_total = %v, want 4", got)
+	if got := testutil.ToFloat64(m.UnmatchedCounter()); got != 5 {
+		t.Errorf("clearance_okta_unmatched_signins_total = %v, want 5", got)
 	}
 	reqs := org.Requests()[before:]
 	if len(reqs) != 2 {
 		t.Errorf("after the restart %d requests, want 2 (the new page, then an empty one)", len(reqs))
 	}
 	all, _ := store.ListOktaSignIns(context.Background(), storage.OktaSignInFilter{})
-	if len(all) != 8 {
-		t.Errorf("%d events stored in all, want 8", len(all))
+	if len(all) != 9 {
+		t.Errorf("%d events stored in all, want 9", len(all))
 	}
 }
 
