@@ -223,11 +223,19 @@ func (d *Decision) applyRollout(in Input) []Finding {
 		if pr.Grace > 0 && f.Status == StatusFail {
 			start, ok := ro.GraceSince[f.PolicyID]
 			if !ok || start.IsZero() || start.After(now) {
-				start = now
+				// A grace period starts when the person is first told:
+				// not while an exemption or monitor mode lets the
+				// sign-in through without a word.
+				start = time.Time{}
+				if f.Waiver == WaiverNone && mode.Lower(ro.Ceiling) != Monitor {
+					start = now
+				}
 			}
-			f.GraceStarted, f.GraceEnds = start, start.Add(pr.Grace)
-			if mode == Enforce && now.Before(f.GraceEnds) {
-				mode, byGrace[i] = Warn, ro.Ceiling.Lower(Enforce) == Enforce
+			if !start.IsZero() {
+				f.GraceStarted, f.GraceEnds = start, start.Add(pr.Grace)
+				if mode == Enforce && now.Before(f.GraceEnds) {
+					mode, byGrace[i] = Warn, ro.Ceiling.Lower(Enforce) == Enforce
+				}
 			}
 		}
 		f.Enforcement = mode.Lower(ro.Ceiling)

@@ -292,6 +292,21 @@ func TestRolloutPromises(t *testing.T) {
 			t.Fatalf("bypass spent or offered with r blocking: %+v", d)
 		}
 	})
+	t.Run("grace starts only when the person is told", func(t *testing.T) {
+		c := failing
+		c.bypass, c.press, c.grace = "off", "none", "unstarted"
+		if d := decision.Decide(c.input()); d.Failing[0].GraceStarted.IsZero() {
+			t.Fatalf("an enforced FAIL did not start its grace: %+v", d.Failing[0])
+		}
+		for _, quiet := range []combo{
+			func() combo { c := c; c.ceiling = decision.Monitor; return c }(),
+			func() combo { c := c; c.exemption = "device"; return c }(),
+		} {
+			if d := decision.Decide(quiet.input()); !d.Failing[0].GraceStarted.IsZero() {
+				t.Errorf("%s: grace started while nobody was told: %+v", quiet, d.Failing[0])
+			}
+		}
+	})
 	t.Run("exemption for a user matches the username only", func(t *testing.T) {
 		c := failing
 		c.press, c.exemption = "none", "user"
