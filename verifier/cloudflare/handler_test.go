@@ -207,4 +207,17 @@ func TestScores(t *testing.T) {
 			t.Errorf("%s: %d %s", d.Reason, score, verdict)
 		}
 	}
+	// Rollout settings never score as compliance.
+	for name, d := range map[string]decision.Decision{
+		"monitor or exempt": {Allow: true, Reason: reason.Allowed, WouldDeny: reason.PolicyFailed},
+		"warn (Continue)":   {Reason: reason.PolicyFailed, CanContinue: true},
+		"advisory failing":  {Allow: true, Reason: reason.Allowed, Advisory: []decision.Finding{{PolicyID: "x"}}},
+	} {
+		if score, verdict := cloudflare.DefaultScores.For(d); score != cloudflare.DefaultScores.Warning || verdict != cloudflare.VerdictWarning {
+			t.Errorf("%s: %d %s, want the warning score", name, score, verdict)
+		}
+	}
+	if score, _ := cloudflare.DefaultScores.For(decision.Decision{Allow: true, Reason: reason.Allowed}); score != cloudflare.DefaultScores.Compliant {
+		t.Errorf("compliant: %d", score)
+	}
 }

@@ -56,11 +56,20 @@ func (s Scores) Check() error {
 
 // For is d's score and verdict. It reads only d, which came from
 // decision.Decide: the same answer a sign-in gets.
+//
+// Rollout settings score as warnings, never as compliance: a device that
+// passes only because a policy is in monitor mode or exempt (WouldDeny),
+// or that a sign-in would let through after Continue (a policy in warn
+// mode or its grace period), is not compliant, and Cloudflare has no
+// Continue to press. A posture rule of "score >= compliant" keeps such
+// devices out; one of "score >= warning" lets them in during a rollout.
 func (s Scores) For(d decision.Decision) (int, string) {
 	switch {
+	case !d.Allow && d.CanContinue:
+		return s.Warning, VerdictWarning
 	case !d.Allow:
 		return 0, string(d.Reason)
-	case len(d.Advisory) > 0:
+	case d.WouldDeny != "" || len(d.Advisory) > 0:
 		return s.Warning, VerdictWarning
 	}
 	return s.Compliant, VerdictCompliant
