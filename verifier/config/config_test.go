@@ -173,7 +173,7 @@ func TestLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.SSORateLimit != 10 || c.SSORateBurst != 100 || len(c.SSORateExempt) != 0 || c.GRPCMaxStreams != 32 ||
-		c.GRPCUnauthConns != 256 || c.GRPCUnauthPerSource != 16 || c.GRPCUnauthStreams != 4 ||
+		c.GRPCUnauthConns != 128 || c.GRPCUnauthPerSource != 16 || c.GRPCUnauthStreams != 4 ||
 		c.GRPCUnauthIdle != 30*time.Second || c.GRPCUnauthMaxAge != 10*time.Minute {
 		t.Errorf("defaults %+v", c)
 	}

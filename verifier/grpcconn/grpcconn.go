@@ -43,7 +43,7 @@ const (
 	DefaultMaxStreams = 32
 	// DefaultUnauthenticatedConns bounds connections without a device
 	// certificate, in all; when full, the oldest is closed for a new one.
-	DefaultUnauthenticatedConns = 256
+	DefaultUnauthenticatedConns = 128
 	// DefaultUnauthenticatedPerSource bounds them per client address (an
 	// IPv6 /64); when a source is at it, its oldest is closed for its new
 	// one. Holding connections is then worth nothing, and an office whose
