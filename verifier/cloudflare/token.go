@@ -177,7 +177,7 @@ func NewTokenVerifier(o TokenOptions) (*TokenVerifier, error) {
 		return nil, err
 	}
 	if o.Client == nil {
-		o.Client = &http.Client{Timeout: fetchTimeout}
+		o.Client = &http.Client{Timeout: fetchTimeout, CheckRedirect: httpsOnly}
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -376,4 +376,16 @@ func clip(s string) string {
 		return s[:64] + "…"
 	}
 	return s
+}
+
+// httpsOnly follows a redirect of the keys' URL only to another https URL:
+// keys fetched in the clear could be anyone's.
+func httpsOnly(req *http.Request, via []*http.Request) error {
+	if req.URL.Scheme != "https" {
+		return fmt.Errorf("the Access keys' URL redirects to %s://%s, not https", req.URL.Scheme, req.URL.Host)
+	}
+	if len(via) >= 5 {
+		return errors.New("the Access keys' URL redirects more than 5 times")
+	}
+	return nil
 }

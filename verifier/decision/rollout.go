@@ -1,7 +1,6 @@
 package decision
 
 import (
-	"strings"
 	"time"
 
 	"github.com/clearance/clearance/verifier/reason"
@@ -94,7 +93,7 @@ func (e Exemption) Covers(deviceID, username, policyID string, now time.Time) bo
 	}
 	switch {
 	case e.DeviceID != "" && e.DeviceID == deviceID:
-	case e.Username != "" && username != "" && strings.EqualFold(e.Username, username):
+	case e.Username != "" && username != "" && asciiEqualFold(e.Username, username):
 	default:
 		return false
 	}
@@ -359,4 +358,26 @@ func policyReason(fs []Finding) Reason {
 		return reason.PolicyMissing
 	}
 	return ""
+}
+
+// asciiEqualFold compares usernames ignoring the case of ASCII letters
+// only: Unicode case folding would let a look-alike login (a Kelvin sign
+// for a k) inherit another user's exemption.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }

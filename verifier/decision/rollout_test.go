@@ -315,6 +315,16 @@ func TestRolloutPromises(t *testing.T) {
 		if d := decision.Decide(in); d.Allow {
 			t.Fatal("alice's exemption let bob in")
 		}
+		// Letter case is ignored for ASCII only: a look-alike login is
+		// someone else.
+		in.Username = "alice@example.com"
+		if d := decision.Decide(in); !d.Allow {
+			t.Fatalf("alice's exemption, her login in other case: %s", d.Reason)
+		}
+		kim := decision.Exemption{ID: 9, Username: "kim@example.com", ExpiresAt: now.Add(time.Hour)}
+		if !kim.Covers("", "KIM@example.com", "p", now) || kim.Covers("", "\u212Aim@example.com", "p", now) {
+			t.Fatal("kim's exemption: want her login in any ASCII case, never with a Kelvin sign for the k")
+		}
 	})
 }
 
