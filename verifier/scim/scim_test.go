@@ -351,6 +351,7 @@ func testRefusals(t *testing.T, f *fixture) {
 		{"bad count", "GET", "/scim/v2/Users?count=many", "", nil, 400, "invalidValue"},
 		{"missing token", "GET", "/scim/v2/Users", "", []string{"Authorization", ""}, 401, ""},
 		{"bad token", "GET", "/scim/v2/Users", "", []string{"Authorization", "Bearer scim_0123456789abcdef.nope"}, 401, ""},
+		{"token id not hex (not UTF-8 either)", "GET", "/scim/v2/Users", "", []string{"Authorization", "Bearer scim_\xf0\xf1\xf2\xf3\xf4\xf5\xf6\xf7\xf8\xf9\xfa\xfb\xfc\xfd\xfe\xff.x"}, 401, ""},
 		{"revoked token", "POST", "/scim/v2/Users", `{"userName":"x@example.com"}`, []string{"Authorization", "Bearer " + revokedTok}, 401, ""},
 		{"basic auth", "GET", "/scim/v2/Users", "", []string{"Authorization", "Basic b2t0YTpva3Rh"}, 401, ""},
 		{"unknown user", "GET", "/scim/v2/Users/nope", "", nil, 404, ""},

@@ -65,7 +65,9 @@ func CheckToken(ctx context.Context, store storage.PeopleStore, presented string
 		return storage.SCIMToken{}, ErrBadToken
 	}
 	id, _, ok := strings.Cut(rest, ".")
-	if !ok || len(id) != 16 {
+	if !ok || len(id) != 16 || strings.Trim(id, "0123456789abcdef") != "" {
+		// Ids are hex: anything else is no token, and never reaches the
+		// database (PostgreSQL refuses bytes that are not UTF-8 as an error).
 		return storage.SCIMToken{}, ErrBadToken
 	}
 	rec, err := store.GetSCIMToken(ctx, id)
