@@ -431,3 +431,33 @@ func TestParsePath(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupListMemberBudget: a page of groups stops adding groups once it
+// lists maxListedMembers members (always at least one group), so large
+// groups cannot make one response of millions of members.
+func TestGroupListMemberBudget(t *testing.T) {
+	f := newFixture(t)
+	for _, n := range []string{"ada", "bob"} {
+		f.do(t, "POST", "/scim/v2/Users", `{"userName":"`+n+`@example.com"}`)
+	}
+	for _, g := range []string{"A", "B", "C"} {
+		if r := f.do(t, "POST", "/scim/v2/Groups", `{"displayName":"`+g+`","members":[{"value":"id-0001"},{"value":"id-0002"}]}`); r.status != 201 {
+			t.Fatalf("create group %s = %d %s", g, r.status, r.raw)
+		}
+	}
+	prev := maxListedMembers
+	maxListedMembers = 3
+	t.Cleanup(func() { maxListedMembers = prev })
+	r := f.do(t, "GET", "/scim/v2/Groups?startIndex=1&count=100", "")
+	if r.body["totalResults"] != 3.0 || r.body["itemsPerPage"] != 2.0 {
+		t.Fatalf("first page = %s; want 2 of 3 groups (4 members listed, the budget 3)", r.raw)
+	}
+	r = f.do(t, "GET", "/scim/v2/Groups?startIndex=3&count=100", "")
+	if r.body["itemsPerPage"] != 1.0 || len(r.body["Resources"].([]any)[0].(map[string]any)["members"].([]any)) != 2 {
+		t.Fatalf("next page = %s", r.raw)
+	}
+	r = f.do(t, "GET", "/scim/v2/Groups?count=100&excludedAttributes=members", "")
+	if r.body["itemsPerPage"] != 3.0 {
+		t.Fatalf("without members, every group fits: %s", r.raw)
+	}
+}

@@ -94,6 +94,8 @@ type PeopleQuery struct {
 	// caps the page at MaxPeoplePage (<= 0: an empty page, which still
 	// counts Total).
 	Offset, Limit int
+	// WithoutMembers: ListGroups leaves each group's Members empty.
+	WithoutMembers bool
 }
 
 // UserPage is a page of users and how many match in all.

@@ -543,6 +543,9 @@ func (s *Store) DeleteGroup(ctx context.Context, id string, audit storage.AuditE
 func (s *Store) ListGroups(ctx context.Context, q storage.PeopleQuery) (storage.GroupPage, error) {
 	groups, total, err := page(ctx, s, "directory_groups", groupColumns, q, "display_name_key", scanGroup,
 		func(c conn, gs []storage.Group) error {
+			if q.WithoutMembers {
+				return nil
+			}
 			for i := range gs {
 				var err error
 				if gs[i].Members, err = list(ctx, c, scanString,
