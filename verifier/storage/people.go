@@ -32,6 +32,15 @@ const (
 	MaxPeoplePage = 1000
 )
 
+// Sources of directory users and groups: who manages the record.
+const (
+	// SourceSCIM: Okta pushes it to the verifier's SCIM endpoint. A record
+	// stored without a source is SCIM's.
+	SourceSCIM = "scim"
+	// SourceOktaAPI: the verifier pulls it from Okta's management API.
+	SourceOktaAPI = "okta_api"
+)
+
 // SCIMToken is a SCIM bearer token's record. Only Hash, the SHA-256 of
 // the token, is stored.
 type SCIMToken struct {
@@ -45,7 +54,7 @@ type SCIMToken struct {
 // Revoked reports whether the token is revoked.
 func (t SCIMToken) Revoked() bool { return !t.RevokedAt.IsZero() }
 
-// User is a directory user as SCIM provisioned it.
+// User is a directory user as SCIM or the Okta API sync provisioned it.
 type User struct {
 	// ID is issued by the verifier when the user is created; it never
 	// changes and is compared case-sensitively.
@@ -61,6 +70,10 @@ type User struct {
 	// Resource is the SCIM attributes as the client last set them (JSON,
 	// without id, meta, password or groups), returned on reads.
 	Resource []byte
+	// Source is who manages the user: SourceSCIM or SourceOktaAPI. An
+	// update stores the source it carries, so a SCIM write takes over a
+	// record the API sync made.
+	Source string
 	// Version counts changes: 1 when created. An update must carry the
 	// version it read.
 	Version   int64
@@ -72,13 +85,16 @@ type User struct {
 // case-insensitive.
 func UserNameKey(name string) string { return strings.ToLower(name) }
 
-// Group is a directory group as SCIM provisioned it (Okta Group Push).
+// Group is a directory group as SCIM provisioned it (Okta Group Push) or
+// the Okta API sync read it.
 type Group struct {
 	ID          string
 	DisplayName string // unique regardless of case
 	ExternalID  string
 	// Members are user IDs, sorted. Nil on records listed without them.
-	Members   []string
+	Members []string
+	// Source is as User.Source.
+	Source    string
 	Version   int64
 	CreatedAt time.Time
 	UpdatedAt time.Time

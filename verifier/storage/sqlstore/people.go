@@ -112,7 +112,7 @@ func (s *Store) RevokeSCIMToken(ctx context.Context, id string, at time.Time, au
 
 // --- users ---
 
-const userColumns = `id, user_name, external_id, display_name, email, active, resource, version, created_at, updated_at`
+const userColumns = `id, user_name, external_id, display_name, email, active, resource, source, version, created_at, updated_at`
 
 func scanUser(sc scanner) (storage.User, error) {
 	var (
@@ -120,7 +120,7 @@ func scanUser(sc scanner) (storage.User, error) {
 		createdAt, updatedAt int64
 	)
 	if err := sc.Scan(&u.ID, &u.UserName, &u.ExternalID, &u.DisplayName, &u.Email, &u.Active, &u.Resource,
-		&u.Version, &createdAt, &updatedAt); err != nil {
+		&u.Source, &u.Version, &createdAt, &updatedAt); err != nil {
 		return storage.User{}, err
 	}
 	u.CreatedAt, u.UpdatedAt = fromNS(createdAt), fromNS(updatedAt)
@@ -138,7 +138,28 @@ func getUser(ctx context.Context, q conn, where string, arg string) (storage.Use
 	return u, nil
 }
 
+// recordSource is a record's source as stored: SCIM's when not given.
+func recordSource(s string) string {
+	if s == "" {
+		return storage.SourceSCIM
+	}
+	return s
+}
+
+// checkSource refuses a source the store does not know, so a typo cannot
+// make a record nobody manages.
+func checkSource(s string) error {
+	switch s {
+	case "", storage.SourceSCIM, storage.SourceOktaAPI:
+		return nil
+	}
+	return fmt.Errorf("unknown source %q", s)
+}
+
 func checkUser(u storage.User) error {
+	if err := checkSource(u.Source); err != nil {
+		return err
+	}
 	if err := checkTexts(true, textField{"user id", u.ID}, textField{"user name", u.UserName}); err != nil {
 		return err
 	}
@@ -166,10 +187,11 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User, audit storage.Au
 	}
 	u.Version = 1
 	u.Resource = blob(u.Resource)
+	u.Source = recordSource(u.Source)
 	err := s.write(ctx, func(q conn) error {
 		_, err := q.exec(ctx, `INSERT INTO directory_users (`+userColumns+`, user_name_key)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-			u.ID, u.UserName, u.ExternalID, u.DisplayName, u.Email, u.Active, u.Resource, u.Version,
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			u.ID, u.UserName, u.ExternalID, u.DisplayName, u.Email, u.Active, u.Resource, u.Source, u.Version,
 			createdAt, updatedAt, storage.UserNameKey(u.UserName))
 		if s.d.IsUniqueViolation(err) {
 			return fmt.Errorf("user %q: %w", u.UserName, storage.ErrAlreadyExists)
@@ -221,10 +243,10 @@ func (s *Store) UpdateUser(ctx context.Context, u storage.User, audit storage.Au
 	var out storage.User
 	err := s.write(ctx, func(q conn) error {
 		res, err := q.exec(ctx, `UPDATE directory_users SET user_name = $1, user_name_key = $2, external_id = $3,
-			display_name = $4, email = $5, active = $6, resource = $7, version = version + 1, updated_at = $8
-			WHERE id = $9 AND version = $10`,
+			display_name = $4, email = $5, active = $6, resource = $7, version = version + 1, updated_at = $8,
+			source = $11 WHERE id = $9 AND version = $10`,
 			u.UserName, storage.UserNameKey(u.UserName), u.ExternalID, u.DisplayName, u.Email, u.Active,
-			blob(u.Resource), updatedAt, u.ID, u.Version)
+			blob(u.Resource), updatedAt, u.ID, u.Version, recordSource(u.Source))
 		if s.d.IsUniqueViolation(err) {
 			return fmt.Errorf("user %q: %w", u.UserName, storage.ErrAlreadyExists)
 		}
@@ -340,14 +362,14 @@ func (s *Store) ListUsers(ctx context.Context, q storage.PeopleQuery) (storage.U
 
 // --- groups ---
 
-const groupColumns = `id, display_name, external_id, version, created_at, updated_at`
+const groupColumns = `id, display_name, external_id, source, version, created_at, updated_at`
 
 func scanGroup(sc scanner) (storage.Group, error) {
 	var (
 		g                    storage.Group
 		createdAt, updatedAt int64
 	)
-	if err := sc.Scan(&g.ID, &g.DisplayName, &g.ExternalID, &g.Version, &createdAt, &updatedAt); err != nil {
+	if err := sc.Scan(&g.ID, &g.DisplayName, &g.ExternalID, &g.Source, &g.Version, &createdAt, &updatedAt); err != nil {
 		return storage.Group{}, err
 	}
 	g.CreatedAt, g.UpdatedAt = fromNS(createdAt), fromNS(updatedAt)
@@ -375,6 +397,9 @@ func getGroup(ctx context.Context, q conn, id string) (storage.Group, error) {
 }
 
 func checkGroup(g storage.Group) error {
+	if err := checkSource(g.Source); err != nil {
+		return err
+	}
 	if err := checkTexts(true, textField{"group id", g.ID}, textField{"group name", g.DisplayName}); err != nil {
 		return err
 	}
@@ -444,8 +469,8 @@ func (s *Store) CreateGroup(ctx context.Context, g storage.Group, audit storage.
 	}
 	var out storage.Group
 	err := s.write(ctx, func(q conn) error {
-		_, err := q.exec(ctx, `INSERT INTO directory_groups (`+groupColumns+`, display_name_key) VALUES ($1, $2, $3, 1, $4, $5, $6)`,
-			g.ID, g.DisplayName, g.ExternalID, createdAt, updatedAt, storage.UserNameKey(g.DisplayName))
+		_, err := q.exec(ctx, `INSERT INTO directory_groups (`+groupColumns+`, display_name_key) VALUES ($1, $2, $3, $4, 1, $5, $6, $7)`,
+			g.ID, g.DisplayName, g.ExternalID, recordSource(g.Source), createdAt, updatedAt, storage.UserNameKey(g.DisplayName))
 		if s.d.IsUniqueViolation(err) {
 			return fmt.Errorf("group %q: %w", g.DisplayName, storage.ErrAlreadyExists)
 		}
@@ -490,8 +515,8 @@ func (s *Store) UpdateGroup(ctx context.Context, g storage.Group, audit storage.
 	var out storage.Group
 	err := s.write(ctx, func(q conn) error {
 		res, err := q.exec(ctx, `UPDATE directory_groups SET display_name = $1, display_name_key = $2, external_id = $3,
-			version = version + 1, updated_at = $4 WHERE id = $5 AND version = $6`,
-			g.DisplayName, storage.UserNameKey(g.DisplayName), g.ExternalID, updatedAt, g.ID, g.Version)
+			version = version + 1, updated_at = $4, source = $7 WHERE id = $5 AND version = $6`,
+			g.DisplayName, storage.UserNameKey(g.DisplayName), g.ExternalID, updatedAt, g.ID, g.Version, recordSource(g.Source))
 		if s.d.IsUniqueViolation(err) {
 			return fmt.Errorf("group %q: %w", g.DisplayName, storage.ErrAlreadyExists)
 		}
@@ -563,7 +588,7 @@ func (s *Store) ListGroups(ctx context.Context, q storage.PeopleQuery) (storage.
 
 // UserGroups returns the groups a user belongs to, by display name.
 func (s *Store) UserGroups(ctx context.Context, userID string) ([]storage.Group, error) {
-	gs, err := list(ctx, s.reader(), scanGroup, `SELECT g.id, g.display_name, g.external_id, g.version, g.created_at, g.updated_at
+	gs, err := list(ctx, s.reader(), scanGroup, `SELECT g.id, g.display_name, g.external_id, g.source, g.version, g.created_at, g.updated_at
 		FROM group_members m JOIN directory_groups g ON g.id = m.group_id WHERE m.user_id = $1 ORDER BY g.display_name_key, g.id`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("listing user's groups: %w", err)

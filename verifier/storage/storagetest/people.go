@@ -15,6 +15,7 @@ var peopleTests = []test{
 	{"UserDelete", testUserDelete},
 	{"UserList", testUserList},
 	{"Groups", testGroups},
+	{"Sources", testSources},
 	{"GroupRefusals", testGroupRefusals},
 	{"DeviceBindings", testDeviceBindings},
 }
@@ -26,7 +27,7 @@ func scimAudit(action string) storage.AuditEvent {
 func newUser(id, name string) storage.User {
 	return storage.User{
 		ID: id, UserName: name, ExternalID: "ext-" + id, DisplayName: "User " + id, Email: name,
-		Active: true, Resource: []byte(`{"userName":"` + name + `"}`), CreatedAt: t0, UpdatedAt: t0,
+		Active: true, Resource: []byte(`{"userName":"` + name + `"}`), Source: storage.SourceSCIM, CreatedAt: t0, UpdatedAt: t0,
 	}
 }
 
@@ -186,7 +187,7 @@ func testGroups(t *testing.T, s storage.Store) {
 		Members: []string{"u2", "u1", "u2"}, CreatedAt: t0, UpdatedAt: t0}, scimAudit("group.create"))
 	must(t, err)
 	want := storage.Group{ID: "g1", DisplayName: "Engineering", ExternalID: "okta-g1", Members: []string{"u1", "u2"},
-		Version: 1, CreatedAt: t0, UpdatedAt: t0}
+		Source: storage.SourceSCIM, Version: 1, CreatedAt: t0, UpdatedAt: t0}
 	equal(t, "CreateGroup", g, want)
 	got, err := s.GetGroup(ctx, "g1")
 	must(t, err)
@@ -269,5 +270,69 @@ func testDeviceBindings(t *testing.T, s storage.Store) {
 	must(t, err)
 	if len(got) != 0 {
 		t.Errorf("after unbinding: %+v", got)
+	}
+}
+
+// testSources: each user and group records who manages it; a record stored
+// without a source is SCIM's, an update stores the source it carries, and
+// a source the store does not know is refused with nothing changed.
+func testSources(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	plain := newUser("u1", "ada@example.com")
+	plain.Source = ""
+	got, err := s.CreateUser(ctx, plain, scimAudit("user.create"))
+	must(t, err)
+	if got.Source != storage.SourceSCIM {
+		t.Errorf("user stored without a source has source %q, want %q", got.Source, storage.SourceSCIM)
+	}
+	api := newUser("00u2", "bob@example.com")
+	api.Source = storage.SourceOktaAPI
+	_, err = s.CreateUser(ctx, api, scimAudit("user.create"))
+	must(t, err)
+	got, err = s.GetUserByName(ctx, "BOB@example.com")
+	must(t, err)
+	if got.Source != storage.SourceOktaAPI {
+		t.Errorf("API user read back with source %q", got.Source)
+	}
+	g, err := s.CreateGroup(ctx, storage.Group{ID: "00g1", DisplayName: "Eng", Members: []string{"00u2"}, Source: storage.SourceOktaAPI,
+		CreatedAt: t0, UpdatedAt: t0}, scimAudit("group.create"))
+	must(t, err)
+	if g.Source != storage.SourceOktaAPI {
+		t.Errorf("API group stored with source %q", g.Source)
+	}
+	gs, err := s.UserGroups(ctx, "00u2")
+	must(t, err)
+	if len(gs) != 1 || gs[0].Source != storage.SourceOktaAPI {
+		t.Errorf("UserGroups = %+v, want the API group with its source", gs)
+	}
+
+	before := dumpOf(t, s)
+	bad := newUser("u3", "eve@example.com")
+	bad.Source = "ldap"
+	_, err = s.CreateUser(ctx, bad, scimAudit("user.create"))
+	wantErr(t, err, nil)
+	badGroup := g
+	badGroup.Source = "SCIM"
+	_, err = s.UpdateGroup(ctx, badGroup, scimAudit("group.update"))
+	wantErr(t, err, nil)
+	sameDump(t, "unknown sources", before, s)
+
+	// A SCIM write takes the record over.
+	got.Source = storage.SourceSCIM
+	got, err = s.UpdateUser(ctx, got, scimAudit("user.update"))
+	must(t, err)
+	if got.Source != storage.SourceSCIM {
+		t.Errorf("user taken over by SCIM has source %q", got.Source)
+	}
+	g.Source = storage.SourceSCIM
+	g, err = s.UpdateGroup(ctx, g, scimAudit("group.update"))
+	must(t, err)
+	if g.Source != storage.SourceSCIM {
+		t.Errorf("group taken over by SCIM has source %q", g.Source)
+	}
+	p, err := s.ListGroups(ctx, storage.PeopleQuery{Limit: 10})
+	must(t, err)
+	if len(p.Groups) != 1 || p.Groups[0].Source != storage.SourceSCIM {
+		t.Errorf("listed groups = %+v", p.Groups)
 	}
 }
