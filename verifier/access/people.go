@@ -22,7 +22,7 @@ type People interface {
 // PeopleRules say what the gate requires of who signs in.
 type PeopleRules struct {
 	// RequireProvisioned: the username must be a user Okta provisioned
-	// over SCIM (--scim-users required).
+	// over SCIM or the API sync read (--scim-users required).
 	RequireProvisioned bool
 	// Binding is --user-binding.
 	Binding decision.UserBinding

@@ -54,7 +54,7 @@ func (s *Server) findUser(ctx context.Context, ref string) (storage.User, error)
 		u, err = s.Store.GetUserByName(ctx, ref)
 	}
 	if errors.Is(err, storage.ErrNotFound) {
-		return storage.User{}, status.Errorf(codes.NotFound, "no user %q (users come from Okta over SCIM)", ref)
+		return storage.User{}, status.Errorf(codes.NotFound, "no user %q (users come from Okta, over SCIM or the API sync)", ref)
 	}
 	if err != nil {
 		return storage.User{}, s.internal("reading user", err)

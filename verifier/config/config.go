@@ -144,7 +144,8 @@ type Config struct {
 	AgentPresencePort int
 
 	// SCIMUsers is whether a sign-in's username must be a user Okta
-	// provisioned over SCIM: SCIMOptional or SCIMRequired. A deactivated
+	// provisioned over SCIM or the API sync read: SCIMOptional or
+	// SCIMRequired. A deactivated
 	// user is denied either way.
 	SCIMUsers string
 	// UserBinding is whether the user signing in must be bound to the Mac:
@@ -602,7 +603,7 @@ var settings = []setting{
 	{"scep-rate-limit", GroupBrowser, strconv.Itoa(scep.DefaultRateLimit), "browser certificates one Mac may get per 24 hours", intRange(func(c *Config) *int { return &c.SCEPRateLimit }, 1, 1000)},
 	{"require-agent-vouched-cert", GroupBrowser, "true", "honour a browser certificate only if the Mac's agent reports it in a user keychain", boolean(func(c *Config) *bool { return &c.RequireAgentVouchedCert })},
 	{"browser-binding", GroupSignIn, BindingAgent, "how a sign-in is bound to the Mac: agent (the agent's signed proof of presence on loopback), certificate (a SCEP browser certificate the agent vouches for; weaker) or either", oneOf(func(c *Config) *string { return &c.BrowserBinding }, BindingAgent, BindingCertificate, BindingEither)},
-	{"scim-users", GroupSignIn, SCIMOptional, "optional: any username Okta sends may sign in, and a user Okta deactivated over SCIM is denied; required: the username must also be one Okta provisioned over SCIM (turn on once the first import is done)", oneOf(func(c *Config) *string { return &c.SCIMUsers }, SCIMOptional, SCIMRequired)},
+	{"scim-users", GroupSignIn, SCIMOptional, "optional: any username Okta sends may sign in, and a user Okta deactivated (over SCIM or in the API sync) is denied; required: the username must also be one Okta provisioned over SCIM or the API sync reads (turn on once the first import is done)", oneOf(func(c *Config) *string { return &c.SCIMUsers }, SCIMOptional, SCIMRequired)},
 	{"user-binding", GroupSignIn, UserBindingWarn, "whether the user signing in must be bound to the Mac (assigned with the admin API's AssignDevice, or a local account matched by --user-binding-rule): off, warn (allow, log and show the mismatch) or enforce (deny)", oneOf(func(c *Config) *string { return &c.UserBinding }, UserBindingOff, UserBindingWarn, UserBindingEnforce)},
 	{"user-binding-rule", GroupSignIn, "email-local-part", "how a Mac's local accounts name directory users: email-local-part (jdoe is jdoe@…) or a pattern such as {local}@example.com", value{"rule", func(c *Config, v string) error {
 		if v != "email-local-part" && (!strings.Contains(v, "{local}") || len(v) > 200) {

@@ -6,20 +6,27 @@ import (
 	"slices"
 	"sort"
 	"sync"
+
+	"github.com/clearance/clearance/verifier/storage"
 )
 
 // Sources of directory records: who manages a user or group.
 const (
 	// SourceSCIM: Okta pushes it to the verifier's SCIM endpoint.
-	SourceSCIM = "scim"
+	SourceSCIM = storage.SourceSCIM
 	// SourceAPI: the verifier pulls it from Okta's management API.
-	SourceAPI = "okta_api"
+	SourceAPI = storage.SourceOktaAPI
 )
 
 // ErrOtherSource: the record is managed by another source and was left
 // as it was. SCIM wins: a user or group SCIM manages is never changed by
 // the API sync (docs/okta.md says why).
 var ErrOtherSource = errors.New("managed by another source")
+
+// ErrNotStored: the record breaks the directory's bounds (e.g. a field too
+// long, a group with more members than are kept) and was left out; the
+// sync counts it skipped and says so in its log.
+var ErrNotStored = errors.New("not stored")
 
 // DirUser is a person as the verifier's directory keeps them.
 type DirUser struct {
@@ -68,8 +75,7 @@ type Directory interface {
 	Members(ctx context.Context, groupID string) ([]string, error)
 }
 
-// MemoryDirectory is a Directory in memory, for tests and for a verifier
-// without a user store.
+// MemoryDirectory is a Directory in memory, for tests.
 type MemoryDirectory struct {
 	mu      sync.Mutex
 	users   map[string]DirUser

@@ -85,7 +85,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 			s.log().Warn("okta_sync_failed", "component", "oktaapi", "err", err)
 		} else if err == nil {
 			s.log().Info("okta_sync", "component", "oktaapi", "full", r.Full, "users", r.Users, "deactivated", r.Deactivated,
-				"deleted", r.Deleted, "skipped_scim", r.Skipped, "groups", r.Groups, "groups_deleted", r.GroupsDeleted, "memberships", r.Memberships)
+				"deleted", r.Deleted, "skipped", r.Skipped, "groups", r.Groups, "groups_deleted", r.GroupsDeleted, "memberships", r.Memberships)
 		}
 		select {
 		case <-ctx.Done():
@@ -184,8 +184,7 @@ func (s *Syncer) putUser(ctx context.Context, st *state, u User, r *SyncResult) 
 		return nil
 	}
 	err := s.Dir.UpsertUser(ctx, du)
-	if errors.Is(err, ErrOtherSource) {
-		r.Skipped++
+	if s.skipped(err, "user", du.ID, r) {
 		return nil
 	}
 	if err != nil {
@@ -209,8 +208,7 @@ func (s *Syncer) putGroup(ctx context.Context, st *state, g Group, since time.Ti
 	}
 	_, known := st.groups[g.ID]
 	if old, ok := st.groups[g.ID]; !ok || old != dg {
-		if err := s.Dir.UpsertGroup(ctx, dg); errors.Is(err, ErrOtherSource) {
-			r.Skipped++
+		if err := s.Dir.UpsertGroup(ctx, dg); s.skipped(err, "group", g.ID, r) {
 			return nil
 		} else if err != nil {
 			return fmt.Errorf("storing group %s: %w", g.ID, err)
@@ -237,12 +235,30 @@ func (s *Syncer) putGroup(ctx context.Context, st *state, g Group, since time.Ti
 		return err
 	}
 	if !slices.Equal(have, ids) {
-		if err := s.Dir.SetMembers(ctx, g.ID, SourceAPI, ids); err != nil {
+		if err := s.Dir.SetMembers(ctx, g.ID, SourceAPI, ids); s.skipped(err, "members of group", g.ID, r) {
+			return nil
+		} else if err != nil {
 			return fmt.Errorf("storing members of group %s: %w", g.ID, err)
 		}
 		r.Memberships++
 	}
 	return nil
+}
+
+// skipped reports whether err left a record out without failing the sync:
+// another source manages it (counted), or the directory cannot keep it
+// (counted and logged, since only an operator can act on it).
+func (s *Syncer) skipped(err error, kind, id string, r *SyncResult) bool {
+	switch {
+	case errors.Is(err, ErrOtherSource):
+		r.Skipped++
+		return true
+	case errors.Is(err, ErrNotStored):
+		r.Skipped++
+		s.log().Warn("okta_sync_not_stored", "component", "oktaapi", "kind", kind, "id", id, "err", err)
+		return true
+	}
+	return false
 }
 
 // Full reads every user and group and makes the directory's API-sourced

@@ -126,7 +126,8 @@ const (
 	// UserUnknown: SCIM users are required and the username is not one Okta
 	// provisioned.
 	UserUnknown Code = "user_not_provisioned"
-	// UserDeactivated: Okta deactivated the user over SCIM.
+	// UserDeactivated: Okta deactivated the user (over SCIM or in the API
+	// sync).
 	UserDeactivated Code = "user_deactivated"
 	// UserNotBound: --user-binding enforce, and the user is not bound to
 	// this Mac.

@@ -134,6 +134,17 @@ func (h *Handler) createGroup(r *http.Request) (int, any, error) {
 	g := storage.Group{ID: id, DisplayName: doc.DisplayName, ExternalID: doc.ExternalID, Members: doc.Members,
 		CreatedAt: now, UpdatedAt: now}
 	g, err = h.Store.CreateGroup(r.Context(), g, h.audit(r, "group.create", "group "+id+" ("+doc.DisplayName+") created"))
+	if errors.Is(err, storage.ErrAlreadyExists) {
+		// SCIM wins, as for users.
+		p, lerr := h.Store.ListGroups(r.Context(), storage.PeopleQuery{Name: doc.DisplayName, Limit: 1, WithoutMembers: true})
+		if lerr == nil && len(p.Groups) == 1 && p.Groups[0].Source == storage.SourceOktaAPI {
+			g, err = h.updateGroup(r, p.Groups[0].ID, "group.takeover", func(storage.Group) (groupDoc, error) { return doc, nil })
+			if err != nil {
+				return 0, nil, err
+			}
+			return http.StatusCreated, h.groupJSON(g, true), nil
+		}
+	}
 	if err != nil {
 		return 0, nil, storeErr(err, "a group with that displayName")
 	}
@@ -355,7 +366,11 @@ func (h *Handler) updateGroup(r *http.Request, id, action string, change func(st
 		}
 		next := cur
 		next.DisplayName, next.ExternalID, next.Members, next.UpdatedAt = doc.DisplayName, doc.ExternalID, doc.Members, h.now()
+		next.Source = storage.SourceSCIM // a SCIM write makes the group SCIM's
 		detail := "group " + id + " (" + doc.DisplayName + ") updated"
+		if cur.Source != storage.SourceSCIM {
+			detail = "group " + id + " (" + doc.DisplayName + ") taken over from the Okta API sync"
+		}
 		if added, removed := diffMembers(cur.Members, doc.Members); added+removed > 0 {
 			detail += ": " + itoa(added) + " members added, " + itoa(removed) + " removed"
 		}

@@ -461,3 +461,64 @@ func TestGroupListMemberBudget(t *testing.T) {
 		t.Fatalf("without members, every group fits: %s", r.raw)
 	}
 }
+
+// TestSCIMTakesOverAPIRecords: SCIM wins. Creating a user or group whose
+// name the Okta API sync holds makes that record SCIM's, keeping its ID,
+// groups and Macs; any SCIM write to a synced record does the same. A
+// name SCIM already holds is still a conflict.
+func TestSCIMTakesOverAPIRecords(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	api := storage.AuditEvent{Actor: "okta-api-sync"}
+	for _, u := range []storage.User{
+		{ID: "00u1", UserName: "test.user@okta.local", ExternalID: "00u1", Active: false, Resource: []byte(`{}`), Source: storage.SourceOktaAPI},
+		{ID: "00u2", UserName: "bob@example.com", ExternalID: "00u2", Active: true, Resource: []byte(`{}`), Source: storage.SourceOktaAPI},
+	} {
+		if _, err := f.store.CreateUser(ctx, u, api); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.store.CreateGroup(ctx, storage.Group{ID: "00g1", DisplayName: "Engineering", Members: []string{"00u1"},
+		Source: storage.SourceOktaAPI}, api); err != nil {
+		t.Fatal(err)
+	}
+
+	r := f.do(t, "POST", "/scim/v2/Users", oktaUser)
+	if r.status != 201 || r.body["id"] != "00u1" || r.body["active"] != true || r.body["displayName"] != "Test User" {
+		t.Fatalf("create over a synced user = %d %s", r.status, r.raw)
+	}
+	u, err := f.store.GetUser(ctx, "00u1")
+	if err != nil || u.Source != storage.SourceSCIM || !u.Active {
+		t.Fatalf("taken-over user %+v %v", u, err)
+	}
+	if gs, _ := f.store.UserGroups(ctx, "00u1"); len(gs) != 1 {
+		t.Errorf("the taken-over user lost its groups: %+v", gs)
+	}
+	// A PATCH to a synced user takes it over too.
+	r = f.do(t, "PATCH", "/scim/v2/Users/00u2", `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","value":{"active":false}}]}`)
+	if r.status != 200 {
+		t.Fatalf("patch a synced user = %d %s", r.status, r.raw)
+	}
+	if u, _ := f.store.GetUser(ctx, "00u2"); u.Source != storage.SourceSCIM || u.Active {
+		t.Errorf("patched synced user %+v", u)
+	}
+	r = f.do(t, "POST", "/scim/v2/Groups", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"engineering","members":[{"value":"00u2"}]}`)
+	if r.status != 201 || r.body["id"] != "00g1" {
+		t.Fatalf("create over a synced group = %d %s", r.status, r.raw)
+	}
+	g, err := f.store.GetGroup(ctx, "00g1")
+	if err != nil || g.Source != storage.SourceSCIM || g.DisplayName != "engineering" || len(g.Members) != 1 || g.Members[0] != "00u2" {
+		t.Fatalf("taken-over group %+v %v", g, err)
+	}
+	// Now SCIM's: a second create is the usual conflict, with nothing changed.
+	before := f.dump(t)
+	if r = f.do(t, "POST", "/scim/v2/Users", oktaUser); r.status != 409 {
+		t.Errorf("second create = %d %s", r.status, r.raw)
+	}
+	if r = f.do(t, "POST", "/scim/v2/Groups", `{"displayName":"Engineering"}`); r.status != 409 {
+		t.Errorf("second group create = %d %s", r.status, r.raw)
+	}
+	if f.dump(t) != before {
+		t.Error("a refused create changed the store")
+	}
+}

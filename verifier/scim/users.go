@@ -254,6 +254,17 @@ func (h *Handler) createUser(r *http.Request) (int, any, error) {
 	u := storage.User{ID: id, UserName: doc.UserName, ExternalID: doc.ExternalID, DisplayName: doc.DisplayName,
 		Email: doc.Email, Active: doc.Active, Resource: res, CreatedAt: now, UpdatedAt: now}
 	u, err = h.Store.CreateUser(r.Context(), u, h.audit(r, "user.create", "user "+id+" ("+doc.UserName+") created"))
+	if errors.Is(err, storage.ErrAlreadyExists) {
+		// SCIM wins: a user the Okta API sync made becomes SCIM's, keeping
+		// its ID, groups and Macs.
+		if cur, gerr := h.Store.GetUserByName(r.Context(), doc.UserName); gerr == nil && cur.Source == storage.SourceOktaAPI {
+			u, err = h.updateUser(r, cur.ID, "user.takeover", func(storage.User) (userDoc, error) { return doc, nil })
+			if err != nil {
+				return 0, nil, err
+			}
+			return http.StatusCreated, h.userJSON(u), nil
+		}
+	}
 	if err != nil {
 		return 0, nil, storeErr(err, "a user with that userName")
 	}
@@ -360,7 +371,11 @@ func (h *Handler) updateUser(r *http.Request, id, action string, change func(sto
 		next := cur
 		next.UserName, next.ExternalID, next.DisplayName, next.Email = doc.UserName, doc.ExternalID, doc.DisplayName, doc.Email
 		next.Active, next.Resource, next.UpdatedAt = doc.Active, res, h.now()
+		next.Source = storage.SourceSCIM // a SCIM write makes the user SCIM's
 		act, detail := action, "user "+id+" ("+doc.UserName+") updated"
+		if cur.Source != storage.SourceSCIM {
+			detail = "user " + id + " (" + doc.UserName + ") taken over from the Okta API sync"
+		}
 		switch {
 		case cur.Active && !next.Active:
 			act, detail = "user.deactivate", "user "+id+" ("+doc.UserName+") deactivated"

@@ -31,7 +31,8 @@ func (s *Server) buildOkta(cfg *config.Config, log *slog.Logger) error {
 	s.Okta = c
 	s.admin.Okta = admin.OktaAPI{Client: c, Credential: method}
 	if s.OktaDirectory == nil {
-		s.OktaDirectory = oktaapi.NewMemoryDirectory()
+		// The store SCIM fills and sign-in reads.
+		s.OktaDirectory = &oktaapi.StoreDirectory{Store: s.Store, Now: s.now}
 	}
 	log.Info("okta api configured", "component", "server", "org", c.Org.String(), "credential", method)
 	return nil

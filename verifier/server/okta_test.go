@@ -15,7 +15,9 @@ import (
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/oktaapi"
+	"github.com/clearance/clearance/verifier/reason"
 	"github.com/clearance/clearance/verifier/server"
+	"github.com/clearance/clearance/verifier/storage"
 )
 
 const safari = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15"
@@ -147,4 +149,81 @@ func counterValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
 	}
 	t.Fatalf("no metric %s", name)
 	return 0
+}
+
+// TestOktaSyncGatesSignIn: with the Okta API configured, users arrive in
+// the user store sign-in reads; a user Okta deactivates is denied at the
+// next poll, and with --scim-users required a username Okta does not have
+// is refused.
+func TestOktaSyncGatesSignIn(t *testing.T) {
+	t.Parallel()
+	org := oktaorg.New()
+	defer org.Close()
+	org.AddToken("ro-token", oktaorg.Scopes(oktaapi.ScopeUsers, oktaapi.ScopeGroups, oktaapi.ScopeLogs))
+	org.PutUser(oktaorg.User{ID: "00u1", Login: testUser})
+	org.PutGroup("00g1", "Engineering")
+	org.SetMember("00g1", "00u1", true)
+	tokenFile := filepath.Join(t.TempDir(), "okta.token")
+	if err := os.WriteFile(tokenFile, []byte("ro-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := startSSO(t, true, func(c *config.Config) {
+		c.OktaOrgURL, c.OktaAPITokenFile, c.OktaSyncInterval = org.URL(), tokenFile, time.Hour
+		c.SCIMUsers = config.SCIMRequired
+	}, server.WithOktaHTTP(org.Server.Client()), server.WithOktaPollInterval(50*time.Millisecond))
+	waitUser := func(active bool) storage.User {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			u, err := e.srv.Store.GetUserByName(e.ctx(), testUser)
+			if err == nil && u.Active == active {
+				return u
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("user %s never became active=%v: %+v %v", testUser, active, u, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	u := waitUser(true)
+	if u.ID != "00u1" || u.Source != storage.SourceOktaAPI {
+		t.Errorf("synced user %+v", u)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		// Groups follow the users in the same sync.
+		gs, err := e.srv.Store.UserGroups(e.ctx(), u.ID)
+		if err == nil && len(gs) == 1 && gs[0].DisplayName == "Engineering" && gs[0].Source == storage.SourceOktaAPI {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("synced groups %+v %v", gs, err)
+		}
+	}
+
+	a, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+	c := e.browser(deviceCert(a))
+	r := e.sp.NewRequest(testUser)
+	e.allowed(t, e.redirect(t, c, r), r)
+
+	org.SetUserStatus("00u1", "DEPROVISIONED")
+	waitUser(false)
+	p := e.redirect(t, c, e.sp.NewRequest(testUser))
+	noResponse(t, p)
+	stranger := e.redirect(t, c, e.sp.NewRequest("stranger@example.com"))
+	noResponse(t, stranger)
+	ds := e.decisions(t)
+	if len(ds) != 3 || ds[0].Reason != string(reason.UserUnknown) || ds[1].Reason != string(reason.UserDeactivated) {
+		var got []string
+		for _, d := range ds {
+			got = append(got, d.Reason)
+		}
+		t.Errorf("decisions %v, want user_not_provisioned, user_deactivated, allowed (newest first)", got)
+	}
+	es, err := e.srv.Store.ListAudit(e.ctx(), "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) == 0 || es[0].Actor != oktaapi.SyncActor || es[0].Action != "user.deactivate" {
+		t.Errorf("newest audit event %+v, want the sync's deactivation", es)
+	}
 }

@@ -124,7 +124,7 @@ func WithOktaHTTP(c *http.Client) Option { return func(s *Server) { s.oktaHTTP =
 func WithOktaPollInterval(d time.Duration) Option { return func(s *Server) { s.oktaPoll = d } }
 
 // WithOktaDirectory makes d the directory the Okta user and group sync
-// writes to (default: in memory).
+// writes to (default: the user store SCIM fills and sign-in reads).
 func WithOktaDirectory(d oktaapi.Directory) Option { return func(s *Server) { s.OktaDirectory = d } }
 
 // WithClock injects the clock.

@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// People: the users and groups Okta provisions over SCIM, the tokens it
-// authenticates with, and which directory users use which Mac.
+// People: the users and groups Okta provisions over SCIM or the Okta API
+// sync reads, the SCIM tokens Okta authenticates with, and which directory
+// users use which Mac.
 
 // Errors of the people store.
 var (
@@ -17,6 +18,9 @@ var (
 	ErrStale = errors.New("record changed since it was read")
 	// ErrUnknownMember: a group names a user that does not exist.
 	ErrUnknownMember = errors.New("group member is not a known user")
+	// ErrInvalid: the user or group breaks the store's bounds (an empty,
+	// oversized or non-UTF-8 field, an unknown source); nothing is stored.
+	ErrInvalid = errors.New("invalid record")
 )
 
 // Bounds the people store enforces, so a client cannot grow a row without

@@ -178,7 +178,7 @@ func checkUser(u storage.User) error {
 // CreateUser stores a new user with version 1.
 func (s *Store) CreateUser(ctx context.Context, u storage.User, audit storage.AuditEvent) (storage.User, error) {
 	if err := checkUser(u); err != nil {
-		return storage.User{}, fmt.Errorf("creating user: %w", err)
+		return storage.User{}, fmt.Errorf("creating user: %w: %w", storage.ErrInvalid, err)
 	}
 	var c timeCodec
 	createdAt, updatedAt := c.ns("created at", u.CreatedAt), c.ns("updated at", u.UpdatedAt)
@@ -233,7 +233,7 @@ func (s *Store) GetUserByName(ctx context.Context, userName string) (storage.Use
 // UpdateUser replaces a user if it is still at u.Version.
 func (s *Store) UpdateUser(ctx context.Context, u storage.User, audit storage.AuditEvent) (storage.User, error) {
 	if err := checkUser(u); err != nil {
-		return storage.User{}, fmt.Errorf("updating user: %w", err)
+		return storage.User{}, fmt.Errorf("updating user: %w: %w", storage.ErrInvalid, err)
 	}
 	var c timeCodec
 	updatedAt := c.ns("updated at", u.UpdatedAt)
@@ -460,7 +460,7 @@ func setMembers(ctx context.Context, q conn, groupID string, want []string) erro
 // CreateGroup stores a new group and its members with version 1.
 func (s *Store) CreateGroup(ctx context.Context, g storage.Group, audit storage.AuditEvent) (storage.Group, error) {
 	if err := checkGroup(g); err != nil {
-		return storage.Group{}, fmt.Errorf("creating group: %w", err)
+		return storage.Group{}, fmt.Errorf("creating group: %w: %w", storage.ErrInvalid, err)
 	}
 	var c timeCodec
 	createdAt, updatedAt := c.ns("created at", g.CreatedAt), c.ns("updated at", g.UpdatedAt)
@@ -505,7 +505,7 @@ func (s *Store) GetGroup(ctx context.Context, id string) (storage.Group, error) 
 // UpdateGroup replaces a group if it is still at g.Version.
 func (s *Store) UpdateGroup(ctx context.Context, g storage.Group, audit storage.AuditEvent) (storage.Group, error) {
 	if err := checkGroup(g); err != nil {
-		return storage.Group{}, fmt.Errorf("updating group: %w", err)
+		return storage.Group{}, fmt.Errorf("updating group: %w: %w", storage.ErrInvalid, err)
 	}
 	var c timeCodec
 	updatedAt := c.ns("updated at", g.UpdatedAt)

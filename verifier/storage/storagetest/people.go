@@ -98,7 +98,7 @@ func testUserDuplicateName(t *testing.T, s storage.Store) {
 	big := newUser("u3", "big@example.com")
 	big.Resource = make([]byte, storage.MaxResourceLen+1)
 	_, err = s.CreateUser(t.Context(), big, scimAudit("user.create"))
-	wantErr(t, err, nil)
+	wantErr(t, err, storage.ErrInvalid)
 	sameDump(t, "refused creates", before, s)
 }
 
@@ -310,11 +310,11 @@ func testSources(t *testing.T, s storage.Store) {
 	bad := newUser("u3", "eve@example.com")
 	bad.Source = "ldap"
 	_, err = s.CreateUser(ctx, bad, scimAudit("user.create"))
-	wantErr(t, err, nil)
+	wantErr(t, err, storage.ErrInvalid)
 	badGroup := g
 	badGroup.Source = "SCIM"
 	_, err = s.UpdateGroup(ctx, badGroup, scimAudit("group.update"))
-	wantErr(t, err, nil)
+	wantErr(t, err, storage.ErrInvalid)
 	sameDump(t, "unknown sources", before, s)
 
 	// A SCIM write takes the record over.

@@ -1,0 +1,421 @@
+package oktaapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// SyncActor is the audit actor of every change the API sync makes.
+const SyncActor = "okta-api-sync"
+
+// storeAttempts bounds the retries of a write that lost a race with
+// another writer (SCIM, another replica's sync).
+const storeAttempts = 3
+
+// StoreDirectory is the Directory on the verifier's user store, the one
+// SCIM fills: what the sync writes is what sign-in reads. Records keep
+// Okta's IDs; a record SCIM manages is never changed (ErrOtherSource),
+// and a write that would change nothing is not made, so a reconciliation
+// that finds Okta as it was writes no row and no audit event.
+type StoreDirectory struct {
+	Store storage.PeopleStore
+	Now   func() time.Time
+}
+
+var _ Directory = (*StoreDirectory)(nil)
+
+func (d *StoreDirectory) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+func (d *StoreDirectory) audit(action, detail string) storage.AuditEvent {
+	return storage.AuditEvent{At: d.now(), Actor: SyncActor, Action: action, Detail: detail}
+}
+
+// apiResource is the SCIM view of a synced user, served by the SCIM
+// endpoint's reads like any other user.
+type apiResource struct {
+	UserName string `json:"userName"`
+	Name     struct {
+		GivenName  string `json:"givenName,omitempty"`
+		FamilyName string `json:"familyName,omitempty"`
+	} `json:"name"`
+	DisplayName string     `json:"displayName,omitempty"`
+	Emails      []apiEmail `json:"emails,omitempty"`
+	Active      bool       `json:"active"`
+}
+
+type apiEmail struct {
+	Value   string `json:"value"`
+	Primary bool   `json:"primary"`
+	Type    string `json:"type"`
+}
+
+func displayName(u DirUser) string {
+	return strings.TrimSpace(u.GivenName + " " + u.FamilyName)
+}
+
+// storeUser is u as the store keeps it, on top of cur (the stored record,
+// or zero).
+func storeUser(cur storage.User, u DirUser, now time.Time) (storage.User, error) {
+	var r apiResource
+	r.UserName, r.DisplayName, r.Active = u.Login, displayName(u), u.Active
+	r.Name.GivenName, r.Name.FamilyName = u.GivenName, u.FamilyName
+	if u.Email != "" {
+		r.Emails = []apiEmail{{Value: u.Email, Primary: true, Type: "work"}}
+	}
+	res, err := json.Marshal(r)
+	if err != nil {
+		return storage.User{}, err
+	}
+	next := cur
+	next.ID, next.UserName, next.ExternalID, next.DisplayName, next.Email = u.ID, u.Login, u.ID, displayName(u), u.Email
+	next.Active, next.Resource, next.Source = u.Active, res, storage.SourceOktaAPI
+	if next.CreatedAt.IsZero() {
+		next.CreatedAt = now
+	}
+	next.UpdatedAt = now
+	return next, nil
+}
+
+// sameUser reports whether storing b over a would change nothing a reader
+// sees.
+func sameUser(a, b storage.User) bool {
+	return a.UserName == b.UserName && a.ExternalID == b.ExternalID && a.DisplayName == b.DisplayName &&
+		a.Email == b.Email && a.Active == b.Active && a.Source == b.Source && string(a.Resource) == string(b.Resource)
+}
+
+// dirUserOf is the stored user as the Directory shows it. Okta's status is
+// not stored: an active user reads as ACTIVE, another as DEPROVISIONED.
+func dirUserOf(u storage.User) DirUser {
+	var r apiResource
+	_ = json.Unmarshal(u.Resource, &r)
+	status := "DEPROVISIONED"
+	if u.Active {
+		status = "ACTIVE"
+	}
+	return DirUser{ID: u.ID, Login: u.UserName, Email: u.Email, GivenName: r.Name.GivenName,
+		FamilyName: r.Name.FamilyName, Active: u.Active, Status: status, Source: u.Source}
+}
+
+func (d *StoreDirectory) UpsertUser(ctx context.Context, u DirUser) error {
+	if u.Source != SourceAPI {
+		return ErrOtherSource
+	}
+	for attempt := 1; ; attempt++ {
+		err := d.upsertUser(ctx, u)
+		if errors.Is(err, storage.ErrStale) && attempt < storeAttempts {
+			continue
+		}
+		return err
+	}
+}
+
+func (d *StoreDirectory) upsertUser(ctx context.Context, u DirUser) error {
+	cur, err := d.Store.GetUser(ctx, u.ID)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		if err := d.freeName(ctx, u); err != nil {
+			return err
+		}
+		next, err := storeUser(storage.User{}, u, d.now())
+		if err != nil {
+			return err
+		}
+		_, err = d.Store.CreateUser(ctx, next, d.audit("user.create", "user "+u.ID+" ("+u.Login+") created from the Okta API"))
+		return d.storeErr(err)
+	case err != nil:
+		return err
+	case cur.Source != storage.SourceOktaAPI:
+		return ErrOtherSource
+	}
+	next, err := storeUser(cur, u, d.now())
+	if err != nil {
+		return err
+	}
+	if sameUser(cur, next) {
+		return nil
+	}
+	action, verb := "user.update", "updated"
+	switch {
+	case cur.Active && !next.Active:
+		action, verb = "user.deactivate", "deactivated"
+	case !cur.Active && next.Active:
+		action, verb = "user.reactivate", "reactivated"
+	}
+	_, err = d.Store.UpdateUser(ctx, next, d.audit(action, "user "+u.ID+" ("+u.Login+") "+verb+" from the Okta API"))
+	return d.storeErr(err)
+}
+
+// freeName makes way for a new user whose login an earlier API record
+// still holds: Okta's logins are unique, so that user is gone from Okta.
+// A login SCIM holds is SCIM's (ErrOtherSource).
+func (d *StoreDirectory) freeName(ctx context.Context, u DirUser) error {
+	old, err := d.Store.GetUserByName(ctx, u.Login)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case old.Source != storage.SourceOktaAPI:
+		return ErrOtherSource
+	}
+	err = d.Store.DeleteUser(ctx, old.ID, d.audit("user.delete", "user "+old.ID+" ("+old.UserName+") deleted: Okta gave its login to "+u.ID))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// storeErr turns a name another record took in the meantime into
+// ErrOtherSource (the sync skips it and tries again at its next read), and
+// a record the store refuses into ErrNotStored.
+func (d *StoreDirectory) storeErr(err error) error {
+	switch {
+	case errors.Is(err, storage.ErrAlreadyExists):
+		return fmt.Errorf("%w: %w", ErrOtherSource, err)
+	case errors.Is(err, storage.ErrInvalid):
+		return fmt.Errorf("%w: %w", ErrNotStored, err)
+	}
+	return err
+}
+
+func (d *StoreDirectory) DeactivateUser(ctx context.Context, id, source string) error {
+	u, err := d.Store.GetUser(ctx, id)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case u.Source != storage.SourceOktaAPI || source != SourceAPI:
+		return ErrOtherSource
+	}
+	du := dirUserOf(u)
+	du.Active, du.Status = false, "DEPROVISIONED"
+	return d.UpsertUser(ctx, du)
+}
+
+func (d *StoreDirectory) DeleteUser(ctx context.Context, id, source string) error {
+	u, err := d.Store.GetUser(ctx, id)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case u.Source != storage.SourceOktaAPI || source != SourceAPI:
+		return ErrOtherSource
+	}
+	err = d.Store.DeleteUser(ctx, id, d.audit("user.delete", "user "+id+" ("+u.UserName+") deleted: gone from Okta"))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+func (d *StoreDirectory) UpsertGroup(ctx context.Context, g DirGroup) error {
+	if g.Source != SourceAPI {
+		return ErrOtherSource
+	}
+	for attempt := 1; ; attempt++ {
+		err := d.upsertGroup(ctx, g)
+		if errors.Is(err, storage.ErrStale) && attempt < storeAttempts {
+			continue
+		}
+		return err
+	}
+}
+
+func (d *StoreDirectory) upsertGroup(ctx context.Context, g DirGroup) error {
+	cur, err := d.Store.GetGroup(ctx, g.ID)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		if err := d.freeGroupName(ctx, g); err != nil {
+			return err
+		}
+		now := d.now()
+		_, err := d.Store.CreateGroup(ctx, storage.Group{ID: g.ID, DisplayName: g.Name, ExternalID: g.ID,
+			Source: storage.SourceOktaAPI, CreatedAt: now, UpdatedAt: now},
+			d.audit("group.create", "group "+g.ID+" ("+g.Name+") created from the Okta API"))
+		return d.storeErr(err)
+	case err != nil:
+		return err
+	case cur.Source != storage.SourceOktaAPI:
+		return ErrOtherSource
+	case cur.DisplayName == g.Name && cur.ExternalID == g.ID:
+		return nil
+	}
+	cur.DisplayName, cur.ExternalID, cur.UpdatedAt = g.Name, g.ID, d.now()
+	_, err = d.Store.UpdateGroup(ctx, cur, d.audit("group.update", "group "+g.ID+" ("+g.Name+") updated from the Okta API"))
+	return d.storeErr(err)
+}
+
+// freeGroupName is freeName for groups (Okta's group names are unique).
+func (d *StoreDirectory) freeGroupName(ctx context.Context, g DirGroup) error {
+	p, err := d.Store.ListGroups(ctx, storage.PeopleQuery{Name: g.Name, Limit: 1, WithoutMembers: true})
+	if err != nil || len(p.Groups) == 0 {
+		return err
+	}
+	old := p.Groups[0]
+	if old.Source != storage.SourceOktaAPI {
+		return ErrOtherSource
+	}
+	err = d.Store.DeleteGroup(ctx, old.ID, d.audit("group.delete", "group "+old.ID+" ("+old.DisplayName+") deleted: Okta gave its name to "+g.ID))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+func (d *StoreDirectory) DeleteGroup(ctx context.Context, id, source string) error {
+	g, err := d.Store.GetGroup(ctx, id)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case g.Source != storage.SourceOktaAPI || source != SourceAPI:
+		return ErrOtherSource
+	}
+	err = d.Store.DeleteGroup(ctx, id, d.audit("group.delete", "group "+id+" ("+g.DisplayName+") deleted: gone from Okta"))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// SetMembers makes the Okta members the store knows the group's members:
+// an Okta ID is a user synced under that ID, or the user whose external ID
+// it is; a member the store does not have (not synced yet, or a SCIM user
+// Okta's ID cannot be matched to) is left out until it is.
+func (d *StoreDirectory) SetMembers(ctx context.Context, groupID, source string, userIDs []string) error {
+	if len(userIDs) > storage.MaxGroupMembers {
+		return fmt.Errorf("%w: group %s has %d members, more than the %d kept", ErrNotStored, groupID, len(userIDs), storage.MaxGroupMembers)
+	}
+	for attempt := 1; ; attempt++ {
+		err := d.setMembers(ctx, groupID, source, userIDs)
+		if (errors.Is(err, storage.ErrStale) || errors.Is(err, storage.ErrUnknownMember)) && attempt < storeAttempts {
+			continue // a member deleted meanwhile: map again
+		}
+		return err
+	}
+}
+
+func (d *StoreDirectory) setMembers(ctx context.Context, groupID, source string, userIDs []string) error {
+	g, err := d.Store.GetGroup(ctx, groupID)
+	if err != nil {
+		return err
+	}
+	if g.Source != storage.SourceOktaAPI || source != SourceAPI {
+		return ErrOtherSource
+	}
+	known := make(map[string]bool, len(g.Members))
+	for _, id := range g.Members {
+		known[id] = true
+	}
+	want := make([]string, 0, len(userIDs))
+	for _, id := range userIDs {
+		if known[id] {
+			want = append(want, id)
+			continue
+		}
+		sid, err := d.storeUserID(ctx, id)
+		if err != nil {
+			return err
+		}
+		if sid != "" {
+			want = append(want, sid)
+		}
+	}
+	slices.Sort(want)
+	want = slices.Compact(want)
+	if slices.Equal(want, g.Members) {
+		return nil
+	}
+	added, removed := 0, 0
+	for _, id := range want {
+		if !known[id] {
+			added++
+		}
+	}
+	removed = len(g.Members) + added - len(want)
+	g.Members, g.UpdatedAt = want, d.now()
+	_, err = d.Store.UpdateGroup(ctx, g, d.audit("group.members",
+		fmt.Sprintf("group %s (%s) from the Okta API: %d members added, %d removed", groupID, g.DisplayName, added, removed)))
+	return d.storeErr(err)
+}
+
+// storeUserID is the store's ID of the user Okta calls oktaID, or "".
+func (d *StoreDirectory) storeUserID(ctx context.Context, oktaID string) (string, error) {
+	if oktaID == "" {
+		return "", nil
+	}
+	_, err := d.Store.GetUser(ctx, oktaID)
+	if err == nil {
+		return oktaID, nil
+	}
+	if !errors.Is(err, storage.ErrNotFound) {
+		return "", err
+	}
+	p, err := d.Store.ListUsers(ctx, storage.PeopleQuery{ExternalID: oktaID, Limit: 2})
+	if err != nil || len(p.Users) != 1 {
+		return "", err
+	}
+	return p.Users[0].ID, nil
+}
+
+func (d *StoreDirectory) ListUsers(ctx context.Context, source string) ([]DirUser, error) {
+	var out []DirUser
+	for off := 0; ; off += storage.MaxPeoplePage {
+		p, err := d.Store.ListUsers(ctx, storage.PeopleQuery{Offset: off, Limit: storage.MaxPeoplePage})
+		if err != nil {
+			return nil, err
+		}
+		for _, u := range p.Users {
+			if source == "" || u.Source == source {
+				out = append(out, dirUserOf(u))
+			}
+		}
+		if len(p.Users) < storage.MaxPeoplePage {
+			return out, nil
+		}
+	}
+}
+
+func (d *StoreDirectory) ListGroups(ctx context.Context, source string) ([]DirGroup, error) {
+	var out []DirGroup
+	for off := 0; ; off += storage.MaxPeoplePage {
+		p, err := d.Store.ListGroups(ctx, storage.PeopleQuery{Offset: off, Limit: storage.MaxPeoplePage, WithoutMembers: true})
+		if err != nil {
+			return nil, err
+		}
+		for _, g := range p.Groups {
+			if source == "" || g.Source == source {
+				out = append(out, DirGroup{ID: g.ID, Name: g.DisplayName, Source: g.Source})
+			}
+		}
+		if len(p.Groups) < storage.MaxPeoplePage {
+			return out, nil
+		}
+	}
+}
+
+func (d *StoreDirectory) Members(ctx context.Context, groupID string) ([]string, error) {
+	g, err := d.Store.GetGroup(ctx, groupID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return g.Members, nil
+}
