@@ -50,6 +50,11 @@ func TestOktaSystemLogEndToEnd(t *testing.T) {
 	org := oktaorg.New()
 	defer org.Close()
 	org.AddToken("e2e-read-only", oktaorg.Scopes("okta.users.read", "okta.groups.read", "okta.logs.read", "okta.apps.read"))
+	// Ada exists in Okta only: no SCIM. The API sync brings her in, and
+	// --scim-users required refuses whoever it has not.
+	org.PutUser(oktaorg.User{ID: "00uada", Login: e2eUser})
+	org.PutGroup("00geng", "Engineering")
+	org.SetMember("00geng", "00uada", true)
 	dir := t.TempDir()
 	caFile := filepath.Join(dir, "okta-ca.pem")
 	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: org.Server.Certificate().Raw}), 0o644); err != nil {
@@ -68,7 +73,7 @@ func TestOktaSystemLogEndToEnd(t *testing.T) {
 	_, presencePort, _ := net.SplitHostPort(presenceAddr)
 	start := func() *verifier {
 		return startSSOVerifier(t, dataDir, ssoAddr, "--okta-request-cert", oktaCertFile, "--agent-presence-port", presencePort,
-			"--okta-org-url", org.URL(), "--okta-api-token-file", tokenFile)
+			"--okta-org-url", org.URL(), "--okta-api-token-file", tokenFile, "--scim-users", "required")
 	}
 	v := start()
 	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
@@ -84,7 +89,8 @@ func TestOktaSystemLogEndToEnd(t *testing.T) {
 	})
 	waitLog(t, agent.logs, "the agent learning the presence URL", "presence url set", e2eSSOPublic+"/saml/presence")
 
-	// 1. Ada signs in through Clearance.
+	// 1. Ada, synced from Okta's API, signs in through Clearance.
+	waitOktaUser(t, v, true)
 	sp, idpCertPEM := oktaOrg(t, dataDir, oktaKey, oktaCert)
 	browser := newPresenceBrowser(t, v, ssoAddr)
 	r := sp.NewRequest(e2eUser)
@@ -147,10 +153,46 @@ func TestOktaSystemLogEndToEnd(t *testing.T) {
 			t.Errorf("OktaStatus %s: %s %s", c.GetName(), c.GetState(), c.GetDetail())
 		}
 	}
+
+	// 4. Okta deactivates Ada. The sync at the next start reads it, and
+	// her next sign-in is denied. Three restarts left one record of her.
+	org.SetUserStatus("00uada", "DEPROVISIONED")
+	v.stop()
+	v = start()
+	waitOktaUser(t, v, false)
+	browser = newPresenceBrowser(t, v, ssoAddr)
+	r = sp.NewRequest(e2eUser)
+	if u, err = sp.RedirectURL(r); err != nil {
+		t.Fatal(err)
+	}
+	denied(t, browser.follow(u), "user_deactivated", "Your account has been turned off")
+	admin, ctx = v.admin()
+	users, err := admin.ListUsers(ctx, &adminv1.ListUsersRequest{})
+	if err != nil || len(users.GetUsers()) != 1 || users.GetUsers()[0].GetSource() != "okta_api" {
+		t.Errorf("users %v, %v; want Ada once, from the API sync", users.GetUsers(), err)
+	}
 	if strings.Contains(v.logs.String(), "e2e-read-only") {
 		t.Error("the verifier log shows the Okta API token")
 	}
 	if bad := org.Invalid(); len(bad) > 0 {
 		t.Errorf("requests Okta's OpenAPI description refuses: %v", bad)
+	}
+}
+
+// waitOktaUser waits until the verifier's user store has Ada, synced from
+// Okta's API, active or not as asked.
+func waitOktaUser(t *testing.T, v *verifier, active bool) {
+	t.Helper()
+	admin, ctx := v.admin()
+	deadline := time.Now().Add(within)
+	for {
+		got, err := admin.GetUser(ctx, &adminv1.GetUserRequest{User: e2eUser})
+		if err == nil && got.GetUser().GetActive() == active && got.GetUser().GetSource() == "okta_api" && len(got.GetGroups()) == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Ada never synced as active=%v: %v %v", active, got, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

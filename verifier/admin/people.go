@@ -41,7 +41,7 @@ func nextToken(offset, got, total int) string {
 
 func userProto(u storage.User) *adminv1.User {
 	return &adminv1.User{UserId: u.ID, UserName: u.UserName, DisplayName: u.DisplayName, Email: u.Email,
-		Active: u.Active, ExternalId: u.ExternalID, CreatedAt: ts(u.CreatedAt), UpdatedAt: ts(u.UpdatedAt)}
+		Active: u.Active, ExternalId: u.ExternalID, CreatedAt: ts(u.CreatedAt), UpdatedAt: ts(u.UpdatedAt), Source: u.Source}
 }
 
 // findUser reads a user by id, else by username.
@@ -127,7 +127,7 @@ func (s *Server) ListGroups(ctx context.Context, req *adminv1.ListGroupsRequest)
 	}
 	resp := &adminv1.ListGroupsResponse{Total: uint32(page.Total), NextPageToken: nextToken(offset, len(page.Groups), page.Total)}
 	for _, g := range page.Groups {
-		resp.Groups = append(resp.Groups, &adminv1.Group{GroupId: g.ID, DisplayName: g.DisplayName, Members: uint32(len(g.Members))})
+		resp.Groups = append(resp.Groups, &adminv1.Group{GroupId: g.ID, DisplayName: g.DisplayName, Members: uint32(len(g.Members)), Source: g.Source})
 	}
 	return resp, nil
 }

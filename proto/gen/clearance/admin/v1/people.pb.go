@@ -25,7 +25,8 @@ const (
 // User is a directory user Okta provisioned over SCIM.
 type User struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The verifier's id for the user (SCIM's id), stable.
+	// The verifier's id for the user (SCIM's id, or Okta's for a user the
+	// API sync made), stable.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// Okta's username, which sign-ins name.
 	UserName    string `protobuf:"bytes,2,opt,name=user_name,json=userName,proto3" json:"user_name,omitempty"`
@@ -34,9 +35,12 @@ type User struct {
 	// False once Okta deactivated the user: their sign-ins are denied.
 	Active bool `protobuf:"varint,5,opt,name=active,proto3" json:"active,omitempty"`
 	// Okta's id for the user (SCIM's externalId), when Okta sent it.
-	ExternalId    string                 `protobuf:"bytes,6,opt,name=external_id,json=externalId,proto3" json:"external_id,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	ExternalId string                 `protobuf:"bytes,6,opt,name=external_id,json=externalId,proto3" json:"external_id,omitempty"`
+	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// Who manages the user: "scim" (Okta pushes it) or "okta_api" (the
+	// verifier's API sync reads it). SCIM wins: see docs/okta.md.
+	Source        string `protobuf:"bytes,9,opt,name=source,proto3" json:"source,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -127,6 +131,13 @@ func (x *User) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *User) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
 // UserDevice is a Mac bound to a user.
 type UserDevice struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -195,10 +206,12 @@ func (x *UserDevice) GetSource() string {
 // Group is a directory group Okta pushed; policies name it in groups: and
 // exclude_groups:.
 type Group struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	GroupId       string                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
-	DisplayName   string                 `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	Members       uint32                 `protobuf:"varint,3,opt,name=members,proto3" json:"members,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	GroupId     string                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	DisplayName string                 `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	Members     uint32                 `protobuf:"varint,3,opt,name=members,proto3" json:"members,omitempty"`
+	// As User.source.
+	Source        string `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -252,6 +265,13 @@ func (x *Group) GetMembers() uint32 {
 		return x.Members
 	}
 	return 0
+}
+
+func (x *Group) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
 }
 
 type ListUsersRequest struct {
@@ -821,7 +841,7 @@ var File_clearance_admin_v1_people_proto protoreflect.FileDescriptor
 
 const file_clearance_admin_v1_people_proto_rawDesc = "" +
 	"\n" +
-	"\x1fclearance/admin/v1/people.proto\x12\x12clearance.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x02\n" +
+	"\x1fclearance/admin/v1/people.proto\x12\x12clearance.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x02\n" +
 	"\x04User\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n" +
 	"\tuser_name\x18\x02 \x01(\tR\buserName\x12!\n" +
@@ -833,16 +853,18 @@ const file_clearance_admin_v1_people_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"]\n" +
+	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x16\n" +
+	"\x06source\x18\t \x01(\tR\x06source\"]\n" +
 	"\n" +
 	"UserDevice\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x16\n" +
-	"\x06source\x18\x03 \x01(\tR\x06source\"_\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\"w\n" +
 	"\x05Group\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x18\n" +
-	"\amembers\x18\x03 \x01(\rR\amembers\"k\n" +
+	"\amembers\x18\x03 \x01(\rR\amembers\x12\x16\n" +
+	"\x06source\x18\x04 \x01(\tR\x06source\"k\n" +
 	"\x10ListUsersRequest\x12\x1b\n" +
 	"\tuser_name\x18\x01 \x01(\tR\buserName\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
