@@ -366,6 +366,14 @@ func testRefusals(t *testing.T, f *fixture) {
 		{"patch unknown attribute", "PATCH", "/scim/v2/Users/id-0001", patchOp(`{"op":"add","path":"shoeSize","value":"9"}`), nil, 400, "invalidSyntax"},
 		{"group patch unknown member", "PATCH", "/scim/v2/Groups/id-0002", patchOp(`{"op":"add","path":"members","value":[{"value":"ghost"}]}`), nil, 400, "invalidValue"},
 		{"group patch change id", "PATCH", "/scim/v2/Groups/id-0002", patchOp(`{"op":"replace","value":{"id":"other","displayName":"X"}}`), nil, 400, "mutability"},
+		{"NUL in an id", "GET", "/scim/v2/Users/id-0001%00", "", nil, 404, ""},
+		{"id not UTF-8", "PATCH", "/scim/v2/Groups/%ff%fe", patchOp(`{"op":"replace","value":{"displayName":"X"}}`), nil, 404, ""},
+		{"oversized id", "DELETE", "/scim/v2/Users/" + strings.Repeat("a", 600), "", nil, 404, ""},
+		{"NUL in a filter", "GET", "/scim/v2/Users?filter=userName%20eq%20%22ada%00%22", "", nil, 400, "invalidFilter"},
+		{"filter value not UTF-8", "GET", "/scim/v2/Users?filter=externalId%20eq%20%22%ff%fe%22", "", nil, 200, ""},
+		{"filter not UTF-8", "GET", "/scim/v2/Groups?filter=displayName%20eq%20%22%ff%22", "", nil, 200, ""},
+		{"NUL in a member", "POST", "/scim/v2/Groups", `{"displayName":"Ops","members":[{"value":"id-0001\u0000"}]}`, nil, 400, "invalidValue"},
+		{"member not UTF-8", "PATCH", "/scim/v2/Groups/id-0002", patchOp(`{"op":"add","path":"members","value":[{"value":"\udcff"}]}`), nil, 400, "invalidValue"},
 		{"unknown endpoint", "GET", "/scim/v2/Bulk", "", nil, 404, ""},
 		{"method", "POST", "/scim/v2/ServiceProviderConfig", "{}", nil, 405, ""},
 	}
@@ -375,6 +383,13 @@ func testRefusals(t *testing.T, f *fixture) {
 			r := f.do(t, tc.method, tc.path, tc.body, tc.hdr...)
 			if r.status != tc.status {
 				t.Fatalf("status = %d, want %d: %s", r.status, tc.status, r.raw)
+			}
+			if tc.status == 200 {
+				// A filter nothing stored can match: an empty list.
+				if r.body["totalResults"] != 0.0 {
+					t.Errorf("matched %s", r.raw)
+				}
+				return
 			}
 			if r.body["status"] != fmt.Sprint(tc.status) || r.body["detail"] == "" ||
 				fmt.Sprint(r.body["schemas"]) != "["+ErrorSchema+"]" {

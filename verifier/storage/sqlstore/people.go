@@ -127,7 +127,22 @@ func scanUser(sc scanner) (storage.User, error) {
 	return u, nil
 }
 
+// storable reports whether s can be a stored key at all: valid UTF-8
+// without NUL (which PostgreSQL refuses outright). A key that is not
+// cannot name anything, so a lookup of it finds nothing.
+func storable(keys ...string) bool {
+	for _, k := range keys {
+		if checkText("key", k, storage.MaxTextLen) != nil {
+			return false
+		}
+	}
+	return true
+}
+
 func getUser(ctx context.Context, q conn, where string, arg string) (storage.User, error) {
+	if !storable(arg) {
+		return storage.User{}, fmt.Errorf("user %q: %w", arg, storage.ErrNotFound)
+	}
 	u, err := scanUser(q.queryRow(ctx, `SELECT `+userColumns+` FROM directory_users WHERE `+where+` = $1`, arg))
 	if errors.Is(err, sql.ErrNoRows) {
 		return storage.User{}, fmt.Errorf("user %q: %w", arg, storage.ErrNotFound)
@@ -273,6 +288,9 @@ func (s *Store) UpdateUser(ctx context.Context, u storage.User, audit storage.Au
 // DeleteUser removes a user; its memberships and bindings go with it
 // (ON DELETE CASCADE).
 func (s *Store) DeleteUser(ctx context.Context, id string, audit storage.AuditEvent) error {
+	if !storable(id) {
+		return fmt.Errorf("deleting user %q: %w", id, storage.ErrNotFound)
+	}
 	err := s.write(ctx, func(q conn) error {
 		// Deleted explicitly too: the cascade needs SQLite's foreign_keys
 		// pragma, which a reader of this code should not have to know.
@@ -332,6 +350,9 @@ func page[T any](ctx context.Context, s *Store, table, columns string, q storage
 		total int
 		out   = []T{}
 	)
+	if !storable(q.Name, q.ExternalID) {
+		return out, 0, nil // matches nothing stored
+	}
 	err := s.read(ctx, func(c conn) error {
 		if err := c.queryRow(ctx, `SELECT COUNT(*) FROM `+table+where, args...).Scan(&total); err != nil {
 			return err
@@ -383,6 +404,9 @@ func scanString(sc scanner) (string, error) {
 }
 
 func getGroup(ctx context.Context, q conn, id string) (storage.Group, error) {
+	if !storable(id) {
+		return storage.Group{}, fmt.Errorf("group %q: %w", id, storage.ErrNotFound)
+	}
 	g, err := scanGroup(q.queryRow(ctx, `SELECT `+groupColumns+` FROM directory_groups WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return storage.Group{}, fmt.Errorf("group %q: %w", id, storage.ErrNotFound)
@@ -443,9 +467,11 @@ func setMembers(ctx context.Context, q conn, groupID string, want []string) erro
 		if _, ok := slices.BinarySearch(have, id); ok {
 			continue
 		}
-		known, err := exists(ctx, q, `SELECT 1 FROM directory_users WHERE id = $1`, id)
-		if err != nil {
-			return fmt.Errorf("checking group member: %w", err)
+		known := storable(id)
+		if known {
+			if known, err = exists(ctx, q, `SELECT 1 FROM directory_users WHERE id = $1`, id); err != nil {
+				return fmt.Errorf("checking group member: %w", err)
+			}
 		}
 		if !known {
 			return fmt.Errorf("user %q: %w", id, storage.ErrUnknownMember)
@@ -545,6 +571,9 @@ func (s *Store) UpdateGroup(ctx context.Context, g storage.Group, audit storage.
 
 // DeleteGroup removes a group and its memberships.
 func (s *Store) DeleteGroup(ctx context.Context, id string, audit storage.AuditEvent) error {
+	if !storable(id) {
+		return fmt.Errorf("deleting group %q: %w", id, storage.ErrNotFound)
+	}
 	err := s.write(ctx, func(q conn) error {
 		if _, err := q.exec(ctx, `DELETE FROM group_members WHERE group_id = $1`, id); err != nil {
 			return fmt.Errorf("deleting group members: %w", err)
@@ -588,6 +617,9 @@ func (s *Store) ListGroups(ctx context.Context, q storage.PeopleQuery) (storage.
 
 // UserGroups returns the groups a user belongs to, by display name.
 func (s *Store) UserGroups(ctx context.Context, userID string) ([]storage.Group, error) {
+	if !storable(userID) {
+		return nil, nil
+	}
 	gs, err := list(ctx, s.reader(), scanGroup, `SELECT g.id, g.display_name, g.external_id, g.source, g.version, g.created_at, g.updated_at
 		FROM group_members m JOIN directory_groups g ON g.id = m.group_id WHERE m.user_id = $1 ORDER BY g.display_name_key, g.id`, userID)
 	if err != nil {
@@ -618,6 +650,9 @@ func (s *Store) BindDevice(ctx context.Context, b storage.DeviceUser, audit stor
 	if err := checkTexts(false, textField{"binding source", b.Source}); err != nil {
 		return fmt.Errorf("binding device: %w", err)
 	}
+	if !storable(b.DeviceID, b.UserID) {
+		return fmt.Errorf("binding device: %w", storage.ErrNotFound)
+	}
 	err := s.write(ctx, func(q conn) error {
 		for _, k := range []struct{ what, query, id string }{
 			{"device", `SELECT 1 FROM devices WHERE id = $1`, b.DeviceID},
@@ -645,6 +680,9 @@ func (s *Store) BindDevice(ctx context.Context, b storage.DeviceUser, audit stor
 
 // UnbindDevice removes a binding, or ErrNotFound.
 func (s *Store) UnbindDevice(ctx context.Context, deviceID, userID string, audit storage.AuditEvent) error {
+	if !storable(deviceID, userID) {
+		return fmt.Errorf("unbinding device: %w", storage.ErrNotFound)
+	}
 	err := s.write(ctx, func(q conn) error {
 		res, err := q.exec(ctx, `DELETE FROM device_users WHERE device_id = $1 AND user_id = $2`, deviceID, userID)
 		if err != nil {
@@ -663,6 +701,9 @@ func (s *Store) UnbindDevice(ctx context.Context, deviceID, userID string, audit
 
 // DeviceUsers lists the users bound to a device.
 func (s *Store) DeviceUsers(ctx context.Context, deviceID string) ([]storage.DeviceUser, error) {
+	if !storable(deviceID) {
+		return nil, nil
+	}
 	bs, err := list(ctx, s.reader(), scanDeviceUser,
 		`SELECT device_id, user_id, source, created_at FROM device_users WHERE device_id = $1 ORDER BY user_id`, deviceID)
 	if err != nil {
@@ -673,6 +714,9 @@ func (s *Store) DeviceUsers(ctx context.Context, deviceID string) ([]storage.Dev
 
 // UserDevices lists the devices bound to a user.
 func (s *Store) UserDevices(ctx context.Context, userID string) ([]storage.DeviceUser, error) {
+	if !storable(userID) {
+		return nil, nil
+	}
 	bs, err := list(ctx, s.reader(), scanDeviceUser,
 		`SELECT device_id, user_id, source, created_at FROM device_users WHERE user_id = $1 ORDER BY device_id`, userID)
 	if err != nil {

@@ -16,6 +16,7 @@ var peopleTests = []test{
 	{"UserList", testUserList},
 	{"Groups", testGroups},
 	{"Sources", testSources},
+	{"UnstorableKeys", testUnstorableKeys},
 	{"GroupRefusals", testGroupRefusals},
 	{"DeviceBindings", testDeviceBindings},
 }
@@ -335,4 +336,48 @@ func testSources(t *testing.T, s storage.Store) {
 	if len(p.Groups) != 1 || p.Groups[0].Source != storage.SourceSCIM {
 		t.Errorf("listed groups = %+v", p.Groups)
 	}
+}
+
+// testUnstorableKeys: a key no record can have (a NUL byte, invalid UTF-8,
+// which PostgreSQL refuses outright) names nothing: lookups find nothing,
+// changes are ErrNotFound or ErrUnknownMember, and nothing changes.
+func testUnstorableKeys(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createUser(t, s, "u1", "ada@example.com")
+	g, err := s.CreateGroup(ctx, storage.Group{ID: "g1", DisplayName: "Eng", CreatedAt: t0, UpdatedAt: t0}, scimAudit("group.create"))
+	must(t, err)
+	before := dumpOf(t, s)
+	for _, k := range []string{"u1\x00", "\xff\xfe", "ada@example.com\x00"} {
+		_, err := s.GetUser(ctx, k)
+		wantErr(t, err, storage.ErrNotFound)
+		_, err = s.GetUserByName(ctx, k)
+		wantErr(t, err, storage.ErrNotFound)
+		_, err = s.GetGroup(ctx, k)
+		wantErr(t, err, storage.ErrNotFound)
+		wantErr(t, s.DeleteUser(ctx, k, scimAudit("user.delete")), storage.ErrNotFound)
+		wantErr(t, s.DeleteGroup(ctx, k, scimAudit("group.delete")), storage.ErrNotFound)
+		wantErr(t, s.BindDevice(ctx, storage.DeviceUser{DeviceID: k, UserID: "u1", Source: "admin", CreatedAt: t0}, scimAudit("device.assign")), storage.ErrNotFound)
+		wantErr(t, s.UnbindDevice(ctx, "d1", k, scimAudit("device.unassign")), storage.ErrNotFound)
+		g.Members = []string{"u1", k}
+		_, err = s.UpdateGroup(ctx, g, scimAudit("group.update"))
+		wantErr(t, err, storage.ErrUnknownMember)
+		if gs, err := s.UserGroups(ctx, k); err != nil || len(gs) != 0 {
+			t.Errorf("UserGroups(%q) = %v, %v", k, gs, err)
+		}
+		if bs, err := s.DeviceUsers(ctx, k); err != nil || len(bs) != 0 {
+			t.Errorf("DeviceUsers(%q) = %v, %v", k, bs, err)
+		}
+		if bs, err := s.UserDevices(ctx, k); err != nil || len(bs) != 0 {
+			t.Errorf("UserDevices(%q) = %v, %v", k, bs, err)
+		}
+		for _, q := range []storage.PeopleQuery{{Name: k, Limit: 10}, {ExternalID: k, Limit: 10}} {
+			if p, err := s.ListUsers(ctx, q); err != nil || p.Total != 0 {
+				t.Errorf("ListUsers(%+v) = %+v, %v", q, p, err)
+			}
+			if p, err := s.ListGroups(ctx, q); err != nil || p.Total != 0 {
+				t.Errorf("ListGroups(%+v) = %+v, %v", q, p, err)
+			}
+		}
+	}
+	sameDump(t, "unstorable keys", before, s)
 }
