@@ -537,3 +537,24 @@ func TestSCIMTakesOverAPIRecords(t *testing.T) {
 		t.Error("a refused create changed the store")
 	}
 }
+
+// TestReplaceWithoutActiveKeepsIt: active has no default, so a PUT that
+// leaves it out keeps a deactivated user deactivated; only active:true
+// reactivates.
+func TestReplaceWithoutActiveKeepsIt(t *testing.T) {
+	f := newFixture(t)
+	f.do(t, "POST", "/scim/v2/Users", `{"userName":"ada@example.com","active":true}`)
+	patch := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","value":{"active":false}}]}`
+	if r := f.do(t, "PATCH", "/scim/v2/Users/id-0001", patch); r.status != 200 || r.body["active"] != false {
+		t.Fatalf("deactivate = %d %s", r.status, r.raw)
+	}
+	if r := f.do(t, "PUT", "/scim/v2/Users/id-0001", `{"userName":"ada@example.com","displayName":"Ada"}`); r.status != 200 || r.body["active"] != false {
+		t.Fatalf("a PUT without active = %d %s, want the user still inactive", r.status, r.raw)
+	}
+	if u, _ := f.store.GetUser(t.Context(), "id-0001"); u.Active {
+		t.Fatal("a PUT without active reactivated the user")
+	}
+	if r := f.do(t, "PUT", "/scim/v2/Users/id-0001", `{"userName":"ada@example.com","active":true}`); r.status != 200 || r.body["active"] != true {
+		t.Fatalf("a PUT with active:true = %d %s", r.status, r.raw)
+	}
+}

@@ -43,7 +43,9 @@ func canon(names ...string) map[string]string {
 type userDoc struct {
 	UserName, ExternalID, DisplayName, Email string
 	Active                                   bool
-	Attrs                                    map[string]any
+	// ActiveGiven: the document set active (else Active is true).
+	ActiveGiven bool
+	Attrs       map[string]any
 }
 
 // canonical renames m's keys to the schema's spelling, refusing unknown and
@@ -93,7 +95,7 @@ func parseUser(m map[string]any) (userDoc, error) {
 			if !ok {
 				return userDoc{}, errorf(http.StatusBadRequest, "invalidValue", "active must be true or false")
 			}
-			doc.Active = b
+			doc.Active, doc.ActiveGiven = b, true
 		case k == "name":
 			obj, ok := v.(map[string]any)
 			if !ok {
@@ -258,7 +260,7 @@ func (h *Handler) createUser(r *http.Request) (int, any, error) {
 		// SCIM wins: a user the Okta API sync made becomes SCIM's, keeping
 		// its ID, groups and Macs.
 		if cur, gerr := h.Store.GetUserByName(r.Context(), doc.UserName); gerr == nil && cur.Source == storage.SourceOktaAPI {
-			u, err = h.updateUser(r, cur.ID, "user.takeover", func(storage.User) (userDoc, error) { return doc, nil })
+			u, err = h.updateUser(r, cur.ID, "user.takeover", keepActive(doc))
 			if err != nil {
 				return 0, nil, err
 			}
@@ -323,11 +325,24 @@ func (h *Handler) replaceUser(r *http.Request, id string) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	u, err := h.updateUser(r, id, "user.replace", func(storage.User) (userDoc, error) { return doc, nil })
+	u, err := h.updateUser(r, id, "user.replace", keepActive(doc))
 	if err != nil {
 		return 0, nil, err
 	}
 	return http.StatusOK, h.userJSON(u), nil
+}
+
+// keepActive is the change to doc, except that a document that leaves
+// active out keeps the stored value: active has no default (RFC 7643
+// §4.1.1), and a write without it must never reactivate a user Okta
+// deactivated.
+func keepActive(doc userDoc) func(storage.User) (userDoc, error) {
+	return func(cur storage.User) (userDoc, error) {
+		if !doc.ActiveGiven {
+			doc.Active = cur.Active
+		}
+		return doc, nil
+	}
 }
 
 func (h *Handler) patchUser(r *http.Request, id string) (int, any, error) {
