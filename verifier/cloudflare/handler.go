@@ -21,6 +21,7 @@ import (
 	"github.com/clearance/clearance/verifier/access"
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/metrics"
+	"github.com/clearance/clearance/verifier/ratelimit"
 	"github.com/clearance/clearance/verifier/reason"
 	"github.com/clearance/clearance/verifier/storage"
 )
@@ -69,6 +70,43 @@ type Handler struct {
 	Metrics       *metrics.Cloudflare
 	Log           *slog.Logger
 	Now           func() time.Time
+
+	// refusedLog samples the log lines of refused tokens, by reason:
+	// anyone who can reach the listener can send them.
+	refusedMu  sync.Mutex
+	refusedLog map[string]*ratelimit.Sample
+}
+
+// maxLoggedErr bounds a refusal's error in the log: it may quote the
+// token's sender-chosen header fields.
+const maxLoggedErr = 256
+
+func clipErr(err error) string {
+	s := err.Error()
+	if len(s) > maxLoggedErr {
+		s = strings.ToValidUTF8(s[:maxLoggedErr], "") + "…"
+	}
+	return s
+}
+
+// refusedLogEvery is how often a refused token is logged at warn, per
+// reason; the others are logged at debug and counted in the next warn line
+// (and all in clearance_cloudflare_requests_total).
+const refusedLogEvery = 10 * time.Second
+
+func (h *Handler) refusedSample(outcome string) *ratelimit.Sample {
+	h.refusedMu.Lock()
+	defer h.refusedMu.Unlock()
+	if h.refusedLog == nil {
+		h.refusedLog = map[string]*ratelimit.Sample{}
+	}
+	sm := h.refusedLog[outcome]
+	if sm == nil {
+		// Outcomes are this package's constants: the map stays small.
+		sm = &ratelimit.Sample{Every: refusedLogEvery}
+		h.refusedLog[outcome] = sm
+	}
+	return sm
 }
 
 // Result is one device's answer.
@@ -108,7 +146,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			status = http.StatusUnauthorized
 		}
 		h.Metrics.Request(outcome)
-		log.Warn("cloudflare_refused: the Access application token was refused", "reason", outcome, "err", err)
+		const msg = "cloudflare_refused: the Access application token was refused"
+		attrs := []any{"reason", outcome, "err", clipErr(err)}
+		if ok, skipped := h.refusedSample(outcome).Take(h.now()); ok {
+			log.Warn(msg, append(attrs, "others_not_logged", skipped)...)
+		} else {
+			log.Debug(msg, attrs...)
+		}
 		http.Error(w, http.StatusText(status), status)
 		return
 	}

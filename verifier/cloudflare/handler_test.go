@@ -221,3 +221,42 @@ func TestScores(t *testing.T) {
 		t.Errorf("compliant: %d", score)
 	}
 }
+
+// badTokens refuses every token for a reason the sender chose.
+type badTokens struct{}
+
+func (badTokens) Verify(_ context.Context, tok string) (*cloudflare.Claims, error) {
+	return nil, &cloudflare.TokenError{Reason: cloudflare.RefusedMalformed, Err: errors.New("kid " + tok + " unknown")}
+}
+
+// TestRefusedTokensLogSampled: anyone can send refused tokens, so a flood
+// of them is a warn line per reason every 10 s saying how many were left
+// out, each quoting at most a bounded part of what the sender wrote.
+func TestRefusedTokensLogSampled(t *testing.T) {
+	t.Parallel()
+	var logs strings.Builder
+	now := time.Unix(1_800_000_000, 0)
+	h := &cloudflare.Handler{Tokens: badTokens{}, Store: &fakeStore{}, Decide: fakeDecider{}, Scores: cloudflare.DefaultScores,
+		Log: slog.New(slog.NewTextHandler(&logs, nil)), Now: func() time.Time { return now }}
+	flood := strings.Repeat("A", 8000)
+	for range 1000 {
+		req := httptest.NewRequest(http.MethodPost, cloudflare.Path, strings.NewReader(`{}`))
+		req.Header.Set(cloudflare.Header, flood)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusForbidden {
+			t.Fatalf("HTTP %d, want 403", rec.Code)
+		}
+	}
+	now = now.Add(11 * time.Second)
+	req := httptest.NewRequest(http.MethodPost, cloudflare.Path, strings.NewReader(`{}`))
+	req.Header.Set(cloudflare.Header, "x")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[1], "others_not_logged=999") {
+		t.Fatalf("%d log lines, want 2, the second counting 999 left out:\n%.2000s", len(lines), logs.String())
+	}
+	if n := len(logs.String()); n > 2000 {
+		t.Errorf("%d bytes of log for 1,001 refusals", n)
+	}
+}
