@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -53,8 +52,7 @@ type Server struct {
 	// anyone who can reach the port can cause: one sample per outcome
 	// label (a fixed set), so that a flood of one kind does not hide
 	// another.
-	refusedMu         sync.Mutex
-	refusedLog        map[string]*ratelimit.Sample
+	refusedLog        ratelimit.Samples
 	connectRefusedLog sampledLog
 }
 
@@ -109,7 +107,7 @@ func (s *Server) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agent
 		// a flood logged as a line every refusedLogEvery with a count.
 		attrs := []any{"reason", outcome, "hardware_uuid", ratelimit.Clip(req.GetFacts().GetHardwareUuid()),
 			"err", ratelimit.Clip(status.Convert(err).Message())}
-		if ok, skipped := s.refusedSample(outcome).Take(s.now()); ok {
+		if ok, skipped := s.refusedLog.Take(outcome, refusedLogEvery, s.now()); ok {
 			s.log().Warn("enrollment refused", append(attrs, "others_not_logged", skipped)...)
 		} else {
 			s.log().Debug("enrollment refused", attrs...)
@@ -122,20 +120,6 @@ func (s *Server) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agent
 		s.endReplacedStreams(ctx, resp.GetDeviceId())
 	}
 	return resp, nil
-}
-
-func (s *Server) refusedSample(outcome string) *ratelimit.Sample {
-	s.refusedMu.Lock()
-	defer s.refusedMu.Unlock()
-	if s.refusedLog == nil {
-		s.refusedLog = map[string]*ratelimit.Sample{}
-	}
-	sm := s.refusedLog[outcome]
-	if sm == nil {
-		sm = &ratelimit.Sample{Every: refusedLogEvery}
-		s.refusedLog[outcome] = sm
-	}
-	return sm
 }
 
 // endReplacedStreams ends the device's streams that hold a key other than

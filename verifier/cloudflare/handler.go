@@ -73,8 +73,7 @@ type Handler struct {
 
 	// refusedLog samples the log lines of refused tokens, by reason:
 	// anyone who can reach the listener can send them.
-	refusedMu  sync.Mutex
-	refusedLog map[string]*ratelimit.Sample
+	refusedLog ratelimit.Samples
 }
 
 // maxLoggedErr bounds a refusal's error in the log: it may quote the
@@ -93,21 +92,6 @@ func clipErr(err error) string {
 // reason; the others are logged at debug and counted in the next warn line
 // (and all in clearance_cloudflare_requests_total).
 const refusedLogEvery = 10 * time.Second
-
-func (h *Handler) refusedSample(outcome string) *ratelimit.Sample {
-	h.refusedMu.Lock()
-	defer h.refusedMu.Unlock()
-	if h.refusedLog == nil {
-		h.refusedLog = map[string]*ratelimit.Sample{}
-	}
-	sm := h.refusedLog[outcome]
-	if sm == nil {
-		// Outcomes are this package's constants: the map stays small.
-		sm = &ratelimit.Sample{Every: refusedLogEvery}
-		h.refusedLog[outcome] = sm
-	}
-	return sm
-}
 
 // Result is one device's answer.
 type Result struct {
@@ -148,7 +132,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Metrics.Request(outcome)
 		const msg = "cloudflare_refused: the Access application token was refused"
 		attrs := []any{"reason", outcome, "err", clipErr(err)}
-		if ok, skipped := h.refusedSample(outcome).Take(h.now()); ok {
+		if ok, skipped := h.refusedLog.Take(outcome, refusedLogEvery, h.now()); ok {
 			log.Warn(msg, append(attrs, "others_not_logged", skipped)...)
 		} else {
 			log.Debug(msg, attrs...)

@@ -112,13 +112,45 @@ func (d *StoreDirectory) UpsertUser(ctx context.Context, u DirUser) error {
 	if u.Source != SourceAPI {
 		return ErrOtherSource
 	}
+	return retried(func() error { return d.upsertUser(ctx, u) })
+}
+
+// retried runs write again, up to storeAttempts times in all, when it lost
+// a race with another writer: ErrStale, or one of also.
+func retried(write func() error, also ...error) error {
 	for attempt := 1; ; attempt++ {
-		err := d.upsertUser(ctx, u)
-		if errors.Is(err, storage.ErrStale) && attempt < storeAttempts {
-			continue
+		err := write()
+		lost := errors.Is(err, storage.ErrStale)
+		for _, e := range also {
+			lost = lost || errors.Is(err, e)
 		}
-		return err
+		if !lost || attempt == storeAttempts {
+			return err
+		}
 	}
+}
+
+// owned reads a lookup of a record the sync would change: done when there
+// is nothing more to do, with the error to return (nil for a record that
+// is not stored, ErrOtherSource for one the API sync does not manage).
+func owned(err error, recordSource, source string) (done bool, _ error) {
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return true, nil
+	case err != nil:
+		return true, err
+	case recordSource != storage.SourceOktaAPI || source != SourceAPI:
+		return true, ErrOtherSource
+	}
+	return false, nil
+}
+
+// gone is a delete's error, where a record deleted meanwhile is none.
+func gone(err error) error {
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	return err
 }
 
 func (d *StoreDirectory) upsertUser(ctx context.Context, u DirUser) error {
@@ -170,11 +202,7 @@ func (d *StoreDirectory) freeName(ctx context.Context, u DirUser) error {
 	case old.Source != storage.SourceOktaAPI:
 		return ErrOtherSource
 	}
-	err = d.Store.DeleteUser(ctx, old.ID, d.audit("user.delete", "user "+old.ID+" ("+old.UserName+") deleted: Okta gave its login to "+u.ID))
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil
-	}
-	return err
+	return gone(d.Store.DeleteUser(ctx, old.ID, d.audit("user.delete", "user "+old.ID+" ("+old.UserName+") deleted: Okta gave its login to "+u.ID)))
 }
 
 // storeErr turns a name another record took in the meantime into
@@ -192,13 +220,8 @@ func (d *StoreDirectory) storeErr(err error) error {
 
 func (d *StoreDirectory) DeactivateUser(ctx context.Context, id, source string) error {
 	u, err := d.Store.GetUser(ctx, id)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		return nil
-	case err != nil:
+	if done, err := owned(err, u.Source, source); done {
 		return err
-	case u.Source != storage.SourceOktaAPI || source != SourceAPI:
-		return ErrOtherSource
 	}
 	du := dirUserOf(u)
 	du.Active, du.Status = false, "DEPROVISIONED"
@@ -207,32 +230,17 @@ func (d *StoreDirectory) DeactivateUser(ctx context.Context, id, source string) 
 
 func (d *StoreDirectory) DeleteUser(ctx context.Context, id, source string) error {
 	u, err := d.Store.GetUser(ctx, id)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		return nil
-	case err != nil:
+	if done, err := owned(err, u.Source, source); done {
 		return err
-	case u.Source != storage.SourceOktaAPI || source != SourceAPI:
-		return ErrOtherSource
 	}
-	err = d.Store.DeleteUser(ctx, id, d.audit("user.delete", "user "+id+" ("+u.UserName+") deleted: gone from Okta"))
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil
-	}
-	return err
+	return gone(d.Store.DeleteUser(ctx, id, d.audit("user.delete", "user "+id+" ("+u.UserName+") deleted: gone from Okta")))
 }
 
 func (d *StoreDirectory) UpsertGroup(ctx context.Context, g DirGroup) error {
 	if g.Source != SourceAPI {
 		return ErrOtherSource
 	}
-	for attempt := 1; ; attempt++ {
-		err := d.upsertGroup(ctx, g)
-		if errors.Is(err, storage.ErrStale) && attempt < storeAttempts {
-			continue
-		}
-		return err
-	}
+	return retried(func() error { return d.upsertGroup(ctx, g) })
 }
 
 func (d *StoreDirectory) upsertGroup(ctx context.Context, g DirGroup) error {
@@ -269,28 +277,15 @@ func (d *StoreDirectory) freeGroupName(ctx context.Context, g DirGroup) error {
 	if old.Source != storage.SourceOktaAPI {
 		return ErrOtherSource
 	}
-	err = d.Store.DeleteGroup(ctx, old.ID, d.audit("group.delete", "group "+old.ID+" ("+old.DisplayName+") deleted: Okta gave its name to "+g.ID))
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil
-	}
-	return err
+	return gone(d.Store.DeleteGroup(ctx, old.ID, d.audit("group.delete", "group "+old.ID+" ("+old.DisplayName+") deleted: Okta gave its name to "+g.ID)))
 }
 
 func (d *StoreDirectory) DeleteGroup(ctx context.Context, id, source string) error {
 	g, err := d.Store.GetGroup(ctx, id)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		return nil
-	case err != nil:
+	if done, err := owned(err, g.Source, source); done {
 		return err
-	case g.Source != storage.SourceOktaAPI || source != SourceAPI:
-		return ErrOtherSource
 	}
-	err = d.Store.DeleteGroup(ctx, id, d.audit("group.delete", "group "+id+" ("+g.DisplayName+") deleted: gone from Okta"))
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil
-	}
-	return err
+	return gone(d.Store.DeleteGroup(ctx, id, d.audit("group.delete", "group "+id+" ("+g.DisplayName+") deleted: gone from Okta")))
 }
 
 // SetMembers makes the Okta members the store knows the group's members:
@@ -301,13 +296,8 @@ func (d *StoreDirectory) SetMembers(ctx context.Context, groupID, source string,
 	if len(userIDs) > storage.MaxGroupMembers {
 		return fmt.Errorf("%w: group %s has %d members, more than the %d kept", ErrNotStored, groupID, len(userIDs), storage.MaxGroupMembers)
 	}
-	for attempt := 1; ; attempt++ {
-		err := d.setMembers(ctx, groupID, source, userIDs)
-		if (errors.Is(err, storage.ErrStale) || errors.Is(err, storage.ErrUnknownMember)) && attempt < storeAttempts {
-			continue // a member deleted meanwhile: map again
-		}
-		return err
-	}
+	// ErrUnknownMember: a member deleted meanwhile; map them again.
+	return retried(func() error { return d.setMembers(ctx, groupID, source, userIDs) }, storage.ErrUnknownMember)
 }
 
 func (d *StoreDirectory) setMembers(ctx context.Context, groupID, source string, userIDs []string) error {

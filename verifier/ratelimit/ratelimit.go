@@ -160,6 +160,31 @@ func (s *Sample) Take(now time.Time) (ok bool, skipped int) {
 	return true, skipped
 }
 
+// Samples is a Sample per key (a refusal's reason), so that a flood of
+// one kind never hides the first line of another. Keys must come from a
+// small fixed set (the caller's constants), never from the sender. The zero
+// value is ready; it is safe for concurrent use.
+type Samples struct {
+	mu sync.Mutex
+	m  map[string]*Sample
+}
+
+// Take is Sample.Take for key, whose sample lets a line through every
+// every (the first call for the key sets it).
+func (s *Samples) Take(key string, every time.Duration, now time.Time) (ok bool, skipped int) {
+	s.mu.Lock()
+	sm := s.m[key]
+	if sm == nil {
+		if s.m == nil {
+			s.m = map[string]*Sample{}
+		}
+		sm = &Sample{Every: every}
+		s.m[key] = sm
+	}
+	s.mu.Unlock()
+	return sm.Take(now)
+}
+
 // MaxLoggedField bounds a sender-chosen string in a log line.
 const MaxLoggedField = 64
 

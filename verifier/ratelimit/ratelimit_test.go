@@ -378,6 +378,24 @@ func TestSample(t *testing.T) {
 	}
 }
 
+// TestSamples: each key is sampled on its own, so a flood of one reason
+// never hides the first line of another.
+func TestSamples(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	var s Samples
+	for range 10 {
+		s.Take("bad_signature", time.Second, c.Now())
+	}
+	if ok, _ := s.Take("expired", time.Second, c.Now()); !ok {
+		t.Fatal("a flood of one reason held back another's first line")
+	}
+	c.Add(time.Second)
+	if ok, skipped := s.Take("bad_signature", time.Second, c.Now()); !ok || skipped != 9 {
+		t.Errorf("after the interval: %v, %d left out; want true, 9", ok, skipped)
+	}
+}
+
 func TestClip(t *testing.T) {
 	t.Parallel()
 	if got := Clip("short"); got != "short" {
