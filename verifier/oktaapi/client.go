@@ -4,7 +4,7 @@
 // limits and error bodies, and the few resources the verifier reads (users,
 // groups, group members, apps and System Log events). It also holds what is
 // built directly on those reads: the credential's capability report, the
-// user and group sync loop (against a Directory the caller supplies) and the
+// user and group sync loop (into the user store, through StoreDirectory) and the
 // System Log poller that correlates Okta sign-ins with Clearance decisions.
 package oktaapi
 

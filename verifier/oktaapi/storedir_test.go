@@ -81,6 +81,11 @@ func TestSyncIntoStore(t *testing.T) {
 	if waits := sl.all(); len(waits) != 1 {
 		t.Errorf("waits %v, want one (the 429, waited out once)", waits)
 	}
+	// 50 pages of users, 1 of deactivated users, 1 of groups, 20×3 of
+	// members, and the request refused with 429.
+	if n := len(org.Requests()); n != 50+1+1+60+1 {
+		t.Errorf("%d requests, want %d", n, 50+1+1+60+1)
+	}
 	p, err := store.ListUsers(ctx, storage.PeopleQuery{Limit: 1})
 	if err != nil || p.Total != 10000 {
 		t.Fatalf("%d users stored (%v), want 10000", p.Total, err)
@@ -114,8 +119,16 @@ func TestSyncIntoStore(t *testing.T) {
 	org.DeleteGroup("00g19")
 	time.Sleep(3 * time.Millisecond)
 	org.SetUserStatus("00u000009", "ACTIVE")
+	before := len(org.Requests())
+	// An incremental read (the full interval has not passed) sees the
+	// deactivations and the group changes at once.
 	if r, err = s.Once(ctx); err != nil || r.Full || r.Deactivated != 2 {
 		t.Fatalf("incremental sync %+v, %v; want two deactivations", r, err)
+	}
+	// Changed users, changed groups, and three groups' members (3 pages
+	// each).
+	if n := len(org.Requests()) - before; n != 2+9 {
+		t.Errorf("incremental sync made %d requests, want a handful: %v", n, org.Requests()[before:])
 	}
 	if userByName(t, store, "user1@example.com").Active || userByName(t, store, "user4@example.com").Active {
 		t.Error("a user Okta deactivated or suspended is still active")
@@ -158,11 +171,21 @@ func TestSyncIntoStore(t *testing.T) {
 	defer store.Close()
 	last := newestAudit(t, store)
 	s = &oktaapi.Syncer{Client: c, Dir: &oktaapi.StoreDirectory{Store: store}, State: store, Overlap: time.Millisecond}
+	before = len(org.Requests())
 	if r, err = s.Once(ctx); err != nil || r.Full {
 		t.Fatalf("after a restart %+v, %v; want an incremental read", r, err)
 	}
+	if n := len(org.Requests()) - before; n != 2 {
+		t.Errorf("after a restart %d requests, want 2 (changed users, changed groups)", n)
+	}
+	// A full reconciliation with nothing changed reads every user and
+	// group but no group's members.
+	before = len(org.Requests())
 	if r, err = s.Full(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if n := len(org.Requests()) - before; n != 50+1+1 {
+		t.Errorf("an unchanged full sync: %d requests, %+v; want 52", n, r)
 	}
 	if got := newestAudit(t, store); got != last {
 		t.Errorf("an unchanged sync wrote %+v", got)

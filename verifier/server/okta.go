@@ -30,10 +30,6 @@ func (s *Server) buildOkta(cfg *config.Config, log *slog.Logger) error {
 	c.Log = log.With("component", "oktaapi")
 	s.Okta = c
 	s.admin.Okta = admin.OktaAPI{Client: c, Credential: method}
-	if s.OktaDirectory == nil {
-		// The store SCIM fills and sign-in reads.
-		s.OktaDirectory = &oktaapi.StoreDirectory{Store: s.Store, Now: s.now}
-	}
 	log.Info("okta api configured", "component", "server", "org", c.Org.String(), "credential", method)
 	return nil
 }
@@ -46,7 +42,8 @@ func (s *Server) oktaActors(g *run.Group) {
 	log := s.log.With("component", "oktaapi")
 	poller := &oktaapi.LogPoller{Client: s.Okta, Store: s.Store, Log: log,
 		Metrics: oktaapi.NewLogMetrics(s.Metrics.Registry), Interval: s.oktaPoll, AlertEvents: s.cfg.OktaAlertEvents, Now: s.now}
-	syncer := &oktaapi.Syncer{Client: s.Okta, Dir: s.OktaDirectory, State: s.Store, Log: log,
+	// The sync writes the user store SCIM fills and sign-in reads.
+	syncer := &oktaapi.Syncer{Client: s.Okta, Dir: &oktaapi.StoreDirectory{Store: s.Store, Now: s.now}, State: s.Store, Log: log,
 		Interval: s.cfg.OktaSyncInterval, PollInterval: s.oktaPoll, Now: s.now}
 	for _, a := range []struct {
 		name string

@@ -100,12 +100,10 @@ type Server struct {
 	// database; nil with SQLite.
 	Relay *postgres.Relay
 
-	// Okta reads Okta's management API (nil: no --okta-org-url);
-	// OktaDirectory receives its user and group sync.
-	Okta          *oktaapi.Client
-	OktaDirectory oktaapi.Directory
-	oktaHTTP      *http.Client
-	oktaPoll      time.Duration
+	// Okta reads Okta's management API (nil: no --okta-org-url).
+	Okta     *oktaapi.Client
+	oktaHTTP *http.Client
+	oktaPoll time.Duration
 
 	// GRPCAddr, HTTPAddr and SSOAddr are the bound addresses once Actors
 	// has run (useful with port 0).
@@ -122,10 +120,6 @@ func WithOktaHTTP(c *http.Client) Option { return func(s *Server) { s.oktaHTTP =
 // WithOktaPollInterval sets how often the System Log and Okta's changed
 // users are read (default a minute).
 func WithOktaPollInterval(d time.Duration) Option { return func(s *Server) { s.oktaPoll = d } }
-
-// WithOktaDirectory makes d the directory the Okta user and group sync
-// writes to (default: the user store SCIM fills and sign-in reads).
-func WithOktaDirectory(d oktaapi.Directory) Option { return func(s *Server) { s.OktaDirectory = d } }
 
 // WithClock injects the clock.
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
