@@ -1,16 +1,9 @@
 package metrics
 
 import (
-	"crypto/rand"
 	"crypto/subtle"
-	"encoding/base64"
-	"errors"
-	"fmt"
-	"io/fs"
 	"net/http"
-	"strings"
 
-	"github.com/clearance/clearance/pkg/atomicfile"
 	"github.com/clearance/clearance/verifier/secretfile"
 )
 
@@ -25,26 +18,7 @@ const TokenFile = "metrics.token"
 // token: what the metrics show (device counts, refusal reasons, sign-in
 // rates) is for the operators.
 func LoadOrCreateToken(path string) (string, error) {
-	b, err := secretfile.Read(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		var raw [32]byte
-		if _, err := rand.Read(raw[:]); err != nil {
-			return "", err
-		}
-		tok := base64.RawURLEncoding.EncodeToString(raw[:])
-		if err := atomicfile.Write(path, []byte(tok+"\n"), 0o600); err != nil {
-			return "", fmt.Errorf("creating the metrics token: %w", err)
-		}
-		return tok, nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("reading the metrics token: %w", err)
-	}
-	tok := strings.TrimSpace(string(b))
-	if len(tok) < 32 {
-		return "", fmt.Errorf("%s holds a token shorter than 32 characters; delete it to have a new one generated", path)
-	}
-	return tok, nil
+	return secretfile.LoadOrCreateToken(path, "metrics token")
 }
 
 // RequireToken serves next only to requests with "Authorization: Bearer
