@@ -164,27 +164,9 @@ func (h *Handler) getGroup(r *http.Request, id string) (int, any, error) {
 var maxListedMembers = 10_000
 
 func (h *Handler) listGroups(r *http.Request) (int, any, error) {
-	start, count, err := listParams(r)
-	if err != nil {
-		return 0, nil, err
-	}
-	q := storage.PeopleQuery{Offset: start - 1, Limit: count}
-	if f := r.URL.Query().Get("filter"); f != "" {
-		flt, err := ParseFilter(f)
-		if err != nil {
-			return 0, nil, errorf(http.StatusBadRequest, "invalidFilter", "%v", err)
-		}
-		switch strings.ToLower(flt.Attr) {
-		case "displayname":
-			q.Name = flt.Value
-		case "externalid":
-			q.ExternalID = flt.Value
-		default:
-			return 0, nil, errorf(http.StatusBadRequest, "invalidFilter", "filtering groups by %q is not supported (displayName or externalId)", clip(flt.Attr))
-		}
-		if q.Name == "" && q.ExternalID == "" {
-			return http.StatusOK, listResponse(0, start, nil), nil
-		}
+	q, start, none, err := listQuery(r, "groups", "displayName")
+	if err != nil || none {
+		return http.StatusOK, listResponse(0, start, nil), err
 	}
 	// Members are read group by group, within a budget: a page of large
 	// groups would otherwise be millions of members in one response. The

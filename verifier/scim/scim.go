@@ -265,6 +265,35 @@ func decodeObject(data []byte) (map[string]any, error) {
 	return m, nil
 }
 
+// listQuery reads a list request's paging and its filter, on nameAttr
+// (userName, displayName) or externalId. none: the filter's value is
+// empty, which matches nothing stored, so the answer is an empty list.
+func listQuery(r *http.Request, kind, nameAttr string) (q storage.PeopleQuery, start int, none bool, err error) {
+	start, count, err := listParams(r)
+	if err != nil {
+		return q, 0, false, err
+	}
+	q = storage.PeopleQuery{Offset: start - 1, Limit: count}
+	f := r.URL.Query().Get("filter")
+	if f == "" {
+		return q, start, false, nil
+	}
+	flt, err := ParseFilter(f)
+	if err != nil {
+		return q, 0, false, errorf(http.StatusBadRequest, "invalidFilter", "%v", err)
+	}
+	switch strings.ToLower(flt.Attr) {
+	case strings.ToLower(nameAttr):
+		q.Name = flt.Value
+	case "externalid":
+		q.ExternalID = flt.Value
+	default:
+		return q, 0, false, errorf(http.StatusBadRequest, "invalidFilter", "filtering %s by %q is not supported (%s or externalId)",
+			kind, clip(flt.Attr), nameAttr)
+	}
+	return q, start, q.Name == "" && q.ExternalID == "", nil
+}
+
 // listParams reads startIndex and count (RFC 7644 §3.4.2.4): startIndex
 // below 1 counts as 1, count below 0 as 0, and count is capped.
 func listParams(r *http.Request) (start, count int, err error) {

@@ -282,28 +282,9 @@ func (h *Handler) getUser(r *http.Request, id string) (int, any, error) {
 }
 
 func (h *Handler) listUsers(r *http.Request) (int, any, error) {
-	start, count, err := listParams(r)
-	if err != nil {
-		return 0, nil, err
-	}
-	q := storage.PeopleQuery{Offset: start - 1, Limit: count}
-	if f := r.URL.Query().Get("filter"); f != "" {
-		flt, err := ParseFilter(f)
-		if err != nil {
-			return 0, nil, errorf(http.StatusBadRequest, "invalidFilter", "%v", err)
-		}
-		switch strings.ToLower(flt.Attr) {
-		case "username":
-			q.Name = flt.Value
-		case "externalid":
-			q.ExternalID = flt.Value
-		default:
-			return 0, nil, errorf(http.StatusBadRequest, "invalidFilter", "filtering users by %q is not supported (userName or externalId)", clip(flt.Attr))
-		}
-		if q.Name == "" && q.ExternalID == "" {
-			// An empty value matches nothing stored.
-			return http.StatusOK, listResponse(0, start, nil), nil
-		}
+	q, start, none, err := listQuery(r, "users", "userName")
+	if err != nil || none {
+		return http.StatusOK, listResponse(0, start, nil), err
 	}
 	page, err := h.Store.ListUsers(r.Context(), q)
 	if err != nil {
