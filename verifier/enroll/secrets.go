@@ -2,22 +2,15 @@ package enroll
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
+	"github.com/clearance/clearance/verifier/idsecret"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
-// An enroll secret reads "<id>.<value>": the id (16 hex characters) finds the
-// record without revealing anything, and the whole string is compared by its
-// SHA-256 in constant time. Only the hash is stored.
+// An enroll secret reads "<id>.<value>" (see idsecret).
 
 // MaxSecretDescription bounds an enroll secret's description.
 const MaxSecretDescription = 200
@@ -81,18 +74,11 @@ func CreateSecret(ctx context.Context, store storage.SecretStore, description st
 	if err := scope.Check(); err != nil {
 		return storage.EnrollSecret{}, "", err
 	}
-	var idBytes [8]byte
-	var value [32]byte
-	if _, err := rand.Read(idBytes[:]); err != nil {
+	id, secret, hash, err := idsecret.New("")
+	if err != nil {
 		return storage.EnrollSecret{}, "", err
 	}
-	if _, err := rand.Read(value[:]); err != nil {
-		return storage.EnrollSecret{}, "", err
-	}
-	id := hex.EncodeToString(idBytes[:])
-	secret := id + "." + base64.RawURLEncoding.EncodeToString(value[:])
-	sum := sha256.Sum256([]byte(secret))
-	rec := storage.EnrollSecret{ID: id, Description: description, Hash: sum[:], CreatedAt: now, MaxUses: scope.MaxUses}
+	rec := storage.EnrollSecret{ID: id, Description: description, Hash: hash, CreatedAt: now, MaxUses: scope.MaxUses}
 	detail := "enroll secret " + id + " created"
 	if scope.ExpiresIn > 0 {
 		rec.ExpiresAt = now.Add(scope.ExpiresIn)
@@ -101,7 +87,7 @@ func CreateSecret(ctx context.Context, store storage.SecretStore, description st
 	if scope.MaxUses > 0 {
 		detail += fmt.Sprintf(", at most %d uses", scope.MaxUses)
 	}
-	err := store.CreateEnrollSecret(ctx, rec, storage.AuditEvent{At: now, Actor: actor, Action: "secret.create", Detail: detail})
+	err = store.CreateEnrollSecret(ctx, rec, storage.AuditEvent{At: now, Actor: actor, Action: "secret.create", Detail: detail})
 	if err != nil {
 		return storage.EnrollSecret{}, "", fmt.Errorf("storing enroll secret: %w", err)
 	}
@@ -114,8 +100,8 @@ func CreateSecret(ctx context.Context, store storage.SecretStore, description st
 // up is returned with ErrSecretExpired or ErrSecretExhausted: the holder of
 // a device's current key may still re-enroll with it.
 func CheckSecret(ctx context.Context, store storage.SecretStore, presented string, now time.Time) (storage.EnrollSecret, error) {
-	id, _, ok := strings.Cut(presented, ".")
-	if !ok || len(id) != 16 || len(presented) > 128 {
+	id, ok := idsecret.ID("", presented)
+	if !ok {
 		return storage.EnrollSecret{}, ErrSecretInvalid
 	}
 	rec, err := store.GetEnrollSecret(ctx, id)
@@ -125,8 +111,7 @@ func CheckSecret(ctx context.Context, store storage.SecretStore, presented strin
 	if err != nil {
 		return storage.EnrollSecret{}, fmt.Errorf("looking up enroll secret: %w", err)
 	}
-	sum := sha256.Sum256([]byte(presented))
-	if subtle.ConstantTimeCompare(sum[:], rec.Hash) != 1 {
+	if !idsecret.Matches(presented, rec.Hash) {
 		return storage.EnrollSecret{}, ErrSecretInvalid
 	}
 	switch {
