@@ -245,3 +245,10 @@ func TestLeafWithCommands(t *testing.T) {
 		t.Errorf("help does not list the subcommand:\n%s", out.String())
 	}
 }
+
+func TestGroupOrder(t *testing.T) {
+	got := GroupOrder([]string{"Network", "Storage"}, []string{"Storage", "Limits", "Network", "Limits", "Okta"})
+	if want := "Network Storage Limits Okta"; strings.Join(got, " ") != want {
+		t.Errorf("GroupOrder = %v, want %s", got, want)
+	}
+}

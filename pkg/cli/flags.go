@@ -39,6 +39,24 @@ func Wrap(fs *flag.FlagSet) *FlagSet {
 	return &FlagSet{FlagSet: fs, meta: map[string]*flagMeta{}}
 }
 
+// GroupOrder is the order of a settings table's help groups: order, then
+// each group a setting names (named, in the table's order) that order
+// lacks, so a setting in a new group is never left out of the help.
+func GroupOrder(order, named []string) []string {
+	out := append([]string(nil), order...)
+	seen := map[string]bool{}
+	for _, g := range out {
+		seen[g] = true
+	}
+	for _, g := range named {
+		if !seen[g] {
+			seen[g] = true
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
 // Group puts the flags declared after it, until the next Group, under the
 // heading name in the help.
 func (f *FlagSet) Group(name string) {

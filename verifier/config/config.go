@@ -723,18 +723,11 @@ func Bind(fs *cli.FlagSet, names ...string) *Binding {
 
 // groups is groupOrder, then any group a setting names that it lacks.
 func groups() []string {
-	out := append([]string(nil), groupOrder...)
-	seen := map[string]bool{}
-	for _, g := range out {
-		seen[g] = true
+	named := make([]string, len(settings))
+	for i, s := range settings {
+		named[i] = s.group
 	}
-	for _, s := range settings {
-		if !seen[s.group] {
-			seen[s.group] = true
-			out = append(out, s.group)
-		}
-	}
-	return out
+	return cli.GroupOrder(groupOrder, named)
 }
 
 func lookup(name string) (setting, bool) {
