@@ -155,9 +155,29 @@ func gone(err error) error {
 
 func (d *StoreDirectory) upsertUser(ctx context.Context, u DirUser) error {
 	cur, err := d.Store.GetUser(ctx, u.ID)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		if err := d.freeName(ctx, u); err != nil {
+	found := err == nil
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	// A person SCIM manages (it took this record over, or holds Okta's ID
+	// as its externalId) stays SCIM's, but Okta's deactivation applies to
+	// it: deny wins. The API's own copy of that person goes.
+	holder, err := d.scimHolder(ctx, u.ID, cur, found)
+	if err != nil {
+		return err
+	}
+	if holder != nil {
+		if found && cur.Source == storage.SourceOktaAPI {
+			err := d.Store.DeleteUser(ctx, cur.ID, cur.Version, d.audit("user.delete",
+				"user "+cur.ID+" ("+cur.UserName+") deleted: SCIM manages the person as "+holder.ID))
+			if err := gone(err); err != nil {
+				return err
+			}
+		}
+		return d.denyWins(ctx, *holder, u)
+	}
+	if !found {
+		if err := d.nameFree(ctx, u); err != nil {
 			return err
 		}
 		next, err := storeUser(storage.User{}, u, d.now())
@@ -166,10 +186,6 @@ func (d *StoreDirectory) upsertUser(ctx context.Context, u DirUser) error {
 		}
 		_, err = d.Store.CreateUser(ctx, next, d.audit("user.create", "user "+u.ID+" ("+u.Login+") created from the Okta API"))
 		return d.storeErr(err)
-	case err != nil:
-		return err
-	case cur.Source != storage.SourceOktaAPI:
-		return ErrOtherSource
 	}
 	next, err := storeUser(cur, u, d.now())
 	if err != nil {
@@ -186,13 +202,64 @@ func (d *StoreDirectory) upsertUser(ctx context.Context, u DirUser) error {
 		action, verb = "user.reactivate", "reactivated"
 	}
 	_, err = d.Store.UpdateUser(ctx, next, d.audit(action, "user "+u.ID+" ("+u.Login+") "+verb+" from the Okta API"))
-	return d.storeErr(err)
+	err = d.storeErr(err)
+	if (errors.Is(err, ErrOtherSource) || errors.Is(err, ErrNotStored)) && cur.Active && !u.Active {
+		// Fail closed: the rest of Okta's record cannot be stored (a
+		// field too long, a login another record holds), but its
+		// deactivation lands on its own.
+		cur.Active, cur.UpdatedAt = false, d.now()
+		if _, derr := d.Store.UpdateUser(ctx, cur, d.audit("user.deactivate",
+			"user "+u.ID+" ("+cur.UserName+") deactivated from the Okta API (Okta's other changes not stored)")); derr != nil {
+			return derr
+		}
+	}
+	return err
 }
 
-// freeName makes way for a new user whose login an earlier API record
-// still holds: Okta's logins are unique, so that user is gone from Okta.
-// A login SCIM holds is SCIM's (ErrOtherSource).
-func (d *StoreDirectory) freeName(ctx context.Context, u DirUser) error {
+// scimHolder is the SCIM-managed user that is the person Okta calls
+// oktaID: the record with that ID if SCIM's, else the SCIM user whose
+// externalId it is; nil if none.
+func (d *StoreDirectory) scimHolder(ctx context.Context, oktaID string, cur storage.User, found bool) (*storage.User, error) {
+	if found {
+		if cur.Source != storage.SourceOktaAPI {
+			return &cur, nil
+		}
+	}
+	p, err := d.Store.ListUsers(ctx, storage.PeopleQuery{ExternalID: oktaID, Limit: 10})
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range p.Users {
+		if u.Source != storage.SourceOktaAPI {
+			return &u, nil
+		}
+	}
+	return nil, nil
+}
+
+// denyWins applies Okta's deactivation of u to rec, a user another source
+// manages (never its activation: that source decides), and reports
+// ErrOtherSource: nothing else of u is stored.
+func (d *StoreDirectory) denyWins(ctx context.Context, rec storage.User, u DirUser) error {
+	if u.Active || !rec.Active {
+		return ErrOtherSource
+	}
+	rec.Active, rec.UpdatedAt = false, d.now()
+	_, err := d.Store.UpdateUser(ctx, rec, d.audit("user.deactivate",
+		"user "+rec.ID+" ("+rec.UserName+") deactivated: Okta's API says "+u.ID+" is "+u.Status))
+	if err != nil {
+		return err
+	}
+	return ErrOtherSource
+}
+
+// nameFree reports whether a new user's login is free. A login another
+// API record holds waits (ErrOtherSource) until the full reconciliation
+// has removed that record, once Okta no longer lists it: Okta's logins are
+// unique, but only its own listing says which holder is gone. A login a
+// SCIM user holds is that person, SCIM's: Okta's deactivation applies to
+// it, nothing else.
+func (d *StoreDirectory) nameFree(ctx context.Context, u DirUser) error {
 	old, err := d.Store.GetUserByName(ctx, u.Login)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -200,9 +267,9 @@ func (d *StoreDirectory) freeName(ctx context.Context, u DirUser) error {
 	case err != nil:
 		return err
 	case old.Source != storage.SourceOktaAPI:
-		return ErrOtherSource
+		return d.denyWins(ctx, old, u)
 	}
-	return gone(d.Store.DeleteUser(ctx, old.ID, d.audit("user.delete", "user "+old.ID+" ("+old.UserName+") deleted: Okta gave its login to "+u.ID)))
+	return ErrOtherSource
 }
 
 // storeErr turns a name another record took in the meantime into
@@ -229,11 +296,15 @@ func (d *StoreDirectory) DeactivateUser(ctx context.Context, id, source string) 
 }
 
 func (d *StoreDirectory) DeleteUser(ctx context.Context, id, source string) error {
-	u, err := d.Store.GetUser(ctx, id)
-	if done, err := owned(err, u.Source, source); done {
-		return err
-	}
-	return gone(d.Store.DeleteUser(ctx, id, d.audit("user.delete", "user "+id+" ("+u.UserName+") deleted: gone from Okta")))
+	// At the version read: a record SCIM took over meanwhile is not the
+	// API's to delete (ErrStale, then read again).
+	return retried(func() error {
+		u, err := d.Store.GetUser(ctx, id)
+		if done, err := owned(err, u.Source, source); done {
+			return err
+		}
+		return gone(d.Store.DeleteUser(ctx, id, u.Version, d.audit("user.delete", "user "+id+" ("+u.UserName+") deleted: gone from Okta")))
+	})
 }
 
 func (d *StoreDirectory) UpsertGroup(ctx context.Context, g DirGroup) error {
@@ -267,25 +338,26 @@ func (d *StoreDirectory) upsertGroup(ctx context.Context, g DirGroup) error {
 	return d.storeErr(err)
 }
 
-// freeGroupName is freeName for groups (Okta's group names are unique).
+// freeGroupName is nameFree for groups (Okta's group names are unique): a
+// name another API group holds waits for the full reconciliation; a name
+// SCIM holds is SCIM's.
 func (d *StoreDirectory) freeGroupName(ctx context.Context, g DirGroup) error {
 	p, err := d.Store.ListGroups(ctx, storage.PeopleQuery{Name: g.Name, Limit: 1, WithoutMembers: true})
 	if err != nil || len(p.Groups) == 0 {
 		return err
 	}
-	old := p.Groups[0]
-	if old.Source != storage.SourceOktaAPI {
-		return ErrOtherSource
-	}
-	return gone(d.Store.DeleteGroup(ctx, old.ID, d.audit("group.delete", "group "+old.ID+" ("+old.DisplayName+") deleted: Okta gave its name to "+g.ID)))
+	return ErrOtherSource
 }
 
 func (d *StoreDirectory) DeleteGroup(ctx context.Context, id, source string) error {
-	g, err := d.Store.GetGroup(ctx, id)
-	if done, err := owned(err, g.Source, source); done {
-		return err
-	}
-	return gone(d.Store.DeleteGroup(ctx, id, d.audit("group.delete", "group "+id+" ("+g.DisplayName+") deleted: gone from Okta")))
+	// At the version read, as DeleteUser.
+	return retried(func() error {
+		g, err := d.Store.GetGroup(ctx, id)
+		if done, err := owned(err, g.Source, source); done {
+			return err
+		}
+		return gone(d.Store.DeleteGroup(ctx, id, g.Version, d.audit("group.delete", "group "+id+" ("+g.DisplayName+") deleted: gone from Okta")))
+	})
 }
 
 // SetMembers makes the Okta members the store knows the group's members:

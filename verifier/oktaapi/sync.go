@@ -16,10 +16,39 @@ import (
 const (
 	// syncFullCursor: when the last full reconciliation started.
 	syncFullCursor = "sync_full"
-	// syncSinceCursor: the newest lastUpdated read from Okta, on Okta's
-	// clock, from which incremental reads continue.
-	syncSinceCursor = "sync_since"
+	// syncUsersCursor and syncGroupsCursor: the newest lastUpdated read
+	// from Okta, on Okta's clock, from which incremental reads of users
+	// and of groups continue. Two, because users and groups are read one
+	// after the other: one watermark would let a group changed after the
+	// users were read hide a user changed in between.
+	syncUsersCursor  = "sync_since_users"
+	syncGroupsCursor = "sync_since_groups"
 )
+
+// Bounds on what one sync reads from Okta, so that an org (or a hostile
+// answer) cannot grow the verifier's memory or database without limit. A
+// sync over a bound fails before it changes anything; a larger org
+// provisions the Clearance app's users over SCIM instead.
+const (
+	MaxSyncUsers  = 200_000
+	MaxSyncGroups = 50_000
+)
+
+// The bounds in force (tests lower them).
+var (
+	maxSyncUsers  = MaxSyncUsers
+	maxSyncGroups = MaxSyncGroups
+	maxMembers    = storage.MaxGroupMembers
+)
+
+// errTooMany: a listing is over its bound.
+var errTooMany = errors.New("more than the sync reads")
+
+// activeStatuses are Okta's statuses of a user who may sign in; any other
+// (SUSPENDED, DEPROVISIONED, STAGED, one Okta adds later) is inactive.
+var activeStatuses = map[string]bool{
+	"ACTIVE": true, "PROVISIONED": true, "RECOVERY": true, "PASSWORD_EXPIRED": true, "LOCKED_OUT": true,
+}
 
 // Sync defaults.
 const (
@@ -102,14 +131,18 @@ func (s *Syncer) Once(ctx context.Context) (SyncResult, error) {
 	if err != nil {
 		return SyncResult{}, err
 	}
-	since, err := s.cursorTime(ctx, syncSinceCursor)
+	since, err := s.cursorTime(ctx, syncUsersCursor)
 	if err != nil {
 		return SyncResult{}, err
 	}
-	if last.IsZero() || since.IsZero() || s.now().Sub(last) >= orDefault(s.Interval, DefaultSyncInterval) {
+	groupsSince, err := s.cursorTime(ctx, syncGroupsCursor)
+	if err != nil {
+		return SyncResult{}, err
+	}
+	if last.IsZero() || since.IsZero() || groupsSince.IsZero() || s.now().Sub(last) >= orDefault(s.Interval, DefaultSyncInterval) {
 		return s.Full(ctx)
 	}
-	return s.Incremental(ctx, since)
+	return s.Incremental(ctx, since, groupsSince)
 }
 
 func (s *Syncer) cursorTime(ctx context.Context, name string) (time.Time, error) {
@@ -137,7 +170,7 @@ func dirUser(u User) DirUser {
 	return DirUser{
 		ID: u.ID, Login: u.Profile.Login, Email: u.Profile.Email, GivenName: u.Profile.FirstName,
 		FamilyName: u.Profile.LastName, Status: u.Status, Source: SourceAPI,
-		Active: u.Status != "DEPROVISIONED" && u.Status != "SUSPENDED",
+		Active: activeStatuses[u.Status],
 	}
 }
 
@@ -176,7 +209,9 @@ func (s *Syncer) load(ctx context.Context) (*state, error) {
 // putUser writes u unless it is unchanged or another source's.
 func (s *Syncer) putUser(ctx context.Context, st *state, u User, r *SyncResult) error {
 	du := dirUser(u)
-	if src, ok := st.owner[du.ID]; ok && src != SourceAPI {
+	if src, ok := st.owner[du.ID]; ok && src != SourceAPI && du.Active {
+		// Another source's, and nothing to deny (a deactivation goes to
+		// the directory, which applies it: deny wins).
 		r.Skipped++
 		return nil
 	}
@@ -225,6 +260,9 @@ func (s *Syncer) putGroup(ctx context.Context, st *state, g Group, since time.Ti
 		return nil
 	}
 	ids, err := s.Client.Members(ctx, g.ID)
+	if s.skipped(err, "members of group", g.ID, r) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("reading members of group %s: %w", g.ID, err)
 	}
@@ -263,10 +301,12 @@ func (s *Syncer) skipped(err error, kind, id string, r *SyncResult) bool {
 
 // Full reads every user and group and makes the directory's API-sourced
 // records exactly Okta's: deactivated users marked so, deleted ones removed.
+// Everything is read before anything changes, so a listing that fails or
+// is over its bound changes nothing.
 func (s *Syncer) Full(ctx context.Context) (SyncResult, error) {
 	r := SyncResult{Full: true}
 	start := s.now()
-	since, err := s.cursorTime(ctx, syncSinceCursor)
+	groupsSince, err := s.cursorTime(ctx, syncGroupsCursor)
 	if err != nil {
 		return r, err
 	}
@@ -274,30 +314,59 @@ func (s *Syncer) Full(ctx context.Context) (SyncResult, error) {
 	if err != nil {
 		return r, err
 	}
-	var newest time.Time
-	seen := map[string]bool{}
+	// A plain list leaves deactivated users out; a search includes them. A
+	// user in both (changed between the two reads) is taken as last
+	// updated, and deactivated on a tie.
+	var users []User
+	at := map[string]int{}
 	take := func(us []User) error {
 		for _, u := range us {
-			if u.ID == "" || seen[u.ID] {
+			if u.ID == "" {
 				continue
 			}
-			seen[u.ID] = true
-			newest = later(newest, u.LastUpdated)
-			if err := s.putUser(ctx, st, u, &r); err != nil {
-				return err
+			i, seen := at[u.ID]
+			switch {
+			case !seen && len(users) >= maxSyncUsers:
+				return fmt.Errorf("%w: Okta lists more than %d users", errTooMany, maxSyncUsers)
+			case !seen:
+				at[u.ID] = len(users)
+				users = append(users, u)
+			case u.LastUpdated.After(users[i].LastUpdated) ||
+				(u.LastUpdated.Equal(users[i].LastUpdated) && !activeStatuses[u.Status]):
+				users[i] = u
 			}
 		}
 		return nil
 	}
-	// A plain list leaves deactivated users out; a search includes them.
 	if err := s.Client.Users(ctx, "", take); err != nil {
 		return r, fmt.Errorf("listing users: %w", err)
 	}
 	if err := s.Client.Users(ctx, `status eq "DEPROVISIONED"`, take); err != nil {
 		return r, fmt.Errorf("listing deactivated users: %w", err)
 	}
+	var groups []Group
+	seenGroups := map[string]bool{}
+	err = s.Client.Groups(ctx, "", func(gs []Group) error {
+		for _, g := range gs {
+			if g.ID == "" || seenGroups[g.ID] {
+				continue
+			}
+			if len(groups) >= maxSyncGroups {
+				return fmt.Errorf("%w: Okta lists more than %d groups", errTooMany, maxSyncGroups)
+			}
+			seenGroups[g.ID] = true
+			groups = append(groups, g)
+		}
+		return nil
+	})
+	if err != nil {
+		return r, fmt.Errorf("listing groups: %w", err)
+	}
+
+	// Deletions first: a login or group name Okta gave to a new ID is
+	// free once the record that held it is gone.
 	for id := range st.users {
-		if seen[id] {
+		if _, ok := at[id]; ok {
 			continue
 		}
 		if err := s.Dir.DeleteUser(ctx, id, SourceAPI); err != nil && !errors.Is(err, ErrOtherSource) {
@@ -306,23 +375,6 @@ func (s *Syncer) Full(ctx context.Context) (SyncResult, error) {
 		delete(st.users, id)
 		r.Deleted++
 	}
-	seenGroups := map[string]bool{}
-	err = s.Client.Groups(ctx, "", func(gs []Group) error {
-		for _, g := range gs {
-			if g.ID == "" || seenGroups[g.ID] {
-				continue
-			}
-			seenGroups[g.ID] = true
-			newest = later(newest, later(g.LastUpdated, g.LastMembershipUpdated))
-			if err := s.putGroup(ctx, st, g, since, &r); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return r, fmt.Errorf("listing groups: %w", err)
-	}
 	for id := range st.groups {
 		if seenGroups[id] {
 			continue
@@ -330,28 +382,49 @@ func (s *Syncer) Full(ctx context.Context) (SyncResult, error) {
 		if err := s.Dir.DeleteGroup(ctx, id, SourceAPI); err != nil && !errors.Is(err, ErrOtherSource) {
 			return r, fmt.Errorf("deleting group %s: %w", id, err)
 		}
+		delete(st.groups, id)
 		r.GroupsDeleted++
 	}
-	if newest.IsZero() {
-		newest = start
+
+	var newestUser, newestGroup time.Time
+	for _, u := range users {
+		newestUser = later(newestUser, u.LastUpdated)
+		if err := s.putUser(ctx, st, u, &r); err != nil {
+			return r, err
+		}
 	}
-	if err := s.setCursor(ctx, syncSinceCursor, newest); err != nil {
-		return r, err
+	for _, g := range groups {
+		newestGroup = later(newestGroup, later(g.LastUpdated, g.LastMembershipUpdated))
+		if err := s.putGroup(ctx, st, g, groupsSince, &r); err != nil {
+			return r, err
+		}
+	}
+	for name, t := range map[string]time.Time{syncUsersCursor: newestUser, syncGroupsCursor: newestGroup} {
+		if t.IsZero() {
+			t = start
+		}
+		if err := s.setCursor(ctx, name, t); err != nil {
+			return r, err
+		}
 	}
 	return r, s.setCursor(ctx, syncFullCursor, start)
 }
 
-// Incremental reads the users and groups Okta changed after since.
-func (s *Syncer) Incremental(ctx context.Context, since time.Time) (SyncResult, error) {
+// Incremental reads the users changed after usersSince and the groups
+// changed after groupsSince.
+func (s *Syncer) Incremental(ctx context.Context, usersSince, groupsSince time.Time) (SyncResult, error) {
 	var r SyncResult
 	st, err := s.load(ctx)
 	if err != nil {
 		return r, err
 	}
-	newest := since
-	from := since.Add(-orDefault(s.Overlap, DefaultOverlap))
-	err = s.Client.Users(ctx, UsersUpdatedSince(from), func(us []User) error {
+	overlap := orDefault(s.Overlap, DefaultOverlap)
+	newest, read := usersSince, 0
+	err = s.Client.Users(ctx, UsersUpdatedSince(usersSince.Add(-overlap)), func(us []User) error {
 		for _, u := range us {
+			if read++; read > maxSyncUsers {
+				return fmt.Errorf("%w: Okta lists more than %d changed users", errTooMany, maxSyncUsers)
+			}
 			newest = later(newest, u.LastUpdated)
 			if err := s.putUser(ctx, st, u, &r); err != nil {
 				return err
@@ -362,10 +435,17 @@ func (s *Syncer) Incremental(ctx context.Context, since time.Time) (SyncResult, 
 	if err != nil {
 		return r, fmt.Errorf("listing changed users: %w", err)
 	}
-	err = s.Client.Groups(ctx, GroupsChangedSince(from), func(gs []Group) error {
+	if err := s.setCursor(ctx, syncUsersCursor, newest); err != nil {
+		return r, err
+	}
+	newest, read = groupsSince, 0
+	err = s.Client.Groups(ctx, GroupsChangedSince(groupsSince.Add(-overlap)), func(gs []Group) error {
 		for _, g := range gs {
+			if read++; read > maxSyncGroups {
+				return fmt.Errorf("%w: Okta lists more than %d changed groups", errTooMany, maxSyncGroups)
+			}
 			newest = later(newest, later(g.LastUpdated, g.LastMembershipUpdated))
-			if err := s.putGroup(ctx, st, g, time.Time{}, &r); err != nil {
+			if err := s.putGroup(ctx, st, g, groupsSince, &r); err != nil {
 				return err
 			}
 		}
@@ -374,7 +454,7 @@ func (s *Syncer) Incremental(ctx context.Context, since time.Time) (SyncResult, 
 	if err != nil {
 		return r, fmt.Errorf("listing changed groups: %w", err)
 	}
-	return r, s.setCursor(ctx, syncSinceCursor, newest)
+	return r, s.setCursor(ctx, syncGroupsCursor, newest)
 }
 
 func later(a, b time.Time) time.Time {

@@ -2,6 +2,7 @@ package oktaapi
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"strconv"
 	"time"
@@ -99,11 +100,15 @@ func (c *Client) Groups(ctx context.Context, filter string, fn func([]Group) err
 	return List(ctx, c, c.GroupsURL(filter), fn)
 }
 
-// Members returns the IDs of a group's members.
+// Members returns the IDs of a group's members: ErrNotStored, and no
+// more is read, past storage.MaxGroupMembers (the most a group keeps).
 func (c *Client) Members(ctx context.Context, groupID string) ([]string, error) {
 	var ids []string
 	err := List(ctx, c, c.MembersURL(groupID), func(us []User) error {
 		for _, u := range us {
+			if len(ids) == maxMembers {
+				return fmt.Errorf("%w: group %s has more than %d members", ErrNotStored, groupID, maxMembers)
+			}
 			ids = append(ids, u.ID)
 		}
 		return nil

@@ -388,7 +388,7 @@ func diffMembers(before, after []string) (added, removed int) {
 }
 
 func (h *Handler) deleteGroup(r *http.Request, id string) (int, any, error) {
-	if err := h.Store.DeleteGroup(r.Context(), id, h.audit(r, "group.delete", "group "+id+" deleted")); err != nil {
+	if err := h.Store.DeleteGroup(r.Context(), id, 0, h.audit(r, "group.delete", "group "+id+" deleted")); err != nil {
 		return 0, nil, storeErr(err, "group")
 	}
 	return http.StatusNoContent, nil, nil

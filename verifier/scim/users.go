@@ -390,7 +390,7 @@ func (h *Handler) updateUser(r *http.Request, id, action string, change func(sto
 }
 
 func (h *Handler) deleteUser(r *http.Request, id string) (int, any, error) {
-	err := h.Store.DeleteUser(r.Context(), id, h.audit(r, "user.delete", "user "+id+" deleted"))
+	err := h.Store.DeleteUser(r.Context(), id, 0, h.audit(r, "user.delete", "user "+id+" deleted"))
 	if err != nil {
 		return 0, nil, storeErr(err, "user")
 	}

@@ -164,8 +164,9 @@ type PeopleStore interface {
 	// ErrStale, or ErrAlreadyExists when the new user name is taken.
 	UpdateUser(ctx context.Context, u User, audit AuditEvent) (User, error)
 	// DeleteUser removes a user, its group memberships and its device
-	// bindings, or ErrNotFound.
-	DeleteUser(ctx context.Context, id string, audit AuditEvent) error
+	// bindings, or ErrNotFound; with a version (not 0), only if the user
+	// is still at it, else ErrStale.
+	DeleteUser(ctx context.Context, id string, version int64, audit AuditEvent) error
 	// ListUsers returns a page of the matching users, by ID.
 	ListUsers(ctx context.Context, q PeopleQuery) (UserPage, error)
 
@@ -179,8 +180,9 @@ type PeopleStore interface {
 	// stored version is g.Version: as CreateGroup, plus ErrNotFound and
 	// ErrStale.
 	UpdateGroup(ctx context.Context, g Group, audit AuditEvent) (Group, error)
-	// DeleteGroup removes a group, or ErrNotFound.
-	DeleteGroup(ctx context.Context, id string, audit AuditEvent) error
+	// DeleteGroup removes a group, or ErrNotFound; a version as for
+	// DeleteUser.
+	DeleteGroup(ctx context.Context, id string, version int64, audit AuditEvent) error
 	// ListGroups returns a page of the matching groups with members, by ID.
 	ListGroups(ctx context.Context, q PeopleQuery) (GroupPage, error)
 	// UserGroups returns the groups userID belongs to, by display name,

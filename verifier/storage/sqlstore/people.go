@@ -285,33 +285,54 @@ func (s *Store) UpdateUser(ctx context.Context, u storage.User, audit storage.Au
 	return out, nil
 }
 
-// DeleteUser removes a user; its memberships and bindings go with it
-// (ON DELETE CASCADE).
-func (s *Store) DeleteUser(ctx context.Context, id string, audit storage.AuditEvent) error {
-	if !storable(id) {
-		return fmt.Errorf("deleting user %q: %w", id, storage.ErrNotFound)
-	}
-	err := s.write(ctx, func(q conn) error {
-		// Deleted explicitly too: the cascade needs SQLite's foreign_keys
-		// pragma, which a reader of this code should not have to know.
-		for _, stmt := range []string{`DELETE FROM group_members WHERE user_id = $1`, `DELETE FROM device_users WHERE user_id = $1`} {
-			if _, err := q.exec(ctx, stmt, id); err != nil {
-				return fmt.Errorf("deleting user's links: %w", err)
-			}
-		}
-		res, err := q.exec(ctx, `DELETE FROM directory_users WHERE id = $1`, id)
-		if err != nil {
-			return fmt.Errorf("deleting user: %w", err)
-		}
-		if err := oneRow(res, storage.ErrNotFound); err != nil {
-			return fmt.Errorf("user %q: %w", id, err)
-		}
-		return insertAudit(ctx, q, audit)
-	})
+// DeleteUser removes a user (at version, unless 0); its memberships and
+// bindings go with it (ON DELETE CASCADE).
+func (s *Store) DeleteUser(ctx context.Context, id string, version int64, audit storage.AuditEvent) error {
+	// Deleted explicitly too: the cascade needs SQLite's foreign_keys
+	// pragma, which a reader of this code should not have to know.
+	err := s.deleteVersioned(ctx, "directory_users", "user", id, version, audit,
+		`DELETE FROM group_members WHERE user_id = $1`, `DELETE FROM device_users WHERE user_id = $1`)
 	if err != nil {
 		return fmt.Errorf("deleting user: %w", err)
 	}
 	return nil
+}
+
+// deleteVersioned deletes the row id of table (at version, unless 0) after
+// the statements that remove its links, and appends audit: ErrNotFound,
+// or ErrStale when the row is at another version.
+func (s *Store) deleteVersioned(ctx context.Context, table, what, id string, version int64, audit storage.AuditEvent, links ...string) error {
+	if !storable(id) {
+		return fmt.Errorf("%s %q: %w", what, id, storage.ErrNotFound)
+	}
+	return s.write(ctx, func(q conn) error {
+		if version != 0 {
+			var v int64
+			err := q.queryRow(ctx, `SELECT version FROM `+table+` WHERE id = $1`, id).Scan(&v)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("%s %q: %w", what, id, storage.ErrNotFound)
+			}
+			if err != nil {
+				return err
+			}
+			if v != version {
+				return fmt.Errorf("%s %q: %w", what, id, storage.ErrStale)
+			}
+		}
+		for _, stmt := range links {
+			if _, err := q.exec(ctx, stmt, id); err != nil {
+				return fmt.Errorf("deleting %s's links: %w", what, err)
+			}
+		}
+		res, err := q.exec(ctx, `DELETE FROM `+table+` WHERE id = $1`, id)
+		if err != nil {
+			return err
+		}
+		if err := oneRow(res, storage.ErrNotFound); err != nil {
+			return fmt.Errorf("%s %q: %w", what, id, err)
+		}
+		return insertAudit(ctx, q, audit)
+	})
 }
 
 // where builds the WHERE clause of a people query over a table whose name
@@ -569,24 +590,9 @@ func (s *Store) UpdateGroup(ctx context.Context, g storage.Group, audit storage.
 	return out, nil
 }
 
-// DeleteGroup removes a group and its memberships.
-func (s *Store) DeleteGroup(ctx context.Context, id string, audit storage.AuditEvent) error {
-	if !storable(id) {
-		return fmt.Errorf("deleting group %q: %w", id, storage.ErrNotFound)
-	}
-	err := s.write(ctx, func(q conn) error {
-		if _, err := q.exec(ctx, `DELETE FROM group_members WHERE group_id = $1`, id); err != nil {
-			return fmt.Errorf("deleting group members: %w", err)
-		}
-		res, err := q.exec(ctx, `DELETE FROM directory_groups WHERE id = $1`, id)
-		if err != nil {
-			return fmt.Errorf("deleting group: %w", err)
-		}
-		if err := oneRow(res, storage.ErrNotFound); err != nil {
-			return fmt.Errorf("group %q: %w", id, err)
-		}
-		return insertAudit(ctx, q, audit)
-	})
+// DeleteGroup removes a group (at version, unless 0) and its memberships.
+func (s *Store) DeleteGroup(ctx context.Context, id string, version int64, audit storage.AuditEvent) error {
+	err := s.deleteVersioned(ctx, "directory_groups", "group", id, version, audit, `DELETE FROM group_members WHERE group_id = $1`)
 	if err != nil {
 		return fmt.Errorf("deleting group: %w", err)
 	}

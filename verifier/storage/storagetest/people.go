@@ -137,14 +137,14 @@ func testUserDelete(t *testing.T, s storage.Store) {
 	createUser(t, s, "u2", "bob@example.com")
 	_, err := s.CreateGroup(ctx, storage.Group{ID: "g1", DisplayName: "Eng", Members: []string{"u1", "u2"}, CreatedAt: t0, UpdatedAt: t0}, scimAudit("group.create"))
 	must(t, err)
-	must(t, s.DeleteUser(ctx, "u1", scimAudit("user.delete")))
+	must(t, s.DeleteUser(ctx, "u1", 0, scimAudit("user.delete")))
 	_, err = s.GetUser(ctx, "u1")
 	wantErr(t, err, storage.ErrNotFound)
 	g, err := s.GetGroup(ctx, "g1")
 	must(t, err)
 	equal(t, "members after delete", g.Members, []string{"u2"})
 	before := dumpOf(t, s)
-	wantErr(t, s.DeleteUser(ctx, "u1", scimAudit("user.delete")), storage.ErrNotFound)
+	wantErr(t, s.DeleteUser(ctx, "u1", 0, scimAudit("user.delete")), storage.ErrNotFound)
 	sameDump(t, "deleting an unknown user", before, s)
 }
 
@@ -218,7 +218,7 @@ func testGroups(t *testing.T, s storage.Store) {
 		t.Fatalf("ListGroups by name = %+v", p)
 	}
 	equal(t, "listed group", p.Groups[0], want)
-	must(t, s.DeleteGroup(ctx, "g1", scimAudit("group.delete")))
+	must(t, s.DeleteGroup(ctx, "g1", 0, scimAudit("group.delete")))
 	_, err = s.GetGroup(ctx, "g1")
 	wantErr(t, err, storage.ErrNotFound)
 }
@@ -239,7 +239,7 @@ func testGroupRefusals(t *testing.T, s storage.Store) {
 	g.Members, g.Version = nil, 7
 	_, err = s.UpdateGroup(ctx, g, scimAudit("group.update"))
 	wantErr(t, err, storage.ErrStale)
-	wantErr(t, s.DeleteGroup(ctx, "g9", scimAudit("group.delete")), storage.ErrNotFound)
+	wantErr(t, s.DeleteGroup(ctx, "g9", 0, scimAudit("group.delete")), storage.ErrNotFound)
 	sameDump(t, "refused group changes", before, s)
 }
 
@@ -354,8 +354,8 @@ func testUnstorableKeys(t *testing.T, s storage.Store) {
 		wantErr(t, err, storage.ErrNotFound)
 		_, err = s.GetGroup(ctx, k)
 		wantErr(t, err, storage.ErrNotFound)
-		wantErr(t, s.DeleteUser(ctx, k, scimAudit("user.delete")), storage.ErrNotFound)
-		wantErr(t, s.DeleteGroup(ctx, k, scimAudit("group.delete")), storage.ErrNotFound)
+		wantErr(t, s.DeleteUser(ctx, k, 0, scimAudit("user.delete")), storage.ErrNotFound)
+		wantErr(t, s.DeleteGroup(ctx, k, 0, scimAudit("group.delete")), storage.ErrNotFound)
 		wantErr(t, s.BindDevice(ctx, storage.DeviceUser{DeviceID: k, UserID: "u1", Source: "admin", CreatedAt: t0}, scimAudit("device.assign")), storage.ErrNotFound)
 		wantErr(t, s.UnbindDevice(ctx, "d1", k, scimAudit("device.unassign")), storage.ErrNotFound)
 		g.Members = []string{"u1", k}
