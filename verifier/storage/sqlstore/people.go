@@ -307,16 +307,21 @@ func (s *Store) deleteVersioned(ctx context.Context, table, what, id string, ver
 	}
 	return s.write(ctx, func(q conn) error {
 		if version != 0 {
-			var v int64
-			err := q.queryRow(ctx, `SELECT version FROM `+table+` WHERE id = $1`, id).Scan(&v)
-			if errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("%s %q: %w", what, id, storage.ErrNotFound)
-			}
+			// A write that changes nothing, to check the version and hold
+			// the row until the delete commits: a concurrent update waits,
+			// then finds the row gone (a plain read would let one commit in
+			// between, at PostgreSQL's READ COMMITTED).
+			res, err := q.exec(ctx, `UPDATE `+table+` SET version = version WHERE id = $1 AND version = $2`, id, version)
 			if err != nil {
 				return err
 			}
-			if v != version {
-				return fmt.Errorf("%s %q: %w", what, id, storage.ErrStale)
+			if err := oneRow(res, storage.ErrStale); err != nil {
+				if ok, xerr := exists(ctx, q, `SELECT 1 FROM `+table+` WHERE id = $1`, id); xerr != nil {
+					return xerr
+				} else if !ok {
+					err = storage.ErrNotFound
+				}
+				return fmt.Errorf("%s %q: %w", what, id, err)
 			}
 		}
 		for _, stmt := range links {

@@ -17,6 +17,7 @@ var peopleTests = []test{
 	{"Groups", testGroups},
 	{"Sources", testSources},
 	{"UnstorableKeys", testUnstorableKeys},
+	{"VersionedDelete", testVersionedDelete},
 	{"GroupRefusals", testGroupRefusals},
 	{"DeviceBindings", testDeviceBindings},
 }
@@ -380,4 +381,25 @@ func testUnstorableKeys(t *testing.T, s storage.Store) {
 		}
 	}
 	sameDump(t, "unstorable keys", before, s)
+}
+
+// testVersionedDelete: a delete at a version deletes only a record still
+// at it (ErrStale otherwise, with nothing changed); version 0 is any.
+func testVersionedDelete(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	u := createUser(t, s, "u1", "ada@example.com")
+	g, err := s.CreateGroup(ctx, storage.Group{ID: "g1", DisplayName: "Eng", Members: []string{"u1"}, CreatedAt: t0, UpdatedAt: t0}, scimAudit("group.create"))
+	must(t, err)
+	u.DisplayName = "Ada"
+	_, err = s.UpdateUser(ctx, u, scimAudit("user.update"))
+	must(t, err)
+	before := dumpOf(t, s)
+	wantErr(t, s.DeleteUser(ctx, "u1", u.Version, scimAudit("user.delete")), storage.ErrStale)
+	wantErr(t, s.DeleteGroup(ctx, "g1", g.Version+1, scimAudit("group.delete")), storage.ErrStale)
+	wantErr(t, s.DeleteUser(ctx, "u9", 1, scimAudit("user.delete")), storage.ErrNotFound)
+	sameDump(t, "deletes at a stale version", before, s)
+	must(t, s.DeleteUser(ctx, "u1", u.Version+1, scimAudit("user.delete")))
+	must(t, s.DeleteGroup(ctx, "g1", g.Version, scimAudit("group.delete")))
+	_, err = s.GetUser(ctx, "u1")
+	wantErr(t, err, storage.ErrNotFound)
 }
