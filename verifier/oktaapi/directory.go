@@ -64,7 +64,8 @@ type Directory interface {
 	DeleteGroup(ctx context.Context, id, source string) error
 	// SetMembers makes userIDs (in any order) the group's members;
 	// ErrOtherSource if the group has another source.
-	SetMembers(ctx context.Context, groupID, source string, userIDs []string) error
+	// changed is whether anything was written.
+	SetMembers(ctx context.Context, groupID, source string, userIDs []string) (changed bool, err error)
 	// ListUsers, ListGroups and Members return what source manages ("":
 	// every source); Members the group's member IDs, sorted.
 	ListUsers(ctx context.Context, source string) ([]DirUser, error)

@@ -161,20 +161,20 @@ func (d *StoreDirectory) upsertUser(ctx context.Context, u DirUser) error {
 	}
 	// A person SCIM manages (it took this record over, or holds Okta's ID
 	// as its externalId) stays SCIM's, but Okta's deactivation applies to
-	// it: deny wins. The API's own copy of that person goes.
-	holder, err := d.scimHolder(ctx, u.ID, cur, found)
+	// it: deny wins. No API copy of that person is made; one made before
+	// the SCIM user claimed the ID stays (a claim is SCIM's word, and must
+	// not remove the record of someone Okta still has).
+	holders, err := d.scimHolders(ctx, u.ID, cur, found)
 	if err != nil {
 		return err
 	}
-	if holder != nil {
-		if found && cur.Source == storage.SourceOktaAPI {
-			err := d.Store.DeleteUser(ctx, cur.ID, cur.Version, d.audit("user.delete",
-				"user "+cur.ID+" ("+cur.UserName+") deleted: SCIM manages the person as "+holder.ID))
-			if err := gone(err); err != nil {
-				return err
-			}
+	for _, h := range holders {
+		if err := d.denyWins(ctx, h, u); !errors.Is(err, ErrOtherSource) {
+			return err
 		}
-		return d.denyWins(ctx, *holder, u)
+	}
+	if found && cur.Source != storage.SourceOktaAPI || !found && len(holders) > 0 {
+		return ErrOtherSource
 	}
 	if !found {
 		if err := d.nameFree(ctx, u); err != nil {
@@ -216,25 +216,29 @@ func (d *StoreDirectory) upsertUser(ctx context.Context, u DirUser) error {
 	return err
 }
 
-// scimHolder is the SCIM-managed user that is the person Okta calls
-// oktaID: the record with that ID if SCIM's, else the SCIM user whose
-// externalId it is; nil if none.
-func (d *StoreDirectory) scimHolder(ctx context.Context, oktaID string, cur storage.User, found bool) (*storage.User, error) {
-	if found {
-		if cur.Source != storage.SourceOktaAPI {
-			return &cur, nil
+// scimHolders are the SCIM-managed users that are the person Okta calls
+// oktaID: the record with that ID if SCIM's, and every SCIM user whose
+// externalId it is (more than one is a SCIM client's mistake, or a decoy:
+// Okta's deactivation reaches them all).
+func (d *StoreDirectory) scimHolders(ctx context.Context, oktaID string, cur storage.User, found bool) ([]storage.User, error) {
+	var out []storage.User
+	if found && cur.Source != storage.SourceOktaAPI {
+		out = append(out, cur)
+	}
+	for off := 0; ; off += storage.MaxPeoplePage {
+		p, err := d.Store.ListUsers(ctx, storage.PeopleQuery{ExternalID: oktaID, Offset: off, Limit: storage.MaxPeoplePage})
+		if err != nil {
+			return nil, err
+		}
+		for _, u := range p.Users {
+			if u.Source != storage.SourceOktaAPI && (!found || u.ID != cur.ID) {
+				out = append(out, u)
+			}
+		}
+		if len(p.Users) < storage.MaxPeoplePage {
+			return out, nil
 		}
 	}
-	p, err := d.Store.ListUsers(ctx, storage.PeopleQuery{ExternalID: oktaID, Limit: 10})
-	if err != nil {
-		return nil, err
-	}
-	for _, u := range p.Users {
-		if u.Source != storage.SourceOktaAPI {
-			return &u, nil
-		}
-	}
-	return nil, nil
 }
 
 // denyWins applies Okta's deactivation of u to rec, a user another source
@@ -257,8 +261,8 @@ func (d *StoreDirectory) denyWins(ctx context.Context, rec storage.User, u DirUs
 // API record holds waits (ErrOtherSource) until the full reconciliation
 // has removed that record, once Okta no longer lists it: Okta's logins are
 // unique, but only its own listing says which holder is gone. A login a
-// SCIM user holds is that person, SCIM's: Okta's deactivation applies to
-// it, nothing else.
+// SCIM user holds is that person, SCIM's (unless its externalId names
+// another Okta user): Okta's deactivation applies to it, nothing else.
 func (d *StoreDirectory) nameFree(ctx context.Context, u DirUser) error {
 	old, err := d.Store.GetUserByName(ctx, u.Login)
 	switch {
@@ -266,7 +270,8 @@ func (d *StoreDirectory) nameFree(ctx context.Context, u DirUser) error {
 		return nil
 	case err != nil:
 		return err
-	case old.Source != storage.SourceOktaAPI:
+	case old.Source != storage.SourceOktaAPI && (old.ExternalID == "" || old.ExternalID == u.ID):
+		// The same person, unless SCIM says it is another Okta user.
 		return d.denyWins(ctx, old, u)
 	}
 	return ErrOtherSource
@@ -364,21 +369,25 @@ func (d *StoreDirectory) DeleteGroup(ctx context.Context, id, source string) err
 // an Okta ID is a user synced under that ID, or the user whose external ID
 // it is; a member the store does not have (not synced yet, or a SCIM user
 // Okta's ID cannot be matched to) is left out until it is.
-func (d *StoreDirectory) SetMembers(ctx context.Context, groupID, source string, userIDs []string) error {
+func (d *StoreDirectory) SetMembers(ctx context.Context, groupID, source string, userIDs []string) (changed bool, err error) {
 	if len(userIDs) > storage.MaxGroupMembers {
-		return fmt.Errorf("%w: group %s has %d members, more than the %d kept", ErrNotStored, groupID, len(userIDs), storage.MaxGroupMembers)
+		return false, fmt.Errorf("%w: group %s has %d members, more than the %d kept", ErrNotStored, groupID, len(userIDs), storage.MaxGroupMembers)
 	}
 	// ErrUnknownMember: a member deleted meanwhile; map them again.
-	return retried(func() error { return d.setMembers(ctx, groupID, source, userIDs) }, storage.ErrUnknownMember)
+	err = retried(func() (err error) {
+		changed, err = d.setMembers(ctx, groupID, source, userIDs)
+		return err
+	}, storage.ErrUnknownMember)
+	return changed, err
 }
 
-func (d *StoreDirectory) setMembers(ctx context.Context, groupID, source string, userIDs []string) error {
+func (d *StoreDirectory) setMembers(ctx context.Context, groupID, source string, userIDs []string) (bool, error) {
 	g, err := d.Store.GetGroup(ctx, groupID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if g.Source != storage.SourceOktaAPI || source != SourceAPI {
-		return ErrOtherSource
+		return false, ErrOtherSource
 	}
 	known := make(map[string]bool, len(g.Members))
 	for _, id := range g.Members {
@@ -390,18 +399,16 @@ func (d *StoreDirectory) setMembers(ctx context.Context, groupID, source string,
 			want = append(want, id)
 			continue
 		}
-		sid, err := d.storeUserID(ctx, id)
+		sids, err := d.storeUserIDs(ctx, id)
 		if err != nil {
-			return err
+			return false, err
 		}
-		if sid != "" {
-			want = append(want, sid)
-		}
+		want = append(want, sids...)
 	}
 	slices.Sort(want)
 	want = slices.Compact(want)
 	if slices.Equal(want, g.Members) {
-		return nil
+		return false, nil
 	}
 	added, removed := 0, 0
 	for _, id := range want {
@@ -413,26 +420,34 @@ func (d *StoreDirectory) setMembers(ctx context.Context, groupID, source string,
 	g.Members, g.UpdatedAt = want, d.now()
 	_, err = d.Store.UpdateGroup(ctx, g, d.audit("group.members",
 		fmt.Sprintf("group %s (%s) from the Okta API: %d members added, %d removed", groupID, g.DisplayName, added, removed)))
-	return d.storeErr(err)
+	return err == nil, d.storeErr(err)
 }
 
-// storeUserID is the store's ID of the user Okta calls oktaID, or "".
-func (d *StoreDirectory) storeUserID(ctx context.Context, oktaID string) (string, error) {
+// storeUserIDs are the store's users Okta calls oktaID: the record with
+// that ID, and the SCIM users whose externalId it is.
+func (d *StoreDirectory) storeUserIDs(ctx context.Context, oktaID string) ([]string, error) {
 	if oktaID == "" {
-		return "", nil
+		return nil, nil
 	}
-	_, err := d.Store.GetUser(ctx, oktaID)
-	if err == nil {
-		return oktaID, nil
+	cur, err := d.Store.GetUser(ctx, oktaID)
+	found := err == nil
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return nil, err
 	}
-	if !errors.Is(err, storage.ErrNotFound) {
-		return "", err
+	var ids []string
+	if found {
+		ids = append(ids, cur.ID)
 	}
-	p, err := d.Store.ListUsers(ctx, storage.PeopleQuery{ExternalID: oktaID, Limit: 2})
-	if err != nil || len(p.Users) != 1 {
-		return "", err
+	holders, err := d.scimHolders(ctx, oktaID, cur, found)
+	if err != nil {
+		return nil, err
 	}
-	return p.Users[0].ID, nil
+	for _, h := range holders {
+		if h.ID != oktaID {
+			ids = append(ids, h.ID)
+		}
+	}
+	return ids, nil
 }
 
 func (d *StoreDirectory) ListUsers(ctx context.Context, source string) ([]DirUser, error) {

@@ -30,9 +30,14 @@ const (
 // sync over a bound fails before it changes anything; a larger org
 // provisions the Clearance app's users over SCIM instead.
 const (
-	MaxSyncUsers  = 200_000
+	MaxSyncUsers  = 100_000
 	MaxSyncGroups = 50_000
 )
+
+// maxClockLead is how far past the verifier's clock a watermark may be
+// set: a lastUpdated Okta dates later (a hostile answer, a wrong clock)
+// would otherwise stop incremental reads from seeing anything until then.
+const maxClockLead = 5 * time.Minute
 
 // The bounds in force (tests lower them).
 var (
@@ -215,7 +220,7 @@ func (s *Syncer) putUser(ctx context.Context, st *state, u User, r *SyncResult) 
 		r.Skipped++
 		return nil
 	}
-	if old, ok := st.users[du.ID]; ok && old == du {
+	if old, ok := st.users[du.ID]; ok && sameDirUser(old, du) {
 		return nil
 	}
 	err := s.Dir.UpsertUser(ctx, du)
@@ -231,6 +236,21 @@ func (s *Syncer) putUser(ctx context.Context, st *state, u User, r *SyncResult) 
 	st.users[du.ID], st.owner[du.ID] = du, SourceAPI
 	r.Users++
 	return nil
+}
+
+// sameDirUser reports whether storing b over a would change nothing: the
+// directory keeps whether a user is active, not Okta's exact status.
+func sameDirUser(a, b DirUser) bool {
+	a.Status, b.Status = "", ""
+	return a == b
+}
+
+// capped is t, or the latest a watermark may be.
+func (s *Syncer) capped(t time.Time) time.Time {
+	if limit := s.now().Add(maxClockLead); t.After(limit) {
+		return limit
+	}
+	return t
 }
 
 // putGroup writes g and, unless they are known and unchanged since
@@ -273,12 +293,15 @@ func (s *Syncer) putGroup(ctx context.Context, st *state, g Group, since time.Ti
 		return err
 	}
 	if !slices.Equal(have, ids) {
-		if err := s.Dir.SetMembers(ctx, g.ID, SourceAPI, ids); s.skipped(err, "members of group", g.ID, r) {
+		changed, err := s.Dir.SetMembers(ctx, g.ID, SourceAPI, ids)
+		if s.skipped(err, "members of group", g.ID, r) {
 			return nil
 		} else if err != nil {
 			return fmt.Errorf("storing members of group %s: %w", g.ID, err)
 		}
-		r.Memberships++
+		if changed {
+			r.Memberships++
+		}
 	}
 	return nil
 }
@@ -306,10 +329,6 @@ func (s *Syncer) skipped(err error, kind, id string, r *SyncResult) bool {
 func (s *Syncer) Full(ctx context.Context) (SyncResult, error) {
 	r := SyncResult{Full: true}
 	start := s.now()
-	groupsSince, err := s.cursorTime(ctx, syncGroupsCursor)
-	if err != nil {
-		return r, err
-	}
 	st, err := s.load(ctx)
 	if err != nil {
 		return r, err
@@ -324,6 +343,7 @@ func (s *Syncer) Full(ctx context.Context) (SyncResult, error) {
 			if u.ID == "" {
 				continue
 			}
+			unstorable(&u)
 			i, seen := at[u.ID]
 			switch {
 			case !seen && len(users) >= maxSyncUsers:
@@ -386,6 +406,9 @@ func (s *Syncer) Full(ctx context.Context) (SyncResult, error) {
 		r.GroupsDeleted++
 	}
 
+	if err := s.parkMovedLogins(ctx, st, users, at, &r); err != nil {
+		return r, err
+	}
 	var newestUser, newestGroup time.Time
 	for _, u := range users {
 		newestUser = later(newestUser, u.LastUpdated)
@@ -395,7 +418,10 @@ func (s *Syncer) Full(ctx context.Context) (SyncResult, error) {
 	}
 	for _, g := range groups {
 		newestGroup = later(newestGroup, later(g.LastUpdated, g.LastMembershipUpdated))
-		if err := s.putGroup(ctx, st, g, groupsSince, &r); err != nil {
+		// Every group's members, changed or not: a member the store did
+		// not have at an earlier read (created meanwhile, or waiting for
+		// its login) is added now.
+		if err := s.putGroup(ctx, st, g, time.Time{}, &r); err != nil {
 			return r, err
 		}
 	}
@@ -403,11 +429,62 @@ func (s *Syncer) Full(ctx context.Context) (SyncResult, error) {
 		if t.IsZero() {
 			t = start
 		}
-		if err := s.setCursor(ctx, name, t); err != nil {
+		if err := s.setCursor(ctx, name, s.capped(t)); err != nil {
 			return r, err
 		}
 	}
 	return r, s.setCursor(ctx, syncFullCursor, start)
+}
+
+// unstorable empties the profile of a user whose fields the store could
+// not keep (its empty login then stores nothing but a deactivation), so
+// that a full reconciliation holds at most a few hundred bytes a user
+// whatever Okta sends.
+func unstorable(u *User) {
+	for _, f := range []string{u.Profile.Login, u.Profile.Email, u.Profile.FirstName, u.Profile.LastName} {
+		if len(f) > storage.MaxNameLen {
+			u.Profile = UserProfile{}
+			return
+		}
+	}
+}
+
+// parkedLogin is the login a synced user holds for a moment while Okta's
+// logins move between users: the reserved .invalid domain is no one's.
+func parkedLogin(id string) string { return "okta-rename-pending." + id + "@login.invalid" }
+
+// parkMovedLogins makes way for logins Okta moved between synced users (a
+// swap, a chain of renames): each rename would otherwise wait on the
+// other's stored login for good. A user whose stored login another user
+// now has, and who is renamed too, is parked under parkedLogin and
+// deactivated until its own rename is stored in the same reconciliation.
+func (s *Syncer) parkMovedLogins(ctx context.Context, st *state, users []User, at map[string]int, r *SyncResult) error {
+	holder := map[string]string{}
+	for id, du := range st.users {
+		holder[storage.UserNameKey(du.Login)] = id
+	}
+	for _, u := range users {
+		old, ok := st.users[u.ID]
+		if !ok || u.Profile.Login == "" || storage.UserNameKey(old.Login) == storage.UserNameKey(u.Profile.Login) {
+			continue
+		}
+		h, held := holder[storage.UserNameKey(u.Profile.Login)]
+		if !held || h == u.ID {
+			continue
+		}
+		i, listed := at[h]
+		if !listed || storage.UserNameKey(users[i].Profile.Login) == storage.UserNameKey(st.users[h].Login) {
+			continue // the holder keeps its login: u waits
+		}
+		parked := st.users[h]
+		delete(holder, storage.UserNameKey(parked.Login))
+		parked.Login, parked.Active, parked.Status = parkedLogin(h), false, "PARKED"
+		if err := s.Dir.UpsertUser(ctx, parked); err != nil && !s.skipped(err, "user", h, r) {
+			return fmt.Errorf("parking user %s: %w", h, err)
+		}
+		st.users[h] = parked
+	}
+	return nil
 }
 
 // Incremental reads the users changed after usersSince and the groups
@@ -435,7 +512,7 @@ func (s *Syncer) Incremental(ctx context.Context, usersSince, groupsSince time.T
 	if err != nil {
 		return r, fmt.Errorf("listing changed users: %w", err)
 	}
-	if err := s.setCursor(ctx, syncUsersCursor, newest); err != nil {
+	if err := s.setCursor(ctx, syncUsersCursor, s.capped(newest)); err != nil {
 		return r, err
 	}
 	newest, read = groupsSince, 0
@@ -454,7 +531,7 @@ func (s *Syncer) Incremental(ctx context.Context, usersSince, groupsSince time.T
 	if err != nil {
 		return r, fmt.Errorf("listing changed groups: %w", err)
 	}
-	return r, s.setCursor(ctx, syncGroupsCursor, newest)
+	return r, s.setCursor(ctx, syncGroupsCursor, s.capped(newest))
 }
 
 func later(a, b time.Time) time.Time {
