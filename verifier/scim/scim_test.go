@@ -539,8 +539,8 @@ func TestSCIMTakesOverAPIRecords(t *testing.T) {
 }
 
 // TestReplaceWithoutActiveKeepsIt: active has no default, so a PUT that
-// leaves it out keeps a deactivated user deactivated; only active:true
-// reactivates.
+// leaves it out, or a PATCH that removes it or sets it to null, keeps a
+// deactivated user deactivated; only active:true reactivates.
 func TestReplaceWithoutActiveKeepsIt(t *testing.T) {
 	f := newFixture(t)
 	f.do(t, "POST", "/scim/v2/Users", `{"userName":"ada@example.com","active":true}`)
@@ -553,6 +553,13 @@ func TestReplaceWithoutActiveKeepsIt(t *testing.T) {
 	}
 	if u, _ := f.store.GetUser(t.Context(), "id-0001"); u.Active {
 		t.Fatal("a PUT without active reactivated the user")
+	}
+	for _, op := range []string{`{"op":"remove","path":"active"}`, `{"op":"replace","path":"active","value":null}`} {
+		p := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[` + op + `]}`
+		f.do(t, "PATCH", "/scim/v2/Users/id-0001", p) // refused (null) or applied: either way
+		if u, _ := f.store.GetUser(t.Context(), "id-0001"); u.Active {
+			t.Fatalf("PATCH %s reactivated the user", op)
+		}
 	}
 	if r := f.do(t, "PUT", "/scim/v2/Users/id-0001", `{"userName":"ada@example.com","active":true}`); r.status != 200 || r.body["active"] != true {
 		t.Fatalf("a PUT with active:true = %d %s", r.status, r.raw)

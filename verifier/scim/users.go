@@ -340,7 +340,12 @@ func (h *Handler) patchUser(r *http.Request, id string) (int, any, error) {
 		if err := applyUserPatch(m, ops); err != nil {
 			return userDoc{}, err
 		}
-		return parseUser(m)
+		doc, err := parseUser(m)
+		if err != nil {
+			return userDoc{}, err
+		}
+		// Removing active, or setting it to null, leaves it as it was.
+		return keepActive(doc)(cur)
 	})
 	if err != nil {
 		return 0, nil, err
