@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -163,45 +162,39 @@ func TestSyncLoginSwap(t *testing.T) {
 	}
 }
 
-// heapAtFirstWrite records the live heap when the sync makes its first
-// directory write, after a full reconciliation has read everything.
-type heapAtFirstWrite struct {
+// profilesSeen records the largest profile field the directory is given.
+type profilesSeen struct {
 	*oktaapi.StoreDirectory
-	heap uint64
+	largest int
 }
 
-func (h *heapAtFirstWrite) UpsertUser(ctx context.Context, u oktaapi.DirUser) error {
-	if h.heap == 0 {
-		// The fake org, in this process, lets go of its answer's buffers
-		// a moment after sending it.
-		time.Sleep(300 * time.Millisecond)
-		runtime.GC()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		h.heap = m.HeapAlloc
+func (p *profilesSeen) UpsertUser(ctx context.Context, u oktaapi.DirUser) error {
+	for _, f := range []string{u.Login, u.Email, u.GivenName, u.FamilyName} {
+		p.largest = max(p.largest, len(f))
 	}
-	return h.StoreDirectory.UpsertUser(ctx, u)
+	return p.StoreDirectory.UpsertUser(ctx, u)
 }
 
 // A full reconciliation reads everything before it writes, so it keeps no
 // profile the store would refuse: 30 users with 400 KB names (one 12 MB
-// page) hold nothing once read.
+// page) are held as empty profiles from the moment they are read, and
+// stored as nothing.
 func TestSyncFullHoldsNoOversizedProfiles(t *testing.T) {
 	org, c, _ := newOrg(t)
 	store := openStore(t, t.TempDir())
-	dir := &heapAtFirstWrite{StoreDirectory: &oktaapi.StoreDirectory{Store: store}}
+	dir := &profilesSeen{StoreDirectory: &oktaapi.StoreDirectory{Store: store}}
 	s := &oktaapi.Syncer{Client: c, Dir: dir, State: store}
 	big := strings.Repeat("A", 400<<10)
 	for i := range 30 {
 		org.PutUser(oktaorg.User{ID: fmt.Sprintf("00u%03d", i), Login: fmt.Sprintf("u%d@example.com", i), FirstName: big + fmt.Sprint(i)})
 	}
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	base := m.HeapAlloc
-	mustFull(t, s)
-	if grown := int64(dir.heap) - int64(base); grown > 4<<20 {
-		t.Errorf("a full reconciliation holds %d MB of profiles the store will refuse (30 users); the bound is in users, not bytes", grown>>20)
+	org.PutUser(oktaorg.User{ID: "00uok", Login: "ok@example.com", FirstName: "Ok"})
+	r := mustFull(t, s)
+	if dir.largest > storage.MaxNameLen {
+		t.Errorf("the directory was given a %d-byte profile field: the reconciliation held it", dir.largest)
+	}
+	if r.Users != 1 || r.Skipped != 30 {
+		t.Errorf("sync %+v, want the one storable user and 30 skipped", r)
 	}
 }
 
