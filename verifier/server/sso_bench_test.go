@@ -316,7 +316,13 @@ func (c *benchBrowser) signIn(e *ssoBench, u string, buf *bytes.Buffer) (int, er
 	if err != nil {
 		return 0, err
 	}
+	// Read to the end, as a browser does, so that the connection is kept
+	// for the next request: a body closed unread costs a TLS handshake.
+	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	if err != nil {
+		return 0, err
+	}
 	if resp.StatusCode != http.StatusSeeOther {
 		return resp.StatusCode, fmt.Errorf("sign-in answered %d, not the redirect to the agent", resp.StatusCode)
 	}
