@@ -297,10 +297,12 @@ func (p *IdP) Respond(r *http.Request, req *Request, as Assert, now time.Time) (
 
 // sign builds ir's Response around its Assertion and signs what
 // Settings.Sign says, as crewjam's MakeAssertionEl and MakeResponse do
-// (each signature enveloped, placed after its element's Issuer, the
-// element built again around it), with p's signing context instead of a
-// new one per signature, and without signing what need not be signed.
-// Nothing is encrypted: Okta's SP metadata here has no encryption key.
+// (each signature enveloped, placed after its element's Issuer), with p's
+// signing context instead of a new one per signature, without signing what
+// need not be signed, and without building the Assertion a second time
+// around its signature: the signature is moved into place instead, which
+// gives the same document (TestSignatureInPlace). Nothing is encrypted:
+// Okta's SP metadata here has no encryption key.
 func (p *IdP) sign(ir *saml.IdpAuthnRequest) (*etree.Element, error) {
 	assertionEl := ir.Assertion.Element()
 	if p.s.Sign != SignResponse {
@@ -308,8 +310,7 @@ func (p *IdP) sign(ir *saml.IdpAuthnRequest) (*etree.Element, error) {
 		if err != nil {
 			return nil, fmt.Errorf("signing assertion: %w", err)
 		}
-		ir.Assertion.Signature = signed.ChildElements()[len(signed.ChildElements())-1]
-		assertionEl = ir.Assertion.Element()
+		assertionEl = afterIssuer(signed)
 	}
 	response := &saml.Response{
 		Destination:  ir.ACSEndpoint.Location,
@@ -330,11 +331,24 @@ func (p *IdP) sign(ir *saml.IdpAuthnRequest) (*etree.Element, error) {
 		if err != nil {
 			return nil, fmt.Errorf("signing response: %w", err)
 		}
+		// Built again around the signature, not moved into place: the
+		// signed copy is canonical, which drops the root's xmlns:xs that
+		// the attributes' xsi:type="xs:string" values name.
 		response.Signature = signed.ChildElements()[len(signed.ChildElements())-1]
 		responseEl = response.Element()
 		responseEl.AddChild(assertionEl)
 	}
 	return responseEl, nil
+}
+
+// afterIssuer moves the enveloped signature SignEnveloped appended to el
+// to where the SAML schema puts it, right after el's Issuer (its first
+// child, as crewjam builds the Assertion), and returns el.
+func afterIssuer(el *etree.Element) *etree.Element {
+	sig := el.Child[len(el.Child)-1]
+	el.RemoveChildAt(len(el.Child) - 1)
+	el.InsertChildAt(1, sig)
+	return el
 }
 
 // ACSURL is where the response to req goes: the ACS URL it named (one of
