@@ -199,7 +199,7 @@ type ssoBench struct {
 	bindTo string
 }
 
-func startSSOBench(b *testing.B, people bool) *ssoBench {
+func startSSOBench(b *testing.B, people bool, edit ...func(*config.Config)) *ssoBench {
 	b.Helper()
 	ctx := context.Background()
 	dir := b.TempDir()
@@ -226,6 +226,9 @@ func startSSOBench(b *testing.B, people bool) *ssoBench {
 	cfg.BrowserBinding = config.BindingEither
 	if people {
 		cfg.SCIMUsers, cfg.UserBinding, cfg.UserBindingRule = config.SCIMRequired, config.UserBindingEnforce, "email-local-part"
+	}
+	for _, f := range edit {
+		f(cfg)
 	}
 	// The clock stands still: every report and request stays fresh however
 	// long the run. Logs are formatted, as in production, then dropped.
