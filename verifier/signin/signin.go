@@ -116,6 +116,10 @@ type Handler struct {
 	debugXMLLog ratelimit.Sample
 	refusedMu   sync.Mutex
 	refusedLog  map[reason.Code]*ratelimit.Sample
+	// logger is Log with the component, made once (loggerOnce): a logger
+	// made per line formats its attributes again each time.
+	loggerOnce sync.Once
+	logger     *slog.Logger
 }
 
 // Options are the handler's settings and what it reports to.
@@ -173,11 +177,14 @@ func (h *Handler) now() time.Time {
 }
 
 func (h *Handler) log() *slog.Logger {
-	l := h.Log
-	if l == nil {
-		l = slog.Default()
-	}
-	return l.With("component", "sso")
+	h.loggerOnce.Do(func() {
+		l := h.Log
+		if l == nil {
+			l = slog.Default()
+		}
+		h.logger = l.With("component", "sso")
+	})
+	return h.logger
 }
 
 func (h *Handler) metadata(w http.ResponseWriter, _ *http.Request) {
