@@ -31,8 +31,10 @@ bin=$dir/server.test
 go test -c -o "$bin" ./verifier/server/
 
 # The handlers of each server in the benchmark: the verifier's SSO listener
-# (and its presence endpoint) and the peer's crewjam IdP.
-focus='signin\.\(\*Handler\)\.(sso|presence)$|saml\.\(\*IdentityProvider\)\.ServeSSO$'
+# (its presence endpoint, and the goroutines a sign-in starts: the
+# certificate lookup beside the request ID's write, the response signed
+# beside the decision's) and the peer's crewjam IdP.
+focus='signin\.\(\*Handler\)\.(sso|presence)$|signin\.\(\*Handler\)\.(sso|finish)\.func[0-9]+$|saml\.\(\*IdentityProvider\)\.ServeSSO$'
 # What the benchmark does before timing, left out of the whole-process
 # view: the verifier, the peer and the enrolled Macs (keys, enrollment, the
 # agents' streams: idle while sign-ins are timed, since every report is
