@@ -319,13 +319,9 @@ func (h *Handler) sso(w http.ResponseWriter, r *http.Request) {
 		// request's ID is spent whatever its certificate names, and the
 		// lookup only reads, so it runs while the spend waits for its
 		// commit. Its outcome is used only once the ID is spent.
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			ident, ierr = h.Identify.Identify(ctx, r, start)
-		}()
+		identified := beside(func() { ident, ierr = h.Identify.Identify(ctx, r, start) })
 		err := h.useRequestID(ctx, req, start)
-		<-done
+		identified()
 		if !h.spent(w, r, req, err) {
 			return
 		}
@@ -633,16 +629,12 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 	// An allowed sign-in's response is signed while the decision is
 	// written: the signatures take the CPU while the write waits for its
 	// commit. The response is sent only once the decision is on record.
-	var signed chan struct{}
 	var resp string
 	var signErr error
+	signed := func() {}
 	if d.Allow {
-		signed = make(chan struct{})
-		go func() {
-			defer close(signed)
-			resp, signErr = h.IdP.Respond(r, a.req, h.assert(a), now)
-		}()
-		defer func() { <-signed }()
+		signed = beside(func() { resp, signErr = h.IdP.Respond(r, a.req, h.assert(a), now) })
+		defer signed()
 	}
 	if h.Rollout != nil {
 		// A grace period that cannot be recorded would start again at
@@ -666,7 +658,7 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 	h.log().LogAttrs(ctx, slog.LevelInfo, "sso_decision", attrs...)
 
 	if d.Allow {
-		<-signed
+		signed()
 		if signErr != nil {
 			h.log().Error("signing response failed", "err", signErr, "decision_id", id)
 			h.Pages.Refused(w, http.StatusInternalServerError, web.Refused{Reason: reason.SigningFailed, SupportID: strconv.FormatInt(id, 10)})
@@ -716,6 +708,28 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 		}
 	}
 	h.Pages.Denied(w, http.StatusForbidden, page)
+}
+
+// beside starts fn on a goroutine of its own and returns wait, which
+// returns once fn has returned. A panic in fn is raised again by wait, on
+// the handler's goroutine, where net/http recovers it as it did when fn
+// ran there. Only the handler's goroutine calls wait; a second call returns
+// at once.
+func beside(fn func()) (wait func()) {
+	done := make(chan struct{})
+	var panicked any
+	go func() {
+		defer close(done)
+		defer func() { panicked = recover() }()
+		fn()
+	}()
+	return func() {
+		<-done
+		if p := panicked; p != nil {
+			panicked = nil
+			panic(p)
+		}
+	}
 }
 
 // assert is what an allowed sign-in's response asserts: the device, and
