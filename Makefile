@@ -13,7 +13,7 @@ SCEPCLIENT_VERSION         := v2.3.0
 
 PROTOS := $(shell find proto/clearance -name '*.proto' | sort)
 
-.PHONY: all build pkg cross tidy deps deps-demo test fuzz generate check-generated tools demo bench bench-full bench-postgres vet clean
+.PHONY: all build pkg cross tidy deps deps-demo test fuzz generate check-generated tools demo bench bench-full bench-postgres profile vet clean
 
 all: build
 
@@ -119,6 +119,12 @@ bench-full: $(BIN)/grpcurl
 	@BENCHTIME=$${BENCHTIME:-5s} IDLE_SECONDS=$${IDLE_SECONDS:-60} INTERVAL=$${INTERVAL:-60s} \
 		LOADGEN_AGENTS=$${LOADGEN_AGENTS:-20000} LOADGEN_DURATION=$${LOADGEN_DURATION:-90s} LOADGEN_INTERVAL=$${LOADGEN_INTERVAL:-60s} \
 		CEILING_BENCHTIME=$${CEILING_BENCHTIME:-5s} scripts/bench.sh
+
+## profile: the sign-in path under BenchmarkSSOBesidePeer, one row at a time (agent proof,
+## certificate, the crewjam peer), with -cpuprofile/-memprofile, and `go tool pprof -top`
+## of each (PROFILE_ROWS, PROFILE_BENCHTIME, PROFILE_DIR to keep the profiles: scripts/profile.sh)
+profile:
+	@scripts/profile.sh
 
 clean:
 	rm -rf $(BIN) dist

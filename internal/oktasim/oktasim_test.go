@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -622,4 +623,78 @@ func resignResponse(t *testing.T, b []byte, kp keyPair, mutate func(assertion *e
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestSignatureModes: each of Okta's Response Signature Verification
+// settings accepts a response exactly when its required signature is there,
+// references its own element and verifies, and every other signature there
+// verifies too; gosaml2 and xmlsec1 agree. RequireBoth, the default, is
+// stricter than any of Okta's.
+func TestSignatureModes(t *testing.T) {
+	t.Parallel()
+	k := testKeys(t)
+	now := time.Now()
+	sp := newSP(t, now, nil)
+	r := sp.NewRequest(username)
+	_, both := respond(t, newIdP(k[0], idpSSO), redirectRequest(t, sp, r), now, username)
+	removeSig := func(el *etree.Element) { el.RemoveChild(el.SelectElement("Signature")) }
+	withoutResponseSig := func(b []byte) []byte {
+		doc := mustParse(t, b)
+		removeSig(doc.Root())
+		out, err := doc.WriteToBytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	onlyResponse := resignResponse(t, both, k[0], removeSig)
+	onlyAssertion := withoutResponseSig(both)
+	neither := withoutResponseSig(onlyResponse)
+	badAssertion := resignResponse(t, both, k[0], corruptSignature)
+	onlyBadAssertion := withoutResponseSig(badAssertion)
+	// An unsigned Response may not carry what Okta checks on it wrongly
+	// (here, another request's ID) just because the Assertion is signed.
+	otherRequest := bytes.Replace(onlyAssertion, []byte(`InResponseTo="`+r.ID+`"`), []byte(`InResponseTo="id-other"`), 1)
+	if bytes.Equal(otherRequest, onlyAssertion) {
+		t.Fatal("Response InResponseTo not found")
+	}
+
+	docs := []struct {
+		name string
+		xml  []byte
+	}{
+		{"both", both}, {"only Response", onlyResponse}, {"only Assertion", onlyAssertion}, {"neither", neither},
+		{"bad Assertion signature under a good Response one", badAssertion}, {"only a bad Assertion signature", onlyBadAssertion},
+		{"only Assertion, Response for another request", otherRequest},
+	}
+	accept := map[oktasim.Signatures][]string{
+		oktasim.RequireBoth:      {"both"},
+		oktasim.RequireResponse:  {"both", "only Response"},
+		oktasim.RequireAssertion: {"both", "only Assertion"},
+		oktasim.RequireEither:    {"both", "only Response", "only Assertion"},
+	}
+	for need, ok := range accept {
+		checking := newSP(t, now, func(o *oktasim.Options) { o.Signatures = need })
+		for _, d := range docs {
+			t.Run(need.String()+"/"+d.name, func(t *testing.T) {
+				t.Parallel()
+				want := slices.Contains(ok, d.name)
+				_, err := checking.Validate(b64(d.xml), r.ID)
+				if want != (err == nil) {
+					t.Errorf("Validate err = %v, want ok=%v", err, want)
+				}
+				if !want && err != nil && !errors.Is(err, oktasim.ErrNotSigned) && !errors.Is(err, oktasim.ErrSignature) && !errors.Is(err, oktasim.ErrInResponseTo) {
+					t.Errorf("Validate err = %v, want a signature or InResponseTo error", err)
+				}
+				if d.name == "only Assertion, Response for another request" {
+					return // xmlsec1 checks signatures only
+				}
+				testkit.Tool(t, "xmlsec1")
+				err = oktasim.XMLSec1VerifySigned(d.xml, k[0].certPEM(), need)
+				if want != (err == nil) {
+					t.Errorf("XMLSec1VerifySigned err = %v, want ok=%v", err, want)
+				}
+			})
+		}
+	}
 }

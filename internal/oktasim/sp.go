@@ -60,6 +60,42 @@ type Options struct {
 	SigningCert *x509.Certificate
 
 	Now func() time.Time // defaults to time.Now
+
+	// Signatures is which signatures a response must carry: the IdP's
+	// Response Signature Verification in Okta. The zero value,
+	// RequireBoth, is stricter than any Okta setting.
+	Signatures Signatures
+}
+
+// Signatures is which of a response's signatures are required. Whatever is
+// required must be there and reference its own element; every signature
+// that is there must verify, required or not.
+type Signatures int
+
+const (
+	// RequireBoth: the Response and the Assertion both signed.
+	RequireBoth Signatures = iota
+	// RequireResponse: the Response signed (Okta's "Response"); the
+	// signature covers the Assertion inside it.
+	RequireResponse
+	// RequireAssertion: the Assertion signed (Okta's "Assertion").
+	RequireAssertion
+	// RequireEither: the Response or the Assertion signed, or both
+	// (Okta's "Either").
+	RequireEither
+)
+
+// String is the setting's name in Okta.
+func (s Signatures) String() string {
+	switch s {
+	case RequireResponse:
+		return "Response"
+	case RequireAssertion:
+		return "Assertion"
+	case RequireEither:
+		return "Either"
+	}
+	return "both"
 }
 
 // SP is a simulated Okta org acting as the SAML service provider.

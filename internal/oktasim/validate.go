@@ -17,7 +17,7 @@ import (
 var (
 	ErrConfig              = errors.New("oktasim: SP misconfigured")
 	ErrMalformed           = errors.New("oktasim: malformed SAMLResponse")
-	ErrNotSigned           = errors.New("oktasim: Response and Assertion must both be signed")
+	ErrNotSigned           = errors.New("oktasim: a required signature is missing (Options.Signatures; both by default)")
 	ErrSignature           = errors.New("oktasim: signature rejected")
 	ErrStatus              = errors.New("oktasim: status is not Success")
 	ErrIssuer              = errors.New("oktasim: wrong Issuer")
@@ -55,8 +55,9 @@ type Assertion struct {
 // subject confirmation with Recipient = ACSURL and its NotOnOrAfter, and
 // reports the Conditions window and Audience as warnings. On top of that,
 // Validate insists on what gosaml2 leaves optional or unchecked: exactly one
-// unencrypted Assertion directly under the Response; both the Response and
-// the Assertion signed, each by a Signature that references its own ID; no
+// unencrypted Assertion directly under the Response; the Response and the
+// Assertion signed as Options.Signatures requires (both by default), each
+// Signature there referencing its own element's ID; no
 // comments, processing instructions or DTDs; Destination present; Response
 // and SubjectConfirmationData InResponseTo = requestID; an
 // AudienceRestriction naming EntityID; Now in [NotBefore, NotOnOrAfter);
@@ -82,7 +83,7 @@ func (sp *SP) Validate(samlResponseB64 string, requestID string) (*Assertion, er
 	if err := doc.ReadFromBytes(raw); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	nameIDFormat, err := checkShape(doc)
+	nameIDFormat, err := checkShape(doc, sp.o.Signatures)
 	if err != nil {
 		return nil, err
 	}
@@ -100,13 +101,19 @@ func (sp *SP) Validate(samlResponseB64 string, requestID string) (*Assertion, er
 	if err != nil {
 		return nil, classify(err)
 	}
-	if !resp.SignatureValidated {
-		return nil, fmt.Errorf("%w: gosaml2 did not verify the Response signature", ErrNotSigned)
-	}
+	// gosaml2 verified every signature there; checkShape made sure the
+	// required ones are there. Its two paths say which it took.
 	if len(resp.Assertions) != 1 {
 		return nil, fmt.Errorf("%w: %d verified assertions", ErrMalformed, len(resp.Assertions))
 	}
 	a := &resp.Assertions[0]
+	switch {
+	case requires(sp.o.Signatures, true) && !resp.SignatureValidated:
+		return nil, fmt.Errorf("%w: gosaml2 did not verify the Response signature", ErrNotSigned)
+	case !resp.SignatureValidated && !a.SignatureValidated:
+		// An unsigned Response: only a verified Assertion counts.
+		return nil, fmt.Errorf("%w: gosaml2 verified neither the Response nor the Assertion", ErrNotSigned)
+	}
 	warn, err := gs.VerifyAssertionConditions(a)
 	if err != nil {
 		return nil, classify(err)
@@ -226,7 +233,7 @@ func classify(err error) error {
 // not expose. Reading it from the raw tree is safe once the shape is fixed:
 // a single Assertion, both signatures referencing their own element, and no
 // comments to hide text from canonicalisation.
-func checkShape(doc *etree.Document) (nameIDFormat string, err error) {
+func checkShape(doc *etree.Document, need Signatures) (nameIDFormat string, err error) {
 	for _, t := range doc.Child {
 		switch t := t.(type) {
 		case *etree.Directive:
@@ -274,11 +281,8 @@ func checkShape(doc *etree.Document) (nameIDFormat string, err error) {
 	if assertion == nil {
 		return "", fmt.Errorf("%w: Assertion is not a child of Response", ErrMalformed)
 	}
-	if err := selfSigned(root); err != nil {
-		return "", fmt.Errorf("%w: Response: %w", ErrNotSigned, err)
-	}
-	if err := selfSigned(assertion); err != nil {
-		return "", fmt.Errorf("%w: Assertion: %w", ErrNotSigned, err)
+	if err := checkSignatures(root, assertion, need); err != nil {
+		return "", err
 	}
 	if subj := child(assertion, NSAssertion, "Subject"); subj != nil {
 		if nid := child(subj, NSAssertion, "NameID"); nid != nil {
@@ -286,6 +290,51 @@ func checkShape(doc *etree.Document) (nameIDFormat string, err error) {
 		}
 	}
 	return nameIDFormat, nil
+}
+
+// requires reports whether need requires the Response's signature
+// (response) or the Assertion's (!response).
+func requires(need Signatures, response bool) bool {
+	switch need {
+	case RequireBoth:
+		return true
+	case RequireResponse:
+		return response
+	case RequireAssertion:
+		return !response
+	}
+	return false
+}
+
+// checkSignatures checks that the signatures need requires are there and
+// that each one there (required or not) references its own element;
+// RequireEither needs at least one.
+func checkSignatures(response, assertion *etree.Element, need Signatures) error {
+	rs, as := hasSignature(response), hasSignature(assertion)
+	if rs || requires(need, true) {
+		if err := selfSigned(response); err != nil {
+			return fmt.Errorf("%w: Response: %w", ErrNotSigned, err)
+		}
+	}
+	if as || requires(need, false) {
+		if err := selfSigned(assertion); err != nil {
+			return fmt.Errorf("%w: Assertion: %w", ErrNotSigned, err)
+		}
+	}
+	if !rs && !as {
+		return fmt.Errorf("%w: neither the Response nor the Assertion is signed", ErrNotSigned)
+	}
+	return nil
+}
+
+// hasSignature reports whether el has a ds:Signature child.
+func hasSignature(el *etree.Element) bool {
+	for _, c := range el.ChildElements() {
+		if c.Tag == "Signature" && c.NamespaceURI() == NSDSig {
+			return true
+		}
+	}
+	return false
 }
 
 // selfSigned reports whether el has exactly one ds:Signature child whose one

@@ -96,6 +96,9 @@ type Config struct {
 	// IdPSigningKey, when set, is a go.step.sm/crypto/kms URI used instead.
 	IdPKeyBits    int
 	IdPSigningKey string
+	// Sign is what SAML responses carry signatures on: idp.SignBoth,
+	// idp.SignResponse or idp.SignAssertion.
+	Sign string
 	// MaxPostureAge: reports older than this deny. LiveCheckAfter: reports
 	// older than this get a live check before deciding.
 	MaxPostureAge  time.Duration
@@ -579,6 +582,7 @@ var settings = []setting{
 		return fmt.Errorf("%q is not 2048 or 3072 (Okta needs an RSA key)", v)
 	}}},
 	{"idp-signing-key", GroupOkta, "", "a go.step.sm/crypto/kms URI of an RSA key to sign SAML with instead of DIR/idp-key.pem", text("URI", func(c *Config) *string { return &c.IdPSigningKey })},
+	{"sign", GroupOkta, idp.SignBoth, "what each SAML response signs: both (the Response and the Assertion), response or assertion; one signature is half the RSA work of a sign-in; Okta's Response Signature Verification must accept it (Response, Assertion or Either)", oneOf(func(c *Config) *string { return &c.Sign }, idp.SignBoth, idp.SignResponse, idp.SignAssertion)},
 	{"max-posture-age", GroupSignIn, durText(decision.DefaultMaxPostureAge), "a device whose latest report is older than this is denied", dur(func(c *Config) *time.Duration { return &c.MaxPostureAge }, 10*time.Second, 24*time.Hour)},
 	{"live-check-after", GroupSignIn, durText(decision.DefaultLiveCheckAfter), "a sign-in asks the agent for a fresh report when the latest is older than this", dur(func(c *Config) *time.Duration { return &c.LiveCheckAfter }, time.Second, 24*time.Hour)},
 	{"max-request-skew", GroupOkta, durText(idp.DefaultMaxRequestSkew), "how far an AuthnRequest's IssueInstant may be from this clock", dur(func(c *Config) *time.Duration { return &c.MaxRequestSkew }, 10*time.Second, 30*time.Minute)},

@@ -3,9 +3,10 @@
 // AuthnRequests (bindings, size limits, signatures, issuer, ACS,
 // destination, clock), the signing identity, metadata, and signed
 // responses. The sign-in flow around it (which Mac, which decision, which
-// page) is verifier/signin's. Response signing is crewjam/saml's
-// (RSA-SHA256, Response and Assertion both signed); everything it does not
-// check about requests is checked here. It imports nothing from the verifier
+// page) is verifier/signin's. Responses are built with crewjam/saml's
+// types and signed with goxmldsig (RSA-SHA256; Response and Assertion both
+// signed unless Settings.Sign says one); everything crewjam does not check
+// about requests is checked here. It imports nothing from the verifier
 // but the reason codes its refusals carry.
 package idp
 
@@ -55,6 +56,15 @@ func clientIP(r *http.Request) string {
 // unless configured.
 const DefaultMaxRequestSkew = 3 * time.Minute
 
+// What a response carries signatures on (Settings.Sign). Okta's "Response
+// Signature Verification" says which one it checks: Response, Assertion, or
+// Either; both signed satisfies all three.
+const (
+	SignBoth      = "both"
+	SignResponse  = "response"
+	SignAssertion = "assertion"
+)
+
 // Settings are the IdP's own URLs and what it knows of Okta.
 type Settings struct {
 	MetadataURL string // our entity ID (Okta's "IdP Issuer URI")
@@ -72,6 +82,9 @@ type Settings struct {
 	AllowUnsigned bool
 	// MaxRequestSkew bounds an AuthnRequest's IssueInstant either way.
 	MaxRequestSkew time.Duration
+	// Sign says what responses sign: SignBoth (when empty), SignResponse
+	// or SignAssertion.
+	Sign string
 }
 
 // IdP signs responses for one Okta org.
@@ -81,6 +94,13 @@ type IdP struct {
 	saml  *saml.IdentityProvider
 	sp    *saml.EntityDescriptor
 	mdXML []byte
+	// signing signs every response: built once, as crewjam would build it
+	// for each (the certificate, exclusive canonicalisation with no
+	// inclusive prefixes, RSA-SHA256). Safe for concurrent use: it only
+	// reads its fields.
+	signing *dsig.SigningContext
+	// issuer is the Issuer of responses, as crewjam writes the assertion's.
+	issuer string
 }
 
 // New builds the IdP from its signing identity and settings.
@@ -96,7 +116,22 @@ func New(id *SigningIdentity, s Settings) (*IdP, error) {
 	if s.MaxRequestSkew <= 0 {
 		s.MaxRequestSkew = DefaultMaxRequestSkew
 	}
+	switch s.Sign {
+	case "":
+		s.Sign = SignBoth
+	case SignBoth, SignResponse, SignAssertion:
+	default:
+		return nil, fmt.Errorf("sign %q: want %s, %s or %s", s.Sign, SignBoth, SignResponse, SignAssertion)
+	}
 	p := &IdP{s: s, id: id}
+	if p.signing, err = dsig.NewSigningContext(id.Signer, [][]byte{id.Cert.Raw}); err != nil {
+		return nil, fmt.Errorf("signing context: %w", err)
+	}
+	p.signing.Canonicalizer = dsig.MakeC14N10ExclusiveCanonicalizerWithPrefixList("")
+	p.issuer = md.String()
+	if err := p.signing.SetSignatureMethod(dsig.RSASHA256SignatureMethod); err != nil {
+		return nil, err
+	}
 	p.saml = &saml.IdentityProvider{
 		Signer:      id.Signer,
 		Certificate: id.Cert,
@@ -187,7 +222,8 @@ type Assert struct {
 // req: NameID = the Okta username as sent, in its format; a bearer
 // SubjectConfirmation with Recipient and InResponseTo; Conditions with
 // Okta's audience; an AuthnStatement with AuthnInstant and SessionIndex.
-// Both the Assertion and the Response are signed with RSA-SHA256.
+// The Assertion and the Response are signed with RSA-SHA256, or only the
+// one Settings.Sign names.
 func (p *IdP) Respond(r *http.Request, req *Request, as Assert, now time.Time) (string, error) {
 	ir := &saml.IdpAuthnRequest{
 		IDP:                     p.saml,
@@ -246,19 +282,73 @@ func (p *IdP) Respond(r *http.Request, req *Request, as Assert, now time.Time) (
 		}
 		st.AuthnContext.AuthnContextClassRef = &saml.AuthnContextClassRef{Value: class}
 	}
-	if err := ir.MakeAssertionEl(); err != nil {
-		return "", fmt.Errorf("signing assertion: %w", err)
-	}
-	if err := ir.MakeResponse(); err != nil {
-		return "", fmt.Errorf("signing response: %w", err)
+	el, err := p.sign(ir)
+	if err != nil {
+		return "", err
 	}
 	doc := etree.NewDocument()
-	doc.SetRoot(ir.ResponseEl)
+	doc.SetRoot(el)
 	buf, err := doc.WriteToBytes()
 	if err != nil {
 		return "", err
 	}
 	return base64.StdEncoding.EncodeToString(buf), nil
+}
+
+// sign builds ir's Response around its Assertion and signs what
+// Settings.Sign says, as crewjam's MakeAssertionEl and MakeResponse do
+// (each signature enveloped, placed after its element's Issuer), with p's
+// signing context instead of a new one per signature, without signing what
+// need not be signed, and without building the Assertion a second time
+// around its signature: the signature is moved into place instead, which
+// gives the same document (TestSignatureInPlace). Nothing is encrypted:
+// Okta's SP metadata here has no encryption key.
+func (p *IdP) sign(ir *saml.IdpAuthnRequest) (*etree.Element, error) {
+	assertionEl := ir.Assertion.Element()
+	if p.s.Sign != SignResponse {
+		signed, err := p.signing.SignEnveloped(assertionEl)
+		if err != nil {
+			return nil, fmt.Errorf("signing assertion: %w", err)
+		}
+		assertionEl = afterIssuer(signed)
+	}
+	response := &saml.Response{
+		Destination:  ir.ACSEndpoint.Location,
+		ID:           randomID(),
+		InResponseTo: ir.Request.ID,
+		IssueInstant: ir.Now,
+		Version:      "2.0",
+		Issuer: &saml.Issuer{
+			Format: "urn:oasis:names:tc:SAML:2.0:nameid-format:entity",
+			Value:  p.issuer,
+		},
+		Status: saml.Status{StatusCode: saml.StatusCode{Value: saml.StatusSuccess}},
+	}
+	responseEl := response.Element()
+	responseEl.AddChild(assertionEl)
+	if p.s.Sign != SignAssertion {
+		signed, err := p.signing.SignEnveloped(responseEl)
+		if err != nil {
+			return nil, fmt.Errorf("signing response: %w", err)
+		}
+		// Built again around the signature, not moved into place: the
+		// signed copy is canonical, which drops the root's xmlns:xs that
+		// the attributes' xsi:type="xs:string" values name.
+		response.Signature = signed.ChildElements()[len(signed.ChildElements())-1]
+		responseEl = response.Element()
+		responseEl.AddChild(assertionEl)
+	}
+	return responseEl, nil
+}
+
+// afterIssuer moves the enveloped signature SignEnveloped appended to el
+// to where the SAML schema puts it, right after el's Issuer (its first
+// child, as crewjam builds the Assertion), and returns el.
+func afterIssuer(el *etree.Element) *etree.Element {
+	sig := el.Child[len(el.Child)-1]
+	el.RemoveChildAt(len(el.Child) - 1)
+	el.InsertChildAt(1, sig)
+	return el
 }
 
 // ACSURL is where the response to req goes: the ACS URL it named (one of

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -184,10 +185,23 @@ func DecodeRedirect(rawQuery string) (*Received, error) {
 	return rec, nil
 }
 
+// inflaters keeps DEFLATE readers for reuse: each holds a 32 KiB window,
+// which was the largest allocation of a sign-in.
+var inflaters sync.Pool
+
 // inflate undoes the Redirect binding's raw DEFLATE, bounded.
 func inflate(deflated []byte) ([]byte, error) {
-	r := flate.NewReader(bytes.NewReader(deflated))
-	defer r.Close()
+	src := bytes.NewReader(deflated)
+	r, _ := inflaters.Get().(io.ReadCloser)
+	if r == nil {
+		r = flate.NewReader(src)
+	} else if err := r.(flate.Resetter).Reset(src, nil); err != nil {
+		r = flate.NewReader(src)
+	}
+	defer func() {
+		r.Close()
+		inflaters.Put(r)
+	}()
 	out, err := io.ReadAll(io.LimitReader(r, MaxRequestXML+1))
 	if err != nil {
 		return nil, refuse(reason.NotDeflate, "SAMLRequest is not DEFLATE-compressed: %v", err)

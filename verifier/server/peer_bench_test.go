@@ -24,6 +24,8 @@ import (
 
 	"github.com/clearance/clearance/internal/oktasim"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/idp"
 )
 
 // benchRounds is how many times BenchmarkSSOBesidePeer alternates the
@@ -47,31 +49,40 @@ const benchRounds = 3
 //	clearance-certificate  the same, the device named by a client certificate
 //	crewjam                decode the request (its signature unchecked:
 //	                       crewjam cannot check one), two signatures
+//	clearance-assertion    clearance-agent on a verifier with --sign
+//	                       assertion: one signature, checked as Okta set
+//	                       to verify the Assertion would check it
 //
 // Each round reports sign-ins/s, p50/p99 and the process's CPU per sign-in
 // (verifier and browsers together: they share the process), beside the CPU
-// of the two RSA signatures every response needs (two-rsa-signs).
+// and rate of the two RSA signatures every response needs (two-rsa-signs)
+// and of the one that --sign assertion needs (one-rsa-sign).
 func BenchmarkSSOBesidePeer(b *testing.B) {
 	e := startSSOBench(b, false)
+	one := startSSOBench(b, false, func(c *config.Config) { c.Sign = idp.SignAssertion })
 	peer := startCrewjamPeer(b, e)
+	oneOpts := one.sp.Options()
+	oneOpts.Signatures = oktasim.RequireAssertion
+	oneSP := oktasim.New(oneOpts)
 	n := browsersPerProc * runtime.GOMAXPROCS(0)
-	agent, cert, crew := make([]*benchBrowser, n), make([]*benchBrowser, n), make([]*benchBrowser, n)
+	agent, cert, crew, oneAgent := make([]*benchBrowser, n), make([]*benchBrowser, n), make([]*benchBrowser, n), make([]*benchBrowser, n)
 	for i := range n {
 		agent[i] = e.browser(b, agentv1.PolicyStatus_POLICY_STATUS_PASS, true)
 		cert[i] = e.browser(b, agentv1.PolicyStatus_POLICY_STATUS_PASS, false)
 		crew[i] = &benchBrowser{client: peer.client}
+		oneAgent[i] = one.browser(b, agentv1.PolicyStatus_POLICY_STATUS_PASS, true)
 	}
 	signKey, _ := rsaIdentity(b, "two signatures")
-	for round := range benchRounds {
-		// The floor both pay: two RSA-2048 PKCS#1 v1.5 SHA-256 signatures,
-		// on every CPU, CPU measured the same way.
-		b.Run("two-rsa-signs", func(b *testing.B) {
+	// signs measures k RSA-2048 PKCS#1 v1.5 SHA-256 signatures a sign-in,
+	// on every CPU, CPU measured as the sign-ins' is.
+	signs := func(k int) func(b *testing.B) {
+		return func(b *testing.B) {
 			digest := sha256.Sum256([]byte("response"))
 			cpu0 := cpuTime()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					for range 2 {
+					for range k {
 						if _, err := rsa.SignPKCS1v15(nil, signKey, crypto.SHA256, digest[:]); err != nil {
 							b.Error(err)
 							return
@@ -82,7 +93,13 @@ func BenchmarkSSOBesidePeer(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(ms(cpuTime()-cpu0)/float64(b.N), "cpu-ms/op")
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "signins/s")
-		})
+		}
+	}
+	for round := range benchRounds {
+		// The floors: the two signatures both IdPs pay, and the one that
+		// --sign assertion pays.
+		b.Run("two-rsa-signs", signs(2))
+		b.Run("one-rsa-sign", signs(1))
 		b.Run("clearance-agent", func(b *testing.B) {
 			driveSignIns(b, agent, e.url, func(c *benchBrowser, u string, buf *bytes.Buffer) (int, error) { return c.signIn(e, u, buf) },
 				e.requests, round == 0, func(resp, id string) error { _, err := e.sp.Validate(resp, id); return err })
@@ -90,6 +107,10 @@ func BenchmarkSSOBesidePeer(b *testing.B) {
 		b.Run("clearance-certificate", func(b *testing.B) {
 			driveSignIns(b, cert, e.url, func(c *benchBrowser, u string, buf *bytes.Buffer) (int, error) { return c.signIn(e, u, buf) },
 				e.requests, false, nil)
+		})
+		b.Run("clearance-assertion", func(b *testing.B) {
+			driveSignIns(b, oneAgent, one.url, func(c *benchBrowser, u string, buf *bytes.Buffer) (int, error) { return c.signIn(one, u, buf) },
+				one.requests, round == 0, func(resp, id string) error { _, err := oneSP.Validate(resp, id); return err })
 		})
 		b.Run("crewjam", func(b *testing.B) {
 			driveSignIns(b, crew, peer.url, func(c *benchBrowser, u string, buf *bytes.Buffer) (int, error) { return get(c.client, u, buf) },

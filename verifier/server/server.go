@@ -354,7 +354,7 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 	settings := idp.Settings{
 		MetadataURL: cfg.MetadataURL(), SSOURL: cfg.SSOURL(),
 		Audience: cfg.OktaAudience, ACSURLs: cfg.OktaACSURLs, MaxRequestSkew: cfg.MaxRequestSkew,
-		AllowUnsigned: cfg.AllowUnsignedRequests,
+		AllowUnsigned: cfg.AllowUnsignedRequests, Sign: cfg.Sign,
 	}
 	if cfg.OktaRequestCert != "" {
 		data, err := os.ReadFile(cfg.OktaRequestCert)

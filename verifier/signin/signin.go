@@ -116,6 +116,10 @@ type Handler struct {
 	debugXMLLog ratelimit.Sample
 	refusedMu   sync.Mutex
 	refusedLog  map[reason.Code]*ratelimit.Sample
+	// logger is Log with the component, made once (loggerOnce): a logger
+	// made per line formats its attributes again each time.
+	loggerOnce sync.Once
+	logger     *slog.Logger
 }
 
 // Options are the handler's settings and what it reports to.
@@ -173,11 +177,14 @@ func (h *Handler) now() time.Time {
 }
 
 func (h *Handler) log() *slog.Logger {
-	l := h.Log
-	if l == nil {
-		l = slog.Default()
-	}
-	return l.With("component", "sso")
+	h.loggerOnce.Do(func() {
+		l := h.Log
+		if l == nil {
+			l = slog.Default()
+		}
+		h.logger = l.With("component", "sso")
+	})
+	return h.logger
 }
 
 func (h *Handler) metadata(w http.ResponseWriter, _ *http.Request) {
@@ -305,17 +312,31 @@ func (h *Handler) sso(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.binding = BindingCertificate
-	ident, ierr := h.Identify.Identify(ctx, r, start)
-	if ierr != nil && !req.Signed {
-		// Unsigned and naming no Mac: refused without spending its ID, so
-		// such a request writes nothing at all (see unrecorded).
-		h.unidentified(w, r, a, ierr)
-		return
-	}
-
-	// 4. Replay.
-	if !h.spendRequestID(w, r, req, start) {
-		return
+	var ident Identity
+	var ierr *IdentifyError
+	if req.Signed {
+		// 4. Replay, while the certificate is looked up: a signed
+		// request's ID is spent whatever its certificate names, and the
+		// lookup only reads, so it runs while the spend waits for its
+		// commit. Its outcome is used only once the ID is spent.
+		identified := beside(func() { ident, ierr = h.Identify.Identify(ctx, r, start) })
+		err := h.useRequestID(ctx, req, start)
+		identified()
+		if !h.spent(w, r, req, err) {
+			return
+		}
+	} else {
+		ident, ierr = h.Identify.Identify(ctx, r, start)
+		if ierr != nil {
+			// Unsigned and naming no Mac: refused without spending its ID,
+			// so such a request writes nothing at all (see unrecorded).
+			h.unidentified(w, r, a, ierr)
+			return
+		}
+		// 4. Replay.
+		if !h.spendRequestID(w, r, req, start) {
+			return
+		}
 	}
 	if ierr != nil {
 		h.unidentified(w, r, a, ierr)
@@ -337,8 +358,19 @@ func (h *Handler) sso(w http.ResponseWriter, r *http.Request) {
 // pass. It answers the request itself and returns false when the request
 // goes no further.
 func (h *Handler) spendRequestID(w http.ResponseWriter, r *http.Request, req *idp.Request, start time.Time) bool {
+	return h.spent(w, r, req, h.useRequestID(r.Context(), req, start))
+}
+
+// useRequestID records req's ID as answered (spendRequestID's write).
+func (h *Handler) useRequestID(ctx context.Context, req *idp.Request, start time.Time) error {
 	ttl := 2*h.IdP.Settings().MaxRequestSkew + time.Minute
-	switch err := h.Store.UseRequestID(r.Context(), req.AuthnRequest.Issuer.Value, req.AuthnRequest.ID, start.Add(ttl)); {
+	return h.Store.UseRequestID(ctx, req.AuthnRequest.Issuer.Value, req.AuthnRequest.ID, start.Add(ttl))
+}
+
+// spent answers the request when useRequestID's outcome err ends it, and
+// reports whether it goes on.
+func (h *Handler) spent(w http.ResponseWriter, r *http.Request, req *idp.Request, err error) bool {
+	switch {
 	case errors.Is(err, storage.ErrAlreadyExists):
 		rf := refused(reason.Replayed, "request ID %s was already answered", req.AuthnRequest.ID)
 		// An unsigned request's ID is anyone's to send again.
@@ -594,6 +626,16 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 		Source: a.source, RequestID: a.req.AuthnRequest.ID, Results: results(d.Results, d.Failing),
 		Binding: string(a.binding), Mode: string(d.Mode),
 	}
+	// An allowed sign-in's response is signed while the decision is
+	// written: the signatures take the CPU while the write waits for its
+	// commit. The response is sent only once the decision is on record.
+	var resp string
+	var signErr error
+	signed := func() {}
+	if d.Allow {
+		signed = beside(func() { resp, signErr = h.IdP.Respond(r, a.req, h.assert(a), now) })
+		defer signed()
+	}
 	if h.Rollout != nil {
 		// A grace period that cannot be recorded would start again at
 		// every sign-in and never end: fail closed.
@@ -616,13 +658,9 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 	h.log().LogAttrs(ctx, slog.LevelInfo, "sso_decision", attrs...)
 
 	if d.Allow {
-		as := idp.Assert{Attributes: []idp.Attribute{{Name: "clearance_device_id", Value: a.ident.DeviceID}}}
-		if a.binding == BindingAgent {
-			as.AuthnContext = idp.AuthnContextX509
-		}
-		resp, err := h.IdP.Respond(r, a.req, as, now)
-		if err != nil {
-			h.log().Error("signing response failed", "err", err, "decision_id", id)
+		signed()
+		if signErr != nil {
+			h.log().Error("signing response failed", "err", signErr, "decision_id", id)
 			h.Pages.Refused(w, http.StatusInternalServerError, web.Refused{Reason: reason.SigningFailed, SupportID: strconv.FormatInt(id, 10)})
 			return
 		}
@@ -670,6 +708,38 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 		}
 	}
 	h.Pages.Denied(w, http.StatusForbidden, page)
+}
+
+// beside starts fn on a goroutine of its own and returns wait, which
+// returns once fn has returned. A panic in fn is raised again by wait, on
+// the handler's goroutine, where net/http recovers it as it did when fn
+// ran there. Only the handler's goroutine calls wait; a second call returns
+// at once.
+func beside(fn func()) (wait func()) {
+	done := make(chan struct{})
+	var panicked any
+	go func() {
+		defer close(done)
+		defer func() { panicked = recover() }()
+		fn()
+	}()
+	return func() {
+		<-done
+		if p := panicked; p != nil {
+			panicked = nil
+			panic(p)
+		}
+	}
+}
+
+// assert is what an allowed sign-in's response asserts: the device, and
+// how the browser was bound to it.
+func (h *Handler) assert(a *attempt) idp.Assert {
+	as := idp.Assert{Attributes: []idp.Attribute{{Name: "clearance_device_id", Value: a.ident.DeviceID}}}
+	if a.binding == BindingAgent {
+		as.AuthnContext = idp.AuthnContextX509
+	}
+	return as
 }
 
 // hold stores the denied sign-in for "Check again" and returns its token.

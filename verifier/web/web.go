@@ -342,9 +342,49 @@ type agentMissingView struct {
 
 type postView struct {
 	page
-	ACSURL, SAMLResponse, RelayState string
-	Script                           template.JS
-	Notes                            []string
+	ACSURL, RelayState string
+	// SAMLResponse is the whole value="…" attribute, escaped by attrValue:
+	// the response is most of the page, and html/template's escaper is
+	// most of the page's cost.
+	SAMLResponse template.HTMLAttr
+	Script       template.JS
+	Notes        []string
+}
+
+// attrValue escapes s for a double-quoted attribute value exactly as
+// html/template does there (its attrEscaper: these seven bytes, every
+// other byte as it is), so the page is the one html/template would write
+// (TestAttrValue).
+func attrValue(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + len(s)/16)
+	from := 0
+	for i := 0; i < len(s); i++ {
+		var repl string
+		switch s[i] {
+		case 0:
+			repl = "\uFFFD"
+		case '"':
+			repl = "&#34;"
+		case '&':
+			repl = "&amp;"
+		case '\'':
+			repl = "&#39;"
+		case '+':
+			repl = "&#43;"
+		case '<':
+			repl = "&lt;"
+		case '>':
+			repl = "&gt;"
+		default:
+			continue
+		}
+		b.WriteString(s[from:i])
+		b.WriteString(repl)
+		from = i + 1
+	}
+	b.WriteString(s[from:])
+	return b.String()
 }
 
 // Denied writes the remediation page d with the given HTTP status
@@ -524,7 +564,7 @@ func (r *Renderer) Post(w http.ResponseWriter, p Post) error {
 	v := postView{
 		page:         page{Title: "Signing you in", CSS: template.CSS(styleCSS)},
 		ACSURL:       p.ACSURL,
-		SAMLResponse: p.SAMLResponse,
+		SAMLResponse: template.HTMLAttr(`value="` + attrValue(p.SAMLResponse) + `"`),
 		RelayState:   p.RelayState,
 		Script:       template.JS(autosubmitJS),
 		Notes:        p.Notes,
@@ -562,6 +602,10 @@ func (r *Renderer) csp(formAction, scriptSrc string) string {
 // template failure becomes a clean error page rather than half a page.
 func (r *Renderer) write(w http.ResponseWriter, status int, t *template.Template, data any, csp string) {
 	var buf bytes.Buffer
+	// Room for the page at once: a Post page is mostly its response.
+	if v, ok := data.(postView); ok {
+		buf.Grow(len(v.SAMLResponse) + len(styleCSS) + 4<<10)
+	}
 	err := t.ExecuteTemplate(&buf, "layout", data)
 	h := w.Header()
 	h.Set("Content-Security-Policy", csp)

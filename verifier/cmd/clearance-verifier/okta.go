@@ -22,6 +22,7 @@ import (
 	"github.com/clearance/clearance/pkg/certpem"
 	"github.com/clearance/clearance/pkg/cli"
 	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/idp"
 )
 
 // oktaIdPName is the name suggested for the identity provider in Okta.
@@ -41,7 +42,7 @@ func (a *app) oktaCmd() *cli.Command {
 				"  clearance-verifier okta setup --data-dir /var/lib/clearance \\\n    --sso-public-url https://clearance.example.com:8444",
 			Footer: config.SharedFooter,
 			Flags: func(fs *cli.FlagSet) cli.Action {
-				b := config.Bind(fs, "data-dir", "public-url", "sso-listen", "sso-public-url", "okta-audience", "okta-acs-url", "okta-request-cert")
+				b := config.Bind(fs, "data-dir", "public-url", "sso-listen", "sso-public-url", "okta-audience", "okta-acs-url", "okta-request-cert", "sign")
 				fs.Group("Output")
 				terraform := fs.Bool("terraform", false, "print only an okta_idp_saml + okta_idp_saml_key Terraform snippet")
 				return func(context.Context, []string) error {
@@ -86,6 +87,7 @@ type oktaValues struct {
 	ACSURLs         []string
 	RequestCertPath string
 	RequestCertNote string // what reading RequestCertPath found
+	Sign            string // what responses sign (--sign)
 }
 
 func oktaValuesFor(cfg *config.Config) (*oktaValues, error) {
@@ -122,6 +124,7 @@ func oktaValuesFor(cfg *config.Config) (*oktaValues, error) {
 		NotAfter:     cert.NotAfter,
 		Audience:     cfg.OktaAudience,
 		ACSURLs:      cfg.OktaACSURLs,
+		Sign:         cfg.Sign,
 	}
 	if cfg.OktaRequestCert != "" {
 		v.RequestCertPath = cfg.OktaRequestCert
@@ -220,7 +223,7 @@ func writeOktaGuide(w io.Writer, v *oktaValues) error {
 		{"  Request Binding", "HTTP Redirect"},
 		{"  Request Signature", "Sign SAML Authentication Requests: " + signNote},
 		{"  Request Signature Algorithm", "SHA-256 (SHA-1 requests are refused)"},
-		{"  Response Signature Verification", "Response (the verifier signs both the Response and the Assertion)"},
+		{"  Response Signature Verification", responseVerification(v.Sign)},
 		{"  Response Signature Algorithm", "SHA-256"},
 		{"  Destination", v.SSOURL + " (required: requests without it are refused)"},
 		{"  Okta Assertion Consumer Service URL", "Trust-specific"},
@@ -331,7 +334,7 @@ func writeOktaTerraform(w io.Writer, v *oktaValues) error {
 		{"issuer_mode", "ORG_URL"},
 		{"request_signature_scope", "REQUEST"},
 		{"request_signature_algorithm", "SHA-256"},
-		{"response_signature_scope", "RESPONSE"},
+		{"response_signature_scope", responseScope(v.Sign)},
 		{"response_signature_algorithm", "SHA-256"},
 	}
 	width := len("kid")
@@ -365,4 +368,25 @@ func hclString(s string) string {
 	s = strings.ReplaceAll(s, "${", "$${")
 	s = strings.ReplaceAll(s, "%{", "%%{")
 	return strconv.Quote(s)
+}
+
+// responseVerification is the Response Signature Verification that accepts
+// what the verifier signs (--sign).
+func responseVerification(sign string) string {
+	switch sign {
+	case idp.SignAssertion:
+		return "Assertion (the verifier signs only the Assertion: --sign assertion; Either works too)"
+	case idp.SignResponse:
+		return "Response (the verifier signs only the Response: --sign response; Either works too)"
+	}
+	return "Response (the verifier signs both the Response and the Assertion)"
+}
+
+// responseScope is Terraform's response_signature_scope for what the
+// verifier signs (--sign).
+func responseScope(sign string) string {
+	if sign == idp.SignAssertion {
+		return "ASSERTION"
+	}
+	return "RESPONSE"
 }

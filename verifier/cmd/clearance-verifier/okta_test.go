@@ -487,3 +487,31 @@ func TestCloudflareSetup(t *testing.T) {
 		}
 	}
 }
+
+// TestOktaSetupSign: the Response Signature Verification the guide and the
+// Terraform snippet give accepts what --sign makes the verifier sign.
+func TestOktaSetupSign(t *testing.T) {
+	t.Parallel()
+	dir, _ := rsaDataDir(t)
+	for _, tc := range []struct{ sign, guide, scope string }{
+		{"both", "Response ", `"RESPONSE"`},
+		{"response", "Response ", `"RESPONSE"`},
+		{"assertion", "Assertion ", `"ASSERTION"`},
+	} {
+		args := []string{"--data-dir", dir, "--sso-public-url", "https://clearance.example.com:8444/", "--sign", tc.sign}
+		out, err := runOktaSetup(t, noEnv, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := field(t, out, "Response Signature Verification"); !strings.HasPrefix(got, tc.guide) {
+			t.Errorf("--sign %s: Response Signature Verification = %q, want %q…", tc.sign, got, tc.guide)
+		}
+		out, err = runOktaSetup(t, noEnv, append(args, "--terraform")...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := hclAttrs(t, out)[`resource "okta_idp_saml" "clearance"`]["response_signature_scope"]; got != tc.scope {
+			t.Errorf("--sign %s: response_signature_scope = %s, want %s", tc.sign, got, tc.scope)
+		}
+	}
+}
