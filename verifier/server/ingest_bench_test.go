@@ -93,7 +93,7 @@ func BenchmarkIngestStream(b *testing.B) {
 // mem is what this process holds, after a GC.
 type mem struct {
 	heap, stack, rss uint64
-	goroutines      int
+	goroutines       int
 }
 
 func memNow() mem {
