@@ -31,8 +31,8 @@ import (
 //
 // The agents are in another process so that this one is the verifier
 // alone: what it holds per connected agent (heap after a GC, goroutine
-// stacks, goroutines; all growth from before the agents, divided by them)
-// and its profiles. With CLEARANCE_PROFILE_DIR set (make profile-ingest),
+// stacks, goroutines; all growth from before the agents, divided by them),
+// the CPU time it spends per report, and its profiles. With CLEARANCE_PROFILE_DIR set (make profile-ingest),
 // heap.pprof and goroutine.pprof are written once every agent is connected,
 // and cpu.pprof covers the ingest phase alone. CLEARANCE_PROFILE_AGENTS
 // (default 1000) and CLEARANCE_PROFILE_SECONDS (default 10) size the run.
@@ -65,11 +65,13 @@ func BenchmarkIngestStream(b *testing.B) {
 			}
 			stopCPU = func() { pprof.StopCPUProfile(); f.Close() }
 		}
+		cpu0 := cpuTime()
 		lg.next(b)
 		var res loadgenResult
 		if err := json.Unmarshal([]byte(lg.await(b, "result")), &res); err != nil {
 			b.Fatal(err)
 		}
+		cpu := cpuTime() - cpu0
 		stopCPU()
 		lg.wait(b)
 		if res.Err != "" {
@@ -82,6 +84,9 @@ func BenchmarkIngestStream(b *testing.B) {
 		b.ReportMetric(res.Rate, "reports/s")
 		b.ReportMetric(res.P50, "p50-ms")
 		b.ReportMetric(res.P99, "p99-ms")
+		// CPU time per report depends less than reports/s on what else
+		// the machine runs.
+		b.ReportMetric(float64(cpu.Microseconds())/float64(res.Count), "cpu-µs/report")
 		b.ReportMetric(float64(agents), "agents")
 		b.ReportMetric(per(held.heap, base.heap), "heap-KiB/agent")
 		b.ReportMetric(per(held.stack, base.stack), "stack-KiB/agent")
