@@ -86,7 +86,7 @@ func BenchmarkIngestStream(b *testing.B) {
 		b.ReportMetric(res.P99, "p99-ms")
 		// CPU time per report depends less than reports/s on what else
 		// the machine runs.
-		b.ReportMetric(float64(cpu.Microseconds())/float64(res.Count), "cpu-µs/report")
+		b.ReportMetric(float64(cpu.Microseconds())/float64(res.Count), "cpu-us/report")
 		b.ReportMetric(float64(agents), "agents")
 		b.ReportMetric(per(held.heap, base.heap), "heap-KiB/agent")
 		b.ReportMetric(per(held.stack, base.stack), "stack-KiB/agent")
