@@ -128,7 +128,7 @@ PROFILE_AGENTS  ?= 1000
 PROFILE_SECONDS ?= 10
 profile-ingest:
 	@mkdir -p $(PROFILE_DIR)
-	CLEARANCE_PROFILE_DIR=$(PROFILE_DIR) CLEARANCE_PROFILE_AGENTS=$(PROFILE_AGENTS) CLEARANCE_PROFILE_SECONDS=$(PROFILE_SECONDS) \
+	set -o pipefail; CLEARANCE_PROFILE_DIR=$(PROFILE_DIR) CLEARANCE_PROFILE_AGENTS=$(PROFILE_AGENTS) CLEARANCE_PROFILE_SECONDS=$(PROFILE_SECONDS) \
 		$(GO) test -run '^$$' -bench '^BenchmarkIngestStream$$' -benchtime 1x -count 1 -timeout 30m ./verifier/server/ | tee $(PROFILE_DIR)/bench.txt
 	$(GO) tool pprof -top -nodecount 40 -sample_index inuse_space $(PROFILE_DIR)/heap.pprof > $(PROFILE_DIR)/heap.txt
 	$(GO) tool pprof -top -nodecount 40 $(PROFILE_DIR)/goroutine.pprof > $(PROFILE_DIR)/goroutine.txt
