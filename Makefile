@@ -13,7 +13,7 @@ SCEPCLIENT_VERSION         := v2.3.0
 
 PROTOS := $(shell find proto/clearance -name '*.proto' | sort)
 
-.PHONY: all build pkg cross tidy deps deps-demo test fuzz generate check-generated tools demo bench bench-full bench-postgres profile vet clean
+.PHONY: all build pkg cross tidy deps deps-demo test fuzz generate check-generated tools demo bench bench-full bench-postgres profile profile-ingest vet clean
 
 all: build
 
@@ -125,6 +125,21 @@ bench-full: $(BIN)/grpcurl
 ## of each (PROFILE_ROWS, PROFILE_BENCHTIME, PROFILE_DIR to keep the profiles: scripts/profile.sh)
 profile:
 	@scripts/profile.sh
+
+## profile-ingest: heap and goroutines with PROFILE_AGENTS agents connected, and CPU over
+## PROFILE_SECONDS of back-to-back reports, from an in-process verifier (BenchmarkIngestStream)
+## with loadgen's agents; profiles and summaries in PROFILE_DIR (see docs/performance.md)
+PROFILE_DIR     ?= /tmp/clearance-profile
+PROFILE_AGENTS  ?= 1000
+PROFILE_SECONDS ?= 10
+profile-ingest:
+	@mkdir -p $(PROFILE_DIR)
+	set -o pipefail; CLEARANCE_PROFILE_DIR=$(PROFILE_DIR) CLEARANCE_PROFILE_AGENTS=$(PROFILE_AGENTS) CLEARANCE_PROFILE_SECONDS=$(PROFILE_SECONDS) \
+		$(GO) test -run '^$$' -bench '^BenchmarkIngestStream$$' -benchtime 1x -count 1 -timeout 30m ./verifier/server/ | tee $(PROFILE_DIR)/bench.txt
+	$(GO) tool pprof -top -nodecount 40 -sample_index inuse_space $(PROFILE_DIR)/heap.pprof > $(PROFILE_DIR)/heap.txt
+	$(GO) tool pprof -top -nodecount 40 $(PROFILE_DIR)/goroutine.pprof > $(PROFILE_DIR)/goroutine.txt
+	$(GO) tool pprof -top -cum -nodecount 60 $(PROFILE_DIR)/cpu.pprof > $(PROFILE_DIR)/cpu.txt
+	@echo "profiles and summaries in $(PROFILE_DIR): go tool pprof -http=: $(PROFILE_DIR)/cpu.pprof" >&2
 
 clean:
 	rm -rf $(BIN) dist

@@ -59,6 +59,10 @@ type Config struct {
 	SigninRate        float64       // sign-ins/s in the steady phase; 0: half the sso rate
 	CheckRate         float64       // live checks/s in the steady phase
 	Hostile           HostileConfig // the hostile phase's attacks
+	// Connected, when set, is called once every agent is connected and
+	// before the first phase (an in-process verifier's profile of what
+	// holding the agents costs is taken there).
+	Connected func()
 
 	Log *slog.Logger
 	Now func() time.Time
@@ -174,6 +178,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Target.PID != 0 {
 		time.Sleep(time.Second) // let ramp-up's garbage be collected
 		res.RSSConnected, _ = RSS(cfg.Target.PID)
+	}
+	if cfg.Connected != nil {
+		cfg.Connected()
 	}
 
 	// 2. Phases.

@@ -63,10 +63,6 @@ type Session struct {
 // Out is what the stream's writer sends to the agent.
 func (s *Session) Out() <-chan *agentv1.VerifierMessage { return s.out }
 
-// In queues a message from the stream's own reader (acks), which may block
-// for room instead of failing.
-func (s *Session) In() chan<- *agentv1.VerifierMessage { return s.out }
-
 // Done is closed when the hub drops the session (replaced by a newer one).
 func (s *Session) Done() <-chan struct{} { return s.done }
 
