@@ -114,8 +114,7 @@ type Handler struct {
 	unrecordedLog ratelimit.Sample
 	// debugXMLLog samples the DebugSAML dumps of refused requests.
 	debugXMLLog ratelimit.Sample
-	refusedMu   sync.Mutex
-	refusedLog  map[reason.Code]*ratelimit.Sample
+	refusedLog  ratelimit.Samples
 	// logger is Log with the component, made once (loggerOnce): a logger
 	// made per line formats its attributes again each time.
 	loggerOnce sync.Once
@@ -878,25 +877,11 @@ func (h *Handler) logRefused(r *http.Request, rf *refusal, ref string) {
 		h.log().Warn("sso_request_refused", attrs...)
 		return
 	}
-	if ok, skipped := h.refusedSample(rf.code).Take(h.now()); ok {
+	if ok, skipped := h.refusedLog.Take(string(rf.code), unrecordedLogEvery, h.now()); ok {
 		h.log().Warn("sso_request_refused", append(attrs, "others_not_logged", skipped)...)
 	} else {
 		h.log().Debug("sso_request_refused", attrs...)
 	}
-}
-
-func (h *Handler) refusedSample(code reason.Code) *ratelimit.Sample {
-	h.refusedMu.Lock()
-	defer h.refusedMu.Unlock()
-	if h.refusedLog == nil {
-		h.refusedLog = map[reason.Code]*ratelimit.Sample{}
-	}
-	sm := h.refusedLog[code]
-	if sm == nil {
-		sm = &ratelimit.Sample{Every: unrecordedLogEvery}
-		h.refusedLog[code] = sm
-	}
-	return sm
 }
 
 // unavailable fails closed when storage or signing cannot be used.
