@@ -17,6 +17,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -225,6 +226,17 @@ type Assert struct {
 // The Assertion and the Response are signed with RSA-SHA256, or only the
 // one Settings.Sign names.
 func (p *IdP) Respond(r *http.Request, req *Request, as Assert, now time.Time) (string, error) {
+	// Signed text with a control character (a CR above all, which an SP's
+	// parser turns into a line feed before it checks the digest) would
+	// make a response no SP accepts: refused here, plainly.
+	if !validUsername(req.Username) {
+		return "", errors.New("the NameID holds control characters or invalid UTF-8")
+	}
+	for _, a := range as.Attributes {
+		if !validUsername(a.Name) || !validUsername(a.Value) {
+			return "", fmt.Errorf("attribute %q holds control characters or invalid UTF-8", a.Name)
+		}
+	}
 	ir := &saml.IdpAuthnRequest{
 		IDP:                     p.saml,
 		HTTPRequest:             r,
