@@ -23,6 +23,20 @@ const (
 	hACS = "https://example.okta.com/sso/saml2/0oa1"
 )
 
+// newHostileIdP is a signing identity and an IdP that signs as mode.
+func newHostileIdP(t *testing.T, now time.Time, mode string) (*idp.SigningIdentity, *idp.IdP) {
+	t.Helper()
+	id, err := idp.LoadOrCreate(context.Background(), t.TempDir(), 2048, "", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := idp.New(id, idp.Settings{MetadataURL: hMD, SSOURL: hSSO, Audience: hAud, ACSURLs: []string{hACS}, Sign: mode})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id, p
+}
+
 // xsBound reports whether every xsi:type="xs:..." value has xs in scope.
 func xsBound(el *etree.Element, scope map[string]bool) bool {
 	s := map[string]bool{}
@@ -131,14 +145,7 @@ func TestSignModesHostileText(t *testing.T) {
 // (run with -race); every response verifies.
 func TestConcurrentRespond(t *testing.T) {
 	now := time.Now()
-	id, err := idp.LoadOrCreate(context.Background(), t.TempDir(), 2048, "", now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := idp.New(id, idp.Settings{MetadataURL: hMD, SSOURL: hSSO, Audience: hAud, ACSURLs: []string{hACS}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	id, p := newHostileIdP(t, now, idp.SignBoth)
 	sp := oktasim.New(oktasim.Options{EntityID: hAud, ACSURL: hACS, IdPSSOURL: hSSO, IdPIssuer: hMD, IdPCert: id.Cert, Now: func() time.Time { return now }})
 	errs := make(chan error, 16)
 	for i := 0; i < 16; i++ {
@@ -165,14 +172,7 @@ func TestConcurrentRespond(t *testing.T) {
 // attributes instead of making a response no SP accepts.
 func TestRespondRefusesControlCharacters(t *testing.T) {
 	now := time.Now()
-	id, err := idp.LoadOrCreate(context.Background(), t.TempDir(), 2048, "", now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := idp.New(id, idp.Settings{MetadataURL: hMD, SSOURL: hSSO, Audience: hAud, ACSURLs: []string{hACS}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, p := newHostileIdP(t, now, idp.SignBoth)
 	for _, tc := range []struct {
 		user  string
 		attrs []idp.Attribute
@@ -194,14 +194,7 @@ func TestRespondRefusesControlCharacters(t *testing.T) {
 // response are refused under every Response Signature Verification.
 func TestOktasimRefusesWrapping(t *testing.T) {
 	now := time.Now()
-	id, err := idp.LoadOrCreate(context.Background(), t.TempDir(), 2048, "", now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := idp.New(id, idp.Settings{MetadataURL: hMD, SSOURL: hSSO, Audience: hAud, ACSURLs: []string{hACS}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	id, p := newHostileIdP(t, now, idp.SignBoth)
 	req := &idp.Request{Username: "alice@example.com"}
 	req.AuthnRequest = saml.AuthnRequest{ID: "id-req1", AssertionConsumerServiceURL: hACS, Issuer: &saml.Issuer{Value: hAud}}
 	b64, err := p.Respond(httptest.NewRequest("GET", hSSO, nil), req, idp.Assert{}, now)

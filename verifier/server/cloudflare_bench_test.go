@@ -10,8 +10,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -27,7 +25,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/clearance/clearance/internal/cfsim"
-	"github.com/clearance/clearance/pkg/run"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/admin"
@@ -66,25 +63,7 @@ func BenchmarkCloudflareBatch(b *testing.B) {
 	cfg.CloudflareTeam, cfg.CloudflareAUD, cfg.CloudflareCertsURL = "bench", "bench-aud", access.CertsURL()
 	cfg.CloudflareScoreCompliant, cfg.CloudflareScoreWarn = 100, 90
 	clk := &clock{t: time.Now().UTC()}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := server.New(ctx, cfg, log, server.WithClock(clk.Now))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var g run.Group
-	g.Logger = log
-	if err := srv.Actors(&g); err != nil {
-		b.Fatal(err)
-	}
-	stop := make(chan struct{})
-	g.Add("bench", func() error { <-stop; return nil }, func(error) {})
-	done := make(chan error, 1)
-	go func() { done <- g.Run() }()
-	b.Cleanup(func() {
-		close(stop)
-		<-done
-		srv.Close()
-	})
+	srv := runBenchServer(b, cfg, server.WithClock(clk.Now))
 
 	// The policy set in force, for the reports.
 	roots := x509.NewCertPool()

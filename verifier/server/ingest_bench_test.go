@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,9 +16,7 @@ import (
 	"time"
 
 	"github.com/clearance/clearance/internal/loadgen"
-	"github.com/clearance/clearance/pkg/run"
 	"github.com/clearance/clearance/verifier/admin"
-	"github.com/clearance/clearance/verifier/server"
 )
 
 // BenchmarkIngestStream is report ingest through the whole stream: an
@@ -234,25 +231,7 @@ func startIngestBench(b *testing.B) *loadgen.Target {
 	b.Helper()
 	dir := b.TempDir()
 	cfg := baseConfig(filepath.Join(dir, "data"), "../../examples/policies.yaml")
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := server.New(context.Background(), cfg, log)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var g run.Group
-	g.Logger = log
-	if err := srv.Actors(&g); err != nil {
-		b.Fatal(err)
-	}
-	stop := make(chan struct{})
-	g.Add("bench", func() error { <-stop; return nil }, func(error) {})
-	done := make(chan error, 1)
-	go func() { done <- g.Run() }()
-	b.Cleanup(func() {
-		close(stop)
-		<-done
-		srv.Close()
-	})
+	srv := runBenchServer(b, cfg)
 	tok, err := os.ReadFile(filepath.Join(cfg.DataDir, admin.TokenFile))
 	if err != nil {
 		b.Fatal(err)

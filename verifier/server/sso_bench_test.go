@@ -238,27 +238,7 @@ func startSSOBench(b *testing.B, people bool, edit ...func(*config.Config)) *sso
 	// The clock stands still: every report and request stays fresh however
 	// long the run. Logs are formatted, as in production, then dropped.
 	clk := &clock{t: time.Now().UTC()}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := server.New(ctx, cfg, log, server.WithClock(clk.Now))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var g run.Group
-	g.Logger = log
-	if err := srv.Actors(&g); err != nil {
-		b.Fatal(err)
-	}
-	stop := make(chan struct{})
-	g.Add("bench", func() error { <-stop; return nil }, func(error) {})
-	done := make(chan error, 1)
-	go func() { done <- g.Run() }()
-	b.Cleanup(func() {
-		close(stop)
-		if err := <-done; err != nil {
-			b.Errorf("server stopped with %v", err)
-		}
-		srv.Close()
-	})
+	srv := runBenchServer(b, cfg, server.WithClock(clk.Now))
 
 	e := &ssoBench{now: clk.Now, srv: srv, url: "https://" + srv.SSOAddr.String(), rootPEM: srv.CA.RootPEM()}
 	if people {
@@ -440,4 +420,33 @@ func (e *ssoBench) requests(b *testing.B, n int) ([]oktasim.Request, []string) {
 		b.Fatalf("request URL %.100s is not at the listener", urls[0])
 	}
 	return reqs, urls
+}
+
+// runBenchServer builds a verifier from cfg, runs its actors until the
+// benchmark ends, and closes it then; logs are formatted, as in
+// production, and dropped.
+func runBenchServer(b *testing.B, cfg *config.Config, opts ...server.Option) *server.Server {
+	b.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := server.New(context.Background(), cfg, log, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var g run.Group
+	g.Logger = log
+	if err := srv.Actors(&g); err != nil {
+		b.Fatal(err)
+	}
+	stop := make(chan struct{})
+	g.Add("bench", func() error { <-stop; return nil }, func(error) {})
+	done := make(chan error, 1)
+	go func() { done <- g.Run() }()
+	b.Cleanup(func() {
+		close(stop)
+		if err := <-done; err != nil {
+			b.Errorf("server stopped with %v", err)
+		}
+		srv.Close()
+	})
+	return srv
 }
