@@ -702,42 +702,40 @@ func (c *Client) keychainCertificates(ctx context.Context, id *state.Identity) [
 		c.certsFailing = true
 		return nil
 	}
-	certs, err := osquery.KeychainCertificates(ctx, c.o.Querier, keyID)
-	if err != nil {
-		if ctx.Err() == nil {
-			if !c.certsFailing {
-				c.log.Warn("listing keychain certificates failed; reporting none", "err", policy.Message(err))
-			}
-			c.certsFailing = true
-		}
-		return nil
-	}
-	if c.certsFailing {
-		c.log.Info("listing keychain certificates works again", "certificates", len(certs))
-		c.certsFailing = false
-	}
-	return certs
+	return listOrNone(ctx, c.log, &c.certsFailing, "keychain certificates", "certificates", func() ([]*agentv1.KeychainCertificate, error) {
+		return osquery.KeychainCertificates(ctx, c.o.Querier, keyID)
+	})
 }
 
 // localAccounts lists the Mac's local accounts for a report. Failing to
 // list them never holds a report back: the report then names none, and the
 // verifier binds no user to this Mac by its accounts until a later one does.
 func (c *Client) localAccounts(ctx context.Context) []*agentv1.LocalAccount {
-	accounts, err := osquery.LocalAccounts(ctx, c.o.Querier)
+	return listOrNone(ctx, c.log, &c.accountsFailing, "local accounts", "accounts", func() ([]*agentv1.LocalAccount, error) {
+		return osquery.LocalAccounts(ctx, c.o.Querier)
+	})
+}
+
+// listOrNone runs one of a report's listings. A failure leaves the list
+// empty; it is logged when it starts, not at every report (failing
+// remembers), and so is the recovery. A shutdown (ctx done) is not a
+// failure.
+func listOrNone[T any](ctx context.Context, log *slog.Logger, failing *bool, what, countKey string, list func() ([]T, error)) []T {
+	items, err := list()
 	if err != nil {
 		if ctx.Err() == nil {
-			if !c.accountsFailing {
-				c.log.Warn("listing local accounts failed; reporting none", "err", policy.Message(err))
+			if !*failing {
+				log.Warn("listing "+what+" failed; reporting none", "err", policy.Message(err))
 			}
-			c.accountsFailing = true
+			*failing = true
 		}
 		return nil
 	}
-	if c.accountsFailing {
-		c.log.Info("listing local accounts works again", "accounts", len(accounts))
-		c.accountsFailing = false
+	if *failing {
+		log.Info("listing "+what+" works again", countKey, len(items))
+		*failing = false
 	}
-	return accounts
+	return items
 }
 
 // prunePending drops reports the verifier would refuse as stale or whose

@@ -1,0 +1,44 @@
+package stream
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+// A listing that fails is logged when it starts failing and when it works
+// again, not at every report; a shutdown is not a failure.
+func TestListOrNoneLogsChangesOnly(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	failing := false
+	broken := func() ([]int, error) { return nil, errors.New("osquery went away") }
+	working := func() ([]int, error) { return []int{1, 2}, nil }
+	ctx := context.Background()
+
+	for range 3 {
+		if got := listOrNone(ctx, log, &failing, "things", "things", broken); got != nil {
+			t.Fatalf("a failed listing gave %v, want none", got)
+		}
+	}
+	if n := strings.Count(buf.String(), "listing things failed; reporting none"); n != 1 {
+		t.Errorf("three failures logged %d times, want once:\n%s", n, buf.String())
+	}
+	if got := listOrNone(ctx, log, &failing, "things", "things", working); len(got) != 2 || failing {
+		t.Fatalf("a working listing gave %v (failing %v)", got, failing)
+	}
+	if !strings.Contains(buf.String(), "listing things works again") || !strings.Contains(buf.String(), "things=2") {
+		t.Errorf("the recovery is not logged with its count:\n%s", buf.String())
+	}
+
+	buf.Reset()
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	listOrNone(done, log, &failing, "things", "things", broken)
+	if failing || buf.Len() != 0 {
+		t.Errorf("a listing cut short by shutdown counted as failing (%v) or logged %q", failing, buf.String())
+	}
+}
