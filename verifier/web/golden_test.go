@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,9 +65,8 @@ const (
 )
 
 func TestGolden(t *testing.T) {
-	r := newRenderer(t)
 	if *update {
-		writeGoldens(t, r)
+		writeGoldens(t)
 	}
 	layout, err := os.ReadFile(filepath.Join("testdata", "layout.html"))
 	if err != nil {
@@ -83,10 +81,8 @@ func TestGolden(t *testing.T) {
 	}
 	parts := readParts(t)
 	used := map[string]bool{}
-	for _, p := range pages() {
+	for _, p := range renderPages(t) {
 		t.Run(p.name, func(t *testing.T) {
-			rec := httptest.NewRecorder()
-			p.render(r, rec)
 			golden := filepath.Join("testdata", p.name+".html")
 			own, err := os.ReadFile(golden)
 			if err != nil {
@@ -96,7 +92,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", golden, err)
 			}
-			if got := rec.Body.String(); got != want {
+			if got := p.rec.Body.String(); got != want {
 				t.Errorf("page differs from %s with testdata/layout.html and testdata/parts (run with -update if the change is intended)\n%s", golden, firstDiff(got, want))
 			}
 		})
@@ -213,8 +209,9 @@ func splitPart(name string, lines []string, holeLine string) part {
 }
 
 // writeGoldens rewrites every golden from the pages as they render now.
-func writeGoldens(t *testing.T, r *Renderer) {
+func writeGoldens(t *testing.T) {
 	t.Helper()
+	r := newRenderer(t)
 	var parts []part
 	for _, gp := range goldenParts {
 		var b bytes.Buffer
@@ -234,10 +231,8 @@ func writeGoldens(t *testing.T, r *Renderer) {
 	}
 
 	var layout string
-	for _, pc := range pages() {
-		rec := httptest.NewRecorder()
-		pc.render(r, rec)
-		page := rec.Body.String()
+	for _, pc := range renderPages(t) {
+		page := pc.rec.Body.String()
 		frame, title, main, err := cutPage(page)
 		if err != nil {
 			t.Fatalf("%s: %v", pc.name, err)

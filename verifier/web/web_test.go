@@ -95,6 +95,25 @@ const (
 	retryToken = "tok-123"
 )
 
+// renderedPage is a page of pages() as the renderer wrote it.
+type renderedPage struct {
+	pageCase
+	rec *httptest.ResponseRecorder
+}
+
+// renderPages renders every page of pages().
+func renderPages(t *testing.T) []renderedPage {
+	t.Helper()
+	r := newRenderer(t)
+	var out []renderedPage
+	for _, p := range pages() {
+		rec := httptest.NewRecorder()
+		p.render(r, rec)
+		out = append(out, renderedPage{p, rec})
+	}
+	return out
+}
+
 // pageCase is one page as a test renders it.
 type pageCase struct {
 	name   string
@@ -200,11 +219,8 @@ func pages() []pageCase {
 
 func TestHeaders(t *testing.T) {
 	t.Parallel()
-	r := newRenderer(t)
-	for _, p := range pages() {
-		rec := httptest.NewRecorder()
-		p.render(r, rec)
-		res := rec.Result()
+	for _, p := range renderPages(t) {
+		res := p.rec.Result()
 		if res.StatusCode != p.status {
 			t.Errorf("%s: status %d, want %d", p.name, res.StatusCode, p.status)
 		}
@@ -256,12 +272,9 @@ func TestHeaders(t *testing.T) {
 // apply the stylesheet.
 func TestCSPHashesMatchInline(t *testing.T) {
 	t.Parallel()
-	r := newRenderer(t)
-	for _, p := range pages() {
-		rec := httptest.NewRecorder()
-		p.render(r, rec)
-		csp := parseCSP(t, rec.Header().Get("Content-Security-Policy"))
-		doc := parse(t, rec.Body.String())
+	for _, p := range renderPages(t) {
+		csp := parseCSP(t, p.rec.Header().Get("Content-Security-Policy"))
+		doc := parse(t, p.rec.Body.String())
 		for _, el := range []string{"style", "script"} {
 			nodes := findAll(doc, el)
 			if el == "script" && p.name != "post" {
@@ -284,12 +297,9 @@ func TestCSPHashesMatchInline(t *testing.T) {
 
 func TestNoExternalResources(t *testing.T) {
 	t.Parallel()
-	r := newRenderer(t)
 	const acs = "https://example.okta.com/sso/saml2/0oa1abcd2EFGH3ijk4l5"
-	for _, p := range pages() {
-		rec := httptest.NewRecorder()
-		p.render(r, rec)
-		body := rec.Body.String()
+	for _, p := range renderPages(t) {
+		body := p.rec.Body.String()
 		const tryAgain = "http://127.0.0.1:47470/v1/presence?challenge=abc"
 		if strings.Contains(strings.NewReplacer(acs, "", tryAgain, "").Replace(body), "http") {
 			t.Errorf("%s: page mentions a URL other than the ACS URL or the agent's", p.name)
@@ -325,11 +335,8 @@ func TestNoExternalResources(t *testing.T) {
 // TestAccessible checks the structure assistive technology relies on.
 func TestAccessible(t *testing.T) {
 	t.Parallel()
-	r := newRenderer(t)
-	for _, p := range pages() {
-		rec := httptest.NewRecorder()
-		p.render(r, rec)
-		doc := parse(t, rec.Body.String())
+	for _, p := range renderPages(t) {
+		doc := parse(t, p.rec.Body.String())
 		if h := findAll(doc, "html"); len(h) != 1 || attr(h[0], "lang") != "en" {
 			t.Errorf("%s: <html> has no lang=en", p.name)
 		}
