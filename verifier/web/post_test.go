@@ -13,7 +13,6 @@ import (
 // attribute value, for responses and for any string at all.
 func TestAttrValue(t *testing.T) {
 	t.Parallel()
-	ref := template.Must(template.New("").Parse(`<input value="{{.}}">`))
 	raw := make([]byte, 3000)
 	_, _ = rand.Read(raw)
 	inputs := []string{
@@ -21,31 +20,31 @@ func TestAttrValue(t *testing.T) {
 		`"&'+<>` + "\x00=`/\\ \t\n", "é ü 日本 \xff\xfe \ufdd0 \uffff \U0001F600", strings.Repeat("+/=", 100),
 	}
 	for _, s := range inputs {
-		var want strings.Builder
-		if err := ref.Execute(&want, s); err != nil {
-			t.Fatal(err)
-		}
-		if got := `<input value="` + attrValue(s) + `">`; got != want.String() {
-			t.Errorf("attrValue(%q) = %q, html/template writes %q", s, got, want.String())
-		}
+		checkAttrValue(t, s)
+	}
+}
+
+// attrRef is html/template writing a string in a quoted attribute value.
+var attrRef = template.Must(template.New("").Parse(`<input value="{{.}}">`))
+
+// checkAttrValue fails if attrValue escapes s other than html/template.
+func checkAttrValue(t *testing.T, s string) {
+	t.Helper()
+	var want strings.Builder
+	if err := attrRef.Execute(&want, s); err != nil {
+		t.Fatal(err)
+	}
+	if got := `<input value="` + attrValue(s) + `">`; got != want.String() {
+		t.Errorf("attrValue(%q) = %q, html/template writes %q", s, got, want.String())
 	}
 }
 
 // FuzzAttrValue: attrValue agrees with html/template on any string.
 func FuzzAttrValue(f *testing.F) {
-	ref := template.Must(template.New("").Parse(`<input value="{{.}}">`))
 	for _, s := range []string{"", "a+b=", `"&'<>`, "\x00\xff"} {
 		f.Add(s)
 	}
-	f.Fuzz(func(t *testing.T, s string) {
-		var want strings.Builder
-		if err := ref.Execute(&want, s); err != nil {
-			t.Fatal(err)
-		}
-		if got := `<input value="` + attrValue(s) + `">`; got != want.String() {
-			t.Errorf("attrValue(%q) = %q, html/template writes %q", s, got, want.String())
-		}
-	})
+	f.Fuzz(checkAttrValue)
 }
 
 // TestPostAsTemplated: the Post page is byte for byte the page the
