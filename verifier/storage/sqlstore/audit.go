@@ -21,6 +21,41 @@ func insertAudit(ctx context.Context, q conn, e storage.AuditEvent) error {
 	return nil
 }
 
+// insertAudited inserts the what named key, as insert does, and appends
+// audit, in one write transaction.
+func (s *Store) insertAudited(ctx context.Context, audit storage.AuditEvent, what, key, query string, args ...any) error {
+	return s.write(ctx, func(q conn) error {
+		if _, err := q.insert(ctx, what, key, query, args...); err != nil {
+			return err
+		}
+		return insertAudit(ctx, q, audit)
+	})
+}
+
+// updateAudited runs query, an UPDATE of the what that get reads, then
+// reads it back and appends audit, in one write transaction. The update
+// may change nothing (a revocation made before): the request is audited
+// either way. An event that names no device takes device's (when set) for
+// the record read back.
+func updateAudited[T any](ctx context.Context, s *Store, audit storage.AuditEvent, what string,
+	get func(q conn) (T, error), device func(T) string, query string, args ...any) (T, error) {
+	var out T
+	err := s.write(ctx, func(q conn) error {
+		if _, err := q.exec(ctx, query, args...); err != nil {
+			return fmt.Errorf("updating %s: %w", what, err)
+		}
+		var err error
+		if out, err = get(q); err != nil {
+			return err
+		}
+		if audit.DeviceID == "" && device != nil {
+			audit.DeviceID = device(out)
+		}
+		return insertAudit(ctx, q, audit)
+	})
+	return out, err
+}
+
 // AppendAudit appends one event.
 func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
 	return insertAudit(ctx, s.writer(), e)

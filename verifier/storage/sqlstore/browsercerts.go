@@ -118,13 +118,9 @@ func (s *Store) RecordBrowserCert(ctx context.Context, c storage.BrowserCert, ch
 		}
 
 		// 3. The certificate.
-		_, err = q.exec(ctx, `INSERT INTO certs (`+browserCertColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, args...)
-		if s.d.IsUniqueViolation(err) {
-			return fmt.Errorf("certificate %q: %w", c.Serial, storage.ErrAlreadyExists)
-		}
-		if err != nil {
-			return fmt.Errorf("inserting certificate: %w", err)
+		if _, err := q.insert(ctx, "certificate", c.Serial, `INSERT INTO certs (`+browserCertColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, args...); err != nil {
+			return err
 		}
 
 		// 4. Audit.
@@ -193,15 +189,8 @@ func (s *Store) SupersedeBrowserCerts(ctx context.Context, serial string, now ti
 
 // GetBrowserCert returns a browser certificate by serial, or ErrNotFound.
 func (s *Store) GetBrowserCert(ctx context.Context, serial string) (storage.BrowserCert, error) {
-	c, err := scanBrowserCert(s.reader().queryRow(ctx,
-		`SELECT `+browserCertColumns+` FROM certs WHERE serial = $1 AND kind = $2`, serial, storage.CertKindBrowser))
-	if errors.Is(err, sql.ErrNoRows) {
-		return storage.BrowserCert{}, fmt.Errorf("browser certificate %q: %w", serial, storage.ErrNotFound)
-	}
-	if err != nil {
-		return storage.BrowserCert{}, fmt.Errorf("reading browser certificate: %w", err)
-	}
-	return c, nil
+	return one(ctx, s.reader(), scanBrowserCert, "browser certificate", fmt.Sprintf("browser certificate %q", serial),
+		`SELECT `+browserCertColumns+` FROM certs WHERE serial = $1 AND kind = $2`, serial, storage.CertKindBrowser)
 }
 
 // ListBrowserCerts returns the device's newest (at most 1000) browser
@@ -269,14 +258,10 @@ func (s *Store) RevokeBrowserCert(ctx context.Context, serial, reason string, at
 	err := s.write(ctx, func(q conn) error {
 		// The row is locked, so a concurrent revocation or grace-period
 		// update waits, and the earliest time wins whatever the order.
-		var deviceID string
-		err := q.queryRow(ctx, `SELECT device_id FROM certs WHERE serial = $1 AND kind = $2`+s.d.LockRow,
-			serial, storage.CertKindBrowser).Scan(&deviceID)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("browser certificate %q: %w", serial, storage.ErrNotFound)
-		}
+		deviceID, err := one(ctx, q, scanString, "browser certificate", fmt.Sprintf("browser certificate %q", serial),
+			`SELECT device_id FROM certs WHERE serial = $1 AND kind = $2`+s.d.LockRow, serial, storage.CertKindBrowser)
 		if err != nil {
-			return fmt.Errorf("reading browser certificate: %w", err)
+			return err
 		}
 		if _, err := q.exec(ctx, `UPDATE certs SET revoke_after = $1, revoked_reason = $2
 			WHERE serial = $3 AND (revoke_after = 0 OR revoke_after > $1)`, atNS, reason, serial); err != nil {

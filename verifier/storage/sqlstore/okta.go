@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strconv"
@@ -30,15 +29,8 @@ func scanOktaSignIn(sc scanner) (storage.OktaSignIn, error) {
 
 // OktaCursor returns the cursor stored under name, or ErrNotFound.
 func (s *Store) OktaCursor(ctx context.Context, name string) (string, error) {
-	var v string
-	err := s.reader().queryRow(ctx, `SELECT value FROM okta_cursors WHERE name = $1`, name).Scan(&v)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("okta cursor %q: %w", name, storage.ErrNotFound)
-	}
-	if err != nil {
-		return "", fmt.Errorf("reading okta cursor: %w", err)
-	}
-	return v, nil
+	return one(ctx, s.reader(), scanString, "okta cursor", fmt.Sprintf("okta cursor %q", name),
+		`SELECT value FROM okta_cursors WHERE name = $1`, name)
 }
 
 // SaveOktaLogPage stores the events not stored yet and the cursor, in one

@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strconv"
@@ -192,14 +191,8 @@ func (s *Store) CreateExemption(ctx context.Context, e storage.Exemption, audit 
 
 // GetExemption returns the exemption with this ID.
 func (s *Store) GetExemption(ctx context.Context, id int64) (storage.Exemption, error) {
-	e, err := scanExemption(s.reader().queryRow(ctx, `SELECT `+exemptionColumns+` FROM exemptions WHERE id = $1`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return storage.Exemption{}, fmt.Errorf("exemption %d: %w", id, storage.ErrNotFound)
-	}
-	if err != nil {
-		return storage.Exemption{}, fmt.Errorf("reading exemption: %w", err)
-	}
-	return e, nil
+	return one(ctx, s.reader(), scanExemption, "exemption", fmt.Sprintf("exemption %d", id),
+		`SELECT `+exemptionColumns+` FROM exemptions WHERE id = $1`, id)
 }
 
 // ListExemptions returns the exemptions matching f, newest first.

@@ -329,6 +329,41 @@ func list[T any](ctx context.Context, q conn, scan func(scanner) (T, error), que
 	return out, rows.Err()
 }
 
+func scanString(sc scanner) (string, error) {
+	var v string
+	err := sc.Scan(&v)
+	return v, err
+}
+
+// one runs query, a SELECT of at most one row, and returns the row as scan
+// reads it: ErrNotFound, after notFound, when there is none; any other
+// error after "reading what".
+func one[T any](ctx context.Context, q conn, scan func(scanner) (T, error), what, notFound, query string, args ...any) (T, error) {
+	v, err := scan(q.queryRow(ctx, query, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		var zero T
+		return zero, fmt.Errorf("%s: %w", notFound, storage.ErrNotFound)
+	}
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("reading %s: %w", what, err)
+	}
+	return v, nil
+}
+
+// insert runs query, an INSERT of the what named key: ErrAlreadyExists
+// when a key of the row is taken, any other error after "inserting what".
+func (c conn) insert(ctx context.Context, what, key, query string, args ...any) (sql.Result, error) {
+	res, err := c.exec(ctx, query, args...)
+	if c.s.d.IsUniqueViolation(err) {
+		return nil, fmt.Errorf("%s %q: %w", what, key, storage.ErrAlreadyExists)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("inserting %s: %w", what, err)
+	}
+	return res, nil
+}
+
 // oneRow returns nil if res affected a row and none otherwise: the
 // statement's key was taken (insert) or absent (update, delete).
 func oneRow(res sql.Result, none error) error {
