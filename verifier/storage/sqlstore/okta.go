@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/clearance/clearance/verifier/storage"
@@ -95,34 +93,21 @@ func (s *Store) SaveOktaLogPage(ctx context.Context, cursorName, cursor string, 
 
 // ListOktaSignIns returns the matching events, newest published first.
 func (s *Store) ListOktaSignIns(ctx context.Context, f storage.OktaSignInFilter) ([]storage.OktaSignIn, error) {
-	var (
-		where []string
-		args  []any
-	)
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, cond+" $"+strconv.Itoa(len(args)))
-	}
+	var w filter
 	if f.Unmatched {
-		add("unmatched =", true)
+		w.add("unmatched = ?", true)
 	}
 	if f.DecisionID != 0 {
-		add("decision_id =", f.DecisionID)
+		w.add("decision_id = ?", f.DecisionID)
 	}
 	if !f.Since.IsZero() && !f.Since.Before(minTime) {
 		if f.Since.After(maxTime) {
 			return []storage.OktaSignIn{}, nil
 		}
-		add("published >=", f.Since.UnixNano())
+		w.add("published >= ?", f.Since.UnixNano())
 	}
-	var q strings.Builder
-	q.WriteString(`SELECT ` + oktaSignInColumns + ` FROM okta_sign_ins`)
-	if len(where) > 0 {
-		q.WriteString(` WHERE ` + strings.Join(where, ` AND `))
-	}
-	args = append(args, decisionLimit(f.Limit))
-	q.WriteString(` ORDER BY published DESC, uuid LIMIT $` + strconv.Itoa(len(args)))
-	out, err := list(ctx, s.reader(), scanOktaSignIn, q.String(), args...)
+	q, args := w.query(`SELECT `+oktaSignInColumns+` FROM okta_sign_ins`, `published DESC, uuid`, decisionLimit(f.Limit))
+	out, err := list(ctx, s.reader(), scanOktaSignIn, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing okta sign-ins: %w", err)
 	}

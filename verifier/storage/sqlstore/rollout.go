@@ -52,11 +52,7 @@ func (s *Store) EndGrace(ctx context.Context, deviceID, policyID string) error {
 
 // GraceStarts returns the device's grace starts by policy id.
 func (s *Store) GraceStarts(ctx context.Context, deviceID string) (map[string]time.Time, error) {
-	m, err := s.timesByPolicy(ctx, `SELECT policy_id, started_at FROM policy_grace WHERE device_id = $1`, deviceID)
-	if err != nil {
-		return nil, fmt.Errorf("reading grace starts: %w", err)
-	}
-	return m, nil
+	return s.timesByPolicy(ctx, "reading grace starts", `SELECT policy_id, started_at FROM policy_grace WHERE device_id = $1`, deviceID)
 }
 
 // UseBypass records a "Resolve later" unless one after notBefore is
@@ -95,14 +91,11 @@ func (s *Store) UseBypass(ctx context.Context, deviceID, policyID, username stri
 
 // Bypasses returns when the device last resolved each policy later.
 func (s *Store) Bypasses(ctx context.Context, deviceID string) (map[string]time.Time, error) {
-	m, err := s.timesByPolicy(ctx, `SELECT policy_id, used_at FROM policy_bypasses WHERE device_id = $1`, deviceID)
-	if err != nil {
-		return nil, fmt.Errorf("reading bypasses: %w", err)
-	}
-	return m, nil
+	return s.timesByPolicy(ctx, "reading bypasses", `SELECT policy_id, used_at FROM policy_bypasses WHERE device_id = $1`, deviceID)
 }
 
-func (s *Store) timesByPolicy(ctx context.Context, query, deviceID string) (map[string]time.Time, error) {
+// timesByPolicy runs query, a SELECT of (policy ID, time) rows of deviceID.
+func (s *Store) timesByPolicy(ctx context.Context, doing, query, deviceID string) (map[string]time.Time, error) {
 	type row struct {
 		id string
 		at int64
@@ -112,7 +105,7 @@ func (s *Store) timesByPolicy(ctx context.Context, query, deviceID string) (map[
 		return r, sc.Scan(&r.id, &r.at)
 	}, query, deviceID)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", doing, err)
 	}
 	m := make(map[string]time.Time, len(rows))
 	for _, r := range rows {
@@ -197,33 +190,21 @@ func (s *Store) GetExemption(ctx context.Context, id int64) (storage.Exemption, 
 
 // ListExemptions returns the exemptions matching f, newest first.
 func (s *Store) ListExemptions(ctx context.Context, f storage.ExemptionFilter) ([]storage.Exemption, error) {
-	var (
-		where []string
-		args  []any
-	)
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
-	}
+	var w filter
 	if f.DeviceID != "" {
-		add("device_id = ?", f.DeviceID)
+		w.add("device_id = ?", f.DeviceID)
 	}
 	if f.Username != "" {
-		add("lower(username) = lower(?)", f.Username)
+		w.add("lower(username) = lower(?)", f.Username)
 	}
 	if !f.ActiveAt.IsZero() {
 		if cond, arg, ok := activeAt(f.ActiveAt); ok {
-			add(cond, arg)
+			w.add(cond, arg)
 		} else {
-			where = append(where, cond)
+			w.conds = append(w.conds, cond)
 		}
 	}
-	q := `SELECT ` + exemptionColumns + ` FROM exemptions`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, ` AND `)
-	}
-	args = append(args, decisionLimit(f.Limit))
-	q += ` ORDER BY id DESC LIMIT $` + strconv.Itoa(len(args))
+	q, args := w.query(`SELECT `+exemptionColumns+` FROM exemptions`, `id DESC`, decisionLimit(f.Limit))
 	es, err := list(ctx, s.reader(), scanExemption, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing exemptions: %w", err)

@@ -15,6 +15,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -333,6 +335,30 @@ func scanString(sc scanner) (string, error) {
 	var v string
 	err := sc.Scan(&v)
 	return v, err
+}
+
+// filter builds the WHERE clause of a listing, each condition on a
+// parameter of its own.
+type filter struct {
+	conds []string
+	args  []any
+}
+
+// add adds cond, in which ? stands for v's parameter.
+func (f *filter) add(cond string, v any) {
+	f.args = append(f.args, v)
+	f.conds = append(f.conds, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(f.args))))
+}
+
+// query is base with the conditions, ordered by order and limited to
+// limit rows, and its arguments.
+func (f *filter) query(base, order string, limit int) (string, []any) {
+	q := base
+	if len(f.conds) > 0 {
+		q += ` WHERE ` + strings.Join(f.conds, ` AND `)
+	}
+	args := append(f.args, limit)
+	return q + ` ORDER BY ` + order + ` LIMIT $` + strconv.Itoa(len(args)), args
 }
 
 // one runs query, a SELECT of at most one row, and returns the row as scan
