@@ -21,6 +21,15 @@ func insertAudit(ctx context.Context, q conn, e storage.AuditEvent) error {
 	return nil
 }
 
+// insertAuditOf appends audit under deviceID, the device of the record it
+// is about, unless the caller named one.
+func insertAuditOf(ctx context.Context, q conn, audit storage.AuditEvent, deviceID string) error {
+	if audit.DeviceID == "" {
+		audit.DeviceID = deviceID
+	}
+	return insertAudit(ctx, q, audit)
+}
+
 // insertAudited inserts the what named key, as insert does, and appends
 // audit, in one write transaction.
 func (s *Store) insertAudited(ctx context.Context, audit storage.AuditEvent, what, key, query string, args ...any) error {

@@ -124,10 +124,7 @@ func (s *Store) RecordBrowserCert(ctx context.Context, c storage.BrowserCert, ch
 		}
 
 		// 4. Audit.
-		if audit.DeviceID == "" {
-			audit.DeviceID = d.ID
-		}
-		return insertAudit(ctx, q, audit)
+		return insertAuditOf(ctx, q, audit, d.ID)
 	})
 	if err != nil {
 		return fmt.Errorf("recording browser cert: %w", err)
@@ -176,10 +173,7 @@ func (s *Store) SupersedeBrowserCerts(ctx context.Context, serial string, now ti
 		if n = int(changed); n == 0 {
 			return nil
 		}
-		if audit.DeviceID == "" {
-			audit.DeviceID = c.DeviceID
-		}
-		return insertAudit(ctx, q, audit)
+		return insertAuditOf(ctx, q, audit, c.DeviceID)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("superseding browser certs: %w", err)
@@ -267,10 +261,7 @@ func (s *Store) RevokeBrowserCert(ctx context.Context, serial, reason string, at
 			WHERE serial = $3 AND (revoke_after = 0 OR revoke_after > $1)`, atNS, reason, serial); err != nil {
 			return fmt.Errorf("updating browser certificate: %w", err)
 		}
-		if audit.DeviceID == "" {
-			audit.DeviceID = deviceID
-		}
-		return insertAudit(ctx, q, audit)
+		return insertAuditOf(ctx, q, audit, deviceID)
 	})
 	if err != nil {
 		return fmt.Errorf("revoking browser cert: %w", err)

@@ -346,10 +346,7 @@ func (s *Store) RenewDeviceCert(ctx context.Context, cert storage.Cert, audit st
 			cert.Serial, notAfter, d.ID); err != nil {
 			return fmt.Errorf("updating device: %w", err)
 		}
-		if audit.DeviceID == "" {
-			audit.DeviceID = d.ID
-		}
-		return insertAudit(ctx, q, audit)
+		return insertAuditOf(ctx, q, audit, d.ID)
 	})
 	if err != nil {
 		return fmt.Errorf("renewing device cert: %w", err)
@@ -364,11 +361,7 @@ func (s *Store) TouchDevice(ctx context.Context, id string, at time.Time) error 
 	if c.err != nil {
 		return fmt.Errorf("touching device: %w", c.err)
 	}
-	res, err := s.writer().exec(ctx, `UPDATE devices SET `+lastSeenAt("$1")+` WHERE id = $2`, seen, id)
-	if err == nil {
-		err = oneRow(res, storage.ErrNotFound)
-	}
-	if err != nil {
+	if err := s.writer().execOne(ctx, storage.ErrNotFound, `UPDATE devices SET `+lastSeenAt("$1")+` WHERE id = $2`, seen, id); err != nil {
 		return fmt.Errorf("touching device %q: %w", id, err)
 	}
 	return nil

@@ -75,13 +75,9 @@ func (s *Store) UseBypass(ctx context.Context, deviceID, policyID, username stri
 		return fail(errors.New("no time given"))
 	}
 	err := s.write(ctx, func(q conn) error {
-		res, err := q.exec(ctx, `INSERT INTO policy_bypasses (device_id, policy_id, username, used_at) VALUES ($1, $2, $3, $4)
+		return q.execOne(ctx, storage.ErrAlreadyExists, `INSERT INTO policy_bypasses (device_id, policy_id, username, used_at) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (device_id, policy_id) DO UPDATE SET username = excluded.username, used_at = excluded.used_at
 			WHERE policy_bypasses.used_at <= $5`, deviceID, policyID, username, n, nb)
-		if err != nil {
-			return err
-		}
-		return oneRow(res, storage.ErrAlreadyExists)
 	})
 	if err != nil {
 		return fail(err)
@@ -267,11 +263,8 @@ func (s *Store) RevokeExemption(ctx context.Context, id int64, at time.Time, by 
 		return fail(errors.New("no time given"))
 	}
 	err := s.write(ctx, func(q conn) error {
-		res, err := q.exec(ctx, `UPDATE exemptions SET revoked_at = $1, revoked_by = $2 WHERE id = $3 AND revoked_at = 0`, n, by, id)
-		if err != nil {
-			return err
-		}
-		switch err := oneRow(res, storage.ErrAlreadyExists); {
+		switch err := q.execOne(ctx, storage.ErrAlreadyExists,
+			`UPDATE exemptions SET revoked_at = $1, revoked_by = $2 WHERE id = $3 AND revoked_at = 0`, n, by, id); {
 		case err == nil:
 			return insertAudit(ctx, q, audit)
 		case !errors.Is(err, storage.ErrAlreadyExists):

@@ -390,6 +390,16 @@ func (c conn) insert(ctx context.Context, what, key, query string, args ...any) 
 	return res, nil
 }
 
+// execOne runs query, a statement meant to change one row, and returns
+// none when it changed none.
+func (c conn) execOne(ctx context.Context, none error, query string, args ...any) error {
+	res, err := c.exec(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	return oneRow(res, none)
+}
+
 // oneRow returns nil if res affected a row and none otherwise: the
 // statement's key was taken (insert) or absent (update, delete).
 func oneRow(res sql.Result, none error) error {
