@@ -179,17 +179,10 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User, audit storage.Au
 	return normalizeUser(u), nil
 }
 
-// normalizeUser is u as a read returns it: times in UTC.
+// normalizeUser is u, its times checked, as a read returns it: in UTC.
 func normalizeUser(u storage.User) storage.User {
-	u.CreatedAt, u.UpdatedAt = fromNS(nsOrZero(u.CreatedAt)), fromNS(nsOrZero(u.UpdatedAt))
+	u.CreatedAt, u.UpdatedAt = fromNS(toNS(u.CreatedAt)), fromNS(toNS(u.UpdatedAt))
 	return u
-}
-
-func nsOrZero(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
 }
 
 // GetUser returns a user by ID, or ErrNotFound.
@@ -408,10 +401,15 @@ func getGroup(ctx context.Context, q conn, id string) (storage.Group, error) {
 	if err != nil {
 		return storage.Group{}, err
 	}
-	if g.Members, err = list(ctx, q, scanString, `SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id`, id); err != nil {
+	if g.Members, err = groupMembers(ctx, q, id); err != nil {
 		return storage.Group{}, fmt.Errorf("reading group members: %w", err)
 	}
 	return g, nil
+}
+
+// groupMembers returns the IDs of the group's members, sorted.
+func groupMembers(ctx context.Context, q conn, groupID string) ([]string, error) {
+	return list(ctx, q, scanString, `SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id`, groupID)
 }
 
 func checkGroup(g storage.Group) error {
@@ -446,7 +444,7 @@ func members(g storage.Group) []string {
 // setMembers makes the group's members exactly want, changing only the
 // rows that differ.
 func setMembers(ctx context.Context, q conn, groupID string, want []string) error {
-	have, err := list(ctx, q, scanString, `SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id`, groupID)
+	have, err := groupMembers(ctx, q, groupID)
 	if err != nil {
 		return fmt.Errorf("reading group members: %w", err)
 	}
@@ -560,8 +558,7 @@ func (s *Store) ListGroups(ctx context.Context, q storage.PeopleQuery) (storage.
 			}
 			for i := range gs {
 				var err error
-				if gs[i].Members, err = list(ctx, c, scanString,
-					`SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id`, gs[i].ID); err != nil {
+				if gs[i].Members, err = groupMembers(ctx, c, gs[i].ID); err != nil {
 					return err
 				}
 			}
