@@ -93,12 +93,9 @@ func (s *Store) RecordBrowserCert(ctx context.Context, c storage.BrowserCert, ch
 	}
 	err = s.write(ctx, func(q conn) error {
 		// 1. The device: enrolled, not revoked, the Mac the certificate names.
-		d, err := lockDevice(ctx, q, "id", c.DeviceID)
+		d, err := lockUnrevoked(ctx, q, c.DeviceID)
 		if err != nil {
 			return err
-		}
-		if d.Revoked() {
-			return fmt.Errorf("device %q: %w", d.ID, storage.ErrDeviceRevoked)
 		}
 		if d.HardwareUUID != storage.CanonicalHardwareUUID(c.HardwareUUID) {
 			return fmt.Errorf("device %q has hardware UUID %q, the certificate names %q", d.ID, d.HardwareUUID, c.HardwareUUID)

@@ -49,6 +49,19 @@ func lockDevice(ctx context.Context, q conn, column, value string) (storage.Devi
 	return queryDevice(ctx, q, column, value, q.s.d.LockRow)
 }
 
+// lockUnrevoked is lockDevice by ID for a write that a revoked device must
+// not get: ErrDeviceRevoked for one.
+func lockUnrevoked(ctx context.Context, q conn, id string) (storage.Device, error) {
+	d, err := lockDevice(ctx, q, "id", id)
+	if err != nil {
+		return storage.Device{}, err
+	}
+	if d.Revoked() {
+		return storage.Device{}, fmt.Errorf("device %q: %w", d.ID, storage.ErrDeviceRevoked)
+	}
+	return d, nil
+}
+
 func queryDevice(ctx context.Context, q conn, column, value, lock string) (storage.Device, error) {
 	return one(ctx, q, scanDevice, "device", fmt.Sprintf("device %s %q", column, value),
 		`SELECT `+deviceColumns+` FROM devices WHERE `+column+` = $1`+lock, value)
@@ -332,12 +345,9 @@ func (s *Store) RenewDeviceCert(ctx context.Context, cert storage.Cert, audit st
 		return fmt.Errorf("renewing device cert: %w", c.err)
 	}
 	err := s.write(ctx, func(q conn) error {
-		d, err := lockDevice(ctx, q, "id", cert.DeviceID)
+		d, err := lockUnrevoked(ctx, q, cert.DeviceID)
 		if err != nil {
 			return err
-		}
-		if d.Revoked() {
-			return fmt.Errorf("device %q: %w", d.ID, storage.ErrDeviceRevoked)
 		}
 		if err := s.insertCert(ctx, q, cert); err != nil {
 			return err
