@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/clearance/clearance/verifier/storage"
 )
@@ -63,6 +64,25 @@ func updateAudited[T any](ctx context.Context, s *Store, audit storage.AuditEven
 		return insertAudit(ctx, q, audit)
 	})
 	return out, err
+}
+
+// revokeOnce sets the revoked_at of the what id in table (a fixed name,
+// never caller input) to at unless it is set, so that the first
+// revocation stands, and returns the record as get reads it after, with
+// audit appended either way.
+func revokeOnce[T any](ctx context.Context, s *Store, audit storage.AuditEvent, what, table, id string, at time.Time,
+	get func(ctx context.Context, q conn, id string) (T, error)) (T, error) {
+	var zero T
+	revokedAt, err := revocationNS(at)
+	if err != nil {
+		return zero, fmt.Errorf("revoking %s: %w", what, err)
+	}
+	out, err := updateAudited(ctx, s, audit, what, func(q conn) (T, error) { return get(ctx, q, id) }, nil,
+		`UPDATE `+table+` SET revoked_at = $1 WHERE id = $2 AND revoked_at = 0`, revokedAt, id)
+	if err != nil {
+		return zero, fmt.Errorf("revoking %s: %w", what, err)
+	}
+	return out, nil
 }
 
 // AppendAudit appends one event.

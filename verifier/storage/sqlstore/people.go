@@ -69,17 +69,7 @@ func (s *Store) ListSCIMTokens(ctx context.Context) ([]storage.SCIMToken, error)
 // RevokeSCIMToken marks a token revoked; one already revoked keeps its
 // first revocation time.
 func (s *Store) RevokeSCIMToken(ctx context.Context, id string, at time.Time, audit storage.AuditEvent) (storage.SCIMToken, error) {
-	revokedAt, err := revocationNS(at)
-	if err != nil {
-		return storage.SCIMToken{}, fmt.Errorf("revoking scim token: %w", err)
-	}
-	out, err := updateAudited(ctx, s, audit, "scim token",
-		func(q conn) (storage.SCIMToken, error) { return getSCIMToken(ctx, q, id) }, nil,
-		`UPDATE scim_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at = 0`, revokedAt, id)
-	if err != nil {
-		return storage.SCIMToken{}, fmt.Errorf("revoking scim token: %w", err)
-	}
-	return out, nil
+	return revokeOnce(ctx, s, audit, "scim token", "scim_tokens", id, at, getSCIMToken)
 }
 
 // --- users ---

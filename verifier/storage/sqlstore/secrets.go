@@ -138,15 +138,5 @@ func (s *Store) ListEnrollSecrets(ctx context.Context) ([]storage.EnrollSecret, 
 // RevokeEnrollSecret marks a secret revoked. A secret already revoked keeps
 // its first revocation time; the audit event is appended either way.
 func (s *Store) RevokeEnrollSecret(ctx context.Context, id string, at time.Time, audit storage.AuditEvent) (storage.EnrollSecret, error) {
-	revokedAt, err := revocationNS(at)
-	if err != nil {
-		return storage.EnrollSecret{}, fmt.Errorf("revoking enroll secret: %w", err)
-	}
-	out, err := updateAudited(ctx, s, audit, "enroll secret",
-		func(q conn) (storage.EnrollSecret, error) { return getSecret(ctx, q, id) }, nil,
-		`UPDATE enroll_secrets SET revoked_at = $1 WHERE id = $2 AND revoked_at = 0`, revokedAt, id)
-	if err != nil {
-		return storage.EnrollSecret{}, fmt.Errorf("revoking enroll secret: %w", err)
-	}
-	return out, nil
+	return revokeOnce(ctx, s, audit, "enroll secret", "enroll_secrets", id, at, getSecret)
 }
