@@ -40,14 +40,8 @@ func scanPending(sc scanner) (storage.PendingEnrollment, error) {
 // queryPending returns the request matching where (a fixed condition, never
 // caller input) with args, or ErrNotFound.
 func queryPending(ctx context.Context, q conn, what, where, lock string, args ...any) (storage.PendingEnrollment, error) {
-	p, err := scanPending(q.queryRow(ctx, `SELECT `+pendingColumns+` FROM pending_enrollments WHERE `+where+lock, args...))
-	if errors.Is(err, sql.ErrNoRows) {
-		return storage.PendingEnrollment{}, fmt.Errorf("enrollment request %s: %w", what, storage.ErrNotFound)
-	}
-	if err != nil {
-		return storage.PendingEnrollment{}, fmt.Errorf("reading enrollment request: %w", err)
-	}
-	return p, nil
+	return one(ctx, q, scanPending, "enrollment request", "enrollment request "+what,
+		`SELECT `+pendingColumns+` FROM pending_enrollments WHERE `+where+lock, args...)
 }
 
 // RequestEnrollment records or refreshes a request waiting for approval;
@@ -131,16 +125,13 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 		if err != nil {
 			return err
 		}
-		res, err := q.exec(ctx, `INSERT INTO pending_enrollments (`+pendingColumns+`)
+		res, err := q.insert(ctx, "enrollment request", p.ID, `INSERT INTO pending_enrollments (`+pendingColumns+`)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, 1, 0, $16, $17)
 			ON CONFLICT (hardware_uuid, public_key) DO NOTHING`,
 			p.ID, p.HardwareUUID, p.SerialNumber, p.Model, p.OSName, p.OSVersion, p.Hostname, p.Platform,
 			p.AgentVersion, blob(p.PublicKey), p.SecretID, p.DeviceID, p.Reason, p.Source, at, blob(p.DeviceKey), p.SourceNet)
-		if s.d.IsUniqueViolation(err) {
-			return fmt.Errorf("enrollment request %q: %w", p.ID, storage.ErrAlreadyExists)
-		}
 		if err != nil {
-			return fmt.Errorf("inserting enrollment request: %w", err)
+			return err
 		}
 		// The same key's request committed after the lookup: refresh it.
 		if err := oneRow(res, errRace); err != nil {
@@ -320,54 +311,28 @@ func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (stor
 		if err := approvalUse(ctx, q, p.SecretID); err != nil {
 			return err
 		}
-		serial := p.SerialNumber
-		if c := storage.CanonicalSerial(serial); c != "" {
-			serial = c
+		// The old certificate is for the old key: no certificate is
+		// current until the agent picks up its own.
+		d := storage.Device{
+			ID: id, HardwareUUID: p.HardwareUUID, SerialNumber: storedSerial(p.SerialNumber),
+			Model: p.Model, OSName: p.OSName, OSVersion: p.OSVersion, Hostname: p.Hostname,
+			Platform: p.Platform, AgentVersion: p.AgentVersion, PublicKey: p.PublicKey,
+			EnrolledAt: a.At, LastSeen: p.LastRequestAt, SecretID: p.SecretID,
 		}
-		switch {
-		case found:
-			existed, id = true, old.ID
-			// The old certificate is for the old key: no certificate is
-			// current until the agent picks up its own.
-			if _, err := q.exec(ctx, `UPDATE devices SET
-				serial_number = $1, model = $2, os_name = $3, os_version = $4, hostname = $5,
-				platform = $6, agent_version = $7, public_key = $8, cert_serial = '', cert_not_after = 0,
-				enrollments = enrollments + 1, last_seq = 0, `+lastSeenAt("$9")+`, secret_id = $10
-				WHERE id = $11`,
-				serial, p.Model, p.OSName, p.OSVersion, p.Hostname, p.Platform, p.AgentVersion,
-				blob(p.PublicKey), toNS(p.LastRequestAt), p.SecretID, id); err != nil {
+		if found {
+			existed, d.ID = true, old.ID
+			if err := reenroll(ctx, q, d); err != nil {
 				return fmt.Errorf("replacing device key: %w", err)
 			}
-		default:
-			res, err := q.exec(ctx, `INSERT INTO devices (
-				id, hardware_uuid, serial_number, model, os_name, os_version, hostname,
-				platform, agent_version, public_key, cert_serial, cert_not_after,
-				enrolled_at, enrollments, last_seen, secret_id)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '', 0, $11, 1, $12, $13)
-				ON CONFLICT (hardware_uuid) DO NOTHING`,
-				id, p.HardwareUUID, serial, p.Model, p.OSName, p.OSVersion, p.Hostname,
-				p.Platform, p.AgentVersion, blob(p.PublicKey), at, toNS(p.LastRequestAt), p.SecretID)
-			if s.d.IsUniqueViolation(err) {
-				return fmt.Errorf("device %q: %w", id, storage.ErrAlreadyExists)
-			}
-			if err != nil {
-				return fmt.Errorf("inserting device: %w", err)
-			}
-			if err := oneRow(res, errRace); err != nil {
-				return fmt.Errorf("first enrollment of hardware UUID %q: %w", p.HardwareUUID, err)
-			}
+		} else if err := insertDevice(ctx, q, d); err != nil {
+			return err
 		}
 		// The approved request, and the others waiting for this hardware
 		// UUID: they were made against the state just replaced.
 		if err := dropWaiting(ctx, q, p.HardwareUUID); err != nil {
 			return err
 		}
-		ev := a.Audit
-		ev.DeviceID = id
-		if err := insertAudit(ctx, q, ev); err != nil {
-			return err
-		}
-		out, err = getDevice(ctx, q, "id", id)
+		out, err = enrolled(ctx, q, d.ID, a.Audit)
 		return err
 	})
 	if err == nil && stale {
@@ -388,13 +353,6 @@ func dropWaiting(ctx context.Context, q conn, hardwareUUID string) error {
 	return nil
 }
 
-// toNS is timeCodec.ns for a time read back from the store, which is
-// always in range.
-func toNS(t time.Time) int64 {
-	var c timeCodec
-	return c.ns("stored time", t)
-}
-
 // RejectEnrollment marks a request rejected; see storage.ApprovalStore.
 func (s *Store) RejectEnrollment(ctx context.Context, id string, at time.Time, audit storage.AuditEvent) (storage.PendingEnrollment, error) {
 	if at.IsZero() {
@@ -406,21 +364,12 @@ func (s *Store) RejectEnrollment(ctx context.Context, id string, at time.Time, a
 	if c.err != nil {
 		return storage.PendingEnrollment{}, fmt.Errorf("rejecting enrollment: %w", c.err)
 	}
-	var out storage.PendingEnrollment
-	err := s.write(ctx, func(q conn) error {
-		if _, err := q.exec(ctx, `UPDATE pending_enrollments SET rejected_at = $1 WHERE id = $2 AND rejected_at = 0`,
-			rejectedAt, id); err != nil {
-			return fmt.Errorf("updating enrollment request: %w", err)
-		}
-		var err error
-		if out, err = queryPending(ctx, q, fmt.Sprintf("%q", id), `id = $1`, "", id); err != nil {
-			return err
-		}
-		if audit.DeviceID == "" {
-			audit.DeviceID = out.DeviceID
-		}
-		return insertAudit(ctx, q, audit)
-	})
+	out, err := updateAudited(ctx, s, audit, "enrollment request",
+		func(q conn) (storage.PendingEnrollment, error) {
+			return queryPending(ctx, q, fmt.Sprintf("%q", id), `id = $1`, "", id)
+		},
+		func(p storage.PendingEnrollment) string { return p.DeviceID },
+		`UPDATE pending_enrollments SET rejected_at = $1 WHERE id = $2 AND rejected_at = 0`, rejectedAt, id)
 	if err != nil {
 		return storage.PendingEnrollment{}, fmt.Errorf("rejecting enrollment: %w", err)
 	}
@@ -476,20 +425,20 @@ func (s *Store) ImportKnownDevices(ctx context.Context, ds []storage.KnownDevice
 
 // GetKnownDevice returns a known serial number, or ErrNotFound.
 func (s *Store) GetKnownDevice(ctx context.Context, serial string) (storage.KnownDevice, error) {
+	if serial = storage.CanonicalSerial(serial); serial == "" {
+		return storage.KnownDevice{}, fmt.Errorf("known device: serial without a canonical form: %w", storage.ErrNotFound)
+	}
+	return one(ctx, s.reader(), scanKnownDevice, "known device", fmt.Sprintf("known device %q", serial),
+		`SELECT serial_number, name, source, imported_at FROM known_devices WHERE serial_number = $1`, serial)
+}
+
+func scanKnownDevice(sc scanner) (storage.KnownDevice, error) {
 	var (
 		d  storage.KnownDevice
 		at int64
 	)
-	if serial = storage.CanonicalSerial(serial); serial == "" {
-		return storage.KnownDevice{}, fmt.Errorf("known device: serial without a canonical form: %w", storage.ErrNotFound)
-	}
-	err := s.reader().queryRow(ctx, `SELECT serial_number, name, source, imported_at FROM known_devices WHERE serial_number = $1`,
-		serial).Scan(&d.SerialNumber, &d.Name, &d.Source, &at)
-	if errors.Is(err, sql.ErrNoRows) {
-		return storage.KnownDevice{}, fmt.Errorf("known device %q: %w", serial, storage.ErrNotFound)
-	}
-	if err != nil {
-		return storage.KnownDevice{}, fmt.Errorf("reading known device: %w", err)
+	if err := sc.Scan(&d.SerialNumber, &d.Name, &d.Source, &at); err != nil {
+		return storage.KnownDevice{}, err
 	}
 	d.ImportedAt = fromNS(at)
 	return d, nil
@@ -516,13 +465,6 @@ func (s *Store) GetDeviceBySerial(ctx context.Context, serial string) (storage.D
 	if c == "" {
 		return storage.Device{}, fmt.Errorf("device: serial without a canonical form: %w", storage.ErrNotFound)
 	}
-	d, err := scanDevice(s.reader().queryRow(ctx, `SELECT `+deviceColumns+` FROM devices
-		WHERE serial_number = $1 AND revoked_at = 0 ORDER BY id LIMIT 1`, c))
-	if errors.Is(err, sql.ErrNoRows) {
-		return storage.Device{}, fmt.Errorf("device with serial %q: %w", c, storage.ErrNotFound)
-	}
-	if err != nil {
-		return storage.Device{}, fmt.Errorf("reading device: %w", err)
-	}
-	return d, nil
+	return one(ctx, s.reader(), scanDevice, "device", fmt.Sprintf("device with serial %q", c), `SELECT `+deviceColumns+` FROM devices
+		WHERE serial_number = $1 AND revoked_at = 0 ORDER BY id LIMIT 1`, c)
 }

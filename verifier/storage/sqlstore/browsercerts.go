@@ -93,12 +93,9 @@ func (s *Store) RecordBrowserCert(ctx context.Context, c storage.BrowserCert, ch
 	}
 	err = s.write(ctx, func(q conn) error {
 		// 1. The device: enrolled, not revoked, the Mac the certificate names.
-		d, err := lockDevice(ctx, q, "id", c.DeviceID)
+		d, err := lockUnrevoked(ctx, q, c.DeviceID)
 		if err != nil {
 			return err
-		}
-		if d.Revoked() {
-			return fmt.Errorf("device %q: %w", d.ID, storage.ErrDeviceRevoked)
 		}
 		if d.HardwareUUID != storage.CanonicalHardwareUUID(c.HardwareUUID) {
 			return fmt.Errorf("device %q has hardware UUID %q, the certificate names %q", d.ID, d.HardwareUUID, c.HardwareUUID)
@@ -118,20 +115,13 @@ func (s *Store) RecordBrowserCert(ctx context.Context, c storage.BrowserCert, ch
 		}
 
 		// 3. The certificate.
-		_, err = q.exec(ctx, `INSERT INTO certs (`+browserCertColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, args...)
-		if s.d.IsUniqueViolation(err) {
-			return fmt.Errorf("certificate %q: %w", c.Serial, storage.ErrAlreadyExists)
-		}
-		if err != nil {
-			return fmt.Errorf("inserting certificate: %w", err)
+		if _, err := q.insert(ctx, "certificate", c.Serial, `INSERT INTO certs (`+browserCertColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, args...); err != nil {
+			return err
 		}
 
 		// 4. Audit.
-		if audit.DeviceID == "" {
-			audit.DeviceID = d.ID
-		}
-		return insertAudit(ctx, q, audit)
+		return insertAuditOf(ctx, q, audit, d.ID)
 	})
 	if err != nil {
 		return fmt.Errorf("recording browser cert: %w", err)
@@ -180,10 +170,7 @@ func (s *Store) SupersedeBrowserCerts(ctx context.Context, serial string, now ti
 		if n = int(changed); n == 0 {
 			return nil
 		}
-		if audit.DeviceID == "" {
-			audit.DeviceID = c.DeviceID
-		}
-		return insertAudit(ctx, q, audit)
+		return insertAuditOf(ctx, q, audit, c.DeviceID)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("superseding browser certs: %w", err)
@@ -193,15 +180,8 @@ func (s *Store) SupersedeBrowserCerts(ctx context.Context, serial string, now ti
 
 // GetBrowserCert returns a browser certificate by serial, or ErrNotFound.
 func (s *Store) GetBrowserCert(ctx context.Context, serial string) (storage.BrowserCert, error) {
-	c, err := scanBrowserCert(s.reader().queryRow(ctx,
-		`SELECT `+browserCertColumns+` FROM certs WHERE serial = $1 AND kind = $2`, serial, storage.CertKindBrowser))
-	if errors.Is(err, sql.ErrNoRows) {
-		return storage.BrowserCert{}, fmt.Errorf("browser certificate %q: %w", serial, storage.ErrNotFound)
-	}
-	if err != nil {
-		return storage.BrowserCert{}, fmt.Errorf("reading browser certificate: %w", err)
-	}
-	return c, nil
+	return one(ctx, s.reader(), scanBrowserCert, "browser certificate", fmt.Sprintf("browser certificate %q", serial),
+		`SELECT `+browserCertColumns+` FROM certs WHERE serial = $1 AND kind = $2`, serial, storage.CertKindBrowser)
 }
 
 // ListBrowserCerts returns the device's newest (at most 1000) browser
@@ -269,23 +249,16 @@ func (s *Store) RevokeBrowserCert(ctx context.Context, serial, reason string, at
 	err := s.write(ctx, func(q conn) error {
 		// The row is locked, so a concurrent revocation or grace-period
 		// update waits, and the earliest time wins whatever the order.
-		var deviceID string
-		err := q.queryRow(ctx, `SELECT device_id FROM certs WHERE serial = $1 AND kind = $2`+s.d.LockRow,
-			serial, storage.CertKindBrowser).Scan(&deviceID)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("browser certificate %q: %w", serial, storage.ErrNotFound)
-		}
+		deviceID, err := one(ctx, q, scanString, "browser certificate", fmt.Sprintf("browser certificate %q", serial),
+			`SELECT device_id FROM certs WHERE serial = $1 AND kind = $2`+s.d.LockRow, serial, storage.CertKindBrowser)
 		if err != nil {
-			return fmt.Errorf("reading browser certificate: %w", err)
+			return err
 		}
 		if _, err := q.exec(ctx, `UPDATE certs SET revoke_after = $1, revoked_reason = $2
 			WHERE serial = $3 AND (revoke_after = 0 OR revoke_after > $1)`, atNS, reason, serial); err != nil {
 			return fmt.Errorf("updating browser certificate: %w", err)
 		}
-		if audit.DeviceID == "" {
-			audit.DeviceID = deviceID
-		}
-		return insertAudit(ctx, q, audit)
+		return insertAuditOf(ctx, q, audit, deviceID)
 	})
 	if err != nil {
 		return fmt.Errorf("revoking browser cert: %w", err)

@@ -145,57 +145,43 @@ func (s *Store) ListDecisions(ctx context.Context, f storage.DecisionFilter) ([]
 // API takes any year from 1 to 9999). No stored time lies outside it, so
 // such a bound selects everything or nothing, as it would if it fitted.
 func listDecisionsQuery(f storage.DecisionFilter) (string, []any) {
-	var (
-		where []string
-		args  []any
-	)
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, cond+" $"+strconv.Itoa(len(args)))
-	}
+	var w filter
 	const nothing = "0 = 1"
 	if f.Username != "" {
-		add("username =", f.Username)
+		w.add("username = ?", f.Username)
 	}
 	if f.DeviceID != "" {
-		add("device_id =", f.DeviceID)
+		w.add("device_id = ?", f.DeviceID)
 	}
 	if f.Allow != nil {
-		add("allow =", *f.Allow)
+		w.add("allow = ?", *f.Allow)
 	}
 	if len(f.Modes) > 0 {
 		var in []string
 		for _, m := range f.Modes {
-			args = append(args, m)
-			in = append(in, "$"+strconv.Itoa(len(args)))
+			w.args = append(w.args, m)
+			in = append(in, "$"+strconv.Itoa(len(w.args)))
 		}
-		where = append(where, "mode IN ("+strings.Join(in, ", ")+")")
+		w.conds = append(w.conds, "mode IN ("+strings.Join(in, ", ")+")")
 	}
 	switch {
 	case f.Since.IsZero() || f.Since.Before(minTime):
 	case f.Since.After(maxTime):
-		where = append(where, nothing)
+		w.conds = append(w.conds, nothing)
 	default:
-		add("at >=", f.Since.UnixNano())
+		w.add("at >= ?", f.Since.UnixNano())
 	}
 	switch {
 	case f.Until.IsZero() || f.Until.After(maxTime):
 	case f.Until.Before(minTime):
-		where = append(where, nothing)
+		w.conds = append(w.conds, nothing)
 	default:
-		add("at <", f.Until.UnixNano())
+		w.add("at < ?", f.Until.UnixNano())
 	}
 	if f.BeforeID > 0 {
-		add("id <", f.BeforeID)
+		w.add("id < ?", f.BeforeID)
 	}
-	var q strings.Builder
-	q.WriteString(`SELECT ` + decisionColumns + ` FROM decisions`)
-	if len(where) > 0 {
-		q.WriteString(` WHERE ` + strings.Join(where, ` AND `))
-	}
-	args = append(args, decisionLimit(f.Limit))
-	q.WriteString(` ORDER BY id DESC LIMIT $` + strconv.Itoa(len(args)))
-	return q.String(), args
+	return w.query(`SELECT `+decisionColumns+` FROM decisions`, `id DESC`, decisionLimit(f.Limit))
 }
 
 // decisionLimit is the number of decisions a List with this limit returns

@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -50,15 +49,22 @@ func lockDevice(ctx context.Context, q conn, column, value string) (storage.Devi
 	return queryDevice(ctx, q, column, value, q.s.d.LockRow)
 }
 
-func queryDevice(ctx context.Context, q conn, column, value, lock string) (storage.Device, error) {
-	d, err := scanDevice(q.queryRow(ctx, `SELECT `+deviceColumns+` FROM devices WHERE `+column+` = $1`+lock, value))
-	if errors.Is(err, sql.ErrNoRows) {
-		return storage.Device{}, fmt.Errorf("device %s %q: %w", column, value, storage.ErrNotFound)
-	}
+// lockUnrevoked is lockDevice by ID for a write that a revoked device must
+// not get: ErrDeviceRevoked for one.
+func lockUnrevoked(ctx context.Context, q conn, id string) (storage.Device, error) {
+	d, err := lockDevice(ctx, q, "id", id)
 	if err != nil {
-		return storage.Device{}, fmt.Errorf("reading device: %w", err)
+		return storage.Device{}, err
+	}
+	if d.Revoked() {
+		return storage.Device{}, fmt.Errorf("device %q: %w", d.ID, storage.ErrDeviceRevoked)
 	}
 	return d, nil
+}
+
+func queryDevice(ctx context.Context, q conn, column, value, lock string) (storage.Device, error) {
+	return one(ctx, q, scanDevice, "device", fmt.Sprintf("device %s %q", column, value),
+		`SELECT `+deviceColumns+` FROM devices WHERE `+column+` = $1`+lock, value)
 }
 
 // lastSeenAt is the SQL that moves last_seen forward to the parameter, never
@@ -80,7 +86,7 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 		return storage.Device{}, false, errors.New("enrolling device: empty hardware UUID")
 	}
 	var c timeCodec
-	certNotAfter := c.ns("device cert not after", in.CertNotAfter)
+	c.ns("device cert not after", in.CertNotAfter)
 	// EnrolledAt is this enrollment's time. It is the device's first one only
 	// for a new device, but it is always a moment the device was seen.
 	enrolledAt := c.ns("enrolled at", in.EnrolledAt)
@@ -129,10 +135,10 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 		}
 
 		// 3. Re-enroll the device with this hardware UUID, or create one.
-		serial := in.SerialNumber
-		if c := storage.CanonicalSerial(serial); c != "" {
-			serial = c
-		}
+		d := in
+		d.SerialNumber = storedSerial(in.SerialNumber)
+		d.LastSeen = in.EnrolledAt
+		d.SecretID = secretID
 		switch {
 		case found:
 			if old.Revoked() {
@@ -143,18 +149,8 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 			}
 			reenrolled = true
 			id = old.ID
-			// ID, enrolled_at, report history and last_report_at stay; the
-			// new key restarts the report sequence.
-			_, err = q.exec(ctx, `UPDATE devices SET
-				serial_number = $1, model = $2, os_name = $3, os_version = $4, hostname = $5,
-				platform = $6, agent_version = $7, public_key = $8, cert_serial = $9,
-				cert_not_after = $10, enrollments = enrollments + 1, last_seq = 0, `+lastSeenAt("$11")+`,
-				secret_id = $13
-				WHERE id = $12`,
-				serial, in.Model, in.OSName, in.OSVersion, in.Hostname,
-				in.Platform, in.AgentVersion, blob(in.PublicKey), in.CertSerial,
-				certNotAfter, enrolledAt, id, secretID)
-			if err != nil {
+			d.ID = id
+			if err := reenroll(ctx, q, d); err != nil {
 				return fmt.Errorf("re-enrolling device: %w", err)
 			}
 		default:
@@ -166,27 +162,9 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 					return err
 				}
 			}
-			// Counters and revocation start fresh whatever the caller set;
-			// the enrollment is the first time the device was seen.
-			res, err := q.exec(ctx, `INSERT INTO devices (
-				id, hardware_uuid, serial_number, model, os_name, os_version, hostname,
-				platform, agent_version, public_key, cert_serial, cert_not_after,
-				enrolled_at, enrollments, last_seen, secret_id)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15)
-				ON CONFLICT (hardware_uuid) DO NOTHING`,
-				id, in.HardwareUUID, serial, in.Model, in.OSName, in.OSVersion, in.Hostname,
-				in.Platform, in.AgentVersion, blob(in.PublicKey), in.CertSerial, certNotAfter,
-				enrolledAt, enrolledAt, secretID)
-			if s.d.IsUniqueViolation(err) {
-				return fmt.Errorf("device %q: %w", id, storage.ErrAlreadyExists)
-			}
-			if err != nil {
-				return fmt.Errorf("inserting device: %w", err)
-			}
-			// Another enrollment of this machine committed after the
-			// lookup above found none: run again to re-enroll it.
-			if err := oneRow(res, errRace); err != nil {
-				return fmt.Errorf("first enrollment of hardware UUID %q: %w", in.HardwareUUID, err)
+			// The enrollment is the first time the device was seen.
+			if err := insertDevice(ctx, q, d); err != nil {
+				return err
 			}
 		}
 
@@ -206,19 +184,73 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 		}
 
 		// 6. Audit.
-		ev := e.Audit
-		ev.DeviceID = id
-		if err := insertAudit(ctx, q, ev); err != nil {
-			return err
-		}
-
-		out, err = getDevice(ctx, q, "id", id)
+		out, err = enrolled(ctx, q, id, e.Audit)
 		return err
 	})
 	if err != nil {
 		return storage.Device{}, false, fmt.Errorf("enrolling device: %w", err)
 	}
 	return out, reenrolled, nil
+}
+
+// storedSerial is a serial number as a device row keeps it: canonical when
+// it has a canonical form, else as given.
+func storedSerial(serial string) string {
+	if c := storage.CanonicalSerial(serial); c != "" {
+		return c
+	}
+	return serial
+}
+
+// reenroll gives the device d.ID a new enrollment: d's facts, key,
+// certificate and secret, one enrollment more, and last_seen moved forward
+// to d.LastSeen. Its ID, enrolled_at, report history and last_report_at
+// stay; the new key restarts the report sequence. d's times were checked.
+func reenroll(ctx context.Context, q conn, d storage.Device) error {
+	_, err := q.exec(ctx, `UPDATE devices SET
+		serial_number = $1, model = $2, os_name = $3, os_version = $4, hostname = $5,
+		platform = $6, agent_version = $7, public_key = $8, cert_serial = $9,
+		cert_not_after = $10, enrollments = enrollments + 1, last_seq = 0, `+lastSeenAt("$11")+`,
+		secret_id = $13
+		WHERE id = $12`,
+		d.SerialNumber, d.Model, d.OSName, d.OSVersion, d.Hostname,
+		d.Platform, d.AgentVersion, blob(d.PublicKey), d.CertSerial,
+		toNS(d.CertNotAfter), toNS(d.LastSeen), d.ID, d.SecretID)
+	return err
+}
+
+// insertDevice stores d as a new device enrolled once, at d.EnrolledAt:
+// counters and revocation start fresh whatever d says. d's times were
+// checked.
+func insertDevice(ctx context.Context, q conn, d storage.Device) error {
+	res, err := q.insert(ctx, "device", d.ID, `INSERT INTO devices (
+		id, hardware_uuid, serial_number, model, os_name, os_version, hostname,
+		platform, agent_version, public_key, cert_serial, cert_not_after,
+		enrolled_at, enrollments, last_seen, secret_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15)
+		ON CONFLICT (hardware_uuid) DO NOTHING`,
+		d.ID, d.HardwareUUID, d.SerialNumber, d.Model, d.OSName, d.OSVersion, d.Hostname,
+		d.Platform, d.AgentVersion, blob(d.PublicKey), d.CertSerial, toNS(d.CertNotAfter),
+		toNS(d.EnrolledAt), toNS(d.LastSeen), d.SecretID)
+	if err != nil {
+		return err
+	}
+	// Another enrollment of this machine committed after the caller's
+	// lookup found none: run again to re-enroll it.
+	if err := oneRow(res, errRace); err != nil {
+		return fmt.Errorf("first enrollment of hardware UUID %q: %w", d.HardwareUUID, err)
+	}
+	return nil
+}
+
+// enrolled ends an enrollment of the device id: it appends audit under
+// that device and reads the device back.
+func enrolled(ctx context.Context, q conn, id string, audit storage.AuditEvent) (storage.Device, error) {
+	audit.DeviceID = id
+	if err := insertAudit(ctx, q, audit); err != nil {
+		return storage.Device{}, err
+	}
+	return getDevice(ctx, q, "id", id)
 }
 
 // serialFree returns ErrSerialEnrolled if an unrevoked device has the
@@ -246,16 +278,10 @@ func (s *Store) insertCert(ctx context.Context, q conn, cert storage.Cert) error
 	if c.err != nil {
 		return c.err
 	}
-	_, err := q.exec(ctx, `INSERT INTO certs (serial, device_id, kind, not_before, not_after, der)
+	_, err := q.insert(ctx, "certificate", cert.Serial, `INSERT INTO certs (serial, device_id, kind, not_before, not_after, der)
 		VALUES ($1, $2, $3, $4, $5, $6)`,
 		cert.Serial, cert.DeviceID, cert.Kind, notBefore, notAfter, blob(cert.DER))
-	if s.d.IsUniqueViolation(err) {
-		return fmt.Errorf("certificate %q: %w", cert.Serial, storage.ErrAlreadyExists)
-	}
-	if err != nil {
-		return fmt.Errorf("inserting certificate: %w", err)
-	}
-	return nil
+	return err
 }
 
 // GetDevice returns a device by ID, or ErrNotFound.
@@ -296,31 +322,15 @@ func (s *Store) ListDevicesBySecret(ctx context.Context, secretID, afterID strin
 // first revocation; the audit event is appended either way, since it records
 // the request.
 func (s *Store) RevokeDevice(ctx context.Context, id, reason string, at time.Time, audit storage.AuditEvent) (storage.Device, error) {
-	// A zero time is how "not revoked" is stored.
-	if at.IsZero() {
-		return storage.Device{}, errors.New("revoking device: zero revocation time")
+	revokedAt, err := revocationNS(at)
+	if err != nil {
+		return storage.Device{}, fmt.Errorf("revoking device: %w", err)
 	}
-	var c timeCodec
-	revokedAt := c.ns("revocation time", at)
-	if c.err != nil {
-		return storage.Device{}, fmt.Errorf("revoking device: %w", c.err)
-	}
-	var out storage.Device
-	err := s.write(ctx, func(q conn) error {
-		// Unknown, or already revoked: getDevice below tells which.
-		if _, err := q.exec(ctx, `UPDATE devices SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at = 0`,
-			revokedAt, reason, id); err != nil {
-			return fmt.Errorf("updating device: %w", err)
-		}
-		var err error
-		if out, err = getDevice(ctx, q, "id", id); err != nil {
-			return err
-		}
-		if audit.DeviceID == "" {
-			audit.DeviceID = id
-		}
-		return insertAudit(ctx, q, audit)
-	})
+	// Unknown, or already revoked: the read after the update tells which.
+	out, err := updateAudited(ctx, s, audit, "device",
+		func(q conn) (storage.Device, error) { return getDevice(ctx, q, "id", id) },
+		func(storage.Device) string { return id },
+		`UPDATE devices SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at = 0`, revokedAt, reason, id)
 	if err != nil {
 		return storage.Device{}, fmt.Errorf("revoking device: %w", err)
 	}
@@ -335,12 +345,9 @@ func (s *Store) RenewDeviceCert(ctx context.Context, cert storage.Cert, audit st
 		return fmt.Errorf("renewing device cert: %w", c.err)
 	}
 	err := s.write(ctx, func(q conn) error {
-		d, err := lockDevice(ctx, q, "id", cert.DeviceID)
+		d, err := lockUnrevoked(ctx, q, cert.DeviceID)
 		if err != nil {
 			return err
-		}
-		if d.Revoked() {
-			return fmt.Errorf("device %q: %w", d.ID, storage.ErrDeviceRevoked)
 		}
 		if err := s.insertCert(ctx, q, cert); err != nil {
 			return err
@@ -349,10 +356,7 @@ func (s *Store) RenewDeviceCert(ctx context.Context, cert storage.Cert, audit st
 			cert.Serial, notAfter, d.ID); err != nil {
 			return fmt.Errorf("updating device: %w", err)
 		}
-		if audit.DeviceID == "" {
-			audit.DeviceID = d.ID
-		}
-		return insertAudit(ctx, q, audit)
+		return insertAuditOf(ctx, q, audit, d.ID)
 	})
 	if err != nil {
 		return fmt.Errorf("renewing device cert: %w", err)
@@ -367,11 +371,7 @@ func (s *Store) TouchDevice(ctx context.Context, id string, at time.Time) error 
 	if c.err != nil {
 		return fmt.Errorf("touching device: %w", c.err)
 	}
-	res, err := s.writer().exec(ctx, `UPDATE devices SET `+lastSeenAt("$1")+` WHERE id = $2`, seen, id)
-	if err == nil {
-		err = oneRow(res, storage.ErrNotFound)
-	}
-	if err != nil {
+	if err := s.writer().execOne(ctx, storage.ErrNotFound, `UPDATE devices SET `+lastSeenAt("$1")+` WHERE id = $2`, seen, id); err != nil {
 		return fmt.Errorf("touching device %q: %w", id, err)
 	}
 	return nil
@@ -379,18 +379,17 @@ func (s *Store) TouchDevice(ctx context.Context, id string, at time.Time) error 
 
 // GetCert returns an issued certificate by serial, or ErrNotFound.
 func (s *Store) GetCert(ctx context.Context, serial string) (storage.Cert, error) {
+	return one(ctx, s.reader(), scanCert, "certificate", fmt.Sprintf("certificate %q", serial),
+		`SELECT serial, device_id, kind, not_before, not_after, der FROM certs WHERE serial = $1`, serial)
+}
+
+func scanCert(sc scanner) (storage.Cert, error) {
 	var (
 		cert                storage.Cert
 		notBefore, notAfter int64
 	)
-	err := s.reader().queryRow(ctx,
-		`SELECT serial, device_id, kind, not_before, not_after, der FROM certs WHERE serial = $1`, serial).
-		Scan(&cert.Serial, &cert.DeviceID, &cert.Kind, &notBefore, &notAfter, &cert.DER)
-	if errors.Is(err, sql.ErrNoRows) {
-		return storage.Cert{}, fmt.Errorf("certificate %q: %w", serial, storage.ErrNotFound)
-	}
-	if err != nil {
-		return storage.Cert{}, fmt.Errorf("reading certificate: %w", err)
+	if err := sc.Scan(&cert.Serial, &cert.DeviceID, &cert.Kind, &notBefore, &notAfter, &cert.DER); err != nil {
+		return storage.Cert{}, err
 	}
 	cert.NotBefore = fromNS(notBefore)
 	cert.NotAfter = fromNS(notAfter)

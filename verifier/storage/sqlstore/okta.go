@@ -2,11 +2,8 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/clearance/clearance/verifier/storage"
@@ -30,15 +27,8 @@ func scanOktaSignIn(sc scanner) (storage.OktaSignIn, error) {
 
 // OktaCursor returns the cursor stored under name, or ErrNotFound.
 func (s *Store) OktaCursor(ctx context.Context, name string) (string, error) {
-	var v string
-	err := s.reader().queryRow(ctx, `SELECT value FROM okta_cursors WHERE name = $1`, name).Scan(&v)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("okta cursor %q: %w", name, storage.ErrNotFound)
-	}
-	if err != nil {
-		return "", fmt.Errorf("reading okta cursor: %w", err)
-	}
-	return v, nil
+	return one(ctx, s.reader(), scanString, "okta cursor", fmt.Sprintf("okta cursor %q", name),
+		`SELECT value FROM okta_cursors WHERE name = $1`, name)
 }
 
 // SaveOktaLogPage stores the events not stored yet and the cursor, in one
@@ -103,34 +93,21 @@ func (s *Store) SaveOktaLogPage(ctx context.Context, cursorName, cursor string, 
 
 // ListOktaSignIns returns the matching events, newest published first.
 func (s *Store) ListOktaSignIns(ctx context.Context, f storage.OktaSignInFilter) ([]storage.OktaSignIn, error) {
-	var (
-		where []string
-		args  []any
-	)
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, cond+" $"+strconv.Itoa(len(args)))
-	}
+	var w filter
 	if f.Unmatched {
-		add("unmatched =", true)
+		w.add("unmatched = ?", true)
 	}
 	if f.DecisionID != 0 {
-		add("decision_id =", f.DecisionID)
+		w.add("decision_id = ?", f.DecisionID)
 	}
 	if !f.Since.IsZero() && !f.Since.Before(minTime) {
 		if f.Since.After(maxTime) {
 			return []storage.OktaSignIn{}, nil
 		}
-		add("published >=", f.Since.UnixNano())
+		w.add("published >= ?", f.Since.UnixNano())
 	}
-	var q strings.Builder
-	q.WriteString(`SELECT ` + oktaSignInColumns + ` FROM okta_sign_ins`)
-	if len(where) > 0 {
-		q.WriteString(` WHERE ` + strings.Join(where, ` AND `))
-	}
-	args = append(args, decisionLimit(f.Limit))
-	q.WriteString(` ORDER BY published DESC, uuid LIMIT $` + strconv.Itoa(len(args)))
-	out, err := list(ctx, s.reader(), scanOktaSignIn, q.String(), args...)
+	q, args := w.query(`SELECT `+oktaSignInColumns+` FROM okta_sign_ins`, `published DESC, uuid`, decisionLimit(f.Limit))
+	out, err := list(ctx, s.reader(), scanOktaSignIn, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing okta sign-ins: %w", err)
 	}

@@ -2,8 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -28,14 +26,8 @@ func scanSCIMToken(sc scanner) (storage.SCIMToken, error) {
 }
 
 func getSCIMToken(ctx context.Context, q conn, id string) (storage.SCIMToken, error) {
-	t, err := scanSCIMToken(q.queryRow(ctx, `SELECT `+scimTokenColumns+` FROM scim_tokens WHERE id = $1`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return storage.SCIMToken{}, fmt.Errorf("scim token %q: %w", id, storage.ErrNotFound)
-	}
-	if err != nil {
-		return storage.SCIMToken{}, fmt.Errorf("reading scim token: %w", err)
-	}
-	return t, nil
+	return one(ctx, q, scanSCIMToken, "scim token", fmt.Sprintf("scim token %q", id),
+		`SELECT `+scimTokenColumns+` FROM scim_tokens WHERE id = $1`, id)
 }
 
 // CreateSCIMToken stores a new token and its audit event.
@@ -51,17 +43,9 @@ func (s *Store) CreateSCIMToken(ctx context.Context, t storage.SCIMToken, audit 
 	if err := checkTexts(false, textField{"token description", t.Description}); err != nil {
 		return fmt.Errorf("creating scim token: %w", err)
 	}
-	err := s.write(ctx, func(q conn) error {
-		_, err := q.exec(ctx, `INSERT INTO scim_tokens (`+scimTokenColumns+`) VALUES ($1, $2, $3, $4, $5)`,
-			t.ID, t.Description, blob(t.Hash), createdAt, revokedAt)
-		if s.d.IsUniqueViolation(err) {
-			return fmt.Errorf("scim token %q: %w", t.ID, storage.ErrAlreadyExists)
-		}
-		if err != nil {
-			return fmt.Errorf("inserting scim token: %w", err)
-		}
-		return insertAudit(ctx, q, audit)
-	})
+	err := s.insertAudited(ctx, audit, "scim token", t.ID,
+		`INSERT INTO scim_tokens (`+scimTokenColumns+`) VALUES ($1, $2, $3, $4, $5)`,
+		t.ID, t.Description, blob(t.Hash), createdAt, revokedAt)
 	if err != nil {
 		return fmt.Errorf("creating scim token: %w", err)
 	}
@@ -85,29 +69,7 @@ func (s *Store) ListSCIMTokens(ctx context.Context) ([]storage.SCIMToken, error)
 // RevokeSCIMToken marks a token revoked; one already revoked keeps its
 // first revocation time.
 func (s *Store) RevokeSCIMToken(ctx context.Context, id string, at time.Time, audit storage.AuditEvent) (storage.SCIMToken, error) {
-	if at.IsZero() {
-		return storage.SCIMToken{}, errors.New("revoking scim token: zero revocation time")
-	}
-	var c timeCodec
-	revokedAt := c.ns("revocation time", at)
-	if c.err != nil {
-		return storage.SCIMToken{}, fmt.Errorf("revoking scim token: %w", c.err)
-	}
-	var out storage.SCIMToken
-	err := s.write(ctx, func(q conn) error {
-		if _, err := q.exec(ctx, `UPDATE scim_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at = 0`, revokedAt, id); err != nil {
-			return fmt.Errorf("updating scim token: %w", err)
-		}
-		var err error
-		if out, err = getSCIMToken(ctx, q, id); err != nil {
-			return err
-		}
-		return insertAudit(ctx, q, audit)
-	})
-	if err != nil {
-		return storage.SCIMToken{}, fmt.Errorf("revoking scim token: %w", err)
-	}
-	return out, nil
+	return revokeOnce(ctx, s, audit, "scim token", "scim_tokens", id, at, getSCIMToken)
 }
 
 // --- users ---
@@ -143,14 +105,8 @@ func getUser(ctx context.Context, q conn, where string, arg string) (storage.Use
 	if !storable(arg) {
 		return storage.User{}, fmt.Errorf("user %q: %w", arg, storage.ErrNotFound)
 	}
-	u, err := scanUser(q.queryRow(ctx, `SELECT `+userColumns+` FROM directory_users WHERE `+where+` = $1`, arg))
-	if errors.Is(err, sql.ErrNoRows) {
-		return storage.User{}, fmt.Errorf("user %q: %w", arg, storage.ErrNotFound)
-	}
-	if err != nil {
-		return storage.User{}, fmt.Errorf("reading user: %w", err)
-	}
-	return u, nil
+	return one(ctx, q, scanUser, "user", fmt.Sprintf("user %q", arg),
+		`SELECT `+userColumns+` FROM directory_users WHERE `+where+` = $1`, arg)
 }
 
 // recordSource is a record's source as stored: SCIM's when not given.
@@ -203,36 +159,20 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User, audit storage.Au
 	u.Version = 1
 	u.Resource = blob(u.Resource)
 	u.Source = recordSource(u.Source)
-	err := s.write(ctx, func(q conn) error {
-		_, err := q.exec(ctx, `INSERT INTO directory_users (`+userColumns+`, user_name_key)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-			u.ID, u.UserName, u.ExternalID, u.DisplayName, u.Email, u.Active, u.Resource, u.Source, u.Version,
-			createdAt, updatedAt, storage.UserNameKey(u.UserName))
-		if s.d.IsUniqueViolation(err) {
-			return fmt.Errorf("user %q: %w", u.UserName, storage.ErrAlreadyExists)
-		}
-		if err != nil {
-			return fmt.Errorf("inserting user: %w", err)
-		}
-		return insertAudit(ctx, q, audit)
-	})
+	err := s.insertAudited(ctx, audit, "user", u.UserName, `INSERT INTO directory_users (`+userColumns+`, user_name_key)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		u.ID, u.UserName, u.ExternalID, u.DisplayName, u.Email, u.Active, u.Resource, u.Source, u.Version,
+		createdAt, updatedAt, storage.UserNameKey(u.UserName))
 	if err != nil {
 		return storage.User{}, fmt.Errorf("creating user: %w", err)
 	}
 	return normalizeUser(u), nil
 }
 
-// normalizeUser is u as a read returns it: times in UTC.
+// normalizeUser is u, its times checked, as a read returns it: in UTC.
 func normalizeUser(u storage.User) storage.User {
-	u.CreatedAt, u.UpdatedAt = fromNS(nsOrZero(u.CreatedAt)), fromNS(nsOrZero(u.UpdatedAt))
+	u.CreatedAt, u.UpdatedAt = fromNS(toNS(u.CreatedAt)), fromNS(toNS(u.UpdatedAt))
 	return u
-}
-
-func nsOrZero(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
 }
 
 // GetUser returns a user by ID, or ErrNotFound.
@@ -255,30 +195,13 @@ func (s *Store) UpdateUser(ctx context.Context, u storage.User, audit storage.Au
 	if c.err != nil {
 		return storage.User{}, fmt.Errorf("updating user: %w", c.err)
 	}
-	var out storage.User
-	err := s.write(ctx, func(q conn) error {
-		res, err := q.exec(ctx, `UPDATE directory_users SET user_name = $1, user_name_key = $2, external_id = $3,
-			display_name = $4, email = $5, active = $6, resource = $7, version = version + 1, updated_at = $8,
-			source = $11 WHERE id = $9 AND version = $10`,
-			u.UserName, storage.UserNameKey(u.UserName), u.ExternalID, u.DisplayName, u.Email, u.Active,
-			blob(u.Resource), updatedAt, u.ID, u.Version, recordSource(u.Source))
-		if s.d.IsUniqueViolation(err) {
-			return fmt.Errorf("user %q: %w", u.UserName, storage.ErrAlreadyExists)
-		}
-		if err != nil {
-			return fmt.Errorf("updating user: %w", err)
-		}
-		if err := oneRow(res, storage.ErrStale); err != nil {
-			if _, gerr := getUser(ctx, q, "id", u.ID); gerr != nil {
-				return gerr
-			}
-			return fmt.Errorf("user %q: %w", u.ID, err)
-		}
-		if out, err = getUser(ctx, q, "id", u.ID); err != nil {
-			return err
-		}
-		return insertAudit(ctx, q, audit)
-	})
+	out, err := updateVersioned(ctx, s, audit, "user", u.ID, u.UserName,
+		func(q conn) (storage.User, error) { return getUser(ctx, q, "id", u.ID) }, nil,
+		`UPDATE directory_users SET user_name = $1, user_name_key = $2, external_id = $3,
+		display_name = $4, email = $5, active = $6, resource = $7, version = version + 1, updated_at = $8,
+		source = $11 WHERE id = $9 AND version = $10`,
+		u.UserName, storage.UserNameKey(u.UserName), u.ExternalID, u.DisplayName, u.Email, u.Active,
+		blob(u.Resource), updatedAt, u.ID, u.Version, recordSource(u.Source))
 	if err != nil {
 		return storage.User{}, fmt.Errorf("updating user: %w", err)
 	}
@@ -296,6 +219,42 @@ func (s *Store) DeleteUser(ctx context.Context, id string, version int64, audit 
 		return fmt.Errorf("deleting user: %w", err)
 	}
 	return nil
+}
+
+// updateVersioned runs query, an UPDATE of the what named id that changes
+// it only at the version it names, then more (when set), and returns the
+// record as get reads it after, with audit appended: ErrAlreadyExists
+// (after name) when the update takes a name in use, ErrStale when the
+// record is at another version, ErrNotFound when there is none.
+func updateVersioned[T any](ctx context.Context, s *Store, audit storage.AuditEvent, what, id, name string,
+	get func(q conn) (T, error), more func(q conn) error, query string, args ...any) (T, error) {
+	var out T
+	err := s.write(ctx, func(q conn) error {
+		res, err := q.exec(ctx, query, args...)
+		if s.d.IsUniqueViolation(err) {
+			return fmt.Errorf("%s %q: %w", what, name, storage.ErrAlreadyExists)
+		}
+		if err != nil {
+			return fmt.Errorf("updating %s: %w", what, err)
+		}
+		if err := oneRow(res, storage.ErrStale); err != nil {
+			// At another version, or gone: the read tells which.
+			if _, gerr := get(q); gerr != nil {
+				return gerr
+			}
+			return fmt.Errorf("%s %q: %w", what, id, err)
+		}
+		if more != nil {
+			if err := more(q); err != nil {
+				return err
+			}
+		}
+		if out, err = get(q); err != nil {
+			return err
+		}
+		return insertAudit(ctx, q, audit)
+	})
+	return out, err
 }
 
 // deleteVersioned deletes the row id of table (at version, unless 0) after
@@ -423,27 +382,24 @@ func scanGroup(sc scanner) (storage.Group, error) {
 	return g, nil
 }
 
-func scanString(sc scanner) (string, error) {
-	var v string
-	err := sc.Scan(&v)
-	return v, err
-}
-
 func getGroup(ctx context.Context, q conn, id string) (storage.Group, error) {
 	if !storable(id) {
 		return storage.Group{}, fmt.Errorf("group %q: %w", id, storage.ErrNotFound)
 	}
-	g, err := scanGroup(q.queryRow(ctx, `SELECT `+groupColumns+` FROM directory_groups WHERE id = $1`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return storage.Group{}, fmt.Errorf("group %q: %w", id, storage.ErrNotFound)
-	}
+	g, err := one(ctx, q, scanGroup, "group", fmt.Sprintf("group %q", id),
+		`SELECT `+groupColumns+` FROM directory_groups WHERE id = $1`, id)
 	if err != nil {
-		return storage.Group{}, fmt.Errorf("reading group: %w", err)
+		return storage.Group{}, err
 	}
-	if g.Members, err = list(ctx, q, scanString, `SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id`, id); err != nil {
+	if g.Members, err = groupMembers(ctx, q, id); err != nil {
 		return storage.Group{}, fmt.Errorf("reading group members: %w", err)
 	}
 	return g, nil
+}
+
+// groupMembers returns the IDs of the group's members, sorted.
+func groupMembers(ctx context.Context, q conn, groupID string) ([]string, error) {
+	return list(ctx, q, scanString, `SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id`, groupID)
 }
 
 func checkGroup(g storage.Group) error {
@@ -478,7 +434,7 @@ func members(g storage.Group) []string {
 // setMembers makes the group's members exactly want, changing only the
 // rows that differ.
 func setMembers(ctx context.Context, q conn, groupID string, want []string) error {
-	have, err := list(ctx, q, scanString, `SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id`, groupID)
+	have, err := groupMembers(ctx, q, groupID)
 	if err != nil {
 		return fmt.Errorf("reading group members: %w", err)
 	}
@@ -521,13 +477,11 @@ func (s *Store) CreateGroup(ctx context.Context, g storage.Group, audit storage.
 	}
 	var out storage.Group
 	err := s.write(ctx, func(q conn) error {
-		_, err := q.exec(ctx, `INSERT INTO directory_groups (`+groupColumns+`, display_name_key) VALUES ($1, $2, $3, $4, 1, $5, $6, $7)`,
+		_, err := q.insert(ctx, "group", g.DisplayName,
+			`INSERT INTO directory_groups (`+groupColumns+`, display_name_key) VALUES ($1, $2, $3, $4, 1, $5, $6, $7)`,
 			g.ID, g.DisplayName, g.ExternalID, recordSource(g.Source), createdAt, updatedAt, storage.UserNameKey(g.DisplayName))
-		if s.d.IsUniqueViolation(err) {
-			return fmt.Errorf("group %q: %w", g.DisplayName, storage.ErrAlreadyExists)
-		}
 		if err != nil {
-			return fmt.Errorf("inserting group: %w", err)
+			return err
 		}
 		if err := setMembers(ctx, q, g.ID, members(g)); err != nil {
 			return err
@@ -564,31 +518,12 @@ func (s *Store) UpdateGroup(ctx context.Context, g storage.Group, audit storage.
 	if c.err != nil {
 		return storage.Group{}, fmt.Errorf("updating group: %w", c.err)
 	}
-	var out storage.Group
-	err := s.write(ctx, func(q conn) error {
-		res, err := q.exec(ctx, `UPDATE directory_groups SET display_name = $1, display_name_key = $2, external_id = $3,
-			version = version + 1, updated_at = $4, source = $7 WHERE id = $5 AND version = $6`,
-			g.DisplayName, storage.UserNameKey(g.DisplayName), g.ExternalID, updatedAt, g.ID, g.Version, recordSource(g.Source))
-		if s.d.IsUniqueViolation(err) {
-			return fmt.Errorf("group %q: %w", g.DisplayName, storage.ErrAlreadyExists)
-		}
-		if err != nil {
-			return fmt.Errorf("updating group: %w", err)
-		}
-		if err := oneRow(res, storage.ErrStale); err != nil {
-			if _, gerr := getGroup(ctx, q, g.ID); gerr != nil {
-				return gerr
-			}
-			return fmt.Errorf("group %q: %w", g.ID, err)
-		}
-		if err := setMembers(ctx, q, g.ID, members(g)); err != nil {
-			return err
-		}
-		if out, err = getGroup(ctx, q, g.ID); err != nil {
-			return err
-		}
-		return insertAudit(ctx, q, audit)
-	})
+	out, err := updateVersioned(ctx, s, audit, "group", g.ID, g.DisplayName,
+		func(q conn) (storage.Group, error) { return getGroup(ctx, q, g.ID) },
+		func(q conn) error { return setMembers(ctx, q, g.ID, members(g)) },
+		`UPDATE directory_groups SET display_name = $1, display_name_key = $2, external_id = $3,
+		version = version + 1, updated_at = $4, source = $7 WHERE id = $5 AND version = $6`,
+		g.DisplayName, storage.UserNameKey(g.DisplayName), g.ExternalID, updatedAt, g.ID, g.Version, recordSource(g.Source))
 	if err != nil {
 		return storage.Group{}, fmt.Errorf("updating group: %w", err)
 	}
@@ -613,8 +548,7 @@ func (s *Store) ListGroups(ctx context.Context, q storage.PeopleQuery) (storage.
 			}
 			for i := range gs {
 				var err error
-				if gs[i].Members, err = list(ctx, c, scanString,
-					`SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id`, gs[i].ID); err != nil {
+				if gs[i].Members, err = groupMembers(ctx, c, gs[i].ID); err != nil {
 					return err
 				}
 			}

@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strconv"
@@ -53,11 +52,7 @@ func (s *Store) EndGrace(ctx context.Context, deviceID, policyID string) error {
 
 // GraceStarts returns the device's grace starts by policy id.
 func (s *Store) GraceStarts(ctx context.Context, deviceID string) (map[string]time.Time, error) {
-	m, err := s.timesByPolicy(ctx, `SELECT policy_id, started_at FROM policy_grace WHERE device_id = $1`, deviceID)
-	if err != nil {
-		return nil, fmt.Errorf("reading grace starts: %w", err)
-	}
-	return m, nil
+	return s.timesByPolicy(ctx, "reading grace starts", `SELECT policy_id, started_at FROM policy_grace WHERE device_id = $1`, deviceID)
 }
 
 // UseBypass records a "Resolve later" unless one after notBefore is
@@ -80,13 +75,9 @@ func (s *Store) UseBypass(ctx context.Context, deviceID, policyID, username stri
 		return fail(errors.New("no time given"))
 	}
 	err := s.write(ctx, func(q conn) error {
-		res, err := q.exec(ctx, `INSERT INTO policy_bypasses (device_id, policy_id, username, used_at) VALUES ($1, $2, $3, $4)
+		return q.execOne(ctx, storage.ErrAlreadyExists, `INSERT INTO policy_bypasses (device_id, policy_id, username, used_at) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (device_id, policy_id) DO UPDATE SET username = excluded.username, used_at = excluded.used_at
 			WHERE policy_bypasses.used_at <= $5`, deviceID, policyID, username, n, nb)
-		if err != nil {
-			return err
-		}
-		return oneRow(res, storage.ErrAlreadyExists)
 	})
 	if err != nil {
 		return fail(err)
@@ -96,14 +87,11 @@ func (s *Store) UseBypass(ctx context.Context, deviceID, policyID, username stri
 
 // Bypasses returns when the device last resolved each policy later.
 func (s *Store) Bypasses(ctx context.Context, deviceID string) (map[string]time.Time, error) {
-	m, err := s.timesByPolicy(ctx, `SELECT policy_id, used_at FROM policy_bypasses WHERE device_id = $1`, deviceID)
-	if err != nil {
-		return nil, fmt.Errorf("reading bypasses: %w", err)
-	}
-	return m, nil
+	return s.timesByPolicy(ctx, "reading bypasses", `SELECT policy_id, used_at FROM policy_bypasses WHERE device_id = $1`, deviceID)
 }
 
-func (s *Store) timesByPolicy(ctx context.Context, query, deviceID string) (map[string]time.Time, error) {
+// timesByPolicy runs query, a SELECT of (policy ID, time) rows of deviceID.
+func (s *Store) timesByPolicy(ctx context.Context, doing, query, deviceID string) (map[string]time.Time, error) {
 	type row struct {
 		id string
 		at int64
@@ -113,7 +101,7 @@ func (s *Store) timesByPolicy(ctx context.Context, query, deviceID string) (map[
 		return r, sc.Scan(&r.id, &r.at)
 	}, query, deviceID)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", doing, err)
 	}
 	m := make(map[string]time.Time, len(rows))
 	for _, r := range rows {
@@ -192,45 +180,27 @@ func (s *Store) CreateExemption(ctx context.Context, e storage.Exemption, audit 
 
 // GetExemption returns the exemption with this ID.
 func (s *Store) GetExemption(ctx context.Context, id int64) (storage.Exemption, error) {
-	e, err := scanExemption(s.reader().queryRow(ctx, `SELECT `+exemptionColumns+` FROM exemptions WHERE id = $1`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return storage.Exemption{}, fmt.Errorf("exemption %d: %w", id, storage.ErrNotFound)
-	}
-	if err != nil {
-		return storage.Exemption{}, fmt.Errorf("reading exemption: %w", err)
-	}
-	return e, nil
+	return one(ctx, s.reader(), scanExemption, "exemption", fmt.Sprintf("exemption %d", id),
+		`SELECT `+exemptionColumns+` FROM exemptions WHERE id = $1`, id)
 }
 
 // ListExemptions returns the exemptions matching f, newest first.
 func (s *Store) ListExemptions(ctx context.Context, f storage.ExemptionFilter) ([]storage.Exemption, error) {
-	var (
-		where []string
-		args  []any
-	)
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
-	}
+	var w filter
 	if f.DeviceID != "" {
-		add("device_id = ?", f.DeviceID)
+		w.add("device_id = ?", f.DeviceID)
 	}
 	if f.Username != "" {
-		add("lower(username) = lower(?)", f.Username)
+		w.add("lower(username) = lower(?)", f.Username)
 	}
 	if !f.ActiveAt.IsZero() {
 		if cond, arg, ok := activeAt(f.ActiveAt); ok {
-			add(cond, arg)
+			w.add(cond, arg)
 		} else {
-			where = append(where, cond)
+			w.conds = append(w.conds, cond)
 		}
 	}
-	q := `SELECT ` + exemptionColumns + ` FROM exemptions`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, ` AND `)
-	}
-	args = append(args, decisionLimit(f.Limit))
-	q += ` ORDER BY id DESC LIMIT $` + strconv.Itoa(len(args))
+	q, args := w.query(`SELECT `+exemptionColumns+` FROM exemptions`, `id DESC`, decisionLimit(f.Limit))
 	es, err := list(ctx, s.reader(), scanExemption, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing exemptions: %w", err)
@@ -293,11 +263,8 @@ func (s *Store) RevokeExemption(ctx context.Context, id int64, at time.Time, by 
 		return fail(errors.New("no time given"))
 	}
 	err := s.write(ctx, func(q conn) error {
-		res, err := q.exec(ctx, `UPDATE exemptions SET revoked_at = $1, revoked_by = $2 WHERE id = $3 AND revoked_at = 0`, n, by, id)
-		if err != nil {
-			return err
-		}
-		switch err := oneRow(res, storage.ErrAlreadyExists); {
+		switch err := q.execOne(ctx, storage.ErrAlreadyExists,
+			`UPDATE exemptions SET revoked_at = $1, revoked_by = $2 WHERE id = $3 AND revoked_at = 0`, n, by, id); {
 		case err == nil:
 			return insertAudit(ctx, q, audit)
 		case !errors.Is(err, storage.ErrAlreadyExists):

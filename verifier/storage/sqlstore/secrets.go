@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -28,14 +27,8 @@ func scanSecret(sc scanner) (storage.EnrollSecret, error) {
 }
 
 func getSecret(ctx context.Context, q conn, id string) (storage.EnrollSecret, error) {
-	s, err := scanSecret(q.queryRow(ctx, `SELECT `+secretColumns+` FROM enroll_secrets WHERE id = $1`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return storage.EnrollSecret{}, fmt.Errorf("enroll secret %q: %w", id, storage.ErrNotFound)
-	}
-	if err != nil {
-		return storage.EnrollSecret{}, fmt.Errorf("reading enroll secret: %w", err)
-	}
-	return s, nil
+	return one(ctx, q, scanSecret, "enroll secret", fmt.Sprintf("enroll secret %q", id),
+		`SELECT `+secretColumns+` FROM enroll_secrets WHERE id = $1`, id)
 }
 
 // useSecret counts one use of a secret by an enrollment at time at:
@@ -44,17 +37,10 @@ func getSecret(ctx context.Context, q conn, id string) (storage.EnrollSecret, er
 // is the check: a concurrent revocation or last use either commits first
 // (and the UPDATE finds nothing) or waits for the enrollment.
 func useSecret(ctx context.Context, q conn, id string, at int64) error {
-	res, err := q.exec(ctx, `UPDATE enroll_secrets SET uses = uses + 1
+	sec, used, err := updateSecret(ctx, q, "counting enroll secret use", `UPDATE enroll_secrets SET uses = uses + 1
 		WHERE id = $1 AND revoked_at = 0 AND (expires_at = 0 OR expires_at > $2)
 		AND (max_uses = 0 OR uses < max_uses)`, id, at)
-	if err != nil {
-		return fmt.Errorf("counting enroll secret use: %w", err)
-	}
-	if err := oneRow(res, errUnusable); !errors.Is(err, errUnusable) {
-		return err
-	}
-	sec, err := getSecret(ctx, q, id)
-	if err != nil {
+	if used || err != nil {
 		return err
 	}
 	switch {
@@ -71,17 +57,7 @@ func useSecret(ctx context.Context, q conn, id string, at int64) error {
 // stops it. The security team's decision stands in for the secret's expiry
 // and limit, which bound what the secret does on its own.
 func approvalUse(ctx context.Context, q conn, id string) error {
-	res, err := q.exec(ctx, `UPDATE enroll_secrets SET uses = uses + 1 WHERE id = $1 AND revoked_at = 0`, id)
-	if err != nil {
-		return fmt.Errorf("counting enroll secret use: %w", err)
-	}
-	if err := oneRow(res, errUnusable); !errors.Is(err, errUnusable) {
-		return err
-	}
-	if _, err := getSecret(ctx, q, id); err != nil {
-		return err
-	}
-	return fmt.Errorf("enroll secret %q: %w", id, storage.ErrSecretRevoked)
+	return unrevoked(ctx, q, "counting enroll secret use", `UPDATE enroll_secrets SET uses = uses + 1 WHERE id = $1 AND revoked_at = 0`, id)
 }
 
 // holdSecret checks a secret that an enrollment of the key a device already
@@ -90,17 +66,34 @@ func approvalUse(ctx context.Context, q conn, id string) error {
 // was enrolled or approved). The no-op UPDATE takes the row as useSecret
 // does, so a concurrent revocation is ordered before or after it.
 func holdSecret(ctx context.Context, q conn, id string) error {
-	res, err := q.exec(ctx, `UPDATE enroll_secrets SET uses = uses WHERE id = $1 AND revoked_at = 0`, id)
-	if err != nil {
-		return fmt.Errorf("checking enroll secret: %w", err)
-	}
-	if err := oneRow(res, errUnusable); !errors.Is(err, errUnusable) {
-		return err
-	}
-	if _, err := getSecret(ctx, q, id); err != nil {
+	return unrevoked(ctx, q, "checking enroll secret", `UPDATE enroll_secrets SET uses = uses WHERE id = $1 AND revoked_at = 0`, id)
+}
+
+// unrevoked runs query, a conditional UPDATE of the secret id ($1) that
+// matches it only while it is unrevoked: ErrNotFound if it is unknown,
+// ErrSecretRevoked if it matched nothing.
+func unrevoked(ctx context.Context, q conn, doing, query, id string) error {
+	_, used, err := updateSecret(ctx, q, doing, query, id)
+	if used || err != nil {
 		return err
 	}
 	return fmt.Errorf("enroll secret %q: %w", id, storage.ErrSecretRevoked)
+}
+
+// updateSecret runs query, a conditional UPDATE of the secret id ($1) that
+// matches it only while it is usable, and reports whether it matched. When
+// it did not, it returns the secret as it is, for the caller to say why,
+// or ErrNotFound.
+func updateSecret(ctx context.Context, q conn, doing, query, id string, args ...any) (storage.EnrollSecret, bool, error) {
+	res, err := q.exec(ctx, query, append([]any{id}, args...)...)
+	if err != nil {
+		return storage.EnrollSecret{}, false, fmt.Errorf("%s: %w", doing, err)
+	}
+	if err := oneRow(res, errUnusable); !errors.Is(err, errUnusable) {
+		return storage.EnrollSecret{}, err == nil, err
+	}
+	sec, err := getSecret(ctx, q, id)
+	return sec, false, err
 }
 
 // errUnusable: the conditional UPDATE of a secret found no usable row.
@@ -118,17 +111,9 @@ func (s *Store) CreateEnrollSecret(ctx context.Context, secret storage.EnrollSec
 	if secret.MaxUses < 0 || secret.Uses < 0 {
 		return fmt.Errorf("creating enroll secret: negative uses (%d) or use limit (%d)", secret.Uses, secret.MaxUses)
 	}
-	err := s.write(ctx, func(q conn) error {
-		_, err := q.exec(ctx, `INSERT INTO enroll_secrets (`+secretColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			secret.ID, secret.Description, blob(secret.Hash), createdAt, revokedAt, secret.Uses, expiresAt, secret.MaxUses)
-		if s.d.IsUniqueViolation(err) {
-			return fmt.Errorf("enroll secret %q: %w", secret.ID, storage.ErrAlreadyExists)
-		}
-		if err != nil {
-			return fmt.Errorf("inserting enroll secret: %w", err)
-		}
-		return insertAudit(ctx, q, audit)
-	})
+	err := s.insertAudited(ctx, audit, "enroll secret", secret.ID,
+		`INSERT INTO enroll_secrets (`+secretColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		secret.ID, secret.Description, blob(secret.Hash), createdAt, revokedAt, secret.Uses, expiresAt, secret.MaxUses)
 	if err != nil {
 		return fmt.Errorf("creating enroll secret: %w", err)
 	}
@@ -153,29 +138,5 @@ func (s *Store) ListEnrollSecrets(ctx context.Context) ([]storage.EnrollSecret, 
 // RevokeEnrollSecret marks a secret revoked. A secret already revoked keeps
 // its first revocation time; the audit event is appended either way.
 func (s *Store) RevokeEnrollSecret(ctx context.Context, id string, at time.Time, audit storage.AuditEvent) (storage.EnrollSecret, error) {
-	// A zero time is how "not revoked" is stored.
-	if at.IsZero() {
-		return storage.EnrollSecret{}, errors.New("revoking enroll secret: zero revocation time")
-	}
-	var c timeCodec
-	revokedAt := c.ns("revocation time", at)
-	if c.err != nil {
-		return storage.EnrollSecret{}, fmt.Errorf("revoking enroll secret: %w", c.err)
-	}
-	var out storage.EnrollSecret
-	err := s.write(ctx, func(q conn) error {
-		if _, err := q.exec(ctx, `UPDATE enroll_secrets SET revoked_at = $1 WHERE id = $2 AND revoked_at = 0`,
-			revokedAt, id); err != nil {
-			return fmt.Errorf("updating enroll secret: %w", err)
-		}
-		var err error
-		if out, err = getSecret(ctx, q, id); err != nil {
-			return err
-		}
-		return insertAudit(ctx, q, audit)
-	})
-	if err != nil {
-		return storage.EnrollSecret{}, fmt.Errorf("revoking enroll secret: %w", err)
-	}
-	return out, nil
+	return revokeOnce(ctx, s, audit, "enroll secret", "enroll_secrets", id, at, getSecret)
 }

@@ -15,6 +15,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -327,6 +329,75 @@ func list[T any](ctx context.Context, q conn, scan func(scanner) (T, error), que
 		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+func scanString(sc scanner) (string, error) {
+	var v string
+	err := sc.Scan(&v)
+	return v, err
+}
+
+// filter builds the WHERE clause of a listing, each condition on a
+// parameter of its own.
+type filter struct {
+	conds []string
+	args  []any
+}
+
+// add adds cond, in which ? stands for v's parameter.
+func (f *filter) add(cond string, v any) {
+	f.args = append(f.args, v)
+	f.conds = append(f.conds, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(f.args))))
+}
+
+// query is base with the conditions, ordered by order and limited to
+// limit rows, and its arguments.
+func (f *filter) query(base, order string, limit int) (string, []any) {
+	q := base
+	if len(f.conds) > 0 {
+		q += ` WHERE ` + strings.Join(f.conds, ` AND `)
+	}
+	args := append(f.args, limit)
+	return q + ` ORDER BY ` + order + ` LIMIT $` + strconv.Itoa(len(args)), args
+}
+
+// one runs query, a SELECT of at most one row, and returns the row as scan
+// reads it: ErrNotFound, after notFound, when there is none; any other
+// error after "reading what".
+func one[T any](ctx context.Context, q conn, scan func(scanner) (T, error), what, notFound, query string, args ...any) (T, error) {
+	v, err := scan(q.queryRow(ctx, query, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		var zero T
+		return zero, fmt.Errorf("%s: %w", notFound, storage.ErrNotFound)
+	}
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("reading %s: %w", what, err)
+	}
+	return v, nil
+}
+
+// insert runs query, an INSERT of the what named key: ErrAlreadyExists
+// when a key of the row is taken, any other error after "inserting what".
+func (c conn) insert(ctx context.Context, what, key, query string, args ...any) (sql.Result, error) {
+	res, err := c.exec(ctx, query, args...)
+	if c.s.d.IsUniqueViolation(err) {
+		return nil, fmt.Errorf("%s %q: %w", what, key, storage.ErrAlreadyExists)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("inserting %s: %w", what, err)
+	}
+	return res, nil
+}
+
+// execOne runs query, a statement meant to change one row, and returns
+// none when it changed none.
+func (c conn) execOne(ctx context.Context, none error, query string, args ...any) error {
+	res, err := c.exec(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	return oneRow(res, none)
 }
 
 // oneRow returns nil if res affected a row and none otherwise: the

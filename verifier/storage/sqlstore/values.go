@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -42,6 +43,24 @@ func (c *timeCodec) ns(field string, t time.Time) int64 {
 		return 0
 	}
 	return t.UnixNano()
+}
+
+// revocationNS is at as a revocation stores it: never 0, which is how "not
+// revoked" is stored.
+func revocationNS(at time.Time) (int64, error) {
+	if at.IsZero() {
+		return 0, errors.New("zero revocation time")
+	}
+	var c timeCodec
+	n := c.ns("revocation time", at)
+	return n, c.err
+}
+
+// toNS is timeCodec.ns for a time read back from the store or checked
+// before, which is in range.
+func toNS(t time.Time) int64 {
+	var c timeCodec
+	return c.ns("stored time", t)
 }
 
 // fromNS is the inverse of timeCodec.ns: UTC, or the zero time for 0.

@@ -246,11 +246,7 @@ func listRequests(t *testing.T, s storage.Store, after string, limit int) []stri
 	t.Helper()
 	ps, err := s.ListPendingEnrollments(t.Context(), after, limit)
 	must(t, err)
-	out := []string{}
-	for _, p := range ps {
-		out = append(out, p.ID)
-	}
-	return out
+	return each(ps, func(p storage.PendingEnrollment) string { return p.ID })
 }
 
 func testRequestEnrollment(t *testing.T, s storage.Store) {
@@ -293,13 +289,7 @@ func testRequestEnrollment(t *testing.T, s storage.Store) {
 	equal(t, "ListPendingEnrollments paged", listRequests(t, s, "req-001-k1", 1), []string{"req-001-k2"})
 
 	// One audit event per request, none per poll.
-	var events int
-	for _, e := range listAudit(t, s, "") {
-		if e.Action == "device.enroll_pending" {
-			events++
-		}
-	}
-	if events != 3 {
+	if events := len(auditDetails(t, s, "", "device.enroll_pending")); events != 3 {
 		t.Errorf("%d device.enroll_pending audit events, want 3 (one per request)", events)
 	}
 }
@@ -339,13 +329,7 @@ func testRequestLimits(t *testing.T, s storage.Store) {
 	}
 	// Evictions add no audit event, nor does a request that pushed out
 	// one of its own source's: a flood must not grow the audit log.
-	var events int
-	for _, e := range listAudit(t, s, "") {
-		if e.Action == "device.enroll_pending" {
-			events++
-		}
-	}
-	if events != 5 {
+	if events := len(auditDetails(t, s, "", "device.enroll_pending")); events != 5 {
 		t.Errorf("%d device.enroll_pending events, want 5 (the first four and the genuine one)", events)
 	}
 	for _, id := range []string{"req-001-a5", "req-001-a6", "req-001-a7", "req-001-mac"} {

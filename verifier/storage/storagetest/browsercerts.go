@@ -203,13 +203,7 @@ func testRecordBrowserCert(t *testing.T, s storage.Store) {
 	}
 
 	// Each recording is audited under its device.
-	var issued []string
-	for _, e := range listAudit(t, s, a.ID) {
-		if e.Action == "browser_cert.issue" {
-			issued = append(issued, e.Detail)
-		}
-	}
-	equal(t, "audited issues of device A", issued, []string{"serial " + c2.Serial, "serial " + c3.Serial, "serial " + c1.Serial})
+	equal(t, "audited issues of device A", auditDetails(t, s, a.ID, "browser_cert.issue"), []string{"serial " + c2.Serial, "serial " + c3.Serial, "serial " + c1.Serial})
 }
 
 func testBrowserCertGrace(t *testing.T, s storage.Store) {
@@ -336,13 +330,7 @@ func testRevokeBrowserCert(t *testing.T, s storage.Store) {
 
 	// Every request is audited under the device, the ones that changed
 	// nothing included.
-	var reasons []string
-	for _, e := range listAudit(t, s, d.ID) {
-		if e.Action == "browser_cert.revoke" {
-			reasons = append(reasons, e.Detail)
-		}
-	}
-	equal(t, "audited revocations", reasons, []string{"lost", "compromised", "stolen", "lost", "lost"})
+	equal(t, "audited revocations", auditDetails(t, s, d.ID, "browser_cert.revoke"), []string{"lost", "compromised", "stolen", "lost", "lost"})
 
 	// Unknown serials and agent certificates: ErrNotFound, nothing changes.
 	before := browserSnapshot(t, s, nil)
@@ -448,13 +436,7 @@ func testSCEPChallengeOnce(t *testing.T, s storage.Store) {
 		t.Errorf("%d browser certificates, want 3", n)
 	}
 
-	var created int
-	for _, e := range listAudit(t, s, "") {
-		if e.Action == "scep_challenge.create" {
-			created++
-		}
-	}
-	if created != 2 {
+	if created := len(auditDetails(t, s, "", "scep_challenge.create")); created != 2 {
 		t.Errorf("%d challenge creations audited, want 2", created)
 	}
 }

@@ -2,6 +2,7 @@ package storagetest
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -18,22 +19,14 @@ var cloudflareTests = []test{
 	{"AppendDecisionsAllOrNone", testAppendDecisionsAllOrNone},
 }
 
-func finder(t *testing.T, s storage.Store) storage.DeviceFinder {
+// as is s as the optional interface I, which the suite requires of it.
+func as[I any](t *testing.T, s storage.Store) I {
 	t.Helper()
-	f, ok := s.(storage.DeviceFinder)
+	i, ok := s.(I)
 	if !ok {
-		t.Fatalf("%T does not implement storage.DeviceFinder", s)
+		t.Fatalf("%T does not implement %v", s, reflect.TypeFor[I]())
 	}
-	return f
-}
-
-func batcher(t *testing.T, s storage.Store) storage.DecisionBatcher {
-	t.Helper()
-	b, ok := s.(storage.DecisionBatcher)
-	if !ok {
-		t.Fatalf("%T does not implement storage.DecisionBatcher", s)
-	}
-	return b
+	return i
 }
 
 func testDevicesBySerial(t *testing.T, s storage.Store) {
@@ -45,7 +38,7 @@ func testDevicesBySerial(t *testing.T, s storage.Store) {
 	enroll(t, s, newEnrollment(3, "fleet"))
 	revokeDevice(t, s, "dev-003")
 
-	got, err := finder(t, s).DevicesBySerial(t.Context(), []string{"C02X00001", "C02X00003", "NOSUCH"})
+	got, err := as[storage.DeviceFinder](t, s).DevicesBySerial(t.Context(), []string{"C02X00001", "C02X00003", "NOSUCH"})
 	must(t, err)
 	if ids := deviceIDs(got); !sameSet(ids, []string{"dev-001", "dev-003"}) {
 		t.Fatalf("DevicesBySerial = %v, want dev-001 and dev-003 (revoked included)", ids)
@@ -55,7 +48,7 @@ func testDevicesBySerial(t *testing.T, s storage.Store) {
 			t.Errorf("dev-003 came back unrevoked")
 		}
 	}
-	if got, err := finder(t, s).DevicesBySerial(t.Context(), nil); err != nil || len(got) != 0 {
+	if got, err := as[storage.DeviceFinder](t, s).DevicesBySerial(t.Context(), nil); err != nil || len(got) != 0 {
 		t.Fatalf("DevicesBySerial(nil) = %v, %v; want none", got, err)
 	}
 
@@ -64,7 +57,7 @@ func testDevicesBySerial(t *testing.T, s storage.Store) {
 	for i := range 1200 {
 		many = append(many, fmt.Sprintf("ABSENT%05d", i))
 	}
-	got, err = finder(t, s).DevicesBySerial(t.Context(), many)
+	got, err = as[storage.DeviceFinder](t, s).DevicesBySerial(t.Context(), many)
 	must(t, err)
 	if ids := deviceIDs(got); !slices.Equal(ids, []string{"dev-002"}) {
 		t.Fatalf("DevicesBySerial(1201 serials) = %v, want dev-002", ids)
@@ -77,7 +70,7 @@ func testDevicesByHostname(t *testing.T, s storage.Store) {
 	e1.Device.Hostname = "Anas-MacBook-Pro"
 	enroll(t, s, e1)
 	enroll(t, s, newEnrollment(2, "fleet"))
-	got, err := finder(t, s).DevicesByHostname(t.Context(), []string{"anas-macbook-pro", "mac-9.example.com"})
+	got, err := as[storage.DeviceFinder](t, s).DevicesByHostname(t.Context(), []string{"anas-macbook-pro", "mac-9.example.com"})
 	must(t, err)
 	if ids := deviceIDs(got); !slices.Equal(ids, []string{"dev-001"}) {
 		t.Fatalf("DevicesByHostname = %v, want dev-001", ids)
@@ -93,8 +86,8 @@ func testAppendDecisions(t *testing.T, s storage.Store) {
 		d.Score = i % 101
 		batch = append(batch, d)
 	}
-	must(t, batcher(t, s).AppendDecisions(t.Context(), batch))
-	must(t, batcher(t, s).AppendDecisions(t.Context(), nil))
+	must(t, as[storage.DecisionBatcher](t, s).AppendDecisions(t.Context(), batch))
+	must(t, as[storage.DecisionBatcher](t, s).AppendDecisions(t.Context(), nil))
 	got := listDecisions(t, s, storage.DecisionFilter{Limit: storage.MaxDecisionLimit})
 	if len(got) != len(batch) {
 		t.Fatalf("listed %d decisions, want %d", len(got), len(batch))
@@ -116,7 +109,7 @@ func testAppendDecisionsAllOrNone(t *testing.T, s storage.Store) {
 	good := newDecision("ana@example.com", "dev-001", true, at(0))
 	bad := good
 	bad.Score = 101
-	if err := batcher(t, s).AppendDecisions(t.Context(), []storage.DecisionRecord{good, bad}); err == nil {
+	if err := as[storage.DecisionBatcher](t, s).AppendDecisions(t.Context(), []storage.DecisionRecord{good, bad}); err == nil {
 		t.Fatal("a batch with a score of 101 was stored")
 	}
 	if got := listDecisions(t, s, storage.DecisionFilter{}); len(got) != 0 {

@@ -67,11 +67,7 @@ func listDecisions(t *testing.T, s storage.Store, f storage.DecisionFilter) []st
 }
 
 func ids(ds []storage.DecisionRecord) []int64 {
-	var out []int64
-	for _, d := range ds {
-		out = append(out, d.ID)
-	}
-	return out
+	return each(ds, func(d storage.DecisionRecord) int64 { return d.ID })
 }
 
 // reversed is ds newest (last appended) first.

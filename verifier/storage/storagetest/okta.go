@@ -91,11 +91,7 @@ func testOktaFilters(t *testing.T, s storage.Store) {
 }
 
 func uuids(es []storage.OktaSignIn) []string {
-	out := []string{}
-	for _, e := range es {
-		out = append(out, e.UUID)
-	}
-	return out
+	return each(es, func(e storage.OktaSignIn) string { return e.UUID })
 }
 
 func testOktaRefused(t *testing.T, s storage.Store) {

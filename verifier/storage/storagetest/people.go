@@ -40,6 +40,17 @@ func createUser(t *testing.T, s storage.Store, id, name string) storage.User {
 	return u
 }
 
+func newGroup(id, name string, members ...string) storage.Group {
+	return storage.Group{ID: id, DisplayName: name, Members: members, CreatedAt: t0, UpdatedAt: t0}
+}
+
+func createGroup(t *testing.T, s storage.Store, g storage.Group) storage.Group {
+	t.Helper()
+	got, err := s.CreateGroup(t.Context(), g, scimAudit("group.create"))
+	must(t, err)
+	return got
+}
+
 func testSCIMTokens(t *testing.T, s storage.Store) {
 	ctx := t.Context()
 	a := storage.SCIMToken{ID: "a", Description: "okta", Hash: []byte{1, 2, 3}, CreatedAt: at(hour)}
@@ -136,10 +147,9 @@ func testUserDelete(t *testing.T, s storage.Store) {
 	ctx := t.Context()
 	createUser(t, s, "u1", "ada@example.com")
 	createUser(t, s, "u2", "bob@example.com")
-	_, err := s.CreateGroup(ctx, storage.Group{ID: "g1", DisplayName: "Eng", Members: []string{"u1", "u2"}, CreatedAt: t0, UpdatedAt: t0}, scimAudit("group.create"))
-	must(t, err)
+	createGroup(t, s, newGroup("g1", "Eng", "u1", "u2"))
 	must(t, s.DeleteUser(ctx, "u1", 0, scimAudit("user.delete")))
-	_, err = s.GetUser(ctx, "u1")
+	_, err := s.GetUser(ctx, "u1")
 	wantErr(t, err, storage.ErrNotFound)
 	g, err := s.GetGroup(ctx, "g1")
 	must(t, err)
@@ -185,9 +195,9 @@ func testGroups(t *testing.T, s storage.Store) {
 	ctx := t.Context()
 	createUser(t, s, "u1", "ada@example.com")
 	createUser(t, s, "u2", "bob@example.com")
-	g, err := s.CreateGroup(ctx, storage.Group{ID: "g1", DisplayName: "Engineering", ExternalID: "okta-g1",
-		Members: []string{"u2", "u1", "u2"}, CreatedAt: t0, UpdatedAt: t0}, scimAudit("group.create"))
-	must(t, err)
+	g := newGroup("g1", "Engineering", "u2", "u1", "u2")
+	g.ExternalID = "okta-g1"
+	g = createGroup(t, s, g)
 	want := storage.Group{ID: "g1", DisplayName: "Engineering", ExternalID: "okta-g1", Members: []string{"u1", "u2"},
 		Source: storage.SourceSCIM, Version: 1, CreatedAt: t0, UpdatedAt: t0}
 	equal(t, "CreateGroup", g, want)
@@ -227,12 +237,11 @@ func testGroups(t *testing.T, s storage.Store) {
 func testGroupRefusals(t *testing.T, s storage.Store) {
 	ctx := t.Context()
 	createUser(t, s, "u1", "ada@example.com")
-	g, err := s.CreateGroup(ctx, storage.Group{ID: "g1", DisplayName: "Eng", CreatedAt: t0, UpdatedAt: t0}, scimAudit("group.create"))
-	must(t, err)
+	g := createGroup(t, s, newGroup("g1", "Eng"))
 	before := dumpOf(t, s)
-	_, err = s.CreateGroup(ctx, storage.Group{ID: "g2", DisplayName: "ENG", CreatedAt: t0, UpdatedAt: t0}, scimAudit("group.create"))
+	_, err := s.CreateGroup(ctx, newGroup("g2", "ENG"), scimAudit("group.create"))
 	wantErr(t, err, storage.ErrAlreadyExists)
-	_, err = s.CreateGroup(ctx, storage.Group{ID: "g3", DisplayName: "Ops", Members: []string{"u1", "ghost"}, CreatedAt: t0, UpdatedAt: t0}, scimAudit("group.create"))
+	_, err = s.CreateGroup(ctx, newGroup("g3", "Ops", "u1", "ghost"), scimAudit("group.create"))
 	wantErr(t, err, storage.ErrUnknownMember)
 	g.Members = []string{"ghost"}
 	_, err = s.UpdateGroup(ctx, g, scimAudit("group.update"))
@@ -296,9 +305,9 @@ func testSources(t *testing.T, s storage.Store) {
 	if got.Source != storage.SourceOktaAPI {
 		t.Errorf("API user read back with source %q", got.Source)
 	}
-	g, err := s.CreateGroup(ctx, storage.Group{ID: "00g1", DisplayName: "Eng", Members: []string{"00u2"}, Source: storage.SourceOktaAPI,
-		CreatedAt: t0, UpdatedAt: t0}, scimAudit("group.create"))
-	must(t, err)
+	g := newGroup("00g1", "Eng", "00u2")
+	g.Source = storage.SourceOktaAPI
+	g = createGroup(t, s, g)
 	if g.Source != storage.SourceOktaAPI {
 		t.Errorf("API group stored with source %q", g.Source)
 	}
@@ -345,8 +354,7 @@ func testSources(t *testing.T, s storage.Store) {
 func testUnstorableKeys(t *testing.T, s storage.Store) {
 	ctx := t.Context()
 	createUser(t, s, "u1", "ada@example.com")
-	g, err := s.CreateGroup(ctx, storage.Group{ID: "g1", DisplayName: "Eng", CreatedAt: t0, UpdatedAt: t0}, scimAudit("group.create"))
-	must(t, err)
+	g := createGroup(t, s, newGroup("g1", "Eng"))
 	before := dumpOf(t, s)
 	for _, k := range []string{"u1\x00", "\xff\xfe", "ada@example.com\x00"} {
 		_, err := s.GetUser(ctx, k)
@@ -388,10 +396,9 @@ func testUnstorableKeys(t *testing.T, s storage.Store) {
 func testVersionedDelete(t *testing.T, s storage.Store) {
 	ctx := t.Context()
 	u := createUser(t, s, "u1", "ada@example.com")
-	g, err := s.CreateGroup(ctx, storage.Group{ID: "g1", DisplayName: "Eng", Members: []string{"u1"}, CreatedAt: t0, UpdatedAt: t0}, scimAudit("group.create"))
-	must(t, err)
+	g := createGroup(t, s, newGroup("g1", "Eng", "u1"))
 	u.DisplayName = "Ada"
-	_, err = s.UpdateUser(ctx, u, scimAudit("user.update"))
+	_, err := s.UpdateUser(ctx, u, scimAudit("user.update"))
 	must(t, err)
 	before := dumpOf(t, s)
 	wantErr(t, s.DeleteUser(ctx, "u1", u.Version, scimAudit("user.delete")), storage.ErrStale)

@@ -130,18 +130,7 @@ func testBypassConcurrent(t *testing.T, s storage.Store) {
 		})
 	}
 	wg.Wait()
-	ok := 0
-	for _, err := range errs {
-		switch {
-		case err == nil:
-			ok++
-		case !errors.Is(err, storage.ErrAlreadyExists):
-			t.Fatalf("unexpected error: %v", err)
-		}
-	}
-	if ok != 1 {
-		t.Fatalf("%d of %d concurrent bypasses succeeded, want 1", ok, n)
-	}
+	oneWinner(t, "concurrent bypasses", errs, storage.ErrAlreadyExists)
 }
 
 func newExemption(device, user string, policies ...string) storage.Exemption {
@@ -165,11 +154,7 @@ func createExemption(t *testing.T, s storage.Store, e storage.Exemption) storage
 }
 
 func exemptionIDs(es []storage.Exemption) []int64 {
-	var out []int64
-	for _, e := range es {
-		out = append(out, e.ID)
-	}
-	return out
+	return each(es, func(e storage.Exemption) int64 { return e.ID })
 }
 
 func exemptionAudit(action, device string) storage.AuditEvent {
@@ -330,13 +315,7 @@ func testDecisionModes(t *testing.T, s storage.Store) {
 	plain := appendDecision(t, s, newDecision("bob", "dev-2", false, at(3*minute)))
 
 	list := func(modes ...string) []int64 {
-		ds, err := s.ListDecisions(ctx, storage.DecisionFilter{Modes: modes})
-		must(t, err)
-		var ids []int64
-		for _, d := range ds {
-			ids = append(ids, d.ID)
-		}
-		return ids
+		return ids(listDecisions(t, s, storage.DecisionFilter{Modes: modes}))
 	}
 	if got := list("monitor"); !slices.Equal(got, []int64{monitor.ID}) {
 		t.Errorf("monitor: %v", got)
@@ -379,17 +358,7 @@ func testSharedRollout(t *testing.T, open func() (storage.Store, error)) {
 		wg.Go(func() { errs[i] = s.UseBypass(ctx, "dev-1", "firewall", "alice", at(time.Duration(i)), at(-hour)) })
 	}
 	wg.Wait()
-	ok := 0
-	for _, err := range errs {
-		if err == nil {
-			ok++
-		} else if !errors.Is(err, storage.ErrAlreadyExists) {
-			t.Fatal(err)
-		}
-	}
-	if ok != 1 {
-		t.Fatalf("%d bypasses succeeded across replicas, want 1", ok)
-	}
+	oneWinner(t, "bypasses across replicas", errs, storage.ErrAlreadyExists)
 
 	e := createExemption(t, a, newExemption("dev-1", ""))
 	if es, err := b.ExemptionsFor(ctx, "dev-1", "", at(hour)); err != nil || len(es) != 1 || es[0].ID != e.ID {

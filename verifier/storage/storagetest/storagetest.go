@@ -243,12 +243,41 @@ func listAudit(t *testing.T, s storage.Store, deviceID string) []storage.AuditEv
 	return es
 }
 
-func seqs(rs []storage.Report) []uint64 {
-	var out []uint64
-	for _, r := range rs {
-		out = append(out, r.Seq)
+// each is f of every element of xs, in order: never nil.
+func each[T, V any](xs []T, f func(T) V) []V {
+	out := make([]V, 0, len(xs))
+	for _, x := range xs {
+		out = append(out, f(x))
 	}
 	return out
+}
+
+func seqs(rs []storage.Report) []uint64 {
+	return each(rs, func(r storage.Report) uint64 { return r.Seq })
+}
+
+// auditDetails is the Detail of each event with action in the audit of
+// deviceID ("" for every device), newest first.
+func auditDetails(t *testing.T, s storage.Store, deviceID, action string) []string {
+	t.Helper()
+	var out []string
+	for _, e := range listAudit(t, s, deviceID) {
+		if e.Action == action {
+			out = append(out, e.Detail)
+		}
+	}
+	return out
+}
+
+// wantNewestAudit fails unless the audit of deviceID ("" for every device)
+// holds n events, the newest want.
+func wantNewestAudit(t *testing.T, s storage.Store, what, deviceID string, n int, want storage.AuditEvent) {
+	t.Helper()
+	if a := listAudit(t, s, deviceID); len(a) != n {
+		t.Errorf("%s: audit has %d events, want %d", what, len(a), n)
+	} else {
+		equal(t, what, a[0], want)
+	}
 }
 
 // --- assertions ---
