@@ -248,22 +248,31 @@ func TestRelayReconnects(t *testing.T) {
 	}
 }
 
-// A sign-in at replica B asks for a check of a device whose stream is on
-// replica A: A's hub sends CheckNow on the stream, the report is stored
-// (consuming B's nonce), and B's CheckNow returns that report read back
-// from the database.
-func TestHubCheckThroughOtherReplica(t *testing.T) {
+// twoHubs opens two replicas' stores on one new database, enrolls a
+// device through the first, and runs a hub on each, relayed: the first
+// replicas' stores, their hubs and the device.
+func twoHubs(t *testing.T) (sa, sb *postgres.Store, hubA, hubB *hub.Hub, d storage.Device) {
+	t.Helper()
 	dsn := newDatabase(t)
-	sa, sb := open(t, dsn), open(t, dsn)
-	d := enrollOne(t, sa)
-	hubA := &hub.Hub{Nonces: sa, Reports: sa, Relay: sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})}
-	hubB := &hub.Hub{Nonces: sb, Reports: sb, Relay: sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})}
+	sa, sb = open(t, dsn), open(t, dsn)
+	d = enrollOne(t, sa)
+	hubA = &hub.Hub{Nonces: sa, Reports: sa, Relay: sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})}
+	hubB = &hub.Hub{Nonces: sb, Reports: sb, Relay: sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})}
 	for _, h := range []*hub.Hub{hubA, hubB} {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- h.Run(ctx) }()
 		t.Cleanup(func() { cancel(); <-done })
 	}
+	return sa, sb, hubA, hubB, d
+}
+
+// A sign-in at replica B asks for a check of a device whose stream is on
+// replica A: A's hub sends CheckNow on the stream, the report is stored
+// (consuming B's nonce), and B's CheckNow returns that report read back
+// from the database.
+func TestHubCheckThroughOtherReplica(t *testing.T) {
+	sa, _, hubA, hubB, d := twoHubs(t)
 	sess, unregister := hubA.Register(d.ID, d.PublicKey)
 	defer unregister()
 	eventually(t, "b sees the stream on a", 5*time.Second, func() bool { return hubB.Connected(d.ID) })
@@ -320,17 +329,7 @@ func TestHubCheckThroughOtherReplica(t *testing.T) {
 // replica A: A ends that stream at once, and a stream of the new key on A
 // is left alone.
 func TestHubReenrollmentEndsStreamOnOtherReplica(t *testing.T) {
-	dsn := newDatabase(t)
-	sa, sb := open(t, dsn), open(t, dsn)
-	d := enrollOne(t, sa)
-	hubA := &hub.Hub{Nonces: sa, Reports: sa, Relay: sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})}
-	hubB := &hub.Hub{Nonces: sb, Reports: sb, Relay: sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})}
-	for _, h := range []*hub.Hub{hubA, hubB} {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- h.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-done })
-	}
+	_, sb, hubA, hubB, d := twoHubs(t)
 	old, unregister := hubA.Register(d.ID, d.PublicKey)
 	defer unregister()
 	eventually(t, "b sees the stream on a", 5*time.Second, func() bool { return hubB.Connected(d.ID) })
