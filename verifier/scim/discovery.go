@@ -95,20 +95,7 @@ func (h *Handler) schemaList() []map[string]any {
 }
 
 func (h *Handler) schemas(id string) (int, any, error) {
-	list := h.schemaList()
-	if id == "" {
-		res := make([]any, 0, len(list))
-		for _, s := range list {
-			res = append(res, s)
-		}
-		return http.StatusOK, listResponse(len(res), 1, res), nil
-	}
-	for _, s := range list {
-		if s["id"] == id {
-			return http.StatusOK, s, nil
-		}
-	}
-	return 0, nil, errorf(http.StatusNotFound, "", "schema not found")
+	return discovery(h.schemaList(), id, "schema")
 }
 
 func (h *Handler) resourceTypeList() []map[string]any {
@@ -127,7 +114,12 @@ func (h *Handler) resourceTypeList() []map[string]any {
 }
 
 func (h *Handler) resourceTypes(id string) (int, any, error) {
-	list := h.resourceTypeList()
+	return discovery(h.resourceTypeList(), id, "resource type")
+}
+
+// discovery answers a discovery endpoint: the whole list as a ListResponse,
+// or the one entry whose id is id.
+func discovery(list []map[string]any, id, what string) (int, any, error) {
 	if id == "" {
 		res := make([]any, 0, len(list))
 		for _, s := range list {
@@ -140,5 +132,5 @@ func (h *Handler) resourceTypes(id string) (int, any, error) {
 			return http.StatusOK, s, nil
 		}
 	}
-	return 0, nil, errorf(http.StatusNotFound, "", "resource type not found")
+	return 0, nil, errorf(http.StatusNotFound, "", "%s not found", what)
 }

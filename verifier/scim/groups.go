@@ -118,11 +118,7 @@ func wantsMembers(r *http.Request) bool {
 }
 
 func (h *Handler) createGroup(r *http.Request) (int, any, error) {
-	body, err := readJSON(r)
-	if err != nil {
-		return 0, nil, err
-	}
-	doc, err := parseGroup(body)
+	doc, err := readBody(r, parseGroup)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -198,11 +194,7 @@ func (h *Handler) listGroups(r *http.Request) (int, any, error) {
 }
 
 func (h *Handler) replaceGroup(r *http.Request, id string) (int, any, error) {
-	body, err := readJSON(r)
-	if err != nil {
-		return 0, nil, err
-	}
-	doc, err := parseGroup(body)
+	doc, err := readBody(r, parseGroup)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -216,11 +208,7 @@ func (h *Handler) replaceGroup(r *http.Request, id string) (int, any, error) {
 // patchGroup answers 204 No Content, as Okta's Group Push expects: the
 // group may have thousands of members, which it does not need back.
 func (h *Handler) patchGroup(r *http.Request, id string) (int, any, error) {
-	body, err := readJSON(r)
-	if err != nil {
-		return 0, nil, err
-	}
-	ops, err := ParsePatch(body)
+	ops, err := readBody(r, ParsePatch)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -251,6 +251,17 @@ func readJSON(r *http.Request) (map[string]any, error) {
 	return decodeObject(data)
 }
 
+// readBody reads the request's JSON object as parse reads it: a User, a
+// Group or a PATCH.
+func readBody[T any](r *http.Request, parse func(map[string]any) (T, error)) (T, error) {
+	body, err := readJSON(r)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return parse(body)
+}
+
 // decodeObject parses one JSON object.
 func decodeObject(data []byte) (map[string]any, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))

@@ -236,11 +236,7 @@ func patchable(u storage.User) map[string]any {
 }
 
 func (h *Handler) createUser(r *http.Request) (int, any, error) {
-	body, err := readJSON(r)
-	if err != nil {
-		return 0, nil, err
-	}
-	doc, err := parseUser(body)
+	doc, err := readBody(r, parseUser)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -298,11 +294,7 @@ func (h *Handler) listUsers(r *http.Request) (int, any, error) {
 }
 
 func (h *Handler) replaceUser(r *http.Request, id string) (int, any, error) {
-	body, err := readJSON(r)
-	if err != nil {
-		return 0, nil, err
-	}
-	doc, err := parseUser(body)
+	doc, err := readBody(r, parseUser)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -327,11 +319,7 @@ func keepActive(doc userDoc) func(storage.User) (userDoc, error) {
 }
 
 func (h *Handler) patchUser(r *http.Request, id string) (int, any, error) {
-	body, err := readJSON(r)
-	if err != nil {
-		return 0, nil, err
-	}
-	ops, err := ParsePatch(body)
+	ops, err := readBody(r, ParsePatch)
 	if err != nil {
 		return 0, nil, err
 	}
