@@ -5,6 +5,7 @@ package oktaapi_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -120,15 +121,7 @@ func TestSyncDeleteSparesSCIMTakeover(t *testing.T) {
 	org.DeleteUser("00uA")
 	race.hook = func() {
 		// SCIM creates carol (Okta assigned her to the app): a takeover.
-		r := httptest.NewRequest("POST", "https://sso.example.com/scim/v2/Users", strings.NewReader(
-			`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"carol@example.com","active":false}`))
-		r.Header.Set("Authorization", "Bearer "+tok)
-		r.Header.Set("Content-Type", "application/scim+json")
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		if w.Code != 201 {
-			t.Fatalf("scim create %d %s", w.Code, w.Body)
-		}
+		scimCreateUser(t, h, tok, "carol@example.com", false)
 	}
 	mustFull(t, s)
 	if _, err := store.GetUserByName(context.Background(), "carol@example.com"); err != nil {
@@ -203,15 +196,7 @@ func TestSyncDenyWinsOverSCIMTakeover(t *testing.T) {
 	org.PutGroup("00gX", "exempt")
 	org.SetMember("00gX", "00uF", true)
 	mustFull(t, s)
-	r := httptest.NewRequest("POST", "https://sso.example.com/scim/v2/Users", strings.NewReader(
-		`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"Frank@example.com","active":true}`))
-	r.Header.Set("Authorization", "Bearer "+tok)
-	r.Header.Set("Content-Type", "application/scim+json")
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r)
-	if w.Code != 201 {
-		t.Fatalf("scim create %d %s", w.Code, w.Body)
-	}
+	scimCreateUser(t, h, tok, "Frank@example.com", true)
 	mustFull(t, s)
 	u := userByName(t, store, "frank@example.com")
 	if u.Source != storage.SourceSCIM || u.ID != "00uF" {
@@ -278,5 +263,19 @@ func TestSyncUnknownStatusInactive(t *testing.T) {
 	mustFull(t, s)
 	if userByName(t, store, "ivy@example.com").Active {
 		t.Error("an unknown status is stored active")
+	}
+}
+
+// scimCreateUser has Okta create a user over SCIM, as its provisioning does.
+func scimCreateUser(t *testing.T, h http.Handler, token, userName string, active bool) {
+	t.Helper()
+	body := fmt.Sprintf(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":%q,"active":%t}`, userName, active)
+	r := httptest.NewRequest("POST", "https://sso.example.com/scim/v2/Users", strings.NewReader(body))
+	r.Header.Set("Authorization", "Bearer "+token)
+	r.Header.Set("Content-Type", "application/scim+json")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != 201 {
+		t.Fatalf("scim create %d %s", w.Code, w.Body)
 	}
 }
