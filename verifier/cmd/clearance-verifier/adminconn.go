@@ -70,18 +70,6 @@ func (a *app) withAdmin(ctx context.Context, f adminFlags, do func(*adminConn) e
 	return do(c)
 }
 
-// resolveDataDir resolves b's settings, which must name a data dir.
-func (a *app) resolveDataDir(b *config.Binding) (*config.Config, error) {
-	cfg, err := b.Resolve(a.getenv)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.DataDir == "" {
-		return nil, cli.Usagef("%v", config.ErrNoDataDir)
-	}
-	return cfg, nil
-}
-
 // dial connects to the verifier serving dataDir: TLS that trusts the data
 // dir's ca.pem, and its admin.token as the bearer token.
 func (f adminFlags) dial(ctx context.Context, dataDir string) (*adminConn, error) {

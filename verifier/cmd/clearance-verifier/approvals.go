@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"text/tabwriter"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -240,8 +239,7 @@ func importBatches(es []knownlist.Entry, src string) []*adminv1.ImportKnownDevic
 }
 
 func renderPending(w io.Writer, ps []*adminv1.PendingEnrollment, now time.Time) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REQUEST\tREASON\tDEVICE\tHOSTNAME\tSERIAL\tHARDWARE UUID\tFROM\tFIRST ASKED\tLAST ASKED\tKEY")
+	tw := newTable(w, "REQUEST\tREASON\tDEVICE\tHOSTNAME\tSERIAL\tHARDWARE UUID\tFROM\tFIRST ASKED\tLAST ASKED\tKEY")
 	for _, p := range ps {
 		f := p.GetFacts()
 		// The device approval would change, as it is now (storage keeps

@@ -164,6 +164,14 @@ func ago(t time.Time, set bool, now time.Time) string {
 	return fmt.Sprintf("%dd ago", int(d/(24*time.Hour)))
 }
 
+// newTable starts a table with its header row (tab-separated columns),
+// to be flushed when its rows are written.
+func newTable(w io.Writer, header string) *tabwriter.Writer {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	return tw
+}
+
 // shrink lets a column of a table be cut down to floor characters.
 type shrink struct{ col, floor int }
 
