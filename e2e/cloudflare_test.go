@@ -108,7 +108,7 @@ func TestCloudflarePosture(t *testing.T) {
 	dataDir := filepath.Join(dir, "verifier")
 	access := newCloudflare(t)
 	v := startCloudflareVerifier(t, dataDir, access.CertsURL())
-	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
+	secret := v.enrollSecret()
 	caFile := filepath.Join(dataDir, "ca.pem")
 
 	macs := map[string]*mac{}
@@ -117,7 +117,7 @@ func TestCloudflarePosture(t *testing.T) {
 		uuid := fmt.Sprintf("C10DF1A2-0000-4000-8000-%012d", i+1)
 		macs[name] = startMac(t, filepath.Join(dir, name), v.grpcAddr, caFile, secret, uuid, serial, "")
 		if name == "failing" {
-			writeFixture(t, "../internal/osquerysim/testdata/failing-mac.json", filepath.Join(dir, name, "mac.json"), uuid, serial)
+			writeFixture(t, failingMac, filepath.Join(dir, name, "mac.json"), uuid, serial)
 		}
 	}
 	serial := func(name string) string {

@@ -24,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/clearance/clearance/internal/protoagent"
 	"github.com/clearance/clearance/internal/testkit"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 )
@@ -229,6 +230,28 @@ func (v *verifier) admin() (adminv1.AdminServiceClient, context.Context) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	v.t.Cleanup(cancel)
 	return adminv1.NewAdminServiceClient(v.conn()), metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+v.token())
+}
+
+// enrollSecret makes an enroll secret for v with the CLI, as an admin does.
+func (v *verifier) enrollSecret() string {
+	v.t.Helper()
+	return lastLine(cli(v.t, "secret", "create", "--data-dir", v.dataDir))
+}
+
+// enrollAgent enrolls a made-up Mac (protoagent) with hardwareUUID and
+// secret at addr, where a verifier whose CA is root listens.
+func enrollAgent(t *testing.T, addr string, root []byte, secret, hardwareUUID string) *protoagent.Agent {
+	t.Helper()
+	a, err := protoagent.New(addr, root, hardwareUUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := a.Enroll(ctx, secret); err != nil {
+		t.Fatalf("enrolling %s at %s: %v", hardwareUUID, addr, err)
+	}
+	return a
 }
 
 // cli runs clearance-verifier with args and returns stdout.
