@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/clearance/clearance/internal/testkit"
 	"github.com/clearance/clearance/pkg/run"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/server"
@@ -190,6 +192,83 @@ func (h *harness) enrolled(secret string) *protoagent.Agent {
 		h.t.Fatal(err)
 	}
 	return a
+}
+
+// connect opens a's stream, which is closed when the test ends.
+func (h *harness) connect(a *protoagent.Agent) *protoagent.Stream {
+	h.t.Helper()
+	st, err := a.Connect(h.ctx())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(st.Close)
+	return st
+}
+
+// answerChecks answers every CheckNow on st with report(seq, nonce), seq
+// counting on from the stream's first report, until the stream ends.
+func answerChecks(st *protoagent.Stream, report func(seq uint64, nonce []byte) *agentv1.SignedReport) {
+	seq := uint64(1)
+	for {
+		m, err := st.Client.Recv()
+		if err != nil {
+			return
+		}
+		if cn := m.GetCheckNow(); cn != nil {
+			seq++
+			_ = st.Send(report(seq, cn.GetNonce()))
+		}
+	}
+}
+
+// streamEnd reads st until it ends, for up to 5 s, and returns the error
+// it ended with.
+func streamEnd(t *testing.T, st *protoagent.Stream, what string) error {
+	t.Helper()
+	ended := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := st.Client.Recv(); err != nil {
+				ended <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-ended:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		return nil
+	}
+}
+
+// metricVector reads the vector name from the registry /metrics serves:
+// each series' counter (or, with gauge, gauge) value by its label pairs.
+func metricVector(t *testing.T, h *harness, name string, gauge bool) map[string]float64 {
+	t.Helper()
+	families, err := h.srv.Metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+`="`+l.GetValue()+`"`)
+			}
+			v := m.GetCounter().GetValue()
+			if gauge {
+				v = m.GetGauge().GetValue()
+			}
+			out[strings.Join(labels, ",")] = v
+		}
+	}
+	return out
 }
 
 // dump is every row of every table.
