@@ -18,6 +18,17 @@ import (
 	"github.com/clearance/clearance/verifier/config"
 )
 
+// startKnownList starts a verifier under --enroll-approval known whose
+// list of managed Macs holds devices.
+func startKnownList(t *testing.T, devices ...*adminv1.KnownDevice) *harness {
+	t.Helper()
+	h := startWith(t, func(c *config.Config) { c.EnrollApproval = config.EnrollKnown })
+	if _, err := h.admin.ImportKnownDevices(h.ctx(), &adminv1.ImportKnownDevicesRequest{Devices: devices, Source: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 // TestUnprovenReenrollmentWaits: the secret and a known hardware UUID with
 // another key do not replace the device's key; the request waits (with its
 // detail), the device keeps reporting, a bad rotation proof changes
@@ -117,13 +128,8 @@ func TestNewDevicePolicies(t *testing.T) {
 	_, err = h.admin.ApproveEnrollment(h.ctx(), &adminv1.ApproveEnrollmentRequest{RequestId: id})
 	checkStatus(t, err, codes.FailedPrecondition, "was rejected")
 
-	k := startWith(t, func(c *config.Config) { c.EnrollApproval = config.EnrollKnown })
+	k := startKnownList(t, &adminv1.KnownDevice{SerialNumber: "c02test0001", Name: "test mac"})
 	ksecret := k.secret()
-	if _, err := k.admin.ImportKnownDevices(k.ctx(), &adminv1.ImportKnownDevicesRequest{
-		Devices: []*adminv1.KnownDevice{{SerialNumber: "c02test0001", Name: "test mac"}}, Source: "test",
-	}); err != nil {
-		t.Fatal(err)
-	}
 	listed := k.enrolled(ksecret) // protoagent's serial is C02TEST0001
 	unlisted, _ := protoagent.New(k.addr, k.rootPEM, nextUUID())
 	unlisted.Facts.SerialNumber = "C02OTHER99"
@@ -268,13 +274,8 @@ func newAgent(t *testing.T, h *harness, hardwareUUID string) *protoagent.Agent {
 // it is.
 func TestStaleRequestNeverApproved(t *testing.T) {
 	t.Parallel()
-	h := startWith(t, func(c *config.Config) { c.EnrollApproval = config.EnrollKnown })
+	h := startKnownList(t, &adminv1.KnownDevice{SerialNumber: "C02TEST0001"})
 	secret := h.secret()
-	if _, err := h.admin.ImportKnownDevices(h.ctx(), &adminv1.ImportKnownDevicesRequest{
-		Devices: []*adminv1.KnownDevice{{SerialNumber: "C02TEST0001"}}, Source: "test",
-	}); err != nil {
-		t.Fatal(err)
-	}
 	victim := nextUUID()
 
 	// 1. Before the Mac enrolls, someone asks as it with an unlisted serial.
@@ -372,13 +373,8 @@ func TestFullQueueTakesTheGenuineRequest(t *testing.T) {
 // letters and digits never matches the list.
 func TestKnownSerialAdmitsOneMac(t *testing.T) {
 	t.Parallel()
-	h := startWith(t, func(c *config.Config) { c.EnrollApproval = config.EnrollKnown })
+	h := startKnownList(t, &adminv1.KnownDevice{SerialNumber: "C02TEST0001"}, &adminv1.KnownDevice{SerialNumber: "C02VICTIM01"})
 	secret := h.secret()
-	if _, err := h.admin.ImportKnownDevices(h.ctx(), &adminv1.ImportKnownDevicesRequest{
-		Devices: []*adminv1.KnownDevice{{SerialNumber: "C02TEST0001"}, {SerialNumber: "C02VICTIM01"}}, Source: "test",
-	}); err != nil {
-		t.Fatal(err)
-	}
 	h.enrolled(secret) // C02TEST0001
 	for _, tc := range []struct{ serial, reason string }{
 		{"C02TEST0001", "serial_enrolled"},
@@ -468,13 +464,8 @@ func TestApprovalSpendsOneUse(t *testing.T) {
 // would admit it: a listed serial, or a switch to auto.
 func TestRejectedKeyStaysOut(t *testing.T) {
 	t.Parallel()
-	h := startWith(t, func(c *config.Config) { c.EnrollApproval = config.EnrollKnown })
+	h := startKnownList(t, &adminv1.KnownDevice{SerialNumber: "C02TEST0001"})
 	secret := h.secret()
-	if _, err := h.admin.ImportKnownDevices(h.ctx(), &adminv1.ImportKnownDevicesRequest{
-		Devices: []*adminv1.KnownDevice{{SerialNumber: "C02TEST0001"}}, Source: "test",
-	}); err != nil {
-		t.Fatal(err)
-	}
 	a := newAgent(t, h, nextUUID())
 	a.Facts.SerialNumber = "C02OTHER99"
 	_, err := a.Enroll(h.ctx(), secret)

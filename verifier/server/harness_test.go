@@ -105,7 +105,6 @@ func startWithOptions(t *testing.T, edit func(*config.Config), opts ...server.Op
 // startLogging is startWith with the log at level and more server options.
 func startLogging(t *testing.T, edit func(*config.Config), level slog.Level, opts ...server.Option) *harness {
 	t.Helper()
-	ctx := context.Background()
 	cfg := baseConfig(t.TempDir(), examplePolicies(t))
 	if edit != nil {
 		edit(cfg)
@@ -116,27 +115,8 @@ func startLogging(t *testing.T, edit func(*config.Config), level slog.Level, opt
 		out = io.MultiWriter(h.logs, os.Stderr)
 	}
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
-	srv, err := server.New(ctx, cfg, log, append([]server.Option{server.WithClock(h.clock.Now)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := runServer(t, cfg, log, append([]server.Option{server.WithClock(h.clock.Now)}, opts...)...)
 	h.srv = srv
-	var g run.Group
-	g.Logger = log
-	if err := srv.Actors(&g); err != nil {
-		t.Fatal(err)
-	}
-	stop := make(chan struct{})
-	g.Add("test", func() error { <-stop; return nil }, func(error) {})
-	done := make(chan error, 1)
-	go func() { done <- g.Run() }()
-	t.Cleanup(func() {
-		close(stop)
-		if err := <-done; err != nil {
-			t.Errorf("server stopped with %v", err)
-		}
-		srv.Close()
-	})
 	h.addr = srv.GRPCAddr.String()
 	h.rootPEM = srv.CA.RootPEM()
 	tok, err := os.ReadFile(filepath.Join(cfg.DataDir, admin.TokenFile))
@@ -153,6 +133,34 @@ func startLogging(t *testing.T, edit func(*config.Config), level slog.Level, opt
 	t.Cleanup(func() { conn.Close() })
 	h.admin = adminv1.NewAdminServiceClient(conn)
 	return h
+}
+
+// runServer builds a verifier from cfg, runs its actors until the test or
+// benchmark ends, and closes it then.
+func runServer(tb testing.TB, cfg *config.Config, log *slog.Logger, opts ...server.Option) *server.Server {
+	tb.Helper()
+	srv, err := server.New(context.Background(), cfg, log, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var g run.Group
+	g.Logger = log
+	if err := srv.Actors(&g); err != nil {
+		srv.Close()
+		tb.Fatal(err)
+	}
+	stop := make(chan struct{})
+	g.Add("test", func() error { <-stop; return nil }, func(error) {})
+	done := make(chan error, 1)
+	go func() { done <- g.Run() }()
+	tb.Cleanup(func() {
+		close(stop)
+		if err := <-done; err != nil {
+			tb.Errorf("server stopped with %v", err)
+		}
+		srv.Close()
+	})
+	return srv
 }
 
 // ctx returns a context carrying the admin token.

@@ -28,7 +28,6 @@ import (
 	"github.com/clearance/clearance/internal/oktasim"
 	"github.com/clearance/clearance/internal/protoagent"
 	"github.com/clearance/clearance/pkg/presence"
-	"github.com/clearance/clearance/pkg/run"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/admin"
@@ -396,26 +395,5 @@ func (e *ssoBench) requests(b *testing.B, n int) ([]oktasim.Request, []string) {
 // production, and dropped.
 func runBenchServer(b *testing.B, cfg *config.Config, opts ...server.Option) *server.Server {
 	b.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := server.New(context.Background(), cfg, log, opts...)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var g run.Group
-	g.Logger = log
-	if err := srv.Actors(&g); err != nil {
-		b.Fatal(err)
-	}
-	stop := make(chan struct{})
-	g.Add("bench", func() error { <-stop; return nil }, func(error) {})
-	done := make(chan error, 1)
-	go func() { done <- g.Run() }()
-	b.Cleanup(func() {
-		close(stop)
-		if err := <-done; err != nil {
-			b.Errorf("server stopped with %v", err)
-		}
-		srv.Close()
-	})
-	return srv
+	return runServer(b, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), opts...)
 }
