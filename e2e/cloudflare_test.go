@@ -27,8 +27,7 @@ const cfAUD = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2"
 func startCloudflareVerifier(t *testing.T, dataDir, certsURL string, extra ...string) *verifier {
 	t.Helper()
 	args := append([]string{"--cloudflare-team", "clearance-test", "--cloudflare-aud", cfAUD, "--cloudflare-certs-url", certsURL,
-		"--max-posture-age", "10s", "--live-check-after", "5s",
-		"--sso-listen", "127.0.0.1:0", "--sso-public-url", "https://localhost:8444"}, extra...)
+		"--max-posture-age", "10s", "--live-check-after", "5s"}, append(offSSO, extra...)...)
 	return startVerifierArgs(t, dataDir, args...)
 }
 

@@ -284,7 +284,7 @@ func TestReenrollWithProof(t *testing.T) {
 // written to dir/name) with the CLI; it returns what the import printed.
 func startKnownList(t *testing.T, dir, name, csv string) (*verifier, string) {
 	t.Helper()
-	v := startVerifierArgs(t, filepath.Join(dir, "verifier"), "--enroll-approval", "known")
+	v := startVerifierArgs(t, filepath.Join(dir, "verifier"), append([]string{"--enroll-approval", "known"}, offSSO...)...)
 	export := filepath.Join(dir, name)
 	if err := os.WriteFile(export, []byte(csv), 0o644); err != nil {
 		t.Fatal(err)
@@ -332,7 +332,7 @@ func TestEnrollApprovalPolicies(t *testing.T) {
 
 	// Under manual, even a listed serial waits.
 	v.stop()
-	v = startVerifierOn(t, dataDir, grpcAddr, httpAddr, "--enroll-approval", "manual")
+	v = startVerifierOn(t, dataDir, grpcAddr, httpAddr, append([]string{"--enroll-approval", "manual"}, offSSO...)...)
 	startMac(t, filepath.Join(dir, "manual"), grpcAddr, caFile, secret, "33333333-3333-4333-8333-333333333333", "OTHER00002", "")
 	req = waitPending(t, v, "manual")
 	if req.GetFacts().GetSerialNumber() != "OTHER00002" {

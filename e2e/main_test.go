@@ -116,17 +116,19 @@ func startVerifierOn(t *testing.T, dataDir, grpcAddr, httpAddr string, args ...s
 	return v.run()
 }
 
+// offSSO keeps the SSO listener off its default port, which parallel tests
+// would share, for tests that do not sign in (those that do start their
+// own verifier).
+var offSSO = []string{"--sso-listen", "127.0.0.1:0", "--sso-public-url", "https://localhost:8444"}
+
 // startVerifierAt starts the verifier on the given addresses (a restart
 // reuses its predecessor's, so agents find it again).
 func startVerifierAt(t *testing.T, dataDir, policies, grpcAddr, httpAddr string) *verifier {
 	t.Helper()
 	v := &verifier{t: t, dataDir: dataDir, grpcAddr: grpcAddr, httpAddr: httpAddr, logs: &syncBuffer{}, exited: make(chan error, 1)}
-	v.cmd = exec.Command(filepath.Join(binDir, "clearance-verifier"), "serve",
+	v.cmd = exec.Command(filepath.Join(binDir, "clearance-verifier"), append([]string{"serve",
 		"--data-dir", dataDir, "--policies", policies,
-		"--grpc-listen", v.grpcAddr, "--http-listen", v.httpAddr, "--public-url", "https://localhost:8443",
-		// Tests that sign in start their own verifier; the others only need
-		// the SSO listener off the default port, which parallel tests share.
-		"--sso-listen", "127.0.0.1:0", "--sso-public-url", "https://localhost:8444")
+		"--grpc-listen", v.grpcAddr, "--http-listen", v.httpAddr, "--public-url", "https://localhost:8443"}, offSSO...)...)
 	return v.run()
 }
 
