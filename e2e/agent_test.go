@@ -93,6 +93,40 @@ func statuses(got *adminv1.GetDeviceResponse) map[string]agentv1.PolicyStatus {
 	return m
 }
 
+// Fixtures of the osquery stand-in: a Mac that passes every example
+// policy, and one that fails them.
+const (
+	compliantMac = "../internal/osquerysim/testdata/compliant-mac.json"
+	failingMac   = "../internal/osquerysim/testdata/failing-mac.json"
+)
+
+// startStandIn starts the osquery stand-in for the Mac in dir, serving
+// dir/mac.json (a copy of the fixture from, which a test may replace to
+// change the Mac) on the socket dir/osq.sock.
+func startStandIn(t *testing.T, dir, from string) (fixture, sock string, osq *proc) {
+	t.Helper()
+	fixture, sock = filepath.Join(dir, "mac.json"), filepath.Join(dir, "osq.sock")
+	copyFile(t, from, fixture)
+	return fixture, sock, startProc(t, "osquery-sim", "--socket", sock, "--fixture", fixture)
+}
+
+// agentRun is `clearance-agent run` on the Mac in dir (its state in
+// dir/agent, no managed preferences): asking osquery at sock, enrolling
+// with secret at the verifier at addr whose CA is caFile. More flags
+// (--interval, --presence-listen…) follow.
+func agentRun(dir, addr, caFile, secret, sock string, more ...string) []string {
+	return append([]string{"run", "--verifier", addr, "--ca-file", caFile, "--enroll-secret", secret,
+		"--osquery-socket", sock, "--state-dir", filepath.Join(dir, "agent"), "--managed-plist", filepath.Join(dir, "none.plist")}, more...)
+}
+
+// waitCompliant waits until v's one device is connected and compliant.
+func waitCompliant(t *testing.T, v *verifier) *adminv1.GetDeviceResponse {
+	t.Helper()
+	return waitDevice(t, v, "a compliant report", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetConnected() && g.GetDevice().GetSummary().GetCompliant()
+	})
+}
+
 func copyFile(t *testing.T, src, dst string) {
 	t.Helper()
 	b, err := os.ReadFile(src)
@@ -123,20 +157,15 @@ func TestAgentEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "verifier")
 	v := startVerifier(t, dataDir)
-	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
+	secret := v.enrollSecret()
 
-	fixture := filepath.Join(dir, "mac.json")
-	copyFile(t, "../internal/osquerysim/testdata/compliant-mac.json", fixture)
-	sock := filepath.Join(dir, "osq.sock")
-	startProc(t, "osquery-sim", "--socket", sock, "--fixture", fixture)
+	fixture, sock, _ := startStandIn(t, dir, compliantMac)
 
 	stateDir := filepath.Join(dir, "agent")
-	agentArgs := []string{"run", "--verifier", v.grpcAddr, "--ca-file", filepath.Join(dataDir, "ca.pem"),
-		"--enroll-secret", secret, "--osquery-socket", sock, "--state-dir", stateDir,
-		"--interval", interval.String(), "--managed-plist", filepath.Join(dir, "none.plist"),
+	agentArgs := agentRun(dir, v.grpcAddr, filepath.Join(dataDir, "ca.pem"), secret, sock, "--interval", interval.String(),
 		// Sign-in is not tested here; parallel tests' agents would share the
 		// default loopback port.
-		"--presence-listen", "off"}
+		"--presence-listen", "off")
 	agent := startProc(t, "clearance-agent", agentArgs...)
 
 	// 1. Enrolls and its passing report is visible.
@@ -149,7 +178,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	}
 
 	// 2. The Mac falls out of compliance: visible within one interval.
-	copyFile(t, "../internal/osquerysim/testdata/failing-mac.json", fixture)
+	copyFile(t, failingMac, fixture)
 	got = waitDevice(t, v, "a failing report", within, func(g *adminv1.GetDeviceResponse) bool {
 		s := statuses(g)
 		return s["filevault"] == agentv1.PolicyStatus_POLICY_STATUS_FAIL && s["firewall"] == agentv1.PolicyStatus_POLICY_STATUS_FAIL
@@ -159,7 +188,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	}
 
 	// 3. A live check returns a fresh report within 2 s.
-	copyFile(t, "../internal/osquerysim/testdata/compliant-mac.json", fixture)
+	copyFile(t, compliantMac, fixture)
 	time.Sleep(500 * time.Millisecond) // the stand-in polls its fixture every 200 ms
 	admin, ctx := v.admin()
 	rc, err := admin.RequestCheck(ctx, &adminv1.RequestCheckRequest{DeviceId: deviceID, Timeout: durationpb.New(2 * time.Second)})
@@ -211,7 +240,7 @@ func TestAgentRestartsOsquery(t *testing.T) {
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "verifier")
 	v := startVerifier(t, dataDir)
-	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
+	secret := v.enrollSecret()
 	stateDir := filepath.Join(dir, "agent")
 
 	// osqueryd for the agent: the stand-in, unless the marker file exists.

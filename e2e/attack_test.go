@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -23,7 +22,6 @@ import (
 	"github.com/clearance/clearance/internal/oktasim"
 	"github.com/clearance/clearance/internal/osquerysim"
 	"github.com/clearance/clearance/pkg/presence"
-	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 )
 
 // TestPlantedCertificateAttack replays, against the real binaries, the
@@ -64,24 +62,18 @@ func TestPlantedCertificateAttack(t *testing.T) {
 			"--scep-challenge", challenge, "--agent-presence-port", presencePort, "--browser-binding", binding)
 	}
 	v := start("agent")
-	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
+	secret := v.enrollSecret()
 
 	// The compliant Mac, its agent serving proofs of presence.
-	base, err := osquerysim.LoadFixture("../internal/osquerysim/testdata/compliant-mac.json")
+	base, err := osquerysim.LoadFixture(compliantMac)
 	if err != nil {
 		t.Fatal(err)
 	}
 	uuid := base.Tables["system_info"][0]["uuid"]
-	fixture := filepath.Join(dir, "mac.json")
-	copyFile(t, "../internal/osquerysim/testdata/compliant-mac.json", fixture)
-	sock := filepath.Join(dir, "osq.sock")
-	osq := startProc(t, "osquery-sim", "--socket", sock, "--fixture", fixture)
-	startProc(t, "clearance-agent", "run", "--verifier", grpcAddr, "--ca-file", filepath.Join(dataDir, "ca.pem"),
-		"--enroll-secret", secret, "--osquery-socket", sock, "--state-dir", filepath.Join(dir, "agent"),
-		"--interval", "2s", "--managed-plist", filepath.Join(dir, "none.plist"), "--presence-listen", presenceAddr)
-	got := waitDevice(t, v, "a compliant report", within, func(g *adminv1.GetDeviceResponse) bool {
-		return g.GetDevice().GetConnected() && g.GetDevice().GetSummary().GetCompliant()
-	})
+	fixture, sock, osq := startStandIn(t, dir, compliantMac)
+	startProc(t, "clearance-agent", agentRun(dir, grpcAddr, filepath.Join(dataDir, "ca.pem"), secret, sock,
+		"--interval", "2s", "--presence-listen", presenceAddr)...)
+	got := waitCompliant(t, v)
 	deviceID := got.GetDevice().GetDeviceId()
 
 	// 1. Elsewhere, the attacker gets a certificate for the Mac's UUID with
@@ -105,7 +97,8 @@ func TestPlantedCertificateAttack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, loc := atk.followRaw(u)
+	p := atk.follow(u)
+	loc := p.location
 	if p.status != http.StatusSeeOther || strings.Contains(p.body, "SAMLResponse") {
 		t.Fatalf("the verifier answered the attacker with %d:\n%s", p.status, p.body)
 	}
@@ -180,24 +173,4 @@ func TestPlantedCertificateAttack(t *testing.T) {
 	if d := decisionFor(t, v, deviceID, r.ID); !d.GetAllow() || d.GetBinding() != "certificate" {
 		t.Errorf("certificate binding decision: %v", d)
 	}
-}
-
-// followRaw is follow that also returns the redirect's Location.
-func (b *ssoBrowser) followRaw(oktaURL string) (ssoPage, string) {
-	b.t.Helper()
-	rest, ok := strings.CutPrefix(oktaURL, e2eSSOPublic)
-	if !ok {
-		b.t.Fatalf("Okta redirects to %s, not to the configured SSO URL", oktaURL)
-	}
-	req, err := http.NewRequest(http.MethodGet, b.base()+rest, nil)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	resp, err := b.client.Do(req)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return ssoPage{status: resp.StatusCode, body: string(body)}, resp.Header.Get("Location")
 }

@@ -157,36 +157,9 @@ func (o *oktaACS) sawAccepted(t *testing.T, requestID string) {
 // and axe-core checks each.
 func TestBrowserSignIn(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	dataDir := filepath.Join(dir, "verifier")
-	ssoAddr, presenceAddr, oktaAddr := freePort(t), freePort(t), freePort(t)
-	_, ssoPort, _ := net.SplitHostPort(ssoAddr)
-	_, presencePort, _ := net.SplitHostPort(presenceAddr)
-	ssoPublic := "https://" + ssoHost + ":" + ssoPort
-	okta := startOktaACS(t, oktaAddr)
-
-	v := startBrowserVerifier(t, dataDir, ssoAddr, ssoPublic, okta.url,
-		"--agent-presence-port", presencePort, "--live-check-after", liveCheckAfter.String(), "--live-check-timeout", "5s")
-	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
-	okta.sp, okta.idpPEM = browserOktaOrg(t, dataDir, ssoPublic, okta.url)
-
-	fixture := filepath.Join(dir, "mac.json")
-	copyFile(t, "../internal/osquerysim/testdata/compliant-mac.json", fixture)
-	sock := filepath.Join(dir, "osq.sock")
-	osq := startProc(t, "osquery-sim", "--socket", sock, "--fixture", fixture)
-	agentArgs := []string{"run", "--verifier", v.grpcAddr, "--ca-file", filepath.Join(dataDir, "ca.pem"),
-		"--enroll-secret", secret, "--osquery-socket", sock, "--state-dir", filepath.Join(dir, "agent"),
-		"--interval", "1h", "--managed-plist", filepath.Join(dir, "none.plist"),
-		"--presence-listen", presenceAddr, "--presence-browsers", chromiumExe}
-	agent := startProc(t, "clearance-agent", agentArgs...)
-	got := waitDevice(t, v, "a compliant report", within, func(g *adminv1.GetDeviceResponse) bool {
-		return g.GetDevice().GetConnected() && g.GetDevice().GetSummary().GetCompliant()
-	})
-	deviceID := got.GetDevice().GetDeviceId()
-	waitLog(t, agent.logs, "the agent learning the presence URL", "presence url set", ssoPublic+"/saml/presence")
-
-	opts := browser.Options{Trust: append(append([]byte{}, v.rootPEM()...), okta.caPEM...),
-		Hosts: map[string]string{ssoHost: "127.0.0.1", oktaHost: "127.0.0.1"}}
+	m := startBrowserMac(t, t.TempDir(), compliantMac)
+	v, okta, agent, opts := m.v, m.okta, m.agent, m.opts
+	deviceID := waitCompliant(t, v).GetDevice().GetDeviceId()
 	b := browser.New(t, opts)
 	signIn := func(b *browser.Browser) (oktasim.Request, error) {
 		t.Helper()
@@ -208,11 +181,11 @@ func TestBrowserSignIn(t *testing.T) {
 	if !strings.Contains(b.Text(), "Okta accepted the sign-in") {
 		t.Fatalf("the browser ends on %s:\n%s\nhops: %v", b.URL(), b.Text(), b.Hops())
 	}
-	wantHops(t, b.Hops(), "/saml/sso", "http://127.0.0.1:"+presencePort+"/v1/presence", "/saml/presence", "/sso/saml2/")
+	wantHops(t, b.Hops(), "/saml/sso", "http://127.0.0.1:"+m.presencePort+"/v1/presence", "/saml/presence", "/sso/saml2/")
 	b.Screenshot("signed-in")
 
 	// 2. FileVault off: the remediation page, with what to fix.
-	flipMac(t, osq, fixture, "../internal/osquerysim/testdata/failing-mac.json")
+	flipMac(t, m.osq, m.fixture, failingMac)
 	waitStale(t, v, deviceID)
 	held, err := signIn(b)
 	if err != nil {
@@ -228,7 +201,7 @@ func TestBrowserSignIn(t *testing.T) {
 	b.CheckAccessibility()
 
 	// 3. Fixed: Check again completes the same sign-in at Okta.
-	flipMac(t, osq, fixture, "../internal/osquerysim/testdata/compliant-mac.json")
+	flipMac(t, m.osq, m.fixture, compliantMac)
 	if err := b.Submit("form.action"); err != nil {
 		t.Fatalf("Check again: %v\nhops: %v", err, b.Hops())
 	}
@@ -250,7 +223,7 @@ func TestBrowserSignIn(t *testing.T) {
 
 	// 5. A program that is not the browser, asking exactly as the verifier
 	// would send a browser, gets nothing from the agent.
-	agentURL, err := presence.AgentURL(presenceAddr, presence.NewChallenge(), ssoPublic+"/saml/presence")
+	agentURL, err := presence.AgentURL(m.presenceAddr, presence.NewChallenge(), m.ssoPublic+"/saml/presence")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,6 +281,48 @@ func wantHops(t *testing.T, hops []browser.Hop, parts ...string) {
 	}
 }
 
+// browserMac is what a Chromium sign-in test runs against: Okta's
+// stand-in, the verifier, and a Mac (the osquery stand-in, the real agent
+// serving proofs of presence to Chromium only) whose agent has reported and
+// knows where to send proofs.
+type browserMac struct {
+	v                          *verifier
+	okta                       *oktaACS
+	osq, agent                 *proc
+	fixture                    string // the Mac's state, for flipMac
+	ssoPublic                  string
+	presenceAddr, presencePort string
+	opts                       browser.Options // what a browser needs to reach the verifier and Okta
+}
+
+// startBrowserMac starts it all in dir, the Mac in the state of the fixture
+// from; flags go to the verifier.
+func startBrowserMac(t *testing.T, dir, from string, flags ...string) *browserMac {
+	t.Helper()
+	dataDir := filepath.Join(dir, "verifier")
+	ssoAddr, presenceAddr, oktaAddr := freePort(t), freePort(t), freePort(t)
+	_, ssoPort, _ := net.SplitHostPort(ssoAddr)
+	_, presencePort, _ := net.SplitHostPort(presenceAddr)
+	m := &browserMac{ssoPublic: "https://" + ssoHost + ":" + ssoPort, presenceAddr: presenceAddr, presencePort: presencePort,
+		okta: startOktaACS(t, oktaAddr)}
+	m.v = startBrowserVerifier(t, dataDir, ssoAddr, m.ssoPublic, m.okta.url, append([]string{"--agent-presence-port", presencePort,
+		"--live-check-after", liveCheckAfter.String(), "--live-check-timeout", "5s"}, flags...)...)
+	secret := m.v.enrollSecret()
+	m.okta.sp, m.okta.idpPEM = oktaOrgAt(t, dataDir, m.ssoPublic, m.okta.url, nil, nil)
+
+	var sock string
+	m.fixture, sock, m.osq = startStandIn(t, dir, from)
+	m.agent = startProc(t, "clearance-agent", agentRun(dir, m.v.grpcAddr, filepath.Join(dataDir, "ca.pem"), secret, sock,
+		"--interval", "1h", "--presence-listen", presenceAddr, "--presence-browsers", chromiumExe)...)
+	waitDevice(t, m.v, "a report", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetConnected() && g.GetDevice().GetLastReportAt() != nil
+	})
+	waitLog(t, m.agent.logs, "the agent learning the presence URL", "presence url set", m.ssoPublic+"/saml/presence")
+	m.opts = browser.Options{Trust: append(append([]byte{}, m.v.rootPEM()...), m.okta.caPEM...),
+		Hosts: map[string]string{ssoHost: "127.0.0.1", oktaHost: "127.0.0.1"}}
+	return m
+}
+
 // startBrowserVerifier starts a verifier whose sign-in listener browsers
 // reach at ssoPublic, with Okta's ACS at acsURL.
 func startBrowserVerifier(t *testing.T, dataDir, ssoAddr, ssoPublic, acsURL string, extra ...string) *verifier {
@@ -316,26 +331,4 @@ func startBrowserVerifier(t *testing.T, dataDir, ssoAddr, ssoPublic, acsURL stri
 		"--sso-listen", ssoAddr, "--sso-public-url", ssoPublic,
 		"--okta-audience", e2eAudience, "--okta-acs-url", acsURL, "--allow-unsigned-requests",
 	}, extra...)...)
-}
-
-// browserOktaOrg is the simulated Okta org for a browser test: requests to
-// ssoPublic, responses checked against the IdP certificate in dataDir.
-func browserOktaOrg(t *testing.T, dataDir, ssoPublic, acsURL string) (*oktasim.SP, []byte) {
-	t.Helper()
-	idpPEM, err := os.ReadFile(filepath.Join(dataDir, "idp-cert.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(idpPEM)
-	if blk == nil {
-		t.Fatal("no PEM in idp-cert.pem")
-	}
-	cert, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return oktasim.New(oktasim.Options{
-		EntityID: e2eAudience, ACSURL: acsURL,
-		IdPSSOURL: ssoPublic + "/saml/sso", IdPIssuer: ssoPublic + "/saml/metadata", IdPCert: cert,
-	}), idpPEM
 }

@@ -27,8 +27,7 @@ const cfAUD = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2"
 func startCloudflareVerifier(t *testing.T, dataDir, certsURL string, extra ...string) *verifier {
 	t.Helper()
 	args := append([]string{"--cloudflare-team", "clearance-test", "--cloudflare-aud", cfAUD, "--cloudflare-certs-url", certsURL,
-		"--max-posture-age", "10s", "--live-check-after", "5s",
-		"--sso-listen", "127.0.0.1:0", "--sso-public-url", "https://localhost:8444"}, extra...)
+		"--max-posture-age", "10s", "--live-check-after", "5s"}, append(offSSO, extra...)...)
 	return startVerifierArgs(t, dataDir, args...)
 }
 
@@ -108,7 +107,7 @@ func TestCloudflarePosture(t *testing.T) {
 	dataDir := filepath.Join(dir, "verifier")
 	access := newCloudflare(t)
 	v := startCloudflareVerifier(t, dataDir, access.CertsURL())
-	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
+	secret := v.enrollSecret()
 	caFile := filepath.Join(dataDir, "ca.pem")
 
 	macs := map[string]*mac{}
@@ -117,7 +116,7 @@ func TestCloudflarePosture(t *testing.T) {
 		uuid := fmt.Sprintf("C10DF1A2-0000-4000-8000-%012d", i+1)
 		macs[name] = startMac(t, filepath.Join(dir, name), v.grpcAddr, caFile, secret, uuid, serial, "")
 		if name == "failing" {
-			writeFixture(t, "../internal/osquerysim/testdata/failing-mac.json", filepath.Join(dir, name, "mac.json"), uuid, serial)
+			writeFixture(t, failingMac, filepath.Join(dir, name, "mac.json"), uuid, serial)
 		}
 	}
 	serial := func(name string) string {

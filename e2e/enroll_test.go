@@ -39,7 +39,7 @@ func startMac(t *testing.T, dir, verifierAddr, caFile, secret, uuid, serial, pre
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := os.ReadFile("../internal/osquerysim/testdata/compliant-mac.json")
+	raw, err := os.ReadFile(compliantMac)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestCopiedHardwareUUIDCannotTakeOver(t *testing.T) {
 		"--sso-listen", ssoAddr, "--sso-public-url", e2eSSOPublic,
 		"--okta-audience", e2eAudience, "--okta-acs-url", e2eACS, "--okta-request-cert", oktaCertFile,
 		"--agent-presence-port", presencePort, "--browser-binding", "agent")
-	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
+	secret := v.enrollSecret()
 	caFile := filepath.Join(dataDir, "ca.pem")
 	sp, _ := oktaOrg(t, dataDir, oktaKey, oktaCert)
 
@@ -224,7 +224,7 @@ func TestReenrollWithProof(t *testing.T) {
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "verifier")
 	v := startVerifier(t, dataDir)
-	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
+	secret := v.enrollSecret()
 	m := startMac(t, filepath.Join(dir, "mac"), v.grpcAddr, filepath.Join(dataDir, "ca.pem"), secret, "", "", "")
 	deviceID := theDevice(t, v)
 	key := v.device(t, deviceID).GetDevice().GetKeyFingerprint()
@@ -279,6 +279,19 @@ func TestReenrollWithProof(t *testing.T) {
 	waitLog(t, v.logs, "the verifier's record of the proof", "device enrolled", "proof=rotation")
 }
 
+// startKnownList starts a verifier in dir/verifier under --enroll-approval
+// known and imports its list of managed Macs from an MDM's export (csv,
+// written to dir/name) with the CLI; it returns what the import printed.
+func startKnownList(t *testing.T, dir, name, csv string) (*verifier, string) {
+	t.Helper()
+	v := startVerifierArgs(t, filepath.Join(dir, "verifier"), append([]string{"--enroll-approval", "known"}, offSSO...)...)
+	export := filepath.Join(dir, name)
+	if err := os.WriteFile(export, []byte(csv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return v, cli(t, "devices", "import", "--data-dir", v.dataDir, export)
+}
+
 // TestEnrollApprovalPolicies: under --enroll-approval known an unknown
 // serial waits and a listed one enrolls; under manual every new device
 // waits; an approved agent reports within one backoff period, without a
@@ -286,20 +299,13 @@ func TestReenrollWithProof(t *testing.T) {
 func TestEnrollApprovalPolicies(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	dataDir := filepath.Join(dir, "verifier")
-	grpcAddr, httpAddr := freePort(t), freePort(t)
-	v := startVerifierOn(t, dataDir, grpcAddr, httpAddr, "--enroll-approval", "known")
-	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
-	caFile := filepath.Join(dataDir, "ca.pem")
-
 	// The MDM's export lists the first Mac.
-	export := filepath.Join(dir, "jamf.csv")
-	if err := os.WriteFile(export, []byte("Jamf Pro ID,Computer Name,Serial Number\n1,listed,LISTED0001\n2,elsewhere,OTHER00002\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out := cli(t, "devices", "import", "--data-dir", dataDir, export); !strings.Contains(out, "imported 2 serial numbers: 2 new") {
+	v, out := startKnownList(t, dir, "jamf.csv", "Jamf Pro ID,Computer Name,Serial Number\n1,listed,LISTED0001\n2,elsewhere,OTHER00002\n")
+	if !strings.Contains(out, "imported 2 serial numbers: 2 new") {
 		t.Errorf("devices import: %s", out)
 	}
+	dataDir, grpcAddr, httpAddr, caFile := v.dataDir, v.grpcAddr, v.httpAddr, filepath.Join(v.dataDir, "ca.pem")
+	secret := v.enrollSecret()
 	listed := startMac(t, filepath.Join(dir, "listed"), grpcAddr, caFile, secret, "11111111-1111-4111-8111-111111111111", "LISTED0001", "")
 	unknown := startMac(t, filepath.Join(dir, "unknown"), grpcAddr, caFile, secret, "22222222-2222-4222-8222-222222222222", "UNKNOWN003", "")
 	req := waitPending(t, v, "unknown_serial")
@@ -319,26 +325,14 @@ func TestEnrollApprovalPolicies(t *testing.T) {
 	time.Sleep(2 * pollBackoff)
 	approved := time.Now()
 	cli(t, "devices", "approve", "--data-dir", dataDir, req.GetRequestId())
-	var id string
-	waitUntil(t, "the approved Mac's first report", pollBackoff+5*time.Second, func() bool {
-		c, ctx := v.admin()
-		resp, err := c.ListDevices(ctx, &adminv1.ListDevicesRequest{})
-		if err != nil {
-			return false
-		}
-		for _, d := range resp.GetDevices() {
-			if d.GetFacts().GetSerialNumber() == "UNKNOWN003" && d.GetLastSeq() > 0 {
-				id = d.GetDeviceId()
-				return true
-			}
-		}
-		return false
+	id := waitReporting(t, v, "the approved Mac's first report", pollBackoff+5*time.Second, func(d *adminv1.Device) bool {
+		return d.GetFacts().GetSerialNumber() == "UNKNOWN003"
 	})
 	t.Logf("approved Mac %s reported %s after approval", id, time.Since(approved).Round(time.Millisecond))
 
 	// Under manual, even a listed serial waits.
 	v.stop()
-	v = startVerifierOn(t, dataDir, grpcAddr, httpAddr, "--enroll-approval", "manual")
+	v = startVerifierOn(t, dataDir, grpcAddr, httpAddr, append([]string{"--enroll-approval", "manual"}, offSSO...)...)
 	startMac(t, filepath.Join(dir, "manual"), grpcAddr, caFile, secret, "33333333-3333-4333-8333-333333333333", "OTHER00002", "")
 	req = waitPending(t, v, "manual")
 	if req.GetFacts().GetSerialNumber() != "OTHER00002" {
@@ -361,7 +355,7 @@ func TestSecretRefusals(t *testing.T) {
 	secretID := func(s string) string { return strings.SplitN(s, ".", 2)[0] }
 	expiring := lastLine(cli(t, "secret", "create", "--data-dir", dataDir, "--expires", "1m"))
 	once := lastLine(cli(t, "secret", "create", "--data-dir", dataDir, "--max-uses", "1"))
-	revoked := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
+	revoked := v.enrollSecret()
 	cli(t, "secret", "revoke", "--data-dir", dataDir, secretID(revoked))
 	// A minute is the shortest expiry; move this one's into the past.
 	db := openSQLiteFile(t, filepath.Join(dataDir, "clearance.db"), "?_pragma=busy_timeout(5000)")
@@ -425,16 +419,9 @@ func cliFails(t *testing.T, args ...string) string {
 func TestStaleRequestCannotTakeOver(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	dataDir := filepath.Join(dir, "verifier")
-	grpcAddr, httpAddr := freePort(t), freePort(t)
-	v := startVerifierOn(t, dataDir, grpcAddr, httpAddr, "--enroll-approval", "known")
-	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
-	caFile := filepath.Join(dataDir, "ca.pem")
-	export := filepath.Join(dir, "serials.csv")
-	if err := os.WriteFile(export, []byte("VICTIM0001\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cli(t, "devices", "import", "--data-dir", dataDir, export)
+	v, _ := startKnownList(t, dir, "serials.csv", "VICTIM0001\n")
+	dataDir, grpcAddr, caFile := v.dataDir, v.grpcAddr, filepath.Join(v.dataDir, "ca.pem")
+	secret := v.enrollSecret()
 	const victim = "66666666-6666-4666-8666-666666666666"
 
 	attacker, err := protoagent.New(v.grpcAddr, v.rootPEM(), victim)

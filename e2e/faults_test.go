@@ -231,6 +231,28 @@ func waitUntil(t *testing.T, what string, within time.Duration, cond func() bool
 	testkit.Eventually(t, within, what, cond)
 }
 
+// waitReporting waits until one of v's devices that match has reported,
+// and returns its id.
+func waitReporting(t *testing.T, v *verifier, what string, within time.Duration, match func(*adminv1.Device) bool) string {
+	t.Helper()
+	var id string
+	waitUntil(t, what, within, func() bool {
+		admin, ctx := v.admin()
+		list, err := admin.ListDevices(ctx, &adminv1.ListDevicesRequest{})
+		if err != nil {
+			return false
+		}
+		for _, d := range list.GetDevices() {
+			if match(d) && d.GetLastSeq() > 0 {
+				id = d.GetDeviceId()
+				return true
+			}
+		}
+		return false
+	})
+	return id
+}
+
 // openSQLite opens the verifier's database read-only, as an operator
 // inspecting it would, beside a running verifier or after it died.
 func openSQLite(t *testing.T, dataDir string) *sql.DB {
@@ -312,13 +334,8 @@ type realAgent struct {
 // agent's environment.
 func startRealAgent(t *testing.T, dir, verifierAddr, caFile, secret string, env ...string) *realAgent {
 	t.Helper()
-	fixture := filepath.Join(dir, "mac.json")
-	copyFile(t, "../internal/osquerysim/testdata/compliant-mac.json", fixture)
-	sock := filepath.Join(dir, "osq.sock")
-	startProc(t, "osquery-sim", "--socket", sock, "--fixture", fixture)
-	a := &realAgent{env: env, args: []string{"run", "--verifier", verifierAddr, "--ca-file", caFile,
-		"--enroll-secret", secret, "--osquery-socket", sock, "--state-dir", filepath.Join(dir, "agent"),
-		"--interval", "1s", "--managed-plist", filepath.Join(dir, "none.plist")}}
+	_, sock, _ := startStandIn(t, dir, compliantMac)
+	a := &realAgent{env: env, args: agentRun(dir, verifierAddr, caFile, secret, sock, "--interval", "1s")}
 	a.start(t)
 	return a
 }
@@ -348,7 +365,7 @@ func TestAgentSurvivesLostAcksResetAndKill(t *testing.T) {
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "verifier")
 	v := startVerifierCmd(t, dataDir, freeAddrs(t), nil)
-	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
+	secret := v.enrollSecret()
 	proxy := startFaultProxy(t, v.grpcAddr)
 	agent := startRealAgent(t, dir, proxy.addr(), filepath.Join(dataDir, "ca.pem"), secret)
 	id := theDevice(t, v)
@@ -427,7 +444,7 @@ func TestClockSkewedAgent(t *testing.T) {
 			dir := t.TempDir()
 			dataDir := filepath.Join(dir, "verifier")
 			v := startVerifierCmd(t, dataDir, freeAddrs(t), nil)
-			secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
+			secret := v.enrollSecret()
 			agent := startRealAgent(t, dir, v.grpcAddr, filepath.Join(dataDir, "ca.pem"), secret, "CLEARANCE_TEST_CLOCK_OFFSET="+skew.String())
 			got := waitDevice(t, v, "a compliant report", within, func(g *adminv1.GetDeviceResponse) bool {
 				return g.GetDevice().GetSummary().GetCompliant()
@@ -505,33 +522,10 @@ func steadyLoad(t *testing.T, v *verifier, secret string, n int, stop <-chan str
 	t.Helper()
 	var agents []*steadyAgent
 	for i := range n {
-		pa, err := protoagent.New(v.grpcAddr, v.rootPEM(), fmt.Sprintf("5A1C0A7E-0000-4000-8000-0000000001%02d", i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		_, err = pa.Enroll(ctx, secret)
-		cancel()
-		if err != nil {
-			t.Fatalf("enrolling load agent %d: %v", i, err)
-		}
+		pa := enrollAgent(t, v.grpcAddr, v.rootPEM(), secret, fmt.Sprintf("5A1C0A7E-0000-4000-8000-0000000001%02d", i))
 		agents = append(agents, &steadyAgent{a: pa, addr: v.grpcAddr})
 	}
-	var wg sync.WaitGroup
-	for _, a := range agents {
-		wg.Go(func() { a.run(stop) })
-	}
-	return agents, &wg
-}
-
-func ackCount(agents []*steadyAgent) int {
-	n := 0
-	for _, a := range agents {
-		a.mu.Lock()
-		n += len(a.acks)
-		a.mu.Unlock()
-	}
-	return n
+	return agents, runSteady(agents, stop)
 }
 
 // TestVerifierSIGKILLUnderLoad kills the verifier (SIGKILL) while agents
@@ -565,20 +559,8 @@ func TestVerifierSIGKILLUnderLoad(t *testing.T) {
 			stop := make(chan struct{})
 			load, wg := steadyLoad(t, v, secret, 4, stop)
 			startRealAgent(t, dir, v.grpcAddr, filepath.Join(dataDir, "ca.pem"), secret)
-			realID := ""
-			waitUntil(t, "the real agent's first report", within, func() bool {
-				admin, ctx := v.admin()
-				list, err := admin.ListDevices(ctx, &adminv1.ListDevicesRequest{})
-				if err != nil {
-					return false
-				}
-				for _, d := range list.GetDevices() {
-					if d.GetFacts().GetHardwareUuid() == "5A1C7E2B-9D4F-4B8A-A3E6-0C2D71F9B846" && d.GetLastSeq() > 0 {
-						realID = d.GetDeviceId()
-						return true
-					}
-				}
-				return false
+			realID := waitReporting(t, v, "the real agent's first report", within, func(d *adminv1.Device) bool {
+				return d.GetFacts().GetHardwareUuid() == "5A1C7E2B-9D4F-4B8A-A3E6-0C2D71F9B846"
 			})
 			waitUntil(t, "load, and the real agent's second report", within, func() bool {
 				return ackCount(load) >= 40 && v.device(t, realID).GetDevice().GetLastSeq() >= 2
@@ -876,23 +858,13 @@ func TestReenrollmentEndsStreamOnOtherReplica(t *testing.T) {
 	t.Parallel()
 	tl := newTimeline(t)
 	dsn, _ := pgDatabase(t)
-	dir := t.TempDir()
-	dataA, dataB := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-	vA := startSSOVerifier(t, dataA, freePort(t), "--database", dsn)
-	shareIdentity(t, dataA, dataB)
-	vB := startSSOVerifier(t, dataB, freePort(t), "--database", dsn)
+	vA, vB, _, _ := startReplicas(t, t.TempDir(), "--database", dsn)
 	secret := lastLine(cli(t, "secret", "create", "--database", dsn))
 	const uuid = "5A1C0A7E-0000-4000-8000-0000000E0E01"
 
-	old, err := protoagent.New(vA.grpcAddr, vA.rootPEM(), uuid)
-	if err != nil {
-		t.Fatal(err)
-	}
+	old := enrollAgent(t, vA.grpcAddr, vA.rootPEM(), secret, uuid)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := old.Enroll(ctx, secret); err != nil {
-		t.Fatal(err)
-	}
 	st, err := old.Connect(ctx)
 	if err != nil {
 		t.Fatal(err)

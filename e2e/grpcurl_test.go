@@ -44,16 +44,10 @@ func TestGrpcurl(t *testing.T) {
 	env := []string{"VERIFIER=" + v.grpcAddr, "DATA=" + dataDir}
 
 	// A device that answers CheckNow, so every example has something to show.
-	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
-	a, err := protoagent.New(v.grpcAddr, v.rootPEM(), "0A1B2C3D-4E5F-4061-8172-839405A6B7C8")
-	if err != nil {
-		t.Fatal(err)
-	}
+	secret := v.enrollSecret()
+	a := enrollAgent(t, v.grpcAddr, v.rootPEM(), secret, "0A1B2C3D-4E5F-4061-8172-839405A6B7C8")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if _, err := a.Enroll(ctx, secret); err != nil {
-		t.Fatal(err)
-	}
 	st, err := a.Connect(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -62,30 +56,12 @@ func TestGrpcurl(t *testing.T) {
 	if err := st.Send(protoagent.Sign(a.Key, a.Report(st.PolicySet, 1, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS))); err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		seq := uint64(1)
-		for {
-			m, err := st.Client.Recv()
-			if err != nil {
-				return
-			}
-			if cn := m.GetCheckNow(); cn != nil {
-				seq++
-				_ = st.Send(protoagent.Sign(a.Key, a.Report(st.PolicySet, seq, time.Now(), cn.GetNonce(), agentv1.PolicyStatus_POLICY_STATUS_PASS)))
-			}
-		}
-	}()
+	go answerChecks(a, st, 1)
 	env = append(env, "DEVICE="+a.DeviceID)
 
 	// A second device that fails every policy: its "compliant": false must
 	// show in grpcurl's JSON, which drops plain bools that are false.
-	failing, err := protoagent.New(v.grpcAddr, v.rootPEM(), "0A1B2C3D-4E5F-4061-8172-839405A6B7C9")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := failing.Enroll(ctx, secret); err != nil {
-		t.Fatal(err)
-	}
+	failing := enrollAgent(t, v.grpcAddr, v.rootPEM(), secret, "0A1B2C3D-4E5F-4061-8172-839405A6B7C9")
 	fst, err := failing.Connect(ctx)
 	if err != nil {
 		t.Fatal(err)

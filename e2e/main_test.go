@@ -24,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/clearance/clearance/internal/protoagent"
 	"github.com/clearance/clearance/internal/testkit"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 )
@@ -115,17 +116,19 @@ func startVerifierOn(t *testing.T, dataDir, grpcAddr, httpAddr string, args ...s
 	return v.run()
 }
 
+// offSSO keeps the SSO listener off its default port, which parallel tests
+// would share, for tests that do not sign in (those that do start their
+// own verifier).
+var offSSO = []string{"--sso-listen", "127.0.0.1:0", "--sso-public-url", "https://localhost:8444"}
+
 // startVerifierAt starts the verifier on the given addresses (a restart
 // reuses its predecessor's, so agents find it again).
 func startVerifierAt(t *testing.T, dataDir, policies, grpcAddr, httpAddr string) *verifier {
 	t.Helper()
 	v := &verifier{t: t, dataDir: dataDir, grpcAddr: grpcAddr, httpAddr: httpAddr, logs: &syncBuffer{}, exited: make(chan error, 1)}
-	v.cmd = exec.Command(filepath.Join(binDir, "clearance-verifier"), "serve",
+	v.cmd = exec.Command(filepath.Join(binDir, "clearance-verifier"), append([]string{"serve",
 		"--data-dir", dataDir, "--policies", policies,
-		"--grpc-listen", v.grpcAddr, "--http-listen", v.httpAddr, "--public-url", "https://localhost:8443",
-		// Tests that sign in start their own verifier; the others only need
-		// the SSO listener off the default port, which parallel tests share.
-		"--sso-listen", "127.0.0.1:0", "--sso-public-url", "https://localhost:8444")
+		"--grpc-listen", v.grpcAddr, "--http-listen", v.httpAddr, "--public-url", "https://localhost:8443"}, offSSO...)...)
 	return v.run()
 }
 
@@ -229,6 +232,28 @@ func (v *verifier) admin() (adminv1.AdminServiceClient, context.Context) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	v.t.Cleanup(cancel)
 	return adminv1.NewAdminServiceClient(v.conn()), metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+v.token())
+}
+
+// enrollSecret makes an enroll secret for v with the CLI, as an admin does.
+func (v *verifier) enrollSecret() string {
+	v.t.Helper()
+	return lastLine(cli(v.t, "secret", "create", "--data-dir", v.dataDir))
+}
+
+// enrollAgent enrolls a made-up Mac (protoagent) with hardwareUUID and
+// secret at addr, where a verifier whose CA is root listens.
+func enrollAgent(t *testing.T, addr string, root []byte, secret, hardwareUUID string) *protoagent.Agent {
+	t.Helper()
+	a, err := protoagent.New(addr, root, hardwareUUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := a.Enroll(ctx, secret); err != nil {
+		t.Fatalf("enrolling %s at %s: %v", hardwareUUID, addr, err)
+	}
+	return a
 }
 
 // cli runs clearance-verifier with args and returns stdout.

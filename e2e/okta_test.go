@@ -76,17 +76,11 @@ func TestOktaSystemLogEndToEnd(t *testing.T) {
 			"--okta-org-url", org.URL(), "--okta-api-token-file", tokenFile, "--scim-users", "required")
 	}
 	v := start()
-	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
-	fixture := filepath.Join(dir, "mac.json")
-	copyFile(t, "../internal/osquerysim/testdata/compliant-mac.json", fixture)
-	sock := filepath.Join(dir, "osq.sock")
-	startProc(t, "osquery-sim", "--socket", sock, "--fixture", fixture)
-	agent := startProc(t, "clearance-agent", "run", "--verifier", v.grpcAddr, "--ca-file", filepath.Join(dataDir, "ca.pem"),
-		"--enroll-secret", secret, "--osquery-socket", sock, "--state-dir", filepath.Join(dir, "agent"),
-		"--interval", "1h", "--managed-plist", filepath.Join(dir, "none.plist"), "--presence-listen", presenceAddr)
-	waitDevice(t, v, "a compliant report", within, func(g *adminv1.GetDeviceResponse) bool {
-		return g.GetDevice().GetConnected() && g.GetDevice().GetSummary().GetCompliant()
-	})
+	secret := v.enrollSecret()
+	_, sock, _ := startStandIn(t, dir, compliantMac)
+	agent := startProc(t, "clearance-agent", agentRun(dir, v.grpcAddr, filepath.Join(dataDir, "ca.pem"), secret, sock,
+		"--interval", "1h", "--presence-listen", presenceAddr)...)
+	waitCompliant(t, v)
 	waitLog(t, agent.logs, "the agent learning the presence URL", "presence url set", e2eSSOPublic+"/saml/presence")
 
 	// 1. Ada, synced from Okta's API, signs in through Clearance.

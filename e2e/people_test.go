@@ -52,16 +52,12 @@ func newPeopleRig(t *testing.T, flags ...string) *peopleRig {
 	v := startSSOVerifier(t, dataDir, ssoAddr, append([]string{"--okta-request-cert", oktaCertFile, "--policies", policies,
 		"--live-check-after", liveCheckAfter.String(), "--live-check-timeout", "5s",
 		"--agent-presence-port", presencePort, "--sso-rate-exempt", "127.0.0.1"}, flags...)...)
-	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
+	secret := v.enrollSecret()
 	token := lastLine(cli(t, "scim", "token", "create", "--data-dir", dataDir))
 
-	fixture := filepath.Join(dir, "mac.json")
-	copyFile(t, "../internal/osquerysim/testdata/compliant-mac.json", fixture)
-	sock := filepath.Join(dir, "osq.sock")
-	startProc(t, "osquery-sim", "--socket", sock, "--fixture", fixture)
-	agent := startProc(t, "clearance-agent", "run", "--verifier", v.grpcAddr, "--ca-file", filepath.Join(dataDir, "ca.pem"),
-		"--enroll-secret", secret, "--osquery-socket", sock, "--state-dir", filepath.Join(dir, "agent"),
-		"--interval", "1h", "--managed-plist", filepath.Join(dir, "none.plist"), "--presence-listen", presenceAddr)
+	_, sock, _ := startStandIn(t, dir, compliantMac)
+	agent := startProc(t, "clearance-agent", agentRun(dir, v.grpcAddr, filepath.Join(dataDir, "ca.pem"), secret, sock,
+		"--interval", "1h", "--presence-listen", presenceAddr)...)
 	got := waitDevice(t, v, "a report", within, func(g *adminv1.GetDeviceResponse) bool {
 		return g.GetDevice().GetConnected() && g.GetDevice().GetLastSeq() > 0
 	})

@@ -20,7 +20,7 @@ func TestAgentProfileEnrolls(t *testing.T) {
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "verifier")
 	v := startVerifier(t, dataDir)
-	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
+	secret := v.enrollSecret()
 	// The profile comes from the CLI a Mac admin runs.
 	out := filepath.Join(dir, "agent.mobileconfig")
 	cli(t, "profile", "agent", "--data-dir", dataDir, "--verifier", v.grpcAddr, "--enroll-secret", secret,

@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"context"
-	"crypto/tls"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -15,7 +13,6 @@ import (
 
 	"github.com/clearance/clearance/internal/oktasim"
 	"github.com/clearance/clearance/internal/protoagent"
-	"github.com/clearance/clearance/pkg/presence"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -33,24 +30,13 @@ func TestReplicasRollout(t *testing.T) {
 	policies := filepath.Join(dir, "policies.yaml")
 	// FileVault (critical) has a grace period; the firewall may be resolved later.
 	rolloutPolicyFile(t, policies, "    grace: 72h\n", "    allow_bypass: true\n", true)
-	dataA, dataB := filepath.Join(dir, "a"), filepath.Join(dir, "b")
 	// Reports stay fresh enough for the whole test: no live checks.
-	flags := []string{"--database", dsn, "--policies", policies, "--live-check-after", "4m"}
-	ssoA, ssoB := freePort(t), freePort(t)
-	vA := startSSOVerifier(t, dataA, ssoA, flags...)
-	shareIdentity(t, dataA, dataB)
-	vB := startSSOVerifier(t, dataB, ssoB, flags...)
+	vA, vB, ssoA, ssoB := startReplicas(t, dir, "--database", dsn, "--policies", policies, "--live-check-after", "4m")
 
 	secret := lastLine(cli(t, "secret", "create", "--database", dsn, "--description", "replicas"))
-	pa, err := protoagent.New(vA.grpcAddr, vA.rootPEM(), "5A1C0A7E-0000-4000-8000-00000000A0C3")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pa := enrollAgent(t, vA.grpcAddr, vA.rootPEM(), secret, "5A1C0A7E-0000-4000-8000-00000000A0C3")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := pa.Enroll(ctx, secret); err != nil {
-		t.Fatal(err)
-	}
 	st, err := pa.Connect(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -68,10 +54,8 @@ func TestReplicasRollout(t *testing.T) {
 	}
 	deviceID := pa.DeviceID
 
-	sp, idpCertPEM := oktaOrg(t, dataA, nil, nil)
-	jar, _ := cookiejar.New(nil)
-	atA, atB := newSSOBrowser(t, vA, ssoA, tls.Certificate{}), newSSOBrowser(t, vB, ssoB, tls.Certificate{})
-	atA.client.Jar, atB.client.Jar = jar, jar
+	sp, idpCertPEM := oktaOrg(t, vA.dataDir, nil, nil)
+	atA, atB := oneBrowser(t, vA, vB, ssoA, ssoB)
 	// signIn starts a sign-in at start and brings the Mac's proof back to
 	// end, as a load balancer might.
 	signIn := func(start, end *ssoBrowser) (oktasim.Request, ssoPage) {
@@ -81,21 +65,7 @@ func TestReplicasRollout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, loc := start.followRaw(u)
-		if p.status != http.StatusSeeOther {
-			t.Fatalf("sign-in answered %d:\n%s", p.status, p.body)
-		}
-		agentURL, _ := url.Parse(loc)
-		challenge, ret, err := presence.ParseAgentQuery(agentURL.RawQuery)
-		if err != nil {
-			t.Fatal(err)
-		}
-		origin, _ := presence.OriginOf(ret)
-		stmt, sig, err := presence.Sign(pa.Key, presence.Statement{Challenge: challenge, DeviceID: deviceID, Origin: origin, Time: time.Now().UTC().Truncate(time.Second)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r, end.follow(e2eSSOPublic + "/saml/presence?" + presence.RedirectQuery(stmt, sig))
+		return r, end.follow(agentProof(t, start, u, pa.Key, deviceID))
 	}
 	graceEnds := func(v *verifier) time.Time {
 		t.Helper()

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
@@ -93,6 +94,67 @@ func pgDatabase(t *testing.T) (dsn, password string) {
 	u.User = url.UserPassword(u.User.Username(), password)
 	u.Path = "/" + name
 	return u.String(), password
+}
+
+// startReplicas starts two verifiers as an operator runs them behind a load
+// balancer: A in dir/a, then B in dir/b from A's shared identity, each with
+// its own SSO listener. flags name the database they share.
+func startReplicas(t *testing.T, dir string, flags ...string) (vA, vB *verifier, ssoA, ssoB string) {
+	t.Helper()
+	dataA, dataB := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	ssoA, ssoB = freePort(t), freePort(t)
+	vA = startSSOVerifier(t, dataA, ssoA, flags...)
+	shareIdentity(t, dataA, dataB)
+	vB = startSSOVerifier(t, dataB, ssoB, flags...)
+	return vA, vB, ssoA, ssoB
+}
+
+// oneBrowser is one browser (one cookie jar) whose requests the load
+// balancer sends to replica A (atA) or B (atB). Cookies are kept by host,
+// not port: both replicas' loopback addresses are one site to the jar, as
+// one name behind a load balancer is to a browser.
+func oneBrowser(t *testing.T, vA, vB *verifier, ssoA, ssoB string) (atA, atB *ssoBrowser) {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	atA, atB = newSSOBrowser(t, vA, ssoA, tls.Certificate{}), newSSOBrowser(t, vB, ssoB, tls.Certificate{})
+	atA.client.Jar, atB.client.Jar = jar, jar
+	return atA, atB
+}
+
+// agentProof starts a sign-in at b with the URL Okta redirects to (u),
+// which the verifier must send on to the agent, and plays the agent on the
+// Mac with the device key: it signs the challenge for deviceID and returns
+// the URL that brings the proof back to the verifier.
+func agentProof(t *testing.T, b *ssoBrowser, u string, key crypto.Signer, deviceID string) string {
+	t.Helper()
+	p := b.follow(u)
+	if p.status != http.StatusSeeOther {
+		t.Fatalf("sign-in answered %d:\n%s", p.status, p.body)
+	}
+	agentURL, _ := url.Parse(p.location)
+	challenge, ret, err := presence.ParseAgentQuery(agentURL.RawQuery)
+	if err != nil || ret != e2eSSOPublic+"/saml/presence" {
+		t.Fatalf("agent URL %q: %v", p.location, err)
+	}
+	origin, _ := presence.OriginOf(ret)
+	stmt, sig, err := presence.Sign(key, presence.Statement{Challenge: challenge, DeviceID: deviceID, Origin: origin, Time: time.Now().UTC().Truncate(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e2eSSOPublic + "/saml/presence?" + presence.RedirectQuery(stmt, sig)
+}
+
+// streamToA enrolls a made-up Mac with hardwareUUID at the replica
+// enrollAt, has it stream to replica A and waits until replica B sees the
+// stream (through the shared database) and its passing report.
+func streamToA(t *testing.T, enrollAt, vA, vB *verifier, secret, hardwareUUID string) *replicaAgent {
+	t.Helper()
+	agent := &replicaAgent{t: t, a: enrollAgent(t, enrollAt.grpcAddr, vA.rootPEM(), secret, hardwareUUID)}
+	agent.connect(vA.grpcAddr)
+	waitDevice(t, vB, "B to see the stream on A", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetConnected() && g.GetDevice().GetSummary().GetCompliant()
+	})
+	return agent
 }
 
 // shareIdentity copies the first replica's shared files into the second's
@@ -208,39 +270,21 @@ func (r *replicaAgent) tlsCert() tls.Certificate {
 func TestReplicasShareSignIns(t *testing.T) {
 	t.Parallel()
 	dsn, password := pgDatabase(t)
-	dir := t.TempDir()
-	dataA, dataB := filepath.Join(dir, "a"), filepath.Join(dir, "b")
 	// These sign-ins are bound by the agent's certificate (the replicas'
 	// proof-of-presence ceremony has its own test).
 	flags := []string{"--database", dsn, "--live-check-after", liveCheckAfter.String(), "--live-check-timeout", "5s", "--browser-binding", "certificate"}
 
 	// 1. Two replicas: B starts from A's CA, IdP identity and admin token.
-	ssoA, ssoB := freePort(t), freePort(t)
-	vA := startSSOVerifier(t, dataA, ssoA, flags...)
-	shareIdentity(t, dataA, dataB)
-	vB := startSSOVerifier(t, dataB, ssoB, flags...)
+	vA, vB, ssoA, ssoB := startReplicas(t, t.TempDir(), flags...)
 
 	// 2. An enroll secret made with the CLI against the shared database (no
 	// data dir needed); the agent enrolls at B and streams to A.
 	secret := lastLine(cli(t, "secret", "create", "--database", dsn, "--description", "replicas"))
-	pa, err := protoagent.New(vB.grpcAddr, vA.rootPEM(), "5A1C0A7E-0000-4000-8000-00000000A0B1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := pa.Enroll(ctx, secret); err != nil {
-		t.Fatalf("enrolling at B: %v", err)
-	}
-	agent := &replicaAgent{t: t, a: pa}
-	agent.connect(vA.grpcAddr)
-	deviceID := pa.DeviceID
-	waitDevice(t, vB, "B to see the stream on A", within, func(g *adminv1.GetDeviceResponse) bool {
-		return g.GetDevice().GetConnected() && g.GetDevice().GetSummary().GetCompliant()
-	})
+	agent := streamToA(t, vB, vA, vB, secret, "5A1C0A7E-0000-4000-8000-00000000A0B1")
+	deviceID := agent.a.DeviceID
 
 	// 3. Okta, as both replicas are the same IdP to it.
-	sp, idpCertPEM := oktaOrg(t, dataA, nil, nil)
+	sp, idpCertPEM := oktaOrg(t, vA.dataDir, nil, nil)
 	atA := newSSOBrowser(t, vA, ssoA, agent.tlsCert())
 	atB := newSSOBrowser(t, vB, ssoB, agent.tlsCert())
 	redirect := func(r oktasim.Request) string {
@@ -403,6 +447,27 @@ type steadyAgent struct {
 	connects, checks int
 }
 
+// runSteady has agents stream until stop is closed; the group is done when
+// each has its last report acknowledged.
+func runSteady(agents []*steadyAgent, stop <-chan struct{}) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for _, a := range agents {
+		wg.Go(func() { a.run(stop) })
+	}
+	return &wg
+}
+
+// ackCount is how many acknowledgements agents have had.
+func ackCount(agents []*steadyAgent) int {
+	n := 0
+	for _, a := range agents {
+		a.mu.Lock()
+		n += len(a.acks)
+		a.mu.Unlock()
+	}
+	return n
+}
+
 // run streams until stop is closed and the last report is acknowledged.
 func (s *steadyAgent) run(stop <-chan struct{}) {
 	var pending *agentv1.SignedReport
@@ -481,43 +546,18 @@ func (s *steadyAgent) run(stop <-chan struct{}) {
 func TestReplicasSurvivePostgresRestart(t *testing.T) {
 	t.Parallel()
 	dsn, restart := ownPostgres(t)
-	dir := t.TempDir()
-	dataA, dataB := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-	flags := []string{"--database", dsn, "--report-history", "10000"}
-	vA := startSSOVerifier(t, dataA, freePort(t), flags...)
-	shareIdentity(t, dataA, dataB)
-	vB := startSSOVerifier(t, dataB, freePort(t), flags...)
+	vA, vB, _, _ := startReplicas(t, t.TempDir(), "--database", dsn, "--report-history", "10000")
 
 	// 1. Four agents, two on each replica.
 	secret := lastLine(cli(t, "secret", "create", "--database", dsn))
 	var agents []*steadyAgent
 	for i, v := range []*verifier{vA, vA, vB, vB} {
-		pa, err := protoagent.New(v.grpcAddr, vA.rootPEM(), fmt.Sprintf("5A1C0A7E-0000-4000-8000-0000000000%02d", i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		_, err = pa.Enroll(ctx, secret)
-		cancel()
-		if err != nil {
-			t.Fatalf("enrolling agent %d: %v", i, err)
-		}
+		pa := enrollAgent(t, v.grpcAddr, vA.rootPEM(), secret, fmt.Sprintf("5A1C0A7E-0000-4000-8000-0000000000%02d", i))
 		agents = append(agents, &steadyAgent{a: pa, addr: v.grpcAddr})
 	}
 	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, a := range agents {
-		wg.Go(func() { a.run(stop) })
-	}
-	acked := func() int {
-		n := 0
-		for _, a := range agents {
-			a.mu.Lock()
-			n += len(a.acks)
-			a.mu.Unlock()
-		}
-		return n
-	}
+	wg := runSteady(agents, stop)
+	acked := func() int { return ackCount(agents) }
 	waitFor(t, "reports acknowledged before the restart", func() bool { return acked() >= 20 })
 
 	// 2. PostgreSQL goes away for two seconds while they stream.
@@ -613,62 +653,23 @@ func TestReplicasSurvivePostgresRestart(t *testing.T) {
 func TestReplicasPresence(t *testing.T) {
 	t.Parallel()
 	dsn, _ := pgDatabase(t)
-	dir := t.TempDir()
-	dataA, dataB := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-	flags := []string{"--database", dsn, "--live-check-after", liveCheckAfter.String(), "--live-check-timeout", "5s"}
-	ssoA, ssoB := freePort(t), freePort(t)
-	vA := startSSOVerifier(t, dataA, ssoA, flags...)
-	shareIdentity(t, dataA, dataB)
-	vB := startSSOVerifier(t, dataB, ssoB, flags...)
+	vA, vB, ssoA, ssoB := startReplicas(t, t.TempDir(), "--database", dsn, "--live-check-after", liveCheckAfter.String(), "--live-check-timeout", "5s")
 
 	secret := lastLine(cli(t, "secret", "create", "--database", dsn, "--description", "replicas"))
-	pa, err := protoagent.New(vA.grpcAddr, vA.rootPEM(), "5A1C0A7E-0000-4000-8000-00000000A0B2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := pa.Enroll(ctx, secret); err != nil {
-		t.Fatal(err)
-	}
-	agent := &replicaAgent{t: t, a: pa}
-	agent.connect(vA.grpcAddr)
-	deviceID := pa.DeviceID
-	waitDevice(t, vB, "B to see the stream on A", within, func(g *adminv1.GetDeviceResponse) bool {
-		return g.GetDevice().GetConnected() && g.GetDevice().GetSummary().GetCompliant()
-	})
+	agent := streamToA(t, vA, vA, vB, secret, "5A1C0A7E-0000-4000-8000-00000000A0B2")
+	deviceID := agent.a.DeviceID
 	waitStale(t, vB, deviceID) // so that B's decision asks the agent, through A
 
 	// One browser (one cookie jar), whose requests the load balancer sends
 	// first to A, then to B.
-	sp, idpCertPEM := oktaOrg(t, dataA, nil, nil)
-	jar, _ := cookiejar.New(nil)
-	atA, atB := newSSOBrowser(t, vA, ssoA, tls.Certificate{}), newSSOBrowser(t, vB, ssoB, tls.Certificate{})
-	// Cookies are kept by host, not port: both replicas' loopback
-	// addresses are one site to the jar, as one name behind a load
-	// balancer is to a browser.
-	atA.client.Jar, atB.client.Jar = jar, jar
+	sp, idpCertPEM := oktaOrg(t, vA.dataDir, nil, nil)
+	atA, atB := oneBrowser(t, vA, vB, ssoA, ssoB)
 	r := sp.NewRequest(e2eUser)
 	u, err := sp.RedirectURL(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, loc := atA.followRaw(u)
-	if p.status != http.StatusSeeOther {
-		t.Fatalf("A answered %d:\n%s", p.status, p.body)
-	}
-	agentURL, _ := url.Parse(loc)
-	challenge, ret, err := presence.ParseAgentQuery(agentURL.RawQuery)
-	if err != nil || ret != e2eSSOPublic+"/saml/presence" {
-		t.Fatalf("agent URL %q: %v", loc, err)
-	}
-	// The agent on the Mac (played here with the device key) signs.
-	origin, _ := presence.OriginOf(ret)
-	stmt, sig, err := presence.Sign(pa.Key, presence.Statement{Challenge: challenge, DeviceID: deviceID, Origin: origin, Time: time.Now().UTC().Truncate(time.Second)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	back := e2eSSOPublic + "/saml/presence?" + presence.RedirectQuery(stmt, sig)
+	back := agentProof(t, atA, u, agent.a.Key, deviceID)
 	before := len(agent.answered())
 	okAtOkta(t, sp, idpCertPEM, atB.follow(back), r.ID, r.RelayState)
 	d := decisionFor(t, vB, deviceID, r.ID)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,36 +48,11 @@ func rolloutPolicyFile(t *testing.T, path, filevault, firewall string, fvCritica
 func TestBrowserRollout(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	dataDir := filepath.Join(dir, "verifier")
-	ssoAddr, presenceAddr, oktaAddr := freePort(t), freePort(t), freePort(t)
-	_, ssoPort, _ := net.SplitHostPort(ssoAddr)
-	_, presencePort, _ := net.SplitHostPort(presenceAddr)
-	ssoPublic := "https://" + ssoHost + ":" + ssoPort
-	okta := startOktaACS(t, oktaAddr)
-
 	policies := filepath.Join(dir, "policies.yaml")
 	rolloutPolicyFile(t, policies, "    enforcement: warn\n", "    enforcement: warn\n", true)
-	v := startBrowserVerifier(t, dataDir, ssoAddr, ssoPublic, okta.url,
-		"--policies", policies, "--agent-presence-port", presencePort,
-		"--live-check-after", liveCheckAfter.String(), "--live-check-timeout", "5s")
-	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
-	okta.sp, okta.idpPEM = browserOktaOrg(t, dataDir, ssoPublic, okta.url)
-
-	fixture := filepath.Join(dir, "mac.json")
-	copyFile(t, "../internal/osquerysim/testdata/failing-mac.json", fixture)
-	sock := filepath.Join(dir, "osq.sock")
-	startProc(t, "osquery-sim", "--socket", sock, "--fixture", fixture)
-	agent := startProc(t, "clearance-agent", "run", "--verifier", v.grpcAddr, "--ca-file", filepath.Join(dataDir, "ca.pem"),
-		"--enroll-secret", secret, "--osquery-socket", sock, "--state-dir", filepath.Join(dir, "agent"),
-		"--interval", "1h", "--managed-plist", filepath.Join(dir, "none.plist"),
-		"--presence-listen", presenceAddr, "--presence-browsers", chromiumExe)
-	waitDevice(t, v, "a report", within, func(g *adminv1.GetDeviceResponse) bool {
-		return g.GetDevice().GetConnected() && g.GetDevice().GetLastReportAt() != nil
-	})
-	waitLog(t, agent.logs, "the agent learning the presence URL", "presence url set", ssoPublic+"/saml/presence")
-
-	b := browser.New(t, browser.Options{Trust: append(append([]byte{}, v.rootPEM()...), okta.caPEM...),
-		Hosts: map[string]string{ssoHost: "127.0.0.1", oktaHost: "127.0.0.1"}})
+	m := startBrowserMac(t, dir, failingMac, "--policies", policies)
+	v, okta := m.v, m.okta
+	b := browser.New(t, m.opts)
 	signIn := func() oktasim.Request {
 		t.Helper()
 		r := okta.request()

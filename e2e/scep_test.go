@@ -98,18 +98,7 @@ func (m *scepMac) issued(v *verifier, ssoAddr, uuid string) *x509.Certificate {
 	if out, err := m.enroll(v, ssoAddr); err != nil {
 		t.Fatalf("scepclient: %v\n%s", err, out)
 	}
-	b, err := os.ReadFile(m.path("client.pem"))
-	if err != nil {
-		t.Fatalf("scepclient wrote no certificate: %v", err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		t.Fatal("client.pem holds no PEM block")
-	}
-	c, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, _ := readCert(t, m.path("client.pem")) // what scepclient wrote
 	if len(c.URIs) != 1 || c.URIs[0].String() != hardwareURIPrefix+uuid {
 		t.Errorf("SAN URIs %v, want [%s%s]", c.URIs, hardwareURIPrefix, uuid)
 	}
@@ -275,11 +264,11 @@ func TestBrowserCertificateEndToEnd(t *testing.T) {
 	v := startSSOVerifier(t, dataDir, ssoAddr, "--okta-request-cert", oktaCertFile,
 		"--live-check-after", liveCheckAfter.String(), "--live-check-timeout", "5s",
 		"--scep-challenge", challenge, "--browser-binding", "certificate")
-	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
+	secret := v.enrollSecret()
 
 	// The Mac: the compliant fixture, whose system_info names its hardware
 	// UUID, and alice logged in.
-	base, err := osquerysim.LoadFixture("../internal/osquerysim/testdata/compliant-mac.json")
+	base, err := osquerysim.LoadFixture(compliantMac)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,19 +277,13 @@ func TestBrowserCertificateEndToEnd(t *testing.T) {
 	if uuid == "" {
 		t.Fatal("the fixture names no hardware UUID")
 	}
-	fixture := filepath.Join(dir, "mac.json")
-	copyFile(t, "../internal/osquerysim/testdata/compliant-mac.json", fixture)
-	sock := filepath.Join(dir, "osq.sock")
-	osq := startProc(t, "osquery-sim", "--socket", sock, "--fixture", fixture)
+	fixture, sock, osq := startStandIn(t, dir, compliantMac)
 
 	// The agent reports at start and then only when asked.
-	stateDir := filepath.Join(dir, "agent")
-	agent := startProc(t, "clearance-agent", "run", "--verifier", v.grpcAddr, "--ca-file", filepath.Join(dataDir, "ca.pem"),
-		"--enroll-secret", secret, "--osquery-socket", sock, "--state-dir", stateDir,
-		"--interval", "1h", "--managed-plist", filepath.Join(dir, "none.plist"), "--presence-listen", "off")
-	got := waitDevice(t, v, "a compliant report", within, func(g *adminv1.GetDeviceResponse) bool {
-		return g.GetDevice().GetConnected() && g.GetDevice().GetSummary().GetCompliant()
-	})
+	stateDir := filepath.Join(dir, "agent") // where agentRun keeps the agent's state
+	agent := startProc(t, "clearance-agent", agentRun(dir, v.grpcAddr, filepath.Join(dataDir, "ca.pem"), secret, sock,
+		"--interval", "1h", "--presence-listen", "off")...)
+	got := waitCompliant(t, v)
 	deviceID := got.GetDevice().GetDeviceId()
 	if h := got.GetDevice().GetFacts().GetHardwareUuid(); !strings.EqualFold(h, uuid) {
 		t.Fatalf("the agent enrolled with hardware UUID %q, the fixture says %q", h, uuid)
@@ -375,16 +358,10 @@ func TestBrowserCertificateEndToEnd(t *testing.T) {
 	// used elsewhere) is refused: that Mac's agent never reported it, even
 	// once this Mac's agent has it in a keychain too.
 	rootPEM := v.rootPEM()
-	other, err := protoagent.New(v.grpcAddr, rootPEM, "0D5E3C1A-7B2F-4E6D-9A8C-1F2E3D4C5B6A")
-	if err != nil {
-		t.Fatal(err)
-	}
+	otherSecret := v.enrollSecret()
+	other := enrollAgent(t, v.grpcAddr, rootPEM, otherSecret, "0D5E3C1A-7B2F-4E6D-9A8C-1F2E3D4C5B6A")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	otherSecret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
-	if _, err := other.Enroll(ctx, otherSecret); err != nil {
-		t.Fatalf("enrolling the other Mac: %v", err)
-	}
 	st, err := other.Connect(ctx)
 	if err != nil {
 		t.Fatalf("connecting the other Mac: %v", err)

@@ -126,8 +126,9 @@ func newPresenceBrowser(t *testing.T, v *verifier, addr string) *ssoBrowser {
 
 // ssoPage is what the browser got.
 type ssoPage struct {
-	status int
-	body   string
+	status   int
+	body     string
+	location string // a redirect's Location
 }
 
 func (b *ssoBrowser) do(req *http.Request) ssoPage {
@@ -141,7 +142,7 @@ func (b *ssoBrowser) do(req *http.Request) ssoPage {
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	return ssoPage{status: resp.StatusCode, body: string(body)}
+	return ssoPage{status: resp.StatusCode, body: string(body), location: resp.Header.Get("Location")}
 }
 
 // follow opens a URL Okta redirected the browser to, at the listener's
@@ -298,23 +299,15 @@ func TestSignInEndToEnd(t *testing.T) {
 	v := startSSOVerifier(t, dataDir, ssoAddr, "--okta-request-cert", oktaCertFile,
 		"--live-check-after", liveCheckAfter.String(), "--live-check-timeout", "5s",
 		"--agent-presence-port", presencePort)
-	secret := lastLine(cli(t, "secret", "create", "--data-dir", dataDir))
+	secret := v.enrollSecret()
 
-	fixture := filepath.Join(dir, "mac.json")
-	copyFile(t, "../internal/osquerysim/testdata/compliant-mac.json", fixture)
-	sock := filepath.Join(dir, "osq.sock")
-	osq := startProc(t, "osquery-sim", "--socket", sock, "--fixture", fixture)
+	fixture, sock, osq := startStandIn(t, dir, compliantMac)
 
 	// The agent reports when it starts and then only when asked: every
 	// later report in this test comes from a live check.
-	stateDir := filepath.Join(dir, "agent")
-	agent := startProc(t, "clearance-agent", "run", "--verifier", v.grpcAddr, "--ca-file", filepath.Join(dataDir, "ca.pem"),
-		"--enroll-secret", secret, "--osquery-socket", sock, "--state-dir", stateDir,
-		"--interval", "1h", "--managed-plist", filepath.Join(dir, "none.plist"),
-		"--presence-listen", presenceAddr)
-	got := waitDevice(t, v, "a compliant report", within, func(g *adminv1.GetDeviceResponse) bool {
-		return g.GetDevice().GetConnected() && g.GetDevice().GetSummary().GetCompliant()
-	})
+	agent := startProc(t, "clearance-agent", agentRun(dir, v.grpcAddr, filepath.Join(dataDir, "ca.pem"), secret, sock,
+		"--interval", "1h", "--presence-listen", presenceAddr)...)
+	got := waitCompliant(t, v)
 	deviceID := got.GetDevice().GetDeviceId()
 	waitLog(t, agent.logs, "the agent learning the presence URL", "presence url set", e2eSSOPublic+"/saml/presence")
 
@@ -337,7 +330,7 @@ func TestSignInEndToEnd(t *testing.T) {
 	resp1 := okAtOkta(t, sp, idpCertPEM, signIn(first), first.ID, first.RelayState)
 
 	// 2. FileVault goes off; the next sign-in asks the agent and is refused.
-	flipMac(t, osq, fixture, "../internal/osquerysim/testdata/failing-mac.json")
+	flipMac(t, osq, fixture, failingMac)
 	waitStale(t, v, deviceID)
 	held := sp.NewRequest(e2eUser)
 	p := signIn(held)
@@ -358,7 +351,7 @@ func TestSignInEndToEnd(t *testing.T) {
 	}
 
 	// 3. FileVault is back on: "Check again" completes the held sign-in.
-	flipMac(t, osq, fixture, "../internal/osquerysim/testdata/compliant-mac.json")
+	flipMac(t, osq, fixture, compliantMac)
 	resp3 := okAtOkta(t, sp, idpCertPEM, browser.post(action, url.Values{"token": {token}}), held.ID, held.RelayState)
 
 	// 4. The decision log, through the admin API, tells the story.
@@ -442,23 +435,38 @@ func TestSignInEndToEnd(t *testing.T) {
 // It returns the org and the IdP's signing certificate (PEM) it trusts.
 func oktaOrg(t *testing.T, dataDir string, oktaKey *rsa.PrivateKey, oktaCert *x509.Certificate) (*oktasim.SP, []byte) {
 	t.Helper()
-	idpCertPEM, err := os.ReadFile(filepath.Join(dataDir, "idp-cert.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(idpCertPEM)
-	if blk == nil {
-		t.Fatal("idp-cert.pem holds no PEM block")
-	}
-	idpCert, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	return oktaOrgAt(t, dataDir, e2eSSOPublic, e2eACS, oktaKey, oktaCert)
+}
+
+// oktaOrgAt is oktaOrg with its own ACS URL, for a verifier whose SSO URL
+// is at ssoPublic.
+func oktaOrgAt(t *testing.T, dataDir, ssoPublic, acsURL string, oktaKey *rsa.PrivateKey, oktaCert *x509.Certificate) (*oktasim.SP, []byte) {
+	t.Helper()
+	idpCert, idpCertPEM := readCert(t, filepath.Join(dataDir, "idp-cert.pem"))
 	return oktasim.New(oktasim.Options{
-		EntityID: e2eAudience, ACSURL: e2eACS,
-		IdPSSOURL: e2eSSOPublic + "/saml/sso", IdPIssuer: e2eSSOPublic + "/saml/metadata", IdPCert: idpCert,
+		EntityID: e2eAudience, ACSURL: acsURL,
+		IdPSSOURL: ssoPublic + "/saml/sso", IdPIssuer: ssoPublic + "/saml/metadata", IdPCert: idpCert,
 		SigningKey: oktaKey, SigningCert: oktaCert,
 	}), idpCertPEM
+}
+
+// readCert reads the certificate in the first PEM block of a file, and the
+// file.
+func readCert(t *testing.T, path string) (*x509.Certificate, []byte) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(raw)
+	if blk == nil {
+		t.Fatalf("%s holds no PEM block", path)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return c, raw
 }
 
 // TestUnsignedRequestRefused: a verifier not told Okta's request-signing

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,17 @@ import (
 	"github.com/clearance/clearance/verifier/config"
 )
 
+// startKnownList starts a verifier under --enroll-approval known whose
+// list of managed Macs holds devices.
+func startKnownList(t *testing.T, devices ...*adminv1.KnownDevice) *harness {
+	t.Helper()
+	h := startWith(t, func(c *config.Config) { c.EnrollApproval = config.EnrollKnown })
+	if _, err := h.admin.ImportKnownDevices(h.ctx(), &adminv1.ImportKnownDevicesRequest{Devices: devices, Source: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 // TestUnprovenReenrollmentWaits: the secret and a known hardware UUID with
 // another key do not replace the device's key; the request waits (with its
 // detail), the device keeps reporting, a bad rotation proof changes
@@ -26,11 +38,7 @@ func TestUnprovenReenrollmentWaits(t *testing.T) {
 	h := start(t)
 	secret := h.secret()
 	a := h.enrolled(secret)
-	st, err := a.Connect(h.ctx())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := h.connect(a)
 
 	other, err := protoagent.New(h.addr, h.rootPEM, a.Facts.GetHardwareUuid())
 	if err != nil {
@@ -84,21 +92,7 @@ func TestUnprovenReenrollmentWaits(t *testing.T) {
 	if err != nil || !resp.GetReplacedKey() || resp.GetDevice().GetKeyFingerprint() != p.GetKeyFingerprint() {
 		t.Fatalf("ApproveEnrollment: %v %v", resp, err)
 	}
-	ended := make(chan error, 1)
-	go func() {
-		for {
-			if _, err := st.Client.Recv(); err != nil {
-				ended <- err
-				return
-			}
-		}
-	}()
-	select {
-	case err := <-ended:
-		checkStatus(t, err, codes.PermissionDenied, "enrolled again with another key")
-	case <-time.After(5 * time.Second):
-		t.Fatal("the old key's stream did not end at approval")
-	}
+	checkStatus(t, streamEnd(t, st, "the old key's stream ending at approval"), codes.PermissionDenied, "enrolled again with another key")
 	if _, err := other.Enroll(h.ctx(), secret); err != nil {
 		t.Fatalf("the approved key's enrollment: %v", err)
 	}
@@ -134,13 +128,8 @@ func TestNewDevicePolicies(t *testing.T) {
 	_, err = h.admin.ApproveEnrollment(h.ctx(), &adminv1.ApproveEnrollmentRequest{RequestId: id})
 	checkStatus(t, err, codes.FailedPrecondition, "was rejected")
 
-	k := startWith(t, func(c *config.Config) { c.EnrollApproval = config.EnrollKnown })
+	k := startKnownList(t, &adminv1.KnownDevice{SerialNumber: "c02test0001", Name: "test mac"})
 	ksecret := k.secret()
-	if _, err := k.admin.ImportKnownDevices(k.ctx(), &adminv1.ImportKnownDevicesRequest{
-		Devices: []*adminv1.KnownDevice{{SerialNumber: "c02test0001", Name: "test mac"}}, Source: "test",
-	}); err != nil {
-		t.Fatal(err)
-	}
 	listed := k.enrolled(ksecret) // protoagent's serial is C02TEST0001
 	unlisted, _ := protoagent.New(k.addr, k.rootPEM, nextUUID())
 	unlisted.Facts.SerialNumber = "C02OTHER99"
@@ -160,6 +149,19 @@ func TestApprovalAdminBadInput(t *testing.T) {
 	before := h.dump()
 	ctx := h.ctx()
 	long := strings.Repeat("x", 65)
+	importing := func(ds ...*adminv1.KnownDevice) func() error {
+		return func() error {
+			_, err := h.admin.ImportKnownDevices(ctx, &adminv1.ImportKnownDevicesRequest{Devices: ds})
+			return err
+		}
+	}
+	serials := func(ss ...string) []*adminv1.KnownDevice {
+		var ds []*adminv1.KnownDevice
+		for _, s := range ss {
+			ds = append(ds, &adminv1.KnownDevice{SerialNumber: s})
+		}
+		return ds
+	}
 	for _, tc := range []struct {
 		name string
 		call func() error
@@ -186,41 +188,16 @@ func TestApprovalAdminBadInput(t *testing.T) {
 			_, err := h.admin.ListPendingEnrollments(ctx, &adminv1.ListPendingEnrollmentsRequest{PageToken: "%%%"})
 			return err
 		}, codes.InvalidArgument, "page_token"},
-		{"import nothing", func() error {
-			_, err := h.admin.ImportKnownDevices(ctx, &adminv1.ImportKnownDevicesRequest{})
-			return err
-		}, codes.InvalidArgument, "devices is empty"},
-		{"import hostile serial", func() error {
-			_, err := h.admin.ImportKnownDevices(ctx, &adminv1.ImportKnownDevicesRequest{Devices: []*adminv1.KnownDevice{
-				{SerialNumber: "C02GOOD001"}, {SerialNumber: "=cmd|' /C calc'!A0"}}})
-			return err
-		}, codes.InvalidArgument, "devices[1]: serial number"},
-		{"import a look-alike serial", func() error {
-			_, err := h.admin.ImportKnownDevices(ctx, &adminv1.ImportKnownDevicesRequest{Devices: []*adminv1.KnownDevice{
-				{SerialNumber: "c02good00\u0131"}}})
-			return err
-		}, codes.InvalidArgument, "devices[0]: serial number"},
-		{"import control characters in a name", func() error {
-			_, err := h.admin.ImportKnownDevices(ctx, &adminv1.ImportKnownDevicesRequest{Devices: []*adminv1.KnownDevice{
-				{SerialNumber: "C02GOOD001", Name: "a\x1b[2Jb"}}})
-			return err
-		}, codes.InvalidArgument, "control character"},
-		{"import a serial twice", func() error {
-			_, err := h.admin.ImportKnownDevices(ctx, &adminv1.ImportKnownDevicesRequest{Devices: []*adminv1.KnownDevice{
-				{SerialNumber: "C02GOOD001"}, {SerialNumber: "c02good001"}}})
-			return err
-		}, codes.InvalidArgument, "listed twice"},
+		{"import nothing", importing(), codes.InvalidArgument, "devices is empty"},
+		{"import hostile serial", importing(serials("C02GOOD001", "=cmd|' /C calc'!A0")...), codes.InvalidArgument, "devices[1]: serial number"},
+		{"import a look-alike serial", importing(serials("c02good00\u0131")...), codes.InvalidArgument, "devices[0]: serial number"},
+		{"import control characters in a name", importing(&adminv1.KnownDevice{SerialNumber: "C02GOOD001", Name: "a\x1b[2Jb"}),
+			codes.InvalidArgument, "control character"},
+		{"import a serial twice", importing(serials("C02GOOD001", "c02good001")...), codes.InvalidArgument, "listed twice"},
 		// 5,001 rows are over the message bound of a connection without a
 		// device certificate, before any count (admin's own tests check
 		// MaxImport); the CLI sends lists in pieces that fit.
-		{"import too many", func() error {
-			ds := make([]*adminv1.KnownDevice, 5001)
-			for i := range ds {
-				ds[i] = &adminv1.KnownDevice{SerialNumber: "C02GOOD001"}
-			}
-			_, err := h.admin.ImportKnownDevices(ctx, &adminv1.ImportKnownDevicesRequest{Devices: ds})
-			return err
-		}, codes.ResourceExhausted, "larger than max"},
+		{"import too many", importing(serials(slices.Repeat([]string{"C02GOOD001"}, 5001)...)...), codes.ResourceExhausted, "larger than max"},
 		{"secret with a negative expiry", func() error {
 			_, err := h.admin.CreateEnrollSecret(ctx, &adminv1.CreateEnrollSecretRequest{ExpiresIn: durationpb.New(-time.Hour)})
 			return err
@@ -297,13 +274,8 @@ func newAgent(t *testing.T, h *harness, hardwareUUID string) *protoagent.Agent {
 // it is.
 func TestStaleRequestNeverApproved(t *testing.T) {
 	t.Parallel()
-	h := startWith(t, func(c *config.Config) { c.EnrollApproval = config.EnrollKnown })
+	h := startKnownList(t, &adminv1.KnownDevice{SerialNumber: "C02TEST0001"})
 	secret := h.secret()
-	if _, err := h.admin.ImportKnownDevices(h.ctx(), &adminv1.ImportKnownDevicesRequest{
-		Devices: []*adminv1.KnownDevice{{SerialNumber: "C02TEST0001"}}, Source: "test",
-	}); err != nil {
-		t.Fatal(err)
-	}
 	victim := nextUUID()
 
 	// 1. Before the Mac enrolls, someone asks as it with an unlisted serial.
@@ -401,13 +373,8 @@ func TestFullQueueTakesTheGenuineRequest(t *testing.T) {
 // letters and digits never matches the list.
 func TestKnownSerialAdmitsOneMac(t *testing.T) {
 	t.Parallel()
-	h := startWith(t, func(c *config.Config) { c.EnrollApproval = config.EnrollKnown })
+	h := startKnownList(t, &adminv1.KnownDevice{SerialNumber: "C02TEST0001"}, &adminv1.KnownDevice{SerialNumber: "C02VICTIM01"})
 	secret := h.secret()
-	if _, err := h.admin.ImportKnownDevices(h.ctx(), &adminv1.ImportKnownDevicesRequest{
-		Devices: []*adminv1.KnownDevice{{SerialNumber: "C02TEST0001"}, {SerialNumber: "C02VICTIM01"}}, Source: "test",
-	}); err != nil {
-		t.Fatal(err)
-	}
 	h.enrolled(secret) // C02TEST0001
 	for _, tc := range []struct{ serial, reason string }{
 		{"C02TEST0001", "serial_enrolled"},
@@ -497,13 +464,8 @@ func TestApprovalSpendsOneUse(t *testing.T) {
 // would admit it: a listed serial, or a switch to auto.
 func TestRejectedKeyStaysOut(t *testing.T) {
 	t.Parallel()
-	h := startWith(t, func(c *config.Config) { c.EnrollApproval = config.EnrollKnown })
+	h := startKnownList(t, &adminv1.KnownDevice{SerialNumber: "C02TEST0001"})
 	secret := h.secret()
-	if _, err := h.admin.ImportKnownDevices(h.ctx(), &adminv1.ImportKnownDevicesRequest{
-		Devices: []*adminv1.KnownDevice{{SerialNumber: "C02TEST0001"}}, Source: "test",
-	}); err != nil {
-		t.Fatal(err)
-	}
 	a := newAgent(t, h, nextUUID())
 	a.Facts.SerialNumber = "C02OTHER99"
 	_, err := a.Enroll(h.ctx(), secret)

@@ -52,19 +52,11 @@ func (e *ssoEnv) browserCert(t *testing.T, deviceID, hardwareUUID string) (*tls.
 
 // vouchingAgent answers every CheckNow with a passing report listing *certs.
 func vouchingAgent(a *protoagent.Agent, st *protoagent.Stream, certs *[]*agentv1.KeychainCertificate) {
-	seq := uint64(1)
-	for {
-		m, err := st.Client.Recv()
-		if err != nil {
-			return
-		}
-		if cn := m.GetCheckNow(); cn != nil {
-			seq++
-			r := a.Report(st.PolicySet, seq, time.Now(), cn.GetNonce(), agentv1.PolicyStatus_POLICY_STATUS_PASS)
-			r.Certificates = *certs
-			_ = st.Send(protoagent.Sign(a.Key, r))
-		}
-	}
+	answerChecks(st, func(seq uint64, nonce []byte) *agentv1.SignedReport {
+		r := a.Report(st.PolicySet, seq, time.Now(), nonce, agentv1.PolicyStatus_POLICY_STATUS_PASS)
+		r.Certificates = *certs
+		return protoagent.Sign(a.Key, r)
+	})
 }
 
 // TestBrowserCertificateVouched: a browser certificate passes the sign-in

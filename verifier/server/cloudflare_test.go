@@ -55,11 +55,7 @@ func TestCloudflareEndpoint(t *testing.T) {
 	if _, err := a.Enroll(h.ctx(), h.secret()); err != nil {
 		t.Fatal(err)
 	}
-	st, err := a.Connect(h.ctx())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
+	st := h.connect(a)
 	if m, err := st.Exchange(protoagent.Sign(a.Key, a.Report(st.PolicySet, 1, h.clock.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS))); err != nil || m.GetAck() == nil {
 		t.Fatalf("report not acked: %v %v", m, err)
 	}

@@ -49,11 +49,7 @@ func TestRequestCheck(t *testing.T) {
 	_, err = h.admin.RequestCheck(h.ctx(), &adminv1.RequestCheckRequest{DeviceId: a.DeviceID, Timeout: durationpb.New(time.Hour)})
 	checkStatus(t, err, codes.InvalidArgument, "timeout")
 
-	st, err := a.Connect(h.ctx())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := h.connect(a)
 	msgs := make(chan *agentv1.VerifierMessage, 16)
 	go answer(a, st, 0, agentv1.PolicyStatus_POLICY_STATUS_FAIL, msgs)
 
@@ -78,12 +74,8 @@ func TestRequestCheckSilentAgentTimesOut(t *testing.T) {
 	t.Parallel()
 	h := start(t)
 	a := h.enrolled(h.secret())
-	st, err := a.Connect(h.ctx())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	_, err = h.admin.RequestCheck(h.ctx(), &adminv1.RequestCheckRequest{DeviceId: a.DeviceID, Timeout: durationpb.New(200 * time.Millisecond)})
+	h.connect(a) // connected, and silent
+	_, err := h.admin.RequestCheck(h.ctx(), &adminv1.RequestCheckRequest{DeviceId: a.DeviceID, Timeout: durationpb.New(200 * time.Millisecond)})
 	checkStatus(t, err, codes.DeadlineExceeded, "did not send a fresh report within 200ms")
 }
 
@@ -153,11 +145,7 @@ func TestReenrollEndsOldKeyStream(t *testing.T) {
 	h := start(t)
 	secret := h.secret()
 	a := h.enrolled(secret)
-	old, err := a.Connect(h.ctx())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer old.Close()
+	old := h.connect(a)
 	if m, err := old.Exchange(protoagent.Sign(a.Key, a.Report(old.PolicySet, 1, h.clock.Now(), nil, pass))); err != nil || m.GetAck().GetSeq() != 1 {
 		t.Fatalf("first report: %v %v", m, err)
 	}
@@ -169,29 +157,11 @@ func TestReenrollEndsOldKeyStream(t *testing.T) {
 	if _, err := again.EnrollRotating(h.ctx(), secret, a.Key); err != nil {
 		t.Fatal(err)
 	}
-	ended := make(chan error, 1)
-	go func() {
-		for {
-			if _, err := old.Client.Recv(); err != nil {
-				ended <- err
-				return
-			}
-		}
-	}()
-	select {
-	case err := <-ended:
-		checkStatus(t, err, codes.PermissionDenied, "enrolled again with another key")
-	case <-time.After(5 * time.Second):
-		t.Fatal("the old key's stream was not ended by the re-enrollment")
-	}
+	checkStatus(t, streamEnd(t, old, "the re-enrollment ending the old key's stream"), codes.PermissionDenied, "enrolled again with another key")
 	// Whatever the old stream still sends is not stored.
 	_ = old.Send(protoagent.Sign(a.Key, a.Report(old.PolicySet, 1<<53, h.clock.Now(), nil, pass)))
 
-	st, err := again.Connect(h.ctx())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := h.connect(again)
 	if m, err := st.Exchange(protoagent.Sign(again.Key, again.Report(st.PolicySet, 1, h.clock.Now(), nil, pass))); err != nil || m.GetAck().GetSeq() != 1 {
 		t.Fatalf("the new key's first report: %v %v", m, err)
 	}
@@ -216,15 +186,11 @@ func TestRevokeEndsLiveStream(t *testing.T) {
 	t.Parallel()
 	h := start(t)
 	a := h.enrolled(h.secret())
-	st, err := a.Connect(h.ctx())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := h.connect(a)
 	if _, err := h.admin.RevokeDevice(h.ctx(), &adminv1.RevokeDeviceRequest{DeviceId: a.DeviceID, Reason: "stolen"}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = st.Client.Recv()
+	_, err := st.Client.Recv()
 	checkStatus(t, err, codes.PermissionDenied, "was revoked")
 	got, err := h.admin.GetDevice(h.ctx(), &adminv1.GetDeviceRequest{DeviceId: a.DeviceID})
 	if err != nil || got.GetDevice().GetStatus() != adminv1.DeviceStatus_DEVICE_STATUS_REVOKED || got.GetDevice().GetRevokedReason() != "stolen" {
@@ -273,11 +239,7 @@ func TestReloadPushesPolicySet(t *testing.T) {
 	t.Parallel()
 	h := start(t)
 	a := h.enrolled(h.secret())
-	st, err := a.Connect(h.ctx())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := h.connect(a)
 	old := st.PolicySet.GetVersion()
 	orig, err := os.ReadFile(h.cfg.Policies)
 	if err != nil {

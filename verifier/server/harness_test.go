@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/clearance/clearance/internal/testkit"
 	"github.com/clearance/clearance/pkg/run"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/server"
@@ -103,7 +105,6 @@ func startWithOptions(t *testing.T, edit func(*config.Config), opts ...server.Op
 // startLogging is startWith with the log at level and more server options.
 func startLogging(t *testing.T, edit func(*config.Config), level slog.Level, opts ...server.Option) *harness {
 	t.Helper()
-	ctx := context.Background()
 	cfg := baseConfig(t.TempDir(), examplePolicies(t))
 	if edit != nil {
 		edit(cfg)
@@ -114,27 +115,8 @@ func startLogging(t *testing.T, edit func(*config.Config), level slog.Level, opt
 		out = io.MultiWriter(h.logs, os.Stderr)
 	}
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
-	srv, err := server.New(ctx, cfg, log, append([]server.Option{server.WithClock(h.clock.Now)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := runServer(t, cfg, log, append([]server.Option{server.WithClock(h.clock.Now)}, opts...)...)
 	h.srv = srv
-	var g run.Group
-	g.Logger = log
-	if err := srv.Actors(&g); err != nil {
-		t.Fatal(err)
-	}
-	stop := make(chan struct{})
-	g.Add("test", func() error { <-stop; return nil }, func(error) {})
-	done := make(chan error, 1)
-	go func() { done <- g.Run() }()
-	t.Cleanup(func() {
-		close(stop)
-		if err := <-done; err != nil {
-			t.Errorf("server stopped with %v", err)
-		}
-		srv.Close()
-	})
 	h.addr = srv.GRPCAddr.String()
 	h.rootPEM = srv.CA.RootPEM()
 	tok, err := os.ReadFile(filepath.Join(cfg.DataDir, admin.TokenFile))
@@ -151,6 +133,34 @@ func startLogging(t *testing.T, edit func(*config.Config), level slog.Level, opt
 	t.Cleanup(func() { conn.Close() })
 	h.admin = adminv1.NewAdminServiceClient(conn)
 	return h
+}
+
+// runServer builds a verifier from cfg, runs its actors until the test or
+// benchmark ends, and closes it then.
+func runServer(tb testing.TB, cfg *config.Config, log *slog.Logger, opts ...server.Option) *server.Server {
+	tb.Helper()
+	srv, err := server.New(context.Background(), cfg, log, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var g run.Group
+	g.Logger = log
+	if err := srv.Actors(&g); err != nil {
+		srv.Close()
+		tb.Fatal(err)
+	}
+	stop := make(chan struct{})
+	g.Add("test", func() error { <-stop; return nil }, func(error) {})
+	done := make(chan error, 1)
+	go func() { done <- g.Run() }()
+	tb.Cleanup(func() {
+		close(stop)
+		if err := <-done; err != nil {
+			tb.Errorf("server stopped with %v", err)
+		}
+		srv.Close()
+	})
+	return srv
 }
 
 // ctx returns a context carrying the admin token.
@@ -190,6 +200,83 @@ func (h *harness) enrolled(secret string) *protoagent.Agent {
 		h.t.Fatal(err)
 	}
 	return a
+}
+
+// connect opens a's stream, which is closed when the test ends.
+func (h *harness) connect(a *protoagent.Agent) *protoagent.Stream {
+	h.t.Helper()
+	st, err := a.Connect(h.ctx())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(st.Close)
+	return st
+}
+
+// answerChecks answers every CheckNow on st with report(seq, nonce), seq
+// counting on from the stream's first report, until the stream ends.
+func answerChecks(st *protoagent.Stream, report func(seq uint64, nonce []byte) *agentv1.SignedReport) {
+	seq := uint64(1)
+	for {
+		m, err := st.Client.Recv()
+		if err != nil {
+			return
+		}
+		if cn := m.GetCheckNow(); cn != nil {
+			seq++
+			_ = st.Send(report(seq, cn.GetNonce()))
+		}
+	}
+}
+
+// streamEnd reads st until it ends, for up to 5 s, and returns the error
+// it ended with.
+func streamEnd(t *testing.T, st *protoagent.Stream, what string) error {
+	t.Helper()
+	ended := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := st.Client.Recv(); err != nil {
+				ended <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-ended:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		return nil
+	}
+}
+
+// metricVector reads the vector name from the registry /metrics serves:
+// each series' counter (or, with gauge, gauge) value by its label pairs.
+func metricVector(t *testing.T, h *harness, name string, gauge bool) map[string]float64 {
+	t.Helper()
+	families, err := h.srv.Metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+`="`+l.GetValue()+`"`)
+			}
+			v := m.GetCounter().GetValue()
+			if gauge {
+				v = m.GetGauge().GetValue()
+			}
+			out[strings.Join(labels, ",")] = v
+		}
+	}
+	return out
 }
 
 // dump is every row of every table.

@@ -90,24 +90,7 @@ func TestMetricsNeedTheScrapeToken(t *testing.T) {
 // its label pairs.
 func counters(t *testing.T, h *harness, name string) map[string]float64 {
 	t.Helper()
-	families, err := h.srv.Metrics.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, l.GetName()+`="`+l.GetValue()+`"`)
-			}
-			out[strings.Join(labels, ",")] = m.GetCounter().GetValue()
-		}
-	}
-	return out
+	return metricVector(t, h, name, false)
 }
 
 // selfSigned is a client certificate no CA of the verifier issued: what
@@ -339,11 +322,7 @@ func TestGRPCFloodLeavesAgentsServed(t *testing.T) {
 		t.Errorf("the flood holds %d Watch streams, want at most %d", held, grpcconn.MaxLongStreamsPerSource)
 	}
 	a := h.enrolled(h.secret())
-	st, err := a.Connect(h.ctx())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := h.connect(a)
 	if m, err := st.Exchange(protoagent.Sign(a.Key, a.Report(st.PolicySet, 1, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS))); err != nil || m.GetAck().GetSeq() != 1 {
 		t.Fatalf("report: %v %v", m, err)
 	}

@@ -1,8 +1,6 @@
 package server_test
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +9,6 @@ import (
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/oktaapi"
-	"github.com/clearance/clearance/verifier/server"
 )
 
 // TestOktaDeactivationLandsWithUnstorableFields: Okta deactivates a synced user
@@ -23,14 +20,7 @@ func TestOktaDeactivationLandsWithUnstorableFields(t *testing.T) {
 	defer org.Close()
 	org.AddToken("ro-token", oktaorg.Scopes(oktaapi.ScopeUsers, oktaapi.ScopeGroups, oktaapi.ScopeLogs))
 	org.PutUser(oktaorg.User{ID: "00u1", Login: testUser})
-	tokenFile := filepath.Join(t.TempDir(), "okta.token")
-	if err := os.WriteFile(tokenFile, []byte("ro-token\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	e := startSSO(t, true, func(c *config.Config) {
-		c.OktaOrgURL, c.OktaAPITokenFile, c.OktaSyncInterval = org.URL(), tokenFile, time.Hour
-		c.SCIMUsers = config.SCIMRequired
-	}, server.WithOktaHTTP(org.Server.Client()), server.WithOktaPollInterval(50*time.Millisecond))
+	e := startOktaSync(t, org, func(c *config.Config) { c.SCIMUsers = config.SCIMRequired })
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if u, err := e.srv.Store.GetUserByName(e.ctx(), testUser); err == nil && u.Active {
 			break

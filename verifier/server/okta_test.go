@@ -43,6 +43,23 @@ func signInEvent(uuid, user string, published time.Time) oktaorg.Event {
 	}
 }
 
+// startOktaSync starts a verifier that reads people from org's API with
+// the token "ro-token" (which org must know): the users hourly, the System
+// Log every 50 ms. edit, when given, changes the configuration further.
+func startOktaSync(t *testing.T, org *oktaorg.Org, edit func(*config.Config)) *ssoEnv {
+	t.Helper()
+	tokenFile := filepath.Join(t.TempDir(), "okta.token")
+	if err := os.WriteFile(tokenFile, []byte("ro-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return startSSO(t, true, func(c *config.Config) {
+		c.OktaOrgURL, c.OktaAPITokenFile, c.OktaSyncInterval = org.URL(), tokenFile, time.Hour
+		if edit != nil {
+			edit(c)
+		}
+	}, server.WithOktaHTTP(org.Server.Client()), server.WithOktaPollInterval(50*time.Millisecond))
+}
+
 // TestOktaSignInCorrelation: with the Okta API configured, an Okta sign-in
 // that followed a Clearance allow is matched to it, and a Mac sign-in with
 // no allow raises the alert: a log line, the metric, and the admin call.
@@ -52,13 +69,7 @@ func TestOktaSignInCorrelation(t *testing.T) {
 	defer org.Close()
 	org.AddToken("ro-token", oktaorg.Scopes(oktaapi.ScopeUsers, oktaapi.ScopeGroups, oktaapi.ScopeLogs, oktaapi.ScopeApps))
 	org.PutUser(oktaorg.User{ID: "00u1", Login: testUser})
-	tokenFile := filepath.Join(t.TempDir(), "okta.token")
-	if err := os.WriteFile(tokenFile, []byte("ro-token\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	e := startSSO(t, true, func(c *config.Config) {
-		c.OktaOrgURL, c.OktaAPITokenFile, c.OktaSyncInterval = org.URL(), tokenFile, time.Hour
-	}, server.WithOktaHTTP(org.Server.Client()), server.WithOktaPollInterval(50*time.Millisecond))
+	e := startOktaSync(t, org, nil)
 
 	// A sign-in Clearance allows, from Safari on the Mac.
 	a, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
@@ -162,14 +173,7 @@ func TestOktaSyncGatesSignIn(t *testing.T) {
 	org.PutUser(oktaorg.User{ID: "00u1", Login: testUser})
 	org.PutGroup("00g1", "Engineering")
 	org.SetMember("00g1", "00u1", true)
-	tokenFile := filepath.Join(t.TempDir(), "okta.token")
-	if err := os.WriteFile(tokenFile, []byte("ro-token\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	e := startSSO(t, true, func(c *config.Config) {
-		c.OktaOrgURL, c.OktaAPITokenFile, c.OktaSyncInterval = org.URL(), tokenFile, time.Hour
-		c.SCIMUsers = config.SCIMRequired
-	}, server.WithOktaHTTP(org.Server.Client()), server.WithOktaPollInterval(50*time.Millisecond))
+	e := startOktaSync(t, org, func(c *config.Config) { c.SCIMUsers = config.SCIMRequired })
 	waitUser := func(active bool) storage.User {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)

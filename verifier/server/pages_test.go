@@ -45,27 +45,11 @@ func (m *mac) report(a *protoagent.Agent, ps *agentv1.PolicySet, seq uint64, non
 func (m *mac) start(t *testing.T, e *ssoEnv) (*protoagent.Agent, *protoagent.Stream) {
 	t.Helper()
 	a := e.enrolled(e.secret())
-	st, err := a.Connect(e.ctx())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
+	st := e.connect(a)
 	if ack, err := st.Exchange(m.report(a, st.PolicySet, 1, nil)); err != nil || ack.GetAck() == nil {
 		t.Fatalf("report not acked: %v %v", ack, err)
 	}
-	go func() {
-		seq := uint64(1)
-		for {
-			msg, err := st.Client.Recv()
-			if err != nil {
-				return
-			}
-			if cn := msg.GetCheckNow(); cn != nil {
-				seq++
-				_ = st.Send(m.report(a, st.PolicySet, seq, cn.GetNonce()))
-			}
-		}
-	}()
+	go answerChecks(st, func(seq uint64, nonce []byte) *agentv1.SignedReport { return m.report(a, st.PolicySet, seq, nonce) })
 	return a, st
 }
 

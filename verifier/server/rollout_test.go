@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clearance/clearance/internal/protoagent"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/signin"
@@ -39,6 +40,15 @@ func startRollout(t *testing.T, keys string, edit func(*config.Config)) *ssoEnv 
 	})
 }
 
+// failingMac is a device that fails its policy in every report, live
+// checks included.
+func failingMac(t *testing.T, e *ssoEnv) *protoagent.Agent {
+	t.Helper()
+	fail := agentv1.PolicyStatus_POLICY_STATUS_FAIL
+	a, _ := e.device(t, fail, &fail)
+	return a
+}
+
 // formAction reports whether p has a form posting to path.
 func formAction(p page, path string) bool {
 	return strings.Contains(p.body, `action="`+path+`"`)
@@ -58,8 +68,7 @@ func lastDecision(t *testing.T, e *ssoEnv) storage.DecisionRecord {
 func TestRolloutWarnContinue(t *testing.T) {
 	t.Parallel()
 	e := startRollout(t, "    enforcement: warn\n", nil)
-	fail := agentv1.PolicyStatus_POLICY_STATUS_FAIL
-	a, _ := e.device(t, fail, &fail)
+	a := failingMac(t, e)
 	c := e.jarBrowser(t)
 	r := e.sp.NewRequest(testUser)
 	p := e.ceremony(t, c, a, r)
@@ -95,8 +104,7 @@ func TestRolloutWarnContinue(t *testing.T) {
 func TestRolloutContinueOnEnforced(t *testing.T) {
 	t.Parallel()
 	e := startRollout(t, "", nil)
-	fail := agentv1.PolicyStatus_POLICY_STATUS_FAIL
-	a, _ := e.device(t, fail, &fail)
+	a := failingMac(t, e)
 	c := e.jarBrowser(t)
 	p := e.ceremony(t, c, a, e.sp.NewRequest(testUser))
 	if formAction(p, signin.PathContinue) || formAction(p, signin.PathResolveLater) {
@@ -115,8 +123,7 @@ func TestRolloutContinueOnEnforced(t *testing.T) {
 func TestRolloutResolveLater(t *testing.T) {
 	t.Parallel()
 	e := startRollout(t, "    allow_bypass: true\n", nil)
-	fail := agentv1.PolicyStatus_POLICY_STATUS_FAIL
-	a, _ := e.device(t, fail, &fail)
+	a := failingMac(t, e)
 	c := e.jarBrowser(t)
 	r := e.sp.NewRequest(testUser)
 	p := e.ceremony(t, c, a, r)
@@ -152,8 +159,7 @@ func TestRolloutResolveLater(t *testing.T) {
 func TestRolloutGrace(t *testing.T) {
 	t.Parallel()
 	e := startRollout(t, "    grace: 72h\n", nil)
-	fail := agentv1.PolicyStatus_POLICY_STATUS_FAIL
-	a, _ := e.device(t, fail, &fail)
+	a := failingMac(t, e)
 	c := e.jarBrowser(t)
 	first := e.clock.Now()
 	p := e.ceremony(t, c, a, e.sp.NewRequest(testUser))
@@ -167,7 +173,7 @@ func TestRolloutGrace(t *testing.T) {
 	}
 
 	// Another device whose grace began 73 hours ago is blocked.
-	b, _ := e.device(t, fail, &fail)
+	b := failingMac(t, e)
 	if _, err := e.srv.Store.StartGrace(context.Background(), b.DeviceID, "firewall", first.Add(-73*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
@@ -194,8 +200,7 @@ func TestRolloutGrace(t *testing.T) {
 func TestRolloutMonitorAndExemption(t *testing.T) {
 	t.Parallel()
 	e := startRollout(t, "", func(c *config.Config) { c.Enforcement = "monitor" })
-	fail := agentv1.PolicyStatus_POLICY_STATUS_FAIL
-	a, _ := e.device(t, fail, &fail)
+	a := failingMac(t, e)
 	r := e.sp.NewRequest(testUser)
 	e.allowed(t, e.ceremony(t, e.jarBrowser(t), a, r), r)
 	if d := lastDecision(t, e); !d.Allow || d.Mode != "monitor" || d.Results[0].Waiver != "monitor" {
@@ -204,7 +209,7 @@ func TestRolloutMonitorAndExemption(t *testing.T) {
 	e.logs.has(t, "would_deny=policy_failed")
 
 	x := startRollout(t, "", nil)
-	b, _ := x.device(t, fail, &fail)
+	b := failingMac(t, x)
 	if _, err := x.srv.Store.CreateExemption(context.Background(), storage.Exemption{
 		DeviceID: b.DeviceID, PolicyIDs: []string{"firewall"}, Reason: "replacement on order", CreatedBy: "test",
 		CreatedAt: x.clock.Now(), ExpiresAt: x.clock.Now().Add(time.Minute),
@@ -252,8 +257,7 @@ func TestRolloutHostilePresses(t *testing.T) {
 		t.Fatalf("hostile presses made %d decisions", n)
 	}
 
-	fail := agentv1.PolicyStatus_POLICY_STATUS_FAIL
-	a, _ := e.device(t, fail, &fail)
+	a := failingMac(t, e)
 	e.ceremony(t, c, a, e.sp.NewRequest(testUser))
 	mfs, err := e.srv.Metrics.Registry.Gather()
 	if err != nil {

@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,7 +28,6 @@ import (
 	"github.com/clearance/clearance/internal/oktasim"
 	"github.com/clearance/clearance/internal/protoagent"
 	"github.com/clearance/clearance/pkg/presence"
-	"github.com/clearance/clearance/pkg/run"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/admin"
@@ -118,45 +116,15 @@ func benchSSOWith(b *testing.B, status agentv1.PolicyStatus, wantStatus int, wan
 			}
 		}
 	}
-	urls = urls[n:]
-
-	var (
-		next, who atomic.Int64
-		mu        sync.Mutex
-		latencies = make([]time.Duration, 0, b.N)
-	)
 	b.ReportAllocs()
-	cpu0 := cpuTime()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		c := browsers[int(who.Add(1)-1)%n]
-		var buf bytes.Buffer
-		mine := make([]time.Duration, 0, b.N/n+1)
-		defer func() {
-			mu.Lock()
-			latencies = append(latencies, mine...)
-			mu.Unlock()
-		}()
-		for pb.Next() {
-			u := urls[next.Add(1)-1]
-			t0 := time.Now()
-			code, err := c.signIn(e, u, &buf)
-			mine = append(mine, time.Since(t0))
-			if err != nil || code != wantStatus || !bytes.Contains(buf.Bytes(), []byte(want)) {
-				b.Errorf("sign-in: status %d (want %d), err %v:\n%.2000s", code, wantStatus, err, buf.String())
-				return
-			}
-		}
-	})
-	b.StopTimer()
-	cpu := cpuTime() - cpu0
+	latencies, cpu := timeSignIns(b, browsers, urls[n:], func(c *benchBrowser, u string, buf *bytes.Buffer) (int, error) { return c.signIn(e, u, buf) },
+		wantStatus, want)
 	// What was measured is what was meant: decisions from stored reports.
 	ds, err := e.srv.Store.ListDecisions(context.Background(), storage.DecisionFilter{Limit: 1})
 	wantBinding := map[bool]string{true: "agent", false: "certificate"}[proof]
 	if err != nil || len(ds) != 1 || ds[0].Allow != (wantStatus == http.StatusOK) || ds[0].LiveCheck != "none" || ds[0].Binding != wantBinding {
 		b.Fatalf("last decision %+v, %v; want allow=%v without a live check, bound by %s", ds, err, wantStatus == http.StatusOK, wantBinding)
 	}
-	slices.Sort(latencies)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
 	b.ReportMetric(ms(percentile(latencies, 0.50)), "p50-ms")
 	b.ReportMetric(ms(percentile(latencies, 0.99)), "p99-ms")
@@ -427,26 +395,5 @@ func (e *ssoBench) requests(b *testing.B, n int) ([]oktasim.Request, []string) {
 // production, and dropped.
 func runBenchServer(b *testing.B, cfg *config.Config, opts ...server.Option) *server.Server {
 	b.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := server.New(context.Background(), cfg, log, opts...)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var g run.Group
-	g.Logger = log
-	if err := srv.Actors(&g); err != nil {
-		b.Fatal(err)
-	}
-	stop := make(chan struct{})
-	g.Add("bench", func() error { <-stop; return nil }, func(error) {})
-	done := make(chan error, 1)
-	go func() { done <- g.Run() }()
-	b.Cleanup(func() {
-		close(stop)
-		if err := <-done; err != nil {
-			b.Errorf("server stopped with %v", err)
-		}
-		srv.Close()
-	})
-	return srv
+	return runServer(b, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), opts...)
 }

@@ -182,29 +182,15 @@ func (e *ssoEnv) post(t *testing.T, c *http.Client, path string, form url.Values
 func (e *ssoEnv) device(t *testing.T, status agentv1.PolicyStatus, live *agentv1.PolicyStatus) (*protoagent.Agent, *protoagent.Stream) {
 	t.Helper()
 	a := e.enrolled(e.secret())
-	st, err := a.Connect(e.ctx())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
+	st := e.connect(a)
 	m, err := st.Exchange(protoagent.Sign(a.Key, a.Report(st.PolicySet, 1, time.Now(), nil, status)))
 	if err != nil || m.GetAck() == nil {
 		t.Fatalf("report not acked: %v %v", m, err)
 	}
 	if live != nil {
-		go func() {
-			seq := uint64(1)
-			for {
-				m, err := st.Client.Recv()
-				if err != nil {
-					return
-				}
-				if cn := m.GetCheckNow(); cn != nil {
-					seq++
-					_ = st.Send(protoagent.Sign(a.Key, a.Report(st.PolicySet, seq, time.Now(), cn.GetNonce(), *live)))
-				}
-			}
-		}()
+		go answerChecks(st, func(seq uint64, nonce []byte) *agentv1.SignedReport {
+			return protoagent.Sign(a.Key, a.Report(st.PolicySet, seq, time.Now(), nonce, *live))
+		})
 	}
 	return a, st
 }

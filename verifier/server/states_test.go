@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -28,11 +27,7 @@ func TestDeviceStateGauges(t *testing.T) {
 	connect := func() (*protoagent.Agent, *protoagent.Stream) {
 		t.Helper()
 		a := h.enrolled(secret)
-		st, err := a.Connect(h.ctx())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(st.Close)
+		st := h.connect(a)
 		return a, st
 	}
 	compliant, cst := connect()
@@ -65,24 +60,7 @@ func TestDeviceStateGauges(t *testing.T) {
 // label pairs.
 func gauges(t *testing.T, h *harness, name string) map[string]float64 {
 	t.Helper()
-	families, err := h.srv.Metrics.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, l.GetName()+`="`+l.GetValue()+`"`)
-			}
-			out[strings.Join(labels, ",")] = m.GetGauge().GetValue()
-		}
-	}
-	return out
+	return metricVector(t, h, name, true)
 }
 
 // TestRequestCheckWaitsLiveCheckTimeout: without a timeout of its own,
@@ -91,13 +69,9 @@ func TestRequestCheckWaitsLiveCheckTimeout(t *testing.T) {
 	t.Parallel()
 	h := startWith(t, func(c *config.Config) { c.LiveCheckTimeout = 300 * time.Millisecond })
 	a := h.enrolled(h.secret())
-	st, err := a.Connect(h.ctx())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	h.connect(a) // connected, and silent
 	start := time.Now()
-	_, err = h.admin.RequestCheck(h.ctx(), &adminv1.RequestCheckRequest{DeviceId: a.DeviceID})
+	_, err := h.admin.RequestCheck(h.ctx(), &adminv1.RequestCheckRequest{DeviceId: a.DeviceID})
 	checkStatus(t, err, codes.DeadlineExceeded, "did not send a fresh report within 300ms")
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("waited %s", d)

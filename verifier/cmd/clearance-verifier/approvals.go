@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"text/tabwriter"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -45,23 +43,15 @@ func (a *app) approvalCmds() []*cli.Command {
 				fs.Group("Output")
 				asJSON := fs.Bool("json", false, "print the requests as JSON (the admin API's PendingEnrollment messages)")
 				return func(ctx context.Context, _ []string) error {
-					c, err := af.dial(ctx, a.getenv)
-					if err != nil {
-						return err
-					}
-					defer c.close()
-					ps, err := listPending(c)
-					if err != nil {
-						return err
-					}
-					if *asJSON {
-						return printJSON(a.stdout, &adminv1.ListPendingEnrollmentsResponse{Pending: ps})
-					}
-					if len(ps) == 0 {
-						fmt.Fprintln(a.stderr, "no enrollment requests wait for approval")
-						return nil
-					}
-					return renderPending(a.stdout, ps, a.now())
+					return a.withAdmin(ctx, af, func(c *adminConn) error {
+						ps, err := c.listPending()
+						if err != nil {
+							return err
+						}
+						return a.printList(*asJSON, &adminv1.ListPendingEnrollmentsResponse{Pending: ps}, len(ps), "no enrollment requests wait for approval", func() error {
+							return renderPending(a.stdout, ps, a.now())
+						})
+					})
 				}
 			},
 		},
@@ -82,24 +72,21 @@ func (a *app) approvalCmds() []*cli.Command {
 					if err := cli.ExactArgs(args, 1, "the request id (see 'devices pending')"); err != nil {
 						return err
 					}
-					c, err := af.dial(ctx, a.getenv)
-					if err != nil {
-						return err
-					}
-					defer c.close()
-					resp, err := c.client.ApproveEnrollment(c.ctx, &adminv1.ApproveEnrollmentRequest{RequestId: args[0]})
-					if err != nil {
-						return c.explain(err)
-					}
-					d := resp.GetDevice()
-					if resp.GetReplacedKey() {
-						fmt.Fprintf(a.stdout, "approved: device %s (%s) now has key %s; the old key no longer works\n",
-							d.GetDeviceId(), clean(d.GetFacts().GetHostname()), d.GetKeyFingerprint())
-					} else {
-						fmt.Fprintf(a.stdout, "approved: new device %s (%s, serial %s) with key %s\n",
-							d.GetDeviceId(), clean(d.GetFacts().GetHostname()), clean(d.GetFacts().GetSerialNumber()), d.GetKeyFingerprint())
-					}
-					return nil
+					return a.withAdmin(ctx, af, func(c *adminConn) error {
+						resp, err := call(c, c.client.ApproveEnrollment, &adminv1.ApproveEnrollmentRequest{RequestId: args[0]})
+						if err != nil {
+							return err
+						}
+						d := resp.GetDevice()
+						if resp.GetReplacedKey() {
+							fmt.Fprintf(a.stdout, "approved: device %s (%s) now has key %s; the old key no longer works\n",
+								d.GetDeviceId(), clean(d.GetFacts().GetHostname()), d.GetKeyFingerprint())
+						} else {
+							fmt.Fprintf(a.stdout, "approved: new device %s (%s, serial %s) with key %s\n",
+								d.GetDeviceId(), clean(d.GetFacts().GetHostname()), clean(d.GetFacts().GetSerialNumber()), d.GetKeyFingerprint())
+						}
+						return nil
+					})
 				}
 			},
 		},
@@ -126,36 +113,33 @@ func (a *app) approvalCmds() []*cli.Command {
 					} else if err := cli.ExactArgs(args, 1, "the request id (see 'devices pending')"); err != nil {
 						return err
 					}
-					c, err := af.dial(ctx, a.getenv)
-					if err != nil {
-						return err
-					}
-					defer c.close()
-					ids := args
-					if *from != "" {
-						ps, err := listPending(c)
-						if err != nil {
-							return err
-						}
-						for _, p := range ps {
-							if p.GetSource() == *from {
-								ids = append(ids, p.GetRequestId())
+					return a.withAdmin(ctx, af, func(c *adminConn) error {
+						ids := args
+						if *from != "" {
+							ps, err := c.listPending()
+							if err != nil {
+								return err
+							}
+							for _, p := range ps {
+								if p.GetSource() == *from {
+									ids = append(ids, p.GetRequestId())
+								}
+							}
+							if len(ids) == 0 {
+								fmt.Fprintf(a.stderr, "no enrollment request from %s waits\n", clean(*from))
+								return nil
 							}
 						}
-						if len(ids) == 0 {
-							fmt.Fprintf(a.stderr, "no enrollment request from %s waits\n", clean(*from))
-							return nil
+						for _, id := range ids {
+							resp, err := call(c, c.client.RejectEnrollment, &adminv1.RejectEnrollmentRequest{RequestId: id})
+							if err != nil {
+								return err
+							}
+							p := resp.GetPending()
+							fmt.Fprintf(a.stdout, "rejected: request %s (hardware UUID %s, key %s)\n", p.GetRequestId(), clean(p.GetFacts().GetHardwareUuid()), p.GetKeyFingerprint())
 						}
-					}
-					for _, id := range ids {
-						resp, err := c.client.RejectEnrollment(c.ctx, &adminv1.RejectEnrollmentRequest{RequestId: id})
-						if err != nil {
-							return c.explain(err)
-						}
-						p := resp.GetPending()
-						fmt.Fprintf(a.stdout, "rejected: request %s (hardware UUID %s, key %s)\n", p.GetRequestId(), clean(p.GetFacts().GetHardwareUuid()), p.GetKeyFingerprint())
-					}
-					return nil
+						return nil
+					})
 				}
 			},
 		},
@@ -205,45 +189,26 @@ func (a *app) approvalCmds() []*cli.Command {
 						}
 						return nil
 					}
-					c, err := af.dial(ctx, a.getenv)
-					if err != nil {
-						return err
-					}
-					defer c.close()
-					var added, updated uint32
-					for _, req := range importBatches(es, src) {
-						start := int(added + updated)
-						resp, err := c.client.ImportKnownDevices(c.ctx, req)
-						if err != nil {
-							if start > 0 {
-								return fmt.Errorf("%w (the first %d serial numbers were imported; import the file again)", c.explain(err), start)
+					return a.withAdmin(ctx, af, func(c *adminConn) error {
+						var added, updated uint32
+						for _, req := range importBatches(es, src) {
+							start := int(added + updated)
+							resp, err := call(c, c.client.ImportKnownDevices, req)
+							if err != nil {
+								if start > 0 {
+									return fmt.Errorf("%w (the first %d serial numbers were imported; import the file again)", err, start)
+								}
+								return err
 							}
-							return c.explain(err)
+							added += resp.GetAdded()
+							updated += resp.GetUpdated()
 						}
-						added += resp.GetAdded()
-						updated += resp.GetUpdated()
-					}
-					fmt.Fprintf(a.stdout, "imported %d serial numbers: %d new, %d already listed\n", len(es), added, updated)
-					return nil
+						fmt.Fprintf(a.stdout, "imported %d serial numbers: %d new, %d already listed\n", len(es), added, updated)
+						return nil
+					})
 				}
 			},
 		},
-	}
-}
-
-// listPending is every waiting request.
-func listPending(c *adminConn) ([]*adminv1.PendingEnrollment, error) {
-	var ps []*adminv1.PendingEnrollment
-	token := ""
-	for {
-		resp, err := c.client.ListPendingEnrollments(c.ctx, &adminv1.ListPendingEnrollmentsRequest{PageSize: 500, PageToken: token})
-		if err != nil {
-			return nil, c.explain(err)
-		}
-		ps = append(ps, resp.GetPending()...)
-		if token = resp.GetNextPageToken(); token == "" {
-			return ps, nil
-		}
 	}
 }
 
@@ -274,8 +239,7 @@ func importBatches(es []knownlist.Entry, src string) []*adminv1.ImportKnownDevic
 }
 
 func renderPending(w io.Writer, ps []*adminv1.PendingEnrollment, now time.Time) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REQUEST\tREASON\tDEVICE\tHOSTNAME\tSERIAL\tHARDWARE UUID\tFROM\tFIRST ASKED\tLAST ASKED\tKEY")
+	tw := newTable(w, "REQUEST\tREASON\tDEVICE\tHOSTNAME\tSERIAL\tHARDWARE UUID\tFROM\tFIRST ASKED\tLAST ASKED\tKEY")
 	for _, p := range ps {
 		f := p.GetFacts()
 		// The device approval would change, as it is now (storage keeps

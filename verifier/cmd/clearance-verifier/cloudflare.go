@@ -96,8 +96,8 @@ func (v cloudflareValues) domain() string {
 }
 
 func writeCloudflareGuide(w io.Writer, v cloudflareValues) error {
-	b := &strings.Builder{}
-	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	d := &doc{}
+	p := d.p
 	team := v.Team
 	if team == "" {
 		team = "https://<team>.cloudflareaccess.com (not set: pass --cloudflare-team)"
@@ -145,13 +145,12 @@ func writeCloudflareGuide(w io.Writer, v cloudflareValues) error {
 	p("   and, if Cloudflare knows some Macs only by hostname, --cloudflare-match-hostname.\n\n")
 	p("Cloudflare names Macs by serial number; s2s_id in each answer is the Clearance device id,\n")
 	p("empty when no enrolled Mac matched. Every answer is in the decision log (source cloudflare).\n")
-	_, err := io.WriteString(w, b.String())
-	return err
+	return d.writeTo(w)
 }
 
 func writeCloudflareTerraform(w io.Writer, v cloudflareValues) error {
-	b := &strings.Builder{}
-	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	d := &doc{}
+	p := d.p
 	p("# Clearance as a Cloudflare Zero Trust custom device posture provider (custom_s2s).\n")
 	p("# From 'clearance-verifier cloudflare setup --terraform'. After 'terraform apply', start the\n")
 	p("# verifier with --cloudflare-team and --cloudflare-aud set to the output below.\n\n")
@@ -204,6 +203,5 @@ func writeCloudflareTerraform(w io.Writer, v cloudflareValues) error {
 	p("  description = \"--cloudflare-aud\"\n")
 	p("  value       = cloudflare_zero_trust_access_application.clearance.aud\n")
 	p("}\n")
-	_, err := io.WriteString(w, b.String())
-	return err
+	return d.writeTo(w)
 }

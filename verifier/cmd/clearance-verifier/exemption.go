@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/clearance/clearance/pkg/cli"
@@ -71,8 +70,7 @@ func (a *app) exemptionCmd() *cli.Command {
 							if err != nil {
 								return err
 							}
-							fmt.Fprintf(a.stderr, "Granted exemption for %s.\n", clean(rollout.Describe(e)))
-							fmt.Fprintln(a.stdout, e.ID)
+							a.announce(e.ID, "Granted exemption for %s.\n", clean(rollout.Describe(e)))
 							return nil
 						})
 					}
@@ -104,8 +102,7 @@ func (a *app) exemptionCmd() *cli.Command {
 								fmt.Fprintln(a.stderr, "no exemptions match")
 								return nil
 							}
-							tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-							fmt.Fprintln(tw, "ID\tCOVERS\tPOLICIES\tSTATE\tBY\tREASON")
+							tw := newTable(a.stdout, "ID\tCOVERS\tPOLICIES\tSTATE\tBY\tREASON")
 							for _, e := range es {
 								covers := "device " + e.DeviceID
 								if e.Username != "" {

@@ -2,149 +2,25 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
-	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/clearance/clearance/pkg/certpem"
 	"github.com/clearance/clearance/pkg/cli"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
-	"github.com/clearance/clearance/verifier/admin"
-	"github.com/clearance/clearance/verifier/ca"
 	"github.com/clearance/clearance/verifier/config"
-	"github.com/clearance/clearance/verifier/datadir"
 	"github.com/clearance/clearance/verifier/printable"
 )
-
-// defaultVerifier is where the admin API is looked for when the data dir
-// does not say.
-const defaultVerifier = "localhost:8443"
 
 // shortID is how many characters of a device id the tables show, as a
 // prefix that --device also accepts.
 const shortID = 8
-
-// adminFlags are the flags of the commands that ask the running verifier.
-type adminFlags struct {
-	b        *config.Binding
-	verifier *string
-}
-
-func (a *app) bindAdmin(fs *cli.FlagSet) adminFlags {
-	b := config.Bind(fs, "data-dir")
-	fs.Group("Verifier")
-	return adminFlags{
-		b:        b,
-		verifier: fs.String("verifier", "", "the `host:port` of the verifier's gRPC listener (default: the address serve recorded in the data dir, else "+defaultVerifier+")"),
-	}
-}
-
-// adminConn is a connection to the admin API.
-type adminConn struct {
-	client adminv1.AdminServiceClient
-	ctx    context.Context
-	addr   string
-	close  func()
-}
-
-// dial connects to the verifier serving the data dir: TLS that trusts the
-// data dir's ca.pem, and its admin.token as the bearer token.
-func (f adminFlags) dial(ctx context.Context, getenv func(string) string) (*adminConn, error) {
-	cfg, err := f.b.Resolve(getenv)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.DataDir == "" {
-		return nil, cli.Usagef("%v", config.ErrNoDataDir)
-	}
-	if err := datadir.Check(cfg.DataDir); err != nil {
-		return nil, err
-	}
-	addr := *f.verifier
-	if addr == "" {
-		addr = datadir.GRPCAddress(cfg.DataDir, defaultVerifier)
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, cli.Usagef("--verifier %q is not HOST:PORT", addr)
-	}
-	raw, err := os.ReadFile(filepath.Join(cfg.DataDir, ca.RootCertFile))
-	if err != nil {
-		return nil, err
-	}
-	roots, err := certpem.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(cfg.DataDir, ca.RootCertFile), err)
-	}
-	pool := x509.NewCertPool()
-	for _, c := range roots {
-		pool.AddCert(c)
-	}
-	token, err := admin.LoadOrCreateToken(filepath.Join(cfg.DataDir, admin.TokenFile))
-	if err != nil {
-		return nil, err
-	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
-		RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12,
-	})))
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
-	return &adminConn{
-		client: adminv1.NewAdminServiceClient(conn), ctx: ctx, addr: addr,
-		close: func() { cancel(); conn.Close() },
-	}, nil
-}
-
-// explain turns an admin API error into what to do about it.
-func (c *adminConn) explain(err error) error {
-	switch code, msg := status.Code(err), status.Convert(err).Message(); {
-	case code == codes.Unavailable && strings.Contains(msg, "certificate"):
-		return fmt.Errorf("the server at %s is not the verifier serving this data dir: its certificate is not from the data dir's ca.pem (%s)", c.addr, msg)
-	case code == codes.Unavailable:
-		return fmt.Errorf("cannot reach the verifier at %s (is 'clearance-verifier serve' running? --verifier names another address): %s", c.addr, status.Convert(err).Message())
-	case code == codes.Unauthenticated:
-		return fmt.Errorf("the verifier at %s refused the data dir's admin token: is it the verifier serving this data dir? (%s)", c.addr, status.Convert(err).Message())
-	case code == codes.DeadlineExceeded:
-		return fmt.Errorf("the verifier at %s did not answer in time", c.addr)
-	}
-	return errors.New(status.Convert(err).Message())
-}
-
-// listDevices pages through every device.
-func (c *adminConn) listDevices() ([]*adminv1.Device, error) {
-	var out []*adminv1.Device
-	token := ""
-	for {
-		resp, err := c.client.ListDevices(c.ctx, &adminv1.ListDevicesRequest{PageSize: 500, PageToken: token})
-		if err != nil {
-			return nil, c.explain(err)
-		}
-		out = append(out, resp.GetDevices()...)
-		if token = resp.GetNextPageToken(); token == "" {
-			return out, nil
-		}
-	}
-}
 
 func (a *app) devicesCmd() *cli.Command {
 	return &cli.Command{
@@ -167,36 +43,28 @@ func (a *app) devicesCmd() *cli.Command {
 			asJSON := fs.Bool("json", false, "print the devices as JSON (the admin API's Device messages)")
 			wide := fs.Bool("wide", false, "full device ids and nothing shortened, whatever the terminal's width")
 			return func(ctx context.Context, _ []string) error {
-				c, err := af.dial(ctx, a.getenv)
-				if err != nil {
-					return err
-				}
-				defer c.close()
-				devs, err := c.listDevices()
-				if err != nil {
-					return err
-				}
-				var keep []*adminv1.Device
-				for _, d := range devs {
-					if *failing && d.GetSummary().GetCompliant() {
-						continue
+				return a.withAdmin(ctx, af, func(c *adminConn) error {
+					devs, err := c.listDevices()
+					if err != nil {
+						return err
 					}
-					if *offline && d.GetConnected() {
-						continue
+					var keep []*adminv1.Device
+					for _, d := range devs {
+						if *failing && d.GetSummary().GetCompliant() {
+							continue
+						}
+						if *offline && d.GetConnected() {
+							continue
+						}
+						if *policy != "" && !fails(d, *policy) {
+							continue
+						}
+						keep = append(keep, d)
 					}
-					if *policy != "" && !fails(d, *policy) {
-						continue
-					}
-					keep = append(keep, d)
-				}
-				if *asJSON {
-					return printJSON(a.stdout, &adminv1.ListDevicesResponse{Devices: keep})
-				}
-				if len(keep) == 0 {
-					fmt.Fprintln(a.stderr, "no devices match")
-					return nil
-				}
-				return renderDevices(a.stdout, keep, a.now(), tableWidth(a.getenv, *wide))
+					return a.printList(*asJSON, &adminv1.ListDevicesResponse{Devices: keep}, len(keep), "no devices match", func() error {
+						return renderDevices(a.stdout, keep, a.now(), tableWidth(a.getenv, *wide))
+					})
+				})
 			}
 		},
 	}
@@ -294,6 +162,14 @@ func ago(t time.Time, set bool, now time.Time) string {
 		return fmt.Sprintf("%dh ago", int(d/time.Hour))
 	}
 	return fmt.Sprintf("%dd ago", int(d/(24*time.Hour)))
+}
+
+// newTable starts a table with its header row (tab-separated columns),
+// to be flushed when its rows are written.
+func newTable(w io.Writer, header string) *tabwriter.Writer {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	return tw
 }
 
 // shrink lets a column of a table be cut down to floor characters.
@@ -433,35 +309,29 @@ func (a *app) decisionsCmd() *cli.Command {
 				if *limit < 1 || *limit > 1000 {
 					return cli.Usagef("--limit must be from 1 to 1000")
 				}
-				c, err := af.dial(ctx, a.getenv)
-				if err != nil {
-					return err
-				}
-				defer c.close()
-				req := &adminv1.ListDecisionsRequest{Username: *user, PageSize: int32(*limit)}
-				if *device != "" {
-					if req.DeviceId, err = c.resolveDevice(*device); err != nil {
+				return a.withAdmin(ctx, af, func(c *adminConn) error {
+					req := &adminv1.ListDecisionsRequest{Username: *user, PageSize: int32(*limit)}
+					if *device != "" {
+						var err error
+						if req.DeviceId, err = c.resolveDevice(*device); err != nil {
+							return err
+						}
+					}
+					if *denied {
+						req.Result = adminv1.DecisionResult_DECISION_RESULT_DENY
+					}
+					if *mode != "" {
+						req.Modes = strings.Split(*mode, ",")
+					}
+					resp, err := call(c, c.client.ListDecisions, req)
+					if err != nil {
 						return err
 					}
-				}
-				if *denied {
-					req.Result = adminv1.DecisionResult_DECISION_RESULT_DENY
-				}
-				if *mode != "" {
-					req.Modes = strings.Split(*mode, ",")
-				}
-				resp, err := c.client.ListDecisions(c.ctx, req)
-				if err != nil {
-					return c.explain(err)
-				}
-				if *asJSON {
-					return printJSON(a.stdout, &adminv1.ListDecisionsResponse{Decisions: resp.GetDecisions()})
-				}
-				if len(resp.GetDecisions()) == 0 {
-					fmt.Fprintln(a.stderr, "no sign-ins match")
-					return nil
-				}
-				return renderDecisions(a.stdout, resp.GetDecisions(), time.Local, tableWidth(a.getenv, *wide))
+					ds := resp.GetDecisions()
+					return a.printList(*asJSON, &adminv1.ListDecisionsResponse{Decisions: ds}, len(ds), "no sign-ins match", func() error {
+						return renderDecisions(a.stdout, ds, time.Local, tableWidth(a.getenv, *wide))
+					})
+				})
 			}
 		},
 	}

@@ -4,11 +4,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -81,12 +83,9 @@ func (a *app) serveCmd() *cli.Command {
 		Flags: func(fs *cli.FlagSet) cli.Action {
 			b := config.Bind(fs)
 			return func(ctx context.Context, _ []string) error {
-				cfg, err := b.Resolve(a.getenv)
+				cfg, err := a.resolveDataDir(b)
 				if err != nil {
 					return err
-				}
-				if cfg.DataDir == "" {
-					return cli.Usagef("%v", config.ErrNoDataDir)
 				}
 				return a.serve(ctx, cfg)
 			}
@@ -131,6 +130,36 @@ func (a *app) serve(ctx context.Context, cfg *config.Config) error {
 	}, func(error) { signal.Stop(sigs); close(stop) })
 	log.Info("clearance-verifier started", "component", "main", "version", version, "data_dir", cfg.DataDir, "public_url", cfg.PublicURL)
 	return g.Run()
+}
+
+// resolveDataDir resolves b's settings, which must name a data dir.
+func (a *app) resolveDataDir(b *config.Binding) (*config.Config, error) {
+	cfg, err := b.Resolve(a.getenv)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.DataDir == "" {
+		return nil, cli.Usagef("%v", config.ErrNoDataDir)
+	}
+	return cfg, nil
+}
+
+// announce prints what a command made: what it is on stderr, and value
+// alone as the last line of stdout, where scripts read it.
+func (a *app) announce(value any, format string, args ...any) {
+	fmt.Fprintf(a.stderr, format, args...)
+	fmt.Fprintln(a.stdout, value)
+}
+
+// doc is a document a command prints (a setup guide, Terraform), built in
+// memory and written in one go.
+type doc struct{ b strings.Builder }
+
+func (d *doc) p(format string, args ...any) { fmt.Fprintf(&d.b, format, args...) }
+
+func (d *doc) writeTo(w io.Writer) error {
+	_, err := io.WriteString(w, d.b.String())
+	return err
 }
 
 // databaseSettings are what the commands that write to the verifier's

@@ -46,12 +46,9 @@ func (a *app) oktaCmd() *cli.Command {
 				fs.Group("Output")
 				terraform := fs.Bool("terraform", false, "print only an okta_idp_saml + okta_idp_saml_key Terraform snippet")
 				return func(context.Context, []string) error {
-					cfg, err := b.Resolve(a.getenv)
+					cfg, err := a.resolveDataDir(b)
 					if err != nil {
 						return err
-					}
-					if cfg.DataDir == "" {
-						return cli.Usagef("%v", config.ErrNoDataDir)
 					}
 					v, err := oktaValuesFor(cfg)
 					if err != nil {
@@ -183,8 +180,8 @@ func describeRequestCert(path string) string {
 }
 
 func writeOktaGuide(w io.Writer, v *oktaValues) error {
-	b := &strings.Builder{}
-	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	d := &doc{}
+	p := d.p
 	signNote := "on (required: until okta_request_cert is set, step 2, the verifier refuses every request)"
 	if v.RequestCertPath != "" {
 		signNote = "on (required: okta_request_cert is set, unsigned requests are refused)"
@@ -284,8 +281,7 @@ func writeOktaGuide(w io.Writer, v *oktaValues) error {
 	p("   authenticator able to stand in for it. A Mac that fails its checks is then denied there.\n\n")
 	p("Terraform: run 'clearance-verifier okta setup --terraform' for okta_idp_saml, okta_idp_saml_key and okta_authenticator.\n")
 	p("Walk-through: docs/okta.md.\n")
-	_, err := io.WriteString(w, b.String())
-	return err
+	return d.writeTo(w)
 }
 
 func expiryNote(notAfter time.Time) string {
@@ -306,8 +302,8 @@ func orNotSet(v, placeholder string) string {
 }
 
 func writeOktaTerraform(w io.Writer, v *oktaValues) error {
-	b := &strings.Builder{}
-	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	d := &doc{}
+	p := d.p
 	p("# Clearance as Okta's SAML 2.0 \"Factor only\" identity provider (the IdP authenticator).\n")
 	p("# From 'clearance-verifier okta setup --terraform'; signing certificate %s,\n", v.CertPath)
 	p("# RSA %d, valid until %s, SHA-256 fingerprint\n", v.KeyBits, v.NotAfter.UTC().Format(time.DateOnly))
@@ -358,8 +354,7 @@ func writeOktaTerraform(w io.Writer, v *oktaValues) error {
 	p("}\n\n")
 	p("output \"clearance_okta_audience\" {\n  value = okta_idp_saml.clearance.audience\n}\n\n")
 	p("output \"clearance_okta_idp_id\" {\n  value = okta_idp_saml.clearance.id\n}\n")
-	_, err := io.WriteString(w, b.String())
-	return err
+	return d.writeTo(w)
 }
 
 // hclString quotes s for HCL: strconv.Quote's escapes are valid there, and

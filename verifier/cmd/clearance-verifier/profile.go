@@ -171,12 +171,9 @@ func (a *app) profileUserScope(fs *cli.FlagSet) cli.Action {
 	out := fs.String("out", "", "write the profile (0600) to this `path` instead of stdout ('-': stdout)")
 	sf := addSignFlags(fs)
 	return func(context.Context, []string) error {
-		cfg, err := b.Resolve(a.getenv)
+		cfg, err := a.resolveDataDir(b)
 		if err != nil {
 			return err
-		}
-		if cfg.DataDir == "" {
-			return cli.Usagef("%v", config.ErrNoDataDir)
 		}
 		return userScope(cfg, *challenge, *org, *uuidVar, *out, sf, a.stdout, a.stderr)
 	}

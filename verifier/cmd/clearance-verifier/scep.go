@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/clearance/clearance/pkg/cli"
@@ -33,8 +32,7 @@ func (a *app) scepCmd() *cli.Command {
 						if err != nil {
 							return err
 						}
-						fmt.Fprintf(a.stderr, "Created a one-time SCEP challenge, usable until %s. It is shown only once:\n", expires.UTC().Format(time.RFC3339))
-						fmt.Fprintln(a.stdout, challenge)
+						a.announce(challenge, "Created a one-time SCEP challenge, usable until %s. It is shown only once:\n", expires.UTC().Format(time.RFC3339))
 						return nil
 					})
 				}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"text/tabwriter"
 	"time"
 
 	"github.com/clearance/clearance/pkg/cli"
@@ -43,8 +42,7 @@ func (a *app) scimCmd() *cli.Command {
 								if err != nil {
 									return err
 								}
-								fmt.Fprintf(a.stderr, "Created SCIM token %s. It is shown only once:\n", rec.ID)
-								fmt.Fprintln(a.stdout, token)
+								a.announce(token, "Created SCIM token %s. It is shown only once:\n", rec.ID)
 								return nil
 							})
 						}
@@ -63,8 +61,7 @@ func (a *app) scimCmd() *cli.Command {
 								if err != nil {
 									return err
 								}
-								tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-								fmt.Fprintln(tw, "ID\tCREATED\tSTATE\tDESCRIPTION")
+								tw := newTable(a.stdout, "ID\tCREATED\tSTATE\tDESCRIPTION")
 								for _, r := range recs {
 									state := "active"
 									if r.Revoked() {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/clearance/clearance/pkg/cli"
@@ -53,8 +52,7 @@ func (a *app) secretCmd() *cli.Command {
 							if err != nil {
 								return err
 							}
-							fmt.Fprintf(a.stderr, "Created enroll secret %s%s. It is shown only once:\n", rec.ID, scopeText(rec))
-							fmt.Fprintln(a.stdout, value)
+							a.announce(value, "Created enroll secret %s%s. It is shown only once:\n", rec.ID, scopeText(rec))
 							return nil
 						})
 					}
@@ -73,8 +71,7 @@ func (a *app) secretCmd() *cli.Command {
 							if err != nil {
 								return err
 							}
-							tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-							fmt.Fprintln(tw, "ID\tCREATED\tUSES\tSTATE\tDESCRIPTION")
+							tw := newTable(a.stdout, "ID\tCREATED\tUSES\tSTATE\tDESCRIPTION")
 							now := a.now()
 							for _, r := range recs {
 								uses := fmt.Sprint(r.Uses)
@@ -184,8 +181,7 @@ func printSecretDevices(ctx context.Context, w io.Writer, store storage.Store, s
 		return nil
 	}
 	fmt.Fprintf(w, "%d devices' current keys were enrolled with %s; if the secret leaked, check each:\n", len(devs), secretID)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DEVICE\tHOSTNAME\tSERIAL\tHARDWARE UUID\tENROLLED\tSTATE")
+	tw := newTable(w, "DEVICE\tHOSTNAME\tSERIAL\tHARDWARE UUID\tENROLLED\tSTATE")
 	for _, d := range devs {
 		state := "active"
 		if d.Revoked() {

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/clearance/clearance/pkg/certpem"
+	"github.com/clearance/clearance/pkg/cli"
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	"github.com/clearance/clearance/verifier/admin"
+	"github.com/clearance/clearance/verifier/ca"
+	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/datadir"
+)
+
+// defaultVerifier is where the admin API is looked for when the data dir
+// does not say.
+const defaultVerifier = "localhost:8443"
+
+// adminFlags are the flags of the commands that ask the running verifier.
+type adminFlags struct {
+	b        *config.Binding
+	verifier *string
+}
+
+func (a *app) bindAdmin(fs *cli.FlagSet) adminFlags {
+	b := config.Bind(fs, "data-dir")
+	fs.Group("Verifier")
+	return adminFlags{
+		b:        b,
+		verifier: fs.String("verifier", "", "the `host:port` of the verifier's gRPC listener (default: the address serve recorded in the data dir, else "+defaultVerifier+")"),
+	}
+}
+
+// adminConn is a connection to the admin API.
+type adminConn struct {
+	client adminv1.AdminServiceClient
+	ctx    context.Context
+	addr   string
+	close  func()
+}
+
+// withAdmin connects to the verifier serving the data dir and runs f with
+// the connection, which is closed when f returns.
+func (a *app) withAdmin(ctx context.Context, f adminFlags, do func(*adminConn) error) error {
+	cfg, err := a.resolveDataDir(f.b)
+	if err != nil {
+		return err
+	}
+	c, err := f.dial(ctx, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	return do(c)
+}
+
+// dial connects to the verifier serving dataDir: TLS that trusts the data
+// dir's ca.pem, and its admin.token as the bearer token.
+func (f adminFlags) dial(ctx context.Context, dataDir string) (*adminConn, error) {
+	if err := datadir.Check(dataDir); err != nil {
+		return nil, err
+	}
+	addr := *f.verifier
+	if addr == "" {
+		addr = datadir.GRPCAddress(dataDir, defaultVerifier)
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, cli.Usagef("--verifier %q is not HOST:PORT", addr)
+	}
+	raw, err := os.ReadFile(filepath.Join(dataDir, ca.RootCertFile))
+	if err != nil {
+		return nil, err
+	}
+	roots, err := certpem.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dataDir, ca.RootCertFile), err)
+	}
+	pool := x509.NewCertPool()
+	for _, c := range roots {
+		pool.AddCert(c)
+	}
+	token, err := admin.LoadOrCreateToken(filepath.Join(dataDir, admin.TokenFile))
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+		RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12,
+	})))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	return &adminConn{
+		client: adminv1.NewAdminServiceClient(conn), ctx: ctx, addr: addr,
+		close: func() { cancel(); conn.Close() },
+	}, nil
+}
+
+// call makes one admin API call on c, with its error explained.
+func call[Req, Resp any](c *adminConn, rpc func(context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, error) {
+	resp, err := rpc(c.ctx, req)
+	if err != nil {
+		return resp, c.explain(err)
+	}
+	return resp, nil
+}
+
+// allPages collects every page of a listing: page fetches the one that
+// token names and returns the token of the next ("" after the last).
+func allPages[T any](page func(token string) ([]T, string, error)) ([]T, error) {
+	var out []T
+	token := ""
+	for {
+		items, next, err := page(token)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, items...)
+		if token = next; token == "" {
+			return out, nil
+		}
+	}
+}
+
+// explain turns an admin API error into what to do about it.
+func (c *adminConn) explain(err error) error {
+	switch code, msg := status.Code(err), status.Convert(err).Message(); {
+	case code == codes.Unavailable && strings.Contains(msg, "certificate"):
+		return fmt.Errorf("the server at %s is not the verifier serving this data dir: its certificate is not from the data dir's ca.pem (%s)", c.addr, msg)
+	case code == codes.Unavailable:
+		return fmt.Errorf("cannot reach the verifier at %s (is 'clearance-verifier serve' running? --verifier names another address): %s", c.addr, status.Convert(err).Message())
+	case code == codes.Unauthenticated:
+		return fmt.Errorf("the verifier at %s refused the data dir's admin token: is it the verifier serving this data dir? (%s)", c.addr, status.Convert(err).Message())
+	case code == codes.DeadlineExceeded:
+		return fmt.Errorf("the verifier at %s did not answer in time", c.addr)
+	}
+	return errors.New(status.Convert(err).Message())
+}
+
+// listDevices is every device.
+func (c *adminConn) listDevices() ([]*adminv1.Device, error) {
+	return allPages(func(token string) ([]*adminv1.Device, string, error) {
+		resp, err := call(c, c.client.ListDevices, &adminv1.ListDevicesRequest{PageSize: 500, PageToken: token})
+		return resp.GetDevices(), resp.GetNextPageToken(), err
+	})
+}
+
+// listPending is every waiting enrollment request.
+func (c *adminConn) listPending() ([]*adminv1.PendingEnrollment, error) {
+	return allPages(func(token string) ([]*adminv1.PendingEnrollment, string, error) {
+		resp, err := call(c, c.client.ListPendingEnrollments, &adminv1.ListPendingEnrollmentsRequest{PageSize: 500, PageToken: token})
+		return resp.GetPending(), resp.GetNextPageToken(), err
+	})
+}
+
+// printList shows what a listing found: the admin API's message m as JSON
+// with --json; else, when nothing matched (n is 0), none on stderr; else
+// the table.
+func (a *app) printList(asJSON bool, m proto.Message, n int, none string, table func() error) error {
+	if asJSON {
+		return printJSON(a.stdout, m)
+	}
+	if n == 0 {
+		fmt.Fprintln(a.stderr, none)
+		return nil
+	}
+	return table()
+}
