@@ -30,6 +30,7 @@ import (
 
 	"github.com/clearance/clearance/internal/protoagent"
 	"github.com/clearance/clearance/internal/testkit"
+	"github.com/clearance/clearance/internal/testkit/testpg"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -542,7 +543,7 @@ func TestVerifierSIGKILLUnderLoad(t *testing.T) {
 			extra := []string{"--report-history", "10000"}
 			var dsn string
 			if backend == "postgres" {
-				dsn, _ = pgDatabase(t)
+				dsn, _ = testpg.NewDatabaseWithPassword(t)
 				extra = append(extra, "--database", dsn)
 			}
 			dir := t.TempDir()
@@ -857,7 +858,7 @@ func byteSize(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20
 func TestReenrollmentEndsStreamOnOtherReplica(t *testing.T) {
 	t.Parallel()
 	tl := newTimeline(t)
-	dsn, _ := pgDatabase(t)
+	dsn, _ := testpg.NewDatabaseWithPassword(t)
 	vA, vB, _, _ := startReplicas(t, t.TempDir(), "--database", dsn)
 	secret := lastLine(cli(t, "secret", "create", "--database", dsn))
 	const uuid = "5A1C0A7E-0000-4000-8000-0000000E0E01"

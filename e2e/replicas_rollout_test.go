@@ -13,6 +13,7 @@ import (
 
 	"github.com/clearance/clearance/internal/oktasim"
 	"github.com/clearance/clearance/internal/protoagent"
+	"github.com/clearance/clearance/internal/testkit/testpg"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -25,7 +26,7 @@ var tokenField = regexp.MustCompile(`name="token" value="([^"]+)"`)
 // lets the Mac in at B, and revoked through A's admin API no longer does.
 func TestReplicasRollout(t *testing.T) {
 	t.Parallel()
-	dsn, _ := pgDatabase(t)
+	dsn, _ := testpg.NewDatabaseWithPassword(t)
 	dir := t.TempDir()
 	policies := filepath.Join(dir, "policies.yaml")
 	// FileVault (critical) has a grace period; the firewall may be resolved later.

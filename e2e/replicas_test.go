@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -28,13 +26,11 @@ import (
 	"github.com/clearance/clearance/internal/oktasim"
 	"github.com/clearance/clearance/internal/protoagent"
 	"github.com/clearance/clearance/internal/testkit"
+	"github.com/clearance/clearance/internal/testkit/testpg"
 	"github.com/clearance/clearance/pkg/presence"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
-
-// pgDSNVar names the PostgreSQL server scripts/postgres.sh starts for tests.
-const pgDSNVar = "CLEARANCE_TEST_POSTGRES_DSN"
 
 // sharedFiles are what every replica must hold the same of: the CAs agents
 // and browsers trust, the SAML signing identity Okta trusts, and the admin
@@ -45,56 +41,6 @@ var sharedFiles = []string{"ca.pem", "ca.key", "device-ca.pem", "device-ca.key",
 // certificate Macs encrypt their requests to, which must decrypt at
 // whichever replica the next request reaches.
 var sharedIfPresent = []string{"scep-ra.pem", "scep-ra.key"}
-
-// pgDatabase creates a database of the test's own on the test server and
-// returns its DSN, with a password the server (trust authentication) never
-// asks for, so the test can check that no log shows it. Without the server
-// the test skips, except under CI.
-func pgDatabase(t *testing.T) (dsn, password string) {
-	t.Helper()
-	base := os.Getenv(pgDSNVar)
-	if base == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(pgDSNVar + " not set under CI: .ci/run must start PostgreSQL with scripts/postgres.sh")
-		}
-		t.Skip(pgDSNVar + " not set (scripts/postgres.sh run go test ./e2e/ starts one)")
-	}
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	name := "clearance_e2e_" + hex.EncodeToString(b)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connecting to %s: %v", pgDSNVar, err)
-	}
-	defer c.Close(context.Background())
-	if _, err := c.Exec(ctx, `CREATE DATABASE `+name); err != nil {
-		t.Fatal(err)
-	}
-	// Registered first, so it runs after the verifiers have stopped.
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("dropping %s: %v", name, err)
-			return
-		}
-		defer c.Close(context.Background())
-		if _, err := c.Exec(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`); err != nil {
-			t.Errorf("dropping %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	password = "never-asked-" + hex.EncodeToString(b)
-	u.User = url.UserPassword(u.User.Username(), password)
-	u.Path = "/" + name
-	return u.String(), password
-}
 
 // startReplicas starts two verifiers as an operator runs them behind a load
 // balancer: A in dir/a, then B in dir/b from A's shared identity, each with
@@ -269,7 +215,7 @@ func (r *replicaAgent) tlsCert() tls.Certificate {
 // agent reconnects to B and sign-ins at B keep working.
 func TestReplicasShareSignIns(t *testing.T) {
 	t.Parallel()
-	dsn, password := pgDatabase(t)
+	dsn, password := testpg.NewDatabaseWithPassword(t)
 	// These sign-ins are bound by the agent's certificate (the replicas'
 	// proof-of-presence ceremony has its own test).
 	flags := []string{"--database", dsn, "--live-check-after", liveCheckAfter.String(), "--live-check-timeout", "5s", "--browser-binding", "certificate"}
@@ -407,12 +353,7 @@ func replicaLog(t *testing.T, log *syncBuffer, what string, parts ...string) {
 // where the shared test server does (CI), and skips without one.
 func ownPostgres(t *testing.T) (dsn string, restart func(down time.Duration)) {
 	t.Helper()
-	if os.Getenv(pgDSNVar) == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(pgDSNVar + " not set under CI: .ci/run must start PostgreSQL with scripts/postgres.sh")
-		}
-		t.Skip(pgDSNVar + " not set: this test starts its own cluster only where scripts/postgres.sh runs the tests")
-	}
+	testpg.Require(t) // runs where the shared test server does
 	env := append(os.Environ(), "CLEARANCE_PG_STATE="+filepath.Join(t.TempDir(), "pg.state"))
 	script := func(args ...string) string {
 		t.Helper()
@@ -427,7 +368,7 @@ func ownPostgres(t *testing.T) (dsn string, restart func(down time.Duration)) {
 	}
 	line := strings.TrimSpace(script("start"))
 	t.Cleanup(func() { script("stop") })
-	dsn, ok := strings.CutPrefix(line, pgDSNVar+"=")
+	dsn, ok := strings.CutPrefix(line, testpg.DSNVar+"=")
 	if !ok {
 		t.Fatalf("scripts/postgres.sh start printed %q", line)
 	}
@@ -652,7 +593,7 @@ func TestReplicasSurvivePostgresRestart(t *testing.T) {
 // at A.
 func TestReplicasPresence(t *testing.T) {
 	t.Parallel()
-	dsn, _ := pgDatabase(t)
+	dsn, _ := testpg.NewDatabaseWithPassword(t)
 	vA, vB, ssoA, ssoB := startReplicas(t, t.TempDir(), "--database", dsn, "--live-check-after", liveCheckAfter.String(), "--live-check-timeout", "5s")
 
 	secret := lastLine(cli(t, "secret", "create", "--database", dsn, "--description", "replicas"))

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clearance/clearance/internal/testkit/testpg"
 )
 
 // oktaSCIM plays Okta's provisioning client, request for request as Okta's
@@ -138,7 +140,7 @@ func TestSCIMOktaSequences(t *testing.T) {
 			// browsers: its egress addresses are exempted, as docs/okta.md says.
 			extra := []string{"--sso-rate-exempt", "127.0.0.1"}
 			if backend == "postgres" {
-				dsn, _ := pgDatabase(t)
+				dsn, _ := testpg.NewDatabaseWithPassword(t)
 				extra = append(extra, "--database", dsn)
 			}
 			dataDir := filepath.Join(t.TempDir(), "verifier")

@@ -2,7 +2,7 @@
 // that servers under test write to from their goroutines, polling for a
 // condition that another goroutine or process makes true, and finding the
 // external programs tests run as independent peers. Certificates for tests
-// are in the testpki package below it.
+// are in the testpki package below it, and PostgreSQL databases in testpg.
 package testkit
 
 import (

@@ -2,22 +2,17 @@ package scim
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/clearance/clearance/internal/testkit/testpg"
 	"github.com/clearance/clearance/verifier/storage"
 	"github.com/clearance/clearance/verifier/storage/postgres"
 	"github.com/clearance/clearance/verifier/storage/sqlite"
@@ -43,42 +38,11 @@ func newFixture(t testing.TB) *fixture {
 	return fixtureOn(t, st)
 }
 
-// newPostgresFixture is newFixture on a database of its own on the server
-// CLEARANCE_TEST_POSTGRES_DSN names; it skips without one, except in CI.
+// newPostgresFixture is newFixture on a database of its own on the test
+// PostgreSQL server; it skips without one, except in CI.
 func newPostgresFixture(t *testing.T) *fixture {
 	t.Helper()
-	base := os.Getenv("CLEARANCE_TEST_POSTGRES_DSN")
-	if base == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CLEARANCE_TEST_POSTGRES_DSN not set under CI")
-		}
-		t.Skip("CLEARANCE_TEST_POSTGRES_DSN not set")
-	}
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	name := "clearance_scim_" + hex.EncodeToString(b[:])
-	admin, err := pgx.Connect(t.Context(), base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(context.Background())
-	if _, err := admin.Exec(t.Context(), `CREATE DATABASE `+name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), base)
-		if err != nil {
-			return
-		}
-		defer c.Close(context.Background())
-		_, _ = c.Exec(context.Background(), `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`)
-	})
-	u.Path = "/" + name
-	st, err := postgres.Open(t.Context(), u.String())
+	st, err := postgres.Open(t.Context(), testpg.NewDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,31 +2,23 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"flag"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/clearance/clearance/internal/protoagent"
+	"github.com/clearance/clearance/internal/testkit/testpg"
 	"github.com/clearance/clearance/pkg/run"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/datadir"
 	"github.com/clearance/clearance/verifier/server"
 )
-
-// pgDSNVar names the PostgreSQL server the tests may use; scripts/postgres.sh
-// starts one and sets it.
-const pgDSNVar = "CLEARANCE_TEST_POSTGRES_DSN"
 
 // serveConfig is serve's configuration for a test: loopback listeners on
 // free ports, read by serve's own rules.
@@ -126,55 +118,6 @@ func lastLine(s string) string {
 	return strings.TrimSpace(lines[len(lines)-1])
 }
 
-// pgDatabase creates an empty database of the test's own on the server
-// CLEARANCE_TEST_POSTGRES_DSN names and returns its URL, with a password
-// (the test server trusts loopback and never asks for it). Skips without
-// the variable, except in CI.
-func pgDatabase(t *testing.T) (dsn, password string) {
-	t.Helper()
-	base := os.Getenv(pgDSNVar)
-	if base == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(pgDSNVar + " not set under CI: .ci/run must start PostgreSQL with scripts/postgres.sh")
-		}
-		t.Skip(pgDSNVar + " not set (scripts/postgres.sh run go test ./verifier/cmd/... starts one)")
-	}
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	name := "clearance_cli_" + hex.EncodeToString(b)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
-	if _, err := c.Exec(ctx, `CREATE DATABASE `+name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("dropping %s: %v", name, err)
-			return
-		}
-		defer c.Close(context.Background())
-		if _, err := c.Exec(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`); err != nil {
-			t.Errorf("dropping %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	password = "never-asked-" + hex.EncodeToString(b)
-	u.User = url.UserPassword(u.User.Username(), password)
-	u.Path = "/" + name
-	return u.String(), password
-}
-
 // TestSecretEnrollsAgainstServer: a secret the CLI creates with only the
 // data dir is one the running server accepts, on SQLite and on PostgreSQL
 // (where the data dir records the database without its password).
@@ -190,7 +133,7 @@ func TestSecretEnrollsAgainstServer(t *testing.T) {
 	})
 	t.Run("postgres", func(t *testing.T) {
 		t.Parallel()
-		dsn, password := pgDatabase(t)
+		dsn, password := testpg.NewDatabaseWithPassword(t)
 		s := startServer(t, "--database", dsn)
 		record, err := os.ReadFile(filepath.Join(s.dir, datadir.RecordFile))
 		if err != nil {
@@ -213,7 +156,7 @@ func TestSecretEnrollsAgainstServer(t *testing.T) {
 		}
 		s.enroll(t, lastLine(out), "0A1B2C3D-4E5F-4061-8172-839405A6B7CA", agentv1.PolicyStatus_POLICY_STATUS_PASS)
 		// Another database is refused before anything is written.
-		other, _ := pgDatabase(t)
+		other, _ := testpg.NewDatabaseWithPassword(t)
 		_, _, err = execute(envOf(map[string]string{"CLEARANCE_DATABASE": other}), "scep", "challenge", "--data-dir", s.dir)
 		if err == nil || !strings.Contains(err.Error(), "would never be read") || strings.Contains(err.Error(), password) {
 			t.Errorf("another database: %v", err)

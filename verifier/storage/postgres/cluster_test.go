@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/clearance/clearance/internal/testkit"
+	"github.com/clearance/clearance/internal/testkit/testpg"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/cluster"
 	"github.com/clearance/clearance/verifier/hub"
@@ -88,7 +89,7 @@ func elsewhere(t *testing.T, r *postgres.Relay, deviceID string) bool {
 // Two replicas on one database: each hears the other's signals and not its
 // own, and presence follows streams, sessions and heartbeats.
 func TestRelaySignalsAndPresence(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := testpg.NewDatabase(t)
 	sa, sb := open(t, dsn), open(t, dsn)
 	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
 	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
@@ -183,7 +184,7 @@ func TestRelaySignalsAndPresence(t *testing.T) {
 // A replica that dies without cleaning up stops counting once its
 // heartbeat is stale; its rows do not lie forever.
 func TestRelayStalePresence(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := testpg.NewDatabase(t)
 	sa, sb := open(t, dsn), open(t, dsn)
 	// a beats slowly: after its first beat it looks dead to b's threshold.
 	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: time.Hour, StaleAfter: time.Second})
@@ -207,7 +208,7 @@ func TestRelayStalePresence(t *testing.T) {
 // The listening connection is cut (as when PostgreSQL restarts): the relay
 // reconnects by itself, records its streams again and hears signals again.
 func TestRelayReconnects(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := testpg.NewDatabase(t)
 	sa, sb := open(t, dsn), open(t, dsn)
 	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
 	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
@@ -253,7 +254,7 @@ func TestRelayReconnects(t *testing.T) {
 // replicas' stores, their hubs and the device.
 func twoHubs(t *testing.T) (sa, sb *postgres.Store, hubA, hubB *hub.Hub, d storage.Device) {
 	t.Helper()
-	dsn := newDatabase(t)
+	dsn := testpg.NewDatabase(t)
 	sa, sb = open(t, dsn), open(t, dsn)
 	d = enrollOne(t, sa)
 	hubA = &hub.Hub{Nonces: sa, Reports: sa, Relay: sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})}

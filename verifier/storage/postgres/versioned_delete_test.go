@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clearance/clearance/internal/testkit/testpg"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -13,7 +14,7 @@ import (
 // the commit: a SCIM takeover committing in between (here: holding the
 // row when the delete arrives) makes it ErrStale, and the record stays.
 func TestVersionedDeleteWaitsForUpdate(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := testpg.NewDatabase(t)
 	s := open(t, dsn)
 	ctx := context.Background()
 	u, err := s.CreateUser(ctx, storage.User{ID: "00uA", UserName: "carol@example.com", ExternalID: "00uA", Active: true,

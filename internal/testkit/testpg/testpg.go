@@ -1,0 +1,92 @@
+// Package testpg gives tests a PostgreSQL database of their own on the
+// server named by CLEARANCE_TEST_POSTGRES_DSN (scripts/postgres.sh starts
+// one on loopback): created empty, dropped when the test ends.
+package testpg
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// DSNVar names the server the tests use.
+const DSNVar = "CLEARANCE_TEST_POSTGRES_DSN"
+
+// Require returns the server's DSN. Without one it skips the test, except
+// under CI (CI=true), where .ci/run starts a server and its absence is a
+// failure.
+func Require(t testing.TB) string {
+	t.Helper()
+	dsn := os.Getenv(DSNVar)
+	if dsn != "" {
+		return dsn
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal(DSNVar + " not set under CI: .ci/run must start PostgreSQL with scripts/postgres.sh")
+	}
+	t.Skip(DSNVar + " not set (scripts/postgres.sh run go test ./… starts one)")
+	return ""
+}
+
+// NewDatabase creates an empty database of the test's own and returns its
+// DSN. It is dropped when the test ends, after the cleanups registered
+// later (a store or a verifier using it); FORCE ends any connection a
+// failed test left behind.
+func NewDatabase(t testing.TB) string {
+	t.Helper()
+	base := Require(t)
+	u, err := url.Parse(base)
+	if err != nil || u.Scheme == "" {
+		t.Fatalf("%s must be a postgres:// URL", DSNVar)
+	}
+	name := "clearance_test_" + suffix()
+	exec := func(ctx context.Context, sql string) error {
+		c, err := pgx.Connect(ctx, base)
+		if err != nil {
+			return err
+		}
+		defer c.Close(context.Background())
+		_, err = c.Exec(ctx, sql)
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := exec(ctx, `CREATE DATABASE `+name); err != nil {
+		t.Fatalf("creating test database on %s: %v", DSNVar, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := exec(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`); err != nil {
+			t.Errorf("dropping test database %s: %v", name, err)
+		}
+	})
+	u.Path = "/" + name
+	return u.String()
+}
+
+// NewDatabaseWithPassword is NewDatabase with a password in the DSN that
+// the test server (which trusts loopback) never asks for: tests that check
+// a password is never written or logged look for it.
+func NewDatabaseWithPassword(t testing.TB) (dsn, password string) {
+	t.Helper()
+	u, err := url.Parse(NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	password = "never-asked-" + suffix()
+	u.User = url.UserPassword(u.User.Username(), password)
+	return u.String(), password
+}
+
+func suffix() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b) // never fails
+	return hex.EncodeToString(b)
+}
