@@ -6,7 +6,6 @@ package admin
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"log/slog"
 	"time"
@@ -78,26 +77,12 @@ func (s *Server) internal(what string, err error) error {
 
 // ListDevices implements AdminService.ListDevices.
 func (s *Server) ListDevices(ctx context.Context, req *adminv1.ListDevicesRequest) (*adminv1.ListDevicesResponse, error) {
-	size := int(req.GetPageSize())
-	switch {
-	case size < 0:
-		return nil, status.Error(codes.InvalidArgument, "page_size must not be negative")
-	case size == 0:
-		size = 50
-	case size > 500:
-		size = 500
-	}
-	after := ""
-	if tok := req.GetPageToken(); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		if err != nil || len(b) == 0 || len(b) > 64 {
-			return nil, status.Error(codes.InvalidArgument, "page_token is not one this server returned")
-		}
-		after = string(b)
+	size, after, err := keyPage(req.GetPageSize(), req.GetPageToken(), 64)
+	if err != nil {
+		return nil, err
 	}
 	// One extra row tells whether another page exists.
 	var devs []storage.Device
-	var err error
 	if sec := req.GetEnrollSecretId(); sec != "" {
 		devs, err = s.Store.ListDevicesBySecret(ctx, sec, after, size+1)
 	} else {
@@ -109,7 +94,7 @@ func (s *Server) ListDevices(ctx context.Context, req *adminv1.ListDevicesReques
 	resp := &adminv1.ListDevicesResponse{}
 	if len(devs) > size {
 		devs = devs[:size]
-		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(devs[len(devs)-1].ID))
+		resp.NextPageToken = nextKey(devs[len(devs)-1].ID)
 	}
 	ps := s.Policies.Current()
 	for _, d := range devs {
@@ -236,7 +221,7 @@ func (s *Server) RevokeEnrollSecret(ctx context.Context, req *adminv1.RevokeEnro
 	resp := &adminv1.RevokeEnrollSecretResponse{EnrollSecret: secretProto(rec)}
 	if len(devs) > revokedSecretPage {
 		devs = devs[:revokedSecretPage]
-		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(devs[len(devs)-1].ID))
+		resp.NextPageToken = nextKey(devs[len(devs)-1].ID)
 	}
 	for _, d := range devs {
 		resp.Devices = append(resp.Devices, s.device(d, nil))

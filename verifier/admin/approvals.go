@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -35,22 +34,9 @@ func checkRequestID(id string) error {
 
 // ListPendingEnrollments implements AdminService.ListPendingEnrollments.
 func (s *Server) ListPendingEnrollments(ctx context.Context, req *adminv1.ListPendingEnrollmentsRequest) (*adminv1.ListPendingEnrollmentsResponse, error) {
-	size := int(req.GetPageSize())
-	switch {
-	case size < 0:
-		return nil, status.Error(codes.InvalidArgument, "page_size must not be negative")
-	case size == 0:
-		size = 50
-	case size > 500:
-		size = 500
-	}
-	after := ""
-	if tok := req.GetPageToken(); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		if err != nil || len(b) == 0 || len(b) > maxIDLen {
-			return nil, status.Error(codes.InvalidArgument, "page_token is not one this server returned")
-		}
-		after = string(b)
+	size, after, err := keyPage(req.GetPageSize(), req.GetPageToken(), maxIDLen)
+	if err != nil {
+		return nil, err
 	}
 	ps, err := s.Store.ListPendingEnrollments(ctx, after, size+1)
 	if err != nil {
@@ -59,7 +45,7 @@ func (s *Server) ListPendingEnrollments(ctx context.Context, req *adminv1.ListPe
 	resp := &adminv1.ListPendingEnrollmentsResponse{}
 	if len(ps) > size {
 		ps = ps[:size]
-		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(ps[len(ps)-1].ID))
+		resp.NextPageToken = nextKey(ps[len(ps)-1].ID)
 	}
 	for _, p := range ps {
 		resp.Pending = append(resp.Pending, pendingProto(p))

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"strconv"
 
@@ -11,6 +12,31 @@ import (
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	"github.com/clearance/clearance/verifier/storage"
 )
+
+// keyPage reads a listing paged by key (devices, enrollment requests): how
+// many rows a page holds (50 unless asked, at most 500) and the key it
+// starts after, from a page token of at most maxKey bytes.
+func keyPage(pageSize int32, token string, maxKey int) (size int, after string, err error) {
+	switch {
+	case pageSize < 0:
+		return 0, "", status.Error(codes.InvalidArgument, "page_size must not be negative")
+	case pageSize == 0:
+		size = 50
+	default:
+		size = min(int(pageSize), 500)
+	}
+	if token != "" {
+		b, err := base64.RawURLEncoding.DecodeString(token)
+		if err != nil || len(b) == 0 || len(b) > maxKey {
+			return 0, "", status.Error(codes.InvalidArgument, "page_token is not one this server returned")
+		}
+		after = string(b)
+	}
+	return size, after, nil
+}
+
+// nextKey is the page token of the page after the one that ended at key.
+func nextKey(key string) string { return base64.RawURLEncoding.EncodeToString([]byte(key)) }
 
 // peoplePage reads a page size and an offset page token.
 func peoplePage(size int32, token string) (limit, offset int, err error) {
