@@ -364,8 +364,8 @@ func (h *Handler) useRequestID(ctx context.Context, req *idp.Request, start time
 	return h.Store.UseRequestID(ctx, req.AuthnRequest.Issuer.Value, req.AuthnRequest.ID, h.requestIDExpiry(start))
 }
 
-// requestIDExpiry is how long a request ID received at start is
-// remembered.
+// requestIDExpiry is when a request ID received at start may be forgotten:
+// once no IssueInstant that passed then could pass again.
 func (h *Handler) requestIDExpiry(start time.Time) time.Time {
 	return start.Add(2*h.IdP.Settings().MaxRequestSkew + time.Minute)
 }
