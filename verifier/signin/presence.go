@@ -204,25 +204,28 @@ func (h *Handler) useAgent(r *http.Request) bool {
 	return true
 }
 
-// askAgent starts the proof of presence: 1. the browser's cookie, 2. a
-// challenge stored with the request for any replica to complete, 3. the
-// browser sent to the agent — or, when its Mac is known not to be running
-// the agent, a page that says so.
+// askAgent starts the proof of presence: 1. the browser's cookie, 2. the
+// request's ID spent and a challenge stored with the request for any
+// replica to complete, in one write, 3. the browser sent to the agent — or,
+// when its Mac is known not to be running the agent, a page that says so.
 func (h *Handler) askAgent(w http.ResponseWriter, r *http.Request, a *attempt) {
 	ctx := r.Context()
 	now := h.now()
 	// 1. This browser.
 	browser, fresh := browserID(r)
 
-	// 2. The challenge.
+	// 2. Replay, and the challenge, in one commit: a replayed request
+	// stores no challenge and sets no cookie. A failure of either part
+	// (a taken challenge hash included) stores neither and fails closed,
+	// as a replay cache that cannot write does.
 	challenge := presence.NewChallenge()
-	err := h.Store.CreateSignInChallenge(ctx, storage.SignInChallenge{
-		ChallengeHash: hash32([]byte(challenge)), BrowserHash: hash32([]byte(browser)),
-		Username: a.req.Username, Request: a.req.XML, RelayState: a.req.RelayState,
-		CreatedAt: now, ExpiresAt: now.Add(ChallengeTTL),
-	})
-	if err != nil {
-		h.unavailable(w, r, "storing sign-in challenge", err)
+	err := h.Store.StartSignInChallenge(ctx, a.req.AuthnRequest.Issuer.Value, a.req.AuthnRequest.ID, h.requestIDExpiry(a.start),
+		storage.SignInChallenge{
+			ChallengeHash: hash32([]byte(challenge)), BrowserHash: hash32([]byte(browser)),
+			Username: a.req.Username, Request: a.req.XML, RelayState: a.req.RelayState,
+			CreatedAt: now, ExpiresAt: now.Add(ChallengeTTL),
+		})
+	if !h.spent(w, r, a.req, err) {
 		return
 	}
 	if fresh {

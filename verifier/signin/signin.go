@@ -302,12 +302,11 @@ func (h *Handler) sso(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// 3. Which Mac is this? The agent on it proves it (completed at
-	// PathPresence), after 4; or a browser certificate names it.
+	// PathPresence; askAgent spends the ID, 4, in the write that stores
+	// its challenge); or a browser certificate names it.
 	a := &attempt{req: req, source: sourceSSO, start: start}
 	if h.useAgent(r) {
-		if h.spendRequestID(w, r, req, start) {
-			h.askAgent(w, r, a)
-		}
+		h.askAgent(w, r, a)
 		return
 	}
 	a.binding = BindingCertificate
@@ -362,11 +361,17 @@ func (h *Handler) spendRequestID(w http.ResponseWriter, r *http.Request, req *id
 
 // useRequestID records req's ID as answered (spendRequestID's write).
 func (h *Handler) useRequestID(ctx context.Context, req *idp.Request, start time.Time) error {
-	ttl := 2*h.IdP.Settings().MaxRequestSkew + time.Minute
-	return h.Store.UseRequestID(ctx, req.AuthnRequest.Issuer.Value, req.AuthnRequest.ID, start.Add(ttl))
+	return h.Store.UseRequestID(ctx, req.AuthnRequest.Issuer.Value, req.AuthnRequest.ID, h.requestIDExpiry(start))
 }
 
-// spent answers the request when useRequestID's outcome err ends it, and
+// requestIDExpiry is when a request ID received at start may be forgotten:
+// once no IssueInstant that passed then could pass again.
+func (h *Handler) requestIDExpiry(start time.Time) time.Time {
+	return start.Add(2*h.IdP.Settings().MaxRequestSkew + time.Minute)
+}
+
+// spent answers the request when the outcome err of the write that spends
+// its ID (useRequestID, or askAgent's StartSignInChallenge) ends it, and
 // reports whether it goes on.
 func (h *Handler) spent(w http.ResponseWriter, r *http.Request, req *idp.Request, err error) bool {
 	switch {

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -46,7 +47,21 @@ type SignInChallengeStore interface {
 	// DeleteExpiredSignInChallenges removes challenges whose ExpiresAt is
 	// strictly before the given time, used or not, and returns how many.
 	DeleteExpiredSignInChallenges(ctx context.Context, before time.Time) (int, error)
+	// StartSignInChallenge is SAMLRequestStore.UseRequestID(ctx, issuer,
+	// id, idExpiresAt) and CreateSignInChallenge(ctx, c) in one write:
+	// both are stored, or neither. A sign-in waiting for a proof of
+	// presence begins with both, and commits once. If the request ID is
+	// recorded already it returns ErrAlreadyExists and stores no challenge;
+	// if c's hash is taken, ErrChallengeTaken, and records no request ID.
+	// Arguments either call would refuse are refused, storing nothing. Of
+	// concurrent calls with one issuer and ID exactly one succeeds.
+	StartSignInChallenge(ctx context.Context, issuer, id string, idExpiresAt time.Time, c SignInChallenge) error
 }
+
+// ErrChallengeTaken: StartSignInChallenge was given a challenge hash that is
+// stored already. It is told apart from ErrAlreadyExists, which there says
+// the request ID was spent: a replay.
+var ErrChallengeTaken = errors.New("sign-in challenge hash already stored")
 
 // ServerKeyStore keeps small secret keys every replica must share (e.g. the
 // key that signs the browser's device-hint cookie). They live in the

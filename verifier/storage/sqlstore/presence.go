@@ -36,39 +36,79 @@ func scanSignInChallenge(sc scanner) (storage.SignInChallenge, error) {
 
 // CreateSignInChallenge stores c unused; ErrAlreadyExists if its hash is taken.
 func (s *Store) CreateSignInChallenge(ctx context.Context, c storage.SignInChallenge) error {
-	fail := func(err error) error { return fmt.Errorf("creating sign-in challenge: %w", err) }
+	args, err := signInChallengeArgs(c)
+	if err != nil {
+		return fmt.Errorf("creating sign-in challenge: %w", err)
+	}
+	err = s.groupedOne(ctx, func(ctx context.Context, q conn) error {
+		return createSignInChallenge(ctx, q, args, storage.ErrAlreadyExists)
+	})
+	if err != nil {
+		return fmt.Errorf("creating sign-in challenge: %w", err)
+	}
+	return nil
+}
+
+// StartSignInChallenge records the request ID and stores the challenge in
+// one transaction (in the group commit, one savepoint): a replayed ID ends
+// it before the challenge is written, and a taken challenge hash rolls the
+// ID back. The request ID's primary key is the arbiter of concurrent
+// calls, as in UseRequestID.
+func (s *Store) StartSignInChallenge(ctx context.Context, issuer, id string, idExpiresAt time.Time, c storage.SignInChallenge) error {
+	idArgs, err := requestIDArgs(issuer, id, idExpiresAt)
+	if err != nil {
+		return fmt.Errorf("recording request ID: %w", err)
+	}
+	args, err := signInChallengeArgs(c)
+	if err != nil {
+		return fmt.Errorf("creating sign-in challenge: %w", err)
+	}
+	err = s.grouped(ctx, func(ctx context.Context, q conn) error {
+		if err := useRequestID(ctx, q, idArgs); err != nil {
+			return err
+		}
+		return createSignInChallenge(ctx, q, args, storage.ErrChallengeTaken)
+	})
+	if err != nil {
+		return fmt.Errorf("recording request ID and sign-in challenge: %w", err)
+	}
+	return nil
+}
+
+// signInChallengeArgs checks c and returns insertSignInChallenge's
+// arguments.
+func signInChallengeArgs(c storage.SignInChallenge) ([]any, error) {
 	if err := checkTokenHash(c.ChallengeHash); err != nil {
-		return fail(err)
+		return nil, err
 	}
 	if err := checkTokenHash(c.BrowserHash); err != nil {
-		return fail(err)
+		return nil, err
 	}
 	if err := checkTexts(false, textField{"username", c.Username}); err != nil {
-		return fail(err)
+		return nil, err
 	}
 	if len(c.RelayState) > storage.MaxRelayStateLen {
-		return fail(fmt.Errorf("relay state is %d bytes, more than the %d allowed", len(c.RelayState), storage.MaxRelayStateLen))
+		return nil, fmt.Errorf("relay state is %d bytes, more than the %d allowed", len(c.RelayState), storage.MaxRelayStateLen)
 	}
 	if len(c.Request) > storage.MaxSignInRequestLen {
-		return fail(fmt.Errorf("request is %d bytes, more than the %d allowed", len(c.Request), storage.MaxSignInRequestLen))
+		return nil, fmt.Errorf("request is %d bytes, more than the %d allowed", len(c.Request), storage.MaxSignInRequestLen)
 	}
 	var tc timeCodec
 	createdAt, expiresAt := tc.ns("created at", c.CreatedAt), tc.ns("expires at", c.ExpiresAt)
 	if tc.err != nil {
-		return fail(tc.err)
+		return nil, tc.err
 	}
-	err := s.groupedOne(ctx, func(ctx context.Context, q conn) error {
-		res, err := q.exec(ctx, insertSignInChallenge, c.ChallengeHash, c.BrowserHash, c.Username,
-			blob(c.Request), blob([]byte(c.RelayState)), createdAt, expiresAt)
-		if err != nil {
-			return err
-		}
-		return oneRow(res, storage.ErrAlreadyExists)
-	})
+	return []any{c.ChallengeHash, c.BrowserHash, c.Username, blob(c.Request), blob([]byte(c.RelayState)), createdAt, expiresAt}, nil
+}
+
+// createSignInChallenge inserts the challenge signInChallengeArgs made;
+// taken if its hash is stored already.
+func createSignInChallenge(ctx context.Context, q conn, args []any, taken error) error {
+	res, err := q.exec(ctx, insertSignInChallenge, args...)
 	if err != nil {
-		return fail(err)
+		return err
 	}
-	return nil
+	return oneRow(res, taken)
 }
 
 // GetSignInChallenge returns the challenge with this hash, or ErrNotFound.

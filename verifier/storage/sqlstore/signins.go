@@ -90,28 +90,42 @@ func scanPendingSignIn(sc scanner) (storage.PendingSignIn, error) {
 // arbiter: of concurrent inserts of one pair, in any process, one inserts
 // the row and the others (waiting for it to commit) insert nothing.
 func (s *Store) UseRequestID(ctx context.Context, issuer, id string, expiresAt time.Time) error {
-	if id == "" {
-		return errors.New("recording request ID: empty request ID")
-	}
-	if err := checkTexts(false, textField{"issuer", issuer}, textField{"request ID", id}); err != nil {
+	args, err := requestIDArgs(issuer, id, expiresAt)
+	if err != nil {
 		return fmt.Errorf("recording request ID: %w", err)
 	}
-	var c timeCodec
-	exp := c.ns("expires at", expiresAt)
-	if c.err != nil {
-		return fmt.Errorf("recording request ID: %w", c.err)
-	}
-	err := s.groupedOne(ctx, func(ctx context.Context, q conn) error {
-		res, err := q.exec(ctx, insertRequestID, issuer, id, exp)
-		if err != nil {
-			return err
-		}
-		return oneRow(res, storage.ErrAlreadyExists)
-	})
+	err = s.groupedOne(ctx, func(ctx context.Context, q conn) error { return useRequestID(ctx, q, args) })
 	if err != nil {
 		return fmt.Errorf("recording request ID: %w", err)
 	}
 	return nil
+}
+
+// requestIDArgs checks a request ID's record and returns insertRequestID's
+// arguments.
+func requestIDArgs(issuer, id string, expiresAt time.Time) ([]any, error) {
+	if id == "" {
+		return nil, errors.New("empty request ID")
+	}
+	if err := checkTexts(false, textField{"issuer", issuer}, textField{"request ID", id}); err != nil {
+		return nil, err
+	}
+	var c timeCodec
+	exp := c.ns("expires at", expiresAt)
+	if c.err != nil {
+		return nil, c.err
+	}
+	return []any{issuer, id, exp}, nil
+}
+
+// useRequestID inserts the record requestIDArgs made: ErrAlreadyExists if
+// its issuer and ID are recorded already.
+func useRequestID(ctx context.Context, q conn, args []any) error {
+	res, err := q.exec(ctx, insertRequestID, args...)
+	if err != nil {
+		return err
+	}
+	return oneRow(res, storage.ErrAlreadyExists)
 }
 
 // DeleteExpiredRequestIDs removes request IDs whose expiry is strictly

@@ -2,6 +2,8 @@ package storagetest
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,6 +18,11 @@ var signInChallengeTests = []test{
 	{"ConcurrentUse", testSignInChallengeConcurrentUse},
 	{"DeleteExpired", testDeleteExpiredSignInChallenges},
 	{"RefusesUnstorable", testSignInChallengeUnstorable},
+	{"StartSpendsIDAndStores", testStartSignInChallenge},
+	{"StartReplayStoresNoChallenge", testStartSignInChallengeReplay},
+	{"StartTakenHashSpendsNoID", testStartSignInChallengeTaken},
+	{"ConcurrentStart", testStartSignInChallengeConcurrent},
+	{"StartRefusesUnstorable", testStartSignInChallengeUnstorable},
 }
 
 var serverKeyTests = []test{
@@ -187,4 +194,172 @@ func testServerKeyRefusesShort(t *testing.T, s storage.Store) {
 	k, err := s.ServerKey(ctx, "device-hint", bytes.Repeat([]byte{9}, 32))
 	must(t, err)
 	equal(t, "ServerKey after refusals", k, bytes.Repeat([]byte{9}, 32))
+}
+
+// startDump is the store's every row, for the checks that a refused
+// StartSignInChallenge wrote nothing at all.
+func startDump(t *testing.T, s storage.Store) string {
+	t.Helper()
+	d, err := Dump(t.Context(), s)
+	must(t, err)
+	return d
+}
+
+// A sign-in waiting for its proof begins with one call: its request ID is
+// spent and its challenge stored, readable and usable as one created alone.
+func testStartSignInChallenge(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	c := newSignInChallenge("c1", t0)
+	c.UsedAt = at(hour) // ignored, as by CreateSignInChallenge
+	must(t, s.StartSignInChallenge(ctx, oktaIssuer, "id-start-1", at(5*minute), c))
+	c.UsedAt = time.Time{}
+	equal(t, "GetSignInChallenge after start", getSignInChallenge(t, s, c.ChallengeHash), c)
+	// The ID is spent: for UseRequestID as for another start.
+	wantErr(t, s.UseRequestID(ctx, oktaIssuer, "id-start-1", at(5*minute)), storage.ErrAlreadyExists)
+	// Another issuer's request with the same ID is another request.
+	other := newSignInChallenge("c2", t0)
+	must(t, s.StartSignInChallenge(ctx, otherIssuer, "id-start-1", at(5*minute), other))
+	equal(t, "GetSignInChallenge other issuer", getSignInChallenge(t, s, other.ChallengeHash), other)
+
+	// The challenge is used once, as ever.
+	must(t, s.UseSignInChallenge(ctx, c.ChallengeHash, at(minute)))
+	wantErr(t, s.UseSignInChallenge(ctx, c.ChallengeHash, at(minute)), storage.ErrAlreadyExists)
+
+	// The request ID is remembered until its own expiry, the challenge
+	// until its own.
+	n, err := s.DeleteExpiredSignInChallenges(ctx, at(3*minute))
+	must(t, err)
+	if n != 2 {
+		t.Errorf("DeleteExpiredSignInChallenges = %d, want 2", n)
+	}
+	wantErr(t, s.UseRequestID(ctx, oktaIssuer, "id-start-1", at(5*minute)), storage.ErrAlreadyExists)
+	n, err = s.DeleteExpiredRequestIDs(ctx, at(6*minute))
+	must(t, err)
+	if n != 2 {
+		t.Errorf("DeleteExpiredRequestIDs = %d, want 2", n)
+	}
+}
+
+// A replayed request ID stores no challenge and changes nothing, whether
+// the ID was spent by UseRequestID or by an earlier start, expired (not
+// yet swept) or not.
+func testStartSignInChallengeReplay(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	useRequestID(t, s, oktaIssuer, "id-used", at(5*minute))
+	useRequestID(t, s, oktaIssuer, "id-old", at(-hour))
+	must(t, s.StartSignInChallenge(ctx, oktaIssuer, "id-started", at(5*minute), newSignInChallenge("first", t0)))
+	before := startDump(t, s)
+	for i, id := range []string{"id-used", "id-old", "id-started", "id-started"} {
+		c := newSignInChallenge(fmt.Sprint("replay-", i), at(minute))
+		wantErr(t, s.StartSignInChallenge(ctx, oktaIssuer, id, at(hour), c), storage.ErrAlreadyExists)
+		_, err := s.GetSignInChallenge(ctx, c.ChallengeHash)
+		wantErr(t, err, storage.ErrNotFound)
+	}
+	if after := startDump(t, s); after != before {
+		t.Errorf("replays changed the store:\n%s\n--- after ---\n%s", before, after)
+	}
+}
+
+// A challenge hash that is taken stores nothing: the request ID stays
+// unspent and the stored challenge as it was.
+func testStartSignInChallengeTaken(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	c := newSignInChallenge("c1", t0)
+	must(t, s.StartSignInChallenge(ctx, oktaIssuer, "id-1", at(5*minute), c))
+	dup := newSignInChallenge("c1", at(minute))
+	dup.Username = "mallory@example.com"
+	before := startDump(t, s)
+	err := s.StartSignInChallenge(ctx, oktaIssuer, "id-2", at(5*minute), dup)
+	wantErr(t, err, storage.ErrChallengeTaken)
+	if errors.Is(err, storage.ErrAlreadyExists) {
+		t.Errorf("a taken challenge hash reads as a replay: %v", err)
+	}
+	if after := startDump(t, s); after != before {
+		t.Errorf("a refused start changed the store:\n%s\n--- after ---\n%s", before, after)
+	}
+	equal(t, "GetSignInChallenge", getSignInChallenge(t, s, c.ChallengeHash), c)
+	// Its ID was not spent.
+	useRequestID(t, s, oktaIssuer, "id-2", at(5*minute))
+}
+
+// The same request arriving on several connections at once starts one
+// sign-in: exactly one call wins, and only its challenge is stored.
+func testStartSignInChallengeConcurrent(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	for _, id := range []string{"id-race-1", "id-race-2", "id-race-3"} {
+		var n atomic.Int32
+		challenges := make([]storage.SignInChallenge, racers)
+		for i := range challenges {
+			challenges[i] = newSignInChallenge(fmt.Sprint(id, "-", i), t0)
+		}
+		won := make([]atomic.Bool, racers)
+		errs := race(func() error {
+			i := n.Add(1) - 1
+			err := s.StartSignInChallenge(ctx, oktaIssuer, id, at(5*minute), challenges[i])
+			won[i].Store(err == nil)
+			return err
+		})
+		oneWinner(t, "StartSignInChallenge "+id, errs, storage.ErrAlreadyExists)
+		for i, c := range challenges {
+			got, err := s.GetSignInChallenge(ctx, c.ChallengeHash)
+			switch {
+			case won[i].Load():
+				must(t, err)
+				equal(t, "the winner's challenge", got, c)
+			default:
+				wantErr(t, err, storage.ErrNotFound)
+			}
+		}
+		wantErr(t, s.UseRequestID(ctx, oktaIssuer, id, at(5*minute)), storage.ErrAlreadyExists)
+	}
+}
+
+// Arguments either half would refuse store nothing at all: no request ID,
+// no challenge.
+func testStartSignInChallengeUnstorable(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	long := strings.Repeat("i", storage.MaxTextLen+1)
+	cases := []struct {
+		name, issuer, id string
+		change           func(c *storage.SignInChallenge)
+	}{
+		{"empty ID", oktaIssuer, "", nil},
+		{"ID too long", oktaIssuer, long, nil},
+		{"issuer too long", long, "id-1", nil},
+		{"ID with NUL", oktaIssuer, "id-\x00", nil},
+		{"ID not UTF-8", oktaIssuer, "id-\xff", nil},
+		{"short challenge hash", oktaIssuer, "id-1", func(c *storage.SignInChallenge) { c.ChallengeHash = c.ChallengeHash[:31] }},
+		{"no browser hash", oktaIssuer, "id-1", func(c *storage.SignInChallenge) { c.BrowserHash = nil }},
+		{"long username", oktaIssuer, "id-1", func(c *storage.SignInChallenge) { c.Username = long }},
+		{"NUL in username", oktaIssuer, "id-1", func(c *storage.SignInChallenge) { c.Username = "a\x00b" }},
+		{"long relay state", oktaIssuer, "id-1", func(c *storage.SignInChallenge) {
+			c.RelayState = strings.Repeat("r", storage.MaxRelayStateLen+1)
+		}},
+		{"long request", oktaIssuer, "id-1", func(c *storage.SignInChallenge) { c.Request = make([]byte, storage.MaxSignInRequestLen+1) }},
+		{"expiry out of range", oktaIssuer, "id-1", func(c *storage.SignInChallenge) {
+			c.ExpiresAt = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+		}},
+	}
+	before := startDump(t, s)
+	for _, tc := range cases {
+		c := newSignInChallenge("c-"+tc.name, t0)
+		if tc.change != nil {
+			tc.change(&c)
+		}
+		err := s.StartSignInChallenge(ctx, tc.issuer, tc.id, at(5*minute), c)
+		if err == nil || errors.Is(err, storage.ErrAlreadyExists) {
+			t.Errorf("%s: StartSignInChallenge = %v, want a refusal", tc.name, err)
+		}
+	}
+	if err := s.StartSignInChallenge(ctx, oktaIssuer, "id-1", time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC),
+		newSignInChallenge("c-id-expiry", t0)); err == nil {
+		t.Error("an ID expiry out of range was stored")
+	}
+	if after := startDump(t, s); after != before {
+		t.Errorf("refused starts changed the store:\n%s\n--- after ---\n%s", before, after)
+	}
+	// Nothing was spent: the ID still starts a sign-in.
+	c := newSignInChallenge("c-ok", t0)
+	must(t, s.StartSignInChallenge(ctx, oktaIssuer, "id-1", at(5*minute), c))
+	equal(t, "GetSignInChallenge", getSignInChallenge(t, s, c.ChallengeHash), c)
 }
