@@ -625,21 +625,9 @@ func (r *run) realLoad(ctx context.Context, d time.Duration, hc HostileConfig, o
 					return
 				case <-signJobs:
 				}
-				u, err := r.sp.RedirectURL(r.sp.NewRequest(SimUser))
-				if err != nil {
-					r.fail("okta_request")
-					continue
+				if _, failed := r.signInTimed(runCtx, b, &buf, signRec, "sign-in failed under attack"); failed {
+					signFailed.Add(1)
 				}
-				t0 := time.Now()
-				if err := b.signIn(runCtx, u, &buf); err != nil {
-					if runCtx.Err() == nil {
-						signFailed.Add(1)
-						r.fail("signin")
-						r.log.Debug("sign-in failed under attack", "err", err)
-					}
-					continue
-				}
-				signRec.Add(time.Since(t0))
 			}
 		}
 	})

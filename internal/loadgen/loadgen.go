@@ -563,21 +563,9 @@ func (r *run) backToBack(ctx context.Context, d time.Duration, bs []*browser) Su
 		b := bs[i]
 		var buf bytes.Buffer
 		for ctx.Err() == nil {
-			// Okta's part (building the request) is not timed.
-			u, err := r.sp.RedirectURL(r.sp.NewRequest(SimUser))
-			if err != nil {
-				r.fail("okta_request")
+			if built, _ := r.signInTimed(runCtx, b, &buf, rec, "sign-in failed"); !built {
 				return
 			}
-			t0 := time.Now()
-			if err := b.signIn(runCtx, u, &buf); err != nil {
-				if runCtx.Err() == nil {
-					r.fail("signin")
-					r.log.Debug("sign-in failed", "err", err)
-				}
-				continue
-			}
-			rec.Add(time.Since(t0))
 		}
 	})
 	return rec.Summary(elapsed)
@@ -585,6 +573,30 @@ func (r *run) backToBack(ctx context.Context, d time.Duration, bs []*browser) Su
 
 // steady: reports at ReportInterval, sign-ins at rate, live checks at
 // CheckRate.
+// signInTimed makes one sign-in through b and adds its time to rec;
+// building Okta's request is Okta's part and is not timed. It says whether
+// the request could be built and whether the sign-in failed while the run
+// was still on; both failures are counted (r.fail) and the second logged
+// at debug as logMsg.
+func (r *run) signInTimed(runCtx context.Context, b *browser, buf *bytes.Buffer, rec *Recorder, logMsg string) (built, failed bool) {
+	u, err := r.sp.RedirectURL(r.sp.NewRequest(SimUser))
+	if err != nil {
+		r.fail("okta_request")
+		return false, false
+	}
+	t0 := time.Now()
+	if err := b.signIn(runCtx, u, buf); err != nil {
+		if runCtx.Err() != nil {
+			return true, false
+		}
+		r.fail("signin")
+		r.log.Debug(logMsg, "err", err)
+		return true, true
+	}
+	rec.Add(time.Since(t0))
+	return true, false
+}
+
 func (r *run) steady(ctx context.Context, d time.Duration, rate float64) (acks, signins, checks Summary) {
 	ackRec, signRec, checkRec := &Recorder{}, &Recorder{}, &Recorder{}
 	r.acks.Store(ackRec)
@@ -637,20 +649,7 @@ func (r *run) steady(ctx context.Context, d time.Duration, rate float64) (acks, 
 					return
 				case <-signJobs:
 				}
-				u, err := r.sp.RedirectURL(r.sp.NewRequest(SimUser))
-				if err != nil {
-					r.fail("okta_request")
-					continue
-				}
-				t0 := time.Now()
-				if err := b.signIn(runCtx, u, &buf); err != nil {
-					if runCtx.Err() == nil {
-						r.fail("signin")
-						r.log.Debug("sign-in failed", "err", err)
-					}
-					continue
-				}
-				signRec.Add(time.Since(t0))
+				r.signInTimed(runCtx, b, &buf, signRec, "sign-in failed")
 			}
 		}
 		if conn == nil {
