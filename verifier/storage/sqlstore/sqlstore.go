@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/clearance/clearance/verifier/storage"
@@ -89,8 +90,18 @@ type Store struct {
 	// stmts are the prepared statements on w, by query, when the dialect
 	// prepares; filled by New and only read after.
 	stmts map[string]*sql.Stmt
-	close sync.Once
+	// reads are statements on r, when it is a pool of its own and the
+	// dialect prepares, prepared on first use: a sign-in runs a dozen
+	// reads, and preparing them afresh (parsing and planning) was a large
+	// part of its time in the store. At most maxReadStmts are kept.
+	reads     sync.Map // query → *sql.Stmt
+	readCount atomic.Int32
+	close     sync.Once
 }
+
+// maxReadStmts bounds the prepared reads: queries are the code's own
+// texts, but the filtered listings build theirs from the filters given.
+const maxReadStmts = 256
 
 var _ storage.Store = (*Store)(nil)
 
@@ -163,6 +174,10 @@ func (s *Store) Close() error {
 		for _, st := range s.stmts {
 			errs = append(errs, st.Close())
 		}
+		s.reads.Range(func(_, st any) bool {
+			errs = append(errs, st.(*sql.Stmt).Close())
+			return true
+		})
 		pools := s.pools()
 		for i := len(pools) - 1; i >= 0; i-- {
 			errs = append(errs, pools[i].Close())
@@ -298,6 +313,9 @@ func (c conn) on() querier {
 
 // stmt returns query's prepared statement for c, or nil if there is none.
 func (c conn) stmt(ctx context.Context, query string) *sql.Stmt {
+	if c.tx == nil && c.pool == c.s.r && c.s.r != c.s.w && c.s.d.Prepare {
+		return c.s.readStmt(ctx, query)
+	}
 	st := c.s.stmts[query]
 	switch {
 	case st == nil || c.pool != c.s.w:
@@ -305,6 +323,29 @@ func (c conn) stmt(ctx context.Context, query string) *sql.Stmt {
 	case c.tx != nil:
 		return c.tx.StmtContext(ctx, st)
 	}
+	return st
+}
+
+// readStmt returns query prepared on r, preparing it on first use; nil
+// (the query then runs unprepared) when it cannot be prepared or the
+// cache is full. database/sql prepares it again on each of r's
+// connections as it first runs there.
+func (s *Store) readStmt(ctx context.Context, query string) *sql.Stmt {
+	if st, ok := s.reads.Load(query); ok {
+		return st.(*sql.Stmt)
+	}
+	if s.readCount.Load() >= maxReadStmts {
+		return nil
+	}
+	st, err := s.r.PrepareContext(ctx, s.rebind(query))
+	if err != nil {
+		return nil // running it unprepared reports the error
+	}
+	if prev, loaded := s.reads.LoadOrStore(query, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt)
+	}
+	s.readCount.Add(1)
 	return st
 }
 
