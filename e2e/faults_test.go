@@ -876,15 +876,7 @@ func TestReenrollmentEndsStreamOnOtherReplica(t *testing.T) {
 	}
 	tl.log("device %s streams to A with its first key", old.DeviceID)
 
-	ended := make(chan error, 1)
-	go func() {
-		for {
-			if _, err := st.Client.Recv(); err != nil {
-				ended <- err
-				return
-			}
-		}
-	}()
+	ended := st.Ended()
 	again, err := protoagent.New(vB.grpcAddr, vA.rootPEM(), uuid)
 	if err != nil {
 		t.Fatal(err)

@@ -228,19 +228,9 @@ func waitLog(t *testing.T, log *syncBuffer, what string, parts ...string) {
 // answerChecks answers every CheckNow on st with a passing report that
 // lists no keychain certificate: a Mac whose agent has seen none.
 func answerChecks(a *protoagent.Agent, st *protoagent.Stream, seq uint64) {
-	for {
-		m, err := st.Client.Recv()
-		if err != nil {
-			return
-		}
-		if cn := m.GetCheckNow(); cn != nil {
-			seq++
-			r := a.Report(st.PolicySet, seq, time.Now(), cn.GetNonce(), agentv1.PolicyStatus_POLICY_STATUS_PASS)
-			if st.Send(protoagent.Sign(a.Key, r)) != nil {
-				return
-			}
-		}
-	}
+	st.AnswerChecks(seq, func(seq uint64, nonce []byte) *agentv1.SignedReport {
+		return protoagent.Sign(a.Key, a.Report(st.PolicySet, seq, time.Now(), nonce, agentv1.PolicyStatus_POLICY_STATUS_PASS))
+	})
 }
 
 // TestBrowserCertificateEndToEnd enrolls a Mac's browser certificate with

@@ -179,6 +179,39 @@ func (st *Stream) Close() {
 	st.conn.Close()
 }
 
+// AnswerChecks answers every CheckNow on st with report(seq, nonce), seq
+// counting on from first, until the stream ends or a send fails. Other
+// messages are read and dropped.
+func (st *Stream) AnswerChecks(first uint64, report func(seq uint64, nonce []byte) *agentv1.SignedReport) {
+	seq := first
+	for {
+		m, err := st.Client.Recv()
+		if err != nil {
+			return
+		}
+		if cn := m.GetCheckNow(); cn != nil {
+			seq++
+			if st.Send(report(seq, cn.GetNonce())) != nil {
+				return
+			}
+		}
+	}
+}
+
+// Ended reads st until it ends and then sends the error it ended with.
+func (st *Stream) Ended() <-chan error {
+	ended := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := st.Client.Recv(); err != nil {
+				ended <- err
+				return
+			}
+		}
+	}()
+	return ended
+}
+
 // Send sends a signed report.
 func (st *Stream) Send(sr *agentv1.SignedReport) error {
 	return st.Client.Send(&agentv1.AgentMessage{Message: &agentv1.AgentMessage_Report{Report: sr}})

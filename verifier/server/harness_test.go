@@ -216,34 +216,15 @@ func (h *harness) connect(a *protoagent.Agent) *protoagent.Stream {
 // answerChecks answers every CheckNow on st with report(seq, nonce), seq
 // counting on from the stream's first report, until the stream ends.
 func answerChecks(st *protoagent.Stream, report func(seq uint64, nonce []byte) *agentv1.SignedReport) {
-	seq := uint64(1)
-	for {
-		m, err := st.Client.Recv()
-		if err != nil {
-			return
-		}
-		if cn := m.GetCheckNow(); cn != nil {
-			seq++
-			_ = st.Send(report(seq, cn.GetNonce()))
-		}
-	}
+	st.AnswerChecks(1, report)
 }
 
 // streamEnd reads st until it ends, for up to 5 s, and returns the error
 // it ended with.
 func streamEnd(t *testing.T, st *protoagent.Stream, what string) error {
 	t.Helper()
-	ended := make(chan error, 1)
-	go func() {
-		for {
-			if _, err := st.Client.Recv(); err != nil {
-				ended <- err
-				return
-			}
-		}
-	}()
 	select {
-	case err := <-ended:
+	case err := <-st.Ended():
 		return err
 	case <-time.After(5 * time.Second):
 		t.Fatalf("timed out waiting for %s", what)
