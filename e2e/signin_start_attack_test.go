@@ -6,9 +6,11 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -528,4 +530,89 @@ func TestAttackUnsignedStartsStore(t *testing.T) {
 	}
 	t.Logf("%d unsigned starts with 4 KiB RelayState: +%d bytes of database and WAL (%d a start); challenges kept %v, request IDs about %v",
 		n, size()-before, (size()-before)/n, time.Duration(chTTL), idLeft.Round(time.Second))
+}
+
+// abortedStart sends the sign-in request u over a connection of its own
+// and closes it, with a reset, as soon as the request is written: the
+// browser gave up (or an attacker did) while the verifier was starting the
+// sign-in.
+func abortedStart(t *testing.T, v *verifier, ssoAddr, u string) {
+	t.Helper()
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(v.rootPEM())
+	host, _ := url.Parse(e2eSSOPublic)
+	c, err := tls.Dial("tcp", ssoAddr, &tls.Config{RootCAs: roots, ServerName: host.Hostname()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := strings.TrimPrefix(u, e2eSSOPublic)
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, host.Hostname()); err != nil {
+		t.Fatal(err)
+	}
+	if tc, ok := c.NetConn().(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
+}
+
+// TestAttackAbortedStartsAreNotStorageFailures: a client that sends a
+// sign-in request and hangs up at once did nothing to the store. Its
+// request must not be counted, logged at error, or paged as the store
+// being unavailable: operators alert on storage_unavailable, and anyone
+// can send requests and hang up — unsigned ones where they are allowed, or,
+// where Okta signs, replays of one signed request (a URL in any browser's
+// history, good for max-request-skew), with the default rate limit.
+//
+// It fails today: the group commit (or PostgreSQL's transaction) returns
+// the request's context.Canceled, which signin reports as the store
+// failing. Set CLEARANCE_E2E_KNOWN_DEFECTS=1 to run it.
+func TestAttackAbortedStartsAreNotStorageFailures(t *testing.T) {
+	t.Parallel()
+	if os.Getenv("CLEARANCE_E2E_KNOWN_DEFECTS") == "" {
+		t.Skip("known defect: a sign-in whose client hung up is counted and logged as storage_unavailable")
+	}
+	for _, signed := range []bool{false, true} {
+		name := "unsigned"
+		if signed {
+			name = "signed replays"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			dataDir := filepath.Join(dir, "verifier")
+			ssoAddr := freePort(t)
+			var v *verifier
+			var sp *oktasim.SP
+			if signed {
+				certFile, org := signedOrg(t, dir)
+				v = startSSOVerifier(t, dataDir, ssoAddr, "--okta-request-cert", certFile)
+				sp, _ = org(dataDir)
+			} else {
+				v = startSSOVerifier(t, dataDir, ssoAddr)
+				sp, _ = oktaOrg(t, dataDir, nil, nil)
+			}
+			captured, err := sp.RedirectURL(sp.NewRequest(e2eUser))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The default rate limit lets one address send 100 at once.
+			const n = 100
+			for i := range n {
+				u := captured
+				if !signed {
+					if u, err = sp.RedirectURL(sp.NewRequest(fmt.Sprintf("user%d@example.com", i))); err != nil {
+						t.Fatal(err)
+					}
+				}
+				abortedStart(t, v, ssoAddr, u)
+			}
+			time.Sleep(2 * time.Second) // the handlers finish
+			got := v.metric(t, `clearance_sso_requests_refused_total{reason="storage_unavailable"}`)
+			lines := strings.Count(v.logs.String(), "msg=sso_unavailable")
+			if got != 0 || lines != 0 {
+				t.Errorf("%d requests whose client hung up: storage_unavailable counted %v times, %d sso_unavailable lines at error; first: %s",
+					n, got, lines, lineWith(v.logs.String(), "sso_unavailable"))
+			}
+		})
+	}
 }
