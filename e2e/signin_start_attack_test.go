@@ -670,3 +670,78 @@ func TestAttackReplayAfterSkewRaised(t *testing.T) {
 		t.Errorf("request %s started a second sign-in (a second challenge); its proof got %d", r.ID, p.status)
 	}
 }
+
+// TestAttackStartWhilePostgresReadOnly: the store refuses writes (a
+// primary gone read-only, as in a failover): a signed request fails
+// closed, spends nothing and stores nothing; once writes return, the same
+// request starts the sign-in, which completes once.
+func TestAttackStartWhilePostgresReadOnly(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	dsn, _ := testpg.NewDatabaseWithPassword(t)
+	certFile, org := signedOrg(t, dir)
+	dataDir := filepath.Join(dir, "verifier")
+	ssoAddr := freePort(t)
+	v := startSSOVerifier(t, dataDir, ssoAddr, "--database", dsn, "--okta-request-cert", certFile, "--sso-rate-limit", "0")
+	sp, idpCertPEM := org(dataDir)
+	secret := lastLine(cli(t, "secret", "create", "--database", dsn, "--description", "attack"))
+	agent := streamToA(t, v, v, v, secret, "5A1C0A7E-0000-4000-8000-0000000A7AC5")
+	b := newSSOBrowser(t, v, ssoAddr, tls.Certificate{})
+	ctx := context.Background()
+	pg, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.Close(ctx) })
+	readOnly := func(on bool) {
+		t.Helper()
+		if _, err := pg.Exec(ctx, fmt.Sprintf(`ALTER DATABASE %s SET default_transaction_read_only = %v`, pgx.Identifier{pg.Config().Database}.Sanitize(), on)); err != nil {
+			t.Fatal(err)
+		}
+		// The verifier's connections take the setting when they reconnect.
+		if _, err := pg.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(q string, args ...any) int {
+		var n int
+		if err := pg.QueryRow(ctx, q, args...).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	r := sp.NewRequest(e2eUser)
+	u, err := sp.RedirectURL(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookie := randomCookie()
+	readOnly(true)
+	before := count(`SELECT count(*) FROM sign_in_challenges`)
+	for i := range 3 {
+		p := sendStart(b, u, nil, cookie)
+		if p.status != http.StatusServiceUnavailable || !strings.Contains(p.body, "storage_unavailable") || p.loc != "" || len(p.cookies) != 0 {
+			t.Fatalf("try %d while read-only: %d Location %q cookies %q:\n%.400s", i, p.status, p.loc, p.cookies, p.body)
+		}
+	}
+	if n, c := count(`SELECT count(*) FROM saml_request_ids WHERE id = $1`, r.ID), count(`SELECT count(*) FROM sign_in_challenges`); n != 0 || c != before {
+		t.Errorf("failed starts stored %d request IDs and %d challenges", n, c-before)
+	}
+	t.Logf("the failed start's log line: %s", lineWith(v.logs.String(), "sso_unavailable"))
+	readOnly(false)
+	var p startAttempt
+	waitUntil(t, "the same request to start once writes returned", 20*time.Second, func() bool {
+		p = sendStart(b, u, nil, cookie)
+		return p.status != http.StatusServiceUnavailable
+	})
+	if p.status != http.StatusSeeOther {
+		t.Fatalf("the request once writable: %d, want 303:\n%.400s", p.status, p.body)
+	}
+	challenge := challengeOf(t, p.loc)
+	okAtOkta(t, sp, idpCertPEM, present(t, b, agent, challenge, cookie), r.ID, r.RelayState)
+	if a := sendStart(b, u, nil, cookie); a.status != http.StatusBadRequest || !strings.Contains(a.body, "replayed_request") {
+		t.Errorf("the request after its sign-in: %d, want 400 replayed_request", a.status)
+	}
+	noSecretsLogged(t, map[string]string{"the verifier": v.logs.String()}, map[string]string{"challenge": challenge, "cookie": cookie, "relay state": r.RelayState})
+}
