@@ -57,6 +57,11 @@ func clientIP(r *http.Request) string {
 // unless configured.
 const DefaultMaxRequestSkew = 3 * time.Minute
 
+// RequestSkewLimit is the largest MaxRequestSkew a verifier may be set to:
+// a request ID is remembered until no verifier, however set, could accept
+// its IssueInstant again.
+const RequestSkewLimit = 30 * time.Minute
+
 // What a response carries signatures on (Settings.Sign). Okta's "Response
 // Signature Verification" says which one it checks: Response, Assertion, or
 // Either; both signed satisfies all three.

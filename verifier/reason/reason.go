@@ -103,6 +103,12 @@ const (
 // fails closed and the person is told to try again.
 const Storage Code = "storage_unavailable"
 
+// ClientGone: the browser closed its connection (or its HTTP/2 stream)
+// while its sign-in was being answered, which cancels what the verifier
+// was doing for it. Nothing failed at the verifier, and anyone can cause
+// it: it is counted, not alerted on.
+const ClientGone Code = "client_gone"
+
 // RateLimited: the client's address sent more requests to the sign-in
 // listener than its rate limit allows; it is answered 429 with Retry-After,
 // and nothing about the request is read or stored.

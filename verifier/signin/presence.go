@@ -219,13 +219,13 @@ func (h *Handler) askAgent(w http.ResponseWriter, r *http.Request, a *attempt) {
 	// (a taken challenge hash included) stores neither and fails closed,
 	// as a replay cache that cannot write does.
 	challenge := presence.NewChallenge()
-	err := h.Store.StartSignInChallenge(ctx, a.req.AuthnRequest.Issuer.Value, a.req.AuthnRequest.ID, h.requestIDExpiry(a.start),
+	err := h.Store.StartSignInChallenge(ctx, a.req.AuthnRequest.Issuer.Value, a.req.AuthnRequest.ID, h.requestIDExpiry(a.req, a.start),
 		storage.SignInChallenge{
 			ChallengeHash: hash32([]byte(challenge)), BrowserHash: hash32([]byte(browser)),
 			Username: a.req.Username, Request: a.req.XML, RelayState: a.req.RelayState,
 			CreatedAt: now, ExpiresAt: now.Add(ChallengeTTL),
 		})
-	if !h.spent(w, r, a.req, err) {
+	if !h.spent(w, r, a.req, "recording request ID and sign-in challenge", err) {
 		return
 	}
 	if fresh {

@@ -320,7 +320,7 @@ func (h *Handler) sso(w http.ResponseWriter, r *http.Request) {
 		identified := beside(func() { ident, ierr = h.Identify.Identify(ctx, r, start) })
 		err := h.useRequestID(ctx, req, start)
 		identified()
-		if !h.spent(w, r, req, err) {
+		if !h.spent(w, r, req, "recording request ID", err) {
 			return
 		}
 	} else {
@@ -356,24 +356,41 @@ func (h *Handler) sso(w http.ResponseWriter, r *http.Request) {
 // pass. It answers the request itself and returns false when the request
 // goes no further.
 func (h *Handler) spendRequestID(w http.ResponseWriter, r *http.Request, req *idp.Request, start time.Time) bool {
-	return h.spent(w, r, req, h.useRequestID(r.Context(), req, start))
+	return h.spent(w, r, req, "recording request ID", h.useRequestID(r.Context(), req, start))
 }
 
 // useRequestID records req's ID as answered (spendRequestID's write).
 func (h *Handler) useRequestID(ctx context.Context, req *idp.Request, start time.Time) error {
-	return h.Store.UseRequestID(ctx, req.AuthnRequest.Issuer.Value, req.AuthnRequest.ID, h.requestIDExpiry(start))
+	return h.Store.UseRequestID(ctx, req.AuthnRequest.Issuer.Value, req.AuthnRequest.ID, h.requestIDExpiry(req, start))
 }
 
-// requestIDExpiry is when a request ID received at start may be forgotten:
-// once no IssueInstant that passed then could pass again.
-func (h *Handler) requestIDExpiry(start time.Time) time.Time {
-	return start.Add(2*h.IdP.Settings().MaxRequestSkew + time.Minute)
+// requestIDExpiry is when the ID of req, received at start, may be
+// forgotten: once no IssueInstant that passed then could pass again, here
+// (start plus twice this verifier's skew) or, for a signed request, at any
+// verifier however its skew is set (a replica with a larger one, or this one
+// restarted with it): its IssueInstant plus RequestSkewLimit. The minute
+// covers clocks that differ between replicas. An unsigned request's ID is
+// anyone's to make anew, so remembering it longer would protect nothing
+// and only keep more of what unauthenticated traffic writes.
+func (h *Handler) requestIDExpiry(req *idp.Request, start time.Time) time.Time {
+	until := start.Add(2 * h.IdP.Settings().MaxRequestSkew)
+	if req.Signed {
+		until = later(until, req.AuthnRequest.IssueInstant.Add(idp.RequestSkewLimit))
+	}
+	return until.Add(time.Minute)
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // spent answers the request when the outcome err of the write that spends
 // its ID (useRequestID, or askAgent's StartSignInChallenge) ends it, and
-// reports whether it goes on.
-func (h *Handler) spent(w http.ResponseWriter, r *http.Request, req *idp.Request, err error) bool {
+// reports whether it goes on; step names the write in the log.
+func (h *Handler) spent(w http.ResponseWriter, r *http.Request, req *idp.Request, step string, err error) bool {
 	switch {
 	case errors.Is(err, storage.ErrAlreadyExists):
 		rf := refused(reason.Replayed, "request ID %s was already answered", req.AuthnRequest.ID)
@@ -382,7 +399,7 @@ func (h *Handler) spent(w http.ResponseWriter, r *http.Request, req *idp.Request
 		h.refuse(w, r, rf, http.StatusBadRequest)
 		return false
 	case err != nil:
-		h.unavailable(w, r, "recording request ID", err)
+		h.unavailable(w, r, step, err)
 		return false
 	}
 	return true
@@ -891,6 +908,13 @@ func (h *Handler) logRefused(r *http.Request, rf *refusal, ref string) {
 
 // unavailable fails closed when storage or signing cannot be used.
 func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, what string, err error) {
+	if r.Context().Err() != nil {
+		// The browser hung up, which cancelled the work: not a storage
+		// failure, and no one is left to read a page.
+		h.metrics().SSORefused(string(reason.ClientGone))
+		h.log().Debug("sso_client_gone", "step", what, "err", err, "remote", r.RemoteAddr)
+		return
+	}
 	ref := newRef()
 	h.metrics().SSORefused(string(reason.Storage))
 	h.log().Error("sso_unavailable", "step", what, "err", err, "ref", ref, "remote", r.RemoteAddr)

@@ -209,6 +209,13 @@ fill:
 		for _, req := range taken {
 			req.done <- err
 		}
+		// The rest of the batch was not reached: nothing of this
+		// transaction is stored, and no one else would answer them.
+		for _, req := range batch {
+			if req.take() {
+				req.done <- err
+			}
+		}
 	}
 	for _, req := range batch {
 		if !req.take() {

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -20,13 +19,7 @@ import (
 // be answered, those queued behind the failing one included. A sign-in
 // left waiting answers only when its browser gives up, and then as
 // storage_unavailable.
-//
-// It fails today (the calls behind are never taken nor answered). Set
-// CLEARANCE_KNOWN_DEFECTS=1 to run it.
 func TestGroupCommitAnswersEveryCallWhenASavepointFails(t *testing.T) {
-	if os.Getenv("CLEARANCE_KNOWN_DEFECTS") == "" {
-		t.Skip("known defect: calls queued behind a failed savepoint are never answered")
-	}
 	s := open(t, filepath.Join(t.TempDir(), "clearance.db"))
 	release := holdWriter(t, s)
 	first := make(chan error, 1)
