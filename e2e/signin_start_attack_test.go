@@ -426,7 +426,7 @@ func TestAttackStartAfterDiskFull(t *testing.T) {
 			t.Fatalf("try %d while full: %d Location %q cookies %q, want 503 storage_unavailable and nothing else:\n%.400s", i, p.status, p.loc, p.cookies, p.body)
 		}
 	}
-	replicaLog(t, v.logs, "the failed start", "sso_unavailable", "step=\"recording request ID\"")
+	replicaLog(t, v.logs, "the failed start", "sso_unavailable", "step=\"recording request ID and sign-in challenge\"")
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
