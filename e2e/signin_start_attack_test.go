@@ -430,22 +430,7 @@ func TestAttackStartAfterDiskFull(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	var p startAttempt
-	waitUntil(t, "the same request to start the sign-in once space returned", 15*time.Second, func() bool {
-		p = sendStart(b, u, nil, cookie)
-		return p.status != http.StatusServiceUnavailable
-	})
-	if p.status != http.StatusSeeOther {
-		t.Fatalf("the request after recovery: %d, want 303 to the agent (its ID unspent by the failed writes):\n%.400s", p.status, p.body)
-	}
-	challenge := challengeOf(t, p.loc)
-	okAtOkta(t, sp, idpCertPEM, present(t, b, agent, challenge, cookie), r.ID, r.RelayState)
-	if a := sendStart(b, u, nil, cookie); a.status != http.StatusBadRequest || !strings.Contains(a.body, "replayed_request") {
-		t.Errorf("the request after its sign-in: %d, want 400 replayed_request", a.status)
-	}
-	noSecretsLogged(t, map[string]string{"the verifier": v.logs.String()}, map[string]string{
-		"challenge": challenge, "cookie": cookie, "relay state": r.RelayState,
-	})
+	completesOnceRecovered(t, v, b, agent, sp, idpCertPEM, r, u, cookie, 15*time.Second)
 	t.Logf("the failed start's log line: %s", lineWith(v.logs.String(), "sso_unavailable"))
 }
 
@@ -718,18 +703,30 @@ func TestAttackStartWhilePostgresReadOnly(t *testing.T) {
 	}
 	t.Logf("the failed start's log line: %s", lineWith(v.logs.String(), "sso_unavailable"))
 	readOnly(false)
+	completesOnceRecovered(t, v, b, agent, sp, idpCertPEM, r, u, cookie, 20*time.Second)
+}
+
+// completesOnceRecovered: once the store takes writes again (within
+// within), the request (at URL u, with the browser's cookie) that failed
+// closed starts the sign-in, its ID unspent by the failed writes; it
+// completes at Okta; sent again it is a replay; and no log shows the
+// challenge, the cookie or the RelayState.
+func completesOnceRecovered(t *testing.T, v *verifier, b *ssoBrowser, agent *replicaAgent, sp *oktasim.SP, idpCertPEM []byte, r oktasim.Request, u, cookie string, within time.Duration) {
+	t.Helper()
 	var p startAttempt
-	waitUntil(t, "the same request to start once writes returned", 20*time.Second, func() bool {
+	waitUntil(t, "the same request to start the sign-in once the store takes writes", within, func() bool {
 		p = sendStart(b, u, nil, cookie)
 		return p.status != http.StatusServiceUnavailable
 	})
 	if p.status != http.StatusSeeOther {
-		t.Fatalf("the request once writable: %d, want 303:\n%.400s", p.status, p.body)
+		t.Fatalf("the request after recovery: %d, want 303 to the agent (its ID unspent by the failed writes):\n%.400s", p.status, p.body)
 	}
 	challenge := challengeOf(t, p.loc)
 	okAtOkta(t, sp, idpCertPEM, present(t, b, agent, challenge, cookie), r.ID, r.RelayState)
 	if a := sendStart(b, u, nil, cookie); a.status != http.StatusBadRequest || !strings.Contains(a.body, "replayed_request") {
 		t.Errorf("the request after its sign-in: %d, want 400 replayed_request", a.status)
 	}
-	noSecretsLogged(t, map[string]string{"the verifier": v.logs.String()}, map[string]string{"challenge": challenge, "cookie": cookie, "relay state": r.RelayState})
+	noSecretsLogged(t, map[string]string{"the verifier": v.logs.String()}, map[string]string{
+		"challenge": challenge, "cookie": cookie, "relay state": r.RelayState,
+	})
 }
