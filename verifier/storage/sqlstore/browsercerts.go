@@ -181,7 +181,7 @@ func (s *Store) SupersedeBrowserCerts(ctx context.Context, serial string, now ti
 // GetBrowserCert returns a browser certificate by serial, or ErrNotFound.
 func (s *Store) GetBrowserCert(ctx context.Context, serial string) (storage.BrowserCert, error) {
 	return one(ctx, s.reader(), scanBrowserCert, "browser certificate", fmt.Sprintf("browser certificate %q", serial),
-		`SELECT `+browserCertColumns+` FROM certs WHERE serial = $1 AND kind = $2`, serial, storage.CertKindBrowser)
+		hotRead(`SELECT `+browserCertColumns+` FROM certs WHERE serial = $1 AND kind = $2`), serial, storage.CertKindBrowser)
 }
 
 // ListBrowserCerts returns the device's newest (at most 1000) browser

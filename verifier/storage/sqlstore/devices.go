@@ -64,7 +64,7 @@ func lockUnrevoked(ctx context.Context, q conn, id string) (storage.Device, erro
 
 func queryDevice(ctx context.Context, q conn, column, value, lock string) (storage.Device, error) {
 	return one(ctx, q, scanDevice, "device", fmt.Sprintf("device %s %q", column, value),
-		`SELECT `+deviceColumns+` FROM devices WHERE `+column+` = $1`+lock, value)
+		hotRead(`SELECT `+deviceColumns+` FROM devices WHERE `+column+` = $1`+lock), value)
 }
 
 // lastSeenAt is the SQL that moves last_seen forward to the parameter, never
@@ -380,7 +380,7 @@ func (s *Store) TouchDevice(ctx context.Context, id string, at time.Time) error 
 // GetCert returns an issued certificate by serial, or ErrNotFound.
 func (s *Store) GetCert(ctx context.Context, serial string) (storage.Cert, error) {
 	return one(ctx, s.reader(), scanCert, "certificate", fmt.Sprintf("certificate %q", serial),
-		`SELECT serial, device_id, kind, not_before, not_after, der FROM certs WHERE serial = $1`, serial)
+		hotRead(`SELECT serial, device_id, kind, not_before, not_after, der FROM certs WHERE serial = $1`), serial)
 }
 
 func scanCert(sc scanner) (storage.Cert, error) {

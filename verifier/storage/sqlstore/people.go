@@ -106,7 +106,7 @@ func getUser(ctx context.Context, q conn, where string, arg string) (storage.Use
 		return storage.User{}, fmt.Errorf("user %q: %w", arg, storage.ErrNotFound)
 	}
 	return one(ctx, q, scanUser, "user", fmt.Sprintf("user %q", arg),
-		`SELECT `+userColumns+` FROM directory_users WHERE `+where+` = $1`, arg)
+		hotRead(`SELECT `+userColumns+` FROM directory_users WHERE `+where+` = $1`), arg)
 }
 
 // recordSource is a record's source as stored: SCIM's when not given.

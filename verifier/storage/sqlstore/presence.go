@@ -114,7 +114,7 @@ func createSignInChallenge(ctx context.Context, q conn, args []any, taken error)
 // GetSignInChallenge returns the challenge with this hash, or ErrNotFound.
 func (s *Store) GetSignInChallenge(ctx context.Context, challengeHash []byte) (storage.SignInChallenge, error) {
 	c, err := scanSignInChallenge(s.reader().queryRow(ctx,
-		`SELECT `+signInChallengeColumns+` FROM sign_in_challenges WHERE challenge_hash = $1`, blob(challengeHash)))
+		hotRead(`SELECT `+signInChallengeColumns+` FROM sign_in_challenges WHERE challenge_hash = $1`), blob(challengeHash)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return storage.SignInChallenge{}, fmt.Errorf("sign-in challenge: %w", storage.ErrNotFound)
 	}

@@ -185,7 +185,7 @@ func useNonce(ctx context.Context, q conn, nonce []byte, deviceID string, receiv
 // LatestReport returns the device's newest report, or ErrNotFound.
 func (s *Store) LatestReport(ctx context.Context, deviceID string) (storage.Report, error) {
 	return one(ctx, s.reader(), scanReport, "latest report", fmt.Sprintf("latest report of device %q", deviceID),
-		`SELECT `+reportColumns+` FROM reports WHERE device_id = $1 `+newestFirst+` LIMIT 1`, deviceID)
+		hotRead(`SELECT `+reportColumns+` FROM reports WHERE device_id = $1 `+newestFirst+` LIMIT 1`), deviceID)
 }
 
 // ListReports returns up to limit (clamped to [1, 1000]) of the device's

@@ -52,7 +52,7 @@ func (s *Store) EndGrace(ctx context.Context, deviceID, policyID string) error {
 
 // GraceStarts returns the device's grace starts by policy id.
 func (s *Store) GraceStarts(ctx context.Context, deviceID string) (map[string]time.Time, error) {
-	return s.timesByPolicy(ctx, "reading grace starts", `SELECT policy_id, started_at FROM policy_grace WHERE device_id = $1`, deviceID)
+	return s.timesByPolicy(ctx, "reading grace starts", hotRead(`SELECT policy_id, started_at FROM policy_grace WHERE device_id = $1`), deviceID)
 }
 
 // UseBypass records a "Resolve later" unless one after notBefore is
@@ -87,7 +87,7 @@ func (s *Store) UseBypass(ctx context.Context, deviceID, policyID, username stri
 
 // Bypasses returns when the device last resolved each policy later.
 func (s *Store) Bypasses(ctx context.Context, deviceID string) (map[string]time.Time, error) {
-	return s.timesByPolicy(ctx, "reading bypasses", `SELECT policy_id, used_at FROM policy_bypasses WHERE device_id = $1`, deviceID)
+	return s.timesByPolicy(ctx, "reading bypasses", hotRead(`SELECT policy_id, used_at FROM policy_bypasses WHERE device_id = $1`), deviceID)
 }
 
 // timesByPolicy runs query, a SELECT of (policy ID, time) rows of deviceID.
@@ -237,10 +237,10 @@ func (s *Store) ExemptionsFor(ctx context.Context, deviceID, username string, no
 	}
 	// An empty deviceID or username matches no row: the table's CHECK
 	// keeps the unused one of each row empty, and '' <> ''.
-	es, err := list(ctx, s.reader(), scanExemption, `SELECT `+exemptionColumns+` FROM exemptions
+	es, err := list(ctx, s.reader(), scanExemption, hotRead(`SELECT `+exemptionColumns+` FROM exemptions
 		WHERE revoked_at = 0 AND expires_at > $1
 		  AND ((device_id <> '' AND device_id = $2) OR (username <> '' AND lower(username) = lower($3)))
-		ORDER BY id DESC LIMIT $4`, n, deviceID, username, maxExemptionsFor)
+		ORDER BY id DESC LIMIT $4`), n, deviceID, username, maxExemptionsFor)
 	if err != nil {
 		return nil, fmt.Errorf("reading exemptions: %w", err)
 	}

@@ -28,7 +28,7 @@ func scanSecret(sc scanner) (storage.EnrollSecret, error) {
 
 func getSecret(ctx context.Context, q conn, id string) (storage.EnrollSecret, error) {
 	return one(ctx, q, scanSecret, "enroll secret", fmt.Sprintf("enroll secret %q", id),
-		`SELECT `+secretColumns+` FROM enroll_secrets WHERE id = $1`, id)
+		hotRead(`SELECT `+secretColumns+` FROM enroll_secrets WHERE id = $1`), id)
 }
 
 // useSecret counts one use of a secret by an enrollment at time at:

@@ -90,18 +90,28 @@ type Store struct {
 	// stmts are the prepared statements on w, by query, when the dialect
 	// prepares; filled by New and only read after.
 	stmts map[string]*sql.Stmt
-	// reads are statements on r, when it is a pool of its own and the
-	// dialect prepares, prepared on first use: a sign-in runs a dozen
-	// reads, and preparing them afresh (parsing and planning) was a large
-	// part of its time in the store. At most maxReadStmts are kept.
-	reads     sync.Map // query → *sql.Stmt
-	readCount atomic.Int32
-	close     sync.Once
+	// reads are the hot reads (hotRead) prepared on r, when it is a pool
+	// of its own and the dialect prepares, from their first use: a sign-in
+	// runs a dozen reads, and preparing them afresh (parsing and planning)
+	// was a large part of its time in the store.
+	reads  sync.Map // query → *sql.Stmt
+	closed atomic.Bool
+	close  sync.Once
 }
 
-// maxReadStmts bounds the prepared reads: queries are the code's own
-// texts, but the filtered listings build theirs from the filters given.
-const maxReadStmts = 256
+// hotReads are the texts of the reads kept prepared (hotRead).
+var hotReads sync.Map // query → struct{}
+
+// hotRead marks query, a read the code writes whole (never one built from
+// a caller's filters or a list's length), as one to keep prepared, and
+// returns it. Only such texts are kept, so no caller can fill the store
+// with statements.
+func hotRead(query string) string {
+	if _, ok := hotReads.Load(query); !ok {
+		hotReads.Store(query, struct{}{})
+	}
+	return query
+}
 
 var _ storage.Store = (*Store)(nil)
 
@@ -174,6 +184,7 @@ func (s *Store) Close() error {
 		for _, st := range s.stmts {
 			errs = append(errs, st.Close())
 		}
+		s.closed.Store(true)
 		s.reads.Range(func(_, st any) bool {
 			errs = append(errs, st.(*sql.Stmt).Close())
 			return true
@@ -326,15 +337,15 @@ func (c conn) stmt(ctx context.Context, query string) *sql.Stmt {
 	return st
 }
 
-// readStmt returns query prepared on r, preparing it on first use; nil
-// (the query then runs unprepared) when it cannot be prepared or the
-// cache is full. database/sql prepares it again on each of r's
-// connections as it first runs there.
+// readStmt returns query prepared on r if it is a hot read, preparing it
+// on first use; nil (the query then runs unprepared) for other reads, or
+// when it cannot be prepared. database/sql prepares it again on each of
+// r's connections as it first runs there.
 func (s *Store) readStmt(ctx context.Context, query string) *sql.Stmt {
 	if st, ok := s.reads.Load(query); ok {
 		return st.(*sql.Stmt)
 	}
-	if s.readCount.Load() >= maxReadStmts {
+	if _, hot := hotReads.Load(query); !hot {
 		return nil
 	}
 	st, err := s.r.PrepareContext(ctx, s.rebind(query))
@@ -345,7 +356,11 @@ func (s *Store) readStmt(ctx context.Context, query string) *sql.Stmt {
 		st.Close()
 		return prev.(*sql.Stmt)
 	}
-	s.readCount.Add(1)
+	if s.closed.Load() {
+		// Close may have passed the cache already: nobody else will close
+		// this one. Its pool is closed, so the read fails as it would.
+		st.Close()
+	}
 	return st
 }
 
