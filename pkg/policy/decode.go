@@ -134,8 +134,6 @@ var platformHints = map[string]string{
 	"chromeos": "chrome",
 }
 
-var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-
 // decoder walks the YAML node tree (never Go values, so aliases are never
 // expanded) and collects every problem it meets.
 type decoder struct {
@@ -360,7 +358,7 @@ func (d *decoder) policy(i int, n *yaml.Node) (p Policy, idNode *yaml.Node, ok b
 	// Name the policy by its id in every message, wherever the id sits.
 	for j := 0; j+1 < len(n.Content); j += 2 {
 		k, v := n.Content[j], n.Content[j+1]
-		if k.Kind == yaml.ScalarNode && k.Value == "id" && v.Kind == yaml.ScalarNode && idPattern.MatchString(v.Value) {
+		if k.Kind == yaml.ScalarNode && k.Value == "id" && v.Kind == yaml.ScalarNode && ValidID(v.Value) {
 			label = fmt.Sprintf("policy %q", v.Value)
 			break
 		}
@@ -408,7 +406,7 @@ func (d *decoder) policy(i int, n *yaml.Node) (p Policy, idNode *yaml.Node, ok b
 			}
 		}
 	}
-	if v := set["id"]; v != nil && idPattern.MatchString(p.ID) {
+	if v := set["id"]; v != nil && ValidID(p.ID) {
 		idNode = v
 	}
 	return p, idNode, len(d.errs)+d.dropped == before
@@ -418,7 +416,7 @@ func (d *decoder) checkID(prefix string, v *yaml.Node, id string) {
 	switch {
 	case id == "":
 		d.errorf(v, `%s"id" is empty`, prefix)
-	case !idPattern.MatchString(id):
+	case !ValidID(id):
 		d.errorf(v, `%sinvalid id %q: use 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit`, prefix, clip(id))
 	}
 }

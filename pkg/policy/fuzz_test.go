@@ -47,7 +47,7 @@ func FuzzParse(f *testing.F) {
 		}
 		seen := map[string]bool{}
 		for _, p := range set.Policies {
-			if !idPattern.MatchString(p.ID) || seen[p.ID] {
+			if !ValidID(p.ID) || seen[p.ID] {
 				t.Fatalf("bad or duplicate id %q accepted", p.ID)
 			}
 			seen[p.ID] = true

@@ -12,12 +12,12 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
-	"regexp"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/clearance/clearance/pkg/devicesig"
+	"github.com/clearance/clearance/pkg/policy"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
 
@@ -103,8 +103,6 @@ func Verify(pub crypto.PublicKey, sr *agentv1.SignedReport) (*agentv1.PostureRep
 	return r, nil
 }
 
-var policyID = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-
 // Check validates a report's structure (not its freshness or sequence, which
 // need the verifier's state).
 func Check(r *agentv1.PostureReport) error {
@@ -134,7 +132,7 @@ func Check(r *agentv1.PostureReport) error {
 	seen := make(map[string]bool, len(r.GetResults()))
 	for i, res := range r.GetResults() {
 		switch {
-		case !policyID.MatchString(res.GetPolicyId()):
+		case !policy.ValidID(res.GetPolicyId()):
 			return bad("results[%d]: policy_id %q is not a valid policy id", i, truncate(res.GetPolicyId()))
 		case seen[res.GetPolicyId()]:
 			return bad("results[%d]: policy %q reported twice", i, res.GetPolicyId())

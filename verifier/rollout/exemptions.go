@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/clearance/clearance/pkg/policy"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -23,9 +23,6 @@ const (
 	// characters).
 	MaxUsername = 256
 )
-
-// policyID is the policy file's id format (pkg/policy).
-var policyID = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 
 // Grant is an exemption the security team asks for.
 type Grant struct {
@@ -66,7 +63,7 @@ func (g Grant) Check(now time.Time) error {
 	}
 	seen := map[string]bool{}
 	for _, id := range g.PolicyIDs {
-		if !policyID.MatchString(id) {
+		if !policy.ValidID(id) {
 			return refuse("%q is not a policy id", clip(id))
 		}
 		if seen[id] {
