@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+
+	"github.com/clearance/clearance/verifier/storage/sqlstore"
 )
 
 // Group commit for reports, and for the small writes every sign-in makes
@@ -49,7 +51,7 @@ const (
 // saveReq is one SaveReport call waiting for the writer.
 type saveReq struct {
 	ctx   context.Context
-	save  func(ctx context.Context, tx *sql.Tx) error
+	save  func(ctx context.Context, tx *sqlstore.Tx) error
 	state atomic.Int32
 	done  chan error // buffered: the writer never blocks on a caller
 }
@@ -114,7 +116,7 @@ func (w *reportWriter) close() error {
 }
 
 // do queues save and waits for its outcome.
-func (w *reportWriter) do(ctx context.Context, save func(ctx context.Context, tx *sql.Tx) error) error {
+func (w *reportWriter) do(ctx context.Context, save func(ctx context.Context, tx *sqlstore.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -178,7 +180,7 @@ func (w *reportWriter) run() {
 func (w *reportWriter) commit(batch []*saveReq) {
 	// 1. The transaction. Waiting for the write lock (another process may
 	// hold it) takes nobody's report: a caller may still give up.
-	tx, err := w.db.BeginTx(w.ctx, nil)
+	sqlTx, err := w.db.BeginTx(w.ctx, nil)
 	if err != nil {
 		err = fmt.Errorf("beginning transaction: %w", err)
 		for _, req := range batch {
@@ -188,6 +190,7 @@ func (w *reportWriter) commit(batch []*saveReq) {
 		}
 		return
 	}
+	tx := sqlstore.NewTx(sqlTx)
 
 	// 2. Everything queued meanwhile joins the batch: while the lock was
 	// taken, or the previous commit's fsync ran, more reports came.
@@ -277,8 +280,8 @@ func (req *saveReq) take() bool {
 	return true
 }
 
-func (w *reportWriter) exec(tx *sql.Tx, st *sql.Stmt) error {
-	if _, err := tx.StmtContext(w.ctx, st).ExecContext(w.ctx); err != nil {
+func (w *reportWriter) exec(tx *sqlstore.Tx, st *sql.Stmt) error {
+	if _, err := tx.Stmt(w.ctx, st).ExecContext(w.ctx); err != nil {
 		return fmt.Errorf("savepoint: %w", err)
 	}
 	return nil

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clearance/clearance/verifier/storage"
+	"github.com/clearance/clearance/verifier/storage/sqlstore"
 )
 
 // A savepoint statement of the group commit can fail when SQLite has rolled
@@ -24,7 +24,7 @@ func TestGroupCommitAnswersEveryCallWhenASavepointFails(t *testing.T) {
 	release := holdWriter(t, s)
 	first := make(chan error, 1)
 	go func() {
-		first <- s.reports.do(t.Context(), func(ctx context.Context, tx *sql.Tx) error {
+		first <- s.reports.do(t.Context(), func(ctx context.Context, tx *sqlstore.Tx) error {
 			// What SQLite does itself on some I/O errors.
 			if _, err := tx.ExecContext(ctx, "ROLLBACK"); err != nil {
 				return err

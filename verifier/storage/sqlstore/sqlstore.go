@@ -71,7 +71,33 @@ type Catalog struct {
 // rolls fn's writes back alone when it fails, and returns once they are
 // durable: SQLite's group commit. fn may run with a context of the group's
 // own.
-type Group func(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error
+type Group func(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error
+
+// Tx is a write transaction with the prepared statements bound to it so
+// far: database/sql binds a statement to a transaction afresh (a new
+// *sql.Stmt) on every call of StmtContext, and a group commit's
+// transaction runs the same few statements for every report in it.
+type Tx struct {
+	*sql.Tx
+	bound map[*sql.Stmt]*sql.Stmt
+}
+
+// NewTx wraps tx.
+func NewTx(tx *sql.Tx) *Tx { return &Tx{Tx: tx} }
+
+// Stmt is st bound to the transaction, bound once. The bound statements
+// close with the transaction.
+func (t *Tx) Stmt(ctx context.Context, st *sql.Stmt) *sql.Stmt {
+	if b, ok := t.bound[st]; ok {
+		return b
+	}
+	b := t.StmtContext(ctx, st)
+	if t.bound == nil {
+		t.bound = make(map[*sql.Stmt]*sql.Stmt, 8)
+	}
+	t.bound[st] = b
+	return b
+}
 
 // writeAttempts bounds the runs of a write transaction that lost a race.
 const writeAttempts = 5
@@ -209,7 +235,7 @@ func (s *Store) pools() []*sql.DB {
 // storagetest.Dump.
 func (s *Store) Snapshot(ctx context.Context, fn func(tx *sql.Tx, c Catalog) error) error {
 	c := Catalog{Tables: s.rebind(s.d.Catalog.Tables), Columns: s.rebind(s.d.Catalog.Columns)}
-	return s.read(ctx, func(q conn) error { return fn(q.tx, c) })
+	return s.read(ctx, func(q conn) error { return fn(q.tx.Tx, c) })
 }
 
 func (s *Store) rebind(query string) string {
@@ -243,7 +269,7 @@ func (s *Store) inTx(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, fn 
 	if err != nil {
 		return fmt.Errorf("beginning transaction: %w", err)
 	}
-	if err := fn(conn{s: s, pool: pool, tx: tx}); err != nil {
+	if err := fn(conn{s: s, pool: pool, tx: NewTx(tx)}); err != nil {
 		// The rollback error adds nothing: fn's error says why, and the
 		// engine drops an unfinished transaction anyway.
 		_ = tx.Rollback()
@@ -265,7 +291,7 @@ func (s *Store) grouped(ctx context.Context, fn func(ctx context.Context, q conn
 	if s.group == nil {
 		return s.write(ctx, func(q conn) error { return fn(ctx, q) })
 	}
-	return s.group(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.group(ctx, func(ctx context.Context, tx *Tx) error {
 		return fn(ctx, conn{s: s, pool: s.w, tx: tx})
 	})
 }
@@ -284,7 +310,7 @@ func (s *Store) groupedOne(ctx context.Context, fn func(ctx context.Context, q c
 type conn struct {
 	s    *Store
 	pool *sql.DB
-	tx   *sql.Tx // nil: on the pool
+	tx   *Tx // nil: on the pool
 }
 
 // querier is what *sql.DB and *sql.Tx have in common.
@@ -332,7 +358,7 @@ func (c conn) stmt(ctx context.Context, query string) *sql.Stmt {
 	case st == nil || c.pool != c.s.w:
 		return nil
 	case c.tx != nil:
-		return c.tx.StmtContext(ctx, st)
+		return c.tx.Stmt(ctx, st)
 	}
 	return st
 }
