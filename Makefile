@@ -126,8 +126,8 @@ bench-full: $(BIN)/grpcurl
 profile:
 	@scripts/profile.sh
 
-## profile-ingest: heap and goroutines with PROFILE_AGENTS agents connected, and CPU over
-## PROFILE_SECONDS of back-to-back reports, from an in-process verifier (BenchmarkIngestStream)
+## profile-ingest: heap and goroutines with PROFILE_AGENTS agents connected, and CPU and
+## allocations over PROFILE_SECONDS of back-to-back reports, from an in-process verifier (BenchmarkIngestStream)
 ## with loadgen's agents; profiles and summaries in PROFILE_DIR (see docs/performance.md)
 PROFILE_DIR     ?= /tmp/clearance-profile
 PROFILE_AGENTS  ?= 1000
@@ -139,6 +139,7 @@ profile-ingest:
 	$(GO) tool pprof -top -nodecount 40 -sample_index inuse_space $(PROFILE_DIR)/heap.pprof > $(PROFILE_DIR)/heap.txt
 	$(GO) tool pprof -top -nodecount 40 $(PROFILE_DIR)/goroutine.pprof > $(PROFILE_DIR)/goroutine.txt
 	$(GO) tool pprof -top -cum -nodecount 60 $(PROFILE_DIR)/cpu.pprof > $(PROFILE_DIR)/cpu.txt
+	$(GO) tool pprof -top -nodecount 40 -sample_index alloc_space -base $(PROFILE_DIR)/allocs-connected.pprof $(PROFILE_DIR)/allocs.pprof > $(PROFILE_DIR)/allocs.txt
 	@echo "profiles and summaries in $(PROFILE_DIR): go tool pprof -http=: $(PROFILE_DIR)/cpu.pprof" >&2
 
 clean:

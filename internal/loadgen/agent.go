@@ -32,9 +32,15 @@ type simAgent struct {
 	cancel context.CancelFunc
 	ps     *agentv1.PolicySet
 
-	mu   sync.Mutex // one Send at a time; guards seq and sent
+	mu   sync.Mutex // one Send at a time; guards seq, ahead and sent
 	seq  uint64
 	sent map[uint64]time.Time
+	// ahead holds reports signed before the ingest phase, seq s.seq+1
+	// onwards: the signing each Mac does on its own CPU, done before the
+	// timed phase so that loadgen's share of the shared cores goes to its
+	// connections, not to work a fleet does elsewhere. Each is still
+	// unique, fresh and checked in full by the verifier.
+	ahead []*agentv1.SignedReport
 
 	acked chan struct{} // a token per ack, for closed-loop senders
 	up    atomic.Bool
@@ -139,12 +145,40 @@ func (s *simAgent) report(seq uint64, nonce []byte) *agentv1.SignedReport {
 	return protoagent.Sign(s.a.Key, s.a.Report(s.ps, seq, time.Now(), nonce, s.status))
 }
 
-// send signs and sends the next report.
+// signAhead signs the next k reports now, for send to take in turn.
+func (s *simAgent) signAhead(k int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range k {
+		s.ahead = append(s.ahead, s.report(s.seq+uint64(len(s.ahead))+1, nil))
+	}
+}
+
+// dropAhead forgets reports signed ahead and not sent; the next report
+// takes a seq past them (the verifier asks only that seq increase).
+func (s *simAgent) dropAhead() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq += uint64(len(s.ahead))
+	s.ahead = nil
+}
+
+// send sends the next report: one signed ahead if there is one and no
+// nonce is to be answered, else one signed now.
 func (s *simAgent) send(nonce []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.seq++
-	sr := s.report(s.seq, nonce)
+	var sr *agentv1.SignedReport
+	if len(s.ahead) > 0 && nonce == nil {
+		sr = s.ahead[0]
+		s.ahead[0] = nil
+		s.ahead = s.ahead[1:]
+	} else {
+		s.seq += uint64(len(s.ahead))
+		s.ahead = nil
+		sr = s.report(s.seq, nonce)
+	}
 	s.sent[s.seq] = time.Now()
 	if err := s.stream.Send(&agentv1.AgentMessage{Message: &agentv1.AgentMessage_Report{Report: sr}}); err != nil {
 		delete(s.sent, s.seq)

@@ -48,6 +48,9 @@ func BenchmarkIngestStream(b *testing.B) {
 		if dir != "" {
 			writeProfile(b, dir, "heap")
 			writeProfile(b, dir, "goroutine")
+			// What was allocated so far: the ingest phase's
+			// allocations are allocs.pprof less this (pprof -base).
+			writeProfileAs(b, dir, "allocs", "allocs-connected")
 		}
 
 		// 2. The ingest phase, with the CPU profile.
@@ -70,6 +73,9 @@ func BenchmarkIngestStream(b *testing.B) {
 		}
 		cpu := cpuTime() - cpu0
 		stopCPU()
+		if dir != "" {
+			writeProfile(b, dir, "allocs")
+		}
 		lg.wait(b)
 		if res.Err != "" {
 			b.Fatal(res.Err)
@@ -239,9 +245,12 @@ func startIngestBench(b *testing.B) *loadgen.Target {
 	return &loadgen.Target{GRPCAddr: srv.GRPCAddr.String(), RootPEM: srv.CA.RootPEM(), Token: string(tok[:len(tok)-1])}
 }
 
-func writeProfile(b *testing.B, dir, name string) {
+func writeProfile(b *testing.B, dir, name string) { b.Helper(); writeProfileAs(b, dir, name, name) }
+
+// writeProfileAs writes the runtime profile name to dir/file.pprof.
+func writeProfileAs(b *testing.B, dir, name, file string) {
 	b.Helper()
-	f, err := os.Create(filepath.Join(dir, name+".pprof"))
+	f, err := os.Create(filepath.Join(dir, file+".pprof"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -69,6 +70,7 @@ func run(args []string) error {
 		kv        = fs.Bool("kv", false, "print \"key value\" lines instead of a table")
 		verbose   = fs.Bool("v", false, "log progress to stderr")
 		debug     = fs.Bool("debug", false, "log each failure too")
+		cpuProf   = fs.String("cpuprofile", "", "write loadgen's own CPU profile (the load client's cost, not the verifier's) to this file")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -81,6 +83,18 @@ func run(args []string) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("component", "loadgen")
+
+	if *cpuProf != "" {
+		f, err := os.Create(*cpuProf)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
