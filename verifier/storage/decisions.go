@@ -127,8 +127,10 @@ type DecisionFilter struct {
 
 // DecisionStore keeps the decision log.
 type DecisionStore interface {
-	// AppendDecision stores d (its ID is ignored) and returns the new ID.
-	// Results are kept as JSON: they round-trip exactly for valid UTF-8.
+	// AppendDecision stores d (its ID is ignored) and returns the new ID,
+	// durable, and with it every write that returned before it was called
+	// (see SAMLRequestStore). Results are kept as JSON: they round-trip
+	// exactly for valid UTF-8.
 	AppendDecision(ctx context.Context, d DecisionRecord) (int64, error)
 	// ListDecisions returns the matching records, newest (highest ID) first.
 	ListDecisions(ctx context.Context, f DecisionFilter) ([]DecisionRecord, error)

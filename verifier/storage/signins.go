@@ -23,6 +23,15 @@ const (
 // SAMLRequestStore is the AuthnRequest replay cache: every request ID the
 // SSO endpoint accepts is recorded, so the same request can never produce a
 // second response, on this replica or any other sharing the database.
+//
+// A sign-in's writes before its decision (UseRequestID, and
+// SignInChallengeStore's StartSignInChallenge and UseSignInChallenge) are
+// visible to every caller on every replica when they return, but a backend
+// may make them durable only when a later durable write returns, such as
+// the sign-in's DecisionStore.AppendDecision: a response is signed and
+// sent only after that, so one whose request ID or proof an OS crash
+// could still lose is never sent. A crash of the verifier's process loses
+// none of them.
 type SAMLRequestStore interface {
 	// UseRequestID records that the AuthnRequest issued by issuer with this
 	// ID was received, to be remembered until expiresAt. If the pair is

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"sync"
@@ -25,6 +26,17 @@ import (
 // A single caller is not delayed: the writer takes what is queued and
 // commits at once. Batches grow by themselves under load, while the
 // previous commit waits for its fsync.
+//
+// A write whose durability may wait (sqlstore.Group's lazy: a sign-in's
+// request ID and challenge, which no response is sent on until the
+// sign-in's decision is on record) is committed without an fsync when
+// its batch holds only such writes: SQLite's synchronous=NORMAL for that
+// one transaction, on the writer's connection held for it alone. The WAL
+// is appended to in order, so the next durable commit's fsync covers it;
+// it is visible to every reader when it returns, and a crash of the
+// process loses nothing (the WAL is in the page cache); only an OS crash
+// or power loss before the next durable commit can. A durable write that
+// comes while a lazy batch fills waits for the next batch.
 
 const (
 	// maxBatch bounds the reports in one transaction, so that one commit
@@ -51,6 +63,7 @@ const (
 // saveReq is one SaveReport call waiting for the writer.
 type saveReq struct {
 	ctx   context.Context
+	lazy  bool // its durability may wait for the next durable commit
 	save  func(ctx context.Context, tx *sqlstore.Tx) error
 	state atomic.Int32
 	done  chan error // buffered: the writer never blocks on a caller
@@ -72,8 +85,12 @@ type reportWriter struct {
 	// its report is written.
 	afterTake func()
 	closeOnce sync.Once
-	// commits counts the batches committed.
-	commits atomic.Int64
+	// commits counts the batches committed; lazyCommits those of them
+	// committed without an fsync.
+	commits, lazyCommits atomic.Int64
+	// carry is a durable request taken from the queue while a lazy batch
+	// filled: it starts the next batch.
+	carry *saveReq
 }
 
 // savepoints are the statements around each report of a batch.
@@ -115,8 +132,8 @@ func (w *reportWriter) close() error {
 	return errors.Join(w.sp.begin.Close(), w.sp.release.Close(), w.sp.rollback.Close())
 }
 
-// do queues save and waits for its outcome.
-func (w *reportWriter) do(ctx context.Context, save func(ctx context.Context, tx *sqlstore.Tx) error) error {
+// do queues save and waits for its outcome: sqlstore.Group.
+func (w *reportWriter) do(ctx context.Context, lazy bool, save func(ctx context.Context, tx *sqlstore.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -125,7 +142,7 @@ func (w *reportWriter) do(ctx context.Context, save func(ctx context.Context, tx
 		return ErrClosed
 	default:
 	}
-	req := &saveReq{ctx: ctx, save: save, done: make(chan error, 1)}
+	req := &saveReq{ctx: ctx, lazy: lazy, save: save, done: make(chan error, 1)}
 	select {
 	case w.queue <- req:
 	case <-ctx.Done():
@@ -164,6 +181,12 @@ func (w *reportWriter) run() {
 			return
 		default:
 		}
+		if req := w.carry; req != nil {
+			w.carry = nil
+			w.commit(append(batch[:0], req))
+			clear(batch[:cap(batch)])
+			continue
+		}
 		select {
 		case <-w.stop:
 			return
@@ -179,8 +202,18 @@ func (w *reportWriter) run() {
 // has room for maxBatch requests.
 func (w *reportWriter) commit(batch []*saveReq) {
 	// 1. The transaction. Waiting for the write lock (another process may
-	// hold it) takes nobody's report: a caller may still give up.
-	sqlTx, err := w.db.BeginTx(w.ctx, nil)
+	// hold it) takes nobody's report: a caller may still give up. A batch
+	// that starts lazy is committed without an fsync, on the connection
+	// held until it is durable again.
+	lazy := batch[0].lazy
+	begin := func() (*sql.Tx, func() error, error) {
+		tx, err := w.db.BeginTx(w.ctx, nil)
+		return tx, func() error { return nil }, err
+	}
+	if lazy {
+		begin = w.beginLazy
+	}
+	sqlTx, restore, err := begin()
 	if err != nil {
 		err = fmt.Errorf("beginning transaction: %w", err)
 		for _, req := range batch {
@@ -190,14 +223,21 @@ func (w *reportWriter) commit(batch []*saveReq) {
 		}
 		return
 	}
+	// After the transaction's end, whichever it is.
+	defer restore()
 	tx := sqlstore.NewTx(sqlTx)
 
 	// 2. Everything queued meanwhile joins the batch: while the lock was
-	// taken, or the previous commit's fsync ran, more reports came.
+	// taken, or the previous commit's fsync ran, more reports came. A
+	// lazy batch takes no durable write: the first one starts the next.
 fill:
 	for len(batch) < maxBatch {
 		select {
 		case req := <-w.queue:
+			if lazy && !req.lazy {
+				w.carry = req
+				break fill
+			}
 			batch = append(batch, req)
 		default:
 			break fill
@@ -262,9 +302,41 @@ fill:
 		return
 	}
 	w.commits.Add(1)
+	if lazy {
+		w.lazyCommits.Add(1)
+	}
 	for i, req := range taken {
 		req.done <- results[i]
 	}
+}
+
+// beginLazy begins a transaction that commits without an fsync, on the
+// writer's connection held for it alone and set to synchronous=NORMAL
+// (which SQLite lets change only outside a transaction). restore, once
+// the transaction has ended, sets it back to FULL and lets it go, or
+// closes it if that fails, so that no other write commits lazily on it.
+func (w *reportWriter) beginLazy() (*sql.Tx, func() error, error) {
+	c, err := w.db.Conn(w.ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	restore := func() error {
+		if _, err := c.ExecContext(w.ctx, `PRAGMA synchronous = FULL`); err != nil {
+			// Raw's ErrBadConn makes database/sql close the connection
+			// rather than pool it; the next one opens with FULL.
+			_ = c.Raw(func(any) error { return driver.ErrBadConn })
+			return fmt.Errorf("restoring synchronous=FULL: %w", err)
+		}
+		return c.Close()
+	}
+	if _, err := c.ExecContext(w.ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+		return nil, nil, errors.Join(err, restore())
+	}
+	tx, err := c.BeginTx(w.ctx, nil)
+	if err != nil {
+		return nil, nil, errors.Join(err, restore())
+	}
+	return tx, restore, nil
 }
 
 // take moves a pending request to the writer. It returns false if the

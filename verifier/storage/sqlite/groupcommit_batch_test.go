@@ -24,7 +24,7 @@ func TestGroupCommitAnswersEveryCallWhenASavepointFails(t *testing.T) {
 	release := holdWriter(t, s)
 	first := make(chan error, 1)
 	go func() {
-		first <- s.reports.do(t.Context(), func(ctx context.Context, tx *sqlstore.Tx) error {
+		first <- s.reports.do(t.Context(), false, func(ctx context.Context, tx *sqlstore.Tx) error {
 			// What SQLite does itself on some I/O errors.
 			if _, err := tx.ExecContext(ctx, "ROLLBACK"); err != nil {
 				return err

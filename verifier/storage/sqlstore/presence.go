@@ -63,7 +63,7 @@ func (s *Store) StartSignInChallenge(ctx context.Context, issuer, id string, idE
 	if err != nil {
 		return fmt.Errorf("creating sign-in challenge: %w", err)
 	}
-	err = s.grouped(ctx, func(ctx context.Context, q conn) error {
+	err = s.groupedLazy(ctx, func(ctx context.Context, q conn) error {
 		if err := useRequestID(ctx, q, idArgs); err != nil {
 			return err
 		}
@@ -136,7 +136,7 @@ func (s *Store) UseSignInChallenge(ctx context.Context, challengeHash []byte, no
 	if at == 0 {
 		return errors.New("using sign-in challenge: no time given")
 	}
-	err := s.groupedOne(ctx, func(ctx context.Context, q conn) error {
+	err := s.groupedOneLazy(ctx, func(ctx context.Context, q conn) error {
 		res, err := q.exec(ctx, `UPDATE sign_in_challenges SET used_at = $1 WHERE challenge_hash = $2 AND used_at = 0`, at, blob(challengeHash))
 		if err != nil {
 			return err

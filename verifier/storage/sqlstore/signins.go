@@ -94,7 +94,7 @@ func (s *Store) UseRequestID(ctx context.Context, issuer, id string, expiresAt t
 	if err != nil {
 		return fmt.Errorf("recording request ID: %w", err)
 	}
-	err = s.groupedOne(ctx, func(ctx context.Context, q conn) error { return useRequestID(ctx, q, args) })
+	err = s.groupedOneLazy(ctx, func(ctx context.Context, q conn) error { return useRequestID(ctx, q, args) })
 	if err != nil {
 		return fmt.Errorf("recording request ID: %w", err)
 	}

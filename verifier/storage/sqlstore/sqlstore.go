@@ -70,8 +70,9 @@ type Catalog struct {
 // Group runs fn in a transaction that other callers' writes may share,
 // rolls fn's writes back alone when it fails, and returns once they are
 // durable: SQLite's group commit. fn may run with a context of the group's
-// own.
-type Group func(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error
+// own. With lazy, it may return once they are committed and visible, and
+// be durable only when a later durable commit of the group returns.
+type Group func(ctx context.Context, lazy bool, fn func(ctx context.Context, tx *Tx) error) error
 
 // Tx is a write transaction with the prepared statements bound to it so
 // far: database/sql binds a statement to a transaction afresh (a new
@@ -288,21 +289,37 @@ func (s *Store) retryable(err error) bool {
 // grouped runs fn, a few statements that must commit together, in the
 // group commit when there is one, else in a write transaction of its own.
 func (s *Store) grouped(ctx context.Context, fn func(ctx context.Context, q conn) error) error {
-	if s.group == nil {
-		return s.write(ctx, func(q conn) error { return fn(ctx, q) })
-	}
-	return s.group(ctx, func(ctx context.Context, tx *Tx) error {
-		return fn(ctx, conn{s: s, pool: s.w, tx: tx})
-	})
+	return s.inGroup(ctx, false, false, fn)
 }
 
 // groupedOne is grouped for a single statement, which needs no transaction
 // of its own without a group commit.
 func (s *Store) groupedOne(ctx context.Context, fn func(ctx context.Context, q conn) error) error {
-	if s.group == nil {
+	return s.inGroup(ctx, true, false, fn)
+}
+
+// groupedLazy and groupedOneLazy are grouped and groupedOne for a sign-in's
+// writes that no response waits on before its decision's durable write
+// (storage.SAMLRequestStore): the group commit may leave their fsync to
+// that write. Without a group commit they are durable at once.
+func (s *Store) groupedLazy(ctx context.Context, fn func(ctx context.Context, q conn) error) error {
+	return s.inGroup(ctx, false, true, fn)
+}
+
+func (s *Store) groupedOneLazy(ctx context.Context, fn func(ctx context.Context, q conn) error) error {
+	return s.inGroup(ctx, true, true, fn)
+}
+
+func (s *Store) inGroup(ctx context.Context, one, lazy bool, fn func(ctx context.Context, q conn) error) error {
+	switch {
+	case s.group != nil:
+		return s.group(ctx, lazy, func(ctx context.Context, tx *Tx) error {
+			return fn(ctx, conn{s: s, pool: s.w, tx: tx})
+		})
+	case one:
 		return fn(ctx, s.writer())
 	}
-	return s.grouped(ctx, fn)
+	return s.write(ctx, func(q conn) error { return fn(ctx, q) })
 }
 
 // conn runs queries on a pool or in one of its transactions, rewritten for
