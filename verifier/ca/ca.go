@@ -114,6 +114,7 @@ type Authority struct {
 	deviceCA   *x509.Certificate
 	deviceKey  crypto.Signer
 	devicePool *x509.CertPool
+	chains     verifiedChains
 	report     Report
 
 	// The server certificate is re-issued in place while running, so it

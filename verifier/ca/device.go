@@ -1,11 +1,13 @@
 package ca
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -102,6 +104,12 @@ func (a *Authority) VerifyClientCert(leaf *x509.Certificate, now time.Time) erro
 	// (and the root issues nothing else a client could present), so the
 	// root's P-384 signature is not verified again on every request. The
 	// device CA's own validity period is still checked here, every time.
+	// A leaf whose chain verified before is not verified again: nothing
+	// Verify checks changes with time but the two validity periods.
+	key := sha256.Sum256(leaf.Raw)
+	if !now.Before(a.deviceCA.NotBefore) && !now.After(a.deviceCA.NotAfter) && a.chains.has(key) {
+		return nil
+	}
 	chains, err := leaf.Verify(x509.VerifyOptions{
 		Roots:       a.devicePool,
 		CurrentTime: now,
@@ -113,7 +121,39 @@ func (a *Authority) VerifyClientCert(leaf *x509.Certificate, now time.Time) erro
 	if !issuedByDeviceCA(chains, a.deviceCA) {
 		return fmt.Errorf("%w: issued by %q, not by the current device CA", ErrCertUntrusted, leaf.Issuer.String())
 	}
+	a.chains.add(key)
 	return nil
+}
+
+// maxVerifiedChains bounds verifiedChains: more devices than that sign in
+// between two clears only means more chains verified again.
+const maxVerifiedChains = 1 << 16
+
+// verifiedChains is the set of leaves (by the SHA-256 of their DER) whose
+// chain to the device CA verified: a browser's kept-alive connection
+// presents the same certificate with every request, and its ECDSA check is
+// a third of a certificate-bound sign-in's work beyond the RSA signatures.
+// Only certificates the device CA signed get in, so no client can fill it
+// with its own; it is cleared when full all the same.
+type verifiedChains struct {
+	mu sync.Mutex
+	m  map[[sha256.Size]byte]struct{}
+}
+
+func (v *verifiedChains) has(key [sha256.Size]byte) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	_, ok := v.m[key]
+	return ok
+}
+
+func (v *verifiedChains) add(key [sha256.Size]byte) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.m == nil || len(v.m) >= maxVerifiedChains {
+		v.m = make(map[[sha256.Size]byte]struct{})
+	}
+	v.m[key] = struct{}{}
 }
 
 func issuedByDeviceCA(chains [][]*x509.Certificate, deviceCA *x509.Certificate) bool {

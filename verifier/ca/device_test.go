@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -14,6 +15,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -356,4 +358,77 @@ func TestSerial(t *testing.T) {
 			t.Errorf("LoadOrCreate with an empty Rand: %v, want a serial number error", err)
 		}
 	})
+}
+
+// A leaf whose chain verified is not verified again, but both validity
+// periods still are, and nothing the device CA did not sign gets in.
+func TestVerifiedChains(t *testing.T) {
+	a, dir := newAuthority(t)
+	foreign, _ := newAuthority(t)
+	csr := mustParseCSR(t, csrDER(t, testKey("P-256"), nil))
+	good, err := a.IssueDeviceCert(csr, "dev-1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached := func() int {
+		a.chains.mu.Lock()
+		defer a.chains.mu.Unlock()
+		return len(a.chains.m)
+	}
+	for range 2 {
+		if err := a.VerifyClientCert(good, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := cached(); n != 1 {
+		t.Fatalf("%d chains remembered after one good leaf, want 1", n)
+	}
+	if err := a.VerifyClientCert(good, t0.Add(time.Hour+time.Second)); !errors.Is(err, ErrCertExpired) {
+		t.Errorf("a remembered leaf past its end: %v, want ErrCertExpired", err)
+	}
+
+	// Refused chains are not remembered.
+	rootKey, err := readKey(filepath.Join(dir, RootKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		Subject: pkix.Name{CommonName: "dev-1"}, URIs: []*url.URL{{Scheme: "urn", Opaque: "clearance:device:dev-1"}},
+		NotBefore: t0.Add(-time.Minute), NotAfter: t0.Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	foreignLeaf, err := foreign.IssueDeviceCert(csr, "dev-1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*x509.Certificate{foreignLeaf, signWith(t, tmpl, a.Root(), rootKey), selfSigned(t, tmpl)} {
+		for range 2 {
+			if err := a.VerifyClientCert(c, t0); !errors.Is(err, ErrCertUntrusted) {
+				t.Errorf("%s: %v, want ErrCertUntrusted", c.Issuer, err)
+			}
+		}
+	}
+	if n := cached(); n != 1 {
+		t.Fatalf("%d chains remembered after refusals, want 1", n)
+	}
+
+	// A remembered leaf that outlives the device CA is refused once the
+	// CA has expired.
+	long := *tmpl
+	long.NotAfter = a.DeviceCA().NotAfter.Add(time.Hour)
+	outliving := signWith(t, &long, a.DeviceCA(), a.deviceKey)
+	if err := a.VerifyClientCert(outliving, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.VerifyClientCert(outliving, a.DeviceCA().NotAfter.Add(time.Minute)); !errors.Is(err, ErrCertUntrusted) {
+		t.Errorf("a remembered leaf after its CA's end: %v, want ErrCertUntrusted", err)
+	}
+
+	// Bounded: full, it starts again.
+	for i := range maxVerifiedChains {
+		a.chains.add(sha256.Sum256([]byte(strconv.Itoa(i))))
+	}
+	if n := cached(); n > maxVerifiedChains {
+		t.Fatalf("%d chains remembered, bound %d", n, maxVerifiedChains)
+	}
 }
