@@ -13,6 +13,7 @@ package idp
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -24,7 +25,6 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/beevik/etree"
 	"github.com/crewjam/saml"
 	dsig "github.com/russellhaering/goxmldsig"
 )
@@ -100,11 +100,9 @@ type IdP struct {
 	saml  *saml.IdentityProvider
 	sp    *saml.EntityDescriptor
 	mdXML []byte
-	// signing signs every response: built once, as crewjam would build it
-	// for each (the certificate, exclusive canonicalisation with no
-	// inclusive prefixes, RSA-SHA256). Safe for concurrent use: it only
-	// reads its fields.
-	signing *dsig.SigningContext
+	// certB64 is the signing certificate as every Signature's KeyInfo
+	// carries it.
+	certB64 string
 	// issuer is the Issuer of responses, as crewjam writes the assertion's.
 	issuer string
 }
@@ -130,14 +128,11 @@ func New(id *SigningIdentity, s Settings) (*IdP, error) {
 		return nil, fmt.Errorf("sign %q: want %s, %s or %s", s.Sign, SignBoth, SignResponse, SignAssertion)
 	}
 	p := &IdP{s: s, id: id}
-	if p.signing, err = dsig.NewSigningContext(id.Signer, [][]byte{id.Cert.Raw}); err != nil {
-		return nil, fmt.Errorf("signing context: %w", err)
+	if _, ok := id.Signer.Public().(*rsa.PublicKey); !ok {
+		return nil, fmt.Errorf("signing key is %T, want RSA", id.Signer.Public())
 	}
-	p.signing.Canonicalizer = dsig.MakeC14N10ExclusiveCanonicalizerWithPrefixList("")
+	p.certB64 = base64.StdEncoding.EncodeToString(id.Cert.Raw)
 	p.issuer = md.String()
-	if err := p.signing.SetSignatureMethod(dsig.RSASHA256SignatureMethod); err != nil {
-		return nil, err
-	}
 	p.saml = &saml.IdentityProvider{
 		Signer:      id.Signer,
 		Certificate: id.Cert,
@@ -242,130 +237,34 @@ func (p *IdP) Respond(r *http.Request, req *Request, as Assert, now time.Time) (
 			return "", fmt.Errorf("attribute %q holds control characters or invalid UTF-8", a.Name)
 		}
 	}
-	ir := &saml.IdpAuthnRequest{
-		IDP:                     p.saml,
-		HTTPRequest:             r,
-		RelayState:              req.RelayState,
-		RequestBuffer:           req.XML,
-		Request:                 req.AuthnRequest,
-		ServiceProviderMetadata: p.sp,
-		SPSSODescriptor:         &p.sp.SPSSODescriptors[0],
-		ACSEndpoint:             p.acsFor(req),
-		Now:                     now,
-	}
 	format := req.NameIDFormat
 	if format == "" {
 		format = NameIDUnspecified
 	}
-	session := &saml.Session{
-		ID:           randomID(),
-		CreateTime:   now,
-		ExpireTime:   now.Add(5 * time.Minute),
-		Index:        randomID(),
-		NameID:       req.Username,
-		NameIDFormat: format,
-	}
-	for _, a := range as.Attributes {
-		session.CustomAttributes = append(session.CustomAttributes, saml.Attribute{
-			Name: a.Name, NameFormat: "urn:oasis:names:tc:SAML:2.0:attrname-format:basic",
-			Values: []saml.AttributeValue{{Type: "xs:string", Value: a.Value}},
-		})
-	}
-	if err := (saml.DefaultAssertionMaker{}).MakeAssertion(ir, session); err != nil {
-		return "", fmt.Errorf("making assertion: %w", err)
-	}
-	// A request held for "Check again" may be minutes old; the assertion is
-	// valid from now, never from the request's IssueInstant.
-	ir.Assertion.Conditions.NotBefore = now.Add(-saml.MaxClockSkew)
-	ir.Assertion.Conditions.NotOnOrAfter = now.Add(saml.MaxIssueDelay)
-	ir.Assertion.IssueInstant = now
-	// crewjam fills addresses with RemoteAddr ("ip:port", or a proxy's
-	// address) and claims a password was used. Neither is true here: the
-	// browser was bound to the device by a certificate or the device key.
+	// Nothing but the device binding is claimed: not a password, and the
+	// browser's own address, not a proxy's.
 	class := as.AuthnContext
 	if class == "" {
 		class = AuthnContextTLSClient
 	}
-	host := clientIP(r)
-	for i := range ir.Assertion.Subject.SubjectConfirmations {
-		if scd := ir.Assertion.Subject.SubjectConfirmations[i].SubjectConfirmationData; scd != nil {
-			scd.Address = host
-		}
-	}
-	for i := range ir.Assertion.AuthnStatements {
-		st := &ir.Assertion.AuthnStatements[i]
-		if st.SubjectLocality != nil {
-			st.SubjectLocality.Address = host
-		}
-		st.AuthnContext.AuthnContextClassRef = &saml.AuthnContextClassRef{Value: class}
-	}
-	el, err := p.sign(ir)
+	// A request held for "Check again" may be minutes old; the assertion is
+	// valid from now, never from the request's IssueInstant.
+	doc, err := p.document(&assertionFields{
+		responseID: randomID(), assertionID: randomID(), sessionIndex: randomID(),
+		issuer:       p.issuer,
+		destination:  p.acsFor(req).Location,
+		inResponseTo: req.AuthnRequest.ID,
+		audience:     p.s.Audience,
+		nameID:       req.Username, nameIDFormat: format,
+		address:      clientIP(r),
+		authnContext: class,
+		attributes:   as.Attributes,
+		now:          now,
+	})
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("writing response: %w", err)
 	}
-	doc := etree.NewDocument()
-	doc.SetRoot(el)
-	buf, err := doc.WriteToBytes()
-	if err != nil {
-		return "", err
-	}
-	return base64.StdEncoding.EncodeToString(buf), nil
-}
-
-// sign builds ir's Response around its Assertion and signs what
-// Settings.Sign says, as crewjam's MakeAssertionEl and MakeResponse do
-// (each signature enveloped, placed after its element's Issuer), with p's
-// signing context instead of a new one per signature, without signing what
-// need not be signed, and without building the Assertion a second time
-// around its signature: the signature is moved into place instead, which
-// gives the same document (TestSignatureInPlace). Nothing is encrypted:
-// Okta's SP metadata here has no encryption key.
-func (p *IdP) sign(ir *saml.IdpAuthnRequest) (*etree.Element, error) {
-	assertionEl := ir.Assertion.Element()
-	if p.s.Sign != SignResponse {
-		signed, err := p.signing.SignEnveloped(assertionEl)
-		if err != nil {
-			return nil, fmt.Errorf("signing assertion: %w", err)
-		}
-		assertionEl = afterIssuer(signed)
-	}
-	response := &saml.Response{
-		Destination:  ir.ACSEndpoint.Location,
-		ID:           randomID(),
-		InResponseTo: ir.Request.ID,
-		IssueInstant: ir.Now,
-		Version:      "2.0",
-		Issuer: &saml.Issuer{
-			Format: "urn:oasis:names:tc:SAML:2.0:nameid-format:entity",
-			Value:  p.issuer,
-		},
-		Status: saml.Status{StatusCode: saml.StatusCode{Value: saml.StatusSuccess}},
-	}
-	responseEl := response.Element()
-	responseEl.AddChild(assertionEl)
-	if p.s.Sign != SignAssertion {
-		signed, err := p.signing.SignEnveloped(responseEl)
-		if err != nil {
-			return nil, fmt.Errorf("signing response: %w", err)
-		}
-		// Built again around the signature, not moved into place: the
-		// signed copy is canonical, which drops the root's xmlns:xs that
-		// the attributes' xsi:type="xs:string" values name.
-		response.Signature = signed.ChildElements()[len(signed.ChildElements())-1]
-		responseEl = response.Element()
-		responseEl.AddChild(assertionEl)
-	}
-	return responseEl, nil
-}
-
-// afterIssuer moves the enveloped signature SignEnveloped appended to el
-// to where the SAML schema puts it, right after el's Issuer (its first
-// child, as crewjam builds the Assertion), and returns el.
-func afterIssuer(el *etree.Element) *etree.Element {
-	sig := el.Child[len(el.Child)-1]
-	el.RemoveChildAt(len(el.Child) - 1)
-	el.InsertChildAt(1, sig)
-	return el
+	return base64.StdEncoding.EncodeToString(doc), nil
 }
 
 // ACSURL is where the response to req goes: the ACS URL it named (one of
