@@ -223,8 +223,14 @@ func (w *reportWriter) commit(batch []*saveReq) {
 		}
 		return
 	}
-	// After the transaction's end, whichever it is.
-	defer restore()
+	// After the transaction's end, whichever it is. A panic in a write
+	// leaves it open: it is rolled back first, or restoring would wait
+	// forever for the connection it holds and the panic would never end
+	// the process (Rollback after an end is a no-op).
+	defer func() {
+		_ = sqlTx.Rollback()
+		_ = restore()
+	}()
 	tx := sqlstore.NewTx(sqlTx)
 
 	// 2. Everything queued meanwhile joins the batch: while the lock was
