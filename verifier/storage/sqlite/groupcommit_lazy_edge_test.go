@@ -1,0 +1,339 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	sqlite "modernc.org/sqlite"
+
+	"github.com/clearance/clearance/verifier/storage"
+	"github.com/clearance/clearance/verifier/storage/sqlstore"
+)
+
+// waitTaken waits until the writer has taken everything queued, and a
+// little more for it to block on the held connection.
+func waitTaken(t *testing.T, s *Store) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(s.reports.queue) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the writer did not take the queued call")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+}
+
+// Close while a lazy batch commits and a durable write waits in the carry
+// slot: the lazy write is answered with its commit, the carried decision
+// and the call behind it with ErrClosed, none hangs, and what they were
+// told is what a reopened store holds.
+func TestCloseWithADurableWriteCarried(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "clearance.db")
+	s := open(t, path)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	release := holdWriter(t, s)
+
+	lazy := make(chan error, 1)
+	go func() { lazy <- s.UseRequestID(ctx, "https://okta.example", "id-1", t0.Add(time.Hour)) }()
+	waitTaken(t, s)
+	decision := make(chan error, 1)
+	go func() {
+		_, err := s.AppendDecision(ctx, storage.DecisionRecord{At: t0, Username: "ada@example.com", Reason: "ok", Allow: true})
+		decision <- err
+	}()
+	waitQueued(s, 1)
+	behind := make(chan error, 1)
+	go func() { behind <- s.UseRequestID(ctx, "https://okta.example", "id-2", t0.Add(time.Hour)) }()
+	waitQueued(s, 2)
+
+	// Once the lazy batch has taken its call (the decision is carried by
+	// then), the store starts to close.
+	closed := make(chan error, 1)
+	var once sync.Once
+	s.reports.afterTake = func() {
+		once.Do(func() {
+			go func() { closed <- s.Close() }()
+			<-s.reports.stop
+		})
+	}
+	release()
+
+	if err := <-lazy; err != nil {
+		t.Errorf("the lazy request ID: %v, want nil (its batch was committing)", err)
+	}
+	if err := <-decision; !errors.Is(err, ErrClosed) {
+		t.Errorf("the carried decision: %v, want ErrClosed", err)
+	}
+	if err := <-behind; !errors.Is(err, ErrClosed) {
+		t.Errorf("the request ID behind it: %v, want ErrClosed", err)
+	}
+	must(t, <-closed)
+	if c, l := s.reports.commits.Load(), s.reports.lazyCommits.Load(); c != 1 || l != 1 {
+		t.Errorf("%d commits, %d lazy; want 1 and 1", c, l)
+	}
+
+	s = open(t, path)
+	if err := s.UseRequestID(ctx, "https://okta.example", "id-1", t0.Add(time.Hour)); !errors.Is(err, storage.ErrAlreadyExists) {
+		t.Errorf("id-1 after reopening: %v, want ErrAlreadyExists (it was answered as stored)", err)
+	}
+	if err := s.UseRequestID(ctx, "https://okta.example", "id-2", t0.Add(time.Hour)); err != nil {
+		t.Errorf("id-2 after reopening: %v, want nil (it was refused with ErrClosed)", err)
+	}
+	ds, err := s.ListDecisions(ctx, storage.DecisionFilter{Limit: 10})
+	must(t, err)
+	if len(ds) != 0 {
+		t.Errorf("%d decisions stored, want 0 (the decision was refused with ErrClosed)", len(ds))
+	}
+}
+
+// A durable batch that lazy calls joined: one commit with its fsync, each
+// call its own outcome, and each statement bound once to the transaction
+// still runs after another call's statement failed and was rolled back to
+// its savepoint.
+func TestBatchKeepsBoundStatementsAfterAFailedOne(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "clearance.db"))
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	// No ON CONFLICT: a second insert of a pair is a statement error.
+	strict, err := s.w.PrepareContext(ctx, `INSERT INTO saml_request_ids (issuer, id, expires_at) VALUES (?1, ?2, ?3)`)
+	must(t, err)
+	defer strict.Close()
+	insert := func(id string) func(ctx context.Context, tx *sqlstore.Tx) error {
+		return func(ctx context.Context, tx *sqlstore.Tx) error {
+			_, err := tx.Stmt(ctx, strict).ExecContext(ctx, "https://okta.example", id, t0.Add(time.Hour).UnixNano())
+			return err
+		}
+	}
+
+	release := holdWriter(t, s)
+	type outcome struct {
+		i   int
+		err error
+	}
+	out := make(chan outcome, 6)
+	ids := make([]int64, 2)
+	calls := []func() error{
+		func() error {
+			var err error
+			ids[0], err = s.AppendDecision(ctx, storage.DecisionRecord{At: t0, Username: "ada@example.com", Reason: "ok", Allow: true})
+			return err
+		},
+		func() error { return s.reports.do(ctx, true, insert("a")) },
+		func() error { return s.reports.do(ctx, true, insert("a")) },
+		func() error { return s.reports.do(ctx, true, insert("b")) },
+		func() error { return s.UseRequestID(ctx, "https://okta.example", "b", t0.Add(time.Hour)) },
+		func() error {
+			var err error
+			ids[1], err = s.AppendDecision(ctx, storage.DecisionRecord{At: t0, Username: "bob@example.com", Reason: "ok", Allow: true})
+			return err
+		},
+	}
+	for i, call := range calls {
+		go func() { out <- outcome{i, call()} }()
+		if i == 0 {
+			waitTaken(t, s)
+		} else {
+			waitQueued(s, i)
+		}
+	}
+	release()
+	errs := make([]error, len(calls))
+	for range calls {
+		o := <-out
+		errs[o.i] = o.err
+	}
+	for i, err := range errs {
+		switch i {
+		case 2:
+			if !isDuplicate(err) {
+				t.Errorf("call %d (a again): %v, want a unique violation", i, err)
+			}
+		case 4:
+			if !errors.Is(err, storage.ErrAlreadyExists) {
+				t.Errorf("call %d (b again): %v, want ErrAlreadyExists", i, err)
+			}
+		default:
+			if err != nil {
+				t.Errorf("call %d: %v, want nil", i, err)
+			}
+		}
+	}
+	if ids[0] == 0 || ids[1] <= ids[0] {
+		t.Errorf("decision ids %v, want two, increasing", ids)
+	}
+	if c, l := s.reports.commits.Load(), s.reports.lazyCommits.Load(); c != 1 || l != 0 {
+		t.Errorf("%d commits, %d lazy; want 1 durable commit for the whole batch", c, l)
+	}
+	for _, id := range []string{"a", "b"} {
+		if err := s.UseRequestID(ctx, "https://okta.example", id, t0.Add(time.Hour)); !errors.Is(err, storage.ErrAlreadyExists) {
+			t.Errorf("%s: %v, want ErrAlreadyExists (stored by the batch)", id, err)
+		}
+	}
+}
+
+// Lazy and durable calls interleaved at random, many at once: every call
+// is answered with its own outcome, none waits forever, every durable
+// commit is one the writer made with FULL, and the writer's connection is
+// FULL at the end.
+func TestLazyAndDurableInterleaved(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "clearance.db"))
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	const n = 3 * queueLen
+	release := holdWriter(t, s)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	var decisions atomic.Int64
+	for i := range n {
+		lazy := rand.IntN(3) != 0
+		wg.Go(func() {
+			if lazy {
+				errs[i] = s.UseRequestID(ctx, "https://okta.example", fmt.Sprintf("id-%d", i), t0.Add(time.Hour))
+				return
+			}
+			_, errs[i] = s.AppendDecision(ctx, storage.DecisionRecord{At: t0, Username: "ada@example.com", Reason: "ok", Allow: true})
+			if errs[i] == nil {
+				decisions.Add(1)
+			}
+		})
+	}
+	waitQueued(s, queueLen)
+	release()
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("call %d: %v", i, err)
+		}
+	}
+	ds, err := s.ListDecisions(ctx, storage.DecisionFilter{Limit: 1000})
+	must(t, err)
+	if int64(len(ds)) != decisions.Load() {
+		t.Errorf("%d decisions stored, %d answered as stored", len(ds), decisions.Load())
+	}
+	if got := writerSynchronous(t, s); got != 2 {
+		t.Errorf("writer synchronous = %d, want 2 (FULL)", got)
+	}
+	t.Logf("%d calls: %d commits, %d of them lazy", n, s.reports.commits.Load(), s.reports.lazyCommits.Load())
+}
+
+// faultDriver is SQLite's driver with a switch that makes the next
+// `PRAGMA synchronous = FULL` fail, and a count of closed connections.
+type faultDriver struct {
+	failFull, failNormal atomic.Int32
+	closed               atomic.Int32
+}
+
+func (f *faultDriver) Open(name string) (driver.Conn, error) {
+	c, err := (&sqlite.Driver{}).Open(name)
+	if err != nil {
+		return nil, err
+	}
+	return &faultConn{Conn: c, f: f}, nil
+}
+
+type faultConn struct {
+	driver.Conn
+	f *faultDriver
+}
+
+func (c *faultConn) Close() error {
+	c.f.closed.Add(1)
+	return c.Conn.Close()
+}
+
+func (c *faultConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	return c.Conn.(driver.ConnBeginTx).BeginTx(ctx, opts)
+}
+
+func (c *faultConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, error) {
+	return c.Conn.(driver.ConnPrepareContext).PrepareContext(ctx, q)
+}
+
+func (c *faultConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
+	switch {
+	case strings.Contains(q, "synchronous = FULL") && c.f.failFull.Add(-1) >= 0,
+		strings.Contains(q, "synchronous = NORMAL") && c.f.failNormal.Add(-1) >= 0:
+		return nil, errors.New("injected failure")
+	}
+	return c.Conn.(driver.ExecerContext).ExecContext(ctx, q, args)
+}
+
+func (c *faultConn) QueryContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
+	return c.Conn.(driver.QueryerContext).QueryContext(ctx, q, args)
+}
+
+var faults = func() *faultDriver {
+	f := &faultDriver{}
+	sql.Register("sqlite-faults", f)
+	return f
+}()
+
+// A lazy batch whose connection cannot be set back to FULL: the commit's
+// callers keep their answer, the connection is closed rather than pooled,
+// and the next write runs on a new one, with FULL. One whose connection
+// cannot be set to NORMAL fails its callers and leaves it FULL.
+func TestLazyRestoreFailureClosesTheConnection(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "clearance.db")
+	db, err := sql.Open("sqlite-faults", dsn(path, false))
+	must(t, err)
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	must(t, enableWAL(ctx, db))
+	_, err = db.ExecContext(ctx, `CREATE TABLE t (x INTEGER PRIMARY KEY)`)
+	must(t, err)
+	w, err := newReportWriter(ctx, db)
+	must(t, err)
+	defer func() { must(t, w.close()) }()
+	insert := func(x int) func(ctx context.Context, tx *sqlstore.Tx) error {
+		return func(ctx context.Context, tx *sqlstore.Tx) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO t (x) VALUES (?)`, x)
+			return err
+		}
+	}
+	synchronous := func() int {
+		var got int
+		must(t, db.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&got))
+		return got
+	}
+
+	faults.failFull.Store(1)
+	closedBefore := faults.closed.Load()
+	if err := w.do(ctx, true, insert(1)); err != nil {
+		t.Fatalf("lazy write whose restore fails: %v, want its commit's nil", err)
+	}
+	// The answer comes before restore; the next use of the pool waits
+	// for it.
+	if got := synchronous(); got != 2 {
+		t.Errorf("synchronous = %d on the writer's next connection, want 2 (FULL)", got)
+	}
+	if got := faults.closed.Load() - closedBefore; got != 1 {
+		t.Errorf("%d connections closed, want 1 (the one left in NORMAL)", got)
+	}
+
+	faults.failNormal.Store(1)
+	if err := w.do(ctx, true, insert(2)); err == nil {
+		t.Error("lazy write whose connection cannot be set to NORMAL: nil, want an error")
+	}
+	if got := synchronous(); got != 2 {
+		t.Errorf("synchronous = %d after a failed lazy begin, want 2 (FULL)", got)
+	}
+	must(t, w.do(ctx, false, insert(3)))
+	var n int
+	must(t, db.QueryRowContext(ctx, `SELECT count(*) FROM t`).Scan(&n))
+	if n != 2 {
+		t.Errorf("%d rows, want 2 (1 and 3)", n)
+	}
+}
