@@ -28,10 +28,12 @@ const (
 // SignInChallengeStore's StartSignInChallenge and UseSignInChallenge) are
 // visible to every caller on every replica when they return, but a backend
 // may make them durable only when a later durable write returns, such as
-// the sign-in's DecisionStore.AppendDecision: a response is signed and
-// sent only after that, so one whose request ID or proof an OS crash
-// could still lose is never sent. A crash of the verifier's process loses
-// none of them.
+// the sign-in's DecisionStore.AppendDecision: a response is sent only
+// after that (it may be signed while the decision is written), so one
+// whose request ID or proof an OS crash could still lose is never sent.
+// A proof refused before any decision (a page, no response) may be
+// presentable once more after an OS crash, and meets the same checks
+// again. A crash of the verifier's process loses none of them.
 type SAMLRequestStore interface {
 	// UseRequestID records that the AuthnRequest issued by issuer with this
 	// ID was received, to be remembered until expiresAt. If the pair is
