@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/base64"
 	"net/http/httptest"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -149,5 +151,60 @@ func TestRespondRefusesWhatXMLCannotCarry(t *testing.T) {
 	if b64, err := p.Respond(httptest.NewRequest("GET", "/", nil), req, Assert{}, now); err == nil {
 		raw, _ := base64.StdEncoding.DecodeString(b64)
 		t.Errorf("written: %q", raw)
+	}
+}
+
+// TestResponseTimesAreUTC: SAML times are UTC with no zone offset (SAML
+// core 1.3.3), to the millisecond at most, whatever zone the clock passed to
+// Respond is in; each says the instant it should.
+func TestResponseTimesAreUTC(t *testing.T) {
+	t.Parallel()
+	zone := time.FixedZone("UTC+1", 3600)
+	id, err := LoadOrCreate(context.Background(), t.TempDir(), 2048, "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(id, Settings{MetadataURL: "https://v.example.com/saml/metadata", SSOURL: "https://v.example.com/saml/sso",
+		Audience: "https://www.okta.com/sp", ACSURLs: []string{"https://example.okta.com/acs"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, now := range []time.Time{
+		time.Date(2026, 12, 3, 6, 0, 0, 123_456_789, zone),
+		time.Date(2026, 12, 3, 6, 59, 59, 999_600_000, zone), // rounds up into the next second and hour
+	} {
+		req := &Request{Username: "ada@example.com"}
+		req.AuthnRequest.ID = "id-req1"
+		b64, err := p.Respond(httptest.NewRequest("GET", "/", nil), req, Assert{}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := base64.StdEncoding.DecodeString(b64)
+		doc := etree.NewDocument()
+		if err := doc.ReadFromBytes(raw); err != nil {
+			t.Fatal(err)
+		}
+		at := now.Round(time.Millisecond)
+		want := map[string]time.Time{
+			"./IssueInstant": at, "./Assertion/IssueInstant": at, "./Assertion/AuthnStatement/AuthnInstant": at,
+			"./Assertion/Conditions/NotBefore":                                             at.Add(-clockSkew),
+			"./Assertion/Conditions/NotOnOrAfter":                                          at.Add(issueDelay),
+			"./Assertion/Subject/SubjectConfirmation/SubjectConfirmationData/NotOnOrAfter": at.Add(issueDelay),
+		}
+		form := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?Z$`)
+		for path, w := range want {
+			el := doc.Root()
+			if dir, _ := filepath.Split(path); dir != "./" {
+				el = doc.Root().FindElement(strings.TrimSuffix(dir, "/"))
+			}
+			v := el.SelectAttrValue(filepath.Base(path), "")
+			if !form.MatchString(v) {
+				t.Errorf("%s = %q: not UTC to the millisecond", path, v)
+				continue
+			}
+			if got, err := time.Parse(time.RFC3339Nano, v); err != nil || !got.Equal(w) {
+				t.Errorf("%s = %q, want %s", path, v, w.UTC().Format(time.RFC3339Nano))
+			}
+		}
 	}
 }
