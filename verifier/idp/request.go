@@ -15,6 +15,7 @@ import (
 	"io"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -263,7 +264,35 @@ func checkXML(data []byte) error {
 	if err := xrv.Validate(bytes.NewReader(data)); err != nil {
 		return refuse(reason.MalformedXML, "does not round-trip: %v", err)
 	}
-	return nil
+	return checkCharRefs(data)
+}
+
+// checkCharRefs refuses a character reference to what is not an XML Char.
+// encoding/xml reads one to a surrogate (&#xD800;) as U+FFFD where an XML
+// parser refuses the document, so the name read would be one the sender
+// never wrote. A reference-like text in a comment or CDATA section is
+// refused too: Okta writes neither.
+func checkCharRefs(data []byte) error {
+	for rest := data; ; {
+		i := bytes.Index(rest, []byte("&#"))
+		if i < 0 {
+			return nil
+		}
+		rest = rest[i+2:]
+		end := bytes.IndexByte(rest, ';')
+		if end < 0 {
+			return refuse(reason.MalformedXML, "unterminated character reference")
+		}
+		digits, base := rest[:end], 10
+		if len(digits) > 0 && digits[0] == 'x' {
+			digits, base = digits[1:], 16
+		}
+		n, err := strconv.ParseUint(string(digits), base, 32)
+		if err != nil || n > utf8.MaxRune || !xmlChar(rune(n)) {
+			return refuse(reason.MalformedXML, "character reference &#%.12s; is not an XML character", rest[:end])
+		}
+		rest = rest[end+1:]
+	}
 }
 
 // SAML namespaces the Subject check names.

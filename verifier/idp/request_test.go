@@ -427,6 +427,10 @@ func TestSubjectShape(t *testing.T) {
 		"a namespaced NameIDPolicy Format":    {withPolicy(nameID("ada@example.com"), `<saml2p:NameIDPolicy xmlns:x="urn:x" x:Format="urn:evil:fmt"/>`), reason.BadSubject},
 		"an overlong name":                    {request(nameID(strings.Repeat("a", MaxUsernameLength+1))), reason.BadSubject},
 		"a control character":                 {request(nameID("ada&#x85;@example.com")), reason.BadSubject},
+		"a reference to a surrogate":          {request(nameID("ada&#xD800;@example.com")), reason.MalformedXML},
+		"a decimal reference to a surrogate":  {request(nameID("ada&#57343;@example.com")), reason.MalformedXML},
+		"a reference to U+FFFE":               {request(nameID("ada&#xFFFE;@example.com")), reason.MalformedXML},
+		"a reference past Unicode":            {request(nameID("ada&#x100000000;@example.com")), reason.MalformedXML},
 		"no Subject":                          {request(""), reason.NoSubject},
 		"an empty NameID":                     {request(nameID("  ")), reason.NoSubject},
 	} {
