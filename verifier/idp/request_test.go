@@ -465,6 +465,14 @@ func TestSubjectShape(t *testing.T) {
 	if req, err := Validate(rec, expect(nil)); err != nil || req.Username != "ada@example.com" {
 		t.Fatalf("the good request: %+v, %v", req, err)
 	}
+	// References to characters XML has are read as those characters.
+	r = testSP(nil, nil).NewRequest("")
+	r.RawXML = request(nameID("ada&#x2E;lovelace&#64;example.com"))
+	u, _ = testSP(nil, nil).RedirectURL(r)
+	rec, _ = DecodeRedirect(rawQuery(t, u))
+	if req, err := Validate(rec, expect(nil)); err != nil || req.Username != "ada.lovelace@example.com" {
+		t.Fatalf("character references: %+v, %v", req, err)
+	}
 	// A NameID without a Format takes a known one from the policy, or none.
 	const email = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
 	for policy, want := range map[string]string{
