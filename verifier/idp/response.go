@@ -141,6 +141,13 @@ func (w *c14n) element(name, text string) {
 	w.raw("</" + name + ">")
 }
 
+// algorithm writes an element that only names an algorithm.
+func (w *c14n) algorithm(name, alg string) {
+	w.raw("<" + name)
+	w.attr("Algorithm", alg)
+	w.raw("></" + name + ">")
+}
+
 // assertionFields is what one response says.
 type assertionFields struct {
 	responseID, assertionID, sessionIndex string
@@ -290,19 +297,16 @@ func (p *IdP) signature(id string, head, tail []byte) ([]byte, error) {
 		if withNS {
 			w.attr("xmlns:ds", nsDS)
 		}
-		w.raw("><ds:CanonicalizationMethod")
-		w.attr("Algorithm", algExcC14N)
-		w.raw("></ds:CanonicalizationMethod><ds:SignatureMethod")
-		w.attr("Algorithm", algRSASHA256)
-		w.raw("></ds:SignatureMethod><ds:Reference")
+		w.raw(">")
+		w.algorithm("ds:CanonicalizationMethod", algExcC14N)
+		w.algorithm("ds:SignatureMethod", algRSASHA256)
+		w.raw("<ds:Reference")
 		w.attr("URI", "#"+id)
-		w.raw("><ds:Transforms><ds:Transform")
-		w.attr("Algorithm", algEnveloped)
-		w.raw("></ds:Transform><ds:Transform")
-		w.attr("Algorithm", algExcC14N)
-		w.raw("></ds:Transform></ds:Transforms><ds:DigestMethod")
-		w.attr("Algorithm", algSHA256)
-		w.raw("></ds:DigestMethod>")
+		w.raw("><ds:Transforms>")
+		w.algorithm("ds:Transform", algEnveloped)
+		w.algorithm("ds:Transform", algExcC14N)
+		w.raw("</ds:Transforms>")
+		w.algorithm("ds:DigestMethod", algSHA256)
 		w.element("ds:DigestValue", digest)
 		w.raw("</ds:Reference></ds:SignedInfo>")
 		return w.b
