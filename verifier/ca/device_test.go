@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -431,4 +432,113 @@ func TestVerifiedChains(t *testing.T) {
 	if n := cached(); n > maxVerifiedChains {
 		t.Fatalf("%d chains remembered, bound %d", n, maxVerifiedChains)
 	}
+}
+
+// What the set remembers is what VerifyClientCert trusts without Verify, so
+// the set is consulted, the device CA's validity period is checked on both
+// sides, and a cleared set trusts only what verifies again.
+func TestVerifiedChainsLookup(t *testing.T) {
+	a, _ := newAuthority(t)
+	foreign, _ := newAuthority(t)
+	csr := mustParseCSR(t, csrDER(t, testKey("P-256"), nil))
+	good, err := a.IssueDeviceCert(csr, "dev-1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := foreign.IssueDeviceCert(csr, "dev-1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A key in the set is taken as a verified chain: here one planted for
+	// a leaf from another device CA, which Verify alone would refuse.
+	if err := a.VerifyClientCert(other, t0); !errors.Is(err, ErrCertUntrusted) {
+		t.Fatalf("foreign leaf: %v, want ErrCertUntrusted", err)
+	}
+	a.chains.add(sha256.Sum256(other.Raw))
+	if err := a.VerifyClientCert(other, t0); err != nil {
+		t.Fatalf("a remembered leaf was verified again: %v", err)
+	}
+
+	// The device CA's start, as well as its end, is checked for a
+	// remembered leaf: one that claims to start before its CA is refused
+	// before the CA starts, remembered or not.
+	ca := a.DeviceCA()
+	early := &x509.Certificate{
+		Subject: pkix.Name{CommonName: "dev-2"}, URIs: []*url.URL{{Scheme: "urn", Opaque: "clearance:device:dev-2"}},
+		NotBefore: ca.NotBefore.Add(-time.Hour), NotAfter: t0.Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	early = signWith(t, early, ca, a.deviceKey)
+	if err := a.VerifyClientCert(early, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.VerifyClientCert(early, ca.NotBefore.Add(-time.Minute)); !errors.Is(err, ErrCertUntrusted) {
+		t.Errorf("a remembered leaf before its CA's start: %v, want ErrCertUntrusted", err)
+	}
+	if err := a.VerifyClientCert(early, ca.NotBefore); err != nil {
+		t.Errorf("a remembered leaf at its CA's start: %v", err)
+	}
+
+	// Cleared, the set forgets the planted key, and the good leaf still
+	// verifies and is remembered again.
+	if err := a.VerifyClientCert(good, t0); err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxVerifiedChains {
+		a.chains.add(sha256.Sum256([]byte(strconv.Itoa(i))))
+	}
+	if a.chains.has(sha256.Sum256(other.Raw)) || a.chains.has(sha256.Sum256(good.Raw)) {
+		t.Fatal("a full set was not cleared")
+	}
+	if err := a.VerifyClientCert(other, t0); !errors.Is(err, ErrCertUntrusted) {
+		t.Errorf("foreign leaf after the clear: %v, want ErrCertUntrusted", err)
+	}
+	if err := a.VerifyClientCert(good, t0); err != nil {
+		t.Errorf("good leaf after the clear: %v", err)
+	}
+	if !a.chains.has(sha256.Sum256(good.Raw)) {
+		t.Error("good leaf not remembered after the clear")
+	}
+}
+
+// Concurrent callers (run with -race) get the same answers while the set
+// fills and clears under them.
+func TestVerifiedChainsConcurrent(t *testing.T) {
+	a, _ := newAuthority(t)
+	foreign, _ := newAuthority(t)
+	csr := mustParseCSR(t, csrDER(t, testKey("P-256"), nil))
+	good, err := a.IssueDeviceCert(csr, "dev-1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := foreign.IssueDeviceCert(csr, "dev-1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				if err := a.VerifyClientCert(good, t0); err != nil {
+					t.Errorf("good leaf: %v", err)
+					return
+				}
+				if err := a.VerifyClientCert(other, t0); !errors.Is(err, ErrCertUntrusted) {
+					t.Errorf("foreign leaf: %v, want ErrCertUntrusted", err)
+					return
+				}
+				if err := a.VerifyClientCert(good, t0.Add(2*time.Hour)); !errors.Is(err, ErrCertExpired) {
+					t.Errorf("expired leaf: %v, want ErrCertExpired", err)
+					return
+				}
+				for j := range 400 {
+					a.chains.add(sha256.Sum256([]byte(strconv.Itoa(g<<24 | i<<12 | j))))
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
