@@ -438,17 +438,7 @@ func TestVerifiedChains(t *testing.T) {
 // the set is consulted, the device CA's validity period is checked on both
 // sides, and a cleared set trusts only what verifies again.
 func TestVerifiedChainsLookup(t *testing.T) {
-	a, _ := newAuthority(t)
-	foreign, _ := newAuthority(t)
-	csr := mustParseCSR(t, csrDER(t, testKey("P-256"), nil))
-	good, err := a.IssueDeviceCert(csr, "dev-1", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := foreign.IssueDeviceCert(csr, "dev-1", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, good, other := twoDeviceCAs(t)
 
 	// A key in the set is taken as a verified chain: here one planted for
 	// a leaf from another device CA, which Verify alone would refuse.
@@ -505,17 +495,7 @@ func TestVerifiedChainsLookup(t *testing.T) {
 // Concurrent callers (run with -race) get the same answers while the set
 // fills and clears under them.
 func TestVerifiedChainsConcurrent(t *testing.T) {
-	a, _ := newAuthority(t)
-	foreign, _ := newAuthority(t)
-	csr := mustParseCSR(t, csrDER(t, testKey("P-256"), nil))
-	good, err := a.IssueDeviceCert(csr, "dev-1", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := foreign.IssueDeviceCert(csr, "dev-1", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, good, other := twoDeviceCAs(t)
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Add(1)
@@ -541,4 +521,21 @@ func TestVerifiedChainsConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// twoDeviceCAs is an authority, a leaf its device CA issued and one another
+// authority's issued for the same device.
+func twoDeviceCAs(t *testing.T) (a *Authority, good, other *x509.Certificate) {
+	t.Helper()
+	a, _ = newAuthority(t)
+	foreign, _ := newAuthority(t)
+	csr := mustParseCSR(t, csrDER(t, testKey("P-256"), nil))
+	var err error
+	if good, err = a.IssueDeviceCert(csr, "dev-1", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if other, err = foreign.IssueDeviceCert(csr, "dev-1", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	return a, good, other
 }

@@ -127,15 +127,7 @@ func TestResponseIsCanonical(t *testing.T) {
 func TestRespondRefusesWhatXMLCannotCarry(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 12, 3, 5, 0, 0, 0, time.UTC)
-	id, err := LoadOrCreate(context.Background(), t.TempDir(), 2048, "", now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := New(id, Settings{MetadataURL: "https://v.example.com/saml/metadata", SSOURL: "https://v.example.com/saml/sso",
-		Audience: "https://www.okta.com/sp", ACSURLs: []string{"https://example.okta.com/acs"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := plainIdP(t, now)
 	for _, v := range []string{"\x00", "a\x01b", "\uFFFE", "\uFFFF", "\xff", "a\xc3"} {
 		for _, f := range []assertionFields{{nameID: v}, {inResponseTo: v}, {attributes: []Attribute{{Name: "n", Value: v}}}, {attributes: []Attribute{{Name: v, Value: "v"}}}} {
 			f.now = now
@@ -160,15 +152,7 @@ func TestRespondRefusesWhatXMLCannotCarry(t *testing.T) {
 func TestResponseTimesAreUTC(t *testing.T) {
 	t.Parallel()
 	zone := time.FixedZone("UTC+1", 3600)
-	id, err := LoadOrCreate(context.Background(), t.TempDir(), 2048, "", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := New(id, Settings{MetadataURL: "https://v.example.com/saml/metadata", SSOURL: "https://v.example.com/saml/sso",
-		Audience: "https://www.okta.com/sp", ACSURLs: []string{"https://example.okta.com/acs"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := plainIdP(t, time.Now())
 	for _, now := range []time.Time{
 		time.Date(2026, 12, 3, 6, 0, 0, 123_456_789, zone),
 		time.Date(2026, 12, 3, 6, 59, 59, 999_600_000, zone), // rounds up into the next second and hour
@@ -207,4 +191,19 @@ func TestResponseTimesAreUTC(t *testing.T) {
 			}
 		}
 	}
+}
+
+// plainIdP signs both Response and Assertion for a plain Okta org.
+func plainIdP(t *testing.T, now time.Time) *IdP {
+	t.Helper()
+	id, err := LoadOrCreate(context.Background(), t.TempDir(), 2048, "", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(id, Settings{MetadataURL: "https://v.example.com/saml/metadata", SSOURL: "https://v.example.com/saml/sso",
+		Audience: "https://www.okta.com/sp", ACSURLs: []string{"https://example.okta.com/acs"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
