@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/clearance/clearance/pkg/atomicfile"
@@ -152,7 +153,8 @@ func isPostgres(s string) bool {
 
 // Redact returns database as it may be recorded or shown: "" becomes
 // SQLite, and a URL loses its password (in the user info, and every
-// parameter whose name holds "password", sslpassword included) and its
+// parameter whose name or value mentions "password", sslpassword and
+// options=-c password=… included, and any without a name) and its
 // fragment. A query that does not parse is dropped whole: url.Query skips
 // a pair it cannot parse ("sslmode=require;password=…") yet RawQuery keeps
 // it. A value that is not a URL is replaced whole.
@@ -174,8 +176,8 @@ func Redact(database string) string {
 		return u.String()
 	}
 	redacted := false
-	for k := range q {
-		if strings.Contains(strings.ToLower(k), "password") {
+	for k, vs := range q {
+		if k == "" || mentionsPassword(k) || slices.ContainsFunc(vs, mentionsPassword) {
 			delete(q, k)
 			redacted = true
 		}
@@ -184,6 +186,10 @@ func Redact(database string) string {
 		u.RawQuery = q.Encode()
 	}
 	return u.String()
+}
+
+func mentionsPassword(s string) bool {
+	return strings.Contains(strings.ToLower(s), "password")
 }
 
 // Label names a database for messages: "SQLite in the data dir" or
