@@ -24,7 +24,6 @@ import (
 	"github.com/beevik/etree"
 	"github.com/clearance/clearance/verifier/reason"
 	"github.com/crewjam/saml"
-	xrv "github.com/mattermost/xml-roundtrip-validator"
 	dsig "github.com/russellhaering/goxmldsig"
 )
 
@@ -261,7 +260,7 @@ func checkXML(data []byte) error {
 			}
 		}
 	}
-	if err := xrv.Validate(bytes.NewReader(data)); err != nil {
+	if err := checkRoundTrip(data); err != nil {
 		return refuse(reason.MalformedXML, "does not round-trip: %v", err)
 	}
 	return checkCharRefs(data)
