@@ -30,6 +30,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/clearance/clearance/verifier/decision"
@@ -343,9 +344,10 @@ type agentMissingView struct {
 type postView struct {
 	page
 	ACSURL, RelayState string
-	// SAMLResponse is the whole value="…" attribute, escaped by attrValue:
-	// the response is most of the page, and html/template's escaper is
-	// most of the page's cost.
+	// SAMLResponse is the whole value="…" attribute, its value a slot
+	// that Post fills with the response escaped by appendAttrValue: the
+	// response is most of the page, and html/template's escaper was most
+	// of the page's cost.
 	SAMLResponse template.HTMLAttr
 	Script       template.JS
 	Notes        []string
@@ -355,9 +357,21 @@ type postView struct {
 // html/template does there (its attrEscaper: these seven bytes, every
 // other byte as it is), so the page is the one html/template would write
 // (TestAttrValue).
-func attrValue(s string) string {
-	var b strings.Builder
-	b.Grow(len(s) + len(s)/16)
+func attrValue(s string) string { return string(appendAttrValue(nil, s)) }
+
+// appendAttrValue appends attrValue(s) to dst. A SAML response is base64,
+// whose only such byte is '+': that case is found with IndexByte.
+func appendAttrValue(dst []byte, s string) []byte {
+	if !strings.ContainsAny(s, "\x00\"&'<>") {
+		for {
+			i := strings.IndexByte(s, '+')
+			if i < 0 {
+				return append(dst, s...)
+			}
+			dst = append(append(dst, s[:i]...), "&#43;"...)
+			s = s[i+1:]
+		}
+	}
 	from := 0
 	for i := 0; i < len(s); i++ {
 		var repl string
@@ -379,12 +393,10 @@ func attrValue(s string) string {
 		default:
 			continue
 		}
-		b.WriteString(s[from:i])
-		b.WriteString(repl)
+		dst = append(append(dst, s[from:i]...), repl...)
 		from = i + 1
 	}
-	b.WriteString(s[from:])
-	return b.String()
+	return append(dst, s[from:]...)
 }
 
 // Denied writes the remediation page d with the given HTTP status
@@ -564,13 +576,56 @@ func (r *Renderer) Post(w http.ResponseWriter, p Post) error {
 	v := postView{
 		page:         page{Title: "Signing you in", CSS: template.CSS(styleCSS)},
 		ACSURL:       p.ACSURL,
-		SAMLResponse: template.HTMLAttr(`value="` + attrValue(p.SAMLResponse) + `"`),
+		SAMLResponse: template.HTMLAttr(`value="` + postSlot + `"`),
 		RelayState:   p.RelayState,
 		Script:       template.JS(autosubmitJS),
 		Notes:        p.Notes,
 	}
-	r.write(w, http.StatusOK, r.post, v, r.csp(postFormAction, r.scriptSrc))
+	csp := r.csp(postFormAction, r.scriptSrc)
+	page := pageBuffers.Get().(*bytes.Buffer)
+	defer putPage(page)
+	page.Reset()
+	if err := r.post.ExecuteTemplate(page, "layout", v); err != nil {
+		r.send(w, http.StatusOK, csp, nil, err)
+		return nil
+	}
+	// The response, most of the page, goes into the slot escaped as
+	// html/template would escape it (TestPostAsTemplated), without a pass
+	// of the template's escaper over it and a copy of it per step.
+	before, after, ok := bytes.Cut(page.Bytes(), []byte(postSlot))
+	if !ok {
+		r.send(w, http.StatusOK, csp, nil, errors.New("the Post page has no slot for the response"))
+		return nil
+	}
+	body := pageBuffers.Get().(*bytes.Buffer)
+	defer putPage(body)
+	body.Reset()
+	body.Grow(len(before) + len(p.SAMLResponse) + len(p.SAMLResponse)/8 + len(after))
+	out := append(body.Bytes(), before...)
+	out = appendAttrValue(out, p.SAMLResponse)
+	out = append(out, after...)
+	r.send(w, http.StatusOK, csp, out, nil)
 	return nil
+}
+
+// postSlot stands for the response while the rest of the Post page is
+// templated. It starts with '<', which html/template escapes in every value
+// it writes into that page (the ACS URL, the relay state, the notes), so
+// the first occurrence in the page is the slot, and the response is placed
+// before any of the relay state and notes.
+const postSlot = "<saml-response>"
+
+// pageBuffers are the buffers pages are written into; one holds a Post page's
+// response (tens of KiB) between sign-ins instead of being allocated and
+// cleared for each.
+var pageBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// putPage returns b to pageBuffers unless an unusual page grew it beyond what a
+// sign-in needs.
+func putPage(b *bytes.Buffer) {
+	if b.Cap() <= 256<<10 {
+		pageBuffers.Put(b)
+	}
 }
 
 // postFormAction is the Post page's form-action. The form itself only ever
@@ -602,11 +657,13 @@ func (r *Renderer) csp(formAction, scriptSrc string) string {
 // template failure becomes a clean error page rather than half a page.
 func (r *Renderer) write(w http.ResponseWriter, status int, t *template.Template, data any, csp string) {
 	var buf bytes.Buffer
-	// Room for the page at once: a Post page is mostly its response.
-	if v, ok := data.(postView); ok {
-		buf.Grow(len(v.SAMLResponse) + len(styleCSS) + 4<<10)
-	}
 	err := t.ExecuteTemplate(&buf, "layout", data)
+	r.send(w, status, csp, buf.Bytes(), err)
+}
+
+// send writes a rendered page with the headers every page has, or, when
+// rendering it failed, a plain error.
+func (r *Renderer) send(w http.ResponseWriter, status int, csp string, body []byte, err error) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", csp)
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -622,9 +679,9 @@ func (r *Renderer) write(w http.ResponseWriter, status int, t *template.Template
 		return
 	}
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
-	_, _ = buf.WriteTo(w)
+	_, _ = w.Write(body)
 }
 
 // safeACS reports whether s is an absolute https URL with a host, the only
