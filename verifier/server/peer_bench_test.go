@@ -127,6 +127,7 @@ func driveSignIns(b *testing.B, browsers []*benchBrowser, base string,
 	signIn func(*benchBrowser, string, *bytes.Buffer) (int, error),
 	requests func(*testing.B, int) ([]oktasim.Request, []string),
 	check bool, validate func(resp, id string) error) {
+	asBrowser() // the warm-up dials each browser's connection
 	n := len(browsers)
 	reqs, urls := requests(b, n+b.N)
 	for i := range urls {
@@ -152,23 +153,48 @@ func driveSignIns(b *testing.B, browsers []*benchBrowser, base string,
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "signins/s")
 	b.ReportMetric(ms(percentile(latencies, 0.50)), "p50-ms")
 	b.ReportMetric(ms(percentile(latencies, 0.99)), "p99-ms")
-	b.ReportMetric(ms(cpu)/float64(b.N), "cpu-ms/op")
+	cpu.report(b)
+}
+
+// cpuUse is the CPU a run of sign-ins used: the process's, and the part
+// of it on each side when a profile could be taken to split it.
+type cpuUse struct {
+	total time.Duration
+	sides map[string]time.Duration // nil: not split
+}
+
+// report reports the CPU per sign-in: the process's (cpu-ms/op), and the
+// identity provider's outside its RSA signatures (idp-cpu-ms/op), in them,
+// the browsers' and the runtime's own (the background garbage collector,
+// made by both).
+func (c cpuUse) report(b *testing.B) {
+	b.ReportMetric(ms(c.total)/float64(b.N), "cpu-ms/op")
+	if c.sides == nil {
+		return
+	}
+	b.ReportMetric(ms(c.sides[sideIdP])/float64(b.N), "idp-cpu-ms/op")
+	b.ReportMetric(ms(c.sides[sideIdPSigning])/float64(b.N), "idp-sign-cpu-ms/op")
+	b.ReportMetric(ms(c.sides[sideBrowser])/float64(b.N), "browser-cpu-ms/op")
+	b.ReportMetric(ms(c.sides[""])/float64(b.N), "runtime-cpu-ms/op")
 }
 
 // timeSignIns runs b.N sign-ins, one for each of urls, from browsers at
 // once, each expected to answer wantStatus with want in the page. It
 // returns their latencies, sorted, and the CPU the process used meanwhile.
+// The browsers' goroutines, and those they start, are labelled as theirs.
 func timeSignIns(b *testing.B, browsers []*benchBrowser, urls []string,
-	signIn func(*benchBrowser, string, *bytes.Buffer) (int, error), wantStatus int, want string) ([]time.Duration, time.Duration) {
+	signIn func(*benchBrowser, string, *bytes.Buffer) (int, error), wantStatus int, want string) ([]time.Duration, cpuUse) {
 	n := len(browsers)
 	var (
 		next, who atomic.Int64
 		mu        sync.Mutex
 		latencies = make([]time.Duration, 0, b.N)
 	)
+	prof := startSideProfile()
 	cpu0 := cpuTime()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
+		asBrowser()
 		c := browsers[int(who.Add(1)-1)%n]
 		var buf bytes.Buffer
 		mine := make([]time.Duration, 0, b.N/n+1)
@@ -189,7 +215,14 @@ func timeSignIns(b *testing.B, browsers []*benchBrowser, urls []string,
 		}
 	})
 	b.StopTimer()
-	cpu := cpuTime() - cpu0
+	cpu := cpuUse{total: cpuTime() - cpu0}
+	if prof != nil {
+		sides, err := prof.stop()
+		if err != nil {
+			b.Fatal(err)
+		}
+		cpu.sides = sides
+	}
 	slices.Sort(latencies)
 	return latencies, cpu
 }
@@ -257,7 +290,7 @@ func startCrewjamPeer(b *testing.B, e *ssoBench) *crewjamPeer {
 	}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(idp.ServeSSO))
 	srv.EnableHTTP2 = false // as the verifier's browsers speak: HTTP/1.1 on one kept-alive connection
-	srv.StartTLS()
+	onSide(sideIdP, srv.StartTLS)
 	b.Cleanup(srv.Close)
 	tr := srv.Client().Transport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = runtime.GOMAXPROCS(0) * browsersPerProc
