@@ -56,11 +56,12 @@ var _ storage.Store = (*Store)(nil)
 // no row locks and no lost races, and statements prepared by the store
 // since the driver keeps none.
 var dialect = sqlstore.Dialect{
-	Name:              "sqlite",
-	Rebind:            rebind,
-	IsUniqueViolation: isDuplicate,
-	ReadTx:            sql.TxOptions{ReadOnly: true},
-	Prepare:           true,
+	Name:               "sqlite",
+	Rebind:             rebind,
+	IsUniqueViolation:  isDuplicate,
+	ReadTx:             sql.TxOptions{ReadOnly: true},
+	Prepare:            true,
+	UninterruptedReads: true,
 	Catalog: sqlstore.Catalog{
 		Tables: `SELECT name FROM sqlite_schema
 			WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' AND name NOT IN ('goose_db_version', 'health_probe')
