@@ -12,10 +12,11 @@
 #                      `go tool pprof -http=: $PROFILE_DIR/server.test $PROFILE_DIR/cpu-<row>.pprof`
 #
 # For each row it prints: the process's flat CPU (what the cycles are
-# spent in; the browsers share the process), the cumulative CPU under the
-# verifier's HTTP handlers less the RSA signatures (what each step of a
-# sign-in costs beyond the signatures every IdP pays; the browsers and the
-# setup left out), and the bytes allocated under the handlers.
+# spent in; the browsers share the process), the cumulative CPU of the
+# identity provider's goroutines (labelled side=idp: its handlers, its
+# connections' TLS, the store's writer) less the RSA signatures and the
+# setup (what each step of a sign-in costs beyond the signatures every IdP
+# pays), and the bytes allocated under the handlers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rows=${PROFILE_ROWS:-clearance-agent clearance-certificate crewjam}
@@ -52,8 +53,8 @@ for row in $rows; do
   echo "-- $row: CPU, flat, whole process but the setup"
   go tool pprof -top -nodecount="$nodes" -ignore="$setup" "$bin" "$cpu" 2>/dev/null | sed 1,4d
   echo
-  echo "-- $row: CPU, cumulative, under the SSO handlers, the RSA signatures left out"
-  go tool pprof -top -cum -nodecount="$nodes" -focus="$focus" -ignore='rsa\.SignPKCS1v15' "$bin" "$cpu" 2>/dev/null | sed 1,4d
+  echo "-- $row: CPU, cumulative, the identity provider's goroutines, the RSA signatures and the setup left out"
+  go tool pprof -top -cum -nodecount="$nodes" -tagfocus=side=idp -ignore="rsa\.SignPKCS1v15|$setup" "$bin" "$cpu" 2>/dev/null | sed 1,4d
   echo
   echo "-- $row: bytes allocated under the SSO handlers"
   go tool pprof -top -nodecount="$nodes" -sample_index=alloc_space -focus="$focus" "$bin" "$mem" 2>/dev/null | sed 1,4d
