@@ -253,7 +253,7 @@ func (h *Handler) askAgent(w http.ResponseWriter, r *http.Request, a *attempt) {
 }
 
 // presence completes a sign-in with the agent's proof: 1. decode, 2. find
-// the sign-in it answers, 3. spend it (once, whatever follows), 4. from the
+// the sign-in it answers and 3. spend it (once, whatever follows), 4. from the
 // same browser, in time, 5. for this verifier, 6. signed by the device's
 // current key; then decide and answer as any sign-in.
 func (h *Handler) presence(w http.ResponseWriter, r *http.Request) {
@@ -273,30 +273,21 @@ func (h *Handler) presence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// 2. The sign-in it answers.
+	// 2. The sign-in it answers, 3. used now, whatever follows (one
+	// write): a statement completes its sign-in at most once, and is spent
+	// by its first presentation even when that one is refused. A statement
+	// leaked on its way (to another browser, into a browser's history, a
+	// proxy's log) is worth nothing afterwards, and one challenge yields at
+	// most one refusal on record. Of concurrent presentations, exactly one
+	// gets past this, on any replica.
 	chash := hash32([]byte(st.Challenge))
-	ch, err := h.Store.GetSignInChallenge(ctx, chash)
+	ch, err := h.Store.UseSignInChallenge(ctx, chash, start)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		h.refuse(w, r, byAnyone(refused(reason.PresenceUnknown, "no sign-in has this challenge (device %s)", st.DeviceID)), http.StatusBadRequest)
 		return
-	case err != nil:
-		h.unavailable(w, r, "reading sign-in challenge", err)
-		return
-	}
-
-	// 3. Used now, whatever follows: a statement completes its sign-in at
-	// most once, and is spent by its first presentation even when that one
-	// is refused. A statement leaked on its way (to another browser, into a
-	// browser's history, a proxy's log) is worth nothing afterwards, and one
-	// challenge yields at most one refusal on record. Of concurrent
-	// presentations, exactly one gets past this, on any replica.
-	switch err := h.Store.UseSignInChallenge(ctx, chash, start); {
 	case errors.Is(err, storage.ErrAlreadyExists):
 		h.refuse(w, r, refused(reason.PresenceReplayed, "the sign-in's challenge was presented before (completed or refused)"), http.StatusBadRequest)
-		return
-	case errors.Is(err, storage.ErrNotFound):
-		h.refuse(w, r, refused(reason.PresenceUnknown, "the sign-in's challenge is gone"), http.StatusBadRequest)
 		return
 	case err != nil:
 		h.unavailable(w, r, "using sign-in challenge", err)

@@ -39,11 +39,13 @@ type SignInChallengeStore interface {
 	// GetSignInChallenge returns the challenge with this hash, used or not,
 	// expired or not (the caller compares with its clock), or ErrNotFound.
 	GetSignInChallenge(ctx context.Context, challengeHash []byte) (SignInChallenge, error)
-	// UseSignInChallenge marks the challenge used at now: ErrNotFound if
-	// there is none, ErrAlreadyExists if it was used already (nothing
-	// changes). Of concurrent calls for one challenge exactly one succeeds,
-	// so a proof completes a sign-in at most once.
-	UseSignInChallenge(ctx context.Context, challengeHash []byte, now time.Time) error
+	// UseSignInChallenge marks the challenge used at now and returns it as
+	// it is then stored (UsedAt is now): ErrNotFound if there is none,
+	// ErrAlreadyExists if it was used already (nothing changes). Of
+	// concurrent calls for one challenge exactly one succeeds, so a proof
+	// completes a sign-in at most once. Finding and spending a challenge is
+	// one call, and one write.
+	UseSignInChallenge(ctx context.Context, challengeHash []byte, now time.Time) (SignInChallenge, error)
 	// DeleteExpiredSignInChallenges removes challenges whose ExpiresAt is
 	// strictly before the given time, used or not, and returns how many.
 	DeleteExpiredSignInChallenges(ctx context.Context, before time.Time) (int, error)

@@ -15,9 +15,13 @@ import (
 const signInChallengeColumns = `challenge_hash, browser_hash, username, request, relay_state,
 	created_at, expires_at, used_at`
 
-// Every sign-in bound by the agent runs this.
-var insertSignInChallenge = prepared(`INSERT INTO sign_in_challenges (` + signInChallengeColumns + `)
+// Every sign-in bound by the agent runs these.
+var (
+	insertSignInChallenge = prepared(`INSERT INTO sign_in_challenges (` + signInChallengeColumns + `)
 	VALUES ($1, $2, $3, $4, $5, $6, $7, 0) ON CONFLICT (challenge_hash) DO NOTHING`)
+	useSignInChallenge = prepared(`UPDATE sign_in_challenges SET used_at = $1 WHERE challenge_hash = $2 AND used_at = 0
+	RETURNING ` + signInChallengeColumns)
+)
 
 func scanSignInChallenge(sc scanner) (storage.SignInChallenge, error) {
 	var (
@@ -124,24 +128,23 @@ func (s *Store) GetSignInChallenge(ctx context.Context, challengeHash []byte) (s
 	return c, nil
 }
 
-// UseSignInChallenge marks the challenge used. The conditional update is
-// the arbiter: of concurrent calls, one changes the row and the others,
-// waiting for it to commit, change nothing.
-func (s *Store) UseSignInChallenge(ctx context.Context, challengeHash []byte, now time.Time) error {
+// UseSignInChallenge marks the challenge used and returns it. The
+// conditional update is the arbiter: of concurrent calls, one changes the
+// row and the others, waiting for it to commit, change nothing.
+func (s *Store) UseSignInChallenge(ctx context.Context, challengeHash []byte, now time.Time) (storage.SignInChallenge, error) {
 	var tc timeCodec
 	at := tc.ns("used at", now)
 	if tc.err != nil {
-		return fmt.Errorf("using sign-in challenge: %w", tc.err)
+		return storage.SignInChallenge{}, fmt.Errorf("using sign-in challenge: %w", tc.err)
 	}
 	if at == 0 {
-		return errors.New("using sign-in challenge: no time given")
+		return storage.SignInChallenge{}, errors.New("using sign-in challenge: no time given")
 	}
+	var c storage.SignInChallenge
 	err := s.groupedOneLazy(ctx, func(ctx context.Context, q conn) error {
-		res, err := q.exec(ctx, `UPDATE sign_in_challenges SET used_at = $1 WHERE challenge_hash = $2 AND used_at = 0`, at, blob(challengeHash))
-		if err != nil {
-			return err
-		}
-		if err := oneRow(res, storage.ErrAlreadyExists); !errors.Is(err, storage.ErrAlreadyExists) {
+		var err error
+		c, err = scanSignInChallenge(q.queryRow(ctx, useSignInChallenge, at, blob(challengeHash)))
+		if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
 		found, err := exists(ctx, q, `SELECT 1 FROM sign_in_challenges WHERE challenge_hash = $1`, blob(challengeHash))
@@ -154,9 +157,9 @@ func (s *Store) UseSignInChallenge(ctx context.Context, challengeHash []byte, no
 		return storage.ErrAlreadyExists
 	})
 	if err != nil {
-		return fmt.Errorf("using sign-in challenge: %w", err)
+		return storage.SignInChallenge{}, fmt.Errorf("using sign-in challenge: %w", err)
 	}
-	return nil
+	return c, nil
 }
 
 // DeleteExpiredSignInChallenges removes challenges whose expiry is strictly

@@ -61,15 +61,20 @@ func testSignInChallengeLifecycle(t *testing.T, s storage.Store) {
 	near[0] ^= 1
 	_, err := s.GetSignInChallenge(ctx, near)
 	wantErr(t, err, storage.ErrNotFound)
-	wantErr(t, s.UseSignInChallenge(ctx, near, at(minute)), storage.ErrNotFound)
+	_, err = s.UseSignInChallenge(ctx, near, at(minute))
+	wantErr(t, err, storage.ErrNotFound)
 
-	// Used once: it stays, marked, and a second use is told apart from a
-	// challenge that never was.
-	must(t, s.UseSignInChallenge(ctx, c.ChallengeHash, at(minute)))
+	// Used once: it is returned as now stored, it stays, marked, and a
+	// second use is told apart from a challenge that never was.
 	used := c
 	used.UsedAt = at(minute)
+	got, err := s.UseSignInChallenge(ctx, c.ChallengeHash, at(minute))
+	must(t, err)
+	equal(t, "UseSignInChallenge", got, used)
 	equal(t, "GetSignInChallenge after use", getSignInChallenge(t, s, c.ChallengeHash), used)
-	wantErr(t, s.UseSignInChallenge(ctx, c.ChallengeHash, at(2*minute)), storage.ErrAlreadyExists)
+	got, err = s.UseSignInChallenge(ctx, c.ChallengeHash, at(2*minute))
+	wantErr(t, err, storage.ErrAlreadyExists)
+	equal(t, "UseSignInChallenge a second time", got, storage.SignInChallenge{})
 	equal(t, "GetSignInChallenge after a second use", getSignInChallenge(t, s, c.ChallengeHash), used)
 	equal(t, "GetSignInChallenge other", getSignInChallenge(t, s, other.ChallengeHash), other)
 }
@@ -96,7 +101,7 @@ func testSignInChallengeDuplicate(t *testing.T, s storage.Store) {
 func testSignInChallengeConcurrentUse(t *testing.T, s storage.Store) {
 	c := newSignInChallenge("c1", t0)
 	must(t, s.CreateSignInChallenge(t.Context(), c))
-	errs := race(func() error { return s.UseSignInChallenge(t.Context(), c.ChallengeHash, at(minute)) })
+	errs := race(func() error { _, err := s.UseSignInChallenge(t.Context(), c.ChallengeHash, at(minute)); return err })
 	oneWinner(t, "UseSignInChallenge", errs, storage.ErrAlreadyExists)
 }
 
@@ -108,7 +113,8 @@ func testDeleteExpiredSignInChallenges(t *testing.T, s storage.Store) {
 	for _, c := range []storage.SignInChallenge{old, used, keep} {
 		must(t, s.CreateSignInChallenge(ctx, c))
 	}
-	must(t, s.UseSignInChallenge(ctx, used.ChallengeHash, at(minute)))
+	_, err := s.UseSignInChallenge(ctx, used.ChallengeHash, at(minute))
+	must(t, err)
 	// Strictly before: one expiring exactly at the cut stays.
 	n, err := s.DeleteExpiredSignInChallenges(ctx, at(2*minute))
 	must(t, err)
@@ -222,8 +228,10 @@ func testStartSignInChallenge(t *testing.T, s storage.Store) {
 	equal(t, "GetSignInChallenge other issuer", getSignInChallenge(t, s, other.ChallengeHash), other)
 
 	// The challenge is used once, as ever.
-	must(t, s.UseSignInChallenge(ctx, c.ChallengeHash, at(minute)))
-	wantErr(t, s.UseSignInChallenge(ctx, c.ChallengeHash, at(minute)), storage.ErrAlreadyExists)
+	_, err := s.UseSignInChallenge(ctx, c.ChallengeHash, at(minute))
+	must(t, err)
+	_, err = s.UseSignInChallenge(ctx, c.ChallengeHash, at(minute))
+	wantErr(t, err, storage.ErrAlreadyExists)
 
 	// The request ID is remembered until its own expiry, the challenge
 	// until its own.
