@@ -47,13 +47,16 @@ func checkRoundTrip(data []byte) error {
 // plainToken says whether tok is made only of what encoding/xml's encoder
 // writes and its decoder reads back as it was: an element (start or end)
 // whose prefixes and names are plain ASCII names, with no more than one
-// attribute of each name, and attribute values and text that are all XML
+// attribute of each name and no prefixed attribute but namespace
+// declarations, and attribute values and text (not empty) that are all XML
 // characters. Comments, processing instructions and directives are never
 // plain.
 func plainToken(tok xml.Token) bool {
 	switch t := tok.(type) {
 	case xml.CharData:
-		return xmlChars(t)
+		// Empty text (an empty CDATA section) encodes to nothing, which
+		// the validator refuses.
+		return len(t) > 0 && xmlChars(t)
 	case xml.EndElement:
 		return plainName(t.Name)
 	case xml.StartElement:
@@ -61,7 +64,10 @@ func plainToken(tok xml.Token) bool {
 			return false
 		}
 		for i, a := range t.Attr {
-			if !plainName(a.Name) || !xmlChars([]byte(a.Value)) {
+			// A prefixed attribute other than a namespace declaration is
+			// not plain: the validator's comparison pairs declarations with
+			// the prefixes after them, and refuses some such orders.
+			if a.Name.Space != "" && a.Name.Space != "xmlns" || !plainName(a.Name) || !xmlChars([]byte(a.Value)) {
 				return false
 			}
 			for _, b := range t.Attr[:i] {

@@ -19,6 +19,10 @@ var roundTripSeeds = []string{
 	`<a xmlns:xml="u" xmlfoo:b="1"/>`, `<a b="1" b="2"/>`, `<a x:b="1" y:b="2"/>`, `<a _xmlns:b="1" xmlns:b="2"/>`,
 	`<a xmlns:_xmlns="1" xmlns:b="2"/>`, `<a _:b="1" c:b="2"/>`, `<a xmlns="x"/>`, `<a:b xmlns="c"/>`, "<a>\x00</a>",
 	"<a>&#xFFFE;</a>", `<!--c--><?xml version="1.0"?><!DOCTYPE a><a/>`, `</a>`, `<a></b>`, "<a b='\xff'/>",
+	// The validator refuses these two, though each is made of plain names
+	// and text: an empty CDATA section, and a namespace declaration between
+	// two uses of its prefix.
+	`<a><![CDATA[]]></a>`, `<a p:y="0" xmlns:p="v" p:x="1" q:z="2"/>`,
 }
 
 // FuzzPlainTokenRoundTrips holds the fast path to the validator it stands
@@ -81,7 +85,7 @@ func TestOktaRequestsArePlain(t *testing.T) {
 
 // TestCheckRoundTripRefuses: what the validator refuses is refused.
 func TestCheckRoundTripRefuses(t *testing.T) {
-	for _, doc := range []string{`<a:b:c/>`, `<!-- a -- b -->`, `<a&b/>`, "<a>\x00</a>"} {
+	for _, doc := range []string{`<a:b:c/>`, `<!-- a -- b -->`, `<a&b/>`, "<a>\x00</a>", `<a><![CDATA[]]></a>`, `<a p:y="0" xmlns:p="v" p:x="1" q:z="2"/>`} {
 		if xrv.Validate(strings.NewReader(doc)) == nil {
 			t.Fatalf("the validator accepts %q: pick another example", doc)
 		}
