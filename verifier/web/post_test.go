@@ -69,6 +69,10 @@ func TestPostAsTemplated(t *testing.T) {
 	for _, p := range []Post{
 		{ACSURL: "https://example.okta.com/sso/saml2/0oa1", SAMLResponse: base64.StdEncoding.EncodeToString(raw), RelayState: "state+1&x=<y>"},
 		{ACSURL: "https://example.okta.com/sso/saml2/0oa1?a=b&c=d", SAMLResponse: `odd "response" & <more>'+`, Notes: []string{"a note & <b>"}},
+		// What stands for the response while the page is templated, in
+		// every other value: never mistaken for the slot.
+		{ACSURL: "https://example.okta.com/" + postSlot, SAMLResponse: postSlot, RelayState: postSlot, Notes: []string{postSlot}},
+		{ACSURL: "https://example.okta.com/sso", SAMLResponse: ""},
 	} {
 		rec := httptest.NewRecorder()
 		if err := r.Post(rec, p); err != nil {
