@@ -54,12 +54,12 @@ type Dialect struct {
 	// Catalog describes the application's tables, for tools that read
 	// every row (storagetest.Dump).
 	Catalog Catalog
-	// UninterruptedReads runs reads outside a transaction to their end
-	// even when their caller's context ends meanwhile (one that has ended
-	// before still fails). An interruptible
+	// UninterruptedReads runs the hot reads (hotRead) outside a
+	// transaction to their end even when their caller's context ends
+	// meanwhile (one that has ended before still fails). An interruptible
 	// read costs two goroutines (the driver's and database/sql's, each
 	// watching the context) for a statement that, on an embedded engine,
-	// is over in microseconds: an indexed lookup or a bounded page.
+	// is over in microseconds: a point lookup or a device's few rows.
 	UninterruptedReads bool
 }
 
@@ -352,23 +352,29 @@ func (c conn) exec(ctx context.Context, query string, args ...any) (sql.Result, 
 }
 
 func (c conn) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if c.tx == nil && c.s.d.UninterruptedReads && ctx.Err() == nil {
-		ctx = context.WithoutCancel(ctx)
-	}
 	if st := c.stmt(ctx, query); st != nil {
-		return st.QueryContext(ctx, args...)
+		return st.QueryContext(c.uninterrupted(ctx), args...)
 	}
 	return c.on().QueryContext(ctx, c.s.rebind(query), args...)
 }
 
 func (c conn) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	if c.tx == nil && c.s.d.UninterruptedReads && ctx.Err() == nil {
-		ctx = context.WithoutCancel(ctx)
-	}
 	if st := c.stmt(ctx, query); st != nil {
-		return st.QueryRowContext(ctx, args...)
+		return st.QueryRowContext(c.uninterrupted(ctx), args...)
 	}
 	return c.on().QueryRowContext(ctx, c.s.rebind(query), args...)
+}
+
+// uninterrupted is the context a kept-prepared statement runs with: one
+// that is not cancelled, on a dialect with UninterruptedReads, outside a
+// transaction, when ctx has not ended yet. Those statements are the hot
+// reads (hotRead): point lookups and a device's few rows, over in
+// microseconds; listings and every other read keep their context.
+func (c conn) uninterrupted(ctx context.Context) context.Context {
+	if c.tx == nil && c.s.d.UninterruptedReads && ctx.Err() == nil {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
 }
 
 func (c conn) on() querier {
