@@ -181,8 +181,12 @@ func deep(fn func() error) error {
 type agentStream struct {
 	s      *Server
 	stream agentv1.AgentService_ConnectServer
-	dev    storage.Device
-	sess   *hub.Session
+	// The device's id and key (PKIX DER): all its reports need of the
+	// device record, whose other fields (its facts) each stream would
+	// otherwise hold for days.
+	deviceID string
+	key      []byte
+	sess     *hub.Session
 	// unregister removes sess from the hub.
 	unregister func()
 	out        sender
@@ -191,7 +195,7 @@ type agentStream struct {
 // log is the stream's logger, made for each line: a logger with the
 // device's attribute held by every stream costs more than the few lines a
 // stream writes.
-func (c *agentStream) log() *slog.Logger { return c.s.log().With("device_id", c.dev.ID) }
+func (c *agentStream) log() *slog.Logger { return c.s.log().With("device_id", c.deviceID) }
 
 // open authenticates the stream, reads its Hello, registers it with the
 // hub and sends the session and the policy set.
@@ -206,7 +210,7 @@ func (c *agentStream) open() error {
 		s.connectRefusedLog.log(s.log(), s.now(), "connect refused", "err", status.Convert(err).Message())
 		return err
 	}
-	c.dev = dev
+	c.deviceID, c.key = dev.ID, dev.PublicKey
 
 	// 2. Hello must come first.
 	first, err := stream.Recv()
@@ -332,14 +336,14 @@ func (c *agentStream) read() error {
 
 // report verifies and stores one report, and acks it once it is stored.
 func (c *agentStream) report(m *agentv1.AgentMessage) error {
-	s, dev := c.s, &c.dev
+	s, dev := c.s, storage.Device{ID: c.deviceID, PublicKey: c.key}
 	sr := m.GetReport()
 	if sr == nil {
 		return status.Errorf(codes.InvalidArgument, "expected a report, got %s", messageName(m))
 	}
 	start := time.Now()
 	ctx := c.stream.Context()
-	acc, err := s.Ingest.Accept(ctx, *dev, sr)
+	acc, err := s.Ingest.Accept(ctx, dev, sr)
 	if err != nil {
 		var rej *ingest.Rejection
 		if !errors.As(err, &rej) {
@@ -361,7 +365,7 @@ func (c *agentStream) report(m *agentv1.AgentMessage) error {
 		return err
 	}
 	if !acc.Duplicate {
-		s.vouch(ctx, *dev, acc.Report)
+		s.vouch(ctx, dev, acc.Report)
 	}
 	return nil
 }
