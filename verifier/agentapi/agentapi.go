@@ -157,8 +157,10 @@ func (s *Server) Renew(ctx context.Context, req *agentv1.RenewRequest) (*agentv1
 // lookup, the certificate check; and each report: unmarshalling, the
 // signature check, the store) runs on short-lived goroutines (deep), which
 // give their stacks back as they end, and the two that wait only ever need
-// what waiting takes: 8 KiB each, where a reader that did a report's work
-// itself kept 16 KiB until the next collections.
+// what waiting takes: they stay at 4 KiB each, where a reader that did a
+// report's work itself was at 8 or 16 KiB and a handler that opened the
+// stream at 8. Keep those waits shallow: a wait whose frames pass the
+// stack's size less its guard makes it grow, and it stays grown.
 func (s *Server) Connect(stream agentv1.AgentService_ConnectServer) error {
 	c := &agentStream{s: s, stream: stream, out: sender{stream: stream}}
 	if err := deep(c.open); err != nil {
