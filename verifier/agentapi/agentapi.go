@@ -150,90 +150,105 @@ func (s *Server) Renew(ctx context.Context, req *agentv1.RenewRequest) (*agentv1
 // Connect implements AgentService.Connect.
 //
 // Thousands of streams wait at once, each on two goroutines (the handler
-// and its reader), so what each keeps on its stack while it waits counts:
-// the work of opening the stream and of each report runs in functions of
-// their own, which return before the goroutine waits again, and the loops
-// that wait keep only a pointer to the stream. A goroutine whose waiting
-// frames fit in a quarter of its stack has it halved by the garbage
-// collector, down to 4 KiB here instead of 8.
+// and its reader), so what each keeps on its stack counts. A goroutine's
+// stack grows to what its deepest call needed and shrinks only at a
+// garbage collection, by half, and only while its waiting frames use less
+// than a quarter of it. So the deep work (opening the stream: the device
+// lookup, the certificate check; and each report: unmarshalling, the
+// signature check, the store) runs on short-lived goroutines (deep), which
+// give their stacks back as they end, and the two that wait only ever need
+// what waiting takes: they stay at 4 KiB each, where a reader that did a
+// report's work itself was at 8 or 16 KiB and a handler that opened the
+// stream at 8. Keep those waits shallow: a wait whose frames pass the
+// stack's size less its guard makes it grow, and it stays grown.
 func (s *Server) Connect(stream agentv1.AgentService_ConnectServer) error {
-	c, err := s.open(stream)
-	if err != nil {
+	c := &agentStream{s: s, stream: stream, out: sender{stream: stream}}
+	if err := deep(c.open); err != nil {
 		return err
 	}
 	defer c.close()
 	return c.serve()
 }
 
-// agentStream is one agent's open Connect stream.
+// deep runs fn on a goroutine of its own and waits for it (see Connect).
+func deep(fn func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	return <-done
+}
+
+// agentStream is one agent's open Connect stream. It holds no context of
+// its own: the stream's ends when the handler returns, which is what ends
+// the reader.
 type agentStream struct {
 	s      *Server
 	stream agentv1.AgentService_ConnectServer
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	dev    storage.Device
-	log    *slog.Logger
-	sess   *hub.Session
+	// The device's id and key (PKIX DER): all its reports need of the
+	// device record, whose other fields (its facts) each stream would
+	// otherwise hold for days.
+	deviceID string
+	key      []byte
+	sess     *hub.Session
 	// unregister removes sess from the hub.
 	unregister func()
 	out        sender
 }
 
+// log is the stream's logger, made for each line: a logger with the
+// device's attribute held by every stream costs more than the few lines a
+// stream writes.
+func (c *agentStream) log() *slog.Logger { return c.s.log().With("device_id", c.deviceID) }
+
 // open authenticates the stream, reads its Hello, registers it with the
 // hub and sends the session and the policy set.
-func (s *Server) open(stream agentv1.AgentService_ConnectServer) (*agentStream, error) {
-	c := &agentStream{s: s, stream: stream, out: sender{stream: stream}}
-	c.ctx, c.cancel = context.WithCancelCause(stream.Context())
+func (c *agentStream) open() error {
+	s, stream := c.s, c.stream
 
 	// 1. Who: the device certificate.
-	dev, err := Authenticate(c.ctx, s.CA, s.Store, s.now())
+	dev, err := Authenticate(stream.Context(), s.CA, s.Store, s.now())
 	if err != nil {
-		c.cancel(nil)
 		// Any client can call Connect without a certificate, as often as
 		// it likes: sampled.
 		s.connectRefusedLog.log(s.log(), s.now(), "connect refused", "err", status.Convert(err).Message())
-		return nil, err
+		return err
 	}
-	c.dev = dev
-	c.log = s.log().With("device_id", dev.ID)
+	c.deviceID, c.key = dev.ID, dev.PublicKey
 
 	// 2. Hello must come first.
 	first, err := stream.Recv()
 	if err != nil {
-		c.cancel(nil)
-		return nil, err
+		return err
 	}
 	hello := first.GetHello()
 	if hello == nil {
-		c.cancel(nil)
-		return nil, status.Errorf(codes.InvalidArgument, "the first message on Connect must be Hello, got %s", messageName(first))
+		return status.Errorf(codes.InvalidArgument, "the first message on Connect must be Hello, got %s", messageName(first))
 	}
 
 	// 3. Register, then send the session and the policy set: a reload
 	// between the two at worst sends the same set twice.
 	c.sess, c.unregister = s.Hub.Register(dev.ID, dev.PublicKey)
-	c.log.Info("agent connected", "agent_version", hello.GetAgentVersion(), "policy_set_version", hello.GetPolicySetVersion())
-	s.clockSkew(hello.GetAgentTime(), c.log)
+	log := c.log()
+	log.Info("agent connected", "agent_version", hello.GetAgentVersion(), "policy_set_version", hello.GetPolicySetVersion())
+	s.clockSkew(hello.GetAgentTime(), log)
 	session := &agentv1.Session{PresenceUrl: s.PresenceURL, VerifierTime: timestamppb.New(s.now())}
 	if err := stream.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_Session{Session: session}}); err != nil {
 		c.close()
-		return nil, err
+		return err
 	}
 	if ps := s.Policies.Current(); ps != nil {
 		if err := stream.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_PolicySet{PolicySet: ps}}); err != nil {
 			c.close()
-			return nil, err
+			return err
 		}
 	}
-	return c, nil
+	return nil
 }
 
 // close ends a registered stream: no more sends, out of the hub.
 func (c *agentStream) close() {
 	c.out.close()
-	c.log.Info("agent disconnected")
+	c.log().Info("agent disconnected")
 	c.unregister()
-	c.cancel(nil)
 }
 
 // serve runs the stream. The reader verifies and stores each report and
@@ -250,9 +265,10 @@ func (c *agentStream) serve() error {
 		case err := <-readDone:
 			return err
 		case <-c.sess.Done():
-			return sessionEnded(c.sess, c.log)
+			return sessionEnded(c.sess, c.log())
 		case m := <-c.sess.Out():
-			if err := c.out.send(m); err != nil {
+			// A policy set is marshalled in the send: deep too.
+			if err := deep(func() error { return c.out.send(m) }); err != nil {
 				return err
 			}
 		}
@@ -303,17 +319,18 @@ func sessionEnded(sess *hub.Session, log *slog.Logger) error {
 	return nil
 }
 
-// read receives reports until the stream ends; report handles each.
+// read receives reports until the stream ends; report handles each, on a
+// goroutine of its own (see Connect).
 func (c *agentStream) read() error {
 	for {
 		m, err := c.stream.Recv()
 		if err != nil {
-			if c.ctx.Err() != nil || status.Code(err) == codes.Canceled {
+			if c.stream.Context().Err() != nil || status.Code(err) == codes.Canceled {
 				return nil
 			}
 			return err
 		}
-		if err := c.report(m); err != nil {
+		if err := deep(func() error { return c.report(m) }); err != nil {
 			return err
 		}
 	}
@@ -321,13 +338,14 @@ func (c *agentStream) read() error {
 
 // report verifies and stores one report, and acks it once it is stored.
 func (c *agentStream) report(m *agentv1.AgentMessage) error {
-	s, dev := c.s, &c.dev
+	s, dev := c.s, storage.Device{ID: c.deviceID, PublicKey: c.key}
 	sr := m.GetReport()
 	if sr == nil {
 		return status.Errorf(codes.InvalidArgument, "expected a report, got %s", messageName(m))
 	}
 	start := time.Now()
-	acc, err := s.Ingest.Accept(c.ctx, *dev, sr)
+	ctx := c.stream.Context()
+	acc, err := s.Ingest.Accept(ctx, dev, sr)
 	if err != nil {
 		var rej *ingest.Rejection
 		if !errors.As(err, &rej) {
@@ -349,7 +367,7 @@ func (c *agentStream) report(m *agentv1.AgentMessage) error {
 		return err
 	}
 	if !acc.Duplicate {
-		s.vouch(c.ctx, *dev, acc.Report)
+		s.vouch(ctx, dev, acc.Report)
 	}
 	return nil
 }
