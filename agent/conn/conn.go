@@ -45,6 +45,11 @@ func Dial(addr string, roots *x509.CertPool, cert ClientCert, now func() time.Ti
 		// Long enough for gRPC servers' default ping policy (5 min), short
 		// enough to notice a connection that died while the Mac slept.
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 5 * time.Minute, Timeout: 20 * time.Second}),
+		// gRPC's initial 64 KiB windows, kept fixed: with dynamic ones the
+		// agent pings the verifier after nearly every Ack it receives (to
+		// estimate the link's bandwidth-delay product), and the verifier
+		// answers each; the verifier's messages are a few KiB.
+		grpc.WithStaticStreamWindowSize(64<<10), grpc.WithStaticConnWindowSize(64<<10),
 	)
 }
 

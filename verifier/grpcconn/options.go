@@ -54,6 +54,14 @@ const (
 	// (ENHANCE_YOUR_CALM, "too_many_pings") after a few such pings, by
 	// gRPC's enforcement. Agents ping every 20 s at most.
 	pingMinTime = 20 * time.Second
+	// staticWindow is the flow-control window of agents' streams and
+	// connections: gRPC's initial 64 KiB, kept fixed. gRPC would otherwise
+	// estimate the link's bandwidth-delay product with a PING (and a window
+	// update) after nearly every report an agent sends one at a time,
+	// which costs the verifier a write and a read per report; an agent's
+	// messages are a few KiB, and a report at the 512 KiB limit takes a few
+	// more round trips.
+	staticWindow = 64 << 10
 )
 
 // DeviceOptions are the terms of connections with a device certificate,
@@ -69,6 +77,7 @@ func DeviceOptions(lim Limits) []grpc.ServerOption {
 		// An agent may keep pinging a connection whose stream it is
 		// re-opening.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: pingMinTime, PermitWithoutStream: true}),
+		grpc.StaticStreamWindowSize(staticWindow), grpc.StaticConnWindowSize(staticWindow),
 	}
 }
 

@@ -34,7 +34,9 @@ func scanReport(sc scanner) (storage.Report, error) {
 // seq again from 1 but the new reports are still the newest.
 const newestFirst = `ORDER BY enrollment DESC, seq DESC`
 
-// SaveReport's statements: every report runs them.
+// SaveReport's statements: every report runs the first three, as execs:
+// on a transaction, database/sql's rows (a goroutine and a context per
+// query) cost more than most of these statements' work.
 var (
 	// advanceDevice is checks 1 to 3 and the device's summary at once: it
 	// changes the device only if it is known, not revoked, still holds the
@@ -42,18 +44,34 @@ var (
 	// its row until the commit, so concurrent reports of one device are
 	// stored one after the other, and a re-enrollment (which writes the
 	// same row) comes wholly before or after each of them.
-	advanceDevice = prepared(`UPDATE devices SET last_seq = $2, last_report_at = $3, ` + lastSeenAt("$4") + `
-		WHERE id = $1 AND revoked_at = 0 AND public_key = $5 AND last_seq < $2 RETURNING enrollments`)
+	//
+	// It also counts the report against retention ($6 reports kept):
+	// report_count is how many the device holds once pruneReports has run,
+	// over_keep how many of its oldest pruneReports is to delete (both
+	// computed from the count before this report). Only SaveReport stores
+	// or deletes reports; anything that comes to must keep report_count
+	// exact, or retention deletes too few or too many.
+	advanceDevice = prepared(`UPDATE devices SET last_seq = $2, last_report_at = $3, ` + lastSeenAt("$4") + `,
+		report_count = CASE WHEN report_count < $6 THEN report_count + 1 ELSE $6 END,
+		over_keep = CASE WHEN report_count < $6 THEN 0 ELSE report_count + 1 - $6 END
+		WHERE id = $1 AND revoked_at = 0 AND public_key = $5 AND last_seq < $2`)
 	deviceState  = prepared(`SELECT revoked_at, public_key, last_seq, enrollments FROM devices WHERE id = $1`)
 	storedReport = prepared(`SELECT 1 FROM reports WHERE device_id = $1 AND enrollment = $2 AND seq = $3 AND payload = $4`)
+	// insertReport stores the report under the device's current
+	// enrollment, which advanceDevice's row lock keeps as it is.
 	insertReport = prepared(`INSERT INTO reports (device_id, enrollment, seq, observed_at, received_at, payload, signature, device_key)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`)
-	// pruneReports deletes every report beyond the keep ($2) newest; $3
-	// is no bound, as a LIMIT both engines take. Each is found by its
-	// primary key, so only those are visited.
-	pruneReports = prepared(`DELETE FROM reports WHERE device_id = $1 AND (enrollment, seq) IN (
-		SELECT enrollment, seq FROM reports WHERE device_id = $1 ` + newestFirst + ` LIMIT $3 OFFSET $2)`)
+		VALUES ($1, (SELECT enrollments FROM devices WHERE id = $1), $2, $3, $4, $5, $6, $7)`)
+	// pruneReports deletes the device's over_keep oldest reports, each
+	// found by its primary key. While over_keep is 0, device_id is
+	// compared with NULL, which matches nothing: no report is visited.
+	pruneReports = prepared(`DELETE FROM reports
+		WHERE device_id = (SELECT id FROM devices WHERE id = $1 AND over_keep > 0)
+		AND (enrollment, seq) IN (SELECT enrollment, seq FROM reports WHERE device_id = $1 ` + oldestFirst + `
+			LIMIT (SELECT over_keep FROM devices WHERE id = $1))`)
 )
+
+// oldestFirst is newestFirst reversed.
+const oldestFirst = `ORDER BY enrollment, seq`
 
 // SaveReport stores r and updates its device, consuming nonce when it is
 // set. The checks run in the documented order, so the first failing one
@@ -81,13 +99,14 @@ func (s *Store) SaveReport(ctx context.Context, r storage.Report, nonce []byte, 
 	err := s.grouped(ctx, func(ctx context.Context, q conn) error {
 		// 1.-3. Device known, not revoked and still holding r.Key; seq
 		// strictly increasing.
-		var enrollment int64
-		err := q.queryRow(ctx, advanceDevice, r.DeviceID, int64(r.Seq), observedAt, receivedAt, blob(r.Key)).Scan(&enrollment)
-		if errors.Is(err, sql.ErrNoRows) {
-			return refusal(ctx, q, r)
-		}
+		res, err := q.exec(ctx, advanceDevice, r.DeviceID, int64(r.Seq), observedAt, receivedAt, blob(r.Key), keep)
 		if err != nil {
 			return fmt.Errorf("updating device: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("updating device: %w", err)
+		} else if n == 0 {
+			return refusal(ctx, q, r)
 		}
 
 		// 4. Nonce, consumed only if everything else succeeds.
@@ -98,13 +117,13 @@ func (s *Store) SaveReport(ctx context.Context, r storage.Report, nonce []byte, 
 		}
 
 		// 5. The report.
-		if _, err := q.exec(ctx, insertReport, r.DeviceID, enrollment, int64(r.Seq), observedAt, receivedAt,
+		if _, err := q.exec(ctx, insertReport, r.DeviceID, int64(r.Seq), observedAt, receivedAt,
 			blob(r.Payload), blob(r.Signature), blob(r.Key)); err != nil {
 			return fmt.Errorf("inserting report: %w", err)
 		}
 
 		// 6. Retention.
-		if _, err := q.exec(ctx, pruneReports, r.DeviceID, keep, int64(math.MaxInt64)); err != nil {
+		if _, err := q.exec(ctx, pruneReports, r.DeviceID); err != nil {
 			return fmt.Errorf("pruning reports: %w", err)
 		}
 		return nil
