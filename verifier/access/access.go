@@ -158,13 +158,6 @@ func (g *Gate) Decide(ctx context.Context, q Query, mode Mode) (decision.Decisio
 	if err := g.loadReport(ctx, &in); err != nil {
 		return decision.Decision{}, err
 	}
-	if g.Rollout != nil {
-		ro, err := g.Rollout.Inputs(ctx, deviceID, q.Username, g.now())
-		if err != nil {
-			return decision.Decision{}, fmt.Errorf("%w: rollout: %w", ErrStorage, err)
-		}
-		in.Rollout = ro
-	}
 	in.Rollout.Continue, in.Rollout.ResolveLater = q.Continue, q.ResolveLater
 	in.Now = g.now()
 
@@ -180,6 +173,20 @@ func (g *Gate) Decide(ctx context.Context, q Query, mode Mode) (decision.Decisio
 		in.Now = g.now()
 	}
 	g.bindByAccounts(in.Person, user, in.Report, dev.ID)
+	// The rollout inputs (modes, grace, bypasses, exemptions) only soften
+	// what fails: decision.Decide reads them for its failing findings and
+	// for nothing else. A decision with none is final without them, and a
+	// sign-in from a Mac that passes skips their three reads.
+	d := decision.Decide(in)
+	if g.Rollout == nil || len(d.Failing) == 0 {
+		return d, nil
+	}
+	ro, err := g.Rollout.Inputs(ctx, deviceID, q.Username, in.Now)
+	if err != nil {
+		return decision.Decision{}, fmt.Errorf("%w: rollout: %w", ErrStorage, err)
+	}
+	ro.Continue, ro.ResolveLater = q.Continue, q.ResolveLater
+	in.Rollout = ro
 	return decision.Decide(in), nil
 }
 

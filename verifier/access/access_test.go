@@ -198,3 +198,46 @@ func TestGateUsesDeviceGiven(t *testing.T) {
 		t.Fatalf("err=%v device reads=%d", err, st.deviceReads)
 	}
 }
+
+// fakeRollout counts the reads of a sign-in's stored rollout state.
+type fakeRollout struct {
+	reads int
+	ro    decision.Rollout
+}
+
+func (f *fakeRollout) Inputs(context.Context, string, string, time.Time) (decision.Rollout, error) {
+	f.reads++
+	return f.ro, nil
+}
+
+// TestGateRolloutReadOnlyWhenSomethingFails: a Mac that passes is decided
+// without reading grace, bypasses or exemptions; one that fails reads
+// them, and they apply (here an exemption lets it through).
+func TestGateRolloutReadOnlyWhenSomethingFails(t *testing.T) {
+	t.Parallel()
+	dev := &storage.Device{ID: "dev1", Hostname: "mac"}
+	exempt := decision.Rollout{Exemptions: []decision.Exemption{{ID: 7, DeviceID: "dev1", ExpiresAt: now.Add(time.Hour)}}}
+	for _, tc := range []struct {
+		name      string
+		status    agentv1.PolicyStatus
+		wantReads int
+		wantAllow bool
+		wantMode  decision.Mode
+	}{
+		{"passes", agentv1.PolicyStatus_POLICY_STATUS_PASS, 0, true, decision.ModeEnforce},
+		{"fails, exempt", agentv1.PolicyStatus_POLICY_STATUS_FAIL, 1, true, decision.ModeExempt},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ro := &fakeRollout{ro: exempt}
+			g := gate(&fakeStore{dev: dev, report: stored(report(tc.status, now))}, &fakeChecker{})
+			g.Rollout = ro
+			d, err := g.Decide(context.Background(), Query{DeviceID: "dev1", Username: "ada"}, StoredOnly)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ro.reads != tc.wantReads || d.Allow != tc.wantAllow || d.Mode != tc.wantMode {
+				t.Errorf("reads %d, allow %v, mode %q; want %d, %v, %q", ro.reads, d.Allow, d.Mode, tc.wantReads, tc.wantAllow, tc.wantMode)
+			}
+		})
+	}
+}
