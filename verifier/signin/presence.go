@@ -89,7 +89,9 @@ type Presence struct {
 	// Connected reports whether a device's agent holds a stream to this or
 	// another replica (hub.Hub.Connected).
 	Connected func(deviceID string) bool
-	// HintKey signs the device-hint cookie (shared by every replica).
+	// HintKey signs the device-hint cookie and authenticates the
+	// challenges this verifier issues (shared by every replica; each use
+	// has its own context).
 	HintKey []byte
 	// MaxSkew is how far a statement's time may be ahead of this clock (or
 	// behind it beyond ChallengeTTL): the agent's clock, not this one.
@@ -115,6 +117,37 @@ func (p *Presence) Check() error {
 	}
 	p.origin = o
 	return nil
+}
+
+// challengeNonce is how many of a challenge's bytes are random; the rest
+// are their MAC.
+const challengeNonce = 16
+
+// newChallenge is a one-time challenge: 16 random bytes and their MAC
+// under the presence key, so that a statement naming a challenge no
+// replica issued is refused before anything is read or written for it.
+// To the agent it is presence.ChallengeSize opaque bytes, as before.
+func (p *Presence) newChallenge() string {
+	b := make([]byte, presence.ChallengeSize)
+	_, _ = rand.Read(b[:challengeNonce])
+	copy(b[challengeNonce:], p.challengeMAC(b[:challengeNonce]))
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// issued reports whether challenge carries a valid MAC: one a replica made.
+func (p *Presence) issued(challenge string) bool {
+	b, err := base64.RawURLEncoding.DecodeString(challenge)
+	if err != nil || len(b) != presence.ChallengeSize {
+		return false
+	}
+	return hmac.Equal(b[challengeNonce:], p.challengeMAC(b[:challengeNonce]))
+}
+
+func (p *Presence) challengeMAC(nonce []byte) []byte {
+	m := hmac.New(sha256.New, p.HintKey)
+	m.Write([]byte("clearance presence challenge v1\n"))
+	m.Write(nonce)
+	return m.Sum(nil)[:presence.ChallengeSize-challengeNonce]
 }
 
 func hash32(b []byte) []byte {
@@ -218,7 +251,7 @@ func (h *Handler) askAgent(w http.ResponseWriter, r *http.Request, a *attempt) {
 	// stores no challenge and sets no cookie. A failure of either part
 	// (a taken challenge hash included) stores neither and fails closed,
 	// as a replay cache that cannot write does.
-	challenge := presence.NewChallenge()
+	challenge := h.Presence.newChallenge()
 	err := h.Store.StartSignInChallenge(ctx, a.req.AuthnRequest.Issuer.Value, a.req.AuthnRequest.ID, h.requestIDExpiry(a.req, a.start),
 		storage.SignInChallenge{
 			ChallengeHash: hash32([]byte(challenge)), BrowserHash: hash32([]byte(browser)),
@@ -273,13 +306,18 @@ func (h *Handler) presence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// 2. The sign-in it answers, 3. used now, whatever follows (one
-	// write): a statement completes its sign-in at most once, and is spent
+	// 2. The sign-in it answers (a challenge a replica issued: its MAC is
+	// checked before anything is read or written), 3. used now, whatever
+	// follows (one write): a statement completes its sign-in at most once, and is spent
 	// by its first presentation even when that one is refused. A statement
 	// leaked on its way (to another browser, into a browser's history, a
 	// proxy's log) is worth nothing afterwards, and one challenge yields at
 	// most one refusal on record. Of concurrent presentations, exactly one
 	// gets past this, on any replica.
+	if !p.issued(st.Challenge) {
+		h.refuse(w, r, byAnyone(refused(reason.PresenceUnknown, "no sign-in has this challenge: not one this verifier issued (device %s)", st.DeviceID)), http.StatusBadRequest)
+		return
+	}
 	chash := hash32([]byte(st.Challenge))
 	ch, err := h.Store.UseSignInChallenge(ctx, chash, start)
 	switch {
