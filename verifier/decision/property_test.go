@@ -358,4 +358,3 @@ func checkRolloutOnlySoftensFailures(t *testing.T, in decision.Input, d decision
 		t.Fatalf("a decision with nothing failing changed with the rollout inputs:\n%+v\nwant\n%+v", got, d)
 	}
 }
-
