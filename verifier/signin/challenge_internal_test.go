@@ -3,6 +3,7 @@ package signin
 import (
 	"bytes"
 	"encoding/base64"
+	"strings"
 	"testing"
 
 	"github.com/clearance/clearance/pkg/presence"
@@ -36,7 +37,14 @@ func TestChallengesCarryTheirMAC(t *testing.T) {
 			t.Errorf("a challenge with byte %d changed is recognised", i)
 		}
 	}
-	for _, bad := range []string{presence.NewChallenge(), "", "!!", c[:len(c)-1], c + "A", base64.StdEncoding.EncodeToString(raw)} {
+	// The last character carries two spare bits: the three other
+	// spellings of the same bytes are not this challenge.
+	last := strings.IndexByte(alphabet, c[len(c)-1])
+	var spellings []string
+	for i := 1; i < 4; i++ {
+		spellings = append(spellings, c[:len(c)-1]+string(alphabet[last^i]))
+	}
+	for _, bad := range append(spellings, presence.NewChallenge(), "", "!!", c[:len(c)-1], c+"A", base64.StdEncoding.EncodeToString(raw)) {
 		if p.issued(bad) {
 			t.Errorf("issued(%q) = true", bad)
 		}
@@ -54,8 +62,10 @@ func FuzzIssued(f *testing.F) {
 			return
 		}
 		raw, err := base64.RawURLEncoding.DecodeString(s)
-		if err != nil || len(raw) != presence.ChallengeSize {
-			t.Fatalf("issued(%q) with %d bytes, %v", s, len(raw), err)
+		if err != nil || len(raw) != presence.ChallengeSize || base64.RawURLEncoding.EncodeToString(raw) != s {
+			t.Fatalf("issued(%q): %d bytes, %v, not in its one spelling", s, len(raw), err)
 		}
 	})
 }
+
+const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"

@@ -134,9 +134,11 @@ func (p *Presence) newChallenge() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// issued reports whether challenge carries a valid MAC: one a replica made.
+// issued reports whether challenge carries a valid MAC: one a replica made,
+// in its one spelling (canonical base64url, as the statement's parser
+// requires too).
 func (p *Presence) issued(challenge string) bool {
-	b, err := base64.RawURLEncoding.DecodeString(challenge)
+	b, err := base64.RawURLEncoding.Strict().DecodeString(challenge)
 	if err != nil || len(b) != presence.ChallengeSize {
 		return false
 	}
