@@ -5,7 +5,7 @@
 #   PROFILE_ROWS       which rows (default: clearance-agent clearance-certificate
 #                      crewjam; clearance-assertion is the agent row with only
 #                      the Assertion signed)
-#   PROFILE_BENCHTIME  benchtime of each round (default 3s; three rounds)
+#   PROFILE_BENCHTIME  benchtime of each round (default 3s; five rounds)
 #   PROFILE_NODES      lines of each top (default 30)
 #   PROFILE_DIR        where the test binary and profiles are kept (default: a
 #                      temporary directory, removed at the end); open one with
@@ -44,7 +44,7 @@ setup='startSSOBench|startCrewjamPeer|ssoBench\)\.(browser|requests)|rsaIdentity
 
 for row in $rows; do
   cpu=$dir/cpu-$row.pprof mem=$dir/mem-$row.pprof
-  echo "== $row: $benchtime x 3 rounds (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+  echo "== $row: $benchtime x 5 rounds (load: $(cut -d' ' -f1-3 /proc/loadavg))"
   # The test binary runs in its package directory, as go test runs it.
   (cd verifier/server && "$bin" -test.run='^$' -test.bench="^BenchmarkSSOBesidePeer\$/^$row(#[0-9]+)?\$" \
     -test.benchtime="$benchtime" -test.count=1 -test.cpuprofile="$cpu" -test.memprofile="$mem" \
