@@ -99,6 +99,9 @@ func (i *Identifier) Identify(ctx context.Context, r *http.Request, now time.Tim
 	}
 	// The chain is ours; now the record: every certificate the verifier
 	// issued is stored, so one that is not is not honoured.
+	if id, ok := i.current(ctx, leaf, serial, via); ok {
+		return id, nil
+	}
 	rec, err := i.Store.GetCert(ctx, serial)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -154,6 +157,29 @@ func (i *Identifier) Identify(ctx context.Context, r *http.Request, now time.Tim
 			Detail: fmt.Sprintf("certificate %s was replaced by %s", serial, dev.CertSerial)}
 	}
 	return Identity{DeviceID: id, CertSerial: serial, Via: via, Device: &dev}, nil
+}
+
+// current identifies the common case with one read: the agent's own
+// certificate, whose serial is its device's current one. A device's
+// current serial is set only in the transaction that stores that
+// certificate for that device (enrollment, renewal), and certificate
+// records are never changed or deleted, so the record the full path would
+// read is there and names this device. Every other case (a browser
+// certificate, a superseded or unknown one, a failed read) takes the full
+// path, which says why.
+func (i *Identifier) current(ctx context.Context, leaf *x509.Certificate, serial, via string) (Identity, bool) {
+	if ca.IsBrowserCert(leaf) {
+		return Identity{}, false
+	}
+	id, err := ca.DeviceIDFromCert(leaf)
+	if err != nil {
+		return Identity{}, false
+	}
+	dev, err := i.Store.GetDevice(ctx, id)
+	if err != nil || dev.ID != id || dev.CertSerial == "" || dev.CertSerial != serial {
+		return Identity{}, false
+	}
+	return Identity{DeviceID: id, CertSerial: serial, Via: via, Device: &dev}, true
 }
 
 // Presented reports whether the browser offered a certificate at all: in
