@@ -240,7 +240,13 @@ func DecodePost(samlRequest, relayState string) (*Received, error) {
 // not survive an encoding/xml round trip unchanged (the mattermost
 // round-trip validator; such documents parse differently in different XML
 // libraries, which signature-wrapping attacks exploit).
-func checkXML(data []byte) error {
+//
+// When shape is not nil, its Subject rules are applied to the same tokens
+// (the same decoder settings checkSubject uses), so that bytes which are
+// both checked and read are tokenized once; the first rule broken is left
+// in shape.err, for the caller to return where checkSubject's refusal
+// would have come.
+func checkXML(data []byte, shape *subjectShape) error {
 	d := xml.NewDecoder(bytes.NewReader(data))
 	d.Strict = true
 	for {
@@ -258,6 +264,9 @@ func checkXML(data []byte) error {
 			if t.Target != "xml" {
 				return refuse(reason.MalformedXML, "processing instruction %.64q", t.Target)
 			}
+		}
+		if shape != nil && shape.err == nil {
+			shape.err = shape.step(tok)
 		}
 	}
 	if err := checkRoundTrip(data); err != nil {
@@ -318,12 +327,7 @@ var nameIDFormats = []string{
 // (missing_subject).
 func checkSubject(data []byte) error {
 	d := xml.NewDecoder(bytes.NewReader(data))
-	var (
-		path     []xml.Name
-		subjects int
-		nameIDs  int
-	)
-	bad := func(format string, args ...any) error { return refuse(reason.BadSubject, format, args...) }
+	var shape subjectShape
 	for {
 		tok, err := d.Token()
 		if errors.Is(err, io.EOF) {
@@ -332,48 +336,68 @@ func checkSubject(data []byte) error {
 		if err != nil {
 			return refuse(reason.MalformedXML, "%v", err)
 		}
-		inNameID := len(path) == 3 && path[2].Local == "NameID"
-		switch t := tok.(type) {
-		case xml.StartElement:
-			switch {
-			case inNameID:
-				return bad("NameID holds an element <%s>; it must hold the username only", t.Name.Local)
-			case len(path) == 1 && t.Name.Local == "Subject":
-				if t.Name.Space != nsAssertion {
-					return bad("Subject in namespace %.100q, want %s", t.Name.Space, nsAssertion)
-				}
-				if subjects++; subjects > 1 {
-					return bad("more than one Subject")
-				}
-			case len(path) == 2 && path[1].Local == "Subject":
-				if t.Name.Local != "NameID" || t.Name.Space != nsAssertion {
-					return bad("Subject holds <%.100s> in %.100q; want one saml:NameID and nothing else", t.Name.Local, t.Name.Space)
-				}
-				if nameIDs++; nameIDs > 1 {
-					return bad("more than one NameID")
-				}
-				if err := checkFormat("NameID", t.Attr); err != nil {
-					return err
-				}
-			case len(path) == 1 && t.Name.Local == "NameIDPolicy":
-				// Without a NameID Format, the response asserts the policy's.
-				if err := checkFormat("NameIDPolicy", t.Attr); err != nil {
-					return err
-				}
-			}
-			path = append(path, t.Name)
-		case xml.EndElement:
-			path = path[:len(path)-1]
-		case xml.Comment:
-			if inNameID {
-				return bad("NameID holds a comment; it must hold the username only")
-			}
-		case xml.ProcInst, xml.Directive:
-			if inNameID {
-				return bad("NameID holds markup; it must hold the username only")
-			}
+		if err := shape.step(tok); err != nil {
+			return err
 		}
 	}
+}
+
+// subjectShape is checkSubject's state between tokens, so that its rules
+// can also ride on checkXML's pass over the same bytes.
+type subjectShape struct {
+	path     []xml.Name
+	subjects int
+	nameIDs  int
+	err      error // the first rule broken, when carried by checkXML
+}
+
+// step applies the Subject rules to the next token of a strict decoder's
+// Token stream. After it returns an error, the state is not meaningful.
+func (s *subjectShape) step(tok xml.Token) error {
+	bad := func(format string, args ...any) error { return refuse(reason.BadSubject, format, args...) }
+	path := s.path
+	inNameID := len(path) == 3 && path[2].Local == "NameID"
+	switch t := tok.(type) {
+	case xml.StartElement:
+		switch {
+		case inNameID:
+			return bad("NameID holds an element <%s>; it must hold the username only", t.Name.Local)
+		case len(path) == 1 && t.Name.Local == "Subject":
+			if t.Name.Space != nsAssertion {
+				return bad("Subject in namespace %.100q, want %s", t.Name.Space, nsAssertion)
+			}
+			if s.subjects++; s.subjects > 1 {
+				return bad("more than one Subject")
+			}
+		case len(path) == 2 && path[1].Local == "Subject":
+			if t.Name.Local != "NameID" || t.Name.Space != nsAssertion {
+				return bad("Subject holds <%.100s> in %.100q; want one saml:NameID and nothing else", t.Name.Local, t.Name.Space)
+			}
+			if s.nameIDs++; s.nameIDs > 1 {
+				return bad("more than one NameID")
+			}
+			if err := checkFormat("NameID", t.Attr); err != nil {
+				return err
+			}
+		case len(path) == 1 && t.Name.Local == "NameIDPolicy":
+			// Without a NameID Format, the response asserts the policy's.
+			if err := checkFormat("NameIDPolicy", t.Attr); err != nil {
+				return err
+			}
+		}
+		s.path = append(path, t.Name)
+	case xml.EndElement:
+		s.path = path[:len(path)-1]
+	case xml.Comment:
+		if inNameID {
+			return bad("NameID holds a comment; it must hold the username only")
+		}
+	case xml.ProcInst, xml.Directive:
+		if inNameID {
+			return bad("NameID holds markup; it must hold the username only")
+		}
+	}
+	return nil
 }
 
 // checkFormat holds an element's Format attributes to the known formats.
@@ -437,7 +461,8 @@ type Request struct {
 // consult the replay cache (the caller does, after this, so that only
 // requests that passed every other check take a slot in it).
 func Validate(rec *Received, e Expect) (*Request, error) {
-	if err := checkXML(rec.XML); err != nil {
+	var shape subjectShape
+	if err := checkXML(rec.XML, &shape); err != nil {
 		return nil, err
 	}
 	signedXML := rec.XML
@@ -467,10 +492,14 @@ func Validate(rec *Received, e Expect) (*Request, error) {
 			return nil, refuse(reason.MalformedXML, "re-serializing the signed request: %v", err)
 		}
 		signed = true
+		// Other bytes than checkXML's pass saw: their Subject is checked
+		// on their own tokens.
+		shape.err = checkSubject(signedXML)
 	}
 
-	if err := checkSubject(signedXML); err != nil {
-		return nil, err
+	// Refused only now, after the signature, as a separate pass refused it.
+	if shape.err != nil {
+		return nil, shape.err
 	}
 	var ar saml.AuthnRequest
 	if err := xml.Unmarshal(signedXML, &ar); err != nil {
