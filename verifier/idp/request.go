@@ -241,12 +241,13 @@ func DecodePost(samlRequest, relayState string) (*Received, error) {
 // round-trip validator; such documents parse differently in different XML
 // libraries, which signature-wrapping attacks exploit).
 //
-// When shape is not nil, its Subject rules are applied to the same tokens
-// (the same decoder settings checkSubject uses), so that bytes which are
-// both checked and read are tokenized once; the first rule broken is left
-// in shape.err, for the caller to return where checkSubject's refusal
-// would have come.
-func checkXML(data []byte, shape *subjectShape) error {
+// When p is not nil, the same tokens (the same decoder settings
+// checkSubject and xml.Unmarshal use) are also held to the Subject rules
+// and read into an AuthnRequest, so that bytes which are both checked and
+// read are tokenized once. The first Subject rule broken is left in
+// p.shape.err, for the caller to return where checkSubject's refusal would
+// have come; nothing read counts unless checkXML returns nil.
+func checkXML(data []byte, p *tokenPass) error {
 	d := xml.NewDecoder(bytes.NewReader(data))
 	d.Strict = true
 	for {
@@ -265,8 +266,11 @@ func checkXML(data []byte, shape *subjectShape) error {
 				return refuse(reason.MalformedXML, "processing instruction %.64q", t.Target)
 			}
 		}
-		if shape != nil && shape.err == nil {
-			shape.err = shape.step(tok)
+		if p != nil {
+			if p.shape.err == nil {
+				p.shape.err = p.shape.step(tok)
+			}
+			p.read.step(tok)
 		}
 	}
 	if err := checkRoundTrip(data); err != nil {
@@ -340,6 +344,12 @@ func checkSubject(data []byte) error {
 			return err
 		}
 	}
+}
+
+// tokenPass is what rides on checkXML's token pass.
+type tokenPass struct {
+	shape subjectShape
+	read  requestReader
 }
 
 // subjectShape is checkSubject's state between tokens, so that its rules
@@ -461,12 +471,13 @@ type Request struct {
 // consult the replay cache (the caller does, after this, so that only
 // requests that passed every other check take a slot in it).
 func Validate(rec *Received, e Expect) (*Request, error) {
-	var shape subjectShape
-	if err := checkXML(rec.XML, &shape); err != nil {
+	var pass tokenPass
+	if err := checkXML(rec.XML, &pass); err != nil {
 		return nil, err
 	}
+	shape := &pass.shape
 	signedXML := rec.XML
-	signed := false
+	signed, reserialized := false, false
 	switch {
 	case len(e.RequestCerts) == 0:
 		// No Okta certificate configured: signatures cannot be checked and
@@ -491,9 +502,9 @@ func Validate(rec *Received, e Expect) (*Request, error) {
 		if signedXML, err = doc.WriteToBytes(); err != nil {
 			return nil, refuse(reason.MalformedXML, "re-serializing the signed request: %v", err)
 		}
-		signed = true
+		signed, reserialized = true, true
 		// Other bytes than checkXML's pass saw: their Subject is checked
-		// on their own tokens.
+		// and they are read on their own tokens.
 		shape.err = checkSubject(signedXML)
 	}
 
@@ -502,7 +513,9 @@ func Validate(rec *Received, e Expect) (*Request, error) {
 		return nil, shape.err
 	}
 	var ar saml.AuthnRequest
-	if err := xml.Unmarshal(signedXML, &ar); err != nil {
+	if read, ok := pass.read.result(); ok && !reserialized {
+		ar = *read
+	} else if err := xml.Unmarshal(signedXML, &ar); err != nil {
 		return nil, refuse(reason.MalformedXML, "not an AuthnRequest: %v", err)
 	}
 	// XML is what was parsed: for a signed POST, the signed element only, so
