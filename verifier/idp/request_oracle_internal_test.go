@@ -531,4 +531,25 @@ func TestOktaRequestsAreRead(t *testing.T) {
 			t.Errorf("%s: read %v, %+v", user, ok, ar)
 		}
 	}
+	// A held request, as Validate keeps it, is read again in one pass
+	// too: a signed POST's re-serialized element included.
+	key, cert := testSigner(t)
+	signed := testSP(key, cert)
+	form, err := signed.PostForm(signed.NewRequest("ada@example.com"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := DecodePost(form.Get("SAMLRequest"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := Validate(rec, expect(cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, held := range [][]byte{req.XML, sp.RequestXML(sp.NewRequest("ada@example.com"))} {
+		if ar, ok := readHeld(held); !ok || ar.Subject.NameID.Value != "ada@example.com" {
+			t.Errorf("held request not read in one pass: %v %+v\n%s", ok, ar, held)
+		}
+	}
 }
