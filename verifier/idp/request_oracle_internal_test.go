@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding"
 	"encoding/base64"
 	"encoding/xml"
 	"errors"
@@ -513,6 +514,18 @@ func TestRequestReaderKnowsTheSchema(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("the crewjam types are now:\n%s", strings.Join(got, "\n"))
+	}
+	// The reader mirrors encoding/xml's own decoding of the inner types,
+	// and crewjam's UnmarshalXML (RelaxedTime) of the root.
+	for _, v := range []any{&saml.Issuer{}, &saml.Subject{}, &saml.NameID{}, &saml.NameIDPolicy{}} {
+		_, custom := v.(xml.Unmarshaler)
+		_, text := v.(encoding.TextUnmarshaler)
+		if custom || text {
+			t.Errorf("%T now decodes itself", v)
+		}
+	}
+	if _, custom := any(&saml.AuthnRequest{}).(xml.Unmarshaler); !custom {
+		t.Error("*saml.AuthnRequest no longer has its UnmarshalXML")
 	}
 }
 
