@@ -240,7 +240,14 @@ func DecodePost(samlRequest, relayState string) (*Received, error) {
 // not survive an encoding/xml round trip unchanged (the mattermost
 // round-trip validator; such documents parse differently in different XML
 // libraries, which signature-wrapping attacks exploit).
-func checkXML(data []byte) error {
+//
+// When p is not nil, the same tokens (the same decoder settings
+// checkSubject and xml.Unmarshal use) are also held to the Subject rules
+// and read into an AuthnRequest, so that bytes which are both checked and
+// read are tokenized once. The first Subject rule broken is left in
+// p.shape.err, for the caller to return where checkSubject's refusal would
+// have come; nothing read counts unless checkXML returns nil.
+func checkXML(data []byte, p *tokenPass) error {
 	d := xml.NewDecoder(bytes.NewReader(data))
 	d.Strict = true
 	for {
@@ -258,6 +265,12 @@ func checkXML(data []byte) error {
 			if t.Target != "xml" {
 				return refuse(reason.MalformedXML, "processing instruction %.64q", t.Target)
 			}
+		}
+		if p != nil {
+			if p.shape.err == nil {
+				p.shape.err = p.shape.step(tok)
+			}
+			p.read.step(tok)
 		}
 	}
 	if err := checkRoundTrip(data); err != nil {
@@ -318,12 +331,7 @@ var nameIDFormats = []string{
 // (missing_subject).
 func checkSubject(data []byte) error {
 	d := xml.NewDecoder(bytes.NewReader(data))
-	var (
-		path     []xml.Name
-		subjects int
-		nameIDs  int
-	)
-	bad := func(format string, args ...any) error { return refuse(reason.BadSubject, format, args...) }
+	var shape subjectShape
 	for {
 		tok, err := d.Token()
 		if errors.Is(err, io.EOF) {
@@ -332,48 +340,74 @@ func checkSubject(data []byte) error {
 		if err != nil {
 			return refuse(reason.MalformedXML, "%v", err)
 		}
-		inNameID := len(path) == 3 && path[2].Local == "NameID"
-		switch t := tok.(type) {
-		case xml.StartElement:
-			switch {
-			case inNameID:
-				return bad("NameID holds an element <%s>; it must hold the username only", t.Name.Local)
-			case len(path) == 1 && t.Name.Local == "Subject":
-				if t.Name.Space != nsAssertion {
-					return bad("Subject in namespace %.100q, want %s", t.Name.Space, nsAssertion)
-				}
-				if subjects++; subjects > 1 {
-					return bad("more than one Subject")
-				}
-			case len(path) == 2 && path[1].Local == "Subject":
-				if t.Name.Local != "NameID" || t.Name.Space != nsAssertion {
-					return bad("Subject holds <%.100s> in %.100q; want one saml:NameID and nothing else", t.Name.Local, t.Name.Space)
-				}
-				if nameIDs++; nameIDs > 1 {
-					return bad("more than one NameID")
-				}
-				if err := checkFormat("NameID", t.Attr); err != nil {
-					return err
-				}
-			case len(path) == 1 && t.Name.Local == "NameIDPolicy":
-				// Without a NameID Format, the response asserts the policy's.
-				if err := checkFormat("NameIDPolicy", t.Attr); err != nil {
-					return err
-				}
-			}
-			path = append(path, t.Name)
-		case xml.EndElement:
-			path = path[:len(path)-1]
-		case xml.Comment:
-			if inNameID {
-				return bad("NameID holds a comment; it must hold the username only")
-			}
-		case xml.ProcInst, xml.Directive:
-			if inNameID {
-				return bad("NameID holds markup; it must hold the username only")
-			}
+		if err := shape.step(tok); err != nil {
+			return err
 		}
 	}
+}
+
+// tokenPass is what rides on checkXML's token pass.
+type tokenPass struct {
+	shape subjectShape
+	read  requestReader
+}
+
+// subjectShape is checkSubject's state between tokens, so that its rules
+// can also ride on checkXML's pass over the same bytes.
+type subjectShape struct {
+	path     []xml.Name
+	subjects int
+	nameIDs  int
+	err      error // the first rule broken, when carried by checkXML
+}
+
+// step applies the Subject rules to the next token of a strict decoder's
+// Token stream. After it returns an error, the state is not meaningful.
+func (s *subjectShape) step(tok xml.Token) error {
+	bad := func(format string, args ...any) error { return refuse(reason.BadSubject, format, args...) }
+	path := s.path
+	inNameID := len(path) == 3 && path[2].Local == "NameID"
+	switch t := tok.(type) {
+	case xml.StartElement:
+		switch {
+		case inNameID:
+			return bad("NameID holds an element <%s>; it must hold the username only", t.Name.Local)
+		case len(path) == 1 && t.Name.Local == "Subject":
+			if t.Name.Space != nsAssertion {
+				return bad("Subject in namespace %.100q, want %s", t.Name.Space, nsAssertion)
+			}
+			if s.subjects++; s.subjects > 1 {
+				return bad("more than one Subject")
+			}
+		case len(path) == 2 && path[1].Local == "Subject":
+			if t.Name.Local != "NameID" || t.Name.Space != nsAssertion {
+				return bad("Subject holds <%.100s> in %.100q; want one saml:NameID and nothing else", t.Name.Local, t.Name.Space)
+			}
+			if s.nameIDs++; s.nameIDs > 1 {
+				return bad("more than one NameID")
+			}
+			if err := checkFormat("NameID", t.Attr); err != nil {
+				return err
+			}
+		case len(path) == 1 && t.Name.Local == "NameIDPolicy":
+			// Without a NameID Format, the response asserts the policy's.
+			if err := checkFormat("NameIDPolicy", t.Attr); err != nil {
+				return err
+			}
+		}
+		s.path = append(path, t.Name)
+	case xml.EndElement:
+		s.path = path[:len(path)-1]
+	case xml.Comment:
+		if inNameID {
+			return bad("NameID holds a comment; it must hold the username only")
+		}
+	case xml.ProcInst, xml.Directive:
+		if inNameID {
+			return bad("NameID holds markup; it must hold the username only")
+		}
+	}
+	return nil
 }
 
 // checkFormat holds an element's Format attributes to the known formats.
@@ -437,11 +471,13 @@ type Request struct {
 // consult the replay cache (the caller does, after this, so that only
 // requests that passed every other check take a slot in it).
 func Validate(rec *Received, e Expect) (*Request, error) {
-	if err := checkXML(rec.XML); err != nil {
+	var pass tokenPass
+	if err := checkXML(rec.XML, &pass); err != nil {
 		return nil, err
 	}
+	shape := &pass.shape
 	signedXML := rec.XML
-	signed := false
+	signed, reserialized := false, false
 	switch {
 	case len(e.RequestCerts) == 0:
 		// No Okta certificate configured: signatures cannot be checked and
@@ -466,14 +502,20 @@ func Validate(rec *Received, e Expect) (*Request, error) {
 		if signedXML, err = doc.WriteToBytes(); err != nil {
 			return nil, refuse(reason.MalformedXML, "re-serializing the signed request: %v", err)
 		}
-		signed = true
+		signed, reserialized = true, true
+		// Other bytes than checkXML's pass saw: their Subject is checked
+		// and they are read on their own tokens.
+		shape.err = checkSubject(signedXML)
 	}
 
-	if err := checkSubject(signedXML); err != nil {
-		return nil, err
+	// Refused only now, after the signature, as a separate pass refused it.
+	if shape.err != nil {
+		return nil, shape.err
 	}
 	var ar saml.AuthnRequest
-	if err := xml.Unmarshal(signedXML, &ar); err != nil {
+	if read, ok := pass.read.result(); ok && !reserialized {
+		ar = *read
+	} else if err := xml.Unmarshal(signedXML, &ar); err != nil {
 		return nil, refuse(reason.MalformedXML, "not an AuthnRequest: %v", err)
 	}
 	// XML is what was parsed: for a signed POST, the signed element only, so
@@ -553,11 +595,15 @@ func checkFields(req *Request, e Expect) error {
 // design, and the signature, which was verified on arrival.
 func Reparse(xmlBytes []byte, relayState string, e Expect) (*Request, error) {
 	var ar saml.AuthnRequest
-	if err := xml.Unmarshal(xmlBytes, &ar); err != nil {
-		return nil, refuse(reason.MalformedXML, "held request: %v", err)
-	}
-	if err := checkSubject(xmlBytes); err != nil {
-		return nil, err
+	if read, ok := readHeld(xmlBytes); ok {
+		ar = *read
+	} else {
+		if err := xml.Unmarshal(xmlBytes, &ar); err != nil {
+			return nil, refuse(reason.MalformedXML, "held request: %v", err)
+		}
+		if err := checkSubject(xmlBytes); err != nil {
+			return nil, err
+		}
 	}
 	// Signed as it was on arrival: with RequestCerts set, Validate accepted
 	// only signed requests, and without them none is signed. (A request held
@@ -566,6 +612,32 @@ func Reparse(xmlBytes []byte, relayState string, e Expect) (*Request, error) {
 	req := &Request{AuthnRequest: ar, XML: xmlBytes, RelayState: relayState, Signed: len(e.RequestCerts) > 0}
 	e.Now, e.MaxSkew = ar.IssueInstant, time.Hour
 	return req, checkFields(req, e)
+}
+
+// readHeld reads a held request in one token pass, the Subject rules and
+// requestReader together (the decoder settings of checkSubject and
+// xml.Unmarshal). It answers only for a document that tokenizes to its
+// end, keeps every Subject rule and has the shape the reader knows, where
+// the separate passes would both have succeeded with the same result;
+// for anything else Reparse takes those passes, which decide the refusal.
+func readHeld(data []byte) (*saml.AuthnRequest, bool) {
+	d := xml.NewDecoder(bytes.NewReader(data))
+	var p tokenPass
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			return p.read.result()
+		}
+		if err != nil {
+			return nil, false
+		}
+		if p.shape.step(tok) != nil {
+			return nil, false
+		}
+		if p.read.step(tok); p.read.gaveUp {
+			return nil, false
+		}
+	}
 }
 
 // isNCName is a conservative xs:ID check: a letter or '_' first, then
