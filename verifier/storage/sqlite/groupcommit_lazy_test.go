@@ -2,12 +2,14 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/clearance/clearance/verifier/storage"
+	"github.com/clearance/clearance/verifier/storage/sqlstore"
 )
 
 // writerSynchronous is the writer connection's synchronous setting (2: FULL).
@@ -77,5 +79,60 @@ func TestDurableWriteLeavesALazyBatch(t *testing.T) {
 	}
 	if got := writerSynchronous(t, s); got != 2 {
 		t.Fatalf("writer synchronous = %d, want 2 (FULL)", got)
+	}
+}
+
+// A lazy write, committed on the lazy connection, is seen at once by
+// another connection to the file, and by the durable batch after it on the
+// pool's connection: a replayed request ID is refused whichever commits it.
+// What both commits stored is there after reopening.
+func TestLazyThenDurableSeenByAnotherConnection(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "clearance.db")
+	s := open(t, path)
+	ctx := t.Context()
+	other, err := sql.Open("sqlite", dsn(path, true))
+	must(t, err)
+	defer other.Close()
+	requestIDs := func() int {
+		var n int
+		must(t, other.QueryRowContext(ctx, `SELECT count(*) FROM saml_request_ids`).Scan(&n))
+		return n
+	}
+
+	must(t, s.UseRequestID(ctx, "https://okta.example", "id-1", t0.Add(time.Hour)))
+	if got := requestIDs(); got != 1 {
+		t.Fatalf("another connection sees %d request IDs after the lazy commit, want 1", got)
+	}
+	// The same ID in a durable batch: on the other connection, refused.
+	err = s.reports.do(ctx, false, func(ctx context.Context, tx *sqlstore.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO saml_request_ids (issuer, id, expires_at) VALUES (?, ?, ?)`,
+			"https://okta.example", "id-1", t0.Add(time.Hour).UnixNano())
+		return err
+	})
+	if !isDuplicate(err) {
+		t.Fatalf("the lazy write's ID again in a durable batch: %v, want a unique violation", err)
+	}
+	if _, err := s.AppendDecision(ctx, storage.DecisionRecord{At: t0, Username: "ada@example.com", Reason: "ok", Allow: true}); err != nil {
+		t.Fatal(err)
+	}
+	var decisions int
+	must(t, other.QueryRowContext(ctx, `SELECT count(*) FROM decisions`).Scan(&decisions))
+	if decisions != 1 {
+		t.Fatalf("another connection sees %d decisions, want 1", decisions)
+	}
+	if c, l := s.reports.commits.Load(), s.reports.lazyCommits.Load(); l != 1 || c < 2 {
+		t.Fatalf("%d commits, %d lazy; want 1 lazy and the durable ones", c, l)
+	}
+	must(t, other.Close())
+	must(t, s.Close())
+
+	s = open(t, path)
+	if err := s.UseRequestID(ctx, "https://okta.example", "id-1", t0.Add(time.Hour)); !errors.Is(err, storage.ErrAlreadyExists) {
+		t.Errorf("id-1 after reopening: %v, want ErrAlreadyExists", err)
+	}
+	ds, err := s.ListDecisions(ctx, storage.DecisionFilter{Limit: 10})
+	must(t, err)
+	if len(ds) != 1 {
+		t.Errorf("%d decisions after reopening, want 1", len(ds))
 	}
 }
