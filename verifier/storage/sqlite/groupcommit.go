@@ -280,7 +280,10 @@ fill:
 		}
 	}
 
-	// 3. Each report whose caller still waits, in its own savepoint.
+	// 3. Each report whose caller still waits, in its own savepoint. A
+	// batch of one needs none: rolling back the transaction rolls back
+	// that write alone, and a sign-in's lazy writes often come one by one.
+	alone := len(batch) == 1
 	taken := make([]*saveReq, 0, len(batch))
 	results := make([]error, 0, len(batch))
 	fail := func(err error) {
@@ -308,6 +311,18 @@ fill:
 			w.afterTake()
 		}
 		taken = append(taken, req)
+		if alone {
+			res := req.save(w.ctx, tx)
+			if res != nil {
+				// Refused: nothing is stored, its caller gets its own
+				// error, and there is nothing to commit.
+				_ = tx.Rollback()
+				req.done <- res
+				return
+			}
+			results = append(results, res)
+			continue
+		}
 		if err := w.exec(tx, w.sp.begin); err != nil {
 			fail(err)
 			return

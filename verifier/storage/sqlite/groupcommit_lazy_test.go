@@ -41,9 +41,10 @@ func TestLazyCommitSkipsTheFsyncOnly(t *testing.T) {
 	if _, err := s.AppendDecision(ctx, storage.DecisionRecord{At: t0, Username: "ada@example.com", Reason: "ok", Allow: true}); err != nil {
 		t.Fatal(err)
 	}
-	if c, l := s.reports.commits.Load(), s.reports.lazyCommits.Load(); c != 3 || l != 2 {
-		// The refused second request ID is a lazy batch of its own.
-		t.Fatalf("after a decision: %d commits, %d lazy; want 3 and 2", c, l)
+	if c, l := s.reports.commits.Load(), s.reports.lazyCommits.Load(); c != 2 || l != 1 {
+		// The refused second request ID, alone in its batch, is rolled
+		// back: nothing to commit.
+		t.Fatalf("after a decision: %d commits, %d lazy; want 2 and 1", c, l)
 	}
 }
 
@@ -134,5 +135,45 @@ func TestLazyThenDurableSeenByAnotherConnection(t *testing.T) {
 	must(t, err)
 	if len(ds) != 1 {
 		t.Errorf("%d decisions after reopening, want 1", len(ds))
+	}
+}
+
+// A write alone in its batch runs without a savepoint: when it fails
+// after a statement that succeeded, that statement is rolled back with the
+// transaction, lazy or durable, and its caller gets its own error; the
+// next write commits as usual.
+func TestLoneRefusedWriteLeavesNothing(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "clearance.db"))
+	ctx := t.Context()
+	refused := errors.New("refused after its first statement")
+	insertThen := func(id string, res error) func(ctx context.Context, tx *sqlstore.Tx) error {
+		return func(ctx context.Context, tx *sqlstore.Tx) error {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO saml_request_ids (issuer, id, expires_at) VALUES (?, ?, ?)`,
+				"https://okta.example", id, t0.Add(time.Hour).UnixNano()); err != nil {
+				return err
+			}
+			return res
+		}
+	}
+	for _, lazy := range []bool{true, false} {
+		if err := s.reports.do(ctx, lazy, insertThen("refused", refused)); !errors.Is(err, refused) {
+			t.Fatalf("lazy %v: %v, want its own error", lazy, err)
+		}
+	}
+	must(t, s.reports.do(ctx, false, insertThen("stored", nil)))
+	var ids []string
+	rows, err := s.r.QueryContext(ctx, `SELECT id FROM saml_request_ids ORDER BY id`)
+	must(t, err)
+	for rows.Next() {
+		var id string
+		must(t, rows.Scan(&id))
+		ids = append(ids, id)
+	}
+	must(t, rows.Err())
+	if len(ids) != 1 || ids[0] != "stored" {
+		t.Errorf("request IDs %v, want [stored]", ids)
+	}
+	if c := s.reports.commits.Load(); c != 1 {
+		t.Errorf("%d commits, want 1 (the refused writes commit nothing)", c)
 	}
 }
