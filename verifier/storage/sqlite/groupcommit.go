@@ -20,8 +20,10 @@ import (
 // stores every write that is waiting in one transaction and pays the fsync
 // once. Each report runs in a
 // savepoint of its own, so a refused report (seq, nonce, revoked device)
-// is rolled back alone and its caller gets its own error. Every caller
-// gets its result only after the batch's COMMIT returned.
+// is rolled back alone and its caller gets its own error; a report alone
+// in its batch needs none, the transaction's rollback being its own. Every
+// caller gets its result only after the batch's COMMIT returned, or, alone
+// and refused, after its rollback.
 //
 // A single caller is not delayed: the writer takes what is queued and
 // commits at once. Batches grow by themselves under load, while the
