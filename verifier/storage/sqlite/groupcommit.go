@@ -91,7 +91,7 @@ type reportWriter struct {
 	db *sql.DB
 	// lazyConn is the lazy connection: one of db's, held by the writer
 	// and at synchronous=NORMAL; nil until a lazy batch opens it, and
-	// after it failed. Only the writer goroutine uses it, and close.
+	// after it failed. Only the writer goroutine uses it, once started.
 	lazyConn *sql.Conn
 	sp       savepoints
 	queue    chan *saveReq
@@ -161,7 +161,6 @@ func newReportWriter(ctx context.Context, db *sql.DB) (*reportWriter, error) {
 func (w *reportWriter) close() error {
 	w.closeOnce.Do(func() { close(w.stop) })
 	<-w.exited
-	w.dropLazy()
 	return errors.Join(w.sp.begin.Close(), w.sp.release.Close(), w.sp.rollback.Close())
 }
 
@@ -206,6 +205,8 @@ func (w *reportWriter) do(ctx context.Context, lazy bool, save func(ctx context.
 
 func (w *reportWriter) run() {
 	defer close(w.exited)
+	// Closed by the goroutine that owns it, before close returns.
+	defer w.dropLazy()
 	batch := make([]*saveReq, 0, maxBatch)
 	for {
 		// Stopping wins over a full queue.
