@@ -20,8 +20,10 @@ import (
 // stores every write that is waiting in one transaction and pays the fsync
 // once. Each report runs in a
 // savepoint of its own, so a refused report (seq, nonce, revoked device)
-// is rolled back alone and its caller gets its own error. Every caller
-// gets its result only after the batch's COMMIT returned.
+// is rolled back alone and its caller gets its own error; a report alone
+// in its batch needs none, the transaction's rollback being its own. Every
+// caller gets its result only after the batch's COMMIT returned, or, alone
+// and refused, after its rollback.
 //
 // A single caller is not delayed: the writer takes what is queued and
 // commits at once. Batches grow by themselves under load, while the
@@ -30,13 +32,26 @@ import (
 // A write whose durability may wait (sqlstore.Group's lazy: a sign-in's
 // request ID and challenge, which no response is sent on until the
 // sign-in's decision is on record) is committed without an fsync when
-// its batch holds only such writes: SQLite's synchronous=NORMAL for that
-// one transaction, on the writer's connection held for it alone. The WAL
-// is appended to in order, so the next durable commit's fsync covers it;
-// it is visible to every reader when it returns, and a crash of the
-// process loses nothing (the WAL is in the page cache); only an OS crash
-// or power loss before the next durable commit can. A durable write that
-// comes while a lazy batch fills waits for the next batch.
+// its batch holds only such writes, on a second connection of the writer
+// kept at synchronous=NORMAL for good (the lazy connection); durable
+// batches commit on the pool's connection, at FULL. The writer is one
+// goroutine, so the two never write at once, and while a lazy batch runs
+// the writer holds the pool's connection too, so that the store's other
+// writes wait for it in database/sql, as they wait for a durable batch,
+// rather than in SQLite's busy handler. Both connections append to the
+// same WAL, in commit order; a FULL commit ends with an fsync of the WAL
+// file (SQLite's walFrames: xSync on the WAL's file at a commit when
+// synchronous=FULL), which makes every frame written before it durable,
+// whichever connection wrote it. A lazy write is visible to every reader
+// when it returns, and a crash of the process loses nothing (the WAL is
+// in the page cache); only an OS crash or power loss before the next
+// durable commit can. A checkpoint (wal_autocheckpoint) runs on the
+// connection whose commit crosses the threshold; at NORMAL as at FULL
+// SQLite syncs the WAL before it copies frames into the database file and
+// the database file after. A durable write that comes while a lazy batch
+// fills waits for the next batch. A lazy connection that failed (in its
+// setup or in a batch) is closed, never pooled at NORMAL, and the next
+// lazy batch opens another.
 
 const (
 	// maxBatch bounds the reports in one transaction, so that one commit
@@ -73,11 +88,15 @@ type saveReq struct {
 // started by Open and stopped by Store.Close; its do is the store's
 // sqlstore.Group.
 type reportWriter struct {
-	db     *sql.DB
-	sp     savepoints
-	queue  chan *saveReq
-	stop   chan struct{}
-	exited chan struct{}
+	db *sql.DB
+	// lazyConn is the lazy connection: one of db's, held by the writer
+	// and at synchronous=NORMAL; nil until a lazy batch opens it, and
+	// after it failed. Only the writer goroutine uses it, once started.
+	lazyConn *sql.Conn
+	sp       savepoints
+	queue    chan *saveReq
+	stop     chan struct{}
+	exited   chan struct{}
 	// ctx is the transactions' context. It is not a caller's: a caller
 	// that gives up must not roll back the others' reports.
 	ctx context.Context
@@ -99,8 +118,13 @@ type savepoints struct {
 }
 
 // newReportWriter prepares the savepoint statements on db, which must be
-// the store's writing pool, and starts the writer.
+// the store's writing pool, and starts the writer. db must allow two open
+// connections: the writer holds one of them for its lazy batches.
 func newReportWriter(ctx context.Context, db *sql.DB) (*reportWriter, error) {
+	if n := db.Stats().MaxOpenConnections; n != 0 && n < 2 {
+		// The writer would wait forever for a durable batch's connection.
+		return nil, fmt.Errorf("the group commit needs 2 connections, the pool allows %d", n)
+	}
 	var sp [3]*sql.Stmt
 	for i, q := range []string{`SAVEPOINT report`, `RELEASE report`, `ROLLBACK TO report`} {
 		st, err := db.PrepareContext(ctx, q)
@@ -119,6 +143,14 @@ func newReportWriter(ctx context.Context, db *sql.DB) (*reportWriter, error) {
 		stop:   make(chan struct{}),
 		exited: make(chan struct{}),
 		ctx:    context.Background(),
+	}
+	// Taken now, so that the pool's other connection is the only one the
+	// store's other writes get.
+	if err := w.openLazy(); err != nil {
+		for _, st := range sp {
+			st.Close()
+		}
+		return nil, err
 	}
 	go w.run()
 	return w, nil
@@ -173,6 +205,8 @@ func (w *reportWriter) do(ctx context.Context, lazy bool, save func(ctx context.
 
 func (w *reportWriter) run() {
 	defer close(w.exited)
+	// Closed by the goroutine that owns it, before close returns.
+	defer w.dropLazy()
 	batch := make([]*saveReq, 0, maxBatch)
 	for {
 		// Stopping wins over a full queue.
@@ -203,17 +237,17 @@ func (w *reportWriter) run() {
 func (w *reportWriter) commit(batch []*saveReq) {
 	// 1. The transaction. Waiting for the write lock (another process may
 	// hold it) takes nobody's report: a caller may still give up. A batch
-	// that starts lazy is committed without an fsync, on the connection
-	// held until it is durable again.
+	// that starts lazy is committed without an fsync, on the lazy
+	// connection.
 	lazy := batch[0].lazy
-	begin := func() (*sql.Tx, func() error, error) {
+	begin := func() (*sql.Tx, func(), error) {
 		tx, err := w.db.BeginTx(w.ctx, nil)
-		return tx, func() error { return nil }, err
+		return tx, func() {}, err
 	}
 	if lazy {
 		begin = w.beginLazy
 	}
-	sqlTx, restore, err := begin()
+	sqlTx, end, err := begin()
 	if err != nil {
 		err = fmt.Errorf("beginning transaction: %w", err)
 		for _, req := range batch {
@@ -224,12 +258,11 @@ func (w *reportWriter) commit(batch []*saveReq) {
 		return
 	}
 	// After the transaction's end, whichever it is. A panic in a write
-	// leaves it open: it is rolled back first, or restoring would wait
-	// forever for the connection it holds and the panic would never end
-	// the process (Rollback after an end is a no-op).
+	// leaves it open: it is rolled back first (Rollback after an end is a
+	// no-op), so that no connection is left holding the write lock.
 	defer func() {
 		_ = sqlTx.Rollback()
-		_ = restore()
+		end()
 	}()
 	tx := sqlstore.NewTx(sqlTx)
 
@@ -250,11 +283,18 @@ fill:
 		}
 	}
 
-	// 3. Each report whose caller still waits, in its own savepoint.
+	// 3. Each report whose caller still waits, in its own savepoint. A
+	// batch of one needs none: rolling back the transaction rolls back
+	// that write alone, and a sign-in's lazy writes often come one by one.
+	alone := len(batch) == 1
 	taken := make([]*saveReq, 0, len(batch))
 	results := make([]error, 0, len(batch))
 	fail := func(err error) {
 		_ = tx.Rollback()
+		if lazy {
+			// Its state is not known: the next lazy batch opens another.
+			w.dropLazy()
+		}
 		for _, req := range taken {
 			req.done <- err
 		}
@@ -274,6 +314,18 @@ fill:
 			w.afterTake()
 		}
 		taken = append(taken, req)
+		if alone {
+			res := req.save(w.ctx, tx)
+			if res != nil {
+				// Refused: nothing is stored, its caller gets its own
+				// error, and there is nothing to commit.
+				_ = tx.Rollback()
+				req.done <- res
+				return
+			}
+			results = append(results, res)
+			continue
+		}
 		if err := w.exec(tx, w.sp.begin); err != nil {
 			fail(err)
 			return
@@ -316,33 +368,57 @@ fill:
 	}
 }
 
-// beginLazy begins a transaction that commits without an fsync, on the
-// writer's connection held for it alone and set to synchronous=NORMAL
-// (which SQLite lets change only outside a transaction). restore, once
-// the transaction has ended, sets it back to FULL and lets it go, or
-// closes it if that fails, so that no other write commits lazily on it.
-func (w *reportWriter) beginLazy() (*sql.Tx, func() error, error) {
-	c, err := w.db.Conn(w.ctx)
+// beginLazy begins a transaction on the lazy connection, opening it if
+// need be, while it holds the pool's connection (see the package's
+// comment on lazy writes). end, once the transaction has ended, lets the
+// pool's connection go.
+func (w *reportWriter) beginLazy() (*sql.Tx, func(), error) {
+	held, err := w.db.Conn(w.ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	restore := func() error {
-		if _, err := c.ExecContext(w.ctx, `PRAGMA synchronous = FULL`); err != nil {
-			// Raw's ErrBadConn makes database/sql close the connection
-			// rather than pool it; the next one opens with FULL.
-			_ = c.Raw(func(any) error { return driver.ErrBadConn })
-			return fmt.Errorf("restoring synchronous=FULL: %w", err)
+	end := func() { _ = held.Close() }
+	if w.lazyConn == nil {
+		if err := w.openLazy(); err != nil {
+			end()
+			return nil, nil, err
 		}
-		return c.Close()
 	}
-	if _, err := c.ExecContext(w.ctx, `PRAGMA synchronous = NORMAL`); err != nil {
-		return nil, nil, errors.Join(err, restore())
-	}
-	tx, err := c.BeginTx(w.ctx, nil)
+	tx, err := w.lazyConn.BeginTx(w.ctx, nil)
 	if err != nil {
-		return nil, nil, errors.Join(err, restore())
+		w.dropLazy()
+		end()
+		return nil, nil, err
 	}
-	return tx, restore, nil
+	return tx, end, nil
+}
+
+// openLazy takes one of the pool's connections for good and sets it to
+// synchronous=NORMAL (which SQLite lets change only outside a
+// transaction); FULL is every pool connection's setting from the DSN.
+func (w *reportWriter) openLazy() error {
+	c, err := w.db.Conn(w.ctx)
+	if err != nil {
+		return err
+	}
+	w.lazyConn = c
+	if _, err := c.ExecContext(w.ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+		w.dropLazy()
+		return fmt.Errorf("opening the lazy connection: %w", err)
+	}
+	return nil
+}
+
+// dropLazy closes the lazy connection, if any. Raw's ErrBadConn makes
+// database/sql close it rather than pool it: no other write may ever
+// commit at NORMAL on it.
+func (w *reportWriter) dropLazy() {
+	if w.lazyConn == nil {
+		return
+	}
+	_ = w.lazyConn.Raw(func(any) error { return driver.ErrBadConn })
+	_ = w.lazyConn.Close()
+	w.lazyConn = nil
 }
 
 // take moves a pending request to the writer. It returns false if the

@@ -228,11 +228,12 @@ func TestLazyAndDurableInterleaved(t *testing.T) {
 	t.Logf("%d calls: %d commits, %d of them lazy", n, s.reports.commits.Load(), s.reports.lazyCommits.Load())
 }
 
-// faultDriver is SQLite's driver with a switch that makes the next
-// `PRAGMA synchronous = FULL` fail, and a count of closed connections.
+// faultDriver is SQLite's driver with switches that make the next
+// `PRAGMA synchronous = NORMAL` or the next COMMIT fail, and a count of
+// closed connections.
 type faultDriver struct {
-	failFull, failNormal atomic.Int32
-	closed               atomic.Int32
+	failNormal, failCommit atomic.Int32
+	closed                 atomic.Int32
 }
 
 func (f *faultDriver) Open(name string) (driver.Conn, error) {
@@ -254,7 +255,11 @@ func (c *faultConn) Close() error {
 }
 
 func (c *faultConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	return c.Conn.(driver.ConnBeginTx).BeginTx(ctx, opts)
+	tx, err := c.Conn.(driver.ConnBeginTx).BeginTx(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &faultTx{Tx: tx, f: c.f}, nil
 }
 
 func (c *faultConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, error) {
@@ -262,9 +267,7 @@ func (c *faultConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, 
 }
 
 func (c *faultConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
-	switch {
-	case strings.Contains(q, "synchronous = FULL") && c.f.failFull.Add(-1) >= 0,
-		strings.Contains(q, "synchronous = NORMAL") && c.f.failNormal.Add(-1) >= 0:
+	if strings.Contains(q, "synchronous = NORMAL") && c.f.failNormal.Add(-1) >= 0 {
 		return nil, errors.New("injected failure")
 	}
 	return c.Conn.(driver.ExecerContext).ExecContext(ctx, q, args)
@@ -274,23 +277,38 @@ func (c *faultConn) QueryContext(ctx context.Context, q string, args []driver.Na
 	return c.Conn.(driver.QueryerContext).QueryContext(ctx, q, args)
 }
 
+type faultTx struct {
+	driver.Tx
+	f *faultDriver
+}
+
+// Commit fails as a COMMIT that SQLite refused and rolled back.
+func (t *faultTx) Commit() error {
+	if t.f.failCommit.Add(-1) >= 0 {
+		return errors.Join(errors.New("injected failure"), t.Tx.Rollback())
+	}
+	return t.Tx.Commit()
+}
+
 var faults = func() *faultDriver {
 	f := &faultDriver{}
 	sql.Register("sqlite-faults", f)
 	return f
 }()
 
-// A lazy batch whose connection cannot be set back to FULL: the commit's
-// callers keep their answer, the connection is closed rather than pooled,
-// and the next write runs on a new one, with FULL. One whose connection
-// cannot be set to NORMAL fails its callers and leaves it FULL.
-func TestLazyRestoreFailureClosesTheConnection(t *testing.T) {
+// The lazy connection failing. A lazy batch whose commit fails answers
+// its callers with the error, stores nothing, and its connection is
+// closed rather than pooled at NORMAL; the next lazy batch opens another,
+// and one that cannot be set to NORMAL fails its callers and is closed
+// too. Lazy writes still commit without an fsync afterwards, and every
+// connection the store's other writes get stays FULL.
+func TestLazyConnectionFailure(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "clearance.db")
 	db, err := sql.Open("sqlite-faults", dsn(path, false))
 	must(t, err)
 	defer db.Close()
-	db.SetMaxOpenConns(1)
+	db.SetMaxOpenConns(2)
 	must(t, enableWAL(ctx, db))
 	_, err = db.ExecContext(ctx, `CREATE TABLE t (x INTEGER PRIMARY KEY)`)
 	must(t, err)
@@ -303,37 +321,78 @@ func TestLazyRestoreFailureClosesTheConnection(t *testing.T) {
 			return err
 		}
 	}
-	synchronous := func() int {
+	synchronous := func(q interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}) int {
 		var got int
-		must(t, db.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&got))
+		must(t, q.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&got))
 		return got
 	}
-
-	faults.failFull.Store(1)
-	closedBefore := faults.closed.Load()
-	if err := w.do(ctx, true, insert(1)); err != nil {
-		t.Fatalf("lazy write whose restore fails: %v, want its commit's nil", err)
+	check := func(when string) {
+		t.Helper()
+		if got := synchronous(db); got != 2 {
+			t.Errorf("%s: synchronous = %d on the pool's connection, want 2 (FULL)", when, got)
+		}
 	}
-	// The answer comes before restore; the next use of the pool waits
-	// for it.
-	if got := synchronous(); got != 2 {
-		t.Errorf("synchronous = %d on the writer's next connection, want 2 (FULL)", got)
-	}
-	if got := faults.closed.Load() - closedBefore; got != 1 {
-		t.Errorf("%d connections closed, want 1 (the one left in NORMAL)", got)
+	if got := synchronous(w.lazyConn); got != 1 {
+		t.Fatalf("the lazy connection's synchronous = %d, want 1 (NORMAL)", got)
 	}
 
+	// 1. A lazy commit fails.
+	closed := faults.closed.Load()
+	faults.failCommit.Store(1)
+	if err := w.do(ctx, true, insert(1)); err == nil {
+		t.Error("lazy write whose commit fails: nil, want its error")
+	}
+	if got := faults.closed.Load() - closed; got != 1 || w.lazyConn != nil {
+		t.Errorf("%d connections closed, lazy connection %v; want 1 and none", got, w.lazyConn)
+	}
+	check("after a failed lazy commit")
+
+	// 2. The next one cannot be set to NORMAL.
+	closed = faults.closed.Load()
 	faults.failNormal.Store(1)
 	if err := w.do(ctx, true, insert(2)); err == nil {
 		t.Error("lazy write whose connection cannot be set to NORMAL: nil, want an error")
 	}
-	if got := synchronous(); got != 2 {
-		t.Errorf("synchronous = %d after a failed lazy begin, want 2 (FULL)", got)
+	if got := faults.closed.Load() - closed; got != 1 || w.lazyConn != nil {
+		t.Errorf("%d connections closed, lazy connection %v; want 1 and none", got, w.lazyConn)
 	}
-	must(t, w.do(ctx, false, insert(3)))
-	var n int
-	must(t, db.QueryRowContext(ctx, `SELECT count(*) FROM t`).Scan(&n))
-	if n != 2 {
-		t.Errorf("%d rows, want 2 (1 and 3)", n)
+	check("after a failed lazy setup")
+
+	// 3. Then lazy and durable writes go on as before.
+	must(t, w.do(ctx, true, insert(3)))
+	if got := synchronous(w.lazyConn); got != 1 {
+		t.Errorf("the new lazy connection's synchronous = %d, want 1 (NORMAL)", got)
+	}
+	must(t, w.do(ctx, false, insert(4)))
+	check("at the end")
+	if c, l := w.commits.Load(), w.lazyCommits.Load(); c != 2 || l != 1 {
+		t.Errorf("%d commits, %d lazy; want 2 and 1", c, l)
+	}
+	var xs []int
+	rows, err := db.QueryContext(ctx, `SELECT x FROM t ORDER BY x`)
+	must(t, err)
+	for rows.Next() {
+		var x int
+		must(t, rows.Scan(&x))
+		xs = append(xs, x)
+	}
+	must(t, rows.Err())
+	if fmt.Sprint(xs) != "[3 4]" {
+		t.Errorf("rows %v, want [3 4]", xs)
+	}
+}
+
+// The group commit refuses a pool that cannot give it its two
+// connections, rather than wait forever.
+func TestGroupCommitNeedsTwoConnections(t *testing.T) {
+	db, err := sql.Open("sqlite", dsn(filepath.Join(t.TempDir(), "clearance.db"), false))
+	must(t, err)
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	if w, err := newReportWriter(t.Context(), db); err == nil {
+		w.close()
+		t.Fatal("newReportWriter on a pool of one connection succeeded")
 	}
 }

@@ -41,7 +41,9 @@ const busyTimeout = 10 * time.Second
 // store over this package's pools, dialect and group commit.
 type Store struct {
 	*sqlstore.Store
-	// w holds the only writing connection of this process: writers queue in
+	// w holds the writing connections of this process: one for every
+	// write, and the group commit's lazy connection, which only its writer
+	// uses, never while a write holds the other. Writers queue in
 	// database/sql instead of spinning in SQLite's busy handler.
 	w *sql.DB
 	// r serves reads; WAL lets them run beside the writer.
@@ -117,8 +119,8 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening sqlite store: %w", err)
 	}
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
+	w.SetMaxOpenConns(2)
+	w.SetMaxIdleConns(2)
 	w.SetConnMaxIdleTime(0)
 	w.SetConnMaxLifetime(0)
 
