@@ -7,9 +7,10 @@ import (
 )
 
 // workerIdle is how long a worker waits for its next job before it ends:
-// long enough to carry a stack from one report to the next under load,
-// short enough that a burst's workers are soon gone.
-const workerIdle = time.Second
+// under load the next report comes within milliseconds, and a worker kept
+// longer holds its grown stack for nothing. Below that load a report on a
+// fresh goroutine costs a few microseconds more, which nothing notices.
+const workerIdle = 100 * time.Millisecond
 
 // workers runs the streams' deep work (see Connect) on goroutines that
 // stay a little while after their job, waiting for the next one. A fresh
