@@ -56,6 +56,8 @@ type Server struct {
 	// another.
 	refusedLog        ratelimit.Samples
 	connectRefusedLog sampledLog
+	// deep runs the streams' deep work (see Connect).
+	deep workers
 }
 
 // refusedLogEvery is how often a refused enrollment is logged at warn; the
@@ -155,26 +157,19 @@ func (s *Server) Renew(ctx context.Context, req *agentv1.RenewRequest) (*agentv1
 // garbage collection, by half, and only while its waiting frames use less
 // than a quarter of it. So the deep work (opening the stream: the device
 // lookup, the certificate check; and each report: unmarshalling, the
-// signature check, the store) runs on short-lived goroutines (deep), which
-// give their stacks back as they end, and the two that wait only ever need
-// what waiting takes: they stay at 4 KiB each, where a reader that did a
-// report's work itself was at 8 or 16 KiB and a handler that opened the
-// stream at 8. Keep those waits shallow: a wait whose frames pass the
-// stack's size less its guard makes it grow, and it stays grown.
+// signature check, the store) runs on the pool's workers (s.deep), shared
+// by all streams, and the two that wait only ever need what waiting takes:
+// they stay at 4 KiB each, where a reader that did a report's work itself
+// was at 8 or 16 KiB and a handler that opened the stream at 8. Keep those
+// waits shallow: a wait whose frames pass the stack's size less its guard
+// makes it grow, and it stays grown.
 func (s *Server) Connect(stream agentv1.AgentService_ConnectServer) error {
 	c := &agentStream{s: s, stream: stream, out: sender{stream: stream}}
-	if err := deep(c.open); err != nil {
+	if err := s.deep.do(c.open); err != nil {
 		return err
 	}
 	defer c.close()
 	return c.serve()
-}
-
-// deep runs fn on a goroutine of its own and waits for it (see Connect).
-func deep(fn func() error) error {
-	done := make(chan error, 1)
-	go func() { done <- fn() }()
-	return <-done
 }
 
 // agentStream is one agent's open Connect stream. It holds no context of
@@ -268,7 +263,7 @@ func (c *agentStream) serve() error {
 			return sessionEnded(c.sess, c.log())
 		case m := <-c.sess.Out():
 			// A policy set is marshalled in the send: deep too.
-			if err := deep(func() error { return c.out.send(m) }); err != nil {
+			if err := c.s.deep.do(func() error { return c.out.send(m) }); err != nil {
 				return err
 			}
 		}
@@ -320,7 +315,7 @@ func sessionEnded(sess *hub.Session, log *slog.Logger) error {
 }
 
 // read receives reports until the stream ends; report handles each, on a
-// goroutine of its own (see Connect).
+// worker (see Connect).
 func (c *agentStream) read() error {
 	for {
 		m, err := c.stream.Recv()
@@ -330,7 +325,7 @@ func (c *agentStream) read() error {
 			}
 			return err
 		}
-		if err := deep(func() error { return c.report(m) }); err != nil {
+		if err := c.s.deep.do(func() error { return c.report(m) }); err != nil {
 			return err
 		}
 	}
