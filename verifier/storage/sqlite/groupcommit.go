@@ -45,13 +45,18 @@ import (
 // whichever connection wrote it. A lazy write is visible to every reader
 // when it returns, and a crash of the process loses nothing (the WAL is
 // in the page cache); only an OS crash or power loss before the next
-// durable commit can. A checkpoint (wal_autocheckpoint) runs on the
+// durable commit that writes can (SQLite writes no frame, and syncs
+// nothing, for a transaction that changed no page; every durable write
+// this store makes inserts a row). A checkpoint (wal_autocheckpoint) runs on the
 // connection whose commit crosses the threshold; at NORMAL as at FULL
 // SQLite syncs the WAL before it copies frames into the database file and
 // the database file after. A durable write that comes while a lazy batch
 // fills waits for the next batch. A lazy connection that failed (in its
 // setup or in a batch) is closed, never pooled at NORMAL, and the next
-// lazy batch opens another.
+// lazy batch opens another; a batch that finds none to be had commits
+// with an fsync on the pool's connection. Until a lazy connection is open
+// again, the pool's two connections are free for the store's other
+// writes, and a second of them waits in SQLite's busy handler.
 
 const (
 	// maxBatch bounds the reports in one transaction, so that one commit
@@ -240,14 +245,20 @@ func (w *reportWriter) commit(batch []*saveReq) {
 	// that starts lazy is committed without an fsync, on the lazy
 	// connection.
 	lazy := batch[0].lazy
-	begin := func() (*sql.Tx, func(), error) {
-		tx, err := w.db.BeginTx(w.ctx, nil)
-		return tx, func() {}, err
-	}
+	var (
+		sqlTx *sql.Tx
+		end   = func() {}
+		err   error
+	)
 	if lazy {
-		begin = w.beginLazy
+		var durable bool
+		sqlTx, end, durable, err = w.beginLazy()
+		// Without a lazy connection the batch commits with an fsync: a
+		// lazy write may always be made durable sooner.
+		lazy = !durable
+	} else {
+		sqlTx, err = w.db.BeginTx(w.ctx, nil)
 	}
-	sqlTx, end, err := begin()
 	if err != nil {
 		err = fmt.Errorf("beginning transaction: %w", err)
 		for _, req := range batch {
@@ -371,26 +382,32 @@ fill:
 // beginLazy begins a transaction on the lazy connection, opening it if
 // need be, while it holds the pool's connection (see the package's
 // comment on lazy writes). end, once the transaction has ended, lets the
-// pool's connection go.
-func (w *reportWriter) beginLazy() (*sql.Tx, func(), error) {
+// pool's connection go. If the lazy connection cannot be opened or begin
+// a transaction, the transaction is begun on the held connection instead,
+// at FULL, and durable says so: lazy writes do not fail for want of a
+// connection that only makes them cheaper.
+func (w *reportWriter) beginLazy() (tx *sql.Tx, end func(), durable bool, err error) {
 	held, err := w.db.Conn(w.ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
-	end := func() { _ = held.Close() }
+	end = func() { _ = held.Close() }
 	if w.lazyConn == nil {
-		if err := w.openLazy(); err != nil {
-			end()
-			return nil, nil, err
+		err = w.openLazy()
+	}
+	if err == nil {
+		if tx, err = w.lazyConn.BeginTx(w.ctx, nil); err != nil {
+			w.dropLazy()
 		}
 	}
-	tx, err := w.lazyConn.BeginTx(w.ctx, nil)
 	if err != nil {
-		w.dropLazy()
-		end()
-		return nil, nil, err
+		durable = true
+		if tx, err = held.BeginTx(w.ctx, nil); err != nil {
+			end()
+			return nil, nil, false, err
+		}
 	}
-	return tx, end, nil
+	return tx, end, durable, nil
 }
 
 // openLazy takes one of the pool's connections for good and sets it to

@@ -99,7 +99,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 
 	// Prepare the file through a pool of its own: goose holds a connection
-	// for the whole migration, and the writer pool has only one.
+	// for the whole migration, and the writer pool's two are the writer's.
 	m, err := sql.Open("sqlite", dsn(abs, false))
 	if err != nil {
 		return nil, fmt.Errorf("opening sqlite store: %w", err)
