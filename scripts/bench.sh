@@ -82,8 +82,14 @@ awk '
     return a[int((n + 1) / 2)]
   }
   /^BenchmarkSSOBesidePeer\// {
+    procs = ($1 ~ /-[0-9]+$/) ? substr($1, match($1, /-[0-9]+$/) + 1) : 1
     name = $1; sub(/^BenchmarkSSOBesidePeer\//, "", name); sub(/-[0-9]+$/, "", name); sub(/#[0-9]+$/, "", name)
     k = ++count[name]; rate[name, k] = val("signins/s"); p99[name, k] = val("p99-ms"); cpu[name, k] = val("cpu-ms/op")
+    st[name, k] = val("steal-cores")
+    # The rate on the cores the hypervisor left this row (steal, read
+    # from /proc/stat over the same sign-ins): other guests on the host
+    # take more of them in one second than the next.
+    left[name, k] = (st[name, k] != "" && st[name, k] < procs) ? rate[name, k] * procs / (procs - st[name, k]) : ""
     idp[name, k] = val("idp-cpu-ms/op"); sig[name, k] = val("idp-sign-cpu-ms/op")
   }
   END {
@@ -99,7 +105,7 @@ awk '
     # same sign-ins split by goroutine label (verifier/server/cpuside_test.go).
     # "outside / signs" is that CPU over the signatures'"'"' own in the same
     # samples: it does not move with how fast the machine signs this hour.
-    printf "\n%-48s %10s %8s %10s %10s %12s %9s\n", "sign-in beside the peer (median of rounds)", "per second", "p99 ms", "CPU ms/op", "IdP signs", "IdP - signs", "out/signs"
+    printf "\n%-48s %10s %8s %10s %10s %12s %9s %6s\n", "sign-in beside the peer (median of rounds)", "per second", "p99 ms", "CPU ms/op", "IdP signs", "IdP - signs", "out/signs", "steal"
     label["clearance-agent"] = "Clearance, agent proof (every check on)"
     label["clearance-certificate"] = "Clearance, certificate binding"
     label["crewjam"] = "crewjam/saml IdP (Fleet'"'"'s library)"
@@ -107,8 +113,8 @@ awk '
     split("clearance-agent clearance-certificate crewjam clearance-assertion", rows, " ")
     for (i = 1; i <= 4; i++) {
       n = rows[i]
-      for (k = 1; k <= count[n]; k++) o[k] = (sig[n, k] > 0) ? idp[n, k] / sig[n, k] : 0
-      printf "%-48s %10.0f %8.2f %10.2f %10.2f %12.2f %9.3f\n", label[n], mr[n], mq[n], mc[n], mg[n], md[n], median(o, count[n])
+      for (k = 1; k <= count[n]; k++) { o[k] = (sig[n, k] > 0) ? idp[n, k] / sig[n, k] : 0; t[k] = st[n, k] }
+      printf "%-48s %10.0f %8.2f %10.2f %10.2f %12.2f %9.3f %6.2f\n", label[n], mr[n], mq[n], mc[n], mg[n], md[n], median(o, count[n]), median(t, count[n])
     }
     printf "%-48s %10.0f %8s %10.2f\n", "two RSA-2048 signatures alone (ceiling)", mr["two-rsa-signs"], "", mc["two-rsa-signs"]
     printf "%-48s %10.0f %8s %10.2f\n", "one RSA-2048 signature alone (ceiling)", mr["one-rsa-sign"], "", mc["one-rsa-sign"]
@@ -122,6 +128,15 @@ awk '
       n = ours[i]; short = n; sub(/^clearance-/, "", short); line = ""
       for (k = 1; k <= count[n] && k <= count["crewjam"]; k++) { x[k] = rate[n, k] / rate["crewjam", k]; line = line sprintf(" %.3f", x[k]) }
       printf "%-48s %10.3f  by round:%s\n", sprintf("  %s / crewjam, round by round: median", short), median(x, k - 1), line
+    }
+    # And each round'"'"'s rates on the cores the hypervisor left each row.
+    for (i = 1; i <= 2; i++) {
+      n = ours[i]; short = n; sub(/^clearance-/, "", short); line = ""; m = 0
+      for (k = 1; k <= count[n] && k <= count["crewjam"]; k++) {
+        if (left[n, k] == "" || left["crewjam", k] == "") continue
+        x[++m] = left[n, k] / left["crewjam", k]; line = line sprintf(" %.3f", x[m])
+      }
+      if (m > 0) printf "%-48s %10.3f  by round:%s\n", sprintf("  %s / crewjam, on cores left: median", short), median(x, m), line
     }
     printf "%-48s %10.3f\n", "crewjam / two-signature ceiling", mr["crewjam"] / mr["two-rsa-signs"]
     printf "%-48s %10.3f\n", "Clearance (agent) / two-signature ceiling", mr["clearance-agent"] / mr["two-rsa-signs"]

@@ -42,6 +42,7 @@ import (
 
 	"github.com/clearance/clearance/internal/oktasim"
 	"github.com/clearance/clearance/internal/protoagent"
+	"github.com/clearance/clearance/internal/steal"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -103,8 +104,14 @@ type Result struct {
 	Hostile *Hostile
 }
 
-// CPUShare is the average number of cores each process used in a phase.
-type CPUShare struct{ Verifier, Loadgen float64 }
+// CPUShare is the average number of cores each process used in a phase,
+// and those the hypervisor ran something else on (Steal; StealOK false
+// where the kernel does not say): on a shared host the phase had only the
+// rest.
+type CPUShare struct {
+	Verifier, Loadgen, Steal float64
+	StealOK                  bool
+}
 
 // RSSPerAgent is the verifier's growth per connected agent from ramp-up
 // alone: what holding a Mac costs, before load grows the heap.
@@ -442,6 +449,7 @@ func (r *run) browsers(ctx context.Context) error {
 // the verifier (when pid is known) and this process used since.
 func (r *run) cpuMeter(pid int) func() CPUShare {
 	t0 := time.Now()
+	stolen := steal.Start()
 	self0, _ := CPUTime(0)
 	var v0 time.Duration
 	if pid != 0 {
@@ -451,6 +459,7 @@ func (r *run) cpuMeter(pid int) func() CPUShare {
 		wall := time.Since(t0).Seconds()
 		self1, _ := CPUTime(0)
 		out := CPUShare{Loadgen: (self1 - self0).Seconds() / wall}
+		out.Steal, out.StealOK = stolen.Cores()
 		if pid != 0 {
 			v1, _ := CPUTime(pid)
 			out.Verifier = (v1 - v0).Seconds() / wall

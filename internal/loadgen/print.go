@@ -38,6 +38,9 @@ func (r *Result) WriteKV(w io.Writer) {
 	for _, ph := range slices.Sorted(maps.Keys(r.CPU)) {
 		kv("cpu_"+ph+"_verifier_cores", fmt.Sprintf("%.2f", r.CPU[ph].Verifier))
 		kv("cpu_"+ph+"_loadgen_cores", fmt.Sprintf("%.2f", r.CPU[ph].Loadgen))
+		if r.CPU[ph].StealOK {
+			kv("cpu_"+ph+"_steal_cores", fmt.Sprintf("%.2f", r.CPU[ph].Steal))
+		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
 		kv("errors_"+k, r.Errors[k])
@@ -138,7 +141,12 @@ func (r *Result) WriteTable(w io.Writer) {
 			float64(r.RSSBase)/(1<<20), float64(r.RSSConnected)/(1<<20), r.RSSPerAgent()/1024, float64(r.RSS)/(1<<20))
 	}
 	for _, ph := range slices.Sorted(maps.Keys(r.CPU)) {
-		fmt.Fprintf(w, "phase %s: verifier used %.2f cores, loadgen %.2f\n", ph, r.CPU[ph].Verifier, r.CPU[ph].Loadgen)
+		c := r.CPU[ph]
+		if c.StealOK {
+			fmt.Fprintf(w, "phase %s: verifier used %.2f cores, loadgen %.2f, the hypervisor took %.2f\n", ph, c.Verifier, c.Loadgen, c.Steal)
+		} else {
+			fmt.Fprintf(w, "phase %s: verifier used %.2f cores, loadgen %.2f\n", ph, c.Verifier, c.Loadgen)
+		}
 	}
 	if len(r.Errors) > 0 {
 		fmt.Fprintf(w, "errors: %v\n", r.Errors)

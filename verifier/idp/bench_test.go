@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/clearance/clearance/internal/oktasim"
+	"github.com/clearance/clearance/internal/steal"
 	"github.com/clearance/clearance/internal/testkit/testpki"
 	"github.com/clearance/clearance/verifier/idp"
 )
@@ -140,6 +141,7 @@ func BenchmarkRSA2048Sign(b *testing.B) {
 	}
 	digest := sha256.Sum256([]byte("<ds:SignedInfo>…</ds:SignedInfo>"))
 	b.ReportAllocs()
+	stolen := steal.Start()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -149,6 +151,10 @@ func BenchmarkRSA2048Sign(b *testing.B) {
 			}
 		}
 	})
+	b.StopTimer()
+	if c, ok := stolen.Cores(); ok {
+		b.ReportMetric(c, "steal-cores")
+	}
 }
 
 // BenchmarkReparse is the cost of reading a held request again, as the

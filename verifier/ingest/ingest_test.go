@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/clearance/clearance/internal/protoagent"
+	"github.com/clearance/clearance/internal/steal"
 	"github.com/clearance/clearance/pkg/report"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/ingest"
@@ -309,6 +310,8 @@ func BenchmarkECDSAP256VerifyParallel(b *testing.B) {
 	sig, _ := ecdsa.SignASN1(rand.Reader, key, d[:])
 	b.SetParallelism(agentsPerCPU)
 	b.ReportAllocs()
+	stolen := steal.Start()
+	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if !ecdsa.VerifyASN1(&key.PublicKey, d[:], sig) {
@@ -317,6 +320,10 @@ func BenchmarkECDSAP256VerifyParallel(b *testing.B) {
 			}
 		}
 	})
+	b.StopTimer()
+	if c, ok := stolen.Cores(); ok {
+		b.ReportMetric(c, "steal-cores")
+	}
 }
 
 // browserCert is a well-formed keychain certificate entry.

@@ -23,6 +23,7 @@ import (
 	dsig "github.com/russellhaering/goxmldsig"
 
 	"github.com/clearance/clearance/internal/oktasim"
+	"github.com/clearance/clearance/internal/steal"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/idp"
@@ -79,6 +80,7 @@ func BenchmarkSSOBesidePeer(b *testing.B) {
 		return func(b *testing.B) {
 			digest := sha256.Sum256([]byte("response"))
 			cpu0 := cpuTime()
+			stolen := steal.Start()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
@@ -93,6 +95,9 @@ func BenchmarkSSOBesidePeer(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(ms(cpuTime()-cpu0)/float64(b.N), "cpu-ms/op")
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "signins/s")
+			if c, ok := stolen.Cores(); ok {
+				b.ReportMetric(c, "steal-cores")
+			}
 		}
 	}
 	type row struct {
@@ -183,6 +188,10 @@ func driveSignIns(b *testing.B, browsers []*benchBrowser, base string,
 type cpuUse struct {
 	total time.Duration
 	sides map[string]time.Duration // nil: not split
+	// steal is the cores the hypervisor ran something else on meanwhile
+	// (stealOK false where the kernel does not say).
+	steal   float64
+	stealOK bool
 }
 
 // report reports the CPU per sign-in: the process's (cpu-ms/op), and the
@@ -191,6 +200,9 @@ type cpuUse struct {
 // made by both).
 func (c cpuUse) report(b *testing.B) {
 	b.ReportMetric(ms(c.total)/float64(b.N), "cpu-ms/op")
+	if c.stealOK {
+		b.ReportMetric(c.steal, "steal-cores")
+	}
 	if c.sides == nil {
 		return
 	}
@@ -214,6 +226,7 @@ func timeSignIns(b *testing.B, browsers []*benchBrowser, urls []string,
 	)
 	prof := startSideProfile()
 	cpu0 := cpuTime()
+	stolen := steal.Start()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		asBrowser()
@@ -238,6 +251,7 @@ func timeSignIns(b *testing.B, browsers []*benchBrowser, urls []string,
 	})
 	b.StopTimer()
 	cpu := cpuUse{total: cpuTime() - cpu0}
+	cpu.steal, cpu.stealOK = stolen.Cores()
 	if prof != nil {
 		sides, err := prof.stop()
 		if err != nil {
