@@ -85,7 +85,7 @@ awk '
     procs = ($1 ~ /-[0-9]+$/) ? substr($1, match($1, /-[0-9]+$/) + 1) : 1
     name = $1; sub(/^BenchmarkSSOBesidePeer\//, "", name); sub(/-[0-9]+$/, "", name); sub(/#[0-9]+$/, "", name)
     k = ++count[name]; rate[name, k] = val("signins/s"); p99[name, k] = val("p99-ms"); cpu[name, k] = val("cpu-ms/op")
-    st[name, k] = val("steal-cores")
+    st[name, k] = val("steal-cores"); idle[name, k] = val("idle-cores")
     # The rate on the cores the hypervisor left this row (steal, read
     # from /proc/stat over the same sign-ins): other guests on the host
     # take more of them in one second than the next.
@@ -105,7 +105,10 @@ awk '
     # same sign-ins split by goroutine label (verifier/server/cpuside_test.go).
     # "outside / signs" is that CPU over the signatures'"'"' own in the same
     # samples: it does not move with how fast the machine signs this hour.
-    printf "\n%-48s %10s %8s %10s %10s %12s %9s %6s\n", "sign-in beside the peer (median of rounds)", "per second", "p99 ms", "CPU ms/op", "IdP signs", "IdP - signs", "out/signs", "steal"
+    # "steal" is the cores the hypervisor gave other guests while the row ran,
+    # "idle" those left unused (waiting for a disk write among them): both
+    # from /proc/stat over the same sign-ins.
+    printf "\n%-48s %10s %8s %10s %10s %12s %9s %6s %6s\n", "sign-in beside the peer (median of rounds)", "per second", "p99 ms", "CPU ms/op", "IdP signs", "IdP - signs", "out/signs", "steal", "idle"
     label["clearance-agent"] = "Clearance, agent proof (every check on)"
     label["clearance-certificate"] = "Clearance, certificate binding"
     label["crewjam"] = "crewjam/saml IdP (Fleet'"'"'s library)"
@@ -113,8 +116,8 @@ awk '
     split("clearance-agent clearance-certificate crewjam clearance-assertion", rows, " ")
     for (i = 1; i <= 4; i++) {
       n = rows[i]
-      for (k = 1; k <= count[n]; k++) { o[k] = (sig[n, k] > 0) ? idp[n, k] / sig[n, k] : 0; t[k] = st[n, k] }
-      printf "%-48s %10.0f %8.2f %10.2f %10.2f %12.2f %9.3f %6.2f\n", label[n], mr[n], mq[n], mc[n], mg[n], md[n], median(o, count[n]), median(t, count[n])
+      for (k = 1; k <= count[n]; k++) { o[k] = (sig[n, k] > 0) ? idp[n, k] / sig[n, k] : 0; t[k] = st[n, k]; l[k] = idle[n, k] }
+      printf "%-48s %10.0f %8.2f %10.2f %10.2f %12.2f %9.3f %6.2f %6.2f\n", label[n], mr[n], mq[n], mc[n], mg[n], md[n], median(o, count[n]), median(t, count[n]), median(l, count[n])
     }
     printf "%-48s %10.0f %8s %10.2f\n", "two RSA-2048 signatures alone (ceiling)", mr["two-rsa-signs"], "", mc["two-rsa-signs"]
     printf "%-48s %10.0f %8s %10.2f\n", "one RSA-2048 signature alone (ceiling)", mr["one-rsa-sign"], "", mc["one-rsa-sign"]

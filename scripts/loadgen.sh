@@ -105,7 +105,7 @@ fi
     if (idle_cpu != "") printf "%-50s %9.3f %% %8s %8s  target < 0.5%% at a 60 s interval\n", "agent idle CPU", idle_cpu, "", ""
     if (idle_rss_what != "") { sub(/^idle: /, "", idle_rss_what); sub(/^idle: /, "", idle_cpu_what); printf "  (%s; %s)\n", idle_rss_what, idle_cpu_what }
     printf "  cores used (verifier / loadgen, same %d CPUs): ingest %.2f / %.2f, sso %.2f / %.2f, steady %.2f / %.2f\n", nproc, k["cpu_ingest_verifier_cores"], k["cpu_ingest_loadgen_cores"], k["cpu_sso_verifier_cores"], k["cpu_sso_loadgen_cores"], k["cpu_steady_verifier_cores"], k["cpu_steady_loadgen_cores"]
-    if (k["cpu_ingest_steal_cores"] != "") printf "  cores the hypervisor took (steal): ingest %.2f, sso %.2f, steady %.2f\n", k["cpu_ingest_steal_cores"], k["cpu_sso_steal_cores"], k["cpu_steady_steal_cores"]
+    if (k["cpu_ingest_steal_cores"] != "") printf "  cores idle (of them waiting for disk) / taken by the hypervisor (steal): ingest %.2f (%.2f) / %.2f, sso %.2f (%.2f) / %.2f, steady %.2f (%.2f) / %.2f\n", k["cpu_ingest_idle_cores"], k["cpu_ingest_iowait_cores"], k["cpu_ingest_steal_cores"], k["cpu_sso_idle_cores"], k["cpu_sso_iowait_cores"], k["cpu_sso_steal_cores"], k["cpu_steady_idle_cores"], k["cpu_steady_iowait_cores"], k["cpu_steady_steal_cores"]
     for (e in k) if (e ~ /^errors_/ && e != "errors_signin_dropped") printf "  %s: %s\n", e, k[e]
     if (k["errors_signin_dropped"] != "") printf "  sign-ins not offered (every browser busy): %s\n", k["errors_signin_dropped"]
     if (k["hostile_unidentified_answered"] == "") exit 0

@@ -40,9 +40,9 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/clearance/clearance/internal/cpustat"
 	"github.com/clearance/clearance/internal/oktasim"
 	"github.com/clearance/clearance/internal/protoagent"
-	"github.com/clearance/clearance/internal/steal"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -105,12 +105,13 @@ type Result struct {
 }
 
 // CPUShare is the average number of cores each process used in a phase,
-// and those the hypervisor ran something else on (Steal; StealOK false
-// where the kernel does not say): on a shared host the phase had only the
-// rest.
+// and the machine's (Machine; MachineOK false where the kernel does not
+// say): cores idle, idle with a disk write waited for, and given by the
+// hypervisor to other guests, the phase having only what was left.
 type CPUShare struct {
-	Verifier, Loadgen, Steal float64
-	StealOK                  bool
+	Verifier, Loadgen float64
+	Machine           cpustat.Cores
+	MachineOK         bool
 }
 
 // RSSPerAgent is the verifier's growth per connected agent from ramp-up
@@ -449,7 +450,7 @@ func (r *run) browsers(ctx context.Context) error {
 // the verifier (when pid is known) and this process used since.
 func (r *run) cpuMeter(pid int) func() CPUShare {
 	t0 := time.Now()
-	stolen := steal.Start()
+	machine := cpustat.Start()
 	self0, _ := CPUTime(0)
 	var v0 time.Duration
 	if pid != 0 {
@@ -459,7 +460,7 @@ func (r *run) cpuMeter(pid int) func() CPUShare {
 		wall := time.Since(t0).Seconds()
 		self1, _ := CPUTime(0)
 		out := CPUShare{Loadgen: (self1 - self0).Seconds() / wall}
-		out.Steal, out.StealOK = stolen.Cores()
+		out.Machine, out.MachineOK = machine.Cores()
 		if pid != 0 {
 			v1, _ := CPUTime(pid)
 			out.Verifier = (v1 - v0).Seconds() / wall

@@ -38,8 +38,12 @@ func (r *Result) WriteKV(w io.Writer) {
 	for _, ph := range slices.Sorted(maps.Keys(r.CPU)) {
 		kv("cpu_"+ph+"_verifier_cores", fmt.Sprintf("%.2f", r.CPU[ph].Verifier))
 		kv("cpu_"+ph+"_loadgen_cores", fmt.Sprintf("%.2f", r.CPU[ph].Loadgen))
-		if r.CPU[ph].StealOK {
-			kv("cpu_"+ph+"_steal_cores", fmt.Sprintf("%.2f", r.CPU[ph].Steal))
+		if m := r.CPU[ph].Machine; r.CPU[ph].MachineOK {
+			// Idle counts the cores waiting for a disk write too, as
+			// iowait (the kernel counts those apart).
+			kv("cpu_"+ph+"_idle_cores", fmt.Sprintf("%.2f", m.Idle+m.IOWait))
+			kv("cpu_"+ph+"_iowait_cores", fmt.Sprintf("%.2f", m.IOWait))
+			kv("cpu_"+ph+"_steal_cores", fmt.Sprintf("%.2f", m.Steal))
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
@@ -142,8 +146,9 @@ func (r *Result) WriteTable(w io.Writer) {
 	}
 	for _, ph := range slices.Sorted(maps.Keys(r.CPU)) {
 		c := r.CPU[ph]
-		if c.StealOK {
-			fmt.Fprintf(w, "phase %s: verifier used %.2f cores, loadgen %.2f, the hypervisor took %.2f\n", ph, c.Verifier, c.Loadgen, c.Steal)
+		if c.MachineOK {
+			fmt.Fprintf(w, "phase %s: verifier used %.2f cores, loadgen %.2f; idle %.2f (waiting for disk %.2f), the hypervisor took %.2f\n",
+				ph, c.Verifier, c.Loadgen, c.Machine.Idle+c.Machine.IOWait, c.Machine.IOWait, c.Machine.Steal)
 		} else {
 			fmt.Fprintf(w, "phase %s: verifier used %.2f cores, loadgen %.2f\n", ph, c.Verifier, c.Loadgen)
 		}

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clearance/clearance/internal/cpustat"
 	"github.com/clearance/clearance/internal/oktasim"
-	"github.com/clearance/clearance/internal/steal"
 	"github.com/clearance/clearance/internal/testkit/testpki"
 	"github.com/clearance/clearance/verifier/idp"
 )
@@ -141,7 +141,7 @@ func BenchmarkRSA2048Sign(b *testing.B) {
 	}
 	digest := sha256.Sum256([]byte("<ds:SignedInfo>…</ds:SignedInfo>"))
 	b.ReportAllocs()
-	stolen := steal.Start()
+	machine := cpustat.Start()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -152,8 +152,8 @@ func BenchmarkRSA2048Sign(b *testing.B) {
 		}
 	})
 	b.StopTimer()
-	if c, ok := stolen.Cores(); ok {
-		b.ReportMetric(c, "steal-cores")
+	if c, ok := machine.Cores(); ok {
+		b.ReportMetric(c.Steal, "steal-cores")
 	}
 }
 

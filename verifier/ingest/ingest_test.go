@@ -20,8 +20,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/clearance/clearance/internal/cpustat"
 	"github.com/clearance/clearance/internal/protoagent"
-	"github.com/clearance/clearance/internal/steal"
 	"github.com/clearance/clearance/pkg/report"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/ingest"
@@ -310,7 +310,7 @@ func BenchmarkECDSAP256VerifyParallel(b *testing.B) {
 	sig, _ := ecdsa.SignASN1(rand.Reader, key, d[:])
 	b.SetParallelism(agentsPerCPU)
 	b.ReportAllocs()
-	stolen := steal.Start()
+	machine := cpustat.Start()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -321,8 +321,8 @@ func BenchmarkECDSAP256VerifyParallel(b *testing.B) {
 		}
 	})
 	b.StopTimer()
-	if c, ok := stolen.Cores(); ok {
-		b.ReportMetric(c, "steal-cores")
+	if c, ok := machine.Cores(); ok {
+		b.ReportMetric(c.Steal, "steal-cores")
 	}
 }
 

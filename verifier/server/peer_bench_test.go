@@ -22,8 +22,8 @@ import (
 	"github.com/crewjam/saml"
 	dsig "github.com/russellhaering/goxmldsig"
 
+	"github.com/clearance/clearance/internal/cpustat"
 	"github.com/clearance/clearance/internal/oktasim"
-	"github.com/clearance/clearance/internal/steal"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/idp"
@@ -80,7 +80,7 @@ func BenchmarkSSOBesidePeer(b *testing.B) {
 		return func(b *testing.B) {
 			digest := sha256.Sum256([]byte("response"))
 			cpu0 := cpuTime()
-			stolen := steal.Start()
+			machine := cpustat.Start()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
@@ -95,8 +95,8 @@ func BenchmarkSSOBesidePeer(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(ms(cpuTime()-cpu0)/float64(b.N), "cpu-ms/op")
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "signins/s")
-			if c, ok := stolen.Cores(); ok {
-				b.ReportMetric(c, "steal-cores")
+			if c, ok := machine.Cores(); ok {
+				b.ReportMetric(c.Steal, "steal-cores")
 			}
 		}
 	}
@@ -188,10 +188,11 @@ func driveSignIns(b *testing.B, browsers []*benchBrowser, base string,
 type cpuUse struct {
 	total time.Duration
 	sides map[string]time.Duration // nil: not split
-	// steal is the cores the hypervisor ran something else on meanwhile
-	// (stealOK false where the kernel does not say).
-	steal   float64
-	stealOK bool
+	// machine is the cores left idle, idle waiting for a disk write, and
+	// given by the hypervisor to other guests meanwhile (machineOK false
+	// where the kernel does not say).
+	machine   cpustat.Cores
+	machineOK bool
 }
 
 // report reports the CPU per sign-in: the process's (cpu-ms/op), and the
@@ -200,8 +201,10 @@ type cpuUse struct {
 // made by both).
 func (c cpuUse) report(b *testing.B) {
 	b.ReportMetric(ms(c.total)/float64(b.N), "cpu-ms/op")
-	if c.stealOK {
-		b.ReportMetric(c.steal, "steal-cores")
+	if c.machineOK {
+		b.ReportMetric(c.machine.Steal, "steal-cores")
+		b.ReportMetric(c.machine.Idle+c.machine.IOWait, "idle-cores")
+		b.ReportMetric(c.machine.IOWait, "iowait-cores")
 	}
 	if c.sides == nil {
 		return
@@ -226,7 +229,7 @@ func timeSignIns(b *testing.B, browsers []*benchBrowser, urls []string,
 	)
 	prof := startSideProfile()
 	cpu0 := cpuTime()
-	stolen := steal.Start()
+	machine := cpustat.Start()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		asBrowser()
@@ -251,7 +254,7 @@ func timeSignIns(b *testing.B, browsers []*benchBrowser, urls []string,
 	})
 	b.StopTimer()
 	cpu := cpuUse{total: cpuTime() - cpu0}
-	cpu.steal, cpu.stealOK = stolen.Cores()
+	cpu.machine, cpu.machineOK = machine.Cores()
 	if prof != nil {
 		sides, err := prof.stop()
 		if err != nil {
