@@ -107,8 +107,7 @@ type conn struct {
 	lastRead     atomic.Int64
 	resetStrikes atomic.Bool // a header or data frame was sent since the last ping
 
-	// The keepalive timer's alone (its runs never overlap: each run
-	// re-arms it last).
+	// Keepalive, under mu.
 	ka      *time.Timer
 	kaPrev  int64
 	kaOut   bool
@@ -181,7 +180,9 @@ func (c *conn) serve() (err error) {
 
 	// 3. Frames.
 	c.lastRead.Store(time.Now().UnixNano())
+	c.mu.Lock()
 	c.ka = time.AfterFunc(c.o.KeepaliveTime, c.keepalive)
+	c.mu.Unlock()
 	for {
 		if err := c.readFrame(); err != nil {
 			return err
@@ -247,9 +248,11 @@ func (c *conn) closeStreams(err error) {
 func (c *conn) close(err error) {
 	c.closeStreams(err)
 	c.closeOnce.Do(func() {
+		c.mu.Lock()
 		if c.ka != nil {
 			c.ka.Stop()
 		}
+		c.mu.Unlock()
 		c.nc.Close()
 	})
 }
@@ -291,36 +294,33 @@ func (c *conn) drained() {
 }
 
 // keepalive is grpc-go's: a connection with nothing read for KeepaliveTime
-// is pinged, and closed if nothing is read for KeepaliveTimeout more.
+// is pinged, and closed if nothing is read for KeepaliveTimeout more. Its
+// state is under c.mu; the ping and the close happen after.
 func (c *conn) keepalive() {
+	ping, end := false, false
 	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
-	if closed {
-		return
-	}
-	last := c.lastRead.Load()
-	if last > c.kaPrev {
+	switch last := c.lastRead.Load(); {
+	case c.closed:
+	case last > c.kaPrev:
 		c.kaPrev, c.kaOut = last, false
 		c.ka.Reset(time.Duration(last) + c.o.KeepaliveTime - time.Duration(time.Now().UnixNano()))
-		return
-	}
-	if c.kaOut && c.kaLeft <= 0 {
-		c.close(errKeepalive)
-		return
-	}
-	if !c.kaOut {
-		c.kaOut, c.kaLeft = true, c.o.KeepaliveTimeout
-		// Armed before the ping, whose write may block.
+	case c.kaOut && c.kaLeft <= 0:
+		end = true
+	default:
+		if !c.kaOut {
+			c.kaOut, c.kaLeft, ping = true, c.o.KeepaliveTimeout, true
+		}
 		d := min(c.o.KeepaliveTime, c.kaLeft)
 		c.kaLeft -= d
 		c.ka.Reset(d)
-		c.keepalivePing()
-		return
 	}
-	d := min(c.o.KeepaliveTime, c.kaLeft)
-	c.kaLeft -= d
-	c.ka.Reset(d)
+	c.mu.Unlock()
+	if end {
+		c.close(errKeepalive)
+	}
+	if ping {
+		c.keepalivePing()
+	}
 }
 
 // readFrame reads and handles one frame.
