@@ -3,7 +3,6 @@ package grpclite
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"net"
 	"runtime"
 	"sync"
@@ -80,6 +79,8 @@ var (
 // pki is a throwaway CA with a server and a client certificate.
 type pki struct {
 	server, client *tls.Config
+	// The client's identity as PEM, for a child process.
+	clientCert, clientKey, rootPEM []byte
 }
 
 var (
@@ -102,6 +103,7 @@ func testPKI(t testing.TB) pki {
 				MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cli.TLS()},
 				RootCAs: roots, ServerName: "localhost",
 			},
+			clientCert: cli.CertPEM(), clientKey: cli.KeyPEM(t), rootPEM: ca.CertPEM(),
 		}
 	})
 	return thePKI
@@ -162,5 +164,3 @@ func settleGoroutines(t testing.TB, base int) {
 		t.Fatalf("%d goroutines, want at most %d:\n%s", runtime.NumGoroutine(), base, buf[:n])
 	}
 }
-
-var _ = x509.NewCertPool
