@@ -10,8 +10,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,7 +95,9 @@ func newHeldServer(b *testing.B, kind string) heldServer {
 // alone. Measured after two GCs and a return of freed memory to the OS:
 // RSS, live heap, goroutine stacks and goroutines, each the growth from
 // before the clients, divided by them. CLEARANCE_HELD_STREAMS sets the
-// number of connections (default 100; the target is measured at 2000).
+// number of connections (default 100; the target is measured at 2000);
+// with CLEARANCE_PROFILE_DIR set, each server's heap profile is written
+// there while the connections are held.
 func BenchmarkHeldStreams(b *testing.B) {
 	n := 100
 	if v := os.Getenv("CLEARANCE_HELD_STREAMS"); v != "" {
@@ -138,12 +142,27 @@ func measureHeld(b *testing.B, kind string, n int) perConn {
 		Cert: string(p.clientCert), Key: string(p.clientKey), Root: string(p.rootPEM)})
 	child.await(b, "connected")
 	held := memNow()
+	if dir := os.Getenv("CLEARANCE_PROFILE_DIR"); dir != "" {
+		writeHeapProfile(b, filepath.Join(dir, "heap-"+kind+".pprof"))
+	}
 	child.finish(b)
 
 	kib := func(a, b uint64) float64 { return (float64(a) - float64(b)) / 1024 / float64(n) }
 	return perConn{
 		rss: kib(held.rss, base.rss), heap: kib(held.heap, base.heap), stack: kib(held.stack, base.stack),
 		goroutines: float64(held.goroutines-base.goroutines) / float64(n),
+	}
+}
+
+func writeHeapProfile(b *testing.B, path string) {
+	b.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
 	}
 }
 

@@ -696,6 +696,10 @@ func (c *conn) operateHeaders(f *http2.MetaHeadersFrame) error {
 
 // streamDone releases what a call held on its connection.
 func (c *conn) streamDone(s *stream) {
+	s.mu.Lock()
+	s.reset = true
+	s.q.free()
+	s.mu.Unlock()
 	c.mu.Lock()
 	if c.streams[s.id] == s {
 		delete(c.streams, s.id)

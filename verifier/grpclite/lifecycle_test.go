@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -307,4 +308,48 @@ func TestHealthAndReflection(t *testing.T) {
 			t.Errorf("reflection lists %v, not %s", names, want)
 		}
 	}
+}
+
+func TestConnectionTimeout(t *testing.T) {
+	t.Parallel()
+	t.Run("no preface", func(t *testing.T) {
+		s := NewServer(Options{ConnectionTimeout: 50 * time.Millisecond})
+		nc, err := net.Dial("tcp", serve(t, s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		rc := newRawClient(t, nc)
+		rc.expectClosed()
+	})
+	t.Run("no TLS handshake", func(t *testing.T) {
+		_, addr := newTLSServer(t, &impl{}, Options{ConnectionTimeout: 50 * time.Millisecond})
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		newRawClient(t, nc).expectClosed()
+	})
+	t.Run("Stop does not wait for a handshake", func(t *testing.T) {
+		s := NewServer(Options{Creds: credsTLS(t)})
+		l := listen(t)
+		served := make(chan error, 1)
+		go func() { served <- s.Serve(l) }()
+		nc, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		testkit.Eventually(t, 10*time.Second, "the connection in its handshake", func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return len(s.raws) == 1
+		})
+		s.Stop()
+		newRawClient(t, nc).expectClosed()
+		if err := <-served; err != nil {
+			t.Error(err)
+		}
+	})
 }

@@ -142,6 +142,7 @@ type Server struct {
 	draining bool
 	stopped  bool
 	lis      map[net.Listener]bool
+	raws     map[net.Conn]bool // connections in their handshake
 	conns    map[*conn]bool
 	connWG   sync.WaitGroup // connection goroutines
 }
@@ -169,6 +170,7 @@ func NewServer(o Options) *Server {
 		opts:     o.fill(),
 		services: map[string]*service{},
 		lis:      map[net.Listener]bool{},
+		raws:     map[net.Conn]bool{},
 		conns:    map[*conn]bool{},
 	}
 	s.unaryInt = chainUnary(s.opts.UnaryInterceptors)
@@ -271,6 +273,7 @@ func (s *Server) Serve(l net.Listener) error {
 			continue
 		}
 		s.connWG.Add(1)
+		s.raws[raw] = true
 		s.mu.Unlock()
 		go func() { // owned by connWG; ends when the connection does
 			defer s.connWG.Done()
@@ -284,6 +287,7 @@ func (s *Server) Serve(l net.Listener) error {
 func (s *Server) track(c *conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	delete(s.raws, c.raw)
 	if s.stopped || s.draining {
 		return false
 	}
@@ -297,11 +301,16 @@ func (s *Server) untrack(c *conn) {
 	s.mu.Unlock()
 }
 
-// closeListeners closes every listener; s.mu is held.
+// closeListeners closes every listener, and every connection still in
+// its handshake; s.mu is held.
 func (s *Server) closeListeners() {
 	for l := range s.lis {
 		l.Close()
 		delete(s.lis, l)
+	}
+	for raw := range s.raws {
+		raw.Close()
+		delete(s.raws, raw)
 	}
 }
 
@@ -352,8 +361,18 @@ func (s *Server) serveConn(raw net.Conn) {
 	nc, auth := raw, credentials.AuthInfo(nil)
 	if s.opts.Creds != nil {
 		var err error
-		nc, auth, err = s.opts.Creds.ServerHandshake(raw)
+		// On a goroutine of its own, whose stack (a TLS handshake's is
+		// deep) goes when it ends: this one stays small as the reader.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			nc, auth, err = s.opts.Creds.ServerHandshake(raw)
+		}()
+		<-done
 		if err != nil {
+			s.mu.Lock()
+			delete(s.raws, raw)
+			s.mu.Unlock()
 			if !errors.Is(err, credentials.ErrConnDispatched) {
 				s.opts.Logger.Debug("handshake_failed", "remote", raw.RemoteAddr().String(), "err", err)
 				raw.Close()
