@@ -1,7 +1,6 @@
 package grpclite
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -301,6 +301,12 @@ func TestUnknownServiceAndMethod(t *testing.T) {
 			t.Errorf("%s: %v, want Unimplemented %q", method, err, want)
 		}
 	}
+	// No decompressor is installed, as in a grpc-go server without one
+	// registered.
+	err := cc.Invoke(ctxT(t), mUnary, wrapperspb.String("x"), new(wrapperspb.StringValue), grpc.UseCompressor(gzip.Name))
+	if st := status.Convert(err); st.Code() != codes.Unimplemented || st.Message() != `grpc: Decompressor is not installed for grpc-encoding "gzip"` {
+		t.Errorf("gzip: %v", err)
+	}
 }
 
 func TestInterceptorOrder(t *testing.T) {
@@ -352,5 +358,3 @@ func TestInterceptorOrder(t *testing.T) {
 		t.Errorf("order:\n got %v\nwant %v", log, want)
 	}
 }
-
-var _ = bytes.Equal

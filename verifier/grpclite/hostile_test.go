@@ -10,7 +10,6 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
-	"google.golang.org/grpc"
 )
 
 // TestHostileInput drives a server with frames no client should send: each
@@ -191,5 +190,3 @@ func TestHostileInput(t *testing.T) {
 		t.Errorf("%d connections still tracked", n)
 	}
 }
-
-var _ = grpc.ErrServerStopped
