@@ -108,11 +108,10 @@ type conn struct {
 	resetStrikes atomic.Bool // a header or data frame was sent since the last ping
 
 	// Keepalive, under mu.
-	ka      *time.Timer
-	kaPrev  int64
-	kaOut   bool
-	kaLeft  time.Duration
-	scratch *[]byte
+	ka     *time.Timer
+	kaPrev int64
+	kaOut  bool
+	kaLeft time.Duration
 }
 
 func newConn(s *Server, raw, nc net.Conn, auth credentials.AuthInfo) *conn {
@@ -396,11 +395,11 @@ func (c *conn) readData(fh http2.FrameHeader) error {
 	if fh.StreamID == 0 {
 		return connError{http2.ErrCodeProtocol, "DATA on stream 0"}
 	}
-	if c.scratch == nil {
-		c.scratch = chunkPool.Get().(*[]byte)
-	}
-	buf := (*c.scratch)[:fh.Length]
-	defer func() { chunkPool.Put(c.scratch); c.scratch = nil }()
+	// The payload is read into a pooled buffer and copied into the
+	// stream's queue: an idle connection holds no read buffer.
+	scratch := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(scratch)
+	buf := (*scratch)[:fh.Length]
 	if _, err := io.ReadFull(c.nc, buf); err != nil {
 		return err
 	}
@@ -532,7 +531,7 @@ func (c *conn) handleWindowUpdate(f *http2.WindowUpdateFrame) error {
 	s.sendWin += int64(f.Increment)
 	c.cond.Broadcast()
 	if s.sendWin > math.MaxInt32 {
-		// Written by the deferred unlock's caller: see readFrame.
+		// Reset by readFrame, once c.mu is released.
 		c.overflowed = s.id
 	}
 	return nil
