@@ -573,7 +573,7 @@ func (cl *chanListener) Close() error {
 
 func (cl *chanListener) Addr() net.Addr { return cl.addr }
 
-// handshaken are the servers' credentials (set by DeviceOptions and
+// handshaken are the servers' credentials (set by DeviceTerms and
 // UnauthenticatedOptions): the Listener did the handshake, so they only
 // describe it (credentials.TLSInfo, as credentials.NewTLS would) for the
 // calls that read the peer's certificate.

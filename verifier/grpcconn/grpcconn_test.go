@@ -23,6 +23,7 @@ import (
 	"github.com/clearance/clearance/internal/rawh2"
 	"github.com/clearance/clearance/internal/testkit"
 	"github.com/clearance/clearance/internal/testkit/testpki"
+	"github.com/clearance/clearance/verifier/grpclite"
 )
 
 // pki is a throwaway CA with a server certificate and a device
@@ -110,9 +111,12 @@ func start(t *testing.T, o Options, lim Limits) *env {
 		}
 		return h(ctx, req)
 	}
-	dev := grpc.NewServer(append(DeviceOptions(lim), grpc.ChainStreamInterceptor(long.Interceptor()), grpc.ChainUnaryInterceptor(record))...)
+	terms := DeviceTerms(lim)
+	terms.StreamInterceptors = []grpc.StreamServerInterceptor{long.Interceptor()}
+	terms.UnaryInterceptors = []grpc.UnaryServerInterceptor{record}
+	dev := grpclite.NewServer(terms)
 	other := grpc.NewServer(append(UnauthenticatedOptions(lim), grpc.ChainStreamInterceptor(long.Interceptor()))...)
-	for srv, class := range map[*grpc.Server]string{dev: ClassDevice, other: ClassUnauthenticated} {
+	for srv, class := range map[grpc.ServiceRegistrar]string{dev: ClassDevice, other: ClassUnauthenticated} {
 		h := health.NewServer()
 		h.SetServingStatus(class, healthpb.HealthCheckResponse_SERVING)
 		healthpb.RegisterHealthServer(srv, h)

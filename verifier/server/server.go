@@ -41,6 +41,7 @@ import (
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/enroll"
 	"github.com/clearance/clearance/verifier/grpcconn"
+	"github.com/clearance/clearance/verifier/grpclite"
 	"github.com/clearance/clearance/verifier/hub"
 	"github.com/clearance/clearance/verifier/idp"
 	"github.com/clearance/clearance/verifier/ingest"
@@ -88,8 +89,8 @@ type Server struct {
 	Metrics    *metrics.Metrics
 	policies   *policySource
 	admin      *admin.Server
-	grpcDevice *grpc.Server // connections with a device certificate (grpcconn sorts them)
-	grpcOther  *grpc.Server // every other connection, on tighter terms
+	grpcDevice *grpclite.Server // connections with a device certificate (grpcconn sorts them)
+	grpcOther  *grpc.Server     // every other connection, on tighter terms
 	grpcTLS    *tls.Config
 	grpcHealth *health.Server
 	http       *http.Server
@@ -260,26 +261,31 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		UnauthenticatedIdle: cfg.GRPCUnauthIdle, UnauthenticatedMaxAge: cfg.GRPCUnauthMaxAge,
 	}
 	unaryAuth, streamAuth := admin.TokenAuth(token)
+	// Health Watch and reflection streams are bounded before anything else
+	// runs.
 	long := grpcconn.NewLongStreams(s.Metrics)
-	common := []grpc.ServerOption{
+	// Device connections (agents, each holding one mostly idle stream for
+	// days) are served by grpclite, which holds no buffers while idle;
+	// their messages are bounded by a report's size.
+	dev := grpcconn.DeviceTerms(lim)
+	dev.MaxRecvMsgSize = MaxMessageSize
+	dev.WriteBufferSize = connBuffer
+	dev.UnaryInterceptors = []grpc.UnaryServerInterceptor{unaryAuth}
+	dev.StreamInterceptors = []grpc.StreamServerInterceptor{long.Interceptor(), streamAuth}
+	dev.Logger = log
+	s.grpcDevice = grpclite.NewServer(dev)
+	// Every other connection: grpc-go's server with small buffers (a write
+	// buffer shared while idle); the unauthenticated terms carry their own,
+	// smaller message bound (grpcconn.UnauthenticatedMaxMessage).
+	s.grpcOther = grpc.NewServer(append(grpcconn.UnauthenticatedOptions(lim),
 		grpc.ChainUnaryInterceptor(unaryAuth),
-		// Health Watch and reflection streams are bounded before anything
-		// else runs.
 		grpc.ChainStreamInterceptor(long.Interceptor(), streamAuth),
-		// Thousands of agents each hold one mostly idle stream; grpc-go's
-		// default 32 KiB read and write buffers per connection were most of
-		// the verifier's memory. Reports are a few KiB, so small buffers
-		// (and a write buffer shared while idle) cost nothing in speed.
 		grpc.ReadBufferSize(0),
 		grpc.WriteBufferSize(connBuffer),
 		grpc.SharedWriteBuffer(true),
-	}
-	// Messages: a report's bound on device connections; the unauthenticated
-	// terms carry their own, smaller one (grpcconn.UnauthenticatedMaxMessage).
-	s.grpcDevice = grpc.NewServer(append(append(grpcconn.DeviceOptions(lim), grpc.MaxRecvMsgSize(MaxMessageSize)), common...)...)
-	s.grpcOther = grpc.NewServer(append(grpcconn.UnauthenticatedOptions(lim), common...)...)
+	)...)
 	s.grpcHealth = health.NewServer()
-	for _, srv := range []*grpc.Server{s.grpcDevice, s.grpcOther} {
+	for _, srv := range []reflection.GRPCServer{s.grpcDevice, s.grpcOther} {
 		agentv1.RegisterAgentServiceServer(srv, agents)
 		adminv1.RegisterAdminServiceServer(srv, s.admin)
 		healthpb.RegisterHealthServer(srv, s.grpcHealth)
