@@ -12,12 +12,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/enroll"
+	"github.com/clearance/clearance/verifier/grpclite"
 	"github.com/clearance/clearance/verifier/hub"
 	"github.com/clearance/clearance/verifier/ingest"
 	"github.com/clearance/clearance/verifier/metrics"
@@ -151,15 +153,15 @@ func (s *Server) Renew(ctx context.Context, req *agentv1.RenewRequest) (*agentv1
 
 // Connect implements AgentService.Connect.
 //
-// Thousands of streams wait at once, each on two goroutines (the handler
-// and its reader), so what each keeps on its stack counts. A goroutine's
+// Thousands of streams wait at once, each on its handler's goroutine (see
+// serve), so what each keeps on its stack counts. A goroutine's
 // stack grows to what its deepest call needed and shrinks only at a
 // garbage collection, by half, and only while its waiting frames use less
 // than a quarter of it. So the deep work (opening the stream: the device
 // lookup, the certificate check; and each report: unmarshalling, the
 // signature check, the store) runs on the pool's workers (s.deep), shared
-// by all streams, and the two that wait only ever need what waiting takes:
-// they stay at 4 KiB each, where a reader that did a report's work itself
+// by all streams, and the goroutine that waits only ever needs what waiting
+// takes: it stays at 4 KiB, where a reader that did a report's work itself
 // was at 8 or 16 KiB and a handler that opened the stream at 8. Keep those
 // waits shallow: a wait whose frames pass the stack's size less its guard
 // makes it grow, and it stays grown.
@@ -246,13 +248,68 @@ func (c *agentStream) close() {
 	c.unregister()
 }
 
-// serve runs the stream. The reader verifies and stores each report and
-// sends its ack itself; this goroutine sends what the hub queues
-// (CheckNow, policy sets) and ends the stream when the hub drops the
-// session. A gRPC stream takes one Send at a time, so the two share out.
-// Returning ends the stream, which also unblocks the reader's Recv; out is
-// closed first, so that the reader sends nothing more once it has.
+// serve runs the stream: it verifies and stores each report the agent
+// sends and acks it, sends what the hub queues (CheckNow, policy sets), and
+// ends the stream when the hub drops the session. On a grpclite stream (the
+// device connections' server) that is one goroutine, the handler's: the
+// hub wakes its Recv when it has news (grpclite.Wake). Elsewhere a reader
+// goroutine receives while the handler waits on the hub (serveWithReader).
 func (c *agentStream) serve() error {
+	ss := serverStream(c.stream)
+	if !grpclite.Wakeable(ss) {
+		return c.serveWithReader()
+	}
+	c.sess.Notify(func() { grpclite.Wake(ss) })
+	for {
+		select {
+		case <-c.sess.Done():
+			return sessionEnded(c.sess, c.log())
+		case m := <-c.sess.Out():
+			// A policy set is marshalled in the send: deep too.
+			if err := c.s.deep.do(func() error { return c.out.send(m) }); err != nil {
+				return err
+			}
+			continue
+		default:
+		}
+		m, err := c.stream.Recv()
+		if errors.Is(err, grpclite.ErrWoken) {
+			continue
+		}
+		if err != nil {
+			return recvEnded(c.stream, err)
+		}
+		if err := c.s.deep.do(func() error { return c.report(m) }); err != nil {
+			return err
+		}
+	}
+}
+
+// serverStream is the transport's stream under the generated one.
+func serverStream(st agentv1.AgentService_ConnectServer) grpc.ServerStream {
+	if g, ok := st.(*grpc.GenericServerStream[agentv1.AgentMessage, agentv1.VerifierMessage]); ok {
+		return g.ServerStream
+	}
+	return st
+}
+
+// recvEnded is the status a stream ends with when its Recv failed: none
+// when the agent went away.
+func recvEnded(st agentv1.AgentService_ConnectServer, err error) error {
+	if st.Context().Err() != nil || status.Code(err) == codes.Canceled {
+		return nil
+	}
+	return err
+}
+
+// serveWithReader runs the stream on two goroutines, for a transport whose
+// Recv nothing can wake: a reader verifies and stores each report and sends
+// its ack itself; this goroutine sends what the hub queues and ends the
+// stream when the hub drops the session. A gRPC stream takes one Send at a
+// time, so the two share out. Returning ends the stream, which also
+// unblocks the reader's Recv; out is closed first, so that the reader sends
+// nothing more once it has.
+func (c *agentStream) serveWithReader() error {
 	readDone := make(chan error, 1)
 	go func() { readDone <- c.read() }()
 	for {
@@ -320,10 +377,7 @@ func (c *agentStream) read() error {
 	for {
 		m, err := c.stream.Recv()
 		if err != nil {
-			if c.stream.Context().Err() != nil || status.Code(err) == codes.Canceled {
-				return nil
-			}
-			return err
+			return recvEnded(c.stream, err)
 		}
 		if err := c.s.deep.do(func() error { return c.report(m) }); err != nil {
 			return err

@@ -39,6 +39,7 @@ type stream struct {
 	recvEOF   bool   // the client half-closed
 	discard   bool   // a Recv failed: what arrives is dropped
 	reset     bool   // the stream was reset (either side) or the connection closed
+	woken     bool   // Wake was called: a Recv waiting for a message's first byte returns ErrWoken
 	notify    chan struct{}
 	recvFirst bool // the handler's goroutine alone
 
@@ -120,8 +121,10 @@ func (s *stream) takeUpdate() uint32 {
 	return u
 }
 
-// read reads what the client sent, waiting for it.
-func (s *stream) read(p []byte) (int, error) {
+// read reads what the client sent, waiting for it. A wakeable read (the
+// first byte of a message, nothing of it read yet) returns errWoken instead
+// of waiting once Wake was called.
+func (s *stream) read(p []byte, wakeable bool) (int, error) {
 	for {
 		s.mu.Lock()
 		if s.q.n > 0 {
@@ -139,9 +142,16 @@ func (s *stream) read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		reset := s.reset
+		woken := wakeable && s.woken
+		if woken {
+			s.woken = false
+		}
 		s.mu.Unlock()
 		if reset {
 			return 0, s.ctxErr()
+		}
+		if woken {
+			return 0, ErrWoken
 		}
 		select {
 		case <-s.notify:
@@ -151,10 +161,11 @@ func (s *stream) read(p []byte) (int, error) {
 	}
 }
 
-func (s *stream) readFull(p []byte) (int, error) {
+// readFull fills p; with wakeable, only its first read may be woken.
+func (s *stream) readFull(p []byte, wakeable bool) (int, error) {
 	n := 0
 	for n < len(p) {
-		m, err := s.read(p[n:])
+		m, err := s.read(p[n:], wakeable && n == 0)
 		n += m
 		if err != nil {
 			if err == io.EOF && n > 0 {
@@ -164,6 +175,35 @@ func (s *stream) readFull(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// ErrWoken is what RecvMsg returns when Wake interrupted its wait for the
+// next message: nothing of the stream was read, and the next RecvMsg goes
+// on from where this one was.
+var ErrWoken = errors.New("grpclite: Recv woken")
+
+// Wake makes a RecvMsg of ss that waits for the next message return
+// ErrWoken, or the next one that would wait, once; a message already
+// arriving is not interrupted. It reports false (and does nothing) when ss
+// is not a grpclite stream. With it a handler can wait for its peer and
+// for something else on one goroutine: whoever has news for it wakes its
+// Recv.
+func Wake(ss grpc.ServerStream) bool {
+	s, ok := ss.(*stream)
+	if !ok {
+		return false
+	}
+	s.mu.Lock()
+	s.woken = true
+	s.mu.Unlock()
+	s.wake()
+	return true
+}
+
+// Wakeable reports whether Wake works on ss.
+func Wakeable(ss grpc.ServerStream) bool {
+	_, ok := ss.(*stream)
+	return ok
 }
 
 func (s *stream) ctxErr() error {
@@ -177,7 +217,7 @@ func (s *stream) ctxErr() error {
 // half-closed first.
 func (s *stream) recvMsg() ([]byte, error) {
 	var hdr [5]byte
-	if _, err := s.readFull(hdr[:]); err != nil {
+	if _, err := s.readFull(hdr[:], s.sd != nil && s.sd.ClientStreams); err != nil {
 		if err == io.ErrUnexpectedEOF {
 			err = status.Error(codes.Internal, err.Error())
 		}
@@ -197,7 +237,7 @@ func (s *stream) recvMsg() ([]byte, error) {
 		return nil, status.Errorf(codes.ResourceExhausted, "grpc: received message larger than max (%d vs. %d)", n, s.c.o.MaxRecvMsgSize)
 	}
 	msg := make([]byte, n)
-	if _, err := s.readFull(msg); err != nil {
+	if _, err := s.readFull(msg, false); err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			err = status.Error(codes.Internal, io.ErrUnexpectedEOF.Error())
 		}
@@ -223,7 +263,7 @@ func (s *stream) failRecv() {
 // grpc-go does.
 func (s *stream) RecvMsg(m any) error {
 	err := s.recvInto(m)
-	if err != nil && err != io.EOF {
+	if err != nil && err != io.EOF && err != ErrWoken {
 		s.failRecv()
 	}
 	return err

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -58,6 +59,21 @@ type Session struct {
 	done     chan struct{}
 	once     sync.Once
 	cause    error
+	// news is called after a message is queued and when the session is
+	// dropped (see Notify).
+	news atomic.Pointer[func()]
+}
+
+// Notify has f called, without blocking, after each message queued for the
+// session and when the hub drops it: a stream waiting for its agent on one
+// goroutine wakes on it to look at Out and Done. f must not block. Whatever
+// happened before Notify is in Out and Done already.
+func (s *Session) Notify(f func()) { s.news.Store(&f) }
+
+func (s *Session) tell() {
+	if f := s.news.Load(); f != nil {
+		(*f)()
+	}
 }
 
 // Out is what the stream's writer sends to the agent.
@@ -70,7 +86,7 @@ func (s *Session) Done() <-chan struct{} { return s.done }
 func (s *Session) Err() error { return s.cause }
 
 func (s *Session) close(err error) {
-	s.once.Do(func() { s.cause = err; close(s.done) })
+	s.once.Do(func() { s.cause = err; close(s.done); s.tell() })
 }
 
 // ReportLister reads stored reports: a check answered at another replica
@@ -285,6 +301,7 @@ func (s *Session) offer(m *agentv1.VerifierMessage) error {
 	}
 	select {
 	case s.out <- m:
+		s.tell()
 		return nil
 	default:
 		return ErrBusy

@@ -177,3 +177,33 @@ func TestReenrolledEndsOldKeyStream(t *testing.T) {
 	default:
 	}
 }
+
+func TestNotifyOnNewsAndOnDrop(t *testing.T) {
+	t.Parallel()
+	var h Hub
+	s, done := h.Register("d1", nil)
+	told := 0
+	s.Notify(func() { told++ })
+	if err := h.Send("d1", &agentv1.VerifierMessage{}); err != nil {
+		t.Fatal(err)
+	}
+	if told != 1 {
+		t.Fatalf("told %d times after a message, want 1", told)
+	}
+	// A message refused (the buffer full) is no news.
+	for range sendBuffer {
+		_ = h.Send("d1", &agentv1.VerifierMessage{})
+	}
+	if told != sendBuffer {
+		t.Fatalf("told %d times after filling the buffer, want %d", told, sendBuffer)
+	}
+	_, doneNewer := h.Register("d1", nil) // drops s
+	defer doneNewer()
+	if told != sendBuffer+1 {
+		t.Fatalf("told %d times after the drop, want %d", told, sendBuffer+1)
+	}
+	done() // already dropped: no news twice
+	if told != sendBuffer+1 {
+		t.Fatalf("told %d times after cleanup, want %d", told, sendBuffer+1)
+	}
+}
