@@ -261,16 +261,10 @@ func (c *agentStream) serve() error {
 	}
 	c.sess.Notify(func() { grpclite.Wake(ss) })
 	for {
-		select {
-		case <-c.sess.Done():
-			return sessionEnded(c.sess, c.log())
-		case m := <-c.sess.Out():
-			// A policy set is marshalled in the send: deep too.
-			if err := c.s.deep.do(func() error { return c.out.send(m) }); err != nil {
-				return err
-			}
-			continue
-		default:
+		// The handler waits in Recv for days: its frame here stays small
+		// (see Connect), with the hub's news handled in a call of its own.
+		if err := c.hubNews(); err != errNoNews {
+			return err
 		}
 		m, err := c.stream.Recv()
 		if errors.Is(err, grpclite.ErrWoken) {
@@ -281,6 +275,29 @@ func (c *agentStream) serve() error {
 		}
 		if err := c.s.deep.do(func() error { return c.report(m) }); err != nil {
 			return err
+		}
+	}
+}
+
+// errNoNews: the hub has nothing for the stream.
+var errNoNews = errors.New("no news")
+
+// hubNews sends what the hub queued for the stream, and returns the
+// stream's status if the hub dropped it, or errNoNews.
+//
+//go:noinline
+func (c *agentStream) hubNews() error {
+	for {
+		select {
+		case <-c.sess.Done():
+			return sessionEnded(c.sess, c.log())
+		case m := <-c.sess.Out():
+			// A policy set is marshalled in the send: deep too.
+			if err := c.s.deep.do(func() error { return c.out.send(m) }); err != nil {
+				return err
+			}
+		default:
+			return errNoNews
 		}
 	}
 }

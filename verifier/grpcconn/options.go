@@ -145,25 +145,32 @@ func NewLongStreams(m Metrics) *LongStreams {
 }
 
 // Interceptor refuses a long-lived stream over either bound with
-// RESOURCE_EXHAUSTED before it is served.
+// RESOURCE_EXHAUSTED before it is served. Every other stream passes through
+// a frame of a few words: an agent's Connect handler waits under it for
+// days, and its stack stays small only if what it waits under does.
 func (ls *LongStreams) Interceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if !longMethods[info.FullMethod] {
 			return handler(srv, ss)
 		}
-		k := longKey{method: info.FullMethod}
-		if p, ok := peer.FromContext(ss.Context()); ok {
-			k.src = sourceOf(p.Addr)
-		}
-		if !ls.take(k) {
-			if ls.metrics != nil {
-				ls.metrics.GRPCStreamRefused(info.FullMethod)
-			}
-			return status.Errorf(codes.ResourceExhausted, "too many %s streams are open; try again later", info.FullMethod)
-		}
-		defer ls.give(k)
-		return handler(srv, ss)
+		return ls.serve(srv, ss, info, handler)
 	}
+}
+
+//go:noinline
+func (ls *LongStreams) serve(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	k := longKey{method: info.FullMethod}
+	if p, ok := peer.FromContext(ss.Context()); ok {
+		k.src = sourceOf(p.Addr)
+	}
+	if !ls.take(k) {
+		if ls.metrics != nil {
+			ls.metrics.GRPCStreamRefused(info.FullMethod)
+		}
+		return status.Errorf(codes.ResourceExhausted, "too many %s streams are open; try again later", info.FullMethod)
+	}
+	defer ls.give(k)
+	return handler(srv, ss)
 }
 
 func (ls *LongStreams) take(k longKey) bool {

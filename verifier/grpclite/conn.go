@@ -659,6 +659,10 @@ func (c *conn) operateHeaders(f *http2.MetaHeadersFrame) error {
 	var ctx context.Context
 	if timeoutSet {
 		ctx, s.cancel = context.WithTimeout(context.Background(), timeout)
+		// A Recv waiting for a message (stream.await) wakes at the
+		// deadline; every other end of a call (a reset, the connection's
+		// close) wakes it already.
+		context.AfterFunc(ctx, s.wake)
 	} else {
 		ctx, s.cancel = context.WithCancel(context.Background())
 	}
