@@ -118,7 +118,7 @@ bench-postgres: $(BIN)/grpcurl
 bench-full: $(BIN)/grpcurl
 	@BENCHTIME=$${BENCHTIME:-5s} IDLE_SECONDS=$${IDLE_SECONDS:-60} INTERVAL=$${INTERVAL:-60s} \
 		LOADGEN_AGENTS=$${LOADGEN_AGENTS:-20000} LOADGEN_DURATION=$${LOADGEN_DURATION:-90s} LOADGEN_INTERVAL=$${LOADGEN_INTERVAL:-60s} \
-		CEILING_BENCHTIME=$${CEILING_BENCHTIME:-5s} scripts/bench.sh
+		CEILING_BENCHTIME=$${CEILING_BENCHTIME:-5s} MEMORY_AGENTS=$${MEMORY_AGENTS:-0} scripts/bench.sh
 
 ## profile: the sign-in path under BenchmarkSSOBesidePeer, one row at a time (agent proof,
 ## certificate, the crewjam peer), with -cpuprofile/-memprofile, and `go tool pprof -top`
