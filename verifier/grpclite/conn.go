@@ -79,10 +79,9 @@ type conn struct {
 	fr   *http2.Framer // the reader's alone
 
 	// wmu serialises writes; out is the buffer of the write under way.
-	wmu          sync.Mutex
-	out          *[]byte
-	werr         error
-	peerMaxFrame uint32
+	wmu  sync.Mutex
+	out  *[]byte
+	werr error
 
 	mu             sync.Mutex
 	cond           sync.Cond // on mu: send windows, handler slots, closing
@@ -117,10 +116,9 @@ type conn struct {
 func newConn(s *Server, raw, nc net.Conn, auth credentials.AuthInfo) *conn {
 	c := &conn{
 		srv: s, o: &s.opts, raw: raw, nc: nc,
-		peer:         &peer.Peer{Addr: raw.RemoteAddr(), LocalAddr: raw.LocalAddr(), AuthInfo: auth},
-		peerMaxFrame: maxFrameSize,
-		connSendWin:  65535,
-		peerInitWin:  65535,
+		peer:        &peer.Peer{Addr: raw.RemoteAddr(), LocalAddr: raw.LocalAddr(), AuthInfo: auth},
+		connSendWin: 65535,
+		peerInitWin: 65535,
 	}
 	c.cond.L = &c.mu
 	c.fr = http2.NewFramer(nil, nc)
@@ -443,6 +441,9 @@ func (c *conn) handleSettings(f *http2.SettingsFrame) error {
 	err := f.ForeachSetting(func(s http2.Setting) error {
 		switch s.ID {
 		case http2.SettingInitialWindowSize:
+			if s.Val > math.MaxInt32 {
+				return connError{http2.ErrCodeFlowControl, "SETTINGS_INITIAL_WINDOW_SIZE over 2^31-1"}
+			}
 			c.mu.Lock()
 			delta := int64(s.Val) - c.peerInitWin
 			c.peerInitWin = int64(s.Val)
@@ -456,7 +457,11 @@ func (c *conn) handleSettings(f *http2.SettingsFrame) error {
 			c.cond.Broadcast()
 			c.mu.Unlock()
 		case http2.SettingMaxFrameSize:
-			c.peerMaxFrame = s.Val // under wmu
+			// RFC 9113 6.5.2: 16,384 to 2^24-1, else a connection error.
+			// We never write frames over 16 KiB whatever the peer allows.
+			if s.Val < maxFrameSize || s.Val > 1<<24-1 {
+				return connError{http2.ErrCodeProtocol, fmt.Sprintf("SETTINGS_MAX_FRAME_SIZE %d out of range", s.Val)}
+			}
 		case http2.SettingMaxHeaderListSize:
 			c.mu.Lock()
 			c.peerMaxHdrList = s.Val
@@ -476,7 +481,12 @@ func (c *conn) handleSettings(f *http2.SettingsFrame) error {
 
 func (c *conn) handlePing(f *http2.PingFrame) error {
 	if f.IsAck() {
-		if f.Data == drainPingData {
+		c.mu.Lock()
+		draining := c.draining
+		c.mu.Unlock()
+		// Only the answer to our own drain ping: a client cannot end its
+		// connection's service by sending one unasked.
+		if draining && f.Data == drainPingData {
 			c.drained()
 		}
 		return nil

@@ -326,8 +326,11 @@ func (s *Server) GracefulStop() {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	// Each on its own: a connection whose peer stopped reading holds its
+	// write lock, and must not keep the others from their GOAWAY. A drain
+	// ends with its write, at the latest when Stop closes the connection.
 	for _, c := range conns {
-		c.drain()
+		go c.drain() // owned: see above
 	}
 	s.connWG.Wait()
 }

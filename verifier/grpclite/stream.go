@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -40,6 +41,7 @@ type stream struct {
 	discard   bool   // a Recv failed: what arrives is dropped
 	reset     bool   // the stream was reset (either side) or the connection closed
 	woken     bool   // Wake was called: a Recv waiting for a message's first byte returns ErrWoken
+	stopped   bool   // Interrupt was called: every Recv and Send returns ErrInterrupted
 	notify    chan struct{}
 	recvFirst bool // the handler's goroutine alone
 
@@ -127,6 +129,10 @@ func (s *stream) takeUpdate() uint32 {
 func (s *stream) read(p []byte, wakeable bool) (int, error) {
 	for {
 		s.mu.Lock()
+		if s.stopped {
+			s.mu.Unlock()
+			return 0, ErrInterrupted
+		}
 		if s.q.n > 0 {
 			n := s.q.pop(p)
 			s.consumed += uint32(n)
@@ -195,7 +201,7 @@ func (s *stream) await() {
 func (s *stream) ready() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.q.n > 0 || s.recvEOF || s.reset || s.woken || s.discard || s.ctx.Err() != nil
+	return s.q.n > 0 || s.recvEOF || s.reset || s.woken || s.stopped || s.discard || s.ctx.Err() != nil
 }
 
 // ErrWoken is what RecvMsg returns when Wake interrupted its wait for the
@@ -218,6 +224,31 @@ func Wake(ss grpc.ServerStream) bool {
 	s.woken = true
 	s.mu.Unlock()
 	s.wake()
+	return true
+}
+
+// ErrInterrupted is what every RecvMsg and SendMsg of a stream returns once
+// Interrupt was called on it.
+var ErrInterrupted = errors.New("grpclite: stream interrupted")
+
+// Interrupt makes every RecvMsg and SendMsg of ss return ErrInterrupted,
+// those waiting now included (for the peer's next bytes, or for its
+// flow-control window), so that its handler returns at once with the
+// status it chooses; that status is written, whatever the window. A
+// message half received or half sent is abandoned. It reports false (and
+// does nothing) when ss is not a grpclite stream.
+func Interrupt(ss grpc.ServerStream) bool {
+	s, ok := ss.(*stream)
+	if !ok {
+		return false
+	}
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	s.wake()
+	s.c.mu.Lock()
+	s.c.cond.Broadcast() // a Send waiting for window
+	s.c.mu.Unlock()
 	return true
 }
 
@@ -257,15 +288,29 @@ func (s *stream) recvMsg() ([]byte, error) {
 	if uint64(n) > uint64(s.c.o.MaxRecvMsgSize) {
 		return nil, status.Errorf(codes.ResourceExhausted, "grpc: received message larger than max (%d vs. %d)", n, s.c.o.MaxRecvMsgSize)
 	}
-	msg := make([]byte, n)
-	if _, err := s.readFull(msg, false); err != nil {
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			err = status.Error(codes.Internal, io.ErrUnexpectedEOF.Error())
+	// The buffer grows with what arrives, not with what the prefix
+	// announces: a peer that announces 512 KiB and sends five bytes holds
+	// five bytes' worth.
+	msg := make([]byte, 0, min(int(n), msgStartBuffer))
+	for len(msg) < int(n) {
+		if len(msg) == cap(msg) {
+			msg = slices.Grow(msg, min(int(n)-len(msg), cap(msg)))
 		}
-		return nil, err
+		k, err := s.read(msg[len(msg):min(cap(msg), int(n))], false)
+		msg = msg[:len(msg)+k]
+		if err != nil {
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				err = status.Error(codes.Internal, io.ErrUnexpectedEOF.Error())
+			}
+			return nil, err
+		}
 	}
 	return msg, nil
 }
+
+// msgStartBuffer is the buffer a message starts in; it doubles as the
+// message arrives.
+const msgStartBuffer = 4 << 10
 
 // failRecv drops what the client sends from now on, after a Recv failed.
 func (s *stream) failRecv() {
@@ -365,6 +410,12 @@ func (s *stream) SendMsg(m any) error {
 	if n := len(b) - 5; n > s.c.o.MaxSendMsgSize {
 		return status.Errorf(codes.ResourceExhausted, "grpc: trying to send message larger than max (%d vs. %d)", n, s.c.o.MaxSendMsgSize)
 	}
+	s.mu.Lock()
+	stopped := s.stopped
+	s.mu.Unlock()
+	if stopped {
+		return ErrInterrupted
+	}
 	s.hmu.Lock()
 	if s.done {
 		s.hmu.Unlock()
@@ -431,8 +482,11 @@ func (s *stream) reserve(want int, nowait bool) (int, error) {
 			return 0, status.Error(codes.Unavailable, "transport is closing")
 		}
 		s.mu.Lock()
-		reset := s.reset
+		reset, stopped := s.reset, s.stopped
 		s.mu.Unlock()
+		if stopped {
+			return 0, ErrInterrupted
+		}
 		if reset || s.ctx.Err() != nil {
 			return 0, s.ctxErr()
 		}

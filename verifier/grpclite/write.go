@@ -147,7 +147,7 @@ func (c *conn) putHeaders(id uint32, fields []hpack.HeaderField, endStream bool)
 	if endStream {
 		flags = http2.FlagHeadersEndStream
 	}
-	max := int(c.peerMaxFrame)
+	max := maxFrameSize
 	if len(block) <= max {
 		b := *c.out
 		*c.out = b[:start]
@@ -171,11 +171,12 @@ func (c *conn) putHeaders(id uint32, fields []hpack.HeaderField, endStream bool)
 	}
 }
 
-// putData frames p as DATA frames of at most the peer's frame size,
+// putData frames p as DATA frames of at most 16 KiB (the least a peer may
+// accept),
 // flushing whenever the buffer passes WriteBufferSize.
 func (c *conn) putData(id uint32, p []byte, endStream bool) error {
 	for {
-		n := min(len(p), int(c.peerMaxFrame))
+		n := min(len(p), maxFrameSize)
 		var flags http2.Flags
 		if endStream && n == len(p) {
 			flags = http2.FlagDataEndStream
