@@ -224,16 +224,21 @@ func (c *agentStream) open() error {
 	// 3. Register, then send the session and the policy set: a reload
 	// between the two at worst sends the same set twice.
 	c.sess, c.unregister = s.Hub.Register(dev.ID, dev.PublicKey)
+	// From here the hub's news reaches the stream wherever it waits, the
+	// sends below included (an agent that returns no window).
+	c.sess.Notify(c.news(serverStream(stream)))
 	log := c.log()
 	log.Info("agent connected", "agent_version", hello.GetAgentVersion(), "policy_set_version", hello.GetPolicySetVersion())
 	s.clockSkew(hello.GetAgentTime(), log)
 	session := &agentv1.Session{PresenceUrl: s.PresenceURL, VerifierTime: timestamppb.New(s.now())}
 	if err := stream.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_Session{Session: session}}); err != nil {
+		err = c.orEnded(err)
 		c.close()
 		return err
 	}
 	if ps := s.Policies.Current(); ps != nil {
 		if err := stream.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_PolicySet{PolicySet: ps}}); err != nil {
+			err = c.orEnded(err)
 			c.close()
 			return err
 		}
@@ -255,28 +260,57 @@ func (c *agentStream) close() {
 // hub wakes its Recv when it has news (grpclite.Wake). Elsewhere a reader
 // goroutine receives while the handler waits on the hub (serveWithReader).
 func (c *agentStream) serve() error {
-	ss := serverStream(c.stream)
-	if !grpclite.Wakeable(ss) {
+	if !grpclite.Wakeable(serverStream(c.stream)) {
 		return c.serveWithReader()
 	}
-	c.sess.Notify(func() { grpclite.Wake(ss) })
 	for {
 		// The handler waits in Recv for days: its frame here stays small
 		// (see Connect), with the hub's news handled in a call of its own.
 		if err := c.hubNews(); err != errNoNews {
-			return err
+			return c.orEnded(err)
 		}
 		m, err := c.stream.Recv()
 		if errors.Is(err, grpclite.ErrWoken) {
 			continue
 		}
 		if err != nil {
-			return recvEnded(c.stream, err)
+			return c.orEnded(recvEnded(c.stream, err))
 		}
 		if err := c.s.deep.do(func() error { return c.report(m) }); err != nil {
-			return err
+			return c.orEnded(err)
 		}
 	}
+}
+
+// news is what the hub calls when it has news for the stream: a message
+// wakes a Recv waiting for the agent's next message; the session's end
+// interrupts whatever the stream waits for (a message the agent half sent,
+// window for a send it does not read), so that the handler returns the
+// session's status at once.
+func (c *agentStream) news(ss grpc.ServerStream) func() {
+	return func() {
+		select {
+		case <-c.sess.Done():
+			grpclite.Interrupt(ss)
+		default:
+			grpclite.Wake(ss)
+		}
+	}
+}
+
+// orEnded is the status the stream ends with after err: the session's, if
+// the hub dropped it (err is then what that did to a Recv or a send).
+//
+//go:noinline
+func (c *agentStream) orEnded(err error) error {
+	select {
+	case <-c.sess.Done():
+		if e := sessionEnded(c.sess, c.log()); e != nil {
+			return e
+		}
+	default:
+	}
+	return err
 }
 
 // errNoNews: the hub has nothing for the stream.

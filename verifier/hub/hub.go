@@ -66,9 +66,18 @@ type Session struct {
 
 // Notify has f called, without blocking, after each message queued for the
 // session and when the hub drops it: a stream waiting for its agent on one
-// goroutine wakes on it to look at Out and Done. f must not block. Whatever
-// happened before Notify is in Out and Done already.
-func (s *Session) Notify(f func()) { s.news.Store(&f) }
+// goroutine wakes on it to look at Out and Done. f must not block, and may
+// be called more than once for one event. Messages queued before Notify are
+// in Out; a session dropped before it is told at once.
+func (s *Session) Notify(f func()) {
+	s.news.Store(&f)
+	// Dropped before f was stored: nobody told it.
+	select {
+	case <-s.done:
+		f()
+	default:
+	}
+}
 
 func (s *Session) tell() {
 	if f := s.news.Load(); f != nil {
