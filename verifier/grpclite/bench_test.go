@@ -1,7 +1,6 @@
 package grpclite
 
 import (
-	"bufio"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -9,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -24,6 +22,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/clearance/clearance/internal/testkit"
 )
 
 // The verifier's terms for device connections (verifier/grpcconn), which
@@ -288,52 +288,29 @@ func holdOne(t *testing.T, addr string, creds credentials.TransportCredentials) 
 }
 
 // heldClients is the child process.
-type heldClients struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   *bufio.Scanner
-}
+type heldClients struct{ *testkit.Child }
 
 func startHeldClients(b *testing.B, job heldJob) *heldClients {
 	b.Helper()
-	raw, err := json.Marshal(job)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHeldStreamsClients$", "-test.count=1")
-	cmd.Env = append(os.Environ(), heldJobEnv+"="+string(raw))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	return &heldClients{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
+	return &heldClients{testkit.StartChild(b, "TestHeldStreamsClients", heldJobEnv, job)}
 }
 
 func (h *heldClients) await(b *testing.B, word string) {
 	b.Helper()
-	for h.out.Scan() {
-		if h.out.Text() == word {
+	for h.Out.Scan() {
+		if h.Out.Text() == word {
 			return
 		}
 	}
-	b.Fatalf("client process ended before %q: %v", word, h.out.Err())
+	b.Fatalf("client process ended before %q: %v", word, h.Out.Err())
 }
 
 func (h *heldClients) finish(b *testing.B) {
 	b.Helper()
-	h.stdin.Close()
-	for h.out.Scan() {
+	h.Stdin.Close()
+	for h.Out.Scan() {
 	}
-	if err := h.cmd.Wait(); err != nil {
+	if err := h.Cmd.Wait(); err != nil {
 		b.Fatalf("client process: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package grpclite
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"net"
@@ -16,6 +17,24 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
+
+// waitTaken waits until the stream's handler has taken everything queued
+// for it (a Recv is then past what was sent).
+func waitTaken(t testing.TB, ctx context.Context, st *stream) {
+	t.Helper()
+	for {
+		st.mu.Lock()
+		n := st.q.n
+		st.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the handler never took what was sent")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
 
 // rawDialWith is rawDial with the client's own SETTINGS.
 func rawDialWith(t testing.TB, addr string, settings ...http2.Setting) *rawClient {
@@ -81,18 +100,7 @@ func TestInterruptEndsWaits(t *testing.T) {
 		msg := binary.BigEndian.AppendUint32([]byte{0}, 1000)
 		rc.write(func(fr *http2.Framer) error { return fr.WriteData(1, false, append(msg, "ten bytes."...)) })
 		st := (<-streams).(*stream)
-		for {
-			st.mu.Lock()
-			n := st.q.n
-			st.mu.Unlock()
-			if n == 0 {
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatal("the handler never read the half message")
-			}
-			time.Sleep(time.Millisecond)
-		}
+		waitTaken(t, ctx, st)
 		if !Interrupt(st) {
 			t.Fatal("Interrupt refused a grpclite stream")
 		}
@@ -179,18 +187,7 @@ func TestAnnouncedLengthNotAllocated(t *testing.T) {
 	}
 	for range calls {
 		st := (<-streams).(*stream)
-		for {
-			st.mu.Lock()
-			n := st.q.n
-			st.mu.Unlock()
-			if n == 0 {
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatal("a handler never read its prefix")
-			}
-			time.Sleep(time.Millisecond)
-		}
+		waitTaken(t, ctx, st)
 	}
 	var after runtime.MemStats
 	runtime.GC()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"testing"
-	"time"
 
 	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
@@ -113,18 +112,7 @@ func TestWakeNeverSplitsAMessage(t *testing.T) {
 	st := (<-streams).(*stream)
 	// Until the handler has taken the first half, its Recv is past the
 	// message's first byte.
-	for {
-		st.mu.Lock()
-		n := st.q.n
-		st.mu.Unlock()
-		if n == 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatal("the handler never read the first half")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitTaken(t, ctx, st)
 	Wake(st)
 	rc.write(func(fr *http2.Framer) error { return fr.WriteData(1, false, msg[half:]) })
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/clearance/clearance/internal/loadgen"
+	"github.com/clearance/clearance/internal/testkit"
 	"github.com/clearance/clearance/verifier/admin"
 )
 
@@ -165,44 +165,19 @@ func TestIngestLoadgenProcess(t *testing.T) {
 }
 
 // loadgenProcess is the child process running the agents.
-type loadgenProcess struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   *bufio.Scanner
-}
+type loadgenProcess struct{ *testkit.Child }
 
 func startLoadgenProcess(b *testing.B, job loadgenJob) *loadgenProcess {
 	b.Helper()
-	raw, err := json.Marshal(job)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestIngestLoadgenProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), loadgenJobEnv+"="+string(raw))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	p := &loadgenProcess{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
-	p.out.Buffer(nil, 1<<20)
-	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	return p
+	return &loadgenProcess{testkit.StartChild(b, "TestIngestLoadgenProcess", loadgenJobEnv, job)}
 }
 
 // await reads the child's output up to the line starting with word and
 // returns the rest of that line.
 func (p *loadgenProcess) await(b *testing.B, word string) string {
 	b.Helper()
-	for p.out.Scan() {
-		line := p.out.Text()
+	for p.Out.Scan() {
+		line := p.Out.Text()
 		if line == word {
 			return ""
 		}
@@ -210,23 +185,23 @@ func (p *loadgenProcess) await(b *testing.B, word string) string {
 			return line[len(word)+1:]
 		}
 	}
-	b.Fatalf("loadgen process ended before %q: %v", word, p.out.Err())
+	b.Fatalf("loadgen process ended before %q: %v", word, p.Out.Err())
 	return ""
 }
 
 func (p *loadgenProcess) next(b *testing.B) {
 	b.Helper()
-	if _, err := io.WriteString(p.stdin, "go\n"); err != nil {
+	if _, err := io.WriteString(p.Stdin, "go\n"); err != nil {
 		b.Fatal(err)
 	}
 }
 
 func (p *loadgenProcess) wait(b *testing.B) {
 	b.Helper()
-	p.stdin.Close()
-	for p.out.Scan() {
+	p.Stdin.Close()
+	for p.Out.Scan() {
 	}
-	if err := p.cmd.Wait(); err != nil {
+	if err := p.Cmd.Wait(); err != nil {
 		b.Fatalf("loadgen process: %v", err)
 	}
 }
