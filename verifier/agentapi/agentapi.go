@@ -211,8 +211,14 @@ func (c *agentStream) open() error {
 	}
 	c.deviceID, c.key = dev.ID, dev.PublicKey
 
-	// 2. Hello must come first.
+	// 2. Hello must come first, and soon: a stream that waits for it is
+	// not yet the device's session, so nothing the hub does reaches it.
+	ss := serverStream(stream)
+	late := time.AfterFunc(HelloTimeout, func() { grpclite.Interrupt(ss) })
 	first, err := stream.Recv()
+	if !late.Stop() {
+		return status.Errorf(codes.DeadlineExceeded, "no Hello within %s of opening the stream", HelloTimeout)
+	}
 	if err != nil {
 		return err
 	}
@@ -221,12 +227,27 @@ func (c *agentStream) open() error {
 		return status.Errorf(codes.InvalidArgument, "the first message on Connect must be Hello, got %s", messageName(first))
 	}
 
-	// 3. Register, then send the session and the policy set: a reload
+	// 3. Still enrolled, not revoked, and with the key it authenticated
+	// with: a revocation or re-enrollment committed while the stream
+	// waited for its Hello found no session to end, and a stream of the
+	// old key must not replace the new key's.
+	if err := c.current(); err != nil {
+		return err
+	}
+
+	// 4. Register, then send the session and the policy set: a reload
 	// between the two at worst sends the same set twice.
 	c.sess, c.unregister = s.Hub.Register(dev.ID, dev.PublicKey)
 	// From here the hub's news reaches the stream wherever it waits, the
 	// sends below included (an agent that returns no window).
-	c.sess.Notify(c.news(serverStream(stream)))
+	c.sess.Notify(c.news(ss))
+	// A revocation or re-enrollment committed between the read above and
+	// the registration ended no session either; one committed after this
+	// second read ends the one registered.
+	if err := c.current(); err != nil {
+		c.close()
+		return err
+	}
 	log := c.log()
 	log.Info("agent connected", "agent_version", hello.GetAgentVersion(), "policy_set_version", hello.GetPolicySetVersion())
 	s.clockSkew(hello.GetAgentTime(), log)
@@ -244,6 +265,17 @@ func (c *agentStream) open() error {
 		}
 	}
 	return nil
+}
+
+// current checks the stream's device is enrolled, not revoked, and still
+// holds the key the stream authenticated with.
+func (c *agentStream) current() error {
+	s := c.s
+	_, err := currentDevice(c.stream.Context(), s.Store, c.deviceID, c.key)
+	if err != nil {
+		s.connectRefusedLog.log(s.log(), s.now(), "connect refused", "device_id", c.deviceID, "err", status.Convert(err).Message())
+	}
+	return err
 }
 
 // close ends a registered stream: no more sends, out of the hub.
@@ -386,6 +418,10 @@ type sender struct {
 	stream agentv1.AgentService_ConnectServer
 	ended  atomic.Bool
 }
+
+// HelloTimeout bounds the wait for a Connect stream's Hello (on the device
+// connections' server, which can interrupt it). An agent sends it at once.
+const HelloTimeout = 30 * time.Second
 
 // errStreamEnded is what a send gets once the handler has returned; the
 // reader's next Recv fails too, with the stream's own status.

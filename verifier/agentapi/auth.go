@@ -46,6 +46,16 @@ func Authenticate(ctx context.Context, cv CertVerifier, devices storage.DeviceSt
 	case err != nil:
 		return storage.Device{}, status.Errorf(codes.Unauthenticated, "device certificate rejected: %v", err)
 	}
+	key, err := x509.MarshalPKIXPublicKey(leaf.PublicKey)
+	if err != nil {
+		return storage.Device{}, status.Errorf(codes.PermissionDenied, "device %s: certificate key unreadable", id)
+	}
+	return currentDevice(ctx, devices, id, key)
+}
+
+// currentDevice reads the device and checks it is enrolled, not revoked,
+// and still holds key (PKIX DER), the key its caller authenticated with.
+func currentDevice(ctx context.Context, devices storage.DeviceStore, id string, key []byte) (storage.Device, error) {
 	dev, err := devices.GetDevice(ctx, id)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -55,8 +65,7 @@ func Authenticate(ctx context.Context, cv CertVerifier, devices storage.DeviceSt
 	case dev.Revoked():
 		return storage.Device{}, status.Errorf(codes.PermissionDenied, "device %s is revoked", id)
 	}
-	key, err := x509.MarshalPKIXPublicKey(leaf.PublicKey)
-	if err != nil || !bytes.Equal(key, dev.PublicKey) {
+	if !bytes.Equal(key, dev.PublicKey) {
 		return storage.Device{}, status.Errorf(codes.PermissionDenied, "certificate is for a key device %s no longer uses (it enrolled again)", id)
 	}
 	return dev, nil
