@@ -51,6 +51,9 @@ type Server struct {
 	// BrowserCertGrace is how long a Mac's older browser certificates keep
 	// counting once its agent reports a newer one (browser-cert-grace).
 	BrowserCertGrace time.Duration
+	// HelloTimeout bounds the wait for a Connect stream's Hello; zero is
+	// DefaultHelloTimeout.
+	HelloTimeout time.Duration
 
 	// refusedLog samples the log lines of refused enrollments, which
 	// anyone who can reach the port can cause: one sample per outcome
@@ -214,10 +217,10 @@ func (c *agentStream) open() error {
 	// 2. Hello must come first, and soon: a stream that waits for it is
 	// not yet the device's session, so nothing the hub does reaches it.
 	ss := serverStream(stream)
-	late := time.AfterFunc(HelloTimeout, func() { grpclite.Interrupt(ss) })
+	late := time.AfterFunc(s.helloTimeout(), func() { grpclite.Interrupt(ss) })
 	first, err := stream.Recv()
 	if !late.Stop() {
-		return status.Errorf(codes.DeadlineExceeded, "no Hello within %s of opening the stream", HelloTimeout)
+		return status.Errorf(codes.DeadlineExceeded, "no Hello within %s of opening the stream", s.helloTimeout())
 	}
 	if err != nil {
 		return err
@@ -419,9 +422,17 @@ type sender struct {
 	ended  atomic.Bool
 }
 
-// HelloTimeout bounds the wait for a Connect stream's Hello (on the device
-// connections' server, which can interrupt it). An agent sends it at once.
-const HelloTimeout = 30 * time.Second
+// DefaultHelloTimeout bounds the wait for a Connect stream's Hello (on the
+// device connections' server, which can interrupt it). An agent sends it at
+// once.
+const DefaultHelloTimeout = 30 * time.Second
+
+func (s *Server) helloTimeout() time.Duration {
+	if s.HelloTimeout > 0 {
+		return s.HelloTimeout
+	}
+	return DefaultHelloTimeout
+}
 
 // errStreamEnded is what a send gets once the handler has returned; the
 // reader's next Recv fails too, with the stream's own status.

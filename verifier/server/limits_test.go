@@ -26,6 +26,7 @@ import (
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/grpcconn"
+	"github.com/clearance/clearance/verifier/server"
 	"github.com/clearance/clearance/verifier/signin"
 )
 
@@ -264,4 +265,27 @@ func TestRenewedCertificateTerms(t *testing.T) {
 	if g := gauges(t, h, "clearance_grpc_connections"); g[`class="device"`] != 3 {
 		t.Errorf("clearance_grpc_connections %v: want 3 device connections (the replaced certificate's last one is not)", g)
 	}
+}
+
+// A Connect stream that sends no Hello is ended (DEADLINE_EXCEEDED): until
+// its Hello it is nobody's session, so neither a revocation nor a newer
+// stream would end it, and it held a handler and a worker for as long as
+// its connection lasted. One that sends its Hello in time is served.
+func TestConnectWithoutHelloEnds(t *testing.T) {
+	t.Parallel()
+	h := startWithOptions(t, nil, server.WithHelloTimeout(200*time.Millisecond))
+	a := h.enrolled(h.secret())
+	cc, err := a.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	stream, err := agentv1.NewAgentServiceClient(cc).Connect(h.ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("a stream without its Hello: %v, want DEADLINE_EXCEEDED", err)
+	}
+	h.connect(a)
 }

@@ -109,6 +109,9 @@ type Server struct {
 	Okta     *oktaapi.Client
 	oktaHTTP *http.Client
 	oktaPoll time.Duration
+	// helloTimeout bounds the wait for a Connect stream's Hello (0: the
+	// default, agentapi.HelloTimeout).
+	helloTimeout time.Duration
 
 	// GRPCAddr, HTTPAddr and SSOAddr are the bound addresses once Actors
 	// has run (useful with port 0).
@@ -125,6 +128,9 @@ func WithOktaHTTP(c *http.Client) Option { return func(s *Server) { s.oktaHTTP =
 // WithOktaPollInterval sets how often the System Log and Okta's changed
 // users are read (default a minute).
 func WithOktaPollInterval(d time.Duration) Option { return func(s *Server) { s.oktaPoll = d } }
+
+// WithHelloTimeout bounds the wait for a Connect stream's Hello (tests).
+func WithHelloTimeout(d time.Duration) Option { return func(s *Server) { s.helloTimeout = d } }
 
 // WithClock injects the clock.
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
@@ -224,6 +230,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		// agents to give one.
 		PresenceURL:      presenceURL(cfg),
 		BrowserCertGrace: cfg.BrowserCertGrace,
+		HelloTimeout:     s.helloTimeout,
 	}
 	s.Rollout = &rollout.Source{Store: s.Store, Settings: s.policies, Ceiling: decision.Enforcement(cfg.Enforcement), Period: cfg.BypassPeriod}
 	s.Gate = &access.Gate{
