@@ -32,17 +32,19 @@ import (
 // A write whose durability may wait (sqlstore.Group's lazy: a sign-in's
 // request ID and challenge, which no response is sent on until the
 // sign-in's decision is on record) is committed without an fsync when
-// its batch holds only such writes, on a second connection of the writer
-// kept at synchronous=NORMAL for good (the lazy connection); durable
-// batches commit on the pool's connection, at FULL. The writer is one
-// goroutine, so the two never write at once, and while a lazy batch runs
-// the writer holds the pool's connection too, so that the store's other
-// writes wait for it in database/sql, as they wait for a durable batch,
-// rather than in SQLite's busy handler. Both connections append to the
-// same WAL, in commit order; a FULL commit ends with an fsync of the WAL
-// file (SQLite's walFrames: xSync on the WAL's file at a commit when
-// synchronous=FULL), which makes every frame written before it durable,
-// whichever connection wrote it. A lazy write is visible to every reader
+// its batch holds only such writes. Every batch runs on a connection the
+// writer takes from the pool for good (the lazy connection), at
+// synchronous=NORMAL between batches and for a lazy batch, set to FULL
+// for a durable batch and back after it. One connection for both keeps
+// its page cache: SQLite drops a connection's whole cache when another
+// connection committed since its last transaction, and a sign-in's lazy
+// and durable writes come in turn. While a batch runs the writer holds
+// the pool's other connection too, so that the store's other writes wait
+// for it in database/sql rather than in SQLite's busy handler. A FULL
+// commit ends with an fsync of the WAL file (SQLite's walFrames: xSync on
+// the WAL's file at a commit when synchronous=FULL), which makes every
+// frame written before it durable, whichever connection or batch wrote
+// it. A lazy write is visible to every reader
 // when it returns, and a crash of the process loses nothing (the WAL is
 // in the page cache); only an OS crash or power loss before the next
 // durable commit that writes can (SQLite writes no frame, and syncs
@@ -52,11 +54,11 @@ import (
 // SQLite syncs the WAL before it copies frames into the database file and
 // the database file after. A durable write that comes while a lazy batch
 // fills waits for the next batch. A lazy connection that failed (in its
-// setup or in a batch) is closed, never pooled at NORMAL, and the next
-// lazy batch opens another; a batch that finds none to be had commits
-// with an fsync on the pool's connection. Until a lazy connection is open
-// again, the pool's two connections are free for the store's other
-// writes, and a second of them waits in SQLite's busy handler.
+// setup, a switch of its setting, or a batch) is closed, never pooled,
+// and the next batch opens another; a batch that finds none to be had
+// commits with an fsync on the pool's connection. Until a lazy connection
+// is open again, the pool's two connections are free for the store's
+// other writes, and a second of them waits in SQLite's busy handler.
 
 const (
 	// maxBatch bounds the reports in one transaction, so that one commit
@@ -95,8 +97,9 @@ type saveReq struct {
 type reportWriter struct {
 	db *sql.DB
 	// lazyConn is the lazy connection: one of db's, held by the writer
-	// and at synchronous=NORMAL; nil until a lazy batch opens it, and
-	// after it failed. Only the writer goroutine uses it, once started.
+	// for every batch, at synchronous=NORMAL but during a durable batch;
+	// nil until a batch opens it, and after it failed. Only the writer
+	// goroutine uses it, once started.
 	lazyConn *sql.Conn
 	sp       savepoints
 	queue    chan *saveReq
@@ -245,20 +248,10 @@ func (w *reportWriter) commit(batch []*saveReq) {
 	// that starts lazy is committed without an fsync, on the lazy
 	// connection.
 	lazy := batch[0].lazy
-	var (
-		sqlTx *sql.Tx
-		end   = func() {}
-		err   error
-	)
-	if lazy {
-		var durable bool
-		sqlTx, end, durable, err = w.beginLazy()
-		// Without a lazy connection the batch commits with an fsync: a
-		// lazy write may always be made durable sooner.
-		lazy = !durable
-	} else {
-		sqlTx, err = w.db.BeginTx(w.ctx, nil)
-	}
+	sqlTx, end, own, durable, err := w.begin(lazy)
+	// Without the writer's connection the batch commits with an fsync: a
+	// lazy write may always be made durable sooner.
+	lazy = !durable
 	if err != nil {
 		err = fmt.Errorf("beginning transaction: %w", err)
 		for _, req := range batch {
@@ -302,8 +295,8 @@ fill:
 	results := make([]error, 0, len(batch))
 	fail := func(err error) {
 		_ = tx.Rollback()
-		if lazy {
-			// Its state is not known: the next lazy batch opens another.
+		if own {
+			// Its state is not known: the next batch opens another.
 			w.dropLazy()
 		}
 		for _, req := range taken {
@@ -379,35 +372,61 @@ fill:
 	}
 }
 
-// beginLazy begins a transaction on the lazy connection, opening it if
-// need be, while it holds the pool's connection (see the package's
-// comment on lazy writes). end, once the transaction has ended, lets the
-// pool's connection go. If the lazy connection cannot be opened or begin
-// a transaction, the transaction is begun on the held connection instead,
-// at FULL, and durable says so: lazy writes do not fail for want of a
-// connection that only makes them cheaper.
-func (w *reportWriter) beginLazy() (tx *sql.Tx, end func(), durable bool, err error) {
+// begin begins a batch's transaction on the writer's connection (the lazy
+// connection), opening it if need be, while it holds the pool's connection
+// (see the package's comment on lazy writes). A lazy batch runs at NORMAL,
+// the connection's setting between batches; a durable one at FULL, set for
+// it and set back by end once the transaction has ended. Every batch runs
+// on that one connection so that its page cache stays warm: a connection
+// drops its whole cache when it finds that another one committed since
+// its last transaction, and a lazy and a durable connection committing in
+// turn (as a sign-in's writes do) would each find that every time. own
+// says the transaction is on the writer's connection. If that connection
+// cannot be opened, set to FULL or begin a transaction, the transaction is
+// begun on the held connection instead, at FULL, and durable says so:
+// lazy writes do not fail for want of a connection that only makes them
+// cheaper. end, once the transaction has ended, lets the pool's connection
+// go.
+func (w *reportWriter) begin(lazy bool) (tx *sql.Tx, end func(), own, durable bool, err error) {
 	held, err := w.db.Conn(w.ctx)
 	if err != nil {
-		return nil, nil, false, err
+		return nil, nil, false, false, err
 	}
 	end = func() { _ = held.Close() }
 	if w.lazyConn == nil {
 		err = w.openLazy()
+	}
+	if err == nil && !lazy {
+		if _, err = w.lazyConn.ExecContext(w.ctx, `PRAGMA synchronous = FULL`); err != nil {
+			w.dropLazy()
+		}
 	}
 	if err == nil {
 		if tx, err = w.lazyConn.BeginTx(w.ctx, nil); err != nil {
 			w.dropLazy()
 		}
 	}
-	if err != nil {
-		durable = true
-		if tx, err = held.BeginTx(w.ctx, nil); err != nil {
-			end()
-			return nil, nil, false, err
+	if err == nil {
+		if !lazy {
+			c := w.lazyConn
+			end = func() {
+				// Back to NORMAL, or closed: never at FULL for a lazy
+				// batch, never pooled. One that failed is closed already.
+				if w.lazyConn == c {
+					if _, err := c.ExecContext(w.ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+						w.dropLazy()
+					}
+				}
+				_ = held.Close()
+			}
 		}
+		return tx, end, true, !lazy, nil
 	}
-	return tx, end, durable, nil
+	if tx, err = held.BeginTx(w.ctx, nil); err != nil {
+		end()
+		return nil, nil, false, false, err
+	}
+	return tx, end, false, true, nil
 }
 
 // openLazy takes one of the pool's connections for good and sets it to
@@ -428,7 +447,7 @@ func (w *reportWriter) openLazy() error {
 
 // dropLazy closes the lazy connection, if any. Raw's ErrBadConn makes
 // database/sql close it rather than pool it: no other write may ever
-// commit at NORMAL on it.
+// commit at NORMAL on it, nor a lazy batch at FULL.
 func (w *reportWriter) dropLazy() {
 	if w.lazyConn == nil {
 		return

@@ -229,11 +229,11 @@ func TestLazyAndDurableInterleaved(t *testing.T) {
 }
 
 // faultDriver is SQLite's driver with switches that make the next
-// `PRAGMA synchronous = NORMAL` or the next COMMIT fail, and a count of
-// closed connections.
+// `PRAGMA synchronous = NORMAL`, `PRAGMA synchronous = FULL` or COMMIT
+// fail, and a count of closed connections.
 type faultDriver struct {
-	failNormal, failCommit atomic.Int32
-	closed                 atomic.Int32
+	failNormal, failFull, failCommit atomic.Int32
+	closed                           atomic.Int32
 }
 
 func (f *faultDriver) Open(name string) (driver.Conn, error) {
@@ -268,6 +268,9 @@ func (c *faultConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, 
 
 func (c *faultConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
 	if strings.Contains(q, "synchronous = NORMAL") && c.f.failNormal.Add(-1) >= 0 {
+		return nil, errors.New("injected failure")
+	}
+	if strings.Contains(q, "synchronous = FULL") && c.f.failFull.Add(-1) >= 0 {
 		return nil, errors.New("injected failure")
 	}
 	return c.Conn.(driver.ExecerContext).ExecContext(ctx, q, args)
@@ -382,6 +385,129 @@ func TestLazyConnectionFailure(t *testing.T) {
 	must(t, rows.Err())
 	if fmt.Sprint(xs) != "[2 3 4]" {
 		t.Errorf("rows %v, want [2 3 4]", xs)
+	}
+}
+
+// Durable and lazy batches run on the writer's one connection, so that
+// its page cache survives from one batch to the next: a durable batch at
+// FULL, a lazy one at NORMAL, and the connection back at NORMAL between
+// batches. A connection that cannot be set to FULL is closed and its batch
+// commits on the pool's connection, at FULL; one that cannot be set back
+// to NORMAL is closed, its batch committed. The store's other writes get
+// FULL connections throughout.
+func TestDurableBatchesOnTheWriterConnection(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "clearance.db")
+	db, err := sql.Open("sqlite-faults", dsn(path, false))
+	must(t, err)
+	defer db.Close()
+	db.SetMaxOpenConns(2)
+	must(t, enableWAL(ctx, db))
+	_, err = db.ExecContext(ctx, `CREATE TABLE t (x INTEGER PRIMARY KEY, sync INTEGER NOT NULL, marked INTEGER NOT NULL)`)
+	must(t, err)
+	w, err := newReportWriter(ctx, db)
+	must(t, err)
+	defer func() { must(t, w.close()) }()
+	// insert stores x with the synchronous setting its transaction runs
+	// at, and whether it runs on the connection mark marked.
+	insert := func(x int) func(ctx context.Context, tx *sqlstore.Tx) error {
+		return func(ctx context.Context, tx *sqlstore.Tx) error {
+			var sync, marked int
+			if err := tx.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&sync); err != nil {
+				return err
+			}
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM temp.sqlite_master WHERE name = 'mark'`).Scan(&marked); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO t (x, sync, marked) VALUES (?, ?, ?)`, x, sync, marked)
+			return err
+		}
+	}
+	mark := func() {
+		t.Helper()
+		_, err := w.lazyConn.ExecContext(ctx, `CREATE TEMP TABLE mark (x INTEGER)`)
+		must(t, err)
+	}
+	syncOf := func(x int) int {
+		t.Helper()
+		var sync int
+		must(t, db.QueryRowContext(ctx, `SELECT sync FROM t WHERE x = ?`, x).Scan(&sync))
+		return sync
+	}
+	idle := func(when string) {
+		t.Helper()
+		var got int
+		must(t, db.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&got))
+		if got != 2 {
+			t.Errorf("%s: synchronous = %d on the pool's connection, want 2 (FULL)", when, got)
+		}
+		if w.lazyConn == nil {
+			return
+		}
+		must(t, w.lazyConn.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&got))
+		if got != 1 {
+			t.Errorf("%s: synchronous = %d on the writer's connection between batches, want 1 (NORMAL)", when, got)
+		}
+	}
+
+	// 1. Lazy, durable, lazy: one connection, at the setting each needs.
+	must(t, w.do(ctx, true, insert(1)))
+	conn := w.lazyConn
+	mark()
+	closed := faults.closed.Load()
+	must(t, w.do(ctx, false, insert(2)))
+	must(t, w.do(ctx, true, insert(3)))
+	if w.lazyConn != conn || faults.closed.Load() != closed {
+		t.Errorf("the writer's connection changed across a durable batch (%d closed)", faults.closed.Load()-closed)
+	}
+	for x, want := range map[int]int{1: 1, 2: 2, 3: 1} {
+		if got := syncOf(x); got != want {
+			t.Errorf("write %d ran at synchronous = %d, want %d", x, got, want)
+		}
+	}
+	for _, x := range []int{2, 3} {
+		var marked int
+		must(t, db.QueryRowContext(ctx, `SELECT marked FROM t WHERE x = ?`, x).Scan(&marked))
+		if marked != 1 {
+			t.Errorf("write %d did not run on the writer's connection", x)
+		}
+	}
+	idle("after lazy, durable, lazy")
+
+	// 2. The connection cannot be set to FULL: closed, and the batch
+	// commits on the pool's connection at FULL.
+	faults.failFull.Store(1)
+	must(t, w.do(ctx, false, insert(4)))
+	if got := syncOf(4); got != 2 {
+		t.Errorf("durable write without the writer's connection ran at synchronous = %d, want 2", got)
+	}
+	if w.lazyConn != nil || faults.closed.Load()-closed != 1 {
+		t.Errorf("after a failed switch to FULL: lazy connection %v, %d closed; want none and 1", w.lazyConn, faults.closed.Load()-closed)
+	}
+	idle("after a failed switch to FULL")
+
+	// 3. The connection cannot be set back to NORMAL after a durable
+	// batch: the batch is committed, the connection closed.
+	must(t, w.do(ctx, true, insert(5)))
+	closed = faults.closed.Load()
+	faults.failNormal.Store(1)
+	must(t, w.do(ctx, false, insert(6)))
+	if got := syncOf(6); got != 2 {
+		t.Errorf("durable write ran at synchronous = %d, want 2", got)
+	}
+	if w.lazyConn != nil || faults.closed.Load()-closed != 1 {
+		t.Errorf("after a failed switch back to NORMAL: lazy connection %v, %d closed; want none and 1", w.lazyConn, faults.closed.Load()-closed)
+	}
+	idle("after a failed switch back to NORMAL")
+
+	// 4. And on: the next lazy write opens another connection at NORMAL.
+	must(t, w.do(ctx, true, insert(7)))
+	if got := syncOf(7); got != 1 {
+		t.Errorf("lazy write on a new connection ran at synchronous = %d, want 1", got)
+	}
+	idle("at the end")
+	if c, l := w.commits.Load(), w.lazyCommits.Load(); c != 7 || l != 4 {
+		t.Errorf("%d commits, %d lazy; want 7 and 4", c, l)
 	}
 }
 
