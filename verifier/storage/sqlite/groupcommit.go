@@ -55,10 +55,12 @@ import (
 // the database file after. A durable write that comes while a lazy batch
 // fills waits for the next batch. A lazy connection that failed (in its
 // setup, a switch of its setting, or a batch) is closed, never pooled,
-// and the next batch opens another; a batch that finds none to be had
-// commits with an fsync on the pool's connection. Until a lazy connection
-// is open again, the pool's two connections are free for the store's
-// other writes, and a second of them waits in SQLite's busy handler.
+// and the next batch opens another (waiting in database/sql, holding the
+// pool's other connection, while a write outside the group commit has
+// it); a batch whose connection cannot be opened or set up commits with an
+// fsync on the pool's connection. Until a lazy connection is open again,
+// the pool's two connections are free for the store's other writes, and a
+// second of them waits in SQLite's busy handler.
 
 const (
 	// maxBatch bounds the reports in one transaction, so that one commit
@@ -396,6 +398,10 @@ func (w *reportWriter) begin(lazy bool) (tx *sql.Tx, end func(), own, durable bo
 	if w.lazyConn == nil {
 		err = w.openLazy()
 	}
+	// SQLite applies a PRAGMA's setting when the statement is prepared,
+	// not when it runs: these must be executed as text, parsed anew each
+	// time, never kept prepared (a kept `PRAGMA synchronous = FULL` would
+	// run and leave the connection at NORMAL).
 	if err == nil && !lazy {
 		if _, err = w.lazyConn.ExecContext(w.ctx, `PRAGMA synchronous = FULL`); err != nil {
 			w.dropLazy()

@@ -185,7 +185,7 @@ func TestBatchKeepsBoundStatementsAfterAFailedOne(t *testing.T) {
 
 // Lazy and durable calls interleaved at random, many at once: every call
 // is answered with its own outcome, none waits forever, every durable
-// commit is one the writer made with FULL, and the writer's connection is
+// commit is one the writer made with FULL, and the pool's connection is
 // FULL at the end.
 func TestLazyAndDurableInterleaved(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "clearance.db"))

@@ -12,7 +12,8 @@ import (
 	"github.com/clearance/clearance/verifier/storage/sqlstore"
 )
 
-// writerSynchronous is the writer connection's synchronous setting (2: FULL).
+// writerSynchronous is the synchronous setting of the connection the
+// store's writes outside the group commit get from the pool (2: FULL).
 func writerSynchronous(t *testing.T, s *Store) int {
 	t.Helper()
 	var got int
@@ -22,8 +23,8 @@ func writerSynchronous(t *testing.T, s *Store) int {
 
 // A sign-in's request ID is committed without an fsync when nothing
 // durable shares its batch; its decision is committed with one; and the
-// writer's connection is FULL again after the lazy commit, so that writes
-// outside the group commit stay durable.
+// pool's connection is FULL after the lazy commit, so that writes outside
+// the group commit stay durable.
 func TestLazyCommitSkipsTheFsyncOnly(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "clearance.db"))
 	ctx := t.Context()
@@ -84,8 +85,8 @@ func TestDurableWriteLeavesALazyBatch(t *testing.T) {
 }
 
 // A lazy write, committed on the lazy connection, is seen at once by
-// another connection to the file, and by the durable batch after it on the
-// pool's connection: a replayed request ID is refused whichever commits it.
+// another connection to the file, and by the durable batch after it: a
+// replayed request ID is refused whichever commits it.
 // What both commits stored is there after reopening.
 func TestLazyThenDurableSeenByAnotherConnection(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "clearance.db")

@@ -266,10 +266,12 @@ func TestWriterCloseLeaksNothing(t *testing.T) {
 	}
 }
 
-// The lazy connection failing again and again (its setup or its commit,
-// alternately) leaks no connection, never leaves a NORMAL connection in
-// the pool, and durable writes in between go on. A failed commit fails its
-// lazy write; a failed setup commits it with an fsync instead.
+// The writer's connection failing again and again (its commit, its setup
+// to NORMAL, its switch to FULL for a durable batch, in turn) leaks no
+// connection, never leaves a NORMAL connection in the pool, and writes in
+// between go on. A failed commit fails its lazy write; a failed setup
+// commits the lazy write with an fsync instead, and a failed switch to
+// FULL its durable one on the pool's connection.
 func TestWriterLazyConnectionFailsRepeatedly(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "clearance.db")
@@ -289,34 +291,61 @@ func TestWriterLazyConnectionFailsRepeatedly(t *testing.T) {
 		return err
 	}
 	ok := 0
-	for i := range 40 {
-		if i%2 == 0 {
-			faults.failCommit.Store(1)
-		} else {
-			faults.failNormal.Store(1)
-		}
-		err := w.do(ctx, true, insert)
-		switch {
-		case i%2 == 0 && err == nil:
-			t.Fatalf("%d: injected commit failure, nil", i)
-		case i%2 == 1 && err != nil:
-			t.Fatalf("%d: lazy write without a lazy connection: %v, want it committed durably", i, err)
-		case i%2 == 1:
-			ok++
-		}
-		must(t, w.do(ctx, false, insert))
-		ok++
+	check := func(i int, step string) {
+		t.Helper()
 		if st := db.Stats(); st.OpenConnections > 2 {
-			t.Fatalf("%d: %d open connections", i, st.OpenConnections)
+			t.Fatalf("%d, %s: %d open connections", i, step, st.OpenConnections)
 		}
 		var sync int
 		must(t, db.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&sync))
 		if sync != 2 {
-			t.Fatalf("%d: a pool connection at synchronous=%d", i, sync)
+			t.Fatalf("%d, %s: a pool connection at synchronous=%d", i, step, sync)
 		}
+	}
+	for i := range 20 {
+		// 1. A lazy commit fails: its write fails, the connection goes.
+		faults.failCommit.Store(1)
+		if err := w.do(ctx, true, insert); err == nil {
+			t.Fatalf("%d: injected commit failure, nil", i)
+		}
+		if w.lazyConn != nil {
+			t.Fatalf("%d: the writer's connection kept after its commit failed", i)
+		}
+		check(i, "failed commit")
+
+		// 2. The next cannot be set up: committed with an fsync.
+		faults.failNormal.Store(1)
+		lazy := w.lazyCommits.Load()
+		if err := w.do(ctx, true, insert); err != nil {
+			t.Fatalf("%d: lazy write without a lazy connection: %v, want it committed durably", i, err)
+		}
+		if w.lazyCommits.Load() != lazy || w.lazyConn != nil {
+			t.Fatalf("%d: lazy write after a failed setup committed lazily, or the connection kept", i)
+		}
+		ok++
+		check(i, "failed setup")
+
+		// 3. A durable write opens another.
+		must(t, w.do(ctx, false, insert))
+		ok++
+		if w.lazyConn == nil {
+			t.Fatalf("%d: no writer's connection after a durable batch", i)
+		}
+		check(i, "durable")
+
+		// 4. It cannot be switched to FULL: the durable write commits on
+		// the pool's connection, and the writer's connection goes.
+		faults.failFull.Store(1)
+		must(t, w.do(ctx, false, insert))
+		ok++
+		if w.lazyConn != nil {
+			t.Fatalf("%d: the writer's connection kept after a failed switch to FULL", i)
+		}
+		check(i, "failed switch")
 	}
 	faults.failCommit.Store(0)
 	faults.failNormal.Store(0)
+	faults.failFull.Store(0)
 	must(t, w.do(ctx, true, insert))
 	var n int
 	must(t, db.QueryRowContext(ctx, `SELECT count(*) FROM t`).Scan(&n))

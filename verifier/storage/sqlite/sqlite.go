@@ -250,10 +250,6 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	}
 }
 
-// Close closes the store. The report writer stops first, after the batch
-// it is committing; reports still queued get ErrClosed. Readers close next
-// so that the writer, closing last, checkpoints the WAL into the database
-// file.
 // Commits returns how many transactions the group commit committed so far,
 // and how many of them lazily (without an fsync): the benchmarks divide
 // them by the writes they made.
@@ -264,6 +260,10 @@ func (s *Store) Commits() (all, lazy int64) {
 	return s.reports.commits.Load(), s.reports.lazyCommits.Load()
 }
 
+// Close closes the store. The report writer stops first, after the batch
+// it is committing; reports still queued get ErrClosed. Readers close next
+// so that the writer, closing last, checkpoints the WAL into the database
+// file.
 func (s *Store) Close() error {
 	var errs []error
 	if s.reports != nil {
