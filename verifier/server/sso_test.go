@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -283,6 +284,60 @@ func TestSSOAllow(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSSOCopiesAnsweredOnce: copies of one signed request sent at once get
+// one response between them; the others are refused as replays, and the
+// log holds one decision that allowed. A request refused for its
+// certificate spends its ID all the same.
+func TestSSOCopiesAnsweredOnce(t *testing.T) {
+	t.Parallel()
+	e := startSSO(t, true, nil)
+	a, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+	good := e.browser(deviceCert(a))
+	r := e.sp.NewRequest(testUser)
+	const copies = 8
+	pages := make([]page, copies)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range copies {
+		wg.Go(func() {
+			<-start
+			pages[i] = e.redirect(t, e.browser(deviceCert(a)), r)
+		})
+	}
+	close(start)
+	wg.Wait()
+	answered := 0
+	for _, p := range pages {
+		if strings.Contains(p.body, "SAMLResponse") {
+			answered++
+			e.allowed(t, p, r)
+			continue
+		}
+		p.has(t, "replayed_request")
+	}
+	if answered != 1 {
+		t.Fatalf("%d of %d copies answered, want 1", answered, copies)
+	}
+	allowed := 0
+	for _, d := range e.decisions(t) {
+		if d.RequestID == r.ID && d.Allow {
+			allowed++
+		}
+	}
+	if allowed != 1 {
+		t.Errorf("%d decisions allowed request %s, want 1", allowed, r.ID)
+	}
+
+	// Refused for its certificate (none): the ID is spent all the same.
+	r2 := e.sp.NewRequest(testUser)
+	p := e.redirect(t, e.browser(nil), r2)
+	noResponse(t, p)
+	p.has(t, "no_client_cert")
+	p = e.redirect(t, good, r2)
+	noResponse(t, p)
+	p.has(t, "replayed_request")
 }
 
 // TestSSOResponseTamperedRejected: the SP refuses a response changed after signing.

@@ -299,6 +299,26 @@ var faults = func() *faultDriver {
 	return f
 }()
 
+// faultWriter opens a database of two connections through the fault
+// driver, makes its table with schema, and starts a writer on it; both
+// close when the test ends.
+func faultWriter(t *testing.T, schema string) (*sql.DB, *reportWriter) {
+	t.Helper()
+	ctx := t.Context()
+	db, err := sql.Open("sqlite-faults", dsn(filepath.Join(t.TempDir(), "clearance.db"), false))
+	must(t, err)
+	t.Cleanup(func() { db.Close() })
+	db.SetMaxOpenConns(2)
+	db.SetMaxIdleConns(2)
+	must(t, enableWAL(ctx, db))
+	_, err = db.ExecContext(ctx, schema)
+	must(t, err)
+	w, err := newReportWriter(ctx, db)
+	must(t, err)
+	t.Cleanup(func() { must(t, w.close()) })
+	return db, w
+}
+
 // The lazy connection failing. A lazy batch whose commit fails answers
 // its callers with the error, stores nothing, and its connection is
 // closed rather than pooled at NORMAL; the next lazy batch opens another,
@@ -308,17 +328,7 @@ var faults = func() *faultDriver {
 // writes get stays FULL.
 func TestLazyConnectionFailure(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "clearance.db")
-	db, err := sql.Open("sqlite-faults", dsn(path, false))
-	must(t, err)
-	defer db.Close()
-	db.SetMaxOpenConns(2)
-	must(t, enableWAL(ctx, db))
-	_, err = db.ExecContext(ctx, `CREATE TABLE t (x INTEGER PRIMARY KEY)`)
-	must(t, err)
-	w, err := newReportWriter(ctx, db)
-	must(t, err)
-	defer func() { must(t, w.close()) }()
+	db, w := faultWriter(t, `CREATE TABLE t (x INTEGER PRIMARY KEY)`)
 	insert := func(x int) func(ctx context.Context, tx *sqlstore.Tx) error {
 		return func(ctx context.Context, tx *sqlstore.Tx) error {
 			_, err := tx.ExecContext(ctx, `INSERT INTO t (x) VALUES (?)`, x)
@@ -397,17 +407,7 @@ func TestLazyConnectionFailure(t *testing.T) {
 // FULL connections throughout.
 func TestDurableBatchesOnTheWriterConnection(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "clearance.db")
-	db, err := sql.Open("sqlite-faults", dsn(path, false))
-	must(t, err)
-	defer db.Close()
-	db.SetMaxOpenConns(2)
-	must(t, enableWAL(ctx, db))
-	_, err = db.ExecContext(ctx, `CREATE TABLE t (x INTEGER PRIMARY KEY, sync INTEGER NOT NULL, marked INTEGER NOT NULL)`)
-	must(t, err)
-	w, err := newReportWriter(ctx, db)
-	must(t, err)
-	defer func() { must(t, w.close()) }()
+	db, w := faultWriter(t, `CREATE TABLE t (x INTEGER PRIMARY KEY, sync INTEGER NOT NULL, marked INTEGER NOT NULL)`)
 	// insert stores x with the synchronous setting its transaction runs
 	// at, and whether it runs on the connection mark marked.
 	insert := func(x int) func(ctx context.Context, tx *sqlstore.Tx) error {
@@ -475,39 +475,35 @@ func TestDurableBatchesOnTheWriterConnection(t *testing.T) {
 	idle("after lazy, durable, lazy")
 
 	// 2. The connection cannot be set to FULL: closed, and the batch
-	// commits on the pool's connection at FULL.
-	faults.failFull.Store(1)
-	must(t, w.do(ctx, false, insert(4)))
-	if got := syncOf(4); got != 2 {
-		t.Errorf("durable write without the writer's connection ran at synchronous = %d, want 2", got)
+	// commits on the pool's connection at FULL. 3. It cannot be set back
+	// to NORMAL after a durable batch: the batch is committed, the
+	// connection closed.
+	for i, c := range []struct {
+		what  string
+		fault *atomic.Int32
+	}{{"a failed switch to FULL", &faults.failFull}, {"a failed switch back to NORMAL", &faults.failNormal}} {
+		x := 4 + 2*i
+		must(t, w.do(ctx, true, insert(x)))
+		closed = faults.closed.Load()
+		c.fault.Store(1)
+		must(t, w.do(ctx, false, insert(x+1)))
+		if got := syncOf(x + 1); got != 2 {
+			t.Errorf("%s: the durable write ran at synchronous = %d, want 2", c.what, got)
+		}
+		if w.lazyConn != nil || faults.closed.Load()-closed != 1 {
+			t.Errorf("after %s: lazy connection %v, %d closed; want none and 1", c.what, w.lazyConn, faults.closed.Load()-closed)
+		}
+		idle("after " + c.what)
 	}
-	if w.lazyConn != nil || faults.closed.Load()-closed != 1 {
-		t.Errorf("after a failed switch to FULL: lazy connection %v, %d closed; want none and 1", w.lazyConn, faults.closed.Load()-closed)
-	}
-	idle("after a failed switch to FULL")
-
-	// 3. The connection cannot be set back to NORMAL after a durable
-	// batch: the batch is committed, the connection closed.
-	must(t, w.do(ctx, true, insert(5)))
-	closed = faults.closed.Load()
-	faults.failNormal.Store(1)
-	must(t, w.do(ctx, false, insert(6)))
-	if got := syncOf(6); got != 2 {
-		t.Errorf("durable write ran at synchronous = %d, want 2", got)
-	}
-	if w.lazyConn != nil || faults.closed.Load()-closed != 1 {
-		t.Errorf("after a failed switch back to NORMAL: lazy connection %v, %d closed; want none and 1", w.lazyConn, faults.closed.Load()-closed)
-	}
-	idle("after a failed switch back to NORMAL")
 
 	// 4. And on: the next lazy write opens another connection at NORMAL.
-	must(t, w.do(ctx, true, insert(7)))
-	if got := syncOf(7); got != 1 {
+	must(t, w.do(ctx, true, insert(8)))
+	if got := syncOf(8); got != 1 {
 		t.Errorf("lazy write on a new connection ran at synchronous = %d, want 1", got)
 	}
 	idle("at the end")
-	if c, l := w.commits.Load(), w.lazyCommits.Load(); c != 7 || l != 4 {
-		t.Errorf("%d commits, %d lazy; want 7 and 4", c, l)
+	if c, l := w.commits.Load(), w.lazyCommits.Load(); c != 8 || l != 5 {
+		t.Errorf("%d commits, %d lazy; want 8 and 5", c, l)
 	}
 }
 

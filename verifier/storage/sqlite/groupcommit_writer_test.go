@@ -274,18 +274,7 @@ func TestWriterCloseLeaksNothing(t *testing.T) {
 // FULL its durable one on the pool's connection.
 func TestWriterLazyConnectionFailsRepeatedly(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "clearance.db")
-	db, err := sql.Open("sqlite-faults", dsn(path, false))
-	must(t, err)
-	defer db.Close()
-	db.SetMaxOpenConns(2)
-	db.SetMaxIdleConns(2)
-	must(t, enableWAL(ctx, db))
-	_, err = db.ExecContext(ctx, `CREATE TABLE t (x INTEGER PRIMARY KEY)`)
-	must(t, err)
-	w, err := newReportWriter(ctx, db)
-	must(t, err)
-	defer func() { must(t, w.close()) }()
+	db, w := faultWriter(t, `CREATE TABLE t (x INTEGER PRIMARY KEY)`)
 	insert := func(ctx context.Context, tx *sqlstore.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO t (x) VALUES (NULL)`)
 		return err
