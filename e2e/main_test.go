@@ -10,7 +10,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +23,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/clearance/clearance/internal/localport"
 	"github.com/clearance/clearance/internal/protoagent"
 	"github.com/clearance/clearance/internal/testkit"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
@@ -53,14 +53,15 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// freePort is a loopback address for a process the test starts; see
+// localport for why not port 0.
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := localport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return a
 }
 
 // verifier is a running clearance-verifier process.

@@ -76,10 +76,12 @@ pick_owner() {
 # port_free reports whether nothing listens on 127.0.0.1:$1.
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# free_port picks below the kernel's ephemeral range (32768 by default), where
+# no outgoing connection's source port can take it before the server binds.
 free_port() {
   local p
   for _ in $(seq 50); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((15000 + RANDOM % 17000))
     if port_free "$p"; then echo "$p"; return; fi
   done
   die "no free port found"

@@ -102,18 +102,19 @@ wait_for() {
   done
 }
 
-# free_port prints a port nothing uses on 127.0.0.1: the kernel's pick when
-# python3 is there, else a random one nothing answers on. Another process can
-# take it before it is used: a server started on it then exits with its own
-# error, which wait_for reports.
+# free_port prints a port nothing answers on at 127.0.0.1, below the kernel's
+# ephemeral range (as internal/localport picks): a port from that range, the
+# kernel's own pick for port 0, may become an outgoing connection's source
+# port before the server binds it. Another program naming the port may still
+# take it first: a server started on it then exits with its own error, which
+# wait_for reports.
 free_port() {
-  if command -v python3 >/dev/null 2>&1; then
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-    return
-  fi
-  local p
+  local lo=32768 p
+  read -r lo _ < /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  ((lo > 16000)) || lo=65536
   for _ in $(seq 50); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((15000 + RANDOM % (lo - 15000)))
+    ((p <= 65535)) || continue
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
   done
   die "no free port found"

@@ -19,6 +19,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/clearance/clearance/internal/localport"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 )
 
@@ -240,21 +241,4 @@ func (p *Process) Stop() error {
 	return err
 }
 
-func freePorts(n int) ([]string, error) {
-	out := make([]string, 0, n)
-	ls := make([]net.Listener, 0, n)
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().String())
-	}
-	return out, nil
-}
+func freePorts(n int) ([]string, error) { return localport.Addrs(n) }
