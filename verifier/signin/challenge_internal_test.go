@@ -44,7 +44,7 @@ func TestChallengesCarryTheirMAC(t *testing.T) {
 	for i := 1; i < 4; i++ {
 		spellings = append(spellings, c[:len(c)-1]+string(alphabet[last^i]))
 	}
-	for _, bad := range append(spellings, presence.NewChallenge(), "", "!!", c[:len(c)-1], c+"A", base64.StdEncoding.EncodeToString(raw)) {
+	for _, bad := range append(spellings, presence.NewChallenge(), "", "!!", c[:len(c)-1], c+"A", c[:20]+"\n"+c[20:], c+"\r\n", base64.StdEncoding.EncodeToString(raw)) {
 		if p.issued(bad) {
 			t.Errorf("issued(%q) = true", bad)
 		}

@@ -136,8 +136,12 @@ func (p *Presence) newChallenge() string {
 
 // issued reports whether challenge carries a valid MAC: one a replica made,
 // in its one spelling (canonical base64url, as the statement's parser
-// requires too).
+// requires too). The decoder skips CR and LF even in strict mode, so the
+// length is checked first: a spelling with one has more characters.
 func (p *Presence) issued(challenge string) bool {
+	if len(challenge) != base64.RawURLEncoding.EncodedLen(presence.ChallengeSize) {
+		return false
+	}
 	b, err := base64.RawURLEncoding.Strict().DecodeString(challenge)
 	if err != nil || len(b) != presence.ChallengeSize {
 		return false
