@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 
@@ -14,53 +15,64 @@ import (
 
 // Group commit for reports, and for the small writes every sign-in makes
 // (its request ID, its decision, a held sign-in): the sqlstore.Group of
-// this backend. A durable SQLite commit
-// costs an fsync, which is far more than the work of storing one row; with
-// many agents reporting and users signing in at once, one writer goroutine
-// stores every write that is waiting in one transaction and pays the fsync
-// once. Each report runs in a
-// savepoint of its own, so a refused report (seq, nonce, revoked device)
+// this backend. A durable SQLite commit costs an fsync, which is far more
+// than the work of storing one row; with many agents reporting and users
+// signing in at once, one writer goroutine stores every write that is
+// waiting in one transaction and pays the fsync once. Each report runs in
+// a savepoint of its own, so a refused report (seq, nonce, revoked device)
 // is rolled back alone and its caller gets its own error; a report alone
-// in its batch needs none, the transaction's rollback being its own. Every
-// caller gets its result only after the batch's COMMIT returned, or, alone
-// and refused, after its rollback.
+// in its batch needs none, the transaction's rollback being its own.
 //
 // A single caller is not delayed: the writer takes what is queued and
 // commits at once. Batches grow by themselves under load, while the
-// previous commit waits for its fsync.
+// previous durable batch waits for its fsync.
 //
-// A write whose durability may wait (sqlstore.Group's lazy: a sign-in's
-// request ID and challenge, which no response is sent on until the
-// sign-in's decision is on record) is committed without an fsync when
-// its batch holds only such writes. Every batch runs on a connection the
-// writer takes from the pool for good (the lazy connection), at
-// synchronous=NORMAL between batches and for a lazy batch, set to FULL
-// for a durable batch and back after it. One connection for both keeps
-// its page cache: SQLite drops a connection's whole cache when another
-// connection committed since its last transaction, and a sign-in's lazy
-// and durable writes come in turn. While a batch runs the writer holds
-// the pool's other connection too, so that the store's other writes wait
-// for it in database/sql rather than in SQLite's busy handler. A FULL
-// commit ends with an fsync of the WAL file (SQLite's walFrames: xSync on
-// the WAL's file at a commit when synchronous=FULL), which makes every
-// frame written before it durable, whichever connection or batch wrote
-// it. A lazy write is visible to every reader
-// when it returns, and a crash of the process loses nothing (the WAL is
-// in the page cache); only an OS crash or power loss before the next
-// durable commit that writes can (SQLite writes no frame, and syncs
-// nothing, for a transaction that changed no page; every durable write
-// this store makes inserts a row). A checkpoint (wal_autocheckpoint) runs on the
-// connection whose commit crosses the threshold; at NORMAL as at FULL
-// SQLite syncs the WAL before it copies frames into the database file and
-// the database file after. A durable write that comes while a lazy batch
-// fills waits for the next batch. A lazy connection that failed (in its
-// setup, a switch of its setting, or a batch) is closed, never pooled,
-// and the next batch opens another (waiting in database/sql, holding the
-// pool's other connection, while a write outside the group commit has
-// it); a batch whose connection cannot be opened or set up commits with an
-// fsync on the pool's connection. Until a lazy connection is open again,
-// the pool's two connections are free for the store's other writes, and a
-// second of them waits in SQLite's busy handler.
+// Every batch runs on a connection the writer takes from the pool for
+// good (the writer's connection, lazyConn), at synchronous=NORMAL: its
+// COMMIT writes the batch's frames to the WAL without an fsync. One
+// connection for every batch keeps its page cache: SQLite drops a
+// connection's whole cache when another connection committed since its
+// last transaction. While a batch runs the writer holds the pool's other
+// connection too, so that the store's other writes (at FULL, the DSN's
+// setting) wait for it in database/sql rather than in SQLite's busy
+// handler.
+//
+// A durable batch's callers are answered by the syncer goroutine, only
+// once an fsync of the WAL file that began after the batch's COMMIT has
+// returned. An fsync makes durable every write to the file before it,
+// whichever batch or connection wrote it; and frames that a checkpoint
+// copies into the database file meanwhile are durable there first (at
+// NORMAL as at FULL, SQLite syncs the WAL before a checkpoint copies
+// frames and the database file after). One durable batch is synced at a
+// time: the next one waits, growing, while lazy batches still commit and
+// are answered. A durable write that is refused is answered after an fsync
+// too, since what it was refused for (a report already stored) may be a
+// write not yet durable. The first failed fsync stays: it answers its
+// batch and every later write with its error, without trying again, since
+// a kernel that failed an fsync may have dropped the pages it could not
+// write and report the next one as a success. Those batches' rows were
+// committed, and may be read, or be on disk after a restart, though their
+// callers were told they failed.
+//
+// A durable write is visible to readers from its COMMIT, before its
+// fsync; no caller is answered on it until then, and an answer given on a
+// later durable write covers it, that write's fsync coming after. A write
+// whose durability may wait (sqlstore.Group's lazy: a sign-in's request
+// ID and challenge, which no response is sent on until the sign-in's
+// decision is on record) is answered at its COMMIT when its batch holds
+// only such writes. A crash of the process loses nothing committed (the
+// WAL is in the page cache); only an OS crash or power loss before the
+// next fsync can. A durable write that comes while a lazy batch fills
+// waits for the next batch.
+//
+// A writer's connection that failed (in its setup or a batch) is closed,
+// never pooled, and the next batch opens another (waiting in database/sql,
+// holding the pool's other connection, while a write outside the group
+// commit has it); a batch whose connection cannot be opened or set up
+// commits on the pool's connection, at FULL, and is answered as a durable
+// one. Until the writer's connection is open again, the pool's two
+// connections are free for the store's other writes, and a second of them
+// waits in SQLite's busy handler.
 
 const (
 	// maxBatch bounds the reports in one transaction, so that one commit
@@ -98,10 +110,10 @@ type saveReq struct {
 // sqlstore.Group.
 type reportWriter struct {
 	db *sql.DB
-	// lazyConn is the lazy connection: one of db's, held by the writer
-	// for every batch, at synchronous=NORMAL but during a durable batch;
-	// nil until a batch opens it, and after it failed. Only the writer
-	// goroutine uses it, once started.
+	// lazyConn is the writer's connection: one of db's, held by the
+	// writer for every batch, at synchronous=NORMAL; nil until a batch
+	// opens it, and after it failed. Only the writer goroutine uses it,
+	// once started.
 	lazyConn *sql.Conn
 	sp       savepoints
 	queue    chan *saveReq
@@ -120,6 +132,36 @@ type reportWriter struct {
 	// carry is a durable request taken from the queue while a lazy batch
 	// filled: it starts the next batch.
 	carry *saveReq
+
+	// walPath is the WAL file the syncer makes durable.
+	walPath string
+	// answers carries a durable batch's answers from the writer to the
+	// syncer, which sends them once an fsync of the WAL that began after
+	// their commit has returned, and then says so on syncDone. One batch
+	// is synced at a time; the writer commits lazy batches meanwhile, and
+	// the next durable batch grows while it waits. The writer closes
+	// answers when it stops.
+	answers  chan answers
+	syncDone chan struct{}
+	// syncing: a durable batch handed to the syncer has not been
+	// answered yet. Only the writer goroutine uses it.
+	syncing bool
+	// synced is closed once the syncer has sent its last answers.
+	synced chan struct{}
+	// syncs counts the syncer's fsyncs.
+	syncs atomic.Int64
+	// syncFailed holds the first fsync error: from then on no write is
+	// answered as stored (see failSync).
+	syncFailed atomic.Pointer[error]
+	// syncWAL makes the WAL durable; tests replace it.
+	syncWAL func() error
+}
+
+// answers are a committed durable batch's requests and their results,
+// waiting for an fsync.
+type answers struct {
+	reqs    []*saveReq
+	results []error
 }
 
 // savepoints are the statements around each report of a batch.
@@ -130,7 +172,7 @@ type savepoints struct {
 // newReportWriter prepares the savepoint statements on db, which must be
 // the store's writing pool, and starts the writer. db must allow two open
 // connections: the writer holds one of them for its lazy batches.
-func newReportWriter(ctx context.Context, db *sql.DB) (*reportWriter, error) {
+func newReportWriter(ctx context.Context, db *sql.DB, walPath string) (*reportWriter, error) {
 	if n := db.Stats().MaxOpenConnections; n != 0 && n < 2 {
 		// The writer would wait forever for a durable batch's connection.
 		return nil, fmt.Errorf("the group commit needs 2 connections, the pool allows %d", n)
@@ -153,7 +195,13 @@ func newReportWriter(ctx context.Context, db *sql.DB) (*reportWriter, error) {
 		stop:   make(chan struct{}),
 		exited: make(chan struct{}),
 		ctx:    context.Background(),
+
+		walPath:  walPath,
+		answers:  make(chan answers, 1),
+		syncDone: make(chan struct{}, 1),
+		synced:   make(chan struct{}),
 	}
+	w.syncWAL = w.fsyncWAL
 	// Taken now, so that the pool's other connection is the only one the
 	// store's other writes get.
 	if err := w.openLazy(); err != nil {
@@ -163,6 +211,7 @@ func newReportWriter(ctx context.Context, db *sql.DB) (*reportWriter, error) {
 		return nil, err
 	}
 	go w.run()
+	go w.syncer()
 	return w, nil
 }
 
@@ -215,6 +264,9 @@ func (w *reportWriter) do(ctx context.Context, lazy bool, save func(ctx context.
 
 func (w *reportWriter) run() {
 	defer close(w.exited)
+	// Every durable answer is sent before exited is closed.
+	defer func() { <-w.synced }()
+	defer close(w.answers)
 	// Closed by the goroutine that owns it, before close returns.
 	defer w.dropLazy()
 	batch := make([]*saveReq, 0, maxBatch)
@@ -231,9 +283,15 @@ func (w *reportWriter) run() {
 			clear(batch[:cap(batch)])
 			continue
 		}
+		var synced <-chan struct{}
+		if w.syncing {
+			synced = w.syncDone
+		}
 		select {
 		case <-w.stop:
 			return
+		case <-synced:
+			w.syncing = false
 		case req := <-w.queue:
 			w.commit(append(batch[:0], req))
 			clear(batch[:cap(batch)]) // let answered requests be collected
@@ -241,15 +299,45 @@ func (w *reportWriter) run() {
 	}
 }
 
+// handOver gives a durable batch's answers to the syncer.
+func (w *reportWriter) handOver(a answers) {
+	w.waitSynced()
+	w.answers <- a
+	w.syncing = true
+}
+
+// waitSynced waits until the durable batch handed to the syncer, if any,
+// has been answered.
+func (w *reportWriter) waitSynced() {
+	if w.syncing {
+		<-w.syncDone
+		w.syncing = false
+	}
+}
+
 // commit stores batch, and whatever else is queued once the transaction
 // has begun, in one transaction, and answers every request in it. batch
 // has room for maxBatch requests.
 func (w *reportWriter) commit(batch []*saveReq) {
+	if p := w.syncFailed.Load(); p != nil {
+		// Nothing is stored once an fsync has failed: see sync.
+		for _, req := range batch {
+			if req.take() {
+				req.done <- *p
+			}
+		}
+		return
+	}
 	// 1. The transaction. Waiting for the write lock (another process may
 	// hold it) takes nobody's report: a caller may still give up. A batch
 	// that starts lazy is committed without an fsync, on the lazy
 	// connection.
 	lazy := batch[0].lazy
+	if !lazy {
+		// One durable batch is synced at a time: this one grows
+		// meanwhile, as it did while a commit waited for its own fsync.
+		w.waitSynced()
+	}
 	sqlTx, end, own, durable, err := w.begin(lazy)
 	// Without the writer's connection the batch commits with an fsync: a
 	// lazy write may always be made durable sooner.
@@ -324,9 +412,15 @@ fill:
 			res := req.save(w.ctx, tx)
 			if res != nil {
 				// Refused: nothing is stored, its caller gets its own
-				// error, and there is nothing to commit.
+				// error, and there is nothing to commit. A durable
+				// write's refusal may rest on a write not yet synced
+				// (a report already stored): it waits for a sync too.
 				_ = tx.Rollback()
-				req.done <- res
+				if lazy {
+					req.done <- res
+				} else {
+					w.handOver(answers{reqs: []*saveReq{req}, results: []error{res}})
+				}
 				return
 			}
 			results = append(results, res)
@@ -368,27 +462,23 @@ fill:
 	w.commits.Add(1)
 	if lazy {
 		w.lazyCommits.Add(1)
+		for i, req := range taken {
+			req.done <- results[i]
+		}
+		return
 	}
-	for i, req := range taken {
-		req.done <- results[i]
-	}
+	w.handOver(answers{reqs: taken, results: results})
 }
 
-// begin begins a batch's transaction on the writer's connection (the lazy
-// connection), opening it if need be, while it holds the pool's connection
-// (see the package's comment on lazy writes). A lazy batch runs at NORMAL,
-// the connection's setting between batches; a durable one at FULL, set for
-// it and set back by end once the transaction has ended. Every batch runs
-// on that one connection so that its page cache stays warm: a connection
-// drops its whole cache when it finds that another one committed since
-// its last transaction, and a lazy and a durable connection committing in
-// turn (as a sign-in's writes do) would each find that every time. own
-// says the transaction is on the writer's connection. If that connection
-// cannot be opened, set to FULL or begin a transaction, the transaction is
-// begun on the held connection instead, at FULL, and durable says so:
-// lazy writes do not fail for want of a connection that only makes them
-// cheaper. end, once the transaction has ended, lets the pool's connection
-// go.
+// begin begins a batch's transaction on the writer's connection, opening
+// it if need be, while it holds the pool's connection (see the package's
+// comment). own says the transaction is on the writer's connection. If
+// that connection cannot be opened or begin a transaction, the
+// transaction is begun on the held connection instead, at FULL: lazy
+// writes do not fail for want of a connection that only makes them
+// cheaper. durable says the batch is to be answered as a durable one:
+// lazy is false, or the transaction is not on the writer's connection.
+// end, once the transaction has ended, lets the pool's connection go.
 func (w *reportWriter) begin(lazy bool) (tx *sql.Tx, end func(), own, durable bool, err error) {
 	held, err := w.db.Conn(w.ctx)
 	if err != nil {
@@ -398,34 +488,12 @@ func (w *reportWriter) begin(lazy bool) (tx *sql.Tx, end func(), own, durable bo
 	if w.lazyConn == nil {
 		err = w.openLazy()
 	}
-	// SQLite applies a PRAGMA's setting when the statement is prepared,
-	// not when it runs: these must be executed as text, parsed anew each
-	// time, never kept prepared (a kept `PRAGMA synchronous = FULL` would
-	// run and leave the connection at NORMAL).
-	if err == nil && !lazy {
-		if _, err = w.lazyConn.ExecContext(w.ctx, `PRAGMA synchronous = FULL`); err != nil {
-			w.dropLazy()
-		}
-	}
 	if err == nil {
 		if tx, err = w.lazyConn.BeginTx(w.ctx, nil); err != nil {
 			w.dropLazy()
 		}
 	}
 	if err == nil {
-		if !lazy {
-			c := w.lazyConn
-			end = func() {
-				// Back to NORMAL, or closed: never at FULL for a lazy
-				// batch, never pooled. One that failed is closed already.
-				if w.lazyConn == c {
-					if _, err := c.ExecContext(w.ctx, `PRAGMA synchronous = NORMAL`); err != nil {
-						w.dropLazy()
-					}
-				}
-				_ = held.Close()
-			}
-		}
 		return tx, end, true, !lazy, nil
 	}
 	if tx, err = held.BeginTx(w.ctx, nil); err != nil {
@@ -438,6 +506,8 @@ func (w *reportWriter) begin(lazy bool) (tx *sql.Tx, end func(), own, durable bo
 // openLazy takes one of the pool's connections for good and sets it to
 // synchronous=NORMAL (which SQLite lets change only outside a
 // transaction); FULL is every pool connection's setting from the DSN.
+// SQLite applies a PRAGMA's setting when the statement is prepared, not
+// when it runs: it is executed as text, never kept prepared.
 func (w *reportWriter) openLazy() error {
 	c, err := w.db.Conn(w.ctx)
 	if err != nil {
@@ -446,14 +516,14 @@ func (w *reportWriter) openLazy() error {
 	w.lazyConn = c
 	if _, err := c.ExecContext(w.ctx, `PRAGMA synchronous = NORMAL`); err != nil {
 		w.dropLazy()
-		return fmt.Errorf("opening the lazy connection: %w", err)
+		return fmt.Errorf("opening the writer's connection: %w", err)
 	}
 	return nil
 }
 
-// dropLazy closes the lazy connection, if any. Raw's ErrBadConn makes
+// dropLazy closes the writer's connection, if any. Raw's ErrBadConn makes
 // database/sql close it rather than pool it: no other write may ever
-// commit at NORMAL on it, nor a lazy batch at FULL.
+// commit at NORMAL on it.
 func (w *reportWriter) dropLazy() {
 	if w.lazyConn == nil {
 		return
@@ -481,4 +551,52 @@ func (w *reportWriter) exec(tx *sqlstore.Tx, st *sql.Stmt) error {
 		return fmt.Errorf("savepoint: %w", err)
 	}
 	return nil
+}
+
+// syncer answers each durable batch the writer hands it once the WAL it
+// was committed to is durable: the fsync begins after the batch's COMMIT
+// returned, and an fsync makes durable every write to the file before it.
+// It then tells the writer, which meanwhile has committed lazy batches
+// only.
+func (w *reportWriter) syncer() {
+	defer close(w.synced)
+	for a := range w.answers {
+		err := w.sync()
+		for i, req := range a.reqs {
+			if err != nil {
+				req.done <- err
+			} else {
+				req.done <- a.results[i]
+			}
+		}
+		w.syncDone <- struct{}{}
+	}
+}
+
+// sync makes the WAL durable, or returns why it cannot: the first fsync
+// error stays, since after a failed fsync the kernel may have dropped the
+// pages it could not write, and no later fsync would say so.
+func (w *reportWriter) sync() error {
+	if p := w.syncFailed.Load(); p != nil {
+		return *p
+	}
+	if err := w.syncWAL(); err != nil {
+		err = fmt.Errorf("syncing the database's log; restart the verifier once the disk is fixed: %w", err)
+		w.syncFailed.CompareAndSwap(nil, &err)
+		return *w.syncFailed.Load()
+	}
+	w.syncs.Add(1)
+	return nil
+}
+
+// fsyncWAL syncs the WAL file that is at walPath now. It is opened each
+// time: SQLite may delete the file once every connection has closed and
+// make another.
+func (w *reportWriter) fsyncWAL() error {
+	f, err := os.Open(w.walPath)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	return errors.Join(err, f.Close())
 }

@@ -229,11 +229,11 @@ func TestLazyAndDurableInterleaved(t *testing.T) {
 }
 
 // faultDriver is SQLite's driver with switches that make the next
-// `PRAGMA synchronous = NORMAL`, `PRAGMA synchronous = FULL` or COMMIT
-// fail, and a count of closed connections.
+// `PRAGMA synchronous = NORMAL` or COMMIT fail, and a count of closed
+// connections.
 type faultDriver struct {
-	failNormal, failFull, failCommit atomic.Int32
-	closed                           atomic.Int32
+	failNormal, failCommit atomic.Int32
+	closed                 atomic.Int32
 }
 
 func (f *faultDriver) Open(name string) (driver.Conn, error) {
@@ -270,9 +270,6 @@ func (c *faultConn) ExecContext(ctx context.Context, q string, args []driver.Nam
 	if strings.Contains(q, "synchronous = NORMAL") && c.f.failNormal.Add(-1) >= 0 {
 		return nil, errors.New("injected failure")
 	}
-	if strings.Contains(q, "synchronous = FULL") && c.f.failFull.Add(-1) >= 0 {
-		return nil, errors.New("injected failure")
-	}
 	return c.Conn.(driver.ExecerContext).ExecContext(ctx, q, args)
 }
 
@@ -305,7 +302,8 @@ var faults = func() *faultDriver {
 func faultWriter(t *testing.T, schema string) (*sql.DB, *reportWriter) {
 	t.Helper()
 	ctx := t.Context()
-	db, err := sql.Open("sqlite-faults", dsn(filepath.Join(t.TempDir(), "clearance.db"), false))
+	path := filepath.Join(t.TempDir(), "clearance.db")
+	db, err := sql.Open("sqlite-faults", dsn(path, false))
 	must(t, err)
 	t.Cleanup(func() { db.Close() })
 	db.SetMaxOpenConns(2)
@@ -313,7 +311,7 @@ func faultWriter(t *testing.T, schema string) (*sql.DB, *reportWriter) {
 	must(t, enableWAL(ctx, db))
 	_, err = db.ExecContext(ctx, schema)
 	must(t, err)
-	w, err := newReportWriter(ctx, db)
+	w, err := newReportWriter(ctx, db, path+"-wal")
 	must(t, err)
 	t.Cleanup(func() { must(t, w.close()) })
 	return db, w
@@ -398,14 +396,14 @@ func TestLazyConnectionFailure(t *testing.T) {
 	}
 }
 
-// Durable and lazy batches run on the writer's one connection, so that
-// its page cache survives from one batch to the next: a durable batch at
-// FULL, a lazy one at NORMAL, and the connection back at NORMAL between
-// batches. A connection that cannot be set to FULL is closed and its batch
-// commits on the pool's connection, at FULL; one that cannot be set back
-// to NORMAL is closed, its batch committed. The store's other writes get
-// FULL connections throughout.
-func TestDurableBatchesOnTheWriterConnection(t *testing.T) {
+// Durable and lazy batches run on the writer's one connection, at
+// synchronous=NORMAL, so that its page cache survives from one batch to
+// the next; the store's other writes get FULL connections throughout. A
+// durable batch is answered only once an fsync of the WAL that began
+// after its commit has returned. While that fsync runs, lazy batches
+// commit and are answered; the next durable batch waits (growing), and is
+// not committed until then.
+func TestDurableBatchesAnsweredAfterSync(t *testing.T) {
 	ctx := t.Context()
 	db, w := faultWriter(t, `CREATE TABLE t (x INTEGER PRIMARY KEY, sync INTEGER NOT NULL, marked INTEGER NOT NULL)`)
 	// insert stores x with the synchronous setting its transaction runs
@@ -423,87 +421,178 @@ func TestDurableBatchesOnTheWriterConnection(t *testing.T) {
 			return err
 		}
 	}
-	mark := func() {
+	stored := func(x int) bool {
 		t.Helper()
-		_, err := w.lazyConn.ExecContext(ctx, `CREATE TEMP TABLE mark (x INTEGER)`)
-		must(t, err)
+		var n int
+		must(t, db.QueryRowContext(ctx, `SELECT count(*) FROM t WHERE x = ?`, x).Scan(&n))
+		return n == 1
 	}
-	syncOf := func(x int) int {
-		t.Helper()
-		var sync int
-		must(t, db.QueryRowContext(ctx, `SELECT sync FROM t WHERE x = ?`, x).Scan(&sync))
-		return sync
+	// The syncer's fsync, held until the test lets it go; each call says
+	// which rows were committed when it began.
+	began := make(chan []int, 8)
+	release := make(chan error)
+	w.syncWAL = func() error {
+		var xs []int
+		r, err := db.QueryContext(context.Background(), `SELECT x FROM t ORDER BY x`)
+		if err != nil {
+			return err
+		}
+		for r.Next() {
+			var x int
+			if err := r.Scan(&x); err != nil {
+				return err
+			}
+			xs = append(xs, x)
+		}
+		r.Close()
+		began <- xs
+		return <-release
 	}
-	idle := func(when string) {
+	answered := func(x int, lazy bool) chan error {
+		c := make(chan error, 1)
+		go func() { c <- w.do(ctx, lazy, insert(x)) }()
+		return c
+	}
+	waitAnswer := func(c chan error, what string) {
 		t.Helper()
-		var got int
-		must(t, db.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&got))
-		if got != 2 {
-			t.Errorf("%s: synchronous = %d on the pool's connection, want 2 (FULL)", when, got)
+		select {
+		case err := <-c:
+			must(t, err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no answer", what)
 		}
-		if w.lazyConn == nil {
-			return
-		}
-		must(t, w.lazyConn.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&got))
-		if got != 1 {
-			t.Errorf("%s: synchronous = %d on the writer's connection between batches, want 1 (NORMAL)", when, got)
+	}
+	notYet := func(c chan error, what string) {
+		t.Helper()
+		select {
+		case err := <-c:
+			t.Fatalf("%s answered (%v) before its fsync returned", what, err)
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 
-	// 1. Lazy, durable, lazy: one connection, at the setting each needs.
+	// 1. A lazy write: answered without an fsync, on the writer's
+	// connection, at NORMAL.
 	must(t, w.do(ctx, true, insert(1)))
-	conn := w.lazyConn
-	mark()
-	closed := faults.closed.Load()
-	must(t, w.do(ctx, false, insert(2)))
-	must(t, w.do(ctx, true, insert(3)))
-	if w.lazyConn != conn || faults.closed.Load() != closed {
-		t.Errorf("the writer's connection changed across a durable batch (%d closed)", faults.closed.Load()-closed)
-	}
-	for x, want := range map[int]int{1: 1, 2: 2, 3: 1} {
-		if got := syncOf(x); got != want {
-			t.Errorf("write %d ran at synchronous = %d, want %d", x, got, want)
-		}
-	}
-	for _, x := range []int{2, 3} {
-		var marked int
-		must(t, db.QueryRowContext(ctx, `SELECT marked FROM t WHERE x = ?`, x).Scan(&marked))
-		if marked != 1 {
-			t.Errorf("write %d did not run on the writer's connection", x)
-		}
-	}
-	idle("after lazy, durable, lazy")
+	_, err := w.lazyConn.ExecContext(ctx, `CREATE TEMP TABLE mark (x INTEGER)`)
+	must(t, err)
 
-	// 2. The connection cannot be set to FULL: closed, and the batch
-	// commits on the pool's connection at FULL. 3. It cannot be set back
-	// to NORMAL after a durable batch: the batch is committed, the
-	// connection closed.
-	for i, c := range []struct {
-		what  string
-		fault *atomic.Int32
-	}{{"a failed switch to FULL", &faults.failFull}, {"a failed switch back to NORMAL", &faults.failNormal}} {
-		x := 4 + 2*i
-		must(t, w.do(ctx, true, insert(x)))
-		closed = faults.closed.Load()
-		c.fault.Store(1)
-		must(t, w.do(ctx, false, insert(x+1)))
-		if got := syncOf(x + 1); got != 2 {
-			t.Errorf("%s: the durable write ran at synchronous = %d, want 2", c.what, got)
-		}
-		if w.lazyConn != nil || faults.closed.Load()-closed != 1 {
-			t.Errorf("after %s: lazy connection %v, %d closed; want none and 1", c.what, w.lazyConn, faults.closed.Load()-closed)
-		}
-		idle("after " + c.what)
+	// 2. A durable write: committed, then synced, then answered.
+	d2 := answered(2, false)
+	if got := <-began; fmt.Sprint(got) != "[1 2]" {
+		t.Fatalf("the fsync began with rows %v committed, want [1 2]", got)
+	}
+	notYet(d2, "durable write 2")
+
+	// 3. Meanwhile a lazy write is answered, and a durable one is not
+	// even committed.
+	waitAnswer(answered(3, true), "lazy write 3 during an fsync")
+	d4 := answered(4, false)
+	notYet(d4, "durable write 4")
+	if stored(4) {
+		t.Error("durable write 4 committed while the previous durable batch was being synced")
 	}
 
-	// 4. And on: the next lazy write opens another connection at NORMAL.
-	must(t, w.do(ctx, true, insert(8)))
-	if got := syncOf(8); got != 1 {
-		t.Errorf("lazy write on a new connection ran at synchronous = %d, want 1", got)
+	// 4. The fsync returns: 2 is answered, then 4 is committed, synced
+	// and answered.
+	release <- nil
+	waitAnswer(d2, "durable write 2")
+	if got := <-began; fmt.Sprint(got) != "[1 2 3 4]" {
+		t.Fatalf("the second fsync began with rows %v committed, want [1 2 3 4]", got)
 	}
-	idle("at the end")
-	if c, l := w.commits.Load(), w.lazyCommits.Load(); c != 8 || l != 5 {
-		t.Errorf("%d commits, %d lazy; want 8 and 5", c, l)
+	notYet(d4, "durable write 4")
+	release <- nil
+	waitAnswer(d4, "durable write 4")
+
+	for x := 2; x <= 4; x++ {
+		var sync, marked int
+		must(t, db.QueryRowContext(ctx, `SELECT sync, marked FROM t WHERE x = ?`, x).Scan(&sync, &marked))
+		if sync != 1 || marked != 1 {
+			t.Errorf("write %d ran at synchronous = %d, marked %d; want 1 (NORMAL) on the writer's connection", x, sync, marked)
+		}
+	}
+	var sync int
+	must(t, db.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&sync))
+	if sync != 2 {
+		t.Errorf("synchronous = %d on the pool's connection, want 2 (FULL)", sync)
+	}
+	if c, l, n := w.commits.Load(), w.lazyCommits.Load(), w.syncs.Load(); c != 4 || l != 2 || n != 2 {
+		t.Errorf("%d commits, %d lazy, %d fsyncs; want 4, 2 and 2", c, l, n)
+	}
+
+	// 5. A durable write refused alone is answered after an fsync too:
+	// what it was refused for may not be durable yet.
+	refused := errors.New("refused")
+	r5 := make(chan error, 1)
+	go func() { r5 <- w.do(ctx, false, func(context.Context, *sqlstore.Tx) error { return refused }) }()
+	<-began
+	notYet(r5, "a refused durable write")
+	release <- nil
+	if err := <-r5; !errors.Is(err, refused) {
+		t.Errorf("refused durable write: %v, want its own error", err)
+	}
+}
+
+// A failed fsync: the batch it was for is answered with the error, and
+// from then on no write is answered as stored, lazy or durable, nor
+// written; the fsync is not tried again, since a kernel that failed one
+// may have dropped the pages it could not write.
+func TestDurableSyncFailureSticks(t *testing.T) {
+	ctx := t.Context()
+	db, w := faultWriter(t, `CREATE TABLE t (x INTEGER PRIMARY KEY)`)
+	insert := func(x int) func(ctx context.Context, tx *sqlstore.Tx) error {
+		return func(ctx context.Context, tx *sqlstore.Tx) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO t (x) VALUES (?)`, x)
+			return err
+		}
+	}
+	var calls atomic.Int32
+	eio := errors.New("input/output error")
+	w.syncWAL = func() error { calls.Add(1); return eio }
+	err := w.do(ctx, false, insert(1))
+	if !errors.Is(err, eio) || !strings.Contains(err.Error(), "restart the verifier") {
+		t.Fatalf("durable write with a failed fsync: %v", err)
+	}
+	for i, lazy := range []bool{true, false, true} {
+		if err := w.do(ctx, lazy, insert(2+i)); !errors.Is(err, eio) {
+			t.Errorf("write %d (lazy %v) after a failed fsync: %v, want the fsync's error", 2+i, lazy, err)
+		}
+	}
+	var n int
+	must(t, db.QueryRowContext(ctx, `SELECT count(*) FROM t WHERE x > 1`).Scan(&n))
+	if n != 0 || calls.Load() != 1 {
+		t.Errorf("after a failed fsync: %d rows written, %d fsyncs tried; want 0 and 1", n, calls.Load())
+	}
+}
+
+// The real fsync: of the WAL file SQLite writes, found by its path each
+// time; a WAL that is not there is an error, not a success.
+func TestFsyncWAL(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "clearance.db"))
+	must(t, s.reports.do(t.Context(), false, func(ctx context.Context, tx *sqlstore.Tx) error {
+		_, err := tx.ExecContext(ctx, `CREATE TABLE probe (x INTEGER)`)
+		return err
+	}))
+	if n := s.reports.syncs.Load(); n != 1 {
+		t.Errorf("%d fsyncs after a durable write, want 1", n)
+	}
+	must(t, s.reports.fsyncWAL())
+
+	// A failed one: the store's Ping fails from then on, as its writes do.
+	eio := errors.New("input/output error")
+	s.reports.syncWAL = func() error { return eio }
+	if err := s.reports.do(t.Context(), false, func(ctx context.Context, tx *sqlstore.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO probe (x) VALUES (1)`)
+		return err
+	}); !errors.Is(err, eio) {
+		t.Errorf("durable write with a failed fsync: %v", err)
+	}
+	if err := s.Ping(t.Context()); !errors.Is(err, eio) {
+		t.Errorf("Ping after a failed fsync: %v, want its error", err)
+	}
+	w := &reportWriter{walPath: filepath.Join(t.TempDir(), "none-wal")}
+	if err := w.fsyncWAL(); err == nil {
+		t.Error("fsync of a missing WAL succeeded")
 	}
 }
 
@@ -514,7 +603,7 @@ func TestGroupCommitNeedsTwoConnections(t *testing.T) {
 	must(t, err)
 	defer db.Close()
 	db.SetMaxOpenConns(1)
-	if w, err := newReportWriter(t.Context(), db); err == nil {
+	if w, err := newReportWriter(t.Context(), db, ""); err == nil {
 		w.close()
 		t.Fatal("newReportWriter on a pool of one connection succeeded")
 	}

@@ -126,7 +126,7 @@ func TestWriterLoneWritePartialStatements(t *testing.T) {
 	must(t, enableWAL(ctx, db))
 	_, err = db.ExecContext(ctx, `CREATE TABLE t (x INTEGER PRIMARY KEY, y INTEGER CHECK (y >= 0))`)
 	must(t, err)
-	w, err := newReportWriter(ctx, db)
+	w, err := newReportWriter(ctx, db, path+"-wal")
 	must(t, err)
 	defer func() { must(t, w.close()) }()
 	refused := errors.New("refused")
@@ -266,12 +266,11 @@ func TestWriterCloseLeaksNothing(t *testing.T) {
 	}
 }
 
-// The writer's connection failing again and again (its commit, its setup
-// to NORMAL, its switch to FULL for a durable batch, in turn) leaks no
-// connection, never leaves a NORMAL connection in the pool, and writes in
-// between go on. A failed commit fails its lazy write; a failed setup
-// commits the lazy write with an fsync instead, and a failed switch to
-// FULL its durable one on the pool's connection.
+// The writer's connection failing again and again (its commit, then its
+// setup to NORMAL, in turn) leaks no connection, never leaves a NORMAL
+// connection in the pool, and writes in between go on. A failed commit
+// fails its lazy write; a failed setup commits the lazy write with an
+// fsync instead.
 func TestWriterLazyConnectionFailsRepeatedly(t *testing.T) {
 	ctx := t.Context()
 	db, w := faultWriter(t, `CREATE TABLE t (x INTEGER PRIMARY KEY)`)
@@ -321,20 +320,9 @@ func TestWriterLazyConnectionFailsRepeatedly(t *testing.T) {
 			t.Fatalf("%d: no writer's connection after a durable batch", i)
 		}
 		check(i, "durable")
-
-		// 4. It cannot be switched to FULL: the durable write commits on
-		// the pool's connection, and the writer's connection goes.
-		faults.failFull.Store(1)
-		must(t, w.do(ctx, false, insert))
-		ok++
-		if w.lazyConn != nil {
-			t.Fatalf("%d: the writer's connection kept after a failed switch to FULL", i)
-		}
-		check(i, "failed switch")
 	}
 	faults.failCommit.Store(0)
 	faults.failNormal.Store(0)
-	faults.failFull.Store(0)
 	must(t, w.do(ctx, true, insert))
 	var n int
 	must(t, db.QueryRowContext(ctx, `SELECT count(*) FROM t`).Scan(&n))

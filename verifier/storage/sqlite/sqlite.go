@@ -134,7 +134,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	r.SetMaxIdleConns(n)
 
 	s := &Store{w: w, r: r}
-	s.reports, err = newReportWriter(ctx, w)
+	s.reports, err = newReportWriter(ctx, w, abs+"-wal")
 	if err == nil {
 		s.Store, err = sqlstore.New(ctx, dialect, w, r, s.reports.do)
 	}
@@ -251,13 +251,25 @@ func migrate(ctx context.Context, db *sql.DB) error {
 }
 
 // Commits returns how many transactions the group commit committed so far,
-// and how many of them lazily (without an fsync): the benchmarks divide
-// them by the writes they made.
+// and how many of them lazily (answered without an fsync): the benchmarks
+// divide them by the writes they made.
 func (s *Store) Commits() (all, lazy int64) {
 	if s.reports == nil {
 		return 0, 0
 	}
 	return s.reports.commits.Load(), s.reports.lazyCommits.Load()
+}
+
+// Ping checks the store as sqlstore's Ping does, and fails once an fsync
+// of the write-ahead log has failed: from then on the group commit answers
+// every write with that error, until the verifier restarts.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.reports != nil {
+		if p := s.reports.syncFailed.Load(); p != nil {
+			return *p
+		}
+	}
+	return s.Store.Ping(ctx)
 }
 
 // Close closes the store. The report writer stops first, after the batch
