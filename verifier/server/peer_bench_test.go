@@ -237,6 +237,10 @@ func timeSignIns(b *testing.B, browsers []*benchBrowser, urls []string,
 	prof := startSideProfile()
 	cpu0 := cpuTime()
 	machine := cpustat.Start()
+	// One goroutine a browser: RunParallel starts parallelism×GOMAXPROCS,
+	// and the testing package sets parallelism back to 1 before every run
+	// of every benchmark, sub-benchmarks included.
+	b.SetParallelism(max(1, n/runtime.GOMAXPROCS(0)))
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		asBrowser()
