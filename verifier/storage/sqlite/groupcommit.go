@@ -47,12 +47,16 @@ import (
 // time: the next one waits, growing, while lazy batches still commit and
 // are answered. A durable write that is refused is answered after an fsync
 // too, since what it was refused for (a report already stored) may be a
-// write not yet durable. The first failed fsync stays: it answers its
-// batch and every later write with its error, without trying again, since
-// a kernel that failed an fsync may have dropped the pages it could not
-// write and report the next one as a success. Those batches' rows were
-// committed, and may be read, or be on disk after a restart, though their
-// callers were told they failed.
+// write not yet durable. The WAL is synced through a file opened once,
+// when the writer starts: Linux reports a failed write-back to each file
+// that was open when it failed, once. The first failed fsync stays: it
+// answers its batch and every later write of the group commit with its
+// error, without trying again, since a kernel that failed an fsync may
+// have dropped the pages it could not write and report the next one as a
+// success; and the store's Ping fails, so its health check does. Those
+// batches' rows were committed, and may be read, or be on disk after a
+// restart, though their callers were told they failed. The store's other
+// writes (on the pool's connections, at FULL) are not stopped by it.
 //
 // A durable write is visible to readers from its COMMIT, before its
 // fsync; no caller is answered on it until then, and an answer given on a
@@ -133,8 +137,15 @@ type reportWriter struct {
 	// filled: it starts the next batch.
 	carry *saveReq
 
-	// walPath is the WAL file the syncer makes durable.
+	// wal is the WAL file the syncer makes durable, opened once when the
+	// writer starts and kept: Linux reports a failed write-back to fsync
+	// once per open file, and only to files open when it failed, so a
+	// file opened for each fsync could miss an error that SQLite's own
+	// fsync (in a checkpoint, whose failure it ignores) saw first. walPath
+	// is its path, as SQLite resolved it.
+	wal     *os.File
 	walPath string
+	walOnce sync.Once // closes wal
 	// answers carries a durable batch's answers from the writer to the
 	// syncer, which sends them once an fsync of the WAL that began after
 	// their commit has returned, and then says so on syncDone. One batch
@@ -150,8 +161,8 @@ type reportWriter struct {
 	synced chan struct{}
 	// syncs counts the syncer's fsyncs.
 	syncs atomic.Int64
-	// syncFailed holds the first fsync error: from then on no write is
-	// answered as stored (see failSync).
+	// syncFailed holds the first fsync error: from then on no write of
+	// the group commit is answered as stored (see sync).
 	syncFailed atomic.Pointer[error]
 	// syncWAL makes the WAL durable; tests replace it.
 	syncWAL func() error
@@ -172,7 +183,7 @@ type savepoints struct {
 // newReportWriter prepares the savepoint statements on db, which must be
 // the store's writing pool, and starts the writer. db must allow two open
 // connections: the writer holds one of them for its lazy batches.
-func newReportWriter(ctx context.Context, db *sql.DB, walPath string) (*reportWriter, error) {
+func newReportWriter(ctx context.Context, db *sql.DB) (*reportWriter, error) {
 	if n := db.Stats().MaxOpenConnections; n != 0 && n < 2 {
 		// The writer would wait forever for a durable batch's connection.
 		return nil, fmt.Errorf("the group commit needs 2 connections, the pool allows %d", n)
@@ -196,7 +207,6 @@ func newReportWriter(ctx context.Context, db *sql.DB, walPath string) (*reportWr
 		exited: make(chan struct{}),
 		ctx:    context.Background(),
 
-		walPath:  walPath,
 		answers:  make(chan answers, 1),
 		syncDone: make(chan struct{}, 1),
 		synced:   make(chan struct{}),
@@ -204,7 +214,12 @@ func newReportWriter(ctx context.Context, db *sql.DB, walPath string) (*reportWr
 	w.syncWAL = w.fsyncWAL
 	// Taken now, so that the pool's other connection is the only one the
 	// store's other writes get.
-	if err := w.openLazy(); err != nil {
+	err := w.openLazy()
+	if err == nil {
+		err = w.openWAL()
+	}
+	if err != nil {
+		w.dropLazy()
 		for _, st := range sp {
 			st.Close()
 		}
@@ -220,7 +235,31 @@ func newReportWriter(ctx context.Context, db *sql.DB, walPath string) (*reportWr
 func (w *reportWriter) close() error {
 	w.closeOnce.Do(func() { close(w.stop) })
 	<-w.exited
-	return errors.Join(w.sp.begin.Close(), w.sp.release.Close(), w.sp.rollback.Close())
+	err := errors.Join(w.sp.begin.Close(), w.sp.release.Close(), w.sp.rollback.Close())
+	w.walOnce.Do(func() { err = errors.Join(err, w.wal.Close()) })
+	return err
+}
+
+// openWAL opens the WAL file of the writer's connection's database, at the
+// path SQLite gives it (symbolic links resolved, as SQLite resolves them
+// to name the WAL).
+func (w *reportWriter) openWAL() error {
+	var (
+		seq        int
+		name, file string
+	)
+	if err := w.lazyConn.QueryRowContext(w.ctx, `SELECT seq, name, file FROM pragma_database_list WHERE name = 'main'`).Scan(&seq, &name, &file); err != nil {
+		return fmt.Errorf("finding the database's file: %w", err)
+	}
+	if file == "" {
+		return errors.New("the database has no file: its writes cannot be made durable")
+	}
+	f, err := os.Open(file + "-wal")
+	if err != nil {
+		return fmt.Errorf("opening the database's write-ahead log: %w", err)
+	}
+	w.wal, w.walPath = f, file+"-wal"
+	return nil
 }
 
 // do queues save and waits for its outcome: sqlstore.Group.
@@ -337,6 +376,15 @@ func (w *reportWriter) commit(batch []*saveReq) {
 		// One durable batch is synced at a time: this one grows
 		// meanwhile, as it did while a commit waited for its own fsync.
 		w.waitSynced()
+		if p := w.syncFailed.Load(); p != nil {
+			// That fsync failed: nothing more is stored.
+			for _, req := range batch {
+				if req.take() {
+					req.done <- *p
+				}
+			}
+			return
+		}
 	}
 	sqlTx, end, own, durable, err := w.begin(lazy)
 	// Without the writer's connection the batch commits with an fsync: a
@@ -589,14 +637,25 @@ func (w *reportWriter) sync() error {
 	return nil
 }
 
-// fsyncWAL syncs the WAL file that is at walPath now. It is opened each
-// time: SQLite may delete the file once every connection has closed and
-// make another.
+// fsyncWAL syncs the WAL file the writer opened, and checks that it is
+// still the one at its path. SQLite makes a new WAL only once every
+// connection to the database has closed, which the writer's held
+// connection prevents: another file there means the database was changed
+// under the verifier, and its writes are not known to be durable.
 func (w *reportWriter) fsyncWAL() error {
-	f, err := os.Open(w.walPath)
+	if err := w.wal.Sync(); err != nil {
+		return err
+	}
+	held, err := w.wal.Stat()
 	if err != nil {
 		return err
 	}
-	err = f.Sync()
-	return errors.Join(err, f.Close())
+	now, err := os.Stat(w.walPath)
+	if err != nil {
+		return err
+	}
+	if !os.SameFile(held, now) {
+		return fmt.Errorf("%s is no longer the file the verifier opened", w.walPath)
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -311,7 +312,7 @@ func faultWriter(t *testing.T, schema string) (*sql.DB, *reportWriter) {
 	must(t, enableWAL(ctx, db))
 	_, err = db.ExecContext(ctx, schema)
 	must(t, err)
-	w, err := newReportWriter(ctx, db, path+"-wal")
+	w, err := newReportWriter(ctx, db)
 	must(t, err)
 	t.Cleanup(func() { must(t, w.close()) })
 	return db, w
@@ -479,7 +480,7 @@ func TestDurableBatchesAnsweredAfterSync(t *testing.T) {
 
 	// 2. A durable write: committed, then synced, then answered.
 	d2 := answered(2, false)
-	if got := <-began; fmt.Sprint(got) != "[1 2]" {
+	if got := syncBegan(t, began); fmt.Sprint(got) != "[1 2]" {
 		t.Fatalf("the fsync began with rows %v committed, want [1 2]", got)
 	}
 	notYet(d2, "durable write 2")
@@ -497,7 +498,7 @@ func TestDurableBatchesAnsweredAfterSync(t *testing.T) {
 	// and answered.
 	release <- nil
 	waitAnswer(d2, "durable write 2")
-	if got := <-began; fmt.Sprint(got) != "[1 2 3 4]" {
+	if got := syncBegan(t, began); fmt.Sprint(got) != "[1 2 3 4]" {
 		t.Fatalf("the second fsync began with rows %v committed, want [1 2 3 4]", got)
 	}
 	notYet(d4, "durable write 4")
@@ -525,7 +526,7 @@ func TestDurableBatchesAnsweredAfterSync(t *testing.T) {
 	refused := errors.New("refused")
 	r5 := make(chan error, 1)
 	go func() { r5 <- w.do(ctx, false, func(context.Context, *sqlstore.Tx) error { return refused }) }()
-	<-began
+	syncBegan(t, began)
 	notYet(r5, "a refused durable write")
 	release <- nil
 	if err := <-r5; !errors.Is(err, refused) {
@@ -548,14 +549,25 @@ func TestDurableSyncFailureSticks(t *testing.T) {
 	}
 	var calls atomic.Int32
 	eio := errors.New("input/output error")
-	w.syncWAL = func() error { calls.Add(1); return eio }
-	err := w.do(ctx, false, insert(1))
-	if !errors.Is(err, eio) || !strings.Contains(err.Error(), "restart the verifier") {
+	began, release := make(chan []int, 1), make(chan struct{})
+	w.syncWAL = func() error { calls.Add(1); began <- nil; <-release; return eio }
+	d1, d2 := make(chan error, 1), make(chan error, 1)
+	go func() { d1 <- w.do(ctx, false, insert(1)) }()
+	syncBegan(t, began)
+	// A durable write queued behind the failing fsync is not committed
+	// once it fails.
+	go func() { d2 <- w.do(ctx, false, insert(2)) }()
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	if err := <-d1; !errors.Is(err, eio) || !strings.Contains(err.Error(), "restart the verifier") {
 		t.Fatalf("durable write with a failed fsync: %v", err)
 	}
+	if err := <-d2; !errors.Is(err, eio) {
+		t.Errorf("durable write queued behind a failed fsync: %v, want its error", err)
+	}
 	for i, lazy := range []bool{true, false, true} {
-		if err := w.do(ctx, lazy, insert(2+i)); !errors.Is(err, eio) {
-			t.Errorf("write %d (lazy %v) after a failed fsync: %v, want the fsync's error", 2+i, lazy, err)
+		if err := w.do(ctx, lazy, insert(3+i)); !errors.Is(err, eio) {
+			t.Errorf("write %d (lazy %v) after a failed fsync: %v, want the fsync's error", 3+i, lazy, err)
 		}
 	}
 	var n int
@@ -565,34 +577,66 @@ func TestDurableSyncFailureSticks(t *testing.T) {
 	}
 }
 
-// The real fsync: of the WAL file SQLite writes, found by its path each
-// time; a WAL that is not there is an error, not a success.
+// syncBegan waits for a held fsync to begin and returns the rows then
+// committed.
+func syncBegan(t *testing.T, began chan []int) []int {
+	t.Helper()
+	select {
+	case xs := <-began:
+		return xs
+	case <-time.After(10 * time.Second):
+		t.Fatal("no fsync began")
+		return nil
+	}
+}
+
+// The real fsync: of the WAL file SQLite writes, held open since the
+// writer started (a failed write-back is reported to files open when it
+// failed), found through symbolic links as SQLite finds it, and refused
+// once another file is at its path.
 func TestFsyncWAL(t *testing.T) {
-	s := open(t, filepath.Join(t.TempDir(), "clearance.db"))
-	must(t, s.reports.do(t.Context(), false, func(ctx context.Context, tx *sqlstore.Tx) error {
-		_, err := tx.ExecContext(ctx, `CREATE TABLE probe (x INTEGER)`)
-		return err
-	}))
+	dir := t.TempDir()
+	must(t, os.Mkdir(filepath.Join(dir, "real"), 0o700))
+	link := filepath.Join(dir, "clearance.db")
+	must(t, os.Symlink(filepath.Join("real", "x.db"), link))
+	s := open(t, link)
+	durable := func(q string) error {
+		return s.reports.do(t.Context(), false, func(ctx context.Context, tx *sqlstore.Tx) error {
+			_, err := tx.ExecContext(ctx, q)
+			return err
+		})
+	}
+	must(t, durable(`CREATE TABLE probe (x INTEGER)`))
 	if n := s.reports.syncs.Load(); n != 1 {
 		t.Errorf("%d fsyncs after a durable write, want 1", n)
 	}
-	must(t, s.reports.fsyncWAL())
+	real, err := os.Stat(filepath.Join(dir, "real", "x.db-wal"))
+	must(t, err)
+	held, err := s.reports.wal.Stat()
+	must(t, err)
+	if !os.SameFile(real, held) {
+		t.Errorf("the writer syncs %s, not the WAL SQLite writes (real/x.db-wal)", s.reports.walPath)
+	}
+
+	// Another file at the WAL's path: refused, not synced in its place.
+	other := filepath.Join(dir, "other")
+	must(t, os.WriteFile(other, nil, 0o600))
+	f, err := os.Open(other)
+	must(t, err)
+	defer f.Close()
+	w := &reportWriter{wal: f, walPath: filepath.Join(dir, "real", "x.db-wal")}
+	if err := w.fsyncWAL(); err == nil || !strings.Contains(err.Error(), "no longer the file") {
+		t.Errorf("fsync of a WAL replaced under the writer: %v", err)
+	}
 
 	// A failed one: the store's Ping fails from then on, as its writes do.
 	eio := errors.New("input/output error")
 	s.reports.syncWAL = func() error { return eio }
-	if err := s.reports.do(t.Context(), false, func(ctx context.Context, tx *sqlstore.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO probe (x) VALUES (1)`)
-		return err
-	}); !errors.Is(err, eio) {
+	if err := durable(`INSERT INTO probe (x) VALUES (1)`); !errors.Is(err, eio) {
 		t.Errorf("durable write with a failed fsync: %v", err)
 	}
 	if err := s.Ping(t.Context()); !errors.Is(err, eio) {
 		t.Errorf("Ping after a failed fsync: %v, want its error", err)
-	}
-	w := &reportWriter{walPath: filepath.Join(t.TempDir(), "none-wal")}
-	if err := w.fsyncWAL(); err == nil {
-		t.Error("fsync of a missing WAL succeeded")
 	}
 }
 
@@ -603,7 +647,7 @@ func TestGroupCommitNeedsTwoConnections(t *testing.T) {
 	must(t, err)
 	defer db.Close()
 	db.SetMaxOpenConns(1)
-	if w, err := newReportWriter(t.Context(), db, ""); err == nil {
+	if w, err := newReportWriter(t.Context(), db); err == nil {
 		w.close()
 		t.Fatal("newReportWriter on a pool of one connection succeeded")
 	}

@@ -126,7 +126,7 @@ func TestWriterLoneWritePartialStatements(t *testing.T) {
 	must(t, enableWAL(ctx, db))
 	_, err = db.ExecContext(ctx, `CREATE TABLE t (x INTEGER PRIMARY KEY, y INTEGER CHECK (y >= 0))`)
 	must(t, err)
-	w, err := newReportWriter(ctx, db, path+"-wal")
+	w, err := newReportWriter(ctx, db)
 	must(t, err)
 	defer func() { must(t, w.close()) }()
 	refused := errors.New("refused")

@@ -134,7 +134,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	r.SetMaxIdleConns(n)
 
 	s := &Store{w: w, r: r}
-	s.reports, err = newReportWriter(ctx, w, abs+"-wal")
+	s.reports, err = newReportWriter(ctx, w)
 	if err == nil {
 		s.Store, err = sqlstore.New(ctx, dialect, w, r, s.reports.do)
 	}
