@@ -297,6 +297,14 @@ var faults = func() *faultDriver {
 	return f
 }()
 
+// insertX is a write of x into table t.
+func insertX(x int) func(ctx context.Context, tx *sqlstore.Tx) error {
+	return func(ctx context.Context, tx *sqlstore.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO t (x) VALUES (?)`, x)
+		return err
+	}
+}
+
 // faultWriter opens a database of two connections through the fault
 // driver, makes its table with schema, and starts a writer on it; both
 // close when the test ends.
@@ -328,12 +336,6 @@ func faultWriter(t *testing.T, schema string) (*sql.DB, *reportWriter) {
 func TestLazyConnectionFailure(t *testing.T) {
 	ctx := t.Context()
 	db, w := faultWriter(t, `CREATE TABLE t (x INTEGER PRIMARY KEY)`)
-	insert := func(x int) func(ctx context.Context, tx *sqlstore.Tx) error {
-		return func(ctx context.Context, tx *sqlstore.Tx) error {
-			_, err := tx.ExecContext(ctx, `INSERT INTO t (x) VALUES (?)`, x)
-			return err
-		}
-	}
 	synchronous := func(q interface {
 		QueryRowContext(context.Context, string, ...any) *sql.Row
 	}) int {
@@ -354,7 +356,7 @@ func TestLazyConnectionFailure(t *testing.T) {
 	// 1. A lazy commit fails.
 	closed := faults.closed.Load()
 	faults.failCommit.Store(1)
-	if err := w.do(ctx, true, insert(1)); err == nil {
+	if err := w.do(ctx, true, insertX(1)); err == nil {
 		t.Error("lazy write whose commit fails: nil, want its error")
 	}
 	if got := faults.closed.Load() - closed; got != 1 || w.lazyConn != nil {
@@ -365,7 +367,7 @@ func TestLazyConnectionFailure(t *testing.T) {
 	// 2. The next one cannot be set to NORMAL.
 	closed = faults.closed.Load()
 	faults.failNormal.Store(1)
-	if err := w.do(ctx, true, insert(2)); err != nil {
+	if err := w.do(ctx, true, insertX(2)); err != nil {
 		t.Errorf("lazy write whose connection cannot be set to NORMAL: %v, want it committed durably", err)
 	}
 	if got := faults.closed.Load() - closed; got != 1 || w.lazyConn != nil {
@@ -374,11 +376,11 @@ func TestLazyConnectionFailure(t *testing.T) {
 	check("after a failed lazy setup")
 
 	// 3. Then lazy and durable writes go on as before.
-	must(t, w.do(ctx, true, insert(3)))
+	must(t, w.do(ctx, true, insertX(3)))
 	if got := synchronous(w.lazyConn); got != 1 {
 		t.Errorf("the new lazy connection's synchronous = %d, want 1 (NORMAL)", got)
 	}
-	must(t, w.do(ctx, false, insert(4)))
+	must(t, w.do(ctx, false, insertX(4)))
 	check("at the end")
 	if c, l := w.commits.Load(), w.lazyCommits.Load(); c != 3 || l != 1 {
 		t.Errorf("%d commits, %d lazy; want 3 and 1", c, l)
@@ -541,22 +543,16 @@ func TestDurableBatchesAnsweredAfterSync(t *testing.T) {
 func TestDurableSyncFailureSticks(t *testing.T) {
 	ctx := t.Context()
 	db, w := faultWriter(t, `CREATE TABLE t (x INTEGER PRIMARY KEY)`)
-	insert := func(x int) func(ctx context.Context, tx *sqlstore.Tx) error {
-		return func(ctx context.Context, tx *sqlstore.Tx) error {
-			_, err := tx.ExecContext(ctx, `INSERT INTO t (x) VALUES (?)`, x)
-			return err
-		}
-	}
 	var calls atomic.Int32
 	eio := errors.New("input/output error")
 	began, release := make(chan []int, 1), make(chan struct{})
 	w.syncWAL = func() error { calls.Add(1); began <- nil; <-release; return eio }
 	d1, d2 := make(chan error, 1), make(chan error, 1)
-	go func() { d1 <- w.do(ctx, false, insert(1)) }()
+	go func() { d1 <- w.do(ctx, false, insertX(1)) }()
 	syncBegan(t, began)
 	// A durable write queued behind the failing fsync is not committed
 	// once it fails.
-	go func() { d2 <- w.do(ctx, false, insert(2)) }()
+	go func() { d2 <- w.do(ctx, false, insertX(2)) }()
 	time.Sleep(50 * time.Millisecond)
 	close(release)
 	if err := <-d1; !errors.Is(err, eio) || !strings.Contains(err.Error(), "restart the verifier") {
@@ -566,7 +562,7 @@ func TestDurableSyncFailureSticks(t *testing.T) {
 		t.Errorf("durable write queued behind a failed fsync: %v, want its error", err)
 	}
 	for i, lazy := range []bool{true, false, true} {
-		if err := w.do(ctx, lazy, insert(3+i)); !errors.Is(err, eio) {
+		if err := w.do(ctx, lazy, insertX(3+i)); !errors.Is(err, eio) {
 			t.Errorf("write %d (lazy %v) after a failed fsync: %v, want the fsync's error", 3+i, lazy, err)
 		}
 	}
