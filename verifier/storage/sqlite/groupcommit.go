@@ -244,11 +244,8 @@ func (w *reportWriter) close() error {
 // path SQLite gives it (symbolic links resolved, as SQLite resolves them
 // to name the WAL).
 func (w *reportWriter) openWAL() error {
-	var (
-		seq        int
-		name, file string
-	)
-	if err := w.lazyConn.QueryRowContext(w.ctx, `SELECT seq, name, file FROM pragma_database_list WHERE name = 'main'`).Scan(&seq, &name, &file); err != nil {
+	var file string
+	if err := w.lazyConn.QueryRowContext(w.ctx, `SELECT file FROM pragma_database_list WHERE name = 'main'`).Scan(&file); err != nil {
 		return fmt.Errorf("finding the database's file: %w", err)
 	}
 	if file == "" {
