@@ -53,10 +53,11 @@ import (
 // answers its batch and every later write of the group commit with its
 // error, without trying again, since a kernel that failed an fsync may
 // have dropped the pages it could not write and report the next one as a
-// success; and the store's Ping fails, so its health check does. Those
-// batches' rows were committed, and may be read, or be on disk after a
-// restart, though their callers were told they failed. The store's other
-// writes (on the pool's connections, at FULL) are not stopped by it.
+// success; the write pool is closed, so that the store's other writes
+// (enrollments, revocations, on the pool's connections) fail too; and the
+// store's Ping fails, so its health check does. Those batches' rows were
+// committed, and may be read, or be on disk after a restart, though their
+// callers were told they failed.
 //
 // A durable write is visible to readers from its COMMIT, before its
 // fsync; no caller is answered on it until then, and an answer given on a
@@ -627,7 +628,13 @@ func (w *reportWriter) sync() error {
 	}
 	if err := w.syncWAL(); err != nil {
 		err = fmt.Errorf("syncing the database's log; restart the verifier once the disk is fixed: %w", err)
-		w.syncFailed.CompareAndSwap(nil, &err)
+		if w.syncFailed.CompareAndSwap(nil, &err) {
+			// The store's other writes stop too: a commit appended after
+			// frames the disk lost is lost with them at a power loss,
+			// whatever its own fsync said. Closing the write pool fails
+			// every write that has not begun; reads go on.
+			_ = w.db.Close()
+		}
 		return *w.syncFailed.Load()
 	}
 	w.syncs.Add(1)

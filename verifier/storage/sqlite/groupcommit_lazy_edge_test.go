@@ -538,8 +538,9 @@ func TestDurableBatchesAnsweredAfterSync(t *testing.T) {
 
 // A failed fsync: the batch it was for is answered with the error, and
 // from then on no write is answered as stored, lazy or durable, nor
-// written; the fsync is not tried again, since a kernel that failed one
-// may have dropped the pages it could not write.
+// written, through the group commit or around it; the fsync is not tried
+// again, since a kernel that failed one may have dropped the pages it
+// could not write.
 func TestDurableSyncFailureSticks(t *testing.T) {
 	ctx := t.Context()
 	db, w := faultWriter(t, `CREATE TABLE t (x INTEGER PRIMARY KEY)`)
@@ -566,8 +567,15 @@ func TestDurableSyncFailureSticks(t *testing.T) {
 			t.Errorf("write %d (lazy %v) after a failed fsync: %v, want the fsync's error", 3+i, lazy, err)
 		}
 	}
+	// The pool is closed: no write outside the group commit either.
+	if _, err := db.ExecContext(ctx, `INSERT INTO t (x) VALUES (9)`); err == nil {
+		t.Error("a write on the pool after a failed fsync succeeded")
+	}
+	other, err := sql.Open("sqlite", dsn(strings.TrimSuffix(w.walPath, "-wal"), true))
+	must(t, err)
+	defer other.Close()
 	var n int
-	must(t, db.QueryRowContext(ctx, `SELECT count(*) FROM t WHERE x > 1`).Scan(&n))
+	must(t, other.QueryRowContext(ctx, `SELECT count(*) FROM t WHERE x > 1`).Scan(&n))
 	if n != 0 || calls.Load() != 1 {
 		t.Errorf("after a failed fsync: %d rows written, %d fsyncs tried; want 0 and 1", n, calls.Load())
 	}
@@ -633,6 +641,12 @@ func TestFsyncWAL(t *testing.T) {
 	}
 	if err := s.Ping(t.Context()); !errors.Is(err, eio) {
 		t.Errorf("Ping after a failed fsync: %v, want its error", err)
+	}
+	if err := s.CreateEnrollSecret(t.Context(), secret("b"), storage.AuditEvent{At: t0}); err == nil {
+		t.Error("a write outside the group commit succeeded after a failed fsync")
+	}
+	if _, err := s.ListDevices(t.Context(), "", 10); err != nil {
+		t.Errorf("reads after a failed fsync: %v, want them served", err)
 	}
 }
 
