@@ -42,7 +42,10 @@ type simAgent struct {
 	// unique, fresh and checked in full by the verifier.
 	ahead []*agentv1.SignedReport
 
-	acked chan struct{} // a token per ack, for closed-loop senders
+	// onAck, when set, is called on the stream's receiving goroutine after
+	// each ack: a closed-loop sender's next send, without a hand-off to a
+	// goroutine of its own.
+	onAck atomic.Pointer[func()]
 	up    atomic.Bool
 }
 
@@ -188,7 +191,7 @@ func (s *simAgent) send(nonce []byte) error {
 }
 
 // receive reads the stream until it ends: an Ack records its latency in
-// *acks (when set) and hands a token to a closed-loop sender; a CheckNow is
+// *acks (when set) and runs onAck (when set); a CheckNow is
 // answered at once with a report carrying its nonce.
 func (s *simAgent) receive(acks *atomic.Pointer[Recorder], onDown func()) {
 	defer onDown()
@@ -207,9 +210,8 @@ func (s *simAgent) receive(acks *atomic.Pointer[Recorder], onDown func()) {
 			if r := acks.Load(); ok && r != nil {
 				r.Add(time.Since(t0))
 			}
-			select {
-			case s.acked <- struct{}{}:
-			default:
+			if f := s.onAck.Load(); f != nil {
+				(*f)()
 			}
 		case *agentv1.VerifierMessage_CheckNow:
 			if err := s.send(msg.CheckNow.GetNonce()); err != nil {
