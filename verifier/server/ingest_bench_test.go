@@ -17,6 +17,7 @@ import (
 	"github.com/clearance/clearance/internal/loadgen"
 	"github.com/clearance/clearance/internal/testkit"
 	"github.com/clearance/clearance/verifier/admin"
+	"github.com/clearance/clearance/verifier/storage/sqlite"
 )
 
 // BenchmarkIngestStream is report ingest through the whole stream: an
@@ -37,7 +38,7 @@ func BenchmarkIngestStream(b *testing.B) {
 	agents := envInt(b, "CLEARANCE_PROFILE_AGENTS", 1000)
 	seconds := envInt(b, "CLEARANCE_PROFILE_SECONDS", 10)
 	dir := os.Getenv("CLEARANCE_PROFILE_DIR")
-	target := startIngestBench(b)
+	target, commits := startIngestBench(b)
 	for range b.N {
 		base := memNow()
 		lg := startLoadgenProcess(b, loadgenJob{Target: *target, Agents: agents, Seconds: seconds})
@@ -65,13 +66,13 @@ func BenchmarkIngestStream(b *testing.B) {
 			}
 			stopCPU = func() { pprof.StopCPUProfile(); f.Close() }
 		}
-		cpu0 := cpuTime()
+		cpu0, commits0 := cpuTime(), commits()
 		lg.next(b)
 		var res loadgenResult
 		if err := json.Unmarshal([]byte(lg.await(b, "result")), &res); err != nil {
 			b.Fatal(err)
 		}
-		cpu := cpuTime() - cpu0
+		cpu, batches := cpuTime()-cpu0, commits()-commits0
 		stopCPU()
 		if dir != "" {
 			writeProfile(b, dir, "allocs")
@@ -90,6 +91,8 @@ func BenchmarkIngestStream(b *testing.B) {
 		// CPU time per report depends less than reports/s on what else
 		// the machine runs.
 		b.ReportMetric(float64(cpu.Microseconds())/float64(res.Count), "cpu-us/report")
+		// How many reports each commit of the group commit carried.
+		b.ReportMetric(float64(res.Count)/float64(max(batches, 1)), "reports/commit")
 		b.ReportMetric(float64(agents), "agents")
 		b.ReportMetric(per(held.heap, base.heap), "heap-KiB/agent")
 		b.ReportMetric(per(held.stack, base.stack), "stack-KiB/agent")
@@ -207,8 +210,9 @@ func (p *loadgenProcess) wait(b *testing.B) {
 }
 
 // startIngestBench starts an in-process verifier on loopback with the
-// production defaults and the real clock (reports are signed now).
-func startIngestBench(b *testing.B) *loadgen.Target {
+// production defaults and the real clock (reports are signed now). commits
+// counts the transactions its group commit has committed.
+func startIngestBench(b *testing.B) (target *loadgen.Target, commits func() int64) {
 	b.Helper()
 	dir := b.TempDir()
 	cfg := baseConfig(filepath.Join(dir, "data"), "../../examples/policies.yaml")
@@ -217,7 +221,12 @@ func startIngestBench(b *testing.B) *loadgen.Target {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &loadgen.Target{GRPCAddr: srv.GRPCAddr.String(), RootPEM: srv.CA.RootPEM(), Token: string(tok[:len(tok)-1])}
+	st, ok := srv.Store.(*sqlite.Store)
+	if !ok {
+		b.Fatalf("the store is %T, not SQLite", srv.Store)
+	}
+	commits = func() int64 { all, _ := st.Commits(); return all }
+	return &loadgen.Target{GRPCAddr: srv.GRPCAddr.String(), RootPEM: srv.CA.RootPEM(), Token: string(tok[:len(tok)-1])}, commits
 }
 
 func writeProfile(b *testing.B, dir, name string) { b.Helper(); writeProfileAs(b, dir, name, name) }

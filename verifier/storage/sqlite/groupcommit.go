@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/clearance/clearance/verifier/storage/sqlstore"
 )
@@ -25,7 +26,10 @@ import (
 //
 // A single caller is not delayed: the writer takes what is queued and
 // commits at once. Batches grow by themselves under load, while the
-// previous durable batch waits for its fsync.
+// previous durable batch waits for its fsync. When that batch was large
+// (gatherAfter), writes are coming in a stream, and the next durable batch
+// waits for more, up to gatherFor: a commit's fsync and the pages every
+// batch rewrites then serve more writes each.
 //
 // Every batch runs on a connection the writer takes from the pool for
 // good (the writer's connection, lazyConn), at synchronous=NORMAL: its
@@ -87,6 +91,19 @@ const (
 	// queueLen bounds the reports waiting for the writer; beyond it
 	// SaveReport blocks.
 	queueLen = 2 * maxBatch
+
+	// A durable batch waits for more writes, for up to gatherFor or until
+	// gatherTo are queued, when the durable batch before it held at least
+	// gatherAfter: writes are then coming in a stream (agents reporting
+	// back to back), and what every commit costs whatever its size (its
+	// fsync, the pages that every batch rewrites) is shared by more of
+	// them. A sign-in's decision, alone or nearly in its batch when
+	// reports are few, never waits.
+	gatherAfter = 16
+	gatherTo    = maxBatch
+	gatherFor   = 3 * time.Millisecond
+	// gatherPoll is how often a gathering batch looks at the queue.
+	gatherPoll = 100 * time.Microsecond
 )
 
 // ErrClosed is returned by SaveReport once the store is closing.
@@ -167,6 +184,13 @@ type reportWriter struct {
 	syncFailed atomic.Pointer[error]
 	// syncWAL makes the WAL durable; tests replace it.
 	syncWAL func() error
+	// lastDurable is how many requests the last durable batch took;
+	// gatherFor is how long the next one may wait for more (see
+	// gatherAfter; tests lengthen it), and gathers counts the batches
+	// that did. Only the writer goroutine uses lastDurable.
+	lastDurable int
+	gatherFor   time.Duration
+	gathers     atomic.Int64
 }
 
 // answers are a committed durable batch's requests and their results,
@@ -213,6 +237,7 @@ func newReportWriter(ctx context.Context, db *sql.DB) (*reportWriter, error) {
 		synced:   make(chan struct{}),
 	}
 	w.syncWAL = w.fsyncWAL
+	w.gatherFor = gatherFor
 	// Taken now, so that the pool's other connection is the only one the
 	// store's other writes get.
 	err := w.openLazy()
@@ -374,6 +399,9 @@ func (w *reportWriter) commit(batch []*saveReq) {
 		// One durable batch is synced at a time: this one grows
 		// meanwhile, as it did while a commit waited for its own fsync.
 		w.waitSynced()
+		if w.lastDurable >= gatherAfter {
+			w.gather(len(batch))
+		}
 		if p := w.syncFailed.Load(); p != nil {
 			// That fsync failed: nothing more is stored.
 			for _, req := range batch {
@@ -465,6 +493,7 @@ fill:
 				if lazy {
 					req.done <- res
 				} else {
+					w.lastDurable = 1
 					w.handOver(answers{reqs: []*saveReq{req}, results: []error{res}})
 				}
 				return
@@ -513,7 +542,29 @@ fill:
 		}
 		return
 	}
+	w.lastDurable = len(taken)
 	w.handOver(answers{reqs: taken, results: results})
+}
+
+// gather waits, for up to w.gatherFor, until gatherTo requests (have of
+// them in the batch already) are queued for the batch to take, or the
+// writer stops.
+func (w *reportWriter) gather(have int) {
+	if have+len(w.queue) >= gatherTo {
+		return
+	}
+	w.gathers.Add(1)
+	deadline := time.Now().Add(w.gatherFor)
+	t := time.NewTimer(gatherPoll)
+	defer t.Stop()
+	for have+len(w.queue) < gatherTo && time.Now().Before(deadline) {
+		select {
+		case <-w.stop:
+			return
+		case <-t.C:
+			t.Reset(gatherPoll)
+		}
+	}
 }
 
 // begin begins a batch's transaction on the writer's connection, opening
