@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"testing"
 	"time"
@@ -9,78 +10,108 @@ import (
 	"github.com/clearance/clearance/verifier/storage/sqlstore"
 )
 
-// newGatherRig is a writer whose fsyncs the test holds and lets go, and
-// which waits as long as it takes for a batch to gather; with it, insert
-// queues a durable write, synced lets the next fsync return once it has
-// begun, answered waits for writes' answers, and stored says whether a
-// write is in the table.
-func newGatherRig(t *testing.T) (*reportWriter, func(x int) chan error, func(), func(...chan error), func(x int) bool) {
+// gatherRig is a writer whose fsyncs the test holds and lets go, and which
+// waits as long as it takes for a batch to gather.
+type gatherRig struct {
+	t       *testing.T
+	db      *sql.DB
+	w       *reportWriter
+	began   chan struct{}
+	release chan error
+}
+
+func newGatherRig(t *testing.T) *gatherRig {
 	t.Helper()
 	db, w := faultWriter(t, `CREATE TABLE t (x INTEGER PRIMARY KEY)`)
+	r := &gatherRig{t: t, db: db, w: w, began: make(chan struct{}, 8), release: make(chan error)}
 	w.gatherFor = time.Hour
-	began := make(chan struct{}, 8)
-	release := make(chan error)
-	w.syncWAL = func() error { began <- struct{}{}; return <-release }
+	w.syncWAL = func() error { r.began <- struct{}{}; return <-r.release }
 	t.Cleanup(func() {
 		// Whatever fsync is still held is let go, so the writer can stop.
 		for {
 			select {
-			case release <- nil:
+			case r.release <- nil:
 			case <-time.After(100 * time.Millisecond):
 				return
 			}
 		}
 	})
-	insert := func(x int) chan error {
-		c := make(chan error, 1)
-		go func() {
-			c <- w.do(t.Context(), false, func(ctx context.Context, tx *sqlstore.Tx) error {
-				_, err := tx.ExecContext(ctx, `INSERT INTO t (x) VALUES (?)`, x)
-				return err
-			})
-		}()
-		return c
+	return r
+}
+
+// insert queues a durable write of x.
+func (r *gatherRig) insert(x int) chan error {
+	c := make(chan error, 1)
+	go func() {
+		c <- r.w.do(r.t.Context(), false, func(ctx context.Context, tx *sqlstore.Tx) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO t (x) VALUES (?)`, x)
+			return err
+		})
+	}()
+	return c
+}
+
+// synced waits for the next fsync to begin, and lets it return.
+func (r *gatherRig) synced() {
+	r.t.Helper()
+	select {
+	case <-r.began:
+	case <-time.After(10 * time.Second):
+		r.t.Fatal("no fsync began")
 	}
-	// synced waits for the next fsync to begin, and lets it return.
-	synced := func() {
-		t.Helper()
+	r.release <- nil
+}
+
+// answered waits for each write's answer, which must be nil.
+func (r *gatherRig) answered(cs ...chan error) {
+	r.t.Helper()
+	for _, c := range cs {
 		select {
-		case <-began:
+		case err := <-c:
+			must(r.t, err)
 		case <-time.After(10 * time.Second):
-			t.Fatal("no fsync began")
-		}
-		release <- nil
-	}
-	answered := func(cs ...chan error) {
-		t.Helper()
-		for _, c := range cs {
-			select {
-			case err := <-c:
-				must(t, err)
-			case <-time.After(10 * time.Second):
-				t.Fatal("a durable write was not answered")
-			}
+			r.t.Fatal("a durable write was not answered")
 		}
 	}
-	stored := func(x int) bool {
-		t.Helper()
-		var n int
-		must(t, db.QueryRowContext(t.Context(), `SELECT count(*) FROM t WHERE x = ?`, x).Scan(&n))
-		return n == 1
-	}
-	return w, insert, synced, answered, stored
+}
+
+func (r *gatherRig) stored(x int) bool {
+	r.t.Helper()
+	var n int
+	must(r.t, r.db.QueryRowContext(r.t.Context(), `SELECT count(*) FROM t WHERE x = ?`, x).Scan(&n))
+	return n == 1
 }
 
 // waitFor polls cond until it holds, failing the test after 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
+func (r *gatherRig) waitFor(what string, cond func() bool) {
+	r.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after 10 s", what)
+			r.t.Fatalf("%s: not after 10 s", what)
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// largeBatch commits a durable batch of gatherAfter writes, from, from+1…,
+// queued while the write before it was being synced, and holds its fsync:
+// the batches after it gather. It returns their answers, which come once
+// that fsync is let go.
+func (r *gatherRig) largeBatch(from int) []chan error {
+	r.t.Helper()
+	first := r.insert(from - 1)
+	r.waitFor("the first write committed", func() bool { return r.stored(from - 1) })
+	var batch []chan error
+	for i := range gatherAfter {
+		batch = append(batch, r.insert(from+i))
+	}
+	// The writer holds the first of them, waiting for the fsync.
+	r.waitFor("the writes queued", func() bool { return len(r.w.queue) == gatherAfter-1 })
+	r.synced()
+	r.answered(first)
+	r.waitFor("the batch committed", func() bool { return r.stored(from + gatherAfter - 1) })
+	return batch
 }
 
 // A durable batch waits for more writes only after a durable batch of at
@@ -89,54 +120,42 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // all. Writes that come one at a time, as sign-ins' decisions do, never
 // wait.
 func TestDurableBatchGathersAfterALargeOne(t *testing.T) {
-	w, insert, synced, answered, stored := newGatherRig(t)
+	r := newGatherRig(t)
 
 	// 1. Lone durable writes: none waits.
 	for x := 1; x <= 3; x++ {
-		c := insert(x)
-		synced()
-		answered(c)
+		c := r.insert(x)
+		r.synced()
+		r.answered(c)
 	}
-	if n := w.gathers.Load(); n != 0 {
+	if n := r.w.gathers.Load(); n != 0 {
 		t.Fatalf("%d batches waited for more writes after batches of one", n)
 	}
 
-	// 2. gatherAfter durable writes queue while one is being synced, and
-	// are committed in one batch.
-	first := insert(100)
-	waitFor(t, "the first write committed", func() bool { return stored(100) })
-	var batch []chan error
-	for i := range gatherAfter {
-		batch = append(batch, insert(200+i))
-	}
-	// The writer holds the first of them, waiting for the fsync.
-	waitFor(t, "the writes queued", func() bool { return len(w.queue) == gatherAfter-1 })
-	synced()
-	answered(first)
-	waitFor(t, "the batch committed", func() bool { return stored(200 + gatherAfter - 1) })
-
-	// 3. The next durable write waits for more, uncommitted.
-	commits := w.commits.Load()
-	next := insert(300)
-	synced()
-	answered(batch...)
-	waitFor(t, "the next batch gathering", func() bool { return w.gathers.Load() == 1 })
-	if stored(300) {
+	// 2. A batch of gatherAfter; 3. the next durable write waits for more,
+	// uncommitted.
+	batch := r.largeBatch(200)
+	commits := r.w.commits.Load()
+	next := r.insert(300)
+	r.synced()
+	r.answered(batch...)
+	r.waitFor("the next batch gathering", func() bool { return r.w.gathers.Load() == 1 })
+	if r.stored(300) {
 		t.Fatal("a gathering batch was committed before gatherTo writes were queued")
 	}
 
 	// 4. Once gatherTo are there, one commit takes them all.
 	more := []chan error{next}
 	for i := range gatherTo - 1 {
-		more = append(more, insert(400+i))
+		more = append(more, r.insert(400+i))
 	}
-	synced()
-	answered(more...)
-	if got := w.commits.Load() - commits; got != 1 {
+	r.synced()
+	r.answered(more...)
+	if got := r.w.commits.Load() - commits; got != 1 {
 		t.Errorf("the gathered writes took %d commits, want 1", got)
 	}
 	for _, x := range []int{300, 400, 400 + gatherTo - 2} {
-		if !stored(x) {
+		if !r.stored(x) {
 			t.Errorf("write %d not stored", x)
 		}
 	}
@@ -145,30 +164,27 @@ func TestDurableBatchGathersAfterALargeOne(t *testing.T) {
 // Closing the store while a batch gathers: the writer stops waiting, the
 // batch's write is answered, and what it was told is what is stored.
 func TestCloseWhileGathering(t *testing.T) {
-	w, insert, synced, answered, stored := newGatherRig(t)
+	r := newGatherRig(t)
 	// Longer than the test waits for close, short enough that a writer
 	// that did not stop waiting still lets the test end.
-	w.gatherFor = 30 * time.Second
-	first := insert(1)
-	waitFor(t, "the first write committed", func() bool { return stored(1) })
-	var batch []chan error
-	for i := range gatherAfter {
-		batch = append(batch, insert(10+i))
-	}
-	// The writer holds the first of them, waiting for the fsync.
-	waitFor(t, "the writes queued", func() bool { return len(w.queue) == gatherAfter-1 })
-	synced()
-	answered(first)
-	waitFor(t, "the batch committed", func() bool { return stored(10 + gatherAfter - 1) })
-	last := insert(100)
-	synced()
-	answered(batch...)
-	waitFor(t, "the next batch gathering", func() bool { return w.gathers.Load() == 1 })
+	r.w.gatherFor = 30 * time.Second
+	batch := r.largeBatch(10)
+	last := r.insert(100)
+	r.synced()
+	r.answered(batch...)
+	r.waitFor("the next batch gathering", func() bool { return r.w.gathers.Load() == 1 })
 
 	closed := make(chan error, 1)
-	go func() { closed <- w.close() }()
+	go func() { closed <- r.w.close() }()
 	// The gathering batch is committed as the writer stops, and synced.
-	go synced()
+	go func() {
+		select {
+		case <-r.began:
+			r.release <- nil
+		case <-time.After(10 * time.Second):
+			t.Error("the gathering batch was not synced as the writer stopped")
+		}
+	}()
 	select {
 	case err := <-closed:
 		must(t, err)
@@ -177,9 +193,9 @@ func TestCloseWhileGathering(t *testing.T) {
 	}
 	err := <-last
 	switch {
-	case err == nil && !stored(100):
+	case err == nil && !r.stored(100):
 		t.Error("the gathering write was answered as stored and is not")
-	case errors.Is(err, ErrClosed) && stored(100):
+	case errors.Is(err, ErrClosed) && r.stored(100):
 		t.Error("the gathering write was answered ErrClosed and is stored")
 	case err != nil && !errors.Is(err, ErrClosed):
 		t.Errorf("the gathering write: %v, want nil or ErrClosed", err)
