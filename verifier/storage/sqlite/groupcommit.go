@@ -27,9 +27,10 @@ import (
 // A single caller is not delayed: the writer takes what is queued and
 // commits at once. Batches grow by themselves under load, while the
 // previous durable batch waits for its fsync. When that batch was large
-// (gatherAfter), writes are coming in a stream, and the next durable batch
-// waits for more, up to gatherFor: a commit's fsync and the pages every
-// batch rewrites then serve more writes each.
+// (gatherAfter) and its fsync has just returned, writes are coming in a
+// stream, and the next durable batch takes more as they come, for up to
+// gatherFor or until a lazy write comes: a commit's fsync and the pages
+// every batch rewrites then serve more writes each.
 //
 // Every batch runs on a connection the writer takes from the pool for
 // good (the writer's connection, lazyConn), at synchronous=NORMAL: its
@@ -97,13 +98,13 @@ const (
 	// gatherAfter: writes are then coming in a stream (agents reporting
 	// back to back), and what every commit costs whatever its size (its
 	// fsync, the pages that every batch rewrites) is shared by more of
-	// them. A sign-in's decision, alone or nearly in its batch when
-	// reports are few, never waits.
+	// them; a lazy write ends the wait. A durable batch after a small one,
+	// or after a pause longer than gatherFor, never waits: a sign-in's
+	// decision when reports are few. While reports stream in, a sign-in's
+	// writes may each wait up to gatherFor more.
 	gatherAfter = 16
 	gatherTo    = maxBatch
 	gatherFor   = 3 * time.Millisecond
-	// gatherPoll is how often a gathering batch looks at the queue.
-	gatherPoll = 100 * time.Microsecond
 )
 
 // ErrClosed is returned by SaveReport once the store is closing.
@@ -184,11 +185,13 @@ type reportWriter struct {
 	syncFailed atomic.Pointer[error]
 	// syncWAL makes the WAL durable; tests replace it.
 	syncWAL func() error
-	// lastDurable is how many requests the last durable batch took;
-	// gatherFor is how long the next one may wait for more (see
-	// gatherAfter; tests lengthen it), and gathers counts the batches
-	// that did. Only the writer goroutine uses lastDurable.
+	// lastDurable is how many requests the last durable batch took, and
+	// syncedAt when its fsync returned; gatherFor is how long the next one
+	// may wait for more (see gatherAfter; tests change it), and gathers
+	// counts the batches that did. Only the writer goroutine uses
+	// lastDurable and syncedAt.
 	lastDurable int
+	syncedAt    time.Time
 	gatherFor   time.Duration
 	gathers     atomic.Int64
 }
@@ -354,6 +357,7 @@ func (w *reportWriter) run() {
 			return
 		case <-synced:
 			w.syncing = false
+			w.syncedAt = time.Now()
 		case req := <-w.queue:
 			w.commit(append(batch[:0], req))
 			clear(batch[:cap(batch)]) // let answered requests be collected
@@ -374,6 +378,7 @@ func (w *reportWriter) waitSynced() {
 	if w.syncing {
 		<-w.syncDone
 		w.syncing = false
+		w.syncedAt = time.Now()
 	}
 }
 
@@ -399,9 +404,6 @@ func (w *reportWriter) commit(batch []*saveReq) {
 		// One durable batch is synced at a time: this one grows
 		// meanwhile, as it did while a commit waited for its own fsync.
 		w.waitSynced()
-		if w.lastDurable >= gatherAfter {
-			w.gather(len(batch))
-		}
 		if p := w.syncFailed.Load(); p != nil {
 			// That fsync failed: nothing more is stored.
 			for _, req := range batch {
@@ -410,6 +412,11 @@ func (w *reportWriter) commit(batch []*saveReq) {
 				}
 			}
 			return
+		}
+		// Still streaming: the last durable batch was large, and its
+		// fsync returned just now.
+		if w.lastDurable >= gatherAfter && time.Since(w.syncedAt) < w.gatherFor {
+			batch = w.gather(batch)
 		}
 	}
 	sqlTx, end, own, durable, err := w.begin(lazy)
@@ -546,25 +553,28 @@ fill:
 	w.handOver(answers{reqs: taken, results: results})
 }
 
-// gather waits, for up to w.gatherFor, until gatherTo requests (have of
-// them in the batch already) are queued for the batch to take, or the
-// writer stops.
-func (w *reportWriter) gather(have int) {
-	if have+len(w.queue) >= gatherTo {
-		return
-	}
+// gather takes queued requests into the durable batch, for up to
+// w.gatherFor, until it holds gatherTo, a lazy write comes (a sign-in's,
+// which is not kept waiting longer than the fsync it now shares), or the
+// writer stops. It returns the batch.
+func (w *reportWriter) gather(batch []*saveReq) []*saveReq {
 	w.gathers.Add(1)
-	deadline := time.Now().Add(w.gatherFor)
-	t := time.NewTimer(gatherPoll)
+	t := time.NewTimer(w.gatherFor)
 	defer t.Stop()
-	for have+len(w.queue) < gatherTo && time.Now().Before(deadline) {
+	for len(batch) < gatherTo {
 		select {
 		case <-w.stop:
-			return
+			return batch
 		case <-t.C:
-			t.Reset(gatherPoll)
+			return batch
+		case req := <-w.queue:
+			batch = append(batch, req)
+			if req.lazy {
+				return batch
+			}
 		}
 	}
+	return batch
 }
 
 // begin begins a batch's transaction on the writer's connection, opening

@@ -201,3 +201,72 @@ func TestCloseWhileGathering(t *testing.T) {
 		t.Errorf("the gathering write: %v, want nil or ErrClosed", err)
 	}
 }
+
+// streamOver commits a large batch and lets its fsync return: the next
+// durable batch would gather.
+func (r *gatherRig) streamOver(from int) {
+	r.t.Helper()
+	batch := r.largeBatch(from)
+	r.synced()
+	r.answered(batch...)
+}
+
+// A durable write that comes after a pause longer than gatherFor does not
+// wait: the stream of writes is over.
+func TestGatherEndsWithTheStream(t *testing.T) {
+	r := newGatherRig(t)
+	r.w.gatherFor = 50 * time.Millisecond
+	r.streamOver(10)
+	time.Sleep(2 * r.w.gatherFor)
+	c := r.insert(100)
+	r.synced()
+	r.answered(c)
+	if n := r.w.gathers.Load(); n != 0 {
+		t.Errorf("a lone write after a pause gathered (%d batches)", n)
+	}
+}
+
+// A lazy write (a sign-in's) ends the wait: the gathering batch takes it
+// and commits, and both are answered after one fsync.
+func TestLazyWriteEndsTheGather(t *testing.T) {
+	r := newGatherRig(t)
+	r.streamOver(10)
+	d := r.insert(100)
+	r.waitFor("the batch gathering", func() bool { return r.w.gathers.Load() == 1 })
+	l := make(chan error, 1)
+	go func() {
+		l <- r.w.do(t.Context(), true, func(ctx context.Context, tx *sqlstore.Tx) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO t (x) VALUES (101)`)
+			return err
+		})
+	}()
+	r.synced()
+	r.answered(d, l)
+}
+
+// After a failed fsync the next batch is refused at once, without
+// gathering first.
+func TestNoGatherAfterAFailedSync(t *testing.T) {
+	r := newGatherRig(t)
+	batch := r.largeBatch(10)
+	next := r.insert(100)
+	select {
+	case <-r.began:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no fsync began")
+	}
+	r.release <- errors.New("input/output error")
+	for _, c := range append(batch, next) {
+		select {
+		case err := <-c:
+			if err == nil {
+				t.Error("a write was answered as stored after its fsync failed")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a write was not answered after the fsync failed")
+		}
+	}
+	if n := r.w.gathers.Load(); n != 0 {
+		t.Errorf("%d batches gathered after the fsync failed", n)
+	}
+}
