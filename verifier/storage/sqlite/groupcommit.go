@@ -167,12 +167,12 @@ type reportWriter struct {
 	walOnce sync.Once // closes wal
 	// answers carries a durable batch's answers from the writer to the
 	// syncer, which sends them once an fsync of the WAL that began after
-	// their commit has returned, and then says so on syncDone. One batch
+	// their commit has returned, and then sends the time on syncDone. One batch
 	// is synced at a time; the writer commits lazy batches meanwhile, and
 	// the next durable batch grows while it waits. The writer closes
 	// answers when it stops.
 	answers  chan answers
-	syncDone chan struct{}
+	syncDone chan time.Time
 	// syncing: a durable batch handed to the syncer has not been
 	// answered yet. Only the writer goroutine uses it.
 	syncing bool
@@ -186,7 +186,8 @@ type reportWriter struct {
 	// syncWAL makes the WAL durable; tests replace it.
 	syncWAL func() error
 	// lastDurable is how many requests the last durable batch took, and
-	// syncedAt when its fsync returned; gatherFor is how long the next one
+	// syncedAt when its fsync returned (as the syncer saw it, however busy
+	// the writer was then); gatherFor is how long the next one
 	// may wait for more (see gatherAfter; tests change it), and gathers
 	// counts the batches that did. Only the writer goroutine uses
 	// lastDurable and syncedAt.
@@ -236,7 +237,7 @@ func newReportWriter(ctx context.Context, db *sql.DB) (*reportWriter, error) {
 		ctx:    context.Background(),
 
 		answers:  make(chan answers, 1),
-		syncDone: make(chan struct{}, 1),
+		syncDone: make(chan time.Time, 1),
 		synced:   make(chan struct{}),
 	}
 	w.syncWAL = w.fsyncWAL
@@ -328,12 +329,20 @@ func (w *reportWriter) do(ctx context.Context, lazy bool, save func(ctx context.
 }
 
 func (w *reportWriter) run() {
-	defer close(w.exited)
+	w.serve()
+	// Not reached when a write panics, which ends the process: no caller
+	// is told ErrClosed, and no answer is sent, before the panic is
+	// reported. Closed by the goroutine that owns it, before close
+	// returns.
+	w.dropLazy()
+	close(w.answers)
 	// Every durable answer is sent before exited is closed.
-	defer func() { <-w.synced }()
-	defer close(w.answers)
-	// Closed by the goroutine that owns it, before close returns.
-	defer w.dropLazy()
+	<-w.synced
+	close(w.exited)
+}
+
+// serve commits what is queued until the writer is stopped.
+func (w *reportWriter) serve() {
 	batch := make([]*saveReq, 0, maxBatch)
 	for {
 		// Stopping wins over a full queue.
@@ -348,16 +357,16 @@ func (w *reportWriter) run() {
 			clear(batch[:cap(batch)])
 			continue
 		}
-		var synced <-chan struct{}
+		var synced <-chan time.Time
 		if w.syncing {
 			synced = w.syncDone
 		}
 		select {
 		case <-w.stop:
 			return
-		case <-synced:
+		case at := <-synced:
 			w.syncing = false
-			w.syncedAt = time.Now()
+			w.syncedAt = at
 		case req := <-w.queue:
 			w.commit(append(batch[:0], req))
 			clear(batch[:cap(batch)]) // let answered requests be collected
@@ -376,9 +385,8 @@ func (w *reportWriter) handOver(a answers) {
 // has been answered.
 func (w *reportWriter) waitSynced() {
 	if w.syncing {
-		<-w.syncDone
+		w.syncedAt = <-w.syncDone
 		w.syncing = false
-		w.syncedAt = time.Now()
 	}
 }
 
@@ -676,7 +684,7 @@ func (w *reportWriter) syncer() {
 				req.done <- a.results[i]
 			}
 		}
-		w.syncDone <- struct{}{}
+		w.syncDone <- time.Now()
 	}
 }
 

@@ -270,3 +270,31 @@ func TestNoGatherAfterAFailedSync(t *testing.T) {
 		t.Errorf("%d batches gathered after the fsync failed", n)
 	}
 }
+
+// The stream's end is timed from the fsync's return, as the syncer saw
+// it: a writer busy with a slow lazy batch then, that sees it later, does
+// not take a durable write long after for part of the stream.
+func TestGatherTimedFromTheFsync(t *testing.T) {
+	r := newGatherRig(t)
+	r.w.gatherFor = 50 * time.Millisecond
+	batch := r.largeBatch(10)
+	slow := make(chan error, 1)
+	go func() {
+		slow <- r.w.do(t.Context(), true, func(context.Context, *sqlstore.Tx) error {
+			time.Sleep(6 * r.w.gatherFor)
+			return nil
+		})
+	}()
+	r.waitFor("the slow lazy write taken", func() bool { return len(r.w.queue) == 0 })
+	time.Sleep(10 * time.Millisecond)
+	r.synced()
+	r.answered(batch...)
+	time.Sleep(3 * r.w.gatherFor)
+	d := r.insert(100)
+	r.answered(slow)
+	r.synced()
+	r.answered(d)
+	if n := r.w.gathers.Load(); n != 0 {
+		t.Errorf("a write that came %v after the stream's last fsync gathered", 3*r.w.gatherFor)
+	}
+}
