@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -22,7 +23,8 @@ import (
 )
 
 // Every per-connection setting the store may rely on is the same on the
-// lazy connection as on the pool's connection, synchronous apart.
+// lazy connection as on the pool's connection, synchronous apart; the
+// checkpoint comes at checkpointPages on both.
 func TestWriterLazyConnectionPragmasMatch(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "clearance.db"))
 	ctx := t.Context()
@@ -50,6 +52,10 @@ func TestWriterLazyConnectionPragmasMatch(t *testing.T) {
 				t.Errorf("synchronous: lazy %s, pool %s; want 1 and 2", l, f)
 			}
 			continue
+		}
+		// The writer checkpoints at checkpointPages, not SQLite's 1000.
+		if want := strconv.Itoa(checkpointPages); p == "wal_autocheckpoint" && l != want {
+			t.Errorf("wal_autocheckpoint: lazy connection %s, want %s", l, want)
 		}
 		if l != f {
 			t.Errorf("PRAGMA %s: lazy connection %q, pool connection %q", p, l, f)

@@ -168,6 +168,21 @@ func createPrivate(path string) error {
 	return nil
 }
 
+// checkpointPages is how many pages the WAL holds before the commit that
+// passes it checkpoints them into the database file (SQLite's default is
+// 1000). That checkpoint runs on the committing connection, the group
+// commit's writer under load, and holds every write behind it for two
+// fsyncs (the WAL's, then the database file's) and the copy between. At
+// 4000 the writer stops a quarter as often, and each checkpoint copies the
+// last version of each page once, where four would each have copied the
+// pages every batch rewrites (the devices' rows, the reports' index): with
+// 500 agents reporting back to back, 5 % more reports per second and the
+// idle share of the cores from 0.12 to 0.08 (docs/performance.md). It
+// stays below 4096, the frames one block of the WAL's index covers, so a
+// read still looks a page up in one block. The WAL file keeps its largest
+// size, about 16 MiB at 4 KiB pages.
+const checkpointPages = 4000
+
 // dsn builds the connection string. The path goes through a file: URI so
 // that characters such as '?' and '#' in it cannot be taken for parameters.
 func dsn(path string, readOnly bool) string {
@@ -182,6 +197,7 @@ func dsn(path string, readOnly bool) string {
 		// FULL: a commit is fsynced before it returns, because acknowledging
 		// a report to an agent promises it is durable.
 		q.Add("_pragma", "synchronous(FULL)")
+		q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", checkpointPages))
 		// Take the write lock at BEGIN: a deferred transaction that reads
 		// and then writes can fail with SQLITE_BUSY (without waiting) when
 		// another connection committed in between.
