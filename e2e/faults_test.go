@@ -724,12 +724,14 @@ func TestDiskFullRecovers(t *testing.T) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	prefix, how := smallDisk(t, dataDir, 16<<20)
+	// Room for the database and its WAL as it grows to a checkpoint
+	// (about 16.5 MB): the verifier runs on it until the filler comes.
+	prefix, how := smallDisk(t, dataDir, 32<<20)
 	a := freeAddrs(t)
 	// The sign-in below is unsigned, as the test's Okta org builds it.
 	v := startVerifierCmd(t, dataDir, a, prefix, "--allow-unsigned-requests")
 	pid := v.cmd.Process.Pid
-	tl.log("verifier's data dir on a 16 MiB tmpfs in a %s", how)
+	tl.log("verifier's data dir on a 32 MiB tmpfs in a %s", how)
 
 	admin, ctx := v.admin()
 	sec, err := admin.CreateEnrollSecret(ctx, &adminv1.CreateEnrollSecretRequest{Description: "disk full"})

@@ -400,7 +400,7 @@ func TestAttackStartAfterDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	certFile, org := signedOrg(t, dir)
-	prefix, _ := smallDisk(t, dataDir, 16<<20)
+	prefix, _ := smallDisk(t, dataDir, 32<<20) // as TestDiskFullRecovers'
 	a := freeAddrs(t)
 	v := startVerifierCmd(t, dataDir, a, prefix, "--okta-request-cert", certFile, "--sso-rate-limit", "0")
 	sp, idpCertPEM := org(v.dataDir)

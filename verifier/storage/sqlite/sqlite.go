@@ -176,11 +176,14 @@ func createPrivate(path string) error {
 // 4000 the writer stops a quarter as often, and each checkpoint copies the
 // last version of each page once, where four would each have copied the
 // pages every batch rewrites (the devices' rows, the reports' index): with
-// 500 agents reporting back to back, 5 % more reports per second and the
-// idle share of the cores from 0.12 to 0.08 (docs/performance.md). It
-// stays below 4096, the frames one block of the WAL's index covers, so a
-// read still looks a page up in one block. The WAL file keeps its largest
-// size, about 16 MiB at 4 KiB pages.
+// 500 agents reporting back to back, about 4 % more reports per second and
+// the idle share of the cores from 0.12 to 0.08 (docs/performance.md). Each
+// stop is longer (about three times the distinct pages to write), their sum
+// shorter. The WAL file keeps its largest size, about 16.5 MB (4000 frames
+// of a 4 KiB page and its header, and the commit that passed them), where
+// it was about 4 MB: the data directory's volume needs that much free
+// beyond the database, since a WAL that cannot grow to its checkpoint
+// leaves every write failing until space is freed (docs/operations.md).
 const checkpointPages = 4000
 
 // dsn builds the connection string. The path goes through a file: URI so
