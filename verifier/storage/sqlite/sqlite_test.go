@@ -358,3 +358,53 @@ func TestStaleApprovalRefused(t *testing.T) {
 		t.Errorf("audit = %+v, want device.enroll_stale first", es)
 	}
 }
+
+// The WAL stays near checkpointPages however much is written: the commit
+// that passes it checkpoints, and SQLite then writes the WAL from its start
+// again. Reports of about a page each, from 32 devices at once, write
+// several times checkpointPages; the WAL file (which keeps its largest
+// size) holds no more than checkpointPages and the frames of the batch
+// that passed it.
+func TestWALStaysNearCheckpointSize(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "clearance.db")
+	s, ds := fleet(t, path, 32)
+	ctx := t.Context()
+	const perDevice = 800 // 25,600 reports
+	payload := bytes.Repeat([]byte("x"), 3000)
+	var wg sync.WaitGroup
+	errc := make(chan error, len(ds))
+	for _, d := range ds {
+		wg.Go(func() {
+			for seq := uint64(1); seq <= perDevice; seq++ {
+				r := storage.Report{DeviceID: d.ID, Seq: seq, ObservedAt: t0, ReceivedAt: t0.Add(time.Duration(seq)),
+					Payload: payload, Signature: []byte("s"), Key: d.PublicKey}
+				if err := s.SaveReport(ctx, r, nil, 5); err != nil {
+					errc <- fmt.Errorf("device %s seq %d: %w", d.ID, seq, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	var pageSize int64
+	must(t, s.w.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&pageSize))
+	fi, err := os.Stat(path + "-wal")
+	must(t, err)
+	frame := pageSize + 24 // a frame is its header and the page
+	// A batch holds at most maxBatch reports; each writes its row, its
+	// index entry, the device's row and the retention delete's pages:
+	// four pages a report bounds it.
+	limit := int64(checkpointPages+4*maxBatch)*frame + 32 // and the WAL's header
+	written := int64(len(ds)) * perDevice * int64(len(payload))
+	t.Logf("WAL %d bytes (%d frames) after %d bytes of reports; limit %d", fi.Size(), (fi.Size()-32)/frame, written, limit)
+	if written < 3*limit {
+		t.Fatalf("the test wrote %d bytes, too few to pass the checkpoint several times (limit %d)", written, limit)
+	}
+	if fi.Size() > limit {
+		t.Errorf("WAL is %d bytes, more than %d: the checkpoint at %d pages did not keep it there", fi.Size(), limit, checkpointPages)
+	}
+}
