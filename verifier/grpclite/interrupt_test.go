@@ -196,3 +196,53 @@ func TestAnnouncedLengthNotAllocated(t *testing.T) {
 		t.Errorf("heap grew %d MiB for %d calls that announced 1 MiB each and sent 5 bytes", grew>>20, calls)
 	}
 }
+
+// A Send that waits for window the client never returns fails after
+// SendWindowTimeout with DeadlineExceeded; the stream is reset, the handler
+// returns, and the connection serves on.
+func TestSendWindowTimeout(t *testing.T) {
+	t.Parallel()
+	sent := make(chan error, 1)
+	s := NewServer(Options{SendWindowTimeout: 200 * time.Millisecond})
+	s.RegisterService(&testDesc, &impl{bidi: func(ss grpc.ServerStream) error {
+		err := ss.SendMsg(wrapperspb.String(strings.Repeat("x", 1000)))
+		sent <- err
+		return err
+	}})
+	rc := rawDialWith(t, serve(t, s), http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	rc.open(1, mBidi, false)
+	rc.expectRST(1, http2.ErrCodeCancel)
+	select {
+	case err := <-sent:
+		if status.Code(err) != codes.DeadlineExceeded {
+			t.Errorf("Send: %v, want DeadlineExceeded", err)
+		}
+	case <-ctxT(t).Done():
+		t.Fatal("the Send never returned")
+	}
+	rc.expectAlive()
+}
+
+// A client that reads slowly is not cut off: each window it returns starts
+// the wait again, however long the whole message takes.
+func TestSendWindowTimeoutSlowReader(t *testing.T) {
+	t.Parallel()
+	const timeout = 400 * time.Millisecond
+	s := NewServer(Options{SendWindowTimeout: timeout})
+	s.RegisterService(&testDesc, &impl{bidi: func(ss grpc.ServerStream) error {
+		return ss.SendMsg(wrapperspb.String(strings.Repeat("x", 1000)))
+	}})
+	rc := rawDialWith(t, serve(t, s), http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	rc.open(1, mBidi, false)
+	// 1,008 bytes of message, 100 at a time, one every quarter of the
+	// timeout: the whole takes about two and a half timeouts.
+	go func() {
+		for range 11 {
+			time.Sleep(timeout / 4)
+			rc.write(func(fr *http2.Framer) error { return fr.WriteWindowUpdate(1, 100) })
+		}
+	}()
+	if got := rc.grpcStatusOf(1); !strings.HasSuffix(got, "/0") {
+		t.Errorf("status %q, want OK: a slow reader was cut off", got)
+	}
+}

@@ -67,6 +67,15 @@ type Options struct {
 	// WriteBufferSize is how much a write gathers before it is flushed
 	// (default 32 KiB). The buffer is pooled, not held per connection.
 	WriteBufferSize int
+	// SendWindowTimeout bounds each wait of a Send for the client to return
+	// flow-control window (default 1 min): a client that takes no data,
+	// yet answers pings, would otherwise hold the call's handler, and
+	// whatever the handler holds, for as long as its connection lasts
+	// (grpc-go's server waits as long as the call does). When it passes,
+	// the stream is reset (CANCEL) and the Send fails with
+	// DeadlineExceeded. Each window that arrives starts the wait again: a
+	// slow reader is not cut off, one that stopped reading is.
+	SendWindowTimeout time.Duration
 	// UnaryInterceptors and StreamInterceptors are chained as
 	// grpc.ChainUnaryInterceptor does: the first is the outermost.
 	UnaryInterceptors  []grpc.UnaryServerInterceptor
@@ -87,6 +96,7 @@ const (
 	defaultPingMinTime       = 5 * time.Minute
 	defaultWindow            = 65535
 	defaultWriteBufferSize   = 32 << 10
+	defaultSendWindowTimeout = time.Minute
 )
 
 func (o Options) fill() Options {
@@ -122,6 +132,9 @@ func (o Options) fill() Options {
 	}
 	if o.WriteBufferSize <= 0 {
 		o.WriteBufferSize = defaultWriteBufferSize
+	}
+	if o.SendWindowTimeout <= 0 {
+		o.SendWindowTimeout = defaultSendWindowTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -442,6 +443,13 @@ func (s *stream) writeData(hdr []hpack.HeaderField, p []byte) error {
 		if len(p) > 0 {
 			var err error
 			if n, err = s.reserve(len(p), hdr != nil); err != nil {
+				if errors.Is(err, errNoWindow) {
+					// Part of the message may be out: the stream cannot
+					// carry another, nor the trailers after this one.
+					c.resetStream(s.id, http2.ErrCodeCancel)
+					c.o.Logger.Debug("stream reset: no flow-control window returned", "stream", s.id, "waited", c.o.SendWindowTimeout)
+					return status.Errorf(codes.DeadlineExceeded, "grpclite: the client returned no flow-control window for %v", c.o.SendWindowTimeout)
+				}
 				return err
 			}
 		}
@@ -465,14 +473,25 @@ func (s *stream) writeData(hdr []hpack.HeaderField, p []byte) error {
 	return nil
 }
 
-// reserve takes up to want bytes of both send windows, waiting for some.
-// With nowait it returns 0 rather than wait (headers go out first).
+// errNoWindow: the client returned no window within SendWindowTimeout.
+var errNoWindow = errors.New("no flow-control window returned")
+
+// reserve takes up to want bytes of both send windows, waiting for some,
+// for up to SendWindowTimeout (then errNoWindow). With nowait it returns 0
+// rather than wait (headers go out first).
 func (s *stream) reserve(want int, nowait bool) (int, error) {
 	c := s.c
-	var stop func() bool
+	var (
+		stop     func() bool
+		timer    *time.Timer
+		timedOut bool // under c.mu
+	)
 	defer func() {
 		if stop != nil {
 			stop()
+		}
+		if timer != nil {
+			timer.Stop()
 		}
 	}()
 	c.mu.Lock()
@@ -499,9 +518,18 @@ func (s *stream) reserve(want int, nowait bool) (int, error) {
 		if nowait {
 			return 0, nil
 		}
+		if timedOut {
+			return 0, errNoWindow
+		}
 		if stop == nil {
 			stop = context.AfterFunc(s.ctx, func() {
 				c.mu.Lock()
+				c.cond.Broadcast()
+				c.mu.Unlock()
+			})
+			timer = time.AfterFunc(c.o.SendWindowTimeout, func() {
+				c.mu.Lock()
+				timedOut = true
 				c.cond.Broadcast()
 				c.mu.Unlock()
 			})
