@@ -56,6 +56,12 @@ const (
 	// (ENHANCE_YOUR_CALM, "too_many_pings") after a few such pings, by
 	// gRPC's enforcement. Agents ping every 20 s at most.
 	pingMinTime = 20 * time.Second
+	// sendWindowTimeout bounds each wait of a Send to an agent for the
+	// window it returns as it reads: an agent takes its acks and policy
+	// sets within milliseconds, and one that stopped reading while it
+	// still answers pings would otherwise hold its handler until its
+	// connection ends.
+	sendWindowTimeout = time.Minute
 	// staticWindow is the flow-control window of agents' streams and
 	// connections: gRPC's initial 64 KiB, kept fixed. gRPC would otherwise
 	// estimate the link's bandwidth-delay product with a PING (and a window
@@ -83,7 +89,7 @@ func DeviceTerms(lim Limits) grpclite.Options {
 		// An agent may keep pinging a connection whose stream it is
 		// re-opening.
 		PingMinTime: pingMinTime, PermitWithoutStream: true,
-		WindowSize: staticWindow,
+		WindowSize: staticWindow, SendWindowTimeout: sendWindowTimeout,
 	}
 }
 
