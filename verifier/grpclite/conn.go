@@ -93,6 +93,8 @@ type conn struct {
 	ready          bool   // the preface and first SETTINGS arrived
 	draining       bool   // the first GOAWAY of a graceful stop was sent
 	goAway         bool   // new streams are not served
+	lastServed     uint32 // the last stream taken while goAway was false
+	drainWait      *time.Timer
 	closed         bool
 	closeOnce      sync.Once
 
@@ -249,13 +251,23 @@ func (c *conn) close(err error) {
 		if c.ka != nil {
 			c.ka.Stop()
 		}
+		if c.drainWait != nil {
+			c.drainWait.Stop()
+		}
 		c.mu.Unlock()
 		c.nc.Close()
 	})
 }
 
+// drainAckWait is how long a graceful stop waits for the answer to its
+// PING before it sends the final GOAWAY regardless, as grpc-go's server
+// does: a client that never answers does not keep the connection taking
+// new calls.
+const drainAckWait = time.Minute
+
 // drain starts a graceful stop: a GOAWAY that lets streams in flight
-// arrive, and a PING whose answer says they have.
+// arrive, and a PING whose answer says they have (or, without one, the
+// passing of drainAckWait).
 func (c *conn) drain() {
 	c.mu.Lock()
 	if c.closed || c.draining {
@@ -273,18 +285,35 @@ func (c *conn) drain() {
 	c.putGoAway(math.MaxInt32, http2.ErrCodeNo, nil)
 	c.putPing(false, drainPingData)
 	_ = c.endWrite()
+	wait := c.o.drainAckWait
+	if wait <= 0 {
+		wait = drainAckWait
+	}
+	c.mu.Lock()
+	if !c.closed {
+		c.drainWait = time.AfterFunc(wait, c.drained)
+	}
+	c.mu.Unlock()
 }
 
-// drained is the answer to the drain PING: no stream after maxStreamID
-// is served, and the connection ends with its last call.
+// drained ends a graceful stop, on the answer to the drain PING or once
+// drainAckWait has passed without one, whichever comes first: no stream
+// after the last one served is served, the GOAWAY says which that was,
+// and the connection ends with its last call.
 func (c *conn) drained() {
-	c.startWrite()
-	c.putGoAway(c.maxStreamID, http2.ErrCodeNo, nil)
-	_ = c.endWrite()
 	c.mu.Lock()
+	if c.goAway || c.closed {
+		// Done already, or the connection is ending anyway.
+		c.mu.Unlock()
+		return
+	}
 	c.goAway = true
+	last := c.lastServed
 	idle := len(c.streams) == 0
 	c.mu.Unlock()
+	c.startWrite()
+	c.putGoAway(last, http2.ErrCodeNo, nil)
+	_ = c.endWrite()
 	if idle {
 		c.close(errServerStopped)
 	}
@@ -560,6 +589,9 @@ func (c *conn) operateHeaders(f *http2.MetaHeadersFrame) error {
 	}
 	c.mu.Lock()
 	refuse := c.goAway || c.closed
+	if !refuse {
+		c.lastServed = id
+	}
 	c.mu.Unlock()
 	if refuse {
 		return nil // as grpc-go: a stream after the GOAWAY is not served

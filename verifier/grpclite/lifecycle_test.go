@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -352,4 +354,49 @@ func TestConnectionTimeout(t *testing.T) {
 			t.Error(err)
 		}
 	})
+}
+
+// A client that never answers the drain PING still gets the final GOAWAY,
+// naming the last call served, once drainAckWait has passed; a call it
+// opens after that is not served, the call in flight finishes, and the
+// connection then ends, so GracefulStop returns.
+func TestGracefulStopUnansweredPing(t *testing.T) {
+	t.Parallel()
+	started, release := make(chan struct{}, 2), make(chan struct{})
+	var calls atomic.Int32
+	s := NewServer(Options{drainAckWait: 100 * time.Millisecond})
+	s.RegisterService(&testDesc, &impl{bidi: func(ss grpc.ServerStream) error {
+		calls.Add(1)
+		started <- struct{}{}
+		<-release
+		return status.Error(codes.OK, "")
+	}})
+	rc := rawDial(t, serve(t, s))
+	rc.open(1, mBidi, false)
+	<-started
+
+	stopped := make(chan struct{})
+	go func() { s.GracefulStop(); close(stopped) }()
+	first := rc.expectGoAway(http2.ErrCodeNo)
+	if first.LastStreamID != math.MaxInt32 {
+		t.Fatalf("first GOAWAY names stream %d, want 2^31-1", first.LastStreamID)
+	}
+	// The PING is read and left unanswered.
+	final := rc.expectGoAway(http2.ErrCodeNo)
+	if final.LastStreamID != 1 {
+		t.Errorf("final GOAWAY names stream %d, want 1, the call served", final.LastStreamID)
+	}
+	rc.open(3, mBidi, true)
+	close(release)
+	if got := rc.grpcStatusOf(1); !strings.HasSuffix(got, "/0") {
+		t.Errorf("the call in flight: status %q, want OK", got)
+	}
+	select {
+	case <-stopped:
+	case <-ctxT(t).Done():
+		t.Fatal("GracefulStop did not return once the last call ended")
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("%d calls served, want 1: a call after the final GOAWAY was served", n)
+	}
 }

@@ -76,6 +76,9 @@ type Options struct {
 	// DeadlineExceeded. Each window that arrives starts the wait again: a
 	// slow reader is not cut off, one that stopped reading is.
 	SendWindowTimeout time.Duration
+
+	// drainAckWait replaces drainAckWait (tests).
+	drainAckWait time.Duration
 	// UnaryInterceptors and StreamInterceptors are chained as
 	// grpc.ChainUnaryInterceptor does: the first is the outermost.
 	UnaryInterceptors  []grpc.UnaryServerInterceptor
