@@ -57,11 +57,15 @@ const (
 	// gRPC's enforcement. Agents ping every 20 s at most.
 	pingMinTime = 20 * time.Second
 	// sendWindowTimeout bounds each wait of a Send to an agent for the
-	// window it returns as it reads: an agent takes its acks and policy
-	// sets within milliseconds, and one that stopped reading while it
-	// still answers pings would otherwise hold its handler until its
-	// connection ends.
-	sendWindowTimeout = time.Minute
+	// window it returns as it reads, and each write to its connection: one
+	// that stopped reading while it still sends frames would otherwise
+	// hold its handler, and the connection's writes, until the connection
+	// ends. An agent's reader hands each message to its main loop, which
+	// may be running its checks (up to 30 s a policy), so a policy set of
+	// more than the 64 KiB window sent meanwhile can wait that long: five
+	// minutes leaves room for that, where a minute could reset a healthy
+	// agent's stream.
+	sendWindowTimeout = 5 * time.Minute
 	// staticWindow is the flow-control window of agents' streams and
 	// connections: gRPC's initial 64 KiB, kept fixed. gRPC would otherwise
 	// estimate the link's bandwidth-delay product with a PING (and a window

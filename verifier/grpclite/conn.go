@@ -93,7 +93,7 @@ type conn struct {
 	ready          bool   // the preface and first SETTINGS arrived
 	draining       bool   // the first GOAWAY of a graceful stop was sent
 	goAway         bool   // new streams are not served
-	lastServed     uint32 // the last stream taken while goAway was false
+	lastServed     uint32 // the last stream registered to be served
 	drainWait      *time.Timer
 	closed         bool
 	closeOnce      sync.Once
@@ -589,9 +589,6 @@ func (c *conn) operateHeaders(f *http2.MetaHeadersFrame) error {
 	}
 	c.mu.Lock()
 	refuse := c.goAway || c.closed
-	if !refuse {
-		c.lastServed = id
-	}
 	c.mu.Unlock()
 	if refuse {
 		return nil // as grpc-go: a stream after the GOAWAY is not served
@@ -722,6 +719,9 @@ func (c *conn) operateHeaders(f *http2.MetaHeadersFrame) error {
 		c.streams = make(map[uint32]*stream, 1)
 	}
 	c.streams[id] = s
+	// Under the lock that refuses streams once goAway is set: the final
+	// GOAWAY (drained) names no stream that is not served.
+	c.lastServed = id
 	s.sendWin = c.peerInitWin
 	// A handler slot: the reader waits while MaxConcurrentStreams
 	// handlers run, however many of their streams were reset.

@@ -16,6 +16,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/clearance/clearance/internal/testkit"
 )
 
 // waitTaken waits until the stream's handler has taken everything queued
@@ -245,4 +247,56 @@ func TestSendWindowTimeoutSlowReader(t *testing.T) {
 	if got := rc.grpcStatusOf(1); !strings.HasSuffix(got, "/0") {
 		t.Errorf("status %q, want OK: a slow reader was cut off", got)
 	}
+}
+
+// A client that gives all the window there is and then stops reading its
+// socket, while it keeps sending frames (so that the connection never
+// looks quiet), fails the write that fills the socket once
+// SendWindowTimeout passes: the connection is closed, and the Send and its
+// handler end.
+func TestWriteStallClosesConnection(t *testing.T) {
+	t.Parallel()
+	sent := make(chan error, 1)
+	s := NewServer(Options{SendWindowTimeout: 300 * time.Millisecond})
+	s.RegisterService(&testDesc, &impl{bidi: func(ss grpc.ServerStream) error {
+		err := ss.SendMsg(wrapperspb.String(strings.Repeat("x", 64<<20)))
+		sent <- err
+		return err
+	}})
+	nc, err := net.Dial("tcp", serve(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	_ = nc.(*net.TCPConn).SetReadBuffer(4096)
+	rc := newRawClient(t, nc)
+	if _, err := nc.Write([]byte(http2.ClientPreface)); err != nil {
+		t.Fatal(err)
+	}
+	rc.write(func(fr *http2.Framer) error {
+		return fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1})
+	})
+	rc.write(func(fr *http2.Framer) error { return fr.WriteWindowUpdate(0, 1<<31-1-65535) })
+	rc.open(1, mBidi, false)
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				rc.write(func(fr *http2.Framer) error { return fr.WritePriority(1, http2.PriorityParam{Weight: 1}) })
+			}
+		}
+	}()
+	select {
+	case err := <-sent:
+		if status.Code(err) != codes.Unavailable {
+			t.Errorf("Send: %v, want Unavailable", err)
+		}
+	case <-ctxT(t).Done():
+		t.Fatal("the Send never returned: a client that stopped reading holds it")
+	}
+	testkit.Eventually(t, 10*time.Second, "the connection closed", func() bool { return len(liteConns(s)) == 0 })
 }

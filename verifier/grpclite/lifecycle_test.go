@@ -7,11 +7,13 @@ import (
 	"math"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -398,5 +400,79 @@ func TestGracefulStopUnansweredPing(t *testing.T) {
 	}
 	if n := calls.Load(); n != 1 {
 		t.Errorf("%d calls served, want 1: a call after the final GOAWAY was served", n)
+	}
+}
+
+// The final GOAWAY a drain's timer sends names no call that is then left
+// unserved: calls opened back to back while it fires (each with many
+// headers, so that parsing them takes a while) are, up to the stream it
+// names, each answered, and none above it is served.
+func TestDrainTimerNamesOnlyServedCalls(t *testing.T) {
+	t.Parallel()
+	extra := make([]hpack.HeaderField, 4000)
+	for i := range extra {
+		extra[i] = hpack.HeaderField{Name: "x-a", Value: "b"}
+	}
+	for round := range 60 {
+		started, release := make(chan struct{}, 1), make(chan struct{})
+		var mu sync.Mutex
+		served := map[uint32]bool{}
+		s := NewServer(Options{drainAckWait: time.Duration(1+round%10) * time.Millisecond})
+		s.RegisterService(&testDesc, &impl{bidi: func(ss grpc.ServerStream) error {
+			id := ss.(*stream).id
+			mu.Lock()
+			served[id] = true
+			mu.Unlock()
+			if id == 1 {
+				started <- struct{}{}
+				<-release
+			}
+			return nil
+		}})
+		rc := rawDial(t, serve(t, s))
+		rc.open(1, mBidi, false)
+		<-started
+		var stop atomic.Bool
+		opened := make(chan struct{})
+		go func() {
+			defer close(opened)
+			for id := uint32(3); !stop.Load(); id += 2 {
+				rc.open(id, mBidi, true, extra...)
+			}
+		}()
+		go s.GracefulStop()
+		rc.expectGoAway(http2.ErrCodeNo)
+		last := rc.expectGoAway(http2.ErrCodeNo).LastStreamID
+		stop.Store(true)
+		<-opened
+		close(release)
+		answered := map[uint32]bool{}
+		_ = rc.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			f, err := rc.fr.ReadFrame()
+			if err != nil {
+				break // the connection ended with its last call
+			}
+			switch f := f.(type) {
+			case *http2.MetaHeadersFrame:
+				if f.StreamEnded() {
+					answered[f.StreamID] = true
+				}
+			case *http2.RSTStreamFrame:
+				answered[f.StreamID] = true
+			}
+		}
+		mu.Lock()
+		for id := uint32(3); id <= last; id += 2 {
+			if !answered[id] && !served[id] {
+				t.Fatalf("round %d: stream %d, named by the final GOAWAY (last %d), was neither served nor reset", round, id, last)
+			}
+		}
+		for id := range served {
+			if id > last {
+				t.Fatalf("round %d: stream %d served, above the final GOAWAY's %d", round, id, last)
+			}
+		}
+		mu.Unlock()
 	}
 }

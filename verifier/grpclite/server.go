@@ -74,7 +74,9 @@ type Options struct {
 	// (grpc-go's server waits as long as the call does). When it passes,
 	// the stream is reset (CANCEL) and the Send fails with
 	// DeadlineExceeded. Each window that arrives starts the wait again: a
-	// slow reader is not cut off, one that stopped reading is.
+	// slow reader is not cut off, one that stopped reading is. It bounds
+	// each write to the connection too: a client that stops reading its
+	// socket fails the write, and the connection is closed.
 	SendWindowTimeout time.Duration
 
 	// drainAckWait replaces drainAckWait (tests).

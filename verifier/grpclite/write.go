@@ -47,8 +47,17 @@ func (c *conn) startWrite() {
 	*c.out = (*c.out)[:0]
 }
 
-// flush writes what the buffer holds. c.wmu is held.
-func (c *conn) flush() error {
+// flush writes what the buffer holds, within SendWindowTimeout. c.wmu is
+// held.
+func (c *conn) flush() error { return c.flushWithin(c.o.SendWindowTimeout) }
+
+// flushWithin writes what the buffer holds. A peer that takes none of it
+// within d (it stopped reading its socket, yet may still send frames
+// that keep the connection alive) fails the write, and with it the
+// connection: the write lock it holds would otherwise keep every stream's
+// writes, a keepalive ping and an interrupted call's end waiting for as
+// long as the peer likes. c.wmu is held.
+func (c *conn) flushWithin(d time.Duration) error {
 	if c.werr != nil {
 		*c.out = (*c.out)[:0]
 		return c.werr
@@ -56,6 +65,7 @@ func (c *conn) flush() error {
 	if len(*c.out) == 0 {
 		return nil
 	}
+	_ = c.nc.SetWriteDeadline(time.Now().Add(d))
 	_, err := c.nc.Write(*c.out)
 	*c.out = (*c.out)[:0]
 	if err != nil {
@@ -216,10 +226,8 @@ func (c *conn) keepalivePing() {
 	if !c.tryStartWrite() {
 		return
 	}
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.o.KeepaliveTimeout))
 	c.putPing(false, keepalivePingData)
-	err := c.flush()
-	_ = c.nc.SetWriteDeadline(time.Time{})
+	err := c.flushWithin(c.o.KeepaliveTimeout)
 	bufPool.Put(c.out)
 	c.out = nil
 	c.wmu.Unlock()
