@@ -94,6 +94,8 @@ type conn struct {
 	draining       bool   // the first GOAWAY of a graceful stop was sent
 	goAway         bool   // new streams are not served
 	lastServed     uint32 // the last stream registered to be served
+	goAwayLast     uint32 // the stream a graceful stop's final GOAWAY named
+	goAwayNamed    bool   // that GOAWAY was sent
 	drainWait      *time.Timer
 	closed         bool
 	closeOnce      sync.Once
@@ -215,11 +217,17 @@ func (c *conn) fail(err error) {
 // goAwayClose sends a GOAWAY and closes the connection, reading (and
 // dropping) what the peer still sends for a moment first.
 func (c *conn) goAwayClose(code http2.ErrCode, debug []byte, err error) {
+	last := c.maxStreamID
 	c.mu.Lock()
 	c.goAway = true
+	if c.goAwayNamed && c.goAwayLast < last {
+		// A GOAWAY's stream may not grow: the streams after the one a
+		// graceful stop named were not served.
+		last = c.goAwayLast
+	}
 	c.mu.Unlock()
 	c.startWrite()
-	c.putGoAway(c.maxStreamID, code, debug)
+	c.putGoAway(last, code, debug)
 	if c.endWrite() != nil {
 		return
 	}
@@ -309,6 +317,7 @@ func (c *conn) drained() {
 	}
 	c.goAway = true
 	last := c.lastServed
+	c.goAwayLast, c.goAwayNamed = last, true
 	idle := len(c.streams) == 0
 	c.mu.Unlock()
 	c.startWrite()

@@ -476,3 +476,31 @@ func TestDrainTimerNamesOnlyServedCalls(t *testing.T) {
 		mu.Unlock()
 	}
 }
+
+// A protocol error after a graceful stop's final GOAWAY is answered with a
+// GOAWAY that names no later stream than it did: the calls opened after it
+// were not served.
+func TestGoAwayNeverGrows(t *testing.T) {
+	t.Parallel()
+	started, release := make(chan struct{}, 1), make(chan struct{})
+	s := NewServer(Options{drainAckWait: 10 * time.Millisecond})
+	s.RegisterService(&testDesc, &impl{bidi: func(ss grpc.ServerStream) error {
+		started <- struct{}{}
+		<-release
+		return nil
+	}})
+	t.Cleanup(func() { close(release) })
+	rc := rawDial(t, serve(t, s))
+	rc.open(1, mBidi, false)
+	<-started
+	go s.GracefulStop()
+	rc.expectGoAway(http2.ErrCodeNo)
+	if last := rc.expectGoAway(http2.ErrCodeNo).LastStreamID; last != 1 {
+		t.Fatalf("final GOAWAY names stream %d, want 1", last)
+	}
+	rc.open(3, mBidi, false)
+	rc.write(func(fr *http2.Framer) error { return fr.WriteWindowUpdate(0, math.MaxInt32) })
+	if g := rc.expectGoAway(http2.ErrCodeFlowControl); g.LastStreamID != 1 {
+		t.Errorf("GOAWAY after the protocol error names stream %d, want 1 (it may not grow)", g.LastStreamID)
+	}
+}
