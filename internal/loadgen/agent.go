@@ -27,9 +27,8 @@ type simAgent struct {
 	src    netip.Addr
 	status agentv1.PolicyStatus // what every report says
 
-	conn   *grpc.ClientConn
-	stream agentv1.AgentService_ConnectClient
-	cancel context.CancelFunc
+	client string // ClientLean or ClientGRPC, for the Connect stream
+	stream connectStream
 	ps     *agentv1.PolicySet
 
 	mu   sync.Mutex // one Send at a time; guards seq, ahead and sent
@@ -49,10 +48,9 @@ type simAgent struct {
 	up    atomic.Bool
 }
 
-// dial opens a gRPC connection to addr from a.src, with mTLS once the
-// agent holds a certificate. Buffers are kept small: loadgen holds
-// thousands of these in one process.
-func (s *simAgent) dial(addr string) (*grpc.ClientConn, error) {
+// tlsConfig is the agent's TLS: the verifier's roots, and its device
+// certificate once it holds one.
+func (s *simAgent) tlsConfig() *tls.Config {
 	cfg := &tls.Config{RootCAs: s.a.Roots, ServerName: "localhost", MinVersion: tls.VersionTLS12}
 	if s.a.CertDER != nil {
 		// The leaf alone, as clearance-agent presents it: the verifier
@@ -60,6 +58,14 @@ func (s *simAgent) dial(addr string) (*grpc.ClientConn, error) {
 		// longer one would overstate what each agent costs it.
 		cfg.Certificates = []tls.Certificate{{Certificate: [][]byte{s.a.CertDER}, PrivateKey: s.a.Key}}
 	}
+	return cfg
+}
+
+// dial opens a gRPC connection to addr from a.src, with mTLS once the
+// agent holds a certificate. Buffers are kept small: loadgen holds
+// thousands of these in one process.
+func (s *simAgent) dial(addr string) (*grpc.ClientConn, error) {
+	cfg := s.tlsConfig()
 	d := dialer(s.src)
 	return grpc.NewClient(addr,
 		grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
@@ -93,18 +99,11 @@ func (s *simAgent) enroll(ctx context.Context, addr, secret string) error {
 // connect opens Connect: 1. Hello, 2. the PolicySet, 3. a first report and
 // its Ack, so that the device has posture before any sign-in.
 func (s *simAgent) connect(ctx context.Context, addr string) error {
-	conn, err := s.dial(addr)
+	stream, err := s.open(ctx, addr)
 	if err != nil {
-		return err
-	}
-	sctx, cancel := context.WithCancel(context.Background()) // the stream outlives ramp-up
-	stream, err := agentv1.NewAgentServiceClient(conn).Connect(sctx)
-	if err != nil {
-		cancel()
-		conn.Close()
 		return fmt.Errorf("opening Connect: %w", err)
 	}
-	s.conn, s.stream, s.cancel = conn, stream, cancel
+	s.stream = stream
 	fail := func(step string, err error) error { s.close(); return fmt.Errorf("%s: %w", step, err) }
 	stop := context.AfterFunc(ctx, s.close) // ramp-up's deadline bounds the ceremony
 	defer stop()
@@ -142,6 +141,25 @@ func (s *simAgent) connect(ctx context.Context, addr string) error {
 	}
 	s.up.Store(true)
 	return nil
+}
+
+// open opens Connect on a connection of its own, with s.client.
+func (s *simAgent) open(ctx context.Context, addr string) (connectStream, error) {
+	if s.client == ClientLean {
+		return dialH2(ctx, dialer(s.src), addr, s.tlsConfig())
+	}
+	conn, err := s.dial(addr)
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(context.Background()) // the stream outlives ramp-up
+	stream, err := agentv1.NewAgentServiceClient(conn).Connect(sctx)
+	if err != nil {
+		cancel()
+		conn.Close()
+		return nil, err
+	}
+	return &grpcStream{AgentService_ConnectClient: stream, conn: conn, cancel: cancel}, nil
 }
 
 func (s *simAgent) report(seq uint64, nonce []byte) *agentv1.SignedReport {
@@ -226,11 +244,8 @@ func (s *simAgent) receive(acks *atomic.Pointer[Recorder], onDown func()) {
 }
 
 func (s *simAgent) close() {
-	if s.cancel != nil {
-		s.cancel()
-	}
-	if s.conn != nil {
-		s.conn.Close()
+	if s.stream != nil {
+		s.stream.Close()
 	}
 }
 

@@ -62,10 +62,13 @@ type Config struct {
 	Duration          time.Duration // all phases together, split evenly
 	Phases            []string      // of "ingest", "sso", "steady"
 	IngestConcurrency int           // agents sending back to back in the ingest phase
-	Signins           int           // concurrent browsers per kind (allowed, denied)
-	SigninRate        float64       // sign-ins/s in the steady phase; 0: half the sso rate
-	CheckRate         float64       // live checks/s in the steady phase
-	Hostile           HostileConfig // the hostile phase's attacks
+	// AgentClient is how each agent holds its Connect stream: ClientLean
+	// (the default) or ClientGRPC. Enrollment always uses grpc-go.
+	AgentClient string
+	Signins     int           // concurrent browsers per kind (allowed, denied)
+	SigninRate  float64       // sign-ins/s in the steady phase; 0: half the sso rate
+	CheckRate   float64       // live checks/s in the steady phase
+	Hostile     HostileConfig // the hostile phase's attacks
 	// Connected, when set, is called once every agent is connected and
 	// before the first phase (an in-process verifier's profile of what
 	// holding the agents costs is taken there).
@@ -80,7 +83,8 @@ var allPhases = []string{"ingest", "sso", "steady", "hostile"}
 
 // Result is what a run measured.
 type Result struct {
-	Agents, Connected, Failed int // asked for, connected at the end, failed to start
+	Agents, Connected, Failed int    // asked for, connected at the end, failed to start
+	AgentClient               string // how the agents held their streams (Config.AgentClient)
 	Ramp                      time.Duration
 
 	Ingest        Summary // ingest phase: ack latency, acked reports
@@ -163,7 +167,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if !r.roots.AppendCertsFromPEM(cfg.Target.RootPEM) {
 		return nil, errors.New("no certificate in the verifier's CA PEM")
 	}
-	res := &Result{Agents: cfg.Agents, CPU: map[string]CPUShare{}}
+	res := &Result{Agents: cfg.Agents, AgentClient: cfg.AgentClient, CPU: map[string]CPUShare{}}
 	if cfg.Target.PID != 0 {
 		res.RSSBase, _ = RSS(cfg.Target.PID)
 	}
@@ -290,6 +294,13 @@ func (c *Config) fill() error {
 	if c.IngestConcurrency <= 0 {
 		c.IngestConcurrency = 1000
 	}
+	switch c.AgentClient {
+	case "":
+		c.AgentClient = ClientLean
+	case ClientLean, ClientGRPC:
+	default:
+		return fmt.Errorf("agent client %q: want %s or %s", c.AgentClient, ClientLean, ClientGRPC)
+	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -350,6 +361,7 @@ func (r *run) start(ctx context.Context, i int, secret string) (*simAgent, error
 	if err != nil {
 		return nil, err
 	}
+	s.client = r.cfg.AgentClient
 	if failing(i, r.cfg.FailingShare) {
 		s.status = agentv1.PolicyStatus_POLICY_STATUS_FAIL
 	}

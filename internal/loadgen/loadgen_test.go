@@ -240,3 +240,20 @@ func TestHostileRunsAlone(t *testing.T) {
 		t.Errorf("hostile alone: %v", err)
 	}
 }
+
+// TestAgentClient: the lean client unless grpc-go's is asked for; any
+// other name is refused.
+func TestAgentClient(t *testing.T) {
+	t.Parallel()
+	target := &Target{GRPCAddr: "127.0.0.1:1"}
+	for in, want := range map[string]string{"": ClientLean, ClientLean: ClientLean, ClientGRPC: ClientGRPC} {
+		c := Config{Target: target, Agents: 1, Duration: time.Second, Phases: []string{"ingest"}, AgentClient: in}
+		if err := c.fill(); err != nil || c.AgentClient != want {
+			t.Errorf("%q: %q, %v; want %q", in, c.AgentClient, err, want)
+		}
+	}
+	c := Config{Target: target, Agents: 1, Duration: time.Second, Phases: []string{"ingest"}, AgentClient: "http3"}
+	if err := c.fill(); err == nil || !strings.Contains(err.Error(), `"http3"`) {
+		t.Errorf("unknown client: %v, want it named in an error", err)
+	}
+}

@@ -22,6 +22,7 @@ func (r *Result) WriteKV(w io.Writer) {
 	kv("agents", r.Agents)
 	kv("agents_connected", r.Connected)
 	kv("agents_failed", r.Failed)
+	kv("agent_client", r.AgentClient)
 	kv("ramp_s", fmt.Sprintf("%.1f", r.Ramp.Seconds()))
 	sum("ingest", r.Ingest)
 	sum("steady_ack", r.SteadyIngest)
@@ -139,7 +140,7 @@ func (r *Result) WriteTable(w io.Writer) {
 	row("SSO deny (403), back to back", r.Deny)
 	row(fmt.Sprintf("SSO at %.0f/s (allow and deny)", r.SigninRate), r.SigninsAtRate)
 	row("live check (RequestCheck round trip)", r.Check)
-	fmt.Fprintf(w, "agents connected %d of %d (%d failed to start; ramp-up %.1fs)\n", r.Connected, r.Agents, r.Failed, r.Ramp.Seconds())
+	fmt.Fprintf(w, "agents connected %d of %d (%d failed to start; ramp-up %.1fs; %s client)\n", r.Connected, r.Agents, r.Failed, r.Ramp.Seconds(), r.AgentClient)
 	if r.RSS > 0 {
 		fmt.Fprintf(w, "verifier RSS %.1f MiB before agents, %.1f MiB with them connected (%.1f KiB per agent), %.1f MiB after load\n",
 			float64(r.RSSBase)/(1<<20), float64(r.RSSConnected)/(1<<20), r.RSSPerAgent()/1024, float64(r.RSS)/(1<<20))

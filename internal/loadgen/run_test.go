@@ -25,7 +25,8 @@ func verifierBinary(t *testing.T) string {
 }
 
 // TestRunAgainstVerifier runs every phase against the real verifier binary
-// with 20 agents, and checks what a user of the numbers relies on: every
+// with 20 agents, once with each agent client (loadgen's own HTTP/2 frames
+// and grpc-go's), and checks what a user of the numbers relies on: every
 // agent connected and stayed connected, reports were acked, sign-ins from
 // passing Macs were allowed and from failing ones denied (checkFirst has
 // Okta validate a response), live checks came back, and the verifier's
@@ -35,6 +36,12 @@ func TestRunAgainstVerifier(t *testing.T) {
 		t.Skip("starts the verifier")
 	}
 	bin := verifierBinary(t)
+	for _, client := range []string{ClientLean, ClientGRPC} {
+		t.Run(client, func(t *testing.T) { runAgainstVerifier(t, bin, client) })
+	}
+}
+
+func runAgainstVerifier(t *testing.T, bin, client string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	p, err := Start(ctx, StartOptions{Binary: bin, Policies: "../../examples/policies.yaml", LiveCheckAfter: time.Minute})
@@ -49,10 +56,13 @@ func TestRunAgainstVerifier(t *testing.T) {
 	res, err := Run(ctx, Config{
 		Target: &p.Target, Agents: 20, FailingShare: 0.25, SourceAddrs: 4,
 		ReportInterval: 500 * time.Millisecond, Duration: 3 * time.Second,
-		Signins: 2, CheckRate: 10,
+		Signins: 2, CheckRate: 10, AgentClient: client,
 	})
 	if err != nil {
 		t.Fatalf("run: %v\nverifier log: %s", err, p.LogTail())
+	}
+	if res.AgentClient != client {
+		t.Errorf("result says the %q client, want %q", res.AgentClient, client)
 	}
 	if res.Connected != 20 || res.Failed != 0 {
 		t.Errorf("%d agents connected at the end, %d failed to start; want 20 and 0", res.Connected, res.Failed)

@@ -58,6 +58,7 @@ func run(args []string) error {
 		duration  = fs.Duration("duration", 30*time.Second, "all phases together, split evenly; loadgen stops by itself")
 		phases    = fs.String("phases", "ingest,sso,steady", "phases to run, in order; or hostile, alone (the attacks, against the verifier's limits)")
 		ingestN   = fs.Int("ingest-concurrency", 1000, "agents sending back to back in the ingest phase")
+		client    = fs.String("agent-client", loadgen.ClientLean, "how each agent holds its Connect stream: lean (loadgen's own HTTP/2 frames, for less of the shared cores) or grpc (grpc-go's client, as clearance-agent runs it)")
 		signins   = fs.Int("signins", 4, "concurrent browsers signing in from passing Macs, and as many from failing ones")
 		rate      = fs.Float64("signin-rate", 0, "sign-ins/s in the steady phase, allowed and denied alike (0: half the sso phase's allow rate)")
 		checks    = fs.Float64("check-rate", 5, "live checks/s in the steady phase")
@@ -162,7 +163,7 @@ func run(args []string) error {
 		Target: target, EnrollSecret: *secret,
 		Agents: *agents, FailingShare: *failShare, SourceAddrs: *srcs, RampWorkers: *workers, RampTimeout: *rampMax,
 		ReportInterval: *interval, Duration: *duration, Phases: strings.Split(*phases, ","),
-		IngestConcurrency: *ingestN, Signins: *signins, SigninRate: *rate, CheckRate: *checks, Log: log,
+		IngestConcurrency: *ingestN, AgentClient: *client, Signins: *signins, SigninRate: *rate, CheckRate: *checks, Log: log,
 		Hostile: loadgen.HostileConfig{Rate: *hRate, StreamConns: *hConns, StreamsPerConn: *hStreams, StreamSources: 5,
 			HeldSources: *hHeld, SigninRate: *hSignins},
 	})
