@@ -134,7 +134,7 @@ fi
     if (idle_rss != "") printf "%-50s %7.1f MiB %8s %8s  target < 25 MiB\n", "agent idle RSS (peak)", idle_rss, "", ""
     if (idle_cpu != "") printf "%-50s %9.3f %% %8s %8s  target < 0.5%% at a 60 s interval\n", "agent idle CPU", idle_cpu, "", ""
     if (idle_rss_what != "") { sub(/^idle: /, "", idle_rss_what); sub(/^idle: /, "", idle_cpu_what); printf "  (%s; %s)\n", idle_rss_what, idle_cpu_what }
-    if (k["ingest_per_s"] > 0) printf "  verifier CPU a report in the ingest phase: %.0f us (the agents on loadgen's %s client; clearance-loadgen --agent-client)\n", k["cpu_ingest_verifier_cores"]*1e6/k["ingest_per_s"], client
+    if (k["ingest_per_s"] > 0) printf "  verifier CPU a report in the ingest phase: %.0f us (agents on the %s client of clearance-loadgen, --agent-client)\n", k["cpu_ingest_verifier_cores"]*1e6/k["ingest_per_s"], client
     printf "  cores used (verifier / loadgen, same %d CPUs): ingest %.2f / %.2f, sso %.2f / %.2f, steady %.2f / %.2f\n", nproc, k["cpu_ingest_verifier_cores"], k["cpu_ingest_loadgen_cores"], k["cpu_sso_verifier_cores"], k["cpu_sso_loadgen_cores"], k["cpu_steady_verifier_cores"], k["cpu_steady_loadgen_cores"]
     if (k["cpu_ingest_steal_cores"] != "") printf "  cores idle (of them waiting for disk) / taken by the hypervisor (steal): ingest %.2f (%.2f) / %.2f, sso %.2f (%.2f) / %.2f, steady %.2f (%.2f) / %.2f\n", k["cpu_ingest_idle_cores"], k["cpu_ingest_iowait_cores"], k["cpu_ingest_steal_cores"], k["cpu_sso_idle_cores"], k["cpu_sso_iowait_cores"], k["cpu_sso_steal_cores"], k["cpu_steady_idle_cores"], k["cpu_steady_iowait_cores"], k["cpu_steady_steal_cores"]
     for (e in k) if (e ~ /^errors_/ && e != "errors_signin_dropped") printf "  %s: %s\n", e, k[e]
