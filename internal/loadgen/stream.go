@@ -12,6 +12,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -57,8 +58,14 @@ var connectPath = "/" + agentv1.AgentService_ServiceDesc.ServiceName + "/Connect
 
 const (
 	// h2MaxMessage bounds one message from the verifier (a policy set is
-	// the largest); a longer one ends the stream.
-	h2MaxMessage = 16 << 20
+	// the largest), as clearance-agent's gRPC client does (grpc-go's
+	// default); a longer one ends the stream.
+	h2MaxMessage = 4 << 20
+	// h2Window is the window this client grants the verifier, connection
+	// and stream alike: HTTP/2's default, which it never changes.
+	h2Window = 65535
+	// h2MaxWindow is the largest window HTTP/2 allows.
+	h2MaxWindow = 1<<31 - 1
 	// h2WindowReturn is how much of the 64 KiB default window the reader
 	// uses up before it returns it: one WINDOW_UPDATE pair per thousand
 	// or so acks.
@@ -71,7 +78,8 @@ const (
 // messages in DATA frames within the verifier's flow-control windows,
 // WINDOW_UPDATE as it reads, answers to the verifier's SETTINGS and
 // PINGs). It keeps no goroutine of its own: Send writes on the caller's
-// goroutine and Recv reads on its caller's. grpc-go's client hands each
+// goroutine and Recv reads on its caller's; a Send that waits for window
+// while no Recv runs reads the frames itself. grpc-go's client hands each
 // message to a writer goroutine and each frame read to the stream's
 // reader, wake-ups that cost loadgen a third of a core at ten thousand
 // reports a second, on the cores the verifier under test shares.
@@ -94,12 +102,17 @@ type h2Stream struct {
 	initialWin int64
 	err        error // why sending ends
 
-	// Only Recv's goroutine uses these.
+	// rmu is held by whoever reads frames: Recv, or a Send waiting for
+	// window while no Recv runs (a reply sent from the goroutine that
+	// reads, as the ingest phase's next report is). It guards the rest.
+	rmu      sync.Mutex
 	rb       []byte // buf's backing array, reused once buf is empty
 	buf      []byte // message bytes read, not yet returned
+	recvWin  int64  // what is left of the window granted the verifier
 	unacked  int    // bytes read since the last WINDOW_UPDATE
 	ended    bool   // the verifier ended the stream
 	endedErr error
+	goAway   error // the verifier's GOAWAY, if one came
 }
 
 // dialH2 connects to addr over TLS (cfg is cloned, "h2" offered) and opens
@@ -117,7 +130,7 @@ func dialH2(ctx context.Context, d *net.Dialer, addr string, cfg *tls.Config) (*
 		return nil, fmt.Errorf("verifier offered %q, not h2", p)
 	}
 	h := &h2Stream{tc: tc, bw: bufio.NewWriterSize(tc, 4<<10),
-		connWin: 65535, streamWin: 65535, initialWin: 65535, maxFrame: 16384}
+		connWin: 65535, streamWin: 65535, initialWin: 65535, maxFrame: 16384, recvWin: h2Window}
 	h.cond = sync.NewCond(&h.mu)
 	h.fr = http2.NewFramer(h.bw, bufio.NewReaderSize(tc, 4<<10))
 	h.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
@@ -131,11 +144,29 @@ func dialH2(ctx context.Context, d *net.Dialer, addr string, cfg *tls.Config) (*
 	} {
 		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]}) // writes to a bytes.Buffer
 	}
-	h.wmu.Lock()
-	defer h.wmu.Unlock()
+	// The preface and SETTINGS, then the verifier's SETTINGS read (and
+	// acknowledged) before the call starts, as grpc-go's client waits for
+	// them before a connection takes calls.
 	_, err = h.bw.WriteString(http2.ClientPreface)
 	if err == nil {
 		err = h.fr.WriteSettings()
+	}
+	if err == nil {
+		err = h.bw.Flush()
+	}
+	if err == nil {
+		if d, ok := ctx.Deadline(); ok {
+			tc.SetReadDeadline(d)
+		}
+		var f http2.Frame
+		if f, err = h.fr.ReadFrame(); err == nil {
+			if sf, ok := f.(*http2.SettingsFrame); !ok || sf.IsAck() {
+				err = fmt.Errorf("verifier's first frame is %v, not its SETTINGS", f.Header())
+			} else if err = sf.ForeachSetting(h.setting); err == nil {
+				err = h.fr.WriteSettingsAck()
+			}
+		}
+		tc.SetReadDeadline(time.Time{})
 	}
 	if err == nil {
 		err = h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true})
@@ -180,13 +211,25 @@ func (h *h2Stream) Send(m *agentv1.AgentMessage) error {
 }
 
 // reserve takes up to want bytes of both send windows, at most one
-// frame's, waiting until there is some.
+// frame's, waiting until there is some. While it waits it reads frames
+// itself when no Recv is reading them: the window it waits for comes in
+// one.
 func (h *h2Stream) reserve(want int) (int, error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	for h.err == nil && (h.connWin <= 0 || h.streamWin <= 0) {
-		h.cond.Wait()
+		if h.rmu.TryLock() {
+			h.mu.Unlock()
+			err := h.readFrame()
+			h.rmu.Unlock()
+			if err != nil {
+				return 0, h.fail(err)
+			}
+			h.mu.Lock()
+			continue
+		}
+		h.cond.Wait() // a window, the stream's end, or Recv returning
 	}
+	defer h.mu.Unlock()
 	if h.err != nil {
 		return 0, h.err
 	}
@@ -226,6 +269,14 @@ func (h *h2Stream) write(frames func() error) error {
 // returns it. The stream's end returns io.EOF for grpc-status 0 and an
 // error naming the status otherwise.
 func (h *h2Stream) Recv() (*agentv1.VerifierMessage, error) {
+	h.rmu.Lock()
+	defer func() {
+		h.rmu.Unlock()
+		// A Send waiting for window reads frames itself now.
+		h.mu.Lock()
+		h.cond.Broadcast()
+		h.mu.Unlock()
+	}()
 	for {
 		if len(h.buf) >= 5 {
 			n := int(binary.BigEndian.Uint32(h.buf[1:5]))
@@ -252,6 +303,9 @@ func (h *h2Stream) Recv() (*agentv1.VerifierMessage, error) {
 			return nil, h.endedErr
 		}
 		if err := h.readFrame(); err != nil {
+			if h.goAway != nil {
+				err = fmt.Errorf("%w (after %v)", err, h.goAway)
+			}
 			return nil, h.fail(err)
 		}
 	}
@@ -273,10 +327,15 @@ func (h *h2Stream) readFrame() error {
 			h.buf = h.rb
 		}
 		h.buf = append(h.buf, f.Data()...)
-		h.unacked += int(f.Length) // padding counts against the window too
+		// Padding counts against the window too.
+		if h.recvWin -= int64(f.Length); h.recvWin < 0 {
+			return errors.New("verifier sent DATA beyond the window granted it (FLOW_CONTROL_ERROR)")
+		}
+		h.unacked += int(f.Length)
 		if h.unacked >= h2WindowReturn {
 			n := uint32(h.unacked)
 			h.unacked = 0
+			h.recvWin += int64(n)
 			if err := h.write(func() error {
 				if err := h.fr.WriteWindowUpdate(0, n); err != nil {
 					return err
@@ -313,31 +372,41 @@ func (h *h2Stream) readFrame() error {
 		}
 	case *http2.WindowUpdateFrame:
 		h.mu.Lock()
+		defer h.mu.Unlock()
+		w := &h.streamWin
 		if f.StreamID == 0 {
-			h.connWin += int64(f.Increment)
-		} else if f.StreamID == 1 {
-			h.streamWin += int64(f.Increment)
+			w = &h.connWin
+		} else if f.StreamID != 1 {
+			return nil
+		}
+		if *w += int64(f.Increment); *w > h2MaxWindow {
+			return fmt.Errorf("verifier's WINDOW_UPDATE on stream %d takes the window past 2^31-1 (FLOW_CONTROL_ERROR)", f.StreamID)
 		}
 		h.cond.Broadcast()
-		h.mu.Unlock()
 	case *http2.RSTStreamFrame:
 		if f.StreamID == 1 {
 			h.end(fmt.Errorf("verifier reset the stream: %v", f.ErrCode))
 		}
 	case *http2.GoAwayFrame:
 		// The stream may still finish: it is older than any GOAWAY names.
-		// The connection's end, when it comes, ends Recv.
+		// The connection's end, when it comes, ends Recv, with this.
+		h.goAway = fmt.Errorf("the verifier's GOAWAY: %v %q", f.ErrCode, f.DebugData())
 	}
 	return nil
 }
 
 // setting applies one of the verifier's SETTINGS.
 func (h *h2Stream) setting(s http2.Setting) error {
+	if err := s.Valid(); err != nil {
+		return fmt.Errorf("verifier's SETTINGS: %w", err)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch s.ID {
 	case http2.SettingInitialWindowSize:
-		h.streamWin += int64(s.Val) - h.initialWin
+		if h.streamWin += int64(s.Val) - h.initialWin; h.streamWin > h2MaxWindow {
+			return errors.New("verifier's SETTINGS take the stream's window past 2^31-1 (FLOW_CONTROL_ERROR)")
+		}
 		h.initialWin = int64(s.Val)
 		h.cond.Broadcast()
 	case http2.SettingMaxFrameSize:
@@ -347,8 +416,10 @@ func (h *h2Stream) setting(s http2.Setting) error {
 }
 
 // end records how the verifier ended the stream: an error, or its
-// trailers (or nil, for DATA with END_STREAM and no trailers).
+// trailers (or nil, for DATA with END_STREAM and no trailers). Recv
+// returns it once the messages before it are read; Send at once.
 func (h *h2Stream) end(v any) {
+	defer func() { h.fail(h.endedErr) }()
 	h.ended = true
 	switch v := v.(type) {
 	case error:
