@@ -32,6 +32,21 @@ import (
 // loopback TLS. It returns the address and the roots that trust it.
 func connectServer(t *testing.T, connect func(agentv1.AgentService_ConnectServer) error) (string, *x509.CertPool) {
 	t.Helper()
+	cert, roots := localhostCert(t)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}})))
+	agentv1.RegisterAgentServiceServer(srv, &connectOnly{connect: connect})
+	go srv.Serve(lis) // ends with Stop
+	t.Cleanup(srv.Stop)
+	return lis.Addr().String(), roots
+}
+
+// localhostCert is a self-signed certificate for localhost and the roots that trust it.
+func localhostCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -48,16 +63,7 @@ func connectServer(t *testing.T, connect func(agentv1.AgentService_ConnectServer
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(leaf)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})))
-	agentv1.RegisterAgentServiceServer(srv, &connectOnly{connect: connect})
-	go srv.Serve(lis) // ends with Stop
-	t.Cleanup(srv.Stop)
-	return lis.Addr().String(), roots
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, roots
 }
 
 type connectOnly struct {
@@ -299,21 +305,8 @@ func TestH2StreamSendAfterEnd(t *testing.T) {
 // and the roots that trust it.
 func rawServer(t *testing.T, serve func(*http2.Framer, net.Conn)) (string, *x509.CertPool) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), DNSNames: []string{"localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	roots := x509.NewCertPool()
-	roots.AddCert(leaf)
-	lis, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{NextProtos: []string{"h2"},
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	cert, roots := localhostCert(t)
+	lis, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{NextProtos: []string{"h2"}, Certificates: []tls.Certificate{cert}})
 	if err != nil {
 		t.Fatal(err)
 	}
