@@ -70,12 +70,17 @@ func TestLinuxBrowserCheckScriptInAnotherProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Only bash's builtins touch the socket, unless share is set: then a
-	// sleep started before the request inherits it.
+	// sleep started before the request inherits it. The request waits
+	// until the child runs sleep: until its exec, the child is bash, a
+	// program the check may list.
 	fetch := func(a *agent, challenge string, share bool) string {
 		u, _ := url.Parse(a.url(challenge))
 		child, reap := "", ""
 		if share {
-			child, reap = "sleep 30 & ", "; kill $!"
+			child = `sleep 30 &
+while [ "$(readlink /proc/$!/exe 3<&-)" = "$(readlink /proc/$$/exe 3<&-)" ]; do :; done
+`
+			reap = "; kill $!"
 		}
 		script := fmt.Sprintf(`exec 3<>/dev/tcp/127.0.0.1/%d
 %sprintf '%%s' "$REQUEST" >&3
