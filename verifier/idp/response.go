@@ -92,40 +92,83 @@ func (w *c14n) attr(name, value string) {
 	w.b = append(w.b, '"')
 }
 
+// escape writes s as exclusive canonicalization writes character data
+// (or, inAttr, an attribute value), or fails on what XML cannot carry.
 func (w *c14n) escape(s string, inAttr bool) {
-	for i, r := range s {
-		if (r == utf8.RuneError && !validRuneAt(s, i)) || !xmlChar(r) {
-			if w.err == nil {
-				w.err = errNotXML
+	// Runs of bytes written as they are (most of a value, and all of the
+	// base64 a response carries) are appended whole; a valid multi-byte
+	// rune's bytes are its UTF-8 encoding, so they are kept as they are too.
+	keep := &plain[0]
+	if inAttr {
+		keep = &plain[1]
+	}
+	done := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if (r == utf8.RuneError && size == 1) || !xmlChar(r) {
+				w.fail()
+				return
 			}
+			i += size
+			continue
+		}
+		if keep[c] {
+			i++
+			continue
+		}
+		var ref string
+		switch c {
+		case '&':
+			ref = "&amp;"
+		case '<':
+			ref = "&lt;"
+		case '>':
+			ref = "&gt;"
+		case '"':
+			ref = "&quot;"
+		case '\t':
+			ref = "&#x9;"
+		case '\n':
+			ref = "&#xA;"
+		case '\r':
+			ref = "&#xD;"
+		default: // a control character XML cannot carry
+			w.fail()
 			return
 		}
-		switch {
-		case r == '&':
-			w.raw("&amp;")
-		case r == '<':
-			w.raw("&lt;")
-		case r == '>' && !inAttr:
-			w.raw("&gt;")
-		case r == '"' && inAttr:
-			w.raw("&quot;")
-		case r == '\t' && inAttr:
-			w.raw("&#x9;")
-		case r == '\n' && inAttr:
-			w.raw("&#xA;")
-		case r == '\r':
-			w.raw("&#xD;")
-		default:
-			w.b = utf8.AppendRune(w.b, r)
-		}
+		w.b = append(w.b, s[done:i]...)
+		w.b = append(w.b, ref...)
+		i++
+		done = i
 	}
+	w.b = append(w.b, s[done:]...)
 }
 
-// validRuneAt reports whether the U+FFFD at s[i] is really there, not a
-// byte that is not UTF-8.
-func validRuneAt(s string, i int) bool {
-	_, size := utf8.DecodeRuneInString(s[i:])
-	return size == 3
+// plain says, for text (0) and attribute values (1), which ASCII bytes
+// are written as they are: in text, all but & < > and CR; in an attribute
+// value, all but & < " and the three whitespace controls (exclusive
+// canonicalization's rules). Other controls are not XML characters.
+var plain = func() (t [2][utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[0][c], t[1][c] = true, true
+	}
+	t[0]['\n'], t[0]['\t'] = true, true
+	for _, c := range "&<>" {
+		t[0][c] = false
+	}
+	for _, c := range "&<\"" {
+		t[1][c] = false
+	}
+	return t
+}()
+
+// fail remembers that a value could not be written.
+func (w *c14n) fail() {
+	if w.err == nil {
+		w.err = errNotXML
+	}
 }
 
 // xmlChar is XML 1.0's Char production.
