@@ -16,7 +16,10 @@ func escapeByRune(s string, inAttr bool) (string, bool) {
 				return "", false
 			}
 		}
-		if !xmlChar(r) {
+		// XML 1.0's Char production, written out again here so that this
+		// reference does not lean on the code it checks.
+		if !(r == 0x9 || r == 0xA || r == 0xD || (r >= 0x20 && r <= 0xD7FF) ||
+			(r >= 0xE000 && r <= 0xFFFD) || (r >= 0x10000 && r <= 0x10FFFF)) {
 			return "", false
 		}
 		switch {
