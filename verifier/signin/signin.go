@@ -649,7 +649,10 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 	}
 	// An allowed sign-in's response is signed while the decision is
 	// written: the signatures take the CPU while the write waits for its
-	// commit. The response is sent only once the decision is on record.
+	// commit. The response is sent only once the decision is on record and
+	// durable: where the store commits first and syncs later, its fsync
+	// comes after the signatures, and covers every decision committed
+	// before it began.
 	var resp string
 	var signErr error
 	signed := func() {}
@@ -665,11 +668,21 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 			return
 		}
 	}
-	id, err := h.Store.AppendDecision(ctx, h.withClient(r, rec))
+	id, durable, err := h.appendDecision(ctx, h.withClient(r, rec), d.Allow)
 	if err != nil {
 		// Every decision is on record, or it is not made: fail closed.
 		h.unavailable(w, r, "recording decision", err)
 		return
+	}
+	if d.Allow {
+		// The signatures ran while the decision was committed; its fsync,
+		// shared with the decisions committed meanwhile, comes before
+		// anything is said of it.
+		signed()
+		if err := durable(ctx); err != nil {
+			h.unavailable(w, r, "recording decision", err)
+			return
+		}
 	}
 	h.metrics().SSODecision(d.Allow, string(d.Reason), metricMode(d.Mode), latency)
 	attrs := append(d.LogAttrs(),
@@ -679,7 +692,6 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 	h.log().LogAttrs(ctx, slog.LevelInfo, "sso_decision", attrs...)
 
 	if d.Allow {
-		signed()
 		if signErr != nil {
 			h.log().Error("signing response failed", "err", signErr, "decision_id", id)
 			h.Pages.Refused(w, http.StatusInternalServerError, web.Refused{Reason: reason.SigningFailed, SupportID: strconv.FormatInt(id, 10)})
@@ -751,6 +763,18 @@ func beside(fn func()) (wait func()) {
 			panic(p)
 		}
 	}
+}
+
+// appendDecision records rec. For a decision that lets a response go
+// (lazy), a store that can make it durable later (storage.LazyDecisionAppender)
+// only commits it, and durable waits for its fsync; otherwise it is durable
+// when this returns, and durable returns nil.
+func (h *Handler) appendDecision(ctx context.Context, rec storage.DecisionRecord, lazy bool) (int64, func(context.Context) error, error) {
+	if l, ok := h.Store.(storage.LazyDecisionAppender); ok && lazy {
+		return l.AppendDecisionLazy(ctx, rec)
+	}
+	id, err := h.Store.AppendDecision(ctx, rec)
+	return id, func(context.Context) error { return nil }, err
 }
 
 // assert is what an allowed sign-in's response asserts: the device, and

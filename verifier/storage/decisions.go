@@ -89,6 +89,19 @@ type DecisionBatcher interface {
 	AppendDecisions(ctx context.Context, ds []DecisionRecord) error
 }
 
+// LazyDecisionAppender is an optional ability of a DecisionStore: a
+// decision written now and made durable later, so that a sign-in's
+// response can be signed while its decision is written and the fsyncs of
+// the decisions written meanwhile can be shared.
+type LazyDecisionAppender interface {
+	// AppendDecisionLazy stores d and returns its ID once it is committed
+	// and visible, perhaps before it is durable, with durable, which
+	// returns once it is (or why it cannot be). Nothing that depends on d
+	// being on record (a signed response) may leave before durable has
+	// returned nil.
+	AppendDecisionLazy(ctx context.Context, d DecisionRecord) (id int64, durable func(context.Context) error, err error)
+}
+
 // DecisionResult is one policy's outcome in a DecisionRecord.
 type DecisionResult struct {
 	PolicyID string `json:"policy_id"`

@@ -185,6 +185,11 @@ type reportWriter struct {
 	syncFailed atomic.Pointer[error]
 	// syncWAL makes the WAL durable; tests replace it.
 	syncWAL func() error
+	// lazySync is held (a value in it) by the one syncAfter at a time,
+	// and lazySyncedFrom, which only its holder uses, is when the last
+	// fsync of syncAfter that succeeded began.
+	lazySync       chan struct{}
+	lazySyncedFrom time.Time
 	// lastDurable is how many requests the last durable batch took, and
 	// syncedAt when its fsync returned (as the syncer saw it, however busy
 	// the writer was then); gatherFor is how long the next one
@@ -239,6 +244,7 @@ func newReportWriter(ctx context.Context, db *sql.DB) (*reportWriter, error) {
 		answers:  make(chan answers, 1),
 		syncDone: make(chan time.Time, 1),
 		synced:   make(chan struct{}),
+		lazySync: make(chan struct{}, 1),
 	}
 	w.syncWAL = w.fsyncWAL
 	w.gatherFor = gatherFor

@@ -139,6 +139,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		s.Store, err = sqlstore.New(ctx, dialect, w, r, s.reports.do)
 	}
 	if err == nil {
+		s.Store.SetLazySync(s.reports.syncAfter)
+	}
+	if err == nil {
 		err = s.Ping(ctx)
 	}
 	if err != nil {

@@ -99,6 +99,41 @@ func (s *Store) AppendDecision(ctx context.Context, d storage.DecisionRecord) (i
 	return id, nil
 }
 
+var _ storage.LazyDecisionAppender = (*Store)(nil)
+
+// AppendDecisionLazy stores d (see storage.LazyDecisionAppender). With a
+// group commit that can sync after the fact (SetLazySync), d is committed
+// without waiting for an fsync, and durable waits for one that began after
+// the commit: decisions committed before another's fsync began share it.
+// Otherwise d is durable when it returns, and durable returns nil at once.
+func (s *Store) AppendDecisionLazy(ctx context.Context, d storage.DecisionRecord) (int64, func(context.Context) error, error) {
+	if s.group == nil || s.syncLazy == nil {
+		id, err := s.AppendDecision(ctx, d)
+		return id, func(context.Context) error { return nil }, err
+	}
+	args, err := decisionArgs(d)
+	if err != nil {
+		return 0, nil, fmt.Errorf("appending decision: %w", err)
+	}
+	var id int64
+	err = s.groupedOneLazy(ctx, func(ctx context.Context, q conn) error {
+		return q.queryRow(ctx, insertDecision, args...).Scan(&id)
+	})
+	if err != nil {
+		return 0, nil, fmt.Errorf("appending decision: %w", err)
+	}
+	// Taken once the commit has returned: an fsync that begins after this
+	// instant covers it.
+	committed := time.Now()
+	sync := s.syncLazy
+	return id, func(ctx context.Context) error {
+		if err := sync(ctx, committed); err != nil {
+			return fmt.Errorf("making decision %d durable: %w", id, err)
+		}
+		return nil
+	}, nil
+}
+
 var _ storage.DecisionBatcher = (*Store)(nil)
 
 // AppendDecisions stores ds in one transaction (see storage.DecisionBatcher).

@@ -121,6 +121,9 @@ type Store struct {
 	// gains from a pool of its own for each).
 	w, r  *sql.DB
 	group Group
+	// syncLazy, when the group commit has it, returns once an fsync of its
+	// log that began after the given instant has returned (SetLazySync).
+	syncLazy func(ctx context.Context, after time.Time) error
 	// stmts are the prepared statements on w, by query, when the dialect
 	// prepares; filled by New and only read after.
 	stmts map[string]*sql.Stmt
@@ -303,6 +306,14 @@ func (s *Store) grouped(ctx context.Context, fn func(ctx context.Context, q conn
 // of its own without a group commit.
 func (s *Store) groupedOne(ctx context.Context, fn func(ctx context.Context, q conn) error) error {
 	return s.inGroup(ctx, true, false, fn)
+}
+
+// SetLazySync gives the store its group commit's way of making lazy
+// writes durable after the fact: sync returns once an fsync of the log
+// that began after the given instant has returned, or the error that
+// keeps it from being durable. Call it before the store is used.
+func (s *Store) SetLazySync(sync func(ctx context.Context, after time.Time) error) {
+	s.syncLazy = sync
 }
 
 // groupedLazy and groupedOneLazy are grouped and groupedOne for a sign-in's

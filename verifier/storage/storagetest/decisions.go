@@ -12,6 +12,7 @@ import (
 
 var decisionTests = []test{
 	{"AppendAndList", testDecisionAppendList},
+	{"AppendLazy", testDecisionAppendLazy},
 	{"ResultsRoundTrip", testDecisionResults},
 	{"Filters", testDecisionFilters},
 	{"Paging", testDecisionPaging},
@@ -57,6 +58,34 @@ func appendDecision(t *testing.T, s storage.Store, d storage.DecisionRecord) sto
 	must(t, err)
 	d.ID = id
 	return d
+}
+
+// testDecisionAppendLazy: a store that appends decisions lazily returns
+// one that is on record at once and, once durable returns, stored as any
+// other; a bad one is refused with nothing stored.
+func testDecisionAppendLazy(t *testing.T, s storage.Store) {
+	l, ok := s.(storage.LazyDecisionAppender)
+	if !ok {
+		t.Skip("the store appends every decision durably")
+	}
+	ctx := t.Context()
+	d := newDecision("ada@example.com", "dev-1", true, t0)
+	id, durable, err := l.AppendDecisionLazy(ctx, d)
+	must(t, err)
+	d.ID = id
+	if got := listDecisions(t, s, storage.DecisionFilter{Limit: 10}); len(got) != 1 || got[0].ID != id {
+		t.Fatalf("before durable: %+v, want decision %d", got, id)
+	}
+	must(t, durable(ctx))
+	equal(t, "ListDecisions", listDecisions(t, s, storage.DecisionFilter{Limit: 10}), []storage.DecisionRecord{d})
+	bad := d
+	bad.Username = "x\x00y"
+	if _, _, err := l.AppendDecisionLazy(ctx, bad); err == nil {
+		t.Fatal("a decision with a NUL in it was stored")
+	}
+	if got := listDecisions(t, s, storage.DecisionFilter{Limit: 10}); len(got) != 1 {
+		t.Fatalf("after a refused append: %d decisions, want 1", len(got))
+	}
 }
 
 func listDecisions(t *testing.T, s storage.Store, f storage.DecisionFilter) []storage.DecisionRecord {
