@@ -360,19 +360,25 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // commitsPerOp reports, when the returned func runs, the transactions the
 // store's group commit made per sign-in since commitsPerOp was called
-// (commits/op), and how many of them were lazy (lazy-commits/op): b.N
-// sign-ins and one warm-up sign-in for each of the row's browsers. A
-// store without a group commit reports nothing.
+// (commits/op), how many of them were lazy (lazy-commits/op), and the
+// fsyncs of its log (fsyncs/op): b.N sign-ins and one warm-up sign-in for
+// each of the row's browsers. A store without a group commit reports
+// nothing.
 func (e *ssoBench) commitsPerOp(b *testing.B, browsers int) func() {
-	c, ok := e.srv.Store.(interface{ Commits() (all, lazy int64) })
+	c, ok := e.srv.Store.(interface {
+		Commits() (all, lazy int64)
+		Syncs() int64
+	})
 	if !ok {
 		return func() {}
 	}
 	all0, lazy0 := c.Commits()
+	syncs0 := c.Syncs()
 	return func() {
 		all, lazy := c.Commits()
 		n := float64(b.N + browsers)
 		b.ReportMetric(float64(all-all0)/n, "commits/op")
 		b.ReportMetric(float64(lazy-lazy0)/n, "lazy-commits/op")
+		b.ReportMetric(float64(c.Syncs()-syncs0)/n, "fsyncs/op")
 	}
 }

@@ -178,7 +178,8 @@ type reportWriter struct {
 	syncing bool
 	// synced is closed once the syncer has sent its last answers.
 	synced chan struct{}
-	// syncs counts the syncer's fsyncs.
+	// syncs counts the WAL's fsyncs that returned nil (the syncer's and
+	// syncAfter's).
 	syncs atomic.Int64
 	// syncFailed holds the first fsync error: from then on no write of
 	// the group commit is answered as stored (see sync).

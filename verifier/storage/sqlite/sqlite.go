@@ -282,6 +282,16 @@ func (s *Store) Commits() (all, lazy int64) {
 	return s.reports.commits.Load(), s.reports.lazyCommits.Load()
 }
 
+// Syncs returns how many fsyncs of the WAL the group commit made so far
+// (not counting SQLite's own in checkpoints): the benchmarks divide them
+// by the writes they made.
+func (s *Store) Syncs() int64 {
+	if s.reports == nil {
+		return 0
+	}
+	return s.reports.syncs.Load()
+}
+
 // Ping checks the store as sqlstore's Ping does, and fails once an fsync
 // of the write-ahead log has failed: from then on the group commit answers
 // every write with that error, until the verifier restarts.
