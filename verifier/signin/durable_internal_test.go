@@ -28,6 +28,7 @@ type lazyStore struct {
 	written  func() bool
 	durables atomic.Int64
 	early    atomic.Bool
+	lazies   atomic.Int64
 }
 
 func (s *lazyStore) AppendDecision(context.Context, storage.DecisionRecord) (int64, error) {
@@ -37,6 +38,7 @@ func (s *lazyStore) AppendDecision(context.Context, storage.DecisionRecord) (int
 type lazyOnly struct{ *lazyStore }
 
 func (s lazyOnly) AppendDecisionLazy(context.Context, storage.DecisionRecord) (int64, func(context.Context) error, error) {
+	s.lazies.Add(1)
 	id := s.appended.Add(1)
 	return id, func(context.Context) error {
 		s.durables.Add(1)
@@ -123,5 +125,29 @@ func TestResponseWaitsForADurableDecision(t *testing.T) {
 	h.finish(rec, httptest.NewRequest("GET", "https://v.example.com/saml/sso", nil), a, allow)
 	if rec.Code != 200 || s.appended.Load() != 1 || !strings.Contains(rec.Body.String(), "SAMLResponse") {
 		t.Fatalf("without lazy appends: status %d, %d appended", rec.Code, s.appended.Load())
+	}
+}
+
+// Only a decision that lets a response go is appended lazily: a denial's
+// page says nothing that needs a fsync to come later, so its decision is
+// durable when it is appended, whatever the store can do.
+func TestOnlyAllowedDecisionsAppendLazily(t *testing.T) {
+	h := &Handler{}
+	for _, allow := range []bool{false, true} {
+		s := &lazyStore{written: func() bool { return false }}
+		h.Store = lazyOnly{s}
+		_, durable, err := h.appendDecision(t.Context(), storage.DecisionRecord{Allow: allow}, allow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := durable(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := s.lazies.Load(), map[bool]int64{false: 0, true: 1}[allow]; got != want {
+			t.Errorf("allow %v: %d lazy appends, want %d", allow, got, want)
+		}
+		if s.appended.Load() != 1 {
+			t.Errorf("allow %v: %d appends, want 1", allow, s.appended.Load())
+		}
 	}
 }

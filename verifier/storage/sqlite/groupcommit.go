@@ -186,11 +186,14 @@ type reportWriter struct {
 	syncFailed atomic.Pointer[error]
 	// syncWAL makes the WAL durable; tests replace it.
 	syncWAL func() error
-	// lazySync is held (a value in it) by the one syncAfter at a time,
-	// and lazySyncedFrom, which only its holder uses, is when the last
-	// fsync of syncAfter that succeeded began.
-	lazySync       chan struct{}
-	lazySyncedFrom time.Time
+	// syncLock is held (a value in it) across every fsync of wal, the
+	// syncer's and syncAfter's: two fsyncs of one open file at once share
+	// the one report of a failed write-back, and the one that missed it
+	// would answer writes the disk lost. syncedThrough, which only its
+	// holder uses, is how many batches had been committed when the last
+	// fsync that returned nil began.
+	syncLock      chan struct{}
+	syncedThrough int64
 	// lastDurable is how many requests the last durable batch took, and
 	// syncedAt when its fsync returned (as the syncer saw it, however busy
 	// the writer was then); gatherFor is how long the next one
@@ -245,7 +248,7 @@ func newReportWriter(ctx context.Context, db *sql.DB) (*reportWriter, error) {
 		answers:  make(chan answers, 1),
 		syncDone: make(chan time.Time, 1),
 		synced:   make(chan struct{}),
-		lazySync: make(chan struct{}, 1),
+		syncLock: make(chan struct{}, 1),
 	}
 	w.syncWAL = w.fsyncWAL
 	w.gatherFor = gatherFor
@@ -699,9 +702,19 @@ func (w *reportWriter) syncer() {
 // error stays, since after a failed fsync the kernel may have dropped the
 // pages it could not write, and no later fsync would say so.
 func (w *reportWriter) sync() error {
+	w.syncLock <- struct{}{}
+	defer func() { <-w.syncLock }()
+	return w.syncHeld()
+}
+
+// syncHeld is sync with syncLock held.
+func (w *reportWriter) syncHeld() error {
 	if p := w.syncFailed.Load(); p != nil {
 		return *p
 	}
+	// Counted before the fsync begins: every batch counted had returned
+	// from its commit, its frames written to the file.
+	through := w.commits.Load()
 	if err := w.syncWAL(); err != nil {
 		err = fmt.Errorf("syncing the database's log; restart the verifier once the disk is fixed: %w", err)
 		if w.syncFailed.CompareAndSwap(nil, &err) {
@@ -714,6 +727,7 @@ func (w *reportWriter) sync() error {
 		return *w.syncFailed.Load()
 	}
 	w.syncs.Add(1)
+	w.syncedThrough = through
 	return nil
 }
 

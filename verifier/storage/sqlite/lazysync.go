@@ -1,35 +1,38 @@
 package sqlite
 
-import (
-	"context"
-	"time"
-)
+import "context"
 
-// syncAfter returns once an fsync of the WAL that began after the instant
-// after has returned: every write whose commit returned before after is
-// then durable. A caller that finds one running waits for it, and if it
-// began after after, is answered by it: sign-ins whose decisions were
-// committed while the one before was signing share an fsync. It returns
-// the writer's sticky fsync error when a new fsync is needed and cannot be
-// had, and ctx's error if ctx ends first.
-//
-// These fsyncs are the writer's own (sync): a failure stops the store's
-// writes as the syncer's would. They run beside the syncer's, which keeps
-// answering durable batches.
-func (w *reportWriter) syncAfter(ctx context.Context, after time.Time) error {
+// mark is how many batches the writer has committed. Read once a write
+// has been answered, it counts that write's commit: an fsync that began
+// when the writer had committed at least mark batches covers the write.
+func (w *reportWriter) mark() int64 { return w.commits.Load() }
+
+// syncAfter returns once an fsync of the WAL that began when the writer
+// had committed at least mark batches has returned nil: every write whose
+// commit mark counts is then durable. A caller that finds such an fsync
+// already done, by the syncer or another caller, returns at once; one that
+// finds an fsync running waits for it, and is answered by it if it began
+// late enough: sign-ins whose decisions were committed while the one
+// before was signing share an fsync. It returns the writer's sticky fsync
+// error when a new fsync is needed and cannot be had, ErrClosed once the
+// writer is stopping, and ctx's error if ctx ends first.
+func (w *reportWriter) syncAfter(ctx context.Context, mark int64) error {
 	select {
-	case w.lazySync <- struct{}{}:
+	case w.syncLock <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-w.stop:
+		return ErrClosed
 	}
-	defer func() { <-w.lazySync }()
-	if w.lazySyncedFrom.After(after) {
+	defer func() { <-w.syncLock }()
+	if w.syncedThrough >= mark {
 		return nil
 	}
-	began := time.Now()
-	if err := w.sync(); err != nil {
-		return err
+	select {
+	case <-w.stop:
+		// The WAL file may be closed under the fsync: not a disk failure.
+		return ErrClosed
+	default:
 	}
-	w.lazySyncedFrom = began
-	return nil
+	return w.syncHeld()
 }

@@ -17,6 +17,7 @@ import (
 type heldSyncs struct {
 	w       *reportWriter
 	calls   atomic.Int64
+	next    atomic.Int64
 	began   chan struct{}
 	release chan error
 }
@@ -29,10 +30,23 @@ func newHeldSyncs(t *testing.T) *heldSyncs {
 	return h
 }
 
-func (h *heldSyncs) syncAfter(ctx context.Context, after time.Time) chan error {
+func (h *heldSyncs) syncAfter(ctx context.Context, mark int64) chan error {
 	c := make(chan error, 1)
-	go func() { c <- h.w.syncAfter(ctx, after) }()
+	go func() { c <- h.w.syncAfter(ctx, mark) }()
 	return c
+}
+
+// commit commits a lazy write and returns its mark.
+func (h *heldSyncs) commit(t *testing.T) int64 {
+	t.Helper()
+	x := h.next.Add(1)
+	if err := h.w.do(t.Context(), true, func(ctx context.Context, tx *sqlstore.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO t (x) VALUES (?)`, x)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return h.w.mark()
 }
 
 func (h *heldSyncs) began1(t *testing.T) {
@@ -64,17 +78,20 @@ func unanswered(t *testing.T, c chan error, what string) {
 	}
 }
 
-// syncAfter answers a caller only after an fsync that began after the
-// instant it names; callers whose instant precedes a running fsync's start
-// share it, and a later one gets an fsync of its own.
+// syncAfter answers a caller only after an fsync that began once its
+// write was committed; callers whose writes were committed before a
+// running fsync began share it, and a write committed while it runs needs
+// another.
 func TestSyncAfterSharesAnFsyncThatBeganLater(t *testing.T) {
 	h := newHeldSyncs(t)
 	ctx := t.Context()
 
-	first, second := time.Now(), time.Now()
+	first := h.commit(t)
+	second := h.commit(t)
 	a := h.syncAfter(ctx, first)
 	h.began1(t)
 	b := h.syncAfter(ctx, second) // committed before the running fsync began: it waits for that one
+	during := h.commit(t)         // committed while it runs
 	unanswered(t, a, "the first caller")
 	unanswered(t, b, "a caller waiting on the running fsync")
 	h.release <- nil
@@ -87,11 +104,9 @@ func TestSyncAfterSharesAnFsyncThatBeganLater(t *testing.T) {
 	if n := h.calls.Load(); n != 1 {
 		t.Fatalf("%d fsyncs for two writes committed before the first began, want 1", n)
 	}
-
-	// Committed after that fsync began: a new one.
-	c := h.syncAfter(ctx, time.Now())
+	c := h.syncAfter(ctx, during)
 	h.began1(t)
-	unanswered(t, c, "a caller committed after the last fsync began")
+	unanswered(t, c, "a caller whose write was committed during the last fsync")
 	h.release <- nil
 	if err := answer(t, c); err != nil {
 		t.Fatal(err)
@@ -100,12 +115,53 @@ func TestSyncAfterSharesAnFsyncThatBeganLater(t *testing.T) {
 		t.Fatalf("%d fsyncs, want 2", n)
 	}
 
-	// An instant before the last successful fsync began: nothing to do.
-	if err := answer(t, h.syncAfter(ctx, first)); err != nil {
+	// Every write so far is covered: nothing to do.
+	if err := answer(t, h.syncAfter(ctx, during)); err != nil {
 		t.Fatal(err)
 	}
 	if n := h.calls.Load(); n != 2 {
 		t.Fatalf("%d fsyncs after a caller already covered, want 2", n)
+	}
+}
+
+// The syncer's fsyncs and syncAfter's never run at once (two fsyncs of
+// one open file share the one report of a failed write-back), and a
+// syncer's fsync that began after a write was committed covers it.
+func TestSyncAfterAndTheSyncerTakeTurns(t *testing.T) {
+	h := newHeldSyncs(t)
+	ctx := t.Context()
+	lazy := h.commit(t)
+	durable := make(chan error, 1)
+	go func() {
+		durable <- h.w.do(ctx, false, func(ctx context.Context, tx *sqlstore.Tx) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO t (x) VALUES (-1)`)
+			return err
+		})
+	}()
+	h.began1(t) // the syncer's, for the durable write
+	covered := h.syncAfter(ctx, lazy)
+	after := h.commit(t)
+	late := h.syncAfter(ctx, after)
+	select {
+	case <-h.began:
+		t.Fatal("an fsync began while the syncer's ran")
+	case <-time.After(100 * time.Millisecond):
+	}
+	unanswered(t, covered, "a caller whose write the syncer's running fsync covers")
+	h.release <- nil
+	if err := answer(t, durable); err != nil {
+		t.Fatal(err)
+	}
+	h.began1(t) // the late write's own (the covered caller may wait behind it)
+	h.release <- nil
+	if err := answer(t, covered); err != nil {
+		t.Fatal(err)
+	}
+	if err := answer(t, late); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.calls.Load(); n != 2 {
+		t.Fatalf("%d fsyncs, want 2: the syncer's covers the first write", n)
 	}
 }
 
@@ -115,16 +171,16 @@ func TestSyncAfterSharesAnFsyncThatBeganLater(t *testing.T) {
 func TestSyncAfterFailureSticks(t *testing.T) {
 	h := newHeldSyncs(t)
 	ctx := t.Context()
-	before := time.Now()
-	a := h.syncAfter(ctx, before)
+	m := h.commit(t)
+	a := h.syncAfter(ctx, m)
 	h.began1(t)
-	b := h.syncAfter(ctx, before)
+	b := h.syncAfter(ctx, m)
 	h.release <- syscall.EIO
 	if err := answer(t, a); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("first caller: %v, want EIO", err)
 	}
-	// The second waited for a fsync that failed: it is not covered, and the
-	// error stays without another fsync.
+	// The second waited for an fsync that failed: it is not covered, and
+	// the error stays without another fsync.
 	if err := answer(t, b); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("second caller: %v, want the sticky EIO", err)
 	}
@@ -137,13 +193,16 @@ func TestSyncAfterFailureSticks(t *testing.T) {
 	}
 }
 
-// A caller waiting for another's fsync gives up when its context ends.
-func TestSyncAfterContext(t *testing.T) {
+// A caller waiting for another's fsync gives up when its context ends;
+// one that comes once the writer is stopping is told so, and the writer
+// is not marked failed.
+func TestSyncAfterContextAndClose(t *testing.T) {
 	h := newHeldSyncs(t)
-	a := h.syncAfter(t.Context(), time.Now())
+	m := h.commit(t)
+	a := h.syncAfter(t.Context(), m)
 	h.began1(t)
 	ctx, cancel := context.WithCancel(t.Context())
-	b := h.syncAfter(ctx, time.Now())
+	b := h.syncAfter(ctx, m)
 	cancel()
 	if err := answer(t, b); !errors.Is(err, context.Canceled) {
 		t.Fatalf("canceled caller: %v", err)
@@ -152,10 +211,22 @@ func TestSyncAfterContext(t *testing.T) {
 	if err := answer(t, a); err != nil {
 		t.Fatal(err)
 	}
+
+	m = h.commit(t)
+	if err := h.w.close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := answer(t, h.syncAfter(t.Context(), m)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after close: %v, want ErrClosed", err)
+	}
+	if p := h.w.syncFailed.Load(); p != nil {
+		t.Fatalf("closing marked the writer failed: %v", *p)
+	}
 }
 
-// Through the store: a lazy decision is visible once appended, and durable
-// waits for an fsync that began after its commit; a failed one is named.
+// Through the store: a lazy decision is visible once appended, durable
+// waits for an fsync that began after its commit (one committed while an
+// fsync runs needs the next), and a failed one is named.
 func TestAppendDecisionLazy(t *testing.T) {
 	ctx := t.Context()
 	s, err := Open(ctx, t.TempDir()+"/clearance.db")
@@ -164,9 +235,14 @@ func TestAppendDecisionLazy(t *testing.T) {
 	}
 	t.Cleanup(func() { s.Close() })
 	var calls atomic.Int64
-	fail := atomic.Bool{}
+	var fail, hold atomic.Bool
+	began, release := make(chan struct{}, 4), make(chan struct{})
 	s.reports.syncWAL = func() error {
 		calls.Add(1)
+		if hold.Load() {
+			began <- struct{}{}
+			<-release
+		}
 		if fail.Load() {
 			return syscall.EIO
 		}
@@ -182,15 +258,40 @@ func TestAppendDecisionLazy(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].ID != id {
 		t.Fatalf("after the lazy append: %+v %v, want decision %d", got, err, id)
 	}
-	before := calls.Load()
-	if err := durable(ctx); err != nil {
+
+	// Its fsync held: a decision committed meanwhile is not covered by it.
+	hold.Store(true)
+	first := make(chan error, 1)
+	go func() { first <- durable(ctx) }()
+	<-began
+	rec.RequestID = "id-2"
+	_, durable2, err := s.AppendDecisionLazy(ctx, rec)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if calls.Load() != before+1 {
-		t.Fatalf("durable made %d fsyncs, want 1", calls.Load()-before)
+	second := make(chan error, 1)
+	go func() { second <- durable2(ctx) }()
+	release <- struct{}{}
+	if err := <-first; err != nil {
+		t.Fatal(err)
 	}
+	select {
+	case <-began:
+	case err := <-second:
+		t.Fatalf("a decision committed during an fsync was made durable (%v) by it", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no second fsync")
+	}
+	release <- struct{}{}
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("%d fsyncs, want 2", n)
+	}
+	hold.Store(false)
 
-	rec.RequestID = "id-2"
+	rec.RequestID = "id-3"
 	_, durable, err = s.AppendDecisionLazy(ctx, rec)
 	if err != nil {
 		t.Fatal(err)

@@ -139,7 +139,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		s.Store, err = sqlstore.New(ctx, dialect, w, r, s.reports.do)
 	}
 	if err == nil {
-		s.Store.SetLazySync(s.reports.syncAfter)
+		s.Store.SetLazySync(s.reports.mark, s.reports.syncAfter)
 	}
 	if err == nil {
 		err = s.Ping(ctx)

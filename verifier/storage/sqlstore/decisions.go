@@ -104,10 +104,10 @@ var _ storage.LazyDecisionAppender = (*Store)(nil)
 // AppendDecisionLazy stores d (see storage.LazyDecisionAppender). With a
 // group commit that can sync after the fact (SetLazySync), d is committed
 // without waiting for an fsync, and durable waits for one that began after
-// the commit: decisions committed before another's fsync began share it.
+// the commit: decisions committed before an fsync began share it.
 // Otherwise d is durable when it returns, and durable returns nil at once.
 func (s *Store) AppendDecisionLazy(ctx context.Context, d storage.DecisionRecord) (int64, func(context.Context) error, error) {
-	if s.group == nil || s.syncLazy == nil {
+	if s.group == nil || s.syncLazy == nil || s.lazyMark == nil {
 		id, err := s.AppendDecision(ctx, d)
 		return id, func(context.Context) error { return nil }, err
 	}
@@ -122,12 +122,11 @@ func (s *Store) AppendDecisionLazy(ctx context.Context, d storage.DecisionRecord
 	if err != nil {
 		return 0, nil, fmt.Errorf("appending decision: %w", err)
 	}
-	// Taken once the commit has returned: an fsync that begins after this
-	// instant covers it.
-	committed := time.Now()
+	// Read once the commit has returned: it counts it.
+	mark := s.lazyMark()
 	sync := s.syncLazy
 	return id, func(ctx context.Context) error {
-		if err := sync(ctx, committed); err != nil {
+		if err := sync(ctx, mark); err != nil {
 			return fmt.Errorf("making decision %d durable: %w", id, err)
 		}
 		return nil

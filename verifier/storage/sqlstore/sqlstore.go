@@ -121,9 +121,11 @@ type Store struct {
 	// gains from a pool of its own for each).
 	w, r  *sql.DB
 	group Group
-	// syncLazy, when the group commit has it, returns once an fsync of its
-	// log that began after the given instant has returned (SetLazySync).
-	syncLazy func(ctx context.Context, after time.Time) error
+	// lazyMark and syncLazy, when the group commit has them (SetLazySync),
+	// mark a lazy write once it has returned, and make what was committed
+	// up to a mark durable.
+	lazyMark func() int64
+	syncLazy func(ctx context.Context, mark int64) error
 	// stmts are the prepared statements on w, by query, when the dialect
 	// prepares; filled by New and only read after.
 	stmts map[string]*sql.Stmt
@@ -309,11 +311,12 @@ func (s *Store) groupedOne(ctx context.Context, fn func(ctx context.Context, q c
 }
 
 // SetLazySync gives the store its group commit's way of making lazy
-// writes durable after the fact: sync returns once an fsync of the log
-// that began after the given instant has returned, or the error that
-// keeps it from being durable. Call it before the store is used.
-func (s *Store) SetLazySync(sync func(ctx context.Context, after time.Time) error) {
-	s.syncLazy = sync
+// writes durable after the fact: mark, read once a lazy write has
+// returned, counts that write's commit, and sync returns once every write
+// a mark counts is durable, or the error that keeps it from being. Call it
+// before the store is used.
+func (s *Store) SetLazySync(mark func() int64, sync func(ctx context.Context, mark int64) error) {
+	s.lazyMark, s.syncLazy = mark, sync
 }
 
 // groupedLazy and groupedOneLazy are grouped and groupedOne for a sign-in's
