@@ -276,6 +276,9 @@ func (w *reportWriter) close() error {
 	w.closeOnce.Do(func() { close(w.stop) })
 	<-w.exited
 	err := errors.Join(w.sp.begin.Close(), w.sp.release.Close(), w.sp.rollback.Close())
+	// An fsync a sign-in began (syncAfter) finishes on an open file first.
+	w.syncLock <- struct{}{}
+	defer func() { <-w.syncLock }()
 	w.walOnce.Do(func() { err = errors.Join(err, w.wal.Close()) })
 	return err
 }

@@ -27,6 +27,16 @@ func newHeldSyncs(t *testing.T) *heldSyncs {
 	_, w := faultWriter(t, `CREATE TABLE t (x INTEGER PRIMARY KEY)`)
 	h := &heldSyncs{w: w, began: make(chan struct{}, 8), release: make(chan error)}
 	w.syncWAL = func() error { h.calls.Add(1); h.began <- struct{}{}; return <-h.release }
+	t.Cleanup(func() {
+		// Whatever fsync is still held is let go, so the writer can stop.
+		for {
+			select {
+			case h.release <- nil:
+			case <-time.After(100 * time.Millisecond):
+				return
+			}
+		}
+	})
 	return h
 }
 
@@ -212,11 +222,23 @@ func TestSyncAfterContextAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Closing waits for an fsync a caller began, on an open file: it
+	// succeeds, and nothing is marked failed.
 	m = h.commit(t)
-	if err := h.w.close(); err != nil {
+	inFlight := h.syncAfter(t.Context(), m)
+	h.began1(t)
+	closed := make(chan error, 1)
+	go func() { closed <- h.w.close() }()
+	unanswered(t, closed, "close, with an fsync running")
+	h.release <- nil
+	if err := answer(t, inFlight); err != nil {
+		t.Fatalf("the fsync running when the store closed: %v", err)
+	}
+	if err := answer(t, closed); err != nil {
 		t.Fatal(err)
 	}
-	if err := answer(t, h.syncAfter(t.Context(), m)); !errors.Is(err, ErrClosed) {
+	// A caller that comes once the writer is stopping is told so.
+	if err := answer(t, h.syncAfter(t.Context(), h.commits()+1)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after close: %v, want ErrClosed", err)
 	}
 	if p := h.w.syncFailed.Load(); p != nil {
@@ -263,7 +285,7 @@ func TestAppendDecisionLazy(t *testing.T) {
 	hold.Store(true)
 	first := make(chan error, 1)
 	go func() { first <- durable(ctx) }()
-	<-began
+	waitFor(t, began)
 	rec.RequestID = "id-2"
 	_, durable2, err := s.AppendDecisionLazy(ctx, rec)
 	if err != nil {
@@ -272,7 +294,7 @@ func TestAppendDecisionLazy(t *testing.T) {
 	second := make(chan error, 1)
 	go func() { second <- durable2(ctx) }()
 	release <- struct{}{}
-	if err := <-first; err != nil {
+	if err := answer(t, first); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -283,7 +305,7 @@ func TestAppendDecisionLazy(t *testing.T) {
 		t.Fatal("no second fsync")
 	}
 	release <- struct{}{}
-	if err := <-second; err != nil {
+	if err := answer(t, second); err != nil {
 		t.Fatal(err)
 	}
 	if n := calls.Load(); n != 2 {
@@ -302,3 +324,15 @@ func TestAppendDecisionLazy(t *testing.T) {
 		t.Fatalf("durable after a failed fsync: %v", err)
 	}
 }
+
+func waitFor(t *testing.T, c chan struct{}) {
+	t.Helper()
+	select {
+	case <-c:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no fsync began")
+	}
+}
+
+// commits is the writer's commit count.
+func (h *heldSyncs) commits() int64 { return h.w.mark() }
