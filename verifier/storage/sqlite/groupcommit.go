@@ -562,6 +562,9 @@ fill:
 		fail(fmt.Errorf("committing transaction: %w", err))
 		return
 	}
+	// Counted before any of the batch is answered: a lazy write's mark,
+	// read once it is answered, must count its commit, or an fsync that
+	// began before the commit could be taken to cover it (syncAfter).
 	w.commits.Add(1)
 	if lazy {
 		w.lazyCommits.Add(1)
