@@ -336,3 +336,28 @@ func waitFor(t *testing.T, c chan struct{}) {
 
 // commits is the writer's commit count.
 func (h *heldSyncs) commits() int64 { return h.w.mark() }
+
+// A lazy write's mark, read as soon as the write is answered, counts the
+// write's commit: the writer counts a batch before it answers any of it.
+// Counted after, an fsync that began before the commit would be taken to
+// cover it. The writer is held after the answer until the mark is read.
+func TestLazyMarkCountsItsCommit(t *testing.T) {
+	_, w := faultWriter(t, `CREATE TABLE t (x INTEGER PRIMARY KEY)`)
+	read := make(chan struct{})
+	w.lazyAnswered = func() { <-read }
+	for x := range 3 {
+		before := w.mark()
+		err := w.do(t.Context(), true, func(ctx context.Context, tx *sqlstore.Tx) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO t (x) VALUES (?)`, x)
+			return err
+		})
+		got := w.mark()
+		read <- struct{}{}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != before+1 {
+			t.Fatalf("write %d: mark %d once answered, want %d (the count before it, %d, and its commit)", x, got, before+1, before)
+		}
+	}
+}
