@@ -3,6 +3,8 @@ package signin
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
@@ -87,6 +89,8 @@ func finishRig(t *testing.T) (*Handler, *attempt) {
 // returns.
 func TestResponseWaitsForADurableDecision(t *testing.T) {
 	h, a := finishRig(t)
+	var logs strings.Builder
+	h.Log = slog.New(slog.NewTextHandler(&logs, nil))
 	allow := decision.Decision{Allow: true, Reason: "ok"}
 
 	for _, tc := range []struct {
@@ -115,6 +119,12 @@ func TestResponseWaitsForADurableDecision(t *testing.T) {
 			if s.early.Load() {
 				t.Fatal("the page was written before the decision was durable")
 			}
+			// The committed row whose response was not sent is named.
+			unsent := fmt.Sprintf("decision_id=%d response_sent=false", s.appended.Load())
+			if got := strings.Contains(logs.String(), unsent); got != !tc.wantResp {
+				t.Fatalf("log names the unsent decision (%q): %v, want %v:\n%s", unsent, got, !tc.wantResp, logs.String())
+			}
+			logs.Reset()
 		})
 	}
 

@@ -680,7 +680,10 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 		// anything is said of it.
 		signed()
 		if err := durable(ctx); err != nil {
-			h.unavailable(w, r, "recording decision", err)
+			// The row is committed, and becomes durable with the next
+			// fsync that succeeds, if one does; its response is never
+			// sent. The log names it, so the decision log is read right.
+			h.unavailable(w, r, "making decision durable", err, "decision_id", id, "response_sent", false)
 			return
 		}
 	}
@@ -930,18 +933,19 @@ func (h *Handler) logRefused(r *http.Request, rf *refusal, ref string) {
 	}
 }
 
-// unavailable fails closed when storage or signing cannot be used.
-func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, what string, err error) {
+// unavailable fails closed when storage or signing cannot be used; attrs
+// are logged with the step.
+func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, what string, err error, attrs ...any) {
 	if r.Context().Err() != nil {
 		// The browser hung up, which cancelled the work: not a storage
 		// failure, and no one is left to read a page.
 		h.metrics().SSORefused(string(reason.ClientGone))
-		h.log().Debug("sso_client_gone", "step", what, "err", err, "remote", r.RemoteAddr)
+		h.log().Debug("sso_client_gone", append([]any{"step", what, "err", err, "remote", r.RemoteAddr}, attrs...)...)
 		return
 	}
 	ref := newRef()
 	h.metrics().SSORefused(string(reason.Storage))
-	h.log().Error("sso_unavailable", "step", what, "err", err, "ref", ref, "remote", r.RemoteAddr)
+	h.log().Error("sso_unavailable", append([]any{"step", what, "err", err, "ref", ref, "remote", r.RemoteAddr}, attrs...)...)
 	h.Pages.Refused(w, http.StatusServiceUnavailable, web.Refused{Reason: reason.Storage, SupportID: ref})
 }
 
