@@ -680,9 +680,9 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 		// anything is said of it.
 		signed()
 		if err := durable(ctx); err != nil {
-			// The row is committed, and becomes durable with the next
-			// fsync that succeeds, if one does; its response is never
-			// sent. The log names it, so the decision log is read right.
+			// The row is committed but not known to be durable, and its
+			// response is never sent. The log names it, so the decision
+			// log is read right.
 			h.unavailable(w, r, "making decision durable", err, "decision_id", id, "response_sent", false)
 			return
 		}
@@ -696,12 +696,12 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 
 	if d.Allow {
 		if signErr != nil {
-			h.log().Error("signing response failed", "err", signErr, "decision_id", id)
+			h.log().Error("signing response failed", "err", signErr, "decision_id", id, "response_sent", false)
 			h.Pages.Refused(w, http.StatusInternalServerError, web.Refused{Reason: reason.SigningFailed, SupportID: strconv.FormatInt(id, 10)})
 			return
 		}
 		if err := h.Pages.Post(w, web.Post{ACSURL: h.IdP.ACSURL(a.req), SAMLResponse: resp, RelayState: a.req.RelayState, Notes: web.Notes(d)}); err != nil {
-			h.log().Error("response not sent", "err", err, "decision_id", id)
+			h.log().Error("response not sent", "err", err, "decision_id", id, "response_sent", false)
 		}
 		return
 	}

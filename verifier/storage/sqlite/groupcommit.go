@@ -186,9 +186,9 @@ type reportWriter struct {
 	syncFailed atomic.Pointer[error]
 	// syncWAL makes the WAL durable; tests replace it.
 	syncWAL func() error
-	// lazyAnswered, when a test sets it, runs on the writer after each
+	// lazyAnswer, when a test sets it, runs on the writer before each
 	// lazy write of a batch is answered (nil otherwise).
-	lazyAnswered func()
+	lazyAnswer func()
 	// syncLock is held (a value in it) across every fsync of wal, the
 	// syncer's and syncAfter's: two fsyncs of one open file at once share
 	// the one report of a failed write-back, and the one that missed it
@@ -572,10 +572,10 @@ fill:
 	if lazy {
 		w.lazyCommits.Add(1)
 		for i, req := range taken {
-			req.done <- results[i]
-			if w.lazyAnswered != nil {
-				w.lazyAnswered()
+			if w.lazyAnswer != nil {
+				w.lazyAnswer()
 			}
+			req.done <- results[i]
 		}
 		return
 	}

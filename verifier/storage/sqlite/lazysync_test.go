@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -340,24 +341,59 @@ func (h *heldSyncs) commits() int64 { return h.w.mark() }
 // A lazy write's mark, read as soon as the write is answered, counts the
 // write's commit: the writer counts a batch before it answers any of it.
 // Counted after, an fsync that began before the commit would be taken to
-// cover it. The writer is held after the answer until the mark is read.
+// cover it. The marks are read on the writer just before each answer:
+// one batch of one write, held there while three more queue, then one
+// batch of those three.
 func TestLazyMarkCountsItsCommit(t *testing.T) {
 	_, w := faultWriter(t, `CREATE TABLE t (x INTEGER PRIMARY KEY)`)
-	read := make(chan struct{})
-	w.lazyAnswered = func() { <-read }
-	for x := range 3 {
-		before := w.mark()
-		err := w.do(t.Context(), true, func(ctx context.Context, tx *sqlstore.Tx) error {
-			_, err := tx.ExecContext(ctx, `INSERT INTO t (x) VALUES (?)`, x)
-			return err
-		})
-		got := w.mark()
-		read <- struct{}{}
-		if err != nil {
-			t.Fatal(err)
+	entered, hold := make(chan struct{}), make(chan struct{})
+	var marks []int64 // the writer's alone until every write is answered
+	w.lazyAnswer = func() {
+		if len(marks) == 0 {
+			close(entered)
+			select {
+			case <-hold:
+			case <-t.Context().Done():
+			}
 		}
-		if got != before+1 {
-			t.Fatalf("write %d: mark %d once answered, want %d (the count before it, %d, and its commit)", x, got, before+1, before)
+		marks = append(marks, w.mark())
+	}
+	errs := make(chan error, 4)
+	write := func(x int) {
+		go func() {
+			errs <- w.do(t.Context(), true, func(ctx context.Context, tx *sqlstore.Tx) error {
+				_, err := tx.ExecContext(ctx, `INSERT INTO t (x) VALUES (?)`, x)
+				return err
+			})
+		}()
+	}
+	write(0)
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first write was not answered")
+	}
+	for x := 1; x <= 3; x++ {
+		write(x)
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(w.queue) < 3; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			close(hold)
+			t.Fatalf("%d writes queued, want 3", len(w.queue))
 		}
+	}
+	close(hold)
+	for range 4 {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a write was not answered")
+		}
+	}
+	if want := []int64{1, 2, 2, 2}; !slices.Equal(marks, want) {
+		t.Fatalf("marks read before each answer %v, want %v: a batch counted after an answer", marks, want)
 	}
 }
