@@ -689,6 +689,16 @@ type Binding struct {
 	bound      map[string]bool
 	flags      map[string]*settingFlag
 	configFile *string
+	// audLater: see AUDLater.
+	audLater bool
+}
+
+// AUDLater lets --cloudflare-team resolve without --cloudflare-aud, for a
+// command that prints what to create in Cloudflare: the AUD tag exists
+// only once the Access application it describes has been created.
+func (b *Binding) AUDLater() *Binding {
+	b.audLater = true
+	return b
 }
 
 // Bind declares flags on fs for the named settings (every setting when none
@@ -793,7 +803,7 @@ func (b *Binding) Resolve(getenv func(string) string) (*Config, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	if err := c.finish(); err != nil {
+	if err := c.finish(b.audLater); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -915,7 +925,7 @@ func canonicalBaseURL(s string) (string, error) {
 }
 
 // finish fills derived defaults and checks settings that depend on each other.
-func (c *Config) finish() error {
+func (c *Config) finish(audLater bool) error {
 	if c.SSOPublicURL == "" {
 		_, port, _ := net.SplitHostPort(c.SSOListen)
 		host := c.PublicHost()
@@ -958,7 +968,7 @@ func (c *Config) finish() error {
 	if c.ClientCertHeader != "" && len(c.TrustedProxies) == 0 {
 		return errors.New("--client-cert-header needs --trusted-proxies: a certificate header is believed only from a trusted proxy")
 	}
-	if (c.CloudflareTeam == "") != (c.CloudflareAUD == "") {
+	if (c.CloudflareTeam == "") != (c.CloudflareAUD == "") && !(audLater && c.CloudflareAUD == "") {
 		return errors.New("set both --cloudflare-team and --cloudflare-aud (the Access application's AUD tag), or neither")
 	}
 	if c.CloudflareCertsURL != "" && c.CloudflareTeam == "" {

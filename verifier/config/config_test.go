@@ -142,6 +142,10 @@ func TestSignInSettings(t *testing.T) {
 	}{
 		{[]string{"--okta-audience", "https://www.okta.com/saml2/service-provider/spx"}, "set both"},
 		{[]string{"--okta-request-cert", "/x.pem"}, "needs --okta-audience"},
+		// serve needs the AUD tag with the team (only cloudflare setup may
+		// go without it).
+		{[]string{"--cloudflare-team", "acme"}, "set both --cloudflare-team"},
+		{[]string{"--cloudflare-aud", "aud-tag-1"}, "set both --cloudflare-team"},
 		{[]string{"--client-cert-header", "X-Cert"}, "needs --trusted-proxies"},
 		{[]string{"--sso-rate-limit", "-1"}, "from 0 to"},
 		{[]string{"--sso-rate-limit", "NaN"}, "from 0 to"},

@@ -28,7 +28,8 @@ func (a *app) cloudflareCmd() *cli.Command {
 				"    --api-url https://clearance-posture.example.com/cloudflare/v1/posture",
 			Footer: config.SharedFooter,
 			Flags: func(fs *cli.FlagSet) cli.Action {
-				b := config.Bind(fs, "public-url", "http-listen", "cloudflare-team", "cloudflare-aud", "cloudflare-score-compliant", "cloudflare-score-warn")
+				// The AUD tag comes from step 2 of what this prints.
+				b := config.Bind(fs, "public-url", "http-listen", "cloudflare-team", "cloudflare-aud", "cloudflare-score-compliant", "cloudflare-score-warn").AUDLater()
 				fs.Group("Output")
 				apiURL := fs.String("api-url", "", "the posture endpoint's URL as Cloudflare reaches it: the Access application's hostname + "+cloudflare.Path+" (default: the --public-url host with the --http-listen port)")
 				interval := fs.String("interval", "10m", "how often Cloudflare asks for scores (the integration's polling frequency)")

@@ -481,6 +481,21 @@ func TestCloudflareSetup(t *testing.T) {
 			t.Errorf("terraform lacks %q:\n%s", want, out)
 		}
 	}
+	// The team alone, as docs/cloudflare.md and the README give it: the AUD
+	// tag exists only after step 2.
+	code, out, errOut = exitOf(noEnv, "cloudflare", "setup", "--cloudflare-team", "acme", "--api-url", api)
+	if code != 0 || errOut != "" {
+		t.Fatalf("team without AUD: exit %d, stderr %q", code, errOut)
+	}
+	for _, want := range []string{"https://acme.cloudflareaccess.com", "<the AUD tag>   (not set yet)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("guide with the team alone lacks %q:\n%s", want, out)
+		}
+	}
+	// An AUD tag without its team is still refused.
+	if code, _, errOut := exitOf(noEnv, "cloudflare", "setup", "--cloudflare-aud", "aud-tag-1", "--api-url", api); code == 0 || !strings.Contains(errOut, "set both --cloudflare-team and --cloudflare-aud") {
+		t.Errorf("AUD without team: exit %d, stderr %q", code, errOut)
+	}
 	for _, bad := range [][]string{{"--api-url", "http://x.example.com/cloudflare/v1/posture"}, {"--api-url", "https://x.example.com/other"}, {"--min-score", "101"}} {
 		if code, _, _ := exitOf(noEnv, append([]string{"cloudflare", "setup"}, bad...)...); code != 2 {
 			t.Errorf("%v: exit %d, want 2", bad, code)
