@@ -36,7 +36,13 @@ func (a *app) exemptionCmd() *cli.Command {
 					fs.Group("Exemption")
 					device := fs.String("device", "", "exempt this device (`id`)")
 					user := fs.String("user", "", "exempt this Okta `username` (any letter case)")
-					policies := fs.String("policy", "", "comma-separated policy `ids` to exempt from (default: every policy)")
+					// Repeated, the lists add up: a flag given twice does not
+					// quietly keep only its last value.
+					var policies []string
+					fs.Func("policy", "comma-separated policy `ids` to exempt from, or the flag repeated (default: every policy)", func(v string) error {
+						policies = append(policies, strings.Split(v, ",")...)
+						return nil
+					})
 					until := fs.String("until", "", "when it ends, as RFC 3339 (e.g. 2026-12-24T18:00:00Z)")
 					dur := fs.Duration("for", 0, "when it ends, from now (e.g. 72h)")
 					why := fs.String("reason", "", "why it is granted (required; kept with it and in the audit log)")
@@ -59,9 +65,7 @@ func (a *app) exemptionCmd() *cli.Command {
 							expires = now.Add(*dur)
 						}
 						g := rollout.Grant{DeviceID: *device, Username: *user, ExpiresAt: expires, Reason: *why}
-						if *policies != "" {
-							g.PolicyIDs = strings.Split(*policies, ",")
-						}
+						g.PolicyIDs = policies
 						if err := g.Check(now); err != nil {
 							return cli.Usagef("%v", err)
 						}

@@ -19,6 +19,15 @@ func TestExemptionCommands(t *testing.T) {
 	if id != "1" || !strings.Contains(errOut, "device 3f2a-dev, policies firewall,sip") {
 		t.Fatalf("grant printed %q, %q", out, errOut)
 	}
+	// --policy repeated adds up, as the comma-separated list does.
+	out, errOut, err = execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--user", "ada@example.com", "--policy", "firewall",
+		"--policy", "sip,gatekeeper", "--for", "1h", "--reason", "travelling")
+	if err != nil || !strings.Contains(errOut, "policies firewall,sip,gatekeeper") {
+		t.Fatalf("grant with --policy repeated: %v %q %q", err, out, errOut)
+	}
+	if out, _, err := execute(noEnv, "exemption", "revoke", "--data-dir", s.dir, lastLine(out)); err != nil {
+		t.Fatalf("revoke: %v %q", err, out)
+	}
 	if _, _, err := execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--user", "Ada@example.com", "--until", "2099-01-01T00:00:00Z", "--reason", "x"); err == nil {
 		t.Fatal("an exemption a century long was granted")
 	}
@@ -30,6 +39,7 @@ func TestExemptionCommands(t *testing.T) {
 		{"--device", "d", "--for", "1h", "--until", "2030-01-01T00:00:00Z", "--reason", "r"},
 		{"--device", "d", "--until", "next week", "--reason", "r"},
 		{"--device", "d", "--for", "1h", "--reason", "r", "--policy", "a,,b"},
+		{"--device", "d", "--for", "1h", "--reason", "r", "--policy", ""},
 	} {
 		if _, _, err := execute(noEnv, append([]string{"exemption", "grant", "--data-dir", s.dir}, args...)...); err == nil {
 			t.Errorf("grant %v accepted", args)
