@@ -205,7 +205,7 @@ type Config struct {
 }
 
 // CloudflareConfigured reports whether the Cloudflare posture endpoint is on.
-func (c *Config) CloudflareConfigured() bool { return c.CloudflareTeam != "" }
+func (c *Config) CloudflareConfigured() bool { return c.CloudflareTeam != "" && c.CloudflareAUD != "" }
 
 // CloudflareScores are the configured scores.
 func (c *Config) CloudflareScores() cloudflare.Scores {

@@ -257,3 +257,17 @@ func TestReference(t *testing.T) {
 		t.Errorf("docs/settings.md is not what the settings table says; run go test ./verifier/config -run TestReference -update")
 	}
 }
+
+// The posture endpoint is on only with both the team and the AUD tag: a
+// configuration with the team alone (which only cloudflare setup resolves)
+// never serves it without an audience to check.
+func TestCloudflareConfiguredNeedsBoth(t *testing.T) {
+	for _, c := range []Config{{CloudflareTeam: "https://acme.cloudflareaccess.com"}, {CloudflareAUD: "aud"}, {}} {
+		if c.CloudflareConfigured() {
+			t.Errorf("%q %q: configured", c.CloudflareTeam, c.CloudflareAUD)
+		}
+	}
+	if c := (Config{CloudflareTeam: "https://acme.cloudflareaccess.com", CloudflareAUD: "aud"}); !c.CloudflareConfigured() {
+		t.Error("team and AUD: not configured")
+	}
+}

@@ -40,6 +40,9 @@ func (a *app) exemptionCmd() *cli.Command {
 					// quietly keep only its last value.
 					var policies []string
 					fs.Func("policy", "comma-separated policy `ids` to exempt from, or the flag repeated (default: every policy)", func(v string) error {
+						if strings.TrimSpace(v) == "" {
+							return errors.New("needs policy ids; leave it out to exempt from every policy")
+						}
 						policies = append(policies, strings.Split(v, ",")...)
 						return nil
 					})

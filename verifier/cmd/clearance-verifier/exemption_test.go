@@ -28,6 +28,10 @@ func TestExemptionCommands(t *testing.T) {
 	if out, _, err := execute(noEnv, "exemption", "revoke", "--data-dir", s.dir, lastLine(out)); err != nil {
 		t.Fatalf("revoke: %v %q", err, out)
 	}
+	// An empty --policy, which once meant every policy, says how to ask for that.
+	if _, _, err := execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--device", "d", "--for", "1h", "--reason", "r", "--policy", " "); err == nil || !strings.Contains(err.Error(), "leave it out to exempt from every policy") {
+		t.Fatalf("empty --policy: %v", err)
+	}
 	if _, _, err := execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--user", "Ada@example.com", "--until", "2099-01-01T00:00:00Z", "--reason", "x"); err == nil {
 		t.Fatal("an exemption a century long was granted")
 	}
