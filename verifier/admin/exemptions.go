@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/rollout"
 	"github.com/clearance/clearance/verifier/storage"
 )
@@ -19,10 +20,19 @@ func (s *Server) GrantExemption(ctx context.Context, req *adminv1.GrantExemption
 		return nil, status.Error(codes.InvalidArgument, "expires_at is required and must be a valid timestamp")
 	}
 	now := s.now()
-	e, err := rollout.GrantExemption(ctx, s.Store, rollout.Grant{
+	g := rollout.Grant{
 		DeviceID: req.GetDeviceId(), Username: req.GetUsername(), PolicyIDs: req.GetPolicyIds(),
 		ExpiresAt: req.GetExpiresAt().AsTime(), Reason: req.GetReason(),
-	}, "admin-api", now)
+	}
+	err := g.Check(now)
+	if err == nil && len(g.PolicyIDs) > 0 {
+		ids, version := s.policyIDs()
+		err = g.CheckPolicies(ids, version)
+	}
+	var e storage.Exemption
+	if err == nil {
+		e, err = rollout.GrantExemption(ctx, s.Store, g, "admin-api", now)
+	}
 	switch {
 	case rollout.IsGrantError(err):
 		return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -31,6 +41,19 @@ func (s *Server) GrantExemption(ctx context.Context, req *adminv1.GrantExemption
 	}
 	s.log().Info("exemption granted", "exemption_id", e.ID, "device_id", e.DeviceID, "user", e.Username, "expires_at", e.ExpiresAt)
 	return &adminv1.GrantExemptionResponse{Exemption: exemptionProto(e, now)}, nil
+}
+
+// policyIDs returns the ids and version of the policy set in force.
+func (s *Server) policyIDs() ([]string, string) {
+	var ps *agentv1.PolicySet
+	if s.Policies != nil {
+		ps = s.Policies.Current()
+	}
+	ids := make([]string, 0, len(ps.GetPolicies()))
+	for _, p := range ps.GetPolicies() {
+		ids = append(ids, p.GetId())
+	}
+	return ids, ps.GetVersion()
 }
 
 // ListExemptions implements AdminService.ListExemptions.

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/storage"
 	"github.com/clearance/clearance/verifier/storage/sqlite"
@@ -29,7 +30,7 @@ func TestExemptionsAPI(t *testing.T) {
 	}
 	t.Cleanup(func() { store.Close() })
 	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
-	s := &admin.Server{Store: store, Now: func() time.Time { return now }}
+	s := &admin.Server{Store: store, Now: func() time.Time { return now }, Policies: fixedPolicies("v7", "firewall", "macos-version")}
 
 	until := timestamppb.New(now.Add(72 * time.Hour))
 	bad := map[string]*adminv1.GrantExemptionRequest{
@@ -44,11 +45,20 @@ func TestExemptionsAPI(t *testing.T) {
 		"huge reason":     {DeviceId: "d", ExpiresAt: until, Reason: strings.Repeat("x", 5000)},
 		"invalid expiry":  {DeviceId: "d", ExpiresAt: &timestamppb.Timestamp{Seconds: -1 << 62}, Reason: "r"},
 		"NUL in username": {Username: "a\x00b", ExpiresAt: until, Reason: "r"},
+		// A mistyped id would exempt from nothing.
+		"unknown policy": {DeviceId: "d", ExpiresAt: until, Reason: "r", PolicyIds: []string{"firewall", "filevault"}},
 	}
 	for name, req := range bad {
 		if _, err := s.GrantExemption(ctx, req); status.Code(err) != codes.InvalidArgument {
 			t.Errorf("%s: %v, want INVALID_ARGUMENT", name, err)
 		}
+	}
+	_, err = s.GrantExemption(ctx, bad["unknown policy"])
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, `no policy "filevault" in the policy set in force (version v7; its policies: firewall, macos-version)`) {
+		t.Errorf("unknown policy: %q", msg)
+	}
+	if l, _ := s.ListExemptions(ctx, &adminv1.ListExemptionsRequest{IncludeInactive: true}); len(l.GetExemptions()) != 0 {
+		t.Fatalf("refused grants stored: %v", l)
 	}
 
 	g, err := s.GrantExemption(ctx, &adminv1.GrantExemptionRequest{DeviceId: "dev-1", PolicyIds: []string{"firewall"}, ExpiresAt: until, Reason: "replacement Mac on order"})
@@ -93,6 +103,20 @@ func TestExemptionsAPI(t *testing.T) {
 		t.Fatalf("expired exemptions listed as active: %v", l)
 	}
 }
+
+// fixedPolicySet is a policy set in force that is never reloaded.
+type fixedPolicySet struct{ ps *agentv1.PolicySet }
+
+func fixedPolicies(version string, ids ...string) fixedPolicySet {
+	ps := &agentv1.PolicySet{Version: version}
+	for _, id := range ids {
+		ps.Policies = append(ps.Policies, &agentv1.Policy{Id: id})
+	}
+	return fixedPolicySet{ps}
+}
+
+func (f fixedPolicySet) Current() *agentv1.PolicySet         { return f.ps }
+func (f fixedPolicySet) Reload() (*agentv1.PolicySet, error) { return f.ps, nil }
 
 // ListDecisions filters by mode: the would-deny, warned and bypassed reports.
 func TestListDecisionsModes(t *testing.T) {

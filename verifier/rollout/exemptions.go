@@ -74,6 +74,39 @@ func (g Grant) Check(now time.Time) error {
 	return nil
 }
 
+// CheckPolicies refuses a grant that names a policy the set in force does
+// not have (version names the set in the message): a mistyped id would
+// exempt from nothing, and the person granting it would not know. A grant
+// for every policy (no ids) needs no set.
+func (g Grant) CheckPolicies(ids []string, version string) error {
+	known := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		known[id] = true
+	}
+	var unknown []string
+	for _, id := range g.PolicyIDs {
+		if !known[id] {
+			unknown = append(unknown, fmt.Sprintf("%q", id))
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	have := "it has no policies"
+	if len(ids) > 0 {
+		const shown = 20
+		have = "its policies: " + strings.Join(ids[:min(len(ids), shown)], ", ")
+		if len(ids) > shown {
+			have += fmt.Sprintf(" and %d more", len(ids)-shown)
+		}
+	}
+	noun := "policy"
+	if len(unknown) > 1 {
+		noun = "policies"
+	}
+	return refuse("no %s %s in the policy set in force (version %s; %s)", noun, strings.Join(unknown, ", "), clip(version), have)
+}
+
 func clip(s string) string {
 	if len(s) > 64 {
 		return s[:64] + "…"

@@ -9,10 +9,36 @@ import (
 	"time"
 
 	"github.com/clearance/clearance/pkg/cli"
+	"github.com/clearance/clearance/pkg/policy"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/rollout"
 	"github.com/clearance/clearance/verifier/storage"
 )
+
+// checkGrantPolicies refuses a grant naming a policy the policy file at path
+// does not have. Without the file the ids cannot be checked, and the
+// person granting is told so.
+func (a *app) checkGrantPolicies(g rollout.Grant, path string) error {
+	if len(g.PolicyIDs) == 0 {
+		return nil
+	}
+	if path == "" {
+		fmt.Fprintln(a.stderr, "warning: the policy ids were not checked against a policy file; give --policies (the file serve reads) to have a mistyped one refused")
+		return nil
+	}
+	set, err := policy.Load(path)
+	if err != nil {
+		return err
+	}
+	ids := make([]string, 0, len(set.Policies))
+	for _, p := range set.Policies {
+		ids = append(ids, p.ID)
+	}
+	if err := g.CheckPolicies(ids, set.Version); err != nil {
+		return cli.Usagef("%v (%s)", err, path)
+	}
+	return nil
+}
 
 // exemptionCmd manages exemptions by writing to the database directly, as
 // secret does, so that it works whether or not the server runs.
@@ -28,11 +54,15 @@ func (a *app) exemptionCmd() *cli.Command {
 					"blocked by the policies named (--policy; all policies when left out) until the exemption expires " +
 					"(--until, or --for from now; at most a year). It counts for critical policies too: it is the " +
 					"security team's decision, kept with its reason and in the audit log. Prints the exemption's id " +
-					"as the last line. " + databaseDoc + "\n\n" +
-					"  clearance-verifier exemption grant --data-dir /var/lib/clearance \\\n    --device 3f2a… --policy macos-version --for 168h \\\n    --reason \"replacement Mac arrives next week\"",
+					"as the last line. With --policies (the file serve reads, also from the environment or the config " +
+					"file) a --policy id that is not in it is refused; without it the ids are not checked, and the " +
+					"command says so. " + databaseDoc + "\n\n" +
+					"  clearance-verifier exemption grant --data-dir /var/lib/clearance \\\n    --policies /etc/clearance/policies.yaml \\\n    --device 3f2a… --policy macos-version --for 168h \\\n    --reason \"replacement Mac arrives next week\"",
 				Footer: config.SharedFooter,
 				Flags: func(fs *cli.FlagSet) cli.Action {
-					b := config.Bind(fs, databaseSettings...)
+					// The policy file, when given (as serve is given it:
+					// flag, environment or config file), checks the ids.
+					b := config.Bind(fs, append(databaseSettings[:len(databaseSettings):len(databaseSettings)], "policies")...)
 					fs.Group("Exemption")
 					device := fs.String("device", "", "exempt this device (`id`)")
 					user := fs.String("user", "", "exempt this Okta `username` (any letter case)")
@@ -71,6 +101,13 @@ func (a *app) exemptionCmd() *cli.Command {
 						g.PolicyIDs = policies
 						if err := g.Check(now); err != nil {
 							return cli.Usagef("%v", err)
+						}
+						cfg, err := b.Resolve(a.getenv)
+						if err != nil {
+							return err
+						}
+						if err := a.checkGrantPolicies(g, cfg.Policies); err != nil {
+							return err
 						}
 						return a.withStore(ctx, b, func(store storage.Store) error {
 							e, err := rollout.GrantExemption(ctx, store, g, "cli", now)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -18,6 +19,32 @@ func TestExemptionCommands(t *testing.T) {
 	id := lastLine(out)
 	if id != "1" || !strings.Contains(errOut, "device 3f2a-dev, policies firewall,sip") {
 		t.Fatalf("grant printed %q, %q", out, errOut)
+	}
+	// Without the policy file the ids are not checked, and the grant says so.
+	if !strings.Contains(errOut, "not checked against a policy file") {
+		t.Errorf("grant without --policies does not say its ids went unchecked: %q", errOut)
+	}
+	// With it, a mistyped id is refused, naming it, and nothing is stored;
+	// ids it has are granted without the warning.
+	policies, err := filepath.Abs("../../../examples/policies.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--policies", policies, "--device", "3f2a-dev",
+		"--policy", "firewall,filevalt", "--for", "1h", "--reason", "typo")
+	if err == nil || !strings.Contains(err.Error(), `no policy "filevalt" in the policy set in force`) || !strings.Contains(err.Error(), "policies.yaml") {
+		t.Fatalf("grant of an unknown policy: %v", err)
+	}
+	if list, _, _ := execute(noEnv, "exemption", "list", "--data-dir", s.dir, "--all"); strings.Contains(list, "typo") {
+		t.Fatalf("a refused grant was stored:\n%s", list)
+	}
+	out, errOut, err = execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--policies", policies, "--device", "3f2a-dev",
+		"--policy", "filevault", "--for", "1h", "--reason", "checked")
+	if err != nil || strings.Contains(errOut, "not checked") {
+		t.Fatalf("grant of a known policy with --policies: %v %q", err, errOut)
+	}
+	if _, _, err := execute(noEnv, "exemption", "revoke", "--data-dir", s.dir, lastLine(out)); err != nil {
+		t.Fatal(err)
 	}
 	// --policy repeated adds up, as the comma-separated list does.
 	out, errOut, err = execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--user", "ada@example.com", "--policy", "firewall",

@@ -164,7 +164,9 @@ type GrantExemptionRequest struct {
 	// Exactly one of device_id and username.
 	DeviceId string `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	Username string `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
-	// The policies to waive; empty waives every policy.
+	// The policies to waive; empty waives every policy. Each must be in the
+	// policy set in force (INVALID_ARGUMENT otherwise: a mistyped id would
+	// waive nothing).
 	PolicyIds []string `protobuf:"bytes,3,rep,name=policy_ids,json=policyIds,proto3" json:"policy_ids,omitempty"`
 	// Until when: within a year from now.
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
