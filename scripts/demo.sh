@@ -165,8 +165,10 @@ echo "Logs: $DATA/verifier.log, $DATA/agent.log, $DATA/osquery.log"
 if [ -t 0 ] && [ -z "${DEMO_EXIT:-}" ]; then
   echo "The verifier is still running on $VERIFIER; try the grpcurl examples in the README"
   echo "(export VERIFIER=$VERIFIER DATA=$DATA DEVICE=$DEVICE). Press Ctrl-C to stop."
-  # Until Ctrl-C (the INT trap exits), or until a process exits on its own,
-  # which is then reported with its log.
+  # Until Ctrl-C, or until a process exits on its own, which is then
+  # reported with its log. Ctrl-C here is the way to stop a demo that is
+  # done, not an interruption: exit 0, so make reports no error.
+  trap 'exit 0' INT
   while :; do
     check_running
     sleep 1
