@@ -27,7 +27,7 @@ func (s *Server) GrantExemption(ctx context.Context, req *adminv1.GrantExemption
 	err := g.Check(now)
 	if err == nil && len(g.PolicyIDs) > 0 {
 		ids, version := s.policyIDs()
-		err = g.CheckPolicies(ids, version)
+		err = g.CheckPolicies(ids, rollout.SetDescription("the policy set in force", version))
 	}
 	var e storage.Exemption
 	if err == nil {

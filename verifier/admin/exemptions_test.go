@@ -54,7 +54,7 @@ func TestExemptionsAPI(t *testing.T) {
 		}
 	}
 	_, err = s.GrantExemption(ctx, bad["unknown policy"])
-	if msg := status.Convert(err).Message(); !strings.Contains(msg, `no policy "filevault" in the policy set in force (version v7; its policies: firewall, macos-version)`) {
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, `no policy "filevault" in the policy set in force (version "v7"); its policies: firewall, macos-version`) {
 		t.Errorf("unknown policy: %q", msg)
 	}
 	if l, _ := s.ListExemptions(ctx, &adminv1.ListExemptionsRequest{IncludeInactive: true}); len(l.GetExemptions()) != 0 {

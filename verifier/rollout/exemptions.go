@@ -74,11 +74,12 @@ func (g Grant) Check(now time.Time) error {
 	return nil
 }
 
-// CheckPolicies refuses a grant that names a policy the set in force does
-// not have (version names the set in the message): a mistyped id would
-// exempt from nothing, and the person granting it would not know. A grant
-// for every policy (no ids) needs no set.
-func (g Grant) CheckPolicies(ids []string, version string) error {
+// CheckPolicies refuses a grant that names a policy not among ids, the
+// policies of the set described by where ("the policy set in force",
+// "policy file …"): a mistyped id would exempt from nothing, and the
+// person granting it would not know. A grant for every policy (no ids)
+// needs no set.
+func (g Grant) CheckPolicies(ids []string, where string) error {
 	known := make(map[string]bool, len(ids))
 	for _, id := range ids {
 		known[id] = true
@@ -94,17 +95,29 @@ func (g Grant) CheckPolicies(ids []string, version string) error {
 	}
 	have := "it has no policies"
 	if len(ids) > 0 {
-		const shown = 20
-		have = "its policies: " + strings.Join(ids[:min(len(ids), shown)], ", ")
-		if len(ids) > shown {
-			have += fmt.Sprintf(" and %d more", len(ids)-shown)
+		have = "its policies: " + strings.Join(ids[:min(len(ids), shownPolicies)], ", ")
+		if len(ids) > shownPolicies {
+			have += fmt.Sprintf(" and %d more", len(ids)-shownPolicies)
 		}
 	}
 	noun := "policy"
 	if len(unknown) > 1 {
 		noun = "policies"
 	}
-	return refuse("no %s %s in the policy set in force (version %s; %s)", noun, strings.Join(unknown, ", "), clip(version), have)
+	return refuse("no %s %s in %s; %s", noun, strings.Join(unknown, ", "), where, have)
+}
+
+// shownPolicies is how many of a set's policy ids a refusal lists.
+const shownPolicies = 20
+
+// SetDescription names a policy set with its version for CheckPolicies,
+// e.g. `the policy set in force (version "v7")`; the version is quoted and
+// clipped, since the file's author wrote it.
+func SetDescription(what, version string) string {
+	if version == "" {
+		return what
+	}
+	return fmt.Sprintf("%s (version %q)", what, clip(version))
 }
 
 func clip(s string) string {

@@ -16,28 +16,27 @@ import (
 )
 
 // checkGrantPolicies refuses a grant naming a policy the policy file at path
-// does not have. Without the file the ids cannot be checked, and the
-// person granting is told so.
-func (a *app) checkGrantPolicies(g rollout.Grant, path string) error {
-	if len(g.PolicyIDs) == 0 {
-		return nil
-	}
-	if path == "" {
-		fmt.Fprintln(a.stderr, "warning: the policy ids were not checked against a policy file; give --policies (the file serve reads) to have a mistyped one refused")
-		return nil
+// does not have. It reads the file only when the grant names policies, and
+// reports whether it did: without the file the ids cannot be checked, and
+// the person granting is told so once the grant is made.
+func checkGrantPolicies(g rollout.Grant, path string) (checked bool, err error) {
+	if len(g.PolicyIDs) == 0 || path == "" {
+		return false, nil
 	}
 	set, err := policy.Load(path)
 	if err != nil {
-		return err
+		// The path may come from a config file shared with serve, relative
+		// to serve's directory: say what it is for and how to choose.
+		return false, fmt.Errorf("checking the --policy ids against the policies setting: %w (give --policies the file serve reads, or --policies \"\" to grant unchecked)", err)
 	}
 	ids := make([]string, 0, len(set.Policies))
 	for _, p := range set.Policies {
 		ids = append(ids, p.ID)
 	}
-	if err := g.CheckPolicies(ids, set.Version); err != nil {
-		return cli.Usagef("%v (%s)", err, path)
+	if err := g.CheckPolicies(ids, rollout.SetDescription("policy file "+path, set.Version)); err != nil {
+		return false, cli.Usagef("%v", err)
 	}
-	return nil
+	return true, nil
 }
 
 // exemptionCmd manages exemptions by writing to the database directly, as
@@ -55,14 +54,15 @@ func (a *app) exemptionCmd() *cli.Command {
 					"(--until, or --for from now; at most a year). It counts for critical policies too: it is the " +
 					"security team's decision, kept with its reason and in the audit log. Prints the exemption's id " +
 					"as the last line. With --policies (the file serve reads, also from the environment or the config " +
-					"file) a --policy id that is not in it is refused; without it the ids are not checked, and the " +
-					"command says so. " + databaseDoc + "\n\n" +
+					"file) each --policy id is checked against that file: an id not in it, or a file that cannot be " +
+					"read, refuses the grant. Without it the ids are not checked, and the command says so. " + databaseDoc + "\n\n" +
 					"  clearance-verifier exemption grant --data-dir /var/lib/clearance \\\n    --policies /etc/clearance/policies.yaml \\\n    --device 3f2a… --policy macos-version --for 168h \\\n    --reason \"replacement Mac arrives next week\"",
 				Footer: config.SharedFooter,
 				Flags: func(fs *cli.FlagSet) cli.Action {
 					// The policy file, when given (as serve is given it:
 					// flag, environment or config file), checks the ids.
 					b := config.Bind(fs, append(databaseSettings[:len(databaseSettings):len(databaseSettings)], "policies")...)
+					fs.Lookup("policies").Usage = "the policy YAML file serve reads, to check the --policy ids against (read only when --policy is given; \"\" grants unchecked)"
 					fs.Group("Exemption")
 					device := fs.String("device", "", "exempt this device (`id`)")
 					user := fs.String("user", "", "exempt this Okta `username` (any letter case)")
@@ -106,13 +106,17 @@ func (a *app) exemptionCmd() *cli.Command {
 						if err != nil {
 							return err
 						}
-						if err := a.checkGrantPolicies(g, cfg.Policies); err != nil {
+						checked, err := checkGrantPolicies(g, cfg.Policies)
+						if err != nil {
 							return err
 						}
 						return a.withStore(ctx, b, func(store storage.Store) error {
 							e, err := rollout.GrantExemption(ctx, store, g, "cli", now)
 							if err != nil {
 								return err
+							}
+							if len(g.PolicyIDs) > 0 && !checked {
+								fmt.Fprintln(a.stderr, "warning: the policy ids were not checked against a policy file; give --policies (the file serve reads) to have a mistyped one refused")
 							}
 							a.announce(e.ID, "Granted exemption for %s.\n", clean(rollout.Describe(e)))
 							return nil

@@ -32,8 +32,15 @@ func TestExemptionCommands(t *testing.T) {
 	}
 	_, _, err = execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--policies", policies, "--device", "3f2a-dev",
 		"--policy", "firewall,filevalt", "--for", "1h", "--reason", "typo")
-	if err == nil || !strings.Contains(err.Error(), `no policy "filevalt" in the policy set in force`) || !strings.Contains(err.Error(), "policies.yaml") {
+	if err == nil || !strings.Contains(err.Error(), `no policy "filevalt" in policy file `+policies+` (version "`) || !strings.Contains(err.Error(), "its policies: filevault, firewall") {
 		t.Fatalf("grant of an unknown policy: %v", err)
+	}
+	// A file that cannot be read (a relative path from a config file shared
+	// with serve, say) stops the grant and says how to choose.
+	_, _, err = execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--policies", "no/such/policies.yaml", "--device", "3f2a-dev",
+		"--policy", "firewall", "--for", "1h", "--reason", "typo")
+	if err == nil || !strings.Contains(err.Error(), "checking the --policy ids against the policies setting") || !strings.Contains(err.Error(), `--policies ""`) {
+		t.Fatalf("grant against a missing policy file: %v", err)
 	}
 	if list, _, _ := execute(noEnv, "exemption", "list", "--data-dir", s.dir, "--all"); strings.Contains(list, "typo") {
 		t.Fatalf("a refused grant was stored:\n%s", list)

@@ -121,7 +121,8 @@ type AdminServiceClient interface {
 	ImportKnownDevices(ctx context.Context, in *ImportKnownDevicesRequest, opts ...grpc.CallOption) (*ImportKnownDevicesResponse, error)
 	// GrantExemption waives policies for a device or a user until a time,
 	// with a reason; audited. INVALID_ARGUMENT for a request that names
-	// neither or both, no reason, or an expiry not within a year.
+	// neither or both, no reason, an expiry not within a year, or a policy
+	// id not in the policy set in force.
 	GrantExemption(ctx context.Context, in *GrantExemptionRequest, opts ...grpc.CallOption) (*GrantExemptionResponse, error)
 	// ListExemptions lists exemptions, newest first: active ones unless
 	// include_inactive.
@@ -504,7 +505,8 @@ type AdminServiceServer interface {
 	ImportKnownDevices(context.Context, *ImportKnownDevicesRequest) (*ImportKnownDevicesResponse, error)
 	// GrantExemption waives policies for a device or a user until a time,
 	// with a reason; audited. INVALID_ARGUMENT for a request that names
-	// neither or both, no reason, or an expiry not within a year.
+	// neither or both, no reason, an expiry not within a year, or a policy
+	// id not in the policy set in force.
 	GrantExemption(context.Context, *GrantExemptionRequest) (*GrantExemptionResponse, error)
 	// ListExemptions lists exemptions, newest first: active ones unless
 	// include_inactive.
