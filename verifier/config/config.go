@@ -172,6 +172,10 @@ type Config struct {
 	SSORateLimit  float64
 	SSORateBurst  int
 	SSORateExempt []*net.IPNet
+	// SSOUnsignedRateLimit is the sign-ins a second, from every address
+	// together, that may store a challenge for a request Okta did not sign
+	// (0: no limit); only with AllowUnsignedRequests.
+	SSOUnsignedRateLimit float64
 	// GRPC* bound the gRPC listener's connections (zero: grpcconn's
 	// defaults): concurrent calls on any connection, and for connections
 	// without a device certificate, their number in all and per client
@@ -622,6 +626,7 @@ var settings = []setting{
 	{"decision-retention", GroupSignIn, durText(storage.DefaultDecisionRetention), "how long decisions are kept in the decision log", dur(func(c *Config) *time.Duration { return &c.DecisionRetention }, time.Hour, 10*365*24*time.Hour)},
 	{"sso-rate-limit", GroupLimits, strconv.Itoa(ratelimit.DefaultRate), "requests a second one client address may make to the sign-in listener (every path but /healthz), sustained; more get 429 with Retry-After; 0 turns the limit off", rate(func(c *Config) *float64 { return &c.SSORateLimit }, 100000)},
 	{"sso-rate-burst", GroupLimits, strconv.Itoa(ratelimit.DefaultBurst), "requests one client address may make at once, above --sso-rate-limit, after a quiet spell", intRange(func(c *Config) *int { return &c.SSORateBurst }, 1, 1000000)},
+	{"sso-unsigned-rate-limit", GroupLimits, strconv.Itoa(ratelimit.DefaultUnsignedRate), "with --allow-unsigned-requests: sign-ins a second, from every address together, that may start on a request Okta did not sign (each is stored for minutes; ten seconds' worth may start at once); more get 503 with Retry-After; 0 turns the limit off", rate(func(c *Config) *float64 { return &c.SSOUnsignedRateLimit }, 100000)},
 	{"sso-rate-exempt", GroupLimits, "", "comma-separated IPs or CIDRs never rate-limited (an office's NAT address, behind --trusted-proxies the address they name)", cidrs(func(c *Config) *[]*net.IPNet { return &c.SSORateExempt })},
 	{"grpc-max-streams", GroupLimits, strconv.Itoa(grpcconn.DefaultMaxStreams), "concurrent calls on one gRPC connection (an agent needs two)", intRange(func(c *Config) *int { return &c.GRPCMaxStreams }, 2, 10000)},
 	{"grpc-unauthenticated-conns", GroupLimits, strconv.Itoa(grpcconn.DefaultUnauthenticatedConns), "gRPC connections without a device certificate (enrollment, admin tools, health, reflection) held at once; a new one closes the oldest", intRange(func(c *Config) *int { return &c.GRPCUnauthConns }, 1, 1000000)},

@@ -2,11 +2,9 @@ package ratelimit
 
 import (
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -154,7 +152,7 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 		}
 		// The connection is kept: a refusal on it costs a map lookup and a
 		// small page, a new connection a TLS handshake.
-		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
+		w.Header().Set("Retry-After", RetryAfter(wait))
 		m.Page(w, r)
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"container/list"
 	"math"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -30,6 +31,27 @@ const (
 	DefaultRate  = 10
 	DefaultBurst = 100
 )
+
+// DefaultUnsignedRate is the default of sso-unsigned-rate-limit: sign-ins
+// a second, from every address together, that may store a challenge for a
+// request Okta did not sign. Each is stored for minutes (its challenge for
+// two, its request ID for seven by default) and can be up to about 26 KB,
+// so the rate bounds what anyone can make the verifier keep: at most
+// UnsignedBurst plus 20 × 420 s = 8,600 requests, about 220 MB at their
+// largest and about 17 MB at Okta's usual 2 KB. 20 a second is 72,000
+// sign-ins an hour; a verifier that needs more should have Okta sign its
+// requests, which lifts this bound altogether.
+const DefaultUnsignedRate = 20
+
+// UnsignedBurst is how many unsigned sign-ins may start at once: ten
+// seconds' worth of rate, at least one.
+func UnsignedBurst(rate float64) int { return max(1, int(rate*10)) }
+
+// RetryAfter is the Retry-After value for a wait: whole seconds, at least
+// one.
+func RetryAfter(wait time.Duration) string {
+	return strconv.Itoa(max(1, int(math.Ceil(wait.Seconds()))))
+}
 
 // DefaultMaxSources bounds the addresses a Limiter remembers. An entry is
 // about 200 bytes, so the table stays under 15 MiB however many addresses
@@ -126,6 +148,21 @@ func (l *Limiter) Allow(src netip.Addr) (bool, time.Duration) {
 	}
 	return false, time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
 }
+
+// Shared is one token bucket for every source together, safe for
+// concurrent use.
+type Shared struct{ l *Limiter }
+
+// NewShared returns a bucket that gains rate tokens a second and holds at
+// most burst; it starts full. A rate of zero or less, or a burst below
+// one, allows nothing; callers that want no limit use no Shared.
+func NewShared(rate float64, burst int, now func() time.Time) *Shared {
+	return &Shared{New(Options{Rate: rate, Burst: burst, MaxSources: 1, Now: now})}
+}
+
+// Allow spends a token. When there is none it returns false and how long
+// until there is one.
+func (s *Shared) Allow() (bool, time.Duration) { return s.l.Allow(netip.Addr{}) }
 
 // Len is how many sources are remembered.
 func (l *Limiter) Len() int {

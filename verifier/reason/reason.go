@@ -114,6 +114,12 @@ const ClientGone Code = "client_gone"
 // and nothing about the request is read or stored.
 const RateLimited Code = "rate_limited"
 
+// Busy: more sign-ins on requests Okta did not sign (allowed only with
+// allow_unsigned_requests) arrived, from every address together, than
+// sso_unsigned_rate_limit allows; answered 503 with Retry-After, and
+// nothing is stored for the request.
+const Busy Code = "busy"
+
 // SigningFailed: the device passed, but the response could not be signed.
 const SigningFailed Code = "signing_failed"
 

@@ -334,3 +334,56 @@ func TestGRPCFloodLeavesAgentsServed(t *testing.T) {
 		t.Errorf("clearance_grpc_connections_closed_total %v; want the flood's excess evicted", closed)
 	}
 }
+
+// TestUnsignedStartsBounded: with unsigned requests allowed, the sign-ins
+// that store a challenge for one are bounded from every address together
+// (sso_unsigned_rate_limit, ten seconds' worth at once): beyond it the
+// answer is 503 with Retry-After and the page, counted and stored nowhere
+// (the refused request's ID is not spent: once the bucket refills, it
+// starts). Okta's signed requests are not held to it.
+func TestUnsignedStartsBounded(t *testing.T) {
+	t.Parallel()
+	agentBound := func(c *config.Config) {
+		c.BrowserBinding = config.BindingAgent
+		c.SSOUnsignedRateLimit = 0.3 // a burst of 3; the test's clock stands still
+	}
+	t.Run("unsigned", func(t *testing.T) {
+		t.Parallel()
+		e := startSSO(t, false, agentBound)
+		for i, src := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"} {
+			if p := e.redirect(t, e.from(src), e.sp.NewRequest(testUser)); p.status != http.StatusSeeOther {
+				t.Fatalf("sign-in %d within the bound: %d\n%s", i+1, p.status, p.body)
+			}
+		}
+		r := e.sp.NewRequest(testUser)
+		p := e.redirect(t, e.from("127.0.0.5"), r)
+		noResponse(t, p)
+		if p.status != http.StatusServiceUnavailable || p.header.Get("Retry-After") != "4" {
+			t.Fatalf("over the bound from a new address: %d, Retry-After %q\n%s", p.status, p.header.Get("Retry-After"), p.body)
+		}
+		p.has(t, "busy", "Too many sign-ins at once", "r-")
+		if got := counters(t, e.harness, "clearance_sso_unrecorded_total"); got[`reason="busy"`] != 1 {
+			t.Errorf("clearance_sso_unrecorded_total %v; want busy 1", got)
+		}
+		e.logs.has(t, "msg=sso_unrecorded", "reason=busy")
+		if ds := e.decisions(t); len(ds) != 0 {
+			t.Errorf("decision rows for unsigned starts: %+v", ds)
+		}
+		e.clock.Add(4 * time.Second)
+		if p := e.redirect(t, e.from("127.0.0.5"), r); p.status != http.StatusSeeOther {
+			t.Fatalf("the refused request once the bound allows it: %d (its ID was spent?)\n%s", p.status, p.body)
+		}
+	})
+	t.Run("signed", func(t *testing.T) {
+		t.Parallel()
+		e := startSSO(t, true, func(c *config.Config) {
+			agentBound(c)
+			c.AllowUnsignedRequests = true // answered only without Okta's certificate
+		})
+		for i := range 6 {
+			if p := e.redirect(t, e.browser(nil), e.sp.NewRequest(testUser)); p.status != http.StatusSeeOther {
+				t.Fatalf("signed sign-in %d: %d\n%s", i+1, p.status, p.body)
+			}
+		}
+	})
+}

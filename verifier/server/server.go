@@ -433,6 +433,10 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 		Options: signin.Options{Log: log, Metrics: s.Metrics, Now: s.now, PendingTTL: cfg.PendingSignInTTL,
 			MaxHeldAge: cfg.MaxHeldRequestAge, DebugSAML: cfg.DebugSAML},
 	}
+	// Unsigned requests are answered only without Okta's certificate.
+	if cfg.AllowUnsignedRequests && cfg.OktaRequestCert == "" && cfg.SSOUnsignedRateLimit > 0 {
+		h.UnsignedStarts = ratelimit.NewShared(cfg.SSOUnsignedRateLimit, ratelimit.UnsignedBurst(cfg.SSOUnsignedRateLimit), s.now)
+	}
 	ra, raReason, err := s.CA.LoadOrCreateRA()
 	if err != nil {
 		return fmt.Errorf("loading the SCEP RA certificate: %w", err)

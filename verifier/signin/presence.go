@@ -20,6 +20,7 @@ import (
 	"github.com/clearance/clearance/verifier/access"
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/idp"
+	"github.com/clearance/clearance/verifier/ratelimit"
 	"github.com/clearance/clearance/verifier/reason"
 	"github.com/clearance/clearance/verifier/storage"
 	"github.com/clearance/clearance/verifier/web"
@@ -243,13 +244,24 @@ func (h *Handler) useAgent(r *http.Request) bool {
 	return true
 }
 
-// askAgent starts the proof of presence: 1. the browser's cookie, 2. the
+// askAgent starts the proof of presence: 0. within the bound on unsigned
+// requests, 1. the browser's cookie, 2. the
 // request's ID spent and a challenge stored with the request for any
 // replica to complete, in one write, 3. the browser sent to the agent — or,
 // when its Mac is known not to be running the agent, a page that says so.
 func (h *Handler) askAgent(w http.ResponseWriter, r *http.Request, a *attempt) {
 	ctx := r.Context()
 	now := h.now()
+	// 0. A request anyone could have sent stores nothing beyond the bound
+	// on them all.
+	if !a.req.Signed && h.UnsignedStarts != nil {
+		if ok, wait := h.UnsignedStarts.Allow(); !ok {
+			ref := h.unrecorded(r, a, reason.Busy, "sign-ins on unsigned requests over sso_unsigned_rate_limit", "")
+			w.Header().Set("Retry-After", ratelimit.RetryAfter(wait))
+			h.Pages.Refused(w, http.StatusServiceUnavailable, web.Refused{Reason: reason.Busy, SupportID: ref})
+			return
+		}
+	}
 	// 1. This browser.
 	browser, fresh := browserID(r)
 

@@ -135,6 +135,12 @@ type Options struct {
 	// DebugSAML logs refused requests' decoded XML: the first
 	// maxDebugXML bytes, at most one per debugXMLEvery.
 	DebugSAML bool
+	// UnsignedStarts, when set, bounds the sign-ins on requests Okta did
+	// not sign that store a challenge, from every address together: anyone
+	// can send such a request, and each is stored for minutes, so the
+	// per-address limit alone bounds them only by the sender's number of
+	// addresses.
+	UnsignedStarts *ratelimit.Shared
 }
 
 // DefaultMaxHeldAge is how old a held sign-in may be for "Check again" to

@@ -120,6 +120,8 @@ func refusal(code reason.Code) (title, msg string) {
 		return "Sign-in is unavailable right now", "The security check couldn't be completed. Wait a minute, then go back to the app and sign in again."
 	case reason.RateLimited:
 		return "Too many sign-ins at once", "Your network sent more sign-in requests than this check accepts at once. Wait a minute, then go back to the app and sign in again."
+	case reason.Busy:
+		return "Too many sign-ins at once", "More people are signing in right now than this check accepts at once. Wait a minute, then go back to the app and sign in again."
 	case reason.PresenceOtherBrowser, reason.RetryOtherBrowser:
 		return "This sign-in belongs to another browser", "This sign-in was started in another browser or window, so it can't be finished here. Sign in again from this browser." + back
 	case reason.PresenceReplayed:
