@@ -148,6 +148,7 @@ fi
     if (k["hostile_unidentified_db_bytes_per_10k"] >= 0) printf "%-50s %7.1f KiB %8s %8s  per 10,000 requests; target < 1024 KiB\n", "  database growth", k["hostile_unidentified_db_bytes_per_10k"]/1024, "", ""
     else printf "%-50s %11s %8s %8s  (SQLite only)\n", "  database growth", "n/a", "", ""
     printf "%-50s %9.1f/s %8s %8s  %d stored of %d answered; limit 10/s after a burst of 100 (was 320/s)\n", "challenges stored, one address, no certificate", k["hostile_challenges_per_s"], "", "", k["hostile_challenge_challenged"], k["hostile_challenge_answered"]
+    printf "%-50s %9.1f/s %8s %8s  %d stored of %d answered, %d busy (503); both: limit 20/s from every address after 200\n", "challenges stored, a new address each", k["hostile_challenges_proxied_per_s"], "", "", k["hostile_challenge_proxied_challenged"], k["hostile_challenge_proxied_answered"], k["hostile_challenge_proxied_busy"]
     printf "%-50s %11d %8s %8s  of %d asked on %d connections; limit 8 per address\n", "health Watch streams held", k["hostile_watches_held"], "", "", k["hostile_watches"], k["hostile_stream_conns"]
     printf "%-50s %11d %8s %8s  of %d asked; limit 4 per connection, 16 connections per address\n", "calls held open without their message", k["hostile_calls_held"], "", "", k["hostile_calls"]
     printf "%-50s %7.1f MiB %8s %8s  target < 64 MiB (was +360 MB)\n", "verifier RSS growth under the gRPC flood", k["hostile_rss_growth_kib"]/1024, "", ""

@@ -45,9 +45,11 @@ import (
 //	    address, half through a proxy the verifier trusts, each with a new
 //	    client address in X-Forwarded-For (a botnet). Before: a decision row
 //	    each. Measured: decision rows, database growth.
-//	B (2/10)  sign-in requests without a certificate from one address, each
-//	    of which stores a sign-in challenge (unsigned requests allowed).
-//	    Before: 320 rows a second. Measured: challenges stored, growth.
+//	B (2/10)  sign-in requests without a certificate, each of which
+//	    stores a sign-in challenge (unsigned requests allowed): half from one
+//	    address, half through the trusted proxy with a new client address
+//	    each. Before: 320 rows a second from one address, and from many
+//	    addresses as many as they sent. Measured: challenges stored, growth.
 //	C (5/10)  health Watch streams, StreamConns connections of
 //	    StreamsPerConn each, with no certificate or token (before: all
 //	    accepted, +360 MB); calls held open with all but the last byte of
@@ -129,6 +131,7 @@ type HTTPFlood struct {
 	Limited    int // 429: over the address's rate limit
 	Refused    int // 403: a page saying the Mac is unknown; nothing stored
 	Challenged int // 303 to the agent: a sign-in challenge stored
+	Busy       int // 503: over the bound on unsigned sign-ins from every address
 	Other      int // any other answer
 	Failed     int // no answer (a connection error)
 	Dropped    int // not sent: every worker was busy
@@ -148,6 +151,7 @@ func (f *HTTPFlood) add(o HTTPFlood) {
 	f.Limited += o.Limited
 	f.Refused += o.Refused
 	f.Challenged += o.Challenged
+	f.Busy += o.Busy
 	f.Other += o.Other
 	f.Failed += o.Failed
 	f.Dropped += o.Dropped
@@ -175,8 +179,10 @@ type Hostile struct {
 	UnidentifiedDBBytes               int64 // what the database grew by in window A
 	UnidentifiedSeconds               float64
 
-	Challenges       HTTPFlood
-	ChallengeDBBytes int64
+	// Challenges came from one address, ChallengesProxied from a new
+	// address each; ChallengeDBBytes is what the database grew by with both.
+	Challenges, ChallengesProxied HTTPFlood
+	ChallengeDBBytes              int64
 
 	Streams         StreamFlood
 	RSSBefore, RSS  uint64 // before the stream flood, and with it held
@@ -253,8 +259,12 @@ func (r *run) hostile(ctx context.Context, d time.Duration) (*Hostile, error) {
 	if err != nil {
 		return nil, err
 	}
+	noCertProxied, err := r.floodClient(HostileProxy, nil)
+	if err != nil {
+		return nil, err
+	}
 	defer func() {
-		for _, c := range []*http.Client{direct, proxied, noCert} {
+		for _, c := range []*http.Client{direct, proxied, noCert, noCertProxied} {
 			c.CloseIdleConnections()
 		}
 	}()
@@ -293,18 +303,26 @@ func (r *run) hostile(ctx context.Context, d time.Duration) (*Hostile, error) {
 	r.log.Info("hostile: unidentified flood", "answered", out.UnidentifiedAll, "rows", total, "db_bytes", out.UnidentifiedDBBytes)
 
 	// B. Requests without a certificate: each allowed one stores a
-	// challenge.
+	// challenge. One address is held by its own limit; a new address each
+	// only by the bound on unsigned sign-ins from every address, which
+	// both share.
 	b := d * 2 / 10
 	size0, _ = dbSize(r.cfg.Target.DataDir)
-	out.Challenges = runFloods(ctx, b, func(ctx context.Context, d time.Duration) HTTPFlood {
-		return r.httpFlood(ctx, d, hc.Rate, noCert, request, nil)
-	})[0]
+	floods = runFloods(ctx, b,
+		func(ctx context.Context, d time.Duration) HTTPFlood {
+			return r.httpFlood(ctx, d, hc.Rate/2, noCert, request, nil)
+		},
+		func(ctx context.Context, d time.Duration) HTTPFlood {
+			return r.httpFlood(ctx, d, hc.Rate/2, noCertProxied, request, xff)
+		})
+	out.Challenges, out.ChallengesProxied = floods[0], floods[1]
 	size1, ok = dbSize(r.cfg.Target.DataDir)
 	out.ChallengeDBBytes = -1
 	if ok {
 		out.ChallengeDBBytes = size1 - size0
 	}
-	r.log.Info("hostile: challenge flood", "answered", out.Challenges.Sent, "challenges", out.Challenges.Challenged)
+	r.log.Info("hostile: challenge flood", "answered", out.Challenges.Sent+out.ChallengesProxied.Sent,
+		"challenges", out.Challenges.Challenged+out.ChallengesProxied.Challenged)
 
 	// C. Everything at once, and the real load.
 	c := d - a - b
@@ -471,6 +489,8 @@ func (r *run) httpFlood(ctx context.Context, d time.Duration, rate float64, c *h
 				out.Refused++
 			case http.StatusSeeOther:
 				out.Challenged++
+			case http.StatusServiceUnavailable:
+				out.Busy++
 			default:
 				out.Other++
 				r.log.Debug("hostile request answered", "status", resp.StatusCode, "body", buf.String()[:min(buf.Len(), 300)])

@@ -63,6 +63,7 @@ func (h *Hostile) writeKV(kv func(string, any), sum func(string, Summary)) {
 		kv(name+"_limited", f.Limited)
 		kv(name+"_refused", f.Refused)
 		kv(name+"_challenged", f.Challenged)
+		kv(name+"_busy", f.Busy)
 		kv(name+"_other", f.Other)
 		kv(name+"_failed", f.Failed)
 		kv(name+"_dropped", f.Dropped)
@@ -76,6 +77,8 @@ func (h *Hostile) writeKV(kv func(string, any), sum func(string, Summary)) {
 	kv("hostile_unidentified_db_bytes_per_10k", h.UnidentifiedDBBytesPer10k())
 	flood("hostile_challenge", h.Challenges)
 	kv("hostile_challenges_per_s", fmt.Sprintf("%.1f", float64(h.Challenges.Challenged)/max(h.Challenges.Seconds, 1e-9)))
+	flood("hostile_challenge_proxied", h.ChallengesProxied)
+	kv("hostile_challenges_proxied_per_s", fmt.Sprintf("%.1f", float64(h.ChallengesProxied.Challenged)/max(h.ChallengesProxied.Seconds, 1e-9)))
 	kv("hostile_challenge_db_bytes", h.ChallengeDBBytes)
 	kv("hostile_stream_conns", h.Streams.Conns)
 	kv("hostile_stream_conns_closed", h.Streams.Closed)
@@ -173,6 +176,8 @@ func (h *Hostile) writeTable(w io.Writer) {
 		h.UnidentifiedRows, h.UnidentifiedRowsPerSecond(), h.UnidentifiedDBBytes, h.UnidentifiedDBBytesPer10k())
 	fmt.Fprintf(w, "hostile: sign-ins without a certificate, one address: %d answered, %d limited, %d challenges stored (%.1f/s), database grew %d bytes\n",
 		h.Challenges.Sent, h.Challenges.Limited, h.Challenges.Challenged, float64(h.Challenges.Challenged)/max(h.Challenges.Seconds, 1e-9), h.ChallengeDBBytes)
+	fmt.Fprintf(w, "hostile: sign-ins without a certificate, a new address each: %d answered, %d busy (503), %d challenges stored (%.1f/s)\n",
+		h.ChallengesProxied.Sent, h.ChallengesProxied.Busy, h.ChallengesProxied.Challenged, float64(h.ChallengesProxied.Challenged)/max(h.ChallengesProxied.Seconds, 1e-9))
 	fmt.Fprintf(w, "hostile: gRPC: %d connections (%d closed), %d Watch streams asked (%d held, %d refused), %d calls held open asked (%d held, %d refused)\n",
 		h.Streams.Conns, h.Streams.Closed, h.Streams.Watches, h.Streams.WatchesHeld, h.Streams.WatchesRefused, h.Streams.Calls, h.Streams.CallsHeld, h.Streams.CallsRefused)
 	fmt.Fprintf(w, "hostile: verifier RSS %.1f MiB before, %.1f MiB with the flood held (+%.1f MiB)\n",

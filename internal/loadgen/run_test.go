@@ -91,7 +91,9 @@ func runAgainstVerifier(t *testing.T, bin, client string) {
 // (rows, bytes, memory, requests refused) — never by how long anything
 // took. Unsigned sign-ins naming no Mac, from one address and from a new
 // address each, leave no decision rows and no database growth; one address
-// without a certificate stores no more challenges than its rate allows;
+// without a certificate stores no more challenges than its rate allows,
+// and a new address each no more than the bound on unsigned sign-ins from
+// every address;
 // Watch streams and calls held open without their message are bounded per
 // address and per connection, and the RSS they add stays under RSSBound;
 // /metrics refuses a scrape without its token; and meanwhile real sign-ins
@@ -153,6 +155,14 @@ func TestHostile(t *testing.T) {
 	if h.Challenges.Challenged == 0 || h.Challenges.Challenged > maxChallenges || h.Challenges.Sent > maxChallenges && h.Challenges.Limited == 0 {
 		t.Errorf("challenge flood: %+v; want at most %d challenges, the rest limited", h.Challenges, maxChallenges)
 	}
+	// A new address each: never held by an address's limit, but with the
+	// one address, by the bound on unsigned sign-ins from every address.
+	cp := h.ChallengesProxied
+	all, allowed := h.Challenges.Challenged+cp.Challenged, unsignedAllows(max(h.Challenges.Seconds, cp.Seconds))
+	if cp.Challenged == 0 || cp.Limited != 0 || all > allowed || cp.Sent-cp.Busy > allowed && cp.Busy == 0 || cp.Challenged+cp.Busy != cp.Sent {
+		t.Errorf("challenge flood from a new address each: %+v (and %d from one address); want at most %d challenges in all, the rest busy (503)",
+			cp, h.Challenges.Challenged, allowed)
+	}
 
 	// C. The gRPC flood holds little.
 	if max := grpcconn.MaxLongStreamsPerSource * hc.StreamSources; h.Streams.WatchesHeld > max || h.Streams.Watches != hc.StreamConns*hc.StreamsPerConn {
@@ -193,4 +203,10 @@ func TestHostile(t *testing.T) {
 // with a request's worth of slack for the clock.
 func limiterAllows(seconds float64) int {
 	return ratelimit.DefaultBurst + int(ratelimit.DefaultRate*seconds) + 2
+}
+
+// unsignedAllows is the most sso-unsigned-rate-limit at its default lets
+// start, from every address together, in seconds.
+func unsignedAllows(seconds float64) int {
+	return ratelimit.UnsignedBurst(ratelimit.DefaultUnsignedRate) + int(ratelimit.DefaultUnsignedRate*seconds) + 2
 }
