@@ -135,7 +135,7 @@ func New() *Metrics {
 	}, []string{"path"})
 	m.ssoUnrecorded = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "clearance_sso_unrecorded_total",
-		Help: "Sign-ins refused without a decision-log row: unsigned requests (anyone can send one) that identified no device, or whose proof of presence was refused, by reason.",
+		Help: "Sign-ins refused without a decision-log row: unsigned requests (anyone can send one) that identified no device, whose proof of presence was refused, or that were over --sso-unsigned-rate-limit (reason busy), by reason.",
 	}, []string{"reason"})
 	m.grpcConns = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "clearance_grpc_connections",

@@ -33,14 +33,17 @@ const (
 )
 
 // DefaultUnsignedRate is the default of sso-unsigned-rate-limit: sign-ins
-// a second, from every address together, that may store a challenge for a
-// request Okta did not sign. Each is stored for minutes (its challenge for
-// two, its request ID for seven by default) and can be up to about 26 KB,
-// so the rate bounds what anyone can make the verifier keep: at most
-// UnsignedBurst plus 20 × 420 s = 8,600 requests, about 220 MB at their
-// largest and about 17 MB at Okta's usual 2 KB. 20 a second is 72,000
-// sign-ins an hour; a verifier that needs more should have Okta sign its
-// requests, which lifts this bound altogether.
+// a second, from every address together, that may store anything for a
+// request Okta did not sign, in each of two buckets (browsers that show no
+// Mac, and browsers that show one) on each replica. A challenge, with the
+// request (at most 16 KiB of XML and 4 KiB of RelayState, about 22 KB of
+// database pages), is kept 2 minutes and swept within another; the request
+// ID alone (a few hundred bytes) twice max-request-skew plus a minute, and
+// swept within another. So one bucket keeps at most UnsignedBurst + 20 × 180
+// s = 3,800 challenges (about 84 MB at their largest, 8 MB at Okta's usual
+// 2 KB) and, by default, 200 + 20 × 480 s = 9,800 request IDs. 20 a second
+// is 72,000 sign-ins an hour; a verifier that needs more should have Okta
+// sign its requests, which lifts this bound altogether.
 const DefaultUnsignedRate = 20
 
 // UnsignedBurst is how many unsigned sign-ins may start at once: ten
@@ -143,10 +146,12 @@ func (l *Limiter) Allow(src netip.Addr) (bool, time.Duration) {
 		b.tokens--
 		return true, 0
 	}
-	if l.rate <= 0 {
-		return false, time.Hour
+	// The wait is capped at an hour: a rate small enough to overflow a
+	// Duration (a setting of 1e-300) would otherwise come out as nothing.
+	if secs := (1 - b.tokens) / l.rate; l.rate > 0 && secs < 3600 {
+		return false, time.Duration(secs * float64(time.Second))
 	}
-	return false, time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
+	return false, time.Hour
 }
 
 // Shared is one token bucket for every source together, safe for

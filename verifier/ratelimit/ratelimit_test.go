@@ -430,3 +430,22 @@ func TestMiddlewarePathPrefix(t *testing.T) {
 		t.Errorf("metrics %v; want /scim/v2/ 2, other 2", metrics.n)
 	}
 }
+
+// A rate too small to express its wait as a Duration says an hour, not
+// nothing; a Shared bucket is one bucket for every caller.
+func TestTinyRateWaitsAnHour(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	s := NewShared(1e-300, 1, func() time.Time { return now })
+	if ok, _ := s.Allow(); !ok {
+		t.Fatal("the first of a burst of one refused")
+	}
+	if ok, wait := s.Allow(); ok || wait != time.Hour {
+		t.Fatalf("second: %v, wait %v; want refused, an hour", ok, wait)
+	}
+	if got := RetryAfter(time.Hour); got != "3600" {
+		t.Errorf("Retry-After for an hour: %q", got)
+	}
+	if got := RetryAfter(10 * time.Millisecond); got != "1" {
+		t.Errorf("Retry-After for 10ms: %q", got)
+	}
+}

@@ -142,11 +142,13 @@ func TestUnsignedRefusalsCounted(t *testing.T) {
 		if got[`reason="no_client_cert"`] != 3 || got[`reason="untrusted_client_cert"`] != 1 {
 			t.Errorf("clearance_sso_unrecorded_total %v; want no_client_cert 3, untrusted_client_cert 1", got)
 		}
-		// One line at info for the four (the others at debug), with the
-		// sender's strings clipped.
-		if n := strings.Count(e.logs.String(), "msg=sso_unrecorded"); n != 1 {
-			t.Errorf("%d sso_unrecorded lines, want 1:\n%s", n, e.logs.String())
+		// One line at info for each reason (the others at debug), with
+		// the sender's strings clipped: a flood of one reason does not
+		// hide the first of another.
+		if n := strings.Count(e.logs.String(), "msg=sso_unrecorded"); n != 2 {
+			t.Errorf("%d sso_unrecorded lines, want 2:\n%s", n, e.logs.String())
 		}
+		e.logs.has(t, "reason=no_client_cert", "reason=untrusted_client_cert")
 		e.logs.lacks(t, hostileUser)
 
 		// A Mac that is identified is decided and on record as ever.
@@ -372,6 +374,57 @@ func TestUnsignedStartsBounded(t *testing.T) {
 		e.clock.Add(4 * time.Second)
 		if p := e.redirect(t, e.from("127.0.0.5"), r); p.status != http.StatusSeeOther {
 			t.Fatalf("the refused request once the bound allows it: %d (its ID was spent?)\n%s", p.status, p.body)
+		}
+	})
+	// A browser that shows its Mac has a bucket of its own: a flood of
+	// browsers that show none does not hold it back, and it is bounded too.
+	t.Run("known Mac", func(t *testing.T) {
+		t.Parallel()
+		e := startSSO(t, false, agentBound)
+		a, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+		mac := e.jarBrowser(t)
+		// Its first sign-in shows nothing yet (one of the three for anyone);
+		// its proof leaves the device hint.
+		first := e.sp.NewRequest(testUser)
+		e.allowed(t, e.ceremony(t, mac, a, first), first)
+		for _, src := range []string{"127.0.0.2", "127.0.0.3"} {
+			if p := e.redirect(t, e.from(src), e.sp.NewRequest(testUser)); p.status != http.StatusSeeOther {
+				t.Fatalf("within the bound: %d", p.status)
+			}
+		}
+		if p := e.redirect(t, e.from("127.0.0.4"), e.sp.NewRequest(testUser)); p.status != http.StatusServiceUnavailable {
+			t.Fatalf("anyone over the bound: %d, want 503", p.status)
+		}
+		for i := range 3 {
+			if p := e.redirect(t, mac, e.sp.NewRequest(testUser)); p.status != http.StatusSeeOther {
+				t.Fatalf("the known Mac's sign-in %d while anyone's bound is spent: %d\n%s", i+1, p.status, p.body)
+			}
+		}
+		p := e.redirect(t, mac, e.sp.NewRequest(testUser))
+		noResponse(t, p)
+		if p.status != http.StatusServiceUnavailable {
+			t.Fatalf("the known Mac over its own bound: %d, want 503", p.status)
+		}
+	})
+	// A device certificate shows the Mac: each unsigned sign-in it makes
+	// stores its request ID and a decision, bounded as a known Mac's.
+	t.Run("certificate", func(t *testing.T) {
+		t.Parallel()
+		e := startSSO(t, false, func(c *config.Config) { c.SSOUnsignedRateLimit = 0.3 })
+		a, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+		c := e.browser(deviceCert(a))
+		for range 3 {
+			r := e.sp.NewRequest(testUser)
+			e.allowed(t, e.redirect(t, c, r), r)
+		}
+		p := e.redirect(t, c, e.sp.NewRequest(testUser))
+		noResponse(t, p)
+		if p.status != http.StatusServiceUnavailable {
+			t.Fatalf("over the bound: %d, want 503", p.status)
+		}
+		p.has(t, "busy")
+		if ds := e.decisions(t); len(ds) != 3 {
+			t.Errorf("%d decision rows, want the 3 within the bound", len(ds))
 		}
 	})
 	t.Run("signed", func(t *testing.T) {

@@ -434,8 +434,16 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 			MaxHeldAge: cfg.MaxHeldRequestAge, DebugSAML: cfg.DebugSAML},
 	}
 	// Unsigned requests are answered only without Okta's certificate.
-	if cfg.AllowUnsignedRequests && cfg.OktaRequestCert == "" && cfg.SSOUnsignedRateLimit > 0 {
-		h.UnsignedStarts = ratelimit.NewShared(cfg.SSOUnsignedRateLimit, ratelimit.UnsignedBurst(cfg.SSOUnsignedRateLimit), s.now)
+	if cfg.AllowUnsignedRequests && cfg.OktaRequestCert == "" {
+		if rate := cfg.SSOUnsignedRateLimit; rate > 0 {
+			burst := ratelimit.UnsignedBurst(rate)
+			h.UnsignedStarts = &signin.UnsignedLimits{
+				Anyone: ratelimit.NewShared(rate, burst, s.now),
+				Known:  ratelimit.NewShared(rate, burst, s.now),
+			}
+		} else {
+			log.Warn("sso_unsigned_rate_limit is 0: sign-ins on requests Okta did not sign are not bounded from every address together", "component", "server")
+		}
 	}
 	ra, raReason, err := s.CA.LoadOrCreateRA()
 	if err != nil {

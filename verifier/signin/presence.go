@@ -20,7 +20,6 @@ import (
 	"github.com/clearance/clearance/verifier/access"
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/idp"
-	"github.com/clearance/clearance/verifier/ratelimit"
 	"github.com/clearance/clearance/verifier/reason"
 	"github.com/clearance/clearance/verifier/storage"
 	"github.com/clearance/clearance/verifier/web"
@@ -252,13 +251,13 @@ func (h *Handler) useAgent(r *http.Request) bool {
 func (h *Handler) askAgent(w http.ResponseWriter, r *http.Request, a *attempt) {
 	ctx := r.Context()
 	now := h.now()
+	a.binding = BindingAgent
 	// 0. A request anyone could have sent stores nothing beyond the bound
-	// on them all.
-	if !a.req.Signed && h.UnsignedStarts != nil {
-		if ok, wait := h.UnsignedStarts.Allow(); !ok {
-			ref := h.unrecorded(r, a, reason.Busy, "sign-ins on unsigned requests over sso_unsigned_rate_limit", "")
-			w.Header().Set("Retry-After", ratelimit.RetryAfter(wait))
-			h.Pages.Refused(w, http.StatusServiceUnavailable, web.Refused{Reason: reason.Busy, SupportID: ref})
+	// on them all: a browser whose genuine hint names a Mac with its agent
+	// connected counts against the bound for known Macs.
+	if !a.req.Signed {
+		dev, ok := h.Presence.hintedDevice(r, now)
+		if h.unsignedBusy(w, r, a, ok && h.Presence.Connected(dev)) {
 			return
 		}
 	}

@@ -109,12 +109,13 @@ type Handler struct {
 
 	// unrecordedLog samples the log lines of refusals kept out of the
 	// decision log; refusedLog those of requests refused before they
-	// identified anything (refusal.anyone), one sample per reason (our
-	// codes, a bounded set), so each kind still shows in the log.
-	unrecordedLog ratelimit.Sample
+	// identified anything (refusal.anyone); each one sample per reason (our
+	// codes, a bounded set), so that a flood of one kind never hides the
+	// first line of another.
+	unrecordedLog ratelimit.Samples
+	refusedLog    ratelimit.Samples
 	// debugXMLLog samples the DebugSAML dumps of refused requests.
 	debugXMLLog ratelimit.Sample
-	refusedLog  ratelimit.Samples
 	// logger is Log with the component, made once (loggerOnce): a logger
 	// made per line formats its attributes again each time.
 	loggerOnce sync.Once
@@ -136,11 +137,14 @@ type Options struct {
 	// maxDebugXML bytes, at most one per debugXMLEvery.
 	DebugSAML bool
 	// UnsignedStarts, when set, bounds the sign-ins on requests Okta did
-	// not sign that store a challenge, from every address together: anyone
-	// can send such a request, and each is stored for minutes, so the
-	// per-address limit alone bounds them only by the sender's number of
-	// addresses.
-	UnsignedStarts *ratelimit.Shared
+	// not sign that store anything, from every address together: anyone
+	// can send such a request, and what it stores is kept for minutes, so
+	// the per-address limit alone bounds them only by the sender's number
+	// of addresses. UnsignedAnyone counts browsers that show no Mac;
+	// UnsignedKnown those that show one (an enrolled device's certificate,
+	// or a genuine device hint naming a Mac whose agent is connected), so
+	// that a flood of the first kind does not hold back the second.
+	UnsignedStarts *UnsignedLimits
 }
 
 // DefaultMaxHeldAge is how old a held sign-in may be for "Check again" to
@@ -160,7 +164,6 @@ const debugXMLEvery = 250 * time.Millisecond
 
 // Register mounts the handler's paths on mux.
 func (h *Handler) Register(mux *http.ServeMux) {
-	h.unrecordedLog.Every = unrecordedLogEvery
 	h.debugXMLLog.Every = debugXMLEvery
 	mux.HandleFunc("GET "+PathMetadata, h.metadata)
 	mux.HandleFunc("GET "+PathCert, h.cert)
@@ -335,6 +338,10 @@ func (h *Handler) sso(w http.ResponseWriter, r *http.Request) {
 			// Unsigned and naming no Mac: refused without spending its ID,
 			// so such a request writes nothing at all (see unrecorded).
 			h.unidentified(w, r, a, ierr)
+			return
+		}
+		// Within the bound on unsigned sign-ins that store anything.
+		if h.unsignedBusy(w, r, a, true) {
 			return
 		}
 		// 4. Replay.
@@ -853,6 +860,34 @@ func (h *Handler) unidentified(w http.ResponseWriter, r *http.Request, a *attemp
 	}
 }
 
+// UnsignedLimits bound the sign-ins on unsigned requests that store
+// anything, from every address together: one bucket for browsers that show
+// no Mac, one for those that show one.
+type UnsignedLimits struct {
+	Anyone, Known *ratelimit.Shared
+}
+
+// unsignedBusy answers 503 and reports true when a sign-in on an unsigned
+// request would store something beyond its bound (known: the browser shows
+// a Mac). It stores nothing itself.
+func (h *Handler) unsignedBusy(w http.ResponseWriter, r *http.Request, a *attempt, known bool) bool {
+	if a.req.Signed || h.UnsignedStarts == nil {
+		return false
+	}
+	b := h.UnsignedStarts.Anyone
+	if known {
+		b = h.UnsignedStarts.Known
+	}
+	ok, wait := b.Allow()
+	if ok {
+		return false
+	}
+	ref := h.unrecorded(r, a, reason.Busy, fmt.Sprintf("sign-ins on unsigned requests over sso_unsigned_rate_limit (known Mac: %v)", known), a.ident.DeviceID)
+	w.Header().Set("Retry-After", ratelimit.RetryAfter(wait))
+	h.Pages.Refused(w, http.StatusServiceUnavailable, web.Refused{Reason: reason.Busy, SupportID: ref})
+	return true
+}
+
 // unrecordedLogEvery is how often a refusal kept out of the decision log
 // is logged at info; the others are logged at debug.
 const unrecordedLogEvery = 10 * time.Second
@@ -866,8 +901,8 @@ const maxLoggedField = 64
 // sender wrote: a decision-log row for each would let one client fill the
 // log with denials for any username, and the disk with them (tried: about a
 // thousand rows a second, 2 KB each, kept for the retention period). So it
-// is counted (clearance_sso_unrecorded_total{reason}) and logged at info at
-// most once per unrecordedLogEvery with how many were left out, and each at
+// is counted (clearance_sso_unrecorded_total{reason}) and logged at info, for
+// each reason at most once per unrecordedLogEvery with how many were left out, and each at
 // debug. A signed request can only come from Okta: its refusals keep their
 // rows.
 func (h *Handler) unrecorded(r *http.Request, a *attempt, code reason.Code, detail, deviceID string) string {
@@ -875,7 +910,7 @@ func (h *Handler) unrecorded(r *http.Request, a *attempt, code reason.Code, deta
 	h.metrics().SSOUnrecorded(string(code))
 	attrs := []any{"reason", string(code), "detail", clip(detail), "user", clip(a.req.Username), "device_id", clip(deviceID),
 		"request_id", clip(a.req.AuthnRequest.ID), "binding", string(a.binding), "source", a.source, "ref", ref, "remote", r.RemoteAddr}
-	if ok, skipped := h.unrecordedLog.Take(h.now()); ok {
+	if ok, skipped := h.unrecordedLog.Take(string(code), unrecordedLogEvery, h.now()); ok {
 		h.log().Info("sso_unrecorded", append(attrs, "others_not_logged", skipped)...)
 	} else {
 		h.log().Debug("sso_unrecorded", attrs...)
