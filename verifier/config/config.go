@@ -173,8 +173,8 @@ type Config struct {
 	SSORateBurst  int
 	SSORateExempt []*net.IPNet
 	// SSOUnsignedRateLimit is the sign-ins a second, from every address
-	// together, that may store a challenge for a request Okta did not sign
-	// (0: no limit); only with AllowUnsignedRequests.
+	// together, that may store anything for a request Okta did not sign, in
+	// each of two buckets (0: no limit); only with AllowUnsignedRequests.
 	SSOUnsignedRateLimit float64
 	// GRPC* bound the gRPC listener's connections (zero: grpcconn's
 	// defaults): concurrent calls on any connection, and for connections

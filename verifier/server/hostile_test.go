@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -421,6 +422,33 @@ func TestUnsignedStartsBounded(t *testing.T) {
 		noResponse(t, p)
 		if p.status != http.StatusServiceUnavailable {
 			t.Fatalf("over the bound: %d, want 503", p.status)
+		}
+		p.has(t, "busy")
+		if ds := e.decisions(t); len(ds) != 3 {
+			t.Errorf("%d decision rows, want the 3 within the bound", len(ds))
+		}
+	})
+	// A held sign-in pressed again ("Check again") writes a decision each
+	// time: each press spends from the bound for known Macs.
+	t.Run("check again", func(t *testing.T) {
+		t.Parallel()
+		e := startSSO(t, false, func(c *config.Config) { c.SSOUnsignedRateLimit = 0.3 })
+		fail := agentv1.PolicyStatus_POLICY_STATUS_FAIL // the agent answers each live check at once
+		a, _ := e.device(t, fail, &fail)
+		c := e.browser(deviceCert(a))
+		denied := e.redirect(t, c, e.sp.NewRequest(testUser)) // one of three
+		if denied.status != http.StatusForbidden {
+			t.Fatalf("a failing Mac's sign-in: %d", denied.status)
+		}
+		form := url.Values{"token": {retryToken(t, denied)}}
+		for i := range 2 {
+			if p := e.post(t, c, signin.PathRetry, form); p.status != http.StatusForbidden {
+				t.Fatalf("Check again %d within the bound: %d\n%s", i+1, p.status, p.body)
+			}
+		}
+		p := e.post(t, c, signin.PathRetry, form)
+		if p.status != http.StatusServiceUnavailable {
+			t.Fatalf("Check again over the bound: %d, want 503", p.status)
 		}
 		p.has(t, "busy")
 		if ds := e.decisions(t); len(ds) != 3 {

@@ -252,14 +252,15 @@ func (h *Handler) askAgent(w http.ResponseWriter, r *http.Request, a *attempt) {
 	ctx := r.Context()
 	now := h.now()
 	a.binding = BindingAgent
+	// The Mac this browser proved to be on last time, if its hint is
+	// genuine, and whether its agent is connected: asked once.
+	dev, hinted := h.Presence.hintedDevice(r, now)
+	connected := hinted && h.Presence.Connected(dev)
 	// 0. A request anyone could have sent stores nothing beyond the bound
 	// on them all: a browser whose genuine hint names a Mac with its agent
 	// connected counts against the bound for known Macs.
-	if !a.req.Signed {
-		dev, ok := h.Presence.hintedDevice(r, now)
-		if h.unsignedBusy(w, r, a, ok && h.Presence.Connected(dev)) {
-			return
-		}
+	if h.unsignedBusy(w, r, a, connected) {
+		return
 	}
 	// 1. This browser.
 	browser, fresh := browserID(r)
@@ -289,7 +290,7 @@ func (h *Handler) askAgent(w http.ResponseWriter, r *http.Request, a *attempt) {
 
 	// 3. A Mac known from an earlier sign-in whose agent is not connected:
 	// the browser would only find nothing listening.
-	if dev, ok := h.Presence.hintedDevice(r, now); ok && !h.Presence.Connected(dev) {
+	if hinted && !connected {
 		ref := newRef()
 		h.metrics().SSORefused(string(reason.AgentNotRunning))
 		h.log().Info("agent_not_running", "device_id", dev, "user", a.req.Username, "request_id", a.req.AuthnRequest.ID, "ref", ref, "remote", r.RemoteAddr)

@@ -140,10 +140,11 @@ type Options struct {
 	// not sign that store anything, from every address together: anyone
 	// can send such a request, and what it stores is kept for minutes, so
 	// the per-address limit alone bounds them only by the sender's number
-	// of addresses. UnsignedAnyone counts browsers that show no Mac;
-	// UnsignedKnown those that show one (an enrolled device's certificate,
-	// or a genuine device hint naming a Mac whose agent is connected), so
-	// that a flood of the first kind does not hold back the second.
+	// of addresses. Its Anyone bucket counts browsers that show no Mac, its
+	// Known bucket those that show one (an enrolled device's certificate,
+	// a genuine device hint naming a Mac whose agent is connected, or a
+	// held sign-in pressed again), so that a flood of the first kind does
+	// not hold back the second.
 	UnsignedStarts *UnsignedLimits
 }
 
@@ -504,6 +505,11 @@ func (h *Handler) resume(w http.ResponseWriter, r *http.Request, source string) 
 			h.refuse(w, r, refused(reason.RetryOtherCert, "held for certificate %s, presented %s", p.CertSerial, ident.CertSerial), http.StatusForbidden)
 			return
 		}
+	}
+	// A held sign-in was made for a browser that showed its Mac; pressed
+	// again on an unsigned request, each press writes a decision.
+	if h.unsignedBusy(w, r, a, true) {
+		return
 	}
 	q, mode := h.query(a, p.Username), access.LiveAlways
 	switch source {
