@@ -418,15 +418,7 @@ func TestUnsignedStartsBounded(t *testing.T) {
 			r := e.sp.NewRequest(testUser)
 			e.allowed(t, e.redirect(t, c, r), r)
 		}
-		p := e.redirect(t, c, e.sp.NewRequest(testUser))
-		noResponse(t, p)
-		if p.status != http.StatusServiceUnavailable {
-			t.Fatalf("over the bound: %d, want 503", p.status)
-		}
-		p.has(t, "busy")
-		if ds := e.decisions(t); len(ds) != 3 {
-			t.Errorf("%d decision rows, want the 3 within the bound", len(ds))
-		}
+		e.busy(t, e.redirect(t, c, e.sp.NewRequest(testUser)), 3)
 	})
 	// A held sign-in pressed again ("Check again") writes a decision each
 	// time: each press spends from the bound for known Macs.
@@ -446,14 +438,7 @@ func TestUnsignedStartsBounded(t *testing.T) {
 				t.Fatalf("Check again %d within the bound: %d\n%s", i+1, p.status, p.body)
 			}
 		}
-		p := e.post(t, c, signin.PathRetry, form)
-		if p.status != http.StatusServiceUnavailable {
-			t.Fatalf("Check again over the bound: %d, want 503", p.status)
-		}
-		p.has(t, "busy")
-		if ds := e.decisions(t); len(ds) != 3 {
-			t.Errorf("%d decision rows, want the 3 within the bound", len(ds))
-		}
+		e.busy(t, e.post(t, c, signin.PathRetry, form), 3)
 	})
 	t.Run("signed", func(t *testing.T) {
 		t.Parallel()
@@ -467,4 +452,18 @@ func TestUnsignedStartsBounded(t *testing.T) {
 			}
 		}
 	})
+}
+
+// busy checks that p is the answer beyond the bound on unsigned sign-ins
+// (503, reason busy, no response) and that the decision log holds rows.
+func (e *ssoEnv) busy(t *testing.T, p page, rows int) {
+	t.Helper()
+	noResponse(t, p)
+	if p.status != http.StatusServiceUnavailable {
+		t.Fatalf("over the bound: %d, want 503", p.status)
+	}
+	p.has(t, "busy")
+	if ds := e.decisions(t); len(ds) != rows {
+		t.Errorf("%d decision rows, want the %d within the bound", len(ds), rows)
+	}
 }
