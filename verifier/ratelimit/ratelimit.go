@@ -8,6 +8,7 @@ package ratelimit
 
 import (
 	"container/list"
+	"crypto/sha256"
 	"math"
 	"net/netip"
 	"strconv"
@@ -45,6 +46,16 @@ const (
 // is 72,000 sign-ins an hour; a verifier that needs more should have Okta
 // sign its requests, which lifts this bound altogether.
 const DefaultUnsignedRate = 20
+
+// UnsignedPerMacRate and UnsignedPerMacBurst bound the unsigned sign-ins
+// of one Mac (by its certificate or its device hint) before they count
+// against the bucket every Mac shares: a person signs in a few times a
+// day, and whoever holds one Mac's hint or certificate cannot spend the
+// shared bucket alone.
+const (
+	UnsignedPerMacRate  = 0.5
+	UnsignedPerMacBurst = 10
+)
 
 // UnsignedBurst is how many unsigned sign-ins may start at once: ten
 // seconds' worth of rate, at least one.
@@ -168,6 +179,27 @@ func NewShared(rate float64, burst int, now func() time.Time) *Shared {
 // Allow spends a token. When there is none it returns false and how long
 // until there is one.
 func (s *Shared) Allow() (bool, time.Duration) { return s.l.Allow(netip.Addr{}) }
+
+// Keyed is a token bucket per key (a device's ID, say), in a table of
+// bounded size as Limiter's, safe for concurrent use.
+type Keyed struct{ l *Limiter }
+
+// NewKeyed returns a Keyed limiter with o's rate, burst and table size.
+func NewKeyed(o Options) *Keyed { return &Keyed{New(o)} }
+
+// Allow spends a token of key's bucket. When there is none it returns
+// false and how long until there is one.
+func (k *Keyed) Allow(key string) (bool, time.Duration) { return k.l.Allow(keyAddr(key)) }
+
+// keyAddr names key in the Limiter's table: an IPv6 /64 (what Key keeps)
+// made of the first 8 bytes of key's hash, so two keys share a bucket only
+// by a 64-bit collision.
+func keyAddr(key string) netip.Addr {
+	var a [16]byte
+	sum := sha256.Sum256([]byte(key))
+	copy(a[:8], sum[:8])
+	return netip.AddrFrom16(a)
+}
 
 // Len is how many sources are remembered.
 func (l *Limiter) Len() int {

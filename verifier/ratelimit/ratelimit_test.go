@@ -449,3 +449,20 @@ func TestTinyRateWaitsAnHour(t *testing.T) {
 		t.Errorf("Retry-After for 10ms: %q", got)
 	}
 }
+
+// Keyed gives each key its own bucket.
+func TestKeyedBucketPerKey(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	k := NewKeyed(Options{Rate: 1, Burst: 2, Now: func() time.Time { return now }})
+	for range 2 {
+		if ok, _ := k.Allow("mac-a"); !ok {
+			t.Fatal("within mac-a's burst: refused")
+		}
+	}
+	if ok, wait := k.Allow("mac-a"); ok || wait != time.Second {
+		t.Errorf("mac-a beyond its burst: %v, wait %v", ok, wait)
+	}
+	if ok, _ := k.Allow("mac-b"); !ok {
+		t.Error("mac-b refused for mac-a's spending")
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/grpcconn"
 	"github.com/clearance/clearance/verifier/metrics"
+	"github.com/clearance/clearance/verifier/ratelimit"
 	"github.com/clearance/clearance/verifier/signin"
 )
 
@@ -419,6 +420,23 @@ func TestUnsignedStartsBounded(t *testing.T) {
 			e.allowed(t, e.redirect(t, c, r), r)
 		}
 		e.busy(t, e.redirect(t, c, e.sp.NewRequest(testUser)), 3)
+	})
+	// One Mac's certificate (or hint) spends its own bucket first: whoever
+	// holds it cannot spend the one every Mac shares.
+	t.Run("one Mac", func(t *testing.T) {
+		t.Parallel()
+		e := startSSO(t, false, func(c *config.Config) { c.SSOUnsignedRateLimit = 2 }) // 20 at once
+		a, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+		b, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+		ca, cb := e.browser(deviceCert(a)), e.browser(deviceCert(b))
+		for range ratelimit.UnsignedPerMacBurst {
+			r := e.sp.NewRequest(testUser)
+			e.allowed(t, e.redirect(t, ca, r), r)
+		}
+		e.busy(t, e.redirect(t, ca, e.sp.NewRequest(testUser)), ratelimit.UnsignedPerMacBurst)
+		e.logs.has(t, "the bound for one Mac")
+		r := e.sp.NewRequest(testUser)
+		e.allowed(t, e.redirect(t, cb, r), r)
 	})
 	// A held sign-in pressed again ("Check again") writes a decision each
 	// time: each press spends from the bound for known Macs.

@@ -440,6 +440,7 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 			h.UnsignedStarts = &signin.UnsignedLimits{
 				Anyone: ratelimit.NewShared(rate, burst, s.now),
 				Known:  ratelimit.NewShared(rate, burst, s.now),
+				PerMac: ratelimit.NewKeyed(ratelimit.Options{Rate: ratelimit.UnsignedPerMacRate, Burst: ratelimit.UnsignedPerMacBurst, Now: s.now}),
 			}
 		} else {
 			log.Warn("sso_unsigned_rate_limit is 0: sign-ins on requests Okta did not sign are not bounded from every address together", "component", "server")

@@ -259,7 +259,11 @@ func (h *Handler) askAgent(w http.ResponseWriter, r *http.Request, a *attempt) {
 	// 0. A request anyone could have sent stores nothing beyond the bound
 	// on them all: a browser whose genuine hint names a Mac with its agent
 	// connected counts against the bound for known Macs.
-	if h.unsignedBusy(w, r, a, connected) {
+	known := ""
+	if connected {
+		known = dev
+	}
+	if h.unsignedBusy(w, r, a, known) {
 		return
 	}
 	// 1. This browser.

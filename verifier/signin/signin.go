@@ -144,7 +144,9 @@ type Options struct {
 	// Known bucket those that show one (an enrolled device's certificate,
 	// a genuine device hint naming a Mac whose agent is connected, or a
 	// held sign-in pressed again), so that a flood of the first kind does
-	// not hold back the second.
+	// not hold back the second; each Mac spends a bucket of its own first
+	// (PerMac), so that one Mac's copied hint or certificate cannot spend
+	// Known alone.
 	UnsignedStarts *UnsignedLimits
 }
 
@@ -342,7 +344,7 @@ func (h *Handler) sso(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		// Within the bound on unsigned sign-ins that store anything.
-		if h.unsignedBusy(w, r, a, true) {
+		if h.unsignedBusy(w, r, a, ident.DeviceID) {
 			return
 		}
 		// 4. Replay.
@@ -508,7 +510,7 @@ func (h *Handler) resume(w http.ResponseWriter, r *http.Request, source string) 
 	}
 	// A held sign-in was made for a browser that showed its Mac; pressed
 	// again on an unsigned request, each press writes a decision.
-	if h.unsignedBusy(w, r, a, true) {
+	if h.unsignedBusy(w, r, a, a.ident.DeviceID) {
 		return
 	}
 	q, mode := h.query(a, p.Username), access.LiveAlways
@@ -868,27 +870,36 @@ func (h *Handler) unidentified(w http.ResponseWriter, r *http.Request, a *attemp
 
 // UnsignedLimits bound the sign-ins on unsigned requests that store
 // anything, from every address together: one bucket for browsers that show
-// no Mac, one for those that show one.
+// no Mac; for those that show one, a bucket per Mac and then one they all
+// share.
 type UnsignedLimits struct {
 	Anyone, Known *ratelimit.Shared
+	PerMac        *ratelimit.Keyed
 }
 
 // unsignedBusy answers 503 and reports true when a sign-in on an unsigned
-// request would store something beyond its bound (known: the browser shows
-// a Mac). It stores nothing itself.
-func (h *Handler) unsignedBusy(w http.ResponseWriter, r *http.Request, a *attempt, known bool) bool {
+// request would store something beyond its bound; mac is the device the
+// browser shows (its certificate's, its genuine hint's with the agent
+// connected, its held sign-in's), "" for none. It stores nothing itself.
+func (h *Handler) unsignedBusy(w http.ResponseWriter, r *http.Request, a *attempt, mac string) bool {
 	if a.req.Signed || h.UnsignedStarts == nil {
 		return false
 	}
-	b := h.UnsignedStarts.Anyone
-	if known {
-		b = h.UnsignedStarts.Known
+	ok, wait, over := true, time.Duration(0), "sso_unsigned_rate_limit"
+	switch {
+	case mac == "":
+		ok, wait = h.UnsignedStarts.Anyone.Allow()
+	default:
+		if ok, wait = h.UnsignedStarts.PerMac.Allow(mac); !ok {
+			over = "the bound for one Mac"
+		} else {
+			ok, wait = h.UnsignedStarts.Known.Allow()
+		}
 	}
-	ok, wait := b.Allow()
 	if ok {
 		return false
 	}
-	ref := h.unrecorded(r, a, reason.Busy, fmt.Sprintf("sign-ins on unsigned requests over sso_unsigned_rate_limit (known Mac: %v)", known), a.ident.DeviceID)
+	ref := h.unrecorded(r, a, reason.Busy, fmt.Sprintf("sign-ins on unsigned requests over %s (Mac shown: %v)", over, mac != ""), mac)
 	w.Header().Set("Retry-After", ratelimit.RetryAfter(wait))
 	h.Pages.Refused(w, http.StatusServiceUnavailable, web.Refused{Reason: reason.Busy, SupportID: ref})
 	return true
