@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -377,6 +378,28 @@ func TestUnsignedStartsBounded(t *testing.T) {
 		if p := e.redirect(t, e.from("127.0.0.5"), r); p.status != http.StatusSeeOther {
 			t.Fatalf("the refused request once the bound allows it: %d (its ID was spent?)\n%s", p.status, p.body)
 		}
+	})
+	// Behind a trusted proxy, the log names each refused browser by the
+	// address the proxy gives, not only the proxy's.
+	t.Run("behind a proxy", func(t *testing.T) {
+		t.Parallel()
+		e := startSSO(t, false, func(c *config.Config) {
+			agentBound(c)
+			_, proxy, _ := net.ParseCIDR("127.0.0.3/32")
+			c.TrustedProxies = []*net.IPNet{proxy}
+		})
+		via := e.from("127.0.0.3")
+		for i := range 4 {
+			u, err := e.sp.RedirectURL(e.sp.NewRequest(testUser))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := e.fetch(t, via, strings.TrimPrefix(u, "https://localhost:8444"), fmt.Sprintf("198.18.0.%d", i+1))
+			if want := map[bool]int{true: http.StatusServiceUnavailable, false: http.StatusSeeOther}[i == 3]; p.status != want {
+				t.Fatalf("start %d through the proxy: %d, want %d", i+1, p.status, want)
+			}
+		}
+		e.logs.has(t, "reason=busy", "client=198.18.0.4", "remote=127.0.0.3:")
 	})
 	// A browser that shows its Mac has a bucket of its own: a flood of
 	// browsers that show none does not hold it back, and it is bounded too.

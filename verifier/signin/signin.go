@@ -927,12 +927,30 @@ func (h *Handler) unrecorded(r *http.Request, a *attempt, code reason.Code, deta
 	h.metrics().SSOUnrecorded(string(code))
 	attrs := []any{"reason", string(code), "detail", clip(detail), "user", clip(a.req.Username), "device_id", clip(deviceID),
 		"request_id", clip(a.req.AuthnRequest.ID), "binding", string(a.binding), "source", a.source, "ref", ref, "remote", r.RemoteAddr}
+	if c, ok := h.client(r); ok {
+		attrs = append(attrs, "client", c)
+	}
 	if ok, skipped := h.unrecordedLog.Take(string(code), unrecordedLogEvery, h.now()); ok {
 		h.log().Info("sso_unrecorded", append(attrs, "others_not_logged", skipped)...)
 	} else {
 		h.log().Debug("sso_unrecorded", attrs...)
 	}
 	return ref
+}
+
+// client is the address of the browser behind a trusted proxy, as the
+// rate limit counts it (ratelimit.ClientAddr): the proxy's own address is
+// what r.RemoteAddr says, and in a flood from many addresses the log would
+// name only the proxy. ok is false without a trusted proxy in between.
+func (h *Handler) client(r *http.Request) (string, bool) {
+	if h.Identify == nil || len(h.Identify.Trusted) == 0 || !h.Identify.trusted(r.RemoteAddr) {
+		return "", false
+	}
+	a := ratelimit.ClientAddr(r, h.Identify.Trusted)
+	if !a.IsValid() {
+		return "", false
+	}
+	return a.String(), true
 }
 
 // clip bounds a sender-chosen string for the log.
