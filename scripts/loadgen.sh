@@ -152,7 +152,7 @@ fi
     printf "%-50s %11d %8s %8s  of %d asked on %d connections; limit 8 per address\n", "health Watch streams held", k["hostile_watches_held"], "", "", k["hostile_watches"], k["hostile_stream_conns"]
     printf "%-50s %11d %8s %8s  of %d asked; limit 4 per connection, 16 connections per address\n", "calls held open without their message", k["hostile_calls_held"], "", "", k["hostile_calls"]
     printf "%-50s %7.1f MiB %8s %8s  target < 64 MiB (was +360 MB)\n", "verifier RSS growth under the gRPC flood", k["hostile_rss_growth_kib"]/1024, "", ""
-    printf "%-50s %9.0f/s %8.2f %8.2f  %d failed\n", "real sign-ins meanwhile (agent proof + certificate)", k["hostile_signin_per_s"], k["hostile_signin_p50_ms"], k["hostile_signin_p99_ms"], k["hostile_signin_failed"]
+    printf "%-50s %9.0f/s %8.2f %8.2f  %d failed, from %d Macs\n", "real sign-ins meanwhile (agent proof + certificate)", k["hostile_signin_per_s"], k["hostile_signin_p50_ms"], k["hostile_signin_p99_ms"], k["hostile_signin_failed"], k["hostile_signin_macs"]
     printf "%-50s %9.0f/s %8.2f %8.2f  %d failed\n", "agent reports meanwhile (report -> Ack)", k["hostile_report_per_s"], k["hostile_report_p50_ms"], k["hostile_report_p99_ms"], k["hostile_report_failed"]
     printf "%-50s %11d %8s %8s  %d failed\n", "enrollments meanwhile", k["hostile_enrolled"], "", "", k["hostile_enroll_failed"]
     printf "%-50s %11d %8s %8s  of %d asked without the token\n", "/metrics refused (401)", k["hostile_metrics_refused"], "", "", k["hostile_metrics_probes"]

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/big"
 	mrand "math/rand/v2"
 	"net"
@@ -33,6 +34,7 @@ import (
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/grpcconn"
+	"github.com/clearance/clearance/verifier/ratelimit"
 )
 
 // The hostile phase replays the attacks tried against a real verifier on
@@ -195,6 +197,7 @@ type Hostile struct {
 	MetricsProbes   int
 	MetricsRefused  int
 	SigninFailed    int
+	SigninMacs      int // the Macs the real sign-ins came from
 	ReportFailed    int
 	CSeconds        float64
 	UnidentifiedAll int // requests of window A answered, both floods
@@ -618,6 +621,33 @@ func (r *run) streamFlood(ctx context.Context, hc HostileConfig) (StreamFlood, [
 	return out, conns
 }
 
+// officeBrowsers makes browsers for the real sign-ins of window C, one a
+// Mac, alternately signing in with the agent's proof and with the
+// certificate, on as many passing Macs as keep each Mac at half the
+// unsigned sign-ins the verifier starts for one Mac
+// (ratelimit.UnsignedPerMacRate) at rate sign-ins a second, or on every
+// passing Mac if there are fewer. An office's sign-ins come from many
+// Macs, each a few times an hour; the sso phase's few browsers, at the
+// whole rate, would spend their Macs' buckets within seconds.
+func (r *run) officeBrowsers(rate float64) ([]*browser, error) {
+	want := int(math.Ceil(2 * rate / ratelimit.UnsignedPerMacRate))
+	var bs []*browser
+	for i, s := range r.agents {
+		if len(bs) == want {
+			break
+		}
+		if s.status != agentv1.PolicyStatus_POLICY_STATUS_PASS {
+			continue
+		}
+		b, err := newBrowser(r.cfg.Target, r.roots, s, SourceFor(r.srcs, r.cfg.Agents+4*r.cfg.Signins+i), true, len(bs)%2 == 0)
+		if err != nil {
+			return bs, err
+		}
+		bs = append(bs, b)
+	}
+	return bs, nil
+}
+
 // realLoad is what goes on meanwhile in window C: agents report at the
 // interval, browsers sign in with the agent's proof and with certificates
 // at SigninRate, agents enroll, and /metrics is asked without its token.
@@ -626,7 +656,17 @@ func (r *run) realLoad(ctx context.Context, d time.Duration, hc HostileConfig, o
 	r.acks.Store(ackRec)
 	defer r.acks.Store(nil)
 	stop := background(ctx, r.reporting)
-	bs := append(append([]*browser(nil), r.proofBs...), r.allowBs...)
+	bs, err := r.officeBrowsers(hc.SigninRate)
+	if err != nil {
+		r.fail("browser")
+		r.log.Debug("browsers for the real load", "err", err)
+	}
+	defer func() {
+		for _, b := range bs {
+			b.client.CloseIdleConnections()
+		}
+	}()
+	out.SigninMacs = len(bs)
 	signJobs := make(chan struct{}, len(bs))
 	var signFailed atomic.Int64
 	runCtx := ctx

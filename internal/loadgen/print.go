@@ -96,6 +96,7 @@ func (h *Hostile) writeKV(kv func(string, any), sum func(string, Summary)) {
 	sum("hostile_signin", h.Signins)
 	sum("hostile_report", h.Reports)
 	kv("hostile_signin_failed", h.SigninFailed)
+	kv("hostile_signin_macs", h.SigninMacs)
 	kv("hostile_report_failed", h.ReportFailed)
 	kv("hostile_enrolled", h.Enrolled)
 	kv("hostile_enroll_failed", h.EnrollFailed)
@@ -182,6 +183,6 @@ func (h *Hostile) writeTable(w io.Writer) {
 		h.Streams.Conns, h.Streams.Closed, h.Streams.Watches, h.Streams.WatchesHeld, h.Streams.WatchesRefused, h.Streams.Calls, h.Streams.CallsHeld, h.Streams.CallsRefused)
 	fmt.Fprintf(w, "hostile: verifier RSS %.1f MiB before, %.1f MiB with the flood held (+%.1f MiB)\n",
 		float64(h.RSSBefore)/(1<<20), float64(h.RSS)/(1<<20), float64(h.RSSGrowth())/(1<<20))
-	fmt.Fprintf(w, "hostile: meanwhile: %d sign-ins (p99 %.1f ms, %d failed), %d reports (p99 %.1f ms), %d enrolled (%d failed), /metrics without token refused %d of %d, attacker decision rows %d\n",
-		h.Signins.Count, ms(h.Signins.P99), h.SigninFailed, h.Reports.Count, ms(h.Reports.P99), h.Enrolled, h.EnrollFailed, h.MetricsRefused, h.MetricsProbes, h.AttackerRowsC)
+	fmt.Fprintf(w, "hostile: meanwhile: %d sign-ins from %d Macs (p99 %.1f ms, %d failed), %d reports (p99 %.1f ms), %d enrolled (%d failed), /metrics without token refused %d of %d, attacker decision rows %d\n",
+		h.Signins.Count, h.SigninMacs, ms(h.Signins.P99), h.SigninFailed, h.Reports.Count, ms(h.Reports.P99), h.Enrolled, h.EnrollFailed, h.MetricsRefused, h.MetricsProbes, h.AttackerRowsC)
 }
