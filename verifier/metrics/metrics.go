@@ -30,6 +30,7 @@ type Metrics struct {
 	clockSkew       prometheus.Histogram
 	rateLimited     *prometheus.CounterVec
 	ssoUnrecorded   *prometheus.CounterVec
+	ssoBusy         *prometheus.CounterVec
 	grpcConns       *prometheus.GaugeVec
 	grpcRefused     *prometheus.CounterVec
 	grpcStreams     *prometheus.CounterVec
@@ -137,6 +138,13 @@ func New() *Metrics {
 		Name: "clearance_sso_unrecorded_total",
 		Help: "Sign-ins refused without a decision-log row: unsigned requests (anyone can send one) that identified no device, whose proof of presence was refused, or that were over --sso-unsigned-rate-limit (reason busy), by reason.",
 	}, []string{"reason"})
+	m.ssoBusy = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "clearance_sso_unsigned_busy_total",
+		Help: "Sign-ins on unsigned requests refused busy (503) by --sso-unsigned-rate-limit, by bucket: no_mac (browsers that showed no Mac), one_mac (one Mac's own bucket: that Mac, or whoever holds its certificate or hint, signs in more than once every 2 s), macs (every Mac's together). Each is in clearance_sso_unrecorded_total{reason=\"busy\"} too.",
+	}, []string{"bucket"})
+	for _, b := range []string{"no_mac", "one_mac", "macs"} {
+		m.ssoBusy.WithLabelValues(b)
+	}
 	m.grpcConns = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "clearance_grpc_connections",
 		Help: "Open gRPC connections by class: device (a device certificate), unauthenticated (none: enrollment, admin tools, health, reflection) and handshaking (TLS not done yet).",
@@ -163,7 +171,7 @@ func New() *Metrics {
 	for _, l := range []string{"sso", "http"} {
 		m.httpConns.WithLabelValues(l)
 	}
-	m.Registry.MustRegister(m.rateLimited, m.ssoUnrecorded, m.grpcConns, m.grpcRefused, m.grpcStreams, m.httpConns, m.httpClosed)
+	m.Registry.MustRegister(m.rateLimited, m.ssoUnrecorded, m.ssoBusy, m.grpcConns, m.grpcRefused, m.grpcStreams, m.httpConns, m.httpClosed)
 	m.storeWritable.Set(1)
 	m.Registry.MustRegister(m.scepIssued, m.scepRefused, m.devices, m.unsigned, m.reportsResent, m.storeWritable, m.clockSkew)
 	m.Registry.MustRegister(m.reportsAccepted, m.reportsRejected, m.agents, m.ingestSeconds, m.enrollments, m.liveChecks,
@@ -302,6 +310,14 @@ func (m *Metrics) SSOUnrecorded(reason string) {
 		return
 	}
 	m.ssoUnrecorded.WithLabelValues(reason).Inc()
+}
+
+// SSOUnsignedBusy counts an unsigned sign-in refused busy, by bucket.
+func (m *Metrics) SSOUnsignedBusy(bucket string) {
+	if m == nil {
+		return
+	}
+	m.ssoBusy.WithLabelValues(bucket).Inc()
 }
 
 // GRPCConns moves the open-connections gauge of class by delta.

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -370,7 +371,8 @@ func TestUnsignedStartsBounded(t *testing.T) {
 		if got := counters(t, e.harness, "clearance_sso_unrecorded_total"); got[`reason="busy"`] != 1 {
 			t.Errorf("clearance_sso_unrecorded_total %v; want busy 1", got)
 		}
-		e.logs.has(t, "msg=sso_unrecorded", "reason=busy")
+		e.busyBuckets(t, 1, 0, 0)
+		e.logs.has(t, "msg=sso_unrecorded", "reason=busy", "bucket="+signin.BucketNoMac)
 		if ds := e.decisions(t); len(ds) != 0 {
 			t.Errorf("decision rows for unsigned starts: %+v", ds)
 		}
@@ -430,6 +432,8 @@ func TestUnsignedStartsBounded(t *testing.T) {
 		if p.status != http.StatusServiceUnavailable {
 			t.Fatalf("the known Mac over its own bound: %d, want 503", p.status)
 		}
+		// Its own bucket holds 10; the three every Mac shares ran out.
+		e.busyBuckets(t, 1, 0, 1)
 	})
 	// A device certificate shows the Mac: each unsigned sign-in it makes
 	// stores its request ID and a decision, bounded as a known Mac's.
@@ -462,7 +466,8 @@ func TestUnsignedStartsBounded(t *testing.T) {
 		for range 15 {
 			e.busy(t, e.redirect(t, ca, e.sp.NewRequest(testUser)), ratelimit.UnsignedPerMacBurst)
 		}
-		e.logs.has(t, "the bound for one Mac")
+		e.logs.has(t, "the bound for one Mac", "bucket="+signin.BucketOneMac)
+		e.busyBuckets(t, 0, 15, 0)
 		r := e.sp.NewRequest(testUser)
 		e.allowed(t, e.redirect(t, cb, r), r)
 	})
@@ -498,6 +503,20 @@ func TestUnsignedStartsBounded(t *testing.T) {
 			}
 		}
 	})
+}
+
+// busyBuckets checks clearance_sso_unsigned_busy_total: how many unsigned
+// sign-ins each bucket refused, and no bucket besides.
+func (e *ssoEnv) busyBuckets(t *testing.T, noMac, oneMac, macs float64) {
+	t.Helper()
+	want := map[string]float64{
+		`bucket="` + signin.BucketNoMac + `"`:  noMac,
+		`bucket="` + signin.BucketOneMac + `"`: oneMac,
+		`bucket="` + signin.BucketMacs + `"`:   macs,
+	}
+	if got := counters(t, e.harness, "clearance_sso_unsigned_busy_total"); !maps.Equal(got, want) {
+		t.Errorf("clearance_sso_unsigned_busy_total %v; want %v", got, want)
+	}
 }
 
 // busy checks that p is the answer beyond the bound on unsigned sign-ins

@@ -54,6 +54,10 @@ type Metrics interface {
 	// SSOUnrecorded counts a refusal kept out of the decision log (see
 	// Handler.unrecorded).
 	SSOUnrecorded(reason string)
+	// SSOUnsignedBusy counts an unsigned sign-in refused busy by the
+	// bucket named (see UnsignedLimits): BucketNoMac, BucketOneMac or
+	// BucketMacs.
+	SSOUnsignedBusy(bucket string)
 }
 
 // Deciding is the access gate; *access.Gate implements it.
@@ -877,6 +881,15 @@ type UnsignedLimits struct {
 	PerMac        *ratelimit.Keyed
 }
 
+// The buckets of UnsignedLimits, as the busy metric and log name them: an
+// operator raises sso_unsigned_rate_limit (or has Okta sign its requests)
+// for the first and last, and looks at one Mac for the second.
+const (
+	BucketNoMac  = "no_mac"  // Anyone: browsers that show no Mac
+	BucketOneMac = "one_mac" // PerMac: one Mac's own
+	BucketMacs   = "macs"    // Known: every Mac's together
+)
+
 // unsignedBusy answers 503 and reports true when a sign-in on an unsigned
 // request would store something beyond its bound; mac is the device the
 // browser shows (its certificate's, its genuine hint's with the agent
@@ -885,21 +898,23 @@ func (h *Handler) unsignedBusy(w http.ResponseWriter, r *http.Request, a *attemp
 	if a.req.Signed || h.UnsignedStarts == nil {
 		return false
 	}
-	ok, wait, over := true, time.Duration(0), "sso_unsigned_rate_limit"
+	ok, wait, bucket, over := true, time.Duration(0), BucketNoMac, "over sso_unsigned_rate_limit"
 	switch {
 	case mac == "":
 		ok, wait = h.UnsignedStarts.Anyone.Allow()
 	default:
 		if ok, wait = h.UnsignedStarts.PerMac.Allow(mac); !ok {
-			over = "the bound for one Mac"
+			bucket, over = BucketOneMac, "over the bound for one Mac"
 		} else {
+			bucket = BucketMacs
 			ok, wait = h.UnsignedStarts.Known.Allow()
 		}
 	}
 	if ok {
 		return false
 	}
-	ref := h.unrecorded(r, a, reason.Busy, fmt.Sprintf("sign-ins on unsigned requests over %s (Mac shown: %v)", over, mac != ""), mac)
+	h.metrics().SSOUnsignedBusy(bucket)
+	ref := h.unrecorded(r, a, reason.Busy, over, mac, "bucket", bucket)
 	w.Header().Set("Retry-After", ratelimit.RetryAfter(wait))
 	h.Pages.Refused(w, http.StatusServiceUnavailable, web.Refused{Reason: reason.Busy, SupportID: ref})
 	return true
@@ -922,11 +937,12 @@ const maxLoggedField = 64
 // each reason at most once per unrecordedLogEvery with how many were left out, and each at
 // debug. A signed request can only come from Okta: its refusals keep their
 // rows.
-func (h *Handler) unrecorded(r *http.Request, a *attempt, code reason.Code, detail, deviceID string) string {
+func (h *Handler) unrecorded(r *http.Request, a *attempt, code reason.Code, detail, deviceID string, extra ...any) string {
 	ref := newRef()
 	h.metrics().SSOUnrecorded(string(code))
 	attrs := []any{"reason", string(code), "detail", clip(detail), "user", clip(a.req.Username), "device_id", clip(deviceID),
 		"request_id", clip(a.req.AuthnRequest.ID), "binding", string(a.binding), "source", a.source, "ref", ref, "remote", r.RemoteAddr}
+	attrs = append(attrs, extra...)
 	if c, ok := h.client(r); ok {
 		attrs = append(attrs, "client", c)
 	}
@@ -1073,6 +1089,7 @@ type noMetrics struct{}
 func (noMetrics) SSODecision(bool, string, string, time.Duration) {}
 func (noMetrics) SSORefused(string)                               {}
 func (noMetrics) SSOUnrecorded(string)                            {}
+func (noMetrics) SSOUnsignedBusy(string)                          {}
 
 func (h *Handler) metrics() Metrics {
 	if h.Metrics == nil {
