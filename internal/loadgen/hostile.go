@@ -271,6 +271,19 @@ func (r *run) hostile(ctx context.Context, d time.Duration) (*Hostile, error) {
 			c.CloseIdleConnections()
 		}
 	}()
+	// The real load's browsers are made, and each has signed in once,
+	// before the floods: a proof browser's first sign-in shows no Mac (its
+	// device hint comes with it), and would spend the bucket the floods
+	// empty.
+	office, err := r.officeBrowsers(ctx, hc.SigninRate)
+	defer func() {
+		for _, b := range office {
+			b.client.CloseIdleConnections()
+		}
+	}()
+	if err != nil {
+		return nil, err
+	}
 	var xffN atomic.Uint32
 	// A new client address each request, from 198.18.0.0/15 (set aside for
 	// benchmarks): 131,072 of them before they repeat.
@@ -293,11 +306,13 @@ func (r *run) hostile(ctx context.Context, d time.Duration) (*Hostile, error) {
 	out.Unidentified, out.UnidentifiedProxied = floods[0], floods[1]
 	out.UnidentifiedSeconds = time.Since(t0).Seconds()
 	out.UnidentifiedAll = out.Unidentified.Sent + out.UnidentifiedProxied.Sent
-	total, _, err := r.decisionRows(ctx, t0, time.Now())
+	// The real load's first sign-ins, just before, are within the count's
+	// margin: its rows are told apart by their user.
+	total, sim, err := r.decisionRows(ctx, t0, time.Now())
 	if err != nil {
 		return nil, err
 	}
-	out.UnidentifiedRows = total
+	out.UnidentifiedRows = total - sim
 	size1, ok := dbSize(r.cfg.Target.DataDir)
 	out.UnidentifiedDBBytes = -1
 	if ok {
@@ -365,13 +380,13 @@ func (r *run) hostile(ctx context.Context, d time.Duration) (*Hostile, error) {
 			})
 	}()
 	tc := time.Now()
-	r.realLoad(ctx, c, hc, out)
+	r.realLoad(ctx, c, hc, office, out)
 	wg.Wait()
 	for _, f := range floodsC {
 		out.FloodsC.add(f)
 	}
 	out.CSeconds = time.Since(tc).Seconds()
-	total, sim, err := r.decisionRows(ctx, tc, time.Now())
+	total, sim, err = r.decisionRows(ctx, tc, time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -623,13 +638,14 @@ func (r *run) streamFlood(ctx context.Context, hc HostileConfig) (StreamFlood, [
 
 // officeBrowsers makes browsers for the real sign-ins of window C, one a
 // Mac, alternately signing in with the agent's proof and with the
-// certificate, on as many passing Macs as keep each Mac at half the
-// unsigned sign-ins the verifier starts for one Mac
-// (ratelimit.UnsignedPerMacRate) at rate sign-ins a second, or on every
+// certificate, and signs each in once. They are as many passing Macs as
+// keep each Mac at half the unsigned sign-ins the verifier starts for one
+// Mac (ratelimit.UnsignedPerMacRate) at rate sign-ins a second, or every
 // passing Mac if there are fewer. An office's sign-ins come from many
 // Macs, each a few times an hour; the sso phase's few browsers, at the
-// whole rate, would spend their Macs' buckets within seconds.
-func (r *run) officeBrowsers(rate float64) ([]*browser, error) {
+// whole rate, would spend their Macs' buckets within seconds. The
+// browsers made are returned with any error, to be closed.
+func (r *run) officeBrowsers(ctx context.Context, rate float64) ([]*browser, error) {
 	want := int(math.Ceil(2 * rate / ratelimit.UnsignedPerMacRate))
 	var bs []*browser
 	for i, s := range r.agents {
@@ -641,9 +657,15 @@ func (r *run) officeBrowsers(rate float64) ([]*browser, error) {
 		}
 		b, err := newBrowser(r.cfg.Target, r.roots, s, SourceFor(r.srcs, r.cfg.Agents+4*r.cfg.Signins+i), true, len(bs)%2 == 0)
 		if err != nil {
-			return bs, err
+			return bs, fmt.Errorf("the real load's browsers: %w", err)
 		}
 		bs = append(bs, b)
+		if err := checkFirst(ctx, r.sp, b); err != nil {
+			return bs, fmt.Errorf("the real load's first sign-in from %s: %w", s.a.DeviceID, err)
+		}
+	}
+	if len(bs) == 0 {
+		return nil, errors.New("the real load has no passing Mac to sign in from")
 	}
 	return bs, nil
 }
@@ -651,21 +673,11 @@ func (r *run) officeBrowsers(rate float64) ([]*browser, error) {
 // realLoad is what goes on meanwhile in window C: agents report at the
 // interval, browsers sign in with the agent's proof and with certificates
 // at SigninRate, agents enroll, and /metrics is asked without its token.
-func (r *run) realLoad(ctx context.Context, d time.Duration, hc HostileConfig, out *Hostile) {
+func (r *run) realLoad(ctx context.Context, d time.Duration, hc HostileConfig, bs []*browser, out *Hostile) {
 	ackRec, signRec := &Recorder{}, &Recorder{}
 	r.acks.Store(ackRec)
 	defer r.acks.Store(nil)
 	stop := background(ctx, r.reporting)
-	bs, err := r.officeBrowsers(hc.SigninRate)
-	if err != nil {
-		r.fail("browser")
-		r.log.Debug("browsers for the real load", "err", err)
-	}
-	defer func() {
-		for _, b := range bs {
-			b.client.CloseIdleConnections()
-		}
-	}()
 	out.SigninMacs = len(bs)
 	signJobs := make(chan struct{}, len(bs))
 	var signFailed atomic.Int64

@@ -432,8 +432,11 @@ func TestUnsignedStartsBounded(t *testing.T) {
 		if p.status != http.StatusServiceUnavailable {
 			t.Fatalf("the known Mac over its own bound: %d, want 503", p.status)
 		}
-		// Its own bucket holds 10; the three every Mac shares ran out.
+		// Its own bucket holds 10; the three every Mac shares ran out. The
+		// line naming it reaches info, though a browser showing no Mac was
+		// refused busy first.
 		e.busyBuckets(t, 1, 0, 1)
+		e.logs.hasLine(t, "level=INFO", "msg=sso_unrecorded", "reason=busy", "bucket="+signin.BucketMacs)
 	})
 	// A device certificate shows the Mac: each unsigned sign-in it makes
 	// stores its request ID and a decision, bounded as a known Mac's.

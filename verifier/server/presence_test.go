@@ -418,6 +418,21 @@ func (b *logBuffer) has(t *testing.T, subs ...string) {
 	}
 }
 
+// hasLine fails unless one line of the log holds every one of subs.
+func (b *logBuffer) hasLine(t *testing.T, subs ...string) {
+	t.Helper()
+lines:
+	for line := range strings.Lines(b.String()) {
+		for _, sub := range subs {
+			if !strings.Contains(line, sub) {
+				continue lines
+			}
+		}
+		return
+	}
+	t.Errorf("no line of the log holds all of %q", subs)
+}
+
 // lacks fails if the log holds any of subs.
 func (b *logBuffer) lacks(t *testing.T, subs ...string) {
 	t.Helper()

@@ -429,7 +429,7 @@ func verifyStatement(dev storage.Device, raw, sig []byte) error {
 func (h *Handler) unbound(w http.ResponseWriter, r *http.Request, a *attempt, code reason.Code, detail string) {
 	ctx := r.Context()
 	if !a.req.Signed {
-		ref := h.unrecorded(r, a, code, detail, a.ident.DeviceID)
+		ref := h.unrecorded(r, a, code, detail, a.ident.DeviceID, "")
 		h.Pages.Refused(w, http.StatusForbidden, web.Refused{Reason: code, SupportID: ref})
 		return
 	}

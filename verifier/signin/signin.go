@@ -848,7 +848,7 @@ func (h *Handler) unidentified(w http.ResponseWriter, r *http.Request, a *attemp
 	latency := now.Sub(a.start)
 	var ref string
 	if !a.req.Signed {
-		ref = h.unrecorded(r, a, ierr.Reason, ierr.Detail, ierr.DeviceID)
+		ref = h.unrecorded(r, a, ierr.Reason, ierr.Detail, ierr.DeviceID, "")
 	} else {
 		id, err := h.Store.AppendDecision(ctx, h.withClient(r, storage.DecisionRecord{
 			At: now, Username: a.req.Username, DeviceID: ierr.DeviceID, CertSerial: ierr.CertSerial, Reason: string(ierr.Reason), Binding: string(a.binding),
@@ -914,7 +914,7 @@ func (h *Handler) unsignedBusy(w http.ResponseWriter, r *http.Request, a *attemp
 		return false
 	}
 	h.metrics().SSOUnsignedBusy(bucket)
-	ref := h.unrecorded(r, a, reason.Busy, over, mac, "bucket", bucket)
+	ref := h.unrecorded(r, a, reason.Busy, over, mac, bucket)
 	w.Header().Set("Retry-After", ratelimit.RetryAfter(wait))
 	h.Pages.Refused(w, http.StatusServiceUnavailable, web.Refused{Reason: reason.Busy, SupportID: ref})
 	return true
@@ -934,19 +934,26 @@ const maxLoggedField = 64
 // log with denials for any username, and the disk with them (tried: about a
 // thousand rows a second, 2 KB each, kept for the retention period). So it
 // is counted (clearance_sso_unrecorded_total{reason}) and logged at info, for
-// each reason at most once per unrecordedLogEvery with how many were left out, and each at
+// each reason (and each bucket of a busy one: bucket, "" for none) at most
+// once per unrecordedLogEvery with how many were left out, and each at
 // debug. A signed request can only come from Okta: its refusals keep their
 // rows.
-func (h *Handler) unrecorded(r *http.Request, a *attempt, code reason.Code, detail, deviceID string, extra ...any) string {
+func (h *Handler) unrecorded(r *http.Request, a *attempt, code reason.Code, detail, deviceID, bucket string) string {
 	ref := newRef()
 	h.metrics().SSOUnrecorded(string(code))
 	attrs := []any{"reason", string(code), "detail", clip(detail), "user", clip(a.req.Username), "device_id", clip(deviceID),
 		"request_id", clip(a.req.AuthnRequest.ID), "binding", string(a.binding), "source", a.source, "ref", ref, "remote", r.RemoteAddr}
-	attrs = append(attrs, extra...)
+	sample := string(code)
+	if bucket != "" {
+		// Sampled apart: a flood that empties one bucket does not keep
+		// the line naming the Mac that emptied another from info.
+		attrs = append(attrs, "bucket", bucket)
+		sample += "/" + bucket
+	}
 	if c, ok := h.client(r); ok {
 		attrs = append(attrs, "client", c)
 	}
-	if ok, skipped := h.unrecordedLog.Take(string(code), unrecordedLogEvery, h.now()); ok {
+	if ok, skipped := h.unrecordedLog.Take(sample, unrecordedLogEvery, h.now()); ok {
 		h.log().Info("sso_unrecorded", append(attrs, "others_not_logged", skipped)...)
 	} else {
 		h.log().Debug("sso_unrecorded", attrs...)
