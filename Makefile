@@ -97,9 +97,7 @@ test: deps tools check-generated vet cross
 	$(MAKE) --no-print-directory fuzz
 
 ## fuzz: each fuzz target briefly, beyond its seed corpus (FUZZTIME each; longer: make fuzz FUZZTIME=2m)
-# 4 s each keeps the 44 targets near 4 minutes of make test on 2 cores; the
-# seeds run in every go test, and longer runs are make fuzz FUZZTIME=…
-FUZZTIME ?= 4s
+FUZZTIME ?= 7s
 fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)
 
