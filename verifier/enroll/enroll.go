@@ -72,8 +72,8 @@ const (
 	PendingUnprovenKey   = "unproven_key"
 	PendingUnknownSerial = "unknown_serial"
 	PendingManual        = "manual"
-	// PendingSerialEnrolled: the serial is on the known list, but an
-	// enrolled device already has it.
+	// PendingSerialEnrolled: the serial is on the known list, but a
+	// device already enrolled on it (a revoked one included).
 	PendingSerialEnrolled = "serial_enrolled"
 )
 
@@ -245,6 +245,16 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		default:
 			return s.pend(ctx, facts, key, secret, existing, PendingUnprovenKey, now)
 		}
+		// The key proves the hardware UUID, not a serial number: a Mac's
+		// serial does not change with its board, and the known list, the
+		// Cloudflare match and the operator's inventory rely on it. A
+		// re-enrollment that reports another one is refused, and the
+		// current enrollment stays as it is.
+		if got := storage.StoredSerial(facts.GetSerialNumber()); proof != "" && got != existing.SerialNumber {
+			return nil, "serial_changed", status.Errorf(codes.PermissionDenied,
+				"serial number %q is not the %q device %s (hardware UUID %s) enrolled with: a Mac's serial number cannot change by re-enrolling; the enrollment is unchanged",
+				ratelimit.Clip(facts.GetSerialNumber()), ratelimit.Clip(existing.SerialNumber), existing.ID, facts.GetHardwareUuid())
+		}
 	case errors.Is(err, storage.ErrNotFound):
 		if lapsed != nil {
 			break
@@ -355,7 +365,9 @@ func (s *Service) admitNew(ctx context.Context, facts *agentv1.DeviceFacts) (rea
 			return "", "", err
 		}
 		// A listed serial admits one Mac: another machine claiming the
-		// serial of an enrolled one waits for the security team.
+		// serial of an enrolled one waits for the security team, also
+		// once that one is revoked (a lost or stolen Mac's serial is not
+		// free for whoever holds the secret).
 		_, err = s.Store.GetDeviceBySerial(ctx, serial)
 		switch {
 		case err == nil:

@@ -401,6 +401,65 @@ func TestKnownSerialAdmitsOneMac(t *testing.T) {
 	}
 }
 
+// TestSerialStaysWithItsMac: the holder of an enrolled Mac's key cannot
+// move it to another serial number (a listed one no Mac has yet, or a
+// Mac's that enrolled), by re-enrolling with the same key or by a proven
+// rotation; nothing changes and the device keeps reporting. Revoking a Mac
+// does not free its serial: another machine claiming it waits.
+func TestSerialStaysWithItsMac(t *testing.T) {
+	t.Parallel()
+	h := startKnownList(t, &adminv1.KnownDevice{SerialNumber: "C02TEST0001"}, &adminv1.KnownDevice{SerialNumber: "C02VICTIM01"},
+		&adminv1.KnownDevice{SerialNumber: "C02VICTIM02"})
+	secret := h.secret()
+	a := h.enrolled(secret) // C02TEST0001
+	victim := newAgent(t, h, nextUUID())
+	victim.Facts.SerialNumber = "C02VICTIM02"
+	if _, err := victim.Enroll(h.ctx(), secret); err != nil {
+		t.Fatalf("the victim Mac: %v", err)
+	}
+
+	for _, serial := range []string{"C02VICTIM01", "c02victim02", "", "C02TEST0001 "} {
+		before := h.dump()
+		a.Facts.SerialNumber = serial
+		_, err := a.Enroll(h.ctx(), secret)
+		checkStatus(t, err, codes.PermissionDenied, "cannot change by re-enrolling")
+		if h.dump() != before {
+			t.Errorf("a same-key re-enrollment reporting serial %q changed the store", serial)
+		}
+		rotated := newAgent(t, h, a.Facts.GetHardwareUuid())
+		rotated.Facts.SerialNumber = serial
+		_, err = rotated.EnrollRotating(h.ctx(), secret, a.Key)
+		checkStatus(t, err, codes.PermissionDenied, "cannot change by re-enrolling")
+		if h.dump() != before {
+			t.Errorf("a proven rotation reporting serial %q changed the store", serial)
+		}
+	}
+	// The same serial, in another case, is the same serial.
+	a.Facts.SerialNumber = "c02test0001"
+	if _, err := a.Enroll(h.ctx(), secret); err != nil {
+		t.Fatalf("re-enrollment on its own serial: %v", err)
+	}
+	st := h.connect(a)
+	if m, err := st.Exchange(protoagent.Sign(a.Key, a.Report(st.PolicySet, 1, h.clock.Now(), nil, pass))); err != nil || m.GetAck().GetSeq() != 1 {
+		t.Fatalf("report after the refusals: %v %v", m, err)
+	}
+	// The listed serial nobody enrolled still admits its Mac.
+	listed := newAgent(t, h, nextUUID())
+	listed.Facts.SerialNumber = "C02VICTIM01"
+	if _, err := listed.Enroll(h.ctx(), secret); err != nil {
+		t.Fatalf("the listed Mac: %v", err)
+	}
+
+	// Revoked, the victim's serial admits no other machine by itself.
+	if _, err := h.admin.RevokeDevice(h.ctx(), &adminv1.RevokeDeviceRequest{DeviceId: victim.DeviceID, Reason: "stolen"}); err != nil {
+		t.Fatal(err)
+	}
+	claim := newAgent(t, h, nextUUID())
+	claim.Facts.SerialNumber = "C02VICTIM02"
+	_, err := claim.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "serial_enrolled")
+}
+
 // TestApprovalSpendsOneUse: an approved Mac collects its certificate even
 // when the approval spent the secret's last use, or the secret expired
 // since; the key holder re-enrolls likewise. Neither spends a use, and the

@@ -149,14 +149,24 @@ type ApprovalStore interface {
 	// GetKnownDevice returns a known serial number (any case), or
 	// ErrNotFound; a serial without a canonical form matches nothing.
 	GetKnownDevice(ctx context.Context, serial string) (KnownDevice, error)
-	// GetDeviceBySerial returns an unrevoked device whose serial number
-	// is serial's canonical form, or ErrNotFound (always, for a serial
-	// without one).
+	// GetDeviceBySerial returns a device whose serial number is serial's
+	// canonical form, an unrevoked one first (revoked ones count: a
+	// revoked Mac's serial admits no other device by itself), or
+	// ErrNotFound (always, for a serial without one).
 	GetDeviceBySerial(ctx context.Context, serial string) (Device, error)
 }
 
 // MaxCanonicalSerial bounds a canonical serial number.
 const MaxCanonicalSerial = 64
+
+// StoredSerial is a serial number as a device row keeps it: canonical when
+// it has a canonical form, else as given.
+func StoredSerial(serial string) string {
+	if c := CanonicalSerial(serial); c != "" {
+		return c
+	}
+	return serial
+}
 
 // CanonicalSerial is a serial number as enrolled devices and the known list
 // are compared: ASCII letters upper-cased. Apple serial numbers are letters

@@ -105,7 +105,7 @@ type Checked struct {
 	Key []byte
 	// Serial, when set, is the canonical serial number a new device was
 	// admitted on (the known list): the enrollment commits only if no
-	// unrevoked device has it by then, else ErrSerialEnrolled.
+	// device, revoked or not, has it by then, else ErrSerialEnrolled.
 	Serial string
 }
 
@@ -113,7 +113,8 @@ type Checked struct {
 type DeviceStore interface {
 	// EnrollDevice commits an enrollment (see Enrollment). It returns the
 	// stored device and whether an existing device was re-enrolled. A revoked
-	// hardware UUID cannot re-enroll: ErrDeviceRevoked.
+	// hardware UUID cannot re-enroll: ErrDeviceRevoked. A re-enrollment
+	// takes the request's facts but keeps the device's serial number.
 	EnrollDevice(ctx context.Context, e Enrollment) (d Device, reenrolled bool, err error)
 	// GetDevice returns a device by ID, or ErrNotFound.
 	GetDevice(ctx context.Context, id string) (Device, error)

@@ -33,8 +33,8 @@ var (
 	// enrolled or changed keys since; the request no longer says what
 	// approving it would do.
 	ErrRequestStale = errors.New("enrollment request is stale: the device enrolled or changed keys since")
-	// ErrSerialEnrolled: an unrevoked device already has the serial number
-	// a new device was admitted on.
+	// ErrSerialEnrolled: a device (a revoked one included) already has the
+	// serial number a new device was admitted on.
 	ErrSerialEnrolled = errors.New("serial number already enrolled")
 	// ErrDeviceRevoked: the device is revoked; nothing more is accepted for it.
 	ErrDeviceRevoked = errors.New("device revoked")

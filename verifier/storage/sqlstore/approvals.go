@@ -314,7 +314,7 @@ func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (stor
 		// The old certificate is for the old key: no certificate is
 		// current until the agent picks up its own.
 		d := storage.Device{
-			ID: id, HardwareUUID: p.HardwareUUID, SerialNumber: storedSerial(p.SerialNumber),
+			ID: id, HardwareUUID: p.HardwareUUID, SerialNumber: storage.StoredSerial(p.SerialNumber),
 			Model: p.Model, OSName: p.OSName, OSVersion: p.OSVersion, Hostname: p.Hostname,
 			Platform: p.Platform, AgentVersion: p.AgentVersion, PublicKey: p.PublicKey,
 			EnrolledAt: a.At, LastSeen: p.LastRequestAt, SecretID: p.SecretID,
@@ -458,13 +458,13 @@ func listedSerial(s string) bool {
 	return true
 }
 
-// GetDeviceBySerial returns an unrevoked device with serial's canonical
-// form, or ErrNotFound.
+// GetDeviceBySerial returns a device with serial's canonical form, an
+// unrevoked one first, or ErrNotFound.
 func (s *Store) GetDeviceBySerial(ctx context.Context, serial string) (storage.Device, error) {
 	c := storage.CanonicalSerial(serial)
 	if c == "" {
 		return storage.Device{}, fmt.Errorf("device: serial without a canonical form: %w", storage.ErrNotFound)
 	}
 	return one(ctx, s.reader(), scanDevice, "device", fmt.Sprintf("device with serial %q", c), `SELECT `+deviceColumns+` FROM devices
-		WHERE serial_number = $1 AND revoked_at = 0 ORDER BY id LIMIT 1`, c)
+		WHERE serial_number = $1 ORDER BY revoked_at = 0 DESC, id LIMIT 1`, c)
 }

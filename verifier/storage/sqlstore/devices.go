@@ -136,7 +136,7 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 
 		// 3. Re-enroll the device with this hardware UUID, or create one.
 		d := in
-		d.SerialNumber = storedSerial(in.SerialNumber)
+		d.SerialNumber = storage.StoredSerial(in.SerialNumber)
 		d.LastSeen = in.EnrolledAt
 		d.SecretID = secretID
 		switch {
@@ -150,6 +150,10 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 			reenrolled = true
 			id = old.ID
 			d.ID = id
+			// A re-enrollment keeps the serial number the device was
+			// enrolled or approved with: proving the key proves the
+			// hardware UUID, not a serial (the service refuses another).
+			d.SerialNumber = old.SerialNumber
 			if err := reenroll(ctx, q, d); err != nil {
 				return fmt.Errorf("re-enrolling device: %w", err)
 			}
@@ -191,15 +195,6 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 		return storage.Device{}, false, fmt.Errorf("enrolling device: %w", err)
 	}
 	return out, reenrolled, nil
-}
-
-// storedSerial is a serial number as a device row keeps it: canonical when
-// it has a canonical form, else as given.
-func storedSerial(serial string) string {
-	if c := storage.CanonicalSerial(serial); c != "" {
-		return c
-	}
-	return serial
 }
 
 // reenroll gives the device d.ID a new enrollment: d's facts, key,
@@ -253,15 +248,16 @@ func enrolled(ctx context.Context, q conn, id string, audit storage.AuditEvent) 
 	return getDevice(ctx, q, "id", id)
 }
 
-// serialFree returns ErrSerialEnrolled if an unrevoked device has the
-// canonical serial. The known list's row for it is locked first, so that two
+// serialFree returns ErrSerialEnrolled if a device, revoked or not, has the
+// canonical serial: revoking a Mac does not free its serial for another
+// machine to claim without approval. The known list's row for it is locked first, so that two
 // new devices admitted on the same serial at once are decided one after the
 // other.
 func serialFree(ctx context.Context, q conn, serial string) error {
 	if _, err := exists(ctx, q, `SELECT 1 FROM known_devices WHERE serial_number = $1`+q.s.d.LockRow, serial); err != nil {
 		return fmt.Errorf("reading known device: %w", err)
 	}
-	taken, err := exists(ctx, q, `SELECT 1 FROM devices WHERE serial_number = $1 AND revoked_at = 0`, serial)
+	taken, err := exists(ctx, q, `SELECT 1 FROM devices WHERE serial_number = $1`, serial)
 	if err != nil {
 		return fmt.Errorf("reading devices: %w", err)
 	}

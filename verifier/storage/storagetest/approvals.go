@@ -27,6 +27,7 @@ var approvalTests = []test{
 	{"RequestExpiry", testRequestExpiry},
 	{"RejectedKeyNeverEnrolls", testRejectedKeyNeverEnrolls},
 	{"SerialEnrolledOnce", testSerialEnrolledOnce},
+	{"ReenrollKeepsSerial", testReenrollKeepsSerial},
 }
 
 // An enrollment admitted on one state of the device commits only if that
@@ -553,12 +554,53 @@ func testSerialEnrolledOnce(t *testing.T, s storage.Store) {
 	wantErr(t, err, storage.ErrSerialEnrolled)
 	sameDump(t, "a second device on an enrolled serial", before, s)
 
-	// Once the first is revoked, the serial admits again.
+	// Revoking the first does not free its serial: a lost or stolen Mac's
+	// serial admits no other machine without approval.
 	revokeDevice(t, s, d.ID)
-	if _, err := s.GetDeviceBySerial(ctx, "C02VICTIM01"); !errors.Is(err, storage.ErrNotFound) {
-		t.Errorf("GetDeviceBySerial of a revoked device: err %v, want ErrNotFound", err)
+	got, err := s.GetDeviceBySerial(ctx, "C02VICTIM01")
+	must(t, err)
+	if got.ID != d.ID || !got.Revoked() {
+		t.Errorf("GetDeviceBySerial after revocation = %s (revoked %v), want the revoked %s", got.ID, got.Revoked(), d.ID)
 	}
-	enroll(t, s, second)
+	before = dumpOf(t, s)
+	_, _, err = s.EnrollDevice(ctx, second)
+	wantErr(t, err, storage.ErrSerialEnrolled)
+	sameDump(t, "a second device on a revoked device's serial", before, s)
+
+	// An unrevoked device comes first.
+	third := newEnrollment(3, "sec")
+	third.Device.SerialNumber = "C02VICTIM01"
+	d3 := enroll(t, s, third) // no Checked: admitted without the list
+	if got, err := s.GetDeviceBySerial(ctx, "c02victim01"); err != nil || got.ID != d3.ID {
+		t.Errorf("GetDeviceBySerial with a revoked and an unrevoked device = %s, %v; want the unrevoked %s", got.ID, err, d3.ID)
+	}
+}
+
+// A re-enrollment takes the request's facts but keeps the serial number
+// the device was enrolled with.
+func testReenrollKeepsSerial(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "sec")
+	first := newEnrollment(1, "sec")
+	first.Device.SerialNumber = "C02ORIGINAL1"
+	d := enroll(t, s, first)
+
+	again := newEnrollment(1, "sec")
+	again.Device.SerialNumber = "C02SOMEONEELSE"
+	again.Device.Hostname = "renamed"
+	again.Device.CertSerial, again.Cert.Serial = "5e9999", "5e9999"
+	again.Checked = &storage.Checked{Key: d.PublicKey}
+	got, reenrolled, err := s.EnrollDevice(ctx, again)
+	must(t, err)
+	if !reenrolled || got.ID != d.ID {
+		t.Fatalf("re-enrollment: reenrolled %v, id %s; want true, %s", reenrolled, got.ID, d.ID)
+	}
+	if got.SerialNumber != "C02ORIGINAL1" || got.Hostname != "renamed" {
+		t.Errorf("after re-enrollment: serial %q, hostname %q; want C02ORIGINAL1 (kept), renamed", got.SerialNumber, got.Hostname)
+	}
+	if _, err := s.GetDeviceBySerial(ctx, "C02SOMEONEELSE"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("GetDeviceBySerial of the serial a re-enrollment reported: err %v, want ErrNotFound", err)
+	}
 }
 
 func testRejectEnrollment(t *testing.T, s storage.Store) {
