@@ -359,6 +359,40 @@ func TestLongStreams(t *testing.T) {
 	}
 }
 
+// TestLongStreamsOneSpelling: Watch spelled any way but
+// "/grpc.health.v1.Health/Watch" is refused before the bound on long-lived
+// streams is consulted, so no spelling of it adds to what an address may
+// hold. Device connections are the ones grpclite serves; the bound is
+// per address, not per connection.
+func TestLongStreamsOneSpelling(t *testing.T) {
+	t.Parallel()
+	e := start(t, Options{}, Limits{})
+	c := e.raw(t, "127.0.0.8", &e.p.device)
+	waitFor(t, "the device connection", func() bool { return e.l.Counts().Device == 1 })
+	others := []string{strings.TrimPrefix(rawh2.Watch, "/"), "/" + rawh2.Watch, rawh2.Watch + "/"}
+	n := 0
+	for range MaxLongStreamsPerSource {
+		for _, m := range append(others, rawh2.Watch) {
+			c.Open(m, "localhost", nil)
+			n++
+		}
+	}
+	got := c.WaitAnswered(ctx(t), n)
+	if got.Accepted != MaxLongStreamsPerSource || got.Refused != n-MaxLongStreamsPerSource {
+		t.Errorf("%+v; want %d accepted of %d", got, MaxLongStreamsPerSource, n)
+	}
+	// The bound is full: the next Watch from the address, on a connection
+	// of its own, is refused by it, and it alone is counted.
+	c2 := e.raw(t, "127.0.0.8", &e.p.device)
+	c2.Open(rawh2.Watch, "localhost", nil)
+	if got := c2.WaitAnswered(ctx(t), 1); got.Refused != 1 {
+		t.Errorf("the next Watch: %+v, want refused", got)
+	}
+	if r := e.metrics.get(e.metrics.refused, rawh2.Watch); r != 1 {
+		t.Errorf("%d Watch streams refused by the bound, want 1", r)
+	}
+}
+
 // TestKeepaliveEnforced: pings without a call in flight, on an
 // unauthenticated connection, and pings more often than every 20 s on any
 // connection, get GOAWAY ENHANCE_YOUR_CALM and the connection closed.

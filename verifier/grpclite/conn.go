@@ -694,7 +694,7 @@ func (c *conn) operateHeaders(f *http2.MetaHeadersFrame) error {
 	}
 
 	// What grpc.Server checks before a handler runs.
-	svc, md1, sd, st := c.srv.lookup(path)
+	svc, fullMethod, md1, sd, st := c.srv.lookup(path)
 	if st == nil && recvEncoding != "" && recvEncoding != "identity" {
 		st = status.Newf(codes.Unimplemented, "grpc: Decompressor is not installed for grpc-encoding %q", recvEncoding)
 	}
@@ -703,7 +703,7 @@ func (c *conn) operateHeaders(f *http2.MetaHeadersFrame) error {
 		return nil
 	}
 
-	s := newStream(c, id, path, subtype, md1, sd, svc, endStream)
+	s := newStream(c, id, fullMethod, subtype, md1, sd, svc, endStream)
 	var ctx context.Context
 	if timeoutSet {
 		ctx, s.cancel = context.WithTimeout(context.Background(), timeout)
@@ -806,25 +806,47 @@ func (c *conn) headerListFits(hf []hpack.HeaderField) bool {
 	return true
 }
 
-// lookup finds a method by its path, or the status grpc-go answers.
-func (s *Server) lookup(path string) (*service, *grpc.MethodDesc, *grpc.StreamDesc, *status.Status) {
-	sm := strings.TrimPrefix(path, "/")
-	pos := strings.LastIndex(sm, "/")
-	if pos == -1 {
-		return nil, nil, nil, status.Newf(codes.Unimplemented, "malformed method name: %q", path)
+// lookup finds the method a call's :path names, or the status grpc-go
+// answers. full is the method's full name as registered, which the call's
+// interceptors and grpc.Method see: never the client's spelling of it.
+func (s *Server) lookup(path string) (svc *service, full string, md *grpc.MethodDesc, sd *grpc.StreamDesc, st *status.Status) {
+	name, method, ok := splitMethod(path)
+	if !ok {
+		return nil, "", nil, nil, status.Newf(codes.Unimplemented, "malformed method name: %q", path)
 	}
-	name, method := sm[:pos], sm[pos+1:]
 	s.mu.Lock()
-	svc := s.services[name]
+	svc = s.services[name]
 	s.mu.Unlock()
 	if svc == nil {
-		return nil, nil, nil, status.Newf(codes.Unimplemented, "unknown service %v", name)
+		return nil, "", nil, nil, status.Newf(codes.Unimplemented, "unknown service %v", name)
 	}
 	if md := svc.methods[method]; md != nil {
-		return svc, md, nil, nil
+		return svc, svc.full[method], md, nil, nil
 	}
 	if sd := svc.streams[method]; sd != nil {
-		return svc, nil, sd, nil
+		return svc, svc.full[method], nil, sd, nil
 	}
-	return nil, nil, nil, status.Newf(codes.Unimplemented, "unknown method %v for service %v", method, name)
+	return nil, "", nil, nil, status.Newf(codes.Unimplemented, "unknown method %v for service %v", method, name)
 }
+
+// splitMethod splits a :path of the form gRPC over HTTP/2 gives it,
+// "/" Service-Name "/" method-name, into the two names. Anything else (no
+// leading slash, an empty name, a slash more) is malformed: limits and
+// checks that compare full method names must see only the one spelling.
+// grpc-go's server refuses a path without the leading slash the same way;
+// an empty name or an extra slash it reports as an unknown service or
+// method, with the same code.
+func splitMethod(path string) (service, method string, ok bool) {
+	rest, ok := strings.CutPrefix(path, "/")
+	if !ok {
+		return "", "", false
+	}
+	service, method, ok = strings.Cut(rest, "/")
+	if !ok || !validName(service) || !validName(method) {
+		return "", "", false
+	}
+	return service, method, true
+}
+
+// validName: a service or method name is not empty and has no slash.
+func validName(n string) bool { return n != "" && !strings.Contains(n, "/") }

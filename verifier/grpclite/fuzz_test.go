@@ -127,5 +127,13 @@ func fuzzSeeds() [][]byte {
 		_ = fr.WriteData(1, false, msg("split")[:3])
 		_ = fr.WriteDataPadded(1, true, msg("split")[3:], make([]byte, 7))
 	})
+	build(func(fr *http2.Framer, block func(string, ...string) []byte) {
+		// Misspelled paths, refused before any handler runs.
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block(mServer[1:]), EndHeaders: true})
+		_ = fr.WriteData(1, true, msg("no slash"))
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: block("/" + mServer), EndHeaders: true, EndStream: true})
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 5, BlockFragment: block(mServer), EndHeaders: true})
+		_ = fr.WriteData(5, true, msg("s"))
+	})
 	return out
 }

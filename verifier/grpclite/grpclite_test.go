@@ -289,12 +289,16 @@ func TestMaxRecvMsgSize(t *testing.T) {
 
 func TestUnknownServiceAndMethod(t *testing.T) {
 	t.Parallel()
-	_, addr := newTLSServer(t, &impl{}, Options{})
+	h := &impl{unary: func(ctx context.Context, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+		return in, nil
+	}}
+	_, addr := newTLSServer(t, h, Options{})
 	cc := dial(t, addr)
 	for method, want := range map[string]string{
 		"/no.Such/Thing":            "unknown service no.Such",
 		"/" + testService + "/Nope": "unknown method Nope for service " + testService,
 		"nonsense":                  `malformed method name: "nonsense"`,
+		mUnary[1:]:                  `malformed method name: "` + mUnary[1:] + `"`,
 	} {
 		err := cc.Invoke(ctxT(t), method, wrapperspb.String("x"), new(wrapperspb.StringValue))
 		if st := status.Convert(err); st.Code() != codes.Unimplemented || st.Message() != want {

@@ -179,7 +179,9 @@ type service struct {
 	impl    any
 	methods map[string]*grpc.MethodDesc
 	streams map[string]*grpc.StreamDesc
-	mdata   any
+	// full holds each method's full name, "/" + service + "/" + method.
+	full  map[string]string
+	mdata any
 }
 
 // NewServer returns a server with o's terms.
@@ -198,7 +200,9 @@ func NewServer(o Options) *Server {
 
 // RegisterService registers a service and its implementation, as
 // grpc.Server does: before Serve, once per service name, and impl must
-// implement sd.HandlerType. Any of these mistakes panics.
+// implement sd.HandlerType. Unlike grpc.Server, it also requires names a
+// :path can spell: neither empty nor with a slash. Any of these mistakes
+// panics.
 func (s *Server) RegisterService(sd *grpc.ServiceDesc, impl any) {
 	if impl != nil && sd.HandlerType != nil {
 		ht := reflect.TypeOf(sd.HandlerType).Elem()
@@ -214,11 +218,24 @@ func (s *Server) RegisterService(sd *grpc.ServiceDesc, impl any) {
 	if _, ok := s.services[sd.ServiceName]; ok {
 		panic(fmt.Sprintf("grpclite: RegisterService: duplicate service %q", sd.ServiceName))
 	}
-	svc := &service{impl: impl, methods: map[string]*grpc.MethodDesc{}, streams: map[string]*grpc.StreamDesc{}, mdata: sd.Metadata}
+	// A name no well-formed :path can spell could never be called.
+	if !validName(sd.ServiceName) {
+		panic(fmt.Sprintf("grpclite: RegisterService: service name %q is empty or has a slash", sd.ServiceName))
+	}
+	svc := &service{impl: impl, methods: map[string]*grpc.MethodDesc{}, streams: map[string]*grpc.StreamDesc{},
+		full: map[string]string{}, mdata: sd.Metadata}
+	addName := func(m string) {
+		if !validName(m) {
+			panic(fmt.Sprintf("grpclite: RegisterService: method name %q of %q is empty or has a slash", m, sd.ServiceName))
+		}
+		svc.full[m] = "/" + sd.ServiceName + "/" + m
+	}
 	for i := range sd.Methods {
+		addName(sd.Methods[i].MethodName)
 		svc.methods[sd.Methods[i].MethodName] = &sd.Methods[i]
 	}
 	for i := range sd.Streams {
+		addName(sd.Streams[i].StreamName)
 		svc.streams[sd.Streams[i].StreamName] = &sd.Streams[i]
 	}
 	s.services[sd.ServiceName] = svc

@@ -24,7 +24,7 @@ import (
 type stream struct {
 	c       *conn
 	id      uint32
-	method  string
+	method  string // the full name as registered (Server.lookup), not as the client spelled it
 	subtype string
 	svc     *service
 	md      *grpc.MethodDesc // a unary method, or
