@@ -203,6 +203,9 @@ type evaluation struct {
 	d       decision.Decision
 	score   int
 	verdict string
+	// serialShared: several unrevoked devices have the serial number
+	// asked about; scored as unknown, and not matched by hostname either.
+	serialShared bool
 }
 
 // evaluate matches each device and decides those it matched.
@@ -277,11 +280,28 @@ func (h *Handler) match(ctx context.Context, evals []evaluation, log *slog.Logge
 			bySerial[s] = append(bySerial[s], d)
 		}
 	}
+	var shared []sharedSerial
+	logged := map[string]bool{}
 	for i := range evals {
-		if ds := bySerial[storage.CanonicalSerial(evals[i].asked.Serial)]; len(ds) > 0 {
-			evals[i].dev = best(ds)
+		s := storage.CanonicalSerial(evals[i].asked.Serial)
+		ds := bySerial[s]
+		if len(ds) == 0 {
+			continue
 		}
+		// Anyone with an enroll secret can enroll a made-up hardware
+		// UUID that claims another Mac's serial number: when two unrevoked
+		// devices have it, neither is trusted to speak for it.
+		if n := unrevoked(ds); n > 1 {
+			evals[i].serialShared = true
+			if !logged[s] {
+				logged[s] = true
+				shared = append(shared, sharedSerial{s, n})
+			}
+			continue
+		}
+		evals[i].dev = best(ds)
 	}
+	logSharedSerials(log, shared)
 	if !h.MatchHostname {
 		return nil
 	}
@@ -289,7 +309,7 @@ func (h *Handler) match(ctx context.Context, evals []evaluation, log *slog.Logge
 	byName := map[string][]storage.Device{}
 	var names []string
 	for _, e := range evals {
-		if e.dev.ID != "" {
+		if e.dev.ID != "" || e.serialShared {
 			continue
 		}
 		for _, n := range hostnames(e.asked.Hostname) {
@@ -311,7 +331,7 @@ func (h *Handler) match(ctx context.Context, evals []evaluation, log *slog.Logge
 		byName[n] = append(byName[n], d)
 	}
 	for i := range evals {
-		if evals[i].dev.ID != "" {
+		if evals[i].dev.ID != "" || evals[i].serialShared {
 			continue
 		}
 		seen := map[string]storage.Device{}
@@ -348,8 +368,44 @@ func hostnames(h string) []string {
 	return []string{h, h + ".local"}
 }
 
-// best is the device a serial number means when several enrolled devices
-// have it: an unrevoked one before a revoked one, then the one seen last.
+// sharedSerial is a serial number more than one unrevoked device has.
+type sharedSerial struct {
+	serial  string
+	devices int
+}
+
+// logSharedSerials warns of the first serial number of a request that
+// several unrevoked devices have, and names the others at debug: a request
+// asks about up to 1,000 devices, and whoever holds an enroll secret can
+// make every one of their serial numbers shared, so a line per device
+// would let them write 1,000 warn lines a poll. One a request is no more
+// than the line every answered request already logs.
+func logSharedSerials(log *slog.Logger, shared []sharedSerial) {
+	const msg = "cloudflare_serial_shared: several unrevoked devices have this serial number; it is scored as an unknown device until those that are not this Mac are revoked"
+	for i, s := range shared {
+		attrs := []any{"serial", ratelimit.Clip(s.serial), "devices", s.devices}
+		if i == 0 {
+			log.Warn(msg, append(attrs, "other_serials_not_logged", len(shared)-1)...)
+			continue
+		}
+		log.Debug(msg, attrs...)
+	}
+}
+
+// unrevoked counts the devices of ds that are not revoked.
+func unrevoked(ds []storage.Device) int {
+	n := 0
+	for _, d := range ds {
+		if !d.Revoked() {
+			n++
+		}
+	}
+	return n
+}
+
+// best is the device a serial number means when enrolled devices have it
+// and at most one of them is unrevoked (match scores more as unknown): the
+// unrevoked one, else the revoked one seen last, which denies.
 func best(ds []storage.Device) storage.Device {
 	return slices.MinFunc(ds, func(a, b storage.Device) int {
 		if a.Revoked() != b.Revoked() {
