@@ -280,7 +280,7 @@ func (h *Handler) match(ctx context.Context, evals []evaluation, log *slog.Logge
 			bySerial[s] = append(bySerial[s], d)
 		}
 	}
-	var shared []sharedSerial
+	var sharedSerials []shared
 	logged := map[string]bool{}
 	for i := range evals {
 		s := storage.CanonicalSerial(evals[i].asked.Serial)
@@ -295,13 +295,13 @@ func (h *Handler) match(ctx context.Context, evals []evaluation, log *slog.Logge
 			evals[i].serialShared = true
 			if !logged[s] {
 				logged[s] = true
-				shared = append(shared, sharedSerial{s, n})
+				sharedSerials = append(sharedSerials, shared{s, n})
 			}
 			continue
 		}
 		evals[i].dev = best(ds)
 	}
-	logSharedSerials(log, shared)
+	logShared(log, serialSharedMsg, "serial", sharedSerials)
 	if !h.MatchHostname {
 		return nil
 	}
@@ -330,6 +330,7 @@ func (h *Handler) match(ctx context.Context, evals []evaluation, log *slog.Logge
 		n := strings.ToLower(d.Hostname)
 		byName[n] = append(byName[n], d)
 	}
+	var sharedNames []shared
 	for i := range evals {
 		if evals[i].dev.ID != "" || evals[i].serialShared {
 			continue
@@ -349,9 +350,13 @@ func (h *Handler) match(ctx context.Context, evals []evaluation, log *slog.Logge
 		default:
 			// Hostnames are not unique: guessing could score one Mac by
 			// another's posture.
-			log.Warn("cloudflare hostname matches several devices; scored as unknown", "hostname", evals[i].asked.Hostname, "devices", len(seen))
+			if n := hostnames(evals[i].asked.Hostname)[0]; !logged[n] {
+				logged[n] = true
+				sharedNames = append(sharedNames, shared{evals[i].asked.Hostname, len(seen)})
+			}
 		}
 	}
+	logShared(log, hostnameSharedMsg, "hostname", sharedNames)
 	return nil
 }
 
@@ -368,24 +373,31 @@ func hostnames(h string) []string {
 	return []string{h, h + ".local"}
 }
 
-// sharedSerial is a serial number more than one unrevoked device has.
-type sharedSerial struct {
-	serial  string
+// shared is a serial number or hostname that more than one device has
+// (unrevoked devices, for a serial number), so none is matched.
+type shared struct {
+	value   string
 	devices int
 }
 
-// logSharedSerials warns of the first serial number of a request that
-// several unrevoked devices have, and names the others at debug: a request
-// asks about up to 1,000 devices, and whoever holds an enroll secret can
-// make every one of their serial numbers shared, so a line per device
-// would let them write 1,000 warn lines a poll. One a request is no more
-// than the line every answered request already logs.
-func logSharedSerials(log *slog.Logger, shared []sharedSerial) {
-	const msg = "cloudflare_serial_shared: several unrevoked devices have this serial number; it is scored as an unknown device until those that are not this Mac are revoked"
-	for i, s := range shared {
-		attrs := []any{"serial", ratelimit.Clip(s.serial), "devices", s.devices}
+// The log lines of shared serial numbers and hostnames.
+const (
+	serialSharedMsg   = "cloudflare_serial_shared: several unrevoked devices have this serial number; it is scored as an unknown device until those that are not this Mac are revoked"
+	hostnameSharedMsg = "cloudflare_hostname_shared: several devices have this hostname; it is scored as an unknown device"
+)
+
+// logShared warns of the first serial number or hostname (key) of a
+// request that several devices share, and names the others at debug: a
+// request asks about up to 1,000 devices, and whoever holds an enroll
+// secret can make every one of their serial numbers or hostnames shared,
+// so a line per device would let them write 1,000 warn lines a poll. One a
+// request is no more than the line every answered request already logs.
+// The values are the sender's, and clipped.
+func logShared(log *slog.Logger, msg, key string, ss []shared) {
+	for i, s := range ss {
+		attrs := []any{key, ratelimit.Clip(s.value), "devices", s.devices}
 		if i == 0 {
-			log.Warn(msg, append(attrs, "other_serials_not_logged", len(shared)-1)...)
+			log.Warn(msg, append(attrs, "others_not_logged", len(ss)-1)...)
 			continue
 		}
 		log.Debug(msg, attrs...)

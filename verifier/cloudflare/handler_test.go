@@ -390,7 +390,7 @@ func TestSharedSerialsLogBounded(t *testing.T) {
 		}
 	}
 	lines := strings.Split(strings.TrimSpace(warn.String()), "\n")
-	if len(lines) != 1 || !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], "serial=SER000000 devices=2 other_serials_not_logged=499") {
+	if len(lines) != 1 || !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], "serial=SER000000 devices=2 others_not_logged=499") {
 		t.Fatalf("%d warn lines, want 1 naming SER000000 and counting 499 others:\n%.2000s", len(lines), warn.String())
 	}
 
@@ -398,5 +398,41 @@ func TestSharedSerialsLogBounded(t *testing.T) {
 	post(t, h, body.String())
 	if n := strings.Count(debug.String(), "cloudflare_serial_shared"); n != 500 {
 		t.Errorf("%d lines name a shared serial at debug level, want 500 (one a serial)", n)
+	}
+}
+
+// TestSharedHostnamesLogBounded: with hostname matching, a request whose
+// every device names a hostname several devices have writes one warn line,
+// its hostname (the sender's) clipped.
+func TestSharedHostnamesLogBounded(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("h", cloudflare.MaxFieldLen)
+	store := &fakeStore{devices: []storage.Device{{ID: "a", Hostname: long}, {ID: "b", Hostname: long + ".local"}, {ID: "c", Hostname: "twin"}, {ID: "d", Hostname: "TWIN"}}}
+	var body strings.Builder
+	body.WriteString(`{"devices":[`)
+	for i := range cloudflare.MaxDevices {
+		if i > 0 {
+			body.WriteString(",")
+		}
+		name := long
+		if i%2 == 1 {
+			name = "twin.local"
+		}
+		fmt.Fprintf(&body, `{"device_id":"c-%d","hostname":%q}`, i, name)
+	}
+	body.WriteString("]}")
+	var logs strings.Builder
+	h := &cloudflare.Handler{Tokens: okTokens{}, Store: store, Decide: fakeDecider{}, Scores: cloudflare.DefaultScores,
+		MatchHostname: true, Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	code, resp := post(t, h, body.String())
+	if code != http.StatusOK || len(resp.Result) != cloudflare.MaxDevices || resp.Result["c-0"] != (cloudflare.Result{}) || resp.Result["c-1"] != (cloudflare.Result{}) {
+		t.Fatalf("HTTP %d, %d answers, c-0 %+v, c-1 %+v; want every device unknown", code, len(resp.Result), resp.Result["c-0"], resp.Result["c-1"])
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "cloudflare_hostname_shared") || !strings.Contains(lines[0], "devices=2 others_not_logged=1") {
+		t.Fatalf("%d warn lines, want 1 counting 1 other hostname:\n%.2000s", len(lines), logs.String())
+	}
+	if strings.Contains(lines[0], strings.Repeat("h", 65)) {
+		t.Errorf("the hostname is not clipped: %s", lines[0])
 	}
 }
