@@ -292,6 +292,11 @@ func TestCloudflareRefusals(t *testing.T) {
 	huge := append([]byte(`{"devices":[{"device_id":"a","hostname":"`), bytes.Repeat([]byte("x"), 2<<20)...)
 	huge = append(huge, `"}]}`...)
 	valid := mustSign(t, good)
+	asJSON := func() string { // the same signature, in the JWS JSON serialization
+		p := strings.Split(valid, ".")
+		b, _ := json.Marshal(map[string]string{"protected": p[0], "payload": p[1], "signature": p[2]})
+		return string(b)
+	}()
 
 	for _, tc := range []struct {
 		name, token string
@@ -306,6 +311,7 @@ func TestCloudflareRefusals(t *testing.T) {
 		{"wrong iss", mod(func(tk *cfsim.Token) { tk.Issuer = "https://evil.cloudflareaccess.com" }), small, http.StatusForbidden, "wrong_issuer"},
 		{"expired", mod(func(tk *cfsim.Token) { tk.Expiry = now.Add(-5 * time.Minute) }), small, http.StatusForbidden, "expired"},
 		{"HS256", mod(func(tk *cfsim.Token) { tk.Algorithm = "HS256" }), small, http.StatusForbidden, "wrong_algorithm"},
+		{"JSON serialization", asJSON, small, http.StatusForbidden, "not_compact_jws"},
 		{"body over the limit", valid, huge, http.StatusRequestEntityTooLarge, "body_too_large"},
 		{"1001 devices", valid, devices(1001), http.StatusRequestEntityTooLarge, "too_many_devices"},
 		{"malformed JSON", valid, []byte(`{"devices":[{"device_id":"a"`), http.StatusBadRequest, "malformed_request"},

@@ -203,6 +203,9 @@ type evaluation struct {
 	d       decision.Decision
 	score   int
 	verdict string
+	// serialShared: several unrevoked devices have the serial number
+	// asked about; scored as unknown, and not matched by hostname either.
+	serialShared bool
 }
 
 // evaluate matches each device and decides those it matched.
@@ -277,11 +280,28 @@ func (h *Handler) match(ctx context.Context, evals []evaluation, log *slog.Logge
 			bySerial[s] = append(bySerial[s], d)
 		}
 	}
+	var sharedSerials []shared
+	logged := map[string]bool{}
 	for i := range evals {
-		if ds := bySerial[storage.CanonicalSerial(evals[i].asked.Serial)]; len(ds) > 0 {
-			evals[i].dev = best(ds)
+		s := storage.CanonicalSerial(evals[i].asked.Serial)
+		ds := bySerial[s]
+		if len(ds) == 0 {
+			continue
 		}
+		// Anyone with an enroll secret can enroll a made-up hardware
+		// UUID that claims another Mac's serial number: when two unrevoked
+		// devices have it, neither is trusted to speak for it.
+		if n := unrevoked(ds); n > 1 {
+			evals[i].serialShared = true
+			if !logged[s] {
+				logged[s] = true
+				sharedSerials = append(sharedSerials, shared{s, n})
+			}
+			continue
+		}
+		evals[i].dev = best(ds)
 	}
+	logShared(log, serialSharedMsg, "serial", sharedSerials)
 	if !h.MatchHostname {
 		return nil
 	}
@@ -289,7 +309,7 @@ func (h *Handler) match(ctx context.Context, evals []evaluation, log *slog.Logge
 	byName := map[string][]storage.Device{}
 	var names []string
 	for _, e := range evals {
-		if e.dev.ID != "" {
+		if e.dev.ID != "" || e.serialShared {
 			continue
 		}
 		for _, n := range hostnames(e.asked.Hostname) {
@@ -310,8 +330,9 @@ func (h *Handler) match(ctx context.Context, evals []evaluation, log *slog.Logge
 		n := strings.ToLower(d.Hostname)
 		byName[n] = append(byName[n], d)
 	}
+	var sharedNames []shared
 	for i := range evals {
-		if evals[i].dev.ID != "" {
+		if evals[i].dev.ID != "" || evals[i].serialShared {
 			continue
 		}
 		seen := map[string]storage.Device{}
@@ -329,9 +350,13 @@ func (h *Handler) match(ctx context.Context, evals []evaluation, log *slog.Logge
 		default:
 			// Hostnames are not unique: guessing could score one Mac by
 			// another's posture.
-			log.Warn("cloudflare hostname matches several devices; scored as unknown", "hostname", evals[i].asked.Hostname, "devices", len(seen))
+			if n := hostnames(evals[i].asked.Hostname)[0]; !logged[n] {
+				logged[n] = true
+				sharedNames = append(sharedNames, shared{evals[i].asked.Hostname, len(seen)})
+			}
 		}
 	}
+	logShared(log, hostnameSharedMsg, "hostname", sharedNames)
 	return nil
 }
 
@@ -348,8 +373,51 @@ func hostnames(h string) []string {
 	return []string{h, h + ".local"}
 }
 
-// best is the device a serial number means when several enrolled devices
-// have it: an unrevoked one before a revoked one, then the one seen last.
+// shared is a serial number or hostname that more than one device has
+// (unrevoked devices, for a serial number), so none is matched.
+type shared struct {
+	value   string
+	devices int
+}
+
+// The log lines of shared serial numbers and hostnames.
+const (
+	serialSharedMsg   = "cloudflare_serial_shared: several unrevoked devices have this serial number; it is scored as an unknown device until those that are not this Mac are revoked"
+	hostnameSharedMsg = "cloudflare_hostname_shared: several devices have this hostname; it is scored as an unknown device"
+)
+
+// logShared warns of the first serial number or hostname (key) of a
+// request that several devices share, and names the others at debug: a
+// request asks about up to 1,000 devices, and whoever holds an enroll
+// secret can make every one of their serial numbers or hostnames shared,
+// so a line per device would let them write 1,000 warn lines a poll. One a
+// request is no more than the line every answered request already logs.
+// The values are the sender's, and clipped.
+func logShared(log *slog.Logger, msg, key string, ss []shared) {
+	for i, s := range ss {
+		attrs := []any{key, ratelimit.Clip(s.value), "devices", s.devices}
+		if i == 0 {
+			log.Warn(msg, append(attrs, "others_not_logged", len(ss)-1)...)
+			continue
+		}
+		log.Debug(msg, attrs...)
+	}
+}
+
+// unrevoked counts the devices of ds that are not revoked.
+func unrevoked(ds []storage.Device) int {
+	n := 0
+	for _, d := range ds {
+		if !d.Revoked() {
+			n++
+		}
+	}
+	return n
+}
+
+// best is the device a serial number means when enrolled devices have it
+// and at most one of them is unrevoked (match scores more as unknown): the
+// unrevoked one, else the revoked one seen last, which denies.
 func best(ds []storage.Device) storage.Device {
 	return slices.MinFunc(ds, func(a, b storage.Device) int {
 		if a.Revoked() != b.Revoked() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -104,7 +105,7 @@ func TestHandlerScores(t *testing.T) {
 	revokedAt := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	store := &fakeStore{devices: []storage.Device{
 		{ID: "mac-ok", SerialNumber: "SER1", Hostname: "Anas-MacBook-Pro"},
-		{ID: "mac-old", SerialNumber: "ser2 ", RevokedAt: revokedAt, LastSeen: revokedAt.Add(time.Hour)},
+		{ID: "mac-old", SerialNumber: "ser2", RevokedAt: revokedAt, LastSeen: revokedAt.Add(time.Hour)},
 		{ID: "mac-new", SerialNumber: "SER2", LastSeen: revokedAt},
 		{ID: "mac-warn", SerialNumber: "SER3"},
 		{ID: "mac-fail", SerialNumber: "SER4"},
@@ -258,5 +259,180 @@ func TestRefusedTokensLogSampled(t *testing.T) {
 	}
 	if n := len(logs.String()); n > 2000 {
 		t.Errorf("%d bytes of log for 1,001 refusals", n)
+	}
+}
+
+// TestHandlerSharedSerial: an enroll secret lets anyone enroll a made-up
+// hardware UUID that claims another Mac's serial number. While more than
+// one unrevoked device has a serial, none of them decides its score: the
+// device is scored as unknown, whichever was seen last and whatever they
+// report, and not matched by hostname instead. A revoked device never
+// makes a serial shared.
+func TestHandlerSharedSerial(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	pass := decision.Decision{Allow: true, Reason: reason.Allowed}
+	fail := decision.Decision{Reason: reason.PolicyFailed}
+	revoked := decision.Decision{Reason: reason.DeviceRevoked}
+	for _, tc := range []struct {
+		name           string
+		real, claimant storage.Device
+		decide         fakeDecider
+		want           cloudflare.Result
+		wantReason     reason.Code
+	}{
+		{
+			name:     "failing Mac, passing claimant seen last",
+			real:     storage.Device{ID: "mac-real", SerialNumber: "C02XK1ABJGH5", Hostname: "anas-mbp", LastSeen: t0},
+			claimant: storage.Device{ID: "mac-claimant", SerialNumber: "c02xk1abjgh5", LastSeen: t0.Add(time.Hour)},
+			decide:   fakeDecider{"mac-real": fail, "mac-claimant": pass},
+			want:     cloudflare.Result{}, wantReason: reason.UnknownDevice,
+		},
+		{
+			name:     "passing Mac seen last, failing claimant",
+			real:     storage.Device{ID: "mac-real", SerialNumber: "C02XK1ABJGH5", Hostname: "anas-mbp", LastSeen: t0.Add(time.Hour)},
+			claimant: storage.Device{ID: "mac-claimant", SerialNumber: "C02XK1ABJGH5", LastSeen: t0},
+			decide:   fakeDecider{"mac-real": pass, "mac-claimant": fail},
+			want:     cloudflare.Result{}, wantReason: reason.UnknownDevice,
+		},
+		{
+			name:     "both passing",
+			real:     storage.Device{ID: "mac-real", SerialNumber: "C02XK1ABJGH5", Hostname: "anas-mbp", LastSeen: t0},
+			claimant: storage.Device{ID: "mac-claimant", SerialNumber: "C02XK1ABJGH5", LastSeen: t0},
+			decide:   fakeDecider{"mac-real": pass, "mac-claimant": pass},
+			want:     cloudflare.Result{}, wantReason: reason.UnknownDevice,
+		},
+		{
+			name:     "claimant revoked and seen last: the Mac decides",
+			real:     storage.Device{ID: "mac-real", SerialNumber: "C02XK1ABJGH5", Hostname: "anas-mbp", LastSeen: t0},
+			claimant: storage.Device{ID: "mac-claimant", SerialNumber: "C02XK1ABJGH5", RevokedAt: t0, LastSeen: t0.Add(time.Hour)},
+			decide:   fakeDecider{"mac-real": fail, "mac-claimant": pass},
+			want:     cloudflare.Result{S2SID: "mac-real"}, wantReason: reason.PolicyFailed,
+		},
+		{
+			name:     "old logic board revoked: the new one decides",
+			real:     storage.Device{ID: "mac-real", SerialNumber: "C02XK1ABJGH5", Hostname: "anas-mbp", LastSeen: t0},
+			claimant: storage.Device{ID: "mac-old-board", SerialNumber: "C02XK1ABJGH5", RevokedAt: t0, LastSeen: t0.Add(time.Hour)},
+			decide:   fakeDecider{"mac-real": pass, "mac-old-board": fail},
+			want:     cloudflare.Result{S2SID: "mac-real", Score: 100}, wantReason: reason.Allowed,
+		},
+		{
+			name:     "both revoked: the one seen last decides, and denies",
+			real:     storage.Device{ID: "mac-real", SerialNumber: "C02XK1ABJGH5", Hostname: "anas-mbp", RevokedAt: t0, LastSeen: t0},
+			claimant: storage.Device{ID: "mac-claimant", SerialNumber: "C02XK1ABJGH5", RevokedAt: t0, LastSeen: t0.Add(time.Hour)},
+			decide:   fakeDecider{"mac-real": revoked, "mac-claimant": revoked},
+			want:     cloudflare.Result{S2SID: "mac-claimant"}, wantReason: reason.DeviceRevoked,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			for _, byName := range []bool{false, true} {
+				store := &fakeStore{devices: []storage.Device{tc.real, tc.claimant}}
+				var logs strings.Builder
+				h := &cloudflare.Handler{Tokens: okTokens{}, Store: store, Decide: tc.decide, Scores: cloudflare.DefaultScores,
+					MatchHostname: byName, Log: slog.New(slog.NewTextHandler(&logs, nil))}
+				code, resp := post(t, h, `{"devices":[{"device_id":"c-1","serial_number":"C02XK1ABJGH5","hostname":"anas-mbp","email":"ana@example.com"}]}`)
+				if code != http.StatusOK {
+					t.Fatalf("HTTP %d", code)
+				}
+				if got := resp.Result["c-1"]; got != tc.want {
+					t.Errorf("match_hostname=%v: answered %+v, want %+v", byName, got, tc.want)
+				}
+				if len(store.recorded) != 1 {
+					t.Fatalf("%d decisions recorded, want 1", len(store.recorded))
+				}
+				if r := store.recorded[0]; r.Reason != string(tc.wantReason) || r.DeviceID != tc.want.S2SID || r.Score != tc.want.Score {
+					t.Errorf("match_hostname=%v: recorded device %q reason %q score %d, want %q %q %d",
+						byName, r.DeviceID, r.Reason, r.Score, tc.want.S2SID, tc.wantReason, tc.want.Score)
+				}
+				shared := strings.Contains(logs.String(), "cloudflare_serial_shared")
+				if wantShared := tc.wantReason == reason.UnknownDevice; shared != wantShared {
+					t.Errorf("match_hostname=%v: shared serial logged %v, want %v:\n%s", byName, shared, wantShared, logs.String())
+				}
+				if shared && !strings.Contains(logs.String(), "serial=C02XK1ABJGH5 devices=2 ") {
+					t.Errorf("the warn line does not name the serial and its 2 devices:\n%s", logs.String())
+				}
+			}
+		})
+	}
+}
+
+// TestSharedSerialsLogBounded: whoever holds an enroll secret can make the
+// serial number of every device in a request shared. A request of 1,000
+// such devices writes one warn line, naming the first serial and counting
+// the others; each of the others is at debug.
+func TestSharedSerialsLogBounded(t *testing.T) {
+	t.Parallel()
+	var devices []storage.Device
+	var body strings.Builder
+	body.WriteString(`{"devices":[`)
+	for i := range cloudflare.MaxDevices {
+		serial := fmt.Sprintf("SER%06d", i/2) // two Cloudflare devices ask about each serial
+		if i%2 == 0 {
+			devices = append(devices, storage.Device{ID: "real-" + serial, SerialNumber: serial}, storage.Device{ID: "claim-" + serial, SerialNumber: serial})
+		}
+		if i > 0 {
+			body.WriteString(",")
+		}
+		fmt.Fprintf(&body, `{"device_id":"c-%d","serial_number":%q}`, i, serial)
+	}
+	body.WriteString("]}")
+	var warn, debug strings.Builder
+	h := &cloudflare.Handler{Tokens: okTokens{}, Store: &fakeStore{devices: devices}, Decide: fakeDecider{}, Scores: cloudflare.DefaultScores,
+		Log: slog.New(slog.NewTextHandler(&warn, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	code, resp := post(t, h, body.String())
+	if code != http.StatusOK {
+		t.Fatalf("HTTP %d", code)
+	}
+	for id, r := range resp.Result {
+		if r != (cloudflare.Result{}) {
+			t.Fatalf("%s answered %+v, want unknown", id, r)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(warn.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], "serial=SER000000 devices=2 others_not_logged=499") {
+		t.Fatalf("%d warn lines, want 1 naming SER000000 and counting 499 others:\n%.2000s", len(lines), warn.String())
+	}
+
+	h.Log = slog.New(slog.NewTextHandler(&debug, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	post(t, h, body.String())
+	if n := strings.Count(debug.String(), "cloudflare_serial_shared"); n != 500 {
+		t.Errorf("%d lines name a shared serial at debug level, want 500 (one a serial)", n)
+	}
+}
+
+// TestSharedHostnamesLogBounded: with hostname matching, a request whose
+// every device names a hostname several devices have writes one warn line,
+// its hostname (the sender's) clipped.
+func TestSharedHostnamesLogBounded(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("h", cloudflare.MaxFieldLen)
+	store := &fakeStore{devices: []storage.Device{{ID: "a", Hostname: long}, {ID: "b", Hostname: long + ".local"}, {ID: "c", Hostname: "twin"}, {ID: "d", Hostname: "TWIN"}}}
+	var body strings.Builder
+	body.WriteString(`{"devices":[`)
+	for i := range cloudflare.MaxDevices {
+		if i > 0 {
+			body.WriteString(",")
+		}
+		name := long
+		if i%2 == 1 {
+			name = "twin.local"
+		}
+		fmt.Fprintf(&body, `{"device_id":"c-%d","hostname":%q}`, i, name)
+	}
+	body.WriteString("]}")
+	var logs strings.Builder
+	h := &cloudflare.Handler{Tokens: okTokens{}, Store: store, Decide: fakeDecider{}, Scores: cloudflare.DefaultScores,
+		MatchHostname: true, Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	code, resp := post(t, h, body.String())
+	if code != http.StatusOK || len(resp.Result) != cloudflare.MaxDevices || resp.Result["c-0"] != (cloudflare.Result{}) || resp.Result["c-1"] != (cloudflare.Result{}) {
+		t.Fatalf("HTTP %d, %d answers, c-0 %+v, c-1 %+v; want every device unknown", code, len(resp.Result), resp.Result["c-0"], resp.Result["c-1"])
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "cloudflare_hostname_shared") || !strings.Contains(lines[0], "devices=2 others_not_logged=1") {
+		t.Fatalf("%d warn lines, want 1 counting 1 other hostname:\n%.2000s", len(lines), logs.String())
+	}
+	if strings.Contains(lines[0], strings.Repeat("h", 65)) {
+		t.Errorf("the hostname is not clipped: %s", lines[0])
 	}
 }

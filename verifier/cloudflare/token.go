@@ -52,6 +52,7 @@ const (
 const (
 	RefusedNoToken         = "no_token"
 	RefusedMalformed       = "malformed_token"
+	RefusedNotCompact      = "not_compact_jws"
 	RefusedAlgorithm       = "wrong_algorithm"
 	RefusedUnknownKey      = "unknown_key"
 	RefusedBadSignature    = "bad_signature"
@@ -208,6 +209,9 @@ func (v *TokenVerifier) Verify(ctx context.Context, token string) (*Claims, erro
 	if len(token) > MaxTokenBytes {
 		return nil, refuse(RefusedMalformed, fmt.Errorf("token is %d bytes, more than %d", len(token), MaxTokenBytes))
 	}
+	if err := checkCompact(token); err != nil {
+		return nil, refuse(RefusedNotCompact, err)
+	}
 	tok, err := jose.ParseSigned(token)
 	if err != nil {
 		return nil, refuse(RefusedMalformed, err)
@@ -255,6 +259,32 @@ func (v *TokenVerifier) Verify(ctx context.Context, token string) (*Claims, erro
 		return nil, refuse(RefusedNotYetValid, err)
 	}
 	return nil, refuse(RefusedMalformed, err)
+}
+
+// checkCompact accepts only the compact serialization Access sends: three
+// non-empty base64url parts, unpadded, joined by two dots. The parser
+// below also takes the JWS JSON serialization, whose unprotected "header"
+// no signature covers, and strips whitespace and padding first; none of
+// that is anything Access sends, so none of it is read at all.
+func checkCompact(token string) error {
+	if strings.HasPrefix(strings.TrimSpace(token), "{") {
+		return errors.New("a JWS JSON serialization, not the compact one")
+	}
+	dots, part := 0, 0
+	for i := 0; i < len(token); i++ {
+		switch c := token[i]; {
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+			part++
+		case c == '.' && part > 0:
+			dots, part = dots+1, 0
+		default:
+			return fmt.Errorf("not a compact JWS: byte %d is not a base64url character or a dot between parts", i)
+		}
+	}
+	if dots != 2 || part == 0 {
+		return errors.New("not a compact JWS: not three parts joined by dots")
+	}
+	return nil
 }
 
 // key returns the public key kid names. A kid not in the cached set, or a

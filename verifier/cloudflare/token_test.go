@@ -94,7 +94,7 @@ func TestVerify(t *testing.T) {
 		{"audience among several", mod(func(tk *cfsim.Token) { tk.Audience = []string{"other", aud} }), ""},
 		{"no token", "", cloudflare.RefusedNoToken},
 		{"not a JWT", "not.a.jwt", cloudflare.RefusedMalformed},
-		{"garbage", strings.Repeat("A", 100), cloudflare.RefusedMalformed},
+		{"garbage", strings.Repeat("A", 100), cloudflare.RefusedNotCompact},
 		{"oversized", strings.Repeat("A", cloudflare.MaxTokenBytes+1), cloudflare.RefusedMalformed},
 		{"tampered claims", tampered, cloudflare.RefusedBadSignature},
 		{"foreign key under a known kid", mod(func(tk *cfsim.Token) { tk.Key = foreign }), cloudflare.RefusedBadSignature},
@@ -122,6 +122,46 @@ func TestVerify(t *testing.T) {
 			}
 			if err != nil && tc.token != "" && strings.Contains(err.Error(), tc.token) {
 				t.Errorf("the error repeats the token")
+			}
+		})
+	}
+}
+
+// TestVerifyCompactOnly: Access sends a compact JWS, and only that form is
+// read. The same genuine signature in the JWS JSON serialization (whose
+// unprotected header no signature covers), or in a compact form that the
+// parser would first strip of whitespace or padding, is refused.
+func TestVerifyCompactOnly(t *testing.T) {
+	t.Parallel()
+	a := newAccess(t)
+	compact := sign(t, a.ServiceToken(now.Add(-time.Minute)))
+	parts := strings.Split(compact, ".")
+	protected, payload, signature := parts[0], parts[1], parts[2]
+	asJSON := func(v any) string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	unprotected := map[string]string{"kid": a.Current().KID}
+	for _, tc := range []struct{ name, token, want string }{
+		{"compact", compact, ""},
+		{"flattened JSON", asJSON(map[string]any{"protected": protected, "payload": payload, "signature": signature}), cloudflare.RefusedNotCompact},
+		{"flattened JSON with an unprotected header", asJSON(map[string]any{"protected": protected, "header": unprotected, "payload": payload, "signature": signature}), cloudflare.RefusedNotCompact},
+		{"general JSON", asJSON(map[string]any{"payload": payload, "signatures": []any{map[string]any{"protected": protected, "signature": signature}}}), cloudflare.RefusedNotCompact},
+		{"general JSON with an unprotected header", asJSON(map[string]any{"payload": payload, "signatures": []any{map[string]any{"protected": protected, "header": unprotected, "signature": signature}}}), cloudflare.RefusedNotCompact},
+		{"JSON after a space", " " + asJSON(map[string]any{"protected": protected, "payload": payload, "signature": signature}), cloudflare.RefusedNotCompact},
+		{"compact with a line break", protected + ".\n" + payload + "." + signature, cloudflare.RefusedNotCompact},
+		{"compact with padding", compact + "==", cloudflare.RefusedNotCompact},
+		{"four parts", compact + ".e30", cloudflare.RefusedNotCompact},
+		{"empty payload", protected + ".." + signature, cloudflare.RefusedNotCompact},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := now
+			v := newVerifier(t, a, &clock)
+			if _, err := v.Verify(context.Background(), tc.token); reasonOf(err) != tc.want {
+				t.Fatalf("Verify = %v, want reason %q", err, tc.want)
 			}
 		})
 	}
