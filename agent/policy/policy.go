@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/clearance/clearance/agent/osquery"
+	policyfile "github.com/clearance/clearance/pkg/policy"
 	"github.com/clearance/clearance/pkg/report"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -66,8 +67,9 @@ func Run(ctx context.Context, q osquery.Querier, p *agentv1.Policy, now func() t
 	start := now()
 	rows, err := q.Query(ctx, p.GetQuery())
 	res := &agentv1.PolicyResult{
-		PolicyId: p.GetId(),
-		Duration: durationpb.New(max(now().Sub(start), 0)),
+		PolicyId:    p.GetId(),
+		Duration:    durationpb.New(max(now().Sub(start), 0)),
+		QuerySha256: policyfile.QueryDigest(p.GetQuery()),
 	}
 	switch {
 	case err != nil:

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/clearance/clearance/pkg/keyrotation"
+	"github.com/clearance/clearance/pkg/policy"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
 
@@ -238,7 +239,7 @@ func (a *Agent) Report(ps *agentv1.PolicySet, seq uint64, observed time.Time, no
 		PolicySetVersion: ps.GetVersion(), AgentVersion: "test",
 	}
 	for _, p := range ps.GetPolicies() {
-		r.Results = append(r.Results, &agentv1.PolicyResult{PolicyId: p.GetId(), Status: st, Rows: 1})
+		r.Results = append(r.Results, &agentv1.PolicyResult{PolicyId: p.GetId(), Status: st, Rows: 1, QuerySha256: policy.QueryDigest(p.GetQuery())})
 	}
 	return r
 }

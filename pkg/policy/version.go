@@ -80,3 +80,12 @@ func version(policies []Policy) string {
 	sum := sha256.Sum256(buf)
 	return hex.EncodeToString(sum[:8])
 }
+
+// QueryDigest is the SHA-256 of a policy's query, as a report's result
+// names the query it is for (PolicyResult.query_sha256): the agent stamps
+// each result with it, and the verifier counts a result only for a policy
+// whose query has the same.
+func QueryDigest(query string) []byte {
+	sum := sha256.Sum256([]byte(query))
+	return sum[:]
+}

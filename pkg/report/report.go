@@ -10,6 +10,7 @@ package report
 
 import (
 	"crypto"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"unicode/utf8"
@@ -144,6 +145,8 @@ func Check(r *agentv1.PostureReport) error {
 			return bad("results[%d]: message longer than %d bytes", i, MaxMessageSize)
 		case !utf8.ValidString(res.GetMessage()):
 			return bad("results[%d]: message is not UTF-8", i)
+		case len(res.GetQuerySha256()) != 0 && len(res.GetQuerySha256()) != sha256.Size:
+			return bad("results[%d]: query_sha256 is %d bytes, want %d", i, len(res.GetQuerySha256()), sha256.Size)
 		}
 		seen[res.GetPolicyId()] = true
 	}

@@ -126,6 +126,8 @@ func TestVerifyRejects(t *testing.T) {
 		{"no status", k.Public(), signWith(func(r *agentv1.PostureReport) { r.Results[0].Status = 0 }), report.ErrMalformed, "no status"},
 		{"unknown status", k.Public(), signWith(func(r *agentv1.PostureReport) { r.Results[0].Status = 42 }), report.ErrMalformed, "unknown status"},
 		{"huge message", k.Public(), signWith(func(r *agentv1.PostureReport) { r.Results[1].Message = strings.Repeat("x", report.MaxMessageSize+1) }), report.ErrMalformed, "message"},
+		{"short query digest", k.Public(), signWith(func(r *agentv1.PostureReport) { r.Results[0].QuerySha256 = make([]byte, 31) }), report.ErrMalformed, "query_sha256"},
+		{"long query digest", k.Public(), signWith(func(r *agentv1.PostureReport) { r.Results[0].QuerySha256 = make([]byte, 33) }), report.ErrMalformed, "query_sha256"},
 		{"too many results", k.Public(), signWith(func(r *agentv1.PostureReport) {
 			r.Results = make([]*agentv1.PolicyResult, report.MaxResults+1)
 			for i := range r.Results {

@@ -13,9 +13,11 @@
 package decision
 
 import (
+	"bytes"
 	"strconv"
 	"time"
 
+	"github.com/clearance/clearance/pkg/policy"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/reason"
 	"github.com/clearance/clearance/verifier/storage"
@@ -163,7 +165,8 @@ const (
 	StatusPass  Status = "PASS"
 	StatusFail  Status = "FAIL"
 	StatusError Status = "ERROR"
-	// StatusMissing: no result in the report, or one with no valid status.
+	// StatusMissing: no result in the report, one with no valid status, or
+	// one for another query under the policy's id.
 	StatusMissing Status = "MISSING"
 )
 
@@ -298,14 +301,15 @@ func (d Decision) Bypassable() bool {
 // its report look newer than the moment the verifier received it. A report
 // exactly MaxPostureAge old is still fresh (the same boundary ingest uses).
 //
-// Policies are matched to results by policy id, whatever policy set version
-// the report names: after a policy change, unchanged policies keep their
-// results, and a new required policy has no result, so it is missing and
-// denies until the agent runs it. (A changed query under the same id keeps
-// its old result until the agent reports again, at most MaxPostureAge;
-// NeedsLiveCheck asks for a live check when the versions differ, which
-// closes that window for connected agents.) Results for policies no longer
-// in the set are ignored.
+// Policies are matched to results by policy id and query, whatever policy
+// set version the report names: after a policy change, unchanged policies
+// keep their results, and a new required policy, or one whose query
+// changed, has no result, so it is missing and denies until the agent runs
+// it (NeedsLiveCheck asks for a live check when the versions differ, which
+// a connected agent answers at once). A result from an agent that predates
+// query digests counts by policy id alone, until that agent reports again
+// (at most MaxPostureAge). Results for policies no longer in the set are
+// ignored.
 //
 // A policy counts for access when it is required or critical (the policy
 // loader refuses a critical policy that is not required, so this matches the
@@ -443,7 +447,10 @@ func orDefault(v, def time.Duration) time.Duration {
 // policies does this report pass": Decide and the admin API's device views
 // both use it. A policy counts (Finding.Required) when it is required or
 // critical; a policy with no result, or with no valid status, is MISSING,
-// which never passes. Results for policies not in the set are ignored.
+// which never passes, and so is a result whose query digest is not the
+// policy's query's (a report from before the query changed; results
+// without a digest, from agents that predate it, count by policy id).
+// Results for policies not in the set are ignored.
 func Judge(ps *agentv1.PolicySet, r *agentv1.PostureReport) []Finding {
 	find := resultFinder(r.GetResults())
 	policies := ps.GetPolicies()
@@ -460,6 +467,11 @@ func Judge(ps *agentv1.PolicySet, r *agentv1.PostureReport) []Finding {
 			Status:      StatusMissing,
 		}
 		res := find(p.GetId())
+		if d := res.GetQuerySha256(); len(d) > 0 && !bytes.Equal(d, policy.QueryDigest(p.GetQuery())) {
+			// A result for another query under this id (the report was
+			// made before the query changed) says nothing about this one.
+			res = nil
+		}
 		switch res.GetStatus() {
 		case agentv1.PolicyStatus_POLICY_STATUS_PASS:
 			f.Status = StatusPass

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/clearance/clearance/pkg/policy"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/reason"
@@ -431,6 +432,41 @@ func TestDecidePolicySetVersion(t *testing.T) {
 	if d.PolicySetVersion != "v1" || d.ReportPolicySetVersion != "v0" {
 		t.Errorf("versions recorded = %q, %q; want v1, v0", d.PolicySetVersion, d.ReportPolicySetVersion)
 	}
+}
+
+// A result names the query it is for: after a query changes under the
+// same id, the old query's result is MISSING, the unchanged policies keep
+// theirs, and a result without a digest (an older agent) counts by id.
+func TestDecideQueryChanged(t *testing.T) {
+	t.Parallel()
+	stamp := func(r *agentv1.PostureReport, query string) *agentv1.PostureReport {
+		for _, res := range r.Results {
+			res.QuerySha256 = policy.QueryDigest(query)
+		}
+		return r
+	}
+	tightened := func() *agentv1.PolicySet {
+		ps := stdSet()
+		ps.Version = "v2"
+		ps.Policies[1].Query = "SELECT 1 FROM alf WHERE global_state >= 2"
+		return ps
+	}
+	runCases(t, []ruleCase{
+		{name: "same queries, results stamped", mod: func(in *decision.Input) { stamp(in.Report, "SELECT 1") },
+			allow: true, reason: reason.Allowed},
+		{name: "firewall's query changed since the report", mod: func(in *decision.Input) {
+			in.Policies = tightened()
+			stamp(in.Report, "SELECT 1")
+		}, reason: reason.PolicyMissing, failing: []string{"firewall:MISSING"}},
+		{name: "the report is for the changed query", mod: func(in *decision.Input) {
+			in.Policies = tightened()
+			stamp(in.Report, "SELECT 1")
+			in.Report.Results[1].QuerySha256 = policy.QueryDigest(in.Policies.Policies[1].Query)
+			in.Report.PolicySetVersion = "v2"
+		}, allow: true, reason: reason.Allowed},
+		{name: "an older agent's results count by id", mod: func(in *decision.Input) { in.Policies = tightened() },
+			allow: true, reason: reason.Allowed},
+	})
 }
 
 // What the remediation page and the decision log are given.

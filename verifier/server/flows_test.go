@@ -278,6 +278,60 @@ func TestReloadPushesPolicySet(t *testing.T) {
 	}
 }
 
+// TestChangedQueryNotJudgedByOldResult: a query tightened under the same
+// id is not judged by the result of the query it replaced, while the Mac
+// has not reported under the new set (its agent not connected); the
+// policies that did not change keep their results.
+func TestChangedQueryNotJudgedByOldResult(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	a := h.enrolled(h.secret())
+	st := h.connect(a)
+	if m, err := st.Exchange(protoagent.Sign(a.Key, a.Report(st.PolicySet, 1, h.clock.Now(), nil, pass))); err != nil || m.GetAck().GetSeq() != 1 {
+		t.Fatalf("report: %v %v", m, err)
+	}
+	st.Close()
+	explain := func() *adminv1.ExplainAccessResponse {
+		t.Helper()
+		resp, err := h.admin.ExplainAccess(h.ctx(), &adminv1.ExplainAccessRequest{DeviceId: a.DeviceID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	if resp := explain(); !resp.GetAllow() {
+		t.Fatalf("before the change: %v", resp)
+	}
+
+	orig, err := os.ReadFile(h.cfg.Policies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(orig), "query: SELECT 1 FROM alf WHERE global_state >= 1", "query: SELECT 1 FROM alf WHERE global_state >= 2", 1)
+	if changed == string(orig) {
+		t.Fatal("example policies changed; update this test")
+	}
+	if err := os.WriteFile(h.cfg.Policies, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.admin.ReloadPolicies(h.ctx(), &adminv1.ReloadPoliciesRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	resp := explain()
+	if resp.GetAllow() || resp.GetReason() != "policy_missing" {
+		t.Fatalf("after the firewall's query changed: allow %v, reason %q; want policy_missing", resp.GetAllow(), resp.GetReason())
+	}
+	for _, f := range resp.GetResults() {
+		want := adminv1.PolicyStatus_POLICY_STATUS_PASS
+		if f.GetPolicyId() == "firewall" {
+			want = adminv1.PolicyStatus_POLICY_STATUS_MISSING
+		}
+		if f.GetStatus() != want {
+			t.Errorf("%s: %s, want %s", f.GetPolicyId(), f.GetStatus(), want)
+		}
+	}
+}
+
 func TestRenew(t *testing.T) {
 	t.Parallel()
 	h := start(t)

@@ -276,7 +276,13 @@ type PolicyResult struct {
 	// Rows the query returned.
 	Rows uint32 `protobuf:"varint,4,opt,name=rows,proto3" json:"rows,omitempty"`
 	// How long the query took.
-	Duration      *durationpb.Duration `protobuf:"bytes,5,opt,name=duration,proto3" json:"duration,omitempty"`
+	Duration *durationpb.Duration `protobuf:"bytes,5,opt,name=duration,proto3" json:"duration,omitempty"`
+	// SHA-256 of the query this result is for, as the agent received it
+	// (32 bytes). A verifier counts the result only for a policy whose query
+	// has this digest, so a query changed under the same id is not judged
+	// by the old query's result. Empty from agents that predate it: such a
+	// result counts for its policy id.
+	QuerySha256   []byte `protobuf:"bytes,6,opt,name=query_sha256,json=querySha256,proto3" json:"query_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -346,6 +352,13 @@ func (x *PolicyResult) GetDuration() *durationpb.Duration {
 	return nil
 }
 
+func (x *PolicyResult) GetQuerySha256() []byte {
+	if x != nil {
+		return x.QuerySha256
+	}
+	return nil
+}
+
 var File_clearance_agent_v1_policy_proto protoreflect.FileDescriptor
 
 const file_clearance_agent_v1_policy_proto_rawDesc = "" +
@@ -367,13 +380,14 @@ const file_clearance_agent_v1_policy_proto_rawDesc = "" +
 	" \x01(\tR\buserText\"]\n" +
 	"\tPolicySet\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x126\n" +
-	"\bpolicies\x18\x02 \x03(\v2\x1a.clearance.agent.v1.PolicyR\bpolicies\"\xca\x01\n" +
+	"\bpolicies\x18\x02 \x03(\v2\x1a.clearance.agent.v1.PolicyR\bpolicies\"\xed\x01\n" +
 	"\fPolicyResult\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x128\n" +
 	"\x06status\x18\x02 \x01(\x0e2 .clearance.agent.v1.PolicyStatusR\x06status\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x12\n" +
 	"\x04rows\x18\x04 \x01(\rR\x04rows\x125\n" +
-	"\bduration\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\bduration*v\n" +
+	"\bduration\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12!\n" +
+	"\fquery_sha256\x18\x06 \x01(\fR\vquerySha256*v\n" +
 	"\fPolicyStatus\x12\x1d\n" +
 	"\x19POLICY_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12POLICY_STATUS_PASS\x10\x01\x12\x16\n" +
