@@ -105,19 +105,20 @@ const DefaultBindingRule = "email-local-part"
 // rule holding "{local}" (e.g. "{local}@example.com") binds the user whose
 // userName or e-mail is the rule with the account's name in place of
 // {local}; DefaultBindingRule (or empty) compares the account's name with
-// the local part of the userName and of the e-mail. Names compare
-// regardless of case.
+// the local part of the userName and of the e-mail. Names compare as
+// storage.SameUserName does, regardless of the case of ASCII letters only:
+// an account named with a look-alike (a Kelvin sign for a k) binds no one.
 func Binds(rule, account string, u storage.User) bool {
 	if account == "" {
 		return false
 	}
 	if strings.Contains(rule, "{local}") {
 		want := strings.ReplaceAll(rule, "{local}", account)
-		return strings.EqualFold(want, u.UserName) || (u.Email != "" && strings.EqualFold(want, u.Email))
+		return storage.SameUserName(want, u.UserName) || (u.Email != "" && storage.SameUserName(want, u.Email))
 	}
 	local := func(s string) string {
 		l, _, _ := strings.Cut(s, "@")
 		return l
 	}
-	return strings.EqualFold(account, local(u.UserName)) || (u.Email != "" && strings.EqualFold(account, local(u.Email)))
+	return storage.SameUserName(account, local(u.UserName)) || (u.Email != "" && storage.SameUserName(account, local(u.Email)))
 }

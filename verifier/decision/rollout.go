@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/clearance/clearance/verifier/reason"
+	"github.com/clearance/clearance/verifier/storage"
 )
 
 // Enforcement is how a policy that does not pass acts on a sign-in.
@@ -93,7 +94,7 @@ func (e Exemption) Covers(deviceID, username, policyID string, now time.Time) bo
 	}
 	switch {
 	case e.DeviceID != "" && e.DeviceID == deviceID:
-	case e.Username != "" && username != "" && asciiEqualFold(e.Username, username):
+	case e.Username != "" && username != "" && storage.SameUserName(e.Username, username):
 	default:
 		return false
 	}
@@ -358,26 +359,4 @@ func policyReason(fs []Finding) Reason {
 		return reason.PolicyMissing
 	}
 	return ""
-}
-
-// asciiEqualFold compares usernames ignoring the case of ASCII letters
-// only: Unicode case folding would let a look-alike login (a Kelvin sign
-// for a k) inherit another user's exemption.
-func asciiEqualFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

@@ -282,9 +282,10 @@ func (p *LogPoller) match(ctx context.Context, e storage.OktaSignIn) (storage.De
 	if err != nil {
 		return storage.DecisionRecord{}, fmt.Errorf("matching an Okta event to decisions: %w", err)
 	}
-	if lower := strings.ToLower(e.Username); lower != e.Username {
+	if lower := storage.UserNameKey(e.Username); lower != e.Username {
 		// Okta logins are case-insensitive; the AuthnRequest may carry
-		// another case than the System Log.
+		// another case than the System Log. Only ASCII case: a look-alike
+		// login is another user, whose decisions these are not.
 		f.Username = lower
 		more, err := p.Store.ListDecisions(ctx, f)
 		if err != nil {

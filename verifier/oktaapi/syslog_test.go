@@ -230,3 +230,29 @@ func uuidsOf(es []storage.OktaSignIn) string {
 	}
 	return strings.Join(s, " ")
 }
+
+// TestSystemLogLookAlikeLogin: an Okta sign-in by a login that differs
+// from a decision's username in ASCII case is that decision's; one by a
+// look-alike (a Kelvin sign for the k) is another user's, with no decision
+// of Clearance to answer for it.
+func TestSystemLogLookAlikeLogin(t *testing.T) {
+	t.Parallel()
+	org, c, _ := newOrg(t)
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	now := time.Now()
+	kate := allow(t, store, "kate", safariMac, now.Add(-40*time.Second), true)
+	org.AddEvent(event("e-kate", oktaapi.EventSessionStart, "KATE", "Mac OS X", safariMac, "SUCCESS", now.Add(-30*time.Second)))
+	org.AddEvent(event("e-kelvin", oktaapi.EventSessionStart, "\u212Aate", "Mac OS X", safariMac, "SUCCESS", now.Add(-20*time.Second)))
+	if _, err := (&oktaapi.LogPoller{Client: c, Store: store}).Poll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	unmatched, _ := store.ListOktaSignIns(context.Background(), storage.OktaSignInFilter{Unmatched: true})
+	if got := uuidsOf(unmatched); got != "e-kelvin" {
+		t.Errorf("alerts %q, want e-kelvin", got)
+	}
+	got, _ := store.ListOktaSignIns(context.Background(), storage.OktaSignInFilter{DecisionID: kate})
+	if uuidsOf(got) != "e-kate" {
+		t.Errorf("events after kate's decision: %q, want e-kate", uuidsOf(got))
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -527,5 +528,57 @@ func TestReplaceWithoutActiveKeepsIt(t *testing.T) {
 	}
 	if r := f.do(t, "PUT", "/scim/v2/Users/id-0001", `{"userName":"ada@example.com","active":true}`); r.status != 200 || r.body["active"] != true {
 		t.Fatalf("a PUT with active:true = %d %s", r.status, r.raw)
+	}
+}
+
+// TestLookAlikeUserNames: userName compares regardless of ASCII case
+// only. A look-alike of a user's name (a Kelvin sign for a k) is created as a user of its own, is what a filter on it
+// finds, and takes over no record of the Okta API sync; the same name in
+// other ASCII case is the usual conflict.
+func TestLookAlikeUserNames(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { testLookAlikeUserNames(t, newFixture(t)) })
+	t.Run("postgres", func(t *testing.T) { testLookAlikeUserNames(t, newPostgresFixture(t)) })
+}
+
+func testLookAlikeUserNames(t *testing.T, f *fixture) {
+	find := func(name string) reply {
+		t.Helper()
+		return f.do(t, "GET", "/scim/v2/Users?filter="+url.QueryEscape(`userName eq "`+name+`"`), "")
+	}
+	if r := f.do(t, "POST", "/scim/v2/Users", `{"userName":"kate@example.com"}`); r.status != 201 || r.body["id"] != "id-0001" {
+		t.Fatalf("create kate = %d %s", r.status, r.raw)
+	}
+	if r := f.do(t, "POST", "/scim/v2/Users", `{"userName":"\u212Aate@example.com"}`); r.status != 201 || r.body["id"] != "id-0002" {
+		t.Fatalf("create the Kelvin-sign look-alike = %d %s", r.status, r.raw)
+	}
+	for name, id := range map[string]string{"\u212Aate@example.com": "id-0002", "\u212AATE@EXAMPLE.COM": "id-0002",
+		"kate@example.com": "id-0001", "KATE@EXAMPLE.COM": "id-0001"} {
+		r := find(name)
+		res, _ := r.body["Resources"].([]any)
+		if r.status != 200 || r.body["totalResults"] != 1.0 || len(res) != 1 || res[0].(map[string]any)["id"] != id {
+			t.Errorf("filter userName eq %+q = %d %s, want only %s", name, r.status, r.raw, id)
+		}
+	}
+	for _, name := range []string{"KATE@example.com", "\u212AATE@example.com"} {
+		before := f.dump(t)
+		if r := f.do(t, "POST", "/scim/v2/Users", `{"userName":"`+name+`"}`); r.status != 409 {
+			t.Errorf("create %+q = %d %s, want 409", name, r.status, r.raw)
+		}
+		if f.dump(t) != before {
+			t.Errorf("the refused create of %+q changed the store", name)
+		}
+	}
+
+	// A look-alike of a synced user's login is not that user: SCIM creates
+	// it beside the synced record instead of taking that over.
+	if _, err := f.store.CreateUser(t.Context(), storage.User{ID: "00u1", UserName: "kim@example.com", ExternalID: "00u1", Active: true,
+		Resource: []byte(`{}`), Source: storage.SourceOktaAPI}, storage.AuditEvent{Actor: "okta-api-sync"}); err != nil {
+		t.Fatal(err)
+	}
+	if r := f.do(t, "POST", "/scim/v2/Users", `{"userName":"\u212Aim@example.com"}`); r.status != 201 || r.body["id"] == "00u1" {
+		t.Fatalf("create the look-alike of a synced login = %d %s", r.status, r.raw)
+	}
+	if u, err := f.store.GetUser(t.Context(), "00u1"); err != nil || u.Source != storage.SourceOktaAPI || u.UserName != "kim@example.com" {
+		t.Errorf("the synced user after a look-alike's create: %+v %v", u, err)
 	}
 }

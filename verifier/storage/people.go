@@ -63,7 +63,8 @@ type User struct {
 	// ID is issued by the verifier when the user is created; it never
 	// changes and is compared case-sensitively.
 	ID string
-	// UserName is Okta's username, unique regardless of case.
+	// UserName is Okta's username, unique regardless of the case of its
+	// ASCII letters (see UserNameKey).
 	UserName    string
 	ExternalID  string
 	DisplayName string
@@ -85,9 +86,56 @@ type User struct {
 	UpdatedAt time.Time
 }
 
-// UserNameKey is how user names are compared: Okta's usernames are
-// case-insensitive.
-func UserNameKey(name string) string { return strings.ToLower(name) }
+// UserNameKey is the form of a user name that names one user: its ASCII
+// letters in lower case, every other code point as it is. Okta's usernames
+// are case-insensitive, but only A–Z fold to a–z here: Unicode case
+// mapping would make a look-alike (a Kelvin sign for a k, a long s for an
+// s, a dotted İ for an i) the same user as the name it imitates, so that
+// signing in as it would be signing in as them. Two names with the same
+// key are the same user; SameUserName compares without building keys.
+func UserNameKey(name string) string {
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; 'A' <= c && c <= 'Z' {
+			b := []byte(name)
+			for j := i; j < len(b); j++ {
+				if c := b[j]; 'A' <= c && c <= 'Z' {
+					b[j] = c + 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return name
+}
+
+// SameUserName reports whether a and b name the same user: whether
+// UserNameKey(a) == UserNameKey(b). It applies to whatever is compared
+// with a user name, e-mail addresses and their local parts included.
+func SameUserName(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// GroupNameKey is how group display names are compared: lower case in
+// the full Unicode sense, as policy scopes match them (decision and
+// pkg/policy use strings.EqualFold). Group names are set by Okta's
+// administrators, not by whoever signs in, so no one can choose a
+// look-alike of another's group to pass for its member.
+func GroupNameKey(name string) string { return strings.ToLower(name) }
 
 // Group is a directory group as SCIM provisioned it (Okta Group Push) or
 // the Okta API sync read it.
@@ -106,8 +154,8 @@ type Group struct {
 
 // PeopleQuery selects users or groups. Zero fields do not filter.
 type PeopleQuery struct {
-	// Name matches UserName (users) or DisplayName (groups) regardless of
-	// case.
+	// Name matches UserName (users, by UserNameKey) or DisplayName
+	// (groups, by GroupNameKey).
 	Name       string
 	ExternalID string
 	// Offset skips that many records of the stable order (by ID); Limit
@@ -152,12 +200,12 @@ type PeopleStore interface {
 	RevokeSCIMToken(ctx context.Context, id string, at time.Time, audit AuditEvent) (SCIMToken, error)
 
 	// CreateUser stores a new user with Version 1; ErrAlreadyExists when
-	// the ID or the user name (regardless of case) is taken.
+	// the ID or the user name (by UserNameKey) is taken.
 	CreateUser(ctx context.Context, u User, audit AuditEvent) (User, error)
 	// GetUser returns a user by ID, or ErrNotFound.
 	GetUser(ctx context.Context, id string) (User, error)
-	// GetUserByName returns the user with that user name regardless of
-	// case, or ErrNotFound.
+	// GetUserByName returns the user whose user name has userName's
+	// UserNameKey, or ErrNotFound.
 	GetUserByName(ctx context.Context, userName string) (User, error)
 	// UpdateUser replaces the user u.ID if its stored version is
 	// u.Version, and returns it with the next version: ErrNotFound,

@@ -180,7 +180,7 @@ func (s *Store) GetUser(ctx context.Context, id string) (storage.User, error) {
 	return getUser(ctx, s.reader(), "id", id)
 }
 
-// GetUserByName returns the user with that name regardless of case.
+// GetUserByName returns the user whose name has userName's key.
 func (s *Store) GetUserByName(ctx context.Context, userName string) (storage.User, error) {
 	return getUser(ctx, s.reader(), "user_name_key", storage.UserNameKey(userName))
 }
@@ -299,15 +299,15 @@ func (s *Store) deleteVersioned(ctx context.Context, table, what, id string, ver
 	})
 }
 
-// where builds the WHERE clause of a people query over a table whose name
-// key column is nameKey.
-func peopleWhere(q storage.PeopleQuery, nameKey string) (string, []any) {
+// peopleWhere builds the WHERE clause of a people query over a table whose
+// name key column is nameKey, holding key of each name.
+func peopleWhere(q storage.PeopleQuery, nameKey string, key func(string) string) (string, []any) {
 	var (
 		conds []string
 		args  []any
 	)
 	if q.Name != "" {
-		args = append(args, storage.UserNameKey(q.Name))
+		args = append(args, key(q.Name))
 		conds = append(conds, fmt.Sprintf("%s = $%d", nameKey, len(args)))
 	}
 	if q.ExternalID != "" {
@@ -327,8 +327,8 @@ func peopleWhere(q storage.PeopleQuery, nameKey string) (string, []any) {
 // page runs a counted, paged query: the total and the rows at
 // [offset, offset+limit) by ID, in one read transaction.
 func page[T any](ctx context.Context, s *Store, table, columns string, q storage.PeopleQuery, nameKey string,
-	scan func(scanner) (T, error), more func(q conn, rows []T) error) ([]T, int, error) {
-	where, args := peopleWhere(q, nameKey)
+	key func(string) string, scan func(scanner) (T, error), more func(q conn, rows []T) error) ([]T, int, error) {
+	where, args := peopleWhere(q, nameKey, key)
 	limit := min(max(q.Limit, 0), storage.MaxPeoplePage)
 	offset := max(q.Offset, 0)
 	var (
@@ -359,7 +359,7 @@ func page[T any](ctx context.Context, s *Store, table, columns string, q storage
 
 // ListUsers returns a page of the matching users, by ID.
 func (s *Store) ListUsers(ctx context.Context, q storage.PeopleQuery) (storage.UserPage, error) {
-	users, total, err := page(ctx, s, "directory_users", userColumns, q, "user_name_key", scanUser, nil)
+	users, total, err := page(ctx, s, "directory_users", userColumns, q, "user_name_key", storage.UserNameKey, scanUser, nil)
 	if err != nil {
 		return storage.UserPage{}, fmt.Errorf("listing users: %w", err)
 	}
@@ -479,7 +479,7 @@ func (s *Store) CreateGroup(ctx context.Context, g storage.Group, audit storage.
 	err := s.write(ctx, func(q conn) error {
 		_, err := q.insert(ctx, "group", g.DisplayName,
 			`INSERT INTO directory_groups (`+groupColumns+`, display_name_key) VALUES ($1, $2, $3, $4, 1, $5, $6, $7)`,
-			g.ID, g.DisplayName, g.ExternalID, recordSource(g.Source), createdAt, updatedAt, storage.UserNameKey(g.DisplayName))
+			g.ID, g.DisplayName, g.ExternalID, recordSource(g.Source), createdAt, updatedAt, storage.GroupNameKey(g.DisplayName))
 		if err != nil {
 			return err
 		}
@@ -523,7 +523,7 @@ func (s *Store) UpdateGroup(ctx context.Context, g storage.Group, audit storage.
 		func(q conn) error { return setMembers(ctx, q, g.ID, members(g)) },
 		`UPDATE directory_groups SET display_name = $1, display_name_key = $2, external_id = $3,
 		version = version + 1, updated_at = $4, source = $7 WHERE id = $5 AND version = $6`,
-		g.DisplayName, storage.UserNameKey(g.DisplayName), g.ExternalID, updatedAt, g.ID, g.Version, recordSource(g.Source))
+		g.DisplayName, storage.GroupNameKey(g.DisplayName), g.ExternalID, updatedAt, g.ID, g.Version, recordSource(g.Source))
 	if err != nil {
 		return storage.Group{}, fmt.Errorf("updating group: %w", err)
 	}
@@ -541,7 +541,7 @@ func (s *Store) DeleteGroup(ctx context.Context, id string, version int64, audit
 
 // ListGroups returns a page of the matching groups with their members.
 func (s *Store) ListGroups(ctx context.Context, q storage.PeopleQuery) (storage.GroupPage, error) {
-	groups, total, err := page(ctx, s, "directory_groups", groupColumns, q, "display_name_key", scanGroup,
+	groups, total, err := page(ctx, s, "directory_groups", groupColumns, q, "display_name_key", storage.GroupNameKey, scanGroup,
 		func(c conn, gs []storage.Group) error {
 			if q.WithoutMembers {
 				return nil

@@ -2,6 +2,7 @@ package storagetest
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/clearance/clearance/verifier/storage"
@@ -11,6 +12,7 @@ var peopleTests = []test{
 	{"SCIMTokens", testSCIMTokens},
 	{"UserCreateGet", testUserCreateGet},
 	{"UserDuplicateName", testUserDuplicateName},
+	{"UserNameLookAlikes", testUserNameLookAlikes},
 	{"UserUpdate", testUserUpdate},
 	{"UserDelete", testUserDelete},
 	{"UserList", testUserList},
@@ -113,6 +115,83 @@ func testUserDuplicateName(t *testing.T, s storage.Store) {
 	_, err = s.CreateUser(t.Context(), big, scimAudit("user.create"))
 	wantErr(t, err, storage.ErrInvalid)
 	sameDump(t, "refused creates", before, s)
+}
+
+// asciiUpper is s with its ASCII letters in upper case, and only those.
+func asciiUpper(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'a' <= r && r <= 'z' {
+			return r - 'a' + 'A'
+		}
+		return r
+	}, s)
+}
+
+// testUserNameLookAlikes: user names compare regardless of the case of
+// ASCII letters only. A name that Unicode case mapping would fold into
+// another (a Kelvin sign for a k, a long s for an s) or that differs from
+// it in a way no one sees (a decomposed é) is another user: it is created
+// beside the name it imitates, in either order, and a lookup of either
+// finds its own record. ASCII case differences still name the same user.
+func testUserNameLookAlikes(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	for i, c := range []struct{ what, plain, alike string }{
+		{"Kelvin sign", "kate", "\u212Aate"},
+		{"long s", "sam", "\u017Fam"},
+		{"dotless i", "ian", "\u0131an"},
+		{"dotted capital I", "ida", "\u0130da"},
+		{"decomposed e acute", "ren\u00e9", "rene\u0301"},
+		{"capital E acute", "ren\u00e9", "ren\u00c9"},
+		{"fullwidth k", "kate", "\uff4Bate"},
+		{"fullwidth capital K", "\uff4Bim", "\uff2Bim"},
+	} {
+		for _, alikeFirst := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/alike first %v", c.what, alikeFirst), func(t *testing.T) {
+				domain := fmt.Sprintf("@%d-%v.example.com", i, alikeFirst)
+				plain := storage.User{ID: fmt.Sprintf("p%d-%v", i, alikeFirst), UserName: c.plain + domain}
+				alike := storage.User{ID: fmt.Sprintf("a%d-%v", i, alikeFirst), UserName: c.alike + domain}
+				order := []storage.User{plain, alike}
+				if alikeFirst {
+					order = []storage.User{alike, plain}
+				}
+				for _, u := range order {
+					createUser(t, s, u.ID, u.UserName)
+				}
+				for _, u := range []storage.User{plain, alike} {
+					for _, name := range []string{u.UserName, asciiUpper(u.UserName)} {
+						got, err := s.GetUserByName(ctx, name)
+						must(t, err)
+						if got.ID != u.ID || got.UserName != u.UserName {
+							t.Errorf("GetUserByName(%+q) = %s %+q, want %s %+q", name, got.ID, got.UserName, u.ID, u.UserName)
+						}
+						p, err := s.ListUsers(ctx, storage.PeopleQuery{Name: name, Limit: 10})
+						must(t, err)
+						if p.Total != 1 || len(p.Users) != 1 || p.Users[0].ID != u.ID {
+							t.Errorf("ListUsers(Name %+q) = %+v, want only %s", name, p, u.ID)
+						}
+					}
+					// The same name in other ASCII case is taken.
+					before := dumpOf(t, s)
+					_, err := s.CreateUser(ctx, newUser(u.ID+"-again", asciiUpper(u.UserName)), scimAudit("user.create"))
+					wantErr(t, err, storage.ErrAlreadyExists)
+					sameDump(t, "a name taken in other ASCII case", before, s)
+				}
+			})
+		}
+	}
+	// Renaming a user to a look-alike of another's name is no collision;
+	// renaming to its ASCII case variant is.
+	u := createUser(t, s, "r1", "rob@example.com")
+	createUser(t, s, "r2", "kim@example.com")
+	u.UserName = "\u212Aim@example.com"
+	u, err := s.UpdateUser(ctx, u, scimAudit("user.update"))
+	must(t, err)
+	u.UserName = "KIM@example.com"
+	_, err = s.UpdateUser(ctx, u, scimAudit("user.update"))
+	wantErr(t, err, storage.ErrAlreadyExists)
+	got, err := s.GetUserByName(ctx, "kim@EXAMPLE.com")
+	must(t, err)
+	equal(t, "the user kim@example.com after a look-alike rename", got.ID, "r2")
 }
 
 func testUserUpdate(t *testing.T, s storage.Store) {
