@@ -140,7 +140,8 @@ type Config struct {
 	// BrowserBinding is how a sign-in is bound to the Mac: BindingAgent (the
 	// agent's loopback proof of presence, signed by the device key),
 	// BindingCertificate (a browser certificate from SCEP, vouched for by
-	// the agent) or BindingEither (the agent, falling back to a certificate).
+	// the agent) or BindingEither (the agent whenever the Mac's agent is
+	// connected; a certificate alone only for a Mac whose agent is not).
 	BrowserBinding string
 	// AgentPresencePort is the loopback port agents serve proofs of
 	// presence on (clearance-agent --presence-listen).
@@ -610,7 +611,7 @@ var settings = []setting{
 	{"browser-cert-grace", GroupBrowser, durText(scep.DefaultGrace), "how long a Mac's older browser certificates keep counting once its agent reports a newer one", dur(func(c *Config) *time.Duration { return &c.BrowserCertGrace }, 0, 90*24*time.Hour)},
 	{"scep-rate-limit", GroupBrowser, strconv.Itoa(scep.DefaultRateLimit), "browser certificates one Mac may get per 24 hours", intRange(func(c *Config) *int { return &c.SCEPRateLimit }, 1, 1000)},
 	{"require-agent-vouched-cert", GroupBrowser, "true", "honour a browser certificate only if the Mac's agent reports it in a user keychain", boolean(func(c *Config) *bool { return &c.RequireAgentVouchedCert })},
-	{"browser-binding", GroupSignIn, BindingAgent, "how a sign-in is bound to the Mac: agent (the agent's signed proof of presence on loopback), certificate (a SCEP browser certificate the agent vouches for; weaker) or either", oneOf(func(c *Config) *string { return &c.BrowserBinding }, BindingAgent, BindingCertificate, BindingEither)},
+	{"browser-binding", GroupSignIn, BindingAgent, "how a sign-in is bound to the Mac: agent (the agent's signed proof of presence on loopback), certificate (a SCEP browser certificate the agent vouches for; weaker) or either (the agent's proof, a certificate alone only for a Mac whose agent is not connected)", oneOf(func(c *Config) *string { return &c.BrowserBinding }, BindingAgent, BindingCertificate, BindingEither)},
 	{"scim-users", GroupSignIn, SCIMOptional, "optional: any username Okta sends may sign in, and a user Okta deactivated (over SCIM or in the API sync) is denied; required: the username must also be one Okta provisioned over SCIM or the API sync reads (turn on once the first import is done)", oneOf(func(c *Config) *string { return &c.SCIMUsers }, SCIMOptional, SCIMRequired)},
 	{"user-binding", GroupSignIn, UserBindingWarn, "whether the user signing in must be bound to the Mac (assigned with the admin API's AssignDevice, or a local account matched by --user-binding-rule): off, warn (allow, log and show the mismatch) or enforce (deny)", oneOf(func(c *Config) *string { return &c.UserBinding }, UserBindingOff, UserBindingWarn, UserBindingEnforce)},
 	{"user-binding-rule", GroupSignIn, "email-local-part", "how a Mac's local accounts name directory users: email-local-part (jdoe is jdoe@…) or a pattern such as {local}@example.com", value{"rule", func(c *Config, v string) error {

@@ -53,6 +53,10 @@ const (
 	// RetryRestart: the held sign-in is older than the request Okta would
 	// still accept an answer to; the person starts over at Okta.
 	RetryRestart Code = "sign_in_restarted"
+	// RetryAgentRunning: the held sign-in was bound by a certificate
+	// (--browser-binding either) while the Mac had no agent connected; it
+	// has one now, so the person starts over and the agent proves the Mac.
+	RetryAgentRunning Code = "sign_in_restarted_agent_running"
 )
 
 // The browser's certificate names no usable device. These are decisions
@@ -92,6 +96,10 @@ const (
 	// PresenceBadSignature: the statement is not signed by the named
 	// device's current key (another key, or one replaced by re-enrollment).
 	PresenceBadSignature Code = "presence_bad_signature"
+	// PresenceOtherDevice: the sign-in was sent to the agent because the
+	// browser's certificate named a Mac whose agent is connected, and the
+	// proof came from another Mac.
+	PresenceOtherDevice Code = "presence_other_device"
 	// PresenceClock: the statement's time is too far from the verifier's.
 	PresenceClock Code = "presence_clock_skew"
 	// RetryOtherBrowser: "Check again" from another browser than the one

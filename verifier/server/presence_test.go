@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"net/http"
 	"net/http/cookiejar"
@@ -22,6 +23,7 @@ import (
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/idp"
 	"github.com/clearance/clearance/verifier/signin"
+	"github.com/clearance/clearance/verifier/storage"
 )
 
 // startAgentBinding starts a verifier that binds sign-ins by the agent's
@@ -363,17 +365,179 @@ func TestBindingModes(t *testing.T) {
 	t.Run("either", func(t *testing.T) {
 		t.Parallel()
 		e := startAgentBinding(t, func(c *config.Config) { c.BrowserBinding = config.BindingEither })
-		a, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+		a, st := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
 		// No certificate: the agent.
 		c := e.jarBrowser(t)
 		r := e.sp.NewRequest(testUser)
 		e.allowed(t, e.ceremony(t, c, a, r), r)
-		// A certificate and no Mac known to run its agent: the certificate.
+		// A certificate naming a Mac whose agent is not connected: the
+		// certificate.
+		st.Close()
+		waitFor(t, "the agent to be gone", func() bool { return !e.srv.Hub.Connected(a.DeviceID) })
 		r = e.sp.NewRequest(testUser)
 		e.allowed(t, e.redirect(t, e.browser(deviceCert(a)), r), r)
 		ds := e.decisions(t)
 		if len(ds) != 2 || ds[0].Binding != "certificate" || ds[1].Binding != "agent" {
 			t.Errorf("decisions %+v", ds)
+		}
+	})
+}
+
+// startEither starts a verifier with --browser-binding either, for
+// requests Okta signs (so that refused proofs are on record).
+func startEither(t *testing.T) *ssoEnv {
+	t.Helper()
+	return startSSO(t, true, func(c *config.Config) { c.BrowserBinding = config.BindingEither })
+}
+
+// presentCert has browser c present cert from its next connection on.
+func presentCert(c *http.Client, cert *tls.Certificate) {
+	tr := c.Transport.(*http.Transport)
+	tr.TLSClientConfig.Certificates = []tls.Certificate{*cert}
+	tr.CloseIdleConnections()
+}
+
+// certJarBrowser is a browser presenting cert, with a cookie jar.
+func (e *ssoEnv) certJarBrowser(t *testing.T, cert *tls.Certificate) *http.Client {
+	t.Helper()
+	c := e.browser(cert)
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Jar = jar
+	return c
+}
+
+// With --browser-binding either, a certificate never outranks the agent of
+// the Mac it names: while that agent is connected, the sign-in is sent to
+// it, whatever cookies the browser sends or leaves out, and only that
+// Mac's proof completes it. Holding a copy of the certificate is not a way
+// to choose the weaker binding.
+func TestEitherCertificateWithAgent(t *testing.T) {
+	t.Parallel()
+	e := startEither(t)
+	a, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+	other, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+	now := e.clock.Now
+	// The signed-in rows so far, newest first.
+	rows := func() []storage.DecisionRecord { return e.decisions(t) }
+
+	t.Run("no cookies, agent connected: sent to the agent", func(t *testing.T) {
+		// The browser that holds the certificate and sends no cookies
+		// is sent to the loopback, not answered with a response.
+		c := e.browser(deviceCert(a))
+		p := e.redirect(t, c, e.sp.NewRequest(testUser))
+		noResponse(t, p)
+		if p.status != http.StatusSeeOther || !strings.HasPrefix(p.location, "http://127.0.0.1:47470"+presence.AgentPath+"?") {
+			t.Fatalf("status %d to %q, want 303 to the agent:\n%s", p.status, p.location, p.body)
+		}
+		// The Mac's own proof completes it, bound by the agent.
+		c = e.certJarBrowser(t, deviceCert(a))
+		r := e.sp.NewRequest(testUser)
+		e.allowed(t, e.ceremony(t, c, a, r), r)
+		if ds := rows(); !ds[0].Allow || ds[0].Binding != "agent" || ds[0].DeviceID != a.DeviceID || ds[0].RequestID != r.ID {
+			t.Errorf("decision %+v, want allowed for %s bound by the agent", ds[0], a.DeviceID)
+		}
+	})
+	t.Run("proof from another Mac", func(t *testing.T) {
+		// The loopback answers from whichever Mac the browser is on: the
+		// certificate's copy on another enrolled Mac gets that Mac's proof,
+		// which does not speak for the certificate's Mac.
+		c := e.certJarBrowser(t, deviceCert(a))
+		r := e.sp.NewRequest(testUser)
+		q := e.statement(t, other.Key, other.DeviceID, e.toAgent(t, c, r), now())
+		p := e.back(t, c, q)
+		refusedWith(t, p, http.StatusForbidden, "presence_other_device")
+		if !strings.Contains(p.body, "certificate belongs to another Mac") {
+			t.Errorf("page does not say why:\n%s", p.body)
+		}
+		ds := rows()
+		if ds[0].Allow || ds[0].Reason != "presence_other_device" || ds[0].DeviceID != a.DeviceID || ds[0].Binding != "agent" || ds[0].RequestID != r.ID {
+			t.Errorf("decision %+v, want presence_other_device under %s", ds[0], a.DeviceID)
+		}
+		e.logs.hasLine(t, "reason=presence_other_device", "device_id="+a.DeviceID, other.DeviceID)
+		// Spent: the right proof afterwards completes nothing.
+		refusedWith(t, e.back(t, c, q), http.StatusBadRequest, "presence_replayed")
+	})
+	t.Run("hint naming another connected Mac", func(t *testing.T) {
+		// The browser proved the other Mac before (a genuine hint for it,
+		// whose agent is connected), and presents this Mac's certificate:
+		// the proof asked for is this Mac's, and the other's is refused.
+		c := e.certJarBrowser(t, nil)
+		r := e.sp.NewRequest(testUser)
+		e.allowed(t, e.ceremony(t, c, other, r), r)
+		presentCert(c, deviceCert(a))
+		r = e.sp.NewRequest(testUser)
+		q := e.statement(t, other.Key, other.DeviceID, e.toAgent(t, c, r), now())
+		refusedWith(t, e.back(t, c, q), http.StatusForbidden, "presence_other_device")
+		r = e.sp.NewRequest(testUser)
+		e.allowed(t, e.ceremony(t, c, a, r), r)
+		if ds := rows(); ds[0].DeviceID != a.DeviceID || ds[0].Binding != "agent" {
+			t.Errorf("decision %+v, want %s bound by the agent", ds[0], a.DeviceID)
+		}
+	})
+	// Every response went out bound by the agent.
+	for _, d := range rows() {
+		if d.Binding != "agent" {
+			t.Errorf("decision bound by %q: %+v", d.Binding, d)
+		}
+	}
+}
+
+// With --browser-binding either, a Mac whose agent is not connected signs
+// in with its certificate, as before; a hint naming another Mac whose agent
+// is connected does not send the sign-in there. A sign-in held that way is
+// not completed by "Check again" once the agent has connected: the person
+// starts over, and the agent proves the Mac.
+func TestEitherCertificateAgentGone(t *testing.T) {
+	t.Parallel()
+	e := startEither(t)
+	live := agentv1.PolicyStatus_POLICY_STATUS_PASS
+	a, st := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+	failing, fst := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_FAIL, &live)
+	other, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+	for _, s := range []*protoagent.Stream{st, fst} {
+		s.Close()
+	}
+	waitFor(t, "the agents to be gone", func() bool {
+		return !e.srv.Hub.Connected(a.DeviceID) && !e.srv.Hub.Connected(failing.DeviceID)
+	})
+
+	t.Run("no cookies", func(t *testing.T) {
+		r := e.sp.NewRequest(testUser)
+		e.allowed(t, e.redirect(t, e.browser(deviceCert(a)), r), r)
+		if ds := e.decisions(t); ds[0].Binding != "certificate" || ds[0].DeviceID != a.DeviceID || ds[0].CertSerial == "" {
+			t.Errorf("decision %+v, want %s bound by its certificate", ds[0], a.DeviceID)
+		}
+	})
+	t.Run("hint naming another connected Mac", func(t *testing.T) {
+		c := e.certJarBrowser(t, nil)
+		r := e.sp.NewRequest(testUser)
+		e.allowed(t, e.ceremony(t, c, other, r), r)
+		presentCert(c, deviceCert(a))
+		r = e.sp.NewRequest(testUser)
+		e.allowed(t, e.redirect(t, c, r), r)
+		if ds := e.decisions(t); ds[0].Binding != "certificate" || ds[0].DeviceID != a.DeviceID {
+			t.Errorf("decision %+v, want %s bound by its certificate", ds[0], a.DeviceID)
+		}
+	})
+	t.Run("check again after the agent connects", func(t *testing.T) {
+		c := e.browser(deviceCert(failing))
+		p := e.redirect(t, c, e.sp.NewRequest(testUser))
+		noResponse(t, p)
+		token := retryToken(t, p)
+		e.connect(failing)
+		waitFor(t, "the agent to connect", func() bool { return e.srv.Hub.Connected(failing.DeviceID) })
+		p = e.post(t, c, signin.PathRetry, url.Values{"token": {token}})
+		noResponse(t, p)
+		if p.status != http.StatusOK || !strings.Contains(p.body, "sign_in_restarted_agent_running") {
+			t.Fatalf("status %d:\n%s", p.status, p.body)
+		}
+		// The held sign-in is gone; a new one goes to the agent.
+		refusedWith(t, e.post(t, c, signin.PathRetry, url.Values{"token": {token}}), http.StatusBadRequest, "sign_in_expired")
+		if p := e.redirect(t, c, e.sp.NewRequest(testUser)); p.status != http.StatusSeeOther {
+			t.Errorf("new sign-in: status %d, want 303 to the agent", p.status)
 		}
 	})
 }

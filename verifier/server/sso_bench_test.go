@@ -27,6 +27,7 @@ import (
 
 	"github.com/clearance/clearance/internal/oktasim"
 	"github.com/clearance/clearance/internal/protoagent"
+	"github.com/clearance/clearance/internal/testkit"
 	"github.com/clearance/clearance/pkg/presence"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
@@ -321,8 +322,12 @@ func (e *ssoBench) browser(b *testing.B, status agentv1.PolicyStatus, proof bool
 	if _, err := a.Enroll(e.ctx(b), sec.GetSecret()); err != nil {
 		b.Fatal(err)
 	}
-	// The stream lives as long as the benchmark, however long that is: a
-	// browser whose Mac's agent is gone gets the agent-missing page.
+	// The stream of a Mac that proves itself lives as long as the
+	// benchmark, however long that is: a browser whose Mac's agent is gone
+	// gets the agent-missing page. A Mac that signs in with its
+	// certificate has no agent running once it has reported: under
+	// --browser-binding either, a certificate whose Mac's agent is
+	// connected is sent to that agent instead.
 	sctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
 	st, err := a.Connect(sctx)
@@ -333,6 +338,10 @@ func (e *ssoBench) browser(b *testing.B, status agentv1.PolicyStatus, proof bool
 	m, err := st.Exchange(protoagent.Sign(a.Key, a.Report(st.PolicySet, 1, time.Now(), nil, status)))
 	if err != nil || m.GetAck() == nil {
 		b.Fatalf("report not acked: %v %v", m, err)
+	}
+	if !proof {
+		st.Close()
+		testkit.Eventually(b, 10*time.Second, "the agent to be gone", func() bool { return !e.srv.Hub.Connected(a.DeviceID) })
 	}
 	if e.bindTo != "" {
 		if _, err := e.admin.AssignDevice(e.ctx(b), &adminv1.AssignDeviceRequest{DeviceId: a.DeviceID, User: e.bindTo}); err != nil {

@@ -67,8 +67,8 @@ const (
 	// (the weaker mode: a certificate in a keychain proves the certificate
 	// is on the Mac, not its key).
 	BindingCertificate Binding = "certificate"
-	// BindingEither: the agent's proof, unless the browser's Mac is known
-	// to have no agent running and the browser presented a certificate.
+	// BindingEither: the agent's proof, and a browser certificate alone
+	// only for a Mac whose agent is not connected (see Handler.bind).
 	BindingEither Binding = "either"
 )
 
@@ -227,20 +227,54 @@ func (p *Presence) hintedDevice(r *http.Request, now time.Time) (string, bool) {
 	return parts[1], true
 }
 
-// useAgent decides how this sign-in is bound.
-func (h *Handler) useAgent(r *http.Request) bool {
+// route is how a sign-in is bound, as bind decides it.
+type route struct {
+	// agent: by the agent's proof of presence. pin, then, is the only
+	// device whose proof completes it ("" for any enrolled device's).
+	agent bool
+	pin   string
+	// identified: the browser's certificate was read already (ident, or
+	// why it names no usable device: ierr), and binds the sign-in unless
+	// agent is set.
+	identified bool
+	ident      Identity
+	ierr       *IdentifyError
+}
+
+// bind decides how this sign-in is bound. With BindingEither a
+// certificate never outranks a running agent: when the certificate names
+// a Mac whose agent is connected, that Mac's proof is asked for, and only
+// that Mac's proof completes the sign-in (so whoever holds a copy of the
+// certificate cannot pick the weaker binding by sending no cookies, nor
+// steer the proof to another Mac with a hint). The certificate decides
+// alone only when the Mac it names has no agent connected: the Macs
+// `either` exists for. Whether an agent is connected is the verifier's own
+// knowledge (its streams), which no browser can change.
+func (h *Handler) bind(ctx context.Context, r *http.Request, now time.Time) route {
 	switch h.Binding {
 	case BindingCertificate:
-		return false
+		return route{}
 	case BindingEither:
-		if dev, ok := h.Presence.hintedDevice(r, h.now()); ok && h.Presence.Connected(dev) {
-			return true
+		if !h.Identify.Presented(r) {
+			return route{agent: true}
 		}
-		// No Mac known to be running its agent: a certificate, if the
-		// browser has one, binds the sign-in instead.
-		return !h.Identify.Presented(r)
+		ident, ierr := h.Identify.Identify(ctx, r, now)
+		switch {
+		case ierr == nil && h.Presence.Connected(ident.DeviceID):
+			return route{agent: true, pin: ident.DeviceID}
+		case ierr == nil:
+			return route{identified: true, ident: ident}
+		case ierr.Reason != reason.Storage:
+			// A certificate that names no usable Mac binds nothing: a
+			// genuine hint naming a Mac whose agent is connected sends
+			// the browser to the agent, as without a certificate.
+			if dev, ok := h.Presence.hintedDevice(r, now); ok && h.Presence.Connected(dev) {
+				return route{agent: true}
+			}
+		}
+		return route{identified: true, ierr: ierr}
 	}
-	return true
+	return route{agent: true}
 }
 
 // askAgent starts the proof of presence: 0. within the bound on unsigned
@@ -248,14 +282,20 @@ func (h *Handler) useAgent(r *http.Request) bool {
 // request's ID spent and a challenge stored with the request for any
 // replica to complete, in one write, 3. the browser sent to the agent — or,
 // when its Mac is known not to be running the agent, a page that says so.
-func (h *Handler) askAgent(w http.ResponseWriter, r *http.Request, a *attempt) {
+// pin, when set, is the Mac the browser's certificate named, whose agent is
+// connected: only its proof completes the sign-in, and a hint is not read.
+func (h *Handler) askAgent(w http.ResponseWriter, r *http.Request, a *attempt, pin string) {
 	ctx := r.Context()
 	now := h.now()
 	a.binding = BindingAgent
-	// The Mac this browser proved to be on last time, if its hint is
-	// genuine, and whether its agent is connected: asked once.
-	dev, hinted := h.Presence.hintedDevice(r, now)
-	connected := hinted && h.Presence.Connected(dev)
+	// The Mac this browser is on: the one its certificate named, or the one
+	// it proved to be on last time if its hint is genuine; and whether its
+	// agent is connected: asked once.
+	dev, hinted, connected := pin, true, true
+	if pin == "" {
+		dev, hinted = h.Presence.hintedDevice(r, now)
+		connected = hinted && h.Presence.Connected(dev)
+	}
 	// 0. A request anyone could have sent stores nothing beyond the bound
 	// on them all: a browser whose genuine hint names a Mac with its agent
 	// connected counts against the bound for known Macs.
@@ -277,7 +317,7 @@ func (h *Handler) askAgent(w http.ResponseWriter, r *http.Request, a *attempt) {
 	err := h.Store.StartSignInChallenge(ctx, a.req.AuthnRequest.Issuer.Value, a.req.AuthnRequest.ID, h.requestIDExpiry(a.req, a.start),
 		storage.SignInChallenge{
 			ChallengeHash: hash32([]byte(challenge)), BrowserHash: hash32([]byte(browser)),
-			Username: a.req.Username, Request: a.req.XML, RelayState: a.req.RelayState,
+			Username: a.req.Username, Request: a.req.XML, RelayState: a.req.RelayState, DeviceID: pin,
 			CreatedAt: now, ExpiresAt: now.Add(ChallengeTTL),
 		})
 	if !h.spent(w, r, a.req, "recording request ID and sign-in challenge", err) {
@@ -301,7 +341,7 @@ func (h *Handler) askAgent(w http.ResponseWriter, r *http.Request, a *attempt) {
 		h.Pages.AgentMissing(w, http.StatusOK, web.AgentMissing{TryAgainURL: agentURL, SupportID: ref, Now: now})
 		return
 	}
-	h.log().Debug("asking agent for presence", "user", a.req.Username, "request_id", a.req.AuthnRequest.ID)
+	h.log().Debug("asking agent for presence", "user", a.req.Username, "request_id", a.req.AuthnRequest.ID, "device_id", pin)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	http.Redirect(w, r, agentURL, http.StatusSeeOther)
@@ -309,7 +349,8 @@ func (h *Handler) askAgent(w http.ResponseWriter, r *http.Request, a *attempt) {
 
 // presence completes a sign-in with the agent's proof: 1. decode, 2. find
 // the sign-in it answers and 3. spend it (once, whatever follows), 4. from the
-// same browser, in time, 5. for this verifier, 6. signed by the device's
+// same browser, in time, 5. for this verifier, 6. from the Mac the
+// sign-in's certificate named, if one did, 7. signed by the device's
 // current key; then decide and answer as any sign-in.
 func (h *Handler) presence(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
@@ -379,7 +420,17 @@ func (h *Handler) presence(w http.ResponseWriter, r *http.Request) {
 	}
 	a := &attempt{req: req, source: sourceSSO, start: start, binding: BindingAgent, browser: bh}
 
-	// 6. Signed by the device's current key.
+	// 6. From the Mac the browser's certificate named, when one did: the
+	// loopback answers from whichever Mac the browser is on, and a proof
+	// from another Mac does not speak for the certificate's. On record
+	// under the certificate's Mac, whose sign-in this was.
+	if ch.DeviceID != "" && st.DeviceID != ch.DeviceID {
+		a.ident = Identity{DeviceID: ch.DeviceID, Via: "agent"}
+		h.unbound(w, r, a, reason.PresenceOtherDevice, fmt.Sprintf("proof from device %s; the browser's certificate names device %s", st.DeviceID, ch.DeviceID))
+		return
+	}
+
+	// 7. Signed by the device's current key.
 	dev, err := p.Devices.GetDevice(ctx, st.DeviceID)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):

@@ -319,28 +319,38 @@ func (h *Handler) sso(w http.ResponseWriter, r *http.Request) {
 
 	// 3. Which Mac is this? The agent on it proves it (completed at
 	// PathPresence; askAgent spends the ID, 4, in the write that stores
-	// its challenge); or a browser certificate names it.
+	// its challenge); or a browser certificate names it (bind says which).
 	a := &attempt{req: req, source: sourceSSO, start: start}
-	if h.useAgent(r) {
-		h.askAgent(w, r, a)
+	rt := h.bind(ctx, r, start)
+	if rt.agent {
+		h.askAgent(w, r, a, rt.pin)
 		return
 	}
 	a.binding = BindingCertificate
-	var ident Identity
-	var ierr *IdentifyError
+	// The certificate: read by bind already (BindingEither), or read here.
+	ident, ierr := rt.ident, rt.ierr
+	identify := func() { ident, ierr = h.Identify.Identify(ctx, r, start) }
+	if rt.identified {
+		identify = nil
+	}
 	if req.Signed {
 		// 4. Replay, while the certificate is looked up: a signed
 		// request's ID is spent whatever its certificate names, and the
 		// lookup only reads, so it runs while the spend waits for its
 		// commit. Its outcome is used only once the ID is spent.
-		identified := beside(func() { ident, ierr = h.Identify.Identify(ctx, r, start) })
+		identified := func() {}
+		if identify != nil {
+			identified = beside(identify)
+		}
 		err := h.useRequestID(ctx, req, start)
 		identified()
 		if !h.spent(w, r, req, "recording request ID", err) {
 			return
 		}
 	} else {
-		ident, ierr = h.Identify.Identify(ctx, r, start)
+		if identify != nil {
+			identify()
+		}
 		if ierr != nil {
 			// Unsigned and naming no Mac: refused without spending its ID,
 			// so such a request writes nothing at all (see unrecorded).
@@ -479,7 +489,7 @@ func (h *Handler) resume(w http.ResponseWriter, r *http.Request, source string) 
 		h.refuse(w, r, refused(reason.RetryExpired, "held sign-in expired at %s", p.ExpiresAt.UTC().Format(time.RFC3339)), http.StatusBadRequest)
 		return
 	case start.Sub(p.CreatedAt) > h.maxHeldAge():
-		h.restart(w, r, p, hash)
+		h.restart(w, r, p, hash, reason.RetryRestart, fmt.Sprintf("held since %s, longer than %s", p.CreatedAt.UTC().Format(time.RFC3339), h.maxHeldAge()))
 		return
 	}
 	req, err := idp.Reparse(p.Request, p.RelayState, h.IdP.Expect(start))
@@ -509,6 +519,13 @@ func (h *Handler) resume(w http.ResponseWriter, r *http.Request, source string) 
 			// The token was made for another browser certificate: a leaked
 			// token cannot complete someone else's sign-in.
 			h.refuse(w, r, refused(reason.RetryOtherCert, "held for certificate %s, presented %s", p.CertSerial, ident.CertSerial), http.StatusForbidden)
+			return
+		}
+		if h.Binding == BindingEither && h.Presence.Connected(ident.DeviceID) {
+			// Held while the Mac's agent was not connected; it is now, and
+			// a certificate no longer binds this Mac's sign-ins alone (see
+			// bind): the person starts over, and is sent to the agent.
+			h.restart(w, r, p, hash, reason.RetryAgentRunning, fmt.Sprintf("held for certificate %s while device %s had no agent connected; it has one now", p.CertSerial, p.DeviceID))
 			return
 		}
 	}
@@ -570,23 +587,26 @@ func (h *Handler) maxHeldAge() time.Duration {
 	return DefaultMaxHeldAge
 }
 
-// restart answers "Check again" on a sign-in held too long: Okta has likely
-// stopped waiting for an answer to its request, and a response to it would
-// be refused there. The held sign-in is dropped and the person is sent to
-// start over at Okta.
-func (h *Handler) restart(w http.ResponseWriter, r *http.Request, p storage.PendingSignIn, hash []byte) {
+// restart answers "Check again" on a held sign-in that cannot be completed
+// as it was started, code saying why (detail for the log): held too long
+// (reason.RetryRestart: Okta has likely stopped waiting for an answer to its
+// request, and a response to it would be refused there), or held under a
+// certificate while the Mac's agent has connected since
+// (reason.RetryAgentRunning). The held sign-in is dropped and the person is
+// sent to start over at Okta.
+func (h *Handler) restart(w http.ResponseWriter, r *http.Request, p storage.PendingSignIn, hash []byte, code reason.Code, detail string) {
 	if err := h.Store.DeletePendingSignIn(r.Context(), hash); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		h.log().Warn("dropping a held sign-in failed", "err", err)
 	}
 	ref := newRef()
-	h.metrics().SSORefused(string(reason.RetryRestart))
-	h.log().Info("sso_request_refused", "reason", string(reason.RetryRestart), "detail", fmt.Sprintf("held since %s, longer than %s", p.CreatedAt.UTC().Format(time.RFC3339), h.maxHeldAge()),
+	h.metrics().SSORefused(string(code))
+	h.log().Info("sso_request_refused", "reason", string(code), "detail", detail,
 		"user", p.Username, "device_id", p.DeviceID, "ref", ref, "remote", r.RemoteAddr)
 	restart := ""
 	if u, err := url.Parse(h.IdP.Settings().ACSURLs[0]); err == nil && u.Scheme == "https" && u.Host != "" {
 		restart = "https://" + u.Host + "/" // the Okta org
 	}
-	h.Pages.Refused(w, http.StatusOK, web.Refused{Reason: reason.RetryRestart, SupportID: ref, RestartURL: restart})
+	h.Pages.Refused(w, http.StatusOK, web.Refused{Reason: code, SupportID: ref, RestartURL: restart})
 }
 
 // Bounds on reading the decision log for what failed before: a held

@@ -22,8 +22,12 @@ type SignInChallenge struct {
 	Username   string
 	Request    []byte
 	RelayState string
-	CreatedAt  time.Time
-	ExpiresAt  time.Time
+	// DeviceID, when set, is the only device whose proof completes the
+	// sign-in: the Mac the certificate the browser presented named. Empty
+	// when any enrolled device's proof counts.
+	DeviceID  string
+	CreatedAt time.Time
+	ExpiresAt time.Time
 	// UsedAt is when a proof completed it; zero while it waits. It is
 	// ignored by CreateSignInChallenge.
 	UsedAt time.Time

@@ -106,6 +106,8 @@ func refusal(code reason.Code) (title, msg string) {
 		return "This sign-in has expired", "It's been too long since the security check stopped this sign-in." + back
 	case reason.RetryRestart:
 		return "This sign-in took too long", "It's been more than a few minutes since this sign-in started, so your organization's sign-in service has stopped waiting for it. Start again: your Mac will be checked again then."
+	case reason.RetryAgentRunning:
+		return "Sign in again", "Clearance is running on this Mac now, so it confirms this sign-in instead of the browser's certificate. Start again: your Mac will be checked then."
 	case reason.RetryDone:
 		return "This sign-in is already complete", "It was completed in another tab or window." + back
 	case reason.RetryOtherCert:
@@ -134,6 +136,8 @@ func refusal(code reason.Code) (title, msg string) {
 		return "This Mac isn't set up for secure sign-in", "This Mac isn't enrolled with your organization. Ask your IT team to set it up, and give them the reference below."
 	case reason.PresenceBadSignature:
 		return "This Mac couldn't be confirmed", "The security check couldn't confirm that this browser is running on the Mac it named. If this Mac was just reinstalled or set up again, wait a few minutes." + back + " If it keeps happening, contact your IT team and give them the reference below."
+	case reason.PresenceOtherDevice:
+		return "This browser's certificate belongs to another Mac", "This browser presented the certificate of one Mac, and the security check answered from another, so the sign-in can't be confirmed. If this browser's settings were copied from another Mac, remove that Mac's certificate from this Mac's keychain." + back + " If it keeps happening, contact your IT team and give them the reference below."
 	case reason.PresenceClock:
 		return "This Mac's clock is wrong", "This Mac's date and time are too far off to confirm the sign-in. In System Settings, turn on setting the date and time automatically." + back
 	case reason.SigningFailed:

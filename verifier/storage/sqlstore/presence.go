@@ -13,12 +13,12 @@ import (
 // signInChallengeColumns are the sign_in_challenges table's columns in
 // scanSignInChallenge's order.
 const signInChallengeColumns = `challenge_hash, browser_hash, username, request, relay_state,
-	created_at, expires_at, used_at`
+	device_id, created_at, expires_at, used_at`
 
 // Every sign-in bound by the agent runs these.
 var (
 	insertSignInChallenge = prepared(`INSERT INTO sign_in_challenges (` + signInChallengeColumns + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, 0) ON CONFLICT (challenge_hash) DO NOTHING`)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0) ON CONFLICT (challenge_hash) DO NOTHING`)
 	useSignInChallenge = prepared(`UPDATE sign_in_challenges SET used_at = $1 WHERE challenge_hash = $2 AND used_at = 0
 	RETURNING ` + signInChallengeColumns)
 )
@@ -30,7 +30,7 @@ func scanSignInChallenge(sc scanner) (storage.SignInChallenge, error) {
 		createdAt, expiresAt, usedAt int64
 	)
 	if err := sc.Scan(&c.ChallengeHash, &c.BrowserHash, &c.Username, &c.Request, &relayState,
-		&createdAt, &expiresAt, &usedAt); err != nil {
+		&c.DeviceID, &createdAt, &expiresAt, &usedAt); err != nil {
 		return storage.SignInChallenge{}, err
 	}
 	c.RelayState = string(relayState)
@@ -88,7 +88,7 @@ func signInChallengeArgs(c storage.SignInChallenge) ([]any, error) {
 	if err := checkTokenHash(c.BrowserHash); err != nil {
 		return nil, err
 	}
-	if err := checkTexts(false, textField{"username", c.Username}); err != nil {
+	if err := checkTexts(false, textField{"username", c.Username}, textField{"device id", c.DeviceID}); err != nil {
 		return nil, err
 	}
 	if len(c.RelayState) > storage.MaxRelayStateLen {
@@ -102,7 +102,7 @@ func signInChallengeArgs(c storage.SignInChallenge) ([]any, error) {
 	if tc.err != nil {
 		return nil, tc.err
 	}
-	return []any{c.ChallengeHash, c.BrowserHash, c.Username, blob(c.Request), blob([]byte(c.RelayState)), createdAt, expiresAt}, nil
+	return []any{c.ChallengeHash, c.BrowserHash, c.Username, blob(c.Request), blob([]byte(c.RelayState)), c.DeviceID, createdAt, expiresAt}, nil
 }
 
 // createSignInChallenge inserts the challenge signInChallengeArgs made;

@@ -50,6 +50,7 @@ func getSignInChallenge(t *testing.T, s storage.Store, hash []byte) storage.Sign
 func testSignInChallengeLifecycle(t *testing.T, s storage.Store) {
 	ctx := t.Context()
 	c := newSignInChallenge("c1", t0)
+	c.DeviceID = "dev-1" // only this device's proof completes it
 	other := newSignInChallenge("c2", at(minute))
 	other.RelayState, other.Request = "", nil
 	must(t, s.CreateSignInChallenge(ctx, c))
@@ -138,6 +139,8 @@ func testSignInChallengeUnstorable(t *testing.T, s storage.Store) {
 		"no browser hash":      func(c *storage.SignInChallenge) { c.BrowserHash = nil },
 		"long username":        func(c *storage.SignInChallenge) { c.Username = strings.Repeat("u", storage.MaxTextLen+1) },
 		"NUL in username":      func(c *storage.SignInChallenge) { c.Username = "a\x00b" },
+		"NUL in device id":     func(c *storage.SignInChallenge) { c.DeviceID = "a\x00b" },
+		"long device id":       func(c *storage.SignInChallenge) { c.DeviceID = strings.Repeat("d", storage.MaxTextLen+1) },
 		"long relay state":     func(c *storage.SignInChallenge) { c.RelayState = strings.Repeat("r", storage.MaxRelayStateLen+1) },
 		"long request":         func(c *storage.SignInChallenge) { c.Request = make([]byte, storage.MaxSignInRequestLen+1) },
 	} {
@@ -217,6 +220,7 @@ func testStartSignInChallenge(t *testing.T, s storage.Store) {
 	ctx := t.Context()
 	c := newSignInChallenge("c1", t0)
 	c.UsedAt = at(hour) // ignored, as by CreateSignInChallenge
+	c.DeviceID = "dev-1"
 	must(t, s.StartSignInChallenge(ctx, oktaIssuer, "id-start-1", at(5*minute), c))
 	c.UsedAt = time.Time{}
 	equal(t, "GetSignInChallenge after start", getSignInChallenge(t, s, c.ChallengeHash), c)
