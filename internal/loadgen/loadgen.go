@@ -638,9 +638,11 @@ func background(ctx context.Context, fn func(context.Context)) (stop func()) {
 }
 
 // sso: Signins browsers of passing Macs sign in back to back with their
-// certificates for a third of d, then as many with the agent's proof of
-// presence, then as many of failing Macs, while agents report: both
-// bindings measured in the same run, against the same verifier.
+// certificates for a third of d, then as many without, then as many of
+// failing Macs (with certificates), while agents report. Every Mac's agent
+// is connected, so under --browser-binding either each sign-in is bound by
+// the agent's proof; the first third also presents and has checked a
+// certificate.
 func (r *run) sso(ctx context.Context, d time.Duration) (allow, allowAgent, deny Summary) {
 	stop := background(ctx, r.reporting)
 	defer stop()

@@ -139,7 +139,7 @@ func (r *Result) WriteTable(w io.Writer) {
 	}
 	row("ingest, back to back (report -> Ack)", r.Ingest)
 	row("ingest at the report interval (report -> Ack)", r.SteadyIngest)
-	row("SSO allow, certificate binding, back to back", r.Allow)
+	row("SSO allow, certificate and agent, back to back", r.Allow)
 	row("SSO allow, agent proof of presence, back to back", r.AllowAgent)
 	row("SSO deny (403), back to back", r.Deny)
 	row(fmt.Sprintf("SSO at %.0f/s (allow and deny)", r.SigninRate), r.SigninsAtRate)

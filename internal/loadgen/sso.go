@@ -23,12 +23,16 @@ import (
 
 // browser is one browser signing in, on kept-alive connections from its
 // own source address: with a simulated agent's device certificate, or —
-// when proof is set — with the agent's proof of presence, the loopback hop
-// to the agent played in process (the statement signed with its key).
+// when proof is set — with no certificate, by the agent's proof of
+// presence. Either way the verifier may send it to the agent on its Mac
+// (under --browser-binding either, a certificate's Mac whose agent is
+// connected proves itself too): the loopback hop is played in process,
+// the statement signed with the agent's key.
 type browser struct {
 	client *http.Client
 	allow  bool      // the agent passes its policies: expect the SAMLResponse
-	proof  *simAgent // sign in with this agent's proof of presence
+	agent  *simAgent // the agent on this browser's Mac
+	proof  bool      // no certificate: the verifier must send it to the agent
 	sso    string    // the sign-in listener's base URL
 }
 
@@ -38,14 +42,13 @@ func newBrowser(t *Target, roots *x509.CertPool, s *simAgent, src netip.Addr, al
 		return nil, err
 	}
 	tc := &tls.Config{RootCAs: roots, ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
-	b := &browser{allow: allow, sso: strings.TrimSuffix(t.SSOURL, "/")}
-	var jar http.CookieJar
-	if proof {
-		b.proof = s
-		if jar, err = cookiejar.New(nil); err != nil {
-			return nil, err
-		}
-	} else {
+	b := &browser{allow: allow, agent: s, proof: proof, sso: strings.TrimSuffix(t.SSOURL, "/")}
+	// The sign-in cookie ties the agent's statement to this browser.
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		return nil, err
+	}
+	if !proof {
 		tc.Certificates = []tls.Certificate{s.tlsCert()}
 	}
 	d := dialer(src)
@@ -74,12 +77,12 @@ func (b *browser) signIn(ctx context.Context, u string, buf *bytes.Buffer) error
 	if err != nil {
 		return err
 	}
-	if b.proof != nil {
+	if b.proof && resp.StatusCode != http.StatusSeeOther {
+		return fmt.Errorf("sign-in with the agent's proof: status %d, not the redirect to the agent", resp.StatusCode)
+	}
+	if resp.StatusCode == http.StatusSeeOther {
 		// The verifier sends the browser to the agent, which signs and
 		// sends it back.
-		if resp.StatusCode != http.StatusSeeOther {
-			return fmt.Errorf("sign-in with the agent's proof: status %d, not the redirect to the agent", resp.StatusCode)
-		}
 		back, err := b.agentAnswer(resp.Header.Get("Location"))
 		if err != nil {
 			return err
@@ -131,8 +134,8 @@ func (b *browser) agentAnswer(location string) (string, error) {
 	if err != nil || ret != b.sso+"/saml/presence" {
 		return "", fmt.Errorf("return URL %.200q is not the verifier's presence URL", ret)
 	}
-	raw, sig, err := presence.Sign(b.proof.a.Key, presence.Statement{
-		Challenge: challenge, DeviceID: b.proof.a.DeviceID, Origin: origin, Time: time.Now().Truncate(time.Second),
+	raw, sig, err := presence.Sign(b.agent.a.Key, presence.Statement{
+		Challenge: challenge, DeviceID: b.agent.a.DeviceID, Origin: origin, Time: time.Now().Truncate(time.Second),
 	})
 	if err != nil {
 		return "", err
