@@ -17,6 +17,7 @@ import (
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/grpcconn"
 	"github.com/clearance/clearance/verifier/knownlist"
+	"github.com/clearance/clearance/verifier/storage"
 )
 
 // approvalCmds are `devices pending|approve|reject|import`: the enrollment
@@ -83,7 +84,7 @@ func (a *app) approvalCmds() []*cli.Command {
 								d.GetDeviceId(), clean(d.GetFacts().GetHostname()), d.GetKeyFingerprint())
 						} else {
 							fmt.Fprintf(a.stdout, "approved: new device %s (%s, serial %s) with key %s\n",
-								d.GetDeviceId(), clean(d.GetFacts().GetHostname()), clean(d.GetFacts().GetSerialNumber()), d.GetKeyFingerprint())
+								d.GetDeviceId(), clean(d.GetFacts().GetHostname()), serialCell(d.GetFacts().GetSerialNumber()), d.GetKeyFingerprint())
 						}
 						return nil
 					})
@@ -251,11 +252,23 @@ func renderPending(w io.Writer, ps []*adminv1.PendingEnrollment, now time.Time) 
 			device += " key " + shortFingerprint(fp)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.GetRequestId(), p.GetReason(), device,
-			clean(f.GetHostname()), clean(f.GetSerialNumber()), clean(f.GetHardwareUuid()), clean(p.GetSource()),
+			clean(f.GetHostname()), serialCell(f.GetSerialNumber()), clean(f.GetHardwareUuid()), clean(p.GetSource()),
 			ago(p.GetRequestedAt().AsTime(), p.GetRequestedAt() != nil, now), ago(p.GetLastRequestAt().AsTime(), p.GetLastRequestAt() != nil, now),
 			shortFingerprint(p.GetKeyFingerprint()))
 	}
 	return tw.Flush()
+}
+
+// serialCell shows a serial number as the known list and the Cloudflare
+// match compare it: one that is not exactly letters and digits (a space
+// at either end, punctuation, a look-alike letter) matches neither, and is
+// shown in quotes so that it does not pass for the listed serial it
+// resembles.
+func serialCell(s string) string {
+	if s == "" || storage.CanonicalSerial(s) != "" {
+		return clean(s)
+	}
+	return `"` + clean(s) + `"`
 }
 
 // shortFingerprint is enough of a key fingerprint to compare by eye with

@@ -70,6 +70,23 @@ func TestAgentTextIsInert(t *testing.T) {
 			t.Errorf("hardware UUID not escaped:\n%s", b.String())
 		}
 	})
+	t.Run("devices pending, a serial that matches no list", func(t *testing.T) {
+		var b strings.Builder
+		ps := []*adminv1.PendingEnrollment{
+			{RequestId: "r1", Reason: "unknown_serial", Facts: &agentv1.DeviceFacts{SerialNumber: "C02SSSSSSSS3 "}},
+			{RequestId: "r2", Reason: "unknown_serial", Facts: &agentv1.DeviceFacts{SerialNumber: "C02S\u0131SSSSSS3"}},
+			{RequestId: "r3", Reason: "serial_enrolled", Facts: &agentv1.DeviceFacts{SerialNumber: "c02ssssssss3"}},
+		}
+		if err := renderPending(&b, ps, now); err != nil {
+			t.Fatal(err)
+		}
+		out := b.String()
+		for _, want := range []string{`"C02SSSSSSSS3 "`, "\"C02S\u0131SSSSSS3\"", " c02ssssssss3 "} {
+			if !strings.Contains(out, want) {
+				t.Errorf("pending table lacks %s:\n%s", want, out)
+			}
+		}
+	})
 	t.Run("secret revoke", func(t *testing.T) {
 		var b strings.Builder
 		store := devicesBySecret{devs: []storage.Device{{ID: "d1", Hostname: hostileHost, SerialNumber: hostileSerial, HardwareUUID: hostileUUID, EnrolledAt: now}}}
