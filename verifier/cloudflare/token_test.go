@@ -303,3 +303,36 @@ func TestParseKeySet(t *testing.T) {
 		t.Error("a 1024-bit key was accepted")
 	}
 }
+
+// FuzzVerify: any header value is refused with a reason or verified; one
+// that verifies is the compact form Access sends, and nothing panics.
+func FuzzVerify(f *testing.F) {
+	a := newAccess(f)
+	tok, err := a.ServiceToken(now.Add(-time.Minute)).Sign()
+	if err != nil {
+		f.Fatal(err)
+	}
+	parts := strings.Split(tok, ".")
+	for _, s := range []string{
+		tok, tok + "==", " " + tok, tok + ".e30", parts[0] + ".." + parts[2],
+		`{"protected":"` + parts[0] + `","payload":"` + parts[1] + `","signature":"` + parts[2] + `"}`,
+		"", ".", "..", "a.b.c", strings.Repeat("A", 9000),
+	} {
+		f.Add(s)
+	}
+	clock := now
+	v := newVerifier(f, a, &clock)
+	f.Fuzz(func(t *testing.T, token string) {
+		claims, err := v.Verify(context.Background(), token)
+		if err != nil {
+			var te *cloudflare.TokenError
+			if !errors.As(err, &te) || te.Reason == "" {
+				t.Fatalf("Verify(%q) = %v, not a refusal with a reason", token, err)
+			}
+			return
+		}
+		if claims == nil || strings.Count(token, ".") != 2 || strings.ContainsAny(token, " \t\r\n={}") {
+			t.Fatalf("Verify(%q) accepted a token that is not compact: %+v", token, claims)
+		}
+	})
+}
