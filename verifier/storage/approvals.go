@@ -119,9 +119,10 @@ type ApprovalStore interface {
 	// requests with ID > afterID, ordered by ID.
 	ListPendingEnrollments(ctx context.Context, afterID string, limit int) ([]PendingEnrollment, error)
 	// ApproveEnrollment enrolls a waiting request's key: a known hardware
-	// UUID gets the candidate key and facts (as a re-enrollment does:
-	// Enrollments counts it, LastSeq restarts, the old certificate no
-	// longer names the current key so CertSerial is cleared); a new one
+	// UUID gets the candidate key and facts but keeps its serial number
+	// (as a re-enrollment does: Enrollments counts it, LastSeq restarts,
+	// the old certificate no longer names the current key so CertSerial
+	// is cleared); a new one
 	// becomes a device with no certificate yet. The device records the
 	// request's secret, whose use is counted; the request is removed, and
 	// so are the other requests waiting for that hardware UUID, which

@@ -321,6 +321,10 @@ func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (stor
 		}
 		if found {
 			existed, d.ID = true, old.ID
+			// Another key for the same hardware UUID is the same Mac: it
+			// keeps the serial it enrolled with, whatever the request
+			// reported (as a re-enrollment does).
+			d.SerialNumber = old.SerialNumber
 			if err := reenroll(ctx, q, d); err != nil {
 				return fmt.Errorf("replacing device key: %w", err)
 			}

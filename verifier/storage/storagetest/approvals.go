@@ -658,6 +658,8 @@ func testApproveReenrollment(t *testing.T, s storage.Store) {
 
 	r := newRequest(1, "k1", "second")
 	r.DeviceID, r.DeviceKey = orig.ID, orig.PublicKey
+	// The request reports another serial: the Mac keeps its own.
+	r.SerialNumber = "C02ANOTHERMAC"
 	request(t, s, r, storage.PendingLimits{})
 	d, existed, err := approve(t, s, r.ID, "dev-generated", at(4*hour))
 	must(t, err)
