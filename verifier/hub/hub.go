@@ -262,6 +262,27 @@ func (h *Hub) Connected(deviceID string) bool {
 	return h.elsewhere(ctx, deviceID)
 }
 
+// MaybeConnected is Connected, except that a relay that cannot say counts
+// as connected: for a caller to whom "no agent" would grant the weaker
+// binding (a certificate alone under --browser-binding either), not
+// knowing must not.
+func (h *Hub) MaybeConnected(deviceID string) bool {
+	if h.Local(deviceID) {
+		return true
+	}
+	if h.Relay == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), relayTimeout)
+	defer cancel()
+	ok, err := h.Relay.Elsewhere(ctx, deviceID)
+	if err != nil {
+		h.log().Warn("presence unreadable; counted as connected", "device_id", deviceID, "err", err)
+		return true
+	}
+	return ok
+}
+
 // Local reports whether the device has a session here.
 func (h *Hub) Local(deviceID string) bool {
 	h.mu.Lock()

@@ -207,3 +207,37 @@ func TestNotifyOnNewsAndOnDrop(t *testing.T) {
 		t.Fatalf("told %d times after cleanup, want %d", told, sendBuffer+1)
 	}
 }
+
+// elsewhereRelay answers Elsewhere with ok and err.
+type elsewhereRelay struct {
+	cluster.Relay
+	ok  bool
+	err error
+}
+
+func (r elsewhereRelay) Elsewhere(context.Context, string) (bool, error) { return r.ok, r.err }
+
+// Connected counts an unreadable relay as no agent (a live check then
+// reports offline); MaybeConnected counts it as an agent, for a caller to
+// whom "no agent" would grant the weaker binding.
+func TestMaybeConnectedWhenUnknown(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name            string
+		relay           cluster.Relay
+		connected, mays bool
+	}{
+		{"no relay", nil, false, false},
+		{"on another replica", elsewhereRelay{ok: true}, true, true},
+		{"on none", elsewhereRelay{}, false, false},
+		{"relay unreadable", elsewhereRelay{err: errors.New("connection refused")}, false, true},
+	} {
+		h := &Hub{Relay: tc.relay}
+		if got := h.Connected("dev-1"); got != tc.connected {
+			t.Errorf("%s: Connected = %v, want %v", tc.name, got, tc.connected)
+		}
+		if got := h.MaybeConnected("dev-1"); got != tc.mays {
+			t.Errorf("%s: MaybeConnected = %v, want %v", tc.name, got, tc.mays)
+		}
+	}
+}

@@ -1,12 +1,14 @@
 package server_test
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -20,8 +22,10 @@ import (
 	"github.com/clearance/clearance/pkg/presence"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/cluster"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/idp"
+	"github.com/clearance/clearance/verifier/server"
 	"github.com/clearance/clearance/verifier/signin"
 	"github.com/clearance/clearance/verifier/storage"
 )
@@ -482,6 +486,36 @@ func TestEitherCertificateWithAgent(t *testing.T) {
 		if d.Binding != "agent" {
 			t.Errorf("decision bound by %q: %+v", d.Binding, d)
 		}
+	}
+}
+
+// unreadableRelay is a relay to other replicas that cannot say where any
+// agent is: its presence table is out of reach.
+type unreadableRelay struct{ cluster.Relay }
+
+func (unreadableRelay) Join(context.Context, string, string) error  { return nil }
+func (unreadableRelay) Leave(context.Context, string, string) error { return nil }
+func (unreadableRelay) PublishEnrolled(context.Context, cluster.Enrolled) error {
+	return nil
+}
+func (unreadableRelay) PublishCheck(context.Context, cluster.Check) error { return nil }
+func (unreadableRelay) Elsewhere(context.Context, string) (bool, error) {
+	return false, errors.New("presence table unreachable")
+}
+
+// With --browser-binding either, not knowing whether a certificate's Mac
+// has its agent connected (another replica's presence unreadable) does not
+// let the certificate decide alone: the sign-in goes to the agent.
+func TestEitherCertificateAgentUnknown(t *testing.T) {
+	t.Parallel()
+	e := startSSO(t, true, func(c *config.Config) { c.BrowserBinding = config.BindingEither }, server.WithHubRelay(unreadableRelay{}))
+	a, st := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+	st.Close()
+	waitFor(t, "the agent's stream to end here", func() bool { return !e.srv.Hub.Local(a.DeviceID) })
+	p := e.redirect(t, e.browser(deviceCert(a)), e.sp.NewRequest(testUser))
+	noResponse(t, p)
+	if p.status != http.StatusSeeOther || !strings.HasPrefix(p.location, "http://127.0.0.1:47470"+presence.AgentPath+"?") {
+		t.Fatalf("status %d to %q, want 303 to the agent:\n%s", p.status, p.location, p.body)
 	}
 }
 

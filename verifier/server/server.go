@@ -36,6 +36,7 @@ import (
 	"github.com/clearance/clearance/verifier/agentapi"
 	"github.com/clearance/clearance/verifier/ca"
 	"github.com/clearance/clearance/verifier/cloudflare"
+	"github.com/clearance/clearance/verifier/cluster"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/datadir"
 	"github.com/clearance/clearance/verifier/decision"
@@ -109,6 +110,8 @@ type Server struct {
 	Okta     *oktaapi.Client
 	oktaHTTP *http.Client
 	oktaPoll time.Duration
+	// hubRelay, when set, is the hub's relay on SQLite too (tests).
+	hubRelay cluster.Relay
 	// helloTimeout bounds the wait for a Connect stream's Hello (0: the
 	// default, agentapi.HelloTimeout).
 	helloTimeout time.Duration
@@ -131,6 +134,10 @@ func WithOktaPollInterval(d time.Duration) Option { return func(s *Server) { s.o
 
 // WithHelloTimeout bounds the wait for a Connect stream's Hello (tests).
 func WithHelloTimeout(d time.Duration) Option { return func(s *Server) { s.helloTimeout = d } }
+
+// WithHubRelay gives the hub this relay to other replicas (tests: one
+// that cannot answer); a PostgreSQL store's own relay is used otherwise.
+func WithHubRelay(r cluster.Relay) Option { return func(s *Server) { s.hubRelay = r } }
 
 // WithClock injects the clock.
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
@@ -213,6 +220,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		// streaming to them go through the relay.
 		s.Relay = pg.Relay(postgres.RelayOptions{Logger: log})
 		s.Hub.Relay = s.Relay
+	}
+	if s.hubRelay != nil {
+		s.Hub.Relay = s.hubRelay
 	}
 	agents := &agentapi.Server{
 		Store: s.Store,
@@ -414,7 +424,7 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 		}
 		pres = &signin.Presence{
 			AgentAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.AgentPresencePort)),
-			URL:       cfg.PresenceURL(), Devices: s.Store, Connected: s.Hub.Connected,
+			URL:       cfg.PresenceURL(), Devices: s.Store, Connected: s.Hub.Connected, MaybeConnected: s.Hub.MaybeConnected,
 			HintKey: key, MaxSkew: cfg.MaxReportSkew,
 		}
 		if err := pres.Check(); err != nil {

@@ -89,6 +89,10 @@ type Presence struct {
 	// Connected reports whether a device's agent holds a stream to this or
 	// another replica (hub.Hub.Connected).
 	Connected func(deviceID string) bool
+	// MaybeConnected is Connected, but true when that cannot be told
+	// (hub.Hub.MaybeConnected): with BindingEither a certificate decides
+	// alone only for a Mac known to have no agent connected. nil: Connected.
+	MaybeConnected func(deviceID string) bool
 	// HintKey signs the device-hint cookie and authenticates the
 	// challenges this verifier issues (shared by every replica; each use
 	// has its own context).
@@ -260,7 +264,7 @@ func (h *Handler) bind(ctx context.Context, r *http.Request, now time.Time) rout
 		}
 		ident, ierr := h.Identify.Identify(ctx, r, now)
 		switch {
-		case ierr == nil && h.Presence.Connected(ident.DeviceID):
+		case ierr == nil && h.Presence.mayBeConnected(ident.DeviceID):
 			return route{agent: true, pin: ident.DeviceID}
 		case ierr == nil:
 			return route{identified: true, ident: ident}
@@ -275,6 +279,14 @@ func (h *Handler) bind(ctx context.Context, r *http.Request, now time.Time) rout
 		return route{identified: true, ierr: ierr}
 	}
 	return route{agent: true}
+}
+
+// mayBeConnected is MaybeConnected, or Connected without it.
+func (p *Presence) mayBeConnected(deviceID string) bool {
+	if p.MaybeConnected != nil {
+		return p.MaybeConnected(deviceID)
+	}
+	return p.Connected(deviceID)
 }
 
 // askAgent starts the proof of presence: 0. within the bound on unsigned
