@@ -10,8 +10,15 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// ErrPresenceStale is Elsewhere's answer when the only replicas recorded as
+// holding a device's stream have stale heartbeats: each may have died, or
+// may still hold the stream and have lost only its way to the database. A
+// caller for whom "no agent" would grant something must not read it as no.
+var ErrPresenceStale = errors.New("the device's stream is recorded only on replicas whose heartbeat is stale")
 
 // Check asks the replica that holds DeviceID's stream to send it a CheckNow
 // with Nonce. The asking replica has already recorded the nonce, so the
@@ -47,6 +54,12 @@ type Handler struct {
 	// relay re-asserts their presence whenever it (re)connects, so presence
 	// survives the database restarting.
 	Devices func() map[string]string // device ID → session ID
+	// Lost reports, and forgets, whether a presence record (a Join or a
+	// Leave) failed since it was last asked: the relay then records every
+	// stream again at its next heartbeat, since agent streams live for
+	// days and a failed Join would otherwise hide one until then. nil:
+	// never.
+	Lost func() bool
 }
 
 // Relay carries presence and signals between replicas.
@@ -68,8 +81,12 @@ type Relay interface {
 	Join(ctx context.Context, deviceID, session string) error
 	Leave(ctx context.Context, deviceID, session string) error
 	// Elsewhere reports whether deviceID's stream is on another replica
-	// whose heartbeat is recent: a replica that died stops counting once
-	// its heartbeat goes stale.
+	// whose heartbeat is recent. Where the only replicas recorded as
+	// holding it have stale heartbeats it reports false with an error
+	// wrapping ErrPresenceStale: a replica that died stops counting as
+	// holding the stream (a live check does not wait for it), but one cut
+	// off from the database may still hold it. Records of replicas silent
+	// for long are forgotten, and then count for nothing.
 	Elsewhere(ctx context.Context, deviceID string) (bool, error)
 	// ID names this replica (in logs and presence rows).
 	ID() string

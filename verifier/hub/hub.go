@@ -118,6 +118,9 @@ type Hub struct {
 	mu       sync.Mutex
 	sessions map[string]*Session
 	waiters  map[string]chan answer // by nonce
+	// lost is set when a presence record failed; the relay records every
+	// stream again at its next heartbeat (cluster.Handler.Lost).
+	lost atomic.Bool
 	// OnChange, if set, is called with the number of connected agents.
 	OnChange func(n int)
 }
@@ -186,8 +189,8 @@ func (h *Hub) Register(deviceID string, key []byte) (*Session, func()) {
 }
 
 // presence tells the other replicas that a stream started or ended here. A
-// failure is logged, not fatal: the relay records every stream again when
-// its connection comes back.
+// failure is logged, not fatal: the relay records every stream again at
+// its next heartbeat, and whenever its connection comes back.
 func (h *Hub) presence(deviceID, session string, joined bool) {
 	if h.Relay == nil {
 		return
@@ -201,7 +204,8 @@ func (h *Hub) presence(deviceID, session string, joined bool) {
 		err = h.Relay.Leave(ctx, deviceID, session)
 	}
 	if err != nil {
-		h.log().Warn("presence not recorded", "device_id", deviceID, "joined", joined, "err", err)
+		h.lost.Store(true)
+		h.log().Warn("presence not recorded; recorded again at the relay's next heartbeat", "device_id", deviceID, "joined", joined, "err", err)
 	}
 }
 
@@ -265,7 +269,10 @@ func (h *Hub) Connected(deviceID string) bool {
 // MaybeConnected is Connected, except that a relay that cannot say counts
 // as connected: for a caller to whom "no agent" would grant the weaker
 // binding (a certificate alone under --browser-binding either), not
-// knowing must not.
+// knowing must not. Not knowing is an unreadable presence table, or a
+// stream recorded only on replicas whose heartbeat is stale
+// (cluster.ErrPresenceStale): such a replica may be alive and holding it,
+// cut off from the database only.
 func (h *Hub) MaybeConnected(deviceID string) bool {
 	if h.Local(deviceID) {
 		return true
@@ -276,7 +283,11 @@ func (h *Hub) MaybeConnected(deviceID string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), relayTimeout)
 	defer cancel()
 	ok, err := h.Relay.Elsewhere(ctx, deviceID)
-	if err != nil {
+	switch {
+	case errors.Is(err, cluster.ErrPresenceStale):
+		h.log().Warn("agent's stream recorded on a silent replica; counted as connected", "device_id", deviceID)
+		return true
+	case err != nil:
 		h.log().Warn("presence unreadable; counted as connected", "device_id", deviceID, "err", err)
 		return true
 	}
@@ -298,11 +309,30 @@ func (h *Hub) elsewhere(ctx context.Context, deviceID string) bool {
 		return false
 	}
 	ok, err := h.Relay.Elsewhere(ctx, deviceID)
-	if err != nil {
+	switch {
+	case errors.Is(err, cluster.ErrPresenceStale):
+		// A replica that died: a live check there would only time out.
+		return false
+	case err != nil:
 		h.log().Warn("presence unreadable", "device_id", deviceID, "err", err)
 		return false
 	}
 	return ok
+}
+
+// WaitEmpty waits until no stream is open here, or ctx ends; it reports
+// whether none is.
+func (h *Hub) WaitEmpty(ctx context.Context) bool {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for h.Count() > 0 {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return h.Count() == 0
+		}
+	}
+	return true
 }
 
 // Count is the number of agents connected to this replica.
@@ -419,6 +449,7 @@ func (h *Hub) Run(ctx context.Context) error {
 			}
 			return out
 		},
+		Lost: func() bool { return h.lost.Swap(false) },
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -231,6 +232,7 @@ func TestMaybeConnectedWhenUnknown(t *testing.T) {
 		{"on another replica", elsewhereRelay{ok: true}, true, true},
 		{"on none", elsewhereRelay{}, false, false},
 		{"relay unreadable", elsewhereRelay{err: errors.New("connection refused")}, false, true},
+		{"on a silent replica only", elsewhereRelay{err: fmt.Errorf("device dev-1: %w", cluster.ErrPresenceStale)}, false, true},
 	} {
 		h := &Hub{Relay: tc.relay}
 		if got := h.Connected("dev-1"); got != tc.connected {
@@ -239,5 +241,53 @@ func TestMaybeConnectedWhenUnknown(t *testing.T) {
 		if got := h.MaybeConnected("dev-1"); got != tc.mays {
 			t.Errorf("%s: MaybeConnected = %v, want %v", tc.name, got, tc.mays)
 		}
+	}
+}
+
+// flakyRelay fails every Join and Leave, and hands its Handler to the
+// test once Run starts.
+type flakyRelay struct {
+	cluster.Relay
+	handler chan cluster.Handler
+}
+
+func (r flakyRelay) Run(ctx context.Context, h cluster.Handler) error {
+	r.handler <- h
+	<-ctx.Done()
+	return nil
+}
+func (flakyRelay) Join(context.Context, string, string) error { return errors.New("statement timeout") }
+func (flakyRelay) Leave(context.Context, string, string) error {
+	return errors.New("statement timeout")
+}
+
+// A stream whose presence was not recorded is not hidden until the relay
+// next reconnects: the relay is told to record every stream again, once
+// for each failure, with the stream among them.
+func TestLostPresenceIsRecordedAgain(t *testing.T) {
+	t.Parallel()
+	r := flakyRelay{handler: make(chan cluster.Handler, 1)}
+	h := &Hub{Relay: r}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	hd := <-r.handler
+	if hd.Lost() {
+		t.Fatal("Lost before any presence was written")
+	}
+	_, end := h.Register("dev-1", nil)
+	if !hd.Lost() {
+		t.Fatal("a failed Join is not reported lost")
+	}
+	if hd.Lost() {
+		t.Fatal("Lost reported twice for one failure")
+	}
+	if got := hd.Devices(); got["dev-1"] == "" {
+		t.Fatalf("Devices = %v, want dev-1's stream", got)
+	}
+	end()
+	if !hd.Lost() {
+		t.Fatal("a failed Leave is not reported lost")
 	}
 }

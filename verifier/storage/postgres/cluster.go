@@ -153,17 +153,24 @@ func (r *Relay) Leave(ctx context.Context, deviceID, session string) error {
 	return nil
 }
 
-// Elsewhere implements cluster.Relay.
+// Elsewhere implements cluster.Relay. A record on a replica whose
+// heartbeat is stale, but not yet old enough to be forgotten, is "cannot
+// tell": cluster.ErrPresenceStale.
 func (r *Relay) Elsewhere(ctx context.Context, deviceID string) (bool, error) {
-	var ok bool
-	err := r.pool.pool.QueryRow(ctx, `SELECT EXISTS (
-		SELECT 1 FROM cluster_presence p JOIN cluster_replicas c ON c.replica_id = p.replica_id
-		WHERE p.device_id = $1 AND p.replica_id <> $2 AND c.heartbeat_at > now() - make_interval(secs => $3))`,
-		deviceID, r.id, r.stale.Seconds()).Scan(&ok)
-	if err != nil {
+	var fresh *bool // NULL: no record on another replica
+	err := r.pool.pool.QueryRow(ctx, `SELECT bool_or(c.heartbeat_at > now() - make_interval(secs => $3))
+		FROM cluster_presence p JOIN cluster_replicas c ON c.replica_id = p.replica_id
+		WHERE p.device_id = $1 AND p.replica_id <> $2`,
+		deviceID, r.id, r.stale.Seconds()).Scan(&fresh)
+	switch {
+	case err != nil:
 		return false, fmt.Errorf("reading presence: %w", err)
+	case fresh == nil:
+		return false, nil
+	case !*fresh:
+		return false, fmt.Errorf("device %s: %w", deviceID, cluster.ErrPresenceStale)
 	}
-	return ok, nil
+	return true, nil
 }
 
 // Run implements cluster.Relay. When it returns, this replica's rows are
@@ -235,6 +242,14 @@ func (r *Relay) listen(ctx context.Context, h cluster.Handler, reconnect bool) (
 			if err := r.beat(ctx, conn); err != nil {
 				return true, err
 			}
+			// A Join or Leave that failed is caught up now, not at the next
+			// reconnect, which may be days away.
+			if h.Lost != nil && h.Lost() {
+				if err := r.resync(ctx, conn, h.Devices); err != nil {
+					return true, err
+				}
+				r.log.Info("presence re-recorded after a failed write")
+			}
 			next = time.Now().Add(r.heartbeat)
 		default:
 			return true, fmt.Errorf("waiting for signals: %w", err)
@@ -290,23 +305,57 @@ func (r *Relay) beat(ctx context.Context, conn *pgx.Conn) error {
 
 // resync replaces this replica's presence rows with the streams it holds:
 // joins and leaves made while the database was away are caught up.
+//
+// Streams start and end while it runs, and their own Join and Leave race
+// with it. A row written since t, read before the snapshot of the streams,
+// is left as it is: its Join came after the snapshot could see its stream,
+// and it is newer than anything the snapshot holds. A stream in the
+// snapshot that has ended by the time the rows are written is removed
+// again afterwards: its Leave may have run before the rows were written.
 func (r *Relay) resync(ctx context.Context, conn *pgx.Conn, devices func() map[string]string) error {
-	var ids, sessions []string
+	var t time.Time
+	if err := conn.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&t); err != nil {
+		return fmt.Errorf("re-recording presence: %w", err)
+	}
+	snap := map[string]string{}
 	if devices != nil {
-		for id, sess := range devices() {
-			ids, sessions = append(ids, id), append(sessions, sess)
-		}
+		snap = devices()
+	}
+	ids, sessions := make([]string, 0, len(snap)), make([]string, 0, len(snap))
+	for id, sess := range snap {
+		ids, sessions = append(ids, id), append(sessions, sess)
 	}
 	err := pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `DELETE FROM cluster_presence WHERE replica_id = $1`, r.id); err != nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM cluster_presence p WHERE replica_id = $1 AND since < $2
+			AND NOT EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS u(d, s) WHERE u.d = p.device_id AND u.s = p.session)`,
+			r.id, t, ids, sessions); err != nil {
 			return err
 		}
+		// A row left standing is the snapshot's own, or written since t.
 		_, err := tx.Exec(ctx, `INSERT INTO cluster_presence (device_id, replica_id, session, since)
-			SELECT d, $1, s, now() FROM unnest($2::text[], $3::text[]) AS u(d, s)`, r.id, ids, sessions)
+			SELECT d, $1, s, now() FROM unnest($2::text[], $3::text[]) AS u(d, s)
+			ON CONFLICT (device_id, replica_id) DO NOTHING`, r.id, ids, sessions)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("re-recording presence: %w", err)
+	}
+	if devices == nil {
+		return nil
+	}
+	current := devices()
+	var endedIDs, endedSessions []string
+	for id, sess := range snap {
+		if current[id] != sess {
+			endedIDs, endedSessions = append(endedIDs, id), append(endedSessions, sess)
+		}
+	}
+	if len(endedIDs) == 0 {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, `DELETE FROM cluster_presence p USING unnest($2::text[], $3::text[]) AS u(d, s)
+		WHERE p.replica_id = $1 AND p.device_id = u.d AND p.session = u.s`, r.id, endedIDs, endedSessions); err != nil {
+		return fmt.Errorf("re-recording presence: removing ended streams: %w", err)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -193,7 +194,27 @@ func TestRelayStalePresence(t *testing.T) {
 	ha.devices["dev-1"] = "s1"
 	runRelay(t, a, ha.handler())
 	eventually(t, "b sees dev-1 on a", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
-	eventually(t, "a's presence goes stale", 5*time.Second, func() bool { return !elsewhere(t, b, "dev-1") })
+	// Stale is not "no agent": a may be alive, holding the stream, and cut
+	// off from the database only.
+	eventually(t, "a's presence goes stale", 5*time.Second, func() bool {
+		ok, err := b.Elsewhere(t.Context(), "dev-1")
+		if err != nil && !errors.Is(err, cluster.ErrPresenceStale) {
+			t.Fatalf("Elsewhere: %v", err)
+		}
+		return !ok && err != nil
+	})
+	// A record on a live replica outranks one on a silent replica.
+	hb := newHeard()
+	hb.devices["dev-1"] = "s2"
+	runRelay(t, b, hb.handler())
+	c0 := sb.Relay(postgres.RelayOptions{ReplicaID: "c0", Heartbeat: beat})
+	eventually(t, "c0 sees dev-1 on b", 5*time.Second, func() bool {
+		ok, err := c0.Elsewhere(t.Context(), "dev-1")
+		if err != nil && !errors.Is(err, cluster.ErrPresenceStale) {
+			t.Fatalf("Elsewhere: %v", err)
+		}
+		return ok && err == nil
+	})
 
 	// A replica that never listened (no heartbeat) counts for nothing.
 	c := sb.Relay(postgres.RelayOptions{ReplicaID: "c"})
@@ -373,5 +394,69 @@ func TestHubReenrollmentEndsStreamOnOtherReplica(t *testing.T) {
 	case <-current.Done():
 		t.Fatalf("a ended the new key's stream: %v", current.Err())
 	default:
+	}
+}
+
+// A Join that failed (here: a row removed behind the relay's back, as a
+// failed write leaves it) is recorded again at the next heartbeat once
+// the hub says one was lost, without waiting for a reconnect.
+func TestRelayRecordsLostPresenceAgain(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	sa, sb := open(t, dsn), open(t, dsn)
+	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
+	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
+	ha := newHeard()
+	ha.devices["dev-1"] = "s1"
+	var lost atomic.Bool
+	hd := ha.handler()
+	hd.Lost = func() bool { return lost.Swap(false) }
+	runRelay(t, a, hd)
+	eventually(t, "b sees dev-1 on a", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
+
+	ctx := t.Context()
+	admin := connect(t, ctx, dsn)
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, `DELETE FROM cluster_presence`); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * beat)
+	if elsewhere(t, b, "dev-1") {
+		t.Fatal("presence back before any was lost")
+	}
+	lost.Store(true)
+	eventually(t, "presence recorded again", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
+}
+
+// Streams that start and end while the relay records them all again keep
+// their own records: a Join made after the snapshot of the streams stays,
+// and a stream that ended after it does not come back.
+func TestRelayResyncRaces(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	sa, sb := open(t, dsn), open(t, dsn)
+	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
+	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
+	var calls atomic.Int32
+	hd := cluster.Handler{Devices: func() map[string]string {
+		if calls.Add(1) == 1 {
+			// The snapshot: dev-ended's stream, which ends at once (its
+			// Leave runs before the snapshot is written), and dev-new's,
+			// which starts after it was taken.
+			if err := a.Join(context.Background(), "dev-new", "s-new"); err != nil {
+				t.Error(err)
+			}
+			if err := a.Leave(context.Background(), "dev-ended", "s-ended"); err != nil {
+				t.Error(err)
+			}
+			return map[string]string{"dev-ended": "s-ended"}
+		}
+		return map[string]string{"dev-new": "s-new"}
+	}}
+	runRelay(t, a, hd)
+	eventually(t, "b sees dev-new on a", 5*time.Second, func() bool { return elsewhere(t, b, "dev-new") })
+	if calls.Load() < 2 {
+		t.Fatal("the streams were not read again after the snapshot was written")
+	}
+	if elsewhere(t, b, "dev-ended") {
+		t.Error("a stream that ended during the resync is recorded")
 	}
 }
