@@ -13,8 +13,11 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/metadata"
 
 	"github.com/clearance/clearance/internal/oktasim"
 	"github.com/clearance/clearance/internal/protoagent"
@@ -501,6 +504,93 @@ func (unreadableRelay) PublishEnrolled(context.Context, cluster.Enrolled) error 
 func (unreadableRelay) PublishCheck(context.Context, cluster.Check) error { return nil }
 func (unreadableRelay) Elsewhere(context.Context, string) (bool, error) {
 	return false, errors.New("presence table unreachable")
+}
+func (unreadableRelay) Run(ctx context.Context, _ cluster.Handler) error {
+	<-ctx.Done()
+	return nil
+}
+
+// switchRelay is a relay to other replicas that knows no agent there until
+// its presence table goes out of reach (down).
+type switchRelay struct {
+	unreadableRelay
+	down atomic.Bool
+}
+
+func (r *switchRelay) Elsewhere(ctx context.Context, deviceID string) (bool, error) {
+	if r.down.Load() {
+		return r.unreadableRelay.Elsewhere(ctx, deviceID)
+	}
+	return false, nil
+}
+
+// A sign-in held under --browser-binding either while its Mac had no agent
+// connected is not completed by its certificate alone once that can no
+// longer be told (another replica's presence unreadable): Check again
+// restarts it, and the agent is asked.
+func TestEitherResumeAgentUnknown(t *testing.T) {
+	t.Parallel()
+	sr := &switchRelay{}
+	e := startSSO(t, true, func(c *config.Config) { c.BrowserBinding = config.BindingEither }, server.WithHubRelay(sr))
+	live := agentv1.PolicyStatus_POLICY_STATUS_PASS
+	failing, st := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_FAIL, &live)
+	st.Close()
+	waitFor(t, "the agent's stream to end here", func() bool { return !e.srv.Hub.Local(failing.DeviceID) })
+	c := e.browser(deviceCert(failing))
+	p := e.redirect(t, c, e.sp.NewRequest(testUser))
+	noResponse(t, p)
+	token := retryToken(t, p)
+	sr.down.Store(true)
+	p = e.post(t, c, signin.PathRetry, url.Values{"token": {token}})
+	noResponse(t, p)
+	if p.status != http.StatusOK || !strings.Contains(p.body, "sign_in_restarted_agent_running") {
+		t.Fatalf("status %d:\n%s", p.status, p.body)
+	}
+}
+
+// shutdownRelay reports, when it is stopped, whether any agent stream was
+// still open on its replica.
+type shutdownRelay struct {
+	unreadableRelay
+	streams func() int
+	open    chan int
+}
+
+func (r *shutdownRelay) Run(ctx context.Context, _ cluster.Handler) error {
+	<-ctx.Done()
+	r.open <- r.streams()
+	return nil
+}
+
+// At shutdown the relay stops after the agent streams have ended, not
+// before: its presence records go with it, and while a stream is open
+// here another replica must not read "no agent" for its Mac.
+func TestRelayOutlivesAgentStreams(t *testing.T) {
+	t.Parallel()
+	r := &shutdownRelay{open: make(chan int, 1)}
+	var st *protoagent.Stream
+	t.Cleanup(func() { // runs after the server's own cleanup stopped it
+		if st != nil {
+			st.Close()
+		}
+		select {
+		case n := <-r.open:
+			if n != 0 {
+				t.Errorf("the relay stopped with %d agent streams still open here", n)
+			}
+		default:
+			t.Error("the relay was not stopped")
+		}
+	})
+	h := startWithOptions(t, nil, server.WithHubRelay(r))
+	r.streams = h.srv.Hub.Count
+	// Open until after the server stops: its cut ends the stream.
+	var err error
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+h.token)
+	if st, err = h.enrolled(h.secret()).Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the agent to connect", func() bool { return h.srv.Hub.Count() == 1 })
 }
 
 // With --browser-binding either, not knowing whether a certificate's Mac

@@ -637,11 +637,6 @@ func (s *Server) Actors(g *run.Group) error {
 		log.Warn("recording the gRPC address failed", "err", err)
 	}
 
-	if s.Relay != nil {
-		ctx, cancel := context.WithCancel(context.Background())
-		g.Add("relay", func() error { return s.Hub.Run(ctx) }, func(error) { cancel() })
-	}
-
 	g.Add("sso", func() error {
 		log.Info("sso listening", "addr", ssoLn.Addr().String(), "sso_url", s.cfg.SSOURL())
 		if err := s.sso.ServeTLS(ssoConns, "", ""); !errors.Is(err, http.ErrServerClosed) {
@@ -654,6 +649,7 @@ func (s *Server) Actors(g *run.Group) error {
 		_ = s.sso.Shutdown(ctx)
 	})
 
+	streamsEnded := make(chan struct{})
 	g.Add("grpc", func() error {
 		log.Info("grpc listening", "addr", grpcLn.Addr().String())
 		s.grpcHealth.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -678,7 +674,30 @@ func (s *Server) Actors(g *run.Group) error {
 			<-stopped
 		}
 		grpcLn.Close()
+		close(streamsEnded)
 	})
+
+	if s.Hub.Relay != nil {
+		// The relay outlives the agent streams: when it stops, this
+		// replica's presence rows are deleted, and a stream still open
+		// here would count as no agent on the other replicas, where
+		// --browser-binding either lets a certificate decide alone.
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add("relay", func() error { return s.Hub.Run(ctx) }, func(error) {
+			wctx, wcancel := context.WithTimeout(context.Background(), 2*grpcStopGrace)
+			defer wcancel()
+			select {
+			case <-streamsEnded:
+				// Cut streams' handlers may still be returning.
+				if !s.Hub.WaitEmpty(wctx) {
+					log.Warn("agent streams still open; the relay stops anyway", "streams", s.Hub.Count())
+				}
+			case <-wctx.Done():
+				log.Warn("agent streams still open; the relay stops anyway", "streams", s.Hub.Count())
+			}
+			cancel()
+		})
+	}
 
 	g.Add("http", func() error {
 		log.Info("https listening", "addr", httpLn.Addr().String())

@@ -521,10 +521,11 @@ func (h *Handler) resume(w http.ResponseWriter, r *http.Request, source string) 
 			h.refuse(w, r, refused(reason.RetryOtherCert, "held for certificate %s, presented %s", p.CertSerial, ident.CertSerial), http.StatusForbidden)
 			return
 		}
-		if h.Binding == BindingEither && h.Presence.Connected(ident.DeviceID) {
-			// Held while the Mac's agent was not connected; it is now, and
-			// a certificate no longer binds this Mac's sign-ins alone (see
-			// bind): the person starts over, and is sent to the agent.
+		if h.Binding == BindingEither && h.Presence.mayBeConnected(ident.DeviceID) {
+			// Held while the Mac's agent was not connected; it is now (or
+			// that cannot be told), and a certificate no longer binds this
+			// Mac's sign-ins alone (see bind): the person starts over, and
+			// is sent to the agent.
 			h.restart(w, r, p, hash, reason.RetryAgentRunning, fmt.Sprintf("held for certificate %s while device %s had no agent connected; it has one now", p.CertSerial, p.DeviceID))
 			return
 		}
