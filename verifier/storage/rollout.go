@@ -14,7 +14,9 @@ type Exemption struct {
 	// ID is assigned by CreateExemption: positive, never reused.
 	ID int64
 	// DeviceID or Username (exactly one is set) says whom it covers.
-	// Usernames match without regard to letter case, as Okta's do.
+	// Usernames match as user names compare (SameUserName): in any case
+	// of their ASCII letters, every other code point exactly, so a
+	// look-alike is never covered.
 	DeviceID string
 	Username string
 	// PolicyIDs are the policies it waives; empty waives every policy.
@@ -38,7 +40,7 @@ func (e Exemption) Active(now time.Time) bool {
 // ExemptionFilter selects exemptions. Zero fields do not filter.
 type ExemptionFilter struct {
 	DeviceID string
-	Username string // matched without regard to letter case
+	Username string // matched as SameUserName compares: ASCII case only
 	// ActiveAt, when set, keeps only exemptions active then.
 	ActiveAt time.Time
 	// Limit caps the result (<= 0: DefaultDecisionLimit; at most

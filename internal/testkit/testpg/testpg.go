@@ -57,7 +57,13 @@ func NewDatabase(t testing.TB) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := exec(ctx, `CREATE DATABASE `+name); err != nil {
+	// A Unicode character classification (LC_CTYPE), as a database made
+	// with a distribution's default locale has, whatever the server's own
+	// default (scripts/postgres.sh makes it C): lower() and upper() then map
+	// every letter with a case, not only A-Z, so a query that leans on them
+	// shows here what it does in production. Sort order stays C's.
+	if err := exec(ctx, `CREATE DATABASE `+name+
+		` TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C.UTF-8'`); err != nil {
 		t.Fatalf("creating test database on %s: %v", DSNVar, err)
 	}
 	t.Cleanup(func() {

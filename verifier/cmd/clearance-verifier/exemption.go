@@ -65,7 +65,7 @@ func (a *app) exemptionCmd() *cli.Command {
 					fs.Lookup("policies").Usage = "the policy YAML file serve reads, to check the --policy ids against (read only when --policy is given; \"\" grants unchecked)"
 					fs.Group("Exemption")
 					device := fs.String("device", "", "exempt this device (`id`)")
-					user := fs.String("user", "", "exempt this Okta `username` (any letter case)")
+					user := fs.String("user", "", "exempt this Okta `username` (any case of its ASCII letters)")
 					// Repeated, the lists add up: a flag given twice does not
 					// quietly keep only its last value.
 					var policies []string

@@ -191,7 +191,7 @@ func (s *Store) ListExemptions(ctx context.Context, f storage.ExemptionFilter) (
 		w.add("device_id = ?", f.DeviceID)
 	}
 	if f.Username != "" {
-		w.add("lower(username) = lower(?)", f.Username)
+		w.add("username_key = ?", storage.UserNameKey(f.Username))
 	}
 	if !f.ActiveAt.IsZero() {
 		if cond, arg, ok := activeAt(f.ActiveAt); ok {
@@ -236,11 +236,14 @@ func (s *Store) ExemptionsFor(ctx context.Context, deviceID, username string, no
 		return nil, fmt.Errorf("reading exemptions: %w", tc.err)
 	}
 	// An empty deviceID or username matches no row: the table's CHECK
-	// keeps the unused one of each row empty, and '' <> ''.
+	// keeps the unused one of each row empty, and '' <> ''. username_key
+	// is username with A-Z folded (storage.UserNameKey), as each backend's
+	// schema computes it: a look-alike's rows are never read, so however
+	// many there are they cannot crowd the user's own out of the limit.
 	es, err := list(ctx, s.reader(), scanExemption, hotRead(`SELECT `+exemptionColumns+` FROM exemptions
 		WHERE revoked_at = 0 AND expires_at > $1
-		  AND ((device_id <> '' AND device_id = $2) OR (username <> '' AND lower(username) = lower($3)))
-		ORDER BY id DESC LIMIT $4`), n, deviceID, username, maxExemptionsFor)
+		  AND ((device_id <> '' AND device_id = $2) OR (username_key <> '' AND username_key = $3))
+		ORDER BY id DESC LIMIT $4`), n, deviceID, storage.UserNameKey(username), maxExemptionsFor)
 	if err != nil {
 		return nil, fmt.Errorf("reading exemptions: %w", err)
 	}

@@ -21,6 +21,8 @@ var rolloutTests = []test{
 	{"ExemptionsExpireOnTime", testExemptionsExpire},
 	{"ExemptionsRevoke", testExemptionsRevoke},
 	{"ExemptionsRefused", testExemptionsRefused},
+	{"ExemptionsUserNameLookAlikes", testExemptionsUserNameLookAlikes},
+	{"ExemptionsLookAlikesPastTheBound", testExemptionsLookAlikesPastTheBound},
 	{"DecisionModes", testDecisionModes},
 }
 
@@ -214,6 +216,103 @@ func testExemptions(t *testing.T, s storage.Store) {
 	must(t, err)
 	if !slices.Equal(exemptionIDs(byDev), []int64{other.ID}) || !slices.Equal(exemptionIDs(byUser), []int64{user.ID}) || len(one) != 1 {
 		t.Fatalf("filters: device %v user %v limit %v", exemptionIDs(byDev), exemptionIDs(byUser), exemptionIDs(one))
+	}
+}
+
+// testExemptionsUserNameLookAlikes: an exemption covers its user name in
+// any ASCII case and nothing else (storage.SameUserName). A look-alike
+// that Unicode case mapping, or a database's lower(), would fold into the
+// name (a Kelvin sign for the k of kate) is another user: listing or
+// reading the exemptions of either finds its own only.
+func testExemptionsUserNameLookAlikes(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	for i, c := range []struct{ what, plain, alike string }{
+		{"Kelvin sign", "kate", "\u212Aate"},
+		{"long s", "sam", "\u017Fam"},
+		{"dotted capital I", "ida", "\u0130da"},
+		{"fullwidth k", "kate", "\uff4Bate"},
+	} {
+		t.Run(c.what, func(t *testing.T) {
+			domain := fmt.Sprintf("@%d.example.com", i)
+			plain, alike := c.plain+domain, c.alike+domain
+			// Interleaved, so that each user's rows are among the newest.
+			var own, others []int64
+			for _, name := range []string{plain, alike, asciiUpper(plain), asciiUpper(alike)} {
+				e := createExemption(t, s, newExemption("", name))
+				if name == plain || name == asciiUpper(plain) {
+					own = append(own, e.ID)
+				} else {
+					others = append(others, e.ID)
+				}
+			}
+			slices.Reverse(own) // newest first
+			slices.Reverse(others)
+			for _, q := range []struct {
+				name string
+				want []int64
+			}{
+				{plain, own}, {asciiUpper(plain), own},
+				{alike, others}, {asciiUpper(alike), others},
+			} {
+				listed, err := s.ListExemptions(ctx, storage.ExemptionFilter{Username: q.name})
+				must(t, err)
+				if got := exemptionIDs(listed); !slices.Equal(got, q.want) {
+					t.Errorf("ListExemptions(Username %+q) = %v, want %v", q.name, got, q.want)
+				}
+				active, err := s.ListExemptions(ctx, storage.ExemptionFilter{Username: q.name, ActiveAt: at(hour)})
+				must(t, err)
+				if got := exemptionIDs(active); !slices.Equal(got, q.want) {
+					t.Errorf("ListExemptions(Username %+q, active) = %v, want %v", q.name, got, q.want)
+				}
+				read, err := s.ExemptionsFor(ctx, "dev-9", q.name, at(hour))
+				must(t, err)
+				if got := exemptionIDs(read); !slices.Equal(got, q.want) {
+					t.Errorf("ExemptionsFor(%+q) = %v, want %v", q.name, got, q.want)
+				}
+			}
+		})
+	}
+}
+
+// lookAlikeFlood is more exemptions than the SQL backends read for one
+// sign-in (sqlstore's maxExemptionsFor, 100) or list by default
+// (storage.DefaultDecisionLimit).
+const lookAlikeFlood = 150
+
+// testExemptionsLookAlikesPastTheBound: a sign-in reads a bounded number
+// of exemptions, newest first. However many newer exemptions a look-alike
+// of the user's name has, they are not among them, so they cannot push
+// out the user's own; nor do they fill the user's listing.
+func testExemptionsLookAlikesPastTheBound(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	const alike = "\u212Aate@example.com"
+	own := createExemption(t, s, newExemption("", "kate@example.com"))
+	for range lookAlikeFlood {
+		createExemption(t, s, newExemption("", alike))
+	}
+	for _, name := range []string{"kate@example.com", "Kate@Example.com", "KATE@EXAMPLE.COM"} {
+		es, err := s.ExemptionsFor(ctx, "", name, at(hour))
+		must(t, err)
+		if got := exemptionIDs(es); !slices.Equal(got, []int64{own.ID}) {
+			t.Errorf("ExemptionsFor(%+q) = %d exemptions, the user's own among them: %v; want only %d",
+				name, len(got), slices.Contains(got, own.ID), own.ID)
+		}
+		listed, err := s.ListExemptions(ctx, storage.ExemptionFilter{Username: name, ActiveAt: at(hour)})
+		must(t, err)
+		if got := exemptionIDs(listed); !slices.Equal(got, []int64{own.ID}) {
+			t.Errorf("ListExemptions(Username %+q) = %d exemptions, the user's own among them: %v; want only %d",
+				name, len(got), slices.Contains(got, own.ID), own.ID)
+		}
+	}
+	es, err := s.ExemptionsFor(ctx, "", alike, at(hour))
+	must(t, err)
+	if len(es) == 0 || slices.Contains(exemptionIDs(es), own.ID) {
+		t.Errorf("ExemptionsFor(%+q) = %v, want the look-alike's own", alike, exemptionIDs(es))
+	}
+	for _, e := range es {
+		if e.Username != alike {
+			t.Fatalf("ExemptionsFor(%+q) read %+q's exemption %d", alike, e.Username, e.ID)
+		}
 	}
 }
 

@@ -30,8 +30,9 @@ type Exemption struct {
 	Id int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	// The device it covers; empty when it covers a user.
 	DeviceId string `protobuf:"bytes,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
-	// The Okta username it covers (any letter case); empty when it covers a
-	// device.
+	// The Okta username it covers, in any case of its ASCII letters (a
+	// look-alike, such as a Kelvin sign for a k, is another user); empty when
+	// it covers a device.
 	Username string `protobuf:"bytes,3,opt,name=username,proto3" json:"username,omitempty"`
 	// The policies it waives; empty waives every policy.
 	PolicyIds []string `protobuf:"bytes,4,rep,name=policy_ids,json=policyIds,proto3" json:"policy_ids,omitempty"`
@@ -291,7 +292,8 @@ type ListExemptionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only those covering this device.
 	DeviceId string `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
-	// Only those covering this user (any letter case).
+	// Only those covering this user: this username in any case of its ASCII
+	// letters.
 	Username string `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
 	// Also list expired and revoked ones (default: active only).
 	IncludeInactive bool `protobuf:"varint,3,opt,name=include_inactive,json=includeInactive,proto3" json:"include_inactive,omitempty"`
