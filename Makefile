@@ -68,7 +68,7 @@ deps:
 	@scripts/deps.sh test
 	@scripts/npm.sh
 
-## deps-demo: the system packages make demo needs (curl), installed if missing
+## deps-demo: the system packages make demo needs (curl, util-linux for flock), installed if missing
 deps-demo:
 	@scripts/deps.sh demo
 
@@ -101,7 +101,7 @@ FUZZTIME ?= 7s
 fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)
 
-## demo: the verifier on SQLite plus a simulated Mac, end to end (installs curl and grpcurl if missing)
+## demo: the verifier on SQLite plus a simulated Mac, end to end (installs curl, flock and grpcurl if missing)
 demo: deps-demo build $(BIN)/grpcurl
 	@BIN=$(BIN) scripts/demo.sh
 

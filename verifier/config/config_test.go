@@ -258,6 +258,46 @@ func TestReference(t *testing.T) {
 	}
 }
 
+// Every row of the generated tables has as many cells as its header: an
+// unescaped | in a cell (a type such as monitor|warn|enforce) makes Markdown
+// split it, and the default and description land in the wrong columns.
+func TestReferenceRowsFitHeader(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteReference(&b); err != nil {
+		t.Fatal(err)
+	}
+	header := -1
+	for i, line := range strings.Split(b.String(), "\n") {
+		if !strings.HasPrefix(line, "|") {
+			header = -1
+			continue
+		}
+		n := tableCells(line)
+		if header < 0 {
+			header = n
+			continue
+		}
+		if n != header {
+			t.Errorf("line %d has %d cells, its header %d: %s", i+1, n, header, line)
+		}
+	}
+}
+
+// tableCells counts a Markdown table row's cells: its pipes not escaped
+// with a backslash, less the outer one.
+func tableCells(row string) int {
+	n := 0
+	for i := 0; i < len(row); i++ {
+		switch row[i] {
+		case '\\':
+			i++
+		case '|':
+			n++
+		}
+	}
+	return n - 1
+}
+
 // The posture endpoint is on only with both the team and the AUD tag: a
 // configuration with the team alone (which only cloudflare setup resolves)
 // never serves it without an audience to check.

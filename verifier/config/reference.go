@@ -33,9 +33,16 @@ func WriteReference(w io.Writer) error {
 			if s.def != "" {
 				def = "`" + s.def + "`"
 			}
-			fmt.Fprintf(&b, "| `--%s` | `%s` | `%s` | %s | %s | %s |\n", s.name, s.env(), s.key(), s.val.kind, def, strings.ReplaceAll(s.usage, "|", "\\|"))
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", cell("`--"+s.name+"`"), cell("`"+s.env()+"`"), cell("`"+s.key()+"`"), cell(s.val.kind), cell(def), cell(s.usage))
 		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// cell escapes a table cell's pipes: a type such as auto|known|manual would
+// otherwise split into cells of its own and shift the default and the
+// description out of their columns.
+func cell(s string) string {
+	return strings.ReplaceAll(s, "|", `\|`)
 }

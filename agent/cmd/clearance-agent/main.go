@@ -382,13 +382,17 @@ func cmdCheck(flags *config.Flags, policiesFile string, stdout, stderr io.Writer
 		return err
 	}
 	var results []*agentv1.PolicyResult
+	var platform string
+	skipped := 0
 	ctx, cancel := context.WithCancel(context.Background())
 	var g run.Group
 	g.Logger = log
 	g.Add("osquery", oq.Execute, oq.Interrupt)
 	g.Add("check", func() error {
-		platform, _ := policy.HostPlatform(ctx, oq)
-		for _, p := range policy.Filter(ps, platform) {
+		platform, _ = policy.HostPlatform(ctx, oq)
+		applies := policy.Filter(ps, platform)
+		skipped = len(ps.GetPolicies()) - len(applies)
+		for _, p := range applies {
 			results = append(results, policy.Run(ctx, oq, p, nil))
 		}
 		return nil
@@ -397,7 +401,17 @@ func cmdCheck(flags *config.Flags, policiesFile string, stdout, stderr io.Writer
 	if err := g.Run(); err != nil {
 		return err
 	}
-	return printResults(stdout, ps, results)
+	err = printResults(stdout, ps, results)
+	// Without this, a file of policies for other platforms prints only the
+	// table's header and passes, as if there were nothing to check.
+	if skipped > 0 {
+		noun := "policies"
+		if skipped == 1 {
+			noun = "policy"
+		}
+		fmt.Fprintf(stderr, "%d %s skipped: not for platform %s\n", skipped, noun, platform)
+	}
+	return err
 }
 
 // checkPolicies is the policy set check runs: the file's, read by the

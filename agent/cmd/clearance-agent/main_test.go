@@ -62,7 +62,35 @@ func TestCheck(t *testing.T) {
 					t.Errorf("output lacks %q:\n%s", w, out)
 				}
 			}
+			if want := "1 policy skipped: not for platform darwin\n"; stderr != want {
+				t.Errorf("stderr %q, want %q", stderr, want)
+			}
 		})
+	}
+}
+
+// TestCheckEverySkipped: a file whose policies are all for other platforms
+// checks nothing, and says so rather than print a bare header and pass
+// silently.
+func TestCheckEverySkipped(t *testing.T) {
+	t.Parallel()
+	const others = `policies:
+  - id: windows-only
+    name: Windows only
+    query: SELECT 1
+    platforms: [windows]
+  - id: linux-only
+    name: Linux only
+    query: SELECT 1
+    platforms: [linux]
+`
+	dir, socket := startSim(t, "compliant-mac")
+	code, stdout, stderr := check(t, dir, socket, others)
+	if code != 0 || strings.TrimSpace(stdout) != "ID  STATUS  NAME  MESSAGE" {
+		t.Errorf("exit code %d, stdout:\n%s", code, stdout)
+	}
+	if want := "2 policies skipped: not for platform darwin\n"; stderr != want {
+		t.Errorf("stderr %q, want %q", stderr, want)
 	}
 }
 

@@ -104,6 +104,10 @@ func writeCloudflareGuide(w io.Writer, v cloudflareValues) error {
 		team = "https://<team>.cloudflareaccess.com (not set: pass --cloudflare-team)"
 	}
 	p("Cloudflare Zero Trust: Clearance as a custom device posture provider\n\n")
+	if u, _ := url.Parse(v.APIURL); isLocalHost(u.Hostname()) {
+		p("WARNING: the Rest API URL below names %s, which Cloudflare cannot reach.\n", v.APIURL)
+		p("         Set --api-url to the Access application's https:// hostname + %s, then run this again.\n\n", cloudflare.Path)
+	}
 	p("Cloudflare calls the verifier's posture endpoint through Cloudflare Access with a service\n")
 	p("token; the verifier checks Access's token and answers a score per device (0 to 100):\n")
 	p("  %3d  every policy that counts passes on fresh posture\n", v.Scores.Compliant)

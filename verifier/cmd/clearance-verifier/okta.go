@@ -140,6 +140,8 @@ func keyKind(c *x509.Certificate) string {
 	return c.PublicKeyAlgorithm.String()
 }
 
+// isLocalHost reports whether h names only this machine: a URL with it,
+// printed for Okta or Cloudflare to use, cannot be reached from outside.
 func isLocalHost(h string) bool {
 	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
 		return true

@@ -503,6 +503,34 @@ func TestCloudflareSetup(t *testing.T) {
 	}
 }
 
+// TestCloudflareSetupLocalURL: with no --api-url the Rest API URL is built
+// from --public-url, localhost by default, which Cloudflare cannot call; the
+// guide says so before the values, as okta setup does for its SSO URL.
+func TestCloudflareSetupLocalURL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		warn bool
+	}{
+		{nil, true},
+		{[]string{"--api-url", "https://127.0.0.1:8080/cloudflare/v1/posture"}, true},
+		{[]string{"--api-url", "https://[::1]:8080/cloudflare/v1/posture"}, true},
+		{[]string{"--public-url", "https://clearance.example.com:8443"}, false},
+		{[]string{"--api-url", "https://posture.example.com/cloudflare/v1/posture"}, false},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			t.Parallel()
+			code, out, errOut := exitOf(noEnv, append([]string{"cloudflare", "setup", "--cloudflare-team", "acme"}, tc.args...)...)
+			if code != 0 || errOut != "" {
+				t.Fatalf("exit %d, stderr %q", code, errOut)
+			}
+			if got := strings.Contains(out, "WARNING: the Rest API URL below names https://"); got != tc.warn {
+				t.Errorf("warning printed: %v, want %v:\n%s", got, tc.warn, out)
+			}
+		})
+	}
+}
+
 // TestOktaSetupSign: the Response Signature Verification the guide and the
 // Terraform snippet give accepts what --sign makes the verifier sign.
 func TestOktaSetupSign(t *testing.T) {
