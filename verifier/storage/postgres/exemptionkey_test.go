@@ -1,12 +1,7 @@
 package postgres_test
 
 import (
-	"os"
 	"testing"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/pressly/goose/v3"
 
 	"github.com/clearance/clearance/internal/testkit/testpg"
 	"github.com/clearance/clearance/verifier/storage/storagetest"
@@ -23,16 +18,7 @@ func TestExemptionUsernameKeyMigration(t *testing.T) {
 	s.Close()
 
 	// Back to the schema before the key, then up again as Open does.
-	cc, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := stdlib.OpenDB(*cc)
-	defer db.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("migrations"), goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, p := migrator(t, dsn)
 	if _, err := p.DownTo(ctx, 17); err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,7 @@
 package postgres_test
 
 import (
-	"os"
 	"testing"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/pressly/goose/v3"
 
 	"github.com/clearance/clearance/internal/testkit/testpg"
 	"github.com/clearance/clearance/verifier/storage/storagetest"
@@ -21,16 +16,7 @@ func TestUserNameKeyMigration(t *testing.T) {
 
 	// The schema before 00016_user_name_key_ascii, and users stored by the
 	// code of that time.
-	cc, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := stdlib.OpenDB(*cc)
-	defer db.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("migrations"), goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, p := migrator(t, dsn)
 	if _, err := p.UpTo(ctx, 15); err != nil {
 		t.Fatal(err)
 	}

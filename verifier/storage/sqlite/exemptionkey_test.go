@@ -2,12 +2,8 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
-	"io/fs"
 	"path/filepath"
 	"testing"
-
-	"github.com/pressly/goose/v3"
 
 	"github.com/clearance/clearance/verifier/storage/storagetest"
 )
@@ -24,12 +20,7 @@ func TestExemptionUsernameKeyMigration(t *testing.T) {
 	must(t, s.Close())
 
 	// Back to the schema before the key, then up again as Open does.
-	db, err := sql.Open("sqlite", dsn(path, false))
-	must(t, err)
-	sub, err := fs.Sub(migrations, "migrations")
-	must(t, err)
-	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub, goose.WithDisableGlobalRegistry(true))
-	must(t, err)
+	db, p := migrator(t, path)
 	_, err = p.DownTo(ctx, 16)
 	must(t, err)
 	var keys, oldIndex int

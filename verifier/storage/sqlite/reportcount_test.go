@@ -3,14 +3,10 @@ package sqlite
 import (
 	"bytes"
 	"context"
-	"database/sql"
-	"io/fs"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/pressly/goose/v3"
 
 	"github.com/clearance/clearance/verifier/storage"
 )
@@ -37,12 +33,7 @@ func TestReportCountMigration(t *testing.T) {
 	must(t, s.Close())
 
 	// Back to the schema before the count, then up again as Open does.
-	db, err := sql.Open("sqlite", dsn(path, false))
-	must(t, err)
-	sub, err := fs.Sub(migrations, "migrations")
-	must(t, err)
-	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub, goose.WithDisableGlobalRegistry(true))
-	must(t, err)
+	db, p := migrator(t, path)
 	_, err = p.DownTo(ctx, 13)
 	must(t, err)
 	must(t, db.Close())

@@ -2,12 +2,8 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
-	"io/fs"
 	"path/filepath"
 	"testing"
-
-	"github.com/pressly/goose/v3"
 
 	"github.com/clearance/clearance/verifier/storage/storagetest"
 )
@@ -21,13 +17,8 @@ func TestUserNameKeyMigration(t *testing.T) {
 
 	// The schema before 00015_user_name_key_ascii, and users stored by the
 	// code of that time.
-	db, err := sql.Open("sqlite", dsn(path, false))
-	must(t, err)
-	sub, err := fs.Sub(migrations, "migrations")
-	must(t, err)
-	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub, goose.WithDisableGlobalRegistry(true))
-	must(t, err)
-	_, err = p.UpTo(ctx, 14)
+	db, p := migrator(t, path)
+	_, err := p.UpTo(ctx, 14)
 	must(t, err)
 	for _, u := range storagetest.PreASCIIUserNames {
 		_, err := db.ExecContext(ctx, `INSERT INTO directory_users (id, user_name, user_name_key, external_id,
