@@ -46,6 +46,15 @@ const sendBuffer = 32
 // context applies (a stream starting or ending, a report stored).
 const relayTimeout = 2 * time.Second
 
+// A failed presence record of a starting stream is tried again after
+// joinRetryFirst, then at doubling intervals up to joinRetryMax, until it
+// is written or the stream has ended: until then other replicas may take
+// its Mac for having no agent.
+const (
+	joinRetryFirst = 50 * time.Millisecond
+	joinRetryMax   = 2 * time.Second
+)
+
 // answerLookback is how many of a device's newest reports are searched for
 // the one that answered a check made through another replica.
 const answerLookback = 16
@@ -121,6 +130,11 @@ type Hub struct {
 	// lost is set when a presence record failed; the relay records every
 	// stream again at its next heartbeat (cluster.Handler.Lost).
 	lost atomic.Bool
+	// unjoined holds the streams whose presence record failed, by device,
+	// while retryJoins writes them again.
+	retryMu  sync.Mutex
+	unjoined map[string]string
+	retrying bool // retryJoins runs
 	// OnChange, if set, is called with the number of connected agents.
 	OnChange func(n int)
 }
@@ -205,8 +219,79 @@ func (h *Hub) presence(deviceID, session string, joined bool) {
 	}
 	if err != nil {
 		h.lost.Store(true)
-		h.log().Warn("presence not recorded; recorded again at the relay's next heartbeat", "device_id", deviceID, "joined", joined, "err", err)
+		h.log().Warn("presence not recorded; tried again", "device_id", deviceID, "joined", joined, "err", err)
+		if joined {
+			h.retryJoin(deviceID, session)
+		}
 	}
+}
+
+// retryJoin has retryJoins record session's stream again, starting it
+// unless it runs.
+func (h *Hub) retryJoin(deviceID, session string) {
+	h.retryMu.Lock()
+	defer h.retryMu.Unlock()
+	if h.unjoined == nil {
+		h.unjoined = make(map[string]string)
+	}
+	h.unjoined[deviceID] = session
+	if !h.retrying {
+		h.retrying = true
+		go h.retryJoins()
+	}
+}
+
+// retryJoins writes the presence records that failed until each is written
+// or its stream has ended; a failure stops the round (the database is still
+// failing) and every record waits for the next. A failed Leave needs no
+// hurry: the record it leaves says "maybe connected", and the relay's
+// next heartbeat removes it.
+func (h *Hub) retryJoins() {
+	for wait := joinRetryFirst; ; wait = min(2*wait, joinRetryMax) {
+		time.Sleep(wait)
+		h.retryMu.Lock()
+		pending := make(map[string]string, len(h.unjoined))
+		for id, sess := range h.unjoined {
+			pending[id] = sess
+		}
+		h.retryMu.Unlock()
+		for id, sess := range pending {
+			if h.current(id, sess) {
+				ctx, cancel := context.WithTimeout(context.Background(), relayTimeout)
+				err := h.Relay.Join(ctx, id, sess)
+				cancel()
+				if err != nil {
+					break
+				}
+				if !h.current(id, sess) {
+					// Ended while being written: its Leave may have come first.
+					h.presence(id, sess, false)
+				}
+			}
+			h.retryMu.Lock()
+			if h.unjoined[id] == sess {
+				delete(h.unjoined, id)
+			}
+			h.retryMu.Unlock()
+		}
+		h.retryMu.Lock()
+		done := len(h.unjoined) == 0
+		if done {
+			h.retrying = false
+		}
+		h.retryMu.Unlock()
+		if done {
+			return
+		}
+	}
+}
+
+// current reports whether session is deviceID's stream here.
+func (h *Hub) current(deviceID, session string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.sessions[deviceID]
+	return s != nil && s.id == session
 }
 
 func (h *Hub) changed(n int) {

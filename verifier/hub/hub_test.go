@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -289,5 +290,71 @@ func TestLostPresenceIsRecordedAgain(t *testing.T) {
 	end()
 	if !hd.Lost() {
 		t.Fatal("a failed Leave is not reported lost")
+	}
+}
+
+// joinsRelay fails the first fail Joins, then records them; Leaves are
+// recorded.
+type joinsRelay struct {
+	cluster.Relay
+	mu     sync.Mutex
+	fail   int
+	joined map[string]string
+}
+
+func (r *joinsRelay) Join(_ context.Context, deviceID, session string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail > 0 {
+		r.fail--
+		return errors.New("lock timeout")
+	}
+	r.joined[deviceID] = session
+	return nil
+}
+
+func (r *joinsRelay) Leave(_ context.Context, deviceID, session string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.joined[deviceID] == session {
+		delete(r.joined, deviceID)
+	}
+	return nil
+}
+
+func (r *joinsRelay) get(deviceID string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.joined[deviceID]
+}
+
+// A stream whose presence record failed is recorded as soon as the
+// database takes it again, not at the relay's next heartbeat; one that
+// ended meanwhile is not recorded.
+func TestFailedJoinTriedAgain(t *testing.T) {
+	t.Parallel()
+	r := &joinsRelay{fail: 3, joined: map[string]string{}}
+	h := &Hub{Relay: r}
+	_, end := h.Register("dev-1", nil)
+	deadline := time.Now().Add(2 * time.Second)
+	for r.get("dev-1") == "" && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if r.get("dev-1") == "" {
+		t.Fatal("dev-1's stream not recorded after its Join failed")
+	}
+	end()
+	if got := r.get("dev-1"); got != "" {
+		t.Fatalf("dev-1 still recorded after its stream ended: %q", got)
+	}
+
+	r.mu.Lock()
+	r.fail = 1
+	r.mu.Unlock()
+	_, end = h.Register("dev-2", nil)
+	end() // ends before the Join is tried again
+	time.Sleep(3 * joinRetryFirst)
+	if got := r.get("dev-2"); got != "" {
+		t.Fatalf("an ended stream recorded: %q", got)
 	}
 }

@@ -29,10 +29,17 @@ const RelayApplicationName = "clearance-relay"
 const (
 	DefaultHeartbeat = 5 * time.Second
 	// A replica whose heartbeat is older than Stale no longer counts as
-	// holding its devices' streams.
+	// holding its devices' streams for certain: a live check is not routed
+	// to it, but its rows still count as "cannot tell" until forgotten.
 	DefaultStaleAfter = 3 * DefaultHeartbeat
-	// Rows of replicas silent for this long are deleted.
+	// Rows of replicas silent for this long, on every connection, are
+	// deleted.
 	forgetReplicaAfter = time.Hour
+	// A replica that stops cleanly is forgotten this long after: its agents
+	// reconnect elsewhere well within it (clearance-agent's backoff is at
+	// most a minute), and until they do their Macs are not taken for
+	// having no agent.
+	forgetRetiredAfter = 2 * time.Minute
 	minBackoff         = 100 * time.Millisecond
 	maxBackoff         = 5 * time.Second
 )
@@ -154,13 +161,14 @@ func (r *Relay) Leave(ctx context.Context, deviceID, session string) error {
 }
 
 // Elsewhere implements cluster.Relay. A record on a replica whose
-// heartbeat is stale, but not yet old enough to be forgotten, is "cannot
-// tell": cluster.ErrPresenceStale.
+// heartbeat is stale, or that never had one (its listening connection
+// never came up), is "cannot tell" until the replica is forgotten:
+// cluster.ErrPresenceStale.
 func (r *Relay) Elsewhere(ctx context.Context, deviceID string) (bool, error) {
 	var fresh *bool // NULL: no record on another replica
-	err := r.pool.pool.QueryRow(ctx, `SELECT bool_or(c.heartbeat_at > now() - make_interval(secs => $3))
-		FROM cluster_presence p JOIN cluster_replicas c ON c.replica_id = p.replica_id
-		WHERE p.device_id = $1 AND p.replica_id <> $2`,
+	err := r.pool.pool.QueryRow(ctx, `SELECT bool_or(coalesce(c.heartbeat_at > now() - make_interval(secs => $3), false))
+		FROM cluster_presence p LEFT JOIN cluster_replicas c ON c.replica_id = p.replica_id
+		WHERE p.device_id = $1 AND p.replica_id <> $2 AND (c.forget_at IS NULL OR c.forget_at > now())`,
 		deviceID, r.id, r.stale.Seconds()).Scan(&fresh)
 	switch {
 	case err != nil:
@@ -173,10 +181,33 @@ func (r *Relay) Elsewhere(ctx context.Context, deviceID string) (bool, error) {
 	return true, nil
 }
 
-// Run implements cluster.Relay. When it returns, this replica's rows are
-// deleted, so the others stop routing checks to it at once.
+// Run implements cluster.Relay. When it returns, this replica is marked
+// stopped, so the others stop routing checks to it at once, and forgotten
+// a little later (retire).
 func (r *Relay) Run(ctx context.Context, h cluster.Handler) error {
-	defer r.retire()
+	// Alive over the pool, whatever becomes of the listening connection;
+	// retired once that has stopped.
+	aliveCtx, stopAlive := context.WithCancel(ctx)
+	alive := make(chan struct{})
+	r.alive(aliveCtx)
+	go func() {
+		defer close(alive)
+		t := time.NewTicker(r.heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				r.alive(aliveCtx)
+			case <-aliveCtx.Done():
+				return
+			}
+		}
+	}()
+	defer func() {
+		stopAlive()
+		<-alive
+		r.retire()
+	}()
 	wait := minBackoff
 	for reconnect := false; ; reconnect = true {
 		listened, err := r.listen(ctx, h, reconnect)
@@ -284,20 +315,39 @@ func (r *Relay) dispatch(payload string, h cluster.Handler) {
 	}
 }
 
-// beat refreshes this replica's heartbeat and forgets replicas long dead.
+// alive says over the pool that this replica is running, its listening
+// connection up or not: its presence rows are not forgotten while it is.
+// A replica whose listening connection never came up gets its row here,
+// with no heartbeat. A failure is logged; the next beat tries again.
+func (r *Relay) alive(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, r.heartbeat)
+	defer cancel()
+	_, err := r.pool.pool.Exec(ctx, `INSERT INTO cluster_replicas (replica_id, started_at, heartbeat_at, forget_at)
+		VALUES ($1, now(), '-infinity', now() + make_interval(secs => $2))
+		ON CONFLICT (replica_id) DO UPDATE SET forget_at = excluded.forget_at`, r.id, forgetReplicaAfter.Seconds())
+	if err != nil && ctx.Err() == nil {
+		r.log.Warn("replica liveness not recorded", "err", err)
+	}
+}
+
+// beat refreshes this replica's heartbeat and forgets replicas long
+// silent: their rows, and rows of no known replica written long ago.
 func (r *Relay) beat(ctx context.Context, conn *pgx.Conn) error {
 	ctx, cancel := context.WithTimeout(ctx, r.heartbeat)
 	defer cancel()
-	if _, err := conn.Exec(ctx, `INSERT INTO cluster_replicas (replica_id, started_at, heartbeat_at) VALUES ($1, now(), now())
-		ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = now()`, r.id); err != nil {
+	forget := forgetReplicaAfter.Seconds()
+	if _, err := conn.Exec(ctx, `INSERT INTO cluster_replicas (replica_id, started_at, heartbeat_at, forget_at)
+		VALUES ($1, now(), now(), now() + make_interval(secs => $2))
+		ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = now(), forget_at = excluded.forget_at`, r.id, forget); err != nil {
 		return fmt.Errorf("heartbeat: %w", err)
 	}
-	forget := forgetReplicaAfter.Seconds()
-	if _, err := conn.Exec(ctx, `DELETE FROM cluster_presence p WHERE NOT EXISTS (
-		SELECT 1 FROM cluster_replicas c WHERE c.replica_id = p.replica_id AND c.heartbeat_at > now() - make_interval(secs => $1))`, forget); err != nil {
+	if _, err := conn.Exec(ctx, `DELETE FROM cluster_presence p WHERE CASE
+		WHEN EXISTS (SELECT 1 FROM cluster_replicas c WHERE c.replica_id = p.replica_id)
+		THEN EXISTS (SELECT 1 FROM cluster_replicas c WHERE c.replica_id = p.replica_id AND c.forget_at < now())
+		ELSE p.since < now() - make_interval(secs => $1) END`, forget); err != nil {
 		return fmt.Errorf("forgetting dead replicas: %w", err)
 	}
-	if _, err := conn.Exec(ctx, `DELETE FROM cluster_replicas WHERE heartbeat_at < now() - make_interval(secs => $1)`, forget); err != nil {
+	if _, err := conn.Exec(ctx, `DELETE FROM cluster_replicas WHERE forget_at < now()`); err != nil {
 		return fmt.Errorf("forgetting dead replicas: %w", err)
 	}
 	return nil
@@ -360,18 +410,17 @@ func (r *Relay) resync(ctx context.Context, conn *pgx.Conn, devices func() map[s
 	return nil
 }
 
-// retire deletes this replica's rows when it stops.
+// retire marks this replica stopped when it stops: no longer one to route
+// a live check to, and forgotten, its rows with it, forgetRetiredAfter
+// from now. Its rows are kept until then: the agents whose streams it cut
+// have not reconnected yet, and until they have (their rows elsewhere then
+// count) their Macs must not be taken for having no agent.
 func (r *Relay) retire() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	err := pgx.BeginTxFunc(ctx, r.pool.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `DELETE FROM cluster_presence WHERE replica_id = $1`, r.id); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, `DELETE FROM cluster_replicas WHERE replica_id = $1`, r.id)
-		return err
-	})
+	_, err := r.pool.pool.Exec(ctx, `UPDATE cluster_replicas SET heartbeat_at = '-infinity',
+		forget_at = now() + make_interval(secs => $2) WHERE replica_id = $1`, r.id, forgetRetiredAfter.Seconds())
 	if err != nil {
-		r.log.Warn("removing this replica's presence failed; it goes stale instead", "err", err)
+		r.log.Warn("marking this replica stopped failed; it goes stale instead", "err", err)
 	}
 }

@@ -169,7 +169,9 @@ func TestRelaySignalsAndPresence(t *testing.T) {
 		t.Error("presence outlived the stream")
 	}
 
-	// 4. A replica that stops cleanly removes its presence at once.
+	// 4. A replica that stops cleanly is no longer routed to at once; its
+	// Macs are not taken for having no agent until their agents had time
+	// to reconnect elsewhere.
 	if err := a.Join(ctx, "dev-1", "s3"); err != nil {
 		t.Fatal(err)
 	}
@@ -177,8 +179,8 @@ func TestRelaySignalsAndPresence(t *testing.T) {
 		t.Fatal("presence not recorded")
 	}
 	stopA()
-	if elsewhere(t, b, "dev-1") {
-		t.Error("a stopped, yet b still sees dev-1 there")
+	if ok, err := b.Elsewhere(ctx, "dev-1"); ok || !errors.Is(err, cluster.ErrPresenceStale) {
+		t.Errorf("a stopped: Elsewhere = %v, %v; want false, ErrPresenceStale", ok, err)
 	}
 }
 
@@ -216,14 +218,75 @@ func TestRelayStalePresence(t *testing.T) {
 		return ok && err == nil
 	})
 
-	// A replica that never listened (no heartbeat) counts for nothing.
+	// A record of a replica never heard from (no row of its own yet) is
+	// not "no agent" either.
 	c := sb.Relay(postgres.RelayOptions{ReplicaID: "c"})
 	if err := c.Join(t.Context(), "dev-2", "s"); err != nil {
 		t.Fatal(err)
 	}
-	if elsewhere(t, b, "dev-2") {
-		t.Error("presence of a replica without a heartbeat counts")
+	if ok, err := b.Elsewhere(t.Context(), "dev-2"); ok || !errors.Is(err, cluster.ErrPresenceStale) {
+		t.Errorf("dev-2 on a replica never heard from: Elsewhere = %v, %v; want false, ErrPresenceStale", ok, err)
 	}
+}
+
+// stale reports whether r reads deviceID as recorded only on replicas
+// that cannot be asked (cluster.ErrPresenceStale); any other error fails.
+func stale(t *testing.T, r *postgres.Relay, deviceID string) bool {
+	t.Helper()
+	ok, err := r.Elsewhere(t.Context(), deviceID)
+	if err != nil && !errors.Is(err, cluster.ErrPresenceStale) {
+		t.Fatalf("Elsewhere: %v", err)
+	}
+	return !ok && err != nil
+}
+
+// A replica whose listening connection never comes up (new connections
+// refused while its pool stands) still holds its agents' streams: they
+// count as "cannot tell", not as no agent, for as long as the replica
+// runs, however long that is; once it stops cleanly they count so for a
+// few minutes, then are forgotten.
+func TestRelayListeningNeverUp(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	sa, sb := open(t, dsn), open(t, dsn)
+	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
+	postgres.RefuseListening(t, a)
+	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
+	stopA := runRelay(t, a, newHeard().handler())
+	runRelay(t, b, newHeard().handler())
+	ctx := t.Context()
+	if err := a.Join(ctx, "dev-1", "s1"); err != nil { // the hub's, over the pool
+		t.Fatal(err)
+	}
+	eventually(t, "b reads dev-1 as cannot tell", 5*time.Second, func() bool { return stale(t, b, "dev-1") })
+
+	// a has no heartbeat at all, older than any bound: b, which forgets
+	// long-silent replicas at each of its beats, keeps a's record while a
+	// runs.
+	time.Sleep(5 * beat)
+	if !stale(t, b, "dev-1") {
+		t.Fatal("a running replica's agent forgotten")
+	}
+	admin := connect(t, ctx, dsn)
+	defer admin.Close(context.Background())
+
+	stopA()
+	if !stale(t, b, "dev-1") {
+		t.Fatal("a stopped: its agent taken for gone before it could reconnect")
+	}
+	var left time.Duration
+	if err := admin.QueryRow(ctx, `SELECT extract(epoch FROM forget_at - now())::float8 * interval '1 second' FROM cluster_replicas WHERE replica_id = 'a'`).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left <= time.Minute || left > 3*time.Minute {
+		t.Errorf("a stopped: forgotten in %v, want about 2 minutes", left)
+	}
+	if _, err := admin.Exec(ctx, `UPDATE cluster_replicas SET forget_at = now() WHERE replica_id = 'a'`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a forgotten", 5*time.Second, func() bool {
+		ok, err := b.Elsewhere(ctx, "dev-1")
+		return !ok && err == nil
+	})
 }
 
 // The listening connection is cut (as when PostgreSQL restarts): the relay
