@@ -135,6 +135,8 @@ type Hub struct {
 	retryMu  sync.Mutex
 	unjoined map[string]string
 	retrying bool // retryJoins runs
+	// retiring is set once this replica stops (Retire).
+	retiring atomic.Bool
 	// OnChange, if set, is called with the number of connected agents.
 	OnChange func(n int)
 }
@@ -196,7 +198,7 @@ func (h *Hub) Register(deviceID string, key []byte) (*Session, func()) {
 		h.mu.Unlock()
 		s.close(nil)
 		h.changed(n)
-		if current {
+		if current && !h.retiring.Load() {
 			h.presence(deviceID, s.id, false)
 		}
 	}
@@ -299,6 +301,14 @@ func (h *Hub) changed(n int) {
 		h.OnChange(n)
 	}
 }
+
+// Retire is called when this replica stops, before its streams are cut:
+// streams that end from then on keep their presence records. The relay
+// marks them all as a stopped replica's when it stops, and they count as
+// "cannot tell" until the agents have had time to reconnect elsewhere:
+// a record removed as the stream is cut would have another replica take
+// the Mac for having no agent until then.
+func (h *Hub) Retire() { h.retiring.Store(true) }
 
 // Drop ends a device's session (e.g. it was revoked); its stream ends with err.
 func (h *Hub) Drop(deviceID string, err error) {

@@ -549,11 +549,17 @@ func TestEitherResumeAgentUnknown(t *testing.T) {
 }
 
 // shutdownRelay reports, when it is stopped, whether any agent stream was
-// still open on its replica.
+// still open on its replica, and counts the presence records removed.
 type shutdownRelay struct {
 	unreadableRelay
 	streams func() int
 	open    chan int
+	leaves  atomic.Int32
+}
+
+func (r *shutdownRelay) Leave(context.Context, string, string) error {
+	r.leaves.Add(1)
+	return nil
 }
 
 func (r *shutdownRelay) Run(ctx context.Context, _ cluster.Handler) error {
@@ -563,8 +569,9 @@ func (r *shutdownRelay) Run(ctx context.Context, _ cluster.Handler) error {
 }
 
 // At shutdown the relay stops after the agent streams have ended, not
-// before: its presence records go with it, and while a stream is open
-// here another replica must not read "no agent" for its Mac.
+// before, and the streams it cuts keep their presence records: while a
+// stream is open here, and until its agent has reconnected elsewhere,
+// another replica must not read "no agent" for its Mac.
 func TestRelayOutlivesAgentStreams(t *testing.T) {
 	t.Parallel()
 	r := &shutdownRelay{open: make(chan int, 1)}
@@ -577,6 +584,9 @@ func TestRelayOutlivesAgentStreams(t *testing.T) {
 		case n := <-r.open:
 			if n != 0 {
 				t.Errorf("the relay stopped with %d agent streams still open here", n)
+			}
+			if n := r.leaves.Load(); n != 0 {
+				t.Errorf("%d presence records removed as the streams were cut", n)
 			}
 		default:
 			t.Error("the relay was not stopped")

@@ -656,6 +656,8 @@ func (s *Server) Actors(g *run.Group) error {
 		return grpcLn.Serve(s.grpcDevice, s.grpcOther)
 	}, func(error) {
 		s.grpcHealth.Shutdown()
+		// The streams cut below keep their presence records (hub.Retire).
+		s.Hub.Retire()
 		stopped := make(chan struct{})
 		go func() { // ends when both have stopped, cut or not
 			var wg sync.WaitGroup
