@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -65,6 +66,9 @@ type Relay struct {
 	heartbeat time.Duration
 	stale     time.Duration
 	log       *slog.Logger
+	// missing is set when the pool's liveness beat found this replica's
+	// row gone (alive).
+	missing atomic.Bool
 }
 
 var _ cluster.Relay = (*Relay)(nil)
@@ -189,7 +193,7 @@ func (r *Relay) Run(ctx context.Context, h cluster.Handler) error {
 	// retired once that has stopped.
 	aliveCtx, stopAlive := context.WithCancel(ctx)
 	alive := make(chan struct{})
-	r.alive(aliveCtx)
+	r.alive(aliveCtx, true)
 	go func() {
 		defer close(alive)
 		t := time.NewTicker(r.heartbeat)
@@ -197,7 +201,7 @@ func (r *Relay) Run(ctx context.Context, h cluster.Handler) error {
 		for {
 			select {
 			case <-t.C:
-				r.alive(aliveCtx)
+				r.alive(aliveCtx, false)
 			case <-aliveCtx.Done():
 				return
 			}
@@ -245,7 +249,7 @@ func (r *Relay) listen(ctx context.Context, h cluster.Handler, reconnect bool) (
 		return false, fmt.Errorf("listening: %w", err)
 	}
 	// 2. Alive, and holding exactly the streams this process holds.
-	if err := r.beat(ctx, conn); err != nil {
+	if _, err := r.beat(ctx, conn); err != nil {
 		return false, err
 	}
 	if err := r.resync(ctx, conn, h.Devices); err != nil {
@@ -270,16 +274,24 @@ func (r *Relay) listen(ctx context.Context, h cluster.Handler, reconnect bool) (
 		case ctx.Err() != nil:
 			return true, ctx.Err()
 		case errors.Is(err, context.DeadlineExceeded):
-			if err := r.beat(ctx, conn); err != nil {
+			missing, err := r.beat(ctx, conn)
+			if err != nil {
 				return true, err
 			}
-			// A Join or Leave that failed is caught up now, not at the next
-			// reconnect, which may be days away.
-			if h.Lost != nil && h.Lost() {
+			// A Join or Leave that failed, or this replica's rows deleted
+			// as a forgotten replica's (its row was missing: the
+			// database's clock jumped, or someone cleaned up), are caught
+			// up now, not at the next reconnect, which may be days away.
+			lost := h.Lost != nil && h.Lost()
+			if missing || r.missing.Swap(false) || lost {
 				if err := r.resync(ctx, conn, h.Devices); err != nil {
 					return true, err
 				}
-				r.log.Info("presence re-recorded after a failed write")
+				why := "a failed write"
+				if !lost {
+					why = "this replica was forgotten"
+				}
+				r.log.Info("presence re-recorded", "after", why)
 			}
 			next = time.Now().Add(r.heartbeat)
 		default:
@@ -318,39 +330,56 @@ func (r *Relay) dispatch(payload string, h cluster.Handler) {
 // alive says over the pool that this replica is running, its listening
 // connection up or not: its presence rows are not forgotten while it is.
 // A replica whose listening connection never came up gets its row here,
-// with no heartbeat. A failure is logged; the next beat tries again.
-func (r *Relay) alive(ctx context.Context) {
+// with no heartbeat. A row found missing after the first means this
+// replica was forgotten, its presence rows with it: the listening
+// connection records them again at its next heartbeat. A failure is
+// logged; the next beat tries again.
+func (r *Relay) alive(ctx context.Context, first bool) {
 	ctx, cancel := context.WithTimeout(ctx, r.heartbeat)
 	defer cancel()
-	_, err := r.pool.pool.Exec(ctx, `INSERT INTO cluster_replicas (replica_id, started_at, heartbeat_at, forget_at)
+	var inserted bool
+	err := r.pool.pool.QueryRow(ctx, `INSERT INTO cluster_replicas (replica_id, started_at, heartbeat_at, forget_at)
 		VALUES ($1, now(), '-infinity', now() + make_interval(secs => $2))
-		ON CONFLICT (replica_id) DO UPDATE SET forget_at = excluded.forget_at`, r.id, forgetReplicaAfter.Seconds())
-	if err != nil && ctx.Err() == nil {
+		ON CONFLICT (replica_id) DO UPDATE SET forget_at = excluded.forget_at
+		RETURNING xmax = 0`, r.id, forgetReplicaAfter.Seconds()).Scan(&inserted)
+	switch {
+	case err != nil && ctx.Err() == nil:
 		r.log.Warn("replica liveness not recorded", "err", err)
+	case err == nil && inserted && !first:
+		r.missing.Store(true)
 	}
 }
 
 // beat refreshes this replica's heartbeat and forgets replicas long
-// silent: their rows, and rows of no known replica written long ago.
-func (r *Relay) beat(ctx context.Context, conn *pgx.Conn) error {
+// silent: their rows, and rows of no known replica written long ago, in
+// one transaction (one now(), so no replica's rows outlive its own).
+// missing says this replica's row was not there: it was forgotten, and
+// its presence rows are gone.
+func (r *Relay) beat(ctx context.Context, conn *pgx.Conn) (missing bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, r.heartbeat)
 	defer cancel()
 	forget := forgetReplicaAfter.Seconds()
-	if _, err := conn.Exec(ctx, `INSERT INTO cluster_replicas (replica_id, started_at, heartbeat_at, forget_at)
-		VALUES ($1, now(), now(), now() + make_interval(secs => $2))
-		ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = now(), forget_at = excluded.forget_at`, r.id, forget); err != nil {
-		return fmt.Errorf("heartbeat: %w", err)
-	}
-	if _, err := conn.Exec(ctx, `DELETE FROM cluster_presence p WHERE CASE
-		WHEN EXISTS (SELECT 1 FROM cluster_replicas c WHERE c.replica_id = p.replica_id)
-		THEN EXISTS (SELECT 1 FROM cluster_replicas c WHERE c.replica_id = p.replica_id AND c.forget_at < now())
-		ELSE p.since < now() - make_interval(secs => $1) END`, forget); err != nil {
-		return fmt.Errorf("forgetting dead replicas: %w", err)
-	}
-	if _, err := conn.Exec(ctx, `DELETE FROM cluster_replicas WHERE forget_at < now()`); err != nil {
-		return fmt.Errorf("forgetting dead replicas: %w", err)
-	}
-	return nil
+	err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `INSERT INTO cluster_replicas (replica_id, started_at, heartbeat_at, forget_at)
+			VALUES ($1, now(), now(), now() + make_interval(secs => $2))
+			ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = now(), forget_at = excluded.forget_at
+			RETURNING xmax = 0`, r.id, forget).Scan(&missing); err != nil {
+			return fmt.Errorf("heartbeat: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM cluster_presence p USING cluster_replicas c
+			WHERE c.replica_id = p.replica_id AND c.forget_at < now()`); err != nil {
+			return fmt.Errorf("forgetting dead replicas: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM cluster_presence p WHERE p.since < now() - make_interval(secs => $1)
+			AND NOT EXISTS (SELECT 1 FROM cluster_replicas c WHERE c.replica_id = p.replica_id)`, forget); err != nil {
+			return fmt.Errorf("forgetting dead replicas: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM cluster_replicas WHERE forget_at < now()`); err != nil {
+			return fmt.Errorf("forgetting dead replicas: %w", err)
+		}
+		return nil
+	})
+	return missing, err
 }
 
 // resync replaces this replica's presence rows with the streams it holds:

@@ -523,3 +523,62 @@ func TestRelayResyncRaces(t *testing.T) {
 		t.Error("a stream that ended during the resync is recorded")
 	}
 }
+
+// A replica forgotten while it runs (its row and presence rows deleted:
+// the database's clock jumped an hour, or someone cleaned the tables)
+// records its streams again at its next heartbeat.
+func TestRelayForgottenWhileRunning(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	sa, sb := open(t, dsn), open(t, dsn)
+	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
+	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
+	ha := newHeard()
+	ha.devices["dev-1"] = "s1"
+	runRelay(t, a, ha.handler())
+	eventually(t, "b sees dev-1 on a", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
+
+	ctx := t.Context()
+	admin := connect(t, ctx, dsn)
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, `BEGIN; DELETE FROM cluster_presence WHERE replica_id = 'a'; DELETE FROM cluster_replicas WHERE replica_id = 'a'; COMMIT`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "dev-1 recorded again", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
+}
+
+// A beat forgets a replica and its rows together: none of its presence
+// rows outlives its own row, where it would count for an hour as a
+// replica never heard from.
+func TestRelayForgetsRowsWithTheirReplica(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	sb := open(t, dsn)
+	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
+	ctx := t.Context()
+	admin := connect(t, ctx, dsn)
+	defer admin.Close(context.Background())
+	// Stopped replicas due to be forgotten one after another, over the
+	// beats to come, each with many rows.
+	if _, err := admin.Exec(ctx, `INSERT INTO cluster_replicas (replica_id, started_at, heartbeat_at, forget_at)
+		SELECT 'gone-' || i, now(), '-infinity', clock_timestamp() + i * interval '10 milliseconds' FROM generate_series(1, 100) i`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, `INSERT INTO cluster_presence (device_id, replica_id, session, since)
+		SELECT 'dev-' || d, 'gone-' || i, 's', now() FROM generate_series(1, 100) i, generate_series(1, 2000) d`); err != nil {
+		t.Fatal(err)
+	}
+	runRelay(t, b, newHeard().handler())
+	eventually(t, "every stopped replica forgotten", 10*time.Second, func() bool {
+		var n int
+		if err := admin.QueryRow(ctx, `SELECT count(*) FROM cluster_replicas WHERE replica_id LIKE 'gone-%'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 0
+	})
+	var orphans int
+	if err := admin.QueryRow(ctx, `SELECT count(*) FROM cluster_presence WHERE replica_id LIKE 'gone-%'`).Scan(&orphans); err != nil {
+		t.Fatal(err)
+	}
+	if orphans != 0 {
+		t.Errorf("%d presence rows outlived their replica", orphans)
+	}
+}
