@@ -108,8 +108,18 @@ func TestRelaySignalsAndPresence(t *testing.T) {
 		t.Error("b sees a device nobody streams")
 	}
 
-	// 2. Signals reach the other replica only.
+	// 2. Signals reach the other replica only, once it listens: a
+	// heartbeat is written after the LISTEN.
 	ctx := t.Context()
+	admin := connect(t, ctx, dsn)
+	defer admin.Close(context.Background())
+	eventually(t, "both replicas listening", 5*time.Second, func() bool {
+		var n int
+		if err := admin.QueryRow(ctx, `SELECT count(*) FROM cluster_replicas WHERE heartbeat_at > '-infinity'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 2
+	})
 	want := cluster.Check{DeviceID: "dev-1", Nonce: []byte{1, 2, 3}, ExpiresAt: time.Now().Add(time.Minute).Truncate(time.Millisecond)}
 	if err := b.PublishCheck(ctx, want); err != nil {
 		t.Fatal(err)
@@ -289,17 +299,30 @@ func TestRelayListeningNeverUp(t *testing.T) {
 	})
 }
 
+// aHolding runs replica a, holding dev-1's stream (edit, if set, changes
+// its handler), beside replica b, which is not running, on a new database,
+// and waits until b sees dev-1 on a.
+func aHolding(t *testing.T, edit func(*cluster.Handler)) (dsn string, b *postgres.Relay, ha *heard) {
+	t.Helper()
+	dsn = testpg.NewDatabase(t)
+	sa, sb := open(t, dsn), open(t, dsn)
+	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
+	b = sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
+	ha = newHeard()
+	ha.devices["dev-1"] = "s1"
+	hd := ha.handler()
+	if edit != nil {
+		edit(&hd)
+	}
+	runRelay(t, a, hd)
+	eventually(t, "b sees dev-1 on a", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
+	return dsn, b, ha
+}
+
 // The listening connection is cut (as when PostgreSQL restarts): the relay
 // reconnects by itself, records its streams again and hears signals again.
 func TestRelayReconnects(t *testing.T) {
-	dsn := testpg.NewDatabase(t)
-	sa, sb := open(t, dsn), open(t, dsn)
-	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
-	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
-	ha := newHeard()
-	ha.devices["dev-1"] = "s1"
-	runRelay(t, a, ha.handler())
-	eventually(t, "b sees dev-1 on a", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
+	dsn, b, ha := aHolding(t, nil)
 
 	ctx := t.Context()
 	admin := connect(t, ctx, dsn)
@@ -464,17 +487,8 @@ func TestHubReenrollmentEndsStreamOnOtherReplica(t *testing.T) {
 // failed write leaves it) is recorded again at the next heartbeat once
 // the hub says one was lost, without waiting for a reconnect.
 func TestRelayRecordsLostPresenceAgain(t *testing.T) {
-	dsn := testpg.NewDatabase(t)
-	sa, sb := open(t, dsn), open(t, dsn)
-	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
-	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
-	ha := newHeard()
-	ha.devices["dev-1"] = "s1"
 	var lost atomic.Bool
-	hd := ha.handler()
-	hd.Lost = func() bool { return lost.Swap(false) }
-	runRelay(t, a, hd)
-	eventually(t, "b sees dev-1 on a", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
+	dsn, b, _ := aHolding(t, func(h *cluster.Handler) { h.Lost = func() bool { return lost.Swap(false) } })
 
 	ctx := t.Context()
 	admin := connect(t, ctx, dsn)
@@ -528,14 +542,7 @@ func TestRelayResyncRaces(t *testing.T) {
 // the database's clock jumped an hour, or someone cleaned the tables)
 // records its streams again at its next heartbeat.
 func TestRelayForgottenWhileRunning(t *testing.T) {
-	dsn := testpg.NewDatabase(t)
-	sa, sb := open(t, dsn), open(t, dsn)
-	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
-	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
-	ha := newHeard()
-	ha.devices["dev-1"] = "s1"
-	runRelay(t, a, ha.handler())
-	eventually(t, "b sees dev-1 on a", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
+	dsn, b, _ := aHolding(t, nil)
 
 	ctx := t.Context()
 	admin := connect(t, ctx, dsn)
