@@ -193,9 +193,9 @@ func (r *Relay) Run(ctx context.Context, h cluster.Handler) error {
 	// retired once that has stopped.
 	aliveCtx, stopAlive := context.WithCancel(ctx)
 	alive := make(chan struct{})
-	r.alive(aliveCtx, true)
 	go func() {
 		defer close(alive)
+		r.alive(aliveCtx, true)
 		t := time.NewTicker(r.heartbeat)
 		defer t.Stop()
 		for {
