@@ -544,7 +544,8 @@ func (h *Hub) Run(ctx context.Context) error {
 			}
 			return out
 		},
-		Lost: func() bool { return h.lost.Swap(false) },
+		Lost:    func() bool { return h.lost.Swap(false) },
+		Streams: h.Count,
 	})
 }
 

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -66,9 +66,9 @@ type Relay struct {
 	heartbeat time.Duration
 	stale     time.Duration
 	log       *slog.Logger
-	// missing is set when the pool's liveness beat found this replica's
-	// row gone (alive).
-	missing atomic.Bool
+	// resyncing lets one resync run at a time: the listening connection's
+	// and keep's.
+	resyncing sync.Mutex
 }
 
 var _ cluster.Relay = (*Relay)(nil)
@@ -189,27 +189,17 @@ func (r *Relay) Elsewhere(ctx context.Context, deviceID string) (bool, error) {
 // stopped, so the others stop routing checks to it at once, and forgotten
 // a little later (retire).
 func (r *Relay) Run(ctx context.Context, h cluster.Handler) error {
-	// Alive over the pool, whatever becomes of the listening connection;
-	// retired once that has stopped.
-	aliveCtx, stopAlive := context.WithCancel(ctx)
-	alive := make(chan struct{})
+	// Alive over the pool, whatever becomes of the listening connection,
+	// and keeping this replica's records; retired once that has stopped.
+	keepCtx, stopKeeping := context.WithCancel(ctx)
+	kept := make(chan struct{})
 	go func() {
-		defer close(alive)
-		r.alive(aliveCtx, true)
-		t := time.NewTicker(r.heartbeat)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				r.alive(aliveCtx, false)
-			case <-aliveCtx.Done():
-				return
-			}
-		}
+		defer close(kept)
+		r.keep(keepCtx, h)
 	}()
 	defer func() {
-		stopAlive()
-		<-alive
+		stopKeeping()
+		<-kept
 		r.retire()
 	}()
 	wait := minBackoff
@@ -249,7 +239,7 @@ func (r *Relay) listen(ctx context.Context, h cluster.Handler, reconnect bool) (
 		return false, fmt.Errorf("listening: %w", err)
 	}
 	// 2. Alive, and holding exactly the streams this process holds.
-	if _, err := r.beat(ctx, conn); err != nil {
+	if err := r.beat(ctx, conn); err != nil {
 		return false, err
 	}
 	if err := r.resync(ctx, conn, h.Devices); err != nil {
@@ -274,24 +264,8 @@ func (r *Relay) listen(ctx context.Context, h cluster.Handler, reconnect bool) (
 		case ctx.Err() != nil:
 			return true, ctx.Err()
 		case errors.Is(err, context.DeadlineExceeded):
-			missing, err := r.beat(ctx, conn)
-			if err != nil {
+			if err := r.beat(ctx, conn); err != nil {
 				return true, err
-			}
-			// A Join or Leave that failed, or this replica's rows deleted
-			// as a forgotten replica's (its row was missing: the
-			// database's clock jumped, or someone cleaned up), are caught
-			// up now, not at the next reconnect, which may be days away.
-			lost := h.Lost != nil && h.Lost()
-			if missing || r.missing.Swap(false) || lost {
-				if err := r.resync(ctx, conn, h.Devices); err != nil {
-					return true, err
-				}
-				why := "a failed write"
-				if !lost {
-					why = "this replica was forgotten"
-				}
-				r.log.Info("presence re-recorded", "after", why)
 			}
 			next = time.Now().Add(r.heartbeat)
 		default:
@@ -327,59 +301,128 @@ func (r *Relay) dispatch(payload string, h cluster.Handler) {
 	}
 }
 
-// alive says over the pool that this replica is running, its listening
-// connection up or not: its presence rows are not forgotten while it is.
-// A replica whose listening connection never came up gets its row here,
-// with no heartbeat. A row found missing after the first means this
-// replica was forgotten, its presence rows with it: the listening
-// connection records them again at its next heartbeat. A failure is
-// logged; the next beat tries again.
-func (r *Relay) alive(ctx context.Context, first bool) {
-	ctx, cancel := context.WithTimeout(ctx, r.heartbeat)
-	defer cancel()
-	var inserted bool
-	err := r.pool.pool.QueryRow(ctx, `INSERT INTO cluster_replicas (replica_id, started_at, heartbeat_at, forget_at)
-		VALUES ($1, now(), '-infinity', now() + make_interval(secs => $2))
-		ON CONFLICT (replica_id) DO UPDATE SET forget_at = excluded.forget_at
-		RETURNING xmax = 0`, r.id, forgetReplicaAfter.Seconds()).Scan(&inserted)
-	switch {
-	case err != nil && ctx.Err() == nil:
-		r.log.Warn("replica liveness not recorded", "err", err)
-	case err == nil && inserted && !first:
-		r.missing.Store(true)
+// keep runs beside the listening connection, over the pool, every
+// heartbeat until ctx ends: it says this replica is alive, whatever
+// becomes of the listening connection (its presence rows are not forgotten
+// while it is; a replica whose listening connection never came up gets its
+// row here, with no heartbeat), and it checks this replica's records
+// against the streams it holds. It records every stream again when a
+// record failed to be written (h.Lost), when this replica's row was
+// missing (it was forgotten, its rows with it: the database's clock
+// jumped, or someone cleaned the tables), or when fewer streams are
+// recorded than it holds at two checks running (rows deleted by another
+// replica's beat or by hand; a Join in flight explains one check, not
+// two).
+func (r *Relay) keep(ctx context.Context, h cluster.Handler) {
+	streams := h.Streams
+	if streams == nil {
+		streams = func() int {
+			if h.Devices == nil {
+				return 0
+			}
+			return len(h.Devices())
+		}
+	}
+	short, owed := false, "" // owed: why a resync that failed is still due
+	t := time.NewTicker(r.heartbeat)
+	defer t.Stop()
+	for first := true; ; first = false {
+		missing, recorded, err := r.alive(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("replica liveness not recorded", "err", err)
+			}
+		} else {
+			held := streams()
+			switch {
+			case h.Lost != nil && h.Lost():
+				owed = "a failed write"
+			case missing && !first:
+				owed = "this replica was forgotten"
+			case recorded < held && short:
+				owed = "records missing"
+			}
+			short = recorded < held
+			if owed != "" {
+				if err := r.resyncPool(ctx, h.Devices); err != nil {
+					if ctx.Err() == nil {
+						r.log.Warn("presence not re-recorded; tried again at the next heartbeat", "after", owed, "err", err)
+					}
+				} else {
+					r.log.Info("presence re-recorded", "after", owed)
+					short, owed = false, ""
+				}
+			}
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 
-// beat refreshes this replica's heartbeat and forgets replicas long
-// silent: their rows, and rows of no known replica written long ago, in
-// one transaction (one now(), so no replica's rows outlive its own).
-// missing says this replica's row was not there: it was forgotten, and
-// its presence rows are gone.
-func (r *Relay) beat(ctx context.Context, conn *pgx.Conn) (missing bool, err error) {
+// alive refreshes this replica's row over the pool: missing says it was
+// not there, recorded how many presence rows it has.
+func (r *Relay) alive(ctx context.Context) (missing bool, recorded int, err error) {
+	ctx, cancel := context.WithTimeout(ctx, r.heartbeat)
+	defer cancel()
+	err = r.pool.pool.QueryRow(ctx, `WITH up AS (
+			INSERT INTO cluster_replicas (replica_id, started_at, heartbeat_at, forget_at)
+			VALUES ($1, now(), '-infinity', now() + make_interval(secs => $2))
+			ON CONFLICT (replica_id) DO UPDATE SET forget_at = excluded.forget_at
+			RETURNING xmax = 0 AS inserted)
+		SELECT (SELECT inserted FROM up), (SELECT count(*) FROM cluster_presence WHERE replica_id = $1)`,
+		r.id, forgetReplicaAfter.Seconds()).Scan(&missing, &recorded)
+	return missing, recorded, err
+}
+
+// beat refreshes this replica's heartbeat, then forgets replicas long
+// silent. A replica's row and its presence rows go in one statement, and
+// the row's lock orders that against the replica's own refresh: either the
+// refresh comes first and nothing of it is deleted, or it waits, finds its
+// row missing and records its streams again. Rows of no known replica go
+// once written long ago. The forgetting waits for no lock long (another
+// session's, on a presence row): it is tried again at the next beat, and
+// never holds the heartbeat back.
+func (r *Relay) beat(ctx context.Context, conn *pgx.Conn) error {
 	ctx, cancel := context.WithTimeout(ctx, r.heartbeat)
 	defer cancel()
 	forget := forgetReplicaAfter.Seconds()
-	err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `INSERT INTO cluster_replicas (replica_id, started_at, heartbeat_at, forget_at)
-			VALUES ($1, now(), now(), now() + make_interval(secs => $2))
-			ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = now(), forget_at = excluded.forget_at
-			RETURNING xmax = 0`, r.id, forget).Scan(&missing); err != nil {
-			return fmt.Errorf("heartbeat: %w", err)
+	if _, err := conn.Exec(ctx, `INSERT INTO cluster_replicas (replica_id, started_at, heartbeat_at, forget_at)
+		VALUES ($1, now(), now(), now() + make_interval(secs => $2))
+		ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = now(), forget_at = excluded.forget_at`, r.id, forget); err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	err := pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '1s'`); err != nil {
+			return err
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM cluster_presence p USING cluster_replicas c
-			WHERE c.replica_id = p.replica_id AND c.forget_at < now()`); err != nil {
-			return fmt.Errorf("forgetting dead replicas: %w", err)
+		if _, err := tx.Exec(ctx, `WITH gone AS (DELETE FROM cluster_replicas WHERE forget_at < now() RETURNING replica_id)
+			DELETE FROM cluster_presence p USING gone WHERE p.replica_id = gone.replica_id`); err != nil {
+			return err
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM cluster_presence p WHERE p.since < now() - make_interval(secs => $1)
-			AND NOT EXISTS (SELECT 1 FROM cluster_replicas c WHERE c.replica_id = p.replica_id)`, forget); err != nil {
-			return fmt.Errorf("forgetting dead replicas: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM cluster_replicas WHERE forget_at < now()`); err != nil {
-			return fmt.Errorf("forgetting dead replicas: %w", err)
-		}
-		return nil
+		_, err := tx.Exec(ctx, `DELETE FROM cluster_presence p WHERE p.since < now() - make_interval(secs => $1)
+			AND NOT EXISTS (SELECT 1 FROM cluster_replicas c WHERE c.replica_id = p.replica_id)`, forget)
+		return err
 	})
-	return missing, err
+	if err != nil {
+		r.log.Warn("forgetting dead replicas failed; tried again at the next beat", "err", err)
+	}
+	return nil
+}
+
+// resyncPool is resync over a connection of the pool: the listening one
+// may be down.
+func (r *Relay) resyncPool(ctx context.Context, devices func() map[string]string) error {
+	ctx, cancel := context.WithTimeout(ctx, r.heartbeat)
+	defer cancel()
+	c, err := r.pool.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("re-recording presence: %w", err)
+	}
+	defer c.Release()
+	return r.resync(ctx, c.Conn(), devices)
 }
 
 // resync replaces this replica's presence rows with the streams it holds:
@@ -392,6 +435,8 @@ func (r *Relay) beat(ctx context.Context, conn *pgx.Conn) (missing bool, err err
 // snapshot that has ended by the time the rows are written is removed
 // again afterwards: its Leave may have run before the rows were written.
 func (r *Relay) resync(ctx context.Context, conn *pgx.Conn, devices func() map[string]string) error {
+	r.resyncing.Lock()
+	defer r.resyncing.Unlock()
 	var t time.Time
 	if err := conn.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&t); err != nil {
 		return fmt.Errorf("re-recording presence: %w", err)

@@ -488,7 +488,10 @@ func TestHubReenrollmentEndsStreamOnOtherReplica(t *testing.T) {
 // the hub says one was lost, without waiting for a reconnect.
 func TestRelayRecordsLostPresenceAgain(t *testing.T) {
 	var lost atomic.Bool
-	dsn, b, _ := aHolding(t, func(h *cluster.Handler) { h.Lost = func() bool { return lost.Swap(false) } })
+	dsn, b, _ := aHolding(t, func(h *cluster.Handler) {
+		h.Lost = func() bool { return lost.Swap(false) }
+		h.Streams = func() int { return 0 } // the count check below is another test's
+	})
 
 	ctx := t.Context()
 	admin := connect(t, ctx, dsn)
@@ -585,4 +588,87 @@ func TestRelayForgetsRowsWithTheirReplica(t *testing.T) {
 	if orphans != 0 {
 		t.Errorf("%d presence rows outlived their replica", orphans)
 	}
+}
+
+// Records deleted behind a replica's back (another replica's beat racing
+// its refresh, or a hand-run TRUNCATE) while its own row stays are found
+// by counting them against the streams it holds, and written again.
+func TestRelayRecordsMissingRowsAgain(t *testing.T) {
+	dsn, b, _ := aHolding(t, nil)
+	ctx := t.Context()
+	admin := connect(t, ctx, dsn)
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, `TRUNCATE cluster_presence`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "dev-1 recorded again", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
+}
+
+// A replica whose listening connection is down, forgotten meanwhile,
+// records its streams again over its pool.
+func TestRelayForgottenWhileNotListening(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	sa, sb := open(t, dsn), open(t, dsn)
+	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
+	postgres.RefuseListening(t, a)
+	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
+	ha := newHeard()
+	ha.devices["dev-1"] = "s1"
+	runRelay(t, a, ha.handler())
+	ctx := t.Context()
+	// Never listening, a has recorded nothing yet: its one stream is
+	// recorded by the count check.
+	eventually(t, "b reads dev-1 as cannot tell", 5*time.Second, func() bool { return stale(t, b, "dev-1") })
+	admin := connect(t, ctx, dsn)
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, `BEGIN; DELETE FROM cluster_presence WHERE replica_id = 'a'; DELETE FROM cluster_replicas WHERE replica_id = 'a'; COMMIT`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "dev-1 recorded again", 5*time.Second, func() bool { return stale(t, b, "dev-1") })
+}
+
+// A lock held on a forgotten replica's rows (an operator's open
+// transaction) holds back the forgetting, not the heartbeat: the replica
+// stays one to route live checks to.
+func TestRelayHeartbeatNotHeldByLocks(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	sb := open(t, dsn) // migrated
+	ctx := t.Context()
+	admin := connect(t, ctx, dsn)
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, `INSERT INTO cluster_replicas (replica_id, started_at, heartbeat_at, forget_at) VALUES ('gone', now(), '-infinity', now());
+		INSERT INTO cluster_presence (device_id, replica_id, session, since) VALUES ('dev-9', 'gone', 's', now())`); err != nil {
+		t.Fatal(err)
+	}
+	locker := connect(t, ctx, dsn)
+	defer locker.Close(context.Background())
+	if _, err := locker.Exec(ctx, `BEGIN; SELECT * FROM cluster_presence WHERE replica_id = 'gone' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
+	runRelay(t, b, newHeard().handler())
+	age := func() time.Duration {
+		var d time.Duration
+		if err := admin.QueryRow(ctx, `SELECT extract(epoch FROM now() - heartbeat_at)::float8 * interval '1 second' FROM cluster_replicas WHERE replica_id = 'b'`).Scan(&d); err != nil {
+			return time.Hour
+		}
+		return d
+	}
+	eventually(t, "b's first heartbeat", 5*time.Second, func() bool { return age() < time.Second })
+	for range 10 {
+		time.Sleep(beat)
+		if a := age(); a > 3*beat+time.Second {
+			t.Fatalf("b's heartbeat %v old while a lock held its forgetting", a)
+		}
+	}
+	if _, err := locker.Exec(ctx, `ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "gone forgotten once the lock is released", 5*time.Second, func() bool {
+		var n int
+		if err := admin.QueryRow(ctx, `SELECT count(*) FROM cluster_presence WHERE replica_id = 'gone'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 0
+	})
 }
