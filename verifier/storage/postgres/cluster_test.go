@@ -544,13 +544,20 @@ func TestRelayResyncRaces(t *testing.T) {
 func TestRelayForgottenWhileRunning(t *testing.T) {
 	dsn, b, _ := aHolding(t, nil)
 
+	forgetA(t, dsn)
+	eventually(t, "dev-1 recorded again", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
+}
+
+// forgetA deletes replica a's row and its presence rows, as another
+// replica's beat forgets a replica.
+func forgetA(t *testing.T, dsn string) {
+	t.Helper()
 	ctx := t.Context()
 	admin := connect(t, ctx, dsn)
 	defer admin.Close(context.Background())
 	if _, err := admin.Exec(ctx, `BEGIN; DELETE FROM cluster_presence WHERE replica_id = 'a'; DELETE FROM cluster_replicas WHERE replica_id = 'a'; COMMIT`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "dev-1 recorded again", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
 }
 
 // A beat forgets a replica and its rows together: none of its presence
@@ -615,15 +622,10 @@ func TestRelayForgottenWhileNotListening(t *testing.T) {
 	ha := newHeard()
 	ha.devices["dev-1"] = "s1"
 	runRelay(t, a, ha.handler())
-	ctx := t.Context()
 	// Never listening, a has recorded nothing yet: its one stream is
 	// recorded by the count check.
 	eventually(t, "b reads dev-1 as cannot tell", 5*time.Second, func() bool { return stale(t, b, "dev-1") })
-	admin := connect(t, ctx, dsn)
-	defer admin.Close(context.Background())
-	if _, err := admin.Exec(ctx, `BEGIN; DELETE FROM cluster_presence WHERE replica_id = 'a'; DELETE FROM cluster_replicas WHERE replica_id = 'a'; COMMIT`); err != nil {
-		t.Fatal(err)
-	}
+	forgetA(t, dsn)
 	eventually(t, "dev-1 recorded again", 5*time.Second, func() bool { return stale(t, b, "dev-1") })
 }
 
