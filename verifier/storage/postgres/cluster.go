@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -69,6 +70,12 @@ type Relay struct {
 	// resyncing lets one resync run at a time: the listening connection's
 	// and keep's.
 	resyncing sync.Mutex
+	// owed is nonzero while every stream is to be recorded again (a record
+	// failed, this replica was forgotten, records are missing): whichever
+	// of the listening connection and the pool works first does it. Each
+	// reason stores a new value (from owes), so that a resync which began
+	// before it does not clear it.
+	owed, owes atomic.Uint64
 }
 
 var _ cluster.Relay = (*Relay)(nil)
@@ -239,10 +246,11 @@ func (r *Relay) listen(ctx context.Context, h cluster.Handler, reconnect bool) (
 		return false, fmt.Errorf("listening: %w", err)
 	}
 	// 2. Alive, and holding exactly the streams this process holds.
-	if err := r.beat(ctx, conn); err != nil {
+	if _, err := r.beat(ctx, conn); err != nil {
 		return false, err
 	}
-	if err := r.resync(ctx, conn, h.Devices); err != nil {
+	r.owe()
+	if _, err := r.settle(ctx, conn, h.Devices); err != nil {
 		return false, err
 	}
 	if reconnect {
@@ -264,8 +272,20 @@ func (r *Relay) listen(ctx context.Context, h cluster.Handler, reconnect bool) (
 		case ctx.Err() != nil:
 			return true, ctx.Err()
 		case errors.Is(err, context.DeadlineExceeded):
-			if err := r.beat(ctx, conn); err != nil {
+			missing, err := r.beat(ctx, conn)
+			if err != nil {
 				return true, err
+			}
+			if missing {
+				r.log.Warn("this replica was forgotten while running; recording its streams again")
+				r.owe()
+			}
+			// What keep found owed, when the pool could not settle it: this
+			// connection's heartbeat is what makes the records count.
+			if did, err := r.settle(ctx, conn, h.Devices); err != nil {
+				return true, err
+			} else if did {
+				r.log.Info("presence re-recorded")
 			}
 			next = time.Now().Add(r.heartbeat)
 		default:
@@ -323,10 +343,14 @@ func (r *Relay) keep(ctx context.Context, h cluster.Handler) {
 			return len(h.Devices())
 		}
 	}
-	short, owed := false, "" // owed: why a resync that failed is still due
+	short := false
 	t := time.NewTicker(r.heartbeat)
 	defer t.Stop()
 	for first := true; ; first = false {
+		why := ""
+		if h.Lost != nil && h.Lost() {
+			why = "a failed write"
+		}
 		missing, recorded, err := r.alive(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -335,23 +359,26 @@ func (r *Relay) keep(ctx context.Context, h cluster.Handler) {
 		} else {
 			held := streams()
 			switch {
-			case h.Lost != nil && h.Lost():
-				owed = "a failed write"
+			case why != "":
 			case missing && !first:
-				owed = "this replica was forgotten"
+				why = "this replica was forgotten"
 			case recorded < held && short:
-				owed = "records missing"
+				why = "records missing"
 			}
 			short = recorded < held
-			if owed != "" {
-				if err := r.resyncPool(ctx, h.Devices); err != nil {
-					if ctx.Err() == nil {
-						r.log.Warn("presence not re-recorded; tried again at the next heartbeat", "after", owed, "err", err)
-					}
-				} else {
-					r.log.Info("presence re-recorded", "after", owed)
-					short, owed = false, ""
+		}
+		if why != "" {
+			r.log.Warn("recording every stream again", "after", why)
+			r.owe()
+		}
+		if r.owed.Load() != 0 {
+			if err := r.settlePool(ctx, h.Devices); err != nil {
+				if ctx.Err() == nil {
+					r.log.Warn("presence not re-recorded over the pool; tried again at the next heartbeat", "err", err)
 				}
+			} else {
+				r.log.Info("presence re-recorded")
+				short = false
 			}
 		}
 		select {
@@ -360,6 +387,23 @@ func (r *Relay) keep(ctx context.Context, h cluster.Handler) {
 			return
 		}
 	}
+}
+
+// owe marks a resync as due.
+func (r *Relay) owe() { r.owed.Store(r.owes.Add(1)) }
+
+// settle records every stream again over conn if that is owed, and clears
+// what it covered; did says whether it ran.
+func (r *Relay) settle(ctx context.Context, conn *pgx.Conn, devices func() map[string]string) (did bool, err error) {
+	seq := r.owed.Load()
+	if seq == 0 {
+		return false, nil
+	}
+	if err := r.resync(ctx, conn, devices); err != nil {
+		return true, err
+	}
+	r.owed.CompareAndSwap(seq, 0)
+	return true, nil
 }
 
 // alive refreshes this replica's row over the pool: missing says it was
@@ -378,23 +422,25 @@ func (r *Relay) alive(ctx context.Context) (missing bool, recorded int, err erro
 }
 
 // beat refreshes this replica's heartbeat, then forgets replicas long
-// silent. A replica's row and its presence rows go in one statement, and
-// the row's lock orders that against the replica's own refresh: either the
-// refresh comes first and nothing of it is deleted, or it waits, finds its
-// row missing and records its streams again. Rows of no known replica go
-// once written long ago. The forgetting waits for no lock long (another
-// session's, on a presence row): it is tried again at the next beat, and
-// never holds the heartbeat back.
-func (r *Relay) beat(ctx context.Context, conn *pgx.Conn) error {
+// silent. missing says this replica's row was not there: it was forgotten,
+// its presence rows with it. A replica's row and its presence rows go in
+// one statement, and the row's lock orders that against the replica's own
+// refresh: either the refresh comes first and nothing of it is deleted, or
+// it waits, finds its row missing and records its streams again. Rows of
+// no known replica go once written long ago. The forgetting waits for no
+// lock long (another session's, on a presence row): it is tried again at
+// the next beat, and never holds the heartbeat back.
+func (r *Relay) beat(ctx context.Context, conn *pgx.Conn) (missing bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, r.heartbeat)
 	defer cancel()
 	forget := forgetReplicaAfter.Seconds()
-	if _, err := conn.Exec(ctx, `INSERT INTO cluster_replicas (replica_id, started_at, heartbeat_at, forget_at)
+	if err := conn.QueryRow(ctx, `INSERT INTO cluster_replicas (replica_id, started_at, heartbeat_at, forget_at)
 		VALUES ($1, now(), now(), now() + make_interval(secs => $2))
-		ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = now(), forget_at = excluded.forget_at`, r.id, forget); err != nil {
-		return fmt.Errorf("heartbeat: %w", err)
+		ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = now(), forget_at = excluded.forget_at
+		RETURNING xmax = 0`, r.id, forget).Scan(&missing); err != nil {
+		return false, fmt.Errorf("heartbeat: %w", err)
 	}
-	err := pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{}, func(tx pgx.Tx) error {
+	err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '1s'`); err != nil {
 			return err
 		}
@@ -409,12 +455,12 @@ func (r *Relay) beat(ctx context.Context, conn *pgx.Conn) error {
 	if err != nil {
 		r.log.Warn("forgetting dead replicas failed; tried again at the next beat", "err", err)
 	}
-	return nil
+	return missing, nil
 }
 
-// resyncPool is resync over a connection of the pool: the listening one
+// settlePool is settle over a connection of the pool: the listening one
 // may be down.
-func (r *Relay) resyncPool(ctx context.Context, devices func() map[string]string) error {
+func (r *Relay) settlePool(ctx context.Context, devices func() map[string]string) error {
 	ctx, cancel := context.WithTimeout(ctx, r.heartbeat)
 	defer cancel()
 	c, err := r.pool.pool.Acquire(ctx)
@@ -422,7 +468,8 @@ func (r *Relay) resyncPool(ctx context.Context, devices func() map[string]string
 		return fmt.Errorf("re-recording presence: %w", err)
 	}
 	defer c.Release()
-	return r.resync(ctx, c.Conn(), devices)
+	_, err = r.settle(ctx, c.Conn(), devices)
+	return err
 }
 
 // resync replaces this replica's presence rows with the streams it holds:

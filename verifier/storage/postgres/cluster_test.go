@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -673,4 +674,38 @@ func TestRelayHeartbeatNotHeldByLocks(t *testing.T) {
 		}
 		return n == 0
 	})
+}
+
+// A stream whose record failed while the pool can serve no one (every
+// connection busy) is recorded again over the listening connection, whose
+// heartbeat is what makes the records count.
+func TestRelayRecordsAgainWithoutThePool(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("pool_max_conns", "2")
+	u.RawQuery = q.Encode()
+	sa, sb := open(t, u.String()), open(t, dsn)
+	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
+	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
+	ha := newHeard()
+	ha.devices["dev-1"] = "s1"
+	var lost atomic.Bool
+	hd := ha.handler()
+	hd.Lost = func() bool { return lost.Swap(false) }
+	runRelay(t, a, hd)
+	eventually(t, "b sees dev-1 on a", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
+
+	postgres.HoldPool(t, sa)
+	ctx := t.Context()
+	admin := connect(t, ctx, dsn)
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, `DELETE FROM cluster_presence WHERE replica_id = 'a'`); err != nil {
+		t.Fatal(err)
+	}
+	lost.Store(true) // the Join that failed
+	eventually(t, "dev-1 recorded again", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
 }

@@ -17,3 +17,16 @@ func RefuseListening(t *testing.T, r *Relay) {
 	ln.Close()
 	r.cc.Host, r.cc.Port = "127.0.0.1", uint16(port)
 }
+
+// HoldPool takes every connection of s's pool until the test ends, as a
+// pool that every caller has exhausted.
+func HoldPool(t *testing.T, s *Store) {
+	t.Helper()
+	for range s.pool.Config().MaxConns {
+		c, err := s.pool.Acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Release)
+	}
+}
