@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,9 +66,9 @@ type Relay struct {
 	heartbeat time.Duration
 	stale     time.Duration
 	log       *slog.Logger
-	// resyncing lets one resync run at a time: the listening connection's
-	// and keep's.
-	resyncing sync.Mutex
+	// resyncing lets one resync run at a time, the listening connection's
+	// or keep's; waiting for it gives up with the caller's context.
+	resyncing chan struct{}
 	// owed is nonzero while every stream is to be recorded again (a record
 	// failed, this replica was forgotten, records are missing): whichever
 	// of the listening connection and the pool works first does it. Each
@@ -82,7 +81,8 @@ var _ cluster.Relay = (*Relay)(nil)
 
 // Relay returns the relay this replica uses to reach the others.
 func (s *Store) Relay(o RelayOptions) *Relay {
-	r := &Relay{pool: s, cc: s.pool.Config().ConnConfig, id: o.ReplicaID, heartbeat: o.Heartbeat, stale: o.StaleAfter, log: o.Logger}
+	r := &Relay{pool: s, cc: s.pool.Config().ConnConfig, id: o.ReplicaID, heartbeat: o.Heartbeat, stale: o.StaleAfter, log: o.Logger,
+		resyncing: make(chan struct{}, 1)}
 	// Named, so an operator can tell the listening connection in
 	// pg_stat_activity.
 	if r.cc.RuntimeParams == nil {
@@ -250,9 +250,7 @@ func (r *Relay) listen(ctx context.Context, h cluster.Handler, reconnect bool) (
 		return false, err
 	}
 	r.owe()
-	if _, err := r.settle(ctx, conn, h.Devices); err != nil {
-		return false, err
-	}
+	r.settleListening(ctx, conn, h.Devices)
 	if reconnect {
 		r.log.Info("relay reconnected")
 	} else {
@@ -282,11 +280,7 @@ func (r *Relay) listen(ctx context.Context, h cluster.Handler, reconnect bool) (
 			}
 			// What keep found owed, when the pool could not settle it: this
 			// connection's heartbeat is what makes the records count.
-			if did, err := r.settle(ctx, conn, h.Devices); err != nil {
-				return true, err
-			} else if did {
-				r.log.Info("presence re-recorded")
-			}
+			r.settleListening(ctx, conn, h.Devices)
 			next = time.Now().Add(r.heartbeat)
 		default:
 			return true, fmt.Errorf("waiting for signals: %w", err)
@@ -458,6 +452,21 @@ func (r *Relay) beat(ctx context.Context, conn *pgx.Conn) (missing bool, err err
 	return missing, nil
 }
 
+// settleListening is settle over the listening connection, within a
+// heartbeat. A failure is logged, not returned: the resync stays owed for
+// the next heartbeat or keep, and signals go on being heard meanwhile (a
+// connection that broke shows at the next wait for them).
+func (r *Relay) settleListening(ctx context.Context, conn *pgx.Conn, devices func() map[string]string) {
+	ctx, cancel := context.WithTimeout(ctx, r.heartbeat)
+	defer cancel()
+	switch did, err := r.settle(ctx, conn, devices); {
+	case err != nil:
+		r.log.Warn("presence not re-recorded; tried again at the next heartbeat", "err", err)
+	case did:
+		r.log.Info("presence re-recorded")
+	}
+}
+
 // settlePool is settle over a connection of the pool: the listening one
 // may be down.
 func (r *Relay) settlePool(ctx context.Context, devices func() map[string]string) error {
@@ -482,8 +491,12 @@ func (r *Relay) settlePool(ctx context.Context, devices func() map[string]string
 // snapshot that has ended by the time the rows are written is removed
 // again afterwards: its Leave may have run before the rows were written.
 func (r *Relay) resync(ctx context.Context, conn *pgx.Conn, devices func() map[string]string) error {
-	r.resyncing.Lock()
-	defer r.resyncing.Unlock()
+	select {
+	case r.resyncing <- struct{}{}:
+		defer func() { <-r.resyncing }()
+	case <-ctx.Done():
+		return fmt.Errorf("re-recording presence: %w", ctx.Err())
+	}
 	var t time.Time
 	if err := conn.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&t); err != nil {
 		return fmt.Errorf("re-recording presence: %w", err)
@@ -497,6 +510,12 @@ func (r *Relay) resync(ctx context.Context, conn *pgx.Conn, devices func() map[s
 		ids, sessions = append(ids, id), append(sessions, sess)
 	}
 	err := pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		// A lock held on one of these rows (an operator's open transaction)
+		// fails the resync at once, to be tried again, rather than holding
+		// the connection it runs on.
+		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '1s'`); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `DELETE FROM cluster_presence p WHERE replica_id = $1 AND since < $2
 			AND NOT EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS u(d, s) WHERE u.d = p.device_id AND u.s = p.session)`,
 			r.id, t, ids, sessions); err != nil {

@@ -709,3 +709,44 @@ func TestRelayRecordsAgainWithoutThePool(t *testing.T) {
 	lost.Store(true) // the Join that failed
 	eventually(t, "dev-1 recorded again", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
 }
+
+// A lock held on one of a replica's presence rows (an operator's open
+// transaction) while a resync is owed holds back neither the replica's
+// liveness nor its heartbeat: it is never forgotten for it.
+func TestRelayResyncNotHeldByLocks(t *testing.T) {
+	var lost atomic.Bool
+	dsn, _, _ := aHolding(t, func(h *cluster.Handler) { h.Lost = func() bool { return lost.Swap(false) } })
+	ctx := t.Context()
+	admin := connect(t, ctx, dsn)
+	defer admin.Close(context.Background())
+	locker := connect(t, ctx, dsn)
+	defer locker.Close(context.Background())
+	// A record of a stream a no longer holds, which its resync deletes.
+	if _, err := admin.Exec(ctx, `INSERT INTO cluster_presence (device_id, replica_id, session, since) VALUES ('dev-old', 'a', 's-old', now() - interval '1 minute')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := locker.Exec(ctx, `BEGIN; SELECT * FROM cluster_presence WHERE replica_id = 'a' AND device_id = 'dev-old' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Exec(context.Background(), `ROLLBACK`)
+	lost.Store(true)
+	state := func() (forget time.Time, heartbeatAge time.Duration) {
+		if err := admin.QueryRow(ctx, `SELECT forget_at, extract(epoch FROM now() - heartbeat_at)::float8 * interval '1 second'
+			FROM cluster_replicas WHERE replica_id = 'a'`).Scan(&forget, &heartbeatAge); err != nil {
+			t.Fatal(err)
+		}
+		return forget, heartbeatAge
+	}
+	last, _ := state()
+	for range 8 {
+		time.Sleep(3 * beat) // each window holds at least two of a's beats
+		forget, age := state()
+		if !forget.After(last) {
+			t.Fatalf("a's forget_at stood still at %v while a lock held its resync", last)
+		}
+		if age > 5*time.Second {
+			t.Fatalf("a's heartbeat %v old while a lock held its resync", age)
+		}
+		last = forget
+	}
+}
