@@ -509,45 +509,51 @@ func (r *Relay) resync(ctx context.Context, conn *pgx.Conn, devices func() map[s
 	for id, sess := range snap {
 		ids, sessions = append(ids, id), append(sessions, sess)
 	}
-	err := pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		// A lock held on one of these rows (an operator's open transaction)
-		// fails the resync at once, to be tried again, rather than holding
-		// the connection it runs on.
+	// The streams' rows first, on their own: a lock that fails the
+	// deletes below does not keep a live stream unrecorded. A row left
+	// standing is the snapshot's own, or written since t.
+	if err := execBounded(ctx, conn, `INSERT INTO cluster_presence (device_id, replica_id, session, since)
+		SELECT d, $1, s, now() FROM unnest($2::text[], $3::text[]) AS u(d, s)
+		ON CONFLICT (device_id, replica_id) DO NOTHING`, r.id, ids, sessions); err != nil {
+		return fmt.Errorf("re-recording presence: %w", err)
+	}
+	stale := execBounded(ctx, conn, `DELETE FROM cluster_presence p WHERE replica_id = $1 AND since < $2
+		AND NOT EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS u(d, s) WHERE u.d = p.device_id AND u.s = p.session)`,
+		r.id, t, ids, sessions)
+	if devices != nil {
+		current := devices()
+		var endedIDs, endedSessions []string
+		for id, sess := range snap {
+			if current[id] != sess {
+				endedIDs, endedSessions = append(endedIDs, id), append(endedSessions, sess)
+			}
+		}
+		if len(endedIDs) > 0 {
+			if err := execBounded(ctx, conn, `DELETE FROM cluster_presence p USING unnest($2::text[], $3::text[]) AS u(d, s)
+				WHERE p.replica_id = $1 AND p.device_id = u.d AND p.session = u.s`, r.id, endedIDs, endedSessions); err != nil {
+				return fmt.Errorf("re-recording presence: removing ended streams: %w", err)
+			}
+		}
+	}
+	if stale != nil {
+		return fmt.Errorf("re-recording presence: removing stale records: %w", stale)
+	}
+	return nil
+}
+
+// execBounded runs one statement in a transaction of its own that waits
+// at most a second for a row lock: a lock held on a presence row (an
+// operator's open transaction) fails it, to be tried again, rather than
+// holding the connection it runs on past its deadline, which would close
+// it.
+func execBounded(ctx context.Context, conn *pgx.Conn, sql string, args ...any) error {
+	return pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '1s'`); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM cluster_presence p WHERE replica_id = $1 AND since < $2
-			AND NOT EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS u(d, s) WHERE u.d = p.device_id AND u.s = p.session)`,
-			r.id, t, ids, sessions); err != nil {
-			return err
-		}
-		// A row left standing is the snapshot's own, or written since t.
-		_, err := tx.Exec(ctx, `INSERT INTO cluster_presence (device_id, replica_id, session, since)
-			SELECT d, $1, s, now() FROM unnest($2::text[], $3::text[]) AS u(d, s)
-			ON CONFLICT (device_id, replica_id) DO NOTHING`, r.id, ids, sessions)
+		_, err := tx.Exec(ctx, sql, args...)
 		return err
 	})
-	if err != nil {
-		return fmt.Errorf("re-recording presence: %w", err)
-	}
-	if devices == nil {
-		return nil
-	}
-	current := devices()
-	var endedIDs, endedSessions []string
-	for id, sess := range snap {
-		if current[id] != sess {
-			endedIDs, endedSessions = append(endedIDs, id), append(endedSessions, sess)
-		}
-	}
-	if len(endedIDs) == 0 {
-		return nil
-	}
-	if _, err := conn.Exec(ctx, `DELETE FROM cluster_presence p USING unnest($2::text[], $3::text[]) AS u(d, s)
-		WHERE p.replica_id = $1 AND p.device_id = u.d AND p.session = u.s`, r.id, endedIDs, endedSessions); err != nil {
-		return fmt.Errorf("re-recording presence: removing ended streams: %w", err)
-	}
-	return nil
 }
 
 // retire marks this replica stopped when it stops: no longer one to route

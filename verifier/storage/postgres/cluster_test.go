@@ -712,10 +712,11 @@ func TestRelayRecordsAgainWithoutThePool(t *testing.T) {
 
 // A lock held on one of a replica's presence rows (an operator's open
 // transaction) while a resync is owed holds back neither the replica's
-// liveness nor its heartbeat: it is never forgotten for it.
+// liveness nor its heartbeat, so it is never forgotten for it, nor the
+// re-recording of its live streams.
 func TestRelayResyncNotHeldByLocks(t *testing.T) {
 	var lost atomic.Bool
-	dsn, _, _ := aHolding(t, func(h *cluster.Handler) { h.Lost = func() bool { return lost.Swap(false) } })
+	dsn, b, _ := aHolding(t, func(h *cluster.Handler) { h.Lost = func() bool { return lost.Swap(false) } })
 	ctx := t.Context()
 	admin := connect(t, ctx, dsn)
 	defer admin.Close(context.Background())
@@ -729,7 +730,12 @@ func TestRelayResyncNotHeldByLocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer locker.Exec(context.Background(), `ROLLBACK`)
+	// A live stream's record lost meanwhile comes back all the same.
+	if _, err := admin.Exec(ctx, `DELETE FROM cluster_presence WHERE replica_id = 'a' AND device_id = 'dev-1'`); err != nil {
+		t.Fatal(err)
+	}
 	lost.Store(true)
+	eventually(t, "dev-1 recorded again while the lock is held", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
 	state := func() (forget time.Time, heartbeatAge time.Duration) {
 		if err := admin.QueryRow(ctx, `SELECT forget_at, extract(epoch FROM now() - heartbeat_at)::float8 * interval '1 second'
 			FROM cluster_replicas WHERE replica_id = 'a'`).Scan(&forget, &heartbeatAge); err != nil {
