@@ -327,7 +327,7 @@ func (h *Handler) match(ctx context.Context, evals []evaluation, log *slog.Logge
 		return err
 	}
 	for _, d := range found {
-		n := strings.ToLower(d.Hostname)
+		n := storage.HostnameKey(d.Hostname)
 		byName[n] = append(byName[n], d)
 	}
 	var sharedNames []shared
@@ -360,10 +360,10 @@ func (h *Handler) match(ctx context.Context, evals []evaluation, log *slog.Logge
 	return nil
 }
 
-// hostnames are the lower-case spellings a Mac may be known by: as given,
-// and with or without macOS's ".local".
+// hostnames are the keys (storage.HostnameKey) a Mac may be known by: as
+// given, and with or without macOS's ".local".
 func hostnames(h string) []string {
-	h = strings.ToLower(strings.TrimSpace(h))
+	h = storage.HostnameKey(strings.TrimSpace(h))
 	if h == "" {
 		return nil
 	}

@@ -46,7 +46,7 @@ func (s *fakeStore) DevicesByHostname(_ context.Context, names []string) ([]stor
 	var out []storage.Device
 	for _, d := range s.devices {
 		for _, n := range names {
-			if strings.ToLower(d.Hostname) == n {
+			if storage.HostnameKey(d.Hostname) == n {
 				out = append(out, d)
 			}
 		}
@@ -112,9 +112,11 @@ func TestHandlerScores(t *testing.T) {
 		{ID: "mac-broken", SerialNumber: "SER5"},
 		{ID: "twin-a", SerialNumber: "TA", Hostname: "twin"},
 		{ID: "twin-b", SerialNumber: "TB", Hostname: "TWIN.local"},
+		{ID: "mac-kate", SerialNumber: "SER6", Hostname: "kate-mac"},
 	}}
 	decide := fakeDecider{
 		"mac-ok": {Allow: true, Reason: reason.Allowed}, "mac-new": {Allow: true, Reason: reason.Allowed},
+		"mac-kate": {Allow: true, Reason: reason.Allowed},
 		"mac-warn": {Allow: true, Reason: reason.Allowed, Advisory: []decision.Finding{{PolicyID: "screen_lock", Status: decision.StatusFail}}},
 		"mac-fail": {Reason: reason.PolicyFailed},
 	}
@@ -126,6 +128,8 @@ func TestHandlerScores(t *testing.T) {
 		{"device_id":"c-broken","serial_number":"SER5"},
 		{"device_id":"c-byname","hostname":"anas-macbook-pro.local"},
 		{"device_id":"c-twin","hostname":"twin"},
+		{"device_id":"c-kate","hostname":"KATE-MAC.local"},
+		{"device_id":"c-kelvin","hostname":"\u212Aate-mac"},
 		{"device_id":"c-none"}]}`
 	for _, byName := range []bool{false, true} {
 		store.recorded = nil
@@ -139,9 +143,12 @@ func TestHandlerScores(t *testing.T) {
 			"c-ok": {S2SID: "mac-ok", Score: 100}, "c-replaced": {S2SID: "mac-new", Score: 100},
 			"c-warn": {S2SID: "mac-warn", Score: 90}, "c-fail": {S2SID: "mac-fail", Score: 0},
 			"c-broken": {S2SID: "mac-broken", Score: 0}, "c-twin": {}, "c-none": {}, "c-byname": {},
+			"c-kate": {}, "c-kelvin": {},
 		}
 		if byName {
+			// Hostnames fold A-Z only: a Kelvin sign is not a k.
 			want["c-byname"] = cloudflare.Result{S2SID: "mac-ok", Score: 100}
+			want["c-kate"] = cloudflare.Result{S2SID: "mac-kate", Score: 100}
 		}
 		if len(resp.Result) != len(want) {
 			t.Errorf("match_hostname=%v: %d answers, want %d", byName, len(resp.Result), len(want))

@@ -145,7 +145,14 @@ type DeviceFinder interface {
 	// (CanonicalSerial), is one of serials (given canonical), revoked ones
 	// included, in no particular order.
 	DevicesBySerial(ctx context.Context, serials []string) ([]Device, error)
-	// DevicesByHostname returns every device whose hostname, in lower
-	// case, is one of names (given in lower case), revoked ones included.
+	// DevicesByHostname returns every device whose HostnameKey is one of
+	// names (given as keys), revoked ones included.
 	DevicesByHostname(ctx context.Context, names []string) ([]Device, error)
 }
+
+// HostnameKey is the form hostnames are compared in: A–Z folded to a–z,
+// every other code point as it is. Hostnames compare case-insensitively,
+// but Unicode case mapping would make a look-alike (a Kelvin sign for a
+// k) the same name as the one it imitates, and a Unicode fold differs
+// between Go and a database's locale.
+func HostnameKey(h string) string { return asciiLower(h) }

@@ -93,10 +93,16 @@ type User struct {
 // s, a dotted İ for an i) the same user as the name it imitates, so that
 // signing in as it would be signing in as them. Two names with the same
 // key are the same user; SameUserName compares without building keys.
-func UserNameKey(name string) string {
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; 'A' <= c && c <= 'Z' {
-			b := []byte(name)
+func UserNameKey(name string) string { return asciiLower(name) }
+
+// asciiLower is s with A–Z folded to a–z and every other byte as it is:
+// the fold of SQLite's lower() and of translate() over A–Z on PostgreSQL,
+// whatever the database's locale. s is returned itself when it has no
+// upper-case ASCII letter.
+func asciiLower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			b := []byte(s)
 			for j := i; j < len(b); j++ {
 				if c := b[j]; 'A' <= c && c <= 'Z' {
 					b[j] = c + 'a' - 'A'
@@ -105,7 +111,7 @@ func UserNameKey(name string) string {
 			return string(b)
 		}
 	}
-	return name
+	return s
 }
 
 // SameUserName reports whether a and b name the same user: whether

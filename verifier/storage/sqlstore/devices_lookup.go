@@ -38,10 +38,11 @@ func (s *Store) DevicesBySerial(ctx context.Context, serials []string) ([]storag
 	return out, nil
 }
 
-// DevicesByHostname returns the devices whose lower-case hostname is one
-// of names (see storage.DeviceFinder).
+// DevicesByHostname returns the devices whose hostname key is one of
+// names (see storage.DeviceFinder): hostname_key, which the database
+// computes for every row as storage.HostnameKey does.
 func (s *Store) DevicesByHostname(ctx context.Context, names []string) ([]storage.Device, error) {
-	ds, err := s.devicesWhereIn(ctx, `lower(hostname)`, names)
+	ds, err := s.devicesWhereIn(ctx, `hostname_key`, names)
 	if err != nil {
 		return nil, fmt.Errorf("finding devices by hostname: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 var cloudflareTests = []test{
 	{"DevicesBySerial", testDevicesBySerial},
 	{"DevicesByHostname", testDevicesByHostname},
+	{"DevicesByHostnameLookAlikes", testDevicesByHostnameLookAlikes},
 	{"AppendDecisionsBatch", testAppendDecisions},
 	{"AppendDecisionsAllOrNone", testAppendDecisionsAllOrNone},
 }
