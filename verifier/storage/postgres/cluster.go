@@ -490,6 +490,13 @@ func (r *Relay) settlePool(ctx context.Context, devices func() map[string]string
 // and it is newer than anything the snapshot holds. A stream in the
 // snapshot that has ended by the time the rows are written is removed
 // again afterwards: its Leave may have run before the rows were written.
+//
+// A device the snapshot holds never loses its row to the removal of stale
+// ones, whatever session the row names: an agent that reconnected to this
+// replica replaced its stream without a Leave, and until the new stream's
+// Join lands (or after it failed) the row still names the old session. The
+// row is set to the snapshot's session instead, so that the stream's own
+// Leave removes it when it ends.
 func (r *Relay) resync(ctx context.Context, conn *pgx.Conn, devices func() map[string]string) error {
 	select {
 	case r.resyncing <- struct{}{}:
@@ -510,16 +517,20 @@ func (r *Relay) resync(ctx context.Context, conn *pgx.Conn, devices func() map[s
 		ids, sessions = append(ids, id), append(sessions, sess)
 	}
 	// The streams' rows first, on their own: a lock that fails the
-	// deletes below does not keep a live stream unrecorded. A row left
-	// standing is the snapshot's own, or written since t.
+	// statements below does not keep a live stream unrecorded. A row left
+	// standing is the snapshot's own, one written since t, or one naming
+	// a session its device's stream replaced.
 	if err := execBounded(ctx, conn, `INSERT INTO cluster_presence (device_id, replica_id, session, since)
 		SELECT d, $1, s, now() FROM unnest($2::text[], $3::text[]) AS u(d, s)
 		ON CONFLICT (device_id, replica_id) DO NOTHING`, r.id, ids, sessions); err != nil {
 		return fmt.Errorf("re-recording presence: %w", err)
 	}
-	stale := execBounded(ctx, conn, `DELETE FROM cluster_presence p WHERE replica_id = $1 AND since < $2
-		AND NOT EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS u(d, s) WHERE u.d = p.device_id AND u.s = p.session)`,
-		r.id, t, ids, sessions)
+	replaced := execBounded(ctx, conn, `UPDATE cluster_presence p SET session = u.s, since = now()
+		FROM unnest($2::text[], $3::text[]) AS u(d, s)
+		WHERE p.replica_id = $1 AND p.device_id = u.d AND p.session <> u.s AND p.since < $4`,
+		r.id, ids, sessions, t)
+	stale := execBounded(ctx, conn, `DELETE FROM cluster_presence WHERE replica_id = $1 AND since < $2
+		AND device_id <> ALL($3::text[])`, r.id, t, ids)
 	if devices != nil {
 		current := devices()
 		var endedIDs, endedSessions []string
@@ -534,6 +545,9 @@ func (r *Relay) resync(ctx context.Context, conn *pgx.Conn, devices func() map[s
 				return fmt.Errorf("re-recording presence: removing ended streams: %w", err)
 			}
 		}
+	}
+	if replaced != nil {
+		return fmt.Errorf("re-recording presence: naming replaced streams' successors: %w", replaced)
 	}
 	if stale != nil {
 		return fmt.Errorf("re-recording presence: removing stale records: %w", stale)

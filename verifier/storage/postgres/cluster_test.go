@@ -684,14 +684,7 @@ func TestRelayHeartbeatNotHeldByLocks(t *testing.T) {
 // heartbeat is what makes the records count.
 func TestRelayRecordsAgainWithoutThePool(t *testing.T) {
 	dsn := testpg.NewDatabase(t)
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("pool_max_conns", "2")
-	u.RawQuery = q.Encode()
-	sa, sb := open(t, u.String()), open(t, dsn)
+	sa, sb := open(t, smallPool(t, dsn)), open(t, dsn)
 	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
 	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
 	ha := newHeard()
@@ -711,6 +704,124 @@ func TestRelayRecordsAgainWithoutThePool(t *testing.T) {
 	}
 	lost.Store(true) // the Join that failed
 	eventually(t, "dev-1 recorded again", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
+}
+
+// smallPool is dsn with a pool of two connections, for HoldPool to take.
+func smallPool(t *testing.T, dsn string) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("pool_max_conns", "2")
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// seenThroughout fails t if b reads deviceID as on no replica at any
+// moment of d.
+func seenThroughout(t *testing.T, b *postgres.Relay, deviceID string, d time.Duration) {
+	t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if !elsewhere(t, b, deviceID) {
+			t.Fatalf("%s read as connected nowhere while its agent streams to a", deviceID)
+		}
+	}
+}
+
+// An agent that reconnects to the same replica replaces its stream with
+// no Leave, so its row names the old session until the new stream's Join
+// lands. With that Join lost and the pool held, the resync the listening
+// connection does keeps the row, and names the new session in it.
+func TestRelayResyncKeepsAReplacedStreamsRecord(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	sa, sb := open(t, smallPool(t, dsn)), open(t, dsn)
+	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
+	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
+	ha := newHeard()
+	ha.devices["dev-1"] = "s1"
+	var lost atomic.Bool
+	hd := ha.handler()
+	hd.Lost = func() bool { return lost.Swap(false) }
+	runRelay(t, a, hd)
+	eventually(t, "b sees dev-1 on a", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
+
+	postgres.HoldPool(t, sa)
+	ha.mu.Lock()
+	ha.devices["dev-1"] = "s2"
+	ha.mu.Unlock()
+	lost.Store(true) // s2's Join, which the held pool failed
+	seenThroughout(t, b, "dev-1", 10*beat)
+
+	ctx := t.Context()
+	admin := connect(t, ctx, dsn)
+	defer admin.Close(context.Background())
+	eventually(t, "the row names s2", 5*time.Second, func() bool {
+		var sess string
+		err := admin.QueryRow(ctx, `SELECT session FROM cluster_presence WHERE replica_id = 'a' AND device_id = 'dev-1'`).Scan(&sess)
+		return err == nil && sess == "s2"
+	})
+}
+
+// The same through the hub: the agent's second stream on a, whose Join
+// the held pool fails, replaces its first.
+func TestHubReconnectWhileThePoolIsHeld(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	sa, sb := open(t, smallPool(t, dsn)), open(t, dsn)
+	d := enrollOne(t, sa)
+	hubA := &hub.Hub{Nonces: sa, Reports: sa, Relay: sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})}
+	hubB := &hub.Hub{Nonces: sb, Reports: sb, Relay: sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})}
+	for _, h := range []*hub.Hub{hubA, hubB} {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- h.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	_, leave1 := hubA.Register(d.ID, d.PublicKey)
+	defer leave1()
+	eventually(t, "b sees the stream on a", 5*time.Second, func() bool { return hubB.Connected(d.ID) })
+
+	postgres.HoldPool(t, sa)
+	_, leave2 := hubA.Register(d.ID, d.PublicKey)
+	defer leave2()
+	leave1() // replaced: no Leave
+	for end := time.Now().Add(10 * beat); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if !hubB.MaybeConnected(d.ID) {
+			t.Fatal("b reads the Mac as connected nowhere while its agent streams to a")
+		}
+	}
+}
+
+// Two Joins of one device that commit out of order (the replaced stream's
+// last) leave its row naming the replaced session; a resync owed for
+// another reason keeps the row.
+func TestRelayResyncKeepsAReorderedJoinsRecord(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	sa, sb := open(t, dsn), open(t, dsn)
+	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
+	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
+	ha := newHeard()
+	ha.devices["dev-0"] = "s0"
+	var lost atomic.Bool
+	hd := ha.handler()
+	hd.Lost = func() bool { return lost.Swap(false) }
+	runRelay(t, a, hd)
+	eventually(t, "b sees dev-0 on a", 5*time.Second, func() bool { return elsewhere(t, b, "dev-0") })
+
+	ctx := t.Context()
+	ha.mu.Lock()
+	ha.devices["dev-1"] = "s2"
+	ha.mu.Unlock()
+	if err := a.Join(ctx, "dev-1", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Join(ctx, "dev-1", "s1"); err != nil { // the replaced stream's, late
+		t.Fatal(err)
+	}
+	time.Sleep(2 * beat) // the row older than the next resync's start
+	lost.Store(true)     // another stream's write failed
+	seenThroughout(t, b, "dev-1", 10*beat)
 }
 
 // A lock held on one of a replica's presence rows (an operator's open
