@@ -215,7 +215,9 @@ func (h *Hub) presence(deviceID, session string, joined bool) {
 	defer cancel()
 	var err error
 	if joined {
-		err = h.Relay.Join(ctx, deviceID, session)
+		if err = h.Relay.Join(ctx, deviceID, session); err == nil {
+			err = h.joined(ctx, deviceID, session)
+		}
 	} else {
 		err = h.Relay.Leave(ctx, deviceID, session)
 	}
@@ -261,13 +263,13 @@ func (h *Hub) retryJoins() {
 			if h.current(id, sess) {
 				ctx, cancel := context.WithTimeout(context.Background(), relayTimeout)
 				err := h.Relay.Join(ctx, id, sess)
+				if err == nil {
+					err = h.joined(ctx, id, sess)
+				}
 				cancel()
 				if err != nil {
+					h.lost.Store(true)
 					break
-				}
-				if !h.current(id, sess) {
-					// Ended while being written: its Leave may have come first.
-					h.presence(id, sess, false)
 				}
 			}
 			h.retryMu.Lock()
@@ -286,6 +288,40 @@ func (h *Hub) retryJoins() {
 			return
 		}
 	}
+}
+
+// joined follows a written Join of session: a record is one per device and
+// replica, so a Join that landed after the stream was replaced or ended
+// may have written over its successor's record, or outlived its own Leave.
+// The device's record is made to name its current stream again, or
+// removed when it has none. Each write is checked again; a few rounds
+// settle any interleaving of one device's streams that a person's Mac
+// makes.
+func (h *Hub) joined(ctx context.Context, deviceID, session string) error {
+	for range 4 {
+		cur := h.currentSession(deviceID)
+		if cur == session {
+			return nil
+		}
+		if cur == "" {
+			return h.Relay.Leave(ctx, deviceID, session)
+		}
+		if err := h.Relay.Join(ctx, deviceID, cur); err != nil {
+			return err
+		}
+		session = cur
+	}
+	return errors.New("recording presence: the device's streams kept replacing each other")
+}
+
+// currentSession is the id of deviceID's stream here, or "".
+func (h *Hub) currentSession(deviceID string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s := h.sessions[deviceID]; s != nil {
+		return s.id
+	}
+	return ""
 }
 
 // current reports whether session is deviceID's stream here.

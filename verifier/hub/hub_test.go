@@ -294,15 +294,22 @@ func TestLostPresenceIsRecordedAgain(t *testing.T) {
 }
 
 // joinsRelay fails the first fail Joins, then records them; Leaves are
-// recorded.
+// recorded. A Join waits for the channel hold returns for its session, if
+// any.
 type joinsRelay struct {
 	cluster.Relay
 	mu     sync.Mutex
 	fail   int
 	joined map[string]string
+	hold   func(session string) <-chan struct{}
 }
 
 func (r *joinsRelay) Join(_ context.Context, deviceID, session string) error {
+	if r.hold != nil {
+		if ch := r.hold(session); ch != nil {
+			<-ch
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.fail > 0 {
@@ -356,5 +363,46 @@ func TestFailedJoinTriedAgain(t *testing.T) {
 	time.Sleep(3 * joinRetryFirst)
 	if got := r.get("dev-2"); got != "" {
 		t.Fatalf("an ended stream recorded: %q", got)
+	}
+}
+
+// A Join that lands after its stream was replaced (an agent that
+// reconnected while the first Join waited for the database) does not leave
+// the record naming the replaced stream, whose successor's Leave would not
+// remove it; nor, once the successor has ended too, a record at all.
+func TestLateJoinOfAReplacedStream(t *testing.T) {
+	t.Parallel()
+	for _, successorEnds := range []bool{false, true} {
+		release := make(chan struct{})
+		var first sync.Once
+		r := &joinsRelay{joined: map[string]string{}}
+		r.hold = func(string) <-chan struct{} {
+			var ch <-chan struct{}
+			first.Do(func() { ch = release })
+			return ch
+		}
+		h := &Hub{Relay: r}
+		registered := make(chan *Session, 1)
+		go func() {
+			s, _ := h.Register("dev-1", nil)
+			registered <- s
+		}()
+		deadline := time.Now().Add(2 * time.Second)
+		for !h.Local("dev-1") && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		s2, end2 := h.Register("dev-1", nil)
+		if successorEnds {
+			end2()
+		}
+		close(release)
+		s1 := <-registered
+		want := s2.id
+		if successorEnds {
+			want = ""
+		}
+		if got := r.get("dev-1"); got != want {
+			t.Errorf("successor ended %v: record names %q, want %q (first stream %q)", successorEnds, got, want, s1.id)
+		}
 	}
 }
