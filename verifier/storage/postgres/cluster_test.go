@@ -683,19 +683,9 @@ func TestRelayHeartbeatNotHeldByLocks(t *testing.T) {
 // connection busy) is recorded again over the listening connection, whose
 // heartbeat is what makes the records count.
 func TestRelayRecordsAgainWithoutThePool(t *testing.T) {
-	dsn := testpg.NewDatabase(t)
-	sa, sb := open(t, smallPool(t, dsn)), open(t, dsn)
-	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
-	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
-	ha := newHeard()
-	ha.devices["dev-1"] = "s1"
-	var lost atomic.Bool
-	hd := ha.handler()
-	hd.Lost = func() bool { return lost.Swap(false) }
-	runRelay(t, a, hd)
-	eventually(t, "b sees dev-1 on a", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
-
-	postgres.HoldPool(t, sa)
+	dsn, a, b := losingA(t)
+	postgres.HoldPool(t, a.store)
+	lost := a.lost
 	ctx := t.Context()
 	admin := connect(t, ctx, dsn)
 	defer admin.Close(context.Background())
@@ -704,6 +694,34 @@ func TestRelayRecordsAgainWithoutThePool(t *testing.T) {
 	}
 	lost.Store(true) // the Join that failed
 	eventually(t, "dev-1 recorded again", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
+}
+
+// replicaA is replica a of a test beside replica b: its store and relay,
+// what its handler heard, and lost, which its handler's Lost reports and
+// clears.
+type replicaA struct {
+	store *postgres.Store
+	relay *postgres.Relay
+	heard *heard
+	lost  *atomic.Bool
+}
+
+// losingA runs replica a, holding dev-1's stream, on a pool of two
+// connections (for HoldPool), beside replica b, which is not running, on a
+// new database, and waits until b sees dev-1 on a.
+func losingA(t *testing.T) (dsn string, a replicaA, b *postgres.Relay) {
+	t.Helper()
+	dsn = testpg.NewDatabase(t)
+	a.store = open(t, smallPool(t, dsn))
+	a.relay = a.store.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
+	b = open(t, dsn).Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
+	a.heard, a.lost = newHeard(), new(atomic.Bool)
+	a.heard.devices["dev-1"] = "s1"
+	hd := a.heard.handler()
+	hd.Lost = func() bool { return a.lost.Swap(false) }
+	runRelay(t, a.relay, hd)
+	eventually(t, "b sees dev-1 on a", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
+	return dsn, a, b
 }
 
 // smallPool is dsn with a pool of two connections, for HoldPool to take.
@@ -735,23 +753,12 @@ func seenThroughout(t *testing.T, b *postgres.Relay, deviceID string, d time.Dur
 // lands. With that Join lost and the pool held, the resync the listening
 // connection does keeps the row, and names the new session in it.
 func TestRelayResyncKeepsAReplacedStreamsRecord(t *testing.T) {
-	dsn := testpg.NewDatabase(t)
-	sa, sb := open(t, smallPool(t, dsn)), open(t, dsn)
-	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
-	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
-	ha := newHeard()
-	ha.devices["dev-1"] = "s1"
-	var lost atomic.Bool
-	hd := ha.handler()
-	hd.Lost = func() bool { return lost.Swap(false) }
-	runRelay(t, a, hd)
-	eventually(t, "b sees dev-1 on a", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
-
-	postgres.HoldPool(t, sa)
-	ha.mu.Lock()
-	ha.devices["dev-1"] = "s2"
-	ha.mu.Unlock()
-	lost.Store(true) // s2's Join, which the held pool failed
+	dsn, a, b := losingA(t)
+	postgres.HoldPool(t, a.store)
+	a.heard.mu.Lock()
+	a.heard.devices["dev-1"] = "s2"
+	a.heard.mu.Unlock()
+	a.lost.Store(true) // s2's Join, which the held pool failed
 	seenThroughout(t, b, "dev-1", 10*beat)
 
 	ctx := t.Context()
@@ -797,30 +804,19 @@ func TestHubReconnectWhileThePoolIsHeld(t *testing.T) {
 // last) leave its row naming the replaced session; a resync owed for
 // another reason keeps the row.
 func TestRelayResyncKeepsAReorderedJoinsRecord(t *testing.T) {
-	dsn := testpg.NewDatabase(t)
-	sa, sb := open(t, dsn), open(t, dsn)
-	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
-	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
-	ha := newHeard()
-	ha.devices["dev-0"] = "s0"
-	var lost atomic.Bool
-	hd := ha.handler()
-	hd.Lost = func() bool { return lost.Swap(false) }
-	runRelay(t, a, hd)
-	eventually(t, "b sees dev-0 on a", 5*time.Second, func() bool { return elsewhere(t, b, "dev-0") })
-
+	_, a, b := losingA(t)
 	ctx := t.Context()
-	ha.mu.Lock()
-	ha.devices["dev-1"] = "s2"
-	ha.mu.Unlock()
-	if err := a.Join(ctx, "dev-1", "s2"); err != nil {
+	a.heard.mu.Lock()
+	a.heard.devices["dev-1"] = "s2"
+	a.heard.mu.Unlock()
+	if err := a.relay.Join(ctx, "dev-1", "s2"); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Join(ctx, "dev-1", "s1"); err != nil { // the replaced stream's, late
+	if err := a.relay.Join(ctx, "dev-1", "s1"); err != nil { // the replaced stream's, late
 		t.Fatal(err)
 	}
 	time.Sleep(2 * beat) // the row older than the next resync's start
-	lost.Store(true)     // another stream's write failed
+	a.lost.Store(true)   // another stream's write failed
 	seenThroughout(t, b, "dev-1", 10*beat)
 }
 
