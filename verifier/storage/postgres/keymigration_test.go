@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"github.com/clearance/clearance/internal/testkit/testpg"
-	"github.com/clearance/clearance/verifier/storage"
 	"github.com/clearance/clearance/verifier/storage/storagetest"
 )
 
@@ -13,21 +12,18 @@ import (
 // applied; and it can be undone, bringing back the index it replaced.
 func TestKeyMigrations(t *testing.T) {
 	for _, m := range []struct {
-		name                    string
-		before                  int64 // the version before the migration
-		table, column, oldIndex string
-		write, check            func(*testing.T, storage.Store)
+		name   string
+		before int64 // the version before the migration
+		storagetest.KeyMigration
 	}{
-		{"00018_exemption_username_key", 17, "exemptions", "username_key", "exemptions_username",
-			storagetest.WriteExemptionUserNames, storagetest.CheckExemptionUserNames},
-		{"00020_hostname_key", 19, "devices", "hostname_key", "devices_hostname_lower",
-			storagetest.WriteHostnames, storagetest.CheckHostnames},
+		{"00018_exemption_username_key", 17, storagetest.ExemptionUserNameKeys},
+		{"00020_hostname_key", 19, storagetest.HostnameKeys},
 	} {
 		t.Run(m.name, func(t *testing.T) {
 			ctx := t.Context()
 			dsn := testpg.NewDatabase(t)
 			s := open(t, dsn)
-			m.write(t, s)
+			m.Write(t, s)
 			s.Close()
 
 			// Back to the schema before the key, then up again as Open does.
@@ -39,14 +35,14 @@ func TestKeyMigrations(t *testing.T) {
 			if err := db.QueryRowContext(ctx, `SELECT
 				(SELECT count(*) FROM information_schema.columns WHERE table_name = $1 AND column_name = $2),
 				(SELECT count(*) FROM pg_indexes WHERE tablename = $1 AND indexname = $3)`,
-				m.table, m.column, m.oldIndex).Scan(&keys, &oldIndex); err != nil {
+				m.Table, m.Column, m.OldIndex).Scan(&keys, &oldIndex); err != nil {
 				t.Fatal(err)
 			}
 			if keys != 0 || oldIndex != 1 {
-				t.Fatalf("after the down migration: %d %s columns, %d %s indexes; want 0 and 1", keys, m.column, oldIndex, m.oldIndex)
+				t.Fatalf("after the down migration: %d %s columns, %d %s indexes; want 0 and 1", keys, m.Column, oldIndex, m.OldIndex)
 			}
 
-			m.check(t, open(t, dsn))
+			m.Check(t, open(t, dsn))
 		})
 	}
 }

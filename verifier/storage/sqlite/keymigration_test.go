@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/clearance/clearance/verifier/storage"
 	"github.com/clearance/clearance/verifier/storage/storagetest"
 )
 
@@ -14,22 +13,19 @@ import (
 // applied; and it can be undone, bringing back the index it replaced.
 func TestKeyMigrations(t *testing.T) {
 	for _, m := range []struct {
-		name                    string
-		before                  int64 // the version before the migration
-		table, column, oldIndex string
-		write, check            func(*testing.T, storage.Store)
+		name   string
+		before int64 // the version before the migration
+		storagetest.KeyMigration
 	}{
-		{"00017_exemption_username_key", 16, "exemptions", "username_key", "exemptions_username",
-			storagetest.WriteExemptionUserNames, storagetest.CheckExemptionUserNames},
-		{"00018_hostname_key", 17, "devices", "hostname_key", "devices_hostname_lower",
-			storagetest.WriteHostnames, storagetest.CheckHostnames},
+		{"00017_exemption_username_key", 16, storagetest.ExemptionUserNameKeys},
+		{"00018_hostname_key", 17, storagetest.HostnameKeys},
 	} {
 		t.Run(m.name, func(t *testing.T) {
 			ctx := context.Background()
 			path := filepath.Join(t.TempDir(), "clearance.db")
 			s, err := Open(ctx, path)
 			must(t, err)
-			m.write(t, s)
+			m.Write(t, s)
 			must(t, s.Close())
 
 			// Back to the schema before the key, then up again as Open does.
@@ -40,13 +36,13 @@ func TestKeyMigrations(t *testing.T) {
 			must(t, db.QueryRowContext(ctx, `SELECT
 				(SELECT count(*) FROM pragma_table_xinfo($1) WHERE name = $2),
 				(SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = $3)`,
-				m.table, m.column, m.oldIndex).Scan(&keys, &oldIndex))
+				m.Table, m.Column, m.OldIndex).Scan(&keys, &oldIndex))
 			if keys != 0 || oldIndex != 1 {
-				t.Fatalf("after the down migration: %d %s columns, %d %s indexes; want 0 and 1", keys, m.column, oldIndex, m.oldIndex)
+				t.Fatalf("after the down migration: %d %s columns, %d %s indexes; want 0 and 1", keys, m.Column, oldIndex, m.OldIndex)
 			}
 			must(t, db.Close())
 
-			m.check(t, open(t, path))
+			m.Check(t, open(t, path))
 		})
 	}
 }
