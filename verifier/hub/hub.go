@@ -294,9 +294,10 @@ func (h *Hub) retryJoins() {
 // replica, so a Join that landed after the stream was replaced or ended
 // may have written over its successor's record, or outlived its own Leave.
 // The device's record is made to name its current stream again, or
-// removed when it has none. Each write is checked again; a few rounds
-// settle any interleaving of one device's streams that a person's Mac
-// makes.
+// removed when it has none, unless this replica is stopping: the records
+// of streams cut then are kept (see Retire). Each write is checked again;
+// a few rounds settle any interleaving of one device's streams that a
+// person's Mac makes.
 func (h *Hub) joined(ctx context.Context, deviceID, session string) error {
 	for range 4 {
 		cur := h.currentSession(deviceID)
@@ -304,6 +305,9 @@ func (h *Hub) joined(ctx context.Context, deviceID, session string) error {
 			return nil
 		}
 		if cur == "" {
+			if h.retiring.Load() {
+				return nil
+			}
 			return h.Relay.Leave(ctx, deviceID, session)
 		}
 		if err := h.Relay.Join(ctx, deviceID, cur); err != nil {

@@ -369,10 +369,11 @@ func TestFailedJoinTriedAgain(t *testing.T) {
 // A Join that lands after its stream was replaced (an agent that
 // reconnected while the first Join waited for the database) does not leave
 // the record naming the replaced stream, whose successor's Leave would not
-// remove it; nor, once the successor has ended too, a record at all.
+// remove it; nor, once the successor has ended too, a record at all,
+// unless the successor was cut as this replica stopped.
 func TestLateJoinOfAReplacedStream(t *testing.T) {
 	t.Parallel()
-	for _, successorEnds := range []bool{false, true} {
+	for _, c := range []struct{ successorEnds, retiring bool }{{false, false}, {true, false}, {true, true}} {
 		release := make(chan struct{})
 		var first sync.Once
 		r := &joinsRelay{joined: map[string]string{}}
@@ -392,17 +393,26 @@ func TestLateJoinOfAReplacedStream(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 		s2, end2 := h.Register("dev-1", nil)
-		if successorEnds {
+		if c.retiring {
+			h.Retire()
+		}
+		if c.successorEnds {
 			end2()
 		}
 		close(release)
 		s1 := <-registered
-		want := s2.id
-		if successorEnds {
-			want = ""
-		}
-		if got := r.get("dev-1"); got != want {
-			t.Errorf("successor ended %v: record names %q, want %q (first stream %q)", successorEnds, got, want, s1.id)
+		got := r.get("dev-1")
+		switch {
+		case c.retiring:
+			if got == "" {
+				t.Errorf("%+v: no record, want one kept for the stream cut at shutdown", c)
+			}
+		case c.successorEnds:
+			if got != "" {
+				t.Errorf("%+v: record names %q, want none (first stream %q)", c, got, s1.id)
+			}
+		case got != s2.id:
+			t.Errorf("%+v: record names %q, want %q (first stream %q)", c, got, s2.id, s1.id)
 		}
 	}
 }
