@@ -50,9 +50,11 @@ type Handler struct {
 	Check    func(Check)
 	Answered func(Answered)
 	Enrolled func(Enrolled)
-	// Devices lists the devices whose streams are on this replica; the
+	// Devices lists the devices whose streams are on this replica (and,
+	// once it stops, those cut as it stopped, whose records it keeps); the
 	// relay re-asserts their presence whenever it (re)connects, so presence
-	// survives the database restarting.
+	// survives the database restarting, and removes every other record of
+	// this replica's as stale.
 	Devices func() map[string]string // device ID → session ID
 	// Lost reports, and forgets, whether a presence record (a Join or a
 	// Leave) failed since it was last asked: the relay then records every

@@ -137,6 +137,10 @@ type Hub struct {
 	retrying bool // retryJoins runs
 	// retiring is set once this replica stops (Retire).
 	retiring atomic.Bool
+	// cut holds the sessions of the streams that ended once retiring was
+	// set, by device: their presence records are kept, and the relay
+	// must not take them for stale ones (see Retire). Guarded by mu.
+	cut map[string]string
 	// OnChange, if set, is called with the number of connected agents.
 	OnChange func(n int)
 }
@@ -191,14 +195,21 @@ func (h *Hub) Register(deviceID string, key []byte) (*Session, func()) {
 	return s, func() {
 		h.mu.Lock()
 		current := h.sessions[deviceID] == s
+		retiring := h.retiring.Load()
 		if current {
 			delete(h.sessions, deviceID)
+			if retiring {
+				if h.cut == nil {
+					h.cut = make(map[string]string)
+				}
+				h.cut[deviceID] = s.id
+			}
 		}
 		n := len(h.sessions)
 		h.mu.Unlock()
 		s.close(nil)
 		h.changed(n)
-		if current && !h.retiring.Load() {
+		if current && !retiring {
 			h.presence(deviceID, s.id, false)
 		}
 	}
@@ -347,8 +358,15 @@ func (h *Hub) changed(n int) {
 // marks them all as a stopped replica's when it stops, and they count as
 // "cannot tell" until the agents have had time to reconnect elsewhere:
 // a record removed as the stream is cut would have another replica take
-// the Mac for having no agent until then.
-func (h *Hub) Retire() { h.retiring.Store(true) }
+// the Mac for having no agent until then. The relay is told of those
+// streams with the ones still held (cluster.Handler.Devices), so that
+// recording them again while it stops does not remove their records as
+// stale.
+func (h *Hub) Retire() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.retiring.Store(true)
+}
 
 // Drop ends a device's session (e.g. it was revoked); its stream ends with err.
 func (h *Hub) Drop(deviceID string, err error) {
@@ -575,18 +593,25 @@ func (h *Hub) Run(ctx context.Context) error {
 		Answered: func(a cluster.Answered) { h.wake(a.Nonce, answer{seq: a.Seq}) },
 		// A device enrolled again at another replica.
 		Enrolled: func(e cluster.Enrolled) { h.endOtherKeys(e.DeviceID, e.KeyHash) },
-		Devices: func() map[string]string {
-			h.mu.Lock()
-			defer h.mu.Unlock()
-			out := make(map[string]string, len(h.sessions))
-			for id, s := range h.sessions {
-				out[id] = s.id
-			}
-			return out
-		},
-		Lost:    func() bool { return h.lost.Swap(false) },
-		Streams: h.Count,
+		Devices:  h.devices,
+		Lost:     func() bool { return h.lost.Swap(false) },
+		Streams:  h.Count,
 	})
+}
+
+// devices are the streams whose presence records this replica keeps:
+// those it holds and, once it stops, those cut as it stopped.
+func (h *Hub) devices() map[string]string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string]string, len(h.sessions)+len(h.cut))
+	for id, sess := range h.cut {
+		out[id] = sess
+	}
+	for id, s := range h.sessions {
+		out[id] = s.id
+	}
+	return out
 }
 
 func checkNow(nonce []byte, expires time.Time) *agentv1.VerifierMessage {

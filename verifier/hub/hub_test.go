@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -414,5 +415,29 @@ func TestLateJoinOfAReplacedStream(t *testing.T) {
 		case got != s2.id:
 			t.Errorf("%+v: record names %q, want %q (first stream %q)", c, got, s2.id, s1.id)
 		}
+	}
+}
+
+// Once the replica stops, a stream cut then is still among the devices the
+// relay records (whose records it keeps), beside those still held; one that
+// ended before is not.
+func TestCutStreamsKeptForTheRelay(t *testing.T) {
+	t.Parallel()
+	r := &joinsRelay{joined: map[string]string{}}
+	h := &Hub{Relay: r}
+	_, endBefore := h.Register("dev-before", nil)
+	endBefore()
+	_, endCut := h.Register("dev-cut", nil)
+	held, endHeld := h.Register("dev-held", nil)
+	defer endHeld()
+	h.Retire()
+	cut := h.currentSession("dev-cut")
+	endCut()
+	want := map[string]string{"dev-cut": cut, "dev-held": held.id}
+	if got := h.devices(); !maps.Equal(got, want) {
+		t.Fatalf("devices = %v, want %v", got, want)
+	}
+	if got := r.get("dev-cut"); got != cut {
+		t.Fatalf("the cut stream's record is %q, want %q", got, cut)
 	}
 }

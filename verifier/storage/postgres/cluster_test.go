@@ -365,8 +365,21 @@ func TestRelayReconnects(t *testing.T) {
 // replicas' stores, their hubs and the device.
 func twoHubs(t *testing.T) (sa, sb *postgres.Store, hubA, hubB *hub.Hub, d storage.Device) {
 	t.Helper()
-	dsn := testpg.NewDatabase(t)
-	sa, sb = open(t, dsn), open(t, dsn)
+	_, sa, sb, hubA, hubB, d = twoHubsOn(t, false)
+	return sa, sb, hubA, hubB, d
+}
+
+// twoHubsOn is twoHubs, with the database's DSN, and with a pool of two
+// connections for the first replica's store (for HoldPool) when small is
+// set.
+func twoHubsOn(t *testing.T, small bool) (dsn string, sa, sb *postgres.Store, hubA, hubB *hub.Hub, d storage.Device) {
+	t.Helper()
+	dsn = testpg.NewDatabase(t)
+	aDSN := dsn
+	if small {
+		aDSN = smallPool(t, dsn)
+	}
+	sa, sb = open(t, aDSN), open(t, dsn)
 	d = enrollOne(t, sa)
 	hubA = &hub.Hub{Nonces: sa, Reports: sa, Relay: sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})}
 	hubB = &hub.Hub{Nonces: sb, Reports: sb, Relay: sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})}
@@ -376,7 +389,7 @@ func twoHubs(t *testing.T) (sa, sb *postgres.Store, hubA, hubB *hub.Hub, d stora
 		go func() { done <- h.Run(ctx) }()
 		t.Cleanup(func() { cancel(); <-done })
 	}
-	return sa, sb, hubA, hubB, d
+	return dsn, sa, sb, hubA, hubB, d
 }
 
 // A sign-in at replica B asks for a check of a device whose stream is on
@@ -774,17 +787,7 @@ func TestRelayResyncKeepsAReplacedStreamsRecord(t *testing.T) {
 // The same through the hub: the agent's second stream on a, whose Join
 // the held pool fails, replaces its first.
 func TestHubReconnectWhileThePoolIsHeld(t *testing.T) {
-	dsn := testpg.NewDatabase(t)
-	sa, sb := open(t, smallPool(t, dsn)), open(t, dsn)
-	d := enrollOne(t, sa)
-	hubA := &hub.Hub{Nonces: sa, Reports: sa, Relay: sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})}
-	hubB := &hub.Hub{Nonces: sb, Reports: sb, Relay: sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})}
-	for _, h := range []*hub.Hub{hubA, hubB} {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- h.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-done })
-	}
+	_, sa, _, hubA, hubB, d := twoHubsOn(t, true)
 	_, leave1 := hubA.Register(d.ID, d.PublicKey)
 	defer leave1()
 	eventually(t, "b sees the stream on a", 5*time.Second, func() bool { return hubB.Connected(d.ID) })
@@ -864,5 +867,32 @@ func TestRelayResyncNotHeldByLocks(t *testing.T) {
 			t.Fatalf("a's heartbeat %v old while a lock held its resync", age)
 		}
 		last = forget
+	}
+}
+
+// A stopping replica's streams are cut with their records kept, for the
+// agents to reconnect elsewhere; recording its streams again before its
+// relay stops (its listening connection cut once) keeps them too.
+func TestHubStoppingKeepsCutStreamsThroughAResync(t *testing.T) {
+	dsn, _, _, hubA, hubB, d := twoHubsOn(t, false)
+	_, cut := hubA.Register(d.ID, d.PublicKey)
+	_, held := hubA.Register("dev-held", []byte("key"))
+	defer held()
+	eventually(t, "b sees the stream on a", 5*time.Second, func() bool { return hubB.Connected(d.ID) })
+	time.Sleep(3 * beat) // nothing owed
+
+	hubA.Retire()
+	cut() // no Leave: the record stays
+	ctx := t.Context()
+	admin := connect(t, ctx, dsn)
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE datname = current_database() AND application_name = $1`, postgres.RelayApplicationName); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(15 * beat); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if !hubB.MaybeConnected(d.ID) {
+			t.Fatal("b reads the Mac as connected nowhere: the stopping replica's resync removed its cut stream's record")
+		}
 	}
 }
