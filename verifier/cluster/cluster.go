@@ -62,9 +62,9 @@ type Handler struct {
 	// days and a failed Join would otherwise hide one until then. nil:
 	// never.
 	Lost func() bool
-	// Streams is how many streams this replica holds: the relay checks its
+	// Streams is how many streams Devices lists: the relay checks its
 	// records against it at each heartbeat, and records every stream again
-	// when fewer are recorded twice running. nil: len(Devices()).
+	// when fewer or more are recorded twice running. nil: len(Devices()).
 	Streams func() int
 }
 

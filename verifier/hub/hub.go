@@ -595,8 +595,21 @@ func (h *Hub) Run(ctx context.Context) error {
 		Enrolled: func(e cluster.Enrolled) { h.endOtherKeys(e.DeviceID, e.KeyHash) },
 		Devices:  h.devices,
 		Lost:     func() bool { return h.lost.Swap(false) },
-		Streams:  h.Count,
+		Streams:  h.kept,
 	})
+}
+
+// kept is len(h.devices()), counted without building the map.
+func (h *Hub) kept() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := len(h.sessions)
+	for id := range h.cut {
+		if h.sessions[id] == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // devices are the streams whose presence records this replica keeps:

@@ -437,6 +437,9 @@ func TestCutStreamsKeptForTheRelay(t *testing.T) {
 	if got := h.devices(); !maps.Equal(got, want) {
 		t.Fatalf("devices = %v, want %v", got, want)
 	}
+	if got := h.kept(); got != len(want) {
+		t.Fatalf("kept = %d, want %d", got, len(want))
+	}
 	if got := r.get("dev-cut"); got != cut {
 		t.Fatalf("the cut stream's record is %q, want %q", got, cut)
 	}

@@ -326,7 +326,9 @@ func (r *Relay) dispatch(payload string, h cluster.Handler) {
 // jumped, or someone cleaned the tables), or when fewer streams are
 // recorded than it holds at two checks running (rows deleted by another
 // replica's beat or by hand; a Join in flight explains one check, not
-// two).
+// two), or more (a record left by an ended stream: a Join the database
+// committed after its caller gave up on it, or a row written by hand),
+// which would count its Mac as connected here for as long as it stayed.
 func (r *Relay) keep(ctx context.Context, h cluster.Handler) {
 	streams := h.Streams
 	if streams == nil {
@@ -337,7 +339,7 @@ func (r *Relay) keep(ctx context.Context, h cluster.Handler) {
 			return len(h.Devices())
 		}
 	}
-	short := false
+	short, excess := false, false
 	t := time.NewTicker(r.heartbeat)
 	defer t.Stop()
 	for first := true; ; first = false {
@@ -358,8 +360,10 @@ func (r *Relay) keep(ctx context.Context, h cluster.Handler) {
 				why = "this replica was forgotten"
 			case recorded < held && short:
 				why = "records missing"
+			case recorded > held && excess:
+				why = "records of ended streams"
 			}
-			short = recorded < held
+			short, excess = recorded < held, recorded > held
 		}
 		if why != "" {
 			r.log.Warn("recording every stream again", "after", why)
@@ -372,7 +376,7 @@ func (r *Relay) keep(ctx context.Context, h cluster.Handler) {
 				}
 			} else {
 				r.log.Info("presence re-recorded")
-				short = false
+				short, excess = false, false
 			}
 		}
 		select {

@@ -896,3 +896,25 @@ func TestHubStoppingKeepsCutStreamsThroughAResync(t *testing.T) {
 		}
 	}
 }
+
+// A record of a stream this replica does not hold (a Join the database
+// committed after its caller gave up on it, the stream ended meanwhile) is
+// removed within a few heartbeats: more records than streams at two
+// checks running, and its Mac would count as connected for good.
+func TestRelayRemovesRecordsOfEndedStreams(t *testing.T) {
+	dsn, b, _ := aHolding(t, nil)
+	ctx := t.Context()
+	admin := connect(t, ctx, dsn)
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, `INSERT INTO cluster_presence (device_id, replica_id, session, since)
+		VALUES ('dev-ended', 'a', 'late', now())`); err != nil {
+		t.Fatal(err)
+	}
+	if !elsewhere(t, b, "dev-ended") {
+		t.Fatal("control: b does not see the ended stream's record")
+	}
+	eventually(t, "the ended stream's record removed", 20*beat, func() bool { return !elsewhere(t, b, "dev-ended") })
+	if !elsewhere(t, b, "dev-1") {
+		t.Fatal("dev-1's record removed with it")
+	}
+}
