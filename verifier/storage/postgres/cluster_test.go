@@ -265,7 +265,9 @@ func TestRelayListeningNeverUp(t *testing.T) {
 	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
 	postgres.RefuseListening(t, a)
 	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
-	stopA := runRelay(t, a, newHeard().handler())
+	ha := newHeard()
+	ha.devices["dev-1"] = "s1"
+	stopA := runRelay(t, a, ha.handler())
 	runRelay(t, b, newHeard().handler())
 	ctx := t.Context()
 	if err := a.Join(ctx, "dev-1", "s1"); err != nil { // the hub's, over the pool
