@@ -920,3 +920,42 @@ func TestRelayRemovesRecordsOfEndedStreams(t *testing.T) {
 		t.Fatal("dev-1's record removed with it")
 	}
 }
+
+// An agent that reconnects to this replica while a resync runs, after
+// its snapshot (the new stream's Join not yet written), keeps its record:
+// the resync does not take the replaced stream for an ended one.
+func TestRelayResyncKeepsAStreamReplacedMeanwhile(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	sa, sb := open(t, dsn), open(t, dsn)
+	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
+	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
+	var cur atomic.Value
+	cur.Store("s1")
+	var armed, lost atomic.Bool
+	hd := cluster.Handler{
+		Devices: func() map[string]string {
+			m := map[string]string{"dev-1": cur.Load().(string)}
+			if armed.CompareAndSwap(true, false) {
+				cur.Store("s2") // reconnected just after this snapshot
+			}
+			return m
+		},
+		Streams: func() int { return 1 },
+		Lost:    func() bool { return lost.Swap(false) },
+	}
+	runRelay(t, a, hd)
+	eventually(t, "b sees dev-1 on a", 5*time.Second, func() bool { return elsewhere(t, b, "dev-1") })
+	time.Sleep(3 * beat)
+	armed.Store(true)
+	lost.Store(true)
+	eventually(t, "a resync", 5*time.Second, func() bool { return !armed.Load() })
+	seenThroughout(t, b, "dev-1", 5*beat)
+
+	ctx := t.Context()
+	admin := connect(t, ctx, dsn)
+	defer admin.Close(context.Background())
+	var sess string
+	if err := admin.QueryRow(ctx, `SELECT session FROM cluster_presence WHERE replica_id = 'a' AND device_id = 'dev-1'`).Scan(&sess); err != nil || sess != "s2" {
+		t.Fatalf("the record names %q (%v), want s2", sess, err)
+	}
+}
