@@ -207,6 +207,7 @@ func (r *Relay) Run(ctx context.Context, h cluster.Handler) error {
 	defer func() {
 		stopKeeping()
 		<-kept
+		r.settleLast(h)
 		r.retire()
 	}()
 	wait := minBackoff
@@ -588,6 +589,26 @@ func execBounded(ctx context.Context, conn *pgx.Conn, sql string, args ...any) e
 		_, err := tx.Exec(ctx, sql, args...)
 		return err
 	})
+}
+
+// settleLast records every stream again, once, as the relay stops: the
+// records of the streams cut as this replica stops must stand until their
+// agents have reconnected elsewhere, and no heartbeat comes after this to
+// write one whose Join failed, or found deleted at a single count. It goes
+// over a connection of its own, since the pool may be what failed, and
+// gives up after two seconds.
+func (r *Relay) settleLast(h cluster.Handler) {
+	r.owe()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, r.cc.Copy())
+	if err == nil {
+		defer conn.Close(context.Background())
+		_, err = r.settle(ctx, conn, h.Devices)
+	}
+	if err != nil {
+		r.log.Warn("presence not re-recorded as the relay stops", "err", err)
+	}
 }
 
 // retire marks this replica stopped when it stops: no longer one to route

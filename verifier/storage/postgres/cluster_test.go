@@ -367,31 +367,45 @@ func TestRelayReconnects(t *testing.T) {
 // replicas' stores, their hubs and the device.
 func twoHubs(t *testing.T) (sa, sb *postgres.Store, hubA, hubB *hub.Hub, d storage.Device) {
 	t.Helper()
-	_, sa, sb, hubA, hubB, d = twoHubsOn(t, false)
-	return sa, sb, hubA, hubB, d
+	p := twoHubsOn(t, false)
+	return p.sa, p.sb, p.hubA, p.hubB, p.d
 }
 
-// twoHubsOn is twoHubs, with the database's DSN, and with a pool of two
-// connections for the first replica's store (for HoldPool) when small is
-// set.
-func twoHubsOn(t *testing.T, small bool) (dsn string, sa, sb *postgres.Store, hubA, hubB *hub.Hub, d storage.Device) {
+// hubPair is what twoHubsOn sets up, with the database's DSN and a
+// function that stops replica a's hub (and relay) and waits for it.
+type hubPair struct {
+	dsn        string
+	sa, sb     *postgres.Store
+	hubA, hubB *hub.Hub
+	d          storage.Device
+	stopA      func()
+}
+
+// twoHubsOn is twoHubs, with a pool of two connections for the first
+// replica's store (for HoldPool) when small is set.
+func twoHubsOn(t *testing.T, small bool) hubPair {
 	t.Helper()
-	dsn = testpg.NewDatabase(t)
-	aDSN := dsn
+	p := hubPair{dsn: testpg.NewDatabase(t)}
+	aDSN := p.dsn
 	if small {
-		aDSN = smallPool(t, dsn)
+		aDSN = smallPool(t, p.dsn)
 	}
-	sa, sb = open(t, aDSN), open(t, dsn)
-	d = enrollOne(t, sa)
-	hubA = &hub.Hub{Nonces: sa, Reports: sa, Relay: sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})}
-	hubB = &hub.Hub{Nonces: sb, Reports: sb, Relay: sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})}
-	for _, h := range []*hub.Hub{hubA, hubB} {
+	p.sa, p.sb = open(t, aDSN), open(t, p.dsn)
+	p.d = enrollOne(t, p.sa)
+	p.hubA = &hub.Hub{Nonces: p.sa, Reports: p.sa, Relay: p.sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})}
+	p.hubB = &hub.Hub{Nonces: p.sb, Reports: p.sb, Relay: p.sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})}
+	for _, h := range []*hub.Hub{p.hubA, p.hubB} {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- h.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-done })
+		var once sync.Once
+		stop := func() { once.Do(func() { cancel(); <-done }) }
+		t.Cleanup(stop)
+		if h == p.hubA {
+			p.stopA = stop
+		}
 	}
-	return dsn, sa, sb, hubA, hubB, d
+	return p
 }
 
 // A sign-in at replica B asks for a check of a device whose stream is on
@@ -789,7 +803,8 @@ func TestRelayResyncKeepsAReplacedStreamsRecord(t *testing.T) {
 // The same through the hub: the agent's second stream on a, whose Join
 // the held pool fails, replaces its first.
 func TestHubReconnectWhileThePoolIsHeld(t *testing.T) {
-	_, sa, _, hubA, hubB, d := twoHubsOn(t, true)
+	p := twoHubsOn(t, true)
+	sa, hubA, hubB, d := p.sa, p.hubA, p.hubB, p.d
 	_, leave1 := hubA.Register(d.ID, d.PublicKey)
 	defer leave1()
 	eventually(t, "b sees the stream on a", 5*time.Second, func() bool { return hubB.Connected(d.ID) })
@@ -876,7 +891,8 @@ func TestRelayResyncNotHeldByLocks(t *testing.T) {
 // agents to reconnect elsewhere; recording its streams again before its
 // relay stops (its listening connection cut once) keeps them too.
 func TestHubStoppingKeepsCutStreamsThroughAResync(t *testing.T) {
-	dsn, _, _, hubA, hubB, d := twoHubsOn(t, false)
+	p := twoHubsOn(t, false)
+	dsn, hubA, hubB, d := p.dsn, p.hubA, p.hubB, p.d
 	_, cut := hubA.Register(d.ID, d.PublicKey)
 	_, held := hubA.Register("dev-held", []byte("key"))
 	defer held()
@@ -957,5 +973,44 @@ func TestRelayResyncKeepsAStreamReplacedMeanwhile(t *testing.T) {
 	var sess string
 	if err := admin.QueryRow(ctx, `SELECT session FROM cluster_presence WHERE replica_id = 'a' AND device_id = 'dev-1'`).Scan(&sess); err != nil || sess != "s2" {
 		t.Fatalf("the record names %q (%v), want s2", sess, err)
+	}
+}
+
+// A stopping replica records its streams once more as its relay stops:
+// a record deleted behind its back just before (found by the count only
+// at a second heartbeat, which does not come), or a Join that failed
+// (retried only while its stream is held), is written for the stream it
+// cut, which other replicas then read as "cannot tell" until its agent
+// reconnects elsewhere.
+func TestRelayRecordsCutStreamsAsItStops(t *testing.T) {
+	for _, why := range []string{"rows deleted", "join failed"} {
+		t.Run(why, func(t *testing.T) {
+			p := twoHubsOn(t, why == "join failed")
+			_, held := p.hubA.Register("dev-held", []byte("key"))
+			eventually(t, "b sees a's stream", 5*time.Second, func() bool { return p.hubB.Connected("dev-held") })
+			time.Sleep(3 * beat) // nothing owed
+			var cut func()
+			if why == "join failed" {
+				postgres.HoldPool(t, p.sa)
+				_, cut = p.hubA.Register(p.d.ID, p.d.PublicKey) // its Join times out
+			} else {
+				_, cut = p.hubA.Register(p.d.ID, p.d.PublicKey)
+				eventually(t, "b sees the stream on a", 5*time.Second, func() bool { return p.hubB.Connected(p.d.ID) })
+				admin := connect(t, t.Context(), p.dsn)
+				defer admin.Close(context.Background())
+				if _, err := admin.Exec(t.Context(), `DELETE FROM cluster_presence WHERE replica_id = 'a'`); err != nil {
+					t.Fatal(err)
+				}
+			}
+			p.hubA.Retire()
+			cut()
+			held()
+			p.stopA()
+			for _, id := range []string{"dev-held", p.d.ID} {
+				if !p.hubB.MaybeConnected(id) {
+					t.Errorf("b reads %s as connected nowhere once a stopped", id)
+				}
+			}
+		})
 	}
 }
