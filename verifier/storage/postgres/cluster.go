@@ -595,16 +595,27 @@ func execBounded(ctx context.Context, conn *pgx.Conn, sql string, args ...any) e
 // records of the streams cut as this replica stops must stand until their
 // agents have reconnected elsewhere, and no heartbeat comes after this to
 // write one whose Join failed, or found deleted at a single count. It goes
-// over a connection of its own, since the pool may be what failed, and
-// gives up after two seconds.
+// over a connection of its own, since the pool may be what failed (every
+// connection busy), and else over the pool, since a new connection may be
+// what is refused (max_connections reached as a deploy starts replicas);
+// it gives up after two seconds.
 func (r *Relay) settleLast(h cluster.Handler) {
 	r.owe()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, r.cc.Copy())
-	if err == nil {
+	err := func() error {
+		connCtx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		conn, err := pgx.ConnectConfig(connCtx, r.cc.Copy())
+		if err != nil {
+			return err
+		}
 		defer conn.Close(context.Background())
 		_, err = r.settle(ctx, conn, h.Devices)
+		return err
+	}()
+	if err != nil && ctx.Err() == nil {
+		err = r.settlePool(ctx, h.Devices)
 	}
 	if err != nil {
 		r.log.Warn("presence not re-recorded as the relay stops", "err", err)

@@ -981,9 +981,10 @@ func TestRelayResyncKeepsAStreamReplacedMeanwhile(t *testing.T) {
 // at a second heartbeat, which does not come), or a Join that failed
 // (retried only while its stream is held), is written for the stream it
 // cut, which other replicas then read as "cannot tell" until its agent
-// reconnects elsewhere.
+// reconnects elsewhere; over the pool when PostgreSQL takes no new
+// connection.
 func TestRelayRecordsCutStreamsAsItStops(t *testing.T) {
-	for _, why := range []string{"rows deleted", "join failed"} {
+	for _, why := range []string{"rows deleted", "join failed", "no new connection"} {
 		t.Run(why, func(t *testing.T) {
 			p := twoHubsOn(t, why == "join failed")
 			_, held := p.hubA.Register("dev-held", []byte("key"))
@@ -996,6 +997,9 @@ func TestRelayRecordsCutStreamsAsItStops(t *testing.T) {
 			} else {
 				_, cut = p.hubA.Register(p.d.ID, p.d.PublicKey)
 				eventually(t, "b sees the stream on a", 5*time.Second, func() bool { return p.hubB.Connected(p.d.ID) })
+				if why == "no new connection" {
+					postgres.RefuseListening(t, p.hubA.Relay.(*postgres.Relay))
+				}
 				admin := connect(t, t.Context(), p.dsn)
 				defer admin.Close(context.Background())
 				if _, err := admin.Exec(t.Context(), `DELETE FROM cluster_presence WHERE replica_id = 'a'`); err != nil {
