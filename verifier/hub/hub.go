@@ -363,6 +363,8 @@ func (h *Hub) changed(n int) {
 // recording them again while it stops does not remove their records as
 // stale.
 func (h *Hub) Retire() {
+	// Under mu, as a stream's end reads it: every stream ends either
+	// before (its record removed) or after (kept, and among h.cut).
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.retiring.Store(true)
