@@ -94,10 +94,7 @@ func elsewhere(t *testing.T, r *postgres.Relay, deviceID string) bool {
 // Two replicas on one database: each hears the other's signals and not its
 // own, and presence follows streams, sessions and heartbeats.
 func TestRelaySignalsAndPresence(t *testing.T) {
-	dsn := testpg.NewDatabase(t)
-	sa, sb := open(t, dsn), open(t, dsn)
-	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
-	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
+	dsn, a, b := twoRelays(t)
 	ha, hb := newHeard(), newHeard()
 	ha.devices["dev-1"] = "s1" // a held dev-1's stream before it started listening
 	stopA := runRelay(t, a, ha.handler())
@@ -544,10 +541,7 @@ func TestRelayRecordsLostPresenceAgain(t *testing.T) {
 // their own records: a Join made after the snapshot of the streams stays,
 // and a stream that ended after it does not come back.
 func TestRelayResyncRaces(t *testing.T) {
-	dsn := testpg.NewDatabase(t)
-	sa, sb := open(t, dsn), open(t, dsn)
-	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
-	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
+	_, a, b := twoRelays(t)
 	var calls atomic.Int32
 	hd := cluster.Handler{Devices: func() map[string]string {
 		if calls.Add(1) == 1 {
@@ -753,6 +747,16 @@ func losingA(t *testing.T) (dsn string, a replicaA, b *postgres.Relay) {
 	return dsn, a, b
 }
 
+// twoRelays opens two replicas' stores on one new database and returns
+// its DSN and their relays, a and b, neither running.
+func twoRelays(t *testing.T) (dsn string, a, b *postgres.Relay) {
+	t.Helper()
+	dsn = testpg.NewDatabase(t)
+	a = open(t, dsn).Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
+	b = open(t, dsn).Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
+	return dsn, a, b
+}
+
 // smallPool is dsn with a pool of two connections, for HoldPool to take.
 func smallPool(t *testing.T, dsn string) string {
 	t.Helper()
@@ -941,10 +945,7 @@ func TestRelayRemovesRecordsOfEndedStreams(t *testing.T) {
 // its snapshot (the new stream's Join not yet written), keeps its record:
 // the resync does not take the replaced stream for an ended one.
 func TestRelayResyncKeepsAStreamReplacedMeanwhile(t *testing.T) {
-	dsn := testpg.NewDatabase(t)
-	sa, sb := open(t, dsn), open(t, dsn)
-	a := sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
-	b := sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
+	dsn, a, b := twoRelays(t)
 	var cur atomic.Value
 	cur.Store("s1")
 	var armed, lost atomic.Bool
