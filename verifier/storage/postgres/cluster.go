@@ -153,7 +153,7 @@ func (r *Relay) publish(ctx context.Context, s signal) error {
 func (r *Relay) Join(ctx context.Context, deviceID, session string) error {
 	_, err := r.pool.pool.Exec(ctx, `INSERT INTO cluster_presence (device_id, replica_id, session, since)
 		VALUES ($1, $2, $3, now())
-		ON CONFLICT (device_id, replica_id) DO UPDATE SET session = excluded.session, since = excluded.since`,
+		ON CONFLICT (device_id, replica_id) DO UPDATE SET session = excluded.session, since = excluded.since, rev = excluded.rev`,
 		deviceID, r.id, session)
 	if err != nil {
 		return fmt.Errorf("recording presence: %w", err)
@@ -490,9 +490,11 @@ func (r *Relay) settlePool(ctx context.Context, devices func() map[string]string
 // joins and leaves made while the database was away are caught up.
 //
 // Streams start and end while it runs, and their own Join and Leave race
-// with it. A row written since t, read before the snapshot of the streams,
-// is left as it is: its Join came after the snapshot could see its stream,
-// and it is newer than anything the snapshot holds. A stream in the
+// with it. A row written after t, a number drawn from the rows' sequence
+// before the snapshot of the streams, is left as it is: its Join came after
+// the snapshot could see its stream, and it is newer than anything the
+// snapshot holds. The sequence, not the database's clock, tells which came
+// first: a clock set back would make a later Join read as older. A stream in the
 // snapshot that has ended by the time the rows are written is removed
 // again afterwards: its Leave may have run before the rows were written.
 // One that was replaced meanwhile (its agent reconnected here, with no
@@ -511,8 +513,8 @@ func (r *Relay) resync(ctx context.Context, conn *pgx.Conn, devices func() map[s
 	case <-ctx.Done():
 		return fmt.Errorf("re-recording presence: %w", ctx.Err())
 	}
-	var t time.Time
-	if err := conn.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&t); err != nil {
+	var t int64
+	if err := conn.QueryRow(ctx, `SELECT nextval('cluster_presence_rev')`).Scan(&t); err != nil {
 		return fmt.Errorf("re-recording presence: %w", err)
 	}
 	snap := map[string]string{}
@@ -525,22 +527,22 @@ func (r *Relay) resync(ctx context.Context, conn *pgx.Conn, devices func() map[s
 	}
 	// The streams' rows first, on their own: a lock that fails the
 	// statements below does not keep a live stream unrecorded. A row left
-	// standing is the snapshot's own, one written since t, or one naming
+	// standing is the snapshot's own, one written after t, or one naming
 	// a session its device's stream replaced.
 	if err := execBounded(ctx, conn, `INSERT INTO cluster_presence (device_id, replica_id, session, since)
 		SELECT d, $1, s, now() FROM unnest($2::text[], $3::text[]) AS u(d, s)
 		ON CONFLICT (device_id, replica_id) DO NOTHING`, r.id, ids, sessions); err != nil {
 		return fmt.Errorf("re-recording presence: %w", err)
 	}
-	replaced := execBounded(ctx, conn, `UPDATE cluster_presence p SET session = u.s, since = now()
+	replaced := execBounded(ctx, conn, `UPDATE cluster_presence p SET session = u.s, since = now(), rev = nextval('cluster_presence_rev')
 		FROM unnest($2::text[], $3::text[]) AS u(d, s)
-		WHERE p.replica_id = $1 AND p.device_id = u.d AND p.session <> u.s AND p.since < $4`,
+		WHERE p.replica_id = $1 AND p.device_id = u.d AND p.session <> u.s AND p.rev < $4`,
 		r.id, ids, sessions, t)
 	// NOT EXISTS, not device_id <> ALL($3): once pgx's prepared statement
 	// gets PostgreSQL's generic plan (from its sixth run on a connection),
 	// <> ALL checks every row against the whole array, 4 s at 20,000
 	// streams; the anti-join is hashed, 15-20 ms.
-	stale := execBounded(ctx, conn, `DELETE FROM cluster_presence p WHERE replica_id = $1 AND since < $2
+	stale := execBounded(ctx, conn, `DELETE FROM cluster_presence p WHERE replica_id = $1 AND rev < $2
 		AND NOT EXISTS (SELECT 1 FROM unnest($3::text[]) AS u(d) WHERE u.d = p.device_id)`, r.id, t, ids)
 	if devices != nil {
 		current := devices()
@@ -556,7 +558,7 @@ func (r *Relay) resync(ctx context.Context, conn *pgx.Conn, devices func() map[s
 			}
 		}
 		if len(movedIDs) > 0 && replaced == nil {
-			replaced = execBounded(ctx, conn, `UPDATE cluster_presence p SET session = u.n, since = now()
+			replaced = execBounded(ctx, conn, `UPDATE cluster_presence p SET session = u.n, since = now(), rev = nextval('cluster_presence_rev')
 				FROM unnest($2::text[], $3::text[], $4::text[]) AS u(d, o, n)
 				WHERE p.replica_id = $1 AND p.device_id = u.d AND p.session = u.o`, r.id, movedIDs, movedFrom, movedTo)
 		}

@@ -557,12 +557,42 @@ func TestRelayResyncRaces(t *testing.T) {
 			return map[string]string{"dev-ended": "s-ended"}
 		}
 		return map[string]string{"dev-new": "s-new"}
-	}}
+	}, Streams: func() int { return 1 }} // Devices for the resync's snapshot only
 	runRelay(t, a, hd)
 	// Written, then read again, then the ended stream's record removed.
 	eventually(t, "dev-new recorded and dev-ended not", 5*time.Second, func() bool {
 		return calls.Load() >= 2 && elsewhere(t, b, "dev-new") && !elsewhere(t, b, "dev-ended")
 	})
+}
+
+// A Join written after a resync began keeps its record even when the
+// database's clock was set back in between, so that the row's time reads
+// as older than the resync: the resync tells the rows it may remove by
+// the order they were written in, not by the clock.
+func TestRelayResyncKeepsAJoinAfterTheClockStepsBack(t *testing.T) {
+	dsn, a, b := twoRelays(t)
+	ctx := t.Context()
+	admin := connect(t, ctx, dsn)
+	defer admin.Close(context.Background())
+	var calls atomic.Int32
+	hd := cluster.Handler{Devices: func() map[string]string {
+		if calls.Add(1) == 1 {
+			// dev-new's stream starts after the snapshot; its Join lands
+			// with the clock an hour behind.
+			if err := a.Join(context.Background(), "dev-new", "s-new"); err != nil {
+				t.Error(err)
+			}
+			if _, err := admin.Exec(context.Background(), `UPDATE cluster_presence SET since = since - interval '1 hour'
+				WHERE device_id = 'dev-new'`); err != nil {
+				t.Error(err)
+			}
+			return map[string]string{}
+		}
+		return map[string]string{"dev-new": "s-new"}
+	}, Streams: func() int { return 1 }} // Devices for the resync's snapshot only
+	runRelay(t, a, hd)
+	eventually(t, "the first resync done", 5*time.Second, func() bool { return calls.Load() >= 2 })
+	seenThroughout(t, b, "dev-new", 5*beat)
 }
 
 // A replica forgotten while it runs (its row and presence rows deleted:
