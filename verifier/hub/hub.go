@@ -427,9 +427,13 @@ func (h *Hub) Connected(deviceID string) bool {
 // knowing must not. Not knowing is an unreadable presence table, or a
 // stream recorded only on replicas whose heartbeat is stale
 // (cluster.ErrPresenceStale): such a replica may be alive and holding it,
-// cut off from the database only.
+// cut off from the database only. On a stopping replica, a stream it cut
+// counts too: its record stands for the other replicas until its agent
+// reconnects to one, and this replica, whose own records Elsewhere skips,
+// must not read the Mac as having no agent meanwhile (a sign-in still
+// being answered as it stops).
 func (h *Hub) MaybeConnected(deviceID string) bool {
-	if h.Local(deviceID) {
+	if h.Local(deviceID) || h.wasCut(deviceID) {
 		return true
 	}
 	if h.Relay == nil {
@@ -454,6 +458,15 @@ func (h *Hub) Local(deviceID string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	_, ok := h.sessions[deviceID]
+	return ok
+}
+
+// wasCut reports whether the device's stream was cut as this replica
+// stops (Retire).
+func (h *Hub) wasCut(deviceID string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.cut[deviceID]
 	return ok
 }
 

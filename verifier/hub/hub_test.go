@@ -330,6 +330,10 @@ func (r *joinsRelay) Leave(_ context.Context, deviceID, session string) error {
 	return nil
 }
 
+// Elsewhere: no other replica holds anything (a relay skips its own
+// records).
+func (r *joinsRelay) Elsewhere(context.Context, string) (bool, error) { return false, nil }
+
 func (r *joinsRelay) get(deviceID string) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -442,5 +446,25 @@ func TestCutStreamsKeptForTheRelay(t *testing.T) {
 	}
 	if got := r.get("dev-cut"); got != cut {
 		t.Fatalf("the cut stream's record is %q, want %q", got, cut)
+	}
+}
+
+// A stopping replica reads the Macs whose streams it cut as it stopped as
+// connected, as the other replicas do from the records it keeps for them:
+// a sign-in it still answers must not take them for Macs with no agent.
+// The streams that ended before it stopped are gone, as anywhere.
+func TestStoppingReplicaCountsItsCutStreams(t *testing.T) {
+	t.Parallel()
+	h := &Hub{Relay: &joinsRelay{joined: map[string]string{}}}
+	_, endBefore := h.Register("dev-before", nil)
+	endBefore()
+	_, endCut := h.Register("dev-cut", nil)
+	h.Retire()
+	endCut()
+	if !h.MaybeConnected("dev-cut") {
+		t.Error("the stopping replica reads the Mac whose stream it cut as having no agent")
+	}
+	if h.MaybeConnected("dev-before") {
+		t.Error("a stream that ended before the replica stopped counts as connected")
 	}
 }
