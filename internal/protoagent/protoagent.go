@@ -14,9 +14,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -40,7 +42,9 @@ type Agent struct {
 	Chain    [][]byte
 }
 
-// New makes a device with a fresh P-256 key and the given hardware UUID.
+// New makes a device with a fresh P-256 key and the given hardware UUID,
+// and a serial number of its own made from it (SerialFor): a verifier
+// admits no second device on a serial one already has.
 func New(addr string, rootPEM []byte, hardwareUUID string) (*Agent, error) {
 	roots := x509.NewCertPool()
 	if !roots.AppendCertsFromPEM(rootPEM) {
@@ -53,10 +57,17 @@ func New(addr string, rootPEM []byte, hardwareUUID string) (*Agent, error) {
 	return &Agent{
 		Addr: addr, Roots: roots, Key: key,
 		Facts: &agentv1.DeviceFacts{
-			HardwareUuid: hardwareUUID, SerialNumber: "C02TEST0001", Model: "MacBookPro18,3",
+			HardwareUuid: hardwareUUID, SerialNumber: SerialFor(hardwareUUID), Model: "MacBookPro18,3",
 			OsName: "macOS", OsVersion: "15.1.1", Hostname: "test-mac", Platform: "darwin", AgentVersion: "test",
 		},
 	}, nil
+}
+
+// SerialFor is the serial number New gives the device with hardwareUUID:
+// "C02" and nine upper-case hex digits of the UUID's SHA-256.
+func SerialFor(hardwareUUID string) string {
+	sum := sha256.Sum256([]byte(hardwareUUID))
+	return "C02" + strings.ToUpper(hex.EncodeToString(sum[:]))[:9]
 }
 
 // CSR returns a DER certificate request signed by key.

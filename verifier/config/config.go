@@ -545,7 +545,7 @@ var settings = []setting{
 		return nil
 	}}},
 	{"policies", GroupReports, "", "policy YAML file (see examples/policies.yaml); reloaded on SIGHUP", text("path", func(c *Config) *string { return &c.Policies })},
-	{"enroll-approval", GroupReports, EnrollAuto, "which new devices enroll without approval: auto (any with a valid enroll secret), known (serial numbers imported with `devices import`; recommended), manual (none)", oneOf(func(c *Config) *string { return &c.EnrollApproval }, EnrollAuto, EnrollKnown, EnrollManual)},
+	{"enroll-approval", GroupReports, EnrollAuto, "which new devices enroll without approval: auto (any with a valid enroll secret and a serial number no enrolled device has), known (serial numbers imported with `devices import`; recommended), manual (none)", oneOf(func(c *Config) *string { return &c.EnrollApproval }, EnrollAuto, EnrollKnown, EnrollManual)},
 	{"device-cert-lifetime", GroupReports, durText(enroll.DefaultCertLifetime), "lifetime of device certificates", dur(func(c *Config) *time.Duration { return &c.DeviceCertLifetime }, time.Hour, 365*24*time.Hour)},
 	{"max-report-skew", GroupReports, durText(ingest.DefaultMaxSkew), "how far a report's observed_at may be from the verifier's clock", dur(func(c *Config) *time.Duration { return &c.MaxReportSkew }, 10*time.Second, 24*time.Hour)},
 	{"report-history", GroupReports, strconv.Itoa(ingest.DefaultKeep), "reports kept per device (the latest always is)", intRange(func(c *Config) *int { return &c.ReportHistory }, 1, 100000)},

@@ -72,8 +72,8 @@ const (
 	PendingUnprovenKey   = "unproven_key"
 	PendingUnknownSerial = "unknown_serial"
 	PendingManual        = "manual"
-	// PendingSerialEnrolled: the serial is on the known list, but a
-	// device already enrolled on it (a revoked one included).
+	// PendingSerialEnrolled: a device already enrolled on the serial (a
+	// revoked one included); under known, the serial is on the list.
 	PendingSerialEnrolled = "serial_enrolled"
 )
 
@@ -262,7 +262,7 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		deviceID = NewDeviceID()
 		reason, serial, err := s.admitNew(ctx, facts)
 		if err != nil {
-			return nil, "internal", s.internal("checking the known device list", err)
+			return nil, "internal", s.internal("checking the device's serial number", err)
 		} else if reason != "" {
 			return s.pend(ctx, facts, key, secret, storage.Device{}, reason, now)
 		}
@@ -345,11 +345,27 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 }
 
 // admitNew returns "" when policy admits a new device, else why it waits;
-// under AdmitKnown, also the canonical serial it was admitted on.
+// also the canonical serial it was admitted on, which must still be free
+// when the enrollment commits.
+//
+// No policy admits a new device on a serial number that an enrolled one
+// has, revoked or not: Cloudflare names Macs by serial number, and a made-up
+// hardware UUID claiming a revoked Mac's serial (anyone with an enroll
+// secret can send one, a thief from the stolen Mac's disk among them) would
+// otherwise be the one unrevoked device it matches, and score the stolen
+// Mac by its own posture; claiming an unrevoked Mac's serial would leave it
+// unscored. A Mac whose logic board was replaced (a new hardware UUID, the
+// same serial) waits for the security team too.
 func (s *Service) admitNew(ctx context.Context, facts *agentv1.DeviceFacts) (reason, serial string, err error) {
 	switch s.Admission {
 	case AdmitAuto, "":
-		return "", "", nil
+		// A Mac without an Apple-style serial claims none, and Cloudflare
+		// cannot match it by one.
+		serial := storage.CanonicalSerial(facts.GetSerialNumber())
+		if serial == "" {
+			return "", "", nil
+		}
+		return s.serialUnclaimed(ctx, serial)
 	case AdmitKnown:
 		// Only an exact Apple-style serial (letters and digits) can match:
 		// spaces, punctuation and look-alike characters never do.
@@ -364,22 +380,27 @@ func (s *Service) admitNew(ctx context.Context, facts *agentv1.DeviceFacts) (rea
 		case err != nil:
 			return "", "", err
 		}
-		// A listed serial admits one Mac: another machine claiming the
-		// serial of an enrolled one waits for the security team, also
-		// once that one is revoked (a lost or stolen Mac's serial is not
-		// free for whoever holds the secret).
-		_, err = s.Store.GetDeviceBySerial(ctx, serial)
-		switch {
-		case err == nil:
-			return PendingSerialEnrolled, "", nil
-		case errors.Is(err, storage.ErrNotFound):
-			return "", serial, nil
-		default:
-			return "", "", err
-		}
+		// A listed serial admits one Mac.
+		return s.serialUnclaimed(ctx, serial)
 	default:
 		// AdmitManual, and anything unexpected: fail closed.
 		return PendingManual, "", nil
+	}
+}
+
+// serialUnclaimed admits a new device on serial unless a device, revoked
+// or not, is enrolled on it: another machine claiming an enrolled Mac's
+// serial waits for the security team, also once that Mac is revoked (a lost
+// or stolen Mac's serial is not free for whoever holds the secret).
+func (s *Service) serialUnclaimed(ctx context.Context, serial string) (reason, admitted string, err error) {
+	_, err = s.Store.GetDeviceBySerial(ctx, serial)
+	switch {
+	case err == nil:
+		return PendingSerialEnrolled, "", nil
+	case errors.Is(err, storage.ErrNotFound):
+		return "", serial, nil
+	default:
+		return "", "", err
 	}
 }
 

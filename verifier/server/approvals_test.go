@@ -130,7 +130,7 @@ func TestNewDevicePolicies(t *testing.T) {
 
 	k := startKnownList(t, &adminv1.KnownDevice{SerialNumber: "c02test0001", Name: "test mac"})
 	ksecret := k.secret()
-	listed := k.enrolled(ksecret) // protoagent's serial is C02TEST0001
+	listed := enrolledListed(t, k, ksecret)
 	unlisted, _ := protoagent.New(k.addr, k.rootPEM, nextUUID())
 	unlisted.Facts.SerialNumber = "C02OTHER99"
 	_, err = unlisted.Enroll(k.ctx(), ksecret)
@@ -258,10 +258,25 @@ func pendingOf(t *testing.T, h *harness) *adminv1.PendingEnrollment {
 	return list.GetPending()[0]
 }
 
+// listedSerial is the serial number the known-list tests list, and the one
+// newAgent's devices have unless a test changes it.
+const listedSerial = "C02TEST0001"
+
 func newAgent(t *testing.T, h *harness, hardwareUUID string) *protoagent.Agent {
 	t.Helper()
 	a, err := protoagent.New(h.addr, h.rootPEM, hardwareUUID)
 	if err != nil {
+		t.Fatal(err)
+	}
+	a.Facts.SerialNumber = listedSerial
+	return a
+}
+
+// enrolledListed is a new device with listedSerial, enrolled with secret.
+func enrolledListed(t *testing.T, h *harness, secret string) *protoagent.Agent {
+	t.Helper()
+	a := newAgent(t, h, nextUUID())
+	if _, err := a.Enroll(h.ctx(), secret); err != nil {
 		t.Fatal(err)
 	}
 	return a
@@ -341,7 +356,7 @@ func TestFullQueueTakesTheGenuineRequest(t *testing.T) {
 	t.Parallel()
 	h := start(t)
 	secret := h.secret()
-	mac := h.enrolled(secret)
+	mac := enrolledListed(t, h, secret)
 	for range 6 {
 		_, err := newAgent(t, h, mac.Facts.GetHardwareUuid()).Enroll(h.ctx(), secret)
 		checkStatus(t, err, codes.FailedPrecondition, "unproven_key")
@@ -375,7 +390,7 @@ func TestKnownSerialAdmitsOneMac(t *testing.T) {
 	t.Parallel()
 	h := startKnownList(t, &adminv1.KnownDevice{SerialNumber: "C02TEST0001"}, &adminv1.KnownDevice{SerialNumber: "C02VICTIM01"})
 	secret := h.secret()
-	h.enrolled(secret) // C02TEST0001
+	enrolledListed(t, h, secret)
 	for _, tc := range []struct{ serial, reason string }{
 		{"C02TEST0001", "serial_enrolled"},
 		{"c02test0001", "serial_enrolled"},
@@ -401,6 +416,62 @@ func TestKnownSerialAdmitsOneMac(t *testing.T) {
 	}
 }
 
+// TestAutoAdmitsOneMacASerial: under auto, too, a new machine claiming
+// the serial of an enrolled Mac waits for the security team, also once that
+// Mac is revoked: a stolen Mac's serial is not free for whoever holds the
+// secret (Cloudflare would score the stolen Mac by the impostor's
+// posture). The security team can still approve it (a logic board
+// replaced), and a serial no device has enrolls at once.
+func TestAutoAdmitsOneMacASerial(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	secret := h.secret()
+	stolen := h.enrolled(secret)
+	serial := stolen.Facts.GetSerialNumber()
+	claim := func(s string) error {
+		a := newAgent(t, h, nextUUID())
+		a.Facts.SerialNumber = s
+		_, err := a.Enroll(h.ctx(), secret)
+		return err
+	}
+	checkStatus(t, claim(serial), codes.FailedPrecondition, "serial_enrolled")
+	checkStatus(t, claim(strings.ToLower(serial)), codes.FailedPrecondition, "serial_enrolled")
+	if _, err := h.admin.RevokeDevice(h.ctx(), &adminv1.RevokeDeviceRequest{DeviceId: stolen.DeviceID, Reason: "stolen"}); err != nil {
+		t.Fatal(err)
+	}
+	impostor := newAgent(t, h, nextUUID())
+	impostor.Facts.SerialNumber = serial
+	_, err := impostor.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "serial_enrolled")
+	if d, err := h.srv.Store.GetDeviceBySerial(h.ctx(), serial); err != nil || d.ID != stolen.DeviceID {
+		t.Fatalf("the serial's device: %v, %v; want only the revoked Mac", d.ID, err)
+	}
+	if _, err := impostor.Connect(h.ctx()); err == nil {
+		t.Fatal("the impostor connected")
+	}
+
+	// Approved by the security team, it enrolls.
+	list, err := h.admin.ListPendingEnrollments(h.ctx(), &adminv1.ListPendingEnrollmentsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	for _, p := range list.GetPending() {
+		if p.GetFacts().GetHardwareUuid() == impostor.Facts.GetHardwareUuid() {
+			id = p.GetRequestId()
+		}
+	}
+	if _, err := h.admin.ApproveEnrollment(h.ctx(), &adminv1.ApproveEnrollmentRequest{RequestId: id}); err != nil {
+		t.Fatalf("approving: %v", err)
+	}
+	if _, err := impostor.Enroll(h.ctx(), secret); err != nil {
+		t.Fatalf("the approved Mac: %v", err)
+	}
+	if err := claim("C02FRESH0001"); err != nil {
+		t.Fatalf("a serial no device has: %v", err)
+	}
+}
+
 // TestSerialStaysWithItsMac: the holder of an enrolled Mac's key cannot
 // move it to another serial number (a listed one no Mac has yet, or a
 // Mac's that enrolled), by re-enrolling with the same key or by a proven
@@ -411,7 +482,7 @@ func TestSerialStaysWithItsMac(t *testing.T) {
 	h := startKnownList(t, &adminv1.KnownDevice{SerialNumber: "C02TEST0001"}, &adminv1.KnownDevice{SerialNumber: "C02VICTIM01"},
 		&adminv1.KnownDevice{SerialNumber: "C02VICTIM02"})
 	secret := h.secret()
-	a := h.enrolled(secret) // C02TEST0001
+	a := enrolledListed(t, h, secret)
 	victim := newAgent(t, h, nextUUID())
 	victim.Facts.SerialNumber = "C02VICTIM02"
 	if _, err := victim.Enroll(h.ctx(), secret); err != nil {
