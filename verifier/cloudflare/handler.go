@@ -364,7 +364,8 @@ func (h *Handler) match(ctx context.Context, evals []evaluation, log *slog.Logge
 // given, and with or without macOS's ".local".
 func hostnames(h string) []string {
 	h = storage.HostnameKey(strings.TrimSpace(h))
-	if h == "" {
+	if h == "" || strings.ContainsFunc(h, control) {
+		// No Mac's hostname has a control character.
 		return nil
 	}
 	if base, ok := strings.CutSuffix(h, ".local"); ok && base != "" {

@@ -34,93 +34,210 @@ type Device struct {
 	Hostname    string
 }
 
-// wireDevice is a device as Cloudflare's samples spell it. encoding/json
-// matches keys without regard to case, so each field has its snake_case
-// key and its key without '_' (deviceId, DeviceID); unknown keys are
-// ignored, a value that is not a string or null is an error.
-type wireDevice struct {
-	ID          *string `json:"device_id"`
-	ID2         *string `json:"deviceid"`
-	Email       *string `json:"email"`
-	Serial      *string `json:"serial_number"`
-	Serial2     *string `json:"serialnumber"`
-	MAC         *string `json:"mac_address"`
-	MAC2        *string `json:"macaddress"`
-	VirtualIPv4 *string `json:"virtual_ipv4"`
-	VirtualIP2  *string `json:"virtualipv4"`
-	Hostname    *string `json:"hostname"`
-}
+// fields are the device fields Cloudflare sends, by the key it spells
+// them with in its samples; fieldOf also takes each key without its '_'
+// (deviceId, DeviceID), and any case of A-Z.
+var fields = [...]string{"device_id", "email", "serial_number", "mac_address", "virtual_ipv4", "hostname"}
 
-type wireRequest struct {
-	Devices *[]*wireDevice `json:"devices"`
+// fieldOf is the index in fields of a device's key, -1 for a key of none.
+// Case is folded for A-Z only: a key with any other byte is no field's
+// (encoding/json would take "ſerial_number", with a long s, for
+// serial_number).
+func fieldOf(key string) int {
+	const longest = len("serial_number")
+	if len(key) > longest {
+		return -1
+	}
+	var b [longest]byte
+	k := b[:0]
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c >= utf8.RuneSelf:
+			return -1
+		}
+		k = append(k, c)
+	}
+	for i, f := range fields {
+		if string(k) == f || string(k) == strings.ReplaceAll(f, "_", "") {
+			return i
+		}
+	}
+	return -1
 }
 
 // DecodeRequest reads Cloudflare's posture request,
-// {"devices":[{"device_id":…, "serial_number":…, …}, …]}: keys matched
-// without regard to case, snake_case or not; unknown keys ignored; every
-// known value a string or null; device_id present and non-empty; at most
-// MaxDevices devices (ErrTooManyDevices), each field at most MaxFieldLen
-// bytes of valid UTF-8. The caller bounds the body's size.
+// {"devices":[{"device_id":…, "serial_number":…, …}, …]}: keys matched in
+// any case of A-Z, snake_case or not; unknown keys ignored; every known
+// value a string or null (null is the field left out); a field given twice
+// with different values, or "devices" twice, is an error; device_id present,
+// non-empty and given for one device only; at most MaxDevices devices
+// (ErrTooManyDevices), each field at most MaxFieldLen bytes of valid UTF-8;
+// device_id and email without control characters (they are recorded in the
+// decision log; the other fields only ever match or not). The caller
+// bounds the body's size.
 func DecodeRequest(r io.Reader) ([]Device, error) {
 	dec := json.NewDecoder(r)
-	var req wireRequest
-	if err := dec.Decode(&req); err != nil {
-		return nil, fmt.Errorf("request body: %w", err)
+	out, err := decodeBody(dec)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, errors.New("request body has data after its JSON object")
 	}
-	if req.Devices == nil {
+	return out, nil
+}
+
+func decodeBody(dec *json.Decoder) ([]Device, error) {
+	if err := delim(dec, '{'); err != nil {
+		return nil, fmt.Errorf("request body: %w", err)
+	}
+	var out []Device
+	seen := false
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("request body: %w", err)
+		}
+		if k, _ := key.(string); !strings.EqualFold(k, "devices") || strings.ContainsFunc(k, nonASCII) {
+			if err := skip(dec); err != nil {
+				return nil, fmt.Errorf("request body: %w", err)
+			}
+			continue
+		}
+		if seen {
+			return nil, errors.New(`"devices" is given twice`)
+		}
+		seen = true
+		if out, err = decodeDevices(dec); err != nil {
+			return nil, err
+		}
+	}
+	if err := delim(dec, '}'); err != nil {
+		return nil, fmt.Errorf("request body: %w", err)
+	}
+	if out == nil {
 		return nil, errors.New(`no "devices" list`)
-	}
-	list := *req.Devices
-	if len(list) > MaxDevices {
-		return nil, fmt.Errorf("%w: %d", ErrTooManyDevices, len(list))
-	}
-	out := make([]Device, len(list))
-	for i, w := range list {
-		if w == nil {
-			return nil, fmt.Errorf("device %d: not a JSON object", i+1)
-		}
-		d := &out[i]
-		for _, f := range []struct {
-			name string
-			dst  *string
-			a, b *string
-		}{
-			{"device_id", &d.ID, w.ID, w.ID2}, {"email", &d.Email, w.Email, nil},
-			{"serial_number", &d.Serial, w.Serial, w.Serial2}, {"mac_address", &d.MAC, w.MAC, w.MAC2},
-			{"virtual_ipv4", &d.VirtualIPv4, w.VirtualIPv4, w.VirtualIP2}, {"hostname", &d.Hostname, w.Hostname, nil},
-		} {
-			v, err := pick(f.a, f.b)
-			if err == nil && len(v) > MaxFieldLen {
-				err = fmt.Errorf("is %d bytes, more than %d", len(v), MaxFieldLen)
-			}
-			if err == nil && (!utf8.ValidString(v) || strings.ContainsRune(v, utf8.RuneError)) {
-				err = errors.New("is not valid UTF-8")
-			}
-			if err != nil {
-				return nil, fmt.Errorf("device %d: %s %w", i+1, f.name, err)
-			}
-			*f.dst = v
-		}
-		if strings.TrimSpace(d.ID) == "" {
-			return nil, fmt.Errorf("device %d: no device_id", i+1)
-		}
 	}
 	return out, nil
 }
 
-// pick is the value of a field given under either spelling; two different
-// values are an error.
-func pick(a, b *string) (string, error) {
-	switch {
-	case a != nil && b != nil && *a != *b:
-		return "", errors.New("is given twice, with different values")
-	case a != nil:
-		return *a, nil
-	case b != nil:
-		return *b, nil
+func nonASCII(r rune) bool { return r >= utf8.RuneSelf }
+
+// decodeDevices reads the "devices" list.
+func decodeDevices(dec *json.Decoder) ([]Device, error) {
+	if err := delim(dec, '['); err != nil {
+		return nil, fmt.Errorf(`"devices": %w`, err)
 	}
-	return "", nil
+	out := []Device{}
+	ids := map[string]int{}
+	for dec.More() {
+		if len(out) == MaxDevices {
+			return nil, fmt.Errorf("%w: more were sent", ErrTooManyDevices)
+		}
+		n := len(out) + 1
+		d, err := decodeDevice(dec)
+		if err != nil {
+			return nil, fmt.Errorf("device %d: %w", n, err)
+		}
+		if first, ok := ids[d.ID]; ok {
+			return nil, fmt.Errorf("device %d: device_id is device %d's too", n, first)
+		}
+		ids[d.ID] = n
+		out = append(out, d)
+	}
+	if err := delim(dec, ']'); err != nil {
+		return nil, fmt.Errorf(`"devices": %w`, err)
+	}
+	return out, nil
+}
+
+// decodeDevice reads one device's object.
+func decodeDevice(dec *json.Decoder) (Device, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return Device{}, err
+	}
+	if tok != json.Delim('{') {
+		return Device{}, errors.New("not a JSON object")
+	}
+	var vals [len(fields)]*string
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return Device{}, err
+		}
+		i := fieldOf(key.(string))
+		if i < 0 {
+			if err := skip(dec); err != nil {
+				return Device{}, err
+			}
+			continue
+		}
+		tok, err := dec.Token()
+		if err != nil {
+			return Device{}, err
+		}
+		var v string
+		switch t := tok.(type) {
+		case nil:
+			continue
+		case string:
+			v = t
+		default:
+			return Device{}, fmt.Errorf("%s is not a string", fields[i])
+		}
+		if prev := vals[i]; prev != nil && *prev != v {
+			return Device{}, fmt.Errorf("%s is given twice, with different values", fields[i])
+		}
+		vals[i] = &v
+	}
+	if err := delim(dec, '}'); err != nil {
+		return Device{}, err
+	}
+	var d Device
+	for i, dst := range []*string{&d.ID, &d.Email, &d.Serial, &d.MAC, &d.VirtualIPv4, &d.Hostname} {
+		if vals[i] == nil {
+			continue
+		}
+		v := *vals[i]
+		switch {
+		case len(v) > MaxFieldLen:
+			return Device{}, fmt.Errorf("%s is %d bytes, more than %d", fields[i], len(v), MaxFieldLen)
+		case !utf8.ValidString(v) || strings.ContainsRune(v, utf8.RuneError):
+			return Device{}, fmt.Errorf("%s is not valid UTF-8", fields[i])
+		case (dst == &d.ID || dst == &d.Email) && strings.ContainsFunc(v, control):
+			return Device{}, fmt.Errorf("%s has a control character", fields[i])
+		}
+		*dst = v
+	}
+	if strings.TrimSpace(d.ID) == "" {
+		return Device{}, errors.New("no device_id")
+	}
+	return d, nil
+}
+
+// control reports the C0 controls and DEL: no device_id or e-mail address
+// has one, and PostgreSQL stores no NUL.
+func control(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// delim reads the next token, which must be want.
+func delim(dec *json.Decoder, want json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok != want {
+		return fmt.Errorf("expected %q, got %v", want, tok)
+	}
+	return nil
+}
+
+// skip reads past the next value, whatever it is; encoding/json bounds
+// its nesting.
+func skip(dec *json.Decoder) error {
+	var v json.RawMessage
+	return dec.Decode(&v)
 }

@@ -55,10 +55,37 @@ func TestDecodeRequestRefuses(t *testing.T) {
 		"trailing data":       `{"devices":[]} {"devices":[]}`,
 		"truncated":           `{"devices":[{"device_id":"a"}`,
 		"deeply nested value": `{"devices":[{"device_id":"a","x":` + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + `}]}`,
+		"devices twice":       `{"devices":[],"DEVICES":[{"device_id":"a"}]}`,
+		"a key in two cases":  `{"devices":[{"device_id":"a","serial_number":"X","SERIAL_NUMBER":"Y"}]}`,
+		"a device_id twice":   `{"devices":[{"device_id":"a"},{"deviceId":"a"}]}`,
+		"NUL in device_id":    `{"devices":[{"device_id":"a\u0000"}]}`,
+		"escape in email":     `{"devices":[{"device_id":"a","email":"a\u001b[2J@example.com"}]}`,
+		"DEL in device_id":    `{"devices":[{"device_id":"a\u007f"}]}`,
+		"hostname a number":   `{"devices":[{"device_id":"a","hostname":7}]}`,
+		"hostname a list":     `{"devices":[{"device_id":"a","hostname":["x"]}]}`,
 	} {
 		if got, err := cloudflare.DecodeRequest(strings.NewReader(body)); err == nil {
 			t.Errorf("%s: accepted as %+v", name, got)
 		}
+	}
+}
+
+// TestDecodeRequestKeys: keys fold A-Z only, so a look-alike key is no
+// field's (encoding/json would fold a long s to an s); the same value under
+// both spellings is one field; a control character in a field that only
+// ever matches is kept, to match nothing.
+func TestDecodeRequestKeys(t *testing.T) {
+	t.Parallel()
+	got, err := cloudflare.DecodeRequest(strings.NewReader(`{"devices":[
+		{"device_id":"a","\u017ferial_number":"X1","serial_number":"X2","serialNumber":"X2"},
+		{"device_\u0131d":"b","device_id":"c","hostname":"mac\u0000","Serial_NUMBER":"S\u0000"}],
+		"dev\u0131ces":[{"device_id":"d"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []cloudflare.Device{{ID: "a", Serial: "X2"}, {ID: "c", Hostname: "mac\x00", Serial: "S\x00"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("DecodeRequest = %q\nwant %q", got, want)
 	}
 }
 
@@ -88,6 +115,8 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"Devices":[{"deviceId":"x","serialNumber":null}]}`,
 		`{"devices":[]}`, `{"devices":[{}]}`, `{}`, `[]`, `{"devices":[{"device_id":"a","DeviceId":"b"}]}`,
 		"{\"devices\":[{\"device_id\":\"\xff\"}]}",
+		`{"devices":[{"device_id":"a","serial_number":"X","SERIAL_NUMBER":"Y"}],"Devices":[]}`,
+		`{"devices":[{"device_id":"a\u0000","hostname":"b\u0000"}]}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -99,9 +128,17 @@ func FuzzDecodeRequest(f *testing.F) {
 		if len(ds) > cloudflare.MaxDevices {
 			t.Fatalf("%d devices", len(ds))
 		}
+		ids := map[string]bool{}
 		for _, d := range ds {
 			if strings.TrimSpace(d.ID) == "" {
 				t.Fatal("a device without an id")
+			}
+			if ids[d.ID] {
+				t.Fatalf("device_id %q twice", d.ID)
+			}
+			ids[d.ID] = true
+			if strings.ContainsFunc(d.ID+d.Email, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+				t.Fatalf("a control character in %q or %q", d.ID, d.Email)
 			}
 			for _, v := range []string{d.ID, d.Email, d.Serial, d.MAC, d.VirtualIPv4, d.Hostname} {
 				if len(v) > cloudflare.MaxFieldLen {

@@ -50,8 +50,19 @@ func (s *Store) DevicesByHostname(ctx context.Context, names []string) ([]storag
 }
 
 // devicesWhereIn reads the devices whose expr is one of values, a chunk of
-// values per query. expr is one of a fixed set, never caller input.
+// values per query. expr is one of a fixed set, never caller input. A
+// value no column can hold (a NUL, which PostgreSQL refuses outright, or
+// invalid UTF-8) matches nothing, and fails no lookup of the others.
 func (s *Store) devicesWhereIn(ctx context.Context, expr string, values []string) ([]storage.Device, error) {
+	if !storable(values...) {
+		kept := make([]string, 0, len(values))
+		for _, v := range values {
+			if storable(v) {
+				kept = append(kept, v)
+			}
+		}
+		values = kept
+	}
 	var out []storage.Device
 	for len(values) > 0 {
 		n := min(len(values), lookupChunk)

@@ -76,6 +76,18 @@ func testDevicesByHostname(t *testing.T, s storage.Store) {
 	if ids := deviceIDs(got); !slices.Equal(ids, []string{"dev-001"}) {
 		t.Fatalf("DevicesByHostname = %v, want dev-001", ids)
 	}
+	// A name no column can hold (a NUL, which PostgreSQL refuses, invalid
+	// UTF-8) matches nothing and fails no lookup of the others: a Mac's
+	// user chooses its hostname, and Cloudflare asks for many Macs at once.
+	got, err = as[storage.DeviceFinder](t, s).DevicesByHostname(t.Context(), []string{"anas-macbook-pro\x00", "anas-macbook-pro", "\xff"})
+	must(t, err)
+	if ids := deviceIDs(got); !slices.Equal(ids, []string{"dev-001"}) {
+		t.Fatalf("DevicesByHostname with unstorable names = %v, want dev-001", ids)
+	}
+	got, err = as[storage.DeviceFinder](t, s).DevicesBySerial(t.Context(), []string{"C02X\x00", "\xff"})
+	if err != nil || len(got) != 0 {
+		t.Fatalf("DevicesBySerial with unstorable serials = %v, %v; want none", deviceIDs(got), err)
+	}
 }
 
 func testAppendDecisions(t *testing.T, s storage.Store) {
