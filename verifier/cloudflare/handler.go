@@ -51,6 +51,12 @@ type Decider interface {
 
 var _ Decider = (*access.Gate)(nil)
 
+// GraceRecorder keeps the grace state of a decision; *rollout.Source
+// implements it.
+type GraceRecorder interface {
+	Record(ctx context.Context, d decision.Decision) error
+}
+
 // Verifier checks the Access application token; *TokenVerifier implements it.
 type Verifier interface {
 	Verify(ctx context.Context, token string) (*Claims, error)
@@ -67,9 +73,14 @@ type Handler struct {
 	// MatchHostname matches a device Cloudflare names by no known serial
 	// number by its hostname, when exactly one enrolled device has it.
 	MatchHostname bool
-	Metrics       *metrics.Cloudflare
-	Log           *slog.Logger
-	Now           func() time.Time
+	// Grace, when set, keeps the grace periods a device's decision starts
+	// and ends, as a sign-in does: else a grace period would start again at
+	// every request, and a Mac that only Cloudflare asks about would be
+	// let through on a grace that never ends.
+	Grace   GraceRecorder
+	Metrics *metrics.Cloudflare
+	Log     *slog.Logger
+	Now     func() time.Time
 
 	// refusedLog samples the log lines of refused tokens, by reason:
 	// anyone who can reach the listener can send them.
@@ -249,6 +260,11 @@ func (h *Handler) decide(ctx context.Context, e *evaluation, log *slog.Logger) {
 	}
 	q := access.Query{DeviceID: e.dev.ID, Username: e.asked.Email, Device: &e.dev}
 	d, err := h.Decide.Decide(ctx, q, access.StoredOnly)
+	if err == nil && h.Grace != nil {
+		// A grace period that cannot be recorded would start again at the
+		// next request and never end: fail closed.
+		err = h.Grace.Record(ctx, d)
+	}
 	if err != nil {
 		log.Error("cloudflare evaluation failed; scored 0", "device_id", e.dev.ID, "err", err)
 		d = decision.Decision{Reason: reason.Storage, DeviceID: e.dev.ID, Username: e.asked.Email}

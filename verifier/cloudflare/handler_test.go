@@ -200,6 +200,52 @@ func TestHandlerStorageFailures(t *testing.T) {
 	}
 }
 
+// graceFunc is a GraceRecorder.
+type graceFunc func(decision.Decision) error
+
+func (f graceFunc) Record(_ context.Context, d decision.Decision) error { return f(d) }
+
+// TestHandlerRecordsGrace: each matched device's decision goes to the
+// grace recorder, as a sign-in's does; one that cannot be recorded scores
+// 0 (its grace would start again at every request, and never end), and
+// the other devices of the batch are answered.
+func TestHandlerRecordsGrace(t *testing.T) {
+	t.Parallel()
+	store := &fakeStore{devices: []storage.Device{{ID: "mac-a", SerialNumber: "S1"}, {ID: "mac-b", SerialNumber: "S2"}}}
+	warn := decision.Decision{Reason: reason.PolicyFailed, CanContinue: true}
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	h := &cloudflare.Handler{Tokens: okTokens{}, Store: store, Decide: fakeDecider{"mac-a": warn, "mac-b": warn},
+		Scores: cloudflare.DefaultScores, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Grace: graceFunc(func(d decision.Decision) error {
+			mu.Lock()
+			defer mu.Unlock()
+			seen[d.DeviceID] = true
+			if d.DeviceID == "mac-b" {
+				return errors.New("database is locked")
+			}
+			return nil
+		})}
+	code, resp := post(t, h, `{"devices":[{"device_id":"c1","serial_number":"S1"},{"device_id":"c2","serial_number":"S2"},{"device_id":"c3","serial_number":"S3"}]}`)
+	if code != http.StatusOK {
+		t.Fatalf("HTTP %d", code)
+	}
+	if !seen["mac-a"] || !seen["mac-b"] || len(seen) != 2 {
+		t.Fatalf("recorded %v; want the two matched devices", seen)
+	}
+	if got := resp.Result["c1"].Score; got != cloudflare.DefaultScores.Warning {
+		t.Errorf("recorded grace: score %d, want the warning score", got)
+	}
+	if got := resp.Result["c2"].Score; got != 0 {
+		t.Errorf("grace not recorded: score %d, want 0", got)
+	}
+	for _, r := range store.recorded {
+		if r.DeviceID == "mac-b" && r.Reason != string(reason.Storage) {
+			t.Errorf("mac-b recorded as %q, want %q", r.Reason, reason.Storage)
+		}
+	}
+}
+
 func TestScores(t *testing.T) {
 	t.Parallel()
 	for _, s := range []cloudflare.Scores{{0, 0}, {100, 0}, {101, 90}, {80, 90}} {

@@ -85,28 +85,52 @@ func Exemption(e storage.Exemption) decision.Exemption {
 
 // Record keeps the grace state a decision saw: a FAIL of a policy with a
 // grace period starts the device's grace (if not started), a PASS ends
-// it. A decision made before policies were judged records nothing.
+// it. A decision made before policies were judged records nothing. It
+// reads the device's grace starts first and writes only what changes:
+// Cloudflare asks about every Mac every few minutes, and a Mac whose
+// state is as recorded costs a read.
 func (s *Source) Record(ctx context.Context, d decision.Decision) error {
 	if d.DeviceID == "" || d.Results == nil {
 		return nil
-	}
-	var errs []error
-	for _, f := range d.Failing {
-		if !f.GraceStarted.IsZero() {
-			if _, err := s.Store.StartGrace(ctx, d.DeviceID, f.PolicyID, f.GraceStarted); err != nil {
-				errs = append(errs, err)
-			}
-		}
 	}
 	settings := map[string]decision.PolicyRollout{}
 	if s.Settings != nil {
 		settings = s.Settings.Rollout()
 	}
+	var start []decision.Finding
+	for _, f := range d.Failing {
+		if !f.GraceStarted.IsZero() {
+			start = append(start, f)
+		}
+	}
+	var end []string
 	for _, f := range d.Results {
 		if f.Status == decision.StatusPass && settings[f.PolicyID].Grace > 0 {
-			if err := s.Store.EndGrace(ctx, d.DeviceID, f.PolicyID); err != nil {
-				errs = append(errs, err)
-			}
+			end = append(end, f.PolicyID)
+		}
+	}
+	if len(start) == 0 && len(end) == 0 {
+		return nil
+	}
+	stored, err := s.Store.GraceStarts(ctx, d.DeviceID)
+	if err != nil {
+		return fmt.Errorf("recording grace: %w", err)
+	}
+	var errs []error
+	for _, f := range start {
+		if _, ok := stored[f.PolicyID]; ok {
+			continue
+		}
+		if _, err := s.Store.StartGrace(ctx, d.DeviceID, f.PolicyID, f.GraceStarted); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, id := range end {
+		if _, ok := stored[id]; !ok {
+			continue
+		}
+		if err := s.Store.EndGrace(ctx, d.DeviceID, id); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

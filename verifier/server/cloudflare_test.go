@@ -88,3 +88,44 @@ func TestCloudflareEndpoint(t *testing.T) {
 		t.Fatalf("decision log: %+v", ds)
 	}
 }
+
+// TestCloudflareGraceRecorded: a Mac that only Cloudflare asks about, and
+// that fails a policy with a grace period, starts its grace at the first
+// request that finds it failing, as a sign-in would: the grace is recorded
+// and not started again by later requests, so that it ends.
+func TestCloudflareGraceRecorded(t *testing.T) {
+	t.Parallel()
+	access, err := cfsim.New("clearance-test", "aud-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(access.Close)
+	e := startRollout(t, "    grace: 72h\n", func(c *config.Config) {
+		c.CloudflareTeam, c.CloudflareAUD, c.CloudflareCertsURL = "https://clearance-test.cloudflareaccess.com", "aud-1", access.CertsURL()
+		c.CloudflareScoreCompliant, c.CloudflareScoreWarn = 100, 90
+	})
+	a := failingMac(t, e)
+	c := e.cloudflareClient(e.srv.HTTPAddr.String())
+	ask := []cfsim.Device{{DeviceID: "cf-1", SerialNumber: a.Facts.GetSerialNumber()}}
+	score := func() int {
+		t.Helper()
+		token, _ := access.ServiceToken(e.clock.Now()).Sign()
+		resp, err := c.Score(context.Background(), token, ask)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Result["cf-1"].Score
+	}
+	first := e.clock.Now()
+	if got := score(); got != 90 {
+		t.Fatalf("failing within its grace: score %d, want 90", got)
+	}
+	e.clock.Add(time.Minute)
+	if got := score(); got != 90 {
+		t.Fatalf("a minute later: score %d, want 90", got)
+	}
+	starts, err := e.srv.Store.GraceStarts(context.Background(), a.DeviceID)
+	if err != nil || !starts["firewall"].Equal(first) {
+		t.Fatalf("grace starts %v, %v; want firewall's at the first request, %v", starts, err, first)
+	}
+}

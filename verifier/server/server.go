@@ -364,7 +364,7 @@ func (s *Server) cloudflareHandler(cfg *config.Config, log *slog.Logger) (http.H
 	log.Info("cloudflare device posture endpoint on", "component", "server", "path", cloudflare.Path, "issuer", tokens.Issuer(), "match_hostname", cfg.CloudflareMatchHostname)
 	return &cloudflare.Handler{
 		Tokens: tokens, Store: store, Decide: s.Gate, Scores: cfg.CloudflareScores(),
-		MatchHostname: cfg.CloudflareMatchHostname, Metrics: m, Log: log, Now: s.now,
+		MatchHostname: cfg.CloudflareMatchHostname, Metrics: m, Log: log, Now: s.now, Grace: s.Rollout,
 	}, nil
 }
 
