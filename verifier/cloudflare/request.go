@@ -74,10 +74,10 @@ func fieldOf(key string) int {
 // value a string or null (null is the field left out); a field given twice
 // with different values, or "devices" twice, is an error; device_id present,
 // non-empty and given for one device only; at most MaxDevices devices
-// (ErrTooManyDevices), each field at most MaxFieldLen bytes of valid UTF-8;
-// device_id and email without control characters (they are recorded in the
-// decision log; the other fields only ever match or not). The caller
-// bounds the body's size.
+// (ErrTooManyDevices). device_id and email, which are recorded in the
+// decision log, are at most MaxFieldLen bytes of valid UTF-8 without control
+// characters; another field that is not is left empty (it could only match
+// nothing). The caller bounds the body's size.
 func DecodeRequest(r io.Reader) ([]Device, error) {
 	dec := json.NewDecoder(r)
 	out, err := decodeBody(dec)
@@ -203,15 +203,26 @@ func decodeDevice(dec *json.Decoder) (Device, error) {
 			continue
 		}
 		v := *vals[i]
+		var bad error
 		switch {
 		case len(v) > MaxFieldLen:
-			return Device{}, fmt.Errorf("%s is %d bytes, more than %d", fields[i], len(v), MaxFieldLen)
+			bad = fmt.Errorf("%s is %d bytes, more than %d", fields[i], len(v), MaxFieldLen)
 		case !utf8.ValidString(v) || strings.ContainsRune(v, utf8.RuneError):
-			return Device{}, fmt.Errorf("%s is not valid UTF-8", fields[i])
-		case (dst == &d.ID || dst == &d.Email) && strings.ContainsFunc(v, control):
-			return Device{}, fmt.Errorf("%s has a control character", fields[i])
+			bad = fmt.Errorf("%s is not valid UTF-8", fields[i])
+		case strings.ContainsFunc(v, control):
+			bad = fmt.Errorf("%s has a control character", fields[i])
 		}
-		*dst = v
+		if bad == nil {
+			*dst = v
+			continue
+		}
+		// device_id and email are recorded: the request is wrong. The
+		// others only ever match, and a Mac's user chooses its hostname
+		// (and can make WARP report other values): such a value matches
+		// nothing, as if not sent, and refuses no other Mac's answer.
+		if dst == &d.ID || dst == &d.Email {
+			return Device{}, bad
+		}
 	}
 	if strings.TrimSpace(d.ID) == "" {
 		return Device{}, errors.New("no device_id")

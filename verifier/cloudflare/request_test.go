@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/clearance/clearance/verifier/cloudflare"
 )
@@ -50,8 +51,10 @@ func TestDecodeRequestRefuses(t *testing.T) {
 		"device_id number":    `{"devices":[{"device_id":7}]}`,
 		"serial object":       `{"devices":[{"device_id":"a","serial_number":{}}]}`,
 		"key twice":           `{"devices":[{"device_id":"a","deviceId":"b"}]}`,
-		"field too long":      `{"devices":[{"device_id":"a","hostname":"` + long + `"}]}`,
+		"device_id too long":  `{"devices":[{"device_id":"` + long + `"}]}`,
+		"email too long":      `{"devices":[{"device_id":"a","email":"` + long + `"}]}`,
 		"invalid UTF-8":       "{\"devices\":[{\"device_id\":\"a\xff\"}]}",
+		"email not UTF-8":     `{"devices":[{"device_id":"a","email":"\ud800@example.com"}]}`,
 		"trailing data":       `{"devices":[]} {"devices":[]}`,
 		"truncated":           `{"devices":[{"device_id":"a"}`,
 		"deeply nested value": `{"devices":[{"device_id":"a","x":` + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + `}]}`,
@@ -83,9 +86,36 @@ func TestDecodeRequestKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []cloudflare.Device{{ID: "a", Serial: "X2"}, {ID: "c", Hostname: "mac\x00", Serial: "S\x00"}}
+	want := []cloudflare.Device{{ID: "a", Serial: "X2"}, {ID: "c"}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("DecodeRequest = %q\nwant %q", got, want)
+	}
+}
+
+// TestDecodeRequestOneMacsOddFields: a hostname, serial number, MAC
+// address or virtual IP that is too long, not UTF-8 or holds a control
+// character is left empty (it could only match nothing), and refuses no
+// request: a Mac's user chooses its hostname, and one Mac must not cost the
+// other Macs of a batch their answers.
+func TestDecodeRequestOneMacsOddFields(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", cloudflare.MaxFieldLen+1)
+	for name, field := range map[string]string{
+		"hostname too long":           `"hostname":"` + long + `"`,
+		"hostname with U+FFFD":        `"hostname":"mac\ufffd"`,
+		"hostname a lone surrogate":   `"hostname":"mac\ud800"`,
+		"hostname not UTF-8":          "\"hostname\":\"mac\xff\"",
+		"hostname with NUL":           `"hostname":"mac\u0000"`,
+		"serial too long":             `"serial_number":"` + long + `"`,
+		"serial with an escape":       `"serial_number":"C02\u001b"`,
+		"mac_address not UTF-8":       "\"mac_address\":\"\xfe\"",
+		"virtual_ipv4 with a newline": `"virtual_ipv4":"100.96.0.1\n"`,
+	} {
+		got, err := cloudflare.DecodeRequest(strings.NewReader(`{"devices":[{"device_id":"a",` + field + `},{"device_id":"b","hostname":"ok"}]}`))
+		want := []cloudflare.Device{{ID: "a"}, {ID: "b", Hostname: "ok"}}
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: %q, %v; want %q", name, got, err, want)
+		}
 	}
 }
 
@@ -143,6 +173,9 @@ func FuzzDecodeRequest(f *testing.F) {
 			for _, v := range []string{d.ID, d.Email, d.Serial, d.MAC, d.VirtualIPv4, d.Hostname} {
 				if len(v) > cloudflare.MaxFieldLen {
 					t.Fatalf("a field of %d bytes", len(v))
+				}
+				if !utf8.ValidString(v) || strings.ContainsRune(v, utf8.RuneError) || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+					t.Fatalf("a field %q kept", v)
 				}
 			}
 		}
