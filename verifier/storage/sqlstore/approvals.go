@@ -102,6 +102,14 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 		case err == nil && old.Rejected():
 			out = old
 			return fmt.Errorf("request %s: %w", old.ID, storage.ErrRequestRejected)
+		case err == nil && old.SerialNumber != p.SerialNumber:
+			// The serial number, which the device keeps for good and
+			// Cloudflare matches it by, changed: approving the old request
+			// would enroll one the security team did not read. It goes,
+			// and this one is filed anew, under another id.
+			if _, err := q.exec(ctx, `DELETE FROM pending_enrollments WHERE id = $1`, old.ID); err != nil {
+				return fmt.Errorf("re-filing enrollment request: %w", err)
+			}
 		case err == nil:
 			if _, err := q.exec(ctx, `UPDATE pending_enrollments SET
 				serial_number = $1, model = $2, os_name = $3, os_version = $4, hostname = $5, platform = $6,

@@ -282,16 +282,29 @@ func testRequestEnrollment(t *testing.T, s storage.Store) {
 	if _, err := s.GetPendingEnrollment(ctx, poll.ID); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("the poll's own ID was stored: err %v", err)
 	}
+	// A poll with another serial number is filed anew, under its own ID:
+	// approving the request the security team read must not enroll a
+	// serial they did not see.
+	moved := newRequest(1, "k1", "sec")
+	moved.ID = "req-001-k1-moved"
+	moved.SerialNumber = "C02STOLEN01"
+	moved.LastRequestAt = at(4 * hour)
+	got = request(t, s, moved, storage.PendingLimits{})
+	equal(t, "request with another serial", got, requested(moved))
+	if _, err := s.GetPendingEnrollment(ctx, r.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("the request with the first serial is still there: err %v", err)
+	}
+	r = moved
 
 	// Another key for the same machine is another request.
 	request(t, s, newRequest(1, "k2", "sec"), storage.PendingLimits{})
 	request(t, s, newRequest(2, "k1", "sec"), storage.PendingLimits{})
-	equal(t, "ListPendingEnrollments", listRequests(t, s, "", 10), []string{"req-001-k1", "req-001-k2", "req-002-k1"})
-	equal(t, "ListPendingEnrollments paged", listRequests(t, s, "req-001-k1", 1), []string{"req-001-k2"})
+	equal(t, "ListPendingEnrollments", listRequests(t, s, "", 10), []string{"req-001-k1-moved", "req-001-k2", "req-002-k1"})
+	equal(t, "ListPendingEnrollments paged", listRequests(t, s, "req-001-k1-moved", 1), []string{"req-001-k2"})
 
 	// One audit event per request, none per poll.
-	if events := len(auditDetails(t, s, "", "device.enroll_pending")); events != 3 {
-		t.Errorf("%d device.enroll_pending audit events, want 3 (one per request)", events)
+	if events := len(auditDetails(t, s, "", "device.enroll_pending")); events != 4 {
+		t.Errorf("%d device.enroll_pending audit events, want 4 (one per request)", events)
 	}
 }
 
