@@ -49,6 +49,7 @@ var _ storage.Store = (*Store)(nil)
 var dialect = sqlstore.Dialect{
 	Name:              "postgres",
 	LockRow:           " FOR NO KEY UPDATE",
+	LockKey:           `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
 	IsUniqueViolation: func(err error) bool { return hasCode(err, "23505") },
 	// Serialization failure, deadlock.
 	IsRetryable: func(err error) bool { return hasCode(err, "40001", "40P01") },

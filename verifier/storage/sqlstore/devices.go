@@ -250,10 +250,17 @@ func enrolled(ctx context.Context, q conn, id string, audit storage.AuditEvent) 
 
 // serialFree returns ErrSerialEnrolled if a device, revoked or not, has the
 // canonical serial: revoking a Mac does not free its serial for another
-// machine to claim without approval. The known list's row for it is locked first, so that two
-// new devices admitted on the same serial at once are decided one after the
-// other.
+// machine to claim without approval. The serial is locked first (no row
+// need hold it: a serial not on the known list is admitted under auto), so
+// that two new devices admitted on it at once, on two replicas, are
+// decided one after the other.
 func serialFree(ctx context.Context, q conn, serial string) error {
+	if q.s.d.LockKey != "" {
+		if _, err := q.exec(ctx, q.s.d.LockKey, "device serial "+serial); err != nil {
+			return fmt.Errorf("locking serial number: %w", err)
+		}
+	}
+	// And its row of the known list, which an import may be changing.
 	if _, err := exists(ctx, q, `SELECT 1 FROM known_devices WHERE serial_number = $1`+q.s.d.LockRow, serial); err != nil {
 		return fmt.Errorf("reading known device: %w", err)
 	}

@@ -35,6 +35,11 @@ type Dialect struct {
 	// on and change, so that concurrent writers of that row queue behind
 	// it. Empty where write transactions run one at a time anyway.
 	LockRow string
+	// LockKey, where set, is a statement that takes a lock on its text
+	// argument, $1, until the transaction ends: for a decision on a key
+	// no row may exist for yet. Empty where write transactions run one at
+	// a time anyway.
+	LockKey string
 	// IsUniqueViolation reports whether err is a PRIMARY KEY or UNIQUE
 	// violation.
 	IsUniqueViolation func(err error) bool
