@@ -383,7 +383,14 @@ func (s *Service) admitNew(ctx context.Context, facts *agentv1.DeviceFacts) (rea
 		// A listed serial admits one Mac.
 		return s.serialUnclaimed(ctx, serial)
 	default:
-		// AdmitManual, and anything unexpected: fail closed.
+		// AdmitManual, and anything unexpected: fail closed. A request on
+		// an enrolled serial says so, whatever the policy: the approver
+		// must see that it claims another device's (a stolen Mac's).
+		if serial := storage.CanonicalSerial(facts.GetSerialNumber()); serial != "" {
+			if reason, _, err := s.serialUnclaimed(ctx, serial); err != nil || reason != "" {
+				return reason, "", err
+			}
+		}
 		return PendingManual, "", nil
 	}
 }

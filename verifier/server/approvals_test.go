@@ -472,6 +472,32 @@ func TestAutoAdmitsOneMacASerial(t *testing.T) {
 	}
 }
 
+// TestManualNamesAClaimedSerial: under manual every new device waits, and
+// one claiming an enrolled Mac's serial waits as serial_enrolled, so that
+// the approver sees the claim.
+func TestManualNamesAClaimedSerial(t *testing.T) {
+	t.Parallel()
+	h := startWith(t, func(c *config.Config) { c.EnrollApproval = config.EnrollManual })
+	secret := h.secret()
+	mac := newAgent(t, h, nextUUID())
+	_, err := mac.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "manual")
+	p := pendingOf(t, h)
+	if _, err := h.admin.ApproveEnrollment(h.ctx(), &adminv1.ApproveEnrollmentRequest{RequestId: p.GetRequestId()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mac.Enroll(h.ctx(), secret); err != nil {
+		t.Fatalf("the approved Mac: %v", err)
+	}
+	claim := newAgent(t, h, nextUUID())
+	_, err = claim.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "serial_enrolled")
+	other := newAgent(t, h, nextUUID())
+	other.Facts.SerialNumber = "C02OTHER99"
+	_, err = other.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "manual")
+}
+
 // TestSerialStaysWithItsMac: the holder of an enrolled Mac's key cannot
 // move it to another serial number (a listed one no Mac has yet, or a
 // Mac's that enrolled), by re-enrolling with the same key or by a proven
