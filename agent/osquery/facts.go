@@ -33,6 +33,14 @@ func Facts(ctx context.Context, q Querier) (*agentv1.DeviceFacts, error) {
 	if f.HardwareUuid == "" {
 		return nil, errors.New("osquery reported no hardware UUID (system_info.uuid)")
 	}
+	// Every Mac has a serial number, and the verifier keeps the one a
+	// device enrolls with for good: Cloudflare matches Macs by it, and a
+	// Mac enrolled without one would leave its real serial for anyone with
+	// the enroll secret to claim. osquery has been seen to return it empty
+	// now and then; enrollment waits until it does not.
+	if f.SerialNumber == "" && f.Platform == "darwin" {
+		return nil, errors.New("osquery reported no serial number (system_info.hardware_serial)")
+	}
 	return f, nil
 }
 
