@@ -48,9 +48,31 @@ func (s *Server) ListPendingEnrollments(ctx context.Context, req *adminv1.ListPe
 		resp.NextPageToken = nextKey(ps[len(ps)-1].ID)
 	}
 	for _, p := range ps {
+		if err := s.claimsEnrolledSerial(ctx, &p); err != nil {
+			return nil, s.internal("listing enrollment requests", err)
+		}
 		resp.Pending = append(resp.Pending, pendingProto(p))
 	}
 	return resp, nil
+}
+
+// claimsEnrolledSerial sets a new device's request's reason to
+// serial_enrolled when a device has enrolled on its serial since the
+// request was filed: the approver must see that it claims another device's
+// serial (a stolen Mac's), whatever it waited for at first.
+func (s *Server) claimsEnrolledSerial(ctx context.Context, p *storage.PendingEnrollment) error {
+	serial := storage.CanonicalSerial(p.SerialNumber)
+	if p.DeviceID != "" || p.Rejected() || serial == "" || p.Reason == enroll.PendingSerialEnrolled {
+		return nil
+	}
+	_, err := s.Store.GetDeviceBySerial(ctx, serial)
+	switch {
+	case err == nil:
+		p.Reason = enroll.PendingSerialEnrolled
+	case !errors.Is(err, storage.ErrNotFound):
+		return err
+	}
+	return nil
 }
 
 // ApproveEnrollment implements AdminService.ApproveEnrollment.

@@ -498,6 +498,39 @@ func TestManualNamesAClaimedSerial(t *testing.T) {
 	checkStatus(t, err, codes.FailedPrecondition, "manual")
 }
 
+// TestListingNamesASerialEnrolledSince: a request that waited for another
+// reason is listed as serial_enrolled once a device has enrolled on its
+// serial, so the approver sees the claim whatever the order of events.
+func TestListingNamesASerialEnrolledSince(t *testing.T) {
+	t.Parallel()
+	h := startWith(t, func(c *config.Config) { c.EnrollApproval = config.EnrollManual })
+	secret := h.secret()
+	first, second := newAgent(t, h, nextUUID()), newAgent(t, h, nextUUID())
+	for _, a := range []*protoagent.Agent{first, second} {
+		_, err := a.Enroll(h.ctx(), secret)
+		checkStatus(t, err, codes.FailedPrecondition, "manual")
+	}
+	reasons := func() map[string]string {
+		list, err := h.admin.ListPendingEnrollments(h.ctx(), &adminv1.ListPendingEnrollmentsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, p := range list.GetPending() {
+			out[p.GetFacts().GetHardwareUuid()] = p.GetRequestId() + " " + p.GetReason()
+		}
+		return out
+	}
+	rs := reasons()
+	id, _, _ := strings.Cut(rs[second.Facts.GetHardwareUuid()], " ")
+	if _, err := h.admin.ApproveEnrollment(h.ctx(), &adminv1.ApproveEnrollmentRequest{RequestId: id}); err != nil {
+		t.Fatal(err)
+	}
+	if _, r, _ := strings.Cut(reasons()[first.Facts.GetHardwareUuid()], " "); r != "serial_enrolled" {
+		t.Fatalf("the first request is listed as %q once a device enrolled on its serial; want serial_enrolled", r)
+	}
+}
+
 // TestSerialStaysWithItsMac: the holder of an enrolled Mac's key cannot
 // move it to another serial number (a listed one no Mac has yet, or a
 // Mac's that enrolled), by re-enrolling with the same key or by a proven
