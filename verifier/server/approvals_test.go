@@ -531,6 +531,50 @@ func TestListingNamesASerialEnrolledSince(t *testing.T) {
 	}
 }
 
+// TestApprovalRechecksTheSerial: two requests on one serial, both read as
+// manual; the first approved, the second is refused once (its serial is
+// taken since), told why, and listed as serial_enrolled; approved again
+// with that in view (a Mac with a new logic board), it enrolls.
+func TestApprovalRechecksTheSerial(t *testing.T) {
+	t.Parallel()
+	h := startWith(t, func(c *config.Config) { c.EnrollApproval = config.EnrollManual })
+	secret := h.secret()
+	mac, claim := newAgent(t, h, nextUUID()), newAgent(t, h, nextUUID())
+	ids := map[*protoagent.Agent]string{}
+	for _, a := range []*protoagent.Agent{mac, claim} {
+		_, err := a.Enroll(h.ctx(), secret)
+		checkStatus(t, err, codes.FailedPrecondition, "manual")
+	}
+	list, err := h.admin.ListPendingEnrollments(h.ctx(), &adminv1.ListPendingEnrollmentsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range list.GetPending() {
+		for _, a := range []*protoagent.Agent{mac, claim} {
+			if p.GetFacts().GetHardwareUuid() == a.Facts.GetHardwareUuid() {
+				ids[a] = p.GetRequestId()
+			}
+		}
+	}
+	approve := func(a *protoagent.Agent) error {
+		_, err := h.admin.ApproveEnrollment(h.ctx(), &adminv1.ApproveEnrollmentRequest{RequestId: ids[a]})
+		return err
+	}
+	if err := approve(mac); err != nil {
+		t.Fatal(err)
+	}
+	checkStatus(t, approve(claim), codes.FailedPrecondition, "which a device has enrolled on since")
+	if _, err := claim.Enroll(h.ctx(), secret); err == nil {
+		t.Fatal("the refused request's agent enrolled")
+	}
+	if got := pendingOf(t, h); got.GetRequestId() != ids[claim] || got.GetReason() != "serial_enrolled" {
+		t.Fatalf("after the refusal the request is %s %s; want %s serial_enrolled", got.GetRequestId(), got.GetReason(), ids[claim])
+	}
+	if err := approve(claim); err != nil {
+		t.Fatalf("approved again, read as a claim: %v", err)
+	}
+}
+
 // TestSerialStaysWithItsMac: the holder of an enrolled Mac's key cannot
 // move it to another serial number (a listed one no Mac has yet, or a
 // Mac's that enrolled), by re-enrolling with the same key or by a proven

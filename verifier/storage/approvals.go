@@ -77,6 +77,12 @@ type Approval struct {
 	At          time.Time
 	// Audit is appended in the same transaction (DeviceID filled in).
 	Audit AuditEvent
+	// ClaimReason is the reason a request that claims an enrolled device's
+	// serial number waits with. A new device's request on such a serial is
+	// approved only if it has that reason, so that whoever approves it was
+	// shown the claim; otherwise the request is given it, and the approval
+	// refused with ErrSerialEnrolled.
+	ClaimReason string
 }
 
 // KnownDevice is a serial number on the security team's list of managed
@@ -138,7 +144,9 @@ type ApprovalStore interface {
 	// device is no longer the one the request was made against (a new
 	// device enrolled, or the device changed keys): the request is
 	// removed, with audit, and nothing else changes. It returns the
-	// device and whether it existed.
+	// device and whether it existed. ErrSerialEnrolled if a new device's
+	// request claims a serial a device has, and lacks a.ClaimReason (see
+	// Approval): the request, given that reason, stays.
 	ApproveEnrollment(ctx context.Context, a Approval) (Device, bool, error)
 	// RejectEnrollment marks a request rejected (idempotent: the first
 	// RejectedAt stays) and appends audit; ErrNotFound if unknown.

@@ -280,9 +280,10 @@ func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (stor
 		out     storage.Device
 		existed bool
 		stale   bool
+		claimed bool
 	)
 	err := s.write(ctx, func(q conn) error {
-		existed, stale = false, false
+		existed, stale, claimed = false, false, false
 		p, err := queryPending(ctx, q, fmt.Sprintf("%q", a.RequestID), `id = $1`, q.s.d.LockRow, a.RequestID)
 		if err != nil {
 			return err
@@ -315,6 +316,25 @@ func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (stor
 			ev.DeviceID = old.ID
 			ev.Detail = fmt.Sprintf("request %s removed unapproved: hardware UUID %s enrolled or changed keys since it was made", p.ID, p.HardwareUUID)
 			return insertAudit(ctx, q, ev)
+		}
+		if !found {
+			// A new device on a serial another device has: only if the
+			// request said so all along, so that whoever approves it read
+			// the claim (a Mac with a new logic board, or a stolen Mac's
+			// serial). Else it says so from now on, and is refused once.
+			if serial := storage.CanonicalSerial(p.SerialNumber); serial != "" {
+				switch err := serialFree(ctx, q, serial); {
+				case errors.Is(err, storage.ErrSerialEnrolled) && (a.ClaimReason == "" || p.Reason != a.ClaimReason):
+					claimed = true
+					if a.ClaimReason == "" {
+						return nil
+					}
+					_, err := q.exec(ctx, `UPDATE pending_enrollments SET reason = $1 WHERE id = $2`, a.ClaimReason, p.ID)
+					return err
+				case err != nil && !errors.Is(err, storage.ErrSerialEnrolled):
+					return err
+				}
+			}
 		}
 		if err := approvalUse(ctx, q, p.SecretID); err != nil {
 			return err
@@ -349,6 +369,9 @@ func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (stor
 	})
 	if err == nil && stale {
 		err = fmt.Errorf("request %s: %w", a.RequestID, storage.ErrRequestStale)
+	}
+	if err == nil && claimed {
+		err = fmt.Errorf("request %s: %w", a.RequestID, storage.ErrSerialEnrolled)
 	}
 	if err != nil {
 		return storage.Device{}, false, fmt.Errorf("approving enrollment: %w", err)
