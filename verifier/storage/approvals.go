@@ -106,9 +106,9 @@ type ApprovalStore interface {
 	// request of the same hardware UUID and public key (its facts,
 	// secret, device, reason, source, LastRequestAt and Requests; its ID
 	// and RequestedAt stay), and returns the stored request. A request
-	// whose serial number p changes is removed and p filed anew, under
-	// p.ID: an approval of the old one must not enroll a serial the
-	// approver did not see. audit is
+	// whose serial number or secret p changes is removed and p filed anew,
+	// under p.ID, unaudited: an approval of the old one must not enroll a
+	// serial or secret the approver did not see. audit is
 	// appended only when a request is created, and not when it evicted a
 	// request of its own SourceNet (a flood churning through its places). ErrRequestRejected, with
 	// the stored request, if that request was rejected: nothing changes.

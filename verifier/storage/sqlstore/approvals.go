@@ -80,6 +80,7 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 
 	var out storage.PendingEnrollment
 	err := s.write(ctx, func(q conn) error {
+		refiled := false
 		// The request was decided on the device state it names; if that
 		// is gone, recording it would show (and approving it would act
 		// on) a state that no longer holds.
@@ -102,11 +103,16 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 		case err == nil && old.Rejected():
 			out = old
 			return fmt.Errorf("request %s: %w", old.ID, storage.ErrRequestRejected)
-		case err == nil && old.SerialNumber != p.SerialNumber:
+		case err == nil && (old.SerialNumber != p.SerialNumber || old.SecretID != p.SecretID):
 			// The serial number, which the device keeps for good and
-			// Cloudflare matches it by, changed: approving the old request
-			// would enroll one the security team did not read. It goes,
-			// and this one is filed anew, under another id.
+			// Cloudflare matches it by, or the secret it would be enrolled
+			// under (which its revocation lists), changed: approving the
+			// old request would enroll what the security team did not
+			// read. It goes, and this one is filed anew, under another id;
+			// not audited again, as a request churning through its own
+			// place is not, so that a key alternating serials cannot grow
+			// the audit log.
+			refiled = true
 			if _, err := q.exec(ctx, `DELETE FROM pending_enrollments WHERE id = $1`, old.ID); err != nil {
 				return fmt.Errorf("re-filing enrollment request: %w", err)
 			}
@@ -145,7 +151,7 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 		if err := oneRow(res, errRace); err != nil {
 			return err
 		}
-		if !churn {
+		if !churn && !refiled {
 			ev := audit
 			if ev.DeviceID == "" {
 				ev.DeviceID = p.DeviceID

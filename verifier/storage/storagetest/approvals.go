@@ -294,17 +294,31 @@ func testRequestEnrollment(t *testing.T, s storage.Store) {
 	if _, err := s.GetPendingEnrollment(ctx, r.ID); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("the request with the first serial is still there: err %v", err)
 	}
-	r = moved
+	// And with another secret; neither is audited again, so that a key
+	// alternating serials cannot grow the audit log.
+	createSecret(t, s, "sec2")
+	resecret := moved
+	resecret.ID, resecret.SecretID = "req-001-k1-resecret", "sec2"
+	got = request(t, s, resecret, storage.PendingLimits{})
+	equal(t, "request with another secret", got, requested(resecret))
+	if _, err := s.GetPendingEnrollment(ctx, moved.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("the request with the first secret is still there: err %v", err)
+	}
+	for range 5 {
+		request(t, s, moved, storage.PendingLimits{})
+		request(t, s, resecret, storage.PendingLimits{})
+	}
+	r = resecret
 
 	// Another key for the same machine is another request.
 	request(t, s, newRequest(1, "k2", "sec"), storage.PendingLimits{})
 	request(t, s, newRequest(2, "k1", "sec"), storage.PendingLimits{})
-	equal(t, "ListPendingEnrollments", listRequests(t, s, "", 10), []string{"req-001-k1-moved", "req-001-k2", "req-002-k1"})
-	equal(t, "ListPendingEnrollments paged", listRequests(t, s, "req-001-k1-moved", 1), []string{"req-001-k2"})
+	equal(t, "ListPendingEnrollments", listRequests(t, s, "", 10), []string{"req-001-k1-resecret", "req-001-k2", "req-002-k1"})
+	equal(t, "ListPendingEnrollments paged", listRequests(t, s, "req-001-k1-resecret", 1), []string{"req-001-k2"})
 
-	// One audit event per request, none per poll.
-	if events := len(auditDetails(t, s, "", "device.enroll_pending")); events != 4 {
-		t.Errorf("%d device.enroll_pending audit events, want 4 (one per request)", events)
+	// One audit event per request, none per poll or re-filing.
+	if events := len(auditDetails(t, s, "", "device.enroll_pending")); events != 3 {
+		t.Errorf("%d device.enroll_pending audit events, want 3 (one per request)", events)
 	}
 }
 
