@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -38,7 +39,7 @@ func Facts(ctx context.Context, q Querier) (*agentv1.DeviceFacts, error) {
 	// Mac enrolled without one would leave its real serial for anyone with
 	// the enroll secret to claim. osquery has been seen to return it empty
 	// now and then; enrollment waits until it does not.
-	if f.SerialNumber == "" && f.Platform == "darwin" {
+	if strings.TrimSpace(f.SerialNumber) == "" && f.Platform == "darwin" {
 		return nil, errors.New("osquery reported no serial number (system_info.hardware_serial)")
 	}
 	return f, nil

@@ -32,6 +32,7 @@ func TestFactsNeedASerialOnAMac(t *testing.T) {
 	}{
 		{"darwin", "K7Q2XW94LM", true},
 		{"darwin", "", false},
+		{"darwin", "  ", false},
 		{"ubuntu", "", true},
 	} {
 		q := tables{

@@ -250,7 +250,23 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		// Cloudflare match and the operator's inventory rely on it. A
 		// re-enrollment that reports another one is refused, and the
 		// current enrollment stays as it is.
+		//
+		// One exception: a Mac that enrolled with no Apple-style serial
+		// (osquery returned none) takes the first it reports, once, if the
+		// policy would admit a new device on it (auto: no device has it;
+		// known: listed too). Until then Cloudflare could match it only by
+		// hostname, and its real serial was anyone's to claim.
 		if got := storage.StoredSerial(facts.GetSerialNumber()); proof != "" && got != existing.SerialNumber {
+			if storage.CanonicalSerial(existing.SerialNumber) == "" && storage.CanonicalSerial(got) != "" {
+				reason, serial, err := s.admitNew(ctx, facts)
+				if err != nil {
+					return nil, "internal", s.internal("checking the device's serial number", err)
+				}
+				if reason == "" && serial != "" {
+					checked.Serial = serial
+					break
+				}
+			}
 			return nil, "serial_changed", status.Errorf(codes.PermissionDenied,
 				"serial number %q is not the %q device %s (hardware UUID %s) enrolled with: a Mac's serial number cannot change by re-enrolling; the enrollment is unchanged",
 				ratelimit.Clip(facts.GetSerialNumber()), ratelimit.Clip(existing.SerialNumber), existing.ID, facts.GetHardwareUuid())

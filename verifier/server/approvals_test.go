@@ -575,6 +575,35 @@ func TestApprovalRechecksTheSerial(t *testing.T) {
 	}
 }
 
+// TestFirstSerialOnce: a Mac enrolled with no serial number (osquery
+// returned none) takes the one it reports at its next proven enrollment,
+// once: after that its serial is its own, and a claim on it waits; its key
+// cannot move it to another.
+func TestFirstSerialOnce(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	secret := h.secret()
+	mac := newAgent(t, h, nextUUID())
+	mac.Facts.SerialNumber = ""
+	if _, err := mac.Enroll(h.ctx(), secret); err != nil {
+		t.Fatal(err)
+	}
+	mac.Facts.SerialNumber = "C02FIRST001"
+	if _, err := mac.Enroll(h.ctx(), secret); err != nil {
+		t.Fatalf("re-enrolling with its serial: %v", err)
+	}
+	if d, err := h.srv.Store.GetDeviceBySerial(h.ctx(), "C02FIRST001"); err != nil || d.ID != mac.DeviceID {
+		t.Fatalf("the serial's device: %q, %v; want %s", d.ID, err, mac.DeviceID)
+	}
+	impostor := newAgent(t, h, nextUUID())
+	impostor.Facts.SerialNumber = "C02FIRST001"
+	_, err := impostor.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "serial_enrolled")
+	mac.Facts.SerialNumber = "C02SECOND01"
+	_, err = mac.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.PermissionDenied, "cannot change by re-enrolling")
+}
+
 // TestSerialStaysWithItsMac: the holder of an enrolled Mac's key cannot
 // move it to another serial number (a listed one no Mac has yet, or a
 // Mac's that enrolled), by re-enrolling with the same key or by a proven

@@ -104,8 +104,10 @@ type Checked struct {
 	// was no such device (a new device admitted by policy).
 	Key []byte
 	// Serial, when set, is the canonical serial number a new device was
-	// admitted on (the known list): the enrollment commits only if no
-	// device, revoked or not, has it by then, else ErrSerialEnrolled.
+	// admitted on, or that a device enrolled with no Apple-style serial
+	// takes as its first: the enrollment commits only if no device,
+	// revoked or not, has it by then, else ErrSerialEnrolled. A device
+	// that has a serial keeps it whatever Serial says.
 	Serial string
 }
 

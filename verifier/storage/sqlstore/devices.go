@@ -152,8 +152,16 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 			d.ID = id
 			// A re-enrollment keeps the serial number the device was
 			// enrolled or approved with: proving the key proves the
-			// hardware UUID, not a serial (the service refuses another).
+			// hardware UUID, not a serial (the service refuses another),
+			// but for a device enrolled with none, which takes the first
+			// the service checked, if it is still free.
 			d.SerialNumber = old.SerialNumber
+			if e.Checked != nil && e.Checked.Serial != "" && storage.CanonicalSerial(old.SerialNumber) == "" {
+				if err := serialFree(ctx, q, e.Checked.Serial); err != nil {
+					return err
+				}
+				d.SerialNumber = storage.StoredSerial(in.SerialNumber)
+			}
 			if err := reenroll(ctx, q, d); err != nil {
 				return fmt.Errorf("re-enrolling device: %w", err)
 			}

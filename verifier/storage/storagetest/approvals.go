@@ -628,6 +628,34 @@ func testReenrollKeepsSerial(t *testing.T, s storage.Store) {
 	if _, err := s.GetDeviceBySerial(ctx, "C02SOMEONEELSE"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("GetDeviceBySerial of the serial a re-enrollment reported: err %v, want ErrNotFound", err)
 	}
+	// Even when the service checked that serial: the device has one.
+	again.Checked.Serial = "C02SOMEONEELSE"
+	again.Device.CertSerial, again.Cert.Serial = "5e999a", "5e999a"
+	if got, _, err := s.EnrollDevice(ctx, again); err != nil || got.SerialNumber != "C02ORIGINAL1" {
+		t.Errorf("re-enrollment checked on another serial: serial %q, %v; want C02ORIGINAL1 kept", got.SerialNumber, err)
+	}
+
+	// A device enrolled with no serial takes the first one checked, once,
+	// if no device has it by then.
+	none := newEnrollment(2, "sec")
+	none.Device.SerialNumber = ""
+	dn := enroll(t, s, none)
+	taken := newEnrollment(2, "sec")
+	taken.Device.SerialNumber = "C02ORIGINAL1"
+	taken.Device.CertSerial, taken.Cert.Serial = "5e2001", "5e2001"
+	taken.Checked = &storage.Checked{Key: dn.PublicKey, Serial: "C02ORIGINAL1"}
+	if _, _, err := s.EnrollDevice(ctx, taken); !errors.Is(err, storage.ErrSerialEnrolled) {
+		t.Errorf("taking a serial another device has: %v, want ErrSerialEnrolled", err)
+	}
+	first2 := newEnrollment(2, "sec")
+	first2.Device.SerialNumber = "c02first2"
+	first2.Device.CertSerial, first2.Cert.Serial = "5e2002", "5e2002"
+	first2.Checked = &storage.Checked{Key: dn.PublicKey, Serial: "C02FIRST2"}
+	got, _, err = s.EnrollDevice(ctx, first2)
+	must(t, err)
+	if got.ID != dn.ID || storage.CanonicalSerial(got.SerialNumber) != "C02FIRST2" {
+		t.Errorf("a device with no serial re-enrolled with its first: %s %q", got.ID, got.SerialNumber)
+	}
 }
 
 func testRejectEnrollment(t *testing.T, s storage.Store) {
