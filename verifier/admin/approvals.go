@@ -95,7 +95,7 @@ func (s *Server) ApproveEnrollment(ctx context.Context, req *adminv1.ApproveEnro
 		Audit: storage.AuditEvent{At: now, Actor: "admin-api", Action: "device.enroll_approve",
 			Detail: fmt.Sprintf("request %s, hardware UUID %s, serial %s, enroll secret %s, key %s, reason %s",
 				p.ID, p.HardwareUUID, p.SerialNumber, p.SecretID, enroll.KeyFingerprint(p.PublicKey), p.Reason)},
-		ClaimReason: enroll.PendingSerialEnrolled,
+		ClaimReason: enroll.PendingSerialEnrolled, NewRequestID: enroll.NewDeviceID(),
 	})
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -109,7 +109,7 @@ func (s *Server) ApproveEnrollment(ctx context.Context, req *adminv1.ApproveEnro
 	case errors.Is(err, storage.ErrDeviceRevoked):
 		return nil, status.Errorf(codes.FailedPrecondition, "hardware UUID %s is a revoked device; it cannot enroll again", p.HardwareUUID)
 	case errors.Is(err, storage.ErrSerialEnrolled):
-		return nil, status.Errorf(codes.FailedPrecondition, "enrollment request %s claims serial number %q, which a device has enrolled on since the request was made (a Mac with a new logic board, or another machine claiming a Mac's serial); it is now listed as %s. Compare it with that device ('devices --wide') and approve it again only if it is that Mac", p.ID, p.SerialNumber, enroll.PendingSerialEnrolled)
+		return nil, status.Errorf(codes.FailedPrecondition, "enrollment request %s claims serial number %q, which a device has enrolled on since the request was made (a Mac with a new logic board, or another machine claiming a Mac's serial); it was filed anew as %s, and nothing was enrolled. List the requests again ('devices pending'), compare it with that device ('devices --wide'), and approve it only if it is that Mac", p.ID, p.SerialNumber, enroll.PendingSerialEnrolled)
 	case err != nil:
 		return nil, s.internal("approving enrollment", err)
 	}

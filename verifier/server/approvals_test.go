@@ -567,11 +567,49 @@ func TestApprovalRechecksTheSerial(t *testing.T) {
 	if _, err := claim.Enroll(h.ctx(), secret); err == nil {
 		t.Fatal("the refused request's agent enrolled")
 	}
-	if got := pendingOf(t, h); got.GetRequestId() != ids[claim] || got.GetReason() != "serial_enrolled" {
-		t.Fatalf("after the refusal the request is %s %s; want %s serial_enrolled", got.GetRequestId(), got.GetReason(), ids[claim])
+	// Filed anew: the id read before finds nothing, whoever retries it.
+	checkStatus(t, approve(claim), codes.NotFound, "no enrollment request")
+	got := pendingOf(t, h)
+	if got.GetRequestId() == ids[claim] || got.GetReason() != "serial_enrolled" {
+		t.Fatalf("after the refusal the request is %s %s; want a new id, serial_enrolled", got.GetRequestId(), got.GetReason())
 	}
+	ids[claim] = got.GetRequestId()
 	if err := approve(claim); err != nil {
-		t.Fatalf("approved again, read as a claim: %v", err)
+		t.Fatalf("approved, read as a claim: %v", err)
+	}
+}
+
+// TestPollDoesNotShowAClaimForTheApprover: a request read as manual whose
+// serial a device enrolls on meanwhile is filed anew when its agent asks
+// again (now serial_enrolled): the id the approver read finds nothing, so
+// no poll turns their approval into one of a claim they were not shown.
+func TestPollDoesNotShowAClaimForTheApprover(t *testing.T) {
+	t.Parallel()
+	h := startWith(t, func(c *config.Config) { c.EnrollApproval = config.EnrollManual })
+	secret := h.secret()
+	mac, claim := newAgent(t, h, nextUUID()), newAgent(t, h, nextUUID())
+	_, err := claim.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "manual")
+	read := pendingOf(t, h).GetRequestId()
+	_, err = mac.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "manual")
+	list, err := h.admin.ListPendingEnrollments(h.ctx(), &adminv1.ListPendingEnrollmentsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range list.GetPending() {
+		if p.GetRequestId() != read {
+			if _, err := h.admin.ApproveEnrollment(h.ctx(), &adminv1.ApproveEnrollmentRequest{RequestId: p.GetRequestId()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	_, err = claim.Enroll(h.ctx(), secret) // the poll
+	checkStatus(t, err, codes.FailedPrecondition, "serial_enrolled")
+	_, err = h.admin.ApproveEnrollment(h.ctx(), &adminv1.ApproveEnrollmentRequest{RequestId: read})
+	checkStatus(t, err, codes.NotFound, "no enrollment request")
+	if _, err := claim.Connect(h.ctx()); err == nil {
+		t.Fatal("the claim enrolled")
 	}
 }
 
@@ -602,6 +640,7 @@ func TestFirstSerialOnce(t *testing.T) {
 	mac.Facts.SerialNumber = "C02SECOND01"
 	_, err = mac.Enroll(h.ctx(), secret)
 	checkStatus(t, err, codes.PermissionDenied, "cannot change by re-enrolling")
+
 }
 
 // TestSerialStaysWithItsMac: the holder of an enrolled Mac's key cannot

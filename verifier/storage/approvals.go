@@ -80,9 +80,11 @@ type Approval struct {
 	// ClaimReason is the reason a request that claims an enrolled device's
 	// serial number waits with. A new device's request on such a serial is
 	// approved only if it has that reason, so that whoever approves it was
-	// shown the claim; otherwise the request is given it, and the approval
-	// refused with ErrSerialEnrolled.
-	ClaimReason string
+	// shown the claim; otherwise the approval is refused with
+	// ErrSerialEnrolled, and the request filed anew under NewRequestID
+	// with that reason.
+	ClaimReason  string
+	NewRequestID string
 }
 
 // KnownDevice is a serial number on the security team's list of managed
@@ -106,9 +108,10 @@ type ApprovalStore interface {
 	// request of the same hardware UUID and public key (its facts,
 	// secret, device, reason, source, LastRequestAt and Requests; its ID
 	// and RequestedAt stay), and returns the stored request. A request
-	// whose serial number or secret p changes is removed and p filed anew,
-	// under p.ID, unaudited: an approval of the old one must not enroll a
-	// serial or secret the approver did not see. audit is
+	// whose serial number, secret or reason p changes is removed and p
+	// filed anew, under p.ID, unaudited: an approval of the old one must
+	// not enroll a serial or secret the approver did not see, nor a claim
+	// on an enrolled serial they were not shown. audit is
 	// appended only when a request is created, and not when it evicted a
 	// request of its own SourceNet (a flood churning through its places). ErrRequestRejected, with
 	// the stored request, if that request was rejected: nothing changes.

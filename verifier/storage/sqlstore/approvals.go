@@ -103,10 +103,11 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 		case err == nil && old.Rejected():
 			out = old
 			return fmt.Errorf("request %s: %w", old.ID, storage.ErrRequestRejected)
-		case err == nil && (old.SerialNumber != p.SerialNumber || old.SecretID != p.SecretID):
+		case err == nil && (old.SerialNumber != p.SerialNumber || old.SecretID != p.SecretID || old.Reason != p.Reason):
 			// The serial number, which the device keeps for good and
-			// Cloudflare matches it by, or the secret it would be enrolled
-			// under (which its revocation lists), changed: approving the
+			// Cloudflare matches it by, the secret it would be enrolled
+			// under (which its revocation lists), or why it waits (a
+			// device enrolled on its serial since) changed: approving the
 			// old request would enroll what the security team did not
 			// read. It goes, and this one is filed anew, under another id;
 			// not audited again, as a request churning through its own
@@ -331,11 +332,15 @@ func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (stor
 			if serial := storage.CanonicalSerial(p.SerialNumber); serial != "" {
 				switch err := serialFree(ctx, q, serial); {
 				case errors.Is(err, storage.ErrSerialEnrolled) && (a.ClaimReason == "" || p.Reason != a.ClaimReason):
+					// Filed anew under another id, with the reason that
+					// shows the claim: approving the id read before (a
+					// retry, another approver's earlier listing) finds
+					// nothing.
 					claimed = true
-					if a.ClaimReason == "" {
+					if a.ClaimReason == "" || a.NewRequestID == "" {
 						return nil
 					}
-					_, err := q.exec(ctx, `UPDATE pending_enrollments SET reason = $1 WHERE id = $2`, a.ClaimReason, p.ID)
+					_, err := q.exec(ctx, `UPDATE pending_enrollments SET id = $1, reason = $2 WHERE id = $3`, a.NewRequestID, a.ClaimReason, p.ID)
 					return err
 				case err != nil && !errors.Is(err, storage.ErrSerialEnrolled):
 					return err

@@ -19,6 +19,7 @@ var approvalTests = []test{
 	{"RejectEnrollment", testRejectEnrollment},
 	{"ApproveReenrollment", testApproveReenrollment},
 	{"ApproveNewDevice", testApproveNewDevice},
+	{"ApproveChecksSerial", testApproveChecksSerial},
 	{"ApproveFailuresChangeNothing", testApproveFailures},
 	{"EnrollmentAnswersRequest", testEnrollmentAnswersRequest},
 	{"KnownDevices", testKnownDevices},
@@ -267,10 +268,9 @@ func testRequestEnrollment(t *testing.T, s storage.Store) {
 	poll.ID = "req-generated-again"
 	poll.Hostname = "renamed.example.com"
 	poll.Source, poll.SourceNet = "198.51.100.1", "198.51.100.1"
-	poll.Reason = "manual"
 	poll.LastRequestAt = at(3 * hour)
 	got = request(t, s, poll, storage.PendingLimits{PerDevice: 1, Total: 1})
-	want.Hostname, want.Source, want.SourceNet, want.Reason = poll.Hostname, poll.Source, poll.SourceNet, poll.Reason
+	want.Hostname, want.Source, want.SourceNet = poll.Hostname, poll.Source, poll.SourceNet
 	want.LastRequestAt, want.Requests = at(3*hour), 2
 	equal(t, "refreshed request", got, want)
 	// A late poll never moves the latest request time back.
@@ -294,7 +294,18 @@ func testRequestEnrollment(t *testing.T, s storage.Store) {
 	if _, err := s.GetPendingEnrollment(ctx, r.ID); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("the request with the first serial is still there: err %v", err)
 	}
-	// And with another secret; neither is audited again, so that a key
+	// And with another reason (a device enrolled on its serial since: the
+	// approver must not approve the claim on the strength of what they
+	// read before).
+	rereason := moved
+	rereason.ID, rereason.Reason = "req-001-k1-rereason", "serial_enrolled"
+	got = request(t, s, rereason, storage.PendingLimits{})
+	equal(t, "request with another reason", got, requested(rereason))
+	if _, err := s.GetPendingEnrollment(ctx, moved.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("the request with the first reason is still there: err %v", err)
+	}
+	moved = rereason
+	// And with another secret; none is audited again, so that a key
 	// alternating serials cannot grow the audit log.
 	createSecret(t, s, "sec2")
 	resecret := moved
@@ -774,6 +785,47 @@ func testApproveNewDevice(t *testing.T, s storage.Store) {
 	equal(t, "approved new device", d, want)
 	equal(t, "GetDevice", getDevice(t, s, "dev-new"), want)
 	equal(t, "waiting requests", listRequests(t, s, "", 10), []string{})
+}
+
+// A new device's request on a serial a device has enrolled on since it
+// was filed is approved only with the reason that shows the claim: else it
+// is refused, nothing enrolled, and the request filed anew with that
+// reason under another id, which can then be approved.
+func testApproveChecksSerial(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "sec")
+	r := request(t, s, newRequest(7, "k1", "sec"), storage.PendingLimits{}) // unknown_serial
+	mac := newEnrollment(1, "sec")
+	mac.Device.SerialNumber = r.SerialNumber
+	enroll(t, s, mac)
+	claim := func(id, newID string) error {
+		_, _, err := s.ApproveEnrollment(ctx, storage.Approval{
+			RequestID: id, NewDeviceID: "dev-claim", At: at(4 * hour), ClaimReason: "serial_enrolled", NewRequestID: newID,
+			Audit: storage.AuditEvent{At: at(4 * hour), Actor: "admin-api", Action: "device.enroll_approve", Detail: id},
+		})
+		return err
+	}
+	if err := claim(r.ID, "req-refiled"); !errors.Is(err, storage.ErrSerialEnrolled) {
+		t.Fatalf("approving the request read as unknown_serial: %v, want ErrSerialEnrolled", err)
+	}
+	if _, err := s.GetDevice(ctx, "dev-claim"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the refused approval enrolled: %v", err)
+	}
+	if _, err := s.GetPendingEnrollment(ctx, r.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the request read before is still there: %v", err)
+	}
+	refiled, err := s.GetPendingEnrollment(ctx, "req-refiled")
+	must(t, err)
+	if refiled.Reason != "serial_enrolled" || refiled.HardwareUUID != storage.CanonicalHardwareUUID(r.HardwareUUID) {
+		t.Fatalf("the request filed anew: %+v", refiled)
+	}
+	if err := claim(r.ID, "req-again"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the id read before, again: %v, want ErrNotFound", err)
+	}
+	must(t, claim("req-refiled", "req-unused"))
+	if d := getDevice(t, s, "dev-claim"); storage.CanonicalSerial(d.SerialNumber) != storage.CanonicalSerial(r.SerialNumber) {
+		t.Fatalf("approved claim: serial %q", d.SerialNumber)
+	}
 }
 
 func testApproveFailures(t *testing.T, s storage.Store) {
