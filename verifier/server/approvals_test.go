@@ -641,6 +641,26 @@ func TestFirstSerialOnce(t *testing.T) {
 	_, err = mac.Enroll(h.ctx(), secret)
 	checkStatus(t, err, codes.PermissionDenied, "cannot change by re-enrolling")
 
+	// Under manual too: the device itself was approved.
+	m := startWith(t, func(c *config.Config) { c.EnrollApproval = config.EnrollManual })
+	msecret := m.secret()
+	approved := newAgent(t, m, nextUUID())
+	approved.Facts.SerialNumber = ""
+	_, err = approved.Enroll(m.ctx(), msecret)
+	checkStatus(t, err, codes.FailedPrecondition, "manual")
+	if _, err := m.admin.ApproveEnrollment(m.ctx(), &adminv1.ApproveEnrollmentRequest{RequestId: pendingOf(t, m).GetRequestId()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := approved.Enroll(m.ctx(), msecret); err != nil {
+		t.Fatal(err)
+	}
+	approved.Facts.SerialNumber = "C02FIRST002"
+	if _, err := approved.Enroll(m.ctx(), msecret); err != nil {
+		t.Fatalf("under manual, re-enrolling with its serial: %v", err)
+	}
+	if d, err := m.srv.Store.GetDeviceBySerial(m.ctx(), "C02FIRST002"); err != nil || d.ID != approved.DeviceID {
+		t.Fatalf("under manual, the serial's device: %q, %v; want %s", d.ID, err, approved.DeviceID)
+	}
 }
 
 // TestSerialStaysWithItsMac: the holder of an enrolled Mac's key cannot
