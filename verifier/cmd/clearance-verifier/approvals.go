@@ -33,8 +33,9 @@ func (a *app) approvalCmds() []*cli.Command {
 				"enroll secret and a copied hardware UUID), or a new device the --enroll-approval policy did not " +
 				"admit (unknown_serial, manual), or a new device claiming a serial number an enrolled device, " +
 				"revoked or not, already has (serial_enrolled: a Mac with a new logic board, or another machine " +
-				"claiming a lost Mac's serial; approving one of those is refused once if the serial was enrolled " +
-				"after the request was made, until it is listed so). DEVICE is the device approval would change, as it is now: its id and the " +
+				"claiming a lost Mac's serial). A request whose serial, secret or reason changes is filed anew under " +
+				"another id, and approving a request whose serial was enrolled after it was made files it anew as " +
+				"serial_enrolled instead: approve only ids you have read. DEVICE is the device approval would change, as it is now: its id and the " +
 				"start of its current key, or (new) while no device has the hardware UUID. A request stays current: " +
 				"when the Mac enrolls or changes key, the requests waiting for it are removed, and requests nobody " +
 				"asks again for 14 days expire. Before approving, compare the key fingerprint with the one " +
