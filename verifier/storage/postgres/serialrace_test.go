@@ -67,3 +67,58 @@ func TestSerialAdmitsOneDeviceAcrossReplicas(t *testing.T) {
 		}
 	}
 }
+
+// TestApprovalAndPollOfOneMac: an agent's poll that lands while its
+// request is approved on another replica leaves no "new device" request
+// behind for the key just enrolled (one that, rejected as a stale claim,
+// would lock the approved Mac out): the hardware UUID is locked before
+// either decides on it.
+func TestApprovalAndPollOfOneMac(t *testing.T) {
+	testpg.Require(t)
+	dsn := testpg.NewDatabase(t)
+	a, b := open(t, dsn), open(t, dsn)
+	ctx := t.Context()
+	if err := a.CreateEnrollSecret(ctx, storage.EnrollSecret{ID: "s1", Hash: []byte("hs1"), CreatedAt: t0}, storage.AuditEvent{At: t0}); err != nil {
+		t.Fatal(err)
+	}
+	approved := 0
+	for i := range 40 {
+		req := storage.PendingEnrollment{ID: fmt.Sprintf("req-%d", i), HardwareUUID: fmt.Sprintf("HW-%d", i),
+			SerialNumber: fmt.Sprintf("C02POLL%04d", i), PublicKey: fmt.Appendf(nil, "key-%d", i), SecretID: "s1",
+			Reason: "manual", LastRequestAt: t0}
+		if _, err := a.RequestEnrollment(ctx, req, storage.PendingLimits{}, storage.AuditEvent{At: t0, Action: "device.enroll_pending"}); err != nil {
+			t.Fatal(err)
+		}
+		poll := req
+		poll.ID, poll.LastRequestAt = fmt.Sprintf("req-%d-poll", i), t0.Add(time.Second)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		var aerr, perr error
+		wg.Go(func() {
+			<-start
+			_, _, aerr = a.ApproveEnrollment(ctx, storage.Approval{RequestID: req.ID, NewDeviceID: fmt.Sprintf("dev-%d", i), At: t0,
+				Audit: storage.AuditEvent{At: t0, Action: "device.enroll_approve"}, ClaimReason: "serial_enrolled", NewRequestID: fmt.Sprintf("req-%d-refiled", i)})
+		})
+		wg.Go(func() {
+			<-start
+			_, perr = b.RequestEnrollment(ctx, poll, storage.PendingLimits{}, storage.AuditEvent{At: t0, Action: "device.enroll_pending"})
+		})
+		close(start)
+		wg.Wait()
+		if aerr != nil {
+			t.Fatalf("round %d: approval: %v", i, aerr)
+		}
+		if perr != nil && !errors.Is(perr, storage.ErrKeyReplaced) {
+			t.Fatalf("round %d: poll: %v", i, perr)
+		}
+		approved++
+		if left, err := a.FindEnrollmentRequest(ctx, req.HardwareUUID, req.PublicKey); err == nil {
+			t.Fatalf("round %d: request %s (device %q, %s) left for the key just enrolled", i, left.ID, left.DeviceID, left.Reason)
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			t.Fatal(err)
+		}
+	}
+	if approved == 0 {
+		t.Fatal("no round approved")
+	}
+}

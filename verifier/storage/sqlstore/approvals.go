@@ -81,6 +81,9 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 	var out storage.PendingEnrollment
 	err := s.write(ctx, func(q conn) error {
 		refiled := false
+		if err := lockMac(ctx, q, p.HardwareUUID); err != nil {
+			return err
+		}
 		// The request was decided on the device state it names; if that
 		// is gone, recording it would show (and approving it would act
 		// on) a state that no longer holds.
@@ -291,7 +294,16 @@ func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (stor
 	)
 	err := s.write(ctx, func(q conn) error {
 		existed, stale, claimed = false, false, false
-		p, err := queryPending(ctx, q, fmt.Sprintf("%q", a.RequestID), `id = $1`, q.s.d.LockRow, a.RequestID)
+		// The hardware UUID's lock first, as a request does (lockMac),
+		// then the request's row, read again under it.
+		p, err := queryPending(ctx, q, fmt.Sprintf("%q", a.RequestID), `id = $1`, "", a.RequestID)
+		if err != nil {
+			return err
+		}
+		if err := lockMac(ctx, q, p.HardwareUUID); err != nil {
+			return err
+		}
+		p, err = queryPending(ctx, q, fmt.Sprintf("%q", a.RequestID), `id = $1`, q.s.d.LockRow, a.RequestID)
 		if err != nil {
 			return err
 		}
@@ -388,6 +400,21 @@ func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (stor
 		return storage.Device{}, false, fmt.Errorf("approving enrollment: %w", err)
 	}
 	return out, existed, nil
+}
+
+// lockMac orders the writes that decide on a hardware UUID's requests and
+// device where several processes write (PostgreSQL): a request recorded
+// while an approval of the same Mac commits would otherwise check the
+// device before the approval made it, and file a "new device" request for
+// the key just enrolled once the approval removed the one it waited on.
+func lockMac(ctx context.Context, q conn, hardwareUUID string) error {
+	if q.s.d.LockKey == "" {
+		return nil
+	}
+	if _, err := q.exec(ctx, q.s.d.LockKey, "hardware uuid "+storage.CanonicalHardwareUUID(hardwareUUID)); err != nil {
+		return fmt.Errorf("locking hardware UUID: %w", err)
+	}
+	return nil
 }
 
 // dropWaiting removes the requests waiting for a hardware UUID (not the

@@ -104,6 +104,9 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 	err := s.write(ctx, func(q conn) error {
 		reenrolled = false // a retried attempt starts over
 		id := in.ID
+		if err := lockMac(ctx, q, in.HardwareUUID); err != nil {
+			return err
+		}
 		old, err := lockDevice(ctx, q, "hardware_uuid", in.HardwareUUID)
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return err
@@ -189,10 +192,15 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 
 		// 5. A new device or a new key: the requests waiting for this
 		// hardware UUID were made against the state just replaced.
+		// The same key: those made against another state (a "new device"
+		// request filed as the device was approved) are stale all the same.
 		if !sameKey {
 			if err := dropWaiting(ctx, q, in.HardwareUUID); err != nil {
 				return err
 			}
+		} else if _, err := q.exec(ctx, `DELETE FROM pending_enrollments WHERE hardware_uuid = $1 AND rejected_at = 0
+			AND (device_id <> $2 OR device_key <> $3)`, in.HardwareUUID, id, blob(old.PublicKey)); err != nil {
+			return fmt.Errorf("removing stale requests for hardware UUID %s: %w", in.HardwareUUID, err)
 		}
 
 		// 6. Audit.
