@@ -252,24 +252,22 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		// current enrollment stays as it is.
 		//
 		// One exception: a Mac that enrolled with no Apple-style serial
-		// (osquery returned none) takes the first it reports, once, if no
-		// device has it (and, under known, it is listed). Until then
-		// Cloudflare could match it only by hostname, and its real serial
-		// was anyone's to claim. Under manual the device itself was
-		// approved: its key vouches for the serial as for a re-enrollment.
+		// (osquery returned none) re-enrolls reporting one, and takes it,
+		// once, if the policy would admit a new device on it (auto: no
+		// device has it; known: listed too). Until then Cloudflare could
+		// match it only by hostname, and its real serial was anyone's to
+		// claim. Otherwise (manual, where no approver has seen that serial;
+		// a serial another device has) it re-enrolls keeping none.
 		if got := storage.StoredSerial(facts.GetSerialNumber()); proof != "" && got != existing.SerialNumber {
-			if first := storage.CanonicalSerial(got); storage.CanonicalSerial(existing.SerialNumber) == "" && first != "" {
-				reason, serial, err := s.serialUnclaimed(ctx, first)
-				if s.Admission == AdmitKnown {
-					reason, serial, err = s.admitNew(ctx, facts)
-				}
+			if storage.CanonicalSerial(existing.SerialNumber) == "" && storage.CanonicalSerial(got) != "" {
+				reason, serial, err := s.admitNew(ctx, facts)
 				if err != nil {
 					return nil, "internal", s.internal("checking the device's serial number", err)
 				}
 				if reason == "" && serial != "" {
 					checked.Serial = serial
-					break
 				}
+				break
 			}
 			return nil, "serial_changed", status.Errorf(codes.PermissionDenied,
 				"serial number %q is not the %q device %s (hardware UUID %s) enrolled with: a Mac's serial number cannot change by re-enrolling; the enrollment is unchanged",
