@@ -391,15 +391,21 @@ func (s *Service) admitNew(ctx context.Context, facts *agentv1.DeviceFacts) (rea
 		if serial == "" {
 			return PendingUnknownSerial, "", nil
 		}
-		_, err := s.Store.GetKnownDevice(ctx, serial)
+		// A serial admits one Mac, listed or not: a claim on an enrolled
+		// one says so first (as the listing and the approval see it), so
+		// that the reason does not change between asks.
+		reason, admitted, err := s.serialUnclaimed(ctx, serial)
+		if err != nil || reason != "" {
+			return reason, "", err
+		}
+		_, err = s.Store.GetKnownDevice(ctx, serial)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
 			return PendingUnknownSerial, "", nil
 		case err != nil:
 			return "", "", err
 		}
-		// A listed serial admits one Mac.
-		return s.serialUnclaimed(ctx, serial)
+		return "", admitted, nil
 	default:
 		// AdmitManual, and anything unexpected: fail closed. A request on
 		// an enrolled serial says so, whatever the policy: the approver

@@ -416,6 +416,51 @@ func TestKnownSerialAdmitsOneMac(t *testing.T) {
 	if _, err := a.Enroll(h.ctx(), secret); err != nil {
 		t.Fatalf("the listed Mac: %v", err)
 	}
+
+	// A serial that is not listed but that an enrolled device has (one
+	// approved by hand) is a claim on it, as the listing and the approval
+	// see it, at every ask: else each poll re-filed the request the
+	// approver was about to approve, and a Mac with a new logic board
+	// could never be approved.
+	unlisted := newAgent(t, h, nextUUID())
+	unlisted.Facts.SerialNumber = "C02UNLISTED"
+	_, err := unlisted.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "unknown_serial")
+	if _, err := h.admin.ApproveEnrollment(h.ctx(), &adminv1.ApproveEnrollmentRequest{RequestId: requestOf(t, h, unlisted).GetRequestId()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unlisted.Enroll(h.ctx(), secret); err != nil {
+		t.Fatal(err)
+	}
+	board := newAgent(t, h, nextUUID())
+	board.Facts.SerialNumber = "C02UNLISTED"
+	for range 2 { // two asks: the same request, the same reason
+		_, err = board.Enroll(h.ctx(), secret)
+		checkStatus(t, err, codes.FailedPrecondition, "serial_enrolled")
+	}
+	p := requestOf(t, h, board)
+	if _, err := h.admin.ApproveEnrollment(h.ctx(), &adminv1.ApproveEnrollmentRequest{RequestId: p.GetRequestId()}); err != nil {
+		t.Fatalf("approving the new board, listed as %s: %v", p.GetReason(), err)
+	}
+	if _, err := board.Enroll(h.ctx(), secret); err != nil {
+		t.Fatalf("the approved board: %v", err)
+	}
+}
+
+// requestOf is the waiting request of a's hardware UUID, or fails.
+func requestOf(t *testing.T, h *harness, a *protoagent.Agent) *adminv1.PendingEnrollment {
+	t.Helper()
+	list, err := h.admin.ListPendingEnrollments(h.ctx(), &adminv1.ListPendingEnrollmentsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range list.GetPending() {
+		if p.GetFacts().GetHardwareUuid() == a.Facts.GetHardwareUuid() {
+			return p
+		}
+	}
+	t.Fatalf("no request waits for %s", a.Facts.GetHardwareUuid())
+	return nil
 }
 
 // TestAutoAdmitsOneMacASerial: under auto, too, a new machine claiming
