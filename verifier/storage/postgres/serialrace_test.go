@@ -122,3 +122,55 @@ func TestApprovalAndPollOfOneMac(t *testing.T) {
 		t.Fatal("no round approved")
 	}
 }
+
+// TestRejectAndEnrollOfOneKey: a key rejected on one replica while it
+// enrolls on another (under known, its serial imported meanwhile) is
+// either rejected before its enrollment reads the rejections, and refused,
+// or enrolled first, its request removed and the rejection refused: never
+// both reported done.
+func TestRejectAndEnrollOfOneKey(t *testing.T) {
+	testpg.Require(t)
+	dsn := testpg.NewDatabase(t)
+	a, b := open(t, dsn), open(t, dsn)
+	ctx := t.Context()
+	if err := a.CreateEnrollSecret(ctx, storage.EnrollSecret{ID: "s1", Hash: []byte("hs1"), CreatedAt: t0}, storage.AuditEvent{At: t0}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		hw, key, serial := fmt.Sprintf("HW-R-%d", i), fmt.Appendf(nil, "key-r-%d", i), fmt.Sprintf("C02REJ%04d", i)
+		req := storage.PendingEnrollment{ID: fmt.Sprintf("req-r-%d", i), HardwareUUID: hw, SerialNumber: serial,
+			PublicKey: key, SecretID: "s1", Reason: "unknown_serial", LastRequestAt: t0}
+		if _, err := a.RequestEnrollment(ctx, req, storage.PendingLimits{}, storage.AuditEvent{At: t0, Action: "device.enroll_pending"}); err != nil {
+			t.Fatal(err)
+		}
+		cs := fmt.Sprintf("r%06x", i)
+		e := storage.Enrollment{
+			Device: storage.Device{ID: fmt.Sprintf("dev-r-%d", i), HardwareUUID: hw, SerialNumber: serial, PublicKey: key,
+				CertSerial: cs, CertNotAfter: t0.Add(time.Hour), EnrolledAt: t0},
+			Cert:     storage.Cert{Serial: cs, Kind: "device", NotBefore: t0, NotAfter: t0.Add(time.Hour), DER: []byte("der")},
+			SecretID: "s1", Audit: storage.AuditEvent{At: t0, Actor: "agent", Action: "device.enroll"},
+			Checked: &storage.Checked{Serial: serial},
+		}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		var rerr, eerr error
+		wg.Go(func() {
+			<-start
+			_, rerr = b.RejectEnrollment(ctx, req.ID, t0.Add(time.Minute), storage.AuditEvent{At: t0, Action: "device.enroll_reject"})
+		})
+		wg.Go(func() {
+			<-start
+			_, _, eerr = a.EnrollDevice(ctx, e)
+		})
+		close(start)
+		wg.Wait()
+		switch {
+		case rerr == nil && eerr == nil:
+			t.Fatalf("round %d: the key was rejected and enrolled", i)
+		case rerr != nil && !errors.Is(rerr, storage.ErrNotFound):
+			t.Fatalf("round %d: reject: %v", i, rerr)
+		case eerr != nil && !errors.Is(eerr, storage.ErrRequestRejected):
+			t.Fatalf("round %d: enroll: %v", i, eerr)
+		}
+	}
+}

@@ -437,12 +437,29 @@ func (s *Store) RejectEnrollment(ctx context.Context, id string, at time.Time, a
 	if c.err != nil {
 		return storage.PendingEnrollment{}, fmt.Errorf("rejecting enrollment: %w", c.err)
 	}
-	out, err := updateAudited(ctx, s, audit, "enrollment request",
-		func(q conn) (storage.PendingEnrollment, error) {
-			return queryPending(ctx, q, fmt.Sprintf("%q", id), `id = $1`, "", id)
-		},
-		func(p storage.PendingEnrollment) string { return p.DeviceID },
-		`UPDATE pending_enrollments SET rejected_at = $1 WHERE id = $2 AND rejected_at = 0`, rejectedAt, id)
+	var out storage.PendingEnrollment
+	err := s.write(ctx, func(q conn) error {
+		// The hardware UUID's lock first, as an enrollment takes it: a key
+		// is rejected before its enrollment reads the rejections, or its
+		// enrollment commits first and removes the request.
+		p, err := queryPending(ctx, q, fmt.Sprintf("%q", id), `id = $1`, "", id)
+		if err != nil {
+			return err
+		}
+		if err := lockMac(ctx, q, p.HardwareUUID); err != nil {
+			return err
+		}
+		if _, err := q.exec(ctx, `UPDATE pending_enrollments SET rejected_at = $1 WHERE id = $2 AND rejected_at = 0`, rejectedAt, id); err != nil {
+			return fmt.Errorf("updating enrollment request: %w", err)
+		}
+		if out, err = queryPending(ctx, q, fmt.Sprintf("%q", id), `id = $1`, "", id); err != nil {
+			return err
+		}
+		if audit.DeviceID == "" {
+			audit.DeviceID = out.DeviceID
+		}
+		return insertAudit(ctx, q, audit)
+	})
 	if err != nil {
 		return storage.PendingEnrollment{}, fmt.Errorf("rejecting enrollment: %w", err)
 	}

@@ -125,6 +125,16 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 			return fmt.Errorf("hardware UUID %q with this key: %w", in.HardwareUUID, storage.ErrRequestRejected)
 		}
 
+		// The serial a new device is admitted on, or a device with none
+		// takes, must still be free; its lock is taken before the secret's
+		// row, in the order an approval takes them.
+		takesSerial := e.Checked != nil && e.Checked.Serial != "" && (!found || storage.CanonicalSerial(old.SerialNumber) == "")
+		if takesSerial {
+			if err := serialFree(ctx, q, e.Checked.Serial); err != nil {
+				return err
+			}
+		}
+
 		// 2. The secret must still be valid when the enrollment commits;
 		// the key the device already has needs only an unrevoked one.
 		secretID := e.SecretID
@@ -159,10 +169,7 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 			// but for a device enrolled with none, which takes the first
 			// the service checked, if it is still free.
 			d.SerialNumber = old.SerialNumber
-			if e.Checked != nil && e.Checked.Serial != "" && storage.CanonicalSerial(old.SerialNumber) == "" {
-				if err := serialFree(ctx, q, e.Checked.Serial); err != nil {
-					return err
-				}
+			if takesSerial {
 				d.SerialNumber = storage.StoredSerial(in.SerialNumber)
 			}
 			if err := reenroll(ctx, q, d); err != nil {
@@ -171,11 +178,6 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 		default:
 			if e.Checked != nil && e.Checked.Key != nil {
 				return fmt.Errorf("hardware UUID %q: %w", in.HardwareUUID, storage.ErrNotFound)
-			}
-			if e.Checked != nil && e.Checked.Serial != "" {
-				if err := serialFree(ctx, q, e.Checked.Serial); err != nil {
-					return err
-				}
 			}
 			// The enrollment is the first time the device was seen.
 			if err := insertDevice(ctx, q, d); err != nil {
