@@ -18,15 +18,8 @@ import (
 // the serial is locked for the decision although no row holds it yet (a
 // serial not on the known list, under auto).
 func TestSerialAdmitsOneDeviceAcrossReplicas(t *testing.T) {
-	testpg.Require(t)
-	dsn := testpg.NewDatabase(t)
-	a, b := open(t, dsn), open(t, dsn)
+	a, b := twoReplicas(t, "s1", "s2")
 	ctx := t.Context()
-	for _, id := range []string{"s1", "s2"} {
-		if err := a.CreateEnrollSecret(ctx, storage.EnrollSecret{ID: id, Hash: []byte("h" + id), CreatedAt: t0}, storage.AuditEvent{At: t0}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	enrollment := func(n int, serial, secret string) storage.Enrollment {
 		cs := fmt.Sprintf("c%06x", n)
 		return storage.Enrollment{
@@ -74,13 +67,8 @@ func TestSerialAdmitsOneDeviceAcrossReplicas(t *testing.T) {
 // would lock the approved Mac out): the hardware UUID is locked before
 // either decides on it.
 func TestApprovalAndPollOfOneMac(t *testing.T) {
-	testpg.Require(t)
-	dsn := testpg.NewDatabase(t)
-	a, b := open(t, dsn), open(t, dsn)
+	a, b := twoReplicas(t, "s1")
 	ctx := t.Context()
-	if err := a.CreateEnrollSecret(ctx, storage.EnrollSecret{ID: "s1", Hash: []byte("hs1"), CreatedAt: t0}, storage.AuditEvent{At: t0}); err != nil {
-		t.Fatal(err)
-	}
 	approved := 0
 	for i := range 40 {
 		req := storage.PendingEnrollment{ID: fmt.Sprintf("req-%d", i), HardwareUUID: fmt.Sprintf("HW-%d", i),
@@ -129,13 +117,8 @@ func TestApprovalAndPollOfOneMac(t *testing.T) {
 // or enrolled first, its request removed and the rejection refused: never
 // both reported done.
 func TestRejectAndEnrollOfOneKey(t *testing.T) {
-	testpg.Require(t)
-	dsn := testpg.NewDatabase(t)
-	a, b := open(t, dsn), open(t, dsn)
+	a, b := twoReplicas(t, "s1")
 	ctx := t.Context()
-	if err := a.CreateEnrollSecret(ctx, storage.EnrollSecret{ID: "s1", Hash: []byte("hs1"), CreatedAt: t0}, storage.AuditEvent{At: t0}); err != nil {
-		t.Fatal(err)
-	}
 	for i := range 100 {
 		hw, key, serial := fmt.Sprintf("HW-R-%d", i), fmt.Appendf(nil, "key-r-%d", i), fmt.Sprintf("C02REJ%04d", i)
 		req := storage.PendingEnrollment{ID: fmt.Sprintf("req-r-%d", i), HardwareUUID: hw, SerialNumber: serial,
@@ -173,4 +156,19 @@ func TestRejectAndEnrollOfOneKey(t *testing.T) {
 			t.Fatalf("round %d: enroll: %v", i, eerr)
 		}
 	}
+}
+
+// twoReplicas is two stores on one new database, as two replicas have,
+// with the enroll secrets named.
+func twoReplicas(t *testing.T, secrets ...string) (a, b *postgres.Store) {
+	t.Helper()
+	testpg.Require(t)
+	dsn := testpg.NewDatabase(t)
+	a, b = open(t, dsn), open(t, dsn)
+	for _, id := range secrets {
+		if err := a.CreateEnrollSecret(t.Context(), storage.EnrollSecret{ID: id, Hash: []byte("h" + id), CreatedAt: t0}, storage.AuditEvent{At: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return a, b
 }
