@@ -352,8 +352,14 @@ func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (stor
 					if a.ClaimReason == "" || a.NewRequestID == "" {
 						return nil
 					}
-					_, err := q.exec(ctx, `UPDATE pending_enrollments SET id = $1, reason = $2 WHERE id = $3`, a.NewRequestID, a.ClaimReason, p.ID)
-					return err
+					if _, err := q.exec(ctx, `UPDATE pending_enrollments SET id = $1, reason = $2 WHERE id = $3`, a.NewRequestID, a.ClaimReason, p.ID); err != nil {
+						return err
+					}
+					ev := a.Audit
+					ev.Action = "device.enroll_approve_refused"
+					ev.Detail = fmt.Sprintf("request %s claims serial %s, which a device has enrolled on since; filed anew as %s (%s)",
+						p.ID, serial, a.NewRequestID, a.ClaimReason)
+					return insertAudit(ctx, q, ev)
 				case err != nil && !errors.Is(err, storage.ErrSerialEnrolled):
 					return err
 				}

@@ -819,6 +819,9 @@ func testApproveChecksSerial(t *testing.T, s storage.Store) {
 	if refiled.Reason != "serial_enrolled" || refiled.HardwareUUID != storage.CanonicalHardwareUUID(r.HardwareUUID) {
 		t.Fatalf("the request filed anew: %+v", refiled)
 	}
+	if got := auditDetails(t, s, "", "device.enroll_approve_refused"); len(got) != 1 || !strings.Contains(got[0], "req-refiled") {
+		t.Fatalf("refused approval's audit: %q", got)
+	}
 	if err := claim(r.ID, "req-again"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("the id read before, again: %v, want ErrNotFound", err)
 	}
