@@ -50,6 +50,7 @@ var dialect = sqlstore.Dialect{
 	Name:              "postgres",
 	LockRow:           " FOR NO KEY UPDATE",
 	LockKey:           `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
+	SkipLocked:        " FOR UPDATE SKIP LOCKED",
 	IsUniqueViolation: func(err error) bool { return hasCode(err, "23505") },
 	// Serialization failure, deadlock.
 	IsRetryable: func(err error) bool { return hasCode(err, "40001", "40P01") },

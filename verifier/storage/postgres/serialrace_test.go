@@ -172,3 +172,52 @@ func twoReplicas(t *testing.T, secrets ...string) (a, b *postgres.Store) {
 	}
 	return a, b
 }
+
+// TestPerSourceBoundAcrossReplicas: two replicas filing requests from one
+// full source network at once each evict a request of their own (the
+// oldest that no other transaction holds), so the network never has more
+// waiting than its bound.
+func TestPerSourceBoundAcrossReplicas(t *testing.T) {
+	a, b := twoReplicas(t, "s1")
+	ctx := t.Context()
+	limits := storage.PendingLimits{PerSource: 10}
+	request := func(s *postgres.Store, id, net string, at time.Time) error {
+		_, err := s.RequestEnrollment(ctx, storage.PendingEnrollment{ID: id, HardwareUUID: "HW-" + id, SerialNumber: "C02" + id,
+			PublicKey: []byte("key-" + id), SecretID: "s1", Reason: "manual", Source: net, SourceNet: net, LastRequestAt: at},
+			limits, storage.AuditEvent{At: at, Action: "device.enroll_pending"})
+		return err
+	}
+	for r := range 15 {
+		net := fmt.Sprintf("203.0.113.%d", r)
+		for i := range limits.PerSource {
+			if err := request(a, fmt.Sprintf("O%02d%02d", r, i), net, t0.Add(time.Duration(i)*time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for j, s := range []*postgres.Store{a, b} {
+			wg.Go(func() {
+				<-start
+				if err := request(s, fmt.Sprintf("N%02d%02d", r, j), net, t0.Add(time.Hour)); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		ps, err := a.ListPendingEnrollments(ctx, "", 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, p := range ps {
+			if p.SourceNet == net {
+				n++
+			}
+		}
+		if n > limits.PerSource {
+			t.Fatalf("round %d: %d requests wait from %s; the bound is %d", r, n, net, limits.PerSource)
+		}
+	}
+}

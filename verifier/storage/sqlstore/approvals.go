@@ -6,6 +6,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/clearance/clearance/verifier/storage"
@@ -96,7 +98,10 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 			return err
 		}
 		if expired > 0 {
-			if _, err := q.exec(ctx, `DELETE FROM pending_enrollments WHERE rejected_at = 0 AND last_request_at < $1`, expired); err != nil {
+			// Other Macs' requests: one being decided (approved) is left
+			// for the next clean-up rather than waited on.
+			if _, err := q.exec(ctx, `DELETE FROM pending_enrollments WHERE id IN (SELECT id FROM pending_enrollments
+				WHERE rejected_at = 0 AND last_request_at < $1`+q.s.d.SkipLocked+`)`, expired); err != nil {
 				return fmt.Errorf("removing expired enrollment requests: %w", err)
 			}
 		}
@@ -200,14 +205,20 @@ func makeRoom(ctx context.Context, q conn, p storage.PendingEnrollment, limits s
 		if l.max <= 0 {
 			continue
 		}
-		n, err := count(ctx, q, `SELECT count(*) FROM pending_enrollments WHERE rejected_at = 0 AND `+l.where, l.args...)
-		if err != nil {
-			return false, err
-		}
-		for ; n >= l.max; n-- {
+		// Counted again after each eviction: another replica's request may
+		// have evicted the same one meanwhile. The oldest is taken among
+		// those no other transaction is deciding on (an approval).
+		for {
+			n, err := count(ctx, q, `SELECT count(*) FROM pending_enrollments WHERE rejected_at = 0 AND `+l.where, l.args...)
+			if err != nil {
+				return false, err
+			}
+			if n < l.max {
+				break
+			}
 			id, net := "", ""
-			err := q.queryRow(ctx, `SELECT id, source_net FROM pending_enrollments WHERE rejected_at = 0 AND `+l.where+`
-				ORDER BY `+l.order+`last_request_at, id LIMIT 1`, append(l.args, l.orderArg...)...).Scan(&id, &net)
+			err = q.queryRow(ctx, `SELECT id, source_net FROM pending_enrollments WHERE rejected_at = 0 AND `+l.where+`
+				ORDER BY `+l.order+`last_request_at, id LIMIT 1`+q.s.d.SkipLocked, append(l.args, l.orderArg...)...).Scan(&id, &net)
 			if errors.Is(err, sql.ErrNoRows) {
 				return false, fmt.Errorf("%d requests wait: %w", n, storage.ErrTooManyPending)
 			}
@@ -492,6 +503,9 @@ func (s *Store) ImportKnownDevices(ctx context.Context, ds []storage.KnownDevice
 	if c.err != nil {
 		return 0, fmt.Errorf("importing known devices: %w", c.err)
 	}
+	// In one order, whoever imports: two imports of the same serials lock
+	// their rows one after the other, never each waiting on the other.
+	ds = slices.SortedFunc(slices.Values(ds), func(a, b storage.KnownDevice) int { return strings.Compare(a.SerialNumber, b.SerialNumber) })
 	var added int
 	err := s.write(ctx, func(q conn) error {
 		added = 0

@@ -40,6 +40,11 @@ type Dialect struct {
 	// no row may exist for yet. Empty where write transactions run one at
 	// a time anyway.
 	LockKey string
+	// SkipLocked ends a SELECT of rows to remove that another transaction
+	// may be deciding on: it locks those it returns and passes over the
+	// ones locked, so that a clean-up never waits on (and never deadlocks
+	// with) the decision. Empty where writes run one at a time anyway.
+	SkipLocked string
 	// IsUniqueViolation reports whether err is a PRIMARY KEY or UNIQUE
 	// violation.
 	IsUniqueViolation func(err error) bool
