@@ -127,7 +127,7 @@ func (h *Handler) pkiOperation(w http.ResponseWriter, r *http.Request, msg []byt
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 		return
 	case o.fail != nil:
-		log.Warn("scep request refused", "reason", o.fail.reason, "fail_info", o.fail.info.String(), "error", o.fail.cause)
+		h.logRefused(log, o.fail.reason, "fail_info", o.fail.info.String(), "error", o.fail.cause)
 		h.metrics.SCEPRefused(string(o.fail.reason))
 		h.reply(w, log, env, smscep.FAILURE, o.fail.info, nil)
 		return

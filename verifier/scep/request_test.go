@@ -460,3 +460,34 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		t.Errorf("good options: %v", err)
 	}
 }
+
+// TestRefusalsLoggedSampled: anyone who reaches the listener can be
+// refused as often as the rate limit lets them, so a flood of one reason
+// is one warning line (counting the others), while each refusal is still
+// counted in the metrics and a refusal of another reason is still logged.
+func TestRefusalsLoggedSampled(t *testing.T) {
+	e := newEnv(t)
+	const n = 20
+	for range n {
+		if status, _ := e.post(t, []byte("not a PKCS#7 message")); status != http.StatusBadRequest {
+			t.Fatalf("status %d, want 400", status)
+		}
+	}
+	e.metrics.mu.Lock()
+	got := e.metrics.refused["malformed_message"]
+	e.metrics.mu.Unlock()
+	if got != n {
+		t.Errorf("%d refusals counted, want %d", got, n)
+	}
+	resp, _ := e.get(t, "operation=Nope")
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("unknown operation: status %d, want 400", resp.StatusCode)
+	}
+	logs := e.logs.String()
+	if got := strings.Count(logs, `"reason":"malformed_message"`); got != 1 {
+		t.Errorf("%d warning lines for %d malformed messages, want 1:\n%s", got, n, logs)
+	}
+	if !strings.Contains(logs, `"reason":"unknown_operation"`) {
+		t.Errorf("a refusal of another reason was not logged:\n%s", logs)
+	}
+}

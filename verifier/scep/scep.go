@@ -27,6 +27,7 @@ import (
 	"github.com/smallstep/pkcs7"
 
 	"github.com/clearance/clearance/verifier/ca"
+	"github.com/clearance/clearance/verifier/ratelimit"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -131,6 +132,10 @@ type Handler struct {
 	log       *slog.Logger
 	metrics   Metrics
 	now       func() time.Time
+	// refused samples the refusals' log lines by reason: anyone who can
+	// reach the listener can cause them as often as the rate limit lets
+	// them.
+	refused ratelimit.Samples
 
 	caCerts []byte // the GetCACert answer
 }
@@ -253,10 +258,27 @@ func readMessage(w http.ResponseWriter, r *http.Request, param string) ([]byte, 
 	return msg, nil
 }
 
+// refusedLogEvery is how often a refusal of one reason is logged at warn;
+// the others in between are logged at debug and counted in the next line.
+const refusedLogEvery = 10 * time.Second
+
+// logRefused logs a refused request: at warn at most once per
+// refusedLogEvery for its reason, saying how many were left out, and at
+// debug otherwise. Every refusal is counted in the metrics whatever the
+// log shows.
+func (h *Handler) logRefused(l *slog.Logger, reason Reason, attrs ...any) {
+	attrs = append([]any{"reason", reason}, attrs...)
+	if ok, skipped := h.refused.Take(string(reason), refusedLogEvery, h.now()); ok {
+		l.Warn("scep request refused", append(attrs, "others_not_logged", skipped)...)
+		return
+	}
+	l.Debug("scep request refused", attrs...)
+}
+
 // refuseHTTP answers a request that cannot be answered with a CertRep
 // (there is no transaction to address it to) with a plain HTTP error.
 func (h *Handler) refuseHTTP(w http.ResponseWriter, r *http.Request, reason Reason, status int, cause error) {
-	h.log.Warn("scep request refused", "reason", reason, "remote_addr", r.RemoteAddr, "error", cause)
+	h.logRefused(h.log, reason, "remote_addr", r.RemoteAddr, "error", cause)
 	h.metrics.SCEPRefused(string(reason))
 	http.Error(w, http.StatusText(status), status)
 }
