@@ -260,7 +260,13 @@ func applyGroupPatch(doc *groupDoc, id string, ops []Op) error {
 			if err != nil {
 				return err
 			}
-			doc.Members = slices.DeleteFunc(doc.Members, func(m string) bool { return slices.Contains(drop, m) })
+			// A set: a remove may list tens of thousands of members of a
+			// group of up to storage.MaxGroupMembers.
+			gone := make(map[string]bool, len(drop))
+			for _, m := range drop {
+				gone[m] = true
+			}
+			doc.Members = slices.DeleteFunc(doc.Members, func(m string) bool { return gone[m] })
 		case op.Op == "remove" && attr == "externalId":
 			doc.ExternalID = ""
 		case op.Op == "remove":

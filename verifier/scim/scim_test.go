@@ -305,6 +305,8 @@ func testRefusals(t *testing.T, f *fixture) {
 		{"active not a boolean", "POST", "/scim/v2/Users", `{"userName":"x@example.com","active":"false"}`, nil, 400, "invalidValue"},
 		{"no userName", "POST", "/scim/v2/Users", `{"displayName":"X"}`, nil, 400, "invalidValue"},
 		{"control character", "POST", "/scim/v2/Users", `{"userName":"x\u0000@example.com"}`, nil, 400, "invalidValue"},
+		{"control character in the e-mail", "POST", "/scim/v2/Users", `{"userName":"x@example.com","emails":[{"value":"x\u001b[31m@example.com","primary":true}]}`, nil, 400, "invalidValue"},
+		{"e-mail not UTF-8", "POST", "/scim/v2/Users", `{"userName":"x@example.com","emails":[{"value":"x\ufffd@example.com"}]}`, nil, 400, "invalidValue"},
 		{"duplicate userName", "POST", "/scim/v2/Users", `{"userName":"ADA@example.com"}`, nil, 409, "uniqueness"},
 		{"duplicate group", "POST", "/scim/v2/Groups", `{"displayName":"eng"}`, nil, 409, "uniqueness"},
 		{"unknown member", "POST", "/scim/v2/Groups", `{"displayName":"Ops","members":[{"value":"ghost"}]}`, nil, 400, "invalidValue"},

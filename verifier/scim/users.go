@@ -138,9 +138,11 @@ func parseUser(m map[string]any) (userDoc, error) {
 	delete(doc.Attrs, "userName")
 	doc.ExternalID, _ = doc.Attrs["externalId"].(string)
 	doc.DisplayName, _ = doc.Attrs["displayName"].(string)
+	// The e-mail binds people to their Macs and reaches pages and logs: it
+	// is held to the same rule as the names.
 	doc.Email = primaryEmail(doc.Attrs["emails"])
-	if len(doc.Email) > storage.MaxNameLen {
-		return userDoc{}, errorf(http.StatusBadRequest, "invalidValue", "the e-mail address is too long")
+	if err := checkName("the e-mail address", doc.Email); err != nil {
+		return userDoc{}, err
 	}
 	return doc, nil
 }
