@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
@@ -46,5 +47,38 @@ func TestPresenceReplayWritesNothing(t *testing.T) {
 				t.Errorf("decisions %+v, want the one allowed sign-in", ds)
 			}
 		})
+	}
+}
+
+// TestReplaysLoggedSampled: a signed request's URL and a spent proof's sit
+// in browser histories and proxy logs, and whoever holds them can send
+// them again as often as the rate limit lets them. Each replay is refused
+// and counted, and logged at warn once per interval, not once each.
+func TestReplaysLoggedSampled(t *testing.T) {
+	t.Parallel()
+	e := startSSO(t, true, func(c *config.Config) { c.BrowserBinding = config.BindingAgent })
+	a, _ := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+	c := e.jarBrowser(t)
+	r := e.sp.NewRequest(testUser)
+	challenge := e.toAgent(t, c, r)
+	q := e.statement(t, a.Key, a.DeviceID, challenge, e.clock.Now())
+	e.allowed(t, e.back(t, c, q), r)
+
+	const n = 10
+	for range n {
+		refusedWith(t, e.redirect(t, e.browser(nil), r), http.StatusBadRequest, "replayed_request")
+		refusedWith(t, e.back(t, e.browser(nil), q), http.StatusBadRequest, "presence_replayed")
+	}
+	logs := e.logs.String()
+	for _, reason := range []string{"replayed_request", "presence_replayed"} {
+		warned := 0
+		for _, line := range strings.Split(logs, "\n") {
+			if strings.Contains(line, "msg=sso_request_refused") && strings.Contains(line, "reason="+reason) && strings.Contains(line, "level=WARN") {
+				warned++
+			}
+		}
+		if warned != 1 {
+			t.Errorf("%d warning lines for %d refusals with reason %s, want 1", warned, n, reason)
+		}
 	}
 }

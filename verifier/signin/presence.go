@@ -400,7 +400,9 @@ func (h *Handler) presence(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, byAnyone(refused(reason.PresenceUnknown, "no sign-in has this challenge (device %s)", st.DeviceID)), http.StatusBadRequest)
 		return
 	case errors.Is(err, storage.ErrAlreadyExists):
-		h.refuse(w, r, refused(reason.PresenceReplayed, "the sign-in's challenge was presented before (completed or refused)"), http.StatusBadRequest)
+		// The URL is in the browser's history: anyone who has it can
+		// send it again.
+		h.refuse(w, r, byAnyone(refused(reason.PresenceReplayed, "the sign-in's challenge was presented before (completed or refused)")), http.StatusBadRequest)
 		return
 	case err != nil:
 		h.unavailable(w, r, "using sign-in challenge", err)

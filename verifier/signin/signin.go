@@ -249,9 +249,11 @@ type refusal struct {
 	// xml is the decoded request, when it got that far (logged with
 	// DebugSAML only).
 	xml []byte
-	// anyone: the request identified nothing before it was refused (no
-	// verified signature, no known challenge or token), so anyone could
-	// send it as often as they like. Its log line is sampled.
+	// anyone: anyone could send the request as often as they like: it
+	// identified nothing before it was refused (no verified signature, no
+	// known challenge or token), or it is a replay of one that did (a
+	// signed request's URL or a spent proof's, from a browser's history or
+	// a proxy's log). Its log line is sampled.
 	anyone bool
 }
 
@@ -423,10 +425,9 @@ func later(a, b time.Time) time.Time {
 func (h *Handler) spent(w http.ResponseWriter, r *http.Request, req *idp.Request, step string, err error) bool {
 	switch {
 	case errors.Is(err, storage.ErrAlreadyExists):
-		rf := refused(reason.Replayed, "request ID %s was already answered", req.AuthnRequest.ID)
-		// An unsigned request's ID is anyone's to send again.
-		rf.anyone = !req.Signed
-		h.refuse(w, r, rf, http.StatusBadRequest)
+		// Signed or not, whoever holds the request's URL can send it
+		// again, as often as the rate limit lets them.
+		h.refuse(w, r, byAnyone(refused(reason.Replayed, "request ID %s was already answered", req.AuthnRequest.ID)), http.StatusBadRequest)
 		return false
 	case err != nil:
 		h.unavailable(w, r, step, err)
