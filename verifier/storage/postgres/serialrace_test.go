@@ -221,3 +221,53 @@ func TestPerSourceBoundAcrossReplicas(t *testing.T) {
 		}
 	}
 }
+
+// TestPerSourceBoundUnderManyWriters: a network one short of its bound,
+// then many new requests from it at once through two replicas. The bound
+// holds, and none of them is refused: each takes the oldest one's place,
+// as a request over a bound does.
+func TestPerSourceBoundUnderManyWriters(t *testing.T) {
+	a, b := twoReplicas(t, "s1")
+	ctx := t.Context()
+	limits := storage.PendingLimits{PerSource: 10, PerDevice: 4, Total: 10000}
+	request := func(s *postgres.Store, id, net string, at time.Time) error {
+		_, err := s.RequestEnrollment(ctx, storage.PendingEnrollment{ID: id, HardwareUUID: "HW-" + id, SerialNumber: "C02" + id,
+			PublicKey: []byte("key-" + id), SecretID: "s1", Reason: "manual", Source: net, SourceNet: net, LastRequestAt: at},
+			limits, storage.AuditEvent{At: at, Action: "device.enroll_pending"})
+		return err
+	}
+	for r := range 10 {
+		net := fmt.Sprintf("198.51.100.%d", r)
+		for i := range limits.PerSource - 1 {
+			if err := request(a, fmt.Sprintf("P%02d%02d", r, i), net, t0.Add(time.Duration(i)*time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for j := range 16 {
+			s := []*postgres.Store{a, b}[j%2]
+			wg.Go(func() {
+				<-start
+				if err := request(s, fmt.Sprintf("Q%02d%02d", r, j), net, t0.Add(time.Hour)); err != nil {
+					t.Errorf("round %d, request %d: %v", r, j, err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		ps, err := a.ListPendingEnrollments(ctx, "", 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, p := range ps {
+			if p.SourceNet == net {
+				n++
+			}
+		}
+		if n != limits.PerSource {
+			t.Fatalf("round %d: %d requests wait from %s; the bound is %d, and it was reached", r, n, net, limits.PerSource)
+		}
+	}
+}

@@ -190,6 +190,17 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 // creation is not audited either (evictions never are), so that a flood
 // cannot grow the audit log without bound.
 func makeRoom(ctx context.Context, q conn, p storage.PendingEnrollment, limits storage.PendingLimits) (evictedOwn bool, err error) {
+	// One new request at a time counts and makes room, on every replica:
+	// requests of different Macs (whose own locks do not meet) each saw
+	// room under a limit and all went in, or found every candidate
+	// already being evicted by another and were refused. The lock is
+	// taken last, after the Mac's, and by nothing else, so it waits on no
+	// lock order.
+	if q.s.d.LockKey != "" {
+		if _, err := q.exec(ctx, q.s.d.LockKey, "pending enrollment admission"); err != nil {
+			return false, fmt.Errorf("locking enrollment admission: %w", err)
+		}
+	}
 	for _, l := range []struct {
 		max   int
 		where string
@@ -205,9 +216,9 @@ func makeRoom(ctx context.Context, q conn, p storage.PendingEnrollment, limits s
 		if l.max <= 0 {
 			continue
 		}
-		// Counted again after each eviction: another replica's request may
-		// have evicted the same one meanwhile. The oldest is taken among
-		// those no other transaction is deciding on (an approval).
+		// Counted again after each eviction. The oldest is taken among
+		// those no other transaction is deciding on (an approval, a
+		// rejection, a refresh).
 		for {
 			n, err := count(ctx, q, `SELECT count(*) FROM pending_enrollments WHERE rejected_at = 0 AND `+l.where, l.args...)
 			if err != nil {
