@@ -27,6 +27,7 @@ type Metrics struct {
 	unsigned        prometheus.Gauge
 	reportsResent   prometheus.Counter
 	storeWritable   prometheus.Gauge
+	databaseSkew    prometheus.Gauge
 	clockSkew       prometheus.Histogram
 	rateLimited     *prometheus.CounterVec
 	ssoUnrecorded   *prometheus.CounterVec
@@ -125,6 +126,10 @@ func New() *Metrics {
 		Name: "clearance_store_writable",
 		Help: "1 if the last write probe of the database (run by /healthz) committed, 0 if it failed.",
 	})
+	m.databaseSkew = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "clearance_database_clock_skew_seconds",
+		Help: "This verifier's clock minus the database server's, measured every minute (PostgreSQL only). Replicas must agree within a minute: alert beyond 30 seconds.",
+	})
 	m.clockSkew = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "clearance_agent_clock_skew_seconds",
 		Help:    "How far an agent's own clock is from the verifier's, absolute, as seen when it connects or enrolls.",
@@ -173,7 +178,7 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(m.rateLimited, m.ssoUnrecorded, m.ssoBusy, m.grpcConns, m.grpcRefused, m.grpcStreams, m.httpConns, m.httpClosed)
 	m.storeWritable.Set(1)
-	m.Registry.MustRegister(m.scepIssued, m.scepRefused, m.devices, m.unsigned, m.reportsResent, m.storeWritable, m.clockSkew)
+	m.Registry.MustRegister(m.scepIssued, m.scepRefused, m.devices, m.unsigned, m.reportsResent, m.storeWritable, m.clockSkew, m.databaseSkew)
 	m.Registry.MustRegister(m.reportsAccepted, m.reportsRejected, m.agents, m.ingestSeconds, m.enrollments, m.liveChecks,
 		m.ssoDecisions, m.ssoRefused, m.ssoSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -286,6 +291,15 @@ func (m *Metrics) StoreWritable(ok bool) {
 	} else {
 		m.storeWritable.Set(0)
 	}
+}
+
+// DatabaseClockSkew sets how far this verifier's clock is ahead of the
+// database server's (negative: behind).
+func (m *Metrics) DatabaseClockSkew(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.databaseSkew.Set(d.Seconds())
 }
 
 // AgentClockSkew records how far an agent's clock is from the verifier's.

@@ -777,9 +777,12 @@ func (s *Server) Actors(g *run.Group) error {
 	g.Add("gc", func() error {
 		t := time.NewTicker(time.Minute)
 		defer t.Stop()
+		skewLog := ratelimit.Sample{Every: databaseSkewLogEvery}
+		s.checkDatabaseClock(context.Background(), log, &skewLog)
 		for {
 			select {
 			case <-t.C:
+				s.checkDatabaseClock(context.Background(), log, &skewLog)
 				s.sweep(context.Background(), log)
 			case <-stopGC:
 				return nil

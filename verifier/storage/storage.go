@@ -85,3 +85,12 @@ type Store interface {
 	// Close releases the backend.
 	Close() error
 }
+
+// DatabaseClock is an optional ability of a Store shared by replicas: the
+// database server's own clock. Replicas agree on what has expired (request
+// IDs, challenges, grace periods) only as far as their clocks agree; each
+// compares its clock with the database's to say when they do not.
+type DatabaseClock interface {
+	// DatabaseTime is the database server's clock now.
+	DatabaseTime(ctx context.Context) (time.Time, error)
+}

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io/fs"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -141,6 +142,18 @@ func migrateDB(ctx context.Context, db *sql.DB) error {
 		return fmt.Errorf("applying migrations: %w", err)
 	}
 	return nil
+}
+
+var _ storage.DatabaseClock = (*Store)(nil)
+
+// DatabaseTime is the server's clock (clock_timestamp(): the time it
+// answers, not its transaction's start).
+func (s *Store) DatabaseTime(ctx context.Context) (time.Time, error) {
+	var t time.Time
+	if err := s.pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&t); err != nil {
+		return time.Time{}, fmt.Errorf("reading the database's clock: %w", err)
+	}
+	return t, nil
 }
 
 // Close closes every connection, waiting for those in use to be released.

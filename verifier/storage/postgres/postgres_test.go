@@ -81,3 +81,18 @@ func enrollOne(t *testing.T, s *postgres.Store) storage.Device {
 	}
 	return d
 }
+
+// TestDatabaseTime: the server's clock as it answers, on the same machine
+// as this test, so within a few seconds of ours (a sanity check that the
+// value and its zone are read right, not a measure of speed).
+func TestDatabaseTime(t *testing.T) {
+	testpg.Require(t)
+	s := open(t, testpg.NewDatabase(t))
+	at, err := s.DatabaseTime(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(at).Abs(); d > 5*time.Second {
+		t.Errorf("database time %s is %s from ours", at, d)
+	}
+}
