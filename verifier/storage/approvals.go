@@ -169,6 +169,22 @@ type ApprovalStore interface {
 	// revoked Mac's serial admits no other device by itself), or
 	// ErrNotFound (always, for a serial without one).
 	GetDeviceBySerial(ctx context.Context, serial string) (Device, error)
+	// SerialHolders returns, for each of serials that devices have, those
+	// devices: the ones whose serial number is the serial's canonical form,
+	// as GetDeviceBySerial finds them (revoked ones included), at most
+	// perSerial of them (unrevoked first, then by ID), and how many there
+	// are. It is keyed by canonical serial; a serial without a canonical
+	// form matches nothing. It reads all of them in one query for up to
+	// 500 serials.
+	SerialHolders(ctx context.Context, serials []string, perSerial int) (map[string]SerialHolders, error)
+}
+
+// SerialHolders are the devices enrolled on one serial number.
+type SerialHolders struct {
+	// Devices are the first of them: unrevoked ones first, then by ID.
+	Devices []Device
+	// Total counts them all.
+	Total int
 }
 
 // MaxCanonicalSerial bounds a canonical serial number.

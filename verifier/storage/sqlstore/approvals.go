@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -588,4 +589,70 @@ func (s *Store) GetDeviceBySerial(ctx context.Context, serial string) (storage.D
 	}
 	return one(ctx, s.reader(), scanDevice, "device", fmt.Sprintf("device with serial %q", c), `SELECT `+deviceColumns+` FROM devices
 		WHERE serial_number = $1 ORDER BY revoked_at = 0 DESC, id LIMIT 1`, c)
+}
+
+// SerialHolders returns the devices on each of serials, a few per serial;
+// see storage.ApprovalStore.
+func (s *Store) SerialHolders(ctx context.Context, serials []string, perSerial int) (map[string]storage.SerialHolders, error) {
+	perSerial = clampLimit(perSerial)
+	canonical := make([]string, 0, len(serials))
+	seen := make(map[string]bool, len(serials))
+	for _, v := range serials {
+		if c := storage.CanonicalSerial(v); c != "" && !seen[c] {
+			seen[c] = true
+			canonical = append(canonical, c)
+		}
+	}
+	out := map[string]storage.SerialHolders{}
+	for len(canonical) > 0 {
+		n := min(len(canonical), lookupChunk)
+		chunk := canonical[:n]
+		canonical = canonical[n:]
+		// The same comparison as GetDeviceBySerial (serial_number, which
+		// the devices_serial_number index holds, equal to the canonical
+		// form), ranked within each serial as it ranks them.
+		var q strings.Builder
+		args := make([]any, 0, n+1)
+		q.WriteString(`SELECT ` + deviceColumns + `, holders FROM (SELECT ` + deviceColumns + `,
+			row_number() OVER (PARTITION BY serial_number ORDER BY revoked_at = 0 DESC, id) AS place,
+			count(*) OVER (PARTITION BY serial_number) AS holders
+			FROM devices WHERE serial_number IN (`)
+		for i, c := range chunk {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			args = append(args, c)
+			q.WriteString("$" + strconv.Itoa(len(args)))
+		}
+		args = append(args, perSerial)
+		q.WriteString(`)) held WHERE place <= $` + strconv.Itoa(len(args)) + ` ORDER BY serial_number, place`)
+		held, err := list(ctx, s.reader(), func(sc scanner) (storage.SerialHolders, error) {
+			var h storage.SerialHolders
+			d, err := scanDevice(withExtra{sc, []any{&h.Total}})
+			h.Devices = []storage.Device{d}
+			return h, err
+		}, q.String(), args...)
+		if err != nil {
+			return nil, fmt.Errorf("finding the devices on serial numbers: %w", err)
+		}
+		for _, h := range held {
+			serial := h.Devices[0].SerialNumber
+			got := out[serial]
+			got.Devices = append(got.Devices, h.Devices[0])
+			got.Total = h.Total
+			out[serial] = got
+		}
+	}
+	return out, nil
+}
+
+// withExtra scans a row's leading columns as its scanner's caller asks, and
+// the columns after them into extra.
+type withExtra struct {
+	sc    scanner
+	extra []any
+}
+
+func (w withExtra) Scan(dest ...any) error {
+	return w.sc.Scan(append(dest, w.extra...)...)
 }

@@ -28,6 +28,7 @@ var approvalTests = []test{
 	{"RequestExpiry", testRequestExpiry},
 	{"RejectedKeyNeverEnrolls", testRejectedKeyNeverEnrolls},
 	{"SerialEnrolledOnce", testSerialEnrolledOnce},
+	{"SerialHolders", testSerialHolders},
 	{"ReenrollKeepsSerial", testReenrollKeepsSerial},
 }
 
@@ -612,6 +613,58 @@ func testSerialEnrolledOnce(t *testing.T, s storage.Store) {
 	if got, err := s.GetDeviceBySerial(ctx, "c02victim01"); err != nil || got.ID != d3.ID {
 		t.Errorf("GetDeviceBySerial with a revoked and an unrevoked device = %s, %v; want the unrevoked %s", got.ID, err, d3.ID)
 	}
+}
+
+// SerialHolders finds the devices on each serial as GetDeviceBySerial
+// does (canonical form, revoked ones included, unrevoked first), a few
+// per serial with the count of all.
+func testSerialHolders(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "sec")
+	on := func(n int, serial string) storage.Device {
+		e := newEnrollment(n, "sec")
+		e.Device.SerialNumber = serial
+		return enroll(t, s, e)
+	}
+	// Three devices on one serial (one revoked, the first), one on
+	// another, one whose serial has no canonical form.
+	d1 := on(1, "c02shared1")
+	revokeDevice(t, s, d1.ID)
+	d2 := on(2, "C02SHARED1")
+	d3 := on(3, "C02SHARED1")
+	d4 := on(4, "C02ALONE01")
+	on(5, "C02 SPACED")
+	ids := func(h storage.SerialHolders) []string {
+		return each(h.Devices, func(d storage.Device) string { return d.ID })
+	}
+	holders := func(perSerial int, serials ...string) map[string]storage.SerialHolders {
+		t.Helper()
+		got, err := s.SerialHolders(ctx, serials, perSerial)
+		must(t, err)
+		return got
+	}
+
+	got := holders(10, "c02shared1", "C02ALONE01", "C02NOBODY1", "C02 SPACED", "C02SHARED1", "")
+	equal(t, "serials held", len(got), 2)
+	equal(t, "holders of C02SHARED1", ids(got["C02SHARED1"]), []string{d2.ID, d3.ID, d1.ID})
+	equal(t, "count of C02SHARED1", got["C02SHARED1"].Total, 3)
+	equal(t, "holders of C02ALONE01", ids(got["C02ALONE01"]), []string{d4.ID})
+	equal(t, "count of C02ALONE01", got["C02ALONE01"].Total, 1)
+	if !got["C02SHARED1"].Devices[2].Revoked() || got["C02SHARED1"].Devices[0].Revoked() {
+		t.Errorf("holders of C02SHARED1: %+v; want the revoked one last", got["C02SHARED1"].Devices)
+	}
+	if g, err := s.GetDeviceBySerial(ctx, "C02SHARED1"); err != nil || g.ID != got["C02SHARED1"].Devices[0].ID {
+		t.Errorf("GetDeviceBySerial = %s, %v; want the first holder %s", g.ID, err, d2.ID)
+	}
+
+	// At most perSerial each, the count of all kept.
+	got = holders(1, "C02SHARED1", "C02ALONE01")
+	equal(t, "first holder of C02SHARED1", ids(got["C02SHARED1"]), []string{d2.ID})
+	equal(t, "count of C02SHARED1, one shown", got["C02SHARED1"].Total, 3)
+	equal(t, "first holder of C02ALONE01", ids(got["C02ALONE01"]), []string{d4.ID})
+
+	equal(t, "no serials", len(holders(10)), 0)
+	equal(t, "serials nobody has", len(holders(10, "C02NOBODY1", "C02 SPACED", "c02sharedı")), 0)
 }
 
 // A re-enrollment takes the request's facts but keeps the serial number
