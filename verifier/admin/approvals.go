@@ -47,32 +47,53 @@ func (s *Server) ListPendingEnrollments(ctx context.Context, req *adminv1.ListPe
 		ps = ps[:size]
 		resp.NextPageToken = nextKey(ps[len(ps)-1].ID)
 	}
-	for _, p := range ps {
-		if err := s.claimsEnrolledSerial(ctx, &p); err != nil {
-			return nil, s.internal("listing enrollment requests", err)
-		}
-		resp.Pending = append(resp.Pending, pendingProto(p))
+	if resp.Pending, err = s.pendingProtos(ctx, ps); err != nil {
+		return nil, s.internal("listing enrollment requests", err)
 	}
 	return resp, nil
 }
 
-// claimsEnrolledSerial sets a new device's request's reason to
-// serial_enrolled when a device has enrolled on its serial since the
-// request was filed: the approver must see that it claims another device's
-// serial (a stolen Mac's), whatever it waited for at first.
-func (s *Server) claimsEnrolledSerial(ctx context.Context, p *storage.PendingEnrollment) error {
-	serial := storage.CanonicalSerial(p.SerialNumber)
-	if p.DeviceID != "" || p.Rejected() || serial == "" || p.Reason == enroll.PendingSerialEnrolled {
-		return nil
+// maxSerialHolders bounds the devices a request names as holding its
+// serial number (PendingEnrollment.serial_holders).
+const maxSerialHolders = 5
+
+// pendingProtos is ps as the admin API shows them. A new device's request
+// names the devices enrolled on its serial, found for all of ps in one
+// store call, and while it waits its reason is serial_enrolled if there
+// are any: a device may have enrolled on the serial since the request was
+// filed, and the approver must see that it claims another device's serial
+// (a stolen Mac's), whatever it waited for at first.
+func (s *Server) pendingProtos(ctx context.Context, ps []storage.PendingEnrollment) ([]*adminv1.PendingEnrollment, error) {
+	var serials []string
+	for _, p := range ps {
+		if c := storage.CanonicalSerial(p.SerialNumber); p.DeviceID == "" && c != "" {
+			serials = append(serials, c)
+		}
 	}
-	_, err := s.Store.GetDeviceBySerial(ctx, serial)
-	switch {
-	case err == nil:
-		p.Reason = enroll.PendingSerialEnrolled
-	case !errors.Is(err, storage.ErrNotFound):
-		return err
+	var held map[string]storage.SerialHolders
+	if len(serials) > 0 {
+		var err error
+		if held, err = s.Store.SerialHolders(ctx, serials, maxSerialHolders); err != nil {
+			return nil, err
+		}
 	}
-	return nil
+	out := make([]*adminv1.PendingEnrollment, 0, len(ps))
+	for _, p := range ps {
+		var h storage.SerialHolders
+		if p.DeviceID == "" {
+			h = held[storage.CanonicalSerial(p.SerialNumber)]
+		}
+		if h.Total > 0 && !p.Rejected() {
+			p.Reason = enroll.PendingSerialEnrolled
+		}
+		pp := pendingProto(p)
+		for _, d := range h.Devices {
+			pp.SerialHolders = append(pp.SerialHolders, &adminv1.SerialHolder{DeviceId: d.ID, Hostname: d.Hostname, Revoked: d.Revoked()})
+		}
+		pp.SerialHolderCount = uint32(h.Total)
+		out = append(out, pp)
+	}
+	return out, nil
 }
 
 // ApproveEnrollment implements AdminService.ApproveEnrollment.
@@ -138,7 +159,25 @@ func (s *Server) RejectEnrollment(ctx context.Context, req *adminv1.RejectEnroll
 		return nil, s.internal("rejecting enrollment", err)
 	}
 	s.log().Info("enrollment rejected", "request_id", p.ID, "hardware_uuid", p.HardwareUUID, "key_fingerprint", enroll.KeyFingerprint(p.PublicKey))
-	return &adminv1.RejectEnrollmentResponse{Pending: pendingProto(p)}, nil
+	out := s.rejectedProtos(ctx, []storage.PendingEnrollment{p})
+	return &adminv1.RejectEnrollmentResponse{Pending: out[0]}, nil
+}
+
+// rejectedProtos is pendingProtos for requests just rejected: the
+// rejection is committed, so a failure to find the devices on their serial
+// numbers is logged and the requests are returned without them, rather
+// than answering as if nothing had been rejected.
+func (s *Server) rejectedProtos(ctx context.Context, ps []storage.PendingEnrollment) []*adminv1.PendingEnrollment {
+	out, err := s.pendingProtos(ctx, ps)
+	if err == nil {
+		return out
+	}
+	s.log().Warn("finding the devices on rejected requests' serial numbers", "err", err)
+	out = make([]*adminv1.PendingEnrollment, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, pendingProto(p))
+	}
+	return out
 }
 
 // ImportKnownDevices implements AdminService.ImportKnownDevices.

@@ -85,7 +85,8 @@ func TestUnprovenReenrollmentWaits(t *testing.T) {
 		t.Fatalf("ListPendingEnrollments: %v %v", list, err)
 	}
 	p := list.GetPending()[0]
-	if p.GetDeviceId() != a.DeviceID || p.GetRequests() != 2 || p.GetSource() != "127.0.0.1" || p.GetDeviceKeyFingerprint() != dev.GetDevice().GetKeyFingerprint() || p.GetKeyFingerprint() == dev.GetDevice().GetKeyFingerprint() {
+	if p.GetDeviceId() != a.DeviceID || p.GetRequests() != 2 || p.GetSource() != "127.0.0.1" || p.GetDeviceKeyFingerprint() != dev.GetDevice().GetKeyFingerprint() || p.GetKeyFingerprint() == dev.GetDevice().GetKeyFingerprint() ||
+		len(p.GetSerialHolders()) != 0 || p.GetSerialHolderCount() != 0 {
 		t.Fatalf("pending request = %v", p)
 	}
 
@@ -497,16 +498,33 @@ func TestAutoAdmitsOneMacASerial(t *testing.T) {
 		t.Fatal("the impostor connected")
 	}
 
-	// Approved by the security team, it enrolls.
+	// Each claim is listed with the device whose serial it claims, the
+	// stolen Mac, revoked; so is a rejected one.
 	list, err := h.admin.ListPendingEnrollments(h.ctx(), &adminv1.ListPendingEnrollmentsRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var id string
+	var (
+		id       string
+		rejected bool
+	)
+	holder := &adminv1.SerialHolder{DeviceId: stolen.DeviceID, Hostname: stolen.Facts.GetHostname(), Revoked: true}
 	for _, p := range list.GetPending() {
+		if p.GetReason() != "serial_enrolled" || len(p.GetSerialHolders()) != 1 || !proto.Equal(p.GetSerialHolders()[0], holder) || p.GetSerialHolderCount() != 1 {
+			t.Errorf("request %s: reason %s, serial held by %v (%d); want serial_enrolled, held by %v", p.GetRequestId(), p.GetReason(), p.GetSerialHolders(), p.GetSerialHolderCount(), holder)
+		}
 		if p.GetFacts().GetHardwareUuid() == impostor.Facts.GetHardwareUuid() {
 			id = p.GetRequestId()
+		} else if !rejected {
+			rejected = true
+			rej, err := h.admin.RejectEnrollment(h.ctx(), &adminv1.RejectEnrollmentRequest{RequestId: p.GetRequestId()})
+			if err != nil || len(rej.GetPending().GetSerialHolders()) != 1 || !proto.Equal(rej.GetPending().GetSerialHolders()[0], holder) {
+				t.Errorf("RejectEnrollment of a claim: %v, %v; want it to name %v", rej, err, holder)
+			}
 		}
+	}
+	if !rejected {
+		t.Error("no claim but the impostor's was listed")
 	}
 	if _, err := h.admin.ApproveEnrollment(h.ctx(), &adminv1.ApproveEnrollmentRequest{RequestId: id}); err != nil {
 		t.Fatalf("approving: %v", err)

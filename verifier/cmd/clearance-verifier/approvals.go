@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -36,7 +37,9 @@ func (a *app) approvalCmds() []*cli.Command {
 				"claiming a lost Mac's serial). A request whose serial, secret or reason changes is filed anew under " +
 				"another id, and approving a request whose serial was enrolled after it was made files it anew as " +
 				"serial_enrolled instead: approve only ids you have read. DEVICE is the device approval would change, as it is now: its id and the " +
-				"start of its current key, or (new) while no device has the hardware UUID. A request stays current: " +
+				"start of its current key, or (new) while no device has the hardware UUID; for a new device whose " +
+				"serial enrolled devices have, (new; serial held by ID (HOSTNAME)), with revoked after a revoked " +
+				"one: compare the request with that device ('devices --wide') before approving. A request stays current: " +
 				"when the Mac enrolls or changes key, the requests waiting for it are removed, and requests nobody " +
 				"asks again for 14 days expire. Before approving, compare the key fingerprint with the one " +
 				"`clearance-agent status` shows on the Mac, and the source address with where the Mac is.\n\n" +
@@ -250,7 +253,7 @@ func renderPending(w io.Writer, ps []*adminv1.PendingEnrollment, now time.Time) 
 		// waiting requests current), with the start of the key it has.
 		device := p.GetDeviceId()
 		if device == "" {
-			device = "(new)"
+			device = "(new" + heldBy(p) + ")"
 		} else if fp := p.GetDeviceKeyFingerprint(); fp != "" {
 			device += " key " + shortFingerprint(fp)
 		}
@@ -260,6 +263,36 @@ func renderPending(w io.Writer, ps []*adminv1.PendingEnrollment, now time.Time) 
 			shortFingerprint(p.GetKeyFingerprint()))
 	}
 	return tw.Flush()
+}
+
+// heldByShown bounds the devices the DEVICE column names as holding a
+// request's serial; --json lists all the API returns.
+const heldByShown = 3
+
+// heldBy names the enrolled devices that have a new device's serial
+// number, as "; serial held by ID (HOST) revoked, …": the device whose
+// serial the request claims, for the approver to compare it with.
+func heldBy(p *adminv1.PendingEnrollment) string {
+	hs := p.GetSerialHolders()
+	if len(hs) == 0 {
+		return ""
+	}
+	shown := hs[:min(len(hs), heldByShown)]
+	names := make([]string, 0, len(shown)+1)
+	for _, h := range shown {
+		name := clean(h.GetDeviceId())
+		if host := clean(h.GetHostname()); host != "" {
+			name += " (" + host + ")"
+		}
+		if h.GetRevoked() {
+			name += " revoked"
+		}
+		names = append(names, name)
+	}
+	if more := int(p.GetSerialHolderCount()) - len(shown); more > 0 {
+		names = append(names, fmt.Sprintf("%d more", more))
+	}
+	return "; serial held by " + strings.Join(names, ", ")
 }
 
 // serialCell shows a serial number as the known list and the Cloudflare

@@ -87,6 +87,31 @@ func TestAgentTextIsInert(t *testing.T) {
 			}
 		}
 	})
+	t.Run("devices pending, a claimed serial", func(t *testing.T) {
+		var b strings.Builder
+		ps := []*adminv1.PendingEnrollment{
+			{RequestId: "r1", Reason: "serial_enrolled", Facts: &agentv1.DeviceFacts{SerialNumber: "C02SSSSSSSS3"},
+				SerialHolders: []*adminv1.SerialHolder{{DeviceId: "dev-1", Hostname: hostileHost, Revoked: true}}, SerialHolderCount: 1},
+			{RequestId: "r2", Reason: "serial_enrolled", Facts: &agentv1.DeviceFacts{SerialNumber: "C02TTTTTTTT4"},
+				SerialHolders:     []*adminv1.SerialHolder{{DeviceId: "dev-2"}, {DeviceId: "dev-3", Hostname: "b"}, {DeviceId: "dev-4", Hostname: "c"}, {DeviceId: "dev-5", Hostname: "d"}},
+				SerialHolderCount: 6},
+			{RequestId: "r3", Reason: "manual", Facts: &agentv1.DeviceFacts{SerialNumber: "C02UUUUUUUU5"}},
+		}
+		if err := renderPending(&b, ps, now); err != nil {
+			t.Fatal(err)
+		}
+		out := b.String()
+		checkInert(t, "pending table with a holder's host name", out)
+		for _, want := range []string{
+			`(new; serial held by dev-1 (evil\u009b31m\u009d0;PWNED-TITLE\u009c\u202eTXEN\u202c\x1b[2J) revoked)`,
+			"(new; serial held by dev-2, dev-3 (b), dev-4 (c), 3 more)",
+			"manual           (new) ",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("pending table lacks %s:\n%s", want, out)
+			}
+		}
+	})
 	t.Run("secret revoke", func(t *testing.T) {
 		var b strings.Builder
 		store := devicesBySecret{devs: []storage.Device{{ID: "d1", Hostname: hostileHost, SerialNumber: hostileSerial, HardwareUUID: hostileUUID, EnrolledAt: now}}}

@@ -2983,8 +2983,18 @@ type PendingEnrollment struct {
 	// SHA-256 of device_id's current key (PKIX DER), lowercase hex: the key
 	// approval replaces. Empty for a new device.
 	DeviceKeyFingerprint string `protobuf:"bytes,12,opt,name=device_key_fingerprint,json=deviceKeyFingerprint,proto3" json:"device_key_fingerprint,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// For a new device: the enrolled devices, revoked ones included, whose
+	// serial number is the request's (compared as the verifier decides
+	// serial_enrolled: letters and digits only, case aside). When there are
+	// any, the request claims their serial and its reason is
+	// serial_enrolled. At most 5, unrevoked ones first, then by device id;
+	// serial_holder_count counts them all. Empty for a known device's
+	// request, and for a serial no device has.
+	SerialHolders []*SerialHolder `protobuf:"bytes,13,rep,name=serial_holders,json=serialHolders,proto3" json:"serial_holders,omitempty"`
+	// How many enrolled devices have the serial (see serial_holders).
+	SerialHolderCount uint32 `protobuf:"varint,14,opt,name=serial_holder_count,json=serialHolderCount,proto3" json:"serial_holder_count,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *PendingEnrollment) Reset() {
@@ -3101,6 +3111,85 @@ func (x *PendingEnrollment) GetDeviceKeyFingerprint() string {
 	return ""
 }
 
+func (x *PendingEnrollment) GetSerialHolders() []*SerialHolder {
+	if x != nil {
+		return x.SerialHolders
+	}
+	return nil
+}
+
+func (x *PendingEnrollment) GetSerialHolderCount() uint32 {
+	if x != nil {
+		return x.SerialHolderCount
+	}
+	return 0
+}
+
+// SerialHolder is an enrolled device that has a waiting request's serial
+// number.
+type SerialHolder struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	DeviceId string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// The hostname the device last reported.
+	Hostname string `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// True if the device is revoked: its serial stays its own, and admits no
+	// other machine by itself.
+	Revoked       bool `protobuf:"varint,3,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SerialHolder) Reset() {
+	*x = SerialHolder{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SerialHolder) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SerialHolder) ProtoMessage() {}
+
+func (x *SerialHolder) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SerialHolder.ProtoReflect.Descriptor instead.
+func (*SerialHolder) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *SerialHolder) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *SerialHolder) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *SerialHolder) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
 type ListPendingEnrollmentsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// At most this many requests (default 50, max 500).
@@ -3113,7 +3202,7 @@ type ListPendingEnrollmentsRequest struct {
 
 func (x *ListPendingEnrollmentsRequest) Reset() {
 	*x = ListPendingEnrollmentsRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3125,7 +3214,7 @@ func (x *ListPendingEnrollmentsRequest) String() string {
 func (*ListPendingEnrollmentsRequest) ProtoMessage() {}
 
 func (x *ListPendingEnrollmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3138,7 +3227,7 @@ func (x *ListPendingEnrollmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingEnrollmentsRequest.ProtoReflect.Descriptor instead.
 func (*ListPendingEnrollmentsRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListPendingEnrollmentsRequest) GetPageSize() int32 {
@@ -3166,7 +3255,7 @@ type ListPendingEnrollmentsResponse struct {
 
 func (x *ListPendingEnrollmentsResponse) Reset() {
 	*x = ListPendingEnrollmentsResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3178,7 +3267,7 @@ func (x *ListPendingEnrollmentsResponse) String() string {
 func (*ListPendingEnrollmentsResponse) ProtoMessage() {}
 
 func (x *ListPendingEnrollmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3191,7 +3280,7 @@ func (x *ListPendingEnrollmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingEnrollmentsResponse.ProtoReflect.Descriptor instead.
 func (*ListPendingEnrollmentsResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListPendingEnrollmentsResponse) GetPending() []*PendingEnrollment {
@@ -3217,7 +3306,7 @@ type ApproveEnrollmentRequest struct {
 
 func (x *ApproveEnrollmentRequest) Reset() {
 	*x = ApproveEnrollmentRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3229,7 +3318,7 @@ func (x *ApproveEnrollmentRequest) String() string {
 func (*ApproveEnrollmentRequest) ProtoMessage() {}
 
 func (x *ApproveEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3242,7 +3331,7 @@ func (x *ApproveEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*ApproveEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ApproveEnrollmentRequest) GetRequestId() string {
@@ -3264,7 +3353,7 @@ type ApproveEnrollmentResponse struct {
 
 func (x *ApproveEnrollmentResponse) Reset() {
 	*x = ApproveEnrollmentResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3276,7 +3365,7 @@ func (x *ApproveEnrollmentResponse) String() string {
 func (*ApproveEnrollmentResponse) ProtoMessage() {}
 
 func (x *ApproveEnrollmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3289,7 +3378,7 @@ func (x *ApproveEnrollmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveEnrollmentResponse.ProtoReflect.Descriptor instead.
 func (*ApproveEnrollmentResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ApproveEnrollmentResponse) GetDevice() *Device {
@@ -3315,7 +3404,7 @@ type RejectEnrollmentRequest struct {
 
 func (x *RejectEnrollmentRequest) Reset() {
 	*x = RejectEnrollmentRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3327,7 +3416,7 @@ func (x *RejectEnrollmentRequest) String() string {
 func (*RejectEnrollmentRequest) ProtoMessage() {}
 
 func (x *RejectEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3340,7 +3429,7 @@ func (x *RejectEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*RejectEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RejectEnrollmentRequest) GetRequestId() string {
@@ -3359,7 +3448,7 @@ type RejectEnrollmentResponse struct {
 
 func (x *RejectEnrollmentResponse) Reset() {
 	*x = RejectEnrollmentResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3371,7 +3460,7 @@ func (x *RejectEnrollmentResponse) String() string {
 func (*RejectEnrollmentResponse) ProtoMessage() {}
 
 func (x *RejectEnrollmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3384,7 +3473,7 @@ func (x *RejectEnrollmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectEnrollmentResponse.ProtoReflect.Descriptor instead.
 func (*RejectEnrollmentResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RejectEnrollmentResponse) GetPending() *PendingEnrollment {
@@ -3407,7 +3496,7 @@ type KnownDevice struct {
 
 func (x *KnownDevice) Reset() {
 	*x = KnownDevice{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3419,7 +3508,7 @@ func (x *KnownDevice) String() string {
 func (*KnownDevice) ProtoMessage() {}
 
 func (x *KnownDevice) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3432,7 +3521,7 @@ func (x *KnownDevice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KnownDevice.ProtoReflect.Descriptor instead.
 func (*KnownDevice) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *KnownDevice) GetSerialNumber() string {
@@ -3461,7 +3550,7 @@ type ImportKnownDevicesRequest struct {
 
 func (x *ImportKnownDevicesRequest) Reset() {
 	*x = ImportKnownDevicesRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3473,7 +3562,7 @@ func (x *ImportKnownDevicesRequest) String() string {
 func (*ImportKnownDevicesRequest) ProtoMessage() {}
 
 func (x *ImportKnownDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3486,7 +3575,7 @@ func (x *ImportKnownDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportKnownDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ImportKnownDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ImportKnownDevicesRequest) GetDevices() []*KnownDevice {
@@ -3515,7 +3604,7 @@ type ImportKnownDevicesResponse struct {
 
 func (x *ImportKnownDevicesResponse) Reset() {
 	*x = ImportKnownDevicesResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3527,7 +3616,7 @@ func (x *ImportKnownDevicesResponse) String() string {
 func (*ImportKnownDevicesResponse) ProtoMessage() {}
 
 func (x *ImportKnownDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3540,7 +3629,7 @@ func (x *ImportKnownDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportKnownDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ImportKnownDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ImportKnownDevicesResponse) GetAdded() uint32 {
@@ -3796,7 +3885,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"l\n" +
 	" RevokeBrowserCertificateResponse\x12H\n" +
-	"\vcertificate\x18\x01 \x01(\v2&.clearance.admin.v1.BrowserCertificateR\vcertificate\"\x9b\x04\n" +
+	"\vcertificate\x18\x01 \x01(\v2&.clearance.admin.v1.BrowserCertificateR\vcertificate\"\x94\x05\n" +
 	"\x11PendingEnrollment\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x125\n" +
@@ -3812,7 +3901,13 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	" \x01(\tR\x0ekeyFingerprint\x12;\n" +
 	"\vrejected_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"rejectedAt\x124\n" +
-	"\x16device_key_fingerprint\x18\f \x01(\tR\x14deviceKeyFingerprint\"[\n" +
+	"\x16device_key_fingerprint\x18\f \x01(\tR\x14deviceKeyFingerprint\x12G\n" +
+	"\x0eserial_holders\x18\r \x03(\v2 .clearance.admin.v1.SerialHolderR\rserialHolders\x12.\n" +
+	"\x13serial_holder_count\x18\x0e \x01(\rR\x11serialHolderCount\"a\n" +
+	"\fSerialHolder\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1a\n" +
+	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x18\n" +
+	"\arevoked\x18\x03 \x01(\bR\arevoked\"[\n" +
 	"\x1dListPendingEnrollmentsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -3899,7 +3994,7 @@ func file_clearance_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_clearance_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_clearance_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_clearance_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_clearance_admin_v1_admin_proto_goTypes = []any{
 	(DeviceStatus)(0),                        // 0: clearance.admin.v1.DeviceStatus
 	(DecisionResult)(0),                      // 1: clearance.admin.v1.DecisionResult
@@ -3942,165 +4037,167 @@ var file_clearance_admin_v1_admin_proto_goTypes = []any{
 	(*RevokeBrowserCertificateRequest)(nil),  // 38: clearance.admin.v1.RevokeBrowserCertificateRequest
 	(*RevokeBrowserCertificateResponse)(nil), // 39: clearance.admin.v1.RevokeBrowserCertificateResponse
 	(*PendingEnrollment)(nil),                // 40: clearance.admin.v1.PendingEnrollment
-	(*ListPendingEnrollmentsRequest)(nil),    // 41: clearance.admin.v1.ListPendingEnrollmentsRequest
-	(*ListPendingEnrollmentsResponse)(nil),   // 42: clearance.admin.v1.ListPendingEnrollmentsResponse
-	(*ApproveEnrollmentRequest)(nil),         // 43: clearance.admin.v1.ApproveEnrollmentRequest
-	(*ApproveEnrollmentResponse)(nil),        // 44: clearance.admin.v1.ApproveEnrollmentResponse
-	(*RejectEnrollmentRequest)(nil),          // 45: clearance.admin.v1.RejectEnrollmentRequest
-	(*RejectEnrollmentResponse)(nil),         // 46: clearance.admin.v1.RejectEnrollmentResponse
-	(*KnownDevice)(nil),                      // 47: clearance.admin.v1.KnownDevice
-	(*ImportKnownDevicesRequest)(nil),        // 48: clearance.admin.v1.ImportKnownDevicesRequest
-	(*ImportKnownDevicesResponse)(nil),       // 49: clearance.admin.v1.ImportKnownDevicesResponse
-	(*v1.DeviceFacts)(nil),                   // 50: clearance.agent.v1.DeviceFacts
-	(*timestamppb.Timestamp)(nil),            // 51: google.protobuf.Timestamp
-	(v1.PolicyStatus)(0),                     // 52: clearance.agent.v1.PolicyStatus
-	(*v1.PostureReport)(nil),                 // 53: clearance.agent.v1.PostureReport
-	(*v1.PolicySet)(nil),                     // 54: clearance.agent.v1.PolicySet
-	(*durationpb.Duration)(nil),              // 55: google.protobuf.Duration
-	(*OktaStatusRequest)(nil),                // 56: clearance.admin.v1.OktaStatusRequest
-	(*ListOktaSignInsRequest)(nil),           // 57: clearance.admin.v1.ListOktaSignInsRequest
-	(*GrantExemptionRequest)(nil),            // 58: clearance.admin.v1.GrantExemptionRequest
-	(*ListExemptionsRequest)(nil),            // 59: clearance.admin.v1.ListExemptionsRequest
-	(*RevokeExemptionRequest)(nil),           // 60: clearance.admin.v1.RevokeExemptionRequest
-	(*ListUsersRequest)(nil),                 // 61: clearance.admin.v1.ListUsersRequest
-	(*GetUserRequest)(nil),                   // 62: clearance.admin.v1.GetUserRequest
-	(*ListGroupsRequest)(nil),                // 63: clearance.admin.v1.ListGroupsRequest
-	(*AssignDeviceRequest)(nil),              // 64: clearance.admin.v1.AssignDeviceRequest
-	(*UnassignDeviceRequest)(nil),            // 65: clearance.admin.v1.UnassignDeviceRequest
-	(*OktaStatusResponse)(nil),               // 66: clearance.admin.v1.OktaStatusResponse
-	(*ListOktaSignInsResponse)(nil),          // 67: clearance.admin.v1.ListOktaSignInsResponse
-	(*GrantExemptionResponse)(nil),           // 68: clearance.admin.v1.GrantExemptionResponse
-	(*ListExemptionsResponse)(nil),           // 69: clearance.admin.v1.ListExemptionsResponse
-	(*RevokeExemptionResponse)(nil),          // 70: clearance.admin.v1.RevokeExemptionResponse
-	(*ListUsersResponse)(nil),                // 71: clearance.admin.v1.ListUsersResponse
-	(*GetUserResponse)(nil),                  // 72: clearance.admin.v1.GetUserResponse
-	(*ListGroupsResponse)(nil),               // 73: clearance.admin.v1.ListGroupsResponse
-	(*AssignDeviceResponse)(nil),             // 74: clearance.admin.v1.AssignDeviceResponse
-	(*UnassignDeviceResponse)(nil),           // 75: clearance.admin.v1.UnassignDeviceResponse
+	(*SerialHolder)(nil),                     // 41: clearance.admin.v1.SerialHolder
+	(*ListPendingEnrollmentsRequest)(nil),    // 42: clearance.admin.v1.ListPendingEnrollmentsRequest
+	(*ListPendingEnrollmentsResponse)(nil),   // 43: clearance.admin.v1.ListPendingEnrollmentsResponse
+	(*ApproveEnrollmentRequest)(nil),         // 44: clearance.admin.v1.ApproveEnrollmentRequest
+	(*ApproveEnrollmentResponse)(nil),        // 45: clearance.admin.v1.ApproveEnrollmentResponse
+	(*RejectEnrollmentRequest)(nil),          // 46: clearance.admin.v1.RejectEnrollmentRequest
+	(*RejectEnrollmentResponse)(nil),         // 47: clearance.admin.v1.RejectEnrollmentResponse
+	(*KnownDevice)(nil),                      // 48: clearance.admin.v1.KnownDevice
+	(*ImportKnownDevicesRequest)(nil),        // 49: clearance.admin.v1.ImportKnownDevicesRequest
+	(*ImportKnownDevicesResponse)(nil),       // 50: clearance.admin.v1.ImportKnownDevicesResponse
+	(*v1.DeviceFacts)(nil),                   // 51: clearance.agent.v1.DeviceFacts
+	(*timestamppb.Timestamp)(nil),            // 52: google.protobuf.Timestamp
+	(v1.PolicyStatus)(0),                     // 53: clearance.agent.v1.PolicyStatus
+	(*v1.PostureReport)(nil),                 // 54: clearance.agent.v1.PostureReport
+	(*v1.PolicySet)(nil),                     // 55: clearance.agent.v1.PolicySet
+	(*durationpb.Duration)(nil),              // 56: google.protobuf.Duration
+	(*OktaStatusRequest)(nil),                // 57: clearance.admin.v1.OktaStatusRequest
+	(*ListOktaSignInsRequest)(nil),           // 58: clearance.admin.v1.ListOktaSignInsRequest
+	(*GrantExemptionRequest)(nil),            // 59: clearance.admin.v1.GrantExemptionRequest
+	(*ListExemptionsRequest)(nil),            // 60: clearance.admin.v1.ListExemptionsRequest
+	(*RevokeExemptionRequest)(nil),           // 61: clearance.admin.v1.RevokeExemptionRequest
+	(*ListUsersRequest)(nil),                 // 62: clearance.admin.v1.ListUsersRequest
+	(*GetUserRequest)(nil),                   // 63: clearance.admin.v1.GetUserRequest
+	(*ListGroupsRequest)(nil),                // 64: clearance.admin.v1.ListGroupsRequest
+	(*AssignDeviceRequest)(nil),              // 65: clearance.admin.v1.AssignDeviceRequest
+	(*UnassignDeviceRequest)(nil),            // 66: clearance.admin.v1.UnassignDeviceRequest
+	(*OktaStatusResponse)(nil),               // 67: clearance.admin.v1.OktaStatusResponse
+	(*ListOktaSignInsResponse)(nil),          // 68: clearance.admin.v1.ListOktaSignInsResponse
+	(*GrantExemptionResponse)(nil),           // 69: clearance.admin.v1.GrantExemptionResponse
+	(*ListExemptionsResponse)(nil),           // 70: clearance.admin.v1.ListExemptionsResponse
+	(*RevokeExemptionResponse)(nil),          // 71: clearance.admin.v1.RevokeExemptionResponse
+	(*ListUsersResponse)(nil),                // 72: clearance.admin.v1.ListUsersResponse
+	(*GetUserResponse)(nil),                  // 73: clearance.admin.v1.GetUserResponse
+	(*ListGroupsResponse)(nil),               // 74: clearance.admin.v1.ListGroupsResponse
+	(*AssignDeviceResponse)(nil),             // 75: clearance.admin.v1.AssignDeviceResponse
+	(*UnassignDeviceResponse)(nil),           // 76: clearance.admin.v1.UnassignDeviceResponse
 }
 var file_clearance_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: clearance.admin.v1.Device.status:type_name -> clearance.admin.v1.DeviceStatus
-	50, // 1: clearance.admin.v1.Device.facts:type_name -> clearance.agent.v1.DeviceFacts
-	51, // 2: clearance.admin.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	51, // 3: clearance.admin.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	51, // 4: clearance.admin.v1.Device.last_report_at:type_name -> google.protobuf.Timestamp
+	51, // 1: clearance.admin.v1.Device.facts:type_name -> clearance.agent.v1.DeviceFacts
+	52, // 2: clearance.admin.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	52, // 3: clearance.admin.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	52, // 4: clearance.admin.v1.Device.last_report_at:type_name -> google.protobuf.Timestamp
 	3,  // 5: clearance.admin.v1.Device.summary:type_name -> clearance.admin.v1.PostureSummary
-	51, // 6: clearance.admin.v1.Device.cert_not_after:type_name -> google.protobuf.Timestamp
-	51, // 7: clearance.admin.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	52, // 8: clearance.admin.v1.PolicyOutcome.status:type_name -> clearance.agent.v1.PolicyStatus
-	53, // 9: clearance.admin.v1.Report.report:type_name -> clearance.agent.v1.PostureReport
-	51, // 10: clearance.admin.v1.Report.received_at:type_name -> google.protobuf.Timestamp
+	52, // 6: clearance.admin.v1.Device.cert_not_after:type_name -> google.protobuf.Timestamp
+	52, // 7: clearance.admin.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	53, // 8: clearance.admin.v1.PolicyOutcome.status:type_name -> clearance.agent.v1.PolicyStatus
+	54, // 9: clearance.admin.v1.Report.report:type_name -> clearance.agent.v1.PostureReport
+	52, // 10: clearance.admin.v1.Report.received_at:type_name -> google.protobuf.Timestamp
 	4,  // 11: clearance.admin.v1.ListDevicesResponse.devices:type_name -> clearance.admin.v1.Device
 	4,  // 12: clearance.admin.v1.GetDeviceResponse.device:type_name -> clearance.admin.v1.Device
 	6,  // 13: clearance.admin.v1.GetDeviceResponse.latest_report:type_name -> clearance.admin.v1.Report
 	5,  // 14: clearance.admin.v1.GetDeviceResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
 	4,  // 15: clearance.admin.v1.RevokeDeviceResponse.device:type_name -> clearance.admin.v1.Device
-	54, // 16: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	54, // 17: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	51, // 18: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	51, // 19: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	51, // 20: clearance.admin.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	55, // 21: clearance.admin.v1.CreateEnrollSecretRequest.expires_in:type_name -> google.protobuf.Duration
+	55, // 16: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	55, // 17: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	52, // 18: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	52, // 19: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	52, // 20: clearance.admin.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	56, // 21: clearance.admin.v1.CreateEnrollSecretRequest.expires_in:type_name -> google.protobuf.Duration
 	17, // 22: clearance.admin.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
 	17, // 23: clearance.admin.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> clearance.admin.v1.EnrollSecret
 	17, // 24: clearance.admin.v1.RevokeEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
 	4,  // 25: clearance.admin.v1.RevokeEnrollSecretResponse.devices:type_name -> clearance.admin.v1.Device
-	55, // 26: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
+	56, // 26: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
 	6,  // 27: clearance.admin.v1.RequestCheckResponse.report:type_name -> clearance.admin.v1.Report
 	5,  // 28: clearance.admin.v1.RequestCheckResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
 	2,  // 29: clearance.admin.v1.DecisionPolicyResult.status:type_name -> clearance.admin.v1.PolicyStatus
-	51, // 30: clearance.admin.v1.DecisionPolicyResult.grace_ends:type_name -> google.protobuf.Timestamp
-	51, // 31: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	52, // 30: clearance.admin.v1.DecisionPolicyResult.grace_ends:type_name -> google.protobuf.Timestamp
+	52, // 31: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
 	26, // 32: clearance.admin.v1.Decision.results:type_name -> clearance.admin.v1.DecisionPolicyResult
-	55, // 33: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
+	56, // 33: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
 	1,  // 34: clearance.admin.v1.ListDecisionsRequest.result:type_name -> clearance.admin.v1.DecisionResult
-	51, // 35: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
-	51, // 36: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
+	52, // 35: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
+	52, // 36: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
 	27, // 37: clearance.admin.v1.ListDecisionsResponse.decisions:type_name -> clearance.admin.v1.Decision
 	2,  // 38: clearance.admin.v1.PolicyFinding.status:type_name -> clearance.admin.v1.PolicyStatus
-	51, // 39: clearance.admin.v1.PolicyFinding.grace_ends:type_name -> google.protobuf.Timestamp
+	52, // 39: clearance.admin.v1.PolicyFinding.grace_ends:type_name -> google.protobuf.Timestamp
 	30, // 40: clearance.admin.v1.ExplainAccessResponse.failing:type_name -> clearance.admin.v1.PolicyFinding
 	30, // 41: clearance.admin.v1.ExplainAccessResponse.advisory:type_name -> clearance.admin.v1.PolicyFinding
 	30, // 42: clearance.admin.v1.ExplainAccessResponse.results:type_name -> clearance.admin.v1.PolicyFinding
-	55, // 43: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
-	51, // 44: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
-	51, // 45: clearance.admin.v1.ExplainAccessResponse.block_from:type_name -> google.protobuf.Timestamp
-	55, // 46: clearance.admin.v1.CreateScepChallengeRequest.ttl:type_name -> google.protobuf.Duration
-	51, // 47: clearance.admin.v1.CreateScepChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	51, // 48: clearance.admin.v1.BrowserCertificate.not_before:type_name -> google.protobuf.Timestamp
-	51, // 49: clearance.admin.v1.BrowserCertificate.not_after:type_name -> google.protobuf.Timestamp
-	51, // 50: clearance.admin.v1.BrowserCertificate.revoke_after:type_name -> google.protobuf.Timestamp
+	56, // 43: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
+	52, // 44: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
+	52, // 45: clearance.admin.v1.ExplainAccessResponse.block_from:type_name -> google.protobuf.Timestamp
+	56, // 46: clearance.admin.v1.CreateScepChallengeRequest.ttl:type_name -> google.protobuf.Duration
+	52, // 47: clearance.admin.v1.CreateScepChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	52, // 48: clearance.admin.v1.BrowserCertificate.not_before:type_name -> google.protobuf.Timestamp
+	52, // 49: clearance.admin.v1.BrowserCertificate.not_after:type_name -> google.protobuf.Timestamp
+	52, // 50: clearance.admin.v1.BrowserCertificate.revoke_after:type_name -> google.protobuf.Timestamp
 	35, // 51: clearance.admin.v1.ListBrowserCertificatesResponse.certificates:type_name -> clearance.admin.v1.BrowserCertificate
 	35, // 52: clearance.admin.v1.RevokeBrowserCertificateResponse.certificate:type_name -> clearance.admin.v1.BrowserCertificate
-	50, // 53: clearance.admin.v1.PendingEnrollment.facts:type_name -> clearance.agent.v1.DeviceFacts
-	51, // 54: clearance.admin.v1.PendingEnrollment.requested_at:type_name -> google.protobuf.Timestamp
-	51, // 55: clearance.admin.v1.PendingEnrollment.last_request_at:type_name -> google.protobuf.Timestamp
-	51, // 56: clearance.admin.v1.PendingEnrollment.rejected_at:type_name -> google.protobuf.Timestamp
-	40, // 57: clearance.admin.v1.ListPendingEnrollmentsResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
-	4,  // 58: clearance.admin.v1.ApproveEnrollmentResponse.device:type_name -> clearance.admin.v1.Device
-	40, // 59: clearance.admin.v1.RejectEnrollmentResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
-	47, // 60: clearance.admin.v1.ImportKnownDevicesRequest.devices:type_name -> clearance.admin.v1.KnownDevice
-	7,  // 61: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
-	9,  // 62: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
-	11, // 63: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
-	13, // 64: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
-	15, // 65: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
-	18, // 66: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
-	20, // 67: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
-	22, // 68: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
-	24, // 69: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
-	28, // 70: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
-	56, // 71: clearance.admin.v1.AdminService.OktaStatus:input_type -> clearance.admin.v1.OktaStatusRequest
-	57, // 72: clearance.admin.v1.AdminService.ListOktaSignIns:input_type -> clearance.admin.v1.ListOktaSignInsRequest
-	31, // 73: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
-	33, // 74: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
-	36, // 75: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
-	38, // 76: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
-	41, // 77: clearance.admin.v1.AdminService.ListPendingEnrollments:input_type -> clearance.admin.v1.ListPendingEnrollmentsRequest
-	43, // 78: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
-	45, // 79: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
-	48, // 80: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
-	58, // 81: clearance.admin.v1.AdminService.GrantExemption:input_type -> clearance.admin.v1.GrantExemptionRequest
-	59, // 82: clearance.admin.v1.AdminService.ListExemptions:input_type -> clearance.admin.v1.ListExemptionsRequest
-	60, // 83: clearance.admin.v1.AdminService.RevokeExemption:input_type -> clearance.admin.v1.RevokeExemptionRequest
-	61, // 84: clearance.admin.v1.AdminService.ListUsers:input_type -> clearance.admin.v1.ListUsersRequest
-	62, // 85: clearance.admin.v1.AdminService.GetUser:input_type -> clearance.admin.v1.GetUserRequest
-	63, // 86: clearance.admin.v1.AdminService.ListGroups:input_type -> clearance.admin.v1.ListGroupsRequest
-	64, // 87: clearance.admin.v1.AdminService.AssignDevice:input_type -> clearance.admin.v1.AssignDeviceRequest
-	65, // 88: clearance.admin.v1.AdminService.UnassignDevice:input_type -> clearance.admin.v1.UnassignDeviceRequest
-	8,  // 89: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
-	10, // 90: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
-	12, // 91: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
-	14, // 92: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
-	16, // 93: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
-	19, // 94: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
-	21, // 95: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
-	23, // 96: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
-	25, // 97: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
-	29, // 98: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
-	66, // 99: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
-	67, // 100: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
-	32, // 101: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
-	34, // 102: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
-	37, // 103: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
-	39, // 104: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
-	42, // 105: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
-	44, // 106: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
-	46, // 107: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
-	49, // 108: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
-	68, // 109: clearance.admin.v1.AdminService.GrantExemption:output_type -> clearance.admin.v1.GrantExemptionResponse
-	69, // 110: clearance.admin.v1.AdminService.ListExemptions:output_type -> clearance.admin.v1.ListExemptionsResponse
-	70, // 111: clearance.admin.v1.AdminService.RevokeExemption:output_type -> clearance.admin.v1.RevokeExemptionResponse
-	71, // 112: clearance.admin.v1.AdminService.ListUsers:output_type -> clearance.admin.v1.ListUsersResponse
-	72, // 113: clearance.admin.v1.AdminService.GetUser:output_type -> clearance.admin.v1.GetUserResponse
-	73, // 114: clearance.admin.v1.AdminService.ListGroups:output_type -> clearance.admin.v1.ListGroupsResponse
-	74, // 115: clearance.admin.v1.AdminService.AssignDevice:output_type -> clearance.admin.v1.AssignDeviceResponse
-	75, // 116: clearance.admin.v1.AdminService.UnassignDevice:output_type -> clearance.admin.v1.UnassignDeviceResponse
-	89, // [89:117] is the sub-list for method output_type
-	61, // [61:89] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	51, // 53: clearance.admin.v1.PendingEnrollment.facts:type_name -> clearance.agent.v1.DeviceFacts
+	52, // 54: clearance.admin.v1.PendingEnrollment.requested_at:type_name -> google.protobuf.Timestamp
+	52, // 55: clearance.admin.v1.PendingEnrollment.last_request_at:type_name -> google.protobuf.Timestamp
+	52, // 56: clearance.admin.v1.PendingEnrollment.rejected_at:type_name -> google.protobuf.Timestamp
+	41, // 57: clearance.admin.v1.PendingEnrollment.serial_holders:type_name -> clearance.admin.v1.SerialHolder
+	40, // 58: clearance.admin.v1.ListPendingEnrollmentsResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
+	4,  // 59: clearance.admin.v1.ApproveEnrollmentResponse.device:type_name -> clearance.admin.v1.Device
+	40, // 60: clearance.admin.v1.RejectEnrollmentResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
+	48, // 61: clearance.admin.v1.ImportKnownDevicesRequest.devices:type_name -> clearance.admin.v1.KnownDevice
+	7,  // 62: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
+	9,  // 63: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
+	11, // 64: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
+	13, // 65: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
+	15, // 66: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
+	18, // 67: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
+	20, // 68: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
+	22, // 69: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
+	24, // 70: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
+	28, // 71: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
+	57, // 72: clearance.admin.v1.AdminService.OktaStatus:input_type -> clearance.admin.v1.OktaStatusRequest
+	58, // 73: clearance.admin.v1.AdminService.ListOktaSignIns:input_type -> clearance.admin.v1.ListOktaSignInsRequest
+	31, // 74: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
+	33, // 75: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
+	36, // 76: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
+	38, // 77: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
+	42, // 78: clearance.admin.v1.AdminService.ListPendingEnrollments:input_type -> clearance.admin.v1.ListPendingEnrollmentsRequest
+	44, // 79: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
+	46, // 80: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
+	49, // 81: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
+	59, // 82: clearance.admin.v1.AdminService.GrantExemption:input_type -> clearance.admin.v1.GrantExemptionRequest
+	60, // 83: clearance.admin.v1.AdminService.ListExemptions:input_type -> clearance.admin.v1.ListExemptionsRequest
+	61, // 84: clearance.admin.v1.AdminService.RevokeExemption:input_type -> clearance.admin.v1.RevokeExemptionRequest
+	62, // 85: clearance.admin.v1.AdminService.ListUsers:input_type -> clearance.admin.v1.ListUsersRequest
+	63, // 86: clearance.admin.v1.AdminService.GetUser:input_type -> clearance.admin.v1.GetUserRequest
+	64, // 87: clearance.admin.v1.AdminService.ListGroups:input_type -> clearance.admin.v1.ListGroupsRequest
+	65, // 88: clearance.admin.v1.AdminService.AssignDevice:input_type -> clearance.admin.v1.AssignDeviceRequest
+	66, // 89: clearance.admin.v1.AdminService.UnassignDevice:input_type -> clearance.admin.v1.UnassignDeviceRequest
+	8,  // 90: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
+	10, // 91: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
+	12, // 92: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
+	14, // 93: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
+	16, // 94: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
+	19, // 95: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
+	21, // 96: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
+	23, // 97: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
+	25, // 98: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
+	29, // 99: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
+	67, // 100: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
+	68, // 101: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
+	32, // 102: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
+	34, // 103: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
+	37, // 104: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
+	39, // 105: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
+	43, // 106: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
+	45, // 107: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
+	47, // 108: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
+	50, // 109: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
+	69, // 110: clearance.admin.v1.AdminService.GrantExemption:output_type -> clearance.admin.v1.GrantExemptionResponse
+	70, // 111: clearance.admin.v1.AdminService.ListExemptions:output_type -> clearance.admin.v1.ListExemptionsResponse
+	71, // 112: clearance.admin.v1.AdminService.RevokeExemption:output_type -> clearance.admin.v1.RevokeExemptionResponse
+	72, // 113: clearance.admin.v1.AdminService.ListUsers:output_type -> clearance.admin.v1.ListUsersResponse
+	73, // 114: clearance.admin.v1.AdminService.GetUser:output_type -> clearance.admin.v1.GetUserResponse
+	74, // 115: clearance.admin.v1.AdminService.ListGroups:output_type -> clearance.admin.v1.ListGroupsResponse
+	75, // 116: clearance.admin.v1.AdminService.AssignDevice:output_type -> clearance.admin.v1.AssignDeviceResponse
+	76, // 117: clearance.admin.v1.AdminService.UnassignDevice:output_type -> clearance.admin.v1.UnassignDeviceResponse
+	90, // [90:118] is the sub-list for method output_type
+	62, // [62:90] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_clearance_admin_v1_admin_proto_init() }
@@ -4118,7 +4215,7 @@ func file_clearance_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearance_admin_v1_admin_proto_rawDesc), len(file_clearance_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   47,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
