@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -523,10 +522,7 @@ func (s *Service) pend(ctx context.Context, facts *agentv1.DeviceFacts, key []by
 
 // KeyFingerprint is a device key's SHA-256 (PKIX DER) in lowercase hex, as
 // the admin API and `clearance-agent status` show it.
-func KeyFingerprint(pkix []byte) string {
-	sum := sha256.Sum256(pkix)
-	return hex.EncodeToString(sum[:])
-}
+func KeyFingerprint(pkix []byte) string { return storage.KeyFingerprint(pkix) }
 
 // Renew issues a new certificate to an authenticated device for the key it
 // enrolled with.

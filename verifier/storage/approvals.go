@@ -2,6 +2,10 @@ package storage
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"time"
 )
 
@@ -154,6 +158,22 @@ type ApprovalStore interface {
 	// RejectEnrollment marks a request rejected (idempotent: the first
 	// RejectedAt stays) and appends audit; ErrNotFound if unknown.
 	RejectEnrollment(ctx context.Context, id string, at time.Time, audit AuditEvent) (PendingEnrollment, error)
+	// RejectEnrollmentKey rejects every waiting request of one candidate
+	// key: the key whose fingerprint (KeyFingerprint) starts with prefix,
+	// 1 to 64 hex digits in any case (else an error). Its requests for the
+	// first maxMacs hardware UUIDs it waits for (in order; zero: all) are
+	// marked rejected in one transaction, each as RejectEnrollment marks
+	// one (the same key asking again for that hardware UUID is refused),
+	// with an audit event of its own: audit, its DeviceID filled in as
+	// RejectEnrollment does and its Detail led by the request's id and
+	// hardware UUID. They are returned ordered by ID; the key's requests
+	// for other hardware UUIDs wait on, for another call. A request filed
+	// anew (another serial, secret or reason: another id) after prefix was
+	// read is still the key's, and rejected. ErrAmbiguousKey (an
+	// *AmbiguousKeyError) if waiting requests of several keys match,
+	// ErrNotFound if none does (a rejected request no longer waits, so
+	// rejecting a key again finds nothing); either way nothing changes.
+	RejectEnrollmentKey(ctx context.Context, prefix string, maxMacs int, at time.Time, audit AuditEvent) ([]PendingEnrollment, error)
 	// DeleteExpiredEnrollmentRequests removes waiting (not rejected)
 	// requests last asked strictly before before, and returns how many.
 	DeleteExpiredEnrollmentRequests(ctx context.Context, before time.Time) (int, error)
@@ -186,6 +206,31 @@ type SerialHolders struct {
 	// Total counts them all.
 	Total int
 }
+
+// KeyFingerprint is a key's SHA-256 (PKIX DER) in lowercase hex, the
+// fingerprint the admin API shows a candidate key and a device key by.
+func KeyFingerprint(pkix []byte) string {
+	sum := sha256.Sum256(pkix)
+	return hex.EncodeToString(sum[:])
+}
+
+// ErrAmbiguousKey: a key fingerprint prefix matches waiting requests of
+// more than one key (RejectEnrollmentKey); the error is an
+// *AmbiguousKeyError.
+var ErrAmbiguousKey = errors.New("key fingerprint prefix matches several keys")
+
+// AmbiguousKeyError says how many keys a fingerprint prefix matched.
+type AmbiguousKeyError struct {
+	Prefix string
+	Keys   int
+}
+
+func (e *AmbiguousKeyError) Error() string {
+	return fmt.Sprintf("waiting requests of %d keys have fingerprints starting with %s", e.Keys, e.Prefix)
+}
+
+// Is makes errors.Is(err, ErrAmbiguousKey) hold.
+func (e *AmbiguousKeyError) Is(target error) bool { return target == ErrAmbiguousKey }
 
 // MaxCanonicalSerial bounds a canonical serial number.
 const MaxCanonicalSerial = 64

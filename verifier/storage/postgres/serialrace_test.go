@@ -158,6 +158,149 @@ func TestRejectAndEnrollOfOneKey(t *testing.T) {
 	}
 }
 
+// TestRejectKeyAndEnrollOfOneKey: a key rejected by its fingerprint on one
+// replica, for the two Macs it waits for, while it enrolls as one of them
+// on another: the rejection takes each Mac's lock before it decides, so
+// the key is either refused on that Mac or enrolled there with its request
+// removed (and the rejection names only the other Mac's): never rejected
+// and enrolled on one Mac.
+func TestRejectKeyAndEnrollOfOneKey(t *testing.T) {
+	a, b := twoReplicas(t, "s1")
+	ctx := t.Context()
+	for i := range 60 {
+		key, serial := fmt.Appendf(nil, "key-k-%d", i), fmt.Sprintf("C02KEY%04d", i)
+		// The hardware UUIDs sort the other way round from their filing.
+		hws := []string{fmt.Sprintf("HW-K-%d-B", i), fmt.Sprintf("HW-K-%d-A", i)}
+		for j, hw := range hws {
+			req := storage.PendingEnrollment{ID: fmt.Sprintf("req-k-%d-%d", i, j), HardwareUUID: hw, SerialNumber: serial,
+				PublicKey: key, SecretID: "s1", Reason: "unknown_serial", LastRequestAt: t0}
+			if _, err := a.RequestEnrollment(ctx, req, storage.PendingLimits{}, storage.AuditEvent{At: t0, Action: "device.enroll_pending"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cs := fmt.Sprintf("k%06x", i)
+		e := storage.Enrollment{
+			Device: storage.Device{ID: fmt.Sprintf("dev-k-%d", i), HardwareUUID: hws[0], SerialNumber: serial, PublicKey: key,
+				CertSerial: cs, CertNotAfter: t0.Add(time.Hour), EnrolledAt: t0},
+			Cert:     storage.Cert{Serial: cs, Kind: "device", NotBefore: t0, NotAfter: t0.Add(time.Hour), DER: []byte("der")},
+			SecretID: "s1", Audit: storage.AuditEvent{At: t0, Actor: "agent", Action: "device.enroll"},
+			Checked: &storage.Checked{Serial: serial},
+		}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		var (
+			rejected   []storage.PendingEnrollment
+			rerr, eerr error
+		)
+		wg.Go(func() {
+			<-start
+			rejected, rerr = b.RejectEnrollmentKey(ctx, storage.KeyFingerprint(key), 0, t0.Add(time.Minute), storage.AuditEvent{At: t0, Action: "device.enroll_reject"})
+		})
+		wg.Go(func() {
+			<-start
+			_, _, eerr = a.EnrollDevice(ctx, e)
+		})
+		close(start)
+		wg.Wait()
+		if rerr != nil {
+			t.Fatalf("round %d: reject: %v", i, rerr)
+		}
+		if eerr != nil && !errors.Is(eerr, storage.ErrRequestRejected) {
+			t.Fatalf("round %d: enroll: %v", i, eerr)
+		}
+		onEnrolled := false
+		for _, p := range rejected {
+			onEnrolled = onEnrolled || p.HardwareUUID == hws[0]
+		}
+		if eerr == nil && onEnrolled {
+			t.Fatalf("round %d: the key was rejected and enrolled on %s", i, hws[0])
+		}
+		if eerr != nil && len(rejected) != 2 {
+			t.Fatalf("round %d: the enrollment was refused, yet the rejection named %d requests", i, len(rejected))
+		}
+	}
+}
+
+// TestRejectKeyLocksMacsInOrder: a rejection by key takes the locks of the
+// Macs it waits for in the order of their hardware UUIDs, whatever order
+// their requests were filed in, so that two rejections (or a rejection and
+// anything else that takes several) never each hold a lock the other
+// waits for. Another transaction holds the second Mac's lock: the
+// rejection waits for it holding the first's, and goes through once it is
+// released.
+func TestRejectKeyLocksMacsInOrder(t *testing.T) {
+	testpg.Require(t)
+	ctx := t.Context()
+	dsn := testpg.NewDatabase(t)
+	s := open(t, dsn)
+	if err := s.CreateEnrollSecret(ctx, storage.EnrollSecret{ID: "s1", Hash: []byte("hs1"), CreatedAt: t0}, storage.AuditEvent{At: t0}); err != nil {
+		t.Fatal(err)
+	}
+	key := []byte("key-in-order")
+	for i, hw := range []string{"HW-ORDER-B", "HW-ORDER-A"} {
+		req := storage.PendingEnrollment{ID: fmt.Sprintf("req-o-%d", i), HardwareUUID: hw, SerialNumber: "C02ORDER01",
+			PublicKey: key, SecretID: "s1", Reason: "manual", LastRequestAt: t0}
+		if _, err := s.RequestEnrollment(ctx, req, storage.PendingLimits{}, storage.AuditEvent{At: t0, Action: "device.enroll_pending"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The lock texts lockMac takes.
+	const lockB, lockA = "hardware uuid HW-ORDER-B", "hardware uuid HW-ORDER-A"
+	holder, probe := connect(t, ctx, dsn), connect(t, ctx, dsn)
+	defer holder.Close(ctx)
+	defer probe.Close(ctx)
+	tx, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, lockB); err != nil {
+		t.Fatal(err)
+	}
+
+	done := make(chan error, 1)
+	var rejected []storage.PendingEnrollment
+	go func() {
+		var err error
+		rejected, err = s.RejectEnrollmentKey(ctx, storage.KeyFingerprint(key), 0, t0.Add(time.Minute), storage.AuditEvent{At: t0, Action: "device.enroll_reject"})
+		done <- err
+	}()
+	// Once the rejection waits (for B), it holds A.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waiting int
+		if err := probe.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the rejection ended while B was locked: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the rejection never waited for B's lock")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var free bool
+	if err := probe.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))`, lockA).Scan(&free); err != nil {
+		t.Fatal(err)
+	}
+	if free {
+		t.Fatal("the rejection waits for B without holding A: it takes the locks in filing order, not in order")
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil || len(rejected) != 2 {
+		t.Fatalf("rejection after B's lock was released: %d requests, %v; want both", len(rejected), err)
+	}
+}
+
 // twoReplicas is two stores on one new database, as two replicas have,
 // with the enroll secrets named.
 func twoReplicas(t *testing.T, secrets ...string) (a, b *postgres.Store) {

@@ -495,6 +495,143 @@ func (s *Store) RejectEnrollment(ctx context.Context, id string, at time.Time, a
 	return out, nil
 }
 
+// RejectEnrollmentKey rejects the waiting requests of the one key whose
+// fingerprint starts with prefix; see storage.ApprovalStore.
+func (s *Store) RejectEnrollmentKey(ctx context.Context, prefix string, maxMacs int, at time.Time, audit storage.AuditEvent) ([]storage.PendingEnrollment, error) {
+	prefix = strings.ToLower(prefix)
+	if !hexPrefix(prefix) {
+		return nil, fmt.Errorf("rejecting enrollment key: %q is not 1 to 64 hex digits", prefix)
+	}
+	if at.IsZero() {
+		return nil, errors.New("rejecting enrollment key: zero rejection time")
+	}
+	var c timeCodec
+	rejectedAt := c.ns("rejection time", at)
+	c.ns("audit time", audit.At)
+	if c.err != nil {
+		return nil, fmt.Errorf("rejecting enrollment key: %w", c.err)
+	}
+	var out []storage.PendingEnrollment
+	err := s.write(ctx, func(q conn) error {
+		out = nil
+		// 1. The key, among the waiting requests' (a fingerprint is no
+		// column; they are at most PendingLimits.Total), and the hardware
+		// UUIDs it waits for.
+		key, macs, err := waitingKey(ctx, q, prefix)
+		if err != nil {
+			return err
+		}
+		if maxMacs > 0 && len(macs) > maxMacs {
+			macs = macs[:maxMacs]
+		}
+		// 2. Each hardware UUID's lock, as RejectEnrollment takes one, in
+		// one order whoever takes several: two rejections of keys that
+		// share hardware UUIDs queue, never wait on each other.
+		for _, mac := range macs {
+			if err := lockMac(ctx, q, mac); err != nil {
+				return err
+			}
+		}
+		// 3. The key's requests as they are under the locks: one filed
+		// anew since has another id, one answered since is gone.
+		for _, mac := range macs {
+			p, err := queryPending(ctx, q, "of "+mac, `hardware_uuid = $1 AND public_key = $2 AND rejected_at = 0`, q.s.d.LockRow, mac, blob(key))
+			if errors.Is(err, storage.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := q.exec(ctx, `UPDATE pending_enrollments SET rejected_at = $1 WHERE id = $2`, rejectedAt, p.ID); err != nil {
+				return fmt.Errorf("updating enrollment request: %w", err)
+			}
+			p.RejectedAt = fromNS(rejectedAt)
+			ev := audit
+			if ev.DeviceID == "" {
+				ev.DeviceID = p.DeviceID
+			}
+			ev.Detail = fmt.Sprintf("request %s, hardware UUID %s", p.ID, p.HardwareUUID)
+			if audit.Detail != "" {
+				ev.Detail += ", " + audit.Detail
+			}
+			if err := insertAudit(ctx, q, ev); err != nil {
+				return err
+			}
+			out = append(out, p)
+		}
+		if len(out) == 0 {
+			return fmt.Errorf("key %s: its requests were answered meanwhile: %w", storage.KeyFingerprint(key), storage.ErrNotFound)
+		}
+		slices.SortFunc(out, func(a, b storage.PendingEnrollment) int { return strings.Compare(a.ID, b.ID) })
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rejecting enrollment key: %w", err)
+	}
+	return out, nil
+}
+
+// waitingKey returns the one key of the waiting requests whose fingerprint
+// starts with prefix, and the hardware UUIDs it waits for, sorted:
+// ErrNotFound if none has it, an *storage.AmbiguousKeyError if several do.
+func waitingKey(ctx context.Context, q conn, prefix string) ([]byte, []string, error) {
+	rows, err := q.query(ctx, `SELECT hardware_uuid, public_key FROM pending_enrollments WHERE rejected_at = 0`)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the waiting requests' keys: %w", err)
+	}
+	defer rows.Close()
+	var (
+		key  []byte
+		fp   string
+		macs []string
+		keys = map[string]bool{}
+	)
+	for rows.Next() {
+		var (
+			mac string
+			k   []byte
+		)
+		if err := rows.Scan(&mac, &k); err != nil {
+			return nil, nil, fmt.Errorf("reading the waiting requests' keys: %w", err)
+		}
+		f := storage.KeyFingerprint(k)
+		if !strings.HasPrefix(f, prefix) {
+			continue
+		}
+		keys[f] = true
+		if fp == "" || f == fp {
+			key, fp = k, f
+			macs = append(macs, mac)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("reading the waiting requests' keys: %w", err)
+	}
+	switch {
+	case len(keys) == 0:
+		return nil, nil, fmt.Errorf("no waiting request's key has a fingerprint starting with %s: %w", prefix, storage.ErrNotFound)
+	case len(keys) > 1:
+		return nil, nil, &storage.AmbiguousKeyError{Prefix: prefix, Keys: len(keys)}
+	}
+	// One request per hardware UUID and key: the UUIDs are distinct.
+	slices.Sort(macs)
+	return key, macs, nil
+}
+
+// hexPrefix reports whether s is 1 to 64 lowercase hex digits: the start
+// of a key fingerprint.
+func hexPrefix(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // ImportKnownDevices adds or updates known serial numbers in one
 // transaction; see storage.ApprovalStore.
 func (s *Store) ImportKnownDevices(ctx context.Context, ds []storage.KnownDevice, audit storage.AuditEvent) (int, error) {

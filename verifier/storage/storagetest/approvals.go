@@ -17,6 +17,8 @@ var approvalTests = []test{
 	{"RequestEnrollment", testRequestEnrollment},
 	{"RequestLimits", testRequestLimits},
 	{"RejectEnrollment", testRejectEnrollment},
+	{"RejectEnrollmentKey", testRejectEnrollmentKey},
+	{"RejectEnrollmentKeyInBatches", testRejectEnrollmentKeyInBatches},
 	{"ApproveReenrollment", testApproveReenrollment},
 	{"ApproveNewDevice", testApproveNewDevice},
 	{"ApproveChecksSerial", testApproveChecksSerial},
@@ -755,6 +757,180 @@ func testRejectEnrollment(t *testing.T, s storage.Store) {
 	_, err = s.RejectEnrollment(ctx, "no-such-request", at(5*hour), storage.AuditEvent{At: at(5 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
 	wantErr(t, err, storage.ErrNotFound)
 	sameDump(t, "rejecting an unknown request", before, s)
+}
+
+func rejectKey(t *testing.T, s storage.Store, prefix string, maxMacs int, when time.Time) ([]storage.PendingEnrollment, error) {
+	return s.RejectEnrollmentKey(t.Context(), prefix, maxMacs, when, storage.AuditEvent{
+		At: when, Actor: "admin-api", Action: "device.enroll_reject", Detail: "by key " + prefix})
+}
+
+// A key that changes its serial at every ask is filed anew under another
+// id each time; rejected by its fingerprint, every request it waits with
+// is, for each Mac, and it is refused from then on. Other keys' requests
+// are untouched, and a prefix that names no key, or several, changes
+// nothing.
+func testRejectEnrollmentKey(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "sec")
+	fp := func(keyName string) string { return storage.KeyFingerprint(newRequest(0, keyName, "").PublicKey) }
+
+	// The key asks as machine 1 and is read, then asks again with
+	// another serial: the id read is gone.
+	read := request(t, s, newRequest(1, "x", "sec"), storage.PendingLimits{})
+	moved := newRequest(1, "x", "sec")
+	moved.ID, moved.SerialNumber, moved.LastRequestAt = "req-001-x-moved", "C02MOVED01", at(3*hour)
+	request(t, s, moved, storage.PendingLimits{})
+	if _, err := s.GetPendingEnrollment(ctx, read.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the request read is still there: %v", err)
+	}
+	// It asks as machine 2 too, and as machine 5, an enrolled device.
+	request(t, s, newRequest(2, "x", "sec"), storage.PendingLimits{})
+	d5 := enroll(t, s, newEnrollment(5, "sec"))
+	known := newRequest(5, "x", "sec")
+	known.DeviceID, known.DeviceKey, known.Reason = d5.ID, d5.PublicKey, "unproven_key"
+	request(t, s, known, storage.PendingLimits{})
+	// Its request as machine 4 was rejected already.
+	r4 := request(t, s, newRequest(4, "x", "sec"), storage.PendingLimits{})
+	r4, err := s.RejectEnrollment(ctx, r4.ID, at(4*hour), storage.AuditEvent{At: at(4 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	must(t, err)
+	// Other keys, one for the same machine.
+	request(t, s, newRequest(1, "y", "sec"), storage.PendingLimits{})
+	request(t, s, newRequest(3, "z", "sec"), storage.PendingLimits{})
+	others := map[string]storage.PendingEnrollment{}
+	for _, id := range []string{"req-001-y", "req-003-z", r4.ID} {
+		p, err := s.GetPendingEnrollment(ctx, id)
+		must(t, err)
+		others[id] = p
+	}
+	var want []storage.PendingEnrollment
+	for _, id := range []string{"req-001-x-moved", "req-002-x", "req-005-x"} {
+		p, err := s.GetPendingEnrollment(ctx, id)
+		must(t, err)
+		p.RejectedAt = at(5 * hour)
+		want = append(want, p)
+	}
+	rejects := len(auditDetails(t, s, "", "device.enroll_reject"))
+
+	// Refused, changing nothing: a prefix that is no hex, one no waiting
+	// key has (the rejected request's key is no longer waiting for
+	// machine 4 alone), and one several keys have.
+	ambiguous, keys := ambiguousPrefix(t, s)
+	for _, tc := range []struct {
+		prefix string
+		want   error
+	}{
+		{"", nil},
+		{"xyz", nil},
+		{fp("x") + "0", nil},
+		{"0x" + fp("x")[:14], nil},
+		{fp("never asked"), storage.ErrNotFound},
+		{ambiguous, storage.ErrAmbiguousKey},
+	} {
+		before := dumpOf(t, s)
+		_, err := rejectKey(t, s, tc.prefix, 0, at(5*hour))
+		wantErr(t, err, tc.want)
+		if tc.want == storage.ErrAmbiguousKey {
+			var amb *storage.AmbiguousKeyError
+			if !errors.As(err, &amb) || amb.Keys != keys {
+				t.Errorf("rejecting by %s: %v; want an AmbiguousKeyError naming %d keys", tc.prefix, err, keys)
+			}
+		}
+		sameDump(t, "rejecting by "+tc.prefix, before, s)
+	}
+
+	// By the first 16 digits the listing shows, in upper case.
+	got, err := rejectKey(t, s, strings.ToUpper(fp("x")[:16]), 0, at(5*hour))
+	must(t, err)
+	equal(t, "requests rejected by key", got, want)
+	for _, p := range want {
+		stored, err := s.GetPendingEnrollment(ctx, p.ID)
+		must(t, err)
+		equal(t, "stored "+p.ID, stored, p)
+	}
+	for id, p := range others {
+		stored, err := s.GetPendingEnrollment(ctx, id)
+		must(t, err)
+		equal(t, "other key's request "+id, stored, p)
+	}
+	var waiting []string
+	for _, id := range listRequests(t, s, "", 100) {
+		if !strings.HasPrefix(id, "req-1") { // ambiguousPrefix's
+			waiting = append(waiting, id)
+		}
+	}
+	equal(t, "waiting requests", waiting, []string{"req-001-y", "req-003-z"})
+	// One audit event per request, the known device's under it.
+	if n := len(auditDetails(t, s, "", "device.enroll_reject")); n != rejects+3 {
+		t.Errorf("%d device.enroll_reject events after rejecting 3 requests by key, want %d", n, rejects+3)
+	}
+	if ds := auditDetails(t, s, d5.ID, "device.enroll_reject"); len(ds) != 1 || !strings.Contains(ds[0], "request req-005-x") {
+		t.Errorf("audit of the known device: %q; want its request's rejection", ds)
+	}
+
+	// The key asking again, with yet another serial, is refused.
+	again := newRequest(1, "x", "sec")
+	again.ID, again.SerialNumber, again.LastRequestAt = "req-001-x-again", "C02AGAIN01", at(6*hour)
+	before := dumpOf(t, s)
+	_, err = s.RequestEnrollment(ctx, again, storage.PendingLimits{}, storage.AuditEvent{At: at(6 * hour), Actor: "agent", Action: "device.enroll_pending"})
+	wantErr(t, err, storage.ErrRequestRejected)
+	sameDump(t, "the rejected key asking again", before, s)
+	// Rejected again: no request of it waits.
+	_, err = rejectKey(t, s, fp("x"), 0, at(7*hour))
+	wantErr(t, err, storage.ErrNotFound)
+	sameDump(t, "rejecting the key again", before, s)
+}
+
+// ambiguousPrefix requests, for machines from 100 on, keys until two
+// have fingerprints that start with the same hex digit, and returns that
+// digit and how many waiting keys have fingerprints starting with it.
+func ambiguousPrefix(t *testing.T, s storage.Store) (string, int) {
+	t.Helper()
+	first := map[string]bool{}
+	digit := ""
+	for n := 100; digit == ""; n++ {
+		r := request(t, s, newRequest(n, fmt.Sprintf("amb%d", n), "sec"), storage.PendingLimits{})
+		d := storage.KeyFingerprint(r.PublicKey)[:1]
+		if first[d] {
+			digit = d
+		}
+		first[d] = true
+	}
+	ps, err := s.ListPendingEnrollments(t.Context(), "", 1000)
+	must(t, err)
+	keys := map[string]bool{}
+	for _, p := range ps {
+		if f := storage.KeyFingerprint(p.PublicKey); strings.HasPrefix(f, digit) {
+			keys[f] = true
+		}
+	}
+	return digit, len(keys)
+}
+
+// A key waiting for more hardware UUIDs than a call takes is rejected for
+// the first ones, in order, and the rest by the next calls.
+func testRejectEnrollmentKeyInBatches(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "sec")
+	for _, n := range []int{22, 20, 21} {
+		request(t, s, newRequest(n, "w", "sec"), storage.PendingLimits{})
+	}
+	request(t, s, newRequest(20, "v", "sec"), storage.PendingLimits{})
+	ids := func(ps []storage.PendingEnrollment) []string {
+		return each(ps, func(p storage.PendingEnrollment) string { return p.ID })
+	}
+	fp := storage.KeyFingerprint(newRequest(0, "w", "").PublicKey)
+	got, err := rejectKey(t, s, fp, 2, at(5*hour))
+	must(t, err)
+	equal(t, "first call", ids(got), []string{"req-020-w", "req-021-w"})
+	equal(t, "waiting after the first call", listRequests(t, s, "", 10), []string{"req-020-v", "req-022-w"})
+	got, err = rejectKey(t, s, fp, 2, at(5*hour))
+	must(t, err)
+	equal(t, "second call", ids(got), []string{"req-022-w"})
+	_, err = rejectKey(t, s, fp, 2, at(5*hour))
+	wantErr(t, err, storage.ErrNotFound)
+	if _, err := s.GetPendingEnrollment(ctx, "req-020-v"); err != nil {
+		t.Errorf("another key's request: %v", err)
+	}
 }
 
 func approve(t *testing.T, s storage.Store, id, newID string, when time.Time) (storage.Device, bool, error) {
