@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -145,6 +146,14 @@ func (s *Server) ApproveEnrollment(ctx context.Context, req *adminv1.ApproveEnro
 
 // RejectEnrollment implements AdminService.RejectEnrollment.
 func (s *Server) RejectEnrollment(ctx context.Context, req *adminv1.RejectEnrollmentRequest) (*adminv1.RejectEnrollmentResponse, error) {
+	switch {
+	case req.GetRequestId() != "" && req.GetKeyFingerprint() != "":
+		return nil, status.Error(codes.InvalidArgument, "set request_id or key_fingerprint, not both")
+	case req.GetRequestId() == "" && req.GetKeyFingerprint() == "":
+		return nil, status.Error(codes.InvalidArgument, "request_id or key_fingerprint is required: the request to reject, or the key whose waiting requests to reject")
+	case req.GetKeyFingerprint() != "":
+		return s.rejectKey(ctx, req.GetKeyFingerprint())
+	}
 	if err := checkRequestID(req.GetRequestId()); err != nil {
 		return nil, err
 	}
@@ -160,7 +169,79 @@ func (s *Server) RejectEnrollment(ctx context.Context, req *adminv1.RejectEnroll
 	}
 	s.log().Info("enrollment rejected", "request_id", p.ID, "hardware_uuid", p.HardwareUUID, "key_fingerprint", enroll.KeyFingerprint(p.PublicKey))
 	out := s.rejectedProtos(ctx, []storage.PendingEnrollment{p})
-	return &adminv1.RejectEnrollmentResponse{Pending: out[0]}, nil
+	return &adminv1.RejectEnrollmentResponse{Pending: out[0], Rejected: out}, nil
+}
+
+// MinKeyPrefix is the fewest hex digits of a key fingerprint that
+// RejectEnrollment takes: what 'devices pending' shows, and too many for
+// two keys to share by chance.
+const MinKeyPrefix = 16
+
+// rejectKeyBatch bounds the hardware UUIDs one transaction of a rejection
+// by key locks (on PostgreSQL, each lock takes a place in its shared lock
+// table).
+const rejectKeyBatch = 1000
+
+// checkKeyPrefix returns a key_fingerprint in lower case, or why it is
+// not the start of one.
+func checkKeyPrefix(fp string) (string, error) {
+	if len(fp) > 64 {
+		return "", status.Errorf(codes.InvalidArgument, "key_fingerprint is %d characters; a key fingerprint is 64 hex digits", len(fp))
+	}
+	fp = strings.ToLower(fp)
+	for i := 0; i < len(fp); i++ {
+		if c := fp[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return "", status.Errorf(codes.InvalidArgument, "key_fingerprint %q is not hex: a key fingerprint is 64 hex digits (0-9, a-f), as 'devices pending' shows", fp)
+		}
+	}
+	if len(fp) < MinKeyPrefix {
+		return "", status.Errorf(codes.InvalidArgument, "key_fingerprint %q is %d hex digits; give at least %d (as 'devices pending' shows) or all 64", fp, len(fp), MinKeyPrefix)
+	}
+	return fp, nil
+}
+
+// rejectKey rejects every waiting request of the key whose fingerprint
+// starts with fp, a batch of hardware UUIDs per store call: one call,
+// unless the key waits for more than rejectKeyBatch of them.
+func (s *Server) rejectKey(ctx context.Context, fp string) (*adminv1.RejectEnrollmentResponse, error) {
+	fp, err := checkKeyPrefix(fp)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	audit := storage.AuditEvent{At: now, Actor: "admin-api", Action: "device.enroll_reject", Detail: "by key fingerprint " + fp}
+	var all []storage.PendingEnrollment
+	// Waiting requests are at most enroll.DefaultPendingLimits.Total: the
+	// rounds end, even while the key keeps asking for new hardware UUIDs.
+	for round := 0; round <= enroll.DefaultPendingLimits.Total/rejectKeyBatch; round++ {
+		ps, err := s.Store.RejectEnrollmentKey(ctx, fp, rejectKeyBatch, now, audit)
+		var ambiguous *storage.AmbiguousKeyError
+		switch {
+		case err != nil && len(all) > 0:
+			// The first rounds' rejections are committed: answer with
+			// them. Another round finds nothing once the key waits no more.
+			if !errors.Is(err, storage.ErrNotFound) {
+				s.log().Warn("rejecting an enrollment key's further requests", "key_prefix", fp, "err", err)
+			}
+		case errors.Is(err, storage.ErrNotFound):
+			return nil, status.Errorf(codes.NotFound, "no waiting enrollment request has a key whose fingerprint starts with %s (a rejected request no longer waits); see 'devices pending'", fp)
+		case errors.As(err, &ambiguous):
+			return nil, status.Errorf(codes.InvalidArgument, "key_fingerprint %s is ambiguous: waiting requests of %d keys have fingerprints starting with it; give more of it ('devices pending --json' shows whole fingerprints), or reject by request id", fp, ambiguous.Keys)
+		case err != nil:
+			return nil, s.internal("rejecting enrollment key", err)
+		}
+		if err != nil {
+			break
+		}
+		all = append(all, ps...)
+		if len(ps) < rejectKeyBatch {
+			break
+		}
+	}
+	slices.SortFunc(all, func(a, b storage.PendingEnrollment) int { return strings.Compare(a.ID, b.ID) })
+	s.log().Info("enrollment key rejected", "key_fingerprint", enroll.KeyFingerprint(all[0].PublicKey), "requests", len(all))
+	out := s.rejectedProtos(ctx, all)
+	return &adminv1.RejectEnrollmentResponse{Pending: out[0], Rejected: out}, nil
 }
 
 // rejectedProtos is pendingProtos for requests just rejected: the

@@ -928,3 +928,120 @@ func statusDetails(err error) []any {
 	st, _ := status.FromError(err)
 	return st.Details()
 }
+
+// TestRejectByKey: a key that changes its serial number at every ask is
+// filed anew under another id each time, so the id the security team read
+// is gone when they reject it; rejected by its fingerprint (the 16 digits
+// the listing shows), every request it waits with is, for each Mac it
+// asked as, and it is refused from then on. Another key's request is
+// untouched.
+func TestRejectByKey(t *testing.T) {
+	t.Parallel()
+	h := startWith(t, func(c *config.Config) { c.EnrollApproval = config.EnrollManual })
+	secret := h.secret()
+	hopper := newAgent(t, h, nextUUID())
+	ask := func(hardwareUUID, serial string) {
+		t.Helper()
+		hopper.Facts.HardwareUuid, hopper.Facts.SerialNumber = hardwareUUID, serial
+		_, err := hopper.Enroll(h.ctx(), secret)
+		checkStatus(t, err, codes.FailedPrecondition, "waits for approval")
+	}
+	first, second := hopper.Facts.GetHardwareUuid(), nextUUID()
+	ask(first, "C02HOP0001")
+	read := pendingOf(t, h)
+	ask(first, "C02HOP0002")
+	ask(second, "C02HOP0003")
+	other := newAgent(t, h, nextUUID())
+	other.Facts.SerialNumber = "C02OTHER99"
+	_, err := other.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "manual")
+	otherReq := requestOf(t, h, other)
+
+	_, err = h.admin.RejectEnrollment(h.ctx(), &adminv1.RejectEnrollmentRequest{RequestId: read.GetRequestId()})
+	checkStatus(t, err, codes.NotFound, "no enrollment request")
+
+	resp, err := h.admin.RejectEnrollment(h.ctx(), &adminv1.RejectEnrollmentRequest{KeyFingerprint: strings.ToUpper(read.GetKeyFingerprint()[:16])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, p := range resp.GetRejected() {
+		if p.GetKeyFingerprint() != read.GetKeyFingerprint() || p.GetRejectedAt() == nil {
+			t.Errorf("rejected %v; want the key's request, rejected", p)
+		}
+		got[p.GetFacts().GetHardwareUuid()] = p.GetFacts().GetSerialNumber()
+	}
+	if want := map[string]string{first: "C02HOP0002", second: "C02HOP0003"}; len(got) != 2 || got[first] != want[first] || got[second] != want[second] {
+		t.Errorf("rejected requests (hardware UUID: serial) %v, want %v", got, want)
+	}
+	if !proto.Equal(resp.GetPending(), resp.GetRejected()[0]) {
+		t.Errorf("pending %v, want the first rejected", resp.GetPending())
+	}
+	if p := pendingOf(t, h); !proto.Equal(p, otherReq) {
+		t.Errorf("the other key's request after the rejection: %v, want %v", p, otherReq)
+	}
+
+	// Refused from then on, whatever serial it reports, on either Mac.
+	for _, hw := range []string{first, second} {
+		hopper.Facts.HardwareUuid, hopper.Facts.SerialNumber = hw, "C02HOP0004"
+		_, err := hopper.Enroll(h.ctx(), secret)
+		checkStatus(t, err, codes.PermissionDenied, "rejected")
+	}
+	// By id, a rejection's response lists the request too.
+	r, err := h.admin.RejectEnrollment(h.ctx(), &adminv1.RejectEnrollmentRequest{RequestId: otherReq.GetRequestId()})
+	if err != nil || len(r.GetRejected()) != 1 || !proto.Equal(r.GetRejected()[0], r.GetPending()) || r.GetPending().GetRequestId() != otherReq.GetRequestId() {
+		t.Errorf("RejectEnrollment by id: %v, %v", r, err)
+	}
+}
+
+// TestRejectByKeyBadInput: a rejection that names both a request and a
+// key, or neither, or a key fingerprint that is no hex, too short, too
+// long, or no waiting key's, is refused with a clear error, and changes
+// nothing. (A prefix of 16 digits that two keys share cannot be made
+// here; admin's own tests refuse an ambiguous one.)
+func TestRejectByKeyBadInput(t *testing.T) {
+	t.Parallel()
+	h := startWith(t, func(c *config.Config) { c.EnrollApproval = config.EnrollManual })
+	secret := h.secret()
+	a := newAgent(t, h, nextUUID())
+	_, err := a.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "manual")
+	p := pendingOf(t, h)
+	fp := p.GetKeyFingerprint()
+	// A fingerprint no waiting key has: the last digit changed.
+	last := "0"
+	if fp[63] == '0' {
+		last = "1"
+	}
+	unknown := fp[:63] + last
+	before := h.dump()
+	for _, tc := range []struct {
+		name string
+		req  *adminv1.RejectEnrollmentRequest
+		code codes.Code
+		msg  string
+	}{
+		{"both", &adminv1.RejectEnrollmentRequest{RequestId: p.GetRequestId(), KeyFingerprint: fp}, codes.InvalidArgument, "not both"},
+		{"neither", &adminv1.RejectEnrollmentRequest{}, codes.InvalidArgument, "request_id or key_fingerprint is required"},
+		{"not hex", &adminv1.RejectEnrollmentRequest{KeyFingerprint: "zz" + fp[2:16]}, codes.InvalidArgument, "is not hex"},
+		{"a colon-separated fingerprint", &adminv1.RejectEnrollmentRequest{KeyFingerprint: fp[:2] + ":" + fp[2:16]}, codes.InvalidArgument, "is not hex"},
+		{"short", &adminv1.RejectEnrollmentRequest{KeyFingerprint: fp[:15]}, codes.InvalidArgument, "is 15 hex digits; give at least 16"},
+		{"long", &adminv1.RejectEnrollmentRequest{KeyFingerprint: fp + "0"}, codes.InvalidArgument, "is 65 characters"},
+		{"not found", &adminv1.RejectEnrollmentRequest{KeyFingerprint: unknown}, codes.NotFound, "no waiting enrollment request has a key whose fingerprint starts with " + unknown},
+	} {
+		_, err := h.admin.RejectEnrollment(h.ctx(), tc.req)
+		if err == nil {
+			t.Errorf("%s: no error", tc.name)
+			continue
+		}
+		if s := status.Convert(err); s.Code() != tc.code || !strings.Contains(s.Message(), tc.msg) {
+			t.Errorf("%s: %s %q, want %s containing %q", tc.name, s.Code(), s.Message(), tc.code, tc.msg)
+		}
+	}
+	if after := h.dump(); after != before {
+		t.Errorf("refused rejections changed the store:\n%s\n---\n%s", before, after)
+	}
+	if got := pendingOf(t, h); !proto.Equal(got, p) {
+		t.Errorf("the request after refused rejections: %v, want %v", got, p)
+	}
+}

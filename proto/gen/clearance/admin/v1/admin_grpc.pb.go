@@ -114,7 +114,12 @@ type AdminServiceClient interface {
 	// secret revoked since, or the device revoked.
 	ApproveEnrollment(ctx context.Context, in *ApproveEnrollmentRequest, opts ...grpc.CallOption) (*ApproveEnrollmentResponse, error)
 	// RejectEnrollment rejects a waiting request: the same key asking again
-	// is refused (idempotent). NOT_FOUND for an unknown request.
+	// for that hardware UUID is refused (idempotent). By key_fingerprint, it
+	// rejects every waiting request of one key, for any hardware UUID, at
+	// once (one transaction per 1000 hardware UUIDs). INVALID_ARGUMENT unless exactly one of request_id and
+	// key_fingerprint is set, for a fingerprint that is not 16 to 64 hex
+	// digits, or one that waiting requests of several keys start with;
+	// NOT_FOUND for an unknown request, or a key no waiting request has.
 	RejectEnrollment(ctx context.Context, in *RejectEnrollmentRequest, opts ...grpc.CallOption) (*RejectEnrollmentResponse, error)
 	// ImportKnownDevices adds serial numbers to the list of managed Macs that
 	// `--enroll-approval known` admits, all or none.
@@ -498,7 +503,12 @@ type AdminServiceServer interface {
 	// secret revoked since, or the device revoked.
 	ApproveEnrollment(context.Context, *ApproveEnrollmentRequest) (*ApproveEnrollmentResponse, error)
 	// RejectEnrollment rejects a waiting request: the same key asking again
-	// is refused (idempotent). NOT_FOUND for an unknown request.
+	// for that hardware UUID is refused (idempotent). By key_fingerprint, it
+	// rejects every waiting request of one key, for any hardware UUID, at
+	// once (one transaction per 1000 hardware UUIDs). INVALID_ARGUMENT unless exactly one of request_id and
+	// key_fingerprint is set, for a fingerprint that is not 16 to 64 hex
+	// digits, or one that waiting requests of several keys start with;
+	// NOT_FOUND for an unknown request, or a key no waiting request has.
 	RejectEnrollment(context.Context, *RejectEnrollmentRequest) (*RejectEnrollmentResponse, error)
 	// ImportKnownDevices adds serial numbers to the list of managed Macs that
 	// `--enroll-approval known` admits, all or none.
