@@ -100,27 +100,54 @@ func (a *app) approvalCmds() []*cli.Command {
 		{
 			Name:    "reject",
 			Summary: "reject a waiting enrollment request: that key cannot enroll",
-			Args:    "REQUEST_ID | --all-from ADDRESS",
-			Doc: "Rejects the enrollment request REQUEST_ID (see 'devices pending'): the same key asking again for " +
+			Args:    "[REQUEST_ID]",
+			Doc: "Rejects the enrollment request REQUEST_ID (see 'devices pending'), or, instead, those --key or " +
+				"--all-from names. A rejected request's key asking again for " +
 				"that Mac is refused, whatever the --enroll-approval policy. A known Mac's current enrollment is " +
-				"not touched. With --all-from, rejects every waiting request whose source (FROM in 'devices " +
-				"pending') is ADDRESS: the way to clear a flood from one address.\n\n" +
+				"not touched. With --key, rejects every waiting request of the key whose fingerprint starts with " +
+				"FINGERPRINT (KEY in 'devices pending': at least its 16 digits), for each Mac it asked as: the way to " +
+				"reject a key that changes its serial number or enroll secret at every ask, whose request is filed " +
+				"anew under another id each time; a FINGERPRINT that several waiting keys start with is refused. " +
+				"With --all-from, rejects every waiting request whose source (FROM in 'devices pending') is " +
+				"ADDRESS: the way to clear a flood from one address.\n\n" +
 				"  clearance-verifier devices reject --data-dir /var/lib/clearance 6f1c2a9e-…\n" +
+				"  clearance-verifier devices reject --data-dir /var/lib/clearance \\\n    --key 9b1e64c2a7f0d3e8\n" +
 				"  clearance-verifier devices reject --data-dir /var/lib/clearance \\\n    --all-from 198.51.100.7",
 			Footer: config.SharedFooter,
 			Flags: func(fs *cli.FlagSet) cli.Action {
 				af := a.bindAdmin(fs)
 				fs.Group("Reject")
+				key := fs.String("key", "", "reject every waiting request of the key with this fingerprint (at least its first 16 hex digits) instead of one request")
 				from := fs.String("all-from", "", "reject every waiting request from this source address instead of one request")
 				return func(ctx context.Context, args []string) error {
-					if *from != "" {
-						if len(args) != 0 {
-							return cli.Usagef("give a request id or --all-from, not both")
+					given := len(args)
+					for _, f := range []string{*key, *from} {
+						if f != "" {
+							given++
 						}
-					} else if err := cli.ExactArgs(args, 1, "the request id (see 'devices pending')"); err != nil {
-						return err
+					}
+					switch {
+					case given > 1:
+						return cli.Usagef("give one of a request id, --key and --all-from")
+					case *key == "" && *from == "":
+						if err := cli.ExactArgs(args, 1, "the request id (see 'devices pending'), or --key or --all-from"); err != nil {
+							return err
+						}
 					}
 					return a.withAdmin(ctx, af, func(c *adminConn) error {
+						show := func(resp *adminv1.RejectEnrollmentResponse) {
+							for _, p := range resp.GetRejected() {
+								fmt.Fprintf(a.stdout, "rejected: request %s (hardware UUID %s, key %s)\n", p.GetRequestId(), clean(p.GetFacts().GetHardwareUuid()), p.GetKeyFingerprint())
+							}
+						}
+						if *key != "" {
+							resp, err := call(c, c.client.RejectEnrollment, &adminv1.RejectEnrollmentRequest{KeyFingerprint: *key})
+							if err != nil {
+								return err
+							}
+							show(resp)
+							return nil
+						}
 						ids := args
 						if *from != "" {
 							ps, err := c.listPending()
@@ -142,8 +169,7 @@ func (a *app) approvalCmds() []*cli.Command {
 							if err != nil {
 								return err
 							}
-							p := resp.GetPending()
-							fmt.Fprintf(a.stdout, "rejected: request %s (hardware UUID %s, key %s)\n", p.GetRequestId(), clean(p.GetFacts().GetHardwareUuid()), p.GetKeyFingerprint())
+							show(resp)
 						}
 						return nil
 					})

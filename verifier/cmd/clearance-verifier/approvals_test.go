@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/clearance/clearance/internal/protoagent"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// TestPendingAndRejectByKey: devices pending names the device whose
+// serial a new machine claims (revoked, here); devices reject --key
+// rejects a key that re-files under a new id at every ask, for each Mac it
+// asked as; the forms of reject exclude each other.
+func TestPendingAndRejectByKey(t *testing.T) {
+	t.Parallel()
+	// Under known, with the Mac's serial imported: it enrolls, the others wait.
+	s := startServer(t, "--enroll-approval", "known")
+	const macUUID = "0A1B2C3D-4E5F-4061-8172-839405A6B7D0"
+	export := filepath.Join(t.TempDir(), "serials.csv")
+	if err := os.WriteFile(export, []byte(protoagent.SerialFor(macUUID)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := execute(noEnv, "devices", "import", "--data-dir", s.dir, export); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := lastLine(out)
+	mac := s.enroll(t, secret, macUUID, agentv1.PolicyStatus_POLICY_STATUS_PASS)
+	now := time.Now()
+	if _, err := s.srv.Store.RevokeDevice(t.Context(), mac.DeviceID, "stolen", now, storage.AuditEvent{At: now, Action: "device.revoke"}); err != nil {
+		t.Fatal(err)
+	}
+
+	root, err := os.ReadFile(filepath.Join(s.dir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	thief, err := protoagent.New(s.addr, root, "0A1B2C3D-4E5F-4061-8172-839405A6B7D1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := func(hardwareUUID, serial string) {
+		t.Helper()
+		thief.Facts.HardwareUuid, thief.Facts.SerialNumber = hardwareUUID, serial
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := thief.Enroll(ctx, secret)
+		if status.Code(err) != codes.FailedPrecondition {
+			t.Fatalf("the thief's request: %v, want it to wait", err)
+		}
+	}
+	// The stolen Mac's serial, then two others, as two Macs.
+	ask("0A1B2C3D-4E5F-4061-8172-839405A6B7D1", mac.Facts.GetSerialNumber())
+	out, _, err = execute(noEnv, "devices", "pending", "--data-dir", s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "(new; serial held by " + mac.DeviceID + " (" + mac.Facts.GetHostname() + ") revoked)"
+	if !strings.Contains(out, want) || !strings.Contains(out, "serial_enrolled") {
+		t.Errorf("devices pending lacks %q:\n%s", want, out)
+	}
+	ask("0A1B2C3D-4E5F-4061-8172-839405A6B7D1", "C02HOPS0001")
+	ask("0A1B2C3D-4E5F-4061-8172-839405A6B7D2", "C02HOPS0002")
+
+	der, err := x509.MarshalPKIXPublicKey(thief.Key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := storage.KeyFingerprint(der)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--key", fp[:16], "some-request-id"}, "give one of a request id, --key and --all-from"},
+		{[]string{"--key", fp[:16], "--all-from", "127.0.0.1"}, "give one of a request id, --key and --all-from"},
+		{nil, "the request id"},
+		{[]string{"--key", fp[:12]}, "is 12 hex digits; give at least 16"},
+	} {
+		_, _, err := execute(noEnv, append([]string{"devices", "reject", "--data-dir", s.dir}, tc.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("devices reject %v: %v, want an error saying %q", tc.args, err, tc.want)
+		}
+	}
+	out, _, err = execute(noEnv, "devices", "reject", "--data-dir", s.dir, "--key", strings.ToUpper(fp[:16]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, hw := range []string{"0A1B2C3D-4E5F-4061-8172-839405A6B7D1", "0A1B2C3D-4E5F-4061-8172-839405A6B7D2"} {
+		if !strings.Contains(out, "(hardware UUID "+hw+", key "+fp+")") {
+			t.Errorf("devices reject --key does not name the request of %s:\n%s", hw, out)
+		}
+	}
+	if n := strings.Count(out, "rejected: request"); n != 2 {
+		t.Errorf("devices reject --key rejected %d requests, want 2:\n%s", n, out)
+	}
+	out, stderr, err := execute(noEnv, "devices", "pending", "--data-dir", s.dir)
+	if err != nil || strings.Contains(out, "C02HOPS") {
+		t.Errorf("devices pending after the rejection: %v\n%s%s", err, out, stderr)
+	}
+}
