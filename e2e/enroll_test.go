@@ -476,3 +476,68 @@ func TestStaleRequestCannotTakeOver(t *testing.T) {
 		return g.GetDevice().GetLastSeq() > seq && g.GetDevice().GetKeyFingerprint() == realKey
 	})
 }
+
+// TestClaimRejectedByKey: someone with the secret claims an enrolled Mac's
+// serial as a new machine. devices pending names the Mac whose serial it
+// claims. The claimant then changes its serial at every ask, so the id the
+// security team read is gone before they can reject it; devices reject
+// --key, with the fingerprint the listing shows, rejects the key for each
+// Mac it asked as, and it is refused from then on. The real Mac keeps
+// reporting throughout.
+func TestClaimRejectedByKey(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	v, _ := startKnownList(t, dir, "serials.csv", "VICTIM0002\n")
+	dataDir := v.dataDir
+	secret := v.enrollSecret()
+	startMac(t, filepath.Join(dir, "real"), v.grpcAddr, filepath.Join(dataDir, "ca.pem"), secret, "77777777-7777-4777-8777-777777777777", "VICTIM0002", "")
+	deviceID := waitReporting(t, v, "the real Mac reporting", within, func(d *adminv1.Device) bool {
+		return d.GetFacts().GetSerialNumber() == "VICTIM0002"
+	})
+	realKey := v.device(t, deviceID).GetDevice().GetKeyFingerprint()
+
+	claimant, err := protoagent.New(v.grpcAddr, v.rootPEM(), "88888888-8888-4888-8888-888888888888")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := func(hardwareUUID, serial string, code codes.Code, want string) {
+		t.Helper()
+		claimant.Facts.HardwareUuid, claimant.Facts.SerialNumber = hardwareUUID, serial
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := claimant.Enroll(ctx, secret)
+		if status.Code(err) != code || !strings.Contains(status.Convert(err).Message(), want) {
+			t.Fatalf("the claimant asking as %s with serial %s: %v, want %s %q", hardwareUUID, serial, err, code, want)
+		}
+	}
+	ask("88888888-8888-4888-8888-888888888888", "VICTIM0002", codes.FailedPrecondition, "serial_enrolled")
+	read := waitPending(t, v, "serial_enrolled")
+	out := cli(t, "devices", "pending", "--data-dir", dataDir)
+	if !strings.Contains(out, "(new; serial held by "+deviceID+" (") || !strings.Contains(out, read.GetKeyFingerprint()[:16]) {
+		t.Errorf("devices pending does not name the Mac whose serial is claimed (%s):\n%s", deviceID, out)
+	}
+
+	// It changes its serial, and asks as another Mac too: the id read is gone.
+	ask("88888888-8888-4888-8888-888888888888", "UNLISTED02", codes.FailedPrecondition, "unknown_serial")
+	ask("99999999-9999-4999-8999-999999999999", "UNLISTED03", codes.FailedPrecondition, "unknown_serial")
+	if out := cliFails(t, "devices", "reject", "--data-dir", dataDir, read.GetRequestId()); !strings.Contains(out, "no enrollment request") {
+		t.Errorf("rejecting the id read: %s", out)
+	}
+	if out := cliFails(t, "devices", "reject", "--data-dir", dataDir, "--key", read.GetKeyFingerprint()[:8]); !strings.Contains(out, "give at least 16") {
+		t.Errorf("rejecting by 8 digits: %s", out)
+	}
+	out = cli(t, "devices", "reject", "--data-dir", dataDir, "--key", read.GetKeyFingerprint()[:16])
+	if strings.Count(out, "rejected: request") != 2 || !strings.Contains(out, "99999999-9999-4999-8999-999999999999") {
+		t.Errorf("devices reject --key:\n%s", out)
+	}
+	if p := pending(t, v); len(p) != 0 {
+		t.Errorf("requests after rejecting the key: %v", p)
+	}
+	ask("88888888-8888-4888-8888-888888888888", "UNLISTED04", codes.PermissionDenied, "rejected")
+	ask("99999999-9999-4999-8999-999999999999", "VICTIM0002", codes.PermissionDenied, "rejected")
+
+	seq := v.device(t, deviceID).GetDevice().GetLastSeq()
+	waitDevice(t, v, "the real Mac reporting on", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetLastSeq() > seq && g.GetDevice().GetKeyFingerprint() == realKey
+	})
+}
