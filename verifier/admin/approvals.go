@@ -169,7 +169,7 @@ func (s *Server) RejectEnrollment(ctx context.Context, req *adminv1.RejectEnroll
 	}
 	s.log().Info("enrollment rejected", "request_id", p.ID, "hardware_uuid", p.HardwareUUID, "key_fingerprint", enroll.KeyFingerprint(p.PublicKey))
 	out := s.rejectedProtos(ctx, []storage.PendingEnrollment{p})
-	return &adminv1.RejectEnrollmentResponse{Pending: out[0], Rejected: out}, nil
+	return &adminv1.RejectEnrollmentResponse{Pending: out[0], Rejected: out, RejectedCount: 1}, nil
 }
 
 // MinKeyPrefix is the fewest hex digits of a key fingerprint that
@@ -240,9 +240,14 @@ func (s *Server) rejectKey(ctx context.Context, fp string) (*adminv1.RejectEnrol
 	}
 	slices.SortFunc(all, func(a, b storage.PendingEnrollment) int { return strings.Compare(a.ID, b.ID) })
 	s.log().Info("enrollment key rejected", "key_fingerprint", enroll.KeyFingerprint(all[0].PublicKey), "requests", len(all))
-	out := s.rejectedProtos(ctx, all)
-	return &adminv1.RejectEnrollmentResponse{Pending: out[0], Rejected: out}, nil
+	out := s.rejectedProtos(ctx, all[:min(len(all), MaxRejectedShown)])
+	return &adminv1.RejectEnrollmentResponse{Pending: out[0], Rejected: out, RejectedCount: uint32(len(all))}, nil
 }
+
+// MaxRejectedShown bounds the requests a rejection by key returns, so that
+// the answer for a key that waited for thousands of Macs stays well under
+// a gRPC client's default 4 MB message limit.
+const MaxRejectedShown = 500
 
 // rejectedProtos is pendingProtos for requests just rejected: the
 // rejection is committed, so a failure to find the devices on their serial

@@ -105,8 +105,11 @@ func TestRejectKeyOfManyMacs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(resp.GetRejected()); n != macs {
+	if n := resp.GetRejectedCount(); n != macs {
 		t.Errorf("%d requests rejected, want %d", n, macs)
+	}
+	if n := len(resp.GetRejected()); n != admin.MaxRejectedShown {
+		t.Errorf("%d rejected requests in the answer, want the first %d", n, admin.MaxRejectedShown)
 	}
 	for i, p := range resp.GetRejected() {
 		if want := fmt.Sprintf("req-%05d-flood-key", i); p.GetRequestId() != want || p.GetRejectedAt() == nil {

@@ -139,6 +139,9 @@ func (a *app) approvalCmds() []*cli.Command {
 							for _, p := range resp.GetRejected() {
 								fmt.Fprintf(a.stdout, "rejected: request %s (hardware UUID %s, key %s)\n", p.GetRequestId(), clean(p.GetFacts().GetHardwareUuid()), p.GetKeyFingerprint())
 							}
+							if more := int(resp.GetRejectedCount()) - len(resp.GetRejected()); more > 0 {
+								fmt.Fprintf(a.stdout, "rejected: %d more requests of the same key\n", more)
+							}
 						}
 						if *key != "" {
 							resp, err := call(c, c.client.RejectEnrollment, &adminv1.RejectEnrollmentRequest{KeyFingerprint: *key})

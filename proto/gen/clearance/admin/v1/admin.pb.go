@@ -3462,9 +3462,12 @@ type RejectEnrollmentResponse struct {
 	// The request request_id names; for key_fingerprint, the first of
 	// rejected.
 	Pending *PendingEnrollment `protobuf:"bytes,1,opt,name=pending,proto3" json:"pending,omitempty"`
-	// Every request rejected, ordered by request id: the one request_id
-	// names, or each waiting request of the key.
-	Rejected      []*PendingEnrollment `protobuf:"bytes,2,rep,name=rejected,proto3" json:"rejected,omitempty"`
+	// The requests rejected, ordered by request id: the one request_id
+	// names, or the waiting requests of the key, the first 500 of them.
+	Rejected []*PendingEnrollment `protobuf:"bytes,2,rep,name=rejected,proto3" json:"rejected,omitempty"`
+	// How many requests were rejected (more than rejected holds when a key
+	// waited for more than 500 Macs).
+	RejectedCount uint32 `protobuf:"varint,3,opt,name=rejected_count,json=rejectedCount,proto3" json:"rejected_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3511,6 +3514,13 @@ func (x *RejectEnrollmentResponse) GetRejected() []*PendingEnrollment {
 		return x.Rejected
 	}
 	return nil
+}
+
+func (x *RejectEnrollmentResponse) GetRejectedCount() uint32 {
+	if x != nil {
+		return x.RejectedCount
+	}
+	return 0
 }
 
 // KnownDevice is one managed Mac on the security team's list.
@@ -3954,10 +3964,11 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x17RejectEnrollmentRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12'\n" +
-	"\x0fkey_fingerprint\x18\x02 \x01(\tR\x0ekeyFingerprint\"\x9e\x01\n" +
+	"\x0fkey_fingerprint\x18\x02 \x01(\tR\x0ekeyFingerprint\"\xc5\x01\n" +
 	"\x18RejectEnrollmentResponse\x12?\n" +
 	"\apending\x18\x01 \x01(\v2%.clearance.admin.v1.PendingEnrollmentR\apending\x12A\n" +
-	"\brejected\x18\x02 \x03(\v2%.clearance.admin.v1.PendingEnrollmentR\brejected\"F\n" +
+	"\brejected\x18\x02 \x03(\v2%.clearance.admin.v1.PendingEnrollmentR\brejected\x12%\n" +
+	"\x0erejected_count\x18\x03 \x01(\rR\rrejectedCount\"F\n" +
 	"\vKnownDevice\x12#\n" +
 	"\rserial_number\x18\x01 \x01(\tR\fserialNumber\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"n\n" +
