@@ -202,7 +202,11 @@ func checkKeyPrefix(fp string) (string, error) {
 
 // rejectKey rejects every waiting request of the key whose fingerprint
 // starts with fp, a batch of hardware UUIDs per store call: one call,
-// unless the key waits for more than rejectKeyBatch of them.
+// unless the key waits for more than rejectKeyBatch of them. The batches
+// after the first name the key by its whole fingerprint, and they go on
+// until one finds nothing: a batch may come back short when a request went
+// (evicted, or its Mac enrolled) between the store's reading and locking
+// it, with more still waiting.
 func (s *Server) rejectKey(ctx context.Context, fp string) (*adminv1.RejectEnrollmentResponse, error) {
 	fp, err := checkKeyPrefix(fp)
 	if err != nil {
@@ -213,18 +217,19 @@ func (s *Server) rejectKey(ctx context.Context, fp string) (*adminv1.RejectEnrol
 	var all []storage.PendingEnrollment
 	// Waiting requests are at most enroll.DefaultPendingLimits.Total: the
 	// rounds end, even while the key keeps asking for new hardware UUIDs.
-	for round := 0; round <= enroll.DefaultPendingLimits.Total/rejectKeyBatch; round++ {
+	for round := 0; round <= enroll.DefaultPendingLimits.Total/rejectKeyBatch+1; round++ {
 		ps, err := s.Store.RejectEnrollmentKey(ctx, fp, rejectKeyBatch, now, audit)
 		var ambiguous *storage.AmbiguousKeyError
 		switch {
-		case err != nil && len(all) > 0:
-			// The first rounds' rejections are committed: answer with
-			// them. Another round finds nothing once the key waits no more.
-			if !errors.Is(err, storage.ErrNotFound) {
-				s.log().Warn("rejecting an enrollment key's further requests", "key_prefix", fp, "err", err)
-			}
+		case errors.Is(err, storage.ErrNotFound) && len(all) > 0:
+			// Nothing of the key waits any more.
 		case errors.Is(err, storage.ErrNotFound):
 			return nil, status.Errorf(codes.NotFound, "no waiting enrollment request has a key whose fingerprint starts with %s (a rejected request no longer waits); see 'devices pending'", fp)
+		case err != nil && len(all) > 0:
+			// The first rounds' rejections are committed; the caller must
+			// know that the rest may still wait.
+			s.log().Error("rejecting an enrollment key's further requests failed", "key_fingerprint", fp, "rejected", len(all), "err", err)
+			return nil, status.Errorf(codes.Aborted, "rejected %d requests of key %s, then failed to reject the rest; run the command again", len(all), fp)
 		case errors.As(err, &ambiguous):
 			return nil, status.Errorf(codes.InvalidArgument, "key_fingerprint %s is ambiguous: waiting requests of %d keys have fingerprints starting with it; give more of it ('devices pending --json' shows whole fingerprints), or reject by request id", fp, ambiguous.Keys)
 		case err != nil:
@@ -233,10 +238,20 @@ func (s *Server) rejectKey(ctx context.Context, fp string) (*adminv1.RejectEnrol
 		if err != nil {
 			break
 		}
-		all = append(all, ps...)
-		if len(ps) < rejectKeyBatch {
-			break
+		if len(ps) == 0 {
+			// Every request the round read went before it could lock
+			// them: read again.
+			continue
 		}
+		if len(all) == 0 {
+			// The key, as found: later rounds reject exactly it.
+			fp = storage.KeyFingerprint(ps[0].PublicKey)
+			audit.Detail = "by key fingerprint " + fp
+		}
+		all = append(all, ps...)
+	}
+	if len(all) == 0 {
+		return nil, status.Errorf(codes.NotFound, "no waiting enrollment request has a key whose fingerprint starts with %s (a rejected request no longer waits); see 'devices pending'", fp)
 	}
 	slices.SortFunc(all, func(a, b storage.PendingEnrollment) int { return strings.Compare(a.ID, b.ID) })
 	s.log().Info("enrollment key rejected", "key_fingerprint", enroll.KeyFingerprint(all[0].PublicKey), "requests", len(all))

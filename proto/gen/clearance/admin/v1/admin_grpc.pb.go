@@ -116,10 +116,13 @@ type AdminServiceClient interface {
 	// RejectEnrollment rejects a waiting request: the same key asking again
 	// for that hardware UUID is refused (idempotent). By key_fingerprint, it
 	// rejects every waiting request of one key, for any hardware UUID, at
-	// once (one transaction per 1000 hardware UUIDs). INVALID_ARGUMENT unless exactly one of request_id and
+	// once (one transaction per 1000 hardware UUIDs, until none of the key
+	// waits). INVALID_ARGUMENT unless exactly one of request_id and
 	// key_fingerprint is set, for a fingerprint that is not 16 to 64 hex
 	// digits, or one that waiting requests of several keys start with;
-	// NOT_FOUND for an unknown request, or a key no waiting request has.
+	// NOT_FOUND for an unknown request, or a key no waiting request has;
+	// ABORTED when a transaction after the first failed: those before it
+	// are committed, and calling again rejects the rest.
 	RejectEnrollment(ctx context.Context, in *RejectEnrollmentRequest, opts ...grpc.CallOption) (*RejectEnrollmentResponse, error)
 	// ImportKnownDevices adds serial numbers to the list of managed Macs that
 	// `--enroll-approval known` admits, all or none.
@@ -505,10 +508,13 @@ type AdminServiceServer interface {
 	// RejectEnrollment rejects a waiting request: the same key asking again
 	// for that hardware UUID is refused (idempotent). By key_fingerprint, it
 	// rejects every waiting request of one key, for any hardware UUID, at
-	// once (one transaction per 1000 hardware UUIDs). INVALID_ARGUMENT unless exactly one of request_id and
+	// once (one transaction per 1000 hardware UUIDs, until none of the key
+	// waits). INVALID_ARGUMENT unless exactly one of request_id and
 	// key_fingerprint is set, for a fingerprint that is not 16 to 64 hex
 	// digits, or one that waiting requests of several keys start with;
-	// NOT_FOUND for an unknown request, or a key no waiting request has.
+	// NOT_FOUND for an unknown request, or a key no waiting request has;
+	// ABORTED when a transaction after the first failed: those before it
+	// are committed, and calling again rejects the rest.
 	RejectEnrollment(context.Context, *RejectEnrollmentRequest) (*RejectEnrollmentResponse, error)
 	// ImportKnownDevices adds serial numbers to the list of managed Macs that
 	// `--enroll-approval known` admits, all or none.
