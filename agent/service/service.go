@@ -14,8 +14,13 @@ import (
 
 // Names shared with packaging.
 const (
-	Label            = "com.clearance.agent"
-	ExecutablePath   = "/usr/local/bin/clearance-agent"
+	Label = "com.clearance.agent"
+	// ExecutablePath is the binary launchd runs as root. It lives in a
+	// directory the package creates root-owned, not in /usr/local/bin,
+	// which on Intel Macs with Homebrew belongs to the Homebrew user: who
+	// can replace the binary there gets root at the agent's next start.
+	// The package links /usr/local/bin/clearance-agent to it for people.
+	ExecutablePath   = "/usr/local/clearance/bin/clearance-agent"
 	LaunchdPlistPath = "/Library/LaunchDaemons/" + Label + ".plist"
 	LogPath          = "/var/log/clearance-agent.log"
 )

@@ -35,8 +35,9 @@ func TestLaunchdPlist(t *testing.T) {
 		}
 	}
 	args, _ := got["ProgramArguments"].([]any)
-	if len(args) != 2 || args[0] != "/usr/local/bin/clearance-agent" || args[1] != "run" {
-		t.Errorf("ProgramArguments = %#v, want [/usr/local/bin/clearance-agent run]", got["ProgramArguments"])
+	// The root-owned directory the package creates, never /usr/local/bin.
+	if len(args) != 2 || args[0] != "/usr/local/clearance/bin/clearance-agent" || args[1] != "run" {
+		t.Errorf("ProgramArguments = %#v, want [/usr/local/clearance/bin/clearance-agent run]", got["ProgramArguments"])
 	}
 	if !strings.HasPrefix(string(raw), "<?xml") || !strings.Contains(string(raw), "<!DOCTYPE plist") {
 		t.Errorf("not an XML plist with the Apple doctype:\n%s", raw)

@@ -15,10 +15,13 @@ var install = map[string]string{
 	"scepclient": "run 'make tools' (make test does)",
 	"bsdtar":     "scripts/deps.sh installs the Debian package libarchive-tools",
 	"certutil":   "scripts/deps.sh installs the Debian package libnss3-tools",
+	"chroot":     "install the Debian package coreutils",
 	"cksum":      "install the Debian package coreutils",
 	"cpio":       "scripts/deps.sh installs the Debian package cpio",
+	"mount":      "install the Debian package mount",
 	"openssl":    "scripts/deps.sh installs the Debian package openssl",
 	"python3":    "scripts/deps.sh installs the Debian package python3",
+	"unshare":    "install the Debian package util-linux",
 	"xmlsec1":    "scripts/deps.sh installs the Debian package xmlsec1",
 }
 

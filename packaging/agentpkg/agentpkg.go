@@ -1,7 +1,16 @@
 // Package agentpkg assembles clearance-agent's macOS installer: a universal
-// binary at /usr/local/bin/clearance-agent and its launch daemon plist, both
-// root:wheel, with scripts that stop the agent before an upgrade and load
-// it afterwards.
+// binary at /usr/local/clearance/bin/clearance-agent (service.ExecutablePath)
+// and its launch daemon plist, both root:wheel, with scripts that refuse a
+// Mac where someone other than root controls the binary's directory, stop
+// the agent before an upgrade, and load it afterwards.
+//
+// /usr/local/bin/clearance-agent (LinkPath) is a symbolic link the
+// postinstall script makes, not a payload entry: the payload then holds no
+// entry for /usr/local/bin, a directory that on Intel Macs with Homebrew is
+// the Homebrew user's and whose owner and mode Installer would otherwise be
+// told to set (PackageInfo says overwrite-permissions). The script also
+// replaces the regular file earlier packages installed there and leaves a
+// directory in its place alone, which a payload entry could not.
 package agentpkg
 
 import (
@@ -22,6 +31,10 @@ import (
 //
 //go:embed scripts/preinstall scripts/postinstall scripts/uninstall
 var Scripts embed.FS
+
+// LinkPath puts clearance-agent on administrators' PATH. launchd never runs
+// it: whoever owns /usr/local/bin can replace it.
+const LinkPath = "/usr/local/bin/clearance-agent"
 
 // DefaultMinOSVersion is the oldest macOS the Go toolchain supports.
 const DefaultMinOSVersion = "12.0"

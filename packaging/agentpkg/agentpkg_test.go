@@ -23,6 +23,7 @@ import (
 	"github.com/clearance/clearance/internal/testkit"
 	"github.com/clearance/clearance/packaging/internal/agentbuild"
 	"github.com/clearance/clearance/packaging/internal/bomread"
+	"github.com/groob/plist"
 )
 
 var epoch = time.Unix(1700000000, 0).UTC()
@@ -155,7 +156,7 @@ func TestPackageOpensWithIndependentReaders(t *testing.T) {
 	}
 
 	// 3. The Payload is a gzip'd cpio with exactly our files, owners, modes.
-	plist, err := service.LaunchdPlist()
+	wantPlist, err := service.LaunchdPlist()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,11 +168,15 @@ func TestPackageOpensWithIndependentReaders(t *testing.T) {
 		dirLine("."),
 		dirLine("./Library"),
 		dirLine("./Library/LaunchDaemons"),
-		{"-rw-r--r--", "0", "0", "./Library/LaunchDaemons/com.clearance.agent.plist", len(plist)},
+		{"-rw-r--r--", "0", "0", "./Library/LaunchDaemons/com.clearance.agent.plist", len(wantPlist)},
 		dirLine("./usr"),
 		dirLine("./usr/local"),
-		dirLine("./usr/local/bin"),
-		{"-rwxr-xr-x", "0", "0", "./usr/local/bin/clearance-agent", -1},
+		// The binary launchd runs as root, in directories the package
+		// makes root's. Nothing in /usr/local/bin, which may be another
+		// user's: postinstall links the binary there.
+		dirLine("./usr/local/clearance"),
+		dirLine("./usr/local/clearance/bin"),
+		{"-rwxr-xr-x", "0", "0", "./usr/local/clearance/bin/clearance-agent", -1},
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("payload holds %d entries, want %d: %+v", len(lines), len(want), lines)
@@ -187,11 +192,20 @@ func TestPackageOpensWithIndependentReaders(t *testing.T) {
 	pdir := filepath.Join(dir, "payload")
 	cpioExtract(t, cpioBin, payload, pdir)
 	gotPlist, _ := os.ReadFile(filepath.Join(pdir, service.LaunchdPlistPath))
-	if !bytes.Equal(gotPlist, plist) {
+	if !bytes.Equal(gotPlist, wantPlist) {
 		t.Errorf("installed plist differs from service.LaunchdPlist():\n%s", gotPlist)
 	}
 	agentPath := filepath.Join(pdir, service.ExecutablePath)
 	checkFat(t, agentPath, arm, amd)
+	var job struct {
+		ProgramArguments []string `plist:"ProgramArguments"`
+	}
+	if err := plist.Unmarshal(gotPlist, &job); err != nil {
+		t.Fatalf("installed plist: %v", err)
+	}
+	if got, want := strings.Join(job.ProgramArguments, " "), "/usr/local/clearance/bin/clearance-agent run"; got != want {
+		t.Errorf("installed plist runs %q, want %q", got, want)
+	}
 
 	// 4. Scripts: executable shell scripts that parse.
 	sdir := filepath.Join(dir, "scripts")
