@@ -29,9 +29,9 @@ import (
 
 	"github.com/clearance/clearance/pkg/keyrotation"
 	"github.com/clearance/clearance/pkg/logsample"
+	"github.com/clearance/clearance/pkg/printable"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/ca"
-	"github.com/clearance/clearance/verifier/printable"
 	"github.com/clearance/clearance/verifier/ratelimit"
 	"github.com/clearance/clearance/verifier/storage"
 )
