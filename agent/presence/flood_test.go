@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/clearance/clearance/agent/presence"
+	"github.com/clearance/clearance/internal/testkit"
 	pp "github.com/clearance/clearance/pkg/presence"
 )
 
@@ -163,4 +165,72 @@ func TestBrowserSignsDuringAFlood(t *testing.T) {
 	if statuses[http.StatusSeeOther] != 0 || statuses[http.StatusForbidden] == 0 {
 		t.Errorf("the flood's answers: %v; want only refusals, as not a browser", statuses)
 	}
+}
+
+// TestRefusalsLoggedSampled: a flood of refused requests is a warning line
+// per reason every 10 s that says how many were left out, not a line each;
+// what the request chose is clipped. Before, every refusal wrote a line.
+func TestRefusalsLoggedSampled(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	clock := now
+	logs := &testkit.Buffer{}
+	a := start(t, func(o *presence.Options) {
+		o.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+		o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
+	huge := strings.Repeat("x", 4<<10)
+	flood := func(n int) {
+		for range n {
+			req, _ := http.NewRequest(http.MethodGet, a.url(pp.NewChallenge()), nil)
+			req.Host = "evil.example:1"
+			if r := do(t, req); r.status != http.StatusForbidden {
+				t.Fatalf("bad host: status %d", r.status)
+			}
+			req, _ = http.NewRequest(http.MethodGet, a.url(pp.NewChallenge()), nil)
+			req.Header.Set("Sec-Fetch-Mode", huge)
+			if r := do(t, req); r.status != http.StatusForbidden {
+				t.Fatalf("not a navigation: status %d", r.status)
+			}
+		}
+	}
+	flood(100)
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if n := strings.Count(logs.String(), "presence refused"); n != 2 {
+		t.Fatalf("%d lines for 200 refusals of two reasons, want 2:\n%s", n, strings.Join(lines[:min(len(lines), 5)], "\n"))
+	}
+	for _, reason := range []string{"bad_host", "not_navigation"} {
+		if !strings.Contains(logs.String(), "reason="+reason) {
+			t.Errorf("no line for %s:\n%s", reason, logs.String())
+		}
+	}
+	if len(logs.String()) > 1500 {
+		t.Errorf("the log holds %d bytes: the request's header was not clipped:\n%s", len(logs.String()), logs.String())
+	}
+
+	mu.Lock()
+	clock = clock.Add(10 * time.Second)
+	mu.Unlock()
+	before := len(logs.String())
+	flood(1)
+	later := logs.String()[before:]
+	for _, reason := range []string{"bad_host", "not_navigation"} {
+		if !hasLine(later, "reason="+reason, "others_not_logged=99") {
+			t.Errorf("10 s on, the %s line does not say 99 were left out:\n%s", reason, later)
+		}
+	}
+}
+
+// hasLine reports whether a line of s holds every one of parts.
+func hasLine(s string, parts ...string) bool {
+	for _, line := range strings.Split(s, "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }

@@ -43,6 +43,10 @@
 //   - 500 when the device key fails to sign.
 //
 // Refusals are logged with a reason key; the challenge is never logged.
+// Any local program can cause them as often as it likes, so each reason is
+// logged at warn at most once every 10 s, saying how many were left out
+// (others_not_logged), and the rest at debug; what the request chose (its
+// method, its Fetch Metadata) is clipped.
 //
 // # Budgets
 //
@@ -118,6 +122,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clearance/clearance/pkg/logsample"
 	"github.com/clearance/clearance/pkg/presence"
 )
 
@@ -135,6 +140,10 @@ const (
 	// browser check: the line holds MaxChecksPerSecond × maxCheckWait
 	// requests, and a request that would wait longer is refused at once.
 	maxCheckWait = 5 * time.Second
+	// refusedLogEvery is how often a refusal of one reason is logged at
+	// warn; the others in between are logged at debug and counted in the
+	// next warn line.
+	refusedLogEvery = 10 * time.Second
 )
 
 // Options configure a Server.
@@ -173,7 +182,9 @@ type Server struct {
 	srv   *http.Server
 	// signs is the signing budget, checks the browser check's.
 	signs, checks *limiter
-	closed        sync.Once
+	// refused samples the refusals' log lines by reason.
+	refused logsample.Samples
+	closed  sync.Once
 }
 
 // New checks o and starts listening, so that a taken port or a bad address
@@ -298,7 +309,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// 5. A top-level navigation, where the browser says so.
 	if !navigation(r.Header) {
-		s.refuse(w, r, reasonNotNavigation, nil, "sec_fetch_mode", r.Header.Get("Sec-Fetch-Mode"), "sec_fetch_dest", r.Header.Get("Sec-Fetch-Dest"))
+		s.refuse(w, r, reasonNotNavigation, nil, "sec_fetch_mode", logsample.Clip(r.Header.Get("Sec-Fetch-Mode")), "sec_fetch_dest", logsample.Clip(r.Header.Get("Sec-Fetch-Dest")))
 		return
 	}
 	// 6. Enrolled.
@@ -405,12 +416,19 @@ func (s *Server) checkPeer(r *http.Request) (Peer, error) {
 	return s.o.Peer.CheckPeer(ctx, server, client)
 }
 
+// refuse answers with the refusal page for why, and logs it: at warn at
+// most once per refusedLogEvery for its reason, saying how many were left
+// out, and at debug otherwise. Values the request chose are clipped.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, why reason, peer *Peer, attrs ...any) {
-	attrs = append([]any{"reason", why.key, "status", why.status, "method", r.Method, "client", r.RemoteAddr}, attrs...)
+	attrs = append([]any{"reason", why.key, "status", why.status, "method", logsample.Clip(r.Method), "client", r.RemoteAddr}, attrs...)
 	if peer != nil {
 		attrs = append(attrs, "peer", peer.String())
 	}
-	s.log.Warn("presence refused", attrs...)
+	if ok, skipped := s.refused.Take(why.key, refusedLogEvery, s.o.Now()); ok {
+		s.log.Warn("presence refused", append(attrs, "others_not_logged", skipped)...)
+	} else {
+		s.log.Debug("presence refused", attrs...)
+	}
 	writeRefusal(w, why)
 }
 
