@@ -34,6 +34,7 @@ var (
 	reasonNotNavigation  = reason{"not_navigation", http.StatusForbidden, "The Clearance agent answers only when your browser opens this page itself, not when another page loads it." + tryAgain}
 	reasonNotEnrolled    = reason{"not_enrolled", http.StatusServiceUnavailable, "This Mac is not enrolled with Clearance yet. Wait a minute and sign in again." + askIT}
 	reasonRate           = reason{"rate_limited", http.StatusTooManyRequests, "Too many sign-in checks at once. Wait a moment and sign in again."}
+	reasonCheckBusy      = reason{"check_busy", http.StatusTooManyRequests, "Too many sign-in checks at once. Wait a moment and sign in again."}
 	reasonNotBrowser     = reason{"peer_not_browser", http.StatusForbidden, "The Clearance agent confirms this Mac only to a web browser, and the program that asked is not one it recognizes." + askIT}
 	reasonPeerUnknown    = reason{"peer_unknown", http.StatusForbidden, "The Clearance agent could not tell which program asked, so it did not answer." + tryAgain + askIT}
 	reasonSign           = reason{"sign_failed", http.StatusInternalServerError, "The Clearance agent could not sign the check." + tryAgain + askIT}

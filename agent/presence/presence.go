@@ -37,11 +37,37 @@
 //     a challenge that is not 32 bytes of base64url;
 //   - 404 for any other path, 405 for methods other than GET and HEAD;
 //   - 429 beyond Options.MaxPerSecond statements a second (the key may be
-//     in the Secure Enclave, and every statement may cost a process scan);
+//     in the Secure Enclave), or when the line for the browser check is
+//     full (see Budgets);
 //   - 503 while the presence URL or the enrollment is not known yet;
 //   - 500 when the device key fails to sign.
 //
 // Refusals are logged with a reason key; the challenge is never logged.
+// Any local program can cause them as often as it likes, so each reason is
+// logged at warn at most once every 10 s, saying how many were left out
+// (others_not_logged), and the rest at debug; what the request chose (its
+// method, its Fetch Metadata) is clipped.
+//
+// # Budgets
+//
+// The checks of steps 1 to 6 (Host, method, path, query, return URL, Fetch
+// Metadata, enrollment) are a map lookup and a parse, and spend nothing.
+// Two budgets bound the rest, and neither is spent by a request that an
+// earlier step refuses:
+//
+//   - the browser check (lsof and codesign on macOS, a walk of /proc on
+//     Linux) costs process scans, so at most Options.MaxChecksPerSecond
+//     start a second. A request beyond that waits its turn, in the order it
+//     came, for up to 5 s, and is refused (429) only when the line
+//     is longer than that: a few programs asking in a loop delay a browser
+//     by their turns, and cannot shut it out;
+//   - the signing budget (Options.MaxPerSecond) is spent only by a request
+//     that has passed every check, just before the key signs. A program
+//     refused as not a browser never touches it.
+//
+// Where the browser check is off (Linux by default, or a Mac configured
+// so), any local program passes every check and can spend the signing
+// budget; docs/threat-model.md says what remains.
 //
 // # Only a browser
 //
@@ -96,6 +122,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clearance/clearance/pkg/logsample"
 	"github.com/clearance/clearance/pkg/presence"
 )
 
@@ -103,8 +130,20 @@ import (
 const (
 	DefaultListen       = presence.DefaultAgentAddr
 	DefaultMaxPerSecond = 4
+	// DefaultMaxChecksPerSecond is as many browser checks a second as
+	// statements: each costs an lsof and two codesign runs on macOS, so a
+	// flood makes the agent run a few of those a second, no more.
+	DefaultMaxChecksPerSecond = 4
 	// peerTimeout bounds the browser check of one request.
 	peerTimeout = 10 * time.Second
+	// maxCheckWait bounds how long a request waits in line for the
+	// browser check: the line holds MaxChecksPerSecond × maxCheckWait
+	// requests, and a request that would wait longer is refused at once.
+	maxCheckWait = 5 * time.Second
+	// refusedLogEvery is how often a refusal of one reason is logged at
+	// warn; the others in between are logged at debug and counted in the
+	// next warn line.
+	refusedLogEvery = 10 * time.Second
 )
 
 // Options configure a Server.
@@ -121,9 +160,13 @@ type Options struct {
 	// Peer, when set, must accept the program at the other end of every
 	// connection before anything is signed. Nil turns the check off.
 	Peer PeerCheck
-	// MaxPerSecond bounds how many requests a second reach the browser
-	// check and the key (DefaultMaxPerSecond when 0).
+	// MaxPerSecond bounds how many statements a second are signed
+	// (DefaultMaxPerSecond when 0). Only a request that passed every
+	// check counts.
 	MaxPerSecond int
+	// MaxChecksPerSecond bounds how many browser checks a second start
+	// (DefaultMaxChecksPerSecond when 0); the others wait in line.
+	MaxChecksPerSecond int
 	// Now is the clock (default time.Now).
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -131,14 +174,17 @@ type Options struct {
 
 // Server is the presence endpoint, an actor for a run group.
 type Server struct {
-	o      Options
-	log    *slog.Logger
-	ln     net.Listener
-	addr   netip.AddrPort
-	hosts  map[string]bool
-	srv    *http.Server
-	limit  *limiter
-	closed sync.Once
+	o     Options
+	log   *slog.Logger
+	ln    net.Listener
+	addr  netip.AddrPort
+	hosts map[string]bool
+	srv   *http.Server
+	// signs is the signing budget, checks the browser check's.
+	signs, checks *limiter
+	// refused samples the refusals' log lines by reason.
+	refused logsample.Samples
+	closed  sync.Once
 }
 
 // New checks o and starts listening, so that a taken port or a bad address
@@ -157,6 +203,9 @@ func New(o Options) (*Server, error) {
 	if o.MaxPerSecond <= 0 {
 		o.MaxPerSecond = DefaultMaxPerSecond
 	}
+	if o.MaxChecksPerSecond <= 0 {
+		o.MaxChecksPerSecond = DefaultMaxChecksPerSecond
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -169,7 +218,7 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("presence: %w", err)
 	}
-	s := &Server{o: o, log: log, ln: ln, limit: newLimiter(o.MaxPerSecond, o.Now)}
+	s := &Server{o: o, log: log, ln: ln, signs: newLimiter(o.MaxPerSecond, o.Now), checks: newLimiter(o.MaxChecksPerSecond, o.Now)}
 	s.addr = ln.Addr().(*net.TCPAddr).AddrPort()
 	port := strconv.Itoa(int(s.addr.Port()))
 	s.hosts = map[string]bool{s.addr.String(): true, "localhost:" + port: true}
@@ -182,7 +231,7 @@ func New(o Options) (*Server, error) {
 		Handler:           s,
 		ReadHeaderTimeout: 2 * time.Second,
 		ReadTimeout:       5 * time.Second,
-		WriteTimeout:      peerTimeout + 5*time.Second,
+		WriteTimeout:      maxCheckWait + peerTimeout + 5*time.Second,
 		IdleTimeout:       10 * time.Second,
 		MaxHeaderBytes:    8 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
@@ -218,7 +267,8 @@ func (s *Server) Interrupt(error) {
 }
 
 // ServeHTTP answers one request: the checks read top to bottom, cheapest
-// first, and only a request that passes them all reaches the key.
+// first, and only a request that passes them all spends the signing budget
+// and reaches the key.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// 1. Addressed to us by our own name: refuses DNS rebinding.
 	if !s.hosts[strings.ToLower(r.Host)] {
@@ -259,7 +309,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// 5. A top-level navigation, where the browser says so.
 	if !navigation(r.Header) {
-		s.refuse(w, r, reasonNotNavigation, nil, "sec_fetch_mode", r.Header.Get("Sec-Fetch-Mode"), "sec_fetch_dest", r.Header.Get("Sec-Fetch-Dest"))
+		s.refuse(w, r, reasonNotNavigation, nil, "sec_fetch_mode", logsample.Clip(r.Header.Get("Sec-Fetch-Mode")), "sec_fetch_dest", logsample.Clip(r.Header.Get("Sec-Fetch-Dest")))
 		return
 	}
 	// 6. Enrolled.
@@ -268,15 +318,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, reasonNotEnrolled, nil)
 		return
 	}
-	// 7. Within the rate.
-	if !s.limit.allow() {
-		w.Header().Set("Retry-After", "1")
-		s.refuse(w, r, reasonRate, nil)
-		return
-	}
-	// 8. Asked by a browser.
+	// 7. Asked by a browser: in turn, within the checks' budget.
 	var peer *Peer
 	if s.o.Peer != nil {
+		if err := s.waitForCheck(r.Context()); err != nil {
+			w.Header().Set("Retry-After", "1")
+			s.refuse(w, r, reasonCheckBusy, nil, "err", err)
+			return
+		}
 		p, err := s.checkPeer(r)
 		peer = &p
 		switch {
@@ -287,6 +336,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.refuse(w, r, reasonPeerUnknown, peer, "err", err)
 			return
 		}
+	}
+	// 8. Within the signing budget, which only a request that passed
+	// every check spends.
+	if !s.signs.allow() {
+		w.Header().Set("Retry-After", "1")
+		s.refuse(w, r, reasonRate, peer)
+		return
 	}
 	// 9. Sign, and send the browser back to the known URL.
 	st, sig, err := presence.Sign(key, presence.Statement{
@@ -317,6 +373,31 @@ func navigation(h http.Header) bool {
 	return (mode == "" || mode == "navigate") && (dest == "" || dest == "document")
 }
 
+// errLineFull is why a request was not let into the browser check's line.
+var errLineFull = errors.New("too many requests wait for the browser check")
+
+// waitForCheck waits for the request's turn at the browser check: checks
+// start at most MaxChecksPerSecond a second, in the order requests came.
+func (s *Server) waitForCheck(ctx context.Context) error {
+	wait, ok := s.checks.reserve(maxCheckWait)
+	if !ok {
+		return errLineFull
+	}
+	if wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		// The client left: its turn goes to the next in line.
+		s.checks.cancel()
+		return ctx.Err()
+	}
+}
+
 func (s *Server) checkPeer(r *http.Request) (Peer, error) {
 	la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
 	if !ok {
@@ -335,20 +416,27 @@ func (s *Server) checkPeer(r *http.Request) (Peer, error) {
 	return s.o.Peer.CheckPeer(ctx, server, client)
 }
 
+// refuse answers with the refusal page for why, and logs it: at warn at
+// most once per refusedLogEvery for its reason, saying how many were left
+// out, and at debug otherwise. Values the request chose are clipped.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, why reason, peer *Peer, attrs ...any) {
-	attrs = append([]any{"reason", why.key, "status", why.status, "method", r.Method, "client", r.RemoteAddr}, attrs...)
+	attrs = append([]any{"reason", why.key, "status", why.status, "method", logsample.Clip(r.Method), "client", r.RemoteAddr}, attrs...)
 	if peer != nil {
 		attrs = append(attrs, "peer", peer.String())
 	}
-	s.log.Warn("presence refused", attrs...)
+	if ok, skipped := s.refused.Take(why.key, refusedLogEvery, s.o.Now()); ok {
+		s.log.Warn("presence refused", append(attrs, "others_not_logged", skipped)...)
+	} else {
+		s.log.Debug("presence refused", attrs...)
+	}
 	writeRefusal(w, why)
 }
 
-// limiter is a token bucket: up to n requests at once, refilled at n a
-// second.
+// limiter is a token bucket: up to n at once, refilled at n a second.
 type limiter struct {
-	mu     sync.Mutex
-	n      float64
+	mu sync.Mutex
+	n  float64
+	// tokens is below zero while reservations wait for tokens to come.
 	tokens float64
 	last   time.Time
 	now    func() time.Time
@@ -358,17 +446,51 @@ func newLimiter(n int, now func() time.Time) *limiter {
 	return &limiter{n: float64(n), tokens: float64(n), last: now(), now: now}
 }
 
-func (l *limiter) allow() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// refill adds what has come since the last call. A clock stepped back
+// gives nothing.
+func (l *limiter) refill() {
 	t := l.now()
 	if d := t.Sub(l.last); d > 0 {
 		l.tokens = min(l.n, l.tokens+d.Seconds()*l.n)
 	}
 	l.last = t
+}
+
+// allow spends a token if there is one now.
+func (l *limiter) allow() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refill()
 	if l.tokens < 1 {
 		return false
 	}
 	l.tokens--
 	return true
+}
+
+// reserve spends a token that may not have come yet, and returns how long
+// until it has. Each reservation is due after the ones before it, so
+// waiters are served in the order they came. When the wait would exceed
+// maxWait, nothing is spent and ok is false.
+func (l *limiter) reserve(maxWait time.Duration) (wait time.Duration, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refill()
+	if l.tokens >= 1 {
+		l.tokens--
+		return 0, true
+	}
+	wait = time.Duration((1 - l.tokens) / l.n * float64(time.Second))
+	if wait > maxWait {
+		return 0, false
+	}
+	l.tokens--
+	return wait, true
+}
+
+// cancel gives back a reserved token that was not used.
+func (l *limiter) cancel() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.tokens = min(l.n, l.tokens+1)
 }

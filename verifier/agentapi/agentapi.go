@@ -17,13 +17,13 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/clearance/clearance/pkg/logsample"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/enroll"
 	"github.com/clearance/clearance/verifier/grpclite"
 	"github.com/clearance/clearance/verifier/hub"
 	"github.com/clearance/clearance/verifier/ingest"
 	"github.com/clearance/clearance/verifier/metrics"
-	"github.com/clearance/clearance/verifier/ratelimit"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -59,7 +59,7 @@ type Server struct {
 	// anyone who can reach the port can cause: one sample per outcome
 	// label (a fixed set), so that a flood of one kind does not hide
 	// another.
-	refusedLog        ratelimit.Samples
+	refusedLog        logsample.Samples
 	connectRefusedLog sampledLog
 	// deep runs the streams' deep work (see Connect).
 	deep workers
@@ -114,8 +114,8 @@ func (s *Server) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agent
 	if err != nil {
 		// Everything here is the sender's choice: each value clipped, and
 		// a flood logged as a line every refusedLogEvery with a count.
-		attrs := []any{"reason", outcome, "hardware_uuid", ratelimit.Clip(req.GetFacts().GetHardwareUuid()),
-			"err", ratelimit.Clip(status.Convert(err).Message())}
+		attrs := []any{"reason", outcome, "hardware_uuid", logsample.Clip(req.GetFacts().GetHardwareUuid()),
+			"err", logsample.Clip(status.Convert(err).Message())}
 		if ok, skipped := s.refusedLog.Take(outcome, refusedLogEvery, s.now()); ok {
 			s.log().Warn("enrollment refused", append(attrs, "others_not_logged", skipped)...)
 		} else {

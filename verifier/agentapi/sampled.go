@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/clearance/clearance/verifier/ratelimit"
+	"github.com/clearance/clearance/pkg/logsample"
 )
 
 // sampledLog logs a line that any client can cause as often as it likes
@@ -14,7 +14,7 @@ import (
 // zero value is ready.
 type sampledLog struct {
 	once   sync.Once
-	sample ratelimit.Sample
+	sample logsample.Sample
 }
 
 func (sl *sampledLog) log(l *slog.Logger, now time.Time, msg string, attrs ...any) {

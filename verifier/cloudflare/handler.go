@@ -18,10 +18,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clearance/clearance/pkg/logsample"
 	"github.com/clearance/clearance/verifier/access"
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/metrics"
-	"github.com/clearance/clearance/verifier/ratelimit"
 	"github.com/clearance/clearance/verifier/reason"
 	"github.com/clearance/clearance/verifier/storage"
 )
@@ -84,7 +84,7 @@ type Handler struct {
 
 	// refusedLog samples the log lines of refused tokens, by reason:
 	// anyone who can reach the listener can send them.
-	refusedLog ratelimit.Samples
+	refusedLog logsample.Samples
 }
 
 // maxLoggedErr bounds a refusal's error in the log: it may quote the
@@ -412,7 +412,7 @@ const (
 // The values are the sender's, and clipped.
 func logShared(log *slog.Logger, msg, key string, ss []shared) {
 	for i, s := range ss {
-		attrs := []any{key, ratelimit.Clip(s.value), "devices", s.devices}
+		attrs := []any{key, logsample.Clip(s.value), "devices", s.devices}
 		if i == 0 {
 			log.Warn(msg, append(attrs, "others_not_logged", len(ss)-1)...)
 			continue

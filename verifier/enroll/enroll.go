@@ -28,9 +28,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/clearance/clearance/pkg/keyrotation"
+	"github.com/clearance/clearance/pkg/logsample"
+	"github.com/clearance/clearance/pkg/printable"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/ca"
-	"github.com/clearance/clearance/verifier/printable"
 	"github.com/clearance/clearance/verifier/ratelimit"
 	"github.com/clearance/clearance/verifier/storage"
 )
@@ -111,7 +112,7 @@ type Service struct {
 
 	// pendingLog samples the log lines of new waiting requests: anyone
 	// with a secret can make them.
-	pendingLog     ratelimit.Sample
+	pendingLog     logsample.Sample
 	pendingLogOnce sync.Once
 }
 
@@ -270,7 +271,7 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 			}
 			return nil, "serial_changed", status.Errorf(codes.PermissionDenied,
 				"serial number %q is not the %q device %s (hardware UUID %s) enrolled with: a Mac's serial number cannot change by re-enrolling; the enrollment is unchanged",
-				ratelimit.Clip(facts.GetSerialNumber()), ratelimit.Clip(existing.SerialNumber), existing.ID, facts.GetHardwareUuid())
+				logsample.Clip(facts.GetSerialNumber()), logsample.Clip(existing.SerialNumber), existing.ID, facts.GetHardwareUuid())
 		}
 	case errors.Is(err, storage.ErrNotFound):
 		if lapsed != nil {
@@ -300,7 +301,7 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 	if reenroll {
 		action = "device.reenroll"
 	}
-	detail := fmt.Sprintf("hardware UUID %s, serial %q, enroll secret %s, certificate %s", facts.GetHardwareUuid(), ratelimit.Clip(facts.GetSerialNumber()), secret.ID, ca.SerialHex(cert))
+	detail := fmt.Sprintf("hardware UUID %s, serial %q, enroll secret %s, certificate %s", facts.GetHardwareUuid(), logsample.Clip(facts.GetSerialNumber()), secret.ID, ca.SerialHex(cert))
 	if proof != "" {
 		detail += ", proof " + proof
 	}
@@ -483,7 +484,7 @@ func (s *Service) pend(ctx context.Context, facts *agentv1.DeviceFacts, key []by
 		LastRequestAt: now,
 	}, s.Limits(), storage.AuditEvent{At: now, Actor: "agent", Action: "device.enroll_pending", DeviceID: dev.ID,
 		Detail: fmt.Sprintf("hardware UUID %s, serial %q, enroll secret %s, reason %s, key %s, from %s",
-			facts.GetHardwareUuid(), ratelimit.Clip(facts.GetSerialNumber()), secret.ID, reason, KeyFingerprint(key), source)})
+			facts.GetHardwareUuid(), logsample.Clip(facts.GetSerialNumber()), secret.ID, reason, KeyFingerprint(key), source)})
 	switch {
 	case errors.Is(err, storage.ErrRequestRejected):
 		return nil, "rejected", rejectedStatus(p.ID)
@@ -501,7 +502,7 @@ func (s *Service) pend(ctx context.Context, facts *agentv1.DeviceFacts, key []by
 	if p.Requests == 1 {
 		s.pendingLogOnce.Do(func() { s.pendingLog.Every = pendingLogEvery })
 		attrs := []any{"request_id", p.ID, "reason", reason, "device_id", dev.ID,
-			"hardware_uuid", p.HardwareUUID, "serial", ratelimit.Clip(p.SerialNumber), "hostname", ratelimit.Clip(p.Hostname),
+			"hardware_uuid", p.HardwareUUID, "serial", logsample.Clip(p.SerialNumber), "hostname", logsample.Clip(p.Hostname),
 			"secret_id", secret.ID, "source", source, "key_fingerprint", KeyFingerprint(key)}
 		if ok, skipped := s.pendingLog.Take(s.now()); ok {
 			s.log().Warn("enrollment waits for approval", append(attrs, "others_not_logged", skipped)...)

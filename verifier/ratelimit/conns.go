@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/clearance/clearance/pkg/logsample"
 )
 
 // Bounds of the HTTPS listeners' connections. Without them, 15,000
@@ -77,7 +79,7 @@ type Conns struct {
 	per   map[netip.Addr]*list.List
 	count int
 
-	sample Sample
+	sample logsample.Sample
 }
 
 // NewConns wraps ln.

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/clearance/clearance/pkg/logsample"
 )
 
 // maxForwardedFor bounds the X-Forwarded-For entries read: a proxy chain is
@@ -106,7 +108,7 @@ type Middleware struct {
 	Log     *slog.Logger
 	Now     func() time.Time
 	// sample keeps the log to one line per interval during a flood.
-	sample Sample
+	sample logsample.Sample
 }
 
 // logEvery is how often a flood of refused requests is logged.

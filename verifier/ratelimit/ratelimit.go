@@ -1,9 +1,8 @@
 // Package ratelimit owns how often outside parties may make the verifier
 // work: a token bucket per client address, kept in a table of bounded size;
 // the client address of an HTTP request (from a trusted proxy's
-// X-Forwarded-For); the HTTP middleware that answers 429 on the sign-in
-// listener; and the sampling and clipping that keep log lines about floods
-// few and short.
+// X-Forwarded-For); and the HTTP middleware that answers 429 on the sign-in
+// listener. Its log lines about floods are sampled by pkg/logsample.
 package ratelimit
 
 import (
@@ -206,67 +205,4 @@ func (l *Limiter) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.lru.Len()
-}
-
-// Sample lets one log line through per interval and counts the others, so a
-// flood is logged as a line every Every saying how many were left out, not
-// as a line per request. The zero value lets every line through; it is safe
-// for concurrent use.
-type Sample struct {
-	Every time.Duration
-
-	mu      sync.Mutex
-	next    time.Time
-	skipped int
-}
-
-// Take reports whether a line may be logged at now, and how many were left
-// out since the last one.
-func (s *Sample) Take(now time.Time) (ok bool, skipped int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if now.Before(s.next) {
-		s.skipped++
-		return false, 0
-	}
-	skipped, s.skipped = s.skipped, 0
-	s.next = now.Add(s.Every)
-	return true, skipped
-}
-
-// Samples is a Sample per key (a refusal's reason), so that a flood of
-// one kind never hides the first line of another. Keys must come from a
-// small fixed set (the caller's constants), never from the sender. The zero
-// value is ready; it is safe for concurrent use.
-type Samples struct {
-	mu sync.Mutex
-	m  map[string]*Sample
-}
-
-// Take is Sample.Take for key, whose sample lets a line through every
-// every (the first call for the key sets it).
-func (s *Samples) Take(key string, every time.Duration, now time.Time) (ok bool, skipped int) {
-	s.mu.Lock()
-	sm := s.m[key]
-	if sm == nil {
-		if s.m == nil {
-			s.m = map[string]*Sample{}
-		}
-		sm = &Sample{Every: every}
-		s.m[key] = sm
-	}
-	s.mu.Unlock()
-	return sm.Take(now)
-}
-
-// MaxLoggedField bounds a sender-chosen string in a log line.
-const MaxLoggedField = 64
-
-// Clip bounds a sender-chosen string for the log, so that a request cannot
-// make its refusal's log line as large as the request.
-func Clip(s string) string {
-	if len(s) > MaxLoggedField {
-		return s[:MaxLoggedField] + "…"
-	}
-	return s
 }

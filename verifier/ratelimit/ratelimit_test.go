@@ -360,53 +360,6 @@ func TestMiddleware(t *testing.T) {
 	}
 }
 
-func TestSample(t *testing.T) {
-	t.Parallel()
-	c := newClock()
-	s := Sample{Every: time.Second}
-	if ok, _ := s.Take(c.Now()); !ok {
-		t.Fatal("first line held back")
-	}
-	for range 5 {
-		if ok, _ := s.Take(c.Now()); ok {
-			t.Fatal("a second line within the interval")
-		}
-	}
-	c.Add(time.Second)
-	if ok, skipped := s.Take(c.Now()); !ok || skipped != 5 {
-		t.Errorf("after the interval: %v, %d left out; want true, 5", ok, skipped)
-	}
-}
-
-// TestSamples: each key is sampled on its own, so a flood of one reason
-// never hides the first line of another.
-func TestSamples(t *testing.T) {
-	t.Parallel()
-	c := newClock()
-	var s Samples
-	for range 10 {
-		s.Take("bad_signature", time.Second, c.Now())
-	}
-	if ok, _ := s.Take("expired", time.Second, c.Now()); !ok {
-		t.Fatal("a flood of one reason held back another's first line")
-	}
-	c.Add(time.Second)
-	if ok, skipped := s.Take("bad_signature", time.Second, c.Now()); !ok || skipped != 9 {
-		t.Errorf("after the interval: %v, %d left out; want true, 9", ok, skipped)
-	}
-}
-
-func TestClip(t *testing.T) {
-	t.Parallel()
-	if got := Clip("short"); got != "short" {
-		t.Errorf("Clip(short) = %q", got)
-	}
-	long := strings.Repeat("A", 500<<10)
-	if got := Clip(long); len(got) > MaxLoggedField+len("…") || !strings.HasPrefix(got, "AAAA") {
-		t.Errorf("Clip of 500 KiB = %d bytes", len(got))
-	}
-}
-
 // TestMiddlewarePathPrefix: a path ending in "/" counts every path under
 // it under that one label (the SCIM endpoints), and nothing else.
 func TestMiddlewarePathPrefix(t *testing.T) {

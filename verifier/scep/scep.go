@@ -26,8 +26,8 @@ import (
 
 	"github.com/smallstep/pkcs7"
 
+	"github.com/clearance/clearance/pkg/logsample"
 	"github.com/clearance/clearance/verifier/ca"
-	"github.com/clearance/clearance/verifier/ratelimit"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -135,7 +135,7 @@ type Handler struct {
 	// refused samples the refusals' log lines by reason: anyone who can
 	// reach the listener can cause them as often as the rate limit lets
 	// them.
-	refused ratelimit.Samples
+	refused logsample.Samples
 
 	caCerts []byte // the GetCACert answer
 }

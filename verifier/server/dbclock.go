@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/clearance/clearance/verifier/ratelimit"
+	"github.com/clearance/clearance/pkg/logsample"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -36,7 +36,7 @@ func databaseSkew(ctx context.Context, db storage.DatabaseClock, now func() time
 // (at most once per databaseSkewLogEvery) while it is over
 // MaxDatabaseSkew. A store without a database server of its own (SQLite)
 // is not measured.
-func (s *Server) checkDatabaseClock(ctx context.Context, log *slog.Logger, sample *ratelimit.Sample) {
+func (s *Server) checkDatabaseClock(ctx context.Context, log *slog.Logger, sample *logsample.Sample) {
 	db, ok := s.Store.(storage.DatabaseClock)
 	if !ok {
 		return

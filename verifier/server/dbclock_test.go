@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clearance/clearance/pkg/logsample"
 	"github.com/clearance/clearance/verifier/metrics"
-	"github.com/clearance/clearance/verifier/ratelimit"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -39,7 +39,7 @@ func TestDatabaseClockSkew(t *testing.T) {
 		var logs bytes.Buffer
 		log := slog.New(slog.NewTextHandler(&logs, nil))
 		s := &Server{Store: skewedStore{behind: tc.behind}, Metrics: metrics.New()}
-		sample := ratelimit.Sample{Every: databaseSkewLogEvery}
+		sample := logsample.Sample{Every: databaseSkewLogEvery}
 		for range 3 {
 			s.checkDatabaseClock(t.Context(), log, &sample)
 		}
@@ -74,7 +74,7 @@ func gaugeValue(t *testing.T, m *metrics.Metrics, name string) float64 {
 func TestNoDatabaseServerNotMeasured(t *testing.T) {
 	var logs bytes.Buffer
 	s := &Server{Store: struct{ storage.Store }{}, Metrics: metrics.New()}
-	s.checkDatabaseClock(t.Context(), slog.New(slog.NewTextHandler(&logs, nil)), &ratelimit.Sample{Every: time.Hour})
+	s.checkDatabaseClock(t.Context(), slog.New(slog.NewTextHandler(&logs, nil)), &logsample.Sample{Every: time.Hour})
 	if got := gaugeValue(t, s.Metrics, "clearance_database_clock_skew_seconds"); got != 0 || logs.Len() != 0 {
 		t.Errorf("gauge %v, logs %q", got, logs.String())
 	}

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/clearance/clearance/pkg/certpem"
+	"github.com/clearance/clearance/pkg/logsample"
 	"github.com/clearance/clearance/pkg/run"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
@@ -312,7 +313,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	// /metrics needs the scrape token (metrics.token in the data dir): it
 	// shows the fleet's state and every refusal, to whoever reaches the
 	// port otherwise. /healthz stays open for load balancers.
-	scrapeRefused := &ratelimit.Sample{Every: time.Minute}
+	scrapeRefused := &logsample.Sample{Every: time.Minute}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.health.serveHTTP)
 	mux.Handle("GET /metrics", metrics.RequireToken(scrapeToken, s.metricsHandler(), func(r *http.Request) {
@@ -777,7 +778,7 @@ func (s *Server) Actors(g *run.Group) error {
 	g.Add("gc", func() error {
 		t := time.NewTicker(time.Minute)
 		defer t.Stop()
-		skewLog := ratelimit.Sample{Every: databaseSkewLogEvery}
+		skewLog := logsample.Sample{Every: databaseSkewLogEvery}
 		s.checkDatabaseClock(context.Background(), log, &skewLog)
 		for {
 			select {

@@ -26,6 +26,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/clearance/clearance/pkg/logsample"
 	"github.com/clearance/clearance/verifier/access"
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/idp"
@@ -116,10 +117,10 @@ type Handler struct {
 	// identified anything (refusal.anyone); each one sample per reason (our
 	// codes, a bounded set), so that a flood of one kind never hides the
 	// first line of another.
-	unrecordedLog ratelimit.Samples
-	refusedLog    ratelimit.Samples
+	unrecordedLog logsample.Samples
+	refusedLog    logsample.Samples
 	// debugXMLLog samples the DebugSAML dumps of refused requests.
-	debugXMLLog ratelimit.Sample
+	debugXMLLog logsample.Sample
 	// logger is Log with the component, made once (loggerOnce): a logger
 	// made per line formats its attributes again each time.
 	loggerOnce sync.Once

@@ -6,7 +6,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/clearance/clearance/verifier/printable"
+	"github.com/clearance/clearance/pkg/printable"
 )
 
 // A policy's user text and resolution are plain text written in a YAML

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/net/html"
 
-	"github.com/clearance/clearance/verifier/printable"
+	"github.com/clearance/clearance/pkg/printable"
 )
 
 // show writes blocks compactly: "p: text", "ol(3): a | b", "ul: a | b",

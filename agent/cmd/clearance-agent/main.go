@@ -32,6 +32,7 @@ import (
 	"github.com/clearance/clearance/pkg/agentprefs"
 	"github.com/clearance/clearance/pkg/cli"
 	policyfile "github.com/clearance/clearance/pkg/policy"
+	"github.com/clearance/clearance/pkg/printable"
 	"github.com/clearance/clearance/pkg/run"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -450,7 +451,7 @@ func printResults(w io.Writer, ps *agentv1.PolicySet, results []*agentv1.PolicyR
 		if r.GetStatus() == agentv1.PolicyStatus_POLICY_STATUS_FAIL {
 			msg = p.GetResolution()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.GetPolicyId(), policy.StatusWord(r.GetStatus()), p.GetName(), oneLine(msg))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", oneLine(r.GetPolicyId()), policy.StatusWord(r.GetStatus()), oneLine(p.GetName()), oneLine(msg))
 		if p.GetRequired() && r.GetStatus() != agentv1.PolicyStatus_POLICY_STATUS_PASS {
 			failed = true
 		}
@@ -464,14 +465,19 @@ func printResults(w io.Writer, ps *agentv1.PolicySet, results []*agentv1.PolicyR
 	return nil
 }
 
+// oneLine makes text from the verifier (a policy's id, name, resolution)
+// or osquery (an error message) fit one cell of the table: line breaks and
+// tabs become spaces, every other control or invisible character is
+// escaped (pkg/printable), so a policy cannot clear the screen or fake a
+// row, and at most 120 characters are shown.
 func oneLine(s string) string {
-	out := make([]rune, 0, len(s))
-	for _, r := range s {
+	s = strings.Map(func(r rune) rune {
 		if r == '\n' || r == '\r' || r == '\t' {
-			r = ' '
+			return ' '
 		}
-		out = append(out, r)
-	}
+		return r
+	}, s)
+	out := []rune(printable.Line(s))
 	if len(out) > 120 {
 		out = append(out[:119], '…')
 	}
@@ -485,7 +491,10 @@ func cmdStatus(flags *config.Flags, stdout io.Writer) error {
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	defer tw.Flush()
-	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	// Values come from the verifier (the device id, a pending request's
+	// reason, the policy set's version) and from files: each is shown
+	// escaped (pkg/printable), on one line.
+	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, printable.Line(v)) }
 	row("version", version.Version)
 	row("verifier", orNone(cfg.Verifier))
 	row("state dir", cfg.StateDir)

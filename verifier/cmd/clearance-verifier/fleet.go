@@ -13,9 +13,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/clearance/clearance/pkg/cli"
+	"github.com/clearance/clearance/pkg/printable"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	"github.com/clearance/clearance/verifier/config"
-	"github.com/clearance/clearance/verifier/printable"
 )
 
 // shortID is how many characters of a device id the tables show, as a

@@ -9,9 +9,9 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/clearance/clearance/pkg/printable"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
-	"github.com/clearance/clearance/verifier/printable"
 	"github.com/clearance/clearance/verifier/storage"
 )
 

@@ -1,9 +1,11 @@
-// Package printable owns the rule for which characters of outside text (what
-// an agent reports about its Mac, what a browser or Okta sends) may reach a
-// person's screen as they are. Terminal controls (C0, DEL, C1: a lone U+009B
-// is an escape sequence to many terminals), bidirectional controls that
-// reorder what is shown, and invisible format characters are escaped, so an
-// admin reads what was sent rather than what it was crafted to look like.
+// Package printable owns the rule for which characters of outside text may
+// reach a person's screen as they are: on the verifier, what an agent
+// reports about its Mac and what a browser or Okta sends; on the agent, what
+// the verifier pushes (policy names and resolutions, the device id) and what
+// osquery answers. Terminal controls (C0, DEL, C1: a lone U+009B is an
+// escape sequence to many terminals), bidirectional controls that reorder
+// what is shown, and invisible format characters are escaped, so a person
+// reads what was sent rather than what it was crafted to look like.
 package printable
 
 import (
