@@ -443,47 +443,9 @@ func (d *decoder) checkUserText(prefix string, v *yaml.Node, s string) {
 }
 
 func (d *decoder) checkQuery(prefix string, v *yaml.Node, q string) {
-	switch {
-	case q == "":
-		d.errorf(v, `%s"query" is empty`, prefix)
-	case len(q) > maxQueryBytes:
-		d.errorf(v, `%s"query" is %d bytes; the limit is %d`, prefix, len(q), maxQueryBytes)
-	case !readOnly(q):
-		d.errorf(v, `%s"query" must start with SELECT or WITH: policies are read-only osquery queries`, prefix)
+	if err := CheckQuery(q); err != nil {
+		d.errorf(v, `%s"query" %v`, prefix, err)
 	}
-}
-
-// readOnly reports whether the query's first keyword, after whitespace and
-// SQL comments, is SELECT or WITH.
-func readOnly(q string) bool {
-	for {
-		q = strings.TrimLeft(q, " \t\r\n\f\v")
-		switch {
-		case strings.HasPrefix(q, "--"):
-			i := strings.IndexByte(q, '\n')
-			if i < 0 {
-				return false
-			}
-			q = q[i+1:]
-		case strings.HasPrefix(q, "/*"):
-			i := strings.Index(q[2:], "*/")
-			if i < 0 {
-				return false
-			}
-			q = q[2+i+2:]
-		default:
-			end := 0
-			for end < len(q) && isWordByte(q[end]) {
-				end++
-			}
-			word := q[:end]
-			return strings.EqualFold(word, "select") || strings.EqualFold(word, "with")
-		}
-	}
-}
-
-func isWordByte(c byte) bool {
-	return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
 }
 
 // str decodes a string field. Any plain scalar is taken as its literal

@@ -51,7 +51,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("bad or duplicate id %q accepted", p.ID)
 			}
 			seen[p.ID] = true
-			if p.Name == "" || !readOnly(p.Query) || p.Interval < MinInterval || p.Interval > MaxInterval || p.Critical && !p.Required {
+			if p.Name == "" || CheckQuery(p.Query) != nil || p.Interval < MinInterval || p.Interval > MaxInterval || p.Critical && !p.Required {
 				t.Fatalf("invalid policy accepted: %#v", p)
 			}
 		}
