@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/clearance/clearance/pkg/spelling"
@@ -422,6 +423,9 @@ func (d *decoder) checkID(prefix string, v *yaml.Node, id string) {
 }
 
 func (d *decoder) checkName(prefix string, v *yaml.Node, name string) {
+	if !d.checkText(prefix, "name", v, name, false) {
+		return
+	}
 	switch n := utf8.RuneCountInString(name); {
 	case n == 0:
 		d.errorf(v, `%s"name" is empty`, prefix)
@@ -431,15 +435,41 @@ func (d *decoder) checkName(prefix string, v *yaml.Node, name string) {
 }
 
 func (d *decoder) checkResolution(prefix string, v *yaml.Node, r string) {
+	if !d.checkText(prefix, "resolution", v, r, true) {
+		return
+	}
 	if len(r) > maxResolutionSize {
 		d.errorf(v, `%s"resolution" is %d bytes; the limit is %d`, prefix, len(r), maxResolutionSize)
 	}
 }
 
 func (d *decoder) checkUserText(prefix string, v *yaml.Node, s string) {
+	if !d.checkText(prefix, "user_text", v, s, true) {
+		return
+	}
 	if len(s) > maxUserTextSize {
 		d.errorf(v, `%s"user_text" is %d bytes; the limit is %d: a sentence or two is enough`, prefix, len(s), maxUserTextSize)
 	}
+}
+
+// checkText refuses text that is not UTF-8 or holds a control character
+// (C0, DEL or C1: ESC and CSI start terminal escape sequences, CR rewrites a
+// line): the name, resolution and user text reach the remediation page, the
+// admin's terminal and `clearance-agent check`, and none needs them.
+// Multi-line text (resolution, user_text) may hold line breaks and tabs.
+// It reports whether s passed.
+func (d *decoder) checkText(prefix, key string, v *yaml.Node, s string, multiline bool) bool {
+	if !utf8.ValidString(s) {
+		d.errorf(v, "%s%q is not valid UTF-8", prefix, key)
+		return false
+	}
+	for i, r := range s {
+		if unicode.IsControl(r) && !(multiline && (r == '\n' || r == '\t')) {
+			d.errorf(v, "%s%q has control character %U at byte %d; write it as plain text", prefix, key, r, i)
+			return false
+		}
+	}
+	return true
 }
 
 func (d *decoder) checkQuery(prefix string, v *yaml.Node, q string) {

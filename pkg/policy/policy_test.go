@@ -141,6 +141,26 @@ var badCases = []struct {
 			"policies.yaml:3:5: policy \"a\": missing \"query\"\n" +
 			"policies.yaml:3:9: YAML aliases (*b) are not allowed"},
 
+	// Text that would steer a terminal: refused where it is written.
+	{"name with escape sequences", "policies:\n  - id: a\n    name: \"Disk \\e[2J\\e[32mALL PASS\\e[0m\"\n    query: SELECT 1\n",
+		`policies.yaml:3:11: policy "a": "name" has control character U+001B at byte 5; write it as plain text`},
+	{"name with a line break", "policies:\n  - id: a\n    name: \"one\\ntwo\"\n    query: SELECT 1\n",
+		`policies.yaml:3:11: policy "a": "name" has control character U+000A at byte 3; write it as plain text`},
+	{"name with a tab", "policies:\n  - id: a\n    name: \"one\\ttwo\"\n    query: SELECT 1\n",
+		`policies.yaml:3:11: policy "a": "name" has control character U+0009 at byte 3; write it as plain text`},
+	{"name with a C1 control", "policies:\n  - id: a\n    name: \"x\\u009b2J\"\n    query: SELECT 1\n",
+		`policies.yaml:3:11: policy "a": "name" has control character U+009B at byte 1; write it as plain text`},
+	{"name with DEL", "policies:\n  - id: a\n    name: \"x\\x7f\"\n    query: SELECT 1\n",
+		`policies.yaml:3:11: policy "a": "name" has control character U+007F at byte 1; write it as plain text`},
+	{"resolution with a hyperlink escape", valid + "    resolution: \"Fix \\e]8;;https://evil.example/\\aclick here\\e]8;;\\a\"\n",
+		`policies.yaml:5:17: policy "filevault": "resolution" has control character U+001B at byte 4; write it as plain text`},
+	{"resolution with a carriage return", valid + "    resolution: \"1. Open Settings\\r2. Done\"\n",
+		`policies.yaml:5:17: policy "filevault": "resolution" has control character U+000D at byte 16; write it as plain text`},
+	{"user text with a bell", valid + "    user_text: \"Keeps files safe\\a\"\n",
+		`policies.yaml:5:16: policy "filevault": "user_text" has control character U+0007 at byte 16; write it as plain text`},
+	{"user text with NUL", valid + "    user_text: \"a\\0b\"\n",
+		`policies.yaml:5:16: policy "filevault": "user_text" has control character U+0000 at byte 1; write it as plain text`},
+
 	// Every problem is reported, not only the first.
 	{"all errors", "policies:\n" +
 		"  - id: a\n    name: x\n    query: SELECT 1\n    interval: 1s\n" +
@@ -205,7 +225,10 @@ policies:
       /* and a block one */
       with x AS (SELECT 1) select * FROM x
     platforms: []
-    resolution: ~
+    resolution: "1. Open System Settings\n2. Turn it\ton"
+    user_text: |
+      Keeps your files safe.
+      Even when the Mac is lost.
     required: false
     critical: ~
     interval: 1h30m
@@ -223,6 +246,7 @@ policies:
 	}
 	want := []Policy{{
 		ID: "a.b_c-1", Name: "Padded name",
+		Resolution: "1. Open System Settings\n2. Turn it\ton", UserText: "Keeps your files safe.\nEven when the Mac is lost.",
 		Query:    "-- a comment first is fine\n/* and a block one */\nwith x AS (SELECT 1) select * FROM x",
 		Required: false, Interval: 90 * time.Minute,
 	}, {
