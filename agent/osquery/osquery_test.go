@@ -104,7 +104,7 @@ func TestAttachQueries(t *testing.T) {
 		{"rows pass", &agentv1.Policy{Id: "any-user", Query: "SELECT * FROM system_info"}, agentv1.PolicyStatus_POLICY_STATUS_PASS, ""},
 		{"no rows fail", &agentv1.Policy{Id: "nobody", Query: "SELECT * FROM system_info WHERE 1 = 0"}, agentv1.PolicyStatus_POLICY_STATUS_FAIL, ""},
 		{"osquery error", badColumn, agentv1.PolicyStatus_POLICY_STATUS_ERROR, "no such column"},
-		{"syntax error", &agentv1.Policy{Id: "syntax", Query: "SELEKT 1"}, agentv1.PolicyStatus_POLICY_STATUS_ERROR, "syntax error"},
+		{"syntax error", &agentv1.Policy{Id: "syntax", Query: "SELECT 1 FROM WHERE"}, agentv1.PolicyStatus_POLICY_STATUS_ERROR, "syntax error"},
 	}
 	for _, tt := range tests {
 		res := policy.Run(ctx, r, tt.p, nil)

@@ -12,12 +12,12 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/clearance/clearance/agent/osquery"
 	policyfile "github.com/clearance/clearance/pkg/policy"
-	"github.com/clearance/clearance/pkg/report"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
 
@@ -59,18 +59,33 @@ func Filter(ps *agentv1.PolicySet, platform string) []*agentv1.Policy {
 	return out
 }
 
-// Run runs one policy. now is the clock (default time.Now).
+// MaxMessageSize bounds the message an ERROR result carries. osquery's own
+// messages ("no such column: sid") are far shorter; a longer one is most
+// likely a query made to carry data out in its error text (a json_extract
+// path built from a table's rows), and the bound keeps that to a trickle.
+const MaxMessageSize = 256
+
+// Run runs one policy. now is the clock (default time.Now). A query that
+// is not a single read-only statement (policyfile.CheckQuery) is never
+// sent to osquery: the verifier's loader refuses such a policy, so one that
+// arrives anyway came from something else speaking for the verifier.
 func Run(ctx context.Context, q osquery.Querier, p *agentv1.Policy, now func() time.Time) *agentv1.PolicyResult {
 	if now == nil {
 		now = time.Now
 	}
-	start := now()
-	rows, err := q.Query(ctx, p.GetQuery())
 	res := &agentv1.PolicyResult{
 		PolicyId:    p.GetId(),
-		Duration:    durationpb.New(max(now().Sub(start), 0)),
 		QuerySha256: policyfile.QueryDigest(p.GetQuery()),
 	}
+	if err := policyfile.CheckQuery(p.GetQuery()); err != nil {
+		res.Status = agentv1.PolicyStatus_POLICY_STATUS_ERROR
+		res.Message = clip("refused by the agent, not run: the query " + err.Error())
+		res.Duration = durationpb.New(0)
+		return res
+	}
+	start := now()
+	rows, err := q.Query(ctx, p.GetQuery())
+	res.Duration = durationpb.New(max(now().Sub(start), 0))
 	switch {
 	case err != nil:
 		res.Status = agentv1.PolicyStatus_POLICY_STATUS_ERROR
@@ -95,11 +110,21 @@ func Message(err error) string {
 			msg = fmt.Sprintf("osquery returned status %d", qe.Code)
 		}
 	}
+	return clip(msg)
+}
+
+// clip makes msg valid UTF-8 of at most MaxMessageSize bytes, cut on a
+// character boundary and marked with "…" when cut.
+func clip(msg string) string {
 	msg = strings.ToValidUTF8(msg, "\uFFFD")
-	if len(msg) > report.MaxMessageSize {
-		msg = strings.ToValidUTF8(msg[:report.MaxMessageSize-len("…")], "") + "…"
+	if len(msg) <= MaxMessageSize {
+		return msg
 	}
-	return msg
+	cut := MaxMessageSize - len("…")
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + "…"
 }
 
 // StatusWord is PASS, FAIL or ERROR, the words people see.
