@@ -44,6 +44,7 @@ import (
 	"github.com/clearance/clearance/agent/retry"
 	"github.com/clearance/clearance/agent/state"
 	"github.com/clearance/clearance/agent/version"
+	policyfile "github.com/clearance/clearance/pkg/policy"
 	"github.com/clearance/clearance/pkg/presence"
 	"github.com/clearance/clearance/pkg/report"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
@@ -583,16 +584,42 @@ func (c *Client) setPolicySet(ps *agentv1.PolicySet) {
 			delete(c.due, id)
 		}
 	}
+	c.logClamped()
 }
 
+// interval is how often p runs: the local Interval setting when there is
+// one, else the policy's own, held to what the verifier's loader allows
+// (policyfile.MinInterval to MaxInterval). The agent does not take a
+// shorter one on the verifier's word: a policy set pushed with a 1 ms
+// interval would otherwise have every Mac run its queries, fsync its seq
+// and sign a report in a tight loop.
 func (c *Client) interval(p *agentv1.Policy) time.Duration {
 	if c.o.Interval > 0 {
 		return c.o.Interval
 	}
-	if d := p.GetInterval().AsDuration(); d > 0 {
-		return d
+	d := p.GetInterval().AsDuration()
+	if d <= 0 {
+		return DefaultInterval
 	}
-	return DefaultInterval
+	return min(max(d, policyfile.MinInterval), policyfile.MaxInterval)
+}
+
+// logClamped says once per policy set which pushed intervals interval
+// holds to the allowed range.
+func (c *Client) logClamped() {
+	if c.o.Interval > 0 {
+		return
+	}
+	var ids []string
+	for _, p := range c.policies {
+		if d := p.GetInterval().AsDuration(); d > 0 && (d < policyfile.MinInterval || d > policyfile.MaxInterval) {
+			ids = append(ids, p.GetId())
+		}
+	}
+	if len(ids) > 0 {
+		c.log.Warn("policy intervals outside the allowed range; using the nearest bound",
+			"policy_set_version", c.ps.GetVersion(), "policies", ids, "min", policyfile.MinInterval, "max", policyfile.MaxInterval)
+	}
 }
 
 func (c *Client) nextDue() (time.Time, bool) {

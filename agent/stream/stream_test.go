@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/clearance/clearance/agent/clock"
@@ -217,6 +219,47 @@ func TestIntervalReports(t *testing.T) {
 			t.Fatalf("seq %d after %d", r.Report.GetSeq(), last)
 		}
 		last = r.Report.GetSeq()
+	}
+}
+
+// A verifier (or whatever speaks for it) pushing a 1 ms interval does not
+// make the agent run, sign and send in a tight loop: pushed intervals are
+// held to what the verifier's loader allows, and the agent says so once.
+func TestPushedIntervalIsClamped(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	tiny := &agentv1.PolicySet{Version: "v1", Policies: []*agentv1.Policy{
+		{Id: "passes", Query: "SELECT 1 FROM pass", Interval: durationpb.New(time.Millisecond)},
+		{Id: "fails", Query: "SELECT 1 FROM fail", Interval: durationpb.New(time.Minute)},
+	}}
+	v.PolicySet = tiny
+	var logs testkit.Buffer
+	startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+		o.Interval = 0
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	s := nextSession(t, v)
+	nextReport(t, v)
+	// The same set again changes nothing and is not logged again.
+	s.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_PolicySet{PolicySet: tiny}})
+	n := 0
+	deadline := time.After(1500 * time.Millisecond)
+	for done := false; !done; {
+		select {
+		case <-v.Reports:
+			n++
+		case <-deadline:
+			done = true
+		}
+	}
+	if n > 0 {
+		t.Errorf("%d more reports within 1.5 s of the first, with a pushed interval of 1 ms; want none before 10 s", n)
+	}
+	if got := strings.Count(logs.String(), "policy intervals outside the allowed range"); got != 1 {
+		t.Errorf("clamping logged %d times, want once:\n%s", got, logs.String())
+	}
+	if !logs.HasLine("policy intervals outside the allowed range", "policies=[passes]", "min=10s") {
+		t.Errorf("log does not name the clamped policy and the floor:\n%s", logs.String())
 	}
 }
 
