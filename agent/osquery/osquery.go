@@ -1,9 +1,12 @@
 // Package osquery owns the agent's link to osqueryd: attaching to an
 // existing extensions socket, or spawning osqueryd as a supervised child with
-// its own socket, database and pid file. It talks to osqueryd only through
-// github.com/osquery/osquery-go. A query that cannot be answered (osquery's
-// own error, a timeout, a vanished socket) comes back as an error for that
-// query; nothing here panics or exits.
+// its own socket, database and pid file. It talks to osqueryd with the
+// Thrift client github.com/osquery/osquery-go generates, over a connection
+// it opens itself so that it can bound what it reads. A query that cannot be
+// answered (osquery's
+// own error, a timeout, a vanished socket, an answer too large to be a
+// posture check) comes back as an error for that query; nothing here panics
+// or exits.
 package osquery
 
 import (
@@ -11,11 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
-
-	osqueryclient "github.com/osquery/osquery-go"
 )
 
 // Querier runs osquery SQL and returns its rows.
@@ -65,6 +65,9 @@ type Options struct {
 	// ConnectWait bounds how long a query waits for the socket to come up
 	// (default QueryTimeout).
 	ConnectWait time.Duration
+	// MaxResponse bounds the bytes of one answer from osqueryd (default
+	// DefaultMaxResponse); a larger answer is ErrResponseTooLarge.
+	MaxResponse int64
 	// StartTimeout bounds how long a spawned osqueryd may take to open
 	// its socket (default DefaultStartTimeout).
 	StartTimeout time.Duration
@@ -83,7 +86,7 @@ type Runner struct {
 	log    *slog.Logger
 
 	mu     sync.Mutex // serializes queries: one thrift connection
-	client *osqueryclient.ExtensionManagerClient
+	client *client
 	// down is why the last connection wait failed; nil once connected.
 	down error
 
@@ -118,6 +121,9 @@ func New(opts Options) (*Runner, error) {
 	if opts.ConnectWait <= 0 {
 		opts.ConnectWait = opts.QueryTimeout
 	}
+	if opts.MaxResponse <= 0 {
+		opts.MaxResponse = DefaultMaxResponse
+	}
 	if opts.StartTimeout <= 0 {
 		opts.StartTimeout = DefaultStartTimeout
 	}
@@ -145,8 +151,9 @@ func New(opts Options) (*Runner, error) {
 // Socket is the extensions socket queries go to.
 func (r *Runner) Socket() string { return r.socket }
 
-// Query runs sql. osquery's own refusal is a *QueryError; failing to reach
-// osqueryd wraps ErrUnavailable.
+// Query runs sql. osquery's own refusal is a *QueryError; an answer larger
+// than MaxResponse is ErrResponseTooLarge; failing to reach osqueryd wraps
+// ErrUnavailable.
 func (r *Runner) Query(ctx context.Context, sql string) ([]map[string]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.QueryTimeout)
 	defer cancel()
@@ -160,8 +167,12 @@ func (r *Runner) Query(ctx context.Context, sql string) ([]map[string]string, er
 	// Thrift reads do not watch the context: closing the connection is what
 	// ends a query that outlives its deadline (or a shutdown).
 	stop := context.AfterFunc(ctx, c.Close)
-	resp, err := c.QueryContext(ctx, sql)
+	resp, err := c.query(ctx, sql)
 	stopped := stop()
+	if errors.Is(err, ErrResponseTooLarge) {
+		r.dropLocked() // the rest of the answer is still on the connection
+		return nil, err
+	}
 	if err != nil || !stopped {
 		r.dropLocked()
 		if ctx.Err() != nil {
@@ -190,7 +201,7 @@ func (r *Runner) Ping(ctx context.Context) error {
 		return err
 	}
 	stop := context.AfterFunc(ctx, c.Close)
-	st, err := c.PingContext(ctx)
+	st, err := c.ping(ctx)
 	stopped := stop()
 	if err != nil || !stopped {
 		r.dropLocked()
@@ -210,7 +221,7 @@ func (r *Runner) Ping(ctx context.Context) error {
 // try once without waiting until osqueryd answers again, so an outage costs
 // a round of policies one wait, not one per policy, and the report of ERROR
 // results goes out promptly.
-func (r *Runner) connectLocked(ctx context.Context) (*osqueryclient.ExtensionManagerClient, error) {
+func (r *Runner) connectLocked(ctx context.Context) (*client, error) {
 	if r.client != nil {
 		return r.client, nil
 	}
@@ -243,14 +254,14 @@ func (r *Runner) connectLocked(ctx context.Context) (*osqueryclient.ExtensionMan
 	}
 }
 
-// dialOnce connects if the socket exists. osquery-go waits for the socket
-// file by polling; checking first keeps an absent socket cheap and the wait
-// ours to bound.
-func (r *Runner) dialOnce() (*osqueryclient.ExtensionManagerClient, error) {
-	if _, err := os.Stat(r.socket); err != nil {
-		return nil, fmt.Errorf("socket %s: %w", r.socket, err)
+// dialOnce connects once; an absent socket fails at once, so the wait for
+// it is ours to bound.
+func (r *Runner) dialOnce() (*client, error) {
+	trans, err := open(r.socket, r.opts.QueryTimeout)
+	if err != nil {
+		return nil, err
 	}
-	return osqueryclient.NewClient(r.socket, r.opts.QueryTimeout)
+	return newClient(trans, r.opts.MaxResponse), nil
 }
 
 func (r *Runner) dropLocked() {

@@ -118,6 +118,45 @@ func TestAttachQueries(t *testing.T) {
 	}
 }
 
+// An answer larger than MaxResponse is not read to the end: the query is an
+// ERROR that says why, and the next query gets a fresh connection.
+func TestAttachBoundsTheAnswer(t *testing.T) {
+	t.Parallel()
+	socket := filepath.Join(shortDir(t), "osquery.em")
+	serveSim(t, "compliant-mac", socket)
+	r, err := osquery.New(osquery.Options{
+		Socket: socket, QueryTimeout: 10 * time.Second, ConnectWait: 2 * time.Second,
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+		MaxResponse: 64 << 10,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Interrupt(nil) })
+	ctx := context.Background()
+	// About 20 bytes a row on the wire: 100 000 rows are 2 MB.
+	many := &agentv1.Policy{Id: "many-rows", Query: "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 100000) SELECT x FROM c"}
+	res := policy.Run(ctx, r, many, nil)
+	if res.GetStatus() != agentv1.PolicyStatus_POLICY_STATUS_ERROR || !strings.Contains(res.GetMessage(), "larger than the agent accepts (more than 65536 bytes)") {
+		t.Errorf("100 000 rows: %s %q (rows %d), want ERROR: larger than the agent accepts", res.GetStatus(), res.GetMessage(), res.GetRows())
+	}
+	// Few rows, each under the bound, that add up past it.
+	wide := "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 100) SELECT x, hex(zeroblob(5000)) AS pad FROM c"
+	for _, sql := range []string{many.GetQuery(), wide} {
+		if _, err := r.Query(ctx, sql); !errors.Is(err, osquery.ErrResponseTooLarge) {
+			t.Errorf("Query(%.40q…) err = %v, want ErrResponseTooLarge", sql, err)
+		}
+	}
+	// What a posture check asks still fits, on a new connection.
+	few := &agentv1.Policy{Id: "few-rows", Query: "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 1000) SELECT x FROM c"}
+	if res := policy.Run(ctx, r, few, nil); res.GetStatus() != agentv1.PolicyStatus_POLICY_STATUS_PASS || res.GetRows() != 1000 {
+		t.Errorf("1000 rows after the refusal: %s %q (rows %d), want PASS with 1000", res.GetStatus(), res.GetMessage(), res.GetRows())
+	}
+	if res := policy.Run(ctx, r, fileVault, nil); res.GetStatus() != agentv1.PolicyStatus_POLICY_STATUS_PASS {
+		t.Errorf("after the refusal: %s %q, want PASS", res.GetStatus(), res.GetMessage())
+	}
+}
+
 func TestAttachStateChange(t *testing.T) {
 	t.Parallel()
 	socket := filepath.Join(shortDir(t), "osquery.em")
