@@ -12,6 +12,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+
+	"github.com/clearance/clearance/pkg/owner"
 )
 
 // ErrMode means the file is readable or writable by group or others.
@@ -66,4 +68,14 @@ func notLink(path string, err error) error {
 		return fmt.Errorf("%s is a symbolic link; a secret file must be the file itself, not a link to one", path)
 	}
 	return err
+}
+
+func checkOwner(path string, st fs.FileInfo) error {
+	if uid, foreign := owner.Foreign(st); foreign {
+		return fmt.Errorf("%s is owned by uid %d, not by this user (uid %d) or root; run this as the user that owns the data dir", path, uid, os.Geteuid())
+	}
+	if owner.Bits(st, 0o077) != 0 {
+		return modeError(fmt.Sprintf("%s is readable or writable by group or others (mode %04o); run: chmod 600 %s", path, st.Mode().Perm(), path))
+	}
+	return nil
 }
