@@ -16,13 +16,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/clearance/clearance/pkg/atomicfile"
+	"github.com/clearance/clearance/pkg/owner"
 
 	"go.step.sm/crypto/keyutil"
 	"go.step.sm/crypto/kms"
@@ -75,7 +78,7 @@ func Open(ctx context.Context, dir *state.Dir, opts Options) (*Key, error) {
 		log = slog.Default()
 	}
 	log = log.With("component", "devicekey")
-	raw, err := os.ReadFile(dir.File(state.KeyURIFile))
+	raw, err := readRecord(dir.File(state.KeyURIFile))
 	switch {
 	case err == nil:
 		return load(ctx, dir, strings.TrimSpace(string(raw)))
@@ -136,7 +139,7 @@ func create(ctx context.Context, dir *state.Dir, opts Options, log *slog.Logger)
 // LoadRecorded loads the key recorded in dir without creating one
 // (fs.ErrNotExist when none is recorded), for `clearance-agent status`.
 func LoadRecorded(ctx context.Context, dir *state.Dir) (*Key, error) {
-	raw, err := os.ReadFile(dir.File(state.KeyURIFile))
+	raw, err := readRecord(dir.File(state.KeyURIFile))
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +149,7 @@ func LoadRecorded(ctx context.Context, dir *state.Dir) (*Key, error) {
 // Describe reports the recorded key's storage without loading it, for
 // `clearance-agent status`.
 func Describe(dir *state.Dir) (Storage, string, error) {
-	raw, err := os.ReadFile(dir.File(state.KeyURIFile))
+	raw, err := readRecord(dir.File(state.KeyURIFile))
 	if err != nil {
 		return "", "", err
 	}
@@ -278,7 +281,10 @@ func createFile(dir *state.Dir) (*Key, error) {
 }
 
 // checkKeyFile refuses a key file others can read or write: a key anyone on
-// the machine could copy is no device identity.
+// the machine could copy is no device identity. It must also be the agent's
+// own (its user's or root's), in a directory no one else may write: a key
+// another user owns is one they know, and a directory they may write lets
+// them put another file in its place.
 func checkKeyFile(path string) error {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -287,10 +293,51 @@ func checkKeyFile(path string) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("device key file %s is not a regular file", path)
 	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+	if err := owner.Check("device key file", path, fi, 0); err != nil {
+		return err
+	}
+	if perm := fi.Mode().Perm(); owner.Bits(fi, 0o077) != 0 {
 		return fmt.Errorf("device key file %s has mode %04o; it must not be accessible to group or others (chmod 600)", path, perm)
 	}
-	return nil
+	parent := filepath.Dir(path)
+	st, err := os.Stat(parent)
+	if err != nil {
+		return fmt.Errorf("device key file's directory: %w", err)
+	}
+	return owner.Check("directory of the device key file", parent, st, 0o022)
+}
+
+// maxRecordSize bounds a key record: a KMS URI is far shorter.
+const maxRecordSize = 4 << 10
+
+// readRecord reads a key record (key.uri, previous-key.uri). A record names
+// the key the agent signs with, or a file it deletes, so it must be a
+// regular file of the agent's own that no one else may write; a missing one
+// is an error matching fs.ErrNotExist.
+func readRecord(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("device key record %s is not a regular file", path)
+	}
+	if err := owner.Check("device key record", path, st, 0o022); err != nil {
+		return nil, err
+	}
+	raw, err := io.ReadAll(io.LimitReader(f, maxRecordSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) > maxRecordSize {
+		return nil, fmt.Errorf("device key record %s is larger than %d bytes", path, maxRecordSize)
+	}
+	return raw, nil
 }
 
 func checkPublic(pub crypto.PublicKey) error {
@@ -328,7 +375,7 @@ func Rotate(ctx context.Context, dir *state.Dir, opts Options) (*Key, error) {
 	if _, err := os.Stat(dir.File(state.PreviousKeyURIFile)); err == nil {
 		return nil, errors.New("a key rotation is already under way: the agent finishes it when it next enrolls")
 	}
-	raw, err := os.ReadFile(dir.File(state.KeyURIFile))
+	raw, err := readRecord(dir.File(state.KeyURIFile))
 	if err != nil {
 		return nil, fmt.Errorf("reading the current key's uri (no key to rotate from?): %w", err)
 	}
@@ -346,7 +393,7 @@ func Rotate(ctx context.Context, dir *state.Dir, opts Options) (*Key, error) {
 // OpenPrevious loads the key a rotation replaced, nil when no rotation is
 // under way.
 func OpenPrevious(ctx context.Context, dir *state.Dir) (*Key, error) {
-	raw, err := os.ReadFile(dir.File(state.PreviousKeyURIFile))
+	raw, err := readRecord(dir.File(state.PreviousKeyURIFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -360,7 +407,8 @@ func OpenPrevious(ctx context.Context, dir *state.Dir) (*Key, error) {
 // previous key is deleted (its file, or its Secure Enclave item) and no
 // longer recorded.
 func ForgetPrevious(ctx context.Context, dir *state.Dir) error {
-	raw, err := os.ReadFile(dir.File(state.PreviousKeyURIFile))
+	// It names a file to delete: only the agent's own record may.
+	raw, err := readRecord(dir.File(state.PreviousKeyURIFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -102,4 +103,119 @@ func TestSecureEnclaveFallback(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "Secure Enclave") {
 		t.Errorf("err = %v, want it to explain the Secure Enclave is unavailable", err)
 	}
+}
+
+// newKeyDir returns a state dir holding a device key file.
+func newKeyDir(t *testing.T) (*state.Dir, *Key) {
+	t.Helper()
+	dir, err := state.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := Open(context.Background(), dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, k
+}
+
+// The record of which key to use, and the key file it names, must be the
+// agent's own and out of others' reach; whoever could write them could have
+// the agent sign with a key they know.
+func TestKeyRecordAndFileMustBeTheAgents(t *testing.T) {
+	t.Parallel()
+	t.Run("record writable by others", func(t *testing.T) {
+		t.Parallel()
+		dir, _ := newKeyDir(t)
+		if err := os.Chmod(dir.File(state.KeyURIFile), 0o666); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Open(context.Background(), dir, Options{})
+		want := "device key record " + dir.File(state.KeyURIFile) + " is writable by group or others (mode 0666)"
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want %q", err, want)
+		}
+	})
+	t.Run("key file in a directory others can write", func(t *testing.T) {
+		t.Parallel()
+		dir, k := newKeyDir(t)
+		open := filepath.Join(t.TempDir(), "open")
+		if err := os.Mkdir(open, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(open, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		moved := filepath.Join(open, "device.key")
+		if err := os.Rename(strings.TrimPrefix(k.URI, "softkms:path="), moved); err != nil {
+			t.Fatal(err)
+		}
+		if err := atomicfile.Write(dir.File(state.KeyURIFile), []byte("softkms:path="+moved+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Open(context.Background(), dir, Options{})
+		want := "directory of the device key file " + open + " is writable by group or others (mode 0777)"
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want %q", err, want)
+		}
+	})
+}
+
+// What the security test did as root: a key file and a record owned by an
+// unprivileged user (uid 65534), who can read that "device key".
+func TestKeyOwnedByAnotherUserRefused(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("giving files to another user needs root, which the agent runs as")
+	}
+	t.Run("key file", func(t *testing.T) {
+		t.Parallel()
+		dir, k := newKeyDir(t)
+		path := strings.TrimPrefix(k.URI, "softkms:path=")
+		if err := os.Chown(path, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Open(context.Background(), dir, Options{})
+		want := "device key file " + path + " is owned by uid 65534, not by root"
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want %q", err, want)
+		}
+	})
+	t.Run("record", func(t *testing.T) {
+		t.Parallel()
+		dir, _ := newKeyDir(t)
+		if err := os.Chown(dir.File(state.KeyURIFile), 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		for name, open := range map[string]func() error{
+			"Open":         func() error { _, err := Open(context.Background(), dir, Options{}); return err },
+			"LoadRecorded": func() error { _, err := LoadRecorded(context.Background(), dir); return err },
+		} {
+			want := "device key record " + dir.File(state.KeyURIFile) + " is owned by uid 65534"
+			if err := open(); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: err = %v, want %q", name, err, want)
+			}
+		}
+	})
+	t.Run("previous record names a file to delete", func(t *testing.T) {
+		t.Parallel()
+		dir, _ := newKeyDir(t)
+		victim := filepath.Join(t.TempDir(), "precious")
+		if err := os.WriteFile(victim, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		rec := dir.File(state.PreviousKeyURIFile)
+		if err := os.WriteFile(rec, []byte("softkms:path="+victim+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(rec, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if err := ForgetPrevious(context.Background(), dir); err == nil || !strings.Contains(err.Error(), "is owned by uid 65534") {
+			t.Errorf("ForgetPrevious = %v, want a refusal", err)
+		}
+		if _, err := os.Stat(victim); err != nil {
+			t.Errorf("the file the record named is gone: %v", err)
+		}
+	})
 }

@@ -32,6 +32,7 @@ import (
 
 	"github.com/clearance/clearance/pkg/atomicfile"
 	"github.com/clearance/clearance/pkg/certpem"
+	"github.com/clearance/clearance/pkg/owner"
 
 	"google.golang.org/protobuf/proto"
 
@@ -72,13 +73,24 @@ type Dir struct {
 	seqRead bool
 }
 
-// Open creates the directory (0700) if needed and returns it.
+// Open creates the directory (0700) if needed and returns it. An existing
+// directory must be owned by the agent's user (or root) and writable by no
+// one else: it says which key is the device's, holds the key file and the
+// report sequence, and MkdirAll never tightens a directory that was there
+// before.
 func Open(path string) (*Dir, error) {
 	if path == "" {
 		return nil, errors.New("state dir is not set")
 	}
 	if err := os.MkdirAll(path, 0o700); err != nil {
 		return nil, fmt.Errorf("creating state dir: %w", err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	if err := owner.Check("state dir", path, st, 0o022); err != nil {
+		return nil, err
 	}
 	return &Dir{Path: path}, nil
 }

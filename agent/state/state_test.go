@@ -1,7 +1,9 @@
 package state
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -61,5 +63,64 @@ func TestNotEnrolled(t *testing.T) {
 	d, _ := Open(t.TempDir())
 	if _, err := d.LoadIdentity(); err != ErrNotEnrolled {
 		t.Errorf("err = %v, want ErrNotEnrolled", err)
+	}
+}
+
+// An existing state dir someone else could write is refused, not used:
+// MkdirAll leaves an existing directory's mode as it finds it, and what is
+// inside says which key signs for the device.
+func TestOpenRefusesADirOthersCanWrite(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	fresh := filepath.Join(base, "new", "state")
+	if _, err := Open(fresh); err != nil {
+		t.Fatalf("Open(new dir) = %v", err)
+	}
+	if fi, err := os.Stat(fresh); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("new state dir: %v, %v; want mode 0700", fi.Mode().Perm(), err)
+	}
+	for _, tc := range []struct {
+		mode os.FileMode
+		want string // "" means accepted
+	}{
+		{0o700, ""},
+		{0o755, ""},
+		{0o777, "is writable by group or others (mode 0777); check what it holds, then run: chmod go-w "},
+		{0o775, "is writable by group or others (mode 0775)"},
+		{0o777 | os.ModeSticky, "is writable by group or others (mode 0777)"},
+		{0o702, "is writable by group or others (mode 0702)"},
+	} {
+		dir := filepath.Join(base, fmt.Sprintf("m%o", uint32(tc.mode)))
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Open(dir)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("mode %s: %v, want accepted", tc.mode, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), "state dir "+dir+" "+tc.want)):
+			t.Errorf("mode %s: err = %v, want %q", tc.mode, err, tc.want)
+		}
+	}
+}
+
+func TestOpenRefusesADirAnotherUserOwns(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("giving a directory to another user needs root, which the agent runs as")
+	}
+	dir := filepath.Join(t.TempDir(), "state")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(dir)
+	if want := "state dir " + dir + " is owned by uid 65534, not by root or the user running this (uid 0)"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("err = %v, want %q", err, want)
 	}
 }
