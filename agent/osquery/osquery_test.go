@@ -3,9 +3,11 @@ package osquery_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"github.com/clearance/clearance/agent/osquery"
 	"github.com/clearance/clearance/agent/policy"
 	"github.com/clearance/clearance/internal/osquerysim"
+	"github.com/clearance/clearance/internal/testkit"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
 
@@ -154,6 +157,158 @@ func TestAttachBoundsTheAnswer(t *testing.T) {
 	}
 	if res := policy.Run(ctx, r, fileVault, nil); res.GetStatus() != agentv1.PolicyStatus_POLICY_STATUS_PASS {
 		t.Errorf("after the refusal: %s %q, want PASS", res.GetStatus(), res.GetMessage())
+	}
+}
+
+// The agent takes posture only from an osqueryd running as root or as the
+// agent's user: a socket someone else could serve is refused, and every
+// policy is an ERROR that says why, never a PASS.
+func TestAttachRefusesASocketOthersControl(t *testing.T) {
+	t.Parallel()
+	refused := func(t *testing.T, socket, want string) {
+		t.Helper()
+		r := attach(t, socket)
+		res := policy.Run(context.Background(), r, fileVault, nil)
+		if res.GetStatus() != agentv1.PolicyStatus_POLICY_STATUS_ERROR || !strings.Contains(res.GetMessage(), want) {
+			t.Errorf("%s %q, want ERROR with %q", res.GetStatus(), res.GetMessage(), want)
+		}
+	}
+	t.Run("directory others can write", func(t *testing.T) {
+		t.Parallel()
+		dir := shortDir(t)
+		if err := os.Chmod(dir, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		socket := filepath.Join(dir, "osquery.em")
+		serveSim(t, "compliant-mac", socket)
+		refused(t, socket, "directory of the osquery socket "+dir+" is writable by group or others (mode 0777)")
+	})
+	t.Run("sticky directory", func(t *testing.T) {
+		t.Parallel()
+		dir := shortDir(t)
+		if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
+			t.Fatal(err)
+		}
+		socket := filepath.Join(dir, "osquery.em")
+		serveSim(t, "compliant-mac", socket)
+		r := attach(t, socket)
+		if res := policy.Run(context.Background(), r, fileVault, nil); res.GetStatus() != agentv1.PolicyStatus_POLICY_STATUS_PASS {
+			t.Errorf("%s %q, want PASS: others cannot replace a socket in a sticky directory", res.GetStatus(), res.GetMessage())
+		}
+	})
+	t.Run("symbolic link", func(t *testing.T) {
+		t.Parallel()
+		dir := shortDir(t)
+		socket := filepath.Join(dir, "osquery.em")
+		serveSim(t, "compliant-mac", socket)
+		link := filepath.Join(dir, "link.em")
+		if err := os.Symlink(socket, link); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, link, "osquery socket "+link+" is a symbolic link")
+	})
+	t.Run("owned by another user", func(t *testing.T) {
+		t.Parallel()
+		if os.Geteuid() != 0 {
+			t.Skip("giving the socket to another user needs root, which the agent runs as")
+		}
+		socket := filepath.Join(shortDir(t), "osquery.em")
+		serveSim(t, "compliant-mac", socket)
+		testkit.Eventually(t, 10*time.Second, "the stand-in's socket", func() bool { _, err := os.Stat(socket); return err == nil })
+		if err := os.Chown(socket, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, socket, "osquery socket "+socket+" is owned by uid 65534, not by root or the agent's user (uid 0)")
+	})
+}
+
+// What the security test did: an unprivileged user serves a "compliant"
+// osquery. Here the socket file even looks right (root owns it and its
+// directory, as if swapped in after the check): on Linux the kernel says
+// who is serving, and the agent refuses.
+func TestAttachRefusesAPeerOfAnotherUser(t *testing.T) {
+	t.Parallel()
+	if runtime.GOOS != "linux" {
+		t.Skip("the agent asks the kernel who serves the socket on Linux only")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("running the stand-in as another user needs root, which the agent runs as")
+	}
+	if testing.Short() {
+		t.Skip("builds the osquery stand-in")
+	}
+	base := shortDir(t)
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(base, "osquery-sim")
+	raw, err := os.ReadFile(buildSim(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, raw, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(base, "d")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	socket := filepath.Join(dir, "osquery.em")
+	cmd := exec.Command(bin, "--socket", socket, "--fixture", "compliant-mac")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	testkit.Eventually(t, 10*time.Second, "the stand-in's socket", func() bool { _, err := os.Stat(socket); return err == nil })
+	// The swap: the file and its directory now look like root's.
+	for _, p := range []string{socket, dir} {
+		if err := os.Chown(p, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := attach(t, socket)
+	res := policy.Run(context.Background(), r, fileVault, nil)
+	want := "osquery socket " + socket + " is served by uid 65534 (pid "
+	if res.GetStatus() != agentv1.PolicyStatus_POLICY_STATUS_ERROR || !strings.Contains(res.GetMessage(), want) {
+		t.Errorf("%s %q, want ERROR with %q", res.GetStatus(), res.GetMessage(), want)
+	}
+}
+
+// A spawned osqueryd another user could replace is never started.
+func TestSpawnRefusesAnOsquerydOthersCanWrite(t *testing.T) {
+	t.Parallel()
+	dir := shortDir(t)
+	bin := filepath.Join(dir, "osqueryd")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(bin, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	var logs testkit.Buffer
+	r, err := osquery.New(osquery.Options{
+		Osqueryd: bin, Dir: filepath.Join(dir, "state"), QueryTimeout: time.Second, ConnectWait: 100 * time.Millisecond,
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Execute() }()
+	defer func() {
+		r.Interrupt(nil)
+		<-done
+	}()
+	testkit.Eventually(t, 10*time.Second, "the refusal in the log", func() bool {
+		return logs.HasLine("osqueryd stopped, restarting", "refusing to start osqueryd: osqueryd "+bin+" is writable by group or others (mode 0777)")
+	})
+	if pid := r.PID(); pid != 0 {
+		t.Errorf("osqueryd started (pid %d)", pid)
 	}
 }
 

@@ -96,6 +96,9 @@ func (r *Runner) runChild(p paths) error {
 	if err := os.Remove(p.socket); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("removing stale socket: %w", err)
 	}
+	if err := checkOsqueryd(r.opts.Osqueryd); err != nil {
+		return err
+	}
 	args := append(Flags(r.opts.Dir), r.opts.ExtraFlags...)
 	cmd := exec.Command(r.opts.Osqueryd, args...)
 	cmd.Stdout = nil

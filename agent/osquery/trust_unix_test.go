@@ -1,0 +1,93 @@
+//go:build !windows
+
+package osquery
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// mkfile writes an executable at path with mode, past the umask.
+func mkfile(t *testing.T, path string, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mkdir(t *testing.T, path string, mode os.FileMode) {
+	t.Helper()
+	if err := os.Mkdir(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The agent starts osqueryd as root: a program another user could replace,
+// in place or through its directory, is not started.
+func TestCheckOsqueryd(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	good := filepath.Join(base, "good")
+	mkdir(t, good, 0o755)
+	open := filepath.Join(base, "open")
+	mkdir(t, open, 0o777)
+	sticky := filepath.Join(base, "sticky")
+	mkdir(t, sticky, 0o777|os.ModeSticky)
+
+	mkfile(t, filepath.Join(good, "osqueryd"), 0o755)
+	mkfile(t, filepath.Join(good, "writable"), 0o775)
+	mkfile(t, filepath.Join(open, "osqueryd"), 0o755)
+	mkfile(t, filepath.Join(sticky, "osqueryd"), 0o755)
+	if err := os.Symlink(filepath.Join(open, "osqueryd"), filepath.Join(good, "link-to-open")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(good, "osqueryd"), filepath.Join(open, "link-to-good")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(good, "osqueryd"), filepath.Join(good, "link")); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		name, path, want string // want "" means accepted
+	}{
+		{"root's or ours, 0755", filepath.Join(good, "osqueryd"), ""},
+		{"link within a safe directory", filepath.Join(good, "link"), ""},
+		{"group-writable file", filepath.Join(good, "writable"), "osqueryd " + filepath.Join(good, "writable") + " is writable by group or others (mode 0775)"},
+		{"directory others can write", filepath.Join(open, "osqueryd"), "the directory of osqueryd " + open + " is writable by group or others (mode 0777)"},
+		{"sticky directory others can write", filepath.Join(sticky, "osqueryd"), "the directory of osqueryd " + sticky + " is writable by group or others"},
+		{"link to a file in a directory others can write", filepath.Join(good, "link-to-open"), "the directory of osqueryd " + open + " is writable"},
+		{"link in a directory others can write", filepath.Join(open, "link-to-good"), "the directory of osqueryd " + open + " is writable"},
+		{"relative path", "osqueryd", "the path must be absolute"},
+		{"missing", filepath.Join(good, "none"), "no such file"},
+		{"a directory", good, "is not a regular file"},
+	} {
+		err := checkOsqueryd(tc.path)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v, want accepted", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+
+	if os.Geteuid() != 0 {
+		t.Skip("giving osqueryd to another user needs root, which the agent runs as")
+	}
+	theirs := filepath.Join(good, "theirs")
+	mkfile(t, theirs, 0o755)
+	if err := os.Chown(theirs, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkOsqueryd(theirs); err == nil || !strings.Contains(err.Error(), "osqueryd "+theirs+" is owned by uid 65534, not by root or the agent's user (uid 0)") {
+		t.Errorf("owned by uid 65534: err = %v", err)
+	}
+}
