@@ -2,7 +2,10 @@ package config
 
 import (
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -37,6 +40,56 @@ func TestCAPool(t *testing.T) {
 				t.Errorf("certs = %d, want the root", len(certs))
 			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
 				t.Errorf("err = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// A fingerprint pins: with a bundle of roots, only the pinned one is
+// trusted, so a verifier certificate from another root in the bundle (or
+// from CA material another source added) is refused.
+func TestFingerprintPinsOnlyThatRoot(t *testing.T) {
+	t.Parallel()
+	pinned, other := fakeverifier.NewPKI(t), fakeverifier.NewPKI(t)
+	sum := sha256.Sum256(pinned.Root.Raw)
+	bundle := filepath.Join(t.TempDir(), "bundle.pem")
+	if err := os.WriteFile(bundle, append(pinned.RootPEM(), other.RootPEM()...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	verifies := func(pool *x509.CertPool, p *fakeverifier.PKI) bool {
+		leaf, err := x509.ParseCertificate(p.Server.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		inter := x509.NewCertPool()
+		inter.AddCert(p.DeviceCA)
+		_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, DNSName: "localhost"})
+		return err == nil
+	}
+	for _, tc := range []struct {
+		name      string
+		c         Config
+		wantOther bool
+	}{
+		{"bundle, pinned", Config{CAFile: bundle, CAFingerprint: hex.EncodeToString(sum[:])}, false},
+		{"two sources, pinned", Config{CAFile: other.WriteRoot(t, t.TempDir()), CAPEM: string(pinned.RootPEM()), CAFingerprint: hex.EncodeToString(sum[:])}, false},
+		{"the same root from both sources", Config{CAFile: pinned.WriteRoot(t, t.TempDir()), CAPEM: string(pinned.RootPEM()), CAFingerprint: hex.EncodeToString(sum[:])}, false},
+		{"bundle, no pin: every root", Config{CAFile: bundle}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			pool, certs, err := tc.c.CAPool()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !verifies(pool, pinned) {
+				t.Error("the pinned root's verifier certificate is not trusted")
+			}
+			if got := verifies(pool, other); got != tc.wantOther {
+				t.Errorf("another root's verifier certificate trusted: %v, want %v", got, tc.wantOther)
+			}
+			if tc.c.CAFingerprint != "" && (len(certs) != 1 || !certs[0].Equal(pinned.Root)) {
+				t.Errorf("certs = %d, want only the pinned root", len(certs))
 			}
 		})
 	}

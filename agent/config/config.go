@@ -382,7 +382,8 @@ func (c *Config) RequireOsquery() error {
 }
 
 // CAPool returns the verifier's root CA certificates from CAFile and CAPEM.
-// When CAFingerprint is set, one of them must match it.
+// When CAFingerprint is set, the certificate it names is the only one
+// trusted, and one of them must be it.
 func (c *Config) CAPool() (*x509.CertPool, []*x509.Certificate, error) {
 	var certs []*x509.Certificate
 	if c.CAFile != "" {
@@ -407,16 +408,21 @@ func (c *Config) CAPool() (*x509.CertPool, []*x509.Certificate, error) {
 		return nil, nil, errors.New("no verifier CA configured")
 	}
 	if c.CAFingerprint != "" {
-		found := false
+		// The pin is the trust: a bundle, or CA material from a second
+		// source (CAPEM from MDM, CAFile from a flag or the environment),
+		// keeps no other root trusted beside it.
+		var pinned *x509.Certificate
 		for _, cert := range certs {
 			sum := sha256.Sum256(cert.Raw)
 			if hex.EncodeToString(sum[:]) == c.CAFingerprint {
-				found = true
+				pinned = cert
+				break
 			}
 		}
-		if !found {
+		if pinned == nil {
 			return nil, nil, fmt.Errorf("%s from %s: no configured CA certificate has this fingerprint", agentprefs.KeyCAFingerprint, c.Sources[agentprefs.KeyCAFingerprint])
 		}
+		certs = []*x509.Certificate{pinned}
 	}
 	pool := x509.NewCertPool()
 	for _, cert := range certs {
