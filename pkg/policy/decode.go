@@ -44,7 +44,7 @@ var policyFields = []field{
 		}
 	}},
 	{key: "name", mandatory: true, decode: textField(func(p *Policy) *string { return &p.Name }, (*decoder).checkName)},
-	{key: "description", decode: textField(func(p *Policy) *string { return &p.Description }, nil)},
+	{key: "description", decode: textField(func(p *Policy) *string { return &p.Description }, (*decoder).checkDescription)},
 	{key: "user_text", decode: textField(func(p *Policy) *string { return &p.UserText }, (*decoder).checkUserText)},
 	{key: "query", mandatory: true, decode: textField(func(p *Policy) *string { return &p.Query }, (*decoder).checkQuery)},
 	{key: "platforms", decode: func(d *decoder, prefix, _ string, v *yaml.Node, p *Policy) {
@@ -443,6 +443,12 @@ func (d *decoder) checkResolution(prefix string, v *yaml.Node, r string) {
 	}
 }
 
+// checkDescription holds the description, which the admin API and the
+// admin's terminal show, to the rule of the other texts.
+func (d *decoder) checkDescription(prefix string, v *yaml.Node, s string) {
+	d.checkText(prefix, "description", v, s, true)
+}
+
 func (d *decoder) checkUserText(prefix string, v *yaml.Node, s string) {
 	if !d.checkText(prefix, "user_text", v, s, true) {
 		return
@@ -454,9 +460,10 @@ func (d *decoder) checkUserText(prefix string, v *yaml.Node, s string) {
 
 // checkText refuses text that is not UTF-8 or holds a control character
 // (C0, DEL or C1: ESC and CSI start terminal escape sequences, CR rewrites a
-// line): the name, resolution and user text reach the remediation page, the
-// admin's terminal and `clearance-agent check`, and none needs them.
-// Multi-line text (resolution, user_text) may hold line breaks and tabs.
+// line): the name, description, resolution and user text reach the
+// remediation page, the admin's terminal and `clearance-agent check`, and
+// none needs them. Multi-line text (description, resolution, user_text)
+// may hold line breaks and tabs.
 // It reports whether s passed.
 func (d *decoder) checkText(prefix, key string, v *yaml.Node, s string, multiline bool) bool {
 	if !utf8.ValidString(s) {

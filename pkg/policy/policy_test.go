@@ -160,6 +160,8 @@ var badCases = []struct {
 		`policies.yaml:5:16: policy "filevault": "user_text" has control character U+0007 at byte 16; write it as plain text`},
 	{"user text with NUL", valid + "    user_text: \"a\\0b\"\n",
 		`policies.yaml:5:16: policy "filevault": "user_text" has control character U+0000 at byte 1; write it as plain text`},
+	{"description with an escape sequence", valid + "    description: \"Disk \\e[2J\"\n",
+		`policies.yaml:5:18: policy "filevault": "description" has control character U+001B at byte 5; write it as plain text`},
 
 	// Every problem is reported, not only the first.
 	{"all errors", "policies:\n" +

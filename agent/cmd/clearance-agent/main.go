@@ -111,7 +111,7 @@ func program(stdout, stderr io.Writer) *cli.Program {
 					"the agent's next enrollment carries the current key's signature over the new key's request, " +
 					"so no approval is needed. The certificate of the current key is set aside. Stop the agent " +
 					"first (or restart it after): it takes the new key when it starts.\n\n" +
-					"  sudo clearance-agent stop\n  sudo clearance-agent rotate-key\n  sudo clearance-agent start",
+					"  sudo /usr/local/clearance/bin/clearance-agent stop\n  sudo /usr/local/clearance/bin/clearance-agent rotate-key\n  sudo /usr/local/clearance/bin/clearance-agent start",
 				Footer: config.Footer,
 				Flags: func(fs *cli.FlagSet) cli.Action {
 					flags := config.Bind(fs)
