@@ -24,7 +24,9 @@ var errNotReadOnly = &QueryError{msg: "must start with SELECT or WITH: policies 
 // (or an attacker who speaks for it) still cannot have the agent run
 // anything else.
 //
-// A query is one SQL statement of at most 64 KiB. Its first keyword, after
+// A query is one SQL statement of at most 64 KiB, with no parameters
+// (`?`, `:name`, `@name`, `#name`, `$name`: nothing binds them, and SQLite
+// reads some of them across quotes and semicolons). Its first keyword, after
 // whitespace and comments, is SELECT or WITH; after WITH and its common table
 // expressions the statement itself is SELECT (or VALUES), not INSERT,
 // UPDATE, DELETE or REPLACE. A semicolon outside string literals, quoted
@@ -173,7 +175,13 @@ func (s *sqlScanner) next() (sqlToken, error) {
 			}
 			s.i = start + n + 1
 			return sqlToken{kind: tokString, text: s.q[start:s.i], pos: start}, nil
-		case isWordByte(c) || c == '$':
+		case c == '?' || c == ':' || c == '@' || c == '#' || c == '$':
+			// A parameter. SQLite reads $name(…) as one token up to the
+			// next ')' or space, quotes, ';' and comments included, where a
+			// scanner that did not would see a string and miss the ';'.
+			// Policies bind no parameters, so none is read at all.
+			return sqlToken{}, queryErrorf("has a parameter (%c) at byte %d: policies bind none; write the value in the query", c, start)
+		case isWordByte(c):
 			i := start
 			for i < len(s.q) && (isWordByte(s.q[i]) || s.q[i] == '$') {
 				i++
