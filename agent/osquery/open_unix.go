@@ -73,46 +73,34 @@ func peerError(path string, uid, pid int) error {
 }
 
 // checkOsqueryd refuses to start an osqueryd that anyone but root or the
-// agent's own user could have replaced: the agent starts it as root. The
-// file, after symbolic links, must be a regular file owned so and writable
-// by no one else, in a directory of the same kind; so must the directory
-// holding the configured name, when that is a link.
-func checkOsqueryd(path string) error {
+// agent's own user could have replaced: the agent starts it as root. It
+// returns the program to run: the configured path with every symbolic link
+// resolved, so that nothing is looked up again between this check and the
+// start. That file must be a regular file owned so and writable by no one
+// else; every directory above it must be owned so too and writable by no
+// one else (one above its own may be sticky, as /tmp is: no one else can
+// move what is in it); and so must the directory of the configured name
+// and of every link it goes through, whose owners could otherwise point
+// the name at another program before the next start.
+func checkOsqueryd(path string) (string, error) {
 	if !filepath.IsAbs(path) {
-		return fmt.Errorf("osqueryd %s: the path must be absolute", path)
+		return "", fmt.Errorf("osqueryd %s: the path must be absolute", path)
 	}
-	lst, err := os.Lstat(path)
+	real, err := owner.Resolve("the directory of osqueryd", path)
 	if err != nil {
-		return fmt.Errorf("osqueryd: %w", err)
-	}
-	dirs := []string{filepath.Dir(path)}
-	real := path
-	if lst.Mode()&fs.ModeSymlink != 0 {
-		if real, err = filepath.EvalSymlinks(path); err != nil {
-			return fmt.Errorf("osqueryd: %w", err)
-		}
-		dirs = append(dirs, filepath.Dir(real))
+		return "", fmt.Errorf("refusing to start osqueryd: %w", err)
 	}
 	st, err := os.Stat(real)
 	if err != nil {
-		return fmt.Errorf("osqueryd: %w", err)
+		return "", fmt.Errorf("osqueryd: %w", err)
 	}
 	if !st.Mode().IsRegular() {
-		return fmt.Errorf("osqueryd %s is not a regular file", real)
+		return "", fmt.Errorf("osqueryd %s is not a regular file", real)
 	}
 	if err := checkTrusted("osqueryd", real, st); err != nil {
-		return err
+		return "", err
 	}
-	for _, dir := range dirs {
-		dst, err := os.Stat(dir)
-		if err != nil {
-			return fmt.Errorf("osqueryd's directory: %w", err)
-		}
-		if err := checkTrusted("the directory of osqueryd", dir, dst); err != nil {
-			return err
-		}
-	}
-	return nil
+	return real, nil
 }
 
 func checkTrusted(what, path string, st fs.FileInfo) error {

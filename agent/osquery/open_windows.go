@@ -23,4 +23,4 @@ func open(path string, timeout time.Duration) (thrift.TTransport, error) {
 }
 
 // checkOsqueryd has no POSIX owner and mode to look at here.
-func checkOsqueryd(string) error { return nil }
+func checkOsqueryd(path string) (string, error) { return path, nil }

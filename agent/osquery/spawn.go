@@ -96,11 +96,12 @@ func (r *Runner) runChild(p paths) error {
 	if err := os.Remove(p.socket); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("removing stale socket: %w", err)
 	}
-	if err := checkOsqueryd(r.opts.Osqueryd); err != nil {
+	program, err := checkOsqueryd(r.opts.Osqueryd)
+	if err != nil {
 		return err
 	}
 	args := append(Flags(r.opts.Dir), r.opts.ExtraFlags...)
-	cmd := exec.Command(r.opts.Osqueryd, args...)
+	cmd := exec.Command(program, args...)
 	cmd.Stdout = nil
 	cmd.Stderr = nil
 	cmd.SysProcAttr = childAttr()
@@ -128,7 +129,7 @@ func (r *Runner) runChild(p paths) error {
 
 	// 1. Wait for the socket to answer.
 	startCtx, cancel := context.WithTimeout(r.ctx, r.opts.StartTimeout)
-	err := r.waitUp(startCtx, exited)
+	err = r.waitUp(startCtx, exited)
 	cancel()
 	switch {
 	case errors.Is(err, errExited):

@@ -55,6 +55,15 @@ func TestCheckOsqueryd(t *testing.T) {
 	if err := os.Symlink(filepath.Join(good, "osqueryd"), filepath.Join(good, "link")); err != nil {
 		t.Fatal(err)
 	}
+	// A link to a link in a directory others can write: they can point
+	// theirs elsewhere before the next start.
+	if err := os.Symlink(filepath.Join(open, "link-to-good"), filepath.Join(good, "via-open")); err != nil {
+		t.Fatal(err)
+	}
+	// A safe directory inside one others can write: they can move it and
+	// put their own in its place.
+	mkdir(t, filepath.Join(open, "sub"), 0o755)
+	mkfile(t, filepath.Join(open, "sub", "osqueryd"), 0o755)
 
 	for _, tc := range []struct {
 		name, path, want string // want "" means accepted
@@ -69,8 +78,10 @@ func TestCheckOsqueryd(t *testing.T) {
 		{"relative path", "osqueryd", "the path must be absolute"},
 		{"missing", filepath.Join(good, "none"), "no such file"},
 		{"a directory", good, "is not a regular file"},
+		{"link through a link in a directory others can write", filepath.Join(good, "via-open"), "the directory of osqueryd " + open + " is writable"},
+		{"in a directory under one others can write", filepath.Join(open, "sub", "osqueryd"), "the directory of osqueryd " + open + " is writable"},
 	} {
-		err := checkOsqueryd(tc.path)
+		_, err := checkOsqueryd(tc.path)
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("%s: %v, want accepted", tc.name, err)
@@ -87,7 +98,26 @@ func TestCheckOsqueryd(t *testing.T) {
 	if err := os.Chown(theirs, 65534, 65534); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkOsqueryd(theirs); err == nil || !strings.Contains(err.Error(), "osqueryd "+theirs+" is owned by uid 65534, not by root or the agent's user (uid 0)") {
+	if _, err := checkOsqueryd(theirs); err == nil || !strings.Contains(err.Error(), "osqueryd "+theirs+" is owned by uid 65534, not by root or the agent's user (uid 0)") {
 		t.Errorf("owned by uid 65534: err = %v", err)
+	}
+}
+
+// TestCheckOsquerydReturnsTheProgram: the program started is the
+// configured name with its links resolved, so that nothing is looked up
+// again between the check and the start.
+func TestCheckOsquerydReturnsTheProgram(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	good := filepath.Join(base, "good")
+	mkdir(t, good, 0o755)
+	mkfile(t, filepath.Join(good, "osqueryd"), 0o755)
+	if err := os.Symlink("osqueryd", filepath.Join(good, "link")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := checkOsqueryd(filepath.Join(good, "link"))
+	want, _ := filepath.EvalSymlinks(filepath.Join(good, "osqueryd"))
+	if err != nil || got != want {
+		t.Errorf("checkOsqueryd(link) = %q, %v; want %q", got, err, want)
 	}
 }

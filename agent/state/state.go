@@ -85,14 +85,21 @@ func Open(path string) (*Dir, error) {
 	if err := os.MkdirAll(path, 0o700); err != nil {
 		return nil, fmt.Errorf("creating state dir: %w", err)
 	}
-	st, err := os.Stat(path)
+	// Used by its resolved path from here on: a link to it, or a
+	// directory above it, that another user could point elsewhere or move
+	// would hand them every file the agent reads and writes.
+	real, err := owner.Resolve("directory of the state dir", path)
 	if err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
-	if err := owner.Check("state dir", path, st, 0o022); err != nil {
+	st, err := os.Stat(real)
+	if err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	if err := owner.Check("state dir", real, st, 0o022); err != nil {
 		return nil, err
 	}
-	return &Dir{Path: path}, nil
+	return &Dir{Path: real}, nil
 }
 
 // File returns the path of name inside the state dir.

@@ -124,3 +124,49 @@ func TestOpenRefusesADirAnotherUserOwns(t *testing.T) {
 		t.Errorf("err = %v, want %q", err, want)
 	}
 }
+
+// TestOpenResolvesTheStateDir: the state dir is used by its resolved path,
+// and a link to it, or a directory above it, that another user could point
+// elsewhere or move is refused, sticky or not (a link in /tmp is anyone's
+// to replace once its owner's; the directory it sits in decides).
+func TestOpenResolvesTheStateDir(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	real := filepath.Join(base, "real")
+	if err := os.Mkdir(real, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	safeLink := filepath.Join(base, "link")
+	if err := os.Symlink(real, safeLink); err != nil {
+		t.Fatal(err)
+	}
+	d, err := Open(safeLink)
+	if want, _ := filepath.EvalSymlinks(real); err != nil || d.Path != want {
+		t.Fatalf("Open(a link in a safe directory): %v, path %v; want %s", err, d, want)
+	}
+
+	shared := filepath.Join(base, "shared")
+	if err := os.Mkdir(shared, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, filepath.Join(shared, "clearance")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(filepath.Join(shared, "clearance")); err == nil || !strings.Contains(err.Error(), shared+" is writable by group or others") {
+		t.Errorf("Open(a link in a sticky directory anyone can write): %v", err)
+	}
+
+	open := filepath.Join(base, "open")
+	if err := os.Mkdir(open, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(filepath.Join(open, "sub", "state")); err == nil || !strings.Contains(err.Error(), open+" is writable by group or others") {
+		t.Errorf("Open(a state dir under a directory anyone can write): %v", err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -73,4 +74,71 @@ func symbolic(deny fs.FileMode) string {
 		}
 	}
 	return b.String()
+}
+
+// maxLinks bounds the symbolic links a path may go through, as the
+// kernel's own bound does (40 on Linux).
+const maxLinks = 40
+
+// Resolve returns path with every symbolic link resolved, for a program
+// that must then use only that: nothing is looked up again between this
+// check and the use. It refuses (with Check's message, dirWhat naming the
+// directory, "directory of osqueryd") what another user could point
+// elsewhere or move: the directory holding path and every link it goes
+// through, the directory holding what it resolves to, and every directory
+// above that, must be owned by root or the effective user and writable by
+// no one else; one above the holding directory may be sticky, as /tmp is,
+// since no one else can move what is in it. What path resolves to is the
+// caller's to check.
+func Resolve(dirWhat, path string) (string, error) {
+	var dirs []string
+	hop := filepath.Clean(path)
+	for range maxLinks {
+		dirs = append(dirs, filepath.Dir(hop))
+		lst, err := os.Lstat(hop)
+		if err != nil {
+			return "", err
+		}
+		if lst.Mode()&fs.ModeSymlink == 0 {
+			break
+		}
+		target, err := os.Readlink(hop)
+		if err != nil {
+			return "", err
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(hop), target)
+		}
+		hop = filepath.Clean(target)
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return "", err
+	}
+	if real, err = filepath.Abs(real); err != nil {
+		return "", err
+	}
+	for _, dir := range dirs {
+		st, err := os.Stat(dir)
+		if err != nil {
+			return "", err
+		}
+		if err := Check(dirWhat, dir, st, 0o022); err != nil {
+			return "", err
+		}
+	}
+	for dir, first := filepath.Dir(real), true; ; dir, first = filepath.Dir(dir), false {
+		st, err := os.Lstat(dir)
+		if err != nil {
+			return "", err
+		}
+		if first || st.Mode()&fs.ModeSticky == 0 {
+			if err := Check(dirWhat, dir, st, 0o022); err != nil {
+				return "", err
+			}
+		}
+		if dir == filepath.Dir(dir) {
+			return real, nil
+		}
+	}
 }
