@@ -234,3 +234,43 @@ func hasLine(s string, parts ...string) bool {
 	}
 	return false
 }
+
+// TestConnectionsBounded: any local program can open connections to the
+// endpoint, and each is a file descriptor the agent needs for its stream
+// and its files. It holds at most MaxConns; the others wait in the
+// kernel's queue, served once a held one closes. A connection serves one
+// request and is closed: a kept-alive one is one a program could hold for
+// nothing.
+func TestConnectionsBounded(t *testing.T) {
+	t.Parallel()
+	const max = 4
+	a := start(t, func(o *presence.Options) { o.MaxConns = max })
+	var held []net.Conn
+	for range 3 * max {
+		c, err := net.Dial("tcp", a.srv.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	testkit.Eventually(t, 5*time.Second, "the endpoint to hold its bound", func() bool { return a.srv.Conns() == max })
+	for range 20 {
+		if n := a.srv.Conns(); n > max {
+			t.Fatalf("%d connections held, the bound is %d", n, max)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, c := range held {
+		c.Close()
+	}
+
+	// One request a connection.
+	resp, err := client.Get(a.base + "/nope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if !resp.Close {
+		t.Errorf("the endpoint kept the connection alive (Connection: %q)", resp.Header.Get("Connection"))
+	}
+}

@@ -120,7 +120,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/netutil"
 
 	"github.com/clearance/clearance/pkg/logsample"
 	"github.com/clearance/clearance/pkg/presence"
@@ -140,6 +143,12 @@ const (
 	// browser check: the line holds MaxChecksPerSecond × maxCheckWait
 	// requests, and a request that would wait longer is refused at once.
 	maxCheckWait = 5 * time.Second
+	// DefaultMaxConns bounds the connections the endpoint holds: any local
+	// program can open them, and each is a file descriptor the agent also
+	// needs for its stream to the verifier, its state files and osquery.
+	// A browser's sign-in is one request on one connection; the line for
+	// the browser check holds 20.
+	DefaultMaxConns = 64
 	// refusedLogEvery is how often a refusal of one reason is logged at
 	// warn; the others in between are logged at debug and counted in the
 	// next warn line.
@@ -167,6 +176,9 @@ type Options struct {
 	// MaxChecksPerSecond bounds how many browser checks a second start
 	// (DefaultMaxChecksPerSecond when 0); the others wait in line.
 	MaxChecksPerSecond int
+	// MaxConns bounds the connections served at once (DefaultMaxConns
+	// when 0); the next waits in the kernel's queue until one closes.
+	MaxConns int
 	// Now is the clock (default time.Now).
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -185,7 +197,12 @@ type Server struct {
 	// refused samples the refusals' log lines by reason.
 	refused logsample.Samples
 	closed  sync.Once
+	// conns counts the connections open now.
+	conns atomic.Int64
 }
+
+// Conns is how many connections the endpoint holds now (at most MaxConns).
+func (s *Server) Conns() int { return int(s.conns.Load()) }
 
 // New checks o and starts listening, so that a taken port or a bad address
 // is reported before the agent starts its other components.
@@ -214,10 +231,14 @@ func New(o Options) (*Server, error) {
 		log = slog.Default()
 	}
 	log = log.With("component", "presence")
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
+	}
 	ln, err := net.Listen("tcp", ap.String())
 	if err != nil {
 		return nil, fmt.Errorf("presence: %w", err)
 	}
+	ln = netutil.LimitListener(ln, o.MaxConns)
 	s := &Server{o: o, log: log, ln: ln, signs: newLimiter(o.MaxPerSecond, o.Now), checks: newLimiter(o.MaxChecksPerSecond, o.Now)}
 	s.addr = ln.Addr().(*net.TCPAddr).AddrPort()
 	port := strconv.Itoa(int(s.addr.Port()))
@@ -235,7 +256,18 @@ func New(o Options) (*Server, error) {
 		IdleTimeout:       10 * time.Second,
 		MaxHeaderBytes:    8 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				s.conns.Add(1)
+			case http.StateHijacked, http.StateClosed:
+				s.conns.Add(-1)
+			}
+		},
 	}
+	// One request a connection: a sign-in is one navigation, and a
+	// connection kept alive is one a local program can hold for nothing.
+	s.srv.SetKeepAlivesEnabled(false)
 	if o.Peer == nil {
 		log.Warn("browser check off: any local program may ask for a presence statement")
 	}
