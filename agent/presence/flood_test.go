@@ -3,12 +3,14 @@ package presence_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -237,10 +239,11 @@ func hasLine(s string, parts ...string) bool {
 
 // TestConnectionsBounded: any local program can open connections to the
 // endpoint, and each is a file descriptor the agent needs for its stream
-// and its files. It holds at most MaxConns; the others wait in the
-// kernel's queue, served once a held one closes. A connection serves one
-// request and is closed: a kept-alive one is one a program could hold for
-// nothing.
+// and its files. It holds at most MaxConns: past it, a new connection
+// closes the oldest that has sent nothing, so a browser, which sends its
+// request at once, is served while a program holds idle connections. A
+// connection serves one request and is closed: a kept-alive one is one a
+// program could hold for nothing.
 func TestConnectionsBounded(t *testing.T) {
 	t.Parallel()
 	const max = 4
@@ -252,25 +255,34 @@ func TestConnectionsBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 		held = append(held, c)
+		defer c.Close()
 	}
 	testkit.Eventually(t, 5*time.Second, "the endpoint to hold its bound", func() bool { return a.srv.Conns() == max })
-	for range 20 {
-		if n := a.srv.Conns(); n > max {
-			t.Fatalf("%d connections held, the bound is %d", n, max)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	for _, c := range held {
-		c.Close()
-	}
 
-	// One request a connection.
+	// Meanwhile a request is served, on a connection of its own.
 	resp, err := client.Get(a.base + "/nope")
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("a request while idle connections are held: %d, want 404", resp.StatusCode)
+	}
 	if !resp.Close {
 		t.Errorf("the endpoint kept the connection alive (Connection: %q)", resp.Header.Get("Connection"))
+	}
+	if n := a.srv.Conns(); n > max {
+		t.Errorf("%d connections held, the bound is %d", n, max)
+	}
+	// The oldest idle ones were closed by the server.
+	closed := 0
+	for _, c := range held {
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := c.Read(make([]byte, 1)); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			closed++
+		}
+	}
+	if closed < 2*max {
+		t.Errorf("%d of the %d idle connections closed by the endpoint, want at least %d", closed, len(held), 2*max)
 	}
 }

@@ -109,6 +109,7 @@
 package presence
 
 import (
+	"container/list"
 	"context"
 	"crypto"
 	"errors"
@@ -120,10 +121,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"golang.org/x/net/netutil"
 
 	"github.com/clearance/clearance/pkg/logsample"
 	"github.com/clearance/clearance/pkg/presence"
@@ -176,8 +174,8 @@ type Options struct {
 	// MaxChecksPerSecond bounds how many browser checks a second start
 	// (DefaultMaxChecksPerSecond when 0); the others wait in line.
 	MaxChecksPerSecond int
-	// MaxConns bounds the connections served at once (DefaultMaxConns
-	// when 0); the next waits in the kernel's queue until one closes.
+	// MaxConns bounds the connections held at once (DefaultMaxConns when
+	// 0): past it, the oldest that has not sent its request is closed.
 	MaxConns int
 	// Now is the clock (default time.Now).
 	Now    func() time.Time
@@ -197,12 +195,61 @@ type Server struct {
 	// refused samples the refusals' log lines by reason.
 	refused logsample.Samples
 	closed  sync.Once
-	// conns counts the connections open now.
-	conns atomic.Int64
+	conns   *connTable
 }
 
-// Conns is how many connections the endpoint holds now (at most MaxConns).
-func (s *Server) Conns() int { return int(s.conns.Load()) }
+// Conns is how many connections the endpoint holds now.
+func (s *Server) Conns() int {
+	s.conns.mu.Lock()
+	defer s.conns.mu.Unlock()
+	return s.conns.open
+}
+
+// connTable bounds the connections held. Past max, a new connection closes
+// the oldest one that has not sent its request yet: a browser sends its
+// request at once, so it is never the one closed, while connections a
+// program opens and leaves idle are. Connections serving a request are
+// bounded by the request's own limits (its headers in 2 s, the check's
+// line of 20), so the table holds about max of them at any time.
+type connTable struct {
+	mu    sync.Mutex
+	max   int
+	open  int
+	idle  *list.List // connections that have not sent a request, oldest first
+	where map[net.Conn]*list.Element
+}
+
+func newConnTable(max int) *connTable {
+	return &connTable{max: max, idle: list.New(), where: map[net.Conn]*list.Element{}}
+}
+
+// state is the server's ConnState hook.
+func (t *connTable) state(c net.Conn, st http.ConnState) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch st {
+	case http.StateNew:
+		t.open++
+		t.where[c] = t.idle.PushBack(c)
+		if t.open > t.max {
+			oldest := t.idle.Remove(t.idle.Front()).(net.Conn)
+			delete(t.where, oldest)
+			_ = oldest.Close() // its StateClosed counts it out
+		}
+	case http.StateActive:
+		t.forget(c)
+	case http.StateClosed, http.StateHijacked:
+		t.open--
+		t.forget(c)
+	}
+}
+
+func (t *connTable) forget(c net.Conn) {
+	if e, ok := t.where[c]; ok {
+		t.idle.Remove(e)
+		delete(t.where, c)
+	}
+}
 
 // New checks o and starts listening, so that a taken port or a bad address
 // is reported before the agent starts its other components.
@@ -238,8 +285,8 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("presence: %w", err)
 	}
-	ln = netutil.LimitListener(ln, o.MaxConns)
-	s := &Server{o: o, log: log, ln: ln, signs: newLimiter(o.MaxPerSecond, o.Now), checks: newLimiter(o.MaxChecksPerSecond, o.Now)}
+	s := &Server{o: o, log: log, ln: ln, signs: newLimiter(o.MaxPerSecond, o.Now), checks: newLimiter(o.MaxChecksPerSecond, o.Now),
+		conns: newConnTable(o.MaxConns)}
 	s.addr = ln.Addr().(*net.TCPAddr).AddrPort()
 	port := strconv.Itoa(int(s.addr.Port()))
 	s.hosts = map[string]bool{s.addr.String(): true, "localhost:" + port: true}
@@ -256,14 +303,7 @@ func New(o Options) (*Server, error) {
 		IdleTimeout:       10 * time.Second,
 		MaxHeaderBytes:    8 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		ConnState: func(_ net.Conn, st http.ConnState) {
-			switch st {
-			case http.StateNew:
-				s.conns.Add(1)
-			case http.StateHijacked, http.StateClosed:
-				s.conns.Add(-1)
-			}
-		},
+		ConnState:         s.conns.state,
 	}
 	// One request a connection: a sign-in is one navigation, and a
 	// connection kept alive is one a local program can hold for nothing.
