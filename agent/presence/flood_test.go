@@ -286,3 +286,36 @@ func TestConnectionsBounded(t *testing.T) {
 		t.Errorf("%d of the %d idle connections closed by the endpoint, want at least %d", closed, len(held), 2*max)
 	}
 }
+
+// TestRequestWithABodyClosedAtOnce: no page load has a body. A request
+// that says it has one, and never sends it, is answered and closed at
+// once: answered the usual way, the server read on for the body until its
+// read timeout (5 s), and a program sending such requests held every place
+// in the connection table, so a browser's connection was the one closed.
+func TestRequestWithABodyClosedAtOnce(t *testing.T) {
+	t.Parallel()
+	a := start(t, nil)
+	c, err := net.Dial("tcp", a.srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: 100000\r\n\r\n", pp.AgentPath, a.srv.Addr())
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("status %d, want 400", resp.StatusCode)
+	}
+	// Closed without waiting for the body (the read timeout is 5 s).
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := br.ReadByte(); errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Error("the connection was held open waiting for the body")
+	}
+	if !strings.Contains(a.logs.String(), "reason=has_body") {
+		t.Errorf("the refusal was not logged:\n%s", a.logs.String())
+	}
+}

@@ -26,6 +26,7 @@ const (
 var (
 	reasonHost           = reason{"bad_host", http.StatusForbidden, "This page was opened through an address the Clearance agent does not answer on." + tryAgain}
 	reasonMethod         = reason{"bad_method", http.StatusMethodNotAllowed, "The Clearance agent answers only when your browser opens a page." + tryAgain}
+	reasonBody           = reason{"has_body", http.StatusBadRequest, "The Clearance agent answers only when your browser opens a page." + tryAgain}
 	reasonPath           = reason{"not_found", http.StatusNotFound, "There is no page here. The Clearance agent answers only the sign-in check." + tryAgain}
 	reasonQuery          = reason{"bad_query", http.StatusBadRequest, "The sign-in link was incomplete or altered." + tryAgain}
 	reasonNoPresenceURL  = reason{"presence_url_unknown", http.StatusServiceUnavailable, "The Clearance agent on this Mac has not yet been told which sign-in service it answers. Wait a minute and sign in again." + askIT}

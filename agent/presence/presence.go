@@ -342,6 +342,15 @@ func (s *Server) Interrupt(error) {
 // first, and only a request that passes them all spends the signing budget
 // and reaches the key.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// 0. A page load has no body. One that says it has is closed at once:
+	// answered the usual way, the server would wait up to ReadTimeout to
+	// read the body it never sends, holding the connection, and a program
+	// sending such requests could keep every place in the connection
+	// table busy.
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		s.closeNow(w, r)
+		return
+	}
 	// 1. Addressed to us by our own name: refuses DNS rebinding.
 	if !s.hosts[strings.ToLower(r.Host)] {
 		s.refuse(w, r, reasonHost, nil)
@@ -492,6 +501,13 @@ func (s *Server) checkPeer(r *http.Request) (Peer, error) {
 // most once per refusedLogEvery for its reason, saying how many were left
 // out, and at debug otherwise. Values the request chose are clipped.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, why reason, peer *Peer, attrs ...any) {
+	s.logRefused(r, why, peer, attrs...)
+	writeRefusal(w, why)
+}
+
+// logRefused logs a refusal: at warn once per refusedLogEvery for its
+// reason, saying how many were left out, and at debug otherwise.
+func (s *Server) logRefused(r *http.Request, why reason, peer *Peer, attrs ...any) {
 	attrs = append([]any{"reason", why.key, "status", why.status, "method", logsample.Clip(r.Method), "client", r.RemoteAddr}, attrs...)
 	if peer != nil {
 		attrs = append(attrs, "peer", peer.String())
@@ -501,7 +517,21 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, why reason, peer
 	} else {
 		s.log.Debug("presence refused", attrs...)
 	}
-	writeRefusal(w, why)
+}
+
+// closeNow refuses a request with a body (reasonBody) and closes its
+// connection without reading the body.
+func (s *Server) closeNow(w http.ResponseWriter, r *http.Request) {
+	conn, buf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		s.refuse(w, r, reasonBody, nil)
+		return
+	}
+	defer conn.Close()
+	s.logRefused(r, reasonBody, nil)
+	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = buf.WriteString("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+	_ = buf.Flush()
 }
 
 // limiter is a token bucket: up to n at once, refilled at n a second.
