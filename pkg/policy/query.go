@@ -125,8 +125,19 @@ type sqlScanner struct {
 // block comment.
 func (s *sqlScanner) next() (sqlToken, error) {
 	for {
-		for s.i < len(s.q) && isSQLSpace(s.q[s.i]) {
-			s.i++
+		for s.i < len(s.q) {
+			if isSQLSpace(s.q[s.i]) {
+				s.i++
+				continue
+			}
+			// SQLite takes a byte-order mark where a token starts for
+			// whitespace, where a scanner that did not would read it as
+			// the start of a word: `)` U+FEFF `INSERT` is INSERT to SQLite.
+			if strings.HasPrefix(s.q[s.i:], byteOrderMark) {
+				s.i += len(byteOrderMark)
+				continue
+			}
+			break
 		}
 		rest := s.q[s.i:]
 		switch {
@@ -201,6 +212,9 @@ func quoteName(c byte) string {
 	}
 	return fmt.Sprintf("%c-quoted name", c)
 }
+
+// byteOrderMark is U+FEFF in UTF-8.
+const byteOrderMark = "\xef\xbb\xbf"
 
 // isSQLSpace is SQLite's whitespace: space, \t, \n, \v, \f and \r. Any other
 // byte, a non-breaking space included, is part of a token to SQLite.

@@ -88,6 +88,14 @@ var queryCases = []struct {
 	{"a hash parameter", "SELECT #a", "has a parameter (#) at byte 7: policies bind none; write the value in the query"},
 	{"a question mark", "SELECT * FROM users WHERE uid = ?1", "has a parameter (?) at byte 32: policies bind none; write the value in the query"},
 
+	// Refused: a byte-order mark, whitespace to SQLite where a token
+	// starts, does not hide the keyword after it.
+	{"a write after WITH behind a byte-order mark", "WITH a AS (SELECT 'x')\ufeffINSERT INTO victim SELECT * FROM a",
+		"starts with WITH but is INSERT at byte 25: policies are read-only osquery queries"},
+	{"a replace after WITH behind a byte-order mark", "WITH a AS (SELECT 'x')\ufeff\ufeffREPLACE INTO victim SELECT * FROM a",
+		"starts with WITH but is REPLACE at byte 28: policies are read-only osquery queries"},
+	{"a statement after a semicolon behind a byte-order mark", "SELECT 1;\ufeffATTACH 'x' AS y", "must be a single statement: the ';' at byte 8 is followed by more SQL at byte 12"},
+
 	// Accepted: the same characters where they are not parameters.
 	{"a dollar inside a name", "SELECT a$b FROM t", ""},
 	{"a JSON path in a string", "SELECT json_extract(x, '$.a') FROM t", ""},
