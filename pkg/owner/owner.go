@@ -82,63 +82,81 @@ const maxLinks = 40
 
 // Resolve returns path with every symbolic link resolved, for a program
 // that must then use only that: nothing is looked up again between this
-// check and the use. It refuses (with Check's message, dirWhat naming the
-// directory, "directory of osqueryd") what another user could point
-// elsewhere or move: the directory holding path and every link it goes
-// through, the directory holding what it resolves to, and every directory
-// above that, must be owned by root or the effective user and writable by
-// no one else; one above the holding directory may be sticky, as /tmp is,
-// since no one else can move what is in it. What path resolves to is the
-// caller's to check.
+// check and the use. It walks the path a name at a time, as the kernel
+// does, and refuses (with Check's message, dirWhat naming the directory,
+// "directory of osqueryd") any directory it looks a name up in that
+// another user could change: one owned by neither root nor the effective
+// user, or one group or others may write. A directory on the way may be
+// sticky, as /tmp is, if its owner is trusted and so is the entry looked
+// up in it (no one else can move that entry); the directory holding the
+// last name may not. More than maxLinks links is refused. What path
+// resolves to is the caller's to check.
 func Resolve(dirWhat, path string) (string, error) {
-	var dirs []string
-	hop := filepath.Clean(path)
-	for range maxLinks {
-		dirs = append(dirs, filepath.Dir(hop))
-		lst, err := os.Lstat(hop)
-		if err != nil {
-			return "", err
-		}
-		if lst.Mode()&fs.ModeSymlink == 0 {
-			break
-		}
-		target, err := os.Readlink(hop)
-		if err != nil {
-			return "", err
-		}
-		if !filepath.IsAbs(target) {
-			target = filepath.Join(filepath.Dir(hop), target)
-		}
-		hop = filepath.Clean(target)
-	}
-	real, err := filepath.EvalSymlinks(path)
+	abs, err := filepath.Abs(path)
 	if err != nil {
 		return "", err
 	}
-	if real, err = filepath.Abs(real); err != nil {
-		return "", err
+	if !posixMode {
+		return filepath.EvalSymlinks(abs)
 	}
-	for _, dir := range dirs {
-		st, err := os.Stat(dir)
+	rest := splitPath(abs)
+	cur := "/"
+	links := 0
+	for len(rest) > 0 {
+		name := rest[0]
+		rest = rest[1:]
+		switch name {
+		case "", ".":
+			continue
+		case "..":
+			cur = filepath.Dir(cur) // cur has no links: the parent is the real one
+			continue
+		}
+		last := len(rest) == 0
+		dst, err := os.Lstat(cur)
 		if err != nil {
 			return "", err
 		}
-		if err := Check(dirWhat, dir, st, 0o022); err != nil {
+		sticky := !last && dst.Mode()&fs.ModeSticky != 0
+		deny := fs.FileMode(0o022)
+		if sticky {
+			deny = 0
+		}
+		if err := Check(dirWhat, cur, dst, deny); err != nil {
 			return "", err
 		}
-	}
-	for dir, first := filepath.Dir(real), true; ; dir, first = filepath.Dir(dir), false {
-		st, err := os.Lstat(dir)
+		next := filepath.Join(cur, name)
+		lst, err := os.Lstat(next)
 		if err != nil {
 			return "", err
 		}
-		if first || st.Mode()&fs.ModeSticky == 0 {
-			if err := Check(dirWhat, dir, st, 0o022); err != nil {
-				return "", err
+		if sticky {
+			// Anyone may write the directory: only the entry's owner (or
+			// the directory's, checked above) may move it.
+			if uid, foreign := Foreign(lst); foreign {
+				return "", fmt.Errorf("%s is owned by uid %d in the directory %s, which others may write: they could have put it there; move it somewhere only root may write", next, uid, cur)
 			}
 		}
-		if dir == filepath.Dir(dir) {
-			return real, nil
+		if lst.Mode()&fs.ModeSymlink == 0 {
+			cur = next
+			continue
 		}
+		if links++; links > maxLinks {
+			return "", fmt.Errorf("%s: more than %d symbolic links", path, maxLinks)
+		}
+		target, err := os.Readlink(next)
+		if err != nil {
+			return "", err
+		}
+		if filepath.IsAbs(target) {
+			cur = "/"
+		}
+		rest = append(splitPath(target), rest...)
 	}
+	return cur, nil
+}
+
+// splitPath is path's names, "" and "." among them where path has them.
+func splitPath(path string) []string {
+	return strings.Split(strings.Trim(filepath.ToSlash(path), "/"), "/")
 }
