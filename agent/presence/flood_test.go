@@ -285,6 +285,10 @@ func TestConnectionsBounded(t *testing.T) {
 	if closed < 2*max {
 		t.Errorf("%d of the %d idle connections closed by the endpoint, want at least %d", closed, len(held), 2*max)
 	}
+	// Said once, not once a connection.
+	if n := strings.Count(a.logs.String(), "level=WARN msg=\"presence connection closed to make room"); n != 1 {
+		t.Errorf("%d warning lines for the closed connections, want 1:\n%s", n, a.logs.String())
+	}
 }
 
 // TestRequestWithABodyClosedAtOnce: no page load has a body. A request

@@ -217,14 +217,23 @@ type connTable struct {
 	open  int
 	idle  *list.List // connections that have not sent a request, oldest first
 	where map[net.Conn]*list.Element
+	// evicted is told of each connection closed to make room (outside
+	// the lock).
+	evicted func()
 }
 
-func newConnTable(max int) *connTable {
-	return &connTable{max: max, idle: list.New(), where: map[net.Conn]*list.Element{}}
+func newConnTable(max int, evicted func()) *connTable {
+	return &connTable{max: max, idle: list.New(), where: map[net.Conn]*list.Element{}, evicted: evicted}
 }
 
 // state is the server's ConnState hook.
 func (t *connTable) state(c net.Conn, st http.ConnState) {
+	evicted := false
+	defer func() {
+		if evicted && t.evicted != nil {
+			t.evicted()
+		}
+	}()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch st {
@@ -235,6 +244,7 @@ func (t *connTable) state(c net.Conn, st http.ConnState) {
 			oldest := t.idle.Remove(t.idle.Front()).(net.Conn)
 			delete(t.where, oldest)
 			_ = oldest.Close() // its StateClosed counts it out
+			evicted = true
 		}
 	case http.StateActive:
 		t.forget(c)
@@ -285,8 +295,8 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("presence: %w", err)
 	}
-	s := &Server{o: o, log: log, ln: ln, signs: newLimiter(o.MaxPerSecond, o.Now), checks: newLimiter(o.MaxChecksPerSecond, o.Now),
-		conns: newConnTable(o.MaxConns)}
+	s := &Server{o: o, log: log, ln: ln, signs: newLimiter(o.MaxPerSecond, o.Now), checks: newLimiter(o.MaxChecksPerSecond, o.Now)}
+	s.conns = newConnTable(o.MaxConns, s.logEvicted)
 	s.addr = ln.Addr().(*net.TCPAddr).AddrPort()
 	port := strconv.Itoa(int(s.addr.Port()))
 	s.hosts = map[string]bool{s.addr.String(): true, "localhost:" + port: true}
@@ -516,6 +526,18 @@ func (s *Server) logRefused(r *http.Request, why reason, peer *Peer, attrs ...an
 		s.log.Warn("presence refused", append(attrs, "others_not_logged", skipped)...)
 	} else {
 		s.log.Debug("presence refused", attrs...)
+	}
+}
+
+// logEvicted logs a connection closed to make room: at warn once per
+// refusedLogEvery, saying how many were left out, at debug otherwise. A
+// stream of them is a program holding connections, which can keep a
+// browser's out while it does.
+func (s *Server) logEvicted() {
+	if ok, skipped := s.refused.Take("conn_evicted", refusedLogEvery, s.o.Now()); ok {
+		s.log.Warn("presence connection closed to make room: a local program may be holding connections", "max_conns", s.o.MaxConns, "others_not_logged", skipped)
+	} else {
+		s.log.Debug("presence connection closed to make room")
 	}
 }
 

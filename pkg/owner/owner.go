@@ -112,7 +112,7 @@ func Resolve(dirWhat, path string) (string, error) {
 			cur = filepath.Dir(cur) // cur has no links: the parent is the real one
 			continue
 		}
-		last := len(rest) == 0
+		last := onlyDots(rest)
 		dst, err := os.Lstat(cur)
 		if err != nil {
 			return "", err
@@ -138,6 +138,9 @@ func Resolve(dirWhat, path string) (string, error) {
 			}
 		}
 		if lst.Mode()&fs.ModeSymlink == 0 {
+			if len(rest) > 0 && !lst.IsDir() { // "f/." names nothing, as "f/g" does not
+				return "", fmt.Errorf("%s: %s is not a directory", path, next)
+			}
 			cur = next
 			continue
 		}
@@ -154,6 +157,17 @@ func Resolve(dirWhat, path string) (string, error) {
 		rest = append(splitPath(target), rest...)
 	}
 	return cur, nil
+}
+
+// onlyDots reports whether names, what is left of a path, name nothing
+// more: only "" and ".", so the name before them is the last.
+func onlyDots(names []string) bool {
+	for _, n := range names {
+		if n != "" && n != "." {
+			return false
+		}
+	}
+	return true
 }
 
 // splitPath is path's names, "" and "." among them where path has them.

@@ -123,6 +123,7 @@ func TestResolve(t *testing.T) {
 	link(filepath.Join(good, "sub"), filepath.Join(open, "to-sub")) // a link others can repoint
 	link(filepath.Join(open, "to-sub"), filepath.Join(good, "via-open"))
 	link("../good/sub/f", filepath.Join(good, "rel"))
+	link(filepath.Join(good, "sub", "f")+"/.", filepath.Join(good, "dotted"))
 	link(filepath.Join(open, "to-sub", "..", "sub", "f"), filepath.Join(good, "dotdot"))
 	// A chain of 41 links, all in a safe directory.
 	chain := filepath.Join(good, "chain")
@@ -142,6 +143,7 @@ func TestResolve(t *testing.T) {
 		{"through a link to a link in one", filepath.Join(good, "via-open", "f"), open + " is writable by group or others"},
 		{"a '..' after a link in one", filepath.Join(good, "dotdot"), open + " is writable by group or others"},
 		{"forty-one links", filepath.Join(chain, "l41"), "more than 40 symbolic links"},
+		{"a link to a file named as a directory", filepath.Join(good, "dotted"), "is not a directory"},
 	} {
 		got, err := owner.Resolve("directory", tc.path)
 		switch {
