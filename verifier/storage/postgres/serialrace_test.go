@@ -321,48 +321,7 @@ func twoReplicas(t *testing.T, secrets ...string) (a, b *postgres.Store) {
 // oldest that no other transaction holds), so the network never has more
 // waiting than its bound.
 func TestPerSourceBoundAcrossReplicas(t *testing.T) {
-	a, b := twoReplicas(t, "s1")
-	ctx := t.Context()
-	limits := storage.PendingLimits{PerSource: 10}
-	request := func(s *postgres.Store, id, net string, at time.Time) error {
-		_, err := s.RequestEnrollment(ctx, storage.PendingEnrollment{ID: id, HardwareUUID: "HW-" + id, SerialNumber: "C02" + id,
-			PublicKey: []byte("key-" + id), SecretID: "s1", Reason: "manual", Source: net, SourceNet: net, LastRequestAt: at},
-			limits, storage.AuditEvent{At: at, Action: "device.enroll_pending"})
-		return err
-	}
-	for r := range 15 {
-		net := fmt.Sprintf("203.0.113.%d", r)
-		for i := range limits.PerSource {
-			if err := request(a, fmt.Sprintf("O%02d%02d", r, i), net, t0.Add(time.Duration(i)*time.Minute)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for j, s := range []*postgres.Store{a, b} {
-			wg.Go(func() {
-				<-start
-				if err := request(s, fmt.Sprintf("N%02d%02d", r, j), net, t0.Add(time.Hour)); err != nil {
-					t.Error(err)
-				}
-			})
-		}
-		close(start)
-		wg.Wait()
-		ps, err := a.ListPendingEnrollments(ctx, "", 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, p := range ps {
-			if p.SourceNet == net {
-				n++
-			}
-		}
-		if n > limits.PerSource {
-			t.Fatalf("round %d: %d requests wait from %s; the bound is %d", r, n, net, limits.PerSource)
-		}
-	}
+	perSourceBound(t, 15, 10, 2)
 }
 
 // TestPerSourceBoundUnderManyWriters: a network one short of its bound,
@@ -370,6 +329,14 @@ func TestPerSourceBoundAcrossReplicas(t *testing.T) {
 // holds, and none of them is refused: each takes the oldest one's place,
 // as a request over a bound does.
 func TestPerSourceBoundUnderManyWriters(t *testing.T) {
+	perSourceBound(t, 10, 9, 16)
+}
+
+// perSourceBound runs rounds of a network with filled waiting requests
+// (its bound is 10) and then writers new ones at once, alternating between
+// two replicas: none is refused, and the network ends each round with
+// exactly its bound waiting.
+func perSourceBound(t *testing.T, rounds, filled, writers int) {
 	a, b := twoReplicas(t, "s1")
 	ctx := t.Context()
 	limits := storage.PendingLimits{PerSource: 10, PerDevice: 4, Total: 10000}
@@ -379,16 +346,16 @@ func TestPerSourceBoundUnderManyWriters(t *testing.T) {
 			limits, storage.AuditEvent{At: at, Action: "device.enroll_pending"})
 		return err
 	}
-	for r := range 10 {
+	for r := range rounds {
 		net := fmt.Sprintf("198.51.100.%d", r)
-		for i := range limits.PerSource - 1 {
+		for i := range filled {
 			if err := request(a, fmt.Sprintf("P%02d%02d", r, i), net, t0.Add(time.Duration(i)*time.Minute)); err != nil {
 				t.Fatal(err)
 			}
 		}
 		var wg sync.WaitGroup
 		start := make(chan struct{})
-		for j := range 16 {
+		for j := range writers {
 			s := []*postgres.Store{a, b}[j%2]
 			wg.Go(func() {
 				<-start
