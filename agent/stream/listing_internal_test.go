@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A listing that fails is logged when it starts failing and when it works
@@ -40,5 +41,38 @@ func TestListOrNoneLogsChangesOnly(t *testing.T) {
 	listOrNone(done, log, &failing, "things", "things", broken)
 	if failing || buf.Len() != 0 {
 		t.Errorf("a listing cut short by shutdown counted as failing (%v) or logged %q", failing, buf.String())
+	}
+}
+
+func TestCheckBudget(t *testing.T) {
+	b := checkBudget{burst: 3, every: time.Second}
+	t0 := time.Unix(1000, 0)
+	for i := range 3 {
+		if w := b.take(t0); w != 0 {
+			t.Fatalf("take %d of the burst waits %v", i, w)
+		}
+	}
+	if w := b.take(t0); w != time.Second {
+		t.Errorf("past the burst: wait %v, want 1s", w)
+	}
+	if w := b.take(t0.Add(250 * time.Millisecond)); w != 750*time.Millisecond {
+		t.Errorf("a quarter refilled: wait %v, want 750ms", w)
+	}
+	if w := b.take(t0.Add(time.Second)); w != 0 {
+		t.Errorf("one refilled: wait %v, want 0", w)
+	}
+	// A clock stepping back refills nothing and takes nothing.
+	if w := b.take(t0); w != time.Second {
+		t.Errorf("clock stepped back: wait %v, want 1s", w)
+	}
+	// A long quiet refills to the burst, no more.
+	later := t0.Add(time.Hour)
+	for i := range 3 {
+		if w := b.take(later); w != 0 {
+			t.Fatalf("after an hour, take %d waits %v", i, w)
+		}
+	}
+	if w := b.take(later); w == 0 {
+		t.Error("after an hour, the burst grew past 3")
 	}
 }

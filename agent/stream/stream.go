@@ -44,6 +44,7 @@ import (
 	"github.com/clearance/clearance/agent/retry"
 	"github.com/clearance/clearance/agent/state"
 	"github.com/clearance/clearance/agent/version"
+	"github.com/clearance/clearance/pkg/logsample"
 	policyfile "github.com/clearance/clearance/pkg/policy"
 	"github.com/clearance/clearance/pkg/presence"
 	"github.com/clearance/clearance/pkg/report"
@@ -72,6 +73,13 @@ const (
 	DefaultMaxBackoff   = 60 * time.Second
 	DefaultMaxPending   = 64
 	DefaultResendMaxAge = 4 * time.Minute
+	// DefaultCheckBurst and DefaultCheckEvery bound how often the agent
+	// answers the verifier's CheckNow: ten at once (a person opening
+	// several apps that each ask), then one every 6 s. A verifier asking
+	// faster, which only a compromised one would, cannot make the Mac run
+	// its policies in a loop.
+	DefaultCheckBurst = 10
+	DefaultCheckEvery = 6 * time.Second
 	// stableSession is how long a session must last for the reconnect
 	// backoff to start over.
 	stableSession = 30 * time.Second
@@ -97,6 +105,12 @@ type Options struct {
 	// ResendMaxAge: older unacknowledged reports are not resent. Keep it
 	// below the verifier's allowed skew (5 min by default).
 	ResendMaxAge time.Duration
+	// CheckBurst and CheckEvery bound the CheckNow the agent answers: at
+	// most CheckBurst at once, then one every CheckEvery. One asked for
+	// past the bound waits for its turn (the latest such replaces an
+	// earlier one), and is dropped if it expires meanwhile.
+	CheckBurst int
+	CheckEvery time.Duration
 	// StopWait is how long the agent waits before trying again after the
 	// verifier refused in a way retrying cannot fix (retry.Stop).
 	StopWait time.Duration
@@ -130,6 +144,10 @@ type Client struct {
 	certsFailing bool
 	// accountsFailing is the same for the local accounts listing.
 	accountsFailing bool
+	// checks bounds how often a CheckNow is answered; checksPast samples
+	// the log line for those past the bound.
+	checks     checkBudget
+	checksPast logsample.Sample
 
 	statsMu sync.Mutex
 	stats   Stats
@@ -152,7 +170,12 @@ type Stats struct {
 	Sessions    int
 	ReportsSent int
 	Acked       uint64 // highest acked seq
-	LastError   error
+	// ChecksDeferred counts CheckNow that came past the bound and waited
+	// for their turn; ChecksDropped those of them never answered (replaced
+	// by a later one, or expired while waiting).
+	ChecksDeferred int
+	ChecksDropped  int
+	LastError      error
 }
 
 // New returns a Client.
@@ -172,6 +195,12 @@ func New(o Options) *Client {
 	if o.StopWait <= 0 {
 		o.StopWait = retry.StopWait
 	}
+	if o.CheckBurst <= 0 {
+		o.CheckBurst = DefaultCheckBurst
+	}
+	if o.CheckEvery <= 0 {
+		o.CheckEvery = DefaultCheckEvery
+	}
 	if o.Clock == nil {
 		o.Clock = clock.New(clock.System(), o.Logger)
 	}
@@ -186,6 +215,8 @@ func New(o Options) *Client {
 		log = slog.Default()
 	}
 	c := &Client{o: o, log: log.With("component", "stream"), results: map[string]*agentv1.PolicyResult{}, due: map[string]time.Time{}}
+	c.checks = checkBudget{burst: o.CheckBurst, every: o.CheckEvery}
+	c.checksPast.Every = 10 * time.Second
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
 }
@@ -377,6 +408,9 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 	// arrives.
 	reportNow := false
 	reported, heard := false, false
+	// A CheckNow past the bound waits here for its turn.
+	var deferred *agentv1.CheckNow
+	var deferTimer <-chan time.Time
 	for {
 		if reportNow {
 			reportNow = false
@@ -400,6 +434,23 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 			if err := c.runAndReport(ctx, id, nil, c.duePolicies(), send); err != nil {
 				return c.streamEnded(ctx, msgs, recvErr, err)
 			}
+		case <-deferTimer:
+			deferTimer = nil
+			if wait := c.checks.take(c.o.Clock.Local()); wait > 0 {
+				deferTimer = c.o.After(wait)
+				continue
+			}
+			check := deferred
+			deferred = nil
+			if !check.GetExpiresAt().AsTime().After(c.now()) {
+				c.count(func(s *Stats) { s.ChecksDropped++ })
+				c.log.Debug("deferred check expired before its turn")
+				continue
+			}
+			if err := c.runAndReport(ctx, id, check, c.policies, send); err != nil {
+				return c.streamEnded(ctx, msgs, recvErr, err)
+			}
+			reported = true
 		case m := <-msgs:
 			if !heard {
 				heard = true
@@ -424,6 +475,14 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 					continue
 				}
 				c.log.Debug("check requested")
+				if wait := c.checks.take(c.o.Clock.Local()); wait > 0 {
+					c.deferCheck(deferred, m.CheckNow, wait)
+					deferred = m.CheckNow
+					if deferTimer == nil {
+						deferTimer = c.o.After(wait)
+					}
+					continue
+				}
 				if err := c.runAndReport(ctx, id, m.CheckNow, c.policies, send); err != nil {
 					return c.streamEnded(ctx, msgs, recvErr, err)
 				}
@@ -437,6 +496,48 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 			}
 		}
 	}
+}
+
+// deferCheck counts a CheckNow that came past the bound, and the one it
+// replaces, if any, and says so in the log at most every 10 s.
+func (c *Client) deferCheck(replaced, check *agentv1.CheckNow, wait time.Duration) {
+	c.count(func(s *Stats) {
+		s.ChecksDeferred++
+		if replaced != nil {
+			s.ChecksDropped++
+		}
+	})
+	if ok, skipped := c.checksPast.Take(c.o.Clock.Local()); ok {
+		c.log.Warn("verifier asks for checks more often than the agent answers them; the latest waits its turn",
+			"burst", c.o.CheckBurst, "every", c.o.CheckEvery, "wait", wait.Round(time.Millisecond), "not_logged", skipped)
+	}
+}
+
+// checkBudget is a token bucket: burst checks at once, then one every
+// every.
+type checkBudget struct {
+	burst  int
+	every  time.Duration
+	tokens float64
+	last   time.Time
+	primed bool
+}
+
+// take spends a token if there is one and returns 0, or returns how long
+// until there is one.
+func (b *checkBudget) take(now time.Time) time.Duration {
+	if !b.primed {
+		b.primed, b.tokens, b.last = true, float64(b.burst), now
+	}
+	if d := now.Sub(b.last); d > 0 {
+		b.tokens = min(float64(b.burst), b.tokens+float64(d)/float64(b.every))
+		b.last = now
+	}
+	if b.tokens >= 1 {
+		b.tokens--
+		return 0
+	}
+	return time.Duration((1 - b.tokens) * float64(b.every))
 }
 
 // PresenceURL is the verifier's presence URL, the only one the agent signs

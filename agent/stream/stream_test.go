@@ -524,3 +524,83 @@ func TestValidPresenceURL(t *testing.T) {
 		}
 	}
 }
+
+func checkNow(nonce string, ttl time.Duration) *agentv1.VerifierMessage {
+	return &agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_CheckNow{CheckNow: &agentv1.CheckNow{
+		Nonce: []byte(nonce), ExpiresAt: timestamppb.New(time.Now().Add(ttl)),
+	}}}
+}
+
+// noncesWithin collects the nonces of the reports that arrive within d.
+func noncesWithin(v *fakeverifier.Verifier, d time.Duration) []string {
+	var got []string
+	deadline := time.After(d)
+	for {
+		select {
+		case r := <-v.Reports:
+			got = append(got, string(r.Report.GetNonce()))
+		case <-deadline:
+			return got
+		}
+	}
+}
+
+// A verifier asking for checks faster than the bound (which only a
+// compromised one would) does not make the Mac run its policies in a loop:
+// past the burst, the latest request waits its turn and the ones it
+// replaced are never run; the log says so once.
+func TestCheckNowBounded(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	var logs testkit.Buffer
+	a := startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+		o.CheckBurst, o.CheckEvery = 2, 400*time.Millisecond
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	s := nextSession(t, v)
+	nextReport(t, v)
+
+	for i := range 5 {
+		s.Send(checkNow(fmt.Sprintf("nonce-%d", i), time.Minute))
+	}
+	got := noncesWithin(v, 1500*time.Millisecond)
+	if want := []string{"nonce-0", "nonce-1", "nonce-4"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("reports answered %q, want %q (two at once, then the latest in its turn)", got, want)
+	}
+	st := a.client.Stats()
+	if st.ChecksDeferred != 3 || st.ChecksDropped != 2 {
+		t.Errorf("deferred %d, dropped %d; want 3 and 2", st.ChecksDeferred, st.ChecksDropped)
+	}
+	if n := strings.Count(logs.String(), "more often than the agent answers"); n != 1 {
+		t.Errorf("logged %d times, want once:\n%s", n, logs.String())
+	}
+
+	// Once the bucket has refilled, a check is answered at once again.
+	time.Sleep(900 * time.Millisecond)
+	s.Send(checkNow("later", time.Minute))
+	if r := nextReport(t, v); string(r.Report.GetNonce()) != "later" {
+		t.Errorf("after the bound refilled: report nonce %q, want later", r.Report.GetNonce())
+	}
+}
+
+// A check that expires while it waits its turn is not answered: the
+// verifier no longer accepts its nonce.
+func TestCheckNowExpiredWhileWaiting(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	a := startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+		o.CheckBurst, o.CheckEvery = 1, 500*time.Millisecond
+	})
+	s := nextSession(t, v)
+	nextReport(t, v)
+	s.Send(checkNow("first", time.Minute))
+	s.Send(checkNow("short", 100*time.Millisecond))
+	if got := noncesWithin(v, 1200*time.Millisecond); fmt.Sprint(got) != "[first]" {
+		t.Errorf("reports answered %q, want only first", got)
+	}
+	if st := a.client.Stats(); st.ChecksDeferred != 1 || st.ChecksDropped != 1 {
+		t.Errorf("deferred %d, dropped %d; want 1 and 1", st.ChecksDeferred, st.ChecksDropped)
+	}
+}
