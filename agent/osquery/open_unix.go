@@ -67,6 +67,10 @@ func checkSocket(path string, st fs.FileInfo) error {
 }
 
 // peerError is the socket's server running as another user.
+// peerAllowed is whether a process of uid may serve the agent's posture:
+// root's or the agent's own.
+func peerAllowed(uid int) bool { return uid == 0 || uid == os.Geteuid() }
+
 func peerError(path string, uid, pid int) error {
 	return fmt.Errorf("osquery socket %s is served by uid %d (pid %d), not by root or the agent's user (uid %d): the agent takes posture only from an osqueryd running as root (or as itself)",
 		path, uid, pid, os.Geteuid())

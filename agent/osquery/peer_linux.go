@@ -3,7 +3,6 @@ package osquery
 import (
 	"fmt"
 	"net"
-	"os"
 	"syscall"
 )
 
@@ -29,7 +28,7 @@ func checkPeer(path string, conn net.Conn) error {
 	if cerr != nil {
 		return fmt.Errorf("osquery socket %s: asking who serves it: %w", path, cerr)
 	}
-	if cred.Uid != 0 && int(cred.Uid) != os.Geteuid() {
+	if !peerAllowed(int(cred.Uid)) {
 		return peerError(path, int(cred.Uid), int(cred.Pid))
 	}
 	return nil
