@@ -318,7 +318,7 @@ func (r *run) hostile(ctx context.Context, d time.Duration) (*Hostile, error) {
 	if ok {
 		out.UnidentifiedDBBytes = size1 - size0
 	}
-	r.log.Info("hostile: unidentified flood", "answered", out.UnidentifiedAll, "rows", total, "db_bytes", out.UnidentifiedDBBytes)
+	r.log.Info("hostile: unidentified flood", "answered", out.UnidentifiedAll, "attacker_rows", out.UnidentifiedRows, "real_load_rows", sim, "db_bytes", out.UnidentifiedDBBytes)
 
 	// B. Requests without a certificate: each allowed one stores a
 	// challenge. One address is held by its own limit; a new address each
@@ -358,7 +358,10 @@ func (r *run) hostile(ctx context.Context, d time.Duration) (*Hostile, error) {
 	if r.cfg.Target.PID != 0 {
 		out.RSS, _ = RSS(r.cfg.Target.PID)
 	}
-	r.log.Info("hostile: stream flood", "conns", sf.Conns, "closed", sf.Closed, "watches_held", sf.WatchesHeld, "calls_held", sf.Calls-sf.CallsRefused, "rss_mib", float64(out.RSS)/(1<<20))
+	// Counted as the flood is built; what it still holds at the end of
+	// the phase is counted again below (hostile_stream_conns_closed,
+	// hostile_calls_held).
+	r.log.Info("hostile: stream flood built", "conns", sf.Conns, "closed_so_far", sf.Closed, "watches_held", sf.WatchesHeld, "calls_not_refused", sf.Calls-sf.CallsRefused, "rss_mib", float64(out.RSS)/(1<<20))
 	c -= time.Since(cStart)
 	if c < time.Second {
 		c = time.Second
