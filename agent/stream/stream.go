@@ -74,10 +74,11 @@ const (
 	DefaultMaxPending   = 64
 	DefaultResendMaxAge = 4 * time.Minute
 	// DefaultCheckBurst and DefaultCheckEvery bound how often the agent
-	// answers the verifier's CheckNow: ten at once (a person opening
-	// several apps that each ask), then one every 6 s. A verifier asking
-	// faster, which only a compromised one would, cannot make the Mac run
-	// its policies in a loop.
+	// runs its policies because the verifier asked (a CheckNow, or a
+	// changed policy set): ten at once (a person opening several apps
+	// that each ask), then one every 6 s. A verifier asking faster, which
+	// only a compromised one would, cannot make the Mac run its policies
+	// in a loop.
 	DefaultCheckBurst = 10
 	DefaultCheckEvery = 6 * time.Second
 	// stableSession is how long a session must last for the reconnect
@@ -105,10 +106,11 @@ type Options struct {
 	// ResendMaxAge: older unacknowledged reports are not resent. Keep it
 	// below the verifier's allowed skew (5 min by default).
 	ResendMaxAge time.Duration
-	// CheckBurst and CheckEvery bound the CheckNow the agent answers: at
-	// most CheckBurst at once, then one every CheckEvery. One asked for
-	// past the bound waits for its turn (the latest such replaces an
-	// earlier one), and is dropped if it expires meanwhile.
+	// CheckBurst and CheckEvery bound the runs a verifier asks for, by
+	// CheckNow or by a changed policy set: at most CheckBurst at once,
+	// then one every CheckEvery. One asked for past the bound waits for
+	// its turn (a later CheckNow replaces an earlier one), and a CheckNow
+	// is dropped if it expires meanwhile.
 	CheckBurst int
 	CheckEvery time.Duration
 	// StopWait is how long the agent waits before trying again after the
@@ -144,8 +146,8 @@ type Client struct {
 	certsFailing bool
 	// accountsFailing is the same for the local accounts listing.
 	accountsFailing bool
-	// checks bounds how often a CheckNow is answered; checksPast samples
-	// the log line for those past the bound.
+	// checks bounds the runs the verifier asks for; checksPast samples the
+	// log line for those past the bound.
 	checks     checkBudget
 	checksPast logsample.Sample
 
@@ -170,11 +172,13 @@ type Stats struct {
 	Sessions    int
 	ReportsSent int
 	Acked       uint64 // highest acked seq
-	// ChecksDeferred counts CheckNow that came past the bound and waited
-	// for their turn; ChecksDropped those of them never answered (replaced
-	// by a later one, or expired while waiting).
+	// ChecksDeferred counts CheckNow that came past the bound on runs and
+	// waited for their turn; ChecksDropped those of them never answered
+	// (replaced by a later one, or expired while waiting). RunsDeferred
+	// counts changed policy sets whose run waited its turn.
 	ChecksDeferred int
 	ChecksDropped  int
+	RunsDeferred   int
 	LastError      error
 }
 
@@ -408,9 +412,17 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 	// arrives.
 	reportNow := false
 	reported, heard := false, false
-	// A CheckNow past the bound waits here for its turn.
-	var deferred *agentv1.CheckNow
-	var deferTimer <-chan time.Time
+	// Runs asked for past the bound on runs (checkBudget) wait here for
+	// their turn: the latest CheckNow, and a run for a changed policy
+	// set. One run answers both, as it runs every policy.
+	var owedCheck *agentv1.CheckNow
+	owedRun := false
+	var owedTimer <-chan time.Time
+	owe := func(wait time.Duration) {
+		if owedTimer == nil {
+			owedTimer = c.o.After(wait)
+		}
+	}
 	for {
 		if reportNow {
 			reportNow = false
@@ -434,19 +446,22 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 			if err := c.runAndReport(ctx, id, nil, c.duePolicies(), send); err != nil {
 				return c.streamEnded(ctx, msgs, recvErr, err)
 			}
-		case <-deferTimer:
-			deferTimer = nil
-			if wait := c.checks.take(c.o.Clock.Local()); wait > 0 {
-				deferTimer = c.o.After(wait)
-				continue
-			}
-			check := deferred
-			deferred = nil
-			if !check.GetExpiresAt().AsTime().After(c.now()) {
+		case <-owedTimer:
+			owedTimer = nil
+			if owedCheck != nil && !owedCheck.GetExpiresAt().AsTime().After(c.now()) {
 				c.count(func(s *Stats) { s.ChecksDropped++ })
 				c.log.Debug("deferred check expired before its turn")
+				owedCheck = nil
+			}
+			if owedCheck == nil && !owedRun {
 				continue
 			}
+			if wait := c.checks.take(c.o.Clock.Local()); wait > 0 {
+				owe(wait)
+				continue
+			}
+			check := owedCheck
+			owedCheck, owedRun = nil, false
 			if err := c.runAndReport(ctx, id, check, c.policies, send); err != nil {
 				return c.streamEnded(ctx, msgs, recvErr, err)
 			}
@@ -466,7 +481,22 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 					}
 					c.log.Info("policy set received", "policy_set_version", m.PolicySet.GetVersion(), "policies", len(c.policies))
 				}
-				if changed || !reported {
+				switch {
+				case !reported || reportNow:
+					// The session's first report, which backs off
+					// with the reconnects.
+					reportNow = true
+				case !changed:
+				case owedCheck != nil || owedRun:
+					// The run owed already runs the new set.
+					owedRun = true
+				default:
+					if wait := c.checks.take(c.o.Clock.Local()); wait > 0 {
+						c.deferRun("policy_set", false, wait)
+						owedRun = true
+						owe(wait)
+						continue
+					}
 					reportNow = true
 				}
 			case *agentv1.VerifierMessage_CheckNow:
@@ -475,12 +505,15 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 					continue
 				}
 				c.log.Debug("check requested")
+				if owedCheck != nil || owedRun {
+					c.deferRun("check", owedCheck != nil, 0)
+					owedCheck = m.CheckNow
+					continue
+				}
 				if wait := c.checks.take(c.o.Clock.Local()); wait > 0 {
-					c.deferCheck(deferred, m.CheckNow, wait)
-					deferred = m.CheckNow
-					if deferTimer == nil {
-						deferTimer = c.o.After(wait)
-					}
+					c.deferRun("check", false, wait)
+					owedCheck = m.CheckNow
+					owe(wait)
 					continue
 				}
 				if err := c.runAndReport(ctx, id, m.CheckNow, c.policies, send); err != nil {
@@ -498,18 +531,26 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 	}
 }
 
-// deferCheck counts a CheckNow that came past the bound, and the one it
-// replaces, if any, and says so in the log at most every 10 s.
-func (c *Client) deferCheck(replaced, check *agentv1.CheckNow, wait time.Duration) {
+// deferRun counts a run asked for past the bound (what: a "check" or a
+// changed "policy_set"), and a check it replaces, and says so in the log
+// at most every 10 s.
+func (c *Client) deferRun(what string, replaces bool, wait time.Duration) {
 	c.count(func(s *Stats) {
-		s.ChecksDeferred++
-		if replaced != nil {
+		if what == "check" {
+			s.ChecksDeferred++
+		} else {
+			s.RunsDeferred++
+		}
+		if replaces {
 			s.ChecksDropped++
 		}
 	})
 	if ok, skipped := c.checksPast.Take(c.o.Clock.Local()); ok {
-		c.log.Warn("verifier asks for checks more often than the agent answers them; the latest waits its turn",
-			"burst", c.o.CheckBurst, "every", c.o.CheckEvery, "wait", wait.Round(time.Millisecond), "not_logged", skipped)
+		attrs := []any{"asked", what, "burst", c.o.CheckBurst, "every", c.o.CheckEvery, "not_logged", skipped}
+		if wait > 0 {
+			attrs = append(attrs, "wait", wait.Round(time.Millisecond))
+		}
+		c.log.Warn("verifier asks for runs more often than the agent makes them; the latest waits its turn", attrs...)
 	}
 }
 

@@ -572,7 +572,7 @@ func TestCheckNowBounded(t *testing.T) {
 	if st.ChecksDeferred != 3 || st.ChecksDropped != 2 {
 		t.Errorf("deferred %d, dropped %d; want 3 and 2", st.ChecksDeferred, st.ChecksDropped)
 	}
-	if n := strings.Count(logs.String(), "more often than the agent answers"); n != 1 {
+	if n := strings.Count(logs.String(), "more often than the agent makes them"); n != 1 {
 		t.Errorf("logged %d times, want once:\n%s", n, logs.String())
 	}
 
@@ -602,5 +602,46 @@ func TestCheckNowExpiredWhileWaiting(t *testing.T) {
 	}
 	if st := a.client.Stats(); st.ChecksDeferred != 1 || st.ChecksDropped != 1 {
 		t.Errorf("deferred %d, dropped %d; want 1 and 1", st.ChecksDeferred, st.ChecksDropped)
+	}
+}
+
+// A changed policy set runs at once, but within the same bound on runs:
+// a verifier alternating two sets cannot make the Mac run its policies in
+// a loop either. The run owed reports the latest set, and a CheckNow
+// asked for meanwhile rides on it.
+func TestPolicySetChangesBounded(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	a := startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+		o.CheckBurst, o.CheckEvery = 2, 400*time.Millisecond
+	})
+	s := nextSession(t, v)
+	nextReport(t, v)
+
+	set := func(version string) *agentv1.VerifierMessage {
+		return &agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_PolicySet{PolicySet: &agentv1.PolicySet{
+			Version: version, Policies: []*agentv1.Policy{{Id: "passes", Query: "SELECT 1 FROM pass"}},
+		}}}
+	}
+	for i := range 6 {
+		s.Send(set(fmt.Sprintf("v%d", i)))
+	}
+	s.Send(checkNow("rides", time.Minute))
+	var got []string
+	deadline := time.After(1500 * time.Millisecond)
+	for done := false; !done; {
+		select {
+		case r := <-v.Reports:
+			got = append(got, r.Report.GetPolicySetVersion()+"/"+string(r.Report.GetNonce()))
+		case <-deadline:
+			done = true
+		}
+	}
+	if want := []string{"v0/", "v1/", "v5/rides"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("reports %q, want %q (two at once, then one run for the latest set carrying the check)", got, want)
+	}
+	if st := a.client.Stats(); st.RunsDeferred != 1 || st.ChecksDeferred != 1 || st.ChecksDropped != 0 {
+		t.Errorf("runs deferred %d, checks deferred %d, dropped %d; want 1, 1, 0", st.RunsDeferred, st.ChecksDeferred, st.ChecksDropped)
 	}
 }
