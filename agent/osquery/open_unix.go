@@ -3,6 +3,7 @@
 package osquery
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"net"
@@ -67,9 +68,36 @@ func checkSocket(path string, st fs.FileInfo) error {
 }
 
 // peerError is the socket's server running as another user.
-// peerAllowed is whether a process of uid may serve the agent's posture:
-// root's or the agent's own.
-func peerAllowed(uid int) bool { return uid == 0 || uid == os.Geteuid() }
+// errNoPeerCred: this system has no kernel answer to who serves a socket.
+var errNoPeerCred = errors.New("no peer credentials on this system")
+
+// checkPeer asks the kernel who serves the connection (peerCred): root or
+// the agent's own user. This closes the gap checkSocket leaves between
+// looking at the path and connecting to it.
+func checkPeer(path string, conn net.Conn) error {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return fmt.Errorf("osquery socket %s: not a unix connection", path)
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("osquery socket %s: %w", path, err)
+	}
+	var uid, pid int
+	var cerr error
+	if err := raw.Control(func(fd uintptr) { uid, pid, cerr = peerCred(int(fd)) }); err != nil {
+		return fmt.Errorf("osquery socket %s: %w", path, err)
+	}
+	switch {
+	case errors.Is(cerr, errNoPeerCred):
+		return nil
+	case cerr != nil:
+		return fmt.Errorf("osquery socket %s: asking who serves it: %w", path, cerr)
+	case uid != 0 && uid != os.Geteuid():
+		return peerError(path, uid, pid)
+	}
+	return nil
+}
 
 func peerError(path string, uid, pid int) error {
 	return fmt.Errorf("osquery socket %s is served by uid %d (pid %d), not by root or the agent's user (uid %d): the agent takes posture only from an osqueryd running as root (or as itself)",

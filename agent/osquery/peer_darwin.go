@@ -1,40 +1,18 @@
 package osquery
 
-import (
-	"fmt"
-	"net"
+import "golang.org/x/sys/unix"
 
-	"golang.org/x/sys/unix"
-)
-
-// checkPeer asks the kernel who serves the connection (LOCAL_PEERCRED, and
-// LOCAL_PEERPID to name it): root or the agent's own user. This closes the
-// gap checkSocket leaves between looking at the path and connecting to it.
-func checkPeer(path string, conn net.Conn) error {
-	uc, ok := conn.(*net.UnixConn)
-	if !ok {
-		return fmt.Errorf("osquery socket %s: not a unix connection", path)
-	}
-	raw, err := uc.SyscallConn()
+// peerCred asks the kernel who serves the connection on fd
+// (LOCAL_PEERCRED, and LOCAL_PEERPID to name the process; -1 if that
+// fails).
+func peerCred(fd int) (uid, pid int, err error) {
+	cred, err := unix.GetsockoptXucred(fd, unix.SOL_LOCAL, unix.LOCAL_PEERCRED)
 	if err != nil {
-		return fmt.Errorf("osquery socket %s: %w", path, err)
+		return 0, 0, err
 	}
-	var cred *unix.Xucred
-	var cerr error
-	pid := -1
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptXucred(int(fd), unix.SOL_LOCAL, unix.LOCAL_PEERCRED)
-		if p, err := unix.GetsockoptInt(int(fd), unix.SOL_LOCAL, unix.LOCAL_PEERPID); err == nil {
-			pid = p
-		}
-	}); err != nil {
-		return fmt.Errorf("osquery socket %s: %w", path, err)
+	pid, perr := unix.GetsockoptInt(fd, unix.SOL_LOCAL, unix.LOCAL_PEERPID)
+	if perr != nil {
+		pid = -1
 	}
-	if cerr != nil {
-		return fmt.Errorf("osquery socket %s: asking who serves it: %w", path, cerr)
-	}
-	if !peerAllowed(int(cred.Uid)) {
-		return peerError(path, int(cred.Uid), pid)
-	}
-	return nil
+	return int(cred.Uid), pid, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"strings"
@@ -531,18 +532,40 @@ func checkNow(nonce string, ttl time.Duration) *agentv1.VerifierMessage {
 	}}}
 }
 
-// noncesWithin collects the nonces of the reports that arrive within d.
-func noncesWithin(v *fakeverifier.Verifier, d time.Duration) []string {
+// reportsWithin collects what key says of each report that arrives within
+// d (by default, its nonce).
+func reportsWithin(v *fakeverifier.Verifier, d time.Duration, key func(*agentv1.PostureReport) string) []string {
+	if key == nil {
+		key = func(r *agentv1.PostureReport) string { return string(r.GetNonce()) }
+	}
 	var got []string
 	deadline := time.After(d)
 	for {
 		select {
 		case r := <-v.Reports:
-			got = append(got, string(r.Report.GetNonce()))
+			got = append(got, key(r.Report))
 		case <-deadline:
 			return got
 		}
 	}
+}
+
+// startBounded starts an agent whose runs asked for by the verifier are
+// bounded to burst, then one every every, and returns it once its first
+// report arrived.
+func startBounded(t *testing.T, burst int, every time.Duration, logs io.Writer) (*fakeverifier.Verifier, *agent, *fakeverifier.Session) {
+	t.Helper()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	a := startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+		o.CheckBurst, o.CheckEvery = burst, every
+		if logs != nil {
+			o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+		}
+	})
+	s := nextSession(t, v)
+	nextReport(t, v)
+	return v, a, s
 }
 
 // A verifier asking for checks faster than the bound (which only a
@@ -551,20 +574,13 @@ func noncesWithin(v *fakeverifier.Verifier, d time.Duration) []string {
 // replaced are never run; the log says so once.
 func TestCheckNowBounded(t *testing.T) {
 	t.Parallel()
-	v := fakeverifier.New(t)
-	v.PolicySet = policySet
 	var logs testkit.Buffer
-	a := startAgent(t, v, t.TempDir(), func(o *stream.Options) {
-		o.CheckBurst, o.CheckEvery = 2, 400*time.Millisecond
-		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	})
-	s := nextSession(t, v)
-	nextReport(t, v)
+	v, a, s := startBounded(t, 2, 400*time.Millisecond, &logs)
 
 	for i := range 5 {
 		s.Send(checkNow(fmt.Sprintf("nonce-%d", i), time.Minute))
 	}
-	got := noncesWithin(v, 1500*time.Millisecond)
+	got := reportsWithin(v, 1500*time.Millisecond, nil)
 	if want := []string{"nonce-0", "nonce-1", "nonce-4"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("reports answered %q, want %q (two at once, then the latest in its turn)", got, want)
 	}
@@ -588,16 +604,10 @@ func TestCheckNowBounded(t *testing.T) {
 // verifier no longer accepts its nonce.
 func TestCheckNowExpiredWhileWaiting(t *testing.T) {
 	t.Parallel()
-	v := fakeverifier.New(t)
-	v.PolicySet = policySet
-	a := startAgent(t, v, t.TempDir(), func(o *stream.Options) {
-		o.CheckBurst, o.CheckEvery = 1, 500*time.Millisecond
-	})
-	s := nextSession(t, v)
-	nextReport(t, v)
+	v, a, s := startBounded(t, 1, 500*time.Millisecond, nil)
 	s.Send(checkNow("first", time.Minute))
 	s.Send(checkNow("short", 100*time.Millisecond))
-	if got := noncesWithin(v, 1200*time.Millisecond); fmt.Sprint(got) != "[first]" {
+	if got := reportsWithin(v, 1200*time.Millisecond, nil); fmt.Sprint(got) != "[first]" {
 		t.Errorf("reports answered %q, want only first", got)
 	}
 	if st := a.client.Stats(); st.ChecksDeferred != 1 || st.ChecksDropped != 1 {
@@ -611,14 +621,7 @@ func TestCheckNowExpiredWhileWaiting(t *testing.T) {
 // asked for meanwhile rides on it.
 func TestPolicySetChangesBounded(t *testing.T) {
 	t.Parallel()
-	v := fakeverifier.New(t)
-	v.PolicySet = policySet
-	a := startAgent(t, v, t.TempDir(), func(o *stream.Options) {
-		o.CheckBurst, o.CheckEvery = 2, 400*time.Millisecond
-	})
-	s := nextSession(t, v)
-	nextReport(t, v)
-
+	v, a, s := startBounded(t, 2, 400*time.Millisecond, nil)
 	set := func(version string) *agentv1.VerifierMessage {
 		return &agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_PolicySet{PolicySet: &agentv1.PolicySet{
 			Version: version, Policies: []*agentv1.Policy{{Id: "passes", Query: "SELECT 1 FROM pass"}},
@@ -628,16 +631,9 @@ func TestPolicySetChangesBounded(t *testing.T) {
 		s.Send(set(fmt.Sprintf("v%d", i)))
 	}
 	s.Send(checkNow("rides", time.Minute))
-	var got []string
-	deadline := time.After(1500 * time.Millisecond)
-	for done := false; !done; {
-		select {
-		case r := <-v.Reports:
-			got = append(got, r.Report.GetPolicySetVersion()+"/"+string(r.Report.GetNonce()))
-		case <-deadline:
-			done = true
-		}
-	}
+	got := reportsWithin(v, 1500*time.Millisecond, func(r *agentv1.PostureReport) string {
+		return r.GetPolicySetVersion() + "/" + string(r.GetNonce())
+	})
 	if want := []string{"v0/", "v1/", "v5/rides"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("reports %q, want %q (two at once, then one run for the latest set carrying the check)", got, want)
 	}
