@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -68,19 +69,25 @@ const streamEndWait = 5 * time.Second
 
 // Defaults.
 const (
-	DefaultInterval     = 60 * time.Second
-	DefaultMinBackoff   = time.Second
-	DefaultMaxBackoff   = 60 * time.Second
-	DefaultMaxPending   = 64
-	DefaultResendMaxAge = 4 * time.Minute
+	DefaultInterval   = 60 * time.Second
+	DefaultMinBackoff = time.Second
+	DefaultMaxBackoff = 60 * time.Second
+	DefaultMaxPending = 64
+	// DefaultMaxPendingBytes bounds the unacknowledged reports' bytes as
+	// well: a verifier that acknowledges nothing while its policy set
+	// makes reports large cannot make the agent hold 64 of them.
+	DefaultMaxPendingBytes = 16 << 20
+	DefaultResendMaxAge    = 4 * time.Minute
 	// DefaultCheckBurst and DefaultCheckEvery bound how often the agent
 	// runs its policies because the verifier asked (a CheckNow, or a
 	// changed policy set): ten at once (a person opening several apps
-	// that each ask), then one every 6 s. A verifier asking faster, which
-	// only a compromised one would, cannot make the Mac run its policies
-	// in a loop.
+	// that each ask), then one every 2 s, within the 3 s the verifier
+	// waits for a live check's answer by default, so that one asked for
+	// past the burst is still answered in time. A verifier asking faster,
+	// which only a compromised one would, cannot make the Mac run its
+	// policies in a loop.
 	DefaultCheckBurst = 10
-	DefaultCheckEvery = 6 * time.Second
+	DefaultCheckEvery = 2 * time.Second
 	// stableSession is how long a session must last for the reconnect
 	// backoff to start over.
 	stableSession = 30 * time.Second
@@ -101,8 +108,10 @@ type Options struct {
 	Interval time.Duration
 	// MinBackoff and MaxBackoff bound reconnect waits.
 	MinBackoff, MaxBackoff time.Duration
-	// MaxPending bounds the unacknowledged reports kept for resending.
-	MaxPending int
+	// MaxPending bounds the unacknowledged reports kept for resending,
+	// and MaxPendingBytes their signed bytes; the oldest go first.
+	MaxPending      int
+	MaxPendingBytes int
 	// ResendMaxAge: older unacknowledged reports are not resent. Keep it
 	// below the verifier's allowed skew (5 min by default).
 	ResendMaxAge time.Duration
@@ -148,8 +157,9 @@ type Client struct {
 	accountsFailing bool
 	// checks bounds the runs the verifier asks for; checksPast samples the
 	// log line for those past the bound.
-	checks     checkBudget
-	checksPast logsample.Sample
+	checks        checkBudget
+	checksPast    logsample.Sample
+	checksRefused logsample.Sample
 
 	statsMu sync.Mutex
 	stats   Stats
@@ -179,7 +189,9 @@ type Stats struct {
 	ChecksDeferred int
 	ChecksDropped  int
 	RunsDeferred   int
-	LastError      error
+	// ChecksRefused counts CheckNow refused unrun (usableCheck).
+	ChecksRefused int
+	LastError     error
 }
 
 // New returns a Client.
@@ -192,6 +204,9 @@ func New(o Options) *Client {
 	}
 	if o.MaxPending <= 0 {
 		o.MaxPending = DefaultMaxPending
+	}
+	if o.MaxPendingBytes <= 0 {
+		o.MaxPendingBytes = DefaultMaxPendingBytes
 	}
 	if o.ResendMaxAge <= 0 {
 		o.ResendMaxAge = DefaultResendMaxAge
@@ -221,6 +236,7 @@ func New(o Options) *Client {
 	c := &Client{o: o, log: log.With("component", "stream"), results: map[string]*agentv1.PolicyResult{}, due: map[string]time.Time{}}
 	c.checks = checkBudget{burst: o.CheckBurst, every: o.CheckEvery}
 	c.checksPast.Every = 10 * time.Second
+	c.checksRefused.Every = 10 * time.Second
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
 }
@@ -434,7 +450,7 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 		var timer <-chan time.Time
 		if reported {
 			if next, ok := c.nextDue(); ok {
-				timer = c.o.After(max(next.Sub(c.now()), 0))
+				timer = c.o.After(max(next.Sub(c.o.Clock.Local()), 0))
 			}
 		}
 		select {
@@ -505,6 +521,13 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 					continue
 				}
 				c.log.Debug("check requested")
+				if err := usableCheck(m.CheckNow, c.now()); err != nil {
+					c.count(func(s *Stats) { s.ChecksRefused++ })
+					if ok, skipped := c.checksRefused.Take(c.o.Clock.Local()); ok {
+						c.log.Warn("check request refused, not run", "err", err, "not_logged", skipped)
+					}
+					continue
+				}
 				if owedCheck != nil || owedRun {
 					c.deferRun("check", owedCheck != nil, 0)
 					owedCheck = m.CheckNow
@@ -554,6 +577,24 @@ func (c *Client) deferRun(what string, replaces bool, wait time.Duration) {
 	}
 }
 
+// usableCheck refuses a CheckNow the verifier would not accept an answer
+// to, or whose answer the agent should not carry: without a nonce or with
+// one longer than a report may hold, without an expiry, or expired.
+func usableCheck(check *agentv1.CheckNow, now time.Time) error {
+	n := len(check.GetNonce())
+	switch {
+	case n == 0:
+		return errors.New("no nonce")
+	case n > report.MaxNonceSize:
+		return fmt.Errorf("nonce of %d bytes, more than %d", n, report.MaxNonceSize)
+	case check.GetExpiresAt() == nil || !check.GetExpiresAt().IsValid():
+		return errors.New("no valid expiry")
+	case !check.GetExpiresAt().AsTime().After(now):
+		return errors.New("expired")
+	}
+	return nil
+}
+
 // checkBudget is a token bucket: burst checks at once, then one every
 // every.
 type checkBudget struct {
@@ -578,7 +619,8 @@ func (b *checkBudget) take(now time.Time) time.Duration {
 		b.tokens--
 		return 0
 	}
-	return time.Duration((1 - b.tokens) * float64(b.every))
+	// Rounded up, so that waiting this long always makes a whole token.
+	return max(time.Duration(math.Ceil((1-b.tokens)*float64(b.every))), 1)
 }
 
 // PresenceURL is the verifier's presence URL, the only one the agent signs
@@ -778,7 +820,7 @@ func (c *Client) nextDue() (time.Time, bool) {
 // duePolicies are those due now, plus any due within a second, so policies
 // on the same interval keep running (and reporting) together.
 func (c *Client) duePolicies() []*agentv1.Policy {
-	horizon := c.now().Add(time.Second)
+	horizon := c.o.Clock.Local().Add(time.Second)
 	var out []*agentv1.Policy
 	for _, p := range c.policies {
 		if !c.due[p.GetId()].After(horizon) {
@@ -800,7 +842,10 @@ func (c *Client) runAndReport(ctx context.Context, id *state.Identity, check *ag
 	}
 	// One jitter per batch keeps a batch together; jitter spreads a fleet's
 	// reports over time instead of having every Mac report at once.
-	done := c.now()
+	// Due times are kept on the device's own clock: the verifier's time
+	// as the agent knows it moves with every Session, and a verifier
+	// stepping it forward would make every policy due at once.
+	done := c.o.Clock.Local()
 	for _, p := range run {
 		iv := c.interval(p)
 		c.due[p.GetId()] = done.Add(iv + time.Duration(c.o.Jitter(int64(iv/10)+1)))
@@ -850,7 +895,11 @@ func (c *Client) runAndReport(ctx context.Context, id *state.Identity, check *ag
 		return sendError{err}
 	}
 	c.pending = append(c.pending, pendingReport{seq: seq, observedAt: observed, nonceUntil: nonceUntil, signed: signed})
-	if over := len(c.pending) - c.o.MaxPending; over > 0 {
+	over := max(len(c.pending)-c.o.MaxPending, 0)
+	for size := c.pendingBytes(); over < len(c.pending)-1 && size > c.o.MaxPendingBytes; over++ {
+		size -= c.pending[over].size()
+	}
+	if over > 0 {
 		c.log.Warn("too many unacknowledged reports, dropping the oldest", "dropped", over)
 		c.pending = append(c.pending[:0], c.pending[over:]...)
 	}
@@ -924,6 +973,17 @@ func (c *Client) prunePending() {
 	if dropped > 0 {
 		c.log.Info("unacknowledged reports too old to resend", "dropped", dropped)
 	}
+}
+
+func (p *pendingReport) size() int { return len(p.signed.GetPayload()) + len(p.signed.GetSignature()) }
+
+// pendingBytes is the signed bytes of the unacknowledged reports.
+func (c *Client) pendingBytes() int {
+	n := 0
+	for i := range c.pending {
+		n += c.pending[i].size()
+	}
+	return n
 }
 
 // ack forgets reports up to seq: the verifier stores and acks in order.

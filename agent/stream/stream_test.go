@@ -641,3 +641,76 @@ func TestPolicySetChangesBounded(t *testing.T) {
 		t.Errorf("runs deferred %d, checks deferred %d, dropped %d; want 1, 1, 0", st.RunsDeferred, st.ChecksDeferred, st.ChecksDropped)
 	}
 }
+
+// A CheckNow the verifier would not accept an answer to, or whose nonce is
+// longer than a report may carry, is refused unrun and costs no run.
+func TestCheckNowUnusableRefused(t *testing.T) {
+	t.Parallel()
+	var logs testkit.Buffer
+	v, a, s := startBounded(t, 1, time.Hour, &logs)
+	for _, m := range []*agentv1.CheckNow{
+		{Nonce: []byte("expired"), ExpiresAt: timestamppb.New(time.Now().Add(-time.Second))},
+		{Nonce: []byte("no-expiry")},
+		{ExpiresAt: timestamppb.New(time.Now().Add(time.Minute))},
+		{Nonce: make([]byte, 65), ExpiresAt: timestamppb.New(time.Now().Add(time.Minute))},
+		nil,
+	} {
+		s.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_CheckNow{CheckNow: m}})
+	}
+	s.Send(checkNow("usable", time.Minute))
+	if got := reportsWithin(v, time.Second, nil); fmt.Sprint(got) != "[usable]" {
+		t.Errorf("reports answered %q, want only the usable check's (one run left in the budget)", got)
+	}
+	if st := a.client.Stats(); st.ChecksRefused != 5 {
+		t.Errorf("refused %d, want 5", st.ChecksRefused)
+	}
+	if n := strings.Count(logs.String(), "check request refused"); n != 1 {
+		t.Errorf("refusals logged %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+// The verifier's time moves with every Session, but when a policy is next
+// due is the device's own clock: a verifier stepping its time forward does
+// not make every policy due at once.
+func TestSessionTimeStepsRunNothing(t *testing.T) {
+	t.Parallel()
+	v, _, s := startBounded(t, 10, time.Hour, nil)
+	for i := range 50 {
+		s.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_Session{Session: &agentv1.Session{
+			VerifierTime: timestamppb.New(time.Now().Add(time.Duration(i+1) * 2 * time.Hour)),
+		}}})
+	}
+	if got := reportsWithin(v, time.Second, nil); len(got) != 0 {
+		t.Errorf("%d reports after the verifier's time stepped forward, want none (policies due in an hour)", len(got))
+	}
+}
+
+// Unacknowledged reports are bounded by their bytes as well as their
+// number: the oldest go first, the newest is always kept.
+func TestPendingBoundedByBytes(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	v.AutoAck = false
+	startAgent(t, v, t.TempDir(), func(o *stream.Options) { o.MaxPendingBytes = 1 })
+	s := nextSession(t, v)
+	nextReport(t, v)
+	s.Send(checkNow("one", time.Minute))
+	s.Send(checkNow("two", time.Minute))
+	last := nextReport(t, v)
+	if got := nextReport(t, v); string(got.Report.GetNonce()) != "two" {
+		t.Fatalf("second report nonce %q, want two", got.Report.GetNonce())
+	} else {
+		last = got
+	}
+	s.End(status.Error(codes.Unavailable, "restarting"))
+	nextSession(t, v)
+	resent := nextReport(t, v)
+	if resent.Report.GetSeq() != last.Report.GetSeq() || !resent.Duplicate {
+		t.Errorf("first report after reconnect = seq %d (duplicate %v), want only the newest, seq %d, resent",
+			resent.Report.GetSeq(), resent.Duplicate, last.Report.GetSeq())
+	}
+	if fresh := nextReport(t, v); fresh.Duplicate {
+		t.Errorf("then seq %d resent, want a fresh report: older unacknowledged reports are dropped", fresh.Report.GetSeq())
+	}
+}
