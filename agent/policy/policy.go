@@ -18,8 +18,34 @@ import (
 
 	"github.com/clearance/clearance/agent/osquery"
 	policyfile "github.com/clearance/clearance/pkg/policy"
+	"github.com/clearance/clearance/pkg/printable"
+	"github.com/clearance/clearance/pkg/report"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
+
+// CheckSet refuses a policy set the agent could not report on as the
+// verifier accepts reports: more policies than a report may hold results
+// (report.MaxResults), a policy id the verifier's loader would refuse, or
+// one id twice. A verifier sending one (only a broken or compromised one
+// would) would otherwise have the agent build, sign and send reports the
+// verifier refuses, at every connect.
+func CheckSet(ps *agentv1.PolicySet) error {
+	if n := len(ps.GetPolicies()); n > report.MaxResults {
+		return fmt.Errorf("%d policies, more than the %d a report may hold", n, report.MaxResults)
+	}
+	seen := make(map[string]bool, len(ps.GetPolicies()))
+	for i, p := range ps.GetPolicies() {
+		id := p.GetId()
+		switch {
+		case !policyfile.ValidID(id):
+			return fmt.Errorf("policies[%d]: %q is not a valid policy id", i, printable.Line(clip(id)))
+		case seen[id]:
+			return fmt.Errorf("policies[%d]: id %q twice", i, id)
+		}
+		seen[id] = true
+	}
+	return nil
+}
 
 // Platform is the platform this binary was built for, as osquery names it.
 func Platform() string { return runtime.GOOS }

@@ -48,6 +48,7 @@ import (
 	"github.com/clearance/clearance/pkg/logsample"
 	policyfile "github.com/clearance/clearance/pkg/policy"
 	"github.com/clearance/clearance/pkg/presence"
+	"github.com/clearance/clearance/pkg/printable"
 	"github.com/clearance/clearance/pkg/report"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -88,6 +89,10 @@ const (
 	// policies in a loop.
 	DefaultCheckBurst = 10
 	DefaultCheckEvery = 2 * time.Second
+	// DefaultScheduleGap spaces runs on the schedule: policies whose
+	// intervals a verifier staggered would otherwise each fall due on
+	// their own, about one run a second.
+	DefaultScheduleGap = 5 * time.Second
 	// stableSession is how long a session must last for the reconnect
 	// backoff to start over.
 	stableSession = 30 * time.Second
@@ -122,6 +127,9 @@ type Options struct {
 	// is dropped if it expires meanwhile.
 	CheckBurst int
 	CheckEvery time.Duration
+	// ScheduleGap is the least time between two runs on the schedule the
+	// policies' own intervals make (not with Interval set).
+	ScheduleGap time.Duration
 	// StopWait is how long the agent waits before trying again after the
 	// verifier refused in a way retrying cannot fix (retry.Stop).
 	StopWait time.Duration
@@ -157,9 +165,12 @@ type Client struct {
 	accountsFailing bool
 	// checks bounds the runs the verifier asks for; checksPast samples the
 	// log line for those past the bound.
-	checks        checkBudget
-	checksPast    logsample.Sample
-	checksRefused logsample.Sample
+	checks checkBudget
+	// sampled keeps lines a verifier's messages cause to one every 10 s
+	// per kind (logSampled).
+	sampled logsample.Samples
+	// lastScheduled is when the last run on the schedule began.
+	lastScheduled time.Time
 
 	statsMu sync.Mutex
 	stats   Stats
@@ -220,6 +231,9 @@ func New(o Options) *Client {
 	if o.CheckEvery <= 0 {
 		o.CheckEvery = DefaultCheckEvery
 	}
+	if o.ScheduleGap <= 0 {
+		o.ScheduleGap = DefaultScheduleGap
+	}
 	if o.Clock == nil {
 		o.Clock = clock.New(clock.System(), o.Logger)
 	}
@@ -235,8 +249,6 @@ func New(o Options) *Client {
 	}
 	c := &Client{o: o, log: log.With("component", "stream"), results: map[string]*agentv1.PolicyResult{}, due: map[string]time.Time{}}
 	c.checks = checkBudget{burst: o.CheckBurst, every: o.CheckEvery}
-	c.checksPast.Every = 10 * time.Second
-	c.checksRefused.Every = 10 * time.Second
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
 }
@@ -273,13 +285,16 @@ func (c *Client) Execute() error {
 	}
 	backoff := time.Duration(0)
 	for {
-		start := c.now()
+		// Measured on the device's clock: the verifier's time, which each
+		// Session moves, would let a verifier make every session look
+		// long and keep the backoff from growing.
+		start := c.o.Clock.Local()
 		action, err := c.connectOnce(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
 		c.count(func(s *Stats) { s.LastError = err })
-		if c.now().Sub(start) >= stableSession {
+		if c.o.Clock.Local().Sub(start) >= stableSession {
 			backoff = 0
 		}
 		var wait time.Duration
@@ -450,6 +465,12 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 		var timer <-chan time.Time
 		if reported {
 			if next, ok := c.nextDue(); ok {
+				// Runs on the schedule the verifier's intervals make
+				// are at least ScheduleGap apart, however they fall.
+				// (A local Interval runs every policy together.)
+				if c.o.Interval <= 0 {
+					next = later(next, c.lastScheduled.Add(c.o.ScheduleGap))
+				}
 				timer = c.o.After(max(next.Sub(c.o.Clock.Local()), 0))
 			}
 		}
@@ -459,6 +480,7 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 		case err := <-recvErr:
 			return err
 		case <-timer:
+			c.lastScheduled = c.o.Clock.Local()
 			if err := c.runAndReport(ctx, id, nil, c.duePolicies(), send); err != nil {
 				return c.streamEnded(ctx, msgs, recvErr, err)
 			}
@@ -491,11 +513,17 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 			case *agentv1.VerifierMessage_PolicySet:
 				changed := !proto.Equal(m.PolicySet, c.ps)
 				if changed {
+					if err := policy.CheckSet(m.PolicySet); err != nil {
+						c.logSampled(slog.LevelError, "policy_set_refused", "policy set refused; keeping the one before",
+							"policy_set_version", printable.Line(logsample.Clip(m.PolicySet.GetVersion())), "err", err)
+						continue
+					}
 					c.setPolicySet(m.PolicySet)
 					if err := c.o.Dir.SavePolicySet(m.PolicySet); err != nil {
 						c.log.Warn("caching policy set failed", "err", err)
 					}
-					c.log.Info("policy set received", "policy_set_version", m.PolicySet.GetVersion(), "policies", len(c.policies))
+					c.logSampled(slog.LevelInfo, "policy_set", "policy set received",
+						"policy_set_version", printable.Line(logsample.Clip(m.PolicySet.GetVersion())), "policies", len(c.policies))
 				}
 				switch {
 				case !reported || reportNow:
@@ -517,15 +545,13 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 				}
 			case *agentv1.VerifierMessage_CheckNow:
 				if c.ps == nil {
-					c.log.Warn("check requested before any policy set arrived")
+					c.logSampled(slog.LevelWarn, "check_early", "check requested before any policy set arrived")
 					continue
 				}
 				c.log.Debug("check requested")
-				if err := usableCheck(m.CheckNow, c.now()); err != nil {
+				if err := usableCheck(m.CheckNow); err != nil {
 					c.count(func(s *Stats) { s.ChecksRefused++ })
-					if ok, skipped := c.checksRefused.Take(c.o.Clock.Local()); ok {
-						c.log.Warn("check request refused, not run", "err", err, "not_logged", skipped)
-					}
+					c.logSampled(slog.LevelWarn, "check_refused", "check request refused, not run", "err", err)
 					continue
 				}
 				if owedCheck != nil || owedRun {
@@ -548,7 +574,7 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 			case *agentv1.VerifierMessage_Session:
 				c.takeSession(m.Session, c.o.Clock.Local())
 			default:
-				c.log.Warn("unexpected message from verifier", "type", fmt.Sprintf("%T", m))
+				c.logSampled(slog.LevelWarn, "unexpected", "unexpected message from verifier", "type", fmt.Sprintf("%T", m))
 			}
 		}
 	}
@@ -568,19 +594,19 @@ func (c *Client) deferRun(what string, replaces bool, wait time.Duration) {
 			s.ChecksDropped++
 		}
 	})
-	if ok, skipped := c.checksPast.Take(c.o.Clock.Local()); ok {
-		attrs := []any{"asked", what, "burst", c.o.CheckBurst, "every", c.o.CheckEvery, "not_logged", skipped}
-		if wait > 0 {
-			attrs = append(attrs, "wait", wait.Round(time.Millisecond))
-		}
-		c.log.Warn("verifier asks for runs more often than the agent makes them; the latest waits its turn", attrs...)
+	attrs := []any{"asked", what, "burst", c.o.CheckBurst, "every", c.o.CheckEvery}
+	if wait > 0 {
+		attrs = append(attrs, "wait", wait.Round(time.Millisecond))
 	}
+	c.logSampled(slog.LevelWarn, "runs_past_bound", "verifier asks for runs more often than the agent makes them; the latest waits its turn", attrs...)
 }
 
-// usableCheck refuses a CheckNow the verifier would not accept an answer
-// to, or whose answer the agent should not carry: without a nonce or with
-// one longer than a report may hold, without an expiry, or expired.
-func usableCheck(check *agentv1.CheckNow, now time.Time) error {
+// usableCheck refuses a CheckNow whose answer the agent should not carry:
+// without a nonce or with one longer than a report may hold, or without
+// an expiry. Whether it has expired is the verifier's to say: the agent's
+// sense of the verifier's time moves with the Mac's clock, and a step of
+// that clock must not refuse honest checks.
+func usableCheck(check *agentv1.CheckNow) error {
 	n := len(check.GetNonce())
 	switch {
 	case n == 0:
@@ -589,10 +615,22 @@ func usableCheck(check *agentv1.CheckNow, now time.Time) error {
 		return fmt.Errorf("nonce of %d bytes, more than %d", n, report.MaxNonceSize)
 	case check.GetExpiresAt() == nil || !check.GetExpiresAt().IsValid():
 		return errors.New("no valid expiry")
-	case !check.GetExpiresAt().AsTime().After(now):
-		return errors.New("expired")
 	}
 	return nil
+}
+
+// logSampled logs at most one line every 10 s for key, one of a fixed
+// set of kinds, saying how many were left out since the last: these are
+// lines a verifier's messages cause, at whatever rate it sends them.
+func (c *Client) logSampled(level slog.Level, key, msg string, attrs ...any) {
+	ok, skipped := c.sampled.Take(key, 10*time.Second, c.o.Clock.Local())
+	if !ok {
+		return
+	}
+	if skipped > 0 {
+		attrs = append(attrs, "not_logged", skipped)
+	}
+	c.log.Log(context.Background(), level, msg, attrs...)
 }
 
 // checkBudget is a token bucket: burst checks at once, then one every
@@ -650,7 +688,7 @@ func (c *Client) takeSession(s *agentv1.Session, receivedAt time.Time) {
 	if err := c.o.Dir.SavePresenceURL(u); err != nil {
 		c.log.Warn("saving presence URL failed", "err", err)
 	}
-	c.log.Info("presence url set", "presence_url", u)
+	c.logSampled(slog.LevelInfo, "presence_url", "presence url set", "presence_url", u)
 }
 
 // ValidPresenceURL checks a presence URL the verifier names: one the agent
@@ -752,10 +790,15 @@ func (c *Client) setPolicySet(ps *agentv1.PolicySet) {
 	c.ps = ps
 	c.policies = policy.Filter(ps, c.platform())
 	keep := make(map[string]bool, len(c.policies))
+	// A policy new to the agent is run by the run a changed set asks for
+	// (or by the session's first report), within the bound on runs; it is
+	// not due at once on its own, which would let a verifier alternating
+	// sets of different ids run them outside that bound.
+	now := c.o.Clock.Local()
 	for _, p := range c.policies {
 		keep[p.GetId()] = true
 		if _, ok := c.due[p.GetId()]; !ok {
-			c.due[p.GetId()] = time.Time{}
+			c.due[p.GetId()] = now.Add(c.interval(p))
 		}
 	}
 	for id := range c.results {
@@ -804,6 +847,13 @@ func (c *Client) logClamped() {
 		c.log.Warn("policy intervals outside the allowed range; using the nearest bound",
 			"policy_set_version", c.ps.GetVersion(), "policies", ids, "min", policyfile.MinInterval, "max", policyfile.MaxInterval)
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func (c *Client) nextDue() (time.Time, bool) {
@@ -893,6 +943,14 @@ func (c *Client) runAndReport(ctx context.Context, id *state.Identity, check *ag
 	signed, err := report.Sign(c.o.Signer, r)
 	if err != nil {
 		return sendError{err}
+	}
+	if n := len(signed.GetPayload()); n > report.MaxPayloadSize {
+		// The verifier would refuse it, and resending it at every
+		// connect would change nothing: the Mac's posture goes stale
+		// (sign-ins fail closed) until the policy set shrinks.
+		c.logSampled(slog.LevelError, "report_too_large", "report larger than the verifier accepts; not sent",
+			"seq", seq, "bytes", n, "limit", report.MaxPayloadSize, "results", len(r.Results))
+		return nil
 	}
 	c.pending = append(c.pending, pendingReport{seq: seq, observedAt: observed, nonceUntil: nonceUntil, signed: signed})
 	over := max(len(c.pending)-c.o.MaxPending, 0)

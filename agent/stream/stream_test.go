@@ -642,14 +642,15 @@ func TestPolicySetChangesBounded(t *testing.T) {
 	}
 }
 
-// A CheckNow the verifier would not accept an answer to, or whose nonce is
-// longer than a report may carry, is refused unrun and costs no run.
+// A CheckNow without a nonce or expiry, or whose nonce is longer than a
+// report may carry, is refused unrun and costs no run. (Whether one has
+// expired is the verifier's to say: a step of the Mac's clock must not
+// refuse honest checks.)
 func TestCheckNowUnusableRefused(t *testing.T) {
 	t.Parallel()
 	var logs testkit.Buffer
 	v, a, s := startBounded(t, 1, time.Hour, &logs)
 	for _, m := range []*agentv1.CheckNow{
-		{Nonce: []byte("expired"), ExpiresAt: timestamppb.New(time.Now().Add(-time.Second))},
 		{Nonce: []byte("no-expiry")},
 		{ExpiresAt: timestamppb.New(time.Now().Add(time.Minute))},
 		{Nonce: make([]byte, 65), ExpiresAt: timestamppb.New(time.Now().Add(time.Minute))},
@@ -661,8 +662,8 @@ func TestCheckNowUnusableRefused(t *testing.T) {
 	if got := reportsWithin(v, time.Second, nil); fmt.Sprint(got) != "[usable]" {
 		t.Errorf("reports answered %q, want only the usable check's (one run left in the budget)", got)
 	}
-	if st := a.client.Stats(); st.ChecksRefused != 5 {
-		t.Errorf("refused %d, want 5", st.ChecksRefused)
+	if st := a.client.Stats(); st.ChecksRefused != 4 {
+		t.Errorf("refused %d, want 4", st.ChecksRefused)
 	}
 	if n := strings.Count(logs.String(), "check request refused"); n != 1 {
 		t.Errorf("refusals logged %d times, want once:\n%s", n, logs.String())
@@ -712,5 +713,171 @@ func TestPendingBoundedByBytes(t *testing.T) {
 	}
 	if fresh := nextReport(t, v); fresh.Duplicate {
 		t.Errorf("then seq %d resent, want a fresh report: older unacknowledged reports are dropped", fresh.Report.GetSeq())
+	}
+}
+
+// A verifier alternating two policy sets of different ids does not run
+// them outside the bound on runs: a policy new to the agent rides on the
+// run its set asks for, and is not due at once on its own.
+func TestNewPolicyIDsWithinBound(t *testing.T) {
+	t.Parallel()
+	v, _, s := startBounded(t, 2, time.Hour, nil)
+	for i := range 100 {
+		s.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_PolicySet{PolicySet: &agentv1.PolicySet{
+			Version: fmt.Sprint(i), Policies: []*agentv1.Policy{{Id: fmt.Sprintf("p%d", i%2), Query: "SELECT 1 FROM pass"}},
+		}}})
+	}
+	if got := reportsWithin(v, 1500*time.Millisecond, nil); len(got) > 2 {
+		t.Errorf("%d reports for 100 alternating policy sets, want the 2 the bound allows", len(got))
+	}
+}
+
+// Runs on the schedule the policies' own intervals make are spaced by
+// ScheduleGap, however a verifier staggers the intervals.
+func TestScheduledRunsSpaced(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = &agentv1.PolicySet{Version: "staggered", Policies: []*agentv1.Policy{
+		{Id: "a", Query: "SELECT 1 FROM pass", Interval: durationpb.New(10 * time.Second)},
+		{Id: "b", Query: "SELECT 1 FROM pass", Interval: durationpb.New(11200 * time.Millisecond)},
+	}}
+	startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+		o.Interval, o.ScheduleGap = 0, time.Hour
+		o.Jitter = func(int64) int64 { return 0 }
+	})
+	nextSession(t, v)
+	nextReport(t, v)
+	// Without the gap, a at 10 s and b at 11.2 s would be two runs.
+	got := reportsWithin(v, 12*time.Second, func(r *agentv1.PostureReport) string {
+		return fmt.Sprint(len(r.GetResults()))
+	})
+	if len(got) != 1 {
+		t.Errorf("%d scheduled reports within 12 s, want 1 (the second waits for the gap)", len(got))
+	}
+}
+
+// Whether a session was long enough for the reconnect backoff to start
+// over is measured on the Mac's clock: a verifier stepping its time
+// forward in every session, then ending it, does not keep the agent
+// reconnecting (and making its first report) at the shortest backoff.
+func TestBackoffNotResetByVerifierTime(t *testing.T) {
+	t.Parallel()
+	sessions := func(step bool) int {
+		v := fakeverifier.New(t)
+		v.PolicySet = policySet
+		startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+			o.MinBackoff, o.MaxBackoff = 100*time.Millisecond, 10*time.Second
+			o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		})
+		deadline := time.After(3 * time.Second)
+		for n, k := 0, 1; ; k++ {
+			var s *fakeverifier.Session
+			select {
+			case s = <-v.Sessions:
+			case <-deadline:
+				return n
+			}
+			n++
+			nextReport(t, v) // the session's first report: every policy run
+			if step {
+				s.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_Session{Session: &agentv1.Session{
+					VerifierTime: timestamppb.New(time.Now().Add(time.Duration(k) * time.Minute)),
+				}}})
+				time.Sleep(20 * time.Millisecond) // taken before the stream ends
+			}
+			s.End(status.Error(codes.Unavailable, "bye"))
+		}
+	}
+	var honest int
+	done := make(chan struct{})
+	go func() { honest = sessions(false); close(done) }()
+	stepped := sessions(true)
+	<-done
+	if stepped > honest+2 {
+		t.Errorf("%d sessions in 3 s with the verifier stepping its time, %d without: the backoff started over", stepped, honest)
+	}
+}
+
+// A policy set the agent could not report on as the verifier accepts
+// reports is refused, and the one before kept.
+func TestUnreportablePolicySetRefused(t *testing.T) {
+	t.Parallel()
+	var logs testkit.Buffer
+	v, _, s := startBounded(t, 10, time.Hour, &logs)
+	many := make([]*agentv1.Policy, 1001)
+	for i := range many {
+		many[i] = &agentv1.Policy{Id: fmt.Sprintf("p%d", i), Query: "SELECT 1 FROM pass"}
+	}
+	for _, ps := range []*agentv1.PolicySet{
+		{Version: "many", Policies: many},
+		{Version: "bad-id", Policies: []*agentv1.Policy{{Id: "not an id\x1b[2J", Query: "SELECT 1 FROM pass"}}},
+		{Version: "twice", Policies: []*agentv1.Policy{{Id: "p", Query: "SELECT 1 FROM pass"}, {Id: "p", Query: "SELECT 1 FROM fail"}}},
+	} {
+		s.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_PolicySet{PolicySet: ps}})
+	}
+	s.Send(checkNow("after", time.Minute))
+	r := nextReport(t, v)
+	if string(r.Report.GetNonce()) != "after" || r.Report.GetPolicySetVersion() != "v1" || len(r.Report.GetResults()) != 3 {
+		t.Errorf("report after the refused sets: nonce %q, version %q, %d results; want after, v1, 3",
+			r.Report.GetNonce(), r.Report.GetPolicySetVersion(), len(r.Report.GetResults()))
+	}
+	if n := strings.Count(logs.String(), "policy set refused"); n != 1 {
+		t.Errorf("refusals logged %d times, want once (sampled):\n%s", n, logs.String())
+	}
+	if strings.Contains(logs.String(), "\x1b") {
+		t.Error("the log carries a terminal escape from the verifier")
+	}
+}
+
+// A report larger than the verifier accepts is not sent (it would be
+// refused at every connect); the agent says so.
+func TestOversizedReportNotSent(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	ps := &agentv1.PolicySet{Version: "big"}
+	for i := range 1000 {
+		ps.Policies = append(ps.Policies, &agentv1.Policy{Id: fmt.Sprintf("p%063d", i), Query: "SELECT 1 FROM long_error"})
+	}
+	v.PolicySet = ps
+	var logs testkit.Buffer
+	startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+		o.Querier = longErrors{}
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	nextSession(t, v)
+	if got := reportsWithin(v, time.Second, nil); len(got) != 0 {
+		t.Errorf("%d reports sent, want none: each is over the verifier's limit", len(got))
+	}
+	if !logs.HasLine("report larger than the verifier accepts; not sent") {
+		t.Errorf("no log line says why:\n%s", logs.String())
+	}
+}
+
+// longErrors fails every query with a message of the most an ERROR result
+// carries.
+type longErrors struct{}
+
+func (longErrors) Query(context.Context, string) ([]map[string]string, error) {
+	return nil, &osquery.QueryError{Code: 1, Message: strings.Repeat("x", 4096)}
+}
+
+// Lines a verifier's messages cause are logged at most every 10 s per
+// kind, however fast it sends them.
+func TestVerifierMessagesLogSampled(t *testing.T) {
+	t.Parallel()
+	var logs testkit.Buffer
+	v, _, s := startBounded(t, 10, time.Hour, &logs)
+	for i := range 200 {
+		s.Send(&agentv1.VerifierMessage{})
+		s.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_Session{Session: &agentv1.Session{
+			PresenceUrl: fmt.Sprintf("https://sso%d.example.com/presence", i%2),
+		}}})
+	}
+	s.Send(checkNow("sync", time.Minute))
+	nextReport(t, v)
+	for _, line := range []string{"unexpected message from verifier", "presence url set"} {
+		if n := strings.Count(logs.String(), line); n > 2 {
+			t.Errorf("%q logged %d times for 200 messages, want at most 2", line, n)
+		}
 	}
 }
