@@ -89,3 +89,17 @@ func (c *Clock) Learn(verifierTime, receivedAt time.Time) {
 		c.log.Info("device clock agrees with the verifier's again", "offset", off.Round(time.Millisecond).String())
 	}
 }
+
+// Forget drops the learnt offset, so that the device's own clock is used
+// until the verifier is heard again, and reports whether there was one.
+// The agent forgets it when the verifier's certificate is refused as
+// expired or not yet valid in the time it makes: a verifier that taught a
+// time far off (only a broken or compromised one would) must not keep the
+// agent from ever connecting again to hear the right one.
+func (c *Clock) Forget() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	had := c.known && c.offset != 0
+	c.offset, c.known, c.logged = 0, false, 0
+	return had
+}

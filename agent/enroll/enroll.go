@@ -37,6 +37,7 @@ import (
 	"github.com/clearance/clearance/agent/state"
 	"github.com/clearance/clearance/agent/version"
 	"github.com/clearance/clearance/pkg/keyrotation"
+	"github.com/clearance/clearance/pkg/logsample"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
 
@@ -285,7 +286,9 @@ func (m *Manager) Enroll(ctx context.Context) (*state.Identity, error) {
 // quietly at each poll.
 func (m *Manager) pending(p *agentv1.EnrollmentPending) {
 	prev, _ := m.Dir.LoadPending()
-	rec := state.Pending{RequestID: p.GetRequestId(), Reason: p.GetReason(), LastAsked: m.Clock.Local().UTC(), Verifier: m.Verifier}
+	// The verifier's words, kept and shown as they are up to a bound: a
+	// verifier chooses their length.
+	rec := state.Pending{RequestID: logsample.Clip(p.GetRequestId()), Reason: logsample.Clip(p.GetReason()), LastAsked: m.Clock.Local().UTC(), Verifier: m.Verifier}
 	if t := p.GetRequestedAt(); t.IsValid() {
 		rec.RequestedAt = t.AsTime().UTC()
 	}

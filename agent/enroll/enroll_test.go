@@ -159,6 +159,42 @@ func TestRenewalAtTwoThirds(t *testing.T) {
 	}
 }
 
+// A verifier issuing certificates already due for renewal (only a broken
+// or compromised one would) does not have the agent renew in a loop: each
+// such renewal backs the next off, from 30 s doubling.
+func TestRenewalOfADueCertificateBacksOff(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	m := manager(t, v, t.TempDir(), v.Secret)
+	if _, err := m.Ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	v.NotBefore = func() time.Time { return time.Now().Add(-time.Hour) }
+	v.Lifetime = time.Hour + time.Minute
+	waits := make(chan time.Duration, 4)
+	fire := make(chan time.Time)
+	m.After = func(d time.Duration) <-chan time.Time {
+		waits <- d
+		return fire
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Execute() }()
+	defer func() {
+		m.Interrupt(nil)
+		<-done
+	}()
+	<-waits // the enrolled certificate's own time
+	for _, want := range []time.Duration{30 * time.Second, time.Minute, 2 * time.Minute} {
+		fire <- time.Now()
+		if got := <-waits; got != want {
+			t.Errorf("after renewing into a certificate already due: next renewal in %s, want %s", got, want)
+		}
+	}
+	if _, _, renews := v.Counts(); renews != 3 {
+		t.Errorf("renewals = %d, want 3", renews)
+	}
+}
+
 // A device whose clock is ten minutes off either way enrolls once: it
 // checks the certificate it was issued (valid from a minute before the
 // verifier's clock) in the verifier's time, which the response carries,

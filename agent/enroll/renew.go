@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	retrypkg "github.com/clearance/clearance/agent/retry"
+	"github.com/clearance/clearance/pkg/logsample"
 )
 
 // Renewal retry bounds: soon enough to renew before expiry after a network
@@ -35,6 +36,11 @@ func (m *Manager) Execute() error {
 	default:
 	}
 	retry := time.Duration(0)
+	// early backs off renewals that brought a certificate already due
+	// for renewal: a verifier issuing only those (a compromised or broken
+	// one) would otherwise have the agent renew in a loop, each a CSR
+	// signed by the device key and three synced writes.
+	early := time.Duration(0)
 	for {
 		id := m.Identity()
 		var wake <-chan time.Time
@@ -62,19 +68,32 @@ func (m *Manager) Execute() error {
 			case retrypkg.Reenroll:
 				// The verifier no longer takes this certificate: the stream
 				// enrolls again when it next connects.
-				m.Forget(err.Error())
+				m.Forget(logsample.Clip(err.Error()))
 				retry = renewMinRetry
 			case retrypkg.Stop:
 				retry = renewMaxRetry
-				m.log().Error("certificate renewal refused; not retrying soon", "code", code.String(), "err", err, "retry_in", retry)
+				m.log().Error("certificate renewal refused; not retrying soon", "code", code.String(), "err", logsample.Clip(err.Error()), "retry_in", retry)
 				continue
 			default:
 				retry = min(max(retry*2, renewMinRetry), renewMaxRetry)
 			}
-			m.log().Warn("certificate renewal failed", "code", code.String(), "err", err, "retry_in", retry)
+			m.log().Warn("certificate renewal failed", "code", code.String(), "err", logsample.Clip(err.Error()), "retry_in", retry)
 			continue
 		}
 		retry = 0
+		// The change this renewal made is taken in here, not as news.
+		select {
+		case <-m.changed:
+		default:
+		}
+		if id := m.Identity(); id != nil && id.RenewAt().Before(m.now().Add(renewMinRetry)) {
+			early = min(max(early*2, renewMinRetry), renewMaxRetry)
+			retry = early
+			m.log().Warn("the verifier issued a certificate already due for renewal; renewing again later",
+				"renew_at", id.RenewAt().UTC().Format(time.RFC3339), "retry_in", retry)
+			continue
+		}
+		early = 0
 	}
 }
 

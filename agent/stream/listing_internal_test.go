@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clearance/clearance/pkg/report"
 )
 
 // A listing that fails is logged when it starts failing and when it works
@@ -74,5 +76,23 @@ func TestCheckBudget(t *testing.T) {
 	}
 	if w := b.take(later); w == 0 {
 		t.Error("after an hour, the burst grew past 3")
+	}
+}
+
+func TestSeqFloor(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		name  string
+		times []time.Time
+		want  uint64
+	}{
+		{"the later of two", []time.Time{now, now.Add(time.Hour)}, uint64(now.Add(time.Hour).UnixMilli())},
+		{"a time before 1970 ignored", []time.Time{now, time.Date(1969, 12, 31, 0, 0, 0, 0, time.UTC)}, uint64(now.UnixMilli())},
+		{"a time past the largest seq ignored", []time.Time{now, time.UnixMilli(report.MaxSeq + 1)}, uint64(now.UnixMilli())},
+		{"nothing usable", []time.Time{time.Unix(-1, 0)}, 1},
+	} {
+		if got := seqFloor(c.times...); got != c.want {
+			t.Errorf("%s: seqFloor = %d, want %d", c.name, got, c.want)
+		}
 	}
 }

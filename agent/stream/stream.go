@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -153,6 +154,7 @@ type Client struct {
 
 	// Owned by the Execute goroutine.
 	ps       *agentv1.PolicySet
+	psSaved  *agentv1.PolicySet // the set last cached on disk
 	policies []*agentv1.Policy
 	results  map[string]*agentv1.PolicyResult
 	due      map[string]time.Time
@@ -171,6 +173,8 @@ type Client struct {
 	sampled logsample.Samples
 	// lastScheduled is when the last run on the schedule began.
 	lastScheduled time.Time
+	// platformAsked is when osquery was last asked for the platform.
+	platformAsked time.Time
 
 	statsMu sync.Mutex
 	stats   Stats
@@ -282,6 +286,7 @@ func (c *Client) Execute() error {
 		c.log.Warn("cached policy set unreadable", "err", err)
 	} else if ps != nil {
 		c.setPolicySet(ps)
+		c.psSaved = ps
 	}
 	backoff := time.Duration(0)
 	for {
@@ -294,6 +299,9 @@ func (c *Client) Execute() error {
 			return nil
 		}
 		c.count(func(s *Stats) { s.LastError = err })
+		if timeRefused(err) && c.o.Clock.Forget() {
+			c.log.Warn("the verifier's certificate is not valid in the verifier's time as learnt; using this Mac's clock until the verifier is heard again")
+		}
 		if c.o.Clock.Local().Sub(start) >= stableSession {
 			backoff = 0
 		}
@@ -329,14 +337,29 @@ func (c *Client) nextBackoff(cur time.Duration) time.Duration {
 	return min(cur*2, c.o.MaxBackoff)
 }
 
+// timeRefused is whether err is a TLS handshake that refused a
+// certificate as expired or not yet valid. Through gRPC it is only text.
+func timeRefused(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	if s, ok := status.FromError(err); ok {
+		msg = s.Message()
+	}
+	return strings.Contains(msg, "certificate has expired or is not yet valid")
+}
+
+// errMessage is err's message for a log line: a status's own message
+// (the verifier's words), clipped, since a verifier chooses its length.
 func errMessage(err error) string {
 	if s, ok := status.FromError(err); ok {
-		return s.Message()
+		return logsample.Clip(s.Message())
 	}
 	if err == nil {
 		return ""
 	}
-	return err.Error()
+	return logsample.Clip(err.Error())
 }
 
 // now is the verifier's time as the agent knows it.
@@ -349,7 +372,7 @@ func (c *Client) connectOnce(ctx context.Context) (retry.Action, error) {
 	if err != nil {
 		action := retry.Of(retry.Enroll, err)
 		if action != retry.Pending {
-			c.log.Error("no device identity", "err", err)
+			c.log.Error("no device identity", "err", errMessage(err))
 		}
 		return action, err
 	}
@@ -442,7 +465,7 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 	// in): with the cached policy set, or with the verifier's once it
 	// arrives.
 	reportNow := false
-	reported, heard := false, false
+	reported, heard, sessioned := false, false, false
 	// Runs asked for past the bound on runs (checkBudget) wait here for
 	// their turn: the latest CheckNow, and a run for a changed policy
 	// set. One run answers both, as it runs every policy.
@@ -518,10 +541,10 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 							"policy_set_version", printable.Line(logsample.Clip(m.PolicySet.GetVersion())), "err", err)
 						continue
 					}
+					// Cached on disk when it first runs (runAndReport), so
+					// that a verifier sending sets faster than the bound on
+					// runs does not rewrite the file at that rate.
 					c.setPolicySet(m.PolicySet)
-					if err := c.o.Dir.SavePolicySet(m.PolicySet); err != nil {
-						c.log.Warn("caching policy set failed", "err", err)
-					}
 					c.logSampled(slog.LevelInfo, "policy_set", "policy set received",
 						"policy_set_version", printable.Line(logsample.Clip(m.PolicySet.GetVersion())), "policies", len(c.policies))
 				}
@@ -572,6 +595,14 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 			case *agentv1.VerifierMessage_Ack:
 				c.ack(m.Ack.GetSeq())
 			case *agentv1.VerifierMessage_Session:
+				// A stream's Session comes first and once. More would
+				// move the clock and rewrite the presence URL at the
+				// rate a verifier sends them; they are ignored.
+				if sessioned {
+					c.logSampled(slog.LevelWarn, "session_again", "verifier sent a second Session on one stream; ignored")
+					continue
+				}
+				sessioned = true
 				c.takeSession(m.Session, c.o.Clock.Local())
 			default:
 				c.logSampled(slog.LevelWarn, "unexpected", "unexpected message from verifier", "type", fmt.Sprintf("%T", m))
@@ -677,7 +708,7 @@ func (c *Client) takeSession(s *agentv1.Session, receivedAt time.Time) {
 	u := s.GetPresenceUrl()
 	if u != "" {
 		if err := ValidPresenceURL(u); err != nil {
-			c.log.Warn("verifier named an unusable presence URL; proofs of presence stay off", "err", err)
+			c.logSampled(slog.LevelWarn, "presence_url_refused", "verifier named an unusable presence URL; proofs of presence stay off", "err", logsample.Clip(err.Error()))
 			u = ""
 		}
 	}
@@ -760,7 +791,11 @@ func (c *Client) afterSession(err error) {
 		// The verifier accepted higher seqs than this state dir
 		// remembers (restored or reset state): jump past them. Clock
 		// milliseconds outgrow any count a device reaches by reporting.
-		floor := uint64(c.now().UnixMilli())
+		// The later of the device's clock and the verifier's time as
+		// known, among those a seq may be: a verifier's time before 1970
+		// would otherwise wrap to a seq above report.MaxSeq, which every
+		// verifier refuses for good.
+		floor := seqFloor(c.o.Clock.Local(), c.now())
 		if seq, serr := c.o.Dir.RaiseSeq(floor); serr != nil {
 			c.log.Error("raising seq failed", "err", serr)
 		} else {
@@ -769,19 +804,38 @@ func (c *Client) afterSession(err error) {
 	}
 }
 
+// seqFloor is the largest of times' milliseconds that a seq may be
+// (1 to report.MaxSeq), or 1.
+func seqFloor(times ...time.Time) uint64 {
+	floor := uint64(1)
+	for _, t := range times {
+		if ms := t.UnixMilli(); ms > 0 && uint64(ms) <= report.MaxSeq {
+			floor = max(floor, uint64(ms))
+		}
+	}
+	return floor
+}
+
 // platform is the platform policies are filtered for; once osquery has
 // named it, the answer is kept.
 func (c *Client) platform() string {
 	if c.o.Platform != "" {
 		return c.o.Platform
 	}
+	// While osquery cannot answer, it is asked again at most every
+	// minute, not for every policy set a verifier sends.
+	now := c.o.Clock.Local()
+	if !c.platformAsked.IsZero() && now.Sub(c.platformAsked) < time.Minute {
+		return policy.Platform()
+	}
+	c.platformAsked = now
 	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 	defer cancel()
 	p, ok := policy.HostPlatform(ctx, c.o.Querier)
 	if ok {
 		c.o.Platform = p
 	} else {
-		c.log.Warn("osquery did not say which platform it runs on; filtering policies for this build's", "platform", p)
+		c.logSampled(slog.LevelWarn, "platform", "osquery did not say which platform it runs on; filtering policies for this build's", "platform", p)
 	}
 	return p
 }
@@ -883,6 +937,12 @@ func (c *Client) duePolicies() []*agentv1.Policy {
 // runAndReport runs policies, then signs and sends a report holding the
 // latest result of every current policy.
 func (c *Client) runAndReport(ctx context.Context, id *state.Identity, check *agentv1.CheckNow, run []*agentv1.Policy, send func(*pendingReport) error) error {
+	if c.ps != nil && c.ps != c.psSaved {
+		if err := c.o.Dir.SavePolicySet(c.ps); err != nil {
+			c.log.Warn("caching policy set failed", "err", err)
+		}
+		c.psSaved = c.ps
+	}
 	observed := c.now()
 	for _, p := range run {
 		c.results[p.GetId()] = policy.Run(ctx, c.o.Querier, p, c.now)

@@ -881,3 +881,146 @@ func TestVerifierMessagesLogSampled(t *testing.T) {
 		}
 	}
 }
+
+// A stream's Session comes first and once: a second one, which would move
+// the clock and rewrite the presence URL at the rate a verifier sends
+// them, is ignored.
+func TestSecondSessionIgnored(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	clk := clock.New(time.Now, nil)
+	a := startAgent(t, v, t.TempDir(), func(o *stream.Options) { o.Clock = clk })
+	s := nextSession(t, v)
+	nextReport(t, v)
+	before := a.client.PresenceURL()
+	for range 100 {
+		s.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_Session{Session: &agentv1.Session{
+			VerifierTime: timestamppb.New(time.Now().Add(time.Hour)), PresenceUrl: "https://elsewhere.example.com/presence",
+		}}})
+	}
+	s.Send(checkNow("sync", time.Minute))
+	nextReport(t, v)
+	if off, _ := clk.Offset(); off.Abs() > time.Minute {
+		t.Errorf("clock offset %s after later Sessions, want the first Session's (about 0)", off)
+	}
+	if got := a.client.PresenceURL(); got != before {
+		t.Errorf("presence URL %q after later Sessions, want %q", got, before)
+	}
+}
+
+// A verifier that taught a time far off, in which its own certificate is
+// not valid, does not keep the agent from ever connecting again: the
+// refused handshake makes the agent drop the offset and use the Mac's
+// clock until the verifier is heard again.
+func TestTimeStepDoesNotLockOut(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+		o.MinBackoff, o.MaxBackoff = 10*time.Millisecond, 100*time.Millisecond
+	})
+	s := nextSession(t, v)
+	nextReport(t, v)
+	v.SetClockOffset(50 * 365 * 24 * time.Hour)
+	s.End(status.Error(codes.Unavailable, "restarting"))
+	s = nextSession(t, v) // its Session teaches the time 50 years on
+	nextReport(t, v)
+	v.SetClockOffset(0)
+	s.End(status.Error(codes.Unavailable, "restarting"))
+	nextSession(t, v)
+}
+
+// A policy set is cached on disk with its first run, not as it arrives: a
+// verifier sending sets faster than the bound on runs does not rewrite the
+// file at that rate.
+func TestPolicySetCachedWithItsRun(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	dir := t.TempDir()
+	startAgent(t, v, dir, func(o *stream.Options) { o.CheckBurst, o.CheckEvery = 1, time.Hour })
+	s := nextSession(t, v)
+	nextReport(t, v)
+	for _, version := range []string{"v2", "v3", "v4"} {
+		s.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_PolicySet{PolicySet: &agentv1.PolicySet{
+			Version: version, Policies: []*agentv1.Policy{{Id: "passes", Query: "SELECT 1 FROM pass"}},
+		}}})
+	}
+	if r := nextReport(t, v); r.Report.GetPolicySetVersion() != "v2" {
+		t.Fatalf("report for version %q, want v2 (the one run the bound allows)", r.Report.GetPolicySetVersion())
+	}
+	time.Sleep(200 * time.Millisecond)
+	sd, err := state.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached, err := sd.LoadPolicySet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cached.GetVersion() != "v2" {
+		t.Errorf("cached policy set %q, want v2: the sets waiting for a run are not written", cached.GetVersion())
+	}
+}
+
+// The verifier's words in a stream's ending status reach the log clipped.
+func TestVerifierErrorClippedInLog(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	var logs testkit.Buffer
+	startAgent(t, v, t.TempDir(), func(o *stream.Options) { o.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	s := nextSession(t, v)
+	nextReport(t, v)
+	s.End(status.Error(codes.InvalidArgument, strings.Repeat("x", 1<<20)))
+	nextSession(t, v)
+	if n := len(logs.String()); n > 64<<10 {
+		t.Errorf("log holds %d bytes after one stream ended with a 1 MiB message", n)
+	}
+}
+
+// While osquery cannot say which platform it runs on, it is asked again at
+// most every minute, not for every policy set.
+func TestPlatformAskedAtMostEveryMinute(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	q := &countingQuerier{querier: newQuerier()}
+	startAgent(t, v, t.TempDir(), func(o *stream.Options) { o.Platform, o.Querier = "", q })
+	s := nextSession(t, v)
+	nextReport(t, v)
+	for i := range 50 {
+		s.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_PolicySet{PolicySet: &agentv1.PolicySet{
+			Version: fmt.Sprint(i), Policies: []*agentv1.Policy{{Id: "passes", Query: "SELECT 1 FROM pass"}},
+		}}})
+	}
+	s.Send(checkNow("sync", time.Minute))
+	reportsWithin(v, 500*time.Millisecond, nil)
+	if n := q.count("SELECT platform FROM os_version"); n > 1 {
+		t.Errorf("osquery asked for the platform %d times for 50 policy sets, want once", n)
+	}
+}
+
+// countingQuerier counts the queries it is asked.
+type countingQuerier struct {
+	*querier
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (q *countingQuerier) Query(ctx context.Context, sql string) ([]map[string]string, error) {
+	q.mu.Lock()
+	if q.n == nil {
+		q.n = map[string]int{}
+	}
+	q.n[sql]++
+	q.mu.Unlock()
+	return q.querier.Query(ctx, sql)
+}
+
+func (q *countingQuerier) count(sql string) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n[sql]
+}

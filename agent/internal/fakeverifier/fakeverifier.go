@@ -156,6 +156,7 @@ type Verifier struct {
 	Sessions chan *Session
 	Reports  chan Received
 
+	clockMu  sync.Mutex // guards ClockOffset once agents run
 	mu       sync.Mutex
 	keys     map[string]crypto.PublicKey
 	lastSeq  map[string]uint64
@@ -242,7 +243,18 @@ func (v *Verifier) Enroll(_ context.Context, req *agentv1.EnrollRequest) (*agent
 }
 
 // now is the verifier's clock.
-func (v *Verifier) now() time.Time { return time.Now().Add(v.ClockOffset) }
+func (v *Verifier) now() time.Time {
+	v.clockMu.Lock()
+	defer v.clockMu.Unlock()
+	return time.Now().Add(v.ClockOffset)
+}
+
+// SetClockOffset changes ClockOffset while agents run.
+func (v *Verifier) SetClockOffset(d time.Duration) {
+	v.clockMu.Lock()
+	defer v.clockMu.Unlock()
+	v.ClockOffset = d
+}
 
 func (v *Verifier) notBefore() time.Time {
 	if v.NotBefore != nil {
