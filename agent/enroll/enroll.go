@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -36,6 +37,7 @@ import (
 	"github.com/clearance/clearance/agent/retry"
 	"github.com/clearance/clearance/agent/state"
 	"github.com/clearance/clearance/agent/version"
+	"github.com/clearance/clearance/pkg/deviceid"
 	"github.com/clearance/clearance/pkg/keyrotation"
 	"github.com/clearance/clearance/pkg/logsample"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
@@ -168,6 +170,14 @@ func (m *Manager) Ensure(ctx context.Context) (*state.Identity, error) {
 	case err != nil:
 		return nil, err
 	}
+	if !m.now().Before(id.Cert.NotAfter) && m.Clock.Local().Before(id.Cert.NotAfter) && m.Clock.Forget() {
+		// Expired only in the verifier's time as learnt: a verifier that
+		// taught a time far ahead (only a broken or compromised one would)
+		// must not leave a Mac without a secret unable to connect again
+		// and hear the right time. The verifier judges the certificate.
+		m.log().Warn("device certificate expired only in the verifier's time as learnt; using this Mac's clock until the verifier is heard again",
+			"device_id", id.DeviceID, "not_after", id.Cert.NotAfter)
+	}
 	if !m.now().Before(id.Cert.NotAfter) {
 		m.log().Warn("device certificate expired", "device_id", id.DeviceID, "not_after", id.Cert.NotAfter)
 		if m.EnrollSecret == "" {
@@ -249,13 +259,15 @@ func (m *Manager) Enroll(ctx context.Context) (*state.Identity, error) {
 	}
 	m.learn(resp.GetVerifierTime(), m.Clock.Local())
 
-	// 4. Check what came back before trusting it, in the verifier's time.
-	if resp.GetDeviceId() == "" {
-		return nil, fmt.Errorf("%w: enrollment response has no device id", ErrUnusableResponse)
-	}
-	cert, chain, err := m.checkIssued(resp.GetCertificate(), resp.GetCaChain())
+	// 4. Check what came back before trusting it, in the verifier's time:
+	// the certificate names the device id the answer does (the id every
+	// report carries, and the verifier checks against the certificate).
+	cert, chain, certID, err := m.checkIssued(resp.GetCertificate(), resp.GetCaChain())
 	if err != nil {
 		return nil, fmt.Errorf("%w: enrollment response: %w", ErrUnusableResponse, err)
+	}
+	if resp.GetDeviceId() != certID {
+		return nil, fmt.Errorf("%w: enrollment response names device %q, its certificate %q", ErrUnusableResponse, logsample.Clip(resp.GetDeviceId()), certID)
 	}
 
 	// 5. Store.
@@ -326,9 +338,12 @@ func (m *Manager) Renew(ctx context.Context) (*state.Identity, error) {
 		return nil, fmt.Errorf("renewing with %s: %w", m.Verifier, err)
 	}
 	m.learn(resp.GetVerifierTime(), m.Clock.Local())
-	cert, chain, err := m.checkIssued(resp.GetCertificate(), resp.GetCaChain())
+	cert, chain, certID, err := m.checkIssued(resp.GetCertificate(), resp.GetCaChain())
 	if err != nil {
 		return nil, fmt.Errorf("%w: renewal response: %w", ErrUnusableResponse, err)
+	}
+	if certID != cur.DeviceID {
+		return nil, fmt.Errorf("%w: renewal response: certificate names device %q, not this device's %q", ErrUnusableResponse, certID, cur.DeviceID)
 	}
 	id := &state.Identity{DeviceID: cur.DeviceID, Verifier: cur.Verifier, EnrolledAt: cur.EnrolledAt, Cert: cert, Chain: chain}
 	if err := m.Dir.SaveIdentity(id); err != nil {
@@ -350,38 +365,52 @@ func (m *Manager) csr(cn string) ([]byte, error) {
 	return der, nil
 }
 
-// checkIssued parses an issued certificate and checks it is for our key and
-// chains to the configured CA, so a confused verifier cannot leave the agent
-// with an identity it cannot use.
-func (m *Manager) checkIssued(der []byte, chainDER [][]byte) (*x509.Certificate, []*x509.Certificate, error) {
+// maxChain bounds the ca_chain an answer may carry; the verifier sends
+// its device CA and root.
+const maxChain = 8
+
+// checkIssued parses an issued certificate and checks it is for our key,
+// names a device and chains to the configured CA, so a confused verifier
+// cannot leave the agent with an identity it cannot use. The chain it
+// returns, to store and present, is the path the certificate was verified
+// by (nearest first, ending with the root), not whatever the answer
+// carried: a chain padded with more certificates made every handshake
+// larger than the verifier's TLS accepts.
+func (m *Manager) checkIssued(der []byte, chainDER [][]byte) (*x509.Certificate, []*x509.Certificate, string, error) {
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, nil, fmt.Errorf("parsing certificate: %w", err)
+		return nil, nil, "", fmt.Errorf("parsing certificate: %w", err)
 	}
 	pub, err := x509.MarshalPKIXPublicKey(m.Signer.Public())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	if !bytes.Equal(pub, cert.RawSubjectPublicKeyInfo) {
-		return nil, nil, errors.New("certificate is not for this device's key")
+		return nil, nil, "", errors.New("certificate is not for this device's key")
 	}
-	var chain []*x509.Certificate
+	id, err := deviceid.FromCert(cert)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if len(chainDER) > maxChain {
+		return nil, nil, "", fmt.Errorf("ca_chain of %d certificates, more than %d", len(chainDER), maxChain)
+	}
 	inter := x509.NewCertPool()
 	for i, d := range chainDER {
 		c, err := x509.ParseCertificate(d)
 		if err != nil {
-			return nil, nil, fmt.Errorf("parsing ca_chain[%d]: %w", i, err)
+			return nil, nil, "", fmt.Errorf("parsing ca_chain[%d]: %w", i, err)
 		}
-		chain = append(chain, c)
 		inter.AddCert(c)
 	}
-	if _, err := cert.Verify(x509.VerifyOptions{
+	chains, err := cert.Verify(x509.VerifyOptions{
 		Roots:         m.Roots,
 		Intermediates: inter,
 		CurrentTime:   m.now(),
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}); err != nil {
-		return nil, nil, fmt.Errorf("certificate does not chain to the configured verifier CA: %w", err)
+	})
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("certificate does not chain to the configured verifier CA: %w", err)
 	}
-	return cert, chain, nil
+	return cert, slices.Clone(chains[0][1:]), id, nil
 }

@@ -2,8 +2,10 @@ package enroll_test
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -228,5 +230,117 @@ func TestEnrollWithSkewedClock(t *testing.T) {
 				t.Errorf("enrolled %d times, want once", enrolls)
 			}
 		})
+	}
+}
+
+// An answer is used only if its certificate names the device id it does:
+// a verifier naming another (only a broken or compromised one would) left
+// the Mac reporting under an id the verifier refused for good, and a
+// megabyte id in every log line.
+func TestEnrollAnswerNamesItsCertificatesDevice(t *testing.T) {
+	t.Parallel()
+	for name, lie := range map[string]string{
+		"another device": "dev-someone-else",
+		"a huge id":      strings.Repeat("d", 3<<20),
+		"no id":          "",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			v := fakeverifier.New(t)
+			v.EnrollAnswer = func(r *agentv1.EnrollResponse) { r.DeviceId = lie }
+			dir := t.TempDir()
+			m := manager(t, v, dir, v.Secret)
+			_, err := m.Ensure(context.Background())
+			if !errors.Is(err, enroll.ErrUnusableResponse) {
+				t.Fatalf("Ensure = %v, want ErrUnusableResponse", err)
+			}
+			if len(err.Error()) > 1024 {
+				t.Errorf("error of %d bytes: the verifier's id is not clipped", len(err.Error()))
+			}
+			if _, err := m.Dir.LoadIdentity(); !errors.Is(err, state.ErrNotEnrolled) {
+				t.Errorf("identity stored from an unusable answer: %v", err)
+			}
+		})
+	}
+}
+
+// A renewal is used only if its certificate names this device.
+func TestRenewAnswerNamesThisDevice(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	m := manager(t, v, t.TempDir(), v.Secret)
+	id, err := m.Ensure(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.RenewAnswer = func(r *agentv1.RenewResponse) {
+		csr := &x509.CertificateRequest{PublicKey: id.Cert.PublicKey}
+		other, err := v.PKI.Issue(csr, "dev-someone-else", time.Now().Add(-time.Minute), time.Hour)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		r.Certificate = other.Raw
+	}
+	if _, err := m.Renew(context.Background()); !errors.Is(err, enroll.ErrUnusableResponse) {
+		t.Fatalf("Renew = %v, want ErrUnusableResponse", err)
+	}
+	stored, err := m.Dir.LoadIdentity()
+	if err != nil || !stored.Cert.Equal(id.Cert) {
+		t.Errorf("stored identity changed by an unusable renewal (%v)", err)
+	}
+}
+
+// What is stored and presented is the path the certificate was verified
+// by, not the chain the answer carried: a chain padded with copies made
+// every later handshake larger than the verifier's TLS accepts. A chain
+// longer than a verifier sends is refused.
+func TestEnrollStoresTheVerifiedChain(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	pad := func(n int) func(*agentv1.EnrollResponse) {
+		return func(r *agentv1.EnrollResponse) {
+			for range n {
+				r.CaChain = append(r.CaChain, v.PKI.DeviceCA.Raw)
+			}
+		}
+	}
+	v.EnrollAnswer = pad(20)
+	if _, err := manager(t, v, t.TempDir(), v.Secret).Ensure(context.Background()); !errors.Is(err, enroll.ErrUnusableResponse) {
+		t.Errorf("a chain of 22 certificates: Ensure = %v, want ErrUnusableResponse", err)
+	}
+	v.EnrollAnswer = pad(5)
+	m := manager(t, v, t.TempDir(), v.Secret)
+	if _, err := m.Ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := m.Dir.LoadIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored.Chain) != 2 || !stored.Chain[0].Equal(v.PKI.DeviceCA) || !stored.Chain[1].Equal(v.PKI.Root) {
+		t.Errorf("stored chain of %d certificates, want the device CA and the root", len(stored.Chain))
+	}
+}
+
+// A Mac without an enroll secret, whose certificate the verifier's time as
+// learnt makes expired while its own clock does not, drops that time
+// instead of refusing to connect until it restarts.
+func TestEnsureDropsATimeThatExpiresTheCertificate(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	dir := t.TempDir()
+	m := manager(t, v, dir, v.Secret)
+	if _, err := m.Ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	noSecret := manager(t, v, dir, "")
+	noSecret.Clock = clock.New(time.Now, nil)
+	noSecret.Clock.Learn(time.Now().Add(50*365*24*time.Hour), time.Now())
+	if _, err := noSecret.Ensure(context.Background()); err != nil {
+		t.Fatalf("Ensure = %v, want the stored identity", err)
+	}
+	if off, _ := noSecret.Clock.Offset(); off != 0 {
+		t.Errorf("offset %s kept, want it dropped", off)
 	}
 }

@@ -25,3 +25,26 @@ func TestDeviceCAKeyID(t *testing.T) {
 		t.Errorf("without the device CA = %x, want the certificate's authority key id %x", got, leaf.AuthorityKeyId)
 	}
 }
+
+// An identity stored with an empty chain (a leaf the root signed, as an
+// agent stored it before it kept only the verified path) still loads: it
+// must not keep the agent from starting.
+func TestEmptyChainLoads(t *testing.T) {
+	t.Parallel()
+	rootCA := testpki.NewCA(t, testpki.CN("root"))
+	leaf := rootCA.Issue(t, testpki.CN("dev-1")).Cert
+	d, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SaveIdentity(&Identity{DeviceID: "dev-1", Verifier: "v:443", Cert: leaf}); err != nil {
+		t.Fatal(err)
+	}
+	id, err := d.LoadIdentity()
+	if err != nil {
+		t.Fatalf("LoadIdentity with an empty chain.pem: %v", err)
+	}
+	if !id.Cert.Equal(leaf) || len(id.Chain) != 0 {
+		t.Errorf("loaded %v with %d chain certificates, want the leaf and none", id.Cert.Subject, len(id.Chain))
+	}
+}

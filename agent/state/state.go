@@ -164,7 +164,11 @@ func (d *Dir) LoadIdentity() (*Identity, error) {
 		return nil, fmt.Errorf("%s holds %d certificates, want 1", d.File(CertFile), len(certs))
 	}
 	id.Cert = certs[0]
-	if id.Chain, err = readCerts(d.File(ChainFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	// An empty chain file, as an agent stored one before it kept only the
+	// verified path, is no chain: the identity still loads.
+	if fi, serr := os.Stat(d.File(ChainFile)); serr == nil && fi.Size() == 0 {
+		id.Chain = nil
+	} else if id.Chain, err = readCerts(d.File(ChainFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
 	if id.DeviceID == "" {

@@ -61,6 +61,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clearance/clearance/pkg/deviceid"
 	"github.com/clearance/clearance/pkg/devicesig"
 )
 
@@ -82,7 +83,7 @@ const (
 	// ChallengeSize is the number of random bytes in a challenge.
 	ChallengeSize = 32
 	// MaxDeviceIDLength matches the verifier's device ids.
-	MaxDeviceIDLength = 64
+	MaxDeviceIDLength = deviceid.MaxLength
 	maxHostLength     = 253
 )
 

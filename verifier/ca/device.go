@@ -5,21 +5,14 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"regexp"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/clearance/clearance/pkg/deviceid"
 )
 
-// deviceURIPrefix names a device in a certificate's SAN URI.
-const deviceURIPrefix = "urn:clearance:device:"
-
-// MaxDeviceIDLength bounds a device id.
-const MaxDeviceIDLength = 64
-
-// A device id is plain enough to go into a URN, a log line and a file name
-// unescaped.
-var deviceIDPattern = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+// MaxDeviceIDLength bounds a device id (deviceid.MaxLength).
+const MaxDeviceIDLength = deviceid.MaxLength
 
 // Errors VerifyDeviceCert and DeviceIDFromCert return, wrapped with detail;
 // match with errors.Is.
@@ -27,41 +20,17 @@ var (
 	ErrCertExpired     = errors.New("device certificate expired")
 	ErrCertNotYetValid = errors.New("device certificate not yet valid")
 	ErrCertUntrusted   = errors.New("device certificate not trusted")
-	ErrCertNoDeviceID  = errors.New("device certificate names no device")
+	ErrCertNoDeviceID  = deviceid.ErrNoDeviceID
 )
 
 // DeviceURI is the SAN URI that names deviceID in its certificate.
-func DeviceURI(deviceID string) string { return deviceURIPrefix + deviceID }
+func DeviceURI(deviceID string) string { return deviceid.URI(deviceID) }
 
-func checkDeviceID(id string) error {
-	if !deviceIDPattern.MatchString(id) {
-		return fmt.Errorf("invalid device id %q: want 1 to %d letters, digits or hyphens", id, MaxDeviceIDLength)
-	}
-	return nil
-}
+func checkDeviceID(id string) error { return deviceid.Check(id) }
 
-// DeviceIDFromCert returns the device id in c's SAN URI. c must carry exactly
-// one URI SAN, urn:clearance:device:<id>. It does not check who issued c:
-// VerifyDeviceCert does.
-func DeviceIDFromCert(c *x509.Certificate) (string, error) {
-	if c == nil {
-		return "", fmt.Errorf("%w: no certificate", ErrCertNoDeviceID)
-	}
-	if len(c.URIs) != 1 {
-		return "", fmt.Errorf("%w: want exactly one SAN URI, got %d", ErrCertNoDeviceID, len(c.URIs))
-	}
-	s := c.URIs[0].String()
-	id, ok := strings.CutPrefix(s, deviceURIPrefix)
-	if !ok {
-		return "", fmt.Errorf("%w: SAN URI %q is not %s<id>", ErrCertNoDeviceID, s, deviceURIPrefix)
-	}
-	// The id pattern also rules out anything a URI could append: a query,
-	// a fragment, escapes.
-	if err := checkDeviceID(id); err != nil {
-		return "", fmt.Errorf("%w: %w", ErrCertNoDeviceID, err)
-	}
-	return id, nil
-}
+// DeviceIDFromCert returns the device id in c's SAN URI (deviceid.FromCert).
+// It does not check who issued c: VerifyDeviceCert does.
+func DeviceIDFromCert(c *x509.Certificate) (string, error) { return deviceid.FromCert(c) }
 
 // VerifyDeviceCert checks that leaf is a device certificate from this
 // verifier's device CA, usable for TLS client authentication at now, and

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,6 +34,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/clearance/clearance/internal/testkit/testpki"
+	"github.com/clearance/clearance/pkg/deviceid"
 	"github.com/clearance/clearance/pkg/report"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -82,10 +84,15 @@ func (p *PKI) Roots() *x509.CertPool {
 	return pool
 }
 
-// Issue signs a device certificate for csr.
+// Issue signs a device certificate for csr, naming deviceID as the
+// verifier's do (its SAN URI).
 func (p *PKI) Issue(csr *x509.CertificateRequest, deviceID string, notBefore time.Time, lifetime time.Duration) (*x509.Certificate, error) {
+	uri, err := url.Parse(deviceid.URI(deviceID))
+	if err != nil {
+		return nil, err
+	}
 	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
-		SerialNumber: nextSerial(), Subject: pkix.Name{CommonName: deviceID},
+		SerialNumber: nextSerial(), Subject: pkix.Name{CommonName: deviceID}, URIs: []*url.URL{uri},
 		NotBefore: notBefore, NotAfter: notBefore.Add(lifetime),
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
 	}, p.DeviceCA, csr.PublicKey, p.deviceCA.Key)
@@ -152,6 +159,10 @@ type Verifier struct {
 	// EnrollHook, when set, sees every Enroll request first; an error it
 	// returns is Enroll's answer (a request held for approval, say).
 	EnrollHook func(req *agentv1.EnrollRequest) error
+	// EnrollAnswer and RenewAnswer, when set, may change an answer before
+	// it is sent (a verifier that lies).
+	EnrollAnswer func(*agentv1.EnrollResponse)
+	RenewAnswer  func(*agentv1.RenewResponse)
 
 	Sessions chan *Session
 	Reports  chan Received
@@ -238,8 +249,12 @@ func (v *Verifier) Enroll(_ context.Context, req *agentv1.EnrollRequest) (*agent
 	v.keys[id] = csr.PublicKey
 	v.enrolls++
 	v.mu.Unlock()
-	return &agentv1.EnrollResponse{DeviceId: id, Certificate: cert.Raw, CaChain: [][]byte{v.PKI.DeviceCA.Raw, v.PKI.Root.Raw}, NotAfter: timestamppb.New(cert.NotAfter),
-		VerifierTime: timestamppb.New(v.now())}, nil
+	resp := &agentv1.EnrollResponse{DeviceId: id, Certificate: cert.Raw, CaChain: [][]byte{v.PKI.DeviceCA.Raw, v.PKI.Root.Raw}, NotAfter: timestamppb.New(cert.NotAfter),
+		VerifierTime: timestamppb.New(v.now())}
+	if v.EnrollAnswer != nil {
+		v.EnrollAnswer(resp)
+	}
+	return resp, nil
 }
 
 // now is the verifier's clock.
@@ -299,8 +314,12 @@ func (v *Verifier) Renew(ctx context.Context, req *agentv1.RenewRequest) (*agent
 	v.mu.Lock()
 	v.renews++
 	v.mu.Unlock()
-	return &agentv1.RenewResponse{Certificate: cert.Raw, CaChain: [][]byte{v.PKI.DeviceCA.Raw, v.PKI.Root.Raw}, NotAfter: timestamppb.New(cert.NotAfter),
-		VerifierTime: timestamppb.New(v.now())}, nil
+	resp := &agentv1.RenewResponse{Certificate: cert.Raw, CaChain: [][]byte{v.PKI.DeviceCA.Raw, v.PKI.Root.Raw}, NotAfter: timestamppb.New(cert.NotAfter),
+		VerifierTime: timestamppb.New(v.now())}
+	if v.RenewAnswer != nil {
+		v.RenewAnswer(resp)
+	}
+	return resp, nil
 }
 
 // Connect implements AgentService.
