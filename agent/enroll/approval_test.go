@@ -69,10 +69,7 @@ func TestEnrollRotationProof(t *testing.T) {
 	t.Parallel()
 	v := fakeverifier.New(t)
 	dir := t.TempDir()
-	m := manager(t, v, dir, v.Secret)
-	if _, err := m.Ensure(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	m := enrolled(t, v, dir)
 	oldPKIX, _ := x509.MarshalPKIXPublicKey(m.Signer.Public())
 
 	newKey, err := devicekey.Rotate(context.Background(), m.Dir, devicekey.Options{})

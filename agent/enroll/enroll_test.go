@@ -35,6 +35,16 @@ func manager(t *testing.T, v *fakeverifier.Verifier, dir string, secret string) 
 	}
 }
 
+// enrolled is manager, enrolled once.
+func enrolled(t *testing.T, v *fakeverifier.Verifier, dir string) *enroll.Manager {
+	t.Helper()
+	m := manager(t, v, dir, v.Secret)
+	if _, err := m.Ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 func TestEnrollOnceThenReuse(t *testing.T) {
 	t.Parallel()
 	v := fakeverifier.New(t)
@@ -330,10 +340,7 @@ func TestEnsureDropsATimeThatExpiresTheCertificate(t *testing.T) {
 	t.Parallel()
 	v := fakeverifier.New(t)
 	dir := t.TempDir()
-	m := manager(t, v, dir, v.Secret)
-	if _, err := m.Ensure(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	enrolled(t, v, dir)
 	noSecret := manager(t, v, dir, "")
 	noSecret.Clock = clock.New(time.Now, nil)
 	noSecret.Clock.Learn(time.Now().Add(50*365*24*time.Hour), time.Now())
