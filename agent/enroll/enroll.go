@@ -337,6 +337,12 @@ func (m *Manager) Renew(ctx context.Context) (*state.Identity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("renewing with %s: %w", m.Verifier, err)
 	}
+	// The time known before this answer, from the stream's Session: the
+	// renewed certificate must be valid in it too, not only in the time
+	// the same answer teaches. Otherwise an answer could bring a
+	// certificate valid only in a time of its choosing, and replace one
+	// that works with one the verifier refuses once it is honest again.
+	before := m.now()
 	m.learn(resp.GetVerifierTime(), m.Clock.Local())
 	cert, chain, certID, err := m.checkIssued(resp.GetCertificate(), resp.GetCaChain())
 	if err != nil {
@@ -344,6 +350,10 @@ func (m *Manager) Renew(ctx context.Context) (*state.Identity, error) {
 	}
 	if certID != cur.DeviceID {
 		return nil, fmt.Errorf("%w: renewal response: certificate names device %q, not this device's %q", ErrUnusableResponse, certID, cur.DeviceID)
+	}
+	if before.Before(cert.NotBefore) || !before.Before(cert.NotAfter) {
+		return nil, fmt.Errorf("%w: renewal response: certificate valid from %s to %s, not at %s, the verifier's time before this answer",
+			ErrUnusableResponse, cert.NotBefore.UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339), before.UTC().Format(time.RFC3339))
 	}
 	id := &state.Identity{DeviceID: cur.DeviceID, Verifier: cur.Verifier, EnrolledAt: cur.EnrolledAt, Cert: cert, Chain: chain}
 	if err := m.Dir.SaveIdentity(id); err != nil {
@@ -366,8 +376,13 @@ func (m *Manager) csr(cn string) ([]byte, error) {
 }
 
 // maxChain bounds the ca_chain an answer may carry; the verifier sends
-// its device CA and root.
-const maxChain = 8
+// its device CA and root. maxCertSize bounds each certificate in it, and
+// the issued one: the verifier's are under 2 KiB, and the agent presents
+// them in every handshake, which the verifier's TLS refuses past 256 KiB.
+const (
+	maxChain    = 8
+	maxCertSize = 16 << 10
+)
 
 // checkIssued parses an issued certificate and checks it is for our key,
 // names a device and chains to the configured CA, so a confused verifier
@@ -377,6 +392,9 @@ const maxChain = 8
 // carried: a chain padded with more certificates made every handshake
 // larger than the verifier's TLS accepts.
 func (m *Manager) checkIssued(der []byte, chainDER [][]byte) (*x509.Certificate, []*x509.Certificate, string, error) {
+	if len(der) > maxCertSize {
+		return nil, nil, "", fmt.Errorf("certificate of %d bytes, more than %d", len(der), maxCertSize)
+	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("parsing certificate: %w", err)
@@ -397,6 +415,9 @@ func (m *Manager) checkIssued(der []byte, chainDER [][]byte) (*x509.Certificate,
 	}
 	inter := x509.NewCertPool()
 	for i, d := range chainDER {
+		if len(d) > maxCertSize {
+			return nil, nil, "", fmt.Errorf("ca_chain[%d] of %d bytes, more than %d", i, len(d), maxCertSize)
+		}
 		c, err := x509.ParseCertificate(d)
 		if err != nil {
 			return nil, nil, "", fmt.Errorf("parsing ca_chain[%d]: %w", i, err)

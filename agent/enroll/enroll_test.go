@@ -3,11 +3,15 @@ package enroll_test
 import (
 	"context"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"errors"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/clearance/clearance/agent/clock"
 	"github.com/clearance/clearance/agent/devicekey"
@@ -349,5 +353,74 @@ func TestEnsureDropsATimeThatExpiresTheCertificate(t *testing.T) {
 	}
 	if off, _ := noSecret.Clock.Offset(); off != 0 {
 		t.Errorf("offset %s kept, want it dropped", off)
+	}
+}
+
+// An issued certificate larger than a verifier's (a verifier holding the
+// device CA's key could pad one) is refused: the agent presents it in
+// every handshake, which the verifier's TLS refuses past 256 KiB, and the
+// agent would never have enrolled again.
+func TestIssuedCertificateSizeBounded(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.EnrollAnswer = func(r *agentv1.EnrollResponse) {
+		leaf, err := x509.ParseCertificate(r.Certificate)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		big, err := v.PKI.IssueFunc(&x509.CertificateRequest{PublicKey: leaf.PublicKey}, r.DeviceId, leaf.NotBefore, 10*365*24*time.Hour,
+			func(c *x509.Certificate) {
+				c.ExtraExtensions = []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1}, Value: make([]byte, 300<<10)}}
+			})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		r.Certificate = big.Raw
+	}
+	m := manager(t, v, t.TempDir(), v.Secret)
+	if _, err := m.Ensure(context.Background()); !errors.Is(err, enroll.ErrUnusableResponse) {
+		t.Fatalf("Ensure = %v, want ErrUnusableResponse", err)
+	}
+}
+
+// A renewed certificate must be valid in the verifier's time as known
+// before the answer, not only in the time the same answer teaches: else a
+// renewal could replace a working certificate with one valid only in a
+// time of the answer's choosing, which a Mac without a secret could not
+// recover from.
+func TestRenewalValidOnlyInItsOwnTimeRefused(t *testing.T) {
+	t.Parallel()
+	for name, at := range map[string]time.Duration{"past": -50 * time.Minute, "future": 20 * time.Hour} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			v := fakeverifier.New(t)
+			dir := t.TempDir()
+			id, err := enrolled(t, v, dir).Dir.LoadIdentity()
+			if err != nil {
+				t.Fatal(err)
+			}
+			v.RenewAnswer = func(r *agentv1.RenewResponse) {
+				c, err := v.PKI.Issue(&x509.CertificateRequest{PublicKey: id.Cert.PublicKey}, id.DeviceID, time.Now().Add(at), 30*time.Minute)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				r.Certificate = c.Raw
+				r.VerifierTime = timestamppb.New(time.Now().Add(at + 10*time.Minute))
+			}
+			m := manager(t, v, dir, "")
+			if _, err := m.Ensure(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.Renew(context.Background()); !errors.Is(err, enroll.ErrUnusableResponse) {
+				t.Fatalf("Renew = %v, want ErrUnusableResponse", err)
+			}
+			stored, err := m.Dir.LoadIdentity()
+			if err != nil || !stored.Cert.Equal(id.Cert) {
+				t.Errorf("stored certificate replaced by an unusable renewal (%v)", err)
+			}
+		})
 	}
 }

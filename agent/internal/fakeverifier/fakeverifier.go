@@ -87,15 +87,25 @@ func (p *PKI) Roots() *x509.CertPool {
 // Issue signs a device certificate for csr, naming deviceID as the
 // verifier's do (its SAN URI).
 func (p *PKI) Issue(csr *x509.CertificateRequest, deviceID string, notBefore time.Time, lifetime time.Duration) (*x509.Certificate, error) {
+	return p.IssueFunc(csr, deviceID, notBefore, lifetime, nil)
+}
+
+// IssueFunc is Issue with mod, when set, changing the template first (a
+// verifier that lies, holding the device CA's key).
+func (p *PKI) IssueFunc(csr *x509.CertificateRequest, deviceID string, notBefore time.Time, lifetime time.Duration, mod func(*x509.Certificate)) (*x509.Certificate, error) {
 	uri, err := url.Parse(deviceid.URI(deviceID))
 	if err != nil {
 		return nil, err
 	}
-	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+	tmpl := &x509.Certificate{
 		SerialNumber: nextSerial(), Subject: pkix.Name{CommonName: deviceID}, URIs: []*url.URL{uri},
 		NotBefore: notBefore, NotAfter: notBefore.Add(lifetime),
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
-	}, p.DeviceCA, csr.PublicKey, p.deviceCA.Key)
+	}
+	if mod != nil {
+		mod(tmpl)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.DeviceCA, csr.PublicKey, p.deviceCA.Key)
 	if err != nil {
 		return nil, err
 	}
