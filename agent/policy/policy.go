@@ -25,13 +25,16 @@ import (
 
 // CheckSet refuses a policy set the agent could not report on as the
 // verifier accepts reports: more policies than a report may hold results
-// (report.MaxResults), a policy id the verifier's loader would refuse, or
-// one id twice. A verifier sending one (only a broken or compromised one
+// (report.MaxResults), a version longer than a report may carry, a policy
+// id the verifier's loader would refuse, or one id twice. A verifier sending one (only a broken or compromised one
 // would) would otherwise have the agent build, sign and send reports the
 // verifier refuses, at every connect.
 func CheckSet(ps *agentv1.PolicySet) error {
 	if n := len(ps.GetPolicies()); n > report.MaxResults {
 		return fmt.Errorf("%d policies, more than the %d a report may hold", n, report.MaxResults)
+	}
+	if n := len(ps.GetVersion()); n > report.MaxVersionSize {
+		return fmt.Errorf("a version of %d bytes, more than the %d a report may carry", n, report.MaxVersionSize)
 	}
 	seen := make(map[string]bool, len(ps.GetPolicies()))
 	for i, p := range ps.GetPolicies() {
@@ -123,6 +126,17 @@ func Run(ctx context.Context, q osquery.Querier, p *agentv1.Policy, now func() t
 		res.Status = agentv1.PolicyStatus_POLICY_STATUS_FAIL
 	}
 	return res
+}
+
+// NotRun is the ERROR result of a policy left out of a run, saying why.
+func NotRun(p *agentv1.Policy, why string) *agentv1.PolicyResult {
+	return &agentv1.PolicyResult{
+		PolicyId:    p.GetId(),
+		QuerySha256: policyfile.QueryDigest(p.GetQuery()),
+		Status:      agentv1.PolicyStatus_POLICY_STATUS_ERROR,
+		Message:     clip("not run: " + why),
+		Duration:    durationpb.New(0),
+	}
 }
 
 // Message is the text an ERROR result carries: osquery's own message when

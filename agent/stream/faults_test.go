@@ -82,9 +82,20 @@ type slowQuerier struct {
 
 func (q *slowQuerier) Query(ctx context.Context, sql string) ([]map[string]string, error) {
 	if q.slow.Load() {
-		time.Sleep(q.delay)
+		select {
+		case <-time.After(q.delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	return q.querier.Query(ctx, sql)
+}
+
+// slowly is a slowQuerier whose every query takes d.
+func slowly(d time.Duration) *slowQuerier {
+	q := &slowQuerier{querier: newQuerier(), delay: d}
+	q.slow.Store(true)
+	return q
 }
 
 // TestStreamEndNotStuckOnReader: the verifier sends a message and ends the

@@ -94,6 +94,16 @@ const (
 	// intervals a verifier staggered would otherwise each fall due on
 	// their own, about one run a second.
 	DefaultScheduleGap = 5 * time.Second
+	// DefaultRunBudget bounds one run: the policies not reached by then
+	// are reported as ERROR "not run". The bound on runs limits how often
+	// a verifier has the Mac run its policies; this limits what one run
+	// costs (a thousand queries that each take osquery's 30 s would
+	// otherwise hold the stream for hours).
+	DefaultRunBudget = 2 * time.Minute
+	// firstSetWait is how long a session's first report waits for the
+	// verifier's policy set after its Session before running the cached
+	// one: the verifier sends it next.
+	firstSetWait = time.Second
 	// stableSession is how long a session must last for the reconnect
 	// backoff to start over.
 	stableSession = 30 * time.Second
@@ -128,6 +138,9 @@ type Options struct {
 	// is dropped if it expires meanwhile.
 	CheckBurst int
 	CheckEvery time.Duration
+	// RunBudget bounds the time one run takes; the policies it leaves out
+	// are reported as ERROR "not run".
+	RunBudget time.Duration
 	// ScheduleGap is the least time between two runs on the schedule the
 	// policies' own intervals make (not with Interval set).
 	ScheduleGap time.Duration
@@ -237,6 +250,9 @@ func New(o Options) *Client {
 	}
 	if o.ScheduleGap <= 0 {
 		o.ScheduleGap = DefaultScheduleGap
+	}
+	if o.RunBudget <= 0 {
+		o.RunBudget = DefaultRunBudget
 	}
 	if o.Clock == nil {
 		o.Clock = clock.New(clock.System(), o.Logger)
@@ -422,6 +438,10 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 	// stuck on the hand-off while the stream's status waits behind it.
 	msgs := make(chan *agentv1.VerifierMessage)
 	recvErr := make(chan error, 1)
+	// Runs stop when the stream ends: a long run must not outlive the
+	// stream it reports on.
+	runCtx, stopRuns := context.WithCancel(ctx)
+	defer stopRuns()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { // owned: session waits for it below
@@ -430,6 +450,7 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 			m, err := stream.Recv()
 			if err != nil {
 				recvErr <- err
+				stopRuns()
 				return
 			}
 			select {
@@ -466,6 +487,9 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 	// arrives.
 	reportNow := false
 	reported, heard, sessioned := false, false, false
+	// After a Session, the first report waits a moment for the session's
+	// own policy set before running the cached one.
+	var firstWait <-chan time.Time
 	// Runs asked for past the bound on runs (checkBudget) wait here for
 	// their turn: the latest CheckNow, and a run for a changed policy
 	// set. One run answers both, as it runs every policy.
@@ -481,7 +505,7 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 		if reportNow {
 			reportNow = false
 			reported = true
-			if err := c.runAndReport(ctx, id, nil, c.policies, send); err != nil {
+			if err := c.runAndReport(runCtx, id, nil, c.policies, send); err != nil {
 				return c.streamEnded(ctx, msgs, recvErr, err)
 			}
 		}
@@ -504,7 +528,7 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 			return err
 		case <-timer:
 			c.lastScheduled = c.o.Clock.Local()
-			if err := c.runAndReport(ctx, id, nil, c.duePolicies(), send); err != nil {
+			if err := c.runAndReport(runCtx, id, nil, c.duePolicies(), send); err != nil {
 				return c.streamEnded(ctx, msgs, recvErr, err)
 			}
 		case <-owedTimer:
@@ -523,14 +547,23 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 			}
 			check := owedCheck
 			owedCheck, owedRun = nil, false
-			if err := c.runAndReport(ctx, id, check, c.policies, send); err != nil {
+			if err := c.runAndReport(runCtx, id, check, c.policies, send); err != nil {
 				return c.streamEnded(ctx, msgs, recvErr, err)
 			}
 			reported = true
+		case <-firstWait:
+			firstWait = nil
+			if !reported && c.ps != nil {
+				reportNow = true
+			}
 		case m := <-msgs:
 			if !heard {
 				heard = true
-				reportNow = c.ps != nil
+				if _, ok := m.GetMessage().(*agentv1.VerifierMessage_Session); ok && c.ps != nil {
+					firstWait = c.o.After(firstSetWait)
+				} else {
+					reportNow = c.ps != nil
+				}
 			}
 			switch m := m.GetMessage().(type) {
 			case *agentv1.VerifierMessage_PolicySet:
@@ -588,7 +621,7 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 					owe(wait)
 					continue
 				}
-				if err := c.runAndReport(ctx, id, m.CheckNow, c.policies, send); err != nil {
+				if err := c.runAndReport(runCtx, id, m.CheckNow, c.policies, send); err != nil {
 					return c.streamEnded(ctx, msgs, recvErr, err)
 				}
 				reported = true
@@ -944,11 +977,23 @@ func (c *Client) runAndReport(ctx context.Context, id *state.Identity, check *ag
 		c.psSaved = c.ps
 	}
 	observed := c.now()
+	budget, cancel := context.WithTimeout(ctx, c.o.RunBudget)
+	defer cancel()
+	spent := 0
 	for _, p := range run {
-		c.results[p.GetId()] = policy.Run(ctx, c.o.Querier, p, c.now)
+		if budget.Err() != nil && ctx.Err() == nil {
+			c.results[p.GetId()] = policy.NotRun(p, fmt.Sprintf("this run's time budget (%s) was spent", c.o.RunBudget))
+			spent++
+			continue
+		}
+		c.results[p.GetId()] = policy.Run(budget, c.o.Querier, p, c.now)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+	}
+	if spent > 0 {
+		c.logSampled(slog.LevelWarn, "run_budget", "a run's time budget was spent; the policies left are reported as not run",
+			"budget", c.o.RunBudget, "not_run", spent, "policies", len(run))
 	}
 	// One jitter per batch keeps a batch together; jitter spreads a fleet's
 	// reports over time instead of having every Mac report at once.

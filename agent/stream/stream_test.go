@@ -812,6 +812,7 @@ func TestUnreportablePolicySetRefused(t *testing.T) {
 		{Version: "many", Policies: many},
 		{Version: "bad-id", Policies: []*agentv1.Policy{{Id: "not an id\x1b[2J", Query: "SELECT 1 FROM pass"}}},
 		{Version: "twice", Policies: []*agentv1.Policy{{Id: "p", Query: "SELECT 1 FROM pass"}, {Id: "p", Query: "SELECT 1 FROM fail"}}},
+		{Version: strings.Repeat("v", 129), Policies: []*agentv1.Policy{{Id: "p", Query: "SELECT 1 FROM pass"}}},
 	} {
 		s.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_PolicySet{PolicySet: ps}})
 	}
@@ -1023,4 +1024,86 @@ func (q *countingQuerier) count(sql string) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.n[sql]
+}
+
+func slowSet(version string, n int) *agentv1.PolicySet {
+	ps := &agentv1.PolicySet{Version: version}
+	for i := range n {
+		ps.Policies = append(ps.Policies, &agentv1.Policy{Id: fmt.Sprintf("p%d", i), Query: "SELECT 1 FROM pass"})
+	}
+	return ps
+}
+
+// One run is bounded in time: the policies it does not reach are reported
+// as ERROR "not run", so that a set of slow queries cannot hold the
+// stream (its acks and live checks) for hours.
+func TestRunBudget(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = slowSet("slow", 20)
+	var logs testkit.Buffer
+	startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+		o.Querier = slowly(50 * time.Millisecond)
+		o.RunBudget = 300 * time.Millisecond
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	nextSession(t, v)
+	start := time.Now()
+	r := nextReport(t, v)
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("first report after %s; 20 queries of 50 ms with a 300 ms budget", took)
+	}
+	notRun := 0
+	for _, res := range r.Report.GetResults() {
+		if strings.HasPrefix(res.GetMessage(), "not run: this run's time budget") {
+			notRun++
+		}
+	}
+	if notRun == 0 || notRun == 20 {
+		t.Errorf("%d of 20 policies not run, want some run and the rest reported not run", notRun)
+	}
+	if !logs.HasLine("a run's time budget was spent") {
+		t.Errorf("the log does not say so:\n%s", logs.String())
+	}
+}
+
+// A run stops when its stream ends: it must not keep the agent from
+// reconnecting to a verifier that restarted.
+func TestRunStopsWhenTheStreamEnds(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = slowSet("slow", 40)
+	startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+		o.Querier = slowly(50 * time.Millisecond)
+	})
+	s := nextSession(t, v)
+	nextReport(t, v) // 2 s of queries
+	s.Send(checkNow("slow", time.Minute))
+	time.Sleep(200 * time.Millisecond) // into the check's run
+	ended := time.Now()
+	s.End(status.Error(codes.Unavailable, "restarting"))
+	nextSession(t, v)
+	if took := time.Since(ended); took > time.Second {
+		t.Errorf("reconnected %s after the stream ended; the run went on for a stream that was gone", took)
+	}
+}
+
+// A session's first report runs the verifier's policy set, which follows
+// its Session, not the cached one the verifier has since replaced.
+func TestFirstReportRunsTheSessionsSet(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	dir := t.TempDir()
+	a := startAgent(t, v, dir, nil)
+	nextSession(t, v)
+	nextReport(t, v)
+	a.stop(t)
+
+	v.PolicySet = &agentv1.PolicySet{Version: "v2", Policies: []*agentv1.Policy{{Id: "passes", Query: "SELECT 1 FROM pass"}}}
+	startAgent(t, v, dir, nil)
+	nextSession(t, v)
+	if r := nextReport(t, v); r.Report.GetPolicySetVersion() != "v2" {
+		t.Errorf("first report after reconnecting ran %q, want the verifier's v2, not the cached set", r.Report.GetPolicySetVersion())
+	}
 }
