@@ -388,14 +388,21 @@ func TestBackoffOnError(t *testing.T) {
 	}
 }
 
-func TestRefusedReportIsDropped(t *testing.T) {
-	t.Parallel()
+// firstReport starts an agent on a fresh state dir and returns once its
+// first report arrived.
+func firstReport(t *testing.T) (*fakeverifier.Verifier, string, *agent, fakeverifier.Received) {
+	t.Helper()
 	v := fakeverifier.New(t)
 	v.PolicySet = policySet
 	dir := t.TempDir()
 	a := startAgent(t, v, dir, nil)
 	nextSession(t, v)
-	r := nextReport(t, v)
+	return v, dir, a, nextReport(t, v)
+}
+
+func TestRefusedReportIsDropped(t *testing.T) {
+	t.Parallel()
+	v, dir, a, r := firstReport(t)
 	waitAcked(t, a.client, r.Report.GetSeq())
 	a.stop(t)
 
@@ -1092,12 +1099,7 @@ func TestRunStopsWhenTheStreamEnds(t *testing.T) {
 // its Session, not the cached one the verifier has since replaced.
 func TestFirstReportRunsTheSessionsSet(t *testing.T) {
 	t.Parallel()
-	v := fakeverifier.New(t)
-	v.PolicySet = policySet
-	dir := t.TempDir()
-	a := startAgent(t, v, dir, nil)
-	nextSession(t, v)
-	nextReport(t, v)
+	v, dir, a, _ := firstReport(t)
 	a.stop(t)
 
 	v.PolicySet = &agentv1.PolicySet{Version: "v2", Policies: []*agentv1.Policy{{Id: "passes", Query: "SELECT 1 FROM pass"}}}
