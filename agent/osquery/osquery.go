@@ -154,8 +154,8 @@ func (r *Runner) Socket() string { return r.socket }
 // Query runs sql. osquery's own refusal is a *QueryError; an answer larger
 // than MaxResponse is ErrResponseTooLarge; failing to reach osqueryd wraps
 // ErrUnavailable.
-func (r *Runner) Query(ctx context.Context, sql string) ([]map[string]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.opts.QueryTimeout)
+func (r *Runner) Query(parent context.Context, sql string) ([]map[string]string, error) {
+	ctx, cancel := context.WithTimeout(parent, r.opts.QueryTimeout)
 	defer cancel()
 
 	r.mu.Lock()
@@ -175,7 +175,11 @@ func (r *Runner) Query(ctx context.Context, sql string) ([]map[string]string, er
 	}
 	if err != nil || !stopped {
 		r.dropLocked()
-		if ctx.Err() != nil {
+		switch {
+		case parent.Err() != nil:
+			// The caller gave up (a run's time budget, a shutdown).
+			return nil, fmt.Errorf("%w: query stopped: %w", ErrUnavailable, parent.Err())
+		case ctx.Err() != nil:
 			return nil, fmt.Errorf("%w: query did not finish within %s", ErrUnavailable, r.opts.QueryTimeout)
 		}
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)

@@ -430,3 +430,35 @@ func TestFlagsKeepFilesInDir(t *testing.T) {
 		}
 	}
 }
+
+// A query its caller gives up on (a run's time budget) ends at once with
+// an error that says so, and the next query gets its own answer on a new
+// connection, never the answer the abandoned one was still owed.
+func TestAttachCallerGivesUp(t *testing.T) {
+	t.Parallel()
+	socket := filepath.Join(shortDir(t), "osquery.em")
+	serveSim(t, "compliant-mac", socket)
+	r, err := osquery.New(osquery.Options{
+		Socket: socket, QueryTimeout: 30 * time.Second, ConnectWait: 2 * time.Second,
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Interrupt(nil) })
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	slow := "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 200000000) SELECT count(*) AS n FROM c"
+	_, err = r.Query(ctx, slow)
+	if err == nil || !strings.Contains(err.Error(), "query stopped") {
+		t.Errorf("err = %v, want the query stopped", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("gave up after %s, want at the caller's 200 ms", took)
+	}
+	rows, err := r.Query(context.Background(), "SELECT 7 AS seven")
+	if err != nil || len(rows) != 1 || rows[0]["seven"] != "7" {
+		t.Errorf("next query: %v %v, want its own answer, seven=7", rows, err)
+	}
+}
