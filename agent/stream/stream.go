@@ -433,24 +433,43 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 	}
 	c.count(func(s *Stats) { s.Sessions++ })
 
-	// The reader hands messages to this goroutine, which alone sends; when
-	// a send fails, streamEnded keeps taking them, so the reader is never
-	// stuck on the hand-off while the stream's status waits behind it.
+	// The reader reads ahead into an inbox (bounded by bytes) and a pump
+	// hands the messages to this goroutine, which alone sends, then how
+	// the stream ended, in that order; when a send fails, streamEnded
+	// keeps taking them. Reading ahead lets the reader learn at once that
+	// the stream ended while a run is busy, and stop the run: a long run
+	// must not outlive the stream it reports on.
 	msgs := make(chan *agentv1.VerifierMessage)
 	recvErr := make(chan error, 1)
-	// Runs stop when the stream ends: a long run must not outlive the
-	// stream it reports on.
 	runCtx, stopRuns := context.WithCancel(ctx)
 	defer stopRuns()
+	in := newInbox()
+	stopInbox := context.AfterFunc(ctx, in.close)
+	defer stopInbox()
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() { // owned: session waits for it below
 		defer wg.Done()
 		for {
 			m, err := stream.Recv()
 			if err != nil {
-				recvErr <- err
 				stopRuns()
+				in.finish(err)
+				return
+			}
+			if !in.put(m) {
+				return
+			}
+		}
+	}()
+	go func() { // owned: session waits for it below
+		defer wg.Done()
+		for {
+			m, ok, err := in.get()
+			if !ok {
+				if err != nil {
+					recvErr <- err
+				}
 				return
 			}
 			select {
@@ -763,8 +782,8 @@ func ValidPresenceURL(s string) error {
 	return err
 }
 
-// streamEnded turns a failed Send into the stream's real status, which the
-// reader gets from Recv once it has handed over the messages before it.
+// streamEnded turns a failed Send into the stream's real status, which
+// comes once the messages before it are handed over.
 // Those are taken here meanwhile: acks still count (the reports they name
 // are stored), the rest no longer matters.
 func (c *Client) streamEnded(ctx context.Context, msgs <-chan *agentv1.VerifierMessage, recvErr chan error, err error) error {

@@ -1087,6 +1087,10 @@ func TestRunStopsWhenTheStreamEnds(t *testing.T) {
 	nextReport(t, v) // 2 s of queries
 	s.Send(checkNow("slow", time.Minute))
 	time.Sleep(200 * time.Millisecond) // into the check's run
+	// Messages during the run (an honest verifier's acks, a sign-in's
+	// check) do not keep the agent from learning the stream ended.
+	s.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_Ack{Ack: &agentv1.Ack{}}})
+	s.Send(checkNow("another", time.Minute))
 	ended := time.Now()
 	s.End(status.Error(codes.Unavailable, "restarting"))
 	nextSession(t, v)
