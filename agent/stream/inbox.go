@@ -11,7 +11,16 @@ import (
 // inboxBytes bounds the verifier's messages read ahead while the session
 // is busy (a run): enough for the acks of every report resent at connect
 // and a few checks, small next to the one message gRPC lets in at a time.
-const inboxBytes = 1 << 20
+// Each message is charged messageCost besides its encoded size, what it
+// takes to hold one however small (an empty message encodes to nothing),
+// so the bound is also one on their number: 4,096 at most.
+const (
+	inboxBytes  = 1 << 20
+	messageCost = 256
+)
+
+// cost is what m is charged in the inbox.
+func cost(m *agentv1.VerifierMessage) int { return proto.Size(m) + messageCost }
 
 // inbox holds the verifier's messages between the stream's reader and the
 // session, in order, up to inboxBytes (one message is always let in), and
@@ -36,7 +45,7 @@ func newInbox() *inbox {
 
 // put adds m, waiting while the inbox is full; false once closed.
 func (b *inbox) put(m *agentv1.VerifierMessage) bool {
-	n := proto.Size(m)
+	n := cost(m)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for !b.closed && len(b.q) > 0 && b.bytes+n > inboxBytes {
@@ -83,7 +92,7 @@ func (b *inbox) get() (m *agentv1.VerifierMessage, ok bool, err error) {
 		m = b.q[0]
 		b.q[0] = nil
 		b.q = b.q[1:]
-		b.bytes -= proto.Size(m)
+		b.bytes -= cost(m)
 		b.cond.Broadcast()
 		return m, true, nil
 	default:

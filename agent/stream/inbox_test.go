@@ -57,3 +57,24 @@ func TestInbox(t *testing.T) {
 		t.Errorf("get after close: ok %v, err %v", ok, err)
 	}
 }
+
+// Small and empty messages count too: the bound is on their number as
+// well as their bytes (an empty message encodes to nothing).
+func TestInboxBoundsSmallMessages(t *testing.T) {
+	b := newInbox()
+	empty := &agentv1.VerifierMessage{}
+	n := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b.put(empty) {
+			n++
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	b.close()
+	<-done
+	if max := inboxBytes / messageCost; n > max {
+		t.Errorf("%d empty messages held, want at most %d", n, max)
+	}
+}
