@@ -438,19 +438,12 @@ func TestAttachCallerGivesUp(t *testing.T) {
 	t.Parallel()
 	socket := filepath.Join(shortDir(t), "osquery.em")
 	serveSim(t, "compliant-mac", socket)
-	r, err := osquery.New(osquery.Options{
-		Socket: socket, QueryTimeout: 30 * time.Second, ConnectWait: 2 * time.Second,
-		MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Interrupt(nil) })
+	r := attach(t, socket) // its own timeout: 5 s
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
 	slow := "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 200000000) SELECT count(*) AS n FROM c"
-	_, err = r.Query(ctx, slow)
+	_, err := r.Query(ctx, slow)
 	if err == nil || !strings.Contains(err.Error(), "query stopped") {
 		t.Errorf("err = %v, want the query stopped", err)
 	}
