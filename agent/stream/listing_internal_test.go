@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/clearance/clearance/agent/clock"
 	"github.com/clearance/clearance/pkg/report"
 )
 
@@ -94,5 +96,26 @@ func TestSeqFloor(t *testing.T) {
 		if got := seqFloor(c.times...); got != c.want {
 			t.Errorf("%s: seqFloor = %d, want %d", c.name, got, c.want)
 		}
+	}
+}
+
+func TestPrunePending(t *testing.T) {
+	now := time.Now()
+	c := New(Options{Clock: clock.New(func() time.Time { return now }, nil), ResendMaxAge: 4 * time.Minute})
+	c.pending = []pendingReport{
+		{seq: 1, deviceID: "dev-a", observedAt: now.Add(-time.Minute)},
+		{seq: 2, deviceID: "dev-a", observedAt: now.Add(-time.Hour)},                                      // too old
+		{seq: 3, deviceID: "dev-a", observedAt: now.Add(365 * 24 * time.Hour)},                            // dated ahead
+		{seq: 4, deviceID: "dev-b", observedAt: now},                                                      // another device id
+		{seq: 5, deviceID: "dev-a", observedAt: now, nonceUntil: now.Add(-time.Second)},                   // nonce expired
+		{seq: 6, deviceID: "dev-a", observedAt: now.Add(3 * time.Minute), nonceUntil: now.Add(time.Hour)}, // a little ahead
+	}
+	c.prunePending("dev-a")
+	var kept []uint64
+	for _, p := range c.pending {
+		kept = append(kept, p.seq)
+	}
+	if fmt.Sprint(kept) != "[1 6]" {
+		t.Errorf("kept %v, want [1 6]", kept)
 	}
 }

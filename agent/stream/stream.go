@@ -199,6 +199,7 @@ type Client struct {
 
 type pendingReport struct {
 	seq        uint64
+	deviceID   string // the identity it was made under
 	observedAt time.Time
 	nonceUntil time.Time // zero without a nonce
 	signed     *agentv1.SignedReport
@@ -491,14 +492,21 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 		return nil
 	}
 
-	// 2. Resend what was not acknowledged, oldest first.
-	c.prunePending()
-	for i := range c.pending {
-		if err := send(&c.pending[i]); err != nil {
-			return c.streamEnded(ctx, msgs, recvErr, err)
+	// 2. Resend what was not acknowledged, oldest first, once the
+	// verifier has spoken: its Session says its time, by which reports
+	// too old or dated too far ahead (by a time a verifier taught before)
+	// are no longer sent. Reports of another device id (an enrollment
+	// since) are not either.
+	resend := func() error {
+		c.prunePending(id.DeviceID)
+		for i := range c.pending {
+			if err := send(&c.pending[i]); err != nil {
+				return err
+			}
 		}
+		c.log.Info("connected to verifier", "device_id", id.DeviceID, "resent", len(c.pending))
+		return nil
 	}
-	c.log.Info("connected to verifier", "device_id", id.DeviceID, "resent", len(c.pending))
 
 	// 3. Report the current state as soon as the verifier has spoken (its
 	// Session comes first and says its time, which the report is stamped
@@ -578,11 +586,21 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 		case m := <-msgs:
 			if !heard {
 				heard = true
-				if _, ok := m.GetMessage().(*agentv1.VerifierMessage_Session); ok && c.ps != nil {
-					firstWait = c.o.After(firstSetWait)
-				} else {
-					reportNow = c.ps != nil
+				sess, isSession := m.GetMessage().(*agentv1.VerifierMessage_Session)
+				if isSession {
+					sessioned = true
+					c.takeSession(sess.Session, c.o.Clock.Local())
 				}
+				if err := resend(); err != nil {
+					return c.streamEnded(ctx, msgs, recvErr, err)
+				}
+				if isSession {
+					if c.ps != nil {
+						firstWait = c.o.After(firstSetWait)
+					}
+					continue
+				}
+				reportNow = c.ps != nil
 			}
 			switch m := m.GetMessage().(type) {
 			case *agentv1.VerifierMessage_PolicySet:
@@ -1076,7 +1094,7 @@ func (c *Client) runAndReport(ctx context.Context, id *state.Identity, check *ag
 			"seq", seq, "bytes", n, "limit", report.MaxPayloadSize, "results", len(r.Results))
 		return nil
 	}
-	c.pending = append(c.pending, pendingReport{seq: seq, observedAt: observed, nonceUntil: nonceUntil, signed: signed})
+	c.pending = append(c.pending, pendingReport{seq: seq, deviceID: id.DeviceID, observedAt: observed, nonceUntil: nonceUntil, signed: signed})
 	over := max(len(c.pending)-c.o.MaxPending, 0)
 	for size := c.pendingBytes(); over < len(c.pending)-1 && size > c.o.MaxPendingBytes; over++ {
 		size -= c.pending[over].size()
@@ -1138,22 +1156,28 @@ func listOrNone[T any](ctx context.Context, log *slog.Logger, failing *bool, wha
 	return items
 }
 
-// prunePending drops reports the verifier would refuse as stale or whose
-// nonce has expired.
-func (c *Client) prunePending() {
+// prunePending drops the reports the verifier would refuse: dated more
+// than ResendMaxAge from its time either way, with an expired nonce, or
+// made under another device id than deviceID's.
+func (c *Client) prunePending(deviceID string) {
 	now := c.now()
 	kept := c.pending[:0]
 	dropped := 0
 	for _, p := range c.pending {
-		if now.Sub(p.observedAt) > c.o.ResendMaxAge || (!p.nonceUntil.IsZero() && now.After(p.nonceUntil)) {
+		// Dated more than ResendMaxAge either way: the verifier refuses a
+		// report that far from its time, and one refused ends the stream
+		// before the reports behind it.
+		if (now.Sub(p.observedAt)).Abs() > c.o.ResendMaxAge || (!p.nonceUntil.IsZero() && now.After(p.nonceUntil)) ||
+			p.deviceID != deviceID {
 			dropped++
 			continue
 		}
 		kept = append(kept, p)
 	}
+	clear(c.pending[len(kept):])
 	c.pending = kept
 	if dropped > 0 {
-		c.log.Info("unacknowledged reports too old to resend", "dropped", dropped)
+		c.log.Info("unacknowledged reports not resent: too old, dated ahead of the verifier's time, or another device id's", "dropped", dropped)
 	}
 }
 

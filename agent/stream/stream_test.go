@@ -1113,3 +1113,34 @@ func TestFirstReportRunsTheSessionsSet(t *testing.T) {
 		t.Errorf("first report after reconnecting ran %q, want the verifier's v2, not the cached set", r.Report.GetPolicySetVersion())
 	}
 }
+
+// Reports made while a verifier taught a time far ahead are not resent
+// once an honest verifier's Session says its time: resending comes after
+// the Session, and a report dated that far ahead (which the verifier
+// refuses, ending the stream before the reports behind it) is dropped.
+func TestReportsDatedAheadNotResent(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	v.AutoAck = false
+	startAgent(t, v, t.TempDir(), nil)
+	s := nextSession(t, v)
+	nextReport(t, v)
+	v.SetClockOffset(365 * 24 * time.Hour)
+	s.End(status.Error(codes.Unavailable, "restarting"))
+	s = nextSession(t, v) // a year ahead
+	r := nextReport(t, v)
+	for r.Duplicate { // the first session's report, resent
+		r = nextReport(t, v)
+	}
+	if r.Report.GetObservedAt().AsTime().Before(time.Now().Add(300 * 24 * time.Hour)) {
+		t.Fatalf("the report in the lying session is dated %s, want a year ahead", r.Report.GetObservedAt().AsTime())
+	}
+	v.SetClockOffset(0)
+	s.End(status.Error(codes.Unavailable, "restarting"))
+	nextSession(t, v)
+	if r := nextReport(t, v); r.Duplicate || r.Report.GetObservedAt().AsTime().After(time.Now().Add(time.Hour)) {
+		t.Errorf("first report after the honest Session: seq %d resent %v observed %s; want a fresh report in the verifier's time",
+			r.Report.GetSeq(), r.Duplicate, r.Report.GetObservedAt().AsTime())
+	}
+}
