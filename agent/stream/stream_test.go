@@ -280,14 +280,21 @@ func TestPolicySetChangeRunsAtOnce(t *testing.T) {
 	}
 }
 
-func TestResendUnackedAfterReconnect(t *testing.T) {
-	t.Parallel()
+// unacked starts an agent whose verifier acks nothing, and returns once
+// its first report arrived.
+func unacked(t *testing.T) (*fakeverifier.Verifier, *fakeverifier.Session, fakeverifier.Received) {
+	t.Helper()
 	v := fakeverifier.New(t)
 	v.PolicySet = policySet
 	v.AutoAck = false
 	startAgent(t, v, t.TempDir(), nil)
 	s := nextSession(t, v)
-	first := nextReport(t, v)
+	return v, s, nextReport(t, v)
+}
+
+func TestResendUnackedAfterReconnect(t *testing.T) {
+	t.Parallel()
+	v, s, first := unacked(t)
 
 	// The verifier stored it but the ack never arrived.
 	s.End(status.Error(codes.Unavailable, "restarting"))
@@ -1120,12 +1127,7 @@ func TestFirstReportRunsTheSessionsSet(t *testing.T) {
 // refuses, ending the stream before the reports behind it) is dropped.
 func TestReportsDatedAheadNotResent(t *testing.T) {
 	t.Parallel()
-	v := fakeverifier.New(t)
-	v.PolicySet = policySet
-	v.AutoAck = false
-	startAgent(t, v, t.TempDir(), nil)
-	s := nextSession(t, v)
-	nextReport(t, v)
+	v, s, _ := unacked(t)
 	v.SetClockOffset(365 * 24 * time.Hour)
 	s.End(status.Error(codes.Unavailable, "restarting"))
 	s = nextSession(t, v) // a year ahead
