@@ -320,3 +320,51 @@ func childPid(t *testing.T, stateDir string) int {
 	}
 	return pid
 }
+
+// TestAgentRunBudget: the Mac admin's run budget, from `clearance-verifier
+// profile agent --run-budget` through the managed preferences, bounds a run
+// of the real agent. A query that outlasts it is given up, the policy after
+// it is reported as ERROR "not run" naming that budget, and the security
+// team sees both failing closed.
+func TestAgentRunBudget(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	policies := filepath.Join(dir, "policies.yaml")
+	// The first counts to a billion in osquery's SQL, far longer than the
+	// budget; the second would pass at once if it were reached.
+	const slow = `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000) SELECT 1 FROM c WHERE x = 1000000000`
+	if err := os.WriteFile(policies, []byte(`policies:
+  - id: slow
+    name: Slow
+    query: "`+slow+`"
+  - id: quick
+    name: Quick
+    query: "SELECT 1"
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(dir, "verifier")
+	v := startVerifierWith(t, dataDir, policies)
+	out := filepath.Join(dir, "agent.mobileconfig")
+	cli(t, "profile", "agent", "--data-dir", dataDir, "--verifier", v.grpcAddr, "--enroll-secret", v.enrollSecret(),
+		"--organization", "Example Corp", "--interval", "1h", "--run-budget", "10s", "--out", out)
+	managed := managedPrefs(t, out, dir)
+	_, sock, _ := startStandIn(t, dir, compliantMac)
+	startProc(t, "clearance-agent", "run", "--managed-plist", managed,
+		"--osquery-socket", sock, "--state-dir", filepath.Join(dir, "agent"), "--presence-listen", "off")
+
+	got := waitDevice(t, v, "a report with the run cut short", 10*time.Second+within+20*time.Second, func(g *adminv1.GetDeviceResponse) bool {
+		return len(g.GetPolicies()) == 2 && statuses(g)["quick"] != agentv1.PolicyStatus_POLICY_STATUS_UNSPECIFIED
+	})
+	for _, p := range got.GetPolicies() {
+		if p.GetStatus() != agentv1.PolicyStatus_POLICY_STATUS_ERROR {
+			t.Errorf("%s: %s (%q), want ERROR", p.GetPolicyId(), p.GetStatus(), p.GetMessage())
+		}
+		if p.GetPolicyId() == "quick" && !strings.Contains(p.GetMessage(), "time budget (10s)") {
+			t.Errorf("quick: message %q does not name the 10s budget", p.GetMessage())
+		}
+	}
+	if got.GetDevice().GetSummary().GetCompliant() {
+		t.Error("a run cut short left the Mac compliant")
+	}
+}

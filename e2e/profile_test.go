@@ -25,16 +25,30 @@ func TestAgentProfileEnrolls(t *testing.T) {
 	out := filepath.Join(dir, "agent.mobileconfig")
 	cli(t, "profile", "agent", "--data-dir", dataDir, "--verifier", v.grpcAddr, "--enroll-secret", secret,
 		"--organization", "Example Corp", "--interval", interval.String(), "--out", out)
-	raw, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if st, _ := os.Stat(out); st.Mode().Perm() != 0o600 {
 		t.Errorf("profile with the enroll secret has mode %v, want 0600", st.Mode().Perm())
 	}
+	managedPath := managedPrefs(t, out, dir)
 
-	// What macOS writes to /Library/Managed Preferences/com.clearance.agent.plist:
-	// the profile's mcx_preference_settings for the com.clearance.agent domain.
+	sock := filepath.Join(dir, "osq.sock")
+	startProc(t, "osquery-sim", "--socket", sock, "--fixture", "compliant-mac")
+	startProc(t, "clearance-agent", "run", "--managed-plist", managedPath,
+		"--osquery-socket", sock, "--state-dir", filepath.Join(dir, "agent"), "--presence-listen", "off")
+	waitDevice(t, v, "a compliant report from the profile-configured agent", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetSummary().GetCompliant()
+	})
+}
+
+// managedPrefs writes what macOS writes to /Library/Managed
+// Preferences/com.clearance.agent.plist from the agent profile at profile
+// (the profile's mcx_preference_settings for the com.clearance.agent
+// domain) into dir, and returns its path.
+func managedPrefs(t *testing.T, profile, dir string) string {
+	t.Helper()
+	raw, err := os.ReadFile(profile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var doc struct {
 		PayloadContent []struct {
 			PayloadContent map[string]struct {
@@ -55,16 +69,9 @@ func TestAgentProfileEnrolls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	managedPath := filepath.Join(dir, agentprefs.Domain+".plist")
-	if err := os.WriteFile(managedPath, managed, 0o644); err != nil {
+	path := filepath.Join(dir, agentprefs.Domain+".plist")
+	if err := os.WriteFile(path, managed, 0o644); err != nil {
 		t.Fatal(err)
 	}
-
-	sock := filepath.Join(dir, "osq.sock")
-	startProc(t, "osquery-sim", "--socket", sock, "--fixture", "compliant-mac")
-	startProc(t, "clearance-agent", "run", "--managed-plist", managedPath,
-		"--osquery-socket", sock, "--state-dir", filepath.Join(dir, "agent"), "--presence-listen", "off")
-	waitDevice(t, v, "a compliant report from the profile-configured agent", within, func(g *adminv1.GetDeviceResponse) bool {
-		return g.GetDevice().GetSummary().GetCompliant()
-	})
+	return path
 }

@@ -63,7 +63,10 @@ type Config struct {
 	StateDir      string
 	// Interval, when set, replaces every policy's own interval.
 	Interval time.Duration
-	LogLevel slog.Level
+	// RunBudget bounds one run of the policies (agentprefs.DefaultRunBudget
+	// when unset).
+	RunBudget time.Duration
+	LogLevel  slog.Level
 	// LogFormat is agentprefs.LogText or agentprefs.LogJSON.
 	LogFormat string
 	// PresenceListen is where proofs of presence are served (loopback), or
@@ -89,6 +92,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("osqueryd", c.OsquerydPath),
 		slog.String("state_dir", c.StateDir),
 		slog.Duration("interval", c.Interval),
+		slog.Duration("run_budget", c.RunBudget),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
 	)
@@ -143,6 +147,9 @@ var settings = []setting{
 		help: "where the device key, certificate and cached policies live", set: setPath(func(c *Config) *string { return &c.StateDir })},
 	{key: agentprefs.KeyInterval, flag: "interval", env: "CLEARANCE_INTERVAL", local: true, group: GroupPolicies, kind: "duration",
 		help: "run every policy this often instead of at its own interval", set: setInterval},
+	{key: agentprefs.KeyRunBudget, flag: "run-budget", env: "CLEARANCE_RUN_BUDGET", local: true, group: GroupPolicies, kind: "duration",
+		def:  agentprefs.DefaultRunBudget.String(),
+		help: "longest one run of the policies may take (" + agentprefs.MinRunBudget.String() + " to " + agentprefs.MaxRunBudget.String() + "); the policies it has not reached by then are reported as ERROR \"not run\"", set: setRunBudget},
 	{key: agentprefs.KeyLogLevel, flag: "log-level", env: "CLEARANCE_LOG_LEVEL", local: true, group: GroupLogging, kind: "debug|info|warn|error",
 		def:  "info",
 		help: "how much to log", set: setLogLevel},
@@ -297,7 +304,7 @@ func Load(in Inputs) (*Config, error) {
 		return value{}, false
 	}
 
-	c := &Config{LogLevel: slog.LevelInfo, LogFormat: agentprefs.LogText, PresenceListen: agentprefs.DefaultPresenceListen, Sources: make(map[string]string)}
+	c := &Config{LogLevel: slog.LevelInfo, LogFormat: agentprefs.LogText, PresenceListen: agentprefs.DefaultPresenceListen, RunBudget: agentprefs.DefaultRunBudget, Sources: make(map[string]string)}
 	used := func(s setting) bool {
 		if in.Only == nil {
 			return true
@@ -490,6 +497,11 @@ func setEnrollSecret(c *Config, v string) (err error) {
 
 func setInterval(c *Config, v string) (err error) {
 	c.Interval, err = agentprefs.ParseInterval(v)
+	return err
+}
+
+func setRunBudget(c *Config, v string) (err error) {
+	c.RunBudget, err = agentprefs.ParseRunBudget(v)
 	return err
 }
 

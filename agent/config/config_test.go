@@ -114,6 +114,47 @@ func TestDefaults(t *testing.T) {
 	if c.StateDir != DefaultStateDir() || c.Sources[agentprefs.KeyStateDir] != SourceDefault {
 		t.Errorf("state dir = %q from %q", c.StateDir, c.Sources[agentprefs.KeyStateDir])
 	}
+	if c.RunBudget != agentprefs.DefaultRunBudget {
+		t.Errorf("run budget = %s, want the default %s", c.RunBudget, agentprefs.DefaultRunBudget)
+	}
+}
+
+// TestRunBudget: the admin's run budget reaches the config from each
+// source, a plist integer as seconds.
+func TestRunBudget(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name    string
+		flags   map[string]string
+		env     map[string]string
+		managed string
+		want    time.Duration
+	}{
+		{name: "plist integer", managed: plistDoc("<key>RunBudget</key><integer>600</integer>"), want: 10 * time.Minute},
+		{name: "plist string", managed: plistDoc(str(agentprefs.KeyRunBudget, "90s")), want: 90 * time.Second},
+		{name: "environment", env: map[string]string{"CLEARANCE_RUN_BUDGET": "5m"}, want: 5 * time.Minute},
+		{name: "flag over plist", flags: map[string]string{"run-budget": "30m"}, managed: plistDoc(str(agentprefs.KeyRunBudget, "90s")), want: 30 * time.Minute},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			managed := filepath.Join(dir, "managed.plist")
+			flags := map[string]string{"state-dir": filepath.Join(dir, "state")}
+			for k, v := range tt.flags {
+				flags[k] = v
+			}
+			if tt.managed != "" {
+				write(t, managed, tt.managed)
+			}
+			c, err := Load(Inputs{Flags: flags, Getenv: env(tt.env), ManagedPlist: managed})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.RunBudget != tt.want {
+				t.Errorf("run budget = %s, want %s", c.RunBudget, tt.want)
+			}
+		})
+	}
 }
 
 func TestInvalid(t *testing.T) {
@@ -140,6 +181,12 @@ func TestInvalid(t *testing.T) {
 			want: []string{"VerifierAddress", "flag --verifier", "port"}},
 		{name: "bad interval", managed: plistDoc(str(agentprefs.KeyInterval, "soon")),
 			want: []string{"Interval", "managed.plist key Interval", "not a duration"}},
+		{name: "run budget too short", managed: plistDoc("<key>RunBudget</key><integer>5</integer>"),
+			want: []string{"RunBudget", "managed.plist key RunBudget", "shorter than the minimum of 10s"}},
+		{name: "run budget too long", env: map[string]string{"CLEARANCE_RUN_BUDGET": "2h"},
+			want: []string{"RunBudget", "environment CLEARANCE_RUN_BUDGET", "longer than the maximum of 30m0s"}},
+		{name: "run budget not a duration", flags: map[string]string{"run-budget": "300"},
+			want: []string{"RunBudget", "flag --run-budget", "not a duration"}},
 		{name: "bad fingerprint", flags: map[string]string{"ca-fingerprint": "abc"},
 			want: []string{"CAFingerprint", "64 hex digits"}},
 		{name: "bad inline CA", managed: plistDoc(str(agentprefs.KeyCAPEM, "not pem")),

@@ -46,6 +46,7 @@ import (
 	"github.com/clearance/clearance/agent/retry"
 	"github.com/clearance/clearance/agent/state"
 	"github.com/clearance/clearance/agent/version"
+	"github.com/clearance/clearance/pkg/agentprefs"
 	"github.com/clearance/clearance/pkg/logsample"
 	policyfile "github.com/clearance/clearance/pkg/policy"
 	"github.com/clearance/clearance/pkg/presence"
@@ -98,8 +99,9 @@ const (
 	// are reported as ERROR "not run". The bound on runs limits how often
 	// a verifier has the Mac run its policies; this limits what one run
 	// costs (a thousand queries that each take osquery's 30 s would
-	// otherwise hold the stream for hours).
-	DefaultRunBudget = 2 * time.Minute
+	// otherwise hold the stream for hours). The Mac's admin may set it
+	// (agentprefs.KeyRunBudget); the verifier cannot.
+	DefaultRunBudget = agentprefs.DefaultRunBudget
 	// firstSetWait is how long a session's first report waits for the
 	// verifier's policy set after its Session before running the cached
 	// one: the verifier sends it next.

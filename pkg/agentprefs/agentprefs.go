@@ -43,6 +43,7 @@ const (
 	KeyOsquerydPath  = "OsquerydPath"    // string, spawn this osqueryd
 	KeyStateDir      = "StateDir"        // string
 	KeyInterval      = "Interval"        // integer seconds, or a duration string such as "5m"
+	KeyRunBudget     = "RunBudget"       // integer seconds, or a duration string such as "5m"
 	KeyLogLevel      = "LogLevel"        // string debug|info|warn|error
 	KeyLogFormat     = "LogFormat"       // string text|json
 	// KeyPresenceListen is where the agent serves proofs of presence: a
@@ -56,6 +57,18 @@ const (
 
 // MinInterval is the shortest Interval the agent accepts.
 const MinInterval = time.Second
+
+// RunBudget bounds: how long one run of the policies may take before the
+// policies it has not reached are reported as ERROR "not run".
+// DefaultRunBudget is the agent's when the key is unset. MinRunBudget keeps
+// a slip of the pen (1s for 1m) from failing every policy a run reaches
+// late; MaxRunBudget bounds how long a run holds the agent, during which a
+// live check waits (see docs/agent.md).
+const (
+	DefaultRunBudget = 2 * time.Minute
+	MinRunBudget     = 10 * time.Second
+	MaxRunBudget     = 30 * time.Minute
+)
 
 // key is one key's contract.
 type key struct {
@@ -78,6 +91,7 @@ var keys = []key{
 	{name: KeyOsquerydPath, check: CheckPath},
 	{name: KeyStateDir, check: CheckPath},
 	{name: KeyInterval, seconds: true, check: discard(ParseInterval)},
+	{name: KeyRunBudget, seconds: true, check: discard(ParseRunBudget)},
 	{name: KeyLogLevel, check: discard(ParseLogLevel)},
 	{name: KeyLogFormat, check: discard(ParseLogFormat)},
 	{name: KeyPresenceListen, check: discard(ParsePresenceListen)},
@@ -191,6 +205,30 @@ func ParseInterval(v string) (time.Duration, error) {
 func CheckInterval(d time.Duration) error {
 	if d < MinInterval {
 		return fmt.Errorf("%s is shorter than the minimum of %s", d, MinInterval)
+	}
+	return nil
+}
+
+// ParseRunBudget reads a duration such as "5m" (a plist integer reaches it
+// as "300s") and checks it against MinRunBudget and MaxRunBudget.
+func ParseRunBudget(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration such as \"90s\" or \"5m\"", v)
+	}
+	if err := CheckRunBudget(d); err != nil {
+		return 0, err
+	}
+	return d, nil
+}
+
+// CheckRunBudget checks a run budget's bounds.
+func CheckRunBudget(d time.Duration) error {
+	if d < MinRunBudget {
+		return fmt.Errorf("%s is shorter than the minimum of %s", d, MinRunBudget)
+	}
+	if d > MaxRunBudget {
+		return fmt.Errorf("%s is longer than the maximum of %s", d, MaxRunBudget)
 	}
 	return nil
 }

@@ -13,7 +13,7 @@ func TestKeysAreStable(t *testing.T) {
 	t.Parallel()
 	// Managed Macs hold these names in profiles already delivered; renaming
 	// one silently unconfigures every one of them.
-	want := []string{"VerifierAddress", "CAFile", "CAPEM", "CAFingerprint", "EnrollSecret", "OsquerySocket", "OsquerydPath", "StateDir", "Interval", "LogLevel", "LogFormat", "PresenceListen", "PresenceBrowsers"}
+	want := []string{"VerifierAddress", "CAFile", "CAPEM", "CAFingerprint", "EnrollSecret", "OsquerySocket", "OsquerydPath", "StateDir", "Interval", "RunBudget", "LogLevel", "LogFormat", "PresenceListen", "PresenceBrowsers"}
 	if got := Keys(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("Keys() = %v, want %v", got, want)
 	}
@@ -67,6 +67,14 @@ func TestCheck(t *testing.T) {
 		{KeyInterval, "-5m", "shorter than the minimum of 1s"},
 		{KeyInterval, "300", "not a duration"},
 		{KeyInterval, "99999999999999999999s", "not a duration"},
+		{KeyRunBudget, "2m", ""},
+		{KeyRunBudget, "10s", ""},
+		{KeyRunBudget, "30m", ""},
+		{KeyRunBudget, "9s", "shorter than the minimum of 10s"},
+		{KeyRunBudget, "-1m", "shorter than the minimum of 10s"},
+		{KeyRunBudget, "30m1s", "longer than the maximum of 30m0s"},
+		{KeyRunBudget, "120", "not a duration"},
+		{KeyRunBudget, "99999999999999999999s", "not a duration"},
 		{KeyLogLevel, "debug", ""},
 		{KeyLogLevel, "WARN", ""},
 		{KeyLogLevel, "loud", "not one of debug, info, warn, error"},

@@ -92,6 +92,26 @@ func TestParsePlistIntegerInterval(t *testing.T) {
 	}
 }
 
+func TestParsePlistIntegerRunBudget(t *testing.T) {
+	t.Parallel()
+	for doc, want := range map[string]string{
+		"<integer>300</integer>":                  "",
+		"<integer>9</integer>":                    "shorter than the minimum",
+		"<integer>1801</integer>":                 "longer than the maximum",
+		"<integer>18446744073709551615</integer>": "not a duration",
+	} {
+		got, err := ParsePlist([]byte(plistDoc("<key>RunBudget</key>" + doc)))
+		if err != nil {
+			t.Errorf("%s: %v", doc, err)
+			continue
+		}
+		err = Check(KeyRunBudget, got[KeyRunBudget])
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("%s (%q): Check = %v, want %q", doc, got[KeyRunBudget], err, want)
+		}
+	}
+}
+
 // FuzzParsePlist: no input panics ParsePlist, and whatever it returns names
 // only known keys.
 func FuzzParsePlist(f *testing.F) {

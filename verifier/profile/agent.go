@@ -35,6 +35,10 @@ type AgentOptions struct {
 	// Interval, when set, overrides every policy's interval on the agent.
 	// Whole seconds, at least one.
 	Interval time.Duration
+	// RunBudget, when set, bounds one run of the policies on the agent
+	// (agentprefs.DefaultRunBudget otherwise). Whole seconds, within
+	// agentprefs.MinRunBudget and MaxRunBudget.
+	RunBudget time.Duration
 	// Identifier is the PayloadIdentifier (DefaultAgentIdentifier).
 	Identifier string
 }
@@ -68,6 +72,13 @@ func (o *AgentOptions) check() error {
 			errs = append(errs, fmt.Errorf("interval %w", err))
 		} else if o.Interval%time.Second != 0 {
 			errs = append(errs, fmt.Errorf("interval %s is not a whole number of seconds", o.Interval))
+		}
+	}
+	if o.RunBudget != 0 {
+		if err := agentprefs.CheckRunBudget(o.RunBudget); err != nil {
+			errs = append(errs, fmt.Errorf("run budget %w", err))
+		} else if o.RunBudget%time.Second != 0 {
+			errs = append(errs, fmt.Errorf("run budget %s is not a whole number of seconds", o.RunBudget))
 		}
 	}
 	if err := checkIdentifier(o.Identifier); err != nil {
@@ -106,12 +117,17 @@ func Agent(o AgentOptions) ([]byte, error) {
 		settings[agentprefs.KeyInterval] = int64(o.Interval / time.Second)
 		interval = strconv.FormatInt(int64(o.Interval/time.Second), 10)
 	}
+	salient := []string{agentprefs.Domain, o.VerifierAddress, caFP, interval}
+	if o.RunBudget > 0 {
+		settings[agentprefs.KeyRunBudget] = int64(o.RunBudget / time.Second)
+		// Only when set, so that a profile without one keeps its UUID.
+		salient = append(salient, "RunBudget="+strconv.FormatInt(int64(o.RunBudget/time.Second), 10))
+	}
 	if err := checkAgentSettings(settings); err != nil {
 		return nil, fmt.Errorf("agent profile: %w", err)
 	}
 
-	prefs := inner(o.Identifier+".preferences", TypeManagedPreferences, "Clearance agent settings",
-		agentprefs.Domain, o.VerifierAddress, caFP, interval)
+	prefs := inner(o.Identifier+".preferences", TypeManagedPreferences, "Clearance agent settings", salient...)
 	prefs["PayloadContent"] = payload{
 		agentprefs.Domain: payload{
 			"Forced": []payload{{"mcx_preference_settings": settings}},

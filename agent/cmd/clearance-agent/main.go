@@ -240,14 +240,15 @@ func cmdRun(flags *config.Flags, stderr io.Writer) error {
 		ids.Previous = previous
 	}
 	client := stream.New(stream.Options{
-		Clock:    clk,
-		Verifier: cfg.Verifier,
-		Roots:    roots,
-		Identity: ids,
-		Signer:   key,
-		Dir:      dir,
-		Querier:  oq,
-		Interval: cfg.Interval,
+		Clock:     clk,
+		Verifier:  cfg.Verifier,
+		Roots:     roots,
+		Identity:  ids,
+		Signer:    key,
+		Dir:       dir,
+		Querier:   oq,
+		Interval:  cfg.Interval,
+		RunBudget: cfg.RunBudget,
 		// 0 (the default) except in test builds (clock.MaxBackoff).
 		MaxBackoff: clock.MaxBackoff(),
 		Logger:     log,

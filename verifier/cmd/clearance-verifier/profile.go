@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clearance/clearance/pkg/agentprefs"
 	"github.com/clearance/clearance/pkg/atomicfile"
 	"github.com/clearance/clearance/pkg/certpem"
 	"github.com/clearance/clearance/pkg/cli"
@@ -128,6 +129,7 @@ func (a *app) profileAgent(fs *cli.FlagSet) cli.Action {
 	secret := fs.String("enroll-secret", "", "enroll `secret` from 'secret create'")
 	org := fs.String("organization", "", "organization shown in System Settings")
 	interval := fs.Duration("interval", 0, "run every policy this often instead of at its own interval")
+	runBudget := fs.Duration("run-budget", 0, "longest one run of the policies may take on the Mac ("+agentprefs.MinRunBudget.String()+" to "+agentprefs.MaxRunBudget.String()+"; unset, the agent's "+agentprefs.DefaultRunBudget.String()+"); the policies not reached by then are reported as ERROR")
 	fs.Group("Output")
 	out := fs.String("out", "", "write the profile (0600) to this `path` instead of stdout ('-': stdout)")
 	sf := addSignFlags(fs)
@@ -145,7 +147,7 @@ func (a *app) profileAgent(fs *cli.FlagSet) cli.Action {
 		}
 		doc, err := profile.Agent(profile.AgentOptions{
 			Organization: *org, VerifierAddress: *verifier, EnrollSecret: *secret, CACert: root,
-			Interval: interval.Round(time.Second),
+			Interval: interval.Round(time.Second), RunBudget: *runBudget,
 		})
 		if err != nil {
 			return err
