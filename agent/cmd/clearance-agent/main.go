@@ -86,10 +86,11 @@ func program(stdout, stderr io.Writer) *cli.Program {
 				Summary: "run the policies once and print PASS, FAIL or ERROR for each",
 				Doc: "Runs the policies once through osquery and prints each one's result. It exits 1 when a " +
 					"required policy does not pass. Without --policies it runs the policy set the daemon last " +
-					"received from the verifier; it never connects to the verifier itself.",
+					"received from the verifier; it never connects to the verifier itself. It runs every policy " +
+					"whatever the time, and says so when the run took longer than the daemon's run budget.",
 				Footer: config.Footer,
 				Flags: func(fs *cli.FlagSet) cli.Action {
-					flags := config.Bind(fs, append(osquerySettings, logSettings...)...)
+					flags := config.Bind(fs, append(append(osquerySettings, "run-budget"), logSettings...)...)
 					fs.Group(config.GroupPolicies)
 					policies := fs.String("policies", "", "policies YAML file (`path`) to run instead of the set the daemon last received")
 					return func(context.Context, []string) error { return cmdCheck(flags, *policies, stdout, stderr) }
@@ -385,6 +386,7 @@ func cmdCheck(flags *config.Flags, policiesFile string, stdout, stderr io.Writer
 	}
 	var results []*agentv1.PolicyResult
 	var platform string
+	var took time.Duration
 	skipped := 0
 	ctx, cancel := context.WithCancel(context.Background())
 	var g run.Group
@@ -394,9 +396,11 @@ func cmdCheck(flags *config.Flags, policiesFile string, stdout, stderr io.Writer
 		platform, _ = policy.HostPlatform(ctx, oq)
 		applies := policy.Filter(ps, platform)
 		skipped = len(ps.GetPolicies()) - len(applies)
+		start := time.Now()
 		for _, p := range applies {
 			results = append(results, policy.Run(ctx, oq, p, nil))
 		}
+		took = time.Since(start)
 		return nil
 	}, func(error) { cancel() })
 	signals(&g)
@@ -413,7 +417,18 @@ func cmdCheck(flags *config.Flags, policiesFile string, stdout, stderr io.Writer
 		}
 		fmt.Fprintf(stderr, "%d %s skipped: not for platform %s\n", skipped, noun, platform)
 	}
+	overBudget(stderr, took, cfg.RunBudget)
 	return err
+}
+
+// overBudget says, when a check's run took longer than budget, what the
+// daemon would have made of it.
+func overBudget(w io.Writer, took, budget time.Duration) {
+	if took <= budget {
+		return
+	}
+	fmt.Fprintf(w, "this run took %s, longer than the run budget of %s: the daemon reports the policies a run has not reached by then as ERROR \"not run\" (raise RunBudget, or make the slow queries faster)\n",
+		took.Round(time.Millisecond), budget)
 }
 
 // checkPolicies is the policy set check runs: the file's, read by the

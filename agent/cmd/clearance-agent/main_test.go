@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -252,5 +253,44 @@ func TestCheckVersionMatchesVerifier(t *testing.T) {
 	}
 	if !proto.Equal(ps, set.Proto()) {
 		t.Errorf("check's policy set differs from the verifier's:\n%v\n%v", ps, set.Proto())
+	}
+}
+
+// TestCheckOverBudget: check says when its run took longer than the
+// daemon's run budget, and nothing when it did not.
+func TestCheckOverBudget(t *testing.T) {
+	t.Parallel()
+	var b bytes.Buffer
+	overBudget(&b, 2*time.Minute, 2*time.Minute)
+	if b.Len() != 0 {
+		t.Errorf("a run within its budget: %q", b.String())
+	}
+	overBudget(&b, 151234567*time.Microsecond, 2*time.Minute)
+	if want := "this run took 2m31.235s, longer than the run budget of 2m0s"; !strings.HasPrefix(b.String(), want) || !strings.Contains(b.String(), "RunBudget") {
+		t.Errorf("over budget: %q, want it to start %q and name RunBudget", b.String(), want)
+	}
+}
+
+// TestCheckTakesTheRunBudget: check reads the run budget as the daemon
+// does, and refuses one the daemon would refuse.
+func TestCheckTakesTheRunBudget(t *testing.T) {
+	t.Parallel()
+	dir, socket := startSim(t, "compliant-mac")
+	file := filepath.Join(dir, "policies.yaml")
+	if err := os.WriteFile(file, []byte(policiesYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := realMain([]string{"check", "--policies", file, "--osquery-socket", socket, "--run-budget", "5s",
+		"--state-dir", filepath.Join(dir, "state"), "--managed-plist", filepath.Join(dir, "none.plist")}, &out, &errOut)
+	if code == 0 || !strings.Contains(errOut.String(), "RunBudget from flag --run-budget: 5s is shorter than the minimum of 10s") {
+		t.Errorf("code %d, stderr %q", code, errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	code = realMain([]string{"check", "--policies", file, "--osquery-socket", socket, "--run-budget", "10s",
+		"--state-dir", filepath.Join(dir, "state"), "--managed-plist", filepath.Join(dir, "none.plist")}, &out, &errOut)
+	if code != 0 || errOut.String() != "1 policy skipped: not for platform darwin\n" {
+		t.Errorf("code %d, stderr %q", code, errOut.String())
 	}
 }
