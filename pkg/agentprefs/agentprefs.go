@@ -191,11 +191,16 @@ func ParseEnrollSecret(v string) (string, error) {
 // ParseInterval reads a duration such as "5m" (a plist integer reaches it as
 // "300s") and checks it against MinInterval.
 func ParseInterval(v string) (time.Duration, error) {
+	return parseDuration(v, CheckInterval)
+}
+
+// parseDuration reads a duration such as "5m" and checks it with check.
+func parseDuration(v string, check func(time.Duration) error) (time.Duration, error) {
 	d, err := time.ParseDuration(v)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration such as \"60s\" or \"5m\"", v)
+		return 0, fmt.Errorf("%q is not a duration such as \"90s\" or \"5m\"", v)
 	}
-	if err := CheckInterval(d); err != nil {
+	if err := check(d); err != nil {
 		return 0, err
 	}
 	return d, nil
@@ -212,14 +217,7 @@ func CheckInterval(d time.Duration) error {
 // ParseRunBudget reads a duration such as "5m" (a plist integer reaches it
 // as "300s") and checks it against MinRunBudget and MaxRunBudget.
 func ParseRunBudget(v string) (time.Duration, error) {
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration such as \"90s\" or \"5m\"", v)
-	}
-	if err := CheckRunBudget(d); err != nil {
-		return 0, err
-	}
-	return d, nil
+	return parseDuration(v, CheckRunBudget)
 }
 
 // CheckRunBudget checks a run budget's bounds.

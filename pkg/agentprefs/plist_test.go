@@ -72,42 +72,28 @@ func TestParsePlistRefuses(t *testing.T) {
 
 // Integer intervals become seconds; the validator then judges them like
 // any other value.
-func TestParsePlistIntegerInterval(t *testing.T) {
+// TestParsePlistIntegerDurations: a plist integer in a duration key is
+// seconds, checked by the key's own bounds.
+func TestParsePlistIntegerDurations(t *testing.T) {
 	t.Parallel()
-	for doc, want := range map[string]string{
-		"<integer>300</integer>":                  "",
-		"<integer>0</integer>":                    "shorter than the minimum",
-		"<integer>-5</integer>":                   "shorter than the minimum",
-		"<integer>18446744073709551615</integer>": "not a duration",
+	for _, tt := range []struct{ key, doc, want string }{
+		{KeyInterval, "<integer>300</integer>", ""},
+		{KeyInterval, "<integer>0</integer>", "shorter than the minimum"},
+		{KeyInterval, "<integer>-5</integer>", "shorter than the minimum"},
+		{KeyInterval, "<integer>18446744073709551615</integer>", "not a duration"},
+		{KeyRunBudget, "<integer>300</integer>", ""},
+		{KeyRunBudget, "<integer>9</integer>", "shorter than the minimum"},
+		{KeyRunBudget, "<integer>1801</integer>", "longer than the maximum"},
+		{KeyRunBudget, "<integer>18446744073709551615</integer>", "not a duration"},
 	} {
-		got, err := ParsePlist([]byte(plistDoc("<key>Interval</key>" + doc)))
+		got, err := ParsePlist([]byte(plistDoc("<key>" + tt.key + "</key>" + tt.doc)))
 		if err != nil {
-			t.Errorf("%s: %v", doc, err)
+			t.Errorf("%s %s: %v", tt.key, tt.doc, err)
 			continue
 		}
-		err = Check(KeyInterval, got[KeyInterval])
-		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
-			t.Errorf("%s (%q): Check = %v, want %q", doc, got[KeyInterval], err, want)
-		}
-	}
-}
-
-func TestParsePlistIntegerRunBudget(t *testing.T) {
-	t.Parallel()
-	for doc, want := range map[string]string{
-		"<integer>300</integer>":                  "",
-		"<integer>9</integer>":                    "shorter than the minimum",
-		"<integer>1801</integer>":                 "longer than the maximum",
-		"<integer>18446744073709551615</integer>": "not a duration",
-	} {
-		got, err := ParsePlist([]byte(plistDoc("<key>RunBudget</key>" + doc)))
-		if err != nil {
-			t.Errorf("%s: %v", doc, err)
-			continue
-		}
-		err = Check(KeyRunBudget, got[KeyRunBudget])
-		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
-			t.Errorf("%s (%q): Check = %v, want %q", doc, got[KeyRunBudget], err, want)
+		err = Check(tt.key, got[tt.key])
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%s %s (%q): Check = %v, want %q", tt.key, tt.doc, got[tt.key], err, tt.want)
 		}
 	}
 }
