@@ -101,7 +101,7 @@ func program(stdout, stderr io.Writer) *cli.Program {
 				Summary: "show enrollment, device key, service and configuration",
 				Footer:  config.Footer,
 				Flags: func(fs *cli.FlagSet) cli.Action {
-					flags := config.Bind(fs, append([]string{"verifier"}, osquerySettings...)...)
+					flags := config.Bind(fs, append([]string{"verifier", "run-budget"}, osquerySettings...)...)
 					return func(context.Context, []string) error { return cmdStatus(flags, stdout) }
 				},
 			},
@@ -584,6 +584,11 @@ func cmdStatus(flags *config.Flags, stdout io.Writer) error {
 	if ps, err := dir.LoadPolicySet(); err == nil && ps != nil {
 		row("policy set", fmt.Sprintf("%s (%d policies)", ps.GetVersion(), len(ps.GetPolicies())))
 	}
+	from := cfg.Sources[agentprefs.KeyRunBudget]
+	if from == "" {
+		from = config.SourceDefault
+	}
+	row("run budget", fmt.Sprintf("%s (%s)", cfg.RunBudget, from))
 	return nil
 }
 

@@ -294,3 +294,33 @@ func TestCheckTakesTheRunBudget(t *testing.T) {
 		t.Errorf("code %d, stderr %q", code, errOut.String())
 	}
 }
+
+// TestStatusShowsTheRunBudget: status says which run budget the daemon
+// runs with, and where it comes from.
+func TestStatusShowsTheRunBudget(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	managed := filepath.Join(dir, "managed.plist")
+	status := func(args ...string) string {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		if code := realMain(append([]string{"status", "--state-dir", filepath.Join(dir, "state"), "--managed-plist", managed}, args...), &stdout, &stderr); code != 0 {
+			t.Fatalf("status: %d, %s", code, stderr.String())
+		}
+		return stdout.String()
+	}
+	if out := status(); !strings.Contains(out, "run budget:") || !strings.Contains(out, "2m0s (default)") {
+		t.Errorf("without a setting:\n%s", out)
+	}
+	if err := os.WriteFile(managed, []byte(`<?xml version="1.0" encoding="UTF-8"?>
+<plist version="1.0"><dict><key>RunBudget</key><integer>600</integer></dict></plist>
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := status(); !strings.Contains(out, "10m0s ("+managed+" key RunBudget)") {
+		t.Errorf("from the managed plist:\n%s", out)
+	}
+	if out := status("--run-budget", "90s"); !strings.Contains(out, "1m30s (flag --run-budget)") {
+		t.Errorf("from a flag:\n%s", out)
+	}
+}
