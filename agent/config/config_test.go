@@ -130,10 +130,10 @@ func TestRunBudget(t *testing.T) {
 		managed string
 		want    time.Duration
 	}{
-		{name: "plist integer", managed: plistDoc("<key>RunBudget</key><integer>600</integer>"), want: 10 * time.Minute},
+		{name: "plist integer", managed: plistDoc("<key>RunBudget</key><integer>150</integer>"), want: 150 * time.Second},
 		{name: "plist string", managed: plistDoc(str(agentprefs.KeyRunBudget, "90s")), want: 90 * time.Second},
-		{name: "environment", env: map[string]string{"CLEARANCE_RUN_BUDGET": "5m"}, want: 5 * time.Minute},
-		{name: "flag over plist", flags: map[string]string{"run-budget": "30m"}, managed: plistDoc(str(agentprefs.KeyRunBudget, "90s")), want: 30 * time.Minute},
+		{name: "environment", env: map[string]string{"CLEARANCE_RUN_BUDGET": "3m"}, want: 3 * time.Minute},
+		{name: "flag over plist", flags: map[string]string{"run-budget": "30s"}, managed: plistDoc(str(agentprefs.KeyRunBudget, "90s")), want: 30 * time.Second},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -183,8 +183,8 @@ func TestInvalid(t *testing.T) {
 			want: []string{"Interval", "managed.plist key Interval", "not a duration"}},
 		{name: "run budget too short", managed: plistDoc("<key>RunBudget</key><integer>5</integer>"),
 			want: []string{"RunBudget", "managed.plist key RunBudget", "shorter than the minimum of 10s"}},
-		{name: "run budget too long", env: map[string]string{"CLEARANCE_RUN_BUDGET": "2h"},
-			want: []string{"RunBudget", "environment CLEARANCE_RUN_BUDGET", "longer than the maximum of 30m0s"}},
+		{name: "run budget too long", env: map[string]string{"CLEARANCE_RUN_BUDGET": "5m"},
+			want: []string{"RunBudget", "environment CLEARANCE_RUN_BUDGET", "longer than the maximum of 3m0s"}},
 		{name: "run budget not a duration", flags: map[string]string{"run-budget": "300"},
 			want: []string{"RunBudget", "flag --run-budget", "not a duration"}},
 		{name: "bad fingerprint", flags: map[string]string{"ca-fingerprint": "abc"},

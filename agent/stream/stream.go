@@ -106,9 +106,9 @@ const (
 	// verifier's policy set after its Session before running the cached
 	// one: the verifier sends it next.
 	firstSetWait = time.Second
-	// stableSession is how long a session must last for the reconnect
-	// backoff to start over.
-	stableSession = 30 * time.Second
+	// DefaultStableSession is how long a session must last for the
+	// reconnect backoff to start over.
+	DefaultStableSession = 30 * time.Second
 )
 
 // Options configure a Client.
@@ -143,6 +143,10 @@ type Options struct {
 	// RunBudget bounds the time one run takes; the policies it leaves out
 	// are reported as ERROR "not run".
 	RunBudget time.Duration
+	// StableSession is how long a session must last for the reconnect
+	// backoff to start over, unless it ended with the verifier refusing a
+	// report (retry.Drop).
+	StableSession time.Duration
 	// ScheduleGap is the least time between two runs on the schedule the
 	// policies' own intervals make (not with Interval set).
 	ScheduleGap time.Duration
@@ -257,6 +261,9 @@ func New(o Options) *Client {
 	if o.RunBudget <= 0 {
 		o.RunBudget = DefaultRunBudget
 	}
+	if o.StableSession <= 0 {
+		o.StableSession = DefaultStableSession
+	}
 	if o.Clock == nil {
 		o.Clock = clock.New(clock.System(), o.Logger)
 	}
@@ -321,7 +328,11 @@ func (c *Client) Execute() error {
 		if timeRefused(err) && c.o.Clock.Forget() {
 			c.log.Warn("the verifier's certificate is not valid in the verifier's time as learnt; using this Mac's clock until the verifier is heard again")
 		}
-		if c.o.Clock.Local().Sub(start) >= stableSession {
+		// A session that ended with the verifier refusing a report does
+		// not start the backoff over, however long it lasted: a policy
+		// set whose run outlasts the verifier's --max-report-skew would
+		// otherwise run again at once after every refusal.
+		if action != retry.Drop && c.o.Clock.Local().Sub(start) >= c.o.StableSession {
 			backoff = 0
 		}
 		var wait time.Duration

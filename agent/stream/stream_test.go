@@ -812,6 +812,45 @@ func TestBackoffNotResetByVerifierTime(t *testing.T) {
 	}
 }
 
+// TestRefusedReportKeepsTheBackoff: a session that ends with the verifier
+// refusing the agent's report (a report refused as stale, say, because the
+// run outlasted the verifier's --max-report-skew) does not start the
+// reconnect backoff over, however long it lasted, so the agent does not run
+// the same policies again at once after every refusal; one that ends
+// otherwise after StableSession does.
+func TestRefusedReportKeepsTheBackoff(t *testing.T) {
+	t.Parallel()
+	sessions := func(end error) int {
+		v := fakeverifier.New(t)
+		v.PolicySet = policySet
+		startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+			o.MinBackoff, o.MaxBackoff = 100*time.Millisecond, 10*time.Second
+			o.StableSession = 50 * time.Millisecond
+			o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		})
+		deadline := time.After(3 * time.Second)
+		for n := 0; ; n++ {
+			var s *fakeverifier.Session
+			select {
+			case s = <-v.Sessions:
+			case <-deadline:
+				return n
+			}
+			nextReport(t, v)
+			time.Sleep(60 * time.Millisecond) // longer than StableSession
+			s.End(end)
+		}
+	}
+	var again int
+	done := make(chan struct{})
+	go func() { again = sessions(status.Error(codes.Unavailable, "bye")); close(done) }()
+	refused := sessions(status.Error(codes.InvalidArgument, "report observed_at 2026-12-06T14:37:05Z is 18s old; the limit is 10s"))
+	<-done
+	if refused > 7 || refused*2 > again {
+		t.Errorf("%d sessions in 3 s ending with a refused report, %d ending otherwise: the backoff started over after a refusal", refused, again)
+	}
+}
+
 // A policy set the agent could not report on as the verifier accepts
 // reports is refused, and the one before kept.
 func TestUnreportablePolicySetRefused(t *testing.T) {

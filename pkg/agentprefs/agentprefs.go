@@ -62,12 +62,16 @@ const MinInterval = time.Second
 // policies it has not reached are reported as ERROR "not run".
 // DefaultRunBudget is the agent's when the key is unset. MinRunBudget keeps
 // a slip of the pen (1s for 1m) from failing every policy a run reaches
-// late; MaxRunBudget bounds how long a run holds the agent, during which a
-// live check waits (see docs/agent.md).
+// late. MaxRunBudget keeps a run's report within what verifiers accept: a
+// report is dated when its run begins, and its certificate and account
+// listings may take a minute more after the run, so a longer run would
+// send reports older than the agent resends (4 minutes) and near the
+// verifier's default --max-report-skew and --max-posture-age (5 minutes),
+// refused as stale at every connect.
 const (
 	DefaultRunBudget = 2 * time.Minute
 	MinRunBudget     = 10 * time.Second
-	MaxRunBudget     = 30 * time.Minute
+	MaxRunBudget     = 3 * time.Minute
 )
 
 // key is one key's contract.

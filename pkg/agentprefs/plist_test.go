@@ -81,9 +81,9 @@ func TestParsePlistIntegerDurations(t *testing.T) {
 		{KeyInterval, "<integer>0</integer>", "shorter than the minimum"},
 		{KeyInterval, "<integer>-5</integer>", "shorter than the minimum"},
 		{KeyInterval, "<integer>18446744073709551615</integer>", "not a duration"},
-		{KeyRunBudget, "<integer>300</integer>", ""},
+		{KeyRunBudget, "<integer>180</integer>", ""},
 		{KeyRunBudget, "<integer>9</integer>", "shorter than the minimum"},
-		{KeyRunBudget, "<integer>1801</integer>", "longer than the maximum"},
+		{KeyRunBudget, "<integer>181</integer>", "longer than the maximum"},
 		{KeyRunBudget, "<integer>18446744073709551615</integer>", "not a duration"},
 	} {
 		got, err := ParsePlist([]byte(plistDoc("<key>" + tt.key + "</key>" + tt.doc)))

@@ -353,14 +353,14 @@ func TestAgent(t *testing.T) {
 	// A run budget is written as whole seconds, and changes the payload's
 	// UUID; without one the UUID is what it was before the setting existed.
 	noBudget := payloadUUID(t, raw)
-	o.RunBudget = 10 * time.Minute
+	o.RunBudget = 150 * time.Second
 	raw, err = profile.Agent(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	settings = agentSettings(t, raw)
 	wantKeys(t, "agent settings with a run budget", settings, "VerifierAddress", "CAPEM", "CAFingerprint", "EnrollSecret", "RunBudget")
-	wantEqual(t, "RunBudget", intField(t, "settings", settings, "RunBudget"), 600)
+	wantEqual(t, "RunBudget", intField(t, "settings", settings, "RunBudget"), 150)
 	if payloadUUID(t, raw) == noBudget {
 		t.Error("a run budget left the settings payload's UUID unchanged")
 	}
@@ -387,9 +387,9 @@ func TestAgentSettingsSuitTheAgent(t *testing.T) {
 		"no interval":      func(o *profile.AgentOptions) { o.Interval = 0 },
 		"shortest":         func(o *profile.AgentOptions) { o.Interval = time.Second },
 		"a day":            func(o *profile.AgentOptions) { o.Interval = 24 * time.Hour },
-		"run budget":       func(o *profile.AgentOptions) { o.RunBudget = 5 * time.Minute },
+		"run budget":       func(o *profile.AgentOptions) { o.RunBudget = 90 * time.Second },
 		"least budget":     func(o *profile.AgentOptions) { o.RunBudget = 10 * time.Second },
-		"most budget":      func(o *profile.AgentOptions) { o.RunBudget = 30 * time.Minute },
+		"most budget":      func(o *profile.AgentOptions) { o.RunBudget = 3 * time.Minute },
 		"IPv6 verifier":    func(o *profile.AgentOptions) { o.VerifierAddress = "[2001:db8::1]:8443" },
 		"highest port":     func(o *profile.AgentOptions) { o.VerifierAddress = "v.example:65535" },
 		"other identifier": func(o *profile.AgentOptions) { o.Identifier = "com.example.clearance" },
@@ -621,7 +621,7 @@ func TestAgentValidation(t *testing.T) {
 		{"fractional interval", func(o *profile.AgentOptions) { o.Interval = 1500 * time.Millisecond }, []string{"whole number of seconds"}},
 		{"short run budget", func(o *profile.AgentOptions) { o.RunBudget = 9 * time.Second }, []string{"run budget", "minimum of 10s"}},
 		{"negative run budget", func(o *profile.AgentOptions) { o.RunBudget = -time.Minute }, []string{"run budget", "minimum of 10s"}},
-		{"long run budget", func(o *profile.AgentOptions) { o.RunBudget = time.Hour }, []string{"run budget", "maximum of 30m0s"}},
+		{"long run budget", func(o *profile.AgentOptions) { o.RunBudget = 3*time.Minute + time.Second }, []string{"run budget", "maximum of 3m0s"}},
 		{"fractional run budget", func(o *profile.AgentOptions) { o.RunBudget = 90*time.Second + time.Millisecond }, []string{"run budget", "whole number of seconds"}},
 		{"bad identifier", func(o *profile.AgentOptions) { o.Identifier = "com/example" }, []string{"identifier \"com/example\""}},
 		{"everything missing", func(o *profile.AgentOptions) { *o = profile.AgentOptions{} }, []string{

@@ -87,7 +87,8 @@ func program(stdout, stderr io.Writer) *cli.Program {
 				Doc: "Runs the policies once through osquery and prints each one's result. It exits 1 when a " +
 					"required policy does not pass. Without --policies it runs the policy set the daemon last " +
 					"received from the verifier; it never connects to the verifier itself. It runs every policy " +
-					"whatever the time, and says so when the run took longer than the daemon's run budget.",
+					"whatever the time; those that finished after the run budget, which the daemon would report " +
+					"as ERROR, are marked, fail the check when required, and the run's time is said.",
 				Footer: config.Footer,
 				Flags: func(fs *cli.FlagSet) cli.Action {
 					flags := config.Bind(fs, append(append(osquerySettings, "run-budget"), logSettings...)...)
@@ -387,6 +388,9 @@ func cmdCheck(flags *config.Flags, policiesFile string, stdout, stderr io.Writer
 	var results []*agentv1.PolicyResult
 	var platform string
 	var took time.Duration
+	// late are the policies that finished after the run budget: the
+	// daemon would have stopped or not run them, and reported ERROR.
+	late := map[string]bool{}
 	skipped := 0
 	ctx, cancel := context.WithCancel(context.Background())
 	var g run.Group
@@ -399,6 +403,9 @@ func cmdCheck(flags *config.Flags, policiesFile string, stdout, stderr io.Writer
 		start := time.Now()
 		for _, p := range applies {
 			results = append(results, policy.Run(ctx, oq, p, nil))
+			if time.Since(start) > cfg.RunBudget {
+				late[p.GetId()] = true
+			}
 		}
 		took = time.Since(start)
 		return nil
@@ -407,7 +414,7 @@ func cmdCheck(flags *config.Flags, policiesFile string, stdout, stderr io.Writer
 	if err := g.Run(); err != nil {
 		return err
 	}
-	err = printResults(stdout, ps, results)
+	err = printResults(stdout, ps, results, late, cfg.RunBudget)
 	// Without this, a file of policies for other platforms prints only the
 	// table's header and passes, as if there were nothing to check.
 	if skipped > 0 {
@@ -427,7 +434,7 @@ func overBudget(w io.Writer, took, budget time.Duration) {
 	if took <= budget {
 		return
 	}
-	fmt.Fprintf(w, "this run took %s, longer than the run budget of %s: the daemon reports the policies a run has not reached by then as ERROR \"not run\" (raise RunBudget, or make the slow queries faster)\n",
+	fmt.Fprintf(w, "this run took %s, longer than the run budget of %s: the daemon reports the policy running when it is spent, and those after it, as ERROR (marked in the table; raise RunBudget, or make the slow queries faster)\n",
 		took.Round(time.Millisecond), budget)
 }
 
@@ -453,7 +460,9 @@ func checkPolicies(file string, dir *state.Dir) (*agentv1.PolicySet, error) {
 	return ps, nil
 }
 
-func printResults(w io.Writer, ps *agentv1.PolicySet, results []*agentv1.PolicyResult) error {
+// A policy in late finished after budget: its message says the daemon
+// would report it as ERROR, and it fails the check if required.
+func printResults(w io.Writer, ps *agentv1.PolicySet, results []*agentv1.PolicyResult, late map[string]bool, budget time.Duration) error {
 	byID := map[string]*agentv1.Policy{}
 	for _, p := range ps.GetPolicies() {
 		byID[p.GetId()] = p
@@ -467,8 +476,11 @@ func printResults(w io.Writer, ps *agentv1.PolicySet, results []*agentv1.PolicyR
 		if r.GetStatus() == agentv1.PolicyStatus_POLICY_STATUS_FAIL {
 			msg = p.GetResolution()
 		}
+		if late[r.GetPolicyId()] {
+			msg = fmt.Sprintf("finished after the run budget (%s): the daemon reports it as ERROR", budget)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", oneLine(r.GetPolicyId()), policy.StatusWord(r.GetStatus()), oneLine(p.GetName()), oneLine(msg))
-		if p.GetRequired() && r.GetStatus() != agentv1.PolicyStatus_POLICY_STATUS_PASS {
+		if p.GetRequired() && (r.GetStatus() != agentv1.PolicyStatus_POLICY_STATUS_PASS || late[r.GetPolicyId()]) {
 			failed = true
 		}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/clearance/clearance/internal/osquerysim"
 	policyfile "github.com/clearance/clearance/pkg/policy"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata/")
@@ -313,14 +314,50 @@ func TestStatusShowsTheRunBudget(t *testing.T) {
 		t.Errorf("without a setting:\n%s", out)
 	}
 	if err := os.WriteFile(managed, []byte(`<?xml version="1.0" encoding="UTF-8"?>
-<plist version="1.0"><dict><key>RunBudget</key><integer>600</integer></dict></plist>
+<plist version="1.0"><dict><key>RunBudget</key><integer>150</integer></dict></plist>
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out := status(); !strings.Contains(out, "10m0s ("+managed+" key RunBudget)") {
+	if out := status(); !strings.Contains(out, "2m30s ("+managed+" key RunBudget)") {
 		t.Errorf("from the managed plist:\n%s", out)
 	}
 	if out := status("--run-budget", "90s"); !strings.Contains(out, "1m30s (flag --run-budget)") {
 		t.Errorf("from a flag:\n%s", out)
+	}
+}
+
+// TestCheckMarksLatePolicies: a policy that finished after the run budget
+// is marked in check's table as the daemon would report it, and a required
+// one fails the check even if it passed.
+func TestCheckMarksLatePolicies(t *testing.T) {
+	t.Parallel()
+	ps := &agentv1.PolicySet{Policies: []*agentv1.Policy{
+		{Id: "slow", Name: "Slow", Required: true},
+		{Id: "quick", Name: "Quick", Required: true},
+		{Id: "extra", Name: "Extra"},
+	}}
+	results := []*agentv1.PolicyResult{
+		{PolicyId: "slow", Status: agentv1.PolicyStatus_POLICY_STATUS_PASS},
+		{PolicyId: "quick", Status: agentv1.PolicyStatus_POLICY_STATUS_PASS},
+		{PolicyId: "extra", Status: agentv1.PolicyStatus_POLICY_STATUS_PASS},
+	}
+	var out bytes.Buffer
+	if err := printResults(&out, ps, results, nil, 10*time.Second); err != nil {
+		t.Errorf("in time: %v", err)
+	}
+	out.Reset()
+	err := printResults(&out, ps, results, map[string]bool{"quick": true, "extra": true}, 10*time.Second)
+	if err != errFailed {
+		t.Errorf("a required policy late: %v, want errFailed", err)
+	}
+	for _, l := range strings.Split(out.String(), "\n") {
+		late := strings.HasPrefix(l, "quick") || strings.HasPrefix(l, "extra")
+		if marked := strings.Contains(l, "finished after the run budget (10s): the daemon reports it as ERROR"); late != marked {
+			t.Errorf("line %q: marked %v, want %v", l, marked, late)
+		}
+	}
+	out.Reset()
+	if err := printResults(&out, ps, results, map[string]bool{"extra": true}, 10*time.Second); err != nil {
+		t.Errorf("only an optional policy late: %v", err)
 	}
 }
