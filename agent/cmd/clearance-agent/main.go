@@ -460,8 +460,9 @@ func checkPolicies(file string, dir *state.Dir) (*agentv1.PolicySet, error) {
 	return ps, nil
 }
 
-// A policy in late finished after budget: its message says the daemon
-// would report it as ERROR, and it fails the check if required.
+// A policy in late finished after budget: it is shown as ERROR, as the
+// daemon would report it, its message says what it gave here, and it fails
+// the check if required.
 func printResults(w io.Writer, ps *agentv1.PolicySet, results []*agentv1.PolicyResult, late map[string]bool, budget time.Duration) error {
 	byID := map[string]*agentv1.Policy{}
 	for _, p := range ps.GetPolicies() {
@@ -476,10 +477,13 @@ func printResults(w io.Writer, ps *agentv1.PolicySet, results []*agentv1.PolicyR
 		if r.GetStatus() == agentv1.PolicyStatus_POLICY_STATUS_FAIL {
 			msg = p.GetResolution()
 		}
+		word := policy.StatusWord(r.GetStatus())
 		if late[r.GetPolicyId()] {
-			msg = fmt.Sprintf("finished after the run budget (%s): the daemon reports it as ERROR", budget)
+			// As the daemon reports it; what it gave here follows.
+			msg = fmt.Sprintf("finished after the run budget (%s), the daemon reports it as ERROR; here: %s", budget, word)
+			word = policy.StatusWord(agentv1.PolicyStatus_POLICY_STATUS_ERROR)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", oneLine(r.GetPolicyId()), policy.StatusWord(r.GetStatus()), oneLine(p.GetName()), oneLine(msg))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", oneLine(r.GetPolicyId()), word, oneLine(p.GetName()), oneLine(msg))
 		if p.GetRequired() && (r.GetStatus() != agentv1.PolicyStatus_POLICY_STATUS_PASS || late[r.GetPolicyId()]) {
 			failed = true
 		}
