@@ -144,8 +144,7 @@ type Options struct {
 	// are reported as ERROR "not run".
 	RunBudget time.Duration
 	// StableSession is how long a session must last for the reconnect
-	// backoff to start over, unless it ended with the verifier refusing a
-	// report (retry.Drop).
+	// backoff to start over (but see backoffRestart).
 	StableSession time.Duration
 	// ScheduleGap is the least time between two runs on the schedule the
 	// policies' own intervals make (not with Interval set).
@@ -315,6 +314,7 @@ func (c *Client) Execute() error {
 		c.psSaved = ps
 	}
 	backoff := time.Duration(0)
+	var restart backoffRestart
 	for {
 		// Measured on the device's clock: the verifier's time, which each
 		// Session moves, would let a verifier make every session look
@@ -328,11 +328,7 @@ func (c *Client) Execute() error {
 		if timeRefused(err) && c.o.Clock.Forget() {
 			c.log.Warn("the verifier's certificate is not valid in the verifier's time as learnt; using this Mac's clock until the verifier is heard again")
 		}
-		// A session that ended with the verifier refusing a report does
-		// not start the backoff over, however long it lasted: a policy
-		// set whose run outlasts the verifier's --max-report-skew would
-		// otherwise run again at once after every refusal.
-		if action != retry.Drop && c.o.Clock.Local().Sub(start) >= c.o.StableSession {
+		if restart.after(action, c.o.Clock.Local().Sub(start) >= c.o.StableSession) {
 			backoff = 0
 		}
 		var wait time.Duration
@@ -358,6 +354,24 @@ func (c *Client) Execute() error {
 		case <-c.o.After(wait):
 		}
 	}
+}
+
+// backoffRestart says when the reconnect backoff starts over: after a
+// session that lasted (stable), unless it ended with the verifier refusing
+// a report (retry.Drop) and so did the one before. One refusal after
+// sessions that went well reconnects at once, as any lasting session does;
+// refusals in a row back off, however long each session lasted, so that a
+// policy set whose run outlasts the verifier's --max-report-skew (every
+// report refused as stale) is not run again at once after each refusal.
+type backoffRestart struct{ refused int }
+
+func (r *backoffRestart) after(action retry.Action, stable bool) bool {
+	if action == retry.Drop {
+		r.refused++
+	} else {
+		r.refused = 0
+	}
+	return stable && r.refused <= 1
 }
 
 func (c *Client) nextBackoff(cur time.Duration) time.Duration {

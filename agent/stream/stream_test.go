@@ -812,12 +812,12 @@ func TestBackoffNotResetByVerifierTime(t *testing.T) {
 	}
 }
 
-// TestRefusedReportKeepsTheBackoff: a session that ends with the verifier
-// refusing the agent's report (a report refused as stale, say, because the
-// run outlasted the verifier's --max-report-skew) does not start the
-// reconnect backoff over, however long it lasted, so the agent does not run
-// the same policies again at once after every refusal; one that ends
-// otherwise after StableSession does.
+// TestRefusedReportKeepsTheBackoff: sessions that end in a row with the
+// verifier refusing the agent's report (refused as stale, say, because the
+// run outlasted the verifier's --max-report-skew) do not start the
+// reconnect backoff over, however long each lasted, so the agent does not
+// run the same policies again at once after every refusal; sessions that
+// end otherwise after StableSession do.
 func TestRefusedReportKeepsTheBackoff(t *testing.T) {
 	t.Parallel()
 	sessions := func(end error) int {
