@@ -476,6 +476,7 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 	defer stopInbox()
 	var wg sync.WaitGroup
 	wg.Add(2)
+	arrivals := newCheckArrivals()
 	go func() { // owned: session waits for it below
 		defer wg.Done()
 		for {
@@ -484,6 +485,9 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 				stopRuns()
 				in.finish(err)
 				return
+			}
+			if check := m.GetCheckNow(); check != nil {
+				arrivals.put(check, c.o.Clock.Local(), c.now())
 			}
 			if !in.put(m) {
 				return
@@ -664,11 +668,21 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 					reportNow = true
 				}
 			case *agentv1.VerifierMessage_CheckNow:
+				// Taken from arrivals first, whatever follows: every
+				// CheckNow's arrival is forgotten once it is read.
+				lapsed := arrivals.lapsed(m.CheckNow, c.o.Clock.Local())
 				if c.ps == nil {
 					c.logSampled(slog.LevelWarn, "check_early", "check requested before any policy set arrived")
 					continue
 				}
 				c.log.Debug("check requested")
+				if lapsed {
+					// It waited behind a run past its expiry: its
+					// report would be refused, ending the stream.
+					c.count(func(s *Stats) { s.ChecksDropped++ })
+					c.log.Debug("check expired while a run went on")
+					continue
+				}
 				if err := usableCheck(m.CheckNow); err != nil {
 					c.count(func(s *Stats) { s.ChecksRefused++ })
 					c.logSampled(slog.LevelWarn, "check_refused", "check request refused, not run", "err", err)

@@ -1087,6 +1087,43 @@ func slowSet(version string, n int) *agentv1.PolicySet {
 	return ps
 }
 
+// TestCheckExpiredBehindARunNotRun: a CheckNow that arrives during a run
+// and expires before that run ends is not run after it (its report would be
+// refused, ending the stream); one that still has time when the run ends,
+// or that comes while nothing runs, is answered.
+func TestCheckExpiredBehindARunNotRun(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = slowSet("slow", 16) // 16 queries of 100 ms: a 1.6 s run
+	a := startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+		o.Querier = slowly(100 * time.Millisecond)
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	})
+	s := nextSession(t, v)
+	time.Sleep(200 * time.Millisecond) // into the session's first run
+	s.Send(checkNow("expires", 800*time.Millisecond))
+	s.Send(checkNow("in-time", time.Minute)) // replaces nothing: each waits its turn
+	var nonces []string
+	for len(nonces) < 2 {
+		r := nextReport(t, v)
+		nonces = append(nonces, string(r.Report.GetNonce()))
+		if string(r.Report.GetNonce()) == "expires" {
+			t.Fatal("a check that expired behind a run was run after it")
+		}
+	}
+	if nonces[0] != "" || nonces[1] != "in-time" {
+		t.Errorf("reports' nonces %q, want the first run's and then in-time's", nonces)
+	}
+	if st := a.client.Stats(); st.ChecksDropped != 1 {
+		t.Errorf("dropped %d checks, want 1", st.ChecksDropped)
+	}
+	// Nothing runs now: a check is answered at once.
+	s.Send(checkNow("idle", 3*time.Second))
+	if r := nextReport(t, v); string(r.Report.GetNonce()) != "idle" {
+		t.Errorf("report nonce %q, want idle", r.Report.GetNonce())
+	}
+}
+
 // One run is bounded in time: the policies it does not reach are reported
 // as ERROR "not run", so that a set of slow queries cannot hold the
 // stream (its acks and live checks) for hours.
