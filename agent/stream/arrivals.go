@@ -17,38 +17,71 @@ import (
 // stream.
 const checkQueued = time.Second
 
-// checkArrivals remembers when each CheckNow of a session arrived, on the
-// Mac's clock and in the verifier's time as known then, from the stream's
-// reader until the session takes it. The inbox bounds how many wait.
+// checkArrivals remembers when each CheckNow of a session arrived, and how
+// long it had left then, from the stream's reader until the session takes
+// it. The inbox bounds how many wait. The time a check had left is
+// reckoned from the stream's own Session: its verifier time plus the time
+// elapsed since it arrived. Its callers pass time.Now(), whose differences
+// are on the monotonic clock, so that a step of the Mac's wall clock (and of
+// the verifier's time as the agent knows it, built on that) cannot make an
+// honest check look expired. Without a Session first, nothing is judged.
 type checkArrivals struct {
 	mu sync.Mutex
-	at map[*agentv1.CheckNow]checkArrival
+	// sessVerifier and sessLocal are the stream's first Session's verifier
+	// time and when it arrived; sessKnown once it did, with a valid time.
+	sessVerifier, sessLocal time.Time
+	sessKnown, sessSeen     bool
+	at                      map[*agentv1.CheckNow]checkArrival
 }
 
-type checkArrival struct{ local, verifier time.Time }
+type checkArrival struct {
+	local time.Time
+	left  time.Duration
+	known bool // left was reckoned from a Session
+}
 
 func newCheckArrivals() *checkArrivals {
 	return &checkArrivals{at: map[*agentv1.CheckNow]checkArrival{}}
 }
 
-// put records check's arrival.
-func (a *checkArrivals) put(check *agentv1.CheckNow, local, verifier time.Time) {
+// session records the stream's first Session, which arrived at local; the
+// session takes no other either.
+func (a *checkArrivals) session(s *agentv1.Session, local time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.at[check] = checkArrival{local, verifier}
+	if a.sessSeen {
+		return
+	}
+	a.sessSeen = true
+	if s.GetVerifierTime().IsValid() {
+		a.sessVerifier, a.sessLocal, a.sessKnown = s.GetVerifierTime().AsTime(), local, true
+	}
 }
 
-// lapsed forgets check's arrival and says whether, by now (the Mac's
-// clock), it waited at least checkQueued and longer than the time it had
-// left when it arrived.
-func (a *checkArrivals) lapsed(check *agentv1.CheckNow, now time.Time) bool {
+// put records check's arrival at local.
+func (a *checkArrivals) put(check *agentv1.CheckNow, local time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	arr := checkArrival{local: local}
+	if a.sessKnown && check.GetExpiresAt().IsValid() {
+		verifierNow := a.sessVerifier.Add(local.Sub(a.sessLocal))
+		arr.left, arr.known = check.GetExpiresAt().AsTime().Sub(verifierNow), true
+	}
+	a.at[check] = arr
+}
+
+// lapsed forgets check's arrival and says whether, by now, it waited at
+// least checkQueued and has less time left than a run takes (runTakes:
+// the last run of every policy), or none: a run for it would send a
+// report the verifier refuses.
+func (a *checkArrivals) lapsed(check *agentv1.CheckNow, now time.Time, runTakes time.Duration) bool {
 	a.mu.Lock()
 	arr, ok := a.at[check]
 	delete(a.at, check)
 	a.mu.Unlock()
-	if !ok || check.GetExpiresAt() == nil {
+	if !ok || !arr.known {
 		return false
 	}
 	waited := now.Sub(arr.local)
-	return waited >= checkQueued && waited >= check.GetExpiresAt().AsTime().Sub(arr.verifier)
+	return waited >= checkQueued && arr.left-waited <= runTakes
 }

@@ -176,7 +176,11 @@ type Client struct {
 	policies []*agentv1.Policy
 	results  map[string]*agentv1.PolicyResult
 	due      map[string]time.Time
-	pending  []pendingReport
+	// fullRun is how long the last run of every policy took (monotonic):
+	// a live check that waited behind a run with less time left than that
+	// is not run (checkArrivals.lapsed).
+	fullRun time.Duration
+	pending []pendingReport
 
 	// certsFailing is whether the last keychain listing failed, so a
 	// lasting failure is logged once.
@@ -217,9 +221,10 @@ type Stats struct {
 	ReportsSent int
 	Acked       uint64 // highest acked seq
 	// ChecksDeferred counts CheckNow that came past the bound on runs and
-	// waited for their turn; ChecksDropped those of them never answered
-	// (replaced by a later one, or expired while waiting). RunsDeferred
-	// counts changed policy sets whose run waited its turn.
+	// waited for their turn; ChecksDropped those never answered (replaced
+	// by a later one, or expired while waiting for their turn or behind a
+	// run). RunsDeferred counts changed policy sets whose run waited its
+	// turn.
 	ChecksDeferred int
 	ChecksDropped  int
 	RunsDeferred   int
@@ -486,8 +491,13 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 				in.finish(err)
 				return
 			}
-			if check := m.GetCheckNow(); check != nil {
-				arrivals.put(check, c.o.Clock.Local(), c.now())
+			// Durations on the monotonic clock, whatever the Mac's
+			// wall clock (and the Clock built on it) does meanwhile.
+			switch {
+			case m.GetSession() != nil:
+				arrivals.session(m.GetSession(), time.Now())
+			case m.GetCheckNow() != nil:
+				arrivals.put(m.GetCheckNow(), time.Now())
 			}
 			if !in.put(m) {
 				return
@@ -670,17 +680,18 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 			case *agentv1.VerifierMessage_CheckNow:
 				// Taken from arrivals first, whatever follows: every
 				// CheckNow's arrival is forgotten once it is read.
-				lapsed := arrivals.lapsed(m.CheckNow, c.o.Clock.Local())
+				lapsed := arrivals.lapsed(m.CheckNow, time.Now(), c.fullRun)
 				if c.ps == nil {
 					c.logSampled(slog.LevelWarn, "check_early", "check requested before any policy set arrived")
 					continue
 				}
 				c.log.Debug("check requested")
 				if lapsed {
-					// It waited behind a run past its expiry: its
-					// report would be refused, ending the stream.
+					// It waited behind a run, and expired or has less
+					// time left than a run takes: its report would be
+					// refused, ending the stream.
 					c.count(func(s *Stats) { s.ChecksDropped++ })
-					c.log.Debug("check expired while a run went on")
+					c.logSampled(slog.LevelWarn, "check_lapsed", "a live check expired while a run went on; not run (runs take longer than the verifier waits for a live check)")
 					continue
 				}
 				if err := usableCheck(m.CheckNow); err != nil {
@@ -1058,6 +1069,9 @@ func (c *Client) runAndReport(ctx context.Context, id *state.Identity, check *ag
 	budget, cancel := context.WithTimeout(ctx, c.o.RunBudget)
 	defer cancel()
 	spent := 0
+	if len(run) == len(c.policies) {
+		defer func(start time.Time) { c.fullRun = time.Since(start) }(time.Now())
+	}
 	for _, p := range run {
 		if budget.Err() != nil && ctx.Err() == nil {
 			c.results[p.GetId()] = policy.NotRun(p, fmt.Sprintf("this run's time budget (%s) was spent", c.o.RunBudget))

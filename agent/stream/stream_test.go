@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1121,6 +1122,66 @@ func TestCheckExpiredBehindARunNotRun(t *testing.T) {
 	s.Send(checkNow("idle", 3*time.Second))
 	if r := nextReport(t, v); string(r.Report.GetNonce()) != "idle" {
 		t.Errorf("report nonce %q, want idle", r.Report.GetNonce())
+	}
+}
+
+// TestCheckBehindARunWithTooLittleLeft: a CheckNow that waited behind a
+// run and has less time left than a run of every policy takes is not run
+// (its report would arrive after its expiry, refused, ending the stream).
+func TestCheckBehindARunWithTooLittleLeft(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = slowSet("slow", 20) // 20 queries of 100 ms: a 2 s run
+	a := startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+		o.Querier = slowly(100 * time.Millisecond)
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	})
+	s := nextSession(t, v)
+	time.Sleep(200 * time.Millisecond) // into the session's first run
+	// About 1.2 s left at its turn, and a run takes 2 s.
+	s.Send(checkNow("late", 3*time.Second))
+	if r := nextReport(t, v); r.Report.GetNonce() != nil {
+		t.Fatalf("first report's nonce %q, want the session's run's (none)", r.Report.GetNonce())
+	}
+	select {
+	case r := <-v.Reports:
+		t.Errorf("a report (nonce %q) came for a check with less time left than a run takes", r.Report.GetNonce())
+	case <-time.After(3 * time.Second):
+	}
+	if st := a.client.Stats(); st.ChecksDropped != 1 {
+		t.Errorf("dropped %d checks, want 1", st.ChecksDropped)
+	}
+}
+
+// TestCheckBehindARunAfterAClockStep: the time a waiting CheckNow has left
+// is reckoned on the monotonic clock from the stream's Session, so a step of
+// the Mac's clock (here the Clock the agent is given: the verifier's time as
+// it knows it jumps 30 s ahead) does not make an honest check look expired.
+func TestCheckBehindARunAfterAClockStep(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = slowSet("slow", 14) // a 1.4 s run
+	var step atomic.Int64
+	a := startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+		o.Querier = slowly(100 * time.Millisecond)
+		o.Clock = clock.New(func() time.Time { return time.Now().Add(time.Duration(step.Load())) }, nil)
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	})
+	s := nextSession(t, v)
+	time.Sleep(200 * time.Millisecond) // the Session taken; into the first run
+	step.Store(int64(30 * time.Second))
+	// About 2.8 s left at its turn, and a run takes 1.4 s.
+	s.Send(checkNow("honest", 4*time.Second))
+	deadline := time.After(4 * time.Second)
+	for {
+		select {
+		case r := <-v.Reports:
+			if string(r.Report.GetNonce()) == "honest" {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("an honest check was not answered in its time; stats %+v", a.client.Stats())
+		}
 	}
 }
 

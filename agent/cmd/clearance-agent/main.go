@@ -437,7 +437,7 @@ func overBudget(w io.Writer, took, budget time.Duration) {
 		fmt.Fprintf(w, "this run took %s, longer than the run budget of %s: the daemon reports the policy running when it is spent, and those after it, as ERROR (marked in the table; raise RunBudget, or make the slow queries faster)\n",
 			took.Round(time.Millisecond), budget)
 	case took > budget/2:
-		fmt.Fprintf(w, "this run took %s, more than half the run budget of %s: between reports the verifier's posture for this Mac gets up to twice that plus the policies' interval old (keep that under its --max-posture-age), and live checks, which need a whole run within its --live-check-timeout, go unanswered\n",
+		fmt.Fprintf(w, "this run took %s, more than half the run budget of %s: between reports the verifier's posture for this Mac gets up to twice that plus the policies' interval old (keep that under its --max-posture-age), and live checks, which need a whole run within its --live-check-timeout, may go unanswered\n",
 			took.Round(time.Millisecond), budget)
 	}
 }
