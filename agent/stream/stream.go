@@ -176,11 +176,7 @@ type Client struct {
 	policies []*agentv1.Policy
 	results  map[string]*agentv1.PolicyResult
 	due      map[string]time.Time
-	// fullRun is how long the last run of every policy took (monotonic):
-	// a live check that waited behind a run with less time left than that
-	// is not run (checkArrivals.lapsed).
-	fullRun time.Duration
-	pending []pendingReport
+	pending  []pendingReport
 
 	// certsFailing is whether the last keychain listing failed, so a
 	// lasting failure is logged once.
@@ -491,13 +487,10 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 				in.finish(err)
 				return
 			}
-			// Durations on the monotonic clock, whatever the Mac's
-			// wall clock (and the Clock built on it) does meanwhile.
-			switch {
-			case m.GetSession() != nil:
-				arrivals.session(m.GetSession(), time.Now())
-			case m.GetCheckNow() != nil:
-				arrivals.put(m.GetCheckNow(), time.Now())
+			if check := m.GetCheckNow(); check != nil {
+				// On the monotonic clock, whatever the Mac's wall
+				// clock (and the Clock built on it) does meanwhile.
+				arrivals.put(check, time.Now())
 			}
 			if !in.put(m) {
 				return
@@ -680,16 +673,15 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 			case *agentv1.VerifierMessage_CheckNow:
 				// Taken from arrivals first, whatever follows: every
 				// CheckNow's arrival is forgotten once it is read.
-				lapsed := arrivals.lapsed(m.CheckNow, time.Now(), c.fullRun)
+				lapsed := arrivals.lapsed(m.CheckNow, time.Now())
 				if c.ps == nil {
 					c.logSampled(slog.LevelWarn, "check_early", "check requested before any policy set arrived")
 					continue
 				}
 				c.log.Debug("check requested")
 				if lapsed {
-					// It waited behind a run, and expired or has less
-					// time left than a run takes: its report would be
-					// refused, ending the stream.
+					// It waited behind a run past its time to live:
+					// its report would be refused, ending the stream.
 					c.count(func(s *Stats) { s.ChecksDropped++ })
 					c.logSampled(slog.LevelWarn, "check_lapsed", "a live check expired while a run went on; not run (runs take longer than the verifier waits for a live check)")
 					continue
@@ -1069,9 +1061,6 @@ func (c *Client) runAndReport(ctx context.Context, id *state.Identity, check *ag
 	budget, cancel := context.WithTimeout(ctx, c.o.RunBudget)
 	defer cancel()
 	spent := 0
-	if len(run) == len(c.policies) {
-		defer func(start time.Time) { c.fullRun = time.Since(start) }(time.Now())
-	}
 	for _, p := range run {
 		if budget.Err() != nil && ctx.Err() == nil {
 			c.results[p.GetId()] = policy.NotRun(p, fmt.Sprintf("this run's time budget (%s) was spent", c.o.RunBudget))

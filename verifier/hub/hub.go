@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
@@ -599,7 +600,7 @@ func (h *Hub) Run(ctx context.Context) error {
 			if !h.Local(c.DeviceID) {
 				return
 			}
-			err := h.Send(c.DeviceID, checkNow(c.Nonce, c.ExpiresAt))
+			err := h.Send(c.DeviceID, checkNow(c.Nonce, c.ExpiresAt, h.now()))
 			if err != nil {
 				h.log().Warn("relayed live check not sent", "device_id", c.DeviceID, "err", err)
 			}
@@ -642,9 +643,12 @@ func (h *Hub) devices() map[string]string {
 	return out
 }
 
-func checkNow(nonce []byte, expires time.Time) *agentv1.VerifierMessage {
+// checkNow is the message asking for a check whose nonce expires at
+// expires, sent at now (this replica's clock, by which the answer's nonce
+// is judged when it arrives here).
+func checkNow(nonce []byte, expires, now time.Time) *agentv1.VerifierMessage {
 	return &agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_CheckNow{CheckNow: &agentv1.CheckNow{
-		Nonce: nonce, ExpiresAt: timestamppb.New(expires),
+		Nonce: nonce, ExpiresAt: timestamppb.New(expires), Ttl: durationpb.New(max(expires.Sub(now), 0)),
 	}}}
 }
 
@@ -679,7 +683,7 @@ func (h *Hub) CheckNow(ctx context.Context, deviceID string, ttl time.Duration) 
 		h.mu.Unlock()
 	}()
 	if local {
-		if err := h.Send(deviceID, checkNow(nonce, expires)); err != nil {
+		if err := h.Send(deviceID, checkNow(nonce, expires, h.now())); err != nil {
 			return nil, err
 		}
 	} else if err := h.Relay.PublishCheck(ctx, cluster.Check{DeviceID: deviceID, Nonce: nonce, ExpiresAt: expires}); err != nil {

@@ -75,9 +75,12 @@ func TestCheckNowDeliversMatchingReport(t *testing.T) {
 	h := &Hub{Nonces: nonces}
 	s, done := h.Register("d1", nil)
 	defer done()
+	ttl := make(chan time.Duration, 1)
 	go func() {
 		m := <-s.Out()
 		cn := m.GetCheckNow()
+		// The agent reckons the check's time left from its ttl.
+		ttl <- cn.GetTtl().AsDuration()
 		// A report for another nonce must not satisfy the waiter.
 		h.Delivered(&ingest.Accepted{Report: &agentv1.PostureReport{Nonce: []byte("other")}})
 		h.Delivered(&ingest.Accepted{Report: &agentv1.PostureReport{Seq: 9, Nonce: cn.GetNonce()}})
@@ -88,6 +91,9 @@ func TestCheckNowDeliversMatchingReport(t *testing.T) {
 	}
 	if a.Report.GetSeq() != 9 || len(nonces.got) != 1 {
 		t.Fatalf("got seq %d, nonces %d", a.Report.GetSeq(), len(nonces.got))
+	}
+	if got := <-ttl; got <= 4*time.Second || got > 5*time.Second {
+		t.Errorf("CheckNow ttl %s, want what was left of 5s when it was sent", got)
 	}
 }
 

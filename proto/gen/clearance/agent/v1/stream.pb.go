@@ -9,6 +9,7 @@ package agentv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -427,7 +428,12 @@ type CheckNow struct {
 	// Must be copied into the report's nonce. Single use.
 	Nonce []byte `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
 	// After this the verifier no longer accepts the nonce.
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// How long from when it was sent until expires_at, by the verifier's
+	// clock. The agent reckons a check's time left from its arrival with
+	// this, on its own monotonic clock, whatever either wall clock does
+	// meanwhile; without it (an older verifier) the agent does not judge.
+	Ttl           *durationpb.Duration `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -472,6 +478,13 @@ func (x *CheckNow) GetNonce() []byte {
 func (x *CheckNow) GetExpiresAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *CheckNow) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
 	}
 	return nil
 }
@@ -785,7 +798,7 @@ var File_clearance_agent_v1_stream_proto protoreflect.FileDescriptor
 
 const file_clearance_agent_v1_stream_proto_rawDesc = "" +
 	"\n" +
-	"\x1fclearance/agent/v1/stream.proto\x12\x12clearance.agent.v1\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x03\n" +
+	"\x1fclearance/agent/v1/stream.proto\x12\x12clearance.agent.v1\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x03\n" +
 	"\rPostureReport\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12;\n" +
@@ -815,11 +828,12 @@ const file_clearance_agent_v1_stream_proto_rawDesc = "" +
 	"\ragent_version\x18\x01 \x01(\tR\fagentVersion\x12,\n" +
 	"\x12policy_set_version\x18\x02 \x01(\tR\x10policySetVersion\x129\n" +
 	"\n" +
-	"agent_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tagentTime\"[\n" +
+	"agent_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tagentTime\"\x88\x01\n" +
 	"\bCheckNow\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x17\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12+\n" +
+	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"\x17\n" +
 	"\x03Ack\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\x88\x01\n" +
 	"\fAgentMessage\x121\n" +
@@ -863,7 +877,8 @@ var file_clearance_agent_v1_stream_proto_goTypes = []any{
 	(*VerifierMessage)(nil),       // 9: clearance.agent.v1.VerifierMessage
 	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
 	(*PolicyResult)(nil),          // 11: clearance.agent.v1.PolicyResult
-	(*PolicySet)(nil),             // 12: clearance.agent.v1.PolicySet
+	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
+	(*PolicySet)(nil),             // 13: clearance.agent.v1.PolicySet
 }
 var file_clearance_agent_v1_stream_proto_depIdxs = []int32{
 	10, // 0: clearance.agent.v1.PostureReport.observed_at:type_name -> google.protobuf.Timestamp
@@ -874,18 +889,19 @@ var file_clearance_agent_v1_stream_proto_depIdxs = []int32{
 	10, // 5: clearance.agent.v1.KeychainCertificate.not_valid_after:type_name -> google.protobuf.Timestamp
 	10, // 6: clearance.agent.v1.Hello.agent_time:type_name -> google.protobuf.Timestamp
 	10, // 7: clearance.agent.v1.CheckNow.expires_at:type_name -> google.protobuf.Timestamp
-	4,  // 8: clearance.agent.v1.AgentMessage.hello:type_name -> clearance.agent.v1.Hello
-	3,  // 9: clearance.agent.v1.AgentMessage.report:type_name -> clearance.agent.v1.SignedReport
-	10, // 10: clearance.agent.v1.Session.verifier_time:type_name -> google.protobuf.Timestamp
-	12, // 11: clearance.agent.v1.VerifierMessage.policy_set:type_name -> clearance.agent.v1.PolicySet
-	5,  // 12: clearance.agent.v1.VerifierMessage.check_now:type_name -> clearance.agent.v1.CheckNow
-	6,  // 13: clearance.agent.v1.VerifierMessage.ack:type_name -> clearance.agent.v1.Ack
-	8,  // 14: clearance.agent.v1.VerifierMessage.session:type_name -> clearance.agent.v1.Session
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	12, // 8: clearance.agent.v1.CheckNow.ttl:type_name -> google.protobuf.Duration
+	4,  // 9: clearance.agent.v1.AgentMessage.hello:type_name -> clearance.agent.v1.Hello
+	3,  // 10: clearance.agent.v1.AgentMessage.report:type_name -> clearance.agent.v1.SignedReport
+	10, // 11: clearance.agent.v1.Session.verifier_time:type_name -> google.protobuf.Timestamp
+	13, // 12: clearance.agent.v1.VerifierMessage.policy_set:type_name -> clearance.agent.v1.PolicySet
+	5,  // 13: clearance.agent.v1.VerifierMessage.check_now:type_name -> clearance.agent.v1.CheckNow
+	6,  // 14: clearance.agent.v1.VerifierMessage.ack:type_name -> clearance.agent.v1.Ack
+	8,  // 15: clearance.agent.v1.VerifierMessage.session:type_name -> clearance.agent.v1.Session
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_clearance_agent_v1_stream_proto_init() }
