@@ -27,6 +27,14 @@ type checkArrivals struct {
 type checkArrival struct {
 	local time.Time
 	ttl   time.Duration
+	known bool // the check said its ttl
+}
+
+// lapsed says whether, by now, the check has waited as long as it had to
+// live: a run for it would send a report the verifier refuses, which ends
+// the stream. One that did not say its ttl has not.
+func (arr checkArrival) lapsed(now time.Time) bool {
+	return arr.known && now.Sub(arr.local) >= arr.ttl
 }
 
 func newCheckArrivals() *checkArrivals {
@@ -41,16 +49,15 @@ func (a *checkArrivals) put(check *agentv1.CheckNow, local time.Time) {
 	ttl := min(max(check.GetTtl().AsDuration(), 0), maxCheckTTL)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.at[check] = checkArrival{local: local, ttl: ttl}
+	a.at[check] = checkArrival{local: local, ttl: ttl, known: true}
 }
 
-// lapsed forgets check's arrival and says whether, by now, it has waited
-// as long as it had to live: a run for it would send a report the
-// verifier refuses, which ends the stream.
-func (a *checkArrivals) lapsed(check *agentv1.CheckNow, now time.Time) bool {
+// take forgets check's arrival and returns it (known false if the check
+// did not say its ttl).
+func (a *checkArrivals) take(check *agentv1.CheckNow) checkArrival {
 	a.mu.Lock()
-	arr, ok := a.at[check]
+	defer a.mu.Unlock()
+	arr := a.at[check]
 	delete(a.at, check)
-	a.mu.Unlock()
-	return ok && now.Sub(arr.local) >= arr.ttl
+	return arr
 }

@@ -38,13 +38,13 @@ func TestCheckArrivals(t *testing.T) {
 		a := newCheckArrivals()
 		c := check(tt.ttl)
 		a.put(c, at)
-		if got := a.lapsed(c, at.Add(tt.waited)); got != tt.want {
+		if got := a.take(c).lapsed(at.Add(tt.waited)); got != tt.want {
 			t.Errorf("%s: lapsed %v, want %v", tt.name, got, tt.want)
 		}
 		if len(a.at) != 0 {
 			t.Errorf("%s: %d arrivals kept after the check was read", tt.name, len(a.at))
 		}
-		if a.lapsed(c, at.Add(24*time.Hour)) {
+		if a.take(c).lapsed(at.Add(24 * time.Hour)) {
 			t.Errorf("%s: a check read before is lapsed", tt.name)
 		}
 	}

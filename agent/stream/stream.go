@@ -555,6 +555,7 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 	// their turn: the latest CheckNow, and a run for a changed policy
 	// set. One run answers both, as it runs every policy.
 	var owedCheck *agentv1.CheckNow
+	var owedArrival checkArrival // owedCheck's
 	owedRun := false
 	var owedTimer <-chan time.Time
 	owe := func(wait time.Duration) {
@@ -594,7 +595,10 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 			}
 		case <-owedTimer:
 			owedTimer = nil
-			if owedCheck != nil && !owedCheck.GetExpiresAt().AsTime().After(c.now()) {
+			// By its ttl from its arrival (the monotonic clock); a check
+			// without one (an older verifier's), by its expiry.
+			if owedCheck != nil && (owedArrival.lapsed(time.Now()) ||
+				!owedArrival.known && !owedCheck.GetExpiresAt().AsTime().After(c.now())) {
 				c.count(func(s *Stats) { s.ChecksDropped++ })
 				c.log.Debug("deferred check expired before its turn")
 				owedCheck = nil
@@ -673,13 +677,13 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 			case *agentv1.VerifierMessage_CheckNow:
 				// Taken from arrivals first, whatever follows: every
 				// CheckNow's arrival is forgotten once it is read.
-				lapsed := arrivals.lapsed(m.CheckNow, time.Now())
+				arrival := arrivals.take(m.CheckNow)
 				if c.ps == nil {
 					c.logSampled(slog.LevelWarn, "check_early", "check requested before any policy set arrived")
 					continue
 				}
 				c.log.Debug("check requested")
-				if lapsed {
+				if arrival.lapsed(time.Now()) {
 					// It waited behind a run past its time to live:
 					// its report would be refused, ending the stream.
 					c.count(func(s *Stats) { s.ChecksDropped++ })
@@ -693,12 +697,12 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 				}
 				if owedCheck != nil || owedRun {
 					c.deferRun("check", owedCheck != nil, 0)
-					owedCheck = m.CheckNow
+					owedCheck, owedArrival = m.CheckNow, arrival
 					continue
 				}
 				if wait := c.checks.take(c.o.Clock.Local()); wait > 0 {
 					c.deferRun("check", false, wait)
-					owedCheck = m.CheckNow
+					owedCheck, owedArrival = m.CheckNow, arrival
 					owe(wait)
 					continue
 				}

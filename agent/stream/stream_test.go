@@ -1125,6 +1125,39 @@ func TestCheckExpiredBehindARunNotRun(t *testing.T) {
 	}
 }
 
+// TestOwedCheckAfterAClockStep: a CheckNow held back by the bound on runs
+// is judged by its ttl from its arrival too, so a step of the Mac's clock
+// while it waits does not drop it.
+func TestOwedCheckAfterAClockStep(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = slowSet("slow", 1)
+	var step atomic.Int64
+	a := startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+		o.Querier = slowly(50 * time.Millisecond)
+		o.CheckBurst, o.CheckEvery = 1, time.Second
+		o.Clock = clock.New(func() time.Time { return time.Now().Add(time.Duration(step.Load())) }, nil)
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	})
+	s := nextSession(t, v)
+	nextReport(t, v)
+	s.Send(checkNow("first", 3*time.Second)) // spends the one token
+	if r := nextReport(t, v); string(r.Report.GetNonce()) != "first" {
+		t.Fatalf("nonce %q, want first", r.Report.GetNonce())
+	}
+	s.Send(checkNow("owed", 3*time.Second)) // waits up to 1 s for a token
+	time.Sleep(100 * time.Millisecond)
+	step.Store(int64(30 * time.Second))
+	select {
+	case r := <-v.Reports:
+		if string(r.Report.GetNonce()) != "owed" {
+			t.Errorf("nonce %q, want owed", r.Report.GetNonce())
+		}
+	case <-time.After(3 * time.Second):
+		t.Errorf("a check held back by the bound was not answered in its time; stats %+v", a.client.Stats())
+	}
+}
+
 // TestCheckBehindARunAfterAClockStep: the time a waiting CheckNow has left
 // is reckoned from its ttl on the monotonic clock, so neither the
 // verifier's clock (here 2 s behind the time its Session gave) nor a step of

@@ -128,6 +128,7 @@ type Hub struct {
 	mu       sync.Mutex
 	sessions map[string]*Session
 	waiters  map[string]chan answer // by nonce
+	flights  map[string]*flight     // live checks under way, by device
 	// lost is set when a presence record failed; the relay records every
 	// stream again at its next heartbeat (cluster.Handler.Lost).
 	lost atomic.Bool
@@ -144,6 +145,20 @@ type Hub struct {
 	cut map[string]string
 	// OnChange, if set, is called with the number of connected agents.
 	OnChange func(n int)
+}
+
+// flightSlack is how much sooner than a caller would give up a live check
+// under way may end and still be shared with it: callers with the same
+// timeout come moments apart.
+const flightSlack = time.Second
+
+// flight is one live check of a device, which the callers that come while
+// it is under way share; done is closed once acc or err is set.
+type flight struct {
+	deadline time.Time
+	done     chan struct{}
+	acc      *ingest.Accepted
+	err      error
 }
 
 // answer wakes a live check: acc when the report was stored here, seq when
@@ -657,7 +672,54 @@ func checkNow(nonce []byte, expires, now time.Time) *agentv1.VerifierMessage {
 // answers it is verified like any other and the nonce can be used only once.
 // An agent streaming to another replica is asked through the relay, and
 // the report it answers with is read back from storage.
+//
+// Callers that ask for the same device while a check of it is under way
+// here, and would give up no later than it, share its answer: an agent
+// runs its policies once for each CheckNow, so a burst of sign-ins from one
+// Mac (a person opening several apps) would otherwise be answered a run
+// apart each, the later ones after their nonce expired, and a report with
+// an expired nonce ends the agent's stream. The shared check runs to its
+// own end whatever becomes of the caller that started it.
 func (h *Hub) CheckNow(ctx context.Context, deviceID string, ttl time.Duration) (*ingest.Accepted, error) {
+	deadline := h.now().Add(ttl)
+	h.mu.Lock()
+	f := h.flights[deviceID]
+	// One that would end well before this caller gives up (an admin's
+	// RequestCheck with a longer timeout than a sign-in's) is not
+	// shared: this caller asks on its own, and later callers join it.
+	if f == nil || f.deadline.Add(flightSlack).Before(deadline) {
+		f = &flight{deadline: deadline, done: make(chan struct{})}
+		if h.flights == nil {
+			h.flights = make(map[string]*flight)
+		}
+		h.flights[deviceID] = f
+		go func() { // bounded by ttl
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ttl)
+			defer cancel()
+			f.acc, f.err = h.checkNow(fctx, deviceID, ttl)
+			h.mu.Lock()
+			if h.flights[deviceID] == f {
+				delete(h.flights, deviceID)
+			}
+			h.mu.Unlock()
+			close(f.done)
+		}()
+	}
+	h.mu.Unlock()
+	timer := time.NewTimer(ttl)
+	defer timer.Stop()
+	select {
+	case <-f.done:
+		return f.acc, f.err
+	case <-timer.C:
+		return nil, context.DeadlineExceeded
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// checkNow is one live check, as CheckNow describes it.
+func (h *Hub) checkNow(ctx context.Context, deviceID string, ttl time.Duration) (*ingest.Accepted, error) {
 	local := h.Local(deviceID)
 	if !local && !h.elsewhere(ctx, deviceID) {
 		return nil, ErrNotConnected

@@ -15,11 +15,22 @@ import (
 	"github.com/clearance/clearance/verifier/ingest"
 )
 
-type nonceLog struct{ got [][]byte }
+type nonceLog struct {
+	mu  sync.Mutex
+	got [][]byte
+}
 
 func (n *nonceLog) CreateNonce(_ context.Context, _ string, nonce []byte, _ time.Time) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	n.got = append(n.got, nonce)
 	return nil
+}
+
+func (n *nonceLog) count() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.got)
 }
 func (n *nonceLog) DeleteExpiredNonces(context.Context, time.Time) (int, error) { return 0, nil }
 
@@ -89,8 +100,8 @@ func TestCheckNowDeliversMatchingReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.Report.GetSeq() != 9 || len(nonces.got) != 1 {
-		t.Fatalf("got seq %d, nonces %d", a.Report.GetSeq(), len(nonces.got))
+	if a.Report.GetSeq() != 9 || nonces.count() != 1 {
+		t.Fatalf("got seq %d, nonces %d", a.Report.GetSeq(), nonces.count())
 	}
 	if got := <-ttl; got <= 4*time.Second || got > 5*time.Second {
 		t.Errorf("CheckNow ttl %s, want what was left of 5s when it was sent", got)
@@ -108,8 +119,84 @@ func TestCheckNowErrors(t *testing.T) {
 	if _, err := h.CheckNow(context.Background(), "d1", 10*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("silent agent: %v", err)
 	}
-	if len(h.waiters) != 0 {
-		t.Fatal("waiter leaked")
+	// The check ends on its own timer, as the caller gives up on its.
+	for end := time.Now().Add(time.Second); ; time.Sleep(5 * time.Millisecond) {
+		h.mu.Lock()
+		n := len(h.waiters) + len(h.flights)
+		h.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("waiter or flight leaked")
+		}
+	}
+}
+
+// TestCheckNowShared: callers asking for the same device while a check of
+// it is under way share its one CheckNow and its answer, even once the
+// caller that started it has given up.
+func TestCheckNowShared(t *testing.T) {
+	t.Parallel()
+	nonces := &nonceLog{}
+	h := &Hub{Nonces: nonces}
+	s, done := h.Register("d1", nil)
+	defer done()
+	first, cancelFirst := context.WithCancel(context.Background())
+	type result struct {
+		acc *ingest.Accepted
+		err error
+	}
+	results := make(chan result, 3)
+	ask := func(ctx context.Context, ttl time.Duration) {
+		acc, err := h.CheckNow(ctx, "d1", ttl)
+		results <- result{acc, err}
+	}
+	go ask(first, 5*time.Second)
+	m := <-s.Out()
+	// Two more sign-ins of the same Mac while its check is out.
+	go ask(context.Background(), 3*time.Second)
+	go ask(context.Background(), 5*time.Second)
+	time.Sleep(100 * time.Millisecond) // both waiting
+	select {
+	case extra := <-s.Out():
+		t.Fatalf("a second CheckNow was sent: %v", extra)
+	default:
+	}
+	cancelFirst()
+	if r := <-results; !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("the caller that gave up: %v", r.err)
+	}
+	h.Delivered(&ingest.Accepted{Report: &agentv1.PostureReport{Seq: 7, Nonce: m.GetCheckNow().GetNonce()}})
+	for range 2 {
+		if r := <-results; r.err != nil || r.acc.Report.GetSeq() != 7 {
+			t.Errorf("a caller sharing the check: %v, %v", r.acc, r.err)
+		}
+	}
+	if n := nonces.count(); n != 1 {
+		t.Errorf("%d nonces recorded, want 1", n)
+	}
+}
+
+// TestCheckNowLongerAsksAnew: a caller that would wait well past the end of
+// the check under way (an admin's RequestCheck during a sign-in's) asks on
+// its own rather than share an answer that may come too soon for it.
+func TestCheckNowLongerAsksAnew(t *testing.T) {
+	t.Parallel()
+	h := &Hub{Nonces: &nonceLog{}}
+	s, done := h.Register("d1", nil)
+	defer done()
+	got := make(chan error, 2)
+	go func() { _, err := h.CheckNow(context.Background(), "d1", 200*time.Millisecond); got <- err }()
+	<-s.Out()
+	go func() { _, err := h.CheckNow(context.Background(), "d1", time.Minute); got <- err }()
+	m := <-s.Out()
+	if err := <-got; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the short check: %v", err)
+	}
+	h.Delivered(&ingest.Accepted{Report: &agentv1.PostureReport{Seq: 8, Nonce: m.GetCheckNow().GetNonce()}})
+	if err := <-got; err != nil {
+		t.Errorf("the longer caller: %v", err)
 	}
 }
 
