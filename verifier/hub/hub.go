@@ -147,15 +147,18 @@ type Hub struct {
 	OnChange func(n int)
 }
 
-// flightSlack is how much sooner than a caller would give up a live check
-// under way may end and still be shared with it: callers with the same
-// timeout come moments apart.
+// flightSlack is how far apart a caller's deadline and that of a live
+// check under way may be for the caller to share it: callers with the same
+// timeout that come within it of one another.
 const flightSlack = time.Second
 
 // flight is one live check of a device, which the callers that come while
-// it is under way share; done is closed once acc or err is set.
+// it is under way share; done is closed once acc or err is set. sess is
+// the device's stream here when it was asked (nil: asked through the
+// relay): a flight is shared only while that is still the device's.
 type flight struct {
 	deadline time.Time
+	sess     *Session
 	done     chan struct{}
 	acc      *ingest.Accepted
 	err      error
@@ -673,22 +676,24 @@ func checkNow(nonce []byte, expires, now time.Time) *agentv1.VerifierMessage {
 // An agent streaming to another replica is asked through the relay, and
 // the report it answers with is read back from storage.
 //
-// Callers that ask for the same device while a check of it is under way
-// here, and would give up no later than it, share its answer: an agent
-// runs its policies once for each CheckNow, so a burst of sign-ins from one
-// Mac (a person opening several apps) would otherwise be answered a run
-// apart each, the later ones after their nonce expired, and a report with
-// an expired nonce ends the agent's stream. The shared check runs to its
-// own end whatever becomes of the caller that started it.
+// A caller that asks for the same device within flightSlack of a check of
+// it under way here, with the same timeout give or take that, shares its
+// answer, as long as the device's stream here is still the one it was sent
+// on: an agent runs its policies once for each CheckNow, so a burst of
+// sign-ins from one Mac (a person opening several apps) would otherwise be
+// answered a run apart each, the later ones after their nonce expired, and
+// a report with an expired nonce ends the agent's stream. The shared check
+// runs to its own end whatever becomes of the caller that started it.
+// Checks asked at other replicas, with other timeouts (an admin's
+// RequestCheck) or more than flightSlack apart are not shared.
 func (h *Hub) CheckNow(ctx context.Context, deviceID string, ttl time.Duration) (*ingest.Accepted, error) {
 	deadline := h.now().Add(ttl)
 	h.mu.Lock()
 	f := h.flights[deviceID]
-	// One that would end well before this caller gives up (an admin's
-	// RequestCheck with a longer timeout than a sign-in's) is not
-	// shared: this caller asks on its own, and later callers join it.
-	if f == nil || f.deadline.Add(flightSlack).Before(deadline) {
-		f = &flight{deadline: deadline, done: make(chan struct{})}
+	cur := h.sessions[deviceID]
+	if f == nil || f.sess != cur || f.deadline.Sub(deadline).Abs() > flightSlack {
+		// This caller asks on its own, and later callers join it.
+		f = &flight{deadline: deadline, sess: cur, done: make(chan struct{})}
 		if h.flights == nil {
 			h.flights = make(map[string]*flight)
 		}

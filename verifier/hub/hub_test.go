@@ -154,8 +154,9 @@ func TestCheckNowShared(t *testing.T) {
 	}
 	go ask(first, 5*time.Second)
 	m := <-s.Out()
-	// Two more sign-ins of the same Mac while its check is out.
-	go ask(context.Background(), 3*time.Second)
+	// Two more sign-ins of the same Mac while its check is out, with the
+	// same timeout give or take.
+	go ask(context.Background(), 4500*time.Millisecond)
 	go ask(context.Background(), 5*time.Second)
 	time.Sleep(100 * time.Millisecond) // both waiting
 	select {
@@ -178,15 +179,41 @@ func TestCheckNowShared(t *testing.T) {
 	}
 }
 
-// TestCheckNowLongerAsksAnew: a caller that would wait well past the end of
-// the check under way (an admin's RequestCheck during a sign-in's) asks on
-// its own rather than share an answer that may come too soon for it.
+// TestCheckNowNotSharedAcrossStreams: a check sent on a stream that has
+// since been replaced (the agent reconnected) is not shared: a caller asks
+// the new stream.
+func TestCheckNowNotSharedAcrossStreams(t *testing.T) {
+	t.Parallel()
+	h := &Hub{Nonces: &nonceLog{}}
+	old, doneOld := h.Register("d1", nil)
+	go func() { _, _ = h.CheckNow(context.Background(), "d1", 2*time.Second) }()
+	<-old.Out()
+	doneOld()
+	s, done := h.Register("d1", nil)
+	defer done()
+	got := make(chan error, 1)
+	go func() { _, err := h.CheckNow(context.Background(), "d1", 2*time.Second); got <- err }()
+	var m *agentv1.VerifierMessage
+	select {
+	case m = <-s.Out():
+	case <-time.After(time.Second):
+		t.Fatal("no CheckNow on the new stream: the caller joined the old stream's check")
+	}
+	h.Delivered(&ingest.Accepted{Report: &agentv1.PostureReport{Seq: 3, Nonce: m.GetCheckNow().GetNonce()}})
+	if err := <-got; err != nil {
+		t.Errorf("the caller on the new stream: %v", err)
+	}
+}
+
+// TestCheckNowLongerAsksAnew: callers whose timeouts differ by more than
+// flightSlack (an admin's RequestCheck during a sign-in's, or the other
+// way round) ask on their own.
 func TestCheckNowLongerAsksAnew(t *testing.T) {
 	t.Parallel()
 	h := &Hub{Nonces: &nonceLog{}}
 	s, done := h.Register("d1", nil)
 	defer done()
-	got := make(chan error, 2)
+	got := make(chan error, 3)
 	go func() { _, err := h.CheckNow(context.Background(), "d1", 200*time.Millisecond); got <- err }()
 	<-s.Out()
 	go func() { _, err := h.CheckNow(context.Background(), "d1", time.Minute); got <- err }()
@@ -194,9 +221,15 @@ func TestCheckNowLongerAsksAnew(t *testing.T) {
 	if err := <-got; !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("the short check: %v", err)
 	}
+	// A sign-in's 3 s check during the minute-long one asks on its own too.
+	go func() { _, err := h.CheckNow(context.Background(), "d1", 3*time.Second); got <- err }()
+	m3 := <-s.Out()
 	h.Delivered(&ingest.Accepted{Report: &agentv1.PostureReport{Seq: 8, Nonce: m.GetCheckNow().GetNonce()}})
-	if err := <-got; err != nil {
-		t.Errorf("the longer caller: %v", err)
+	h.Delivered(&ingest.Accepted{Report: &agentv1.PostureReport{Seq: 9, Nonce: m3.GetCheckNow().GetNonce()}})
+	for range 2 {
+		if err := <-got; err != nil {
+			t.Errorf("a caller that asked on its own: %v", err)
+		}
 	}
 }
 
