@@ -152,11 +152,12 @@ type Hub struct {
 // timeout that come within it of one another.
 const flightSlack = time.Second
 
-// flight is one live check of a device, which the callers that come while
-// it is under way share; done is closed once acc or err is set. sess is
-// the device's stream here when it was asked (nil: asked through the
-// relay): a flight is shared only while that is still the device's.
+// flight is one live check of a device, which the callers that come soon
+// after it share; done is closed once acc or err is set. sess is the
+// device's stream here when it was asked: a flight is shared only while
+// that is still the device's (one asked through the relay is not shared).
 type flight struct {
+	started  time.Time
 	deadline time.Time
 	sess     *Session
 	done     chan struct{}
@@ -677,7 +678,7 @@ func checkNow(nonce []byte, expires, now time.Time) *agentv1.VerifierMessage {
 // the report it answers with is read back from storage.
 //
 // A caller that asks for the same device within flightSlack of a check of
-// it under way here, with the same timeout give or take that, shares its
+// it sent here, with the same timeout give or take that, shares its
 // answer, as long as the device's stream here is still the one it was sent
 // on: an agent runs its policies once for each CheckNow, so a burst of
 // sign-ins from one Mac (a person opening several apps) would otherwise be
@@ -687,13 +688,14 @@ func checkNow(nonce []byte, expires, now time.Time) *agentv1.VerifierMessage {
 // Checks asked at other replicas, with other timeouts (an admin's
 // RequestCheck) or more than flightSlack apart are not shared.
 func (h *Hub) CheckNow(ctx context.Context, deviceID string, ttl time.Duration) (*ingest.Accepted, error) {
-	deadline := h.now().Add(ttl)
+	now := h.now()
+	deadline := now.Add(ttl)
 	h.mu.Lock()
 	f := h.flights[deviceID]
 	cur := h.sessions[deviceID]
-	if f == nil || f.sess != cur || f.deadline.Sub(deadline).Abs() > flightSlack {
+	if f == nil || cur == nil || f.sess != cur || now.Sub(f.started) > flightSlack || f.deadline.Sub(deadline).Abs() > flightSlack {
 		// This caller asks on its own, and later callers join it.
-		f = &flight{deadline: deadline, sess: cur, done: make(chan struct{})}
+		f = &flight{started: now, deadline: deadline, sess: cur, done: make(chan struct{})}
 		if h.flights == nil {
 			h.flights = make(map[string]*flight)
 		}

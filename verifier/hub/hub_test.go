@@ -233,6 +233,63 @@ func TestCheckNowLongerAsksAnew(t *testing.T) {
 	}
 }
 
+// TestCheckNowSharedOnlySoonAfter: a caller whose deadline is within a
+// second of a check's, but who comes well after it was sent (a short
+// sign-in late in a long RequestCheck), asks on its own.
+func TestCheckNowSharedOnlySoonAfter(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	var mu sync.Mutex
+	h := &Hub{Nonces: &nonceLog{}, Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }}
+	s, done := h.Register("d1", nil)
+	defer done()
+	go func() { _, _ = h.CheckNow(context.Background(), "d1", 3*time.Second) }()
+	<-s.Out()
+	mu.Lock()
+	now = now.Add(2500 * time.Millisecond) // its deadline is 0.5 s away
+	mu.Unlock()
+	go func() { _, _ = h.CheckNow(context.Background(), "d1", time.Second) }()
+	select {
+	case <-s.Out():
+	case <-time.After(time.Second):
+		t.Fatal("a caller that came 2.5 s after a check was sent shared it")
+	}
+}
+
+// checkCounter is a cluster.Relay for a device streaming elsewhere that
+// counts the checks published.
+type checkCounter struct {
+	cluster.Relay
+	mu     sync.Mutex
+	checks int
+}
+
+func (r *checkCounter) Elsewhere(context.Context, string) (bool, error) { return true, nil }
+func (r *checkCounter) PublishCheck(context.Context, cluster.Check) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.checks++
+	return nil
+}
+
+// TestCheckNowRelayedNotShared: checks relayed to another replica are not
+// shared: this replica cannot tell whether the stream they were sent to
+// is still the device's.
+func TestCheckNowRelayedNotShared(t *testing.T) {
+	t.Parallel()
+	r := &checkCounter{}
+	h := &Hub{Nonces: &nonceLog{}, Relay: r}
+	for range 2 {
+		go func() { _, _ = h.CheckNow(context.Background(), "d1", 300*time.Millisecond) }()
+	}
+	time.Sleep(200 * time.Millisecond)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.checks != 2 {
+		t.Errorf("%d relayed checks published for two callers, want 2", r.checks)
+	}
+}
+
 // relayLog is a cluster.Relay that records what is published and hands the
 // handler to the test.
 type relayLog struct {
