@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"go.step.sm/crypto/minica"
@@ -73,12 +74,7 @@ func newSite(t *testing.T) *site {
 	}
 	s := &site{caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Root.Raw})}
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.closed = l.Addr().String()
-	l.Close()
+	s.closed = refusedPort(t)
 
 	mux := http.NewServeMux()
 	write := func(w http.ResponseWriter, title, body string) {
@@ -437,4 +433,25 @@ func TestArtifactPath(t *testing.T) {
 			t.Errorf("artifactPath(%q, %q) = %s, want %s", tc.test, tc.name, got, tc.want)
 		}
 	}
+}
+
+// refusedPort returns a loopback address whose port is bound but not
+// listening until the test ends: a connection to it is refused, and no
+// other socket (another test's server, say) can take the port meanwhile,
+// as one could a port merely closed.
+func refusedPort(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }
