@@ -778,12 +778,7 @@ func TestScheduledRunsSpaced(t *testing.T) {
 func TestBackoffNotResetByVerifierTime(t *testing.T) {
 	t.Parallel()
 	sessions := func(step bool) int {
-		v := fakeverifier.New(t)
-		v.PolicySet = policySet
-		startAgent(t, v, t.TempDir(), func(o *stream.Options) {
-			o.MinBackoff, o.MaxBackoff = 100*time.Millisecond, 10*time.Second
-			o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-		})
+		v := startReconnecting(t, nil)
 		deadline := time.After(3 * time.Second)
 		for n, k := 0, 1; ; k++ {
 			var s *fakeverifier.Session
@@ -813,6 +808,22 @@ func TestBackoffNotResetByVerifierTime(t *testing.T) {
 	}
 }
 
+// startReconnecting starts an agent, quiet, whose reconnect backoff runs
+// from 100 ms to 10 s, and returns its verifier.
+func startReconnecting(t *testing.T, mod func(*stream.Options)) *fakeverifier.Verifier {
+	t.Helper()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+		o.MinBackoff, o.MaxBackoff = 100*time.Millisecond, 10*time.Second
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		if mod != nil {
+			mod(o)
+		}
+	})
+	return v
+}
+
 // TestRefusedReportKeepsTheBackoff: sessions that end in a row with the
 // verifier refusing the agent's report (refused as stale, say, because the
 // run outlasted the verifier's --max-report-skew) do not start the
@@ -822,13 +833,7 @@ func TestBackoffNotResetByVerifierTime(t *testing.T) {
 func TestRefusedReportKeepsTheBackoff(t *testing.T) {
 	t.Parallel()
 	sessions := func(end error) int {
-		v := fakeverifier.New(t)
-		v.PolicySet = policySet
-		startAgent(t, v, t.TempDir(), func(o *stream.Options) {
-			o.MinBackoff, o.MaxBackoff = 100*time.Millisecond, 10*time.Second
-			o.StableSession = 50 * time.Millisecond
-			o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-		})
+		v := startReconnecting(t, func(o *stream.Options) { o.StableSession = 50 * time.Millisecond })
 		deadline := time.After(3 * time.Second)
 		for n := 0; ; n++ {
 			var s *fakeverifier.Session
@@ -1125,6 +1130,22 @@ func TestCheckExpiredBehindARunNotRun(t *testing.T) {
 	}
 }
 
+// startSteppingAgent starts an agent whose queries each take perQuery and
+// whose clock is the machine's plus what the test stores in step.
+func startSteppingAgent(t *testing.T, v *fakeverifier.Verifier, perQuery time.Duration, mod func(*stream.Options)) (a *agent, step *atomic.Int64) {
+	t.Helper()
+	step = new(atomic.Int64)
+	a = startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+		o.Querier = slowly(perQuery)
+		o.Clock = clock.New(func() time.Time { return time.Now().Add(time.Duration(step.Load())) }, nil)
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		if mod != nil {
+			mod(o)
+		}
+	})
+	return a, step
+}
+
 // TestOwedCheckAfterAClockStep: a CheckNow held back by the bound on runs
 // is judged by its ttl from its arrival too, so a step of the Mac's clock
 // while it waits does not drop it.
@@ -1132,12 +1153,8 @@ func TestOwedCheckAfterAClockStep(t *testing.T) {
 	t.Parallel()
 	v := fakeverifier.New(t)
 	v.PolicySet = slowSet("slow", 1)
-	var step atomic.Int64
-	a := startAgent(t, v, t.TempDir(), func(o *stream.Options) {
-		o.Querier = slowly(50 * time.Millisecond)
+	a, step := startSteppingAgent(t, v, 50*time.Millisecond, func(o *stream.Options) {
 		o.CheckBurst, o.CheckEvery = 1, time.Second
-		o.Clock = clock.New(func() time.Time { return time.Now().Add(time.Duration(step.Load())) }, nil)
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	})
 	s := nextSession(t, v)
 	nextReport(t, v)
@@ -1168,12 +1185,7 @@ func TestCheckBehindARunAfterAClockStep(t *testing.T) {
 	v := fakeverifier.New(t)
 	v.PolicySet = slowSet("slow", 14) // a 1.4 s run
 	v.SetClockOffset(2 * time.Second) // the Session's time, 2 s ahead of the checks' clock
-	var step atomic.Int64
-	a := startAgent(t, v, t.TempDir(), func(o *stream.Options) {
-		o.Querier = slowly(100 * time.Millisecond)
-		o.Clock = clock.New(func() time.Time { return time.Now().Add(time.Duration(step.Load())) }, nil)
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	})
+	a, step := startSteppingAgent(t, v, 100*time.Millisecond, nil)
 	s := nextSession(t, v)
 	time.Sleep(200 * time.Millisecond) // the Session taken; into the first run
 	step.Store(int64(30 * time.Second))
