@@ -217,13 +217,17 @@ type connTable struct {
 	open  int
 	idle  *list.List // connections that have not sent a request, oldest first
 	where map[net.Conn]*list.Element
+	// closing holds the connections closed to make room whose server
+	// goroutine has not yet seen it: they are no longer held, so they
+	// were counted out when closed, not again at StateClosed.
+	closing map[net.Conn]struct{}
 	// evicted is told of each connection closed to make room (outside
 	// the lock).
 	evicted func()
 }
 
 func newConnTable(max int, evicted func()) *connTable {
-	return &connTable{max: max, idle: list.New(), where: map[net.Conn]*list.Element{}, evicted: evicted}
+	return &connTable{max: max, idle: list.New(), where: map[net.Conn]*list.Element{}, closing: map[net.Conn]struct{}{}, evicted: evicted}
 }
 
 // state is the server's ConnState hook.
@@ -243,12 +247,18 @@ func (t *connTable) state(c net.Conn, st http.ConnState) {
 		if t.open > t.max {
 			oldest := t.idle.Remove(t.idle.Front()).(net.Conn)
 			delete(t.where, oldest)
-			_ = oldest.Close() // its StateClosed counts it out
+			_ = oldest.Close()
+			t.open--
+			t.closing[oldest] = struct{}{}
 			evicted = true
 		}
 	case http.StateActive:
 		t.forget(c)
 	case http.StateClosed, http.StateHijacked:
+		if _, ok := t.closing[c]; ok {
+			delete(t.closing, c)
+			return
+		}
 		t.open--
 		t.forget(c)
 	}
