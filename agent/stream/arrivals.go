@@ -18,14 +18,15 @@ const maxCheckTTL = time.Hour
 // inbox bounds how many wait. Its callers pass time.Now(), whose
 // differences are on the monotonic clock: neither wall clock, the Mac's or
 // the verifier's, moves the time a check has left. A check without a ttl
-// (an older verifier's) is not judged.
+// (an older verifier's) is not judged. Its arrival is recorded all the
+// same: a run of every policy that began after it answers it.
 type checkArrivals struct {
 	mu sync.Mutex
 	at map[*agentv1.CheckNow]checkArrival
 }
 
 type checkArrival struct {
-	local time.Time
+	local time.Time // zero if its arrival was not recorded
 	ttl   time.Duration
 	known bool // the check said its ttl
 }
@@ -41,19 +42,20 @@ func newCheckArrivals() *checkArrivals {
 	return &checkArrivals{at: map[*agentv1.CheckNow]checkArrival{}}
 }
 
-// put records check's arrival at local, if it says how long it lives.
+// put records check's arrival at local, and how long it lives if it says.
 func (a *checkArrivals) put(check *agentv1.CheckNow, local time.Time) {
-	if check.GetTtl() == nil || check.GetTtl().CheckValid() != nil {
-		return
+	arr := checkArrival{local: local}
+	if check.GetTtl() != nil && check.GetTtl().CheckValid() == nil {
+		arr.ttl = min(max(check.GetTtl().AsDuration(), 0), maxCheckTTL)
+		arr.known = true
 	}
-	ttl := min(max(check.GetTtl().AsDuration(), 0), maxCheckTTL)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.at[check] = checkArrival{local: local, ttl: ttl, known: true}
+	a.at[check] = arr
 }
 
 // take forgets check's arrival and returns it (known false if the check
-// did not say its ttl).
+// did not say its ttl, local zero if it was not recorded).
 func (a *checkArrivals) take(check *agentv1.CheckNow) checkArrival {
 	a.mu.Lock()
 	defer a.mu.Unlock()

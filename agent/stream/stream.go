@@ -193,6 +193,9 @@ type Client struct {
 	lastScheduled time.Time
 	// platformAsked is when osquery was last asked for the platform.
 	platformAsked time.Time
+	// lastFull is the session's last run of every policy, whose results
+	// answer the checks that arrived before it began.
+	lastFull fullRun
 
 	statsMu sync.Mutex
 	stats   Stats
@@ -200,6 +203,22 @@ type Client struct {
 	// presenceURL is the verifier's presence URL (a string), read by the
 	// loopback presence endpoint from other goroutines.
 	presenceURL atomic.Value
+}
+
+// fullRun is a run of every policy of a set: when it began, on the
+// monotonic clock, and the report it made, less its nonce and seq.
+type fullRun struct {
+	began  time.Time
+	ps     *agentv1.PolicySet
+	report *agentv1.PostureReport
+}
+
+// answers says whether the run's results can answer a check that arrived
+// at arr: the check arrived before the run began, so every result was
+// gathered after the verifier asked, and the set it ran is still the one
+// in force. (An arrival not recorded is answered by a run of its own.)
+func (f *fullRun) answers(arr checkArrival, ps *agentv1.PolicySet) bool {
+	return f.report != nil && ps != nil && f.ps == ps && !arr.local.IsZero() && arr.local.Before(f.began)
 }
 
 type pendingReport struct {
@@ -226,7 +245,11 @@ type Stats struct {
 	RunsDeferred   int
 	// ChecksRefused counts CheckNow refused unrun (usableCheck).
 	ChecksRefused int
-	LastError     error
+	// ChecksShared counts CheckNow answered with the results of a run of
+	// every policy that began after they arrived, with no run of their
+	// own.
+	ChecksShared int
+	LastError    error
 }
 
 // New returns a Client.
@@ -450,6 +473,7 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 	for i := range c.pending {
 		c.pending[i].sent = false
 	}
+	c.lastFull = fullRun{}
 	defer func() { c.afterSession(err) }()
 
 	// 1. Hello.
@@ -610,8 +634,16 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 				owe(wait)
 				continue
 			}
-			check := owedCheck
+			check, owedRunWas := owedCheck, owedRun
 			owedCheck, owedRun = nil, false
+			if check != nil && !owedRunWas && c.lastFull.answers(owedArrival, c.ps) {
+				// A run of every policy began since it came (the
+				// schedule's, with a local Interval).
+				if err := c.answerFromLastRun(id, check, send); err != nil {
+					return c.streamEnded(ctx, msgs, recvErr, err)
+				}
+				continue
+			}
 			if err := c.runAndReport(runCtx, id, check, c.policies, send); err != nil {
 				return c.streamEnded(ctx, msgs, recvErr, err)
 			}
@@ -704,6 +736,18 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 					c.deferRun("check", false, wait)
 					owedCheck, owedArrival = m.CheckNow, arrival
 					owe(wait)
+					continue
+				}
+				if c.lastFull.answers(arrival, c.ps) {
+					// It waited behind a run of every policy that began
+					// after it came: that run's results answer it now,
+					// where a run of its own would answer it a run later
+					// (checks that come together are answered by two
+					// runs, not one each). Within the bound on runs all
+					// the same: each answer is a signature and a report.
+					if err := c.answerFromLastRun(id, m.CheckNow, send); err != nil {
+						return c.streamEnded(ctx, msgs, recvErr, err)
+					}
 					continue
 				}
 				if err := c.runAndReport(runCtx, id, m.CheckNow, c.policies, send); err != nil {
@@ -1061,7 +1105,7 @@ func (c *Client) runAndReport(ctx context.Context, id *state.Identity, check *ag
 		}
 		c.psSaved = c.ps
 	}
-	observed := c.now()
+	observed, began := c.now(), time.Now()
 	budget, cancel := context.WithTimeout(ctx, c.o.RunBudget)
 	defer cancel()
 	spent := 0
@@ -1113,6 +1157,25 @@ func (c *Client) runAndReport(ctx context.Context, id *state.Identity, check *ag
 			r.Results = append(r.Results, res)
 		}
 	}
+	if len(run) == len(c.policies) {
+		c.lastFull = fullRun{began: began, ps: c.ps, report: proto.CloneOf(r)}
+	}
+	return c.file(id, r, check, send)
+}
+
+// answerFromLastRun answers check with the results of the session's last
+// run of every policy (lastFull.answers says when that may be): a report
+// of its own, with the check's nonce and the next seq.
+func (c *Client) answerFromLastRun(id *state.Identity, check *agentv1.CheckNow, send func(*pendingReport) error) error {
+	c.count(func(s *Stats) { s.ChecksShared++ })
+	c.log.Debug("check answered with the results of a run that began after it arrived")
+	return c.file(id, proto.CloneOf(c.lastFull.report), check, send)
+}
+
+// file gives r the check's nonce (if any) and the next seq, signs it, and
+// sends it, keeping it until it is acknowledged.
+func (c *Client) file(id *state.Identity, r *agentv1.PostureReport, check *agentv1.CheckNow, send func(*pendingReport) error) error {
+	observed := r.GetObservedAt().AsTime()
 	var nonceUntil time.Time
 	if check != nil {
 		r.Nonce = check.GetNonce()
@@ -1151,7 +1214,7 @@ func (c *Client) runAndReport(ctx context.Context, id *state.Identity, check *ag
 		c.log.Warn("too many unacknowledged reports, dropping the oldest", "dropped", over)
 		c.pending = append(c.pending[:0], c.pending[over:]...)
 	}
-	c.log.Debug("report", "seq", seq, "results", len(r.Results), "certificates", len(r.Certificates), "ran", len(run), "check", check != nil)
+	c.log.Debug("report", "seq", seq, "results", len(r.Results), "certificates", len(r.Certificates), "check", check != nil)
 	return send(&c.pending[len(c.pending)-1])
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1046,7 +1047,7 @@ func TestPlatformAskedAtMostEveryMinute(t *testing.T) {
 	t.Parallel()
 	v := fakeverifier.New(t)
 	v.PolicySet = policySet
-	q := &countingQuerier{querier: newQuerier()}
+	q := &countingQuerier{inner: newQuerier()}
 	startAgent(t, v, t.TempDir(), func(o *stream.Options) { o.Platform, o.Querier = "", q })
 	s := nextSession(t, v)
 	nextReport(t, v)
@@ -1062,9 +1063,11 @@ func TestPlatformAskedAtMostEveryMinute(t *testing.T) {
 	}
 }
 
-// countingQuerier counts the queries it is asked.
+// countingQuerier counts the queries it is asked, and asks inner.
 type countingQuerier struct {
-	*querier
+	inner interface {
+		Query(context.Context, string) ([]map[string]string, error)
+	}
 	mu sync.Mutex
 	n  map[string]int
 }
@@ -1076,13 +1079,24 @@ func (q *countingQuerier) Query(ctx context.Context, sql string) ([]map[string]s
 	}
 	q.n[sql]++
 	q.mu.Unlock()
-	return q.querier.Query(ctx, sql)
+	return q.inner.Query(ctx, sql)
 }
 
 func (q *countingQuerier) count(sql string) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.n[sql]
+}
+
+// total is how many queries it was asked.
+func (q *countingQuerier) total() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := 0
+	for _, c := range q.n {
+		n += c
+	}
+	return n
 }
 
 func slowSet(version string, n int) *agentv1.PolicySet {
@@ -1300,5 +1314,80 @@ func TestReportsDatedAheadNotResent(t *testing.T) {
 	if r := nextReport(t, v); r.Duplicate || r.Report.GetObservedAt().AsTime().After(time.Now().Add(time.Hour)) {
 		t.Errorf("first report after the honest Session: seq %d resent %v observed %s; want a fresh report in the verifier's time",
 			r.Report.GetSeq(), r.Duplicate, r.Report.GetObservedAt().AsTime())
+	}
+}
+
+// TestChecksTogetherShareARun: CheckNows that arrive during a run are
+// answered by the next run of every policy, which began after they all
+// arrived: the first of them by that run, the others with its results at
+// once, each in a report of its own with its own nonce. Six sign-ins that
+// come together take two runs, not six.
+func TestChecksTogetherShareARun(t *testing.T) {
+	t.Parallel()
+	const policies, perQuery = 4, 100 * time.Millisecond
+	v := fakeverifier.New(t)
+	v.PolicySet = slowSet("slow", policies)
+	q := &countingQuerier{inner: slowly(perQuery)}
+	a := startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+		o.Querier = q
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	})
+	s := nextSession(t, v)
+	nextReport(t, v)
+	before := q.total()
+
+	s.Send(checkNow("a", time.Minute))
+	time.Sleep(perQuery) // into a's run
+	for _, n := range []string{"b", "c", "d", "e", "f"} {
+		s.Send(checkNow(n, time.Minute))
+	}
+	got := map[string]*agentv1.PostureReport{}
+	var order []string
+	for len(order) < 6 {
+		r := nextReport(t, v).Report
+		order = append(order, string(r.GetNonce()))
+		got[string(r.GetNonce())] = r
+	}
+	if want := []string{"a", "b", "c", "d", "e", "f"}; !slices.Equal(order, want) {
+		t.Fatalf("reports' nonces %q, want %q", order, want)
+	}
+	// A run asks every policy's query and two listings.
+	const perRun = policies + 2
+	if ran := q.total() - before; ran != 2*perRun {
+		t.Errorf("%d queries for six checks, want %d (two runs)", ran, 2*perRun)
+	}
+	if st := a.client.Stats(); st.ChecksShared != 4 {
+		t.Errorf("%d checks answered with another's run, want 4", st.ChecksShared)
+	}
+	// b's run answers c to f: the same time, the same results, seqs of
+	// their own.
+	b := got["b"]
+	if !b.GetObservedAt().AsTime().After(got["a"].GetObservedAt().AsTime()) {
+		t.Error("b was answered by the run that was under way when it came")
+	}
+	seq := b.GetSeq()
+	for _, n := range []string{"c", "d", "e", "f"} {
+		r := got[n]
+		if !r.GetObservedAt().AsTime().Equal(b.GetObservedAt().AsTime()) {
+			t.Errorf("%s observed at %s, want b's run's %s", n, r.GetObservedAt().AsTime(), b.GetObservedAt().AsTime())
+		}
+		if len(r.GetResults()) != policies || !proto.Equal(&agentv1.PostureReport{Results: r.GetResults()}, &agentv1.PostureReport{Results: b.GetResults()}) {
+			t.Errorf("%s's results are not b's run's", n)
+		}
+		if r.GetSeq() != seq+1 {
+			t.Errorf("%s has seq %d, want %d", n, r.GetSeq(), seq+1)
+		}
+		seq = r.GetSeq()
+	}
+
+	// A check that comes while nothing runs gets a run of its own: the
+	// last run began before it came.
+	s.Send(checkNow("later", time.Minute))
+	r := nextReport(t, v).Report
+	if string(r.GetNonce()) != "later" || !r.GetObservedAt().AsTime().After(b.GetObservedAt().AsTime()) {
+		t.Errorf("report %q observed at %s: want later's, from a run of its own", r.GetNonce(), r.GetObservedAt().AsTime())
+	}
+	if ran := q.total() - before; ran != 3*perRun {
+		t.Errorf("%d queries after seven checks, want %d", ran, 3*perRun)
 	}
 }
