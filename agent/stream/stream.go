@@ -237,8 +237,9 @@ type Stats struct {
 	Acked       uint64 // highest acked seq
 	// ChecksDeferred counts CheckNow that came past the bound on runs and
 	// waited for their turn; ChecksDropped those never answered (replaced
-	// by a later one, or expired while waiting for their turn or behind a
-	// run). RunsDeferred counts changed policy sets whose run waited its
+	// by a later one, or expired while waiting for their turn, behind a
+	// run, or during their own, whose results are then reported without
+	// their nonce). RunsDeferred counts changed policy sets whose run waited its
 	// turn.
 	ChecksDeferred int
 	ChecksDropped  int
@@ -639,12 +640,16 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 			if check != nil && !owedRunWas && c.lastFull.answers(owedArrival, c.ps) {
 				// A run of every policy began since it came (the
 				// schedule's, with a local Interval).
-				if err := c.answerFromLastRun(id, check, send); err != nil {
+				if err := c.answerFromLastRun(id, askedCheck{msg: check, arrival: owedArrival}, send); err != nil {
 					return c.streamEnded(ctx, msgs, recvErr, err)
 				}
 				continue
 			}
-			if err := c.runAndReport(runCtx, id, check, c.policies, send); err != nil {
+			var asked *askedCheck
+			if check != nil {
+				asked = &askedCheck{msg: check, arrival: owedArrival}
+			}
+			if err := c.runAndReport(runCtx, id, asked, c.policies, send); err != nil {
 				return c.streamEnded(ctx, msgs, recvErr, err)
 			}
 			reported = true
@@ -745,12 +750,12 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 					// (checks that come together are answered by two
 					// runs, not one each). Within the bound on runs all
 					// the same: each answer is a signature and a report.
-					if err := c.answerFromLastRun(id, m.CheckNow, send); err != nil {
+					if err := c.answerFromLastRun(id, askedCheck{msg: m.CheckNow, arrival: arrival}, send); err != nil {
 						return c.streamEnded(ctx, msgs, recvErr, err)
 					}
 					continue
 				}
-				if err := c.runAndReport(runCtx, id, m.CheckNow, c.policies, send); err != nil {
+				if err := c.runAndReport(runCtx, id, &askedCheck{msg: m.CheckNow, arrival: arrival}, c.policies, send); err != nil {
 					return c.streamEnded(ctx, msgs, recvErr, err)
 				}
 				reported = true
@@ -1098,7 +1103,7 @@ func (c *Client) duePolicies() []*agentv1.Policy {
 
 // runAndReport runs policies, then signs and sends a report holding the
 // latest result of every current policy.
-func (c *Client) runAndReport(ctx context.Context, id *state.Identity, check *agentv1.CheckNow, run []*agentv1.Policy, send func(*pendingReport) error) error {
+func (c *Client) runAndReport(ctx context.Context, id *state.Identity, check *askedCheck, run []*agentv1.Policy, send func(*pendingReport) error) error {
 	if c.ps != nil && c.ps != c.psSaved {
 		if err := c.o.Dir.SavePolicySet(c.ps); err != nil {
 			c.log.Warn("caching policy set failed", "err", err)
@@ -1166,20 +1171,34 @@ func (c *Client) runAndReport(ctx context.Context, id *state.Identity, check *ag
 // answerFromLastRun answers check with the results of the session's last
 // run of every policy (lastFull.answers says when that may be): a report
 // of its own, with the check's nonce and the next seq.
-func (c *Client) answerFromLastRun(id *state.Identity, check *agentv1.CheckNow, send func(*pendingReport) error) error {
+func (c *Client) answerFromLastRun(id *state.Identity, check askedCheck, send func(*pendingReport) error) error {
 	c.count(func(s *Stats) { s.ChecksShared++ })
 	c.log.Debug("check answered with the results of a run that began after it arrived")
-	return c.file(id, proto.CloneOf(c.lastFull.report), check, send)
+	return c.file(id, proto.CloneOf(c.lastFull.report), &check, send)
+}
+
+// askedCheck is a CheckNow a report answers, and its arrival.
+type askedCheck struct {
+	msg     *agentv1.CheckNow
+	arrival checkArrival
 }
 
 // file gives r the check's nonce (if any) and the next seq, signs it, and
-// sends it, keeping it until it is acknowledged.
-func (c *Client) file(id *state.Identity, r *agentv1.PostureReport, check *agentv1.CheckNow, send func(*pendingReport) error) error {
+// sends it, keeping it until it is acknowledged. A check that has lapsed
+// by now (its run took longer than it had to live) gives it no nonce: the
+// verifier would refuse the report, ending the stream, and has given up
+// on the check; the results it brings are reported all the same.
+func (c *Client) file(id *state.Identity, r *agentv1.PostureReport, check *askedCheck, send func(*pendingReport) error) error {
 	observed := r.GetObservedAt().AsTime()
 	var nonceUntil time.Time
-	if check != nil {
-		r.Nonce = check.GetNonce()
-		nonceUntil = check.GetExpiresAt().AsTime()
+	switch {
+	case check == nil:
+	case check.arrival.lapsed(time.Now()):
+		c.count(func(s *Stats) { s.ChecksDropped++ })
+		c.logSampled(slog.LevelWarn, "check_late", "a live check expired during the run that answers it; its results are reported without it (runs take longer than the verifier waits for a live check)")
+	default:
+		r.Nonce = check.msg.GetNonce()
+		nonceUntil = check.msg.GetExpiresAt().AsTime()
 	}
 	// The seq is on disk before the report exists anywhere else.
 	seq, err := c.o.Dir.NextSeq()
@@ -1214,7 +1233,7 @@ func (c *Client) file(id *state.Identity, r *agentv1.PostureReport, check *agent
 		c.log.Warn("too many unacknowledged reports, dropping the oldest", "dropped", over)
 		c.pending = append(c.pending[:0], c.pending[over:]...)
 	}
-	c.log.Debug("report", "seq", seq, "results", len(r.Results), "certificates", len(r.Certificates), "check", check != nil)
+	c.log.Debug("report", "seq", seq, "results", len(r.Results), "certificates", len(r.Certificates), "check", len(r.GetNonce()) > 0)
 	return send(&c.pending[len(c.pending)-1])
 }
 

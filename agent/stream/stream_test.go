@@ -1391,3 +1391,39 @@ func TestChecksTogetherShareARun(t *testing.T) {
 		t.Errorf("%d queries after seven checks, want %d", ran, 3*perRun)
 	}
 }
+
+// TestCheckLapsedDuringItsRun: a CheckNow whose own run outlasts its ttl
+// is answered without its nonce: the verifier has given up on it and would
+// refuse the report, ending the stream. The run's results are reported all
+// the same, on the same stream.
+func TestCheckLapsedDuringItsRun(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = slowSet("slow", 8) // 8 queries of 100 ms: a 0.8 s run
+	a := startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+		o.Querier = slowly(100 * time.Millisecond)
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	})
+	s := nextSession(t, v)
+	first := nextReport(t, v)
+	s.Send(checkNow("late", 300*time.Millisecond)) // nothing runs: its run starts at once
+	r := nextReport(t, v)
+	if len(r.Report.GetNonce()) != 0 {
+		t.Errorf("a check that lapsed during its run was answered with its nonce %q", r.Report.GetNonce())
+	}
+	if !r.Report.GetObservedAt().AsTime().After(first.Report.GetObservedAt().AsTime()) {
+		t.Error("the lapsed check's run was not reported")
+	}
+	st := a.client.Stats()
+	if st.ChecksDropped != 1 {
+		t.Errorf("dropped %d checks, want 1", st.ChecksDropped)
+	}
+	// One with time enough is answered, on the same stream.
+	s.Send(checkNow("in-time", time.Minute))
+	if r := nextReport(t, v); string(r.Report.GetNonce()) != "in-time" {
+		t.Errorf("report nonce %q, want in-time", r.Report.GetNonce())
+	}
+	if st := a.client.Stats(); st.Sessions != 1 {
+		t.Errorf("%d sessions, want 1", st.Sessions)
+	}
+}
