@@ -36,3 +36,35 @@ func TestFullRunAnswers(t *testing.T) {
 		}
 	}
 }
+
+// TestNoteRun: only a run of every policy that reached them all answers
+// checks, and any other run's report ends the last full run's answers (it
+// is no longer the latest report filed).
+func TestNoteRun(t *testing.T) {
+	t.Parallel()
+	ps := &agentv1.PolicySet{Version: "a", Policies: []*agentv1.Policy{{Id: "p1"}, {Id: "p2"}}}
+	c := &Client{ps: ps, policies: ps.GetPolicies()}
+	began := time.Now()
+	before := checkArrival{local: began.Add(-time.Millisecond)}
+	r := &agentv1.PostureReport{Seq: 7, Nonce: []byte("n"), Results: []*agentv1.PolicyResult{{PolicyId: "p1"}, {PolicyId: "p2"}}}
+
+	c.noteRun(began, 2, 0, r)
+	if !c.lastFull.answers(before, ps) {
+		t.Fatal("a full run answers no check that came before it")
+	}
+	r.Results[0].PolicyId = "changed"
+	if got := c.lastFull.report.GetResults()[0].GetPolicyId(); got != "p1" {
+		t.Errorf("the run kept is changed with the report filed: %q", got)
+	}
+
+	c.noteRun(began.Add(time.Second), 1, 0, r) // the schedule's run of p1 alone
+	if c.lastFull.answers(before, ps) {
+		t.Error("a full run still answers checks after a later run of some policies was filed")
+	}
+
+	c.noteRun(began, 2, 0, r)
+	c.noteRun(began.Add(time.Second), 2, 1, r) // the run budget spent before p2
+	if c.lastFull.answers(before, ps) || c.lastFull.answers(checkArrival{local: began.Add(2 * time.Second)}, ps) {
+		t.Error("a run cut short by its budget answers checks")
+	}
+}

@@ -1162,10 +1162,22 @@ func (c *Client) runAndReport(ctx context.Context, id *state.Identity, check *as
 			r.Results = append(r.Results, res)
 		}
 	}
-	if len(run) == len(c.policies) {
-		c.lastFull = fullRun{began: began, ps: c.ps, report: proto.CloneOf(r)}
-	}
+	c.noteRun(began, len(run), spent, r)
 	return c.file(id, r, check, send)
+}
+
+// noteRun keeps the report of a run that began at began, ran ran
+// policies, and did not reach spent of them, for the checks it may answer
+// (fullRun): only a run of every policy that reached them all. Any other
+// run's report is newer than the last full one, which then answers no
+// check: an answer must not bring older results under a higher seq than
+// a report already filed.
+func (c *Client) noteRun(began time.Time, ran, spent int, r *agentv1.PostureReport) {
+	if ran != len(c.policies) || spent > 0 {
+		c.lastFull = fullRun{}
+		return
+	}
+	c.lastFull = fullRun{began: began, ps: c.ps, report: proto.CloneOf(r)}
 }
 
 // answerFromLastRun answers check with the results of the session's last
