@@ -620,10 +620,12 @@ func TestCheckNowBounded(t *testing.T) {
 // verifier no longer accepts its nonce.
 func TestCheckNowExpiredWhileWaiting(t *testing.T) {
 	t.Parallel()
-	v, a, s := startBounded(t, 1, 500*time.Millisecond, nil)
+	v, a, s := startBounded(t, 1, time.Second, nil)
 	s.Send(checkNow("first", time.Minute))
-	s.Send(checkNow("short", 100*time.Millisecond))
-	if got := reportsWithin(v, 1200*time.Millisecond, nil); fmt.Sprint(got) != "[first]" {
+	// Longer than a run takes (its report's seq is fsynced), shorter
+	// than the wait for the next token.
+	s.Send(checkNow("short", 400*time.Millisecond))
+	if got := reportsWithin(v, 2*time.Second, nil); fmt.Sprint(got) != "[first]" {
 		t.Errorf("reports answered %q, want only first", got)
 	}
 	if st := a.client.Stats(); st.ChecksDeferred != 1 || st.ChecksDropped != 1 {
@@ -853,7 +855,10 @@ func TestRefusedReportKeepsTheBackoff(t *testing.T) {
 	go func() { again = sessions(status.Error(codes.Unavailable, "bye")); close(done) }()
 	refused := sessions(status.Error(codes.InvalidArgument, "report observed_at 2026-12-06T14:37:05Z is 18s old; the limit is 10s"))
 	<-done
-	if refused > 7 || refused*2 > again {
+	// The bound, and a gap that holds on a loaded machine too, where the
+	// sessions ending otherwise (each a connect, a handshake and a run)
+	// slow down more than those that mostly wait out their backoff.
+	if refused > 7 || again < refused+3 {
 		t.Errorf("%d sessions in 3 s ending with a refused report, %d ending otherwise: the backoff started over after a refusal", refused, again)
 	}
 }

@@ -20,10 +20,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
 	"go.step.sm/crypto/minica"
+
+	"github.com/clearance/clearance/internal/localport"
 )
 
 // site is a small HTTPS site on loopback, served for both localhost and
@@ -435,23 +436,14 @@ func TestArtifactPath(t *testing.T) {
 	}
 }
 
-// refusedPort returns a loopback address whose port is bound but not
-// listening until the test ends: a connection to it is refused, and no
-// other socket (another test's server, say) can take the port meanwhile,
-// as one could a port merely closed.
+// refusedPort returns a loopback address that refuses connections until
+// the test ends (localport.Refused).
 func refusedPort(t *testing.T) string {
 	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	addr, closeFn, err := localport.Refused()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	t.Cleanup(func() { _ = closeFn() })
+	return addr
 }

@@ -21,6 +21,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 )
 
 // lowest is the lowest port picked: below it are the ports services
@@ -132,4 +133,27 @@ func outside(e span) []span {
 		out = append(out, span{max(e.hi+1, lowest), 65535})
 	}
 	return out
+}
+
+// Refused returns a loopback address that refuses connections, and the
+// close that frees it: its port is bound, so nothing else takes it, but
+// not listening, so a connection to it is refused at once. (A port
+// listened on and closed may be taken by another server before it is
+// used.)
+func Refused() (addr string, closeFn func() error, err error) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		return "", nil, fmt.Errorf("socket: %w", err)
+	}
+	closeFn = func() error { return syscall.Close(fd) }
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		closeFn()
+		return "", nil, fmt.Errorf("bind: %w", err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		closeFn()
+		return "", nil, fmt.Errorf("getsockname: %w", err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port), closeFn, nil
 }

@@ -1,8 +1,10 @@
 package localport
 
 import (
+	"errors"
 	"net"
 	"strconv"
+	"syscall"
 	"testing"
 )
 
@@ -71,4 +73,31 @@ func TestParseRange(t *testing.T) {
 	if got := outside(span{32768, 60999}); len(got) != 2 || got[0] != (span{lowest, 32767}) || got[1] != (span{61000, 65535}) {
 		t.Errorf("outside(default) = %v", got)
 	}
+}
+
+// TestRefused: the address refuses connections, no one else can listen
+// on it while it is held, and it is free once closed.
+func TestRefused(t *testing.T) {
+	addr, closeFn, err := Refused()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Fatalf("a connection to %s was taken", addr)
+	} else if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("dial %s: %v, want connection refused", addr, err)
+	}
+	if ln, err := net.Listen("tcp", addr); err == nil {
+		ln.Close()
+		t.Errorf("another socket listened on %s while it was held", addr)
+	}
+	if err := closeFn(); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("%s not free once closed: %v", addr, err)
+	}
+	ln.Close()
 }

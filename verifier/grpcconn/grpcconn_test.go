@@ -585,7 +585,10 @@ func TestDeviceConnsBounded(t *testing.T) {
 		s.raw(t, "127.0.0.2", &s.p.device)
 		waitFor(t, "the connection settled", func() bool { return s.l.Counts().Handshaking == 0 })
 	}
-	waitFor(t, "the count", func() bool { return s.l.Counts().Device == 2 })
+	// The eviction is counted after the new connection settles.
+	waitFor(t, "the oldest evicted and counted", func() bool {
+		return s.l.Counts().Device == 2 && s.metrics.get(s.metrics.closed, ClosedEvictedDevicePerSource) >= 1
+	})
 	if n := s.metrics.get(s.metrics.closed, ClosedEvictedDevicePerSource); n != 1 {
 		t.Errorf("%s: %d, want 1", ClosedEvictedDevicePerSource, n)
 	}

@@ -229,7 +229,9 @@ func TestSendWindowTimeout(t *testing.T) {
 // the wait again, however long the whole message takes.
 func TestSendWindowTimeoutSlowReader(t *testing.T) {
 	t.Parallel()
-	const timeout = 400 * time.Millisecond
+	// Long enough that a loaded machine's pause between two of the
+	// updates below does not outlast it.
+	const timeout = time.Second
 	s := NewServer(Options{SendWindowTimeout: timeout})
 	s.RegisterService(&testDesc, &impl{bidi: func(ss grpc.ServerStream) error {
 		return ss.SendMsg(wrapperspb.String(strings.Repeat("x", 1000)))

@@ -127,6 +127,17 @@ func TestConnsIdleFirst(t *testing.T) {
 	if _, err := idle.Read(buf); err != nil {
 		t.Fatal(err)
 	}
+	// The server marks it idle after writing the response (ConnState).
+	waitUntil(t, "the kept-alive connection idle", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for e := c.all.Front(); e != nil; e = e.Next() {
+			if e.Value.(*limitedConn).idle {
+				return true
+			}
+		}
+		return false
+	})
 	dialFrom(t, "127.0.0.9", addr) // exempt: three from one address
 	waitUntil(t, "three counted", func() bool { return c.Counts().Conns == 3 })
 	dialFrom(t, "127.0.0.10", addr)

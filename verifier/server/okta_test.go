@@ -118,6 +118,11 @@ func TestOktaSignInCorrelation(t *testing.T) {
 	if len(after.SignIns) != 1 || after.SignIns[0].GetUuid() != "ev-ada" || after.SignIns[0].GetUnmatched() {
 		t.Errorf("what Okta did after decision %d: %v, want ev-ada, matched", ds[0].ID, after.SignIns)
 	}
+	// The poller counts and logs a page's alerts after it stored the page.
+	waitFor(t, "the alert counted and logged", func() bool {
+		return counterValue(t, e.srv.Metrics.Registry, "clearance_okta_unmatched_signins_total") >= 1 &&
+			strings.Contains(e.logs.String(), "okta_unmatched_signin")
+	})
 	if v := counterValue(t, e.srv.Metrics.Registry, "clearance_okta_unmatched_signins_total"); v != 1 {
 		t.Errorf("clearance_okta_unmatched_signins_total = %v, want 1", v)
 	}
