@@ -262,17 +262,23 @@ func TestCheckVersionMatchesVerifier(t *testing.T) {
 func TestCheckOverBudget(t *testing.T) {
 	t.Parallel()
 	var b bytes.Buffer
-	overBudget(&b, time.Minute, 2*time.Minute)
+	overBudget(&b, 50*time.Second, 10*time.Second, 2*time.Minute)
 	if b.Len() != 0 {
 		t.Errorf("a run within half its budget: %q", b.String())
 	}
-	overBudget(&b, 2*time.Minute, 2*time.Minute)
-	if want := "this run took 2m0s, more than half the run budget of 2m0s"; !strings.HasPrefix(b.String(), want) || !strings.Contains(b.String(), "--max-posture-age") {
-		t.Errorf("a run within its budget, past half: %q, want it to start %q and name --max-posture-age", b.String(), want)
+	// The listings count toward the posture's age, not the budget.
+	overBudget(&b, 50*time.Second, 11*time.Second, 2*time.Minute)
+	if want := "this run took 1m1s (the policies 50s, the report's certificate and account listings 11s), more than half the run budget of 2m0s"; !strings.HasPrefix(b.String(), want) || !strings.Contains(b.String(), "--max-posture-age") {
+		t.Errorf("a run past half its budget with its listings: %q, want it to start %q and name --max-posture-age", b.String(), want)
 	}
 	b.Reset()
-	overBudget(&b, 151234567*time.Microsecond, 2*time.Minute)
-	if want := "this run took 2m31.235s, longer than the run budget of 2m0s"; !strings.HasPrefix(b.String(), want) || !strings.Contains(b.String(), "RunBudget") {
+	overBudget(&b, 2*time.Minute, 0, 2*time.Minute)
+	if want := "this run took 2m0s (the policies 2m0s, the report's certificate and account listings 0s), more than half"; !strings.HasPrefix(b.String(), want) {
+		t.Errorf("a run within its budget, past half: %q, want it to start %q", b.String(), want)
+	}
+	b.Reset()
+	overBudget(&b, 151234567*time.Microsecond, time.Minute, 2*time.Minute)
+	if want := "this run's policies took 2m31.235s, longer than the run budget of 2m0s"; !strings.HasPrefix(b.String(), want) || !strings.Contains(b.String(), "RunBudget") {
 		t.Errorf("over budget: %q, want it to start %q and name RunBudget", b.String(), want)
 	}
 }
