@@ -1112,18 +1112,25 @@ func slowSet(version string, n int) *agentv1.PolicySet {
 	return ps
 }
 
+// startSlowAgent starts an agent whose set is n policies whose queries
+// each take 100 ms, with its log discarded.
+func startSlowAgent(t *testing.T, n int) (*fakeverifier.Verifier, *agent) {
+	t.Helper()
+	v := fakeverifier.New(t)
+	v.PolicySet = slowSet("slow", n)
+	return v, startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+		o.Querier = slowly(100 * time.Millisecond)
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	})
+}
+
 // TestCheckExpiredBehindARunNotRun: a CheckNow that arrives during a run
 // and expires before that run ends is not run after it (its report would be
 // refused, ending the stream); one that still has time when the run ends,
 // or that comes while nothing runs, is answered.
 func TestCheckExpiredBehindARunNotRun(t *testing.T) {
 	t.Parallel()
-	v := fakeverifier.New(t)
-	v.PolicySet = slowSet("slow", 16) // 16 queries of 100 ms: a 1.6 s run
-	a := startAgent(t, v, t.TempDir(), func(o *stream.Options) {
-		o.Querier = slowly(100 * time.Millisecond)
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	})
+	v, a := startSlowAgent(t, 16) // 16 queries of 100 ms: a 1.6 s run
 	s := nextSession(t, v)
 	time.Sleep(200 * time.Millisecond) // into the session's first run
 	s.Send(checkNow("expires", 800*time.Millisecond))
@@ -1403,12 +1410,7 @@ func TestChecksTogetherShareARun(t *testing.T) {
 // the same, on the same stream.
 func TestCheckLapsedDuringItsRun(t *testing.T) {
 	t.Parallel()
-	v := fakeverifier.New(t)
-	v.PolicySet = slowSet("slow", 8) // 8 queries of 100 ms: a 0.8 s run
-	a := startAgent(t, v, t.TempDir(), func(o *stream.Options) {
-		o.Querier = slowly(100 * time.Millisecond)
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	})
+	v, a := startSlowAgent(t, 8) // 8 queries of 100 ms: a 0.8 s run
 	s := nextSession(t, v)
 	first := nextReport(t, v)
 	s.Send(checkNow("late", 300*time.Millisecond)) // nothing runs: its run starts at once
