@@ -163,6 +163,7 @@ type flight struct {
 	done     chan struct{}
 	acc      *ingest.Accepted
 	err      error
+	callers  int // that asked for it, the first included (under Hub.mu)
 }
 
 // answer wakes a live check: acc when the report was stored here, seq when
@@ -712,6 +713,7 @@ func (h *Hub) CheckNow(ctx context.Context, deviceID string, ttl time.Duration) 
 			close(f.done)
 		}()
 	}
+	f.callers++
 	h.mu.Unlock()
 	timer := time.NewTimer(ttl)
 	defer timer.Stop()

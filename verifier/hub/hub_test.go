@@ -140,7 +140,10 @@ func TestCheckNowErrors(t *testing.T) {
 func TestCheckNowShared(t *testing.T) {
 	t.Parallel()
 	nonces := &nonceLog{}
-	h := &Hub{Nonces: nonces}
+	// The hub's clock stands still: however late the goroutines below
+	// start, they come within the second a check is shared for.
+	t0 := time.Now()
+	h := &Hub{Nonces: nonces, Now: func() time.Time { return t0 }}
 	s, done := h.Register("d1", nil)
 	defer done()
 	first, cancelFirst := context.WithCancel(context.Background())
@@ -159,7 +162,12 @@ func TestCheckNowShared(t *testing.T) {
 	// same timeout give or take.
 	go ask(context.Background(), 4500*time.Millisecond)
 	go ask(context.Background(), 5*time.Second)
-	time.Sleep(100 * time.Millisecond) // both waiting
+	testkit.Eventually(t, 4*time.Second, "both to join the check", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		f := h.flights["d1"]
+		return f != nil && f.callers == 3
+	})
 	select {
 	case extra := <-s.Out():
 		t.Fatalf("a second CheckNow was sent: %v", extra)
