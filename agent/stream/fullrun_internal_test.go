@@ -48,7 +48,7 @@ func TestNoteRun(t *testing.T) {
 	before := checkArrival{local: began.Add(-time.Millisecond)}
 	r := &agentv1.PostureReport{Seq: 7, Nonce: []byte("n"), Results: []*agentv1.PolicyResult{{PolicyId: "p1"}, {PolicyId: "p2"}}}
 
-	c.noteRun(began, 2, 0, r)
+	c.noteRun(began, 2, true, r)
 	if !c.lastFull.answers(before, ps) {
 		t.Fatal("a full run answers no check that came before it")
 	}
@@ -57,13 +57,13 @@ func TestNoteRun(t *testing.T) {
 		t.Errorf("the run kept is changed with the report filed: %q", got)
 	}
 
-	c.noteRun(began.Add(time.Second), 1, 0, r) // the schedule's run of p1 alone
+	c.noteRun(began.Add(time.Second), 1, true, r) // the schedule's run of p1 alone
 	if c.lastFull.answers(before, ps) {
 		t.Error("a full run still answers checks after a later run of some policies was filed")
 	}
 
-	c.noteRun(began, 2, 0, r)
-	c.noteRun(began.Add(time.Second), 2, 1, r) // the run budget spent before p2
+	c.noteRun(began, 2, true, r)
+	c.noteRun(began.Add(time.Second), 2, false, r) // the run budget spent before p2, or during it
 	if c.lastFull.answers(before, ps) || c.lastFull.answers(checkArrival{local: began.Add(2 * time.Second)}, ps) {
 		t.Error("a run cut short by its budget answers checks")
 	}

@@ -1162,18 +1162,20 @@ func (c *Client) runAndReport(ctx context.Context, id *state.Identity, check *as
 			r.Results = append(r.Results, res)
 		}
 	}
-	c.noteRun(began, len(run), spent, r)
+	// Within its budget only if the budget was not spent, not even by the
+	// last policy's query (stopped with an ERROR, but not counted in spent).
+	c.noteRun(began, len(run), spent == 0 && budget.Err() == nil, r)
 	return c.file(id, r, check, send)
 }
 
-// noteRun keeps the report of a run that began at began, ran ran
-// policies, and did not reach spent of them, for the checks it may answer
-// (fullRun): only a run of every policy that reached them all. Any other
-// run's report is newer than the last full one, which then answers no
-// check: an answer must not bring older results under a higher seq than
-// a report already filed.
-func (c *Client) noteRun(began time.Time, ran, spent int, r *agentv1.PostureReport) {
-	if ran != len(c.policies) || spent > 0 {
+// noteRun keeps the report of a run that began at began and ran ran
+// policies, all of them within its budget if whole, for the checks it may
+// answer (fullRun): only a run of every policy, whole. Any other run's
+// report is newer than the last full one, which then answers no check: an
+// answer must not bring older results under a higher seq than a report
+// already filed.
+func (c *Client) noteRun(began time.Time, ran int, whole bool, r *agentv1.PostureReport) {
+	if ran != len(c.policies) || !whole {
 		c.lastFull = fullRun{}
 		return
 	}

@@ -1434,3 +1434,59 @@ func TestCheckLapsedDuringItsRun(t *testing.T) {
 		t.Errorf("%d sessions, want 1", st.Sessions)
 	}
 }
+
+// fastAfter answers its first n queries after delay each, then at once.
+type fastAfter struct {
+	*querier
+	n     int64
+	count atomic.Int64
+	delay time.Duration
+}
+
+func (q *fastAfter) Query(ctx context.Context, sql string) ([]map[string]string, error) {
+	if q.count.Add(1) <= q.n {
+		select {
+		case <-time.After(q.delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return q.querier.Query(ctx, sql)
+}
+
+// TestBudgetCutRunAnswersNoCheck: a run whose budget was spent, even
+// during its last query (which it stops, with an ERROR, having started
+// every policy), does not answer the checks that waited behind it: they
+// get a run of their own.
+func TestBudgetCutRunAnswersNoCheck(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = slowSet("slow", 3)
+	// A run is three queries and two listings. The first two runs' take
+	// 120 ms each, so the 300 ms budget is spent during the third query;
+	// the third run's are fast.
+	q := &fastAfter{querier: newQuerier(), n: 10, delay: 120 * time.Millisecond}
+	a := startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+		o.Querier = q
+		o.RunBudget = 300 * time.Millisecond
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	})
+	s := nextSession(t, v)
+	s.Send(checkNow("c1", time.Minute)) // during the session's first run
+	s.Send(checkNow("c2", time.Minute)) // so before c1's run began
+	for {
+		r := nextReport(t, v).Report
+		if string(r.GetNonce()) != "c2" {
+			continue
+		}
+		for _, res := range r.GetResults() {
+			if res.GetStatus() != agentv1.PolicyStatus_POLICY_STATUS_PASS {
+				t.Errorf("c2 answered with %s %s %q, from a run whose budget was spent", res.GetPolicyId(), res.GetStatus(), res.GetMessage())
+			}
+		}
+		break
+	}
+	if st := a.client.Stats(); st.ChecksShared != 0 {
+		t.Errorf("%d checks answered with another's run, want 0", st.ChecksShared)
+	}
+}

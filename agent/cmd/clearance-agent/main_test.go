@@ -277,6 +277,11 @@ func TestCheckOverBudget(t *testing.T) {
 		t.Errorf("a run within its budget, past half: %q, want it to start %q", b.String(), want)
 	}
 	b.Reset()
+	overBudget(&b, 100*time.Second, 30*time.Second, 2*time.Minute) // the policies within it, the listings not
+	if want := "this run took 2m10s (the policies 1m40s, the report's certificate and account listings 30s), longer than the run budget of 2m0s"; !strings.HasPrefix(b.String(), want) {
+		t.Errorf("a run past its budget with its listings: %q, want it to start %q", b.String(), want)
+	}
+	b.Reset()
 	overBudget(&b, 151234567*time.Microsecond, time.Minute, 2*time.Minute)
 	if want := "this run's policies took 2m31.235s, longer than the run budget of 2m0s"; !strings.HasPrefix(b.String(), want) || !strings.Contains(b.String(), "RunBudget") {
 		t.Errorf("over budget: %q, want it to start %q and name RunBudget", b.String(), want)
