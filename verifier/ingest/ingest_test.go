@@ -412,3 +412,36 @@ func TestRejectMalformedCertificates(t *testing.T) {
 		t.Fatalf("good report after rejections: %v", err)
 	}
 }
+
+// TestOneRunAnswersTwoChecks: an agent answers checks that waited behind a
+// run with that run's results: reports of one time and one content, each
+// with its own nonce and seq. Each is stored and uses its own nonce; the
+// same nonce again is refused.
+func TestOneRunAnswersTwoChecks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, dev, key := setup(t)
+	v := &ingest.Verifier{Store: st}
+	a := &protoagent.Agent{DeviceID: dev.ID}
+	observed := time.Now().Add(-time.Second)
+	for _, n := range []string{"check-1", "check-2"} {
+		if err := st.CreateNonce(ctx, dev.ID, []byte(n), time.Now().Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, n := range []string{"check-1", "check-2"} {
+		sr := protoagent.Sign(key, a.Report(policies, uint64(i+1), observed, []byte(n), agentv1.PolicyStatus_POLICY_STATUS_PASS))
+		acc, err := v.Accept(ctx, dev, sr)
+		if err != nil || acc.Duplicate || string(acc.Report.GetNonce()) != n {
+			t.Fatalf("the answer to %s: %+v %v", n, acc, err)
+		}
+	}
+	again := protoagent.Sign(key, a.Report(policies, 3, observed, []byte("check-2"), agentv1.PolicyStatus_POLICY_STATUS_PASS))
+	var rej *ingest.Rejection
+	if _, err := v.Accept(ctx, dev, again); !errors.As(err, &rej) || rej.Reason != ingest.RejectNonceUsed {
+		t.Errorf("a third report with check-2's nonce: %v, want nonce_used", err)
+	}
+	if d, _ := st.GetDevice(ctx, dev.ID); d.LastSeq != 2 {
+		t.Errorf("LastSeq = %d, want 2", d.LastSeq)
+	}
+}
