@@ -1113,15 +1113,16 @@ func slowSet(version string, n int) *agentv1.PolicySet {
 }
 
 // startSlowAgent starts an agent whose set is n policies whose queries
-// each take 100 ms, with its log discarded.
-func startSlowAgent(t *testing.T, n int) (*fakeverifier.Verifier, *agent) {
+// each take 100 ms, with its log discarded; q counts the queries begun.
+func startSlowAgent(t *testing.T, n int) (v *fakeverifier.Verifier, a *agent, q *countingQuerier) {
 	t.Helper()
-	v := fakeverifier.New(t)
+	v = fakeverifier.New(t)
 	v.PolicySet = slowSet("slow", n)
+	q = &countingQuerier{inner: slowly(100 * time.Millisecond)}
 	return v, startAgent(t, v, t.TempDir(), func(o *stream.Options) {
-		o.Querier = slowly(100 * time.Millisecond)
+		o.Querier = q
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	})
+	}), q
 }
 
 // TestCheckExpiredBehindARunNotRun: a CheckNow that arrives during a run
@@ -1130,9 +1131,10 @@ func startSlowAgent(t *testing.T, n int) (*fakeverifier.Verifier, *agent) {
 // or that comes while nothing runs, is answered.
 func TestCheckExpiredBehindARunNotRun(t *testing.T) {
 	t.Parallel()
-	v, a := startSlowAgent(t, 16) // 16 queries of 100 ms: a 1.6 s run
+	v, a, q := startSlowAgent(t, 16) // 16 queries of 100 ms: a 1.6 s run
 	s := nextSession(t, v)
-	time.Sleep(200 * time.Millisecond) // into the session's first run
+	// Into the session's first run: 1.5 s of it or more left.
+	testkit.Eventually(t, 5*time.Second, "the first run to begin", func() bool { return q.count("SELECT 1 FROM pass") > 0 })
 	s.Send(checkNow("expires", 800*time.Millisecond))
 	s.Send(checkNow("in-time", time.Minute)) // replaces nothing: each waits its turn
 	var nonces []string
@@ -1410,7 +1412,7 @@ func TestChecksTogetherShareARun(t *testing.T) {
 // the same, on the same stream.
 func TestCheckLapsedDuringItsRun(t *testing.T) {
 	t.Parallel()
-	v, a := startSlowAgent(t, 8) // 8 queries of 100 ms: a 0.8 s run
+	v, a, _ := startSlowAgent(t, 8) // 8 queries of 100 ms: a 0.8 s run
 	s := nextSession(t, v)
 	first := nextReport(t, v)
 	s.Send(checkNow("late", 300*time.Millisecond)) // nothing runs: its run starts at once
