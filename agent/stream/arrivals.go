@@ -15,9 +15,9 @@ const maxCheckTTL = time.Hour
 // checkArrivals remembers when each CheckNow of a session arrived and how
 // long it had to live then (its ttl, as the verifier counts it from when
 // it sent it), from the stream's reader until the session takes it. The
-// inbox bounds how many wait. Its callers pass time.Now(), whose
-// differences are on the monotonic clock: neither wall clock, the Mac's or
-// the verifier's, moves the time a check has left. A check without a ttl
+// inbox bounds how many wait. Its callers pass time.Now(), which carries
+// both the Mac's clocks (lapsed says how each counts); the verifier's clock
+// does not move the time a check has left. A check without a ttl
 // (an older verifier's) is not judged. Its arrival is recorded all the
 // same: a run of every policy that began after it answers it.
 type checkArrivals struct {
@@ -32,10 +32,21 @@ type checkArrival struct {
 }
 
 // lapsed says whether, by now, the check has waited as long as it had to
-// live: a run for it would send a report the verifier refuses, which ends
-// the stream. One that did not say its ttl has not.
+// live: the verifier has given up on it, and a run for it is wasted. One
+// that did not say its ttl has not. The wait is measured on both of the
+// Mac's clocks, and the longer counts: the monotonic one, which steps of
+// the wall clock do not move, pauses while the Mac sleeps, and the wall
+// clock, which goes on through a sleep, can be stepped back. A step forward
+// can only drop a check early, which fails closed (the sign-in waiting on it
+// is not allowed by it).
 func (arr checkArrival) lapsed(now time.Time) bool {
-	return arr.known && now.Sub(arr.local) >= arr.ttl
+	return arr.lapsedAfter(now.Sub(arr.local), now.Round(0).Sub(arr.local.Round(0)))
+}
+
+// lapsedAfter is lapsed for a wait of monotonic on the monotonic clock and
+// wall on the wall clock.
+func (arr checkArrival) lapsedAfter(monotonic, wall time.Duration) bool {
+	return arr.known && max(monotonic, wall) >= arr.ttl
 }
 
 func newCheckArrivals() *checkArrivals {

@@ -11,7 +11,7 @@ import (
 )
 
 // TestCheckArrivals: a check has lapsed once it has waited as long as its
-// ttl, counted from its arrival; its expiry and either clock play no part;
+// ttl, counted from its arrival; its expiry plays no part;
 // one without a usable ttl is never judged; and each arrival is forgotten
 // once read.
 func TestCheckArrivals(t *testing.T) {
@@ -47,5 +47,41 @@ func TestCheckArrivals(t *testing.T) {
 		if a.take(c).lapsed(at.Add(24 * time.Hour)) {
 			t.Errorf("%s: a check read before is lapsed", tt.name)
 		}
+	}
+}
+
+// TestCheckLapsedByEitherClock: the wait is the longer of the Mac's two
+// clocks': the wall clock's through a sleep, which pauses the monotonic
+// one, and the monotonic one's after the wall clock is stepped back.
+func TestCheckLapsedByEitherClock(t *testing.T) {
+	t.Parallel()
+	arr := checkArrival{ttl: 10 * time.Second, known: true}
+	for _, tt := range []struct {
+		name            string
+		monotonic, wall time.Duration
+		want            bool
+	}{
+		{"both short", 9 * time.Second, 9 * time.Second, false},
+		{"slept through it", time.Second, time.Hour, true},
+		{"wall clock stepped back", 11 * time.Second, -time.Hour, true},
+		{"wall clock stepped back, time left", 5 * time.Second, -time.Hour, false},
+		{"both long", time.Minute, time.Minute, true},
+	} {
+		if got := arr.lapsedAfter(tt.monotonic, tt.wall); got != tt.want {
+			t.Errorf("%s: lapsed %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	if (checkArrival{ttl: time.Second}).lapsedAfter(time.Hour, time.Hour) {
+		t.Error("a check without a ttl lapsed")
+	}
+	// Through lapsed: a reading with a monotonic clock, against one
+	// without (whose difference is the wall clock's).
+	local := time.Now()
+	arr.local = local
+	if arr.lapsed(local.Add(time.Second)) {
+		t.Error("a check lapsed after a second")
+	}
+	if !arr.lapsed(local.Round(0).Add(time.Minute)) {
+		t.Error("a check not lapsed a minute later by the wall clock")
 	}
 }

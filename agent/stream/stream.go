@@ -1200,8 +1200,9 @@ type askedCheck struct {
 // file gives r the check's nonce (if any) and the next seq, signs it, and
 // sends it, keeping it until it is acknowledged. A check that has lapsed
 // by now (its run took longer than it had to live) gives it no nonce: the
-// verifier would refuse the report, ending the stream, and has given up
-// on the check; the results it brings are reported all the same.
+// verifier has given up on the check (and one older than this agent would
+// refuse the report, ending the stream); the results it brings are
+// reported all the same.
 func (c *Client) file(id *state.Identity, r *agentv1.PostureReport, check *askedCheck, send func(*pendingReport) error) error {
 	observed := r.GetObservedAt().AsTime()
 	var nonceUntil time.Time

@@ -507,6 +507,10 @@ func (c *agentStream) report(m *agentv1.AgentMessage) error {
 		s.log().Debug("resent report acknowledged again", "device_id", dev.ID, "seq", acc.Stored.Seq)
 	} else {
 		s.Metrics.ReportAccepted(time.Since(start))
+		if acc.Lapsed {
+			s.Metrics.CheckAnswerLapsed()
+			s.log().Info("live check answered after it expired; stored as a report", "device_id", dev.ID, "seq", acc.Stored.Seq)
+		}
 		s.Hub.Delivered(acc)
 	}
 	ack := &agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_Ack{Ack: &agentv1.Ack{Seq: acc.Stored.Seq}}}

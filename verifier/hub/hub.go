@@ -580,7 +580,8 @@ func (h *Hub) Broadcast(m *agentv1.VerifierMessage) int {
 // the replica that asked.
 func (h *Hub) Delivered(a *ingest.Accepted) {
 	nonce := a.Report.GetNonce()
-	if len(nonce) == 0 {
+	if len(nonce) == 0 || a.Lapsed {
+		// A lapsed answer's check has given up on it, here and everywhere.
 		return
 	}
 	if h.wake(nonce, answer{acc: a}) || h.Relay == nil {

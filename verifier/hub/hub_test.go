@@ -95,6 +95,8 @@ func TestCheckNowDeliversMatchingReport(t *testing.T) {
 		ttl <- cn.GetTtl().AsDuration()
 		// A report for another nonce must not satisfy the waiter.
 		h.Delivered(&ingest.Accepted{Report: &agentv1.PostureReport{Nonce: []byte("other")}})
+		// Nor one stored as lapsed (the store found the nonce expired).
+		h.Delivered(&ingest.Accepted{Report: &agentv1.PostureReport{Seq: 8, Nonce: cn.GetNonce()}, Lapsed: true})
 		h.Delivered(&ingest.Accepted{Report: &agentv1.PostureReport{Seq: 9, Nonce: cn.GetNonce()}})
 	}()
 	a, err := h.CheckNow(context.Background(), "d1", 5*time.Second)

@@ -10,7 +10,9 @@
 // only when the device (or the key its stream holds) may not report at
 // all; InvalidArgument, FailedPrecondition, DeadlineExceeded, AlreadyExists
 // and ResourceExhausted when this one report will never be accepted (the
-// next one may be); Unavailable when nothing is wrong with the report.
+// next one may be); Unavailable when nothing is wrong with the report. A
+// report answering a live check that has since expired is not refused: it is
+// stored as a report that answers no check (Accepted.Lapsed).
 package ingest
 
 import (
@@ -54,7 +56,6 @@ const (
 	RejectInternal         Reason = "internal"
 	RejectKeyReplaced      Reason = "key_replaced"
 	RejectMalformed        Reason = "malformed"
-	RejectNonceExpired     Reason = "nonce_expired"
 	RejectNonceUnknown     Reason = "nonce_unknown"
 	RejectNonceUsed        Reason = "nonce_used"
 	RejectNonceWrongDevice Reason = "nonce_wrong_device"
@@ -65,6 +66,11 @@ const (
 	RejectTooLarge         Reason = "too_large"
 	RejectUnknownDevice    Reason = "unknown_device"
 )
+
+// RejectNonceExpired is no longer given: a report whose nonce expired is
+// stored as one that answers no check (Accepted.Lapsed). Its label stays
+// reserved.
+const RejectNonceExpired Reason = "nonce_expired"
 
 // Rejection is why a report was refused. It carries the gRPC status the agent
 // sees and a short reason used as a metric label and log field.
@@ -172,6 +178,10 @@ type Accepted struct {
 	// Duplicate is true when the report was an exact resend of one already
 	// stored (its ack was lost); nothing new was stored.
 	Duplicate bool
+	// Lapsed is true when the report answered a live check of this device
+	// whose nonce had expired when it arrived: it is stored as a report
+	// like any other, answers no check, and its nonce stays unused.
+	Lapsed bool
 }
 
 // Verifier accepts reports into a Store.
@@ -301,9 +311,19 @@ func (v *Verifier) Accept(ctx context.Context, dev storage.Device, sr *agentv1.S
 		Key:        dev.PublicKey,
 	}
 	err = v.Store.SaveReport(ctx, stored, r.GetNonce(), keep)
+	lapsed := false
+	if errors.Is(err, storage.ErrNonceExpired) {
+		// The answer to this device's own check came too late for the
+		// check, which has given up on it, but it is a fresh, signed
+		// report all the same: stored without answering the check, and
+		// the stream goes on. (Refusing it would end the stream, and the
+		// agent would connect again for nothing.)
+		lapsed = true
+		err = v.Store.SaveReport(ctx, stored, nil, keep)
+	}
 	switch {
 	case err == nil:
-		return &Accepted{Report: r, Stored: stored}, nil
+		return &Accepted{Report: r, Stored: stored, Lapsed: lapsed}, nil
 	case errors.Is(err, storage.ErrReportStored):
 		// An exact resend of a stored report is answered with its ack
 		// again: the agent resends whatever it has no ack for, and must not
@@ -321,8 +341,6 @@ func (v *Verifier) Accept(ctx context.Context, dev storage.Device, sr *agentv1.S
 		return nil, reject(RejectNonceWrongDevice, codes.FailedPrecondition, err, "report nonce was not issued to device %s", dev.ID)
 	case errors.Is(err, storage.ErrNonceUsed):
 		return nil, reject(RejectNonceUsed, codes.FailedPrecondition, err, "report nonce was already used")
-	case errors.Is(err, storage.ErrNonceExpired):
-		return nil, reject(RejectNonceExpired, codes.DeadlineExceeded, err, "report nonce expired before the report arrived")
 	case errors.Is(err, storage.ErrDeviceRevoked):
 		return nil, reject(RejectDeviceRevoked, codes.PermissionDenied, err, "device %s is revoked", dev.ID)
 	case errors.Is(err, storage.ErrNotFound):

@@ -445,3 +445,49 @@ func TestOneRunAnswersTwoChecks(t *testing.T) {
 		t.Errorf("LastSeq = %d, want 2", d.LastSeq)
 	}
 }
+
+// TestLapsedAnswerStored: a report answering this device's own check after
+// the check expired is stored as a report (Lapsed, the seq moved on), its
+// nonce left unused, so its resend is acknowledged again and a later
+// report carrying the same nonce is not taken as an answer either. A nonce
+// never issued, or another device's, is still refused.
+func TestLapsedAnswerStored(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, devs, keys := setupFleet(t, 2)
+	dev, key := devs[0], keys[0]
+	v := &ingest.Verifier{Store: st}
+	a := &protoagent.Agent{DeviceID: dev.ID}
+	if err := st.CreateNonce(ctx, dev.ID, []byte("late"), time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateNonce(ctx, devs[1].ID, []byte("theirs"), time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	observed := time.Now().Add(-2 * time.Second)
+	sr := protoagent.Sign(key, a.Report(policies, 1, observed, []byte("late"), agentv1.PolicyStatus_POLICY_STATUS_PASS))
+	acc, err := v.Accept(ctx, dev, sr)
+	if err != nil || !acc.Lapsed || acc.Duplicate || acc.Stored.Seq != 1 {
+		t.Fatalf("a late answer: %+v %v, want it stored as lapsed", acc, err)
+	}
+	if acc, err := v.Accept(ctx, dev, sr); err != nil || !acc.Duplicate {
+		t.Errorf("its resend: %+v %v, want acknowledged again", acc, err)
+	}
+	again := protoagent.Sign(key, a.Report(policies, 2, observed, []byte("late"), agentv1.PolicyStatus_POLICY_STATUS_PASS))
+	if acc, err := v.Accept(ctx, dev, again); err != nil || !acc.Lapsed {
+		t.Errorf("a second report with the lapsed nonce: %+v %v, want stored as lapsed", acc, err)
+	}
+	for _, tt := range []struct {
+		nonce string
+		want  ingest.Reason
+	}{{"never-issued", ingest.RejectNonceUnknown}, {"theirs", ingest.RejectNonceWrongDevice}} {
+		r := protoagent.Sign(key, a.Report(policies, 3, observed, []byte(tt.nonce), agentv1.PolicyStatus_POLICY_STATUS_PASS))
+		var rej *ingest.Rejection
+		if _, err := v.Accept(ctx, dev, r); !errors.As(err, &rej) || rej.Reason != tt.want {
+			t.Errorf("a report with nonce %q: %v, want %s", tt.nonce, err, tt.want)
+		}
+	}
+	if d, _ := st.GetDevice(ctx, dev.ID); d.LastSeq != 2 {
+		t.Errorf("LastSeq = %d, want 2", d.LastSeq)
+	}
+}

@@ -26,6 +26,7 @@ type Metrics struct {
 	devices         *prometheus.GaugeVec
 	unsigned        prometheus.Gauge
 	reportsResent   prometheus.Counter
+	checksLapsed    prometheus.Counter
 	storeWritable   prometheus.Gauge
 	databaseSkew    prometheus.Gauge
 	clockSkew       prometheus.Histogram
@@ -122,6 +123,10 @@ func New() *Metrics {
 		Name: "clearance_reports_resent_total",
 		Help: "Exact resends of stored reports (their ack was lost), acknowledged again without storing anything.",
 	})
+	m.checksLapsed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "clearance_live_check_answers_lapsed_total",
+		Help: "Reports that answered a live check after it expired: stored as reports, answering no check.",
+	})
 	m.storeWritable = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "clearance_store_writable",
 		Help: "1 if the last write probe of the database (run by /healthz) committed, 0 if it failed.",
@@ -178,7 +183,7 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(m.rateLimited, m.ssoUnrecorded, m.ssoBusy, m.grpcConns, m.grpcRefused, m.grpcStreams, m.httpConns, m.httpClosed)
 	m.storeWritable.Set(1)
-	m.Registry.MustRegister(m.scepIssued, m.scepRefused, m.devices, m.unsigned, m.reportsResent, m.storeWritable, m.clockSkew, m.databaseSkew)
+	m.Registry.MustRegister(m.scepIssued, m.scepRefused, m.devices, m.unsigned, m.reportsResent, m.checksLapsed, m.storeWritable, m.clockSkew, m.databaseSkew)
 	m.Registry.MustRegister(m.reportsAccepted, m.reportsRejected, m.agents, m.ingestSeconds, m.enrollments, m.liveChecks,
 		m.ssoDecisions, m.ssoRefused, m.ssoSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -279,6 +284,15 @@ func (m *Metrics) ReportResent() {
 		return
 	}
 	m.reportsResent.Inc()
+}
+
+// CheckAnswerLapsed counts a report that answered a live check after the
+// check expired.
+func (m *Metrics) CheckAnswerLapsed() {
+	if m == nil {
+		return
+	}
+	m.checksLapsed.Inc()
 }
 
 // StoreWritable records the outcome of the last write probe.

@@ -816,6 +816,16 @@ func (s *Server) CountDevices(ctx context.Context) {
 	s.Metrics.Devices(counts)
 }
 
+// lapsedNonceKept is how long an expired nonce is kept: twice the skew a
+// report's observed_at may have (the Mac's clock may be that far either
+// way), since a report older than that is refused as stale anyway.
+func lapsedNonceKept(skew time.Duration) time.Duration {
+	if skew <= 0 {
+		skew = ingest.DefaultMaxSkew
+	}
+	return 2 * skew
+}
+
 func (s *Server) sweep(ctx context.Context, log *slog.Logger) {
 	now := s.now()
 	for _, sw := range []struct {
@@ -823,7 +833,11 @@ func (s *Server) sweep(ctx context.Context, log *slog.Logger) {
 		run  func(context.Context, time.Time) (int, error)
 		at   time.Time
 	}{
-		{"nonces", s.Store.DeleteExpiredNonces, now},
+		// A live check's nonce is kept a while after it expires, so that
+		// an answer arriving late is known for what it is (stored as a
+		// report that answers no check) rather than refused as a nonce
+		// never issued, which would end the agent's stream.
+		{"nonces", s.Store.DeleteExpiredNonces, now.Add(-lapsedNonceKept(s.cfg.MaxReportSkew))},
 		{"request_ids", s.Store.DeleteExpiredRequestIDs, now},
 		{"pending_sign_ins", s.Store.DeleteExpiredPendingSignIns, now},
 		{"sign_in_challenges", s.Store.DeleteExpiredSignInChallenges, now},
