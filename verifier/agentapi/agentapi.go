@@ -61,6 +61,7 @@ type Server struct {
 	// another.
 	refusedLog        logsample.Samples
 	connectRefusedLog sampledLog
+	lapsedLog         sampledLog
 	// deep runs the streams' deep work (see Connect).
 	deep workers
 }
@@ -509,7 +510,8 @@ func (c *agentStream) report(m *agentv1.AgentMessage) error {
 		s.Metrics.ReportAccepted(time.Since(start))
 		if acc.Lapsed {
 			s.Metrics.CheckAnswerLapsed()
-			s.log().Info("live check answered after it expired; stored as a report", "device_id", dev.ID, "seq", acc.Stored.Seq)
+			// Sampled: a device may put one expired nonce on every report.
+			s.lapsedLog.logAt(s.log(), slog.LevelInfo, time.Now(), "live check answered after it expired; stored as a report", "device_id", dev.ID, "seq", acc.Stored.Seq)
 		}
 		s.Hub.Delivered(acc)
 	}

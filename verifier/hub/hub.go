@@ -684,8 +684,8 @@ func checkNow(nonce []byte, expires, now time.Time) *agentv1.VerifierMessage {
 // answer, as long as the device's stream here is still the one it was sent
 // on: an agent runs its policies once for each CheckNow, so a burst of
 // sign-ins from one Mac (a person opening several apps) would otherwise be
-// answered a run apart each, the later ones after their nonce expired, and
-// a report with an expired nonce ends the agent's stream. The shared check
+// answered a run apart each, the later ones after their nonce expired (and
+// so answering no check). The shared check
 // runs to its own end whatever becomes of the caller that started it.
 // Checks asked at other replicas, with other timeouts (an admin's
 // RequestCheck) or more than flightSlack apart are not shared.

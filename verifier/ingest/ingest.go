@@ -8,9 +8,9 @@
 //
 // The gRPC code of a refusal tells the agent what to do: PermissionDenied
 // only when the device (or the key its stream holds) may not report at
-// all; InvalidArgument, FailedPrecondition, DeadlineExceeded, AlreadyExists
-// and ResourceExhausted when this one report will never be accepted (the
-// next one may be); Unavailable when nothing is wrong with the report. A
+// all; InvalidArgument, FailedPrecondition, AlreadyExists and
+// ResourceExhausted when this one report will never be accepted (the next
+// one may be); Unavailable when nothing is wrong with the report. A
 // report answering a live check that has since expired is not refused: it is
 // stored as a report that answers no check (Accepted.Lapsed).
 package ingest

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,16 +37,26 @@ func TestLapsedAnswerKeepsTheStream(t *testing.T) {
 	if m, err := st.Exchange(protoagent.Sign(a.Key, a.Report(ps, 2, now(), nil, pass))); err != nil || m.GetAck().GetSeq() != 2 {
 		t.Fatalf("the next report on the same stream: %v %v", m, err)
 	}
-	if got := metricVector(t, h, "clearance_live_check_answers_lapsed_total", false)[""]; got != 1 {
-		t.Errorf("clearance_live_check_answers_lapsed_total = %v, want 1", got)
+	// The same expired nonce again, on every report: each is stored and
+	// counted, but the log line is sampled.
+	for seq := uint64(3); seq <= 20; seq++ {
+		if m, err := st.Exchange(protoagent.Sign(a.Key, a.Report(ps, seq, now(), []byte("lapsed-just-now"), pass))); err != nil || m.GetAck().GetSeq() != seq {
+			t.Fatalf("report %d with the same lapsed nonce: %v %v", seq, m, err)
+		}
 	}
-	h.logs.hasLine(t, "live check answered after it expired", "seq=1")
+	if got := metricVector(t, h, "clearance_live_check_answers_lapsed_total", false)[""]; got != 19 {
+		t.Errorf("clearance_live_check_answers_lapsed_total = %v, want 19", got)
+	}
+	h.logs.hasLine(t, "level=INFO", "live check answered after it expired", "seq=1")
+	if n := strings.Count(h.logs.String(), "level=INFO msg=\"live check answered after it expired"); n != 1 {
+		t.Errorf("%d info lines for 19 lapsed answers, want 1", n)
+	}
 
 	// Within twice the skew (10 minutes) the sweep keeps the nonce; after
 	// it, the nonce is gone.
 	h.clock.Add(9 * time.Minute)
 	h.srv.Sweep(ctx)
-	if m, err := st.Exchange(protoagent.Sign(a.Key, a.Report(ps, 3, now(), []byte("lapsed-long-ago"), pass))); err != nil || m.GetAck().GetSeq() != 3 {
+	if m, err := st.Exchange(protoagent.Sign(a.Key, a.Report(ps, 21, now(), []byte("lapsed-long-ago"), pass))); err != nil || m.GetAck().GetSeq() != 21 {
 		t.Fatalf("an answer 9 minutes late, after a sweep: %v %v", m, err)
 	}
 	if err := h.srv.Store.CreateNonce(ctx, a.DeviceID, []byte("swept"), now().Add(time.Second)); err != nil {
@@ -53,6 +64,6 @@ func TestLapsedAnswerKeepsTheStream(t *testing.T) {
 	}
 	h.clock.Add(11 * time.Minute)
 	h.srv.Sweep(ctx)
-	_, err = st.Exchange(protoagent.Sign(a.Key, a.Report(ps, 4, now(), []byte("swept"), pass)))
+	_, err = st.Exchange(protoagent.Sign(a.Key, a.Report(ps, 22, now(), []byte("swept"), pass)))
 	checkStatus(t, err, codes.FailedPrecondition, "never issued")
 }
