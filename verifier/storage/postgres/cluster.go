@@ -4,16 +4,17 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/clearance/clearance/pkg/logsample"
 	"github.com/clearance/clearance/verifier/cluster"
 )
 
@@ -75,6 +76,14 @@ type Relay struct {
 	// reason stores a new value (from owes), so that a resync which began
 	// before it does not clear it.
 	owed, owes atomic.Uint64
+
+	// sl seals and opens signals (seal.go), once sealing has read the key.
+	sealMu sync.Mutex
+	sl     *sealer
+	now    func() time.Time
+	// refusedLog spaces the lines of refused signals, which any role that
+	// may connect to the database can send.
+	refusedLog logsample.Sample
 }
 
 var _ cluster.Relay = (*Relay)(nil)
@@ -82,7 +91,7 @@ var _ cluster.Relay = (*Relay)(nil)
 // Relay returns the relay this replica uses to reach the others.
 func (s *Store) Relay(o RelayOptions) *Relay {
 	r := &Relay{pool: s, cc: s.pool.Config().ConnConfig, id: o.ReplicaID, heartbeat: o.Heartbeat, stale: o.StaleAfter, log: o.Logger,
-		resyncing: make(chan struct{}, 1)}
+		resyncing: make(chan struct{}, 1), now: time.Now, refusedLog: logsample.Sample{Every: refusedSignalLogEvery}}
 	// Named, so an operator can tell the listening connection in
 	// pg_stat_activity.
 	if r.cc.RuntimeParams == nil {
@@ -111,8 +120,15 @@ func (s *Store) Relay(o RelayOptions) *Relay {
 // ID implements cluster.Relay.
 func (r *Relay) ID() string { return r.id }
 
-// signal is a NOTIFY payload (well under PostgreSQL's 8000-byte limit).
+// refusedSignalLogEvery is how often a refused signal is logged at warn;
+// the others are counted in the next line.
+const refusedSignalLogEvery = 10 * time.Second
+
+// signal is a NOTIFY payload, sealed (seal.go; well under PostgreSQL's
+// 8000-byte limit).
 type signal struct {
+	ID        []byte    `json:"id"`
+	At        time.Time `json:"at"`
 	From      string    `json:"from"`
 	Kind      string    `json:"kind"` // "check", "answered" or "enrolled"
 	DeviceID  string    `json:"device_id"`
@@ -139,11 +155,15 @@ func (r *Relay) PublishEnrolled(ctx context.Context, e cluster.Enrolled) error {
 
 func (r *Relay) publish(ctx context.Context, s signal) error {
 	s.From = r.id
-	payload, err := json.Marshal(s)
+	sl, err := r.sealing(ctx)
+	if err != nil {
+		return fmt.Errorf("publishing %s signal: %w", s.Kind, err)
+	}
+	payload, err := sl.seal(s)
 	if err != nil {
 		return fmt.Errorf("encoding %s signal: %w", s.Kind, err)
 	}
-	if _, err := r.pool.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, string(payload)); err != nil {
+	if _, err := r.pool.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, payload); err != nil {
 		return fmt.Errorf("publishing %s signal: %w", s.Kind, err)
 	}
 	return nil
@@ -232,6 +252,10 @@ func (r *Relay) Run(ctx context.Context, h cluster.Handler) error {
 // listen holds one LISTEN connection until it fails or ctx ends; listened
 // says whether it got as far as listening.
 func (r *Relay) listen(ctx context.Context, h cluster.Handler, reconnect bool) (listened bool, err error) {
+	sl, err := r.sealing(ctx)
+	if err != nil {
+		return false, err
+	}
 	conn, err := pgx.ConnectConfig(ctx, r.cc.Copy())
 	if err != nil {
 		return false, fmt.Errorf("connecting: %w", err)
@@ -267,7 +291,7 @@ func (r *Relay) listen(ctx context.Context, h cluster.Handler, reconnect bool) (
 		cancel()
 		switch {
 		case err == nil:
-			r.dispatch(n.Payload, h)
+			r.dispatch(sl, n.Payload, h)
 		case ctx.Err() != nil:
 			return true, ctx.Err()
 		case errors.Is(err, context.DeadlineExceeded):
@@ -289,10 +313,15 @@ func (r *Relay) listen(ctx context.Context, h cluster.Handler, reconnect bool) (
 	}
 }
 
-func (r *Relay) dispatch(payload string, h cluster.Handler) {
-	var s signal
-	if err := json.Unmarshal([]byte(payload), &s); err != nil {
-		r.log.Warn("unreadable signal ignored", "err", err)
+// dispatch hands a signal another replica sealed to h; any other payload
+// on the channel is refused, and logged (sampled) without its contents.
+func (r *Relay) dispatch(sl *sealer, payload string, h cluster.Handler) {
+	s, err := sl.open(payload)
+	if err != nil {
+		if ok, skipped := r.refusedLog.Take(time.Now()); ok {
+			r.log.Warn("signal on the relay channel refused: not from a replica of this deployment, or sent again",
+				"err", err, "bytes", len(payload), "others_not_logged", skipped)
+		}
 		return
 	}
 	if s.From == r.id {

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -1047,5 +1049,111 @@ func TestRelayRecordsCutStreamsAsItStops(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Any role that may connect to the database may LISTEN and NOTIFY on the
+// relay's channel, with no grant on any table. Such a role hears only
+// sealed signals (no device id), and nothing it sends is taken: the old
+// plain signal, one of its own making, or a replica's genuine signal sent
+// again. The replicas' own signals still go through.
+func TestRelayRefusesForgedSignals(t *testing.T) {
+	dsn, a, b := twoRelays(t)
+	ha, hb := newHeard(), newHeard()
+	runRelay(t, a, ha.handler())
+	runRelay(t, b, hb.handler())
+	ctx := t.Context()
+	admin := connect(t, ctx, dsn)
+	defer admin.Close(context.Background())
+	eventually(t, "both replicas listening", 5*time.Second, func() bool {
+		var n int
+		if err := admin.QueryRow(ctx, `SELECT count(*) FROM cluster_replicas WHERE heartbeat_at > '-infinity'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 2
+	})
+
+	// A role with no grant at all: PUBLIC's CONNECT is all it has.
+	role := fmt.Sprintf("intruder_%d", time.Now().UnixNano())
+	if _, err := admin.Exec(ctx, `CREATE ROLE `+role+` LOGIN PASSWORD 'intruder'`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), `DROP ROLE IF EXISTS `+role) })
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(role, "intruder")
+	intruder := connect(t, ctx, u.String())
+	defer intruder.Close(context.Background())
+	if _, err := intruder.Exec(ctx, `SELECT key FROM server_keys`); err == nil {
+		t.Fatal("a role with no grant read the server keys")
+	}
+	if _, err := intruder.Exec(ctx, `LISTEN clearance_cluster`); err != nil {
+		t.Fatal(err)
+	}
+
+	// A genuine signal: b hears it; the intruder hears it sealed.
+	if err := a.PublishEnrolled(ctx, cluster.Enrolled{DeviceID: "dev-1", KeyHash: hub.KeyHash([]byte("new key"))}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-hb.enrolled:
+		if got.DeviceID != "dev-1" {
+			t.Errorf("b heard %+v", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("b did not hear a's re-enrollment")
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	n, err := intruder.WaitForNotification(wctx)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(n.Payload, "dev-1") || strings.Contains(n.Payload, "enrolled") {
+		t.Errorf("the intruder read a signal: %s", n.Payload)
+	}
+
+	// What the intruder sends: none of it reaches either replica.
+	forged := []string{
+		n.Payload, // the genuine one, again
+		`{"from":"x","kind":"enrolled","device_id":"dev-1","key_hash":"AAAA"}`,
+		`{"from":"x","kind":"check","device_id":"dev-1","nonce":"AQID","expires_at":"2099-01-01T00:00:00Z"}`,
+		`{"from":"x","kind":"answered","device_id":"dev-1","nonce":"AQID","seq":7}`,
+		"s1:" + strings.Repeat("A", 64),
+	}
+	for _, p := range forged {
+		if _, err := intruder.Exec(ctx, `SELECT pg_notify('clearance_cluster', $1)`, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Then a genuine one, which arrives after them: by then each forgery
+	// was heard and refused.
+	if err := b.PublishAnswered(ctx, cluster.Answered{DeviceID: "dev-2", Nonce: []byte{9}, Seq: 3}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-ha.answered:
+		if got.DeviceID != "dev-2" || got.Seq != 3 {
+			t.Errorf("a heard %+v, want b's genuine answer", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a did not hear b's answer")
+	}
+	select {
+	case c := <-ha.checks:
+		t.Errorf("a took a forged check %+v", c)
+	case c := <-hb.checks:
+		t.Errorf("b took a forged check %+v", c)
+	case e := <-ha.enrolled:
+		t.Errorf("a took a forged re-enrollment %+v", e)
+	case e := <-hb.enrolled:
+		t.Errorf("b took a forged or replayed re-enrollment %+v", e)
+	case x := <-ha.answered:
+		t.Errorf("a took a forged answer %+v", x)
+	case x := <-hb.answered:
+		t.Errorf("b took a forged answer %+v", x)
+	case <-time.After(300 * time.Millisecond):
 	}
 }
