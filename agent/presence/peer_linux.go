@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // BrowserCheckDefault says whether the agent checks the browser unless told
@@ -28,9 +29,10 @@ func newBrowserCheck(b Browsers) (PeerCheck, error) {
 	return &procCheck{proc: "/proc", allowed: allowed}, nil
 }
 
-// procCheck finds the peer through /proc: the client socket's inode from
-// /proc/net/tcp{,6}, the processes holding it from /proc/*/fd, and each
-// one's executable from /proc/<pid>/exe.
+// procCheck finds the peer through /proc: the client socket's inode and
+// owner from /proc/net/tcp{,6}, the processes holding it from the fds of
+// that owner's processes (/proc/*/status, /proc/*/fd), and each one's
+// executable from /proc/<pid>/exe.
 type procCheck struct {
 	proc    string
 	allowed map[string]bool
@@ -40,12 +42,12 @@ var _ PeerCheck = (*procCheck)(nil)
 
 func (c *procCheck) CheckPeer(ctx context.Context, server, client netip.AddrPort) (Peer, error) {
 	// 1. The client's socket.
-	inode, err := c.inode(client, server)
+	inode, uid, err := c.inode(client, server)
 	if err != nil {
 		return Peer{}, err
 	}
 	// 2. Who holds it.
-	pids, err := c.owners(ctx, inode)
+	pids, err := c.owners(ctx, inode, uid)
 	if err != nil {
 		return Peer{}, err
 	}
@@ -61,32 +63,60 @@ func (c *procCheck) CheckPeer(ctx context.Context, server, client netip.AddrPort
 		if !c.allowed[exe] {
 			return peer, fmt.Errorf("%w: %s", ErrNotBrowser, exe)
 		}
+		// The path is the process's view: in a mount namespace of its own
+		// (which any user may make) another file can sit at the listed
+		// path. The file it runs must be the one at that path here.
+		if err := sameExecutable(filepath.Join(c.proc, strconv.Itoa(pid), "exe"), exe); err != nil {
+			return peer, fmt.Errorf("%w: pid %d: %v", ErrNotBrowser, pid, err)
+		}
 	}
 	return peer, nil
 }
 
-func (c *procCheck) inode(client, server netip.AddrPort) (uint64, error) {
+// sameExecutable says whether the file a process runs (its /proc/<pid>/exe,
+// which names the file itself whatever the process's namespaces) is the
+// file at path.
+func sameExecutable(procExe, path string) error {
+	running, err := os.Stat(procExe)
+	if err != nil {
+		return fmt.Errorf("reading its executable: %w", err)
+	}
+	listed, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	if !os.SameFile(running, listed) {
+		return fmt.Errorf("it runs another file than %s", path)
+	}
+	return nil
+}
+
+func (c *procCheck) inode(client, server netip.AddrPort) (inode uint64, uid uint32, err error) {
 	for _, table := range []string{"net/tcp", "net/tcp6"} {
 		f, err := os.Open(filepath.Join(c.proc, table))
 		if errors.Is(err, os.ErrNotExist) {
 			continue // no IPv6
 		}
 		if err != nil {
-			return 0, fmt.Errorf("reading /proc/%s: %w", table, err)
+			return 0, 0, fmt.Errorf("reading /proc/%s: %w", table, err)
 		}
-		inode, ok, err := findSocketInode(f, binary.NativeEndian, client, server)
+		inode, uid, ok, err := findSocketInode(f, binary.NativeEndian, client, server)
 		f.Close()
 		if err != nil {
-			return 0, fmt.Errorf("reading /proc/%s: %w", table, err)
+			return 0, 0, fmt.Errorf("reading /proc/%s: %w", table, err)
 		}
 		if ok {
-			return inode, nil
+			return inode, uid, nil
 		}
 	}
-	return 0, fmt.Errorf("no established socket from %s to %s", client, server)
+	return 0, 0, fmt.Errorf("no established socket from %s to %s", client, server)
 }
 
-func (c *procCheck) owners(ctx context.Context, inode uint64) ([]int, error) {
+// owners lists the processes holding the socket inode. Only processes with
+// uid among their ids (real, effective, saved or file system) are read: a
+// socket is owned by the user that made it, and another user's processes,
+// however many descriptors they hold, do not slow the check.
+func (c *procCheck) owners(ctx context.Context, inode uint64, uid uint32) ([]int, error) {
 	entries, err := os.ReadDir(c.proc)
 	if err != nil {
 		return nil, fmt.Errorf("listing processes: %w", err)
@@ -100,6 +130,9 @@ func (c *procCheck) owners(ctx context.Context, inode uint64) ([]int, error) {
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		if !hasUID(filepath.Join(c.proc, e.Name(), "status"), uid) {
+			continue
 		}
 		dir := filepath.Join(c.proc, e.Name(), "fd")
 		fds, err := os.ReadDir(dir)
@@ -120,4 +153,26 @@ func (c *procCheck) owners(ctx context.Context, inode uint64) ([]int, error) {
 	}
 	slices.Sort(pids)
 	return pids, nil
+}
+
+// hasUID says whether the process whose /proc/<pid>/status is at path has
+// uid among its user ids; false if it cannot be read (it is gone).
+func hasUID(path string, uid uint32) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(b)) {
+		rest, ok := strings.CutPrefix(line, "Uid:")
+		if !ok {
+			continue
+		}
+		for _, f := range strings.Fields(rest) {
+			if n, err := strconv.ParseUint(f, 10, 32); err == nil && uint32(n) == uid {
+				return true
+			}
+		}
+		return false
+	}
+	return false
 }

@@ -141,3 +141,60 @@ func TestLinuxBrowserCheckRefusesMacSettings(t *testing.T) {
 		t.Error("the check is on by default on Linux, where it needs a list")
 	}
 }
+
+// A program in a mount namespace of its own (which any user may make, with
+// a user namespace) can sit at a listed browser's path there, and its
+// /proc/<pid>/exe then names that path: the check compares the files
+// themselves, and refuses it.
+func TestLinuxBrowserCheckAnotherFileAtTheListedPath(t *testing.T) {
+	t.Parallel()
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	bashExe, err := filepath.EvalSymlinks(bash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("no unshare")
+	}
+	if out, err := exec.Command(unshare, "-Urm", "true").CombinedOutput(); err != nil {
+		t.Skipf("no user and mount namespaces here: %v %s", err, out)
+	}
+	// The listed "browser": a copy of sleep, which never connects.
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep")
+	}
+	listed := filepath.Join(t.TempDir(), "browser")
+	b, err := os.ReadFile(sleep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(listed, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a := start(t, func(o *presence.Options) { o.Peer = browserCheck(t, listed) })
+	c := pp.NewChallenge()
+	u, _ := url.Parse(a.url(c))
+	fetch := fmt.Sprintf(`exec 3<>/dev/tcp/127.0.0.1/%d
+printf '%%s' "$REQUEST" >&3
+while IFS= read -r line <&3; do printf '%%s\n' "$line"; done`, a.srv.Addr().Port())
+	// In its own namespaces, bash is mounted over the listed path and run
+	// from there.
+	cmd := exec.Command(unshare, "-Urm", bashExe, "-c", `mount --bind "$1" "$2" && exec "$2" -c "$3"`, "bash", bashExe, listed, fetch)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("REQUEST=GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", u.RequestURI(), u.Host))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if !strings.HasPrefix(out.String(), "HTTP/1.1 403 ") || strings.Contains(out.String(), "Location:") {
+		t.Fatalf("another program at the listed path got:\n%s\n%s", out.String(), a.logs.String())
+	}
+	if logs := a.logs.String(); !strings.Contains(logs, "reason=peer_not_browser") || !strings.Contains(logs, "runs another file than "+listed) {
+		t.Fatalf("log does not say the file differs:\n%s", logs)
+	}
+}
