@@ -37,7 +37,8 @@ const (
 
 // KeychainCertificates returns the certificates in users' keychains whose
 // authority key id is issuerKeyID (the subject key id of the CA that issued
-// them), newest expiry first, at most MaxKeychainCertificates. Serials
+// them), newest expiry first within each user's keychains, the users taking
+// turns, at most MaxKeychainCertificates. Serials
 // become lowercase hex without leading zeros, as the verifier writes them;
 // osquery gives OpenSSL's BN_bn2hex (upper case, whole bytes). A row that
 // cannot be named within the report's bounds is left out. The error is
@@ -75,11 +76,43 @@ func KeychainCertificates(ctx context.Context, q Querier, issuerKeyID []byte) ([
 			cmp.Compare(a.cert.Sha1, b.cert.Sha1),
 		)
 	})
+	// Each user's keychains get their turn: the first of every user's,
+	// then the second, and so on, so that one user who imports many
+	// certificates naming the device CA (anyone can make one; nothing here
+	// checks its signature) cannot push another user's out of the report.
+	byUser := map[string][]*agentv1.KeychainCertificate{}
+	var users []string // in the order of each user's first certificate
+	for _, e := range found {
+		u := keychainUser(e.cert.Path)
+		if _, ok := byUser[u]; !ok {
+			users = append(users, u)
+		}
+		byUser[u] = append(byUser[u], e.cert)
+	}
 	out := make([]*agentv1.KeychainCertificate, 0, min(len(found), MaxKeychainCertificates))
-	for _, e := range found[:min(len(found), MaxKeychainCertificates)] {
-		out = append(out, e.cert)
+	for round := 0; len(out) < min(len(found), MaxKeychainCertificates); round++ {
+		for _, u := range users {
+			if round < len(byUser[u]) && len(out) < MaxKeychainCertificates {
+				out = append(out, byUser[u][round])
+			}
+		}
 	}
 	return out, nil
+}
+
+// keychainUser is the home directory a keychain path is in (the query
+// lists /Users/<name>/Library/Keychains/…), or the whole path if it is not
+// in one.
+func keychainUser(path string) string {
+	rest, ok := strings.CutPrefix(path, "/Users/")
+	if !ok {
+		return path
+	}
+	name, _, ok := strings.Cut(rest, "/")
+	if !ok {
+		return path
+	}
+	return name
 }
 
 // keychainCertificate maps one row; ok is false when the row cannot be

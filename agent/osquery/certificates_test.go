@@ -146,6 +146,50 @@ func TestKeychainCertificatesBounded(t *testing.T) {
 	}
 }
 
+// One user's keychain full of certificates naming the device CA (anyone can
+// make one: the table's authority key id is whatever the certificate says)
+// does not push another user's out: the users take turns, each newest
+// first.
+func TestKeychainCertificatesUsersTakeTurns(t *testing.T) {
+	device := newCA(t, "Clearance Device CA")
+	base := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	// Mallory's 40, expiring long after Alice's and Bob's.
+	rows := []osquerysim.Row{
+		osquerysim.CertificateRow(device.leaf(t, 1, base), aliceLogin),
+		osquerysim.CertificateRow(device.leaf(t, 2, base.Add(time.Hour)), bobLogin),
+		osquerysim.CertificateRow(device.leaf(t, 3, base.Add(-time.Hour)), bobLogin),
+	}
+	for i := range 40 {
+		rows = append(rows, osquerysim.CertificateRow(device.leaf(t, int64(100+i), base.AddDate(70, 0, i)), "/Users/mallory/Library/Keychains/login.keychain-db"))
+	}
+	q := &rowsQuerier{rows: simRows(t, rows)}
+	got, err := osquery.KeychainCertificates(context.Background(), q, device.Cert.SubjectKeyId)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != osquery.MaxKeychainCertificates {
+		t.Fatalf("%d certificates, want %d", len(got), osquery.MaxKeychainCertificates)
+	}
+	// Round one: each user's newest, the users in the order of those.
+	for i, want := range []string{"/Users/mallory/", bobLogin, aliceLogin} {
+		if p := got[i].GetPath(); p[:len(want)] != want {
+			t.Errorf("certificates[%d] in %s, want %s", i, p, want)
+		}
+	}
+	if got[1].GetSerial() != "2" || got[2].GetSerial() != "1" || got[4].GetSerial() != "3" {
+		t.Errorf("Bob's and Alice's certificates: %s, %s, %s; want serials 2, 1 and then Bob's 3 in round two", got[1].GetSerial(), got[2].GetSerial(), got[4].GetSerial())
+	}
+	mallory := 0
+	for _, c := range got {
+		if c.GetPath()[:len("/Users/mallory/")] == "/Users/mallory/" {
+			mallory++
+		}
+	}
+	if mallory != osquery.MaxKeychainCertificates-3 {
+		t.Errorf("%d of Mallory's, want the %d places left", mallory, osquery.MaxKeychainCertificates-3)
+	}
+}
+
 // Rows osquery could produce but a report cannot carry are left out, so
 // the verifier never refuses the whole report over one of them.
 func TestKeychainCertificatesSkipsUnreportable(t *testing.T) {
