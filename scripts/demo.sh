@@ -125,8 +125,11 @@ start osquery-sim "$DATA/osquery.log" osquery-sim --socket "$DATA/osquery.sock" 
 wait_for 10 "the osquery socket" test -S "$DATA/osquery.sock"
 
 bold "Starting clearance-agent (enrolls, connects, reports)"
-start clearance-agent "$DATA/agent.log" clearance-agent run --verifier "$VERIFIER" --ca-file "$DATA/ca.pem" \
-  --enroll-secret "$SECRET" --osquery-socket "$DATA/osquery.sock" --state-dir "$DATA/agent" \
+# The secret in the environment, not on the command line, where any local
+# user can read it with ps.
+start clearance-agent "$DATA/agent.log" env CLEARANCE_ENROLL_SECRET="$SECRET" \
+  clearance-agent run --verifier "$VERIFIER" --ca-file "$DATA/ca.pem" \
+  --osquery-socket "$DATA/osquery.sock" --state-dir "$DATA/agent" \
   --presence-listen "$PRESENCE"
 compliant() { admin ListDevices | grep -q '"compliant": true'; }
 wait_for 30 "a passing report" compliant
