@@ -130,20 +130,27 @@ func TestKeychainCertificatesBounded(t *testing.T) {
 		path := fmt.Sprintf("/Users/u%02d/Library/Keychains/login.keychain-db", i)
 		rows = append(rows, osquerysim.CertificateRow(device.leaf(t, int64(100+i), base.Add(time.Duration(i)*time.Hour)), path))
 	}
-	q := &rowsQuerier{rows: simRows(t, rows)}
-	got, err := osquery.KeychainCertificates(context.Background(), q, device.Cert.SubjectKeyId)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != osquery.MaxKeychainCertificates {
-		t.Fatalf("%d certificates, want %d", len(got), osquery.MaxKeychainCertificates)
-	}
+	got := listedFull(t, device, rows)
 	// Newest expiry first: the 32 latest of the 40.
 	for i, c := range got {
 		if want := base.Add(time.Duration(39-i) * time.Hour); !c.GetNotValidAfter().AsTime().Equal(want) {
 			t.Fatalf("certificates[%d] expires %s, want %s", i, c.GetNotValidAfter().AsTime(), want)
 		}
 	}
+}
+
+// listedFull lists rows' certificates of device's issuing, which must fill
+// the report's bound.
+func listedFull(t *testing.T, device ca, rows []osquerysim.Row) []*agentv1.KeychainCertificate {
+	t.Helper()
+	got, err := osquery.KeychainCertificates(context.Background(), &rowsQuerier{rows: simRows(t, rows)}, device.Cert.SubjectKeyId)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != osquery.MaxKeychainCertificates {
+		t.Fatalf("%d certificates, want %d", len(got), osquery.MaxKeychainCertificates)
+	}
+	return got
 }
 
 // One user's keychain full of certificates naming the device CA (anyone can
@@ -162,14 +169,7 @@ func TestKeychainCertificatesUsersTakeTurns(t *testing.T) {
 	for i := range 40 {
 		rows = append(rows, osquerysim.CertificateRow(device.leaf(t, int64(100+i), base.AddDate(70, 0, i)), "/Users/mallory/Library/Keychains/login.keychain-db"))
 	}
-	q := &rowsQuerier{rows: simRows(t, rows)}
-	got, err := osquery.KeychainCertificates(context.Background(), q, device.Cert.SubjectKeyId)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != osquery.MaxKeychainCertificates {
-		t.Fatalf("%d certificates, want %d", len(got), osquery.MaxKeychainCertificates)
-	}
+	got := listedFull(t, device, rows)
 	// Round one: each user's newest, the users in the order of those.
 	for i, want := range []string{"/Users/mallory/", bobLogin, aliceLogin} {
 		if p := got[i].GetPath(); p[:len(want)] != want {

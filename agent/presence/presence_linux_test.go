@@ -57,18 +57,25 @@ func TestLinuxBrowserCheckAllowsListed(t *testing.T) {
 	}
 }
 
+// lookBash returns bash's path and the file it names, or skips the test.
+func lookBash(t *testing.T) (path, file string) {
+	t.Helper()
+	path, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	file, err = filepath.EvalSymlinks(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, file
+}
+
 // A script in another process, here bash with its /dev/tcp, is refused
 // unless its interpreter is listed.
 func TestLinuxBrowserCheckScriptInAnotherProcess(t *testing.T) {
 	t.Parallel()
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		t.Skip("no bash")
-	}
-	bashExe, err := filepath.EvalSymlinks(bash)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bash, bashExe := lookBash(t)
 	// Only bash's builtins touch the socket, unless share is set: then a
 	// sleep started before the request inherits it. The request waits
 	// until the child runs sleep: until its exec, the child is bash, a
@@ -148,14 +155,7 @@ func TestLinuxBrowserCheckRefusesMacSettings(t *testing.T) {
 // themselves, and refuses it.
 func TestLinuxBrowserCheckAnotherFileAtTheListedPath(t *testing.T) {
 	t.Parallel()
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		t.Skip("no bash")
-	}
-	bashExe, err := filepath.EvalSymlinks(bash)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, bashExe := lookBash(t)
 	unshare, err := exec.LookPath("unshare")
 	if err != nil {
 		t.Skip("no unshare")

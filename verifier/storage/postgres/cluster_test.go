@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/clearance/clearance/internal/testkit"
@@ -76,6 +77,31 @@ func runRelay(t *testing.T, r *postgres.Relay, h cluster.Handler) (stop func()) 
 	return stop
 }
 
+// bothListening waits until two replicas have a heartbeat: each writes one
+// only once it LISTENs.
+func bothListening(t *testing.T, admin *pgx.Conn) {
+	t.Helper()
+	eventually(t, "both replicas listening", 5*time.Second, func() bool {
+		var n int
+		if err := admin.QueryRow(t.Context(), `SELECT count(*) FROM cluster_replicas WHERE heartbeat_at > '-infinity'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 2
+	})
+}
+
+// heardWithin returns what ch delivers within 5 s, or fails the test.
+func heardWithin[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case got := <-ch:
+		return got
+	case <-time.After(5 * time.Second):
+		t.Fatalf("timed out: %s", what)
+		panic("unreachable")
+	}
+}
+
 func eventually(t *testing.T, what string, within time.Duration, cond func() bool) {
 	t.Helper()
 	testkit.Eventually(t, within, what, cond)
@@ -116,13 +142,7 @@ func TestRelaySignalsAndPresence(t *testing.T) {
 	ctx := t.Context()
 	admin := connect(t, ctx, dsn)
 	defer admin.Close(context.Background())
-	eventually(t, "both replicas listening", 5*time.Second, func() bool {
-		var n int
-		if err := admin.QueryRow(ctx, `SELECT count(*) FROM cluster_replicas WHERE heartbeat_at > '-infinity'`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n == 2
-	})
+	bothListening(t, admin)
 	want := cluster.Check{DeviceID: "dev-1", Nonce: []byte{1, 2, 3}, ExpiresAt: time.Now().Add(time.Minute).Truncate(time.Millisecond)}
 	if err := b.PublishCheck(ctx, want); err != nil {
 		t.Fatal(err)
@@ -1065,13 +1085,7 @@ func TestRelayRefusesForgedSignals(t *testing.T) {
 	ctx := t.Context()
 	admin := connect(t, ctx, dsn)
 	defer admin.Close(context.Background())
-	eventually(t, "both replicas listening", 5*time.Second, func() bool {
-		var n int
-		if err := admin.QueryRow(ctx, `SELECT count(*) FROM cluster_replicas WHERE heartbeat_at > '-infinity'`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n == 2
-	})
+	bothListening(t, admin)
 
 	// A role with no grant at all: PUBLIC's CONNECT is all it has.
 	role := fmt.Sprintf("intruder_%d", time.Now().UnixNano())
@@ -1097,13 +1111,8 @@ func TestRelayRefusesForgedSignals(t *testing.T) {
 	if err := a.PublishEnrolled(ctx, cluster.Enrolled{DeviceID: "dev-1", KeyHash: hub.KeyHash([]byte("new key"))}); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case got := <-hb.enrolled:
-		if got.DeviceID != "dev-1" {
-			t.Errorf("b heard %+v", got)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("b did not hear a's re-enrollment")
+	if got := heardWithin(t, hb.enrolled, "b hears a's re-enrollment"); got.DeviceID != "dev-1" {
+		t.Errorf("b heard %+v", got)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	n, err := intruder.WaitForNotification(wctx)
@@ -1133,13 +1142,8 @@ func TestRelayRefusesForgedSignals(t *testing.T) {
 	if err := b.PublishAnswered(ctx, cluster.Answered{DeviceID: "dev-2", Nonce: []byte{9}, Seq: 3}); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case got := <-ha.answered:
-		if got.DeviceID != "dev-2" || got.Seq != 3 {
-			t.Errorf("a heard %+v, want b's genuine answer", got)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a did not hear b's answer")
+	if got := heardWithin(t, ha.answered, "a hears b's answer"); got.DeviceID != "dev-2" || got.Seq != 3 {
+		t.Errorf("a heard %+v, want b's genuine answer", got)
 	}
 	select {
 	case c := <-ha.checks:
