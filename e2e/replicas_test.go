@@ -222,6 +222,9 @@ func TestReplicasShareSignIns(t *testing.T) {
 
 	// 1. Two replicas: B starts from A's CA, IdP identity and admin token.
 	vA, vB, ssoA, ssoB := startReplicas(t, t.TempDir(), flags...)
+	// A test database lets every role connect, as a new one does: each
+	// replica says so.
+	replicaLog(t, vA.logs, "A's warning", "level=WARN", "any role on the database server may connect to this database")
 
 	// 2. An enroll secret made with the CLI against the shared database (no
 	// data dir needed); the agent enrolls at B and streams to A.

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 )
 
 // BrowserCheckDefault says whether the agent checks the browser unless told
@@ -29,10 +28,9 @@ func newBrowserCheck(b Browsers) (PeerCheck, error) {
 	return &procCheck{proc: "/proc", allowed: allowed}, nil
 }
 
-// procCheck finds the peer through /proc: the client socket's inode and
-// owner from /proc/net/tcp{,6}, the processes holding it from the fds of
-// that owner's processes (/proc/*/status, /proc/*/fd), and each one's
-// executable from /proc/<pid>/exe.
+// procCheck finds the peer through /proc: the client socket's inode from
+// /proc/net/tcp{,6}, the processes holding it from /proc/*/fd, and each
+// one's executable from /proc/<pid>/exe.
 type procCheck struct {
 	proc    string
 	allowed map[string]bool
@@ -42,12 +40,14 @@ var _ PeerCheck = (*procCheck)(nil)
 
 func (c *procCheck) CheckPeer(ctx context.Context, server, client netip.AddrPort) (Peer, error) {
 	// 1. The client's socket.
-	inode, uid, err := c.inode(client, server)
+	inode, err := c.inode(client, server)
 	if err != nil {
 		return Peer{}, err
 	}
-	// 2. Who holds it.
-	pids, err := c.owners(ctx, inode, uid)
+	// 2. Who holds it: every process, whoever runs it. (Only the socket
+	// owner's would be faster, but a user with subordinate uids makes
+	// the socket under one and uses it from a program under another.)
+	pids, err := c.owners(ctx, inode)
 	if err != nil {
 		return Peer{}, err
 	}
@@ -91,32 +91,28 @@ func sameExecutable(procExe, path string) error {
 	return nil
 }
 
-func (c *procCheck) inode(client, server netip.AddrPort) (inode uint64, uid uint32, err error) {
+func (c *procCheck) inode(client, server netip.AddrPort) (uint64, error) {
 	for _, table := range []string{"net/tcp", "net/tcp6"} {
 		f, err := os.Open(filepath.Join(c.proc, table))
 		if errors.Is(err, os.ErrNotExist) {
 			continue // no IPv6
 		}
 		if err != nil {
-			return 0, 0, fmt.Errorf("reading /proc/%s: %w", table, err)
+			return 0, fmt.Errorf("reading /proc/%s: %w", table, err)
 		}
-		inode, uid, ok, err := findSocketInode(f, binary.NativeEndian, client, server)
+		inode, ok, err := findSocketInode(f, binary.NativeEndian, client, server)
 		f.Close()
 		if err != nil {
-			return 0, 0, fmt.Errorf("reading /proc/%s: %w", table, err)
+			return 0, fmt.Errorf("reading /proc/%s: %w", table, err)
 		}
 		if ok {
-			return inode, uid, nil
+			return inode, nil
 		}
 	}
-	return 0, 0, fmt.Errorf("no established socket from %s to %s", client, server)
+	return 0, fmt.Errorf("no established socket from %s to %s", client, server)
 }
 
-// owners lists the processes holding the socket inode. Only processes with
-// uid among their ids (real, effective, saved or file system) are read: a
-// socket is owned by the user that made it, and another user's processes,
-// however many descriptors they hold, do not slow the check.
-func (c *procCheck) owners(ctx context.Context, inode uint64, uid uint32) ([]int, error) {
+func (c *procCheck) owners(ctx context.Context, inode uint64) ([]int, error) {
 	entries, err := os.ReadDir(c.proc)
 	if err != nil {
 		return nil, fmt.Errorf("listing processes: %w", err)
@@ -130,9 +126,6 @@ func (c *procCheck) owners(ctx context.Context, inode uint64, uid uint32) ([]int
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
-		}
-		if !hasUID(filepath.Join(c.proc, e.Name(), "status"), uid) {
-			continue
 		}
 		dir := filepath.Join(c.proc, e.Name(), "fd")
 		fds, err := os.ReadDir(dir)
@@ -153,26 +146,4 @@ func (c *procCheck) owners(ctx context.Context, inode uint64, uid uint32) ([]int
 	}
 	slices.Sort(pids)
 	return pids, nil
-}
-
-// hasUID says whether the process whose /proc/<pid>/status is at path has
-// uid among its user ids; false if it cannot be read (it is gone).
-func hasUID(path string, uid uint32) bool {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return false
-	}
-	for line := range strings.Lines(string(b)) {
-		rest, ok := strings.CutPrefix(line, "Uid:")
-		if !ok {
-			continue
-		}
-		for _, f := range strings.Fields(rest) {
-			if n, err := strconv.ParseUint(f, 10, 32); err == nil && uint32(n) == uid {
-				return true
-			}
-		}
-		return false
-	}
-	return false
 }

@@ -49,7 +49,7 @@ func TestFindSocketInode(t *testing.T) {
 		{"IPv6 loopback", tcp6, "[::1]:53301", "[::1]:47470", 6000, true},
 	}
 	for _, tc := range tests {
-		inode, _, found, err := findSocketInode(bytes.NewReader(tc.table), binary.LittleEndian,
+		inode, found, err := findSocketInode(bytes.NewReader(tc.table), binary.LittleEndian,
 			netip.MustParseAddrPort(tc.client), netip.MustParseAddrPort(tc.server))
 		if err != nil || inode != tc.inode || found != tc.found {
 			t.Errorf("%s: = %d, %v, %v; want %d, %v", tc.name, inode, found, err, tc.inode, tc.found)
@@ -62,7 +62,7 @@ func TestFindSocketInode(t *testing.T) {
 		"bad port":   "header\n 0: 0100007F:CFDBX 0100007F:B96E 01 0:0 0:0 0 1000 0 3000\n",
 		"bad inode":  "header\n 0: 0100007F:CFDB 0100007F:B96E 01 0:0 0:0 0 1000 0 -1\n",
 	} {
-		if _, _, _, err := findSocketInode(strings.NewReader(table), binary.LittleEndian, clientAddr, agentAddr); err == nil {
+		if _, _, err := findSocketInode(strings.NewReader(table), binary.LittleEndian, clientAddr, agentAddr); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}
@@ -302,7 +302,7 @@ func FuzzPeerOutputs(f *testing.F) {
 		f.Add(fixture(f, name))
 	}
 	f.Fuzz(func(t *testing.T, out []byte) {
-		if inode, _, found, err := findSocketInode(bytes.NewReader(out), binary.LittleEndian, clientAddr, agentAddr); err == nil && found && inode == 0 {
+		if inode, found, err := findSocketInode(bytes.NewReader(out), binary.LittleEndian, clientAddr, agentAddr); err == nil && found && inode == 0 {
 			t.Fatal("found inode 0")
 		}
 		if pids, err := parseLsof(out, clientAddr, agentAddr); err == nil {

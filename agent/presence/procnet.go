@@ -16,12 +16,11 @@ import (
 const tcpEstablished = "01"
 
 // findSocketInode reads a /proc/net/tcp or /proc/net/tcp6 table and returns
-// the inode and owner uid of the established socket whose local end is
-// client and remote end is server: the client's side of a connection the
-// agent accepted.
+// the inode of the established socket whose local end is client and remote
+// end is server: the client's side of a connection the agent accepted.
 // Addresses are printed as 32-bit words in the kernel's byte order, which
 // order gives.
-func findSocketInode(r io.Reader, order binary.ByteOrder, client, server netip.AddrPort) (inode uint64, uid uint32, found bool, err error) {
+func findSocketInode(r io.Reader, order binary.ByteOrder, client, server netip.AddrPort) (uint64, bool, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 1<<16)
 	first := true
@@ -33,40 +32,36 @@ func findSocketInode(r io.Reader, order binary.ByteOrder, client, server netip.A
 		f := strings.Fields(sc.Text())
 		// sl local rem st tx:rx tr:when retrnsmt uid timeout inode …
 		if len(f) < 10 {
-			return 0, 0, false, fmt.Errorf("unexpected line with %d fields", len(f))
+			return 0, false, fmt.Errorf("unexpected line with %d fields", len(f))
 		}
 		if f[3] != tcpEstablished {
 			continue
 		}
 		local, err := parseProcAddr(f[1], order)
 		if err != nil {
-			return 0, 0, false, err
+			return 0, false, err
 		}
 		remote, err := parseProcAddr(f[2], order)
 		if err != nil {
-			return 0, 0, false, err
+			return 0, false, err
 		}
 		if !sameConn(local, remote, client, server) {
 			continue
 		}
 		inode, err := strconv.ParseUint(f[9], 10, 64)
 		if err != nil {
-			return 0, 0, false, fmt.Errorf("bad inode %q", f[9])
+			return 0, false, fmt.Errorf("bad inode %q", f[9])
 		}
 		if inode == 0 {
 			// An orphaned socket no process holds.
-			return 0, 0, false, nil
+			return 0, false, nil
 		}
-		owner, err := strconv.ParseUint(f[7], 10, 32)
-		if err != nil {
-			return 0, 0, false, fmt.Errorf("bad uid %q", f[7])
-		}
-		return inode, uint32(owner), true, nil
+		return inode, true, nil
 	}
 	if err := sc.Err(); err != nil {
-		return 0, 0, false, err
+		return 0, false, err
 	}
-	return 0, 0, false, nil
+	return 0, false, nil
 }
 
 // parseProcAddr reads "0100007F:B8AE" (IPv4) or 32 hex digits and a port

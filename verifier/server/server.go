@@ -221,6 +221,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		// streaming to them go through the relay.
 		s.Relay = pg.Relay(postgres.RelayOptions{Logger: log})
 		s.Hub.Relay = s.Relay
+		switch may, err := pg.PublicMayConnect(ctx); {
+		case err != nil:
+			log.Warn("could not read who may connect to the database", "component", "server", "err", err)
+		case may:
+			log.Warn("any role on the database server may connect to this database, and flood the replicas' signals: REVOKE CONNECT ON DATABASE ... FROM PUBLIC (see docs/deploy-verifier.md)", "component", "server")
+		}
 	}
 	if s.hubRelay != nil {
 		s.Hub.Relay = s.hubRelay

@@ -1161,3 +1161,22 @@ func TestRelayRefusesForgedSignals(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 }
+
+// PublicMayConnect reads PUBLIC's CONNECT on the database: granted on a new
+// one, gone once revoked.
+func TestPublicMayConnect(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	s := open(t, dsn)
+	ctx := t.Context()
+	if may, err := s.PublicMayConnect(ctx); err != nil || !may {
+		t.Fatalf("a new database: PublicMayConnect = %v, %v; want true", may, err)
+	}
+	admin := connect(t, ctx, dsn)
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, `REVOKE CONNECT ON DATABASE `+pgx.Identifier{admin.Config().Database}.Sanitize()+` FROM PUBLIC`); err != nil {
+		t.Fatal(err)
+	}
+	if may, err := s.PublicMayConnect(ctx); err != nil || may {
+		t.Fatalf("after REVOKE: PublicMayConnect = %v, %v; want false", may, err)
+	}
+}

@@ -177,3 +177,14 @@ func (r *Relay) sealing(ctx context.Context) (*sealer, error) {
 	r.sl = sl
 	return sl, nil
 }
+
+// PublicMayConnect says whether every role on the database server may
+// connect to this database (PUBLIC's CONNECT, which a new database grants):
+// each such role may then LISTEN and NOTIFY on the relay's channel.
+func (s *Store) PublicMayConnect(ctx context.Context) (bool, error) {
+	var may bool
+	if err := s.pool.QueryRow(ctx, `SELECT has_database_privilege('public', current_database(), 'CONNECT')`).Scan(&may); err != nil {
+		return false, fmt.Errorf("reading who may connect: %w", err)
+	}
+	return may, nil
+}
