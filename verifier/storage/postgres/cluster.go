@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/clearance/clearance/pkg/logsample"
 	"github.com/clearance/clearance/verifier/cluster"
@@ -256,7 +257,13 @@ func (r *Relay) listen(ctx context.Context, h cluster.Handler, reconnect bool) (
 	if err != nil {
 		return false, err
 	}
-	conn, err := pgx.ConnectConfig(ctx, r.cc.Copy())
+	cc := r.cc.Copy()
+	// Each signal is handled as it is read, including those that arrive
+	// while the heartbeat waits for its answer: the driver would otherwise
+	// hold those in a list without bound (a flood of 720 MB took a replica
+	// to 2.7 GB).
+	cc.OnNotification = func(_ *pgconn.PgConn, n *pgconn.Notification) { r.dispatch(sl, n.Payload, h) }
+	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return false, fmt.Errorf("connecting: %w", err)
 	}
@@ -287,11 +294,11 @@ func (r *Relay) listen(ctx context.Context, h cluster.Handler, reconnect bool) (
 	next := time.Now().Add(r.heartbeat)
 	for {
 		wctx, cancel := context.WithDeadline(ctx, next)
-		n, err := conn.WaitForNotification(wctx)
+		_, err := conn.WaitForNotification(wctx)
 		cancel()
 		switch {
 		case err == nil:
-			r.dispatch(sl, n.Payload, h)
+			// Handled as it was read (OnNotification).
 		case ctx.Err() != nil:
 			return true, ctx.Err()
 		case errors.Is(err, context.DeadlineExceeded):
