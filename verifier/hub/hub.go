@@ -123,7 +123,12 @@ type Hub struct {
 	// only its own streams.
 	Relay   cluster.Relay
 	Reports ReportLister
-	Log     *slog.Logger
+	// CurrentKey, when set, reads a device's current key: a re-enrollment
+	// another replica signals ends the stream here whose key is not that
+	// one, whatever key the signal names (a signal sent again after a
+	// later re-enrollment names a key replaced since).
+	CurrentKey func(ctx context.Context, deviceID string) ([]byte, error)
+	Log        *slog.Logger
 
 	mu       sync.Mutex
 	sessions map[string]*Session
@@ -420,6 +425,24 @@ func (h *Hub) Reenrolled(deviceID string, key []byte) {
 	}
 }
 
+// relayedEnrollment ends e.DeviceID's stream here unless it holds the
+// device's current key, as the database has it (CurrentKey), or, if that
+// cannot be read, the key the signal names.
+func (h *Hub) relayedEnrollment(e cluster.Enrolled) {
+	hash := e.KeyHash
+	if h.CurrentKey != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), relayTimeout)
+		defer cancel()
+		key, err := h.CurrentKey(ctx, e.DeviceID)
+		if err != nil {
+			h.log().Warn("the device's current key could not be read; judging its stream by the re-enrollment signal", "device_id", e.DeviceID, "err", err)
+		} else {
+			hash = KeyHash(key)
+		}
+	}
+	h.endOtherKeys(e.DeviceID, hash)
+}
+
 // endOtherKeys ends deviceID's session here unless it holds the key hash.
 func (h *Hub) endOtherKeys(deviceID string, hash []byte) {
 	h.mu.Lock()
@@ -618,7 +641,9 @@ func (h *Hub) Run(ctx context.Context) error {
 	return h.Relay.Run(ctx, cluster.Handler{
 		// Another replica asks for a check of a device streaming here.
 		Check: func(c cluster.Check) {
-			if !h.Local(c.DeviceID) {
+			// One already expired (sent again, or late) is not asked: the
+			// caller has given up on it.
+			if !h.Local(c.DeviceID) || !c.ExpiresAt.After(h.now()) {
 				return
 			}
 			err := h.Send(c.DeviceID, checkNow(c.Nonce, c.ExpiresAt, h.now()))
@@ -629,7 +654,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		// Another replica stored the report a check here asked for.
 		Answered: func(a cluster.Answered) { h.wake(a.Nonce, answer{seq: a.Seq}) },
 		// A device enrolled again at another replica.
-		Enrolled: func(e cluster.Enrolled) { h.endOtherKeys(e.DeviceID, e.KeyHash) },
+		Enrolled: h.relayedEnrollment,
 		Devices:  h.devices,
 		Lost:     func() bool { return h.lost.Swap(false) },
 		Streams:  h.kept,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -370,6 +371,74 @@ func TestReenrolledEndsOldKeyStream(t *testing.T) {
 	select {
 	case <-other.Done():
 		t.Fatal("another device's session was ended")
+	default:
+	}
+}
+
+// With the database to read, a relayed re-enrollment ends a stream only if
+// its key is not the device's current one, whatever key the signal names:
+// a signal sent again after a later re-enrollment names a key replaced
+// since. If the database cannot be read, the signal decides.
+func TestRelayedReenrollmentReadsTheCurrentKey(t *testing.T) {
+	t.Parallel()
+	current := []byte("current key")
+	var failRead atomic.Bool
+	relay := &relayLog{handler: make(chan cluster.Handler, 1)}
+	h := &Hub{Relay: relay, CurrentKey: func(_ context.Context, id string) ([]byte, error) {
+		if failRead.Load() {
+			return nil, errors.New("database unavailable")
+		}
+		return current, nil
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go h.Run(ctx)
+	handler := <-relay.handler
+
+	s, done := h.Register("d1", current)
+	defer done()
+	handler.Enrolled(cluster.Enrolled{DeviceID: "d1", KeyHash: KeyHash([]byte("a key replaced since"))})
+	select {
+	case <-s.Done():
+		t.Fatalf("a signal naming an older key ended the current key's stream: %v", s.Err())
+	default:
+	}
+	failRead.Store(true)
+	handler.Enrolled(cluster.Enrolled{DeviceID: "d1", KeyHash: KeyHash([]byte("a key replaced since"))})
+	if !errors.Is(s.Err(), ErrKeyReplaced) {
+		t.Fatalf("with the database unreadable, err = %v, want the signal to decide (ErrKeyReplaced)", s.Err())
+	}
+	old, doneOld := h.Register("d2", []byte("old key"))
+	defer doneOld()
+	failRead.Store(false)
+	handler.Enrolled(cluster.Enrolled{DeviceID: "d2", KeyHash: KeyHash([]byte("whatever"))})
+	if !errors.Is(old.Err(), ErrKeyReplaced) {
+		t.Fatalf("a stream whose key is not the current one: err = %v, want ErrKeyReplaced", old.Err())
+	}
+}
+
+// A relayed check that has already expired (sent again, or late) is not
+// sent to the agent.
+func TestRelayedExpiredCheckNotSent(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	relay := &relayLog{handler: make(chan cluster.Handler, 1)}
+	h := &Hub{Relay: relay, Now: func() time.Time { return now }}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go h.Run(ctx)
+	handler := <-relay.handler
+	s, done := h.Register("d1", nil)
+	defer done()
+	handler.Check(cluster.Check{DeviceID: "d1", Nonce: []byte("old"), ExpiresAt: now.Add(-time.Second)})
+	handler.Check(cluster.Check{DeviceID: "d1", Nonce: []byte("new"), ExpiresAt: now.Add(time.Second)})
+	m := <-s.Out()
+	if string(m.GetCheckNow().GetNonce()) != "new" {
+		t.Fatalf("the agent was sent %v, want only the check still alive", m)
+	}
+	select {
+	case m := <-s.Out():
+		t.Fatalf("another message sent: %v", m)
 	default:
 	}
 }

@@ -215,7 +215,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	}
 	s.Metrics = metrics.New()
 	s.health = &storeHealth{store: s.Store, now: s.now, metrics: s.Metrics, log: log.With("component", "health")}
-	s.Hub = &hub.Hub{Nonces: s.Store, Reports: s.Store, Now: s.now, OnChange: s.Metrics.AgentsConnected, Log: log}
+	s.Hub = &hub.Hub{Nonces: s.Store, Reports: s.Store, Now: s.now, OnChange: s.Metrics.AgentsConnected, Log: log,
+		CurrentKey: func(ctx context.Context, deviceID string) ([]byte, error) {
+			d, err := s.Store.GetDevice(ctx, deviceID)
+			return d.PublicKey, err
+		}}
 	if pg, ok := s.Store.(*postgres.Store); ok {
 		// Other replicas may share this database: live checks for agents
 		// streaming to them go through the relay.
