@@ -424,6 +424,11 @@ func twoHubsOn(t *testing.T, small bool) hubPair {
 			p.stopA = stop
 		}
 	}
+	// Both listening before a test asks anything: a check's answer
+	// reaches the replica that asked only once it listens.
+	admin := connect(t, t.Context(), p.dsn)
+	t.Cleanup(func() { admin.Close(context.Background()) })
+	bothListening(t, admin)
 	return p
 }
 
