@@ -68,6 +68,15 @@ type Handler struct {
 	Streams func() int
 }
 
+// Hearer is a Relay that can say whether it hears the other replicas'
+// signals now: one that is still starting, or whose connection was lost,
+// does not, and an answer published meanwhile never reaches it.
+type Hearer interface {
+	// Hearing returns a channel that is closed while the relay hears
+	// signals, or once it next does.
+	Hearing() <-chan struct{}
+}
+
 // Relay carries presence and signals between replicas.
 type Relay interface {
 	// Run delivers other replicas' signals to h and keeps this replica's
@@ -77,7 +86,8 @@ type Relay interface {
 	// PublishCheck and PublishAnswered reach every other replica that is
 	// running; signals sent while a replica is disconnected are lost (the
 	// asking side times out, as it would with a silent agent; a replaced
-	// key's stream ends at its next report, which storage refuses).
+	// key's stream ends at its next report, which storage refuses). A hub
+	// asks no check through a Hearer that does not hear.
 	PublishCheck(ctx context.Context, c Check) error
 	PublishAnswered(ctx context.Context, a Answered) error
 	// PublishEnrolled reaches the other replicas like the signals above.

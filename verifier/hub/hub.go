@@ -783,8 +783,20 @@ func (h *Hub) checkNow(ctx context.Context, deviceID string, ttl time.Duration) 
 		if err := h.Send(deviceID, checkNow(nonce, expires, h.now())); err != nil {
 			return nil, err
 		}
-	} else if err := h.Relay.PublishCheck(ctx, cluster.Check{DeviceID: deviceID, Nonce: nonce, ExpiresAt: expires}); err != nil {
-		return nil, err
+	} else {
+		// The answer comes back as a signal: asked before this replica
+		// hears them (it is starting, or reconnecting), the check would be
+		// answered unheard and wait out its time.
+		if hr, ok := h.Relay.(cluster.Hearer); ok {
+			select {
+			case <-hr.Hearing():
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		if err := h.Relay.PublishCheck(ctx, cluster.Check{DeviceID: deviceID, Nonce: nonce, ExpiresAt: expires}); err != nil {
+			return nil, err
+		}
 	}
 	timer := time.NewTimer(ttl)
 	defer timer.Stop()

@@ -85,6 +85,14 @@ type Relay struct {
 	// refusedLog spaces the lines of refused signals, which any role that
 	// may connect to the database can send.
 	refusedLog logsample.Sample
+
+	// heard is closed while the listening connection LISTENs (Hearing);
+	// a new one replaces it when that connection is lost.
+	hearMu sync.Mutex
+	heard  chan struct{}
+	// beforeListen, when set (tests), runs before each listening
+	// connection is opened.
+	beforeListen func(context.Context) error
 }
 
 var _ cluster.Relay = (*Relay)(nil)
@@ -92,7 +100,8 @@ var _ cluster.Relay = (*Relay)(nil)
 // Relay returns the relay this replica uses to reach the others.
 func (s *Store) Relay(o RelayOptions) *Relay {
 	r := &Relay{pool: s, cc: s.pool.Config().ConnConfig, id: o.ReplicaID, heartbeat: o.Heartbeat, stale: o.StaleAfter, log: o.Logger,
-		resyncing: make(chan struct{}, 1), now: time.Now, refusedLog: logsample.Sample{Every: refusedSignalLogEvery}}
+		resyncing: make(chan struct{}, 1), now: time.Now, refusedLog: logsample.Sample{Every: refusedSignalLogEvery},
+		heard: make(chan struct{})}
 	// Named, so an operator can tell the listening connection in
 	// pg_stat_activity.
 	if r.cc.RuntimeParams == nil {
@@ -120,6 +129,31 @@ func (s *Store) Relay(o RelayOptions) *Relay {
 
 // ID implements cluster.Relay.
 func (r *Relay) ID() string { return r.id }
+
+var _ cluster.Hearer = (*Relay)(nil)
+
+// Hearing implements cluster.Hearer.
+func (r *Relay) Hearing() <-chan struct{} {
+	r.hearMu.Lock()
+	defer r.hearMu.Unlock()
+	return r.heard
+}
+
+// hearing records whether the listening connection LISTENs.
+func (r *Relay) hearing(on bool) {
+	r.hearMu.Lock()
+	defer r.hearMu.Unlock()
+	select {
+	case <-r.heard:
+		if !on {
+			r.heard = make(chan struct{})
+		}
+	default:
+		if on {
+			close(r.heard)
+		}
+	}
+}
 
 // refusedSignalLogEvery is how often a refused signal is logged at warn;
 // the others are counted in the next line.
@@ -257,6 +291,11 @@ func (r *Relay) listen(ctx context.Context, h cluster.Handler, reconnect bool) (
 	if err != nil {
 		return false, err
 	}
+	if r.beforeListen != nil {
+		if err := r.beforeListen(ctx); err != nil {
+			return false, err
+		}
+	}
 	cc := r.cc.Copy()
 	// Each signal is handled as it is read, including those that arrive
 	// while the heartbeat waits for its answer: the driver would otherwise
@@ -277,6 +316,8 @@ func (r *Relay) listen(ctx context.Context, h cluster.Handler, reconnect bool) (
 	if _, err := conn.Exec(ctx, `LISTEN `+notifyChannel); err != nil {
 		return false, fmt.Errorf("listening: %w", err)
 	}
+	r.hearing(true)
+	defer r.hearing(false)
 	// 2. Alive, and holding exactly the streams this process holds.
 	if _, err := r.beat(ctx, conn); err != nil {
 		return false, err

@@ -81,12 +81,18 @@ func runRelay(t *testing.T, r *postgres.Relay, h cluster.Handler) (stop func()) 
 // only once it LISTENs.
 func bothListening(t *testing.T, admin *pgx.Conn) {
 	t.Helper()
-	eventually(t, "both replicas listening", 5*time.Second, func() bool {
+	listening(t, admin, 2)
+}
+
+// listening waits until want replicas have a heartbeat.
+func listening(t *testing.T, admin *pgx.Conn, want int) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%d replicas listening", want), 5*time.Second, func() bool {
 		var n int
 		if err := admin.QueryRow(t.Context(), `SELECT count(*) FROM cluster_replicas WHERE heartbeat_at > '-infinity'`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		return n == 2
+		return n == want
 	})
 }
 
@@ -381,6 +387,47 @@ func TestRelayReconnects(t *testing.T) {
 	}
 }
 
+// A relay hears signals only while its listening connection LISTENs:
+// Hearing is open before the first, closed once it listens, open again
+// while it reconnects.
+func TestRelayHearingFollowsTheConnection(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	r := open(t, dsn).Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})
+	gate := postgres.GateListening(r)
+	runRelay(t, r, newHeard().handler())
+	hears := func() bool {
+		select {
+		case <-r.Hearing():
+			return true
+		default:
+			return false
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	if hears() {
+		t.Fatal("hearing before the relay listens")
+	}
+	gate.Open()
+	heardWithin(t, r.Hearing(), "hearing once the relay listens")
+
+	gate.Shut()
+	ctx := t.Context()
+	admin := connect(t, ctx, dsn)
+	defer admin.Close(context.Background())
+	var cut int
+	if err := admin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND application_name = $1`, postgres.RelayApplicationName).Scan(&cut); err != nil || cut != 1 {
+		t.Fatalf("terminating the relay's connection: %d, %v", cut, err)
+	}
+	eventually(t, "not hearing once the connection is cut", 5*time.Second, func() bool { return !hears() })
+	time.Sleep(300 * time.Millisecond)
+	if hears() {
+		t.Fatal("hearing while the relay reconnects")
+	}
+	gate.Open()
+	heardWithin(t, r.Hearing(), "hearing once the relay listens again")
+}
+
 // twoHubs opens two replicas' stores on one new database, enrolls a
 // device through the first, and runs a hub on each, relayed: the first
 // replicas' stores, their hubs and the device.
@@ -404,15 +451,29 @@ type hubPair struct {
 // replica's store (for HoldPool) when small is set.
 func twoHubsOn(t *testing.T, small bool) hubPair {
 	t.Helper()
-	p := hubPair{dsn: testpg.NewDatabase(t)}
+	p, _ := hubPairOn(t, small, false)
+	return p
+}
+
+// hubPairOn is twoHubsOn; with gateB, replica b's relay does not listen
+// until release is called (and the pair is returned once a listens).
+func hubPairOn(t *testing.T, small, gateB bool) (p hubPair, release func()) {
+	t.Helper()
+	p = hubPair{dsn: testpg.NewDatabase(t)}
 	aDSN := p.dsn
 	if small {
 		aDSN = smallPool(t, p.dsn)
 	}
 	p.sa, p.sb = open(t, aDSN), open(t, p.dsn)
 	p.d = enrollOne(t, p.sa)
+	relayB := p.sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})
+	release = func() {}
+	if gateB {
+		release = postgres.GateListening(relayB).Open
+		t.Cleanup(release)
+	}
 	p.hubA = &hub.Hub{Nonces: p.sa, Reports: p.sa, Relay: p.sa.Relay(postgres.RelayOptions{ReplicaID: "a", Heartbeat: beat})}
-	p.hubB = &hub.Hub{Nonces: p.sb, Reports: p.sb, Relay: p.sb.Relay(postgres.RelayOptions{ReplicaID: "b", Heartbeat: beat})}
+	p.hubB = &hub.Hub{Nonces: p.sb, Reports: p.sb, Relay: relayB}
 	for _, h := range []*hub.Hub{p.hubA, p.hubB} {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
@@ -428,8 +489,12 @@ func twoHubsOn(t *testing.T, small bool) hubPair {
 	// reaches the replica that asked only once it listens.
 	admin := connect(t, t.Context(), p.dsn)
 	t.Cleanup(func() { admin.Close(context.Background()) })
-	bothListening(t, admin)
-	return p
+	if gateB {
+		listening(t, admin, 1)
+	} else {
+		bothListening(t, admin)
+	}
+	return p, release
 }
 
 // A sign-in at replica B asks for a check of a device whose stream is on
@@ -487,6 +552,67 @@ func TestHubCheckThroughOtherReplica(t *testing.T) {
 	}
 	if _, err := hubB.CheckNow(t.Context(), d.ID, time.Second); !errors.Is(err, hub.ErrNotConnected) {
 		t.Errorf("CheckNow for a device streaming nowhere: %v, want ErrNotConnected", err)
+	}
+}
+
+// A check asked at a replica that does not hear signals yet (it is
+// starting, or its listening connection is being opened again) waits until
+// it does before it is sent: sent at once, it would be answered unheard and
+// wait out its time.
+func TestHubCheckAskedBeforeHearing(t *testing.T) {
+	p, release := hubPairOn(t, false, true)
+	sess, unregister := p.hubA.Register(p.d.ID, p.d.PublicKey)
+	defer unregister()
+	eventually(t, "b sees the stream on a", 5*time.Second, func() bool { return p.hubB.Connected(p.d.ID) })
+
+	asked := make(chan struct{})
+	agentDone := make(chan error, 1)
+	go func() {
+		m := <-sess.Out()
+		close(asked)
+		cn := m.GetCheckNow()
+		if cn == nil {
+			agentDone <- errors.New("a's stream got no CheckNow")
+			return
+		}
+		pr := &agentv1.PostureReport{DeviceId: p.d.ID, Seq: 5, Nonce: cn.GetNonce()}
+		payload, err := proto.Marshal(pr)
+		if err != nil {
+			agentDone <- err
+			return
+		}
+		r := storage.Report{DeviceID: p.d.ID, Seq: 5, ObservedAt: t0, ReceivedAt: time.Now(), Payload: payload, Signature: []byte("sig"), Key: p.d.PublicKey}
+		if err := p.sa.SaveReport(context.Background(), r, cn.GetNonce(), 10); err != nil {
+			agentDone <- err
+			return
+		}
+		p.hubA.Delivered(&ingest.Accepted{Report: pr, Stored: r})
+		agentDone <- nil
+	}()
+	type result struct {
+		acc *ingest.Accepted
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		acc, err := p.hubB.CheckNow(t.Context(), p.d.ID, 10*time.Second)
+		got <- result{acc, err}
+	}()
+	select {
+	case <-asked:
+		t.Fatal("the check was sent while b could not hear its answer")
+	case <-time.After(500 * time.Millisecond):
+	}
+	release()
+	res := heardWithin(t, got, "b's check once it listens")
+	if res.err != nil {
+		t.Fatalf("CheckNow at b: %v", res.err)
+	}
+	if err := heardWithin(t, agentDone, "a's agent"); err != nil {
+		t.Fatal(err)
+	}
+	if res.acc.Report.GetSeq() != 5 || res.acc.Stored.Seq != 5 {
+		t.Errorf("b got report %d (stored %d)", res.acc.Report.GetSeq(), res.acc.Stored.Seq)
 	}
 }
 
