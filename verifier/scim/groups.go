@@ -43,7 +43,7 @@ func parseGroup(m map[string]any) (groupDoc, error) {
 		if !ok {
 			return groupDoc{}, errorf(http.StatusBadRequest, "invalidValue", "externalId must be a string")
 		}
-		if err := checkName("externalId", s); err != nil {
+		if err := checkIdentifier("externalId", s); err != nil {
 			return groupDoc{}, err
 		}
 		doc.ExternalID = s
@@ -120,6 +120,9 @@ func wantsMembers(r *http.Request) bool {
 func (h *Handler) createGroup(r *http.Request) (int, any, error) {
 	doc, err := readBody(r, parseGroup)
 	if err != nil {
+		return 0, nil, err
+	}
+	if err := h.room(r.Context(), 0, 1, len(doc.Members)); err != nil {
 		return 0, nil, err
 	}
 	id, err := h.newID()
@@ -302,7 +305,7 @@ func setGroupAttr(doc *groupDoc, id, op, attr string, v any) error {
 		if !ok {
 			return errorf(http.StatusBadRequest, "invalidValue", "externalId must be a string")
 		}
-		if err := checkName(attr, s); err != nil {
+		if err := checkIdentifier(attr, s); err != nil {
 			return err
 		}
 		doc.ExternalID = s
@@ -347,8 +350,12 @@ func (h *Handler) updateGroup(r *http.Request, id, action string, change func(st
 		if cur.Source != storage.SourceSCIM {
 			detail = "group " + id + " (" + doc.DisplayName + ") taken over from the Okta API sync"
 		}
-		if added, removed := diffMembers(cur.Members, doc.Members); added+removed > 0 {
+		added, removed := diffMembers(cur.Members, doc.Members)
+		if added+removed > 0 {
 			detail += ": " + itoa(added) + " members added, " + itoa(removed) + " removed"
+		}
+		if err := h.room(r.Context(), 0, 0, added-removed); err != nil {
+			return storage.Group{}, err
 		}
 		g, err := h.Store.UpdateGroup(r.Context(), next, h.audit(r, action, detail))
 		if errors.Is(err, storage.ErrStale) && attempt < updateAttempts {

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clearance/clearance/pkg/logsample"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -62,6 +63,26 @@ type Handler struct {
 	Now     func() time.Time
 	// NewID makes a resource id; nil: 16 random bytes in hex.
 	NewID func() string
+
+	// refusedLog spaces the log lines of refusals, by status and type.
+	refusedLog logsample.Samples
+	// counted is what room counts against.
+	counted peopleCount
+}
+
+// refusedLogEvery is how often a kind of refusal is logged; the others
+// are counted in its next line.
+const refusedLogEvery = 10 * time.Second
+
+// maxLoggedDetail bounds a refusal's detail in the log: details quote
+// what the request sent (an attribute's name, a filter).
+const maxLoggedDetail = 256
+
+func clipDetail(s string) string {
+	if len(s) > maxLoggedDetail {
+		return strings.ToValidUTF8(s[:maxLoggedDetail], "") + "…"
+	}
+	return s
 }
 
 // Error is a SCIM error (RFC 7644 §3.12).
@@ -185,11 +206,15 @@ func (h *Handler) now() time.Time {
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
-		h.log().Error("scim request failed", "component", "scim", "method", r.Method, "path", r.URL.Path, "err", err)
+		h.log().Error("scim request failed", "component", "scim", "method", logsample.Clip(r.Method), "path", logsample.Clip(r.URL.Path), "err", err)
 		e = errorf(http.StatusInternalServerError, "", "the request could not be completed; try again")
 	} else if e.Status != http.StatusUnauthorized {
-		h.log().Info("scim request refused", "component", "scim", "method", r.Method, "path", r.URL.Path,
-			"status", e.Status, "scim_type", e.ScimType, "detail", e.Detail)
+		// A token's holder can send refusals as often as it likes: one
+		// line per kind every refusedLogEvery, the sender's text clipped.
+		if ok, skipped := h.refusedLog.Take(strconv.Itoa(e.Status)+" "+e.ScimType, refusedLogEvery, h.now()); ok {
+			h.log().Info("scim request refused", "component", "scim", "method", logsample.Clip(r.Method), "path", logsample.Clip(r.URL.Path),
+				"status", e.Status, "scim_type", e.ScimType, "detail", clipDetail(e.Detail), "others_not_logged", skipped)
+		}
 	}
 	if e.Status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="scim"`)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/clearance/clearance/pkg/printable"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -137,25 +138,53 @@ func parseUser(m map[string]any) (userDoc, error) {
 	}
 	delete(doc.Attrs, "userName")
 	doc.ExternalID, _ = doc.Attrs["externalId"].(string)
+	if err := checkIdentifier("userName", doc.UserName); err != nil {
+		return userDoc{}, err
+	}
+	if err := checkIdentifier("externalId", doc.ExternalID); err != nil {
+		return userDoc{}, err
+	}
 	doc.DisplayName, _ = doc.Attrs["displayName"].(string)
 	// The e-mail binds people to their Macs and reaches pages and logs: it
 	// is held to the same rule as the names.
 	doc.Email = primaryEmail(doc.Attrs["emails"])
-	if err := checkName("the e-mail address", doc.Email); err != nil {
+	if err := checkIdentifier("the e-mail address", doc.Email); err != nil {
 		return userDoc{}, err
 	}
 	return doc, nil
 }
 
 // checkName refuses a string attribute too long to keep or holding
-// control characters (which no name has, and which would reach logs).
+// control characters (which no name has, and which would reach logs) or
+// bidirectional controls, which reorder the text around them wherever it
+// is shown (an admin's terminal, grpcurl's output): the rule enrollment
+// holds a Mac's facts to.
 func checkName(attr, s string) error {
 	if len(s) > storage.MaxNameLen {
 		return errorf(http.StatusBadRequest, "invalidValue", "%s is longer than %d bytes", attr, storage.MaxNameLen)
 	}
 	for _, r := range s {
-		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+		switch {
+		case unicode.IsControl(r) || r == unicode.ReplacementChar:
 			return errorf(http.StatusBadRequest, "invalidValue", "%s holds a control character or invalid UTF-8", attr)
+		case printable.Bidi(r):
+			return errorf(http.StatusBadRequest, "invalidValue", "%s holds a bidirectional control character (U+%04X)", attr, r)
+		}
+	}
+	return nil
+}
+
+// checkIdentifier is checkName for what names a person (a user name, an
+// external id, an e-mail address): no invisible character at all (zero-
+// width spaces and joiners, the byte-order mark, tag characters), so that
+// two that look alike are the same.
+func checkIdentifier(attr, s string) error {
+	if err := checkName(attr, s); err != nil {
+		return err
+	}
+	for _, r := range s {
+		if printable.Hidden(r) {
+			return errorf(http.StatusBadRequest, "invalidValue", "%s holds an invisible character (U+%04X)", attr, r)
 		}
 	}
 	return nil
@@ -244,6 +273,9 @@ func (h *Handler) createUser(r *http.Request) (int, any, error) {
 	}
 	res, err := doc.resource()
 	if err != nil {
+		return 0, nil, err
+	}
+	if err := h.room(r.Context(), 1, 0, 0); err != nil {
 		return 0, nil, err
 	}
 	id, err := h.newID()

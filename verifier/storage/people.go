@@ -36,6 +36,22 @@ const (
 	MaxPeoplePage = 1000
 )
 
+// Bounds on what SCIM may add in all (PeopleCount), so that a SCIM token
+// cannot fill the disk: at most about 13 GiB of users at MaxResourceLen
+// each, where Okta's run to a few KiB, and about 200 MiB of memberships.
+// An org larger than this is refused new people, with the bound named in
+// the error Okta shows.
+const (
+	MaxUsers       = 200_000
+	MaxGroups      = 50_000
+	MaxMemberships = 2_000_000
+)
+
+// PeopleCount is how many users, groups and group memberships are stored.
+type PeopleCount struct {
+	Users, Groups, Memberships int
+}
+
 // Sources of directory users and groups: who manages the record.
 const (
 	// SourceSCIM: Okta pushes it to the verifier's SCIM endpoint. A record
@@ -242,6 +258,8 @@ type PeopleStore interface {
 	// UserGroups returns the groups userID belongs to, by display name,
 	// without members.
 	UserGroups(ctx context.Context, userID string) ([]Group, error)
+	// CountPeople counts the users, groups and memberships stored.
+	CountPeople(ctx context.Context) (PeopleCount, error)
 
 	// BindDevice binds a user to a device (idempotent: the first binding
 	// stays): ErrNotFound when either is unknown.

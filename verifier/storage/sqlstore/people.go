@@ -366,6 +366,18 @@ func (s *Store) ListUsers(ctx context.Context, q storage.PeopleQuery) (storage.U
 	return storage.UserPage{Users: users, Total: total}, nil
 }
 
+// CountPeople counts the users, groups and memberships stored, in one
+// statement on a reader.
+func (s *Store) CountPeople(ctx context.Context) (storage.PeopleCount, error) {
+	var c storage.PeopleCount
+	err := s.reader().queryRow(ctx, `SELECT (SELECT count(*) FROM directory_users),
+		(SELECT count(*) FROM directory_groups), (SELECT count(*) FROM group_members)`).Scan(&c.Users, &c.Groups, &c.Memberships)
+	if err != nil {
+		return storage.PeopleCount{}, fmt.Errorf("counting people: %w", err)
+	}
+	return c, nil
+}
+
 // --- groups ---
 
 const groupColumns = `id, display_name, external_id, source, version, created_at, updated_at`

@@ -22,6 +22,7 @@ var peopleTests = []test{
 	{"VersionedDelete", testVersionedDelete},
 	{"GroupRefusals", testGroupRefusals},
 	{"DeviceBindings", testDeviceBindings},
+	{"Count", testPeopleCount},
 }
 
 func scimAudit(action string) storage.AuditEvent {
@@ -488,4 +489,33 @@ func testVersionedDelete(t *testing.T, s storage.Store) {
 	must(t, s.DeleteGroup(ctx, "g1", g.Version, scimAudit("group.delete")))
 	_, err = s.GetUser(ctx, "u1")
 	wantErr(t, err, storage.ErrNotFound)
+}
+
+// CountPeople counts what is stored, and follows creates and deletes.
+func testPeopleCount(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	count := func() storage.PeopleCount {
+		t.Helper()
+		c, err := s.CountPeople(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if c := count(); c != (storage.PeopleCount{}) {
+		t.Errorf("an empty store counts %+v", c)
+	}
+	createUser(t, s, "u1", "ada@example.com")
+	createUser(t, s, "u2", "bob@example.com")
+	createGroup(t, s, newGroup("g1", "Eng", "u1", "u2"))
+	createGroup(t, s, newGroup("g2", "Ops", "u1"))
+	if c, want := count(), (storage.PeopleCount{Users: 2, Groups: 2, Memberships: 3}); c != want {
+		t.Errorf("counted %+v, want %+v", c, want)
+	}
+	if err := s.DeleteUser(ctx, "u1", 0, scimAudit("user.delete")); err != nil {
+		t.Fatal(err)
+	}
+	if c, want := count(), (storage.PeopleCount{Users: 1, Groups: 2, Memberships: 1}); c != want {
+		t.Errorf("after a delete, counted %+v, want %+v", c, want)
+	}
 }

@@ -1,0 +1,112 @@
+package scim
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+// bounds sets the bounds on what SCIM adds for one test, counted afresh
+// on every write.
+func bounds(t *testing.T, users, groups, memberships int) {
+	t.Helper()
+	prevU, prevG, prevM, prevEvery := maxUsers, maxGroups, maxMemberships, countEvery
+	maxUsers, maxGroups, maxMemberships, countEvery = users, groups, memberships, 0
+	t.Cleanup(func() { maxUsers, maxGroups, maxMemberships, countEvery = prevU, prevG, prevM, prevEvery })
+}
+
+// A SCIM token cannot fill the disk: past the bounds on users, groups and
+// memberships, a write that adds is refused with 403 and changes nothing;
+// one that removes makes room again.
+func TestPeopleBounds(t *testing.T) {
+	bounds(t, 2, 1, 1)
+	f := newFixture(t)
+	for _, name := range []string{"ada@example.com", "bob@example.com"} {
+		if r := f.do(t, "POST", "/scim/v2/Users", `{"userName":"`+name+`"}`); r.status != 201 {
+			t.Fatalf("create %s = %d %s", name, r.status, r.raw)
+		}
+	}
+	refused := func(what, method, path, body string) {
+		t.Helper()
+		before := f.dump(t)
+		r := f.do(t, method, path, body)
+		if r.status != 403 || !strings.Contains(r.raw, "at most") {
+			t.Errorf("%s = %d %s, want 403 naming the bound", what, r.status, r.raw)
+		}
+		if f.dump(t) != before {
+			t.Errorf("the refused %s changed the store", what)
+		}
+	}
+	refused("a third user", "POST", "/scim/v2/Users", `{"userName":"cy@example.com"}`)
+	refused("a group of two", "POST", "/scim/v2/Groups", `{"displayName":"Eng","members":[{"value":"id-0001"},{"value":"id-0002"}]}`)
+	if r := f.do(t, "POST", "/scim/v2/Groups", `{"displayName":"Eng","members":[{"value":"id-0001"}]}`); r.status != 201 {
+		t.Fatalf("create a group of one = %d %s", r.status, r.raw)
+	}
+	refused("a second group", "POST", "/scim/v2/Groups", `{"displayName":"Ops"}`)
+	patch := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"add","path":"members","value":[{"value":"id-0002"}]}]}`
+	refused("a second membership", "PATCH", "/scim/v2/Groups/id-0003", patch)
+	// A swap adds as many as it removes.
+	swap := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[` +
+		`{"op":"remove","path":"members[value eq \"id-0001\"]"},{"op":"add","path":"members","value":[{"value":"id-0002"}]}]}`
+	if r := f.do(t, "PATCH", "/scim/v2/Groups/id-0003", swap); r.status != 204 {
+		t.Errorf("swap a member = %d %s", r.status, r.raw)
+	}
+	if r := f.do(t, "DELETE", "/scim/v2/Users/id-0001", ""); r.status != 204 {
+		t.Fatalf("delete = %d %s", r.status, r.raw)
+	}
+	if r := f.do(t, "POST", "/scim/v2/Users", `{"userName":"cy@example.com"}`); r.status != 201 {
+		t.Errorf("create once a user was deleted = %d %s", r.status, r.raw)
+	}
+}
+
+// Between recounts the handler counts what it let through, so a burst
+// within countEvery cannot pass a bound either.
+func TestPeopleBoundsBetweenRecounts(t *testing.T) {
+	bounds(t, 2, 1, 1)
+	countEvery = time.Hour
+	f := newFixture(t)
+	for i, name := range []string{"ada@example.com", "bob@example.com", "cy@example.com"} {
+		want := 201
+		if i == 2 {
+			want = 403
+		}
+		if r := f.do(t, "POST", "/scim/v2/Users", `{"userName":"`+name+`"}`); r.status != want {
+			t.Errorf("create %s = %d %s, want %d", name, r.status, r.raw, want)
+		}
+	}
+}
+
+// Refusals are logged one line per kind every refusedLogEvery, with what
+// the sender chose clipped: a token's holder cannot make the log as large
+// as its requests.
+func TestRefusalLogBounded(t *testing.T) {
+	f := newFixture(t)
+	var logs bytes.Buffer
+	f.h.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	long := strings.Repeat("A", 60_000)
+	for range 20 {
+		if r := f.do(t, "GET", "/scim/v2/Users/"+long, ""); r.status != 404 {
+			t.Fatalf("GET a long id = %d", r.status)
+		}
+	}
+	if r := f.do(t, "POST", "/scim/v2/Users", `{"userName":"x@example.com","`+long+`":"1"}`); r.status != 400 {
+		t.Fatalf("POST an unknown attribute = %d", r.status)
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 2 {
+		t.Errorf("%d lines for 20 refusals of one kind and one of another, want 2:\n%s", len(lines), logs.String())
+	}
+	for _, l := range lines {
+		if len(l) > 1024 {
+			t.Errorf("a line of %d bytes: %.200s…", len(l), l)
+		}
+	}
+	f.h.Now = func() time.Time { return t0.Add(refusedLogEvery) }
+	logs.Reset()
+	f.do(t, "GET", "/scim/v2/Users/"+long, "")
+	if !strings.Contains(logs.String(), "others_not_logged=19") {
+		t.Errorf("the next line does not count the 19 left out: %s", logs.String())
+	}
+}
