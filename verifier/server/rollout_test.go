@@ -130,6 +130,11 @@ func TestRolloutResolveLater(t *testing.T) {
 	if !formAction(p, signin.PathResolveLater) || formAction(p, signin.PathContinue) || !strings.Contains(p.body, "once every 7 days") {
 		t.Fatalf("page offers no Resolve later:\n%s", p.body)
 	}
+	// Whose sign-in this is, before anyone spends this Mac's Resolve later
+	// on it (a link can bring another person's sign-in to this browser).
+	if !strings.Contains(p.body, "<strong>Signing in as:</strong> "+testUser) || !strings.Contains(p.body, "signs "+testUser+" in this once") {
+		t.Errorf("the page does not say whose sign-in it is:\n%s", p.body)
+	}
 	e.allowed(t, e.post(t, c, signin.PathResolveLater, url.Values{"token": {retryToken(t, p)}}), r)
 	if d := lastDecision(t, e); !d.Allow || d.Mode != "bypassed" || d.Source != "sso_resolve_later" {
 		t.Fatalf("decision %+v", d)

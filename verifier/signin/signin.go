@@ -766,7 +766,7 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 	}
 	page := web.Denied{
 		Reason: d.Reason, LiveCheck: d.LiveCheck,
-		DeviceName: d.DeviceName, LastChecked: d.LastReportAt, Now: now,
+		DeviceName: d.DeviceName, Username: d.Username, LastChecked: d.LastReportAt, Now: now,
 		Failing: web.Findings(blocking), Advisory: web.Findings(append(waived, d.Advisory...)), NowPassing: nowPassing(d.Results, a.failedBefore),
 		SupportID: strconv.FormatInt(id, 10), Notes: web.Notes(d),
 	}

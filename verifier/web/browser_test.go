@@ -89,7 +89,8 @@ func TestBrowserPages(t *testing.T) {
 						t.Errorf("%s: no block date or Continue:\n%s", name, text)
 					}
 				case "denied_resolve_later":
-					if !strings.Contains(text, "Resolve later") || !strings.Contains(text, "once every 7 days") {
+					if !strings.Contains(text, "Resolve later") || !strings.Contains(text, "once every 7 days") ||
+						!strings.Contains(text, "Signing in as: robin@example.com") || !strings.Contains(text, "signs robin@example.com in this once") {
 						t.Errorf("%s: no Resolve later:\n%s", name, text)
 					}
 				case "denied_partial":

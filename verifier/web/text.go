@@ -228,11 +228,15 @@ func blockFromText(when string) string {
 }
 
 // resolveLaterHint explains what Resolve later does, and how often.
-func resolveLaterHint(period string) string {
-	if period == "" {
-		return "Resolve later signs you in this once, without the fixes. You can't choose it again for these items for a while."
+func resolveLaterHint(username, period string) string {
+	who := "you"
+	if username != "" {
+		who = username
 	}
-	return "Resolve later signs you in this once, without the fixes. You can choose it once every " + period + " for each item."
+	if period == "" {
+		return "Resolve later signs " + who + " in this once, without the fixes. This Mac can't choose it again for these items for a while."
+	}
+	return "Resolve later signs " + who + " in this once, without the fixes. This Mac can choose it once every " + period + " for each item."
 }
 
 // blockDate is how a block date reads on the page, e.g. "Friday 5 Dec,

@@ -110,6 +110,11 @@ type Denied struct {
 	Message string
 	// DeviceName may be empty.
 	DeviceName string
+	// Username is who is signing in (the Okta username the request names),
+	// shown so that a person who finds a page a link sent them to sees it
+	// is someone else's sign-in before choosing anything on it. May be
+	// empty.
+	Username string
 	// LastChecked is when the Mac last sent a check (its latest report),
 	// whatever the decision; zero means it never has.
 	LastChecked time.Time
@@ -287,6 +292,7 @@ type deniedView struct {
 	page
 	Heading, Message string
 	ShowDevice       bool
+	Username         string
 	DeviceName       string
 	Checked          bool
 	CheckedAgo       string
@@ -428,7 +434,8 @@ func (r *Renderer) Denied(w http.ResponseWriter, status int, d Denied) {
 		Heading:    k.heading,
 		Message:    orText(msg, k.message),
 		DeviceName: d.DeviceName,
-		ShowDevice: d.DeviceName != "" || !d.LastChecked.IsZero(),
+		Username:   d.Username,
+		ShowDevice: d.DeviceName != "" || d.Username != "" || !d.LastChecked.IsZero(),
 		Helpdesk: helpdesk{
 			SupportID: d.SupportID, Reason: string(d.Reason), DeviceName: d.DeviceName,
 			TimeUTC: utcTime(d.Now, true), Notes: d.Notes,
@@ -458,7 +465,7 @@ func (r *Renderer) Denied(w http.ResponseWriter, status int, d Denied) {
 			msg = msgWarn
 		}
 	} else if src, ok := retrySource(d.ResolveLaterAction); ok && src == "'self'" && d.RetryToken != "" && (formAction == "'none'" || formAction == src) {
-		v.ResolveLater = &choice{Action: d.ResolveLaterAction, Token: d.RetryToken, Label: resolveLabel, Hint: resolveLaterHint(periodText(d.ResolveLaterPeriod))}
+		v.ResolveLater = &choice{Action: d.ResolveLaterAction, Token: d.RetryToken, Label: resolveLabel, Hint: resolveLaterHint(d.Username, periodText(d.ResolveLaterPeriod))}
 		formAction = src
 		if d.Message == "" {
 			msg = msgResolveLater

@@ -131,7 +131,7 @@ func pages() []pageCase {
 	allErrors, advisoryErrors := examplesAt("ERROR")
 	return []pageCase{
 		denied("denied_policy", Denied{
-			Reason: reason.PolicyFailed, DeviceName: "Alex's MacBook Pro", LastChecked: checked, Now: now,
+			Reason: reason.PolicyFailed, DeviceName: "Alex's MacBook Pro", Username: "alex@example.com", LastChecked: checked, Now: now,
 			Failing:     []Finding{example("filevault", "FAIL"), example("firewall", "FAIL")},
 			Advisory:    []Finding{example("screen-lock", "FAIL")},
 			RetryAction: retryPath, RetryToken: retryToken, SupportID: "1042",
@@ -162,7 +162,7 @@ func pages() []pageCase {
 			ContinueAction: "/saml/sso/continue", BlockFrom: time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC),
 		}),
 		denied("denied_resolve_later", Denied{
-			Reason: reason.PolicyFailed, DeviceName: "Robin's MacBook Air", LastChecked: now.Add(-3 * 24 * time.Hour), Now: now,
+			Reason: reason.PolicyFailed, DeviceName: "Robin's MacBook Air", Username: "robin@example.com", LastChecked: now.Add(-3 * 24 * time.Hour), Now: now,
 			Failing:     []Finding{screenLock},
 			RetryAction: retryPath, RetryToken: retryToken, SupportID: "1047",
 			ResolveLaterAction: "/saml/sso/resolve-later", ResolveLaterPeriod: 7 * 24 * time.Hour,
