@@ -56,6 +56,15 @@ const (
 	UnsignedPerMacBurst = 10
 )
 
+// PressPerMacRate and PressPerMacBurst bound the presses of one Mac's held
+// sign-ins (Check again, Continue, Resolve later), signed or not: each
+// writes a decision and has the agent run its policies, and a person
+// presses a few times, seconds apart, while fixing something.
+const (
+	PressPerMacRate  = 0.2
+	PressPerMacBurst = 10
+)
+
 // UnsignedBurst is how many unsigned sign-ins may start at once: ten
 // seconds' worth of rate, at least one.
 func UnsignedBurst(rate float64) int { return max(1, int(rate*10)) }

@@ -122,6 +122,12 @@ const ClientGone Code = "client_gone"
 // and nothing about the request is read or stored.
 const RateLimited Code = "rate_limited"
 
+// RetryTooOften: a Mac's held sign-ins were pressed again (Check again,
+// Continue, Resolve later) more often than a person does; each press
+// writes a decision and asks the agent for a fresh check. Answered 429
+// with Retry-After; nothing is stored for the press.
+const RetryTooOften Code = "retry_too_often"
+
 // Busy: more sign-ins on requests Okta did not sign (allowed only with
 // allow_unsigned_requests) arrived, from every address together, than
 // sso_unsigned_rate_limit allows; answered 503 with Retry-After, and

@@ -13,6 +13,7 @@ import (
 	"github.com/clearance/clearance/internal/protoagent"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/ratelimit"
 	"github.com/clearance/clearance/verifier/signin"
 	"github.com/clearance/clearance/verifier/storage"
 )
@@ -285,5 +286,37 @@ func TestRolloutHostilePresses(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("clearance_sso_decisions_total has no deny with mode warn")
+	}
+}
+
+// One Mac's held sign-ins are pressed again at most PressPerMacBurst
+// times at once (signed requests too): each press writes a decision and
+// has the agent run its policies. Over it, 429 and nothing written.
+func TestPressesBoundedPerMac(t *testing.T) {
+	t.Parallel()
+	e := startRollout(t, "", nil)
+	a := failingMac(t, e)
+	c := e.jarBrowser(t)
+	p := e.ceremony(t, c, a, e.sp.NewRequest(testUser))
+	token := url.Values{"token": {retryToken(t, p)}}
+	for i := range ratelimit.PressPerMacBurst {
+		if p := e.post(t, c, signin.PathRetry, token); p.status != http.StatusForbidden {
+			t.Fatalf("press %d = %d, want the remediation page again:\n%s", i+1, p.status, p.body)
+		}
+	}
+	before := len(e.decisions(t))
+	p = e.post(t, c, signin.PathRetry, token)
+	if p.status != http.StatusTooManyRequests || !strings.Contains(p.body, "retry_too_often") || p.header.Get("Retry-After") == "" {
+		t.Fatalf("press %d = %d (Retry-After %q), want 429 retry_too_often:\n%s", ratelimit.PressPerMacBurst+1, p.status, p.header.Get("Retry-After"), p.body)
+	}
+	if after := len(e.decisions(t)); after != before {
+		t.Errorf("the refused press wrote %d decisions", after-before)
+	}
+	// Another Mac's presses are its own.
+	b := failingMac(t, e)
+	cb := e.jarBrowser(t)
+	pb := e.ceremony(t, cb, b, e.sp.NewRequest(testUser))
+	if pb := e.post(t, cb, signin.PathRetry, url.Values{"token": {retryToken(t, pb)}}); pb.status != http.StatusForbidden {
+		t.Errorf("another Mac's press = %d:\n%s", pb.status, pb.body)
 	}
 }

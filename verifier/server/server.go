@@ -452,7 +452,8 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 		Pages:    pages,
 		Rollout:  s.Rollout,
 		Options: signin.Options{Log: log, Metrics: s.Metrics, Now: s.now, PendingTTL: cfg.PendingSignInTTL,
-			MaxHeldAge: cfg.MaxHeldRequestAge, DebugSAML: cfg.DebugSAML},
+			MaxHeldAge: cfg.MaxHeldRequestAge, DebugSAML: cfg.DebugSAML,
+			Presses: ratelimit.NewKeyed(ratelimit.Options{Rate: ratelimit.PressPerMacRate, Burst: ratelimit.PressPerMacBurst, Now: s.now})},
 	}
 	// Unsigned requests are answered only without Okta's certificate.
 	if cfg.AllowUnsignedRequests && cfg.OktaRequestCert == "" {

@@ -153,6 +153,10 @@ type Options struct {
 	// (PerMac), so that one Mac's copied hint or certificate cannot spend
 	// Known alone.
 	UnsignedStarts *UnsignedLimits
+	// Presses, when set, bounds the presses of each Mac's held sign-ins
+	// (Check again, Continue, Resolve later), keyed by device ID: each
+	// writes a decision row and asks the agent for a fresh check.
+	Presses *ratelimit.Keyed
 }
 
 // DefaultMaxHeldAge is how old a held sign-in may be for "Check again" to
@@ -536,6 +540,15 @@ func (h *Handler) resume(w http.ResponseWriter, r *http.Request, source string) 
 	// again on an unsigned request, each press writes a decision.
 	if h.unsignedBusy(w, r, a, a.ident.DeviceID) {
 		return
+	}
+	if h.Presses != nil {
+		if ok, wait := h.Presses.Allow(a.ident.DeviceID); !ok {
+			w.Header().Set("Retry-After", ratelimit.RetryAfter(wait))
+			rf := refused(reason.RetryTooOften, "device %s: held sign-ins pressed more often than %.1f a second (burst %d)", a.ident.DeviceID, ratelimit.PressPerMacRate, ratelimit.PressPerMacBurst)
+			rf.anyone = true
+			h.refuse(w, r, rf, http.StatusTooManyRequests)
+			return
+		}
 	}
 	q, mode := h.query(a, p.Username), access.LiveAlways
 	switch source {
