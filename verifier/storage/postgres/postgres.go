@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io/fs"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -82,8 +83,7 @@ func hasCode(err error, codes ...string) bool {
 func Open(ctx context.Context, dsn string) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		// pgx's parse error leaves the password out.
-		return nil, fmt.Errorf("opening postgres store: %w", err)
+		return nil, fmt.Errorf("opening postgres store: %w", parseError(err))
 	}
 	if err := migrate(ctx, cfg.ConnConfig); err != nil {
 		return nil, fmt.Errorf("opening postgres store: %w", err)
@@ -161,4 +161,19 @@ func (s *Store) Close() error {
 	err := s.Store.Close()
 	s.pool.Close()
 	return err
+}
+
+// parseError is pgx's error for a connection string that does not parse,
+// without the string: pgx leaves its password out, but not other
+// parameters that may carry one (options='-c password=…').
+func parseError(err error) error {
+	var pe *pgconn.ParseConfigError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	why := strings.TrimPrefix(pe.Error(), "cannot parse `"+pe.ConnString+"`: ")
+	if why == pe.Error() {
+		why = "its syntax or a parameter's value"
+	}
+	return fmt.Errorf("the connection string does not parse: %s", why)
 }

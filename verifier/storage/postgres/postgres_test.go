@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,5 +95,24 @@ func TestDatabaseTime(t *testing.T) {
 	}
 	if d := time.Since(at).Abs(); d > 5*time.Second {
 		t.Errorf("database time %s is %s from ours", at, d)
+	}
+}
+
+// A connection string that does not parse is refused without being
+// quoted: pgx leaves its password out, but not a password passed another
+// way.
+func TestOpenUnparsableDSNNotQuoted(t *testing.T) {
+	for _, dsn := range []string{
+		"postgres://u:pw@127.0.0.1/db?options=-c%20password%3Ds3cret&sslmode=bogus",
+		"host=127.0.0.1 password=pw options='-c password=s3cret' sslmode=bogus",
+		"postgres://u@127.0.0.1:99999/db?options=s3cret",
+	} {
+		_, err := postgres.Open(t.Context(), dsn)
+		if err == nil {
+			t.Fatalf("Open(%q) succeeded", dsn)
+		}
+		if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "pw") || !strings.Contains(err.Error(), "does not parse") {
+			t.Errorf("Open's error: %v", err)
+		}
 	}
 }
