@@ -97,6 +97,19 @@ func (s *Server) pendingProtos(ctx context.Context, ps []storage.PendingEnrollme
 	return out, nil
 }
 
+// requestGone is the answer for a request id that names no request. Requests
+// are removed once answered or expired, when their Mac enrolls or changes
+// key (they were about a state that is gone), and when their key asks
+// again for anything other than what they show (filed anew under another
+// id): an id that was read is approved for exactly what was read, or not
+// at all.
+func requestGone(id string) error {
+	return status.Errorf(codes.NotFound, "no enrollment request %q: it was answered or expired, its Mac enrolled or changed key, "+
+		"or it asked again with other facts (serial number, hostname, model, OS, platform, agent version, source address, "+
+		"enroll secret or reason) and was filed anew under another id; nothing was changed. "+
+		"Run 'devices pending' again and decide on what it shows now", id)
+}
+
 // ApproveEnrollment implements AdminService.ApproveEnrollment.
 func (s *Server) ApproveEnrollment(ctx context.Context, req *adminv1.ApproveEnrollmentRequest) (*adminv1.ApproveEnrollmentResponse, error) {
 	if err := checkRequestID(req.GetRequestId()); err != nil {
@@ -105,9 +118,7 @@ func (s *Server) ApproveEnrollment(ctx context.Context, req *adminv1.ApproveEnro
 	now := s.now()
 	p, err := s.Store.GetPendingEnrollment(ctx, req.GetRequestId())
 	if errors.Is(err, storage.ErrNotFound) {
-		// Requests are removed once answered, and also when their Mac
-		// enrolls or changes key: they were about a state that is gone.
-		return nil, status.Errorf(codes.NotFound, "no enrollment request %q: it was answered, expired, or its Mac enrolled or changed key after it was made (the request was stale and was removed); see 'devices pending'", req.GetRequestId())
+		return nil, requestGone(req.GetRequestId())
 	}
 	if err != nil {
 		return nil, s.internal("reading enrollment request", err)
@@ -115,13 +126,13 @@ func (s *Server) ApproveEnrollment(ctx context.Context, req *adminv1.ApproveEnro
 	d, replaced, err := s.Store.ApproveEnrollment(ctx, storage.Approval{
 		RequestID: p.ID, NewDeviceID: enroll.NewDeviceID(), At: now,
 		Audit: storage.AuditEvent{At: now, Actor: "admin-api", Action: "device.enroll_approve",
-			Detail: fmt.Sprintf("request %s, hardware UUID %s, serial %s, enroll secret %s, key %s, reason %s",
-				p.ID, p.HardwareUUID, p.SerialNumber, p.SecretID, enroll.KeyFingerprint(p.PublicKey), p.Reason)},
+			Detail: fmt.Sprintf("request %s, hardware UUID %s, serial %q, hostname %q, model %q, enroll secret %s, key %s, reason %s, from %s",
+				p.ID, p.HardwareUUID, p.SerialNumber, p.Hostname, p.Model, p.SecretID, enroll.KeyFingerprint(p.PublicKey), p.Reason, p.Source)},
 		ClaimReason: enroll.PendingSerialEnrolled, NewRequestID: enroll.NewDeviceID(),
 	})
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return nil, status.Errorf(codes.NotFound, "no enrollment request %q", req.GetRequestId())
+		return nil, requestGone(req.GetRequestId())
 	case errors.Is(err, storage.ErrRequestStale):
 		return nil, status.Errorf(codes.FailedPrecondition, "this Mac (hardware UUID %s) enrolled or changed key after request %s was made; the request is stale and was removed. If the Mac still asks, its new request shows the current state", p.HardwareUUID, p.ID)
 	case errors.Is(err, storage.ErrRequestRejected):
@@ -162,7 +173,7 @@ func (s *Server) RejectEnrollment(ctx context.Context, req *adminv1.RejectEnroll
 		At: now, Actor: "admin-api", Action: "device.enroll_reject", Detail: "request " + req.GetRequestId(),
 	})
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, status.Errorf(codes.NotFound, "no enrollment request %q", req.GetRequestId())
+		return nil, requestGone(req.GetRequestId())
 	}
 	if err != nil {
 		return nil, s.internal("rejecting enrollment", err)

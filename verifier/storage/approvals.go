@@ -13,7 +13,7 @@ import (
 // team: a re-enrollment of a known hardware UUID that did not prove the
 // device's current key, or a new device the admission policy does not
 // admit on its own. One request is kept per hardware UUID and candidate
-// key; the agent's polls refresh it.
+// key; the agent's polls refresh it while they ask for what it shows.
 type PendingEnrollment struct {
 	ID string
 	// Facts as the request gave them; HardwareUUID is canonical.
@@ -39,7 +39,7 @@ type PendingEnrollment struct {
 	DeviceKey []byte
 	// Reason says why it waits (a word such as "unproven_key").
 	Reason string
-	// Source is the network address the latest request came from, and
+	// Source is the network address the request came from, and
 	// SourceNet what the per-source limit counts it under (the address
 	// for IPv4, its /64 for IPv6).
 	Source    string
@@ -109,13 +109,15 @@ type KnownDevice struct {
 // list of known serial numbers.
 type ApprovalStore interface {
 	// RequestEnrollment records p as waiting, or refreshes the waiting
-	// request of the same hardware UUID and public key (its facts,
-	// secret, device, reason, source, LastRequestAt and Requests; its ID
-	// and RequestedAt stay), and returns the stored request. A request
-	// whose serial number, secret or reason p changes is removed and p
-	// filed anew, under p.ID, unaudited: an approval of the old one must
-	// not enroll a serial or secret the approver did not see, nor a claim
-	// on an enrolled serial they were not shown. audit is
+	// request of the same hardware UUID and public key when p asks for
+	// exactly what it shows (the same facts, secret, device, reason and
+	// source: only its LastRequestAt and Requests move; its ID and
+	// RequestedAt stay), and returns the stored request. A request that p
+	// changes in any of those is removed and p filed anew, under p.ID,
+	// unaudited: an approval of the id the approver read must enroll
+	// exactly what they read, never a serial, secret, hostname, model or
+	// other fact they did not see, a claim on an enrolled serial they
+	// were not shown, nor an ask from another address. audit is
 	// appended only when a request is created, and not when it evicted a
 	// request of its own SourceNet (a flood churning through its places). ErrRequestRejected, with
 	// the stored request, if that request was rejected: nothing changes.

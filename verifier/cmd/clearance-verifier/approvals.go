@@ -34,12 +34,14 @@ func (a *app) approvalCmds() []*cli.Command {
 				"enroll secret and a copied hardware UUID), or a new device the --enroll-approval policy did not " +
 				"admit (unknown_serial, manual), or a new device claiming a serial number an enrolled device, " +
 				"revoked or not, already has (serial_enrolled: a Mac with a new logic board, or another machine " +
-				"claiming a lost Mac's serial). A request whose serial, secret or reason changes is filed anew under " +
-				"another id, and approving a request whose serial was enrolled after it was made files it anew as " +
+				"claiming a lost Mac's serial). A request asked again with anything it shows changed (serial, hostname, " +
+				"model, OS, platform, agent version, source address, enroll secret or reason; --json shows them all) " +
+				"is filed anew under another id, and approving a request whose serial was enrolled after it was made files it anew as " +
 				"serial_enrolled instead: approve only ids you have read. DEVICE is the device approval would change, as it is now: its id and the " +
 				"start of its current key, or (new) while no device has the hardware UUID; for a new device whose " +
 				"serial enrolled devices have, (new; serial held by ID (HOSTNAME)), with revoked after a revoked " +
-				"one: compare the request with that device ('devices --wide') before approving. A request stays current: " +
+				"one: compare the request with that device ('devices --wide') before approving. SERIAL is - for a Mac " +
+				"that reported none. A request stays current: " +
 				"when the Mac enrolls or changes key, the requests waiting for it are removed, and requests nobody " +
 				"asks again for 14 days expire. Before approving, compare the key fingerprint with the one " +
 				"`clearance-agent status` shows on the Mac, and the source address with where the Mac is.\n\n" +
@@ -70,7 +72,8 @@ func (a *app) approvalCmds() []*cli.Command {
 				"replaced at once: the agent holding the old key is disconnected and can no longer report or " +
 				"sign anyone in. A new device is enrolled. The agent picks up its certificate on its next try, " +
 				"without a restart. A request whose Mac enrolled or changed key since it was made is refused and " +
-				"removed: it was about a state that is gone.\n\n" +
+				"removed: it was about a state that is gone. An id that is no longer listed (its key asked again with " +
+				"other facts, and was filed anew) is refused, and nothing is enrolled: list the requests again.\n\n" +
 				"  clearance-verifier devices approve --data-dir /var/lib/clearance 6f1c2a9e-…",
 			Footer: config.SharedFooter,
 			Flags: func(fs *cli.FlagSet) cli.Action {
@@ -87,10 +90,10 @@ func (a *app) approvalCmds() []*cli.Command {
 						d := resp.GetDevice()
 						if resp.GetReplacedKey() {
 							fmt.Fprintf(a.stdout, "approved: device %s (%s) now has key %s; the old key no longer works\n",
-								d.GetDeviceId(), clean(d.GetFacts().GetHostname()), d.GetKeyFingerprint())
+								d.GetDeviceId(), hostPhrase(d.GetFacts().GetHostname()), d.GetKeyFingerprint())
 						} else {
-							fmt.Fprintf(a.stdout, "approved: new device %s (%s, serial %s) with key %s\n",
-								d.GetDeviceId(), clean(d.GetFacts().GetHostname()), serialCell(d.GetFacts().GetSerialNumber()), d.GetKeyFingerprint())
+							fmt.Fprintf(a.stdout, "approved: new device %s (%s, %s) with key %s\n",
+								d.GetDeviceId(), hostPhrase(d.GetFacts().GetHostname()), serialPhrase(d.GetFacts().GetSerialNumber()), d.GetKeyFingerprint())
 						}
 						return nil
 					})
@@ -328,12 +331,33 @@ func heldBy(p *adminv1.PendingEnrollment) string {
 // match compare it: one that is not exactly letters and digits (a space
 // at either end, punctuation, a look-alike letter) matches neither, and is
 // shown in quotes so that it does not pass for the listed serial it
-// resembles.
+// resembles. No serial (osquery returned none) shows as -, which a
+// serial "-" is not: it is quoted.
 func serialCell(s string) string {
-	if s == "" || storage.CanonicalSerial(s) != "" {
+	switch {
+	case s == "":
+		return "-"
+	case storage.CanonicalSerial(s) != "":
 		return clean(s)
 	}
 	return `"` + clean(s) + `"`
+}
+
+// serialPhrase is a serial number in a sentence: "serial C02…", or "no
+// serial".
+func serialPhrase(s string) string {
+	if s == "" {
+		return "no serial"
+	}
+	return "serial " + serialCell(s)
+}
+
+// hostPhrase is a hostname in a sentence, or "no hostname".
+func hostPhrase(s string) string {
+	if s == "" {
+		return "no hostname"
+	}
+	return clean(s)
 }
 
 // shortFingerprint is enough of a key fingerprint to compare by eye with

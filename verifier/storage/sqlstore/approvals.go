@@ -112,29 +112,23 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 		case err == nil && old.Rejected():
 			out = old
 			return fmt.Errorf("request %s: %w", old.ID, storage.ErrRequestRejected)
-		case err == nil && (old.SerialNumber != p.SerialNumber || old.SecretID != p.SecretID || old.Reason != p.Reason):
-			// The serial number, which the device keeps for good and
-			// Cloudflare matches it by, the secret it would be enrolled
-			// under (which its revocation lists), or why it waits (a
-			// device enrolled on its serial since) changed: approving the
-			// old request would enroll what the security team did not
-			// read. It goes, and this one is filed anew, under another id;
-			// not audited again, as a request churning through its own
-			// place is not, so that a key alternating serials cannot grow
-			// the audit log.
+		case err == nil && !sameAsk(old, p):
+			// What the security team reads of the request changed:
+			// approving the id they read would enroll, or act on, what
+			// they did not read. It goes, and this one is filed anew,
+			// under another id; not audited again, as a request churning
+			// through its own place is not, so that a key alternating
+			// facts cannot grow the audit log.
 			refiled = true
 			if _, err := q.exec(ctx, `DELETE FROM pending_enrollments WHERE id = $1`, old.ID); err != nil {
 				return fmt.Errorf("re-filing enrollment request: %w", err)
 			}
 		case err == nil:
+			// The same ask (sameAsk): only its time and count move.
 			if _, err := q.exec(ctx, `UPDATE pending_enrollments SET
-				serial_number = $1, model = $2, os_name = $3, os_version = $4, hostname = $5, platform = $6,
-				agent_version = $7, secret_id = $8, device_id = $9, reason = $10, source = $11,
-				last_request_at = CASE WHEN last_request_at > $12 THEN last_request_at ELSE $12 END,
-				requests = requests + 1, device_key = $14, source_net = $15
-				WHERE id = $13`,
-				p.SerialNumber, p.Model, p.OSName, p.OSVersion, p.Hostname, p.Platform, p.AgentVersion,
-				p.SecretID, p.DeviceID, p.Reason, p.Source, at, old.ID, blob(p.DeviceKey), p.SourceNet); err != nil {
+				last_request_at = CASE WHEN last_request_at > $1 THEN last_request_at ELSE $1 END,
+				requests = requests + 1
+				WHERE id = $2`, at, old.ID); err != nil {
 				return fmt.Errorf("refreshing enrollment request: %w", err)
 			}
 			out, err = queryPending(ctx, q, old.ID, `id = $1`, "", old.ID)
@@ -180,6 +174,32 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 		return storage.PendingEnrollment{}, fmt.Errorf("recording enrollment request: %w", err)
 	}
 	return out, nil
+}
+
+// sameAsk reports whether p asks for exactly what the stored request old
+// shows the security team, so that p may refresh it in place (its time and
+// count). Any other ask is filed anew under another id: an id that was
+// read can only ever approve what was read. Each field, and why:
+//   - serial number: the device keeps it for good, the known list and
+//     Cloudflare match it;
+//   - hostname, model, OS name and version, platform, agent version: the
+//     facts a new device is enrolled with, and what tells a Mac from a
+//     virtual machine or a Linux host; an OS or agent update while a
+//     request waits files it anew too, which is rare and costs only the id;
+//   - source: the approver checks that it is where the Mac is; a laptop
+//     that moves files anew, which is safe and changes only the id;
+//   - enroll secret: the one the device is enrolled under, which its
+//     revocation lists;
+//   - reason: a device enrolled on its serial since is a claim the approver
+//     must be shown;
+//   - device and its key: the state approval would change (requests made
+//     against another are removed when it changes; compared anyway).
+func sameAsk(old, p storage.PendingEnrollment) bool {
+	return old.SerialNumber == p.SerialNumber && old.Hostname == p.Hostname && old.Model == p.Model &&
+		old.OSName == p.OSName && old.OSVersion == p.OSVersion && old.Platform == p.Platform &&
+		old.AgentVersion == p.AgentVersion && old.Source == p.Source && old.SourceNet == p.SourceNet &&
+		old.SecretID == p.SecretID && old.Reason == p.Reason &&
+		old.DeviceID == p.DeviceID && bytes.Equal(old.DeviceKey, p.DeviceKey)
 }
 
 // makeRoom evicts waiting requests so that p fits each limit: for the

@@ -265,15 +265,12 @@ func testRequestEnrollment(t *testing.T, s storage.Store) {
 	must(t, err)
 	equal(t, "GetPendingEnrollment", stored, want)
 
-	// The agent polls again, from elsewhere, with changed facts: the same
-	// request, refreshed; its ID and first time stay.
+	// The agent polls again, asking for the same: the same request,
+	// refreshed; its ID and first time stay.
 	poll := newRequest(1, "k1", "sec")
 	poll.ID = "req-generated-again"
-	poll.Hostname = "renamed.example.com"
-	poll.Source, poll.SourceNet = "198.51.100.1", "198.51.100.1"
 	poll.LastRequestAt = at(3 * hour)
 	got = request(t, s, poll, storage.PendingLimits{PerDevice: 1, Total: 1})
-	want.Hostname, want.Source, want.SourceNet = poll.Hostname, poll.Source, poll.SourceNet
 	want.LastRequestAt, want.Requests = at(3*hour), 2
 	equal(t, "refreshed request", got, want)
 	// A late poll never moves the latest request time back.
@@ -285,39 +282,50 @@ func testRequestEnrollment(t *testing.T, s storage.Store) {
 	if _, err := s.GetPendingEnrollment(ctx, poll.ID); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("the poll's own ID was stored: err %v", err)
 	}
-	// A poll with another serial number is filed anew, under its own ID:
-	// approving the request the security team read must not enroll a
-	// serial they did not see.
-	moved := newRequest(1, "k1", "sec")
-	moved.ID = "req-001-k1-moved"
-	moved.SerialNumber = "C02STOLEN01"
-	moved.LastRequestAt = at(4 * hour)
-	got = request(t, s, moved, storage.PendingLimits{})
-	equal(t, "request with another serial", got, requested(moved))
-	if _, err := s.GetPendingEnrollment(ctx, r.ID); !errors.Is(err, storage.ErrNotFound) {
-		t.Errorf("the request with the first serial is still there: err %v", err)
-	}
-	// And with another reason (a device enrolled on its serial since: the
-	// approver must not approve the claim on the strength of what they
-	// read before).
-	rereason := moved
-	rereason.ID, rereason.Reason = "req-001-k1-rereason", "serial_enrolled"
-	got = request(t, s, rereason, storage.PendingLimits{})
-	equal(t, "request with another reason", got, requested(rereason))
-	if _, err := s.GetPendingEnrollment(ctx, moved.ID); !errors.Is(err, storage.ErrNotFound) {
-		t.Errorf("the request with the first reason is still there: err %v", err)
-	}
-	moved = rereason
-	// And with another secret; none is audited again, so that a key
-	// alternating serials cannot grow the audit log.
+
+	// A poll that changes anything the security team is shown is filed
+	// anew, under its own ID, and the ID they read is gone: approving it
+	// must not enroll a serial, a hostname, a model, a secret they did not
+	// see, a claim they were not shown (another reason: a device enrolled
+	// on its serial since), nor an ask from another address.
 	createSecret(t, s, "sec2")
-	resecret := moved
-	resecret.ID, resecret.SecretID = "req-001-k1-resecret", "sec2"
-	got = request(t, s, resecret, storage.PendingLimits{})
-	equal(t, "request with another secret", got, requested(resecret))
-	if _, err := s.GetPendingEnrollment(ctx, moved.ID); !errors.Is(err, storage.ErrNotFound) {
-		t.Errorf("the request with the first secret is still there: err %v", err)
+	read := r
+	for i, tc := range []struct {
+		name   string
+		change func(*storage.PendingEnrollment)
+	}{
+		{"serial", func(r *storage.PendingEnrollment) { r.SerialNumber = "C02STOLEN01" }},
+		{"no serial", func(r *storage.PendingEnrollment) { r.SerialNumber = "" }},
+		{"hostname", func(r *storage.PendingEnrollment) { r.Hostname = "alice-macbook-pro" }},
+		{"model", func(r *storage.PendingEnrollment) { r.Model = "VMware7,1" }},
+		{"os name", func(r *storage.PendingEnrollment) { r.OSName = "Ubuntu" }},
+		{"os version", func(r *storage.PendingEnrollment) { r.OSVersion = "15.2" }},
+		{"platform", func(r *storage.PendingEnrollment) { r.Platform = "linux" }},
+		{"agent version", func(r *storage.PendingEnrollment) { r.AgentVersion = "1.0.1" }},
+		{"source", func(r *storage.PendingEnrollment) { r.Source, r.SourceNet = "198.51.100.1", "198.51.100.1" }},
+		{"source in the same network", func(r *storage.PendingEnrollment) { r.Source = "198.51.100.2" }},
+		{"reason", func(r *storage.PendingEnrollment) { r.Reason = "serial_enrolled" }},
+		{"secret", func(r *storage.PendingEnrollment) { r.SecretID = "sec2" }},
+	} {
+		next := read
+		tc.change(&next)
+		next.ID = "req-001-k1-" + strings.ReplaceAll(tc.name, " ", "-")
+		next.LastRequestAt = at(4*hour + time.Duration(i)*minute)
+		got := request(t, s, next, storage.PendingLimits{})
+		equal(t, "request with another "+tc.name, got, requested(next))
+		if _, err := s.GetPendingEnrollment(ctx, read.ID); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("another %s: the request read before is still there: err %v", tc.name, err)
+		}
+		if _, _, err := approve(t, s, read.ID, "dev-x", at(5*hour)); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("another %s: approving the request read before: err %v, want ErrNotFound", tc.name, err)
+		}
+		equal(t, "waiting after another "+tc.name, listRequests(t, s, "", 10), []string{next.ID})
+		read = next
 	}
+	// None is audited again, so that a key alternating facts cannot grow
+	// the audit log.
+	moved, resecret := read, read
+	moved.ID, moved.SecretID = "req-001-k1-back", "sec"
 	for range 5 {
 		request(t, s, moved, storage.PendingLimits{})
 		request(t, s, resecret, storage.PendingLimits{})
@@ -327,8 +335,8 @@ func testRequestEnrollment(t *testing.T, s storage.Store) {
 	// Another key for the same machine is another request.
 	request(t, s, newRequest(1, "k2", "sec"), storage.PendingLimits{})
 	request(t, s, newRequest(2, "k1", "sec"), storage.PendingLimits{})
-	equal(t, "ListPendingEnrollments", listRequests(t, s, "", 10), []string{"req-001-k1-resecret", "req-001-k2", "req-002-k1"})
-	equal(t, "ListPendingEnrollments paged", listRequests(t, s, "req-001-k1-resecret", 1), []string{"req-001-k2"})
+	equal(t, "ListPendingEnrollments", listRequests(t, s, "", 10), []string{"req-001-k1-secret", "req-001-k2", "req-002-k1"})
+	equal(t, "ListPendingEnrollments paged", listRequests(t, s, "req-001-k1-secret", 1), []string{"req-001-k2"})
 
 	// One audit event per request, none per poll or re-filing.
 	if events := len(auditDetails(t, s, "", "device.enroll_pending")); events != 3 {

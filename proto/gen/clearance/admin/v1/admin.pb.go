@@ -2957,8 +2957,11 @@ func (x *RevokeBrowserCertificateResponse) GetCertificate() *BrowserCertificate 
 
 // PendingEnrollment is an enrollment request waiting for approval.
 type PendingEnrollment struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Kept while the key asks again for exactly what this shows; when it asks
+	// with other facts, from another source, with another enroll secret or
+	// for another reason, the request is filed anew under another id.
+	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// The facts the request gave.
 	Facts *v1.DeviceFacts `protobuf:"bytes,2,opt,name=facts,proto3" json:"facts,omitempty"`
 	// The enrolled device whose key approval replaces; empty for a new device.
@@ -2968,7 +2971,7 @@ type PendingEnrollment struct {
 	// Why it waits: "unproven_key", "unknown_serial", "serial_enrolled" or
 	// "manual".
 	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
-	// The network address the latest request came from.
+	// The network address the request came from.
 	Source string `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
 	// The enroll secret it presented.
 	EnrollSecretId string                 `protobuf:"bytes,6,opt,name=enroll_secret_id,json=enrollSecretId,proto3" json:"enroll_secret_id,omitempty"`

@@ -110,8 +110,11 @@ type AdminServiceClient interface {
 	// ApproveEnrollment enrolls a waiting request's key: a known device's key
 	// is replaced at once (streams of the old key end), a new device is
 	// created; the agent picks up its certificate on its next try. NOT_FOUND
-	// for an unknown request; FAILED_PRECONDITION if it was rejected, its
-	// secret revoked since, or the device revoked.
+	// for an unknown request: among them one filed anew under another id
+	// since it was listed (see PendingEnrollment.request_id), so that an id
+	// read is approved for exactly what was read, or not at all;
+	// FAILED_PRECONDITION if it was rejected, its secret revoked since, or
+	// the device revoked.
 	ApproveEnrollment(ctx context.Context, in *ApproveEnrollmentRequest, opts ...grpc.CallOption) (*ApproveEnrollmentResponse, error)
 	// RejectEnrollment rejects a waiting request: the same key asking again
 	// for that hardware UUID is refused (idempotent). By key_fingerprint, it
@@ -502,8 +505,11 @@ type AdminServiceServer interface {
 	// ApproveEnrollment enrolls a waiting request's key: a known device's key
 	// is replaced at once (streams of the old key end), a new device is
 	// created; the agent picks up its certificate on its next try. NOT_FOUND
-	// for an unknown request; FAILED_PRECONDITION if it was rejected, its
-	// secret revoked since, or the device revoked.
+	// for an unknown request: among them one filed anew under another id
+	// since it was listed (see PendingEnrollment.request_id), so that an id
+	// read is approved for exactly what was read, or not at all;
+	// FAILED_PRECONDITION if it was rejected, its secret revoked since, or
+	// the device revoked.
 	ApproveEnrollment(context.Context, *ApproveEnrollmentRequest) (*ApproveEnrollmentResponse, error)
 	// RejectEnrollment rejects a waiting request: the same key asking again
 	// for that hardware UUID is refused (idempotent). By key_fingerprint, it
