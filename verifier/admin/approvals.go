@@ -169,7 +169,7 @@ func (s *Server) RejectEnrollment(ctx context.Context, req *adminv1.RejectEnroll
 		return nil, err
 	}
 	now := s.now()
-	p, err := s.Store.RejectEnrollment(ctx, req.GetRequestId(), now, storage.AuditEvent{
+	p, err := s.Store.RejectEnrollment(ctx, req.GetRequestId(), now, enroll.DefaultPendingLimits, storage.AuditEvent{
 		At: now, Actor: "admin-api", Action: "device.enroll_reject", Detail: "request " + req.GetRequestId(),
 	})
 	if errors.Is(err, storage.ErrNotFound) {
@@ -229,7 +229,7 @@ func (s *Server) rejectKey(ctx context.Context, fp string) (*adminv1.RejectEnrol
 	// Waiting requests are at most enroll.DefaultPendingLimits.Total: the
 	// rounds end, even while the key keeps asking for new hardware UUIDs.
 	for round := 0; round <= enroll.DefaultPendingLimits.Total/rejectKeyBatch+1; round++ {
-		ps, err := s.Store.RejectEnrollmentKey(ctx, fp, rejectKeyBatch, now, audit)
+		ps, err := s.Store.RejectEnrollmentKey(ctx, fp, rejectKeyBatch, now, enroll.DefaultPendingLimits, audit)
 		var ambiguous *storage.AmbiguousKeyError
 		switch {
 		case errors.Is(err, storage.ErrNotFound) && len(all) > 0:

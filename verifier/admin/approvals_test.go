@@ -55,8 +55,8 @@ func waitWith(t *testing.T, store storage.Store, n int, key string) storage.Pend
 // ambiguous prefix be made.
 type firstDigit struct{ storage.Store }
 
-func (s firstDigit) RejectEnrollmentKey(ctx context.Context, prefix string, maxMacs int, at time.Time, audit storage.AuditEvent) ([]storage.PendingEnrollment, error) {
-	return s.Store.RejectEnrollmentKey(ctx, prefix[:1], maxMacs, at, audit)
+func (s firstDigit) RejectEnrollmentKey(ctx context.Context, prefix string, maxMacs int, at time.Time, limits storage.PendingLimits, audit storage.AuditEvent) ([]storage.PendingEnrollment, error) {
+	return s.Store.RejectEnrollmentKey(ctx, prefix[:1], maxMacs, at, limits, audit)
 }
 
 // A key fingerprint that waiting requests of several keys start with is

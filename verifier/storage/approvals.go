@@ -63,13 +63,18 @@ func (p PendingEnrollment) Rejected() bool { return !p.RejectedAt.IsZero() }
 // counts with the oldest LastRequestAt (for PerDevice, one from the same
 // SourceNet first), so a genuine agent that keeps asking is always
 // recorded, and a flood pushes out its own requests before anyone else's.
-// MaxAge removes waiting requests not asked again for that long. Zero: no
-// limit.
+// MaxAge removes waiting requests not asked again for that long. Rejected
+// bounds the rejected requests kept: recording a rejection removes the
+// oldest rejected requests (by RejectedAt, then ID) beyond it, so that
+// rejecting floods again and again cannot grow the store without bound;
+// the key of a rejection removed so is decided afresh when it asks again,
+// as if never rejected. Zero: no limit.
 type PendingLimits struct {
 	PerDevice int
 	PerSource int
 	Total     int
 	MaxAge    time.Duration
+	Rejected  int
 }
 
 // Approval approves a pending request.
@@ -158,8 +163,10 @@ type ApprovalStore interface {
 	// Approval): the request, given that reason, stays.
 	ApproveEnrollment(ctx context.Context, a Approval) (Device, bool, error)
 	// RejectEnrollment marks a request rejected (idempotent: the first
-	// RejectedAt stays) and appends audit; ErrNotFound if unknown.
-	RejectEnrollment(ctx context.Context, id string, at time.Time, audit AuditEvent) (PendingEnrollment, error)
+	// RejectedAt stays) and appends audit; ErrNotFound if unknown. The
+	// oldest rejected requests beyond limits.Rejected are removed in the
+	// same transaction.
+	RejectEnrollment(ctx context.Context, id string, at time.Time, limits PendingLimits, audit AuditEvent) (PendingEnrollment, error)
 	// RejectEnrollmentKey rejects every waiting request of one candidate
 	// key: the key whose fingerprint (KeyFingerprint) starts with prefix,
 	// 1 to 64 hex digits in any case (else an error). Its requests for the
@@ -175,7 +182,9 @@ type ApprovalStore interface {
 	// *AmbiguousKeyError) if waiting requests of several keys match,
 	// ErrNotFound if none does (a rejected request no longer waits, so
 	// rejecting a key again finds nothing); either way nothing changes.
-	RejectEnrollmentKey(ctx context.Context, prefix string, maxMacs int, at time.Time, audit AuditEvent) ([]PendingEnrollment, error)
+	// The oldest rejected requests beyond limits.Rejected are removed in
+	// the same transaction.
+	RejectEnrollmentKey(ctx context.Context, prefix string, maxMacs int, at time.Time, limits PendingLimits, audit AuditEvent) ([]PendingEnrollment, error)
 	// DeleteExpiredEnrollmentRequests removes waiting (not rejected)
 	// requests last asked strictly before before, and returns how many.
 	DeleteExpiredEnrollmentRequests(ctx context.Context, before time.Time) (int, error)

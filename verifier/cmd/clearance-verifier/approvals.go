@@ -106,7 +106,8 @@ func (a *app) approvalCmds() []*cli.Command {
 			Args:    "[REQUEST_ID]",
 			Doc: "Rejects the enrollment request REQUEST_ID (see 'devices pending'), or, instead, those --key or " +
 				"--all-from names. A rejected request's key asking again for " +
-				"that Mac is refused, whatever the --enroll-approval policy. A known Mac's current enrollment is " +
+				"that Mac is refused, whatever the --enroll-approval policy (the latest 100,000 rejections are " +
+				"kept; the key of a rejection removed is decided afresh, as a new request). A known Mac's current enrollment is " +
 				"not touched. With --key, rejects every waiting request of the key whose fingerprint starts with " +
 				"FINGERPRINT (KEY in 'devices pending': at least its 16 digits), for each Mac it asked as: the way to " +
 				"reject a key that changes its serial number or enroll secret at every ask, whose request is filed " +

@@ -476,7 +476,7 @@ func dropWaiting(ctx context.Context, q conn, hardwareUUID string) error {
 }
 
 // RejectEnrollment marks a request rejected; see storage.ApprovalStore.
-func (s *Store) RejectEnrollment(ctx context.Context, id string, at time.Time, audit storage.AuditEvent) (storage.PendingEnrollment, error) {
+func (s *Store) RejectEnrollment(ctx context.Context, id string, at time.Time, limits storage.PendingLimits, audit storage.AuditEvent) (storage.PendingEnrollment, error) {
 	if at.IsZero() {
 		return storage.PendingEnrollment{}, errors.New("rejecting enrollment: zero rejection time")
 	}
@@ -507,7 +507,10 @@ func (s *Store) RejectEnrollment(ctx context.Context, id string, at time.Time, a
 		if audit.DeviceID == "" {
 			audit.DeviceID = out.DeviceID
 		}
-		return insertAudit(ctx, q, audit)
+		if err := insertAudit(ctx, q, audit); err != nil {
+			return err
+		}
+		return keepRejected(ctx, q, limits.Rejected)
 	})
 	if err != nil {
 		return storage.PendingEnrollment{}, fmt.Errorf("rejecting enrollment: %w", err)
@@ -517,7 +520,7 @@ func (s *Store) RejectEnrollment(ctx context.Context, id string, at time.Time, a
 
 // RejectEnrollmentKey rejects the waiting requests of the one key whose
 // fingerprint starts with prefix; see storage.ApprovalStore.
-func (s *Store) RejectEnrollmentKey(ctx context.Context, prefix string, maxMacs int, at time.Time, audit storage.AuditEvent) ([]storage.PendingEnrollment, error) {
+func (s *Store) RejectEnrollmentKey(ctx context.Context, prefix string, maxMacs int, at time.Time, limits storage.PendingLimits, audit storage.AuditEvent) ([]storage.PendingEnrollment, error) {
 	prefix = strings.ToLower(prefix)
 	if !hexPrefix(prefix) {
 		return nil, fmt.Errorf("rejecting enrollment key: %q is not 1 to 64 hex digits", prefix)
@@ -583,12 +586,42 @@ func (s *Store) RejectEnrollmentKey(ctx context.Context, prefix string, maxMacs 
 			return fmt.Errorf("key %s: its requests were answered meanwhile: %w", storage.KeyFingerprint(key), storage.ErrNotFound)
 		}
 		slices.SortFunc(out, func(a, b storage.PendingEnrollment) int { return strings.Compare(a.ID, b.ID) })
-		return nil
+		return keepRejected(ctx, q, limits.Rejected)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rejecting enrollment key: %w", err)
 	}
 	return out, nil
+}
+
+// keepRejected removes the oldest rejected requests (by rejection time,
+// then id) beyond keep (zero: keeps all). Only the security team records
+// rejections, but each rejection of a flood's requests (up to the waiting
+// bound at a time, again and again) would otherwise stay for good. Losing
+// an old rejection fails safe: its key asking again is decided as any
+// other request, and under the policy that made it wait, waits again.
+func keepRejected(ctx context.Context, q conn, keep int) error {
+	if keep <= 0 {
+		return nil
+	}
+	// One rejection at a time counts and removes, on every replica, so
+	// that two do not both remove the same excess. The lock is taken
+	// last, after the Macs', and by nothing else, so it waits on no lock
+	// order.
+	if q.s.d.LockKey != "" {
+		if _, err := q.exec(ctx, q.s.d.LockKey, "rejected enrollment requests"); err != nil {
+			return fmt.Errorf("locking rejected enrollment requests: %w", err)
+		}
+	}
+	n, err := count(ctx, q, `SELECT count(*) FROM pending_enrollments WHERE rejected_at <> 0`)
+	if err != nil || n <= keep {
+		return err
+	}
+	if _, err := q.exec(ctx, `DELETE FROM pending_enrollments WHERE id IN (SELECT id FROM pending_enrollments
+		WHERE rejected_at <> 0 ORDER BY rejected_at, id LIMIT $1)`, n-keep); err != nil {
+		return fmt.Errorf("removing the oldest rejected enrollment requests: %w", err)
+	}
+	return nil
 }
 
 // waitingKey returns the one key of the waiting requests whose fingerprint

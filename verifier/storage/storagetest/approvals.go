@@ -19,6 +19,7 @@ var approvalTests = []test{
 	{"RejectEnrollment", testRejectEnrollment},
 	{"RejectEnrollmentKey", testRejectEnrollmentKey},
 	{"RejectEnrollmentKeyInBatches", testRejectEnrollmentKeyInBatches},
+	{"RejectedBounded", testRejectedBounded},
 	{"ApproveReenrollment", testApproveReenrollment},
 	{"ApproveNewDevice", testApproveNewDevice},
 	{"ApproveChecksSerial", testApproveChecksSerial},
@@ -383,7 +384,7 @@ func testRequestLimits(t *testing.T, s storage.Store) {
 		t.Errorf("%d device.enroll_pending events, want 5 (the first four and the genuine one)", events)
 	}
 	for _, id := range []string{"req-001-a5", "req-001-a6", "req-001-a7", "req-001-mac"} {
-		_, err := s.RejectEnrollment(ctx, id, at(6*hour), storage.AuditEvent{At: at(6 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+		_, err := s.RejectEnrollment(ctx, id, at(6*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(6 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
 		must(t, err)
 	}
 
@@ -420,7 +421,7 @@ func testRequestExpiry(t *testing.T, s storage.Store) {
 	rej := newRequest(2, "k", "sec")
 	rej.LastRequestAt = at(hour)
 	request(t, s, rej, storage.PendingLimits{})
-	_, err := s.RejectEnrollment(ctx, rej.ID, at(hour), storage.AuditEvent{At: at(hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	_, err := s.RejectEnrollment(ctx, rej.ID, at(hour), storage.PendingLimits{}, storage.AuditEvent{At: at(hour), Actor: "admin-api", Action: "device.enroll_reject"})
 	must(t, err)
 	request(t, s, newRequest(3, "k", "sec"), storage.PendingLimits{}) // at 2h
 
@@ -495,7 +496,7 @@ func testRequestsStayCurrent(t *testing.T, s storage.Store) {
 		t.Errorf("stored request: device %s key %q; want %s %q", r1.DeviceID, r1.DeviceKey, d.ID, d.PublicKey)
 	}
 	rejected := against("rejected")
-	_, err = s.RejectEnrollment(ctx, rejected.ID, at(3*hour), storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	_, err = s.RejectEnrollment(ctx, rejected.ID, at(3*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
 	must(t, err)
 	rot := newEnrollment(1, "sec")
 	rot.Device.PublicKey = []byte("rotated-key")
@@ -540,7 +541,7 @@ func testRejectedKeyNeverEnrolls(t *testing.T, s storage.Store) {
 	r := newRequest(1, "k", "sec")
 	r.PublicKey = e.Device.PublicKey
 	request(t, s, r, storage.PendingLimits{})
-	_, err := s.RejectEnrollment(ctx, r.ID, at(3*hour), storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	_, err := s.RejectEnrollment(ctx, r.ID, at(3*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
 	must(t, err)
 	got, err := s.FindEnrollmentRequest(ctx, strings.ToLower(r.HardwareUUID), r.PublicKey)
 	must(t, err)
@@ -738,7 +739,7 @@ func testRejectEnrollment(t *testing.T, s storage.Store) {
 	r := request(t, s, newRequest(1, "k1", "sec"), storage.PendingLimits{})
 	request(t, s, newRequest(2, "k1", "sec"), storage.PendingLimits{})
 
-	got, err := s.RejectEnrollment(ctx, r.ID, at(3*hour), storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	got, err := s.RejectEnrollment(ctx, r.ID, at(3*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
 	must(t, err)
 	want := r
 	want.RejectedAt = at(3 * hour)
@@ -749,7 +750,7 @@ func testRejectEnrollment(t *testing.T, s storage.Store) {
 	equal(t, "waiting requests", listRequests(t, s, "", 10), []string{"req-002-k1"})
 
 	// Idempotent: the first rejection stays.
-	again, err := s.RejectEnrollment(ctx, r.ID, at(4*hour), storage.AuditEvent{At: at(4 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	again, err := s.RejectEnrollment(ctx, r.ID, at(4*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(4 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
 	must(t, err)
 	equal(t, "rejected twice", again, want)
 
@@ -762,13 +763,89 @@ func testRejectEnrollment(t *testing.T, s storage.Store) {
 	sameDump(t, "a rejected key asking again", before, s)
 
 	before = dumpOf(t, s)
-	_, err = s.RejectEnrollment(ctx, "no-such-request", at(5*hour), storage.AuditEvent{At: at(5 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	_, err = s.RejectEnrollment(ctx, "no-such-request", at(5*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(5 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
 	wantErr(t, err, storage.ErrNotFound)
 	sameDump(t, "rejecting an unknown request", before, s)
 }
 
+// Rejected requests are kept up to limits.Rejected: recording a rejection,
+// by id or by key, removes the oldest rejections beyond it (by rejection
+// time, then id), never a waiting request nor an audit event. The key of
+// a rejection removed so asks again as a key never rejected: it waits
+// again, a new request.
+func testRejectedBounded(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "sec")
+	limits := storage.PendingLimits{Rejected: 3}
+	reject := func(id string, when time.Duration) {
+		t.Helper()
+		_, err := s.RejectEnrollment(ctx, id, at(when), limits, storage.AuditEvent{At: at(when), Actor: "admin-api", Action: "device.enroll_reject", Detail: id})
+		must(t, err)
+	}
+	rejected := func(what string, want ...string) {
+		t.Helper()
+		var got []string
+		for n := 1; n <= 12; n++ {
+			for _, k := range []string{"k", "flood"} {
+				if p, err := s.GetPendingEnrollment(ctx, fmt.Sprintf("req-%03d-%s", n, k)); err == nil && p.Rejected() {
+					got = append(got, p.ID)
+				}
+			}
+		}
+		equal(t, what, got, append([]string{}, want...))
+	}
+	for n := 1; n <= 7; n++ {
+		request(t, s, newRequest(n, "k", "sec"), storage.PendingLimits{})
+	}
+	for _, n := range []int{10, 11} {
+		request(t, s, newRequest(n, "flood", "sec"), storage.PendingLimits{})
+	}
+
+	// Within the bound, every rejection stays; unbounded (zero), too.
+	reject("req-002-k", 4*hour)
+	reject("req-001-k", 4*hour)
+	reject("req-003-k", 4*hour)
+	rejected("three rejections", "req-001-k", "req-002-k", "req-003-k")
+	// One more: the oldest goes (of the same time, the first by id).
+	reject("req-004-k", 5*hour)
+	rejected("a fourth rejection", "req-002-k", "req-003-k", "req-004-k")
+	// Rejecting again what is rejected records nothing, and removes
+	// nothing.
+	reject("req-004-k", 6*hour)
+	rejected("a rejection again", "req-002-k", "req-003-k", "req-004-k")
+	// By key: two more, and the two oldest go.
+	_, err := s.RejectEnrollmentKey(ctx, storage.KeyFingerprint(newRequest(0, "flood", "").PublicKey), 0, at(7*hour), limits,
+		storage.AuditEvent{At: at(7 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	must(t, err)
+	rejected("rejected by key", "req-004-k", "req-010-flood", "req-011-flood")
+	_, err = s.RejectEnrollment(ctx, "req-005-k", at(8*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(8 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	must(t, err)
+	rejected("no bound", "req-004-k", "req-005-k", "req-010-flood", "req-011-flood")
+
+	// Waiting requests stay, and so does the audit of every rejection.
+	equal(t, "waiting requests", listRequests(t, s, "", 10), []string{"req-006-k", "req-007-k"})
+	if n := len(auditDetails(t, s, "", "device.enroll_reject")); n != 8 {
+		t.Errorf("%d device.enroll_reject audit events, want 8: rejections removed keep theirs", n)
+	}
+
+	// The key of a rejection removed asks again: it waits, a new request,
+	// audited as one; a key still rejected is refused.
+	pending := len(auditDetails(t, s, "", "device.enroll_pending"))
+	again := newRequest(1, "k", "sec")
+	again.ID, again.LastRequestAt = "req-001-k-again", at(9*hour)
+	got := request(t, s, again, storage.PendingLimits{})
+	equal(t, "the key of a removed rejection asking again", got, requested(again))
+	if n := len(auditDetails(t, s, "", "device.enroll_pending")); n != pending+1 {
+		t.Errorf("%d device.enroll_pending audit events, want %d", n, pending+1)
+	}
+	before := dumpOf(t, s)
+	_, err = s.RequestEnrollment(ctx, newRequest(4, "k", "sec"), storage.PendingLimits{}, storage.AuditEvent{At: at(9 * hour), Actor: "agent", Action: "device.enroll_pending"})
+	wantErr(t, err, storage.ErrRequestRejected)
+	sameDump(t, "a key still rejected asking again", before, s)
+}
+
 func rejectKey(t *testing.T, s storage.Store, prefix string, maxMacs int, when time.Time) ([]storage.PendingEnrollment, error) {
-	return s.RejectEnrollmentKey(t.Context(), prefix, maxMacs, when, storage.AuditEvent{
+	return s.RejectEnrollmentKey(t.Context(), prefix, maxMacs, when, storage.PendingLimits{}, storage.AuditEvent{
 		At: when, Actor: "admin-api", Action: "device.enroll_reject", Detail: "by key " + prefix})
 }
 
@@ -799,7 +876,7 @@ func testRejectEnrollmentKey(t *testing.T, s storage.Store) {
 	request(t, s, known, storage.PendingLimits{})
 	// Its request as machine 4 was rejected already.
 	r4 := request(t, s, newRequest(4, "x", "sec"), storage.PendingLimits{})
-	r4, err := s.RejectEnrollment(ctx, r4.ID, at(4*hour), storage.AuditEvent{At: at(4 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	r4, err := s.RejectEnrollment(ctx, r4.ID, at(4*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(4 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
 	must(t, err)
 	// Other keys, one for the same machine.
 	request(t, s, newRequest(1, "y", "sec"), storage.PendingLimits{})
@@ -1075,7 +1152,7 @@ func testApproveFailures(t *testing.T, s storage.Store) {
 	gone := enroll(t, s, newEnrollment(2, "sec"))
 	revokeDevice(t, s, gone.ID)
 	rejected := request(t, s, newRequest(1, "k1", "sec"), storage.PendingLimits{})
-	_, err := s.RejectEnrollment(ctx, rejected.ID, at(3*hour), storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	_, err := s.RejectEnrollment(ctx, rejected.ID, at(3*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
 	must(t, err)
 	byLeaked := request(t, s, newRequest(3, "k1", "leaked"), storage.PendingLimits{})
 	revokeSecret(t, s, "leaked")

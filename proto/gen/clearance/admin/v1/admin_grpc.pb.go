@@ -117,7 +117,9 @@ type AdminServiceClient interface {
 	// the device revoked.
 	ApproveEnrollment(ctx context.Context, in *ApproveEnrollmentRequest, opts ...grpc.CallOption) (*ApproveEnrollmentResponse, error)
 	// RejectEnrollment rejects a waiting request: the same key asking again
-	// for that hardware UUID is refused (idempotent). By key_fingerprint, it
+	// for that hardware UUID is refused (idempotent). The latest 100,000
+	// rejections are kept: recording one past that removes the oldest, whose
+	// key is then decided afresh when it asks again. By key_fingerprint, it
 	// rejects every waiting request of one key, for any hardware UUID, at
 	// once (one transaction per 1000 hardware UUIDs, until none of the key
 	// waits). INVALID_ARGUMENT unless exactly one of request_id and
@@ -512,7 +514,9 @@ type AdminServiceServer interface {
 	// the device revoked.
 	ApproveEnrollment(context.Context, *ApproveEnrollmentRequest) (*ApproveEnrollmentResponse, error)
 	// RejectEnrollment rejects a waiting request: the same key asking again
-	// for that hardware UUID is refused (idempotent). By key_fingerprint, it
+	// for that hardware UUID is refused (idempotent). The latest 100,000
+	// rejections are kept: recording one past that removes the oldest, whose
+	// key is then decided afresh when it asks again. By key_fingerprint, it
 	// rejects every waiting request of one key, for any hardware UUID, at
 	// once (one transaction per 1000 hardware UUIDs, until none of the key
 	// waits). INVALID_ARGUMENT unless exactly one of request_id and
