@@ -1021,8 +1021,8 @@ func TestRejectByKeyBadInput(t *testing.T) {
 		code codes.Code
 		msg  string
 	}{
-		{"both", &adminv1.RejectEnrollmentRequest{RequestId: p.GetRequestId(), KeyFingerprint: fp}, codes.InvalidArgument, "not both"},
-		{"neither", &adminv1.RejectEnrollmentRequest{}, codes.InvalidArgument, "request_id or key_fingerprint is required"},
+		{"both", &adminv1.RejectEnrollmentRequest{RequestId: p.GetRequestId(), KeyFingerprint: fp}, codes.InvalidArgument, "not several"},
+		{"neither", &adminv1.RejectEnrollmentRequest{}, codes.InvalidArgument, "request_id, key_fingerprint or source is required"},
 		{"not hex", &adminv1.RejectEnrollmentRequest{KeyFingerprint: "zz" + fp[2:16]}, codes.InvalidArgument, "is not hex"},
 		{"a colon-separated fingerprint", &adminv1.RejectEnrollmentRequest{KeyFingerprint: fp[:2] + ":" + fp[2:16]}, codes.InvalidArgument, "is not hex"},
 		{"short", &adminv1.RejectEnrollmentRequest{KeyFingerprint: fp[:15]}, codes.InvalidArgument, "is 15 hex digits; give at least 16"},

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 )
 
@@ -185,6 +186,15 @@ type ApprovalStore interface {
 	// The oldest rejected requests beyond limits.Rejected are removed in
 	// the same transaction.
 	RejectEnrollmentKey(ctx context.Context, prefix string, maxMacs int, at time.Time, limits PendingLimits, audit AuditEvent) ([]PendingEnrollment, error)
+	// RejectEnrollmentSource rejects every waiting request whose Source
+	// lies in network (SourceIn), as RejectEnrollmentKey rejects a key's:
+	// those of the first maxMacs hardware UUIDs they wait for (in order;
+	// zero: all) in one transaction, each with an audit event of its own
+	// led by the request's id and hardware UUID, returned ordered by ID;
+	// the oldest rejected requests beyond limits.Rejected are removed.
+	// ErrNotFound if none waits, and then nothing changes; an error for
+	// an invalid network.
+	RejectEnrollmentSource(ctx context.Context, network netip.Prefix, maxMacs int, at time.Time, limits PendingLimits, audit AuditEvent) ([]PendingEnrollment, error)
 	// DeleteExpiredEnrollmentRequests removes waiting (not rejected)
 	// requests last asked strictly before before, and returns how many.
 	DeleteExpiredEnrollmentRequests(ctx context.Context, before time.Time) (int, error)
@@ -242,6 +252,17 @@ func (e *AmbiguousKeyError) Error() string {
 
 // Is makes errors.Is(err, ErrAmbiguousKey) hold.
 func (e *AmbiguousKeyError) Is(target error) bool { return target == ErrAmbiguousKey }
+
+// SourceIn reports whether a request's Source, an IP address, lies in
+// network: compared without its zone, an IPv4-mapped IPv6 address as the
+// IPv4 address it is. A source that is no IP address is in no network.
+func SourceIn(source string, network netip.Prefix) bool {
+	a, err := netip.ParseAddr(source)
+	if err != nil {
+		return false
+	}
+	return network.Contains(a.WithZone("").Unmap())
+}
 
 // MaxCanonicalSerial bounds a canonical serial number.
 const MaxCanonicalSerial = 64

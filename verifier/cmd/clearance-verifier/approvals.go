@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -110,19 +112,22 @@ func (a *app) approvalCmds() []*cli.Command {
 				"kept; the key of a rejection removed is decided afresh, as a new request). A known Mac's current enrollment is " +
 				"not touched. With --key, rejects every waiting request of the key whose fingerprint starts with " +
 				"FINGERPRINT (KEY in 'devices pending': at least its 16 digits), for each Mac it asked as: the way to " +
-				"reject a key that changes its serial number or enroll secret at every ask, whose request is filed " +
+				"reject a key that changes its serial number, hostname or other facts at every ask, whose request is filed " +
 				"anew under another id each time; a FINGERPRINT that several waiting keys start with is refused. " +
 				"With --all-from, rejects every waiting request whose source (FROM in 'devices pending') is " +
-				"ADDRESS: the way to clear a flood from one address.\n\n" +
+				"ADDRESS, or lies in NETWORK in CIDR form (the per-source bound counts an IPv6 /64): the way to " +
+				"clear a flood. A network broader than /16 (IPv4) or /32 (IPv6), or with bits set past its " +
+				"prefix, is refused, as is anything that is not an address or network: nothing is rejected.\n\n" +
 				"  clearance-verifier devices reject --data-dir /var/lib/clearance 6f1c2a9e-…\n" +
 				"  clearance-verifier devices reject --data-dir /var/lib/clearance \\\n    --key 9b1e64c2a7f0d3e8\n" +
-				"  clearance-verifier devices reject --data-dir /var/lib/clearance \\\n    --all-from 198.51.100.7",
+				"  clearance-verifier devices reject --data-dir /var/lib/clearance \\\n    --all-from 198.51.100.7\n" +
+				"  clearance-verifier devices reject --data-dir /var/lib/clearance \\\n    --all-from 2001:db8:1:2::/64",
 			Footer: config.SharedFooter,
 			Flags: func(fs *cli.FlagSet) cli.Action {
 				af := a.bindAdmin(fs)
 				fs.Group("Reject")
 				key := fs.String("key", "", "reject every waiting request of the key with this fingerprint (at least its first 16 hex digits) instead of one request")
-				from := fs.String("all-from", "", "reject every waiting request from this source address instead of one request")
+				from := fs.String("all-from", "", "reject every waiting request from this source address, or network in CIDR form, instead of one request")
 				return func(ctx context.Context, args []string) error {
 					given := len(args)
 					for _, f := range []string{*key, *from} {
@@ -137,6 +142,10 @@ func (a *app) approvalCmds() []*cli.Command {
 						if err := cli.ExactArgs(args, 1, "the request id (see 'devices pending'), or --key or --all-from"); err != nil {
 							return err
 						}
+					case *from != "":
+						if _, err := admin.ParseSource(*from); err != nil {
+							return cli.Usagef("--all-from: %s", clean(err.Error()))
+						}
 					}
 					return a.withAdmin(ctx, af, func(c *adminConn) error {
 						show := func(resp *adminv1.RejectEnrollmentResponse) {
@@ -144,40 +153,24 @@ func (a *app) approvalCmds() []*cli.Command {
 								fmt.Fprintf(a.stdout, "rejected: request %s (hardware UUID %s, key %s)\n", p.GetRequestId(), clean(p.GetFacts().GetHardwareUuid()), p.GetKeyFingerprint())
 							}
 							if more := int(resp.GetRejectedCount()) - len(resp.GetRejected()); more > 0 {
-								fmt.Fprintf(a.stdout, "rejected: %d more requests of the same key\n", more)
+								fmt.Fprintf(a.stdout, "rejected: %d more requests\n", more)
 							}
 						}
-						if *key != "" {
-							resp, err := call(c, c.client.RejectEnrollment, &adminv1.RejectEnrollmentRequest{KeyFingerprint: *key})
-							if err != nil {
-								return err
-							}
-							show(resp)
+						req := &adminv1.RejectEnrollmentRequest{KeyFingerprint: *key, Source: *from}
+						if len(args) > 0 {
+							req.RequestId = args[0]
+						}
+						resp, err := c.client.RejectEnrollment(c.ctx, req)
+						if *from != "" && status.Code(err) == codes.NotFound {
+							// Nothing to do is no failure: a flood may have
+							// stopped, or been rejected, meanwhile.
+							fmt.Fprintf(a.stderr, "no enrollment request from %s waits\n", clean(*from))
 							return nil
 						}
-						ids := args
-						if *from != "" {
-							ps, err := c.listPending()
-							if err != nil {
-								return err
-							}
-							for _, p := range ps {
-								if p.GetSource() == *from {
-									ids = append(ids, p.GetRequestId())
-								}
-							}
-							if len(ids) == 0 {
-								fmt.Fprintf(a.stderr, "no enrollment request from %s waits\n", clean(*from))
-								return nil
-							}
+						if err != nil {
+							return c.explain(err)
 						}
-						for _, id := range ids {
-							resp, err := call(c, c.client.RejectEnrollment, &adminv1.RejectEnrollmentRequest{RequestId: id})
-							if err != nil {
-								return err
-							}
-							show(resp)
-						}
+						show(resp)
 						return nil
 					})
 				}

@@ -188,3 +188,73 @@ func TestApproveOnlyWhatWasRead(t *testing.T) {
 		t.Errorf("devices after approving what was read: %+v, %v", devs, err)
 	}
 }
+
+// TestRejectAllFromNetwork: devices reject --all-from takes a network as
+// well as an address, and refuses what is neither, or too broad a
+// network, before it changes anything.
+func TestRejectAllFromNetwork(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--enroll-approval", "manual")
+	out, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := lastLine(out)
+	root, err := os.ReadFile(filepath.Join(s.dir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := func(hardwareUUID string) {
+		t.Helper()
+		a, err := protoagent.New(s.addr, root, hardwareUUID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := a.Enroll(ctx, secret); status.Code(err) != codes.FailedPrecondition {
+			t.Fatalf("asking as %s: %v, want it to wait", hardwareUUID, err)
+		}
+	}
+	ask("0A1B2C3D-4E5F-4061-8172-839405A6B7F1")
+	ask("0A1B2C3D-4E5F-4061-8172-839405A6B7F2")
+	waiting := func() int {
+		t.Helper()
+		ps, err := s.srv.Store.ListPendingEnrollments(t.Context(), "", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ps)
+	}
+
+	for _, tc := range []struct{ from, want string }{
+		{"127.0.0.0/8", "127.0.0.0/8 is broader than /16"},
+		{"::/0", "::/0 is broader than /32"},
+		{"127.0.0.1/16", "has bits set past its prefix: the network is 127.0.0.0/16"},
+		{"127.0.0.1 ", `"127.0.0.1 " is not an IP address`},
+		{"localhost", `"localhost" is not an IP address`},
+		{strings.Repeat("f", 100), "the source is 100 characters"},
+	} {
+		_, _, err := execute(noEnv, "devices", "reject", "--data-dir", s.dir, "--all-from", tc.from)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("devices reject --all-from %.20q: %v; want an error saying %q", tc.from, err, tc.want)
+		}
+	}
+	if n := waiting(); n != 2 {
+		t.Fatalf("%d requests wait after refused rejections, want 2", n)
+	}
+	_, stderr, err := execute(noEnv, "devices", "reject", "--data-dir", s.dir, "--all-from", "2001:db8::/32")
+	if err != nil || !strings.Contains(stderr, "no enrollment request from 2001:db8::/32 waits") {
+		t.Errorf("devices reject --all-from a network nothing waits from: %v\n%s", err, stderr)
+	}
+	out, _, err = execute(noEnv, "devices", "reject", "--data-dir", s.dir, "--all-from", "127.0.0.0/16")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out, "rejected: request"); n != 2 {
+		t.Errorf("devices reject --all-from 127.0.0.0/16 rejected %d requests, want 2:\n%s", n, out)
+	}
+	if n := waiting(); n != 0 {
+		t.Errorf("%d requests wait after rejecting all from 127.0.0.0/16, want none", n)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -565,19 +566,7 @@ func (s *Store) RejectEnrollmentKey(ctx context.Context, prefix string, maxMacs 
 			if err != nil {
 				return err
 			}
-			if _, err := q.exec(ctx, `UPDATE pending_enrollments SET rejected_at = $1 WHERE id = $2`, rejectedAt, p.ID); err != nil {
-				return fmt.Errorf("updating enrollment request: %w", err)
-			}
-			p.RejectedAt = fromNS(rejectedAt)
-			ev := audit
-			if ev.DeviceID == "" {
-				ev.DeviceID = p.DeviceID
-			}
-			ev.Detail = fmt.Sprintf("request %s, hardware UUID %s", p.ID, p.HardwareUUID)
-			if audit.Detail != "" {
-				ev.Detail += ", " + audit.Detail
-			}
-			if err := insertAudit(ctx, q, ev); err != nil {
+			if p, err = markRejected(ctx, q, p, rejectedAt, audit); err != nil {
 				return err
 			}
 			out = append(out, p)
@@ -592,6 +581,116 @@ func (s *Store) RejectEnrollmentKey(ctx context.Context, prefix string, maxMacs 
 		return nil, fmt.Errorf("rejecting enrollment key: %w", err)
 	}
 	return out, nil
+}
+
+// markRejected rejects the waiting request p, locked, with an audit event
+// of its own: audit, its DeviceID filled in as RejectEnrollment does and its
+// Detail led by the request's id and hardware UUID.
+func markRejected(ctx context.Context, q conn, p storage.PendingEnrollment, rejectedAt int64, audit storage.AuditEvent) (storage.PendingEnrollment, error) {
+	if _, err := q.exec(ctx, `UPDATE pending_enrollments SET rejected_at = $1 WHERE id = $2`, rejectedAt, p.ID); err != nil {
+		return p, fmt.Errorf("updating enrollment request: %w", err)
+	}
+	p.RejectedAt = fromNS(rejectedAt)
+	ev := audit
+	if ev.DeviceID == "" {
+		ev.DeviceID = p.DeviceID
+	}
+	ev.Detail = fmt.Sprintf("request %s, hardware UUID %s", p.ID, p.HardwareUUID)
+	if audit.Detail != "" {
+		ev.Detail += ", " + audit.Detail
+	}
+	return p, insertAudit(ctx, q, ev)
+}
+
+// RejectEnrollmentSource rejects the waiting requests from a network; see
+// storage.ApprovalStore.
+func (s *Store) RejectEnrollmentSource(ctx context.Context, network netip.Prefix, maxMacs int, at time.Time, limits storage.PendingLimits, audit storage.AuditEvent) ([]storage.PendingEnrollment, error) {
+	if !network.IsValid() || network != network.Masked() {
+		return nil, fmt.Errorf("rejecting enrollment requests by source: %s is not a network", network)
+	}
+	if at.IsZero() {
+		return nil, errors.New("rejecting enrollment requests by source: zero rejection time")
+	}
+	var c timeCodec
+	rejectedAt := c.ns("rejection time", at)
+	c.ns("audit time", audit.At)
+	if c.err != nil {
+		return nil, fmt.Errorf("rejecting enrollment requests by source: %w", c.err)
+	}
+	var out []storage.PendingEnrollment
+	err := s.write(ctx, func(q conn) error {
+		out = nil
+		// 1. The hardware UUIDs that requests from the network wait for
+		// (a source is text, compared as an address here: they are at most
+		// PendingLimits.Total).
+		macs, err := waitingFrom(ctx, q, network)
+		if err != nil {
+			return err
+		}
+		if maxMacs > 0 && len(macs) > maxMacs {
+			macs = macs[:maxMacs]
+		}
+		// 2. Each hardware UUID's lock, in order, as RejectEnrollmentKey
+		// takes them.
+		for _, mac := range macs {
+			if err := lockMac(ctx, q, mac); err != nil {
+				return err
+			}
+		}
+		// 3. Their requests from the network as they are under the locks.
+		for _, mac := range macs {
+			ps, err := list(ctx, q, scanPending, `SELECT `+pendingColumns+` FROM pending_enrollments
+				WHERE hardware_uuid = $1 AND rejected_at = 0 ORDER BY id`+q.s.d.LockRow, mac)
+			if err != nil {
+				return fmt.Errorf("reading enrollment requests: %w", err)
+			}
+			for _, p := range ps {
+				if !storage.SourceIn(p.Source, network) {
+					continue
+				}
+				if p, err = markRejected(ctx, q, p, rejectedAt, audit); err != nil {
+					return err
+				}
+				out = append(out, p)
+			}
+		}
+		if len(out) == 0 {
+			return fmt.Errorf("no enrollment request from %s waits: %w", network, storage.ErrNotFound)
+		}
+		slices.SortFunc(out, func(a, b storage.PendingEnrollment) int { return strings.Compare(a.ID, b.ID) })
+		return keepRejected(ctx, q, limits.Rejected)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rejecting enrollment requests by source: %w", err)
+	}
+	return out, nil
+}
+
+// waitingFrom returns the hardware UUIDs that waiting requests from network
+// wait for, sorted, each once.
+func waitingFrom(ctx context.Context, q conn, network netip.Prefix) ([]string, error) {
+	rows, err := q.query(ctx, `SELECT hardware_uuid, source FROM pending_enrollments WHERE rejected_at = 0`)
+	if err != nil {
+		return nil, fmt.Errorf("reading the waiting requests' sources: %w", err)
+	}
+	defer rows.Close()
+	seen := map[string]bool{}
+	var macs []string
+	for rows.Next() {
+		var mac, source string
+		if err := rows.Scan(&mac, &source); err != nil {
+			return nil, fmt.Errorf("reading the waiting requests' sources: %w", err)
+		}
+		if storage.SourceIn(source, network) && !seen[mac] {
+			seen[mac] = true
+			macs = append(macs, mac)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the waiting requests' sources: %w", err)
+	}
+	slices.Sort(macs)
+	return macs, nil
 }
 
 // keepRejected removes the oldest rejected requests (by rejection time,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ var approvalTests = []test{
 	{"RejectEnrollmentKey", testRejectEnrollmentKey},
 	{"RejectEnrollmentKeyInBatches", testRejectEnrollmentKeyInBatches},
 	{"RejectedBounded", testRejectedBounded},
+	{"RejectEnrollmentSource", testRejectEnrollmentSource},
 	{"ApproveReenrollment", testApproveReenrollment},
 	{"ApproveNewDevice", testApproveNewDevice},
 	{"ApproveChecksSerial", testApproveChecksSerial},
@@ -842,6 +844,107 @@ func testRejectedBounded(t *testing.T, s storage.Store) {
 	_, err = s.RequestEnrollment(ctx, newRequest(4, "k", "sec"), storage.PendingLimits{}, storage.AuditEvent{At: at(9 * hour), Actor: "agent", Action: "device.enroll_pending"})
 	wantErr(t, err, storage.ErrRequestRejected)
 	sameDump(t, "a key still rejected asking again", before, s)
+}
+
+// Rejected by source, every waiting request from an address, or from a
+// network, is: for each Mac, whatever its key; the first ones by hardware
+// UUID when a call takes fewer. Sources are compared as addresses. Other
+// networks' requests are untouched, and a network none waits from changes
+// nothing.
+func testRejectEnrollmentSource(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "sec")
+	from := func(n int, key, source string) {
+		t.Helper()
+		r := newRequest(n, key, "sec")
+		r.Source, r.SourceNet = source, source
+		request(t, s, r, storage.PendingLimits{})
+	}
+	from(1, "a", "198.51.100.7")
+	from(1, "b", "198.51.100.200") // another key for machine 1
+	from(2, "a", "::ffff:198.51.100.9")
+	from(3, "a", "198.51.101.7")
+	from(4, "a", "2001:db8:1:2::1")
+	from(5, "a", "2001:db8:1:2:ffff::9")
+	from(6, "a", "2001:db8:1:3::1")
+	from(7, "a", "")
+	from(8, "a", "@")
+	from(9, "a", "198.51.100.70")
+	_, err := s.RejectEnrollment(ctx, "req-009-a", at(3*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	must(t, err)
+	ids := func(ps []storage.PendingEnrollment) []string {
+		return each(ps, func(p storage.PendingEnrollment) string { return p.ID })
+	}
+	bySource := func(network string, maxMacs int, when time.Duration) ([]storage.PendingEnrollment, error) {
+		return s.RejectEnrollmentSource(ctx, netip.MustParsePrefix(network), maxMacs, at(when), storage.PendingLimits{},
+			storage.AuditEvent{At: at(when), Actor: "admin-api", Action: "device.enroll_reject", Detail: "from " + network})
+	}
+	rejects := len(auditDetails(t, s, "", "device.enroll_reject"))
+
+	// None waits from there (the one request was rejected already), or the
+	// network is none: nothing changes.
+	for _, network := range []string{"198.51.100.70/32", "203.0.113.0/24"} {
+		before := dumpOf(t, s)
+		_, err := bySource(network, 0, 4*hour)
+		wantErr(t, err, storage.ErrNotFound)
+		sameDump(t, "rejecting from "+network, before, s)
+	}
+	before := dumpOf(t, s)
+	_, err = s.RejectEnrollmentSource(ctx, netip.Prefix{}, 0, at(4*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(4 * hour), Action: "device.enroll_reject"})
+	if err == nil {
+		t.Error("rejecting from an invalid network: no error")
+	}
+	_, err = s.RejectEnrollmentSource(ctx, netip.MustParsePrefix("198.51.100.7/24"), 0, at(4*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(4 * hour), Action: "device.enroll_reject"})
+	if err == nil {
+		t.Error("rejecting from a network with bits set past its prefix: no error")
+	}
+	sameDump(t, "rejecting from invalid networks", before, s)
+
+	// One address, as an exact prefix.
+	got, err := bySource("198.51.100.7/32", 0, 4*hour)
+	must(t, err)
+	equal(t, "rejected from 198.51.100.7", ids(got), []string{"req-001-a"})
+	if !got[0].RejectedAt.Equal(at(4 * hour)) {
+		t.Errorf("rejected at %s, want %s", fmtTime(got[0].RejectedAt), fmtTime(at(4*hour)))
+	}
+	// A /24, an IPv4-mapped source in it: two Macs' requests at once.
+	got, err = bySource("198.51.100.0/24", 0, 5*hour)
+	must(t, err)
+	equal(t, "rejected from 198.51.100.0/24", ids(got), []string{"req-001-b", "req-002-a"})
+	// A /64, in calls of one Mac each.
+	got, err = bySource("2001:db8:1:2::/64", 1, 6*hour)
+	must(t, err)
+	equal(t, "first call from 2001:db8:1:2::/64", ids(got), []string{"req-004-a"})
+	got, err = bySource("2001:db8:1:2::/64", 1, 6*hour)
+	must(t, err)
+	equal(t, "second call from 2001:db8:1:2::/64", ids(got), []string{"req-005-a"})
+	_, err = bySource("2001:db8:1:2::/64", 1, 6*hour)
+	wantErr(t, err, storage.ErrNotFound)
+
+	equal(t, "waiting", listRequests(t, s, "", 10), []string{"req-003-a", "req-006-a", "req-007-a", "req-008-a"})
+	ds := auditDetails(t, s, "", "device.enroll_reject")
+	if len(ds) != rejects+5 {
+		t.Errorf("%d device.enroll_reject events after rejecting 5 requests by source, want %d", len(ds), rejects+5)
+	} else if !strings.Contains(ds[0], "request req-005-a, hardware UUID ") || !strings.HasSuffix(ds[0], ", from 2001:db8:1:2::/64") {
+		t.Errorf("newest rejection's audit detail %q; want it to name the request and the network", ds[0])
+	}
+	// The keys rejected asking again for those Macs are refused.
+	r := newRequest(2, "a", "sec")
+	r.LastRequestAt = at(7 * hour)
+	before = dumpOf(t, s)
+	_, err = s.RequestEnrollment(ctx, r, storage.PendingLimits{}, storage.AuditEvent{At: at(7 * hour), Actor: "agent", Action: "device.enroll_pending"})
+	wantErr(t, err, storage.ErrRequestRejected)
+	sameDump(t, "a key rejected by source asking again", before, s)
+
+	// Rejecting by source keeps the rejections bounded too.
+	_, err = s.RejectEnrollmentSource(ctx, netip.MustParsePrefix("2001:db8:1:3::/64"), 0, at(8*hour), storage.PendingLimits{Rejected: 2},
+		storage.AuditEvent{At: at(8 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	must(t, err)
+	for id, kept := range map[string]bool{"req-009-a": false, "req-001-a": false, "req-005-a": true, "req-006-a": true} {
+		if _, err := s.GetPendingEnrollment(ctx, id); (err == nil) != kept {
+			t.Errorf("%s after a rejection with room for two: err %v, want kept %v", id, err, kept)
+		}
+	}
 }
 
 func rejectKey(t *testing.T, s storage.Store, prefix string, maxMacs int, when time.Time) ([]storage.PendingEnrollment, error) {

@@ -122,10 +122,13 @@ type AdminServiceClient interface {
 	// key is then decided afresh when it asks again. By key_fingerprint, it
 	// rejects every waiting request of one key, for any hardware UUID, at
 	// once (one transaction per 1000 hardware UUIDs, until none of the key
-	// waits). INVALID_ARGUMENT unless exactly one of request_id and
-	// key_fingerprint is set, for a fingerprint that is not 16 to 64 hex
-	// digits, or one that waiting requests of several keys start with;
-	// NOT_FOUND for an unknown request, or a key no waiting request has;
+	// waits); by source, every waiting request from an address or network,
+	// in the same way. INVALID_ARGUMENT unless exactly one of request_id,
+	// key_fingerprint and source is set, for a fingerprint that is not 16 to
+	// 64 hex digits, or one that waiting requests of several keys start
+	// with, or a source that is no address or network, or a network broader
+	// than /16 (IPv4) or /32 (IPv6); NOT_FOUND for an unknown request, or a
+	// key or source no waiting request has;
 	// ABORTED when a transaction after the first failed: those before it
 	// are committed, and calling again rejects the rest.
 	RejectEnrollment(ctx context.Context, in *RejectEnrollmentRequest, opts ...grpc.CallOption) (*RejectEnrollmentResponse, error)
@@ -519,10 +522,13 @@ type AdminServiceServer interface {
 	// key is then decided afresh when it asks again. By key_fingerprint, it
 	// rejects every waiting request of one key, for any hardware UUID, at
 	// once (one transaction per 1000 hardware UUIDs, until none of the key
-	// waits). INVALID_ARGUMENT unless exactly one of request_id and
-	// key_fingerprint is set, for a fingerprint that is not 16 to 64 hex
-	// digits, or one that waiting requests of several keys start with;
-	// NOT_FOUND for an unknown request, or a key no waiting request has;
+	// waits); by source, every waiting request from an address or network,
+	// in the same way. INVALID_ARGUMENT unless exactly one of request_id,
+	// key_fingerprint and source is set, for a fingerprint that is not 16 to
+	// 64 hex digits, or one that waiting requests of several keys start
+	// with, or a source that is no address or network, or a network broader
+	// than /16 (IPv4) or /32 (IPv6); NOT_FOUND for an unknown request, or a
+	// key or source no waiting request has;
 	// ABORTED when a transaction after the first failed: those before it
 	// are committed, and calling again rejects the rest.
 	RejectEnrollment(context.Context, *RejectEnrollmentRequest) (*RejectEnrollmentResponse, error)
