@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -97,6 +98,19 @@ func (s *Server) pendingProtos(ctx context.Context, ps []storage.PendingEnrollme
 	return out, nil
 }
 
+// requestGone is the answer for a request id that names no request. Requests
+// are removed once answered or expired, when their Mac enrolls or changes
+// key (they were about a state that is gone), and when their key asks
+// again for anything other than what they show (filed anew under another
+// id): an id that was read is approved for exactly what was read, or not
+// at all.
+func requestGone(id string) error {
+	return status.Errorf(codes.NotFound, "no enrollment request %q: it was answered or expired, its Mac enrolled or changed key, "+
+		"or it asked again with other facts (serial number, hostname, model, OS, platform, agent version, source address, "+
+		"enroll secret or reason) and was filed anew under another id; nothing was changed. "+
+		"Run 'devices pending' again and decide on what it shows now", id)
+}
+
 // ApproveEnrollment implements AdminService.ApproveEnrollment.
 func (s *Server) ApproveEnrollment(ctx context.Context, req *adminv1.ApproveEnrollmentRequest) (*adminv1.ApproveEnrollmentResponse, error) {
 	if err := checkRequestID(req.GetRequestId()); err != nil {
@@ -105,9 +119,7 @@ func (s *Server) ApproveEnrollment(ctx context.Context, req *adminv1.ApproveEnro
 	now := s.now()
 	p, err := s.Store.GetPendingEnrollment(ctx, req.GetRequestId())
 	if errors.Is(err, storage.ErrNotFound) {
-		// Requests are removed once answered, and also when their Mac
-		// enrolls or changes key: they were about a state that is gone.
-		return nil, status.Errorf(codes.NotFound, "no enrollment request %q: it was answered, expired, or its Mac enrolled or changed key after it was made (the request was stale and was removed); see 'devices pending'", req.GetRequestId())
+		return nil, requestGone(req.GetRequestId())
 	}
 	if err != nil {
 		return nil, s.internal("reading enrollment request", err)
@@ -115,13 +127,13 @@ func (s *Server) ApproveEnrollment(ctx context.Context, req *adminv1.ApproveEnro
 	d, replaced, err := s.Store.ApproveEnrollment(ctx, storage.Approval{
 		RequestID: p.ID, NewDeviceID: enroll.NewDeviceID(), At: now,
 		Audit: storage.AuditEvent{At: now, Actor: "admin-api", Action: "device.enroll_approve",
-			Detail: fmt.Sprintf("request %s, hardware UUID %s, serial %s, enroll secret %s, key %s, reason %s",
-				p.ID, p.HardwareUUID, p.SerialNumber, p.SecretID, enroll.KeyFingerprint(p.PublicKey), p.Reason)},
+			Detail: fmt.Sprintf("request %s, hardware UUID %s, serial %q, hostname %q, model %q, enroll secret %s, key %s, reason %s, from %s",
+				p.ID, p.HardwareUUID, p.SerialNumber, p.Hostname, p.Model, p.SecretID, enroll.KeyFingerprint(p.PublicKey), p.Reason, p.Source)},
 		ClaimReason: enroll.PendingSerialEnrolled, NewRequestID: enroll.NewDeviceID(),
 	})
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return nil, status.Errorf(codes.NotFound, "no enrollment request %q", req.GetRequestId())
+		return nil, requestGone(req.GetRequestId())
 	case errors.Is(err, storage.ErrRequestStale):
 		return nil, status.Errorf(codes.FailedPrecondition, "this Mac (hardware UUID %s) enrolled or changed key after request %s was made; the request is stale and was removed. If the Mac still asks, its new request shows the current state", p.HardwareUUID, p.ID)
 	case errors.Is(err, storage.ErrRequestRejected):
@@ -146,23 +158,31 @@ func (s *Server) ApproveEnrollment(ctx context.Context, req *adminv1.ApproveEnro
 
 // RejectEnrollment implements AdminService.RejectEnrollment.
 func (s *Server) RejectEnrollment(ctx context.Context, req *adminv1.RejectEnrollmentRequest) (*adminv1.RejectEnrollmentResponse, error) {
+	set := 0
+	for _, f := range []string{req.GetRequestId(), req.GetKeyFingerprint(), req.GetSource()} {
+		if f != "" {
+			set++
+		}
+	}
 	switch {
-	case req.GetRequestId() != "" && req.GetKeyFingerprint() != "":
-		return nil, status.Error(codes.InvalidArgument, "set request_id or key_fingerprint, not both")
-	case req.GetRequestId() == "" && req.GetKeyFingerprint() == "":
-		return nil, status.Error(codes.InvalidArgument, "request_id or key_fingerprint is required: the request to reject, or the key whose waiting requests to reject")
+	case set > 1:
+		return nil, status.Error(codes.InvalidArgument, "set one of request_id, key_fingerprint and source, not several")
+	case set == 0:
+		return nil, status.Error(codes.InvalidArgument, "request_id, key_fingerprint or source is required: the request to reject, or the key or the source address or network whose waiting requests to reject")
 	case req.GetKeyFingerprint() != "":
 		return s.rejectKey(ctx, req.GetKeyFingerprint())
+	case req.GetSource() != "":
+		return s.rejectSource(ctx, req.GetSource())
 	}
 	if err := checkRequestID(req.GetRequestId()); err != nil {
 		return nil, err
 	}
 	now := s.now()
-	p, err := s.Store.RejectEnrollment(ctx, req.GetRequestId(), now, storage.AuditEvent{
+	p, err := s.Store.RejectEnrollment(ctx, req.GetRequestId(), now, enroll.DefaultPendingLimits, storage.AuditEvent{
 		At: now, Actor: "admin-api", Action: "device.enroll_reject", Detail: "request " + req.GetRequestId(),
 	})
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, status.Errorf(codes.NotFound, "no enrollment request %q", req.GetRequestId())
+		return nil, requestGone(req.GetRequestId())
 	}
 	if err != nil {
 		return nil, s.internal("rejecting enrollment", err)
@@ -218,7 +238,7 @@ func (s *Server) rejectKey(ctx context.Context, fp string) (*adminv1.RejectEnrol
 	// Waiting requests are at most enroll.DefaultPendingLimits.Total: the
 	// rounds end, even while the key keeps asking for new hardware UUIDs.
 	for round := 0; round <= enroll.DefaultPendingLimits.Total/rejectKeyBatch+1; round++ {
-		ps, err := s.Store.RejectEnrollmentKey(ctx, fp, rejectKeyBatch, now, audit)
+		ps, err := s.Store.RejectEnrollmentKey(ctx, fp, rejectKeyBatch, now, enroll.DefaultPendingLimits, audit)
 		var ambiguous *storage.AmbiguousKeyError
 		switch {
 		case errors.Is(err, storage.ErrNotFound) && len(all) > 0:
@@ -255,6 +275,101 @@ func (s *Server) rejectKey(ctx context.Context, fp string) (*adminv1.RejectEnrol
 	}
 	slices.SortFunc(all, func(a, b storage.PendingEnrollment) int { return strings.Compare(a.ID, b.ID) })
 	s.log().Info("enrollment key rejected", "key_fingerprint", enroll.KeyFingerprint(all[0].PublicKey), "requests", len(all))
+	out := s.rejectedProtos(ctx, all[:min(len(all), MaxRejectedShown)])
+	return &adminv1.RejectEnrollmentResponse{Pending: out[0], Rejected: out, RejectedCount: uint32(len(all))}, nil
+}
+
+// Rejecting by source takes a network no broader than these: a /0 or a /8
+// is far likelier a slip than a flood's network, and would reject every
+// waiting request in it, genuine Macs' too. The per-source bound counts an
+// IPv4 address and an IPv6 /64; a flood spread wider takes one call per
+// /16 or /32.
+const (
+	MinSourcePrefix4 = 16
+	MinSourcePrefix6 = 32
+)
+
+// maxSourceLen bounds a source as given: the longest address or network
+// in text ("ffff:…:255.255.255.255/128") is 49 characters.
+const maxSourceLen = 64
+
+// ParseSource reads what a rejection by source names: an IP address, whose
+// requests are those from exactly it, or a network in CIDR form
+// (198.51.100.0/24, 2001:db8:1:2::/64) of at least MinSourcePrefix4 or
+// MinSourcePrefix6 bits with none set past its prefix. An IPv4-mapped IPv6
+// address is taken as the IPv4 address it is.
+func ParseSource(s string) (netip.Prefix, error) {
+	const form = "give an IP address (198.51.100.7, 2001:db8::7) or a network in CIDR form (198.51.100.0/24, 2001:db8:1:2::/64)"
+	switch {
+	case s == "":
+		return netip.Prefix{}, errors.New("the source is empty; " + form)
+	case len(s) > maxSourceLen:
+		return netip.Prefix{}, fmt.Errorf("the source is %d characters; %s", len(s), form)
+	}
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		switch {
+		case err != nil:
+			return netip.Prefix{}, fmt.Errorf("%q is not an IP address; %s", s, form)
+		case a.Zone() != "":
+			return netip.Prefix{}, fmt.Errorf("%q has a zone; give the address without it", s)
+		}
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	switch {
+	case err != nil:
+		return netip.Prefix{}, fmt.Errorf("%q is not a network in CIDR form; %s", s, form)
+	case p.Addr().Is4In6():
+		return netip.Prefix{}, fmt.Errorf("%s is an IPv4-mapped IPv6 network; give it in IPv4 form", s)
+	case p != p.Masked():
+		return netip.Prefix{}, fmt.Errorf("%s has bits set past its prefix: the network is %s (or give the address alone)", s, p.Masked())
+	case p.Addr().Is4() && p.Bits() < MinSourcePrefix4, p.Addr().Is6() && p.Bits() < MinSourcePrefix6:
+		least := MinSourcePrefix4
+		if p.Addr().Is6() {
+			least = MinSourcePrefix6
+		}
+		return netip.Prefix{}, fmt.Errorf("%s is broader than /%d, and would reject every waiting request from it, genuine Macs' too; give a network of /%d or longer, one at a time", s, least, least)
+	}
+	return p, nil
+}
+
+// rejectSource rejects every waiting request from an address or network,
+// in rounds of hardware UUIDs as rejectKey does.
+func (s *Server) rejectSource(ctx context.Context, source string) (*adminv1.RejectEnrollmentResponse, error) {
+	network, err := ParseSource(source)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "source: %v", err)
+	}
+	now := s.now()
+	audit := storage.AuditEvent{At: now, Actor: "admin-api", Action: "device.enroll_reject", Detail: "by source " + network.String()}
+	var all []storage.PendingEnrollment
+	// Waiting requests are at most enroll.DefaultPendingLimits.Total: the
+	// rounds end, even while the network keeps asking.
+	for round := 0; round <= enroll.DefaultPendingLimits.Total/rejectKeyBatch+1; round++ {
+		ps, err := s.Store.RejectEnrollmentSource(ctx, network, rejectKeyBatch, now, enroll.DefaultPendingLimits, audit)
+		switch {
+		case errors.Is(err, storage.ErrNotFound) && len(all) > 0:
+			// Nothing from there waits any more.
+		case errors.Is(err, storage.ErrNotFound):
+			return nil, status.Errorf(codes.NotFound, "no waiting enrollment request comes from %s (a rejected request no longer waits); see 'devices pending'", network)
+		case err != nil && len(all) > 0:
+			s.log().Error("rejecting further enrollment requests by source failed", "source", network.String(), "rejected", len(all), "err", err)
+			return nil, status.Errorf(codes.Aborted, "rejected %d requests from %s, then failed to reject the rest; run the command again", len(all), network)
+		case err != nil:
+			return nil, s.internal("rejecting enrollment requests by source", err)
+		}
+		if err != nil {
+			break
+		}
+		all = append(all, ps...)
+	}
+	if len(all) == 0 {
+		return nil, status.Errorf(codes.NotFound, "no waiting enrollment request comes from %s (a rejected request no longer waits); see 'devices pending'", network)
+	}
+	slices.SortFunc(all, func(a, b storage.PendingEnrollment) int { return strings.Compare(a.ID, b.ID) })
+	s.log().Info("enrollment requests rejected by source", "source", network.String(), "requests", len(all))
 	out := s.rejectedProtos(ctx, all[:min(len(all), MaxRejectedShown)])
 	return &adminv1.RejectEnrollmentResponse{Pending: out[0], Rejected: out, RejectedCount: uint32(len(all))}, nil
 }

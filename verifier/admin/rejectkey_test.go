@@ -146,12 +146,12 @@ type roundFails struct {
 	prefixes []string
 }
 
-func (s *roundFails) RejectEnrollmentKey(ctx context.Context, prefix string, maxMacs int, at time.Time, audit storage.AuditEvent) ([]storage.PendingEnrollment, error) {
+func (s *roundFails) RejectEnrollmentKey(ctx context.Context, prefix string, maxMacs int, at time.Time, limits storage.PendingLimits, audit storage.AuditEvent) ([]storage.PendingEnrollment, error) {
 	s.prefixes = append(s.prefixes, prefix)
 	if len(s.prefixes) > 1 {
 		return nil, errors.New("the database went away")
 	}
-	return s.Store.RejectEnrollmentKey(ctx, prefix, maxMacs, at, audit)
+	return s.Store.RejectEnrollmentKey(ctx, prefix, maxMacs, at, limits, audit)
 }
 
 // TestRejectKeyLaterRoundFails: when a round after the first fails, the

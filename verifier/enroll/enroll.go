@@ -81,8 +81,18 @@ const (
 // 4 per Mac, 50 per source address (an IPv6 /64), 10,000 in all; a new
 // request over a bound evicts the oldest the bound counts. A request not
 // asked again for 14 days is removed (a waiting agent asks every 30
-// seconds).
-var DefaultPendingLimits = storage.PendingLimits{PerDevice: 4, PerSource: 50, Total: 10000, MaxAge: DefaultPendingMaxAge}
+// seconds). At most DefaultMaxRejected rejected requests are kept.
+var DefaultPendingLimits = storage.PendingLimits{PerDevice: 4, PerSource: 50, Total: 10000, MaxAge: DefaultPendingMaxAge,
+	Rejected: DefaultMaxRejected}
+
+// DefaultMaxRejected bounds the rejected requests kept, the oldest
+// rejection going first: ten times the waiting bound, so that rejecting a
+// full queue of a flood (10,000) nine times over still keeps every
+// rejection made before, while the rows stay bounded (a request is a few
+// hundred bytes, at most about 2 KB with every fact at its limit: 100,000
+// is some 40 MB, at most about 200 MB). A rejection removed so fails safe:
+// its key asking again is decided afresh, as a request never rejected.
+const DefaultMaxRejected = 100000
 
 // DefaultPendingMaxAge is how long a request waits without being asked
 // again before it is removed.

@@ -1021,8 +1021,8 @@ func TestRejectByKeyBadInput(t *testing.T) {
 		code codes.Code
 		msg  string
 	}{
-		{"both", &adminv1.RejectEnrollmentRequest{RequestId: p.GetRequestId(), KeyFingerprint: fp}, codes.InvalidArgument, "not both"},
-		{"neither", &adminv1.RejectEnrollmentRequest{}, codes.InvalidArgument, "request_id or key_fingerprint is required"},
+		{"both", &adminv1.RejectEnrollmentRequest{RequestId: p.GetRequestId(), KeyFingerprint: fp}, codes.InvalidArgument, "not several"},
+		{"neither", &adminv1.RejectEnrollmentRequest{}, codes.InvalidArgument, "request_id, key_fingerprint or source is required"},
 		{"not hex", &adminv1.RejectEnrollmentRequest{KeyFingerprint: "zz" + fp[2:16]}, codes.InvalidArgument, "is not hex"},
 		{"a colon-separated fingerprint", &adminv1.RejectEnrollmentRequest{KeyFingerprint: fp[:2] + ":" + fp[2:16]}, codes.InvalidArgument, "is not hex"},
 		{"short", &adminv1.RejectEnrollmentRequest{KeyFingerprint: fp[:15]}, codes.InvalidArgument, "is 15 hex digits; give at least 16"},
@@ -1043,5 +1043,66 @@ func TestRejectByKeyBadInput(t *testing.T) {
 	}
 	if got := pendingOf(t, h); !proto.Equal(got, p) {
 		t.Errorf("the request after refused rejections: %v, want %v", got, p)
+	}
+}
+
+// TestRemovedRejectionWaitsAgain: rejected requests are kept up to a
+// bound, the oldest rejection going first. Losing one fails safe: its key
+// asking again waits for the security team again, under the reason it
+// waited for at first (another key for an enrolled Mac; a new machine
+// claiming an enrolled Mac's serial, even under auto), and is never let in.
+func TestRemovedRejectionWaitsAgain(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	secret := h.secret()
+	mac := h.enrolled(secret)
+	other := newAgent(t, h, mac.Facts.GetHardwareUuid())
+	other.Facts.SerialNumber = mac.Facts.GetSerialNumber()
+	claim := newAgent(t, h, nextUUID())
+	claim.Facts.SerialNumber = mac.Facts.GetSerialNumber()
+	for _, tc := range []struct {
+		a      *protoagent.Agent
+		reason string
+	}{{other, "unproven_key"}, {claim, "serial_enrolled"}} {
+		_, err := tc.a.Enroll(h.ctx(), secret)
+		checkStatus(t, err, codes.FailedPrecondition, tc.reason)
+		p := requestOf(t, h, tc.a)
+		if _, err := h.admin.RejectEnrollment(h.ctx(), &adminv1.RejectEnrollmentRequest{RequestId: p.GetRequestId()}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = tc.a.Enroll(h.ctx(), secret)
+		checkStatus(t, err, codes.PermissionDenied, "rejected")
+	}
+
+	// A later rejection, with room for one: both earlier ones go.
+	last := newAgent(t, h, nextUUID())
+	last.Facts.SerialNumber = mac.Facts.GetSerialNumber()
+	_, err := last.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "serial_enrolled")
+	when := h.clock.Now().Add(time.Minute)
+	if _, err := h.srv.Store.RejectEnrollment(h.ctx(), requestOf(t, h, last).GetRequestId(), when, storage.PendingLimits{Rejected: 1},
+		storage.AuditEvent{At: when, Actor: "test", Action: "device.enroll_reject"}); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		a      *protoagent.Agent
+		reason string
+	}{{other, "unproven_key"}, {claim, "serial_enrolled"}} {
+		_, err := tc.a.Enroll(h.ctx(), secret)
+		checkStatus(t, err, codes.FailedPrecondition, tc.reason)
+		if p := requestOf(t, h, tc.a); p.GetRejectedAt() != nil || p.GetRequests() != 1 {
+			t.Errorf("the request after its rejection was removed: %v; want a new request, waiting", p)
+		}
+	}
+	_, err = last.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.PermissionDenied, "rejected")
+	d, err := h.admin.GetDevice(h.ctx(), &adminv1.GetDeviceRequest{DeviceId: mac.DeviceID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	devs, err := h.admin.ListDevices(h.ctx(), &adminv1.ListDevicesRequest{})
+	if err != nil || len(devs.GetDevices()) != 1 || d.GetDevice().GetEnrollments() != 1 {
+		t.Errorf("devices after the removed rejections' keys asked again: %v, %v; want only the Mac, enrolled once", devs, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 )
 
@@ -13,7 +14,7 @@ import (
 // team: a re-enrollment of a known hardware UUID that did not prove the
 // device's current key, or a new device the admission policy does not
 // admit on its own. One request is kept per hardware UUID and candidate
-// key; the agent's polls refresh it.
+// key; the agent's polls refresh it while they ask for what it shows.
 type PendingEnrollment struct {
 	ID string
 	// Facts as the request gave them; HardwareUUID is canonical.
@@ -39,7 +40,7 @@ type PendingEnrollment struct {
 	DeviceKey []byte
 	// Reason says why it waits (a word such as "unproven_key").
 	Reason string
-	// Source is the network address the latest request came from, and
+	// Source is the network address the request came from, and
 	// SourceNet what the per-source limit counts it under (the address
 	// for IPv4, its /64 for IPv6).
 	Source    string
@@ -63,13 +64,18 @@ func (p PendingEnrollment) Rejected() bool { return !p.RejectedAt.IsZero() }
 // counts with the oldest LastRequestAt (for PerDevice, one from the same
 // SourceNet first), so a genuine agent that keeps asking is always
 // recorded, and a flood pushes out its own requests before anyone else's.
-// MaxAge removes waiting requests not asked again for that long. Zero: no
-// limit.
+// MaxAge removes waiting requests not asked again for that long. Rejected
+// bounds the rejected requests kept: recording a rejection removes the
+// oldest rejected requests (by RejectedAt, then ID) beyond it, so that
+// rejecting floods again and again cannot grow the store without bound;
+// the key of a rejection removed so is decided afresh when it asks again,
+// as if never rejected. Zero: no limit.
 type PendingLimits struct {
 	PerDevice int
 	PerSource int
 	Total     int
 	MaxAge    time.Duration
+	Rejected  int
 }
 
 // Approval approves a pending request.
@@ -109,13 +115,15 @@ type KnownDevice struct {
 // list of known serial numbers.
 type ApprovalStore interface {
 	// RequestEnrollment records p as waiting, or refreshes the waiting
-	// request of the same hardware UUID and public key (its facts,
-	// secret, device, reason, source, LastRequestAt and Requests; its ID
-	// and RequestedAt stay), and returns the stored request. A request
-	// whose serial number, secret or reason p changes is removed and p
-	// filed anew, under p.ID, unaudited: an approval of the old one must
-	// not enroll a serial or secret the approver did not see, nor a claim
-	// on an enrolled serial they were not shown. audit is
+	// request of the same hardware UUID and public key when p asks for
+	// exactly what it shows (the same facts, secret, device, reason and
+	// source: only its LastRequestAt and Requests move; its ID and
+	// RequestedAt stay), and returns the stored request. A request that p
+	// changes in any of those is removed and p filed anew, under p.ID,
+	// unaudited: an approval of the id the approver read must enroll
+	// exactly what they read, never a serial, secret, hostname, model or
+	// other fact they did not see, a claim on an enrolled serial they
+	// were not shown, nor an ask from another address. audit is
 	// appended only when a request is created, and not when it evicted a
 	// request of its own SourceNet (a flood churning through its places). ErrRequestRejected, with
 	// the stored request, if that request was rejected: nothing changes.
@@ -156,8 +164,10 @@ type ApprovalStore interface {
 	// Approval): the request, given that reason, stays.
 	ApproveEnrollment(ctx context.Context, a Approval) (Device, bool, error)
 	// RejectEnrollment marks a request rejected (idempotent: the first
-	// RejectedAt stays) and appends audit; ErrNotFound if unknown.
-	RejectEnrollment(ctx context.Context, id string, at time.Time, audit AuditEvent) (PendingEnrollment, error)
+	// RejectedAt stays) and appends audit; ErrNotFound if unknown. The
+	// oldest rejected requests beyond limits.Rejected are removed in the
+	// same transaction.
+	RejectEnrollment(ctx context.Context, id string, at time.Time, limits PendingLimits, audit AuditEvent) (PendingEnrollment, error)
 	// RejectEnrollmentKey rejects every waiting request of one candidate
 	// key: the key whose fingerprint (KeyFingerprint) starts with prefix,
 	// 1 to 64 hex digits in any case (else an error). Its requests for the
@@ -173,7 +183,18 @@ type ApprovalStore interface {
 	// *AmbiguousKeyError) if waiting requests of several keys match,
 	// ErrNotFound if none does (a rejected request no longer waits, so
 	// rejecting a key again finds nothing); either way nothing changes.
-	RejectEnrollmentKey(ctx context.Context, prefix string, maxMacs int, at time.Time, audit AuditEvent) ([]PendingEnrollment, error)
+	// The oldest rejected requests beyond limits.Rejected are removed in
+	// the same transaction.
+	RejectEnrollmentKey(ctx context.Context, prefix string, maxMacs int, at time.Time, limits PendingLimits, audit AuditEvent) ([]PendingEnrollment, error)
+	// RejectEnrollmentSource rejects every waiting request whose Source
+	// lies in network (SourceIn), as RejectEnrollmentKey rejects a key's:
+	// those of the first maxMacs hardware UUIDs they wait for (in order;
+	// zero: all) in one transaction, each with an audit event of its own
+	// led by the request's id and hardware UUID, returned ordered by ID;
+	// the oldest rejected requests beyond limits.Rejected are removed.
+	// ErrNotFound if none waits, and then nothing changes; an error for
+	// an invalid network.
+	RejectEnrollmentSource(ctx context.Context, network netip.Prefix, maxMacs int, at time.Time, limits PendingLimits, audit AuditEvent) ([]PendingEnrollment, error)
 	// DeleteExpiredEnrollmentRequests removes waiting (not rejected)
 	// requests last asked strictly before before, and returns how many.
 	DeleteExpiredEnrollmentRequests(ctx context.Context, before time.Time) (int, error)
@@ -231,6 +252,17 @@ func (e *AmbiguousKeyError) Error() string {
 
 // Is makes errors.Is(err, ErrAmbiguousKey) hold.
 func (e *AmbiguousKeyError) Is(target error) bool { return target == ErrAmbiguousKey }
+
+// SourceIn reports whether a request's Source, an IP address, lies in
+// network: compared without its zone, an IPv4-mapped IPv6 address as the
+// IPv4 address it is. A source that is no IP address is in no network.
+func SourceIn(source string, network netip.Prefix) bool {
+	a, err := netip.ParseAddr(source)
+	if err != nil {
+		return false
+	}
+	return network.Contains(a.WithZone("").Unmap())
+}
 
 // MaxCanonicalSerial bounds a canonical serial number.
 const MaxCanonicalSerial = 64

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -34,12 +36,14 @@ func (a *app) approvalCmds() []*cli.Command {
 				"enroll secret and a copied hardware UUID), or a new device the --enroll-approval policy did not " +
 				"admit (unknown_serial, manual), or a new device claiming a serial number an enrolled device, " +
 				"revoked or not, already has (serial_enrolled: a Mac with a new logic board, or another machine " +
-				"claiming a lost Mac's serial). A request whose serial, secret or reason changes is filed anew under " +
-				"another id, and approving a request whose serial was enrolled after it was made files it anew as " +
+				"claiming a lost Mac's serial). A request asked again with anything it shows changed (serial, hostname, " +
+				"model, OS, platform, agent version, source address, enroll secret or reason; --json shows them all) " +
+				"is filed anew under another id, and approving a request whose serial was enrolled after it was made files it anew as " +
 				"serial_enrolled instead: approve only ids you have read. DEVICE is the device approval would change, as it is now: its id and the " +
 				"start of its current key, or (new) while no device has the hardware UUID; for a new device whose " +
 				"serial enrolled devices have, (new; serial held by ID (HOSTNAME)), with revoked after a revoked " +
-				"one: compare the request with that device ('devices --wide') before approving. A request stays current: " +
+				"one: compare the request with that device ('devices --wide') before approving. SERIAL is - for a Mac " +
+				"that reported none. A request stays current: " +
 				"when the Mac enrolls or changes key, the requests waiting for it are removed, and requests nobody " +
 				"asks again for 14 days expire. Before approving, compare the key fingerprint with the one " +
 				"`clearance-agent status` shows on the Mac, and the source address with where the Mac is.\n\n" +
@@ -70,7 +74,8 @@ func (a *app) approvalCmds() []*cli.Command {
 				"replaced at once: the agent holding the old key is disconnected and can no longer report or " +
 				"sign anyone in. A new device is enrolled. The agent picks up its certificate on its next try, " +
 				"without a restart. A request whose Mac enrolled or changed key since it was made is refused and " +
-				"removed: it was about a state that is gone.\n\n" +
+				"removed: it was about a state that is gone. An id that is no longer listed (its key asked again with " +
+				"other facts, and was filed anew) is refused, and nothing is enrolled: list the requests again.\n\n" +
 				"  clearance-verifier devices approve --data-dir /var/lib/clearance 6f1c2a9e-…",
 			Footer: config.SharedFooter,
 			Flags: func(fs *cli.FlagSet) cli.Action {
@@ -87,10 +92,10 @@ func (a *app) approvalCmds() []*cli.Command {
 						d := resp.GetDevice()
 						if resp.GetReplacedKey() {
 							fmt.Fprintf(a.stdout, "approved: device %s (%s) now has key %s; the old key no longer works\n",
-								d.GetDeviceId(), clean(d.GetFacts().GetHostname()), d.GetKeyFingerprint())
+								d.GetDeviceId(), hostPhrase(d.GetFacts().GetHostname()), d.GetKeyFingerprint())
 						} else {
-							fmt.Fprintf(a.stdout, "approved: new device %s (%s, serial %s) with key %s\n",
-								d.GetDeviceId(), clean(d.GetFacts().GetHostname()), serialCell(d.GetFacts().GetSerialNumber()), d.GetKeyFingerprint())
+							fmt.Fprintf(a.stdout, "approved: new device %s (%s, %s) with key %s\n",
+								d.GetDeviceId(), hostPhrase(d.GetFacts().GetHostname()), serialPhrase(d.GetFacts().GetSerialNumber()), d.GetKeyFingerprint())
 						}
 						return nil
 					})
@@ -103,22 +108,26 @@ func (a *app) approvalCmds() []*cli.Command {
 			Args:    "[REQUEST_ID]",
 			Doc: "Rejects the enrollment request REQUEST_ID (see 'devices pending'), or, instead, those --key or " +
 				"--all-from names. A rejected request's key asking again for " +
-				"that Mac is refused, whatever the --enroll-approval policy. A known Mac's current enrollment is " +
+				"that Mac is refused, whatever the --enroll-approval policy (the latest 100,000 rejections are " +
+				"kept; the key of a rejection removed is decided afresh, as a new request). A known Mac's current enrollment is " +
 				"not touched. With --key, rejects every waiting request of the key whose fingerprint starts with " +
 				"FINGERPRINT (KEY in 'devices pending': at least its 16 digits), for each Mac it asked as: the way to " +
-				"reject a key that changes its serial number or enroll secret at every ask, whose request is filed " +
+				"reject a key that changes its serial number, hostname or other facts at every ask, whose request is filed " +
 				"anew under another id each time; a FINGERPRINT that several waiting keys start with is refused. " +
 				"With --all-from, rejects every waiting request whose source (FROM in 'devices pending') is " +
-				"ADDRESS: the way to clear a flood from one address.\n\n" +
+				"ADDRESS, or lies in NETWORK in CIDR form (the per-source bound counts an IPv6 /64): the way to " +
+				"clear a flood. A network broader than /16 (IPv4) or /32 (IPv6), or with bits set past its " +
+				"prefix, is refused, as is anything that is not an address or network: nothing is rejected.\n\n" +
 				"  clearance-verifier devices reject --data-dir /var/lib/clearance 6f1c2a9e-…\n" +
 				"  clearance-verifier devices reject --data-dir /var/lib/clearance \\\n    --key 9b1e64c2a7f0d3e8\n" +
-				"  clearance-verifier devices reject --data-dir /var/lib/clearance \\\n    --all-from 198.51.100.7",
+				"  clearance-verifier devices reject --data-dir /var/lib/clearance \\\n    --all-from 198.51.100.7\n" +
+				"  clearance-verifier devices reject --data-dir /var/lib/clearance \\\n    --all-from 2001:db8:1:2::/64",
 			Footer: config.SharedFooter,
 			Flags: func(fs *cli.FlagSet) cli.Action {
 				af := a.bindAdmin(fs)
 				fs.Group("Reject")
 				key := fs.String("key", "", "reject every waiting request of the key with this fingerprint (at least its first 16 hex digits) instead of one request")
-				from := fs.String("all-from", "", "reject every waiting request from this source address instead of one request")
+				from := fs.String("all-from", "", "reject every waiting request from this source address, or network in CIDR form, instead of one request")
 				return func(ctx context.Context, args []string) error {
 					given := len(args)
 					for _, f := range []string{*key, *from} {
@@ -133,6 +142,10 @@ func (a *app) approvalCmds() []*cli.Command {
 						if err := cli.ExactArgs(args, 1, "the request id (see 'devices pending'), or --key or --all-from"); err != nil {
 							return err
 						}
+					case *from != "":
+						if _, err := admin.ParseSource(*from); err != nil {
+							return cli.Usagef("--all-from: %s", clean(err.Error()))
+						}
 					}
 					return a.withAdmin(ctx, af, func(c *adminConn) error {
 						show := func(resp *adminv1.RejectEnrollmentResponse) {
@@ -140,40 +153,24 @@ func (a *app) approvalCmds() []*cli.Command {
 								fmt.Fprintf(a.stdout, "rejected: request %s (hardware UUID %s, key %s)\n", p.GetRequestId(), clean(p.GetFacts().GetHardwareUuid()), p.GetKeyFingerprint())
 							}
 							if more := int(resp.GetRejectedCount()) - len(resp.GetRejected()); more > 0 {
-								fmt.Fprintf(a.stdout, "rejected: %d more requests of the same key\n", more)
+								fmt.Fprintf(a.stdout, "rejected: %d more requests\n", more)
 							}
 						}
-						if *key != "" {
-							resp, err := call(c, c.client.RejectEnrollment, &adminv1.RejectEnrollmentRequest{KeyFingerprint: *key})
-							if err != nil {
-								return err
-							}
-							show(resp)
+						req := &adminv1.RejectEnrollmentRequest{KeyFingerprint: *key, Source: *from}
+						if len(args) > 0 {
+							req.RequestId = args[0]
+						}
+						resp, err := c.client.RejectEnrollment(c.ctx, req)
+						if *from != "" && status.Code(err) == codes.NotFound {
+							// Nothing to do is no failure: a flood may have
+							// stopped, or been rejected, meanwhile.
+							fmt.Fprintf(a.stderr, "no enrollment request from %s waits\n", clean(*from))
 							return nil
 						}
-						ids := args
-						if *from != "" {
-							ps, err := c.listPending()
-							if err != nil {
-								return err
-							}
-							for _, p := range ps {
-								if p.GetSource() == *from {
-									ids = append(ids, p.GetRequestId())
-								}
-							}
-							if len(ids) == 0 {
-								fmt.Fprintf(a.stderr, "no enrollment request from %s waits\n", clean(*from))
-								return nil
-							}
+						if err != nil {
+							return c.explain(err)
 						}
-						for _, id := range ids {
-							resp, err := call(c, c.client.RejectEnrollment, &adminv1.RejectEnrollmentRequest{RequestId: id})
-							if err != nil {
-								return err
-							}
-							show(resp)
-						}
+						show(resp)
 						return nil
 					})
 				}
@@ -328,12 +325,33 @@ func heldBy(p *adminv1.PendingEnrollment) string {
 // match compare it: one that is not exactly letters and digits (a space
 // at either end, punctuation, a look-alike letter) matches neither, and is
 // shown in quotes so that it does not pass for the listed serial it
-// resembles.
+// resembles. No serial (osquery returned none) shows as -, which a
+// serial "-" is not: it is quoted.
 func serialCell(s string) string {
-	if s == "" || storage.CanonicalSerial(s) != "" {
+	switch {
+	case s == "":
+		return "-"
+	case storage.CanonicalSerial(s) != "":
 		return clean(s)
 	}
 	return `"` + clean(s) + `"`
+}
+
+// serialPhrase is a serial number in a sentence: "serial C02…", or "no
+// serial".
+func serialPhrase(s string) string {
+	if s == "" {
+		return "no serial"
+	}
+	return "serial " + serialCell(s)
+}
+
+// hostPhrase is a hostname in a sentence, or "no hostname".
+func hostPhrase(s string) string {
+	if s == "" {
+		return "no hostname"
+	}
+	return clean(s)
 }
 
 // shortFingerprint is enough of a key fingerprint to compare by eye with

@@ -111,3 +111,150 @@ func TestPendingAndRejectByKey(t *testing.T) {
 		t.Errorf("devices pending after the rejection: %v\n%s%s", err, out, stderr)
 	}
 }
+
+// TestApproveOnlyWhatWasRead: under manual, a key asks as a CI runner and
+// the approver reads that; the same key asks again as someone's MacBook.
+// Approving the id that was read enrolls nothing and says to list the
+// requests again; the listing shows the new ask under a new id, and
+// approving that one enrolls what it showed. A Mac without a serial
+// number shows as such, in the listing and in the approval.
+func TestApproveOnlyWhatWasRead(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--enroll-approval", "manual")
+	out, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := lastLine(out)
+	root, err := os.ReadFile(filepath.Join(s.dir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	asker, err := protoagent.New(s.addr, root, "0A1B2C3D-4E5F-4061-8172-839405A6B7E0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := func(hostname, model string) {
+		t.Helper()
+		asker.Facts.Hostname, asker.Facts.Model, asker.Facts.SerialNumber = hostname, model, ""
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := asker.Enroll(ctx, secret); status.Code(err) != codes.FailedPrecondition {
+			t.Fatalf("asking as %s: %v, want it to wait", hostname, err)
+		}
+	}
+	pending := func() (id, row string) {
+		t.Helper()
+		out, _, err := execute(noEnv, "devices", "pending", "--data-dir", s.dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != 2 {
+			t.Fatalf("devices pending: want one request:\n%s", out)
+		}
+		return strings.Fields(lines[1])[0], lines[1]
+	}
+
+	ask("ci-runner-17", "VMware7,1")
+	read, row := pending()
+	if f := strings.Fields(row); !strings.Contains(row, "ci-runner-17") || f[4] != "-" {
+		t.Errorf("devices pending: want ci-runner-17 with serial -:\n%s", row)
+	}
+	ask("alice-macbook-pro", "MacBookPro18,3")
+
+	_, _, err = execute(noEnv, "devices", "approve", "--data-dir", s.dir, read)
+	if err == nil || !strings.Contains(err.Error(), "filed anew under another id") || !strings.Contains(err.Error(), "Run 'devices pending' again") {
+		t.Fatalf("approving the request read before it changed: %v; want it refused, saying to list the requests again", err)
+	}
+	devs, err := s.srv.Store.ListDevices(t.Context(), "", 10)
+	if err != nil || len(devs) != 0 {
+		t.Fatalf("devices after the refused approval: %v, %v; want none", devs, err)
+	}
+
+	now, row := pending()
+	if now == read || !strings.Contains(row, "alice-macbook-pro") {
+		t.Fatalf("devices pending after the second ask: %s; want alice-macbook-pro under an id other than %s", row, read)
+	}
+	out, _, err = execute(noEnv, "devices", "approve", "--data-dir", s.dir, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "(alice-macbook-pro, no serial)") {
+		t.Errorf("devices approve: %s; want it to name alice-macbook-pro with no serial", out)
+	}
+	devs, err = s.srv.Store.ListDevices(t.Context(), "", 10)
+	if err != nil || len(devs) != 1 || devs[0].Hostname != "alice-macbook-pro" || devs[0].Model != "MacBookPro18,3" {
+		t.Errorf("devices after approving what was read: %+v, %v", devs, err)
+	}
+}
+
+// TestRejectAllFromNetwork: devices reject --all-from takes a network as
+// well as an address, and refuses what is neither, or too broad a
+// network, before it changes anything.
+func TestRejectAllFromNetwork(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--enroll-approval", "manual")
+	out, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := lastLine(out)
+	root, err := os.ReadFile(filepath.Join(s.dir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := func(hardwareUUID string) {
+		t.Helper()
+		a, err := protoagent.New(s.addr, root, hardwareUUID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := a.Enroll(ctx, secret); status.Code(err) != codes.FailedPrecondition {
+			t.Fatalf("asking as %s: %v, want it to wait", hardwareUUID, err)
+		}
+	}
+	ask("0A1B2C3D-4E5F-4061-8172-839405A6B7F1")
+	ask("0A1B2C3D-4E5F-4061-8172-839405A6B7F2")
+	waiting := func() int {
+		t.Helper()
+		ps, err := s.srv.Store.ListPendingEnrollments(t.Context(), "", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ps)
+	}
+
+	for _, tc := range []struct{ from, want string }{
+		{"127.0.0.0/8", "127.0.0.0/8 is broader than /16"},
+		{"::/0", "::/0 is broader than /32"},
+		{"127.0.0.1/16", "has bits set past its prefix: the network is 127.0.0.0/16"},
+		{"127.0.0.1 ", `"127.0.0.1 " is not an IP address`},
+		{"localhost", `"localhost" is not an IP address`},
+		{strings.Repeat("f", 100), "the source is 100 characters"},
+	} {
+		_, _, err := execute(noEnv, "devices", "reject", "--data-dir", s.dir, "--all-from", tc.from)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("devices reject --all-from %.20q: %v; want an error saying %q", tc.from, err, tc.want)
+		}
+	}
+	if n := waiting(); n != 2 {
+		t.Fatalf("%d requests wait after refused rejections, want 2", n)
+	}
+	_, stderr, err := execute(noEnv, "devices", "reject", "--data-dir", s.dir, "--all-from", "2001:db8::/32")
+	if err != nil || !strings.Contains(stderr, "no enrollment request from 2001:db8::/32 waits") {
+		t.Errorf("devices reject --all-from a network nothing waits from: %v\n%s", err, stderr)
+	}
+	out, _, err = execute(noEnv, "devices", "reject", "--data-dir", s.dir, "--all-from", "127.0.0.0/16")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out, "rejected: request"); n != 2 {
+		t.Errorf("devices reject --all-from 127.0.0.0/16 rejected %d requests, want 2:\n%s", n, out)
+	}
+	if n := waiting(); n != 0 {
+		t.Errorf("%d requests wait after rejecting all from 127.0.0.0/16, want none", n)
+	}
+}

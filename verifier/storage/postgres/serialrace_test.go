@@ -139,7 +139,7 @@ func TestRejectAndEnrollOfOneKey(t *testing.T) {
 		var rerr, eerr error
 		wg.Go(func() {
 			<-start
-			_, rerr = b.RejectEnrollment(ctx, req.ID, t0.Add(time.Minute), storage.AuditEvent{At: t0, Action: "device.enroll_reject"})
+			_, rerr = b.RejectEnrollment(ctx, req.ID, t0.Add(time.Minute), storage.PendingLimits{}, storage.AuditEvent{At: t0, Action: "device.enroll_reject"})
 		})
 		wg.Go(func() {
 			<-start
@@ -194,7 +194,7 @@ func TestRejectKeyAndEnrollOfOneKey(t *testing.T) {
 		)
 		wg.Go(func() {
 			<-start
-			rejected, rerr = b.RejectEnrollmentKey(ctx, storage.KeyFingerprint(key), 0, t0.Add(time.Minute), storage.AuditEvent{At: t0, Action: "device.enroll_reject"})
+			rejected, rerr = b.RejectEnrollmentKey(ctx, storage.KeyFingerprint(key), 0, t0.Add(time.Minute), storage.PendingLimits{}, storage.AuditEvent{At: t0, Action: "device.enroll_reject"})
 		})
 		wg.Go(func() {
 			<-start
@@ -262,7 +262,7 @@ func TestRejectKeyLocksMacsInOrder(t *testing.T) {
 	var rejected []storage.PendingEnrollment
 	go func() {
 		var err error
-		rejected, err = s.RejectEnrollmentKey(ctx, storage.KeyFingerprint(key), 0, t0.Add(time.Minute), storage.AuditEvent{At: t0, Action: "device.enroll_reject"})
+		rejected, err = s.RejectEnrollmentKey(ctx, storage.KeyFingerprint(key), 0, t0.Add(time.Minute), storage.PendingLimits{}, storage.AuditEvent{At: t0, Action: "device.enroll_reject"})
 		done <- err
 	}()
 	// Once the rejection waits (for B), it holds A.

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -112,29 +113,23 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 		case err == nil && old.Rejected():
 			out = old
 			return fmt.Errorf("request %s: %w", old.ID, storage.ErrRequestRejected)
-		case err == nil && (old.SerialNumber != p.SerialNumber || old.SecretID != p.SecretID || old.Reason != p.Reason):
-			// The serial number, which the device keeps for good and
-			// Cloudflare matches it by, the secret it would be enrolled
-			// under (which its revocation lists), or why it waits (a
-			// device enrolled on its serial since) changed: approving the
-			// old request would enroll what the security team did not
-			// read. It goes, and this one is filed anew, under another id;
-			// not audited again, as a request churning through its own
-			// place is not, so that a key alternating serials cannot grow
-			// the audit log.
+		case err == nil && !sameAsk(old, p):
+			// What the security team reads of the request changed:
+			// approving the id they read would enroll, or act on, what
+			// they did not read. It goes, and this one is filed anew,
+			// under another id; not audited again, as a request churning
+			// through its own place is not, so that a key alternating
+			// facts cannot grow the audit log.
 			refiled = true
 			if _, err := q.exec(ctx, `DELETE FROM pending_enrollments WHERE id = $1`, old.ID); err != nil {
 				return fmt.Errorf("re-filing enrollment request: %w", err)
 			}
 		case err == nil:
+			// The same ask (sameAsk): only its time and count move.
 			if _, err := q.exec(ctx, `UPDATE pending_enrollments SET
-				serial_number = $1, model = $2, os_name = $3, os_version = $4, hostname = $5, platform = $6,
-				agent_version = $7, secret_id = $8, device_id = $9, reason = $10, source = $11,
-				last_request_at = CASE WHEN last_request_at > $12 THEN last_request_at ELSE $12 END,
-				requests = requests + 1, device_key = $14, source_net = $15
-				WHERE id = $13`,
-				p.SerialNumber, p.Model, p.OSName, p.OSVersion, p.Hostname, p.Platform, p.AgentVersion,
-				p.SecretID, p.DeviceID, p.Reason, p.Source, at, old.ID, blob(p.DeviceKey), p.SourceNet); err != nil {
+				last_request_at = CASE WHEN last_request_at > $1 THEN last_request_at ELSE $1 END,
+				requests = requests + 1
+				WHERE id = $2`, at, old.ID); err != nil {
 				return fmt.Errorf("refreshing enrollment request: %w", err)
 			}
 			out, err = queryPending(ctx, q, old.ID, `id = $1`, "", old.ID)
@@ -180,6 +175,32 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 		return storage.PendingEnrollment{}, fmt.Errorf("recording enrollment request: %w", err)
 	}
 	return out, nil
+}
+
+// sameAsk reports whether p asks for exactly what the stored request old
+// shows the security team, so that p may refresh it in place (its time and
+// count). Any other ask is filed anew under another id: an id that was
+// read can only ever approve what was read. Each field, and why:
+//   - serial number: the device keeps it for good, the known list and
+//     Cloudflare match it;
+//   - hostname, model, OS name and version, platform, agent version: the
+//     facts a new device is enrolled with, and what tells a Mac from a
+//     virtual machine or a Linux host; an OS or agent update while a
+//     request waits files it anew too, which is rare and costs only the id;
+//   - source: the approver checks that it is where the Mac is; a laptop
+//     that moves files anew, which is safe and changes only the id;
+//   - enroll secret: the one the device is enrolled under, which its
+//     revocation lists;
+//   - reason: a device enrolled on its serial since is a claim the approver
+//     must be shown;
+//   - device and its key: the state approval would change (requests made
+//     against another are removed when it changes; compared anyway).
+func sameAsk(old, p storage.PendingEnrollment) bool {
+	return old.SerialNumber == p.SerialNumber && old.Hostname == p.Hostname && old.Model == p.Model &&
+		old.OSName == p.OSName && old.OSVersion == p.OSVersion && old.Platform == p.Platform &&
+		old.AgentVersion == p.AgentVersion && old.Source == p.Source && old.SourceNet == p.SourceNet &&
+		old.SecretID == p.SecretID && old.Reason == p.Reason &&
+		old.DeviceID == p.DeviceID && bytes.Equal(old.DeviceKey, p.DeviceKey)
 }
 
 // makeRoom evicts waiting requests so that p fits each limit: for the
@@ -456,7 +477,7 @@ func dropWaiting(ctx context.Context, q conn, hardwareUUID string) error {
 }
 
 // RejectEnrollment marks a request rejected; see storage.ApprovalStore.
-func (s *Store) RejectEnrollment(ctx context.Context, id string, at time.Time, audit storage.AuditEvent) (storage.PendingEnrollment, error) {
+func (s *Store) RejectEnrollment(ctx context.Context, id string, at time.Time, limits storage.PendingLimits, audit storage.AuditEvent) (storage.PendingEnrollment, error) {
 	if at.IsZero() {
 		return storage.PendingEnrollment{}, errors.New("rejecting enrollment: zero rejection time")
 	}
@@ -487,7 +508,10 @@ func (s *Store) RejectEnrollment(ctx context.Context, id string, at time.Time, a
 		if audit.DeviceID == "" {
 			audit.DeviceID = out.DeviceID
 		}
-		return insertAudit(ctx, q, audit)
+		if err := insertAudit(ctx, q, audit); err != nil {
+			return err
+		}
+		return keepRejected(ctx, q, limits.Rejected)
 	})
 	if err != nil {
 		return storage.PendingEnrollment{}, fmt.Errorf("rejecting enrollment: %w", err)
@@ -497,7 +521,7 @@ func (s *Store) RejectEnrollment(ctx context.Context, id string, at time.Time, a
 
 // RejectEnrollmentKey rejects the waiting requests of the one key whose
 // fingerprint starts with prefix; see storage.ApprovalStore.
-func (s *Store) RejectEnrollmentKey(ctx context.Context, prefix string, maxMacs int, at time.Time, audit storage.AuditEvent) ([]storage.PendingEnrollment, error) {
+func (s *Store) RejectEnrollmentKey(ctx context.Context, prefix string, maxMacs int, at time.Time, limits storage.PendingLimits, audit storage.AuditEvent) ([]storage.PendingEnrollment, error) {
 	prefix = strings.ToLower(prefix)
 	if !hexPrefix(prefix) {
 		return nil, fmt.Errorf("rejecting enrollment key: %q is not 1 to 64 hex digits", prefix)
@@ -542,19 +566,7 @@ func (s *Store) RejectEnrollmentKey(ctx context.Context, prefix string, maxMacs 
 			if err != nil {
 				return err
 			}
-			if _, err := q.exec(ctx, `UPDATE pending_enrollments SET rejected_at = $1 WHERE id = $2`, rejectedAt, p.ID); err != nil {
-				return fmt.Errorf("updating enrollment request: %w", err)
-			}
-			p.RejectedAt = fromNS(rejectedAt)
-			ev := audit
-			if ev.DeviceID == "" {
-				ev.DeviceID = p.DeviceID
-			}
-			ev.Detail = fmt.Sprintf("request %s, hardware UUID %s", p.ID, p.HardwareUUID)
-			if audit.Detail != "" {
-				ev.Detail += ", " + audit.Detail
-			}
-			if err := insertAudit(ctx, q, ev); err != nil {
+			if p, err = markRejected(ctx, q, p, rejectedAt, audit); err != nil {
 				return err
 			}
 			out = append(out, p)
@@ -563,12 +575,152 @@ func (s *Store) RejectEnrollmentKey(ctx context.Context, prefix string, maxMacs 
 			return fmt.Errorf("key %s: its requests were answered meanwhile: %w", storage.KeyFingerprint(key), storage.ErrNotFound)
 		}
 		slices.SortFunc(out, func(a, b storage.PendingEnrollment) int { return strings.Compare(a.ID, b.ID) })
-		return nil
+		return keepRejected(ctx, q, limits.Rejected)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rejecting enrollment key: %w", err)
 	}
 	return out, nil
+}
+
+// markRejected rejects the waiting request p, locked, with an audit event
+// of its own: audit, its DeviceID filled in as RejectEnrollment does and its
+// Detail led by the request's id and hardware UUID.
+func markRejected(ctx context.Context, q conn, p storage.PendingEnrollment, rejectedAt int64, audit storage.AuditEvent) (storage.PendingEnrollment, error) {
+	if _, err := q.exec(ctx, `UPDATE pending_enrollments SET rejected_at = $1 WHERE id = $2`, rejectedAt, p.ID); err != nil {
+		return p, fmt.Errorf("updating enrollment request: %w", err)
+	}
+	p.RejectedAt = fromNS(rejectedAt)
+	ev := audit
+	if ev.DeviceID == "" {
+		ev.DeviceID = p.DeviceID
+	}
+	ev.Detail = fmt.Sprintf("request %s, hardware UUID %s", p.ID, p.HardwareUUID)
+	if audit.Detail != "" {
+		ev.Detail += ", " + audit.Detail
+	}
+	return p, insertAudit(ctx, q, ev)
+}
+
+// RejectEnrollmentSource rejects the waiting requests from a network; see
+// storage.ApprovalStore.
+func (s *Store) RejectEnrollmentSource(ctx context.Context, network netip.Prefix, maxMacs int, at time.Time, limits storage.PendingLimits, audit storage.AuditEvent) ([]storage.PendingEnrollment, error) {
+	if !network.IsValid() || network != network.Masked() {
+		return nil, fmt.Errorf("rejecting enrollment requests by source: %s is not a network", network)
+	}
+	if at.IsZero() {
+		return nil, errors.New("rejecting enrollment requests by source: zero rejection time")
+	}
+	var c timeCodec
+	rejectedAt := c.ns("rejection time", at)
+	c.ns("audit time", audit.At)
+	if c.err != nil {
+		return nil, fmt.Errorf("rejecting enrollment requests by source: %w", c.err)
+	}
+	var out []storage.PendingEnrollment
+	err := s.write(ctx, func(q conn) error {
+		out = nil
+		// 1. The hardware UUIDs that requests from the network wait for
+		// (a source is text, compared as an address here: they are at most
+		// PendingLimits.Total).
+		macs, err := waitingFrom(ctx, q, network)
+		if err != nil {
+			return err
+		}
+		if maxMacs > 0 && len(macs) > maxMacs {
+			macs = macs[:maxMacs]
+		}
+		// 2. Each hardware UUID's lock, in order, as RejectEnrollmentKey
+		// takes them.
+		for _, mac := range macs {
+			if err := lockMac(ctx, q, mac); err != nil {
+				return err
+			}
+		}
+		// 3. Their requests from the network as they are under the locks.
+		for _, mac := range macs {
+			ps, err := list(ctx, q, scanPending, `SELECT `+pendingColumns+` FROM pending_enrollments
+				WHERE hardware_uuid = $1 AND rejected_at = 0 ORDER BY id`+q.s.d.LockRow, mac)
+			if err != nil {
+				return fmt.Errorf("reading enrollment requests: %w", err)
+			}
+			for _, p := range ps {
+				if !storage.SourceIn(p.Source, network) {
+					continue
+				}
+				if p, err = markRejected(ctx, q, p, rejectedAt, audit); err != nil {
+					return err
+				}
+				out = append(out, p)
+			}
+		}
+		if len(out) == 0 {
+			return fmt.Errorf("no enrollment request from %s waits: %w", network, storage.ErrNotFound)
+		}
+		slices.SortFunc(out, func(a, b storage.PendingEnrollment) int { return strings.Compare(a.ID, b.ID) })
+		return keepRejected(ctx, q, limits.Rejected)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rejecting enrollment requests by source: %w", err)
+	}
+	return out, nil
+}
+
+// waitingFrom returns the hardware UUIDs that waiting requests from network
+// wait for, sorted, each once.
+func waitingFrom(ctx context.Context, q conn, network netip.Prefix) ([]string, error) {
+	rows, err := q.query(ctx, `SELECT hardware_uuid, source FROM pending_enrollments WHERE rejected_at = 0`)
+	if err != nil {
+		return nil, fmt.Errorf("reading the waiting requests' sources: %w", err)
+	}
+	defer rows.Close()
+	seen := map[string]bool{}
+	var macs []string
+	for rows.Next() {
+		var mac, source string
+		if err := rows.Scan(&mac, &source); err != nil {
+			return nil, fmt.Errorf("reading the waiting requests' sources: %w", err)
+		}
+		if storage.SourceIn(source, network) && !seen[mac] {
+			seen[mac] = true
+			macs = append(macs, mac)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the waiting requests' sources: %w", err)
+	}
+	slices.Sort(macs)
+	return macs, nil
+}
+
+// keepRejected removes the oldest rejected requests (by rejection time,
+// then id) beyond keep (zero: keeps all). Only the security team records
+// rejections, but each rejection of a flood's requests (up to the waiting
+// bound at a time, again and again) would otherwise stay for good. Losing
+// an old rejection fails safe: its key asking again is decided as any
+// other request, and under the policy that made it wait, waits again.
+func keepRejected(ctx context.Context, q conn, keep int) error {
+	if keep <= 0 {
+		return nil
+	}
+	// One rejection at a time counts and removes, on every replica, so
+	// that two do not both remove the same excess. The lock is taken
+	// last, after the Macs', and by nothing else, so it waits on no lock
+	// order.
+	if q.s.d.LockKey != "" {
+		if _, err := q.exec(ctx, q.s.d.LockKey, "rejected enrollment requests"); err != nil {
+			return fmt.Errorf("locking rejected enrollment requests: %w", err)
+		}
+	}
+	n, err := count(ctx, q, `SELECT count(*) FROM pending_enrollments WHERE rejected_at <> 0`)
+	if err != nil || n <= keep {
+		return err
+	}
+	if _, err := q.exec(ctx, `DELETE FROM pending_enrollments WHERE id IN (SELECT id FROM pending_enrollments
+		WHERE rejected_at <> 0 ORDER BY rejected_at, id LIMIT $1)`, n-keep); err != nil {
+		return fmt.Errorf("removing the oldest rejected enrollment requests: %w", err)
+	}
+	return nil
 }
 
 // waitingKey returns the one key of the waiting requests whose fingerprint

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,8 @@ var approvalTests = []test{
 	{"RejectEnrollment", testRejectEnrollment},
 	{"RejectEnrollmentKey", testRejectEnrollmentKey},
 	{"RejectEnrollmentKeyInBatches", testRejectEnrollmentKeyInBatches},
+	{"RejectedBounded", testRejectedBounded},
+	{"RejectEnrollmentSource", testRejectEnrollmentSource},
 	{"ApproveReenrollment", testApproveReenrollment},
 	{"ApproveNewDevice", testApproveNewDevice},
 	{"ApproveChecksSerial", testApproveChecksSerial},
@@ -265,15 +268,12 @@ func testRequestEnrollment(t *testing.T, s storage.Store) {
 	must(t, err)
 	equal(t, "GetPendingEnrollment", stored, want)
 
-	// The agent polls again, from elsewhere, with changed facts: the same
-	// request, refreshed; its ID and first time stay.
+	// The agent polls again, asking for the same: the same request,
+	// refreshed; its ID and first time stay.
 	poll := newRequest(1, "k1", "sec")
 	poll.ID = "req-generated-again"
-	poll.Hostname = "renamed.example.com"
-	poll.Source, poll.SourceNet = "198.51.100.1", "198.51.100.1"
 	poll.LastRequestAt = at(3 * hour)
 	got = request(t, s, poll, storage.PendingLimits{PerDevice: 1, Total: 1})
-	want.Hostname, want.Source, want.SourceNet = poll.Hostname, poll.Source, poll.SourceNet
 	want.LastRequestAt, want.Requests = at(3*hour), 2
 	equal(t, "refreshed request", got, want)
 	// A late poll never moves the latest request time back.
@@ -285,39 +285,50 @@ func testRequestEnrollment(t *testing.T, s storage.Store) {
 	if _, err := s.GetPendingEnrollment(ctx, poll.ID); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("the poll's own ID was stored: err %v", err)
 	}
-	// A poll with another serial number is filed anew, under its own ID:
-	// approving the request the security team read must not enroll a
-	// serial they did not see.
-	moved := newRequest(1, "k1", "sec")
-	moved.ID = "req-001-k1-moved"
-	moved.SerialNumber = "C02STOLEN01"
-	moved.LastRequestAt = at(4 * hour)
-	got = request(t, s, moved, storage.PendingLimits{})
-	equal(t, "request with another serial", got, requested(moved))
-	if _, err := s.GetPendingEnrollment(ctx, r.ID); !errors.Is(err, storage.ErrNotFound) {
-		t.Errorf("the request with the first serial is still there: err %v", err)
-	}
-	// And with another reason (a device enrolled on its serial since: the
-	// approver must not approve the claim on the strength of what they
-	// read before).
-	rereason := moved
-	rereason.ID, rereason.Reason = "req-001-k1-rereason", "serial_enrolled"
-	got = request(t, s, rereason, storage.PendingLimits{})
-	equal(t, "request with another reason", got, requested(rereason))
-	if _, err := s.GetPendingEnrollment(ctx, moved.ID); !errors.Is(err, storage.ErrNotFound) {
-		t.Errorf("the request with the first reason is still there: err %v", err)
-	}
-	moved = rereason
-	// And with another secret; none is audited again, so that a key
-	// alternating serials cannot grow the audit log.
+
+	// A poll that changes anything the security team is shown is filed
+	// anew, under its own ID, and the ID they read is gone: approving it
+	// must not enroll a serial, a hostname, a model, a secret they did not
+	// see, a claim they were not shown (another reason: a device enrolled
+	// on its serial since), nor an ask from another address.
 	createSecret(t, s, "sec2")
-	resecret := moved
-	resecret.ID, resecret.SecretID = "req-001-k1-resecret", "sec2"
-	got = request(t, s, resecret, storage.PendingLimits{})
-	equal(t, "request with another secret", got, requested(resecret))
-	if _, err := s.GetPendingEnrollment(ctx, moved.ID); !errors.Is(err, storage.ErrNotFound) {
-		t.Errorf("the request with the first secret is still there: err %v", err)
+	read := r
+	for i, tc := range []struct {
+		name   string
+		change func(*storage.PendingEnrollment)
+	}{
+		{"serial", func(r *storage.PendingEnrollment) { r.SerialNumber = "C02STOLEN01" }},
+		{"no serial", func(r *storage.PendingEnrollment) { r.SerialNumber = "" }},
+		{"hostname", func(r *storage.PendingEnrollment) { r.Hostname = "alice-macbook-pro" }},
+		{"model", func(r *storage.PendingEnrollment) { r.Model = "VMware7,1" }},
+		{"os name", func(r *storage.PendingEnrollment) { r.OSName = "Ubuntu" }},
+		{"os version", func(r *storage.PendingEnrollment) { r.OSVersion = "15.2" }},
+		{"platform", func(r *storage.PendingEnrollment) { r.Platform = "linux" }},
+		{"agent version", func(r *storage.PendingEnrollment) { r.AgentVersion = "1.0.1" }},
+		{"source", func(r *storage.PendingEnrollment) { r.Source, r.SourceNet = "198.51.100.1", "198.51.100.1" }},
+		{"source in the same network", func(r *storage.PendingEnrollment) { r.Source = "198.51.100.2" }},
+		{"reason", func(r *storage.PendingEnrollment) { r.Reason = "serial_enrolled" }},
+		{"secret", func(r *storage.PendingEnrollment) { r.SecretID = "sec2" }},
+	} {
+		next := read
+		tc.change(&next)
+		next.ID = "req-001-k1-" + strings.ReplaceAll(tc.name, " ", "-")
+		next.LastRequestAt = at(4*hour + time.Duration(i)*minute)
+		got := request(t, s, next, storage.PendingLimits{})
+		equal(t, "request with another "+tc.name, got, requested(next))
+		if _, err := s.GetPendingEnrollment(ctx, read.ID); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("another %s: the request read before is still there: err %v", tc.name, err)
+		}
+		if _, _, err := approve(t, s, read.ID, "dev-x", at(5*hour)); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("another %s: approving the request read before: err %v, want ErrNotFound", tc.name, err)
+		}
+		equal(t, "waiting after another "+tc.name, listRequests(t, s, "", 10), []string{next.ID})
+		read = next
 	}
+	// None is audited again, so that a key alternating facts cannot grow
+	// the audit log.
+	moved, resecret := read, read
+	moved.ID, moved.SecretID = "req-001-k1-back", "sec"
 	for range 5 {
 		request(t, s, moved, storage.PendingLimits{})
 		request(t, s, resecret, storage.PendingLimits{})
@@ -327,8 +338,8 @@ func testRequestEnrollment(t *testing.T, s storage.Store) {
 	// Another key for the same machine is another request.
 	request(t, s, newRequest(1, "k2", "sec"), storage.PendingLimits{})
 	request(t, s, newRequest(2, "k1", "sec"), storage.PendingLimits{})
-	equal(t, "ListPendingEnrollments", listRequests(t, s, "", 10), []string{"req-001-k1-resecret", "req-001-k2", "req-002-k1"})
-	equal(t, "ListPendingEnrollments paged", listRequests(t, s, "req-001-k1-resecret", 1), []string{"req-001-k2"})
+	equal(t, "ListPendingEnrollments", listRequests(t, s, "", 10), []string{"req-001-k1-secret", "req-001-k2", "req-002-k1"})
+	equal(t, "ListPendingEnrollments paged", listRequests(t, s, "req-001-k1-secret", 1), []string{"req-001-k2"})
 
 	// One audit event per request, none per poll or re-filing.
 	if events := len(auditDetails(t, s, "", "device.enroll_pending")); events != 3 {
@@ -375,7 +386,7 @@ func testRequestLimits(t *testing.T, s storage.Store) {
 		t.Errorf("%d device.enroll_pending events, want 5 (the first four and the genuine one)", events)
 	}
 	for _, id := range []string{"req-001-a5", "req-001-a6", "req-001-a7", "req-001-mac"} {
-		_, err := s.RejectEnrollment(ctx, id, at(6*hour), storage.AuditEvent{At: at(6 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+		_, err := s.RejectEnrollment(ctx, id, at(6*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(6 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
 		must(t, err)
 	}
 
@@ -412,7 +423,7 @@ func testRequestExpiry(t *testing.T, s storage.Store) {
 	rej := newRequest(2, "k", "sec")
 	rej.LastRequestAt = at(hour)
 	request(t, s, rej, storage.PendingLimits{})
-	_, err := s.RejectEnrollment(ctx, rej.ID, at(hour), storage.AuditEvent{At: at(hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	_, err := s.RejectEnrollment(ctx, rej.ID, at(hour), storage.PendingLimits{}, storage.AuditEvent{At: at(hour), Actor: "admin-api", Action: "device.enroll_reject"})
 	must(t, err)
 	request(t, s, newRequest(3, "k", "sec"), storage.PendingLimits{}) // at 2h
 
@@ -487,7 +498,7 @@ func testRequestsStayCurrent(t *testing.T, s storage.Store) {
 		t.Errorf("stored request: device %s key %q; want %s %q", r1.DeviceID, r1.DeviceKey, d.ID, d.PublicKey)
 	}
 	rejected := against("rejected")
-	_, err = s.RejectEnrollment(ctx, rejected.ID, at(3*hour), storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	_, err = s.RejectEnrollment(ctx, rejected.ID, at(3*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
 	must(t, err)
 	rot := newEnrollment(1, "sec")
 	rot.Device.PublicKey = []byte("rotated-key")
@@ -532,7 +543,7 @@ func testRejectedKeyNeverEnrolls(t *testing.T, s storage.Store) {
 	r := newRequest(1, "k", "sec")
 	r.PublicKey = e.Device.PublicKey
 	request(t, s, r, storage.PendingLimits{})
-	_, err := s.RejectEnrollment(ctx, r.ID, at(3*hour), storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	_, err := s.RejectEnrollment(ctx, r.ID, at(3*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
 	must(t, err)
 	got, err := s.FindEnrollmentRequest(ctx, strings.ToLower(r.HardwareUUID), r.PublicKey)
 	must(t, err)
@@ -730,7 +741,7 @@ func testRejectEnrollment(t *testing.T, s storage.Store) {
 	r := request(t, s, newRequest(1, "k1", "sec"), storage.PendingLimits{})
 	request(t, s, newRequest(2, "k1", "sec"), storage.PendingLimits{})
 
-	got, err := s.RejectEnrollment(ctx, r.ID, at(3*hour), storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	got, err := s.RejectEnrollment(ctx, r.ID, at(3*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
 	must(t, err)
 	want := r
 	want.RejectedAt = at(3 * hour)
@@ -741,7 +752,7 @@ func testRejectEnrollment(t *testing.T, s storage.Store) {
 	equal(t, "waiting requests", listRequests(t, s, "", 10), []string{"req-002-k1"})
 
 	// Idempotent: the first rejection stays.
-	again, err := s.RejectEnrollment(ctx, r.ID, at(4*hour), storage.AuditEvent{At: at(4 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	again, err := s.RejectEnrollment(ctx, r.ID, at(4*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(4 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
 	must(t, err)
 	equal(t, "rejected twice", again, want)
 
@@ -754,13 +765,190 @@ func testRejectEnrollment(t *testing.T, s storage.Store) {
 	sameDump(t, "a rejected key asking again", before, s)
 
 	before = dumpOf(t, s)
-	_, err = s.RejectEnrollment(ctx, "no-such-request", at(5*hour), storage.AuditEvent{At: at(5 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	_, err = s.RejectEnrollment(ctx, "no-such-request", at(5*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(5 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
 	wantErr(t, err, storage.ErrNotFound)
 	sameDump(t, "rejecting an unknown request", before, s)
 }
 
+// Rejected requests are kept up to limits.Rejected: recording a rejection,
+// by id or by key, removes the oldest rejections beyond it (by rejection
+// time, then id), never a waiting request nor an audit event. The key of
+// a rejection removed so asks again as a key never rejected: it waits
+// again, a new request.
+func testRejectedBounded(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "sec")
+	limits := storage.PendingLimits{Rejected: 3}
+	reject := func(id string, when time.Duration) {
+		t.Helper()
+		_, err := s.RejectEnrollment(ctx, id, at(when), limits, storage.AuditEvent{At: at(when), Actor: "admin-api", Action: "device.enroll_reject", Detail: id})
+		must(t, err)
+	}
+	rejected := func(what string, want ...string) {
+		t.Helper()
+		var got []string
+		for n := 1; n <= 12; n++ {
+			for _, k := range []string{"k", "flood"} {
+				if p, err := s.GetPendingEnrollment(ctx, fmt.Sprintf("req-%03d-%s", n, k)); err == nil && p.Rejected() {
+					got = append(got, p.ID)
+				}
+			}
+		}
+		equal(t, what, got, append([]string{}, want...))
+	}
+	for n := 1; n <= 7; n++ {
+		request(t, s, newRequest(n, "k", "sec"), storage.PendingLimits{})
+	}
+	for _, n := range []int{10, 11} {
+		request(t, s, newRequest(n, "flood", "sec"), storage.PendingLimits{})
+	}
+
+	// Within the bound, every rejection stays; unbounded (zero), too.
+	reject("req-002-k", 4*hour)
+	reject("req-001-k", 4*hour)
+	reject("req-003-k", 4*hour)
+	rejected("three rejections", "req-001-k", "req-002-k", "req-003-k")
+	// One more: the oldest goes (of the same time, the first by id).
+	reject("req-004-k", 5*hour)
+	rejected("a fourth rejection", "req-002-k", "req-003-k", "req-004-k")
+	// Rejecting again what is rejected records nothing, and removes
+	// nothing.
+	reject("req-004-k", 6*hour)
+	rejected("a rejection again", "req-002-k", "req-003-k", "req-004-k")
+	// By key: two more, and the two oldest go.
+	_, err := s.RejectEnrollmentKey(ctx, storage.KeyFingerprint(newRequest(0, "flood", "").PublicKey), 0, at(7*hour), limits,
+		storage.AuditEvent{At: at(7 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	must(t, err)
+	rejected("rejected by key", "req-004-k", "req-010-flood", "req-011-flood")
+	_, err = s.RejectEnrollment(ctx, "req-005-k", at(8*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(8 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	must(t, err)
+	rejected("no bound", "req-004-k", "req-005-k", "req-010-flood", "req-011-flood")
+
+	// Waiting requests stay, and so does the audit of every rejection.
+	equal(t, "waiting requests", listRequests(t, s, "", 10), []string{"req-006-k", "req-007-k"})
+	if n := len(auditDetails(t, s, "", "device.enroll_reject")); n != 8 {
+		t.Errorf("%d device.enroll_reject audit events, want 8: rejections removed keep theirs", n)
+	}
+
+	// The key of a rejection removed asks again: it waits, a new request,
+	// audited as one; a key still rejected is refused.
+	pending := len(auditDetails(t, s, "", "device.enroll_pending"))
+	again := newRequest(1, "k", "sec")
+	again.ID, again.LastRequestAt = "req-001-k-again", at(9*hour)
+	got := request(t, s, again, storage.PendingLimits{})
+	equal(t, "the key of a removed rejection asking again", got, requested(again))
+	if n := len(auditDetails(t, s, "", "device.enroll_pending")); n != pending+1 {
+		t.Errorf("%d device.enroll_pending audit events, want %d", n, pending+1)
+	}
+	before := dumpOf(t, s)
+	_, err = s.RequestEnrollment(ctx, newRequest(4, "k", "sec"), storage.PendingLimits{}, storage.AuditEvent{At: at(9 * hour), Actor: "agent", Action: "device.enroll_pending"})
+	wantErr(t, err, storage.ErrRequestRejected)
+	sameDump(t, "a key still rejected asking again", before, s)
+}
+
+// Rejected by source, every waiting request from an address, or from a
+// network, is: for each Mac, whatever its key; the first ones by hardware
+// UUID when a call takes fewer. Sources are compared as addresses. Other
+// networks' requests are untouched, and a network none waits from changes
+// nothing.
+func testRejectEnrollmentSource(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "sec")
+	from := func(n int, key, source string) {
+		t.Helper()
+		r := newRequest(n, key, "sec")
+		r.Source, r.SourceNet = source, source
+		request(t, s, r, storage.PendingLimits{})
+	}
+	from(1, "a", "198.51.100.7")
+	from(1, "b", "198.51.100.200") // another key for machine 1
+	from(2, "a", "::ffff:198.51.100.9")
+	from(3, "a", "198.51.101.7")
+	from(4, "a", "2001:db8:1:2::1")
+	from(5, "a", "2001:db8:1:2:ffff::9")
+	from(6, "a", "2001:db8:1:3::1")
+	from(7, "a", "")
+	from(8, "a", "@")
+	from(9, "a", "198.51.100.70")
+	_, err := s.RejectEnrollment(ctx, "req-009-a", at(3*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	must(t, err)
+	ids := func(ps []storage.PendingEnrollment) []string {
+		return each(ps, func(p storage.PendingEnrollment) string { return p.ID })
+	}
+	bySource := func(network string, maxMacs int, when time.Duration) ([]storage.PendingEnrollment, error) {
+		return s.RejectEnrollmentSource(ctx, netip.MustParsePrefix(network), maxMacs, at(when), storage.PendingLimits{},
+			storage.AuditEvent{At: at(when), Actor: "admin-api", Action: "device.enroll_reject", Detail: "from " + network})
+	}
+	rejects := len(auditDetails(t, s, "", "device.enroll_reject"))
+
+	// None waits from there (the one request was rejected already), or the
+	// network is none: nothing changes.
+	for _, network := range []string{"198.51.100.70/32", "203.0.113.0/24"} {
+		before := dumpOf(t, s)
+		_, err := bySource(network, 0, 4*hour)
+		wantErr(t, err, storage.ErrNotFound)
+		sameDump(t, "rejecting from "+network, before, s)
+	}
+	before := dumpOf(t, s)
+	_, err = s.RejectEnrollmentSource(ctx, netip.Prefix{}, 0, at(4*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(4 * hour), Action: "device.enroll_reject"})
+	if err == nil {
+		t.Error("rejecting from an invalid network: no error")
+	}
+	_, err = s.RejectEnrollmentSource(ctx, netip.MustParsePrefix("198.51.100.7/24"), 0, at(4*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(4 * hour), Action: "device.enroll_reject"})
+	if err == nil {
+		t.Error("rejecting from a network with bits set past its prefix: no error")
+	}
+	sameDump(t, "rejecting from invalid networks", before, s)
+
+	// One address, as an exact prefix.
+	got, err := bySource("198.51.100.7/32", 0, 4*hour)
+	must(t, err)
+	equal(t, "rejected from 198.51.100.7", ids(got), []string{"req-001-a"})
+	if !got[0].RejectedAt.Equal(at(4 * hour)) {
+		t.Errorf("rejected at %s, want %s", fmtTime(got[0].RejectedAt), fmtTime(at(4*hour)))
+	}
+	// A /24, an IPv4-mapped source in it: two Macs' requests at once.
+	got, err = bySource("198.51.100.0/24", 0, 5*hour)
+	must(t, err)
+	equal(t, "rejected from 198.51.100.0/24", ids(got), []string{"req-001-b", "req-002-a"})
+	// A /64, in calls of one Mac each.
+	got, err = bySource("2001:db8:1:2::/64", 1, 6*hour)
+	must(t, err)
+	equal(t, "first call from 2001:db8:1:2::/64", ids(got), []string{"req-004-a"})
+	got, err = bySource("2001:db8:1:2::/64", 1, 6*hour)
+	must(t, err)
+	equal(t, "second call from 2001:db8:1:2::/64", ids(got), []string{"req-005-a"})
+	_, err = bySource("2001:db8:1:2::/64", 1, 6*hour)
+	wantErr(t, err, storage.ErrNotFound)
+
+	equal(t, "waiting", listRequests(t, s, "", 10), []string{"req-003-a", "req-006-a", "req-007-a", "req-008-a"})
+	ds := auditDetails(t, s, "", "device.enroll_reject")
+	if len(ds) != rejects+5 {
+		t.Errorf("%d device.enroll_reject events after rejecting 5 requests by source, want %d", len(ds), rejects+5)
+	} else if !strings.Contains(ds[0], "request req-005-a, hardware UUID ") || !strings.HasSuffix(ds[0], ", from 2001:db8:1:2::/64") {
+		t.Errorf("newest rejection's audit detail %q; want it to name the request and the network", ds[0])
+	}
+	// The keys rejected asking again for those Macs are refused.
+	r := newRequest(2, "a", "sec")
+	r.LastRequestAt = at(7 * hour)
+	before = dumpOf(t, s)
+	_, err = s.RequestEnrollment(ctx, r, storage.PendingLimits{}, storage.AuditEvent{At: at(7 * hour), Actor: "agent", Action: "device.enroll_pending"})
+	wantErr(t, err, storage.ErrRequestRejected)
+	sameDump(t, "a key rejected by source asking again", before, s)
+
+	// Rejecting by source keeps the rejections bounded too.
+	_, err = s.RejectEnrollmentSource(ctx, netip.MustParsePrefix("2001:db8:1:3::/64"), 0, at(8*hour), storage.PendingLimits{Rejected: 2},
+		storage.AuditEvent{At: at(8 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	must(t, err)
+	for id, kept := range map[string]bool{"req-009-a": false, "req-001-a": false, "req-005-a": true, "req-006-a": true} {
+		if _, err := s.GetPendingEnrollment(ctx, id); (err == nil) != kept {
+			t.Errorf("%s after a rejection with room for two: err %v, want kept %v", id, err, kept)
+		}
+	}
+}
+
 func rejectKey(t *testing.T, s storage.Store, prefix string, maxMacs int, when time.Time) ([]storage.PendingEnrollment, error) {
-	return s.RejectEnrollmentKey(t.Context(), prefix, maxMacs, when, storage.AuditEvent{
+	return s.RejectEnrollmentKey(t.Context(), prefix, maxMacs, when, storage.PendingLimits{}, storage.AuditEvent{
 		At: when, Actor: "admin-api", Action: "device.enroll_reject", Detail: "by key " + prefix})
 }
 
@@ -791,7 +979,7 @@ func testRejectEnrollmentKey(t *testing.T, s storage.Store) {
 	request(t, s, known, storage.PendingLimits{})
 	// Its request as machine 4 was rejected already.
 	r4 := request(t, s, newRequest(4, "x", "sec"), storage.PendingLimits{})
-	r4, err := s.RejectEnrollment(ctx, r4.ID, at(4*hour), storage.AuditEvent{At: at(4 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	r4, err := s.RejectEnrollment(ctx, r4.ID, at(4*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(4 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
 	must(t, err)
 	// Other keys, one for the same machine.
 	request(t, s, newRequest(1, "y", "sec"), storage.PendingLimits{})
@@ -1067,7 +1255,7 @@ func testApproveFailures(t *testing.T, s storage.Store) {
 	gone := enroll(t, s, newEnrollment(2, "sec"))
 	revokeDevice(t, s, gone.ID)
 	rejected := request(t, s, newRequest(1, "k1", "sec"), storage.PendingLimits{})
-	_, err := s.RejectEnrollment(ctx, rejected.ID, at(3*hour), storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	_, err := s.RejectEnrollment(ctx, rejected.ID, at(3*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
 	must(t, err)
 	byLeaked := request(t, s, newRequest(3, "k1", "leaked"), storage.PendingLimits{})
 	revokeSecret(t, s, "leaked")

@@ -2957,8 +2957,11 @@ func (x *RevokeBrowserCertificateResponse) GetCertificate() *BrowserCertificate 
 
 // PendingEnrollment is an enrollment request waiting for approval.
 type PendingEnrollment struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Kept while the key asks again for exactly what this shows; when it asks
+	// with other facts, from another source, with another enroll secret or
+	// for another reason, the request is filed anew under another id.
+	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// The facts the request gave.
 	Facts *v1.DeviceFacts `protobuf:"bytes,2,opt,name=facts,proto3" json:"facts,omitempty"`
 	// The enrolled device whose key approval replaces; empty for a new device.
@@ -2968,7 +2971,7 @@ type PendingEnrollment struct {
 	// Why it waits: "unproven_key", "unknown_serial", "serial_enrolled" or
 	// "manual".
 	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
-	// The network address the latest request came from.
+	// The network address the request came from.
 	Source string `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
 	// The enroll secret it presented.
 	EnrollSecretId string                 `protobuf:"bytes,6,opt,name=enroll_secret_id,json=enrollSecretId,proto3" json:"enroll_secret_id,omitempty"`
@@ -3410,8 +3413,16 @@ type RejectEnrollmentRequest struct {
 	// UUID it did not wait for, it waits again.) Refused if waiting requests
 	// of more than one key start with it.
 	KeyFingerprint string `protobuf:"bytes,2,opt,name=key_fingerprint,json=keyFingerprint,proto3" json:"key_fingerprint,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// A source, as listed: every waiting request whose source is this IP
+	// address, or lies in this network in CIDR form (198.51.100.0/24,
+	// 2001:db8:1:2::/64, where the per-source bound counts an IPv6 /64) is
+	// rejected, for each hardware UUID, whatever its key: the way to clear a
+	// flood. A network must be /16 or longer (IPv4), /32 or longer (IPv6),
+	// with no bits set past its prefix; an IPv4-mapped IPv6 address is taken
+	// as the IPv4 address it is.
+	Source        string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RejectEnrollmentRequest) Reset() {
@@ -3458,16 +3469,24 @@ func (x *RejectEnrollmentRequest) GetKeyFingerprint() string {
 	return ""
 }
 
+func (x *RejectEnrollmentRequest) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
 type RejectEnrollmentResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The request request_id names; for key_fingerprint, the first of
-	// rejected.
+	// The request request_id names; for key_fingerprint or source, the
+	// first of rejected.
 	Pending *PendingEnrollment `protobuf:"bytes,1,opt,name=pending,proto3" json:"pending,omitempty"`
 	// The requests rejected, ordered by request id: the one request_id
-	// names, or the waiting requests of the key, the first 500 of them.
+	// names, or the waiting requests of the key or from the source, the
+	// first 500 of them.
 	Rejected []*PendingEnrollment `protobuf:"bytes,2,rep,name=rejected,proto3" json:"rejected,omitempty"`
-	// How many requests were rejected (more than rejected holds when a key
-	// waited for more than 500 Macs).
+	// How many requests were rejected (more than rejected holds when more
+	// than 500 were).
 	RejectedCount uint32 `protobuf:"varint,3,opt,name=rejected_count,json=rejectedCount,proto3" json:"rejected_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3961,11 +3980,12 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"request_id\x18\x01 \x01(\tR\trequestId\"r\n" +
 	"\x19ApproveEnrollmentResponse\x122\n" +
 	"\x06device\x18\x01 \x01(\v2\x1a.clearance.admin.v1.DeviceR\x06device\x12!\n" +
-	"\freplaced_key\x18\x02 \x01(\bR\vreplacedKey\"a\n" +
+	"\freplaced_key\x18\x02 \x01(\bR\vreplacedKey\"y\n" +
 	"\x17RejectEnrollmentRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12'\n" +
-	"\x0fkey_fingerprint\x18\x02 \x01(\tR\x0ekeyFingerprint\"\xc5\x01\n" +
+	"\x0fkey_fingerprint\x18\x02 \x01(\tR\x0ekeyFingerprint\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\"\xc5\x01\n" +
 	"\x18RejectEnrollmentResponse\x12?\n" +
 	"\apending\x18\x01 \x01(\v2%.clearance.admin.v1.PendingEnrollmentR\apending\x12A\n" +
 	"\brejected\x18\x02 \x03(\v2%.clearance.admin.v1.PendingEnrollmentR\brejected\x12%\n" +

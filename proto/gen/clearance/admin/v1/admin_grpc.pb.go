@@ -110,17 +110,25 @@ type AdminServiceClient interface {
 	// ApproveEnrollment enrolls a waiting request's key: a known device's key
 	// is replaced at once (streams of the old key end), a new device is
 	// created; the agent picks up its certificate on its next try. NOT_FOUND
-	// for an unknown request; FAILED_PRECONDITION if it was rejected, its
-	// secret revoked since, or the device revoked.
+	// for an unknown request: among them one filed anew under another id
+	// since it was listed (see PendingEnrollment.request_id), so that an id
+	// read is approved for exactly what was read, or not at all;
+	// FAILED_PRECONDITION if it was rejected, its secret revoked since, or
+	// the device revoked.
 	ApproveEnrollment(ctx context.Context, in *ApproveEnrollmentRequest, opts ...grpc.CallOption) (*ApproveEnrollmentResponse, error)
 	// RejectEnrollment rejects a waiting request: the same key asking again
-	// for that hardware UUID is refused (idempotent). By key_fingerprint, it
+	// for that hardware UUID is refused (idempotent). The latest 100,000
+	// rejections are kept: recording one past that removes the oldest, whose
+	// key is then decided afresh when it asks again. By key_fingerprint, it
 	// rejects every waiting request of one key, for any hardware UUID, at
 	// once (one transaction per 1000 hardware UUIDs, until none of the key
-	// waits). INVALID_ARGUMENT unless exactly one of request_id and
-	// key_fingerprint is set, for a fingerprint that is not 16 to 64 hex
-	// digits, or one that waiting requests of several keys start with;
-	// NOT_FOUND for an unknown request, or a key no waiting request has;
+	// waits); by source, every waiting request from an address or network,
+	// in the same way. INVALID_ARGUMENT unless exactly one of request_id,
+	// key_fingerprint and source is set, for a fingerprint that is not 16 to
+	// 64 hex digits, or one that waiting requests of several keys start
+	// with, or a source that is no address or network, or a network broader
+	// than /16 (IPv4) or /32 (IPv6); NOT_FOUND for an unknown request, or a
+	// key or source no waiting request has;
 	// ABORTED when a transaction after the first failed: those before it
 	// are committed, and calling again rejects the rest.
 	RejectEnrollment(ctx context.Context, in *RejectEnrollmentRequest, opts ...grpc.CallOption) (*RejectEnrollmentResponse, error)
@@ -502,17 +510,25 @@ type AdminServiceServer interface {
 	// ApproveEnrollment enrolls a waiting request's key: a known device's key
 	// is replaced at once (streams of the old key end), a new device is
 	// created; the agent picks up its certificate on its next try. NOT_FOUND
-	// for an unknown request; FAILED_PRECONDITION if it was rejected, its
-	// secret revoked since, or the device revoked.
+	// for an unknown request: among them one filed anew under another id
+	// since it was listed (see PendingEnrollment.request_id), so that an id
+	// read is approved for exactly what was read, or not at all;
+	// FAILED_PRECONDITION if it was rejected, its secret revoked since, or
+	// the device revoked.
 	ApproveEnrollment(context.Context, *ApproveEnrollmentRequest) (*ApproveEnrollmentResponse, error)
 	// RejectEnrollment rejects a waiting request: the same key asking again
-	// for that hardware UUID is refused (idempotent). By key_fingerprint, it
+	// for that hardware UUID is refused (idempotent). The latest 100,000
+	// rejections are kept: recording one past that removes the oldest, whose
+	// key is then decided afresh when it asks again. By key_fingerprint, it
 	// rejects every waiting request of one key, for any hardware UUID, at
 	// once (one transaction per 1000 hardware UUIDs, until none of the key
-	// waits). INVALID_ARGUMENT unless exactly one of request_id and
-	// key_fingerprint is set, for a fingerprint that is not 16 to 64 hex
-	// digits, or one that waiting requests of several keys start with;
-	// NOT_FOUND for an unknown request, or a key no waiting request has;
+	// waits); by source, every waiting request from an address or network,
+	// in the same way. INVALID_ARGUMENT unless exactly one of request_id,
+	// key_fingerprint and source is set, for a fingerprint that is not 16 to
+	// 64 hex digits, or one that waiting requests of several keys start
+	// with, or a source that is no address or network, or a network broader
+	// than /16 (IPv4) or /32 (IPv6); NOT_FOUND for an unknown request, or a
+	// key or source no waiting request has;
 	// ABORTED when a transaction after the first failed: those before it
 	// are committed, and calling again rejects the rest.
 	RejectEnrollment(context.Context, *RejectEnrollmentRequest) (*RejectEnrollmentResponse, error)
