@@ -43,7 +43,7 @@ func parseGroup(m map[string]any) (groupDoc, error) {
 		if !ok {
 			return groupDoc{}, errorf(http.StatusBadRequest, "invalidValue", "externalId must be a string")
 		}
-		if err := checkIdentifier("externalId", s); err != nil {
+		if err := checkName("externalId", s); err != nil {
 			return groupDoc{}, err
 		}
 		doc.ExternalID = s
@@ -122,9 +122,14 @@ func (h *Handler) createGroup(r *http.Request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	if err := h.room(r.Context(), 0, 1, len(doc.Members)); err != nil {
+	if err := checkGroupShown(doc, nil); err != nil {
 		return 0, nil, err
 	}
+	done, err := h.room(r.Context(), 0, 1, len(doc.Members))
+	if err != nil {
+		return 0, nil, err
+	}
+	defer done()
 	id, err := h.newID()
 	if err != nil {
 		return 0, nil, err
@@ -305,7 +310,7 @@ func setGroupAttr(doc *groupDoc, id, op, attr string, v any) error {
 		if !ok {
 			return errorf(http.StatusBadRequest, "invalidValue", "externalId must be a string")
 		}
-		if err := checkIdentifier(attr, s); err != nil {
+		if err := checkName(attr, s); err != nil {
 			return err
 		}
 		doc.ExternalID = s
@@ -343,6 +348,9 @@ func (h *Handler) updateGroup(r *http.Request, id, action string, change func(st
 		if err != nil {
 			return storage.Group{}, err
 		}
+		if err := checkGroupShown(doc, map[string]bool{cur.DisplayName: true, cur.ExternalID: true}); err != nil {
+			return storage.Group{}, err
+		}
 		next := cur
 		next.DisplayName, next.ExternalID, next.Members, next.UpdatedAt = doc.DisplayName, doc.ExternalID, doc.Members, h.now()
 		next.Source = storage.SourceSCIM // a SCIM write makes the group SCIM's
@@ -354,10 +362,12 @@ func (h *Handler) updateGroup(r *http.Request, id, action string, change func(st
 		if added+removed > 0 {
 			detail += ": " + itoa(added) + " members added, " + itoa(removed) + " removed"
 		}
-		if err := h.room(r.Context(), 0, 0, added-removed); err != nil {
+		done, err := h.room(r.Context(), 0, 0, added-removed)
+		if err != nil {
 			return storage.Group{}, err
 		}
 		g, err := h.Store.UpdateGroup(r.Context(), next, h.audit(r, action, detail))
+		done()
 		if errors.Is(err, storage.ErrStale) && attempt < updateAttempts {
 			continue
 		}
@@ -393,4 +403,13 @@ func (h *Handler) deleteGroup(r *http.Request, id string) (int, any, error) {
 		return 0, nil, storeErr(err, "group")
 	}
 	return http.StatusNoContent, nil, nil
+}
+
+// checkGroupShown is checkShown for a group's name (which policies name,
+// and which may hold an emoji's joiners) and external id.
+func checkGroupShown(doc groupDoc, kept map[string]bool) error {
+	if err := checkShown("displayName", doc.DisplayName, false, kept); err != nil {
+		return err
+	}
+	return checkShown("externalId", doc.ExternalID, true, kept)
 }

@@ -16,45 +16,62 @@ var (
 	countEvery                          = 10 * time.Second
 )
 
-// peopleCount holds the store's counts between recounts, with what this
-// handler added since: counting on every write would cost an initial
-// import from Okta a scan of the tables per user. Replicas count apart, so
-// the bounds hold to within what they add in countEvery.
+// peopleCount holds the store's counts at the last recount, with what
+// this handler let through since (added: done; inflight: not yet): counting
+// on every write would cost an initial import from Okta a scan of the
+// tables per user. A recount keeps the writes still in flight, which it
+// may not have seen committed. Replicas count apart, so the bounds hold to
+// within what they add in countEvery.
 type peopleCount struct {
-	mu sync.Mutex
-	c  storage.PeopleCount
-	at time.Time
+	mu          sync.Mutex
+	base, added storage.PeopleCount
+	inflight    storage.PeopleCount
+	at          time.Time
 }
 
 // room refuses a write that would take the store past a bound: users,
-// groups and memberships are what it adds (0 for none). A write let
-// through is counted at once, whether or not it then succeeds, until the
-// next recount.
-func (h *Handler) room(ctx context.Context, users, groups, memberships int) error {
-	if users <= 0 && groups <= 0 && memberships <= 0 {
-		return nil
+// groups and memberships are what it adds (0 or less for none). A write let
+// through counts at once, whether or not it then succeeds, until the next
+// recount after done is called; done must be called once the write has
+// returned.
+func (h *Handler) room(ctx context.Context, users, groups, memberships int) (done func(), err error) {
+	add := storage.PeopleCount{Users: max(users, 0), Groups: max(groups, 0), Memberships: max(memberships, 0)}
+	if add == (storage.PeopleCount{}) {
+		return func() {}, nil
 	}
-	h.counted.mu.Lock()
-	defer h.counted.mu.Unlock()
+	pc := &h.counted
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
 	now := h.now()
-	if h.counted.at.IsZero() || now.Sub(h.counted.at) >= countEvery || now.Before(h.counted.at) {
+	if pc.at.IsZero() || now.Sub(pc.at) >= countEvery || now.Before(pc.at) {
 		c, err := h.Store.CountPeople(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		h.counted.c, h.counted.at = c, now
+		pc.base, pc.added, pc.at = c, storage.PeopleCount{}, now
 	}
-	c := &h.counted.c
+	after := plus(plus(plus(pc.base, pc.added, 1), pc.inflight, 1), add, 1)
 	switch {
-	case users > 0 && c.Users+users > maxUsers:
-		return errorf(http.StatusForbidden, "", "the verifier keeps at most %d users; delete users before adding more", maxUsers)
-	case groups > 0 && c.Groups+groups > maxGroups:
-		return errorf(http.StatusForbidden, "", "the verifier keeps at most %d groups; delete groups before adding more", maxGroups)
-	case memberships > 0 && c.Memberships+memberships > maxMemberships:
-		return errorf(http.StatusForbidden, "", "the verifier keeps at most %d group memberships in all; remove members before adding more", maxMemberships)
+	case add.Users > 0 && after.Users > maxUsers:
+		return nil, errorf(http.StatusForbidden, "", "the verifier keeps at most %d users; delete users before adding more", maxUsers)
+	case add.Groups > 0 && after.Groups > maxGroups:
+		return nil, errorf(http.StatusForbidden, "", "the verifier keeps at most %d groups; delete groups before adding more", maxGroups)
+	case add.Memberships > 0 && after.Memberships > maxMemberships:
+		return nil, errorf(http.StatusForbidden, "", "the verifier keeps at most %d group memberships in all; remove members before adding more", maxMemberships)
 	}
-	c.Users += max(users, 0)
-	c.Groups += max(groups, 0)
-	c.Memberships += max(memberships, 0)
-	return nil
+	pc.inflight = plus(pc.inflight, add, 1)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pc.mu.Lock()
+			defer pc.mu.Unlock()
+			pc.inflight = plus(pc.inflight, add, -1)
+			pc.added = plus(pc.added, add, 1)
+		})
+	}, nil
+}
+
+// plus is a + sign×b.
+func plus(a, b storage.PeopleCount, sign int) storage.PeopleCount {
+	return storage.PeopleCount{Users: a.Users + sign*b.Users, Groups: a.Groups + sign*b.Groups, Memberships: a.Memberships + sign*b.Memberships}
 }

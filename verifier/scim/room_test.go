@@ -2,10 +2,16 @@ package scim
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
+	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/clearance/clearance/verifier/storage"
 )
 
 // bounds sets the bounds on what SCIM adds for one test, counted afresh
@@ -108,5 +114,97 @@ func TestRefusalLogBounded(t *testing.T) {
 	f.do(t, "GET", "/scim/v2/Users/"+long, "")
 	if !strings.Contains(logs.String(), "others_not_logged=19") {
 		t.Errorf("the next line does not count the 19 left out: %s", logs.String())
+	}
+}
+
+// A name in a right-to-left script may hold bidirectional marks; a record
+// stored before the rules on shown text keeps what it holds, and Okta can
+// still deactivate it and write it back unchanged; a new value is held to
+// the rules.
+func TestShownTextRules(t *testing.T) {
+	f := newFixture(t)
+	if r := f.do(t, "POST", "/scim/v2/Users", `{"userName":"dana@example.com","displayName":"\u05d3\u05e0\u05d4 \u200f(IT)","name":{"givenName":"\u05d3\u05e0\u05d4\u200f"}}`); r.status != 201 {
+		t.Fatalf("a right-to-left name with marks = %d %s", r.status, r.raw)
+	}
+	if r := f.do(t, "POST", "/scim/v2/Groups", `{"displayName":"\ud83d\udc69\u200d\ud83d\udcbb Devs"}`); r.status != 201 {
+		t.Fatalf("a group named with an emoji's joiner = %d %s", r.status, r.raw)
+	}
+	// Stored before the rules.
+	old := storage.User{ID: "old-1", UserName: "zoe\u200b@example.com", DisplayName: "Zo\u202ee", Active: true,
+		Resource: []byte(`{"displayName":"Zo\u202ee"}`), Source: storage.SourceSCIM, CreatedAt: t0, UpdatedAt: t0}
+	if _, err := f.store.CreateUser(t.Context(), old, storage.AuditEvent{At: t0, Actor: "test", Action: "user.create"}); err != nil {
+		t.Fatal(err)
+	}
+	deactivate := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","value":{"active":false}}]}`
+	if r := f.do(t, "PATCH", "/scim/v2/Users/old-1", deactivate); r.status != 200 || r.body["active"] != false {
+		t.Fatalf("Okta's deactivation of a record stored before the rules = %d %s", r.status, r.raw)
+	}
+	if r := f.do(t, "PUT", "/scim/v2/Users/old-1", `{"userName":"zoe\u200b@example.com","displayName":"Zo\u202ee","active":true}`); r.status != 200 {
+		t.Fatalf("the record written back unchanged = %d %s", r.status, r.raw)
+	}
+	before := f.dump(t)
+	for _, body := range []string{
+		`{"userName":"zoe\u200b@example.com","displayName":"Zo\u202ee","title":"\u202eevil","active":true}`,
+		`{"userName":"zo\u200be@example.com","displayName":"Zo\u202ee","active":true}`,
+	} {
+		if r := f.do(t, "PUT", "/scim/v2/Users/old-1", body); r.status != 400 {
+			t.Errorf("a new value breaking the rules = %d %s", r.status, r.raw)
+		}
+	}
+	if f.dump(t) != before {
+		t.Error("a refused write changed the store")
+	}
+}
+
+// stallingStore holds its first CreateUser until let go.
+type stallingStore struct {
+	storage.PeopleStore
+	first       atomic.Bool
+	held, letGo chan struct{}
+}
+
+func (s *stallingStore) CreateUser(ctx context.Context, u storage.User, a storage.AuditEvent) (storage.User, error) {
+	if s.first.CompareAndSwap(false, true) {
+		close(s.held)
+		<-s.letGo
+	}
+	return s.PeopleStore.CreateUser(ctx, u, a)
+}
+
+// A recount keeps the writes still in flight: one let through before it
+// and committed after still counts.
+func TestPeopleBoundsKeepWritesInFlight(t *testing.T) {
+	bounds(t, 2, 1, 1)
+	countEvery = time.Minute
+	f := newFixture(t)
+	var mu sync.Mutex
+	now := t0
+	f.h.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	st := &stallingStore{PeopleStore: f.h.Store, held: make(chan struct{}), letGo: make(chan struct{})}
+	f.h.Store = st
+	first := make(chan int, 1)
+	go func() {
+		r := httptest.NewRequest("POST", "https://sso.example.com/scim/v2/Users", strings.NewReader(`{"userName":"ada@example.com"}`))
+		r.Header.Set("Authorization", "Bearer "+f.token)
+		w := httptest.NewRecorder()
+		f.h.ServeHTTP(w, r)
+		first <- w.Code
+	}()
+	<-st.held
+	mu.Lock()
+	now = now.Add(countEvery) // the next write recounts, the first not yet stored
+	mu.Unlock()
+	if r := f.do(t, "POST", "/scim/v2/Users", `{"userName":"bob@example.com"}`); r.status != 201 {
+		t.Fatalf("the second user = %d %s", r.status, r.raw)
+	}
+	if r := f.do(t, "POST", "/scim/v2/Users", `{"userName":"cy@example.com"}`); r.status != 403 {
+		t.Errorf("a third user, the first still in flight = %d %s", r.status, r.raw)
+	}
+	close(st.letGo)
+	if code := <-first; code != 201 {
+		t.Fatalf("the first user = %d", code)
+	}
+	if c, err := f.store.CountPeople(t.Context()); err != nil || c.Users != 2 {
+		t.Errorf("stored %d users (%v), bound 2", c.Users, err)
 	}
 }

@@ -206,7 +206,10 @@ func (h *Handler) now() time.Time {
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
-		h.log().Error("scim request failed", "component", "scim", "method", logsample.Clip(r.Method), "path", logsample.Clip(r.URL.Path), "err", err)
+		if ok, skipped := h.refusedLog.Take("500", refusedLogEvery, h.now()); ok {
+			h.log().Error("scim request failed", "component", "scim", "method", logsample.Clip(r.Method), "path", logsample.Clip(r.URL.Path),
+				"err", clipDetail(err.Error()), "others_not_logged", skipped)
+		}
 		e = errorf(http.StatusInternalServerError, "", "the request could not be completed; try again")
 	} else if e.Status != http.StatusUnauthorized {
 		// A token's holder can send refusals as often as it likes: one

@@ -138,56 +138,110 @@ func parseUser(m map[string]any) (userDoc, error) {
 	}
 	delete(doc.Attrs, "userName")
 	doc.ExternalID, _ = doc.Attrs["externalId"].(string)
-	if err := checkIdentifier("userName", doc.UserName); err != nil {
-		return userDoc{}, err
-	}
-	if err := checkIdentifier("externalId", doc.ExternalID); err != nil {
-		return userDoc{}, err
-	}
 	doc.DisplayName, _ = doc.Attrs["displayName"].(string)
 	// The e-mail binds people to their Macs and reaches pages and logs: it
 	// is held to the same rule as the names.
 	doc.Email = primaryEmail(doc.Attrs["emails"])
-	if err := checkIdentifier("the e-mail address", doc.Email); err != nil {
+	if err := checkName("the e-mail address", doc.Email); err != nil {
 		return userDoc{}, err
 	}
 	return doc, nil
 }
 
 // checkName refuses a string attribute too long to keep or holding
-// control characters (which no name has, and which would reach logs) or
-// bidirectional controls, which reorder the text around them wherever it
-// is shown (an admin's terminal, grpcurl's output): the rule enrollment
-// holds a Mac's facts to.
+// control characters (which no name has, and which would reach logs).
 func checkName(attr, s string) error {
 	if len(s) > storage.MaxNameLen {
 		return errorf(http.StatusBadRequest, "invalidValue", "%s is longer than %d bytes", attr, storage.MaxNameLen)
 	}
 	for _, r := range s {
-		switch {
-		case unicode.IsControl(r) || r == unicode.ReplacementChar:
+		if unicode.IsControl(r) || r == unicode.ReplacementChar {
 			return errorf(http.StatusBadRequest, "invalidValue", "%s holds a control character or invalid UTF-8", attr)
-		case printable.Bidi(r):
-			return errorf(http.StatusBadRequest, "invalidValue", "%s holds a bidirectional control character (U+%04X)", attr, r)
 		}
 	}
 	return nil
 }
 
-// checkIdentifier is checkName for what names a person (a user name, an
-// external id, an e-mail address): no invisible character at all (zero-
-// width spaces and joiners, the byte-order mark, tag characters), so that
-// two that look alike are the same.
-func checkIdentifier(attr, s string) error {
-	if err := checkName(attr, s); err != nil {
-		return err
+// reorders reports the bidirectional embeddings, overrides and isolates,
+// which reorder the text after them wherever it is shown (an admin's
+// terminal, grpcurl's output). The marks (LRM, RLM, ALM), which a name in
+// a right-to-left script may hold, are not among them.
+func reorders(r rune) bool {
+	return r >= '\u202A' && r <= '\u202E' || r >= '\u2066' && r <= '\u2069'
+}
+
+// checkShown holds text a record shows people to the rules for what
+// reaches a screen: a name holds no character that reorders text; an
+// identifier (a user name, an external id, an e-mail address) no
+// invisible character at all (bidirectional marks, zero-width spaces and
+// joiners, the byte-order mark), so that two that look alike are the
+// same. A value the stored record already holds (kept) passes: a record
+// stored before these rules keeps its text, and a write that leaves it as
+// it is (Okta's deactivation) is not refused for it.
+func checkShown(attr, s string, identifier bool, kept map[string]bool) error {
+	if kept[s] {
+		return nil
 	}
 	for _, r := range s {
-		if printable.Hidden(r) {
+		switch {
+		case reorders(r):
+			return errorf(http.StatusBadRequest, "invalidValue", "%s holds a bidirectional control character (U+%04X)", attr, r)
+		case identifier && printable.Hidden(r):
 			return errorf(http.StatusBadRequest, "invalidValue", "%s holds an invisible character (U+%04X)", attr, r)
 		}
 	}
 	return nil
+}
+
+// checkUserShown is checkShown for every string a User holds.
+func checkUserShown(doc userDoc, kept map[string]bool) error {
+	for _, id := range []struct{ attr, s string }{{"userName", doc.UserName}, {"externalId", doc.ExternalID}, {"the e-mail address", doc.Email}} {
+		if err := checkShown(id.attr, id.s, true, kept); err != nil {
+			return err
+		}
+	}
+	var err error
+	walkStrings(doc.Attrs, "", func(attr, s string) bool {
+		err = checkShown(attr, s, false, kept)
+		return err == nil
+	})
+	return err
+}
+
+// walkStrings calls fn with every string in v and where it is, until fn
+// returns false.
+func walkStrings(v any, at string, fn func(attr, s string) bool) bool {
+	switch v := v.(type) {
+	case string:
+		return fn(at, v)
+	case map[string]any:
+		for k, e := range v {
+			name := k
+			if at != "" {
+				name = at + "." + k
+			}
+			if !walkStrings(e, name, fn) {
+				return false
+			}
+		}
+	case []any:
+		for _, e := range v {
+			if !walkStrings(e, at, fn) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// keptText is every string a stored user holds.
+func keptText(u storage.User) map[string]bool {
+	kept := map[string]bool{}
+	walkStrings(patchable(u), "", func(_, s string) bool { kept[s] = true; return true })
+	for _, s := range []string{u.UserName, u.ExternalID, u.DisplayName, u.Email} {
+		kept[s] = true
+	}
+	return kept
 }
 
 // checkSchemas accepts an absent schemas attribute or a list of known URNs.
@@ -271,13 +325,18 @@ func (h *Handler) createUser(r *http.Request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	if err := checkUserShown(doc, nil); err != nil {
+		return 0, nil, err
+	}
 	res, err := doc.resource()
 	if err != nil {
 		return 0, nil, err
 	}
-	if err := h.room(r.Context(), 1, 0, 0); err != nil {
+	done, err := h.room(r.Context(), 1, 0, 0)
+	if err != nil {
 		return 0, nil, err
 	}
+	defer done()
 	id, err := h.newID()
 	if err != nil {
 		return 0, nil, err
@@ -332,7 +391,12 @@ func (h *Handler) replaceUser(r *http.Request, id string) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	u, err := h.updateUser(r, id, "user.replace", keepActive(doc))
+	u, err := h.updateUser(r, id, "user.replace", func(cur storage.User) (userDoc, error) {
+		if err := checkUserShown(doc, keptText(cur)); err != nil {
+			return userDoc{}, err
+		}
+		return keepActive(doc)(cur)
+	})
 	if err != nil {
 		return 0, nil, err
 	}
@@ -364,6 +428,9 @@ func (h *Handler) patchUser(r *http.Request, id string) (int, any, error) {
 		}
 		doc, err := parseUser(m)
 		if err != nil {
+			return userDoc{}, err
+		}
+		if err := checkUserShown(doc, keptText(cur)); err != nil {
 			return userDoc{}, err
 		}
 		// Removing active, or setting it to null, leaves it as it was.
