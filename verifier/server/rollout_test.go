@@ -133,7 +133,7 @@ func TestRolloutResolveLater(t *testing.T) {
 	}
 	// Whose sign-in this is, before anyone spends this Mac's Resolve later
 	// on it (a link can bring another person's sign-in to this browser).
-	if !strings.Contains(p.body, "<strong>Signing in as:</strong> "+testUser) || !strings.Contains(p.body, "signs "+testUser+" in this once") {
+	if !strings.Contains(p.body, "<strong>Signing in as:</strong> <bdi>"+testUser+"</bdi>") || !strings.Contains(p.body, "signs "+testUser+" in this once") {
 		t.Errorf("the page does not say whose sign-in it is:\n%s", p.body)
 	}
 	e.allowed(t, e.post(t, c, signin.PathResolveLater, url.Values{"token": {retryToken(t, p)}}), r)

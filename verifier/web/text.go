@@ -123,7 +123,7 @@ func refusal(code reason.Code) (title, msg string) {
 	case reason.RateLimited:
 		return "Too many sign-ins at once", "Your network sent more sign-in requests than this check accepts at once. Wait a minute, then go back to the app and sign in again."
 	case reason.RetryTooOften:
-		return "Too many checks in a row", "This Mac was checked again many times in a short while. Wait a minute, go back, and choose Check again."
+		return "Too many checks in a row", "This Mac was checked again many times in a short while. Wait a few seconds, go back, and choose Check again."
 	case reason.Busy:
 		return "Too many sign-ins at once", "More people are signing in right now than this check accepts at once. Wait a minute, then go back to the app and sign in again."
 	case reason.PresenceOtherBrowser, reason.RetryOtherBrowser:

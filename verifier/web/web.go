@@ -33,6 +33,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clearance/clearance/pkg/printable"
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/reason"
 )
@@ -434,7 +435,7 @@ func (r *Renderer) Denied(w http.ResponseWriter, status int, d Denied) {
 		Heading:    k.heading,
 		Message:    orText(msg, k.message),
 		DeviceName: d.DeviceName,
-		Username:   d.Username,
+		Username:   shownUsername(d.Username),
 		ShowDevice: d.DeviceName != "" || d.Username != "" || !d.LastChecked.IsZero(),
 		Helpdesk: helpdesk{
 			SupportID: d.SupportID, Reason: string(d.Reason), DeviceName: d.DeviceName,
@@ -465,7 +466,7 @@ func (r *Renderer) Denied(w http.ResponseWriter, status int, d Denied) {
 			msg = msgWarn
 		}
 	} else if src, ok := retrySource(d.ResolveLaterAction); ok && src == "'self'" && d.RetryToken != "" && (formAction == "'none'" || formAction == src) {
-		v.ResolveLater = &choice{Action: d.ResolveLaterAction, Token: d.RetryToken, Label: resolveLabel, Hint: resolveLaterHint(d.Username, periodText(d.ResolveLaterPeriod))}
+		v.ResolveLater = &choice{Action: d.ResolveLaterAction, Token: d.RetryToken, Label: resolveLabel, Hint: resolveLaterHint(shownUsername(d.Username), periodText(d.ResolveLaterPeriod))}
 		formAction = src
 		if d.Message == "" {
 			msg = msgResolveLater
@@ -795,3 +796,9 @@ func orText(s, def string) string {
 	}
 	return s
 }
+
+// shownUsername is a username as the page shows it: every character that
+// would reorder or hide text written as an escape (\u202e), so that a
+// name cannot be made to look like another (the name comes from the
+// sign-in request, which an unsigned one lets anyone write).
+func shownUsername(s string) string { return printable.Line(s) }

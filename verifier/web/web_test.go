@@ -390,7 +390,7 @@ func TestEscapesHostileStrings(t *testing.T) {
 	unchecked.Status = "ERROR"
 	rec := httptest.NewRecorder()
 	r.Denied(rec, http.StatusForbidden, Denied{
-		Kind: KindPolicy, Reason: attrX, Message: script, DeviceName: quote + attrX,
+		Kind: KindPolicy, Reason: attrX, Message: script, DeviceName: quote + attrX, Username: script + attrX,
 		LastChecked: checked, Now: now,
 		Failing: []Finding{hostile, unchecked}, Advisory: []Finding{hostile}, NowPassing: []string{script, attrX},
 		RetryAction: "/saml/sso/retry?x=" + quote, RetryToken: attrX + quote, SupportID: script,
@@ -423,6 +423,30 @@ func TestEscapesHostileStrings(t *testing.T) {
 	}
 	if got["SAMLResponse"] != samlResponse || got["RelayState"] != relay {
 		t.Errorf("form values = %q, want SAMLResponse %q and RelayState %q", got, samlResponse, relay)
+	}
+}
+
+// A username that would reorder the text around it is shown with its
+// controls written out, on the page's line and in Resolve later's hint:
+// it cannot be made to read as another's.
+func TestUsernameCannotPassForAnother(t *testing.T) {
+	t.Parallel()
+	r := newRenderer(t)
+	const spoof = "\u202emoc.elpmaxe@nibor\u202c"
+	rec := httptest.NewRecorder()
+	r.Denied(rec, http.StatusForbidden, Denied{
+		Reason: reason.PolicyFailed, DeviceName: "Robin's MacBook Air", Username: spoof, Now: now,
+		Failing: []Finding{screenLock}, RetryAction: retryPath, RetryToken: retryToken,
+		ResolveLaterAction: "/saml/sso/resolve-later", ResolveLaterPeriod: 7 * 24 * time.Hour,
+	})
+	body := rec.Body.String()
+	if strings.ContainsAny(body, "\u202e\u202c") {
+		t.Error("the page holds the username's bidirectional controls as they are")
+	}
+	for _, want := range []string{`<bdi>\u202emoc.elpmaxe@nibor\u202c</bdi>`, `signs \u202emoc.elpmaxe@nibor\u202c in this once`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the page does not show %q", want)
+		}
 	}
 }
 
