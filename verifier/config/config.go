@@ -319,7 +319,7 @@ func DatabaseLabel(database string) string {
 		return "sqlite"
 	}
 	u, err := url.Parse(database)
-	if err != nil {
+	if err != nil || storage.PasswordPastHost(database) {
 		return "postgres"
 	}
 	return "postgres " + u.Host + u.Path

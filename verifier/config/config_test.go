@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/clearance/clearance/pkg/cli"
+	"github.com/clearance/clearance/verifier/storage"
 )
 
 func load(t *testing.T, args []string, env map[string]string) (*Config, error) {
@@ -309,5 +310,24 @@ func TestCloudflareConfiguredNeedsBoth(t *testing.T) {
 	}
 	if c := (Config{CloudflareTeam: "https://acme.cloudflareaccess.com", CloudflareAUD: "aud"}); !c.CloudflareConfigured() {
 		t.Error("team and AUD: not configured")
+	}
+}
+
+// A password holding '/', '?' or '#' not percent-encoded ends the URL's
+// host early; the label shows neither it nor what follows.
+func TestDatabaseLabelPasswordPastHost(t *testing.T) {
+	for dsn, want := range map[string]string{
+		"": "sqlite",
+		"postgres://u:pw@db.internal:5432/clearance?sslmode=require": "postgres db.internal:5432/clearance",
+		"postgres://clearance:/S3cret+q@db.internal:5432/clearance":  "postgres",
+		"postgres://clearance:S3c?ret@db.internal/clearance":         "postgres",
+		"postgres://clearance:S3c#ret@db.internal/clearance":         "postgres",
+	} {
+		if got := DatabaseLabel(dsn); got != want {
+			t.Errorf("DatabaseLabel(%q) = %q, want %q", dsn, got, want)
+		}
+		if past := want == "postgres"; storage.PasswordPastHost(dsn) != past {
+			t.Errorf("PasswordPastHost(%q) = %v", dsn, !past)
+		}
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/clearance/clearance/pkg/atomicfile"
 	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/ca"
+	"github.com/clearance/clearance/verifier/storage"
 )
 
 // RecordFile is the record's file name in the data dir.
@@ -166,6 +167,9 @@ func Redact(database string) string {
 	if err != nil {
 		return "postgres://(unparsable URL)"
 	}
+	if storage.PasswordPastHost(database) {
+		return "postgres://(a URL not shown: " + pastHostAdvice + ")"
+	}
 	if u.User != nil {
 		u.User = url.User(u.User.Username())
 	}
@@ -188,6 +192,10 @@ func Redact(database string) string {
 	return u.String()
 }
 
+
+// pastHostAdvice is what to do about a URL PasswordPastHost reports.
+const pastHostAdvice = "it has an '@' after its host: percent-encode '/', '?' and '#' in its password (%2F, %3F, %23)"
+
 func mentionsPassword(s string) bool {
 	return strings.Contains(strings.ToLower(s), "password")
 }
@@ -197,6 +205,9 @@ func mentionsPassword(s string) bool {
 func Label(database string) string {
 	if database == "" || database == SQLite {
 		return "SQLite in the data dir"
+	}
+	if storage.PasswordPastHost(database) {
+		return "PostgreSQL (a URL not shown: " + pastHostAdvice + ")"
 	}
 	host, db := where(database)
 	return "PostgreSQL " + host + "/" + db

@@ -162,6 +162,9 @@ func OpenDatabase(ctx context.Context, dataDir, database string) (storage.Store,
 	if !config.IsPostgres(database) {
 		return nil, errors.New("the database must be empty (SQLite in the data dir) or a postgres:// URL")
 	}
+	if storage.PasswordPastHost(database) {
+		return nil, errors.New("the database URL has an '@' after its host: percent-encode '/', '?' and '#' in its password (%2F, %3F, %23)")
+	}
 	return postgres.Open(ctx, database)
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -225,5 +226,30 @@ func TestDatabaseCommandsRefuse(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(empty, datadir.SQLiteFile)); err == nil {
 		t.Error("a database was created in a directory that is not a data dir")
+	}
+}
+
+// A password with an unencoded '/' ends the URL's host early: serve and
+// the CLI refuse the URL and show the password nowhere, where pgx would
+// have quoted it as the database's name.
+func TestDatabasePasswordPastHostRefused(t *testing.T) {
+	policies, err := filepath.Abs("../../../examples/policies.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const dsn = "postgres://clearance:/S3cretPW+q@db.internal:5432/clearance?host=127.0.0.1&port=1&sslmode=disable"
+	for _, args := range [][]string{
+		{"serve", "--data-dir", t.TempDir(), "--policies", policies, "--database", dsn},
+		{"secret", "create", "--data-dir", startServer(t).dir, "--database", dsn},
+	} {
+		out, errOut, err := execute(noEnv, args...)
+		if err == nil || !strings.Contains(err.Error(), "percent-encode") {
+			t.Errorf("%s: %v", args[0], err)
+		}
+		for _, s := range []string{out, errOut, fmt.Sprint(err)} {
+			if strings.Contains(s, "S3cretPW") {
+				t.Errorf("%s shows the password: %s", args[0], s)
+			}
+		}
 	}
 }

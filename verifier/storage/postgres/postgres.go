@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -171,9 +172,45 @@ func parseError(err error) error {
 	if !errors.As(err, &pe) {
 		return err
 	}
-	why := strings.TrimPrefix(pe.Error(), "cannot parse `"+pe.ConnString+"`: ")
-	if why == pe.Error() {
-		why = "its syntax or a parameter's value"
+	// "cannot parse `<the string, its password masked>`: <why>".
+	why := "its syntax or a parameter's value"
+	if _, after, ok := strings.Cut(pe.Error(), "`: "); ok && strings.HasPrefix(pe.Error(), "cannot parse `") {
+		why = after
 	}
-	return fmt.Errorf("the connection string does not parse: %s", why)
+	return fmt.Errorf("the connection string does not parse: %s", maskValues(why, pe.ConnString))
+}
+
+// maskValues writes "…" in s for each value dsn gives (its user, password,
+// host, database and parameters'), longest first: pgx's reasons quote the
+// value they could not use, and a parameter may carry a password.
+func maskValues(s, dsn string) string {
+	var vals []string
+	if u, err := url.Parse(dsn); err == nil && strings.Contains(dsn, "://") {
+		if u.User != nil {
+			vals = append(vals, u.User.String())
+		}
+		vals = append(vals, u.Host, strings.TrimPrefix(u.Path, "/"), u.Fragment)
+		for _, kv := range strings.FieldsFunc(u.RawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
+			_, v, _ := strings.Cut(kv, "=")
+			vals = append(vals, v)
+			if uv, err := url.QueryUnescape(v); err == nil {
+				vals = append(vals, uv)
+			}
+		}
+	} else {
+		for _, f := range strings.Fields(dsn) {
+			if _, v, ok := strings.Cut(f, "="); ok {
+				vals = append(vals, strings.Trim(v, `'"`))
+			} else {
+				vals = append(vals, strings.Trim(f, `'"`))
+			}
+		}
+	}
+	slices.SortFunc(vals, func(a, b string) int { return len(b) - len(a) })
+	for _, v := range vals {
+		if len(v) >= 3 {
+			s = strings.ReplaceAll(s, v, "…")
+		}
+	}
+	return s
 }
