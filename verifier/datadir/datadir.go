@@ -192,7 +192,6 @@ func Redact(database string) string {
 	return u.String()
 }
 
-
 // pastHostAdvice is what to do about a URL PasswordPastHost reports.
 const pastHostAdvice = "it has an '@' after its host: percent-encode '/', '?' and '#' in its password (%2F, %3F, %23)"
 
