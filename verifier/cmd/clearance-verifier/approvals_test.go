@@ -120,16 +120,7 @@ func TestPendingAndRejectByKey(t *testing.T) {
 // number shows as such, in the listing and in the approval.
 func TestApproveOnlyWhatWasRead(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, "--enroll-approval", "manual")
-	out, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret := lastLine(out)
-	root, err := os.ReadFile(filepath.Join(s.dir, "ca.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, secret, root := manualServer(t)
 	asker, err := protoagent.New(s.addr, root, "0A1B2C3D-4E5F-4061-8172-839405A6B7E0")
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +167,7 @@ func TestApproveOnlyWhatWasRead(t *testing.T) {
 	if now == read || !strings.Contains(row, "alice-macbook-pro") {
 		t.Fatalf("devices pending after the second ask: %s; want alice-macbook-pro under an id other than %s", row, read)
 	}
-	out, _, err = execute(noEnv, "devices", "approve", "--data-dir", s.dir, now)
+	out, _, err := execute(noEnv, "devices", "approve", "--data-dir", s.dir, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,16 +185,7 @@ func TestApproveOnlyWhatWasRead(t *testing.T) {
 // network, before it changes anything.
 func TestRejectAllFromNetwork(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, "--enroll-approval", "manual")
-	out, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret := lastLine(out)
-	root, err := os.ReadFile(filepath.Join(s.dir, "ca.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, secret, root := manualServer(t)
 	ask := func(hardwareUUID string) {
 		t.Helper()
 		a, err := protoagent.New(s.addr, root, hardwareUUID)
@@ -247,7 +229,7 @@ func TestRejectAllFromNetwork(t *testing.T) {
 	if err != nil || !strings.Contains(stderr, "no enrollment request from 2001:db8::/32 waits") {
 		t.Errorf("devices reject --all-from a network nothing waits from: %v\n%s", err, stderr)
 	}
-	out, _, err = execute(noEnv, "devices", "reject", "--data-dir", s.dir, "--all-from", "127.0.0.0/16")
+	out, _, err := execute(noEnv, "devices", "reject", "--data-dir", s.dir, "--all-from", "127.0.0.0/16")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,4 +239,20 @@ func TestRejectAllFromNetwork(t *testing.T) {
 	if n := waiting(); n != 0 {
 		t.Errorf("%d requests wait after rejecting all from 127.0.0.0/16, want none", n)
 	}
+}
+
+// manualServer starts a verifier under --enroll-approval manual, with an
+// enroll secret the CLI made and the root agents trust.
+func manualServer(t *testing.T) (s *testServer, secret string, root []byte) {
+	t.Helper()
+	s = startServer(t, "--enroll-approval", "manual")
+	out, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err = os.ReadFile(filepath.Join(s.dir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, lastLine(out), root
 }

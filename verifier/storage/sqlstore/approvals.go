@@ -452,6 +452,20 @@ func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (stor
 	return out, existed, nil
 }
 
+// lockMacs takes the locks of the first maxMacs of macs (all of them when
+// maxMacs is 0), in their order, and returns those it locked.
+func lockMacs(ctx context.Context, q conn, macs []string, maxMacs int) ([]string, error) {
+	if maxMacs > 0 && len(macs) > maxMacs {
+		macs = macs[:maxMacs]
+	}
+	for _, mac := range macs {
+		if err := lockMac(ctx, q, mac); err != nil {
+			return nil, err
+		}
+	}
+	return macs, nil
+}
+
 // lockMac orders the writes that decide on a hardware UUID's requests and
 // device where several processes write (PostgreSQL): a request recorded
 // while an approval of the same Mac commits would otherwise check the
@@ -545,16 +559,11 @@ func (s *Store) RejectEnrollmentKey(ctx context.Context, prefix string, maxMacs 
 		if err != nil {
 			return err
 		}
-		if maxMacs > 0 && len(macs) > maxMacs {
-			macs = macs[:maxMacs]
-		}
 		// 2. Each hardware UUID's lock, as RejectEnrollment takes one, in
 		// one order whoever takes several: two rejections of keys that
 		// share hardware UUIDs queue, never wait on each other.
-		for _, mac := range macs {
-			if err := lockMac(ctx, q, mac); err != nil {
-				return err
-			}
+		if macs, err = lockMacs(ctx, q, macs, maxMacs); err != nil {
+			return err
 		}
 		// 3. The key's requests as they are under the locks: one filed
 		// anew since has another id, one answered since is gone.
@@ -627,15 +636,10 @@ func (s *Store) RejectEnrollmentSource(ctx context.Context, network netip.Prefix
 		if err != nil {
 			return err
 		}
-		if maxMacs > 0 && len(macs) > maxMacs {
-			macs = macs[:maxMacs]
-		}
 		// 2. Each hardware UUID's lock, in order, as RejectEnrollmentKey
 		// takes them.
-		for _, mac := range macs {
-			if err := lockMac(ctx, q, mac); err != nil {
-				return err
-			}
+		if macs, err = lockMacs(ctx, q, macs, maxMacs); err != nil {
+			return err
 		}
 		// 3. Their requests from the network as they are under the locks.
 		for _, mac := range macs {
