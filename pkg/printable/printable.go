@@ -30,11 +30,28 @@ func Hidden(r rune) bool {
 	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || Bidi(r) || r == '\u2028' || r == '\u2029'
 }
 
+// Invisible reports a rune drawn as nothing, or as blank space that is
+// not a space: what Hidden reports, the other default-ignorable code
+// points (variation selectors, the combining grapheme joiner, the Hangul
+// and Khmer fillers), the braille pattern blank and the halfwidth Hangul
+// filler. An identifier holding one can look like another that does not;
+// in other text (an emoji's variation selector) they are harmless.
+func Invisible(r rune) bool {
+	return Hidden(r) || unicode.Is(unicode.Variation_Selector, r) || unicode.Is(unicode.Other_Default_Ignorable_Code_Point, r) ||
+		r == '\u2800' || r == '\uFFA0'
+}
+
 // Line returns s with every hidden rune written as a Go-style escape (\n,
 // \x1b, \u009b, \u202e) and every byte that is not UTF-8 as \xNN: one line,
 // nothing a terminal acts on, and what was sent still readable.
-func Line(s string) string {
-	i := strings.IndexFunc(s, func(r rune) bool { return r == utf8.RuneError || Hidden(r) })
+func Line(s string) string { return escape(s, Hidden) }
+
+// Identifier is Line for an identifier (a username): every Invisible rune
+// is written as an escape too, so that it cannot pass for another.
+func Identifier(s string) string { return escape(s, Invisible) }
+
+func escape(s string, hidden func(rune) bool) string {
+	i := strings.IndexFunc(s, func(r rune) bool { return r == utf8.RuneError || hidden(r) })
 	if i < 0 {
 		return s
 	}
@@ -52,11 +69,11 @@ func Line(s string) string {
 			b.WriteString(`\n`)
 		case r == '\r':
 			b.WriteString(`\r`)
-		case r < 0x80 && Hidden(r):
+		case r < 0x80 && hidden(r):
 			fmt.Fprintf(&b, `\x%02x`, r)
-		case r <= 0xFFFF && Hidden(r):
+		case r <= 0xFFFF && hidden(r):
 			fmt.Fprintf(&b, `\u%04x`, r)
-		case Hidden(r):
+		case hidden(r):
 			fmt.Fprintf(&b, `\U%08x`, r)
 		default:
 			b.WriteString(s[:n])

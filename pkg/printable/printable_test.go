@@ -104,3 +104,17 @@ func FuzzLine(f *testing.F) {
 		}
 	})
 }
+
+// Identifier escapes what draws as nothing, where Line leaves what is
+// harmless outside an identifier (an emoji's variation selector).
+func TestIdentifierEscapesInvisible(t *testing.T) {
+	for _, r := range []rune{0x034F, 0xFE0F, 0x3164, 0x2800, 0x115F, 0x17B4, 0xFFA0, 0x180B, 0xE0100, 0x200B, 0x202E} {
+		s := "robin" + string(r) + "@example.com"
+		if got := Identifier(s); got == s || !strings.Contains(got, `\`) {
+			t.Errorf("Identifier(%+q) = %q, not escaped", s, got)
+		}
+	}
+	if heart := "\u2764\ufe0f"; Line(heart) != heart {
+		t.Errorf("Line escapes an emoji's variation selector: %q", Line(heart))
+	}
+}

@@ -318,10 +318,14 @@ func TestCloudflareConfiguredNeedsBoth(t *testing.T) {
 func TestDatabaseLabelPasswordPastHost(t *testing.T) {
 	for dsn, want := range map[string]string{
 		"": "sqlite",
-		"postgres://u:pw@db.internal:5432/clearance?sslmode=require": "postgres db.internal:5432/clearance",
-		"postgres://clearance:/S3cret+q@db.internal:5432/clearance":  "postgres",
-		"postgres://clearance:S3c?ret@db.internal/clearance":         "postgres",
-		"postgres://clearance:S3c#ret@db.internal/clearance":         "postgres",
+		"postgres://u:pw@db.internal:5432/clearance?sslmode=require":     "postgres db.internal:5432/clearance",
+		"postgres://clearance:/S3cret+q@db.internal:5432/clearance":      "postgres",
+		"postgres://clearance:S3c?ret@db.internal/clearance":             "postgres",
+		"postgres://clearance:S3c#ret@db.internal/clearance":             "postgres",
+		"postgres://clearance:S3cr@tHost/T41lPart@127.0.0.1:1/clearance": "postgres",
+		"postgres://clearance:S3cr@t?hunter2@127.0.0.1:1/db":             "postgres",
+		"postgres://clearance:S3cr@t#T41l@127.0.0.1/db":                  "postgres",
+		"postgres://clearance:S3cr@t@127.0.0.1/db":                       "postgres",
 	} {
 		if got := DatabaseLabel(dsn); got != want {
 			t.Errorf("DatabaseLabel(%q) = %q, want %q", dsn, got, want)

@@ -348,7 +348,7 @@ func (h *Handler) updateGroup(r *http.Request, id, action string, change func(st
 		if err != nil {
 			return storage.Group{}, err
 		}
-		if err := checkGroupShown(doc, map[string]bool{cur.DisplayName: true, cur.ExternalID: true}); err != nil {
+		if err := checkGroupShown(doc, map[string]map[string]bool{"displayName": {cur.DisplayName: true}, attrExternalID: {cur.ExternalID: true}}); err != nil {
 			return storage.Group{}, err
 		}
 		next := cur
@@ -407,9 +407,9 @@ func (h *Handler) deleteGroup(r *http.Request, id string) (int, any, error) {
 
 // checkGroupShown is checkShown for a group's name (which policies name,
 // and which may hold an emoji's joiners) and external id.
-func checkGroupShown(doc groupDoc, kept map[string]bool) error {
+func checkGroupShown(doc groupDoc, kept map[string]map[string]bool) error {
 	if err := checkShown("displayName", doc.DisplayName, false, kept); err != nil {
 		return err
 	}
-	return checkShown("externalId", doc.ExternalID, true, kept)
+	return checkShown(attrExternalID, doc.ExternalID, true, kept)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -153,6 +154,39 @@ func TestShownTextRules(t *testing.T) {
 	}
 	if f.dump(t) != before {
 		t.Error("a refused write changed the store")
+	}
+
+	// What a record holds in one place passes there only: moved into an
+	// identifier it is held to the identifier's rule.
+	if r := f.do(t, "POST", "/scim/v2/Users", `{"userName":"mallory@example.com","title":"alice\u200b@example.com","externalId":"m1"}`); r.status != 201 {
+		t.Fatalf("create mallory = %d %s", r.status, r.raw)
+	}
+	mallory := f.do(t, "GET", "/scim/v2/Users?filter="+url.QueryEscape(`userName eq "mallory@example.com"`), "")
+	id := mallory.body["Resources"].([]any)[0].(map[string]any)["id"].(string)
+	moveTo := func(path string) string {
+		return `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"` + path + `","value":"alice\u200b@example.com"}]}`
+	}
+	for _, path := range []string{"userName", "externalId"} {
+		if r := f.do(t, "PATCH", "/scim/v2/Users/"+id, moveTo(path)); r.status != 400 {
+			t.Errorf("the title's text moved into %s = %d %s", path, r.status, r.raw)
+		}
+	}
+	g := f.do(t, "POST", "/scim/v2/Groups", `{"displayName":"Eng\u200bineering"}`)
+	if g.status != 201 {
+		t.Fatalf("create a group = %d %s", g.status, g.raw)
+	}
+	gid := g.body["id"].(string)
+	patch := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"externalId","value":"Eng\u200bineering"}]}`
+	if r := f.do(t, "PATCH", "/scim/v2/Groups/"+gid, patch); r.status != 400 {
+		t.Errorf("the group's name moved into its externalId = %d %s", r.status, r.raw)
+	}
+
+	// Characters drawn as nothing, or blank, that are not format
+	// characters, and spaces.
+	for _, c := range []string{`\u034f`, `\ufe0f`, `\u3164`, `\u2800`, `\u115f`, `\u17b4`, `\uffa0`, `\u3000`, `\u00a0`} {
+		if r := f.do(t, "POST", "/scim/v2/Users", `{"userName":"alice`+c+`@example.com"}`); r.status != 400 {
+			t.Errorf("a userName holding %s = %d %s", c, r.status, r.raw)
+		}
 	}
 }
 

@@ -174,28 +174,38 @@ func reorders(r rune) bool {
 // reaches a screen: a name holds no character that reorders text; an
 // identifier (a user name, an external id, an e-mail address) no
 // invisible character at all (bidirectional marks, zero-width spaces and
-// joiners, the byte-order mark), so that two that look alike are the
-// same. A value the stored record already holds (kept) passes: a record
-// stored before these rules keeps its text, and a write that leaves it as
-// it is (Okta's deactivation) is not refused for it.
-func checkShown(attr, s string, identifier bool, kept map[string]bool) error {
-	if kept[s] {
+// joiners, the byte-order mark, variation selectors, fillers and blanks,
+// spaces), so that two that look alike are the same. The value the stored
+// record already holds at attr (kept[attr]) passes: a record stored before
+// these rules keeps its text, and a write that leaves it as it is (Okta's
+// deactivation) is not refused for it; the same text moved to another
+// attribute is held to the rules.
+func checkShown(attr, s string, identifier bool, kept map[string]map[string]bool) error {
+	if kept[attr][s] {
 		return nil
 	}
 	for _, r := range s {
 		switch {
 		case reorders(r):
 			return errorf(http.StatusBadRequest, "invalidValue", "%s holds a bidirectional control character (U+%04X)", attr, r)
-		case identifier && printable.Hidden(r):
+		case identifier && (printable.Invisible(r) || unicode.IsSpace(r)):
 			return errorf(http.StatusBadRequest, "invalidValue", "%s holds an invisible character (U+%04X)", attr, r)
 		}
 	}
 	return nil
 }
 
+// The identifiers checkShown holds to the stricter rule, by the names it
+// gives them.
+const (
+	attrUserName   = "userName"
+	attrExternalID = "externalId"
+	attrEmail      = "the e-mail address"
+)
+
 // checkUserShown is checkShown for every string a User holds.
-func checkUserShown(doc userDoc, kept map[string]bool) error {
-	for _, id := range []struct{ attr, s string }{{"userName", doc.UserName}, {"externalId", doc.ExternalID}, {"the e-mail address", doc.Email}} {
+func checkUserShown(doc userDoc, kept map[string]map[string]bool) error {
+	for _, id := range []struct{ attr, s string }{{attrUserName, doc.UserName}, {attrExternalID, doc.ExternalID}, {attrEmail, doc.Email}} {
 		if err := checkShown(id.attr, id.s, true, kept); err != nil {
 			return err
 		}
@@ -234,13 +244,23 @@ func walkStrings(v any, at string, fn func(attr, s string) bool) bool {
 	return true
 }
 
-// keptText is every string a stored user holds.
-func keptText(u storage.User) map[string]bool {
-	kept := map[string]bool{}
-	walkStrings(patchable(u), "", func(_, s string) bool { kept[s] = true; return true })
-	for _, s := range []string{u.UserName, u.ExternalID, u.DisplayName, u.Email} {
-		kept[s] = true
+// keptText is every string a stored user holds, by where it holds it
+// (as checkUserShown names the places).
+func keptText(u storage.User) map[string]map[string]bool {
+	kept := map[string]map[string]bool{}
+	keep := func(attr, s string) bool {
+		if kept[attr] == nil {
+			kept[attr] = map[string]bool{}
+		}
+		kept[attr][s] = true
+		return true
 	}
+	m := patchable(u)
+	delete(m, "userName")
+	walkStrings(m, "", keep)
+	keep(attrUserName, u.UserName)
+	keep(attrExternalID, u.ExternalID)
+	keep(attrEmail, u.Email)
 	return kept
 }
 

@@ -798,7 +798,7 @@ func orText(s, def string) string {
 }
 
 // shownUsername is a username as the page shows it: every character that
-// would reorder or hide text written as an escape (\u202e), so that a
-// name cannot be made to look like another (the name comes from the
-// sign-in request, which an unsigned one lets anyone write).
-func shownUsername(s string) string { return printable.Line(s) }
+// would reorder text or draw as nothing written as an escape (\u202e), so
+// that a name cannot be made to look like another by them (the name comes
+// from the sign-in request, which an unsigned one lets anyone write).
+func shownUsername(s string) string { return printable.Identifier(s) }

@@ -448,6 +448,12 @@ func TestUsernameCannotPassForAnother(t *testing.T) {
 			t.Errorf("the page does not show %q", want)
 		}
 	}
+	// A character drawn as nothing is written out too.
+	rec = httptest.NewRecorder()
+	r.Denied(rec, http.StatusForbidden, Denied{Reason: reason.PolicyFailed, Username: "robin\u034f@example.com", Now: now})
+	if body := rec.Body.String(); !strings.Contains(body, `<bdi>robin\u034f@example.com</bdi>`) {
+		t.Error("the page shows a combining grapheme joiner in the username as it is")
+	}
 }
 
 // checkInert fails if the page has any script but its own scripts, any

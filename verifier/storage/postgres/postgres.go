@@ -172,10 +172,11 @@ func parseError(err error) error {
 	if !errors.As(err, &pe) {
 		return err
 	}
-	// "cannot parse `<the string, its password masked>`: <why>".
+	// "cannot parse `<the string, its password masked>`: <why>": the
+	// string may hold "`: " itself, pgx's reasons do not.
 	why := "its syntax or a parameter's value"
-	if _, after, ok := strings.Cut(pe.Error(), "`: "); ok && strings.HasPrefix(pe.Error(), "cannot parse `") {
-		why = after
+	if i := strings.LastIndex(pe.Error(), "`: "); i >= 0 && strings.HasPrefix(pe.Error(), "cannot parse `") {
+		why = pe.Error()[i+len("`: "):]
 	}
 	return fmt.Errorf("the connection string does not parse: %s", maskValues(why, pe.ConnString))
 }
