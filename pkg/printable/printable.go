@@ -33,12 +33,12 @@ func Hidden(r rune) bool {
 // Invisible reports a rune drawn as nothing, or as blank space that is
 // not a space: what Hidden reports, the other default-ignorable code
 // points (variation selectors, the combining grapheme joiner, the Hangul
-// and Khmer fillers), the braille pattern blank and the halfwidth Hangul
-// filler. An identifier holding one can look like another that does not;
+// and Khmer fillers, the halfwidth Hangul filler) and the braille pattern
+// blank. An identifier holding one can look like another that does not;
 // in other text (an emoji's variation selector) they are harmless.
 func Invisible(r rune) bool {
 	return Hidden(r) || unicode.Is(unicode.Variation_Selector, r) || unicode.Is(unicode.Other_Default_Ignorable_Code_Point, r) ||
-		r == '\u2800' || r == '\uFFA0'
+		r == '\u2800'
 }
 
 // Line returns s with every hidden rune written as a Go-style escape (\n,
@@ -46,9 +46,19 @@ func Invisible(r rune) bool {
 // nothing a terminal acts on, and what was sent still readable.
 func Line(s string) string { return escape(s, Hidden) }
 
-// Identifier is Line for an identifier (a username): every Invisible rune
-// is written as an escape too, so that it cannot pass for another.
-func Identifier(s string) string { return escape(s, Invisible) }
+// Identifier is Line for an identifier (a username): every Invisible rune,
+// every space but ASCII's, and an ASCII space that begins or ends it are
+// written as escapes too, so that it cannot pass for another by them.
+func Identifier(s string) string {
+	s = escape(s, func(r rune) bool { return Invisible(r) || unicode.IsSpace(r) && r != ' ' })
+	if t := strings.TrimLeft(s, " "); len(t) < len(s) {
+		s = strings.Repeat(`\x20`, len(s)-len(t)) + t
+	}
+	if t := strings.TrimRight(s, " "); len(t) < len(s) {
+		s = t + strings.Repeat(`\x20`, len(s)-len(t))
+	}
+	return s
+}
 
 func escape(s string, hidden func(rune) bool) string {
 	i := strings.IndexFunc(s, func(r rune) bool { return r == utf8.RuneError || hidden(r) })

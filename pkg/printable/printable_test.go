@@ -114,6 +114,16 @@ func TestIdentifierEscapesInvisible(t *testing.T) {
 			t.Errorf("Identifier(%+q) = %q, not escaped", s, got)
 		}
 	}
+	for in, want := range map[string]string{
+		"alice@example.com\u00a0": `alice@example.com\u00a0`,
+		"alice\u3000@example.com": `alice\u3000@example.com`,
+		" alice@example.com ":     `\x20alice@example.com\x20`,
+		"Alice Smith":             "Alice Smith",
+	} {
+		if got := Identifier(in); got != want {
+			t.Errorf("Identifier(%+q) = %q, want %q", in, got, want)
+		}
+	}
 	if heart := "\u2764\ufe0f"; Line(heart) != heart {
 		t.Errorf("Line escapes an emoji's variation selector: %q", Line(heart))
 	}

@@ -193,7 +193,7 @@ func Redact(database string) string {
 }
 
 // pastHostAdvice is what to do about a URL PasswordPastHost reports.
-const pastHostAdvice = "it has an '@' after its host: percent-encode '/', '?' and '#' in its password (%2F, %3F, %23)"
+const pastHostAdvice = "it has more than one '@', or one after its host: percent-encode '/', '?', '#' and '@' in its password and in parameters' values (%2F, %3F, %23, %40)"
 
 func mentionsPassword(s string) bool {
 	return strings.Contains(strings.ToLower(s), "password")

@@ -127,6 +127,9 @@ func TestShownTextRules(t *testing.T) {
 	if r := f.do(t, "POST", "/scim/v2/Users", `{"userName":"dana@example.com","displayName":"\u05d3\u05e0\u05d4 \u200f(IT)","name":{"givenName":"\u05d3\u05e0\u05d4\u200f"}}`); r.status != 201 {
 		t.Fatalf("a right-to-left name with marks = %d %s", r.status, r.raw)
 	}
+	if r := f.do(t, "POST", "/scim/v2/Users", `{"userName":"Dana Levi"}`); r.status != 201 {
+		t.Fatalf("a userName with an ASCII space = %d %s", r.status, r.raw)
+	}
 	if r := f.do(t, "POST", "/scim/v2/Groups", `{"displayName":"\ud83d\udc69\u200d\ud83d\udcbb Devs"}`); r.status != 201 {
 		t.Fatalf("a group named with an emoji's joiner = %d %s", r.status, r.raw)
 	}

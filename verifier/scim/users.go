@@ -175,7 +175,7 @@ func reorders(r rune) bool {
 // identifier (a user name, an external id, an e-mail address) no
 // invisible character at all (bidirectional marks, zero-width spaces and
 // joiners, the byte-order mark, variation selectors, fillers and blanks,
-// spaces), so that two that look alike are the same. The value the stored
+// spaces but ASCII's), so that two that look alike are the same. The value the stored
 // record already holds at attr (kept[attr]) passes: a record stored before
 // these rules keeps its text, and a write that leaves it as it is (Okta's
 // deactivation) is not refused for it; the same text moved to another
@@ -188,7 +188,7 @@ func checkShown(attr, s string, identifier bool, kept map[string]map[string]bool
 		switch {
 		case reorders(r):
 			return errorf(http.StatusBadRequest, "invalidValue", "%s holds a bidirectional control character (U+%04X)", attr, r)
-		case identifier && (printable.Invisible(r) || unicode.IsSpace(r)):
+		case identifier && (printable.Invisible(r) || unicode.IsSpace(r) && r != ' '):
 			return errorf(http.StatusBadRequest, "invalidValue", "%s holds an invisible character (U+%04X)", attr, r)
 		}
 	}

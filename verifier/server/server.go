@@ -163,7 +163,7 @@ func OpenDatabase(ctx context.Context, dataDir, database string) (storage.Store,
 		return nil, errors.New("the database must be empty (SQLite in the data dir) or a postgres:// URL")
 	}
 	if storage.PasswordPastHost(database) {
-		return nil, errors.New("the database URL has an '@' after its host: percent-encode '/', '?' and '#' in its password (%2F, %3F, %23)")
+		return nil, errors.New("the database URL has more than one '@', or one after its host: percent-encode '/', '?', '#' and '@' in its password and in parameters' values (%2F, %3F, %23, %40)")
 	}
 	return postgres.Open(ctx, database)
 }

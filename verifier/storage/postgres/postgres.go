@@ -166,19 +166,29 @@ func (s *Store) Close() error {
 
 // parseError is pgx's error for a connection string that does not parse,
 // without the string: pgx leaves its password out, but not other
-// parameters that may carry one (options='-c password=…').
+// parameters that may carry one (options='-c password=…'), and its
+// reasons may quote a value.
 func parseError(err error) error {
 	var pe *pgconn.ParseConfigError
 	if !errors.As(err, &pe) {
 		return err
 	}
-	// "cannot parse `<the string, its password masked>`: <why>": the
-	// string may hold "`: " itself, pgx's reasons do not.
-	why := "its syntax or a parameter's value"
-	if i := strings.LastIndex(pe.Error(), "`: "); i >= 0 && strings.HasPrefix(pe.Error(), "cannot parse `") {
-		why = pe.Error()[i+len("`: "):]
+	const unreadable = "its syntax or a parameter's value (check its percent-encoding and brackets)"
+	if strings.Contains(pe.ConnString, "://") {
+		if _, err := url.Parse(pe.ConnString); err != nil {
+			// Its values cannot be told apart to mask them.
+			return fmt.Errorf("the connection string does not parse: %s", unreadable)
+		}
 	}
-	return fmt.Errorf("the connection string does not parse: %s", maskValues(why, pe.ConnString))
+	// "cannot parse `<the string, its password masked>`: <why>", every
+	// value of the string masked first, so that a value holding "`: "
+	// cannot move the cut.
+	why := unreadable
+	msg := maskValues(pe.Error(), pe.ConnString)
+	if i := strings.LastIndex(msg, "`: "); i >= 0 && strings.HasPrefix(msg, "cannot parse `") {
+		why = msg[i+len("`: "):]
+	}
+	return fmt.Errorf("the connection string does not parse: %s", why)
 }
 
 // maskValues writes "…" in s for each value dsn gives (its user, password,
@@ -194,8 +204,10 @@ func maskValues(s, dsn string) string {
 		for _, kv := range strings.FieldsFunc(u.RawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
 			_, v, _ := strings.Cut(kv, "=")
 			vals = append(vals, v)
+			vals = append(vals, strings.Fields(v)...)
 			if uv, err := url.QueryUnescape(v); err == nil {
 				vals = append(vals, uv)
+				vals = append(vals, strings.Fields(uv)...)
 			}
 		}
 	} else {

@@ -113,6 +113,8 @@ func TestOpenUnparsableDSNNotQuoted(t *testing.T) {
 		"postgres://u@127.0.0.1/db?servicefile=/nonexistent/s3cret&service=x",
 		"postgres://u@127.0.0.1/db?options=-c%20password%3Ds3cret&pool_max_conns=x",
 		"postgres://u@127.0.0.1:1/db?options=-c x=`: password=s3cret&sslmode=bogus",
+		"postgres://u@127.0.0.1/db?options=-c`: password%3Ds3cret`",
+		"postgres://[::1]:5432,[::2]:5432/clearance?options=-c%20password%3Ds3cret%zz&sslmode=require",
 	}
 	// A parameter whose value pgx cannot use, holding the secret itself.
 	for _, p := range []string{"target_session_attrs", "min_protocol_version", "channel_binding", "sslmode", "sslcertmode",
