@@ -284,7 +284,7 @@ func renderPending(w io.Writer, ps []*adminv1.PendingEnrollment, now time.Time) 
 			device += " key " + shortFingerprint(fp)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.GetRequestId(), p.GetReason(), device,
-			clean(f.GetHostname()), serialCell(f.GetSerialNumber()), clean(f.GetHardwareUuid()), clean(p.GetSource()),
+			orDash(clean(f.GetHostname())), serialCell(f.GetSerialNumber()), clean(f.GetHardwareUuid()), clean(p.GetSource()),
 			ago(p.GetRequestedAt().AsTime(), p.GetRequestedAt() != nil, now), ago(p.GetLastRequestAt().AsTime(), p.GetLastRequestAt() != nil, now),
 			shortFingerprint(p.GetKeyFingerprint()))
 	}

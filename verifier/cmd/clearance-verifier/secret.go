@@ -187,7 +187,7 @@ func printSecretDevices(ctx context.Context, w io.Writer, store storage.Store, s
 		if d.Revoked() {
 			state = "revoked"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, clean(d.Hostname), clean(d.SerialNumber), clean(d.HardwareUUID),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, orDash(clean(d.Hostname)), serialCell(d.SerialNumber), clean(d.HardwareUUID),
 			d.EnrolledAt.UTC().Format(time.RFC3339), state)
 	}
 	return tw.Flush()
