@@ -10,6 +10,7 @@ package printable
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf16"
@@ -58,6 +59,89 @@ func Identifier(s string) string {
 		s = t + strings.Repeat(`\x20`, len(s)-len(t))
 	}
 	return s
+}
+
+// Scripts returns the writing systems of s's characters (Unicode's Script
+// property: "Cyrillic", "Han", "Latin"), sorted, leaving out Common and
+// Inherited (digits, punctuation, combining marks), which every script
+// uses.
+func Scripts(s string) []string {
+	var seen []string
+	for _, r := range s {
+		name := script(r)
+		if name == "" || slices.Contains(seen, name) {
+			continue
+		}
+		seen = append(seen, name)
+	}
+	slices.Sort(seen)
+	return seen
+}
+
+func script(r rune) string {
+	switch {
+	case r < 0x80:
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+			return "Latin"
+		}
+		return ""
+	case r == utf8.RuneError, unicode.Is(unicode.Common, r), unicode.Is(unicode.Inherited, r):
+		return ""
+	}
+	for name, table := range unicode.Scripts {
+		if name != "Common" && name != "Inherited" && unicode.Is(table, r) {
+			return name
+		}
+	}
+	return ""
+}
+
+// asianWithLatin are the sets of scripts a single language writes beside
+// Latin: Japanese, Chinese and Korean.
+var asianWithLatin = [][]string{
+	{"Han", "Hiragana", "Katakana", "Latin"},
+	{"Bopomofo", "Han", "Latin"},
+	{"Han", "Hangul", "Latin"},
+}
+
+// MixedScripts reports whether s's letters come from more than one script
+// where no one language writes them together: not Unicode's "highly
+// restrictive" level (UTS #39, section 5.2), which allows one script, or
+// Latin beside the scripts of Japanese, Chinese or Korean. An identifier
+// that mixes them (a Cyrillic "а" among Latin letters) can pass for one
+// that does not.
+func MixedScripts(s string) bool {
+	scripts := Scripts(s)
+	if len(scripts) < 2 {
+		return false
+	}
+	for _, set := range asianWithLatin {
+		if !slices.ContainsFunc(scripts, func(name string) bool { return !slices.Contains(set, name) }) {
+			return false
+		}
+	}
+	return true
+}
+
+// Deceptive reports an identifier that can pass for another one: its
+// letters mix scripts (MixedScripts), or it holds a styled form of a
+// letter or digit (a mathematical bold "𝐨", a fullwidth "ｏ") that reads as
+// the plain one.
+func Deceptive(s string) bool {
+	for _, r := range s {
+		if r >= 0x80 && (unicode.IsLetter(r) || unicode.IsDigit(r)) && unicode.Is(unicode.Common, r) ||
+			r >= '\uFF00' && r <= '\uFFEF' {
+			return true
+		}
+	}
+	return MixedScripts(s)
+}
+
+// ASCII is Identifier with every rune outside ASCII written as an escape
+// too (\u0430 for a Cyrillic "а"): how an identifier is spelled, so that
+// letters from two scripts that look alike read differently.
+func ASCII(s string) string {
+	return Identifier(escape(s, func(r rune) bool { return r >= 0x80 }))
 }
 
 func escape(s string, hidden func(rune) bool) string {

@@ -128,3 +128,82 @@ func TestIdentifierEscapesInvisible(t *testing.T) {
 		t.Errorf("Line escapes an emoji's variation selector: %q", Line(heart))
 	}
 }
+
+func TestMixedScripts(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		s       string
+		scripts string
+		mixed   bool
+	}{
+		{"robin@example.com", "Latin", false},
+		{"r0bin.o'neil+1@example.com", "Latin", false},
+		{"", "", false},
+		{"1234-_.@", "", false},
+		{"jos\u00e9@example.com", "Latin", false},          // é is Latin
+		{"jose\u0301@example.com", "Latin", false},         // a combining accent is Inherited
+		{"\u0430lice@example.com", "Cyrillic Latin", true}, // a Cyrillic а
+		{"\u0456van@example.com", "Cyrillic Latin", true},  // a Cyrillic і
+		{"r\u03bfbin@example.com", "Greek Latin", true},    // a Greek ο
+		{"\u0438\u0432\u0430\u043d@\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444", "Cyrillic", false},
+		{"\u0438\u0432\u0430\u043d@example.com", "Cyrillic Latin", true},
+		{"\u5c71\u7530\u3072\u308d\u3057\u30bf\u30ed\u30a6@example.jp", "Han Hiragana Katakana Latin", false},
+		{"\u738b\u5c0f\u660e\u3105@example.cn", "Bopomofo Han Latin", false},
+		{"\uae40\ubbfc\uc900\u91d1@example.kr", "Han Hangul Latin", false},
+		{"\uae40\u3072@example.kr", "Hangul Hiragana Latin", true},
+		{"\xff\xfe@example.com", "Latin", false},
+	} {
+		if got := strings.Join(Scripts(c.s), " "); got != c.scripts {
+			t.Errorf("Scripts(%q) = %q, want %q", c.s, got, c.scripts)
+		}
+		if got := MixedScripts(c.s); got != c.mixed {
+			t.Errorf("MixedScripts(%q) = %v, want %v", c.s, got, c.mixed)
+		}
+		if got := Deceptive(c.s); got != c.mixed {
+			t.Errorf("Deceptive(%q) = %v, want %v", c.s, got, c.mixed)
+		}
+	}
+	// Styled letters and digits have no script of their own, or Latin's.
+	for _, s := range []string{"r\U0001d428bin@example.com", "\uff52obin@example.com", "robin\uff11@example.com", "robin\U0001d7d9@example.com"} {
+		if !Deceptive(s) {
+			t.Errorf("Deceptive(%q) = false", s)
+		}
+	}
+}
+
+func TestASCII(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"robin@example.com":      "robin@example.com",
+		"\u0430lice@example.com": `\u0430lice@example.com`,
+		"r\U0001d428bin@x":       `r\U0001d428bin@x`,
+		" robin\x1b@x\u202e ":    `\x20robin\x1b@x\u202e\x20`,
+		"a\xffb":                 `a\xffb`,
+		`back\slash`:             `back\slash`,
+	} {
+		if got := ASCII(in); got != want {
+			t.Errorf("ASCII(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzScripts(f *testing.F) {
+	for _, s := range []string{"robin@example.com", "\u0430lice@example.com", "\u5c71\u7530\u3072@x", "\xff", " a "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		scripts := Scripts(s)
+		if MixedScripts(s) && len(scripts) < 2 {
+			t.Fatalf("%q is mixed with scripts %v", s, scripts)
+		}
+		out := ASCII(s)
+		for i := 0; i < len(out); i++ {
+			if out[i] < 0x20 || out[i] >= 0x7f {
+				t.Fatalf("ASCII(%q) = %q holds byte %#x", s, out, out[i])
+			}
+		}
+		if strings.HasPrefix(out, " ") || strings.HasSuffix(out, " ") {
+			t.Fatalf("ASCII(%q) = %q begins or ends with a space", s, out)
+		}
+	})
+}

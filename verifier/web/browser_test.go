@@ -16,7 +16,7 @@ import (
 // Okta (as it shows without JavaScript, with its Continue button).
 var browserPages = []string{
 	"denied_policy", "denied_unchecked", "denied_partial", "denied_mixed", "denied_offline",
-	"agent_missing", "refused", "post", "denied_warn", "denied_resolve_later",
+	"agent_missing", "refused", "post", "denied_warn", "denied_resolve_later", "denied_lookalike",
 }
 
 // TestBrowserPages renders each page in Debian's Chromium at a laptop's
@@ -92,6 +92,10 @@ func TestBrowserPages(t *testing.T) {
 					if !strings.Contains(text, "Resolve later") || !strings.Contains(text, "once every 7 days") ||
 						!strings.Contains(text, "Signing in as: robin@example.com") || !strings.Contains(text, "signs robin@example.com in this once") {
 						t.Errorf("%s: no Resolve later:\n%s", name, text)
+					}
+				case "denied_lookalike":
+					if !strings.Contains(text, "Look closely: It mixes Cyrillic and Latin letters") || !strings.Contains(text, `Spelled out: r\u043ebin@example.com`) {
+						t.Errorf("%s: the look-alike username is not marked:\n%s", name, text)
 					}
 				case "denied_partial":
 					if !strings.Contains(text, "Now passing") || strings.Index(text, "Now passing") > strings.Index(text, "Fix this item") {

@@ -294,18 +294,20 @@ type deniedView struct {
 	Heading, Message string
 	ShowDevice       bool
 	Username         string
-	DeviceName       string
-	Checked          bool
-	CheckedAgo       string
-	CheckedISO       string
-	CheckedUTC       string
-	NowPassing       []string
-	FailingHeading   string
-	Failing          []findingView
-	Unchecked        *uncheckedView
-	Advisory         []findingView
-	Steps            []string
-	Retry            *retry
+	// Lookalike, when set, says why the username can pass for another.
+	Lookalike      *lookalike
+	DeviceName     string
+	Checked        bool
+	CheckedAgo     string
+	CheckedISO     string
+	CheckedUTC     string
+	NowPassing     []string
+	FailingHeading string
+	Failing        []findingView
+	Unchecked      *uncheckedView
+	Advisory       []findingView
+	Steps          []string
+	Retry          *retry
 	// Continue and ResolveLater are the rollout's buttons; BlockFrom the
 	// grace period's end.
 	Continue     *choice
@@ -436,6 +438,7 @@ func (r *Renderer) Denied(w http.ResponseWriter, status int, d Denied) {
 		Message:    orText(msg, k.message),
 		DeviceName: d.DeviceName,
 		Username:   shownUsername(d.Username),
+		Lookalike:  lookalikeOf(d.Username),
 		ShowDevice: d.DeviceName != "" || d.Username != "" || !d.LastChecked.IsZero(),
 		Helpdesk: helpdesk{
 			SupportID: d.SupportID, Reason: string(d.Reason), DeviceName: d.DeviceName,
@@ -795,6 +798,24 @@ func orText(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// lookalike is the warning under a username that can pass for another: what
+// makes it so, and how it is spelled.
+type lookalike struct{ Why, Spelled string }
+
+// lookalikeOf warns of a username whose letters mix scripts or are styled
+// forms of others (printable.Deceptive): "\u0430lice@example.com", with a
+// Cyrillic "а", draws as Alice's username.
+func lookalikeOf(username string) *lookalike {
+	if !printable.Deceptive(username) {
+		return nil
+	}
+	why := "It has styled letters or digits that look like plain ones."
+	if scripts := printable.Scripts(username); printable.MixedScripts(username) {
+		why = "It mixes " + strings.Join(scripts[:len(scripts)-1], ", ") + " and " + scripts[len(scripts)-1] + " letters, which can look the same."
+	}
+	return &lookalike{Why: why, Spelled: printable.ASCII(username)}
 }
 
 // shownUsername is a username as the page shows it: every character that

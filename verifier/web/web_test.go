@@ -167,6 +167,12 @@ func pages() []pageCase {
 			RetryAction: retryPath, RetryToken: retryToken, SupportID: "1047",
 			ResolveLaterAction: "/saml/sso/resolve-later", ResolveLaterPeriod: 7 * 24 * time.Hour,
 		}),
+		denied("denied_lookalike", Denied{
+			Reason: reason.PolicyFailed, DeviceName: "Robin's MacBook Air", Username: "r\u043ebin@example.com", LastChecked: now.Add(-time.Hour), Now: now,
+			Failing:     []Finding{screenLock},
+			RetryAction: retryPath, RetryToken: retryToken, SupportID: "1048",
+			ResolveLaterAction: "/saml/sso/resolve-later", ResolveLaterPeriod: 7 * 24 * time.Hour,
+		}),
 		denied("denied_no_cert", Denied{
 			Kind: KindNoCert, Reason: "no_certificate", Now: now, SupportID: "D-NOCERT",
 		}),
@@ -251,7 +257,7 @@ func TestHeaders(t *testing.T) {
 		}
 		wantAction := map[string]string{
 			"denied_policy": "'self'", "denied_mixed": "'self'", "denied_unchecked": "'self'", "denied_partial": "'self'",
-			"denied_offline": "'self'", "denied_generic": "'self'", "denied_warn": "'self'", "denied_resolve_later": "'self'",
+			"denied_offline": "'self'", "denied_generic": "'self'", "denied_warn": "'self'", "denied_resolve_later": "'self'", "denied_lookalike": "'self'",
 			"post": "https:",
 		}[p.name]
 		if wantAction == "" {
@@ -446,6 +452,25 @@ func TestUsernameCannotPassForAnother(t *testing.T) {
 	for _, want := range []string{`<bdi>\u202emoc.elpmaxe@nibor\u202c</bdi>`, `signs \u202emoc.elpmaxe@nibor\u202c in this once`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the page does not show %q", want)
+		}
+	}
+	// A username that draws as another's is marked, and spelled out.
+	for username, want := range map[string]string{
+		"r\u043ebin@example.com":        `It mixes Cyrillic and Latin letters, which can look the same. Spelled out: <code>r\u043ebin@example.com</code>`,
+		"r\U0001d428bin@example.com":    `It has styled letters or digits that look like plain ones. Spelled out: <code>r\U0001d428bin@example.com</code>`,
+		"\u0430\u03bfb@example.com":     `It mixes Cyrillic, Greek and Latin letters`,
+		"robin@example.com":             "",
+		"\u738b\u5c0f\u660e@example.cn": "",
+	} {
+		rec := httptest.NewRecorder()
+		r.Denied(rec, http.StatusForbidden, Denied{Reason: reason.PolicyFailed, Username: username, Now: now})
+		body := rec.Body.String()
+		if want == "" {
+			if strings.Contains(body, "Look closely") {
+				t.Errorf("%q is marked as a look-alike", username)
+			}
+		} else if !strings.Contains(body, want) {
+			t.Errorf("%q: the page does not say %q", username, want)
 		}
 	}
 	// A character drawn as nothing is written out too.
