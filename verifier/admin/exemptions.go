@@ -36,6 +36,8 @@ func (s *Server) GrantExemption(ctx context.Context, req *adminv1.GrantExemption
 	switch {
 	case rollout.IsGrantError(err):
 		return nil, status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, rollout.ErrNoDevice):
+		return nil, status.Error(codes.NotFound, err.Error())
 	case err != nil:
 		return nil, s.internal("granting exemption", err)
 	}

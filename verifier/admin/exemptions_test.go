@@ -61,6 +61,39 @@ func TestExemptionsAPI(t *testing.T) {
 		t.Fatalf("refused grants stored: %v", l)
 	}
 
+	// A device that is not enrolled would be exempt from nothing, and the
+	// listing would show it in force: refused, nothing stored.
+	if _, err := s.GrantExemption(ctx, &adminv1.GrantExemptionRequest{DeviceId: "dev-1", PolicyIds: []string{"firewall"}, ExpiresAt: until, Reason: "replacement Mac on order"}); status.Code(err) != codes.NotFound ||
+		!strings.Contains(status.Convert(err).Message(), `no enrolled device's id is or starts with "dev-1"`) {
+		t.Fatalf("grant for a device not enrolled: %v", err)
+	}
+	setup := storage.AuditEvent{At: now, Actor: "test", Action: "setup"}
+	if err := store.CreateEnrollSecret(ctx, storage.EnrollSecret{ID: "s", Hash: []byte("h"), CreatedAt: now}, setup); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"dev-1", "dev-10", "dev-2"} {
+		if _, _, err := store.EnrollDevice(ctx, storage.Enrollment{
+			Device: storage.Device{ID: id, HardwareUUID: "HW-" + id, Platform: "darwin", PublicKey: []byte("key " + id),
+				CertSerial: "c" + id, CertNotAfter: now.Add(24 * time.Hour), EnrolledAt: now},
+			Cert:     storage.Cert{Serial: "c" + id, Kind: "device", NotBefore: now, NotAfter: now.Add(24 * time.Hour), DER: []byte("der")},
+			SecretID: "s", Audit: setup,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The start of one id names it; a start two ids have is refused.
+	if _, err := s.GrantExemption(ctx, &adminv1.GrantExemptionRequest{DeviceId: "dev-", ExpiresAt: until, Reason: "r"}); status.Code(err) != codes.InvalidArgument ||
+		!strings.Contains(status.Convert(err).Message(), `more than one device's id starts with "dev-"`) {
+		t.Fatalf("grant for an ambiguous start: %v", err)
+	}
+	if l, _ := s.ListExemptions(ctx, &adminv1.ListExemptionsRequest{IncludeInactive: true}); len(l.GetExemptions()) != 0 {
+		t.Fatalf("refused grants stored: %v", l)
+	}
+	if g, err := s.GrantExemption(ctx, &adminv1.GrantExemptionRequest{DeviceId: "DEV-2", ExpiresAt: until, Reason: "r"}); err != nil || g.GetExemption().GetDeviceId() != "dev-2" {
+		t.Fatalf("grant for the start of one id: %v, %v", g, err)
+	} else if _, err := s.RevokeExemption(ctx, &adminv1.RevokeExemptionRequest{Id: g.GetExemption().GetId()}); err != nil {
+		t.Fatal(err)
+	}
 	g, err := s.GrantExemption(ctx, &adminv1.GrantExemptionRequest{DeviceId: "dev-1", PolicyIds: []string{"firewall"}, ExpiresAt: until, Reason: "replacement Mac on order"})
 	if err != nil {
 		t.Fatal(err)
@@ -89,11 +122,11 @@ func TestExemptionsAPI(t *testing.T) {
 	}
 	active, _ := s.ListExemptions(ctx, &adminv1.ListExemptionsRequest{})
 	all, _ := s.ListExemptions(ctx, &adminv1.ListExemptionsRequest{IncludeInactive: true})
-	if len(active.GetExemptions()) != 1 || len(all.GetExemptions()) != 2 {
-		t.Fatalf("active %d, all %d; want 1 and 2", len(active.GetExemptions()), len(all.GetExemptions()))
+	if len(active.GetExemptions()) != 1 || len(all.GetExemptions()) != 3 {
+		t.Fatalf("active %d, all %d; want 1 and 3", len(active.GetExemptions()), len(all.GetExemptions()))
 	}
 	audit, err := store.ListAudit(ctx, "dev-1", 10)
-	if err != nil || len(audit) != 2 || audit[0].Action != "exemption.revoke" || audit[1].Action != "exemption.grant" ||
+	if err != nil || len(audit) != 3 || audit[0].Action != "exemption.revoke" || audit[1].Action != "exemption.grant" ||
 		!strings.Contains(audit[1].Detail, "replacement Mac on order") {
 		t.Fatalf("audit %+v, %v", audit, err)
 	}

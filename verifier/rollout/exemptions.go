@@ -129,16 +129,42 @@ func clip(s string) string {
 
 // ExemptionStore is what granting and revoking need.
 type ExemptionStore interface {
+	GetDevice(ctx context.Context, id string) (storage.Device, error)
+	ListDevices(ctx context.Context, afterID string, limit int) ([]storage.Device, error)
 	CreateExemption(ctx context.Context, e storage.Exemption, audit storage.AuditEvent) (int64, error)
 	GetExemption(ctx context.Context, id int64) (storage.Exemption, error)
 	RevokeExemption(ctx context.Context, id int64, at time.Time, by string, audit storage.AuditEvent) error
 }
 
+// ErrNoDevice is a device grant naming no enrolled device: it would
+// exempt nothing, and the listing would still show it in force.
+var ErrNoDevice = errors.New("no enrolled device has that id")
+
+// noDevice is ErrNoDevice with the id asked for.
+type noDevice struct{ id string }
+
+func (e noDevice) Error() string {
+	return fmt.Sprintf("no enrolled device's id is or starts with %q (see 'clearance-verifier devices --wide')", clip(e.id))
+}
+
+func (noDevice) Is(target error) bool { return target == ErrNoDevice }
+
 // GrantExemption checks g and stores it, with its audit event, as granted
-// by actor ("cli", "admin-api") at now.
+// by actor ("cli", "admin-api") at now. A device grant must name an
+// enrolled device (revoked or not): by its whole id, or by the start of
+// one that no other device's id starts with (as the tables show ids), which
+// is stored whole. Otherwise the error wraps ErrNoDevice, or is a
+// GrantError for a start more than one id has.
 func GrantExemption(ctx context.Context, s ExemptionStore, g Grant, actor string, now time.Time) (storage.Exemption, error) {
 	if err := g.Check(now); err != nil {
 		return storage.Exemption{}, err
+	}
+	if g.DeviceID != "" {
+		id, err := deviceID(ctx, s, g.DeviceID)
+		if err != nil {
+			return storage.Exemption{}, err
+		}
+		g.DeviceID = id
 	}
 	e := storage.Exemption{
 		DeviceID: g.DeviceID, Username: g.Username, PolicyIDs: g.PolicyIDs, Reason: strings.TrimSpace(g.Reason),
@@ -149,6 +175,44 @@ func GrantExemption(ctx context.Context, s ExemptionStore, g Grant, actor string
 		return storage.Exemption{}, err
 	}
 	return s.GetExemption(ctx, id)
+}
+
+// deviceID is the whole id of the device named by id or by its start.
+func deviceID(ctx context.Context, s ExemptionStore, id string) (string, error) {
+	_, err := s.GetDevice(ctx, id)
+	if err == nil {
+		return id, nil
+	}
+	if !errors.Is(err, storage.ErrNotFound) {
+		return "", err
+	}
+	// Ids are stored lowercase; every other id that starts with id sorts
+	// after it, so the first two after it say whether one does, or more.
+	prefix := strings.ToLower(id)
+	if prefix != id {
+		if _, err := s.GetDevice(ctx, prefix); err == nil {
+			return prefix, nil
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return "", err
+		}
+	}
+	devs, err := s.ListDevices(ctx, prefix, 2)
+	if err != nil {
+		return "", err
+	}
+	var found []string
+	for _, d := range devs {
+		if strings.HasPrefix(d.ID, prefix) {
+			found = append(found, d.ID)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", noDevice{id}
+	case 1:
+		return found[0], nil
+	}
+	return "", refuse("more than one device's id starts with %q; give more of it", clip(id))
 }
 
 // RevokeExemption ends exemption id at now, audited.

@@ -64,7 +64,7 @@ func (a *app) exemptionCmd() *cli.Command {
 					b := config.Bind(fs, append(databaseSettings[:len(databaseSettings):len(databaseSettings)], "policies")...)
 					fs.Lookup("policies").Usage = "the policy YAML file serve reads, to check the --policy ids against (read only when --policy is given; \"\" grants unchecked)"
 					fs.Group("Exemption")
-					device := fs.String("device", "", "exempt this device (`id`)")
+					device := fs.String("device", "", "exempt this device (`id`, or the start of one as the tables show it; it must be enrolled)")
 					user := fs.String("user", "", "exempt this Okta `username` (any case of its ASCII letters)")
 					// Repeated, the lists add up: a flag given twice does not
 					// quietly keep only its last value.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"path/filepath"
+
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"strings"
 	"testing"
 )
@@ -11,13 +13,27 @@ import (
 func TestExemptionCommands(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
-	out, errOut, err := execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--device", "3f2a-dev", "--policy", "firewall,sip",
+	secret, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := s.enroll(t, lastLine(secret), "0A1B2C3D-4E5F-4061-8172-839405A6B7D0", agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
+	// A device no enrolled one is, or whose id none starts with, would be
+	// exempt from nothing: refused, and nothing stored.
+	for _, dev := range []string{"3f2a-dev", "ffffffff", mac + "0"} {
+		_, _, err := execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--device", dev, "--for", "1h", "--reason", "unknown device")
+		if err == nil || !strings.Contains(err.Error(), "no enrolled device's id is or starts with") {
+			t.Fatalf("grant for device %q: %v", dev, err)
+		}
+	}
+	// The start of an id, as the tables show it, names the device whole.
+	out, errOut, err := execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--device", strings.ToUpper(mac[:8]), "--policy", "firewall,sip",
 		"--for", "72h", "--reason", "replacement Mac arrives next week")
 	if err != nil {
 		t.Fatalf("grant: %v\n%s", err, errOut)
 	}
 	id := lastLine(out)
-	if id != "1" || !strings.Contains(errOut, "device 3f2a-dev, policies firewall,sip") {
+	if id != "1" || !strings.Contains(errOut, "device "+mac+", policies firewall,sip") {
 		t.Fatalf("grant printed %q, %q", out, errOut)
 	}
 	// Without the policy file the ids are not checked, and the grant says so.
@@ -30,14 +46,14 @@ func TestExemptionCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--policies", policies, "--device", "3f2a-dev",
+	_, _, err = execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--policies", policies, "--device", mac,
 		"--policy", "firewall,filevalt", "--for", "1h", "--reason", "typo")
 	if err == nil || !strings.Contains(err.Error(), `no policy "filevalt" in policy file `+policies+` (version "`) || !strings.Contains(err.Error(), "its policies: filevault, firewall") {
 		t.Fatalf("grant of an unknown policy: %v", err)
 	}
 	// A file that cannot be read (a relative path from a config file shared
 	// with serve, say) stops the grant and says how to choose.
-	_, _, err = execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--policies", "no/such/policies.yaml", "--device", "3f2a-dev",
+	_, _, err = execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--policies", "no/such/policies.yaml", "--device", mac,
 		"--policy", "firewall", "--for", "1h", "--reason", "typo")
 	if err == nil || !strings.Contains(err.Error(), "checking the --policy ids against the policies setting") || !strings.Contains(err.Error(), `--policies ""`) {
 		t.Fatalf("grant against a missing policy file: %v", err)
@@ -45,7 +61,7 @@ func TestExemptionCommands(t *testing.T) {
 	if list, _, _ := execute(noEnv, "exemption", "list", "--data-dir", s.dir, "--all"); strings.Contains(list, "typo") {
 		t.Fatalf("a refused grant was stored:\n%s", list)
 	}
-	out, errOut, err = execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--policies", policies, "--device", "3f2a-dev",
+	out, errOut, err = execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--policies", policies, "--device", mac,
 		"--policy", "filevault", "--for", "1h", "--reason", "checked")
 	if err != nil || strings.Contains(errOut, "not checked") {
 		t.Fatalf("grant of a known policy with --policies: %v %q", err, errOut)
@@ -84,7 +100,7 @@ func TestExemptionCommands(t *testing.T) {
 		}
 	}
 	list, _, err := execute(noEnv, "exemption", "list", "--data-dir", s.dir)
-	if err != nil || !strings.Contains(list, "device 3f2a-dev") || !strings.Contains(list, "replacement Mac arrives next week") {
+	if err != nil || !strings.Contains(list, "device "+mac) || !strings.Contains(list, "replacement Mac arrives next week") {
 		t.Fatalf("list: %v\n%s", err, list)
 	}
 	if out, _, err := execute(noEnv, "exemption", "revoke", "--data-dir", s.dir, id); err != nil || out != "revoked 1\n" {
