@@ -130,7 +130,7 @@ func (s *Server) GetUser(ctx context.Context, req *adminv1.GetUserRequest) (*adm
 		}
 		resp.Devices = append(resp.Devices, d)
 	}
-	last, err := s.Store.ListDecisions(ctx, storage.DecisionFilter{Username: u.UserName, Limit: 1})
+	last, err := s.Store.ListDecisions(ctx, storage.DecisionFilter{Username: u.UserName, SignIns: true, Limit: 1})
 	if err != nil {
 		return nil, s.internal("reading user's sign-ins", err)
 	}

@@ -455,12 +455,17 @@ func (h *Handler) record(ctx context.Context, evals []evaluation, at time.Time, 
 	recs := make([]storage.DecisionRecord, len(evals))
 	for i, e := range evals {
 		recs[i] = storage.DecisionRecord{
-			At:               at,
-			Username:         e.asked.Email,
-			DeviceID:         e.dev.ID,
+			At:       at,
+			Username: e.asked.Email,
+			DeviceID: e.dev.ID,
+			// Allowed is what Cloudflare can let through: a score above
+			// 0. A Mac in warn mode is let through with the warning
+			// score (no Continue to press), so its record is allowed
+			// with the policy reason and mode warn.
 			Allow:            e.score > 0,
 			Reason:           string(e.d.Reason),
-			Results:          results(e.d.Results),
+			Mode:             string(e.d.Mode),
+			Results:          e.d.StoredResults(),
 			PolicySetVersion: e.d.PolicySetVersion,
 			ReportSeq:        e.d.ReportSeq,
 			LiveCheck:        e.d.LiveCheck.String(),
@@ -479,22 +484,4 @@ func (h *Handler) record(ctx context.Context, evals []evaluation, at time.Time, 
 		}
 	}
 	return nil
-}
-
-// maxMessage bounds an osquery ERROR message kept in the decision log.
-const maxMessage = 512
-
-func results(fs []decision.Finding) []storage.DecisionResult {
-	if len(fs) == 0 {
-		return nil
-	}
-	out := make([]storage.DecisionResult, len(fs))
-	for i, f := range fs {
-		msg := f.Message
-		if len(msg) > maxMessage {
-			msg = strings.ToValidUTF8(msg[:maxMessage], "")
-		}
-		out[i] = storage.DecisionResult{PolicyID: f.PolicyID, Status: string(f.Status), Required: f.Required, Critical: f.Critical, Message: msg}
-	}
-	return out
 }

@@ -489,3 +489,35 @@ func TestSharedHostnamesLogBounded(t *testing.T) {
 		t.Errorf("the hostname is not clipped: %s", lines[0])
 	}
 }
+
+// TestHandlerRecordsRollout: an evaluation is recorded with its mode and
+// each failing policy's enforcement and waiver, as a sign-in is, so the
+// rollout reports (decisions --mode monitor, warn) find the Macs only
+// Cloudflare asks about.
+func TestHandlerRecordsRollout(t *testing.T) {
+	t.Parallel()
+	store := &fakeStore{devices: []storage.Device{{ID: "mac-a", SerialNumber: "S1"}, {ID: "mac-b", SerialNumber: "S2"}}}
+	fv := decision.Finding{PolicyID: "filevault", Status: decision.StatusFail, Required: true, Critical: true, Enforcement: decision.Warn}
+	fw := decision.Finding{PolicyID: "firewall", Status: decision.StatusFail, Required: true, Enforcement: decision.Monitor, Waiver: decision.WaiverMonitor}
+	warn := decision.Decision{Reason: reason.PolicyFailed, CanContinue: true, Mode: decision.ModeWarn,
+		Results: []decision.Finding{fv, fw}, Failing: []decision.Finding{fv, fw}}
+	monitor := decision.Decision{Allow: true, Reason: reason.Allowed, WouldDeny: reason.PolicyFailed, Mode: decision.ModeMonitor,
+		Results: []decision.Finding{fw}, Failing: []decision.Finding{fw}}
+	h := &cloudflare.Handler{Tokens: okTokens{}, Store: store, Decide: fakeDecider{"mac-a": warn, "mac-b": monitor},
+		Scores: cloudflare.DefaultScores, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if code, _ := post(t, h, `{"devices":[{"device_id":"c1","serial_number":"S1"},{"device_id":"c2","serial_number":"S2"}]}`); code != http.StatusOK {
+		t.Fatalf("HTTP %d", code)
+	}
+	got := map[string]storage.DecisionRecord{}
+	for _, r := range store.recorded {
+		got[r.DeviceID] = r
+	}
+	a, b := got["mac-a"], got["mac-b"]
+	if a.Mode != "warn" || !a.Allow || a.Score != cloudflare.DefaultScores.Warning || len(a.Results) != 2 ||
+		a.Results[0].Enforcement != "warn" || a.Results[0].Waiver != "" || a.Results[1].Waiver != "monitor" {
+		t.Errorf("warn recorded as %+v", a)
+	}
+	if b.Mode != "monitor" || !b.Allow || b.Reason != "allowed" || len(b.Results) != 1 || b.Results[0].Waiver != "monitor" || b.Results[0].Enforcement != "monitor" {
+		t.Errorf("monitor recorded as %+v", b)
+	}
+}

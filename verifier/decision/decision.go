@@ -15,6 +15,7 @@ package decision
 import (
 	"bytes"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/clearance/clearance/pkg/policy"
@@ -547,4 +548,38 @@ func resultFinder(results []*agentv1.PolicyResult) func(id string) *agentv1.Poli
 func (d Decision) deny(r Reason) Decision {
 	d.Allow, d.Reason = false, r
 	return d
+}
+
+// MaxStoredMessage bounds an osquery ERROR message kept in the decision log.
+const MaxStoredMessage = 512
+
+// StoredResults is d's policy results as the decision log keeps them, in
+// policy-set order: each result's status, and for one that did not pass,
+// its effective enforcement, what waived it (monitor, exempt, warned,
+// bypassed) and its grace period's end. Every source of decisions (a
+// sign-in, Cloudflare) records them alike, so the rollout reports read
+// them all.
+func (d Decision) StoredResults() []storage.DecisionResult {
+	if len(d.Results) == 0 {
+		return nil
+	}
+	out := make([]storage.DecisionResult, len(d.Results))
+	for i, f := range d.Results {
+		msg := f.Message
+		if len(msg) > MaxStoredMessage {
+			msg = strings.ToValidUTF8(msg[:MaxStoredMessage], "")
+		}
+		out[i] = storage.DecisionResult{PolicyID: f.PolicyID, Status: string(f.Status), Required: f.Required, Critical: f.Critical, Message: msg}
+	}
+	// Results and Failing hold the same policies; the rollout of those
+	// that did not pass is on the failing ones.
+	for _, f := range d.Failing {
+		for i := range out {
+			if out[i].PolicyID == f.PolicyID {
+				out[i].Enforcement, out[i].Waiver, out[i].GraceEnds, out[i].ExemptionID = string(f.Enforcement), string(f.Waiver), f.GraceEnds, f.ExemptionID
+				break
+			}
+		}
+	}
+	return out
 }

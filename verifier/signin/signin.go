@@ -705,7 +705,7 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 		At: now, Username: a.req.Username, DeviceID: a.ident.DeviceID, CertSerial: a.ident.CertSerial,
 		Allow: d.Allow, Reason: string(d.Reason), PolicySetVersion: d.PolicySetVersion,
 		ReportSeq: d.ReportSeq, LiveCheck: d.LiveCheck.String(), Latency: latency,
-		Source: a.source, RequestID: a.req.AuthnRequest.ID, Results: results(d.Results, d.Failing),
+		Source: a.source, RequestID: a.req.AuthnRequest.ID, Results: d.StoredResults(),
 		Binding: string(a.binding), Mode: string(d.Mode),
 	}
 	// An allowed sign-in's response is signed while the decision is
@@ -1088,34 +1088,6 @@ func newRef() string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return "r-" + hex.EncodeToString(b)
-}
-
-// maxResultMessage bounds an osquery message kept in the decision log.
-const maxResultMessage = 512
-
-func results(fs, failing []decision.Finding) []storage.DecisionResult {
-	if len(fs) == 0 {
-		return nil
-	}
-	out := make([]storage.DecisionResult, len(fs))
-	for i, f := range fs {
-		msg := f.Message
-		if len(msg) > maxResultMessage {
-			msg = msg[:maxResultMessage]
-		}
-		out[i] = storage.DecisionResult{PolicyID: f.PolicyID, Status: string(f.Status), Required: f.Required, Critical: f.Critical, Message: msg}
-	}
-	// Results and Failing hold the same policies; the rollout of those
-	// that did not pass is on the failing ones.
-	for _, f := range failing {
-		for i := range out {
-			if out[i].PolicyID == f.PolicyID {
-				out[i].Enforcement, out[i].Waiver, out[i].GraceEnds, out[i].ExemptionID = string(f.Enforcement), string(f.Waiver), f.GraceEnds, f.ExemptionID
-				break
-			}
-		}
-	}
-	return out
 }
 
 // metricMode is the mode label of a decision: "enforce" when nothing

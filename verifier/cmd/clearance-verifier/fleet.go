@@ -16,6 +16,7 @@ import (
 	"github.com/clearance/clearance/pkg/printable"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/storage"
 )
 
 // shortID is how many characters of a device id the tables show, as a
@@ -367,7 +368,11 @@ func renderDecisions(w io.Writer, ds []*adminv1.Decision, loc *time.Location, wi
 	rows := [][]string{{"TIME", "USER", "DEVICE", "RESULT", "REASON"}}
 	for _, d := range ds {
 		result := "DENY"
-		if d.GetAllow() {
+		switch {
+		case d.GetSource() == storage.SourceCloudflare:
+			// Cloudflare's posture rule decides from the score.
+			result = "score " + strconv.Itoa(int(d.GetScore()))
+		case d.GetAllow():
 			result = "allow"
 		}
 		reason := d.GetReason()

@@ -215,6 +215,10 @@ func TestTables(t *testing.T) {
 			}},
 		{At: timestamppb.New(now.Add(-time.Hour)), Username: "alice.with.a.very.long.name@corp.example.com", DeviceId: "3f2c8a4e-9b1d-4e7f-8a6c-2d5e9f0b1c3a", Allow: true, Reason: "allowed"},
 		{At: timestamppb.New(now.Add(-2 * time.Hour)), Username: "carol@example.com", Reason: "unknown_device"},
+		{At: timestamppb.New(now.Add(-3 * time.Hour)), Username: "dan@example.com", DeviceId: "3f2c8a4e-9b1d-4e7f-8a6c-2d5e9f0b1c3a", Allow: true,
+			Reason: "policy_failed", Source: "cloudflare", Score: 90, Mode: "warn", Results: []*adminv1.DecisionPolicyResult{
+				{PolicyId: "filevault", Status: adminv1.PolicyStatus_POLICY_STATUS_FAIL, Required: true, Enforcement: "warn"},
+			}},
 	}
 	var b strings.Builder
 	if err := renderDecisions(&b, ds, time.UTC, 80); err != nil {

@@ -190,6 +190,9 @@ func listDecisionsQuery(f storage.DecisionFilter) (string, []any) {
 	if f.Allow != nil {
 		w.add("allow = ?", *f.Allow)
 	}
+	if f.SignIns {
+		w.add("source <> ?", storage.SourceCloudflare)
+	}
 	if len(f.Modes) > 0 {
 		var in []string
 		for _, m := range f.Modes {

@@ -18,6 +18,7 @@ var cloudflareTests = []test{
 	{"DevicesByHostnameLookAlikes", testDevicesByHostnameLookAlikes},
 	{"AppendDecisionsBatch", testAppendDecisions},
 	{"AppendDecisionsAllOrNone", testAppendDecisionsAllOrNone},
+	{"DecisionsSignInsOnly", testDecisionsSignInsOnly},
 }
 
 // as is s as the optional interface I, which the suite requires of it.
@@ -131,6 +132,26 @@ func testAppendDecisionsAllOrNone(t *testing.T, s storage.Store) {
 	bad.Score = -1
 	if _, err := s.AppendDecision(t.Context(), bad); err == nil {
 		t.Fatal("a decision with a score of -1 was stored")
+	}
+}
+
+func testDecisionsSignInsOnly(t *testing.T, s storage.Store) {
+	signIn := newDecision("ana@example.com", "dev-001", true, at(0))
+	retry := newDecision("ana@example.com", "dev-001", false, at(1))
+	retry.Source = "sso_retry"
+	cf := newDecision("ana@example.com", "dev-001", true, at(2))
+	cf.Source, cf.Binding, cf.CertSerial, cf.Score = storage.SourceCloudflare, "", "", 90
+	for _, d := range []storage.DecisionRecord{signIn, retry, cf} {
+		if _, err := s.AppendDecision(t.Context(), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := listDecisions(t, s, storage.DecisionFilter{Username: "ana@example.com", SignIns: true})
+	if len(got) != 2 || got[0].Source != "sso_retry" || got[1].Source != signIn.Source {
+		t.Fatalf("sign-ins only: %+v", got)
+	}
+	if got := listDecisions(t, s, storage.DecisionFilter{Username: "ana@example.com"}); len(got) != 3 || got[0].Source != storage.SourceCloudflare {
+		t.Fatalf("every decision: %+v", got)
 	}
 }
 

@@ -1731,7 +1731,10 @@ type Decision struct {
 	// The browser certificate's serial (lowercase hex); empty when none (a
 	// sign-in bound by the agent's proof of presence has none).
 	CertSerial string `protobuf:"bytes,5,opt,name=cert_serial,json=certSerial,proto3" json:"cert_serial,omitempty"`
-	// Whether the user was let in.
+	// Whether the user was let in. For source "cloudflare": whether the
+	// score is above 0 (a device in warn mode gets the warning score, which a
+	// posture rule can let through, with reason "policy_failed" and mode
+	// "warn").
 	Allow bool `protobuf:"varint,6,opt,name=allow,proto3" json:"allow,omitempty"`
 	// The stable reason, e.g. "allowed", "policy_failed", "stale_posture",
 	// "unknown_device".
