@@ -223,11 +223,15 @@ func (d *Decision) applyRollout(in Input) []Finding {
 		if pr.Grace > 0 && f.Status == StatusFail {
 			start, ok := ro.GraceSince[f.PolicyID]
 			if !ok || start.IsZero() || start.After(now) {
-				// A grace period starts when the person is first told:
-				// not while an exemption or monitor mode lets the
-				// sign-in through without a word.
+				// A grace period starts when it first holds a block
+				// back: not while an exemption or monitor mode lets
+				// the sign-in through without a word, nor while warn
+				// (the policy's or the ceiling's) offers Continue
+				// anyway. Else a policy in warn for longer than its
+				// grace would block every Mac that failed it the
+				// moment it is enforced, with no grace at all.
 				start = time.Time{}
-				if f.Waiver == WaiverNone && mode.Lower(ro.Ceiling) != Monitor {
+				if f.Waiver == WaiverNone && mode.Lower(ro.Ceiling) == Enforce {
 					start = now
 				}
 			}

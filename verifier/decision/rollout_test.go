@@ -39,6 +39,8 @@ type combo struct {
 	press, exemption string
 	report           string
 	status           agentv1.PolicyStatus
+	// wantStart: a grace period starts at this decision.
+	wantStart bool
 }
 
 func (c combo) String() string {
@@ -190,7 +192,7 @@ func TestRolloutEveryCombination(t *testing.T) {
 							for _, e := range exemptionStates {
 								for _, r := range reports {
 									for _, st := range results {
-										c := combo{mode, ceiling, critical, g, b, p, e, r, st}
+										c := combo{mode, ceiling, critical, g, b, p, e, r, st, false}
 										checkCombo(t, c)
 										n++
 									}
@@ -243,6 +245,29 @@ func TestRolloutPromises(t *testing.T) {
 		c.critical = true
 		if d := decision.Decide(c.input()); d.Allow || d.CanResolveLater {
 			t.Fatalf("critical policy: allow %v, offered %v", d.Allow, d.CanResolveLater)
+		}
+	})
+	t.Run("grace starts only where it holds a block back", func(t *testing.T) {
+		for _, c := range []combo{
+			{mode: decision.Warn, grace: "unstarted"},
+			{mode: decision.Enforce, ceiling: decision.Warn, grace: "unstarted"},
+			{mode: decision.Monitor, grace: "unstarted"},
+			{mode: decision.Enforce, ceiling: decision.Monitor, grace: "unstarted"},
+			{mode: decision.Enforce, grace: "unstarted", exemption: "device"},
+			{mode: decision.Enforce, grace: "unstarted", wantStart: true},
+			{mode: "", ceiling: decision.Enforce, grace: "unstarted", wantStart: true},
+		} {
+			c.bypass, c.report, c.status = "off", "fresh", fail
+			if c.press == "" {
+				c.press = "none"
+			}
+			if c.exemption == "" {
+				c.exemption = "none"
+			}
+			d := decision.Decide(c.input())
+			if len(d.Failing) != 1 || d.Failing[0].GraceStarted.IsZero() == c.wantStart {
+				t.Errorf("%s: grace started %v, want started %v", c, d.Failing, c.wantStart)
+			}
 		}
 	})
 	t.Run("expired exemption counts for nothing", func(t *testing.T) {
