@@ -39,6 +39,23 @@ type Policies interface {
 	Current() *agentv1.PolicySet
 }
 
+// PolicySnapshot is a policy set with its rollout settings and group
+// scopes, as one reload made them.
+type PolicySnapshot struct {
+	Set     *agentv1.PolicySet
+	Rollout map[string]decision.PolicyRollout
+	Scopes  map[string]decision.Scope
+}
+
+// Snapshotter is a Policies that gives a set, its rollout settings and its
+// scopes at once (optional). A Gate whose Policies is one decides on one
+// reload's: else a reload landing during a live check could have the
+// decision judge the old set's queries and critical flags under the new
+// set's scopes and modes.
+type Snapshotter interface {
+	Snapshot() PolicySnapshot
+}
+
 // LiveCheckRecorder counts live-check outcomes (metrics); optional.
 type LiveCheckRecorder interface {
 	LiveCheck(outcome string)
@@ -126,13 +143,23 @@ func (g *Gate) Decide(ctx context.Context, q Query, mode Mode) (decision.Decisio
 	deviceID := q.DeviceID
 	in := decision.Input{
 		Username:      q.Username,
-		Policies:      g.Policies.Current(),
 		MaxPostureAge: g.MaxPostureAge,
 		MaxClockSkew:  g.MaxClockSkew,
 		BrowserCert:   q.BrowserCert,
 	}
-	if g.Scopes != nil {
-		in.Scopes = g.Scopes.Scopes()
+	snap, snapped := g.Policies.(Snapshotter)
+	var settings map[string]decision.PolicyRollout
+	if snapped {
+		s := snap.Snapshot()
+		in.Policies, settings = s.Set, s.Rollout
+		if g.Scopes != nil {
+			in.Scopes = s.Scopes
+		}
+	} else {
+		in.Policies = g.Policies.Current()
+		if g.Scopes != nil {
+			in.Scopes = g.Scopes.Scopes()
+		}
 	}
 	var dev storage.Device
 	var err error
@@ -186,6 +213,9 @@ func (g *Gate) Decide(ctx context.Context, q Query, mode Mode) (decision.Decisio
 		return decision.Decision{}, fmt.Errorf("%w: rollout: %w", ErrStorage, err)
 	}
 	ro.Continue, ro.ResolveLater = q.Continue, q.ResolveLater
+	if snapped {
+		ro.Policies = settings
+	}
 	in.Rollout = ro
 	return decision.Decide(in), nil
 }

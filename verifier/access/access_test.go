@@ -241,3 +241,55 @@ func TestGateRolloutReadOnlyWhenSomethingFails(t *testing.T) {
 		})
 	}
 }
+
+// reloading is a policy source reloaded while the live check waits: it
+// gives the first snapshot until CheckNow runs, the second after.
+type reloading struct {
+	snaps    [2]PolicySnapshot
+	reloaded bool
+}
+
+func (r *reloading) snap() PolicySnapshot {
+	if r.reloaded {
+		return r.snaps[1]
+	}
+	return r.snaps[0]
+}
+func (r *reloading) Snapshot() PolicySnapshot                   { return r.snap() }
+func (r *reloading) Current() *agentv1.PolicySet                { return r.snap().Set }
+func (r *reloading) Scopes() map[string]decision.Scope          { return r.snap().Scopes }
+func (r *reloading) Rollout() map[string]decision.PolicyRollout { return r.snap().Rollout }
+func (r *reloading) Connected(string) bool                      { return true }
+func (r *reloading) CheckNow(context.Context, string, time.Duration) (*ingest.Accepted, error) {
+	r.reloaded = true
+	return &ingest.Accepted{Report: report(agentv1.PolicyStatus_POLICY_STATUS_FAIL, now), Stored: storage.Report{ReceivedAt: now}}, nil
+}
+
+// settingsRollout gives the settings of the source's set at the time it
+// is asked, as rollout.Source does.
+type settingsRollout struct{ src *reloading }
+
+func (s settingsRollout) Inputs(context.Context, string, string, time.Time) (decision.Rollout, error) {
+	return decision.Rollout{Policies: s.src.Rollout()}, nil
+}
+
+// TestGateDecidesOnOneReload: a reload that lands while the live check
+// waits does not mix sets: the decision judges the set it began with
+// under that set's modes, not the new set's.
+func TestGateDecidesOnOneReload(t *testing.T) {
+	t.Parallel()
+	// v1: FileVault enforced; v2: FileVault monitored.
+	src := &reloading{snaps: [2]PolicySnapshot{
+		{Set: policies},
+		{Set: &agentv1.PolicySet{Version: "v2", Policies: policies.Policies}, Rollout: map[string]decision.PolicyRollout{"filevault": {Enforcement: decision.Monitor}}},
+	}}
+	st := &fakeStore{dev: &storage.Device{ID: "dev1"}, report: stored(report(agentv1.PolicyStatus_POLICY_STATUS_FAIL, now.Add(-time.Hour)))}
+	g := &Gate{Store: st, Checker: src, Policies: src, Scopes: src, Rollout: settingsRollout{src}, LiveCheckTimeout: 50 * time.Millisecond, Now: func() time.Time { return now }}
+	d, err := g.Decide(context.Background(), Query{DeviceID: "dev1", Username: "ada"}, LiveAlways)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !src.reloaded || d.PolicySetVersion != "v1" || d.Allow || d.Mode != decision.ModeEnforce {
+		t.Fatalf("reloaded %v: decided on set %q: allow %v mode %q; want v1's enforced denial", src.reloaded, d.PolicySetVersion, d.Allow, d.Mode)
+	}
+}

@@ -6,21 +6,19 @@ import (
 
 	"github.com/clearance/clearance/pkg/policy"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/access"
 	"github.com/clearance/clearance/verifier/decision"
 )
 
 // policySource holds the policy set in force, converted once to the form
-// agents receive, and re-reads the file on demand. A bad file never replaces
-// a good set.
+// agents receive, with its rollout settings and group scopes, and re-reads
+// the file on demand. A bad file never replaces a good set.
 type policySource struct {
 	path string
 	mu   sync.Mutex // serializes reloads
-	cur  atomic.Pointer[agentv1.PolicySet]
-	// rollout holds the rollout settings of cur's policies, by id: agents
-	// do not need them, so they stay out of the PolicySet.
-	rollout atomic.Pointer[map[string]decision.PolicyRollout]
-	// scopes are the set's group scopes, by policy id (nil: none).
-	scopes atomic.Pointer[map[string]decision.Scope]
+	// cur is the set in force with what goes with it, replaced whole by a
+	// reload, so that a decision that takes it once judges one set.
+	cur atomic.Pointer[access.PolicySnapshot]
 }
 
 func newPolicySource(path string) (*policySource, error) {
@@ -31,15 +29,17 @@ func newPolicySource(path string) (*policySource, error) {
 	return p, nil
 }
 
-func (p *policySource) Current() *agentv1.PolicySet { return p.cur.Load() }
+// Snapshot returns the set in force, its rollout settings and its scopes,
+// all of one reload.
+func (p *policySource) Snapshot() access.PolicySnapshot { return *p.cur.Load() }
+
+func (p *policySource) Current() *agentv1.PolicySet { return p.cur.Load().Set }
 
 // Scopes returns the group scopes of the set in force.
-func (p *policySource) Scopes() map[string]decision.Scope {
-	if m := p.scopes.Load(); m != nil {
-		return *m
-	}
-	return nil
-}
+func (p *policySource) Scopes() map[string]decision.Scope { return p.cur.Load().Scopes }
+
+// Rollout returns the rollout settings of the policies in force, by id.
+func (p *policySource) Rollout() map[string]decision.PolicyRollout { return p.cur.Load().Rollout }
 
 func (p *policySource) Reload() (*agentv1.PolicySet, error) {
 	p.mu.Lock()
@@ -48,30 +48,17 @@ func (p *policySource) Reload() (*agentv1.PolicySet, error) {
 	if err != nil {
 		return nil, err
 	}
-	ps := set.Proto()
-	ro := rolloutSettings(set)
-	p.rollout.Store(&ro)
-	scopes := map[string]decision.Scope{}
+	snap := access.PolicySnapshot{Set: set.Proto(), Rollout: rolloutSettings(set)}
 	for _, pol := range set.Policies {
 		if len(pol.Groups) > 0 || len(pol.ExcludeGroups) > 0 {
-			scopes[pol.ID] = decision.Scope{Groups: pol.Groups, Exclude: pol.ExcludeGroups}
+			if snap.Scopes == nil {
+				snap.Scopes = map[string]decision.Scope{}
+			}
+			snap.Scopes[pol.ID] = decision.Scope{Groups: pol.Groups, Exclude: pol.ExcludeGroups}
 		}
 	}
-	// Scopes first: a sign-in that reads the new set finds its scopes.
-	p.scopes.Store(&scopes)
-	p.cur.Store(ps)
-	return ps, nil
-}
-
-// Rollout returns the rollout settings of the policies in force, by id.
-// A reload may land between reading these and Current: the decision
-// matches them by policy id, so a policy briefly without settings is
-// enforced.
-func (p *policySource) Rollout() map[string]decision.PolicyRollout {
-	if m := p.rollout.Load(); m != nil {
-		return *m
-	}
-	return nil
+	p.cur.Store(&snap)
+	return snap.Set, nil
 }
 
 func rolloutSettings(set *policy.Set) map[string]decision.PolicyRollout {
