@@ -205,6 +205,9 @@ func (p *IdP) buildMetadata() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("metadata: %w", err)
 	}
+	// The encoder writes a zero validUntil out as the year 1, which reads
+	// as expired since then: leave the attribute out.
+	out = bytes.Replace(out, []byte(` validUntil="0001-01-01T00:00:00Z"`), nil, 1)
 	return append([]byte(xml.Header), out...), nil
 }
 

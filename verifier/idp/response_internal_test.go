@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/xml"
 	"net/http/httptest"
 	"path/filepath"
 	"regexp"
@@ -206,4 +207,35 @@ func plainIdP(t *testing.T, now time.Time) *IdP {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestMetadataHasNoExpiry: the metadata document says neither when it
+// expires nor how long to cache it, so a saved copy never looks stale,
+// and offers only the signing key.
+func TestMetadataHasNoExpiry(t *testing.T) {
+	t.Parallel()
+	md := plainIdP(t, time.Now()).Metadata()
+	var ed struct {
+		XMLName xml.Name
+		Attrs   []xml.Attr `xml:",any,attr"`
+		IDP     struct {
+			Keys []struct {
+				Use string `xml:"use,attr"`
+			} `xml:"KeyDescriptor"`
+		} `xml:"IDPSSODescriptor"`
+	}
+	if err := xml.Unmarshal(md, &ed); err != nil {
+		t.Fatal(err)
+	}
+	if ed.XMLName.Local != "EntityDescriptor" {
+		t.Fatalf("root element %v", ed.XMLName)
+	}
+	for _, a := range ed.Attrs {
+		if a.Name.Local == "validUntil" || a.Name.Local == "cacheDuration" {
+			t.Errorf("metadata has %s=%q", a.Name.Local, a.Value)
+		}
+	}
+	if len(ed.IDP.Keys) != 1 || ed.IDP.Keys[0].Use != "signing" {
+		t.Errorf("metadata keys: %+v", ed.IDP.Keys)
+	}
 }
