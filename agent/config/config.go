@@ -174,7 +174,7 @@ func EnvVars() map[string]string {
 
 // Footer says where settings come from besides flags; the help prints it
 // under the flags.
-const Footer = "Each setting can also come from the environment (CLEARANCE_ and the flag's name in upper case with '_' for '-', e.g. CLEARANCE_VERIFIER) or from the managed-preferences plist MDM delivers (" + agentprefs.ManagedPlistPath + ", under the plist key each flag names). A flag wins over the environment, the environment over the plist."
+const Footer = "Each setting can also come from the environment (CLEARANCE_ and the flag's name in upper case with '_' for '-', e.g. CLEARANCE_VERIFIER) from the managed-preferences plist MDM delivers (" + agentprefs.ManagedPlistPath + ", under the plist key each flag names), or from the local plist in the state dir (" + LocalPlistName + ", the same keys). A flag wins over the environment, the environment over the managed plist, the managed plist over the local one."
 
 // Flags binds settings to a FlagSet and remembers which were given.
 type Flags struct {

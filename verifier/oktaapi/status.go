@@ -43,7 +43,7 @@ var capabilities = []struct {
 	{"users", ScopeUsers, "Read-only Administrator", "user sync", "/api/v1/users", url.Values{"limit": {"1"}}},
 	{"groups", ScopeGroups, "Read-only Administrator", "group sync and group policies", "/api/v1/groups", url.Values{"limit": {"1"}}},
 	{"logs", ScopeLogs, "Read-only Administrator (System Log)", "sign-in correlation", "/api/v1/logs", nil},
-	{"apps", ScopeApps, "Read-only Administrator", "optional: app names in alerts", "/api/v1/apps", url.Values{"limit": {"1"}}},
+	{"apps", ScopeApps, "Read-only Administrator", "optional; nothing uses it yet", "/api/v1/apps", url.Values{"limit": {"1"}}},
 }
 
 // Status probes each capability with one small read. A service app asks
