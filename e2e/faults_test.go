@@ -856,7 +856,8 @@ func byteSize(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20
 // TestReenrollmentEndsStreamOnOtherReplica: two replicas on one PostgreSQL
 // database. A device streams to replica A with its key; it enrolls again,
 // with a new key, at replica B: A ends the old stream at once, saying why,
-// and the new key's stream on A is not ended.
+// and the new key's stream on A is not ended; revoked at B, the device's
+// stream on A ends at once too.
 func TestReenrollmentEndsStreamOnOtherReplica(t *testing.T) {
 	t.Parallel()
 	tl := newTimeline(t)
@@ -914,4 +915,23 @@ func TestReenrollmentEndsStreamOnOtherReplica(t *testing.T) {
 	}
 	tl.log("the new key's stream on A reports seqs 1 and 2")
 	replicaLog(t, vA.logs, "A saying why it ended the stream", "stream ended", "reason=key_replaced")
+
+	// Revoked at B, the device's stream on A ends at once too, not at its
+	// next report.
+	ended = st2.Ended()
+	admin, actx := vB.admin()
+	revokedAt := time.Now()
+	if _, err := admin.RevokeDevice(actx, &adminv1.RevokeDeviceRequest{DeviceId: again.DeviceID, Reason: "lost"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-ended:
+		tl.log("A ended the revoked device's stream %s after B revoked it: %s %q", time.Since(revokedAt).Round(time.Millisecond), status.Code(err), status.Convert(err).Message())
+		if status.Code(err) != codes.PermissionDenied || !strings.Contains(status.Convert(err).Message(), "revoked") {
+			t.Fatalf("the stream ended with %v, want PermissionDenied saying the device was revoked", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("A did not end the revoked device's stream")
+	}
+	replicaLog(t, vA.logs, "A saying why it ended the stream", "stream ended", "reason=device_revoked")
 }

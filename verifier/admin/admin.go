@@ -136,7 +136,7 @@ func (s *Server) RevokeDevice(ctx context.Context, req *adminv1.RevokeDeviceRequ
 	if err != nil {
 		return nil, s.internal("revoking device", err)
 	}
-	s.Hub.Drop(d.ID, status.Errorf(codes.PermissionDenied, "device %s was revoked", d.ID))
+	s.Hub.Revoked(d.ID, status.Errorf(codes.PermissionDenied, "device %s was revoked", d.ID))
 	s.log().Info("device revoked", "device_id", d.ID, "reason", req.GetReason())
 	return &adminv1.RevokeDeviceResponse{Device: s.device(d, nil)}, nil
 }

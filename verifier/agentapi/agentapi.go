@@ -464,6 +464,9 @@ func sessionEnded(sess *hub.Session, log *slog.Logger) error {
 		// holding it must stop, not reconnect.
 		log.Warn("stream ended", "reason", "key_replaced")
 		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, hub.ErrRevoked):
+		log.Warn("stream ended", "reason", "device_revoked")
+		return status.Error(codes.PermissionDenied, err.Error())
 	case err != nil:
 		return err
 	}

@@ -2,8 +2,9 @@
 // database: which replica holds a device's agent stream (presence), the
 // two signals a live check needs when the sign-in and the stream are on
 // different replicas — "send this device a CheckNow" and "the report that
-// answers this nonce is stored" — and "this device enrolled again", which
-// ends the replaced key's stream wherever it is. The hub uses a Relay; storage backends
+// answers this nonce is stored" — and "this device enrolled again" (or was
+// revoked: the signal then names no key), which ends the replaced key's
+// stream wherever it is. The hub uses a Relay; storage backends
 // that serve several replicas implement one (storage/postgres, over
 // LISTEN/NOTIFY). A single verifier needs none.
 package cluster
@@ -39,6 +40,7 @@ type Answered struct {
 
 // Enrolled says that DeviceID enrolled again: its current key is the one
 // whose SHA-256 is KeyHash, and a stream holding any other key must end.
+// With no KeyHash the device was revoked: every stream of it must end.
 type Enrolled struct {
 	DeviceID string
 	KeyHash  []byte

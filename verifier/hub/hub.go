@@ -37,6 +37,9 @@ var (
 	// ErrKeyReplaced ends a stream whose device enrolled again with another
 	// key: the stream's certificate is for a key the device no longer holds.
 	ErrKeyReplaced = errors.New("the device enrolled again with another key; this stream's key is no longer the device's")
+	// ErrRevoked ends a stream whose device was revoked on another
+	// replica.
+	ErrRevoked = errors.New("the device was revoked")
 )
 
 // sendBuffer bounds what may queue for one agent; an agent that stops reading
@@ -123,10 +126,11 @@ type Hub struct {
 	// only its own streams.
 	Relay   cluster.Relay
 	Reports ReportLister
-	// CurrentKey, when set, reads a device's current key: a re-enrollment
-	// another replica signals ends the stream here whose key is not that
-	// one, whatever key the signal names (a signal sent again after a
-	// later re-enrollment names a key replaced since).
+	// CurrentKey, when set, reads a device's current key (none, for a
+	// revoked device): a re-enrollment or revocation another replica
+	// signals ends the stream here whose key is not that one, whatever key
+	// the signal names (a signal sent again after a later re-enrollment
+	// names a key replaced since).
 	CurrentKey func(ctx context.Context, deviceID string) ([]byte, error)
 	Log        *slog.Logger
 
@@ -425,30 +429,57 @@ func (h *Hub) Reenrolled(deviceID string, key []byte) {
 	}
 }
 
+// Revoked ends deviceID's stream here with err and, through the relay, on
+// the other replicas (with ErrRevoked): the device was revoked, and has no
+// current key any more. Where the signal does not arrive, storage still
+// refuses the stream's next report, which ends it.
+func (h *Hub) Revoked(deviceID string, err error) {
+	h.Drop(deviceID, err)
+	if h.Relay == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), relayTimeout)
+	defer cancel()
+	// An Enrolled signal with no key: every stream of the device ends.
+	if err := h.Relay.PublishEnrolled(ctx, cluster.Enrolled{DeviceID: deviceID}); err != nil {
+		h.log().Warn("revocation not relayed; other replicas end the device's stream at its next report", "device_id", deviceID, "err", err)
+	}
+}
+
 // relayedEnrollment ends e.DeviceID's stream here unless it holds the
-// device's current key, as the database has it (CurrentKey), or, if that
-// cannot be read, the key the signal names.
+// device's current key, as the database has it (CurrentKey: none for a
+// revoked device), or, if that cannot be read, the key the signal names
+// (none for a revocation).
 func (h *Hub) relayedEnrollment(e cluster.Enrolled) {
 	hash := e.KeyHash
 	if h.CurrentKey != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), relayTimeout)
 		defer cancel()
 		key, err := h.CurrentKey(ctx, e.DeviceID)
-		if err != nil {
+		switch {
+		case err != nil:
 			h.log().Warn("the device's current key could not be read; judging its stream by the re-enrollment signal", "device_id", e.DeviceID, "err", err)
-		} else {
+		case len(key) == 0:
+			hash = nil
+		default:
 			hash = KeyHash(key)
 		}
 	}
 	h.endOtherKeys(e.DeviceID, hash)
 }
 
-// endOtherKeys ends deviceID's session here unless it holds the key hash.
+// endOtherKeys ends deviceID's session here unless it holds the key hash;
+// an empty hash (a revoked device) ends it whatever its key.
 func (h *Hub) endOtherKeys(deviceID string, hash []byte) {
 	h.mu.Lock()
 	s := h.sessions[deviceID]
 	h.mu.Unlock()
-	if s != nil && !bytes.Equal(s.key, hash) {
+	switch {
+	case s == nil:
+	case len(hash) == 0:
+		h.log().Info("stream of a revoked device ended", "device_id", deviceID)
+		s.close(ErrRevoked)
+	case !bytes.Equal(s.key, hash):
 		h.log().Info("stream of a replaced key ended", "device_id", deviceID)
 		s.close(ErrKeyReplaced)
 	}

@@ -730,3 +730,52 @@ func TestStoppingReplicaCountsItsCutStreams(t *testing.T) {
 		t.Error("a stream that ended before the replica stopped counts as connected")
 	}
 }
+
+// A revocation ends the device's stream here with the caller's error and,
+// relayed as a signal with no key, on other replicas with ErrRevoked,
+// whatever the stream's key: the database says the device has no current
+// key, and if it cannot be read the signal decides.
+func TestRevokedEndsStreamEverywhere(t *testing.T) {
+	t.Parallel()
+	key := []byte("current key")
+	var failRead atomic.Bool
+	relay := &relayLog{handler: make(chan cluster.Handler, 1)}
+	h := &Hub{Relay: relay, CurrentKey: func(_ context.Context, id string) ([]byte, error) {
+		switch {
+		case failRead.Load():
+			return nil, errors.New("database unavailable")
+		case id == "revoked":
+			return nil, nil
+		}
+		return key, nil
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go h.Run(ctx)
+	handler := <-relay.handler
+
+	local, doneLocal := h.Register("d1", key)
+	defer doneLocal()
+	errLocal := errors.New("device d1 was revoked")
+	h.Revoked("d1", errLocal)
+	if !errors.Is(local.Err(), errLocal) {
+		t.Fatalf("the local stream ended with %v, want the caller's error", local.Err())
+	}
+	if len(relay.enrolled) != 1 || relay.enrolled[0].DeviceID != "d1" || len(relay.enrolled[0].KeyHash) != 0 {
+		t.Fatalf("published %+v, want d1 with no key", relay.enrolled)
+	}
+
+	s, done := h.Register("revoked", key)
+	defer done()
+	other, doneOther := h.Register("d2", key)
+	defer doneOther()
+	handler.Enrolled(cluster.Enrolled{DeviceID: "revoked"})
+	if !errors.Is(s.Err(), ErrRevoked) {
+		t.Fatalf("a revoked device's stream: err = %v, want ErrRevoked", s.Err())
+	}
+	failRead.Store(true)
+	handler.Enrolled(cluster.Enrolled{DeviceID: "d2"})
+	if !errors.Is(other.Err(), ErrRevoked) {
+		t.Fatalf("with the database unreadable: err = %v, want the signal to decide (ErrRevoked)", other.Err())
+	}
+}

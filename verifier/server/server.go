@@ -221,6 +221,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	s.Hub = &hub.Hub{Nonces: s.Store, Reports: s.Store, Now: s.now, OnChange: s.Metrics.AgentsConnected, Log: log,
 		CurrentKey: func(ctx context.Context, deviceID string) ([]byte, error) {
 			d, err := s.Store.GetDevice(ctx, deviceID)
+			if err == nil && d.Revoked() {
+				return nil, nil
+			}
 			return d.PublicKey, err
 		}}
 	if pg, ok := s.Store.(*postgres.Store); ok {
