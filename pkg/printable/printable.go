@@ -124,7 +124,8 @@ func MixedScripts(s string) bool {
 }
 
 // Deceptive reports an identifier that can pass for another one: its
-// letters mix scripts (MixedScripts), or it holds a styled form of a
+// letters mix scripts (MixedScripts), are all of another script's letters
+// that look like Latin ones (LooksLatin), or it holds a styled form of a
 // letter or digit (a mathematical bold "𝐨", a fullwidth "ｏ") that reads as
 // the plain one.
 func Deceptive(s string) bool {
@@ -134,7 +135,43 @@ func Deceptive(s string) bool {
 			return true
 		}
 	}
-	return MixedScripts(s)
+	return MixedScripts(s) || LooksLatin(s)
+}
+
+// latinLookalikes are the Cyrillic, Greek and Armenian letters drawn like
+// a Latin letter in common fonts (after Unicode's confusables, UTS #39).
+var latinLookalikes = map[rune]bool{}
+
+func init() {
+	for _, r := range "" +
+		// Cyrillic: а е о р с у х ѕ і ј ԁ һ ӏ ԛ ԝ ү ѵ, and capitals.
+		"\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0455\u0456\u0458\u0501\u04bb\u04cf\u051b\u051d\u04af\u0475" +
+		"\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0425\u0406\u0408\u0405\u04c0\u051a\u051c\u04ae" +
+		// Greek: ο α ν ι κ ρ υ χ γ, and capitals.
+		"\u03bf\u03b1\u03bd\u03b9\u03ba\u03c1\u03c5\u03c7\u03b3" +
+		"\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5\u03a7" +
+		// Armenian: օ ս հ ո ց գ զ.
+		"\u0585\u057d\u0570\u0578\u0581\u0563\u0566" {
+		latinLookalikes[r] = true
+	}
+}
+
+// LooksLatin reports a string whose letters are all of one script other
+// than Latin and each drawn like a Latin letter (Unicode's "whole-script
+// confusable"): "\u0430\u0440\u0440\u04cf\u0435" reads as "apple", though
+// no letter of it is Latin. A name in that script (a Cyrillic "иван") has
+// letters no Latin one looks like.
+func LooksLatin(s string) bool {
+	scripts := Scripts(s)
+	if len(scripts) != 1 || scripts[0] == "Latin" {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsLetter(r) && script(r) != "" && !latinLookalikes[r] {
+			return false
+		}
+	}
+	return true
 }
 
 // ASCII is Identifier with every rune outside ASCII written as an escape

@@ -163,6 +163,20 @@ func TestMixedScripts(t *testing.T) {
 			t.Errorf("Deceptive(%q) = %v, want %v", c.s, got, c.mixed)
 		}
 	}
+	// Whole words of another script's letters that look like Latin ones.
+	for s, want := range map[string]bool{
+		"\u0430\u0440\u0440\u04cf\u0435@\u0435\u0445\u0430m\u0440\u04cf\u0435.\u0441\u043em":                 true, // mixed too
+		"\u0430\u0440\u0440\u04cf\u0435@\u0435\u0445\u0430\u0441.\u0441\u043e":                               true,
+		"\u03bf\u03b9\u03bd\u03b1@\u03bf\u03ba.\u03b9\u03bf":                                                 true,
+		"\u0438\u0432\u0430\u043d@\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444":                         false,
+		"\u03b1\u03bb\u03b5\u03be@example.gr":                                                                true, // mixed
+		"\u03b1\u03bb\u03b5\u03be@\u03c0\u03b1\u03c1\u03ac\u03b4\u03b5\u03b9\u03b3\u03bc\u03b1.\u03b5\u03bb": false,
+		"robin@example.com": false,
+	} {
+		if got := Deceptive(s); got != want {
+			t.Errorf("Deceptive(%q) = %v, want %v", s, got, want)
+		}
+	}
 	// Styled letters and digits have no script of their own, or Latin's.
 	for _, s := range []string{"r\U0001d428bin@example.com", "\uff52obin@example.com", "robin\uff11@example.com", "robin\U0001d7d9@example.com"} {
 		if !Deceptive(s) {

@@ -812,8 +812,11 @@ func lookalikeOf(username string) *lookalike {
 		return nil
 	}
 	why := "It has styled letters or digits that look like plain ones."
-	if scripts := printable.Scripts(username); printable.MixedScripts(username) {
+	switch scripts := printable.Scripts(username); {
+	case printable.MixedScripts(username):
 		why = "It mixes " + strings.Join(scripts[:len(scripts)-1], ", ") + " and " + scripts[len(scripts)-1] + " letters, which can look the same."
+	case printable.LooksLatin(username):
+		why = "Its letters are " + scripts[0] + " ones that look like Latin letters."
 	}
 	return &lookalike{Why: why, Spelled: printable.ASCII(username)}
 }
