@@ -132,3 +132,80 @@ func TestReplicasRollout(t *testing.T) {
 		t.Fatalf("revoked exemption still lets the Mac in at B: %d", p.status)
 	}
 }
+
+// TestGraceHeldOnlyWhileEnforced: two replicas on one PostgreSQL database;
+// FileVault is enforced with a grace and the Mac fails it, so its grace
+// starts. Moved to warn past the grace's length, and enforced with it
+// again, the Mac gets a grace from then, not a block at once; the same
+// when the grace is removed for a while and given back. A start no policy
+// holds is forgotten at the reload, on the database both replicas read.
+func TestGraceHeldOnlyWhileEnforced(t *testing.T) {
+	t.Parallel()
+	const grace = 3 * time.Second
+	dsn, _ := testpg.NewDatabaseWithPassword(t)
+	dir := t.TempDir()
+	policies := filepath.Join(dir, "policies.yaml")
+	withGrace := "    grace: " + grace.String() + "\n"
+	rolloutPolicyFile(t, policies, withGrace, "", false)
+	vA, vB, ssoA, ssoB := startReplicas(t, dir, "--database", dsn, "--policies", policies, "--live-check-after", "4m")
+	secret := lastLine(cli(t, "secret", "create", "--database", dsn, "--description", "grace"))
+	pa := enrollAgent(t, vA.grpcAddr, vA.rootPEM(), secret, "5A1C0A7E-0000-4000-8000-00000000A0C9")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, err := pa.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	rep := pa.Report(st.PolicySet, 1, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS)
+	for _, res := range rep.GetResults() {
+		if res.GetPolicyId() == "filevault" {
+			res.Status = agentv1.PolicyStatus_POLICY_STATUS_FAIL
+		}
+	}
+	if m, err := st.Exchange(protoagent.Sign(pa.Key, rep)); err != nil || m.GetAck() == nil {
+		t.Fatalf("report not acknowledged: %v, %v", m, err)
+	}
+	sp, _ := oktaOrg(t, vA.dataDir, nil, nil)
+	atA, _ := oneBrowser(t, vA, vB, ssoA, ssoB)
+	signIn := func() ssoPage {
+		t.Helper()
+		u, err := sp.RedirectURL(sp.NewRequest(e2eUser))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return atA.follow(agentProof(t, atA, u, pa.Key, pa.DeviceID))
+	}
+	reload := func(filevault string) {
+		t.Helper()
+		rolloutPolicyFile(t, policies, filevault, "", false)
+		for _, v := range []*verifier{vA, vB} {
+			admin, actx := v.admin()
+			if _, err := admin.ReloadPolicies(actx, &adminv1.ReloadPoliciesRequest{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	graced := func(step string) {
+		t.Helper()
+		p := signIn()
+		if p.status != http.StatusForbidden || !strings.Contains(p.body, `action="/saml/sso/continue"`) {
+			t.Fatalf("%s: HTTP %d without Continue; want the grace's warning\n%s", step, p.status, p.body)
+		}
+	}
+	graced("enforced with a grace")
+	for _, away := range []struct{ step, filevault string }{
+		{"moved to warn", "    enforcement: warn\n" + withGrace},
+		{"its grace removed", ""},
+	} {
+		reload(away.filevault)
+		p := signIn()
+		if p.status != http.StatusForbidden {
+			t.Fatalf("%s: HTTP %d", away.step, p.status)
+		}
+		time.Sleep(grace + time.Second)
+		reload(withGrace)
+		graced(away.step + " past the grace's length, then enforced with it again")
+	}
+	replicaLog(t, vA.logs, "A saying it forgot the grace no policy held", "grace periods forgotten", "forgotten=1")
+}

@@ -21,6 +21,7 @@ type Store interface {
 	GraceStarts(ctx context.Context, deviceID string) (map[string]time.Time, error)
 	StartGrace(ctx context.Context, deviceID, policyID string, at time.Time) (time.Time, error)
 	EndGrace(ctx context.Context, deviceID, policyID string) error
+	ForgetGraces(ctx context.Context, keep []string) (int, error)
 	Bypasses(ctx context.Context, deviceID string) (map[string]time.Time, error)
 	UseBypass(ctx context.Context, deviceID, policyID, username string, at, notBefore time.Time) error
 	ExemptionsFor(ctx context.Context, deviceID, username string, now time.Time) ([]storage.Exemption, error)
@@ -43,6 +44,27 @@ type Source struct {
 	// Period is how often one policy may be resolved later on one Mac
 	// (decision.DefaultBypassPeriod when zero).
 	Period time.Duration
+}
+
+// ForgetIdleGraces forgets every grace start that holds no block back
+// under settings: of a policy without a grace, or whose enforcement,
+// lowered by the ceiling, is not enforce (warn, monitor), or that is no
+// longer in the set. Such a start would otherwise keep running unseen, and
+// a policy enforced with a grace again (moved back from warn, or given its
+// grace back) would block every Mac it covers at once. Run at start and
+// after every reload; it returns how many it forgot.
+func (s *Source) ForgetIdleGraces(ctx context.Context, settings map[string]decision.PolicyRollout) (int, error) {
+	var keep []string
+	for id, pr := range settings {
+		if pr.Grace > 0 && pr.Enforcement.Lower(decision.Enforce).Lower(s.Ceiling) == decision.Enforce {
+			keep = append(keep, id)
+		}
+	}
+	n, err := s.Store.ForgetGraces(ctx, keep)
+	if err != nil {
+		return 0, fmt.Errorf("forgetting grace periods no policy holds: %w", err)
+	}
+	return n, nil
 }
 
 // BypassPeriod is the period with its default.

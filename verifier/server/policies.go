@@ -19,6 +19,8 @@ type policySource struct {
 	// cur is the set in force with what goes with it, replaced whole by a
 	// reload, so that a decision that takes it once judges one set.
 	cur atomic.Pointer[access.PolicySnapshot]
+	// loaded, when set, is called with each set a reload puts in force.
+	loaded func(access.PolicySnapshot)
 }
 
 func newPolicySource(path string) (*policySource, error) {
@@ -58,6 +60,9 @@ func (p *policySource) Reload() (*agentv1.PolicySet, error) {
 		}
 	}
 	p.cur.Store(&snap)
+	if p.loaded != nil {
+		p.loaded(snap)
+	}
 	return snap.Set, nil
 }
 

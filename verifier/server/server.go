@@ -260,6 +260,20 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		HelloTimeout:     s.helloTimeout,
 	}
 	s.Rollout = &rollout.Source{Store: s.Store, Settings: s.policies, Ceiling: decision.Enforcement(cfg.Enforcement), Period: cfg.BypassPeriod}
+	// Grace starts that no policy holds any more (its grace removed, or it
+	// moved to warn or monitor) are forgotten now and after each reload.
+	forgetGraces := func(snap access.PolicySnapshot) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		switch n, err := s.Rollout.ForgetIdleGraces(ctx, snap.Rollout); {
+		case err != nil:
+			log.Error("grace periods no policy holds were not forgotten; they are at the next reload", "component", "server", "err", err)
+		case n > 0:
+			log.Info("grace periods forgotten: their policy no longer has a grace, or is not enforced", "component", "server", "forgotten", n)
+		}
+	}
+	forgetGraces(s.policies.Snapshot())
+	s.policies.loaded = forgetGraces
 	s.Gate = &access.Gate{
 		Store: s.Store, Checker: s.Hub, Policies: s.policies,
 		MaxPostureAge: cfg.MaxPostureAge, MaxClockSkew: cfg.MaxReportSkew, LiveCheckAfter: cfg.LiveCheckAfter,

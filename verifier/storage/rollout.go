@@ -61,6 +61,10 @@ type RolloutStore interface {
 	EndGrace(ctx context.Context, deviceID, policyID string) error
 	// GraceStarts returns the device's grace starts by policy id.
 	GraceStarts(ctx context.Context, deviceID string) (map[string]time.Time, error)
+	// ForgetGraces forgets every device's grace start of each policy not
+	// in keep (all of them when keep is empty), and returns how many it
+	// forgot.
+	ForgetGraces(ctx context.Context, keep []string) (int, error)
 
 	// UseBypass records that username resolved the policy later on the
 	// device at at, unless a use after notBefore is recorded: then it

@@ -50,6 +50,28 @@ func (s *Store) EndGrace(ctx context.Context, deviceID, policyID string) error {
 	return nil
 }
 
+// ForgetGraces forgets the grace starts of every policy not in keep.
+func (s *Store) ForgetGraces(ctx context.Context, keep []string) (int, error) {
+	q := `DELETE FROM policy_grace`
+	args := make([]any, len(keep))
+	if len(keep) > 0 {
+		in := make([]string, len(keep))
+		for i, id := range keep {
+			in[i], args[i] = "$"+strconv.Itoa(i+1), id
+		}
+		q += ` WHERE policy_id NOT IN (` + strings.Join(in, ", ") + `)`
+	}
+	res, err := s.writer().exec(ctx, q, args...)
+	if err != nil {
+		return 0, fmt.Errorf("forgetting grace starts: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("forgetting grace starts: %w", err)
+	}
+	return int(n), nil
+}
+
 // GraceStarts returns the device's grace starts by policy id.
 func (s *Store) GraceStarts(ctx context.Context, deviceID string) (map[string]time.Time, error) {
 	return s.timesByPolicy(ctx, "reading grace starts", hotRead(`SELECT policy_id, started_at FROM policy_grace WHERE device_id = $1`), deviceID)

@@ -15,6 +15,7 @@ import (
 var rolloutTests = []test{
 	{"GraceStartsOnce", testGraceStartsOnce},
 	{"GraceConcurrentStart", testGraceConcurrentStart},
+	{"ForgetGraces", testForgetGraces},
 	{"BypassOncePerPeriod", testBypassOncePerPeriod},
 	{"BypassConcurrent", testBypassConcurrent},
 	{"Exemptions", testExemptions},
@@ -69,6 +70,37 @@ func testGraceStartsOnce(t *testing.T, s storage.Store) {
 	}
 	if _, err := s.StartGrace(ctx, "d", "p", time.Time{}); err == nil {
 		t.Error("StartGrace with no time accepted")
+	}
+}
+
+// ForgetGraces forgets the starts of the policies not kept, on every
+// device, and leaves the others.
+func testForgetGraces(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	for _, dp := range [][2]string{{"dev-1", "firewall"}, {"dev-1", "sip"}, {"dev-2", "sip"}, {"dev-2", "filevault"}, {"dev-3", "it's"}} {
+		_, err := s.StartGrace(ctx, dp[0], dp[1], at(0))
+		must(t, err)
+	}
+	n, err := s.ForgetGraces(ctx, []string{"firewall", "filevault"})
+	must(t, err)
+	if n != 3 {
+		t.Errorf("forgot %d, want 3", n)
+	}
+	for dev, want := range map[string][]string{"dev-1": {"firewall"}, "dev-2": {"filevault"}, "dev-3": nil} {
+		m, err := s.GraceStarts(ctx, dev)
+		must(t, err)
+		if len(m) != len(want) || (len(want) == 1 && m[want[0]].IsZero()) {
+			t.Errorf("GraceStarts(%s) = %v, want %v", dev, m, want)
+		}
+	}
+	if n, err := s.ForgetGraces(ctx, []string{"firewall", "filevault"}); err != nil || n != 0 {
+		t.Errorf("forgetting again: %d, %v", n, err)
+	}
+	if n, err := s.ForgetGraces(ctx, nil); err != nil || n != 2 {
+		t.Errorf("forgetting every start: %d, %v", n, err)
+	}
+	if m, err := s.GraceStarts(ctx, "dev-1"); err != nil || len(m) != 0 {
+		t.Errorf("after forgetting every start: %v, %v", m, err)
 	}
 }
 
