@@ -21,11 +21,13 @@ const (
 	// sign-in is two or three requests within seconds; with keep-alive
 	// closed after SSOIdleTimeout, 10 requests a second from an office
 	// hold about 300. Past the bound, a new connection closes an idle one
-	// (the browser opens another when it needs one), so the bound costs
-	// nothing until that many requests are in flight at once.
+	// (the browser opens another when it needs one), else one of the
+	// address holding the most, so the bound costs nothing until that many
+	// requests are in flight at once.
 	DefaultSSOConns = 1024
 	// DefaultSSOConnsPerSource bounds them per client address (an IPv6
-	// /64): its new one closes its oldest idle one, or its oldest.
+	// /64): its new one closes its oldest idle one, else its oldest that
+	// has not begun a request, else its oldest.
 	DefaultSSOConnsPerSource = 256
 	// HTTPConns and HTTPConnsPerSource bound the listener of /metrics and
 	// /healthz: a scraper and a few load balancers.
@@ -64,12 +66,17 @@ const (
 )
 
 // Conns is a listener that holds at most Max connections, and PerSource
-// per client address. A new connection past a bound makes room for itself
-// by closing the oldest idle connection (of its source, or of all), else
-// the oldest: holding connections open is then worth nothing to whoever
-// holds them, and a browser's idle keep-alive connection is the cheapest
-// to lose. Serve it with an http.Server whose ConnState is c.ConnState, so
-// it knows which connections are idle.
+// per client address. A new connection past its source's bound makes room
+// by closing that source's oldest idle connection, else its oldest that
+// has not begun a request (a handshake, or a bare TCP connection), else its
+// oldest. Past Max, it closes the oldest idle connection of all (a
+// browser's idle keep-alive connection is the cheapest to lose: it opens
+// another), else one of the source that holds the most, in the same order.
+// Holding connections open is then worth nothing to whoever holds them,
+// and a flood of connections from a few addresses closes its own, not a
+// sign-in under way from elsewhere. Serve it with an http.Server whose
+// ConnState is c.ConnState, so it knows which connections are idle and
+// which have begun a request.
 type Conns struct {
 	net.Listener
 	o ConnsOptions
@@ -103,7 +110,10 @@ type limitedConn struct {
 	once sync.Once
 
 	// Guarded by cs.mu.
-	idle          bool
+	idle bool
+	// begun: a request has begun on it (it is not merely handshaking,
+	// or connected and silent).
+	begun         bool
 	elem, srcElem *list.Element // nil once out of the lists
 }
 
@@ -129,7 +139,12 @@ func (c *Conns) Accept() (net.Conn, error) {
 		}
 	}
 	if c.count >= c.o.Max {
-		evicted = append(evicted, c.evict(c.all))
+		victim := c.oldestIdle(c.all)
+		if victim == nil {
+			victim = c.pick(c.heaviest())
+		}
+		c.forget(victim)
+		evicted = append(evicted, victim)
 		reasons = append(reasons, ClosedConn)
 	}
 	lc.elem = c.all.PushBack(lc)
@@ -152,18 +167,49 @@ func (c *Conns) Accept() (net.Conn, error) {
 	return lc, nil
 }
 
-// evict takes the oldest idle connection of l (of all, or of one source),
-// else its oldest, out of the counts and returns it; c.mu is held.
+// evict takes pick(l) out of the counts and returns it; c.mu is held.
 func (c *Conns) evict(l *list.List) *limitedConn {
-	victim := l.Front().Value.(*limitedConn)
-	for e := l.Front(); e != nil; e = e.Next() {
-		if lc := e.Value.(*limitedConn); lc.idle {
-			victim = lc
-			break
-		}
-	}
+	victim := c.pick(l)
 	c.forget(victim)
 	return victim
+}
+
+// pick returns l's oldest idle connection, else its oldest that has not
+// begun a request, else its oldest; l is not empty and c.mu is held.
+func (c *Conns) pick(l *list.List) *limitedConn {
+	if lc := c.oldestIdle(l); lc != nil {
+		return lc
+	}
+	for e := l.Front(); e != nil; e = e.Next() {
+		if lc := e.Value.(*limitedConn); !lc.begun {
+			return lc
+		}
+	}
+	return l.Front().Value.(*limitedConn)
+}
+
+// oldestIdle returns l's oldest idle connection, or nil; c.mu is held.
+func (c *Conns) oldestIdle(l *list.List) *limitedConn {
+	for e := l.Front(); e != nil; e = e.Next() {
+		if lc := e.Value.(*limitedConn); lc.idle {
+			return lc
+		}
+	}
+	return nil
+}
+
+// heaviest returns the connections of the source that holds the most (of
+// those that hold as many, the one whose oldest is oldest); c.mu is held
+// and c.all is not empty.
+func (c *Conns) heaviest() *list.List {
+	var best *list.List
+	for e := c.all.Front(); e != nil; e = e.Next() {
+		l := c.per[e.Value.(*limitedConn).src]
+		if best == nil || l.Len() > best.Len() {
+			best = l
+		}
+	}
+	return best
 }
 
 // forget takes lc out of the counts once; c.mu is held.
@@ -215,6 +261,7 @@ func (c *Conns) ConnState(nc net.Conn, st http.ConnState) {
 	}
 	c.mu.Lock()
 	lc.idle = st == http.StateIdle
+	lc.begun = lc.begun || st == http.StateActive
 	c.mu.Unlock()
 }
 

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -151,5 +153,86 @@ func TestConnsIdleFirst(t *testing.T) {
 	_ = idle.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := idle.Read(buf); err == nil {
 		t.Error("the idle connection is still open")
+	}
+}
+
+// TestConnsFloodClosesItsOwn: at Max, a flood of bare connections from two
+// addresses closes its own, never the connection of a sign-in under way
+// from elsewhere, even one older than the flood's that has not sent its
+// request yet.
+func TestConnsFloodClosesItsOwn(t *testing.T) {
+	t.Parallel()
+	srv, c, rec := connsServer(t, ConnsOptions{Max: 6, PerSource: 100})
+	addr := srv.Listener.Addr().String()
+	var signIns []*tls.Conn
+	for _, src := range []string{"127.0.0.20", "127.0.0.23"} {
+		s := tls.Client(dialFrom(t, src, addr), &tls.Config{InsecureSkipVerify: true})
+		if err := s.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		signIns = append(signIns, s)
+	}
+	waitUntil(t, "two sign-ins counted", func() bool { return c.Counts().Conns == 2 })
+	var flood []net.Conn
+	for i := range 40 {
+		flood = append(flood, dialFrom(t, "127.0.0."+strconv.Itoa(21+i%2), addr))
+	}
+	waitUntil(t, "the flood's evictions", func() bool { return rec.get(rec.closed, "sso/"+ClosedConn) == 36 })
+	if got := c.Counts(); got.Conns != 6 {
+		t.Errorf("counts %+v, want 6", got)
+	}
+	for i, s := range signIns {
+		if _, err := io.WriteString(s, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatalf("sign-in %d: %v", i, err)
+		}
+		_ = s.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b := make([]byte, 512)
+		n, err := s.Read(b)
+		if !strings.Contains(string(b[:n]), "200 OK") {
+			t.Errorf("sign-in %d was closed by the flood: %q %v", i, b[:n], err)
+		}
+	}
+	closed := 0
+	for _, f := range flood {
+		if closedByServer(f) {
+			closed++
+		}
+	}
+	if closed != 36 {
+		t.Errorf("%d of the flood's connections closed, want 36", closed)
+	}
+}
+
+// TestConnsSourceKeepsItsRequests: past its source's bound, a source's new
+// connection closes its oldest that has not begun a request before an
+// older one whose request has begun.
+func TestConnsSourceKeepsItsRequests(t *testing.T) {
+	t.Parallel()
+	srv, c, rec := connsServer(t, ConnsOptions{Max: 100, PerSource: 2})
+	addr := srv.Listener.Addr().String()
+	// A request under way: its headers are in, its body is not.
+	busy := tls.Client(dialFrom(t, "127.0.0.30", addr), &tls.Config{InsecureSkipVerify: true})
+	if _, err := io.WriteString(busy, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the request begun", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.all.Len() == 1 && c.all.Front().Value.(*limitedConn).begun
+	})
+	silent := dialFrom(t, "127.0.0.30", addr)
+	waitUntil(t, "two counted", func() bool { return c.Counts().Conns == 2 })
+	dialFrom(t, "127.0.0.30", addr)
+	waitUntil(t, "one evicted", func() bool { return rec.get(rec.closed, "sso/"+ClosedConnPerSource) == 1 })
+	if !closedByServer(silent) {
+		t.Error("the silent connection was kept")
+	}
+	if _, err := io.WriteString(busy, "body"); err != nil {
+		t.Fatal(err)
+	}
+	_ = busy.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b := make([]byte, 512)
+	if n, err := busy.Read(b); !strings.Contains(string(b[:n]), "200 OK") {
+		t.Errorf("the request under way was closed: %q %v", b[:n], err)
 	}
 }

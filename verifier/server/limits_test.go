@@ -155,6 +155,24 @@ func closingAnswer(t *testing.T, c *http.Client, u string) (int, bool) {
 	return resp.StatusCode, resp.Close
 }
 
+// TestHTTPSListenersSpeakHTTP1: the sign-in listener and the one of
+// /metrics and /healthz do not offer HTTP/2, whose many requests on one
+// connection would multiply what each connection the bound admits holds.
+func TestHTTPSListenersSpeakHTTP1(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	for _, addr := range []net.Addr{h.srv.SSOAddr, h.srv.HTTPAddr} {
+		c, err := tls.Dial("tcp", addr.String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2", "http/1.1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := c.ConnectionState().NegotiatedProtocol; p == "h2" {
+			t.Errorf("%s offers HTTP/2", addr)
+		}
+		c.Close()
+	}
+}
+
 // TestAnyonesRefusalsSampledAndClipped: requests refused before they
 // identify anything, each quoting kilobytes of its own text, are logged at
 // warn once per interval, and no line quotes more than a few hundred bytes

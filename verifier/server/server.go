@@ -365,6 +365,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		// HTTP/1.1 only, as on the sign-in listener.
+		TLSNextProto: noHTTP2,
 		// HTTPS with the same server certificate; nothing here needs a
 		// client certificate (Cloudflare's posture calls carry an Access
 		// application token instead).
@@ -529,11 +531,20 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 		// connection for the next sign-in.
 		IdleTimeout:    ssoIdle,
 		MaxHeaderBytes: 64 << 10,
+		TLSNextProto:   noHTTP2,
 		TLSConfig:      ssoTLS(cfg, s.CA),
 		ErrorLog:       slog.NewLogLogger(log.With("component", "sso").Handler(), slog.LevelDebug),
 	}
 	return nil
 }
+
+// noHTTP2 keeps an HTTPS listener to HTTP/1.1: one request at a time on a
+// connection, so the bound on connections bounds the requests whose
+// headers and bodies are held at once. Over HTTP/2 each connection may
+// carry 250 at once (Go's default), and 20 connections that held the
+// headers and part of the body of 100 sign-in requests each took 417 MB.
+// A sign-in is two or three small requests; browsers lose nothing.
+var noHTTP2 = map[string]func(*http.Server, *tls.Conn, http.Handler){}
 
 // handshakeAndHeaders bounds a connection's TLS handshake and then each
 // request's headers (net/http bounds the handshake by the least of its
