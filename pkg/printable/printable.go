@@ -15,6 +15,9 @@ import (
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/mtibben/confusables"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Bidi reports the bidirectional embeddings, overrides, isolates and marks
@@ -96,78 +99,59 @@ func script(r rune) string {
 	return ""
 }
 
-// asianWithLatin are the sets of scripts a single language writes beside
-// Latin: Japanese, Chinese and Korean.
-var asianWithLatin = [][]string{
-	{"Han", "Hiragana", "Katakana", "Latin"},
-	{"Bopomofo", "Han", "Latin"},
-	{"Han", "Hangul", "Latin"},
+// cjk are the sets of scripts one word of Japanese, Chinese or Korean
+// writes together.
+var cjk = [][]string{
+	{"Han", "Hiragana", "Katakana"},
+	{"Bopomofo", "Han"},
+	{"Han", "Hangul"},
 }
 
-// MixedScripts reports whether s's letters come from more than one script
-// where no one language writes them together: not Unicode's "highly
-// restrictive" level (UTS #39, section 5.2), which allows one script, or
-// Latin beside the scripts of Japanese, Chinese or Korean. An identifier
+// MixedScripts reports whether one word of s (a part between '@' and '.':
+// an address's local part, each label of its domain) holds letters of more
+// than one script where no language writes them together: Unicode's
+// "highly restrictive" level (UTS #39, section 5.2), one word at a time, so
+// that a Cyrillic name at a Latin domain is not mixed, and Latin beside
+// the scripts of Japanese, Chinese or Korean in one word is. An identifier
 // that mixes them (a Cyrillic "а" among Latin letters) can pass for one
 // that does not.
 func MixedScripts(s string) bool {
-	scripts := Scripts(s)
-	if len(scripts) < 2 {
-		return false
-	}
-	for _, set := range asianWithLatin {
-		if !slices.ContainsFunc(scripts, func(name string) bool { return !slices.Contains(set, name) }) {
-			return false
+	for _, word := range strings.FieldsFunc(s, func(r rune) bool { return r == '@' || r == '.' }) {
+		scripts := Scripts(word)
+		if len(scripts) < 2 {
+			continue
 		}
-	}
-	return true
-}
-
-// Deceptive reports an identifier that can pass for another one: its
-// letters mix scripts (MixedScripts), are all of another script's letters
-// that look like Latin ones (LooksLatin), or it holds a styled form of a
-// letter or digit (a mathematical bold "𝐨", a fullwidth "ｏ") that reads as
-// the plain one.
-func Deceptive(s string) bool {
-	for _, r := range s {
-		if r >= 0x80 && (unicode.IsLetter(r) || unicode.IsDigit(r)) && unicode.Is(unicode.Common, r) ||
-			r >= '\uFF00' && r <= '\uFFEF' {
+		if !slices.ContainsFunc(cjk, func(set []string) bool {
+			return !slices.ContainsFunc(scripts, func(name string) bool { return !slices.Contains(set, name) })
+		}) {
 			return true
 		}
 	}
-	return MixedScripts(s) || LooksLatin(s)
+	return false
 }
 
-// latinLookalikes are the Cyrillic, Greek and Armenian letters drawn like
-// a Latin letter in common fonts (after Unicode's confusables, UTS #39).
-var latinLookalikes = map[rune]bool{}
-
-func init() {
-	for _, r := range "" +
-		// Cyrillic: а е о р с у х ѕ і ј ԁ һ ӏ ԛ ԝ ү ѵ, and capitals.
-		"\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0455\u0456\u0458\u0501\u04bb\u04cf\u051b\u051d\u04af\u0475" +
-		"\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0425\u0406\u0408\u0405\u04c0\u051a\u051c\u04ae" +
-		// Greek: ο α ν ι κ ρ υ χ γ, and capitals.
-		"\u03bf\u03b1\u03bd\u03b9\u03ba\u03c1\u03c5\u03c7\u03b3" +
-		"\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5\u03a7" +
-		// Armenian: օ ս հ ո ց գ զ.
-		"\u0585\u057d\u0570\u0578\u0581\u0563\u0566" {
-		latinLookalikes[r] = true
-	}
-}
-
-// LooksLatin reports a string whose letters are all of one script other
-// than Latin and each drawn like a Latin letter (Unicode's "whole-script
-// confusable"): "\u0430\u0440\u0440\u04cf\u0435" reads as "apple", though
-// no letter of it is Latin. A name in that script (a Cyrillic "иван") has
-// letters no Latin one looks like.
-func LooksLatin(s string) bool {
-	scripts := Scripts(s)
-	if len(scripts) != 1 || scripts[0] == "Latin" {
+// Deceptive reports an identifier that can pass for another one: one
+// that is not ASCII but whose every character looks like ASCII (Unicode's
+// confusable skeleton, UTS #39: "аррӏе" in Cyrillic letters, "alⅰce" with
+// a Roman numeral, "r𝐨bin" in mathematical bold); one that holds a
+// compatibility form (fullwidth "ｒ", a one-dot leader for '.', a small
+// '@') or is not in composed form (an "e" and a combining accent where
+// "é" is one character), which read as the plain form; or one whose words
+// mix scripts (MixedScripts).
+func Deceptive(s string) bool {
+	if isASCII(s) {
 		return false
 	}
-	for _, r := range s {
-		if unicode.IsLetter(r) && script(r) != "" && !latinLookalikes[r] {
+	return norm.NFKC.String(s) != s || isASCII(confusables.Skeleton(s)) || MixedScripts(s)
+}
+
+// LooksASCII reports a string that is not ASCII but whose every character
+// looks like ASCII: its confusable skeleton is ASCII.
+func LooksASCII(s string) bool { return !isASCII(s) && isASCII(confusables.Skeleton(s)) }
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
 			return false
 		}
 	}

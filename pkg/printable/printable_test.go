@@ -145,12 +145,18 @@ func TestMixedScripts(t *testing.T) {
 		{"\u0430lice@example.com", "Cyrillic Latin", true}, // a Cyrillic а
 		{"\u0456van@example.com", "Cyrillic Latin", true},  // a Cyrillic і
 		{"r\u03bfbin@example.com", "Greek Latin", true},    // a Greek ο
+		{"alice@ex\u0430mple.com", "Cyrillic Latin", true}, // in the domain
 		{"\u0438\u0432\u0430\u043d@\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444", "Cyrillic", false},
-		{"\u0438\u0432\u0430\u043d@example.com", "Cyrillic Latin", true},
+		// A name in its script at a Latin domain: each word is one script.
+		{"\u0438\u0432\u0430\u043d@example.com", "Cyrillic Latin", false},
+		{"\u0438\u0432\u0430\u043d@\u043f\u0440\u0438\u043c\u0435\u0440.com", "Cyrillic Latin", false},
 		{"\u5c71\u7530\u3072\u308d\u3057\u30bf\u30ed\u30a6@example.jp", "Han Hiragana Katakana Latin", false},
 		{"\u738b\u5c0f\u660e\u3105@example.cn", "Bopomofo Han Latin", false},
 		{"\uae40\ubbfc\uc900\u91d1@example.kr", "Han Hangul Latin", false},
 		{"\uae40\u3072@example.kr", "Hangul Hiragana Latin", true},
+		// Latin beside Han or Hangul in one word.
+		{"a\u4e28ice@example.com", "Han Latin", true},
+		{"a\u3163ice@example.com", "Hangul Latin", true},
 		{"\xff\xfe@example.com", "Latin", false},
 	} {
 		if got := strings.Join(Scripts(c.s), " "); got != c.scripts {
@@ -159,28 +165,48 @@ func TestMixedScripts(t *testing.T) {
 		if got := MixedScripts(c.s); got != c.mixed {
 			t.Errorf("MixedScripts(%q) = %v, want %v", c.s, got, c.mixed)
 		}
-		if got := Deceptive(c.s); got != c.mixed {
-			t.Errorf("Deceptive(%q) = %v, want %v", c.s, got, c.mixed)
-		}
 	}
-	// Whole words of another script's letters that look like Latin ones.
+}
+
+// TestDeceptive: what can pass for another identifier is found, and a name
+// written in its own script, or with its own accents, is not.
+func TestDeceptive(t *testing.T) {
+	t.Parallel()
 	for s, want := range map[string]bool{
-		"\u0430\u0440\u0440\u04cf\u0435@\u0435\u0445\u0430m\u0440\u04cf\u0435.\u0441\u043em":                 true, // mixed too
-		"\u0430\u0440\u0440\u04cf\u0435@\u0435\u0445\u0430\u0441.\u0441\u043e":                               true,
-		"\u03bf\u03b9\u03bd\u03b1@\u03bf\u03ba.\u03b9\u03bf":                                                 true,
-		"\u0438\u0432\u0430\u043d@\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444":                         false,
-		"\u03b1\u03bb\u03b5\u03be@example.gr":                                                                true, // mixed
-		"\u03b1\u03bb\u03b5\u03be@\u03c0\u03b1\u03c1\u03ac\u03b4\u03b5\u03b9\u03b3\u03bc\u03b1.\u03b5\u03bb": false,
-		"robin@example.com": false,
+		// Looks like ASCII, is not.
+		"\u0430\u0440\u0440\u04cf\u0435@\u0435\u0445\u0430\u0441.\u0441\u043e": true, // Cyrillic аррӏе
+		"\ua4ee\ua4e1\ua4f2\ua4da\ua4f0@example.com":                           true, // Lisu ALICE
+		"al\u2170ce@example.com":                                               true, // a Roman numeral one
+		"\u217cisa@example.com":                                                true,
+		"\u0251lice@example.com":                                               true, // Latin alpha
+		"al\u0131ce@example.com":                                               true, // dotless i
+		"a\u01c0ice@example.com":                                               true, // a click letter
+		"\u237alice@example.com":                                               true, // APL alpha
+		"alice@example\u2024com":                                               true, // one-dot leader
+		"mary\u2010jane@example.com":                                           true, // hyphen
+		"r\U0001d428bin@example.com":                                           true, // mathematical bold
+		// Compatibility and decomposed forms.
+		"\uff52obin@example.com":  true, // fullwidth
+		"alice\ufe6bexample.com":  true, // small commercial at
+		"robin\uff11@example.com": true,
+		"jose\u0301@example.com":  true, // e and a combining accent
+		// Mixed in one word.
+		"\u0430lice@example.com": true,
+		"a\u4e28ice@example.com": true,
+		"r\u3147bin@example.com": true,
+		// Names in their own scripts, accents and all.
+		"robin@example.com":                  false,
+		"jos\u00e9@example.com":              false,
+		"\u0131\u015f\u0131k@example.com.tr": false, // Turkish
+		"\u0438\u0432\u0430\u043d@\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444": false,
+		"\u0438\u0432\u0430\u043d@example.com":                                       false,
+		"\u0395\u03bb\u03ad\u03bd\u03b7@example.gr":                                  false,
+		"\u30b9\u30fc\u30b6\u30f3@example.jp":                                        false, // a long-vowel mark
+		"\u5c71\u7530\u3072\u308d\u3057@example.jp":                                  false,
+		"\u738b\u5c0f\u660e@example.cn":                                              false,
 	} {
 		if got := Deceptive(s); got != want {
 			t.Errorf("Deceptive(%q) = %v, want %v", s, got, want)
-		}
-	}
-	// Styled letters and digits have no script of their own, or Latin's.
-	for _, s := range []string{"r\U0001d428bin@example.com", "\uff52obin@example.com", "robin\uff11@example.com", "robin\U0001d7d9@example.com"} {
-		if !Deceptive(s) {
-			t.Errorf("Deceptive(%q) = false", s)
 		}
 	}
 }
@@ -209,6 +235,9 @@ func FuzzScripts(f *testing.F) {
 		scripts := Scripts(s)
 		if MixedScripts(s) && len(scripts) < 2 {
 			t.Fatalf("%q is mixed with scripts %v", s, scripts)
+		}
+		if MixedScripts(s) && !Deceptive(s) {
+			t.Fatalf("%q is mixed but not deceptive", s)
 		}
 		out := ASCII(s)
 		for i := 0; i < len(out); i++ {

@@ -804,19 +804,19 @@ func orText(s, def string) string {
 // makes it so, and how it is spelled.
 type lookalike struct{ Why, Spelled string }
 
-// lookalikeOf warns of a username whose letters mix scripts or are styled
-// forms of others (printable.Deceptive): "\u0430lice@example.com", with a
-// Cyrillic "а", draws as Alice's username.
+// lookalikeOf warns of a username that can pass for another
+// (printable.Deceptive): "\u0430lice@example.com", with a Cyrillic "а",
+// draws as Alice's username.
 func lookalikeOf(username string) *lookalike {
 	if !printable.Deceptive(username) {
 		return nil
 	}
-	why := "It has styled letters or digits that look like plain ones."
+	why := "It has characters in a special form (wide, styled or decomposed) that read as plain ones."
 	switch scripts := printable.Scripts(username); {
 	case printable.MixedScripts(username):
 		why = "It mixes " + strings.Join(scripts[:len(scripts)-1], ", ") + " and " + scripts[len(scripts)-1] + " letters, which can look the same."
-	case printable.LooksLatin(username):
-		why = "Its letters are " + scripts[0] + " ones that look like Latin letters."
+	case printable.LooksASCII(username):
+		why = "Some of its characters only look like plain letters or punctuation."
 	}
 	return &lookalike{Why: why, Spelled: printable.ASCII(username)}
 }

@@ -457,10 +457,11 @@ func TestUsernameCannotPassForAnother(t *testing.T) {
 	// A username that draws as another's is marked, and spelled out.
 	for username, want := range map[string]string{
 		"r\u043ebin@example.com":     `It mixes Cyrillic and Latin letters, which can look the same. Spelled out: <code>r\u043ebin@example.com</code>`,
-		"r\U0001d428bin@example.com": `It has styled letters or digits that look like plain ones. Spelled out: <code>r\U0001d428bin@example.com</code>`,
+		"r\U0001d428bin@example.com": `Some of its characters only look like plain letters or punctuation. Spelled out: <code>r\U0001d428bin@example.com</code>`,
 		"\u0430\u03bfb@example.com":  `It mixes Cyrillic, Greek and Latin letters`,
-		"\u0430\u0440\u0440\u04cf\u0435@\u0435\u0445\u0430\u0441.\u0441\u043e":       `Its letters are Cyrillic ones that look like Latin letters. Spelled out: <code>\u0430\u0440\u0440\u04cf\u0435@\u0435\u0445\u0430\u0441.\u0441\u043e</code>`,
+		"\u0430\u0440\u0440\u04cf\u0435@\u0435\u0445\u0430\u0441.\u0441\u043e":       `Some of its characters only look like plain letters or punctuation. Spelled out: <code>\u0430\u0440\u0440\u04cf\u0435@\u0435\u0445\u0430\u0441.\u0441\u043e</code>`,
 		"\u0438\u0432\u0430\u043d@\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444": "",
+		"\uff52obin@example.com":        `It has characters in a special form (wide, styled or decomposed) that read as plain ones. Spelled out: <code>\uff52obin@example.com</code>`,
 		"robin@example.com":             "",
 		"\u738b\u5c0f\u660e@example.cn": "",
 	} {
