@@ -72,6 +72,15 @@ func decisionFilter(req *adminv1.ListDecisionsRequest) (storage.DecisionFilter, 
 	}
 	f.Username, f.DeviceID = req.GetUsername(), req.GetDeviceId()
 
+	switch o := req.GetOrigin(); o {
+	case adminv1.DecisionOrigin_DECISION_ORIGIN_UNSPECIFIED:
+	case adminv1.DecisionOrigin_DECISION_ORIGIN_OKTA:
+		f.SignIns = true
+	case adminv1.DecisionOrigin_DECISION_ORIGIN_CLOUDFLARE:
+		f.Cloudflare = true
+	default:
+		return f, 0, status.Errorf(codes.InvalidArgument, "origin %d is not a DecisionOrigin", int32(o))
+	}
 	switch r := req.GetResult(); r {
 	case adminv1.DecisionResult_DECISION_RESULT_UNSPECIFIED:
 	case adminv1.DecisionResult_DECISION_RESULT_ALLOW, adminv1.DecisionResult_DECISION_RESULT_DENY:

@@ -3,6 +3,7 @@ package admin_test
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -181,5 +182,27 @@ func TestListDecisionsModes(t *testing.T) {
 		if _, err := s.ListDecisions(ctx, &adminv1.ListDecisionsRequest{Modes: bad}); status.Code(err) != codes.InvalidArgument {
 			t.Errorf("modes %v: %v", bad, err)
 		}
+	}
+	// Cloudflare's evaluations are in the report too, and apart by origin.
+	if _, err := store.AppendDecision(ctx, storage.DecisionRecord{At: now.Add(time.Minute), Username: "ada", Allow: true, Score: 90,
+		Reason: "allowed", LiveCheck: "none", Source: storage.SourceCloudflare, Mode: "monitor"}); err != nil {
+		t.Fatal(err)
+	}
+	for origin, want := range map[adminv1.DecisionOrigin][]string{
+		adminv1.DecisionOrigin_DECISION_ORIGIN_UNSPECIFIED: {"cloudflare", "sso", "sso"},
+		adminv1.DecisionOrigin_DECISION_ORIGIN_OKTA:        {"sso", "sso"},
+		adminv1.DecisionOrigin_DECISION_ORIGIN_CLOUDFLARE:  {"cloudflare"},
+	} {
+		resp, err := s.ListDecisions(ctx, &adminv1.ListDecisionsRequest{Modes: []string{"monitor"}, Origin: origin})
+		var got []string
+		for _, d := range resp.GetDecisions() {
+			got = append(got, d.GetSource())
+		}
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("origin %v: %v, %v; want %v", origin, got, err, want)
+		}
+	}
+	if _, err := s.ListDecisions(ctx, &adminv1.ListDecisionsRequest{Origin: 7}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("origin 7: %v", err)
 	}
 }

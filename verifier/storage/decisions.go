@@ -128,8 +128,8 @@ type DecisionFilter struct {
 	// Modes, when set, keeps only decisions with one of these Modes.
 	Modes []string
 	// SignIns keeps only sign-ins: Cloudflare's evaluations
-	// (SourceCloudflare) are left out.
-	SignIns bool
+	// (SourceCloudflare) are left out. Cloudflare keeps only those.
+	SignIns, Cloudflare bool
 	// Since and Until bound At: Since <= At < Until. Any time works, even
 	// one outside the range a backend can store.
 	Since, Until time.Time

@@ -301,7 +301,8 @@ func (a *app) decisionsCmd() *cli.Command {
 			user := fs.String("user", "", "only sign-ins by this Okta `username`")
 			device := fs.String("device", "", "only sign-ins from this device (`id`, or the start of one as the tables show it)")
 			denied := fs.Bool("denied", false, "only sign-ins that were refused")
-			mode := fs.String("mode", "", "only sign-ins with these comma-separated enforcement `modes`: monitor (would deny), warn, warned, bypassed, exempt, enforce")
+			mode := fs.String("mode", "", "only decisions with these comma-separated enforcement `modes`: monitor (would deny), warn, warned, bypassed, exempt, enforce")
+			origin := fs.String("origin", "", "only Okta's sign-ins (okta) or Cloudflare's evaluations (cloudflare); default both")
 			limit := fs.Int("limit", 20, "at most this many decisions (up to 1000)")
 			fs.Group("Output")
 			asJSON := fs.Bool("json", false, "print the decisions as JSON (the admin API's Decision messages)")
@@ -309,6 +310,14 @@ func (a *app) decisionsCmd() *cli.Command {
 			return func(ctx context.Context, _ []string) error {
 				if *limit < 1 || *limit > 1000 {
 					return cli.Usagef("--limit must be from 1 to 1000")
+				}
+				from := map[string]adminv1.DecisionOrigin{
+					"":           adminv1.DecisionOrigin_DECISION_ORIGIN_UNSPECIFIED,
+					"okta":       adminv1.DecisionOrigin_DECISION_ORIGIN_OKTA,
+					"cloudflare": adminv1.DecisionOrigin_DECISION_ORIGIN_CLOUDFLARE,
+				}[*origin]
+				if from == 0 && *origin != "" {
+					return cli.Usagef("--origin %q: give okta or cloudflare", *origin)
 				}
 				return a.withAdmin(ctx, af, func(c *adminConn) error {
 					req := &adminv1.ListDecisionsRequest{Username: *user, PageSize: int32(*limit)}
@@ -324,6 +333,7 @@ func (a *app) decisionsCmd() *cli.Command {
 					if *mode != "" {
 						req.Modes = strings.Split(*mode, ",")
 					}
+					req.Origin = from
 					resp, err := call(c, c.client.ListDecisions, req)
 					if err != nil {
 						return err

@@ -170,6 +170,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"profile", "user-scope", "--grpc-listen", ":1"}, "clearance-verifier profile user-scope: unknown flag --grpc-listen (see 'clearance-verifier profile user-scope -h')"},
 		{[]string{"serve"}, "clearance-verifier serve: --data-dir is required (or CLEARANCE_DATA_DIR, or data_dir in the config file) (see 'clearance-verifier serve -h')"},
 		{[]string{"decisions", "--data-dir", "x", "--limit", "0"}, "clearance-verifier decisions: --limit must be from 1 to 1000 (see 'clearance-verifier decisions -h')"},
+		{[]string{"decisions", "--data-dir", "x", "--origin", "saml"}, `clearance-verifier decisions: --origin "saml": give okta or cloudflare (see 'clearance-verifier decisions -h')`},
 	} {
 		code, stdout, stderr := exitOf(noEnv, tc.args...)
 		if code != 2 || stdout != "" || stderr != tc.want+"\n" {

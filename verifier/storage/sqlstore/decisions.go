@@ -193,6 +193,9 @@ func listDecisionsQuery(f storage.DecisionFilter) (string, []any) {
 	if f.SignIns {
 		w.add("source <> ?", storage.SourceCloudflare)
 	}
+	if f.Cloudflare {
+		w.add("source = ?", storage.SourceCloudflare)
+	}
 	if len(f.Modes) > 0 {
 		var in []string
 		for _, m := range f.Modes {

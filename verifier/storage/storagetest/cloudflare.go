@@ -153,6 +153,9 @@ func testDecisionsSignInsOnly(t *testing.T, s storage.Store) {
 	if got := listDecisions(t, s, storage.DecisionFilter{Username: "ana@example.com"}); len(got) != 3 || got[0].Source != storage.SourceCloudflare {
 		t.Fatalf("every decision: %+v", got)
 	}
+	if got := listDecisions(t, s, storage.DecisionFilter{Cloudflare: true}); len(got) != 1 || got[0].Source != storage.SourceCloudflare {
+		t.Fatalf("Cloudflare's only: %+v", got)
+	}
 }
 
 func sameSet(a, b []string) bool {

@@ -129,6 +129,60 @@ func (DecisionResult) EnumDescriptor() ([]byte, []int) {
 	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{1}
 }
 
+// DecisionOrigin filters the decision log by what asked.
+type DecisionOrigin int32
+
+const (
+	// Every decision.
+	DecisionOrigin_DECISION_ORIGIN_UNSPECIFIED DecisionOrigin = 0
+	// Only sign-ins through Okta (source "sso" and its presses: Check again,
+	// Continue, Resolve later).
+	DecisionOrigin_DECISION_ORIGIN_OKTA DecisionOrigin = 1
+	// Only Cloudflare's device posture evaluations (source "cloudflare").
+	DecisionOrigin_DECISION_ORIGIN_CLOUDFLARE DecisionOrigin = 2
+)
+
+// Enum value maps for DecisionOrigin.
+var (
+	DecisionOrigin_name = map[int32]string{
+		0: "DECISION_ORIGIN_UNSPECIFIED",
+		1: "DECISION_ORIGIN_OKTA",
+		2: "DECISION_ORIGIN_CLOUDFLARE",
+	}
+	DecisionOrigin_value = map[string]int32{
+		"DECISION_ORIGIN_UNSPECIFIED": 0,
+		"DECISION_ORIGIN_OKTA":        1,
+		"DECISION_ORIGIN_CLOUDFLARE":  2,
+	}
+)
+
+func (x DecisionOrigin) Enum() *DecisionOrigin {
+	p := new(DecisionOrigin)
+	*p = x
+	return p
+}
+
+func (x DecisionOrigin) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DecisionOrigin) Descriptor() protoreflect.EnumDescriptor {
+	return file_clearance_admin_v1_admin_proto_enumTypes[2].Descriptor()
+}
+
+func (DecisionOrigin) Type() protoreflect.EnumType {
+	return &file_clearance_admin_v1_admin_proto_enumTypes[2]
+}
+
+func (x DecisionOrigin) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DecisionOrigin.Descriptor instead.
+func (DecisionOrigin) EnumDescriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
 // PolicyStatus is one policy's outcome in an access decision: the agent's
 // words (clearance.agent.v1.PolicyStatus, same names and numbers) plus
 // MISSING, which only the verifier can say.
@@ -177,11 +231,11 @@ func (x PolicyStatus) String() string {
 }
 
 func (PolicyStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_clearance_admin_v1_admin_proto_enumTypes[2].Descriptor()
+	return file_clearance_admin_v1_admin_proto_enumTypes[3].Descriptor()
 }
 
 func (PolicyStatus) Type() protoreflect.EnumType {
-	return &file_clearance_admin_v1_admin_proto_enumTypes[2]
+	return &file_clearance_admin_v1_admin_proto_enumTypes[3]
 }
 
 func (x PolicyStatus) Number() protoreflect.EnumNumber {
@@ -190,7 +244,7 @@ func (x PolicyStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PolicyStatus.Descriptor instead.
 func (PolicyStatus) EnumDescriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 // PostureSummary counts policy results in a device's latest report.
@@ -1942,7 +1996,12 @@ type ListDecisionsRequest struct {
 	// Only decisions with one of these modes (see Decision.mode): "monitor"
 	// is the would-deny report, "warn" and "warned" the warnings, "bypassed"
 	// the Resolve laters.
-	Modes         []string `protobuf:"bytes,40,rep,name=modes,proto3" json:"modes,omitempty"`
+	Modes []string `protobuf:"bytes,40,rep,name=modes,proto3" json:"modes,omitempty"`
+	// Only Okta's sign-ins, or only Cloudflare's evaluations (default: both).
+	// Cloudflare asks about each Mac every few minutes: a report of people
+	// (who would have been blocked) reads Okta's; a Mac only Cloudflare asks
+	// about is in Cloudflare's.
+	Origin        DecisionOrigin `protobuf:"varint,41,opt,name=origin,proto3,enum=clearance.admin.v1.DecisionOrigin" json:"origin,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2031,6 +2090,13 @@ func (x *ListDecisionsRequest) GetModes() []string {
 		return x.Modes
 	}
 	return nil
+}
+
+func (x *ListDecisionsRequest) GetOrigin() DecisionOrigin {
+	if x != nil {
+		return x.Origin
+	}
+	return DecisionOrigin_DECISION_ORIGIN_UNSPECIFIED
 }
 
 // ListDecisionsResponse is one page of the decision log.
@@ -3853,7 +3919,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"request_id\x18\x0e \x01(\tR\trequestId\x12\x18\n" +
 	"\abinding\x18\x0f \x01(\tR\abinding\x12\x14\n" +
 	"\x05score\x18\x10 \x01(\x05R\x05score\x12\x12\n" +
-	"\x04mode\x18( \x01(\tR\x04mode\"\xc1\x02\n" +
+	"\x04mode\x18( \x01(\tR\x04mode\"\xfd\x02\n" +
 	"\x14ListDecisionsRequest\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12:\n" +
@@ -3863,7 +3929,8 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\a \x01(\tR\tpageToken\x12\x14\n" +
-	"\x05modes\x18( \x03(\tR\x05modes\"{\n" +
+	"\x05modes\x18( \x03(\tR\x05modes\x12:\n" +
+	"\x06origin\x18) \x01(\x0e2\".clearance.admin.v1.DecisionOriginR\x06origin\"{\n" +
 	"\x15ListDecisionsResponse\x12:\n" +
 	"\tdecisions\x18\x01 \x03(\v2\x1c.clearance.admin.v1.DecisionR\tdecisions\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xcd\x03\n" +
@@ -4009,7 +4076,11 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x0eDecisionResult\x12\x1f\n" +
 	"\x1bDECISION_RESULT_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15DECISION_RESULT_ALLOW\x10\x01\x12\x18\n" +
-	"\x14DECISION_RESULT_DENY\x10\x02*\x91\x01\n" +
+	"\x14DECISION_RESULT_DENY\x10\x02*k\n" +
+	"\x0eDecisionOrigin\x12\x1f\n" +
+	"\x1bDECISION_ORIGIN_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14DECISION_ORIGIN_OKTA\x10\x01\x12\x1e\n" +
+	"\x1aDECISION_ORIGIN_CLOUDFLARE\x10\x02*\x91\x01\n" +
 	"\fPolicyStatus\x12\x1d\n" +
 	"\x19POLICY_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12POLICY_STATUS_PASS\x10\x01\x12\x16\n" +
@@ -4060,212 +4131,214 @@ func file_clearance_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_clearance_admin_v1_admin_proto_rawDescData
 }
 
-var file_clearance_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_clearance_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_clearance_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_clearance_admin_v1_admin_proto_goTypes = []any{
 	(DeviceStatus)(0),                        // 0: clearance.admin.v1.DeviceStatus
 	(DecisionResult)(0),                      // 1: clearance.admin.v1.DecisionResult
-	(PolicyStatus)(0),                        // 2: clearance.admin.v1.PolicyStatus
-	(*PostureSummary)(nil),                   // 3: clearance.admin.v1.PostureSummary
-	(*Device)(nil),                           // 4: clearance.admin.v1.Device
-	(*PolicyOutcome)(nil),                    // 5: clearance.admin.v1.PolicyOutcome
-	(*Report)(nil),                           // 6: clearance.admin.v1.Report
-	(*ListDevicesRequest)(nil),               // 7: clearance.admin.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),              // 8: clearance.admin.v1.ListDevicesResponse
-	(*GetDeviceRequest)(nil),                 // 9: clearance.admin.v1.GetDeviceRequest
-	(*GetDeviceResponse)(nil),                // 10: clearance.admin.v1.GetDeviceResponse
-	(*RevokeDeviceRequest)(nil),              // 11: clearance.admin.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),             // 12: clearance.admin.v1.RevokeDeviceResponse
-	(*ListPoliciesRequest)(nil),              // 13: clearance.admin.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),             // 14: clearance.admin.v1.ListPoliciesResponse
-	(*ReloadPoliciesRequest)(nil),            // 15: clearance.admin.v1.ReloadPoliciesRequest
-	(*ReloadPoliciesResponse)(nil),           // 16: clearance.admin.v1.ReloadPoliciesResponse
-	(*EnrollSecret)(nil),                     // 17: clearance.admin.v1.EnrollSecret
-	(*CreateEnrollSecretRequest)(nil),        // 18: clearance.admin.v1.CreateEnrollSecretRequest
-	(*CreateEnrollSecretResponse)(nil),       // 19: clearance.admin.v1.CreateEnrollSecretResponse
-	(*ListEnrollSecretsRequest)(nil),         // 20: clearance.admin.v1.ListEnrollSecretsRequest
-	(*ListEnrollSecretsResponse)(nil),        // 21: clearance.admin.v1.ListEnrollSecretsResponse
-	(*RevokeEnrollSecretRequest)(nil),        // 22: clearance.admin.v1.RevokeEnrollSecretRequest
-	(*RevokeEnrollSecretResponse)(nil),       // 23: clearance.admin.v1.RevokeEnrollSecretResponse
-	(*RequestCheckRequest)(nil),              // 24: clearance.admin.v1.RequestCheckRequest
-	(*RequestCheckResponse)(nil),             // 25: clearance.admin.v1.RequestCheckResponse
-	(*DecisionPolicyResult)(nil),             // 26: clearance.admin.v1.DecisionPolicyResult
-	(*Decision)(nil),                         // 27: clearance.admin.v1.Decision
-	(*ListDecisionsRequest)(nil),             // 28: clearance.admin.v1.ListDecisionsRequest
-	(*ListDecisionsResponse)(nil),            // 29: clearance.admin.v1.ListDecisionsResponse
-	(*PolicyFinding)(nil),                    // 30: clearance.admin.v1.PolicyFinding
-	(*ExplainAccessRequest)(nil),             // 31: clearance.admin.v1.ExplainAccessRequest
-	(*ExplainAccessResponse)(nil),            // 32: clearance.admin.v1.ExplainAccessResponse
-	(*CreateScepChallengeRequest)(nil),       // 33: clearance.admin.v1.CreateScepChallengeRequest
-	(*CreateScepChallengeResponse)(nil),      // 34: clearance.admin.v1.CreateScepChallengeResponse
-	(*BrowserCertificate)(nil),               // 35: clearance.admin.v1.BrowserCertificate
-	(*ListBrowserCertificatesRequest)(nil),   // 36: clearance.admin.v1.ListBrowserCertificatesRequest
-	(*ListBrowserCertificatesResponse)(nil),  // 37: clearance.admin.v1.ListBrowserCertificatesResponse
-	(*RevokeBrowserCertificateRequest)(nil),  // 38: clearance.admin.v1.RevokeBrowserCertificateRequest
-	(*RevokeBrowserCertificateResponse)(nil), // 39: clearance.admin.v1.RevokeBrowserCertificateResponse
-	(*PendingEnrollment)(nil),                // 40: clearance.admin.v1.PendingEnrollment
-	(*SerialHolder)(nil),                     // 41: clearance.admin.v1.SerialHolder
-	(*ListPendingEnrollmentsRequest)(nil),    // 42: clearance.admin.v1.ListPendingEnrollmentsRequest
-	(*ListPendingEnrollmentsResponse)(nil),   // 43: clearance.admin.v1.ListPendingEnrollmentsResponse
-	(*ApproveEnrollmentRequest)(nil),         // 44: clearance.admin.v1.ApproveEnrollmentRequest
-	(*ApproveEnrollmentResponse)(nil),        // 45: clearance.admin.v1.ApproveEnrollmentResponse
-	(*RejectEnrollmentRequest)(nil),          // 46: clearance.admin.v1.RejectEnrollmentRequest
-	(*RejectEnrollmentResponse)(nil),         // 47: clearance.admin.v1.RejectEnrollmentResponse
-	(*KnownDevice)(nil),                      // 48: clearance.admin.v1.KnownDevice
-	(*ImportKnownDevicesRequest)(nil),        // 49: clearance.admin.v1.ImportKnownDevicesRequest
-	(*ImportKnownDevicesResponse)(nil),       // 50: clearance.admin.v1.ImportKnownDevicesResponse
-	(*v1.DeviceFacts)(nil),                   // 51: clearance.agent.v1.DeviceFacts
-	(*timestamppb.Timestamp)(nil),            // 52: google.protobuf.Timestamp
-	(v1.PolicyStatus)(0),                     // 53: clearance.agent.v1.PolicyStatus
-	(*v1.PostureReport)(nil),                 // 54: clearance.agent.v1.PostureReport
-	(*v1.PolicySet)(nil),                     // 55: clearance.agent.v1.PolicySet
-	(*durationpb.Duration)(nil),              // 56: google.protobuf.Duration
-	(*OktaStatusRequest)(nil),                // 57: clearance.admin.v1.OktaStatusRequest
-	(*ListOktaSignInsRequest)(nil),           // 58: clearance.admin.v1.ListOktaSignInsRequest
-	(*GrantExemptionRequest)(nil),            // 59: clearance.admin.v1.GrantExemptionRequest
-	(*ListExemptionsRequest)(nil),            // 60: clearance.admin.v1.ListExemptionsRequest
-	(*RevokeExemptionRequest)(nil),           // 61: clearance.admin.v1.RevokeExemptionRequest
-	(*ListUsersRequest)(nil),                 // 62: clearance.admin.v1.ListUsersRequest
-	(*GetUserRequest)(nil),                   // 63: clearance.admin.v1.GetUserRequest
-	(*ListGroupsRequest)(nil),                // 64: clearance.admin.v1.ListGroupsRequest
-	(*AssignDeviceRequest)(nil),              // 65: clearance.admin.v1.AssignDeviceRequest
-	(*UnassignDeviceRequest)(nil),            // 66: clearance.admin.v1.UnassignDeviceRequest
-	(*OktaStatusResponse)(nil),               // 67: clearance.admin.v1.OktaStatusResponse
-	(*ListOktaSignInsResponse)(nil),          // 68: clearance.admin.v1.ListOktaSignInsResponse
-	(*GrantExemptionResponse)(nil),           // 69: clearance.admin.v1.GrantExemptionResponse
-	(*ListExemptionsResponse)(nil),           // 70: clearance.admin.v1.ListExemptionsResponse
-	(*RevokeExemptionResponse)(nil),          // 71: clearance.admin.v1.RevokeExemptionResponse
-	(*ListUsersResponse)(nil),                // 72: clearance.admin.v1.ListUsersResponse
-	(*GetUserResponse)(nil),                  // 73: clearance.admin.v1.GetUserResponse
-	(*ListGroupsResponse)(nil),               // 74: clearance.admin.v1.ListGroupsResponse
-	(*AssignDeviceResponse)(nil),             // 75: clearance.admin.v1.AssignDeviceResponse
-	(*UnassignDeviceResponse)(nil),           // 76: clearance.admin.v1.UnassignDeviceResponse
+	(DecisionOrigin)(0),                      // 2: clearance.admin.v1.DecisionOrigin
+	(PolicyStatus)(0),                        // 3: clearance.admin.v1.PolicyStatus
+	(*PostureSummary)(nil),                   // 4: clearance.admin.v1.PostureSummary
+	(*Device)(nil),                           // 5: clearance.admin.v1.Device
+	(*PolicyOutcome)(nil),                    // 6: clearance.admin.v1.PolicyOutcome
+	(*Report)(nil),                           // 7: clearance.admin.v1.Report
+	(*ListDevicesRequest)(nil),               // 8: clearance.admin.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),              // 9: clearance.admin.v1.ListDevicesResponse
+	(*GetDeviceRequest)(nil),                 // 10: clearance.admin.v1.GetDeviceRequest
+	(*GetDeviceResponse)(nil),                // 11: clearance.admin.v1.GetDeviceResponse
+	(*RevokeDeviceRequest)(nil),              // 12: clearance.admin.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),             // 13: clearance.admin.v1.RevokeDeviceResponse
+	(*ListPoliciesRequest)(nil),              // 14: clearance.admin.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),             // 15: clearance.admin.v1.ListPoliciesResponse
+	(*ReloadPoliciesRequest)(nil),            // 16: clearance.admin.v1.ReloadPoliciesRequest
+	(*ReloadPoliciesResponse)(nil),           // 17: clearance.admin.v1.ReloadPoliciesResponse
+	(*EnrollSecret)(nil),                     // 18: clearance.admin.v1.EnrollSecret
+	(*CreateEnrollSecretRequest)(nil),        // 19: clearance.admin.v1.CreateEnrollSecretRequest
+	(*CreateEnrollSecretResponse)(nil),       // 20: clearance.admin.v1.CreateEnrollSecretResponse
+	(*ListEnrollSecretsRequest)(nil),         // 21: clearance.admin.v1.ListEnrollSecretsRequest
+	(*ListEnrollSecretsResponse)(nil),        // 22: clearance.admin.v1.ListEnrollSecretsResponse
+	(*RevokeEnrollSecretRequest)(nil),        // 23: clearance.admin.v1.RevokeEnrollSecretRequest
+	(*RevokeEnrollSecretResponse)(nil),       // 24: clearance.admin.v1.RevokeEnrollSecretResponse
+	(*RequestCheckRequest)(nil),              // 25: clearance.admin.v1.RequestCheckRequest
+	(*RequestCheckResponse)(nil),             // 26: clearance.admin.v1.RequestCheckResponse
+	(*DecisionPolicyResult)(nil),             // 27: clearance.admin.v1.DecisionPolicyResult
+	(*Decision)(nil),                         // 28: clearance.admin.v1.Decision
+	(*ListDecisionsRequest)(nil),             // 29: clearance.admin.v1.ListDecisionsRequest
+	(*ListDecisionsResponse)(nil),            // 30: clearance.admin.v1.ListDecisionsResponse
+	(*PolicyFinding)(nil),                    // 31: clearance.admin.v1.PolicyFinding
+	(*ExplainAccessRequest)(nil),             // 32: clearance.admin.v1.ExplainAccessRequest
+	(*ExplainAccessResponse)(nil),            // 33: clearance.admin.v1.ExplainAccessResponse
+	(*CreateScepChallengeRequest)(nil),       // 34: clearance.admin.v1.CreateScepChallengeRequest
+	(*CreateScepChallengeResponse)(nil),      // 35: clearance.admin.v1.CreateScepChallengeResponse
+	(*BrowserCertificate)(nil),               // 36: clearance.admin.v1.BrowserCertificate
+	(*ListBrowserCertificatesRequest)(nil),   // 37: clearance.admin.v1.ListBrowserCertificatesRequest
+	(*ListBrowserCertificatesResponse)(nil),  // 38: clearance.admin.v1.ListBrowserCertificatesResponse
+	(*RevokeBrowserCertificateRequest)(nil),  // 39: clearance.admin.v1.RevokeBrowserCertificateRequest
+	(*RevokeBrowserCertificateResponse)(nil), // 40: clearance.admin.v1.RevokeBrowserCertificateResponse
+	(*PendingEnrollment)(nil),                // 41: clearance.admin.v1.PendingEnrollment
+	(*SerialHolder)(nil),                     // 42: clearance.admin.v1.SerialHolder
+	(*ListPendingEnrollmentsRequest)(nil),    // 43: clearance.admin.v1.ListPendingEnrollmentsRequest
+	(*ListPendingEnrollmentsResponse)(nil),   // 44: clearance.admin.v1.ListPendingEnrollmentsResponse
+	(*ApproveEnrollmentRequest)(nil),         // 45: clearance.admin.v1.ApproveEnrollmentRequest
+	(*ApproveEnrollmentResponse)(nil),        // 46: clearance.admin.v1.ApproveEnrollmentResponse
+	(*RejectEnrollmentRequest)(nil),          // 47: clearance.admin.v1.RejectEnrollmentRequest
+	(*RejectEnrollmentResponse)(nil),         // 48: clearance.admin.v1.RejectEnrollmentResponse
+	(*KnownDevice)(nil),                      // 49: clearance.admin.v1.KnownDevice
+	(*ImportKnownDevicesRequest)(nil),        // 50: clearance.admin.v1.ImportKnownDevicesRequest
+	(*ImportKnownDevicesResponse)(nil),       // 51: clearance.admin.v1.ImportKnownDevicesResponse
+	(*v1.DeviceFacts)(nil),                   // 52: clearance.agent.v1.DeviceFacts
+	(*timestamppb.Timestamp)(nil),            // 53: google.protobuf.Timestamp
+	(v1.PolicyStatus)(0),                     // 54: clearance.agent.v1.PolicyStatus
+	(*v1.PostureReport)(nil),                 // 55: clearance.agent.v1.PostureReport
+	(*v1.PolicySet)(nil),                     // 56: clearance.agent.v1.PolicySet
+	(*durationpb.Duration)(nil),              // 57: google.protobuf.Duration
+	(*OktaStatusRequest)(nil),                // 58: clearance.admin.v1.OktaStatusRequest
+	(*ListOktaSignInsRequest)(nil),           // 59: clearance.admin.v1.ListOktaSignInsRequest
+	(*GrantExemptionRequest)(nil),            // 60: clearance.admin.v1.GrantExemptionRequest
+	(*ListExemptionsRequest)(nil),            // 61: clearance.admin.v1.ListExemptionsRequest
+	(*RevokeExemptionRequest)(nil),           // 62: clearance.admin.v1.RevokeExemptionRequest
+	(*ListUsersRequest)(nil),                 // 63: clearance.admin.v1.ListUsersRequest
+	(*GetUserRequest)(nil),                   // 64: clearance.admin.v1.GetUserRequest
+	(*ListGroupsRequest)(nil),                // 65: clearance.admin.v1.ListGroupsRequest
+	(*AssignDeviceRequest)(nil),              // 66: clearance.admin.v1.AssignDeviceRequest
+	(*UnassignDeviceRequest)(nil),            // 67: clearance.admin.v1.UnassignDeviceRequest
+	(*OktaStatusResponse)(nil),               // 68: clearance.admin.v1.OktaStatusResponse
+	(*ListOktaSignInsResponse)(nil),          // 69: clearance.admin.v1.ListOktaSignInsResponse
+	(*GrantExemptionResponse)(nil),           // 70: clearance.admin.v1.GrantExemptionResponse
+	(*ListExemptionsResponse)(nil),           // 71: clearance.admin.v1.ListExemptionsResponse
+	(*RevokeExemptionResponse)(nil),          // 72: clearance.admin.v1.RevokeExemptionResponse
+	(*ListUsersResponse)(nil),                // 73: clearance.admin.v1.ListUsersResponse
+	(*GetUserResponse)(nil),                  // 74: clearance.admin.v1.GetUserResponse
+	(*ListGroupsResponse)(nil),               // 75: clearance.admin.v1.ListGroupsResponse
+	(*AssignDeviceResponse)(nil),             // 76: clearance.admin.v1.AssignDeviceResponse
+	(*UnassignDeviceResponse)(nil),           // 77: clearance.admin.v1.UnassignDeviceResponse
 }
 var file_clearance_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: clearance.admin.v1.Device.status:type_name -> clearance.admin.v1.DeviceStatus
-	51, // 1: clearance.admin.v1.Device.facts:type_name -> clearance.agent.v1.DeviceFacts
-	52, // 2: clearance.admin.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	52, // 3: clearance.admin.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	52, // 4: clearance.admin.v1.Device.last_report_at:type_name -> google.protobuf.Timestamp
-	3,  // 5: clearance.admin.v1.Device.summary:type_name -> clearance.admin.v1.PostureSummary
-	52, // 6: clearance.admin.v1.Device.cert_not_after:type_name -> google.protobuf.Timestamp
-	52, // 7: clearance.admin.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	53, // 8: clearance.admin.v1.PolicyOutcome.status:type_name -> clearance.agent.v1.PolicyStatus
-	54, // 9: clearance.admin.v1.Report.report:type_name -> clearance.agent.v1.PostureReport
-	52, // 10: clearance.admin.v1.Report.received_at:type_name -> google.protobuf.Timestamp
-	4,  // 11: clearance.admin.v1.ListDevicesResponse.devices:type_name -> clearance.admin.v1.Device
-	4,  // 12: clearance.admin.v1.GetDeviceResponse.device:type_name -> clearance.admin.v1.Device
-	6,  // 13: clearance.admin.v1.GetDeviceResponse.latest_report:type_name -> clearance.admin.v1.Report
-	5,  // 14: clearance.admin.v1.GetDeviceResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
-	4,  // 15: clearance.admin.v1.RevokeDeviceResponse.device:type_name -> clearance.admin.v1.Device
-	55, // 16: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	55, // 17: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	52, // 18: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	52, // 19: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	52, // 20: clearance.admin.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	56, // 21: clearance.admin.v1.CreateEnrollSecretRequest.expires_in:type_name -> google.protobuf.Duration
-	17, // 22: clearance.admin.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
-	17, // 23: clearance.admin.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> clearance.admin.v1.EnrollSecret
-	17, // 24: clearance.admin.v1.RevokeEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
-	4,  // 25: clearance.admin.v1.RevokeEnrollSecretResponse.devices:type_name -> clearance.admin.v1.Device
-	56, // 26: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
-	6,  // 27: clearance.admin.v1.RequestCheckResponse.report:type_name -> clearance.admin.v1.Report
-	5,  // 28: clearance.admin.v1.RequestCheckResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
-	2,  // 29: clearance.admin.v1.DecisionPolicyResult.status:type_name -> clearance.admin.v1.PolicyStatus
-	52, // 30: clearance.admin.v1.DecisionPolicyResult.grace_ends:type_name -> google.protobuf.Timestamp
-	52, // 31: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	26, // 32: clearance.admin.v1.Decision.results:type_name -> clearance.admin.v1.DecisionPolicyResult
-	56, // 33: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
+	52, // 1: clearance.admin.v1.Device.facts:type_name -> clearance.agent.v1.DeviceFacts
+	53, // 2: clearance.admin.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	53, // 3: clearance.admin.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	53, // 4: clearance.admin.v1.Device.last_report_at:type_name -> google.protobuf.Timestamp
+	4,  // 5: clearance.admin.v1.Device.summary:type_name -> clearance.admin.v1.PostureSummary
+	53, // 6: clearance.admin.v1.Device.cert_not_after:type_name -> google.protobuf.Timestamp
+	53, // 7: clearance.admin.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	54, // 8: clearance.admin.v1.PolicyOutcome.status:type_name -> clearance.agent.v1.PolicyStatus
+	55, // 9: clearance.admin.v1.Report.report:type_name -> clearance.agent.v1.PostureReport
+	53, // 10: clearance.admin.v1.Report.received_at:type_name -> google.protobuf.Timestamp
+	5,  // 11: clearance.admin.v1.ListDevicesResponse.devices:type_name -> clearance.admin.v1.Device
+	5,  // 12: clearance.admin.v1.GetDeviceResponse.device:type_name -> clearance.admin.v1.Device
+	7,  // 13: clearance.admin.v1.GetDeviceResponse.latest_report:type_name -> clearance.admin.v1.Report
+	6,  // 14: clearance.admin.v1.GetDeviceResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
+	5,  // 15: clearance.admin.v1.RevokeDeviceResponse.device:type_name -> clearance.admin.v1.Device
+	56, // 16: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	56, // 17: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	53, // 18: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	53, // 19: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	53, // 20: clearance.admin.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	57, // 21: clearance.admin.v1.CreateEnrollSecretRequest.expires_in:type_name -> google.protobuf.Duration
+	18, // 22: clearance.admin.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
+	18, // 23: clearance.admin.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> clearance.admin.v1.EnrollSecret
+	18, // 24: clearance.admin.v1.RevokeEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
+	5,  // 25: clearance.admin.v1.RevokeEnrollSecretResponse.devices:type_name -> clearance.admin.v1.Device
+	57, // 26: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
+	7,  // 27: clearance.admin.v1.RequestCheckResponse.report:type_name -> clearance.admin.v1.Report
+	6,  // 28: clearance.admin.v1.RequestCheckResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
+	3,  // 29: clearance.admin.v1.DecisionPolicyResult.status:type_name -> clearance.admin.v1.PolicyStatus
+	53, // 30: clearance.admin.v1.DecisionPolicyResult.grace_ends:type_name -> google.protobuf.Timestamp
+	53, // 31: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	27, // 32: clearance.admin.v1.Decision.results:type_name -> clearance.admin.v1.DecisionPolicyResult
+	57, // 33: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
 	1,  // 34: clearance.admin.v1.ListDecisionsRequest.result:type_name -> clearance.admin.v1.DecisionResult
-	52, // 35: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
-	52, // 36: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
-	27, // 37: clearance.admin.v1.ListDecisionsResponse.decisions:type_name -> clearance.admin.v1.Decision
-	2,  // 38: clearance.admin.v1.PolicyFinding.status:type_name -> clearance.admin.v1.PolicyStatus
-	52, // 39: clearance.admin.v1.PolicyFinding.grace_ends:type_name -> google.protobuf.Timestamp
-	30, // 40: clearance.admin.v1.ExplainAccessResponse.failing:type_name -> clearance.admin.v1.PolicyFinding
-	30, // 41: clearance.admin.v1.ExplainAccessResponse.advisory:type_name -> clearance.admin.v1.PolicyFinding
-	30, // 42: clearance.admin.v1.ExplainAccessResponse.results:type_name -> clearance.admin.v1.PolicyFinding
-	56, // 43: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
-	52, // 44: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
-	52, // 45: clearance.admin.v1.ExplainAccessResponse.block_from:type_name -> google.protobuf.Timestamp
-	56, // 46: clearance.admin.v1.CreateScepChallengeRequest.ttl:type_name -> google.protobuf.Duration
-	52, // 47: clearance.admin.v1.CreateScepChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	52, // 48: clearance.admin.v1.BrowserCertificate.not_before:type_name -> google.protobuf.Timestamp
-	52, // 49: clearance.admin.v1.BrowserCertificate.not_after:type_name -> google.protobuf.Timestamp
-	52, // 50: clearance.admin.v1.BrowserCertificate.revoke_after:type_name -> google.protobuf.Timestamp
-	35, // 51: clearance.admin.v1.ListBrowserCertificatesResponse.certificates:type_name -> clearance.admin.v1.BrowserCertificate
-	35, // 52: clearance.admin.v1.RevokeBrowserCertificateResponse.certificate:type_name -> clearance.admin.v1.BrowserCertificate
-	51, // 53: clearance.admin.v1.PendingEnrollment.facts:type_name -> clearance.agent.v1.DeviceFacts
-	52, // 54: clearance.admin.v1.PendingEnrollment.requested_at:type_name -> google.protobuf.Timestamp
-	52, // 55: clearance.admin.v1.PendingEnrollment.last_request_at:type_name -> google.protobuf.Timestamp
-	52, // 56: clearance.admin.v1.PendingEnrollment.rejected_at:type_name -> google.protobuf.Timestamp
-	41, // 57: clearance.admin.v1.PendingEnrollment.serial_holders:type_name -> clearance.admin.v1.SerialHolder
-	40, // 58: clearance.admin.v1.ListPendingEnrollmentsResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
-	4,  // 59: clearance.admin.v1.ApproveEnrollmentResponse.device:type_name -> clearance.admin.v1.Device
-	40, // 60: clearance.admin.v1.RejectEnrollmentResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
-	40, // 61: clearance.admin.v1.RejectEnrollmentResponse.rejected:type_name -> clearance.admin.v1.PendingEnrollment
-	48, // 62: clearance.admin.v1.ImportKnownDevicesRequest.devices:type_name -> clearance.admin.v1.KnownDevice
-	7,  // 63: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
-	9,  // 64: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
-	11, // 65: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
-	13, // 66: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
-	15, // 67: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
-	18, // 68: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
-	20, // 69: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
-	22, // 70: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
-	24, // 71: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
-	28, // 72: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
-	57, // 73: clearance.admin.v1.AdminService.OktaStatus:input_type -> clearance.admin.v1.OktaStatusRequest
-	58, // 74: clearance.admin.v1.AdminService.ListOktaSignIns:input_type -> clearance.admin.v1.ListOktaSignInsRequest
-	31, // 75: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
-	33, // 76: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
-	36, // 77: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
-	38, // 78: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
-	42, // 79: clearance.admin.v1.AdminService.ListPendingEnrollments:input_type -> clearance.admin.v1.ListPendingEnrollmentsRequest
-	44, // 80: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
-	46, // 81: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
-	49, // 82: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
-	59, // 83: clearance.admin.v1.AdminService.GrantExemption:input_type -> clearance.admin.v1.GrantExemptionRequest
-	60, // 84: clearance.admin.v1.AdminService.ListExemptions:input_type -> clearance.admin.v1.ListExemptionsRequest
-	61, // 85: clearance.admin.v1.AdminService.RevokeExemption:input_type -> clearance.admin.v1.RevokeExemptionRequest
-	62, // 86: clearance.admin.v1.AdminService.ListUsers:input_type -> clearance.admin.v1.ListUsersRequest
-	63, // 87: clearance.admin.v1.AdminService.GetUser:input_type -> clearance.admin.v1.GetUserRequest
-	64, // 88: clearance.admin.v1.AdminService.ListGroups:input_type -> clearance.admin.v1.ListGroupsRequest
-	65, // 89: clearance.admin.v1.AdminService.AssignDevice:input_type -> clearance.admin.v1.AssignDeviceRequest
-	66, // 90: clearance.admin.v1.AdminService.UnassignDevice:input_type -> clearance.admin.v1.UnassignDeviceRequest
-	8,  // 91: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
-	10, // 92: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
-	12, // 93: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
-	14, // 94: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
-	16, // 95: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
-	19, // 96: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
-	21, // 97: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
-	23, // 98: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
-	25, // 99: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
-	29, // 100: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
-	67, // 101: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
-	68, // 102: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
-	32, // 103: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
-	34, // 104: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
-	37, // 105: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
-	39, // 106: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
-	43, // 107: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
-	45, // 108: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
-	47, // 109: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
-	50, // 110: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
-	69, // 111: clearance.admin.v1.AdminService.GrantExemption:output_type -> clearance.admin.v1.GrantExemptionResponse
-	70, // 112: clearance.admin.v1.AdminService.ListExemptions:output_type -> clearance.admin.v1.ListExemptionsResponse
-	71, // 113: clearance.admin.v1.AdminService.RevokeExemption:output_type -> clearance.admin.v1.RevokeExemptionResponse
-	72, // 114: clearance.admin.v1.AdminService.ListUsers:output_type -> clearance.admin.v1.ListUsersResponse
-	73, // 115: clearance.admin.v1.AdminService.GetUser:output_type -> clearance.admin.v1.GetUserResponse
-	74, // 116: clearance.admin.v1.AdminService.ListGroups:output_type -> clearance.admin.v1.ListGroupsResponse
-	75, // 117: clearance.admin.v1.AdminService.AssignDevice:output_type -> clearance.admin.v1.AssignDeviceResponse
-	76, // 118: clearance.admin.v1.AdminService.UnassignDevice:output_type -> clearance.admin.v1.UnassignDeviceResponse
-	91, // [91:119] is the sub-list for method output_type
-	63, // [63:91] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	53, // 35: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
+	53, // 36: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
+	2,  // 37: clearance.admin.v1.ListDecisionsRequest.origin:type_name -> clearance.admin.v1.DecisionOrigin
+	28, // 38: clearance.admin.v1.ListDecisionsResponse.decisions:type_name -> clearance.admin.v1.Decision
+	3,  // 39: clearance.admin.v1.PolicyFinding.status:type_name -> clearance.admin.v1.PolicyStatus
+	53, // 40: clearance.admin.v1.PolicyFinding.grace_ends:type_name -> google.protobuf.Timestamp
+	31, // 41: clearance.admin.v1.ExplainAccessResponse.failing:type_name -> clearance.admin.v1.PolicyFinding
+	31, // 42: clearance.admin.v1.ExplainAccessResponse.advisory:type_name -> clearance.admin.v1.PolicyFinding
+	31, // 43: clearance.admin.v1.ExplainAccessResponse.results:type_name -> clearance.admin.v1.PolicyFinding
+	57, // 44: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
+	53, // 45: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
+	53, // 46: clearance.admin.v1.ExplainAccessResponse.block_from:type_name -> google.protobuf.Timestamp
+	57, // 47: clearance.admin.v1.CreateScepChallengeRequest.ttl:type_name -> google.protobuf.Duration
+	53, // 48: clearance.admin.v1.CreateScepChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	53, // 49: clearance.admin.v1.BrowserCertificate.not_before:type_name -> google.protobuf.Timestamp
+	53, // 50: clearance.admin.v1.BrowserCertificate.not_after:type_name -> google.protobuf.Timestamp
+	53, // 51: clearance.admin.v1.BrowserCertificate.revoke_after:type_name -> google.protobuf.Timestamp
+	36, // 52: clearance.admin.v1.ListBrowserCertificatesResponse.certificates:type_name -> clearance.admin.v1.BrowserCertificate
+	36, // 53: clearance.admin.v1.RevokeBrowserCertificateResponse.certificate:type_name -> clearance.admin.v1.BrowserCertificate
+	52, // 54: clearance.admin.v1.PendingEnrollment.facts:type_name -> clearance.agent.v1.DeviceFacts
+	53, // 55: clearance.admin.v1.PendingEnrollment.requested_at:type_name -> google.protobuf.Timestamp
+	53, // 56: clearance.admin.v1.PendingEnrollment.last_request_at:type_name -> google.protobuf.Timestamp
+	53, // 57: clearance.admin.v1.PendingEnrollment.rejected_at:type_name -> google.protobuf.Timestamp
+	42, // 58: clearance.admin.v1.PendingEnrollment.serial_holders:type_name -> clearance.admin.v1.SerialHolder
+	41, // 59: clearance.admin.v1.ListPendingEnrollmentsResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
+	5,  // 60: clearance.admin.v1.ApproveEnrollmentResponse.device:type_name -> clearance.admin.v1.Device
+	41, // 61: clearance.admin.v1.RejectEnrollmentResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
+	41, // 62: clearance.admin.v1.RejectEnrollmentResponse.rejected:type_name -> clearance.admin.v1.PendingEnrollment
+	49, // 63: clearance.admin.v1.ImportKnownDevicesRequest.devices:type_name -> clearance.admin.v1.KnownDevice
+	8,  // 64: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
+	10, // 65: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
+	12, // 66: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
+	14, // 67: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
+	16, // 68: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
+	19, // 69: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
+	21, // 70: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
+	23, // 71: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
+	25, // 72: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
+	29, // 73: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
+	58, // 74: clearance.admin.v1.AdminService.OktaStatus:input_type -> clearance.admin.v1.OktaStatusRequest
+	59, // 75: clearance.admin.v1.AdminService.ListOktaSignIns:input_type -> clearance.admin.v1.ListOktaSignInsRequest
+	32, // 76: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
+	34, // 77: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
+	37, // 78: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
+	39, // 79: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
+	43, // 80: clearance.admin.v1.AdminService.ListPendingEnrollments:input_type -> clearance.admin.v1.ListPendingEnrollmentsRequest
+	45, // 81: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
+	47, // 82: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
+	50, // 83: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
+	60, // 84: clearance.admin.v1.AdminService.GrantExemption:input_type -> clearance.admin.v1.GrantExemptionRequest
+	61, // 85: clearance.admin.v1.AdminService.ListExemptions:input_type -> clearance.admin.v1.ListExemptionsRequest
+	62, // 86: clearance.admin.v1.AdminService.RevokeExemption:input_type -> clearance.admin.v1.RevokeExemptionRequest
+	63, // 87: clearance.admin.v1.AdminService.ListUsers:input_type -> clearance.admin.v1.ListUsersRequest
+	64, // 88: clearance.admin.v1.AdminService.GetUser:input_type -> clearance.admin.v1.GetUserRequest
+	65, // 89: clearance.admin.v1.AdminService.ListGroups:input_type -> clearance.admin.v1.ListGroupsRequest
+	66, // 90: clearance.admin.v1.AdminService.AssignDevice:input_type -> clearance.admin.v1.AssignDeviceRequest
+	67, // 91: clearance.admin.v1.AdminService.UnassignDevice:input_type -> clearance.admin.v1.UnassignDeviceRequest
+	9,  // 92: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
+	11, // 93: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
+	13, // 94: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
+	15, // 95: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
+	17, // 96: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
+	20, // 97: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
+	22, // 98: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
+	24, // 99: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
+	26, // 100: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
+	30, // 101: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
+	68, // 102: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
+	69, // 103: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
+	33, // 104: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
+	35, // 105: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
+	38, // 106: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
+	40, // 107: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
+	44, // 108: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
+	46, // 109: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
+	48, // 110: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
+	51, // 111: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
+	70, // 112: clearance.admin.v1.AdminService.GrantExemption:output_type -> clearance.admin.v1.GrantExemptionResponse
+	71, // 113: clearance.admin.v1.AdminService.ListExemptions:output_type -> clearance.admin.v1.ListExemptionsResponse
+	72, // 114: clearance.admin.v1.AdminService.RevokeExemption:output_type -> clearance.admin.v1.RevokeExemptionResponse
+	73, // 115: clearance.admin.v1.AdminService.ListUsers:output_type -> clearance.admin.v1.ListUsersResponse
+	74, // 116: clearance.admin.v1.AdminService.GetUser:output_type -> clearance.admin.v1.GetUserResponse
+	75, // 117: clearance.admin.v1.AdminService.ListGroups:output_type -> clearance.admin.v1.ListGroupsResponse
+	76, // 118: clearance.admin.v1.AdminService.AssignDevice:output_type -> clearance.admin.v1.AssignDeviceResponse
+	77, // 119: clearance.admin.v1.AdminService.UnassignDevice:output_type -> clearance.admin.v1.UnassignDeviceResponse
+	92, // [92:120] is the sub-list for method output_type
+	64, // [64:92] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_clearance_admin_v1_admin_proto_init() }
@@ -4282,7 +4355,7 @@ func file_clearance_admin_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearance_admin_v1_admin_proto_rawDesc), len(file_clearance_admin_v1_admin_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
