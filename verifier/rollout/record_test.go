@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -84,3 +85,39 @@ func TestRecordWritesOnlyChanges(t *testing.T) {
 }
 
 var _ Store = (*graceStore)(nil)
+
+// keptStore records what ForgetGraces is asked to keep.
+type keptStore struct {
+	Store
+	keep []string
+}
+
+func (k *keptStore) ForgetGraces(_ context.Context, keep []string) (int, error) {
+	k.keep = keep
+	return 0, nil
+}
+
+// TestForgetIdleGracesKeeps: the graces kept are those of the policies
+// enforced with a grace, whatever this replica's ceiling; warn, monitor
+// and no grace are forgotten.
+func TestForgetIdleGracesKeeps(t *testing.T) {
+	t.Parallel()
+	set := settings{
+		"enforced":          {Grace: time.Hour},
+		"enforced-explicit": {Enforcement: decision.Enforce, Grace: time.Hour},
+		"warn":              {Enforcement: decision.Warn, Grace: time.Hour},
+		"monitor":           {Enforcement: decision.Monitor, Grace: time.Hour},
+		"no-grace":          {AllowBypass: true},
+	}
+	for _, ceiling := range []decision.Enforcement{"", decision.Enforce, decision.Warn, decision.Monitor} {
+		st := &keptStore{}
+		s := &Source{Store: st, Ceiling: ceiling}
+		if _, err := s.ForgetIdleGraces(t.Context(), set); err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(st.keep)
+		if !slices.Equal(st.keep, []string{"enforced", "enforced-explicit"}) {
+			t.Errorf("ceiling %q: kept %v", ceiling, st.keep)
+		}
+	}
+}

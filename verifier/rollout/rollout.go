@@ -47,16 +47,18 @@ type Source struct {
 }
 
 // ForgetIdleGraces forgets every grace start that holds no block back
-// under settings: of a policy without a grace, or whose enforcement,
-// lowered by the ceiling, is not enforce (warn, monitor), or that is no
-// longer in the set. Such a start would otherwise keep running unseen, and
+// under settings: of a policy without a grace, or whose enforcement is
+// not enforce (warn, monitor), or that is no longer in the set. The
+// ceiling (--enforcement) is left out: it is one replica's setting, and a
+// replica started with a lower one must not end the graces the others
+// keep. Such a start would otherwise keep running unseen, and
 // a policy enforced with a grace again (moved back from warn, or given its
 // grace back) would block every Mac it covers at once. Run at start and
 // after every reload; it returns how many it forgot.
 func (s *Source) ForgetIdleGraces(ctx context.Context, settings map[string]decision.PolicyRollout) (int, error) {
 	var keep []string
 	for id, pr := range settings {
-		if pr.Grace > 0 && pr.Enforcement.Lower(decision.Enforce).Lower(s.Ceiling) == decision.Enforce {
+		if pr.Grace > 0 && pr.Enforcement.Lower(decision.Enforce) == decision.Enforce {
 			keep = append(keep, id)
 		}
 	}
