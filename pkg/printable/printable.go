@@ -136,13 +136,26 @@ func MixedScripts(s string) bool {
 // a Roman numeral, "r𝐨bin" in mathematical bold); one that holds a
 // compatibility form (fullwidth "ｒ", a one-dot leader for '.', a small
 // '@') or is not in composed form (an "e" and a combining accent where
-// "é" is one character), which read as the plain form; or one whose words
-// mix scripts (MixedScripts).
+// "é" is one character), which read as the plain form; one whose words
+// mix scripts (MixedScripts); or one with a mark on an ASCII letter that no
+// composed letter has ("i" with a dot above draws as "i"), or punctuation
+// or a symbol outside ASCII (an ideographic full stop for '.').
 func Deceptive(s string) bool {
 	if isASCII(s) {
 		return false
 	}
-	return norm.NFKC.String(s) != s || isASCII(confusables.Skeleton(s)) || MixedScripts(s)
+	if norm.NFKC.String(s) != s || isASCII(confusables.Skeleton(s)) || MixedScripts(s) {
+		return true
+	}
+	prev := rune(0)
+	for _, r := range s {
+		if r >= utf8.RuneSelf && (unicode.IsPunct(r) || unicode.IsSymbol(r)) ||
+			unicode.Is(unicode.Mn, r) && prev < utf8.RuneSelf && unicode.IsLetter(prev) {
+			return true
+		}
+		prev = r
+	}
+	return false
 }
 
 // LooksASCII reports a string that is not ASCII but whose every character

@@ -190,6 +190,12 @@ func TestDeceptive(t *testing.T) {
 		"alice\ufe6bexample.com":  true, // small commercial at
 		"robin\uff11@example.com": true,
 		"jose\u0301@example.com":  true, // e and a combining accent
+		// Marks no composed letter has, on ASCII letters.
+		"ali\u0307ce@example.com": true, // i and a dot above draw as i
+		"j\u0307ohn@example.com":  true,
+		"ali\u0358ce@example.com": true,
+		"alice@example\u3002com":  true, // an ideographic full stop
+		"alice@example\u00b7com":  true, // a middle dot
 		// Mixed in one word.
 		"\u0430lice@example.com": true,
 		"a\u4e28ice@example.com": true,
