@@ -71,10 +71,12 @@ const (
 // has not begun a request (a handshake, or a bare TCP connection), else its
 // oldest. Past Max, it closes the oldest idle connection of all (a
 // browser's idle keep-alive connection is the cheapest to lose: it opens
-// another), else one of the source that holds the most, in the same order.
-// Holding connections open is then worth nothing to whoever holds them,
-// and a flood of connections from a few addresses closes its own, not a
-// sign-in under way from elsewhere. Serve it with an http.Server whose
+// another), else the oldest that has not begun a request of the source
+// that holds the most, else the oldest that has not begun a request of
+// all, else the oldest of the source that holds the most. Holding
+// connections open is then worth nothing to whoever holds them, and a
+// flood of connections, from few addresses or many, closes its own before
+// a request under way. Serve it with an http.Server whose
 // ConnState is c.ConnState, so it knows which connections are idle and
 // which have begun a request.
 type Conns struct {
@@ -141,7 +143,12 @@ func (c *Conns) Accept() (net.Conn, error) {
 	if c.count >= c.o.Max {
 		victim := c.oldestIdle(c.all)
 		if victim == nil {
-			victim = c.pick(c.heaviest())
+			heaviest := c.heaviest()
+			if victim = c.oldestNotBegun(heaviest); victim == nil {
+				if victim = c.oldestNotBegun(c.all); victim == nil {
+					victim = heaviest.Front().Value.(*limitedConn)
+				}
+			}
 		}
 		c.forget(victim)
 		evicted = append(evicted, victim)
@@ -180,12 +187,21 @@ func (c *Conns) pick(l *list.List) *limitedConn {
 	if lc := c.oldestIdle(l); lc != nil {
 		return lc
 	}
+	if lc := c.oldestNotBegun(l); lc != nil {
+		return lc
+	}
+	return l.Front().Value.(*limitedConn)
+}
+
+// oldestNotBegun returns l's oldest connection that has not begun a
+// request, or nil; c.mu is held.
+func (c *Conns) oldestNotBegun(l *list.List) *limitedConn {
 	for e := l.Front(); e != nil; e = e.Next() {
 		if lc := e.Value.(*limitedConn); !lc.begun {
 			return lc
 		}
 	}
-	return l.Front().Value.(*limitedConn)
+	return nil
 }
 
 // oldestIdle returns l's oldest idle connection, or nil; c.mu is held.

@@ -236,3 +236,32 @@ func TestConnsSourceKeepsItsRequests(t *testing.T) {
 		t.Errorf("the request under way was closed: %q %v", b[:n], err)
 	}
 }
+
+// TestConnsManySourcesSpareRequests: a flood of bare connections from
+// many addresses, one each, closes its own (none of them has begun a
+// request), not an older request under way from an address holding as
+// many.
+func TestConnsManySourcesSpareRequests(t *testing.T) {
+	t.Parallel()
+	srv, c, rec := connsServer(t, ConnsOptions{Max: 6, PerSource: 100})
+	addr := srv.Listener.Addr().String()
+	busy := tls.Client(dialFrom(t, "127.0.0.40", addr), &tls.Config{InsecureSkipVerify: true})
+	if _, err := io.WriteString(busy, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the request begun", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.all.Len() == 1 && c.all.Front().Value.(*limitedConn).begun
+	})
+	for i := range 30 {
+		dialFrom(t, "127.0.1."+strconv.Itoa(1+i), addr)
+	}
+	waitUntil(t, "the flood's evictions", func() bool { return rec.get(rec.closed, "sso/"+ClosedConn) == 25 })
+	c.mu.Lock()
+	kept := c.per[Key(netip.MustParseAddr("127.0.0.40"))] != nil
+	c.mu.Unlock()
+	if !kept {
+		t.Fatal("the request under way was closed by the flood")
+	}
+}
