@@ -176,7 +176,7 @@ func New() *Metrics {
 	}, []string{"listener"})
 	m.httpClosed = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "clearance_http_connections_closed_total",
-		Help: "Connections of the HTTPS listeners closed to make room for a new one (an idle one first), by listener and reason: evicted_per_source (its client address held --sso-max-conns-per-source), evicted (the listener held --sso-max-conns; the http listener: 32 per address, 128 in all).",
+		Help: "Connections of the HTTPS listeners closed to keep within their limits, by listener and reason: evicted_per_source (its client address held --sso-max-conns-per-source), evicted (the listener held --sso-max-conns; the http listener: 32 per address, 128 in all), header_lines (a request's headers ran past 200 lines).",
 	}, []string{"listener", "reason"})
 	for _, l := range []string{"sso", "http"} {
 		m.httpConns.WithLabelValues(l)
@@ -372,7 +372,8 @@ func (m *Metrics) HTTPConns(listener string, delta int) {
 	m.httpConns.WithLabelValues(listener).Add(float64(delta))
 }
 
-// HTTPConnClosed counts a connection an HTTPS listener closed to make room.
+// HTTPConnClosed counts a connection an HTTPS listener closed to keep
+// within its limits.
 func (m *Metrics) HTTPConnClosed(listener, reason string) {
 	if m == nil {
 		return

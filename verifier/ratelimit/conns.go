@@ -63,6 +63,9 @@ type ConnMetrics interface {
 const (
 	ClosedConnPerSource = "evicted_per_source"
 	ClosedConn          = "evicted"
+	// ClosedHeaderLines: its request's headers ran past their bound in
+	// lines (httpsconn).
+	ClosedHeaderLines = "header_lines"
 )
 
 // Conns is a listener that holds at most Max connections, and PerSource
@@ -268,7 +271,11 @@ func (c *Conns) closedFor(reason string, src netip.Addr) {
 // ConnState is the http.Server's ConnState hook: it tells Conns which
 // connections wait idle between requests.
 func (c *Conns) ConnState(nc net.Conn, st http.ConnState) {
-	if u, ok := nc.(interface{ NetConn() net.Conn }); ok { // *tls.Conn
+	for { // *tls.Conn, or a connection that ends TLS itself
+		u, ok := nc.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
 		nc = u.NetConn()
 	}
 	lc, ok := nc.(*limitedConn)

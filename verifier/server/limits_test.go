@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -171,6 +172,46 @@ func TestHTTPSListenersSpeakHTTP1(t *testing.T) {
 		}
 		c.Close()
 	}
+}
+
+// TestHeaderLinesBoundedOnListeners: on both HTTPS listeners, a request
+// whose headers run past 200 lines closes its connection before they are
+// parsed (they never end here: such a request never reaches a handler),
+// and one of 30 lines is served.
+func TestHeaderLinesBoundedOnListeners(t *testing.T) {
+	t.Parallel()
+	h := startLogging(t, nil, slog.LevelInfo)
+	for _, addr := range []net.Addr{h.srv.SSOAddr, h.srv.HTTPAddr} {
+		for _, n := range []int{30, 300} {
+			c, err := tls.Dial("tcp", addr.String(), &tls.Config{InsecureSkipVerify: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b strings.Builder
+			b.WriteString("GET /healthz HTTP/1.1\r\nHost: x\r\n")
+			for range n {
+				b.WriteString("X1:\r\n")
+			}
+			if n < 200 {
+				b.WriteString("\r\n")
+			}
+			_, _ = c.Write([]byte(b.String()))
+			_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			buf := make([]byte, 64)
+			k, err := c.Read(buf)
+			served := strings.HasPrefix(string(buf[:k]), "HTTP/1.1 ")
+			var ne net.Error
+			timedOut := errors.As(err, &ne) && ne.Timeout()
+			switch {
+			case n < 200 && !served:
+				t.Errorf("%s: %d header lines not served: %q %v", addr, n, buf[:k], err)
+			case n > 200 && (served || timedOut):
+				t.Errorf("%s: %d header lines that never end: the connection was not closed (%q %v)", addr, n, buf[:k], err)
+			}
+			c.Close()
+		}
+	}
+	waitFor(t, "the closures logged", func() bool { return strings.Contains(h.logs.String(), "https_header_lines") })
 }
 
 // TestAnyonesRefusalsSampledAndClipped: requests refused before they

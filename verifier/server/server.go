@@ -44,6 +44,7 @@ import (
 	"github.com/clearance/clearance/verifier/enroll"
 	"github.com/clearance/clearance/verifier/grpcconn"
 	"github.com/clearance/clearance/verifier/grpclite"
+	"github.com/clearance/clearance/verifier/httpsconn"
 	"github.com/clearance/clearance/verifier/hub"
 	"github.com/clearance/clearance/verifier/idp"
 	"github.com/clearance/clearance/verifier/ingest"
@@ -538,6 +539,13 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 	return nil
 }
 
+// http1Only is c offering HTTP/1.1 alone in ALPN.
+func http1Only(c *tls.Config) *tls.Config {
+	c = c.Clone()
+	c.NextProtos = []string{"http/1.1"}
+	return c
+}
+
 // noHTTP2 keeps an HTTPS listener to HTTP/1.1: one request at a time on a
 // connection, so the bound on connections bounds the requests whose
 // headers and bodies are held at once. Over HTTP/2 each connection may
@@ -673,7 +681,17 @@ func (s *Server) Actors(g *run.Group) error {
 		Exempt:    append(append([]*net.IPNet{}, s.cfg.TrustedProxies...), s.cfg.SSORateExempt...),
 		Metrics:   s.Metrics, Log: s.log, Now: s.now,
 	})
-	s.http.ConnState, s.sso.ConnState = httpConns.ConnState, ssoConns.ConnState
+	// TLS is ended here, not by the servers, so that what a request's
+	// headers can make a connection hold is bounded by their lines too.
+	httpTLS := httpsconn.Listen(httpConns, httpsconn.Options{TLS: http1Only(s.http.TLSConfig), Now: s.now,
+		Log:    s.log.With("component", "http"),
+		Closed: func() { s.Metrics.HTTPConnClosed("http", ratelimit.ClosedHeaderLines) }})
+	ssoTLS := httpsconn.Listen(ssoConns, httpsconn.Options{TLS: http1Only(s.sso.TLSConfig), Now: s.now,
+		Log:    s.log.With("component", "sso"),
+		Closed: func() { s.Metrics.HTTPConnClosed("sso", ratelimit.ClosedHeaderLines) }})
+	s.http.ConnState = func(c net.Conn, st http.ConnState) { httpConns.ConnState(c, st); httpTLS.ConnState(c, st) }
+	s.sso.ConnState = func(c net.Conn, st http.ConnState) { ssoConns.ConnState(c, st); ssoTLS.ConnState(c, st) }
+	s.http.ConnContext, s.sso.ConnContext = httpsconn.ConnContext, httpsconn.ConnContext
 	s.checkDescriptors(log)
 	// `devices` and `decisions` find the admin API at the bound address.
 	if err := datadir.Write(s.cfg.DataDir, datadir.Record{Database: s.cfg.Database, GRPCAddress: grpcLn.Addr().String()}); err != nil {
@@ -682,7 +700,7 @@ func (s *Server) Actors(g *run.Group) error {
 
 	g.Add("sso", func() error {
 		log.Info("sso listening", "addr", ssoLn.Addr().String(), "sso_url", s.cfg.SSOURL())
-		if err := s.sso.ServeTLS(ssoConns, "", ""); !errors.Is(err, http.ErrServerClosed) {
+		if err := s.sso.Serve(ssoTLS); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
@@ -746,7 +764,7 @@ func (s *Server) Actors(g *run.Group) error {
 
 	g.Add("http", func() error {
 		log.Info("https listening", "addr", httpLn.Addr().String())
-		if err := s.http.ServeTLS(httpConns, "", ""); !errors.Is(err, http.ErrServerClosed) {
+		if err := s.http.Serve(httpTLS); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil

@@ -17,6 +17,7 @@ import (
 
 	"github.com/clearance/clearance/verifier/ca"
 	"github.com/clearance/clearance/verifier/decision"
+	"github.com/clearance/clearance/verifier/httpsconn"
 	"github.com/clearance/clearance/verifier/reason"
 	"github.com/clearance/clearance/verifier/storage"
 )
@@ -188,7 +189,8 @@ func (i *Identifier) Presented(r *http.Request) bool {
 	if i.Header != "" && i.trusted(r.RemoteAddr) {
 		return len(r.Header.Values(i.Header)) > 0
 	}
-	return r.TLS != nil && len(r.TLS.PeerCertificates) > 0
+	st := httpsconn.State(r)
+	return st != nil && len(st.PeerCertificates) > 0
 }
 
 func (i *Identifier) certificate(r *http.Request) (*x509.Certificate, string, *IdentifyError) {
@@ -213,10 +215,11 @@ func (i *Identifier) certificate(r *http.Request) (*x509.Certificate, string, *I
 			return nil, "", &IdentifyError{Reason: reason.NoClientCert, Detail: "the trusted proxy passed no certificate"}
 		}
 	}
-	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+	st := httpsconn.State(r)
+	if st == nil || len(st.PeerCertificates) == 0 {
 		return nil, "", &IdentifyError{Reason: reason.NoClientCert, Detail: "the browser presented no certificate"}
 	}
-	return r.TLS.PeerCertificates[0], "tls", nil
+	return st.PeerCertificates[0], "tls", nil
 }
 
 func (i *Identifier) trusted(remoteAddr string) bool {
