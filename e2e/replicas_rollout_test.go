@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,25 +35,8 @@ func TestReplicasRollout(t *testing.T) {
 	// Reports stay fresh enough for the whole test: no live checks.
 	vA, vB, ssoA, ssoB := startReplicas(t, dir, "--database", dsn, "--policies", policies, "--live-check-after", "4m")
 
-	secret := lastLine(cli(t, "secret", "create", "--database", dsn, "--description", "replicas"))
-	pa := enrollAgent(t, vA.grpcAddr, vA.rootPEM(), secret, "5A1C0A7E-0000-4000-8000-00000000A0C3")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	st, err := pa.Connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
 	// FileVault and the firewall fail; everything else passes.
-	rep := pa.Report(st.PolicySet, 1, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS)
-	for _, res := range rep.GetResults() {
-		if res.GetPolicyId() == "filevault" || res.GetPolicyId() == "firewall" {
-			res.Status = agentv1.PolicyStatus_POLICY_STATUS_FAIL
-		}
-	}
-	if m, err := st.Exchange(protoagent.Sign(pa.Key, rep)); err != nil || m.GetAck() == nil {
-		t.Fatalf("report not acknowledged: %v, %v", m, err)
-	}
+	pa := reportingMac(t, vA, dsn, "5A1C0A7E-0000-4000-8000-00000000A0C3", "filevault", "firewall")
 	deviceID := pa.DeviceID
 
 	sp, idpCertPEM := oktaOrg(t, vA.dataDir, nil, nil)
@@ -148,24 +132,7 @@ func TestGraceHeldOnlyWhileEnforced(t *testing.T) {
 	withGrace := "    grace: " + grace.String() + "\n"
 	rolloutPolicyFile(t, policies, withGrace, "", false)
 	vA, vB, ssoA, ssoB := startReplicas(t, dir, "--database", dsn, "--policies", policies, "--live-check-after", "4m")
-	secret := lastLine(cli(t, "secret", "create", "--database", dsn, "--description", "grace"))
-	pa := enrollAgent(t, vA.grpcAddr, vA.rootPEM(), secret, "5A1C0A7E-0000-4000-8000-00000000A0C9")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	st, err := pa.Connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	rep := pa.Report(st.PolicySet, 1, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS)
-	for _, res := range rep.GetResults() {
-		if res.GetPolicyId() == "filevault" {
-			res.Status = agentv1.PolicyStatus_POLICY_STATUS_FAIL
-		}
-	}
-	if m, err := st.Exchange(protoagent.Sign(pa.Key, rep)); err != nil || m.GetAck() == nil {
-		t.Fatalf("report not acknowledged: %v, %v", m, err)
-	}
+	pa := reportingMac(t, vA, dsn, "5A1C0A7E-0000-4000-8000-00000000A0C9", "filevault")
 	sp, _ := oktaOrg(t, vA.dataDir, nil, nil)
 	atA, _ := oneBrowser(t, vA, vB, ssoA, ssoB)
 	signIn := func() ssoPage {
@@ -208,4 +175,30 @@ func TestGraceHeldOnlyWhileEnforced(t *testing.T) {
 		graced(away.step + " past the grace's length, then enforced with it again")
 	}
 	replicaLog(t, vA.logs, "A saying it forgot the grace no policy held", "grace periods forgotten", "forgotten=1")
+}
+
+// reportingMac enrolls a Mac at v with a secret of the database dsn, and has
+// it report the policies failing fail, every other passing, over a stream
+// that stays open for the test.
+func reportingMac(t *testing.T, v *verifier, dsn, hardwareUUID string, fail ...string) *protoagent.Agent {
+	t.Helper()
+	secret := lastLine(cli(t, "secret", "create", "--database", dsn, "--description", "replicas"))
+	pa := enrollAgent(t, v.grpcAddr, v.rootPEM(), secret, hardwareUUID)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	st, err := pa.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	rep := pa.Report(st.PolicySet, 1, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS)
+	for _, res := range rep.GetResults() {
+		if slices.Contains(fail, res.GetPolicyId()) {
+			res.Status = agentv1.PolicyStatus_POLICY_STATUS_FAIL
+		}
+	}
+	if m, err := st.Exchange(protoagent.Sign(pa.Key, rep)); err != nil || m.GetAck() == nil {
+		t.Fatalf("report not acknowledged: %v, %v", m, err)
+	}
+	return pa
 }

@@ -210,16 +210,7 @@ func TestConnsSourceKeepsItsRequests(t *testing.T) {
 	t.Parallel()
 	srv, c, rec := connsServer(t, ConnsOptions{Max: 100, PerSource: 2})
 	addr := srv.Listener.Addr().String()
-	// A request under way: its headers are in, its body is not.
-	busy := tls.Client(dialFrom(t, "127.0.0.30", addr), &tls.Config{InsecureSkipVerify: true})
-	if _, err := io.WriteString(busy, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, "the request begun", func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.all.Len() == 1 && c.all.Front().Value.(*limitedConn).begun
-	})
+	busy := beginRequest(t, c, "127.0.0.30", addr)
 	silent := dialFrom(t, "127.0.0.30", addr)
 	waitUntil(t, "two counted", func() bool { return c.Counts().Conns == 2 })
 	dialFrom(t, "127.0.0.30", addr)
@@ -245,15 +236,7 @@ func TestConnsManySourcesSpareRequests(t *testing.T) {
 	t.Parallel()
 	srv, c, rec := connsServer(t, ConnsOptions{Max: 6, PerSource: 100})
 	addr := srv.Listener.Addr().String()
-	busy := tls.Client(dialFrom(t, "127.0.0.40", addr), &tls.Config{InsecureSkipVerify: true})
-	if _, err := io.WriteString(busy, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, "the request begun", func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.all.Len() == 1 && c.all.Front().Value.(*limitedConn).begun
-	})
+	beginRequest(t, c, "127.0.0.40", addr)
 	for i := range 30 {
 		dialFrom(t, "127.0.1."+strconv.Itoa(1+i), addr)
 	}
@@ -264,4 +247,20 @@ func TestConnsManySourcesSpareRequests(t *testing.T) {
 	if !kept {
 		t.Fatal("the request under way was closed by the flood")
 	}
+}
+
+// beginRequest opens the first connection to c, from src, and begins a
+// request on it: its headers are in, its 4-byte body is not.
+func beginRequest(t *testing.T, c *Conns, src, addr string) *tls.Conn {
+	t.Helper()
+	busy := tls.Client(dialFrom(t, src, addr), &tls.Config{InsecureSkipVerify: true})
+	if _, err := io.WriteString(busy, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the request begun", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.all.Len() == 1 && c.all.Front().Value.(*limitedConn).begun
+	})
+	return busy
 }
