@@ -48,8 +48,17 @@ type Options struct {
 	Log *slog.Logger
 	// Closed, when set, counts a connection closed for its header lines.
 	Closed func()
-	Now    func() time.Time
+	// Handshake bounds writing until the server sets its own deadlines at
+	// its first request (DefaultHandshake when 0): the handshake's, and
+	// any a client makes the connection write before then (answers to TLS
+	// key updates).
+	Handshake time.Duration
+	Now       func() time.Time
 }
+
+// DefaultHandshake is the default Options.Handshake: the sign-in
+// listener's bound on a handshake and a request's headers.
+const DefaultHandshake = 5 * time.Second
 
 // Listener accepts TLS connections over an inner listener.
 type Listener struct {
@@ -69,6 +78,9 @@ func Listen(inner net.Listener, o Options) *Listener {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Handshake <= 0 {
+		o.Handshake = DefaultHandshake
+	}
 	l := &Listener{Listener: inner, o: o}
 	l.sample.Every = time.Minute
 	return l
@@ -81,6 +93,10 @@ func (l *Listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The server bounds reads from the first; writes it bounds only once a
+	// request's headers are in. Until then a client that never reads
+	// could hold a write, and with it the connection, for good.
+	_ = raw.SetWriteDeadline(time.Now().Add(l.o.Handshake))
 	return &Conn{tc: tls.Server(raw, l.o.TLS), l: l, raw: raw, counting: true}, nil
 }
 
@@ -104,8 +120,18 @@ type Conn struct {
 // NetConn is the connection under TLS.
 func (c *Conn) NetConn() net.Conn { return c.raw }
 
-func (c *Conn) Write(p []byte) (int, error)        { return c.tc.Write(p) }
-func (c *Conn) Close() error                       { return c.tc.Close() }
+func (c *Conn) Write(p []byte) (int, error) { return c.tc.Write(p) }
+
+// Close ends a write under way first: it holds the TLS connection's lock,
+// which closing waits for, and a peer that stopped reading would hold it.
+func (c *Conn) Close() error {
+	_ = c.raw.SetWriteDeadline(time.Now())
+	return c.tc.Close()
+}
+
+// CloseWrite says the server is done writing (TLS close_notify), so that
+// the server's lingering close works as with its own TLS.
+func (c *Conn) CloseWrite() error                  { return c.tc.CloseWrite() }
 func (c *Conn) LocalAddr() net.Addr                { return c.tc.LocalAddr() }
 func (c *Conn) RemoteAddr() net.Addr               { return c.tc.RemoteAddr() }
 func (c *Conn) SetDeadline(t time.Time) error      { return c.tc.SetDeadline(t) }

@@ -225,3 +225,55 @@ func FuzzCount(f *testing.F) {
 		}
 	})
 }
+
+// TestWritesBoundedBeforeTheFirstRequest: until the server sets its own
+// deadlines at a request, what the connection writes to a peer that does
+// not read (answers to TLS key updates, in an attack) ends at the
+// handshake's bound instead of holding the connection for good, and
+// closing it then does not wait on that write.
+func TestWritesBoundedBeforeTheFirstRequest(t *testing.T) {
+	t.Parallel()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inner.Close()
+	cert := testpki.SelfSigned(t, testpki.DNS("localhost"), testpki.ServerAuth()).TLS()
+	l := Listen(inner, Options{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, Handshake: 500 * time.Millisecond})
+	go func() {
+		c, err := tls.Dial("tcp", inner.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+		if err == nil {
+			io.WriteString(c, "x") // and never read
+			time.Sleep(time.Minute)
+			c.Close()
+		}
+	}()
+	nc, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := nc.(*Conn)
+	if _, err := c.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := c.Write(make([]byte, 64<<20))
+		wrote <- err
+	}()
+	select {
+	case err := <-wrote:
+		if err == nil {
+			t.Error("64 MiB were written to a peer that does not read")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a write before the first request was not bounded")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(8 * time.Second):
+		t.Fatal("Close blocked")
+	}
+}

@@ -47,7 +47,11 @@ func (h *storeHealth) check(ctx context.Context) error {
 	if !h.probedAt.IsZero() && now.Sub(h.probedAt) >= 0 && now.Sub(h.probedAt) < probeEvery {
 		return h.err
 	}
-	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
+	// The probe's outcome is every caller's for probeEvery: a caller that
+	// goes away (a client that resets its connection to /healthz) must not
+	// make it a failure, or anyone could answer every load balancer's
+	// check 503.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healthTimeout)
 	defer cancel()
 	err := h.store.Ping(ctx)
 	if err == nil {

@@ -110,3 +110,28 @@ func TestHealthFollowsWrites(t *testing.T) {
 		t.Errorf("log does not name the cause:\n%s", log)
 	}
 }
+
+// ctxStore is a store whose probes fail when their context is done, as a
+// database driver's do.
+type ctxStore struct{ storage.Store }
+
+func (ctxStore) Ping(ctx context.Context) error                    { return ctx.Err() }
+func (ctxStore) CheckWrite(ctx context.Context, _ time.Time) error { return ctx.Err() }
+
+// A /healthz caller that goes away (its connection reset, its request's
+// context canceled) does not make the probe, which every caller shares for
+// probeEvery, a failure.
+func TestHealthNotFailedByCallerGone(t *testing.T) {
+	t.Parallel()
+	h := &storeHealth{store: ctxStore{}, now: time.Now, metrics: metrics.New(), log: slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := h.check(gone); err != nil {
+		t.Fatalf("a canceled caller's probe: %v", err)
+	}
+	rec := httptest.NewRecorder()
+	h.serveHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("the next caller got %d", rec.Code)
+	}
+}
