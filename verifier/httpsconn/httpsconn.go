@@ -17,6 +17,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -109,6 +110,7 @@ type Conn struct {
 	raw net.Conn
 
 	handshook atomic.Bool
+	failed    atomic.Bool // closed for its header lines
 
 	mu       sync.Mutex
 	counting bool // a request's headers are being read
@@ -124,10 +126,17 @@ func (c *Conn) Write(p []byte) (int, error) { return c.tc.Write(p) }
 
 // Close ends a write under way first: it holds the TLS connection's lock,
 // which closing waits for, and a peer that stopped reading would hold it.
+// The close_notify it then sends gets a moment, not TLS's 5 s: the server
+// closes idle connections one after another under its lock.
 func (c *Conn) Close() error {
 	_ = c.raw.SetWriteDeadline(time.Now())
+	t := time.AfterFunc(closeNotifyWait, func() { c.raw.Close() })
+	defer t.Stop()
 	return c.tc.Close()
 }
+
+// closeNotifyWait bounds Close's close_notify.
+const closeNotifyWait = 100 * time.Millisecond
 
 // CloseWrite says the server is done writing (TLS close_notify), so that
 // the server's lingering close works as with its own TLS.
@@ -141,9 +150,19 @@ func (c *Conn) SetWriteDeadline(t time.Time) error { return c.tc.SetWriteDeadlin
 // Read reads plaintext, completing the handshake first, and ends the
 // connection once the headers being read pass the bound.
 func (c *Conn) Read(p []byte) (int, error) {
+	if c.failed.Load() {
+		return 0, ErrHeaderLines
+	}
 	if !c.handshook.Load() {
 		if err := c.tc.Handshake(); err != nil {
 			c.l.o.Log.Debug("TLS handshake error", "from", c.raw.RemoteAddr().String(), "err", err)
+			// As net/http's own TLS does: a client that spoke plain HTTP
+			// is told why it gets nothing (the write is bounded since the
+			// accept).
+			var re tls.RecordHeaderError
+			if errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader) {
+				_, _ = io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+			}
 			return 0, err
 		}
 		c.handshook.Store(true)
@@ -153,8 +172,11 @@ func (c *Conn) Read(p []byte) (int, error) {
 	over := c.count(p[:n])
 	c.mu.Unlock()
 	if over {
-		c.l.closedForLines(c.raw.RemoteAddr())
-		c.tc.Close()
+		// The server reads again after an error; count the closure once.
+		if !c.failed.Swap(true) {
+			c.l.closedForLines(c.raw.RemoteAddr())
+		}
+		c.Close()
 		return 0, ErrHeaderLines
 	}
 	return n, err
@@ -213,7 +235,21 @@ func (l *Listener) ConnState(nc net.Conn, st http.ConnState) {
 		c.counting = false
 	case http.StateIdle:
 		c.counting, c.lines, c.lineLen, c.seenLine = true, 0, 0, false
+		// The server clears the write deadline after each request; what a
+		// client makes an idle connection write (answers to TLS key
+		// updates) is bounded until its next request sets one again.
+		_ = c.raw.SetWriteDeadline(time.Now().Add(l.o.Handshake))
 	}
+}
+
+// looksLikeHTTP reports a TLS record header that is the start of an HTTP
+// request's method.
+func looksLikeHTTP(h [5]byte) bool {
+	switch string(h[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO":
+		return true
+	}
+	return false
 }
 
 type connKey struct{}

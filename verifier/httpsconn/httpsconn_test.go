@@ -189,7 +189,10 @@ func TestStateCarriesPeerCertificate(t *testing.T) {
 	}
 	defer raw.Close()
 	_, _ = io.WriteString(raw, "GET / HTTP/1.0\r\n\r\n")
-	_, _ = raw.Read(make([]byte, 1))
+	_ = raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, _ := io.ReadAll(raw); !strings.HasPrefix(string(b), "HTTP/1.0 400 Bad Request") || !strings.Contains(string(b), "HTTPS server") {
+		t.Errorf("plain HTTP was answered %q", b)
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(logs.String(), "TLS handshake error") {
 		if time.Now().After(deadline) {

@@ -34,32 +34,57 @@ type storeHealth struct {
 	log     *slog.Logger
 
 	mu       sync.Mutex
-	probedAt time.Time
+	probedAt time.Time // when the last probe ended
 	err      error
 	failing  bool
+	// running is closed when the probe under way ends; nil when none is.
+	running chan struct{}
 }
 
-// check returns why the store is unhealthy, or nil.
+// check returns why the store is unhealthy, or nil. One probe runs at a
+// time, detached from its callers, and every caller meanwhile waits for
+// its outcome, or gives up when its own context ends: a caller that goes
+// away (a client that resets its connection to /healthz) neither makes
+// the probe a failure, which anyone could then answer every load
+// balancer's check with, nor queues a probe of its own.
 func (h *storeHealth) check(ctx context.Context) error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	now := h.now()
 	if !h.probedAt.IsZero() && now.Sub(h.probedAt) >= 0 && now.Sub(h.probedAt) < probeEvery {
-		return h.err
+		err := h.err
+		h.mu.Unlock()
+		return err
 	}
-	// The probe's outcome is every caller's for probeEvery: a caller that
-	// goes away (a client that resets its connection to /healthz) must not
-	// make it a failure, or anyone could answer every load balancer's
-	// check 503.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healthTimeout)
+	if h.running == nil {
+		h.running = make(chan struct{})
+		go h.probe(h.running)
+	}
+	done := h.running
+	h.mu.Unlock()
+	select {
+	case <-done:
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// probe asks the store whether it answers and can write, within
+// healthTimeout, records the outcome and closes done.
+func (h *storeHealth) probe(done chan struct{}) {
+	ctx, cancel := context.WithTimeout(context.Background(), healthTimeout)
 	defer cancel()
 	err := h.store.Ping(ctx)
 	if err == nil {
-		if werr := h.store.CheckWrite(ctx, now); werr != nil {
+		if werr := h.store.CheckWrite(ctx, h.now()); werr != nil {
 			err = fmt.Errorf("the database cannot write: %w", werr)
 		}
 	}
-	h.probedAt, h.err = now, err
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.probedAt, h.err, h.running = h.now(), err, nil
 	h.metrics.StoreWritable(err == nil)
 	switch {
 	case err != nil && !h.failing:
@@ -68,7 +93,7 @@ func (h *storeHealth) check(ctx context.Context) error {
 		h.log.Info("store healthy again")
 	}
 	h.failing = err != nil
-	return err
+	close(done)
 }
 
 func (h *storeHealth) serveHTTP(w http.ResponseWriter, r *http.Request) {

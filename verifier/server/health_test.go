@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -111,27 +112,53 @@ func TestHealthFollowsWrites(t *testing.T) {
 	}
 }
 
-// ctxStore is a store whose probes fail when their context is done, as a
-// database driver's do.
-type ctxStore struct{ storage.Store }
+// slowStore is a store whose probes take a while, fail when their context
+// is done, as a database driver's do, and are counted.
+type slowStore struct {
+	storage.Store
+	delay time.Duration
+	pings atomic.Int32
+}
 
-func (ctxStore) Ping(ctx context.Context) error                    { return ctx.Err() }
-func (ctxStore) CheckWrite(ctx context.Context, _ time.Time) error { return ctx.Err() }
+func (s *slowStore) Ping(ctx context.Context) error {
+	s.pings.Add(1)
+	select {
+	case <-time.After(s.delay):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *slowStore) CheckWrite(ctx context.Context, _ time.Time) error { return ctx.Err() }
 
 // A /healthz caller that goes away (its connection reset, its request's
-// context canceled) does not make the probe, which every caller shares for
-// probeEvery, a failure.
+// context canceled) neither makes the probe, which every caller shares for
+// probeEvery, a failure, nor queues a probe of its own: callers meanwhile
+// share the one under way.
 func TestHealthNotFailedByCallerGone(t *testing.T) {
 	t.Parallel()
-	h := &storeHealth{store: ctxStore{}, now: time.Now, metrics: metrics.New(), log: slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))}
+	st := &slowStore{delay: probeEvery + 200*time.Millisecond}
+	h := &storeHealth{store: st, now: time.Now, metrics: metrics.New(), log: slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))}
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := h.check(gone); err != nil {
-		t.Fatalf("a canceled caller's probe: %v", err)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := h.check(gone); err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("a caller gone: %v", err)
+			}
+		}()
 	}
+	wg.Wait()
 	rec := httptest.NewRecorder()
 	h.serveHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
 	if rec.Code != http.StatusOK {
 		t.Fatalf("the next caller got %d", rec.Code)
+	}
+	if n := st.pings.Load(); n != 1 {
+		t.Errorf("%d probes for 21 callers within a probe's time, want 1", n)
 	}
 }

@@ -683,10 +683,10 @@ func (s *Server) Actors(g *run.Group) error {
 	})
 	// TLS is ended here, not by the servers, so that what a request's
 	// headers can make a connection hold is bounded by their lines too.
-	httpTLS := httpsconn.Listen(httpConns, httpsconn.Options{TLS: http1Only(s.http.TLSConfig), Now: s.now,
+	httpTLS := httpsconn.Listen(httpConns, httpsconn.Options{TLS: http1Only(s.http.TLSConfig), Now: s.now, Handshake: handshakeAndHeaders,
 		Log:    s.log.With("component", "http"),
 		Closed: func() { s.Metrics.HTTPConnClosed("http", ratelimit.ClosedHeaderLines) }})
-	ssoTLS := httpsconn.Listen(ssoConns, httpsconn.Options{TLS: http1Only(s.sso.TLSConfig), Now: s.now,
+	ssoTLS := httpsconn.Listen(ssoConns, httpsconn.Options{TLS: http1Only(s.sso.TLSConfig), Now: s.now, Handshake: handshakeAndHeaders,
 		Log:    s.log.With("component", "sso"),
 		Closed: func() { s.Metrics.HTTPConnClosed("sso", ratelimit.ClosedHeaderLines) }})
 	s.http.ConnState = func(c net.Conn, st http.ConnState) { httpConns.ConnState(c, st); httpTLS.ConnState(c, st) }
