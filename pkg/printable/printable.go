@@ -137,9 +137,12 @@ func MixedScripts(s string) bool {
 // compatibility form (fullwidth "ｒ", a one-dot leader for '.', a small
 // '@') or is not in composed form (an "e" and a combining accent where
 // "é" is one character), which read as the plain form; one whose words
-// mix scripts (MixedScripts); or one with a mark on an ASCII letter that no
+// mix scripts (MixedScripts); one with a mark on an ASCII letter that no
 // composed letter has ("i" with a dot above draws as "i"), or punctuation
-// or a symbol outside ASCII (an ideographic full stop for '.').
+// or a symbol outside ASCII (an ideographic full stop for '.'); or one
+// with a letter of phonetic notation (Phonetic, small capital: "cᴏm"),
+// which no language writes words in and which reads as the letter it is
+// drawn from.
 func Deceptive(s string) bool {
 	if isASCII(s) {
 		return false
@@ -149,13 +152,41 @@ func Deceptive(s string) bool {
 	}
 	prev := rune(0)
 	for _, r := range s {
-		if r >= utf8.RuneSelf && (unicode.IsPunct(r) || unicode.IsSymbol(r)) ||
+		if r >= utf8.RuneSelf && (unicode.IsPunct(r) || unicode.IsSymbol(r) || unicode.Is(Phonetic, r)) ||
 			unicode.Is(unicode.Mn, r) && prev < utf8.RuneSelf && unicode.IsLetter(prev) {
 			return true
 		}
 		prev = r
 	}
 	return false
+}
+
+// Phonetic are the letters of phonetic notation that no language writes
+// words in and that read as another letter: the small capitals (ᴏ, ɪ, ʀ,
+// ꜱ), the blocks of phonetic extensions (turned, barred and hooked
+// letters, ᴚ, ᵻ), and Latin Extended-E, -F and -G. The letters of
+// Unicode's IPA Extensions that languages do write (Azerbaijani ə,
+// Hausa ɓ and ɗ, the ɛ and ɔ of West Africa) are not among them.
+var Phonetic = &unicode.RangeTable{
+	R16: []unicode.Range16{
+		{Lo: 0x0262, Hi: 0x0262, Stride: 1}, // ɢ
+		{Lo: 0x026a, Hi: 0x026a, Stride: 1}, // ɪ
+		{Lo: 0x0274, Hi: 0x0274, Stride: 1}, // ɴ
+		{Lo: 0x0276, Hi: 0x0276, Stride: 1}, // ɶ
+		{Lo: 0x0280, Hi: 0x0281, Stride: 1}, // ʀ ʁ
+		{Lo: 0x028f, Hi: 0x028f, Stride: 1}, // ʏ
+		{Lo: 0x0299, Hi: 0x0299, Stride: 1}, // ʙ
+		{Lo: 0x029b, Hi: 0x029c, Stride: 1}, // ʛ ʜ
+		{Lo: 0x029f, Hi: 0x029f, Stride: 1}, // ʟ
+		{Lo: 0x1d00, Hi: 0x1dbf, Stride: 1}, // Phonetic Extensions and its Supplement
+		{Lo: 0xa730, Hi: 0xa731, Stride: 1}, // ꜰ ꜱ
+		{Lo: 0xa7ae, Hi: 0xa7af, Stride: 1}, // ɪ ꞯ
+		{Lo: 0xab30, Hi: 0xab6f, Stride: 1}, // Latin Extended-E
+	},
+	R32: []unicode.Range32{
+		{Lo: 0x10780, Hi: 0x107bf, Stride: 1}, // Latin Extended-F
+		{Lo: 0x1df00, Hi: 0x1dfff, Stride: 1}, // Latin Extended-G
+	},
 }
 
 // LooksASCII reports a string that is not ASCII but whose every character

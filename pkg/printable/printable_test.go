@@ -196,6 +196,12 @@ func TestDeceptive(t *testing.T) {
 		"ali\u0358ce@example.com": true,
 		"alice@example\u3002com":  true, // an ideographic full stop
 		"alice@example\u00b7com":  true, // a middle dot
+		// Phonetic notation.
+		"robin@example.c\u1d0f\u1d0d": true, // small capitals o and m
+		"\u026aris@example.com":       true, // small capital i
+		"alice@\ua731ite.example":     true,
+		"\u1d1aobin@example.com":      true, // turned r
+		"r\uab4fbin@example.com":      true,
 		// Mixed in one word.
 		"\u0430lice@example.com": true,
 		"a\u4e28ice@example.com": true,
@@ -210,6 +216,10 @@ func TestDeceptive(t *testing.T) {
 		"\u30b9\u30fc\u30b6\u30f3@example.jp":                                        false, // a long-vowel mark
 		"\u5c71\u7530\u3072\u308d\u3057@example.jp":                                  false,
 		"\u738b\u5c0f\u660e@example.cn":                                              false,
+		"\u0259li@example.az":                                                        false, // Azerbaijani schwa
+		"\u0253\u0101ba@example.com":                                                 false, // Hausa
+		"k\u0254fi@example.com":                                                      false, // Akan
+		"\u0257an\u0257ali@example.com":                                              false,
 	} {
 		if got := Deceptive(s); got != want {
 			t.Errorf("Deceptive(%q) = %v, want %v", s, got, want)

@@ -811,7 +811,7 @@ func lookalikeOf(username string) *lookalike {
 	if !printable.Deceptive(username) {
 		return nil
 	}
-	why := "It has characters that read as plain ones but are not: a wide, styled or decomposed letter, a mark, or punctuation."
+	why := "It has characters that read as plain ones but are not: a wide, styled, small capital or decomposed letter, a mark, or punctuation."
 	switch scripts := printable.Scripts(username); {
 	case printable.MixedScripts(username):
 		why = "It mixes " + strings.Join(scripts[:len(scripts)-1], ", ") + " and " + scripts[len(scripts)-1] + " letters, which can look the same."

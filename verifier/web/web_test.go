@@ -461,7 +461,8 @@ func TestUsernameCannotPassForAnother(t *testing.T) {
 		"\u0430\u03bfb@example.com":  `It mixes Cyrillic, Greek and Latin letters`,
 		"\u0430\u0440\u0440\u04cf\u0435@\u0435\u0445\u0430\u0441.\u0441\u043e":       `Some of its characters only look like plain letters or punctuation. Spelled out: <code>\u0430\u0440\u0440\u04cf\u0435@\u0435\u0445\u0430\u0441.\u0441\u043e</code>`,
 		"\u0438\u0432\u0430\u043d@\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444": "",
-		"\uff52obin@example.com":        `It has characters that read as plain ones but are not: a wide, styled or decomposed letter, a mark, or punctuation. Spelled out: <code>\uff52obin@example.com</code>`,
+		"\uff52obin@example.com":        `It has characters that read as plain ones but are not: a wide, styled, small capital or decomposed letter, a mark, or punctuation. Spelled out: <code>\uff52obin@example.com</code>`,
+		"robin@example.c\u1d0f\u1d0d":   `It has characters that read as plain ones but are not: a wide, styled, small capital or decomposed letter, a mark, or punctuation. Spelled out: <code>robin@example.c\u1d0f\u1d0d</code>`,
 		"robin@example.com":             "",
 		"\u738b\u5c0f\u660e@example.cn": "",
 	} {
