@@ -541,3 +541,22 @@ func TestClaimRejectedByKey(t *testing.T) {
 		return g.GetDevice().GetLastSeq() > seq && g.GetDevice().GetKeyFingerprint() == realKey
 	})
 }
+
+// A Mac the verifier refuses for good says why in `clearance-agent status`,
+// in the verifier's whole words, and its log line holds them too.
+func TestRefusedAgentSaysWhyInStatus(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "verifier")
+	v := startVerifierOn(t, dataDir, freePort(t), freePort(t))
+	// What follows "enrolling with <address>: rpc error: code =
+	// Unauthenticated desc = " in the agent's words: past where a
+	// client's field is cut in a log line.
+	m := startMac(t, filepath.Join(dir, "mac"), v.grpcAddr, filepath.Join(dataDir, "ca.pem"), "not-a-secret", "", "", "")
+	const why = "enroll secret is not valid"
+	waitLog(t, m.agent.logs, "the agent saying the verifier refused", "verifier refused; not retrying soon", why)
+	st := m.status(t)
+	if !strings.Contains(st, "REFUSED") || !strings.Contains(st, "Unauthenticated") || !strings.Contains(st, why) || !strings.Contains(st, "asks again at") {
+		t.Errorf("clearance-agent status after a refusal:\n%s", st)
+	}
+}

@@ -68,16 +68,16 @@ func (m *Manager) Execute() error {
 			case retrypkg.Reenroll:
 				// The verifier no longer takes this certificate: the stream
 				// enrolls again when it next connects.
-				m.Forget(logsample.Clip(err.Error()))
+				m.Forget(logsample.ClipMessage(err.Error()))
 				retry = renewMinRetry
 			case retrypkg.Stop:
 				retry = renewMaxRetry
-				m.log().Error("certificate renewal refused; not retrying soon", "code", code.String(), "err", logsample.Clip(err.Error()), "retry_in", retry)
+				m.log().Error("certificate renewal refused; not retrying soon", "code", code.String(), "err", logsample.ClipMessage(err.Error()), "retry_in", retry)
 				continue
 			default:
 				retry = min(max(retry*2, renewMinRetry), renewMaxRetry)
 			}
-			m.log().Warn("certificate renewal failed", "code", code.String(), "err", logsample.Clip(err.Error()), "retry_in", retry)
+			m.log().Warn("certificate renewal failed", "code", code.String(), "err", logsample.ClipMessage(err.Error()), "retry_in", retry)
 			continue
 		}
 		retry = 0

@@ -48,7 +48,11 @@ const (
 	PreviousKeyURIFile = "previous-key.uri"
 	// PendingFile says that enrollment waits for the security team's
 	// approval (see enroll.Pending), for `clearance-agent status`.
-	PendingFile   = "enroll-pending.json"
+	PendingFile = "enroll-pending.json"
+	// RefusalFile holds the verifier's last refusal that retrying soon
+	// cannot fix (a revoked device, a bad secret), for `clearance-agent
+	// status`; removed once the verifier accepts the device.
+	RefusalFile   = "refusal.json"
 	IdentityFile  = "identity.json"
 	CertFile      = "device.pem"
 	ChainFile     = "chain.pem"
@@ -374,6 +378,52 @@ func (d *Dir) LoadPending() (*Pending, error) {
 // ClearPending removes the record once enrolled.
 func (d *Dir) ClearPending() error {
 	if err := os.Remove(d.File(PendingFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// Refusal is the verifier's last refusal that retrying soon cannot fix.
+type Refusal struct {
+	// Code is the gRPC status code's name ("PermissionDenied").
+	Code string `json:"code"`
+	// Message is the verifier's words, with what the agent was doing.
+	Message string `json:"message"`
+	// At and RetryAt are this Mac's clock's: when it was refused, and
+	// when the agent asks again.
+	At       time.Time `json:"at"`
+	RetryAt  time.Time `json:"retry_at"`
+	Verifier string    `json:"verifier"`
+}
+
+// SaveRefusal records the verifier's refusal.
+func (d *Dir) SaveRefusal(r Refusal) error {
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(d.File(RefusalFile), append(raw, '\n'), 0o600)
+}
+
+// LoadRefusal returns the recorded refusal, nil when there is none.
+func (d *Dir) LoadRefusal() (*Refusal, error) {
+	raw, err := os.ReadFile(d.File(RefusalFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r Refusal
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", d.File(RefusalFile), err)
+	}
+	return &r, nil
+}
+
+// ClearRefusal removes the record; none is no error.
+func (d *Dir) ClearRefusal() error {
+	if err := os.Remove(d.File(RefusalFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	return nil

@@ -16,7 +16,9 @@ import (
 
 	"github.com/clearance/clearance/agent/clock"
 	"github.com/clearance/clearance/agent/internal/fakeverifier"
+	"github.com/clearance/clearance/agent/state"
 	"github.com/clearance/clearance/agent/stream"
+	"github.com/clearance/clearance/internal/testkit"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
 
@@ -181,11 +183,15 @@ func TestRefusedDeviceStopsRetrying(t *testing.T) {
 	t.Parallel()
 	v := fakeverifier.New(t)
 	v.PolicySet = policySet
-	v.RejectConnect = func(int) error { return status.Error(codes.PermissionDenied, "device is revoked") }
+	// Longer than a client's field in a refusal log: the verifier's words
+	// are kept whole.
+	why := "device D1 is revoked: laptop reported stolen; re-enrolling needs the security team"
+	v.RejectConnect = func(int) error { return status.Error(codes.PermissionDenied, why) }
+	dir := t.TempDir()
 	var mu sync.Mutex
 	var waits []time.Duration
 	stopWaited := make(chan struct{}, 1)
-	startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+	startAgent(t, v, dir, func(o *stream.Options) {
 		o.StopWait = 42 * time.Minute
 		o.After = func(d time.Duration) <-chan time.Time {
 			mu.Lock()
@@ -210,4 +216,60 @@ func TestRefusedDeviceStopsRetrying(t *testing.T) {
 	if connects, _, _ := v.Counts(); connects != 1 {
 		t.Errorf("%d connects, want 1", connects)
 	}
+	// `clearance-agent status` reads why.
+	sd, err := state.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 10*time.Second, "the refusal to be recorded", func() bool {
+		r, err := sd.LoadRefusal()
+		return err == nil && r != nil
+	})
+	r, _ := sd.LoadRefusal()
+	if r.Code != "PermissionDenied" || r.Message != why || r.RetryAt.Sub(r.At) != 42*time.Minute || r.Verifier != v.Addr {
+		t.Errorf("recorded refusal = %+v", r)
+	}
+}
+
+// A recorded refusal is forgotten once the verifier accepts the device.
+func TestRefusalClearedOnConnect(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	v.RejectConnect = func(n int) error {
+		if n == 1 {
+			return status.Error(codes.PermissionDenied, "device is revoked")
+		}
+		return nil
+	}
+	dir := t.TempDir()
+	sd, err := state.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := make(chan struct{})
+	startAgent(t, v, dir, func(o *stream.Options) {
+		o.StopWait = 42 * time.Minute
+		o.After = func(d time.Duration) <-chan time.Time {
+			if d == 42*time.Minute {
+				// The refusal is on disk before the wait begins.
+				if r, err := sd.LoadRefusal(); err == nil && r != nil {
+					close(recorded)
+				}
+			}
+			c := make(chan time.Time, 1)
+			c <- time.Now()
+			return c
+		}
+	})
+	nextSession(t, v)
+	select {
+	case <-recorded:
+	default:
+		t.Fatal("no refusal was recorded before the wait")
+	}
+	testkit.Eventually(t, 10*time.Second, "the refusal to be forgotten", func() bool {
+		r, err := sd.LoadRefusal()
+		return err == nil && r == nil
+	})
 }

@@ -362,6 +362,7 @@ func (c *Client) Execute() error {
 			// (a secret, an unrevoked device) is picked up on the next try.
 			wait, backoff = c.o.StopWait, 0
 			c.log.Error("verifier refused; not retrying soon", "code", status.Code(err).String(), "err", errMessage(err), "retry_in", wait)
+			c.recordRefusal(err, wait)
 		} else {
 			backoff = c.nextBackoff(backoff)
 			wait = backoff/2 + time.Duration(c.o.Jitter(int64(backoff/2)+1))
@@ -419,16 +420,41 @@ func timeRefused(err error) bool {
 	return strings.Contains(msg, "certificate has expired or is not yet valid")
 }
 
-// errMessage is err's message for a log line: a status's own message
-// (the verifier's words), clipped, since a verifier chooses its length.
+// errMessage is err's message for a log line: a status's message (the
+// verifier's words, with what the agent was doing), clipped at a length
+// every message of the verifier's fits in, since a verifier chooses it.
 func errMessage(err error) string {
 	if s, ok := status.FromError(err); ok {
-		return logsample.Clip(s.Message())
+		return logsample.ClipMessage(s.Message())
 	}
 	if err == nil {
 		return ""
 	}
-	return logsample.Clip(err.Error())
+	return logsample.ClipMessage(err.Error())
+}
+
+// recordRefusal keeps the verifier's refusal in the state dir for
+// `clearance-agent status`, which otherwise says only "enrolled: no".
+func (c *Client) recordRefusal(err error, wait time.Duration) {
+	if c.o.Dir == nil {
+		return
+	}
+	at := c.o.Clock.Local().UTC()
+	r := state.Refusal{Code: status.Code(err).String(), Message: errMessage(err), At: at, RetryAt: at.Add(wait), Verifier: c.o.Verifier}
+	if err := c.o.Dir.SaveRefusal(r); err != nil {
+		c.log.Warn("recording the verifier's refusal for status failed", "err", err)
+	}
+}
+
+// clearRefusal forgets a recorded refusal once the verifier accepts the
+// device again.
+func (c *Client) clearRefusal() {
+	if c.o.Dir == nil {
+		return
+	}
+	if err := c.o.Dir.ClearRefusal(); err != nil {
+		c.log.Warn("clearing the recorded refusal failed", "err", err)
+	}
 }
 
 // now is the verifier's time as the agent knows it.
@@ -564,6 +590,7 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 			}
 		}
 		c.log.Info("connected to verifier", "device_id", id.DeviceID, "resent", len(c.pending))
+		c.clearRefusal()
 		return nil
 	}
 

@@ -64,6 +64,20 @@ func (s *Samples) Take(key string, every time.Duration, now time.Time) (ok bool,
 // MaxLoggedField bounds a sender-chosen string in a log line.
 const MaxLoggedField = 64
 
+// MaxLoggedMessage bounds a message from an authenticated peer (the
+// verifier's words in a status an agent logs): long enough for every
+// message the verifier writes, short enough that a peer cannot make a log
+// line as large as its answer.
+const MaxLoggedMessage = 1024
+
+// ClipMessage bounds an authenticated peer's message for the log.
+func ClipMessage(s string) string {
+	if len(s) > MaxLoggedMessage {
+		return s[:MaxLoggedMessage] + "…"
+	}
+	return s
+}
+
 // Clip bounds a sender-chosen string for the log, so that a request cannot
 // make its refusal's log line as large as the request.
 func Clip(s string) string {

@@ -595,6 +595,10 @@ func cmdStatus(flags *config.Flags, stdout io.Writer) error {
 		row("enrollment", fmt.Sprintf("PENDING APPROVAL by the security team (request %s, %s, since %s); the agent asks again until it is approved",
 			p.RequestID, p.Reason, p.RequestedAt.UTC().Format(time.RFC3339)))
 	}
+	if r, err := dir.LoadRefusal(); err == nil && r != nil {
+		row("REFUSED", fmt.Sprintf("by the verifier at %s (%s): %s; the agent asks again at %s",
+			r.At.UTC().Format(time.RFC3339), r.Code, printable.Line(r.Message), r.RetryAt.UTC().Format(time.RFC3339)))
+	}
 	id, err := dir.LoadIdentity()
 	switch {
 	case errors.Is(err, state.ErrNotEnrolled) && p != nil:
