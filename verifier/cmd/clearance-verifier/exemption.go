@@ -10,6 +10,7 @@ import (
 
 	"github.com/clearance/clearance/pkg/cli"
 	"github.com/clearance/clearance/pkg/policy"
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/rollout"
 	"github.com/clearance/clearance/verifier/storage"
@@ -17,8 +18,7 @@ import (
 
 // checkGrantPolicies refuses a grant naming a policy the policy file at path
 // does not have. It reads the file only when the grant names policies, and
-// reports whether it did: without the file the ids cannot be checked, and
-// the person granting is told so once the grant is made.
+// reports whether it did (not without a path).
 func checkGrantPolicies(g rollout.Grant, path string) (checked bool, err error) {
 	if len(g.PolicyIDs) == 0 || path == "" {
 		return false, nil
@@ -27,7 +27,7 @@ func checkGrantPolicies(g rollout.Grant, path string) (checked bool, err error) 
 	if err != nil {
 		// The path may come from a config file shared with serve, relative
 		// to serve's directory: say what it is for and how to choose.
-		return false, fmt.Errorf("checking the --policy ids against the policies setting: %w (give --policies the file serve reads, or --policies \"\" to grant unchecked)", err)
+		return false, fmt.Errorf("checking the --policy ids against the policies setting: %w (give --policies the file serve reads, or --unchecked to grant the ids as written)", err)
 	}
 	ids := make([]string, 0, len(set.Policies))
 	for _, p := range set.Policies {
@@ -37,6 +37,31 @@ func checkGrantPolicies(g rollout.Grant, path string) (checked bool, err error) 
 		return false, cli.Usagef("%v", err)
 	}
 	return true, nil
+}
+
+// checkGrantWithServer refuses a grant naming a policy the verifier serving
+// dataDir does not have in force, asking its admin API: without a policy
+// file, that is the set the ids must name. A verifier that does not answer
+// refuses the grant too, saying how to check or skip the check.
+func (a *app) checkGrantWithServer(ctx context.Context, g rollout.Grant, dataDir string) error {
+	none := ""
+	c, err := adminFlags{verifier: &none}.dial(ctx, dataDir)
+	if err == nil {
+		defer c.close()
+		var resp *adminv1.ListPoliciesResponse
+		if resp, err = call(c, c.client.ListPolicies, &adminv1.ListPoliciesRequest{}); err == nil {
+			set := resp.GetPolicySet()
+			ids := make([]string, 0, len(set.GetPolicies()))
+			for _, p := range set.GetPolicies() {
+				ids = append(ids, p.GetId())
+			}
+			if err := g.CheckPolicies(ids, rollout.SetDescription("the policy set in force at "+c.addr, set.GetVersion())); err != nil {
+				return cli.Usagef("%v", err)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("cannot check the --policy ids: no policy file was given and the running verifier could not be asked: %w (give --policies the file serve reads, or --unchecked to grant them as written)", err)
 }
 
 // exemptionCmd manages exemptions by writing to the database directly, as
@@ -53,16 +78,18 @@ func (a *app) exemptionCmd() *cli.Command {
 					"blocked by the policies named (--policy; all policies when left out) until the exemption expires " +
 					"(--until, or --for from now; at most a year). It counts for critical policies too: it is the " +
 					"security team's decision, kept with its reason and in the audit log. Prints the exemption's id " +
-					"as the last line. With --policies (the file serve reads, also from the environment or the config " +
-					"file) each --policy id is checked against that file: an id not in it, or a file that cannot be " +
-					"read, refuses the grant. Without it the ids are not checked, and the command says so. " + databaseDoc + "\n\n" +
+					"as the last line. Each --policy id is checked against the policy file given with --policies (the " +
+					"file serve reads, also from the environment or the config file), or without one against the set " +
+					"in force at the running verifier (its admin API, at the address serve recorded in the data dir): " +
+					"an id not there, a file that cannot be read, or a verifier that does not answer refuses the grant; " +
+					"--unchecked grants the ids as written. " + databaseDoc + "\n\n" +
 					"  clearance-verifier exemption grant --data-dir /var/lib/clearance \\\n    --policies /etc/clearance/policies.yaml \\\n    --device 3f2a… --policy macos-version --for 168h \\\n    --reason \"replacement Mac arrives next week\"",
 				Footer: config.SharedFooter,
 				Flags: func(fs *cli.FlagSet) cli.Action {
 					// The policy file, when given (as serve is given it:
 					// flag, environment or config file), checks the ids.
 					b := config.Bind(fs, append(databaseSettings[:len(databaseSettings):len(databaseSettings)], "policies")...)
-					fs.Lookup("policies").Usage = "the policy YAML file serve reads, to check the --policy ids against (read only when --policy is given; \"\" grants unchecked)"
+					fs.Lookup("policies").Usage = "the policy YAML file serve reads, to check the --policy ids against (read only when --policy is given; default: ask the running verifier)"
 					fs.Group("Exemption")
 					device := fs.String("device", "", "exempt this device (`id`, or the start of one as the tables show it; it must be enrolled)")
 					user := fs.String("user", "", "exempt this Okta `username` (any case of its ASCII letters)")
@@ -79,6 +106,7 @@ func (a *app) exemptionCmd() *cli.Command {
 					until := fs.String("until", "", "when it ends, as RFC 3339 (e.g. 2026-12-24T18:00:00Z)")
 					dur := fs.Duration("for", 0, "when it ends, from now (e.g. 72h)")
 					why := fs.String("reason", "", "why it is granted (required; kept with it and in the audit log)")
+					unchecked := fs.Bool("unchecked", false, "grant the --policy ids as written, checked against no policy set (one the verifier will load later)")
 					return func(ctx context.Context, args []string) error {
 						if err := cli.ExactArgs(args, 0, ""); err != nil {
 							return err
@@ -106,17 +134,21 @@ func (a *app) exemptionCmd() *cli.Command {
 						if err != nil {
 							return err
 						}
-						checked, err := checkGrantPolicies(g, cfg.Policies)
-						if err != nil {
-							return err
+						if !*unchecked {
+							checked, err := checkGrantPolicies(g, cfg.Policies)
+							if err != nil {
+								return err
+							}
+							if !checked && len(g.PolicyIDs) > 0 {
+								if err := a.checkGrantWithServer(ctx, g, cfg.DataDir); err != nil {
+									return err
+								}
+							}
 						}
 						return a.withStore(ctx, b, func(store storage.Store) error {
 							e, err := rollout.GrantExemption(ctx, store, g, "cli", now)
 							if err != nil {
 								return err
-							}
-							if len(g.PolicyIDs) > 0 && !checked {
-								fmt.Fprintln(a.stderr, "warning: the policy ids were not checked against a policy file; give --policies (the file serve reads) to have a mistyped one refused")
 							}
 							a.announce(e.ID, "Granted exemption for %s.\n", clean(rollout.Describe(e)))
 							return nil

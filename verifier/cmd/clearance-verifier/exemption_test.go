@@ -1,11 +1,13 @@
 package main
 
 import (
+	"net"
 	"path/filepath"
-
-	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"strings"
 	"testing"
+
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/datadir"
 )
 
 // TestExemptionCommands grants, lists and revokes exemptions beside a
@@ -36,9 +38,47 @@ func TestExemptionCommands(t *testing.T) {
 	if id != "1" || !strings.Contains(errOut, "device "+mac+", policies firewall,sip") {
 		t.Fatalf("grant printed %q, %q", out, errOut)
 	}
-	// Without the policy file the ids are not checked, and the grant says so.
-	if !strings.Contains(errOut, "not checked against a policy file") {
-		t.Errorf("grant without --policies does not say its ids went unchecked: %q", errOut)
+	// Without the policy file the ids are checked against the running
+	// verifier's set: a mistyped one is refused, naming it, and nothing is
+	// stored; --unchecked grants it as written.
+	_, _, err = execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--device", mac,
+		"--policy", "firewal", "--for", "1h", "--reason", "typo at the server")
+	if err == nil || !strings.Contains(err.Error(), `no policy "firewal" in the policy set in force at `) {
+		t.Fatalf("grant of an unknown policy, checked at the server: %v", err)
+	}
+	if list, _, _ := execute(noEnv, "exemption", "list", "--data-dir", s.dir, "--all"); strings.Contains(list, "typo") {
+		t.Fatalf("a refused grant was stored:\n%s", list)
+	}
+	out, errOut, err = execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--device", mac, "--unchecked",
+		"--policy", "next-quarters-policy", "--for", "1h", "--reason", "ahead of the policy")
+	if err != nil || !strings.Contains(errOut, "policies next-quarters-policy") {
+		t.Fatalf("grant --unchecked: %v %q", err, errOut)
+	}
+	if _, _, err := execute(noEnv, "exemption", "revoke", "--data-dir", s.dir, lastLine(out)); err != nil {
+		t.Fatal(err)
+	}
+	// A verifier that cannot be asked refuses the grant, saying how to go on.
+	rec, err := datadir.Read(s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone.Close()
+	moved := rec
+	moved.GRPCAddress = gone.Addr().String()
+	if err := datadir.Write(s.dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--device", mac,
+		"--policy", "firewall", "--for", "1h", "--reason", "no server to ask")
+	if err == nil || !strings.Contains(err.Error(), "the running verifier could not be asked") || !strings.Contains(err.Error(), "--unchecked") {
+		t.Fatalf("grant with no verifier to ask: %v", err)
+	}
+	if err := datadir.Write(s.dir, rec); err != nil {
+		t.Fatal(err)
 	}
 	// With it, a mistyped id is refused, naming it, and nothing is stored;
 	// ids it has are granted without the warning.
@@ -55,7 +95,7 @@ func TestExemptionCommands(t *testing.T) {
 	// with serve, say) stops the grant and says how to choose.
 	_, _, err = execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--policies", "no/such/policies.yaml", "--device", mac,
 		"--policy", "firewall", "--for", "1h", "--reason", "typo")
-	if err == nil || !strings.Contains(err.Error(), "checking the --policy ids against the policies setting") || !strings.Contains(err.Error(), `--policies ""`) {
+	if err == nil || !strings.Contains(err.Error(), "checking the --policy ids against the policies setting") || !strings.Contains(err.Error(), "--unchecked") {
 		t.Fatalf("grant against a missing policy file: %v", err)
 	}
 	if list, _, _ := execute(noEnv, "exemption", "list", "--data-dir", s.dir, "--all"); strings.Contains(list, "typo") {
