@@ -127,9 +127,13 @@ func (s *Server) RevokeDevice(ctx context.Context, req *adminv1.RevokeDeviceRequ
 	if len(req.GetReason()) > 500 {
 		return nil, status.Error(codes.InvalidArgument, "reason is longer than 500 characters")
 	}
+	id, err := s.deviceID(ctx, req.GetDeviceId())
+	if err != nil {
+		return nil, err
+	}
 	now := s.now()
-	d, err := s.Store.RevokeDevice(ctx, req.GetDeviceId(), req.GetReason(), now,
-		storage.AuditEvent{At: now, Actor: "admin-api", Action: "device.revoke", DeviceID: req.GetDeviceId(), Detail: req.GetReason()})
+	d, err := s.Store.RevokeDevice(ctx, id, req.GetReason(), now,
+		storage.AuditEvent{At: now, Actor: "admin-api", Action: "device.revoke", DeviceID: id, Detail: req.GetReason()})
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, status.Errorf(codes.NotFound, "no device %q", req.GetDeviceId())
 	}
@@ -286,10 +290,11 @@ func seen(t time.Time) string {
 }
 
 func (s *Server) getDevice(ctx context.Context, id string) (storage.Device, error) {
-	if id == "" {
-		return storage.Device{}, status.Error(codes.InvalidArgument, "device_id is required")
+	whole, err := s.deviceID(ctx, id)
+	if err != nil {
+		return storage.Device{}, err
 	}
-	d, err := s.Store.GetDevice(ctx, id)
+	d, err := s.Store.GetDevice(ctx, whole)
 	if errors.Is(err, storage.ErrNotFound) {
 		return storage.Device{}, status.Errorf(codes.NotFound, "no device %q", id)
 	}
@@ -297,6 +302,29 @@ func (s *Server) getDevice(ctx context.Context, id string) (storage.Device, erro
 		return storage.Device{}, s.internal("reading device", err)
 	}
 	return d, nil
+}
+
+// deviceID is the whole id of the enrolled device (revoked or not) that id
+// names: itself, or the start of one no other device's id starts with, as
+// the tables show ids. NOT_FOUND for none, INVALID_ARGUMENT for a start
+// more than one id has, or an id no device could have.
+func (s *Server) deviceID(ctx context.Context, id string) (string, error) {
+	if id == "" {
+		return "", status.Error(codes.InvalidArgument, "device_id is required")
+	}
+	if err := bounded("device_id", id); err != nil {
+		return "", err
+	}
+	whole, err := storage.ResolveDeviceID(ctx, s.Store, id)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return "", status.Errorf(codes.NotFound, "%v (see ListDevices, or 'clearance-verifier devices --wide')", err)
+	case errors.Is(err, storage.ErrAmbiguousDevice):
+		return "", status.Errorf(codes.InvalidArgument, "%v", err)
+	case err != nil:
+		return "", s.internal("reading device", err)
+	}
+	return whole, nil
 }
 
 // latest returns the device's latest report, parsed, or nil if it has none.

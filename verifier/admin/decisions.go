@@ -242,6 +242,10 @@ func (s *Server) ExplainAccess(ctx context.Context, req *adminv1.ExplainAccessRe
 	if s.Access == nil {
 		return nil, status.Error(codes.Unavailable, "ExplainAccess is not available: this verifier has no access decision engine configured")
 	}
+	id, err := s.deviceID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
 	d, err := s.Access.Explain(ctx, id, req.GetUsername(), req.GetLiveCheck())
 	switch {
 	case errors.Is(err, storage.ErrNotFound):

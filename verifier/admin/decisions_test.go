@@ -43,6 +43,21 @@ type decisionLog struct {
 	filters []storage.DecisionFilter
 }
 
+// GetDevice knows one device, "dev-a", for the calls that name one.
+func (l *decisionLog) GetDevice(_ context.Context, id string) (storage.Device, error) {
+	if id == "dev-a" {
+		return storage.Device{ID: id}, nil
+	}
+	return storage.Device{}, storage.ErrNotFound
+}
+
+func (l *decisionLog) ListDevices(_ context.Context, afterID string, _ int) ([]storage.Device, error) {
+	if "dev-a" > afterID {
+		return []storage.Device{{ID: "dev-a"}}, nil
+	}
+	return nil, nil
+}
+
 func (l *decisionLog) ListDecisions(_ context.Context, f storage.DecisionFilter) ([]storage.DecisionRecord, error) {
 	l.filters = append(l.filters, f)
 	limit := f.Limit
@@ -493,8 +508,14 @@ func TestExplainAccessErrors(t *testing.T) {
 		code   codes.Code
 		msg    string
 	}{
-		{"unknown device", &fakeExplainer{err: fmt.Errorf("reading device: %w", storage.ErrNotFound)},
-			&adminv1.ExplainAccessRequest{DeviceId: "nope"}, codes.NotFound, `device "nope" is not enrolled`},
+		{"unknown device", &fakeExplainer{},
+			&adminv1.ExplainAccessRequest{DeviceId: "nope"}, codes.NotFound, `no enrolled device's id is or starts with "nope"`},
+		{"device gone since", &fakeExplainer{err: fmt.Errorf("reading device: %w", storage.ErrNotFound)},
+			&adminv1.ExplainAccessRequest{DeviceId: "dev-a"}, codes.NotFound, `device "dev-a" is not enrolled`},
+		{"the start of an id", &fakeExplainer{err: errors.New("resolved")},
+			&adminv1.ExplainAccessRequest{DeviceId: "DEV"}, codes.Internal, "explaining access failed"},
+		{"hostile device_id", &fakeExplainer{},
+			&adminv1.ExplainAccessRequest{DeviceId: "dev\x00a\xff"}, codes.NotFound, `no enrolled device's id is or starts with`},
 		{"not wired", nil, &adminv1.ExplainAccessRequest{DeviceId: "dev-a"}, codes.Unavailable, "ExplainAccess is not available"},
 		{"no device_id", &fakeExplainer{}, &adminv1.ExplainAccessRequest{}, codes.InvalidArgument, "device_id is required"},
 		{"device_id too long", &fakeExplainer{}, &adminv1.ExplainAccessRequest{DeviceId: strings.Repeat("d", 257)}, codes.InvalidArgument, "device_id is longer than 256"},

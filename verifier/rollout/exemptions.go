@@ -179,40 +179,14 @@ func GrantExemption(ctx context.Context, s ExemptionStore, g Grant, actor string
 
 // deviceID is the whole id of the device named by id or by its start.
 func deviceID(ctx context.Context, s ExemptionStore, id string) (string, error) {
-	_, err := s.GetDevice(ctx, id)
-	if err == nil {
-		return id, nil
-	}
-	if !errors.Is(err, storage.ErrNotFound) {
-		return "", err
-	}
-	// Ids are stored lowercase; every other id that starts with id sorts
-	// after it, so the first two after it say whether one does, or more.
-	prefix := strings.ToLower(id)
-	if prefix != id {
-		if _, err := s.GetDevice(ctx, prefix); err == nil {
-			return prefix, nil
-		} else if !errors.Is(err, storage.ErrNotFound) {
-			return "", err
-		}
-	}
-	devs, err := s.ListDevices(ctx, prefix, 2)
-	if err != nil {
-		return "", err
-	}
-	var found []string
-	for _, d := range devs {
-		if strings.HasPrefix(d.ID, prefix) {
-			found = append(found, d.ID)
-		}
-	}
-	switch len(found) {
-	case 0:
+	whole, err := storage.ResolveDeviceID(ctx, s, id)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
 		return "", noDevice{id}
-	case 1:
-		return found[0], nil
+	case errors.Is(err, storage.ErrAmbiguousDevice):
+		return "", refuse("more than one device's id starts with %q; give more of it", clip(id))
 	}
-	return "", refuse("more than one device's id starts with %q; give more of it", clip(id))
+	return whole, err
 }
 
 // RevokeExemption ends exemption id at now, audited.

@@ -28,6 +28,7 @@ import (
 // that --enroll-approval known admits.
 func (a *app) approvalCmds() []*cli.Command {
 	return []*cli.Command{
+		a.revokeCmd(),
 		{
 			Name:    "pending",
 			Summary: "enrollment requests waiting for approval",
