@@ -385,6 +385,12 @@ func renderDecisions(w io.Writer, ds []*adminv1.Decision, loc *time.Location, wi
 		case d.GetAllow():
 			result = "allow"
 		}
+		// What let a failing Mac in, or offered Continue, reads beside the
+		// result, where a narrow table does not cut it off: "allow
+		// monitor" is the would-deny report's row.
+		if m := d.GetMode(); m != "" && m != "enforce" && d.GetSource() != storage.SourceCloudflare {
+			result += " " + m
+		}
 		reason := d.GetReason()
 		var failed []string
 		for _, r := range d.GetResults() {
@@ -395,7 +401,7 @@ func renderDecisions(w io.Writer, ds []*adminv1.Decision, loc *time.Location, wi
 		if (!d.GetAllow() || d.GetMode() != "") && len(failed) > 0 {
 			reason += ": " + strings.Join(failed, ",")
 		}
-		if m := d.GetMode(); m != "" && m != "enforce" {
+		if m := d.GetMode(); m != "" && m != "enforce" && d.GetSource() == storage.SourceCloudflare {
 			reason += " (" + m + ")"
 		}
 		rows = append(rows, []string{

@@ -219,6 +219,16 @@ func TestTables(t *testing.T) {
 			Reason: "policy_failed", Source: "cloudflare", Score: 90, Mode: "warn", Results: []*adminv1.DecisionPolicyResult{
 				{PolicyId: "filevault", Status: adminv1.PolicyStatus_POLICY_STATUS_FAIL, Required: true, Enforcement: "warn"},
 			}},
+		// Let in though failing: the mode says by what, beside the result.
+		{At: timestamppb.New(now.Add(-4 * time.Hour)), Username: "erin.with.a.long.name@corp.example.com", DeviceId: "3f2c8a4e-9b1d-4e7f-8a6c-2d5e9f0b1c3a", Allow: true,
+			Reason: "allowed", Mode: "monitor", Results: []*adminv1.DecisionPolicyResult{
+				{PolicyId: "filevault", Status: adminv1.PolicyStatus_POLICY_STATUS_FAIL, Required: true, Enforcement: "monitor"},
+				{PolicyId: "firewall", Status: adminv1.PolicyStatus_POLICY_STATUS_FAIL, Required: true, Enforcement: "monitor"},
+			}},
+		{At: timestamppb.New(now.Add(-5 * time.Hour)), Username: "fay@example.com", DeviceId: "3f2c8a4e-9b1d-4e7f-8a6c-2d5e9f0b1c3a", Allow: true,
+			Reason: "allowed", Mode: "bypassed", Results: []*adminv1.DecisionPolicyResult{
+				{PolicyId: "firewall", Status: adminv1.PolicyStatus_POLICY_STATUS_FAIL, Required: true},
+			}},
 	}
 	var b strings.Builder
 	if err := renderDecisions(&b, ds, time.UTC, 80); err != nil {
