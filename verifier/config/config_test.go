@@ -335,3 +335,16 @@ func TestDatabaseLabelPasswordPastHost(t *testing.T) {
 		}
 	}
 }
+
+// TestExampleSettingsFile: the production starting point in examples/
+// loads, and says what its comments say.
+func TestExampleSettingsFile(t *testing.T) {
+	t.Parallel()
+	c, err := load(t, []string{"--config", "../../examples/verifier.yaml"}, nil)
+	if err != nil {
+		t.Fatalf("examples/verifier.yaml: %v", err)
+	}
+	if c.EnrollApproval != "known" || c.Enforcement != "monitor" || c.DataDir != "/var/lib/clearance" || c.Policies != "/etc/clearance/policies.yaml" {
+		t.Errorf("examples/verifier.yaml loads as %+v", c)
+	}
+}
