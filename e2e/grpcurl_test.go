@@ -103,7 +103,9 @@ func TestGrpcurl(t *testing.T) {
 		// The device passes every policy on its stored report, decided without
 		// asking the agent (no live_check in the example).
 		"explain-access": {a.DeviceID, `"allow": true`, `"reason": "allowed"`, `"liveCheck": "none"`, `"POLICY_STATUS_PASS"`, `"filevault"`},
-		"describe":       {"rpc RequestCheck", "rpc RevokeDevice", "rpc ListDecisions", "rpc ExplainAccess", "rpc AssignDevice"},
+		"describe":       {"rpc RequestCheck", "rpc RevokeDevice", "rpc ListDecisions", "rpc ExplainAccess", "rpc AssignDevice", "rpc ListAuditEvents"},
+		// The device's enrollment, by its agent.
+		"list-audit": {`"actor": "agent"`, `"action": "device.enroll"`, `"deviceId": "` + a.DeviceID + `"`},
 	}
 	// What each example must print in full. Nobody signs in during this test,
 	// so the decision log is empty: the example only shows that the call and
