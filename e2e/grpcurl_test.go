@@ -103,7 +103,12 @@ func TestGrpcurl(t *testing.T) {
 		// The device passes every policy on its stored report, decided without
 		// asking the agent (no live_check in the example).
 		"explain-access": {a.DeviceID, `"allow": true`, `"reason": "allowed"`, `"liveCheck": "none"`, `"POLICY_STATUS_PASS"`, `"filevault"`},
-		"describe":       {"rpc RequestCheck", "rpc RevokeDevice", "rpc ListDecisions", "rpc ExplainAccess", "rpc AssignDevice"},
+		"describe":       {"rpc RequestCheck", "rpc RevokeDevice", "rpc ListDecisions", "rpc ExplainAccess", "rpc AssignDevice", "rpc ListAuditEvents"},
+		// The CLI's table: the enrollments by the agents, the test's
+		// secret by the CLI.
+		"audit": {"TIME", "ACTOR", "ACTION", "agent", "device.enroll", a.DeviceID[:8], failing.DeviceID[:8]},
+		// The device's enrollment, by its agent.
+		"list-audit": {`"actor": "agent"`, `"action": "device.enroll"`, `"deviceId": "` + a.DeviceID + `"`},
 	}
 	// What each example must print in full. Nobody signs in during this test,
 	// so the decision log is empty: the example only shows that the call and

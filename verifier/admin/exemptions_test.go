@@ -126,7 +126,7 @@ func TestExemptionsAPI(t *testing.T) {
 	if len(active.GetExemptions()) != 1 || len(all.GetExemptions()) != 3 {
 		t.Fatalf("active %d, all %d; want 1 and 3", len(active.GetExemptions()), len(all.GetExemptions()))
 	}
-	audit, err := store.ListAudit(ctx, "dev-1", 10)
+	audit, err := store.ListAudit(ctx, storage.AuditFilter{DeviceID: "dev-1", Limit: 10})
 	if err != nil || len(audit) != 3 || audit[0].Action != "exemption.revoke" || audit[1].Action != "exemption.grant" ||
 		!strings.Contains(audit[1].Detail, "replacement Mac on order") {
 		t.Fatalf("audit %+v, %v", audit, err)

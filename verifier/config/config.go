@@ -116,6 +116,9 @@ type Config struct {
 	TrustedProxies   []*net.IPNet
 	// DecisionRetention is how long the decision log is kept.
 	DecisionRetention time.Duration
+	// AuditRetention is how long the audit log is kept; zero keeps the
+	// default (storage.DefaultAuditRetention).
+	AuditRetention time.Duration
 
 	// Enforcement lowers every policy's enforcement to at most this mode
 	// (monitor, warn or enforce: enforce leaves each policy's own).
@@ -534,6 +537,7 @@ var settings = []setting{
 		c.Database = v
 		return nil
 	}}},
+	{"audit-retention", GroupStorage, durText(storage.DefaultAuditRetention), "how long events are kept in the audit log (who changed devices, secrets, exemptions and people)", dur(func(c *Config) *time.Duration { return &c.AuditRetention }, 30*24*time.Hour, 10*365*24*time.Hour)},
 	{"grpc-listen", GroupListen, ":8443", "address for gRPC (agents, admin API, health, reflection); TLS, client certs requested", listenAddr(func(c *Config) *string { return &c.GRPCListen })},
 	{"http-listen", GroupListen, ":8080", "address for HTTPS /healthz, /metrics (which needs the data dir's metrics.token as a bearer token) and, with --cloudflare-team, Cloudflare's /cloudflare/v1/posture; TLS, no client certs", listenAddr(func(c *Config) *string { return &c.HTTPListen })},
 	{"public-url", GroupListen, "https://localhost:8443", "URL agents and browsers use to reach this verifier; its host is in the TLS certificate", value{"URL", func(c *Config, v string) error {

@@ -302,6 +302,25 @@ func tableCells(row string) int {
 // The posture endpoint is on only with both the team and the AUD tag: a
 // configuration with the team alone (which only cloudflare setup resolves)
 // never serves it without an audience to check.
+// TestAuditRetention: 400 days unless set; from 30 days to 10 years, so
+// that a typo cannot empty the audit log at the next sweep.
+func TestAuditRetention(t *testing.T) {
+	t.Parallel()
+	c, err := load(t, []string{"--data-dir", "/d"}, nil)
+	if err != nil || c.AuditRetention != 400*24*time.Hour {
+		t.Fatalf("default audit retention %v, %v; want 9600h", c.AuditRetention, err)
+	}
+	c, err = load(t, []string{"--data-dir", "/d"}, map[string]string{"CLEARANCE_AUDIT_RETENTION": "720h"})
+	if err != nil || c.AuditRetention != 30*24*time.Hour {
+		t.Errorf("CLEARANCE_AUDIT_RETENTION=720h: %v, %v", c.AuditRetention, err)
+	}
+	for _, v := range []string{"719h", "24h", "0s", "87601h"} {
+		if _, err := load(t, []string{"--data-dir", "/d", "--audit-retention", v}, nil); err == nil || !strings.Contains(err.Error(), "outside the allowed range") {
+			t.Errorf("--audit-retention %s: %v, want it refused", v, err)
+		}
+	}
+}
+
 func TestCloudflareConfiguredNeedsBoth(t *testing.T) {
 	for _, c := range []Config{{CloudflareTeam: "https://acme.cloudflareaccess.com"}, {CloudflareAUD: "aud"}, {}} {
 		if c.CloudflareConfigured() {

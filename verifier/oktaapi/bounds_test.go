@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/clearance/clearance/internal/oktaorg"
+	"github.com/clearance/clearance/verifier/storage"
 	"github.com/clearance/clearance/verifier/storage/sqlite"
 )
 
@@ -58,14 +59,14 @@ func TestSyncBounds(t *testing.T) {
 	// One user more than the bound: the sync fails and changes nothing.
 	org.PutUser(oktaorg.User{ID: "00u999", Login: "one-too-many@example.com"})
 	org.SetUserStatus("00u001", "DEPROVISIONED")
-	before, _ := store.ListAudit(ctx, "", 1)
+	before, _ := store.ListAudit(ctx, storage.AuditFilter{Limit: 1})
 	if _, err := s.Full(ctx); !errors.Is(err, errTooMany) {
 		t.Errorf("a sync over the user bound: %v", err)
 	}
 	if u, _ := store.GetUser(ctx, "00u001"); !u.Active {
 		t.Error("a sync that failed its bound changed a user")
 	}
-	if after, _ := store.ListAudit(ctx, "", 1); len(after) != 1 || after[0] != before[0] {
+	if after, _ := store.ListAudit(ctx, storage.AuditFilter{Limit: 1}); len(after) != 1 || after[0] != before[0] {
 		t.Error("a sync that failed its bound wrote")
 	}
 	org.DeleteUser("00u999")

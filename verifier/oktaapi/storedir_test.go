@@ -17,7 +17,7 @@ import (
 // newestAudit is the newest audit event, to tell whether a sync wrote.
 func newestAudit(t *testing.T, s storage.Store) storage.AuditEvent {
 	t.Helper()
-	es, err := s.ListAudit(context.Background(), "", 1)
+	es, err := s.ListAudit(context.Background(), storage.AuditFilter{Limit: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestSyncIntoStore(t *testing.T) {
 	if g := groupNames(t, store, "00u000009"); !slices.Equal(g, []string{"renamed"}) {
 		t.Errorf("user9's groups = %v", g)
 	}
-	es, err := store.ListAudit(ctx, "", 100)
+	es, err := store.ListAudit(ctx, storage.AuditFilter{Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -161,7 +161,7 @@ func TestOktaUserLifecycle(t *testing.T) {
 		t.Fatalf("path patch = %d %s", r.status, r.raw)
 	}
 	// The audit names the token.
-	events, err := f.store.ListAudit(t.Context(), "", 100)
+	events, err := f.store.ListAudit(t.Context(), storage.AuditFilter{Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}

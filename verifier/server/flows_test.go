@@ -17,6 +17,7 @@ import (
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/enroll"
+	"github.com/clearance/clearance/verifier/storage"
 )
 
 // answer runs an agent loop on st: every CheckNow gets a report with its nonce.
@@ -123,7 +124,7 @@ func TestReenrollKeepsIDAndHistory(t *testing.T) {
 		t.Fatalf("report after re-enroll: %v %v", m, err)
 	}
 	// The re-enrollment is in the audit log.
-	events, err := h.srv.Store.ListAudit(context.Background(), a.DeviceID, 10)
+	events, err := h.srv.Store.ListAudit(context.Background(), storage.AuditFilter{DeviceID: a.DeviceID, Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}

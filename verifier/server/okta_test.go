@@ -227,7 +227,7 @@ func TestOktaSyncGatesSignIn(t *testing.T) {
 		}
 		t.Errorf("decisions %v, want user_not_provisioned, user_deactivated, allowed (newest first)", got)
 	}
-	es, err := e.srv.Store.ListAudit(e.ctx(), "", 10)
+	es, err := e.srv.Store.ListAudit(e.ctx(), storage.AuditFilter{Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}

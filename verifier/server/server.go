@@ -833,7 +833,8 @@ func (s *Server) Actors(g *run.Group) error {
 	s.oktaActors(g)
 
 	// Expired nonces, request IDs and held sign-ins are swept so their
-	// tables stay small; decisions past their retention too.
+	// tables stay small; decisions and audit events past their retention
+	// too.
 	stopGC := make(chan struct{})
 	g.Add("gc", func() error {
 		t := time.NewTicker(time.Minute)
@@ -886,6 +887,15 @@ func lapsedNonceKept(skew time.Duration) time.Duration {
 	return 2 * skew
 }
 
+// auditRetention is how long the audit log is kept: configured, or the
+// default when the setting is unset (zero), never "keep nothing".
+func auditRetention(d time.Duration) time.Duration {
+	if d <= 0 {
+		return storage.DefaultAuditRetention
+	}
+	return d
+}
+
 func (s *Server) sweep(ctx context.Context, log *slog.Logger) {
 	now := s.now()
 	for _, sw := range []struct {
@@ -904,6 +914,7 @@ func (s *Server) sweep(ctx context.Context, log *slog.Logger) {
 		{"decisions", s.Store.DeleteDecisionsBefore, now.Add(-s.cfg.DecisionRetention)},
 		{"pending_enrollments", s.Store.DeleteExpiredEnrollmentRequests, now.Add(-enroll.DefaultPendingMaxAge)},
 		{"okta_sign_ins", s.Store.DeleteOktaSignInsBefore, now.Add(-s.cfg.DecisionRetention)},
+		{"audit", s.Store.DeleteAuditBefore, now.Add(-auditRetention(s.cfg.AuditRetention))},
 	} {
 		if n, err := sw.run(ctx, sw.at); err != nil {
 			log.Warn("sweeping failed", "table", sw.what, "err", err)

@@ -181,6 +181,18 @@ type shrink struct{ col, floor int }
 // their floors, then the last column, a list, is shortened to what fits
 // ("filevault +2") until a line fits.
 func writeTable(w io.Writer, rows [][]string, width int, shrinkable []shrink) error {
+	return fitTable(w, rows, width, shrinkable, fitList)
+}
+
+// writeTableCut is writeTable for a table whose last column is text: it is
+// cut (with "…") to what fits.
+func writeTableCut(w io.Writer, rows [][]string, width int, shrinkable []shrink) error {
+	return fitTable(w, rows, width, shrinkable, cut)
+}
+
+// fitTable writes rows as writeTable says, shortening the last column with
+// fitLast.
+func fitTable(w io.Writer, rows [][]string, width int, shrinkable []shrink, fitLast func(string, int) string) error {
 	for _, r := range rows {
 		for i, c := range r {
 			r[i] = clean(c)
@@ -213,7 +225,7 @@ func writeTable(w io.Writer, rows [][]string, width int, shrinkable []shrink) er
 		for _, r := range rows {
 			for i, c := range r {
 				if i == last {
-					r[i] = fitList(c, widths[i])
+					r[i] = fitLast(c, widths[i])
 				} else {
 					r[i] = cut(c, widths[i])
 				}

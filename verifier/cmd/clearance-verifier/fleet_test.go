@@ -127,6 +127,68 @@ func TestFleetCommands(t *testing.T) {
 	if _, _, err := execute(env, "decisions", "--data-dir", s.dir, "--device", "ffffffff"); err == nil || !strings.Contains(err.Error(), "no device id starts with") {
 		t.Errorf("unknown device: %v", err)
 	}
+
+	// The audit log: the secret the CLI made, then both enrollments.
+	audit := func(args ...string) []string {
+		t.Helper()
+		out, stderr, err := execute(env, append([]string{"audit", "--data-dir", s.dir}, args...)...)
+		if err != nil {
+			t.Fatalf("audit %v: %v\n%s", args, err, stderr)
+		}
+		return strings.Split(strings.TrimSpace(out), "\n")
+	}
+	lines = audit()
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "TIME") || !strings.Contains(lines[3], "cli") || !strings.Contains(lines[3], "secret.create") {
+		t.Fatalf("audit:\n%s", strings.Join(lines, "\n"))
+	}
+	for _, l := range lines[1:3] {
+		if !strings.Contains(l, "agent") || !strings.Contains(l, "device.enroll") {
+			t.Errorf("audit: enrollment row %q", l)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want []string // a word of each row, in order
+	}{
+		{[]string{"--device", bad.DeviceID[:8]}, []string{bad.DeviceID[:8]}},
+		{[]string{"--device", strings.ToUpper(good.DeviceID)}, []string{good.DeviceID[:8]}},
+		{[]string{"--actor", "cli"}, []string{"secret.create"}},
+		{[]string{"--action", "device."}, []string{"device.enroll", "device.enroll"}},
+		{[]string{"--action", "device"}, nil},
+		{[]string{"--since", "1h"}, []string{"device.enroll", "device.enroll", "secret.create"}},
+		{[]string{"--since", time.Now().Add(time.Hour).Format(time.RFC3339)}, nil},
+		{[]string{"--limit", "1"}, []string{"device.enroll"}},
+	} {
+		out, stderr, err := execute(env, append([]string{"audit", "--data-dir", s.dir}, tc.args...)...)
+		if err != nil {
+			t.Errorf("audit %v: %v", tc.args, err)
+			continue
+		}
+		if len(tc.want) == 0 {
+			if out != "" || stderr != "no audit events match\n" {
+				t.Errorf("audit %v: %q %q, want no events", tc.args, out, stderr)
+			}
+			continue
+		}
+		rows := strings.Split(strings.TrimSpace(out), "\n")[1:]
+		if len(rows) != len(tc.want) {
+			t.Errorf("audit %v: %d rows, want %d:\n%s", tc.args, len(rows), len(tc.want), out)
+			continue
+		}
+		for i, w := range tc.want {
+			if !strings.Contains(rows[i], w) {
+				t.Errorf("audit %v: row %q lacks %q", tc.args, rows[i], w)
+			}
+		}
+	}
+	var listedAudit struct {
+		Events []struct{ ID, Actor, Action, DeviceID string }
+	}
+	out, _, err = execute(env, "audit", "--data-dir", s.dir, "--json", "--action", "device.enroll", "--device", good.DeviceID)
+	if err := json.Unmarshal([]byte(out), &listedAudit); err != nil || len(listedAudit.Events) != 1 ||
+		listedAudit.Events[0].Actor != "agent" || listedAudit.Events[0].DeviceID != good.DeviceID || listedAudit.Events[0].ID == "" {
+		t.Errorf("audit --json: %v %+v\n%s", err, listedAudit, out)
+	}
 }
 
 func row(t *testing.T, table, prefix string) string {
@@ -235,6 +297,24 @@ func TestTables(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkTable(t, "decisions", b.String(), 80)
+
+	es := []*adminv1.AuditEvent{
+		{Id: 4, At: timestamppb.New(now), Actor: "admin-api", Action: "exemption.grant", DeviceId: "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d",
+			Detail: "exemption 3 from filevault, firewall until 2026-03-11T12:00:00Z: replacement Mac on order, arriving next week"},
+		{Id: 3, At: timestamppb.New(now.Add(-time.Minute)), Actor: "admin-api", Action: "device.revoke", DeviceId: "3f2c8a4e-9b1d-4e7f-8a6c-2d5e9f0b1c3a", Detail: "stolen"},
+		{Id: 2, At: timestamppb.New(now.Add(-time.Hour)), Actor: "scim:7f3a9c2e41d0", Action: "user.deactivate", Detail: "user 00u1 (evil\x1b[2J@example.com) deactivated"},
+		{Id: 1, At: timestamppb.New(now.Add(-400 * time.Hour)), Actor: "cli", Action: "secret.create"},
+	}
+	for _, tc := range []struct {
+		name  string
+		width int
+	}{{"audit", 80}, {"audit-wide", 0}} {
+		var b strings.Builder
+		if err := renderAudit(&b, es, time.UTC, tc.width); err != nil {
+			t.Fatal(err)
+		}
+		checkTable(t, tc.name, b.String(), tc.width)
+	}
 }
 
 func checkTable(t *testing.T, name, got string, width int) {

@@ -112,6 +112,32 @@ func TestAgentTextIsInert(t *testing.T) {
 			}
 		}
 	})
+	t.Run("audit", func(t *testing.T) {
+		// A detail is outside text in part: a username Okta sent over
+		// SCIM, a reason an admin typed.
+		es := []*adminv1.AuditEvent{
+			{At: timestamppb.New(now), Actor: "scim:tok1", Action: "user.create", Detail: "user 00u1 (" + hostileHost + ") created"},
+			{At: timestamppb.New(now), Actor: "admin-api", Action: "device.revoke", DeviceId: "deadbeef\u202e-0000", Detail: hostileSerial},
+		}
+		for _, width := range []int{0, 80, 200} {
+			var b strings.Builder
+			if err := renderAudit(&b, es, time.UTC, width); err != nil {
+				t.Fatal(err)
+			}
+			out := b.String()
+			if width != 80 { // at 80 the detail is cut
+				checkInert(t, "audit table", out)
+			}
+			for _, r := range out {
+				if r != '\n' && r != ' ' && printable.Hidden(r) {
+					t.Fatalf("audit table at width %d carries %U raw:\n%q", width, r, out)
+				}
+			}
+			if width == 0 && (!strings.Contains(out, `SER\u009b1;31mRED\u200b`) || !strings.Contains(out, `deadbeef\u202e-0000`)) {
+				t.Errorf("detail or device id not escaped:\n%s", out)
+			}
+		}
+	})
 	t.Run("secret revoke", func(t *testing.T) {
 		var b strings.Builder
 		store := devicesBySecret{devs: []storage.Device{{ID: "d1", Hostname: hostileHost, SerialNumber: hostileSerial, HardwareUUID: hostileUUID, EnrolledAt: now}}}

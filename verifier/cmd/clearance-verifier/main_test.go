@@ -131,6 +131,7 @@ func TestHelpShowsOnlyWhatApplies(t *testing.T) {
 		{[]string{"okta", "setup"}, []string{"--okta-audience URI", "--terraform"}, []string{"--policies", "--scep-challenge"}},
 		{[]string{"devices"}, []string{"--failing", "--offline", "--policy id", "--json", "--verifier host:port"}, []string{"--policies", "--database"}},
 		{[]string{"decisions"}, []string{"--user username", "--denied", "--limit int", "(default 20)"}, []string{"--policies"}},
+		{[]string{"audit"}, []string{"--device id", "--actor actor", "--action action", "--since time", "--limit int", "(default 20)", "--json", "--verifier host:port"}, []string{"--policies", "--database"}},
 	} {
 		_, stdout, _ := exitOf(noEnv, append(tc.args, "-h")...)
 		// Wrapped descriptions read as one line.
@@ -158,7 +159,7 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{[]string{"serve", "--polices", "p.yaml"}, "clearance-verifier serve: unknown flag --polices; did you mean --policies? (see 'clearance-verifier serve -h')"},
 		{[]string{"serv"}, `clearance-verifier: unknown command "serv"; did you mean serve? (see 'clearance-verifier -h')`},
-		{[]string{"frobnicate"}, `clearance-verifier: unknown command "frobnicate"; the commands are serve, devices, decisions, secret, exemption, scim, scep, profile, okta or cloudflare (see 'clearance-verifier -h')`},
+		{[]string{"frobnicate"}, `clearance-verifier: unknown command "frobnicate"; the commands are serve, devices, decisions, audit, secret, exemption, scim, scep, profile, okta or cloudflare (see 'clearance-verifier -h')`},
 		{[]string{"--verison"}, "clearance-verifier: unknown flag --verison; did you mean --version? (see 'clearance-verifier -h')"},
 		{[]string{"secret"}, "clearance-verifier secret: secret needs a command: create, list or revoke (see 'clearance-verifier secret -h')"},
 		{[]string{"secret", "craete"}, `clearance-verifier secret: unknown command "craete"; did you mean create? (see 'clearance-verifier secret -h')`},
@@ -171,6 +172,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"serve"}, "clearance-verifier serve: --data-dir is required (or CLEARANCE_DATA_DIR, or data_dir in the config file) (see 'clearance-verifier serve -h')"},
 		{[]string{"decisions", "--data-dir", "x", "--limit", "0"}, "clearance-verifier decisions: --limit must be from 1 to 1000 (see 'clearance-verifier decisions -h')"},
 		{[]string{"decisions", "--data-dir", "x", "--origin", "saml"}, `clearance-verifier decisions: --origin "saml": give okta or cloudflare (see 'clearance-verifier decisions -h')`},
+		{[]string{"audit", "--data-dir", "x", "--limit", "1001"}, "clearance-verifier audit: --limit must be from 1 to 1000 (see 'clearance-verifier audit -h')"},
+		{[]string{"audit", "--data-dir", "x", "--since", "yesterday"}, `clearance-verifier audit: --since "yesterday": give a time back from now (90m, 24h, 7d), a date (2026-01-02) or an RFC 3339 time (2026-01-02T15:04:05Z) (see 'clearance-verifier audit -h')`},
+		{[]string{"audit", "--data-dir", "x", "--since", "-24h"}, `clearance-verifier audit: --since "-24h": give a time back from now without a sign (24h) (see 'clearance-verifier audit -h')`},
 	} {
 		code, stdout, stderr := exitOf(noEnv, tc.args...)
 		if code != 2 || stdout != "" || stderr != tc.want+"\n" {

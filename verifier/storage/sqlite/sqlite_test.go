@@ -246,8 +246,8 @@ func TestListLimitsAreCapped(t *testing.T) {
 		must(t, err)
 	}
 	must(t, tx.Commit())
-	for _, limit := range []int{sqlstore.MaxListLimit + 1, 1 << 40} {
-		got, err := s.ListAudit(ctx, "", limit)
+	for _, limit := range []int{storage.MaxAuditLimit + 1, 1 << 40} {
+		got, err := s.ListAudit(ctx, storage.AuditFilter{Limit: limit})
 		must(t, err)
 		if len(got) != sqlstore.MaxListLimit {
 			t.Errorf("ListAudit(limit %d) returned %d events, want %d", limit, len(got), sqlstore.MaxListLimit)
@@ -352,7 +352,7 @@ func TestStaleApprovalRefused(t *testing.T) {
 	if n := uses(); n != before {
 		t.Errorf("secret uses %d, want %d", n, before)
 	}
-	es, err := s.ListAudit(ctx, d.ID, 10)
+	es, err := s.ListAudit(ctx, storage.AuditFilter{DeviceID: d.ID, Limit: 10})
 	must(t, err)
 	if len(es) == 0 || es[0].Action != "device.enroll_stale" {
 		t.Errorf("audit = %+v, want device.enroll_stale first", es)

@@ -3,7 +3,10 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/clearance/clearance/verifier/storage"
 )
@@ -90,16 +93,10 @@ func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
 	return insertAudit(ctx, s.writer(), e)
 }
 
-// ListAudit returns up to limit (clamped to [1, 1000]) events, newest
-// first: by At, then by order of appending. deviceID filters when set.
-func (s *Store) ListAudit(ctx context.Context, deviceID string, limit int) ([]storage.AuditEvent, error) {
-	q := `SELECT at, actor, action, device_id, detail FROM audit ORDER BY at DESC, id DESC LIMIT $1`
-	args := []any{clampLimit(limit)}
-	if deviceID != "" {
-		q = `SELECT at, actor, action, device_id, detail FROM audit WHERE device_id = $2
-			ORDER BY at DESC, id DESC LIMIT $1`
-		args = append(args, deviceID)
-	}
+// ListAudit returns the events matching f, newest first: by At, then by
+// order of appending.
+func (s *Store) ListAudit(ctx context.Context, f storage.AuditFilter) ([]storage.AuditEvent, error) {
+	q, args := listAuditQuery(f)
 	events, err := list(ctx, s.reader(), scanAudit, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing audit: %w", err)
@@ -107,12 +104,104 @@ func (s *Store) ListAudit(ctx context.Context, deviceID string, limit int) ([]st
 	return events, nil
 }
 
+// listAuditQuery builds the query for f and its arguments. Times outside
+// the range timeCodec can store select everything or nothing, as in
+// listDecisionsQuery.
+func listAuditQuery(f storage.AuditFilter) (string, []any) {
+	var w filter
+	const nothing = "0 = 1"
+	if f.DeviceID != "" {
+		w.add("device_id = ?", f.DeviceID)
+	}
+	if f.DevicePrefix != "" {
+		// A range, so that audit_device_id_at serves it: device_id
+		// compares bytewise in both engines (COLLATE "C" in PostgreSQL),
+		// and UTF-8's byte order is its code points' order.
+		w.add("device_id >= ?", f.DevicePrefix)
+		if end, ok := prefixEnd(f.DevicePrefix); ok {
+			w.add("device_id < ?", end)
+		}
+	}
+	if f.Actor != "" {
+		w.add("actor = ?", f.Actor)
+	}
+	switch a := f.Action; {
+	case a == "":
+	case strings.HasSuffix(a, "."):
+		// substr counts characters in both engines; the length is ours.
+		w.add("substr(action, 1, "+strconv.Itoa(utf8.RuneCountInString(a))+") = ?", a)
+	default:
+		w.add("action = ?", a)
+	}
+	switch {
+	case f.Since.IsZero() || f.Since.Before(minTime):
+	case f.Since.After(maxTime):
+		w.conds = append(w.conds, nothing)
+	default:
+		w.add("at >= ?", f.Since.UnixNano())
+	}
+	switch {
+	case f.Until.IsZero() || f.Until.After(maxTime):
+	case f.Until.Before(minTime):
+		w.conds = append(w.conds, nothing)
+	default:
+		w.add("at < ?", f.Until.UnixNano())
+	}
+	if f.BeforeID > 0 {
+		switch {
+		case f.BeforeAt.Before(minTime):
+			w.conds = append(w.conds, nothing)
+		case f.BeforeAt.After(maxTime):
+		default:
+			at := f.BeforeAt.UnixNano()
+			w.args = append(w.args, at, f.BeforeID)
+			n := len(w.args)
+			w.conds = append(w.conds, fmt.Sprintf("(at < $%d OR (at = $%d AND id < $%d))", n-1, n-1, n))
+		}
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = storage.DefaultAuditLimit
+	}
+	return w.query(`SELECT id, at, actor, action, device_id, detail FROM audit`, `at DESC, id DESC`,
+		min(limit, storage.MaxAuditLimit))
+}
+
+// prefixEnd is the least string greater than every string that starts with
+// p, in code point order: p with its last character replaced by the next
+// one (after dropping trailing U+10FFFF). ok is false when there is none.
+func prefixEnd(p string) (end string, ok bool) {
+	r := []rune(p)
+	for len(r) > 0 {
+		last := r[len(r)-1]
+		r = r[:len(r)-1]
+		switch {
+		case last == utf8.MaxRune:
+			continue
+		case last == 0xD7FF: // the next code point is a surrogate
+			return string(append(r, 0xE000)), true
+		}
+		return string(append(r, last+1)), true
+	}
+	return "", false
+}
+
+// DeleteAuditBefore removes the events recorded strictly before the given
+// time.
+func (s *Store) DeleteAuditBefore(ctx context.Context, before time.Time) (int, error) {
+	n, err := s.deleteBefore(ctx, `DELETE FROM audit WHERE at < $1`, before)
+	if err != nil {
+		return 0, fmt.Errorf("deleting audit: %w", err)
+	}
+	return n, nil
+}
+
 func scanAudit(sc scanner) (storage.AuditEvent, error) {
 	var (
 		e  storage.AuditEvent
 		at int64
 	)
-	err := sc.Scan(&at, &e.Actor, &e.Action, &e.DeviceID, &e.Detail)
+	err := sc.Scan(&e.ID, &at, &e.Actor, &e.Action, &e.DeviceID, &e.Detail)
 	e.At = fromNS(at)
 	return e, err
 }

@@ -203,7 +203,7 @@ func testExemptions(t *testing.T, s storage.Store) {
 
 	got, err := s.GetExemption(ctx, dev.ID)
 	must(t, err)
-	if es, err := s.ListAudit(ctx, "dev-1", 10); err != nil || len(es) != 1 || es[0].Action != "exemption.grant" ||
+	if es, err := s.ListAudit(ctx, storage.AuditFilter{DeviceID: "dev-1", Limit: 10}); err != nil || len(es) != 1 || es[0].Action != "exemption.grant" ||
 		es[0].Detail != fmt.Sprintf("exemption %d: for the test", dev.ID) {
 		t.Fatalf("audit of the grant: %+v, %v", es, err)
 	}
@@ -380,7 +380,7 @@ func testExemptionsRevoke(t *testing.T, s storage.Store) {
 	ctx := t.Context()
 	e := createExemption(t, s, newExemption("dev-1", ""))
 	must(t, s.RevokeExemption(ctx, e.ID, at(hour), "cli", exemptionAudit("exemption.revoke", "dev-1")))
-	if es, _ := s.ListAudit(ctx, "dev-1", 10); len(es) != 2 || es[0].Action != "exemption.revoke" {
+	if es, _ := s.ListAudit(ctx, storage.AuditFilter{DeviceID: "dev-1", Limit: 10}); len(es) != 2 || es[0].Action != "exemption.revoke" {
 		t.Fatalf("audit after revoke: %+v", es)
 	}
 	wantErr(t, s.RevokeExemption(ctx, e.ID, at(2*hour), "cli", exemptionAudit("exemption.revoke", "dev-1")), storage.ErrAlreadyExists)

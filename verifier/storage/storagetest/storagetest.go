@@ -236,11 +236,13 @@ func listReports(t *testing.T, s storage.Store, deviceID string) []storage.Repor
 	return rs
 }
 
+// listAudit is the device's audit (every event for ""), newest first,
+// without IDs: what the fixtures appended, to compare with them.
 func listAudit(t *testing.T, s storage.Store, deviceID string) []storage.AuditEvent {
 	t.Helper()
-	es, err := s.ListAudit(t.Context(), deviceID, 1000)
+	es, err := s.ListAudit(t.Context(), storage.AuditFilter{DeviceID: deviceID, Limit: storage.MaxAuditLimit})
 	must(t, err)
-	return es
+	return withoutIDs(es)
 }
 
 // each is f of every element of xs, in order: never nil.

@@ -3779,7 +3779,7 @@ var File_clearance_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1eclearance/admin/v1/admin.proto\x12\x12clearance.admin.v1\x1a clearance/admin/v1/rollout.proto\x1a\x1fclearance/admin/v1/people.proto\x1a\x1fclearance/agent/v1/enroll.proto\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fclearance/agent/v1/stream.proto\x1a\x1dclearance/admin/v1/okta.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x01\n" +
+	"\x1eclearance/admin/v1/admin.proto\x12\x12clearance.admin.v1\x1a\x1eclearance/admin/v1/audit.proto\x1a clearance/admin/v1/rollout.proto\x1a\x1fclearance/admin/v1/people.proto\x1a\x1fclearance/agent/v1/enroll.proto\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fclearance/agent/v1/stream.proto\x1a\x1dclearance/admin/v1/okta.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x01\n" +
 	"\x0ePostureSummary\x12\x12\n" +
 	"\x04pass\x18\x01 \x01(\rR\x04pass\x12\x12\n" +
 	"\x04fail\x18\x02 \x01(\rR\x04fail\x12\x14\n" +
@@ -4086,7 +4086,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x12POLICY_STATUS_PASS\x10\x01\x12\x16\n" +
 	"\x12POLICY_STATUS_FAIL\x10\x02\x12\x17\n" +
 	"\x13POLICY_STATUS_ERROR\x10\x03\x12\x19\n" +
-	"\x15POLICY_STATUS_MISSING\x10\x042\xbc\x17\n" +
+	"\x15POLICY_STATUS_MISSING\x10\x042\xa8\x18\n" +
 	"\fAdminService\x12^\n" +
 	"\vListDevices\x12&.clearance.admin.v1.ListDevicesRequest\x1a'.clearance.admin.v1.ListDevicesResponse\x12X\n" +
 	"\tGetDevice\x12$.clearance.admin.v1.GetDeviceRequest\x1a%.clearance.admin.v1.GetDeviceResponse\x12a\n" +
@@ -4097,7 +4097,8 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x11ListEnrollSecrets\x12,.clearance.admin.v1.ListEnrollSecretsRequest\x1a-.clearance.admin.v1.ListEnrollSecretsResponse\x12s\n" +
 	"\x12RevokeEnrollSecret\x12-.clearance.admin.v1.RevokeEnrollSecretRequest\x1a..clearance.admin.v1.RevokeEnrollSecretResponse\x12a\n" +
 	"\fRequestCheck\x12'.clearance.admin.v1.RequestCheckRequest\x1a(.clearance.admin.v1.RequestCheckResponse\x12d\n" +
-	"\rListDecisions\x12(.clearance.admin.v1.ListDecisionsRequest\x1a).clearance.admin.v1.ListDecisionsResponse\x12[\n" +
+	"\rListDecisions\x12(.clearance.admin.v1.ListDecisionsRequest\x1a).clearance.admin.v1.ListDecisionsResponse\x12j\n" +
+	"\x0fListAuditEvents\x12*.clearance.admin.v1.ListAuditEventsRequest\x1a+.clearance.admin.v1.ListAuditEventsResponse\x12[\n" +
 	"\n" +
 	"OktaStatus\x12%.clearance.admin.v1.OktaStatusRequest\x1a&.clearance.admin.v1.OktaStatusResponse\x12j\n" +
 	"\x0fListOktaSignIns\x12*.clearance.admin.v1.ListOktaSignInsRequest\x1a+.clearance.admin.v1.ListOktaSignInsResponse\x12d\n" +
@@ -4192,26 +4193,28 @@ var file_clearance_admin_v1_admin_proto_goTypes = []any{
 	(*v1.PostureReport)(nil),                 // 55: clearance.agent.v1.PostureReport
 	(*v1.PolicySet)(nil),                     // 56: clearance.agent.v1.PolicySet
 	(*durationpb.Duration)(nil),              // 57: google.protobuf.Duration
-	(*OktaStatusRequest)(nil),                // 58: clearance.admin.v1.OktaStatusRequest
-	(*ListOktaSignInsRequest)(nil),           // 59: clearance.admin.v1.ListOktaSignInsRequest
-	(*GrantExemptionRequest)(nil),            // 60: clearance.admin.v1.GrantExemptionRequest
-	(*ListExemptionsRequest)(nil),            // 61: clearance.admin.v1.ListExemptionsRequest
-	(*RevokeExemptionRequest)(nil),           // 62: clearance.admin.v1.RevokeExemptionRequest
-	(*ListUsersRequest)(nil),                 // 63: clearance.admin.v1.ListUsersRequest
-	(*GetUserRequest)(nil),                   // 64: clearance.admin.v1.GetUserRequest
-	(*ListGroupsRequest)(nil),                // 65: clearance.admin.v1.ListGroupsRequest
-	(*AssignDeviceRequest)(nil),              // 66: clearance.admin.v1.AssignDeviceRequest
-	(*UnassignDeviceRequest)(nil),            // 67: clearance.admin.v1.UnassignDeviceRequest
-	(*OktaStatusResponse)(nil),               // 68: clearance.admin.v1.OktaStatusResponse
-	(*ListOktaSignInsResponse)(nil),          // 69: clearance.admin.v1.ListOktaSignInsResponse
-	(*GrantExemptionResponse)(nil),           // 70: clearance.admin.v1.GrantExemptionResponse
-	(*ListExemptionsResponse)(nil),           // 71: clearance.admin.v1.ListExemptionsResponse
-	(*RevokeExemptionResponse)(nil),          // 72: clearance.admin.v1.RevokeExemptionResponse
-	(*ListUsersResponse)(nil),                // 73: clearance.admin.v1.ListUsersResponse
-	(*GetUserResponse)(nil),                  // 74: clearance.admin.v1.GetUserResponse
-	(*ListGroupsResponse)(nil),               // 75: clearance.admin.v1.ListGroupsResponse
-	(*AssignDeviceResponse)(nil),             // 76: clearance.admin.v1.AssignDeviceResponse
-	(*UnassignDeviceResponse)(nil),           // 77: clearance.admin.v1.UnassignDeviceResponse
+	(*ListAuditEventsRequest)(nil),           // 58: clearance.admin.v1.ListAuditEventsRequest
+	(*OktaStatusRequest)(nil),                // 59: clearance.admin.v1.OktaStatusRequest
+	(*ListOktaSignInsRequest)(nil),           // 60: clearance.admin.v1.ListOktaSignInsRequest
+	(*GrantExemptionRequest)(nil),            // 61: clearance.admin.v1.GrantExemptionRequest
+	(*ListExemptionsRequest)(nil),            // 62: clearance.admin.v1.ListExemptionsRequest
+	(*RevokeExemptionRequest)(nil),           // 63: clearance.admin.v1.RevokeExemptionRequest
+	(*ListUsersRequest)(nil),                 // 64: clearance.admin.v1.ListUsersRequest
+	(*GetUserRequest)(nil),                   // 65: clearance.admin.v1.GetUserRequest
+	(*ListGroupsRequest)(nil),                // 66: clearance.admin.v1.ListGroupsRequest
+	(*AssignDeviceRequest)(nil),              // 67: clearance.admin.v1.AssignDeviceRequest
+	(*UnassignDeviceRequest)(nil),            // 68: clearance.admin.v1.UnassignDeviceRequest
+	(*ListAuditEventsResponse)(nil),          // 69: clearance.admin.v1.ListAuditEventsResponse
+	(*OktaStatusResponse)(nil),               // 70: clearance.admin.v1.OktaStatusResponse
+	(*ListOktaSignInsResponse)(nil),          // 71: clearance.admin.v1.ListOktaSignInsResponse
+	(*GrantExemptionResponse)(nil),           // 72: clearance.admin.v1.GrantExemptionResponse
+	(*ListExemptionsResponse)(nil),           // 73: clearance.admin.v1.ListExemptionsResponse
+	(*RevokeExemptionResponse)(nil),          // 74: clearance.admin.v1.RevokeExemptionResponse
+	(*ListUsersResponse)(nil),                // 75: clearance.admin.v1.ListUsersResponse
+	(*GetUserResponse)(nil),                  // 76: clearance.admin.v1.GetUserResponse
+	(*ListGroupsResponse)(nil),               // 77: clearance.admin.v1.ListGroupsResponse
+	(*AssignDeviceResponse)(nil),             // 78: clearance.admin.v1.AssignDeviceResponse
+	(*UnassignDeviceResponse)(nil),           // 79: clearance.admin.v1.UnassignDeviceResponse
 }
 var file_clearance_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: clearance.admin.v1.Device.status:type_name -> clearance.admin.v1.DeviceStatus
@@ -4288,54 +4291,56 @@ var file_clearance_admin_v1_admin_proto_depIdxs = []int32{
 	23, // 71: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
 	25, // 72: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
 	29, // 73: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
-	58, // 74: clearance.admin.v1.AdminService.OktaStatus:input_type -> clearance.admin.v1.OktaStatusRequest
-	59, // 75: clearance.admin.v1.AdminService.ListOktaSignIns:input_type -> clearance.admin.v1.ListOktaSignInsRequest
-	32, // 76: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
-	34, // 77: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
-	37, // 78: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
-	39, // 79: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
-	43, // 80: clearance.admin.v1.AdminService.ListPendingEnrollments:input_type -> clearance.admin.v1.ListPendingEnrollmentsRequest
-	45, // 81: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
-	47, // 82: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
-	50, // 83: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
-	60, // 84: clearance.admin.v1.AdminService.GrantExemption:input_type -> clearance.admin.v1.GrantExemptionRequest
-	61, // 85: clearance.admin.v1.AdminService.ListExemptions:input_type -> clearance.admin.v1.ListExemptionsRequest
-	62, // 86: clearance.admin.v1.AdminService.RevokeExemption:input_type -> clearance.admin.v1.RevokeExemptionRequest
-	63, // 87: clearance.admin.v1.AdminService.ListUsers:input_type -> clearance.admin.v1.ListUsersRequest
-	64, // 88: clearance.admin.v1.AdminService.GetUser:input_type -> clearance.admin.v1.GetUserRequest
-	65, // 89: clearance.admin.v1.AdminService.ListGroups:input_type -> clearance.admin.v1.ListGroupsRequest
-	66, // 90: clearance.admin.v1.AdminService.AssignDevice:input_type -> clearance.admin.v1.AssignDeviceRequest
-	67, // 91: clearance.admin.v1.AdminService.UnassignDevice:input_type -> clearance.admin.v1.UnassignDeviceRequest
-	9,  // 92: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
-	11, // 93: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
-	13, // 94: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
-	15, // 95: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
-	17, // 96: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
-	20, // 97: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
-	22, // 98: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
-	24, // 99: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
-	26, // 100: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
-	30, // 101: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
-	68, // 102: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
-	69, // 103: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
-	33, // 104: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
-	35, // 105: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
-	38, // 106: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
-	40, // 107: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
-	44, // 108: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
-	46, // 109: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
-	48, // 110: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
-	51, // 111: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
-	70, // 112: clearance.admin.v1.AdminService.GrantExemption:output_type -> clearance.admin.v1.GrantExemptionResponse
-	71, // 113: clearance.admin.v1.AdminService.ListExemptions:output_type -> clearance.admin.v1.ListExemptionsResponse
-	72, // 114: clearance.admin.v1.AdminService.RevokeExemption:output_type -> clearance.admin.v1.RevokeExemptionResponse
-	73, // 115: clearance.admin.v1.AdminService.ListUsers:output_type -> clearance.admin.v1.ListUsersResponse
-	74, // 116: clearance.admin.v1.AdminService.GetUser:output_type -> clearance.admin.v1.GetUserResponse
-	75, // 117: clearance.admin.v1.AdminService.ListGroups:output_type -> clearance.admin.v1.ListGroupsResponse
-	76, // 118: clearance.admin.v1.AdminService.AssignDevice:output_type -> clearance.admin.v1.AssignDeviceResponse
-	77, // 119: clearance.admin.v1.AdminService.UnassignDevice:output_type -> clearance.admin.v1.UnassignDeviceResponse
-	92, // [92:120] is the sub-list for method output_type
-	64, // [64:92] is the sub-list for method input_type
+	58, // 74: clearance.admin.v1.AdminService.ListAuditEvents:input_type -> clearance.admin.v1.ListAuditEventsRequest
+	59, // 75: clearance.admin.v1.AdminService.OktaStatus:input_type -> clearance.admin.v1.OktaStatusRequest
+	60, // 76: clearance.admin.v1.AdminService.ListOktaSignIns:input_type -> clearance.admin.v1.ListOktaSignInsRequest
+	32, // 77: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
+	34, // 78: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
+	37, // 79: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
+	39, // 80: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
+	43, // 81: clearance.admin.v1.AdminService.ListPendingEnrollments:input_type -> clearance.admin.v1.ListPendingEnrollmentsRequest
+	45, // 82: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
+	47, // 83: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
+	50, // 84: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
+	61, // 85: clearance.admin.v1.AdminService.GrantExemption:input_type -> clearance.admin.v1.GrantExemptionRequest
+	62, // 86: clearance.admin.v1.AdminService.ListExemptions:input_type -> clearance.admin.v1.ListExemptionsRequest
+	63, // 87: clearance.admin.v1.AdminService.RevokeExemption:input_type -> clearance.admin.v1.RevokeExemptionRequest
+	64, // 88: clearance.admin.v1.AdminService.ListUsers:input_type -> clearance.admin.v1.ListUsersRequest
+	65, // 89: clearance.admin.v1.AdminService.GetUser:input_type -> clearance.admin.v1.GetUserRequest
+	66, // 90: clearance.admin.v1.AdminService.ListGroups:input_type -> clearance.admin.v1.ListGroupsRequest
+	67, // 91: clearance.admin.v1.AdminService.AssignDevice:input_type -> clearance.admin.v1.AssignDeviceRequest
+	68, // 92: clearance.admin.v1.AdminService.UnassignDevice:input_type -> clearance.admin.v1.UnassignDeviceRequest
+	9,  // 93: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
+	11, // 94: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
+	13, // 95: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
+	15, // 96: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
+	17, // 97: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
+	20, // 98: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
+	22, // 99: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
+	24, // 100: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
+	26, // 101: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
+	30, // 102: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
+	69, // 103: clearance.admin.v1.AdminService.ListAuditEvents:output_type -> clearance.admin.v1.ListAuditEventsResponse
+	70, // 104: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
+	71, // 105: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
+	33, // 106: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
+	35, // 107: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
+	38, // 108: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
+	40, // 109: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
+	44, // 110: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
+	46, // 111: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
+	48, // 112: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
+	51, // 113: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
+	72, // 114: clearance.admin.v1.AdminService.GrantExemption:output_type -> clearance.admin.v1.GrantExemptionResponse
+	73, // 115: clearance.admin.v1.AdminService.ListExemptions:output_type -> clearance.admin.v1.ListExemptionsResponse
+	74, // 116: clearance.admin.v1.AdminService.RevokeExemption:output_type -> clearance.admin.v1.RevokeExemptionResponse
+	75, // 117: clearance.admin.v1.AdminService.ListUsers:output_type -> clearance.admin.v1.ListUsersResponse
+	76, // 118: clearance.admin.v1.AdminService.GetUser:output_type -> clearance.admin.v1.GetUserResponse
+	77, // 119: clearance.admin.v1.AdminService.ListGroups:output_type -> clearance.admin.v1.ListGroupsResponse
+	78, // 120: clearance.admin.v1.AdminService.AssignDevice:output_type -> clearance.admin.v1.AssignDeviceResponse
+	79, // 121: clearance.admin.v1.AdminService.UnassignDevice:output_type -> clearance.admin.v1.UnassignDeviceResponse
+	93, // [93:122] is the sub-list for method output_type
+	64, // [64:93] is the sub-list for method input_type
 	64, // [64:64] is the sub-list for extension type_name
 	64, // [64:64] is the sub-list for extension extendee
 	0,  // [0:64] is the sub-list for field type_name
@@ -4346,6 +4351,7 @@ func file_clearance_admin_v1_admin_proto_init() {
 	if File_clearance_admin_v1_admin_proto != nil {
 		return
 	}
+	file_clearance_admin_v1_audit_proto_init()
 	file_clearance_admin_v1_rollout_proto_init()
 	file_clearance_admin_v1_people_proto_init()
 	file_clearance_admin_v1_okta_proto_init()

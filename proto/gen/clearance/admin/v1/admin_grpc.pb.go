@@ -29,6 +29,7 @@ const (
 	AdminService_RevokeEnrollSecret_FullMethodName       = "/clearance.admin.v1.AdminService/RevokeEnrollSecret"
 	AdminService_RequestCheck_FullMethodName             = "/clearance.admin.v1.AdminService/RequestCheck"
 	AdminService_ListDecisions_FullMethodName            = "/clearance.admin.v1.AdminService/ListDecisions"
+	AdminService_ListAuditEvents_FullMethodName          = "/clearance.admin.v1.AdminService/ListAuditEvents"
 	AdminService_OktaStatus_FullMethodName               = "/clearance.admin.v1.AdminService/OktaStatus"
 	AdminService_ListOktaSignIns_FullMethodName          = "/clearance.admin.v1.AdminService/ListOktaSignIns"
 	AdminService_ExplainAccess_FullMethodName            = "/clearance.admin.v1.AdminService/ExplainAccess"
@@ -80,6 +81,13 @@ type AdminServiceClient interface {
 	// ListDecisions returns the sign-in decision log, newest first: every
 	// access decision the sign-in endpoint made, with what it was made from.
 	ListDecisions(ctx context.Context, in *ListDecisionsRequest, opts ...grpc.CallOption) (*ListDecisionsResponse, error)
+	// ListAuditEvents returns the audit log, newest first: every change to
+	// devices, enroll secrets, exemptions, users and assignments, with who
+	// made it. Events older than the audit retention (--audit-retention) are
+	// deleted. INVALID_ARGUMENT for a page_token this server did not return,
+	// a negative page_size, since after until, or a filter longer than 256
+	// bytes or holding a control character.
+	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
 	// OktaStatus reads one item of users, groups, the System Log and apps
 	// with the Okta API credential and says which reads work
 	// (`clearance-verifier okta status` without the server).
@@ -263,6 +271,16 @@ func (c *adminServiceClient) ListDecisions(ctx context.Context, in *ListDecision
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListDecisionsResponse)
 	err := c.cc.Invoke(ctx, AdminService_ListDecisions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAuditEventsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListAuditEvents_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -480,6 +498,13 @@ type AdminServiceServer interface {
 	// ListDecisions returns the sign-in decision log, newest first: every
 	// access decision the sign-in endpoint made, with what it was made from.
 	ListDecisions(context.Context, *ListDecisionsRequest) (*ListDecisionsResponse, error)
+	// ListAuditEvents returns the audit log, newest first: every change to
+	// devices, enroll secrets, exemptions, users and assignments, with who
+	// made it. Events older than the audit retention (--audit-retention) are
+	// deleted. INVALID_ARGUMENT for a page_token this server did not return,
+	// a negative page_size, since after until, or a filter longer than 256
+	// bytes or holding a control character.
+	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
 	// OktaStatus reads one item of users, groups, the System Log and apps
 	// with the Okta API credential and says which reads work
 	// (`clearance-verifier okta status` without the server).
@@ -598,6 +623,9 @@ func (UnimplementedAdminServiceServer) RequestCheck(context.Context, *RequestChe
 }
 func (UnimplementedAdminServiceServer) ListDecisions(context.Context, *ListDecisionsRequest) (*ListDecisionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListDecisions not implemented")
+}
+func (UnimplementedAdminServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
 }
 func (UnimplementedAdminServiceServer) OktaStatus(context.Context, *OktaStatusRequest) (*OktaStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method OktaStatus not implemented")
@@ -850,6 +878,24 @@ func _AdminService_ListDecisions_Handler(srv interface{}, ctx context.Context, d
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServiceServer).ListDecisions(ctx, req.(*ListDecisionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListAuditEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAuditEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListAuditEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListAuditEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListAuditEvents(ctx, req.(*ListAuditEventsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1224,6 +1270,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListDecisions",
 			Handler:    _AdminService_ListDecisions_Handler,
+		},
+		{
+			MethodName: "ListAuditEvents",
+			Handler:    _AdminService_ListAuditEvents_Handler,
 		},
 		{
 			MethodName: "OktaStatus",

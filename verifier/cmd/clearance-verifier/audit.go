@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/clearance/clearance/pkg/cli"
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	"github.com/clearance/clearance/verifier/config"
+)
+
+func (a *app) auditCmd() *cli.Command {
+	return &cli.Command{
+		Name:    "audit",
+		Summary: "the audit log: who changed devices, secrets, exemptions and people, and when",
+		Doc: "Lists the verifier's audit log, newest first: when, the actor (admin-api, cli, agent, scep, " +
+			"scim:<token id>, okta-api-sync), the action (device.revoke, exemption.grant, …), the device and " +
+			"the detail. It asks the running verifier's admin API with the data dir's ca.pem and admin.token.\n\n" +
+			"  clearance-verifier audit --data-dir /var/lib/clearance --action exemption. \\\n    --since 7d",
+		Footer: config.SharedFooter,
+		Flags: func(fs *cli.FlagSet) cli.Action {
+			af := a.bindAdmin(fs)
+			fs.Group("Filters")
+			device := fs.String("device", "", "only events about this device (`id`, or the start of one as the tables show it)")
+			actor := fs.String("actor", "", "only events of this `actor` (admin-api, cli, agent, scep, scim:<token id>, okta-api-sync)")
+			action := fs.String("action", "", "only events with this `action` (device.revoke), or, ending in \".\", those it starts (device.)")
+			since := fs.String("since", "", "only events from this `time` on: a time back from now (90m, 24h, 7d) or a date or time (2026-01-02, RFC 3339)")
+			limit := fs.Int("limit", 20, "at most this many events (up to 1000)")
+			fs.Group("Output")
+			asJSON := fs.Bool("json", false, "print the events as JSON (the admin API's AuditEvent messages)")
+			wide := fs.Bool("wide", false, "full device ids and nothing shortened, whatever the terminal's width")
+			return func(ctx context.Context, _ []string) error {
+				if *limit < 1 || *limit > 1000 {
+					return cli.Usagef("--limit must be from 1 to 1000")
+				}
+				req := &adminv1.ListAuditEventsRequest{DeviceId: *device, Actor: *actor, Action: *action, PageSize: int32(*limit)}
+				if *since != "" {
+					t, err := parseSince(*since, a.now(), time.Local)
+					if err != nil {
+						return cli.Usagef("--since %q: %v", *since, err)
+					}
+					req.Since = timestamppb.New(t)
+				}
+				return a.withAdmin(ctx, af, func(c *adminConn) error {
+					resp, err := call(c, c.client.ListAuditEvents, req)
+					if err != nil {
+						return err
+					}
+					es := resp.GetEvents()
+					return a.printList(*asJSON, &adminv1.ListAuditEventsResponse{Events: es}, len(es), "no audit events match", func() error {
+						return renderAudit(a.stdout, es, time.Local, tableWidth(a.getenv, *wide))
+					})
+				})
+			}
+		},
+	}
+}
+
+// parseSince reads --since: a time back from now (a Go duration, or whole
+// days as "7d"), an RFC 3339 time, or a date (midnight in loc).
+func parseSince(s string, now time.Time, loc *time.Location) (time.Time, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n >= 0 && n <= 100*366 {
+			return now.AddDate(0, 0, -n), nil
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("give a time back from now without a sign (24h)")
+		}
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.ParseInLocation(time.DateOnly, s, loc); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("give a time back from now (90m, 24h, 7d), a date (2026-01-02) or an RFC 3339 time (2026-01-02T15:04:05Z)")
+}
+
+// renderAudit writes the audit table in loc's time, fitted to width. The
+// detail is outside text in part (a SCIM username, a typed reason):
+// writeTable escapes it, as every cell.
+func renderAudit(w io.Writer, es []*adminv1.AuditEvent, loc *time.Location, width int) error {
+	rows := [][]string{{"TIME", "ACTOR", "ACTION", "DEVICE", "DETAIL"}}
+	for _, e := range es {
+		rows = append(rows, []string{
+			e.GetAt().AsTime().In(loc).Format("2006-01-02 15:04:05"), e.GetActor(), e.GetAction(),
+			orDash(shorten(e.GetDeviceId(), width)), e.GetDetail(),
+		})
+	}
+	// The detail is a sentence, not a list: cut, not counted.
+	return writeTableCut(w, rows, width, []shrink{{col: 1, floor: 9}, {col: 2, floor: 15}})
+}
