@@ -77,7 +77,7 @@ func TestDeviceByTheStartOfItsID(t *testing.T) {
 	if d, _ := store.GetDevice(ctx, ids[2]); !d.Revoked() {
 		t.Fatal("the device named by the start of its id is not revoked")
 	}
-	if es, _ := store.ListAudit(ctx, ids[2], 10); len(es) == 0 || es[0].Action != "device.revoke" || es[0].DeviceID != ids[2] {
+	if es, _ := store.ListAudit(ctx, storage.AuditFilter{DeviceID: ids[2], Limit: 10}); len(es) == 0 || es[0].Action != "device.revoke" || es[0].DeviceID != ids[2] {
 		t.Errorf("audit of the revocation: %+v", es)
 	}
 }

@@ -46,7 +46,7 @@ func TestRequestCheck(t *testing.T) {
 	_, err := h.admin.RequestCheck(h.ctx(), &adminv1.RequestCheckRequest{DeviceId: a.DeviceID})
 	checkStatus(t, err, codes.FailedPrecondition, "is not connected")
 	_, err = h.admin.RequestCheck(h.ctx(), &adminv1.RequestCheckRequest{DeviceId: "nope"})
-	checkStatus(t, err, codes.NotFound, `no device "nope"`)
+	checkStatus(t, err, codes.NotFound, `no enrolled device's id is or starts with "nope"`)
 	_, err = h.admin.RequestCheck(h.ctx(), &adminv1.RequestCheckRequest{DeviceId: a.DeviceID, Timeout: durationpb.New(time.Hour)})
 	checkStatus(t, err, codes.InvalidArgument, "timeout")
 

@@ -37,7 +37,7 @@ func ResolveDeviceID(ctx context.Context, s DeviceReader, id string) (string, er
 	if strings.ContainsFunc(id, func(r rune) bool {
 		return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-')
 	}) {
-		return "", fmt.Errorf("no enrolled device's id is or starts with %q: %w", shown, ErrNotFound)
+		return "", noDevice(shown)
 	}
 	_, err := s.GetDevice(ctx, id)
 	if err == nil {
@@ -69,9 +69,18 @@ func ResolveDeviceID(ctx context.Context, s DeviceReader, id string) (string, er
 	}
 	switch len(found) {
 	case 0:
-		return "", fmt.Errorf("no enrolled device's id is or starts with %q: %w", shown, ErrNotFound)
+		return "", noDevice(shown)
 	case 1:
 		return found[0], nil
 	}
 	return "", fmt.Errorf("%q: %w; give more of it", shown, ErrAmbiguousDevice)
 }
+
+// noDevice is ErrNotFound for the id shown.
+type noDevice string
+
+func (e noDevice) Error() string {
+	return fmt.Sprintf("no enrolled device's id is or starts with %q", string(e))
+}
+
+func (noDevice) Is(target error) bool { return target == ErrNotFound }
