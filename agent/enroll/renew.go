@@ -75,7 +75,9 @@ func (m *Manager) Execute() error {
 				m.log().Error("certificate renewal refused; not retrying soon", "code", code.String(), "err", logsample.ClipMessage(err.Error()), "retry_in", retry)
 				continue
 			default:
-				retry = min(max(retry*2, renewMinRetry), renewMaxRetry)
+				// Sooner than the verifier says (RetryInfo) would be
+				// refused again.
+				retry = min(max(retry*2, renewMinRetry, retrypkg.After(err)), renewMaxRetry)
 			}
 			m.log().Warn("certificate renewal failed", "code", code.String(), "err", logsample.ClipMessage(err.Error()), "retry_in", retry)
 			continue

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -181,4 +182,25 @@ func PendingOf(err error) *agentv1.EnrollmentPending {
 		}
 	}
 	return nil
+}
+
+// MaxRetryAfter bounds the wait a verifier's RetryInfo can ask for: no
+// longer than after Stop, so that a verifier cannot silence an agent for
+// long.
+const MaxRetryAfter = StopWait
+
+// After returns the wait the status err carries in a RetryInfo detail (a
+// verifier that refused a device's request over its limit on certificates
+// says when another may be issued), at most MaxRetryAfter; 0 if none.
+func After(err error) time.Duration {
+	st, ok := status.FromError(err)
+	if !ok || err == nil {
+		return 0
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay().IsValid() {
+			return min(max(ri.GetRetryDelay().AsDuration(), 0), MaxRetryAfter)
+		}
+	}
+	return 0
 }

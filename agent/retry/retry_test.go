@@ -5,9 +5,12 @@ import (
 	"fmt"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"testing"
+	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // TestDecide names the action for every code of every call: a new code or a
@@ -149,5 +152,38 @@ func TestPending(t *testing.T) {
 	}
 	if Pending.String() != "pending" {
 		t.Errorf("Pending.String() = %q", Pending.String())
+	}
+}
+
+// A refusal over the device's limit on certificates says when to ask
+// again: the agent waits that long (bounded), and Again it stays.
+func TestAfter(t *testing.T) {
+	t.Parallel()
+	withDelay := func(d time.Duration) error {
+		st, err := status.New(codes.ResourceExhausted, "device issued too many certificates").
+			WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(d)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Errorf("enrolling with verifier:8443: %w", st.Err())
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want time.Duration
+	}{
+		{"a delay", withDelay(20 * time.Minute), 20 * time.Minute},
+		{"a delay past the bound", withDelay(48 * time.Hour), MaxRetryAfter},
+		{"a negative delay", withDelay(-time.Minute), 0},
+		{"no detail", status.Error(codes.ResourceExhausted, "busy"), 0},
+		{"not a status", errors.New("connection reset by peer"), 0},
+		{"nil", nil, 0},
+	} {
+		if got := After(tc.err); got != tc.want {
+			t.Errorf("%s: After = %s, want %s", tc.name, got, tc.want)
+		}
+	}
+	if got := Of(Enroll, withDelay(time.Minute)); got != Again {
+		t.Errorf("Of(Enroll, over the limit) = %s, want again", got)
 	}
 }

@@ -366,6 +366,10 @@ func (c *Client) Execute() error {
 		} else {
 			backoff = c.nextBackoff(backoff)
 			wait = backoff/2 + time.Duration(c.o.Jitter(int64(backoff/2)+1))
+			// The verifier said when to ask again (a rotation over the
+			// device's limit on certificates): asking sooner is refused
+			// the same way.
+			wait = max(wait, retry.After(err))
 			if action == retry.Pending {
 				// Said plainly by the enrollment; this only says when
 				// the agent asks again.

@@ -112,6 +112,9 @@ func (s *Server) clockSkew(agentTime *timestamppb.Timestamp, log *slog.Logger) {
 func (s *Server) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agentv1.EnrollResponse, error) {
 	resp, outcome, err := s.Enroller.Enroll(ctx, req)
 	s.Metrics.Enrollment(outcome)
+	if outcome == enroll.OutcomeCurrentCert {
+		s.limitReached("re-enrollment", outcome, resp.GetDeviceId())
+	}
 	if err != nil {
 		// Everything here is the sender's choice: each value clipped, and
 		// a flood logged as a line every refusedLogEvery with a count.
@@ -152,7 +155,33 @@ func (s *Server) Renew(ctx context.Context, req *agentv1.RenewRequest) (*agentv1
 	if err != nil {
 		return nil, err
 	}
-	return s.Enroller.Renew(ctx, dev, req)
+	resp, outcome, err := s.Enroller.Renew(ctx, dev, req)
+	s.Metrics.Renewal(outcome)
+	switch {
+	case outcome == enroll.OutcomeCurrentCert:
+		s.limitReached("renewal", outcome, dev.ID)
+	case err != nil:
+		attrs := []any{"reason", outcome, "device_id", dev.ID, "err", logsample.Clip(status.Convert(err).Message())}
+		if ok, skipped := s.refusedLog.Take("renew_"+outcome, refusedLogEvery, s.now()); ok {
+			s.log().Warn("renewal refused", append(attrs, "others_not_logged", skipped)...)
+		} else {
+			s.log().Debug("renewal refused", attrs...)
+		}
+	}
+	return resp, err
+}
+
+// limitReached logs, sampled, a renewal or re-enrollment answered with the
+// device's current certificate because it was issued as many as it may be
+// lately: a genuine agent does not get there, so it says that a device
+// asks too often.
+func (s *Server) limitReached(what, outcome, deviceID string) {
+	attrs := []any{"request", what, "device_id", deviceID}
+	if ok, skipped := s.refusedLog.Take(what+"_"+outcome, refusedLogEvery, s.now()); ok {
+		s.log().Warn("device certificate limit reached; answered with its current certificate", append(attrs, "others_not_logged", skipped)...)
+	} else {
+		s.log().Debug("device certificate limit reached; answered with its current certificate", attrs...)
+	}
 }
 
 // Connect implements AgentService.Connect.

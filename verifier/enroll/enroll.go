@@ -20,6 +20,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -102,6 +103,20 @@ const DefaultPendingMaxAge = 14 * 24 * time.Hour
 // whose request waits.
 const DefaultRetryAfter = 30 * time.Second
 
+// DefaultIssueLimit bounds the certificates one enrolled device's own
+// requests are issued, renewals, re-enrollments with its key and key
+// rotations together: 4 in any hour. Each issued certificate is a certs
+// row, an audit row and an info line, some 1.5 KB; so one device can make
+// the verifier write at most about 6 KB an hour (some 150 KB a day, the
+// certificates swept once they expire and are superseded), however fast
+// it asks. A genuine agent renews at two thirds of its certificate's life
+// (at least 40 minutes: --device-cert-lifetime is at least an hour), so
+// four leave room for a lost certificate and a rotation besides. Past the
+// limit, a renewal or a re-enrollment with the device's key is answered
+// with its current certificate, which writes nothing; a rotation is
+// refused as RESOURCE_EXHAUSTED with when to retry.
+var DefaultIssueLimit = storage.IssueLimit{Certs: 4, Per: time.Hour}
+
 // Service runs enrollments and renewals.
 type Service struct {
 	Store        storage.Store
@@ -117,6 +132,9 @@ type Service struct {
 	// RetryAfter is suggested to waiting agents (DefaultRetryAfter when
 	// zero).
 	RetryAfter time.Duration
+	// IssueLimit bounds the certificates one device's own requests are
+	// issued (DefaultIssueLimit when zero).
+	IssueLimit storage.IssueLimit
 	Now        func() time.Time
 	Logger     *slog.Logger
 
@@ -135,6 +153,14 @@ func (s *Service) now() time.Time {
 		return s.Now()
 	}
 	return time.Now()
+}
+
+// CertLimit is the bound in force on the certificates one device is issued.
+func (s *Service) CertLimit() storage.IssueLimit {
+	if s.IssueLimit == (storage.IssueLimit{}) {
+		return DefaultIssueLimit
+	}
+	return s.IssueLimit
 }
 
 // Limits are the bounds in force on waiting requests.
@@ -158,6 +184,15 @@ const (
 	OutcomeReenrolled = "reenrolled"
 	// OutcomePending: the request waits for approval.
 	OutcomePending = "pending"
+	// OutcomeRenewed: Renew issued a new certificate.
+	OutcomeRenewed = "renewed"
+	// OutcomeCurrentCert: the device was issued as many certificates as
+	// IssueLimit allows lately, and a renewal or a re-enrollment with its
+	// key was answered with the certificate it has, writing nothing.
+	OutcomeCurrentCert = "current_cert"
+	// OutcomeTooManyCerts: the same, for a request that the current
+	// certificate cannot answer (a rotation): refused, RESOURCE_EXHAUSTED.
+	OutcomeTooManyCerts = "too_many_certs"
 )
 
 // secretRefusal maps a refused secret to its outcome and status: each
@@ -249,9 +284,11 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 			// The key holder: an expired or used-up secret is no reason
 			// to refuse it (nor does it spend a use).
 			proof, lapsed = "same_key", nil
-		case lapsed != nil:
 		case len(req.GetKeyProof()) > 0 && keyrotation.Verify(existing.PublicKey, req.GetCsr(), req.GetKeyProof()) == nil:
-			proof = "rotation"
+			// The key holder too, moving to a new key: the device keeps
+			// its enrollment, and no use is spent.
+			proof, lapsed = "rotation", nil
+		case lapsed != nil:
 		default:
 			return s.pend(ctx, facts, key, secret, existing, PendingUnprovenKey, now)
 		}
@@ -302,10 +339,19 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		return nil, outcome, st
 	}
 
-	// 6. Issue, then commit device, certificate and audit in one transaction.
+	// 6. Issue, then commit device, certificate and audit in one
+	// transaction. A re-enrollment is the device's own request, bounded
+	// by IssueLimit: checked first as a read, so that a flood is answered
+	// without taking the write lock, and again as it commits.
 	cert, err := s.CA.IssueDeviceCert(csr, deviceID, s.lifetime())
 	if err != nil {
 		return nil, "internal", s.internal("issuing device certificate", err)
+	}
+	limit := s.CertLimit()
+	if reenroll {
+		if err := s.Store.CheckCertLimit(ctx, deviceID, cert.NotBefore, limit); err != nil {
+			return s.reenrollOverLimit(ctx, existing, key, proof, err, now)
+		}
 	}
 	action := "device.enroll"
 	if reenroll {
@@ -336,11 +382,14 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		SecretID: secret.ID,
 		Audit:    storage.AuditEvent{At: now, Actor: "agent", Action: action, Detail: detail},
 		Checked:  checked,
+		Limit:    limit,
 	})
 	if outcome, st, ok := secretRefusal(err); ok {
 		return nil, outcome, st
 	}
 	switch {
+	case errors.Is(err, storage.ErrTooManyCerts):
+		return s.reenrollOverLimit(ctx, existing, key, proof, err, now)
 	case errors.Is(err, storage.ErrDeviceRevoked):
 		return nil, "revoked_device", status.Errorf(codes.PermissionDenied, "device with hardware UUID %s is revoked and cannot re-enroll", facts.GetHardwareUuid())
 	case errors.Is(err, storage.ErrRequestRejected):
@@ -536,31 +585,138 @@ func (s *Service) pend(ctx context.Context, facts *agentv1.DeviceFacts, key []by
 func KeyFingerprint(pkix []byte) string { return storage.KeyFingerprint(pkix) }
 
 // Renew issues a new certificate to an authenticated device for the key it
-// enrolled with.
-func (s *Service) Renew(ctx context.Context, dev storage.Device, req *agentv1.RenewRequest) (*agentv1.RenewResponse, error) {
+// enrolled with. It returns an outcome label for metrics and logs, like
+// Enroll. Past IssueLimit it answers with the device's current certificate
+// (OutcomeCurrentCert): a renewal repeated because its answer was lost
+// gets the certificate it was issued, and a flood writes nothing.
+func (s *Service) Renew(ctx context.Context, dev storage.Device, req *agentv1.RenewRequest) (*agentv1.RenewResponse, string, error) {
 	now := s.now()
 	csr, err := ca.ParseCSR(req.GetCsr())
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "certificate request rejected: %v", err)
+		return nil, "bad_csr", status.Errorf(codes.InvalidArgument, "certificate request rejected: %v", err)
 	}
-	if !bytes.Equal(ca.CSRPublicKeyDER(csr), dev.PublicKey) {
-		return nil, status.Error(codes.PermissionDenied, "renewal must be for the device's enrolled key; to change keys, enroll again")
+	key := ca.CSRPublicKeyDER(csr)
+	if !bytes.Equal(key, dev.PublicKey) {
+		return nil, "wrong_key", status.Error(codes.PermissionDenied, "renewal must be for the device's enrolled key; to change keys, enroll again")
 	}
 	cert, err := s.CA.IssueDeviceCert(csr, dev.ID, s.lifetime())
 	if err != nil {
-		return nil, s.internal("issuing device certificate", err)
+		return nil, "internal", s.internal("issuing device certificate", err)
 	}
-	err = s.Store.RenewDeviceCert(ctx,
-		storage.Cert{Serial: ca.SerialHex(cert), DeviceID: dev.ID, Kind: "device", NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, DER: cert.Raw},
-		storage.AuditEvent{At: now, Actor: "agent", Action: "device.renew", DeviceID: dev.ID, Detail: "certificate " + ca.SerialHex(cert)})
+	limit := s.CertLimit()
+	err = s.Store.CheckCertLimit(ctx, dev.ID, cert.NotBefore, limit)
+	if err == nil {
+		err = s.Store.RenewDeviceCert(ctx,
+			storage.Cert{Serial: ca.SerialHex(cert), DeviceID: dev.ID, Kind: "device", NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, DER: cert.Raw},
+			limit,
+			storage.AuditEvent{At: now, Actor: "agent", Action: "device.renew", DeviceID: dev.ID, Detail: "certificate " + ca.SerialHex(cert)})
+	}
 	switch {
+	case errors.Is(err, storage.ErrTooManyCerts):
+		cur, outcome, err := s.overLimit(ctx, dev.ID, key, err, now)
+		if err != nil {
+			return nil, outcome, err
+		}
+		return &agentv1.RenewResponse{Certificate: cur.Raw, CaChain: s.CA.Chain(), NotAfter: timestamppb.New(cur.NotAfter), VerifierTime: timestamppb.New(s.now())}, outcome, nil
 	case errors.Is(err, storage.ErrDeviceRevoked):
-		return nil, status.Errorf(codes.PermissionDenied, "device %s is revoked", dev.ID)
+		return nil, "revoked_device", status.Errorf(codes.PermissionDenied, "device %s is revoked", dev.ID)
 	case err != nil:
-		return nil, s.internal("storing renewed certificate", err)
+		return nil, "internal", s.internal("storing renewed certificate", err)
 	}
 	s.log().Info("device certificate renewed", "device_id", dev.ID, "cert_serial", ca.SerialHex(cert), "not_after", cert.NotAfter)
-	return &agentv1.RenewResponse{Certificate: cert.Raw, CaChain: s.CA.Chain(), NotAfter: timestamppb.New(cert.NotAfter), VerifierTime: timestamppb.New(s.now())}, nil
+	return &agentv1.RenewResponse{Certificate: cert.Raw, CaChain: s.CA.Chain(), NotAfter: timestamppb.New(cert.NotAfter), VerifierTime: timestamppb.New(s.now())}, OutcomeRenewed, nil
+}
+
+// reenrollOverLimit answers a re-enrollment of dev past IssueLimit (limitErr):
+// with the device's current certificate for its own key, else refused.
+func (s *Service) reenrollOverLimit(ctx context.Context, dev storage.Device, key []byte, proof string, limitErr error, now time.Time) (*agentv1.EnrollResponse, string, error) {
+	if proof != "same_key" {
+		// A new key (a rotation) needs a new certificate.
+		key = nil
+	}
+	cur, outcome, err := s.overLimit(ctx, dev.ID, key, limitErr, now)
+	if err != nil {
+		return nil, outcome, err
+	}
+	return &agentv1.EnrollResponse{
+		DeviceId:     dev.ID,
+		Certificate:  cur.Raw,
+		CaChain:      s.CA.Chain(),
+		NotAfter:     timestamppb.New(cur.NotAfter),
+		VerifierTime: timestamppb.New(s.now()),
+	}, outcome, nil
+}
+
+// overLimit answers a request of the device id past IssueLimit (limitErr,
+// a *storage.TooManyCertsError): with its current certificate when that is
+// for key (nil: none will do), issued by the current device CA and valid a
+// while yet; else RESOURCE_EXHAUSTED, with a RetryInfo saying when another
+// certificate may be issued.
+func (s *Service) overLimit(ctx context.Context, deviceID string, key []byte, limitErr error, now time.Time) (*x509.Certificate, string, error) {
+	var tooMany *storage.TooManyCertsError
+	if !errors.As(limitErr, &tooMany) {
+		return nil, "internal", s.internal("checking the device's certificate limit", limitErr)
+	}
+	if key != nil {
+		cur, err := s.currentCert(ctx, deviceID, key, now)
+		if err == nil {
+			s.log().Debug("device certificate limit reached; answered with the current certificate",
+				"device_id", deviceID, "cert_serial", ca.SerialHex(cur))
+			return cur, OutcomeCurrentCert, nil
+		}
+		s.log().Debug("device certificate limit reached; the current certificate cannot answer", "device_id", deviceID, "err", err)
+	}
+	retry := max(tooMany.RetryAt.Sub(now), time.Second)
+	st, err := status.New(codes.ResourceExhausted, fmt.Sprintf(
+		"device %s was issued %d certificates in the last %s, as many as it may be; retry after %s",
+		deviceID, tooMany.Limit.Certs, tooMany.Limit.Per, tooMany.RetryAt.UTC().Format(time.RFC3339))).
+		WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(retry.Round(time.Second))})
+	if err != nil {
+		return nil, "internal", s.internal("answering a request over the certificate limit", err)
+	}
+	return nil, OutcomeTooManyCerts, st.Err()
+}
+
+// currentCert returns the device's current certificate if it is for key,
+// signed by the device CA that issues now, and valid for at least a tenth
+// of a lifetime more: an answer the agent can use as a new one.
+func (s *Service) currentCert(ctx context.Context, deviceID string, key []byte, now time.Time) (*x509.Certificate, error) {
+	dev, err := s.Store.GetDevice(ctx, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	if dev.Revoked() {
+		return nil, storage.ErrDeviceRevoked
+	}
+	if !bytes.Equal(dev.PublicKey, key) {
+		return nil, errors.New("the device's key changed")
+	}
+	rec, err := s.Store.GetCert(ctx, dev.CertSerial)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(rec.DER)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(cert.RawSubjectPublicKeyInfo, key) {
+		return nil, errors.New("the current certificate is for another key")
+	}
+	if !now.Before(cert.NotAfter.Add(-s.lifetime() / 10)) {
+		return nil, errors.New("the current certificate expires soon")
+	}
+	chain := s.CA.Chain()
+	if len(chain) == 0 {
+		return nil, errors.New("no device CA")
+	}
+	issuer, err := x509.ParseCertificate(chain[0])
+	if err != nil {
+		return nil, err
+	}
+	if err := cert.CheckSignatureFrom(issuer); err != nil {
+		return nil, fmt.Errorf("the current certificate is not the current device CA's: %w", err)
+	}
+	return cert, nil
 }
 
 func (s *Service) log() *slog.Logger {

@@ -17,6 +17,7 @@ type Metrics struct {
 	agents          prometheus.Gauge
 	ingestSeconds   prometheus.Histogram
 	enrollments     *prometheus.CounterVec
+	renewals        *prometheus.CounterVec
 	liveChecks      *prometheus.CounterVec
 	ssoDecisions    *prometheus.CounterVec
 	ssoRefused      *prometheus.CounterVec
@@ -86,6 +87,9 @@ func New() *Metrics {
 		}),
 		enrollments: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "clearance_enrollments_total", Help: "Enroll calls, by outcome.",
+		}, []string{"outcome"}),
+		renewals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clearance_renewals_total", Help: "Renew calls of authenticated devices, by outcome (renewed; current_cert: the device had been issued as many certificates as it may be lately, and was answered with its current one; too_many_certs: refused for that reason; revoked_device, wrong_key, bad_csr, internal).",
 		}, []string{"outcome"}),
 		liveChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "clearance_live_checks_total", Help: "CheckNow round trips, by outcome.",
@@ -184,7 +188,7 @@ func New() *Metrics {
 	m.Registry.MustRegister(m.rateLimited, m.ssoUnrecorded, m.ssoBusy, m.grpcConns, m.grpcRefused, m.grpcStreams, m.httpConns, m.httpClosed)
 	m.storeWritable.Set(1)
 	m.Registry.MustRegister(m.scepIssued, m.scepRefused, m.devices, m.unsigned, m.reportsResent, m.checksLapsed, m.storeWritable, m.clockSkew, m.databaseSkew)
-	m.Registry.MustRegister(m.reportsAccepted, m.reportsRejected, m.agents, m.ingestSeconds, m.enrollments, m.liveChecks,
+	m.Registry.MustRegister(m.reportsAccepted, m.reportsRejected, m.agents, m.ingestSeconds, m.enrollments, m.renewals, m.liveChecks,
 		m.ssoDecisions, m.ssoRefused, m.ssoSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -221,6 +225,14 @@ func (m *Metrics) Enrollment(outcome string) {
 		return
 	}
 	m.enrollments.WithLabelValues(outcome).Inc()
+}
+
+// Renewal counts a Renew call's outcome.
+func (m *Metrics) Renewal(outcome string) {
+	if m == nil {
+		return
+	}
+	m.renewals.WithLabelValues(outcome).Inc()
 }
 
 // LiveCheck counts a live check's outcome.

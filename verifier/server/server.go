@@ -832,9 +832,9 @@ func (s *Server) Actors(g *run.Group) error {
 
 	s.oktaActors(g)
 
-	// Expired nonces, request IDs and held sign-ins are swept so their
-	// tables stay small; decisions and audit events past their retention
-	// too.
+	// Expired nonces, request IDs, held sign-ins and superseded device
+	// certificates are swept so their tables stay small; decisions and
+	// audit events past their retention too.
 	stopGC := make(chan struct{})
 	g.Add("gc", func() error {
 		t := time.NewTicker(time.Minute)
@@ -915,6 +915,9 @@ func (s *Server) sweep(ctx context.Context, log *slog.Logger) {
 		{"pending_enrollments", s.Store.DeleteExpiredEnrollmentRequests, now.Add(-enroll.DefaultPendingMaxAge)},
 		{"okta_sign_ins", s.Store.DeleteOktaSignInsBefore, now.Add(-s.cfg.DecisionRetention)},
 		{"audit", s.Store.DeleteAuditBefore, now.Add(-auditRetention(s.cfg.AuditRetention))},
+		// A device's superseded certificates, once expired: renewals
+		// and re-enrollments would otherwise grow the table for good.
+		{"certs", s.Store.DeleteSupersededDeviceCerts, now},
 	} {
 		if n, err := sw.run(ctx, sw.at); err != nil {
 			log.Warn("sweeping failed", "table", sw.what, "err", err)

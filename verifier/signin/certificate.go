@@ -163,9 +163,11 @@ func (i *Identifier) Identify(ctx context.Context, r *http.Request, now time.Tim
 // current identifies the common case with one read: the agent's own
 // certificate, whose serial is its device's current one. A device's
 // current serial is set only in the transaction that stores that
-// certificate for that device (enrollment, renewal), and certificate
-// records are never changed or deleted, so the record the full path would
-// read is there and names this device. Every other case (a browser
+// certificate for that device (enrollment, renewal), and a device
+// certificate's record is never changed, nor deleted while it is its
+// device's current one (the sweep removes only superseded ones, once
+// expired), so the record the full path would read is there and names
+// this device. Every other case (a browser
 // certificate, a superseded or unknown one, a failed read) takes the full
 // path, which says why.
 func (i *Identifier) current(ctx context.Context, leaf *x509.Certificate, serial, via string) (Identity, bool) {

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 )
@@ -74,14 +75,17 @@ type Enrollment struct {
 	// Cert is the issued certificate; its DeviceID is ignored and set to the
 	// device's final ID.
 	Cert Cert
-	// SecretID is the enroll secret used; its use count is incremented
-	// and the device records it. ErrSecretRevoked if it was revoked in
-	// the meantime, ErrSecretExpired if it expired before
-	// Device.EnrolledAt, ErrSecretExhausted if it was used up, ErrNotFound
-	// if unknown. An enrollment of the key the device already has (a lost
-	// certificate, or the follow-up of an approval) spends no use, is
-	// refused only for a revoked or unknown secret, and keeps the secret
-	// the device records: the one that gave it that key.
+	// SecretID is the enroll secret used. A first enrollment (a new
+	// device) spends one of its uses, and the device records it:
+	// ErrSecretRevoked if it was revoked in the meantime, ErrSecretExpired
+	// if it expired before Device.EnrolledAt, ErrSecretExhausted if it was
+	// used up, ErrNotFound if unknown. A re-enrollment of an existing
+	// device (its current key again: a lost certificate, or the follow-up
+	// of an approval; or a new key the current one signed: a rotation)
+	// is the device keeping its enrollment: it spends no use, is refused
+	// only for a revoked or unknown secret, and keeps the secret the
+	// device records, the one its enrollment began with. Admitting a new
+	// device or an unproven key (an approval) is what spends uses.
 	//
 	// A committed enrollment that gives the hardware UUID a device or a
 	// new key removes the requests waiting for it: they were made against
@@ -96,7 +100,39 @@ type Enrollment struct {
 	// replacing another that an approval or a concurrent enrollment
 	// committed in between.
 	Checked *Checked
+	// Limit bounds a re-enrollment: it commits only while the device's
+	// certificates within Limit.Per before Cert.NotBefore are fewer than
+	// Limit.Certs, else a *TooManyCertsError and nothing changes. A first
+	// enrollment has no certificates to count.
+	Limit IssueLimit
 }
+
+// IssueLimit bounds the device certificates one device is issued, and so
+// the rows its own requests (renewals, re-enrollments, rotations) add: a
+// certificate is issued only while fewer than Certs of the device's have a
+// NotBefore within Per before its own. Counting issue times from the
+// stored certificates, in the transaction that adds one, holds across
+// replicas and restarts. The zero value bounds nothing.
+type IssueLimit struct {
+	Certs int
+	Per   time.Duration
+}
+
+// TooManyCertsError is ErrTooManyCerts for a device: RetryAt is when the
+// oldest certificate it counted leaves the window.
+type TooManyCertsError struct {
+	DeviceID string
+	Limit    IssueLimit
+	RetryAt  time.Time
+}
+
+func (e *TooManyCertsError) Error() string {
+	return fmt.Sprintf("device %q was issued %d certificates in %s; the next may be issued at %s",
+		e.DeviceID, e.Limit.Certs, e.Limit.Per, e.RetryAt.UTC().Format(time.RFC3339))
+}
+
+// Is makes errors.Is(err, ErrTooManyCerts) true.
+func (e *TooManyCertsError) Is(target error) bool { return target == ErrTooManyCerts }
 
 // Checked is the device state an enrollment request was admitted on.
 type Checked struct {
@@ -131,8 +167,21 @@ type DeviceStore interface {
 	// device keeps its first RevokedAt/RevokedReason) and appends audit.
 	RevokeDevice(ctx context.Context, id, reason string, at time.Time, audit AuditEvent) (Device, error)
 	// RenewDeviceCert records a renewed certificate as the device's current one.
-	// ErrDeviceRevoked if the device is revoked.
-	RenewDeviceCert(ctx context.Context, cert Cert, audit AuditEvent) error
+	// ErrDeviceRevoked if the device is revoked; a *TooManyCertsError if
+	// limit does not allow another certificate (nothing changes).
+	RenewDeviceCert(ctx context.Context, cert Cert, limit IssueLimit, audit AuditEvent) error
+	// CheckCertLimit is the check RenewDeviceCert and a re-enrollment make
+	// in their transactions, as a read: nil if limit allows the device a
+	// certificate with NotBefore notBefore, else a *TooManyCertsError. It
+	// lets a flood be answered without taking the write lock.
+	CheckCertLimit(ctx context.Context, deviceID string, notBefore time.Time, limit IssueLimit) error
+	// DeleteSupersededDeviceCerts removes the records of device
+	// certificates that expired before the given time and are no longer
+	// their device's current one: nothing honours them (an expired
+	// certificate is refused before its record is read), and a device's
+	// renewals would otherwise grow the table for good. Browser
+	// certificates and current ones are kept.
+	DeleteSupersededDeviceCerts(ctx context.Context, before time.Time) (int, error)
 	// TouchDevice sets LastSeen (never moves it backwards).
 	TouchDevice(ctx context.Context, id string, at time.Time) error
 	// GetCert returns an issued certificate by serial, or ErrNotFound.

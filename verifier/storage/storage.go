@@ -57,6 +57,10 @@ var (
 	ErrNonceExpired = errors.New("nonce expired")
 	// ErrAlreadyExists: a record with that primary key exists.
 	ErrAlreadyExists = errors.New("already exists")
+	// ErrTooManyCerts: the device was issued as many certificates as its
+	// IssueLimit allows in the window; the error is a *TooManyCertsError,
+	// which says when another may be issued.
+	ErrTooManyCerts = errors.New("device issued too many certificates recently")
 )
 
 // Store is everything the verifier persists.

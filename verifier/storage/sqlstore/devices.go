@@ -90,7 +90,7 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 	// EnrolledAt is this enrollment's time. It is the device's first one only
 	// for a new device, but it is always a moment the device was seen.
 	enrolledAt := c.ns("enrolled at", in.EnrolledAt)
-	c.ns("cert not before", e.Cert.NotBefore)
+	certNotBefore := c.ns("cert not before", e.Cert.NotBefore)
 	c.ns("cert not after", e.Cert.NotAfter)
 	c.ns("audit time", e.Audit.At)
 	if c.err != nil {
@@ -135,10 +135,15 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 			}
 		}
 
-		// 2. The secret must still be valid when the enrollment commits;
-		// the key the device already has needs only an unrevoked one.
+		// 2. The secret must still be valid when a new device's enrollment
+		// commits, and it spends a use. A re-enrollment is the device
+		// keeping its enrollment (its key again, or a new one the current
+		// key signed): it needs only an unrevoked secret, spends nothing,
+		// and keeps the secret its enrollment began with. (The requests
+		// that propose an unproven key wait for approval, which spends a
+		// use.)
 		secretID := e.SecretID
-		if sameKey {
+		if found {
 			if err := holdSecret(ctx, q, e.SecretID); err != nil {
 				return err
 			}
@@ -159,6 +164,9 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 			}
 			if e.Checked != nil && (e.Checked.Key == nil || !bytes.Equal(e.Checked.Key, old.PublicKey)) {
 				return fmt.Errorf("hardware UUID %q changed keys since the request was checked: %w", in.HardwareUUID, storage.ErrKeyReplaced)
+			}
+			if err := certLimit(ctx, q, old.ID, certNotBefore, e.Limit); err != nil {
+				return err
 			}
 			reenrolled = true
 			id = old.ID
@@ -358,9 +366,11 @@ func (s *Store) RevokeDevice(ctx context.Context, id, reason string, at time.Tim
 	return out, nil
 }
 
-// RenewDeviceCert records cert as its device's current certificate.
-func (s *Store) RenewDeviceCert(ctx context.Context, cert storage.Cert, audit storage.AuditEvent) error {
+// RenewDeviceCert records cert as its device's current certificate, if
+// limit allows the device another.
+func (s *Store) RenewDeviceCert(ctx context.Context, cert storage.Cert, limit storage.IssueLimit, audit storage.AuditEvent) error {
 	var c timeCodec
+	notBefore := c.ns("cert not before", cert.NotBefore)
 	notAfter := c.ns("cert not after", cert.NotAfter)
 	if c.err != nil {
 		return fmt.Errorf("renewing device cert: %w", c.err)
@@ -368,6 +378,9 @@ func (s *Store) RenewDeviceCert(ctx context.Context, cert storage.Cert, audit st
 	err := s.write(ctx, func(q conn) error {
 		d, err := lockUnrevoked(ctx, q, cert.DeviceID)
 		if err != nil {
+			return err
+		}
+		if err := certLimit(ctx, q, d.ID, notBefore, limit); err != nil {
 			return err
 		}
 		if err := s.insertCert(ctx, q, cert); err != nil {
@@ -383,6 +396,50 @@ func (s *Store) RenewDeviceCert(ctx context.Context, cert storage.Cert, audit st
 		return fmt.Errorf("renewing device cert: %w", err)
 	}
 	return nil
+}
+
+// CheckCertLimit reports, as a read, whether limit allows the device a
+// certificate with NotBefore notBefore.
+func (s *Store) CheckCertLimit(ctx context.Context, deviceID string, notBefore time.Time, limit storage.IssueLimit) error {
+	var c timeCodec
+	nb := c.ns("cert not before", notBefore)
+	if c.err != nil {
+		return fmt.Errorf("checking device cert limit: %w", c.err)
+	}
+	return certLimit(ctx, s.reader(), deviceID, nb, limit)
+}
+
+// certLimit returns a *TooManyCertsError if the device has limit.Certs
+// device certificates or more with NotBefore within limit.Per before
+// notBefore (ns). Inside a write transaction the device's row is locked
+// first, so that two replicas issuing to one device count one after the
+// other. The index on (device_id, kind, not_before) answers it.
+func certLimit(ctx context.Context, q conn, deviceID string, notBefore int64, limit storage.IssueLimit) error {
+	if limit.Certs <= 0 || limit.Per <= 0 {
+		return nil
+	}
+	var n, first int64
+	err := q.queryRow(ctx, hotRead(`SELECT count(*), COALESCE(min(not_before), 0) FROM certs
+		WHERE device_id = $1 AND kind = $2 AND not_before > $3`),
+		deviceID, storage.CertKindDevice, notBefore-int64(limit.Per)).Scan(&n, &first)
+	if err != nil {
+		return fmt.Errorf("counting device certs: %w", err)
+	}
+	if n < int64(limit.Certs) {
+		return nil
+	}
+	return &storage.TooManyCertsError{DeviceID: deviceID, Limit: limit, RetryAt: fromNS(first).Add(limit.Per)}
+}
+
+// DeleteSupersededDeviceCerts removes device certificates that expired
+// before the given time and are not their device's current one.
+func (s *Store) DeleteSupersededDeviceCerts(ctx context.Context, before time.Time) (int, error) {
+	n, err := s.deleteBefore(ctx, `DELETE FROM certs WHERE kind = '`+storage.CertKindDevice+`' AND not_after < $1
+		AND NOT EXISTS (SELECT 1 FROM devices WHERE devices.id = certs.device_id AND devices.cert_serial = certs.serial)`, before)
+	if err != nil {
+		return 0, fmt.Errorf("deleting superseded device certs: %w", err)
+	}
+	return n, nil
 }
 
 // TouchDevice moves LastSeen forward to at; an earlier at changes nothing.

@@ -108,12 +108,9 @@ func testSecretScope(t *testing.T, s storage.Store) {
 	e := newEnrollment(1, "expiring")
 	e.Device.EnrolledAt = at(hour - 1)
 	enroll(t, s, e)
-	// Two uses of the limited secret: a new device and a new key.
+	// Two uses of the limited secret: two new devices.
 	enroll(t, s, newEnrollment(2, "limited"))
-	again := newEnrollment(2, "limited")
-	again.Device.PublicKey = []byte("machine 2's new key")
-	again.Device.CertSerial, again.Cert.Serial = "abc123", "abc123"
-	enroll(t, s, again)
+	enroll(t, s, newEnrollment(6, "limited"))
 	if got := getSecret(t, s, "limited"); got.Uses != 2 || !got.Exhausted() {
 		t.Errorf("limited secret: uses %d, exhausted %v; want 2, true", got.Uses, got.Exhausted())
 	}
@@ -127,13 +124,6 @@ func testSecretScope(t *testing.T, s storage.Store) {
 		{"expired at its expiry", func() storage.Enrollment {
 			e := newEnrollment(3, "expiring")
 			e.Device.EnrolledAt = at(hour)
-			return e
-		}(), storage.ErrSecretExpired, []error{storage.ErrSecretRevoked, storage.ErrSecretExhausted}},
-		{"expired, re-enrollment with a new key", func() storage.Enrollment {
-			e := newEnrollment(1, "expiring")
-			e.Device.PublicKey = []byte("machine 1's new key")
-			e.Device.EnrolledAt = at(2 * hour)
-			e.Device.CertSerial, e.Cert.Serial = "abc999", "abc999"
 			return e
 		}(), storage.ErrSecretExpired, []error{storage.ErrSecretRevoked, storage.ErrSecretExhausted}},
 		{"exhausted", newEnrollment(4, "limited"), storage.ErrSecretExhausted, []error{storage.ErrSecretRevoked, storage.ErrSecretExpired}},
@@ -159,8 +149,10 @@ func testSecretScope(t *testing.T, s storage.Store) {
 	}
 
 	// The holder of a device's current key re-enrolls with a secret that
-	// expired or ran out (a lost certificate, an approved key collecting
-	// its certificate): no use is spent.
+	// expired or ran out: with that key (machine 1: a lost certificate, an
+	// approved key collecting its certificate) or with a new one it signed
+	// (machine 2: a rotation). The device keeps its enrollment: no use is
+	// spent.
 	for i, sec := range []string{"expiring", "limited"} {
 		n := 1 + i
 		e := newEnrollment(n, sec)
@@ -171,10 +163,10 @@ func testSecretScope(t *testing.T, s storage.Store) {
 		e.Device.CertSerial, e.Cert.Serial = fmt.Sprintf("abd%03d", n), fmt.Sprintf("abd%03d", n)
 		uses := getSecret(t, s, sec).Uses
 		if d := enroll(t, s, e); d.CertSerial != e.Cert.Serial {
-			t.Errorf("same-key re-enrollment with a lapsed secret %s: cert %q", sec, d.CertSerial)
+			t.Errorf("re-enrollment of machine %d with a lapsed secret %s: cert %q", n, sec, d.CertSerial)
 		}
 		if got := getSecret(t, s, sec).Uses; got != uses {
-			t.Errorf("secret %s uses %d after a same-key re-enrollment, want %d", sec, got, uses)
+			t.Errorf("secret %s uses %d after a re-enrollment of machine %d, want %d", sec, got, n, uses)
 		}
 	}
 }
@@ -186,7 +178,8 @@ func testDevicesBySecret(t *testing.T, s storage.Store) {
 	for n, sec := range map[int]string{1: "a", 2: "a", 3: "a", 4: "b"} {
 		enroll(t, s, newEnrollment(n, sec))
 	}
-	// Machine 1's key is now one secret b enrolled.
+	// Machine 1 rotates its key presenting secret b: its enrollment began
+	// with a, and stays a's.
 	again := newEnrollment(1, "b")
 	again.Device.PublicKey = []byte("machine 1's new key")
 	again.Device.CertSerial, again.Cert.Serial = "abc123", "abc123"
@@ -202,12 +195,12 @@ func testDevicesBySecret(t *testing.T, s storage.Store) {
 		}
 		return deviceIDs(ds)
 	}
-	equal(t, "devices of a", bySecret("a", "", 10), []string{"dev-002", "dev-003"})
-	equal(t, "devices of b", bySecret("b", "", 10), []string{"dev-001", "dev-004"})
+	equal(t, "devices of a", bySecret("a", "", 10), []string{"dev-001", "dev-002", "dev-003"})
+	equal(t, "devices of b", bySecret("b", "", 10), []string{"dev-004"})
 	equal(t, "devices of a, paged", bySecret("a", "dev-002", 1), []string{"dev-003"})
 	equal(t, "devices of an unknown secret", bySecret("nope", "", 10), []string{})
-	if got := getDevice(t, s, "dev-001").SecretID; got != "b" {
-		t.Errorf("GetDevice SecretID = %q, want b", got)
+	if got := getDevice(t, s, "dev-001").SecretID; got != "a" {
+		t.Errorf("GetDevice SecretID = %q, want a", got)
 	}
 }
 

@@ -1,6 +1,7 @@
 package storagetest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -23,6 +24,9 @@ var deviceTests = []test{
 	{"RevokedDeviceAcceptsNothing", testRevokedDeviceAcceptsNothing},
 	{"RenewDeviceCert", testRenewDeviceCert},
 	{"RenewFailuresChangeNothing", testRenewFailures},
+	{"IssueLimit", testIssueLimit},
+	{"IssueLimitReenroll", testIssueLimitReenroll},
+	{"DeleteSupersededDeviceCerts", testDeleteSupersededDeviceCerts},
 	{"TouchDeviceNeverMovesBack", testTouchDevice},
 	{"HardwareUUIDCanonical", testHardwareUUIDCanonical},
 }
@@ -129,8 +133,9 @@ func testReenroll(t *testing.T, s storage.Store) {
 		old = append([]storage.Report{r}, old...)
 	}
 
-	// The agent is reinstalled: new key, new cert, new facts, a freshly
-	// generated ID, the same hardware.
+	// The device moves to a new key (a rotation the service checked):
+	// new key, new cert, new facts, a freshly generated ID, the same
+	// hardware, and another secret presented.
 	again := newEnrollment(1, "second")
 	again.Device.ID = "dev-generated-again"
 	again.Device.OSVersion = "15.2"
@@ -152,7 +157,7 @@ func testReenroll(t *testing.T, s storage.Store) {
 	}
 	want := again.Device
 	want.ID = orig.ID
-	want.SecretID = "second"
+	want.SecretID = "first" // the device keeps its enrollment
 	want.EnrolledAt = orig.EnrolledAt
 	want.Enrollments = 2
 	want.LastSeq = 0
@@ -182,8 +187,8 @@ func testReenroll(t *testing.T, s storage.Store) {
 	if u := getSecret(t, s, "first").Uses; u != 1 {
 		t.Errorf("first secret uses = %d, want 1", u)
 	}
-	if u := getSecret(t, s, "second").Uses; u != 1 {
-		t.Errorf("second secret uses = %d, want 1", u)
+	if u := getSecret(t, s, "second").Uses; u != 0 {
+		t.Errorf("second secret uses = %d, want 0: a re-enrollment spends no use", u)
 	}
 	audit := listAudit(t, s, orig.ID)
 	if len(audit) != 2 || audit[0].DeviceID != orig.ID || !audit[0].At.Equal(at(hour)) {
@@ -305,15 +310,17 @@ func testSecretUseCounting(t *testing.T, s storage.Store) {
 	if d := enroll(t, s, again); d.SecretID != "b" {
 		t.Errorf("same-key re-enrollment: SecretID %q, want b (the one that enrolled the key)", d.SecretID)
 	}
-	// A new key: one use, and the device records the secret.
+	// A new key (a rotation, which the current key signed): no use
+	// either, and the device keeps its enrollment's secret. Only a new
+	// device, or an approval, spends one.
 	rekeyed := newEnrollment(4, "a")
 	rekeyed.Device.PublicKey = []byte("machine 4's new key")
 	rekeyed.Device.CertSerial, rekeyed.Cert.Serial = "abc124", "abc124"
-	if d := enroll(t, s, rekeyed); d.SecretID != "a" {
-		t.Errorf("new-key re-enrollment: SecretID %q, want a", d.SecretID)
+	if d := enroll(t, s, rekeyed); d.SecretID != "b" {
+		t.Errorf("new-key re-enrollment: SecretID %q, want b (the one its enrollment began with)", d.SecretID)
 	}
 
-	for id, want := range map[string]int{"a": 4, "b": 1, "unused": 0} {
+	for id, want := range map[string]int{"a": 3, "b": 1, "unused": 0} {
 		if got := getSecret(t, s, id).Uses; got != want {
 			t.Errorf("secret %q uses = %d, want %d", id, got, want)
 		}
@@ -428,7 +435,7 @@ func testRevokedDeviceAcceptsNothing(t *testing.T, s storage.Store) {
 	wantErr(t, s.SaveReport(ctx, newReport(d.ID, 2, at(2*minute)), []byte("nonce"), 10), storage.ErrDeviceRevoked)
 	wantErr(t, s.RenewDeviceCert(ctx, storage.Cert{
 		Serial: "abc123", DeviceID: d.ID, Kind: "device", NotBefore: at(hour), NotAfter: at(48 * hour), DER: []byte("der"),
-	}, storage.AuditEvent{At: at(hour), Actor: "agent", Action: "device.renew"}), storage.ErrDeviceRevoked)
+	}, storage.IssueLimit{}, storage.AuditEvent{At: at(hour), Actor: "agent", Action: "device.renew"}), storage.ErrDeviceRevoked)
 	again := newEnrollment(1, "fleet")
 	again.Device.CertSerial, again.Cert.Serial = "abc123", "abc123"
 	_, _, err := s.EnrollDevice(ctx, again)
@@ -445,7 +452,7 @@ func testRenewDeviceCert(t *testing.T, s storage.Store) {
 		NotBefore: at(20 * hour), NotAfter: at(72 * hour), DER: []byte("renewed der"),
 	}
 	audit := storage.AuditEvent{At: at(20 * hour), Actor: "agent", Action: "device.renew", Detail: "abc123"}
-	must(t, s.RenewDeviceCert(ctx, cert, audit))
+	must(t, s.RenewDeviceCert(ctx, cert, storage.IssueLimit{}, audit))
 
 	want := d
 	want.CertSerial = "abc123"
@@ -484,7 +491,7 @@ func testRenewFailures(t *testing.T, s storage.Store) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := snapshot(t, s, tc.cert.Serial)
-			err := s.RenewDeviceCert(t.Context(), tc.cert, storage.AuditEvent{
+			err := s.RenewDeviceCert(t.Context(), tc.cert, storage.IssueLimit{}, storage.AuditEvent{
 				At: at(hour), Actor: "agent", Action: "device.renew",
 			})
 			wantErr(t, err, tc.want)
@@ -510,5 +517,167 @@ func testTouchDevice(t *testing.T, s storage.Store) {
 		want := d
 		want.LastSeen = st.want
 		equal(t, fmt.Sprintf("device after touch at %s", fmtTime(st.at)), getDevice(t, s, d.ID), want)
+	}
+}
+
+// A device is issued at most IssueLimit.Certs certificates within
+// IssueLimit.Per, its enrollment's included: past that, a renewal changes
+// nothing and says when the next may be; the read check agrees; another
+// device is not counted; and the window moves on.
+func testIssueLimit(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	ds := enrollN(t, s, 2)
+	d := ds[0]
+	limit := storage.IssueLimit{Certs: 3, Per: hour}
+	renewal := func(n int, notBefore time.Time) storage.Cert {
+		return storage.Cert{Serial: fmt.Sprintf("ab%04d", n), DeviceID: d.ID, Kind: storage.CertKindDevice,
+			NotBefore: notBefore, NotAfter: notBefore.Add(48 * hour), DER: fmt.Appendf(nil, "der %d", n)}
+	}
+	renew := func(c storage.Cert) error {
+		return s.RenewDeviceCert(ctx, c, limit, storage.AuditEvent{At: c.NotBefore, Actor: "agent", Action: "device.renew", Detail: c.Serial})
+	}
+	// The other device's renewals (its enrollment's and two: its limit)
+	// are its own.
+	for i := range 2 {
+		c := renewal(100+i, at(time.Duration(i)*minute))
+		c.DeviceID = ds[1].ID
+		must(t, renew(c))
+	}
+	must(t, s.CheckCertLimit(ctx, d.ID, at(minute), limit))
+	must(t, renew(renewal(1, at(minute))))
+	must(t, renew(renewal(2, at(2*minute))))
+	auditBefore := len(listAudit(t, s, d.ID))
+
+	for i, nb := range []time.Time{at(3 * minute), at(30 * minute), at(hour - time.Nanosecond)} {
+		c := renewal(10+i, nb)
+		before := snapshot(t, s, c.Serial)
+		err := s.CheckCertLimit(ctx, d.ID, nb, limit)
+		wantErr(t, err, storage.ErrTooManyCerts)
+		err = renew(c)
+		wantErr(t, err, storage.ErrTooManyCerts)
+		var tooMany *storage.TooManyCertsError
+		if !errors.As(err, &tooMany) || tooMany.DeviceID != d.ID || !tooMany.RetryAt.Equal(at(hour)) || tooMany.Limit != limit {
+			t.Errorf("renewal at %s: %#v, want a TooManyCertsError for %s retrying at %s", fmtTime(nb), err, d.ID, fmtTime(at(hour)))
+		}
+		before.unchanged(t, s)
+	}
+	if n := len(listAudit(t, s, d.ID)); n != auditBefore {
+		t.Errorf("audit rows of the device: %d after refused renewals, want %d", n, auditBefore)
+	}
+	// The enrollment's certificate (NotBefore t0) leaves the window at
+	// t0 + Per: one more may be issued then.
+	must(t, s.CheckCertLimit(ctx, d.ID, at(hour), limit))
+	must(t, renew(renewal(20, at(hour))))
+	wantErr(t, renew(renewal(21, at(hour+time.Second))), storage.ErrTooManyCerts)
+	if got := getDevice(t, s, d.ID).CertSerial; got != renewal(20, at(hour)).Serial {
+		t.Errorf("current cert %q, want the last one issued", got)
+	}
+	// The zero limit bounds nothing.
+	must(t, s.RenewDeviceCert(ctx, renewal(22, at(hour+2*time.Second)), storage.IssueLimit{},
+		storage.AuditEvent{At: at(hour), Actor: "agent", Action: "device.renew"}))
+}
+
+// A re-enrollment, with the device's key or a new one, counts with its
+// renewals against Enrollment.Limit; a first enrollment has nothing to
+// count.
+func testIssueLimitReenroll(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "fleet")
+	limit := storage.IssueLimit{Certs: 2, Per: hour}
+	first := newEnrollment(1, "fleet")
+	first.Limit = limit
+	d := enroll(t, s, first)
+	reenrollment := func(n int, key []byte, notBefore time.Time) storage.Enrollment {
+		e := newEnrollment(1, "fleet")
+		e.Device.PublicKey = key
+		e.Device.EnrolledAt = notBefore
+		serial := fmt.Sprintf("ac%04d", n)
+		e.Device.CertSerial, e.Cert.Serial = serial, serial
+		e.Cert.NotBefore = notBefore
+		e.Audit.At = notBefore
+		e.Limit = limit
+		e.Checked = &storage.Checked{Key: getDevice(t, s, d.ID).PublicKey}
+		return e
+	}
+	if _, _, err := s.EnrollDevice(ctx, reenrollment(1, d.PublicKey, at(minute))); err != nil {
+		t.Fatalf("same-key re-enrollment within the limit: %v", err)
+	}
+	uses := getSecret(t, s, "fleet").Uses
+	for i, key := range [][]byte{d.PublicKey, []byte("machine 1's new key")} {
+		e := reenrollment(2+i, key, at(2*minute))
+		before := snapshot(t, s, e.Cert.Serial)
+		_, _, err := s.EnrollDevice(ctx, e)
+		wantErr(t, err, storage.ErrTooManyCerts)
+		before.unchanged(t, s)
+	}
+	if got := getSecret(t, s, "fleet").Uses; got != uses {
+		t.Errorf("secret uses %d after refused re-enrollments, want %d", got, uses)
+	}
+	// A rotation after the window, and another device's first enrollment
+	// whatever this one's count.
+	rotated, _, err := s.EnrollDevice(ctx, reenrollment(4, []byte("machine 1's new key"), at(hour)))
+	must(t, err)
+	if !bytes.Equal(rotated.PublicKey, []byte("machine 1's new key")) || rotated.Enrollments != 3 {
+		t.Errorf("rotation after the window: %+v", rotated)
+	}
+	other := newEnrollment(2, "fleet")
+	other.Limit = storage.IssueLimit{Certs: 1, Per: hour}
+	enroll(t, s, other)
+}
+
+// Expired certificates that are no longer their device's current one are
+// swept; current ones (expired or not), unexpired superseded ones and
+// browser certificates stay.
+func testDeleteSupersededDeviceCerts(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	ds := enrollN(t, s, 2) // certificates valid t0 to t0+24h
+	d := ds[0]
+	for i, nb := range []time.Time{at(3 * hour), at(30 * hour)} {
+		c := storage.Cert{Serial: fmt.Sprintf("ad%04d", i), DeviceID: d.ID, Kind: storage.CertKindDevice,
+			NotBefore: nb, NotAfter: nb.Add(24 * hour), DER: []byte("der")}
+		must(t, s.RenewDeviceCert(ctx, c, storage.IssueLimit{}, storage.AuditEvent{At: nb, Actor: "agent", Action: "device.renew"}))
+	}
+	browser := newBrowserCert(d, 1, t0)
+	browser.NotAfter = at(24 * hour)
+	must(t, s.RecordBrowserCert(ctx, browser, nil, t0, scepAudit(t0, browser.Serial)))
+	kept := func(serial string, want bool) {
+		t.Helper()
+		_, err := s.GetCert(ctx, serial)
+		switch {
+		case want && err != nil:
+			t.Errorf("certificate %s: %v, want it kept", serial, err)
+		case !want && !errors.Is(err, storage.ErrNotFound):
+			t.Errorf("certificate %s: %v, want it swept", serial, err)
+		}
+	}
+
+	// At t0+26h: the enrollment's certificate has expired and was
+	// superseded; the first renewal has not expired.
+	n, err := s.DeleteSupersededDeviceCerts(ctx, at(26*hour))
+	must(t, err)
+	if n != 1 {
+		t.Errorf("swept %d certificates, want 1", n)
+	}
+	kept(d.CertSerial, false)
+	kept("ad0000", true)
+	kept("ad0001", true)
+	kept(ds[1].CertSerial, true) // the other device's current one, expired
+	kept(browser.Serial, true)
+	if _, err := s.GetBrowserCert(ctx, browser.Serial); err != nil {
+		t.Errorf("browser certificate: %v", err)
+	}
+
+	// Much later: only the current ones and the browser certificate stay.
+	n, err = s.DeleteSupersededDeviceCerts(ctx, at(1000*hour))
+	must(t, err)
+	if n != 1 {
+		t.Errorf("swept %d certificates, want 1", n)
+	}
+	kept("ad0000", false)
+	kept("ad0001", true)
+	kept(ds[1].CertSerial, true)
+	kept(browser.Serial, true)
+	if got := getDevice(t, s, d.ID).CertSerial; got != "ad0001" {
+		t.Errorf("current certificate %q, want ad0001", got)
 	}
 }

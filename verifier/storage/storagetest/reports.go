@@ -401,7 +401,7 @@ func testKeyMustBeCurrent(t *testing.T, s storage.Store) {
 
 	// Renewal keeps the key: reports go on.
 	must(t, s.RenewDeviceCert(ctx, storage.Cert{Serial: "abc123", DeviceID: d.ID, Kind: "device", NotBefore: at(minute), NotAfter: at(48 * hour), DER: []byte("renewed")},
-		storage.AuditEvent{At: at(minute), Actor: "agent", Action: "device.renew"}))
+		storage.IssueLimit{}, storage.AuditEvent{At: at(minute), Actor: "agent", Action: "device.renew"}))
 	save(t, s, newReport(d.ID, 2, at(2*minute)), nil, 10)
 
 	// A key that never was the device's.

@@ -58,7 +58,7 @@ func testNotFound(t *testing.T, s storage.Store) {
 		{"GetCert", func() error { _, err := s.GetCert(ctx, missing); return err }},
 		{"RevokeDevice", func() error { _, err := s.RevokeDevice(ctx, missing, "lost", t0, audit); return err }},
 		{"RenewDeviceCert", func() error {
-			return s.RenewDeviceCert(ctx, storage.Cert{Serial: "abc123", DeviceID: missing, Kind: "device", NotBefore: t0, NotAfter: at(hour)}, audit)
+			return s.RenewDeviceCert(ctx, storage.Cert{Serial: "abc123", DeviceID: missing, Kind: "device", NotBefore: t0, NotAfter: at(hour)}, storage.IssueLimit{}, audit)
 		}},
 		{"TouchDevice", func() error { return s.TouchDevice(ctx, missing, t0) }},
 		{"EnrollDevice with unknown secret", func() error {
