@@ -57,8 +57,10 @@ type DecisionRecord struct {
 	// Cloudflare's device list.
 	RequestID string
 	// Binding is how the sign-in was bound to the Mac: "agent" (the agent's
-	// proof of presence) or "certificate" (a browser certificate); empty
-	// when nothing bound it (refused before a Mac was identified).
+	// proof of presence) or "certificate" (a browser certificate); "hint"
+	// for a denial made from the browser's device hint alone (it names a
+	// revoked Mac); empty when nothing bound it (refused before a Mac was
+	// identified).
 	Binding string
 	// ClientIP and UserAgent are the browser's address (as the sign-in
 	// listener saw it, behind trusted proxies the one they name) and its
