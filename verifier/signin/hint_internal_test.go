@@ -3,6 +3,9 @@ package signin
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"net/http"
@@ -214,4 +217,59 @@ func agentChallenge(t *testing.T, rec *httptest.ResponseRecorder) string {
 		t.Fatal(err)
 	}
 	return ch
+}
+
+// Mallory starts a real sign-in as herself and presents a proof naming
+// Ada's Mac, signed with her own key, or naming a Mac that is not
+// enrolled. Each is refused and on record under Mallory, with the device
+// it named as the claimed device: Ada's Mac's decisions hold none of them.
+func TestProofNotSignedByTheNamedMac(t *testing.T) {
+	t.Parallel()
+	rg := newPresenceRig(t)
+	ada, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adaPub, err := x509.MarshalPKIXPublicKey(ada.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rg.devices["dev-ada"] = storage.Device{ID: "dev-ada", Hostname: "ada-mbp", PublicKey: adaPub}
+	rg.connected["dev-ada"] = true
+	mallory, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct{ named, reason string }{
+		{"dev-ada", "presence_bad_signature"},
+		{"dev-nowhere", "presence_unknown_device"},
+	} {
+		r, rec := rg.signIn(t, "mallory@example.com")
+		ch := agentChallenge(t, rec)
+		var signIn *http.Cookie
+		for _, c := range rec.Result().Cookies() {
+			if c.Name == cookieSignIn {
+				signIn = c
+			}
+		}
+		raw, sig, err := presence.Sign(mallory, presence.Statement{Challenge: ch, DeviceID: tc.named, Origin: "https://v.example.com", Time: rg.now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec = rg.get(rigPresence+"?"+presence.RedirectQuery(raw, sig), signIn)
+		if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), tc.reason) {
+			t.Errorf("proof naming %s: status %d, want 403 %s:\n%s", tc.named, rec.Code, tc.reason, rec.Body)
+		}
+		ds := rg.decisions(t, storage.DecisionFilter{Username: "mallory@example.com", Limit: 1})
+		if len(ds) != 1 {
+			t.Fatalf("proof naming %s: no decision for mallory", tc.named)
+		}
+		if d := ds[0]; d.Allow || d.Reason != tc.reason || d.DeviceID != "" || d.ClaimedDeviceID != tc.named || d.RequestID != r.ID {
+			t.Errorf("proof naming %s: decision %+v, want %s under no device, claiming %s, for request %s", tc.named, d, tc.reason, tc.named, r.ID)
+		}
+	}
+	if ds := rg.decisions(t, storage.DecisionFilter{DeviceID: "dev-ada"}); len(ds) != 0 {
+		t.Errorf("Ada's Mac has decisions it made no proof for: %+v", ds)
+	}
 }

@@ -500,27 +500,29 @@ func (h *Handler) presence(w http.ResponseWriter, r *http.Request) {
 	// under the certificate's Mac, whose sign-in this was.
 	if ch.DeviceID != "" && st.DeviceID != ch.DeviceID {
 		a.ident = Identity{DeviceID: ch.DeviceID, Via: "agent"}
-		h.unbound(w, r, a, reason.PresenceOtherDevice, fmt.Sprintf("proof from device %s; the browser's certificate names device %s", st.DeviceID, ch.DeviceID))
+		h.unbound(w, r, a, reason.PresenceOtherDevice, "", fmt.Sprintf("proof from device %s; the browser's certificate names device %s", st.DeviceID, ch.DeviceID))
 		return
 	}
 
-	// 7. Signed by the device's current key.
+	// 7. Signed by the device's current key. A proof that is not names
+	// the device only as a claim: anyone who can start a sign-in can
+	// name any device, and the device's decisions are those bound to it.
 	dev, err := p.Devices.GetDevice(ctx, st.DeviceID)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		h.refuse(w, r, refused(reason.PresenceUnknownDevice, "device %s is not enrolled", st.DeviceID), http.StatusForbidden)
+		h.unbound(w, r, a, reason.PresenceUnknownDevice, st.DeviceID, fmt.Sprintf("device %s is not enrolled", st.DeviceID))
 		return
 	case err != nil:
 		h.unavailable(w, r, "reading device", err)
 		return
 	}
-	a.ident = Identity{DeviceID: dev.ID, Via: "agent", Device: &dev}
 	if err := verifyStatement(dev, raw, sig); err != nil {
-		h.unbound(w, r, a, reason.PresenceBadSignature, err.Error())
+		h.unbound(w, r, a, reason.PresenceBadSignature, dev.ID, err.Error())
 		return
 	}
+	a.ident = Identity{DeviceID: dev.ID, Via: "agent", Device: &dev}
 	if err := st.CheckTime(start, ChallengeTTL+p.MaxSkew, p.MaxSkew); err != nil {
-		h.unbound(w, r, a, reason.PresenceClock, err.Error())
+		h.unbound(w, r, a, reason.PresenceClock, "", err.Error())
 		return
 	}
 
@@ -547,13 +549,19 @@ func verifyStatement(dev storage.Device, raw, sig []byte) error {
 	return nil
 }
 
-// unbound records and answers a proof that names a device but does not
-// prove this browser is on it: an attempt worth keeping in the decision log
-// under the device it names — unless the sign-in's request is unsigned,
-// when anyone could have started it and it is only counted (unrecorded).
-func (h *Handler) unbound(w http.ResponseWriter, r *http.Request, a *attempt, code reason.Code, detail string) {
+// unbound records and answers a proof that does not prove this browser is
+// on a Mac: an attempt worth keeping in the decision log — unless the
+// sign-in's request is unsigned, when anyone could have started it and it
+// is only counted (unrecorded). It is kept under a.ident's device, the one
+// it was bound to (a genuine proof at the wrong time, or the certificate's
+// Mac), if any; claimed is the device a proof named but was not signed by,
+// kept as the row's claimed device and not under it.
+func (h *Handler) unbound(w http.ResponseWriter, r *http.Request, a *attempt, code reason.Code, claimed, detail string) {
 	ctx := r.Context()
 	if !a.req.Signed {
+		if claimed != "" {
+			detail = "claimed device " + claimed + ": " + detail
+		}
 		ref := h.unrecorded(r, a, code, detail, a.ident.DeviceID, "")
 		h.Pages.Refused(w, http.StatusForbidden, web.Refused{Reason: code, SupportID: ref})
 		return
@@ -561,7 +569,7 @@ func (h *Handler) unbound(w http.ResponseWriter, r *http.Request, a *attempt, co
 	now := h.now()
 	latency := now.Sub(a.start)
 	id, err := h.Store.AppendDecision(ctx, h.withClient(r, storage.DecisionRecord{
-		At: now, Username: a.req.Username, DeviceID: a.ident.DeviceID, Reason: string(code), Binding: string(BindingAgent),
+		At: now, Username: a.req.Username, DeviceID: a.ident.DeviceID, ClaimedDeviceID: claimed, Reason: string(code), Binding: string(BindingAgent),
 		LiveCheck: decision.LiveCheckNone.String(), Latency: latency, Source: a.source, RequestID: a.req.AuthnRequest.ID,
 	}))
 	if err != nil {
@@ -570,7 +578,7 @@ func (h *Handler) unbound(w http.ResponseWriter, r *http.Request, a *attempt, co
 	}
 	h.metrics().SSODecision(false, string(code), metricMode(""), latency)
 	h.log().LogAttrs(ctx, slog.LevelWarn, "sso_decision", slog.Bool("allow", false), slog.String("reason", string(code)),
-		slog.String("detail", detail), slog.String("user", a.req.Username), slog.String("device_id", a.ident.DeviceID),
+		slog.String("detail", detail), slog.String("user", a.req.Username), slog.String("device_id", a.ident.DeviceID), slog.String("claimed_device_id", claimed),
 		slog.Int64("decision_id", id), slog.String("binding", string(BindingAgent)), slog.String("request_id", a.req.AuthnRequest.ID),
 		slog.String("remote", r.RemoteAddr))
 	h.Pages.Refused(w, http.StatusForbidden, web.Refused{Reason: code, SupportID: fmt.Sprint(id)})

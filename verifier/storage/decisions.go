@@ -27,12 +27,17 @@ type DecisionRecord struct {
 	// ID is assigned by AppendDecision: positive and increasing in append
 	// order within one database, never reused (not even after the newest
 	// records are deleted). It is the paging cursor.
-	ID         int64
-	At         time.Time
-	Username   string // the Okta username from the AuthnRequest's Subject
-	DeviceID   string // empty when no enrolled device was identified
-	CertSerial string // the browser certificate's serial (lowercase hex); empty when none
-	Allow      bool
+	ID       int64
+	At       time.Time
+	Username string // the Okta username from the AuthnRequest's Subject
+	DeviceID string // empty when no enrolled device was identified
+	// ClaimedDeviceID is the device a refused proof of presence named but
+	// was not signed by (no such device, or another key): kept for
+	// investigation, but not as DeviceID, since anyone who can sign in to
+	// Okta can name any device. Empty otherwise.
+	ClaimedDeviceID string
+	CertSerial      string // the browser certificate's serial (lowercase hex); empty when none
+	Allow           bool
 	// Reason is the decision.Reason that won (e.g. "allowed",
 	// "policy_failed", "unknown_device", "no_client_cert").
 	Reason string
