@@ -148,9 +148,11 @@ func TestPlantedCertificateAttack(t *testing.T) {
 	if p.status != http.StatusForbidden || strings.Contains(p.body, "SAMLResponse") || !strings.Contains(p.body, "presence_bad_signature") {
 		t.Fatalf("the forged proof got %d:\n%s", p.status, p.body)
 	}
-	waitLog(t, v.logs, "the refusal", "msg=sso_decision", "allow=false", "reason=presence_bad_signature", "device_id="+deviceID)
-	d := decisionFor(t, v, deviceID, r.ID)
-	if d.GetAllow() || d.GetReason() != "presence_bad_signature" || d.GetBinding() != "agent" {
+	waitLog(t, v.logs, "the refusal", "msg=sso_decision", "allow=false", "reason=presence_bad_signature", "claimed_device_id="+deviceID)
+	// On record as a claim, not among the Mac's decisions: the Mac's key
+	// signed nothing.
+	d := decisionFor(t, v, "", r.ID)
+	if d.GetAllow() || d.GetReason() != "presence_bad_signature" || d.GetBinding() != "agent" || d.GetDeviceId() != "" || d.GetClaimedDeviceId() != deviceID {
 		t.Errorf("decision log: %v", d)
 	}
 	// Nothing in either log says the attacker got in.

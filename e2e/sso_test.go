@@ -491,3 +491,61 @@ func TestUnsignedRequestRefused(t *testing.T) {
 	waitLog(t, v.logs, "the start-up warning", "okta_request_cert is not set")
 	waitLog(t, v.logs, "the refusal", "msg=sso_request_refused", "reason=okta_request_cert_missing")
 }
+
+// TestSignInFromRevokedMacsBrowser: a Mac signs in once, so its browser
+// keeps the device hint; the Mac is revoked ("laptop reported stolen") and
+// its agent's stream ends. The next sign-in from that browser is told the
+// Mac was removed, not that Clearance is not running, and the security
+// team finds the attempt in the decision log: device_revoked under the
+// Mac, named by the browser's hint.
+func TestSignInFromRevokedMacsBrowser(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "verifier")
+	oktaKey, oktaCert, oktaCertFile := oktaSigner(t, dir)
+	ssoAddr, presenceAddr := freePort(t), freePort(t)
+	_, presencePort, _ := net.SplitHostPort(presenceAddr)
+	v := startSSOVerifier(t, dataDir, ssoAddr, "--okta-request-cert", oktaCertFile, "--agent-presence-port", presencePort)
+	_, sock, _ := startStandIn(t, dir, compliantMac)
+	agent := startProc(t, "clearance-agent", agentRun(dir, v.grpcAddr, filepath.Join(dataDir, "ca.pem"), v.enrollSecret(), sock,
+		"--interval", "1h", "--presence-listen", presenceAddr)...)
+	deviceID := waitCompliant(t, v).GetDevice().GetDeviceId()
+	waitLog(t, agent.logs, "the agent learning the presence URL", "presence url set", e2eSSOPublic+"/saml/presence")
+
+	sp, idpCertPEM := oktaOrg(t, dataDir, oktaKey, oktaCert)
+	browser := newPresenceBrowser(t, v, ssoAddr)
+	signIn := func(r oktasim.Request) ssoPage {
+		t.Helper()
+		u, err := sp.RedirectURL(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return browser.follow(u)
+	}
+	first := sp.NewRequest(e2eUser)
+	okAtOkta(t, sp, idpCertPEM, signIn(first), first.ID, first.RelayState)
+
+	admin, ctx := v.admin()
+	if _, err := admin.RevokeDevice(ctx, &adminv1.RevokeDeviceRequest{DeviceId: deviceID, Reason: "laptop reported stolen"}); err != nil {
+		t.Fatalf("RevokeDevice: %v", err)
+	}
+	waitDevice(t, v, "the revoked Mac's agent to be cut off", within, func(g *adminv1.GetDeviceResponse) bool { return !g.GetDevice().GetConnected() })
+
+	again := sp.NewRequest(e2eUser)
+	p := signIn(again)
+	if p.status != http.StatusForbidden || !strings.Contains(p.body, "device_revoked") || !strings.Contains(p.body, "no longer allowed to sign in") {
+		t.Fatalf("the revoked Mac's browser got %d, want 403 device_revoked:\n%s", p.status, p.body)
+	}
+	if strings.Contains(p.body, "agent_not_running") || strings.Contains(p.body, "SAMLResponse") {
+		t.Fatalf("the revoked Mac's browser got the wrong page:\n%s", p.body)
+	}
+
+	d := decisionFor(t, v, deviceID, again.ID)
+	if d.GetAllow() || d.GetReason() != "device_revoked" || d.GetBinding() != "hint" || d.GetUsername() != e2eUser {
+		t.Errorf("decision log: %v", d)
+	}
+	out := cli(t, "decisions", "--data-dir", dataDir, "--device", deviceID, "--wide")
+	if !strings.Contains(out, "device_revoked (by device hint)") || !strings.Contains(out, deviceID) {
+		t.Errorf("clearance-verifier decisions does not list the attempt:\n%s", out)
+	}
+}

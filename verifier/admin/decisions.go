@@ -190,6 +190,7 @@ func decisionProto(r storage.DecisionRecord) *adminv1.Decision {
 		Source:           r.Source,
 		RequestId:        r.RequestID,
 		Binding:          r.Binding,
+		ClaimedDeviceId:  r.ClaimedDeviceID,
 		Score:            int32(r.Score),
 		Mode:             r.Mode,
 	}

@@ -70,6 +70,11 @@ const (
 	// BindingEither: the agent's proof, and a browser certificate alone
 	// only for a Mac whose agent is not connected (see Handler.bind).
 	BindingEither Binding = "either"
+	// BindingHint is never a Handler's binding: it marks a decision made
+	// from the device hint alone, which names the Mac this browser last
+	// proved to be on, not the one it is on now. Only a denial is ever
+	// made so (a revoked Mac's: see Handler.revokedHint).
+	BindingHint Binding = "hint"
 )
 
 // DeviceReader reads a device's current enrollment.
@@ -196,6 +201,13 @@ func hostCookie(name, value string, maxAge time.Duration) *http.Cookie {
 	return c
 }
 
+// dropHint tells the browser to forget its device hint.
+func dropHint(w http.ResponseWriter) {
+	c := hostCookie(cookieDevice, "", 0)
+	c.MaxAge = -1 // Max-Age=0
+	http.SetCookie(w, c)
+}
+
 // hintFor is the device-hint cookie value for deviceID, good until
 // expires: "v2.<device id>.<expiry, unix seconds>.<MAC>".
 func (p *Presence) hintFor(deviceID string, expires time.Time) string {
@@ -318,6 +330,24 @@ func (h *Handler) askAgent(w http.ResponseWriter, r *http.Request, a *attempt, p
 	if h.unsignedBusy(w, r, a, known) {
 		return
 	}
+	// 0a. A hint naming a Mac whose agent is not connected: the agent of a
+	// revoked Mac cannot connect, so the hint alone says what is true.
+	if hinted && !connected {
+		d, err := h.Presence.Devices.GetDevice(ctx, dev)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			// No longer enrolled: the hint names nothing; the agent on
+			// this Mac says which Mac it is now.
+			dropHint(w)
+			hinted = false
+		case err != nil:
+			h.unavailable(w, r, "reading the hinted device", err)
+			return
+		case d.Revoked():
+			h.revokedHint(w, r, a, d)
+			return
+		}
+	}
 	// 1. This browser.
 	browser, fresh := browserID(r)
 
@@ -357,6 +387,36 @@ func (h *Handler) askAgent(w http.ResponseWriter, r *http.Request, a *attempt, p
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	http.Redirect(w, r, agentURL, http.StatusSeeOther)
+}
+
+// revokedHint answers a sign-in from a browser whose genuine hint names a
+// revoked Mac: the Mac was removed, whatever else is true of it, and the
+// security team sees the attempt. The decision is recorded under that Mac
+// with BindingHint: the hint says this browser proved to be on it once,
+// and a copy of the cookie says as much from any browser, so the row
+// claims no more. The hint is dropped, so that the next sign-in from this
+// browser asks the agent on the Mac it is on (a revoked Mac's agent
+// proves it again; a browser moved to another Mac is not held to the old
+// one). An unsigned request is only counted (see unrecorded).
+func (h *Handler) revokedHint(w http.ResponseWriter, r *http.Request, a *attempt, dev storage.Device) {
+	now := h.now()
+	a.binding, a.ident = BindingHint, Identity{DeviceID: dev.ID, Via: "hint", Device: &dev}
+	dropHint(w)
+	// A revoked device is denied before anything else is read.
+	d := decision.Decide(decision.Input{Device: &dev, Username: a.req.Username, Now: now})
+	if d.Allow || d.Reason != reason.DeviceRevoked {
+		h.unavailable(w, r, "deciding on a revoked device", fmt.Errorf("device %s: decided %s", dev.ID, d.Reason))
+		return
+	}
+	if !a.req.Signed {
+		ref := h.unrecorded(r, a, reason.DeviceRevoked, "the device hint names a revoked device", dev.ID, "")
+		h.Pages.Denied(w, http.StatusForbidden, web.Denied{Reason: reason.DeviceRevoked, DeviceName: dev.Hostname, Now: now, SupportID: ref})
+		return
+	}
+	if !h.spendRequestID(w, r, a.req, a.start) {
+		return
+	}
+	h.finish(w, r, a, d)
 }
 
 // presence completes a sign-in with the agent's proof: 1. decode, 2. find
@@ -440,27 +500,29 @@ func (h *Handler) presence(w http.ResponseWriter, r *http.Request) {
 	// under the certificate's Mac, whose sign-in this was.
 	if ch.DeviceID != "" && st.DeviceID != ch.DeviceID {
 		a.ident = Identity{DeviceID: ch.DeviceID, Via: "agent"}
-		h.unbound(w, r, a, reason.PresenceOtherDevice, fmt.Sprintf("proof from device %s; the browser's certificate names device %s", st.DeviceID, ch.DeviceID))
+		h.unbound(w, r, a, reason.PresenceOtherDevice, "", fmt.Sprintf("proof from device %s; the browser's certificate names device %s", st.DeviceID, ch.DeviceID))
 		return
 	}
 
-	// 7. Signed by the device's current key.
+	// 7. Signed by the device's current key. A proof that is not names
+	// the device only as a claim: anyone who can start a sign-in can
+	// name any device, and the device's decisions are those bound to it.
 	dev, err := p.Devices.GetDevice(ctx, st.DeviceID)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		h.refuse(w, r, refused(reason.PresenceUnknownDevice, "device %s is not enrolled", st.DeviceID), http.StatusForbidden)
+		h.unbound(w, r, a, reason.PresenceUnknownDevice, st.DeviceID, fmt.Sprintf("device %s is not enrolled", st.DeviceID))
 		return
 	case err != nil:
 		h.unavailable(w, r, "reading device", err)
 		return
 	}
-	a.ident = Identity{DeviceID: dev.ID, Via: "agent", Device: &dev}
 	if err := verifyStatement(dev, raw, sig); err != nil {
-		h.unbound(w, r, a, reason.PresenceBadSignature, err.Error())
+		h.unbound(w, r, a, reason.PresenceBadSignature, dev.ID, err.Error())
 		return
 	}
+	a.ident = Identity{DeviceID: dev.ID, Via: "agent", Device: &dev}
 	if err := st.CheckTime(start, ChallengeTTL+p.MaxSkew, p.MaxSkew); err != nil {
-		h.unbound(w, r, a, reason.PresenceClock, err.Error())
+		h.unbound(w, r, a, reason.PresenceClock, "", err.Error())
 		return
 	}
 
@@ -487,13 +549,19 @@ func verifyStatement(dev storage.Device, raw, sig []byte) error {
 	return nil
 }
 
-// unbound records and answers a proof that names a device but does not
-// prove this browser is on it: an attempt worth keeping in the decision log
-// under the device it names — unless the sign-in's request is unsigned,
-// when anyone could have started it and it is only counted (unrecorded).
-func (h *Handler) unbound(w http.ResponseWriter, r *http.Request, a *attempt, code reason.Code, detail string) {
+// unbound records and answers a proof that does not prove this browser is
+// on a Mac: an attempt worth keeping in the decision log — unless the
+// sign-in's request is unsigned, when anyone could have started it and it
+// is only counted (unrecorded). It is kept under a.ident's device, the one
+// it was bound to (a genuine proof at the wrong time, or the certificate's
+// Mac), if any; claimed is the device a proof named but was not signed by,
+// kept as the row's claimed device and not under it.
+func (h *Handler) unbound(w http.ResponseWriter, r *http.Request, a *attempt, code reason.Code, claimed, detail string) {
 	ctx := r.Context()
 	if !a.req.Signed {
+		if claimed != "" {
+			detail = "claimed device " + claimed + ": " + detail
+		}
 		ref := h.unrecorded(r, a, code, detail, a.ident.DeviceID, "")
 		h.Pages.Refused(w, http.StatusForbidden, web.Refused{Reason: code, SupportID: ref})
 		return
@@ -501,7 +569,7 @@ func (h *Handler) unbound(w http.ResponseWriter, r *http.Request, a *attempt, co
 	now := h.now()
 	latency := now.Sub(a.start)
 	id, err := h.Store.AppendDecision(ctx, h.withClient(r, storage.DecisionRecord{
-		At: now, Username: a.req.Username, DeviceID: a.ident.DeviceID, Reason: string(code), Binding: string(BindingAgent),
+		At: now, Username: a.req.Username, DeviceID: a.ident.DeviceID, ClaimedDeviceID: claimed, Reason: string(code), Binding: string(BindingAgent),
 		LiveCheck: decision.LiveCheckNone.String(), Latency: latency, Source: a.source, RequestID: a.req.AuthnRequest.ID,
 	}))
 	if err != nil {
@@ -510,7 +578,7 @@ func (h *Handler) unbound(w http.ResponseWriter, r *http.Request, a *attempt, co
 	}
 	h.metrics().SSODecision(false, string(code), metricMode(""), latency)
 	h.log().LogAttrs(ctx, slog.LevelWarn, "sso_decision", slog.Bool("allow", false), slog.String("reason", string(code)),
-		slog.String("detail", detail), slog.String("user", a.req.Username), slog.String("device_id", a.ident.DeviceID),
+		slog.String("detail", detail), slog.String("user", a.req.Username), slog.String("device_id", a.ident.DeviceID), slog.String("claimed_device_id", claimed),
 		slog.Int64("decision_id", id), slog.String("binding", string(BindingAgent)), slog.String("request_id", a.req.AuthnRequest.ID),
 		slog.String("remote", r.RemoteAddr))
 	h.Pages.Refused(w, http.StatusForbidden, web.Refused{Reason: code, SupportID: fmt.Sprint(id)})

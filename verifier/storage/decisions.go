@@ -27,12 +27,17 @@ type DecisionRecord struct {
 	// ID is assigned by AppendDecision: positive and increasing in append
 	// order within one database, never reused (not even after the newest
 	// records are deleted). It is the paging cursor.
-	ID         int64
-	At         time.Time
-	Username   string // the Okta username from the AuthnRequest's Subject
-	DeviceID   string // empty when no enrolled device was identified
-	CertSerial string // the browser certificate's serial (lowercase hex); empty when none
-	Allow      bool
+	ID       int64
+	At       time.Time
+	Username string // the Okta username from the AuthnRequest's Subject
+	DeviceID string // empty when no enrolled device was identified
+	// ClaimedDeviceID is the device a refused proof of presence named but
+	// was not signed by (no such device, or another key): kept for
+	// investigation, but not as DeviceID, since anyone who can sign in to
+	// Okta can name any device. Empty otherwise.
+	ClaimedDeviceID string
+	CertSerial      string // the browser certificate's serial (lowercase hex); empty when none
+	Allow           bool
 	// Reason is the decision.Reason that won (e.g. "allowed",
 	// "policy_failed", "unknown_device", "no_client_cert").
 	Reason string
@@ -57,8 +62,10 @@ type DecisionRecord struct {
 	// Cloudflare's device list.
 	RequestID string
 	// Binding is how the sign-in was bound to the Mac: "agent" (the agent's
-	// proof of presence) or "certificate" (a browser certificate); empty
-	// when nothing bound it (refused before a Mac was identified).
+	// proof of presence) or "certificate" (a browser certificate); "hint"
+	// for a denial made from the browser's device hint alone (it names a
+	// revoked Mac); empty when nothing bound it (refused before a Mac was
+	// identified).
 	Binding string
 	// ClientIP and UserAgent are the browser's address (as the sign-in
 	// listener saw it, behind trusted proxies the one they name) and its

@@ -416,6 +416,13 @@ func renderDecisions(w io.Writer, ds []*adminv1.Decision, loc *time.Location, wi
 		if m := d.GetMode(); m != "" && m != "enforce" && d.GetSource() == storage.SourceCloudflare {
 			reason += " (" + m + ")"
 		}
+		switch {
+		case d.GetClaimedDeviceId() != "":
+			// Named by a proof it did not sign: not this row's device.
+			reason += " (claimed " + shorten(d.GetClaimedDeviceId(), width) + ")"
+		case d.GetBinding() == "hint":
+			reason += " (by device hint)"
+		}
 		rows = append(rows, []string{
 			d.GetAt().AsTime().In(loc).Format("01-02 15:04:05"), orDash(d.GetUsername()),
 			orDash(shorten(d.GetDeviceId(), width)), result, reason,

@@ -137,7 +137,14 @@ func testDecisionAppendList(t *testing.T, s storage.Store) {
 		Source:           "sso_retry",
 		RequestID:        "id0123456789abcdef",
 	}
-	ds = append(ds, appendDecision(t, s, full))
+	full = appendDecision(t, s, full)
+	ds = append(ds, full)
+	// A refused proof's row names the device it claimed, under none; the
+	// claimed device's own decisions leave it out.
+	claimed := newDecision("mallory@example.com", "", false, at(2*time.Hour))
+	claimed.Reason, claimed.Results, claimed.ClaimedDeviceID = "presence_bad_signature", nil, "dev-002"
+	ds = append(ds, appendDecision(t, s, claimed))
+	equal(t, "ListDecisions of the claimed device", listDecisions(t, s, storage.DecisionFilter{DeviceID: "dev-002"}), []storage.DecisionRecord{full})
 
 	for i, d := range ds {
 		if d.ID <= 0 || (i > 0 && d.ID <= ds[i-1].ID) {

@@ -1812,7 +1812,8 @@ type Decision struct {
 	RequestId string `protobuf:"bytes,14,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// How the sign-in was bound to the Mac: "agent" (the agent's proof of
 	// presence, signed by the device key) or "certificate" (a browser
-	// certificate); empty when nothing bound it.
+	// certificate); "hint" for a denial made from the browser's device hint
+	// alone (it named a revoked Mac); empty when nothing bound it.
 	Binding string `protobuf:"bytes,15,opt,name=binding,proto3" json:"binding,omitempty"`
 	// For source "cloudflare": the device posture score (0 to 100) answered
 	// to Cloudflare. 0 otherwise.
@@ -1821,9 +1822,13 @@ type Decision struct {
 	// "monitor" (allowed; would have denied), "warn" (shown Continue),
 	// "warned" (allowed after Continue), "bypassed" (allowed after Resolve
 	// later), "exempt"; empty when no policy was judged.
-	Mode          string `protobuf:"bytes,40,opt,name=mode,proto3" json:"mode,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Mode string `protobuf:"bytes,40,opt,name=mode,proto3" json:"mode,omitempty"`
+	// The device a refused proof of presence named but was not signed by
+	// (no such device, or another key); device_id is empty then. Empty
+	// otherwise.
+	ClaimedDeviceId string `protobuf:"bytes,41,opt,name=claimed_device_id,json=claimedDeviceId,proto3" json:"claimed_device_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Decision) Reset() {
@@ -1971,6 +1976,13 @@ func (x *Decision) GetScore() int32 {
 func (x *Decision) GetMode() string {
 	if x != nil {
 		return x.Mode
+	}
+	return ""
+}
+
+func (x *Decision) GetClaimedDeviceId() string {
+	if x != nil {
+		return x.ClaimedDeviceId
 	}
 	return ""
 }
@@ -3896,7 +3908,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x06waiver\x18) \x01(\tR\x06waiver\x129\n" +
 	"\n" +
 	"grace_ends\x18* \x01(\v2\x1a.google.protobuf.TimestampR\tgraceEnds\x12!\n" +
-	"\fexemption_id\x18+ \x01(\x03R\vexemptionId\"\xae\x04\n" +
+	"\fexemption_id\x18+ \x01(\x03R\vexemptionId\"\xda\x04\n" +
 	"\bDecision\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12*\n" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1a\n" +
@@ -3919,7 +3931,8 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"request_id\x18\x0e \x01(\tR\trequestId\x12\x18\n" +
 	"\abinding\x18\x0f \x01(\tR\abinding\x12\x14\n" +
 	"\x05score\x18\x10 \x01(\x05R\x05score\x12\x12\n" +
-	"\x04mode\x18( \x01(\tR\x04mode\"\xfd\x02\n" +
+	"\x04mode\x18( \x01(\tR\x04mode\x12*\n" +
+	"\x11claimed_device_id\x18) \x01(\tR\x0fclaimedDeviceId\"\xfd\x02\n" +
 	"\x14ListDecisionsRequest\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12:\n" +
