@@ -87,7 +87,7 @@ func (a *app) serveCmd() *cli.Command {
 				if err != nil {
 					return err
 				}
-				return a.serve(ctx, cfg)
+				return a.serve(ctx, b, cfg)
 			}
 		},
 	}
@@ -103,10 +103,12 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func (a *app) serve(ctx context.Context, cfg *config.Config) error {
+func (a *app) serve(ctx context.Context, b *config.Binding, cfg *config.Config) error {
 	log := newLogger(a.stderr, cfg.LogLevel, cfg.LogFormat)
 	slog.SetDefault(log)
-	srv, err := server.New(ctx, cfg, log)
+	// SIGHUP reads the settings file again, with the same flags and
+	// environment.
+	srv, err := server.New(ctx, cfg, log, server.WithSettingsReread(func() (*config.Config, error) { return b.Resolve(a.getenv) }))
 	if err != nil {
 		return err
 	}
