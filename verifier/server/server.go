@@ -697,6 +697,17 @@ func (s *Server) Actors(g *run.Group) error {
 		log.Warn("recording the gRPC address failed", "err", err)
 	}
 
+	// Added first, so its interrupt runs first: the moment shutdown
+	// begins, /healthz says so, while the HTTPS listener stays up until
+	// the other actors have stopped (interrupts run in the order added).
+	stopDrain := make(chan struct{})
+	g.Add("drain", func() error { <-stopDrain; return nil }, func(error) {
+		if !s.health.stopping.Swap(true) {
+			log.Info("draining: /healthz answers 503 until the verifier has stopped")
+		}
+		stopOnce(stopDrain)
+	})
+
 	g.Add("sso", func() error {
 		log.Info("sso listening", "addr", ssoLn.Addr().String(), "sso_url", s.cfg.SSOURL())
 		if err := s.sso.Serve(ssoTLS); !errors.Is(err, http.ErrServerClosed) {
@@ -850,6 +861,16 @@ func (s *Server) Actors(g *run.Group) error {
 		}
 	}, func(error) { close(stopGC) })
 	return nil
+}
+
+// stopOnce closes c unless it is closed already: an actor may be
+// interrupted more than once.
+func stopOnce(c chan struct{}) {
+	select {
+	case <-c:
+	default:
+		close(c)
+	}
 }
 
 func orDefault(n, def int) int {

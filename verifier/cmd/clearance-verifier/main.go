@@ -131,7 +131,13 @@ func (a *app) serve(ctx context.Context, b *config.Binding, cfg *config.Config) 
 		return nil
 	}, func(error) { signal.Stop(sigs); close(stop) })
 	log.Info("clearance-verifier started", "component", "main", "version", version, "data_dir", cfg.DataDir, "public_url", cfg.PublicURL)
-	return g.Run()
+	err = g.Run()
+	if err != nil {
+		log.Error("clearance-verifier stopped", "component", "main", "err", err)
+	} else {
+		log.Info("clearance-verifier stopped", "component", "main")
+	}
+	return err
 }
 
 // resolveDataDir resolves b's settings, which must name a data dir.
