@@ -59,6 +59,7 @@ func (a *app) program() *cli.Program {
 			a.serveCmd(),
 			a.devicesCmd(),
 			a.decisionsCmd(),
+			a.policiesCmd(),
 			a.secretCmd(),
 			a.exemptionCmd(),
 			a.scimCmd(),
