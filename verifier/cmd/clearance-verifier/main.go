@@ -78,7 +78,8 @@ func (a *app) serveCmd() *cli.Command {
 		Doc: "Runs the verifier. On its first start with an empty data dir it creates the CAs (ca.pem is what " +
 			"agents and browsers trust), the admin token, the SAML signing certificate and the SQLite database, " +
 			"and records in the data dir which database it uses, so the other commands act on the same one. " +
-			"SIGHUP reloads the policy file.\n\n" +
+			"SIGHUP reloads the policy file and applies a change to enforcement in the settings file; " +
+			"any other setting changed there is logged and needs a restart.\n\n" +
 			"  clearance-verifier serve --data-dir /var/lib/clearance \\\n    --policies policies.yaml",
 		Footer: config.Footer,
 		Flags: func(fs *cli.FlagSet) cli.Action {
