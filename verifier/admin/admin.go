@@ -13,10 +13,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/access"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/enroll"
@@ -45,6 +47,9 @@ type Server struct {
 	// Access runs ExplainAccess's dry-run decisions; nil makes ExplainAccess
 	// answer UNAVAILABLE.
 	Access Explainer
+	// Ceiling is the enforcement ceiling in force (rollout.Source's
+	// CurrentCeiling), which ListPolicies shows; nil: enforce.
+	Ceiling func() decision.Enforcement
 	// CheckTimeout is how long RequestCheck waits when the request names no
 	// timeout: serve's --live-check-timeout (config.DefaultLiveCheckTimeout
 	// when zero).
@@ -145,14 +150,42 @@ func (s *Server) RevokeDevice(ctx context.Context, req *adminv1.RevokeDeviceRequ
 	return &adminv1.RevokeDeviceResponse{Device: s.device(d, nil)}, nil
 }
 
-// ListPolicies implements AdminService.ListPolicies.
+// ListPolicies implements AdminService.ListPolicies: the set in force and,
+// when the source gives them (access.Snapshotter), each policy's rollout
+// settings and groups from the same reload, with the mode each takes
+// under the ceiling.
 func (s *Server) ListPolicies(context.Context, *adminv1.ListPoliciesRequest) (*adminv1.ListPoliciesResponse, error) {
-	return &adminv1.ListPoliciesResponse{PolicySet: s.Policies.Current()}, nil
+	snap := access.PolicySnapshot{Set: s.Policies.Current()}
+	if sn, ok := s.Policies.(access.Snapshotter); ok {
+		snap = sn.Snapshot()
+	}
+	ceiling := decision.Enforce
+	if s.Ceiling != nil {
+		ceiling = s.Ceiling().Lower(decision.Enforce)
+	}
+	resp := &adminv1.ListPoliciesResponse{PolicySet: snap.Set, EnforcementCeiling: string(ceiling)}
+	for _, p := range snap.Set.GetPolicies() {
+		pr, scope := snap.Rollout[p.GetId()], snap.Scopes[p.GetId()]
+		r := &adminv1.PolicyRollout{
+			PolicyId: p.GetId(), Required: proto.Bool(p.GetRequired()), Critical: proto.Bool(p.GetCritical()),
+			Enforcement:          string(pr.Enforcement.Lower(decision.Enforce)),
+			AllowBypass:          pr.AllowBypass,
+			Groups:               scope.Groups,
+			ExcludeGroups:        scope.Exclude,
+			EffectiveEnforcement: string(pr.Enforcement.Lower(ceiling)),
+		}
+		if pr.Grace > 0 {
+			r.Grace = durationpb.New(pr.Grace)
+		}
+		resp.Rollouts = append(resp.Rollouts, r)
+	}
+	return resp, nil
 }
 
 // ReloadPolicies implements AdminService.ReloadPolicies.
 func (s *Server) ReloadPolicies(context.Context, *adminv1.ReloadPoliciesRequest) (*adminv1.ReloadPoliciesResponse, error) {
 	ps, err := s.Policies.Reload()
+	s.Metrics.Reloaded(metrics.ReloadPolicies, err, s.now())
 	if err != nil {
 		// The old set stays in force; say exactly what is wrong with the file.
 		return nil, status.Errorf(codes.FailedPrecondition, "policies not reloaded, the previous set stays in force: %v", err)

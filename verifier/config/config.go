@@ -210,6 +210,24 @@ type Config struct {
 	SSOMaxConns          int
 	SSOMaxConnsPerSource int
 	GRPCDevicePerSource  int
+
+	// file is the settings file read ("" when none); sources says where
+	// each setting's value came from, by name, so that the file read again
+	// can be compared with what is in force.
+	file    string
+	sources map[string]source
+}
+
+// source is where one setting's value came from.
+type source struct {
+	text string // the value in force, as given
+	// by is the flag (--name) or variable (CLEARANCE_NAME) that set it;
+	// "" when the file or the default did.
+	by string
+	// inFile and fileText: what the settings file says, whether or not
+	// it is the value in force.
+	inFile   bool
+	fileText string
 }
 
 // CloudflareConfigured reports whether the Cloudflare posture endpoint is on.
@@ -626,7 +644,7 @@ var settings = []setting{
 		return nil
 	}}},
 	{"agent-presence-port", GroupSignIn, strconv.Itoa(DefaultAgentPresencePort), "loopback port agents serve proofs of presence on (clearance-agent --presence-listen)", port(func(c *Config) *int { return &c.AgentPresencePort })},
-	{"enforcement", GroupSignIn, string(decision.Enforce), "lowers every policy's enforcement to at most this: monitor (never block; record would-deny), warn (show the page with Continue) or enforce (each policy's own setting)", oneOf(func(c *Config) *string { return &c.Enforcement }, string(decision.Monitor), string(decision.Warn), string(decision.Enforce))},
+	{"enforcement", GroupSignIn, string(decision.Enforce), "lowers every policy's enforcement to at most this: monitor (never block; record would-deny), warn (show the page with Continue) or enforce (each policy's own setting); SIGHUP applies a change made in the settings file", oneOf(func(c *Config) *string { return &c.Enforcement }, string(decision.Monitor), string(decision.Warn), string(decision.Enforce))},
 	{"bypass-period", GroupSignIn, durText(decision.DefaultBypassPeriod), "after a person chooses Resolve later on a policy that allows it, how long until that Mac may resolve the same policy later again", dur(func(c *Config) *time.Duration { return &c.BypassPeriod }, time.Hour, 365*24*time.Hour)},
 	{"decision-retention", GroupSignIn, durText(storage.DefaultDecisionRetention), "how long decisions are kept in the decision log", dur(func(c *Config) *time.Duration { return &c.DecisionRetention }, time.Hour, 10*365*24*time.Hour)},
 	{"sso-rate-limit", GroupLimits, strconv.Itoa(ratelimit.DefaultRate), "requests a second one client address may make to the sign-in listener (every path but /healthz), sustained; more get 429 with Retry-After; 0 turns the limit off", rate(func(c *Config) *float64 { return &c.SSORateLimit }, 100000)},
@@ -788,20 +806,24 @@ func (b *Binding) Resolve(getenv func(string) string) (*Config, error) {
 		}
 	}
 
-	c := &Config{}
+	c := &Config{file: configFile, sources: map[string]source{}}
 	var errs []error
 	for _, s := range settings {
 		v, from := s.def, "default"
 		if b.bound[s.name] {
+			var src source
 			if fv, ok := file[s.key()]; ok {
 				v, from = fv.value, fmt.Sprintf("%s:%d: %s", configFile, fv.line, s.key())
+				src.inFile, src.fileText = true, fv.value
 			}
 			if ev := getenv(s.env()); ev != "" {
-				v, from = ev, s.env()
+				v, from, src.by = ev, s.env(), s.env()
 			}
 			if explicit[s.name] {
-				v, from = b.flags[s.name].v, "--"+s.name
+				v, from, src.by = b.flags[s.name].v, "--"+s.name, "--"+s.name
 			}
+			src.text = v
+			c.sources[s.name] = src
 		}
 		if v == "" && s.def == "" {
 			continue
@@ -817,6 +839,55 @@ func (b *Binding) Resolve(getenv func(string) string) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// SettingsFile is the settings file the settings were read from (--config
+// or CLEARANCE_CONFIG); "" when there is none.
+func (c *Config) SettingsFile() string { return c.file }
+
+// SetBy names where a setting's value in force came from: its flag
+// (--enforcement), its environment variable (CLEARANCE_ENFORCEMENT), the
+// settings file, or the default.
+func (c *Config) SetBy(name string) string {
+	src, ok := c.sources[name]
+	switch {
+	case !ok:
+		return "default"
+	case src.by != "":
+		return src.by
+	case src.inFile:
+		return "settings file"
+	}
+	return "default"
+}
+
+// Outranked is a setting the settings file gives a value that is not in
+// force, because a flag or an environment variable sets it.
+type Outranked struct {
+	Key string // the settings file's key: enforcement
+	By  string // what sets it instead: --enforcement, CLEARANCE_ENFORCEMENT
+}
+
+// Compare compares next, the same settings resolved again after the
+// settings file changed, with c, the settings in force. changed are the
+// settings file keys whose value next would put in force differs from
+// c's; outranked the keys the file gives a value a flag or an environment
+// variable overrides, in next. Neither says any value: some are secrets.
+func (c *Config) Compare(next *Config) (changed []string, outranked []Outranked) {
+	for _, s := range settings {
+		was, ok := c.sources[s.name]
+		now, ok2 := next.sources[s.name]
+		if !ok || !ok2 {
+			continue
+		}
+		if was.text != now.text {
+			changed = append(changed, s.key())
+		}
+		if now.by != "" && now.inFile && now.fileText != now.text {
+			outranked = append(outranked, Outranked{Key: s.key(), By: now.by})
+		}
+	}
+	return changed, outranked
 }
 
 // ErrNoDataDir says how to give the data dir.

@@ -367,3 +367,92 @@ func TestExampleSettingsFile(t *testing.T) {
 		t.Errorf("examples/verifier.yaml loads as %+v", c)
 	}
 }
+
+// TestResolveAgain is what serve does on SIGHUP: the same flags and
+// environment resolved again with the settings file as it is now, compared
+// with the settings in force.
+func TestResolveAgain(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name          string
+		args          []string
+		env           map[string]string
+		before, after string
+		enforcement   string // in force after the second Resolve
+		changed       []string
+		outranked     []Outranked
+		broken        bool
+	}{
+		{name: "enforcement removed from the file", before: "enforcement: monitor\n", after: "",
+			enforcement: "enforce", changed: []string{"enforcement"}},
+		{name: "enforcement lowered in the file", before: "", after: "enforcement: monitor\n",
+			enforcement: "monitor", changed: []string{"enforcement"}},
+		{name: "flag outranks the file", args: []string{"--enforcement", "monitor"}, before: "enforcement: monitor\n", after: "enforcement: enforce\n",
+			enforcement: "monitor", outranked: []Outranked{{Key: "enforcement", By: "--enforcement"}}},
+		{name: "environment outranks the file", env: map[string]string{"CLEARANCE_ENFORCEMENT": "warn"}, before: "", after: "enforcement: enforce\n",
+			enforcement: "warn", outranked: []Outranked{{Key: "enforcement", By: "CLEARANCE_ENFORCEMENT"}}},
+		{name: "other settings and a secret", before: "scep_challenge: old-secret-0123456789\n", after: "scep_challenge: new-secret-0123456789\nreport_history: 9\n",
+			enforcement: "enforce", changed: []string{"report_history", "scep_challenge"}},
+		{name: "unchanged", before: "enforcement: warn\nreport_history: 9\n", after: "report_history: 9\nenforcement: warn\n",
+			enforcement: "warn"},
+		{name: "no longer parses", before: "enforcement: warn\n", after: "enforcement: [warn\n", broken: true},
+		{name: "a value no longer valid", before: "enforcement: warn\n", after: "enforcement: off\n", broken: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			file := writeFile(t, "data_dir: /d\n"+tt.before)
+			fs := cli.Wrap(flag.NewFlagSet("serve", flag.ContinueOnError))
+			b := Bind(fs)
+			if err := fs.Parse(append([]string{"--config", file}, tt.args...)); err != nil {
+				t.Fatal(err)
+			}
+			getenv := func(k string) string { return tt.env[k] }
+			c, err := b.Resolve(getenv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.SettingsFile() != file {
+				t.Errorf("SettingsFile = %q, want %q", c.SettingsFile(), file)
+			}
+			if err := os.WriteFile(file, []byte("data_dir: /d\n"+tt.after), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			next, err := b.Resolve(getenv)
+			if tt.broken {
+				if err == nil || !strings.Contains(err.Error(), file) {
+					t.Fatalf("Resolve = %v, want an error naming %s", err, file)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if next.Enforcement != tt.enforcement {
+				t.Errorf("enforcement %q, want %q", next.Enforcement, tt.enforcement)
+			}
+			changed, outranked := c.Compare(next)
+			if strings.Join(changed, ",") != strings.Join(tt.changed, ",") {
+				t.Errorf("changed %v, want %v", changed, tt.changed)
+			}
+			if len(outranked) != len(tt.outranked) || (len(outranked) > 0 && outranked[0] != tt.outranked[0]) {
+				t.Errorf("outranked %v, want %v", outranked, tt.outranked)
+			}
+		})
+	}
+}
+
+func TestSetBy(t *testing.T) {
+	t.Parallel()
+	file := writeFile(t, "data_dir: /d\nenforcement: warn\nreport_history: 3\n")
+	c, err := load(t, []string{"--config", file, "--report-history", "4"}, map[string]string{"CLEARANCE_DATA_DIR": "/e"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"enforcement": "settings file", "report-history": "--report-history",
+		"data-dir": "CLEARANCE_DATA_DIR", "max-report-skew": "default"} {
+		if got := c.SetBy(name); got != want {
+			t.Errorf("SetBy(%s) = %q, want %q", name, got, want)
+		}
+	}
+}

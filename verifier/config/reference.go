@@ -16,6 +16,9 @@ func WriteReference(w io.Writer) error {
 	b.WriteString("Every setting of `clearance-verifier serve`, from the same table as `serve -h`. Each has a\n")
 	b.WriteString("flag, a `CLEARANCE_*` environment variable and a key in the YAML file given with `--config`;\n")
 	b.WriteString("a flag wins over the environment, the environment over the file, the file over the default.\n")
+	b.WriteString("`SIGHUP` re-reads the settings file: a changed `enforcement` takes effect at once, unless a flag or\n")
+	b.WriteString("variable sets it; any other setting changed there is logged and waits for a restart\n")
+	b.WriteString("([operations.md](operations.md#what-sighup-reloads)).\n")
 	b.WriteString("This page is generated from the code (`go test ./verifier/config -run TestReference -update`).\n")
 	for _, g := range groupOrder {
 		var rows []setting

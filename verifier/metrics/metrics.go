@@ -39,6 +39,9 @@ type Metrics struct {
 	grpcStreams     *prometheus.CounterVec
 	httpConns       *prometheus.GaugeVec
 	httpClosed      *prometheus.CounterVec
+	reloads         *prometheus.CounterVec
+	policiesLoaded  prometheus.Gauge
+	ceiling         *prometheus.GaugeVec
 }
 
 // Device states (clearance_devices{state}): every enrolled, unrevoked device
@@ -185,6 +188,24 @@ func New() *Metrics {
 	for _, l := range []string{"sso", "http"} {
 		m.httpConns.WithLabelValues(l)
 	}
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "clearance_reloads_total",
+		Help: "Re-reads of the policy file and the settings file (SIGHUP, or ReloadPolicies for the policy file), by file (policies, settings) and result (ok, failed: what was in force stays).",
+	}, []string{"file", "result"})
+	m.policiesLoaded = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "clearance_policies_loaded_timestamp_seconds",
+		Help: "When the policy set in force was read from the policy file (Unix time): at start, then at each reload that succeeded.",
+	})
+	m.ceiling = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "clearance_enforcement_ceiling",
+		Help: "1 for the --enforcement ceiling in force on this verifier (monitor, warn, enforce), 0 for the others.",
+	}, []string{"mode"})
+	for _, r := range []string{ReloadOK, ReloadFailed} {
+		for _, f := range []string{ReloadPolicies, ReloadSettings} {
+			m.reloads.WithLabelValues(f, r)
+		}
+	}
+	m.Registry.MustRegister(m.reloads, m.policiesLoaded, m.ceiling)
 	m.Registry.MustRegister(m.rateLimited, m.ssoUnrecorded, m.ssoBusy, m.grpcConns, m.grpcRefused, m.grpcStreams, m.httpConns, m.httpClosed)
 	m.storeWritable.Set(1)
 	m.Registry.MustRegister(m.scepIssued, m.scepRefused, m.devices, m.unsigned, m.reportsResent, m.checksLapsed, m.storeWritable, m.clockSkew, m.databaseSkew)
@@ -305,6 +326,52 @@ func (m *Metrics) CheckAnswerLapsed() {
 		return
 	}
 	m.checksLapsed.Inc()
+}
+
+// Reload files and results (clearance_reloads_total{file,result}).
+const (
+	ReloadPolicies = "policies"
+	ReloadSettings = "settings"
+	ReloadOK       = "ok"
+	ReloadFailed   = "failed"
+)
+
+// Reloaded counts one re-read of file (ReloadPolicies, ReloadSettings);
+// a policy file read at at puts a new set in force.
+func (m *Metrics) Reloaded(file string, err error, at time.Time) {
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.reloads.WithLabelValues(file, ReloadFailed).Inc()
+		return
+	}
+	m.reloads.WithLabelValues(file, ReloadOK).Inc()
+	if file == ReloadPolicies {
+		m.PoliciesLoaded(at)
+	}
+}
+
+// PoliciesLoaded records when the policy set in force was read.
+func (m *Metrics) PoliciesLoaded(at time.Time) {
+	if m == nil {
+		return
+	}
+	m.policiesLoaded.Set(float64(at.UnixNano()) / 1e9)
+}
+
+// EnforcementCeiling records the ceiling in force.
+func (m *Metrics) EnforcementCeiling(mode string) {
+	if m == nil {
+		return
+	}
+	for _, e := range []string{"monitor", "warn", "enforce"} {
+		v := 0.0
+		if e == mode {
+			v = 1
+		}
+		m.ceiling.WithLabelValues(e).Set(v)
+	}
 }
 
 // StoreWritable records the outcome of the last write probe.

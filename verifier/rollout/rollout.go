@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/clearance/clearance/verifier/decision"
@@ -39,11 +40,42 @@ type Settings interface {
 type Source struct {
 	Store    Store
 	Settings Settings
-	// Ceiling lowers every policy (the --enforcement setting).
+	// Ceiling lowers every policy (the --enforcement setting) until
+	// SetCeiling replaces it.
 	Ceiling decision.Enforcement
 	// Period is how often one policy may be resolved later on one Mac
 	// (decision.DefaultBypassPeriod when zero).
 	Period time.Duration
+
+	// ceiling, once set, is the ceiling in force: every sign-in reads it,
+	// and a reload of the settings file replaces it.
+	ceiling atomic.Pointer[decision.Enforcement]
+}
+
+// CurrentCeiling is the ceiling in force: the last SetCeiling's, else
+// Ceiling; never "" (no ceiling is enforce, which lowers nothing).
+func (s *Source) CurrentCeiling() decision.Enforcement {
+	c := s.Ceiling
+	if p := s.ceiling.Load(); p != nil {
+		c = *p
+	}
+	if c == "" {
+		return decision.Enforce
+	}
+	return c
+}
+
+// SetCeiling puts c in force for every decision from now on and returns
+// the ceiling it replaced.
+func (s *Source) SetCeiling(c decision.Enforcement) decision.Enforcement {
+	was := s.Ceiling
+	if p := s.ceiling.Swap(&c); p != nil {
+		was = *p
+	}
+	if was == "" {
+		return decision.Enforce
+	}
+	return was
 }
 
 // ForgetIdleGraces forgets every grace start that holds no block back
@@ -80,7 +112,7 @@ func (s *Source) BypassPeriod() time.Duration {
 // Inputs returns the rollout inputs of a sign-in by username on deviceID
 // at now. Continue and ResolveLater are the caller's.
 func (s *Source) Inputs(ctx context.Context, deviceID, username string, now time.Time) (decision.Rollout, error) {
-	ro := decision.Rollout{Ceiling: s.Ceiling, BypassPeriod: s.BypassPeriod()}
+	ro := decision.Rollout{Ceiling: s.CurrentCeiling(), BypassPeriod: s.BypassPeriod()}
 	if s.Settings != nil {
 		ro.Policies = s.Settings.Rollout()
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/clearance/clearance/verifier/metrics"
@@ -32,6 +33,11 @@ type storeHealth struct {
 	now     func() time.Time
 	metrics *metrics.Metrics
 	log     *slog.Logger
+
+	// stopping is set when shutdown begins: from then on /healthz answers
+	// 503, so load balancers stop sending sign-ins to a replica that has
+	// stopped taking them, while the listener stays up to tell them.
+	stopping atomic.Bool
 
 	mu       sync.Mutex
 	probedAt time.Time // when the last probe ended
@@ -97,6 +103,10 @@ func (h *storeHealth) probe(done chan struct{}) {
 }
 
 func (h *storeHealth) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.stopping.Load() {
+		http.Error(w, "stopping: this verifier is shutting down", http.StatusServiceUnavailable)
+		return
+	}
 	if err := h.check(r.Context()); err != nil {
 		// The cause (a path, a driver message) is in the log, not in the
 		// answer to whoever polls.

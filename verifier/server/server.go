@@ -117,6 +117,8 @@ type Server struct {
 	// helloTimeout bounds the wait for a Connect stream's Hello (0: the
 	// default, agentapi.HelloTimeout).
 	helloTimeout time.Duration
+	// reread resolves the settings again on SIGHUP (WithSettingsReread).
+	reread func() (*config.Config, error)
 
 	// GRPCAddr, HTTPAddr and SSOAddr are the bound addresses once Actors
 	// has run (useful with port 0).
@@ -261,6 +263,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		HelloTimeout:     s.helloTimeout,
 	}
 	s.Rollout = &rollout.Source{Store: s.Store, Settings: s.policies, Ceiling: decision.Enforcement(cfg.Enforcement), Period: cfg.BypassPeriod}
+	s.Metrics.PoliciesLoaded(s.now())
+	s.Metrics.EnforcementCeiling(string(s.Rollout.CurrentCeiling()))
+	log.Info("enforcement ceiling", "component", "server", "enforcement", string(s.Rollout.CurrentCeiling()), "set_by", cfg.SetBy("enforcement"))
 	// Grace starts that no policy holds any more (its grace removed, or it
 	// moved to warn or monitor) are forgotten now and after each reload.
 	forgetGraces := func(snap access.PolicySnapshot) {
@@ -284,7 +289,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 			Binding: decision.UserBinding(cfg.UserBinding), BindingRule: cfg.UserBindingRule},
 	}
 	s.admin = &admin.Server{Store: s.Store, Hub: s.Hub, Policies: s.policies, Metrics: s.Metrics, Logger: log, Now: s.now, Access: s.Gate,
-		CheckTimeout: cfg.LiveCheckTimeout}
+		CheckTimeout: cfg.LiveCheckTimeout, Ceiling: s.Rollout.CurrentCeiling}
 	if err := s.buildOkta(cfg, log); err != nil {
 		return nil, err
 	}
@@ -635,12 +640,6 @@ func ssoTLS(cfg *config.Config, authority *ca.Authority) *tls.Config {
 	return c
 }
 
-// Reload re-reads the policy file and pushes it to connected agents.
-func (s *Server) Reload(ctx context.Context) error {
-	_, err := s.admin.ReloadPolicies(ctx, &adminv1.ReloadPoliciesRequest{})
-	return err
-}
-
 // Actors adds the server's long-running parts to g. Listeners are opened
 // here so a busy port fails start-up at once.
 func (s *Server) Actors(g *run.Group) error {
@@ -697,6 +696,17 @@ func (s *Server) Actors(g *run.Group) error {
 	if err := datadir.Write(s.cfg.DataDir, datadir.Record{Database: s.cfg.Database, GRPCAddress: grpcLn.Addr().String()}); err != nil {
 		log.Warn("recording the gRPC address failed", "err", err)
 	}
+
+	// Added first, so its interrupt runs first: the moment shutdown
+	// begins, /healthz says so, while the HTTPS listener stays up until
+	// the other actors have stopped (interrupts run in the order added).
+	stopDrain := make(chan struct{})
+	g.Add("drain", func() error { <-stopDrain; return nil }, func(error) {
+		if !s.health.stopping.Swap(true) {
+			log.Info("draining: /healthz answers 503 until the verifier has stopped")
+		}
+		stopOnce(stopDrain)
+	})
 
 	g.Add("sso", func() error {
 		log.Info("sso listening", "addr", ssoLn.Addr().String(), "sso_url", s.cfg.SSOURL())
@@ -774,7 +784,8 @@ func (s *Server) Actors(g *run.Group) error {
 		_ = s.http.Shutdown(ctx)
 	})
 
-	// SIGHUP reloads policies; a bad file is logged and the old set stays.
+	// SIGHUP reloads the settings file's enforcement and the policies; a
+	// bad file is logged and what was in force stays.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	stopHup := make(chan struct{})
@@ -782,9 +793,8 @@ func (s *Server) Actors(g *run.Group) error {
 		for {
 			select {
 			case <-hup:
-				if err := s.Reload(context.Background()); err != nil {
-					log.Error("policy reload failed", "err", err)
-				}
+				// Reload logs what failed, file by file.
+				_ = s.Reload(context.Background())
 			case <-stopHup:
 				return nil
 			}
@@ -852,6 +862,16 @@ func (s *Server) Actors(g *run.Group) error {
 		}
 	}, func(error) { close(stopGC) })
 	return nil
+}
+
+// stopOnce closes c unless it is closed already: an actor may be
+// interrupted more than once.
+func stopOnce(c chan struct{}) {
+	select {
+	case <-c:
+	default:
+		close(c)
+	}
 }
 
 func orDefault(n, def int) int {

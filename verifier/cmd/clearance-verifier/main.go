@@ -59,6 +59,7 @@ func (a *app) program() *cli.Program {
 			a.serveCmd(),
 			a.devicesCmd(),
 			a.decisionsCmd(),
+			a.policiesCmd(),
 			a.auditCmd(),
 			a.secretCmd(),
 			a.exemptionCmd(),
@@ -78,7 +79,8 @@ func (a *app) serveCmd() *cli.Command {
 		Doc: "Runs the verifier. On its first start with an empty data dir it creates the CAs (ca.pem is what " +
 			"agents and browsers trust), the admin token, the SAML signing certificate and the SQLite database, " +
 			"and records in the data dir which database it uses, so the other commands act on the same one. " +
-			"SIGHUP reloads the policy file.\n\n" +
+			"SIGHUP reloads the policy file and applies a change to enforcement in the settings file; " +
+			"any other setting changed there is logged and needs a restart.\n\n" +
 			"  clearance-verifier serve --data-dir /var/lib/clearance \\\n    --policies policies.yaml",
 		Footer: config.Footer,
 		Flags: func(fs *cli.FlagSet) cli.Action {
@@ -88,7 +90,7 @@ func (a *app) serveCmd() *cli.Command {
 				if err != nil {
 					return err
 				}
-				return a.serve(ctx, cfg)
+				return a.serve(ctx, b, cfg)
 			}
 		},
 	}
@@ -104,10 +106,12 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func (a *app) serve(ctx context.Context, cfg *config.Config) error {
+func (a *app) serve(ctx context.Context, b *config.Binding, cfg *config.Config) error {
 	log := newLogger(a.stderr, cfg.LogLevel, cfg.LogFormat)
 	slog.SetDefault(log)
-	srv, err := server.New(ctx, cfg, log)
+	// SIGHUP reads the settings file again, with the same flags and
+	// environment.
+	srv, err := server.New(ctx, cfg, log, server.WithSettingsReread(func() (*config.Config, error) { return b.Resolve(a.getenv) }))
 	if err != nil {
 		return err
 	}
@@ -130,7 +134,13 @@ func (a *app) serve(ctx context.Context, cfg *config.Config) error {
 		return nil
 	}, func(error) { signal.Stop(sigs); close(stop) })
 	log.Info("clearance-verifier started", "component", "main", "version", version, "data_dir", cfg.DataDir, "public_url", cfg.PublicURL)
-	return g.Run()
+	err = g.Run()
+	if err != nil {
+		log.Error("clearance-verifier stopped", "component", "main", "err", err)
+	} else {
+		log.Info("clearance-verifier stopped", "component", "main")
+	}
+	return err
 }
 
 // resolveDataDir resolves b's settings, which must name a data dir.

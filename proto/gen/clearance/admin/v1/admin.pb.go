@@ -1015,10 +1015,16 @@ func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
 }
 
 type ListPoliciesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PolicySet     *v1.PolicySet          `protobuf:"bytes,1,opt,name=policy_set,json=policySet,proto3" json:"policy_set,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	PolicySet *v1.PolicySet          `protobuf:"bytes,1,opt,name=policy_set,json=policySet,proto3" json:"policy_set,omitempty"`
+	// How each policy of policy_set rolls out, in the same order.
+	Rollouts []*PolicyRollout `protobuf:"bytes,2,rep,name=rollouts,proto3" json:"rollouts,omitempty"`
+	// The server-wide ceiling every policy is lowered to (serve's
+	// --enforcement, which SIGHUP re-reads from the settings file): "monitor",
+	// "warn" or "enforce" (each policy's own). Replicas may differ.
+	EnforcementCeiling string `protobuf:"bytes,3,opt,name=enforcement_ceiling,json=enforcementCeiling,proto3" json:"enforcement_ceiling,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *ListPoliciesResponse) Reset() {
@@ -1058,6 +1064,143 @@ func (x *ListPoliciesResponse) GetPolicySet() *v1.PolicySet {
 	return nil
 }
 
+func (x *ListPoliciesResponse) GetRollouts() []*PolicyRollout {
+	if x != nil {
+		return x.Rollouts
+	}
+	return nil
+}
+
+func (x *ListPoliciesResponse) GetEnforcementCeiling() string {
+	if x != nil {
+		return x.EnforcementCeiling
+	}
+	return ""
+}
+
+// PolicyRollout is one policy's rollout: as the policy file states it, and
+// the mode it takes under the ceiling.
+type PolicyRollout struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	PolicyId string                 `protobuf:"bytes,1,opt,name=policy_id,json=policyId,proto3" json:"policy_id,omitempty"`
+	// Whether the policy counts for access, and whether it can never be
+	// bypassed (as in policy_set; repeated here with presence, so that JSON
+	// shows false too).
+	Required *bool `protobuf:"varint,2,opt,name=required,proto3,oneof" json:"required,omitempty"`
+	Critical *bool `protobuf:"varint,3,opt,name=critical,proto3,oneof" json:"critical,omitempty"`
+	// The policy file's enforcement: "monitor", "warn" or "enforce" (also
+	// when the file leaves it out).
+	Enforcement string `protobuf:"bytes,4,opt,name=enforcement,proto3" json:"enforcement,omitempty"`
+	// How long after a Mac's first failure the policy warns before it
+	// enforces; absent: no grace.
+	Grace *durationpb.Duration `protobuf:"bytes,5,opt,name=grace,proto3" json:"grace,omitempty"`
+	// Whether the person may choose "Resolve later" (never for a critical
+	// policy, whatever this says).
+	AllowBypass bool `protobuf:"varint,6,opt,name=allow_bypass,json=allowBypass,proto3" json:"allow_bypass,omitempty"`
+	// The Okta groups the policy applies to (empty: everyone), and those it
+	// leaves out.
+	Groups        []string `protobuf:"bytes,7,rep,name=groups,proto3" json:"groups,omitempty"`
+	ExcludeGroups []string `protobuf:"bytes,8,rep,name=exclude_groups,json=excludeGroups,proto3" json:"exclude_groups,omitempty"`
+	// enforcement lowered to enforcement_ceiling: what a Mac failing the
+	// policy meets now, before any grace period or exemption.
+	EffectiveEnforcement string `protobuf:"bytes,9,opt,name=effective_enforcement,json=effectiveEnforcement,proto3" json:"effective_enforcement,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *PolicyRollout) Reset() {
+	*x = PolicyRollout{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyRollout) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyRollout) ProtoMessage() {}
+
+func (x *PolicyRollout) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyRollout.ProtoReflect.Descriptor instead.
+func (*PolicyRollout) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PolicyRollout) GetPolicyId() string {
+	if x != nil {
+		return x.PolicyId
+	}
+	return ""
+}
+
+func (x *PolicyRollout) GetRequired() bool {
+	if x != nil && x.Required != nil {
+		return *x.Required
+	}
+	return false
+}
+
+func (x *PolicyRollout) GetCritical() bool {
+	if x != nil && x.Critical != nil {
+		return *x.Critical
+	}
+	return false
+}
+
+func (x *PolicyRollout) GetEnforcement() string {
+	if x != nil {
+		return x.Enforcement
+	}
+	return ""
+}
+
+func (x *PolicyRollout) GetGrace() *durationpb.Duration {
+	if x != nil {
+		return x.Grace
+	}
+	return nil
+}
+
+func (x *PolicyRollout) GetAllowBypass() bool {
+	if x != nil {
+		return x.AllowBypass
+	}
+	return false
+}
+
+func (x *PolicyRollout) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *PolicyRollout) GetExcludeGroups() []string {
+	if x != nil {
+		return x.ExcludeGroups
+	}
+	return nil
+}
+
+func (x *PolicyRollout) GetEffectiveEnforcement() string {
+	if x != nil {
+		return x.EffectiveEnforcement
+	}
+	return ""
+}
+
 type ReloadPoliciesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1066,7 +1209,7 @@ type ReloadPoliciesRequest struct {
 
 func (x *ReloadPoliciesRequest) Reset() {
 	*x = ReloadPoliciesRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1221,7 @@ func (x *ReloadPoliciesRequest) String() string {
 func (*ReloadPoliciesRequest) ProtoMessage() {}
 
 func (x *ReloadPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1234,7 @@ func (x *ReloadPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ReloadPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 type ReloadPoliciesResponse struct {
@@ -1105,7 +1248,7 @@ type ReloadPoliciesResponse struct {
 
 func (x *ReloadPoliciesResponse) Reset() {
 	*x = ReloadPoliciesResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1117,7 +1260,7 @@ func (x *ReloadPoliciesResponse) String() string {
 func (*ReloadPoliciesResponse) ProtoMessage() {}
 
 func (x *ReloadPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1130,7 +1273,7 @@ func (x *ReloadPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ReloadPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReloadPoliciesResponse) GetPolicySet() *v1.PolicySet {
@@ -1167,7 +1310,7 @@ type EnrollSecret struct {
 
 func (x *EnrollSecret) Reset() {
 	*x = EnrollSecret{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1322,7 @@ func (x *EnrollSecret) String() string {
 func (*EnrollSecret) ProtoMessage() {}
 
 func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1335,7 @@ func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollSecret.ProtoReflect.Descriptor instead.
 func (*EnrollSecret) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *EnrollSecret) GetId() string {
@@ -1257,7 +1400,7 @@ type CreateEnrollSecretRequest struct {
 
 func (x *CreateEnrollSecretRequest) Reset() {
 	*x = CreateEnrollSecretRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1269,7 +1412,7 @@ func (x *CreateEnrollSecretRequest) String() string {
 func (*CreateEnrollSecretRequest) ProtoMessage() {}
 
 func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1282,7 +1425,7 @@ func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateEnrollSecretRequest) GetDescription() string {
@@ -1317,7 +1460,7 @@ type CreateEnrollSecretResponse struct {
 
 func (x *CreateEnrollSecretResponse) Reset() {
 	*x = CreateEnrollSecretResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1472,7 @@ func (x *CreateEnrollSecretResponse) String() string {
 func (*CreateEnrollSecretResponse) ProtoMessage() {}
 
 func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1485,7 @@ func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateEnrollSecretResponse) GetEnrollSecret() *EnrollSecret {
@@ -1367,7 +1510,7 @@ type ListEnrollSecretsRequest struct {
 
 func (x *ListEnrollSecretsRequest) Reset() {
 	*x = ListEnrollSecretsRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1522,7 @@ func (x *ListEnrollSecretsRequest) String() string {
 func (*ListEnrollSecretsRequest) ProtoMessage() {}
 
 func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1535,7 @@ func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 type ListEnrollSecretsResponse struct {
@@ -1404,7 +1547,7 @@ type ListEnrollSecretsResponse struct {
 
 func (x *ListEnrollSecretsResponse) Reset() {
 	*x = ListEnrollSecretsResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1416,7 +1559,7 @@ func (x *ListEnrollSecretsResponse) String() string {
 func (*ListEnrollSecretsResponse) ProtoMessage() {}
 
 func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +1572,7 @@ func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListEnrollSecretsResponse) GetEnrollSecrets() []*EnrollSecret {
@@ -1448,7 +1591,7 @@ type RevokeEnrollSecretRequest struct {
 
 func (x *RevokeEnrollSecretRequest) Reset() {
 	*x = RevokeEnrollSecretRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1460,7 +1603,7 @@ func (x *RevokeEnrollSecretRequest) String() string {
 func (*RevokeEnrollSecretRequest) ProtoMessage() {}
 
 func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1473,7 +1616,7 @@ func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*RevokeEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RevokeEnrollSecretRequest) GetId() string {
@@ -1497,7 +1640,7 @@ type RevokeEnrollSecretResponse struct {
 
 func (x *RevokeEnrollSecretResponse) Reset() {
 	*x = RevokeEnrollSecretResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1509,7 +1652,7 @@ func (x *RevokeEnrollSecretResponse) String() string {
 func (*RevokeEnrollSecretResponse) ProtoMessage() {}
 
 func (x *RevokeEnrollSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1522,7 +1665,7 @@ func (x *RevokeEnrollSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeEnrollSecretResponse.ProtoReflect.Descriptor instead.
 func (*RevokeEnrollSecretResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RevokeEnrollSecretResponse) GetEnrollSecret() *EnrollSecret {
@@ -1558,7 +1701,7 @@ type RequestCheckRequest struct {
 
 func (x *RequestCheckRequest) Reset() {
 	*x = RequestCheckRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1570,7 +1713,7 @@ func (x *RequestCheckRequest) String() string {
 func (*RequestCheckRequest) ProtoMessage() {}
 
 func (x *RequestCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1583,7 +1726,7 @@ func (x *RequestCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestCheckRequest.ProtoReflect.Descriptor instead.
 func (*RequestCheckRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RequestCheckRequest) GetDeviceId() string {
@@ -1610,7 +1753,7 @@ type RequestCheckResponse struct {
 
 func (x *RequestCheckResponse) Reset() {
 	*x = RequestCheckResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1622,7 +1765,7 @@ func (x *RequestCheckResponse) String() string {
 func (*RequestCheckResponse) ProtoMessage() {}
 
 func (x *RequestCheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1635,7 +1778,7 @@ func (x *RequestCheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestCheckResponse.ProtoReflect.Descriptor instead.
 func (*RequestCheckResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RequestCheckResponse) GetReport() *Report {
@@ -1679,7 +1822,7 @@ type DecisionPolicyResult struct {
 
 func (x *DecisionPolicyResult) Reset() {
 	*x = DecisionPolicyResult{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1691,7 +1834,7 @@ func (x *DecisionPolicyResult) String() string {
 func (*DecisionPolicyResult) ProtoMessage() {}
 
 func (x *DecisionPolicyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1704,7 +1847,7 @@ func (x *DecisionPolicyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecisionPolicyResult.ProtoReflect.Descriptor instead.
 func (*DecisionPolicyResult) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DecisionPolicyResult) GetPolicyId() string {
@@ -1833,7 +1976,7 @@ type Decision struct {
 
 func (x *Decision) Reset() {
 	*x = Decision{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1845,7 +1988,7 @@ func (x *Decision) String() string {
 func (*Decision) ProtoMessage() {}
 
 func (x *Decision) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1858,7 +2001,7 @@ func (x *Decision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decision.ProtoReflect.Descriptor instead.
 func (*Decision) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Decision) GetId() int64 {
@@ -2020,7 +2163,7 @@ type ListDecisionsRequest struct {
 
 func (x *ListDecisionsRequest) Reset() {
 	*x = ListDecisionsRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2032,7 +2175,7 @@ func (x *ListDecisionsRequest) String() string {
 func (*ListDecisionsRequest) ProtoMessage() {}
 
 func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2045,7 +2188,7 @@ func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDecisionsRequest.ProtoReflect.Descriptor instead.
 func (*ListDecisionsRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListDecisionsRequest) GetUsername() string {
@@ -2125,7 +2268,7 @@ type ListDecisionsResponse struct {
 
 func (x *ListDecisionsResponse) Reset() {
 	*x = ListDecisionsResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2137,7 +2280,7 @@ func (x *ListDecisionsResponse) String() string {
 func (*ListDecisionsResponse) ProtoMessage() {}
 
 func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2150,7 +2293,7 @@ func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDecisionsResponse.ProtoReflect.Descriptor instead.
 func (*ListDecisionsResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListDecisionsResponse) GetDecisions() []*Decision {
@@ -2200,7 +2343,7 @@ type PolicyFinding struct {
 
 func (x *PolicyFinding) Reset() {
 	*x = PolicyFinding{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2212,7 +2355,7 @@ func (x *PolicyFinding) String() string {
 func (*PolicyFinding) ProtoMessage() {}
 
 func (x *PolicyFinding) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2225,7 +2368,7 @@ func (x *PolicyFinding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyFinding.ProtoReflect.Descriptor instead.
 func (*PolicyFinding) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PolicyFinding) GetPolicyId() string {
@@ -2337,7 +2480,7 @@ type ExplainAccessRequest struct {
 
 func (x *ExplainAccessRequest) Reset() {
 	*x = ExplainAccessRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2349,7 +2492,7 @@ func (x *ExplainAccessRequest) String() string {
 func (*ExplainAccessRequest) ProtoMessage() {}
 
 func (x *ExplainAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2362,7 +2505,7 @@ func (x *ExplainAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainAccessRequest.ProtoReflect.Descriptor instead.
 func (*ExplainAccessRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ExplainAccessRequest) GetDeviceId() string {
@@ -2440,7 +2583,7 @@ type ExplainAccessResponse struct {
 
 func (x *ExplainAccessResponse) Reset() {
 	*x = ExplainAccessResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2452,7 +2595,7 @@ func (x *ExplainAccessResponse) String() string {
 func (*ExplainAccessResponse) ProtoMessage() {}
 
 func (x *ExplainAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2465,7 +2608,7 @@ func (x *ExplainAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainAccessResponse.ProtoReflect.Descriptor instead.
 func (*ExplainAccessResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ExplainAccessResponse) GetAllow() bool {
@@ -2626,7 +2769,7 @@ type CreateScepChallengeRequest struct {
 
 func (x *CreateScepChallengeRequest) Reset() {
 	*x = CreateScepChallengeRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2638,7 +2781,7 @@ func (x *CreateScepChallengeRequest) String() string {
 func (*CreateScepChallengeRequest) ProtoMessage() {}
 
 func (x *CreateScepChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2651,7 +2794,7 @@ func (x *CreateScepChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScepChallengeRequest.ProtoReflect.Descriptor instead.
 func (*CreateScepChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CreateScepChallengeRequest) GetTtl() *durationpb.Duration {
@@ -2674,7 +2817,7 @@ type CreateScepChallengeResponse struct {
 
 func (x *CreateScepChallengeResponse) Reset() {
 	*x = CreateScepChallengeResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2686,7 +2829,7 @@ func (x *CreateScepChallengeResponse) String() string {
 func (*CreateScepChallengeResponse) ProtoMessage() {}
 
 func (x *CreateScepChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2699,7 +2842,7 @@ func (x *CreateScepChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScepChallengeResponse.ProtoReflect.Descriptor instead.
 func (*CreateScepChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CreateScepChallengeResponse) GetChallenge() string {
@@ -2745,7 +2888,7 @@ type BrowserCertificate struct {
 
 func (x *BrowserCertificate) Reset() {
 	*x = BrowserCertificate{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2757,7 +2900,7 @@ func (x *BrowserCertificate) String() string {
 func (*BrowserCertificate) ProtoMessage() {}
 
 func (x *BrowserCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2770,7 +2913,7 @@ func (x *BrowserCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrowserCertificate.ProtoReflect.Descriptor instead.
 func (*BrowserCertificate) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *BrowserCertificate) GetSerial() string {
@@ -2854,7 +2997,7 @@ type ListBrowserCertificatesRequest struct {
 
 func (x *ListBrowserCertificatesRequest) Reset() {
 	*x = ListBrowserCertificatesRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2866,7 +3009,7 @@ func (x *ListBrowserCertificatesRequest) String() string {
 func (*ListBrowserCertificatesRequest) ProtoMessage() {}
 
 func (x *ListBrowserCertificatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2879,7 +3022,7 @@ func (x *ListBrowserCertificatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBrowserCertificatesRequest.ProtoReflect.Descriptor instead.
 func (*ListBrowserCertificatesRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListBrowserCertificatesRequest) GetDeviceId() string {
@@ -2900,7 +3043,7 @@ type ListBrowserCertificatesResponse struct {
 
 func (x *ListBrowserCertificatesResponse) Reset() {
 	*x = ListBrowserCertificatesResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2912,7 +3055,7 @@ func (x *ListBrowserCertificatesResponse) String() string {
 func (*ListBrowserCertificatesResponse) ProtoMessage() {}
 
 func (x *ListBrowserCertificatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2925,7 +3068,7 @@ func (x *ListBrowserCertificatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBrowserCertificatesResponse.ProtoReflect.Descriptor instead.
 func (*ListBrowserCertificatesResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListBrowserCertificatesResponse) GetCertificates() []*BrowserCertificate {
@@ -2948,7 +3091,7 @@ type RevokeBrowserCertificateRequest struct {
 
 func (x *RevokeBrowserCertificateRequest) Reset() {
 	*x = RevokeBrowserCertificateRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2960,7 +3103,7 @@ func (x *RevokeBrowserCertificateRequest) String() string {
 func (*RevokeBrowserCertificateRequest) ProtoMessage() {}
 
 func (x *RevokeBrowserCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2973,7 +3116,7 @@ func (x *RevokeBrowserCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeBrowserCertificateRequest.ProtoReflect.Descriptor instead.
 func (*RevokeBrowserCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RevokeBrowserCertificateRequest) GetSerial() string {
@@ -3001,7 +3144,7 @@ type RevokeBrowserCertificateResponse struct {
 
 func (x *RevokeBrowserCertificateResponse) Reset() {
 	*x = RevokeBrowserCertificateResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3013,7 +3156,7 @@ func (x *RevokeBrowserCertificateResponse) String() string {
 func (*RevokeBrowserCertificateResponse) ProtoMessage() {}
 
 func (x *RevokeBrowserCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3026,7 +3169,7 @@ func (x *RevokeBrowserCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeBrowserCertificateResponse.ProtoReflect.Descriptor instead.
 func (*RevokeBrowserCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RevokeBrowserCertificateResponse) GetCertificate() *BrowserCertificate {
@@ -3084,7 +3227,7 @@ type PendingEnrollment struct {
 
 func (x *PendingEnrollment) Reset() {
 	*x = PendingEnrollment{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3096,7 +3239,7 @@ func (x *PendingEnrollment) String() string {
 func (*PendingEnrollment) ProtoMessage() {}
 
 func (x *PendingEnrollment) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3109,7 +3252,7 @@ func (x *PendingEnrollment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingEnrollment.ProtoReflect.Descriptor instead.
 func (*PendingEnrollment) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PendingEnrollment) GetRequestId() string {
@@ -3226,7 +3369,7 @@ type SerialHolder struct {
 
 func (x *SerialHolder) Reset() {
 	*x = SerialHolder{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3238,7 +3381,7 @@ func (x *SerialHolder) String() string {
 func (*SerialHolder) ProtoMessage() {}
 
 func (x *SerialHolder) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3251,7 +3394,7 @@ func (x *SerialHolder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SerialHolder.ProtoReflect.Descriptor instead.
 func (*SerialHolder) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SerialHolder) GetDeviceId() string {
@@ -3287,7 +3430,7 @@ type ListPendingEnrollmentsRequest struct {
 
 func (x *ListPendingEnrollmentsRequest) Reset() {
 	*x = ListPendingEnrollmentsRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3299,7 +3442,7 @@ func (x *ListPendingEnrollmentsRequest) String() string {
 func (*ListPendingEnrollmentsRequest) ProtoMessage() {}
 
 func (x *ListPendingEnrollmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3312,7 +3455,7 @@ func (x *ListPendingEnrollmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingEnrollmentsRequest.ProtoReflect.Descriptor instead.
 func (*ListPendingEnrollmentsRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListPendingEnrollmentsRequest) GetPageSize() int32 {
@@ -3340,7 +3483,7 @@ type ListPendingEnrollmentsResponse struct {
 
 func (x *ListPendingEnrollmentsResponse) Reset() {
 	*x = ListPendingEnrollmentsResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3352,7 +3495,7 @@ func (x *ListPendingEnrollmentsResponse) String() string {
 func (*ListPendingEnrollmentsResponse) ProtoMessage() {}
 
 func (x *ListPendingEnrollmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3365,7 +3508,7 @@ func (x *ListPendingEnrollmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingEnrollmentsResponse.ProtoReflect.Descriptor instead.
 func (*ListPendingEnrollmentsResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListPendingEnrollmentsResponse) GetPending() []*PendingEnrollment {
@@ -3391,7 +3534,7 @@ type ApproveEnrollmentRequest struct {
 
 func (x *ApproveEnrollmentRequest) Reset() {
 	*x = ApproveEnrollmentRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3403,7 +3546,7 @@ func (x *ApproveEnrollmentRequest) String() string {
 func (*ApproveEnrollmentRequest) ProtoMessage() {}
 
 func (x *ApproveEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3416,7 +3559,7 @@ func (x *ApproveEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*ApproveEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ApproveEnrollmentRequest) GetRequestId() string {
@@ -3438,7 +3581,7 @@ type ApproveEnrollmentResponse struct {
 
 func (x *ApproveEnrollmentResponse) Reset() {
 	*x = ApproveEnrollmentResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3450,7 +3593,7 @@ func (x *ApproveEnrollmentResponse) String() string {
 func (*ApproveEnrollmentResponse) ProtoMessage() {}
 
 func (x *ApproveEnrollmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3463,7 +3606,7 @@ func (x *ApproveEnrollmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveEnrollmentResponse.ProtoReflect.Descriptor instead.
 func (*ApproveEnrollmentResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ApproveEnrollmentResponse) GetDevice() *Device {
@@ -3508,7 +3651,7 @@ type RejectEnrollmentRequest struct {
 
 func (x *RejectEnrollmentRequest) Reset() {
 	*x = RejectEnrollmentRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3520,7 +3663,7 @@ func (x *RejectEnrollmentRequest) String() string {
 func (*RejectEnrollmentRequest) ProtoMessage() {}
 
 func (x *RejectEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3533,7 +3676,7 @@ func (x *RejectEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*RejectEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RejectEnrollmentRequest) GetRequestId() string {
@@ -3575,7 +3718,7 @@ type RejectEnrollmentResponse struct {
 
 func (x *RejectEnrollmentResponse) Reset() {
 	*x = RejectEnrollmentResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3587,7 +3730,7 @@ func (x *RejectEnrollmentResponse) String() string {
 func (*RejectEnrollmentResponse) ProtoMessage() {}
 
 func (x *RejectEnrollmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3600,7 +3743,7 @@ func (x *RejectEnrollmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectEnrollmentResponse.ProtoReflect.Descriptor instead.
 func (*RejectEnrollmentResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RejectEnrollmentResponse) GetPending() *PendingEnrollment {
@@ -3637,7 +3780,7 @@ type KnownDevice struct {
 
 func (x *KnownDevice) Reset() {
 	*x = KnownDevice{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3649,7 +3792,7 @@ func (x *KnownDevice) String() string {
 func (*KnownDevice) ProtoMessage() {}
 
 func (x *KnownDevice) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3662,7 +3805,7 @@ func (x *KnownDevice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KnownDevice.ProtoReflect.Descriptor instead.
 func (*KnownDevice) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *KnownDevice) GetSerialNumber() string {
@@ -3691,7 +3834,7 @@ type ImportKnownDevicesRequest struct {
 
 func (x *ImportKnownDevicesRequest) Reset() {
 	*x = ImportKnownDevicesRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3703,7 +3846,7 @@ func (x *ImportKnownDevicesRequest) String() string {
 func (*ImportKnownDevicesRequest) ProtoMessage() {}
 
 func (x *ImportKnownDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3716,7 +3859,7 @@ func (x *ImportKnownDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportKnownDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ImportKnownDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ImportKnownDevicesRequest) GetDevices() []*KnownDevice {
@@ -3745,7 +3888,7 @@ type ImportKnownDevicesResponse struct {
 
 func (x *ImportKnownDevicesResponse) Reset() {
 	*x = ImportKnownDevicesResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[47]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3757,7 +3900,7 @@ func (x *ImportKnownDevicesResponse) String() string {
 func (*ImportKnownDevicesResponse) ProtoMessage() {}
 
 func (x *ImportKnownDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[47]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3770,7 +3913,7 @@ func (x *ImportKnownDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportKnownDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ImportKnownDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ImportKnownDevicesResponse) GetAdded() uint32 {
@@ -3855,10 +3998,24 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"J\n" +
 	"\x14RevokeDeviceResponse\x122\n" +
 	"\x06device\x18\x01 \x01(\v2\x1a.clearance.admin.v1.DeviceR\x06device\"\x15\n" +
-	"\x13ListPoliciesRequest\"T\n" +
+	"\x13ListPoliciesRequest\"\xc4\x01\n" +
 	"\x14ListPoliciesResponse\x12<\n" +
 	"\n" +
-	"policy_set\x18\x01 \x01(\v2\x1d.clearance.agent.v1.PolicySetR\tpolicySet\"\x17\n" +
+	"policy_set\x18\x01 \x01(\v2\x1d.clearance.agent.v1.PolicySetR\tpolicySet\x12=\n" +
+	"\brollouts\x18\x02 \x03(\v2!.clearance.admin.v1.PolicyRolloutR\brollouts\x12/\n" +
+	"\x13enforcement_ceiling\x18\x03 \x01(\tR\x12enforcementCeiling\"\xf2\x02\n" +
+	"\rPolicyRollout\x12\x1b\n" +
+	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x1f\n" +
+	"\brequired\x18\x02 \x01(\bH\x00R\brequired\x88\x01\x01\x12\x1f\n" +
+	"\bcritical\x18\x03 \x01(\bH\x01R\bcritical\x88\x01\x01\x12 \n" +
+	"\venforcement\x18\x04 \x01(\tR\venforcement\x12/\n" +
+	"\x05grace\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x05grace\x12!\n" +
+	"\fallow_bypass\x18\x06 \x01(\bR\vallowBypass\x12\x16\n" +
+	"\x06groups\x18\a \x03(\tR\x06groups\x12%\n" +
+	"\x0eexclude_groups\x18\b \x03(\tR\rexcludeGroups\x123\n" +
+	"\x15effective_enforcement\x18\t \x01(\tR\x14effectiveEnforcementB\v\n" +
+	"\t_requiredB\v\n" +
+	"\t_critical\"\x17\n" +
 	"\x15ReloadPoliciesRequest\"\x7f\n" +
 	"\x16ReloadPoliciesResponse\x12<\n" +
 	"\n" +
@@ -4146,7 +4303,7 @@ func file_clearance_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_clearance_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_clearance_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_clearance_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_clearance_admin_v1_admin_proto_goTypes = []any{
 	(DeviceStatus)(0),                        // 0: clearance.admin.v1.DeviceStatus
 	(DecisionResult)(0),                      // 1: clearance.admin.v1.DecisionResult
@@ -4164,199 +4321,202 @@ var file_clearance_admin_v1_admin_proto_goTypes = []any{
 	(*RevokeDeviceResponse)(nil),             // 13: clearance.admin.v1.RevokeDeviceResponse
 	(*ListPoliciesRequest)(nil),              // 14: clearance.admin.v1.ListPoliciesRequest
 	(*ListPoliciesResponse)(nil),             // 15: clearance.admin.v1.ListPoliciesResponse
-	(*ReloadPoliciesRequest)(nil),            // 16: clearance.admin.v1.ReloadPoliciesRequest
-	(*ReloadPoliciesResponse)(nil),           // 17: clearance.admin.v1.ReloadPoliciesResponse
-	(*EnrollSecret)(nil),                     // 18: clearance.admin.v1.EnrollSecret
-	(*CreateEnrollSecretRequest)(nil),        // 19: clearance.admin.v1.CreateEnrollSecretRequest
-	(*CreateEnrollSecretResponse)(nil),       // 20: clearance.admin.v1.CreateEnrollSecretResponse
-	(*ListEnrollSecretsRequest)(nil),         // 21: clearance.admin.v1.ListEnrollSecretsRequest
-	(*ListEnrollSecretsResponse)(nil),        // 22: clearance.admin.v1.ListEnrollSecretsResponse
-	(*RevokeEnrollSecretRequest)(nil),        // 23: clearance.admin.v1.RevokeEnrollSecretRequest
-	(*RevokeEnrollSecretResponse)(nil),       // 24: clearance.admin.v1.RevokeEnrollSecretResponse
-	(*RequestCheckRequest)(nil),              // 25: clearance.admin.v1.RequestCheckRequest
-	(*RequestCheckResponse)(nil),             // 26: clearance.admin.v1.RequestCheckResponse
-	(*DecisionPolicyResult)(nil),             // 27: clearance.admin.v1.DecisionPolicyResult
-	(*Decision)(nil),                         // 28: clearance.admin.v1.Decision
-	(*ListDecisionsRequest)(nil),             // 29: clearance.admin.v1.ListDecisionsRequest
-	(*ListDecisionsResponse)(nil),            // 30: clearance.admin.v1.ListDecisionsResponse
-	(*PolicyFinding)(nil),                    // 31: clearance.admin.v1.PolicyFinding
-	(*ExplainAccessRequest)(nil),             // 32: clearance.admin.v1.ExplainAccessRequest
-	(*ExplainAccessResponse)(nil),            // 33: clearance.admin.v1.ExplainAccessResponse
-	(*CreateScepChallengeRequest)(nil),       // 34: clearance.admin.v1.CreateScepChallengeRequest
-	(*CreateScepChallengeResponse)(nil),      // 35: clearance.admin.v1.CreateScepChallengeResponse
-	(*BrowserCertificate)(nil),               // 36: clearance.admin.v1.BrowserCertificate
-	(*ListBrowserCertificatesRequest)(nil),   // 37: clearance.admin.v1.ListBrowserCertificatesRequest
-	(*ListBrowserCertificatesResponse)(nil),  // 38: clearance.admin.v1.ListBrowserCertificatesResponse
-	(*RevokeBrowserCertificateRequest)(nil),  // 39: clearance.admin.v1.RevokeBrowserCertificateRequest
-	(*RevokeBrowserCertificateResponse)(nil), // 40: clearance.admin.v1.RevokeBrowserCertificateResponse
-	(*PendingEnrollment)(nil),                // 41: clearance.admin.v1.PendingEnrollment
-	(*SerialHolder)(nil),                     // 42: clearance.admin.v1.SerialHolder
-	(*ListPendingEnrollmentsRequest)(nil),    // 43: clearance.admin.v1.ListPendingEnrollmentsRequest
-	(*ListPendingEnrollmentsResponse)(nil),   // 44: clearance.admin.v1.ListPendingEnrollmentsResponse
-	(*ApproveEnrollmentRequest)(nil),         // 45: clearance.admin.v1.ApproveEnrollmentRequest
-	(*ApproveEnrollmentResponse)(nil),        // 46: clearance.admin.v1.ApproveEnrollmentResponse
-	(*RejectEnrollmentRequest)(nil),          // 47: clearance.admin.v1.RejectEnrollmentRequest
-	(*RejectEnrollmentResponse)(nil),         // 48: clearance.admin.v1.RejectEnrollmentResponse
-	(*KnownDevice)(nil),                      // 49: clearance.admin.v1.KnownDevice
-	(*ImportKnownDevicesRequest)(nil),        // 50: clearance.admin.v1.ImportKnownDevicesRequest
-	(*ImportKnownDevicesResponse)(nil),       // 51: clearance.admin.v1.ImportKnownDevicesResponse
-	(*v1.DeviceFacts)(nil),                   // 52: clearance.agent.v1.DeviceFacts
-	(*timestamppb.Timestamp)(nil),            // 53: google.protobuf.Timestamp
-	(v1.PolicyStatus)(0),                     // 54: clearance.agent.v1.PolicyStatus
-	(*v1.PostureReport)(nil),                 // 55: clearance.agent.v1.PostureReport
-	(*v1.PolicySet)(nil),                     // 56: clearance.agent.v1.PolicySet
-	(*durationpb.Duration)(nil),              // 57: google.protobuf.Duration
-	(*ListAuditEventsRequest)(nil),           // 58: clearance.admin.v1.ListAuditEventsRequest
-	(*OktaStatusRequest)(nil),                // 59: clearance.admin.v1.OktaStatusRequest
-	(*ListOktaSignInsRequest)(nil),           // 60: clearance.admin.v1.ListOktaSignInsRequest
-	(*GrantExemptionRequest)(nil),            // 61: clearance.admin.v1.GrantExemptionRequest
-	(*ListExemptionsRequest)(nil),            // 62: clearance.admin.v1.ListExemptionsRequest
-	(*RevokeExemptionRequest)(nil),           // 63: clearance.admin.v1.RevokeExemptionRequest
-	(*ListUsersRequest)(nil),                 // 64: clearance.admin.v1.ListUsersRequest
-	(*GetUserRequest)(nil),                   // 65: clearance.admin.v1.GetUserRequest
-	(*ListGroupsRequest)(nil),                // 66: clearance.admin.v1.ListGroupsRequest
-	(*AssignDeviceRequest)(nil),              // 67: clearance.admin.v1.AssignDeviceRequest
-	(*UnassignDeviceRequest)(nil),            // 68: clearance.admin.v1.UnassignDeviceRequest
-	(*ListAuditEventsResponse)(nil),          // 69: clearance.admin.v1.ListAuditEventsResponse
-	(*OktaStatusResponse)(nil),               // 70: clearance.admin.v1.OktaStatusResponse
-	(*ListOktaSignInsResponse)(nil),          // 71: clearance.admin.v1.ListOktaSignInsResponse
-	(*GrantExemptionResponse)(nil),           // 72: clearance.admin.v1.GrantExemptionResponse
-	(*ListExemptionsResponse)(nil),           // 73: clearance.admin.v1.ListExemptionsResponse
-	(*RevokeExemptionResponse)(nil),          // 74: clearance.admin.v1.RevokeExemptionResponse
-	(*ListUsersResponse)(nil),                // 75: clearance.admin.v1.ListUsersResponse
-	(*GetUserResponse)(nil),                  // 76: clearance.admin.v1.GetUserResponse
-	(*ListGroupsResponse)(nil),               // 77: clearance.admin.v1.ListGroupsResponse
-	(*AssignDeviceResponse)(nil),             // 78: clearance.admin.v1.AssignDeviceResponse
-	(*UnassignDeviceResponse)(nil),           // 79: clearance.admin.v1.UnassignDeviceResponse
+	(*PolicyRollout)(nil),                    // 16: clearance.admin.v1.PolicyRollout
+	(*ReloadPoliciesRequest)(nil),            // 17: clearance.admin.v1.ReloadPoliciesRequest
+	(*ReloadPoliciesResponse)(nil),           // 18: clearance.admin.v1.ReloadPoliciesResponse
+	(*EnrollSecret)(nil),                     // 19: clearance.admin.v1.EnrollSecret
+	(*CreateEnrollSecretRequest)(nil),        // 20: clearance.admin.v1.CreateEnrollSecretRequest
+	(*CreateEnrollSecretResponse)(nil),       // 21: clearance.admin.v1.CreateEnrollSecretResponse
+	(*ListEnrollSecretsRequest)(nil),         // 22: clearance.admin.v1.ListEnrollSecretsRequest
+	(*ListEnrollSecretsResponse)(nil),        // 23: clearance.admin.v1.ListEnrollSecretsResponse
+	(*RevokeEnrollSecretRequest)(nil),        // 24: clearance.admin.v1.RevokeEnrollSecretRequest
+	(*RevokeEnrollSecretResponse)(nil),       // 25: clearance.admin.v1.RevokeEnrollSecretResponse
+	(*RequestCheckRequest)(nil),              // 26: clearance.admin.v1.RequestCheckRequest
+	(*RequestCheckResponse)(nil),             // 27: clearance.admin.v1.RequestCheckResponse
+	(*DecisionPolicyResult)(nil),             // 28: clearance.admin.v1.DecisionPolicyResult
+	(*Decision)(nil),                         // 29: clearance.admin.v1.Decision
+	(*ListDecisionsRequest)(nil),             // 30: clearance.admin.v1.ListDecisionsRequest
+	(*ListDecisionsResponse)(nil),            // 31: clearance.admin.v1.ListDecisionsResponse
+	(*PolicyFinding)(nil),                    // 32: clearance.admin.v1.PolicyFinding
+	(*ExplainAccessRequest)(nil),             // 33: clearance.admin.v1.ExplainAccessRequest
+	(*ExplainAccessResponse)(nil),            // 34: clearance.admin.v1.ExplainAccessResponse
+	(*CreateScepChallengeRequest)(nil),       // 35: clearance.admin.v1.CreateScepChallengeRequest
+	(*CreateScepChallengeResponse)(nil),      // 36: clearance.admin.v1.CreateScepChallengeResponse
+	(*BrowserCertificate)(nil),               // 37: clearance.admin.v1.BrowserCertificate
+	(*ListBrowserCertificatesRequest)(nil),   // 38: clearance.admin.v1.ListBrowserCertificatesRequest
+	(*ListBrowserCertificatesResponse)(nil),  // 39: clearance.admin.v1.ListBrowserCertificatesResponse
+	(*RevokeBrowserCertificateRequest)(nil),  // 40: clearance.admin.v1.RevokeBrowserCertificateRequest
+	(*RevokeBrowserCertificateResponse)(nil), // 41: clearance.admin.v1.RevokeBrowserCertificateResponse
+	(*PendingEnrollment)(nil),                // 42: clearance.admin.v1.PendingEnrollment
+	(*SerialHolder)(nil),                     // 43: clearance.admin.v1.SerialHolder
+	(*ListPendingEnrollmentsRequest)(nil),    // 44: clearance.admin.v1.ListPendingEnrollmentsRequest
+	(*ListPendingEnrollmentsResponse)(nil),   // 45: clearance.admin.v1.ListPendingEnrollmentsResponse
+	(*ApproveEnrollmentRequest)(nil),         // 46: clearance.admin.v1.ApproveEnrollmentRequest
+	(*ApproveEnrollmentResponse)(nil),        // 47: clearance.admin.v1.ApproveEnrollmentResponse
+	(*RejectEnrollmentRequest)(nil),          // 48: clearance.admin.v1.RejectEnrollmentRequest
+	(*RejectEnrollmentResponse)(nil),         // 49: clearance.admin.v1.RejectEnrollmentResponse
+	(*KnownDevice)(nil),                      // 50: clearance.admin.v1.KnownDevice
+	(*ImportKnownDevicesRequest)(nil),        // 51: clearance.admin.v1.ImportKnownDevicesRequest
+	(*ImportKnownDevicesResponse)(nil),       // 52: clearance.admin.v1.ImportKnownDevicesResponse
+	(*v1.DeviceFacts)(nil),                   // 53: clearance.agent.v1.DeviceFacts
+	(*timestamppb.Timestamp)(nil),            // 54: google.protobuf.Timestamp
+	(v1.PolicyStatus)(0),                     // 55: clearance.agent.v1.PolicyStatus
+	(*v1.PostureReport)(nil),                 // 56: clearance.agent.v1.PostureReport
+	(*v1.PolicySet)(nil),                     // 57: clearance.agent.v1.PolicySet
+	(*durationpb.Duration)(nil),              // 58: google.protobuf.Duration
+	(*ListAuditEventsRequest)(nil),           // 59: clearance.admin.v1.ListAuditEventsRequest
+	(*OktaStatusRequest)(nil),                // 60: clearance.admin.v1.OktaStatusRequest
+	(*ListOktaSignInsRequest)(nil),           // 61: clearance.admin.v1.ListOktaSignInsRequest
+	(*GrantExemptionRequest)(nil),            // 62: clearance.admin.v1.GrantExemptionRequest
+	(*ListExemptionsRequest)(nil),            // 63: clearance.admin.v1.ListExemptionsRequest
+	(*RevokeExemptionRequest)(nil),           // 64: clearance.admin.v1.RevokeExemptionRequest
+	(*ListUsersRequest)(nil),                 // 65: clearance.admin.v1.ListUsersRequest
+	(*GetUserRequest)(nil),                   // 66: clearance.admin.v1.GetUserRequest
+	(*ListGroupsRequest)(nil),                // 67: clearance.admin.v1.ListGroupsRequest
+	(*AssignDeviceRequest)(nil),              // 68: clearance.admin.v1.AssignDeviceRequest
+	(*UnassignDeviceRequest)(nil),            // 69: clearance.admin.v1.UnassignDeviceRequest
+	(*ListAuditEventsResponse)(nil),          // 70: clearance.admin.v1.ListAuditEventsResponse
+	(*OktaStatusResponse)(nil),               // 71: clearance.admin.v1.OktaStatusResponse
+	(*ListOktaSignInsResponse)(nil),          // 72: clearance.admin.v1.ListOktaSignInsResponse
+	(*GrantExemptionResponse)(nil),           // 73: clearance.admin.v1.GrantExemptionResponse
+	(*ListExemptionsResponse)(nil),           // 74: clearance.admin.v1.ListExemptionsResponse
+	(*RevokeExemptionResponse)(nil),          // 75: clearance.admin.v1.RevokeExemptionResponse
+	(*ListUsersResponse)(nil),                // 76: clearance.admin.v1.ListUsersResponse
+	(*GetUserResponse)(nil),                  // 77: clearance.admin.v1.GetUserResponse
+	(*ListGroupsResponse)(nil),               // 78: clearance.admin.v1.ListGroupsResponse
+	(*AssignDeviceResponse)(nil),             // 79: clearance.admin.v1.AssignDeviceResponse
+	(*UnassignDeviceResponse)(nil),           // 80: clearance.admin.v1.UnassignDeviceResponse
 }
 var file_clearance_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: clearance.admin.v1.Device.status:type_name -> clearance.admin.v1.DeviceStatus
-	52, // 1: clearance.admin.v1.Device.facts:type_name -> clearance.agent.v1.DeviceFacts
-	53, // 2: clearance.admin.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	53, // 3: clearance.admin.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	53, // 4: clearance.admin.v1.Device.last_report_at:type_name -> google.protobuf.Timestamp
+	53, // 1: clearance.admin.v1.Device.facts:type_name -> clearance.agent.v1.DeviceFacts
+	54, // 2: clearance.admin.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	54, // 3: clearance.admin.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	54, // 4: clearance.admin.v1.Device.last_report_at:type_name -> google.protobuf.Timestamp
 	4,  // 5: clearance.admin.v1.Device.summary:type_name -> clearance.admin.v1.PostureSummary
-	53, // 6: clearance.admin.v1.Device.cert_not_after:type_name -> google.protobuf.Timestamp
-	53, // 7: clearance.admin.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	54, // 8: clearance.admin.v1.PolicyOutcome.status:type_name -> clearance.agent.v1.PolicyStatus
-	55, // 9: clearance.admin.v1.Report.report:type_name -> clearance.agent.v1.PostureReport
-	53, // 10: clearance.admin.v1.Report.received_at:type_name -> google.protobuf.Timestamp
+	54, // 6: clearance.admin.v1.Device.cert_not_after:type_name -> google.protobuf.Timestamp
+	54, // 7: clearance.admin.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	55, // 8: clearance.admin.v1.PolicyOutcome.status:type_name -> clearance.agent.v1.PolicyStatus
+	56, // 9: clearance.admin.v1.Report.report:type_name -> clearance.agent.v1.PostureReport
+	54, // 10: clearance.admin.v1.Report.received_at:type_name -> google.protobuf.Timestamp
 	5,  // 11: clearance.admin.v1.ListDevicesResponse.devices:type_name -> clearance.admin.v1.Device
 	5,  // 12: clearance.admin.v1.GetDeviceResponse.device:type_name -> clearance.admin.v1.Device
 	7,  // 13: clearance.admin.v1.GetDeviceResponse.latest_report:type_name -> clearance.admin.v1.Report
 	6,  // 14: clearance.admin.v1.GetDeviceResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
 	5,  // 15: clearance.admin.v1.RevokeDeviceResponse.device:type_name -> clearance.admin.v1.Device
-	56, // 16: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	56, // 17: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	53, // 18: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	53, // 19: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	53, // 20: clearance.admin.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	57, // 21: clearance.admin.v1.CreateEnrollSecretRequest.expires_in:type_name -> google.protobuf.Duration
-	18, // 22: clearance.admin.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
-	18, // 23: clearance.admin.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> clearance.admin.v1.EnrollSecret
-	18, // 24: clearance.admin.v1.RevokeEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
-	5,  // 25: clearance.admin.v1.RevokeEnrollSecretResponse.devices:type_name -> clearance.admin.v1.Device
-	57, // 26: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
-	7,  // 27: clearance.admin.v1.RequestCheckResponse.report:type_name -> clearance.admin.v1.Report
-	6,  // 28: clearance.admin.v1.RequestCheckResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
-	3,  // 29: clearance.admin.v1.DecisionPolicyResult.status:type_name -> clearance.admin.v1.PolicyStatus
-	53, // 30: clearance.admin.v1.DecisionPolicyResult.grace_ends:type_name -> google.protobuf.Timestamp
-	53, // 31: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	27, // 32: clearance.admin.v1.Decision.results:type_name -> clearance.admin.v1.DecisionPolicyResult
-	57, // 33: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
-	1,  // 34: clearance.admin.v1.ListDecisionsRequest.result:type_name -> clearance.admin.v1.DecisionResult
-	53, // 35: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
-	53, // 36: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
-	2,  // 37: clearance.admin.v1.ListDecisionsRequest.origin:type_name -> clearance.admin.v1.DecisionOrigin
-	28, // 38: clearance.admin.v1.ListDecisionsResponse.decisions:type_name -> clearance.admin.v1.Decision
-	3,  // 39: clearance.admin.v1.PolicyFinding.status:type_name -> clearance.admin.v1.PolicyStatus
-	53, // 40: clearance.admin.v1.PolicyFinding.grace_ends:type_name -> google.protobuf.Timestamp
-	31, // 41: clearance.admin.v1.ExplainAccessResponse.failing:type_name -> clearance.admin.v1.PolicyFinding
-	31, // 42: clearance.admin.v1.ExplainAccessResponse.advisory:type_name -> clearance.admin.v1.PolicyFinding
-	31, // 43: clearance.admin.v1.ExplainAccessResponse.results:type_name -> clearance.admin.v1.PolicyFinding
-	57, // 44: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
-	53, // 45: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
-	53, // 46: clearance.admin.v1.ExplainAccessResponse.block_from:type_name -> google.protobuf.Timestamp
-	57, // 47: clearance.admin.v1.CreateScepChallengeRequest.ttl:type_name -> google.protobuf.Duration
-	53, // 48: clearance.admin.v1.CreateScepChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	53, // 49: clearance.admin.v1.BrowserCertificate.not_before:type_name -> google.protobuf.Timestamp
-	53, // 50: clearance.admin.v1.BrowserCertificate.not_after:type_name -> google.protobuf.Timestamp
-	53, // 51: clearance.admin.v1.BrowserCertificate.revoke_after:type_name -> google.protobuf.Timestamp
-	36, // 52: clearance.admin.v1.ListBrowserCertificatesResponse.certificates:type_name -> clearance.admin.v1.BrowserCertificate
-	36, // 53: clearance.admin.v1.RevokeBrowserCertificateResponse.certificate:type_name -> clearance.admin.v1.BrowserCertificate
-	52, // 54: clearance.admin.v1.PendingEnrollment.facts:type_name -> clearance.agent.v1.DeviceFacts
-	53, // 55: clearance.admin.v1.PendingEnrollment.requested_at:type_name -> google.protobuf.Timestamp
-	53, // 56: clearance.admin.v1.PendingEnrollment.last_request_at:type_name -> google.protobuf.Timestamp
-	53, // 57: clearance.admin.v1.PendingEnrollment.rejected_at:type_name -> google.protobuf.Timestamp
-	42, // 58: clearance.admin.v1.PendingEnrollment.serial_holders:type_name -> clearance.admin.v1.SerialHolder
-	41, // 59: clearance.admin.v1.ListPendingEnrollmentsResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
-	5,  // 60: clearance.admin.v1.ApproveEnrollmentResponse.device:type_name -> clearance.admin.v1.Device
-	41, // 61: clearance.admin.v1.RejectEnrollmentResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
-	41, // 62: clearance.admin.v1.RejectEnrollmentResponse.rejected:type_name -> clearance.admin.v1.PendingEnrollment
-	49, // 63: clearance.admin.v1.ImportKnownDevicesRequest.devices:type_name -> clearance.admin.v1.KnownDevice
-	8,  // 64: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
-	10, // 65: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
-	12, // 66: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
-	14, // 67: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
-	16, // 68: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
-	19, // 69: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
-	21, // 70: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
-	23, // 71: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
-	25, // 72: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
-	29, // 73: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
-	58, // 74: clearance.admin.v1.AdminService.ListAuditEvents:input_type -> clearance.admin.v1.ListAuditEventsRequest
-	59, // 75: clearance.admin.v1.AdminService.OktaStatus:input_type -> clearance.admin.v1.OktaStatusRequest
-	60, // 76: clearance.admin.v1.AdminService.ListOktaSignIns:input_type -> clearance.admin.v1.ListOktaSignInsRequest
-	32, // 77: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
-	34, // 78: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
-	37, // 79: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
-	39, // 80: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
-	43, // 81: clearance.admin.v1.AdminService.ListPendingEnrollments:input_type -> clearance.admin.v1.ListPendingEnrollmentsRequest
-	45, // 82: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
-	47, // 83: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
-	50, // 84: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
-	61, // 85: clearance.admin.v1.AdminService.GrantExemption:input_type -> clearance.admin.v1.GrantExemptionRequest
-	62, // 86: clearance.admin.v1.AdminService.ListExemptions:input_type -> clearance.admin.v1.ListExemptionsRequest
-	63, // 87: clearance.admin.v1.AdminService.RevokeExemption:input_type -> clearance.admin.v1.RevokeExemptionRequest
-	64, // 88: clearance.admin.v1.AdminService.ListUsers:input_type -> clearance.admin.v1.ListUsersRequest
-	65, // 89: clearance.admin.v1.AdminService.GetUser:input_type -> clearance.admin.v1.GetUserRequest
-	66, // 90: clearance.admin.v1.AdminService.ListGroups:input_type -> clearance.admin.v1.ListGroupsRequest
-	67, // 91: clearance.admin.v1.AdminService.AssignDevice:input_type -> clearance.admin.v1.AssignDeviceRequest
-	68, // 92: clearance.admin.v1.AdminService.UnassignDevice:input_type -> clearance.admin.v1.UnassignDeviceRequest
-	9,  // 93: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
-	11, // 94: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
-	13, // 95: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
-	15, // 96: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
-	17, // 97: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
-	20, // 98: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
-	22, // 99: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
-	24, // 100: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
-	26, // 101: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
-	30, // 102: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
-	69, // 103: clearance.admin.v1.AdminService.ListAuditEvents:output_type -> clearance.admin.v1.ListAuditEventsResponse
-	70, // 104: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
-	71, // 105: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
-	33, // 106: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
-	35, // 107: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
-	38, // 108: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
-	40, // 109: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
-	44, // 110: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
-	46, // 111: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
-	48, // 112: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
-	51, // 113: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
-	72, // 114: clearance.admin.v1.AdminService.GrantExemption:output_type -> clearance.admin.v1.GrantExemptionResponse
-	73, // 115: clearance.admin.v1.AdminService.ListExemptions:output_type -> clearance.admin.v1.ListExemptionsResponse
-	74, // 116: clearance.admin.v1.AdminService.RevokeExemption:output_type -> clearance.admin.v1.RevokeExemptionResponse
-	75, // 117: clearance.admin.v1.AdminService.ListUsers:output_type -> clearance.admin.v1.ListUsersResponse
-	76, // 118: clearance.admin.v1.AdminService.GetUser:output_type -> clearance.admin.v1.GetUserResponse
-	77, // 119: clearance.admin.v1.AdminService.ListGroups:output_type -> clearance.admin.v1.ListGroupsResponse
-	78, // 120: clearance.admin.v1.AdminService.AssignDevice:output_type -> clearance.admin.v1.AssignDeviceResponse
-	79, // 121: clearance.admin.v1.AdminService.UnassignDevice:output_type -> clearance.admin.v1.UnassignDeviceResponse
-	93, // [93:122] is the sub-list for method output_type
-	64, // [64:93] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	57, // 16: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	16, // 17: clearance.admin.v1.ListPoliciesResponse.rollouts:type_name -> clearance.admin.v1.PolicyRollout
+	58, // 18: clearance.admin.v1.PolicyRollout.grace:type_name -> google.protobuf.Duration
+	57, // 19: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	54, // 20: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	54, // 21: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	54, // 22: clearance.admin.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	58, // 23: clearance.admin.v1.CreateEnrollSecretRequest.expires_in:type_name -> google.protobuf.Duration
+	19, // 24: clearance.admin.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
+	19, // 25: clearance.admin.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> clearance.admin.v1.EnrollSecret
+	19, // 26: clearance.admin.v1.RevokeEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
+	5,  // 27: clearance.admin.v1.RevokeEnrollSecretResponse.devices:type_name -> clearance.admin.v1.Device
+	58, // 28: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
+	7,  // 29: clearance.admin.v1.RequestCheckResponse.report:type_name -> clearance.admin.v1.Report
+	6,  // 30: clearance.admin.v1.RequestCheckResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
+	3,  // 31: clearance.admin.v1.DecisionPolicyResult.status:type_name -> clearance.admin.v1.PolicyStatus
+	54, // 32: clearance.admin.v1.DecisionPolicyResult.grace_ends:type_name -> google.protobuf.Timestamp
+	54, // 33: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	28, // 34: clearance.admin.v1.Decision.results:type_name -> clearance.admin.v1.DecisionPolicyResult
+	58, // 35: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
+	1,  // 36: clearance.admin.v1.ListDecisionsRequest.result:type_name -> clearance.admin.v1.DecisionResult
+	54, // 37: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
+	54, // 38: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
+	2,  // 39: clearance.admin.v1.ListDecisionsRequest.origin:type_name -> clearance.admin.v1.DecisionOrigin
+	29, // 40: clearance.admin.v1.ListDecisionsResponse.decisions:type_name -> clearance.admin.v1.Decision
+	3,  // 41: clearance.admin.v1.PolicyFinding.status:type_name -> clearance.admin.v1.PolicyStatus
+	54, // 42: clearance.admin.v1.PolicyFinding.grace_ends:type_name -> google.protobuf.Timestamp
+	32, // 43: clearance.admin.v1.ExplainAccessResponse.failing:type_name -> clearance.admin.v1.PolicyFinding
+	32, // 44: clearance.admin.v1.ExplainAccessResponse.advisory:type_name -> clearance.admin.v1.PolicyFinding
+	32, // 45: clearance.admin.v1.ExplainAccessResponse.results:type_name -> clearance.admin.v1.PolicyFinding
+	58, // 46: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
+	54, // 47: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
+	54, // 48: clearance.admin.v1.ExplainAccessResponse.block_from:type_name -> google.protobuf.Timestamp
+	58, // 49: clearance.admin.v1.CreateScepChallengeRequest.ttl:type_name -> google.protobuf.Duration
+	54, // 50: clearance.admin.v1.CreateScepChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	54, // 51: clearance.admin.v1.BrowserCertificate.not_before:type_name -> google.protobuf.Timestamp
+	54, // 52: clearance.admin.v1.BrowserCertificate.not_after:type_name -> google.protobuf.Timestamp
+	54, // 53: clearance.admin.v1.BrowserCertificate.revoke_after:type_name -> google.protobuf.Timestamp
+	37, // 54: clearance.admin.v1.ListBrowserCertificatesResponse.certificates:type_name -> clearance.admin.v1.BrowserCertificate
+	37, // 55: clearance.admin.v1.RevokeBrowserCertificateResponse.certificate:type_name -> clearance.admin.v1.BrowserCertificate
+	53, // 56: clearance.admin.v1.PendingEnrollment.facts:type_name -> clearance.agent.v1.DeviceFacts
+	54, // 57: clearance.admin.v1.PendingEnrollment.requested_at:type_name -> google.protobuf.Timestamp
+	54, // 58: clearance.admin.v1.PendingEnrollment.last_request_at:type_name -> google.protobuf.Timestamp
+	54, // 59: clearance.admin.v1.PendingEnrollment.rejected_at:type_name -> google.protobuf.Timestamp
+	43, // 60: clearance.admin.v1.PendingEnrollment.serial_holders:type_name -> clearance.admin.v1.SerialHolder
+	42, // 61: clearance.admin.v1.ListPendingEnrollmentsResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
+	5,  // 62: clearance.admin.v1.ApproveEnrollmentResponse.device:type_name -> clearance.admin.v1.Device
+	42, // 63: clearance.admin.v1.RejectEnrollmentResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
+	42, // 64: clearance.admin.v1.RejectEnrollmentResponse.rejected:type_name -> clearance.admin.v1.PendingEnrollment
+	50, // 65: clearance.admin.v1.ImportKnownDevicesRequest.devices:type_name -> clearance.admin.v1.KnownDevice
+	8,  // 66: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
+	10, // 67: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
+	12, // 68: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
+	14, // 69: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
+	17, // 70: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
+	20, // 71: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
+	22, // 72: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
+	24, // 73: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
+	26, // 74: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
+	30, // 75: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
+	59, // 76: clearance.admin.v1.AdminService.ListAuditEvents:input_type -> clearance.admin.v1.ListAuditEventsRequest
+	60, // 77: clearance.admin.v1.AdminService.OktaStatus:input_type -> clearance.admin.v1.OktaStatusRequest
+	61, // 78: clearance.admin.v1.AdminService.ListOktaSignIns:input_type -> clearance.admin.v1.ListOktaSignInsRequest
+	33, // 79: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
+	35, // 80: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
+	38, // 81: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
+	40, // 82: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
+	44, // 83: clearance.admin.v1.AdminService.ListPendingEnrollments:input_type -> clearance.admin.v1.ListPendingEnrollmentsRequest
+	46, // 84: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
+	48, // 85: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
+	51, // 86: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
+	62, // 87: clearance.admin.v1.AdminService.GrantExemption:input_type -> clearance.admin.v1.GrantExemptionRequest
+	63, // 88: clearance.admin.v1.AdminService.ListExemptions:input_type -> clearance.admin.v1.ListExemptionsRequest
+	64, // 89: clearance.admin.v1.AdminService.RevokeExemption:input_type -> clearance.admin.v1.RevokeExemptionRequest
+	65, // 90: clearance.admin.v1.AdminService.ListUsers:input_type -> clearance.admin.v1.ListUsersRequest
+	66, // 91: clearance.admin.v1.AdminService.GetUser:input_type -> clearance.admin.v1.GetUserRequest
+	67, // 92: clearance.admin.v1.AdminService.ListGroups:input_type -> clearance.admin.v1.ListGroupsRequest
+	68, // 93: clearance.admin.v1.AdminService.AssignDevice:input_type -> clearance.admin.v1.AssignDeviceRequest
+	69, // 94: clearance.admin.v1.AdminService.UnassignDevice:input_type -> clearance.admin.v1.UnassignDeviceRequest
+	9,  // 95: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
+	11, // 96: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
+	13, // 97: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
+	15, // 98: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
+	18, // 99: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
+	21, // 100: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
+	23, // 101: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
+	25, // 102: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
+	27, // 103: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
+	31, // 104: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
+	70, // 105: clearance.admin.v1.AdminService.ListAuditEvents:output_type -> clearance.admin.v1.ListAuditEventsResponse
+	71, // 106: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
+	72, // 107: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
+	34, // 108: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
+	36, // 109: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
+	39, // 110: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
+	41, // 111: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
+	45, // 112: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
+	47, // 113: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
+	49, // 114: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
+	52, // 115: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
+	73, // 116: clearance.admin.v1.AdminService.GrantExemption:output_type -> clearance.admin.v1.GrantExemptionResponse
+	74, // 117: clearance.admin.v1.AdminService.ListExemptions:output_type -> clearance.admin.v1.ListExemptionsResponse
+	75, // 118: clearance.admin.v1.AdminService.RevokeExemption:output_type -> clearance.admin.v1.RevokeExemptionResponse
+	76, // 119: clearance.admin.v1.AdminService.ListUsers:output_type -> clearance.admin.v1.ListUsersResponse
+	77, // 120: clearance.admin.v1.AdminService.GetUser:output_type -> clearance.admin.v1.GetUserResponse
+	78, // 121: clearance.admin.v1.AdminService.ListGroups:output_type -> clearance.admin.v1.ListGroupsResponse
+	79, // 122: clearance.admin.v1.AdminService.AssignDevice:output_type -> clearance.admin.v1.AssignDeviceResponse
+	80, // 123: clearance.admin.v1.AdminService.UnassignDevice:output_type -> clearance.admin.v1.UnassignDeviceResponse
+	95, // [95:124] is the sub-list for method output_type
+	66, // [66:95] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_clearance_admin_v1_admin_proto_init() }
@@ -4369,13 +4529,14 @@ func file_clearance_admin_v1_admin_proto_init() {
 	file_clearance_admin_v1_people_proto_init()
 	file_clearance_admin_v1_okta_proto_init()
 	file_clearance_admin_v1_admin_proto_msgTypes[0].OneofWrappers = []any{}
+	file_clearance_admin_v1_admin_proto_msgTypes[12].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearance_admin_v1_admin_proto_rawDesc), len(file_clearance_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   48,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -64,7 +64,8 @@ type AdminServiceClient interface {
 	GetDevice(ctx context.Context, in *GetDeviceRequest, opts ...grpc.CallOption) (*GetDeviceResponse, error)
 	// RevokeDevice revokes a device: its certificates stop working at once.
 	RevokeDevice(ctx context.Context, in *RevokeDeviceRequest, opts ...grpc.CallOption) (*RevokeDeviceResponse, error)
-	// ListPolicies returns the policy set in force.
+	// ListPolicies returns the policy set in force, each policy's rollout and
+	// the enforcement ceiling.
 	ListPolicies(ctx context.Context, in *ListPoliciesRequest, opts ...grpc.CallOption) (*ListPoliciesResponse, error)
 	// ReloadPolicies re-reads the policy file and pushes it to connected agents.
 	ReloadPolicies(ctx context.Context, in *ReloadPoliciesRequest, opts ...grpc.CallOption) (*ReloadPoliciesResponse, error)
@@ -481,7 +482,8 @@ type AdminServiceServer interface {
 	GetDevice(context.Context, *GetDeviceRequest) (*GetDeviceResponse, error)
 	// RevokeDevice revokes a device: its certificates stop working at once.
 	RevokeDevice(context.Context, *RevokeDeviceRequest) (*RevokeDeviceResponse, error)
-	// ListPolicies returns the policy set in force.
+	// ListPolicies returns the policy set in force, each policy's rollout and
+	// the enforcement ceiling.
 	ListPolicies(context.Context, *ListPoliciesRequest) (*ListPoliciesResponse, error)
 	// ReloadPolicies re-reads the policy file and pushes it to connected agents.
 	ReloadPolicies(context.Context, *ReloadPoliciesRequest) (*ReloadPoliciesResponse, error)

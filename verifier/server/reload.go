@@ -1,0 +1,84 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/decision"
+	"github.com/clearance/clearance/verifier/metrics"
+)
+
+// WithSettingsReread lets Reload read the settings again: reread resolves
+// the same flags and environment with the settings file as it is now (serve
+// passes its binding's Resolve). Without it Reload reads the policy file
+// alone.
+func WithSettingsReread(reread func() (*config.Config, error)) Option {
+	return func(s *Server) { s.reread = reread }
+}
+
+// liveSettings are the settings a reload puts in force; any other setting
+// changed in the settings file waits for a restart.
+var liveSettings = map[string]bool{"enforcement": true}
+
+// Reload is SIGHUP's work: it reads the settings file again and puts a
+// changed enforcement ceiling in force, then re-reads the policy file and
+// pushes it to connected agents. A settings file that does not resolve
+// changes nothing and the policy file is still read: they are separate
+// files, and a fixed policy file should not wait for the other. It
+// returns the errors of both.
+func (s *Server) Reload(ctx context.Context) error {
+	log := s.log.With("component", "server")
+	serr := s.reloadSettings(log)
+	perr := s.reloadPolicies(ctx, log)
+	log.Info("enforcement ceiling", "enforcement", string(s.Rollout.CurrentCeiling()))
+	return errors.Join(serr, perr)
+}
+
+func (s *Server) reloadPolicies(ctx context.Context, log *slog.Logger) error {
+	if _, err := s.admin.ReloadPolicies(ctx, &adminv1.ReloadPoliciesRequest{}); err != nil {
+		log.Error("policy reload failed", "err", err)
+		return err
+	}
+	return nil
+}
+
+// reloadSettings reads the settings again and applies what can change
+// live. Changes are found against the settings the process started with
+// (s.cfg) for those that need a restart, so every reload says again what a
+// restart would apply; the ceiling against the one in force.
+func (s *Server) reloadSettings(log *slog.Logger) error {
+	if s.reread == nil || s.cfg.SettingsFile() == "" {
+		return nil
+	}
+	next, err := s.reread()
+	s.Metrics.Reloaded(metrics.ReloadSettings, err, s.now())
+	if err != nil {
+		log.Error("settings file not reloaded: nothing in it is applied until it reads cleanly", "file", s.cfg.SettingsFile(), "err", err)
+		return err
+	}
+	changed, outranked := s.cfg.Compare(next)
+	var restart []string
+	for _, k := range changed {
+		if !liveSettings[k] {
+			restart = append(restart, k)
+		}
+	}
+	if len(restart) > 0 {
+		// Names only: some settings are secrets.
+		log.Warn("changed in the settings file; restart to apply", "file", s.cfg.SettingsFile(), "settings", restart)
+	}
+	for _, o := range outranked {
+		log.Warn("set in the settings file, but a flag or environment variable sets it instead; restart without it to apply the file's value",
+			"setting", o.Key, "set_by", o.By)
+	}
+	ceiling := decision.Enforcement(next.Enforcement).Lower(decision.Enforce)
+	if was := s.Rollout.CurrentCeiling(); was != ceiling {
+		s.Rollout.SetCeiling(ceiling)
+		s.Metrics.EnforcementCeiling(string(ceiling))
+		log.Warn("enforcement ceiling changed", "from", string(was), "to", string(ceiling), "set_by", next.SetBy("enforcement"))
+	}
+	return nil
+}

@@ -1,0 +1,153 @@
+package server_test
+
+import (
+	"context"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clearance/clearance/internal/protoagent"
+	"github.com/clearance/clearance/pkg/cli"
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/server"
+)
+
+// startSettings starts a verifier whose settings come from a settings
+// file, as serve reads them, with flags args after it; the server reads
+// the file again on Reload, as on SIGHUP.
+func startSettings(t *testing.T, settings string, args ...string) (*harness, string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "verifier.yaml")
+	if err := os.WriteFile(file, []byte(settings), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fs := cli.Wrap(flag.NewFlagSet("serve", flag.ContinueOnError))
+	fs.SetOutput(io.Discard)
+	b := config.Bind(fs)
+	if err := fs.Parse(append([]string{"--config", file, "--data-dir", t.TempDir(), "--policies", examplePolicies(t),
+		"--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--sso-listen", "127.0.0.1:0",
+		"--sso-public-url", "https://localhost:8444"}, args...)); err != nil {
+		t.Fatal(err)
+	}
+	getenv := func(string) string { return "" }
+	cfg, err := b.Resolve(getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startWithOptions(t, func(c *config.Config) { *c = *cfg },
+		server.WithSettingsReread(func() (*config.Config, error) { return b.Resolve(getenv) }))
+	return h, file
+}
+
+// failingDevice is an enrolled device whose last report fails every policy.
+func (h *harness) failingDevice() *protoagent.Agent {
+	h.t.Helper()
+	a := h.enrolled(h.secret())
+	st := h.connect(a)
+	fail := agentv1.PolicyStatus_POLICY_STATUS_FAIL
+	if m, err := st.Exchange(protoagent.Sign(a.Key, a.Report(st.PolicySet, 1, h.clock.Now(), nil, fail))); err != nil || m.GetAck().GetSeq() != 1 {
+		h.t.Fatalf("report: %v %v", m, err)
+	}
+	st.Close()
+	return a
+}
+
+func (h *harness) explain(a *protoagent.Agent) *adminv1.ExplainAccessResponse {
+	h.t.Helper()
+	resp, err := h.admin.ExplainAccess(h.ctx(), &adminv1.ExplainAccessRequest{DeviceId: a.DeviceID})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return resp
+}
+
+func (h *harness) ceiling() string {
+	h.t.Helper()
+	resp, err := h.admin.ListPolicies(h.ctx(), &adminv1.ListPoliciesRequest{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return resp.GetEnforcementCeiling()
+}
+
+// Removing enforcement: monitor from the settings file and reloading (what
+// SIGHUP does) enforces at once: the same failing Mac that monitor let
+// through is denied, the log says the ceiling changed, and a settings file
+// that no longer parses changes nothing and says why.
+func TestReloadAppliesEnforcement(t *testing.T) {
+	t.Parallel()
+	h, file := startSettings(t, "enforcement: monitor\nscep_challenge: first-challenge-0123456789\n")
+	h.logs.has(t, "enforcement ceiling")
+	h.logs.has(t, `set_by="settings file"`)
+	a := h.failingDevice()
+	if r := h.explain(a); !r.GetAllow() || r.GetMode() != "monitor" {
+		t.Fatalf("under monitor: allow %v, mode %q", r.GetAllow(), r.GetMode())
+	}
+	if c := h.ceiling(); c != "monitor" {
+		t.Fatalf("ListPolicies ceiling %q, want monitor", c)
+	}
+
+	// enforcement removed, a secret and a restart-only setting changed.
+	if err := os.WriteFile(file, []byte("scep_challenge: second-challenge-0123456789\nreport_history: 9\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.explain(a); r.GetAllow() || r.GetMode() != "enforce" {
+		t.Fatalf("after the reload: allow %v, mode %q; want a denial in enforce", r.GetAllow(), r.GetMode())
+	}
+	if c := h.ceiling(); c != "enforce" {
+		t.Fatalf("ListPolicies ceiling %q, want enforce", c)
+	}
+	h.logs.has(t, `msg="enforcement ceiling changed" component=server from=monitor to=enforce`)
+	h.logs.has(t, `msg="changed in the settings file; restart to apply"`)
+	h.logs.has(t, `settings="[report_history scep_challenge]"`)
+	if strings.Contains(h.logs.String(), "challenge-0123456789") {
+		t.Fatal("a secret's value is in the log")
+	}
+
+	// A file that no longer parses: the ceiling stays, the log says why.
+	if err := os.WriteFile(file, []byte("enforcement: [monitor\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.srv.Reload(context.Background()); err == nil {
+		t.Fatal("a broken settings file reloaded without an error")
+	}
+	h.logs.has(t, "settings file not reloaded")
+	if r := h.explain(a); r.GetMode() != "enforce" {
+		t.Fatalf("a broken settings file changed the mode to %q", r.GetMode())
+	}
+	got := metricVector(t, h, "clearance_reloads_total", false)
+	if got[`file="settings",result="ok"`] != 1 || got[`file="settings",result="failed"`] != 1 || got[`file="policies",result="ok"`] != 2 {
+		t.Fatalf("clearance_reloads_total %v", got)
+	}
+	if at := metricVector(t, h, "clearance_policies_loaded_timestamp_seconds", true)[""]; at < float64(time.Now().Add(-time.Hour).Unix()) {
+		t.Fatalf("clearance_policies_loaded_timestamp_seconds %v", at)
+	}
+}
+
+// A ceiling set by a flag outranks the file: a reload keeps it and says a
+// restart without the flag is needed.
+func TestReloadOutrankedEnforcement(t *testing.T) {
+	t.Parallel()
+	h, file := startSettings(t, "enforcement: monitor\n", "--enforcement", "monitor")
+	a := h.failingDevice()
+	if err := os.WriteFile(file, []byte("enforcement: enforce\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.explain(a); r.GetMode() != "monitor" {
+		t.Fatalf("the file outranked the flag: mode %q", r.GetMode())
+	}
+	h.logs.has(t, "a flag or environment variable sets it instead")
+	h.logs.has(t, "setting=enforcement set_by=--enforcement")
+}
