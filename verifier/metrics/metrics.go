@@ -41,6 +41,7 @@ type Metrics struct {
 	httpClosed      *prometheus.CounterVec
 	reloads         *prometheus.CounterVec
 	policiesLoaded  prometheus.Gauge
+	certExpiry      *prometheus.GaugeVec
 	ceiling         *prometheus.GaugeVec
 }
 
@@ -205,7 +206,11 @@ func New() *Metrics {
 			m.reloads.WithLabelValues(f, r)
 		}
 	}
-	m.Registry.MustRegister(m.reloads, m.policiesLoaded, m.ceiling)
+	m.certExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "clearance_certificate_expiry_timestamp_seconds",
+		Help: "When each certificate the verifier depends on expires (Unix time), by cert: okta_request (Okta's request-signing certificate, the latest of --okta-request-cert's; past it every signed sign-in is refused), saml_signing (the verifier's SAML signing certificate Okta holds), tls (the server certificate, re-issued on its own), ca (the root agents trust), device_ca (the issuer of device certificates).",
+	}, []string{"cert"})
+	m.Registry.MustRegister(m.reloads, m.policiesLoaded, m.ceiling, m.certExpiry)
 	m.Registry.MustRegister(m.rateLimited, m.ssoUnrecorded, m.ssoBusy, m.grpcConns, m.grpcRefused, m.grpcStreams, m.httpConns, m.httpClosed)
 	m.storeWritable.Set(1)
 	m.Registry.MustRegister(m.scepIssued, m.scepRefused, m.devices, m.unsigned, m.reportsResent, m.checksLapsed, m.storeWritable, m.clockSkew, m.databaseSkew)
@@ -358,6 +363,14 @@ func (m *Metrics) PoliciesLoaded(at time.Time) {
 		return
 	}
 	m.policiesLoaded.Set(float64(at.UnixNano()) / 1e9)
+}
+
+// CertificateExpiry records when the certificate named cert expires.
+func (m *Metrics) CertificateExpiry(cert string, notAfter time.Time) {
+	if m == nil {
+		return
+	}
+	m.certExpiry.WithLabelValues(cert).Set(float64(notAfter.Unix()))
 }
 
 // EnforcementCeiling records the ceiling in force.

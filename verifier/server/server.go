@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -119,6 +120,11 @@ type Server struct {
 	helloTimeout time.Duration
 	// reread resolves the settings again on SIGHUP (WithSettingsReread).
 	reread func() (*config.Config, error)
+	// oktaRequestCerts are Okta's request-signing certificates
+	// (--okta-request-cert), and samlCert the verifier's SAML signing
+	// certificate: their expiry is watched (checkCertExpiry).
+	oktaRequestCerts []*x509.Certificate
+	samlCert         *x509.Certificate
 
 	// GRPCAddr, HTTPAddr and SSOAddr are the bound addresses once Actors
 	// has run (useful with port 0).
@@ -434,7 +440,9 @@ func (s *Server) buildSSO(ctx context.Context, cfg *config.Config, log *slog.Log
 		// Every certificate in the file counts: Okta's current one and,
 		// during a rotation, the next.
 		settings.RequestCerts = certs
+		s.oktaRequestCerts = certs
 	}
+	s.samlCert = ident.Cert
 	if s.IdP, err = idp.New(ident, settings); err != nil {
 		return err
 	}
@@ -805,6 +813,7 @@ func (s *Server) Actors(g *run.Group) error {
 	// (listeners pick it up through GetCertificate), however long the
 	// verifier runs.
 	stopRenew := make(chan struct{})
+	s.checkCertExpiry(log)
 	g.Add("server-cert", func() error {
 		t := time.NewTicker(12 * time.Hour)
 		defer t.Stop()
@@ -818,6 +827,7 @@ func (s *Server) Actors(g *run.Group) error {
 				case reason != ca.ServerCertKept:
 					log.Info("server certificate re-issued", "reason", string(reason))
 				}
+				s.checkCertExpiry(log)
 			case <-stopRenew:
 				return nil
 			}
@@ -895,6 +905,51 @@ func (s *Server) CountDevices(ctx context.Context) {
 		return
 	}
 	s.Metrics.Devices(counts)
+}
+
+// CertExpiryWarning is how long before a certificate the verifier depends
+// on expires that its log warns, at start and twice a day.
+const CertExpiryWarning = 30 * 24 * time.Hour
+
+// checkCertExpiry records when each certificate the verifier depends on
+// expires (clearance_certificate_expiry_timestamp_seconds) and warns of
+// those that expire within CertExpiryWarning, with what to do: Okta's
+// request-signing certificate above all, past which every signed sign-in
+// is refused.
+func (s *Server) checkCertExpiry(log *slog.Logger) {
+	now := s.now()
+	type watched struct {
+		name, advice string
+		cert         *x509.Certificate
+	}
+	var latest *x509.Certificate
+	for _, c := range s.oktaRequestCerts {
+		if latest == nil || c.NotAfter.After(latest.NotAfter) {
+			latest = c
+		}
+	}
+	var leaf *x509.Certificate
+	if tc := s.CA.ServerCertificate(); tc.Leaf != nil {
+		leaf = tc.Leaf
+	} else if len(tc.Certificate) > 0 {
+		leaf, _ = x509.ParseCertificate(tc.Certificate[0])
+	}
+	for _, w := range []watched{
+		{"okta_request", "every sign-in Okta signs will be refused (bad_signature): put Okta's new request-signing certificate in --okta-request-cert (both, during the change) and restart", latest},
+		{"saml_signing", "Okta will refuse this verifier's responses: make a new SAML signing identity and give Okta its certificate (docs/okta.md)", s.samlCert},
+		{"tls", "the verifier re-issues it on its own; if this persists, see the log for why it could not", leaf},
+		{"ca", "every agent's trust in this verifier ends with it: plan a new CA (docs/operations.md, The data dir)", s.CA.Root()},
+		{"device_ca", "device certificates cannot outlive it: plan a new CA (docs/operations.md, The data dir)", s.CA.DeviceCA()},
+	} {
+		if w.cert == nil {
+			continue
+		}
+		s.Metrics.CertificateExpiry(w.name, w.cert.NotAfter)
+		if left := w.cert.NotAfter.Sub(now); left < CertExpiryWarning {
+			log.Warn("certificate expires soon", "component", "server", "cert", w.name, "not_after", w.cert.NotAfter.UTC(),
+				"days_left", int(left.Hours()/24), "then", w.advice)
+		}
+	}
 }
 
 // lapsedNonceKept is how long an expired nonce is kept: twice the skew a
