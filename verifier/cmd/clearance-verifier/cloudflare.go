@@ -111,7 +111,9 @@ func writeCloudflareGuide(w io.Writer, v cloudflareValues) error {
 	p("Cloudflare calls the verifier's posture endpoint through Cloudflare Access with a service\n")
 	p("token; the verifier checks Access's token and answers a score per device (0 to 100):\n")
 	p("  %3d  every policy that counts passes on fresh posture\n", v.Scores.Compliant)
-	p("  %3d  allowed, with warnings (a policy that does not count for access fails)\n", v.Scores.Warning)
+	p("  %3d  allowed, with warnings: a policy that does not count for access fails, or a required\n", v.Scores.Warning)
+	p("       one fails but the rollout lets the device through (monitor, warn, a grace period,\n")
+	p("       an exemption): a rule of >= %d lets only compliant devices through, rollout or not\n", v.Scores.Compliant)
 	p("    0  denied: a failing required policy, stale posture, revoked or unknown device\n\n")
 
 	p("1. Access > Service Auth > Service Tokens > Create Service Token\n")

@@ -465,7 +465,8 @@ func TestCloudflareSetup(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 	for _, want := range []string{"Service Auth", "posture.example.com/cloudflare/v1/posture", "Rest API URL:         " + api,
-		"Polling frequency:    10m", ">= 90", "https://acme.cloudflareaccess.com", "aud-tag-1", "  100  every policy"} {
+		"Polling frequency:    10m", ">= 90", "https://acme.cloudflareaccess.com", "aud-tag-1", "  100  every policy",
+		"the rollout lets the device through (monitor, warn, a grace period", ">= 100 lets only compliant devices through"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("guide lacks %q:\n%s", want, out)
 		}
