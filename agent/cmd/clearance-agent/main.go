@@ -547,7 +547,16 @@ func cmdStatus(flags *config.Flags, stdout io.Writer) error {
 	// escaped (pkg/printable), on one line.
 	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, printable.Line(v)) }
 	row("version", version.Version)
-	row("verifier", orNone(cfg.Verifier))
+	verifier := cfg.Verifier
+	if verifier == "" {
+		// The settings this command read (a plist, flags) name none: the
+		// state dir says which verifier the Mac enrolled with.
+		verifier = "not configured"
+		if id, err := (&state.Dir{Path: cfg.StateDir}).LoadIdentity(); err == nil && id.Verifier != "" {
+			verifier = id.Verifier + " (enrolled with; these settings name none)"
+		}
+	}
+	row("verifier", verifier)
 	row("state dir", cfg.StateDir)
 	switch {
 	case cfg.OsquerySocket != "":
@@ -655,13 +664,6 @@ func cmdRotateKey(ctx context.Context, flags *config.Flags, stdout io.Writer) er
 	}
 	fmt.Fprintf(stdout, "new device key %s (%s); it is enrolled, proven by the current key, when the agent next starts\n", fp, k.Storage)
 	return nil
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "not configured"
-	}
-	return s
 }
 
 // serviceCmd installs or controls the agent's service.
