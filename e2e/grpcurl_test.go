@@ -107,6 +107,9 @@ func TestGrpcurl(t *testing.T) {
 		// The CLI's table: the enrollments by the agents, the test's
 		// secret by the CLI.
 		"audit": {"TIME", "ACTOR", "ACTION", "agent", "device.enroll", a.DeviceID[:8], failing.DeviceID[:8]},
+		// The CLI's table of the policies in force: the examples' set,
+		// enforced as written (no ceiling).
+		"policies": {"ID", "MODE", "GRACE", "filevault", "enforce"},
 		// The device's enrollment, by its agent.
 		"list-audit": {`"actor": "agent"`, `"action": "device.enroll"`, `"deviceId": "` + a.DeviceID + `"`},
 	}
