@@ -68,6 +68,7 @@ func (a *app) program() *cli.Program {
 			a.profileCmd(),
 			a.oktaCmd(),
 			a.cloudflareCmd(),
+			a.backupCmd(), a.restoreCmd(),
 		},
 	}
 }

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/clearance/clearance/verifier/datadir"
+)
+
+// TestBackupRestore: backup writes a private archive outside the data
+// dir and never over a file; restore makes a data dir from it, with the
+// verifier's modes, only where there is none.
+func TestBackupRestore(t *testing.T) {
+	t.Parallel()
+	dir := newDataDir(t)
+	out := t.TempDir()
+	archive := filepath.Join(out, "clearance.tar.gz")
+
+	code, stdout, stderr := exitOf(noEnv, "backup", "--data-dir", dir, "--to", archive)
+	if code != 0 {
+		t.Fatalf("backup: exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"wrote " + archive, "mode 0600", "ca.key", "clearance.db", "0 devices, 0 decisions"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("backup's output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if st, err := os.Stat(archive); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("archive: %v %v", st, err)
+	}
+	if ents, _ := os.ReadDir(out); len(ents) != 1 {
+		t.Errorf("backup left %v beside the archive", ents)
+	}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"exists", []string{"--data-dir", dir, "--to", archive}, 1, "exists: backup never overwrites"},
+		{"inside the data dir", []string{"--data-dir", dir, "--to", filepath.Join(dir, "b.tar")}, 1, "inside the data dir"},
+		{"a name that says nothing", []string{"--data-dir", dir, "--to", filepath.Join(out, "b.zip")}, 2, ".tar, .tar.gz or .tgz"},
+		{"no --to", []string{"--data-dir", dir}, 2, "--to is required"},
+		{"not a data dir", []string{"--data-dir", out, "--to", filepath.Join(out, "c.tar")}, 1, "not a clearance-verifier data dir"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := exitOf(noEnv, append([]string{"backup"}, tc.args...)...)
+			if code != tc.code || !strings.Contains(stderr, tc.want) || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+				t.Errorf("exit %d, %q; want exit %d and one line with %q", code, stderr, tc.code, tc.want)
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "b.tar")); err == nil {
+		t.Error("a refused backup left its file")
+	}
+
+	restored := filepath.Join(t.TempDir(), "restored")
+	code, stdout, stderr = exitOf(noEnv, "restore", "--from", archive, "--data-dir", restored)
+	if code != 0 || !strings.Contains(stdout, "quick_check ok: 0 devices") {
+		t.Fatalf("restore: exit %d:\n%s%s", code, stdout, stderr)
+	}
+	if st, _ := os.Stat(restored); st.Mode().Perm() != 0o700 {
+		t.Errorf("restored data dir mode %04o, want 0700", st.Mode().Perm())
+	}
+	for _, f := range datadir.Files {
+		st, err := os.Stat(filepath.Join(restored, f.Name))
+		if err != nil || st.Mode().Perm() != f.Mode {
+			t.Errorf("%s restored: %v %v, want mode %04o", f.Name, st, err, f.Mode)
+			continue
+		}
+		if f.Name == datadir.SQLiteFile || f.Name == datadir.RecordFile {
+			continue
+		}
+		a, _ := os.ReadFile(filepath.Join(dir, f.Name))
+		b, _ := os.ReadFile(filepath.Join(restored, f.Name))
+		if string(a) != string(b) {
+			t.Errorf("%s restored differs from the original", f.Name)
+		}
+	}
+	// The restored dir is one the other commands take.
+	if code, _, stderr := exitOf(noEnv, "secret", "list", "--data-dir", restored); code != 0 {
+		t.Errorf("secret list on the restored dir: %s", stderr)
+	}
+
+	code, _, stderr = exitOf(noEnv, "restore", "--from", archive, "--data-dir", dir)
+	if code != 1 || !strings.Contains(stderr, "is not empty") {
+		t.Errorf("restore over a data dir: exit %d, %q", code, stderr)
+	}
+	bad := filepath.Join(out, "bad.tar")
+	if err := os.WriteFile(bad, []byte(strings.Repeat("x", 2048)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "new")
+	code, _, stderr = exitOf(noEnv, "restore", "--from", bad, "--data-dir", target)
+	if code != 1 || !strings.Contains(stderr, "not a backup archive") {
+		t.Errorf("restore of a bad archive: exit %d, %q", code, stderr)
+	}
+	if _, err := os.Stat(target); err == nil {
+		t.Error("a failed restore left the data dir it made")
+	}
+}
+
+// TestBackupRefusesOpenDataDir: a data dir the other commands refuse,
+// backup refuses too.
+func TestBackupRefusesOpenDataDir(t *testing.T) {
+	t.Parallel()
+	dir := newDataDir(t)
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := exitOf(noEnv, "backup", "--data-dir", dir, "--to", filepath.Join(t.TempDir(), "b.tar"))
+	if code != 1 || !strings.Contains(stderr, "writable by group or others") {
+		t.Errorf("exit %d, %q", code, stderr)
+	}
+}
+
+// TestBackupPostgres: with PostgreSQL the archive holds the files, and
+// the output names the database, without its password, for pg_dump.
+func TestBackupPostgres(t *testing.T) {
+	t.Parallel()
+	dir := newDataDir(t)
+	if err := datadir.Write(dir, datadir.Record{Database: "postgres://clearance:hunter2@db.internal/clearance"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, datadir.SQLiteFile)); err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "b.tgz")
+	code, stdout, stderr := exitOf(noEnv, "backup", "--data-dir", dir, "--to", archive)
+	if code != 0 || !strings.Contains(stdout, "PostgreSQL db.internal:5432/clearance is backed up with its own tools (pg_dump)") ||
+		strings.Contains(stdout+stderr, "hunter2") || strings.Contains(stdout, "clearance.db") {
+		t.Fatalf("exit %d:\n%s%s", code, stdout, stderr)
+	}
+	code, stdout, stderr = exitOf(noEnv, "restore", "--from", archive, "--data-dir", filepath.Join(t.TempDir(), "r"))
+	if code != 0 || !strings.Contains(stdout, "pg_restore") {
+		t.Fatalf("restore: exit %d:\n%s%s", code, stdout, stderr)
+	}
+}
