@@ -70,7 +70,7 @@ func TestReplicasRollout(t *testing.T) {
 
 	// 1. At A: FileVault warns (grace), the firewall may be resolved later.
 	r, p := signIn(atA, atA)
-	if p.status != http.StatusForbidden || !strings.Contains(p.body, `action="/saml/sso/resolve-later"`) || !strings.Contains(p.body, "you won&#39;t be able to sign in") {
+	if p.status != http.StatusForbidden || !strings.Contains(p.body, `action="/saml/sso/resolve-later"`) || !strings.Contains(p.body, "the item marked for then will stop you signing in") {
 		t.Fatalf("A's page: %d\n%s", p.status, p.body)
 	}
 	// The grace began at A's decision; B reads the same start.

@@ -108,7 +108,7 @@ func TestBrowserRollout(t *testing.T) {
 	// 1. Both failing policies warn: the page offers Continue, which
 	// completes this sign-in at Okta.
 	r := signIn()
-	page("warn", []string{"You can continue signing in this time", "FileVault", "Continue", "Check again"}, []string{"Resolve later", "you won't be able"})
+	page("warn", []string{"You can continue signing in this time", "FileVault", "Warning: doesn't block", "Continue", "Check again"}, []string{"Resolve later", "marked for then", "Blocks sign-in"})
 	if err := b.Submit(`form[action="/saml/sso/continue"]`); err != nil {
 		t.Fatalf("Continue: %v\nhops: %v", err, b.Hops())
 	}
@@ -135,12 +135,12 @@ func TestBrowserRollout(t *testing.T) {
 	modes("enforce")
 
 	// 3. A grace period: from the first FAIL the policies warn, and the page
-	// says from when they block.
+	// and each item say from when they block.
 	const grace = 20 * time.Second
 	reload("    grace: 20s\n", "    grace: 20s\n", true)
 	first := time.Now()
 	r = signIn()
-	page("grace", []string{"You can continue signing in this time", "you won't be able to sign in from this Mac", "Continue"}, nil)
+	page("grace", []string{"You can continue signing in this time", "marked for then will stop you signing in from this Mac", "Blocks sign-in from", "Continue"}, []string{"Blocks sign-in now"})
 	when := browser.Eval[string](b, `document.querySelector('.block-from time').getAttribute('datetime')`)
 	ends, err := time.Parse(time.RFC3339, when)
 	if err != nil || ends.Before(first.Add(grace-2*time.Second)) || ends.After(time.Now().Add(grace+time.Second)) {
@@ -154,6 +154,6 @@ func TestBrowserRollout(t *testing.T) {
 	// 4. The grace ends: the same Mac is blocked, with no way around.
 	time.Sleep(time.Until(ends.Add(time.Second)))
 	signIn()
-	page("grace-ended", []string{"Your Mac needs attention", "FileVault", "Check again"}, []string{"Continue", "Resolve later", "you won't be able"})
+	page("grace-ended", []string{"Your Mac needs attention", "FileVault", "Blocks sign-in now", "Check again"}, []string{"Continue", "Resolve later", "marked for then", "Blocks sign-in from"})
 	modes("enforce")
 }

@@ -195,6 +195,11 @@ type Finding struct {
 	// GraceStarted and GraceEnds bound the policy's grace period on this
 	// device; zero when it has none or the result is not FAIL.
 	GraceStarted, GraceEnds time.Time
+	// BlocksFrom is GraceEnds for a policy that warns only because its
+	// grace period runs: from then it blocks. Zero when the policy blocks
+	// now, or would not block then either (it is in warn or monitor, the
+	// ceiling lowers it, or something waives it).
+	BlocksFrom time.Time
 	// Waiver says what let it through, if anything; ExemptionID names the
 	// exemption for WaiverExempt.
 	Waiver      Waiver

@@ -280,13 +280,18 @@ func (d *Decision) applyRollout(in Input) []Finding {
 	}
 
 	var blocking []Finding
-	for i, f := range d.Failing {
-		if f.Waiver == WaiverNone {
-			blocking = append(blocking, f)
-			if byGrace[i] && (d.BlockFrom.IsZero() || f.GraceEnds.Before(d.BlockFrom)) {
-				d.BlockFrom = f.GraceEnds
+	for i := range d.Failing {
+		f := &d.Failing[i]
+		if f.Waiver != WaiverNone {
+			continue
+		}
+		if byGrace[i] {
+			f.BlocksFrom = f.GraceEnds
+			if d.BlockFrom.IsZero() || f.BlocksFrom.Before(d.BlockFrom) {
+				d.BlockFrom = f.BlocksFrom
 			}
 		}
+		blocking = append(blocking, *f)
 	}
 	d.Mode = ModeEnforce
 	if len(blocking) > 0 && !hard {

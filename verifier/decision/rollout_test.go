@@ -233,6 +233,10 @@ func checkCombo(t *testing.T, c combo) {
 	if slices.Contains(d.Bypassed(), "p") != (d.Mode == decision.ModeBypassed) {
 		t.Fatalf("%s: Bypassed() = %v with mode %s", c, d.Bypassed(), d.Mode)
 	}
+	// The one policy says itself from when it blocks, as the page shows it.
+	if !d.Allow && len(d.Failing) == 1 && !d.Failing[0].BlocksFrom.Equal(w.blockFrom) {
+		t.Fatalf("%s: policy blocks from %v, want %v", c, d.Failing[0].BlocksFrom, w.blockFrom)
+	}
 }
 
 // The named promises, each on its own so a failure says which.
@@ -431,6 +435,23 @@ func TestRolloutProperty(t *testing.T) {
 		}
 		if !d.Allow && d.CanContinue && d.CanResolveLater {
 			t.Fatalf("case %d: both Continue and Resolve later", i)
+		}
+		// Each policy that blocks later says so, and only one that warns
+		// now; the decision's BlockFrom is the first of them.
+		var first time.Time
+		for _, f := range d.Failing {
+			if f.BlocksFrom.IsZero() {
+				continue
+			}
+			if f.Enforcement != decision.Warn || f.Waiver != decision.WaiverNone || !f.BlocksFrom.Equal(f.GraceEnds) || !now.Before(f.BlocksFrom) {
+				t.Fatalf("case %d: %+v blocks from %v", i, f, f.BlocksFrom)
+			}
+			if first.IsZero() || f.BlocksFrom.Before(first) {
+				first = f.BlocksFrom
+			}
+		}
+		if !first.Equal(d.BlockFrom) {
+			t.Fatalf("case %d: BlockFrom %v, first policy's %v", i, d.BlockFrom, first)
 		}
 	}
 }

@@ -6,9 +6,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/html"
 
 	"github.com/clearance/clearance/internal/protoagent"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
@@ -184,7 +187,7 @@ func TestRolloutGrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	pb := e.ceremony(t, e.jarBrowser(t), b, e.sp.NewRequest(testUser))
-	if pb.status != http.StatusForbidden || formAction(pb, signin.PathContinue) || strings.Contains(pb.body, "you won&#39;t be able to sign in") {
+	if pb.status != http.StatusForbidden || formAction(pb, signin.PathContinue) || strings.Contains(pb.body, "marked for then") || !strings.Contains(pb.body, "Blocks sign-in now") {
 		t.Fatalf("after the grace: status %d, page:\n%s", pb.status, pb.body)
 	}
 
@@ -318,5 +321,191 @@ func TestPressesBoundedPerMac(t *testing.T) {
 	pb := e.ceremony(t, cb, b, e.sp.NewRequest(testUser))
 	if pb := e.post(t, cb, signin.PathRetry, url.Values{"token": {retryToken(t, pb)}}); pb.status != http.StatusForbidden {
 		t.Errorf("another Mac's press = %d:\n%s", pb.status, pb.body)
+	}
+}
+
+// mixedPolicies is a policy file with a policy in each rollout state: a
+// critical one in its grace, one in warn, one that allows Resolve later,
+// and a critical one enforced.
+const mixedPolicies = `policies:
+  - id: filevault
+    name: FileVault is on
+    query: SELECT 1 FROM disk_encryption WHERE encrypted = 1
+    resolution: Turn on FileVault.
+    critical: true
+    grace: 72h
+  - id: firewall
+    name: Firewall is on
+    query: SELECT 1 FROM alf WHERE global_state >= 1
+    resolution: Turn on the firewall.
+    enforcement: warn
+  - id: macos
+    name: macOS is up to date
+    query: SELECT 1 FROM os_version WHERE major >= 14
+    resolution: Install the update.
+    allow_bypass: true
+  - id: sip
+    name: System Integrity Protection is on
+    query: SELECT 1 FROM sip_config WHERE enabled = 1
+    resolution: Ask IT.
+    critical: true
+`
+
+// mixedMac is a device whose policies report the given statuses (FAIL for
+// those not listed), live checks included.
+func mixedMac(t *testing.T, e *ssoEnv, statuses map[string]agentv1.PolicyStatus) *protoagent.Agent {
+	t.Helper()
+	a := e.enrolled(e.secret())
+	st := e.connect(a)
+	report := func(seq uint64, nonce []byte) *agentv1.SignedReport {
+		r := a.Report(st.PolicySet, seq, time.Now(), nonce, agentv1.PolicyStatus_POLICY_STATUS_FAIL)
+		for _, res := range r.Results {
+			if s, ok := statuses[res.PolicyId]; ok {
+				res.Status = s
+			}
+		}
+		return protoagent.Sign(a.Key, r)
+	}
+	if m, err := st.Exchange(report(1, nil)); err != nil || m.GetAck() == nil {
+		t.Fatalf("report not acked: %v %v", m, err)
+	}
+	go answerChecks(st, report)
+	return a
+}
+
+// shownItem is one item to fix on a page, as a person reads it.
+type shownItem struct{ name, badge, effect string }
+
+// shownItems are the items under "Fix …" on p, in page order.
+func shownItems(t *testing.T, p page) []shownItem {
+	t.Helper()
+	doc, err := html.Parse(strings.NewReader(p.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var items []shownItem
+	var text func(*html.Node) string
+	text = func(n *html.Node) string {
+		if n.Type == html.TextNode {
+			return n.Data
+		}
+		var b strings.Builder
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			b.WriteString(text(c))
+		}
+		return b.String()
+	}
+	class := func(n *html.Node) string {
+		for _, a := range n.Attr {
+			if a.Key == "class" {
+				return a.Val
+			}
+		}
+		return ""
+	}
+	var walk func(*html.Node, func(*html.Node))
+	walk = func(n *html.Node, f func(*html.Node)) {
+		if n.Type == html.ElementNode {
+			f(n)
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c, f)
+		}
+	}
+	walk(doc, func(ul *html.Node) {
+		if ul.Data != "ul" || class(ul) != "findings" {
+			return
+		}
+		for li := ul.FirstChild; li != nil; li = li.NextSibling {
+			if li.Type != html.ElementNode {
+				continue
+			}
+			var it shownItem
+			walk(li, func(n *html.Node) {
+				switch c := class(n); {
+				case n.Data == "h3":
+					it.name = text(n)
+				case strings.HasPrefix(c, "badge"):
+					it.badge = text(n)
+				case c == "effect":
+					it.effect = text(n)
+				}
+			})
+			items = append(items, it)
+		}
+	})
+	return items
+}
+
+// A Mac failing policies in every rollout state: each item on the page says
+// its own state, blocking now first; Resolve later is offered only when
+// nothing it cannot skip blocks, and then is said of the items it skips,
+// which are the ones it skips when pressed.
+func TestRolloutMixedPage(t *testing.T) {
+	t.Parallel()
+	p := filepath.Join(t.TempDir(), "policies.yaml")
+	if err := os.WriteFile(p, []byte(mixedPolicies), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := startAgentBinding(t, func(c *config.Config) { c.Policies = p })
+	ends := e.clock.Now().Add(72 * time.Hour).UTC()
+	later := "Blocks sign-in from " + ends.Format("Mon 2 Jan, 15:04 UTC")
+	const skips = "If you can't fix this now, Resolve later skips it this once."
+	fileVault := shownItem{"FileVault is on", later, "Until then it doesn't stop you signing in. From then it can't be skipped."}
+	firewall := shownItem{"Firewall is on", "Warning: doesn't block", ""}
+
+	// 1. Everything fails: SIP blocks and can't be skipped, so nothing is
+	// offered, and the macOS item doesn't say it can be skipped.
+	a := failingMac(t, e)
+	got := e.ceremony(t, e.jarBrowser(t), a, e.sp.NewRequest(testUser))
+	noResponse(t, got)
+	want := []shownItem{
+		{"macOS is up to date", "Blocks sign-in now", ""},
+		{"System Integrity Protection is on", "Blocks sign-in now, cannot be skipped", ""},
+		fileVault, firewall,
+	}
+	if items := shownItems(t, got); !slices.Equal(items, want) {
+		t.Errorf("items:\n got %q\nwant %q", items, want)
+	}
+	if formAction(got, signin.PathResolveLater) || formAction(got, signin.PathContinue) || strings.Contains(got.body, "marked for then") {
+		t.Errorf("a page SIP blocks offers a way around it, or a block date:\n%s", got.body)
+	}
+
+	// 2. SIP passes: Resolve later, said of the macOS item only; the
+	// page's lines speak of what blocks now and of FileVault's date.
+	c := e.jarBrowser(t)
+	r := e.sp.NewRequest(testUser)
+	b := mixedMac(t, e, map[string]agentv1.PolicyStatus{"sip": agentv1.PolicyStatus_POLICY_STATUS_PASS})
+	got = e.ceremony(t, c, b, r)
+	noResponse(t, got)
+	want = []shownItem{{"macOS is up to date", "Blocks sign-in now", skips}, fileVault, firewall}
+	if items := shownItems(t, got); !slices.Equal(items, want) {
+		t.Errorf("items:\n got %q\nwant %q", items, want)
+	}
+	if !formAction(got, signin.PathResolveLater) || formAction(got, signin.PathContinue) {
+		t.Fatalf("want Resolve later only:\n%s", got.body)
+	}
+	for _, line := range []string{
+		"From " + ends.Format("Monday 2 Jan, 15:04 UTC") + ", the item marked for then will stop you signing in from this Mac.",
+		"signs " + testUser + " in this once, skipping the items that block sign-in now; the others don&#39;t stop this sign-in.",
+	} {
+		if !strings.Contains(got.body, line) {
+			t.Errorf("the page does not say %q:\n%s", line, got.body)
+		}
+	}
+	if strings.Contains(got.body, "without the fixes") {
+		t.Errorf("the page says Resolve later goes without every fix:\n%s", got.body)
+	}
+
+	// 3. Resolve later skips the macOS item, and only it: FileVault and
+	// the firewall were let through as warnings.
+	e.allowed(t, e.post(t, c, signin.PathResolveLater, url.Values{"token": {retryToken(t, got)}}), r)
+	d := lastDecision(t, e)
+	waivers := map[string]string{}
+	for _, res := range d.Results {
+		waivers[res.PolicyID] = res.Waiver
+	}
+	if d.Mode != "bypassed" || waivers["macos"] != "bypassed" || waivers["filevault"] != "warned" || waivers["firewall"] != "warned" || waivers["sip"] != "" {
+		t.Errorf("Resolve later: mode %s, waivers %v; want only macOS bypassed", d.Mode, waivers)
 	}
 }

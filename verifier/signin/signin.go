@@ -794,13 +794,15 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 		if token != nil {
 			page.RetryAction, page.RetryToken = PathRetry, base64.RawURLEncoding.EncodeToString(token)
 			if h.Rollout != nil {
+				// Each item says from the decision whether it blocks now,
+				// later or not at all (web.Findings); these are the page's
+				// buttons for what the decision lets the person do.
 				switch {
 				case d.CanContinue:
 					page.ContinueAction = PathContinue
 				case d.CanResolveLater:
 					page.ResolveLaterAction, page.ResolveLaterPeriod = PathResolveLater, h.Rollout.BypassPeriod()
 				}
-				page.BlockFrom = d.BlockFrom
 			}
 		}
 	}

@@ -11,12 +11,14 @@ import (
 
 // browserPages are the pages a person meets most, as the browser test shows
 // them: a Mac failing policies, one that couldn't be checked, one part-way
-// fixed, one failing and partly unchecked, one offline; the agent not
+// fixed, one failing and partly unchecked, one offline, one in warn, one
+// that may resolve later, one failing policies in every rollout state
+// (blocking now, blocking after its grace, only warning); the agent not
 // running; a refused request; and the page that carries the response to
 // Okta (as it shows without JavaScript, with its Continue button).
 var browserPages = []string{
 	"denied_policy", "denied_unchecked", "denied_partial", "denied_mixed", "denied_offline",
-	"agent_missing", "refused", "post", "denied_warn", "denied_resolve_later", "denied_lookalike",
+	"agent_missing", "refused", "post", "denied_warn", "denied_resolve_later", "denied_lookalike", "denied_rollout",
 }
 
 // TestBrowserPages renders each page in Debian's Chromium at a laptop's
@@ -92,6 +94,20 @@ func TestBrowserPages(t *testing.T) {
 					if !strings.Contains(text, "Resolve later") || !strings.Contains(text, "once every 7 days") ||
 						!strings.Contains(text, "Signing in as: robin@example.com") || !strings.Contains(text, "signs robin@example.com in this once") {
 						t.Errorf("%s: no Resolve later:\n%s", name, text)
+					}
+				case "denied_rollout":
+					// Each item says its own state, blocking now first; only
+					// the one Resolve later skips says so.
+					blocking, later, warn := strings.Index(text, "macOS is 14.6 or later\nBlocks sign-in now"),
+						strings.Index(text, "FileVault disk encryption is on\nBlocks sign-in from Thu 10 Dec, 01:48 UTC"),
+						strings.Index(text, "Firewall is on\nWarning: doesn't block")
+					if blocking < 0 || later < blocking || warn < later {
+						t.Errorf("%s: items not marked blocking now, later, warning, in that order:\n%s", name, text)
+					}
+					if n := browser.Eval[int](b, `[...document.querySelectorAll('.findings .effect')].filter(e => e.textContent.includes('Resolve later')).length`); n != 1 ||
+						!strings.Contains(text, "From Thursday 10 Dec, 01:48 UTC, the item marked for then will stop you signing in") ||
+						!strings.Contains(text, "skipping the items that block sign-in now; the others don't stop this sign-in") {
+						t.Errorf("%s: %d items skippable, want the macOS version's; or the page's lines are wrong:\n%s", name, n, text)
 					}
 				case "denied_lookalike":
 					if !strings.Contains(text, "Look closely: It mixes Cyrillic and Latin letters") || !strings.Contains(text, `Spelled out: r\u043ebin@example.com`) {

@@ -108,7 +108,9 @@ var kinds = map[Kind]kind{
 	},
 }
 
-// Findings converts a decision's findings for a page. A policy's
+// Findings converts a decision's findings for a page, each with how the
+// decision found it acts on the sign-in (its effective enforcement, when
+// it blocks from, whether Resolve later was offered for it). A policy's
 // description and osquery's error text are left behind: they are for the
 // security team, not the person at the Mac.
 func Findings(fs []decision.Finding) []Finding {
@@ -120,6 +122,7 @@ func Findings(fs []decision.Finding) []Finding {
 		out[i] = Finding{
 			Name: f.Name, UserText: f.UserText, Resolution: f.Resolution,
 			Status: string(f.Status), Critical: f.Critical,
+			Enforcement: f.Enforcement, BlocksFrom: f.BlocksFrom, ResolveLater: f.BypassOffered,
 		}
 	}
 	return out

@@ -219,14 +219,43 @@ const (
 	msgWarn = "This Mac doesn't meet your organization's security requirements. You can continue signing in this time, but please fix the items below soon."
 	// msgResolveLater is the main line when "Resolve later" would.
 	msgResolveLater = "This Mac doesn't meet your organization's security requirements. Fix the items below, then choose Check again. If you can't fix them right now, you can choose Resolve later once."
-	continueLabel   = "Continue"
-	continueHint    = "Continue signs you in this time. Your IT team can see that you were shown these items."
-	resolveLabel    = "Resolve later"
+	// msgResolveLaterMixed is that line when some items don't block now.
+	msgResolveLaterMixed = "This Mac doesn't meet your organization's security requirements. Fix the items below, then choose Check again. If you can't fix the ones that block sign-in now right away, you can choose Resolve later once."
+	continueLabel        = "Continue"
+	continueHint         = "Continue signs you in this time. Your IT team can see that you were shown these items."
+	resolveLabel         = "Resolve later"
 )
 
-// blockFromText says from when the items will block sign-in.
-func blockFromText(when string) string {
-	return "From " + when + ", you won't be able to sign in from this Mac until these items are fixed."
+// Words of each item's state on the remediation page: its badge, and a
+// line about what it does to this sign-in.
+const (
+	badgeNow         = "Blocks sign-in now"
+	badgeCritical    = "Blocks sign-in now, cannot be skipped"
+	badgeLater       = "Blocks sign-in from " // and the time
+	badgeWarning     = "Warning: doesn't block"
+	badgeRecommended = "Recommended"
+	// effectSkippable is said of an item Resolve later skips.
+	effectSkippable = "If you can't fix this now, Resolve later skips it this once."
+)
+
+// effectLater says what an item that blocks later does until then.
+func effectLater(critical bool) string {
+	if critical {
+		return "Until then it doesn't stop you signing in. From then it can't be skipped."
+	}
+	return "Until then it doesn't stop you signing in."
+}
+
+// blockFromText says from when the items that block later will block
+// sign-in: n of them, all from that time (same) or the first from it.
+func blockFromText(when string, n int, same bool) string {
+	switch {
+	case n == 1:
+		return "From " + when + ", the item marked for then will stop you signing in from this Mac."
+	case same:
+		return "From " + when + ", the items marked for then will stop you signing in from this Mac."
+	}
+	return "From " + when + ", the first of the items marked with a date will stop you signing in from this Mac."
 }
 
 // resolveLaterHint explains what Resolve later does, and how often.
@@ -241,11 +270,31 @@ func resolveLaterHint(username, period string) string {
 	return "Resolve later signs " + who + " in this once, without the fixes. This Mac can choose it once every " + period + " for each item."
 }
 
+// resolveLaterMixedHint is resolveLaterHint for a page where some items
+// don't block now: the button skips only those that do.
+func resolveLaterMixedHint(username, period string) string {
+	who := "you"
+	if username != "" {
+		who = username
+	}
+	const first = " in this once, skipping the items that block sign-in now; the others don't stop this sign-in."
+	if period == "" {
+		return "Resolve later signs " + who + first + " This Mac can't choose it again for the items it skips for a while."
+	}
+	return "Resolve later signs " + who + first + " This Mac can choose it once every " + period + " for each item it skips."
+}
+
 // blockDate is how a block date reads on the page, e.g. "Friday 5 Dec,
 // 09:00 UTC". The server does not know the person's time zone, so it says
 // UTC; the page's <time> element carries the exact instant.
 func blockDate(t time.Time) string {
 	return t.UTC().Format("Monday 2 Jan, 15:04 UTC")
+}
+
+// badgeDate is how a block date reads in an item's badge, e.g. "Fri 5
+// Dec, 09:00 UTC": blockDate, shorter.
+func badgeDate(t time.Time) string {
+	return t.UTC().Format("Mon 2 Jan, 15:04 UTC")
 }
 
 // periodText renders a bypass period in days or hours.

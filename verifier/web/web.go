@@ -19,6 +19,7 @@ package web
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"embed"
 	"encoding/base64"
@@ -28,6 +29,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,8 +70,45 @@ type Finding struct {
 	// fix: ERROR and MISSING mean the check could not run, and are shown
 	// as that (see Denied).
 	Status string
-	// Critical findings are shown as "Required, cannot be skipped".
+	// Critical findings can never be skipped: one that blocks now is shown
+	// as "Blocks sign-in now, cannot be skipped".
 	Critical bool
+
+	// How a required finding acts on this sign-in, as the decision found
+	// it; the page shows each item's own state from these and orders the
+	// items by it: those that block now, then those that block later
+	// (soonest first), then warnings. Advisory findings ignore them.
+	//
+	// Enforcement is the finding's effective enforcement: Enforce (or
+	// empty) blocks sign-in now, Warn (or Monitor) does not.
+	Enforcement decision.Enforcement
+	// BlocksFrom, when set, is when a finding that warns only while its
+	// grace period runs starts blocking (decision.Finding.BlocksFrom).
+	BlocksFrom time.Time
+	// ResolveLater: the decision offered "Resolve later" for this finding
+	// (decision.Finding.BypassOffered). On a page that shows Resolve
+	// later, the item says it can be skipped once.
+	ResolveLater bool
+}
+
+// effect is how a required finding acts on the sign-in, in the order the
+// page lists them.
+type effect int
+
+const (
+	blocksNow effect = iota
+	blocksLater
+	warns
+)
+
+func (f Finding) effect() effect {
+	switch {
+	case !f.BlocksFrom.IsZero():
+		return blocksLater
+	case f.Enforcement == decision.Warn || f.Enforcement == decision.Monitor:
+		return warns
+	}
+	return blocksNow
 }
 
 // Kind picks which remediation page is shown.
@@ -152,14 +191,13 @@ type Denied struct {
 	// token there completes this sign-in.
 	ContinueAction string
 	// ResolveLaterAction, when set, shows "Resolve later": posting the
-	// token there completes this sign-in once without the fixes.
+	// token there completes this sign-in once, skipping the items that
+	// block now (those with ResolveLater) and acknowledging the others.
 	// ResolveLaterPeriod is how often that can be chosen (for its hint).
+	// A page with Continue or Resolve later and items that block later
+	// (Finding.BlocksFrom) says from when the first of them blocks.
 	ResolveLaterAction string
 	ResolveLaterPeriod time.Duration
-	// BlockFrom, when set, is when the failing policies stop warning and
-	// start blocking (a grace period's end): a page with Continue or
-	// Resolve later says so.
-	BlockFrom time.Time
 	// SupportID is shown for the helpdesk as "Reference".
 	SupportID string
 	// Notes are extra lines for the helpdesk (e.g. a weaker check in use).
@@ -280,11 +318,17 @@ type retry struct {
 }
 
 type findingView struct {
-	Name       string
-	Status     string
+	Name   string
+	Status string
+	// Class is the item's own style: critical, or warning.
+	Class      string
 	Badge      string
 	BadgeClass string
-	Critical   bool
+	// BadgeTime, when set, ends the badge: when the item starts blocking.
+	BadgeTime *blockFrom
+	// Effect says what the item does to this sign-in beyond the badge
+	// (until when it doesn't block, whether Resolve later skips it).
+	Effect     string
 	UserText   []block
 	Resolution []block
 }
@@ -475,13 +519,24 @@ func (r *Renderer) Denied(w http.ResponseWriter, status int, d Denied) {
 			msg = msgResolveLater
 		}
 	}
-	if !d.BlockFrom.IsZero() && (v.Continue != nil || v.ResolveLater != nil) {
-		v.BlockFrom = &blockFrom{Text: blockFromText(blockDate(d.BlockFrom)), ISO: d.BlockFrom.UTC().Format(time.RFC3339)}
-	}
 	v.Message = orText(msg, k.message)
 	if kind == KindPolicy {
+		sortByEffect(fix)
+		skippable := v.ResolveLater != nil
 		for _, f := range fix {
-			v.Failing = append(v.Failing, viewFinding(f, true))
+			v.Failing = append(v.Failing, viewFinding(f, true, skippable))
+		}
+		if later := blocksLaterOf(fix); len(later) > 0 && (v.Continue != nil || v.ResolveLater != nil) {
+			first := later[0].BlocksFrom
+			v.BlockFrom = &blockFrom{Text: blockFromText(blockDate(first), len(later), sameTime(later)), ISO: first.UTC().Format(time.RFC3339)}
+		}
+		if v.ResolveLater != nil && !allBlockNow(d.Failing) {
+			// Some items don't block now: the words say the button skips
+			// only those that do.
+			v.ResolveLater.Hint = resolveLaterMixedHint(shownUsername(d.Username), periodText(d.ResolveLaterPeriod))
+			if d.Message == "" {
+				v.Message = msgResolveLaterMixed
+			}
 		}
 		if n := len(v.Failing); n == 1 {
 			v.FailingHeading = "Fix this item"
@@ -496,7 +551,7 @@ func (r *Renderer) Denied(w http.ResponseWriter, status int, d Denied) {
 		}
 		for _, f := range d.Advisory {
 			if f.Status == "FAIL" {
-				v.Advisory = append(v.Advisory, viewFinding(f, false))
+				v.Advisory = append(v.Advisory, viewFinding(f, false, false))
 			}
 		}
 	}
@@ -519,6 +574,53 @@ func split(fs []Finding) (fix, unchecked []Finding) {
 		}
 	}
 	return fix, unchecked
+}
+
+// sortByEffect orders the findings to fix as the page lists them: those
+// that block now, then those that block later, soonest first, then
+// warnings; the decision's order otherwise.
+func sortByEffect(fs []Finding) {
+	slices.SortStableFunc(fs, func(a, b Finding) int {
+		if c := cmp.Compare(a.effect(), b.effect()); c != 0 {
+			return c
+		}
+		return a.BlocksFrom.Compare(b.BlocksFrom)
+	})
+}
+
+// blocksLaterOf returns the findings, sorted by sortByEffect, that block
+// from a later time.
+func blocksLaterOf(fs []Finding) []Finding {
+	i := slices.IndexFunc(fs, func(f Finding) bool { return f.effect() == blocksLater })
+	if i < 0 {
+		return nil
+	}
+	j := i
+	for j < len(fs) && fs[j].effect() == blocksLater {
+		j++
+	}
+	return fs[i:j]
+}
+
+// sameTime reports whether the findings all block from the same time.
+func sameTime(fs []Finding) bool {
+	for _, f := range fs {
+		if !f.BlocksFrom.Equal(fs[0].BlocksFrom) {
+			return false
+		}
+	}
+	return true
+}
+
+// allBlockNow reports whether every required finding not passing blocks
+// sign-in now.
+func allBlockNow(fs []Finding) bool {
+	for _, f := range fs {
+		if f.Status != "PASS" && f.effect() != blocksNow {
+			return false
+		}
+	}
+	return true
 }
 
 // Refused writes the page for a request that cannot be served, with the
@@ -723,24 +825,39 @@ func retrySource(action string) (string, bool) {
 	return "", false
 }
 
-func viewFinding(f Finding, required bool) findingView {
+// viewFinding is f as the page shows it: a required finding with its own
+// state (blocks now, blocks later, a warning), an optional one as a
+// recommendation. skippable is whether the page offers Resolve later.
+func viewFinding(f Finding, required, skippable bool) findingView {
 	v := findingView{
 		Name:       orText(f.Name, unnamed),
 		Status:     statusText(f.Status),
-		Critical:   required && f.Critical,
 		UserText:   parseText(f.UserText),
 		Resolution: parseText(f.Resolution),
 	}
 	if len(v.Resolution) == 0 {
 		v.Resolution = []block{{Para: noResolution}}
 	}
-	switch {
-	case !required:
-		v.Badge, v.BadgeClass = "Recommended", "advisory"
-	case f.Critical:
-		v.Badge, v.BadgeClass = "Required, cannot be skipped", "critical"
+	if !required {
+		v.Badge, v.BadgeClass = badgeRecommended, "advisory"
+		return v
+	}
+	switch f.effect() {
+	case blocksNow:
+		switch {
+		case f.Critical:
+			v.Class, v.Badge, v.BadgeClass = "critical", badgeCritical, "critical"
+		case skippable && f.ResolveLater:
+			v.Badge, v.BadgeClass, v.Effect = badgeNow, "now", effectSkippable
+		default:
+			v.Badge, v.BadgeClass = badgeNow, "now"
+		}
+	case blocksLater:
+		v.Badge = badgeLater
+		v.BadgeTime = &blockFrom{Text: badgeDate(f.BlocksFrom), ISO: f.BlocksFrom.UTC().Format(time.RFC3339)}
+		v.Effect = effectLater(f.Critical)
 	default:
-		v.Badge = "Required"
+		v.Class, v.Badge, v.BadgeClass = "warning", badgeWarning, "warning"
 	}
 	return v
 }

@@ -75,6 +75,22 @@ func example(id, status string) Finding {
 	return Finding{Name: p.Name, UserText: p.UserText, Resolution: p.Resolution, Status: status, Critical: p.Critical}
 }
 
+// The states a rollout gives a finding, as the decision fills them in.
+func inGrace(f Finding, ends time.Time) Finding {
+	f.Enforcement, f.BlocksFrom = decision.Warn, ends
+	return f
+}
+
+func warning(f Finding) Finding {
+	f.Enforcement = decision.Warn
+	return f
+}
+
+func skippable(f Finding) Finding {
+	f.Enforcement, f.ResolveLater = decision.Enforce, true
+	return f
+}
+
 // examplesAt is every required example policy at status, and the optional
 // ones as advisory.
 func examplesAt(status string) (required, advisory []Finding) {
@@ -157,19 +173,33 @@ func pages() []pageCase {
 		}),
 		denied("denied_warn", Denied{
 			Reason: reason.PolicyFailed, DeviceName: "Lee's MacBook Pro", LastChecked: now.Add(-time.Minute), Now: now,
-			Failing:     []Finding{example("gatekeeper", "FAIL")},
+			Failing:     []Finding{inGrace(example("gatekeeper", "FAIL"), time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC))},
 			RetryAction: retryPath, RetryToken: retryToken, SupportID: "1046",
-			ContinueAction: "/saml/sso/continue", BlockFrom: time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC),
+			ContinueAction: "/saml/sso/continue",
+		}),
+		// The Mac of a rollout under way: the macOS version blocks now but
+		// may be resolved later, FileVault (critical) blocks once its grace
+		// ends, the firewall only warns, the screen lock is recommended.
+		denied("denied_rollout", Denied{
+			Reason: reason.PolicyFailed, DeviceName: "Bob's MacBook Pro", Username: "bob@example.com", LastChecked: now.Add(-2 * time.Minute), Now: now,
+			Failing: []Finding{
+				inGrace(example("filevault", "FAIL"), time.Date(2026, 12, 10, 1, 48, 0, 0, time.UTC)),
+				warning(example("firewall", "FAIL")),
+				skippable(example("macos-version", "FAIL")),
+			},
+			Advisory:    []Finding{example("screen-lock", "FAIL")},
+			RetryAction: retryPath, RetryToken: retryToken, SupportID: "1049",
+			ResolveLaterAction: "/saml/sso/resolve-later", ResolveLaterPeriod: 7 * 24 * time.Hour,
 		}),
 		denied("denied_resolve_later", Denied{
 			Reason: reason.PolicyFailed, DeviceName: "Robin's MacBook Air", Username: "robin@example.com", LastChecked: now.Add(-3 * 24 * time.Hour), Now: now,
-			Failing:     []Finding{screenLock},
+			Failing:     []Finding{skippable(screenLock)},
 			RetryAction: retryPath, RetryToken: retryToken, SupportID: "1047",
 			ResolveLaterAction: "/saml/sso/resolve-later", ResolveLaterPeriod: 7 * 24 * time.Hour,
 		}),
 		denied("denied_lookalike", Denied{
 			Reason: reason.PolicyFailed, DeviceName: "Robin's MacBook Air", Username: "r\u043ebin@example.com", LastChecked: now.Add(-time.Hour), Now: now,
-			Failing:     []Finding{screenLock},
+			Failing:     []Finding{skippable(screenLock)},
 			RetryAction: retryPath, RetryToken: retryToken, SupportID: "1048",
 			ResolveLaterAction: "/saml/sso/resolve-later", ResolveLaterPeriod: 7 * 24 * time.Hour,
 		}),
@@ -257,7 +287,7 @@ func TestHeaders(t *testing.T) {
 		}
 		wantAction := map[string]string{
 			"denied_policy": "'self'", "denied_mixed": "'self'", "denied_unchecked": "'self'", "denied_partial": "'self'",
-			"denied_offline": "'self'", "denied_generic": "'self'", "denied_warn": "'self'", "denied_resolve_later": "'self'", "denied_lookalike": "'self'",
+			"denied_offline": "'self'", "denied_generic": "'self'", "denied_warn": "'self'", "denied_rollout": "'self'", "denied_resolve_later": "'self'", "denied_lookalike": "'self'",
 			"post": "https:",
 		}[p.name]
 		if wantAction == "" {
@@ -725,7 +755,7 @@ func TestFindings(t *testing.T) {
 		t.Fatalf("%d findings shown, want FileVault and the screen lock", len(items))
 	}
 	for i, want := range []struct{ class, badge, status, about string }{
-		{"critical", "Required, cannot be skipped", "Not met on this Mac", "unreadable to anyone"},
+		{"critical", "Blocks sign-in now, cannot be skipped", "Not met on this Mac", "unreadable to anyone"},
 		{"", "Recommended", "Not met on this Mac", "keeps others out"},
 	} {
 		li := items[i]
@@ -944,6 +974,16 @@ func TestKinds(t *testing.T) {
 	fs := Findings([]decision.Finding{{Name: "n", Description: "d", UserText: "u", Status: decision.StatusError, Message: "m", Resolution: "r", Critical: true}})
 	if len(fs) != 1 || fs[0] != (Finding{Name: "n", UserText: "u", Status: "ERROR", Resolution: "r", Critical: true}) {
 		t.Errorf("Findings = %+v (the description and osquery's message stay behind)", fs)
+	}
+	// How the decision found each acts on the sign-in comes along.
+	ends := now.Add(72 * time.Hour)
+	fs = Findings([]decision.Finding{
+		{Name: "grace", Status: decision.StatusFail, Enforcement: decision.Warn, GraceStarted: now, GraceEnds: ends, BlocksFrom: ends},
+		{Name: "bypass", Status: decision.StatusFail, Enforcement: decision.Enforce, BypassOffered: true},
+	})
+	if len(fs) != 2 || fs[0].Enforcement != decision.Warn || !fs[0].BlocksFrom.Equal(ends) || fs[0].ResolveLater ||
+		fs[1].Enforcement != decision.Enforce || !fs[1].BlocksFrom.IsZero() || !fs[1].ResolveLater {
+		t.Errorf("Findings = %+v, want each one's enforcement, block time and Resolve later", fs)
 	}
 }
 
