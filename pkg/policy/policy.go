@@ -10,10 +10,11 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
-	"io"
-	"os"
 	"time"
+
+	"github.com/clearance/clearance/pkg/regularfile"
 )
 
 // Limits and defaults of the file format.
@@ -117,17 +118,13 @@ func (s *Set) Lookup(id string) (Policy, bool) {
 // Load reads the policy file at path (at most MaxFileSize bytes) and parses
 // it. Errors in the file are reported as Errors, prefixed with path.
 func Load(path string) (*Set, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading policies: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading policies: %w", err)
-	}
-	if len(data) > MaxFileSize {
+	// A FIFO or a device in the file's place is refused, not waited on.
+	data, err := regularfile.Read(path, MaxFileSize)
+	switch {
+	case errors.Is(err, regularfile.ErrTooLarge):
 		return nil, tooLarge(path)
+	case err != nil:
+		return nil, fmt.Errorf("reading policies: %w", err)
 	}
 	return Parse(data, path)
 }

@@ -8,10 +8,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
-	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/clearance/clearance/pkg/cli"
 	"github.com/clearance/clearance/pkg/presence"
+	"github.com/clearance/clearance/pkg/regularfile"
 	"github.com/clearance/clearance/verifier/access"
 	"github.com/clearance/clearance/verifier/cloudflare"
 	"github.com/clearance/clearance/verifier/decision"
@@ -920,17 +919,14 @@ type fileValue struct {
 }
 
 func readFile(path string) (map[string]fileValue, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("config file: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("config file %s: %w", path, err)
-	}
-	if len(data) > maxFileSize {
+	// A FIFO or a device in the file's place is refused, not waited on:
+	// SIGHUP's reload reads it on the one goroutine every reload takes.
+	data, err := regularfile.Read(path, maxFileSize)
+	switch {
+	case errors.Is(err, regularfile.ErrTooLarge):
 		return nil, fmt.Errorf("config file %s is larger than %d bytes", path, maxFileSize)
+	case err != nil:
+		return nil, fmt.Errorf("config file: %w", err)
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {

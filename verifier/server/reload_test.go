@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -150,4 +151,42 @@ func TestReloadOutrankedEnforcement(t *testing.T) {
 	}
 	h.logs.has(t, "a flag or environment variable sets it instead")
 	h.logs.has(t, "setting=enforcement set_by=--enforcement")
+}
+
+// A FIFO put in the settings file's place is refused at once, not waited
+// on: the reload that reads it is the one every later SIGHUP takes, and a
+// fixed file is then read again.
+func TestReloadRefusesAFIFO(t *testing.T) {
+	t.Parallel()
+	h, file := startSettings(t, "enforcement: monitor\n")
+	a := h.failingDevice()
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- h.srv.Reload(context.Background()) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a FIFO in the settings file's place reloaded without an error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reload waited on a FIFO in the settings file's place")
+	}
+	h.logs.has(t, "is not a regular file (a FIFO)")
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte("enforcement: enforce\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.explain(a); r.GetMode() != "enforce" {
+		t.Fatalf("after the file was fixed: mode %q, want enforce", r.GetMode())
+	}
 }
