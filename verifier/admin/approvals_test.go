@@ -20,14 +20,21 @@ import (
 
 var approvalsNow = time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
 
-// approvalStore is a new SQLite store with one enroll secret, "sec".
-func approvalStore(t *testing.T) *sqlite.Store {
+// newStore is a new, empty SQLite store, closed when the test ends.
+func newStore(t *testing.T) *sqlite.Store {
 	t.Helper()
 	store, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "db.sqlite"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
+	return store
+}
+
+// approvalStore is a new SQLite store with one enroll secret, "sec".
+func approvalStore(t *testing.T) *sqlite.Store {
+	t.Helper()
+	store := newStore(t)
 	if err := store.CreateEnrollSecret(t.Context(), storage.EnrollSecret{ID: "sec", Hash: []byte("h"), CreatedAt: approvalsNow},
 		storage.AuditEvent{At: approvalsNow, Action: "secret.create"}); err != nil {
 		t.Fatal(err)

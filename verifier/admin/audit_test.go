@@ -3,7 +3,6 @@ package admin_test
 import (
 	"context"
 	"encoding/base64"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +16,6 @@ import (
 	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/hub"
 	"github.com/clearance/clearance/verifier/storage"
-	"github.com/clearance/clearance/verifier/storage/sqlite"
 )
 
 // The audit log through the admin API: changes made through the API are
@@ -27,11 +25,7 @@ import (
 func TestListAuditEvents(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "db.sqlite"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := newStore(t)
 	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
 	s := &admin.Server{Store: store, Hub: &hub.Hub{Nonces: store}, Now: func() time.Time { return now }, Policies: fixedPolicies("v7", "firewall")}
 

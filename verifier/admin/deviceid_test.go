@@ -2,7 +2,6 @@ package admin_test
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +13,6 @@ import (
 	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/hub"
 	"github.com/clearance/clearance/verifier/storage"
-	"github.com/clearance/clearance/verifier/storage/sqlite"
 )
 
 // TestDeviceByTheStartOfItsID: the calls that name one device take the
@@ -23,11 +21,7 @@ import (
 func TestDeviceByTheStartOfItsID(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "db.sqlite"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := newStore(t)
 	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
 	s := &admin.Server{Store: store, Hub: &hub.Hub{}, Now: func() time.Time { return now }, Policies: fixedPolicies("v7", "firewall")}
 	setup := storage.AuditEvent{At: now, Actor: "test", Action: "setup"}

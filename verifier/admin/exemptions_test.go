@@ -2,7 +2,6 @@ package admin_test
 
 import (
 	"context"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -16,7 +15,6 @@ import (
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/storage"
-	"github.com/clearance/clearance/verifier/storage/sqlite"
 )
 
 // Exemptions through the admin API: granted with a reason and an expiry,
@@ -25,11 +23,7 @@ import (
 func TestExemptionsAPI(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "db.sqlite"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := newStore(t)
 	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
 	s := &admin.Server{Store: store, Now: func() time.Time { return now }, Policies: fixedPolicies("v7", "firewall", "macos-version")}
 
@@ -54,7 +48,7 @@ func TestExemptionsAPI(t *testing.T) {
 			t.Errorf("%s: %v, want INVALID_ARGUMENT", name, err)
 		}
 	}
-	_, err = s.GrantExemption(ctx, bad["unknown policy"])
+	_, err := s.GrantExemption(ctx, bad["unknown policy"])
 	if msg := status.Convert(err).Message(); !strings.Contains(msg, `no policy "filevault" in the policy set in force (version "v7"); its policies: firewall, macos-version`) {
 		t.Errorf("unknown policy: %q", msg)
 	}
@@ -156,11 +150,7 @@ func (f fixedPolicySet) Reload() (*agentv1.PolicySet, error) { return f.ps, nil 
 func TestListDecisionsModes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "db.sqlite"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := newStore(t)
 	s := &admin.Server{Store: store}
 	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
 	for i, m := range []string{"enforce", "monitor", "warned", "bypassed", "monitor"} {

@@ -104,12 +104,10 @@ func (s *Store) ListAudit(ctx context.Context, f storage.AuditFilter) ([]storage
 	return events, nil
 }
 
-// listAuditQuery builds the query for f and its arguments. Times outside
-// the range timeCodec can store select everything or nothing, as in
-// listDecisionsQuery.
+// listAuditQuery builds the query for f and its arguments (times outside
+// the storable range: see filter.between).
 func listAuditQuery(f storage.AuditFilter) (string, []any) {
 	var w filter
-	const nothing = "0 = 1"
 	if f.DeviceID != "" {
 		w.add("device_id = ?", f.DeviceID)
 	}
@@ -133,20 +131,7 @@ func listAuditQuery(f storage.AuditFilter) (string, []any) {
 	default:
 		w.add("action = ?", a)
 	}
-	switch {
-	case f.Since.IsZero() || f.Since.Before(minTime):
-	case f.Since.After(maxTime):
-		w.conds = append(w.conds, nothing)
-	default:
-		w.add("at >= ?", f.Since.UnixNano())
-	}
-	switch {
-	case f.Until.IsZero() || f.Until.After(maxTime):
-	case f.Until.Before(minTime):
-		w.conds = append(w.conds, nothing)
-	default:
-		w.add("at < ?", f.Until.UnixNano())
-	}
+	w.between("at", f.Since, f.Until)
 	if f.BeforeID > 0 {
 		switch {
 		case f.BeforeAt.Before(minTime):

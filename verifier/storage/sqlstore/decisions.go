@@ -173,14 +173,9 @@ func (s *Store) ListDecisions(ctx context.Context, f storage.DecisionFilter) ([]
 }
 
 // listDecisionsQuery builds the query for f, newest first, and its
-// arguments.
-//
-// Since and Until may lie outside the range timeCodec can store (the admin
-// API takes any year from 1 to 9999). No stored time lies outside it, so
-// such a bound selects everything or nothing, as it would if it fitted.
+// arguments (times outside the storable range: see filter.between).
 func listDecisionsQuery(f storage.DecisionFilter) (string, []any) {
 	var w filter
-	const nothing = "0 = 1"
 	if f.Username != "" {
 		w.add("username = ?", f.Username)
 	}
@@ -204,20 +199,7 @@ func listDecisionsQuery(f storage.DecisionFilter) (string, []any) {
 		}
 		w.conds = append(w.conds, "mode IN ("+strings.Join(in, ", ")+")")
 	}
-	switch {
-	case f.Since.IsZero() || f.Since.Before(minTime):
-	case f.Since.After(maxTime):
-		w.conds = append(w.conds, nothing)
-	default:
-		w.add("at >= ?", f.Since.UnixNano())
-	}
-	switch {
-	case f.Until.IsZero() || f.Until.After(maxTime):
-	case f.Until.Before(minTime):
-		w.conds = append(w.conds, nothing)
-	default:
-		w.add("at < ?", f.Until.UnixNano())
-	}
+	w.between("at", f.Since, f.Until)
 	if f.BeforeID > 0 {
 		w.add("id < ?", f.BeforeID)
 	}

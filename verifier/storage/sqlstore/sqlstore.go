@@ -492,6 +492,31 @@ func (f *filter) add(cond string, v any) {
 	f.conds = append(f.conds, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(f.args))))
 }
 
+// nothing is a condition no row meets.
+const nothing = "0 = 1"
+
+// between adds the window [since, until) on the time column col, either end
+// unset when zero. Since and Until may lie outside the range timeCodec can
+// store (the admin API takes any year from 1 to 9999); no stored time lies
+// outside it, so such a bound selects everything or nothing, as it would if
+// it fitted.
+func (f *filter) between(col string, since, until time.Time) {
+	switch {
+	case since.IsZero() || since.Before(minTime):
+	case since.After(maxTime):
+		f.conds = append(f.conds, nothing)
+	default:
+		f.add(col+" >= ?", since.UnixNano())
+	}
+	switch {
+	case until.IsZero() || until.After(maxTime):
+	case until.Before(minTime):
+		f.conds = append(f.conds, nothing)
+	default:
+		f.add(col+" < ?", until.UnixNano())
+	}
+}
+
 // query is base with the conditions, ordered by order and limited to
 // limit rows, and its arguments.
 func (f *filter) query(base, order string, limit int) (string, []any) {
