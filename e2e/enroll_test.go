@@ -562,3 +562,65 @@ func TestRefusedAgentSaysWhyInStatus(t *testing.T) {
 		t.Errorf("clearance-agent status after a refusal:\n%s", st)
 	}
 }
+
+// TestRevokedMacComesBackByApproval: a revoked Mac's agent is refused; once
+// its state is wiped and it restarts with a new key, its request waits for
+// the security team (even under auto), and approving it with the CLI
+// reinstates the same device, which reports again.
+func TestRevokedMacComesBackByApproval(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "verifier")
+	v := startVerifierOn(t, dataDir, freePort(t), freePort(t))
+	secret := v.enrollSecret()
+	m := startMac(t, filepath.Join(dir, "mac"), v.grpcAddr, filepath.Join(dataDir, "ca.pem"), secret, "", "", "")
+	got := waitDevice(t, v, "the Mac's first report", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetConnected() && g.GetDevice().GetLastSeq() > 0
+	})
+	deviceID, oldKey := got.GetDevice().GetDeviceId(), got.GetDevice().GetKeyFingerprint()
+
+	cli(t, "devices", "revoke", "--data-dir", dataDir, deviceID, "--reason", "reported stolen")
+	waitLog(t, m.agent.logs, "the revoked agent told", "verifier refused this device", "PermissionDenied")
+	if st := m.status(t); !strings.Contains(st, "REFUSED") {
+		t.Errorf("status of the revoked Mac:\n%s", st)
+	}
+
+	// Recovered: its state wiped, the agent starts over with a new key.
+	m.agent.stop()
+	if err := os.RemoveAll(m.stateDir); err != nil {
+		t.Fatal(err)
+	}
+	m.start(t)
+	req := waitPending(t, v, "revoked_device")
+	if req.GetDeviceId() != deviceID || req.GetKeyFingerprint() == oldKey || req.GetDeviceRevokedAt() == nil {
+		t.Fatalf("request %v: want a new key for revoked device %s", req, deviceID)
+	}
+	waitLog(t, m.agent.logs, "the agent saying it waits", "enrollment waits for approval by the security team", "request_id="+req.GetRequestId())
+	if st := m.status(t); !strings.Contains(st, "PENDING APPROVAL") || !strings.Contains(st, "revoked_device") || strings.Contains(st, "REFUSED") {
+		t.Errorf("status while the request waits:\n%s", st)
+	}
+	if out := cli(t, "devices", "pending", "--data-dir", dataDir); !strings.Contains(out, "revoked_device") || !strings.Contains(out, "REVOKED") {
+		t.Errorf("devices pending:\n%s", out)
+	}
+	if d := v.device(t, deviceID).GetDevice(); d.GetRevokedAt() == nil {
+		t.Fatalf("the device is no longer revoked while its request waits: %v", d)
+	}
+
+	if out := cli(t, "devices", "approve", "--data-dir", dataDir, req.GetRequestId()); !strings.Contains(out, "reinstated") {
+		t.Errorf("devices approve: %s", out)
+	}
+	d := waitDevice(t, v, "the reinstated Mac reporting", pollBackoff+within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetConnected() && g.GetDevice().GetLastSeq() > 0 && g.GetDevice().GetKeyFingerprint() == req.GetKeyFingerprint()
+	}).GetDevice()
+	if d.GetDeviceId() != deviceID || d.GetRevokedAt() != nil {
+		t.Fatalf("after approval: %v", d)
+	}
+	if st := m.status(t); strings.Contains(st, "PENDING") || strings.Contains(st, "REFUSED") {
+		t.Errorf("status after approval:\n%s", st)
+	}
+	c, ctx := v.admin()
+	audit, err := c.ListAuditEvents(ctx, &adminv1.ListAuditEventsRequest{DeviceId: deviceID, Action: "device.reinstate"})
+	if err != nil || len(audit.GetEvents()) != 1 || !strings.Contains(audit.GetEvents()[0].GetDetail(), "reported stolen") {
+		t.Errorf("audit of the reinstatement: %v %v", audit, err)
+	}
+}

@@ -38,6 +38,11 @@ func TestEnrollPendingThenApproved(t *testing.T) {
 		return st.Err()
 	}
 	m := manager(t, v, t.TempDir(), v.Secret)
+	// A refusal recorded before (a revoked Mac, now asking with a new key)
+	// gives way to the wait: status shows where the Mac is now.
+	if err := m.Dir.SaveRefusal(state.Refusal{Code: "PermissionDenied", Message: "device is revoked"}); err != nil {
+		t.Fatal(err)
+	}
 	for range 2 {
 		_, err := m.Ensure(context.Background())
 		if got := retry.Of(retry.Enroll, err); got != retry.Pending {
@@ -50,6 +55,9 @@ func TestEnrollPendingThenApproved(t *testing.T) {
 	}
 	if _, err := m.Dir.LoadIdentity(); err == nil {
 		t.Fatal("an identity was stored while pending")
+	}
+	if r, err := m.Dir.LoadRefusal(); err != nil || r != nil {
+		t.Fatalf("refusal still recorded while the request waits: %+v %v", r, err)
 	}
 
 	mu.Lock()

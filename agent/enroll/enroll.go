@@ -8,7 +8,9 @@
 // when an enroll secret is configured and either its certificate has expired
 // or the verifier answers Unauthenticated (certificate unknown, e.g. after
 // the verifier's data was reset). A revoked device (PermissionDenied) never
-// re-enrolls on its own: that needs an administrator. Certificates are
+// re-enrolls on its own: its key never enrolls again, and the Mac comes back
+// only with a new key (clearance-agent rotate-key) whose request the
+// security team approves. Certificates are
 // checked in the verifier's time (package clock), learnt from the very
 // response that carries them, so a device whose clock is off keeps the
 // certificate it was issued instead of enrolling again and again.
@@ -306,6 +308,11 @@ func (m *Manager) pending(p *agentv1.EnrollmentPending) {
 	}
 	if err := m.Dir.SavePending(rec); err != nil {
 		m.log().Warn("recording the wait for approval failed", "err", err)
+	}
+	// The verifier answered, and a refusal recorded before (a revoked
+	// Mac's, whose new key now waits) no longer says where this Mac is.
+	if err := m.Dir.ClearRefusal(); err != nil {
+		m.log().Warn("clearing the recorded refusal failed", "err", err)
 	}
 	log := m.log().With("request_id", rec.RequestID, "reason", rec.Reason)
 	if prev == nil || prev.RequestID != rec.RequestID {

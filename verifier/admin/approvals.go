@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -124,24 +125,36 @@ func (s *Server) ApproveEnrollment(ctx context.Context, req *adminv1.ApproveEnro
 	if err != nil {
 		return nil, s.internal("reading enrollment request", err)
 	}
+	audit := storage.AuditEvent{At: now, Actor: "admin-api", Action: "device.enroll_approve",
+		Detail: fmt.Sprintf("request %s, hardware UUID %s, serial %q, hostname %q, model %q, enroll secret %s, key %s, reason %s, from %s",
+			p.ID, p.HardwareUUID, p.SerialNumber, p.Hostname, p.Model, p.SecretID, enroll.KeyFingerprint(p.PublicKey), p.Reason, p.Source)}
+	reinstating := !p.DeviceRevokedAt.IsZero()
+	if reinstating {
+		// The request was made against this revocation, and storage
+		// approves it only while it holds: the audit names the
+		// revocation the approval ends.
+		audit.Action = "device.reinstate"
+		audit.Detail += fmt.Sprintf(", ends the revocation of %s", p.DeviceRevokedAt.UTC().Format(time.RFC3339))
+		if d, err := s.Store.GetDevice(ctx, p.DeviceID); err == nil && d.Revoked() {
+			audit.Detail += fmt.Sprintf(" (%q)", d.RevokedReason)
+		}
+		audit.Detail += ", revoked key " + enroll.KeyFingerprint(p.DeviceKey)
+	}
 	d, replaced, err := s.Store.ApproveEnrollment(ctx, storage.Approval{
-		RequestID: p.ID, NewDeviceID: enroll.NewDeviceID(), At: now,
-		Audit: storage.AuditEvent{At: now, Actor: "admin-api", Action: "device.enroll_approve",
-			Detail: fmt.Sprintf("request %s, hardware UUID %s, serial %q, hostname %q, model %q, enroll secret %s, key %s, reason %s, from %s",
-				p.ID, p.HardwareUUID, p.SerialNumber, p.Hostname, p.Model, p.SecretID, enroll.KeyFingerprint(p.PublicKey), p.Reason, p.Source)},
+		RequestID: p.ID, NewDeviceID: enroll.NewDeviceID(), At: now, Audit: audit,
 		ClaimReason: enroll.PendingSerialEnrolled, NewRequestID: enroll.NewDeviceID(),
 	})
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return nil, requestGone(req.GetRequestId())
 	case errors.Is(err, storage.ErrRequestStale):
-		return nil, status.Errorf(codes.FailedPrecondition, "this Mac (hardware UUID %s) enrolled or changed key after request %s was made; the request is stale and was removed. If the Mac still asks, its new request shows the current state", p.HardwareUUID, p.ID)
+		return nil, status.Errorf(codes.FailedPrecondition, "this Mac (hardware UUID %s) enrolled, changed key, was revoked or was reinstated after request %s was made; the request is stale and was removed. If the Mac still asks, its new request shows the current state", p.HardwareUUID, p.ID)
 	case errors.Is(err, storage.ErrRequestRejected):
 		return nil, status.Errorf(codes.FailedPrecondition, "enrollment request %s was rejected; the agent must ask again with another key", p.ID)
 	case errors.Is(err, storage.ErrSecretRevoked):
 		return nil, status.Errorf(codes.FailedPrecondition, "enrollment request %s used enroll secret %s, revoked since; reject it, and enroll the Mac with a current secret", p.ID, p.SecretID)
 	case errors.Is(err, storage.ErrDeviceRevoked):
-		return nil, status.Errorf(codes.FailedPrecondition, "hardware UUID %s is a revoked device; it cannot enroll again", p.HardwareUUID)
+		return nil, status.Errorf(codes.FailedPrecondition, "request %s carries the key hardware UUID %s was revoked with; a revoked key never enrolls again", p.ID, p.HardwareUUID)
 	case errors.Is(err, storage.ErrSerialEnrolled):
 		return nil, status.Errorf(codes.FailedPrecondition, "enrollment request %s claims serial number %q, which a device has enrolled on since the request was made (a Mac with a new logic board, or another machine claiming a Mac's serial); it was filed anew as %s, and nothing was enrolled. List the requests again ('devices pending'), compare it with that device ('devices --wide'), and approve it only if it is that Mac", p.ID, p.SerialNumber, enroll.PendingSerialEnrolled)
 	case err != nil:
@@ -151,9 +164,9 @@ func (s *Server) ApproveEnrollment(ctx context.Context, req *adminv1.ApproveEnro
 		// The old key's streams end now, here and on other replicas.
 		s.Hub.Reenrolled(d.ID, d.PublicKey)
 	}
-	s.log().Info("enrollment approved", "request_id", p.ID, "device_id", d.ID, "replaced_key", replaced,
+	s.log().Info("enrollment approved", "request_id", p.ID, "device_id", d.ID, "replaced_key", replaced, "reinstated", reinstating,
 		"hardware_uuid", d.HardwareUUID, "key_fingerprint", enroll.KeyFingerprint(d.PublicKey))
-	return &adminv1.ApproveEnrollmentResponse{Device: s.device(d, nil), ReplacedKey: replaced}, nil
+	return &adminv1.ApproveEnrollmentResponse{Device: s.device(d, nil), ReplacedKey: replaced, Reinstated: reinstating}, nil
 }
 
 // RejectEnrollment implements AdminService.RejectEnrollment.
@@ -450,15 +463,16 @@ func pendingProto(p storage.PendingEnrollment) *adminv1.PendingEnrollment {
 			HardwareUuid: p.HardwareUUID, SerialNumber: p.SerialNumber, Model: p.Model, OsName: p.OSName,
 			OsVersion: p.OSVersion, Hostname: p.Hostname, Platform: p.Platform, AgentVersion: p.AgentVersion,
 		},
-		DeviceId:       p.DeviceID,
-		Reason:         p.Reason,
-		Source:         p.Source,
-		EnrollSecretId: p.SecretID,
-		RequestedAt:    ts(p.RequestedAt),
-		LastRequestAt:  ts(p.LastRequestAt),
-		Requests:       uint32(p.Requests),
-		KeyFingerprint: enroll.KeyFingerprint(p.PublicKey),
-		RejectedAt:     ts(p.RejectedAt),
+		DeviceId:        p.DeviceID,
+		Reason:          p.Reason,
+		Source:          p.Source,
+		EnrollSecretId:  p.SecretID,
+		RequestedAt:     ts(p.RequestedAt),
+		LastRequestAt:   ts(p.LastRequestAt),
+		Requests:        uint32(p.Requests),
+		KeyFingerprint:  enroll.KeyFingerprint(p.PublicKey),
+		RejectedAt:      ts(p.RejectedAt),
+		DeviceRevokedAt: ts(p.DeviceRevokedAt),
 	}
 }
 

@@ -76,6 +76,11 @@ const (
 	// PendingSerialEnrolled: a device already enrolled on the serial (a
 	// revoked one included); under known, the serial is on the list.
 	PendingSerialEnrolled = "serial_enrolled"
+	// PendingRevokedDevice: the hardware UUID is a revoked device's, and
+	// the request presents a new key. Whatever the admission policy, only
+	// the security team brings a revoked Mac back: approve only if it is
+	// back in your hands. Approving reinstates the device.
+	PendingRevokedDevice = "revoked_device"
 )
 
 // Default bounds on the requests that wait at once (storage.PendingLimits):
@@ -274,8 +279,19 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 	checked := &storage.Checked{}
 	existing, err := s.Store.GetDeviceByHardwareUUID(ctx, facts.GetHardwareUuid())
 	switch {
+	case err == nil && existing.Revoked() && bytes.Equal(key, existing.PublicKey):
+		// The key a revocation cut off never comes back, not even by
+		// approval: a stolen Mac's key is what revocation is for.
+		return nil, "revoked_device", status.Errorf(codes.PermissionDenied,
+			"device %s (hardware UUID %s) is revoked, and its key cannot enroll again; to bring this Mac back, make it a new key (clearance-agent rotate-key) and have the security team approve its request", existing.ID, facts.GetHardwareUuid())
 	case err == nil && existing.Revoked():
-		return nil, "revoked_device", status.Errorf(codes.PermissionDenied, "device %s (hardware UUID %s) is revoked and cannot re-enroll", existing.ID, facts.GetHardwareUuid())
+		// A new key for a revoked Mac waits for the security team, under
+		// any policy and whatever it proves (a rotation proof is the
+		// revoked key's signature), and spends no use until approved.
+		if lapsed != nil {
+			break
+		}
+		return s.pend(ctx, facts, key, secret, existing, PendingRevokedDevice, now)
 	case err == nil:
 		deviceID, reenroll = existing.ID, true
 		checked.Key = existing.PublicKey
@@ -524,29 +540,32 @@ func sourceOf(ctx context.Context) (addr, network string) {
 func (s *Service) pend(ctx context.Context, facts *agentv1.DeviceFacts, key []byte, secret storage.EnrollSecret, dev storage.Device, reason string, now time.Time) (*agentv1.EnrollResponse, string, error) {
 	source, network := sourceOf(ctx)
 	p, err := s.Store.RequestEnrollment(ctx, storage.PendingEnrollment{
-		ID:            NewDeviceID(),
-		HardwareUUID:  facts.GetHardwareUuid(),
-		SerialNumber:  facts.GetSerialNumber(),
-		Model:         facts.GetModel(),
-		OSName:        facts.GetOsName(),
-		OSVersion:     facts.GetOsVersion(),
-		Hostname:      facts.GetHostname(),
-		Platform:      facts.GetPlatform(),
-		AgentVersion:  facts.GetAgentVersion(),
-		PublicKey:     key,
-		SecretID:      secret.ID,
-		DeviceID:      dev.ID,
-		DeviceKey:     dev.PublicKey,
-		Reason:        reason,
-		Source:        source,
-		SourceNet:     network,
-		LastRequestAt: now,
+		ID:              NewDeviceID(),
+		HardwareUUID:    facts.GetHardwareUuid(),
+		SerialNumber:    facts.GetSerialNumber(),
+		Model:           facts.GetModel(),
+		OSName:          facts.GetOsName(),
+		OSVersion:       facts.GetOsVersion(),
+		Hostname:        facts.GetHostname(),
+		Platform:        facts.GetPlatform(),
+		AgentVersion:    facts.GetAgentVersion(),
+		PublicKey:       key,
+		SecretID:        secret.ID,
+		DeviceID:        dev.ID,
+		DeviceKey:       dev.PublicKey,
+		DeviceRevokedAt: dev.RevokedAt,
+		Reason:          reason,
+		Source:          source,
+		SourceNet:       network,
+		LastRequestAt:   now,
 	}, s.Limits(), storage.AuditEvent{At: now, Actor: "agent", Action: "device.enroll_pending", DeviceID: dev.ID,
 		Detail: fmt.Sprintf("hardware UUID %s, serial %q, enroll secret %s, reason %s, key %s, from %s",
 			facts.GetHardwareUuid(), logsample.Clip(facts.GetSerialNumber()), secret.ID, reason, KeyFingerprint(key), source)})
 	switch {
 	case errors.Is(err, storage.ErrRequestRejected):
 		return nil, "rejected", rejectedStatus(p.ID)
+	case errors.Is(err, storage.ErrDeviceRevoked):
+		return nil, "revoked_device", status.Errorf(codes.PermissionDenied, "device with hardware UUID %s is revoked, and its key cannot enroll again", facts.GetHardwareUuid())
 	case errors.Is(err, storage.ErrKeyReplaced):
 		return nil, "conflict", status.Error(codes.Aborted, "this device's enrollment changed while the request was checked; retry")
 	case errors.Is(err, storage.ErrTooManyPending):

@@ -1106,3 +1106,85 @@ func TestRemovedRejectionWaitsAgain(t *testing.T) {
 		t.Errorf("devices after the removed rejections' keys asked again: %v, %v; want only the Mac, enrolled once", devs, err)
 	}
 }
+
+// TestReinstate: a revoked Mac comes back only through the security team,
+// with a new key. Its revoked key is refused and records nothing; a new key
+// waits as revoked_device under auto, spending no use; rejecting keeps the
+// Mac revoked and that key out; approving reinstates the same device with
+// the new key, audited, and the agent enrolls and reports again.
+func TestReinstate(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	secret := h.secret()
+	a := h.enrolled(secret)
+	st := h.connect(a)
+	if _, err := h.admin.RevokeDevice(h.ctx(), &adminv1.RevokeDeviceRequest{DeviceId: a.DeviceID, Reason: "stolen"}); err != nil {
+		t.Fatal(err)
+	}
+	checkStatus(t, streamEnd(t, st, "the revoked device's stream"), codes.PermissionDenied, "revoked")
+
+	// The revoked key: refused.
+	before := h.dump()
+	_, err := a.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.PermissionDenied, "its key cannot enroll again")
+	if h.dump() != before {
+		t.Fatal("the revoked key's request changed the database")
+	}
+
+	// A new key waits with its reason, and the device stays revoked.
+	// The same Mac (its hardware UUID and serial) with a new key.
+	sameMac := func() *protoagent.Agent {
+		n := newAgent(t, h, a.Facts.GetHardwareUuid())
+		n.Facts.SerialNumber = a.Facts.GetSerialNumber()
+		return n
+	}
+	rejected := sameMac()
+	_, err = rejected.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "revoked_device")
+	p := pendingOf(t, h)
+	if p.GetReason() != "revoked_device" || p.GetDeviceId() != a.DeviceID || p.GetDeviceRevokedAt() == nil {
+		t.Fatalf("pending request = %v", p)
+	}
+	if _, err := h.admin.RejectEnrollment(h.ctx(), &adminv1.RejectEnrollmentRequest{RequestId: p.GetRequestId()}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = rejected.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.PermissionDenied, "rejected")
+	dev, err := h.admin.GetDevice(h.ctx(), &adminv1.GetDeviceRequest{DeviceId: a.DeviceID})
+	if err != nil || dev.GetDevice().GetRevokedAt() == nil {
+		t.Fatalf("after the rejection: %v %v; want the device revoked", dev, err)
+	}
+
+	// Another new key, proved by the revoked key's signature: no proof for
+	// a revoked Mac; it waits too.
+	back := sameMac()
+	_, err = back.EnrollRotating(h.ctx(), secret, a.Key)
+	checkStatus(t, err, codes.FailedPrecondition, "revoked_device")
+	p = pendingOf(t, h)
+	resp, err := h.admin.ApproveEnrollment(h.ctx(), &adminv1.ApproveEnrollmentRequest{RequestId: p.GetRequestId()})
+	if err != nil || !resp.GetReinstated() || resp.GetDevice().GetDeviceId() != a.DeviceID || resp.GetDevice().GetRevokedAt() != nil ||
+		resp.GetDevice().GetKeyFingerprint() != p.GetKeyFingerprint() {
+		t.Fatalf("ApproveEnrollment: %v %v", resp, err)
+	}
+	audit, err := h.admin.ListAuditEvents(h.ctx(), &adminv1.ListAuditEventsRequest{DeviceId: a.DeviceID, Action: "device.reinstate"})
+	if err != nil || len(audit.GetEvents()) != 1 || !strings.Contains(audit.GetEvents()[0].GetDetail(), `"stolen"`) {
+		t.Fatalf("reinstatement audit: %v %v", audit, err)
+	}
+
+	// The approved key collects its certificate and reports under the same
+	// device id; the revoked key stays out.
+	if _, err := back.Enroll(h.ctx(), secret); err != nil {
+		t.Fatalf("the approved key's enrollment: %v", err)
+	}
+	if back.DeviceID != a.DeviceID {
+		t.Fatalf("reinstated device id %s, want %s", back.DeviceID, a.DeviceID)
+	}
+	st = h.connect(back)
+	if m, err := st.Exchange(protoagent.Sign(back.Key, back.Report(st.PolicySet, 1, h.clock.Now(), nil, pass))); err != nil || m.GetAck().GetSeq() != 1 {
+		t.Fatalf("report after reinstatement: %v %v", m, err)
+	}
+	_, err = a.Connect(h.ctx())
+	checkStatus(t, err, codes.PermissionDenied, "no longer uses")
+	_, err = a.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "unproven_key")
+}

@@ -38,6 +38,12 @@ type PendingEnrollment struct {
 	// still hold (else ErrRequestStale).
 	DeviceID  string
 	DeviceKey []byte
+	// DeviceRevokedAt is when that device was revoked, zero if it was not:
+	// part of the state the request was made against. Approving a revoked
+	// device's request reinstates it (with the request's key, never the
+	// revoked one), and only from the revocation the request was made
+	// against: one that ended or began since makes the request stale.
+	DeviceRevokedAt time.Time
 	// Reason says why it waits (a word such as "unproven_key").
 	Reason string
 	// Source is the network address the request came from, and
@@ -127,9 +133,10 @@ type ApprovalStore interface {
 	// appended only when a request is created, and not when it evicted a
 	// request of its own SourceNet (a flood churning through its places). ErrRequestRejected, with
 	// the stored request, if that request was rejected: nothing changes.
-	// ErrKeyReplaced if p.DeviceID and p.DeviceKey are not the device
-	// that holds the hardware UUID now: the request was decided on a
-	// state that is gone. Waiting requests older than limits.MaxAge are
+	// ErrKeyReplaced if p.DeviceID, p.DeviceKey and p.DeviceRevokedAt are
+	// not the device that holds the hardware UUID now: the request was
+	// decided on a state that is gone. ErrDeviceRevoked if the device is
+	// revoked and p.PublicKey is its key: the revoked key never asks. Waiting requests older than limits.MaxAge are
 	// removed first; a new request over a limit evicts another (see
 	// PendingLimits), and ErrTooManyPending only if none can be evicted.
 	RequestEnrollment(ctx context.Context, p PendingEnrollment, limits PendingLimits, audit AuditEvent) (PendingEnrollment, error)
@@ -147,18 +154,23 @@ type ApprovalStore interface {
 	// (as a re-enrollment does: Enrollments counts it, LastSeq restarts,
 	// the old certificate no longer names the current key so CertSerial
 	// is cleared); a new one
-	// becomes a device with no certificate yet. The device records the
+	// becomes a device with no certificate yet. A revoked device's request
+	// (DeviceRevokedAt set) reinstates it: the same device, its revocation
+	// cleared, and its browser certificates that still counted stop
+	// counting from the time it was revoked, so that nothing issued before
+	// the revocation speaks for it again. The device records the
 	// request's secret, whose use is counted; the request is removed, and
 	// so are the other requests waiting for that hardware UUID, which
 	// were made against the key it replaced. The agent then enrolls with
 	// its key (EnrollDevice: the same key, no further use). ErrNotFound
 	// for an unknown request, ErrRequestRejected for a rejected one,
 	// ErrSecretRevoked if its secret was revoked since (an approval is
-	// no reason to honour a leaked secret), ErrDeviceRevoked for a
-	// revoked hardware UUID. ErrRequestStale if the hardware UUID's
-	// device is no longer the one the request was made against (a new
-	// device enrolled, or the device changed keys): the request is
-	// removed, with audit, and nothing else changes. It returns the
+	// no reason to honour a leaked secret), ErrDeviceRevoked if the
+	// request's key is a revoked device's own. ErrRequestStale if the
+	// hardware UUID's device is no longer the one the request was made
+	// against (a new device enrolled, the device changed keys, was revoked,
+	// or was reinstated): the request is removed, with audit, and nothing
+	// else changes. It returns the
 	// device and whether it existed. ErrSerialEnrolled if a new device's
 	// request claims a serial a device has, and lacks a.ClaimReason (see
 	// Approval): the request, given that reason, stays.

@@ -37,13 +37,16 @@ func (a *app) approvalCmds() []*cli.Command {
 				"enroll secret and a copied hardware UUID), or a new device the --enroll-approval policy did not " +
 				"admit (unknown_serial, manual), or a new device claiming a serial number an enrolled device, " +
 				"revoked or not, already has (serial_enrolled: a Mac with a new logic board, or another machine " +
-				"claiming a lost Mac's serial). A request asked again with anything it shows changed (serial, hostname, " +
+				"claiming a lost Mac's serial), or a revoked Mac asking to come back with a new key (revoked_device, " +
+				"under any policy: approve only if the Mac is back in your hands; its revoked key is never listed, " +
+				"as it never enrolls again). A request asked again with anything it shows changed (serial, hostname, " +
 				"model, OS, platform, agent version, source address, enroll secret or reason; --json shows them all) " +
 				"is filed anew under another id, and approving a request whose serial was enrolled after it was made files it anew as " +
 				"serial_enrolled instead: approve only ids you have read. DEVICE is the device approval would change, as it is now: its id and the " +
 				"start of its current key, or (new) while no device has the hardware UUID; for a new device whose " +
 				"serial enrolled devices have, (new; serial held by ID (HOSTNAME)), with revoked after a revoked " +
-				"one: compare the request with that device ('devices --wide') before approving. SERIAL is - for a Mac " +
+				"one: compare the request with that device ('devices --wide') before approving; REVOKED and when, after a " +
+				"revoked device's id. SERIAL is - for a Mac " +
 				"that reported none. A request stays current: " +
 				"when the Mac enrolls or changes key, the requests waiting for it are removed, and requests nobody " +
 				"asks again for 14 days expire. Before approving, compare the key fingerprint with the one " +
@@ -73,7 +76,8 @@ func (a *app) approvalCmds() []*cli.Command {
 			Args:    "REQUEST_ID",
 			Doc: "Approves the enrollment request REQUEST_ID (see 'devices pending'). For a known Mac its key is " +
 				"replaced at once: the agent holding the old key is disconnected and can no longer report or " +
-				"sign anyone in. A new device is enrolled. The agent picks up its certificate on its next try, " +
+				"sign anyone in. A revoked Mac's request (revoked_device) reinstates it: the same device id and history, " +
+				"no longer revoked, with the request's key; its certificates from before stay refused. A new device is enrolled. The agent picks up its certificate on its next try, " +
 				"without a restart. A request whose Mac enrolled or changed key since it was made is refused and " +
 				"removed: it was about a state that is gone. An id that is no longer listed (its key asked again with " +
 				"other facts, and was filed anew) is refused, and nothing is enrolled: list the requests again.\n\n" +
@@ -91,10 +95,14 @@ func (a *app) approvalCmds() []*cli.Command {
 							return err
 						}
 						d := resp.GetDevice()
-						if resp.GetReplacedKey() {
+						switch {
+						case resp.GetReinstated():
+							fmt.Fprintf(a.stdout, "approved: device %s (%s) is reinstated, no longer revoked, with key %s; its revoked key and certificates stay refused\n",
+								d.GetDeviceId(), hostPhrase(d.GetFacts().GetHostname()), d.GetKeyFingerprint())
+						case resp.GetReplacedKey():
 							fmt.Fprintf(a.stdout, "approved: device %s (%s) now has key %s; the old key no longer works\n",
 								d.GetDeviceId(), hostPhrase(d.GetFacts().GetHostname()), d.GetKeyFingerprint())
-						} else {
+						default:
 							fmt.Fprintf(a.stdout, "approved: new device %s (%s, %s) with key %s\n",
 								d.GetDeviceId(), hostPhrase(d.GetFacts().GetHostname()), serialPhrase(d.GetFacts().GetSerialNumber()), d.GetKeyFingerprint())
 						}
@@ -283,6 +291,10 @@ func renderPending(w io.Writer, ps []*adminv1.PendingEnrollment, now time.Time) 
 			device = "(new" + heldBy(p) + ")"
 		} else if fp := p.GetDeviceKeyFingerprint(); fp != "" {
 			device += " key " + shortFingerprint(fp)
+		}
+		if p.GetDeviceRevokedAt() != nil {
+			// Approving brings a revoked Mac back: the approver must see so.
+			device += " REVOKED " + ago(p.GetDeviceRevokedAt().AsTime(), true, now)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.GetRequestId(), p.GetReason(), device,
 			orDash(clean(f.GetHostname())), serialCell(f.GetSerialNumber()), clean(f.GetHardwareUuid()), clean(p.GetSource()),

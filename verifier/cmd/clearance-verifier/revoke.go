@@ -20,8 +20,9 @@ func (a *app) revokeCmd() *cli.Command {
 		Doc: "Revokes the device DEVICE_ID (its id, or the start of it the tables show, which no other device's id " +
 			"may start with), with a reason kept in the audit log: its stream ends at once on every replica, its " +
 			"reports and certificates are refused, and every sign-in from it is denied (device_revoked). A revoked " +
-			"device cannot enroll again under its hardware UUID: use it for a Mac that is lost, stolen or gone, not " +
-			"to pause one (an exemption or a policy's rollout is for that).\n\n" +
+			"device's key never enrolls again, and its hardware UUID comes back only with a new key, by a request the " +
+			"security team approves ('devices pending', reason revoked_device; approving reinstates the device). Use it " +
+			"for a Mac that is lost, stolen or gone, not to pause one (an exemption or a policy's rollout is for that).\n\n" +
 			"  clearance-verifier devices revoke --data-dir /var/lib/clearance 3f2a8c1e \\\n    --reason \"reported stolen, ticket 4711\"",
 		Footer: config.SharedFooter,
 		Flags: func(fs *cli.FlagSet) cli.Action {

@@ -19,16 +19,17 @@ import (
 // scanPending's order.
 const pendingColumns = `id, hardware_uuid, serial_number, model, os_name, os_version, hostname,
 	platform, agent_version, public_key, secret_id, device_id, reason, source, requested_at,
-	last_request_at, requests, rejected_at, device_key, source_net`
+	last_request_at, requests, rejected_at, device_key, source_net, device_revoked_at`
 
 func scanPending(sc scanner) (storage.PendingEnrollment, error) {
 	var (
 		p                                      storage.PendingEnrollment
 		requestedAt, lastRequestAt, rejectedAt int64
+		deviceRevokedAt                        int64
 	)
 	err := sc.Scan(&p.ID, &p.HardwareUUID, &p.SerialNumber, &p.Model, &p.OSName, &p.OSVersion,
 		&p.Hostname, &p.Platform, &p.AgentVersion, &p.PublicKey, &p.SecretID, &p.DeviceID, &p.Reason,
-		&p.Source, &requestedAt, &lastRequestAt, &p.Requests, &rejectedAt, &p.DeviceKey, &p.SourceNet)
+		&p.Source, &requestedAt, &lastRequestAt, &p.Requests, &rejectedAt, &p.DeviceKey, &p.SourceNet, &deviceRevokedAt)
 	if err != nil {
 		return storage.PendingEnrollment{}, err
 	}
@@ -38,6 +39,7 @@ func scanPending(sc scanner) (storage.PendingEnrollment, error) {
 	p.RequestedAt = fromNS(requestedAt)
 	p.LastRequestAt = fromNS(lastRequestAt)
 	p.RejectedAt = fromNS(rejectedAt)
+	p.DeviceRevokedAt = fromNS(deviceRevokedAt)
 	return p, nil
 }
 
@@ -68,8 +70,12 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 	if (p.DeviceID == "") != (len(p.DeviceKey) == 0) {
 		return storage.PendingEnrollment{}, errors.New("recording enrollment request: a device id needs its key, and only it")
 	}
+	if p.DeviceID == "" && !p.DeviceRevokedAt.IsZero() {
+		return storage.PendingEnrollment{}, errors.New("recording enrollment request: a revocation needs its device")
+	}
 	var c timeCodec
 	at := c.ns("request time", p.LastRequestAt)
+	deviceRevokedAt := c.ns("device revocation time", p.DeviceRevokedAt)
 	c.ns("audit time", audit.At)
 	var expired int64
 	if limits.MaxAge > 0 {
@@ -93,9 +99,13 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 		// on) a state that no longer holds.
 		d, err := lockDevice(ctx, q, "hardware_uuid", p.HardwareUUID)
 		switch {
-		case err == nil && (d.ID != p.DeviceID || !bytes.Equal(d.PublicKey, p.DeviceKey)),
+		case err == nil && !madeAgainst(d, p),
 			errors.Is(err, storage.ErrNotFound) && p.DeviceID != "":
 			return fmt.Errorf("hardware UUID %s changed since the request was checked: %w", p.HardwareUUID, storage.ErrKeyReplaced)
+		case err == nil && d.Revoked() && bytes.Equal(d.PublicKey, p.PublicKey):
+			// The key a revocation cut off never asks to come back: a
+			// stolen Mac's key is what revocation is for.
+			return fmt.Errorf("hardware UUID %s: its revoked key: %w", p.HardwareUUID, storage.ErrDeviceRevoked)
 		case err != nil && !errors.Is(err, storage.ErrNotFound):
 			return err
 		}
@@ -145,10 +155,11 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 			return err
 		}
 		res, err := q.insert(ctx, "enrollment request", p.ID, `INSERT INTO pending_enrollments (`+pendingColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, 1, 0, $16, $17)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, 1, 0, $16, $17, $18)
 			ON CONFLICT (hardware_uuid, public_key) DO NOTHING`,
 			p.ID, p.HardwareUUID, p.SerialNumber, p.Model, p.OSName, p.OSVersion, p.Hostname, p.Platform,
-			p.AgentVersion, blob(p.PublicKey), p.SecretID, p.DeviceID, p.Reason, p.Source, at, blob(p.DeviceKey), p.SourceNet)
+			p.AgentVersion, blob(p.PublicKey), p.SecretID, p.DeviceID, p.Reason, p.Source, at, blob(p.DeviceKey), p.SourceNet,
+			deviceRevokedAt)
 		if err != nil {
 			return err
 		}
@@ -193,14 +204,23 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 //     revocation lists;
 //   - reason: a device enrolled on its serial since is a claim the approver
 //     must be shown;
-//   - device and its key: the state approval would change (requests made
-//     against another are removed when it changes; compared anyway).
+//   - device, its key and its revocation: the state approval would change
+//     (requests made against another are removed when it changes; compared
+//     anyway).
 func sameAsk(old, p storage.PendingEnrollment) bool {
 	return old.SerialNumber == p.SerialNumber && old.Hostname == p.Hostname && old.Model == p.Model &&
 		old.OSName == p.OSName && old.OSVersion == p.OSVersion && old.Platform == p.Platform &&
 		old.AgentVersion == p.AgentVersion && old.Source == p.Source && old.SourceNet == p.SourceNet &&
 		old.SecretID == p.SecretID && old.Reason == p.Reason &&
-		old.DeviceID == p.DeviceID && bytes.Equal(old.DeviceKey, p.DeviceKey)
+		old.DeviceID == p.DeviceID && bytes.Equal(old.DeviceKey, p.DeviceKey) &&
+		toNS(old.DeviceRevokedAt) == toNS(p.DeviceRevokedAt)
+}
+
+// madeAgainst reports whether d, the device that holds p's hardware UUID,
+// is the state p was made against: the same device, key and revocation
+// (a device revoked, or reinstated, since is another state).
+func madeAgainst(d storage.Device, p storage.PendingEnrollment) bool {
+	return d.ID == p.DeviceID && bytes.Equal(d.PublicKey, p.DeviceKey) && toNS(d.RevokedAt) == toNS(p.DeviceRevokedAt)
 }
 
 // makeRoom evicts waiting requests so that p fits each limit: for the
@@ -360,16 +380,20 @@ func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (stor
 			return err
 		}
 		found := err == nil
-		if found && old.Revoked() {
-			return fmt.Errorf("hardware UUID %q: %w", p.HardwareUUID, storage.ErrDeviceRevoked)
+		if found && old.Revoked() && bytes.Equal(old.PublicKey, p.PublicKey) {
+			// The revoked key itself: no approval brings it back.
+			return fmt.Errorf("hardware UUID %q: its revoked key: %w", p.HardwareUUID, storage.ErrDeviceRevoked)
 		}
 		// The request may be approved only for the state it was made
 		// against: a "new device" request while no device holds the
 		// hardware UUID, a key change while the device still has the key
-		// it had. Anything else would hand the hardware UUID to a key on
-		// the strength of a request the security team read about another
-		// state. The request is dropped (committed) and refused.
-		if found != (p.DeviceID != "") || found && (old.ID != p.DeviceID || !bytes.Equal(old.PublicKey, p.DeviceKey)) {
+		// it had, a reinstatement while the device is still revoked by the
+		// revocation the request saw. Anything else would hand the
+		// hardware UUID to a key on the strength of a request the security
+		// team read about another state (a device revoked since, or
+		// reinstated by another approval). The request is dropped
+		// (committed) and refused.
+		if found != (p.DeviceID != "") || found && !madeAgainst(old, p) {
 			stale = true
 			if _, err := q.exec(ctx, `DELETE FROM pending_enrollments WHERE id = $1`, p.ID); err != nil {
 				return fmt.Errorf("removing stale request: %w", err)
@@ -377,7 +401,7 @@ func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (stor
 			ev := a.Audit
 			ev.Action = "device.enroll_stale"
 			ev.DeviceID = old.ID
-			ev.Detail = fmt.Sprintf("request %s removed unapproved: hardware UUID %s enrolled or changed keys since it was made", p.ID, p.HardwareUUID)
+			ev.Detail = fmt.Sprintf("request %s removed unapproved: hardware UUID %s enrolled, changed keys, was revoked or was reinstated since it was made", p.ID, p.HardwareUUID)
 			return insertAudit(ctx, q, ev)
 		}
 		if !found {
@@ -429,6 +453,11 @@ func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (stor
 			if err := reenroll(ctx, q, d); err != nil {
 				return fmt.Errorf("replacing device key: %w", err)
 			}
+			if old.Revoked() {
+				if err := reinstate(ctx, q, old); err != nil {
+					return err
+				}
+			}
 		} else if err := insertDevice(ctx, q, d); err != nil {
 			return err
 		}
@@ -450,6 +479,25 @@ func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (stor
 		return storage.Device{}, false, fmt.Errorf("approving enrollment: %w", err)
 	}
 	return out, existed, nil
+}
+
+// reinstate clears the revoked device d's revocation, in the transaction
+// that gives it the approved key. Its old device certificates name the old
+// key, and are refused as superseded; its browser certificates that still
+// counted stop counting from the revocation (it refused them until now), so
+// that one issued before it, on a Mac that was out of the security team's
+// hands, never speaks for the device again.
+func reinstate(ctx context.Context, q conn, d storage.Device) error {
+	at := toNS(d.RevokedAt)
+	if _, err := q.exec(ctx, `UPDATE certs SET revoke_after = $1, revoked_reason = $2
+		WHERE device_id = $3 AND kind = $4 AND (revoke_after = 0 OR revoke_after > $1)`,
+		at, "device revoked: "+d.RevokedReason, d.ID, storage.CertKindBrowser); err != nil {
+		return fmt.Errorf("ending the revoked device's browser certificates: %w", err)
+	}
+	if _, err := q.exec(ctx, `UPDATE devices SET revoked_at = 0, revoked_reason = '' WHERE id = $1`, d.ID); err != nil {
+		return fmt.Errorf("reinstating device: %w", err)
+	}
+	return nil
 }
 
 // lockMacs takes the locks of the first maxMacs of macs (all of them when

@@ -26,6 +26,8 @@ var approvalTests = []test{
 	{"ApproveNewDevice", testApproveNewDevice},
 	{"ApproveChecksSerial", testApproveChecksSerial},
 	{"ApproveFailuresChangeNothing", testApproveFailures},
+	{"ApproveReinstates", testApproveReinstates},
+	{"ReinstateChecksRevocation", testReinstateChecksRevocation},
 	{"EnrollmentAnswersRequest", testEnrollmentAnswersRequest},
 	{"KnownDevices", testKnownDevices},
 	{"EnrollChecked", testEnrollChecked},
@@ -1246,15 +1248,17 @@ func testApproveFailures(t *testing.T, s storage.Store) {
 	createSecret(t, s, "sec")
 	createSecret(t, s, "leaked")
 	gone := enroll(t, s, newEnrollment(2, "sec"))
-	revokeDevice(t, s, gone.ID)
+	gone = revokeDevice(t, s, gone.ID)
+	createSecret(t, s, "sec2")
 	rejected := request(t, s, newRequest(1, "k1", "sec"), storage.PendingLimits{})
 	_, err := s.RejectEnrollment(ctx, rejected.ID, at(3*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
 	must(t, err)
 	byLeaked := request(t, s, newRequest(3, "k1", "leaked"), storage.PendingLimits{})
 	revokeSecret(t, s, "leaked")
-	ofRevokedReq := newRequest(2, "k1", "sec")
-	ofRevokedReq.DeviceID, ofRevokedReq.DeviceKey = gone.ID, gone.PublicKey
+	ofRevokedReq := newRequest(2, "k1", "sec2")
+	ofRevokedReq.DeviceID, ofRevokedReq.DeviceKey, ofRevokedReq.DeviceRevokedAt = gone.ID, gone.PublicKey, gone.RevokedAt
 	ofRevoked := request(t, s, ofRevokedReq, storage.PendingLimits{})
+	revokeSecret(t, s, "sec2")
 	waiting := request(t, s, newRequest(4, "k1", "sec"), storage.PendingLimits{})
 	taken := enroll(t, s, newEnrollment(5, "sec"))
 
@@ -1265,7 +1269,7 @@ func testApproveFailures(t *testing.T, s storage.Store) {
 		{"unknown request", "no-such-request", "dev-x", storage.ErrNotFound},
 		{"rejected request", rejected.ID, "dev-x", storage.ErrRequestRejected},
 		{"secret revoked since", byLeaked.ID, "dev-x", storage.ErrSecretRevoked},
-		{"revoked device", ofRevoked.ID, "dev-x", storage.ErrDeviceRevoked},
+		{"revoked device, secret revoked since", ofRevoked.ID, "dev-x", storage.ErrSecretRevoked},
 		{"device ID taken", waiting.ID, taken.ID, storage.ErrAlreadyExists},
 		{"empty device ID", waiting.ID, "", nil},
 	}
@@ -1345,4 +1349,139 @@ func testKnownDevices(t *testing.T, s storage.Store) {
 		}
 		sameDump(t, "a refused import", before, s)
 	}
+}
+
+// A revoked Mac comes back only by approval, and only with a new key:
+// its revoked key never asks, a request made against the revocation waits,
+// and approving it reinstates the same device (its history kept, its
+// revocation cleared, the new key in place) and ends the browser
+// certificates issued before the revocation.
+func testApproveReinstates(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "first")
+	createSecret(t, s, "second")
+	orig := enroll(t, s, newEnrollment(1, "first"))
+	save(t, s, newReport(orig.ID, 1, at(minute)), nil, 10)
+	bc := newBrowserCert(orig, 1, at(minute))
+	record(t, s, bc, nil, at(minute), 0)
+	revoked := revokeDevice(t, s, orig.ID)
+
+	// The revoked key: refused, nothing recorded.
+	same := newRequest(1, "k0", "second")
+	same.PublicKey = orig.PublicKey
+	same.DeviceID, same.DeviceKey, same.DeviceRevokedAt = orig.ID, orig.PublicKey, revoked.RevokedAt
+	before := dumpOf(t, s)
+	_, err := s.RequestEnrollment(ctx, same, storage.PendingLimits{}, storage.AuditEvent{At: at(2 * hour), Actor: "agent", Action: "device.enroll_pending"})
+	wantErr(t, err, storage.ErrDeviceRevoked)
+	sameDump(t, "the revoked key asking", before, s)
+
+	// Made as if the device were not revoked: the state is gone.
+	unrevoked := newRequest(1, "k1", "second")
+	unrevoked.DeviceID, unrevoked.DeviceKey = orig.ID, orig.PublicKey
+	_, err = s.RequestEnrollment(ctx, unrevoked, storage.PendingLimits{}, storage.AuditEvent{At: at(2 * hour), Actor: "agent", Action: "device.enroll_pending"})
+	wantErr(t, err, storage.ErrKeyReplaced)
+	sameDump(t, "a request made against the device unrevoked", before, s)
+
+	// A new key, made against the revocation: waits.
+	r := unrevoked
+	r.Reason = "revoked_device"
+	r.DeviceRevokedAt = revoked.RevokedAt
+	got := request(t, s, r, storage.PendingLimits{})
+	equal(t, "waiting request", got, requested(r))
+	if u := getSecret(t, s, "second").Uses; u != 0 {
+		t.Errorf("secret uses while the request waits = %d, want 0", u)
+	}
+
+	d, existed, err := s.ApproveEnrollment(ctx, storage.Approval{
+		RequestID: r.ID, NewDeviceID: "dev-generated", At: at(4 * hour),
+		Audit: storage.AuditEvent{At: at(4 * hour), Actor: "admin-api", Action: "device.reinstate", Detail: r.ID},
+	})
+	must(t, err)
+	if !existed {
+		t.Error("existed = false for a revoked device")
+	}
+	want := orig
+	want.PublicKey = r.PublicKey
+	want.Hostname = r.Hostname
+	want.CertSerial, want.CertNotAfter = "", time.Time{}
+	want.Enrollments = 2
+	want.LastSeen = at(2 * hour)
+	want.LastReportAt = newReport(orig.ID, 1, at(minute)).ObservedAt
+	want.SecretID = "second"
+	equal(t, "reinstated device", d, want)
+	equal(t, "GetDevice", getDevice(t, s, orig.ID), want)
+	if u := getSecret(t, s, "second").Uses; u != 1 {
+		t.Errorf("secret uses = %d, want 1 (the approval)", u)
+	}
+	if a := listAudit(t, s, orig.ID); len(a) == 0 || a[0].Action != "device.reinstate" {
+		t.Errorf("device audit = %+v, want the reinstatement first", a)
+	}
+	if n := len(listReports(t, s, orig.ID)); n != 1 {
+		t.Errorf("reports after reinstatement = %d, want the 1 from before", n)
+	}
+	// The browser certificate issued before stops counting at the
+	// revocation.
+	if c := getBrowserCert(t, s, bc.Serial); !c.RevokeAfter.Equal(revoked.RevokedAt) || !strings.Contains(c.RevokedReason, "device revoked") {
+		t.Errorf("browser certificate from before the revocation: revoke after %v (%q), want %v", c.RevokeAfter, c.RevokedReason, revoked.RevokedAt)
+	}
+	// The old key's reports stay refused; the agent of the new key
+	// enrolls by proving it.
+	wantErr(t, s.SaveReport(ctx, newReport(orig.ID, 2, at(5*hour)), nil, 10), storage.ErrKeyReplaced)
+	e := newEnrollment(1, "second")
+	e.Device.PublicKey = r.PublicKey
+	e.Device.CertSerial, e.Cert.Serial = "abc123", "abc123"
+	e.Device.EnrolledAt = at(6 * hour)
+	if got := enroll(t, s, e); got.ID != orig.ID || got.Revoked() || got.CertSerial != "abc123" {
+		t.Errorf("enrollment after reinstatement: %s, revoked %v, cert %q", got.ID, got.Revoked(), got.CertSerial)
+	}
+}
+
+// An approval commits only against the revocation its request was made
+// against: a request made before the device was revoked is stale once it
+// is, and rejecting a revoked device's request keeps it revoked and its key
+// refused.
+func testReinstateChecksRevocation(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "sec")
+	orig := enroll(t, s, newEnrollment(1, "sec"))
+
+	// Waiting for a key change, then the device is revoked.
+	r := newRequest(1, "k1", "sec")
+	r.DeviceID, r.DeviceKey, r.Reason = orig.ID, orig.PublicKey, "unproven_key"
+	request(t, s, r, storage.PendingLimits{})
+	revoked := revokeDevice(t, s, orig.ID)
+	_, _, err := approve(t, s, r.ID, "dev-x", at(4*hour))
+	wantErr(t, err, storage.ErrRequestStale)
+	if d := getDevice(t, s, orig.ID); !d.Revoked() || !bytes.Equal(d.PublicKey, orig.PublicKey) {
+		t.Fatalf("a stale approval changed the revoked device: %+v", d)
+	}
+
+	// Rejecting a revoked device's request: still revoked, the key refused.
+	r2 := newRequest(1, "k2", "sec")
+	r2.DeviceID, r2.DeviceKey, r2.DeviceRevokedAt, r2.Reason = orig.ID, orig.PublicKey, revoked.RevokedAt, "revoked_device"
+	request(t, s, r2, storage.PendingLimits{})
+	_, err = s.RejectEnrollment(ctx, r2.ID, at(5*hour), storage.PendingLimits{}, storage.AuditEvent{At: at(5 * hour), Actor: "admin-api", Action: "device.enroll_reject"})
+	must(t, err)
+	if d := getDevice(t, s, orig.ID); !d.Revoked() {
+		t.Fatal("rejecting the request reinstated the device")
+	}
+	_, err = s.RequestEnrollment(ctx, r2, storage.PendingLimits{}, storage.AuditEvent{At: at(6 * hour), Actor: "agent", Action: "device.enroll_pending"})
+	wantErr(t, err, storage.ErrRequestRejected)
+
+	// Reinstated by one approval, then revoked again: a request made
+	// against the first revocation is stale.
+	r3 := newRequest(1, "k3", "sec")
+	r3.DeviceID, r3.DeviceKey, r3.DeviceRevokedAt, r3.Reason = orig.ID, orig.PublicKey, revoked.RevokedAt, "revoked_device"
+	request(t, s, r3, storage.PendingLimits{})
+	_, _, err = approve(t, s, r3.ID, "dev-x", at(7*hour))
+	must(t, err)
+	if d := getDevice(t, s, orig.ID); d.Revoked() || !bytes.Equal(d.PublicKey, r3.PublicKey) {
+		t.Fatalf("after approval: %+v", d)
+	}
+	_, err = s.RevokeDevice(ctx, orig.ID, "lost again", at(8*hour), storage.AuditEvent{At: at(8 * hour), Actor: "admin-api", Action: "device.revoke"})
+	must(t, err)
+	r4 := newRequest(1, "k4", "sec")
+	r4.DeviceID, r4.DeviceKey, r4.DeviceRevokedAt, r4.Reason = orig.ID, orig.PublicKey, revoked.RevokedAt, "revoked_device"
+	_, err = s.RequestEnrollment(ctx, r4, storage.PendingLimits{}, storage.AuditEvent{At: at(9 * hour), Actor: "agent", Action: "device.enroll_pending"})
+	wantErr(t, err, storage.ErrKeyReplaced)
 }
