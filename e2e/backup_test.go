@@ -62,7 +62,7 @@ func TestBackupRestore(t *testing.T) {
 	v.stop()
 	restored := filepath.Join(dir, "restored")
 	out = cli(t, "restore", "--from", archive, "--data-dir", restored)
-	if !strings.Contains(out, "quick_check ok: 1 devices, 1 decisions") {
+	if !strings.Contains(out, "integrity_check and schema ok: 1 devices, 1 decisions") {
 		t.Errorf("restore printed:\n%s", out)
 	}
 	if msg := cliFails(t, "restore", "--from", archive, "--data-dir", restored); !strings.Contains(msg, "is not empty") {

@@ -236,7 +236,7 @@ func (a *app) restore(ctx context.Context, from, dataDir string) (err error) {
 		if err != nil {
 			return fmt.Errorf("restoring %s: the database: %w", from, err)
 		}
-		fmt.Fprintf(a.stdout, "database: SQLite, quick_check ok: %d devices, %d decisions\n", sum.Devices, sum.Decisions)
+		fmt.Fprintf(a.stdout, "database: SQLite, integrity_check and schema ok: %d devices, %d decisions\n", sum.Devices, sum.Decisions)
 	} else {
 		fmt.Fprintf(a.stdout, "database: not in the archive: restore %s with pg_restore before starting the verifier\n", datadir.Label(res.Database))
 	}

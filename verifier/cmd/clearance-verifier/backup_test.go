@@ -59,7 +59,7 @@ func TestBackupRestore(t *testing.T) {
 
 	restored := filepath.Join(t.TempDir(), "restored")
 	code, stdout, stderr = exitOf(noEnv, "restore", "--from", archive, "--data-dir", restored)
-	if code != 0 || !strings.Contains(stdout, "quick_check ok: 0 devices") {
+	if code != 0 || !strings.Contains(stdout, "integrity_check and schema ok: 0 devices") {
 		t.Fatalf("restore: exit %d:\n%s%s", code, stdout, stderr)
 	}
 	if st, _ := os.Stat(restored); st.Mode().Perm() != 0o700 {

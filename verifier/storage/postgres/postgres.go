@@ -139,6 +139,14 @@ func migrateDB(ctx context.Context, db *sql.DB) error {
 	if err != nil {
 		return fmt.Errorf("loading migrations: %w", err)
 	}
+	// A database a newer verifier migrated is refused (sqlstore.NewerSchema).
+	if v, err := p.GetDBVersion(ctx); err != nil {
+		return fmt.Errorf("reading schema version: %w", err)
+	} else if latest, err := sqlstore.LatestMigration(migrations, "migrations"); err != nil {
+		return err
+	} else if v > latest {
+		return sqlstore.NewerSchema(v, latest)
+	}
 	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("applying migrations: %w", err)
 	}

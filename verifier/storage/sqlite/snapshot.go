@@ -45,8 +45,9 @@ type Summary struct {
 }
 
 // Inspect checks a database file no process is using (a snapshot, or one
-// just restored): SQLite's quick_check, and that it holds the verifier's
-// schema. It opens the file read-only and immutable, so it writes nothing
+// just restored): SQLite's integrity_check, and that its schema is exactly
+// what this verifier's migrations make at its version, which is not newer
+// than theirs. It opens the file read-only and immutable, so it writes nothing
 // beside it, and returns what it counted.
 func Inspect(ctx context.Context, path string) (Summary, error) {
 	abs, err := filepath.Abs(path)
@@ -64,7 +65,10 @@ func Inspect(ctx context.Context, path string) (Summary, error) {
 		return Summary{}, err
 	}
 	defer db.Close()
-	rows, err := db.QueryContext(ctx, `PRAGMA quick_check`)
+	// integrity_check, not quick_check: it also finds an index that
+	// does not match its table (an index rebuilt over another column and
+	// its SQL written back), which would make lookups miss rows.
+	rows, err := db.QueryContext(ctx, `PRAGMA integrity_check`)
 	if err != nil {
 		return Summary{}, fmt.Errorf("not a readable SQLite database: %w", err)
 	}
@@ -86,7 +90,10 @@ func Inspect(ctx context.Context, path string) (Summary, error) {
 		return Summary{}, fmt.Errorf("not a readable SQLite database: %w", err)
 	}
 	if len(problems) > 0 {
-		return Summary{}, fmt.Errorf("the database is damaged (quick_check: %q)", problems)
+		return Summary{}, fmt.Errorf("the database is damaged (integrity_check: %q)", problems)
+	}
+	if err := sameSchema(ctx, db); err != nil {
+		return Summary{}, err
 	}
 	var s Summary
 	for _, c := range []struct {
@@ -104,4 +111,82 @@ func Inspect(ctx context.Context, path string) (Summary, error) {
 func fileURI(abs string, q url.Values) string {
 	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: q.Encode()}
 	return u.String()
+}
+
+// schemaOf lists a database's schema: every table, index, view and
+// trigger with its SQL, goose's own table left out (its rows differ).
+func schemaOf(ctx context.Context, db *sql.DB) ([]string, error) {
+	rows, err := db.QueryContext(ctx, `SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master
+		WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var typ, name, table, text string
+		if err := rows.Scan(&typ, &name, &table, &text); err != nil {
+			return nil, err
+		}
+		out = append(out, typ+" "+name+" on "+table+": "+text)
+	}
+	return out, rows.Err()
+}
+
+// sameSchema refuses a database whose schema is not what this verifier's
+// migrations make at the version it records: a table dropped or changed, an
+// index rewritten, or a version newer than this verifier knows.
+func sameSchema(ctx context.Context, db *sql.DB) error {
+	var version int64
+	if err := db.QueryRowContext(ctx, `SELECT coalesce(max(version_id), 0) FROM goose_db_version WHERE is_applied`).Scan(&version); err != nil {
+		return fmt.Errorf("not a clearance-verifier database (reading its schema version: %w)", err)
+	}
+	latest, err := latestMigration()
+	if err != nil {
+		return err
+	}
+	if version > latest {
+		return newerSchema(version, latest)
+	}
+	got, err := schemaOf(ctx, db)
+	if err != nil {
+		return fmt.Errorf("reading the database's schema: %w", err)
+	}
+	ref, err := sql.Open("sqlite", "file:schema-reference?mode=memory")
+	if err != nil {
+		return err
+	}
+	defer ref.Close()
+	ref.SetMaxOpenConns(1)
+	if err := migrateTo(ctx, ref, version); err != nil {
+		return fmt.Errorf("building the schema of version %d: %w", version, err)
+	}
+	want, err := schemaOf(ctx, ref)
+	if err != nil {
+		return err
+	}
+	if d := firstDifference(got, want); d != "" {
+		return fmt.Errorf("not this verifier's schema at version %d: %s", version, d)
+	}
+	return nil
+}
+
+// firstDifference names the first entry only one of got and want has.
+func firstDifference(got, want []string) string {
+	have := map[string]bool{}
+	for _, g := range got {
+		have[g] = true
+	}
+	for _, w := range want {
+		if !have[w] {
+			return fmt.Sprintf("missing or changed: %.200s", w)
+		}
+		delete(have, w)
+	}
+	for _, g := range got {
+		if have[g] {
+			return fmt.Sprintf("not expected: %.200s", g)
+		}
+	}
+	return ""
 }

@@ -245,15 +245,49 @@ func enableWAL(ctx context.Context, db *sql.DB) error {
 // wait for the write lock while another process applies it, and then fail
 // on "table already exists". The failed migration rolled back, so it is
 // retried as long as someone else made progress in the meantime.
-func migrate(ctx context.Context, db *sql.DB) error {
+// provider is goose's over this verifier's migrations on db.
+func provider(db *sql.DB) (*goose.Provider, error) {
 	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub,
 		goose.WithDisableGlobalRegistry(true))
 	if err != nil {
-		return fmt.Errorf("loading migrations: %w", err)
+		return nil, fmt.Errorf("loading migrations: %w", err)
+	}
+	return p, nil
+}
+
+// latestMigration is the newest schema version this verifier knows.
+func latestMigration() (int64, error) { return sqlstore.LatestMigration(migrations, "migrations") }
+
+// newerSchema is the refusal of a database a newer verifier has migrated.
+func newerSchema(version, latest int64) error { return sqlstore.NewerSchema(version, latest) }
+
+// migrateTo applies the migrations up to version to db.
+func migrateTo(ctx context.Context, db *sql.DB, version int64) error {
+	p, err := provider(db)
+	if err != nil {
+		return err
+	}
+	_, err = p.UpTo(ctx, version)
+	return err
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	p, err := provider(db)
+	if err != nil {
+		return err
+	}
+	// A database a newer verifier migrated has tables and columns this one
+	// does not know of, which it would write around: refused.
+	if v, err := p.GetDBVersion(ctx); err != nil {
+		return fmt.Errorf("reading schema version: %w", err)
+	} else if latest, err := latestMigration(); err != nil {
+		return err
+	} else if v > latest {
+		return newerSchema(v, latest)
 	}
 	const attempts = 5
 	for i := 1; ; i++ {
