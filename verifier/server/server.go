@@ -250,6 +250,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	if s.hubRelay != nil {
 		s.Hub.Relay = s.hubRelay
 	}
+	if cfg.EnrollApproval == "" || cfg.EnrollApproval == config.EnrollAuto {
+		// The default, so that a first verifier works at once; the
+		// secret sits on every Mac, readable by its users.
+		log.Warn("enroll_approval is auto: any machine with an enroll secret enrolls a hardware UUID and serial number no device has yet; in production use known (serial numbers imported from your MDM: clearance-verifier devices import) or manual", "component", "server")
+	}
 	agents := &agentapi.Server{
 		Store: s.Store,
 		CA:    s.CA,
