@@ -134,6 +134,9 @@ type Query struct {
 	// Continue and ResolveLater: the person pressed that button on the
 	// held sign-in (decision.Rollout's).
 	Continue, ResolveLater bool
+	// ResolveLaterOffered: the policies the pressed page offered to
+	// resolve later (decision.Rollout's).
+	ResolveLaterOffered []string
 }
 
 // Decide decides for the enrolled device q.DeviceID (which the caller
@@ -185,7 +188,7 @@ func (g *Gate) Decide(ctx context.Context, q Query, mode Mode) (decision.Decisio
 	if err := g.loadReport(ctx, &in); err != nil {
 		return decision.Decision{}, err
 	}
-	in.Rollout.Continue, in.Rollout.ResolveLater = q.Continue, q.ResolveLater
+	in.Rollout.Continue, in.Rollout.ResolveLater, in.Rollout.ResolveLaterOffered = q.Continue, q.ResolveLater, q.ResolveLaterOffered
 	in.Now = g.now()
 
 	live := false
@@ -212,7 +215,7 @@ func (g *Gate) Decide(ctx context.Context, q Query, mode Mode) (decision.Decisio
 	if err != nil {
 		return decision.Decision{}, fmt.Errorf("%w: rollout: %w", ErrStorage, err)
 	}
-	ro.Continue, ro.ResolveLater = q.Continue, q.ResolveLater
+	ro.Continue, ro.ResolveLater, ro.ResolveLaterOffered = q.Continue, q.ResolveLater, q.ResolveLaterOffered
 	if snapped {
 		ro.Policies = settings
 	}

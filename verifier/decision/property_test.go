@@ -346,6 +346,7 @@ func checkRolloutOnlySoftensFailures(t *testing.T, in decision.Input, d decision
 		for _, p := range in.Policies.GetPolicies() {
 			soft.Rollout.Policies[p.GetId()] = decision.PolicyRollout{Enforcement: decision.Warn, Grace: time.Hour, AllowBypass: true}
 			soft.Rollout.GraceSince[p.GetId()] = now.Add(-time.Minute)
+			soft.Rollout.ResolveLaterOffered = append(soft.Rollout.ResolveLaterOffered, p.GetId())
 		}
 	}
 	got := decision.Decide(soft)

@@ -1,6 +1,7 @@
 package decision
 
 import (
+	"slices"
 	"time"
 
 	"github.com/clearance/clearance/verifier/reason"
@@ -137,6 +138,12 @@ type Rollout struct {
 	// ResolveLater: the person pressed "Resolve later" on this held
 	// sign-in. It also acknowledges the warnings on the same page.
 	ResolveLater bool
+	// ResolveLaterOffered holds the ids of the policies that the page the
+	// person pressed Resolve later on offered to skip. The press waives
+	// only those: if another policy would need it now (its grace ended
+	// since, or it was moved to enforce), the sign-in stays held and the
+	// person is shown what is true now, with no bypass spent.
+	ResolveLaterOffered []string
 }
 
 // Waiver says why a policy that does not pass did not block.
@@ -203,7 +210,8 @@ func (r Rollout) BypassAvailable(f Finding, now time.Time) bool {
 // Warn waits for Continue; Enforce blocks unless "Resolve later" is
 // available and chosen. Continue and Resolve later waive only when they
 // would let the sign-in through: a press cannot spend a bypass on a
-// sign-in that another policy still blocks.
+// sign-in that another policy still blocks, nor on a policy that the page
+// pressed did not offer to skip (Rollout.ResolveLaterOffered).
 func (d *Decision) applyRollout(in Input) []Finding {
 	ro, now := in.Rollout, in.Now
 	hard := false
@@ -273,7 +281,7 @@ func (d *Decision) applyRollout(in Input) []Finding {
 		switch {
 		case offers == 0 && (ro.Continue || ro.ResolveLater):
 			d.waive(Warn, WaiverWarned)
-		case offers > 0 && ro.ResolveLater:
+		case offers > 0 && ro.ResolveLater && d.offered(ro.ResolveLaterOffered):
 			d.waive(Warn, WaiverWarned)
 			d.waive(Enforce, WaiverBypassed)
 		}
@@ -305,6 +313,17 @@ func (d *Decision) applyRollout(in Input) []Finding {
 		d.Mode = d.waivedMode()
 	}
 	return blocking
+}
+
+// offered reports whether every finding that Resolve later would waive
+// (unwaived, enforced) is among the policy ids the page offered it for.
+func (d *Decision) offered(ids []string) bool {
+	for _, f := range d.Failing {
+		if f.Waiver == WaiverNone && f.Enforcement == Enforce && !slices.Contains(ids, f.PolicyID) {
+			return false
+		}
+	}
+	return true
 }
 
 // waive sets waiver w on every unwaived failing finding enforced as e.

@@ -86,7 +86,10 @@ func (c combo) input() decision.Input {
 		ro.BypassUsed = map[string]time.Time{"p": now.Add(-decision.DefaultBypassPeriod)}
 	}
 	ro.Continue = c.press == "continue"
-	ro.ResolveLater = c.press == "resolve_later"
+	if c.press == "resolve_later" {
+		// Pressed on a page that offered to skip p.
+		ro.ResolveLater, ro.ResolveLaterOffered = true, []string{"p"}
+	}
 	until := now.Add(time.Hour)
 	switch c.exemption {
 	case "device":
@@ -321,6 +324,38 @@ func TestRolloutPromises(t *testing.T) {
 			t.Fatalf("bypass spent or offered with r blocking: %+v", d)
 		}
 	})
+	t.Run("a press waives only what its page offered", func(t *testing.T) {
+		// The page offered to skip r; p was still in its grace, which has
+		// ended since: the press waives nothing, spends nothing, and the
+		// decision offers both now.
+		in := failing.input()
+		in.Policies = policySet("v1", pol{"p", true, false}, pol{"r", true, false})
+		in.Report = report(now.Add(-time.Minute), "v1", res{"p", fail}, res{"r", fail})
+		in.Rollout.Policies["p"] = decision.PolicyRollout{Grace: grace, AllowBypass: true}
+		in.Rollout.Policies["r"] = decision.PolicyRollout{AllowBypass: true}
+		in.Rollout.GraceSince = map[string]time.Time{"p": now.Add(-grace)}
+		in.Rollout.ResolveLaterOffered = []string{"r"}
+		d := decision.Decide(in)
+		if d.Allow || len(d.Bypassed()) != 0 || !d.CanResolveLater || d.Mode != decision.ModeEnforce {
+			t.Fatalf("p bypassed though the page did not offer it: %+v", d)
+		}
+		for _, f := range d.Failing {
+			if f.Waiver != decision.WaiverNone || !f.BypassOffered {
+				t.Fatalf("%s: waiver %q, offered %v; want blocking and offered now", f.PolicyID, f.Waiver, f.BypassOffered)
+			}
+		}
+		// Offered both (the fresh page does): both are skipped.
+		in.Rollout.ResolveLaterOffered = []string{"r", "p"}
+		if d := decision.Decide(in); !d.Allow || !slices.Equal(d.Bypassed(), []string{"p", "r"}) {
+			t.Fatalf("offered both: allow %v, bypassed %v", d.Allow, d.Bypassed())
+		}
+		// An offered policy that passes now is simply not waived.
+		in.Report = report(now.Add(-time.Minute), "v1", res{"p", pass}, res{"r", fail})
+		in.Rollout.ResolveLaterOffered = []string{"r", "p"}
+		if d := decision.Decide(in); !d.Allow || !slices.Equal(d.Bypassed(), []string{"r"}) {
+			t.Fatalf("p passes now: allow %v, bypassed %v", d.Allow, d.Bypassed())
+		}
+	})
 	t.Run("grace starts only when the person is told", func(t *testing.T) {
 		c := failing
 		c.bypass, c.press, c.grace = "off", "none", "unstarted"
@@ -385,6 +420,11 @@ func TestRolloutProperty(t *testing.T) {
 			}
 		}
 		ro.Continue, ro.ResolveLater = r.IntN(3) == 0, r.IntN(3) == 0
+		for _, p := range in.Policies.GetPolicies() {
+			if r.IntN(4) != 0 {
+				ro.ResolveLaterOffered = append(ro.ResolveLaterOffered, p.GetId())
+			}
+		}
 		in.Rollout = ro
 		d := decision.Decide(in)
 		plain := in
@@ -408,7 +448,7 @@ func TestRolloutProperty(t *testing.T) {
 		for _, f := range d.Failing {
 			switch f.Waiver {
 			case decision.WaiverBypassed:
-				if f.Critical || !ro.ResolveLater || !ro.Policies[f.PolicyID].AllowBypass {
+				if f.Critical || !ro.ResolveLater || !ro.Policies[f.PolicyID].AllowBypass || !slices.Contains(ro.ResolveLaterOffered, f.PolicyID) {
 					t.Fatalf("case %d: %+v bypassed", i, f)
 				}
 				if used, ok := ro.BypassUsed[f.PolicyID]; ok && now.Sub(used) < decision.DefaultBypassPeriod {

@@ -509,3 +509,120 @@ func TestRolloutMixedPage(t *testing.T) {
 		t.Errorf("Resolve later: mode %s, waivers %v; want only macOS bypassed", d.Mode, waivers)
 	}
 }
+
+// graceAndBypass is a policy file whose FileVault policy is in a grace of
+// one minute and, like the firewall, allows Resolve later.
+const graceAndBypass = `policies:
+  - id: filevault
+    name: FileVault is on
+    query: SELECT 1 FROM disk_encryption WHERE encrypted = 1
+    resolution: Turn on FileVault.
+    grace: 1m
+    allow_bypass: true
+  - id: firewall
+    name: Firewall is on
+    query: SELECT 1 FROM alf WHERE global_state >= 1
+    resolution: Turn on the firewall.
+    allow_bypass: true
+`
+
+// Resolve later skips only what its page offered. FileVault's grace ends
+// between the page (Resolve later for the firewall only) and the press:
+// the press signs nobody in and spends no Resolve later; it answers as
+// Check again would, with a page that now offers both, and the decision
+// log says the press was denied and waived nothing. Pressed on that page,
+// Resolve later skips both.
+func TestRolloutResolveLaterAfterGraceEnded(t *testing.T) {
+	t.Parallel()
+	p := filepath.Join(t.TempDir(), "policies.yaml")
+	if err := os.WriteFile(p, []byte(graceAndBypass), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := startAgentBinding(t, func(c *config.Config) { c.Policies = p })
+	const skips = "If you can't fix this now, Resolve later skips it this once."
+	a := failingMac(t, e)
+	c := e.jarBrowser(t)
+	r := e.sp.NewRequest(testUser)
+
+	// 1. The page: the firewall blocks now and Resolve later skips it;
+	// FileVault blocks from the end of its grace, and is not skipped.
+	got := e.ceremony(t, c, a, r)
+	noResponse(t, got)
+	items := shownItems(t, got)
+	if len(items) != 2 || items[0] != (shownItem{"Firewall is on", "Blocks sign-in now", skips}) ||
+		items[1].name != "FileVault is on" || !strings.HasPrefix(items[1].badge, "Blocks sign-in from ") || strings.Contains(items[1].effect, "Resolve later") {
+		t.Fatalf("items %q, want the firewall skipped and FileVault blocking later", items)
+	}
+	if !formAction(got, signin.PathResolveLater) {
+		t.Fatalf("no Resolve later:\n%s", got.body)
+	}
+	token := retryToken(t, got)
+
+	// 2. FileVault's grace ends; the press comes after.
+	e.clock.Add(2 * time.Minute)
+	got = e.post(t, c, signin.PathResolveLater, url.Values{"token": {token}})
+	noResponse(t, got)
+	both := []shownItem{{"FileVault is on", "Blocks sign-in now", skips}, {"Firewall is on", "Blocks sign-in now", skips}}
+	if items := shownItems(t, got); got.status != http.StatusForbidden || !slices.Equal(items, both) || !formAction(got, signin.PathResolveLater) {
+		t.Fatalf("press after the grace: status %d, items %q; want 403 offering both:\n%s", got.status, items, got.body)
+	}
+	if bs, err := e.srv.Store.Bypasses(context.Background(), a.DeviceID); err != nil || len(bs) != 0 {
+		t.Fatalf("bypasses spent by a refused press: %v, %v", bs, err)
+	}
+	d := lastDecision(t, e)
+	if d.Allow || d.Mode != "enforce" || d.Reason != "policy_failed" || d.Source != "sso_resolve_later" || d.RequestID != r.ID {
+		t.Fatalf("decision %+v, want the press recorded as denied, mode enforce", d)
+	}
+	for _, res := range d.Results {
+		if res.Waiver != "" || res.Enforcement != "enforce" {
+			t.Errorf("%s: waiver %q, enforcement %q; want blocking, nothing waived", res.PolicyID, res.Waiver, res.Enforcement)
+		}
+	}
+
+	// 3. Pressed on the page that offered both, it skips both, once.
+	e.allowed(t, e.post(t, c, signin.PathResolveLater, url.Values{"token": {retryToken(t, got)}}), r)
+	d = lastDecision(t, e)
+	if !d.Allow || d.Mode != "bypassed" || len(d.Results) != 2 || d.Results[0].Waiver != "bypassed" || d.Results[1].Waiver != "bypassed" {
+		t.Fatalf("decision %+v, want both bypassed", d)
+	}
+	if bs, err := e.srv.Store.Bypasses(context.Background(), a.DeviceID); err != nil || len(bs) != 2 {
+		t.Fatalf("bypasses %v, %v; want both", bs, err)
+	}
+}
+
+// Continue is offered while a policy's grace runs; pressed after the grace
+// ended, it signs nobody in and answers with a page for what blocks now:
+// Resolve later where the policy allows it (nothing spent), none where it
+// does not.
+func TestRolloutContinueAfterGraceEnded(t *testing.T) {
+	t.Parallel()
+	for _, bypass := range []bool{false, true} {
+		keys := "    grace: 1m\n"
+		if bypass {
+			keys += "    allow_bypass: true\n"
+		}
+		e := startRollout(t, keys, nil)
+		a := failingMac(t, e)
+		c := e.jarBrowser(t)
+		got := e.ceremony(t, c, a, e.sp.NewRequest(testUser))
+		if !formAction(got, signin.PathContinue) || formAction(got, signin.PathResolveLater) {
+			t.Fatalf("bypass %v: grace page without Continue only:\n%s", bypass, got.body)
+		}
+		e.clock.Add(2 * time.Minute)
+		got = e.post(t, c, signin.PathContinue, url.Values{"token": {retryToken(t, got)}})
+		noResponse(t, got)
+		if got.status != http.StatusForbidden || formAction(got, signin.PathContinue) || formAction(got, signin.PathResolveLater) != bypass {
+			t.Fatalf("bypass %v: Continue after the grace: status %d, want 403 with Resolve later %v:\n%s", bypass, got.status, bypass, got.body)
+		}
+		if items := shownItems(t, got); len(items) != 1 || items[0].badge != "Blocks sign-in now" {
+			t.Fatalf("bypass %v: items %q, want the firewall blocking now", bypass, items)
+		}
+		d := lastDecision(t, e)
+		if d.Allow || d.Mode != "enforce" || d.Source != "sso_continue" || d.Results[0].Waiver != "" {
+			t.Fatalf("bypass %v: decision %+v, want the press denied, nothing waived", bypass, d)
+		}
+		if bs, err := e.srv.Store.Bypasses(context.Background(), a.DeviceID); err != nil || len(bs) != 0 {
+			t.Fatalf("bypass %v: bypasses %v, %v", bypass, bs, err)
+		}
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -234,6 +235,9 @@ type attempt struct {
 	// failedBefore, on "Check again", holds the ids of the policies that
 	// were not passing on the earlier pages of this sign-in.
 	failedBefore map[string]bool
+	// resolveLater, on a press, holds the ids of the policies the held
+	// sign-in's latest page offered to resolve later.
+	resolveLater []string
 }
 
 // Sources of a decision, as the decision log records them.
@@ -503,7 +507,7 @@ func (h *Handler) resume(w http.ResponseWriter, r *http.Request, source string) 
 		h.refuse(w, r, fromIdP(err), http.StatusBadRequest)
 		return
 	}
-	a := &attempt{req: req, source: source, start: start, token: token}
+	a := &attempt{req: req, source: source, start: start, token: token, resolveLater: p.ResolveLater}
 	if p.BrowserHash != nil {
 		// Bound by the agent's proof: only the browser that gave it may
 		// resume, for the Mac it proved.
@@ -556,6 +560,11 @@ func (h *Handler) resume(w http.ResponseWriter, r *http.Request, source string) 
 		// The person chose not to fix anything now: a fresh report is
 		// needed only as for a sign-in, when the stored one is old.
 		q.Continue, q.ResolveLater, mode = source == sourceContinue, source == sourceResolveLater, access.LiveIfStale
+		// Resolve later skips only what the page offered: if something
+		// else would need skipping now (a grace ended since the page was
+		// shown), the sign-in stays held and a fresh page says what is
+		// true now, as "Check again" would, with no bypass spent.
+		q.ResolveLaterOffered = p.ResolveLater
 		if h.Rollout == nil {
 			q.Continue, q.ResolveLater = false, false
 		}
@@ -784,11 +793,25 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 		SupportID: strconv.FormatInt(id, 10), Notes: web.Notes(d),
 	}
 	if retryable(d.Reason) {
+		// What this page offers to resolve later is kept with the held
+		// sign-in: a press skips only those (see resume).
+		var offered []string
+		if h.Rollout != nil && d.CanResolveLater {
+			offered = resolveLaterOffered(blocking)
+		}
+		offerKept := true
 		token := a.token
 		if token == nil {
-			token, err = h.hold(ctx, a, now)
+			token, err = h.hold(ctx, a, now, offered)
 			if err != nil {
 				h.log().Warn("holding sign-in failed; no Check again offered", "err", err, "decision_id", id)
+			}
+		} else if !slices.Equal(offered, a.resolveLater) {
+			sum := sha256.Sum256(token)
+			if err := h.Store.SetPendingSignInResolveLater(ctx, sum[:], offered); err != nil {
+				// A press would then skip only what an earlier page offered.
+				h.log().Warn("recording what the page offers failed; no Resolve later offered", "err", err, "decision_id", id)
+				offerKept = false
 			}
 		}
 		if token != nil {
@@ -800,7 +823,7 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 				switch {
 				case d.CanContinue:
 					page.ContinueAction = PathContinue
-				case d.CanResolveLater:
+				case d.CanResolveLater && offerKept:
 					page.ResolveLaterAction, page.ResolveLaterPeriod = PathResolveLater, h.Rollout.BypassPeriod()
 				}
 			}
@@ -853,8 +876,21 @@ func (h *Handler) assert(a *attempt) idp.Assert {
 	return as
 }
 
-// hold stores the denied sign-in for "Check again" and returns its token.
-func (h *Handler) hold(ctx context.Context, a *attempt, now time.Time) ([]byte, error) {
+// resolveLaterOffered returns the ids of the blocking findings that the
+// page offers to resolve later, in their order.
+func resolveLaterOffered(blocking []decision.Finding) []string {
+	var out []string
+	for _, f := range blocking {
+		if f.BypassOffered {
+			out = append(out, f.PolicyID)
+		}
+	}
+	return out
+}
+
+// hold stores the denied sign-in for "Check again" and returns its token;
+// resolveLater is what its page offers to resolve later.
+func (h *Handler) hold(ctx context.Context, a *attempt, now time.Time, resolveLater []string) ([]byte, error) {
 	token := make([]byte, tokenBytes)
 	if _, err := rand.Read(token); err != nil {
 		return nil, err
@@ -866,7 +902,7 @@ func (h *Handler) hold(ctx context.Context, a *attempt, now time.Time) ([]byte, 
 	}
 	err := h.Store.CreatePendingSignIn(ctx, storage.PendingSignIn{
 		TokenHash: sum[:], DeviceID: a.ident.DeviceID, CertSerial: a.ident.CertSerial, BrowserHash: a.browser, Username: a.req.Username,
-		Request: a.req.XML, RelayState: a.req.RelayState, CreatedAt: now, ExpiresAt: now.Add(ttl),
+		Request: a.req.XML, RelayState: a.req.RelayState, CreatedAt: now, ExpiresAt: now.Add(ttl), ResolveLater: resolveLater,
 	})
 	if err != nil {
 		return nil, err

@@ -18,6 +18,8 @@ const (
 	MaxRelayStateLen = 4096
 	// MaxSignInRequestLen bounds PendingSignIn.Request in bytes.
 	MaxSignInRequestLen = 256 << 10
+	// MaxResolveLaterPolicies bounds PendingSignIn.ResolveLater.
+	MaxResolveLaterPolicies = 1000
 )
 
 // SAMLRequestStore is the AuthnRequest replay cache: every request ID the
@@ -69,6 +71,10 @@ type PendingSignIn struct {
 	RelayState string
 	CreatedAt  time.Time
 	ExpiresAt  time.Time
+	// ResolveLater holds the ids of the policies that the sign-in's latest
+	// page offered to resolve later, in that page's order; nil when it
+	// offered none. Each is a policy id: not empty, no comma.
+	ResolveLater []string
 }
 
 // PendingSignInStore keeps pending sign-ins.
@@ -80,6 +86,10 @@ type PendingSignInStore interface {
 	// ErrNotFound. Expired entries not yet swept are returned too: the
 	// caller compares ExpiresAt with its clock.
 	GetPendingSignIn(ctx context.Context, tokenHash []byte) (PendingSignIn, error)
+	// SetPendingSignInResolveLater replaces the ResolveLater of the
+	// pending sign-in with this token hash, when a page shown for it again
+	// offers other policies; ErrNotFound if it is not there.
+	SetPendingSignInResolveLater(ctx context.Context, tokenHash []byte, policyIDs []string) error
 	// DeletePendingSignIn removes it; ErrNotFound if it is not there. A
 	// sign-in is completed only by the caller whose delete succeeded, so
 	// two concurrent "Check again" presses can never both issue a response.

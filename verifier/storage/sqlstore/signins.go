@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/clearance/clearance/verifier/storage"
@@ -14,7 +15,7 @@ import (
 // pendingSignInColumns are the pending_sign_ins table's columns in
 // pendingSignInArgs' and scanPendingSignIn's order.
 const pendingSignInColumns = `token_hash, device_id, cert_serial, username, request, relay_state,
-	created_at, expires_at, browser_hash`
+	created_at, expires_at, browser_hash, resolve_later`
 
 // Every sign-in runs these.
 var (
@@ -23,7 +24,7 @@ var (
 	insertRequestID = prepared(`INSERT INTO saml_request_ids (issuer, id, expires_at)
 		VALUES ($1, $2, $3) ON CONFLICT (issuer, id) DO NOTHING`)
 	insertPendingSignIn = prepared(`INSERT INTO pending_sign_ins (` + pendingSignInColumns + `)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (token_hash) DO NOTHING`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (token_hash) DO NOTHING`)
 )
 
 // checkTokenHash refuses a pending sign-in key that is not a SHA-256.
@@ -56,6 +57,10 @@ func pendingSignInArgs(p storage.PendingSignIn) ([]any, error) {
 	if len(p.Request) > storage.MaxSignInRequestLen {
 		return nil, fmt.Errorf("request is %d bytes, more than the %d allowed", len(p.Request), storage.MaxSignInRequestLen)
 	}
+	resolveLater, err := resolveLaterText(p.ResolveLater)
+	if err != nil {
+		return nil, err
+	}
 	var c timeCodec
 	createdAt := c.ns("created at", p.CreatedAt)
 	expiresAt := c.ns("expires at", p.ExpiresAt)
@@ -63,7 +68,24 @@ func pendingSignInArgs(p storage.PendingSignIn) ([]any, error) {
 		return nil, c.err
 	}
 	return []any{p.TokenHash, p.DeviceID, p.CertSerial, p.Username, blob(p.Request),
-		blob([]byte(p.RelayState)), createdAt, expiresAt, blob(p.BrowserHash)}, nil
+		blob([]byte(p.RelayState)), createdAt, expiresAt, blob(p.BrowserHash), resolveLater}, nil
+}
+
+// resolveLaterText checks a pending sign-in's ResolveLater policy ids and
+// joins them with commas for its column.
+func resolveLaterText(ids []string) (string, error) {
+	if len(ids) > storage.MaxResolveLaterPolicies {
+		return "", fmt.Errorf("resolve later: %d policies, more than the %d allowed", len(ids), storage.MaxResolveLaterPolicies)
+	}
+	for _, id := range ids {
+		if id == "" || strings.Contains(id, ",") {
+			return "", fmt.Errorf("resolve later: policy ID %q is empty or holds a comma", id)
+		}
+		if err := checkText("resolve later policy ID", id, storage.MaxTextLen); err != nil {
+			return "", err
+		}
+	}
+	return strings.Join(ids, ","), nil
 }
 
 func scanPendingSignIn(sc scanner) (storage.PendingSignIn, error) {
@@ -71,10 +93,14 @@ func scanPendingSignIn(sc scanner) (storage.PendingSignIn, error) {
 		p                    storage.PendingSignIn
 		relayState           []byte
 		createdAt, expiresAt int64
+		resolveLater         string
 	)
 	if err := sc.Scan(&p.TokenHash, &p.DeviceID, &p.CertSerial, &p.Username, &p.Request,
-		&relayState, &createdAt, &expiresAt, &p.BrowserHash); err != nil {
+		&relayState, &createdAt, &expiresAt, &p.BrowserHash, &resolveLater); err != nil {
 		return storage.PendingSignIn{}, err
+	}
+	if resolveLater != "" {
+		p.ResolveLater = strings.Split(resolveLater, ",")
 	}
 	if len(p.BrowserHash) == 0 {
 		p.BrowserHash = nil
@@ -169,6 +195,23 @@ func (s *Store) GetPendingSignIn(ctx context.Context, tokenHash []byte) (storage
 		return storage.PendingSignIn{}, fmt.Errorf("reading pending sign-in: %w", err)
 	}
 	return p, nil
+}
+
+// SetPendingSignInResolveLater replaces the policies the pending sign-in's
+// page offered to resolve later; ErrNotFound if it is not there.
+func (s *Store) SetPendingSignInResolveLater(ctx context.Context, tokenHash []byte, policyIDs []string) error {
+	text, err := resolveLaterText(policyIDs)
+	if err != nil {
+		return fmt.Errorf("updating pending sign-in: %w", err)
+	}
+	res, err := s.writer().exec(ctx, `UPDATE pending_sign_ins SET resolve_later = $1 WHERE token_hash = $2`, text, blob(tokenHash))
+	if err == nil {
+		err = oneRow(res, storage.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("updating pending sign-in: %w", err)
+	}
+	return nil
 }
 
 // DeletePendingSignIn removes the pending sign-in; ErrNotFound if it is not

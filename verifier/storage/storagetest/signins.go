@@ -27,6 +27,7 @@ var pendingSignInTests = []test{
 	{"ConcurrentDelete", testPendingSignInConcurrentDelete},
 	{"DeleteExpired", testDeleteExpiredPendingSignIns},
 	{"RefusesUnstorable", testPendingSignInUnstorable},
+	{"SetResolveLater", testPendingSignInResolveLater},
 }
 
 const (
@@ -335,6 +336,15 @@ func testPendingSignInUnstorable(t *testing.T, s storage.Store) {
 		{"expiry out of range", func(p *storage.PendingSignIn) {
 			p.ExpiresAt = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
 		}},
+		{"resolve later with an empty id", func(p *storage.PendingSignIn) { p.ResolveLater = []string{"firewall", ""} }},
+		{"resolve later id with a comma", func(p *storage.PendingSignIn) { p.ResolveLater = []string{"firewall,filevault"} }},
+		{"resolve later id too long", func(p *storage.PendingSignIn) { p.ResolveLater = []string{long} }},
+		{"resolve later too many", func(p *storage.PendingSignIn) {
+			p.ResolveLater = make([]string, storage.MaxResolveLaterPolicies+1)
+			for i := range p.ResolveLater {
+				p.ResolveLater[i] = "p"
+			}
+		}},
 	}
 	for _, tc := range cases {
 		p := newPendingSignIn("token", t0)
@@ -351,6 +361,46 @@ func testPendingSignInUnstorable(t *testing.T, s storage.Store) {
 	p.Username = strings.Repeat("ü", storage.MaxTextLen/2)
 	p.RelayState = strings.Repeat("\xff", storage.MaxRelayStateLen)
 	p.Request = bytes.Repeat([]byte{0, 0xff}, storage.MaxSignInRequestLen/2)
+	p.ResolveLater = make([]string, storage.MaxResolveLaterPolicies)
+	for i := range p.ResolveLater {
+		p.ResolveLater[i] = strings.Repeat("p", 64)
+	}
 	must(t, s.CreatePendingSignIn(ctx, p))
 	equal(t, "GetPendingSignIn largest", getPendingSignIn(t, s, p.TokenHash), p)
+}
+
+// A held sign-in keeps the policies its latest page offered to resolve
+// later: stored with it, replaced when a page shown again offers others,
+// emptied when one offers none, and only for the sign-in named.
+func testPendingSignInResolveLater(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	p := newPendingSignIn("token-1", t0)
+	p.ResolveLater = []string{"firewall"}
+	other := newPendingSignIn("token-2", t0)
+	other.ResolveLater = []string{"screen-lock"}
+	must(t, s.CreatePendingSignIn(ctx, p))
+	must(t, s.CreatePendingSignIn(ctx, other))
+	equal(t, "GetPendingSignIn", getPendingSignIn(t, s, p.TokenHash), p)
+
+	must(t, s.SetPendingSignInResolveLater(ctx, p.TokenHash, []string{"firewall", "filevault"}))
+	p.ResolveLater = []string{"firewall", "filevault"}
+	equal(t, "after SetPendingSignInResolveLater", getPendingSignIn(t, s, p.TokenHash), p)
+	// Setting the same again is no error.
+	must(t, s.SetPendingSignInResolveLater(ctx, p.TokenHash, []string{"firewall", "filevault"}))
+
+	must(t, s.SetPendingSignInResolveLater(ctx, p.TokenHash, nil))
+	p.ResolveLater = nil
+	equal(t, "after offering none", getPendingSignIn(t, s, p.TokenHash), p)
+	equal(t, "the other sign-in", getPendingSignIn(t, s, other.TokenHash), other)
+
+	// Refused values change nothing.
+	for _, bad := range [][]string{{""}, {"a,b"}} {
+		if err := s.SetPendingSignInResolveLater(ctx, other.TokenHash, bad); err == nil || errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("SetPendingSignInResolveLater(%q) = %v, want a refusal", bad, err)
+		}
+	}
+	equal(t, "the other sign-in after refusals", getPendingSignIn(t, s, other.TokenHash), other)
+
+	must(t, s.DeletePendingSignIn(ctx, p.TokenHash))
+	wantErr(t, s.SetPendingSignInResolveLater(ctx, p.TokenHash, []string{"firewall"}), storage.ErrNotFound)
 }

@@ -74,6 +74,9 @@ func testNotFound(t *testing.T, s storage.Store) {
 		{"CreateNonce for unknown device", func() error { return s.CreateNonce(ctx, missing, []byte("nonce"), at(hour)) }},
 		{"GetPendingSignIn", func() error { _, err := s.GetPendingSignIn(ctx, tokenHash(missing)); return err }},
 		{"DeletePendingSignIn", func() error { return s.DeletePendingSignIn(ctx, tokenHash(missing)) }},
+		{"SetPendingSignInResolveLater", func() error {
+			return s.SetPendingSignInResolveLater(ctx, tokenHash(missing), []string{"firewall"})
+		}},
 		{"GetBrowserCert", func() error { _, err := s.GetBrowserCert(ctx, missing); return err }},
 		{"ListBrowserCerts", func() error { _, err := s.ListBrowserCerts(ctx, missing); return err }},
 		{"CountBrowserCertsSince", func() error { _, err := s.CountBrowserCertsSince(ctx, missing, t0); return err }},
