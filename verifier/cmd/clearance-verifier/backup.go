@@ -30,7 +30,8 @@ func (a *app) backupCmd() *cli.Command {
 		Doc: "Writes one archive (tar; gzipped when --to ends in .tar.gz or .tgz) of what a restore needs: " +
 			"the CA and its keys, the server, SCEP and SAML certificates and keys, the admin and metrics tokens, " +
 			"serve.json, and a consistent snapshot of the SQLite database taken while the server runs. " +
-			"The archive is created with mode 0600 and never overwrites a file, nor is written inside the data dir. " +
+			"The archive is created with mode 0600 and never overwrites a file, nor is written inside the data dir, " +
+			"nor in a directory another user can change (group- or other-writable and not sticky like /tmp). " +
 			"It holds the CA keys: keep it encrypted, where only those who may run the verifier can read it.\n\n" +
 			"With PostgreSQL it archives the files and leaves the database to pg_dump.\n\n" +
 			"  clearance-verifier backup --data-dir /var/lib/clearance \\\n    --to /var/backups/clearance-$(date +%F).tar.gz",
@@ -72,9 +73,11 @@ func (a *app) backup(ctx context.Context, cfg *config.Config, to string) (err er
 	if err != nil {
 		return err
 	}
-	parent, err := filepath.EvalSymlinks(filepath.Dir(dest))
+	// The snapshot is written and read again by name in this directory:
+	// another user who could rename entries in it could read it or swap it.
+	parent, err := trustedParent("directory of the archive", filepath.Dir(dest))
 	if err != nil {
-		return fmt.Errorf("the archive's directory: %w", err)
+		return fmt.Errorf("--to: %w", err)
 	}
 	if within(parent, dir) {
 		return fmt.Errorf("%s is inside the data dir %s: keep the backup elsewhere, where a copy of the dir does not take it along", to, cfg.DataDir)
@@ -199,7 +202,7 @@ func (a *app) restore(ctx context.Context, from, dataDir string) (err error) {
 	if err != nil {
 		return err
 	}
-	parent, err := trustedParent(filepath.Dir(abs))
+	parent, err := trustedParent("directory of the data dir", filepath.Dir(abs))
 	if err != nil {
 		return err
 	}
@@ -244,11 +247,12 @@ func (a *app) restore(ctx context.Context, from, dataDir string) (err error) {
 	return nil
 }
 
-// trustedParent resolves the directory a data dir is restored into and
-// refuses one another user could change (and so swap the data dir in it
-// while it is written): owned by neither root nor this user, or writable
-// by group or others, unless it is sticky like /tmp.
-func trustedParent(dir string) (string, error) {
+// trustedParent resolves the directory a data dir is restored into, or a
+// backup written into, and refuses one another user could change (and so
+// swap what is written there by name while it is written): owned by
+// neither root nor this user, or writable by group or others, unless it
+// is sticky like /tmp. what names it in the error.
+func trustedParent(what, dir string) (string, error) {
 	resolved, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		return "", err
@@ -261,7 +265,7 @@ func trustedParent(dir string) (string, error) {
 	if st.Mode()&fs.ModeSticky != 0 {
 		deny = 0
 	}
-	if err := owner.Check("directory of the data dir", resolved, st, deny); err != nil {
+	if err := owner.Check(what, resolved, st, deny); err != nil {
 		return "", err
 	}
 	return resolved, nil

@@ -139,3 +139,41 @@ func TestBackupPostgres(t *testing.T) {
 		t.Fatalf("restore: exit %d:\n%s%s", code, stdout, stderr)
 	}
 }
+
+// TestBackupRefusesSharedDir: backup writes the database's snapshot
+// beside the archive and uses it by name, so it refuses a directory where
+// another user could swap it, and takes a sticky one such as /tmp.
+func TestBackupRefusesSharedDir(t *testing.T) {
+	t.Parallel()
+	dir := newDataDir(t)
+	for _, tc := range []struct {
+		mode os.FileMode
+		want string // "" when backup takes it
+	}{
+		{0o777, "directory of the archive"},
+		{0o770, "writable by group or others (mode 0770)"},
+		{0o777 | os.ModeSticky, ""},
+		{0o755, ""},
+	} {
+		t.Run(tc.mode.String(), func(t *testing.T) {
+			out := t.TempDir()
+			if err := os.Chmod(out, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			archive := filepath.Join(out, "b.tar")
+			code, _, stderr := exitOf(noEnv, "backup", "--data-dir", dir, "--to", archive)
+			if tc.want == "" {
+				if code != 0 {
+					t.Fatalf("exit %d: %s", code, stderr)
+				}
+				return
+			}
+			if code != 1 || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "chmod go-w "+out) {
+				t.Errorf("exit %d, %q; want a refusal with %q", code, stderr, tc.want)
+			}
+			if ents, _ := os.ReadDir(out); len(ents) != 0 {
+				t.Errorf("a refused backup left %v", ents)
+			}
+		})
+	}
+}
