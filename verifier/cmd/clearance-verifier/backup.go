@@ -221,7 +221,7 @@ func (a *app) restore(ctx context.Context, from, dataDir string) (err error) {
 	if !ok {
 		lim.Database = 1<<63 - 1
 	}
-	res, err := backup.Extract(in, dir, lim)
+	res, err := backup.Extract(ctx, in, dir, lim)
 	if err != nil {
 		return fmt.Errorf("restoring %s: %w", from, err)
 	}
