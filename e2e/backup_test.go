@@ -1,14 +1,21 @@
 package e2e
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	"github.com/clearance/clearance/verifier/datadir"
 )
 
 // TestBackupRestore follows docs/operations.md's backup and restore with
@@ -86,4 +93,93 @@ func TestBackupRestore(t *testing.T) {
 	if !signIn(t, v, sp, ssoAddr) {
 		t.Error("the Mac cannot sign in through the restored verifier")
 	}
+}
+
+// TestRestoreInterrupted: SIGTERM, or the SIGHUP of a dropped SSH
+// session, stops a restore of a large archive midway; it removes what it
+// extracted and leaves no data dir, so a second restore can start afresh.
+func TestRestoreInterrupted(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	archive := filepath.Join(dir, "large.tar.gz")
+	writeLargeArchive(t, archive, 128<<20)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) {
+			parent := t.TempDir()
+			target := filepath.Join(parent, "restored")
+			var stderr bytes.Buffer
+			cmd := exec.Command(filepath.Join(binDir, "clearance-verifier"), "restore", "--from", archive, "--data-dir", target)
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// The database comes first in the archive: once it is being
+			// written, the restore is midway.
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				db, _ := filepath.Glob(filepath.Join(parent, ".clearance-restore-*", "clearance.db"))
+				if len(db) > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					cmd.Process.Kill()
+					t.Fatal("the restore never began writing the database")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Wait(); err == nil {
+				t.Fatal("the interrupted restore succeeded")
+			}
+			if !strings.Contains(stderr.String(), "restore interrupted: nothing was restored into "+target) {
+				t.Errorf("stderr: %s", stderr.String())
+			}
+			if ents, _ := os.ReadDir(parent); len(ents) != 0 {
+				t.Errorf("the interrupted restore left %v", ents)
+			}
+		})
+	}
+}
+
+// writeLargeArchive writes a gzipped archive whose database, first, is
+// size bytes of zeros, followed by the files a restore requires.
+func writeLargeArchive(t *testing.T, path string, size int64) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zw, _ := gzip.NewWriterLevel(f, gzip.BestSpeed)
+	tw := tar.NewWriter(zw)
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "clearance.db", Mode: 0o600, Size: size}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.CopyN(tw, zeros{}, size); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range datadir.Required {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o600, Size: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// zeros reads as endless zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }

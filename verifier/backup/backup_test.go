@@ -4,10 +4,13 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,11 +109,18 @@ func TestExtractRefuses(t *testing.T) {
 	gz := archive(t, whole(), true)
 	corrupt := append([]byte(nil), gz...)
 	corrupt[len(corrupt)-6] ^= 0xff // the gzip trailer's checksum
+	var trailing bytes.Buffer       // a whole tar, then more in the same gzip stream
+	zw := gzip.NewWriter(&trailing)
+	zw.Write(archive(t, whole(), false))
+	zw.Write(make([]byte, 1<<20))
+	zw.Close()
 	for _, tc := range []struct {
 		name string
 		data []byte
 		want string
 	}{
+		{"long headers", longHeaders(t, 20), "holds more than a backup can"},
+		{"trailing data", trailing.Bytes(), "holds more than a backup can"},
 		{"absolute", archive(t, withEntry(file("/etc/cron.d/x", "x")), false), "is an absolute path"},
 		{"traversal", archive(t, withEntry(file("../x", "x")), false), "leaves the directory"},
 		{"traversal inside", archive(t, withEntry(file("a/../../ca.pem", "x")), false), "leaves the directory"},
@@ -136,7 +146,7 @@ func TestExtractRefuses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			parent, dir := target(t)
-			_, err := Extract(bytes.NewReader(tc.data), dir, lim)
+			_, err := Extract(context.Background(), bytes.NewReader(tc.data), dir, lim)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Extract = %v, want an error with %q", err, tc.want)
 			}
@@ -146,6 +156,83 @@ func TestExtractRefuses(t *testing.T) {
 			untouched(t, parent, dir)
 		})
 	}
+}
+
+// longHeaders is a gzipped tar of n entries with 1 MiB names: headers
+// tar reads itself, n MiB of them in n KiB.
+func longHeaders(t testing.TB, n int) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	name := strings.Repeat("n", 1<<20-1)
+	for range n {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Format: tar.FormatGNU}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestExtractBoundsInput: an archive of headers alone is refused after
+// MaxOverhead bytes, not read to its end, however much room the database
+// has; a tar padded to GNU tar's 10 KiB records, gzipped, is taken.
+func TestExtractBoundsInput(t *testing.T) {
+	t.Parallel()
+	data := longHeaders(t, 20)
+	_, dir := target(t)
+	r := bytes.NewReader(data)
+	_, err := Extract(context.Background(), r, dir, Limits{Database: 1 << 40})
+	if err == nil || !strings.Contains(err.Error(), "holds more than a backup can") {
+		t.Fatalf("Extract = %v", err)
+	}
+	if read := len(data) - r.Len(); read > len(data)/2 {
+		t.Errorf("read %d of the %d bytes before refusing", read, len(data))
+	}
+
+	tarball := archive(t, whole(), false)
+	var padded bytes.Buffer
+	zw := gzip.NewWriter(&padded)
+	zw.Write(tarball)
+	zw.Write(make([]byte, 10240-len(tarball)%10240))
+	zw.Close()
+	_, dir = target(t)
+	if _, err := Extract(context.Background(), &padded, dir, lim); err != nil {
+		t.Fatalf("a tar padded to a record: %v", err)
+	}
+}
+
+// TestExtractCancelled: a restore stopped while it reads removes what it
+// wrote.
+func TestExtractCancelled(t *testing.T) {
+	t.Parallel()
+	ctx := &cancelAfter{Context: context.Background()}
+	ctx.n.Store(3) // a few reads in: some files written
+	parent, dir := target(t)
+	if _, err := Extract(ctx, bytes.NewReader(archive(t, whole(), true)), dir, lim); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Extract = %v, want context.Canceled", err)
+	}
+	untouched(t, parent, dir)
+}
+
+// cancelAfter is a context that ends after n calls of Err: a signal
+// arriving in the middle of a restore, without a race.
+type cancelAfter struct {
+	context.Context
+	n atomic.Int64
+}
+
+func (c *cancelAfter) Err() error {
+	if c.n.Add(-1) < 0 {
+		return context.Canceled
+	}
+	return nil
 }
 
 // TestRoundTrip: what Write archives from a data dir, Extract restores
@@ -181,7 +268,7 @@ func TestRoundTrip(t *testing.T) {
 			t.Errorf("archived %v, skipped %v", w.Files, w.Skipped)
 		}
 		_, dir := target(t)
-		res, err := Extract(&buf, dir, lim)
+		res, err := Extract(context.Background(), &buf, dir, lim)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -240,12 +327,12 @@ func TestPostgresArchive(t *testing.T) {
 	t.Parallel()
 	pg := file(datadir.RecordFile, `{"database":"postgres://clearance@db.internal/clearance"}`)
 	_, dir := target(t)
-	res, err := Extract(bytes.NewReader(archive(t, append(whole()[:len(whole())-1], pg), false)), dir, lim)
+	res, err := Extract(context.Background(), bytes.NewReader(archive(t, append(whole()[:len(whole())-1], pg), false)), dir, lim)
 	if err != nil || !strings.HasPrefix(res.Database, "postgres://") {
 		t.Fatalf("Extract = %+v, %v", res, err)
 	}
 	parent, dir := target(t)
-	if _, err := Extract(bytes.NewReader(archive(t, append(whole(), pg), false)), dir, lim); err == nil || !strings.Contains(err.Error(), "PostgreSQL") {
+	if _, err := Extract(context.Background(), bytes.NewReader(archive(t, append(whole(), pg), false)), dir, lim); err == nil || !strings.Contains(err.Error(), "PostgreSQL") {
 		t.Fatalf("a PostgreSQL archive with a database: %v", err)
 	}
 	untouched(t, parent, dir)
@@ -259,6 +346,7 @@ func FuzzRestore(f *testing.F) {
 	f.Add(archive(f, whole(), true))
 	f.Add(archive(f, append(whole(), file("../x", "x")), false))
 	f.Add(archive(f, append(whole(), entry{tar.Header{Typeflag: tar.TypeSymlink, Name: "ca.key", Linkname: "/x"}, ""}), true))
+	f.Add(longHeaders(f, 20))
 	// Extract fsyncs what it writes; in memory (/dev/shm) that costs
 	// nothing, and the fuzzer is not held up by the disk.
 	base := os.TempDir()
@@ -272,7 +360,7 @@ func FuzzRestore(f *testing.F) {
 		}
 		defer os.RemoveAll(tmp)
 		parent, dir := targetIn(t, tmp)
-		res, err := Extract(bytes.NewReader(data), dir, Limits{Database: 1 << 16})
+		res, err := Extract(context.Background(), bytes.NewReader(data), dir, Limits{Database: 1 << 16})
 		if err != nil {
 			untouched(t, parent, dir)
 			return

@@ -5,6 +5,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,59 @@ type Limits struct {
 	// Database bounds the database snapshot's size: the room the target's
 	// file system has for it.
 	Database int64
+}
+
+// What an archive may hold beyond its files' bytes. tar reads some
+// headers itself (a GNU long name, a PAX record of up to 1 MiB each, any
+// number of them), so this is counted under it, on the bytes it reads.
+const (
+	// maxEntryOverhead is one entry's: its header block, an extended
+	// (PAX or GNU) header with its own blocks for a few records, and
+	// the padding of its data to a whole block.
+	maxEntryOverhead = 8 << 10
+	// maxTrailer is the end of the archive: two zero blocks, the padding
+	// to a whole record (GNU tar's are 10 KiB) and, gzipped, what
+	// follows the tar in the stream.
+	maxTrailer = 32 << 10
+)
+
+// MaxOverhead is the most an archive may hold beyond its files' bytes:
+// one entry's overhead for each data dir file, and the trailer.
+var MaxOverhead = int64(len(datadir.Files))*maxEntryOverhead + maxTrailer
+
+// MaxInput is the most Extract reads (after gzip) of an archive: every
+// data dir file but the database at MaxFileSize, the database at
+// l.Database, and MaxOverhead. Past that it stops, and past MaxOverhead
+// of bytes that are not the files' own.
+func (l Limits) MaxInput() int64 {
+	return int64(len(datadir.Files)-1)*MaxFileSize + l.Database + MaxOverhead
+}
+
+// budgetReader reads r while ctx lasts and no more than allowed bytes:
+// MaxOverhead, raised by each entry's size as Extract accepts it.
+type budgetReader struct {
+	ctx     context.Context
+	r       io.Reader
+	read    int64
+	allowed int64
+}
+
+// errOverBudget is what budgetReader returns past its bound.
+var errOverBudget = fmt.Errorf("the archive holds more than a backup can: over %d bytes of headers, padding or trailing data beyond its files' own; refused", MaxOverhead)
+
+func (b *budgetReader) Read(p []byte) (int, error) {
+	if err := b.ctx.Err(); err != nil {
+		return 0, err
+	}
+	if b.read >= b.allowed {
+		return 0, errOverBudget
+	}
+	if rest := b.allowed - b.read; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	n, err := b.r.Read(p)
+	b.read += int64(n)
+	return n, err
 }
 
 // Restored is what Extract wrote.
@@ -45,8 +99,10 @@ func (r Restored) Has(name string) bool { return slices.Contains(r.Files, name) 
 // directory, a link, a device or other special file, an unknown name, one
 // larger than MaxFileSize (the database: lim.Database), or a truncated
 // archive. It insists on datadir.Required and, unless serve.json names
-// PostgreSQL, on the database. On error it removes every file it wrote.
-func Extract(r io.Reader, dir string, lim Limits) (res Restored, err error) {
+// PostgreSQL, on the database. It reads no more than lim.MaxInput (after
+// gzip), reads a gzip stream to its end so that its checksum is checked,
+// and stops when ctx ends. On error it removes every file it wrote.
+func Extract(ctx context.Context, r io.Reader, dir string, lim Limits) (res Restored, err error) {
 	defer func() {
 		if err != nil {
 			for _, name := range res.Files {
@@ -67,7 +123,8 @@ func Extract(r io.Reader, dir string, lim Limits) (res Restored, err error) {
 		zr.Multistream(false)
 		src = zr
 	}
-	tr := tar.NewReader(src)
+	in := &budgetReader{ctx: ctx, r: src, allowed: MaxOverhead}
+	tr := tar.NewReader(in)
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -86,6 +143,7 @@ func Extract(r io.Reader, dir string, lim Limits) (res Restored, err error) {
 		if err != nil {
 			return res, err
 		}
+		in.allowed += hdr.Size // checkEntry bounded it
 		res.Files = append(res.Files, f.Name)
 		n, err := io.Copy(out, tr)
 		if err == nil {
@@ -104,8 +162,8 @@ func Extract(r io.Reader, dir string, lim Limits) (res Restored, err error) {
 	}
 	if zr != nil {
 		// gzip checks its checksum at the stream's end, past the tar's:
-		// read on to it (the tar writer pads with at most a record).
-		if _, err := io.Copy(io.Discard, io.LimitReader(zr, 1<<20)); err != nil {
+		// read on to it, within the budget (the trailer's padding).
+		if _, err := io.Copy(io.Discard, in); err != nil {
 			return res, readError(err)
 		}
 	}

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/clearance/clearance/verifier/datadir"
 )
@@ -138,4 +142,102 @@ func TestBackupPostgres(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "pg_restore") {
 		t.Fatalf("restore: exit %d:\n%s%s", code, stdout, stderr)
 	}
+}
+
+// TestBackupRefusesSharedDir: backup writes the database's snapshot
+// beside the archive and uses it by name, so it refuses a directory where
+// another user could swap it, and takes a sticky one such as /tmp.
+func TestBackupRefusesSharedDir(t *testing.T) {
+	t.Parallel()
+	dir := newDataDir(t)
+	for _, tc := range []struct {
+		mode os.FileMode
+		want string // "" when backup takes it
+	}{
+		{0o777, "directory of the archive"},
+		{0o770, "writable by group or others (mode 0770)"},
+		{0o777 | os.ModeSticky, ""},
+		{0o755, ""},
+	} {
+		t.Run(tc.mode.String(), func(t *testing.T) {
+			out := t.TempDir()
+			if err := os.Chmod(out, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			archive := filepath.Join(out, "b.tar")
+			code, _, stderr := exitOf(noEnv, "backup", "--data-dir", dir, "--to", archive)
+			if tc.want == "" {
+				if code != 0 {
+					t.Fatalf("exit %d: %s", code, stderr)
+				}
+				return
+			}
+			if code != 1 || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "chmod go-w "+out) {
+				t.Errorf("exit %d, %q; want a refusal with %q", code, stderr, tc.want)
+			}
+			if ents, _ := os.ReadDir(out); len(ents) != 0 {
+				t.Errorf("a refused backup left %v", ents)
+			}
+		})
+	}
+}
+
+// TestRestoreInterrupted: a restore stopped while it extracts (a signal)
+// leaves no data dir, half or whole, and nothing beside it; into an empty
+// dir, it leaves the dir empty. One that completes leaves only the dir.
+func TestRestoreInterrupted(t *testing.T) {
+	t.Parallel()
+	archive := filepath.Join(t.TempDir(), "b.tar.gz")
+	if code, _, stderr := exitOf(noEnv, "backup", "--data-dir", newDataDir(t), "--to", archive); code != 0 {
+		t.Fatalf("backup: %s", stderr)
+	}
+	a := &app{stdout: io.Discard, stderr: io.Discard, getenv: noEnv, now: time.Now}
+	for _, exists := range []bool{false, true} {
+		parent := t.TempDir()
+		dir := filepath.Join(parent, "restored")
+		if exists {
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ctx := &cancelAfter{Context: context.Background()}
+		ctx.n.Store(5) // a few of the archive's reads
+		err := a.restore(ctx, archive, dir)
+		if err == nil || !strings.Contains(err.Error(), "restore interrupted: nothing was restored into "+dir) {
+			t.Fatalf("exists %v: restore = %v", exists, err)
+		}
+		ents, _ := os.ReadDir(parent)
+		if !exists && len(ents) != 0 {
+			t.Errorf("an interrupted restore left %v", ents)
+		}
+		if exists {
+			if left, _ := os.ReadDir(dir); len(ents) != 1 || len(left) != 0 {
+				t.Errorf("an interrupted restore into an empty dir left %v, %v in it", ents, left)
+			}
+		}
+
+		if err := a.restore(context.Background(), archive, dir); err != nil {
+			t.Fatalf("exists %v: restore after an interrupted one: %v", exists, err)
+		}
+		if ents, _ := os.ReadDir(parent); len(ents) != 1 || ents[0].Name() != "restored" {
+			t.Errorf("beside the restored dir: %v", ents)
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != len(datadir.Files) {
+			t.Errorf("the restored dir holds %v", ents)
+		}
+	}
+}
+
+// cancelAfter is a context that ends after n calls of Err: a signal
+// arriving in the middle of a restore, without a race.
+type cancelAfter struct {
+	context.Context
+	n atomic.Int64
+}
+
+func (c *cancelAfter) Err() error {
+	if c.n.Add(-1) < 0 {
+		return context.Canceled
+	}
+	return nil
 }
