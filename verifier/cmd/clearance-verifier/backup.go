@@ -355,7 +355,10 @@ func syncDir(dir string) error {
 // neither root nor this user, or writable by group or others, unless it
 // is sticky like /tmp. what names it in the error.
 func trustedParent(what, dir string) (string, error) {
-	resolved, err := filepath.EvalSymlinks(dir)
+	// Every directory on the way too: one another user controls could
+	// move dir, and what is made in it, away between this check and the
+	// writes, which name it by path.
+	resolved, err := owner.Resolve("directory above the "+what, dir)
 	if err != nil {
 		return "", err
 	}

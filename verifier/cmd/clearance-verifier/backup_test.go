@@ -182,6 +182,43 @@ func TestBackupRefusesSharedDir(t *testing.T) {
 	}
 }
 
+// TestBackupRefusesForeignAncestor: a --to directory private to root, in a
+// directory another user owns (who could move it away, and what backup
+// makes in it, between the check and the writes), is refused too.
+func TestBackupRefusesForeignAncestor(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a directory to another user")
+	}
+	dir := newDataDir(t)
+	g := filepath.Join(t.TempDir(), "g")
+	if err := os.Mkdir(g, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(g, 12345, 12345); err != nil {
+		t.Fatal(err)
+	}
+	bk := filepath.Join(g, "bk")
+	if err := os.Mkdir(bk, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := exitOf(noEnv, "backup", "--data-dir", dir, "--to", filepath.Join(bk, "b.tar"))
+	if code != 1 || !strings.Contains(stderr, "owned by uid 12345") {
+		t.Fatalf("exit %d, %q; want a refusal naming the directory's owner", code, stderr)
+	}
+	if ents, _ := os.ReadDir(bk); len(ents) != 0 {
+		t.Errorf("a refused backup left %v", ents)
+	}
+	good := filepath.Join(t.TempDir(), "b.tar")
+	if code, _, stderr := exitOf(noEnv, "backup", "--data-dir", dir, "--to", good); code != 0 {
+		t.Fatalf("backup: exit %d: %s", code, stderr)
+	}
+	code, _, stderr = exitOf(noEnv, "restore", "--from", good, "--data-dir", filepath.Join(bk, "restored"))
+	if code == 0 || !strings.Contains(stderr, "owned by uid 12345") {
+		t.Errorf("restore under a foreign directory: exit %d, %q", code, stderr)
+	}
+}
+
 // TestRestoreInterrupted: a restore stopped while it extracts (a signal)
 // leaves no data dir, half or whole, and nothing beside it; into an empty
 // dir, it leaves the dir empty. One that completes leaves only the dir.

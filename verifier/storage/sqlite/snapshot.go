@@ -116,8 +116,11 @@ func fileURI(abs string, q url.Values) string {
 // schemaOf lists a database's schema: every table, index, view and
 // trigger with its SQL, goose's own table left out (its rows differ).
 func schemaOf(ctx context.Context, db *sql.DB) ([]string, error) {
+	// SQLite's own objects are those whose name starts with "sqlite_"
+	// exactly (LIKE would take '_' for any character and ignore case, and
+	// leave out a trigger named "sqliteXaudit").
 	rows, err := db.QueryContext(ctx, `SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master
-		WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name`)
+		WHERE substr(name, 1, 7) <> 'sqlite_' ORDER BY type, name`)
 	if err != nil {
 		return nil, err
 	}
@@ -137,9 +140,16 @@ func schemaOf(ctx context.Context, db *sql.DB) ([]string, error) {
 // migrations make at the version it records: a table dropped or changed, an
 // index rewritten, or a version newer than this verifier knows.
 func sameSchema(ctx context.Context, db *sql.DB) error {
-	var version int64
-	if err := db.QueryRowContext(ctx, `SELECT coalesce(max(version_id), 0) FROM goose_db_version WHERE is_applied`).Scan(&version); err != nil {
+	// The version as the store reads it when it opens the database (the
+	// highest recorded, applied or not), and every version recorded once
+	// and applied, as migrations record them.
+	var version, unapplied, repeated int64
+	if err := db.QueryRowContext(ctx, `SELECT coalesce(max(version_id), 0), count(*) FILTER (WHERE NOT is_applied),
+		count(*) - count(DISTINCT version_id) FROM goose_db_version`).Scan(&version, &unapplied, &repeated); err != nil {
 		return fmt.Errorf("not a clearance-verifier database (reading its schema version: %w)", err)
+	}
+	if unapplied > 0 || repeated > 0 {
+		return fmt.Errorf("not this verifier's schema: its migration record holds %d versions not applied and %d recorded twice", unapplied, repeated)
 	}
 	latest, err := latestMigration()
 	if err != nil {
