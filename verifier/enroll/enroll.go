@@ -278,12 +278,20 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 	deviceID, reenroll, proof := "", false, ""
 	checked := &storage.Checked{}
 	existing, err := s.Store.GetDeviceByHardwareUUID(ctx, facts.GetHardwareUuid())
+	heldBefore := false
+	if err == nil && existing.Revoked() && !bytes.Equal(key, existing.PublicKey) {
+		if heldBefore, err = s.Store.DeviceHadKey(ctx, existing.ID, key); err != nil {
+			return nil, "internal", s.internal("reading the device's keys", err)
+		}
+	}
 	switch {
-	case err == nil && existing.Revoked() && bytes.Equal(key, existing.PublicKey):
+	case err == nil && existing.Revoked() && (heldBefore || bytes.Equal(key, existing.PublicKey)):
 		// The key a revocation cut off never comes back, not even by
-		// approval: a stolen Mac's key is what revocation is for.
+		// approval: a stolen Mac's key is what revocation is for; nor does
+		// one the Mac held before it (rotated away from, and perhaps
+		// still on the Mac).
 		return nil, "revoked_device", status.Errorf(codes.PermissionDenied,
-			"device %s (hardware UUID %s) is revoked, and its key cannot enroll again; to bring this Mac back, make it a new key (clearance-agent rotate-key) and have the security team approve its request", existing.ID, facts.GetHardwareUuid())
+			"device %s (hardware UUID %s) is revoked, and a key it held cannot enroll again; to bring this Mac back, make it a new key (clearance-agent rotate-key) and have the security team approve its request", existing.ID, facts.GetHardwareUuid())
 	case err == nil && existing.Revoked():
 		// A new key for a revoked Mac waits for the security team, under
 		// any policy and whatever it proves (a rotation proof is the

@@ -2,6 +2,7 @@ package enroll_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -72,5 +73,31 @@ func TestRevokedMacWaits(t *testing.T) {
 	}
 	if _, err := f.store.FindEnrollmentRequest(t.Context(), m.uuid, dev.PublicKey); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("a request for the revoked key: %v; want none", err)
+	}
+}
+
+// TestRevokedMacsEarlierKeyRefused: a key the Mac rotated away from before
+// it was revoked is refused as its last key is, and nothing waits for it.
+func TestRevokedMacsEarlierKeyRefused(t *testing.T) {
+	f := newFixture(t, 2)
+	f.svc.Admission = enroll.AdmitAuto
+	m := newMac(t, 1)
+	if _, _, err := f.enroll(t, m); err != nil {
+		t.Fatal(err)
+	}
+	first := m.key
+	if _, _, err := f.rotate(t, m); err != nil {
+		t.Fatal(err)
+	}
+	dev := f.device(t, m)
+	if _, err := f.store.RevokeDevice(t.Context(), dev.ID, "stolen", f.clock.now(), storage.AuditEvent{At: f.clock.now(), Actor: "admin-api", Action: "device.revoke"}); err != nil {
+		t.Fatal(err)
+	}
+	_, outcome, err := f.svc.Enroll(t.Context(), f.enrollReq(t, m, first))
+	if status.Code(err) != codes.PermissionDenied || outcome != "revoked_device" || !strings.Contains(status.Convert(err).Message(), "a key it held cannot enroll again") {
+		t.Fatalf("the key before the last: %s %v; want PermissionDenied", outcome, err)
+	}
+	if ps, err := f.store.ListPendingEnrollments(t.Context(), "", 10); err != nil || len(ps) != 0 {
+		t.Fatalf("requests waiting after an earlier key asked: %v %v", ps, err)
 	}
 }

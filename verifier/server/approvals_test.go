@@ -1126,7 +1126,7 @@ func TestReinstate(t *testing.T) {
 	// The revoked key: refused.
 	before := h.dump()
 	_, err := a.Enroll(h.ctx(), secret)
-	checkStatus(t, err, codes.PermissionDenied, "its key cannot enroll again")
+	checkStatus(t, err, codes.PermissionDenied, "a key it held cannot enroll again")
 	if h.dump() != before {
 		t.Fatal("the revoked key's request changed the database")
 	}

@@ -224,7 +224,7 @@ func TestRejections(t *testing.T) {
 			t.Fatal(err)
 		}
 		err = enrollWith(secret, revokedCSR, b.Facts)
-		checkStatus(t, err, codes.PermissionDenied, "its key cannot enroll again")
+		checkStatus(t, err, codes.PermissionDenied, "a key it held cannot enroll again")
 		if after := h.dump(); after != before {
 			t.Fatalf("database changed")
 		}

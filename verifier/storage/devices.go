@@ -186,6 +186,10 @@ type DeviceStore interface {
 	TouchDevice(ctx context.Context, id string, at time.Time) error
 	// GetCert returns an issued certificate by serial, or ErrNotFound.
 	GetCert(ctx context.Context, serial string) (Cert, error)
+	// DeviceHadKey reports whether the device id has ever held key (PKIX
+	// DER): its current key or an earlier one. Keys held before the store
+	// kept them are known only as the device's key of that time.
+	DeviceHadKey(ctx context.Context, id string, key []byte) (bool, error)
 }
 
 // DeviceFinder is an optional ability of a DeviceStore: finding devices by

@@ -109,6 +109,16 @@ func (s *Store) RequestEnrollment(ctx context.Context, p storage.PendingEnrollme
 		case err != nil && !errors.Is(err, storage.ErrNotFound):
 			return err
 		}
+		if err == nil && d.Revoked() {
+			// Nor does a key the device held before it.
+			had, err := hadKey(ctx, q, d.ID, p.PublicKey)
+			if err != nil {
+				return err
+			}
+			if had {
+				return fmt.Errorf("hardware UUID %s: a key the revoked device held: %w", p.HardwareUUID, storage.ErrDeviceRevoked)
+			}
+		}
 		if expired > 0 {
 			// Other Macs' requests: one being decided (approved) is left
 			// for the next clean-up rather than waited on.
@@ -380,9 +390,16 @@ func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (stor
 			return err
 		}
 		found := err == nil
-		if found && old.Revoked() && bytes.Equal(old.PublicKey, p.PublicKey) {
-			// The revoked key itself: no approval brings it back.
-			return fmt.Errorf("hardware UUID %q: its revoked key: %w", p.HardwareUUID, storage.ErrDeviceRevoked)
+		if found && old.Revoked() {
+			// The revoked key itself, or one the device held before it: no
+			// approval brings it back.
+			had, err := hadKey(ctx, q, old.ID, p.PublicKey)
+			if err != nil {
+				return err
+			}
+			if had || bytes.Equal(old.PublicKey, p.PublicKey) {
+				return fmt.Errorf("hardware UUID %q: a key the revoked device held: %w", p.HardwareUUID, storage.ErrDeviceRevoked)
+			}
 		}
 		// The request may be approved only for the state it was made
 		// against: a "new device" request while no device holds the

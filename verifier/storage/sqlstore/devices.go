@@ -237,7 +237,34 @@ func reenroll(ctx context.Context, q conn, d storage.Device) error {
 		d.SerialNumber, d.Model, d.OSName, d.OSVersion, d.Hostname,
 		d.Platform, d.AgentVersion, blob(d.PublicKey), d.CertSerial,
 		toNS(d.CertNotAfter), toNS(d.LastSeen), d.ID, d.SecretID)
-	return err
+	if err != nil {
+		return err
+	}
+	return rememberKey(ctx, q, d.ID, d.PublicKey)
+}
+
+// rememberKey records that the device id holds key (storage.DeviceKeys).
+func rememberKey(ctx context.Context, q conn, id string, key []byte) error {
+	if _, err := q.exec(ctx, `INSERT INTO device_keys (device_id, public_key) VALUES ($1, $2)
+		ON CONFLICT (device_id, public_key) DO NOTHING`, id, blob(key)); err != nil {
+		return fmt.Errorf("recording the device's key: %w", err)
+	}
+	return nil
+}
+
+// hadKey reports whether the device id has ever held key.
+func hadKey(ctx context.Context, q conn, id string, key []byte) (bool, error) {
+	var n int
+	if err := q.queryRow(ctx, `SELECT count(*) FROM device_keys WHERE device_id = $1 AND public_key = $2`, id, blob(key)).Scan(&n); err != nil {
+		return false, fmt.Errorf("reading the device's keys: %w", err)
+	}
+	return n > 0, nil
+}
+
+// DeviceHadKey reports whether the device id has ever held key: its
+// current one, or one it held before (storage.DeviceStore).
+func (s *Store) DeviceHadKey(ctx context.Context, id string, key []byte) (bool, error) {
+	return hadKey(ctx, s.reader(), id, key)
 }
 
 // insertDevice stores d as a new device enrolled once, at d.EnrolledAt:
@@ -261,7 +288,7 @@ func insertDevice(ctx context.Context, q conn, d storage.Device) error {
 	if err := oneRow(res, errRace); err != nil {
 		return fmt.Errorf("first enrollment of hardware UUID %q: %w", d.HardwareUUID, err)
 	}
-	return nil
+	return rememberKey(ctx, q, d.ID, d.PublicKey)
 }
 
 // enrolled ends an enrollment of the device id: it appends audit under

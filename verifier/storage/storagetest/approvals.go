@@ -27,6 +27,7 @@ var approvalTests = []test{
 	{"ApproveChecksSerial", testApproveChecksSerial},
 	{"ApproveFailuresChangeNothing", testApproveFailures},
 	{"ApproveReinstates", testApproveReinstates},
+	{"RevokedEarlierKeyRefused", testRevokedEarlierKeyRefused},
 	{"ReinstateChecksRevocation", testReinstateChecksRevocation},
 	{"EnrollmentAnswersRequest", testEnrollmentAnswersRequest},
 	{"KnownDevices", testKnownDevices},
@@ -1484,4 +1485,54 @@ func testReinstateChecksRevocation(t *testing.T, s storage.Store) {
 	r4.DeviceID, r4.DeviceKey, r4.DeviceRevokedAt, r4.Reason = orig.ID, orig.PublicKey, revoked.RevokedAt, "revoked_device"
 	_, err = s.RequestEnrollment(ctx, r4, storage.PendingLimits{}, storage.AuditEvent{At: at(9 * hour), Actor: "agent", Action: "device.enroll_pending"})
 	wantErr(t, err, storage.ErrKeyReplaced)
+}
+
+// testRevokedEarlierKeyRefused: a key a revoked device held before its last
+// (one it rotated away from) cannot ask to come back, nor be approved back;
+// DeviceHadKey knows every key a device has held.
+func testRevokedEarlierKeyRefused(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	createSecret(t, s, "first")
+	createSecret(t, s, "second")
+	orig := enroll(t, s, newEnrollment(1, "first"))
+	rot := newEnrollment(1, "first")
+	rot.Device.PublicKey = []byte("rotated-key")
+	rot.Device.CertSerial, rot.Cert.Serial = "abc200", "abc200"
+	rot.Checked = &storage.Checked{Key: orig.PublicKey}
+	enroll(t, s, rot)
+	for key, want := range map[string]bool{string(orig.PublicKey): true, "rotated-key": true, "another key": false} {
+		if had, err := s.DeviceHadKey(ctx, orig.ID, []byte(key)); err != nil || had != want {
+			t.Errorf("DeviceHadKey(%q) = %v, %v; want %v", key, had, err, want)
+		}
+	}
+	if had, err := s.DeviceHadKey(ctx, "dev-none", orig.PublicKey); err != nil || had {
+		t.Errorf("DeviceHadKey of no device = %v, %v", had, err)
+	}
+	revoked := revokeDevice(t, s, orig.ID)
+
+	// The key before the last: refused, nothing recorded.
+	earlier := newRequest(1, "k0", "second")
+	earlier.PublicKey = orig.PublicKey
+	earlier.Reason = "revoked_device"
+	earlier.DeviceID, earlier.DeviceKey, earlier.DeviceRevokedAt = orig.ID, []byte("rotated-key"), revoked.RevokedAt
+	before := dumpOf(t, s)
+	_, err := s.RequestEnrollment(ctx, earlier, storage.PendingLimits{}, storage.AuditEvent{At: at(2 * hour), Actor: "agent", Action: "device.enroll_pending"})
+	wantErr(t, err, storage.ErrDeviceRevoked)
+	sameDump(t, "an earlier key asking", before, s)
+
+	// A new key waits and is approved: the device holds it too from then.
+	r := earlier
+	r.PublicKey = []byte("a new key")
+	got := request(t, s, r, storage.PendingLimits{})
+	d, _, err := s.ApproveEnrollment(ctx, storage.Approval{
+		RequestID: got.ID, NewDeviceID: "dev-generated", At: at(4 * hour),
+		Audit: storage.AuditEvent{At: at(4 * hour), Actor: "admin-api", Action: "device.reinstate", Detail: got.ID},
+	})
+	must(t, err)
+	if d.Revoked() || string(d.PublicKey) != "a new key" {
+		t.Fatalf("reinstated device: %+v", d)
+	}
+	if had, err := s.DeviceHadKey(ctx, orig.ID, []byte("a new key")); err != nil || !had {
+		t.Errorf("DeviceHadKey of the approved key = %v, %v", had, err)
+	}
 }
