@@ -155,6 +155,10 @@ func TestPlantedCertificateAttack(t *testing.T) {
 	if d.GetAllow() || d.GetReason() != "presence_bad_signature" || d.GetBinding() != "agent" || d.GetDeviceId() != "" || d.GetClaimedDeviceId() != deviceID {
 		t.Errorf("decision log: %v", d)
 	}
+	// Who tried to pass for the Mac: listed by the start of its id.
+	if out := cli(t, "decisions", "--data-dir", v.dataDir, "--claimed", deviceID[:8], "--wide"); !strings.Contains(out, "presence_bad_signature") || !strings.Contains(out, "(claimed "+deviceID) {
+		t.Errorf("decisions --claimed:\n%s", out)
+	}
 	// Nothing in either log says the attacker got in.
 	if strings.Contains(v.logs.String(), "allow=true") {
 		t.Errorf("the verifier allowed a sign-in:\n%s", v.logs.String())

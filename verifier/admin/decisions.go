@@ -6,7 +6,9 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -70,7 +72,10 @@ func decisionFilter(req *adminv1.ListDecisionsRequest) (storage.DecisionFilter, 
 	if err := bounded("device_id", req.GetDeviceId()); err != nil {
 		return f, 0, err
 	}
-	f.Username, f.DeviceID = req.GetUsername(), req.GetDeviceId()
+	if err := bounded("claimed_device_id", req.GetClaimedDeviceId()); err != nil {
+		return f, 0, err
+	}
+	f.Username, f.DeviceID, f.ClaimedDeviceID = req.GetUsername(), req.GetDeviceId(), req.GetClaimedDeviceId()
 
 	switch o := req.GetOrigin(); o {
 	case adminv1.DecisionOrigin_DECISION_ORIGIN_UNSPECIFIED:
@@ -147,6 +152,11 @@ func clipped(s string) string {
 func bounded(field, v string) error {
 	if len(v) > maxFilterLen {
 		return status.Errorf(codes.InvalidArgument, "%s is longer than %d bytes", field, maxFilterLen)
+	}
+	// No name or id holds one, and a database may refuse a NUL as an
+	// error rather than find nothing.
+	if strings.ContainsFunc(v, unicode.IsControl) {
+		return status.Errorf(codes.InvalidArgument, "%s holds a control character", field)
 	}
 	return nil
 }

@@ -130,6 +130,8 @@ type DecisionResult struct {
 type DecisionFilter struct {
 	Username string
 	DeviceID string
+	// ClaimedDeviceID keeps only records whose ClaimedDeviceID is this.
+	ClaimedDeviceID string
 	// Allow, when non-nil, keeps only allowed (true) or denied (false) decisions.
 	Allow *bool
 	// Modes, when set, keeps only decisions with one of these Modes.

@@ -312,6 +312,7 @@ func (a *app) decisionsCmd() *cli.Command {
 			fs.Group("Filters")
 			user := fs.String("user", "", "only sign-ins by this Okta `username`")
 			device := fs.String("device", "", "only sign-ins from this device (`id`, or the start of one as the tables show it)")
+			claimed := fs.String("claimed", "", "only refused proofs of presence that named this device (`id`, or the start of an enrolled one's) but were not signed by its key: who tried to pass for it")
 			denied := fs.Bool("denied", false, "only sign-ins that were refused")
 			mode := fs.String("mode", "", "only decisions with these comma-separated enforcement `modes`: monitor (would deny), warn, warned, bypassed, exempt, enforce")
 			origin := fs.String("origin", "", "only Okta's sign-ins (okta) or Cloudflare's evaluations (cloudflare); default both")
@@ -337,6 +338,14 @@ func (a *app) decisionsCmd() *cli.Command {
 						var err error
 						if req.DeviceId, err = c.resolveDevice(*device); err != nil {
 							return err
+						}
+					}
+					if *claimed != "" {
+						// The claim may name a device that is not enrolled:
+						// a start is expanded only when it names one.
+						req.ClaimedDeviceId = *claimed
+						if id, err := c.resolveDevice(*claimed); err == nil {
+							req.ClaimedDeviceId = id
 						}
 					}
 					if *denied {

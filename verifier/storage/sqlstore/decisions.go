@@ -182,6 +182,12 @@ func listDecisionsQuery(f storage.DecisionFilter) (string, []any) {
 	if f.DeviceID != "" {
 		w.add("device_id = ?", f.DeviceID)
 	}
+	if f.ClaimedDeviceID != "" {
+		// "<> ''" as the partial index decisions_claimed_device_id says
+		// it, so that both engines know the index holds every match.
+		w.add("claimed_device_id = ?", f.ClaimedDeviceID)
+		w.conds = append(w.conds, "claimed_device_id <> ''")
+	}
 	if f.Allow != nil {
 		w.add("allow = ?", *f.Allow)
 	}

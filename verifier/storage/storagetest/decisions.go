@@ -145,6 +145,9 @@ func testDecisionAppendList(t *testing.T, s storage.Store) {
 	claimed.Reason, claimed.Results, claimed.ClaimedDeviceID = "presence_bad_signature", nil, "dev-002"
 	ds = append(ds, appendDecision(t, s, claimed))
 	equal(t, "ListDecisions of the claimed device", listDecisions(t, s, storage.DecisionFilter{DeviceID: "dev-002"}), []storage.DecisionRecord{full})
+	// ClaimedDeviceID finds it, and only it.
+	equal(t, "ListDecisions claiming the device", listDecisions(t, s, storage.DecisionFilter{ClaimedDeviceID: "dev-002"}), []storage.DecisionRecord{ds[len(ds)-1]})
+	equal(t, "ListDecisions claiming another device", listDecisions(t, s, storage.DecisionFilter{ClaimedDeviceID: "dev-001"}), []storage.DecisionRecord{})
 
 	for i, d := range ds {
 		if d.ID <= 0 || (i > 0 && d.ID <= ds[i-1].ID) {

@@ -2156,9 +2156,14 @@ type ListDecisionsRequest struct {
 	// Cloudflare asks about each Mac every few minutes: a report of people
 	// (who would have been blocked) reads Okta's; a Mac only Cloudflare asks
 	// about is in Cloudflare's.
-	Origin        DecisionOrigin `protobuf:"varint,41,opt,name=origin,proto3,enum=clearance.admin.v1.DecisionOrigin" json:"origin,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Origin DecisionOrigin `protobuf:"varint,41,opt,name=origin,proto3,enum=clearance.admin.v1.DecisionOrigin" json:"origin,omitempty"`
+	// Only refused proofs of presence that named this device id but were
+	// not signed by its key (Decision.claimed_device_id): who tried to pass
+	// for this Mac. Such rows are filed under no device, so device_id does
+	// not find them.
+	ClaimedDeviceId string `protobuf:"bytes,42,opt,name=claimed_device_id,json=claimedDeviceId,proto3" json:"claimed_device_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ListDecisionsRequest) Reset() {
@@ -2252,6 +2257,13 @@ func (x *ListDecisionsRequest) GetOrigin() DecisionOrigin {
 		return x.Origin
 	}
 	return DecisionOrigin_DECISION_ORIGIN_UNSPECIFIED
+}
+
+func (x *ListDecisionsRequest) GetClaimedDeviceId() string {
+	if x != nil {
+		return x.ClaimedDeviceId
+	}
+	return ""
 }
 
 // ListDecisionsResponse is one page of the decision log.
@@ -4112,7 +4124,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\abinding\x18\x0f \x01(\tR\abinding\x12\x14\n" +
 	"\x05score\x18\x10 \x01(\x05R\x05score\x12\x12\n" +
 	"\x04mode\x18( \x01(\tR\x04mode\x12*\n" +
-	"\x11claimed_device_id\x18) \x01(\tR\x0fclaimedDeviceId\"\xfd\x02\n" +
+	"\x11claimed_device_id\x18) \x01(\tR\x0fclaimedDeviceId\"\xa9\x03\n" +
 	"\x14ListDecisionsRequest\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12:\n" +
@@ -4123,7 +4135,8 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"page_token\x18\a \x01(\tR\tpageToken\x12\x14\n" +
 	"\x05modes\x18( \x03(\tR\x05modes\x12:\n" +
-	"\x06origin\x18) \x01(\x0e2\".clearance.admin.v1.DecisionOriginR\x06origin\"{\n" +
+	"\x06origin\x18) \x01(\x0e2\".clearance.admin.v1.DecisionOriginR\x06origin\x12*\n" +
+	"\x11claimed_device_id\x18* \x01(\tR\x0fclaimedDeviceId\"{\n" +
 	"\x15ListDecisionsResponse\x12:\n" +
 	"\tdecisions\x18\x01 \x03(\v2\x1c.clearance.admin.v1.DecisionR\tdecisions\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xcd\x03\n" +
