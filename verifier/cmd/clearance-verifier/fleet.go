@@ -9,6 +9,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -40,6 +42,7 @@ func (a *app) devicesCmd() *cli.Command {
 			failing := fs.Bool("failing", false, "only devices that fail a required policy (or have not reported)")
 			offline := fs.Bool("offline", false, "only devices whose agent is not connected")
 			policy := fs.String("policy", "", "only devices that do not pass the policy with this `id`")
+			user := fs.String("user", "", "only the Macs this Okta `username` uses: those bound to them (with SCIM or the Okta API sync), and those their latest 1,000 sign-ins came from")
 			fs.Group("Output")
 			asJSON := fs.Bool("json", false, "print the devices as JSON (the admin API's Device messages)")
 			wide := fs.Bool("wide", false, "full device ids and nothing shortened, whatever the terminal's width")
@@ -49,8 +52,17 @@ func (a *app) devicesCmd() *cli.Command {
 					if err != nil {
 						return err
 					}
+					var uses map[string]bool
+					if *user != "" {
+						if uses, err = c.devicesOf(*user); err != nil {
+							return err
+						}
+					}
 					var keep []*adminv1.Device
 					for _, d := range devs {
+						if uses != nil && !uses[d.GetDeviceId()] {
+							continue
+						}
 						if *failing && d.GetSummary().GetCompliant() {
 							continue
 						}
@@ -69,6 +81,36 @@ func (a *app) devicesCmd() *cli.Command {
 			}
 		},
 	}
+}
+
+// devicesOf is the set of Macs username uses: those bound to them (GetUser,
+// where people come from SCIM or the Okta API sync) and those their latest
+// sign-ins through Okta came from (the decision log, which needs neither).
+func (c *adminConn) devicesOf(username string) (map[string]bool, error) {
+	out := map[string]bool{}
+	resp, err := call(c, c.client.ListDecisions, &adminv1.ListDecisionsRequest{
+		Username: username, Origin: adminv1.DecisionOrigin_DECISION_ORIGIN_OKTA, PageSize: 1000,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range resp.GetDecisions() {
+		if id := d.GetDeviceId(); id != "" {
+			out[id] = true
+		}
+	}
+	u, err := c.client.GetUser(c.ctx, &adminv1.GetUserRequest{User: username})
+	switch status.Code(err) {
+	case codes.OK:
+		for _, d := range u.GetDevices() {
+			out[d.GetDeviceId()] = true
+		}
+	case codes.NotFound, codes.FailedPrecondition:
+		// No directory, or not in it: the sign-ins alone say.
+	default:
+		return nil, c.explain(err)
+	}
+	return out, nil
 }
 
 // fails reports whether the device does not pass the policy: it fails it,
