@@ -83,6 +83,23 @@ func (a *app) devicesCmd() *cli.Command {
 	}
 }
 
+// timeHeading is the TIME column's heading: the zone its times are in,
+// and their year when they share one (the column shows month and day),
+// short enough not to widen the column.
+func timeHeading(ds []*adminv1.Decision, loc *time.Location) string {
+	if len(ds) == 0 {
+		return "TIME"
+	}
+	first := ds[0].GetAt().AsTime().In(loc)
+	zone, _ := first.Zone()
+	for _, d := range ds {
+		if d.GetAt().AsTime().In(loc).Year() != first.Year() {
+			return "TIME " + zone
+		}
+	}
+	return fmt.Sprintf("TIME %s %d", zone, first.Year())
+}
+
 // devicesOf is the set of Macs username uses: those bound to them (GetUser,
 // where people come from SCIM or the Okta API sync) and those their latest
 // sign-ins through Okta came from (the decision log, which needs neither).
@@ -438,7 +455,7 @@ func (c *adminConn) resolveDevice(prefix string) (string, error) {
 
 // renderDecisions writes the decisions table in loc's time, fitted to width.
 func renderDecisions(w io.Writer, ds []*adminv1.Decision, loc *time.Location, width int) error {
-	rows := [][]string{{"TIME", "USER", "DEVICE", "RESULT", "REASON"}}
+	rows := [][]string{{timeHeading(ds, loc), "USER", "DEVICE", "RESULT", "REASON"}}
 	for _, d := range ds {
 		result := "DENY"
 		switch {
