@@ -550,7 +550,7 @@ func TestRefusedAgentSaysWhyInStatus(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "verifier")
-	v := startVerifierOn(t, dataDir, freePort(t), freePort(t))
+	v := startVerifierOn(t, dataDir, freePort(t), freePort(t), offSSO...)
 	// What follows "enrolling with <address>: rpc error: code =
 	// Unauthenticated desc = " in the agent's words: past where a
 	// client's field is cut in a log line.
@@ -571,7 +571,7 @@ func TestRevokedMacComesBackByApproval(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "verifier")
-	v := startVerifierOn(t, dataDir, freePort(t), freePort(t))
+	v := startVerifierOn(t, dataDir, freePort(t), freePort(t), offSSO...)
 	secret := v.enrollSecret()
 	m := startMac(t, filepath.Join(dir, "mac"), v.grpcAddr, filepath.Join(dataDir, "ca.pem"), secret, "", "", "")
 	got := waitDevice(t, v, "the Mac's first report", within, func(g *adminv1.GetDeviceResponse) bool {
