@@ -170,7 +170,7 @@ func Extract(ctx context.Context, r io.Reader, dir string, lim Limits) (res Rest
 	if err := checkComplete(dir, &res); err != nil {
 		return res, err
 	}
-	return res, syncDir(dir)
+	return res, SyncDir(dir)
 }
 
 // checkEntry says which data dir file hdr is, or why it is refused.
@@ -253,7 +253,9 @@ func readError(err error) error {
 	return err
 }
 
-func syncDir(dir string) error {
+// SyncDir makes a directory's entries durable (a no-op where the system
+// cannot sync a directory).
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

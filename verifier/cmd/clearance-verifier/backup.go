@@ -314,7 +314,7 @@ func promote(stage, dir string, exists bool, names []string) (err error) {
 		if err := os.Rename(stage, dir); err != nil {
 			return err
 		}
-		return syncDir(filepath.Dir(dir))
+		return backup.SyncDir(filepath.Dir(dir))
 	}
 	var moved []string
 	defer func() {
@@ -333,20 +333,7 @@ func promote(stage, dir string, exists bool, names []string) (err error) {
 	if err := os.Remove(stage); err != nil {
 		return err
 	}
-	return syncDir(dir)
-}
-
-// syncDir makes a directory's entries durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
-		return err
-	}
-	return nil
+	return backup.SyncDir(dir)
 }
 
 // trustedParent resolves the directory a data dir is restored into, or a
