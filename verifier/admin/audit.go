@@ -64,31 +64,13 @@ func auditFilter(req *adminv1.ListAuditEventsRequest) (storage.AuditFilter, int,
 	f.DevicePrefix = strings.ToLower(req.GetDeviceId())
 	f.Actor, f.Action = req.GetActor(), req.GetAction()
 
-	if t := req.GetSince(); t != nil {
-		if err := t.CheckValid(); err != nil {
-			return f, 0, status.Error(codes.InvalidArgument, "since is not a valid timestamp")
-		}
-		f.Since = t.AsTime()
+	var err error
+	if f.Since, f.Until, err = window(req.GetSince(), req.GetUntil()); err != nil {
+		return f, 0, err
 	}
-	if t := req.GetUntil(); t != nil {
-		if err := t.CheckValid(); err != nil {
-			return f, 0, status.Error(codes.InvalidArgument, "until is not a valid timestamp")
-		}
-		f.Until = t.AsTime()
-	}
-	if req.GetSince() != nil && req.GetUntil() != nil && f.Since.After(f.Until) {
-		return f, 0, status.Errorf(codes.InvalidArgument, "since (%s) is after until (%s)",
-			f.Since.UTC().Format(time.RFC3339Nano), f.Until.UTC().Format(time.RFC3339Nano))
-	}
-
-	size := int(req.GetPageSize())
-	switch {
-	case size < 0:
-		return f, 0, status.Error(codes.InvalidArgument, "page_size must not be negative")
-	case size == 0:
-		size = storage.DefaultAuditLimit
-	case size > storage.MaxAuditLimit:
-		size = storage.MaxAuditLimit
+	size, err := pageSize(req.GetPageSize(), storage.DefaultAuditLimit, storage.MaxAuditLimit)
+	if err != nil {
+		return f, 0, err
 	}
 
 	if tok := req.GetPageToken(); tok != "" {

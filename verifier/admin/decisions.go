@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	"github.com/clearance/clearance/verifier/decision"
@@ -95,17 +96,9 @@ func decisionFilter(req *adminv1.ListDecisionsRequest) (storage.DecisionFilter, 
 		return f, 0, status.Errorf(codes.InvalidArgument, "result %d is not a DecisionResult", int32(r))
 	}
 
-	if t := req.GetSince(); t != nil {
-		if err := t.CheckValid(); err != nil {
-			return f, 0, status.Error(codes.InvalidArgument, "since is not a valid timestamp")
-		}
-		f.Since = t.AsTime()
-	}
-	if t := req.GetUntil(); t != nil {
-		if err := t.CheckValid(); err != nil {
-			return f, 0, status.Error(codes.InvalidArgument, "until is not a valid timestamp")
-		}
-		f.Until = t.AsTime()
+	var err error
+	if f.Since, f.Until, err = window(req.GetSince(), req.GetUntil()); err != nil {
+		return f, 0, err
 	}
 	if len(req.GetModes()) > len(decision.Modes) {
 		return f, 0, status.Errorf(codes.InvalidArgument, "modes names %d modes; there are %d", len(req.GetModes()), len(decision.Modes))
@@ -116,19 +109,9 @@ func decisionFilter(req *adminv1.ListDecisionsRequest) (storage.DecisionFilter, 
 		}
 		f.Modes = append(f.Modes, m)
 	}
-	if req.GetSince() != nil && req.GetUntil() != nil && f.Since.After(f.Until) {
-		return f, 0, status.Errorf(codes.InvalidArgument, "since (%s) is after until (%s)",
-			f.Since.UTC().Format(time.RFC3339Nano), f.Until.UTC().Format(time.RFC3339Nano))
-	}
-
-	size := int(req.GetPageSize())
-	switch {
-	case size < 0:
-		return f, 0, status.Error(codes.InvalidArgument, "page_size must not be negative")
-	case size == 0:
-		size = defaultDecisionPage
-	case size > maxDecisionPage:
-		size = maxDecisionPage
+	size, err := pageSize(req.GetPageSize(), defaultDecisionPage, maxDecisionPage)
+	if err != nil {
+		return f, 0, err
 	}
 
 	if tok := req.GetPageToken(); tok != "" {
@@ -139,6 +122,42 @@ func decisionFilter(req *adminv1.ListDecisionsRequest) (storage.DecisionFilter, 
 		f.BeforeID = id
 	}
 	return f, size, nil
+}
+
+// window checks a request's since and until (either may be unset) and
+// returns them: INVALID_ARGUMENT for a timestamp that is not valid, or a
+// since after the until.
+func window(since, until *timestamppb.Timestamp) (from, to time.Time, err error) {
+	if since != nil {
+		if err := since.CheckValid(); err != nil {
+			return from, to, status.Error(codes.InvalidArgument, "since is not a valid timestamp")
+		}
+		from = since.AsTime()
+	}
+	if until != nil {
+		if err := until.CheckValid(); err != nil {
+			return from, to, status.Error(codes.InvalidArgument, "until is not a valid timestamp")
+		}
+		to = until.AsTime()
+	}
+	if since != nil && until != nil && from.After(to) {
+		return from, to, status.Errorf(codes.InvalidArgument, "since (%s) is after until (%s)",
+			from.UTC().Format(time.RFC3339Nano), to.UTC().Format(time.RFC3339Nano))
+	}
+	return from, to, nil
+}
+
+// pageSize is a request's page size: def when unset, capped at max;
+// INVALID_ARGUMENT when negative.
+func pageSize(n int32, def, max int) (int, error) {
+	switch size := int(n); {
+	case size < 0:
+		return 0, status.Error(codes.InvalidArgument, "page_size must not be negative")
+	case size == 0:
+		return def, nil
+	default:
+		return min(size, max), nil
+	}
 }
 
 // clipped bounds a caller's value quoted in an error.
