@@ -110,6 +110,9 @@ func TestGrpcurl(t *testing.T) {
 		// The CLI's table of the policies in force: the examples' set,
 		// enforced as written (no ceiling).
 		"policies": {"ID", "MODE", "GRACE", "filevault", "enforce"},
+		// The CLI's dry run for the passing device: let in, every policy
+		// passing.
+		"explain": {"decision     allow: allowed", a.DeviceID, "EFFECT", "filevault", "PASS"},
 		// The device's enrollment, by its agent.
 		"list-audit": {`"actor": "agent"`, `"action": "device.enroll"`, `"deviceId": "` + a.DeviceID + `"`},
 	}

@@ -339,6 +339,7 @@ func findings(fs []decision.Finding) []*adminv1.PolicyFinding {
 			ExemptionId: f.ExemptionID,
 			// Offered only on a page that would show Resolve later.
 			BypassOffered: f.BypassOffered,
+			BlocksFrom:    ts(f.BlocksFrom),
 		})
 	}
 	return out

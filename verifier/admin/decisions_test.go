@@ -460,6 +460,28 @@ func TestExplainAccess(t *testing.T) {
 			t.Errorf("bypassable deny mapped to %v", resp)
 		}
 	})
+	t.Run("a grace period's end is each policy's blocks_from", func(t *testing.T) {
+		t.Parallel()
+		ends := t0.Add(52 * time.Hour)
+		d := decision.Decision{DeviceID: "dev-a", Reason: reason.PolicyFailed, BlockFrom: ends, Failing: []decision.Finding{
+			{PolicyID: "macos-version", Required: true, Status: decision.StatusFail, Enforcement: decision.Warn, GraceEnds: ends, BlocksFrom: ends},
+			{PolicyID: "firewall", Required: true, Status: decision.StatusFail, Enforcement: decision.Warn, GraceEnds: ends.Add(time.Hour)},
+		}}
+		s := &Server{Store: &decisionLog{t: t}, Access: &fakeExplainer{d: d}}
+		resp, err := s.ExplainAccess(context.Background(), &adminv1.ExplainAccessRequest{DeviceId: "dev-a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := resp.GetFailing()
+		if len(f) != 2 || !f[0].GetBlocksFrom().AsTime().Equal(ends) || !resp.GetBlockFrom().AsTime().Equal(ends) {
+			t.Errorf("blocks_from mapped to %v", resp)
+		}
+		// A grace that holds no block back (the policy only warns) blocks
+		// from no date.
+		if f[1].BlocksFrom != nil || f[1].GetGraceEnds() == nil {
+			t.Errorf("a warning's grace mapped to %v", f[1])
+		}
+	})
 	t.Run("unmeasured freshness leaves posture_age unset", func(t *testing.T) {
 		t.Parallel()
 		d := decision.Decide(decision.Input{Device: &storage.Device{ID: "dev-a"}, Policies: &agentv1.PolicySet{Version: "v7"}, Now: t0, LiveCheck: decision.LiveCheckOffline})

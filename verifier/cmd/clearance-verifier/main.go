@@ -60,6 +60,7 @@ func (a *app) program() *cli.Program {
 			a.devicesCmd(),
 			a.decisionsCmd(),
 			a.policiesCmd(),
+			a.explainCmd(),
 			a.auditCmd(),
 			a.secretCmd(),
 			a.exemptionCmd(),

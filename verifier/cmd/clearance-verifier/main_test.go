@@ -159,7 +159,7 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{[]string{"serve", "--polices", "p.yaml"}, "clearance-verifier serve: unknown flag --polices; did you mean --policies? (see 'clearance-verifier serve -h')"},
 		{[]string{"serv"}, `clearance-verifier: unknown command "serv"; did you mean serve? (see 'clearance-verifier -h')`},
-		{[]string{"frobnicate"}, `clearance-verifier: unknown command "frobnicate"; the commands are serve, devices, decisions, policies, audit, secret, exemption, scim, scep, profile, okta, cloudflare, backup or restore (see 'clearance-verifier -h')`},
+		{[]string{"frobnicate"}, `clearance-verifier: unknown command "frobnicate"; the commands are serve, devices, decisions, policies, explain, audit, secret, exemption, scim, scep, profile, okta, cloudflare, backup or restore (see 'clearance-verifier -h')`},
 		{[]string{"--verison"}, "clearance-verifier: unknown flag --verison; did you mean --version? (see 'clearance-verifier -h')"},
 		{[]string{"secret"}, "clearance-verifier secret: secret needs a command: create, list or revoke (see 'clearance-verifier secret -h')"},
 		{[]string{"secret", "craete"}, `clearance-verifier secret: unknown command "craete"; did you mean create? (see 'clearance-verifier secret -h')`},
@@ -170,6 +170,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"scep", "challenge", "--ttl"}, "clearance-verifier scep challenge: --ttl needs a value (see 'clearance-verifier scep challenge -h')"},
 		{[]string{"profile", "user-scope", "--grpc-listen", ":1"}, "clearance-verifier profile user-scope: unknown flag --grpc-listen (see 'clearance-verifier profile user-scope -h')"},
 		{[]string{"serve"}, "clearance-verifier serve: --data-dir is required (or CLEARANCE_DATA_DIR, or data_dir in the config file) (see 'clearance-verifier serve -h')"},
+		{[]string{"explain", "--data-dir", "x"}, "clearance-verifier explain: needs exactly 1 argument: the device's id, or the start of it (see 'devices') (got 0) (see 'clearance-verifier explain -h')"},
 		{[]string{"decisions", "--data-dir", "x", "--limit", "0"}, "clearance-verifier decisions: --limit must be from 1 to 1000 (see 'clearance-verifier decisions -h')"},
 		{[]string{"decisions", "--data-dir", "x", "--origin", "saml"}, `clearance-verifier decisions: --origin "saml": give okta or cloudflare (see 'clearance-verifier decisions -h')`},
 		{[]string{"audit", "--data-dir", "x", "--limit", "1001"}, "clearance-verifier audit: --limit must be from 1 to 1000 (see 'clearance-verifier audit -h')"},

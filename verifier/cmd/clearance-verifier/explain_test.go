@@ -1,0 +1,114 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+)
+
+// TestRenderExplain: each policy's row says its own part in the decision,
+// as the page's items do, and what let a failing one through.
+func TestRenderExplain(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 4, 12, 0, 0, 0, time.UTC)
+	ends := now.Add(52 * time.Hour)
+	const (
+		pass = adminv1.PolicyStatus_POLICY_STATUS_PASS
+		fail = adminv1.PolicyStatus_POLICY_STATUS_FAIL
+		miss = adminv1.PolicyStatus_POLICY_STATUS_MISSING
+	)
+	failing := []*adminv1.PolicyFinding{
+		{PolicyId: "filevault", Name: "FileVault is on", Required: true, Critical: true, Status: fail, Enforcement: "warn"},
+		{PolicyId: "firewall", Name: "Firewall is on", Required: true, Status: fail, Enforcement: "enforce", BypassOffered: true},
+		{PolicyId: "macos-version", Name: "macOS is up to date", Required: true, Status: fail, Enforcement: "warn",
+			GraceEnds: timestamppb.New(ends), BlocksFrom: timestamppb.New(ends)},
+		{PolicyId: "gatekeeper", Name: "Gatekeeper is on", Required: true, Status: miss, Enforcement: "warn"},
+		{PolicyId: "sip", Name: "System Integrity Protection is on", Required: true, Status: fail, Enforcement: "enforce", Waiver: "exempt", ExemptionId: 7},
+		{PolicyId: "xprotect", Name: "XProtect is current", Required: true, Status: fail, Enforcement: "monitor", Waiver: "monitor"},
+	}
+	results := append([]*adminv1.PolicyFinding{}, failing...)
+	results = append(results,
+		&adminv1.PolicyFinding{PolicyId: "screen-lock", Name: "Screen locks within 60 seconds", Status: fail},
+		&adminv1.PolicyFinding{PolicyId: "auto-update", Name: "Automatic updates are on", Required: true, Status: pass},
+	)
+	resp := &adminv1.ExplainAccessResponse{
+		DeviceId: "3f2c8a4e-9b1d-4e7f-8a6c-2d5e9f0b1c3a", DeviceName: "alices-mbp\x1b[31m", Username: "alice@example.com",
+		Reason: "policy_failed", Mode: "enforce", CanResolveLater: true,
+		Message:    "This Mac doesn't meet your organization's security requirements. Fix the items below, then press Check again.",
+		Failing:    failing,
+		Advisory:   results[6:7],
+		Results:    results,
+		BlockFrom:  timestamppb.New(ends),
+		ObservedAt: timestamppb.New(now.Add(-90 * time.Second)), PostureAge: durationpb.New(90 * time.Second), ReportSeq: 31,
+		PolicySetVersion: "v7", ReportPolicySetVersion: "v6", LiveCheck: "none",
+	}
+	for _, tc := range []struct {
+		name  string
+		width int
+	}{{"explain", 80}, {"explain-wide", 0}} {
+		var b strings.Builder
+		if err := renderExplain(&b, resp, now, time.UTC, tc.width); err != nil {
+			t.Fatal(err)
+		}
+		checkTable(t, tc.name, b.String(), tc.width)
+	}
+
+	// An allow that monitor mode let through says what enforcing would do;
+	// one decided before any policy counted says so instead of a table.
+	var b strings.Builder
+	if err := renderExplain(&b, &adminv1.ExplainAccessResponse{DeviceId: "d", Allow: true, Reason: "allowed", Mode: "monitor", WouldDeny: "policy_failed", LiveCheck: "none"}, now, time.UTC, 80); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"allow: allowed (monitor); enforced, it would deny: policy_failed", "user         none given", "report       none usable", "no policy was judged"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// TestExplainAgainstServer asks a running verifier about a passing and a
+// failing Mac by the start of their ids, and refuses a device it does
+// not know, as the admin API does.
+func TestExplainAgainstServer(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	secret, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := s.enroll(t, lastLine(secret), "0A1B2C3D-4E5F-4061-8172-839405A6B7D1", agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
+	bad := s.enroll(t, lastLine(secret), "1A1B2C3D-4E5F-4061-8172-839405A6B7D2", agentv1.PolicyStatus_POLICY_STATUS_FAIL).DeviceID
+
+	out, _, err := execute(noEnv, "explain", "--data-dir", s.dir, good[:8], "--user", "alice@example.com")
+	if err != nil || !strings.Contains(out, "decision     allow: allowed") || !strings.Contains(out, "user         alice@example.com") || !strings.Contains(out, good) {
+		t.Fatalf("explain of a passing Mac: %v\n%s", err, out)
+	}
+	out, _, err = execute(noEnv, "explain", "--data-dir", s.dir, strings.ToUpper(bad[:8]), "--wide")
+	if err != nil || !strings.Contains(out, "decision     DENY: policy_failed") {
+		t.Fatalf("explain of a failing Mac: %v\n%s", err, out)
+	}
+	for _, want := range []string{"filevault", "blocks now, can't be skipped", "advisory: never blocks", "page offers  nothing to skip"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain of a failing Mac lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, err = execute(noEnv, "explain", "--data-dir", s.dir, bad, "--json")
+	var parsed map[string]any
+	if err != nil || json.Unmarshal([]byte(out), &parsed) != nil || parsed["reason"] != "policy_failed" {
+		t.Fatalf("explain --json: %v\n%s", err, out)
+	}
+	if _, _, err := execute(noEnv, "explain", "--data-dir", s.dir, "ffffffff"); err == nil || !strings.Contains(err.Error(), `no enrolled device's id is or starts with "ffffffff"`) {
+		t.Fatalf("explain of no device: %v", err)
+	}
+	// Nothing was recorded: the decision log holds only real sign-ins.
+	if out, errOut, err := execute(noEnv, "decisions", "--data-dir", s.dir); err != nil || !strings.Contains(errOut, "no sign-ins match") {
+		t.Fatalf("explain recorded a decision: %v\n%s%s", err, out, errOut)
+	}
+}
