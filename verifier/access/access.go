@@ -137,6 +137,9 @@ type Query struct {
 	// ResolveLaterOffered: the policies the pressed page offered to
 	// resolve later (decision.Rollout's).
 	ResolveLaterOffered []string
+	// PageShown: the digest of the items on the pressed page
+	// (decision.Rollout's).
+	PageShown string
 }
 
 // Decide decides for the enrolled device q.DeviceID (which the caller
@@ -188,7 +191,7 @@ func (g *Gate) Decide(ctx context.Context, q Query, mode Mode) (decision.Decisio
 	if err := g.loadReport(ctx, &in); err != nil {
 		return decision.Decision{}, err
 	}
-	in.Rollout.Continue, in.Rollout.ResolveLater, in.Rollout.ResolveLaterOffered = q.Continue, q.ResolveLater, q.ResolveLaterOffered
+	in.Rollout.Continue, in.Rollout.ResolveLater, in.Rollout.ResolveLaterOffered, in.Rollout.PageShown = q.Continue, q.ResolveLater, q.ResolveLaterOffered, q.PageShown
 	in.Now = g.now()
 
 	live := false
@@ -215,7 +218,7 @@ func (g *Gate) Decide(ctx context.Context, q Query, mode Mode) (decision.Decisio
 	if err != nil {
 		return decision.Decision{}, fmt.Errorf("%w: rollout: %w", ErrStorage, err)
 	}
-	ro.Continue, ro.ResolveLater, ro.ResolveLaterOffered = q.Continue, q.ResolveLater, q.ResolveLaterOffered
+	ro.Continue, ro.ResolveLater, ro.ResolveLaterOffered, ro.PageShown = q.Continue, q.ResolveLater, q.ResolveLaterOffered, q.PageShown
 	if snapped {
 		ro.Policies = settings
 	}

@@ -1,6 +1,8 @@
 package decision
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"slices"
 	"time"
 
@@ -144,6 +146,14 @@ type Rollout struct {
 	// since, or it was moved to enforce), the sign-in stays held and the
 	// person is shown what is true now, with no bypass spent.
 	ResolveLaterOffered []string
+	// PageShown is the PageDigest of the items on the page the person
+	// pressed Continue or Resolve later on. The press waives nothing unless
+	// the items in the way now are exactly those, each as the page said it
+	// acts: a warning that appeared since, a grace that ended, a Resolve
+	// later spent in another tab, or a page another tab showed since is
+	// shown first, never counted as seen. Empty: not known (a page made
+	// before pages carried it), and not checked.
+	PageShown string
 }
 
 // Waiver says why a policy that does not pass did not block.
@@ -279,6 +289,9 @@ func (d *Decision) applyRollout(in Input) []Finding {
 	}
 	if !hard {
 		switch {
+		case ro.PageShown != "" && ro.PageShown != d.unwaivedDigest(byGrace):
+			// The page pressed showed other items than those in the way
+			// now: the person is shown these first.
 		case offers == 0 && (ro.Continue || ro.ResolveLater):
 			d.waive(Warn, WaiverWarned)
 		case offers > 0 && ro.ResolveLater && d.offered(ro.ResolveLaterOffered):
@@ -324,6 +337,54 @@ func (d *Decision) offered(ids []string) bool {
 		}
 	}
 	return true
+}
+
+// PageDigest names the items a remediation page lists (Decision.Failing
+// less what is waived), each with how it acts on the sign-in: blocks now
+// (and whether Resolve later may skip it), blocks from a date, or warns.
+// The page posts it with Continue and Resolve later, and
+// Rollout.PageShown brings it back.
+func PageDigest(items []Finding) string {
+	keys := make([]string, 0, len(items))
+	for _, f := range items {
+		state := "now"
+		switch {
+		case !f.BlocksFrom.IsZero():
+			state = "later"
+		case f.Enforcement == Warn || f.Enforcement == Monitor:
+			state = "warn"
+		}
+		if f.BypassOffered {
+			state += "+skip"
+		}
+		keys = append(keys, f.PolicyID+"\x00"+state+"\x00")
+	}
+	slices.Sort(keys)
+	h := sha256.New()
+	for _, k := range keys {
+		h.Write([]byte(k))
+	}
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:15])
+}
+
+// PageDigestLen is the length of every PageDigest.
+const PageDigestLen = 20
+
+// unwaivedDigest is the PageDigest of the failing findings nothing
+// waives, as a page of this decision would list them; byGrace marks
+// those that block from their grace period's end (applyRollout's).
+func (d *Decision) unwaivedDigest(byGrace []bool) string {
+	var items []Finding
+	for i, f := range d.Failing {
+		if f.Waiver != WaiverNone {
+			continue
+		}
+		if byGrace[i] {
+			f.BlocksFrom = f.GraceEnds
+		}
+		items = append(items, f)
+	}
+	return PageDigest(items)
 }
 
 // waive sets waiver w on every unwaived failing finding enforced as e.

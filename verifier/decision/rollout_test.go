@@ -2,6 +2,7 @@ package decision_test
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -354,6 +355,70 @@ func TestRolloutPromises(t *testing.T) {
 		in.Rollout.ResolveLaterOffered = []string{"r", "p"}
 		if d := decision.Decide(in); !d.Allow || !slices.Equal(d.Bypassed(), []string{"r"}) {
 			t.Fatalf("p passes now: allow %v, bypassed %v", d.Allow, d.Bypassed())
+		}
+	})
+	t.Run("a press passes over only the items its own page listed", func(t *testing.T) {
+		// r warns; p is in its grace (warns, blocks later), both on the
+		// page pressed. What the page said is its digest.
+		in := failing.input()
+		in.Policies = policySet("v1", pol{"p", true, false}, pol{"r", true, false})
+		in.Report = report(now.Add(-time.Minute), "v1", res{"p", fail}, res{"r", fail})
+		in.Rollout.Policies["p"] = decision.PolicyRollout{Grace: grace, AllowBypass: true}
+		in.Rollout.Policies["r"] = decision.PolicyRollout{Enforcement: decision.Warn}
+		in.Rollout.GraceSince = map[string]time.Time{"p": now.Add(-time.Hour)}
+		in.Rollout.ResolveLater, in.Rollout.ResolveLaterOffered = false, nil
+		shown := decision.Decide(in)
+		if shown.Allow || !shown.CanContinue {
+			t.Fatalf("the page: %+v", shown)
+		}
+		page := decision.PageDigest(shown.Failing)
+		if len(page) != decision.PageDigestLen {
+			t.Fatalf("digest %q is %d long, not %d", page, len(page), decision.PageDigestLen)
+		}
+		in.Rollout.Continue = true
+		for _, tc := range []struct {
+			name  string
+			shown string
+			edit  func(*decision.Input)
+			allow bool
+		}{
+			{"the same page", page, nil, true},
+			{"no digest (a page made before pages carried one)", "", nil, true},
+			{"not a digest", "-", nil, false},
+			// p's grace ended since: it blocks now, where the page said
+			// from a date.
+			{"a grace ended since", page, func(in *decision.Input) { in.Rollout.GraceSince["p"] = now.Add(-grace) }, false},
+			// q, advisory on the page, is required and warns now: never
+			// counted as seen.
+			{"a warning that appeared since", page, func(in *decision.Input) {
+				in.Policies = policySet("v1", pol{"p", true, false}, pol{"r", true, false}, pol{"q", true, false})
+				in.Report = report(now.Add(-time.Minute), "v1", res{"p", fail}, res{"r", fail}, res{"q", fail})
+				in.Rollout.Policies["q"] = decision.PolicyRollout{Enforcement: decision.Warn}
+			}, false},
+			// Another tab's page said Resolve later may skip p: not this one.
+			{"a page of another state", decision.PageDigest([]decision.Finding{{PolicyID: "p", BypassOffered: true}, {PolicyID: "r", Enforcement: decision.Warn}}), nil, false},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				in := in
+				in.Rollout.GraceSince = maps.Clone(in.Rollout.GraceSince)
+				in.Rollout.Policies = maps.Clone(in.Rollout.Policies)
+				if tc.edit != nil {
+					tc.edit(&in)
+				}
+				in.Rollout.PageShown = tc.shown
+				d := decision.Decide(in)
+				if d.Allow != tc.allow {
+					t.Fatalf("allow %v, want %v: %+v", d.Allow, tc.allow, d)
+				}
+				if !d.Allow {
+					// Nothing waived: the person is shown what is true now.
+					for _, f := range d.Failing {
+						if f.Waiver != decision.WaiverNone {
+							t.Errorf("%s waived %q by a press on another page", f.PolicyID, f.Waiver)
+						}
+					}
+				}
+			})
 		}
 	})
 	t.Run("grace starts only when the person is told", func(t *testing.T) {

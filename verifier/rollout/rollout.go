@@ -110,7 +110,8 @@ func (s *Source) BypassPeriod() time.Duration {
 }
 
 // Inputs returns the rollout inputs of a sign-in by username on deviceID
-// at now. Continue, ResolveLater and ResolveLaterOffered are the caller's.
+// at now. Continue, ResolveLater, ResolveLaterOffered and PageShown are
+// the caller's.
 func (s *Source) Inputs(ctx context.Context, deviceID, username string, now time.Time) (decision.Rollout, error) {
 	ro := decision.Rollout{Ceiling: s.CurrentCeiling(), BypassPeriod: s.BypassPeriod()}
 	if s.Settings != nil {

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/clearance/clearance/internal/protoagent"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/ratelimit"
 	"github.com/clearance/clearance/verifier/signin"
 	"github.com/clearance/clearance/verifier/storage"
@@ -587,6 +589,75 @@ func TestRolloutResolveLaterAfterGraceEnded(t *testing.T) {
 	}
 	if bs, err := e.srv.Store.Bypasses(context.Background(), a.DeviceID); err != nil || len(bs) != 2 {
 		t.Fatalf("bypasses %v, %v; want both", bs, err)
+	}
+}
+
+// formValues are the hidden inputs of p's form posting to path, as a
+// browser posts them.
+func formValues(t *testing.T, p page, path string) url.Values {
+	t.Helper()
+	i := strings.Index(p.body, `action="`+path+`"`)
+	if i < 0 {
+		t.Fatalf("no form posting to %s:\n%s", path, p.body)
+	}
+	form := p.body[i:]
+	form = form[:strings.Index(form, "</form>")]
+	v := url.Values{}
+	for _, m := range hiddenInput.FindAllStringSubmatch(form, -1) {
+		v.Add(m[1], html.UnescapeString(m[2]))
+	}
+	return v
+}
+
+var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
+
+// A press passes over only what its own page listed. Two tabs show one
+// held sign-in: the older page offers Resolve later for the firewall
+// only (FileVault blocks from the end of its grace); its grace ends, and
+// Check again in the newer tab offers both. Resolve later pressed on the
+// older page skips nothing (it never said FileVault could be skipped): it
+// answers with the page as it is now, nothing spent. Pressed on the
+// newer page, it skips both.
+func TestRolloutPressOnAnOlderTab(t *testing.T) {
+	t.Parallel()
+	p := filepath.Join(t.TempDir(), "policies.yaml")
+	if err := os.WriteFile(p, []byte(graceAndBypass), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := startAgentBinding(t, func(c *config.Config) { c.Policies = p })
+	a := failingMac(t, e)
+	c := e.jarBrowser(t)
+	r := e.sp.NewRequest(testUser)
+
+	older := e.ceremony(t, c, a, r)
+	noResponse(t, older)
+	olderForm := formValues(t, older, signin.PathResolveLater)
+	if len(olderForm.Get("shown")) != decision.PageDigestLen || olderForm.Get("token") == "" {
+		t.Fatalf("Resolve later posts %v, want the token and the page's digest", olderForm)
+	}
+	e.clock.Add(2 * time.Minute)
+	newer := e.post(t, c, signin.PathRetry, url.Values{"token": {retryToken(t, older)}})
+	noResponse(t, newer)
+	newerForm := formValues(t, newer, signin.PathResolveLater)
+	if newerForm.Get("token") != olderForm.Get("token") || newerForm.Get("shown") == olderForm.Get("shown") {
+		t.Fatalf("the newer tab's form %v, the older's %v: want one token, two pages", newerForm, olderForm)
+	}
+
+	got := e.post(t, c, signin.PathResolveLater, olderForm)
+	noResponse(t, got)
+	if got.status != http.StatusForbidden || !formAction(got, signin.PathResolveLater) || formValues(t, got, signin.PathResolveLater).Get("shown") != newerForm.Get("shown") {
+		t.Fatalf("the older page's press: status %d; want 403 and the page as it is now:\n%s", got.status, got.body)
+	}
+	if bs, err := e.srv.Store.Bypasses(context.Background(), a.DeviceID); err != nil || len(bs) != 0 {
+		t.Fatalf("bypasses spent by the older page's press: %v, %v", bs, err)
+	}
+	if d := lastDecision(t, e); d.Allow || d.Source != "sso_resolve_later" {
+		t.Fatalf("decision %+v, want the older page's press denied", d)
+	}
+
+	e.allowed(t, e.post(t, c, signin.PathResolveLater, newerForm), r)
+	if d := lastDecision(t, e); !d.Allow || d.Mode != "bypassed" || len(d.Results) != 2 || d.Results[0].Waiver != "bypassed" || d.Results[1].Waiver != "bypassed" {
+		t.Fatalf("decision %+v, want both bypassed", d)
 	}
 }
 

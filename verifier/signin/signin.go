@@ -565,6 +565,10 @@ func (h *Handler) resume(w http.ResponseWriter, r *http.Request, source string) 
 		// shown), the sign-in stays held and a fresh page says what is
 		// true now, as "Check again" would, with no bypass spent.
 		q.ResolveLaterOffered = p.ResolveLater
+		// And each press passes over only the items its own page listed
+		// (another tab's, or a page older than a warning, lists others):
+		// else the person is shown what is in the way now.
+		q.PageShown = pageShown(r.PostForm)
 		if h.Rollout == nil {
 			q.Continue, q.ResolveLater = false, false
 		}
@@ -789,7 +793,7 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 	page := web.Denied{
 		Reason: d.Reason, LiveCheck: d.LiveCheck,
 		DeviceName: d.DeviceName, Username: d.Username, LastChecked: d.LastReportAt, Now: now,
-		Failing: web.Findings(blocking), Advisory: web.Findings(append(waived, d.Advisory...)), NowPassing: nowPassing(d.Results, a.failedBefore),
+		Failing: web.Findings(blocking), PageShown: decision.PageDigest(blocking), Advisory: web.Findings(append(waived, d.Advisory...)), NowPassing: nowPassing(d.Results, a.failedBefore),
 		SupportID: strconv.FormatInt(id, 10), Notes: web.Notes(d),
 	}
 	if retryable(d.Reason) {
@@ -886,6 +890,21 @@ func resolveLaterOffered(blocking []decision.Finding) []string {
 		}
 	}
 	return out
+}
+
+// pageShown is the digest a Continue or Resolve later form posted as
+// "shown": "" when it has none (a page made before pages carried it), and
+// a value no page has when it is not one, so that the press passes over
+// nothing.
+func pageShown(form url.Values) string {
+	if !form.Has("shown") {
+		return ""
+	}
+	v := form.Get("shown")
+	if len(v) != decision.PageDigestLen {
+		return "-"
+	}
+	return v
 }
 
 // hold stores the denied sign-in for "Check again" and returns its token;

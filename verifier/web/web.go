@@ -198,6 +198,10 @@ type Denied struct {
 	// (Finding.BlocksFrom) says from when the first of them blocks.
 	ResolveLaterAction string
 	ResolveLaterPeriod time.Duration
+	// PageShown is posted with Continue and Resolve later as the hidden
+	// input "shown": which items this page listed and how each acts
+	// (decision.PageDigest), so that a press passes over only those.
+	PageShown string
 	// SupportID is shown for the helpdesk as "Reference".
 	SupportID string
 	// Notes are extra lines for the helpdesk (e.g. a weaker check in use).
@@ -361,9 +365,10 @@ type deniedView struct {
 	Helpdesk     helpdesk
 }
 
-// choice is a button that posts the held sign-in's token to Action.
+// choice is a button that posts the held sign-in's token to Action, with
+// the digest of the items the page listed.
 type choice struct {
-	Action, Token, Label, Hint string
+	Action, Token, Shown, Label, Hint string
 }
 
 // blockFrom is the sentence saying when blocking starts, and its instant.
@@ -507,13 +512,13 @@ func (r *Renderer) Denied(w http.ResponseWriter, status int, d Denied) {
 	// The rollout's buttons post to this server only: the CSP's
 	// form-action names one source, and it is 'self' for them.
 	if src, ok := retrySource(d.ContinueAction); ok && src == "'self'" && d.RetryToken != "" && (formAction == "'none'" || formAction == src) {
-		v.Continue = &choice{Action: d.ContinueAction, Token: d.RetryToken, Label: continueLabel, Hint: continueHint}
+		v.Continue = &choice{Action: d.ContinueAction, Token: d.RetryToken, Shown: d.PageShown, Label: continueLabel, Hint: continueHint}
 		formAction = src
 		if d.Message == "" {
 			msg = msgWarn
 		}
 	} else if src, ok := retrySource(d.ResolveLaterAction); ok && src == "'self'" && d.RetryToken != "" && (formAction == "'none'" || formAction == src) {
-		v.ResolveLater = &choice{Action: d.ResolveLaterAction, Token: d.RetryToken, Label: resolveLabel, Hint: resolveLaterHint(shownUsername(d.Username), periodText(d.ResolveLaterPeriod))}
+		v.ResolveLater = &choice{Action: d.ResolveLaterAction, Token: d.RetryToken, Shown: d.PageShown, Label: resolveLabel, Hint: resolveLaterHint(shownUsername(d.Username), periodText(d.ResolveLaterPeriod))}
 		formAction = src
 		if d.Message == "" {
 			msg = msgResolveLater

@@ -175,7 +175,7 @@ func pages() []pageCase {
 			Reason: reason.PolicyFailed, DeviceName: "Lee's MacBook Pro", LastChecked: now.Add(-time.Minute), Now: now,
 			Failing:     []Finding{inGrace(example("gatekeeper", "FAIL"), time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC))},
 			RetryAction: retryPath, RetryToken: retryToken, SupportID: "1046",
-			ContinueAction: "/saml/sso/continue",
+			ContinueAction: "/saml/sso/continue", PageShown: "Xq3p0yK9dF2mWv8sLb1A",
 		}),
 		// The Mac of a rollout under way: the macOS version blocks now but
 		// may be resolved later, FileVault (critical) blocks once its grace
@@ -190,6 +190,7 @@ func pages() []pageCase {
 			Advisory:    []Finding{example("screen-lock", "FAIL")},
 			RetryAction: retryPath, RetryToken: retryToken, SupportID: "1049",
 			ResolveLaterAction: "/saml/sso/resolve-later", ResolveLaterPeriod: 7 * 24 * time.Hour,
+			PageShown: "G0dGvXh1M3n6QyfZ2cUq",
 		}),
 		denied("denied_resolve_later", Denied{
 			Reason: reason.PolicyFailed, DeviceName: "Robin's MacBook Air", Username: "robin@example.com", LastChecked: now.Add(-3 * 24 * time.Hour), Now: now,
