@@ -49,13 +49,21 @@ func (d *decoder) groups(prefix, key string, v *yaml.Node) []string {
 	return out
 }
 
-// containsFold reports whether list holds s, regardless of case: group
-// names are compared as Okta compares them.
+// containsFold reports whether list holds s, compared as GroupKey does.
 func containsFold(list []string, s string) bool {
 	for _, x := range list {
-		if strings.EqualFold(x, s) {
+		if GroupKey(x) == GroupKey(s) {
 			return true
 		}
 	}
 	return false
 }
+
+// GroupKey is how a group's name is compared, everywhere one is: in a
+// policy's groups and exclude_groups, in the directory the verifier keeps
+// (one group per key), and when a scope is matched against a person's
+// groups. Lower case in the full Unicode sense, so that "Staff" and
+// "staff" are one group; one rule in every place, so that no name the
+// directory keeps apart from a scope's group (a look-alike such as
+// "ſtaff", with U+017F) matches it there.
+func GroupKey(name string) string { return strings.ToLower(name) }

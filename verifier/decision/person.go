@@ -1,8 +1,7 @@
 package decision
 
 import (
-	"strings"
-
+	"github.com/clearance/clearance/pkg/policy"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/reason"
 )
@@ -77,7 +76,7 @@ func applies(sc Scope, p *Person) bool {
 	in := func(names []string) bool {
 		for _, n := range names {
 			for _, g := range p.Groups {
-				if strings.EqualFold(n, g) {
+				if policy.GroupKey(n) == policy.GroupKey(g) {
 					return true
 				}
 			}

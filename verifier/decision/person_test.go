@@ -58,6 +58,11 @@ func TestDecideScopes(t *testing.T) {
 		{name: "member", mod: groups(true, "engineering"), reason: reason.PolicyFailed, failing: []string{"sip:FAIL"}},
 		{name: "not a member", mod: groups(true, "Sales"), allow: true, reason: reason.Allowed},
 		{name: "excluded member", mod: groups(true, "Engineering", "Contractors"), allow: true, reason: reason.Allowed},
+		// A group the directory keeps apart from the scope's (policy.GroupKey)
+		// is not the scope's group: "Contractorſ" (U+017F for the s) does
+		// not exclude.
+		{name: "look-alike of an excluded group", mod: groups(true, "Engineering", "Contractor\u017f"), reason: reason.PolicyFailed, failing: []string{"sip:FAIL"}},
+		{name: "another case of the same group", mod: groups(true, "ENGINEERING"), reason: reason.PolicyFailed, failing: []string{"sip:FAIL"}},
 		// Groups unknown: every policy applies (fail closed).
 		{name: "unknown user", mod: groups(false), reason: reason.PolicyFailed, failing: []string{"sip:FAIL"}},
 		{name: "no person", mod: failingSIP, reason: reason.PolicyFailed, failing: []string{"sip:FAIL"}},

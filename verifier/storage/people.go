@@ -3,8 +3,9 @@ package storage
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
+
+	"github.com/clearance/clearance/pkg/policy"
 )
 
 // People: the users and groups Okta provisions over SCIM or the Okta API
@@ -152,12 +153,9 @@ func SameUserName(a, b string) bool {
 	return true
 }
 
-// GroupNameKey is how group display names are compared: lower case in
-// the full Unicode sense, as policy scopes match them (decision and
-// pkg/policy use strings.EqualFold). Group names are set by Okta's
-// administrators, not by whoever signs in, so no one can choose a
-// look-alike of another's group to pass for its member.
-func GroupNameKey(name string) string { return strings.ToLower(name) }
+// GroupNameKey is how group display names are compared: policy.GroupKey,
+// the rule policy scopes are matched by too.
+func GroupNameKey(name string) string { return policy.GroupKey(name) }
 
 // Group is a directory group as SCIM provisioned it (Okta Group Push) or
 // the Okta API sync read it.
