@@ -361,6 +361,15 @@ func (h *Handler) match(ctx context.Context, evals []evaluation, log *slog.Logge
 		case 0:
 		case 1:
 			for _, d := range seen {
+				// A serial number Cloudflare gave that is not the one the
+				// hostname's Mac enrolled with says it is another machine
+				// of the same name (anyone may name theirs after a
+				// colleague's): no match. Only a Mac that enrolled with no
+				// serial number, or a device Cloudflare names by none, is
+				// matched by hostname alone.
+				if storage.CanonicalSerial(evals[i].asked.Serial) != "" && storage.CanonicalSerial(d.SerialNumber) != "" {
+					continue
+				}
 				evals[i].dev = d
 			}
 		default:

@@ -113,10 +113,11 @@ func TestHandlerScores(t *testing.T) {
 		{ID: "twin-a", SerialNumber: "TA", Hostname: "twin"},
 		{ID: "twin-b", SerialNumber: "TB", Hostname: "TWIN.local"},
 		{ID: "mac-kate", SerialNumber: "SER6", Hostname: "kate-mac"},
+		{ID: "mac-legacy", Hostname: "old-mac"},
 	}}
 	decide := fakeDecider{
 		"mac-ok": {Allow: true, Reason: reason.Allowed}, "mac-new": {Allow: true, Reason: reason.Allowed},
-		"mac-kate": {Allow: true, Reason: reason.Allowed},
+		"mac-kate": {Allow: true, Reason: reason.Allowed}, "mac-legacy": {Allow: true, Reason: reason.Allowed},
 		"mac-warn": {Allow: true, Reason: reason.Allowed, Advisory: []decision.Finding{{PolicyID: "screen_lock", Status: decision.StatusFail}}},
 		"mac-fail": {Reason: reason.PolicyFailed},
 	}
@@ -130,6 +131,8 @@ func TestHandlerScores(t *testing.T) {
 		{"device_id":"c-twin","hostname":"twin"},
 		{"device_id":"c-kate","hostname":"KATE-MAC.local"},
 		{"device_id":"c-kelvin","hostname":"\u212Aate-mac"},
+		{"device_id":"c-namesake","serial_number":"C02PERSONAL1","hostname":"Anas-MacBook-Pro"},
+		{"device_id":"c-legacy","serial_number":"C02LEGACY001","hostname":"old-mac.local"},
 		{"device_id":"c-none"}]}`
 	for _, byName := range []bool{false, true} {
 		store.recorded = nil
@@ -143,12 +146,15 @@ func TestHandlerScores(t *testing.T) {
 			"c-ok": {S2SID: "mac-ok", Score: 100}, "c-replaced": {S2SID: "mac-new", Score: 100},
 			"c-warn": {S2SID: "mac-warn", Score: 90}, "c-fail": {S2SID: "mac-fail", Score: 0},
 			"c-broken": {S2SID: "mac-broken", Score: 0}, "c-twin": {}, "c-none": {}, "c-byname": {},
-			"c-kate": {}, "c-kelvin": {},
+			"c-kate": {}, "c-kelvin": {}, "c-namesake": {}, "c-legacy": {},
 		}
 		if byName {
 			// Hostnames fold A-Z only: a Kelvin sign is not a k.
 			want["c-byname"] = cloudflare.Result{S2SID: "mac-ok", Score: 100}
 			want["c-kate"] = cloudflare.Result{S2SID: "mac-kate", Score: 100}
+			// A serial number that is not the hostname's Mac's is another
+			// machine of that name; a Mac that enrolled with none is matched.
+			want["c-legacy"] = cloudflare.Result{S2SID: "mac-legacy", Score: 100}
 		}
 		if len(resp.Result) != len(want) {
 			t.Errorf("match_hostname=%v: %d answers, want %d", byName, len(resp.Result), len(want))
