@@ -70,9 +70,40 @@ func ParsePatch(m map[string]any) ([]Op, error) {
 		if _, isObj := op.Value.(map[string]any); op.Path == nil && !isObj {
 			return nil, errorf(http.StatusBadRequest, "invalidValue", "an operation without a path needs an object value")
 		}
+		// Attribute names ignore case (RFC 7643 §2.1): an object naming
+		// one twice ({"active":false,"Active":true}) says two things, and
+		// which one would win is not defined. Refused, as in a PUT.
+		if k, ok := twice(op.Value); ok {
+			return nil, errorf(http.StatusBadRequest, "invalidSyntax", "attribute %q appears twice in an operation's value", clip(k))
+		}
 		ops = append(ops, op)
 	}
 	return ops, nil
+}
+
+// twice finds, in v or any object or array within it, an object with two
+// keys that differ only in case, and returns one of them.
+func twice(v any) (string, bool) {
+	switch v := v.(type) {
+	case map[string]any:
+		seen := make(map[string]bool, len(v))
+		for k, x := range v {
+			if seen[strings.ToLower(k)] {
+				return k, true
+			}
+			seen[strings.ToLower(k)] = true
+			if k, ok := twice(x); ok {
+				return k, true
+			}
+		}
+	case []any:
+		for _, x := range v {
+			if k, ok := twice(x); ok {
+				return k, true
+			}
+		}
+	}
+	return "", false
 }
 
 // applyUserPatch applies ops to a User's attributes; parseUser then
