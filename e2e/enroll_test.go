@@ -564,11 +564,22 @@ func TestRefusedAgentSaysWhyInStatus(t *testing.T) {
 }
 
 // TestRevokedMacComesBackByApproval: a revoked Mac's agent is refused; once
-// its state is wiped and it restarts with a new key, its request waits for
-// the security team (even under auto), and approving it with the CLI
-// reinstates the same device, which reports again.
+// it has a new key (its state wiped, or clearance-agent rotate-key, the way
+// docs/operations.md gives: the revoked key's signature over the new one
+// proves nothing), its request waits for the security team (even under
+// auto), and approving it with the CLI reinstates the same device, which
+// reports again.
 func TestRevokedMacComesBackByApproval(t *testing.T) {
 	t.Parallel()
+	for _, way := range []string{"state wiped", "rotate-key"} {
+		t.Run(way, func(t *testing.T) {
+			t.Parallel()
+			revokedMacComesBack(t, way == "rotate-key")
+		})
+	}
+}
+
+func revokedMacComesBack(t *testing.T, rotate bool) {
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "verifier")
 	v := startVerifierOn(t, dataDir, freePort(t), freePort(t), offSSO...)
@@ -585,9 +596,15 @@ func TestRevokedMacComesBackByApproval(t *testing.T) {
 		t.Errorf("status of the revoked Mac:\n%s", st)
 	}
 
-	// Recovered: its state wiped, the agent starts over with a new key.
+	// Recovered: the agent starts over with a new key.
 	m.agent.stop()
-	if err := os.RemoveAll(m.stateDir); err != nil {
+	if rotate {
+		out, err := exec.Command(filepath.Join(binDir, "clearance-agent"), "rotate-key", "--state-dir", m.stateDir,
+			"--managed-plist", filepath.Join(m.dir, "none.plist")).CombinedOutput()
+		if err != nil {
+			t.Fatalf("rotate-key: %v\n%s", err, out)
+		}
+	} else if err := os.RemoveAll(m.stateDir); err != nil {
 		t.Fatal(err)
 	}
 	m.start(t)
