@@ -54,6 +54,9 @@ type Server struct {
 	// timeout: serve's --live-check-timeout (config.DefaultLiveCheckTimeout
 	// when zero).
 	CheckTimeout time.Duration
+	// MaxPostureAge is serve's --max-posture-age: a device whose latest
+	// report is older is "stale" in Device.state (zero: the default).
+	MaxPostureAge time.Duration
 	// Okta reads Okta's management API for OktaStatus; zero: not configured.
 	Okta OktaAPI
 }
@@ -402,6 +405,7 @@ func (s *Server) device(d storage.Device, summary *adminv1.PostureSummary) *admi
 		RevokedReason:  d.RevokedReason,
 		EnrollSecretId: d.SecretID,
 		KeyFingerprint: enroll.KeyFingerprint(d.PublicKey),
+		State:          s.deviceState(d, summary),
 	}
 }
 
@@ -427,8 +431,11 @@ func Outcomes(ps *agentv1.PolicySet, r *agentv1.PostureReport) ([]*adminv1.Polic
 	out := make([]*adminv1.PolicyOutcome, 0, len(fs))
 	for _, f := range fs {
 		o := &adminv1.PolicyOutcome{PolicyId: f.PolicyID, Name: f.Name, Required: f.Required, Critical: f.Critical, Resolution: f.Resolution, Message: f.Message}
-		if f.Required && f.Status != decision.StatusPass {
+		switch {
+		case f.Required && f.Status != decision.StatusPass:
 			sum.Failing = append(sum.Failing, f.PolicyID)
+		case !f.Required && (f.Status == decision.StatusFail || f.Status == decision.StatusError):
+			sum.AdvisoryFailing = append(sum.AdvisoryFailing, f.PolicyID)
 		}
 		switch f.Status {
 		case decision.StatusPass:

@@ -42,6 +42,13 @@ func (s *Server) ListDecisions(ctx context.Context, req *adminv1.ListDecisionsRe
 	if err != nil {
 		return nil, err
 	}
+	if f.DeviceID != "" {
+		// The start of an id, as the tables show it, names its device; an
+		// id no device has is an error, not an empty log.
+		if f.DeviceID, err = s.deviceID(ctx, f.DeviceID); err != nil {
+			return nil, err
+		}
+	}
 	// One extra row tells whether another page exists, except at the
 	// backends' cap: there a full page is taken to mean there may be more.
 	f.Limit = min(size+1, maxDecisionPage)

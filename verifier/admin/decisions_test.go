@@ -305,8 +305,24 @@ func TestListDecisionsRefuses(t *testing.T) {
 		t.Parallel()
 		s := &Server{Store: sampleLog(t, 3)}
 		ok := strings.Repeat("x", 256)
-		if _, err := s.ListDecisions(context.Background(), &adminv1.ListDecisionsRequest{Username: ok, DeviceId: ok}); err != nil {
+		if _, err := s.ListDecisions(context.Background(), &adminv1.ListDecisionsRequest{Username: ok}); err != nil {
 			t.Fatal(err)
+		}
+		// A device id of 256 is looked up: no device has it.
+		if _, err := s.ListDecisions(context.Background(), &adminv1.ListDecisionsRequest{DeviceId: ok}); status.Code(err) != codes.NotFound {
+			t.Fatalf("err = %v, want NotFound", err)
+		}
+	})
+	t.Run("a device no one enrolled is not an empty log", func(t *testing.T) {
+		t.Parallel()
+		log := sampleLog(t, 3)
+		s := &Server{Store: log}
+		_, err := s.ListDecisions(context.Background(), &adminv1.ListDecisionsRequest{DeviceId: "zzzz"})
+		if status.Code(err) != codes.NotFound || !strings.Contains(status.Convert(err).Message(), `no enrolled device's id is or starts with "zzzz"`) {
+			t.Fatalf("err = %v, want NotFound naming the id", err)
+		}
+		if len(log.filters) != 0 {
+			t.Error("a refused request reached the store")
 		}
 	})
 }

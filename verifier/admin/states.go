@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/metrics"
 	"github.com/clearance/clearance/verifier/storage"
 )
@@ -56,6 +58,22 @@ func (s *Server) CountDevices(ctx context.Context, maxAge time.Duration) (map[st
 		}
 		after = devs[len(devs)-1].ID
 	}
+}
+
+// deviceState is Device.state: DeviceState, or revoked.
+func (s *Server) deviceState(d storage.Device, sum *adminv1.PostureSummary) string {
+	if d.Revoked() {
+		return "revoked"
+	}
+	return DeviceState(s.Hub.Connected(d.ID), d.LastReportAt, sum.GetCompliant(), s.now(), s.maxPostureAge())
+}
+
+// maxPostureAge is MaxPostureAge, or the default when unset.
+func (s *Server) maxPostureAge() time.Duration {
+	if s.MaxPostureAge > 0 {
+		return s.MaxPostureAge
+	}
+	return decision.DefaultMaxPostureAge
 }
 
 // state reads the report (through compliant) only when it matters.

@@ -300,7 +300,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 			Binding: decision.UserBinding(cfg.UserBinding), BindingRule: cfg.UserBindingRule},
 	}
 	s.admin = &admin.Server{Store: s.Store, Hub: s.Hub, Policies: s.policies, Metrics: s.Metrics, Logger: log, Now: s.now, Access: s.Gate,
-		CheckTimeout: cfg.LiveCheckTimeout, Ceiling: s.Rollout.CurrentCeiling}
+		CheckTimeout: cfg.LiveCheckTimeout, Ceiling: s.Rollout.CurrentCeiling, MaxPostureAge: cfg.MaxPostureAge}
 	if err := s.buildOkta(cfg, log); err != nil {
 		return nil, err
 	}

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/types/known/timestamppb"
-
 	"github.com/clearance/clearance/pkg/cli"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	"github.com/clearance/clearance/verifier/config"
@@ -30,8 +28,9 @@ func (a *app) auditCmd() *cli.Command {
 			device := fs.String("device", "", "only events about this device (`id`, or the start of one as the tables show it)")
 			actor := fs.String("actor", "", "only events of this `actor` (admin-api, cli, agent, scep, scim:<token id>, okta-api-sync)")
 			action := fs.String("action", "", "only events with this `action` (device.revoke), or, ending in \".\", those it starts (device.)")
-			since := fs.String("since", "", "only events from this `time` on: a time back from now (90m, 24h, 7d) or a date or time (2026-01-02, RFC 3339)")
+			win := bindWindow(fs, "events")
 			limit := fs.Int("limit", 20, "at most this many events (up to 1000)")
+			all := fs.Bool("all", false, "every event that matches, however many (asked for 1000 at a time), not at most --limit")
 			fs.Group("Output")
 			asJSON := fs.Bool("json", false, "print the events as JSON (the admin API's AuditEvent messages)")
 			wide := fs.Bool("wide", false, "full device ids and nothing shortened, whatever the terminal's width")
@@ -39,21 +38,30 @@ func (a *app) auditCmd() *cli.Command {
 				if *limit < 1 || *limit > 1000 {
 					return cli.Usagef("--limit must be from 1 to 1000")
 				}
-				req := &adminv1.ListAuditEventsRequest{DeviceId: *device, Actor: *actor, Action: *action, PageSize: int32(*limit)}
-				if *since != "" {
-					t, err := parseSince(*since, a.now(), time.Local)
-					if err != nil {
-						return cli.Usagef("--since %q: %v", *since, err)
-					}
-					req.Since = timestamppb.New(t)
+				if *all {
+					*limit = 1000
 				}
+				since, until, err := win.times(a.now(), time.Local)
+				if err != nil {
+					return err
+				}
+				req := &adminv1.ListAuditEventsRequest{DeviceId: *device, Actor: *actor, Action: *action, PageSize: int32(*limit), Since: since, Until: until}
 				return a.withAdmin(ctx, af, func(c *adminConn) error {
-					resp, err := call(c, c.client.ListAuditEvents, req)
+					es, more, err := gather(*all, func(token string) ([]*adminv1.AuditEvent, string, error) {
+						req.PageToken = token
+						resp, err := call(c, c.client.ListAuditEvents, req)
+						return resp.GetEvents(), resp.GetNextPageToken(), err
+					})
 					if err != nil {
 						return err
 					}
-					es := resp.GetEvents()
-					return a.printList(*asJSON, &adminv1.ListAuditEventsResponse{Events: es}, len(es), "no audit events match", func() error {
+					defer moreMatch(a.stderr, "events", more, *all)
+					none := "no audit events match"
+					if *action != "" && !strings.HasSuffix(*action, ".") && !strings.Contains(*action, ".") {
+						// "device" matches no action: "device." is the start of some.
+						none += fmt.Sprintf(" (--action %q is a whole action; for every action it starts, give %q)", *action, *action+".")
+					}
+					return a.printList(*asJSON, &adminv1.ListAuditEventsResponse{Events: es, NextPageToken: more}, len(es), none, func() error {
 						return renderAudit(a.stdout, es, time.Local, tableWidth(a.getenv, *wide))
 					})
 				})
@@ -89,7 +97,13 @@ func parseSince(s string, now time.Time, loc *time.Location) (time.Time, error) 
 // detail is outside text in part (a SCIM username, a typed reason):
 // writeTable escapes it, as every cell.
 func renderAudit(w io.Writer, es []*adminv1.AuditEvent, loc *time.Location, width int) error {
-	rows := [][]string{{"TIME", "ACTOR", "ACTION", "DEVICE", "DETAIL"}}
+	heading := "TIME"
+	if len(es) > 0 {
+		// The times are in loc: the heading names its zone.
+		zone, _ := es[0].GetAt().AsTime().In(loc).Zone()
+		heading += " " + zone
+	}
+	rows := [][]string{{heading, "ACTOR", "ACTION", "DEVICE", "DETAIL"}}
 	for _, e := range es {
 		rows = append(rows, []string{
 			e.GetAt().AsTime().In(loc).Format("2006-01-02 15:04:05"), e.GetActor(), e.GetAction(),

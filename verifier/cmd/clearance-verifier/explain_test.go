@@ -101,7 +101,8 @@ func TestExplainAgainstServer(t *testing.T) {
 	}
 	out, _, err = execute(noEnv, "explain", "--data-dir", s.dir, bad, "--json")
 	var parsed map[string]any
-	if err != nil || json.Unmarshal([]byte(out), &parsed) != nil || parsed["reason"] != "policy_failed" {
+	// A denial says "allow": false, where the API's JSON would leave it out.
+	if err != nil || json.Unmarshal([]byte(out), &parsed) != nil || parsed["reason"] != "policy_failed" || parsed["allow"] != false {
 		t.Fatalf("explain --json: %v\n%s", err, out)
 	}
 	if _, _, err := execute(noEnv, "explain", "--data-dir", s.dir, "ffffffff"); err == nil || !strings.Contains(err.Error(), `no enrolled device's id is or starts with "ffffffff"`) {
@@ -110,5 +111,31 @@ func TestExplainAgainstServer(t *testing.T) {
 	// Nothing was recorded: the decision log holds only real sign-ins.
 	if out, errOut, err := execute(noEnv, "decisions", "--data-dir", s.dir); err != nil || !strings.Contains(errOut, "no sign-ins match") {
 		t.Fatalf("explain recorded a decision: %v\n%s%s", err, out, errOut)
+	}
+}
+
+// TestDevicesPolicyFilter: --policy finds the Macs failing a policy that is
+// not required too, and a typo is an error naming the policy meant, not
+// "no devices match".
+func TestDevicesPolicyFilter(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	secret, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := s.enroll(t, lastLine(secret), "0A1B2C3D-4E5F-4061-8172-839405A6B7D1", agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
+	bad := s.enroll(t, lastLine(secret), "1A1B2C3D-4E5F-4061-8172-839405A6B7D2", agentv1.PolicyStatus_POLICY_STATUS_FAIL).DeviceID
+	out, _, err := execute(noEnv, "devices", "--data-dir", s.dir, "--policy", "screen-lock")
+	if err != nil || !strings.Contains(out, bad[:8]) || strings.Contains(out, good[:8]) {
+		t.Fatalf("devices --policy screen-lock (advisory): %v\n%s", err, out)
+	}
+	_, _, err = execute(noEnv, "devices", "--data-dir", s.dir, "--policy", "filevaul")
+	if err == nil || !strings.Contains(err.Error(), `--policy "filevaul" is not a policy in force`) || !strings.Contains(err.Error(), "did you mean filevault?") {
+		t.Fatalf("devices --policy with a typo: %v", err)
+	}
+	_, _, err = execute(noEnv, "devices", "--data-dir", s.dir, "--policy", "nothing-like-it")
+	if err == nil || !strings.Contains(err.Error(), "the policies in force are filevault, firewall") {
+		t.Fatalf("devices --policy naming no policy: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -31,7 +32,8 @@ func (a *app) devicesCmd() *cli.Command {
 		Summary: "the fleet as a table: who is connected, passing, failing and why",
 		Doc: "Lists every enrolled device as the running verifier sees it: host name, serial number, when its " +
 			"agent last reported, whether it is connected now, how many policies pass and fail, and the " +
-			"required policies it fails (those deny its sign-ins). It asks the verifier's admin API with the " +
+			"required policies it fails (each stands in the way of its sign-ins as its rollout mode says; 'explain' " +
+			"tells for one Mac), or \"stale report\" when its latest report is too old to sign in with. It asks the verifier's admin API with the " +
 			"data dir's ca.pem and admin.token.\n\n" +
 			"  clearance-verifier devices --data-dir /var/lib/clearance --failing",
 		Footer:   config.SharedFooter,
@@ -39,15 +41,20 @@ func (a *app) devicesCmd() *cli.Command {
 		Flags: func(fs *cli.FlagSet) cli.Action {
 			af := a.bindAdmin(fs)
 			fs.Group("Filters")
-			failing := fs.Bool("failing", false, "only devices that fail a required policy (or have not reported)")
+			failing := fs.Bool("failing", false, "only devices that fail a required policy, or whose latest report is missing or older than the verifier's --max-posture-age")
 			offline := fs.Bool("offline", false, "only devices whose agent is not connected")
-			policy := fs.String("policy", "", "only devices that do not pass the policy with this `id`")
+			policy := fs.String("policy", "", "only devices whose latest report does not pass the policy with this `id` (required or not)")
 			user := fs.String("user", "", "only the Macs this Okta `username` uses: those bound to them (with SCIM or the Okta API sync), and those their latest 1,000 sign-ins came from")
 			fs.Group("Output")
 			asJSON := fs.Bool("json", false, "print the devices as JSON (the admin API's Device messages)")
 			wide := fs.Bool("wide", false, "full device ids and nothing shortened, whatever the terminal's width")
 			return func(ctx context.Context, _ []string) error {
 				return a.withAdmin(ctx, af, func(c *adminConn) error {
+					if *policy != "" {
+						if err := c.checkPolicyID(*policy); err != nil {
+							return err
+						}
+					}
 					devs, err := c.listDevices()
 					if err != nil {
 						return err
@@ -63,7 +70,7 @@ func (a *app) devicesCmd() *cli.Command {
 						if uses != nil && !uses[d.GetDeviceId()] {
 							continue
 						}
-						if *failing && d.GetSummary().GetCompliant() {
+						if *failing && d.GetSummary().GetCompliant() && d.GetState() != "stale" {
 							continue
 						}
 						if *offline && d.GetConnected() {
@@ -132,14 +139,32 @@ func (c *adminConn) devicesOf(username string) (map[string]bool, error) {
 
 // fails reports whether the device does not pass the policy: it fails it,
 // it errs, or the latest report has no result for it. Only required
-// policies are listed by id in the summary; for the others, GetDevice says.
+// policies that are not required too.
 func fails(d *adminv1.Device, policy string) bool {
-	for _, id := range d.GetSummary().GetFailing() {
-		if id == policy {
-			return true
-		}
+	s := d.GetSummary()
+	return slices.Contains(s.GetFailing(), policy) || slices.Contains(s.GetAdvisoryFailing(), policy)
+}
+
+// checkPolicyID refuses an id that is not a policy in force on the
+// verifier c asks: "no devices match" would read as "every Mac passes
+// it", the answer to a typo.
+func (c *adminConn) checkPolicyID(id string) error {
+	resp, err := call(c, c.client.ListPolicies, &adminv1.ListPoliciesRequest{})
+	if err != nil {
+		return err
 	}
-	return false
+	var ids []string
+	for _, p := range resp.GetPolicySet().GetPolicies() {
+		if p.GetId() == id {
+			return nil
+		}
+		ids = append(ids, p.GetId())
+	}
+	hint := "the policies in force are " + strings.Join(ids, ", ")
+	if s := cli.Suggest(id, ids); s != "" {
+		hint = "did you mean " + s + "?"
+	}
+	return cli.Usagef("--policy %q is not a policy in force on %s: %s", clean(id), c.addr, hint)
 }
 
 // tableWidth is the width tables are fitted to: 0 (no limit) with --wide,
@@ -154,8 +179,12 @@ func tableWidth(getenv func(string) string, wide bool) int {
 	return cli.Width
 }
 
+// printJSON writes m as the admin API's JSON, every scalar field included:
+// a denied decision says "allow": false, an offline device "connected":
+// false, where protojson's default leaves them out (grpcurl's too,
+// without -emit-defaults), and a filter on the field would miss them.
 func printJSON(w io.Writer, m proto.Message) error {
-	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitDefaultValues: true}.Marshal(m)
 	if err != nil {
 		return err
 	}
@@ -179,8 +208,12 @@ func renderDevices(w io.Writer, devs []*adminv1.Device, now time.Time, width int
 		}
 		passFail := fmt.Sprintf("%d/%d", s.GetPass(), s.GetFail()+s.GetError()+s.GetMissing())
 		failing := strings.Join(s.GetFailing(), ",")
-		if d.GetLastReportAt() == nil {
+		switch {
+		case d.GetLastReportAt() == nil:
 			passFail, failing = "-", "no report yet"
+		case d.GetState() == "stale":
+			// Compliant or not, its sign-ins wait for a fresh report.
+			failing = strings.TrimSuffix("stale report "+failing, " ")
 		}
 		rows = append(rows, []string{
 			shorten(d.GetDeviceId(), width), orDash(d.GetFacts().GetHostname()), orDash(d.GetFacts().GetSerialNumber()),
@@ -375,13 +408,22 @@ func (a *app) decisionsCmd() *cli.Command {
 			denied := fs.Bool("denied", false, "only sign-ins that were refused")
 			mode := fs.String("mode", "", "only decisions with these comma-separated enforcement `modes`: monitor (would deny), warn, warned, bypassed, exempt, enforce")
 			origin := fs.String("origin", "", "only Okta's sign-ins (okta) or Cloudflare's evaluations (cloudflare); default both")
+			win := bindWindow(fs, "decisions")
 			limit := fs.Int("limit", 20, "at most this many decisions (up to 1000)")
+			all := fs.Bool("all", false, "every decision that matches, however many (asked for 1000 at a time), not at most --limit")
 			fs.Group("Output")
 			asJSON := fs.Bool("json", false, "print the decisions as JSON (the admin API's Decision messages)")
 			wide := fs.Bool("wide", false, "full device ids and nothing shortened, whatever the terminal's width")
 			return func(ctx context.Context, _ []string) error {
 				if *limit < 1 || *limit > 1000 {
 					return cli.Usagef("--limit must be from 1 to 1000")
+				}
+				if *all {
+					*limit = 1000
+				}
+				since, until, err := win.times(a.now(), time.Local)
+				if err != nil {
+					return err
 				}
 				from := map[string]adminv1.DecisionOrigin{
 					"":           adminv1.DecisionOrigin_DECISION_ORIGIN_UNSPECIFIED,
@@ -392,7 +434,7 @@ func (a *app) decisionsCmd() *cli.Command {
 					return cli.Usagef("--origin %q: give okta or cloudflare", *origin)
 				}
 				return a.withAdmin(ctx, af, func(c *adminConn) error {
-					req := &adminv1.ListDecisionsRequest{Username: *user, PageSize: int32(*limit)}
+					req := &adminv1.ListDecisionsRequest{Username: *user, PageSize: int32(*limit), Since: since, Until: until}
 					if *device != "" {
 						var err error
 						if req.DeviceId, err = c.resolveDevice(*device); err != nil {
@@ -414,12 +456,16 @@ func (a *app) decisionsCmd() *cli.Command {
 						req.Modes = strings.Split(*mode, ",")
 					}
 					req.Origin = from
-					resp, err := call(c, c.client.ListDecisions, req)
+					ds, more, err := gather(*all, func(token string) ([]*adminv1.Decision, string, error) {
+						req.PageToken = token
+						resp, err := call(c, c.client.ListDecisions, req)
+						return resp.GetDecisions(), resp.GetNextPageToken(), err
+					})
 					if err != nil {
 						return err
 					}
-					ds := resp.GetDecisions()
-					return a.printList(*asJSON, &adminv1.ListDecisionsResponse{Decisions: ds}, len(ds), "no sign-ins match", func() error {
+					defer moreMatch(a.stderr, "decisions", more, *all)
+					return a.printList(*asJSON, &adminv1.ListDecisionsResponse{Decisions: ds, NextPageToken: more}, len(ds), "no sign-ins match", func() error {
 						return renderDecisions(a.stdout, ds, time.Local, tableWidth(a.getenv, *wide))
 					})
 				})

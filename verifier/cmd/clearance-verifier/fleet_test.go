@@ -158,6 +158,8 @@ func TestFleetCommands(t *testing.T) {
 		{[]string{"--since", "1h"}, []string{"device.enroll", "device.enroll", "secret.create"}},
 		{[]string{"--since", time.Now().Add(time.Hour).Format(time.RFC3339)}, nil},
 		{[]string{"--limit", "1"}, []string{"device.enroll"}},
+		{[]string{"--until", "1h"}, nil},
+		{[]string{"--since", "1h", "--until", time.Now().Add(time.Hour).Format(time.RFC3339), "--all"}, []string{"device.enroll", "device.enroll", "secret.create"}},
 	} {
 		out, stderr, err := execute(env, append([]string{"audit", "--data-dir", s.dir}, tc.args...)...)
 		if err != nil {
@@ -165,10 +167,17 @@ func TestFleetCommands(t *testing.T) {
 			continue
 		}
 		if len(tc.want) == 0 {
-			if out != "" || stderr != "no audit events match\n" {
+			if out != "" || !strings.HasPrefix(stderr, "no audit events match") {
 				t.Errorf("audit %v: %q %q, want no events", tc.args, out, stderr)
 			}
+			if tc.args[0] == "--action" && !strings.Contains(stderr, `give "device."`) {
+				t.Errorf("audit %v: %q, want the start of an action suggested", tc.args, stderr)
+			}
 			continue
+		}
+		// A listing cut short says so, and how to see the rest.
+		if cut := tc.args[0] == "--limit"; cut != strings.Contains(stderr, "more events match") {
+			t.Errorf("audit %v: stderr %q", tc.args, stderr)
 		}
 		rows := strings.Split(strings.TrimSpace(out), "\n")[1:]
 		if len(rows) != len(tc.want) {

@@ -255,14 +255,21 @@ type PostureSummary struct {
 	Error uint32                 `protobuf:"varint,3,opt,name=error,proto3" json:"error,omitempty"`
 	// Required policies in force with no result in the latest report.
 	Missing uint32 `protobuf:"varint,4,opt,name=missing,proto3" json:"missing,omitempty"`
-	// True when every required policy passed. Always present (false is shown
-	// too, e.g. by grpcurl, which leaves out plain bools that are false).
+	// True when every required policy passed in the latest report, however
+	// old it is (Device.state says whether it is fresh enough to sign in).
+	// Always present (false is shown too, e.g. by grpcurl, which leaves out
+	// plain bools that are false).
 	Compliant *bool `protobuf:"varint,5,opt,name=compliant,proto3,oneof" json:"compliant,omitempty"`
 	// The required policies that did not pass (FAIL, ERROR or no result), by
-	// id, in policy-set order: the ones that deny sign-ins.
-	Failing       []string `protobuf:"bytes,6,rep,name=failing,proto3" json:"failing,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// id, in policy-set order: those that stand in the way of sign-ins, as
+	// each policy's rollout mode lets them (monitor, warn, a grace period or
+	// an exemption may let the person in; ExplainAccess says).
+	Failing []string `protobuf:"bytes,6,rep,name=failing,proto3" json:"failing,omitempty"`
+	// The policies that are not required and did not pass (FAIL or ERROR),
+	// by id, in policy-set order: they never deny.
+	AdvisoryFailing []string `protobuf:"bytes,7,rep,name=advisory_failing,json=advisoryFailing,proto3" json:"advisory_failing,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PostureSummary) Reset() {
@@ -337,6 +344,13 @@ func (x *PostureSummary) GetFailing() []string {
 	return nil
 }
 
+func (x *PostureSummary) GetAdvisoryFailing() []string {
+	if x != nil {
+		return x.AdvisoryFailing
+	}
+	return nil
+}
+
 // Device is one enrolled machine.
 type Device struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -366,8 +380,15 @@ type Device struct {
 	// SHA-256 of the device key (PKIX DER), lowercase hex: what
 	// `clearance-agent status` shows as "device key fingerprint".
 	KeyFingerprint string `protobuf:"bytes,16,opt,name=key_fingerprint,json=keyFingerprint,proto3" json:"key_fingerprint,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The device's state now, as the metric clearance_devices counts it:
+	// "offline" (its agent holds no stream to this verifier), "stale" (no
+	// report, or the latest is older than --max-posture-age: its sign-ins
+	// are refused until the agent reports again, compliant or not),
+	// "failing" (a required policy did not pass), "compliant", or
+	// "revoked".
+	State         string `protobuf:"bytes,17,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Device) Reset() {
@@ -508,6 +529,13 @@ func (x *Device) GetEnrollSecretId() string {
 func (x *Device) GetKeyFingerprint() string {
 	if x != nil {
 		return x.KeyFingerprint
+	}
+	return ""
+}
+
+func (x *Device) GetState() string {
+	if x != nil {
+		return x.State
 	}
 	return ""
 }
@@ -2136,7 +2164,8 @@ type ListDecisionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only decisions for this Okta username (exact match).
 	Username string `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
-	// Only decisions for this device.
+	// Only decisions for this device: its id, or the start of one no other
+	// device's id starts with (NOT_FOUND when no enrolled device has it).
 	DeviceId string `protobuf:"bytes,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	// Only allowed or only denied decisions (default: both).
 	Result DecisionResult `protobuf:"varint,3,opt,name=result,proto3,enum=clearance.admin.v1.DecisionResult" json:"result,omitempty"`
@@ -3980,16 +4009,17 @@ var File_clearance_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1eclearance/admin/v1/admin.proto\x12\x12clearance.admin.v1\x1a\x1eclearance/admin/v1/audit.proto\x1a clearance/admin/v1/rollout.proto\x1a\x1fclearance/admin/v1/people.proto\x1a\x1fclearance/agent/v1/enroll.proto\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fclearance/agent/v1/stream.proto\x1a\x1dclearance/admin/v1/okta.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x01\n" +
+	"\x1eclearance/admin/v1/admin.proto\x12\x12clearance.admin.v1\x1a\x1eclearance/admin/v1/audit.proto\x1a clearance/admin/v1/rollout.proto\x1a\x1fclearance/admin/v1/people.proto\x1a\x1fclearance/agent/v1/enroll.proto\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fclearance/agent/v1/stream.proto\x1a\x1dclearance/admin/v1/okta.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x01\n" +
 	"\x0ePostureSummary\x12\x12\n" +
 	"\x04pass\x18\x01 \x01(\rR\x04pass\x12\x12\n" +
 	"\x04fail\x18\x02 \x01(\rR\x04fail\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\rR\x05error\x12\x18\n" +
 	"\amissing\x18\x04 \x01(\rR\amissing\x12!\n" +
 	"\tcompliant\x18\x05 \x01(\bH\x00R\tcompliant\x88\x01\x01\x12\x18\n" +
-	"\afailing\x18\x06 \x03(\tR\afailingB\f\n" +
+	"\afailing\x18\x06 \x03(\tR\afailing\x12)\n" +
+	"\x10advisory_failing\x18\a \x03(\tR\x0fadvisoryFailingB\f\n" +
 	"\n" +
-	"_compliant\"\xff\x05\n" +
+	"_compliant\"\x95\x06\n" +
 	"\x06Device\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x128\n" +
 	"\x06status\x18\x02 \x01(\x0e2 .clearance.admin.v1.DeviceStatusR\x06status\x125\n" +
@@ -4010,7 +4040,8 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"revoked_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12%\n" +
 	"\x0erevoked_reason\x18\x0e \x01(\tR\rrevokedReason\x12(\n" +
 	"\x10enroll_secret_id\x18\x0f \x01(\tR\x0eenrollSecretId\x12'\n" +
-	"\x0fkey_fingerprint\x18\x10 \x01(\tR\x0ekeyFingerprint\"\xec\x01\n" +
+	"\x0fkey_fingerprint\x18\x10 \x01(\tR\x0ekeyFingerprint\x12\x14\n" +
+	"\x05state\x18\x11 \x01(\tR\x05state\"\xec\x01\n" +
 	"\rPolicyOutcome\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
