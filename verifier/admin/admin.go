@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -130,6 +131,14 @@ func (s *Server) GetDevice(ctx context.Context, req *adminv1.GetDeviceRequest) (
 	return &adminv1.GetDeviceResponse{Device: s.device(d, summary), LatestReport: latest, Policies: outcomes}, nil
 }
 
+// revokedWhy is a revocation's reason as a message quotes it.
+func revokedWhy(reason string) string {
+	if reason == "" {
+		return "none given"
+	}
+	return strconv.Quote(reason)
+}
+
 // RevokeDevice implements AdminService.RevokeDevice.
 func (s *Server) RevokeDevice(ctx context.Context, req *adminv1.RevokeDeviceRequest) (*adminv1.RevokeDeviceResponse, error) {
 	if len(req.GetReason()) > 500 {
@@ -138,6 +147,15 @@ func (s *Server) RevokeDevice(ctx context.Context, req *adminv1.RevokeDeviceRequ
 	id, err := s.deviceID(ctx, req.GetDeviceId())
 	if err != nil {
 		return nil, err
+	}
+	// Revoked already: the first revocation stands, and a second would
+	// only add an audit event whose reason the device does not carry.
+	switch cur, err := s.Store.GetDevice(ctx, id); {
+	case err != nil && !errors.Is(err, storage.ErrNotFound):
+		return nil, s.internal("reading device", err)
+	case err == nil && cur.Revoked():
+		return nil, status.Errorf(codes.FailedPrecondition, "device %s was revoked already, at %s (reason: %s); nothing changed",
+			id, cur.RevokedAt.UTC().Format(time.RFC3339), revokedWhy(cur.RevokedReason))
 	}
 	now := s.now()
 	d, err := s.Store.RevokeDevice(ctx, id, req.GetReason(), now,

@@ -33,4 +33,13 @@ func TestDevicesRevoke(t *testing.T) {
 	if out, _, _ := execute(noEnv, "devices", "--data-dir", s.dir, "--wide"); !strings.Contains(out, "revoked") {
 		t.Fatalf("the revoked device is not shown revoked:\n%s", out)
 	}
+	// Again: the first revocation stands, said so, and nothing is added
+	// to the audit log.
+	_, _, err = execute(noEnv, "devices", "revoke", "--data-dir", s.dir, mac[:8], "--reason", "again")
+	if err == nil || !strings.Contains(err.Error(), "was revoked already") || !strings.Contains(err.Error(), `"reported stolen, ticket 4711"`) {
+		t.Fatalf("a second revoke: %v", err)
+	}
+	if out, _, _ := execute(noEnv, "audit", "--data-dir", s.dir, "--action", "device.revoke"); strings.Count(out, "device.revoke") != 1 || strings.Contains(out, "again") {
+		t.Fatalf("audit after a second revoke:\n%s", out)
+	}
 }
