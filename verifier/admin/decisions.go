@@ -42,6 +42,13 @@ func (s *Server) ListDecisions(ctx context.Context, req *adminv1.ListDecisionsRe
 	if err != nil {
 		return nil, err
 	}
+	if id := req.GetId(); id != 0 {
+		if id < 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "id %d is not a decision's id", id)
+		}
+		// The newest at or below it: it, when it exists and matches.
+		f.BeforeID, size = id+1, 1
+	}
 	if f.DeviceID != "" {
 		// The start of an id, as the tables show it, names its device; an
 		// id no device has is an error, not an empty log.
@@ -59,6 +66,12 @@ func (s *Server) ListDecisions(ctx context.Context, req *adminv1.ListDecisionsRe
 	more := len(recs) > size || (len(recs) == size && f.Limit == size)
 	if len(recs) > size {
 		recs = recs[:size]
+	}
+	if id := req.GetId(); id != 0 {
+		more = false
+		if len(recs) > 0 && recs[0].ID != id {
+			recs = nil
+		}
 	}
 	resp := &adminv1.ListDecisionsResponse{Decisions: make([]*adminv1.Decision, 0, len(recs))}
 	for _, r := range recs {

@@ -157,6 +157,12 @@ func TestListDecisionsFilters(t *testing.T) {
 			storage.DecisionFilter{Limit: 1000}, []int64{12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}},
 		{"page_token is the BeforeID cursor", &adminv1.ListDecisionsRequest{PageToken: decisionToken(4)},
 			storage.DecisionFilter{BeforeID: 4, Limit: 101}, []int64{3, 2, 1}},
+		{"id: the page's Reference", &adminv1.ListDecisionsRequest{Id: 7},
+			storage.DecisionFilter{BeforeID: 8, Limit: 2}, []int64{7}},
+		{"id that other filters leave out", &adminv1.ListDecisionsRequest{Id: 7, DeviceId: "dev-a"},
+			storage.DecisionFilter{DeviceID: "dev-a", BeforeID: 8, Limit: 2}, nil},
+		{"id no decision has", &adminv1.ListDecisionsRequest{Id: 99},
+			storage.DecisionFilter{BeforeID: 100, Limit: 2}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -286,6 +292,7 @@ func TestListDecisionsRefuses(t *testing.T) {
 		{"ESC in claimed_device_id", &adminv1.ListDecisionsRequest{ClaimedDeviceId: "dev\x1b[2J"}, "claimed_device_id holds a control character"},
 		{"negative page_size", &adminv1.ListDecisionsRequest{PageSize: -1}, "page_size"},
 		{"unknown result", &adminv1.ListDecisionsRequest{Result: 7}, "result 7"},
+		{"negative id", &adminv1.ListDecisionsRequest{Id: -1}, "id -1 is not a decision's id"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

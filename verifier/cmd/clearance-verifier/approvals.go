@@ -29,6 +29,7 @@ import (
 func (a *app) approvalCmds() []*cli.Command {
 	return []*cli.Command{
 		a.revokeCmd(),
+		a.checkCmd(),
 		{
 			Name:    "pending",
 			Summary: "enrollment requests waiting for approval",

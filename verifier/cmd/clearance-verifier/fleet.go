@@ -406,6 +406,7 @@ func (a *app) decisionsCmd() *cli.Command {
 			device := fs.String("device", "", "only sign-ins from this device (`id`, or the start of one as the tables show it)")
 			claimed := fs.String("claimed", "", "only refused proofs of presence that named this device (`id`, or the start of an enrolled one's) but were not signed by its key: who tried to pass for it")
 			denied := fs.Bool("denied", false, "only sign-ins that were refused")
+			ref := fs.Int64("reference", 0, "only the decision with this `id`: the Reference the person's page showed (and the log line sso_decision's decision_id)")
 			mode := fs.String("mode", "", "only decisions with these comma-separated enforcement `modes`: monitor (would deny), warn, warned, bypassed, exempt, enforce")
 			origin := fs.String("origin", "", "only Okta's sign-ins (okta) or Cloudflare's evaluations (cloudflare); default both")
 			win := bindWindow(fs, "decisions")
@@ -417,6 +418,9 @@ func (a *app) decisionsCmd() *cli.Command {
 			return func(ctx context.Context, _ []string) error {
 				if *limit < 1 || *limit > 1000 {
 					return cli.Usagef("--limit must be from 1 to 1000")
+				}
+				if *ref < 0 {
+					return cli.Usagef("--reference %d: give the number the page showed", *ref)
 				}
 				if *all {
 					*limit = 1000
@@ -434,7 +438,7 @@ func (a *app) decisionsCmd() *cli.Command {
 					return cli.Usagef("--origin %q: give okta or cloudflare", *origin)
 				}
 				return a.withAdmin(ctx, af, func(c *adminConn) error {
-					req := &adminv1.ListDecisionsRequest{Username: *user, PageSize: int32(*limit), Since: since, Until: until}
+					req := &adminv1.ListDecisionsRequest{Username: *user, PageSize: int32(*limit), Since: since, Until: until, Id: *ref}
 					if *device != "" {
 						var err error
 						if req.DeviceId, err = c.resolveDevice(*device); err != nil {

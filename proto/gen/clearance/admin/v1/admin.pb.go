@@ -2191,8 +2191,11 @@ type ListDecisionsRequest struct {
 	// for this Mac. Such rows are filed under no device, so device_id does
 	// not find them.
 	ClaimedDeviceId string `protobuf:"bytes,42,opt,name=claimed_device_id,json=claimedDeviceId,proto3" json:"claimed_device_id,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Only the decision with this id: the "Reference" a person's page and
+	// the sso_decision log line show. The other filters still apply.
+	Id            int64 `protobuf:"varint,43,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListDecisionsRequest) Reset() {
@@ -2293,6 +2296,13 @@ func (x *ListDecisionsRequest) GetClaimedDeviceId() string {
 		return x.ClaimedDeviceId
 	}
 	return ""
+}
+
+func (x *ListDecisionsRequest) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
 }
 
 // ListDecisionsResponse is one page of the decision log.
@@ -4166,7 +4176,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\abinding\x18\x0f \x01(\tR\abinding\x12\x14\n" +
 	"\x05score\x18\x10 \x01(\x05R\x05score\x12\x12\n" +
 	"\x04mode\x18( \x01(\tR\x04mode\x12*\n" +
-	"\x11claimed_device_id\x18) \x01(\tR\x0fclaimedDeviceId\"\xa9\x03\n" +
+	"\x11claimed_device_id\x18) \x01(\tR\x0fclaimedDeviceId\"\xb9\x03\n" +
 	"\x14ListDecisionsRequest\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12:\n" +
@@ -4178,7 +4188,8 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"page_token\x18\a \x01(\tR\tpageToken\x12\x14\n" +
 	"\x05modes\x18( \x03(\tR\x05modes\x12:\n" +
 	"\x06origin\x18) \x01(\x0e2\".clearance.admin.v1.DecisionOriginR\x06origin\x12*\n" +
-	"\x11claimed_device_id\x18* \x01(\tR\x0fclaimedDeviceId\"{\n" +
+	"\x11claimed_device_id\x18* \x01(\tR\x0fclaimedDeviceId\x12\x0e\n" +
+	"\x02id\x18+ \x01(\x03R\x02id\"{\n" +
 	"\x15ListDecisionsResponse\x12:\n" +
 	"\tdecisions\x18\x01 \x03(\v2\x1c.clearance.admin.v1.DecisionR\tdecisions\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8a\x04\n" +
