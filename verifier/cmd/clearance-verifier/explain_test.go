@@ -130,6 +130,26 @@ func TestDevicesPolicyFilter(t *testing.T) {
 	if err != nil || !strings.Contains(out, bad[:8]) || strings.Contains(out, good[:8]) {
 		t.Fatalf("devices --policy screen-lock (advisory): %v\n%s", err, out)
 	}
+	// By serial number and by the start of the host name, any case.
+	devs, _, err := execute(noEnv, "devices", "--data-dir", s.dir, "--wide")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serial, host string
+	for _, row := range strings.Split(devs, "\n") {
+		if f := strings.Fields(row); len(f) > 2 && f[0] == bad {
+			host, serial = f[1], f[2]
+		}
+	}
+	if serial == "" || host == "" {
+		t.Fatalf("no serial or host for %s:\n%s", bad, devs)
+	}
+	for _, args := range [][]string{{"--serial", strings.ToLower(serial)}, {"--host", strings.ToUpper(host[:3])}} {
+		out, _, err := execute(noEnv, append([]string{"devices", "--data-dir", s.dir, "--wide"}, args...)...)
+		if err != nil || !strings.Contains(out, bad) || (args[0] == "--serial" && strings.Contains(out, good)) {
+			t.Errorf("devices %v: %v\n%s", args, err, out)
+		}
+	}
 	_, _, err = execute(noEnv, "devices", "--data-dir", s.dir, "--policy", "filevaul")
 	if err == nil || !strings.Contains(err.Error(), `--policy "filevaul" is not a policy in force`) || !strings.Contains(err.Error(), "did you mean filevault?") {
 		t.Fatalf("devices --policy with a typo: %v", err)

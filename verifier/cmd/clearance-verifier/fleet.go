@@ -44,6 +44,8 @@ func (a *app) devicesCmd() *cli.Command {
 			failing := fs.Bool("failing", false, "only devices that fail a required policy, or whose latest report is missing or older than the verifier's --max-posture-age")
 			offline := fs.Bool("offline", false, "only devices whose agent is not connected")
 			policy := fs.String("policy", "", "only devices whose latest report does not pass the policy with this `id` (required or not)")
+			serial := fs.String("serial", "", "only the devices with this `serial` number (any case)")
+			host := fs.String("host", "", "only the devices whose host name is or starts with this `name` (any case)")
 			user := fs.String("user", "", "only the Macs this Okta `username` uses: those bound to them (with SCIM or the Okta API sync), and those their latest 1,000 sign-ins came from")
 			fs.Group("Output")
 			asJSON := fs.Bool("json", false, "print the devices as JSON (the admin API's Device messages)")
@@ -77,6 +79,12 @@ func (a *app) devicesCmd() *cli.Command {
 							continue
 						}
 						if *policy != "" && !fails(d, *policy) {
+							continue
+						}
+						if *serial != "" && !strings.EqualFold(d.GetFacts().GetSerialNumber(), strings.TrimSpace(*serial)) {
+							continue
+						}
+						if *host != "" && !strings.HasPrefix(strings.ToLower(d.GetFacts().GetHostname()), strings.ToLower(strings.TrimSpace(*host))) {
 							continue
 						}
 						keep = append(keep, d)
