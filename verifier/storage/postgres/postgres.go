@@ -50,7 +50,11 @@ var _ storage.Store = (*Store)(nil)
 // rows they decide on, and a transaction that lost a race runs again. NO
 // KEY lets foreign key checks of inserts that name a locked row go on.
 var dialect = sqlstore.Dialect{
-	Name:              "postgres",
+	Name: "postgres",
+	// PostgreSQL's lower() follows the locale, beyond A–Z.
+	ASCIILower: func(col string) string {
+		return "translate(" + col + ", 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
+	},
 	LockRow:           " FOR NO KEY UPDATE",
 	LockKey:           `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
 	SkipLocked:        " FOR UPDATE SKIP LOCKED",

@@ -58,8 +58,10 @@ var _ storage.Store = (*Store)(nil)
 // no row locks and no lost races, and statements prepared by the store
 // since the driver keeps none.
 var dialect = sqlstore.Dialect{
-	Name:               "sqlite",
-	Rebind:             rebind,
+	Name:   "sqlite",
+	Rebind: rebind,
+	// SQLite's lower() lowers ASCII only (there is no ICU here).
+	ASCIILower:         func(col string) string { return "lower(" + col + ")" },
 	IsUniqueViolation:  isDuplicate,
 	ReadTx:             sql.TxOptions{ReadOnly: true},
 	Prepare:            true,

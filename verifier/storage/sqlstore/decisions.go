@@ -164,7 +164,7 @@ func (s *Store) AppendDecisions(ctx context.Context, ds []storage.DecisionRecord
 
 // ListDecisions returns the decisions matching f, newest (highest ID) first.
 func (s *Store) ListDecisions(ctx context.Context, f storage.DecisionFilter) ([]storage.DecisionRecord, error) {
-	q, args := listDecisionsQuery(f)
+	q, args := listDecisionsQuery(f, s.d.ASCIILower)
 	ds, err := list(ctx, s.reader(), scanDecision, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing decisions: %w", err)
@@ -174,10 +174,12 @@ func (s *Store) ListDecisions(ctx context.Context, f storage.DecisionFilter) ([]
 
 // listDecisionsQuery builds the query for f, newest first, and its
 // arguments (times outside the storable range: see filter.between).
-func listDecisionsQuery(f storage.DecisionFilter) (string, []any) {
+func listDecisionsQuery(f storage.DecisionFilter, asciiLower func(string) string) (string, []any) {
 	var w filter
 	if f.Username != "" {
-		w.add("username = ?", f.Username)
+		// Any case of A–Z, as a sign-in's exemptions and bindings match
+		// the username, by the index on the same expression.
+		w.add(asciiLower("username")+" = ?", storage.UserNameKey(f.Username))
 	}
 	if f.DeviceID != "" {
 		w.add("device_id = ?", f.DeviceID)

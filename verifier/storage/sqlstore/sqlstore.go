@@ -31,6 +31,11 @@ type Dialect struct {
 	// Rebind rewrites a query's $n placeholders for the driver; nil leaves
 	// them as they are.
 	Rebind func(query string) string
+	// ASCIILower is the SQL that lowers A–Z only in the column it is
+	// given (storage.UserNameKey's rule), where a query compares user names
+	// as sign-ins do; the decisions' index on the username is built on the
+	// same expression, so that such a query uses it.
+	ASCIILower func(column string) string
 	// LockRow ends a SELECT of a row that the transaction goes on to decide
 	// on and change, so that concurrent writers of that row queue behind
 	// it. Empty where write transactions run one at a time anyway.

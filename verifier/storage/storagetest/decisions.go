@@ -215,7 +215,7 @@ func testDecisionFilters(t *testing.T, s storage.Store) {
 	}{
 		{"none", storage.DecisionFilter{}, reversed(a1, b1, a2, n1, a3, b2)},
 		{"username", storage.DecisionFilter{Username: "alice@example.com"}, reversed(a1, a2, a3)},
-		{"username is exact", storage.DecisionFilter{Username: "ALICE@example.com"}, nil},
+		{"username in any case of A-Z", storage.DecisionFilter{Username: "ALICE@example.com"}, reversed(a1, a2, a3)},
 		{"unknown username", storage.DecisionFilter{Username: "dave@example.com"}, nil},
 		{"device", storage.DecisionFilter{DeviceID: "dev-002"}, reversed(b1, a2, b2)},
 		{"unknown device", storage.DecisionFilter{DeviceID: "dev-999"}, nil},
@@ -249,6 +249,24 @@ func testDecisionFilters(t *testing.T, s storage.Store) {
 	}
 	for _, tc := range cases {
 		equal(t, "ListDecisions "+tc.name, listDecisions(t, s, tc.f), tc.want)
+	}
+
+	// A username recorded in another case of A-Z is the same user, as a
+	// sign-in compares them; a letter beyond A-Z that folds to one (U+212A,
+	// the Kelvin sign, for K) is another user, in either direction.
+	a4 := appendDecision(t, s, newDecision("Alice@Example.COM", "dev-001", true, at(5*minute)))
+	k1 := appendDecision(t, s, newDecision("\u212Aate@example.com", "dev-003", true, at(6*minute)))
+	for _, tc := range []struct {
+		name     string
+		username string
+		want     []storage.DecisionRecord
+	}{
+		{"recorded in another case", "alice@example.com", reversed(a1, a2, a3, a4)},
+		{"asked in another case", "aLiCe@EXAMPLE.com", reversed(a1, a2, a3, a4)},
+		{"a look-alike is another username", "kate@example.com", nil},
+		{"the look-alike's own", "\u212Aate@EXAMPLE.com", reversed(k1)},
+	} {
+		equal(t, "ListDecisions username "+tc.name, listDecisions(t, s, storage.DecisionFilter{Username: tc.username}), tc.want)
 	}
 }
 

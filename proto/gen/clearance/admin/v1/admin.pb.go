@@ -2162,7 +2162,8 @@ func (x *Decision) GetClaimedDeviceId() string {
 // (AND); an unset filter matches everything.
 type ListDecisionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Only decisions for this Okta username (exact match).
+	// Only decisions for this Okta username, in any case of A-Z (as sign-ins
+	// compare usernames; a look-alike beyond A-Z is another username).
 	Username string `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
 	// Only decisions for this device: its id, or the start of one no other
 	// device's id starts with (NOT_FOUND when no enrolled device has it).

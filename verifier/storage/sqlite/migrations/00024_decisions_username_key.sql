@@ -1,0 +1,12 @@
+-- Decisions listed by username in any case of A-Z, as sign-ins compare
+-- usernames: the index is on the expression the query compares, in place
+-- of the one on the username as written, so a sign-in writes no more.
+-- SQLite's lower() lowers ASCII only.
+
+-- +goose Up
+CREATE INDEX decisions_username_key_id ON decisions (lower(username), id);
+DROP INDEX decisions_username_id;
+
+-- +goose Down
+CREATE INDEX decisions_username_id ON decisions (username, id);
+DROP INDEX decisions_username_key_id;
