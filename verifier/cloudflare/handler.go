@@ -367,7 +367,9 @@ func (h *Handler) match(ctx context.Context, evals []evaluation, log *slog.Logge
 				// colleague's): no match. Only a Mac that enrolled with no
 				// serial number, or a device Cloudflare names by none, is
 				// matched by hostname alone.
-				if storage.CanonicalSerial(evals[i].asked.Serial) != "" && storage.CanonicalSerial(d.SerialNumber) != "" {
+				// Any serial number counts, one that is not letters and
+				// digits too ("VMware-56 4d …"): it is not the Mac's.
+				if strings.TrimSpace(evals[i].asked.Serial) != "" && strings.TrimSpace(d.SerialNumber) != "" {
 					continue
 				}
 				evals[i].dev = d

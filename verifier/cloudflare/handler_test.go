@@ -132,6 +132,8 @@ func TestHandlerScores(t *testing.T) {
 		{"device_id":"c-kate","hostname":"KATE-MAC.local"},
 		{"device_id":"c-kelvin","hostname":"\u212Aate-mac"},
 		{"device_id":"c-namesake","serial_number":"C02PERSONAL1","hostname":"Anas-MacBook-Pro"},
+		{"device_id":"c-vm","serial_number":"VMware-56 4d 2b 1a","hostname":"Anas-MacBook-Pro"},
+		{"device_id":"c-oem","serial_number":"To Be Filled By O.E.M.","hostname":"anas-macbook-pro.local"},
 		{"device_id":"c-legacy","serial_number":"C02LEGACY001","hostname":"old-mac.local"},
 		{"device_id":"c-none"}]}`
 	for _, byName := range []bool{false, true} {
@@ -146,7 +148,7 @@ func TestHandlerScores(t *testing.T) {
 			"c-ok": {S2SID: "mac-ok", Score: 100}, "c-replaced": {S2SID: "mac-new", Score: 100},
 			"c-warn": {S2SID: "mac-warn", Score: 90}, "c-fail": {S2SID: "mac-fail", Score: 0},
 			"c-broken": {S2SID: "mac-broken", Score: 0}, "c-twin": {}, "c-none": {}, "c-byname": {},
-			"c-kate": {}, "c-kelvin": {}, "c-namesake": {}, "c-legacy": {},
+			"c-kate": {}, "c-kelvin": {}, "c-namesake": {}, "c-legacy": {}, "c-vm": {}, "c-oem": {},
 		}
 		if byName {
 			// Hostnames fold A-Z only: a Kelvin sign is not a k.
