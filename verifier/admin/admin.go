@@ -148,20 +148,18 @@ func (s *Server) RevokeDevice(ctx context.Context, req *adminv1.RevokeDeviceRequ
 	if err != nil {
 		return nil, err
 	}
-	// Revoked already: the first revocation stands, and a second would
-	// only add an audit event whose reason the device does not carry.
-	switch cur, err := s.Store.GetDevice(ctx, id); {
-	case err != nil && !errors.Is(err, storage.ErrNotFound):
-		return nil, s.internal("reading device", err)
-	case err == nil && cur.Revoked():
-		return nil, status.Errorf(codes.FailedPrecondition, "device %s was revoked already, at %s (reason: %s); nothing changed",
-			id, cur.RevokedAt.UTC().Format(time.RFC3339), revokedWhy(cur.RevokedReason))
-	}
 	now := s.now()
 	d, err := s.Store.RevokeDevice(ctx, id, req.GetReason(), now,
 		storage.AuditEvent{At: now, Actor: "admin-api", Action: "device.revoke", DeviceID: id, Detail: req.GetReason()})
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, status.Errorf(codes.NotFound, "no device %q", req.GetDeviceId())
+	}
+	if errors.Is(err, storage.ErrDeviceRevoked) {
+		// The first revocation stands (of racing ones, one wins); a second
+		// would only add an audit event whose reason the device does not
+		// carry.
+		return nil, status.Errorf(codes.FailedPrecondition, "device %s was revoked already, at %s (reason: %s); nothing changed",
+			id, d.RevokedAt.UTC().Format(time.RFC3339), revokedWhy(d.RevokedReason))
 	}
 	if err != nil {
 		return nil, s.internal("revoking device", err)

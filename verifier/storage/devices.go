@@ -163,8 +163,10 @@ type DeviceStore interface {
 	// ListDevicesBySecret is ListDevices for the devices whose current key
 	// was enrolled with the enroll secret secretID.
 	ListDevicesBySecret(ctx context.Context, secretID, afterID string, limit int) ([]Device, error)
-	// RevokeDevice marks a device revoked (idempotent: an already revoked
-	// device keeps its first RevokedAt/RevokedReason) and appends audit.
+	// RevokeDevice marks a device revoked and appends audit. A device
+	// revoked already keeps its first RevokedAt/RevokedReason, nothing is
+	// appended, and the error is ErrDeviceRevoked, with the device as it
+	// is: of revocations racing, one succeeds.
 	RevokeDevice(ctx context.Context, id, reason string, at time.Time, audit AuditEvent) (Device, error)
 	// RenewDeviceCert records a renewed certificate as the device's current one.
 	// ErrDeviceRevoked if the device is revoked; a *TooManyCertsError if

@@ -375,19 +375,35 @@ func (s *Store) ListDevicesBySecret(ctx context.Context, secretID, afterID strin
 }
 
 // RevokeDevice marks a device revoked. A device already revoked keeps its
-// first revocation; the audit event is appended either way, since it records
-// the request.
+// first revocation, and nothing is appended: storage.ErrDeviceRevoked,
+// with the device.
 func (s *Store) RevokeDevice(ctx context.Context, id, reason string, at time.Time, audit storage.AuditEvent) (storage.Device, error) {
 	revokedAt, err := revocationNS(at)
 	if err != nil {
 		return storage.Device{}, fmt.Errorf("revoking device: %w", err)
 	}
-	// Unknown, or already revoked: the read after the update tells which.
-	out, err := updateAudited(ctx, s, audit, "device",
-		func(q conn) (storage.Device, error) { return getDevice(ctx, q, "id", id) },
-		func(storage.Device) string { return id },
-		`UPDATE devices SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at = 0`, revokedAt, reason, id)
-	if err != nil {
+	var out storage.Device
+	err = s.write(ctx, func(q conn) error {
+		res, err := q.exec(ctx, `UPDATE devices SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at = 0`, revokedAt, reason, id)
+		if err != nil {
+			return fmt.Errorf("updating device: %w", err)
+		}
+		// Unknown, or revoked already: the read tells which.
+		if out, err = getDevice(ctx, q, "id", id); err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return storage.ErrDeviceRevoked
+		}
+		audit.DeviceID = id
+		return insertAudit(ctx, q, audit)
+	})
+	switch {
+	case errors.Is(err, storage.ErrDeviceRevoked):
+		return out, err
+	case err != nil:
 		return storage.Device{}, fmt.Errorf("revoking device: %w", err)
 	}
 	return out, nil

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -411,15 +413,45 @@ func testRevokeDevice(t *testing.T, s storage.Store) {
 	wantAudit.DeviceID = d.ID
 	wantNewestAudit(t, s, "revocation audit after the enrollment", d.ID, 2, wantAudit)
 
-	// Idempotent: the first revocation stands; the request is still audited.
+	// Again: the first revocation stands, the device is returned with
+	// ErrDeviceRevoked, and nothing is appended.
 	again, err := s.RevokeDevice(ctx, d.ID, "found it", at(2*hour), storage.AuditEvent{
 		At: at(2 * hour), Actor: "admin-api", Action: "device.revoke", Detail: "again",
 	})
-	must(t, err)
+	wantErr(t, err, storage.ErrDeviceRevoked)
 	equal(t, "revoked again", again, want)
 	equal(t, "GetDevice after second revoke", getDevice(t, s, d.ID), want)
-	if a := listAudit(t, s, d.ID); len(a) != 3 || a[0].Detail != "again" {
-		t.Errorf("device audit after second revoke = %+v, want it appended", a)
+	if a := listAudit(t, s, d.ID); len(a) != 2 || a[0].Detail == "again" {
+		t.Errorf("device audit after second revoke = %+v, want nothing appended", a)
+	}
+
+	// Racing: of eight revocations of one device at once, one succeeds
+	// and is audited.
+	r := enroll(t, s, newEnrollment(2, "fleet"))
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.RevokeDevice(ctx, r.ID, fmt.Sprint("race ", i), at(3*hour), storage.AuditEvent{At: at(3 * hour), Actor: "admin-api", Action: "device.revoke"})
+			switch {
+			case err == nil:
+				wins.Add(1)
+			case !errors.Is(err, storage.ErrDeviceRevoked):
+				t.Errorf("racing revocation: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	revokes := 0
+	for _, e := range listAudit(t, s, r.ID) {
+		if e.Action == "device.revoke" {
+			revokes++
+		}
+	}
+	if wins.Load() != 1 || revokes != 1 {
+		t.Errorf("racing revocations: %d succeeded, %d audited; want 1 and 1", wins.Load(), revokes)
 	}
 }
 
