@@ -76,6 +76,13 @@ func ParsePatch(m map[string]any) ([]Op, error) {
 		if k, ok := twice(op.Value); ok {
 			return nil, errorf(http.StatusBadRequest, "invalidSyntax", "attribute %q appears twice in an operation's value", clip(k))
 		}
+		// So does one naming an attribute and a part of it
+		// ({"name":{…},"name.givenName":…}, {"active":false,"active.x":true}).
+		if v, ok := op.Value.(map[string]any); ok && op.Path == nil {
+			if k, ok := overlapping(v); ok {
+				return nil, errorf(http.StatusBadRequest, "invalidSyntax", "%q and another key of an operation's value name the same attribute", clip(k))
+			}
+		}
 		ops = append(ops, op)
 	}
 	return ops, nil
@@ -101,6 +108,36 @@ func twice(v any) (string, bool) {
 			if k, ok := twice(x); ok {
 				return k, true
 			}
+		}
+	}
+	return "", false
+}
+
+// overlapping finds, among the keys of a path-less operation's value, one
+// that names the same attribute as another, or a part of it, or the
+// whole of which another names a part: applied in map order, which one
+// won would not be defined. Two different parts of one attribute
+// ("name.givenName", "name.familyName") do not overlap.
+func overlapping(v map[string]any) (string, bool) {
+	whole := map[string]bool{}
+	parts := map[string]bool{}
+	for k := range v {
+		p, err := ParsePath(k)
+		if err != nil {
+			continue // refused when applied
+		}
+		attr, sub := strings.ToLower(p.Attr), strings.ToLower(p.Sub)
+		switch {
+		case sub == "":
+			if whole[attr] || parts[attr] {
+				return k, true
+			}
+			whole[attr] = true
+		default:
+			if whole[attr] || parts[attr+"."+sub] {
+				return k, true
+			}
+			parts[attr], parts[attr+"."+sub] = true, true
 		}
 	}
 	return "", false

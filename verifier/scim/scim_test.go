@@ -342,6 +342,8 @@ func testRefusals(t *testing.T, f *fixture) {
 		{"patch to invalid user", "PATCH", "/scim/v2/Users/id-0001", patchOp(`{"op":"replace","value":{"active":false}},{"op":"remove","path":"userName"}`), nil, 400, "invalidValue"},
 		{"patch names active twice", "PATCH", "/scim/v2/Users/id-0001", patchOp(`{"op":"replace","value":{"active":false,"Active":true}}`), nil, 400, "invalidSyntax"},
 		{"patch names a sub-attribute twice", "PATCH", "/scim/v2/Users/id-0001", patchOp(`{"op":"replace","path":"name","value":{"givenName":"A","GIVENNAME":"B"}}`), nil, 400, "invalidSyntax"},
+		{"patch names an attribute and a part of it", "PATCH", "/scim/v2/Users/id-0001", patchOp(`{"op":"replace","value":{"active":false,"active.x":true}}`), nil, 400, "invalidSyntax"},
+		{"patch names a part and the whole", "PATCH", "/scim/v2/Users/id-0001", patchOp(`{"op":"replace","value":{"name.givenName":"Mallory","NAME":{"givenName":"Alice"}}}`), nil, 400, "invalidSyntax"},
 		{"group patch names displayName twice", "PATCH", "/scim/v2/Groups/id-0002", patchOp(`{"op":"replace","value":{"displayName":"X","displayname":"Y"}}`), nil, 400, "invalidSyntax"},
 		{"patch unknown attribute", "PATCH", "/scim/v2/Users/id-0001", patchOp(`{"op":"add","path":"shoeSize","value":"9"}`), nil, 400, "invalidSyntax"},
 		{"group patch unknown member", "PATCH", "/scim/v2/Groups/id-0002", patchOp(`{"op":"add","path":"members","value":[{"value":"ghost"}]}`), nil, 400, "invalidValue"},
@@ -595,5 +597,21 @@ func testLookAlikeUserNames(t *testing.T, f *fixture) {
 	}
 	if u, err := f.store.GetUser(t.Context(), "00u1"); err != nil || u.Source != storage.SourceOktaAPI || u.UserName != "kim@example.com" {
 		t.Errorf("the synced user after a look-alike's create: %+v %v", u, err)
+	}
+}
+
+// Two parts of one attribute in one path-less value are two changes, not
+// an overlap: both apply.
+func TestPatchTwoPartsOfOneAttribute(t *testing.T) {
+	f := newFixture(t)
+	f.do(t, "POST", "/scim/v2/Users", `{"userName":"ada@example.com"}`)
+	r := f.do(t, "PATCH", "/scim/v2/Users/id-0001", `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[`+
+		`{"op":"replace","value":{"name.givenName":"Ada","name.familyName":"Lovelace"}}]}`)
+	if r.status != 200 {
+		t.Fatalf("status %d: %s", r.status, r.raw)
+	}
+	name, _ := r.body["name"].(map[string]any)
+	if name["givenName"] != "Ada" || name["familyName"] != "Lovelace" {
+		t.Fatalf("name = %v", r.body["name"])
 	}
 }
