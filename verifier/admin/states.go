@@ -60,12 +60,19 @@ func (s *Server) CountDevices(ctx context.Context, maxAge time.Duration) (map[st
 	}
 }
 
-// deviceState is Device.state: DeviceState, or revoked.
+// deviceState is Device.state: revoked, else stale (its sign-ins are
+// refused for the report's age, wherever its agent is connected; the
+// metric counts such a device offline when it is not connected here),
+// else DeviceState.
 func (s *Server) deviceState(d storage.Device, sum *adminv1.PostureSummary) string {
-	if d.Revoked() {
+	now, maxAge := s.now(), s.maxPostureAge()
+	switch {
+	case d.Revoked():
 		return "revoked"
+	case d.LastReportAt.IsZero() || now.Sub(d.LastReportAt) > maxAge:
+		return metrics.DeviceStale
 	}
-	return DeviceState(s.Hub.Connected(d.ID), d.LastReportAt, sum.GetCompliant(), s.now(), s.maxPostureAge())
+	return DeviceState(s.Hub.Connected(d.ID), d.LastReportAt, sum.GetCompliant(), now, maxAge)
 }
 
 // maxPostureAge is MaxPostureAge, or the default when unset.

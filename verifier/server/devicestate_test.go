@@ -47,6 +47,15 @@ func TestDeviceStateInTheAdminAPI(t *testing.T) {
 	if err != nil || ex.GetReason() != "stale_posture" {
 		t.Errorf("ExplainAccess of the stale Mac: %v %v", ex, err)
 	}
+	// Offline and old: stale, which is what its sign-ins meet.
+	e.clock.Add(-(e.cfg.MaxPostureAge + time.Minute))
+	third, st := e.device(t, agentv1.PolicyStatus_POLICY_STATUS_PASS, nil)
+	st.Close()
+	waitFor(t, "the third Mac disconnected", func() bool { return device(third.DeviceID).GetState() == "offline" })
+	e.clock.Add(e.cfg.MaxPostureAge + time.Minute)
+	if d := device(third.DeviceID); d.GetState() != "stale" {
+		t.Errorf("an offline Mac with an old report: state %q", d.GetState())
+	}
 	if _, err := e.admin.RevokeDevice(e.ctx(), &adminv1.RevokeDeviceRequest{DeviceId: bad.DeviceID, Reason: "lost"}); err != nil {
 		t.Fatal(err)
 	}

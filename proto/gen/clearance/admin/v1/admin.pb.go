@@ -380,12 +380,13 @@ type Device struct {
 	// SHA-256 of the device key (PKIX DER), lowercase hex: what
 	// `clearance-agent status` shows as "device key fingerprint".
 	KeyFingerprint string `protobuf:"bytes,16,opt,name=key_fingerprint,json=keyFingerprint,proto3" json:"key_fingerprint,omitempty"`
-	// The device's state now, as the metric clearance_devices counts it:
-	// "offline" (its agent holds no stream to this verifier), "stale" (no
-	// report, or the latest is older than --max-posture-age: its sign-ins
-	// are refused until the agent reports again, compliant or not),
-	// "failing" (a required policy did not pass), "compliant", or
-	// "revoked".
+	// The device's state now: "revoked"; "stale" (no report, or the latest
+	// is older than --max-posture-age: its sign-ins are refused until the
+	// agent reports again, compliant or not, wherever it is connected);
+	// "offline" (its agent holds no stream to this verifier); "failing" (a
+	// required policy did not pass); or "compliant". The first that holds,
+	// in that order. (The metric clearance_devices counts a device offline
+	// before stale.)
 	State         string `protobuf:"bytes,17,opt,name=state,proto3" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
