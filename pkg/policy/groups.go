@@ -2,6 +2,7 @@ package policy
 
 import (
 	"strings"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 )
@@ -62,8 +63,19 @@ func containsFold(list []string, s string) bool {
 // GroupKey is how a group's name is compared, everywhere one is: in a
 // policy's groups and exclude_groups, in the directory the verifier keeps
 // (one group per key), and when a scope is matched against a person's
-// groups. Lower case in the full Unicode sense, so that "Staff" and
-// "staff" are one group; one rule in every place, so that no name the
-// directory keeps apart from a scope's group (a look-alike such as
-// "ſtaff", with U+017F) matches it there.
-func GroupKey(name string) string { return strings.ToLower(name) }
+// groups. Each capital letter is lowered when it is that lower-case
+// letter's own capital ("Staff" and "staff", "Ärzte" and "ärzte" are one
+// group); a sign that only lowers to a letter (U+212A KELVIN SIGN to k,
+// U+212B ANGSTROM SIGN to å) stays itself, as does a lower-case
+// look-alike (U+017F long s), so that a group named with one is another
+// group. One rule in every place: no name the directory keeps apart from
+// a scope's group matches it there.
+func GroupKey(name string) string { return strings.Map(foldCapital, name) }
+
+// foldCapital lowers r when it is the capital of its lower case.
+func foldCapital(r rune) rune {
+	if l := unicode.ToLower(r); l != r && unicode.ToUpper(l) == r {
+		return l
+	}
+	return r
+}

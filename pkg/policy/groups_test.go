@@ -38,3 +38,27 @@ func TestGroups(t *testing.T) {
 		}
 	}
 }
+
+// GroupKey folds capitals into their own lower case only: a sign that
+// lowers to a letter, or a lower-case look-alike, is another group.
+func TestGroupKey(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		a, b string
+		same bool
+	}{
+		{"Staff", "staff", true},
+		{"KIOSK-EXEMPT", "kiosk-exempt", true},
+		{"Ärzte", "ärzte", true},
+		{"ΣΟΦΙΑ", "σοφια", true},
+		{"\u212Aiosk-Exempt", "Kiosk-Exempt", false}, // Kelvin sign
+		{"\u212Bngstrom", "Ångstrom", false},         // Angstrom sign
+		{"Contractor\u017f", "Contractors", false},   // long s
+		{"ς", "σ", false},                            // final sigma
+		{"\u0130stanbul", "istanbul", false},         // capital I with dot
+	} {
+		if got := GroupKey(tc.a) == GroupKey(tc.b); got != tc.same {
+			t.Errorf("GroupKey(%q) == GroupKey(%q): %v, want %v", tc.a, tc.b, got, tc.same)
+		}
+	}
+}

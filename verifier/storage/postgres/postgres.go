@@ -154,7 +154,7 @@ func migrateDB(ctx context.Context, db *sql.DB) error {
 	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("applying migrations: %w", err)
 	}
-	return nil
+	return sqlstore.RekeyGroups(ctx, db, nil)
 }
 
 var _ storage.DatabaseClock = (*Store)(nil)

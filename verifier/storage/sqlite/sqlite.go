@@ -110,6 +110,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err == nil {
 		err = migrate(ctx, m)
 	}
+	if err == nil {
+		err = sqlstore.RekeyGroups(ctx, m, rebind)
+	}
 	if cerr := m.Close(); err == nil && cerr != nil {
 		err = cerr
 	}

@@ -1,0 +1,52 @@
+package sqlite
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// TestGroupKeysRekeyed: groups stored under the keys of Go's
+// strings.ToLower, which merged a Kelvin-sign name with its ASCII
+// look-alike, are found by their names under storage.GroupNameKey once
+// the store is opened again, and the look-alike can then be created as
+// the other group it is.
+func TestGroupKeysRekeyed(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "clearance.db")
+	s := open(t, path)
+	must(t, s.Close())
+	db, _ := migrator(t, path)
+	for _, g := range []struct{ id, name string }{
+		{"g-kelvin", "\u212Aiosk-Exempt"}, // old key kiosk-exempt
+		{"g-dotted", "\u0130stanbul"},     // old key i̇stanbul
+		{"g-plain", "Engineering"},        // unchanged
+	} {
+		_, err := db.ExecContext(ctx, `INSERT INTO directory_groups (id, display_name, display_name_key, external_id, source, version, created_at, updated_at)
+			VALUES (?, ?, ?, '', 'scim', 1, 0, 0)`, g.id, g.name, strings.ToLower(g.name))
+		must(t, err)
+	}
+	must(t, db.Close())
+
+	s = open(t, path)
+	byName := func(name string) []string {
+		page, err := s.ListGroups(ctx, storage.PeopleQuery{Name: name, Limit: 10})
+		must(t, err)
+		var ids []string
+		for _, g := range page.Groups {
+			ids = append(ids, g.ID)
+		}
+		return ids
+	}
+	for name, id := range map[string]string{"\u212Aiosk-Exempt": "g-kelvin", "\u0130stanbul": "g-dotted", "ENGINEERING": "g-plain"} {
+		if got := byName(name); len(got) != 1 || got[0] != id {
+			t.Errorf("groups named %+q: %v; want %s", name, got, id)
+		}
+	}
+	if got := byName("Kiosk-Exempt"); len(got) != 0 {
+		t.Errorf("the look-alike's ASCII name finds %v", got)
+	}
+}
