@@ -14,7 +14,8 @@ import (
 // TestAgentProfileEnrolls generates the agent's device-scope profile with
 // `clearance-verifier profile agent`, places
 // its managed preferences where macOS would, and starts the real agent with
-// nothing else but an osquery socket: it must enroll and report compliant.
+// nothing else: the profile names osquery's socket too; it must enroll and
+// report compliant.
 func TestAgentProfileEnrolls(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -23,17 +24,18 @@ func TestAgentProfileEnrolls(t *testing.T) {
 	secret := v.enrollSecret()
 	// The profile comes from the CLI a Mac admin runs.
 	out := filepath.Join(dir, "agent.mobileconfig")
+	sock := filepath.Join(dir, "osq.sock")
 	cli(t, "profile", "agent", "--data-dir", dataDir, "--verifier", v.grpcAddr, "--enroll-secret", secret,
-		"--organization", "Example Corp", "--interval", interval.String(), "--out", out)
+		"--organization", "Example Corp", "--interval", interval.String(), "--osquery-socket", sock, "--out", out)
 	if st, _ := os.Stat(out); st.Mode().Perm() != 0o600 {
 		t.Errorf("profile with the enroll secret has mode %v, want 0600", st.Mode().Perm())
 	}
 	managedPath := managedPrefs(t, out, dir)
 
-	sock := filepath.Join(dir, "osq.sock")
 	startProc(t, "osquery-sim", "--socket", sock, "--fixture", "compliant-mac")
+	// Everything else, osquery's socket included, from the profile.
 	startProc(t, "clearance-agent", "run", "--managed-plist", managedPath,
-		"--osquery-socket", sock, "--state-dir", filepath.Join(dir, "agent"), "--presence-listen", "off")
+		"--state-dir", filepath.Join(dir, "agent"), "--presence-listen", "off")
 	waitDevice(t, v, "a compliant report from the profile-configured agent", within, func(g *adminv1.GetDeviceResponse) bool {
 		return g.GetDevice().GetSummary().GetCompliant()
 	})

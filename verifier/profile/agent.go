@@ -39,6 +39,11 @@ type AgentOptions struct {
 	// (agentprefs.DefaultRunBudget otherwise). Whole seconds, within
 	// agentprefs.MinRunBudget and MaxRunBudget.
 	RunBudget time.Duration
+	// OsquerySocket is the extensions socket of the osqueryd the agent
+	// attaches to (agentprefs.KeyOsquerySocket); OsquerydPath, instead, an
+	// osqueryd the agent runs itself (agentprefs.KeyOsquerydPath). One is
+	// required: the agent runs no policy without osquery.
+	OsquerySocket, OsquerydPath string
 	// Identifier is the PayloadIdentifier (DefaultAgentIdentifier).
 	Identifier string
 }
@@ -62,6 +67,12 @@ func (o *AgentOptions) check() error {
 	}
 	if err := checkCA(o.CACert); err != nil {
 		errs = append(errs, err)
+	}
+	switch {
+	case o.OsquerySocket == "" && o.OsquerydPath == "":
+		errs = append(errs, errors.New("osquery: give the extensions socket of the osqueryd the agent attaches to, or an osqueryd it runs itself (the agent runs no policy without one)"))
+	case o.OsquerySocket != "" && o.OsquerydPath != "":
+		errs = append(errs, errors.New("osquery: give the socket of an osqueryd to attach to or an osqueryd to run, not both"))
 	}
 	// Zero leaves the key out; anything else must suit the agent, and be
 	// whole seconds, the integer form the profile writes.
@@ -87,6 +98,10 @@ func (o *AgentOptions) check() error {
 	return errors.Join(errs...)
 }
 
+// DefaultOsquerySocket is where osquery's macOS package has osqueryd
+// listen for extensions (its --extensions_socket default).
+const DefaultOsquerySocket = "/var/osquery/osquery.em"
+
 // Agent returns the agent's device-scope profile as an XML plist.
 //
 // The settings travel in a com.apple.ManagedClient.preferences payload
@@ -111,13 +126,21 @@ func Agent(o AgentOptions) ([]byte, error) {
 		agentprefs.KeyCAFingerprint: caFP,
 		agentprefs.KeyEnrollSecret:  o.EnrollSecret,
 	}
+	if o.OsquerySocket != "" {
+		settings[agentprefs.KeyOsquerySocket] = o.OsquerySocket
+	}
+	if o.OsquerydPath != "" {
+		settings[agentprefs.KeyOsquerydPath] = o.OsquerydPath
+	}
 	interval := ""
 	if o.Interval > 0 {
 		// An integer is the agent's documented form: seconds.
 		settings[agentprefs.KeyInterval] = int64(o.Interval / time.Second)
 		interval = strconv.FormatInt(int64(o.Interval/time.Second), 10)
 	}
-	salient := []string{agentprefs.Domain, o.VerifierAddress, caFP, interval}
+	salient := []string{agentprefs.Domain, o.VerifierAddress, caFP, interval, "osquery=" + o.OsquerySocket + "|" + o.OsquerydPath}
+	// (The osquery settings are salient: a profile that changes them is
+	// another profile.)
 	if o.RunBudget > 0 {
 		settings[agentprefs.KeyRunBudget] = int64(o.RunBudget / time.Second)
 		// Only when set, so that a profile without one keeps its UUID.

@@ -72,6 +72,7 @@ func agentOptions(t testing.TB) profile.AgentOptions {
 		EnrollSecret:    testSecret,
 		CACert:          testCA(t, "Clearance Root CA", true),
 		Interval:        5 * time.Minute,
+		OsquerySocket:   profile.DefaultOsquerySocket,
 	}
 }
 
@@ -327,7 +328,8 @@ func TestAgent(t *testing.T) {
 		t.Error("profile and payload share a UUID")
 	}
 	settings := agentSettings(t, raw)
-	wantKeys(t, "agent settings", settings, "VerifierAddress", "CAPEM", "CAFingerprint", "EnrollSecret", "Interval")
+	wantKeys(t, "agent settings", settings, "VerifierAddress", "CAPEM", "CAFingerprint", "EnrollSecret", "Interval", "OsquerySocket")
+	wantEqual(t, "OsquerySocket", field[string](t, "settings", settings, "OsquerySocket"), profile.DefaultOsquerySocket)
 	wantEqual(t, "VerifierAddress", field[string](t, "settings", settings, "VerifierAddress"), o.VerifierAddress)
 	wantEqual(t, "EnrollSecret", field[string](t, "settings", settings, "EnrollSecret"), testSecret)
 	wantEqual(t, "Interval", intField(t, "settings", settings, "Interval"), 300)
@@ -348,7 +350,7 @@ func TestAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantKeys(t, "agent settings without interval", agentSettings(t, raw), "VerifierAddress", "CAPEM", "CAFingerprint", "EnrollSecret")
+	wantKeys(t, "agent settings without interval", agentSettings(t, raw), "VerifierAddress", "CAPEM", "CAFingerprint", "EnrollSecret", "OsquerySocket")
 
 	// A run budget is written as whole seconds, and changes the payload's
 	// UUID; without one the UUID is what it was before the setting existed.
@@ -359,7 +361,7 @@ func TestAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	settings = agentSettings(t, raw)
-	wantKeys(t, "agent settings with a run budget", settings, "VerifierAddress", "CAPEM", "CAFingerprint", "EnrollSecret", "RunBudget")
+	wantKeys(t, "agent settings with a run budget", settings, "VerifierAddress", "CAPEM", "CAFingerprint", "EnrollSecret", "RunBudget", "OsquerySocket")
 	wantEqual(t, "RunBudget", intField(t, "settings", settings, "RunBudget"), 150)
 	if payloadUUID(t, raw) == noBudget {
 		t.Error("a run budget left the settings payload's UUID unchanged")
@@ -625,7 +627,8 @@ func TestAgentValidation(t *testing.T) {
 		{"fractional run budget", func(o *profile.AgentOptions) { o.RunBudget = 90*time.Second + time.Millisecond }, []string{"run budget", "whole number of seconds"}},
 		{"bad identifier", func(o *profile.AgentOptions) { o.Identifier = "com/example" }, []string{"identifier \"com/example\""}},
 		{"everything missing", func(o *profile.AgentOptions) { *o = profile.AgentOptions{} }, []string{
-			"organization is required", "verifier address is required", "enroll secret is required", "CA certificate is required"}},
+			"organization is required", "verifier address is required", "enroll secret is required", "CA certificate is required", "osquery: give the extensions socket"}},
+		{"both ways to osquery", func(o *profile.AgentOptions) { o.OsquerydPath = "/usr/local/bin/osqueryd" }, []string{"not both"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

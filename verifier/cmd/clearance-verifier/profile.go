@@ -130,10 +130,17 @@ func (a *app) profileAgent(fs *cli.FlagSet) cli.Action {
 	org := fs.String("organization", "", "organization shown in System Settings")
 	interval := fs.Duration("interval", 0, "run every policy this often instead of at its own interval")
 	runBudget := fs.Duration("run-budget", 0, "longest one run of the policies may take on the Mac ("+agentprefs.MinRunBudget.String()+" to "+agentprefs.MaxRunBudget.String()+"; unset, the agent's "+agentprefs.DefaultRunBudget.String()+"); the policies not reached by then are reported as ERROR")
+	fs.Group("osquery")
+	socket := fs.String("osquery-socket", profile.DefaultOsquerySocket, "the extensions socket (`path`) of the osqueryd the agent attaches to: osquery's own daemon, or Fleet's orbit ('' with --osqueryd)")
+	osqueryd := fs.String("osqueryd", "", "instead, an osqueryd binary (`path`) the agent runs and supervises itself")
 	fs.Group("Output")
 	out := fs.String("out", "", "write the profile (0600) to this `path` instead of stdout ('-': stdout)")
 	sf := addSignFlags(fs)
 	return func(context.Context, []string) error {
+		if *osqueryd != "" && *socket == profile.DefaultOsquerySocket {
+			// --osqueryd alone means spawn: the default socket gives way.
+			*socket = ""
+		}
 		cfg, err := b.Resolve(a.getenv)
 		if err != nil {
 			return err
@@ -148,6 +155,7 @@ func (a *app) profileAgent(fs *cli.FlagSet) cli.Action {
 		doc, err := profile.Agent(profile.AgentOptions{
 			Organization: *org, VerifierAddress: *verifier, EnrollSecret: *secret, CACert: root,
 			Interval: interval.Round(time.Second), RunBudget: *runBudget,
+			OsquerySocket: *socket, OsquerydPath: *osqueryd,
 		})
 		if err != nil {
 			return err
