@@ -3,6 +3,8 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/groob/plist"
@@ -76,4 +78,41 @@ func managedPrefs(t *testing.T, profile, dir string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// TestAgentTakesANewProfile: a Mac whose profile carried a wrong enroll
+// secret is refused; once the MDM replaces the profile with one carrying
+// the right secret, the running agent (told by SIGHUP here, else within
+// 30 s) starts again with it and enrolls, with no restart by anyone.
+func TestAgentTakesANewProfile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "verifier")
+	v := startVerifierOn(t, dataDir, freePort(t), freePort(t), offSSO...)
+	secret := v.enrollSecret()
+	sock := filepath.Join(dir, "osq.sock")
+	profileWith := func(secret string) string {
+		out := filepath.Join(dir, "agent.mobileconfig")
+		os.Remove(out)
+		cli(t, "profile", "agent", "--data-dir", dataDir, "--verifier", v.grpcAddr, "--enroll-secret", secret,
+			"--organization", "Example Corp", "--osquery-socket", sock, "--out", out)
+		return managedPrefs(t, out, dir)
+	}
+	managedPath := profileWith("not-the-secret")
+	startProc(t, "osquery-sim", "--socket", sock, "--fixture", "compliant-mac")
+	agent := startProc(t, "clearance-agent", "run", "--managed-plist", managedPath,
+		"--state-dir", filepath.Join(dir, "agent"), "--presence-listen", "off")
+	waitLog(t, agent.logs, "the agent refused", "verifier refused; not retrying soon", "enroll secret is not valid")
+
+	profileWith(secret)
+	if err := agent.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, agent.logs, "the agent taking the new profile", "settings changed; the agent starts again with them", "EnrollSecret")
+	waitDevice(t, v, "a report from the agent with the new profile", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetConnected() && g.GetDevice().GetLastSeq() > 0
+	})
+	if strings.Contains(agent.logs.String(), secret) {
+		t.Error("the agent logged the enroll secret")
+	}
 }

@@ -26,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/clearance/clearance/pkg/agentprefs"
@@ -523,4 +524,35 @@ func setPresenceBrowsers(c *Config, v string) (err error) {
 func setLogFormat(c *Config, v string) (err error) {
 	c.LogFormat, err = agentprefs.ParseLogFormat(v)
 	return err
+}
+
+// Changed names, by plist key, the settings a and b differ in (never
+// their values: the enroll secret is one). A CA file is compared by its
+// path; its content is read where it is used.
+func Changed(a, b *Config) []string {
+	var out []string
+	for _, s := range []struct {
+		key  string
+		same bool
+	}{
+		{agentprefs.KeyVerifier, a.Verifier == b.Verifier},
+		{agentprefs.KeyCAFile, a.CAFile == b.CAFile},
+		{agentprefs.KeyCAPEM, a.CAPEM == b.CAPEM},
+		{agentprefs.KeyCAFingerprint, a.CAFingerprint == b.CAFingerprint},
+		{agentprefs.KeyEnrollSecret, a.EnrollSecret == b.EnrollSecret},
+		{agentprefs.KeyOsquerySocket, a.OsquerySocket == b.OsquerySocket},
+		{agentprefs.KeyOsquerydPath, a.OsquerydPath == b.OsquerydPath},
+		{agentprefs.KeyStateDir, a.StateDir == b.StateDir},
+		{agentprefs.KeyInterval, a.Interval == b.Interval},
+		{agentprefs.KeyRunBudget, a.RunBudget == b.RunBudget},
+		{agentprefs.KeyLogLevel, a.LogLevel == b.LogLevel},
+		{agentprefs.KeyLogFormat, a.LogFormat == b.LogFormat},
+		{agentprefs.KeyPresenceListen, a.PresenceListen == b.PresenceListen},
+		{agentprefs.KeyPresenceBrowsers, slices.Equal(a.PresenceBrowsers, b.PresenceBrowsers)},
+	} {
+		if !s.same {
+			out = append(out, s.key)
+		}
+	}
+	return out
 }

@@ -320,3 +320,22 @@ func TestOnlyResolvesWhatIsUsed(t *testing.T) {
 		t.Errorf("only osquery: %+v, %v", c, err)
 	}
 }
+
+// Changed names the settings two configurations differ in by plist key,
+// and nothing for equal ones; never a value.
+func TestChanged(t *testing.T) {
+	a := &Config{Verifier: "v:8443", EnrollSecret: "hunter2", PresenceBrowsers: []string{"A"}, Sources: map[string]string{"x": "flag"}}
+	b := *a
+	b.Sources = map[string]string{"x": "managed plist"}
+	if got := Changed(a, &b); len(got) != 0 {
+		t.Errorf("equal settings from other sources: %v", got)
+	}
+	b.EnrollSecret, b.PresenceBrowsers = "hunter3", []string{"A", "B"}
+	got := Changed(a, &b)
+	if strings.Join(got, ",") != "EnrollSecret,PresenceBrowsers" {
+		t.Errorf("Changed = %v", got)
+	}
+	if strings.Contains(strings.Join(got, ","), "hunter") {
+		t.Error("Changed shows a value")
+	}
+}

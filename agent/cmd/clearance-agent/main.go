@@ -178,7 +178,65 @@ func signals(g *run.Group) {
 	})
 }
 
+// settingsPoll is how often a running agent reads its settings again: a
+// profile an MDM replaced (a new enroll secret, a verifier that moved, a
+// CA rotated) takes effect within it, or at once on SIGHUP.
+const settingsPoll = 30 * time.Second
+
+// errSettingsChanged ends a run whose settings changed under it: the agent
+// starts again with them.
+var errSettingsChanged = errors.New("settings changed")
+
+// settingsWatch is the actor that reads the settings again every
+// settingsPoll and on SIGHUP, and ends the group with errSettingsChanged
+// when one differs from running's. Settings that no longer read are
+// logged (once until they change) and change nothing.
+func settingsWatch(g *run.Group, flags *config.Flags, running *config.Config, log *slog.Logger) {
+	stop := make(chan struct{})
+	var once sync.Once
+	g.Add("settings", func() error {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		tick := time.NewTicker(settingsPoll)
+		defer tick.Stop()
+		lastErr := ""
+		for {
+			select {
+			case <-stop:
+				return nil
+			case <-tick.C:
+			case <-hup:
+			}
+			cfg, err := loadConfig(flags)
+			if err != nil {
+				if err.Error() != lastErr {
+					log.Error("settings no longer read; the agent keeps running with those it has", "component", "main", "err", err)
+					lastErr = err.Error()
+				}
+				continue
+			}
+			lastErr = ""
+			if changed := config.Changed(running, cfg); len(changed) > 0 {
+				log.Info("settings changed; the agent starts again with them", "component", "main", "changed", changed)
+				return errSettingsChanged
+			}
+		}
+	}, func(error) { once.Do(func() { close(stop) }) })
+}
+
+// cmdRun runs the agent, again from its settings each time they change.
 func cmdRun(flags *config.Flags, stderr io.Writer) error {
+	for {
+		if err := runOnce(flags, stderr); !errors.Is(err, errSettingsChanged) {
+			return err
+		}
+	}
+}
+
+// runOnce runs the agent with its settings as they read now, until it is
+// stopped or they change (errSettingsChanged).
+func runOnce(flags *config.Flags, stderr io.Writer) error {
 	cfg, err := loadConfig(flags)
 	if err != nil {
 		return err
@@ -269,7 +327,11 @@ func cmdRun(flags *config.Flags, stderr io.Writer) error {
 		g.Add("presence", p.Execute, p.Interrupt)
 	}
 	signals(&g)
+	settingsWatch(&g, flags, cfg, log)
 	err = g.Run()
+	if errors.Is(err, errSettingsChanged) {
+		return err
+	}
 	log.Info("stopped", "component", "main", "reason", err)
 	return nil
 }
