@@ -79,6 +79,10 @@ type Config struct {
 
 	// Sources names where each setting (by plist key) came from.
 	Sources map[string]string
+	// Ignored names the keys of the plists this agent does not know, as
+	// "path key": a profile made for a newer agent, say (see
+	// agentprefs.ParsePlist).
+	Ignored []string
 }
 
 // LogValue keeps the enroll secret out of logs however the config is logged.
@@ -282,7 +286,7 @@ func Load(in Inputs) (*Config, error) {
 	if managedPath == "" {
 		managedPath = agentprefs.ManagedPlistPath
 	}
-	managed, err := readPlist(managedPath)
+	managed, ignoredManaged, err := readPlist(managedPath)
 	if err != nil {
 		return nil, err
 	}
@@ -335,10 +339,11 @@ func Load(in Inputs) (*Config, error) {
 	}
 
 	localPath := filepath.Join(c.StateDir, LocalPlistName)
-	local, err := readPlist(localPath)
+	local, ignoredLocal, err := readPlist(localPath)
 	if err != nil {
 		return nil, err
 	}
+	c.Ignored = append(ignoredManaged, ignoredLocal...)
 	for _, s := range settings {
 		if _, ok := local[s.key]; ok && !s.local {
 			return nil, fmt.Errorf("%s: key %s cannot be set in the local plist, which lives in the state dir itself", localPath, s.key)
@@ -439,21 +444,26 @@ func (c *Config) CAPool() (*x509.CertPool, []*x509.Certificate, error) {
 	return pool, certs, nil
 }
 
-// readPlist reads a settings plist into strings by key. A missing file is
-// empty; anything else wrong with it is an error naming the file.
-func readPlist(path string) (map[string]string, error) {
+// readPlist reads a settings plist into strings by key, and names the keys
+// it does not know as "path key". A missing file is empty; anything else
+// wrong with it is an error naming the file.
+func readPlist(path string) (map[string]string, []string, error) {
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
+		return nil, nil, fmt.Errorf("reading %s: %w", path, err)
 	}
-	out, err := agentprefs.ParsePlist(raw)
+	out, unknown, err := agentprefs.ParsePlist(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return out, nil
+	ignored := make([]string, len(unknown))
+	for i, k := range unknown {
+		ignored[i] = path + " " + k
+	}
+	return out, ignored, nil
 }
 
 func setVerifier(c *Config, v string) (err error) {

@@ -339,3 +339,20 @@ func TestChanged(t *testing.T) {
 		t.Error("Changed shows a value")
 	}
 }
+
+// A key this agent does not know, in a profile made for a newer one, is
+// ignored and named; a known key misspelt stops the agent, naming the key
+// meant.
+func TestUnknownKeys(t *testing.T) {
+	dir := t.TempDir()
+	managed := filepath.Join(dir, "managed.plist")
+	write(t, managed, plistDoc(str(agentprefs.KeyStateDir, filepath.Join(dir, "state")), str(agentprefs.KeyVerifier, "v.example:443"), str("ReportProxy", "http://proxy:3128")))
+	c, err := Load(Inputs{Getenv: env(nil), ManagedPlist: managed})
+	if err != nil || c.Verifier != "v.example:443" || len(c.Ignored) != 1 || c.Ignored[0] != managed+" ReportProxy" {
+		t.Fatalf("Load = %+v, %v", c, err)
+	}
+	write(t, managed, plistDoc(str(agentprefs.KeyStateDir, filepath.Join(dir, "state")), str("CAFingerprnt", "ab")))
+	if _, err := Load(Inputs{Getenv: env(nil), ManagedPlist: managed}); err == nil || !strings.Contains(err.Error(), "did you mean CAFingerprint?") {
+		t.Fatalf("a misspelt pin: %v", err)
+	}
+}

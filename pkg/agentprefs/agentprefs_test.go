@@ -114,7 +114,7 @@ func TestParseNormalizes(t *testing.T) {
 
 func TestSecretNeverInErrors(t *testing.T) {
 	t.Parallel()
-	_, err := ParsePlist([]byte(plistDoc("<key>EnrollSecret</key><integer>123456789</integer>")))
+	_, _, err := ParsePlist([]byte(plistDoc("<key>EnrollSecret</key><integer>123456789</integer>")))
 	if err == nil || strings.Contains(err.Error(), "123456789") {
 		t.Errorf("ParsePlist error %v", err)
 	}

@@ -8,22 +8,30 @@ import (
 	"time"
 
 	"github.com/groob/plist"
+
+	"github.com/clearance/clearance/pkg/spelling"
 )
 
 // ParsePlist reads a preferences plist (the managed-preferences file macOS
 // writes from a profile, or the agent's local one) into each key's text
-// form. An unknown key or a value of the wrong plist type is an error; the
-// values themselves are checked by Check. Payload* keys are skipped:
-// configuration profiles carry that bookkeeping, and some MDMs leave it in
-// the managed-preferences file.
-func ParsePlist(raw []byte) (map[string]string, error) {
+// form. A value of the wrong plist type is an error; the values themselves
+// are checked by Check. Payload* keys are skipped: configuration profiles
+// carry that bookkeeping, and some MDMs leave it in the
+// managed-preferences file.
+//
+// A key it does not know is returned in unknown, not refused, so that a
+// profile made for a newer agent does not stop an older one; but a key
+// that differs from a known one only in case or by a typo (CAFingerprnt)
+// is an error naming the key meant: a setting misspelt must not be
+// dropped without a word, the CA pin least of all.
+func ParsePlist(raw []byte) (values map[string]string, unknown []string, err error) {
 	var doc any
 	if err := plist.Unmarshal(raw, &doc); err != nil {
-		return nil, fmt.Errorf("not a valid plist: %w", err)
+		return nil, nil, fmt.Errorf("not a valid plist: %w", err)
 	}
 	dict, ok := doc.(map[string]any)
 	if !ok {
-		return nil, fmt.Errorf("the top level must be a dictionary, not %s", kind(doc))
+		return nil, nil, fmt.Errorf("the top level must be a dictionary, not %s", kind(doc))
 	}
 	names := make([]string, 0, len(dict))
 	for name := range dict {
@@ -38,26 +46,58 @@ func ParsePlist(raw []byte) (map[string]string, error) {
 		}
 		k, ok := lookup(name)
 		if !ok {
-			return nil, unknownKey(name)
+			if meant := misspelt(name); meant != "" {
+				return nil, nil, fmt.Errorf("unknown key %q: did you mean %s? (known keys: %s)", name, meant, strings.Join(Keys(), ", "))
+			}
+			unknown = append(unknown, name)
+			continue
 		}
 		switch v := dict[name].(type) {
 		case string:
 			out[name] = v
 		case int64:
 			if !k.seconds {
-				return nil, fmt.Errorf("key %s must be a string, not an integer", name)
+				return nil, nil, fmt.Errorf("key %s must be a string, not an integer", name)
 			}
 			out[name] = strconv.FormatInt(v, 10) + "s"
 		case uint64:
 			if !k.seconds {
-				return nil, fmt.Errorf("key %s must be a string, not an integer", name)
+				return nil, nil, fmt.Errorf("key %s must be a string, not an integer", name)
 			}
 			out[name] = strconv.FormatUint(v, 10) + "s"
+		case []any:
+			// A list key given as an array of strings, as plist editors
+			// and MDMs write lists: its comma-separated form.
+			if name != KeyPresenceBrowsers {
+				return nil, nil, fmt.Errorf("key %s must be a string, not an array", name)
+			}
+			items := make([]string, 0, len(v))
+			for _, it := range v {
+				s, ok := it.(string)
+				if !ok || strings.Contains(s, ",") {
+					return nil, nil, fmt.Errorf("key %s: each item of the array must be a string without a comma", name)
+				}
+				items = append(items, s)
+			}
+			out[name] = strings.Join(items, ",")
 		default:
-			return nil, fmt.Errorf("key %s must be a string, not %s", name, kind(v))
+			return nil, nil, fmt.Errorf("key %s must be a string, not %s", name, kind(v))
 		}
 	}
-	return out, nil
+	return out, unknown, nil
+}
+
+// misspelt returns the known key name likely misspells (the same letters
+// in another case, or a few edits away), or "".
+func misspelt(name string) string {
+	low := strings.ToLower(name)
+	for _, k := range Keys() {
+		kl := strings.ToLower(k)
+		if low == kl || (len(low) >= 6 && spelling.Distance(low, kl) <= max(1, len(kl)/6)) {
+			return k
+		}
+	}
+	return ""
 }
 
 // kind names a decoded plist value's type the way plist editors do.

@@ -17,7 +17,7 @@ func plistDoc(entries ...string) string {
 
 func TestParsePlist(t *testing.T) {
 	t.Parallel()
-	got, err := ParsePlist([]byte(plistDoc(
+	got, _, err := ParsePlist([]byte(plistDoc(
 		"<key>VerifierAddress</key><string>v.example:443</string>",
 		"<key>Interval</key><integer>90</integer>",
 		"<key>LogLevel</key><string>not checked here</string>",
@@ -31,7 +31,7 @@ func TestParsePlist(t *testing.T) {
 	if !maps.Equal(got, want) {
 		t.Errorf("ParsePlist = %v, want %v", got, want)
 	}
-	if got, err := ParsePlist([]byte(plistDoc())); err != nil || len(got) != 0 {
+	if got, _, err := ParsePlist([]byte(plistDoc())); err != nil || len(got) != 0 {
 		t.Errorf("empty dict: %v, %v", got, err)
 	}
 }
@@ -46,7 +46,10 @@ func TestParsePlistRefuses(t *testing.T) {
 		{"truncated", plistHead + "<key>VerifierAddress</key><string>x", "not a valid plist"},
 		{"top level an array", `<?xml version="1.0"?><plist version="1.0"><array/></plist>`, "the top level must be a dictionary, not an array"},
 		{"top level a string", `<?xml version="1.0"?><plist version="1.0"><string>x</string></plist>`, "the top level must be a dictionary, not a string"},
-		{"unknown key", plistDoc("<key>VerifierAddres</key><string>v:1</string>"), `unknown key "VerifierAddres" (known keys: VerifierAddress, CAFile,`},
+		{"a known key misspelt", plistDoc("<key>VerifierAddres</key><string>v:1</string>"), `unknown key "VerifierAddres": did you mean VerifierAddress? (known keys: VerifierAddress, CAFile,`},
+		{"a known key in another case", plistDoc("<key>cafingerprint</key><string>ab</string>"), `unknown key "cafingerprint": did you mean CAFingerprint?`},
+		{"the pin misspelt", plistDoc("<key>CAFingerprnt</key><string>ab</string>"), `did you mean CAFingerprint?`},
+		{"an array of browsers holding a non-string", plistDoc("<key>PresenceBrowsers</key><array><integer>1</integer></array>"), "each item of the array must be a string"},
 		{"boolean", plistDoc("<key>VerifierAddress</key><true/>"), "key VerifierAddress must be a string, not a boolean"},
 		{"integer where a string belongs", plistDoc("<key>LogLevel</key><integer>1</integer>"), "key LogLevel must be a string, not an integer"},
 		{"real interval", plistDoc("<key>Interval</key><real>1.5</real>"), "key Interval must be a string, not a real"},
@@ -59,7 +62,7 @@ func TestParsePlistRefuses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := ParsePlist([]byte(tt.doc))
+			got, _, err := ParsePlist([]byte(tt.doc))
 			if err == nil {
 				t.Fatalf("ParsePlist accepted it: %v", got)
 			}
@@ -86,7 +89,7 @@ func TestParsePlistIntegerDurations(t *testing.T) {
 		{KeyRunBudget, "<integer>181</integer>", "longer than the maximum"},
 		{KeyRunBudget, "<integer>18446744073709551615</integer>", "not a duration"},
 	} {
-		got, err := ParsePlist([]byte(plistDoc("<key>" + tt.key + "</key>" + tt.doc)))
+		got, _, err := ParsePlist([]byte(plistDoc("<key>" + tt.key + "</key>" + tt.doc)))
 		if err != nil {
 			t.Errorf("%s %s: %v", tt.key, tt.doc, err)
 			continue
@@ -106,12 +109,17 @@ func FuzzParsePlist(f *testing.F) {
 	f.Add([]byte(`<?xml version="1.0"?><plist version="1.0"><array/></plist>`))
 	f.Add([]byte("bplist00"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		got, err := ParsePlist(data)
+		got, unknown, err := ParsePlist(data)
 		if err != nil {
-			if got != nil {
-				t.Fatalf("values alongside an error: %v", got)
+			if got != nil || unknown != nil {
+				t.Fatalf("values alongside an error: %v %v", got, unknown)
 			}
 			return
+		}
+		for _, k := range unknown {
+			if _, ok := lookup(k); ok || misspelt(k) != "" {
+				t.Fatalf("key %q returned as unknown", k)
+			}
 		}
 		for k, v := range got {
 			if _, ok := lookup(k); !ok {
@@ -120,4 +128,19 @@ func FuzzParsePlist(f *testing.F) {
 			_ = Check(k, v) // must not panic
 		}
 	})
+}
+
+// A key no agent knows, far from every known key (one a newer agent
+// reads, say), is returned, not refused, so that it stops no agent; an
+// array of browsers is their comma-separated list.
+func TestParsePlistUnknownKeys(t *testing.T) {
+	t.Parallel()
+	got, unknown, err := ParsePlist([]byte(plistDoc(
+		"<key>VerifierAddress</key><string>v.example:443</string>",
+		"<key>ReportProxy</key><string>http://proxy:3128</string>",
+		"<key>PresenceBrowsers</key><array><string>EQHXZ8M8AV</string><string>BJ4HAAB9B3</string></array>",
+	)))
+	if err != nil || got[KeyVerifier] != "v.example:443" || got[KeyPresenceBrowsers] != "EQHXZ8M8AV,BJ4HAAB9B3" || len(unknown) != 1 || unknown[0] != "ReportProxy" {
+		t.Fatalf("ParsePlist = %v, %v, %v", got, unknown, err)
+	}
 }

@@ -173,9 +173,12 @@ func checkAgentSettings(settings payload) error {
 	if err != nil {
 		return fmt.Errorf("encoding settings: %w", err)
 	}
-	values, err := agentprefs.ParsePlist(raw)
+	values, unknown, err := agentprefs.ParsePlist(raw)
 	if err != nil {
 		return fmt.Errorf("the agent would refuse its settings: %w", err)
+	}
+	if len(unknown) > 0 {
+		return fmt.Errorf("the agent would ignore %s", strings.Join(unknown, ", "))
 	}
 	names := slices.Sorted(maps.Keys(values))
 	for _, name := range names {

@@ -410,7 +410,7 @@ func TestAgentSettingsSuitTheAgent(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			values, err := agentprefs.ParsePlist(managed)
+			values, _, err := agentprefs.ParsePlist(managed)
 			if err != nil {
 				t.Fatalf("the agent refuses the managed plist: %v", err)
 			}

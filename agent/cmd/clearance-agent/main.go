@@ -254,6 +254,10 @@ func runOnce(flags *config.Flags, stderr io.Writer) error {
 		return err
 	}
 	log.Info("starting", "component", "main", "version", version.Version, "config", cfg)
+	if len(cfg.Ignored) > 0 {
+		// A profile made for a newer agent, or a key no agent knows.
+		log.Warn("settings keys this agent version does not know are ignored", "component", "main", "keys", cfg.Ignored)
+	}
 
 	key, err := devicekey.Open(context.Background(), dir, devicekey.Options{
 		PreferSecureEnclave: devicekey.SecureEnclaveSupport() == nil,
@@ -627,6 +631,9 @@ func cmdStatus(flags *config.Flags, stdout io.Writer) error {
 		row("osquery", "spawn "+cfg.OsquerydPath)
 	default:
 		row("osquery", "not configured")
+	}
+	if len(cfg.Ignored) > 0 {
+		row("ignored keys", strings.Join(cfg.Ignored, "; ")+" (unknown to this agent version)")
 	}
 	if svc, err := service.New(); err == nil {
 		row("service", service.Status(svc))
