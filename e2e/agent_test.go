@@ -202,9 +202,28 @@ func TestAgentEndToEnd(t *testing.T) {
 	}
 	seqBefore := rc.GetReport().GetReport().GetSeq()
 
-	// 4. The verifier is stopped and started again: the agent comes back by itself.
+	// `status` says the Mac is reporting: connected, its last report stored.
+	status := func() string {
+		t.Helper()
+		out, err := exec.Command(filepath.Join(binDir, "clearance-agent"), "status", "--state-dir", stateDir,
+			"--managed-plist", filepath.Join(dir, "none.plist")).CombinedOutput()
+		if err != nil {
+			t.Fatalf("clearance-agent status: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	if st := status(); !strings.Contains(st, "connected:") || !strings.Contains(st, "last report stored:") || strings.Contains(st, "NOT CONNECTED") {
+		t.Errorf("status of a reporting Mac:\n%s", st)
+	}
+
+	// 4. The verifier is stopped and started again: the agent comes back by
+	// itself; meanwhile `status` says it cannot connect, and why.
 	grpcAddr, httpAddr := v.grpcAddr, v.httpAddr
 	v.stop()
+	waitLog(t, agent.logs, "the agent losing the verifier", "not connected to verifier")
+	if st := status(); !strings.Contains(st, "NOT CONNECTED:") || !strings.Contains(st, "Unavailable") {
+		t.Errorf("status with the verifier down:\n%s", st)
+	}
 	v = startVerifierAt(t, dataDir, policiesFile(t), grpcAddr, httpAddr)
 	got = waitDevice(t, v, "the agent to reconnect and report", within+30*time.Second, func(g *adminv1.GetDeviceResponse) bool {
 		return g.GetDevice().GetConnected() && g.GetDevice().GetLastSeq() > seqBefore

@@ -53,6 +53,7 @@ const (
 	// cannot fix (a revoked device, a bad secret), for `clearance-agent
 	// status`; removed once the verifier accepts the device.
 	RefusalFile   = "refusal.json"
+	ContactFile   = "contact.json"
 	IdentityFile  = "identity.json"
 	CertFile      = "device.pem"
 	ChainFile     = "chain.pem"
@@ -394,6 +395,47 @@ type Refusal struct {
 	At       time.Time `json:"at"`
 	RetryAt  time.Time `json:"retry_at"`
 	Verifier string    `json:"verifier"`
+}
+
+// Contact is what the running agent last knew of its verifier, for
+// `clearance-agent status` to say whether the Mac is reporting: when the
+// stream last connected, when a report was last acknowledged (stored by
+// the verifier), and the last time it could not connect, and why. Times
+// are this Mac's clock's.
+type Contact struct {
+	Verifier    string    `json:"verifier"`
+	ConnectedAt time.Time `json:"connected_at,omitzero"`
+	AckedAt     time.Time `json:"acked_at,omitzero"`
+	AckedSeq    uint64    `json:"acked_seq,omitempty"`
+	// FailedAt and Failure: the last attempt that did not connect, or a
+	// session that ended, with the verifier's (or the network's) words.
+	FailedAt time.Time `json:"failed_at,omitzero"`
+	Failure  string    `json:"failure,omitempty"`
+}
+
+// SaveContact records c.
+func (d *Dir) SaveContact(c Contact) error {
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(d.File(ContactFile), append(raw, '\n'), 0o600)
+}
+
+// LoadContact returns the recorded contact, nil when there is none.
+func (d *Dir) LoadContact() (*Contact, error) {
+	raw, err := os.ReadFile(d.File(ContactFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var c Contact
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, fmt.Errorf("%s: %w", d.File(ContactFile), err)
+	}
+	return &c, nil
 }
 
 // SaveRefusal records the verifier's refusal.

@@ -167,6 +167,12 @@ type Client struct {
 	o   Options
 	log *slog.Logger
 
+	// contact is the record status reads (noteContact).
+	contactMu     sync.Mutex
+	contact       state.Contact
+	contactLoaded bool
+	ackSaved      time.Time // when an acknowledgement was last written
+
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -376,6 +382,8 @@ func (c *Client) Execute() error {
 				c.log.Info("waiting for enrollment approval", "retry_in", wait)
 			} else {
 				c.log.Warn("not connected to verifier", "code", status.Code(err).String(), "err", errMessage(err), "action", action.String(), "retry_in", wait)
+				msg := status.Code(err).String() + ": " + errMessage(err)
+				c.noteContact(false, func(ct *state.Contact, at time.Time) { ct.FailedAt, ct.Failure = at, msg })
 			}
 		}
 		select {
@@ -447,6 +455,40 @@ func (c *Client) recordRefusal(err error, wait time.Duration) {
 	r := state.Refusal{Code: status.Code(err).String(), Message: errMessage(err), At: at, RetryAt: at.Add(wait), Verifier: c.o.Verifier}
 	if err := c.o.Dir.SaveRefusal(r); err != nil {
 		c.log.Warn("recording the verifier's refusal for status failed", "err", err)
+	}
+}
+
+// contactEvery bounds how often acknowledgements are written down for
+// status: a run of live checks writes once.
+const contactEvery = 10 * time.Second
+
+// noteContact updates the contact record for status with edit, writing
+// it unless it is an acknowledgement less than contactEvery after the
+// last one written (the first of a run is always written).
+func (c *Client) noteContact(ackOnly bool, edit func(*state.Contact, time.Time)) {
+	if c.o.Dir == nil {
+		return
+	}
+	c.contactMu.Lock()
+	defer c.contactMu.Unlock()
+	at := c.o.Clock.Local().UTC()
+	if !c.contactLoaded {
+		c.contactLoaded = true
+		// What an earlier run knew, until this one knows better.
+		if prev, err := c.o.Dir.LoadContact(); err == nil && prev != nil && prev.Verifier == c.o.Verifier {
+			c.contact = *prev
+		}
+	}
+	c.contact.Verifier = c.o.Verifier
+	edit(&c.contact, at)
+	if ackOnly {
+		if !c.ackSaved.IsZero() && at.Sub(c.ackSaved) < contactEvery {
+			return
+		}
+		c.ackSaved = at
+	}
+	if err := c.o.Dir.SaveContact(c.contact); err != nil {
+		c.log.Warn("recording contact with the verifier for status failed", "err", err)
 	}
 }
 
@@ -594,6 +636,7 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 			}
 		}
 		c.log.Info("connected to verifier", "device_id", id.DeviceID, "resent", len(c.pending))
+		c.noteContact(false, func(ct *state.Contact, at time.Time) { ct.ConnectedAt = at })
 		c.clearRefusal()
 		return nil
 	}
@@ -1378,4 +1421,5 @@ func (c *Client) ack(seq uint64) {
 	}
 	c.pending = kept
 	c.count(func(s *Stats) { s.Acked = max(s.Acked, seq) })
+	c.noteContact(true, func(ct *state.Contact, at time.Time) { ct.AckedAt, ct.AckedSeq = at, seq })
 }

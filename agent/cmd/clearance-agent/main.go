@@ -698,6 +698,22 @@ func cmdStatus(flags *config.Flags, stdout io.Writer) error {
 	if seq, err := dir.LastSeq(); err == nil {
 		row("last seq", fmt.Sprint(seq))
 	}
+	if c, err := dir.LoadContact(); err == nil && c != nil {
+		// What the running agent last wrote down: times say how current.
+		now := time.Now()
+		when := func(t time.Time) string {
+			return fmt.Sprintf("%s (%s ago)", t.UTC().Format(time.RFC3339), now.Sub(t).Round(time.Second))
+		}
+		if !c.ConnectedAt.IsZero() {
+			row("connected", when(c.ConnectedAt)+" to "+c.Verifier)
+		}
+		if !c.AckedAt.IsZero() {
+			row("last report stored", fmt.Sprintf("%s, seq %d", when(c.AckedAt), c.AckedSeq))
+		}
+		if !c.FailedAt.IsZero() && c.FailedAt.After(c.ConnectedAt) {
+			row("NOT CONNECTED", "the last attempt, at "+when(c.FailedAt)+": "+printable.Line(c.Failure))
+		}
+	}
 	if ps, err := dir.LoadPolicySet(); err == nil && ps != nil {
 		row("policy set", fmt.Sprintf("%s (%d policies)", ps.GetVersion(), len(ps.GetPolicies())))
 	}
