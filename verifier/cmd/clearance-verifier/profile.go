@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -104,6 +105,31 @@ func writeProfile(out string, doc []byte, stdout, stderr io.Writer, next string)
 	return nil
 }
 
+// checkVerifierName refuses a --verifier host the verifier's TLS
+// certificate (DIR/tls.pem) does not name: every Mac would refuse the
+// connection ("certificate is valid for …, not …"). A data dir without one
+// yet, or an address that does not parse (profile.Agent says why), is
+// left to the rest.
+func checkVerifierName(dataDir, verifier string) error {
+	host, _, err := net.SplitHostPort(verifier)
+	if err != nil || host == "" {
+		return nil
+	}
+	cert, err := readCert(dataDir, ca.TLSCertFile)
+	if err != nil {
+		return nil
+	}
+	if cert.VerifyHostname(host) == nil {
+		return nil
+	}
+	names := append([]string(nil), cert.DNSNames...)
+	for _, ip := range cert.IPAddresses {
+		names = append(names, ip.String())
+	}
+	return cli.Usagef("--verifier %q: the verifier's certificate (%s) is for %s, not %s, so every Mac would refuse to connect; give one of those names, or serve with a --public-url naming %s (its certificate is issued again for it)",
+		verifier, filepath.Join(dataDir, ca.TLSCertFile), strings.Join(names, ", "), host, host)
+}
+
 // readCert reads the single certificate in DIR/name, which serve created.
 func readCert(dataDir, name string) (*x509.Certificate, error) {
 	path := filepath.Join(dataDir, name)
@@ -150,6 +176,9 @@ func (a *app) profileAgent(fs *cli.FlagSet) cli.Action {
 		}
 		root, err := readCert(cfg.DataDir, ca.RootCertFile)
 		if err != nil {
+			return err
+		}
+		if err := checkVerifierName(cfg.DataDir, *verifier); err != nil {
 			return err
 		}
 		doc, err := profile.Agent(profile.AgentOptions{

@@ -510,3 +510,24 @@ func TestProfileKinds(t *testing.T) {
 		}
 	}
 }
+
+// TestProfileAgentVerifierName: a --verifier host the verifier's own
+// certificate does not name is refused, naming the ones it does: every Mac
+// would refuse the connection. No profile is written.
+func TestProfileAgentVerifierName(t *testing.T) {
+	t.Parallel()
+	dir, _ := profileDataDir(t)
+	out := filepath.Join(t.TempDir(), "agent.mobileconfig")
+	_, _, err := runProfile(t, noEnv, "agent", "--data-dir", dir, "--organization", "Example Corp",
+		"--verifier", "vm:8443", "--enroll-secret", "test-enroll-secret-not-a-secret", "--out", out)
+	if err == nil || !strings.Contains(err.Error(), `--verifier "vm:8443": the verifier's certificate`) || !strings.Contains(err.Error(), "is for verifier.example.com") {
+		t.Fatalf("a host the certificate does not name: %v", err)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("a profile was written: %v", err)
+	}
+	if _, _, err := runProfile(t, noEnv, "agent", "--data-dir", dir, "--organization", "Example Corp",
+		"--verifier", "VERIFIER.example.com:8443", "--enroll-secret", "test-enroll-secret-not-a-secret", "--out", out); err != nil {
+		t.Fatalf("the certificate's own host, in capitals: %v", err)
+	}
+}
