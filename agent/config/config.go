@@ -452,6 +452,10 @@ func readPlist(path string) (map[string]string, []string, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, nil
 	}
+	if errors.Is(err, fs.ErrPermission) {
+		// The managed preferences and the state dir are root's.
+		return nil, nil, fmt.Errorf("reading %s: %w (run it as root: sudo)", path, err)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading %s: %w", path, err)
 	}

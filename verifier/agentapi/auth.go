@@ -63,7 +63,7 @@ func currentDevice(ctx context.Context, devices storage.DeviceStore, id string, 
 	case err != nil:
 		return storage.Device{}, status.Error(codes.Unavailable, "device lookup failed; try again")
 	case dev.Revoked():
-		return storage.Device{}, status.Errorf(codes.PermissionDenied, "device %s is revoked", id)
+		return storage.Device{}, status.Errorf(codes.PermissionDenied, "device %s is revoked; "+storage.RevokedWayBack, id)
 	}
 	if !bytes.Equal(key, dev.PublicKey) {
 		return storage.Device{}, status.Errorf(codes.PermissionDenied, "certificate is for a key device %s no longer uses (it enrolled again)", id)

@@ -646,7 +646,7 @@ func (s *Service) Renew(ctx context.Context, dev storage.Device, req *agentv1.Re
 		}
 		return &agentv1.RenewResponse{Certificate: cur.Raw, CaChain: s.CA.Chain(), NotAfter: timestamppb.New(cur.NotAfter), VerifierTime: timestamppb.New(s.now())}, outcome, nil
 	case errors.Is(err, storage.ErrDeviceRevoked):
-		return nil, "revoked_device", status.Errorf(codes.PermissionDenied, "device %s is revoked", dev.ID)
+		return nil, "revoked_device", status.Errorf(codes.PermissionDenied, "device %s is revoked; "+storage.RevokedWayBack, dev.ID)
 	case err != nil:
 		return nil, "internal", s.internal("storing renewed certificate", err)
 	}

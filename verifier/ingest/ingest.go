@@ -239,7 +239,7 @@ func (v *Verifier) Accept(ctx context.Context, dev storage.Device, sr *agentv1.S
 
 	// 1. The device must be allowed to report at all.
 	if dev.Revoked() {
-		return nil, reject(RejectDeviceRevoked, codes.PermissionDenied, nil, "device %s is revoked", dev.ID)
+		return nil, reject(RejectDeviceRevoked, codes.PermissionDenied, nil, "device %s is revoked; "+storage.RevokedWayBack, dev.ID)
 	}
 
 	// 2. Signature over the exact bytes received, with the enrolled key.
@@ -342,7 +342,7 @@ func (v *Verifier) Accept(ctx context.Context, dev storage.Device, sr *agentv1.S
 	case errors.Is(err, storage.ErrNonceUsed):
 		return nil, reject(RejectNonceUsed, codes.FailedPrecondition, err, "report nonce was already used")
 	case errors.Is(err, storage.ErrDeviceRevoked):
-		return nil, reject(RejectDeviceRevoked, codes.PermissionDenied, err, "device %s is revoked", dev.ID)
+		return nil, reject(RejectDeviceRevoked, codes.PermissionDenied, err, "device %s is revoked; "+storage.RevokedWayBack, dev.ID)
 	case errors.Is(err, storage.ErrNotFound):
 		return nil, reject(RejectUnknownDevice, codes.PermissionDenied, err, "device %s is not enrolled", dev.ID)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

@@ -13,6 +13,10 @@ import (
 )
 
 // Errors a backend returns; callers match them with errors.Is.
+// RevokedWayBack ends what a revoked device's agent is told: the one way
+// back for a Mac revoked by mistake, or recovered.
+const RevokedWayBack = "to bring this Mac back, run 'clearance-agent rotate-key' on it (with the agent stopped) and have the security team approve its request"
+
 var (
 	// ErrNotFound: no such device, secret or report.
 	ErrNotFound = errors.New("not found")
