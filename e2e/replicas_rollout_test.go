@@ -21,6 +21,9 @@ import (
 
 var tokenField = regexp.MustCompile(`name="token" value="([^"]+)"`)
 
+// shownField is the digest a Continue or Resolve later form posts.
+var shownField = regexp.MustCompile(`name="shown" value="([^"]+)"`)
+
 // TestReplicasRollout runs two replicas on one PostgreSQL database: a grace
 // period started at A ends at the same time at B; a Resolve later offered
 // at A and chosen at B is spent on both; an exemption granted with the CLI
@@ -83,7 +86,12 @@ func TestReplicasRollout(t *testing.T) {
 	if m == nil {
 		t.Fatal("no token on the page")
 	}
-	okAtOkta(t, sp, idpCertPEM, atB.post("/saml/sso/resolve-later", url.Values{"token": {m[1]}}), r.ID, r.RelayState)
+	// The page's Resolve later form posts the digest of its items too.
+	shown := shownField.FindStringSubmatch(p.body)
+	if shown == nil {
+		t.Fatal("no digest of the page's items on the page")
+	}
+	okAtOkta(t, sp, idpCertPEM, atB.post("/saml/sso/resolve-later", url.Values{"token": {m[1]}, "shown": {shown[1]}}), r.ID, r.RelayState)
 	if d := decisionFor(t, vA, deviceID, r.ID); !d.GetAllow() || d.GetMode() != "bypassed" {
 		t.Fatalf("decision %v", d)
 	}

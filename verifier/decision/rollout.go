@@ -151,8 +151,9 @@ type Rollout struct {
 	// the items in the way now are exactly those, each as the page said it
 	// acts: a warning that appeared since, a grace that ended, a Resolve
 	// later spent in another tab, or a page another tab showed since is
-	// shown first, never counted as seen. Empty: not known (a page made
-	// before pages carried it), and not checked.
+	// shown first, never counted as seen. A press without it (a forged
+	// form, or a page made before pages carried it) passes over nothing:
+	// the person is shown the page again, with it.
 	PageShown string
 }
 
@@ -289,7 +290,7 @@ func (d *Decision) applyRollout(in Input) []Finding {
 	}
 	if !hard {
 		switch {
-		case ro.PageShown != "" && ro.PageShown != d.unwaivedDigest(byGrace):
+		case (ro.Continue || ro.ResolveLater) && ro.PageShown != d.unwaivedDigest(byGrace):
 			// The page pressed showed other items than those in the way
 			// now: the person is shown these first.
 		case offers == 0 && (ro.Continue || ro.ResolveLater):

@@ -108,6 +108,26 @@ func (c combo) input() decision.Input {
 	}
 	ro.Policies["p"] = pr
 	in.Rollout = ro
+	return pressedOnItsPage(in)
+}
+
+// pressedOnItsPage is in with Rollout.PageShown the digest of the page a
+// sign-in decided as in, without a press, would show: a press on the page
+// as it is when pressed.
+func pressedOnItsPage(in decision.Input) decision.Input {
+	if !in.Rollout.Continue && !in.Rollout.ResolveLater {
+		return in
+	}
+	page := in
+	page.Rollout.Continue, page.Rollout.ResolveLater = false, false
+	d := decision.Decide(page)
+	var items []decision.Finding
+	for _, f := range d.Failing {
+		if f.Waiver == decision.WaiverNone {
+			items = append(items, f)
+		}
+	}
+	in.Rollout.PageShown = decision.PageDigest(items)
 	return in
 }
 
@@ -347,12 +367,14 @@ func TestRolloutPromises(t *testing.T) {
 		}
 		// Offered both (the fresh page does): both are skipped.
 		in.Rollout.ResolveLaterOffered = []string{"r", "p"}
+		in = pressedOnItsPage(in)
 		if d := decision.Decide(in); !d.Allow || !slices.Equal(d.Bypassed(), []string{"p", "r"}) {
 			t.Fatalf("offered both: allow %v, bypassed %v", d.Allow, d.Bypassed())
 		}
 		// An offered policy that passes now is simply not waived.
 		in.Report = report(now.Add(-time.Minute), "v1", res{"p", pass}, res{"r", fail})
 		in.Rollout.ResolveLaterOffered = []string{"r", "p"}
+		in = pressedOnItsPage(in)
 		if d := decision.Decide(in); !d.Allow || !slices.Equal(d.Bypassed(), []string{"r"}) {
 			t.Fatalf("p passes now: allow %v, bypassed %v", d.Allow, d.Bypassed())
 		}
@@ -383,7 +405,7 @@ func TestRolloutPromises(t *testing.T) {
 			allow bool
 		}{
 			{"the same page", page, nil, true},
-			{"no digest (a page made before pages carried one)", "", nil, true},
+			{"no digest (a forged form, or a page made before pages carried one)", "", nil, false},
 			{"not a digest", "-", nil, false},
 			// p's grace ended since: it blocks now, where the page said
 			// from a date.
@@ -491,6 +513,11 @@ func TestRolloutProperty(t *testing.T) {
 			}
 		}
 		in.Rollout = ro
+		if r.IntN(4) != 0 {
+			// Pressed on the page as it is; else on another page.
+			in = pressedOnItsPage(in)
+		}
+		ro = in.Rollout
 		d := decision.Decide(in)
 		plain := in
 		plain.Rollout = decision.Rollout{}

@@ -93,7 +93,7 @@ func TestRolloutWarnContinue(t *testing.T) {
 	}
 	refusedWith(t, e.post(t, e.jarBrowser(t), signin.PathContinue, url.Values{"token": {token}}), http.StatusForbidden, "retry_from_other_browser")
 
-	e.allowed(t, e.post(t, c, signin.PathContinue, url.Values{"token": {token}}), r)
+	e.allowed(t, e.post(t, c, signin.PathContinue, formValues(t, p, signin.PathContinue)), r)
 	d := lastDecision(t, e)
 	if !d.Allow || d.Mode != "warned" || d.Source != "sso_continue" || d.Results[0].Waiver != "warned" || d.Results[0].Enforcement != "warn" {
 		t.Fatalf("decision %+v, want allowed, warned, from Continue", d)
@@ -141,7 +141,7 @@ func TestRolloutResolveLater(t *testing.T) {
 	if !strings.Contains(p.body, "<strong>Signing in as:</strong> <bdi>"+testUser+"</bdi>") || !strings.Contains(p.body, "signs "+testUser+" in this once") {
 		t.Errorf("the page does not say whose sign-in it is:\n%s", p.body)
 	}
-	e.allowed(t, e.post(t, c, signin.PathResolveLater, url.Values{"token": {retryToken(t, p)}}), r)
+	e.allowed(t, e.post(t, c, signin.PathResolveLater, formValues(t, p, signin.PathResolveLater)), r)
 	if d := lastDecision(t, e); !d.Allow || d.Mode != "bypassed" || d.Source != "sso_resolve_later" {
 		t.Fatalf("decision %+v", d)
 	}
@@ -501,7 +501,7 @@ func TestRolloutMixedPage(t *testing.T) {
 
 	// 3. Resolve later skips the macOS item, and only it: FileVault and
 	// the firewall were let through as warnings.
-	e.allowed(t, e.post(t, c, signin.PathResolveLater, url.Values{"token": {retryToken(t, got)}}), r)
+	e.allowed(t, e.post(t, c, signin.PathResolveLater, formValues(t, got, signin.PathResolveLater)), r)
 	d := lastDecision(t, e)
 	waivers := map[string]string{}
 	for _, res := range d.Results {
@@ -558,11 +558,11 @@ func TestRolloutResolveLaterAfterGraceEnded(t *testing.T) {
 	if !formAction(got, signin.PathResolveLater) {
 		t.Fatalf("no Resolve later:\n%s", got.body)
 	}
-	token := retryToken(t, got)
+	form := formValues(t, got, signin.PathResolveLater)
 
 	// 2. FileVault's grace ends; the press comes after.
 	e.clock.Add(2 * time.Minute)
-	got = e.post(t, c, signin.PathResolveLater, url.Values{"token": {token}})
+	got = e.post(t, c, signin.PathResolveLater, form)
 	noResponse(t, got)
 	both := []shownItem{{"FileVault is on", "Blocks sign-in now", skips}, {"Firewall is on", "Blocks sign-in now", skips}}
 	if items := shownItems(t, got); got.status != http.StatusForbidden || !slices.Equal(items, both) || !formAction(got, signin.PathResolveLater) {
@@ -582,7 +582,7 @@ func TestRolloutResolveLaterAfterGraceEnded(t *testing.T) {
 	}
 
 	// 3. Pressed on the page that offered both, it skips both, once.
-	e.allowed(t, e.post(t, c, signin.PathResolveLater, url.Values{"token": {retryToken(t, got)}}), r)
+	e.allowed(t, e.post(t, c, signin.PathResolveLater, formValues(t, got, signin.PathResolveLater)), r)
 	d = lastDecision(t, e)
 	if !d.Allow || d.Mode != "bypassed" || len(d.Results) != 2 || d.Results[0].Waiver != "bypassed" || d.Results[1].Waiver != "bypassed" {
 		t.Fatalf("decision %+v, want both bypassed", d)
@@ -643,6 +643,11 @@ func TestRolloutPressOnAnOlderTab(t *testing.T) {
 		t.Fatalf("the newer tab's form %v, the older's %v: want one token, two pages", newerForm, olderForm)
 	}
 
+	// Without the digest (a forged form), a press passes over nothing either.
+	bare := url.Values{"token": {olderForm.Get("token")}}
+	if got := e.post(t, c, signin.PathResolveLater, bare); got.status != http.StatusForbidden || !formAction(got, signin.PathResolveLater) {
+		t.Fatalf("a press without the page's digest: status %d:\n%s", got.status, got.body)
+	}
 	got := e.post(t, c, signin.PathResolveLater, olderForm)
 	noResponse(t, got)
 	if got.status != http.StatusForbidden || !formAction(got, signin.PathResolveLater) || formValues(t, got, signin.PathResolveLater).Get("shown") != newerForm.Get("shown") {
@@ -680,7 +685,7 @@ func TestRolloutContinueAfterGraceEnded(t *testing.T) {
 			t.Fatalf("bypass %v: grace page without Continue only:\n%s", bypass, got.body)
 		}
 		e.clock.Add(2 * time.Minute)
-		got = e.post(t, c, signin.PathContinue, url.Values{"token": {retryToken(t, got)}})
+		got = e.post(t, c, signin.PathContinue, formValues(t, got, signin.PathContinue))
 		noResponse(t, got)
 		if got.status != http.StatusForbidden || formAction(got, signin.PathContinue) || formAction(got, signin.PathResolveLater) != bypass {
 			t.Fatalf("bypass %v: Continue after the grace: status %d, want 403 with Resolve later %v:\n%s", bypass, got.status, bypass, got.body)

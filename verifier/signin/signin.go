@@ -893,18 +893,14 @@ func resolveLaterOffered(blocking []decision.Finding) []string {
 }
 
 // pageShown is the digest a Continue or Resolve later form posted as
-// "shown": "" when it has none (a page made before pages carried it), and
-// a value no page has when it is not one, so that the press passes over
-// nothing.
+// "shown", or "" when it has none or not one: such a press passes over
+// nothing (decision.Rollout.PageShown), and the person gets the page
+// again, with one.
 func pageShown(form url.Values) string {
-	if !form.Has("shown") {
-		return ""
+	if v := form.Get("shown"); len(v) == decision.PageDigestLen {
+		return v
 	}
-	v := form.Get("shown")
-	if len(v) != decision.PageDigestLen {
-		return "-"
-	}
-	return v
+	return ""
 }
 
 // hold stores the denied sign-in for "Check again" and returns its token;
