@@ -230,14 +230,26 @@ func TestAgentEndToEnd(t *testing.T) {
 	})
 	seqBefore = got.GetDevice().GetLastSeq()
 
-	// 5. The agent restarts: seq keeps climbing, no re-enrollment.
+	// 5. The Mac is renamed and the agent restarts: seq keeps climbing, no
+	// re-enrollment, and the inventory shows the new name.
 	agent.stop()
+	raw, err := os.ReadFile(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fixture, []byte(strings.Replace(string(raw), `"computer_name": "Alice's MacBook Pro"`, `"computer_name": "Bob's MacBook Pro"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // the stand-in polls its fixture every 200 ms
 	startProc(t, "clearance-agent", agentArgs...)
 	got = waitDevice(t, v, "the restarted agent's report", within, func(g *adminv1.GetDeviceResponse) bool {
 		return g.GetDevice().GetConnected() && g.GetDevice().GetLastSeq() > seqBefore
 	})
 	if got.GetDevice().GetEnrollments() != 1 {
 		t.Fatalf("agent re-enrolled on restart: %d enrollments", got.GetDevice().GetEnrollments())
+	}
+	if h := got.GetDevice().GetFacts().GetHostname(); h != "Bob's MacBook Pro" {
+		t.Errorf("hostname after the Mac was renamed: %q", h)
 	}
 
 	// The enroll secret reaches neither log, and the device key is private.

@@ -530,10 +530,32 @@ func (c *Client) connectOnce(ctx context.Context) (retry.Action, error) {
 	return action, err
 }
 
+// factsWait bounds how long a session's Hello waits for osquery's facts:
+// without them it goes anyway.
+const factsWait = 5 * time.Second
+
+// facts are the device's facts now, for Hello, or nil when osquery cannot
+// give them.
+func (c *Client) facts(ctx context.Context) *agentv1.DeviceFacts {
+	if c.o.Querier == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, factsWait)
+	defer cancel()
+	f, err := osquery.Facts(ctx, c.o.Querier)
+	if err != nil {
+		c.log.Debug("facts for the verifier's inventory not read", "err", err)
+		return nil
+	}
+	f.AgentVersion = version.Version
+	return f
+}
+
 // session runs one Connect stream.
 func (c *Client) session(parent context.Context, id *state.Identity) (err error) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
+	facts := c.facts(ctx)
 	cc, err := conn.Dial(c.o.Verifier, c.o.Roots, c.o.Identity.ClientCert, c.now)
 	if err != nil {
 		return err
@@ -554,6 +576,7 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 		AgentVersion:     version.Version,
 		PolicySetVersion: c.ps.GetVersion(),
 		AgentTime:        timestamppb.New(c.o.Clock.Local()),
+		Facts:            facts,
 	}}}); err != nil {
 		return recvStatus(stream, err)
 	}

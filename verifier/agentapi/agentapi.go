@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -284,6 +285,7 @@ func (c *agentStream) open() error {
 	log := c.log()
 	log.Info("agent connected", "agent_version", hello.GetAgentVersion(), "policy_set_version", hello.GetPolicySetVersion())
 	s.clockSkew(hello.GetAgentTime(), log)
+	s.updateFacts(stream.Context(), dev, hello.GetFacts(), log)
 	session := &agentv1.Session{PresenceUrl: s.PresenceURL, VerifierTime: timestamppb.New(s.now())}
 	if err := stream.Send(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_Session{Session: session}}); err != nil {
 		err = c.orEnded(err)
@@ -600,4 +602,33 @@ func messageName(m *agentv1.AgentMessage) string {
 	default:
 		return fmt.Sprintf("%T", m.GetMessage())
 	}
+}
+
+// updateFacts brings the inventory's facts of dev to what its agent says
+// now (an upgraded agent, a new macOS, a renamed Mac), writing only when
+// one changed. Facts that do not check, or that name another hardware
+// UUID or serial number than the enrolled ones, change nothing and are
+// logged; a failed write too: the stream goes on either way.
+func (s *Server) updateFacts(ctx context.Context, dev storage.Device, f *agentv1.DeviceFacts, log *slog.Logger) {
+	if f == nil {
+		return
+	}
+	if err := enroll.CheckFacts(f); err != nil {
+		log.Warn("device facts ignored", "err", err)
+		return
+	}
+	if !strings.EqualFold(f.GetHardwareUuid(), dev.HardwareUUID) || storage.CanonicalSerial(f.GetSerialNumber()) != storage.CanonicalSerial(dev.SerialNumber) {
+		log.Warn("device facts ignored: not the enrolled hardware UUID and serial number", "hardware_uuid", logsample.Clip(f.GetHardwareUuid()), "serial_number", logsample.Clip(f.GetSerialNumber()))
+		return
+	}
+	next := dev
+	next.Model, next.OSName, next.OSVersion, next.Hostname, next.AgentVersion = f.GetModel(), f.GetOsName(), f.GetOsVersion(), f.GetHostname(), f.GetAgentVersion()
+	if next.Model == dev.Model && next.OSName == dev.OSName && next.OSVersion == dev.OSVersion && next.Hostname == dev.Hostname && next.AgentVersion == dev.AgentVersion {
+		return
+	}
+	if err := s.Store.UpdateDeviceFacts(ctx, next); err != nil {
+		log.Warn("device facts not updated", "err", err)
+		return
+	}
+	log.Info("device facts updated", "os_version", next.OSVersion, "agent_version", next.AgentVersion, "hostname_changed", next.Hostname != dev.Hostname)
 }

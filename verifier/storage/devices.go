@@ -154,6 +154,12 @@ type DeviceStore interface {
 	// hardware UUID cannot re-enroll: ErrDeviceRevoked. A re-enrollment
 	// takes the request's facts but keeps the device's serial number.
 	EnrollDevice(ctx context.Context, e Enrollment) (d Device, reenrolled bool, err error)
+	// UpdateDeviceFacts sets the model, OS name and version, hostname and
+	// agent version of the unrevoked device d.ID to d's, as its agent gives
+	// them when it connects (the identity facts, hardware UUID, serial
+	// number and platform, stay the enrolled ones). ErrNotFound for no
+	// such device, ErrDeviceRevoked for a revoked one.
+	UpdateDeviceFacts(ctx context.Context, d Device) error
 	// GetDevice returns a device by ID, or ErrNotFound.
 	GetDevice(ctx context.Context, id string) (Device, error)
 	// GetDeviceByHardwareUUID returns a device by hardware UUID, or ErrNotFound.

@@ -243,6 +243,29 @@ func reenroll(ctx context.Context, q conn, d storage.Device) error {
 	return rememberKey(ctx, q, d.ID, d.PublicKey)
 }
 
+// UpdateDeviceFacts implements storage.DeviceStore.
+func (s *Store) UpdateDeviceFacts(ctx context.Context, d storage.Device) error {
+	return s.write(ctx, func(q conn) error {
+		res, err := q.exec(ctx, `UPDATE devices SET model = $1, os_name = $2, os_version = $3, hostname = $4, agent_version = $5
+			WHERE id = $6 AND revoked_at = 0`, d.Model, d.OSName, d.OSVersion, d.Hostname, d.AgentVersion, d.ID)
+		if err != nil {
+			return fmt.Errorf("updating device facts: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil || n == 1 {
+			return err
+		}
+		cur, err := getDevice(ctx, q, "id", d.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Revoked() {
+			return storage.ErrDeviceRevoked
+		}
+		return fmt.Errorf("updating device facts: %d rows", n)
+	})
+}
+
 // rememberKey records that the device id holds key (storage.DeviceKeys).
 func rememberKey(ctx context.Context, q conn, id string, key []byte) error {
 	if _, err := q.exec(ctx, `INSERT INTO device_keys (device_id, public_key) VALUES ($1, $2)

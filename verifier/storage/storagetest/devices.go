@@ -23,6 +23,7 @@ var deviceTests = []test{
 	{"SecretUseCounting", testSecretUseCounting},
 	{"ListDevicesPaging", testListDevicesPaging},
 	{"RevokeDevice", testRevokeDevice},
+	{"UpdateDeviceFacts", testUpdateDeviceFacts},
 	{"RevokedDeviceAcceptsNothing", testRevokedDeviceAcceptsNothing},
 	{"RenewDeviceCert", testRenewDeviceCert},
 	{"RenewFailuresChangeNothing", testRenewFailures},
@@ -453,6 +454,32 @@ func testRevokeDevice(t *testing.T, s storage.Store) {
 	if wins.Load() != 1 || revokes != 1 {
 		t.Errorf("racing revocations: %d succeeded, %d audited; want 1 and 1", wins.Load(), revokes)
 	}
+}
+
+// The facts an agent gives when it connects replace the inventory's, all
+// but the identity ones; a revoked device's and an unknown one's are
+// refused, changing nothing.
+func testUpdateDeviceFacts(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	ds := enrollN(t, s, 2)
+	d := ds[0]
+	next := d
+	next.Model, next.OSName, next.OSVersion, next.Hostname, next.AgentVersion = "Mac16,1", "macOS", "26.1", "Bob's MacBook Pro", "1.2.4"
+	next.SerialNumber, next.HardwareUUID, next.Platform = "OTHER", "OTHER", "linux" // not the store's to change
+	must(t, s.UpdateDeviceFacts(ctx, next))
+	want := d
+	want.Model, want.OSName, want.OSVersion, want.Hostname, want.AgentVersion = next.Model, next.OSName, next.OSVersion, next.Hostname, next.AgentVersion
+	equal(t, "device after its facts changed", getDevice(t, s, d.ID), want)
+
+	before := snapshot(t, s)
+	wantErr(t, s.UpdateDeviceFacts(ctx, storage.Device{ID: "no-such-device", Hostname: "x"}), storage.ErrNotFound)
+	before.unchanged(t, s)
+	revokeDevice(t, s, ds[1].ID)
+	before = snapshot(t, s)
+	gone := ds[1]
+	gone.Hostname = "renamed"
+	wantErr(t, s.UpdateDeviceFacts(ctx, gone), storage.ErrDeviceRevoked)
+	before.unchanged(t, s)
 }
 
 func testRevokedDeviceAcceptsNothing(t *testing.T, s storage.Store) {

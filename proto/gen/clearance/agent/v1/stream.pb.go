@@ -366,7 +366,12 @@ type Hello struct {
 	// The agent's own clock when it sent Hello, as the device keeps it (not
 	// corrected by the verifier's time): the verifier logs and counts how
 	// far it is from its own.
-	AgentTime     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=agent_time,json=agentTime,proto3" json:"agent_time,omitempty"`
+	AgentTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=agent_time,json=agentTime,proto3" json:"agent_time,omitempty"`
+	// The device's facts now, as osquery gives them (unset when it cannot):
+	// the verifier's inventory follows an upgraded agent, a new macOS and a
+	// renamed Mac. The hardware UUID and serial number must be the enrolled
+	// ones (else the facts are ignored); the platform is never changed.
+	Facts         *DeviceFacts `protobuf:"bytes,4,opt,name=facts,proto3" json:"facts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -418,6 +423,13 @@ func (x *Hello) GetPolicySetVersion() string {
 func (x *Hello) GetAgentTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.AgentTime
+	}
+	return nil
+}
+
+func (x *Hello) GetFacts() *DeviceFacts {
+	if x != nil {
+		return x.Facts
 	}
 	return nil
 }
@@ -798,7 +810,7 @@ var File_clearance_agent_v1_stream_proto protoreflect.FileDescriptor
 
 const file_clearance_agent_v1_stream_proto_rawDesc = "" +
 	"\n" +
-	"\x1fclearance/agent/v1/stream.proto\x12\x12clearance.agent.v1\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x03\n" +
+	"\x1fclearance/agent/v1/stream.proto\x12\x12clearance.agent.v1\x1a\x1fclearance/agent/v1/enroll.proto\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x03\n" +
 	"\rPostureReport\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12;\n" +
@@ -823,12 +835,13 @@ const file_clearance_agent_v1_stream_proto_rawDesc = "" +
 	"\x06issuer\x18\x05 \x01(\tR\x06issuer\"F\n" +
 	"\fSignedReport\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
-	"\tsignature\x18\x02 \x01(\fR\tsignature\"\x95\x01\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xcc\x01\n" +
 	"\x05Hello\x12#\n" +
 	"\ragent_version\x18\x01 \x01(\tR\fagentVersion\x12,\n" +
 	"\x12policy_set_version\x18\x02 \x01(\tR\x10policySetVersion\x129\n" +
 	"\n" +
-	"agent_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tagentTime\"\x88\x01\n" +
+	"agent_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tagentTime\x125\n" +
+	"\x05facts\x18\x04 \x01(\v2\x1f.clearance.agent.v1.DeviceFactsR\x05facts\"\x88\x01\n" +
 	"\bCheckNow\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x129\n" +
 	"\n" +
@@ -877,8 +890,9 @@ var file_clearance_agent_v1_stream_proto_goTypes = []any{
 	(*VerifierMessage)(nil),       // 9: clearance.agent.v1.VerifierMessage
 	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
 	(*PolicyResult)(nil),          // 11: clearance.agent.v1.PolicyResult
-	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
-	(*PolicySet)(nil),             // 13: clearance.agent.v1.PolicySet
+	(*DeviceFacts)(nil),           // 12: clearance.agent.v1.DeviceFacts
+	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
+	(*PolicySet)(nil),             // 14: clearance.agent.v1.PolicySet
 }
 var file_clearance_agent_v1_stream_proto_depIdxs = []int32{
 	10, // 0: clearance.agent.v1.PostureReport.observed_at:type_name -> google.protobuf.Timestamp
@@ -888,20 +902,21 @@ var file_clearance_agent_v1_stream_proto_depIdxs = []int32{
 	10, // 4: clearance.agent.v1.LocalAccount.last_login:type_name -> google.protobuf.Timestamp
 	10, // 5: clearance.agent.v1.KeychainCertificate.not_valid_after:type_name -> google.protobuf.Timestamp
 	10, // 6: clearance.agent.v1.Hello.agent_time:type_name -> google.protobuf.Timestamp
-	10, // 7: clearance.agent.v1.CheckNow.expires_at:type_name -> google.protobuf.Timestamp
-	12, // 8: clearance.agent.v1.CheckNow.ttl:type_name -> google.protobuf.Duration
-	4,  // 9: clearance.agent.v1.AgentMessage.hello:type_name -> clearance.agent.v1.Hello
-	3,  // 10: clearance.agent.v1.AgentMessage.report:type_name -> clearance.agent.v1.SignedReport
-	10, // 11: clearance.agent.v1.Session.verifier_time:type_name -> google.protobuf.Timestamp
-	13, // 12: clearance.agent.v1.VerifierMessage.policy_set:type_name -> clearance.agent.v1.PolicySet
-	5,  // 13: clearance.agent.v1.VerifierMessage.check_now:type_name -> clearance.agent.v1.CheckNow
-	6,  // 14: clearance.agent.v1.VerifierMessage.ack:type_name -> clearance.agent.v1.Ack
-	8,  // 15: clearance.agent.v1.VerifierMessage.session:type_name -> clearance.agent.v1.Session
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	12, // 7: clearance.agent.v1.Hello.facts:type_name -> clearance.agent.v1.DeviceFacts
+	10, // 8: clearance.agent.v1.CheckNow.expires_at:type_name -> google.protobuf.Timestamp
+	13, // 9: clearance.agent.v1.CheckNow.ttl:type_name -> google.protobuf.Duration
+	4,  // 10: clearance.agent.v1.AgentMessage.hello:type_name -> clearance.agent.v1.Hello
+	3,  // 11: clearance.agent.v1.AgentMessage.report:type_name -> clearance.agent.v1.SignedReport
+	10, // 12: clearance.agent.v1.Session.verifier_time:type_name -> google.protobuf.Timestamp
+	14, // 13: clearance.agent.v1.VerifierMessage.policy_set:type_name -> clearance.agent.v1.PolicySet
+	5,  // 14: clearance.agent.v1.VerifierMessage.check_now:type_name -> clearance.agent.v1.CheckNow
+	6,  // 15: clearance.agent.v1.VerifierMessage.ack:type_name -> clearance.agent.v1.Ack
+	8,  // 16: clearance.agent.v1.VerifierMessage.session:type_name -> clearance.agent.v1.Session
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_clearance_agent_v1_stream_proto_init() }
@@ -909,6 +924,7 @@ func file_clearance_agent_v1_stream_proto_init() {
 	if File_clearance_agent_v1_stream_proto != nil {
 		return
 	}
+	file_clearance_agent_v1_enroll_proto_init()
 	file_clearance_agent_v1_policy_proto_init()
 	file_clearance_agent_v1_stream_proto_msgTypes[7].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
