@@ -351,30 +351,11 @@ type Pending struct {
 }
 
 // SavePending records that enrollment waits for approval.
-func (d *Dir) SavePending(p Pending) error {
-	raw, err := json.Marshal(p)
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(d.File(PendingFile), append(raw, '\n'), 0o600)
-}
+func (d *Dir) SavePending(p Pending) error { return d.saveJSON(PendingFile, p) }
 
 // LoadPending returns the recorded wait for approval, nil when there is
 // none.
-func (d *Dir) LoadPending() (*Pending, error) {
-	raw, err := os.ReadFile(d.File(PendingFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var p Pending
-	if err := json.Unmarshal(raw, &p); err != nil {
-		return nil, fmt.Errorf("%s: %w", d.File(PendingFile), err)
-	}
-	return &p, nil
-}
+func (d *Dir) LoadPending() (*Pending, error) { return loadJSON[Pending](d, PendingFile) }
 
 // ClearPending removes the record once enrolled.
 func (d *Dir) ClearPending() error {
@@ -414,54 +395,16 @@ type Contact struct {
 }
 
 // SaveContact records c.
-func (d *Dir) SaveContact(c Contact) error {
-	raw, err := json.Marshal(c)
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(d.File(ContactFile), append(raw, '\n'), 0o600)
-}
+func (d *Dir) SaveContact(c Contact) error { return d.saveJSON(ContactFile, c) }
 
 // LoadContact returns the recorded contact, nil when there is none.
-func (d *Dir) LoadContact() (*Contact, error) {
-	raw, err := os.ReadFile(d.File(ContactFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var c Contact
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return nil, fmt.Errorf("%s: %w", d.File(ContactFile), err)
-	}
-	return &c, nil
-}
+func (d *Dir) LoadContact() (*Contact, error) { return loadJSON[Contact](d, ContactFile) }
 
 // SaveRefusal records the verifier's refusal.
-func (d *Dir) SaveRefusal(r Refusal) error {
-	raw, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(d.File(RefusalFile), append(raw, '\n'), 0o600)
-}
+func (d *Dir) SaveRefusal(r Refusal) error { return d.saveJSON(RefusalFile, r) }
 
 // LoadRefusal returns the recorded refusal, nil when there is none.
-func (d *Dir) LoadRefusal() (*Refusal, error) {
-	raw, err := os.ReadFile(d.File(RefusalFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var r Refusal
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return nil, fmt.Errorf("%s: %w", d.File(RefusalFile), err)
-	}
-	return &r, nil
-}
+func (d *Dir) LoadRefusal() (*Refusal, error) { return loadJSON[Refusal](d, RefusalFile) }
 
 // ClearRefusal removes the record; none is no error.
 func (d *Dir) ClearRefusal() error {
@@ -469,4 +412,29 @@ func (d *Dir) ClearRefusal() error {
 		return err
 	}
 	return nil
+}
+
+// saveJSON writes v as JSON to the state file name, 0600, atomically.
+func (d *Dir) saveJSON(name string, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(d.File(name), append(raw, '\n'), 0o600)
+}
+
+// loadJSON reads the state file name as a T, nil when there is none.
+func loadJSON[T any](d *Dir, name string) (*T, error) {
+	raw, err := os.ReadFile(d.File(name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var v T
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, fmt.Errorf("%s: %w", d.File(name), err)
+	}
+	return &v, nil
 }

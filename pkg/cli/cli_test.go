@@ -176,7 +176,7 @@ func TestSuggest(t *testing.T) {
 
 func TestWrap(t *testing.T) {
 	t.Parallel()
-	lines := wrap("one two three "+strings.Repeat("x", 30)+" four", 12)
+	lines := WrapText("one two three "+strings.Repeat("x", 30)+" four", 12)
 	want := []string{"one two", "three", strings.Repeat("x", 30), "four"}
 	if strings.Join(lines, "|") != strings.Join(want, "|") {
 		t.Errorf("wrap = %q", lines)

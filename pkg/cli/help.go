@@ -59,7 +59,7 @@ func (p *Program) printHelp(w io.Writer, cmd *Command, path string) {
 			width = max(width, len(c.Name))
 		}
 		for _, c := range cmd.Commands {
-			lines := wrap(c.Summary, Width-width-5)
+			lines := WrapText(c.Summary, Width-width-5)
 			if len(lines) == 0 {
 				lines = []string{""}
 			}
@@ -106,7 +106,7 @@ func writeFlag(b *strings.Builder, fl flagInfo, col int) {
 	if len(extra) > 0 {
 		desc += " (" + strings.Join(extra, "; ") + ")"
 	}
-	lines := wrap(desc, Width-col)
+	lines := WrapText(desc, Width-col)
 	indent := strings.Repeat(" ", col)
 	if len(left)+2 > col {
 		b.WriteString(left + "\n")
@@ -150,7 +150,7 @@ func (p *Program) printGroupHelp(w io.Writer, group *Command, path string) {
 	col := 2 + width + 3
 	b.WriteString("\nCommands:\n")
 	for _, r := range rows {
-		lines := wrap(r.summary, Width-col)
+		lines := WrapText(r.summary, Width-col)
 		if len(lines) == 0 {
 			lines = []string{""}
 		}
@@ -172,7 +172,7 @@ func wrapParagraphs(text string, width int, indent string) string {
 		var words []string
 		flush := func() {
 			if len(words) > 0 {
-				for _, l := range wrap(strings.Join(words, " "), width-len(indent)) {
+				for _, l := range WrapText(strings.Join(words, " "), width-len(indent)) {
 					lines = append(lines, indent+l)
 				}
 				words = nil
@@ -192,9 +192,9 @@ func wrapParagraphs(text string, width int, indent string) string {
 	return strings.Join(out, "\n\n")
 }
 
-// wrap breaks text into lines of at most width characters (runes), at
+// WrapText breaks text into lines of at most width characters (runes), at
 // spaces; a word longer than width gets a line of its own.
-func wrap(text string, width int) []string {
+func WrapText(text string, width int) []string {
 	var lines []string
 	line := ""
 	for _, w := range strings.Fields(text) {

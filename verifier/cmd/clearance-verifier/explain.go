@@ -199,18 +199,5 @@ func wrapWords(s string, n int) []string {
 	if n < 1 || runeLen(s) <= n {
 		return []string{s}
 	}
-	var lines []string
-	line := ""
-	for _, word := range strings.Fields(s) {
-		switch {
-		case line == "":
-			line = word
-		case runeLen(line)+1+runeLen(word) <= n:
-			line += " " + word
-		default:
-			lines = append(lines, line)
-			line = word
-		}
-	}
-	return append(lines, line)
+	return cli.WrapText(s, n)
 }

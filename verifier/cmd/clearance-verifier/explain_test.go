@@ -79,12 +79,7 @@ func TestRenderExplain(t *testing.T) {
 func TestExplainAgainstServer(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
-	secret, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	good := s.enroll(t, lastLine(secret), "0A1B2C3D-4E5F-4061-8172-839405A6B7D1", agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
-	bad := s.enroll(t, lastLine(secret), "1A1B2C3D-4E5F-4061-8172-839405A6B7D2", agentv1.PolicyStatus_POLICY_STATUS_FAIL).DeviceID
+	good, bad := s.passingAndFailing(t)
 
 	out, _, err := execute(noEnv, "explain", "--data-dir", s.dir, good[:8], "--user", "alice@example.com")
 	if err != nil || !strings.Contains(out, "decision     allow: allowed") || !strings.Contains(out, "user         alice@example.com") || !strings.Contains(out, good) {
@@ -120,12 +115,7 @@ func TestExplainAgainstServer(t *testing.T) {
 func TestDevicesPolicyFilter(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
-	secret, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	good := s.enroll(t, lastLine(secret), "0A1B2C3D-4E5F-4061-8172-839405A6B7D1", agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
-	bad := s.enroll(t, lastLine(secret), "1A1B2C3D-4E5F-4061-8172-839405A6B7D2", agentv1.PolicyStatus_POLICY_STATUS_FAIL).DeviceID
+	good, bad := s.passingAndFailing(t)
 	out, _, err := execute(noEnv, "devices", "--data-dir", s.dir, "--policy", "screen-lock")
 	if err != nil || !strings.Contains(out, bad[:8]) || strings.Contains(out, good[:8]) {
 		t.Fatalf("devices --policy screen-lock (advisory): %v\n%s", err, out)
@@ -158,4 +148,18 @@ func TestDevicesPolicyFilter(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "the policies in force are filevault, firewall") {
 		t.Fatalf("devices --policy naming no policy: %v", err)
 	}
+}
+
+// passingAndFailing enrolls two made-up Macs with a secret from the CLI,
+// one passing every policy and one failing every one, and returns their
+// ids.
+func (s *testServer) passingAndFailing(t *testing.T) (good, bad string) {
+	t.Helper()
+	secret, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good = s.enroll(t, lastLine(secret), "0A1B2C3D-4E5F-4061-8172-839405A6B7D1", agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
+	bad = s.enroll(t, lastLine(secret), "1A1B2C3D-4E5F-4061-8172-839405A6B7D2", agentv1.PolicyStatus_POLICY_STATUS_FAIL).DeviceID
+	return good, bad
 }
