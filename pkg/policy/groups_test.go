@@ -54,7 +54,11 @@ func TestGroupKey(t *testing.T) {
 		{"\u212Aiosk-Exempt", "Kiosk-Exempt", false}, // Kelvin sign
 		{"\u212Bngstrom", "Ångstrom", false},         // Angstrom sign
 		{"Contractor\u017f", "Contractors", false},   // long s
-		{"ς", "σ", false},                            // final sigma
+		{"ΠΩΛΗΣΕΙΣ", "Πωλησεις", true},               // final sigma
+		{"STRA\u1E9EE", "straße", true},              // capital sharp s
+		{"\u01C5emal", "\u01C6emal", true},           // title-case digraph
+		{"\u00B5-team", "\u03BC-team", false},        // micro sign, mu
+		{"\u03D0eta", "\u03B2eta", false},            // beta symbol
 		{"\u0130stanbul", "istanbul", false},         // capital I with dot
 	} {
 		if got := GroupKey(tc.a) == GroupKey(tc.b); got != tc.same {

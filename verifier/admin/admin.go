@@ -157,7 +157,9 @@ func (s *Server) RevokeDevice(ctx context.Context, req *adminv1.RevokeDeviceRequ
 	if errors.Is(err, storage.ErrDeviceRevoked) {
 		// The first revocation stands (of racing ones, one wins); a second
 		// would only add an audit event whose reason the device does not
-		// carry.
+		// carry. Its streams are told again, wherever they are: the first
+		// telling may not have reached every replica.
+		s.Hub.Revoked(d.ID, status.Errorf(codes.PermissionDenied, "device %s was revoked", d.ID))
 		return nil, status.Errorf(codes.FailedPrecondition, "device %s was revoked already, at %s (reason: %s); nothing changed",
 			id, d.RevokedAt.UTC().Format(time.RFC3339), revokedWhy(d.RevokedReason))
 	}

@@ -24,6 +24,9 @@ func TestGroupKeysRekeyed(t *testing.T) {
 		{"g-kelvin", "\u212Aiosk-Exempt"}, // old key kiosk-exempt
 		{"g-dotted", "\u0130stanbul"},     // old key i̇stanbul
 		{"g-plain", "Engineering"},        // unchanged
+		// Apart under the old keys, one under the new: both keep theirs.
+		{"g-sigma", "ΠΩΛΗΣΕΙΣ"}, // old key πωλησεισ
+		{"g-final", "Πωλησεις"}, // old key πωλησεις
 	} {
 		_, err := db.ExecContext(ctx, `INSERT INTO directory_groups (id, display_name, display_name_key, external_id, source, version, created_at, updated_at)
 			VALUES (?, ?, ?, '', 'scim', 1, 0, 0)`, g.id, g.name, strings.ToLower(g.name))
@@ -46,7 +49,42 @@ func TestGroupKeysRekeyed(t *testing.T) {
 			t.Errorf("groups named %+q: %v; want %s", name, got, id)
 		}
 	}
+	if got := byName("ΠΩΛΗΣΕΙΣ"); len(got) != 1 {
+		t.Errorf("groups named ΠΩΛΗΣΕΙΣ after the rekey: %v", got)
+	}
 	if got := byName("Kiosk-Exempt"); len(got) != 0 {
 		t.Errorf("the look-alike's ASCII name finds %v", got)
+	}
+}
+
+// TestGroupKeysRekeyedClash: groups the old keys kept apart and the new
+// ones merge, one of them holding the merged key already, still open: no
+// two end up with one key, and the name finds one of them.
+func TestGroupKeysRekeyedClash(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "clearance.db")
+	s := open(t, path)
+	must(t, s.Close())
+	db, _ := migrator(t, path)
+	for _, g := range []struct{ id, name string }{
+		{"g-1", "ΠΩΛΗΣΕΙΣ"},
+		{"g-2", "Πωλησεις"},
+		{"g-3", "πωληςεις"}, // its old key is the new key of all three
+	} {
+		_, err := db.ExecContext(ctx, `INSERT INTO directory_groups (id, display_name, display_name_key, external_id, source, version, created_at, updated_at)
+			VALUES (?, ?, ?, '', 'scim', 1, 0, 0)`, g.id, g.name, strings.ToLower(g.name))
+		must(t, err)
+	}
+	must(t, db.Close())
+	s = open(t, path)
+	page, err := s.ListGroups(ctx, storage.PeopleQuery{Limit: 10})
+	must(t, err)
+	if len(page.Groups) != 3 {
+		t.Fatalf("%d groups after the rekey, want 3", len(page.Groups))
+	}
+	page, err = s.ListGroups(ctx, storage.PeopleQuery{Name: "ΠΩΛΗΣΕΙΣ", Limit: 10})
+	must(t, err)
+	if len(page.Groups) != 1 {
+		t.Errorf("groups named ΠΩΛΗΣΕΙΣ: %d, want 1", len(page.Groups))
 	}
 }

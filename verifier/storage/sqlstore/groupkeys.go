@@ -13,10 +13,11 @@ import (
 // look-alike signs apart (a Kelvin sign, an Angstrom sign, a capital I
 // with a dot) were Go's strings.ToLower, which SQL cannot compute: a
 // backend runs this after its migrations, each time it opens, and it
-// writes only when some key is not its name's. No two groups can come to
-// share a key: the new keys fold less than the old ones, so they only
-// tell apart names the old ones merged. rebind is the dialect's (nil:
-// $n as written).
+// writes only when some key is not its name's. Of groups the old keys
+// kept apart and the new ones merge (names that differ only in a Greek
+// final sigma), the first by id takes the new key and the others keep
+// theirs: none is lost, and the name finds the first. rebind is the dialect's (nil: $n as
+// written).
 func RekeyGroups(ctx context.Context, db *sql.DB, rebind func(string) string) error {
 	if rebind == nil {
 		rebind = func(q string) string { return q }
@@ -25,23 +26,66 @@ func RekeyGroups(ctx context.Context, db *sql.DB, rebind func(string) string) er
 	if err != nil {
 		return fmt.Errorf("reading group keys: %w", err)
 	}
-	type rekey struct{ id, key string }
-	var stale []rekey
+	type group struct{ id, key, want string }
+	var groups []group
 	for rows.Next() {
-		var id, name, key string
-		if err := rows.Scan(&id, &name, &key); err != nil {
+		var g group
+		var name string
+		if err := rows.Scan(&g.id, &name, &g.key); err != nil {
 			rows.Close()
 			return fmt.Errorf("reading group keys: %w", err)
 		}
-		if k := storage.GroupNameKey(name); k != key {
-			stale = append(stale, rekey{id, k})
-		}
+		g.want = storage.GroupNameKey(name)
+		groups = append(groups, g)
 	}
 	if err := rows.Close(); err != nil {
 		return fmt.Errorf("reading group keys: %w", err)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("reading group keys: %w", err)
+	}
+	// Every group whose key is not its name's moves to it, but for a
+	// move that would make two keys one: then the later group by id
+	// keeps its key. Each round keeps at least one more group where it
+	// is, so the rounds end.
+	moves := make([]bool, len(groups))
+	for i, g := range groups {
+		moves[i] = g.key != g.want
+	}
+	for {
+		seen := map[string]bool{}
+		clash := -1
+		for i, g := range groups {
+			k := g.key
+			if moves[i] {
+				k = g.want
+			}
+			if seen[k] && clash < 0 {
+				clash = i
+			}
+			seen[k] = true
+		}
+		if clash < 0 {
+			break
+		}
+		// The clash is with an earlier group (by id); one of the two moved.
+		if moves[clash] {
+			moves[clash] = false
+			continue
+		}
+		for i := range clash {
+			if moves[i] && groups[i].want == groups[clash].key {
+				moves[i] = false
+				break
+			}
+		}
+	}
+	type rekey struct{ id, key string }
+	var stale []rekey
+	for i, g := range groups {
+		if moves[i] {
+			stale = append(stale, rekey{g.id, g.want})
+		}
 	}
 	if len(stale) == 0 {
 		return nil
