@@ -3,9 +3,11 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/groob/plist"
 
@@ -112,6 +114,28 @@ func TestAgentTakesANewProfile(t *testing.T) {
 	waitDevice(t, v, "a report from the agent with the new profile", within, func(g *adminv1.GetDeviceResponse) bool {
 		return g.GetDevice().GetConnected() && g.GetDevice().GetLastSeq() > 0
 	})
+	// A profile whose pin matches no CA it carries (half pushed, say)
+	// would not run: the agent says so and keeps running with its own.
+	raw, err := os.ReadFile(managedPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := regexp.MustCompile(`(<key>CAFingerprint</key>\s*<string>)[0-9a-f]{64}`).ReplaceAllString(string(raw), "${1}"+strings.Repeat("ab", 32))
+	if bad == string(raw) {
+		t.Fatal("no CAFingerprint in the managed preferences")
+	}
+	if err := os.WriteFile(managedPath, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, agent.logs, "the agent refusing settings that would not run", "new settings would not run; the agent keeps running with those it has")
+	select {
+	case err := <-agent.exited:
+		t.Fatalf("the agent stopped on settings that would not run: %v", err)
+	case <-time.After(time.Second):
+	}
 	if strings.Contains(agent.logs.String(), secret) {
 		t.Error("the agent logged the enroll secret")
 	}

@@ -2,6 +2,7 @@ package agentprefs
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -88,7 +89,11 @@ func ParsePlist(raw []byte) (values map[string]string, unknown []string, err err
 }
 
 // misspelt returns the known key name likely misspells (the same letters
-// in another case, or a few edits away), or "".
+// in another case, or a few edits away), or, for a key that reads as
+// trust, the verifier or enrollment (CAFingerprintSHA256, RootCAPin,
+// VerifierURL), a known key of that kind: an unknown key of that kind is
+// refused, never ignored, so that a CA pin an admin meant to set is not
+// silently absent. "" for any other key.
 func misspelt(name string) string {
 	low := strings.ToLower(name)
 	for _, k := range Keys() {
@@ -97,8 +102,43 @@ func misspelt(name string) string {
 			return k
 		}
 	}
+	// Short words count as whole words of the name (CamelCase or
+	// separated): "CAPin", not "Capacity" or "Spinner".
+	for _, w := range []struct {
+		word, key string
+		whole     bool
+	}{
+		{"fingerprint", KeyCAFingerprint, false}, {"pin", KeyCAFingerprint, true}, {"ca", KeyCAPEM, true},
+		{"cert", KeyCAPEM, false}, {"trust", KeyCAPEM, false}, {"root", KeyCAPEM, true},
+		{"verifier", KeyVerifier, false}, {"secret", KeyEnrollSecret, false}, {"enroll", KeyEnrollSecret, false},
+	} {
+		if w.whole && hasWord(name, w.word) || !w.whole && strings.Contains(low, w.word) {
+			return w.key
+		}
+	}
 	return ""
 }
+
+// hasWord reports whether the CamelCase or separated key name holds word
+// as one of its words ("RootCAPin" holds "ca" and "pin"; "Capacity" does
+// not hold "ca").
+func hasWord(name, word string) bool {
+	var words []string
+	start := 0
+	for i := 1; i <= len(name); i++ {
+		if i == len(name) || name[i] == '_' || name[i] == '-' || name[i] == '.' ||
+			(isUpper(name[i]) && (!isUpper(name[i-1]) || i+1 < len(name) && isLower(name[i+1]))) {
+			if w := strings.Trim(name[start:i], "_-."); w != "" {
+				words = append(words, strings.ToLower(w))
+			}
+			start = i
+		}
+	}
+	return slices.Contains(words, word)
+}
+
+func isUpper(c byte) bool { return 'A' <= c && c <= 'Z' }
+func isLower(c byte) bool { return 'a' <= c && c <= 'z' }
 
 // kind names a decoded plist value's type the way plist editors do.
 func kind(v any) string {

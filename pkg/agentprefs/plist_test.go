@@ -49,6 +49,11 @@ func TestParsePlistRefuses(t *testing.T) {
 		{"a known key misspelt", plistDoc("<key>VerifierAddres</key><string>v:1</string>"), `unknown key "VerifierAddres": did you mean VerifierAddress? (known keys: VerifierAddress, CAFile,`},
 		{"a known key in another case", plistDoc("<key>cafingerprint</key><string>ab</string>"), `unknown key "cafingerprint": did you mean CAFingerprint?`},
 		{"the pin misspelt", plistDoc("<key>CAFingerprnt</key><string>ab</string>"), `did you mean CAFingerprint?`},
+		{"a pin under another name", plistDoc("<key>CAFingerprintSHA256</key><string>ab</string>"), `did you mean CAFingerprint?`},
+		{"a pin as a word", plistDoc("<key>RootCAPin</key><string>ab</string>"), `unknown key "RootCAPin": did you mean`},
+		{"a CA under another name", plistDoc("<key>CACertificate</key><string>ab</string>"), `did you mean CAPEM?`},
+		{"a verifier under another name", plistDoc("<key>VerifierURL</key><string>ab</string>"), `did you mean VerifierAddress?`},
+		{"a secret under another name", plistDoc("<key>Secret</key><string>ab</string>"), `did you mean EnrollSecret?`},
 		{"an array of browsers holding a non-string", plistDoc("<key>PresenceBrowsers</key><array><integer>1</integer></array>"), "each item of the array must be a string"},
 		{"boolean", plistDoc("<key>VerifierAddress</key><true/>"), "key VerifierAddress must be a string, not a boolean"},
 		{"integer where a string belongs", plistDoc("<key>LogLevel</key><integer>1</integer>"), "key LogLevel must be a string, not an integer"},
@@ -138,9 +143,10 @@ func TestParsePlistUnknownKeys(t *testing.T) {
 	got, unknown, err := ParsePlist([]byte(plistDoc(
 		"<key>VerifierAddress</key><string>v.example:443</string>",
 		"<key>ReportProxy</key><string>http://proxy:3128</string>",
+		"<key>CapacityHint</key><string>x</string>", // "Ca", not the word CA
 		"<key>PresenceBrowsers</key><array><string>EQHXZ8M8AV</string><string>BJ4HAAB9B3</string></array>",
 	)))
-	if err != nil || got[KeyVerifier] != "v.example:443" || got[KeyPresenceBrowsers] != "EQHXZ8M8AV,BJ4HAAB9B3" || len(unknown) != 1 || unknown[0] != "ReportProxy" {
+	if err != nil || got[KeyVerifier] != "v.example:443" || got[KeyPresenceBrowsers] != "EQHXZ8M8AV,BJ4HAAB9B3" || len(unknown) != 2 || unknown[0] != "CapacityHint" || unknown[1] != "ReportProxy" {
 		t.Fatalf("ParsePlist = %v, %v, %v", got, unknown, err)
 	}
 }

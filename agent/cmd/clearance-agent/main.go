@@ -209,9 +209,15 @@ func settingsWatch(g *run.Group, flags *config.Flags, running *config.Config, lo
 			case <-hup:
 			}
 			cfg, err := loadConfig(flags)
+			if err == nil {
+				// What the run would check at its start: a profile half
+				// replaced, or one that names no CA its pin matches, must
+				// not stop an agent that runs.
+				err = runnable(cfg)
+			}
 			if err != nil {
 				if err.Error() != lastErr {
-					log.Error("settings no longer read; the agent keeps running with those it has", "component", "main", "err", err)
+					log.Error("new settings would not run; the agent keeps running with those it has", "component", "main", "err", err)
 					lastErr = err.Error()
 				}
 				continue
@@ -223,6 +229,17 @@ func settingsWatch(g *run.Group, flags *config.Flags, running *config.Config, lo
 			}
 		}
 	}, func(error) { once.Do(func() { close(stop) }) })
+}
+
+// runnable checks what a run checks of its settings before it starts.
+func runnable(cfg *config.Config) error {
+	if err := cfg.RequireVerifier(); err != nil {
+		return err
+	}
+	if _, _, err := cfg.CAPool(); err != nil {
+		return err
+	}
+	return cfg.RequireOsquery()
 }
 
 // cmdRun runs the agent, again from its settings each time they change.
