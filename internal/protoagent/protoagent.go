@@ -33,13 +33,16 @@ import (
 
 // Agent is one simulated device.
 type Agent struct {
-	Addr     string
-	Roots    *x509.CertPool
-	Key      *ecdsa.PrivateKey
-	Facts    *agentv1.DeviceFacts
-	DeviceID string
-	CertDER  []byte
-	Chain    [][]byte
+	Addr  string
+	Roots *x509.CertPool
+	Key   *ecdsa.PrivateKey
+	Facts *agentv1.DeviceFacts
+	// HelloFacts, when set, are the facts Connect's Hello gives (the
+	// device's facts now, as an agent gives them at each connection).
+	HelloFacts *agentv1.DeviceFacts
+	DeviceID   string
+	CertDER    []byte
+	Chain      [][]byte
 }
 
 // New makes a device with a fresh P-256 key and the given hardware UUID,
@@ -155,7 +158,7 @@ func (a *Agent) Connect(ctx context.Context) (*Stream, error) {
 		st.Close()
 		return nil, err
 	}
-	if err := st.Client.Send(&agentv1.AgentMessage{Message: &agentv1.AgentMessage_Hello{Hello: &agentv1.Hello{AgentVersion: "test"}}}); err != nil {
+	if err := st.Client.Send(&agentv1.AgentMessage{Message: &agentv1.AgentMessage_Hello{Hello: &agentv1.Hello{AgentVersion: "test", Facts: a.HelloFacts}}}); err != nil {
 		// The server may already have ended the stream; its status comes from Recv.
 		if _, rerr := st.Client.Recv(); rerr != nil {
 			err = rerr

@@ -25,6 +25,7 @@ import (
 	"github.com/clearance/clearance/verifier/hub"
 	"github.com/clearance/clearance/verifier/ingest"
 	"github.com/clearance/clearance/verifier/metrics"
+	"github.com/clearance/clearance/verifier/ratelimit"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -65,6 +66,10 @@ type Server struct {
 	lapsedLog         sampledLog
 	// deep runs the streams' deep work (see Connect).
 	deep workers
+	// factChanges bounds, per device on this replica, how often its
+	// agent's facts are written (updateFacts).
+	factChanges     *ratelimit.Keyed
+	factChangesOnce sync.Once
 }
 
 // refusedLogEvery is how often a refused enrollment is logged at warn; the
@@ -623,12 +628,39 @@ func (s *Server) updateFacts(ctx context.Context, dev storage.Device, f *agentv1
 	}
 	next := dev
 	next.Model, next.OSName, next.OSVersion, next.Hostname, next.AgentVersion = f.GetModel(), f.GetOsName(), f.GetOsVersion(), f.GetHostname(), f.GetAgentVersion()
-	if next.Model == dev.Model && next.OSName == dev.OSName && next.OSVersion == dev.OSVersion && next.Hostname == dev.Hostname && next.AgentVersion == dev.AgentVersion {
+	var changes []string
+	for _, c := range []struct{ name, was, now string }{
+		{"hostname", dev.Hostname, next.Hostname}, {"model", dev.Model, next.Model}, {"os_name", dev.OSName, next.OSName},
+		{"os_version", dev.OSVersion, next.OSVersion}, {"agent_version", dev.AgentVersion, next.AgentVersion},
+	} {
+		if c.was != c.now {
+			changes = append(changes, fmt.Sprintf("%s %q → %q", c.name, c.was, c.now))
+		}
+	}
+	if len(changes) == 0 {
 		return
 	}
-	if err := s.Store.UpdateDeviceFacts(ctx, next); err != nil {
+	// A genuine Mac changes its facts at an upgrade or a rename; a device
+	// that reconnects to change them again and again is not written for.
+	s.factChangesOnce.Do(func() {
+		s.factChanges = ratelimit.NewKeyed(ratelimit.Options{Rate: factChangeRate, Burst: factChangeBurst, Now: s.now})
+	})
+	if ok, _ := s.factChanges.Allow(dev.ID); !ok {
+		log.Warn("device facts not updated: they changed too often", "per_hour", int(factChangeRate*3600))
+		return
+	}
+	at := s.now()
+	audit := storage.AuditEvent{At: at, Actor: "agent", Action: "device.facts", DeviceID: dev.ID, Detail: strings.Join(changes, "; ")}
+	if err := s.Store.UpdateDeviceFacts(ctx, next, audit); err != nil {
 		log.Warn("device facts not updated", "err", err)
 		return
 	}
 	log.Info("device facts updated", "os_version", next.OSVersion, "agent_version", next.AgentVersion, "hostname_changed", next.Hostname != dev.Hostname)
 }
+
+// A device's facts are written at most factChangeBurst times at once,
+// then once every ten minutes (per replica).
+const (
+	factChangeRate  = 1.0 / 600
+	factChangeBurst = 3
+)

@@ -157,9 +157,9 @@ type DeviceStore interface {
 	// UpdateDeviceFacts sets the model, OS name and version, hostname and
 	// agent version of the unrevoked device d.ID to d's, as its agent gives
 	// them when it connects (the identity facts, hardware UUID, serial
-	// number and platform, stay the enrolled ones). ErrNotFound for no
-	// such device, ErrDeviceRevoked for a revoked one.
-	UpdateDeviceFacts(ctx context.Context, d Device) error
+	// number and platform, stay the enrolled ones), and appends audit.
+	// ErrNotFound for no such device, ErrDeviceRevoked for a revoked one.
+	UpdateDeviceFacts(ctx context.Context, d Device, audit AuditEvent) error
 	// GetDevice returns a device by ID, or ErrNotFound.
 	GetDevice(ctx context.Context, id string) (Device, error)
 	// GetDeviceByHardwareUUID returns a device by hardware UUID, or ErrNotFound.

@@ -223,8 +223,14 @@ func renderDevices(w io.Writer, devs []*adminv1.Device, now time.Time, width int
 			// Compliant or not, its sign-ins wait for a fresh report.
 			failing = strings.TrimSuffix("stale report "+failing, " ")
 		}
+		host := d.GetFacts().GetHostname()
+		if printable.Deceptive(host) {
+			// A name its agent chose, which can pass for another Mac's
+			// ("аlice-mbp" with a Cyrillic а): said so, before it is cut.
+			host = "(look-alike) " + host
+		}
 		rows = append(rows, []string{
-			shorten(d.GetDeviceId(), width), orDash(d.GetFacts().GetHostname()), orDash(d.GetFacts().GetSerialNumber()),
+			shorten(d.GetDeviceId(), width), orDash(host), orDash(d.GetFacts().GetSerialNumber()),
 			ago(d.GetLastSeen().AsTime(), d.GetLastSeen() != nil, now), online, passFail, failing,
 		})
 	}

@@ -244,7 +244,7 @@ func reenroll(ctx context.Context, q conn, d storage.Device) error {
 }
 
 // UpdateDeviceFacts implements storage.DeviceStore.
-func (s *Store) UpdateDeviceFacts(ctx context.Context, d storage.Device) error {
+func (s *Store) UpdateDeviceFacts(ctx context.Context, d storage.Device, audit storage.AuditEvent) error {
 	return s.write(ctx, func(q conn) error {
 		res, err := q.exec(ctx, `UPDATE devices SET model = $1, os_name = $2, os_version = $3, hostname = $4, agent_version = $5
 			WHERE id = $6 AND revoked_at = 0`, d.Model, d.OSName, d.OSVersion, d.Hostname, d.AgentVersion, d.ID)
@@ -252,8 +252,12 @@ func (s *Store) UpdateDeviceFacts(ctx context.Context, d storage.Device) error {
 			return fmt.Errorf("updating device facts: %w", err)
 		}
 		n, err := res.RowsAffected()
-		if err != nil || n == 1 {
+		if err != nil {
 			return err
+		}
+		if n == 1 {
+			audit.DeviceID = d.ID
+			return insertAudit(ctx, q, audit)
 		}
 		cur, err := getDevice(ctx, q, "id", d.ID)
 		if err != nil {

@@ -466,19 +466,23 @@ func testUpdateDeviceFacts(t *testing.T, s storage.Store) {
 	next := d
 	next.Model, next.OSName, next.OSVersion, next.Hostname, next.AgentVersion = "Mac16,1", "macOS", "26.1", "Bob's MacBook Pro", "1.2.4"
 	next.SerialNumber, next.HardwareUUID, next.Platform = "OTHER", "OTHER", "linux" // not the store's to change
-	must(t, s.UpdateDeviceFacts(ctx, next))
+	factsAudit := storage.AuditEvent{At: at(hour), Actor: "agent", Action: "device.facts", Detail: `hostname "mac-1.example.com" → "Bob's MacBook Pro"`}
+	must(t, s.UpdateDeviceFacts(ctx, next, factsAudit))
+	wantAudit := factsAudit
+	wantAudit.DeviceID = d.ID
+	wantNewestAudit(t, s, "facts audit", d.ID, 2, wantAudit)
 	want := d
 	want.Model, want.OSName, want.OSVersion, want.Hostname, want.AgentVersion = next.Model, next.OSName, next.OSVersion, next.Hostname, next.AgentVersion
 	equal(t, "device after its facts changed", getDevice(t, s, d.ID), want)
 
 	before := snapshot(t, s)
-	wantErr(t, s.UpdateDeviceFacts(ctx, storage.Device{ID: "no-such-device", Hostname: "x"}), storage.ErrNotFound)
+	wantErr(t, s.UpdateDeviceFacts(ctx, storage.Device{ID: "no-such-device", Hostname: "x"}, factsAudit), storage.ErrNotFound)
 	before.unchanged(t, s)
 	revokeDevice(t, s, ds[1].ID)
 	before = snapshot(t, s)
 	gone := ds[1]
 	gone.Hostname = "renamed"
-	wantErr(t, s.UpdateDeviceFacts(ctx, gone), storage.ErrDeviceRevoked)
+	wantErr(t, s.UpdateDeviceFacts(ctx, gone, factsAudit), storage.ErrDeviceRevoked)
 	before.unchanged(t, s)
 }
 
