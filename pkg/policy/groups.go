@@ -67,7 +67,7 @@ func containsFold(list []string, s string) bool {
 // "Ärzte" and "ärzte", "ΠΩΛΗΣΕΙΣ" and "Πωλησεις", "STRAẞE" and
 // "straße"), as Unicode's simple case folding has them; but a sign or
 // symbol that folds with a letter it only looks like (U+212A KELVIN SIGN
-// with k, U+212B ANGSTROM SIGN with å, U+017F long s with s, U+00B5 MICRO
+// with k, U+212B ANGSTROM SIGN with å, U+2126 OHM SIGN with ω, U+017F long s with s, U+00B5 MICRO
 // SIGN with μ, the Greek symbol forms) stays itself, so that a group named
 // with one is another group. One rule in every place: no name the
 // directory keeps apart from a scope's group matches it there.
@@ -79,6 +79,7 @@ func GroupKey(name string) string { return strings.Map(foldGroupRune, name) }
 var lookAlikeFolds = map[rune]bool{
 	0x212A: true,                                                         // KELVIN SIGN
 	0x212B: true,                                                         // ANGSTROM SIGN
+	0x2126: true,                                                         // OHM SIGN
 	0x017F: true,                                                         // LATIN SMALL LETTER LONG S
 	0x1E9B: true,                                                         // LATIN SMALL LETTER LONG S WITH DOT ABOVE
 	0x00B5: true,                                                         // MICRO SIGN

@@ -58,6 +58,7 @@ func TestGroupKey(t *testing.T) {
 		{"STRA\u1E9EE", "straße", true},              // capital sharp s
 		{"\u01C5emal", "\u01C6emal", true},           // title-case digraph
 		{"\u00B5-team", "\u03BC-team", false},        // micro sign, mu
+		{"\u2126mega", "\u03A9mega", false},          // ohm sign, omega
 		{"\u03D0eta", "\u03B2eta", false},            // beta symbol
 		{"\u0130stanbul", "istanbul", false},         // capital I with dot
 	} {

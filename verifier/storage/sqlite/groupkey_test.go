@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/clearance/clearance/verifier/storage"
 )
@@ -86,5 +87,14 @@ func TestGroupKeysRekeyedClash(t *testing.T) {
 	must(t, err)
 	if len(page.Groups) != 1 {
 		t.Errorf("groups named ΠΩΛΗΣΕΙΣ: %d, want 1", len(page.Groups))
+	}
+	// Every group stays writable, those left on their old keys too.
+	for _, id := range []string{"g-1", "g-2", "g-3"} {
+		g, err := s.GetGroup(ctx, id)
+		must(t, err)
+		g.ExternalID = "ext-" + id
+		if _, err := s.UpdateGroup(ctx, g, storage.AuditEvent{At: time.Unix(1, 0), Actor: "test", Action: "group.update"}); err != nil {
+			t.Errorf("updating %s after the rekey: %v", id, err)
+		}
 	}
 }

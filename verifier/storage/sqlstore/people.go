@@ -533,7 +533,10 @@ func (s *Store) UpdateGroup(ctx context.Context, g storage.Group, audit storage.
 	out, err := updateVersioned(ctx, s, audit, "group", g.ID, g.DisplayName,
 		func(q conn) (storage.Group, error) { return getGroup(ctx, q, g.ID) },
 		func(q conn) error { return setMembers(ctx, q, g.ID, members(g)) },
-		`UPDATE directory_groups SET display_name = $1, display_name_key = $2, external_id = $3,
+		// A group not renamed keeps its key: one RekeyGroups left on its
+		// old key (a name another group's new key merged) stays writable.
+		`UPDATE directory_groups SET display_name = $1,
+		display_name_key = CASE WHEN display_name = $1 THEN display_name_key ELSE $2 END, external_id = $3,
 		version = version + 1, updated_at = $4, source = $7 WHERE id = $5 AND version = $6`,
 		g.DisplayName, storage.GroupNameKey(g.DisplayName), g.ExternalID, updatedAt, g.ID, g.Version, recordSource(g.Source))
 	if err != nil {
