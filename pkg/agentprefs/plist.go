@@ -89,11 +89,11 @@ func ParsePlist(raw []byte) (values map[string]string, unknown []string, err err
 }
 
 // misspelt returns the known key name likely misspells (the same letters
-// in another case, or a few edits away), or, for a key that reads as
-// trust, the verifier or enrollment (CAFingerprintSHA256, RootCAPin,
-// VerifierURL), a known key of that kind: an unknown key of that kind is
-// refused, never ignored, so that a CA pin an admin meant to set is not
-// silently absent. "" for any other key.
+// in another case, or a few edits away), or, for a key that reads as a CA
+// or its pin (CAFingerprintSHA256, RootCAPin, ServerPins, CAs), the key
+// of that kind: such an unknown key is refused, never ignored, so that a
+// pin an admin meant to set is not silently absent. "" for any other key
+// (RunAsRoot, PINCode, VerifierTimeout: a newer agent's, say).
 func misspelt(name string) string {
 	low := strings.ToLower(name)
 	for _, k := range Keys() {
@@ -102,27 +102,35 @@ func misspelt(name string) string {
 			return k
 		}
 	}
-	// Short words count as whole words of the name (CamelCase or
-	// separated): "CAPin", not "Capacity" or "Spinner".
-	for _, w := range []struct {
-		word, key string
-		whole     bool
-	}{
-		{"fingerprint", KeyCAFingerprint, false}, {"pin", KeyCAFingerprint, true}, {"ca", KeyCAPEM, true},
-		{"cert", KeyCAPEM, false}, {"trust", KeyCAPEM, false}, {"root", KeyCAPEM, true},
-		{"verifier", KeyVerifier, false}, {"secret", KeyEnrollSecret, false}, {"enroll", KeyEnrollSecret, false},
-	} {
-		if w.whole && hasWord(name, w.word) || !w.whole && strings.Contains(low, w.word) {
-			return w.key
+	for _, w := range []string{"fingerprint", "thumbprint", "spki"} {
+		if strings.Contains(low, w) {
+			return KeyCAFingerprint
 		}
+	}
+	words := keyWords(name)
+	has := func(ws ...string) bool {
+		for _, w := range ws {
+			if slices.Contains(words, w) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case has("ca", "cas", "cacert", "cacerts") || low == "cas":
+		return KeyCAPEM
+	case has("pin", "pins", "pinned", "pinning") && has("ca", "cert", "certs", "certificate", "server", "tls", "root", "roots", "verifier", "public", "key", "spki"):
+		return KeyCAFingerprint
+	case has("root", "roots") && has("tls", "cert", "certs", "certificate", "trust", "server"):
+		return KeyCAPEM
 	}
 	return ""
 }
 
-// hasWord reports whether the CamelCase or separated key name holds word
-// as one of its words ("RootCAPin" holds "ca" and "pin"; "Capacity" does
-// not hold "ca").
-func hasWord(name, word string) bool {
+// keyWords splits a CamelCase or separated key name into its words, in
+// lower case ("RootCAPin": root, ca, pin; "TLSRoots": tls, roots;
+// "Finger_Print": finger, print).
+func keyWords(name string) []string {
 	var words []string
 	start := 0
 	for i := 1; i <= len(name); i++ {
@@ -134,7 +142,7 @@ func hasWord(name, word string) bool {
 			start = i
 		}
 	}
-	return slices.Contains(words, word)
+	return words
 }
 
 func isUpper(c byte) bool { return 'A' <= c && c <= 'Z' }

@@ -52,8 +52,11 @@ func TestParsePlistRefuses(t *testing.T) {
 		{"a pin under another name", plistDoc("<key>CAFingerprintSHA256</key><string>ab</string>"), `did you mean CAFingerprint?`},
 		{"a pin as a word", plistDoc("<key>RootCAPin</key><string>ab</string>"), `unknown key "RootCAPin": did you mean`},
 		{"a CA under another name", plistDoc("<key>CACertificate</key><string>ab</string>"), `did you mean CAPEM?`},
-		{"a verifier under another name", plistDoc("<key>VerifierURL</key><string>ab</string>"), `did you mean VerifierAddress?`},
-		{"a secret under another name", plistDoc("<key>Secret</key><string>ab</string>"), `did you mean EnrollSecret?`},
+		{"CAs", plistDoc("<key>CAs</key><string>ab</string>"), `did you mean CAPEM?`},
+		{"server pins", plistDoc("<key>ServerPins</key><string>ab</string>"), `did you mean CAFingerprint?`},
+		{"TLS roots", plistDoc("<key>TLSRoots</key><string>ab</string>"), `did you mean CAPEM?`},
+		{"a thumbprint", plistDoc("<key>Thumbprint</key><string>ab</string>"), `did you mean CAFingerprint?`},
+		{"an SPKI hash", plistDoc("<key>SPKIHash</key><string>ab</string>"), `did you mean CAFingerprint?`},
 		{"an array of browsers holding a non-string", plistDoc("<key>PresenceBrowsers</key><array><integer>1</integer></array>"), "each item of the array must be a string"},
 		{"boolean", plistDoc("<key>VerifierAddress</key><true/>"), "key VerifierAddress must be a string, not a boolean"},
 		{"integer where a string belongs", plistDoc("<key>LogLevel</key><integer>1</integer>"), "key LogLevel must be a string, not an integer"},
@@ -144,9 +147,12 @@ func TestParsePlistUnknownKeys(t *testing.T) {
 		"<key>VerifierAddress</key><string>v.example:443</string>",
 		"<key>ReportProxy</key><string>http://proxy:3128</string>",
 		"<key>CapacityHint</key><string>x</string>", // "Ca", not the word CA
+		"<key>RunAsRoot</key><string>x</string>",
+		"<key>PINCode</key><string>x</string>",
+		"<key>VerifierTimeout</key><string>x</string>",
 		"<key>PresenceBrowsers</key><array><string>EQHXZ8M8AV</string><string>BJ4HAAB9B3</string></array>",
 	)))
-	if err != nil || got[KeyVerifier] != "v.example:443" || got[KeyPresenceBrowsers] != "EQHXZ8M8AV,BJ4HAAB9B3" || len(unknown) != 2 || unknown[0] != "CapacityHint" || unknown[1] != "ReportProxy" {
+	if err != nil || got[KeyVerifier] != "v.example:443" || got[KeyPresenceBrowsers] != "EQHXZ8M8AV,BJ4HAAB9B3" || strings.Join(unknown, ",") != "CapacityHint,PINCode,ReportProxy,RunAsRoot,VerifierTimeout" {
 		t.Fatalf("ParsePlist = %v, %v, %v", got, unknown, err)
 	}
 }
