@@ -223,19 +223,21 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 	return out, reenrolled, nil
 }
 
-// reenroll gives the device d.ID a new enrollment: d's facts, key,
-// certificate and secret, one enrollment more, and last_seen moved forward
-// to d.LastSeen. Its ID, enrolled_at, report history and last_report_at
-// stay; the new key restarts the report sequence. d's times were checked.
+// reenroll gives the device d.ID a new enrollment: d's serial number and
+// platform, key, certificate and secret, one enrollment more, and last_seen
+// moved forward to d.LastSeen. Its ID, enrolled_at, report history and
+// last_report_at stay, and so do its model, OS, hostname and agent
+// version: those change only as its agent's Hello gives them
+// (UpdateDeviceFacts: audited, and bounded per device), not by enrolling
+// again with the same key. The new key restarts the report sequence. d's
+// times were checked.
 func reenroll(ctx context.Context, q conn, d storage.Device) error {
 	_, err := q.exec(ctx, `UPDATE devices SET
-		serial_number = $1, model = $2, os_name = $3, os_version = $4, hostname = $5,
-		platform = $6, agent_version = $7, public_key = $8, cert_serial = $9,
-		cert_not_after = $10, enrollments = enrollments + 1, last_seq = 0, `+lastSeenAt("$11")+`,
-		secret_id = $13
-		WHERE id = $12`,
-		d.SerialNumber, d.Model, d.OSName, d.OSVersion, d.Hostname,
-		d.Platform, d.AgentVersion, blob(d.PublicKey), d.CertSerial,
+		serial_number = $1, platform = $2, public_key = $3, cert_serial = $4,
+		cert_not_after = $5, enrollments = enrollments + 1, last_seq = 0, `+lastSeenAt("$6")+`,
+		secret_id = $8
+		WHERE id = $7`,
+		d.SerialNumber, d.Platform, blob(d.PublicKey), d.CertSerial,
 		toNS(d.CertNotAfter), toNS(d.LastSeen), d.ID, d.SecretID)
 	if err != nil {
 		return err

@@ -138,7 +138,9 @@ func testReenroll(t *testing.T, s storage.Store) {
 
 	// The device moves to a new key (a rotation the service checked):
 	// new key, new cert, new facts, a freshly generated ID, the same
-	// hardware, and another secret presented.
+	// hardware, and another secret presented. Its model, OS, hostname and
+	// agent version stay: they follow the agent's Hello
+	// (UpdateDeviceFacts), audited and bounded, not an enrollment.
 	again := newEnrollment(1, "second")
 	again.Device.ID = "dev-generated-again"
 	again.Device.OSVersion = "15.2"
@@ -160,6 +162,7 @@ func testReenroll(t *testing.T, s storage.Store) {
 	}
 	want := again.Device
 	want.ID = orig.ID
+	want.Model, want.OSName, want.OSVersion, want.Hostname, want.AgentVersion = orig.Model, orig.OSName, orig.OSVersion, orig.Hostname, orig.AgentVersion
 	want.SecretID = "first" // the device keeps its enrollment
 	want.EnrolledAt = orig.EnrolledAt
 	want.Enrollments = 2
