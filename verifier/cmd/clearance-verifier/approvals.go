@@ -365,7 +365,7 @@ func hostPhrase(s string) string {
 	if s == "" {
 		return "no hostname"
 	}
-	return clean(s)
+	return markLookAlike(s)
 }
 
 // shortFingerprint is enough of a key fingerprint to compare by eye with

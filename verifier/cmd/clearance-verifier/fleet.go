@@ -223,12 +223,8 @@ func renderDevices(w io.Writer, devs []*adminv1.Device, now time.Time, width int
 			// Compliant or not, its sign-ins wait for a fresh report.
 			failing = strings.TrimSuffix("stale report "+failing, " ")
 		}
-		host := d.GetFacts().GetHostname()
-		if printable.Deceptive(host) {
-			// A name its agent chose, which can pass for another Mac's
-			// ("аlice-mbp" with a Cyrillic а): said so, before it is cut.
-			host = "(look-alike) " + host
-		}
+		// Said before the name, where a narrow table does not cut it.
+		host := markLookAlike(d.GetFacts().GetHostname())
 		rows = append(rows, []string{
 			shorten(d.GetDeviceId(), width), orDash(host), orDash(d.GetFacts().GetSerialNumber()),
 			ago(d.GetLastSeen().AsTime(), d.GetLastSeen() != nil, now), online, passFail, failing,
@@ -561,4 +557,15 @@ func renderDecisions(w io.Writer, ds []*adminv1.Decision, loc *time.Location, wi
 		})
 	}
 	return writeTable(w, rows, width, []shrink{{col: 1, floor: 16}})
+}
+
+// markLookAlike is a host name as a table shows it, led by "(look-alike)"
+// when it can pass for another ("аlice-mbp" with a Cyrillic а): its
+// agent chose it. macOS's own names ("Alice’s MacBook Pro", with a right
+// single quotation mark) are not marked for that mark alone.
+func markLookAlike(host string) string {
+	if printable.Deceptive(strings.ReplaceAll(host, "\u2019", "'")) {
+		return "(look-alike) " + host
+	}
+	return host
 }

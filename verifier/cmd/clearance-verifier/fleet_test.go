@@ -265,6 +265,8 @@ func TestTables(t *testing.T) {
 		dev("a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d", "bob-mbp", "FVFXC2QJQ6L4", 3*time.Hour, false, 2, 4, "filevault", "firewall", "sip", "screen-lock"),
 		dev("deadbeef-0000-4000-8000-000000000000", "evil\nhost\tname\x1b[31m", "X", 90*time.Minute, true, 5, 1, "filevault"),
 		dev("c0ffee00-0000-4000-8000-000000000000", "\u0430lices-macbook-pro.corp.example.com", "C02LOOKALIKE", time.Minute, true, 6, 0),
+		// macOS's own name, with its right single quotation mark: no mark.
+		dev("b0b0b0b0-0000-4000-8000-000000000000", "Bob\u2019s MacBook Pro", "C02BOBSMAC01", time.Minute, true, 6, 0),
 		revoked, fresh,
 	}
 	for _, tc := range []struct {
