@@ -140,3 +140,59 @@ func TestAgentTakesANewProfile(t *testing.T) {
 		t.Error("the agent logged the enroll secret")
 	}
 }
+
+// TestAgentKeepsRunningSettingsThatRan: new settings that the watcher's
+// checks pass but that fail to start a run (a state dir others may write)
+// give way to the settings that ran: the agent says so and goes on
+// reporting, and does not try them again until they change.
+func TestAgentKeepsRunningSettingsThatRan(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "verifier")
+	v := startVerifierOn(t, dataDir, freePort(t), freePort(t), offSSO...)
+	sock := filepath.Join(dir, "osq.sock")
+	out := filepath.Join(dir, "agent.mobileconfig")
+	cli(t, "profile", "agent", "--data-dir", dataDir, "--verifier", v.grpcAddr, "--enroll-secret", v.enrollSecret(),
+		"--organization", "Example Corp", "--osquery-socket", sock, "--interval", "2s", "--out", out)
+	managedPath := managedPrefs(t, out, dir)
+	withStateDir := func(stateDir string) {
+		t.Helper()
+		raw, err := os.ReadFile(managedPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := regexp.MustCompile(`\s*<key>StateDir</key>\s*<string>[^<]*</string>`).ReplaceAllString(string(raw), "")
+		s = strings.Replace(s, "<dict>", "<dict>\n\t<key>StateDir</key>\n\t<string>"+stateDir+"</string>", 1)
+		if err := os.WriteFile(managedPath, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	withStateDir(filepath.Join(dir, "agent"))
+	startProc(t, "osquery-sim", "--socket", sock, "--fixture", "compliant-mac")
+	agent := startProc(t, "clearance-agent", "run", "--managed-plist", managedPath, "--presence-listen", "off")
+	first := waitDevice(t, v, "a report", within, func(g *adminv1.GetDeviceResponse) bool { return g.GetDevice().GetLastSeq() > 0 })
+
+	open := filepath.Join(dir, "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	withStateDir(open)
+	if err := agent.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, agent.logs, "the agent going back to the settings that ran", "new settings would not start; the agent runs again with those that ran")
+	waitDevice(t, v, "reports after the settings that did not start", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetConnected() && g.GetDevice().GetLastSeq() > first.GetDevice().GetLastSeq()+1
+	})
+	// Not tried again for the same settings.
+	if err := agent.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if n := strings.Count(agent.logs.String(), "new settings would not start"); n != 1 {
+		t.Errorf("the settings that did not start were tried %d times", n)
+	}
+}

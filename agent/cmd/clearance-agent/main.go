@@ -191,7 +191,9 @@ var errSettingsChanged = errors.New("settings changed")
 // settingsPoll and on SIGHUP, and ends the group with errSettingsChanged
 // when one differs from running's. Settings that no longer read are
 // logged (once until they change) and change nothing.
-func settingsWatch(g *run.Group, flags *config.Flags, running *config.Config, log *slog.Logger) {
+// rejected, when set, are settings that failed to start a run: the same
+// again start nothing. The settings to start with are left in *next.
+func settingsWatch(g *run.Group, flags *config.Flags, running, rejected *config.Config, next **config.Config, log *slog.Logger) {
 	stop := make(chan struct{})
 	var once sync.Once
 	g.Add("settings", func() error {
@@ -223,8 +225,12 @@ func settingsWatch(g *run.Group, flags *config.Flags, running *config.Config, lo
 				continue
 			}
 			lastErr = ""
+			if rejected != nil && len(config.Changed(rejected, cfg)) == 0 {
+				continue // they did not start; said when they did not
+			}
 			if changed := config.Changed(running, cfg); len(changed) > 0 {
 				log.Info("settings changed; the agent starts again with them", "component", "main", "changed", changed)
+				*next = cfg
 				return errSettingsChanged
 			}
 		}
@@ -243,32 +249,45 @@ func runnable(cfg *config.Config) error {
 }
 
 // cmdRun runs the agent, again from its settings each time they change.
+// New settings that fail to start a run (a state dir others may write, a
+// browser list for another platform: whatever the watcher's checks did not
+// catch) give way to the settings that ran, until the settings change
+// again.
 func cmdRun(flags *config.Flags, stderr io.Writer) error {
+	cfg, err := loadConfig(flags)
+	if err != nil {
+		return err
+	}
+	var ran, rejected *config.Config
 	for {
-		if err := runOnce(flags, stderr); !errors.Is(err, errSettingsChanged) {
+		next, started, err := runOnce(flags, cfg, rejected, stderr)
+		switch {
+		case errors.Is(err, errSettingsChanged):
+			ran, cfg, rejected = cfg, next, nil
+		case !started && ran != nil:
+			newLogger(stderr, ran.LogLevel, ran.LogFormat).Error("new settings would not start; the agent runs again with those that ran", "component", "main", "err", err)
+			rejected, cfg, ran = cfg, ran, nil
+		default:
 			return err
 		}
 	}
 }
 
-// runOnce runs the agent with its settings as they read now, until it is
-// stopped or they change (errSettingsChanged).
-func runOnce(flags *config.Flags, stderr io.Writer) error {
-	cfg, err := loadConfig(flags)
-	if err != nil {
-		return err
-	}
+// runOnce runs the agent with cfg until it is stopped or its settings
+// change (errSettingsChanged, with next the new ones); started says
+// whether it got as far as running. rejected is as settingsWatch's.
+func runOnce(flags *config.Flags, cfg, rejected *config.Config, stderr io.Writer) (next *config.Config, started bool, err error) {
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	if err := cfg.RequireVerifier(); err != nil {
-		return err
+		return nil, false, err
 	}
 	roots, _, err := cfg.CAPool()
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	dir, err := state.Open(cfg.StateDir)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	log.Info("starting", "component", "main", "version", version.Version, "config", cfg)
 	if len(cfg.Ignored) > 0 {
@@ -281,7 +300,7 @@ func runOnce(flags *config.Flags, stderr io.Writer) error {
 		Logger:              log,
 	})
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	if key.Storage != devicekey.SecureEnclave {
 		reason := key.Fallback
@@ -297,12 +316,12 @@ func runOnce(flags *config.Flags, stderr io.Writer) error {
 	// proves the new one at the next enrollment.
 	previous, err := devicekey.OpenPrevious(context.Background(), dir)
 	if err != nil {
-		return fmt.Errorf("the key a rotation replaced: %w", err)
+		return nil, false, fmt.Errorf("the key a rotation replaced: %w", err)
 	}
 
 	oq, err := newRunner(cfg, dir, log)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	// One sense of the verifier's time for enrollment, renewal and reports.
 	clk := clock.New(clock.System(), log)
@@ -343,18 +362,18 @@ func runOnce(flags *config.Flags, stderr io.Writer) error {
 	if cfg.PresenceListen != agentprefs.PresenceOff {
 		p, err := newPresenceActor(cfg, ids, key, client, clk.Now, log)
 		if err != nil {
-			return err
+			return nil, false, err
 		}
 		g.Add("presence", p.Execute, p.Interrupt)
 	}
 	signals(&g)
-	settingsWatch(&g, flags, cfg, log)
+	settingsWatch(&g, flags, cfg, rejected, &next, log)
 	err = g.Run()
 	if errors.Is(err, errSettingsChanged) {
-		return err
+		return next, true, err
 	}
 	log.Info("stopped", "component", "main", "reason", err)
-	return nil
+	return nil, true, nil
 }
 
 // presenceRetry is how long the agent waits before trying again to listen
