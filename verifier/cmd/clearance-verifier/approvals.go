@@ -298,7 +298,7 @@ func renderPending(w io.Writer, ps []*adminv1.PendingEnrollment, now time.Time) 
 			device += " REVOKED " + ago(p.GetDeviceRevokedAt().AsTime(), true, now)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.GetRequestId(), p.GetReason(), device,
-			orDash(clean(f.GetHostname())), serialCell(f.GetSerialNumber()), clean(f.GetHardwareUuid()), clean(p.GetSource()),
+			orDash(markLookAlike(clean(f.GetHostname()))), serialCell(f.GetSerialNumber()), clean(f.GetHardwareUuid()), clean(p.GetSource()),
 			ago(p.GetRequestedAt().AsTime(), p.GetRequestedAt() != nil, now), ago(p.GetLastRequestAt().AsTime(), p.GetLastRequestAt() != nil, now),
 			shortFingerprint(p.GetKeyFingerprint()))
 	}
@@ -321,7 +321,7 @@ func heldBy(p *adminv1.PendingEnrollment) string {
 	names := make([]string, 0, len(shown)+1)
 	for _, h := range shown {
 		name := clean(h.GetDeviceId())
-		if host := clean(h.GetHostname()); host != "" {
+		if host := markLookAlike(clean(h.GetHostname())); host != "" {
 			name += " (" + host + ")"
 		}
 		if h.GetRevoked() {
@@ -365,7 +365,7 @@ func hostPhrase(s string) string {
 	if s == "" {
 		return "no hostname"
 	}
-	return markLookAlike(s)
+	return markLookAlike(clean(s))
 }
 
 // shortFingerprint is enough of a key fingerprint to compare by eye with

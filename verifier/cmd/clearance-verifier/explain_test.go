@@ -163,3 +163,19 @@ func (s *testServer) passingAndFailing(t *testing.T) (good, bad string) {
 	bad = s.enroll(t, lastLine(secret), "1A1B2C3D-4E5F-4061-8172-839405A6B7D2", agentv1.PolicyStatus_POLICY_STATUS_FAIL).DeviceID
 	return good, bad
 }
+
+// hostPhrase escapes what its agent chose, and marks a look-alike.
+func TestHostPhrase(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"alice-mbp\u200b":           `alice-mbp\u200b`,
+		"alice-mbp\u2028revoked: X": `alice-mbp\u2028revoked: X`,
+		"\u0430lice-mbp":            "(look-alike) \u0430lice-mbp",
+		"Alice\u2019s MacBook Pro":  "Alice\u2019s MacBook Pro",
+		"":                          "no hostname",
+	} {
+		if got := hostPhrase(in); got != want {
+			t.Errorf("hostPhrase(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -559,9 +559,9 @@ func renderDecisions(w io.Writer, ds []*adminv1.Decision, loc *time.Location, wi
 	return writeTable(w, rows, width, []shrink{{col: 1, floor: 16}})
 }
 
-// markLookAlike is a host name as a table shows it, led by "(look-alike)"
-// when it can pass for another ("аlice-mbp" with a Cyrillic а): its
-// agent chose it. macOS's own names ("Alice’s MacBook Pro", with a right
+// markLookAlike is a host name led by "(look-alike)" when it can pass for
+// another ("аlice-mbp" with a Cyrillic а): its agent chose it. It escapes
+// nothing: give it a cleaned name, or a cell the table escapes. macOS's own names ("Alice’s MacBook Pro", with a right
 // single quotation mark) are not marked for that mark alone.
 func markLookAlike(host string) string {
 	if printable.Deceptive(strings.ReplaceAll(host, "\u2019", "'")) {
