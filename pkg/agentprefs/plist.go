@@ -89,11 +89,12 @@ func ParsePlist(raw []byte) (values map[string]string, unknown []string, err err
 }
 
 // misspelt returns the known key name likely misspells (the same letters
-// in another case, or a few edits away), or, for a key that reads as a CA
-// or its pin (CAFingerprintSHA256, RootCAPin, ServerPins, CAs), the key
-// of that kind: such an unknown key is refused, never ignored, so that a
-// pin an admin meant to set is not silently absent. "" for any other key
-// (RunAsRoot, PINCode, VerifierTimeout: a newer agent's, say).
+// in another case, or a few edits away), or, for a key that reads as
+// trust in some way (TrustStems: CAFingerprintSHA256, ServerPins,
+// TrustedCerts, RootPEM), the trust key it may have meant: such an
+// unknown key is refused, never ignored, so that a CA or pin an admin
+// meant to set is not silently absent. "" for any other key (ReportProxy,
+// LogRetention).
 func misspelt(name string) string {
 	low := strings.ToLower(name)
 	for _, k := range Keys() {
@@ -102,29 +103,31 @@ func misspelt(name string) string {
 			return k
 		}
 	}
-	for _, w := range []string{"fingerprint", "thumbprint", "spki"} {
-		if strings.Contains(low, w) {
-			return KeyCAFingerprint
+	for _, stem := range TrustStems {
+		if strings.Contains(low, stem) {
+			return trustStemKeys[stem]
 		}
 	}
-	words := keyWords(name)
-	has := func(ws ...string) bool {
-		for _, w := range ws {
-			if slices.Contains(words, w) {
-				return true
-			}
-		}
-		return false
-	}
-	switch {
-	case has("ca", "cas", "cacert", "cacerts") || low == "cas":
-		return KeyCAPEM
-	case has("pin", "pins", "pinned", "pinning") && has("ca", "cert", "certs", "certificate", "server", "tls", "root", "roots", "verifier", "public", "key", "spki"):
-		return KeyCAFingerprint
-	case has("root", "roots") && has("tls", "cert", "certs", "certificate", "trust", "server"):
+	if words := keyWords(name); slices.Contains(words, "ca") || slices.Contains(words, "cas") || low == "cas" {
 		return KeyCAPEM
 	}
 	return ""
+}
+
+// TrustStems are the word stems (lower case) an unknown key must not hold
+// to be ignored rather than refused: whatever names a CA, a certificate,
+// a pin, a fingerprint or trust. Keys this agent's later versions add are
+// named without them, so that a profile made for a newer agent stops no
+// older one; a key that holds one is refused by an agent that does not
+// know it.
+var TrustStems = []string{"fingerprint", "thumbprint", "spki", "hpkp", "pin", "trust", "anchor", "authority", "cert", "root", "issuer", "verifier", "secret", "enroll"}
+
+// trustStemKeys is the known key a key holding each of TrustStems may
+// have meant.
+var trustStemKeys = map[string]string{
+	"fingerprint": KeyCAFingerprint, "thumbprint": KeyCAFingerprint, "spki": KeyCAFingerprint, "hpkp": KeyCAFingerprint, "pin": KeyCAFingerprint,
+	"trust": KeyCAPEM, "anchor": KeyCAPEM, "authority": KeyCAPEM, "cert": KeyCAPEM, "root": KeyCAPEM, "issuer": KeyCAPEM,
+	"verifier": KeyVerifier, "secret": KeyEnrollSecret, "enroll": KeyEnrollSecret,
 }
 
 // keyWords splits a CamelCase or separated key name into its words, in

@@ -56,6 +56,9 @@ func TestParsePlistRefuses(t *testing.T) {
 		{"server pins", plistDoc("<key>ServerPins</key><string>ab</string>"), `did you mean CAFingerprint?`},
 		{"TLS roots", plistDoc("<key>TLSRoots</key><string>ab</string>"), `did you mean CAPEM?`},
 		{"a thumbprint", plistDoc("<key>Thumbprint</key><string>ab</string>"), `did you mean CAFingerprint?`},
+		{"trusted certificates", plistDoc("<key>TrustedCerts</key><string>ab</string>"), `did you mean CAPEM?`},
+		{"a pin in lower case", plistDoc("<key>certpin</key><string>ab</string>"), `unknown key "certpin": did you mean`},
+		{"a certificate hash", plistDoc("<key>ServerCertHash</key><string>ab</string>"), `did you mean CAPEM?`},
 		{"an SPKI hash", plistDoc("<key>SPKIHash</key><string>ab</string>"), `did you mean CAFingerprint?`},
 		{"an array of browsers holding a non-string", plistDoc("<key>PresenceBrowsers</key><array><integer>1</integer></array>"), "each item of the array must be a string"},
 		{"boolean", plistDoc("<key>VerifierAddress</key><true/>"), "key VerifierAddress must be a string, not a boolean"},
@@ -147,12 +150,10 @@ func TestParsePlistUnknownKeys(t *testing.T) {
 		"<key>VerifierAddress</key><string>v.example:443</string>",
 		"<key>ReportProxy</key><string>http://proxy:3128</string>",
 		"<key>CapacityHint</key><string>x</string>", // "Ca", not the word CA
-		"<key>RunAsRoot</key><string>x</string>",
-		"<key>PINCode</key><string>x</string>",
-		"<key>VerifierTimeout</key><string>x</string>",
+		"<key>LogRetention</key><string>x</string>",
 		"<key>PresenceBrowsers</key><array><string>EQHXZ8M8AV</string><string>BJ4HAAB9B3</string></array>",
 	)))
-	if err != nil || got[KeyVerifier] != "v.example:443" || got[KeyPresenceBrowsers] != "EQHXZ8M8AV,BJ4HAAB9B3" || strings.Join(unknown, ",") != "CapacityHint,PINCode,ReportProxy,RunAsRoot,VerifierTimeout" {
+	if err != nil || got[KeyVerifier] != "v.example:443" || got[KeyPresenceBrowsers] != "EQHXZ8M8AV,BJ4HAAB9B3" || strings.Join(unknown, ",") != "CapacityHint,LogRetention,ReportProxy" {
 		t.Fatalf("ParsePlist = %v, %v, %v", got, unknown, err)
 	}
 }
