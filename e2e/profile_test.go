@@ -187,12 +187,28 @@ func TestAgentKeepsRunningSettingsThatRan(t *testing.T) {
 	waitDevice(t, v, "reports after the settings that did not start", within, func(g *adminv1.GetDeviceResponse) bool {
 		return g.GetDevice().GetConnected() && g.GetDevice().GetLastSeq() > first.GetDevice().GetLastSeq()+1
 	})
-	// Not tried again for the same settings.
-	if err := agent.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	// Once what failed them is fixed, SIGHUP tries them again: they start.
+	// A burst of SIGHUPs across the restart does not end the agent.
+	if err := os.Chmod(open, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
+	for range 5 {
+		if err := agent.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the agent starting again with the fixed settings", func() bool {
+		return strings.Count(agent.logs.String(), "settings changed; the agent starts again with them") >= 2
+	})
+	select {
+	case err := <-agent.exited:
+		t.Fatalf("the agent ended on SIGHUPs across a restart: %v", err)
+	case <-time.After(2 * time.Second):
+	}
 	if n := strings.Count(agent.logs.String(), "new settings would not start"); n != 1 {
-		t.Errorf("the settings that did not start were tried %d times", n)
+		t.Errorf("the settings were refused %d times, want once", n)
+	}
+	if _, err := os.Stat(filepath.Join(open, "device.key")); err != nil {
+		t.Errorf("the agent does not run from the new state dir: %v", err)
 	}
 }

@@ -159,10 +159,19 @@ func newRunner(cfg *config.Config, dir *state.Dir, log *slog.Logger) (*osquery.R
 // signals is the actor that ends the group on SIGINT or SIGTERM.
 func signals(g *run.Group) {
 	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	signalsOn(g, ch, func() { signal.Stop(ch) })
+}
+
+// signalsOn is the actor that ends the group on a signal from ch, which
+// its caller registered (for every run of the agent at once: a signal
+// between two runs waits for the next); done, when set, runs as it ends.
+func signalsOn(g *run.Group, ch <-chan os.Signal, done func()) {
 	stop := make(chan struct{})
 	g.Add("signals", func() error {
-		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
-		defer signal.Stop(ch)
+		if done != nil {
+			defer done()
+		}
 		select {
 		case s := <-ch:
 			return fmt.Errorf("received %s", s)
@@ -193,22 +202,24 @@ var errSettingsChanged = errors.New("settings changed")
 // logged (once until they change) and change nothing.
 // rejected, when set, are settings that failed to start a run: the same
 // again start nothing. The settings to start with are left in *next.
-func settingsWatch(g *run.Group, flags *config.Flags, running, rejected *config.Config, next **config.Config, log *slog.Logger) {
+// hup delivers SIGHUP, registered by the caller for every run at once;
+// on SIGHUP even the rejected settings are tried again (what failed them,
+// a directory's mode, say, may have been fixed).
+func settingsWatch(g *run.Group, flags *config.Flags, running, rejected *config.Config, next **config.Config, hup <-chan os.Signal, log *slog.Logger) {
 	stop := make(chan struct{})
 	var once sync.Once
 	g.Add("settings", func() error {
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
 		tick := time.NewTicker(settingsPoll)
 		defer tick.Stop()
 		lastErr := ""
 		for {
+			asked := false
 			select {
 			case <-stop:
 				return nil
 			case <-tick.C:
 			case <-hup:
+				asked = true
 			}
 			cfg, err := loadConfig(flags)
 			if err == nil {
@@ -225,7 +236,7 @@ func settingsWatch(g *run.Group, flags *config.Flags, running, rejected *config.
 				continue
 			}
 			lastErr = ""
-			if rejected != nil && len(config.Changed(rejected, cfg)) == 0 {
+			if rejected != nil && !asked && len(config.Changed(rejected, cfg)) == 0 {
 				continue // they did not start; said when they did not
 			}
 			if changed := config.Changed(running, cfg); len(changed) > 0 {
@@ -236,6 +247,9 @@ func settingsWatch(g *run.Group, flags *config.Flags, running, rejected *config.
 		}
 	}, func(error) { once.Do(func() { close(stop) }) })
 }
+
+// runSignals are the signals cmdRun registered for all its runs.
+type runSignals struct{ term, hup <-chan os.Signal }
 
 // runnable checks what a run checks of its settings before it starts.
 func runnable(cfg *config.Config) error {
@@ -258,9 +272,17 @@ func cmdRun(flags *config.Flags, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Once for every run: between two runs a signal waits for the next,
+	// where its default would end the process (and leave osqueryd).
+	term, hup := make(chan os.Signal, 1), make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(term)
+	defer signal.Stop(hup)
+	sig := runSignals{term: term, hup: hup}
 	var ran, rejected *config.Config
 	for {
-		next, started, err := runOnce(flags, cfg, rejected, stderr)
+		next, started, err := runOnce(flags, cfg, rejected, sig, stderr)
 		switch {
 		case errors.Is(err, errSettingsChanged):
 			ran, cfg, rejected = cfg, next, nil
@@ -276,7 +298,7 @@ func cmdRun(flags *config.Flags, stderr io.Writer) error {
 // runOnce runs the agent with cfg until it is stopped or its settings
 // change (errSettingsChanged, with next the new ones); started says
 // whether it got as far as running. rejected is as settingsWatch's.
-func runOnce(flags *config.Flags, cfg, rejected *config.Config, stderr io.Writer) (next *config.Config, started bool, err error) {
+func runOnce(flags *config.Flags, cfg, rejected *config.Config, sig runSignals, stderr io.Writer) (next *config.Config, started bool, err error) {
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	if err := cfg.RequireVerifier(); err != nil {
 		return nil, false, err
@@ -366,8 +388,8 @@ func runOnce(flags *config.Flags, cfg, rejected *config.Config, stderr io.Writer
 		}
 		g.Add("presence", p.Execute, p.Interrupt)
 	}
-	signals(&g)
-	settingsWatch(&g, flags, cfg, rejected, &next, log)
+	signalsOn(&g, sig.term, nil)
+	settingsWatch(&g, flags, cfg, rejected, &next, sig.hup, log)
 	err = g.Run()
 	if errors.Is(err, errSettingsChanged) {
 		return next, true, err
