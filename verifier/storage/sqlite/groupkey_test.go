@@ -17,25 +17,14 @@ import (
 // the other group it is.
 func TestGroupKeysRekeyed(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "clearance.db")
-	s := open(t, path)
-	must(t, s.Close())
-	db, _ := migrator(t, path)
-	for _, g := range []struct{ id, name string }{
+	s := openWithOldGroupKeys(t, []oldGroup{
 		{"g-kelvin", "\u212Aiosk-Exempt"}, // old key kiosk-exempt
 		{"g-dotted", "\u0130stanbul"},     // old key i̇stanbul
 		{"g-plain", "Engineering"},        // unchanged
 		// Apart under the old keys, one under the new: both keep theirs.
 		{"g-sigma", "ΠΩΛΗΣΕΙΣ"}, // old key πωλησεισ
 		{"g-final", "Πωλησεις"}, // old key πωλησεις
-	} {
-		_, err := db.ExecContext(ctx, `INSERT INTO directory_groups (id, display_name, display_name_key, external_id, source, version, created_at, updated_at)
-			VALUES (?, ?, ?, '', 'scim', 1, 0, 0)`, g.id, g.name, strings.ToLower(g.name))
-		must(t, err)
-	}
-	must(t, db.Close())
-
-	s = open(t, path)
+	})
 	byName := func(name string) []string {
 		page, err := s.ListGroups(ctx, storage.PeopleQuery{Name: name, Limit: 10})
 		must(t, err)
@@ -63,21 +52,11 @@ func TestGroupKeysRekeyed(t *testing.T) {
 // two end up with one key, and the name finds one of them.
 func TestGroupKeysRekeyedClash(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "clearance.db")
-	s := open(t, path)
-	must(t, s.Close())
-	db, _ := migrator(t, path)
-	for _, g := range []struct{ id, name string }{
+	s := openWithOldGroupKeys(t, []oldGroup{
 		{"g-1", "ΠΩΛΗΣΕΙΣ"},
 		{"g-2", "Πωλησεις"},
 		{"g-3", "πωληςεις"}, // its old key is the new key of all three
-	} {
-		_, err := db.ExecContext(ctx, `INSERT INTO directory_groups (id, display_name, display_name_key, external_id, source, version, created_at, updated_at)
-			VALUES (?, ?, ?, '', 'scim', 1, 0, 0)`, g.id, g.name, strings.ToLower(g.name))
-		must(t, err)
-	}
-	must(t, db.Close())
-	s = open(t, path)
+	})
 	page, err := s.ListGroups(ctx, storage.PeopleQuery{Limit: 10})
 	must(t, err)
 	if len(page.Groups) != 3 {
@@ -97,4 +76,24 @@ func TestGroupKeysRekeyedClash(t *testing.T) {
 			t.Errorf("updating %s after the rekey: %v", id, err)
 		}
 	}
+}
+
+// oldGroup is a group as an earlier release stored it: its key Go's
+// strings.ToLower of its name.
+type oldGroup struct{ id, name string }
+
+// openWithOldGroupKeys stores groups under their old keys in a new
+// database and opens it as a store, which rekeys them.
+func openWithOldGroupKeys(t *testing.T, groups []oldGroup) *Store {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "clearance.db")
+	must(t, open(t, path).Close())
+	db, _ := migrator(t, path)
+	for _, g := range groups {
+		_, err := db.ExecContext(context.Background(), `INSERT INTO directory_groups (id, display_name, display_name_key, external_id, source, version, created_at, updated_at)
+			VALUES (?, ?, ?, '', 'scim', 1, 0, 0)`, g.id, g.name, strings.ToLower(g.name))
+		must(t, err)
+	}
+	must(t, db.Close())
+	return open(t, path)
 }
