@@ -1,7 +1,7 @@
 // Package admin serves clearance.admin.v1.AdminService: the security team's
 // and engineers' view of devices, policies, enroll secrets and live checks.
 // Authentication (the bearer token) is enforced by an interceptor in front of
-// it; see TokenAuth.
+// it; see Auth.
 package admin
 
 import (
@@ -150,7 +150,7 @@ func (s *Server) RevokeDevice(ctx context.Context, req *adminv1.RevokeDeviceRequ
 	}
 	now := s.now()
 	d, err := s.Store.RevokeDevice(ctx, id, req.GetReason(), now,
-		storage.AuditEvent{At: now, Actor: "admin-api", Action: "device.revoke", DeviceID: id, Detail: req.GetReason()})
+		storage.AuditEvent{At: now, Actor: actor(ctx), Action: "device.revoke", DeviceID: id, Detail: req.GetReason()})
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, status.Errorf(codes.NotFound, "no device %q", req.GetDeviceId())
 	}
@@ -237,7 +237,7 @@ func (s *Server) CreateEnrollSecret(ctx context.Context, req *adminv1.CreateEnro
 	if err := scope.Check(); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	rec, secret, err := enroll.CreateSecret(ctx, s.Store, req.GetDescription(), scope, "admin-api", s.now())
+	rec, secret, err := enroll.CreateSecret(ctx, s.Store, req.GetDescription(), scope, actor(ctx), s.now())
 	if err != nil {
 		return nil, s.internal("creating enroll secret", err)
 	}
@@ -262,7 +262,7 @@ func (s *Server) ListEnrollSecrets(ctx context.Context, _ *adminv1.ListEnrollSec
 func (s *Server) RevokeEnrollSecret(ctx context.Context, req *adminv1.RevokeEnrollSecretRequest) (*adminv1.RevokeEnrollSecretResponse, error) {
 	now := s.now()
 	rec, err := s.Store.RevokeEnrollSecret(ctx, req.GetId(), now,
-		storage.AuditEvent{At: now, Actor: "admin-api", Action: "secret.revoke", Detail: "enroll secret " + req.GetId() + " revoked"})
+		storage.AuditEvent{At: now, Actor: actor(ctx), Action: "secret.revoke", Detail: "enroll secret " + req.GetId() + " revoked"})
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, status.Errorf(codes.NotFound, "no enroll secret %q", req.GetId())
 	}
@@ -487,7 +487,7 @@ func (s *Server) CreateScepChallenge(ctx context.Context, req *adminv1.CreateSce
 			return nil, status.Errorf(codes.InvalidArgument, "ttl %s is outside 1m to %s", ttl, enroll.MaxChallengeTTL)
 		}
 	}
-	challenge, expires, err := enroll.CreateChallenge(ctx, s.Store, ttl, "admin-api", s.now())
+	challenge, expires, err := enroll.CreateChallenge(ctx, s.Store, ttl, actor(ctx), s.now())
 	if err != nil {
 		return nil, s.internal("creating SCEP challenge", err)
 	}

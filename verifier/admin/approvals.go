@@ -125,7 +125,7 @@ func (s *Server) ApproveEnrollment(ctx context.Context, req *adminv1.ApproveEnro
 	if err != nil {
 		return nil, s.internal("reading enrollment request", err)
 	}
-	audit := storage.AuditEvent{At: now, Actor: "admin-api", Action: "device.enroll_approve",
+	audit := storage.AuditEvent{At: now, Actor: actor(ctx), Action: "device.enroll_approve",
 		Detail: fmt.Sprintf("request %s, hardware UUID %s, serial %q, hostname %q, model %q, enroll secret %s, key %s, reason %s, from %s",
 			p.ID, p.HardwareUUID, p.SerialNumber, p.Hostname, p.Model, p.SecretID, enroll.KeyFingerprint(p.PublicKey), p.Reason, p.Source)}
 	reinstating := !p.DeviceRevokedAt.IsZero()
@@ -192,7 +192,7 @@ func (s *Server) RejectEnrollment(ctx context.Context, req *adminv1.RejectEnroll
 	}
 	now := s.now()
 	p, err := s.Store.RejectEnrollment(ctx, req.GetRequestId(), now, enroll.DefaultPendingLimits, storage.AuditEvent{
-		At: now, Actor: "admin-api", Action: "device.enroll_reject", Detail: "request " + req.GetRequestId(),
+		At: now, Actor: actor(ctx), Action: "device.enroll_reject", Detail: "request " + req.GetRequestId(),
 	})
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, requestGone(req.GetRequestId())
@@ -246,7 +246,7 @@ func (s *Server) rejectKey(ctx context.Context, fp string) (*adminv1.RejectEnrol
 		return nil, err
 	}
 	now := s.now()
-	audit := storage.AuditEvent{At: now, Actor: "admin-api", Action: "device.enroll_reject", Detail: "by key fingerprint " + fp}
+	audit := storage.AuditEvent{At: now, Actor: actor(ctx), Action: "device.enroll_reject", Detail: "by key fingerprint " + fp}
 	var all []storage.PendingEnrollment
 	// Waiting requests are at most enroll.DefaultPendingLimits.Total: the
 	// rounds end, even while the key keeps asking for new hardware UUIDs.
@@ -356,7 +356,7 @@ func (s *Server) rejectSource(ctx context.Context, source string) (*adminv1.Reje
 		return nil, status.Errorf(codes.InvalidArgument, "source: %v", err)
 	}
 	now := s.now()
-	audit := storage.AuditEvent{At: now, Actor: "admin-api", Action: "device.enroll_reject", Detail: "by source " + network.String()}
+	audit := storage.AuditEvent{At: now, Actor: actor(ctx), Action: "device.enroll_reject", Detail: "by source " + network.String()}
 	var all []storage.PendingEnrollment
 	// Waiting requests are at most enroll.DefaultPendingLimits.Total: the
 	// rounds end, even while the network keeps asking.
@@ -442,7 +442,7 @@ func (s *Server) ImportKnownDevices(ctx context.Context, req *adminv1.ImportKnow
 		seen[serial] = true
 		ds = append(ds, storage.KnownDevice{SerialNumber: serial, Name: strings.TrimSpace(d.GetName()), Source: req.GetSource(), ImportedAt: now})
 	}
-	added, err := s.Store.ImportKnownDevices(ctx, ds, storage.AuditEvent{At: now, Actor: "admin-api", Action: "device.import",
+	added, err := s.Store.ImportKnownDevices(ctx, ds, storage.AuditEvent{At: now, Actor: actor(ctx), Action: "device.import",
 		Detail: fmt.Sprintf("%d serial numbers from %q", n, req.GetSource())})
 	if err != nil {
 		return nil, s.internal("importing known devices", err)

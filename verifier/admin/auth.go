@@ -3,49 +3,191 @@ package admin
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
+	"log/slog"
 	"strings"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/clearance/clearance/pkg/logsample"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	"github.com/clearance/clearance/verifier/storage"
 )
 
 // servicePrefix is the full-method prefix of every AdminService call.
 var servicePrefix = "/" + adminv1.AdminService_ServiceDesc.ServiceName + "/"
 
-// TokenAuth returns interceptors that require `authorization: Bearer <token>`
-// on every AdminService call and leave every other service alone (agents
-// authenticate with certificates; health and reflection are public).
-func TokenAuth(token string) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
-	check := func(ctx context.Context, method string) error {
-		if !strings.HasPrefix(method, servicePrefix) {
-			return nil
-		}
-		md, _ := metadata.FromIncomingContext(ctx)
-		vals := md.Get("authorization")
-		if len(vals) == 0 {
-			return status.Error(codes.Unauthenticated, "admin calls need the header 'authorization: Bearer <token>' with the token from DATA_DIR/admin.token")
-		}
-		got, ok := strings.CutPrefix(vals[0], "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(token)) != 1 {
-			return status.Error(codes.Unauthenticated, "admin token is not valid")
-		}
-		return nil
+// readMethods are the AdminService calls a token with role read may make:
+// they list and read, and change nothing the verifier stores or decides.
+// Every other call needs role admin, so a call added later is refused to
+// read tokens until it is listed here (TestEveryMethodHasARole).
+var readMethods = map[string]bool{
+	"ListDevices": true, "GetDevice": true, "ListPolicies": true, "ListEnrollSecrets": true,
+	"ListDecisions": true, "ListAuditEvents": true, "OktaStatus": true, "ListOktaSignIns": true,
+	"ExplainAccess": true, "ListBrowserCertificates": true, "ListPendingEnrollments": true,
+	"ListExemptions": true, "ListUsers": true, "GetUser": true, "ListGroups": true,
+}
+
+// DataDirActor is the audit log's actor for changes made with the data
+// dir's admin.token.
+const DataDirActor = "admin-api"
+
+// Caller is who made an admin call.
+type Caller struct {
+	// Name is the named token's holder; empty for the data dir's token.
+	Name string
+	// TokenID is the named token's id; empty for the data dir's token.
+	TokenID string
+	// Role is storage.AdminRoleRead or storage.AdminRoleAdmin.
+	Role string
+}
+
+// Actor is how the audit log names the caller: "admin:"+Name for a named
+// token, DataDirActor for the data dir's.
+func (c Caller) Actor() string {
+	if c.Name == "" {
+		return DataDirActor
 	}
+	return "admin:" + c.Name
+}
+
+type callerKey struct{}
+
+// CallerFrom returns the caller Auth put in ctx; a context without one
+// (a call made in process, not through Auth) is the data dir's token.
+func CallerFrom(ctx context.Context) Caller {
+	c, ok := ctx.Value(callerKey{}).(Caller)
+	if !ok {
+		return Caller{Role: storage.AdminRoleAdmin}
+	}
+	return c
+}
+
+// actor is the audit actor of the call in ctx.
+func actor(ctx context.Context) string { return CallerFrom(ctx).Actor() }
+
+// Auth checks every AdminService call's `authorization: Bearer <token>`:
+// the data dir's admin.token (every call), or a named token (see
+// CreateNamedToken) that is neither revoked nor expired, whose role must
+// allow the call. Other services are left alone (agents authenticate with
+// certificates; health and reflection are public).
+type Auth struct {
+	// Token is the data dir's admin.token.
+	Token string
+	// Store holds the named tokens; nil: only Token is accepted.
+	Store storage.AdminTokenStore
+	// Now is the clock; nil: time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
+
+	once   sync.Once
+	sample logsample.Sample
+}
+
+// refusedLogEvery is how often refused admin calls are logged at warn; any
+// client can cause them.
+const refusedLogEvery = 10 * time.Second
+
+func (a *Auth) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+// refused logs why a call was refused (never the token), at warn at most
+// once per refusedLogEvery and each at debug, and returns err.
+func (a *Auth) refused(method, why string, err error) error {
+	if a.Logger != nil {
+		a.once.Do(func() { a.sample.Every = refusedLogEvery })
+		if ok, skipped := a.sample.Take(a.now()); ok {
+			a.Logger.Warn("admin call refused", "method", method, "why", why, "others_not_logged", skipped)
+		} else {
+			a.Logger.Debug("admin call refused", "method", method, "why", why)
+		}
+	}
+	return err
+}
+
+// authenticate returns the caller of an AdminService call, or its error.
+func (a *Auth) authenticate(ctx context.Context, method string) (Caller, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get("authorization")
+	if len(vals) == 0 {
+		return Caller{}, a.refused(method, "no authorization header", status.Error(codes.Unauthenticated,
+			"admin calls need the header 'authorization: Bearer <token>': a named admin token (see 'clearance-verifier admin-token create') or the one in DATA_DIR/admin.token"))
+	}
+	got, ok := strings.CutPrefix(vals[0], "Bearer ")
+	got = strings.TrimSpace(got)
+	if !ok || got == "" {
+		return Caller{}, a.refused(method, "authorization is not a bearer token", status.Error(codes.Unauthenticated, "the authorization header must read 'Bearer <token>'"))
+	}
+	if strings.HasPrefix(got, NamedTokenPrefix) && a.Store != nil {
+		rec, err := CheckNamedToken(ctx, a.Store, got, a.now())
+		if errors.Is(err, ErrBadToken) {
+			return Caller{}, a.refused(method, err.Error(), status.Error(codes.Unauthenticated, ErrBadToken.Error()))
+		}
+		if err != nil {
+			if a.Logger != nil {
+				a.Logger.Error("admin token lookup failed", "method", method, "err", err)
+			}
+			return Caller{}, status.Error(codes.Unavailable, "the admin token could not be checked: the verifier's database did not answer")
+		}
+		return Caller{Name: rec.Name, TokenID: rec.ID, Role: rec.Role}, nil
+	}
+	if subtle.ConstantTimeCompare([]byte(got), []byte(a.Token)) != 1 {
+		return Caller{}, a.refused(method, "not the data dir's admin token", status.Error(codes.Unauthenticated, ErrBadToken.Error()))
+	}
+	return Caller{Role: storage.AdminRoleAdmin}, nil
+}
+
+// check authenticates an AdminService call and checks its role; other
+// services' calls pass as they are.
+func (a *Auth) check(ctx context.Context, fullMethod string) (context.Context, error) {
+	method, ok := strings.CutPrefix(fullMethod, servicePrefix)
+	if !ok {
+		return ctx, nil
+	}
+	c, err := a.authenticate(ctx, method)
+	if err != nil {
+		return nil, err
+	}
+	if c.Role != storage.AdminRoleAdmin && !readMethods[method] {
+		return nil, a.refused(method, "role "+c.Role+" of "+c.Actor(), status.Errorf(codes.PermissionDenied,
+			"the admin token of %s has role %s, which lists and reads only; %s changes the verifier and needs a token with role %s",
+			c.Name, c.Role, method, storage.AdminRoleAdmin))
+	}
+	return context.WithValue(ctx, callerKey{}, c), nil
+}
+
+// Interceptors returns the unary and stream interceptors that apply a.
+func (a *Auth) Interceptors() (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
 	unary := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if err := check(ctx, info.FullMethod); err != nil {
+		ctx, err := a.check(ctx, info.FullMethod)
+		if err != nil {
 			return nil, err
 		}
 		return handler(ctx, req)
 	}
 	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if err := check(ss.Context(), info.FullMethod); err != nil {
+		ctx, err := a.check(ss.Context(), info.FullMethod)
+		if err != nil {
 			return err
 		}
-		return handler(srv, ss)
+		return handler(srv, &callerStream{ServerStream: ss, ctx: ctx})
 	}
 	return unary, stream
 }
+
+// callerStream is a ServerStream whose context carries the caller.
+type callerStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *callerStream) Context() context.Context { return s.ctx }

@@ -56,7 +56,7 @@ func (s *Server) RevokeBrowserCertificate(ctx context.Context, req *adminv1.Revo
 	}
 	now := s.now()
 	err := s.Store.RevokeBrowserCert(ctx, serial, reason, now, storage.AuditEvent{
-		At: now, Actor: "admin-api", Action: "browsercert.revoke", Detail: "browser certificate " + serial + " revoked: " + reason,
+		At: now, Actor: actor(ctx), Action: "browsercert.revoke", Detail: "browser certificate " + serial + " revoked: " + reason,
 	})
 	switch {
 	case errors.Is(err, storage.ErrNotFound):

@@ -31,7 +31,7 @@ func (s *Server) GrantExemption(ctx context.Context, req *adminv1.GrantExemption
 	}
 	var e storage.Exemption
 	if err == nil {
-		e, err = rollout.GrantExemption(ctx, s.Store, g, "admin-api", now)
+		e, err = rollout.GrantExemption(ctx, s.Store, g, actor(ctx), now)
 	}
 	switch {
 	case rollout.IsGrantError(err):
@@ -88,7 +88,7 @@ func (s *Server) ListExemptions(ctx context.Context, req *adminv1.ListExemptions
 // RevokeExemption implements AdminService.RevokeExemption.
 func (s *Server) RevokeExemption(ctx context.Context, req *adminv1.RevokeExemptionRequest) (*adminv1.RevokeExemptionResponse, error) {
 	now := s.now()
-	e, err := rollout.RevokeExemption(ctx, s.Store, req.GetId(), "admin-api", now)
+	e, err := rollout.RevokeExemption(ctx, s.Store, req.GetId(), actor(ctx), now)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return nil, status.Errorf(codes.NotFound, "no exemption %d", req.GetId())

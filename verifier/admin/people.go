@@ -166,7 +166,7 @@ func (s *Server) AssignDevice(ctx context.Context, req *adminv1.AssignDeviceRequ
 	}
 	now := s.now()
 	err = s.Store.BindDevice(ctx, storage.DeviceUser{DeviceID: req.GetDeviceId(), UserID: u.ID, Source: "admin", CreatedAt: now},
-		storage.AuditEvent{At: now, Actor: "admin-api", Action: "device.assign", DeviceID: req.GetDeviceId(),
+		storage.AuditEvent{At: now, Actor: actor(ctx), Action: "device.assign", DeviceID: req.GetDeviceId(),
 			Detail: "assigned to user " + u.ID + " (" + u.UserName + ")"})
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, status.Errorf(codes.NotFound, "no device %q", req.GetDeviceId())
@@ -184,7 +184,7 @@ func (s *Server) UnassignDevice(ctx context.Context, req *adminv1.UnassignDevice
 		return nil, err
 	}
 	now := s.now()
-	err = s.Store.UnbindDevice(ctx, req.GetDeviceId(), u.ID, storage.AuditEvent{At: now, Actor: "admin-api",
+	err = s.Store.UnbindDevice(ctx, req.GetDeviceId(), u.ID, storage.AuditEvent{At: now, Actor: actor(ctx),
 		Action: "device.unassign", DeviceID: req.GetDeviceId(), Detail: "unassigned from user " + u.ID + " (" + u.UserName + ")"})
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, status.Errorf(codes.NotFound, "device %q is not assigned to %q", req.GetDeviceId(), u.UserName)

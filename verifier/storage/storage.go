@@ -84,6 +84,7 @@ type Store interface {
 	OktaLogStore
 	RolloutStore
 	PeopleStore
+	AdminTokenStore
 	// Ping checks the backend is reachable.
 	Ping(ctx context.Context) error
 	// CheckWrite commits one small write (a single row, stamped at): a

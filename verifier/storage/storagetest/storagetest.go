@@ -45,6 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Okta", oktaTests},
 		{"Rollout", rolloutTests},
 		{"People", peopleTests},
+		{"AdminTokens", adminTokenTests},
 		{"Store", storeTests},
 		{"Dump", dumpTests},
 	}

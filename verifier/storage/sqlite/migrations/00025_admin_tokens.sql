@@ -1,0 +1,18 @@
+-- Named admin tokens: one per person or system, each with a role, so the
+-- audit log names who made a change. Only the token's SHA-256 is kept.
+-- No two unrevoked tokens share a name.
+
+-- +goose Up
+CREATE TABLE admin_tokens (
+    id         TEXT    NOT NULL PRIMARY KEY CHECK (id <> ''),
+    name       TEXT    NOT NULL CHECK (name <> ''),
+    role       TEXT    NOT NULL CHECK (role IN ('read', 'admin')),
+    hash       BLOB    NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL DEFAULT 0,
+    revoked_at INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE UNIQUE INDEX admin_tokens_active_name ON admin_tokens (name) WHERE revoked_at = 0;
+
+-- +goose Down
+DROP TABLE admin_tokens;
