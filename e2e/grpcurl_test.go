@@ -25,6 +25,8 @@ func grpcurlPath(t *testing.T) string {
 func shell(t *testing.T, script string, env ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
+	// Files an example writes (a token) land in a directory of the test's.
+	cmd.Dir = t.TempDir()
 	// The binaries built for this package come first: README examples run
 	// clearance-verifier too.
 	cmd.Env = append(os.Environ(), "PATH="+binDir+":"+filepath.Dir(grpcurlPath(t))+":"+os.Getenv("PATH"), "COLUMNS=80")
@@ -84,6 +86,19 @@ func TestGrpcurl(t *testing.T) {
 		}
 	})
 
+	t.Run("a read token is refused a change", func(t *testing.T) {
+		out, err := shell(t, `(umask 077; clearance-verifier admin-token create --data-dir "$DATA" --name ops-bot --role read > bot.token)
+grpcurl -cacert "$DATA/ca.pem" -H "authorization: Bearer $(cat bot.token)" -d "{\"device_id\": \"$DEVICE\", \"reason\": \"x\"}" \
+  "$VERIFIER" clearance.admin.v1.AdminService/RevokeDevice`, env...)
+		if err == nil || !strings.Contains(out, "Code: PermissionDenied") || !strings.Contains(out, "ops-bot has role read") {
+			t.Fatalf("err=%v out=%s", err, out)
+		}
+		out, err = shell(t, `clearance-verifier devices --data-dir "$DATA" --wide`, env...)
+		if err != nil || strings.Contains(out, "revoked") {
+			t.Fatalf("after the refused revocation: err=%v\n%s", err, out)
+		}
+	})
+
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -115,6 +130,9 @@ func TestGrpcurl(t *testing.T) {
 		"explain": {"decision     allow: allowed", a.DeviceID, "EFFECT", "filevault", "PASS"},
 		// The device's enrollment, by its agent.
 		"list-audit": {`"actor": "agent"`, `"action": "device.enroll"`, `"deviceId": "` + a.DeviceID + `"`},
+		// A read token made by the CLI lists the policies over grpcurl
+		// and the devices with the CLI.
+		"admin-token": {`"filevault"`, "DEVICE", a.DeviceID[:8]},
 	}
 	// What each example must print in full. Nobody signs in during this test,
 	// so the decision log is empty: the example only shows that the call and

@@ -26,6 +26,7 @@ import (
 	"github.com/clearance/clearance/verifier/ca"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/datadir"
+	"github.com/clearance/clearance/verifier/secretfile"
 )
 
 // defaultVerifier is where the admin API is looked for when the data dir
@@ -34,8 +35,10 @@ const defaultVerifier = "localhost:8443"
 
 // adminFlags are the flags of the commands that ask the running verifier.
 type adminFlags struct {
-	b        *config.Binding
-	verifier *string
+	b         *config.Binding
+	verifier  *string
+	tokenFile *string
+	getenv    func(string) string
 }
 
 func (a *app) bindAdmin(fs *cli.FlagSet) adminFlags {
@@ -43,7 +46,10 @@ func (a *app) bindAdmin(fs *cli.FlagSet) adminFlags {
 	fs.Group("Verifier")
 	return adminFlags{
 		b:        b,
+		getenv:   a.getenv,
 		verifier: fs.String("verifier", "", "the `host:port` of the verifier's gRPC listener (default: the address serve recorded in the data dir, else "+defaultVerifier+")"),
+		tokenFile: fs.String("admin-token-file", "", "a `file` holding your named admin token (see 'admin-token create'), so the audit log names you "+
+			"(env CLEARANCE_ADMIN_TOKEN_FILE; default: the data dir's admin.token)"),
 	}
 }
 
@@ -52,7 +58,9 @@ type adminConn struct {
 	client adminv1.AdminServiceClient
 	ctx    context.Context
 	addr   string
-	close  func()
+	// tokenFrom says where the token came from, for errors.
+	tokenFrom string
+	close     func()
 }
 
 // withAdmin connects to the verifier serving the data dir and runs f with
@@ -96,7 +104,7 @@ func (f adminFlags) dial(ctx context.Context, dataDir string) (*adminConn, error
 	for _, c := range roots {
 		pool.AddCert(c)
 	}
-	token, err := admin.LoadOrCreateToken(filepath.Join(dataDir, admin.TokenFile))
+	token, tokenFrom, err := f.token(dataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -109,9 +117,34 @@ func (f adminFlags) dial(ctx context.Context, dataDir string) (*adminConn, error
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 	return &adminConn{
-		client: adminv1.NewAdminServiceClient(conn), ctx: ctx, addr: addr,
+		client: adminv1.NewAdminServiceClient(conn), ctx: ctx, addr: addr, tokenFrom: tokenFrom,
 		close: func() { cancel(); conn.Close() },
 	}, nil
+}
+
+// token is the bearer token the command presents and where it came from:
+// --admin-token-file's named token, or the data dir's admin.token.
+func (f adminFlags) token(dataDir string) (token, from string, err error) {
+	var path string
+	if f.getenv != nil {
+		path = f.getenv("CLEARANCE_ADMIN_TOKEN_FILE")
+	}
+	if f.tokenFile != nil && *f.tokenFile != "" {
+		path = *f.tokenFile
+	}
+	if path == "" {
+		tok, err := admin.LoadOrCreateToken(filepath.Join(dataDir, admin.TokenFile))
+		return tok, "the data dir's admin token", err
+	}
+	b, err := secretfile.Read(path)
+	if err != nil {
+		return "", "", fmt.Errorf("--admin-token-file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if !strings.HasPrefix(tok, admin.NamedTokenPrefix) || strings.ContainsAny(tok, " \t\r\n") {
+		return "", "", fmt.Errorf("--admin-token-file: %s does not hold one named admin token (%s…, the last line 'admin-token create' printed)", path, admin.NamedTokenPrefix)
+	}
+	return tok, "the admin token in " + path, nil
 }
 
 // call makes one admin API call on c, with its error explained.
@@ -148,7 +181,12 @@ func (c *adminConn) explain(err error) error {
 	case code == codes.Unavailable:
 		return fmt.Errorf("cannot reach the verifier at %s (is 'clearance-verifier serve' running? --verifier names another address): %s", c.addr, status.Convert(err).Message())
 	case code == codes.Unauthenticated:
-		return fmt.Errorf("the verifier at %s refused the data dir's admin token: is it the verifier serving this data dir? (%s)", c.addr, status.Convert(err).Message())
+		if c.tokenFrom != "" && c.tokenFrom != "the data dir's admin token" {
+			return fmt.Errorf("the verifier at %s refused %s: revoked, expired, or made for another verifier's database? (%s)", c.addr, c.tokenFrom, msg)
+		}
+		return fmt.Errorf("the verifier at %s refused the data dir's admin token: is it the verifier serving this data dir? (%s)", c.addr, msg)
+	case code == codes.PermissionDenied && strings.Contains(msg, "lists and reads only"):
+		return fmt.Errorf("%s (ask for a token with role admin, or run it as someone who has one)", msg)
 	case code == codes.DeadlineExceeded:
 		return fmt.Errorf("the verifier at %s did not answer in time", c.addr)
 	}

@@ -17,7 +17,7 @@ func (a *app) auditCmd() *cli.Command {
 	return &cli.Command{
 		Name:    "audit",
 		Summary: "the audit log: who changed devices, secrets, exemptions and people, and when",
-		Doc: "Lists the verifier's audit log, newest first: when, the actor (admin-api, cli, agent, scep, " +
+		Doc: "Lists the verifier's audit log, newest first: when, the actor (admin:<name> for a named admin token, admin-api for the data dir's, cli, agent, scep, " +
 			"scim:<token id>, okta-api-sync), the action (device.revoke, exemption.grant, …), the device and " +
 			"the detail. It asks the running verifier's admin API with the data dir's ca.pem and admin.token.\n\n" +
 			"  clearance-verifier audit --data-dir /var/lib/clearance --action exemption. \\\n    --since 7d",
@@ -26,7 +26,7 @@ func (a *app) auditCmd() *cli.Command {
 			af := a.bindAdmin(fs)
 			fs.Group("Filters")
 			device := fs.String("device", "", "only events about this device (`id`, or the start of one as the tables show it)")
-			actor := fs.String("actor", "", "only events of this `actor` (admin-api, cli, agent, scep, scim:<token id>, okta-api-sync)")
+			actor := fs.String("actor", "", "only events of this `actor` (admin:<name>, admin-api, cli, agent, scep, scim:<token id>, okta-api-sync)")
 			action := fs.String("action", "", "only events with this `action` (device.revoke), or, ending in \".\", those it starts (device.)")
 			win := bindWindow(fs, "events")
 			limit := fs.Int("limit", 20, "at most this many events (up to 1000)")

@@ -65,6 +65,7 @@ func (a *app) program() *cli.Program {
 			a.secretCmd(),
 			a.exemptionCmd(),
 			a.scimCmd(),
+			a.adminTokenCmd(),
 			a.scepCmd(),
 			a.profileCmd(),
 			a.oktaCmd(),

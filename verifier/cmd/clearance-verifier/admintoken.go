@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/clearance/clearance/pkg/cli"
+	"github.com/clearance/clearance/verifier/admin"
+	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// adminTokenCmd manages named admin tokens: one per person or system, so
+// the audit log names who made each change.
+func (a *app) adminTokenCmd() *cli.Command {
+	return &cli.Command{
+		Name:    "admin-token",
+		Summary: "create, list and revoke named admin API tokens, one per person or system",
+		Commands: []*cli.Command{
+			{
+				Name:    "create",
+				Summary: "make a named admin token and print it (the last line of output, shown only once)",
+				Doc: "Makes a bearer token for the admin API for one person or system and prints it as the last line of " +
+					"standard output; only its hash is kept. The audit log names its holder (admin:NAME) for every change " +
+					"made with it. Role read may list and read (devices, decisions, people, the audit log, explain) and " +
+					"change nothing; role admin may make every call, as the data dir's admin.token does. Give each person " +
+					"their own, and revoke it when they leave; no two unrevoked tokens share a name. " + databaseDoc + "\n\n" +
+					"  clearance-verifier admin-token create --data-dir /var/lib/clearance \\\n    --name alice@example.com --role read --expires 2160h\n\n" +
+					"Use it with grpcurl as the header 'authorization: Bearer TOKEN', or with this CLI's admin commands " +
+					"as --admin-token-file FILE.",
+				Footer: config.SharedFooter,
+				Flags: func(fs *cli.FlagSet) cli.Action {
+					b := config.Bind(fs, databaseSettings...)
+					fs.Group("Token")
+					name := fs.String("name", "", "who holds it: a person's e-mail address or a system's name (ASCII letters, digits and . _ @ + -)")
+					role := fs.String("role", storage.AdminRoleRead, "read (list and read, change nothing) or admin (every admin call)")
+					expires := fs.Duration("expires", 0, "how long it works, from now, e.g. 2160h (0: until revoked)")
+					return func(ctx context.Context, _ []string) error {
+						if err := admin.CheckTokenName(*name); err != nil {
+							return cli.Usagef("--name: %v", err)
+						}
+						if err := admin.CheckRole(*role); err != nil {
+							return cli.Usagef("--role: %v", err)
+						}
+						if *expires < 0 {
+							return cli.Usagef("--expires %s is negative", *expires)
+						}
+						now := a.now()
+						var until time.Time
+						if *expires > 0 {
+							until = now.Add(*expires)
+						}
+						return a.withStore(ctx, b, func(store storage.Store) error {
+							rec, token, err := admin.CreateNamedToken(ctx, store, *name, *role, until, "cli", now)
+							if err != nil {
+								return err
+							}
+							a.announce(token, "Created admin token %s for %s, role %s%s. It is shown only once:\n",
+								rec.ID, rec.Name, rec.Role, expiryPhrase(rec.ExpiresAt))
+							return nil
+						})
+					}
+				},
+			},
+			{
+				Name:    "list",
+				Summary: "list named admin tokens (never their values)",
+				Doc:     "Lists named admin tokens: id, holder, role, when created, whether expired or revoked. " + databaseDoc,
+				Footer:  config.SharedFooter,
+				Flags: func(fs *cli.FlagSet) cli.Action {
+					b := config.Bind(fs, databaseSettings...)
+					return func(ctx context.Context, _ []string) error {
+						return a.withStore(ctx, b, func(store storage.Store) error {
+							recs, err := store.ListAdminTokens(ctx)
+							if err != nil {
+								return err
+							}
+							now := a.now()
+							tw := newTable(a.stdout, "ID\tNAME\tROLE\tCREATED\tSTATE")
+							for _, r := range recs {
+								state := "active"
+								switch {
+								case r.Revoked():
+									state = "revoked " + r.RevokedAt.UTC().Format(time.RFC3339)
+								case r.Expired(now):
+									state = "expired " + r.ExpiresAt.UTC().Format(time.RFC3339)
+								case !r.ExpiresAt.IsZero():
+									state = "active, expires " + r.ExpiresAt.UTC().Format(time.RFC3339)
+								}
+								fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, clean(r.Name), r.Role, r.CreatedAt.UTC().Format(time.RFC3339), state)
+							}
+							return tw.Flush()
+						})
+					}
+				},
+			},
+			{
+				Name:    "revoke",
+				Summary: "stop a named admin token from working",
+				Args:    "ID",
+				Doc: "Revokes the admin token ID (see 'admin-token list'): calls with it are refused at once, on every " +
+					"replica. " + databaseDoc,
+				Footer: config.SharedFooter,
+				Flags: func(fs *cli.FlagSet) cli.Action {
+					b := config.Bind(fs, databaseSettings...)
+					return func(ctx context.Context, args []string) error {
+						if err := cli.ExactArgs(args, 1, "the token's ID (see 'admin-token list')"); err != nil {
+							return err
+						}
+						return a.withStore(ctx, b, func(store storage.Store) error {
+							now := a.now()
+							rec, err := store.RevokeAdminToken(ctx, args[0], now, storage.AuditEvent{At: now, Actor: "cli",
+								Action: "admin_token.revoke", Detail: "admin token " + args[0] + " revoked"})
+							if errors.Is(err, storage.ErrNotFound) {
+								return fmt.Errorf("no admin token %q (see 'admin-token list')", args[0])
+							}
+							if err != nil {
+								return err
+							}
+							fmt.Fprintf(a.stdout, "revoked %s (%s)\n", rec.ID, rec.Name)
+							return nil
+						})
+					}
+				},
+			},
+		},
+	}
+}
+
+// expiryPhrase is ", expires T" for a token that expires, "" otherwise.
+func expiryPhrase(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return ", expires " + t.UTC().Format(time.RFC3339)
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+)
+
+// TestAdminTokenCommands: a person's read token lists devices and is
+// refused a revocation with what to do; an admin token's revocation is
+// audited with its holder's name; a revoked token is refused at once;
+// bad names, roles and files are refused before anything is stored.
+func TestAdminTokenCommands(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	secret, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := s.enroll(t, lastLine(secret), "0A1B2C3D-4E5F-4061-8172-839405A6B7E2", agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
+
+	for _, bad := range [][]string{
+		{"--name", ""},
+		{"--name", "bob smith"},
+		{"--name", "bоb"}, // Cyrillic o
+		{"--name", "bob", "--role", "owner"},
+		{"--name", "bob", "--expires", "-1h"},
+	} {
+		args := append([]string{"admin-token", "create", "--data-dir", s.dir}, bad...)
+		if _, _, err := execute(noEnv, args...); err == nil {
+			t.Errorf("%q: accepted", bad)
+		}
+	}
+	if out, _, err := execute(noEnv, "admin-token", "list", "--data-dir", s.dir); err != nil || strings.Count(out, "\n") != 1 {
+		t.Fatalf("refused creations stored tokens: %v\n%s", err, out)
+	}
+
+	tokenFile := func(name, role string) string {
+		out, errOut, err := execute(noEnv, "admin-token", "create", "--data-dir", s.dir, "--name", name, "--role", role)
+		if err != nil || !strings.Contains(errOut, "shown only once") {
+			t.Fatalf("create %s: %v %s", name, err, errOut)
+		}
+		p := filepath.Join(t.TempDir(), "token")
+		if err := os.WriteFile(p, []byte(lastLine(out)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	bob := tokenFile("bob@example.com", "read")
+	alice := tokenFile("alice@example.com", "admin")
+	if _, _, err := execute(noEnv, "admin-token", "create", "--data-dir", s.dir, "--name", "bob@example.com"); err == nil ||
+		!strings.Contains(err.Error(), "already has an admin token") {
+		t.Fatalf("a second token for bob: %v", err)
+	}
+
+	if out, _, err := execute(noEnv, "devices", "--data-dir", s.dir, "--admin-token-file", bob, "--wide"); err != nil || !strings.Contains(out, mac) {
+		t.Fatalf("devices with a read token: %v\n%s", err, out)
+	}
+	_, _, err = execute(noEnv, "devices", "revoke", "--data-dir", s.dir, "--admin-token-file", bob, mac[:8], "--reason", "lost")
+	if err == nil || !strings.Contains(err.Error(), "has role read") || !strings.Contains(err.Error(), "ask for a token with role admin") {
+		t.Fatalf("revoke with a read token: %v", err)
+	}
+	env := func(k string) string {
+		if k == "CLEARANCE_ADMIN_TOKEN_FILE" {
+			return alice
+		}
+		return ""
+	}
+	if _, _, err := execute(env, "devices", "revoke", "--data-dir", s.dir, mac[:8], "--reason", "lost"); err != nil {
+		t.Fatalf("revoke with an admin token from the environment: %v", err)
+	}
+	out, _, err := execute(noEnv, "audit", "--data-dir", s.dir, "--actor", "admin:alice@example.com", "--wide")
+	if err != nil || !strings.Contains(out, "device.revoke") {
+		t.Fatalf("audit by alice: %v\n%s", err, out)
+	}
+
+	list, _, err := execute(noEnv, "admin-token", "list", "--data-dir", s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bobID string
+	for _, line := range strings.Split(list, "\n") {
+		if strings.Contains(line, "bob@example.com") {
+			bobID = strings.Fields(line)[0]
+		}
+	}
+	if out, _, err := execute(noEnv, "admin-token", "revoke", "--data-dir", s.dir, bobID); err != nil || !strings.Contains(out, "revoked "+bobID) {
+		t.Fatalf("revoke bob's token: %v %s", err, out)
+	}
+	if _, _, err := execute(noEnv, "devices", "--data-dir", s.dir, "--admin-token-file", bob); err == nil ||
+		!strings.Contains(err.Error(), "refused the admin token in "+bob) {
+		t.Fatalf("a revoked token: %v", err)
+	}
+	if _, _, err := execute(noEnv, "admin-token", "revoke", "--data-dir", s.dir, "0123456789abcdef"); err == nil || !strings.Contains(err.Error(), "no admin token") {
+		t.Fatalf("revoke of no token: %v", err)
+	}
+
+	// A token file anyone may read, or one holding something else, is
+	// refused before anything is sent.
+	loose := filepath.Join(t.TempDir(), "loose")
+	if err := os.WriteFile(loose, []byte("adm_x.y\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := execute(noEnv, "devices", "--data-dir", s.dir, "--admin-token-file", loose); err == nil || !strings.Contains(err.Error(), "--admin-token-file") {
+		t.Fatalf("a loose token file: %v", err)
+	}
+	other := filepath.Join(t.TempDir(), "other")
+	if err := os.WriteFile(other, []byte("not a token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := execute(noEnv, "devices", "--data-dir", s.dir, "--admin-token-file", other); err == nil || !strings.Contains(err.Error(), "does not hold one named admin token") {
+		t.Fatalf("a file without a token: %v", err)
+	}
+}
