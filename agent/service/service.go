@@ -7,6 +7,11 @@ package service
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"runtime"
+
+	"github.com/clearance/clearance/pkg/atomicfile"
 
 	"github.com/groob/plist"
 	kservice "github.com/kardianos/service"
@@ -23,7 +28,45 @@ const (
 	ExecutablePath   = "/usr/local/clearance/bin/clearance-agent"
 	LaunchdPlistPath = "/Library/LaunchDaemons/" + Label + ".plist"
 	LogPath          = "/var/log/clearance-agent.log"
+	// NewsyslogPath is the agent's entry for newsyslog, which rotates
+	// LogPath on macOS (see NewsyslogConf).
+	NewsyslogPath = "/etc/newsyslog.d/" + Label + ".conf"
 )
+
+// NewsyslogConf is the file at NewsyslogPath: newsyslog renames the log
+// once it passes 1 MiB and keeps five archives (at most 6 MiB in all),
+// uncompressed and without signalling anyone. The agent notices the new
+// file within 30 s and writes to it (agent/logfile); what it writes
+// meanwhile goes to the newest archive, which compressing would lose.
+func NewsyslogConf() []byte {
+	return []byte(`# clearance-agent's log: rotated at 1 MiB, five archives kept. The agent
+# moves to the new file by itself, so no signal is sent; the archives are
+# not compressed, so that nothing written before it moves is lost.
+# logfilename                  [owner:group]  mode  count  size(KiB)  when  flags
+` + LogPath + `   root:wheel     644   5      1024       *     N
+`)
+}
+
+// InstallNewsyslog writes NewsyslogConf at NewsyslogPath on macOS, as the
+// package does; elsewhere it does nothing.
+func InstallNewsyslog() error {
+	if runtime.GOOS != "darwin" {
+		return nil
+	}
+	return atomicfile.Write(NewsyslogPath, NewsyslogConf(), 0o644)
+}
+
+// RemoveNewsyslog removes NewsyslogPath on macOS; elsewhere it does
+// nothing.
+func RemoveNewsyslog() error {
+	if runtime.GOOS != "darwin" {
+		return nil
+	}
+	if err := os.Remove(NewsyslogPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
 
 // Launchd is the launchd job definition for the agent.
 type Launchd struct {

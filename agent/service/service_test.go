@@ -55,3 +55,24 @@ func TestNew(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The newsyslog entry names the launchd job's log, with the fields
+// newsyslog.conf(5) gives them: owner:group, mode, count, size in KiB,
+// when, flags. N: nobody is signalled (the agent moves by itself); no
+// Z/J/X: archives are not compressed.
+func TestNewsyslogConf(t *testing.T) {
+	var entries [][]string
+	for _, line := range strings.Split(string(NewsyslogConf()), "\n") {
+		if line = strings.TrimSpace(line); line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		entries = append(entries, strings.Fields(line))
+	}
+	want := []string{LaunchdJob().StandardErrorPath, "root:wheel", "644", "5", "1024", "*", "N"}
+	if len(entries) != 1 || strings.Join(entries[0], " ") != strings.Join(want, " ") {
+		t.Fatalf("entries %q, want one: %q", entries, want)
+	}
+	if LaunchdJob().StandardOutPath != LogPath || LaunchdJob().StandardErrorPath != LogPath {
+		t.Errorf("the job's output is not the rotated log")
+	}
+}

@@ -93,6 +93,9 @@ func Build(c Config) ([]byte, error) {
 		Files: []flatpkg.File{
 			{Path: strings.TrimPrefix(service.ExecutablePath, "/"), Mode: 0o755, Data: fat},
 			{Path: strings.TrimPrefix(service.LaunchdPlistPath, "/"), Mode: 0o644, Data: plist},
+			// /etc is a link to /private/etc on macOS: a payload names
+			// the directory itself, never the link.
+			{Path: "private" + service.NewsyslogPath, Mode: 0o644, Data: service.NewsyslogConf()},
 		},
 		Scripts: scripts,
 		ModTime: c.ModTime,

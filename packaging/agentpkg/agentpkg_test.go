@@ -169,6 +169,12 @@ func TestPackageOpensWithIndependentReaders(t *testing.T) {
 		dirLine("./Library"),
 		dirLine("./Library/LaunchDaemons"),
 		{"-rw-r--r--", "0", "0", "./Library/LaunchDaemons/com.clearance.agent.plist", len(wantPlist)},
+		// The log's rotation, in the directory /etc links to: a
+		// payload's ./etc would be a directory where macOS has a link.
+		dirLine("./private"),
+		dirLine("./private/etc"),
+		dirLine("./private/etc/newsyslog.d"),
+		{"-rw-r--r--", "0", "0", "./private/etc/newsyslog.d/com.clearance.agent.conf", len(service.NewsyslogConf())},
 		dirLine("./usr"),
 		dirLine("./usr/local"),
 		// The binary launchd runs as root, in directories the package
@@ -194,6 +200,9 @@ func TestPackageOpensWithIndependentReaders(t *testing.T) {
 	gotPlist, _ := os.ReadFile(filepath.Join(pdir, service.LaunchdPlistPath))
 	if !bytes.Equal(gotPlist, wantPlist) {
 		t.Errorf("installed plist differs from service.LaunchdPlist():\n%s", gotPlist)
+	}
+	if got, _ := os.ReadFile(filepath.Join(pdir, "private", service.NewsyslogPath)); !bytes.Equal(got, service.NewsyslogConf()) {
+		t.Errorf("installed newsyslog entry differs from service.NewsyslogConf():\n%s", got)
 	}
 	agentPath := filepath.Join(pdir, service.ExecutablePath)
 	checkFat(t, agentPath, arm, amd)

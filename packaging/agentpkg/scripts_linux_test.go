@@ -775,10 +775,13 @@ func testScripts(t *testing.T, sh string) {
 			t.Fatalf("install failed:\npreinstall %v\npostinstall %v", pre, post)
 		}
 		s.calls()
+		if got := s.node("/private" + service.NewsyslogPath); !strings.HasPrefix(got, "file") {
+			t.Fatalf("the install left no newsyslog entry: %s", got)
+		}
 		if r := s.uninstall(); r.code != 0 || r.stdout != "clearance-agent removed\n" {
 			t.Fatalf("uninstall: %v", r)
 		}
-		for _, p := range []string{service.LaunchdPlistPath, service.ExecutablePath, "/usr/local/clearance", LinkPath} {
+		for _, p := range []string{service.LaunchdPlistPath, service.ExecutablePath, "/usr/local/clearance", LinkPath, "/private" + service.NewsyslogPath} {
 			if got := s.node(p); got != "missing" {
 				t.Errorf("%s left behind: %s", p, got)
 			}

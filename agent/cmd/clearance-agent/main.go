@@ -22,6 +22,7 @@ import (
 	"github.com/clearance/clearance/agent/config"
 	"github.com/clearance/clearance/agent/devicekey"
 	"github.com/clearance/clearance/agent/enroll"
+	"github.com/clearance/clearance/agent/logfile"
 	"github.com/clearance/clearance/agent/osquery"
 	"github.com/clearance/clearance/agent/policy"
 	"github.com/clearance/clearance/agent/presence"
@@ -280,6 +281,12 @@ func cmdRun(flags *config.Flags, stderr io.Writer) error {
 	defer signal.Stop(term)
 	defer signal.Stop(hup)
 	sig := runSignals{term: term, hup: hup}
+	// Under launchd, standard output and error are the agent's log:
+	// follow it when newsyslog rotates it.
+	logCtx, stopLog := context.WithCancel(context.Background())
+	defer stopLog()
+	logPath, logEvery := logfile.Followed(service.LogPath)
+	go logfile.Follow(logPath, 1, 2).Run(logCtx, logEvery, newLogger(stderr, cfg.LogLevel, cfg.LogFormat))
 	var ran, rejected *config.Config
 	for {
 		next, started, err := runOnce(flags, cfg, rejected, sig, stderr)
@@ -822,9 +829,13 @@ func serviceCmd(action, summary string, stdout io.Writer) *cli.Command {
 				}
 				switch action {
 				case "install":
-					err = svc.Install()
+					if err = svc.Install(); err == nil {
+						err = service.InstallNewsyslog()
+					}
 				case "uninstall":
-					err = svc.Uninstall()
+					if err = svc.Uninstall(); err == nil {
+						err = service.RemoveNewsyslog()
+					}
 				case "start":
 					err = svc.Start()
 				case "stop":

@@ -1,0 +1,69 @@
+//go:build unix
+
+package logfile
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// follower holds which file fds write to.
+type follower struct {
+	path     string
+	fds      []int
+	dev, ino uint64
+}
+
+// start returns a follower when fds[0] is the regular file at path; nil
+// otherwise.
+func start(path string, fds []int) *follower {
+	if len(fds) == 0 {
+		return nil
+	}
+	var held, named unix.Stat_t
+	if unix.Fstat(fds[0], &held) != nil || held.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil
+	}
+	if unix.Lstat(path, &named) != nil || named.Mode&unix.S_IFMT != unix.S_IFREG ||
+		uint64(named.Dev) != uint64(held.Dev) || uint64(named.Ino) != uint64(held.Ino) {
+		return nil
+	}
+	return &follower{path: path, fds: fds, dev: uint64(held.Dev), ino: uint64(held.Ino)}
+}
+
+// check moves fds onto the file at path when it is no longer the one they
+// write to, and says whether it did.
+func (f *follower) check() (bool, error) {
+	var named unix.Stat_t
+	err := unix.Lstat(f.path, &named)
+	if err == nil && uint64(named.Dev) == f.dev && uint64(named.Ino) == f.ino {
+		return false, nil
+	}
+	if err != nil && err != unix.ENOENT {
+		return false, fmt.Errorf("stat %s: %w", f.path, err)
+	}
+	fd, err := unix.Open(f.path, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o644)
+	if err != nil {
+		return false, fmt.Errorf("open %s: %w", f.path, err)
+	}
+	defer unix.Close(fd)
+	var opened unix.Stat_t
+	if err := unix.Fstat(fd, &opened); err != nil {
+		return false, fmt.Errorf("stat %s: %w", f.path, err)
+	}
+	if opened.Mode&unix.S_IFMT != unix.S_IFREG {
+		return false, fmt.Errorf("%s is not a regular file", f.path)
+	}
+	// Writes block again once the descriptor is in place.
+	if err := unix.SetNonblock(fd, false); err != nil {
+		return false, fmt.Errorf("open %s: %w", f.path, err)
+	}
+	for _, target := range f.fds {
+		if err := unix.Dup2(fd, target); err != nil {
+			return false, fmt.Errorf("moving descriptor %d onto %s: %w", target, f.path, err)
+		}
+	}
+	f.dev, f.ino = uint64(opened.Dev), uint64(opened.Ino)
+	return true, nil
+}
