@@ -452,6 +452,12 @@ func Outcomes(ps *agentv1.PolicySet, r *agentv1.PostureReport) ([]*adminv1.Polic
 		switch {
 		case f.Required && f.Status != decision.StatusPass:
 			sum.Failing = append(sum.Failing, f.PolicyID)
+			switch f.Status {
+			case decision.StatusError:
+				sum.FailingError = append(sum.FailingError, f.PolicyID)
+			case decision.StatusMissing:
+				sum.FailingMissing = append(sum.FailingMissing, f.PolicyID)
+			}
 		case !f.Required && (f.Status == decision.StatusFail || f.Status == decision.StatusError):
 			sum.AdvisoryFailing = append(sum.AdvisoryFailing, f.PolicyID)
 		}

@@ -215,7 +215,7 @@ func renderDevices(w io.Writer, devs []*adminv1.Device, now time.Time, width int
 			online = "yes"
 		}
 		passFail := fmt.Sprintf("%d/%d", s.GetPass(), s.GetFail()+s.GetError()+s.GetMissing())
-		failing := strings.Join(s.GetFailing(), ",")
+		failing := failingPhrase(s)
 		switch {
 		case d.GetLastReportAt() == nil:
 			passFail, failing = "-", "no report yet"
@@ -232,6 +232,23 @@ func renderDevices(w io.Writer, devs []*adminv1.Device, now time.Time, width int
 	}
 	// Host names may be long: they give way first, down to 10 characters.
 	return writeTable(w, rows, width, []shrink{{col: 1, floor: 10}})
+}
+
+// failingPhrase lists a summary's failing policies, each that could not
+// be checked marked "(error)" and each with no result "(no result)": those
+// are faults on the Mac or in the policy, not a setting the person changes.
+func failingPhrase(s *adminv1.PostureSummary) string {
+	ids := make([]string, 0, len(s.GetFailing()))
+	for _, id := range s.GetFailing() {
+		switch {
+		case slices.Contains(s.GetFailingError(), id):
+			id += " (error)"
+		case slices.Contains(s.GetFailingMissing(), id):
+			id += " (no result)"
+		}
+		ids = append(ids, id)
+	}
+	return strings.Join(ids, ",")
 }
 
 func shorten(id string, width int) string {

@@ -269,6 +269,9 @@ func TestTables(t *testing.T) {
 		dev("b0b0b0b0-0000-4000-8000-000000000000", "Bob\u2019s MacBook Pro", "C02BOBSMAC01", time.Minute, true, 6, 0),
 		revoked, fresh,
 	}
+	// bob's firewall check could not run, and his Mac sent no screen-lock
+	// result: the table says so beside each.
+	devs[1].Summary.FailingError, devs[1].Summary.FailingMissing = []string{"firewall"}, []string{"screen-lock"}
 	for _, tc := range []struct {
 		name  string
 		width int

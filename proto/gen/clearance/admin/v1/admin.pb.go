@@ -268,8 +268,16 @@ type PostureSummary struct {
 	// The policies that are not required and did not pass (FAIL or ERROR),
 	// by id, in policy-set order: they never deny.
 	AdvisoryFailing []string `protobuf:"bytes,7,rep,name=advisory_failing,json=advisoryFailing,proto3" json:"advisory_failing,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Those of failing whose check could not run on the Mac (ERROR: a query
+	// osquery refused or a table it lacks; the agent's log says why), by
+	// id: a fault to fix on the Mac or in the policy, not a setting the
+	// person changes.
+	FailingError []string `protobuf:"bytes,8,rep,name=failing_error,json=failingError,proto3" json:"failing_error,omitempty"`
+	// Those of failing with no result in the latest report (a policy newer
+	// than the report, or one the agent did not run), by id.
+	FailingMissing []string `protobuf:"bytes,9,rep,name=failing_missing,json=failingMissing,proto3" json:"failing_missing,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PostureSummary) Reset() {
@@ -347,6 +355,20 @@ func (x *PostureSummary) GetFailing() []string {
 func (x *PostureSummary) GetAdvisoryFailing() []string {
 	if x != nil {
 		return x.AdvisoryFailing
+	}
+	return nil
+}
+
+func (x *PostureSummary) GetFailingError() []string {
+	if x != nil {
+		return x.FailingError
+	}
+	return nil
+}
+
+func (x *PostureSummary) GetFailingMissing() []string {
+	if x != nil {
+		return x.FailingMissing
 	}
 	return nil
 }
@@ -4021,7 +4043,7 @@ var File_clearance_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1eclearance/admin/v1/admin.proto\x12\x12clearance.admin.v1\x1a\x1eclearance/admin/v1/audit.proto\x1a clearance/admin/v1/rollout.proto\x1a\x1fclearance/admin/v1/people.proto\x1a\x1fclearance/agent/v1/enroll.proto\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fclearance/agent/v1/stream.proto\x1a\x1dclearance/admin/v1/okta.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x01\n" +
+	"\x1eclearance/admin/v1/admin.proto\x12\x12clearance.admin.v1\x1a\x1eclearance/admin/v1/audit.proto\x1a clearance/admin/v1/rollout.proto\x1a\x1fclearance/admin/v1/people.proto\x1a\x1fclearance/agent/v1/enroll.proto\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fclearance/agent/v1/stream.proto\x1a\x1dclearance/admin/v1/okta.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xac\x02\n" +
 	"\x0ePostureSummary\x12\x12\n" +
 	"\x04pass\x18\x01 \x01(\rR\x04pass\x12\x12\n" +
 	"\x04fail\x18\x02 \x01(\rR\x04fail\x12\x14\n" +
@@ -4029,7 +4051,9 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\amissing\x18\x04 \x01(\rR\amissing\x12!\n" +
 	"\tcompliant\x18\x05 \x01(\bH\x00R\tcompliant\x88\x01\x01\x12\x18\n" +
 	"\afailing\x18\x06 \x03(\tR\afailing\x12)\n" +
-	"\x10advisory_failing\x18\a \x03(\tR\x0fadvisoryFailingB\f\n" +
+	"\x10advisory_failing\x18\a \x03(\tR\x0fadvisoryFailing\x12#\n" +
+	"\rfailing_error\x18\b \x03(\tR\ffailingError\x12'\n" +
+	"\x0ffailing_missing\x18\t \x03(\tR\x0efailingMissingB\f\n" +
 	"\n" +
 	"_compliant\"\x95\x06\n" +
 	"\x06Device\x12\x1b\n" +
