@@ -40,3 +40,51 @@ func TestDevicesOfAUser(t *testing.T) {
 		t.Fatalf("devices --user nobody: %v %q", err, stderr)
 	}
 }
+
+// TestDevicesAssign: a Mac assigned by the start of its id to a person by
+// username, shown on the person's list and in the audit log, and taken
+// back; unknown people and devices, and a second unassignment, are
+// refused with what is wrong.
+func TestDevicesAssign(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	secret, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := s.enroll(t, lastLine(secret), "0A1B2C3D-4E5F-4061-8172-839405A6B7F1", agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
+	now := time.Now()
+	if _, err := s.srv.Store.CreateUser(context.Background(), storage.User{ID: "u-jane", UserName: "jane@example.com", Active: true, CreatedAt: now, UpdatedAt: now},
+		storage.AuditEvent{At: now, Actor: "scim:test", Action: "user.create"}); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := execute(noEnv, "devices", "assign", "--data-dir", s.dir, mac[:8], "Jane@Example.com")
+	if err != nil || !strings.Contains(out, "assigned: device "+mac+" to jane@example.com (u-jane)") {
+		t.Fatalf("assign: %v %q", err, out)
+	}
+	if out, _, err := execute(noEnv, "devices", "--data-dir", s.dir, "--user", "jane@example.com", "--wide"); err != nil || !strings.Contains(out, mac) {
+		t.Fatalf("devices --user jane after the assignment: %v\n%s", err, out)
+	}
+	if out, _, err := execute(noEnv, "audit", "--data-dir", s.dir, "--action", "device.assign", "--wide"); err != nil || !strings.Contains(out, "u-jane") {
+		t.Fatalf("audit: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"assign", mac[:8], "nobody@example.com"}, "nobody@example.com"},
+		{[]string{"assign", "ffffffff", "jane@example.com"}, `no device id starts with "ffffffff"`},
+		{[]string{"assign", mac[:8]}, "the user's username or id"},
+	} {
+		args := append([]string{"devices", tc.args[0], "--data-dir", s.dir}, tc.args[1:]...)
+		if _, _, err := execute(noEnv, args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	if out, _, err := execute(noEnv, "devices", "unassign", "--data-dir", s.dir, mac[:8], "jane@example.com"); err != nil || !strings.Contains(out, "unassigned") {
+		t.Fatalf("unassign: %v %q", err, out)
+	}
+	if _, _, err := execute(noEnv, "devices", "unassign", "--data-dir", s.dir, mac[:8], "jane@example.com"); err == nil || !strings.Contains(err.Error(), "is not assigned") {
+		t.Fatalf("a second unassign: %v", err)
+	}
+}
