@@ -112,7 +112,9 @@ func (s *Server) ListDevices(ctx context.Context, req *adminv1.ListDevicesReques
 			return nil, err
 		}
 		_, summary := Outcomes(ps, latest.GetReport())
-		resp.Devices = append(resp.Devices, s.device(d, summary))
+		dev := s.device(d, summary)
+		dev.LocalUser = LocalUser(latest.GetReport())
+		resp.Devices = append(resp.Devices, dev)
 	}
 	return resp, nil
 }
@@ -128,7 +130,9 @@ func (s *Server) GetDevice(ctx context.Context, req *adminv1.GetDeviceRequest) (
 		return nil, err
 	}
 	outcomes, summary := Outcomes(s.Policies.Current(), latest.GetReport())
-	return &adminv1.GetDeviceResponse{Device: s.device(d, summary), LatestReport: latest, Policies: outcomes}, nil
+	dev := s.device(d, summary)
+	dev.LocalUser = LocalUser(latest.GetReport())
+	return &adminv1.GetDeviceResponse{Device: dev, LatestReport: latest, Policies: outcomes}, nil
 }
 
 // revokedWhy is a revocation's reason as a message quotes it.
@@ -437,6 +441,21 @@ func ts(t time.Time) *timestamppb.Timestamp {
 		return nil
 	}
 	return timestamppb.New(t)
+}
+
+// LocalUser is who used the Mac as r saw it: the account logged in at the
+// console, or else the one whose login is latest; "" when r lists none.
+func LocalUser(r *agentv1.PostureReport) string {
+	var last *agentv1.LocalAccount
+	for _, a := range r.GetAccounts() {
+		if a.GetConsole() {
+			return a.GetName()
+		}
+		if a.GetLastLogin() != nil && (last == nil || a.GetLastLogin().AsTime().After(last.GetLastLogin().AsTime())) {
+			last = a
+		}
+	}
+	return last.GetName()
 }
 
 // Outcomes is decision.Judge's answer in the admin API's words: each policy

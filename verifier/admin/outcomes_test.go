@@ -3,6 +3,9 @@ package admin
 import (
 	"slices"
 	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -39,5 +42,28 @@ func TestOutcomesSummaryTellsErrorFromFail(t *testing.T) {
 	}
 	if sum.GetPass() != 1 || sum.GetFail() != 1 || sum.GetError() != 2 || sum.GetMissing() != 1 || sum.GetCompliant() {
 		t.Errorf("summary %v", sum)
+	}
+}
+
+// LocalUser: the account at the console, else the latest login, else none.
+func TestLocalUser(t *testing.T) {
+	at := func(h int) *timestamppb.Timestamp {
+		return timestamppb.New(time.Date(2026, 3, 4, h, 0, 0, 0, time.UTC))
+	}
+	for _, tc := range []struct {
+		accounts []*agentv1.LocalAccount
+		want     string
+	}{
+		{nil, ""},
+		{[]*agentv1.LocalAccount{{Name: "admin"}}, ""},
+		{[]*agentv1.LocalAccount{{Name: "admin", LastLogin: at(9)}, {Name: "jdoe", LastLogin: at(11)}, {Name: "old", LastLogin: at(1)}}, "jdoe"},
+		{[]*agentv1.LocalAccount{{Name: "admin", LastLogin: at(12)}, {Name: "jdoe", Console: true, LastLogin: at(11)}}, "jdoe"},
+	} {
+		if got := LocalUser(&agentv1.PostureReport{Accounts: tc.accounts}); got != tc.want {
+			t.Errorf("%v: %q, want %q", tc.accounts, got, tc.want)
+		}
+	}
+	if got := LocalUser(nil); got != "" {
+		t.Errorf("no report: %q", got)
 	}
 }

@@ -47,7 +47,7 @@ func (a *app) assignCmds() []*cli.Command {
 				"the user's id, as SCIM or the Okta API sync provisioned them): with --user-binding enforce, only the "+
 				"people a Mac is assigned to, or whose local account on it --user-binding-rule maps to them, sign in "+
 				"from it. A Mac may be assigned to several people. Audited as device.assign.\n\n"+
-				"  clearance-verifier devices assign --data-dir /var/lib/clearance 3f2a8c1e jane@example.com",
+				"  clearance-verifier devices assign --data-dir /var/lib/clearance \\\n    3f2a8c1e jane@example.com",
 			func(c *adminConn, device, user string) (string, error) {
 				resp, err := call(c, c.client.AssignDevice, &adminv1.AssignDeviceRequest{DeviceId: device, User: user})
 				if err != nil {
@@ -58,7 +58,7 @@ func (a *app) assignCmds() []*cli.Command {
 		cmd("unassign", "take back a Mac's assignment to a person",
 			"Removes the assignment of the device DEVICE_ID to USER that 'devices assign' made (a mapping by "+
 				"--user-binding-rule is not an assignment and stays). Audited as device.unassign.\n\n"+
-				"  clearance-verifier devices unassign --data-dir /var/lib/clearance 3f2a8c1e jane@example.com",
+				"  clearance-verifier devices unassign --data-dir /var/lib/clearance \\\n    3f2a8c1e jane@example.com",
 			func(c *adminConn, device, user string) (string, error) {
 				if _, err := call(c, c.client.UnassignDevice, &adminv1.UnassignDeviceRequest{DeviceId: device, User: user}); err != nil {
 					return "", err

@@ -127,8 +127,9 @@ func TestDevicesPolicyFilter(t *testing.T) {
 	}
 	var serial, host string
 	for _, row := range strings.Split(devs, "\n") {
-		if f := strings.Fields(row); len(f) > 2 && f[0] == bad {
-			host, serial = f[1], f[2]
+		// DEVICE HOST USER SERIAL …
+		if f := strings.Fields(row); len(f) > 3 && f[0] == bad {
+			host, serial = f[1], f[3]
 		}
 	}
 	if serial == "" || host == "" {

@@ -204,7 +204,13 @@ func printJSON(w io.Writer, m proto.Message) error {
 
 // renderDevices writes the devices table, fitted to width (0: no limit).
 func renderDevices(w io.Writer, devs []*adminv1.Device, now time.Time, width int) error {
-	rows := [][]string{{"DEVICE", "HOST", "SERIAL", "LAST SEEN", "ONLINE", "PASS/FAIL", "FAILING"}}
+	// The wide table also says who used each Mac; 80 columns have no room.
+	wide := width == 0
+	head := []string{"DEVICE", "HOST", "SERIAL", "LAST SEEN", "ONLINE", "PASS/FAIL", "FAILING"}
+	if wide {
+		head = slices.Insert(head, 2, "USER")
+	}
+	rows := [][]string{head}
 	for _, d := range devs {
 		s := d.GetSummary()
 		online := "no"
@@ -225,10 +231,14 @@ func renderDevices(w io.Writer, devs []*adminv1.Device, now time.Time, width int
 		}
 		// Said before the name, where a narrow table does not cut it.
 		host := markLookAlike(d.GetFacts().GetHostname())
-		rows = append(rows, []string{
+		row := []string{
 			shorten(d.GetDeviceId(), width), orDash(host), orDash(d.GetFacts().GetSerialNumber()),
 			ago(d.GetLastSeen().AsTime(), d.GetLastSeen() != nil, now), online, passFail, failing,
-		})
+		}
+		if wide {
+			row = slices.Insert(row, 2, orDash(d.GetLocalUser()))
+		}
+		rows = append(rows, row)
 	}
 	// Host names may be long: they give way first, down to 10 characters.
 	return writeTable(w, rows, width, []shrink{{col: 1, floor: 10}})

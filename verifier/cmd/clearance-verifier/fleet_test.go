@@ -272,6 +272,9 @@ func TestTables(t *testing.T) {
 	// bob's firewall check could not run, and his Mac sent no screen-lock
 	// result: the table says so beside each.
 	devs[1].Summary.FailingError, devs[1].Summary.FailingMissing = []string{"firewall"}, []string{"screen-lock"}
+	// Who used each Mac, in the wide table: one with a name a terminal
+	// would act on.
+	devs[0].LocalUser, devs[1].LocalUser, devs[2].LocalUser = "alice", "bob", "mallory\x1b[2J"
 	for _, tc := range []struct {
 		name  string
 		width int

@@ -409,7 +409,12 @@ type Device struct {
 	// required policy did not pass); or "compliant". The first that holds,
 	// in that order. (The metric clearance_devices counts a device offline
 	// before stale.)
-	State         string `protobuf:"bytes,17,opt,name=state,proto3" json:"state,omitempty"`
+	State string `protobuf:"bytes,17,opt,name=state,proto3" json:"state,omitempty"`
+	// Who used the Mac as its latest report saw it: the local account
+	// logged in at the console, or else the one whose login is latest (its
+	// short name, as the Mac gives it); empty without a report or accounts.
+	// Set by ListDevices and GetDevice.
+	LocalUser     string `protobuf:"bytes,18,opt,name=local_user,json=localUser,proto3" json:"local_user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -559,6 +564,13 @@ func (x *Device) GetKeyFingerprint() string {
 func (x *Device) GetState() string {
 	if x != nil {
 		return x.State
+	}
+	return ""
+}
+
+func (x *Device) GetLocalUser() string {
+	if x != nil {
+		return x.LocalUser
 	}
 	return ""
 }
@@ -4055,7 +4067,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\rfailing_error\x18\b \x03(\tR\ffailingError\x12'\n" +
 	"\x0ffailing_missing\x18\t \x03(\tR\x0efailingMissingB\f\n" +
 	"\n" +
-	"_compliant\"\x95\x06\n" +
+	"_compliant\"\xb4\x06\n" +
 	"\x06Device\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x128\n" +
 	"\x06status\x18\x02 \x01(\x0e2 .clearance.admin.v1.DeviceStatusR\x06status\x125\n" +
@@ -4077,7 +4089,9 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x0erevoked_reason\x18\x0e \x01(\tR\rrevokedReason\x12(\n" +
 	"\x10enroll_secret_id\x18\x0f \x01(\tR\x0eenrollSecretId\x12'\n" +
 	"\x0fkey_fingerprint\x18\x10 \x01(\tR\x0ekeyFingerprint\x12\x14\n" +
-	"\x05state\x18\x11 \x01(\tR\x05state\"\xec\x01\n" +
+	"\x05state\x18\x11 \x01(\tR\x05state\x12\x1d\n" +
+	"\n" +
+	"local_user\x18\x12 \x01(\tR\tlocalUser\"\xec\x01\n" +
 	"\rPolicyOutcome\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
