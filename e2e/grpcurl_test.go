@@ -43,7 +43,11 @@ func TestGrpcurl(t *testing.T) {
 	t.Parallel()
 	dataDir := t.TempDir()
 	v := startVerifier(t, dataDir)
-	env := []string{"VERIFIER=" + v.grpcAddr, "DATA=" + dataDir}
+	adminToken, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"VERIFIER=" + v.grpcAddr, "DATA=" + dataDir, "ADMIN_TOKEN=" + strings.TrimSpace(string(adminToken))}
 
 	// A device that answers CheckNow, so every example has something to show.
 	secret := v.enrollSecret()
@@ -88,7 +92,7 @@ func TestGrpcurl(t *testing.T) {
 
 	t.Run("a read token is refused a change", func(t *testing.T) {
 		out, err := shell(t, `(umask 077; clearance-verifier admin-token create --data-dir "$DATA" --name ops-bot --role read > bot.token)
-grpcurl -cacert "$DATA/ca.pem" -H "authorization: Bearer $(cat bot.token)" -d "{\"device_id\": \"$DEVICE\", \"reason\": \"x\"}" \
+BOT_TOKEN="$(cat bot.token)" grpcurl -cacert "$DATA/ca.pem" -expand-headers -H 'authorization: Bearer ${BOT_TOKEN}' -d "{\"device_id\": \"$DEVICE\", \"reason\": \"x\"}" \
   "$VERIFIER" clearance.admin.v1.AdminService/RevokeDevice`, env...)
 		if err == nil || !strings.Contains(out, "Code: PermissionDenied") || !strings.Contains(out, "ops-bot has role read") {
 			t.Fatalf("err=%v out=%s", err, out)

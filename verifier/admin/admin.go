@@ -7,8 +7,10 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -60,6 +62,11 @@ type Server struct {
 	MaxPostureAge time.Duration
 	// Okta reads Okta's management API for OktaStatus; zero: not configured.
 	Okta OktaAPI
+
+	// oktaMu guards the last OktaStatus answer and is held while Okta is
+	// asked, so that calls at once share one round of requests.
+	oktaMu     sync.Mutex
+	oktaStatus *adminv1.OktaStatusResponse
 }
 
 var _ adminv1.AdminServiceServer = (*Server)(nil)
@@ -208,7 +215,7 @@ func (s *Server) ListPolicies(context.Context, *adminv1.ListPoliciesRequest) (*a
 }
 
 // ReloadPolicies implements AdminService.ReloadPolicies.
-func (s *Server) ReloadPolicies(context.Context, *adminv1.ReloadPoliciesRequest) (*adminv1.ReloadPoliciesResponse, error) {
+func (s *Server) ReloadPolicies(ctx context.Context, _ *adminv1.ReloadPoliciesRequest) (*adminv1.ReloadPoliciesResponse, error) {
 	ps, err := s.Policies.Reload()
 	s.Metrics.Reloaded(metrics.ReloadPolicies, err, s.now())
 	if err != nil {
@@ -216,7 +223,9 @@ func (s *Server) ReloadPolicies(context.Context, *adminv1.ReloadPoliciesRequest)
 		return nil, status.Errorf(codes.FailedPrecondition, "policies not reloaded, the previous set stays in force: %v", err)
 	}
 	n := s.Hub.Broadcast(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_PolicySet{PolicySet: ps}})
-	s.log().Info("policies reloaded", "version", ps.GetVersion(), "policies", len(ps.GetPolicies()), "agents_notified", n)
+	s.log().Info("policies reloaded", "version", ps.GetVersion(), "policies", len(ps.GetPolicies()), "agents_notified", n, "by", actor(ctx))
+	s.audit(ctx, storage.AuditEvent{At: s.now(), Actor: actor(ctx), Action: "policies.reload",
+		Detail: fmt.Sprintf("policy set %s, %d policies, %d agents told", ps.GetVersion(), len(ps.GetPolicies()), n)})
 	return &adminv1.ReloadPoliciesResponse{PolicySet: ps, AgentsNotified: uint32(n)}, nil
 }
 
@@ -316,6 +325,14 @@ func (s *Server) RequestCheck(ctx context.Context, req *adminv1.RequestCheckRequ
 		return nil, status.Errorf(codes.FailedPrecondition, "device %s is revoked", d.ID)
 	}
 	acc, err := s.Hub.CheckNow(ctx, d.ID, timeout)
+	if err == nil || errors.Is(err, context.DeadlineExceeded) {
+		// The Mac was asked: its report, when it comes, decides sign-ins.
+		detail := "live check: answered"
+		if err != nil {
+			detail = "live check: no answer within " + timeout.String()
+		}
+		s.audit(ctx, storage.AuditEvent{At: s.now(), Actor: actor(ctx), Action: "device.check", DeviceID: d.ID, Detail: detail})
+	}
 	switch {
 	case errors.Is(err, hub.ErrNotConnected):
 		s.Metrics.LiveCheck("offline")
@@ -441,6 +458,14 @@ func ts(t time.Time) *timestamppb.Timestamp {
 		return nil
 	}
 	return timestamppb.New(t)
+}
+
+// audit appends e for a change already made; a failure is logged, not the
+// caller's (the change stands).
+func (s *Server) audit(ctx context.Context, e storage.AuditEvent) {
+	if err := s.Store.AppendAudit(context.WithoutCancel(ctx), e); err != nil {
+		s.log().Error("audit event not recorded", "action", e.Action, "device_id", e.DeviceID, "err", err)
+	}
 }
 
 // LocalUser is who used the Mac as r saw it: the account logged in at the

@@ -85,8 +85,12 @@ type Auth struct {
 	Now    func() time.Time
 	Logger *slog.Logger
 
-	once   sync.Once
-	sample logsample.Sample
+	once sync.Once
+	// sample keeps refusals any client can cause to a line per interval;
+	// known samples apart those of a stored token (revoked, expired, a
+	// wrong value, a role that does not allow the call), so that a flood
+	// of garbage does not hide them.
+	sample, known logsample.Sample
 }
 
 // refusedLogEvery is how often refused admin calls are logged at warn; any
@@ -103,9 +107,18 @@ func (a *Auth) now() time.Time {
 // refused logs why a call was refused (never the token), at warn at most
 // once per refusedLogEvery and each at debug, and returns err.
 func (a *Auth) refused(method, why string, err error) error {
+	return a.refusedSampled(&a.sample, method, why, err)
+}
+
+// refusedKnown is refused for a stored token's refusals.
+func (a *Auth) refusedKnown(method, why string, err error) error {
+	return a.refusedSampled(&a.known, method, why, err)
+}
+
+func (a *Auth) refusedSampled(sample *logsample.Sample, method, why string, err error) error {
 	if a.Logger != nil {
-		a.once.Do(func() { a.sample.Every = refusedLogEvery })
-		if ok, skipped := a.sample.Take(a.now()); ok {
+		a.once.Do(func() { a.sample.Every, a.known.Every = refusedLogEvery, refusedLogEvery })
+		if ok, skipped := sample.Take(a.now()); ok {
 			a.Logger.Warn("admin call refused", "method", method, "why", why, "others_not_logged", skipped)
 		} else {
 			a.Logger.Debug("admin call refused", "method", method, "why", why)
@@ -122,15 +135,21 @@ func (a *Auth) authenticate(ctx context.Context, method string) (Caller, error) 
 		return Caller{}, a.refused(method, "no authorization header", status.Error(codes.Unauthenticated,
 			"admin calls need the header 'authorization: Bearer <token>': a named admin token (see 'clearance-verifier admin-token create') or the one in DATA_DIR/admin.token"))
 	}
-	got, ok := strings.CutPrefix(vals[0], "Bearer ")
-	got = strings.TrimSpace(got)
-	if !ok || got == "" {
+	// The scheme in any case (RFC 9110); around the token, only the
+	// spaces and tabs a header may carry.
+	scheme, got, ok := strings.Cut(vals[0], " ")
+	got = strings.Trim(got, " \t")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || got == "" {
 		return Caller{}, a.refused(method, "authorization is not a bearer token", status.Error(codes.Unauthenticated, "the authorization header must read 'Bearer <token>'"))
 	}
 	if strings.HasPrefix(got, NamedTokenPrefix) && a.Store != nil {
 		rec, err := CheckNamedToken(ctx, a.Store, got, a.now())
 		if errors.Is(err, ErrBadToken) {
-			return Caller{}, a.refused(method, err.Error(), status.Error(codes.Unauthenticated, ErrBadToken.Error()))
+			refused := a.refused
+			if rec.ID != "" {
+				refused = a.refusedKnown
+			}
+			return Caller{}, refused(method, err.Error(), status.Error(codes.Unauthenticated, ErrBadToken.Error()))
 		}
 		if err != nil {
 			if a.Logger != nil {
@@ -158,7 +177,7 @@ func (a *Auth) check(ctx context.Context, fullMethod string) (context.Context, e
 		return nil, err
 	}
 	if c.Role != storage.AdminRoleAdmin && !readMethods[method] {
-		return nil, a.refused(method, "role "+c.Role+" of "+c.Actor(), status.Errorf(codes.PermissionDenied,
+		return nil, a.refusedKnown(method, "role "+c.Role+" of "+c.Actor(), status.Errorf(codes.PermissionDenied,
 			"the admin token of %s has role %s, which lists and reads only; %s changes the verifier and needs a token with role %s",
 			c.Name, c.Role, method, storage.AdminRoleAdmin))
 	}

@@ -1,10 +1,21 @@
 package admin
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
 	"slices"
+	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	"github.com/clearance/clearance/verifier/storage"
 )
 
 // adminMethods are the calls only role admin may make: they change what
@@ -70,6 +81,89 @@ func TestCheckRole(t *testing.T) {
 	for _, bad := range []string{"", "Read", "ADMIN", "owner", "read "} {
 		if err := CheckRole(bad); err == nil {
 			t.Errorf("%q: accepted", bad)
+		}
+	}
+}
+
+// memTokens is an AdminTokenStore in memory.
+type memTokens struct {
+	storage.AdminTokenStore
+	recs map[string]storage.AdminToken
+}
+
+func (m *memTokens) GetAdminToken(_ context.Context, id string) (storage.AdminToken, error) {
+	r, ok := m.recs[id]
+	if !ok {
+		return storage.AdminToken{}, storage.ErrNotFound
+	}
+	return r, nil
+}
+
+func (m *memTokens) CreateAdminToken(_ context.Context, t storage.AdminToken, _ storage.AuditEvent) error {
+	m.recs[t.ID] = t
+	return nil
+}
+
+// authCall runs a's unary interceptor for method with the authorization
+// header value auth, and returns the caller the handler saw.
+func authCall(a *Auth, method, auth string) (Caller, error) {
+	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", auth))
+	unary, _ := a.Interceptors()
+	var seen Caller
+	_, err := unary(ctx, nil, &grpc.UnaryServerInfo{FullMethod: servicePrefix + method}, func(ctx context.Context, _ any) (any, error) {
+		seen = CallerFrom(ctx)
+		return nil, nil
+	})
+	return seen, err
+}
+
+// The scheme in any case; nothing but spaces and tabs trimmed; a revoked
+// token's refusals logged apart from a flood of garbage.
+func TestAuthHeaderAndLog(t *testing.T) {
+	now := time.Date(2026, 3, 4, 12, 0, 0, 0, time.UTC)
+	store := &memTokens{recs: map[string]storage.AdminToken{}}
+	_, reader, err := CreateNamedToken(context.Background(), store, "bob@example.com", storage.AdminRoleRead, time.Time{}, "cli", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, revoked, err := CreateNamedToken(context.Background(), store, "carol@example.com", storage.AdminRoleAdmin, time.Time{}, "cli", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.RevokedAt = now
+	store.recs[rec.ID] = rec
+	var logged bytes.Buffer
+	a := &Auth{Token: "datadir-token-0123456789abcdef0123", Store: store, Now: func() time.Time { return now },
+		Logger: slog.New(slog.NewTextHandler(&logged, nil))}
+
+	for _, h := range []string{"Bearer " + reader, "bearer " + reader, "BEARER  " + reader + "\t"} {
+		if c, err := authCall(a, "ListDevices", h); err != nil || c.Name != "bob@example.com" || c.Role != storage.AdminRoleRead {
+			t.Errorf("%q: %v %+v", h, err, c)
+		}
+	}
+	for _, h := range []string{"Bearer " + reader + "\u00a0", "Bearer " + reader + "\u2028", "Bearer\u00a0" + reader, "Basic " + reader, reader, "Bearer"} {
+		if _, err := authCall(a, "ListDevices", h); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("%q: %v, want Unauthenticated", h, err)
+		}
+	}
+	if _, err := authCall(a, "RevokeDevice", "Bearer "+reader); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("a read token's RevokeDevice: %v", err)
+	}
+
+	logged.Reset()
+	now = now.Add(refusedLogEvery + time.Second)
+	for range 1000 {
+		authCall(a, "ListDevices", "Bearer garbage")
+	}
+	if _, err := authCall(a, "ListDevices", "Bearer "+revoked); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("a revoked token: %v", err)
+	}
+	if !strings.Contains(logged.String(), "is revoked") || !strings.Contains(logged.String(), "carol@example.com") {
+		t.Errorf("the revoked token's refusal is hidden by the flood:\n%s", logged.String())
+	}
+	for _, secret := range []string{reader, revoked} {
+		if strings.Contains(logged.String(), secret[len(secret)-20:]) {
+			t.Errorf("the log holds a token's secret")
 		}
 	}
 }

@@ -292,6 +292,14 @@ func (s *Server) ExplainAccess(ctx context.Context, req *adminv1.ExplainAccessRe
 	if s.Access == nil {
 		return nil, status.Error(codes.Unavailable, "ExplainAccess is not available: this verifier has no access decision engine configured")
 	}
+	caller := CallerFrom(ctx)
+	if req.GetLiveCheck() && caller.Role != storage.AdminRoleAdmin {
+		// A live check has the Mac run its policies, and its report is
+		// stored and decides later sign-ins: RequestCheck's effect.
+		return nil, status.Errorf(codes.PermissionDenied,
+			"the admin token of %s has role %s, which lists and reads only; live_check asks the Mac for a new report, as RequestCheck does, and needs a token with role %s (without it, the explanation is from the latest report)",
+			caller.Name, caller.Role, storage.AdminRoleAdmin)
+	}
 	id, err := s.deviceID(ctx, id)
 	if err != nil {
 		return nil, err
@@ -307,7 +315,11 @@ func (s *Server) ExplainAccess(ctx context.Context, req *adminv1.ExplainAccessRe
 	case err != nil:
 		return nil, s.internal("explaining access", err)
 	}
-	s.log().Info("access explained", "device_id", id, "allow", d.Allow, "reason", string(d.Reason), "live_check", d.LiveCheck.String())
+	if req.GetLiveCheck() && d.LiveCheck != decision.LiveCheckNone {
+		s.audit(ctx, storage.AuditEvent{At: s.now(), Actor: caller.Actor(), Action: "device.check", DeviceID: id,
+			Detail: "live check for an explanation: " + d.LiveCheck.String()})
+	}
+	s.log().Info("access explained", "device_id", id, "allow", d.Allow, "reason", string(d.Reason), "live_check", d.LiveCheck.String(), "by", caller.Actor())
 	return explainProto(d), nil
 }
 

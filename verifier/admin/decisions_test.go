@@ -41,6 +41,13 @@ type decisionLog struct {
 	t       *testing.T
 	recs    []storage.DecisionRecord
 	filters []storage.DecisionFilter
+	audit   []storage.AuditEvent
+}
+
+// AppendAudit keeps the events, for the calls that record one.
+func (l *decisionLog) AppendAudit(_ context.Context, e storage.AuditEvent) error {
+	l.audit = append(l.audit, e)
+	return nil
 }
 
 // GetDevice knows one device, "dev-a", for the calls that name one.
@@ -533,7 +540,8 @@ func TestExplainAccessLiveCheck(t *testing.T) {
 		t.Run(fmt.Sprint("live_check=", live), func(t *testing.T) {
 			t.Parallel()
 			fx := &fakeExplainer{d: decide(map[string]agentv1.PolicyStatus{"filevault": pass, "firewall": pass, "os-version": pass}, true)}
-			s := &Server{Store: &decisionLog{t: t}, Access: fx}
+			log := &decisionLog{t: t}
+			s := &Server{Store: log, Access: fx}
 			resp, err := s.ExplainAccess(context.Background(), &adminv1.ExplainAccessRequest{DeviceId: "dev-a", Username: "bob@example.com", LiveCheck: live})
 			if err != nil {
 				t.Fatal(err)
@@ -546,7 +554,26 @@ func TestExplainAccessLiveCheck(t *testing.T) {
 			if resp.GetLiveCheck() != wantWord {
 				t.Errorf("live_check = %q, want %q", resp.GetLiveCheck(), wantWord)
 			}
+			// A live check asked the Mac: audited, by whom.
+			if live != (len(log.audit) == 1) || live && (log.audit[0].Action != "device.check" || log.audit[0].Actor != DataDirActor || log.audit[0].DeviceID != "dev-a") {
+				t.Errorf("audit = %+v", log.audit)
+			}
 		})
+	}
+}
+
+// A read token may explain from the latest report, not have the Mac run
+// its policies: that is RequestCheck's effect.
+func TestExplainAccessLiveCheckNeedsAdmin(t *testing.T) {
+	fx := &fakeExplainer{d: decide(map[string]agentv1.PolicyStatus{"filevault": pass}, true)}
+	s := &Server{Store: &decisionLog{t: t}, Access: fx}
+	ctx := context.WithValue(context.Background(), callerKey{}, Caller{Name: "bob@example.com", TokenID: "0123456789abcdef", Role: storage.AdminRoleRead})
+	_, err := s.ExplainAccess(ctx, &adminv1.ExplainAccessRequest{DeviceId: "dev-a", LiveCheck: true})
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "live_check asks the Mac") || len(fx.calls) != 0 {
+		t.Fatalf("a read token's live check: %v, %d explanations", err, len(fx.calls))
+	}
+	if _, err := s.ExplainAccess(ctx, &adminv1.ExplainAccessRequest{DeviceId: "dev-a"}); err != nil || len(fx.calls) != 1 {
+		t.Fatalf("a read token's explanation: %v", err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
@@ -34,16 +35,30 @@ func (s *Server) OktaStatus(ctx context.Context, _ *adminv1.OktaStatusRequest) (
 	if s.Okta.Client == nil {
 		return nil, status.Error(codes.FailedPrecondition, "no Okta org is configured (--okta-org-url)")
 	}
+	s.oktaMu.Lock()
+	defer s.oktaMu.Unlock()
+	now := s.now()
+	if last := s.oktaStatus; last != nil && now.Sub(last.GetCheckedAt().AsTime()) < oktaStatusReuse && !now.Before(last.GetCheckedAt().AsTime()) {
+		return proto.Clone(last).(*adminv1.OktaStatusResponse), nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, oktaStatusTimeout)
 	defer cancel()
-	resp := &adminv1.OktaStatusResponse{OrgUrl: s.Okta.Client.Org.String(), Credential: s.Okta.Credential}
+	resp := &adminv1.OktaStatusResponse{OrgUrl: s.Okta.Client.Org.String(), Credential: s.Okta.Credential, CheckedAt: timestamppb.New(now)}
 	for _, c := range s.Okta.Client.Status(ctx) {
 		resp.Capabilities = append(resp.Capabilities, &adminv1.OktaCapability{
 			Name: c.Name, State: oktaStates[c.State], Scope: c.Scope, Role: c.Role, UsedFor: c.Used, Detail: c.Detail,
 		})
 	}
-	return resp, nil
+	if ctx.Err() == nil {
+		s.oktaStatus = resp
+	}
+	return proto.Clone(resp).(*adminv1.OktaStatusResponse), nil
 }
+
+// oktaStatusReuse is how long an OktaStatus answer is given again instead
+// of asking Okta: each answer costs four requests against the org's API
+// rate limit, which the sync and the System Log reads share.
+const oktaStatusReuse = 30 * time.Second
 
 // ListOktaSignIns implements AdminService.ListOktaSignIns.
 func (s *Server) ListOktaSignIns(ctx context.Context, req *adminv1.ListOktaSignInsRequest) (*adminv1.ListOktaSignInsResponse, error) {

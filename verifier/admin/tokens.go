@@ -38,10 +38,9 @@ func CheckTokenName(name string) error {
 	if len(name) > MaxTokenName {
 		return fmt.Errorf("the name is %d characters; the limit is %d", len(name), MaxTokenName)
 	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
+	for i, c := range name {
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '@' || c == '+' || c == '-') {
-			return fmt.Errorf("the name %q has %q at byte %d; use ASCII letters, digits and . _ @ + -", name, rune(c), i)
+			return fmt.Errorf("the name %+q has %+q at byte %d; use ASCII letters, digits and . _ @ + -", name, c, i)
 		}
 	}
 	return nil
@@ -101,7 +100,9 @@ func tokenState(rec storage.AdminToken, now time.Time) string {
 
 // CheckNamedToken returns the record of a presented named token if it is
 // valid, not revoked and not expired at now; ErrBadToken (wrapped with why,
-// for the log) otherwise. Other errors are storage failures.
+// for the log) otherwise, with the record when the id is a stored token's
+// (revoked, expired or presented with a wrong value). Other errors are
+// storage failures.
 func CheckNamedToken(ctx context.Context, store storage.AdminTokenStore, presented string, now time.Time) (storage.AdminToken, error) {
 	id, ok := idsecret.ID(NamedTokenPrefix, presented)
 	if !ok {
@@ -115,10 +116,10 @@ func CheckNamedToken(ctx context.Context, store storage.AdminTokenStore, present
 		return storage.AdminToken{}, err
 	}
 	if !idsecret.Matches(presented, rec.Hash) {
-		return storage.AdminToken{}, fmt.Errorf("%w: token %s (%s) presented with a wrong value", ErrBadToken, id, rec.Name)
+		return rec, fmt.Errorf("%w: token %s (%s) presented with a wrong value", ErrBadToken, id, rec.Name)
 	}
 	if st := tokenState(rec, now); st != "" {
-		return storage.AdminToken{}, fmt.Errorf("%w: token %s (%s) is %s", ErrBadToken, id, rec.Name, st)
+		return rec, fmt.Errorf("%w: token %s (%s) is %s", ErrBadToken, id, rec.Name, st)
 	}
 	return rec, nil
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/storage"
 )
@@ -57,6 +58,16 @@ func TestNamedAdminTokens(t *testing.T) {
 		t.Errorf("a read token's refused calls changed the store:\n%s\n---\n%s", before, after)
 	}
 
+	// What an admin token asks of the Mac and of the policies is audited
+	// with its holder's name too.
+	st := h.connect(mac)
+	go answer(mac, st, 0, agentv1.PolicyStatus_POLICY_STATUS_PASS, make(chan *agentv1.VerifierMessage, 16))
+	if _, err := h.admin.RequestCheck(h.as(writer), &adminv1.RequestCheckRequest{DeviceId: mac.DeviceID}); err != nil {
+		t.Fatalf("an admin token's RequestCheck: %v", err)
+	}
+	if _, err := h.admin.ReloadPolicies(h.as(writer), &adminv1.ReloadPoliciesRequest{}); err != nil {
+		t.Fatalf("an admin token's ReloadPolicies: %v", err)
+	}
 	if _, err := h.admin.RevokeDevice(h.as(writer), &adminv1.RevokeDeviceRequest{DeviceId: mac.DeviceID, Reason: "lost"}); err != nil {
 		t.Fatalf("an admin token's RevokeDevice: %v", err)
 	}
@@ -71,7 +82,8 @@ func TestNamedAdminTokens(t *testing.T) {
 	for _, e := range resp.GetEvents() {
 		actors[e.GetAction()] = e.GetActor()
 	}
-	if actors["device.revoke"] != "admin:alice@example.com" || actors["secret.create"] != admin.DataDirActor ||
+	if actors["device.revoke"] != "admin:alice@example.com" || actors["device.check"] != "admin:alice@example.com" ||
+		actors["policies.reload"] != "admin:alice@example.com" || actors["secret.create"] != admin.DataDirActor ||
 		actors["admin_token.create"] != "cli" {
 		t.Errorf("audit actors %v: want the revocation by admin:alice@example.com, the secret by %s, the tokens by cli", actors, admin.DataDirActor)
 	}

@@ -38,7 +38,9 @@ type adminFlags struct {
 	b         *config.Binding
 	verifier  *string
 	tokenFile *string
+	caFile    *string
 	getenv    func(string) string
+	given     func(string) bool
 }
 
 func (a *app) bindAdmin(fs *cli.FlagSet) adminFlags {
@@ -47,9 +49,12 @@ func (a *app) bindAdmin(fs *cli.FlagSet) adminFlags {
 	return adminFlags{
 		b:        b,
 		getenv:   a.getenv,
+		given:    fs.Given,
 		verifier: fs.String("verifier", "", "the `host:port` of the verifier's gRPC listener (default: the address serve recorded in the data dir, else "+defaultVerifier+")"),
 		tokenFile: fs.String("admin-token-file", "", "a `file` holding your named admin token (see 'admin-token create'), so the audit log names you "+
 			"(env CLEARANCE_ADMIN_TOKEN_FILE; default: the data dir's admin.token)"),
+		caFile: fs.String("ca-file", "", "the verifier's CA certificate (its data dir's ca.pem), to ask it from another machine: with --verifier and "+
+			"--admin-token-file, no data dir is needed"),
 	}
 }
 
@@ -63,23 +68,32 @@ type adminConn struct {
 	close     func()
 }
 
-// withAdmin connects to the verifier serving the data dir and runs f with
-// the connection, which is closed when f returns.
+// withAdmin connects to the verifier serving the data dir, or with
+// --ca-file to the one --verifier names, and runs f with the connection,
+// which is closed when f returns.
 func (a *app) withAdmin(ctx context.Context, f adminFlags, do func(*adminConn) error) error {
-	cfg, err := a.resolveDataDir(f.b)
-	if err != nil {
-		return err
-	}
-	c, err := f.dial(ctx, cfg.DataDir)
-	if err != nil {
-		return err
+	var c *adminConn
+	if f.caFile != nil && *f.caFile != "" {
+		var err error
+		if c, err = f.dialRemote(ctx); err != nil {
+			return err
+		}
+	} else {
+		cfg, err := a.resolveDataDir(f.b)
+		if err != nil {
+			return err
+		}
+		if c, err = f.dial(ctx, cfg.DataDir); err != nil {
+			return err
+		}
 	}
 	defer c.close()
 	return do(c)
 }
 
 // dial connects to the verifier serving dataDir: TLS that trusts the data
-// dir's ca.pem, and its admin.token as the bearer token.
+// dir's ca.pem, and its admin.token (or --admin-token-file's) as the
+// bearer token.
 func (f adminFlags) dial(ctx context.Context, dataDir string) (*adminConn, error) {
 	if err := datadir.Check(dataDir); err != nil {
 		return nil, err
@@ -88,25 +102,69 @@ func (f adminFlags) dial(ctx context.Context, dataDir string) (*adminConn, error
 	if addr == "" {
 		addr = datadir.GRPCAddress(dataDir, defaultVerifier)
 	}
-	host, _, err := net.SplitHostPort(addr)
+	pool, err := readRoots(filepath.Join(dataDir, ca.RootCertFile))
 	if err != nil {
-		return nil, cli.Usagef("--verifier %q is not HOST:PORT", addr)
+		return nil, err
 	}
-	raw, err := os.ReadFile(filepath.Join(dataDir, ca.RootCertFile))
+	token, tokenFrom, err := f.token(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	return connect(ctx, addr, pool, token, tokenFrom)
+}
+
+// dialRemote connects to the verifier --verifier names, trusting
+// --ca-file, with --admin-token-file's named token: from a machine that
+// has no data dir.
+func (f adminFlags) dialRemote(ctx context.Context) (*adminConn, error) {
+	if *f.verifier == "" {
+		return nil, cli.Usagef("--ca-file asks a verifier on another machine: give its gRPC address with --verifier HOST:PORT")
+	}
+	if f.tokenPath() == "" {
+		return nil, cli.Usagef("--ca-file asks a verifier on another machine: give your named admin token with --admin-token-file FILE " +
+			"(or CLEARANCE_ADMIN_TOKEN_FILE); 'clearance-verifier admin-token create' makes one on the verifier's host")
+	}
+	pool, err := readRoots(*f.caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-file: %w", err)
+	}
+	token, tokenFrom, err := f.token("")
+	if err != nil {
+		return nil, err
+	}
+	return connect(ctx, *f.verifier, pool, token, tokenFrom)
+}
+
+// readRoots reads the CA certificates in the PEM file at path.
+func readRoots(path string) (*x509.CertPool, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() || st.Size() > 1<<20 {
+		return nil, fmt.Errorf("%s is not a PEM file of CA certificates (a regular file under 1 MiB)", path)
+	}
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
 	roots, err := certpem.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dataDir, ca.RootCertFile), err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	pool := x509.NewCertPool()
 	for _, c := range roots {
 		pool.AddCert(c)
 	}
-	token, tokenFrom, err := f.token(dataDir)
+	return pool, nil
+}
+
+// connect opens the admin API at addr over TLS trusting pool, presenting
+// token (from says where it came from, for errors).
+func connect(ctx context.Context, addr string, pool *x509.CertPool, token, from string) (*adminConn, error) {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, err
+		return nil, cli.Usagef("--verifier %q is not HOST:PORT", addr)
 	}
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
 		RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12,
@@ -117,21 +175,32 @@ func (f adminFlags) dial(ctx context.Context, dataDir string) (*adminConn, error
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 	return &adminConn{
-		client: adminv1.NewAdminServiceClient(conn), ctx: ctx, addr: addr, tokenFrom: tokenFrom,
+		client: adminv1.NewAdminServiceClient(conn), ctx: ctx, addr: addr, tokenFrom: from,
 		close: func() { cancel(); conn.Close() },
 	}, nil
+}
+
+// tokenPath is --admin-token-file, else CLEARANCE_ADMIN_TOKEN_FILE; ""
+// when neither names a file.
+func (f adminFlags) tokenPath() string {
+	if f.tokenFile != nil && *f.tokenFile != "" {
+		return *f.tokenFile
+	}
+	if f.getenv != nil {
+		return f.getenv("CLEARANCE_ADMIN_TOKEN_FILE")
+	}
+	return ""
 }
 
 // token is the bearer token the command presents and where it came from:
 // --admin-token-file's named token, or the data dir's admin.token.
 func (f adminFlags) token(dataDir string) (token, from string, err error) {
-	var path string
-	if f.getenv != nil {
-		path = f.getenv("CLEARANCE_ADMIN_TOKEN_FILE")
+	if f.given != nil && f.given("admin-token-file") && *f.tokenFile == "" {
+		// An unset variable in a script: not a reason to act with the
+		// data dir's token, which may do everything.
+		return "", "", cli.Usagef("--admin-token-file is empty: name the file holding your named admin token, or leave the flag out to use the data dir's admin.token")
 	}
-	if f.tokenFile != nil && *f.tokenFile != "" {
-		path = *f.tokenFile
-	}
+	path := f.tokenPath()
 	if path == "" {
 		tok, err := admin.LoadOrCreateToken(filepath.Join(dataDir, admin.TokenFile))
 		return tok, "the data dir's admin token", err
@@ -141,7 +210,7 @@ func (f adminFlags) token(dataDir string) (token, from string, err error) {
 		return "", "", fmt.Errorf("--admin-token-file: %w", err)
 	}
 	tok := strings.TrimSpace(string(b))
-	if !strings.HasPrefix(tok, admin.NamedTokenPrefix) || strings.ContainsAny(tok, " \t\r\n") {
+	if !strings.HasPrefix(tok, admin.NamedTokenPrefix) || strings.ContainsAny(tok, " \t\r\n\x00") {
 		return "", "", fmt.Errorf("--admin-token-file: %s does not hold one named admin token (%s…, the last line 'admin-token create' printed)", path, admin.NamedTokenPrefix)
 	}
 	return tok, "the admin token in " + path, nil

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/clearance/clearance/pkg/cli"
 	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/idsecret"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -44,8 +46,8 @@ func (a *app) adminTokenCmd() *cli.Command {
 						if err := admin.CheckRole(*role); err != nil {
 							return cli.Usagef("--role: %v", err)
 						}
-						if *expires < 0 {
-							return cli.Usagef("--expires %s is negative", *expires)
+						if *expires != 0 && (*expires < time.Minute || *expires > maxTokenLife) {
+							return cli.Usagef("--expires %s: give from 1m to %s (10 years), or 0 for a token that works until revoked", *expires, maxTokenLife)
 						}
 						now := a.now()
 						var until time.Time
@@ -100,8 +102,8 @@ func (a *app) adminTokenCmd() *cli.Command {
 				Name:    "revoke",
 				Summary: "stop a named admin token from working",
 				Args:    "ID",
-				Doc: "Revokes the admin token ID (see 'admin-token list'): calls with it are refused at once, on every " +
-					"replica. " + databaseDoc,
+				Doc: "Revokes the admin token ID (see 'admin-token list'; the whole token, as a secret scanner found it, " +
+					"names its ID too): calls with it are refused at once, on every replica. " + databaseDoc,
 				Footer: config.SharedFooter,
 				Flags: func(fs *cli.FlagSet) cli.Action {
 					b := config.Bind(fs, databaseSettings...)
@@ -109,17 +111,29 @@ func (a *app) adminTokenCmd() *cli.Command {
 						if err := cli.ExactArgs(args, 1, "the token's ID (see 'admin-token list')"); err != nil {
 							return err
 						}
+						id, err := tokenID(args[0])
+						if err != nil {
+							return err
+						}
 						return a.withStore(ctx, b, func(store storage.Store) error {
-							now := a.now()
-							rec, err := store.RevokeAdminToken(ctx, args[0], now, storage.AuditEvent{At: now, Actor: "cli",
-								Action: "admin_token.revoke", Detail: "admin token " + args[0] + " revoked"})
+							rec, err := store.GetAdminToken(ctx, id)
 							if errors.Is(err, storage.ErrNotFound) {
-								return fmt.Errorf("no admin token %q (see 'admin-token list')", args[0])
+								return fmt.Errorf("no admin token %q (see 'admin-token list')", id)
 							}
 							if err != nil {
 								return err
 							}
-							fmt.Fprintf(a.stdout, "revoked %s (%s)\n", rec.ID, rec.Name)
+							if rec.Revoked() {
+								fmt.Fprintf(a.stdout, "%s (%s) was revoked already, at %s\n", rec.ID, clean(rec.Name), rec.RevokedAt.UTC().Format(time.RFC3339))
+								return nil
+							}
+							now := a.now()
+							rec, err = store.RevokeAdminToken(ctx, id, now, storage.AuditEvent{At: now, Actor: "cli",
+								Action: "admin_token.revoke", Detail: "admin token " + id + " (" + rec.Name + ") revoked"})
+							if err != nil {
+								return err
+							}
+							fmt.Fprintf(a.stdout, "revoked %s (%s)\n", rec.ID, clean(rec.Name))
 							return nil
 						})
 					}
@@ -127,6 +141,25 @@ func (a *app) adminTokenCmd() *cli.Command {
 			},
 		},
 	}
+}
+
+// maxTokenLife bounds --expires: ten years.
+const maxTokenLife = 87600 * time.Hour
+
+// tokenID is the admin token ID arg names: an ID as 'admin-token list'
+// shows it, or a whole token (whose secret is never repeated back).
+func tokenID(arg string) (string, error) {
+	if strings.HasPrefix(arg, admin.NamedTokenPrefix) {
+		id, ok := idsecret.ID(admin.NamedTokenPrefix, arg)
+		if !ok {
+			return "", cli.Usagef("the argument starts as an admin token (%s) but is not one; give the ID 'admin-token list' shows", admin.NamedTokenPrefix)
+		}
+		return id, nil
+	}
+	if len(arg) != 16 || strings.Trim(arg, "0123456789abcdef") != "" {
+		return "", cli.Usagef("%q is not an admin token ID (16 hex characters, as 'admin-token list' shows them)", clean(arg))
+	}
+	return arg, nil
 }
 
 // expiryPhrase is ", expires T" for a token that expires, "" otherwise.

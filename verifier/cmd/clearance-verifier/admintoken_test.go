@@ -28,6 +28,9 @@ func TestAdminTokenCommands(t *testing.T) {
 		{"--name", "bоb"}, // Cyrillic o
 		{"--name", "bob", "--role", "owner"},
 		{"--name", "bob", "--expires", "-1h"},
+		{"--name", "bob", "--expires", "1ns"},
+		{"--name", "bob", "--expires", "2100000h"},
+		{"--name", "ä@example.com"},
 	} {
 		args := append([]string{"admin-token", "create", "--data-dir", s.dir}, bad...)
 		if _, _, err := execute(noEnv, args...); err == nil {
@@ -87,8 +90,44 @@ func TestAdminTokenCommands(t *testing.T) {
 			bobID = strings.Fields(line)[0]
 		}
 	}
-	if out, _, err := execute(noEnv, "admin-token", "revoke", "--data-dir", s.dir, bobID); err != nil || !strings.Contains(out, "revoked "+bobID) {
+	// From another machine: no data dir, the CA and the address given.
+	caFile := filepath.Join(s.dir, "ca.pem")
+	if out, _, err := execute(noEnv, "devices", "--ca-file", caFile, "--verifier", s.addr, "--admin-token-file", bob, "--wide"); err != nil || !strings.Contains(out, mac) {
+		t.Fatalf("devices from another machine: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--ca-file", caFile, "--admin-token-file", bob}, "give its gRPC address with --verifier"},
+		{[]string{"--ca-file", caFile, "--verifier", s.addr}, "give your named admin token with --admin-token-file"},
+		{[]string{"--ca-file", bob, "--verifier", s.addr, "--admin-token-file", bob}, "--ca-file"},
+		// An unset variable in a script does not fall back to admin.token.
+		{[]string{"--data-dir", s.dir, "--admin-token-file", ""}, "--admin-token-file is empty"},
+	} {
+		if _, _, err := execute(noEnv, append([]string{"devices"}, tc.args...)...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("devices %q: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+
+	// Revoked by the whole token, as a secret scanner finds it, without
+	// repeating its secret; a second revocation changes nothing.
+	bobToken, err := os.ReadFile(bob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = execute(noEnv, "admin-token", "revoke", "--data-dir", s.dir, strings.TrimSpace(string(bobToken)))
+	if err != nil || !strings.Contains(out, "revoked "+bobID) || strings.Contains(out, strings.TrimSpace(string(bobToken))[25:]) {
 		t.Fatalf("revoke bob's token: %v %s", err, out)
+	}
+	if out, _, err := execute(noEnv, "admin-token", "revoke", "--data-dir", s.dir, bobID); err != nil || !strings.Contains(out, "was revoked already") {
+		t.Fatalf("revoke bob's token again: %v %s", err, out)
+	}
+	if out, _, err := execute(noEnv, "audit", "--data-dir", s.dir, "--action", "admin_token.revoke"); err != nil || strings.Count(out, "admin_token.revoke") != 1 {
+		t.Fatalf("audit of the revocations: %v\n%s", err, out)
+	}
+	if _, _, err := execute(noEnv, "admin-token", "revoke", "--data-dir", s.dir, "adm_not.a.token"); err == nil || strings.Contains(err.Error(), "not.a.token") {
+		t.Fatalf("revoke of a malformed token: %v", err)
 	}
 	if _, _, err := execute(noEnv, "devices", "--data-dir", s.dir, "--admin-token-file", bob); err == nil ||
 		!strings.Contains(err.Error(), "refused the admin token in "+bob) {

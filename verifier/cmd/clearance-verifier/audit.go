@@ -111,5 +111,5 @@ func renderAudit(w io.Writer, es []*adminv1.AuditEvent, loc *time.Location, widt
 		})
 	}
 	// The detail is a sentence, not a list: cut, not counted.
-	return writeTableCut(w, rows, width, []shrink{{col: 1, floor: 9}, {col: 2, floor: 15}})
+	return writeTableCut(w, rows, width, []shrink{{col: 2, floor: 18}, {col: 1, floor: 16}})
 }

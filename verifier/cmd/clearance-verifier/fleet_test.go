@@ -319,7 +319,7 @@ func TestTables(t *testing.T) {
 	es := []*adminv1.AuditEvent{
 		{Id: 4, At: timestamppb.New(now), Actor: "admin-api", Action: "exemption.grant", DeviceId: "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d",
 			Detail: "exemption 3 from filevault, firewall until 2026-03-11T12:00:00Z: replacement Mac on order, arriving next week"},
-		{Id: 3, At: timestamppb.New(now.Add(-time.Minute)), Actor: "admin-api", Action: "device.revoke", DeviceId: "3f2c8a4e-9b1d-4e7f-8a6c-2d5e9f0b1c3a", Detail: "stolen"},
+		{Id: 3, At: timestamppb.New(now.Add(-time.Minute)), Actor: "admin:jane@example.com", Action: "device.revoke", DeviceId: "3f2c8a4e-9b1d-4e7f-8a6c-2d5e9f0b1c3a", Detail: "stolen"},
 		{Id: 2, At: timestamppb.New(now.Add(-time.Hour)), Actor: "scim:7f3a9c2e41d0", Action: "user.deactivate", Detail: "user 00u1 (evil\x1b[2J@example.com) deactivated"},
 		{Id: 1, At: timestamppb.New(now.Add(-400 * time.Hour)), Actor: "cli", Action: "secret.create"},
 	}

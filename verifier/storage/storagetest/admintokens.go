@@ -58,6 +58,11 @@ func testAdminTokensRefused(t *testing.T, s storage.Store) {
 	sameName := a
 	sameName.ID = "b"
 	wantErr(t, s.CreateAdminToken(ctx, sameName, adminTokenAudit("admin_token.create")), storage.ErrAlreadyExists)
+	// Names differing only in the case of their letters would read as one
+	// person in the audit log.
+	otherCase := a
+	otherCase.ID, otherCase.Name = "c", "ALICE"
+	wantErr(t, s.CreateAdminToken(ctx, otherCase, adminTokenAudit("admin_token.create")), storage.ErrAlreadyExists)
 	for name, bad := range map[string]storage.AdminToken{
 		"no id":       {Name: "x", Role: storage.AdminRoleRead, Hash: []byte{1}, CreatedAt: at(0)},
 		"no name":     {ID: "x", Role: storage.AdminRoleRead, Hash: []byte{1}, CreatedAt: at(0)},

@@ -1,6 +1,7 @@
 -- Named admin tokens: one per person or system, each with a role, so the
 -- audit log names who made a change. Only the token's SHA-256 is kept.
--- No two unrevoked tokens share a name.
+-- No two unrevoked tokens share a name, in any case of its letters (names
+-- are ASCII: lower() is the same in both engines).
 
 -- +goose Up
 CREATE TABLE admin_tokens (
@@ -12,7 +13,7 @@ CREATE TABLE admin_tokens (
     expires_at BIGINT  NOT NULL DEFAULT 0,
     revoked_at BIGINT  NOT NULL DEFAULT 0
 );
-CREATE UNIQUE INDEX admin_tokens_active_name ON admin_tokens (name) WHERE revoked_at = 0;
+CREATE UNIQUE INDEX admin_tokens_active_name ON admin_tokens (lower(name)) WHERE revoked_at = 0;
 
 -- +goose Down
 DROP TABLE admin_tokens;

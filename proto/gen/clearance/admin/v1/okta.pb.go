@@ -125,7 +125,11 @@ type OktaStatusResponse struct {
 	// How the verifier authenticates (API token or service app), never the secret.
 	Credential string `protobuf:"bytes,2,opt,name=credential,proto3" json:"credential,omitempty"`
 	// users, groups, logs, apps, in that order.
-	Capabilities  []*OktaCapability `protobuf:"bytes,3,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
+	Capabilities []*OktaCapability `protobuf:"bytes,3,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
+	// When Okta was asked: an answer is reused for 30 s, so that callers
+	// asking again and again spend none of the org's API rate limit, which
+	// the verifier's own sync and System Log reads need.
+	CheckedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=checked_at,json=checkedAt,proto3" json:"checked_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -177,6 +181,13 @@ func (x *OktaStatusResponse) GetCredential() string {
 func (x *OktaStatusResponse) GetCapabilities() []*OktaCapability {
 	if x != nil {
 		return x.Capabilities
+	}
+	return nil
+}
+
+func (x *OktaStatusResponse) GetCheckedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CheckedAt
 	}
 	return nil
 }
@@ -520,13 +531,15 @@ var File_clearance_admin_v1_okta_proto protoreflect.FileDescriptor
 const file_clearance_admin_v1_okta_proto_rawDesc = "" +
 	"\n" +
 	"\x1dclearance/admin/v1/okta.proto\x12\x12clearance.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x13\n" +
-	"\x11OktaStatusRequest\"\x95\x01\n" +
+	"\x11OktaStatusRequest\"\xd0\x01\n" +
 	"\x12OktaStatusResponse\x12\x17\n" +
 	"\aorg_url\x18\x01 \x01(\tR\x06orgUrl\x12\x1e\n" +
 	"\n" +
 	"credential\x18\x02 \x01(\tR\n" +
 	"credential\x12F\n" +
-	"\fcapabilities\x18\x03 \x03(\v2\".clearance.admin.v1.OktaCapabilityR\fcapabilities\"\xc0\x01\n" +
+	"\fcapabilities\x18\x03 \x03(\v2\".clearance.admin.v1.OktaCapabilityR\fcapabilities\x129\n" +
+	"\n" +
+	"checked_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcheckedAt\"\xc0\x01\n" +
 	"\x0eOktaCapability\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12=\n" +
 	"\x05state\x18\x02 \x01(\x0e2'.clearance.admin.v1.OktaCapabilityStateR\x05state\x12\x14\n" +
@@ -590,15 +603,16 @@ var file_clearance_admin_v1_okta_proto_goTypes = []any{
 }
 var file_clearance_admin_v1_okta_proto_depIdxs = []int32{
 	3, // 0: clearance.admin.v1.OktaStatusResponse.capabilities:type_name -> clearance.admin.v1.OktaCapability
-	0, // 1: clearance.admin.v1.OktaCapability.state:type_name -> clearance.admin.v1.OktaCapabilityState
-	7, // 2: clearance.admin.v1.ListOktaSignInsRequest.since:type_name -> google.protobuf.Timestamp
-	6, // 3: clearance.admin.v1.ListOktaSignInsResponse.sign_ins:type_name -> clearance.admin.v1.OktaSignIn
-	7, // 4: clearance.admin.v1.OktaSignIn.published:type_name -> google.protobuf.Timestamp
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	7, // 1: clearance.admin.v1.OktaStatusResponse.checked_at:type_name -> google.protobuf.Timestamp
+	0, // 2: clearance.admin.v1.OktaCapability.state:type_name -> clearance.admin.v1.OktaCapabilityState
+	7, // 3: clearance.admin.v1.ListOktaSignInsRequest.since:type_name -> google.protobuf.Timestamp
+	6, // 4: clearance.admin.v1.ListOktaSignInsResponse.sign_ins:type_name -> clearance.admin.v1.OktaSignIn
+	7, // 5: clearance.admin.v1.OktaSignIn.published:type_name -> google.protobuf.Timestamp
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_clearance_admin_v1_okta_proto_init() }
