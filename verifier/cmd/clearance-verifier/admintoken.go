@@ -66,79 +66,57 @@ func (a *app) adminTokenCmd() *cli.Command {
 					}
 				},
 			},
-			{
-				Name:    "list",
-				Summary: "list named admin tokens (never their values)",
-				Doc:     "Lists named admin tokens: id, holder, role, when created, whether expired or revoked. " + databaseDoc,
-				Footer:  config.SharedFooter,
-				Flags: func(fs *cli.FlagSet) cli.Action {
-					b := config.Bind(fs, databaseSettings...)
-					return func(ctx context.Context, _ []string) error {
-						return a.withStore(ctx, b, func(store storage.Store) error {
-							recs, err := store.ListAdminTokens(ctx)
-							if err != nil {
-								return err
-							}
-							now := a.now()
-							tw := newTable(a.stdout, "ID\tNAME\tROLE\tCREATED\tSTATE")
-							for _, r := range recs {
-								state := "active"
-								switch {
-								case r.Revoked():
-									state = "revoked " + r.RevokedAt.UTC().Format(time.RFC3339)
-								case r.Expired(now):
-									state = "expired " + r.ExpiresAt.UTC().Format(time.RFC3339)
-								case !r.ExpiresAt.IsZero():
-									state = "active, expires " + r.ExpiresAt.UTC().Format(time.RFC3339)
-								}
-								fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, clean(r.Name), r.Role, r.CreatedAt.UTC().Format(time.RFC3339), state)
-							}
-							return tw.Flush()
-						})
+			a.storeCmd("list", "list named admin tokens (never their values)", "", 0, "",
+				"Lists named admin tokens: id, holder, role, when created, whether expired or revoked. ",
+				func(ctx context.Context, store storage.Store, _ []string) error {
+					recs, err := store.ListAdminTokens(ctx)
+					if err != nil {
+						return err
 					}
-				},
-			},
-			{
-				Name:    "revoke",
-				Summary: "stop a named admin token from working",
-				Args:    "ID",
-				Doc: "Revokes the admin token ID (see 'admin-token list'; the whole token, as a secret scanner found it, " +
-					"names its ID too): calls with it are refused at once, on every replica. " + databaseDoc,
-				Footer: config.SharedFooter,
-				Flags: func(fs *cli.FlagSet) cli.Action {
-					b := config.Bind(fs, databaseSettings...)
-					return func(ctx context.Context, args []string) error {
-						if err := cli.ExactArgs(args, 1, "the token's ID (see 'admin-token list')"); err != nil {
-							return err
+					now := a.now()
+					tw := newTable(a.stdout, "ID\tNAME\tROLE\tCREATED\tSTATE")
+					for _, r := range recs {
+						state := "active"
+						switch {
+						case r.Revoked():
+							state = "revoked " + r.RevokedAt.UTC().Format(time.RFC3339)
+						case r.Expired(now):
+							state = "expired " + r.ExpiresAt.UTC().Format(time.RFC3339)
+						case !r.ExpiresAt.IsZero():
+							state = "active, expires " + r.ExpiresAt.UTC().Format(time.RFC3339)
 						}
-						id, err := tokenID(args[0])
-						if err != nil {
-							return err
-						}
-						return a.withStore(ctx, b, func(store storage.Store) error {
-							rec, err := store.GetAdminToken(ctx, id)
-							if errors.Is(err, storage.ErrNotFound) {
-								return fmt.Errorf("no admin token %q (see 'admin-token list')", id)
-							}
-							if err != nil {
-								return err
-							}
-							if rec.Revoked() {
-								fmt.Fprintf(a.stdout, "%s (%s) was revoked already, at %s\n", rec.ID, clean(rec.Name), rec.RevokedAt.UTC().Format(time.RFC3339))
-								return nil
-							}
-							now := a.now()
-							rec, err = store.RevokeAdminToken(ctx, id, now, storage.AuditEvent{At: now, Actor: "cli",
-								Action: "admin_token.revoke", Detail: "admin token " + id + " (" + rec.Name + ") revoked"})
-							if err != nil {
-								return err
-							}
-							fmt.Fprintf(a.stdout, "revoked %s (%s)\n", rec.ID, clean(rec.Name))
-							return nil
-						})
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, clean(r.Name), r.Role, r.CreatedAt.UTC().Format(time.RFC3339), state)
 					}
-				},
-			},
+					return tw.Flush()
+				}),
+			a.storeCmd("revoke", "stop a named admin token from working", "ID", 1, "the token's ID (see 'admin-token list')",
+				"Revokes the admin token ID (see 'admin-token list'; the whole token, as a secret scanner found it, "+
+					"names its ID too): calls with it are refused at once, on every replica. ",
+				func(ctx context.Context, store storage.Store, args []string) error {
+					id, err := tokenID(args[0])
+					if err != nil {
+						return err
+					}
+					rec, err := store.GetAdminToken(ctx, id)
+					if errors.Is(err, storage.ErrNotFound) {
+						return fmt.Errorf("no admin token %q (see 'admin-token list')", id)
+					}
+					if err != nil {
+						return err
+					}
+					if rec.Revoked() {
+						fmt.Fprintf(a.stdout, "%s (%s) was revoked already, at %s\n", rec.ID, clean(rec.Name), rec.RevokedAt.UTC().Format(time.RFC3339))
+						return nil
+					}
+					now := a.now()
+					rec, err = store.RevokeAdminToken(ctx, id, now, storage.AuditEvent{At: now, Actor: "cli",
+						Action: "admin_token.revoke", Detail: "admin token " + id + " (" + rec.Name + ") revoked"})
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(a.stdout, "revoked %s (%s)\n", rec.ID, clean(rec.Name))
+					return nil
+				}),
 		},
 	}
 }

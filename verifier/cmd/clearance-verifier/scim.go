@@ -48,60 +48,38 @@ func (a *app) scimCmd() *cli.Command {
 						}
 					},
 				},
-				{
-					Name:    "list",
-					Summary: "list SCIM tokens (never their values)",
-					Doc:     "Lists SCIM tokens: id, when created, whether revoked. The audit log names the token behind each change. " + databaseDoc,
-					Footer:  config.SharedFooter,
-					Flags: func(fs *cli.FlagSet) cli.Action {
-						b := config.Bind(fs, databaseSettings...)
-						return func(ctx context.Context, _ []string) error {
-							return a.withStore(ctx, b, func(store storage.Store) error {
-								recs, err := store.ListSCIMTokens(ctx)
-								if err != nil {
-									return err
-								}
-								tw := newTable(a.stdout, "ID\tCREATED\tSTATE\tDESCRIPTION")
-								for _, r := range recs {
-									state := "active"
-									if r.Revoked() {
-										state = "revoked " + r.RevokedAt.UTC().Format(time.RFC3339)
-									}
-									fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.ID, r.CreatedAt.UTC().Format(time.RFC3339), state, clean(r.Description))
-								}
-								return tw.Flush()
-							})
+				a.storeCmd("list", "list SCIM tokens (never their values)", "", 0, "",
+					"Lists SCIM tokens: id, when created, whether revoked. The audit log names the token behind each change. ",
+					func(ctx context.Context, store storage.Store, _ []string) error {
+						recs, err := store.ListSCIMTokens(ctx)
+						if err != nil {
+							return err
 						}
-					},
-				},
-				{
-					Name:    "revoke",
-					Summary: "stop a SCIM token from working",
-					Args:    "ID",
-					Doc:     "Revokes the SCIM token ID (see 'scim token list'): requests with it get 401 at once. " + databaseDoc,
-					Footer:  config.SharedFooter,
-					Flags: func(fs *cli.FlagSet) cli.Action {
-						b := config.Bind(fs, databaseSettings...)
-						return func(ctx context.Context, args []string) error {
-							if err := cli.ExactArgs(args, 1, "the token's ID (see 'scim token list')"); err != nil {
-								return err
+						tw := newTable(a.stdout, "ID\tCREATED\tSTATE\tDESCRIPTION")
+						for _, r := range recs {
+							state := "active"
+							if r.Revoked() {
+								state = "revoked " + r.RevokedAt.UTC().Format(time.RFC3339)
 							}
-							return a.withStore(ctx, b, func(store storage.Store) error {
-								now := a.now()
-								rec, err := store.RevokeSCIMToken(ctx, args[0], now, storage.AuditEvent{At: now, Actor: "cli",
-									Action: "scim_token.revoke", Detail: "scim token " + args[0] + " revoked"})
-								if errors.Is(err, storage.ErrNotFound) {
-									return fmt.Errorf("no SCIM token %q (see 'scim token list')", args[0])
-								}
-								if err != nil {
-									return err
-								}
-								fmt.Fprintf(a.stdout, "revoked %s\n", rec.ID)
-								return nil
-							})
+							fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.ID, r.CreatedAt.UTC().Format(time.RFC3339), state, clean(r.Description))
 						}
-					},
-				},
+						return tw.Flush()
+					}),
+				a.storeCmd("revoke", "stop a SCIM token from working", "ID", 1, "the token's ID (see 'scim token list')",
+					"Revokes the SCIM token ID (see 'scim token list'): requests with it get 401 at once. ",
+					func(ctx context.Context, store storage.Store, args []string) error {
+						now := a.now()
+						rec, err := store.RevokeSCIMToken(ctx, args[0], now, storage.AuditEvent{At: now, Actor: "cli",
+							Action: "scim_token.revoke", Detail: "scim token " + args[0] + " revoked"})
+						if errors.Is(err, storage.ErrNotFound) {
+							return fmt.Errorf("no SCIM token %q (see 'scim token list')", args[0])
+						}
+						if err != nil {
+							return err
+						}
+						fmt.Fprintf(a.stdout, "revoked %s\n", rec.ID)
+						return nil
+					}),
 			},
 		}},
 	}

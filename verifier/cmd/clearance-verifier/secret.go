@@ -58,74 +58,71 @@ func (a *app) secretCmd() *cli.Command {
 					}
 				},
 			},
-			{
-				Name:    "list",
-				Summary: "list enroll secrets with their use counts (never their values)",
-				Doc:     "Lists enroll secrets: id, when created, how many devices enrolled with each, and whether it is revoked. " + databaseDoc,
-				Footer:  config.SharedFooter,
-				Flags: func(fs *cli.FlagSet) cli.Action {
-					b := config.Bind(fs, databaseSettings...)
-					return func(ctx context.Context, _ []string) error {
-						return a.withStore(ctx, b, func(store storage.Store) error {
-							recs, err := store.ListEnrollSecrets(ctx)
-							if err != nil {
-								return err
-							}
-							tw := newTable(a.stdout, "ID\tCREATED\tUSES\tSTATE\tDESCRIPTION")
-							now := a.now()
-							for _, r := range recs {
-								uses := fmt.Sprint(r.Uses)
-								if r.MaxUses > 0 {
-									uses += fmt.Sprintf("/%d", r.MaxUses)
-								}
-								state := "active"
-								switch {
-								case r.Revoked():
-									state = "revoked " + r.RevokedAt.UTC().Format(time.RFC3339)
-								case r.Expired(now):
-									state = "expired " + r.ExpiresAt.UTC().Format(time.RFC3339)
-								case r.Exhausted():
-									state = "used up"
-								case !r.ExpiresAt.IsZero():
-									state = "active until " + r.ExpiresAt.UTC().Format(time.RFC3339)
-								}
-								fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.CreatedAt.UTC().Format(time.RFC3339), uses, state, clean(r.Description))
-							}
-							return tw.Flush()
-						})
+			a.storeCmd("list", "list enroll secrets with their use counts (never their values)", "", 0, "",
+				"Lists enroll secrets: id, when created, how many devices enrolled with each, and whether it is revoked. ",
+				func(ctx context.Context, store storage.Store, _ []string) error {
+					recs, err := store.ListEnrollSecrets(ctx)
+					if err != nil {
+						return err
 					}
-				},
-			},
-			{
-				Name:    "revoke",
-				Summary: "stop an enroll secret from enrolling more devices",
-				Args:    "ID",
-				Doc: "Revokes the enroll secret ID (see 'secret list'): no more devices enroll with it; those that did stay enrolled. " +
-					"It then lists the devices whose current key was enrolled with it: if the secret leaked, look at each " +
-					"(revoke one with the admin API's RevokeDevice). " + databaseDoc,
-				Footer: config.SharedFooter,
-				Flags: func(fs *cli.FlagSet) cli.Action {
-					b := config.Bind(fs, databaseSettings...)
-					return func(ctx context.Context, args []string) error {
-						if err := cli.ExactArgs(args, 1, "the secret's ID (see 'secret list')"); err != nil {
-							return err
+					tw := newTable(a.stdout, "ID\tCREATED\tUSES\tSTATE\tDESCRIPTION")
+					now := a.now()
+					for _, r := range recs {
+						uses := fmt.Sprint(r.Uses)
+						if r.MaxUses > 0 {
+							uses += fmt.Sprintf("/%d", r.MaxUses)
 						}
-						return a.withStore(ctx, b, func(store storage.Store) error {
-							now := a.now()
-							rec, err := store.RevokeEnrollSecret(ctx, args[0], now,
-								storage.AuditEvent{At: now, Actor: "cli", Action: "secret.revoke", Detail: "enroll secret " + args[0] + " revoked"})
-							if errors.Is(err, storage.ErrNotFound) {
-								return fmt.Errorf("no enroll secret %q (see 'secret list')", args[0])
-							}
-							if err != nil {
-								return err
-							}
-							fmt.Fprintf(a.stdout, "revoked %s\n", rec.ID)
-							return printSecretDevices(ctx, a.stdout, store, rec.ID)
-						})
+						state := "active"
+						switch {
+						case r.Revoked():
+							state = "revoked " + r.RevokedAt.UTC().Format(time.RFC3339)
+						case r.Expired(now):
+							state = "expired " + r.ExpiresAt.UTC().Format(time.RFC3339)
+						case r.Exhausted():
+							state = "used up"
+						case !r.ExpiresAt.IsZero():
+							state = "active until " + r.ExpiresAt.UTC().Format(time.RFC3339)
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.CreatedAt.UTC().Format(time.RFC3339), uses, state, clean(r.Description))
 					}
-				},
-			},
+					return tw.Flush()
+				}),
+			a.storeCmd("revoke", "stop an enroll secret from enrolling more devices", "ID", 1, "the secret's ID (see 'secret list')",
+				"Revokes the enroll secret ID (see 'secret list'): no more devices enroll with it; those that did stay enrolled. "+
+					"It then lists the devices whose current key was enrolled with it: if the secret leaked, look at each "+
+					"(revoke one with the admin API's RevokeDevice). ",
+				func(ctx context.Context, store storage.Store, args []string) error {
+					now := a.now()
+					rec, err := store.RevokeEnrollSecret(ctx, args[0], now,
+						storage.AuditEvent{At: now, Actor: "cli", Action: "secret.revoke", Detail: "enroll secret " + args[0] + " revoked"})
+					if errors.Is(err, storage.ErrNotFound) {
+						return fmt.Errorf("no enroll secret %q (see 'secret list')", args[0])
+					}
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(a.stdout, "revoked %s\n", rec.ID)
+					return printSecretDevices(ctx, a.stdout, store, rec.ID)
+				}),
+		},
+	}
+}
+
+// storeCmd is a command that works on the data dir's store itself: the
+// database settings bound, args checked (nargs of them, what says which),
+// and run with the store open. doc ends with databaseDoc.
+func (a *app) storeCmd(name, summary, args string, nargs int, what, doc string,
+	run func(ctx context.Context, store storage.Store, args []string) error) *cli.Command {
+	return &cli.Command{
+		Name: name, Summary: summary, Args: args, Doc: doc + databaseDoc, Footer: config.SharedFooter,
+		Flags: func(fs *cli.FlagSet) cli.Action {
+			b := config.Bind(fs, databaseSettings...)
+			return func(ctx context.Context, argv []string) error {
+				if err := cli.ExactArgs(argv, nargs, what); err != nil {
+					return err
+				}
+				return a.withStore(ctx, b, func(store storage.Store) error { return run(ctx, store, argv) })
+			}
 		},
 	}
 }
