@@ -16,9 +16,10 @@ import (
 // Every is how often a Follower looks for a rotated log.
 const Every = 30 * time.Second
 
-// Follow returns a Follower for fds when fds[0] writes to the regular
-// file at path now (the agent as launchd runs it), and nil when it writes
-// elsewhere (a terminal, a file the person chose, the journal).
+// Follow returns a Follower for those of fds that write to the regular
+// file at path now (the agent as launchd runs it), and nil when none does
+// (a terminal, a file the person chose, the journal): a descriptor that
+// writes elsewhere is never moved.
 func Follow(path string, fds ...int) *Follower {
 	f := start(path, fds)
 	if f == nil {

@@ -175,12 +175,33 @@ func TestLeavesOtherOutputAlone(t *testing.T) {
 	if start(path, nil) != nil {
 		t.Error("a follower for no descriptors")
 	}
+	// Of two descriptors, only the one on the log follows it.
+	mine := filepath.Join(dir, "mine.log")
+	on := held(t, path)
+	fl := start(path, []int{on, other})
+	if fl == nil || len(fl.fds) != 1 || fl.fds[0] != on {
+		t.Fatalf("follower for one descriptor on the log and one elsewhere: %+v", fl)
+	}
+	if err := os.Rename(path, path+".0"); err != nil {
+		t.Fatal(err)
+	}
+	if moved, err := fl.check(); !moved || err != nil {
+		t.Fatalf("check after a rotation: %v %v", moved, err)
+	}
+	write(t, other, "still mine\n")
+	if got := read(t, mine); got != "still mine\n" {
+		t.Errorf("the other descriptor's file holds %q", got)
+	}
+	if got := read(t, path); got != "" {
+		t.Errorf("the new log holds %q", got)
+	}
+
 	// Follow gives none, and Run on none returns at once.
-	fl := Follow(path, other)
-	if fl != nil {
+	none := Follow(path, other)
+	if none != nil {
 		t.Fatal("Follow for a descriptor on another file")
 	}
-	fl.Run(context.Background(), time.Millisecond, slog.New(slog.DiscardHandler))
+	none.Run(context.Background(), time.Millisecond, slog.New(slog.DiscardHandler))
 }
 
 // Run moves the descriptors and says so, once.

@@ -15,21 +15,25 @@ type follower struct {
 	dev, ino uint64
 }
 
-// start returns a follower when fds[0] is the regular file at path; nil
-// otherwise.
+// start returns a follower for those of fds that write to the regular
+// file at path; nil when none does.
 func start(path string, fds []int) *follower {
-	if len(fds) == 0 {
+	var named unix.Stat_t
+	if unix.Lstat(path, &named) != nil || named.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil
 	}
-	var held, named unix.Stat_t
-	if unix.Fstat(fds[0], &held) != nil || held.Mode&unix.S_IFMT != unix.S_IFREG {
+	var on []int
+	for _, fd := range fds {
+		var held unix.Stat_t
+		if unix.Fstat(fd, &held) == nil && held.Mode&unix.S_IFMT == unix.S_IFREG &&
+			uint64(held.Dev) == uint64(named.Dev) && uint64(held.Ino) == uint64(named.Ino) {
+			on = append(on, fd)
+		}
+	}
+	if len(on) == 0 {
 		return nil
 	}
-	if unix.Lstat(path, &named) != nil || named.Mode&unix.S_IFMT != unix.S_IFREG ||
-		uint64(named.Dev) != uint64(held.Dev) || uint64(named.Ino) != uint64(held.Ino) {
-		return nil
-	}
-	return &follower{path: path, fds: fds, dev: uint64(held.Dev), ino: uint64(held.Ino)}
+	return &follower{path: path, fds: on, dev: uint64(named.Dev), ino: uint64(named.Ino)}
 }
 
 // check moves fds onto the file at path when it is no longer the one they

@@ -63,10 +63,11 @@ type Server struct {
 	// Okta reads Okta's management API for OktaStatus; zero: not configured.
 	Okta OktaAPI
 
-	// oktaMu guards the last OktaStatus answer and is held while Okta is
-	// asked, so that calls at once share one round of requests.
+	// oktaMu guards the last OktaStatus answer and the round under way,
+	// if any, which calls at once share.
 	oktaMu     sync.Mutex
 	oktaStatus *adminv1.OktaStatusResponse
+	oktaFlight chan struct{}
 }
 
 var _ adminv1.AdminServiceServer = (*Server)(nil)
@@ -325,11 +326,15 @@ func (s *Server) RequestCheck(ctx context.Context, req *adminv1.RequestCheckRequ
 		return nil, status.Errorf(codes.FailedPrecondition, "device %s is revoked", d.ID)
 	}
 	acc, err := s.Hub.CheckNow(ctx, d.ID, timeout)
-	if err == nil || errors.Is(err, context.DeadlineExceeded) {
-		// The Mac was asked: its report, when it comes, decides sign-ins.
+	if err == nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		// The Mac was asked (the check goes on if the caller gives up):
+		// its report, when it comes, decides sign-ins.
 		detail := "live check: answered"
-		if err != nil {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
 			detail = "live check: no answer within " + timeout.String()
+		case err != nil:
+			detail = "live check: the caller gave up before the answer"
 		}
 		s.audit(ctx, storage.AuditEvent{At: s.now(), Actor: actor(ctx), Action: "device.check", DeviceID: d.ID, Detail: detail})
 	}

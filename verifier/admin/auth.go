@@ -87,9 +87,9 @@ type Auth struct {
 
 	once sync.Once
 	// sample keeps refusals any client can cause to a line per interval;
-	// known samples apart those of a stored token (revoked, expired, a
-	// wrong value, a role that does not allow the call), so that a flood
-	// of garbage does not hide them.
+	// known samples apart those only a token's holder can cause (a stored
+	// token revoked or expired, a role that does not allow the call), so
+	// that a flood of made-up tokens does not hide them.
 	sample, known logsample.Sample
 }
 

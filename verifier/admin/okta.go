@@ -36,12 +36,35 @@ func (s *Server) OktaStatus(ctx context.Context, _ *adminv1.OktaStatusRequest) (
 		return nil, status.Error(codes.FailedPrecondition, "no Okta org is configured (--okta-org-url)")
 	}
 	s.oktaMu.Lock()
-	defer s.oktaMu.Unlock()
 	now := s.now()
 	if last := s.oktaStatus; last != nil && now.Sub(last.GetCheckedAt().AsTime()) < oktaStatusReuse && !now.Before(last.GetCheckedAt().AsTime()) {
+		s.oktaMu.Unlock()
 		return proto.Clone(last).(*adminv1.OktaStatusResponse), nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, oktaStatusTimeout)
+	// One round at a time, whoever asks, run apart from the callers: one
+	// that gives up neither stops the round nor keeps its answer from the
+	// next caller, and callers meanwhile wait for the same answer.
+	flight := s.oktaFlight
+	if flight == nil {
+		flight = make(chan struct{})
+		s.oktaFlight = flight
+		go s.askOkta(now, flight)
+	}
+	s.oktaMu.Unlock()
+	select {
+	case <-flight:
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	s.oktaMu.Lock()
+	defer s.oktaMu.Unlock()
+	return proto.Clone(s.oktaStatus).(*adminv1.OktaStatusResponse), nil
+}
+
+// askOkta runs one OktaStatus round, keeps its answer (a read that failed
+// or timed out says so in it) and closes flight.
+func (s *Server) askOkta(now time.Time, flight chan struct{}) {
+	ctx, cancel := context.WithTimeout(context.Background(), oktaStatusTimeout)
 	defer cancel()
 	resp := &adminv1.OktaStatusResponse{OrgUrl: s.Okta.Client.Org.String(), Credential: s.Okta.Credential, CheckedAt: timestamppb.New(now)}
 	for _, c := range s.Okta.Client.Status(ctx) {
@@ -49,10 +72,10 @@ func (s *Server) OktaStatus(ctx context.Context, _ *adminv1.OktaStatusRequest) (
 			Name: c.Name, State: oktaStates[c.State], Scope: c.Scope, Role: c.Role, UsedFor: c.Used, Detail: c.Detail,
 		})
 	}
-	if ctx.Err() == nil {
-		s.oktaStatus = resp
-	}
-	return proto.Clone(resp).(*adminv1.OktaStatusResponse), nil
+	s.oktaMu.Lock()
+	defer s.oktaMu.Unlock()
+	s.oktaStatus, s.oktaFlight = resp, nil
+	close(flight)
 }
 
 // oktaStatusReuse is how long an OktaStatus answer is given again instead

@@ -100,8 +100,8 @@ func tokenState(rec storage.AdminToken, now time.Time) string {
 
 // CheckNamedToken returns the record of a presented named token if it is
 // valid, not revoked and not expired at now; ErrBadToken (wrapped with why,
-// for the log) otherwise, with the record when the id is a stored token's
-// (revoked, expired or presented with a wrong value). Other errors are
+// for the log) otherwise, with the record when the token is a stored one
+// that is revoked or expired (its holder's, not a guess). Other errors are
 // storage failures.
 func CheckNamedToken(ctx context.Context, store storage.AdminTokenStore, presented string, now time.Time) (storage.AdminToken, error) {
 	id, ok := idsecret.ID(NamedTokenPrefix, presented)
@@ -116,7 +116,9 @@ func CheckNamedToken(ctx context.Context, store storage.AdminTokenStore, present
 		return storage.AdminToken{}, err
 	}
 	if !idsecret.Matches(presented, rec.Hash) {
-		return rec, fmt.Errorf("%w: token %s (%s) presented with a wrong value", ErrBadToken, id, rec.Name)
+		// Anyone who saw an id (the audit log shows them) can send it: no
+		// record, so it is logged with the other made-up tokens.
+		return storage.AdminToken{}, fmt.Errorf("%w: token %s (%s) presented with a wrong value", ErrBadToken, id, rec.Name)
 	}
 	if st := tokenState(rec, now); st != "" {
 		return rec, fmt.Errorf("%w: token %s (%s) is %s", ErrBadToken, id, rec.Name, st)

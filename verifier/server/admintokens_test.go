@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/clearance/clearance/internal/testkit"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/admin"
@@ -135,4 +136,20 @@ func TestNamedAdminTokensRefused(t *testing.T) {
 	if !h.logs.HasLine("admin call refused") {
 		t.Errorf("no refusal logged:\n%s", h.logs.String())
 	}
+}
+
+// A live check the caller gave up on still asked the Mac: it is audited.
+func TestRequestCheckAuditedWhenTheCallerGivesUp(t *testing.T) {
+	h := start(t)
+	mac := h.enrolled(h.secret())
+	h.connect(mac) // connected, and silent
+	ctx, cancel := context.WithTimeout(h.ctx(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := h.admin.RequestCheck(ctx, &adminv1.RequestCheckRequest{DeviceId: mac.DeviceID}); err == nil {
+		t.Fatal("a silent Mac answered")
+	}
+	testkit.Eventually(t, 10*time.Second, "the check in the audit log", func() bool {
+		resp, err := h.admin.ListAuditEvents(h.ctx(), &adminv1.ListAuditEventsRequest{Action: "device.check"})
+		return err == nil && len(resp.GetEvents()) == 1 && resp.GetEvents()[0].GetDeviceId() == mac.DeviceID
+	})
 }

@@ -40,6 +40,7 @@ type adminFlags struct {
 	tokenFile *string
 	caFile    *string
 	getenv    func(string) string
+	lookupenv func(string) (string, bool)
 	given     func(string) bool
 }
 
@@ -47,10 +48,11 @@ func (a *app) bindAdmin(fs *cli.FlagSet) adminFlags {
 	b := config.Bind(fs, "data-dir")
 	fs.Group("Verifier")
 	return adminFlags{
-		b:        b,
-		getenv:   a.getenv,
-		given:    fs.Given,
-		verifier: fs.String("verifier", "", "the `host:port` of the verifier's gRPC listener (default: the address serve recorded in the data dir, else "+defaultVerifier+")"),
+		b:         b,
+		getenv:    a.getenv,
+		lookupenv: a.lookupenv,
+		given:     fs.Given,
+		verifier:  fs.String("verifier", "", "the `host:port` of the verifier's gRPC listener (default: the address serve recorded in the data dir, else "+defaultVerifier+")"),
 		tokenFile: fs.String("admin-token-file", "", "a `file` holding your named admin token (see 'admin-token create'), so the audit log names you "+
 			"(env CLEARANCE_ADMIN_TOKEN_FILE; default: the data dir's admin.token)"),
 		caFile: fs.String("ca-file", "", "the verifier's CA certificate (its data dir's ca.pem), to ask it from another machine: with --verifier and "+
@@ -65,13 +67,18 @@ type adminConn struct {
 	addr   string
 	// tokenFrom says where the token came from, for errors.
 	tokenFrom string
-	close     func()
+	// remote: the connection trusts --ca-file, not a data dir's ca.pem.
+	remote bool
+	close  func()
 }
 
 // withAdmin connects to the verifier serving the data dir, or with
 // --ca-file to the one --verifier names, and runs f with the connection,
 // which is closed when f returns.
 func (a *app) withAdmin(ctx context.Context, f adminFlags, do func(*adminConn) error) error {
+	if f.given != nil && f.given("ca-file") && *f.caFile == "" {
+		return cli.Usagef("--ca-file is empty: name the verifier's CA certificate (its data dir's ca.pem), or leave the flag out to use the data dir")
+	}
 	var c *adminConn
 	if f.caFile != nil && *f.caFile != "" {
 		var err error
@@ -132,7 +139,12 @@ func (f adminFlags) dialRemote(ctx context.Context) (*adminConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return connect(ctx, *f.verifier, pool, token, tokenFrom)
+	c, err := connect(ctx, *f.verifier, pool, token, tokenFrom)
+	if err != nil {
+		return nil, err
+	}
+	c.remote = true
+	return c, nil
 }
 
 // readRoots reads the CA certificates in the PEM file at path.
@@ -200,6 +212,11 @@ func (f adminFlags) token(dataDir string) (token, from string, err error) {
 		// data dir's token, which may do everything.
 		return "", "", cli.Usagef("--admin-token-file is empty: name the file holding your named admin token, or leave the flag out to use the data dir's admin.token")
 	}
+	if f.lookupenv != nil && (f.tokenFile == nil || *f.tokenFile == "") {
+		if v, set := f.lookupenv("CLEARANCE_ADMIN_TOKEN_FILE"); set && v == "" {
+			return "", "", cli.Usagef("CLEARANCE_ADMIN_TOKEN_FILE is set but empty: name the file holding your named admin token, or unset it to use the data dir's admin.token")
+		}
+	}
 	path := f.tokenPath()
 	if path == "" {
 		tok, err := admin.LoadOrCreateToken(filepath.Join(dataDir, admin.TokenFile))
@@ -245,6 +262,8 @@ func allPages[T any](page func(token string) ([]T, string, error)) ([]T, error) 
 // explain turns an admin API error into what to do about it.
 func (c *adminConn) explain(err error) error {
 	switch code, msg := status.Code(err), status.Convert(err).Message(); {
+	case code == codes.Unavailable && strings.Contains(msg, "certificate") && c.remote:
+		return fmt.Errorf("the server at %s is not the verifier --ca-file names: its certificate is not from that CA (%s)", c.addr, msg)
 	case code == codes.Unavailable && strings.Contains(msg, "certificate"):
 		return fmt.Errorf("the server at %s is not the verifier serving this data dir: its certificate is not from the data dir's ca.pem (%s)", c.addr, msg)
 	case code == codes.Unavailable:

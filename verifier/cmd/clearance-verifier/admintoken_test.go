@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -104,10 +107,23 @@ func TestAdminTokenCommands(t *testing.T) {
 		{[]string{"--ca-file", bob, "--verifier", s.addr, "--admin-token-file", bob}, "--ca-file"},
 		// An unset variable in a script does not fall back to admin.token.
 		{[]string{"--data-dir", s.dir, "--admin-token-file", ""}, "--admin-token-file is empty"},
+		{[]string{"--data-dir", s.dir, "--ca-file", ""}, "--ca-file is empty"},
+		// Another verifier's CA: refused before the token is sent, and
+		// said so without a data dir.
+		{[]string{"--ca-file", filepath.Join(startServer(t).dir, "ca.pem"), "--verifier", s.addr, "--admin-token-file", bob}, "is not the verifier --ca-file names"},
 	} {
 		if _, _, err := execute(noEnv, append([]string{"devices"}, tc.args...)...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("devices %q: %v, want %q", tc.args, err, tc.want)
 		}
+	}
+
+	// CLEARANCE_ADMIN_TOKEN_FILE set but empty is an error too.
+	var stdout, stderr bytes.Buffer
+	emptyVar := &app{stdout: &stdout, stderr: &stderr, getenv: noEnv, now: time.Now,
+		lookupenv: func(k string) (string, bool) { return "", k == "CLEARANCE_ADMIN_TOKEN_FILE" }}
+	if err := emptyVar.program().Execute(context.Background(), []string{"devices", "--data-dir", s.dir}); err == nil ||
+		!strings.Contains(err.Error(), "CLEARANCE_ADMIN_TOKEN_FILE is set but empty") {
+		t.Errorf("an empty CLEARANCE_ADMIN_TOKEN_FILE: %v", err)
 	}
 
 	// Revoked by the whole token, as a secret scanner finds it, without

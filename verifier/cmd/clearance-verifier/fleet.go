@@ -236,7 +236,9 @@ func renderDevices(w io.Writer, devs []*adminv1.Device, now time.Time, width int
 			ago(d.GetLastSeen().AsTime(), d.GetLastSeen() != nil, now), online, passFail, failing,
 		}
 		if wide {
-			row = slices.Insert(row, 2, orDash(d.GetLocalUser()))
+			// The Mac's own text: an account name, escaped as one (blank
+			// fillers too) and marked when it can pass for another.
+			row = slices.Insert(row, 2, orDash(markLookAlike(printable.Identifier(d.GetLocalUser()))))
 		}
 		rows = append(rows, row)
 	}

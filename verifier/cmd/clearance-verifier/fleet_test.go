@@ -275,6 +275,7 @@ func TestTables(t *testing.T) {
 	// Who used each Mac, in the wide table: one with a name a terminal
 	// would act on.
 	devs[0].LocalUser, devs[1].LocalUser, devs[2].LocalUser = "alice", "bob", "mallory\x1b[2J"
+	devs[3].LocalUser, devs[4].LocalUser = "\u0430lice", "bob\u2800\u3164"
 	for _, tc := range []struct {
 		name  string
 		width int

@@ -30,20 +30,23 @@ var version = "dev"
 type app struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
-	now            func() time.Time
+	// lookupenv tells a variable set empty from one unset; nil: getenv
+	// only (tests).
+	lookupenv func(string) (string, bool)
+	now       func() time.Time
 	// oktaHTTP, when set, reaches Okta (tests: a fake org's certificate).
 	oktaHTTP *http.Client
 }
 
 func main() {
-	a := &app{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, now: time.Now}
+	a := &app{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, lookupenv: os.LookupEnv, now: time.Now}
 	os.Exit(a.program().Run(context.Background(), os.Args[1:]))
 }
 
 // runMain runs args with the process environment and returns the command's
 // error unprinted (help and the version print and return nil).
 func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	a := &app{stdout: stdout, stderr: stderr, getenv: os.Getenv, now: time.Now}
+	a := &app{stdout: stdout, stderr: stderr, getenv: os.Getenv, lookupenv: os.LookupEnv, now: time.Now}
 	return a.program().Execute(ctx, args)
 }
 
