@@ -124,6 +124,14 @@ func TestRefusesALinkOrAFIFO(t *testing.T) {
 	if moved, err := f.check(); moved || err == nil {
 		t.Fatalf("check with a link: %v %v", moved, err)
 	}
+	// A hard link to another file is not a new log either.
+	os.Remove(path)
+	if err := os.Link(elsewhere, path); err != nil {
+		t.Fatal(err)
+	}
+	if moved, err := f.check(); moved || err == nil || !strings.Contains(err.Error(), "2 names") {
+		t.Fatalf("check with a hard link: %v %v", moved, err)
+	}
 	os.Remove(path)
 	if err := unix.Mkfifo(path, 0o644); err != nil {
 		t.Fatal(err)

@@ -59,6 +59,11 @@ func (f *follower) check() (bool, error) {
 	if opened.Mode&unix.S_IFMT != unix.S_IFREG {
 		return false, fmt.Errorf("%s is not a regular file", f.path)
 	}
+	// A hard link to another file, or a file someone else made, is not a
+	// new log: newsyslog makes it ours, with one name.
+	if opened.Nlink != 1 || int(opened.Uid) != unix.Geteuid() {
+		return false, fmt.Errorf("%s has %d names or is owned by uid %d, not this process's %d", f.path, opened.Nlink, opened.Uid, unix.Geteuid())
+	}
 	// Writes block again once the descriptor is in place.
 	if err := unix.SetNonblock(fd, false); err != nil {
 		return false, fmt.Errorf("open %s: %w", f.path, err)

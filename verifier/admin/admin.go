@@ -326,18 +326,23 @@ func (s *Server) RequestCheck(ctx context.Context, req *adminv1.RequestCheckRequ
 		return nil, status.Errorf(codes.FailedPrecondition, "device %s is revoked", d.ID)
 	}
 	acc, err := s.Hub.CheckNow(ctx, d.ID, timeout)
-	if err == nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		// The Mac was asked (the check goes on if the caller gives up):
-		// its report, when it comes, decides sign-ins.
-		detail := "live check: answered"
-		switch {
-		case errors.Is(err, context.DeadlineExceeded):
-			detail = "live check: no answer within " + timeout.String()
-		case err != nil:
-			detail = "live check: the caller gave up before the answer"
-		}
-		s.audit(ctx, storage.AuditEvent{At: s.now(), Actor: actor(ctx), Action: "device.check", DeviceID: d.ID, Detail: detail})
+	// The request is audited with its outcome, as far as this call knows
+	// it: a caller that gives up leaves a check that may have reached the
+	// Mac (it goes on without the caller).
+	outcome := "answered"
+	switch {
+	case ctx.Err() != nil:
+		outcome = "the caller gave up before the outcome (the Mac may have been asked)"
+	case errors.Is(err, hub.ErrNotConnected):
+		outcome = "not connected, not asked"
+	case errors.Is(err, hub.ErrBusy):
+		outcome = "not reading its stream, not asked"
+	case errors.Is(err, context.DeadlineExceeded):
+		outcome = "asked, no answer within " + timeout.String()
+	case err != nil:
+		outcome = "failed before an answer"
 	}
+	s.audit(ctx, storage.AuditEvent{At: s.now(), Actor: actor(ctx), Action: "device.check", DeviceID: d.ID, Detail: "live check requested: " + outcome})
 	switch {
 	case errors.Is(err, hub.ErrNotConnected):
 		s.Metrics.LiveCheck("offline")

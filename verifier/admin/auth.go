@@ -87,10 +87,10 @@ type Auth struct {
 
 	once sync.Once
 	// sample keeps refusals any client can cause to a line per interval;
-	// known samples apart those only a token's holder can cause (a stored
-	// token revoked or expired, a role that does not allow the call), so
-	// that a flood of made-up tokens does not hide them.
-	sample, known logsample.Sample
+	// held and role sample apart those only a token's holder can cause (a
+	// stored token revoked or expired; a role that does not allow the
+	// call), so that a flood of one kind does not hide another.
+	sample, held, role logsample.Sample
 }
 
 // refusedLogEvery is how often refused admin calls are logged at warn; any
@@ -110,14 +110,19 @@ func (a *Auth) refused(method, why string, err error) error {
 	return a.refusedSampled(&a.sample, method, why, err)
 }
 
-// refusedKnown is refused for a stored token's refusals.
-func (a *Auth) refusedKnown(method, why string, err error) error {
-	return a.refusedSampled(&a.known, method, why, err)
+// refusedHeld is refused for a stored token that is revoked or expired.
+func (a *Auth) refusedHeld(method, why string, err error) error {
+	return a.refusedSampled(&a.held, method, why, err)
+}
+
+// refusedRole is refused for a token whose role does not allow the call.
+func (a *Auth) refusedRole(method, why string, err error) error {
+	return a.refusedSampled(&a.role, method, why, err)
 }
 
 func (a *Auth) refusedSampled(sample *logsample.Sample, method, why string, err error) error {
 	if a.Logger != nil {
-		a.once.Do(func() { a.sample.Every, a.known.Every = refusedLogEvery, refusedLogEvery })
+		a.once.Do(func() { a.sample.Every, a.held.Every, a.role.Every = refusedLogEvery, refusedLogEvery, refusedLogEvery })
 		if ok, skipped := sample.Take(a.now()); ok {
 			a.Logger.Warn("admin call refused", "method", method, "why", why, "others_not_logged", skipped)
 		} else {
@@ -147,7 +152,7 @@ func (a *Auth) authenticate(ctx context.Context, method string) (Caller, error) 
 		if errors.Is(err, ErrBadToken) {
 			refused := a.refused
 			if rec.ID != "" {
-				refused = a.refusedKnown
+				refused = a.refusedHeld
 			}
 			return Caller{}, refused(method, err.Error(), status.Error(codes.Unauthenticated, ErrBadToken.Error()))
 		}
@@ -177,7 +182,7 @@ func (a *Auth) check(ctx context.Context, fullMethod string) (context.Context, e
 		return nil, err
 	}
 	if c.Role != storage.AdminRoleAdmin && !readMethods[method] {
-		return nil, a.refusedKnown(method, "role "+c.Role+" of "+c.Actor(), status.Errorf(codes.PermissionDenied,
+		return nil, a.refusedRole(method, "role "+c.Role+" of "+c.Actor(), status.Errorf(codes.PermissionDenied,
 			"the admin token of %s has role %s, which lists and reads only; %s changes the verifier and needs a token with role %s",
 			c.Name, c.Role, method, storage.AdminRoleAdmin))
 	}

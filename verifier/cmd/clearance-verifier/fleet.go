@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -236,9 +237,7 @@ func renderDevices(w io.Writer, devs []*adminv1.Device, now time.Time, width int
 			ago(d.GetLastSeen().AsTime(), d.GetLastSeen() != nil, now), online, passFail, failing,
 		}
 		if wide {
-			// The Mac's own text: an account name, escaped as one (blank
-			// fillers too) and marked when it can pass for another.
-			row = slices.Insert(row, 2, orDash(markLookAlike(printable.Identifier(d.GetLocalUser()))))
+			row = slices.Insert(row, 2, userCell(d.GetLocalUser()))
 		}
 		rows = append(rows, row)
 	}
@@ -592,6 +591,28 @@ func renderDecisions(w io.Writer, ds []*adminv1.Decision, loc *time.Location, wi
 // another ("аlice-mbp" with a Cyrillic а): its agent chose it. It escapes
 // nothing: give it a cleaned name, or a cell the table escapes. macOS's own names ("Alice’s MacBook Pro", with a right
 // single quotation mark) are not marked for that mark alone.
+// userCell shows a Mac's account name, the Mac's own text. macOS short
+// names are ASCII letters, digits, '_', '-' and '.': one with any other
+// character is marked, and escaped so that it reads as one cell and
+// nothing else (backslashes, spaces, blank fillers and invisible
+// characters written as escapes).
+func userCell(name string) string {
+	if name == "" {
+		return "-"
+	}
+	esc := printable.Identifier(strings.ReplaceAll(name, `\`, `\\`))
+	esc = strings.ReplaceAll(esc, " ", `\x20`)
+	for _, r := range name {
+		if r >= utf8.RuneSelf {
+			return "(not ASCII) " + esc
+		}
+	}
+	if name == "-" {
+		return `\x2d`
+	}
+	return esc
+}
+
 func markLookAlike(host string) string {
 	if printable.Deceptive(strings.ReplaceAll(host, "\u2019", "'")) {
 		return "(look-alike) " + host

@@ -276,6 +276,11 @@ func TestTables(t *testing.T) {
 	// would act on.
 	devs[0].LocalUser, devs[1].LocalUser, devs[2].LocalUser = "alice", "bob", "mallory\x1b[2J"
 	devs[3].LocalUser, devs[4].LocalUser = "\u0430lice", "bob\u2800\u3164"
+	// Names that would pass for something else in plain ASCII: a written
+	// escape, a cell that fakes the next columns, the "none" dash.
+	devs[5].LocalUser, devs[6].LocalUser = `bob\u2800`, "eve  C02XK1ABJGH5  12s ago"
+	devs = append(devs, dev("e0e0e0e0-0000-4000-8000-000000000000", "dash-mac", "C02DASHDASH1", time.Minute, true, 6, 0))
+	devs[7].LocalUser = "-"
 	for _, tc := range []struct {
 		name  string
 		width int
