@@ -199,6 +199,11 @@ func (a *Auth) Interceptors() (grpc.UnaryServerInterceptor, grpc.StreamServerInt
 		return handler(ctx, req)
 	}
 	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if !strings.HasPrefix(info.FullMethod, servicePrefix) {
+			// Other services' streams (an agent's Connect) pass as they
+			// are: their servers may look at the stream's own type.
+			return handler(srv, ss)
+		}
 		ctx, err := a.check(ss.Context(), info.FullMethod)
 		if err != nil {
 			return err

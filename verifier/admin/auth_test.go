@@ -173,3 +173,26 @@ func TestAuthHeaderAndLog(t *testing.T) {
 		}
 	}
 }
+
+// fakeStream is a ServerStream with a context.
+type fakeStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *fakeStream) Context() context.Context { return s.ctx }
+
+// An agent's stream reaches its handler as the server made it: grpclite
+// ends a replaced or revoked device's stream through its own type.
+func TestOtherStreamsPassUnwrapped(t *testing.T) {
+	_, stream := (&Auth{Token: "datadir-token-0123456789abcdef0123"}).Interceptors()
+	ss := &fakeStream{ctx: context.Background()}
+	var got grpc.ServerStream
+	err := stream(nil, ss, &grpc.StreamServerInfo{FullMethod: "/clearance.agent.v1.AgentService/Connect"}, func(_ any, s grpc.ServerStream) error {
+		got = s
+		return nil
+	})
+	if err != nil || got != ss {
+		t.Fatalf("the agent's stream: %v, handler got %T", err, got)
+	}
+}
