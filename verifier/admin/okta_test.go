@@ -15,12 +15,12 @@ import (
 	"github.com/clearance/clearance/verifier/oktaapi"
 )
 
-// OktaStatus asks Okta once per oktaStatusReuse however often it is called,
-// so that no caller, a read token's included, spends the org's API rate
-// limit the sync and the System Log reads need.
-func TestOktaStatusIsReused(t *testing.T) {
+// oktaClient is a client of a fake Okta org whose API token reads
+// everything, each request delayed by delay.
+func oktaClient(t *testing.T, delay time.Duration) (*oktaorg.Org, *oktaapi.Client) {
+	t.Helper()
 	org := oktaorg.New()
-	defer org.Close()
+	t.Cleanup(org.Close)
 	org.AddToken("tok", oktaorg.Scopes(oktaapi.ScopeUsers, oktaapi.ScopeGroups, oktaapi.ScopeLogs, oktaapi.ScopeApps))
 	auth, err := oktaapi.NewAPIToken("tok")
 	if err != nil {
@@ -30,7 +30,15 @@ func TestOktaStatusIsReused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client.HTTP = org.Server.Client()
+	client.HTTP = &http.Client{Transport: slowTransport{base: org.Server.Client().Transport, delay: delay}}
+	return org, client
+}
+
+// OktaStatus asks Okta once per oktaStatusReuse however often it is called,
+// so that no caller, a read token's included, spends the org's API rate
+// limit the sync and the System Log reads need.
+func TestOktaStatusIsReused(t *testing.T) {
+	org, client := oktaClient(t, 0)
 	now := time.Date(2026, 3, 4, 12, 0, 0, 0, time.UTC)
 	s := &Server{Okta: OktaAPI{Client: client, Credential: "API token"}, Now: func() time.Time { return now }}
 
@@ -81,18 +89,7 @@ func (t slowTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // Callers that give up before a slow Okta answers do not make the next
 // ask again, and callers at once share one round.
 func TestOktaStatusSharedAndKeptWhenCallersGiveUp(t *testing.T) {
-	org := oktaorg.New()
-	defer org.Close()
-	org.AddToken("tok", oktaorg.Scopes(oktaapi.ScopeUsers, oktaapi.ScopeGroups, oktaapi.ScopeLogs, oktaapi.ScopeApps))
-	auth, err := oktaapi.NewAPIToken("tok")
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := oktaapi.NewClient(org.URL(), auth)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client.HTTP = &http.Client{Transport: slowTransport{base: org.Server.Client().Transport, delay: 100 * time.Millisecond}}
+	org, client := oktaClient(t, 100*time.Millisecond)
 	now := time.Date(2026, 3, 4, 12, 0, 0, 0, time.UTC)
 	s := &Server{Okta: OktaAPI{Client: client, Credential: "API token"}, Now: func() time.Time { return now }}
 
