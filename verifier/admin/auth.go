@@ -16,6 +16,7 @@ import (
 
 	"github.com/clearance/clearance/pkg/logsample"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	"github.com/clearance/clearance/verifier/metrics"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -84,6 +85,8 @@ type Auth struct {
 	// Now is the clock; nil: time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
+	// Metrics counts refusals by reason; nil: not counted.
+	Metrics *metrics.Metrics
 
 	once sync.Once
 	// sample keeps refusals any client can cause to a line per interval;
@@ -106,21 +109,22 @@ func (a *Auth) now() time.Time {
 
 // refused logs why a call was refused (never the token), at warn at most
 // once per refusedLogEvery and each at debug, and returns err.
-func (a *Auth) refused(method, why string, err error) error {
-	return a.refusedSampled(&a.sample, method, why, err)
+func (a *Auth) refused(reason, method, why string, err error) error {
+	return a.refusedSampled(&a.sample, reason, method, why, err)
 }
 
 // refusedHeld is refused for a stored token that is revoked or expired.
-func (a *Auth) refusedHeld(method, why string, err error) error {
-	return a.refusedSampled(&a.held, method, why, err)
+func (a *Auth) refusedHeld(reason, method, why string, err error) error {
+	return a.refusedSampled(&a.held, reason, method, why, err)
 }
 
 // refusedRole is refused for a token whose role does not allow the call.
-func (a *Auth) refusedRole(method, why string, err error) error {
-	return a.refusedSampled(&a.role, method, why, err)
+func (a *Auth) refusedRole(reason, method, why string, err error) error {
+	return a.refusedSampled(&a.role, reason, method, why, err)
 }
 
-func (a *Auth) refusedSampled(sample *logsample.Sample, method, why string, err error) error {
+func (a *Auth) refusedSampled(sample *logsample.Sample, reason, method, why string, err error) error {
+	a.Metrics.AdminRefused(reason)
 	if a.Logger != nil {
 		a.once.Do(func() { a.sample.Every, a.held.Every, a.role.Every = refusedLogEvery, refusedLogEvery, refusedLogEvery })
 		if ok, skipped := sample.Take(a.now()); ok {
@@ -137,7 +141,7 @@ func (a *Auth) authenticate(ctx context.Context, method string) (Caller, error) 
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get("authorization")
 	if len(vals) == 0 {
-		return Caller{}, a.refused(method, "no authorization header", status.Error(codes.Unauthenticated,
+		return Caller{}, a.refused("no_token", method, "no authorization header", status.Error(codes.Unauthenticated,
 			"admin calls need the header 'authorization: Bearer <token>': a named admin token (see 'clearance-verifier admin-token create') or the one in DATA_DIR/admin.token"))
 	}
 	// The scheme in any case (RFC 9110); around the token, only the
@@ -145,18 +149,22 @@ func (a *Auth) authenticate(ctx context.Context, method string) (Caller, error) 
 	scheme, got, ok := strings.Cut(vals[0], " ")
 	got = strings.Trim(got, " \t")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || got == "" {
-		return Caller{}, a.refused(method, "authorization is not a bearer token", status.Error(codes.Unauthenticated, "the authorization header must read 'Bearer <token>'"))
+		return Caller{}, a.refused("malformed", method, "authorization is not a bearer token", status.Error(codes.Unauthenticated, "the authorization header must read 'Bearer <token>'"))
 	}
 	if strings.HasPrefix(got, NamedTokenPrefix) && a.Store != nil {
 		rec, err := CheckNamedToken(ctx, a.Store, got, a.now())
 		if errors.Is(err, ErrBadToken) {
-			refused := a.refused
+			refused, reason := a.refused, "unknown"
 			if rec.ID != "" {
-				refused = a.refusedHeld
+				refused, reason = a.refusedHeld, "expired"
+				if rec.Revoked() {
+					reason = "revoked"
+				}
 			}
-			return Caller{}, refused(method, err.Error(), status.Error(codes.Unauthenticated, ErrBadToken.Error()))
+			return Caller{}, refused(reason, method, err.Error(), status.Error(codes.Unauthenticated, ErrBadToken.Error()))
 		}
 		if err != nil {
+			a.Metrics.AdminRefused("unavailable")
 			if a.Logger != nil {
 				a.Logger.Error("admin token lookup failed", "method", method, "err", err)
 			}
@@ -165,7 +173,7 @@ func (a *Auth) authenticate(ctx context.Context, method string) (Caller, error) 
 		return Caller{Name: rec.Name, TokenID: rec.ID, Role: rec.Role}, nil
 	}
 	if subtle.ConstantTimeCompare([]byte(got), []byte(a.Token)) != 1 {
-		return Caller{}, a.refused(method, "not the data dir's admin token", status.Error(codes.Unauthenticated, ErrBadToken.Error()))
+		return Caller{}, a.refused("unknown", method, "not the data dir's admin token", status.Error(codes.Unauthenticated, ErrBadToken.Error()))
 	}
 	return Caller{Role: storage.AdminRoleAdmin}, nil
 }
@@ -182,7 +190,7 @@ func (a *Auth) check(ctx context.Context, fullMethod string) (context.Context, e
 		return nil, err
 	}
 	if c.Role != storage.AdminRoleAdmin && !readMethods[method] {
-		return nil, a.refusedRole(method, "role "+c.Role+" of "+c.Actor(), status.Errorf(codes.PermissionDenied,
+		return nil, a.refusedRole("role", method, "role "+c.Role+" of "+c.Actor(), status.Errorf(codes.PermissionDenied,
 			"the admin token of %s has role %s, which lists and reads only; %s changes the verifier and needs a token with role %s",
 			c.Name, c.Role, method, storage.AdminRoleAdmin))
 	}

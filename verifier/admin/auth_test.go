@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	"github.com/clearance/clearance/verifier/metrics"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -133,8 +135,9 @@ func TestAuthHeaderAndLog(t *testing.T) {
 	rec.RevokedAt = now
 	store.recs[rec.ID] = rec
 	var logged bytes.Buffer
+	m := metrics.New()
 	a := &Auth{Token: "datadir-token-0123456789abcdef0123", Store: store, Now: func() time.Time { return now },
-		Logger: slog.New(slog.NewTextHandler(&logged, nil))}
+		Logger: slog.New(slog.NewTextHandler(&logged, nil)), Metrics: m}
 
 	for _, h := range []string{"Bearer " + reader, "bearer " + reader, "BEARER  " + reader + "\t"} {
 		if c, err := authCall(a, "ListDevices", h); err != nil || c.Name != "bob@example.com" || c.Role != storage.AdminRoleRead {
@@ -171,6 +174,24 @@ func TestAuthHeaderAndLog(t *testing.T) {
 		if strings.Contains(logged.String(), secret[len(secret)-20:]) {
 			t.Errorf("the log holds a token's secret")
 		}
+	}
+	// Every refusal is counted by its reason.
+	want := map[string]float64{"malformed": 4, "unknown": 1002, "role": 501, "revoked": 1, "no_token": 0, "expired": 0, "unavailable": 0}
+	got := map[string]float64{}
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "clearance_admin_refused_total" {
+			continue
+		}
+		for _, c := range f.GetMetric() {
+			got[c.GetLabel()[0].GetValue()] = c.GetCounter().GetValue()
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("clearance_admin_refused_total = %v, want %v", got, want)
 	}
 }
 

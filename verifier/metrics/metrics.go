@@ -33,6 +33,7 @@ type Metrics struct {
 	clockSkew       prometheus.Histogram
 	rateLimited     *prometheus.CounterVec
 	ssoUnrecorded   *prometheus.CounterVec
+	adminRefused    *prometheus.CounterVec
 	ssoBusy         *prometheus.CounterVec
 	grpcConns       *prometheus.GaugeVec
 	grpcRefused     *prometheus.CounterVec
@@ -156,6 +157,13 @@ func New() *Metrics {
 		Name: "clearance_sso_unrecorded_total",
 		Help: "Sign-ins refused without a decision-log row: unsigned requests (anyone can send one) that identified no device, whose proof of presence was refused, or that were over --sso-unsigned-rate-limit (reason busy), by reason.",
 	}, []string{"reason"})
+	m.adminRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "clearance_admin_refused_total",
+		Help: "Admin API calls refused, by reason: no_token, malformed (no bearer token), unknown (no token of ours: made up, or a real id with a wrong value), revoked, expired (a named token's holder still using it), role (a read token calling what changes the verifier), unavailable (the database could not check a named token).",
+	}, []string{"reason"})
+	for _, r := range AdminRefusals {
+		m.adminRefused.WithLabelValues(r)
+	}
 	m.ssoBusy = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "clearance_sso_unsigned_busy_total",
 		Help: "Sign-ins on unsigned requests refused busy (503) by --sso-unsigned-rate-limit, by bucket: no_mac (browsers that showed no Mac), one_mac (one Mac's own bucket: that Mac, or whoever holds its certificate or hint, signs in more than once every 2 s), macs (every Mac's together). Each is in clearance_sso_unrecorded_total{reason=\"busy\"} too.",
@@ -211,7 +219,7 @@ func New() *Metrics {
 		Help: "When each certificate the verifier depends on expires (Unix time), by cert: okta_request (Okta's request-signing certificate, the latest of --okta-request-cert's; past it every signed sign-in is refused), saml_signing (the verifier's SAML signing certificate Okta holds), tls (the server certificate, re-issued on its own), ca (the root agents trust), device_ca (the issuer of device certificates).",
 	}, []string{"cert"})
 	m.Registry.MustRegister(m.reloads, m.policiesLoaded, m.ceiling, m.certExpiry)
-	m.Registry.MustRegister(m.rateLimited, m.ssoUnrecorded, m.ssoBusy, m.grpcConns, m.grpcRefused, m.grpcStreams, m.httpConns, m.httpClosed)
+	m.Registry.MustRegister(m.rateLimited, m.ssoUnrecorded, m.adminRefused, m.ssoBusy, m.grpcConns, m.grpcRefused, m.grpcStreams, m.httpConns, m.httpClosed)
 	m.storeWritable.Set(1)
 	m.Registry.MustRegister(m.scepIssued, m.scepRefused, m.devices, m.unsigned, m.reportsResent, m.checksLapsed, m.storeWritable, m.clockSkew, m.databaseSkew)
 	m.Registry.MustRegister(m.reportsAccepted, m.reportsRejected, m.agents, m.ingestSeconds, m.enrollments, m.renewals, m.liveChecks,
@@ -430,6 +438,17 @@ func (m *Metrics) SSOUnrecorded(reason string) {
 		return
 	}
 	m.ssoUnrecorded.WithLabelValues(reason).Inc()
+}
+
+// AdminRefusals are the reasons of clearance_admin_refused_total.
+var AdminRefusals = []string{"no_token", "malformed", "unknown", "revoked", "expired", "role", "unavailable"}
+
+// AdminRefused counts an admin API call refused, by one of AdminRefusals.
+func (m *Metrics) AdminRefused(reason string) {
+	if m == nil {
+		return
+	}
+	m.adminRefused.WithLabelValues(reason).Inc()
 }
 
 // SSOUnsignedBusy counts an unsigned sign-in refused busy, by bucket.

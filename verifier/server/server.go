@@ -325,7 +325,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		MaxStreams: cfg.GRPCMaxStreams, UnauthenticatedStreams: cfg.GRPCUnauthStreams,
 		UnauthenticatedIdle: cfg.GRPCUnauthIdle, UnauthenticatedMaxAge: cfg.GRPCUnauthMaxAge,
 	}
-	adminAuth := &admin.Auth{Token: token, Store: s.Store, Now: s.now, Logger: log}
+	adminAuth := &admin.Auth{Token: token, Store: s.Store, Now: s.now, Logger: log, Metrics: s.Metrics}
 	unaryAuth, streamAuth := adminAuth.Interceptors()
 	// Health Watch and reflection streams are bounded before anything else
 	// runs.
