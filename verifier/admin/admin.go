@@ -114,12 +114,14 @@ func (s *Server) ListDevices(ctx context.Context, req *adminv1.ListDevicesReques
 		resp.NextPageToken = nextKey(devs[len(devs)-1].ID)
 	}
 	ps := s.Policies.Current()
+	sums := querySums(ps)
 	for _, d := range devs {
 		latest, err := s.latest(ctx, d.ID)
 		if err != nil {
 			return nil, err
 		}
-		_, summary := Outcomes(ps, latest.GetReport())
+		outcomes, summary := Outcomes(ps, latest.GetReport())
+		s.sincesOf(ctx, d.ID, sums, latest.GetReport().GetObservedAt().AsTime()).fill(outcomes, summary)
 		dev := s.device(d, summary)
 		dev.LocalUser = LocalUser(latest.GetReport())
 		resp.Devices = append(resp.Devices, dev)
@@ -137,7 +139,9 @@ func (s *Server) GetDevice(ctx context.Context, req *adminv1.GetDeviceRequest) (
 	if err != nil {
 		return nil, err
 	}
-	outcomes, summary := Outcomes(s.Policies.Current(), latest.GetReport())
+	ps := s.Policies.Current()
+	outcomes, summary := Outcomes(ps, latest.GetReport())
+	s.sincesOf(ctx, d.ID, querySums(ps), latest.GetReport().GetObservedAt().AsTime()).fill(outcomes, summary)
 	dev := s.device(d, summary)
 	dev.LocalUser = LocalUser(latest.GetReport())
 	return &adminv1.GetDeviceResponse{Device: dev, LatestReport: latest, Policies: outcomes}, nil

@@ -320,17 +320,22 @@ func (s *Server) ExplainAccess(ctx context.Context, req *adminv1.ExplainAccessRe
 			Detail: "live check for an explanation: " + d.LiveCheck.String()})
 	}
 	s.log().Info("access explained", "device_id", id, "allow", d.Allow, "reason", string(d.Reason), "live_check", d.LiveCheck.String(), "by", caller.Actor())
-	return explainProto(d), nil
+	var ss sinces
+	if !d.ObservedAt.IsZero() && s.Policies != nil {
+		ss = s.sincesOf(ctx, id, querySums(s.Policies.Current()), d.ObservedAt)
+	}
+	return explainProto(d, ss), nil
 }
 
-func explainProto(d decision.Decision) *adminv1.ExplainAccessResponse {
+// explainProto is d in the admin API's words, each policy's since from ss.
+func explainProto(d decision.Decision, ss sinces) *adminv1.ExplainAccessResponse {
 	resp := &adminv1.ExplainAccessResponse{
 		Allow:                  d.Allow,
 		Reason:                 string(d.Reason),
 		Message:                web.Message(d.Reason, d.LiveCheck),
-		Failing:                findings(d.Failing),
-		Advisory:               findings(d.Advisory),
-		Results:                findings(d.Results),
+		Failing:                findings(d.Failing, ss),
+		Advisory:               findings(d.Advisory, ss),
+		Results:                findings(d.Results, ss),
 		ObservedAt:             ts(d.ObservedAt),
 		ReportSeq:              d.ReportSeq,
 		PolicySetVersion:       d.PolicySetVersion,
@@ -353,7 +358,7 @@ func explainProto(d decision.Decision) *adminv1.ExplainAccessResponse {
 	return resp
 }
 
-func findings(fs []decision.Finding) []*adminv1.PolicyFinding {
+func findings(fs []decision.Finding, ss sinces) []*adminv1.PolicyFinding {
 	out := make([]*adminv1.PolicyFinding, 0, len(fs))
 	for _, f := range fs {
 		out = append(out, &adminv1.PolicyFinding{
@@ -372,6 +377,7 @@ func findings(fs []decision.Finding) []*adminv1.PolicyFinding {
 			// Offered only on a page that would show Resolve later.
 			BypassOffered: f.BypassOffered,
 			BlocksFrom:    ts(f.BlocksFrom),
+			Since:         ss.of(f.PolicyID, f.Status),
 		})
 	}
 	return out

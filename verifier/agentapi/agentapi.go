@@ -64,6 +64,9 @@ type Server struct {
 	refusedLog        logsample.Samples
 	connectRefusedLog sampledLog
 	lapsedLog         sampledLog
+	streakLog         sampledLog
+	// setDigests holds the policy set in force's query digests (digestsOf).
+	setDigests atomic.Pointer[setDigests]
 	// deep runs the streams' deep work (see Connect).
 	deep workers
 	// factChanges bounds, per device on this replica, how often its
@@ -228,6 +231,9 @@ type agentStream struct {
 	// unregister removes sess from the hub.
 	unregister func()
 	out        sender
+	// streak is the digest of the judged results of the stream's latest
+	// report whose policy streaks are stored; 0 until one is (streaks).
+	streak uint64
 }
 
 // log is the stream's logger, made for each line: a logger with the
@@ -560,6 +566,7 @@ func (c *agentStream) report(m *agentv1.AgentMessage) error {
 	}
 	if !acc.Duplicate {
 		s.vouch(ctx, dev, acc.Report)
+		c.streaks(ctx, acc.Report)
 	}
 	return nil
 }

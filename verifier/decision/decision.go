@@ -458,10 +458,8 @@ func orDefault(v, def time.Duration) time.Duration {
 // without a digest, from agents that predate it, count by policy id).
 // Results for policies not in the set are ignored.
 func Judge(ps *agentv1.PolicySet, r *agentv1.PostureReport) []Finding {
-	find := resultFinder(r.GetResults())
-	policies := ps.GetPolicies()
-	out := make([]Finding, 0, len(policies))
-	for _, p := range policies {
+	out := make([]Finding, 0, len(ps.GetPolicies()))
+	Statuses(ps, r, nil, func(_ int, p *agentv1.Policy, st Status, res *agentv1.PolicyResult) {
 		f := Finding{
 			PolicyID:    p.GetId(),
 			Name:        p.GetName(),
@@ -470,25 +468,51 @@ func Judge(ps *agentv1.PolicySet, r *agentv1.PostureReport) []Finding {
 			Resolution:  p.GetResolution(),
 			Required:    p.GetRequired() || p.GetCritical(),
 			Critical:    p.GetCritical(),
-			Status:      StatusMissing,
+			Status:      st,
 		}
-		res := find(p.GetId())
-		if d := res.GetQuerySha256(); len(d) > 0 && !bytes.Equal(d, policy.QueryDigest(p.GetQuery())) {
-			// A result for another query under this id (the report was
-			// made before the query changed) says nothing about this one.
-			res = nil
-		}
-		switch res.GetStatus() {
-		case agentv1.PolicyStatus_POLICY_STATUS_PASS:
-			f.Status = StatusPass
-		case agentv1.PolicyStatus_POLICY_STATUS_FAIL:
-			f.Status = StatusFail
-		case agentv1.PolicyStatus_POLICY_STATUS_ERROR:
-			f.Status, f.Message = StatusError, res.GetMessage()
+		if st == StatusError {
+			f.Message = res.GetMessage()
 		}
 		out = append(out, f)
-	}
+	})
 	return out
+}
+
+// Statuses calls fn with each policy of the set, in set order, its status
+// as Judge gives it, and the result it was judged by (nil for MISSING).
+// digests, when not nil, holds the policies' query digests in set order
+// (policy.QueryDigest of each), so that a caller judging many reports
+// against one set computes them once.
+func Statuses(ps *agentv1.PolicySet, r *agentv1.PostureReport, digests [][]byte, fn func(i int, p *agentv1.Policy, st Status, res *agentv1.PolicyResult)) {
+	find := resultFinder(r.GetResults())
+	for i, p := range ps.GetPolicies() {
+		res := find(p.GetId())
+		if d := res.GetQuerySha256(); len(d) > 0 {
+			var want []byte
+			if digests != nil {
+				want = digests[i]
+			} else {
+				want = policy.QueryDigest(p.GetQuery())
+			}
+			if !bytes.Equal(d, want) {
+				// A result for another query under this id (the report was
+				// made before the query changed) says nothing about this one.
+				res = nil
+			}
+		}
+		st := StatusMissing
+		switch res.GetStatus() {
+		case agentv1.PolicyStatus_POLICY_STATUS_PASS:
+			st = StatusPass
+		case agentv1.PolicyStatus_POLICY_STATUS_FAIL:
+			st = StatusFail
+		case agentv1.PolicyStatus_POLICY_STATUS_ERROR:
+			st = StatusError
+		default:
+			res = nil
+		}
+		fn(i, p, st, res)
+	}
 }
 
 // Compliant reports whether fs (from Judge) has no policy that counts and

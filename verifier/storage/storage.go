@@ -85,6 +85,7 @@ type Store interface {
 	RolloutStore
 	PeopleStore
 	AdminTokenStore
+	PolicyStreakStore
 	// Ping checks the backend is reachable.
 	Ping(ctx context.Context) error
 	// CheckWrite commits one small write (a single row, stamped at): a

@@ -132,7 +132,7 @@ func renderExplain(w io.Writer, r *adminv1.ExplainAccessResponse, now time.Time,
 	for _, f := range r.GetFailing() {
 		rollout[f.GetPolicyId()] = f
 	}
-	table := [][]string{{"POLICY", "NAME", "RESULT", "COUNTS", "EFFECT"}}
+	table := [][]string{{"POLICY", "NAME", "RESULT", "FOR", "COUNTS", "EFFECT"}}
 	for _, f := range r.GetResults() {
 		counts := "advisory"
 		switch {
@@ -143,14 +143,14 @@ func renderExplain(w io.Writer, r *adminv1.ExplainAccessResponse, now time.Time,
 		}
 		table = append(table, []string{
 			clean(f.GetPolicyId()), clean(f.GetName()),
-			strings.TrimPrefix(f.GetStatus().String(), "POLICY_STATUS_"), counts,
+			strings.TrimPrefix(f.GetStatus().String(), "POLICY_STATUS_"), lasted(f.GetSince(), now), counts,
 			policyPart(f, rollout[f.GetPolicyId()], r.GetCanResolveLater(), loc),
 		})
 	}
 	if _, err := fmt.Fprintln(w); err != nil {
 		return err
 	}
-	return writeTableCut(w, table, width, []shrink{{col: 1, floor: 10}})
+	return writeTableCut(w, table, width, []shrink{{col: 1, floor: 7}})
 }
 
 // policyPart says what one policy did to the decision: the page's words

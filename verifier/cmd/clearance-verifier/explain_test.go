@@ -38,6 +38,13 @@ func TestRenderExplain(t *testing.T) {
 		&adminv1.PolicyFinding{PolicyId: "screen-lock", Name: "Screen locks within 60 seconds", Status: fail},
 		&adminv1.PolicyFinding{PolicyId: "auto-update", Name: "Automatic updates are on", Required: true, Status: pass},
 	)
+	// Since when each result has held, in the FOR column; gatekeeper's is
+	// not recorded.
+	for i, ago := range []time.Duration{75 * time.Hour, 6 * time.Hour, 20 * time.Minute, 0, 400 * time.Hour, 40 * time.Second, 3 * time.Hour, 30 * 24 * time.Hour} {
+		if ago > 0 {
+			results[i].Since = timestamppb.New(now.Add(-ago))
+		}
+	}
 	resp := &adminv1.ExplainAccessResponse{
 		DeviceId: "3f2c8a4e-9b1d-4e7f-8a6c-2d5e9f0b1c3a", DeviceName: "alices-mbp\x1b[31m", Username: "alice@example.com",
 		Reason: "policy_failed", Mode: "enforce", CanResolveLater: true,

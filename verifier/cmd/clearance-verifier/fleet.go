@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/clearance/clearance/pkg/cli"
 	"github.com/clearance/clearance/pkg/printable"
@@ -48,10 +49,14 @@ func (a *app) devicesCmd() *cli.Command {
 			serial := fs.String("serial", "", "only the devices with this `serial` number (any case)")
 			host := fs.String("host", "", "only the devices whose host name is or starts with this `name` (any case)")
 			user := fs.String("user", "", "only the Macs this Okta `username` uses: those bound to them (with SCIM or the Okta API sync), and those their latest 1,000 sign-ins came from")
+			failingFor := fs.Duration("failing-for", 0, "only devices that have failed a required policy without a break for at least this `duration` (e.g. 72h; the wide table's FOR column)")
 			fs.Group("Output")
 			asJSON := fs.Bool("json", false, "print the devices as JSON (the admin API's Device messages)")
 			wide := fs.Bool("wide", false, "full device ids and nothing shortened, whatever the terminal's width")
 			return func(ctx context.Context, _ []string) error {
+				if *failingFor < 0 {
+					return cli.Usagef("--failing-for %s is negative", *failingFor)
+				}
 				return a.withAdmin(ctx, af, func(c *adminConn) error {
 					if *policy != "" {
 						if err := c.checkPolicyID(*policy); err != nil {
@@ -74,6 +79,9 @@ func (a *app) devicesCmd() *cli.Command {
 							continue
 						}
 						if *failing && d.GetSummary().GetCompliant() && d.GetState() != "stale" {
+							continue
+						}
+						if *failingFor > 0 && !failedFor(d, *failingFor, a.now()) {
 							continue
 						}
 						if *offline && d.GetConnected() {
@@ -146,6 +154,14 @@ func (c *adminConn) devicesOf(username string) (map[string]bool, error) {
 	return out, nil
 }
 
+// failedFor reports whether the device has not been compliant for at least
+// d before now, as far as the verifier recorded it: a device whose
+// failing_since is not recorded is not counted.
+func failedFor(dev *adminv1.Device, d time.Duration, now time.Time) bool {
+	s := dev.GetSummary()
+	return !s.GetCompliant() && s.GetFailingSince() != nil && !s.GetFailingSince().AsTime().After(now.Add(-d))
+}
+
 // fails reports whether the device does not pass the policy: it fails it,
 // it errs, or the latest report has no result for it. Only required
 // policies that are not required too.
@@ -210,6 +226,7 @@ func renderDevices(w io.Writer, devs []*adminv1.Device, now time.Time, width int
 	head := []string{"DEVICE", "HOST", "SERIAL", "LAST SEEN", "ONLINE", "PASS/FAIL", "FAILING"}
 	if wide {
 		head = slices.Insert(head, 2, "USER")
+		head = slices.Insert(head, 7, "FOR")
 	}
 	rows := [][]string{head}
 	for _, d := range devs {
@@ -238,11 +255,30 @@ func renderDevices(w io.Writer, devs []*adminv1.Device, now time.Time, width int
 		}
 		if wide {
 			row = slices.Insert(row, 2, userCell(d.GetLocalUser()))
+			row = slices.Insert(row, 7, lasted(sinceOf(s), now))
 		}
 		rows = append(rows, row)
 	}
 	// Host names may be long: they give way first, down to 10 characters.
 	return writeTable(w, rows, width, []shrink{{col: 1, floor: 10}})
+}
+
+// sinceOf is since when the summary's Mac has been as it is: failing, or
+// compliant; nil when not recorded.
+func sinceOf(s *adminv1.PostureSummary) *timestamppb.Timestamp {
+	if s.GetCompliant() {
+		return s.GetCompliantSince()
+	}
+	return s.GetFailingSince()
+}
+
+// lasted says how long before now since was, in the largest whole unit
+// ("3d"), or "-" when since is not recorded.
+func lasted(since *timestamppb.Timestamp, now time.Time) string {
+	if since == nil {
+		return "-"
+	}
+	return strings.TrimSuffix(ago(since.AsTime(), true, now), " ago")
 }
 
 // failingPhrase lists a summary's failing policies, each that could not

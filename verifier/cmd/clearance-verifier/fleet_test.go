@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/clearance/clearance/internal/testkit"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/storage"
@@ -63,6 +65,18 @@ func TestFleetCommands(t *testing.T) {
 
 	if out := devices("--failing"); !strings.Contains(out, bad.DeviceID[:8]) || strings.Contains(out, good.DeviceID[:8]) {
 		t.Errorf("--failing:\n%s", out)
+	}
+	// --failing-for: the failing Mac once its run is recorded (after its
+	// report's ack), and only for as long as it has failed.
+	testkit.Eventually(t, 10*time.Second, "the failing Mac failing for 1ms", func() bool {
+		out, _, err := execute(env, "devices", "--data-dir", s.dir, "--failing-for", "1ms")
+		return err == nil && strings.Contains(out, bad.DeviceID[:8]) && !strings.Contains(out, good.DeviceID[:8])
+	})
+	if out, stderr, err := execute(env, "devices", "--data-dir", s.dir, "--failing-for", "1h"); err != nil || out != "" || stderr != "no devices match\n" {
+		t.Errorf("--failing-for 1h: %q %q %v", out, stderr, err)
+	}
+	if _, stderr, err := execute(env, "devices", "--data-dir", s.dir, "--failing-for", "-1h"); err == nil || !strings.Contains(fmt.Sprint(err, stderr), "--failing-for -1h0m0s is negative") {
+		t.Errorf("--failing-for -1h: %q %v", stderr, err)
 	}
 	if out := devices("--policy", "sip"); !strings.Contains(out, bad.DeviceID[:8]) || strings.Contains(out, good.DeviceID[:8]) {
 		t.Errorf("--policy sip:\n%s", out)
@@ -281,6 +295,11 @@ func TestTables(t *testing.T) {
 	devs[5].LocalUser, devs[6].LocalUser = `bob\u2800`, "eve  C02XK1ABJGH5  12s ago"
 	devs = append(devs, dev("e0e0e0e0-0000-4000-8000-000000000000", "dash-mac", "C02DASHDASH1", time.Minute, true, 6, 0))
 	devs[7].LocalUser = "-"
+	// How long each has been as it is, in the wide table's FOR column: bob
+	// failing for 3 days, alice compliant for 26 hours, the others not
+	// recorded.
+	devs[1].Summary.FailingSince = timestamppb.New(now.Add(-75 * time.Hour))
+	devs[0].Summary.CompliantSince = timestamppb.New(now.Add(-26 * time.Hour))
 	for _, tc := range []struct {
 		name  string
 		width int

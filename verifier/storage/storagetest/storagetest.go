@@ -46,6 +46,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Rollout", rolloutTests},
 		{"People", peopleTests},
 		{"AdminTokens", adminTokenTests},
+		{"PolicyStreaks", streakTests},
 		{"Store", storeTests},
 		{"Dump", dumpTests},
 	}

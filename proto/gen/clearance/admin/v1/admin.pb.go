@@ -276,6 +276,13 @@ type PostureSummary struct {
 	// Those of failing with no result in the latest report (a policy newer
 	// than the report, or one the agent did not run), by id.
 	FailingMissing []string `protobuf:"bytes,9,rep,name=failing_missing,json=failingMissing,proto3" json:"failing_missing,omitempty"`
+	// When not compliant: since when the Mac has been out of compliance
+	// without a break, the earliest since (PolicyOutcome.since) of the
+	// policies in failing. Unset when one of them has no since.
+	FailingSince *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=failing_since,json=failingSince,proto3" json:"failing_since,omitempty"`
+	// When compliant: since when every required policy has passed, the
+	// latest since of the required policies. Unset when one has no since.
+	CompliantSince *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=compliant_since,json=compliantSince,proto3" json:"compliant_since,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -369,6 +376,20 @@ func (x *PostureSummary) GetFailingError() []string {
 func (x *PostureSummary) GetFailingMissing() []string {
 	if x != nil {
 		return x.FailingMissing
+	}
+	return nil
+}
+
+func (x *PostureSummary) GetFailingSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FailingSince
+	}
+	return nil
+}
+
+func (x *PostureSummary) GetCompliantSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CompliantSince
 	}
 	return nil
 }
@@ -583,9 +604,15 @@ type PolicyOutcome struct {
 	Required bool                   `protobuf:"varint,3,opt,name=required,proto3" json:"required,omitempty"`
 	Critical bool                   `protobuf:"varint,4,opt,name=critical,proto3" json:"critical,omitempty"`
 	// PASS, FAIL, ERROR, or UNSPECIFIED when the latest report has no result.
-	Status        v1.PolicyStatus `protobuf:"varint,5,opt,name=status,proto3,enum=clearance.agent.v1.PolicyStatus" json:"status,omitempty"`
-	Message       string          `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
-	Resolution    string          `protobuf:"bytes,7,opt,name=resolution,proto3" json:"resolution,omitempty"`
+	Status     v1.PolicyStatus `protobuf:"varint,5,opt,name=status,proto3,enum=clearance.agent.v1.PolicyStatus" json:"status,omitempty"`
+	Message    string          `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	Resolution string          `protobuf:"bytes,7,opt,name=resolution,proto3" json:"resolution,omitempty"`
+	// Since when the policy's result on this Mac has been status: when the
+	// agent observed the first report of the unbroken run of reports that
+	// judged it so, for the query in force (a changed query starts a new
+	// run). Unset when the verifier has not recorded it (a report not yet
+	// judged, or stored before this was recorded).
+	Since         *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=since,proto3" json:"since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -667,6 +694,13 @@ func (x *PolicyOutcome) GetResolution() string {
 		return x.Resolution
 	}
 	return ""
+}
+
+func (x *PolicyOutcome) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
 }
 
 // Report is a verified posture report as stored.
@@ -2427,7 +2461,11 @@ type PolicyFinding struct {
 	// For a policy that only warns because its grace period runs: when it
 	// starts blocking sign-in. Unset when it blocks now, or would not block
 	// then either (warn or monitor, lowered by the ceiling, or waived).
-	BlocksFrom    *timestamppb.Timestamp `protobuf:"bytes,45,opt,name=blocks_from,json=blocksFrom,proto3" json:"blocks_from,omitempty"`
+	BlocksFrom *timestamppb.Timestamp `protobuf:"bytes,45,opt,name=blocks_from,json=blocksFrom,proto3" json:"blocks_from,omitempty"`
+	// Since when the policy's result on this Mac has been status, as
+	// PolicyOutcome.since. Unset for a live check's fresh report, and when
+	// not recorded.
+	Since         *timestamppb.Timestamp `protobuf:"bytes,46,opt,name=since,proto3" json:"since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2556,6 +2594,13 @@ func (x *PolicyFinding) GetBypassOffered() bool {
 func (x *PolicyFinding) GetBlocksFrom() *timestamppb.Timestamp {
 	if x != nil {
 		return x.BlocksFrom
+	}
+	return nil
+}
+
+func (x *PolicyFinding) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
 	}
 	return nil
 }
@@ -4055,7 +4100,7 @@ var File_clearance_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1eclearance/admin/v1/admin.proto\x12\x12clearance.admin.v1\x1a\x1eclearance/admin/v1/audit.proto\x1a clearance/admin/v1/rollout.proto\x1a\x1fclearance/admin/v1/people.proto\x1a\x1fclearance/agent/v1/enroll.proto\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fclearance/agent/v1/stream.proto\x1a\x1dclearance/admin/v1/okta.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xac\x02\n" +
+	"\x1eclearance/admin/v1/admin.proto\x12\x12clearance.admin.v1\x1a\x1eclearance/admin/v1/audit.proto\x1a clearance/admin/v1/rollout.proto\x1a\x1fclearance/admin/v1/people.proto\x1a\x1fclearance/agent/v1/enroll.proto\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fclearance/agent/v1/stream.proto\x1a\x1dclearance/admin/v1/okta.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x03\n" +
 	"\x0ePostureSummary\x12\x12\n" +
 	"\x04pass\x18\x01 \x01(\rR\x04pass\x12\x12\n" +
 	"\x04fail\x18\x02 \x01(\rR\x04fail\x12\x14\n" +
@@ -4065,7 +4110,10 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\afailing\x18\x06 \x03(\tR\afailing\x12)\n" +
 	"\x10advisory_failing\x18\a \x03(\tR\x0fadvisoryFailing\x12#\n" +
 	"\rfailing_error\x18\b \x03(\tR\ffailingError\x12'\n" +
-	"\x0ffailing_missing\x18\t \x03(\tR\x0efailingMissingB\f\n" +
+	"\x0ffailing_missing\x18\t \x03(\tR\x0efailingMissing\x12?\n" +
+	"\rfailing_since\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\x12C\n" +
+	"\x0fcompliant_since\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x0ecompliantSinceB\f\n" +
 	"\n" +
 	"_compliant\"\xb4\x06\n" +
 	"\x06Device\x12\x1b\n" +
@@ -4091,7 +4139,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x0fkey_fingerprint\x18\x10 \x01(\tR\x0ekeyFingerprint\x12\x14\n" +
 	"\x05state\x18\x11 \x01(\tR\x05state\x12\x1d\n" +
 	"\n" +
-	"local_user\x18\x12 \x01(\tR\tlocalUser\"\xec\x01\n" +
+	"local_user\x18\x12 \x01(\tR\tlocalUser\"\x9e\x02\n" +
 	"\rPolicyOutcome\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -4101,7 +4149,8 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\amessage\x18\x06 \x01(\tR\amessage\x12\x1e\n" +
 	"\n" +
 	"resolution\x18\a \x01(\tR\n" +
-	"resolution\"\x80\x01\n" +
+	"resolution\x120\n" +
+	"\x05since\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\x80\x01\n" +
 	"\x06Report\x129\n" +
 	"\x06report\x18\x01 \x01(\v2!.clearance.agent.v1.PostureReportR\x06report\x12;\n" +
 	"\vreceived_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -4232,7 +4281,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x02id\x18+ \x01(\x03R\x02id\"{\n" +
 	"\x15ListDecisionsResponse\x12:\n" +
 	"\tdecisions\x18\x01 \x03(\v2\x1c.clearance.admin.v1.DecisionR\tdecisions\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8a\x04\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xbc\x04\n" +
 	"\rPolicyFinding\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -4251,7 +4300,8 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\fexemption_id\x18+ \x01(\x03R\vexemptionId\x12%\n" +
 	"\x0ebypass_offered\x18, \x01(\bR\rbypassOffered\x12;\n" +
 	"\vblocks_from\x18- \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"blocksFrom\"n\n" +
+	"blocksFrom\x120\n" +
+	"\x05since\x18. \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"n\n" +
 	"\x14ExplainAccessRequest\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12\x1d\n" +
@@ -4493,8 +4543,8 @@ var file_clearance_admin_v1_admin_proto_goTypes = []any{
 	(*KnownDevice)(nil),                      // 50: clearance.admin.v1.KnownDevice
 	(*ImportKnownDevicesRequest)(nil),        // 51: clearance.admin.v1.ImportKnownDevicesRequest
 	(*ImportKnownDevicesResponse)(nil),       // 52: clearance.admin.v1.ImportKnownDevicesResponse
-	(*v1.DeviceFacts)(nil),                   // 53: clearance.agent.v1.DeviceFacts
-	(*timestamppb.Timestamp)(nil),            // 54: google.protobuf.Timestamp
+	(*timestamppb.Timestamp)(nil),            // 53: google.protobuf.Timestamp
+	(*v1.DeviceFacts)(nil),                   // 54: clearance.agent.v1.DeviceFacts
 	(v1.PolicyStatus)(0),                     // 55: clearance.agent.v1.PolicyStatus
 	(*v1.PostureReport)(nil),                 // 56: clearance.agent.v1.PostureReport
 	(*v1.PolicySet)(nil),                     // 57: clearance.agent.v1.PolicySet
@@ -4523,137 +4573,141 @@ var file_clearance_admin_v1_admin_proto_goTypes = []any{
 	(*UnassignDeviceResponse)(nil),           // 80: clearance.admin.v1.UnassignDeviceResponse
 }
 var file_clearance_admin_v1_admin_proto_depIdxs = []int32{
-	0,  // 0: clearance.admin.v1.Device.status:type_name -> clearance.admin.v1.DeviceStatus
-	53, // 1: clearance.admin.v1.Device.facts:type_name -> clearance.agent.v1.DeviceFacts
-	54, // 2: clearance.admin.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	54, // 3: clearance.admin.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	54, // 4: clearance.admin.v1.Device.last_report_at:type_name -> google.protobuf.Timestamp
-	4,  // 5: clearance.admin.v1.Device.summary:type_name -> clearance.admin.v1.PostureSummary
-	54, // 6: clearance.admin.v1.Device.cert_not_after:type_name -> google.protobuf.Timestamp
-	54, // 7: clearance.admin.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	55, // 8: clearance.admin.v1.PolicyOutcome.status:type_name -> clearance.agent.v1.PolicyStatus
-	56, // 9: clearance.admin.v1.Report.report:type_name -> clearance.agent.v1.PostureReport
-	54, // 10: clearance.admin.v1.Report.received_at:type_name -> google.protobuf.Timestamp
-	5,  // 11: clearance.admin.v1.ListDevicesResponse.devices:type_name -> clearance.admin.v1.Device
-	5,  // 12: clearance.admin.v1.GetDeviceResponse.device:type_name -> clearance.admin.v1.Device
-	7,  // 13: clearance.admin.v1.GetDeviceResponse.latest_report:type_name -> clearance.admin.v1.Report
-	6,  // 14: clearance.admin.v1.GetDeviceResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
-	5,  // 15: clearance.admin.v1.RevokeDeviceResponse.device:type_name -> clearance.admin.v1.Device
-	57, // 16: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	16, // 17: clearance.admin.v1.ListPoliciesResponse.rollouts:type_name -> clearance.admin.v1.PolicyRollout
-	58, // 18: clearance.admin.v1.PolicyRollout.grace:type_name -> google.protobuf.Duration
-	57, // 19: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	54, // 20: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	54, // 21: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	54, // 22: clearance.admin.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	58, // 23: clearance.admin.v1.CreateEnrollSecretRequest.expires_in:type_name -> google.protobuf.Duration
-	19, // 24: clearance.admin.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
-	19, // 25: clearance.admin.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> clearance.admin.v1.EnrollSecret
-	19, // 26: clearance.admin.v1.RevokeEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
-	5,  // 27: clearance.admin.v1.RevokeEnrollSecretResponse.devices:type_name -> clearance.admin.v1.Device
-	58, // 28: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
-	7,  // 29: clearance.admin.v1.RequestCheckResponse.report:type_name -> clearance.admin.v1.Report
-	6,  // 30: clearance.admin.v1.RequestCheckResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
-	3,  // 31: clearance.admin.v1.DecisionPolicyResult.status:type_name -> clearance.admin.v1.PolicyStatus
-	54, // 32: clearance.admin.v1.DecisionPolicyResult.grace_ends:type_name -> google.protobuf.Timestamp
-	54, // 33: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	28, // 34: clearance.admin.v1.Decision.results:type_name -> clearance.admin.v1.DecisionPolicyResult
-	58, // 35: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
-	1,  // 36: clearance.admin.v1.ListDecisionsRequest.result:type_name -> clearance.admin.v1.DecisionResult
-	54, // 37: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
-	54, // 38: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
-	2,  // 39: clearance.admin.v1.ListDecisionsRequest.origin:type_name -> clearance.admin.v1.DecisionOrigin
-	29, // 40: clearance.admin.v1.ListDecisionsResponse.decisions:type_name -> clearance.admin.v1.Decision
-	3,  // 41: clearance.admin.v1.PolicyFinding.status:type_name -> clearance.admin.v1.PolicyStatus
-	54, // 42: clearance.admin.v1.PolicyFinding.grace_ends:type_name -> google.protobuf.Timestamp
-	54, // 43: clearance.admin.v1.PolicyFinding.blocks_from:type_name -> google.protobuf.Timestamp
-	32, // 44: clearance.admin.v1.ExplainAccessResponse.failing:type_name -> clearance.admin.v1.PolicyFinding
-	32, // 45: clearance.admin.v1.ExplainAccessResponse.advisory:type_name -> clearance.admin.v1.PolicyFinding
-	32, // 46: clearance.admin.v1.ExplainAccessResponse.results:type_name -> clearance.admin.v1.PolicyFinding
-	58, // 47: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
-	54, // 48: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
-	54, // 49: clearance.admin.v1.ExplainAccessResponse.block_from:type_name -> google.protobuf.Timestamp
-	58, // 50: clearance.admin.v1.CreateScepChallengeRequest.ttl:type_name -> google.protobuf.Duration
-	54, // 51: clearance.admin.v1.CreateScepChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	54, // 52: clearance.admin.v1.BrowserCertificate.not_before:type_name -> google.protobuf.Timestamp
-	54, // 53: clearance.admin.v1.BrowserCertificate.not_after:type_name -> google.protobuf.Timestamp
-	54, // 54: clearance.admin.v1.BrowserCertificate.revoke_after:type_name -> google.protobuf.Timestamp
-	37, // 55: clearance.admin.v1.ListBrowserCertificatesResponse.certificates:type_name -> clearance.admin.v1.BrowserCertificate
-	37, // 56: clearance.admin.v1.RevokeBrowserCertificateResponse.certificate:type_name -> clearance.admin.v1.BrowserCertificate
-	53, // 57: clearance.admin.v1.PendingEnrollment.facts:type_name -> clearance.agent.v1.DeviceFacts
-	54, // 58: clearance.admin.v1.PendingEnrollment.requested_at:type_name -> google.protobuf.Timestamp
-	54, // 59: clearance.admin.v1.PendingEnrollment.last_request_at:type_name -> google.protobuf.Timestamp
-	54, // 60: clearance.admin.v1.PendingEnrollment.rejected_at:type_name -> google.protobuf.Timestamp
-	43, // 61: clearance.admin.v1.PendingEnrollment.serial_holders:type_name -> clearance.admin.v1.SerialHolder
-	54, // 62: clearance.admin.v1.PendingEnrollment.device_revoked_at:type_name -> google.protobuf.Timestamp
-	42, // 63: clearance.admin.v1.ListPendingEnrollmentsResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
-	5,  // 64: clearance.admin.v1.ApproveEnrollmentResponse.device:type_name -> clearance.admin.v1.Device
-	42, // 65: clearance.admin.v1.RejectEnrollmentResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
-	42, // 66: clearance.admin.v1.RejectEnrollmentResponse.rejected:type_name -> clearance.admin.v1.PendingEnrollment
-	50, // 67: clearance.admin.v1.ImportKnownDevicesRequest.devices:type_name -> clearance.admin.v1.KnownDevice
-	8,  // 68: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
-	10, // 69: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
-	12, // 70: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
-	14, // 71: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
-	17, // 72: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
-	20, // 73: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
-	22, // 74: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
-	24, // 75: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
-	26, // 76: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
-	30, // 77: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
-	59, // 78: clearance.admin.v1.AdminService.ListAuditEvents:input_type -> clearance.admin.v1.ListAuditEventsRequest
-	60, // 79: clearance.admin.v1.AdminService.OktaStatus:input_type -> clearance.admin.v1.OktaStatusRequest
-	61, // 80: clearance.admin.v1.AdminService.ListOktaSignIns:input_type -> clearance.admin.v1.ListOktaSignInsRequest
-	33, // 81: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
-	35, // 82: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
-	38, // 83: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
-	40, // 84: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
-	44, // 85: clearance.admin.v1.AdminService.ListPendingEnrollments:input_type -> clearance.admin.v1.ListPendingEnrollmentsRequest
-	46, // 86: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
-	48, // 87: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
-	51, // 88: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
-	62, // 89: clearance.admin.v1.AdminService.GrantExemption:input_type -> clearance.admin.v1.GrantExemptionRequest
-	63, // 90: clearance.admin.v1.AdminService.ListExemptions:input_type -> clearance.admin.v1.ListExemptionsRequest
-	64, // 91: clearance.admin.v1.AdminService.RevokeExemption:input_type -> clearance.admin.v1.RevokeExemptionRequest
-	65, // 92: clearance.admin.v1.AdminService.ListUsers:input_type -> clearance.admin.v1.ListUsersRequest
-	66, // 93: clearance.admin.v1.AdminService.GetUser:input_type -> clearance.admin.v1.GetUserRequest
-	67, // 94: clearance.admin.v1.AdminService.ListGroups:input_type -> clearance.admin.v1.ListGroupsRequest
-	68, // 95: clearance.admin.v1.AdminService.AssignDevice:input_type -> clearance.admin.v1.AssignDeviceRequest
-	69, // 96: clearance.admin.v1.AdminService.UnassignDevice:input_type -> clearance.admin.v1.UnassignDeviceRequest
-	9,  // 97: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
-	11, // 98: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
-	13, // 99: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
-	15, // 100: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
-	18, // 101: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
-	21, // 102: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
-	23, // 103: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
-	25, // 104: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
-	27, // 105: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
-	31, // 106: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
-	70, // 107: clearance.admin.v1.AdminService.ListAuditEvents:output_type -> clearance.admin.v1.ListAuditEventsResponse
-	71, // 108: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
-	72, // 109: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
-	34, // 110: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
-	36, // 111: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
-	39, // 112: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
-	41, // 113: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
-	45, // 114: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
-	47, // 115: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
-	49, // 116: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
-	52, // 117: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
-	73, // 118: clearance.admin.v1.AdminService.GrantExemption:output_type -> clearance.admin.v1.GrantExemptionResponse
-	74, // 119: clearance.admin.v1.AdminService.ListExemptions:output_type -> clearance.admin.v1.ListExemptionsResponse
-	75, // 120: clearance.admin.v1.AdminService.RevokeExemption:output_type -> clearance.admin.v1.RevokeExemptionResponse
-	76, // 121: clearance.admin.v1.AdminService.ListUsers:output_type -> clearance.admin.v1.ListUsersResponse
-	77, // 122: clearance.admin.v1.AdminService.GetUser:output_type -> clearance.admin.v1.GetUserResponse
-	78, // 123: clearance.admin.v1.AdminService.ListGroups:output_type -> clearance.admin.v1.ListGroupsResponse
-	79, // 124: clearance.admin.v1.AdminService.AssignDevice:output_type -> clearance.admin.v1.AssignDeviceResponse
-	80, // 125: clearance.admin.v1.AdminService.UnassignDevice:output_type -> clearance.admin.v1.UnassignDeviceResponse
-	97, // [97:126] is the sub-list for method output_type
-	68, // [68:97] is the sub-list for method input_type
-	68, // [68:68] is the sub-list for extension type_name
-	68, // [68:68] is the sub-list for extension extendee
-	0,  // [0:68] is the sub-list for field type_name
+	53,  // 0: clearance.admin.v1.PostureSummary.failing_since:type_name -> google.protobuf.Timestamp
+	53,  // 1: clearance.admin.v1.PostureSummary.compliant_since:type_name -> google.protobuf.Timestamp
+	0,   // 2: clearance.admin.v1.Device.status:type_name -> clearance.admin.v1.DeviceStatus
+	54,  // 3: clearance.admin.v1.Device.facts:type_name -> clearance.agent.v1.DeviceFacts
+	53,  // 4: clearance.admin.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	53,  // 5: clearance.admin.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	53,  // 6: clearance.admin.v1.Device.last_report_at:type_name -> google.protobuf.Timestamp
+	4,   // 7: clearance.admin.v1.Device.summary:type_name -> clearance.admin.v1.PostureSummary
+	53,  // 8: clearance.admin.v1.Device.cert_not_after:type_name -> google.protobuf.Timestamp
+	53,  // 9: clearance.admin.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	55,  // 10: clearance.admin.v1.PolicyOutcome.status:type_name -> clearance.agent.v1.PolicyStatus
+	53,  // 11: clearance.admin.v1.PolicyOutcome.since:type_name -> google.protobuf.Timestamp
+	56,  // 12: clearance.admin.v1.Report.report:type_name -> clearance.agent.v1.PostureReport
+	53,  // 13: clearance.admin.v1.Report.received_at:type_name -> google.protobuf.Timestamp
+	5,   // 14: clearance.admin.v1.ListDevicesResponse.devices:type_name -> clearance.admin.v1.Device
+	5,   // 15: clearance.admin.v1.GetDeviceResponse.device:type_name -> clearance.admin.v1.Device
+	7,   // 16: clearance.admin.v1.GetDeviceResponse.latest_report:type_name -> clearance.admin.v1.Report
+	6,   // 17: clearance.admin.v1.GetDeviceResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
+	5,   // 18: clearance.admin.v1.RevokeDeviceResponse.device:type_name -> clearance.admin.v1.Device
+	57,  // 19: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	16,  // 20: clearance.admin.v1.ListPoliciesResponse.rollouts:type_name -> clearance.admin.v1.PolicyRollout
+	58,  // 21: clearance.admin.v1.PolicyRollout.grace:type_name -> google.protobuf.Duration
+	57,  // 22: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	53,  // 23: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	53,  // 24: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	53,  // 25: clearance.admin.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	58,  // 26: clearance.admin.v1.CreateEnrollSecretRequest.expires_in:type_name -> google.protobuf.Duration
+	19,  // 27: clearance.admin.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
+	19,  // 28: clearance.admin.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> clearance.admin.v1.EnrollSecret
+	19,  // 29: clearance.admin.v1.RevokeEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
+	5,   // 30: clearance.admin.v1.RevokeEnrollSecretResponse.devices:type_name -> clearance.admin.v1.Device
+	58,  // 31: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
+	7,   // 32: clearance.admin.v1.RequestCheckResponse.report:type_name -> clearance.admin.v1.Report
+	6,   // 33: clearance.admin.v1.RequestCheckResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
+	3,   // 34: clearance.admin.v1.DecisionPolicyResult.status:type_name -> clearance.admin.v1.PolicyStatus
+	53,  // 35: clearance.admin.v1.DecisionPolicyResult.grace_ends:type_name -> google.protobuf.Timestamp
+	53,  // 36: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	28,  // 37: clearance.admin.v1.Decision.results:type_name -> clearance.admin.v1.DecisionPolicyResult
+	58,  // 38: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
+	1,   // 39: clearance.admin.v1.ListDecisionsRequest.result:type_name -> clearance.admin.v1.DecisionResult
+	53,  // 40: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
+	53,  // 41: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
+	2,   // 42: clearance.admin.v1.ListDecisionsRequest.origin:type_name -> clearance.admin.v1.DecisionOrigin
+	29,  // 43: clearance.admin.v1.ListDecisionsResponse.decisions:type_name -> clearance.admin.v1.Decision
+	3,   // 44: clearance.admin.v1.PolicyFinding.status:type_name -> clearance.admin.v1.PolicyStatus
+	53,  // 45: clearance.admin.v1.PolicyFinding.grace_ends:type_name -> google.protobuf.Timestamp
+	53,  // 46: clearance.admin.v1.PolicyFinding.blocks_from:type_name -> google.protobuf.Timestamp
+	53,  // 47: clearance.admin.v1.PolicyFinding.since:type_name -> google.protobuf.Timestamp
+	32,  // 48: clearance.admin.v1.ExplainAccessResponse.failing:type_name -> clearance.admin.v1.PolicyFinding
+	32,  // 49: clearance.admin.v1.ExplainAccessResponse.advisory:type_name -> clearance.admin.v1.PolicyFinding
+	32,  // 50: clearance.admin.v1.ExplainAccessResponse.results:type_name -> clearance.admin.v1.PolicyFinding
+	58,  // 51: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
+	53,  // 52: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
+	53,  // 53: clearance.admin.v1.ExplainAccessResponse.block_from:type_name -> google.protobuf.Timestamp
+	58,  // 54: clearance.admin.v1.CreateScepChallengeRequest.ttl:type_name -> google.protobuf.Duration
+	53,  // 55: clearance.admin.v1.CreateScepChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	53,  // 56: clearance.admin.v1.BrowserCertificate.not_before:type_name -> google.protobuf.Timestamp
+	53,  // 57: clearance.admin.v1.BrowserCertificate.not_after:type_name -> google.protobuf.Timestamp
+	53,  // 58: clearance.admin.v1.BrowserCertificate.revoke_after:type_name -> google.protobuf.Timestamp
+	37,  // 59: clearance.admin.v1.ListBrowserCertificatesResponse.certificates:type_name -> clearance.admin.v1.BrowserCertificate
+	37,  // 60: clearance.admin.v1.RevokeBrowserCertificateResponse.certificate:type_name -> clearance.admin.v1.BrowserCertificate
+	54,  // 61: clearance.admin.v1.PendingEnrollment.facts:type_name -> clearance.agent.v1.DeviceFacts
+	53,  // 62: clearance.admin.v1.PendingEnrollment.requested_at:type_name -> google.protobuf.Timestamp
+	53,  // 63: clearance.admin.v1.PendingEnrollment.last_request_at:type_name -> google.protobuf.Timestamp
+	53,  // 64: clearance.admin.v1.PendingEnrollment.rejected_at:type_name -> google.protobuf.Timestamp
+	43,  // 65: clearance.admin.v1.PendingEnrollment.serial_holders:type_name -> clearance.admin.v1.SerialHolder
+	53,  // 66: clearance.admin.v1.PendingEnrollment.device_revoked_at:type_name -> google.protobuf.Timestamp
+	42,  // 67: clearance.admin.v1.ListPendingEnrollmentsResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
+	5,   // 68: clearance.admin.v1.ApproveEnrollmentResponse.device:type_name -> clearance.admin.v1.Device
+	42,  // 69: clearance.admin.v1.RejectEnrollmentResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
+	42,  // 70: clearance.admin.v1.RejectEnrollmentResponse.rejected:type_name -> clearance.admin.v1.PendingEnrollment
+	50,  // 71: clearance.admin.v1.ImportKnownDevicesRequest.devices:type_name -> clearance.admin.v1.KnownDevice
+	8,   // 72: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
+	10,  // 73: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
+	12,  // 74: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
+	14,  // 75: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
+	17,  // 76: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
+	20,  // 77: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
+	22,  // 78: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
+	24,  // 79: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
+	26,  // 80: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
+	30,  // 81: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
+	59,  // 82: clearance.admin.v1.AdminService.ListAuditEvents:input_type -> clearance.admin.v1.ListAuditEventsRequest
+	60,  // 83: clearance.admin.v1.AdminService.OktaStatus:input_type -> clearance.admin.v1.OktaStatusRequest
+	61,  // 84: clearance.admin.v1.AdminService.ListOktaSignIns:input_type -> clearance.admin.v1.ListOktaSignInsRequest
+	33,  // 85: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
+	35,  // 86: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
+	38,  // 87: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
+	40,  // 88: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
+	44,  // 89: clearance.admin.v1.AdminService.ListPendingEnrollments:input_type -> clearance.admin.v1.ListPendingEnrollmentsRequest
+	46,  // 90: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
+	48,  // 91: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
+	51,  // 92: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
+	62,  // 93: clearance.admin.v1.AdminService.GrantExemption:input_type -> clearance.admin.v1.GrantExemptionRequest
+	63,  // 94: clearance.admin.v1.AdminService.ListExemptions:input_type -> clearance.admin.v1.ListExemptionsRequest
+	64,  // 95: clearance.admin.v1.AdminService.RevokeExemption:input_type -> clearance.admin.v1.RevokeExemptionRequest
+	65,  // 96: clearance.admin.v1.AdminService.ListUsers:input_type -> clearance.admin.v1.ListUsersRequest
+	66,  // 97: clearance.admin.v1.AdminService.GetUser:input_type -> clearance.admin.v1.GetUserRequest
+	67,  // 98: clearance.admin.v1.AdminService.ListGroups:input_type -> clearance.admin.v1.ListGroupsRequest
+	68,  // 99: clearance.admin.v1.AdminService.AssignDevice:input_type -> clearance.admin.v1.AssignDeviceRequest
+	69,  // 100: clearance.admin.v1.AdminService.UnassignDevice:input_type -> clearance.admin.v1.UnassignDeviceRequest
+	9,   // 101: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
+	11,  // 102: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
+	13,  // 103: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
+	15,  // 104: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
+	18,  // 105: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
+	21,  // 106: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
+	23,  // 107: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
+	25,  // 108: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
+	27,  // 109: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
+	31,  // 110: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
+	70,  // 111: clearance.admin.v1.AdminService.ListAuditEvents:output_type -> clearance.admin.v1.ListAuditEventsResponse
+	71,  // 112: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
+	72,  // 113: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
+	34,  // 114: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
+	36,  // 115: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
+	39,  // 116: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
+	41,  // 117: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
+	45,  // 118: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
+	47,  // 119: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
+	49,  // 120: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
+	52,  // 121: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
+	73,  // 122: clearance.admin.v1.AdminService.GrantExemption:output_type -> clearance.admin.v1.GrantExemptionResponse
+	74,  // 123: clearance.admin.v1.AdminService.ListExemptions:output_type -> clearance.admin.v1.ListExemptionsResponse
+	75,  // 124: clearance.admin.v1.AdminService.RevokeExemption:output_type -> clearance.admin.v1.RevokeExemptionResponse
+	76,  // 125: clearance.admin.v1.AdminService.ListUsers:output_type -> clearance.admin.v1.ListUsersResponse
+	77,  // 126: clearance.admin.v1.AdminService.GetUser:output_type -> clearance.admin.v1.GetUserResponse
+	78,  // 127: clearance.admin.v1.AdminService.ListGroups:output_type -> clearance.admin.v1.ListGroupsResponse
+	79,  // 128: clearance.admin.v1.AdminService.AssignDevice:output_type -> clearance.admin.v1.AssignDeviceResponse
+	80,  // 129: clearance.admin.v1.AdminService.UnassignDevice:output_type -> clearance.admin.v1.UnassignDeviceResponse
+	101, // [101:130] is the sub-list for method output_type
+	72,  // [72:101] is the sub-list for method input_type
+	72,  // [72:72] is the sub-list for extension type_name
+	72,  // [72:72] is the sub-list for extension extendee
+	0,   // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_clearance_admin_v1_admin_proto_init() }

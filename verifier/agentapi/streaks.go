@@ -1,0 +1,95 @@
+package agentapi
+
+import (
+	"context"
+	"hash/maphash"
+	"log/slog"
+
+	"github.com/clearance/clearance/pkg/policy"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/decision"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// Policy streaks: since when each policy's result on a Mac has been what
+// it is (storage.PolicyStreakStore), for "failing since" and "compliant
+// since". A stream keeps only a digest of its latest report's judged
+// results, 8 bytes: a report that judges every policy as the one before
+// costs a hash and no store access, and only a change (or a stream's first
+// report) reads and writes the store, after the report is acked.
+
+// setDigests is the policy set in force and its queries' digests, computed
+// once per set.
+type setDigests struct {
+	ps      *agentv1.PolicySet
+	digests [][]byte
+}
+
+var streakSeed = maphash.MakeSeed()
+
+// digestsOf returns ps's query digests, from the last set's when ps is it.
+func (s *Server) digestsOf(ps *agentv1.PolicySet) [][]byte {
+	if d := s.setDigests.Load(); d != nil && d.ps == ps {
+		return d.digests
+	}
+	d := &setDigests{ps: ps, digests: make([][]byte, len(ps.GetPolicies()))}
+	for i, p := range ps.GetPolicies() {
+		d.digests[i] = policy.QueryDigest(p.GetQuery())
+	}
+	s.setDigests.Store(d)
+	return d.digests
+}
+
+// judged returns the policies in force as r judges them, and their digest
+// (never 0, the stream's "not known yet"); with build false, the digest
+// alone.
+func judged(ps *agentv1.PolicySet, digests [][]byte, r *agentv1.PostureReport, build bool) ([]storage.PolicyStreak, uint64) {
+	var h maphash.Hash
+	h.SetSeed(streakSeed)
+	var out []storage.PolicyStreak
+	if build {
+		out = make([]storage.PolicyStreak, 0, len(ps.GetPolicies()))
+	}
+	decision.Statuses(ps, r, digests, func(i int, p *agentv1.Policy, st decision.Status, _ *agentv1.PolicyResult) {
+		h.WriteString(p.GetId())
+		h.WriteByte(0)
+		h.WriteString(string(st))
+		h.WriteByte(0)
+		h.Write(digests[i])
+		if build {
+			out = append(out, storage.PolicyStreak{PolicyID: p.GetId(), Status: string(st), QuerySHA256: digests[i]})
+		}
+	})
+	sum := h.Sum64()
+	if sum == 0 {
+		sum = 1
+	}
+	return out, sum
+}
+
+// streaks updates the device's policy streaks from a report it just
+// stored, unless the stream's last report judged every policy the same. A
+// failure is logged (sampled) and tried again with the next report.
+func (c *agentStream) streaks(ctx context.Context, r *agentv1.PostureReport) {
+	s := c.s
+	ps := s.Policies.Current()
+	if ps == nil {
+		return
+	}
+	digests := s.digestsOf(ps)
+	if c.streak != 0 {
+		if _, sum := judged(ps, digests, r, false); sum == c.streak {
+			return
+		}
+	}
+	now, sum := judged(ps, digests, r, true)
+	at := r.GetObservedAt().AsTime()
+	if !r.GetObservedAt().IsValid() {
+		at = s.now()
+	}
+	if _, err := s.Store.UpdatePolicyStreaks(context.WithoutCancel(ctx), c.deviceID, at, now); err != nil {
+		s.streakLog.logAt(s.log(), slog.LevelWarn, s.now(), "policy streaks not updated; tried again with the next report", "device_id", c.deviceID, "err", err)
+		return
+	}
+	c.streak = sum
+}

@@ -1,0 +1,125 @@
+package server_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/clearance/clearance/internal/protoagent"
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+)
+
+// TestSinceWhen: each policy's result on a Mac says since when it has held
+// (the first report of the unbroken run that showed it), the summary since
+// when the Mac has been failing or compliant, and ExplainAccess each
+// policy's; reports that change nothing, and a new stream, keep the starts.
+func TestSinceWhen(t *testing.T) {
+	t.Parallel()
+	e := startSSO(t, true, nil)
+	const (
+		pass = agentv1.PolicyStatus_POLICY_STATUS_PASS
+		fail = agentv1.PolicyStatus_POLICY_STATUS_FAIL
+	)
+	a := e.enrolled(e.secret())
+	st := e.connect(a)
+	seq := uint64(0)
+	send := func(st *protoagent.Stream, statuses map[string]agentv1.PolicyStatus) time.Time {
+		t.Helper()
+		seq++
+		at := e.clock.Now().Add(-time.Second).Truncate(time.Millisecond)
+		r := a.Report(st.PolicySet, seq, at, nil, pass)
+		for _, res := range r.Results {
+			if s, ok := statuses[res.PolicyId]; ok {
+				res.Status = s
+			}
+		}
+		if ack, err := st.Exchange(protoagent.Sign(a.Key, r)); err != nil || ack.GetAck() == nil {
+			t.Fatalf("report %d not acked: %v %v", seq, ack, err)
+		}
+		return at
+	}
+	get := func() *adminv1.GetDeviceResponse {
+		t.Helper()
+		r, err := e.admin.GetDevice(e.ctx(), &adminv1.GetDeviceRequest{DeviceId: a.DeviceID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	since := func(r *adminv1.GetDeviceResponse, id string) time.Time {
+		for _, o := range r.GetPolicies() {
+			if o.GetPolicyId() == id && o.GetSince() != nil {
+				return o.GetSince().AsTime()
+			}
+		}
+		return time.Time{}
+	}
+	// waitSince waits until policy id's since is want (the streaks are
+	// written once the report is acked).
+	waitSince := func(id string, want time.Time) *adminv1.GetDeviceResponse {
+		t.Helper()
+		var r *adminv1.GetDeviceResponse
+		waitFor(t, id+" since "+want.String(), func() bool { r = get(); return since(r, id).Equal(want) })
+		return r
+	}
+
+	t1 := send(st, map[string]agentv1.PolicyStatus{"filevault": fail})
+	r := waitSince("filevault", t1)
+	if got := r.GetDevice().GetSummary().GetFailingSince(); got == nil || !got.AsTime().Equal(t1) || r.GetDevice().GetSummary().GetCompliantSince() != nil {
+		t.Errorf("failing since %v, compliant since %v; want %v and none", got, r.GetDevice().GetSummary().GetCompliantSince(), t1)
+	}
+	if !since(r, "firewall").Equal(t1) {
+		t.Errorf("firewall passes since %v, want %v", since(r, "firewall"), t1)
+	}
+
+	// The same results an hour later change nothing; the fix after them
+	// starts filevault's PASS, and the Mac is compliant since then.
+	e.clock.Add(time.Hour)
+	send(st, map[string]agentv1.PolicyStatus{"filevault": fail})
+	e.clock.Add(time.Hour)
+	t3 := send(st, nil)
+	r = waitSince("filevault", t3)
+	if !since(r, "firewall").Equal(t1) {
+		t.Errorf("firewall, unchanged, passes since %v, want %v", since(r, "firewall"), t1)
+	}
+	if got := r.GetDevice().GetSummary().GetCompliantSince(); got == nil || !got.AsTime().Equal(t3) || r.GetDevice().GetSummary().GetFailingSince() != nil {
+		t.Errorf("compliant since %v, want %v", got, t3)
+	}
+	list, err := e.admin.ListDevices(e.ctx(), &adminv1.ListDevicesRequest{})
+	if err != nil || len(list.GetDevices()) != 1 || !list.GetDevices()[0].GetSummary().GetCompliantSince().AsTime().Equal(t3) {
+		t.Errorf("ListDevices: %v %v", list, err)
+	}
+
+	// A new stream: its first report, unchanged, keeps every start; then
+	// the firewall fails.
+	st.Close()
+	st = e.connect(a)
+	e.clock.Add(time.Hour)
+	send(st, nil)
+	e.clock.Add(time.Hour)
+	t5 := send(st, map[string]agentv1.PolicyStatus{"firewall": fail})
+	r = waitSince("firewall", t5)
+	if !since(r, "filevault").Equal(t3) {
+		t.Errorf("after reconnecting, filevault passes since %v, want %v", since(r, "filevault"), t3)
+	}
+	if got := r.GetDevice().GetSummary().GetFailingSince(); got == nil || !got.AsTime().Equal(t5) {
+		t.Errorf("failing since %v, want %v", got, t5)
+	}
+
+	ex, err := e.admin.ExplainAccess(e.ctx(), &adminv1.ExplainAccessRequest{DeviceId: a.DeviceID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range ex.GetResults() {
+		want := t1
+		switch f.GetPolicyId() {
+		case "firewall":
+			want = t5
+		case "filevault":
+			want = t3
+		}
+		if f.GetSince() == nil || !f.GetSince().AsTime().Equal(want) {
+			t.Errorf("ExplainAccess: %s since %v, want %v", f.GetPolicyId(), f.GetSince(), want)
+		}
+	}
+}
