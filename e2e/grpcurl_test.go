@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,7 +48,11 @@ func TestGrpcurl(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := []string{"VERIFIER=" + v.grpcAddr, "DATA=" + dataDir, "ADMIN_TOKEN=" + strings.TrimSpace(string(adminToken))}
+	_, httpPort, err := net.SplitHostPort(v.httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"VERIFIER=" + v.grpcAddr, "HTTP=localhost:" + httpPort, "DATA=" + dataDir, "ADMIN_TOKEN=" + strings.TrimSpace(string(adminToken))}
 
 	// A device that answers CheckNow, so every example has something to show.
 	secret := v.enrollSecret()
@@ -76,6 +81,12 @@ func TestGrpcurl(t *testing.T) {
 	if _, err := fst.Exchange(protoagent.Sign(failing.Key, failing.Report(fst.PolicySet, 1, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_FAIL))); err != nil {
 		t.Fatal(err)
 	}
+	// Since when each Mac fails or passes is written once its report is
+	// acked: the examples below show it.
+	waitFor(t, "failing_since and compliant_since", func() bool {
+		out, err := shell(t, `clearance-verifier devices --data-dir "$DATA" --json`, env...)
+		return err == nil && strings.Contains(out, `"failingSince"`) && strings.Contains(out, `"compliantSince"`)
+	})
 
 	t.Run("admin call without token is refused", func(t *testing.T) {
 		out, err := shell(t, `grpcurl -cacert "$DATA/ca.pem" "$VERIFIER" clearance.admin.v1.AdminService/ListDevices`, env...)
@@ -114,8 +125,10 @@ BOT_TOKEN="$(cat bot.token)" grpcurl -cacert "$DATA/ca.pem" -expand-headers -H '
 		"list-devices": {a.DeviceID, `"compliant": true`, `"lastSeen"`, failing.DeviceID, `"compliant": false`, `"failing": [`, `"filevault"`},
 		// The CLI's table: both devices by their short ids, the failing
 		// one with what it fails.
-		"devices":       {"DEVICE", "HOST", "PASS/FAIL", a.DeviceID[:8], failing.DeviceID[:8], "filevault"},
-		"get-device":    {a.DeviceID, `"latestReport"`, `"POLICY_STATUS_PASS"`, `"filevault"`},
+		"devices":    {"DEVICE", "HOST", "PASS/FAIL", a.DeviceID[:8], failing.DeviceID[:8], "filevault"},
+		"get-device": {a.DeviceID, `"latestReport"`, `"POLICY_STATUS_PASS"`, `"filevault"`, `"since"`, `"compliantSince"`},
+		// The metrics, with the metrics token from standard input.
+		"metrics":       {"clearance_devices{", "clearance_reports_accepted_total"},
 		"request-check": {`"nonce"`, `"POLICY_STATUS_PASS"`},
 		"list-policies": {`"filevault"`, `"resolution"`},
 		"create-secret": {`"secret"`, `"Kandji, design team"`},

@@ -38,6 +38,8 @@ if [ "$what" = test ]; then
   command -v certutil >/dev/null 2>&1 || need+=(libnss3-tools)
   # Screenshots need a font; Chromium only recommends one.
   compgen -G '/usr/share/fonts/truetype/*/*.ttf' >/dev/null || need+=(fonts-liberation)
+  # The README's metrics example runs curl as written.
+  command -v curl >/dev/null 2>&1 || need+=(curl)
   # npm installs the pinned npm packages tests use (scripts/npm.sh).
   command -v npm >/dev/null 2>&1 || need+=(npm)
 fi
