@@ -149,7 +149,7 @@ BOT_TOKEN="$(cat bot.token)" grpcurl -cacert "$DATA/ca.pem" -expand-headers -H '
 		"list-audit": {`"actor": "agent"`, `"action": "device.enroll"`, `"deviceId": "` + a.DeviceID + `"`},
 		// A read token made by the CLI lists the policies over grpcurl
 		// and the devices with the CLI.
-		"admin-token": {`"filevault"`, "DEVICE", a.DeviceID[:8]},
+		"admin-token": {`"filevault"`, "DEVICE", a.DeviceID[:8], "actor     admin:jane@example.com", "role      read"},
 	}
 	// What each example must print in full. Nobody signs in during this test,
 	// so the decision log is empty: the example only shows that the call and

@@ -32,6 +32,7 @@ var readMethods = map[string]bool{
 	"ListDecisions": true, "ListAuditEvents": true, "OktaStatus": true, "ListOktaSignIns": true,
 	"ExplainAccess": true, "ListBrowserCertificates": true, "ListPendingEnrollments": true,
 	"ListExemptions": true, "ListUsers": true, "GetUser": true, "ListGroups": true,
+	"WhoAmI": true,
 }
 
 // DataDirActor is the audit log's actor for changes made with the data
@@ -46,6 +47,9 @@ type Caller struct {
 	TokenID string
 	// Role is storage.AdminRoleRead or storage.AdminRoleAdmin.
 	Role string
+	// ExpiresAt is when the named token stops working; zero: never (and
+	// for the data dir's token).
+	ExpiresAt time.Time
 }
 
 // Actor is how the audit log names the caller: "admin:"+Name for a named
@@ -170,7 +174,7 @@ func (a *Auth) authenticate(ctx context.Context, method string) (Caller, error) 
 			}
 			return Caller{}, status.Error(codes.Unavailable, "the admin token could not be checked: the verifier's database did not answer")
 		}
-		return Caller{Name: rec.Name, TokenID: rec.ID, Role: rec.Role}, nil
+		return Caller{Name: rec.Name, TokenID: rec.ID, Role: rec.Role, ExpiresAt: rec.ExpiresAt}, nil
 	}
 	if subtle.ConstantTimeCompare([]byte(got), []byte(a.Token)) != 1 {
 		return Caller{}, a.refused("unknown", method, "not the data dir's admin token", status.Error(codes.Unauthenticated, ErrBadToken.Error()))
@@ -228,3 +232,10 @@ type callerStream struct {
 }
 
 func (s *callerStream) Context() context.Context { return s.ctx }
+
+// WhoAmI implements AdminService.WhoAmI: the caller as the interceptor
+// authenticated it.
+func (s *Server) WhoAmI(ctx context.Context, _ *adminv1.WhoAmIRequest) (*adminv1.WhoAmIResponse, error) {
+	c := CallerFrom(ctx)
+	return &adminv1.WhoAmIResponse{Actor: c.Actor(), Name: c.Name, TokenId: c.TokenID, Role: c.Role, ExpiresAt: ts(c.ExpiresAt)}, nil
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/clearance/clearance/pkg/cli"
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/idsecret"
@@ -117,6 +118,49 @@ func (a *app) adminTokenCmd() *cli.Command {
 					fmt.Fprintf(a.stdout, "revoked %s (%s)\n", rec.ID, clean(rec.Name))
 					return nil
 				}),
+			{
+				Name:    "whoami",
+				Summary: "ask the verifier whose token the admin commands use, its role and expiry",
+				Doc: "Asks the running verifier's admin API who the token these commands send is (--admin-token-file, " +
+					"CLEARANCE_ADMIN_TOKEN_FILE, or the data dir's admin.token): the name the audit log gives its changes, " +
+					"its role and when it expires. A check before a change, or of a token a colleague gave you.\n\n" +
+					"  clearance-verifier admin-token whoami --verifier verifier.example.com:8443 \\\n" +
+					"    --ca-file ca.pem --admin-token-file ~/.clearance/admin.token",
+				Footer: config.SharedFooter,
+				Flags: func(fs *cli.FlagSet) cli.Action {
+					af := a.bindAdmin(fs)
+					return func(ctx context.Context, args []string) error {
+						if err := cli.NoArgs(args); err != nil {
+							return err
+						}
+						return a.withAdmin(ctx, af, func(c *adminConn) error {
+							resp, err := call(c, c.client.WhoAmI, &adminv1.WhoAmIRequest{})
+							if err != nil {
+								return err
+							}
+							token := "the data dir's admin.token (names no person)"
+							if resp.GetTokenId() != "" {
+								token = "named, id " + resp.GetTokenId()
+							}
+							role := resp.GetRole()
+							switch role {
+							case storage.AdminRoleRead:
+								role += " (lists and reads, changes nothing)"
+							case storage.AdminRoleAdmin:
+								role += " (every admin call)"
+							}
+							expires := "never"
+							if e := resp.GetExpiresAt(); e != nil {
+								expires = e.AsTime().UTC().Format(time.RFC3339) + " (in " + strings.TrimSuffix(ago(a.now(), true, e.AsTime()), " ago") + ")"
+							}
+							for _, kv := range [][2]string{{"verifier", c.addr}, {"actor", clean(resp.GetActor())}, {"token", token}, {"role", role}, {"expires", expires}} {
+								fmt.Fprintf(a.stdout, "%-9s %s\n", kv[0], kv[1])
+							}
+							return nil
+						})
+					}
+				},
+			},
 		},
 	}
 }

@@ -62,6 +62,42 @@ func TestAdminTokenCommands(t *testing.T) {
 		t.Fatalf("a second token for bob: %v", err)
 	}
 
+	// whoami: each token as the verifier takes it.
+	whoami := func(env func(string) string, args ...string) string {
+		t.Helper()
+		out, _, err := execute(env, append([]string{"admin-token", "whoami", "--data-dir", s.dir}, args...)...)
+		if err != nil {
+			t.Fatalf("whoami %v: %v", args, err)
+		}
+		return out
+	}
+	if out := whoami(noEnv, "--admin-token-file", bob); !strings.Contains(out, "actor     admin:bob@example.com\n") ||
+		!strings.Contains(out, "role      read (lists and reads, changes nothing)\n") || !strings.Contains(out, "expires   never\n") ||
+		!strings.Contains(out, "token     named, id ") {
+		t.Errorf("whoami with bob's token:\n%s", out)
+	}
+	if out := whoami(noEnv); !strings.Contains(out, "actor     admin-api\n") || !strings.Contains(out, "the data dir's admin.token") ||
+		!strings.Contains(out, "role      admin (every admin call)\n") {
+		t.Errorf("whoami with the data dir's token:\n%s", out)
+	}
+	carol := func() string {
+		out, _, err := execute(noEnv, "admin-token", "create", "--data-dir", s.dir, "--name", "carol", "--role", "read", "--expires", "2160h")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(t.TempDir(), "token")
+		if err := os.WriteFile(p, []byte(lastLine(out)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}()
+	if out := whoami(noEnv, "--admin-token-file", carol); !strings.Contains(out, "expires   20") || !strings.Contains(out, "(in 89d)") {
+		t.Errorf("whoami with carol's expiring token:\n%s", out)
+	}
+	if _, _, err := execute(noEnv, "admin-token", "whoami", "--data-dir", s.dir, "extra"); err == nil {
+		t.Error("whoami with an argument: no error")
+	}
+
 	if out, _, err := execute(noEnv, "devices", "--data-dir", s.dir, "--admin-token-file", bob, "--wide"); err != nil || !strings.Contains(out, mac) {
 		t.Fatalf("devices with a read token: %v\n%s", err, out)
 	}

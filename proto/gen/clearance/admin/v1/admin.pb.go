@@ -247,6 +247,123 @@ func (PolicyStatus) EnumDescriptor() ([]byte, []int) {
 	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
+type WhoAmIRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIRequest) Reset() {
+	*x = WhoAmIRequest{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIRequest) ProtoMessage() {}
+
+func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
+func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+type WhoAmIResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How the audit log names changes made with this token: "admin:NAME"
+	// for a named token, "admin-api" for the data dir's admin.token.
+	Actor string `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	// The named token's holder and id; empty for the data dir's token.
+	Name    string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	TokenId string `protobuf:"bytes,3,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	// "read" (lists and reads, changes nothing) or "admin" (every call).
+	Role string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	// When the named token stops working; unset when it does not expire.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIResponse) Reset() {
+	*x = WhoAmIResponse{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIResponse) ProtoMessage() {}
+
+func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIResponse.ProtoReflect.Descriptor instead.
+func (*WhoAmIResponse) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *WhoAmIResponse) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 // PostureSummary counts policy results in a device's latest report.
 type PostureSummary struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -289,7 +406,7 @@ type PostureSummary struct {
 
 func (x *PostureSummary) Reset() {
 	*x = PostureSummary{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -301,7 +418,7 @@ func (x *PostureSummary) String() string {
 func (*PostureSummary) ProtoMessage() {}
 
 func (x *PostureSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -314,7 +431,7 @@ func (x *PostureSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostureSummary.ProtoReflect.Descriptor instead.
 func (*PostureSummary) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PostureSummary) GetPass() uint32 {
@@ -442,7 +559,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -454,7 +571,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -467,7 +584,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Device) GetDeviceId() string {
@@ -619,7 +736,7 @@ type PolicyOutcome struct {
 
 func (x *PolicyOutcome) Reset() {
 	*x = PolicyOutcome{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -631,7 +748,7 @@ func (x *PolicyOutcome) String() string {
 func (*PolicyOutcome) ProtoMessage() {}
 
 func (x *PolicyOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -644,7 +761,7 @@ func (x *PolicyOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyOutcome.ProtoReflect.Descriptor instead.
 func (*PolicyOutcome) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PolicyOutcome) GetPolicyId() string {
@@ -714,7 +831,7 @@ type Report struct {
 
 func (x *Report) Reset() {
 	*x = Report{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -726,7 +843,7 @@ func (x *Report) String() string {
 func (*Report) ProtoMessage() {}
 
 func (x *Report) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -739,7 +856,7 @@ func (x *Report) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Report.ProtoReflect.Descriptor instead.
 func (*Report) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Report) GetReport() *v1.PostureReport {
@@ -770,7 +887,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +899,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +912,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListDevicesRequest) GetPageSize() int32 {
@@ -830,7 +947,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +959,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +972,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -881,7 +998,7 @@ type GetDeviceRequest struct {
 
 func (x *GetDeviceRequest) Reset() {
 	*x = GetDeviceRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -893,7 +1010,7 @@ func (x *GetDeviceRequest) String() string {
 func (*GetDeviceRequest) ProtoMessage() {}
 
 func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -906,7 +1023,7 @@ func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceRequest.ProtoReflect.Descriptor instead.
 func (*GetDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetDeviceRequest) GetDeviceId() string {
@@ -929,7 +1046,7 @@ type GetDeviceResponse struct {
 
 func (x *GetDeviceResponse) Reset() {
 	*x = GetDeviceResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1058,7 @@ func (x *GetDeviceResponse) String() string {
 func (*GetDeviceResponse) ProtoMessage() {}
 
 func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1071,7 @@ func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceResponse.ProtoReflect.Descriptor instead.
 func (*GetDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetDeviceResponse) GetDevice() *Device {
@@ -989,7 +1106,7 @@ type RevokeDeviceRequest struct {
 
 func (x *RevokeDeviceRequest) Reset() {
 	*x = RevokeDeviceRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1118,7 @@ func (x *RevokeDeviceRequest) String() string {
 func (*RevokeDeviceRequest) ProtoMessage() {}
 
 func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1131,7 @@ func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RevokeDeviceRequest) GetDeviceId() string {
@@ -1040,7 +1157,7 @@ type RevokeDeviceResponse struct {
 
 func (x *RevokeDeviceResponse) Reset() {
 	*x = RevokeDeviceResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1052,7 +1169,7 @@ func (x *RevokeDeviceResponse) String() string {
 func (*RevokeDeviceResponse) ProtoMessage() {}
 
 func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1065,7 +1182,7 @@ func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceResponse.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RevokeDeviceResponse) GetDevice() *Device {
@@ -1083,7 +1200,7 @@ type ListPoliciesRequest struct {
 
 func (x *ListPoliciesRequest) Reset() {
 	*x = ListPoliciesRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1212,7 @@ func (x *ListPoliciesRequest) String() string {
 func (*ListPoliciesRequest) ProtoMessage() {}
 
 func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1225,7 @@ func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 type ListPoliciesResponse struct {
@@ -1126,7 +1243,7 @@ type ListPoliciesResponse struct {
 
 func (x *ListPoliciesResponse) Reset() {
 	*x = ListPoliciesResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1138,7 +1255,7 @@ func (x *ListPoliciesResponse) String() string {
 func (*ListPoliciesResponse) ProtoMessage() {}
 
 func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1151,7 +1268,7 @@ func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListPoliciesResponse) GetPolicySet() *v1.PolicySet {
@@ -1207,7 +1324,7 @@ type PolicyRollout struct {
 
 func (x *PolicyRollout) Reset() {
 	*x = PolicyRollout{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1336,7 @@ func (x *PolicyRollout) String() string {
 func (*PolicyRollout) ProtoMessage() {}
 
 func (x *PolicyRollout) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1349,7 @@ func (x *PolicyRollout) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRollout.ProtoReflect.Descriptor instead.
 func (*PolicyRollout) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PolicyRollout) GetPolicyId() string {
@@ -1306,7 +1423,7 @@ type ReloadPoliciesRequest struct {
 
 func (x *ReloadPoliciesRequest) Reset() {
 	*x = ReloadPoliciesRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1435,7 @@ func (x *ReloadPoliciesRequest) String() string {
 func (*ReloadPoliciesRequest) ProtoMessage() {}
 
 func (x *ReloadPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1448,7 @@ func (x *ReloadPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ReloadPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 type ReloadPoliciesResponse struct {
@@ -1345,7 +1462,7 @@ type ReloadPoliciesResponse struct {
 
 func (x *ReloadPoliciesResponse) Reset() {
 	*x = ReloadPoliciesResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1357,7 +1474,7 @@ func (x *ReloadPoliciesResponse) String() string {
 func (*ReloadPoliciesResponse) ProtoMessage() {}
 
 func (x *ReloadPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1370,7 +1487,7 @@ func (x *ReloadPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ReloadPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReloadPoliciesResponse) GetPolicySet() *v1.PolicySet {
@@ -1407,7 +1524,7 @@ type EnrollSecret struct {
 
 func (x *EnrollSecret) Reset() {
 	*x = EnrollSecret{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1419,7 +1536,7 @@ func (x *EnrollSecret) String() string {
 func (*EnrollSecret) ProtoMessage() {}
 
 func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1432,7 +1549,7 @@ func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollSecret.ProtoReflect.Descriptor instead.
 func (*EnrollSecret) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *EnrollSecret) GetId() string {
@@ -1497,7 +1614,7 @@ type CreateEnrollSecretRequest struct {
 
 func (x *CreateEnrollSecretRequest) Reset() {
 	*x = CreateEnrollSecretRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1509,7 +1626,7 @@ func (x *CreateEnrollSecretRequest) String() string {
 func (*CreateEnrollSecretRequest) ProtoMessage() {}
 
 func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1522,7 +1639,7 @@ func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateEnrollSecretRequest) GetDescription() string {
@@ -1557,7 +1674,7 @@ type CreateEnrollSecretResponse struct {
 
 func (x *CreateEnrollSecretResponse) Reset() {
 	*x = CreateEnrollSecretResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1569,7 +1686,7 @@ func (x *CreateEnrollSecretResponse) String() string {
 func (*CreateEnrollSecretResponse) ProtoMessage() {}
 
 func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1582,7 +1699,7 @@ func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateEnrollSecretResponse) GetEnrollSecret() *EnrollSecret {
@@ -1607,7 +1724,7 @@ type ListEnrollSecretsRequest struct {
 
 func (x *ListEnrollSecretsRequest) Reset() {
 	*x = ListEnrollSecretsRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1619,7 +1736,7 @@ func (x *ListEnrollSecretsRequest) String() string {
 func (*ListEnrollSecretsRequest) ProtoMessage() {}
 
 func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1632,7 +1749,7 @@ func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 type ListEnrollSecretsResponse struct {
@@ -1644,7 +1761,7 @@ type ListEnrollSecretsResponse struct {
 
 func (x *ListEnrollSecretsResponse) Reset() {
 	*x = ListEnrollSecretsResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1656,7 +1773,7 @@ func (x *ListEnrollSecretsResponse) String() string {
 func (*ListEnrollSecretsResponse) ProtoMessage() {}
 
 func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1669,7 +1786,7 @@ func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListEnrollSecretsResponse) GetEnrollSecrets() []*EnrollSecret {
@@ -1688,7 +1805,7 @@ type RevokeEnrollSecretRequest struct {
 
 func (x *RevokeEnrollSecretRequest) Reset() {
 	*x = RevokeEnrollSecretRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1700,7 +1817,7 @@ func (x *RevokeEnrollSecretRequest) String() string {
 func (*RevokeEnrollSecretRequest) ProtoMessage() {}
 
 func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1713,7 +1830,7 @@ func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*RevokeEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RevokeEnrollSecretRequest) GetId() string {
@@ -1737,7 +1854,7 @@ type RevokeEnrollSecretResponse struct {
 
 func (x *RevokeEnrollSecretResponse) Reset() {
 	*x = RevokeEnrollSecretResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1749,7 +1866,7 @@ func (x *RevokeEnrollSecretResponse) String() string {
 func (*RevokeEnrollSecretResponse) ProtoMessage() {}
 
 func (x *RevokeEnrollSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1762,7 +1879,7 @@ func (x *RevokeEnrollSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeEnrollSecretResponse.ProtoReflect.Descriptor instead.
 func (*RevokeEnrollSecretResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RevokeEnrollSecretResponse) GetEnrollSecret() *EnrollSecret {
@@ -1798,7 +1915,7 @@ type RequestCheckRequest struct {
 
 func (x *RequestCheckRequest) Reset() {
 	*x = RequestCheckRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1810,7 +1927,7 @@ func (x *RequestCheckRequest) String() string {
 func (*RequestCheckRequest) ProtoMessage() {}
 
 func (x *RequestCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1823,7 +1940,7 @@ func (x *RequestCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestCheckRequest.ProtoReflect.Descriptor instead.
 func (*RequestCheckRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RequestCheckRequest) GetDeviceId() string {
@@ -1850,7 +1967,7 @@ type RequestCheckResponse struct {
 
 func (x *RequestCheckResponse) Reset() {
 	*x = RequestCheckResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1862,7 +1979,7 @@ func (x *RequestCheckResponse) String() string {
 func (*RequestCheckResponse) ProtoMessage() {}
 
 func (x *RequestCheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1875,7 +1992,7 @@ func (x *RequestCheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestCheckResponse.ProtoReflect.Descriptor instead.
 func (*RequestCheckResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RequestCheckResponse) GetReport() *Report {
@@ -1919,7 +2036,7 @@ type DecisionPolicyResult struct {
 
 func (x *DecisionPolicyResult) Reset() {
 	*x = DecisionPolicyResult{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1931,7 +2048,7 @@ func (x *DecisionPolicyResult) String() string {
 func (*DecisionPolicyResult) ProtoMessage() {}
 
 func (x *DecisionPolicyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1944,7 +2061,7 @@ func (x *DecisionPolicyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecisionPolicyResult.ProtoReflect.Descriptor instead.
 func (*DecisionPolicyResult) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DecisionPolicyResult) GetPolicyId() string {
@@ -2073,7 +2190,7 @@ type Decision struct {
 
 func (x *Decision) Reset() {
 	*x = Decision{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2085,7 +2202,7 @@ func (x *Decision) String() string {
 func (*Decision) ProtoMessage() {}
 
 func (x *Decision) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2098,7 +2215,7 @@ func (x *Decision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decision.ProtoReflect.Descriptor instead.
 func (*Decision) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Decision) GetId() int64 {
@@ -2270,7 +2387,7 @@ type ListDecisionsRequest struct {
 
 func (x *ListDecisionsRequest) Reset() {
 	*x = ListDecisionsRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2282,7 +2399,7 @@ func (x *ListDecisionsRequest) String() string {
 func (*ListDecisionsRequest) ProtoMessage() {}
 
 func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2295,7 +2412,7 @@ func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDecisionsRequest.ProtoReflect.Descriptor instead.
 func (*ListDecisionsRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListDecisionsRequest) GetUsername() string {
@@ -2389,7 +2506,7 @@ type ListDecisionsResponse struct {
 
 func (x *ListDecisionsResponse) Reset() {
 	*x = ListDecisionsResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2401,7 +2518,7 @@ func (x *ListDecisionsResponse) String() string {
 func (*ListDecisionsResponse) ProtoMessage() {}
 
 func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2414,7 +2531,7 @@ func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDecisionsResponse.ProtoReflect.Descriptor instead.
 func (*ListDecisionsResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListDecisionsResponse) GetDecisions() []*Decision {
@@ -2472,7 +2589,7 @@ type PolicyFinding struct {
 
 func (x *PolicyFinding) Reset() {
 	*x = PolicyFinding{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2484,7 +2601,7 @@ func (x *PolicyFinding) String() string {
 func (*PolicyFinding) ProtoMessage() {}
 
 func (x *PolicyFinding) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2497,7 +2614,7 @@ func (x *PolicyFinding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyFinding.ProtoReflect.Descriptor instead.
 func (*PolicyFinding) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PolicyFinding) GetPolicyId() string {
@@ -2623,7 +2740,7 @@ type ExplainAccessRequest struct {
 
 func (x *ExplainAccessRequest) Reset() {
 	*x = ExplainAccessRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2635,7 +2752,7 @@ func (x *ExplainAccessRequest) String() string {
 func (*ExplainAccessRequest) ProtoMessage() {}
 
 func (x *ExplainAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2648,7 +2765,7 @@ func (x *ExplainAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainAccessRequest.ProtoReflect.Descriptor instead.
 func (*ExplainAccessRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ExplainAccessRequest) GetDeviceId() string {
@@ -2726,7 +2843,7 @@ type ExplainAccessResponse struct {
 
 func (x *ExplainAccessResponse) Reset() {
 	*x = ExplainAccessResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2738,7 +2855,7 @@ func (x *ExplainAccessResponse) String() string {
 func (*ExplainAccessResponse) ProtoMessage() {}
 
 func (x *ExplainAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2751,7 +2868,7 @@ func (x *ExplainAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainAccessResponse.ProtoReflect.Descriptor instead.
 func (*ExplainAccessResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ExplainAccessResponse) GetAllow() bool {
@@ -2912,7 +3029,7 @@ type CreateScepChallengeRequest struct {
 
 func (x *CreateScepChallengeRequest) Reset() {
 	*x = CreateScepChallengeRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2924,7 +3041,7 @@ func (x *CreateScepChallengeRequest) String() string {
 func (*CreateScepChallengeRequest) ProtoMessage() {}
 
 func (x *CreateScepChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2937,7 +3054,7 @@ func (x *CreateScepChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScepChallengeRequest.ProtoReflect.Descriptor instead.
 func (*CreateScepChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CreateScepChallengeRequest) GetTtl() *durationpb.Duration {
@@ -2960,7 +3077,7 @@ type CreateScepChallengeResponse struct {
 
 func (x *CreateScepChallengeResponse) Reset() {
 	*x = CreateScepChallengeResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2972,7 +3089,7 @@ func (x *CreateScepChallengeResponse) String() string {
 func (*CreateScepChallengeResponse) ProtoMessage() {}
 
 func (x *CreateScepChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2985,7 +3102,7 @@ func (x *CreateScepChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScepChallengeResponse.ProtoReflect.Descriptor instead.
 func (*CreateScepChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateScepChallengeResponse) GetChallenge() string {
@@ -3031,7 +3148,7 @@ type BrowserCertificate struct {
 
 func (x *BrowserCertificate) Reset() {
 	*x = BrowserCertificate{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3043,7 +3160,7 @@ func (x *BrowserCertificate) String() string {
 func (*BrowserCertificate) ProtoMessage() {}
 
 func (x *BrowserCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3056,7 +3173,7 @@ func (x *BrowserCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrowserCertificate.ProtoReflect.Descriptor instead.
 func (*BrowserCertificate) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *BrowserCertificate) GetSerial() string {
@@ -3140,7 +3257,7 @@ type ListBrowserCertificatesRequest struct {
 
 func (x *ListBrowserCertificatesRequest) Reset() {
 	*x = ListBrowserCertificatesRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3152,7 +3269,7 @@ func (x *ListBrowserCertificatesRequest) String() string {
 func (*ListBrowserCertificatesRequest) ProtoMessage() {}
 
 func (x *ListBrowserCertificatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3165,7 +3282,7 @@ func (x *ListBrowserCertificatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBrowserCertificatesRequest.ProtoReflect.Descriptor instead.
 func (*ListBrowserCertificatesRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListBrowserCertificatesRequest) GetDeviceId() string {
@@ -3186,7 +3303,7 @@ type ListBrowserCertificatesResponse struct {
 
 func (x *ListBrowserCertificatesResponse) Reset() {
 	*x = ListBrowserCertificatesResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3198,7 +3315,7 @@ func (x *ListBrowserCertificatesResponse) String() string {
 func (*ListBrowserCertificatesResponse) ProtoMessage() {}
 
 func (x *ListBrowserCertificatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3211,7 +3328,7 @@ func (x *ListBrowserCertificatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBrowserCertificatesResponse.ProtoReflect.Descriptor instead.
 func (*ListBrowserCertificatesResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListBrowserCertificatesResponse) GetCertificates() []*BrowserCertificate {
@@ -3234,7 +3351,7 @@ type RevokeBrowserCertificateRequest struct {
 
 func (x *RevokeBrowserCertificateRequest) Reset() {
 	*x = RevokeBrowserCertificateRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3246,7 +3363,7 @@ func (x *RevokeBrowserCertificateRequest) String() string {
 func (*RevokeBrowserCertificateRequest) ProtoMessage() {}
 
 func (x *RevokeBrowserCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3259,7 +3376,7 @@ func (x *RevokeBrowserCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeBrowserCertificateRequest.ProtoReflect.Descriptor instead.
 func (*RevokeBrowserCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RevokeBrowserCertificateRequest) GetSerial() string {
@@ -3287,7 +3404,7 @@ type RevokeBrowserCertificateResponse struct {
 
 func (x *RevokeBrowserCertificateResponse) Reset() {
 	*x = RevokeBrowserCertificateResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3299,7 +3416,7 @@ func (x *RevokeBrowserCertificateResponse) String() string {
 func (*RevokeBrowserCertificateResponse) ProtoMessage() {}
 
 func (x *RevokeBrowserCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3312,7 +3429,7 @@ func (x *RevokeBrowserCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeBrowserCertificateResponse.ProtoReflect.Descriptor instead.
 func (*RevokeBrowserCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RevokeBrowserCertificateResponse) GetCertificate() *BrowserCertificate {
@@ -3376,7 +3493,7 @@ type PendingEnrollment struct {
 
 func (x *PendingEnrollment) Reset() {
 	*x = PendingEnrollment{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3388,7 +3505,7 @@ func (x *PendingEnrollment) String() string {
 func (*PendingEnrollment) ProtoMessage() {}
 
 func (x *PendingEnrollment) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3401,7 +3518,7 @@ func (x *PendingEnrollment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingEnrollment.ProtoReflect.Descriptor instead.
 func (*PendingEnrollment) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PendingEnrollment) GetRequestId() string {
@@ -3525,7 +3642,7 @@ type SerialHolder struct {
 
 func (x *SerialHolder) Reset() {
 	*x = SerialHolder{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3537,7 +3654,7 @@ func (x *SerialHolder) String() string {
 func (*SerialHolder) ProtoMessage() {}
 
 func (x *SerialHolder) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3550,7 +3667,7 @@ func (x *SerialHolder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SerialHolder.ProtoReflect.Descriptor instead.
 func (*SerialHolder) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SerialHolder) GetDeviceId() string {
@@ -3586,7 +3703,7 @@ type ListPendingEnrollmentsRequest struct {
 
 func (x *ListPendingEnrollmentsRequest) Reset() {
 	*x = ListPendingEnrollmentsRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3598,7 +3715,7 @@ func (x *ListPendingEnrollmentsRequest) String() string {
 func (*ListPendingEnrollmentsRequest) ProtoMessage() {}
 
 func (x *ListPendingEnrollmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3611,7 +3728,7 @@ func (x *ListPendingEnrollmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingEnrollmentsRequest.ProtoReflect.Descriptor instead.
 func (*ListPendingEnrollmentsRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListPendingEnrollmentsRequest) GetPageSize() int32 {
@@ -3639,7 +3756,7 @@ type ListPendingEnrollmentsResponse struct {
 
 func (x *ListPendingEnrollmentsResponse) Reset() {
 	*x = ListPendingEnrollmentsResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3651,7 +3768,7 @@ func (x *ListPendingEnrollmentsResponse) String() string {
 func (*ListPendingEnrollmentsResponse) ProtoMessage() {}
 
 func (x *ListPendingEnrollmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3664,7 +3781,7 @@ func (x *ListPendingEnrollmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingEnrollmentsResponse.ProtoReflect.Descriptor instead.
 func (*ListPendingEnrollmentsResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListPendingEnrollmentsResponse) GetPending() []*PendingEnrollment {
@@ -3690,7 +3807,7 @@ type ApproveEnrollmentRequest struct {
 
 func (x *ApproveEnrollmentRequest) Reset() {
 	*x = ApproveEnrollmentRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3702,7 +3819,7 @@ func (x *ApproveEnrollmentRequest) String() string {
 func (*ApproveEnrollmentRequest) ProtoMessage() {}
 
 func (x *ApproveEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3715,7 +3832,7 @@ func (x *ApproveEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*ApproveEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ApproveEnrollmentRequest) GetRequestId() string {
@@ -3740,7 +3857,7 @@ type ApproveEnrollmentResponse struct {
 
 func (x *ApproveEnrollmentResponse) Reset() {
 	*x = ApproveEnrollmentResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3752,7 +3869,7 @@ func (x *ApproveEnrollmentResponse) String() string {
 func (*ApproveEnrollmentResponse) ProtoMessage() {}
 
 func (x *ApproveEnrollmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3765,7 +3882,7 @@ func (x *ApproveEnrollmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveEnrollmentResponse.ProtoReflect.Descriptor instead.
 func (*ApproveEnrollmentResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ApproveEnrollmentResponse) GetDevice() *Device {
@@ -3817,7 +3934,7 @@ type RejectEnrollmentRequest struct {
 
 func (x *RejectEnrollmentRequest) Reset() {
 	*x = RejectEnrollmentRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3829,7 +3946,7 @@ func (x *RejectEnrollmentRequest) String() string {
 func (*RejectEnrollmentRequest) ProtoMessage() {}
 
 func (x *RejectEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3842,7 +3959,7 @@ func (x *RejectEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*RejectEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RejectEnrollmentRequest) GetRequestId() string {
@@ -3884,7 +4001,7 @@ type RejectEnrollmentResponse struct {
 
 func (x *RejectEnrollmentResponse) Reset() {
 	*x = RejectEnrollmentResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3896,7 +4013,7 @@ func (x *RejectEnrollmentResponse) String() string {
 func (*RejectEnrollmentResponse) ProtoMessage() {}
 
 func (x *RejectEnrollmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3909,7 +4026,7 @@ func (x *RejectEnrollmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectEnrollmentResponse.ProtoReflect.Descriptor instead.
 func (*RejectEnrollmentResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RejectEnrollmentResponse) GetPending() *PendingEnrollment {
@@ -3946,7 +4063,7 @@ type KnownDevice struct {
 
 func (x *KnownDevice) Reset() {
 	*x = KnownDevice{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3958,7 +4075,7 @@ func (x *KnownDevice) String() string {
 func (*KnownDevice) ProtoMessage() {}
 
 func (x *KnownDevice) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3971,7 +4088,7 @@ func (x *KnownDevice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KnownDevice.ProtoReflect.Descriptor instead.
 func (*KnownDevice) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *KnownDevice) GetSerialNumber() string {
@@ -4000,7 +4117,7 @@ type ImportKnownDevicesRequest struct {
 
 func (x *ImportKnownDevicesRequest) Reset() {
 	*x = ImportKnownDevicesRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[47]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4012,7 +4129,7 @@ func (x *ImportKnownDevicesRequest) String() string {
 func (*ImportKnownDevicesRequest) ProtoMessage() {}
 
 func (x *ImportKnownDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[47]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4025,7 +4142,7 @@ func (x *ImportKnownDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportKnownDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ImportKnownDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ImportKnownDevicesRequest) GetDevices() []*KnownDevice {
@@ -4054,7 +4171,7 @@ type ImportKnownDevicesResponse struct {
 
 func (x *ImportKnownDevicesResponse) Reset() {
 	*x = ImportKnownDevicesResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[48]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4066,7 +4183,7 @@ func (x *ImportKnownDevicesResponse) String() string {
 func (*ImportKnownDevicesResponse) ProtoMessage() {}
 
 func (x *ImportKnownDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[48]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4079,7 +4196,7 @@ func (x *ImportKnownDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportKnownDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ImportKnownDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ImportKnownDevicesResponse) GetAdded() uint32 {
@@ -4100,7 +4217,15 @@ var File_clearance_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1eclearance/admin/v1/admin.proto\x12\x12clearance.admin.v1\x1a\x1eclearance/admin/v1/audit.proto\x1a clearance/admin/v1/rollout.proto\x1a\x1fclearance/admin/v1/people.proto\x1a\x1fclearance/agent/v1/enroll.proto\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fclearance/agent/v1/stream.proto\x1a\x1dclearance/admin/v1/okta.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x03\n" +
+	"\x1eclearance/admin/v1/admin.proto\x12\x12clearance.admin.v1\x1a\x1eclearance/admin/v1/audit.proto\x1a clearance/admin/v1/rollout.proto\x1a\x1fclearance/admin/v1/people.proto\x1a\x1fclearance/agent/v1/enroll.proto\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fclearance/agent/v1/stream.proto\x1a\x1dclearance/admin/v1/okta.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n" +
+	"\rWhoAmIRequest\"\xa4\x01\n" +
+	"\x0eWhoAmIResponse\x12\x14\n" +
+	"\x05actor\x18\x01 \x01(\tR\x05actor\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x19\n" +
+	"\btoken_id\x18\x03 \x01(\tR\atokenId\x12\x12\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\x129\n" +
+	"\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xb2\x03\n" +
 	"\x0ePostureSummary\x12\x12\n" +
 	"\x04pass\x18\x01 \x01(\rR\x04pass\x12\x12\n" +
 	"\x04fail\x18\x02 \x01(\rR\x04fail\x12\x14\n" +
@@ -4441,7 +4566,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x12POLICY_STATUS_PASS\x10\x01\x12\x16\n" +
 	"\x12POLICY_STATUS_FAIL\x10\x02\x12\x17\n" +
 	"\x13POLICY_STATUS_ERROR\x10\x03\x12\x19\n" +
-	"\x15POLICY_STATUS_MISSING\x10\x042\xa8\x18\n" +
+	"\x15POLICY_STATUS_MISSING\x10\x042\xf9\x18\n" +
 	"\fAdminService\x12^\n" +
 	"\vListDevices\x12&.clearance.admin.v1.ListDevicesRequest\x1a'.clearance.admin.v1.ListDevicesResponse\x12X\n" +
 	"\tGetDevice\x12$.clearance.admin.v1.GetDeviceRequest\x1a%.clearance.admin.v1.GetDeviceResponse\x12a\n" +
@@ -4473,7 +4598,8 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"ListGroups\x12%.clearance.admin.v1.ListGroupsRequest\x1a&.clearance.admin.v1.ListGroupsResponse\x12a\n" +
 	"\fAssignDevice\x12'.clearance.admin.v1.AssignDeviceRequest\x1a(.clearance.admin.v1.AssignDeviceResponse\x12g\n" +
-	"\x0eUnassignDevice\x12).clearance.admin.v1.UnassignDeviceRequest\x1a*.clearance.admin.v1.UnassignDeviceResponseBEZCgithub.com/clearance/clearance/proto/gen/clearance/admin/v1;adminv1b\x06proto3"
+	"\x0eUnassignDevice\x12).clearance.admin.v1.UnassignDeviceRequest\x1a*.clearance.admin.v1.UnassignDeviceResponse\x12O\n" +
+	"\x06WhoAmI\x12!.clearance.admin.v1.WhoAmIRequest\x1a\".clearance.admin.v1.WhoAmIResponseBEZCgithub.com/clearance/clearance/proto/gen/clearance/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_clearance_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -4488,226 +4614,231 @@ func file_clearance_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_clearance_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_clearance_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_clearance_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_clearance_admin_v1_admin_proto_goTypes = []any{
 	(DeviceStatus)(0),                        // 0: clearance.admin.v1.DeviceStatus
 	(DecisionResult)(0),                      // 1: clearance.admin.v1.DecisionResult
 	(DecisionOrigin)(0),                      // 2: clearance.admin.v1.DecisionOrigin
 	(PolicyStatus)(0),                        // 3: clearance.admin.v1.PolicyStatus
-	(*PostureSummary)(nil),                   // 4: clearance.admin.v1.PostureSummary
-	(*Device)(nil),                           // 5: clearance.admin.v1.Device
-	(*PolicyOutcome)(nil),                    // 6: clearance.admin.v1.PolicyOutcome
-	(*Report)(nil),                           // 7: clearance.admin.v1.Report
-	(*ListDevicesRequest)(nil),               // 8: clearance.admin.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),              // 9: clearance.admin.v1.ListDevicesResponse
-	(*GetDeviceRequest)(nil),                 // 10: clearance.admin.v1.GetDeviceRequest
-	(*GetDeviceResponse)(nil),                // 11: clearance.admin.v1.GetDeviceResponse
-	(*RevokeDeviceRequest)(nil),              // 12: clearance.admin.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),             // 13: clearance.admin.v1.RevokeDeviceResponse
-	(*ListPoliciesRequest)(nil),              // 14: clearance.admin.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),             // 15: clearance.admin.v1.ListPoliciesResponse
-	(*PolicyRollout)(nil),                    // 16: clearance.admin.v1.PolicyRollout
-	(*ReloadPoliciesRequest)(nil),            // 17: clearance.admin.v1.ReloadPoliciesRequest
-	(*ReloadPoliciesResponse)(nil),           // 18: clearance.admin.v1.ReloadPoliciesResponse
-	(*EnrollSecret)(nil),                     // 19: clearance.admin.v1.EnrollSecret
-	(*CreateEnrollSecretRequest)(nil),        // 20: clearance.admin.v1.CreateEnrollSecretRequest
-	(*CreateEnrollSecretResponse)(nil),       // 21: clearance.admin.v1.CreateEnrollSecretResponse
-	(*ListEnrollSecretsRequest)(nil),         // 22: clearance.admin.v1.ListEnrollSecretsRequest
-	(*ListEnrollSecretsResponse)(nil),        // 23: clearance.admin.v1.ListEnrollSecretsResponse
-	(*RevokeEnrollSecretRequest)(nil),        // 24: clearance.admin.v1.RevokeEnrollSecretRequest
-	(*RevokeEnrollSecretResponse)(nil),       // 25: clearance.admin.v1.RevokeEnrollSecretResponse
-	(*RequestCheckRequest)(nil),              // 26: clearance.admin.v1.RequestCheckRequest
-	(*RequestCheckResponse)(nil),             // 27: clearance.admin.v1.RequestCheckResponse
-	(*DecisionPolicyResult)(nil),             // 28: clearance.admin.v1.DecisionPolicyResult
-	(*Decision)(nil),                         // 29: clearance.admin.v1.Decision
-	(*ListDecisionsRequest)(nil),             // 30: clearance.admin.v1.ListDecisionsRequest
-	(*ListDecisionsResponse)(nil),            // 31: clearance.admin.v1.ListDecisionsResponse
-	(*PolicyFinding)(nil),                    // 32: clearance.admin.v1.PolicyFinding
-	(*ExplainAccessRequest)(nil),             // 33: clearance.admin.v1.ExplainAccessRequest
-	(*ExplainAccessResponse)(nil),            // 34: clearance.admin.v1.ExplainAccessResponse
-	(*CreateScepChallengeRequest)(nil),       // 35: clearance.admin.v1.CreateScepChallengeRequest
-	(*CreateScepChallengeResponse)(nil),      // 36: clearance.admin.v1.CreateScepChallengeResponse
-	(*BrowserCertificate)(nil),               // 37: clearance.admin.v1.BrowserCertificate
-	(*ListBrowserCertificatesRequest)(nil),   // 38: clearance.admin.v1.ListBrowserCertificatesRequest
-	(*ListBrowserCertificatesResponse)(nil),  // 39: clearance.admin.v1.ListBrowserCertificatesResponse
-	(*RevokeBrowserCertificateRequest)(nil),  // 40: clearance.admin.v1.RevokeBrowserCertificateRequest
-	(*RevokeBrowserCertificateResponse)(nil), // 41: clearance.admin.v1.RevokeBrowserCertificateResponse
-	(*PendingEnrollment)(nil),                // 42: clearance.admin.v1.PendingEnrollment
-	(*SerialHolder)(nil),                     // 43: clearance.admin.v1.SerialHolder
-	(*ListPendingEnrollmentsRequest)(nil),    // 44: clearance.admin.v1.ListPendingEnrollmentsRequest
-	(*ListPendingEnrollmentsResponse)(nil),   // 45: clearance.admin.v1.ListPendingEnrollmentsResponse
-	(*ApproveEnrollmentRequest)(nil),         // 46: clearance.admin.v1.ApproveEnrollmentRequest
-	(*ApproveEnrollmentResponse)(nil),        // 47: clearance.admin.v1.ApproveEnrollmentResponse
-	(*RejectEnrollmentRequest)(nil),          // 48: clearance.admin.v1.RejectEnrollmentRequest
-	(*RejectEnrollmentResponse)(nil),         // 49: clearance.admin.v1.RejectEnrollmentResponse
-	(*KnownDevice)(nil),                      // 50: clearance.admin.v1.KnownDevice
-	(*ImportKnownDevicesRequest)(nil),        // 51: clearance.admin.v1.ImportKnownDevicesRequest
-	(*ImportKnownDevicesResponse)(nil),       // 52: clearance.admin.v1.ImportKnownDevicesResponse
-	(*timestamppb.Timestamp)(nil),            // 53: google.protobuf.Timestamp
-	(*v1.DeviceFacts)(nil),                   // 54: clearance.agent.v1.DeviceFacts
-	(v1.PolicyStatus)(0),                     // 55: clearance.agent.v1.PolicyStatus
-	(*v1.PostureReport)(nil),                 // 56: clearance.agent.v1.PostureReport
-	(*v1.PolicySet)(nil),                     // 57: clearance.agent.v1.PolicySet
-	(*durationpb.Duration)(nil),              // 58: google.protobuf.Duration
-	(*ListAuditEventsRequest)(nil),           // 59: clearance.admin.v1.ListAuditEventsRequest
-	(*OktaStatusRequest)(nil),                // 60: clearance.admin.v1.OktaStatusRequest
-	(*ListOktaSignInsRequest)(nil),           // 61: clearance.admin.v1.ListOktaSignInsRequest
-	(*GrantExemptionRequest)(nil),            // 62: clearance.admin.v1.GrantExemptionRequest
-	(*ListExemptionsRequest)(nil),            // 63: clearance.admin.v1.ListExemptionsRequest
-	(*RevokeExemptionRequest)(nil),           // 64: clearance.admin.v1.RevokeExemptionRequest
-	(*ListUsersRequest)(nil),                 // 65: clearance.admin.v1.ListUsersRequest
-	(*GetUserRequest)(nil),                   // 66: clearance.admin.v1.GetUserRequest
-	(*ListGroupsRequest)(nil),                // 67: clearance.admin.v1.ListGroupsRequest
-	(*AssignDeviceRequest)(nil),              // 68: clearance.admin.v1.AssignDeviceRequest
-	(*UnassignDeviceRequest)(nil),            // 69: clearance.admin.v1.UnassignDeviceRequest
-	(*ListAuditEventsResponse)(nil),          // 70: clearance.admin.v1.ListAuditEventsResponse
-	(*OktaStatusResponse)(nil),               // 71: clearance.admin.v1.OktaStatusResponse
-	(*ListOktaSignInsResponse)(nil),          // 72: clearance.admin.v1.ListOktaSignInsResponse
-	(*GrantExemptionResponse)(nil),           // 73: clearance.admin.v1.GrantExemptionResponse
-	(*ListExemptionsResponse)(nil),           // 74: clearance.admin.v1.ListExemptionsResponse
-	(*RevokeExemptionResponse)(nil),          // 75: clearance.admin.v1.RevokeExemptionResponse
-	(*ListUsersResponse)(nil),                // 76: clearance.admin.v1.ListUsersResponse
-	(*GetUserResponse)(nil),                  // 77: clearance.admin.v1.GetUserResponse
-	(*ListGroupsResponse)(nil),               // 78: clearance.admin.v1.ListGroupsResponse
-	(*AssignDeviceResponse)(nil),             // 79: clearance.admin.v1.AssignDeviceResponse
-	(*UnassignDeviceResponse)(nil),           // 80: clearance.admin.v1.UnassignDeviceResponse
+	(*WhoAmIRequest)(nil),                    // 4: clearance.admin.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),                   // 5: clearance.admin.v1.WhoAmIResponse
+	(*PostureSummary)(nil),                   // 6: clearance.admin.v1.PostureSummary
+	(*Device)(nil),                           // 7: clearance.admin.v1.Device
+	(*PolicyOutcome)(nil),                    // 8: clearance.admin.v1.PolicyOutcome
+	(*Report)(nil),                           // 9: clearance.admin.v1.Report
+	(*ListDevicesRequest)(nil),               // 10: clearance.admin.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),              // 11: clearance.admin.v1.ListDevicesResponse
+	(*GetDeviceRequest)(nil),                 // 12: clearance.admin.v1.GetDeviceRequest
+	(*GetDeviceResponse)(nil),                // 13: clearance.admin.v1.GetDeviceResponse
+	(*RevokeDeviceRequest)(nil),              // 14: clearance.admin.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),             // 15: clearance.admin.v1.RevokeDeviceResponse
+	(*ListPoliciesRequest)(nil),              // 16: clearance.admin.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),             // 17: clearance.admin.v1.ListPoliciesResponse
+	(*PolicyRollout)(nil),                    // 18: clearance.admin.v1.PolicyRollout
+	(*ReloadPoliciesRequest)(nil),            // 19: clearance.admin.v1.ReloadPoliciesRequest
+	(*ReloadPoliciesResponse)(nil),           // 20: clearance.admin.v1.ReloadPoliciesResponse
+	(*EnrollSecret)(nil),                     // 21: clearance.admin.v1.EnrollSecret
+	(*CreateEnrollSecretRequest)(nil),        // 22: clearance.admin.v1.CreateEnrollSecretRequest
+	(*CreateEnrollSecretResponse)(nil),       // 23: clearance.admin.v1.CreateEnrollSecretResponse
+	(*ListEnrollSecretsRequest)(nil),         // 24: clearance.admin.v1.ListEnrollSecretsRequest
+	(*ListEnrollSecretsResponse)(nil),        // 25: clearance.admin.v1.ListEnrollSecretsResponse
+	(*RevokeEnrollSecretRequest)(nil),        // 26: clearance.admin.v1.RevokeEnrollSecretRequest
+	(*RevokeEnrollSecretResponse)(nil),       // 27: clearance.admin.v1.RevokeEnrollSecretResponse
+	(*RequestCheckRequest)(nil),              // 28: clearance.admin.v1.RequestCheckRequest
+	(*RequestCheckResponse)(nil),             // 29: clearance.admin.v1.RequestCheckResponse
+	(*DecisionPolicyResult)(nil),             // 30: clearance.admin.v1.DecisionPolicyResult
+	(*Decision)(nil),                         // 31: clearance.admin.v1.Decision
+	(*ListDecisionsRequest)(nil),             // 32: clearance.admin.v1.ListDecisionsRequest
+	(*ListDecisionsResponse)(nil),            // 33: clearance.admin.v1.ListDecisionsResponse
+	(*PolicyFinding)(nil),                    // 34: clearance.admin.v1.PolicyFinding
+	(*ExplainAccessRequest)(nil),             // 35: clearance.admin.v1.ExplainAccessRequest
+	(*ExplainAccessResponse)(nil),            // 36: clearance.admin.v1.ExplainAccessResponse
+	(*CreateScepChallengeRequest)(nil),       // 37: clearance.admin.v1.CreateScepChallengeRequest
+	(*CreateScepChallengeResponse)(nil),      // 38: clearance.admin.v1.CreateScepChallengeResponse
+	(*BrowserCertificate)(nil),               // 39: clearance.admin.v1.BrowserCertificate
+	(*ListBrowserCertificatesRequest)(nil),   // 40: clearance.admin.v1.ListBrowserCertificatesRequest
+	(*ListBrowserCertificatesResponse)(nil),  // 41: clearance.admin.v1.ListBrowserCertificatesResponse
+	(*RevokeBrowserCertificateRequest)(nil),  // 42: clearance.admin.v1.RevokeBrowserCertificateRequest
+	(*RevokeBrowserCertificateResponse)(nil), // 43: clearance.admin.v1.RevokeBrowserCertificateResponse
+	(*PendingEnrollment)(nil),                // 44: clearance.admin.v1.PendingEnrollment
+	(*SerialHolder)(nil),                     // 45: clearance.admin.v1.SerialHolder
+	(*ListPendingEnrollmentsRequest)(nil),    // 46: clearance.admin.v1.ListPendingEnrollmentsRequest
+	(*ListPendingEnrollmentsResponse)(nil),   // 47: clearance.admin.v1.ListPendingEnrollmentsResponse
+	(*ApproveEnrollmentRequest)(nil),         // 48: clearance.admin.v1.ApproveEnrollmentRequest
+	(*ApproveEnrollmentResponse)(nil),        // 49: clearance.admin.v1.ApproveEnrollmentResponse
+	(*RejectEnrollmentRequest)(nil),          // 50: clearance.admin.v1.RejectEnrollmentRequest
+	(*RejectEnrollmentResponse)(nil),         // 51: clearance.admin.v1.RejectEnrollmentResponse
+	(*KnownDevice)(nil),                      // 52: clearance.admin.v1.KnownDevice
+	(*ImportKnownDevicesRequest)(nil),        // 53: clearance.admin.v1.ImportKnownDevicesRequest
+	(*ImportKnownDevicesResponse)(nil),       // 54: clearance.admin.v1.ImportKnownDevicesResponse
+	(*timestamppb.Timestamp)(nil),            // 55: google.protobuf.Timestamp
+	(*v1.DeviceFacts)(nil),                   // 56: clearance.agent.v1.DeviceFacts
+	(v1.PolicyStatus)(0),                     // 57: clearance.agent.v1.PolicyStatus
+	(*v1.PostureReport)(nil),                 // 58: clearance.agent.v1.PostureReport
+	(*v1.PolicySet)(nil),                     // 59: clearance.agent.v1.PolicySet
+	(*durationpb.Duration)(nil),              // 60: google.protobuf.Duration
+	(*ListAuditEventsRequest)(nil),           // 61: clearance.admin.v1.ListAuditEventsRequest
+	(*OktaStatusRequest)(nil),                // 62: clearance.admin.v1.OktaStatusRequest
+	(*ListOktaSignInsRequest)(nil),           // 63: clearance.admin.v1.ListOktaSignInsRequest
+	(*GrantExemptionRequest)(nil),            // 64: clearance.admin.v1.GrantExemptionRequest
+	(*ListExemptionsRequest)(nil),            // 65: clearance.admin.v1.ListExemptionsRequest
+	(*RevokeExemptionRequest)(nil),           // 66: clearance.admin.v1.RevokeExemptionRequest
+	(*ListUsersRequest)(nil),                 // 67: clearance.admin.v1.ListUsersRequest
+	(*GetUserRequest)(nil),                   // 68: clearance.admin.v1.GetUserRequest
+	(*ListGroupsRequest)(nil),                // 69: clearance.admin.v1.ListGroupsRequest
+	(*AssignDeviceRequest)(nil),              // 70: clearance.admin.v1.AssignDeviceRequest
+	(*UnassignDeviceRequest)(nil),            // 71: clearance.admin.v1.UnassignDeviceRequest
+	(*ListAuditEventsResponse)(nil),          // 72: clearance.admin.v1.ListAuditEventsResponse
+	(*OktaStatusResponse)(nil),               // 73: clearance.admin.v1.OktaStatusResponse
+	(*ListOktaSignInsResponse)(nil),          // 74: clearance.admin.v1.ListOktaSignInsResponse
+	(*GrantExemptionResponse)(nil),           // 75: clearance.admin.v1.GrantExemptionResponse
+	(*ListExemptionsResponse)(nil),           // 76: clearance.admin.v1.ListExemptionsResponse
+	(*RevokeExemptionResponse)(nil),          // 77: clearance.admin.v1.RevokeExemptionResponse
+	(*ListUsersResponse)(nil),                // 78: clearance.admin.v1.ListUsersResponse
+	(*GetUserResponse)(nil),                  // 79: clearance.admin.v1.GetUserResponse
+	(*ListGroupsResponse)(nil),               // 80: clearance.admin.v1.ListGroupsResponse
+	(*AssignDeviceResponse)(nil),             // 81: clearance.admin.v1.AssignDeviceResponse
+	(*UnassignDeviceResponse)(nil),           // 82: clearance.admin.v1.UnassignDeviceResponse
 }
 var file_clearance_admin_v1_admin_proto_depIdxs = []int32{
-	53,  // 0: clearance.admin.v1.PostureSummary.failing_since:type_name -> google.protobuf.Timestamp
-	53,  // 1: clearance.admin.v1.PostureSummary.compliant_since:type_name -> google.protobuf.Timestamp
-	0,   // 2: clearance.admin.v1.Device.status:type_name -> clearance.admin.v1.DeviceStatus
-	54,  // 3: clearance.admin.v1.Device.facts:type_name -> clearance.agent.v1.DeviceFacts
-	53,  // 4: clearance.admin.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	53,  // 5: clearance.admin.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	53,  // 6: clearance.admin.v1.Device.last_report_at:type_name -> google.protobuf.Timestamp
-	4,   // 7: clearance.admin.v1.Device.summary:type_name -> clearance.admin.v1.PostureSummary
-	53,  // 8: clearance.admin.v1.Device.cert_not_after:type_name -> google.protobuf.Timestamp
-	53,  // 9: clearance.admin.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	55,  // 10: clearance.admin.v1.PolicyOutcome.status:type_name -> clearance.agent.v1.PolicyStatus
-	53,  // 11: clearance.admin.v1.PolicyOutcome.since:type_name -> google.protobuf.Timestamp
-	56,  // 12: clearance.admin.v1.Report.report:type_name -> clearance.agent.v1.PostureReport
-	53,  // 13: clearance.admin.v1.Report.received_at:type_name -> google.protobuf.Timestamp
-	5,   // 14: clearance.admin.v1.ListDevicesResponse.devices:type_name -> clearance.admin.v1.Device
-	5,   // 15: clearance.admin.v1.GetDeviceResponse.device:type_name -> clearance.admin.v1.Device
-	7,   // 16: clearance.admin.v1.GetDeviceResponse.latest_report:type_name -> clearance.admin.v1.Report
-	6,   // 17: clearance.admin.v1.GetDeviceResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
-	5,   // 18: clearance.admin.v1.RevokeDeviceResponse.device:type_name -> clearance.admin.v1.Device
-	57,  // 19: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	16,  // 20: clearance.admin.v1.ListPoliciesResponse.rollouts:type_name -> clearance.admin.v1.PolicyRollout
-	58,  // 21: clearance.admin.v1.PolicyRollout.grace:type_name -> google.protobuf.Duration
-	57,  // 22: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	53,  // 23: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	53,  // 24: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	53,  // 25: clearance.admin.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	58,  // 26: clearance.admin.v1.CreateEnrollSecretRequest.expires_in:type_name -> google.protobuf.Duration
-	19,  // 27: clearance.admin.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
-	19,  // 28: clearance.admin.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> clearance.admin.v1.EnrollSecret
-	19,  // 29: clearance.admin.v1.RevokeEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
-	5,   // 30: clearance.admin.v1.RevokeEnrollSecretResponse.devices:type_name -> clearance.admin.v1.Device
-	58,  // 31: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
-	7,   // 32: clearance.admin.v1.RequestCheckResponse.report:type_name -> clearance.admin.v1.Report
-	6,   // 33: clearance.admin.v1.RequestCheckResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
-	3,   // 34: clearance.admin.v1.DecisionPolicyResult.status:type_name -> clearance.admin.v1.PolicyStatus
-	53,  // 35: clearance.admin.v1.DecisionPolicyResult.grace_ends:type_name -> google.protobuf.Timestamp
-	53,  // 36: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	28,  // 37: clearance.admin.v1.Decision.results:type_name -> clearance.admin.v1.DecisionPolicyResult
-	58,  // 38: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
-	1,   // 39: clearance.admin.v1.ListDecisionsRequest.result:type_name -> clearance.admin.v1.DecisionResult
-	53,  // 40: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
-	53,  // 41: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
-	2,   // 42: clearance.admin.v1.ListDecisionsRequest.origin:type_name -> clearance.admin.v1.DecisionOrigin
-	29,  // 43: clearance.admin.v1.ListDecisionsResponse.decisions:type_name -> clearance.admin.v1.Decision
-	3,   // 44: clearance.admin.v1.PolicyFinding.status:type_name -> clearance.admin.v1.PolicyStatus
-	53,  // 45: clearance.admin.v1.PolicyFinding.grace_ends:type_name -> google.protobuf.Timestamp
-	53,  // 46: clearance.admin.v1.PolicyFinding.blocks_from:type_name -> google.protobuf.Timestamp
-	53,  // 47: clearance.admin.v1.PolicyFinding.since:type_name -> google.protobuf.Timestamp
-	32,  // 48: clearance.admin.v1.ExplainAccessResponse.failing:type_name -> clearance.admin.v1.PolicyFinding
-	32,  // 49: clearance.admin.v1.ExplainAccessResponse.advisory:type_name -> clearance.admin.v1.PolicyFinding
-	32,  // 50: clearance.admin.v1.ExplainAccessResponse.results:type_name -> clearance.admin.v1.PolicyFinding
-	58,  // 51: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
-	53,  // 52: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
-	53,  // 53: clearance.admin.v1.ExplainAccessResponse.block_from:type_name -> google.protobuf.Timestamp
-	58,  // 54: clearance.admin.v1.CreateScepChallengeRequest.ttl:type_name -> google.protobuf.Duration
-	53,  // 55: clearance.admin.v1.CreateScepChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	53,  // 56: clearance.admin.v1.BrowserCertificate.not_before:type_name -> google.protobuf.Timestamp
-	53,  // 57: clearance.admin.v1.BrowserCertificate.not_after:type_name -> google.protobuf.Timestamp
-	53,  // 58: clearance.admin.v1.BrowserCertificate.revoke_after:type_name -> google.protobuf.Timestamp
-	37,  // 59: clearance.admin.v1.ListBrowserCertificatesResponse.certificates:type_name -> clearance.admin.v1.BrowserCertificate
-	37,  // 60: clearance.admin.v1.RevokeBrowserCertificateResponse.certificate:type_name -> clearance.admin.v1.BrowserCertificate
-	54,  // 61: clearance.admin.v1.PendingEnrollment.facts:type_name -> clearance.agent.v1.DeviceFacts
-	53,  // 62: clearance.admin.v1.PendingEnrollment.requested_at:type_name -> google.protobuf.Timestamp
-	53,  // 63: clearance.admin.v1.PendingEnrollment.last_request_at:type_name -> google.protobuf.Timestamp
-	53,  // 64: clearance.admin.v1.PendingEnrollment.rejected_at:type_name -> google.protobuf.Timestamp
-	43,  // 65: clearance.admin.v1.PendingEnrollment.serial_holders:type_name -> clearance.admin.v1.SerialHolder
-	53,  // 66: clearance.admin.v1.PendingEnrollment.device_revoked_at:type_name -> google.protobuf.Timestamp
-	42,  // 67: clearance.admin.v1.ListPendingEnrollmentsResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
-	5,   // 68: clearance.admin.v1.ApproveEnrollmentResponse.device:type_name -> clearance.admin.v1.Device
-	42,  // 69: clearance.admin.v1.RejectEnrollmentResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
-	42,  // 70: clearance.admin.v1.RejectEnrollmentResponse.rejected:type_name -> clearance.admin.v1.PendingEnrollment
-	50,  // 71: clearance.admin.v1.ImportKnownDevicesRequest.devices:type_name -> clearance.admin.v1.KnownDevice
-	8,   // 72: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
-	10,  // 73: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
-	12,  // 74: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
-	14,  // 75: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
-	17,  // 76: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
-	20,  // 77: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
-	22,  // 78: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
-	24,  // 79: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
-	26,  // 80: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
-	30,  // 81: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
-	59,  // 82: clearance.admin.v1.AdminService.ListAuditEvents:input_type -> clearance.admin.v1.ListAuditEventsRequest
-	60,  // 83: clearance.admin.v1.AdminService.OktaStatus:input_type -> clearance.admin.v1.OktaStatusRequest
-	61,  // 84: clearance.admin.v1.AdminService.ListOktaSignIns:input_type -> clearance.admin.v1.ListOktaSignInsRequest
-	33,  // 85: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
-	35,  // 86: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
-	38,  // 87: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
-	40,  // 88: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
-	44,  // 89: clearance.admin.v1.AdminService.ListPendingEnrollments:input_type -> clearance.admin.v1.ListPendingEnrollmentsRequest
-	46,  // 90: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
-	48,  // 91: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
-	51,  // 92: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
-	62,  // 93: clearance.admin.v1.AdminService.GrantExemption:input_type -> clearance.admin.v1.GrantExemptionRequest
-	63,  // 94: clearance.admin.v1.AdminService.ListExemptions:input_type -> clearance.admin.v1.ListExemptionsRequest
-	64,  // 95: clearance.admin.v1.AdminService.RevokeExemption:input_type -> clearance.admin.v1.RevokeExemptionRequest
-	65,  // 96: clearance.admin.v1.AdminService.ListUsers:input_type -> clearance.admin.v1.ListUsersRequest
-	66,  // 97: clearance.admin.v1.AdminService.GetUser:input_type -> clearance.admin.v1.GetUserRequest
-	67,  // 98: clearance.admin.v1.AdminService.ListGroups:input_type -> clearance.admin.v1.ListGroupsRequest
-	68,  // 99: clearance.admin.v1.AdminService.AssignDevice:input_type -> clearance.admin.v1.AssignDeviceRequest
-	69,  // 100: clearance.admin.v1.AdminService.UnassignDevice:input_type -> clearance.admin.v1.UnassignDeviceRequest
-	9,   // 101: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
-	11,  // 102: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
-	13,  // 103: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
-	15,  // 104: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
-	18,  // 105: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
-	21,  // 106: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
-	23,  // 107: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
-	25,  // 108: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
-	27,  // 109: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
-	31,  // 110: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
-	70,  // 111: clearance.admin.v1.AdminService.ListAuditEvents:output_type -> clearance.admin.v1.ListAuditEventsResponse
-	71,  // 112: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
-	72,  // 113: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
-	34,  // 114: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
-	36,  // 115: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
-	39,  // 116: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
-	41,  // 117: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
-	45,  // 118: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
-	47,  // 119: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
-	49,  // 120: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
-	52,  // 121: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
-	73,  // 122: clearance.admin.v1.AdminService.GrantExemption:output_type -> clearance.admin.v1.GrantExemptionResponse
-	74,  // 123: clearance.admin.v1.AdminService.ListExemptions:output_type -> clearance.admin.v1.ListExemptionsResponse
-	75,  // 124: clearance.admin.v1.AdminService.RevokeExemption:output_type -> clearance.admin.v1.RevokeExemptionResponse
-	76,  // 125: clearance.admin.v1.AdminService.ListUsers:output_type -> clearance.admin.v1.ListUsersResponse
-	77,  // 126: clearance.admin.v1.AdminService.GetUser:output_type -> clearance.admin.v1.GetUserResponse
-	78,  // 127: clearance.admin.v1.AdminService.ListGroups:output_type -> clearance.admin.v1.ListGroupsResponse
-	79,  // 128: clearance.admin.v1.AdminService.AssignDevice:output_type -> clearance.admin.v1.AssignDeviceResponse
-	80,  // 129: clearance.admin.v1.AdminService.UnassignDevice:output_type -> clearance.admin.v1.UnassignDeviceResponse
-	101, // [101:130] is the sub-list for method output_type
-	72,  // [72:101] is the sub-list for method input_type
-	72,  // [72:72] is the sub-list for extension type_name
-	72,  // [72:72] is the sub-list for extension extendee
-	0,   // [0:72] is the sub-list for field type_name
+	55,  // 0: clearance.admin.v1.WhoAmIResponse.expires_at:type_name -> google.protobuf.Timestamp
+	55,  // 1: clearance.admin.v1.PostureSummary.failing_since:type_name -> google.protobuf.Timestamp
+	55,  // 2: clearance.admin.v1.PostureSummary.compliant_since:type_name -> google.protobuf.Timestamp
+	0,   // 3: clearance.admin.v1.Device.status:type_name -> clearance.admin.v1.DeviceStatus
+	56,  // 4: clearance.admin.v1.Device.facts:type_name -> clearance.agent.v1.DeviceFacts
+	55,  // 5: clearance.admin.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	55,  // 6: clearance.admin.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	55,  // 7: clearance.admin.v1.Device.last_report_at:type_name -> google.protobuf.Timestamp
+	6,   // 8: clearance.admin.v1.Device.summary:type_name -> clearance.admin.v1.PostureSummary
+	55,  // 9: clearance.admin.v1.Device.cert_not_after:type_name -> google.protobuf.Timestamp
+	55,  // 10: clearance.admin.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	57,  // 11: clearance.admin.v1.PolicyOutcome.status:type_name -> clearance.agent.v1.PolicyStatus
+	55,  // 12: clearance.admin.v1.PolicyOutcome.since:type_name -> google.protobuf.Timestamp
+	58,  // 13: clearance.admin.v1.Report.report:type_name -> clearance.agent.v1.PostureReport
+	55,  // 14: clearance.admin.v1.Report.received_at:type_name -> google.protobuf.Timestamp
+	7,   // 15: clearance.admin.v1.ListDevicesResponse.devices:type_name -> clearance.admin.v1.Device
+	7,   // 16: clearance.admin.v1.GetDeviceResponse.device:type_name -> clearance.admin.v1.Device
+	9,   // 17: clearance.admin.v1.GetDeviceResponse.latest_report:type_name -> clearance.admin.v1.Report
+	8,   // 18: clearance.admin.v1.GetDeviceResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
+	7,   // 19: clearance.admin.v1.RevokeDeviceResponse.device:type_name -> clearance.admin.v1.Device
+	59,  // 20: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	18,  // 21: clearance.admin.v1.ListPoliciesResponse.rollouts:type_name -> clearance.admin.v1.PolicyRollout
+	60,  // 22: clearance.admin.v1.PolicyRollout.grace:type_name -> google.protobuf.Duration
+	59,  // 23: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	55,  // 24: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	55,  // 25: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	55,  // 26: clearance.admin.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	60,  // 27: clearance.admin.v1.CreateEnrollSecretRequest.expires_in:type_name -> google.protobuf.Duration
+	21,  // 28: clearance.admin.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
+	21,  // 29: clearance.admin.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> clearance.admin.v1.EnrollSecret
+	21,  // 30: clearance.admin.v1.RevokeEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
+	7,   // 31: clearance.admin.v1.RevokeEnrollSecretResponse.devices:type_name -> clearance.admin.v1.Device
+	60,  // 32: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
+	9,   // 33: clearance.admin.v1.RequestCheckResponse.report:type_name -> clearance.admin.v1.Report
+	8,   // 34: clearance.admin.v1.RequestCheckResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
+	3,   // 35: clearance.admin.v1.DecisionPolicyResult.status:type_name -> clearance.admin.v1.PolicyStatus
+	55,  // 36: clearance.admin.v1.DecisionPolicyResult.grace_ends:type_name -> google.protobuf.Timestamp
+	55,  // 37: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	30,  // 38: clearance.admin.v1.Decision.results:type_name -> clearance.admin.v1.DecisionPolicyResult
+	60,  // 39: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
+	1,   // 40: clearance.admin.v1.ListDecisionsRequest.result:type_name -> clearance.admin.v1.DecisionResult
+	55,  // 41: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
+	55,  // 42: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
+	2,   // 43: clearance.admin.v1.ListDecisionsRequest.origin:type_name -> clearance.admin.v1.DecisionOrigin
+	31,  // 44: clearance.admin.v1.ListDecisionsResponse.decisions:type_name -> clearance.admin.v1.Decision
+	3,   // 45: clearance.admin.v1.PolicyFinding.status:type_name -> clearance.admin.v1.PolicyStatus
+	55,  // 46: clearance.admin.v1.PolicyFinding.grace_ends:type_name -> google.protobuf.Timestamp
+	55,  // 47: clearance.admin.v1.PolicyFinding.blocks_from:type_name -> google.protobuf.Timestamp
+	55,  // 48: clearance.admin.v1.PolicyFinding.since:type_name -> google.protobuf.Timestamp
+	34,  // 49: clearance.admin.v1.ExplainAccessResponse.failing:type_name -> clearance.admin.v1.PolicyFinding
+	34,  // 50: clearance.admin.v1.ExplainAccessResponse.advisory:type_name -> clearance.admin.v1.PolicyFinding
+	34,  // 51: clearance.admin.v1.ExplainAccessResponse.results:type_name -> clearance.admin.v1.PolicyFinding
+	60,  // 52: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
+	55,  // 53: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
+	55,  // 54: clearance.admin.v1.ExplainAccessResponse.block_from:type_name -> google.protobuf.Timestamp
+	60,  // 55: clearance.admin.v1.CreateScepChallengeRequest.ttl:type_name -> google.protobuf.Duration
+	55,  // 56: clearance.admin.v1.CreateScepChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	55,  // 57: clearance.admin.v1.BrowserCertificate.not_before:type_name -> google.protobuf.Timestamp
+	55,  // 58: clearance.admin.v1.BrowserCertificate.not_after:type_name -> google.protobuf.Timestamp
+	55,  // 59: clearance.admin.v1.BrowserCertificate.revoke_after:type_name -> google.protobuf.Timestamp
+	39,  // 60: clearance.admin.v1.ListBrowserCertificatesResponse.certificates:type_name -> clearance.admin.v1.BrowserCertificate
+	39,  // 61: clearance.admin.v1.RevokeBrowserCertificateResponse.certificate:type_name -> clearance.admin.v1.BrowserCertificate
+	56,  // 62: clearance.admin.v1.PendingEnrollment.facts:type_name -> clearance.agent.v1.DeviceFacts
+	55,  // 63: clearance.admin.v1.PendingEnrollment.requested_at:type_name -> google.protobuf.Timestamp
+	55,  // 64: clearance.admin.v1.PendingEnrollment.last_request_at:type_name -> google.protobuf.Timestamp
+	55,  // 65: clearance.admin.v1.PendingEnrollment.rejected_at:type_name -> google.protobuf.Timestamp
+	45,  // 66: clearance.admin.v1.PendingEnrollment.serial_holders:type_name -> clearance.admin.v1.SerialHolder
+	55,  // 67: clearance.admin.v1.PendingEnrollment.device_revoked_at:type_name -> google.protobuf.Timestamp
+	44,  // 68: clearance.admin.v1.ListPendingEnrollmentsResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
+	7,   // 69: clearance.admin.v1.ApproveEnrollmentResponse.device:type_name -> clearance.admin.v1.Device
+	44,  // 70: clearance.admin.v1.RejectEnrollmentResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
+	44,  // 71: clearance.admin.v1.RejectEnrollmentResponse.rejected:type_name -> clearance.admin.v1.PendingEnrollment
+	52,  // 72: clearance.admin.v1.ImportKnownDevicesRequest.devices:type_name -> clearance.admin.v1.KnownDevice
+	10,  // 73: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
+	12,  // 74: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
+	14,  // 75: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
+	16,  // 76: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
+	19,  // 77: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
+	22,  // 78: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
+	24,  // 79: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
+	26,  // 80: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
+	28,  // 81: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
+	32,  // 82: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
+	61,  // 83: clearance.admin.v1.AdminService.ListAuditEvents:input_type -> clearance.admin.v1.ListAuditEventsRequest
+	62,  // 84: clearance.admin.v1.AdminService.OktaStatus:input_type -> clearance.admin.v1.OktaStatusRequest
+	63,  // 85: clearance.admin.v1.AdminService.ListOktaSignIns:input_type -> clearance.admin.v1.ListOktaSignInsRequest
+	35,  // 86: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
+	37,  // 87: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
+	40,  // 88: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
+	42,  // 89: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
+	46,  // 90: clearance.admin.v1.AdminService.ListPendingEnrollments:input_type -> clearance.admin.v1.ListPendingEnrollmentsRequest
+	48,  // 91: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
+	50,  // 92: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
+	53,  // 93: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
+	64,  // 94: clearance.admin.v1.AdminService.GrantExemption:input_type -> clearance.admin.v1.GrantExemptionRequest
+	65,  // 95: clearance.admin.v1.AdminService.ListExemptions:input_type -> clearance.admin.v1.ListExemptionsRequest
+	66,  // 96: clearance.admin.v1.AdminService.RevokeExemption:input_type -> clearance.admin.v1.RevokeExemptionRequest
+	67,  // 97: clearance.admin.v1.AdminService.ListUsers:input_type -> clearance.admin.v1.ListUsersRequest
+	68,  // 98: clearance.admin.v1.AdminService.GetUser:input_type -> clearance.admin.v1.GetUserRequest
+	69,  // 99: clearance.admin.v1.AdminService.ListGroups:input_type -> clearance.admin.v1.ListGroupsRequest
+	70,  // 100: clearance.admin.v1.AdminService.AssignDevice:input_type -> clearance.admin.v1.AssignDeviceRequest
+	71,  // 101: clearance.admin.v1.AdminService.UnassignDevice:input_type -> clearance.admin.v1.UnassignDeviceRequest
+	4,   // 102: clearance.admin.v1.AdminService.WhoAmI:input_type -> clearance.admin.v1.WhoAmIRequest
+	11,  // 103: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
+	13,  // 104: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
+	15,  // 105: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
+	17,  // 106: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
+	20,  // 107: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
+	23,  // 108: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
+	25,  // 109: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
+	27,  // 110: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
+	29,  // 111: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
+	33,  // 112: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
+	72,  // 113: clearance.admin.v1.AdminService.ListAuditEvents:output_type -> clearance.admin.v1.ListAuditEventsResponse
+	73,  // 114: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
+	74,  // 115: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
+	36,  // 116: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
+	38,  // 117: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
+	41,  // 118: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
+	43,  // 119: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
+	47,  // 120: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
+	49,  // 121: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
+	51,  // 122: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
+	54,  // 123: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
+	75,  // 124: clearance.admin.v1.AdminService.GrantExemption:output_type -> clearance.admin.v1.GrantExemptionResponse
+	76,  // 125: clearance.admin.v1.AdminService.ListExemptions:output_type -> clearance.admin.v1.ListExemptionsResponse
+	77,  // 126: clearance.admin.v1.AdminService.RevokeExemption:output_type -> clearance.admin.v1.RevokeExemptionResponse
+	78,  // 127: clearance.admin.v1.AdminService.ListUsers:output_type -> clearance.admin.v1.ListUsersResponse
+	79,  // 128: clearance.admin.v1.AdminService.GetUser:output_type -> clearance.admin.v1.GetUserResponse
+	80,  // 129: clearance.admin.v1.AdminService.ListGroups:output_type -> clearance.admin.v1.ListGroupsResponse
+	81,  // 130: clearance.admin.v1.AdminService.AssignDevice:output_type -> clearance.admin.v1.AssignDeviceResponse
+	82,  // 131: clearance.admin.v1.AdminService.UnassignDevice:output_type -> clearance.admin.v1.UnassignDeviceResponse
+	5,   // 132: clearance.admin.v1.AdminService.WhoAmI:output_type -> clearance.admin.v1.WhoAmIResponse
+	103, // [103:133] is the sub-list for method output_type
+	73,  // [73:103] is the sub-list for method input_type
+	73,  // [73:73] is the sub-list for extension type_name
+	73,  // [73:73] is the sub-list for extension extendee
+	0,   // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_clearance_admin_v1_admin_proto_init() }
@@ -4719,15 +4850,15 @@ func file_clearance_admin_v1_admin_proto_init() {
 	file_clearance_admin_v1_rollout_proto_init()
 	file_clearance_admin_v1_people_proto_init()
 	file_clearance_admin_v1_okta_proto_init()
-	file_clearance_admin_v1_admin_proto_msgTypes[0].OneofWrappers = []any{}
-	file_clearance_admin_v1_admin_proto_msgTypes[12].OneofWrappers = []any{}
+	file_clearance_admin_v1_admin_proto_msgTypes[2].OneofWrappers = []any{}
+	file_clearance_admin_v1_admin_proto_msgTypes[14].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearance_admin_v1_admin_proto_rawDesc), len(file_clearance_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   49,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -48,6 +48,7 @@ const (
 	AdminService_ListGroups_FullMethodName               = "/clearance.admin.v1.AdminService/ListGroups"
 	AdminService_AssignDevice_FullMethodName             = "/clearance.admin.v1.AdminService/AssignDevice"
 	AdminService_UnassignDevice_FullMethodName           = "/clearance.admin.v1.AdminService/UnassignDevice"
+	AdminService_WhoAmI_FullMethodName                   = "/clearance.admin.v1.AdminService/WhoAmI"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -168,6 +169,9 @@ type AdminServiceClient interface {
 	AssignDevice(ctx context.Context, in *AssignDeviceRequest, opts ...grpc.CallOption) (*AssignDeviceResponse, error)
 	// UnassignDevice removes an assignment. NOT_FOUND if there is none.
 	UnassignDevice(ctx context.Context, in *UnassignDeviceRequest, opts ...grpc.CallOption) (*UnassignDeviceResponse, error)
+	// WhoAmI says whose admin token made the call, its role and when it
+	// expires: a way to check a token before using it. Any role may call it.
+	WhoAmI(ctx context.Context, in *WhoAmIRequest, opts ...grpc.CallOption) (*WhoAmIResponse, error)
 }
 
 type adminServiceClient struct {
@@ -468,6 +472,16 @@ func (c *adminServiceClient) UnassignDevice(ctx context.Context, in *UnassignDev
 	return out, nil
 }
 
+func (c *adminServiceClient) WhoAmI(ctx context.Context, in *WhoAmIRequest, opts ...grpc.CallOption) (*WhoAmIResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WhoAmIResponse)
+	err := c.cc.Invoke(ctx, AdminService_WhoAmI_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -586,6 +600,9 @@ type AdminServiceServer interface {
 	AssignDevice(context.Context, *AssignDeviceRequest) (*AssignDeviceResponse, error)
 	// UnassignDevice removes an assignment. NOT_FOUND if there is none.
 	UnassignDevice(context.Context, *UnassignDeviceRequest) (*UnassignDeviceResponse, error)
+	// WhoAmI says whose admin token made the call, its role and when it
+	// expires: a way to check a token before using it. Any role may call it.
+	WhoAmI(context.Context, *WhoAmIRequest) (*WhoAmIResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -682,6 +699,9 @@ func (UnimplementedAdminServiceServer) AssignDevice(context.Context, *AssignDevi
 }
 func (UnimplementedAdminServiceServer) UnassignDevice(context.Context, *UnassignDeviceRequest) (*UnassignDeviceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UnassignDevice not implemented")
+}
+func (UnimplementedAdminServiceServer) WhoAmI(context.Context, *WhoAmIRequest) (*WhoAmIResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WhoAmI not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -1226,6 +1246,24 @@ func _AdminService_UnassignDevice_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_WhoAmI_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WhoAmIRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).WhoAmI(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_WhoAmI_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).WhoAmI(ctx, req.(*WhoAmIRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1348,6 +1386,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UnassignDevice",
 			Handler:    _AdminService_UnassignDevice_Handler,
+		},
+		{
+			MethodName: "WhoAmI",
+			Handler:    _AdminService_WhoAmI_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
