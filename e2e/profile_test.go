@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -114,6 +115,24 @@ func TestAgentTakesANewProfile(t *testing.T) {
 	waitDevice(t, v, "a report from the agent with the new profile", within, func(g *adminv1.GetDeviceResponse) bool {
 		return g.GetDevice().GetConnected() && g.GetDevice().GetLastSeq() > 0
 	})
+	// status says what the running agent uses, from the state dir.
+	status := func() string {
+		t.Helper()
+		cmd := exec.Command(filepath.Join(binDir, "clearance-agent"), "status", "--managed-plist", managedPath,
+			"--state-dir", filepath.Join(dir, "agent"))
+		// The settings the agent runs with, from the same sources: its
+		// --presence-listen off, as the environment gives it.
+		cmd.Env = append(os.Environ(), "CLEARANCE_PRESENCE_LISTEN=off")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("status: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	if out := status(); !regexp.MustCompile(`agent: +running since .*, process \d+`).MatchString(out) ||
+		!regexp.MustCompile(`settings: +in use as the files say`).MatchString(out) {
+		t.Errorf("status of the agent running the new profile:\n%s", out)
+	}
 	// A profile whose pin matches no CA it carries (half pushed, say)
 	// would not run: the agent says so and keeps running with its own.
 	raw, err := os.ReadFile(managedPath)
@@ -136,8 +155,18 @@ func TestAgentTakesANewProfile(t *testing.T) {
 		t.Fatalf("the agent stopped on settings that would not run: %v", err)
 	case <-time.After(time.Second):
 	}
+	// status tells the Mac admin that the profile was not taken, and why.
+	if out := status(); !regexp.MustCompile(`NEW SETTINGS REJECTED: +at .*; the agent runs on with the settings it had \(the new ones changed CAFingerprint\)`).MatchString(out) {
+		t.Errorf("status after settings that would not run:\n%s", out)
+	} else if strings.Contains(out, secret) {
+		t.Error("status shows the enroll secret")
+	}
 	if strings.Contains(agent.logs.String(), secret) {
 		t.Error("the agent logged the enroll secret")
+	}
+	raw2, err := os.ReadFile(filepath.Join(dir, "agent", "running.json"))
+	if err != nil || strings.Contains(string(raw2), secret) {
+		t.Errorf("the running record: %v, or it holds the enroll secret:\n%s", err, raw2)
 	}
 }
 

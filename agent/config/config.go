@@ -26,7 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
+	"strings"
 	"time"
 
 	"github.com/clearance/clearance/pkg/agentprefs"
@@ -540,32 +540,54 @@ func setLogFormat(c *Config, v string) (err error) {
 	return err
 }
 
+// values are the settings Changed compares, by plist key, each as one
+// string.
+func values(c *Config) [][2]string {
+	return [][2]string{
+		{agentprefs.KeyVerifier, c.Verifier},
+		{agentprefs.KeyCAFile, c.CAFile},
+		{agentprefs.KeyCAPEM, c.CAPEM},
+		{agentprefs.KeyCAFingerprint, c.CAFingerprint},
+		{agentprefs.KeyEnrollSecret, c.EnrollSecret},
+		{agentprefs.KeyOsquerySocket, c.OsquerySocket},
+		{agentprefs.KeyOsquerydPath, c.OsquerydPath},
+		{agentprefs.KeyStateDir, c.StateDir},
+		{agentprefs.KeyInterval, c.Interval.String()},
+		{agentprefs.KeyRunBudget, c.RunBudget.String()},
+		{agentprefs.KeyLogLevel, c.LogLevel.String()},
+		{agentprefs.KeyLogFormat, c.LogFormat},
+		{agentprefs.KeyPresenceListen, c.PresenceListen},
+		{agentprefs.KeyPresenceBrowsers, strings.Join(c.PresenceBrowsers, "\x00")},
+	}
+}
+
 // Changed names, by plist key, the settings a and b differ in (never
 // their values: the enroll secret is one). A CA file is compared by its
 // path; its content is read where it is used.
 func Changed(a, b *Config) []string {
+	return ChangedFrom(Fingerprints(a), b)
+}
+
+// Fingerprints returns each setting's value as a short SHA-256, by plist
+// key: what a record of the settings in use keeps to compare with the
+// files later, without their values (the enroll secret is one).
+func Fingerprints(c *Config) map[string]string {
+	out := make(map[string]string, 14)
+	for _, kv := range values(c) {
+		sum := sha256.Sum256([]byte(kv[1]))
+		out[kv[0]] = hex.EncodeToString(sum[:8])
+	}
+	return out
+}
+
+// ChangedFrom names, by plist key in a fixed order, the settings of c
+// whose value is not the one fp (from Fingerprints) was taken of.
+func ChangedFrom(fp map[string]string, c *Config) []string {
 	var out []string
-	for _, s := range []struct {
-		key  string
-		same bool
-	}{
-		{agentprefs.KeyVerifier, a.Verifier == b.Verifier},
-		{agentprefs.KeyCAFile, a.CAFile == b.CAFile},
-		{agentprefs.KeyCAPEM, a.CAPEM == b.CAPEM},
-		{agentprefs.KeyCAFingerprint, a.CAFingerprint == b.CAFingerprint},
-		{agentprefs.KeyEnrollSecret, a.EnrollSecret == b.EnrollSecret},
-		{agentprefs.KeyOsquerySocket, a.OsquerySocket == b.OsquerySocket},
-		{agentprefs.KeyOsquerydPath, a.OsquerydPath == b.OsquerydPath},
-		{agentprefs.KeyStateDir, a.StateDir == b.StateDir},
-		{agentprefs.KeyInterval, a.Interval == b.Interval},
-		{agentprefs.KeyRunBudget, a.RunBudget == b.RunBudget},
-		{agentprefs.KeyLogLevel, a.LogLevel == b.LogLevel},
-		{agentprefs.KeyLogFormat, a.LogFormat == b.LogFormat},
-		{agentprefs.KeyPresenceListen, a.PresenceListen == b.PresenceListen},
-		{agentprefs.KeyPresenceBrowsers, slices.Equal(a.PresenceBrowsers, b.PresenceBrowsers)},
-	} {
-		if !s.same {
-			out = append(out, s.key)
+	now := Fingerprints(c)
+	for _, kv := range values(c) {
+		if fp[kv[0]] != now[kv[0]] {
+			out = append(out, kv[0])
 		}
 	}
 	return out

@@ -52,8 +52,11 @@ const (
 	// RefusalFile holds the verifier's last refusal that retrying soon
 	// cannot fix (a revoked device, a bad secret), for `clearance-agent
 	// status`; removed once the verifier accepts the device.
-	RefusalFile   = "refusal.json"
-	ContactFile   = "contact.json"
+	RefusalFile = "refusal.json"
+	ContactFile = "contact.json"
+	// RunningFile records the settings the running agent uses, and the
+	// last new settings it would not take, for `clearance-agent status`.
+	RunningFile   = "running.json"
 	IdentityFile  = "identity.json"
 	CertFile      = "device.pem"
 	ChainFile     = "chain.pem"
@@ -393,6 +396,30 @@ type Contact struct {
 	FailedAt time.Time `json:"failed_at,omitzero"`
 	Failure  string    `json:"failure,omitempty"`
 }
+
+// Running is what the running agent uses: its process, its version, when
+// it started with the settings it has, those settings' fingerprints (see
+// config.Fingerprints: never their values), and the last new settings it
+// would not take. Times are this Mac's clock's.
+type Running struct {
+	PID       int       `json:"pid"`
+	Version   string    `json:"version"`
+	StartedAt time.Time `json:"started_at"`
+	// Settings are the fingerprints of the settings in use, by plist key.
+	Settings map[string]string `json:"settings"`
+	// RejectedAt, Rejected and RejectedKeys: the last settings the files
+	// gave that would not run, why, and which keys they changed; zero once
+	// the agent runs with what the files say.
+	RejectedAt   time.Time `json:"rejected_at,omitzero"`
+	Rejected     string    `json:"rejected,omitempty"`
+	RejectedKeys []string  `json:"rejected_keys,omitempty"`
+}
+
+// SaveRunning records r.
+func (d *Dir) SaveRunning(r Running) error { return d.saveJSON(RunningFile, r) }
+
+// LoadRunning returns the recorded running agent, nil when there is none.
+func (d *Dir) LoadRunning() (*Running, error) { return loadJSON[Running](d, RunningFile) }
 
 // SaveContact records c.
 func (d *Dir) SaveContact(c Contact) error { return d.saveJSON(ContactFile, c) }

@@ -206,7 +206,8 @@ var errSettingsChanged = errors.New("settings changed")
 // hup delivers SIGHUP, registered by the caller for every run at once;
 // on SIGHUP even the rejected settings are tried again (what failed them,
 // a directory's mode, say, may have been fixed).
-func settingsWatch(g *run.Group, flags *config.Flags, running, rejected *config.Config, next **config.Config, hup <-chan os.Signal, log *slog.Logger) {
+// rec, when set, records what the watcher finds for `status`.
+func settingsWatch(g *run.Group, flags *config.Flags, running, rejected *config.Config, next **config.Config, hup <-chan os.Signal, log *slog.Logger, rec *runningRecord) {
 	stop := make(chan struct{})
 	var once sync.Once
 	g.Add("settings", func() error {
@@ -233,6 +234,11 @@ func settingsWatch(g *run.Group, flags *config.Flags, running, rejected *config.
 				if err.Error() != lastErr {
 					log.Error("new settings would not run; the agent keeps running with those it has", "component", "main", "err", err)
 					lastErr = err.Error()
+					var keys []string
+					if cfg != nil {
+						keys = config.Changed(running, cfg)
+					}
+					rec.reject(err.Error(), keys)
 				}
 				continue
 			}
@@ -245,8 +251,59 @@ func settingsWatch(g *run.Group, flags *config.Flags, running, rejected *config.
 				*next = cfg
 				return errSettingsChanged
 			}
+			// The files say what runs again: no rejection stands.
+			rec.clear()
 		}
 	}, func(error) { once.Do(func() { close(stop) }) })
+}
+
+// runningRecord keeps the state dir's record of the running agent
+// (state.Running) for `status`: the settings a run started with, and the
+// last new settings it would not take. A record that cannot be written is
+// logged once; the agent runs on.
+type runningRecord struct {
+	dir    *state.Dir
+	rec    state.Running
+	log    *slog.Logger
+	failed bool
+}
+
+// startRecord records a run starting with cfg; rejected, when set, are
+// the newer settings that did not start, for why.
+func startRecord(dir *state.Dir, cfg, rejected *config.Config, why string, log *slog.Logger) *runningRecord {
+	r := &runningRecord{dir: dir, log: log, rec: state.Running{
+		PID: os.Getpid(), Version: version.Version, StartedAt: time.Now(), Settings: config.Fingerprints(cfg),
+	}}
+	if rejected != nil {
+		r.rec.RejectedAt, r.rec.Rejected, r.rec.RejectedKeys = time.Now(), why, config.Changed(cfg, rejected)
+	}
+	r.save()
+	return r
+}
+
+func (r *runningRecord) save() {
+	if err := r.dir.SaveRunning(r.rec); err != nil && !r.failed {
+		r.failed = true
+		r.log.Warn("the record of the settings in use was not written; 'status' will not show them", "component", "main", "err", err)
+	}
+}
+
+// reject records new settings that would not run.
+func (r *runningRecord) reject(why string, keys []string) {
+	if r == nil {
+		return
+	}
+	r.rec.RejectedAt, r.rec.Rejected, r.rec.RejectedKeys = time.Now(), why, keys
+	r.save()
+}
+
+// clear records that the files say what runs again.
+func (r *runningRecord) clear() {
+	if r == nil || r.rec.RejectedAt.IsZero() {
+		return
+	}
+	r.rec.RejectedAt, r.rec.Rejected, r.rec.RejectedKeys = time.Time{}, "", nil
+	r.save()
 }
 
 // runSignals are the signals cmdRun registered for all its runs.
@@ -288,14 +345,15 @@ func cmdRun(flags *config.Flags, stderr io.Writer) error {
 	logPath, logEvery := logfile.Followed(service.LogPath)
 	go logfile.Follow(logPath, 1, 2).Run(logCtx, logEvery, newLogger(stderr, cfg.LogLevel, cfg.LogFormat))
 	var ran, rejected *config.Config
+	var why string
 	for {
-		next, started, err := runOnce(flags, cfg, rejected, sig, stderr)
+		next, started, err := runOnce(flags, cfg, rejected, why, sig, stderr)
 		switch {
 		case errors.Is(err, errSettingsChanged):
-			ran, cfg, rejected = cfg, next, nil
+			ran, cfg, rejected, why = cfg, next, nil, ""
 		case !started && ran != nil:
 			newLogger(stderr, ran.LogLevel, ran.LogFormat).Error("new settings would not start; the agent runs again with those that ran", "component", "main", "err", err)
-			rejected, cfg, ran = cfg, ran, nil
+			rejected, cfg, ran, why = cfg, ran, nil, err.Error()
 		default:
 			return err
 		}
@@ -304,8 +362,9 @@ func cmdRun(flags *config.Flags, stderr io.Writer) error {
 
 // runOnce runs the agent with cfg until it is stopped or its settings
 // change (errSettingsChanged, with next the new ones); started says
-// whether it got as far as running. rejected is as settingsWatch's.
-func runOnce(flags *config.Flags, cfg, rejected *config.Config, sig runSignals, stderr io.Writer) (next *config.Config, started bool, err error) {
+// whether it got as far as running. rejected is as settingsWatch's, and
+// why what kept it from starting.
+func runOnce(flags *config.Flags, cfg, rejected *config.Config, why string, sig runSignals, stderr io.Writer) (next *config.Config, started bool, err error) {
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	if err := cfg.RequireVerifier(); err != nil {
 		return nil, false, err
@@ -396,7 +455,8 @@ func runOnce(flags *config.Flags, cfg, rejected *config.Config, sig runSignals, 
 		g.Add("presence", p.Execute, p.Interrupt)
 	}
 	signalsOn(&g, sig.term, nil)
-	settingsWatch(&g, flags, cfg, rejected, &next, sig.hup, log)
+	rec := startRecord(dir, cfg, rejected, why, log)
+	settingsWatch(&g, flags, cfg, rejected, &next, sig.hup, log, rec)
 	err = g.Run()
 	if errors.Is(err, errSettingsChanged) {
 		return next, true, err
@@ -706,6 +766,20 @@ func cmdStatus(flags *config.Flags, stdout io.Writer) error {
 		row("service", "unknown ("+err.Error()+")")
 	}
 	dir := &state.Dir{Path: cfg.StateDir}
+	if r, err := dir.LoadRunning(); err == nil && r != nil {
+		// Compared with every setting the daemon reads, from the same
+		// files, not only those this command shows.
+		in := flags.Inputs()
+		in.Only = nil
+		all, aerr := config.Load(in)
+		if aerr != nil {
+			row("settings", "the files' settings do not read: "+aerr.Error())
+			all = nil
+		}
+		for _, kv := range runningRows(r, all, time.Now(), processAlive(r.PID)) {
+			row(kv[0], kv[1])
+		}
+	}
 	storage, _, kerr := devicekey.Describe(dir)
 	switch {
 	case kerr == nil && storage == devicekey.SecureEnclave:
@@ -788,6 +862,49 @@ func cmdStatus(flags *config.Flags, stdout io.Writer) error {
 	}
 	row("run budget", fmt.Sprintf("%s (%s)", cfg.RunBudget, from))
 	return nil
+}
+
+// runningRows says what the running agent uses, from its record: whether
+// it runs, since when and which version, and whether the settings files
+// say the same (cfg): changed since it started (it takes them within
+// settingsPoll), or rejected (it runs on with those it has). cfg is nil
+// when the files do not read.
+func runningRows(r *state.Running, cfg *config.Config, now time.Time, alive bool) [][2]string {
+	since := fmt.Sprintf("%s (%s ago)", r.StartedAt.UTC().Format(time.RFC3339), now.Sub(r.StartedAt).Round(time.Second))
+	if !alive {
+		return [][2]string{{"agent", fmt.Sprintf("not running (process %d, version %s, last started %s)", r.PID, r.Version, since)}}
+	}
+	rows := [][2]string{{"agent", fmt.Sprintf("running since %s, version %s, process %d", since, r.Version, r.PID)}}
+	var changed []string
+	if cfg != nil {
+		changed = config.ChangedFrom(r.Settings, cfg)
+	}
+	switch {
+	case !r.RejectedAt.IsZero():
+		keys := "the settings"
+		if len(r.RejectedKeys) > 0 {
+			keys = strings.Join(r.RejectedKeys, ", ")
+		}
+		rows = append(rows, [2]string{"NEW SETTINGS REJECTED", fmt.Sprintf("at %s: %s; the agent runs on with the settings it had (the new ones changed %s); the rows above are the files' new settings",
+			r.RejectedAt.UTC().Format(time.RFC3339), r.Rejected, keys)})
+	case cfg == nil:
+	case len(changed) > 0:
+		rows = append(rows, [2]string{"settings", fmt.Sprintf("the files changed %s since the agent started; it takes them within %s (at once on SIGHUP)",
+			strings.Join(changed, ", "), settingsPoll)})
+	default:
+		rows = append(rows, [2]string{"settings", "in use as the files say"})
+	}
+	return rows
+}
+
+// processAlive reports whether a process pid runs (one this user may not
+// signal runs too).
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // cmdRotateKey starts a key rotation in the state dir (devicekey.Rotate).

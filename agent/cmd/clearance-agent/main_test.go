@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/clearance/clearance/agent/config"
+	"github.com/clearance/clearance/agent/state"
 	"github.com/clearance/clearance/internal/osquerysim"
 	policyfile "github.com/clearance/clearance/pkg/policy"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
@@ -376,5 +379,45 @@ func TestCheckMarksLatePolicies(t *testing.T) {
 	out.Reset()
 	if err := printResults(&out, ps, results, map[string]bool{"extra": true}, 10*time.Second); err != nil {
 		t.Errorf("only an optional policy late: %v", err)
+	}
+}
+
+// TestRunningRows: status says what the running agent uses, from its
+// record: the settings files as it runs them, changed since it started,
+// or new ones it would not take; and that an agent no longer runs.
+func TestRunningRows(t *testing.T) {
+	now := time.Date(2026, 3, 4, 12, 0, 0, 0, time.UTC)
+	cfg := &config.Config{Verifier: "verifier.example.com:8443", EnrollSecret: "s3cret", RunBudget: time.Minute}
+	r := &state.Running{PID: 4242, Version: "1.2.3", StartedAt: now.Add(-time.Hour), Settings: config.Fingerprints(cfg)}
+	text := func(rows [][2]string) string {
+		var b strings.Builder
+		for _, kv := range rows {
+			fmt.Fprintf(&b, "%s: %s\n", kv[0], kv[1])
+		}
+		return b.String()
+	}
+	if got := text(runningRows(r, cfg, now, true)); !strings.Contains(got, "agent: running since 2026-03-04T11:00:00Z (1h0m0s ago), version 1.2.3, process 4242\n") ||
+		!strings.Contains(got, "settings: in use as the files say\n") {
+		t.Errorf("as the files say:\n%s", got)
+	}
+	changed := *cfg
+	changed.EnrollSecret, changed.RunBudget = "another", 2*time.Minute
+	if got := text(runningRows(r, &changed, now, true)); !strings.Contains(got, "settings: the files changed EnrollSecret, RunBudget since the agent started; it takes them within 30s") {
+		t.Errorf("changed files:\n%s", got)
+	}
+	r.RejectedAt, r.Rejected, r.RejectedKeys = now.Add(-time.Minute), "CAFingerprint matches no certificate", []string{"CAFingerprint"}
+	if got := text(runningRows(r, &changed, now, true)); !strings.Contains(got, "NEW SETTINGS REJECTED: at 2026-03-04T11:59:00Z: CAFingerprint matches no certificate; the agent runs on with the settings it had (the new ones changed CAFingerprint)") {
+		t.Errorf("rejected:\n%s", got)
+	}
+	if got := text(runningRows(r, cfg, now, false)); got != "agent: not running (process 4242, version 1.2.3, last started 2026-03-04T11:00:00Z (1h0m0s ago))\n" {
+		t.Errorf("not running:\n%s", got)
+	}
+	for _, fp := range r.Settings {
+		if strings.Contains(fp, "s3cret") {
+			t.Errorf("a fingerprint holds the secret: %q", fp)
+		}
+	}
+	if !processAlive(os.Getpid()) || processAlive(0) || processAlive(-1) {
+		t.Error("processAlive")
 	}
 }
