@@ -42,9 +42,10 @@ start clearance-agent "$dir/agent.log" clearance-agent run --verifier "$grpc" --
   --enroll-secret "$secret" --osquery-socket "$dir/osq.sock" --state-dir "$dir/agent" --interval "$INTERVAL" \
   --managed-plist "$dir/none.plist" --presence-listen "$presence"
 agent=$(pid_of clearance-agent)
-token=$(cat "$dir/v/admin.token")
 compliant() {
-  grpcurl -connect-timeout 2 -cacert "$dir/v/ca.pem" -H "authorization: Bearer $token" "$grpc" \
+  # The token in grpcurl's environment, not on its command line.
+  ADMIN_TOKEN="$(cat "$dir/v/admin.token")" grpcurl -connect-timeout 2 -cacert "$dir/v/ca.pem" \
+    -expand-headers -H 'authorization: Bearer ${ADMIN_TOKEN}' "$grpc" \
     clearance.admin.v1.AdminService/ListDevices | grep -q '"compliant": true'
 }
 wait_for 30 "the agent's first passing report" compliant

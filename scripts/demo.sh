@@ -45,9 +45,11 @@ fi
 echo $$ >"$DATA/.demo.lock"
 
 admin() { # admin METHOD [JSON]
-  local args=(-cacert "$DATA/ca.pem" -H "authorization: Bearer $(cat "$DATA/admin.token")")
+  # The token reaches grpcurl through its environment, never its command
+  # line, which every user of the machine can read.
+  local args=(-cacert "$DATA/ca.pem" -expand-headers -H 'authorization: Bearer ${ADMIN_TOKEN}')
   [ $# -gt 1 ] && args+=(-d "$2")
-  grpcurl "${args[@]}" "$VERIFIER" "clearance.admin.v1.AdminService/$1"
+  ADMIN_TOKEN="$(cat "$DATA/admin.token")" grpcurl "${args[@]}" "$VERIFIER" "clearance.admin.v1.AdminService/$1"
 }
 
 # policies prints "STATUS  policy  name" lines from the "policies" list of a

@@ -49,6 +49,7 @@ func (s *Server) sincesOf(ctx context.Context, deviceID string, digests map[stri
 func (ss sinces) of(policyID string, st decision.Status) *timestamppb.Timestamp {
 	k, ok := ss.streaks[policyID]
 	if !ok || k.Status != string(st) || !bytes.Equal(k.QuerySHA256, ss.digests[policyID]) {
+		// The compliance streak has no digest, and no policy its id.
 		return nil
 	}
 	if !ss.observed.IsZero() && k.Since.After(ss.observed) {
@@ -71,39 +72,23 @@ func outcomeStatus(st agentv1.PolicyStatus) decision.Status {
 }
 
 // fill sets each outcome's since and the summary's failing_since or
-// compliant_since.
+// compliant_since: the device's own run (storage.ComplianceStreak), when it
+// says what the summary says.
 func (ss sinces) fill(outcomes []*adminv1.PolicyOutcome, sum *adminv1.PostureSummary) {
-	var (
-		earliest, latest time.Time
-		unknown          bool
-		required         int
-	)
-	compliant := sum.GetCompliant()
 	for _, o := range outcomes {
 		o.Since = ss.of(o.GetPolicyId(), outcomeStatus(o.GetStatus()))
-		counts := o.GetRequired() || o.GetCritical()
-		if !counts || (!compliant && o.GetStatus() == agentv1.PolicyStatus_POLICY_STATUS_PASS) {
-			continue
-		}
-		required++
-		if o.Since == nil {
-			unknown = true
-			continue
-		}
-		at := o.Since.AsTime()
-		if earliest.IsZero() || at.Before(earliest) {
-			earliest = at
-		}
-		if at.After(latest) {
-			latest = at
-		}
 	}
-	if unknown || required == 0 {
+	if sum == nil {
 		return
 	}
-	if compliant {
-		sum.CompliantSince = timestamppb.New(latest)
+	st := decision.StatusFail
+	if sum.GetCompliant() {
+		st = decision.StatusPass
+	}
+	at := ss.of(storage.ComplianceStreak, st)
+	if sum.GetCompliant() {
+		sum.CompliantSince = at
 	} else {
-		sum.FailingSince = timestamppb.New(earliest)
+		sum.FailingSince = at
 	}
 }

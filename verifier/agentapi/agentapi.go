@@ -538,6 +538,9 @@ func (c *agentStream) report(m *agentv1.AgentMessage) error {
 	}
 	start := time.Now()
 	ctx := c.stream.Context()
+	// The set in force when the report came: its streaks are judged by it,
+	// not by one a reload put in force since.
+	ps := s.Policies.Current()
 	acc, err := s.Ingest.Accept(ctx, dev, sr)
 	if err != nil {
 		var rej *ingest.Rejection
@@ -566,7 +569,7 @@ func (c *agentStream) report(m *agentv1.AgentMessage) error {
 	}
 	if !acc.Duplicate {
 		s.vouch(ctx, dev, acc.Report)
-		c.streaks(ctx, acc.Report)
+		c.streaks(ctx, acc, ps)
 	}
 	return nil
 }

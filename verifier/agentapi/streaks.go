@@ -8,6 +8,7 @@ import (
 	"github.com/clearance/clearance/pkg/policy"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/decision"
+	"github.com/clearance/clearance/verifier/ingest"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -40,17 +41,22 @@ func (s *Server) digestsOf(ps *agentv1.PolicySet) [][]byte {
 	return d.digests
 }
 
-// judged returns the policies in force as r judges them, and their digest
-// (never 0, the stream's "not known yet"); with build false, the digest
-// alone.
+// judged returns the policies in force as r judges them, and the device's
+// compliance (storage.ComplianceStreak: PASS while every required policy
+// passes), with their digest (never 0, the stream's "not known yet"); with
+// build false, the digest alone.
 func judged(ps *agentv1.PolicySet, digests [][]byte, r *agentv1.PostureReport, build bool) ([]storage.PolicyStreak, uint64) {
 	var h maphash.Hash
 	h.SetSeed(streakSeed)
 	var out []storage.PolicyStreak
 	if build {
-		out = make([]storage.PolicyStreak, 0, len(ps.GetPolicies()))
+		out = make([]storage.PolicyStreak, 0, len(ps.GetPolicies())+1)
 	}
+	compliant := true
 	decision.Statuses(ps, r, digests, func(i int, p *agentv1.Policy, st decision.Status, _ *agentv1.PolicyResult) {
+		if (p.GetRequired() || p.GetCritical()) && st != decision.StatusPass {
+			compliant = false
+		}
 		h.WriteString(p.GetId())
 		h.WriteByte(0)
 		h.WriteString(string(st))
@@ -60,6 +66,16 @@ func judged(ps *agentv1.PolicySet, digests [][]byte, r *agentv1.PostureReport, b
 			out = append(out, storage.PolicyStreak{PolicyID: p.GetId(), Status: string(st), QuerySHA256: digests[i]})
 		}
 	})
+	// Which policies are required may change with the set while no result
+	// does: the device's compliance is part of the digest.
+	c := decision.StatusFail
+	if compliant {
+		c = decision.StatusPass
+	}
+	h.WriteString(string(c))
+	if build {
+		out = append(out, storage.PolicyStreak{PolicyID: storage.ComplianceStreak, Status: string(c)})
+	}
 	sum := h.Sum64()
 	if sum == 0 {
 		sum = 1
@@ -69,10 +85,11 @@ func judged(ps *agentv1.PolicySet, digests [][]byte, r *agentv1.PostureReport, b
 
 // streaks updates the device's policy streaks from a report it just
 // stored, unless the stream's last report judged every policy the same. A
-// failure is logged (sampled) and tried again with the next report.
-func (c *agentStream) streaks(ctx context.Context, r *agentv1.PostureReport) {
-	s := c.s
-	ps := s.Policies.Current()
+// failure is logged (sampled) and tried again with the next report,
+// whatever it says.
+// ps is the set in force when the report came.
+func (c *agentStream) streaks(ctx context.Context, acc *ingest.Accepted, ps *agentv1.PolicySet) {
+	s, r := c.s, acc.Report
 	if ps == nil {
 		return
 	}
@@ -85,9 +102,12 @@ func (c *agentStream) streaks(ctx context.Context, r *agentv1.PostureReport) {
 	now, sum := judged(ps, digests, r, true)
 	at := r.GetObservedAt().AsTime()
 	if !r.GetObservedAt().IsValid() {
-		at = s.now()
+		at = acc.Stored.ReceivedAt
 	}
-	if _, err := s.Store.UpdatePolicyStreaks(context.WithoutCancel(ctx), c.deviceID, at, now); err != nil {
+	u := storage.StreakUpdate{ObservedAt: at, ReceivedAt: acc.Stored.ReceivedAt, Streaks: now}
+	if _, err := s.Store.UpdatePolicyStreaks(context.WithoutCancel(ctx), c.deviceID, u); err != nil {
+		// Not known to be stored: the next report compares with the store.
+		c.streak = 0
 		s.streakLog.logAt(s.log(), slog.LevelWarn, s.now(), "policy streaks not updated; tried again with the next report", "device_id", c.deviceID, "err", err)
 		return
 	}

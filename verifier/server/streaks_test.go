@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,4 +124,111 @@ func TestSinceWhen(t *testing.T) {
 			t.Errorf("ExplainAccess: %s since %v, want %v", f.GetPolicyId(), f.GetSince(), want)
 		}
 	}
+}
+
+// TestSinceWhenOutOfCompliance: failing_since is when the Mac last went out
+// of compliance, whichever required policies failed meanwhile (an ERROR
+// that turns into a FAIL, one failure handing over to another), and
+// compliant_since when it came back; a policy made required counts from
+// the first report after the change, never from before it.
+func TestSinceWhenOutOfCompliance(t *testing.T) {
+	t.Parallel()
+	e := startSSO(t, true, nil)
+	const (
+		fail = agentv1.PolicyStatus_POLICY_STATUS_FAIL
+		perr = agentv1.PolicyStatus_POLICY_STATUS_ERROR
+	)
+	a := e.enrolled(e.secret())
+	st := e.connect(a)
+	seq := uint64(0)
+	send := func(statuses map[string]agentv1.PolicyStatus) time.Time {
+		t.Helper()
+		e.clock.Add(24 * time.Hour)
+		seq++
+		at := e.clock.Now().Add(-time.Second).Truncate(time.Millisecond)
+		r := a.Report(st.PolicySet, seq, at, nil, agentv1.PolicyStatus_POLICY_STATUS_PASS)
+		for _, res := range r.Results {
+			if s, ok := statuses[res.PolicyId]; ok {
+				res.Status = s
+			}
+		}
+		if ack, err := st.Exchange(protoagent.Sign(a.Key, r)); err != nil || ack.GetAck() == nil {
+			t.Fatalf("report %d not acked: %v %v", seq, ack, err)
+		}
+		return at
+	}
+	summary := func() *adminv1.PostureSummary {
+		t.Helper()
+		r, err := e.admin.GetDevice(e.ctx(), &adminv1.GetDeviceRequest{DeviceId: a.DeviceID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.GetDevice().GetSummary()
+	}
+	waitSummary := func(what string, ok func(*adminv1.PostureSummary) bool) {
+		t.Helper()
+		waitFor(t, what, func() bool { return ok(summary()) })
+	}
+	is := func(ts interface{ AsTime() time.Time }, want time.Time) bool {
+		return ts != nil && ts.AsTime().Equal(want)
+	}
+
+	t1 := send(map[string]agentv1.PolicyStatus{"firewall": perr, "filevault": fail})
+	waitSummary("failing since t1", func(s *adminv1.PostureSummary) bool { return is(s.GetFailingSince(), t1) })
+	// The ERROR turns into a FAIL, then filevault is fixed while the
+	// firewall still fails: out of compliance without a break since t1.
+	send(map[string]agentv1.PolicyStatus{"firewall": fail, "filevault": fail})
+	t3 := send(map[string]agentv1.PolicyStatus{"firewall": fail})
+	var got *adminv1.GetDeviceResponse
+	waitFor(t, "filevault passing since t3", func() bool {
+		r, err := e.admin.GetDevice(e.ctx(), &adminv1.GetDeviceRequest{DeviceId: a.DeviceID})
+		got = r
+		for _, o := range r.GetPolicies() {
+			if o.GetPolicyId() == "filevault" {
+				return err == nil && is(o.GetSince(), t3)
+			}
+		}
+		return false
+	})
+	if s := got.GetDevice().GetSummary(); !is(s.GetFailingSince(), t1) {
+		t.Errorf("failing since %v, want t1 %v: the Mac has been out of compliance without a break", s.GetFailingSince().AsTime(), t1)
+	}
+	t4 := send(nil)
+	waitSummary("compliant since t4", func(s *adminv1.PostureSummary) bool { return is(s.GetCompliantSince(), t4) })
+
+	// screen-lock, advisory, fails: still compliant since t4. Then it is
+	// made required: out of compliance from the first report after that,
+	// and not said before that report.
+	send(map[string]agentv1.PolicyStatus{"screen-lock": fail})
+	b, err := os.ReadFile(e.cfg.Policies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(b), "- id: screen-lock\n")
+	j := strings.Index(string(b)[max(i, 0):], "    required: false\n")
+	if i < 0 || j < 0 {
+		t.Fatal("no screen-lock policy with required: false in the policy file")
+	}
+	required := string(b)[:i+j] + "    required: true\n" + string(b)[i+j+len("    required: false\n"):]
+	if required == string(b) {
+		t.Fatal("no screen-lock policy in the policy file")
+	}
+	if err := os.WriteFile(e.cfg.Policies, []byte(required), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.admin.ReloadPolicies(e.ctx(), &adminv1.ReloadPoliciesRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	// The stream gets the new set, as an agent does.
+	m, err := st.Client.Recv()
+	if err != nil || m.GetPolicySet() == nil {
+		t.Fatalf("after the reload: %v %v", m, err)
+	}
+	st.PolicySet = m.GetPolicySet()
+	if s := summary(); s.GetCompliant() || s.GetFailingSince() != nil || s.GetCompliantSince() != nil {
+		t.Errorf("right after screen-lock became required: compliant %v, failing since %v, compliant since %v; want failing, since not known yet",
+			s.GetCompliant(), s.GetFailingSince(), s.GetCompliantSince())
+	}
+	t6 := send(map[string]agentv1.PolicyStatus{"screen-lock": fail})
+	waitSummary("failing since the first report after the change", func(s *adminv1.PostureSummary) bool { return is(s.GetFailingSince(), t6) })
 }

@@ -49,7 +49,7 @@ func (a *app) devicesCmd() *cli.Command {
 			serial := fs.String("serial", "", "only the devices with this `serial` number (any case)")
 			host := fs.String("host", "", "only the devices whose host name is or starts with this `name` (any case)")
 			user := fs.String("user", "", "only the Macs this Okta `username` uses: those bound to them (with SCIM or the Okta API sync), and those their latest 1,000 sign-ins came from")
-			failingFor := fs.Duration("failing-for", 0, "only devices that have failed a required policy without a break for at least this `duration` (e.g. 72h; the wide table's FOR column)")
+			failingFor := fs.Duration("failing-for", 0, "only devices out of compliance without a break for at least this `duration` (e.g. 72h; the wide table's FOR column)")
 			fs.Group("Output")
 			asJSON := fs.Bool("json", false, "print the devices as JSON (the admin API's Device messages)")
 			wide := fs.Bool("wide", false, "full device ids and nothing shortened, whatever the terminal's width")
@@ -81,7 +81,7 @@ func (a *app) devicesCmd() *cli.Command {
 						if *failing && d.GetSummary().GetCompliant() && d.GetState() != "stale" {
 							continue
 						}
-						if *failingFor > 0 && !failedFor(d, *failingFor, a.now()) {
+						if fs.Given("failing-for") && !failedFor(d, *failingFor, a.now()) {
 							continue
 						}
 						if *offline && d.GetConnected() {
@@ -154,9 +154,9 @@ func (c *adminConn) devicesOf(username string) (map[string]bool, error) {
 	return out, nil
 }
 
-// failedFor reports whether the device has not been compliant for at least
-// d before now, as far as the verifier recorded it: a device whose
-// failing_since is not recorded is not counted.
+// failedFor reports whether the device has been out of compliance without
+// a break for at least d before now, as far as the verifier recorded it: a
+// device whose failing_since is not recorded is not counted.
 func failedFor(dev *adminv1.Device, d time.Duration, now time.Time) bool {
 	s := dev.GetSummary()
 	return !s.GetCompliant() && s.GetFailingSince() != nil && !s.GetFailingSince().AsTime().After(now.Add(-d))

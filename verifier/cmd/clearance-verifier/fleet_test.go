@@ -72,6 +72,9 @@ func TestFleetCommands(t *testing.T) {
 		out, _, err := execute(env, "devices", "--data-dir", s.dir, "--failing-for", "1ms")
 		return err == nil && strings.Contains(out, bad.DeviceID[:8]) && !strings.Contains(out, good.DeviceID[:8])
 	})
+	if out := devices("--failing-for", "0s"); !strings.Contains(out, bad.DeviceID[:8]) || strings.Contains(out, good.DeviceID[:8]) {
+		t.Errorf("--failing-for 0s lists more than the failing Mac:\n%s", out)
+	}
 	if out, stderr, err := execute(env, "devices", "--data-dir", s.dir, "--failing-for", "1h"); err != nil || out != "" || stderr != "no devices match\n" {
 		t.Errorf("--failing-for 1h: %q %q %v", out, stderr, err)
 	}

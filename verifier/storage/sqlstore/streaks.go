@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/clearance/clearance/verifier/storage"
 )
@@ -78,20 +77,21 @@ func checkStreaks(deviceID string, now []storage.PolicyStreak) error {
 	return nil
 }
 
-// UpdatePolicyStreaks makes the device's streaks those of now: read, then
-// only the rows that differ written, in one transaction (the group
-// commit's, where there is one).
-func (s *Store) UpdatePolicyStreaks(ctx context.Context, deviceID string, at time.Time, now []storage.PolicyStreak) (bool, error) {
+// UpdatePolicyStreaks makes the device's streaks those of u: read, then
+// only the rows that differ written, and every row marked with u's
+// receipt, in one transaction (the group commit's, where there is one).
+func (s *Store) UpdatePolicyStreaks(ctx context.Context, deviceID string, u storage.StreakUpdate) (bool, error) {
 	fail := func(err error) (bool, error) { return false, fmt.Errorf("updating policy streaks: %w", err) }
+	now := u.Streaks
 	if err := checkStreaks(deviceID, now); err != nil {
 		return fail(fmt.Errorf("%w: %v", storage.ErrInvalid, err))
 	}
 	var tc timeCodec
-	n := tc.ns("observed at", at)
+	n, asOf := tc.ns("observed at", u.ObservedAt), tc.ns("received at", u.ReceivedAt)
 	if tc.err != nil {
 		return fail(fmt.Errorf("%w: %v", storage.ErrInvalid, tc.err))
 	}
-	if n == 0 {
+	if n == 0 || asOf == 0 {
 		return fail(fmt.Errorf("%w: no time given", storage.ErrInvalid))
 	}
 	var changed bool
@@ -99,6 +99,13 @@ func (s *Store) UpdatePolicyStreaks(ctx context.Context, deviceID string, at tim
 	// written again, since a stream's first report compares with the store.
 	err := s.groupedLazy(ctx, func(ctx context.Context, q conn) error {
 		changed = false
+		var latest int64
+		if err := q.queryRow(ctx, `SELECT COALESCE(MAX(as_of), 0) FROM policy_streaks WHERE device_id = $1`, deviceID).Scan(&latest); err != nil {
+			return err
+		}
+		if latest > asOf {
+			return nil // a later report's update was taken: this one is stale
+		}
 		old, err := streaksOf(ctx, q, `SELECT `+streakColumns+` FROM policy_streaks WHERE device_id = $1`, deviceID)
 		if err != nil {
 			return err
@@ -110,9 +117,9 @@ func (s *Store) UpdatePolicyStreaks(ctx context.Context, deviceID string, at tim
 				continue
 			}
 			changed = true
-			if _, err := q.exec(ctx, `INSERT INTO policy_streaks (device_id, `+streakColumns+`) VALUES ($1, $2, $3, $4, $5)
-				ON CONFLICT (device_id, policy_id) DO UPDATE SET status = excluded.status, query_sha256 = excluded.query_sha256, since = excluded.since`,
-				deviceID, st.PolicyID, st.Status, blob(st.QuerySHA256), n); err != nil {
+			if _, err := q.exec(ctx, `INSERT INTO policy_streaks (device_id, `+streakColumns+`, as_of) VALUES ($1, $2, $3, $4, $5, $6)
+				ON CONFLICT (device_id, policy_id) DO UPDATE SET status = excluded.status, query_sha256 = excluded.query_sha256, since = excluded.since, as_of = excluded.as_of`,
+				deviceID, st.PolicyID, st.Status, blob(st.QuerySHA256), n, asOf); err != nil {
 				return err
 			}
 		}
@@ -125,7 +132,11 @@ func (s *Store) UpdatePolicyStreaks(ctx context.Context, deviceID string, at tim
 				return err
 			}
 		}
-		return nil
+		// Every row marked with this receipt, changed or not, so that a
+		// replaced stream's update of an earlier report, written late,
+		// finds it and changes nothing.
+		_, err = q.exec(ctx, `UPDATE policy_streaks SET as_of = $1 WHERE device_id = $2 AND as_of <> $1`, asOf, deviceID)
+		return err
 	})
 	if err != nil {
 		return fail(err)

@@ -394,11 +394,13 @@ type PostureSummary struct {
 	// than the report, or one the agent did not run), by id.
 	FailingMissing []string `protobuf:"bytes,9,rep,name=failing_missing,json=failingMissing,proto3" json:"failing_missing,omitempty"`
 	// When not compliant: since when the Mac has been out of compliance
-	// without a break, the earliest since (PolicyOutcome.since) of the
-	// policies in failing. Unset when one of them has no since.
+	// without a break, whichever required policies failed meanwhile: when
+	// the agent observed the first report of the run of reports that found
+	// a required policy not passing (a policy made required counts from the
+	// first report after the change). Unset when not recorded.
 	FailingSince *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=failing_since,json=failingSince,proto3" json:"failing_since,omitempty"`
-	// When compliant: since when every required policy has passed, the
-	// latest since of the required policies. Unset when one has no since.
+	// When compliant: since when every required policy has passed without a
+	// break, counted the same way. Unset when not recorded.
 	CompliantSince *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=compliant_since,json=compliantSince,proto3" json:"compliant_since,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
