@@ -641,3 +641,50 @@ func revokedMacComesBack(t *testing.T, rotate bool) {
 		t.Errorf("audit of the reinstatement: %v %v", audit, err)
 	}
 }
+
+// TestExpectedReinstallEnrollsWithoutApproval: a Mac wiped and set up
+// again (its agent's state gone, so a new key that proves nothing) waits
+// for approval; told beforehand with `devices expect-reinstall`, the real
+// agent's new key enrolls on its own and reports, once.
+func TestExpectedReinstallEnrollsWithoutApproval(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "verifier")
+	v := startVerifierOn(t, dataDir, freePort(t), freePort(t), offSSO...)
+	secret := v.enrollSecret()
+	m := startMac(t, filepath.Join(dir, "mac"), v.grpcAddr, filepath.Join(dataDir, "ca.pem"), secret, "", "", "")
+	got := waitDevice(t, v, "the Mac's first report", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetConnected() && g.GetDevice().GetLastSeq() > 0
+	})
+	deviceID, oldKey := got.GetDevice().GetDeviceId(), got.GetDevice().GetKeyFingerprint()
+
+	out := cli(t, "devices", "expect-reinstall", "--data-dir", dataDir, "--within", "1h", deviceID[:8])
+	if !strings.Contains(out, "reinstall expected: "+deviceID) || !strings.Contains(out, "until ") {
+		t.Fatalf("devices expect-reinstall: %s", out)
+	}
+	// Wiped and set up again: the state dir (and its key) gone.
+	m.agent.stop()
+	if err := os.RemoveAll(m.stateDir); err != nil {
+		t.Fatal(err)
+	}
+	m.start(t)
+	d := waitDevice(t, v, "the reinstalled Mac reporting with its new key", pollBackoff+within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetConnected() && g.GetDevice().GetLastSeq() > 0 && g.GetDevice().GetKeyFingerprint() != oldKey
+	}).GetDevice()
+	if d.GetDeviceId() != deviceID || len(pending(t, v)) != 0 || d.GetReinstallExpectedUntil() != nil {
+		t.Fatalf("after the reinstall: device %v, %d requests waiting", d, len(pending(t, v)))
+	}
+	if out := cli(t, "audit", "--data-dir", dataDir, "--action", "device.reenroll", "--wide"); !strings.Contains(out, "proof reinstall_expected") {
+		t.Errorf("audit of the reinstall:\n%s", out)
+	}
+
+	// Once: wiped again, it waits for approval.
+	m.agent.stop()
+	if err := os.RemoveAll(m.stateDir); err != nil {
+		t.Fatal(err)
+	}
+	m.start(t)
+	if req := waitPending(t, v, "unproven_key"); req.GetDeviceId() != deviceID {
+		t.Fatalf("request after the second wipe: %v", req)
+	}
+}

@@ -144,6 +144,11 @@ func (s *Server) GetDevice(ctx context.Context, req *adminv1.GetDeviceRequest) (
 	s.sincesOf(ctx, d.ID, querySums(ps), latest.GetReport().GetObservedAt().AsTime()).fill(outcomes, summary)
 	dev := s.device(d, summary)
 	dev.LocalUser = LocalUser(latest.GetReport())
+	if until, err := s.Store.ReinstallExpected(ctx, d.ID); err != nil {
+		return nil, s.internal("reading the expected reinstall", err)
+	} else if until.After(s.now()) {
+		dev.ReinstallExpectedUntil = ts(until)
+	}
 	return &adminv1.GetDeviceResponse{Device: dev, LatestReport: latest, Policies: outcomes}, nil
 }
 

@@ -28,6 +28,7 @@ var adminMethods = map[string]bool{
 	"RequestCheck": true, "CreateScepChallenge": true, "RevokeBrowserCertificate": true,
 	"ApproveEnrollment": true, "RejectEnrollment": true, "ImportKnownDevices": true,
 	"GrantExemption": true, "RevokeExemption": true, "AssignDevice": true, "UnassignDevice": true,
+	"ExpectReinstall": true,
 }
 
 // A call added to the service must be placed deliberately: read tokens

@@ -314,7 +314,18 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 			proof, lapsed = "rotation", nil
 		case lapsed != nil:
 		default:
-			return s.pend(ctx, facts, key, secret, existing, PendingUnprovenKey, now)
+			// A key that proves nothing waits, unless the security team
+			// said this Mac would be wiped and set up again, and it is
+			// the same Mac by its serial number too.
+			expected, err := s.reinstallExpected(ctx, existing, facts, now)
+			if err != nil {
+				return nil, "internal", s.internal("reading the device's expected reinstall", err)
+			}
+			if !expected {
+				return s.pend(ctx, facts, key, secret, existing, PendingUnprovenKey, now)
+			}
+			proof = "reinstall_expected"
+			checked.Reinstall = now
 		}
 		// The key proves the hardware UUID, not a serial number: a Mac's
 		// serial does not change with its board, and the known list, the
@@ -418,6 +429,10 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		return nil, "revoked_device", status.Errorf(codes.PermissionDenied, "device with hardware UUID %s is revoked and cannot re-enroll", facts.GetHardwareUuid())
 	case errors.Is(err, storage.ErrRequestRejected):
 		return nil, "rejected", rejectedStatus("")
+	case errors.Is(err, storage.ErrReinstallNotExpected):
+		// Taken back, or past, while the request was checked: it waits,
+		// as any other unproven key.
+		return s.pend(ctx, facts, key, secret, existing, PendingUnprovenKey, now)
 	case errors.Is(err, storage.ErrKeyReplaced), errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrSerialEnrolled):
 		// The device appeared, or changed keys, between the check and the
 		// commit: the next request is decided afresh.
@@ -443,6 +458,21 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		// Sent as late as possible: the agent takes its clock offset from it.
 		VerifierTime: timestamppb.New(s.now()),
 	}, outcome, nil
+}
+
+// reinstallExpected reports whether an unproven key for the enrolled,
+// unrevoked device d is admitted by a reinstall the security team expects
+// now (storage.DeviceStore.ExpectReinstall): only for the serial number d
+// enrolled with, an Apple-style one, reported exactly.
+func (s *Service) reinstallExpected(ctx context.Context, d storage.Device, facts *agentv1.DeviceFacts, now time.Time) (bool, error) {
+	if storage.CanonicalSerial(d.SerialNumber) == "" || storage.StoredSerial(facts.GetSerialNumber()) != d.SerialNumber {
+		return false, nil
+	}
+	until, err := s.Store.ReinstallExpected(ctx, d.ID)
+	if err != nil {
+		return false, err
+	}
+	return now.Before(until), nil
 }
 
 // admitNew returns "" when policy admits a new device, else why it waits;

@@ -145,6 +145,11 @@ type Checked struct {
 	// revoked or not, has it by then, else ErrSerialEnrolled. A device
 	// that has a serial keeps it whatever Serial says.
 	Serial string
+	// Reinstall, when set, is the time a known device's new, unproven key
+	// was admitted at because a reinstall of the device was expected
+	// (ExpectReinstall): the enrollment commits only if the expectation is
+	// still in force then, else ErrReinstallNotExpected.
+	Reinstall time.Time
 }
 
 // DeviceStore keeps devices and their certificates.
@@ -154,6 +159,16 @@ type DeviceStore interface {
 	// hardware UUID cannot re-enroll: ErrDeviceRevoked. A re-enrollment
 	// takes the request's facts but keeps the device's serial number.
 	EnrollDevice(ctx context.Context, e Enrollment) (d Device, reenrolled bool, err error)
+	// ExpectReinstall lets the next enrollment of the unrevoked device
+	// deviceID with a new key that proves nothing (a Mac wiped and set up
+	// again) replace its key without approval, once, until until; a zero
+	// until takes that back (none expected is no error). Any change of the
+	// device's key ends the expectation. It appends audit. ErrNotFound,
+	// ErrDeviceRevoked; ErrInvalid for an until not after audit.At.
+	ExpectReinstall(ctx context.Context, deviceID string, until time.Time, audit AuditEvent) error
+	// ReinstallExpected returns until when the device's reinstall is
+	// expected, zero when none is (or the device is revoked).
+	ReinstallExpected(ctx context.Context, deviceID string) (time.Time, error)
 	// UpdateDeviceFacts sets the model, OS name and version, hostname and
 	// agent version of the unrevoked device d.ID to d's, as its agent gives
 	// them when it connects (the identity facts, hardware UUID, serial

@@ -40,6 +40,10 @@ var (
 	// ErrSerialEnrolled: a device (a revoked one included) already has the
 	// serial number a new device was admitted on.
 	ErrSerialEnrolled = errors.New("serial number already enrolled")
+	// ErrReinstallNotExpected: an enrollment admitted by an expected
+	// reinstall (Checked.Reinstall) found the expectation gone or past
+	// when it committed.
+	ErrReinstallNotExpected = errors.New("no reinstall expected for the device now")
 	// ErrDeviceRevoked: the device is revoked; nothing more is accepted for it.
 	ErrDeviceRevoked = errors.New("device revoked")
 	// ErrSeqNotIncreasing: the report's seq is not greater than the last stored one.

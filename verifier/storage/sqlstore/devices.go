@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -142,8 +143,12 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 		// and keeps the secret its enrollment began with. (The requests
 		// that propose an unproven key wait for approval, which spends a
 		// use.)
+		// A reinstall the security team expected is admitted as an
+		// approval is: the secret it presents enrolls the new key, spends
+		// a use and becomes the device's, but must be valid on its own.
 		secretID := e.SecretID
-		if found {
+		reinstall := found && e.Checked != nil && !e.Checked.Reinstall.IsZero()
+		if found && !reinstall {
 			if err := holdSecret(ctx, q, e.SecretID); err != nil {
 				return err
 			}
@@ -164,6 +169,15 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 			}
 			if e.Checked != nil && (e.Checked.Key == nil || !bytes.Equal(e.Checked.Key, old.PublicKey)) {
 				return fmt.Errorf("hardware UUID %q changed keys since the request was checked: %w", in.HardwareUUID, storage.ErrKeyReplaced)
+			}
+			if e.Checked != nil && !e.Checked.Reinstall.IsZero() {
+				until, err := reinstallUntil(ctx, q, old.ID)
+				if err != nil {
+					return err
+				}
+				if !e.Checked.Reinstall.Before(until) {
+					return fmt.Errorf("device %s: %w", old.ID, storage.ErrReinstallNotExpected)
+				}
 			}
 			if err := certLimit(ctx, q, old.ID, certNotBefore, e.Limit); err != nil {
 				return err
@@ -207,6 +221,12 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 		if !sameKey {
 			if err := dropWaiting(ctx, q, in.HardwareUUID); err != nil {
 				return err
+			}
+			// A new key ends an expected reinstall: it admits one.
+			if found {
+				if _, err := q.exec(ctx, `DELETE FROM reinstall_expected WHERE device_id = $1`, old.ID); err != nil {
+					return fmt.Errorf("ending the expected reinstall of %s: %w", old.ID, err)
+				}
 			}
 		} else if _, err := q.exec(ctx, `DELETE FROM pending_enrollments WHERE hardware_uuid = $1 AND rejected_at = 0
 			AND (device_id <> $2 OR device_key <> $3)`, in.HardwareUUID, id, blob(old.PublicKey)); err != nil {
@@ -544,4 +564,74 @@ func scanCert(sc scanner) (storage.Cert, error) {
 	cert.NotBefore = fromNS(notBefore)
 	cert.NotAfter = fromNS(notAfter)
 	return cert, nil
+}
+
+// reinstallUntil reads until when the device's reinstall is expected; zero
+// for none.
+func reinstallUntil(ctx context.Context, q conn, deviceID string) (time.Time, error) {
+	var until int64
+	err := q.queryRow(ctx, `SELECT expires_at FROM reinstall_expected WHERE device_id = $1`, deviceID).Scan(&until)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("reading the expected reinstall of %s: %w", deviceID, err)
+	}
+	return fromNS(until), nil
+}
+
+// ExpectReinstall implements storage.DeviceStore.
+func (s *Store) ExpectReinstall(ctx context.Context, deviceID string, until time.Time, audit storage.AuditEvent) error {
+	var c timeCodec
+	n, at := c.ns("until", until), c.ns("audit time", audit.At)
+	if c.err != nil {
+		return fmt.Errorf("expecting a reinstall: %w: %v", storage.ErrInvalid, c.err)
+	}
+	if n != 0 && n <= at {
+		return fmt.Errorf("expecting a reinstall: %w: until %s is not after %s", storage.ErrInvalid, until.UTC().Format(time.RFC3339), audit.At.UTC().Format(time.RFC3339))
+	}
+	if !storable(deviceID) {
+		return fmt.Errorf("expecting a reinstall: device %q: %w", deviceID, storage.ErrNotFound)
+	}
+	err := s.write(ctx, func(q conn) error {
+		d, err := lockDevice(ctx, q, "id", deviceID)
+		if err != nil {
+			return err
+		}
+		if d.Revoked() {
+			return fmt.Errorf("device %s: %w", deviceID, storage.ErrDeviceRevoked)
+		}
+		if n == 0 {
+			if _, err := q.exec(ctx, `DELETE FROM reinstall_expected WHERE device_id = $1`, deviceID); err != nil {
+				return err
+			}
+		} else if _, err := q.exec(ctx, `INSERT INTO reinstall_expected (device_id, expires_at, created_at, created_by) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (device_id) DO UPDATE SET expires_at = excluded.expires_at, created_at = excluded.created_at, created_by = excluded.created_by`,
+			deviceID, n, at, audit.Actor); err != nil {
+			return err
+		}
+		audit.DeviceID = deviceID
+		return insertAudit(ctx, q, audit)
+	})
+	if err != nil {
+		return fmt.Errorf("expecting a reinstall: %w", err)
+	}
+	return nil
+}
+
+// ReinstallExpected implements storage.DeviceStore.
+func (s *Store) ReinstallExpected(ctx context.Context, deviceID string) (time.Time, error) {
+	if !storable(deviceID) {
+		return time.Time{}, nil
+	}
+	var until int64
+	err := s.reader().queryRow(ctx, `SELECT r.expires_at FROM reinstall_expected r JOIN devices d ON d.id = r.device_id
+		WHERE r.device_id = $1 AND d.revoked_at = 0`, deviceID).Scan(&until)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("reading the expected reinstall of %s: %w", deviceID, err)
+	}
+	return fromNS(until), nil
 }

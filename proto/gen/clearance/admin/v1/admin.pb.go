@@ -247,6 +247,122 @@ func (PolicyStatus) EnumDescriptor() ([]byte, []int) {
 	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
+type ExpectReinstallRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The device's id, or the start of it the tables show.
+	DeviceId string `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// How long the expectation lasts (default 24h, at most 168h).
+	Within *durationpb.Duration `protobuf:"bytes,2,opt,name=within,proto3" json:"within,omitempty"`
+	// Take back the expectation instead.
+	Cancel        bool `protobuf:"varint,3,opt,name=cancel,proto3" json:"cancel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExpectReinstallRequest) Reset() {
+	*x = ExpectReinstallRequest{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExpectReinstallRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExpectReinstallRequest) ProtoMessage() {}
+
+func (x *ExpectReinstallRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExpectReinstallRequest.ProtoReflect.Descriptor instead.
+func (*ExpectReinstallRequest) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ExpectReinstallRequest) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *ExpectReinstallRequest) GetWithin() *durationpb.Duration {
+	if x != nil {
+		return x.Within
+	}
+	return nil
+}
+
+func (x *ExpectReinstallRequest) GetCancel() bool {
+	if x != nil {
+		return x.Cancel
+	}
+	return false
+}
+
+type ExpectReinstallResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Device *Device                `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	// Until when the reinstall is expected; unset after a cancel.
+	Until         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=until,proto3" json:"until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExpectReinstallResponse) Reset() {
+	*x = ExpectReinstallResponse{}
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExpectReinstallResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExpectReinstallResponse) ProtoMessage() {}
+
+func (x *ExpectReinstallResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExpectReinstallResponse.ProtoReflect.Descriptor instead.
+func (*ExpectReinstallResponse) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ExpectReinstallResponse) GetDevice() *Device {
+	if x != nil {
+		return x.Device
+	}
+	return nil
+}
+
+func (x *ExpectReinstallResponse) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
 type WhoAmIRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -255,7 +371,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -267,7 +383,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -280,7 +396,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{2}
 }
 
 type WhoAmIResponse struct {
@@ -301,7 +417,7 @@ type WhoAmIResponse struct {
 
 func (x *WhoAmIResponse) Reset() {
 	*x = WhoAmIResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -313,7 +429,7 @@ func (x *WhoAmIResponse) String() string {
 func (*WhoAmIResponse) ProtoMessage() {}
 
 func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -326,7 +442,7 @@ func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIResponse.ProtoReflect.Descriptor instead.
 func (*WhoAmIResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *WhoAmIResponse) GetActor() string {
@@ -408,7 +524,7 @@ type PostureSummary struct {
 
 func (x *PostureSummary) Reset() {
 	*x = PostureSummary{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -420,7 +536,7 @@ func (x *PostureSummary) String() string {
 func (*PostureSummary) ProtoMessage() {}
 
 func (x *PostureSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -433,7 +549,7 @@ func (x *PostureSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostureSummary.ProtoReflect.Descriptor instead.
 func (*PostureSummary) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PostureSummary) GetPass() uint32 {
@@ -554,14 +670,17 @@ type Device struct {
 	// logged in at the console, or else the one whose login is latest (its
 	// short name, as the Mac gives it); empty without a report or accounts.
 	// Set by ListDevices and GetDevice.
-	LocalUser     string `protobuf:"bytes,18,opt,name=local_user,json=localUser,proto3" json:"local_user,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LocalUser string `protobuf:"bytes,18,opt,name=local_user,json=localUser,proto3" json:"local_user,omitempty"`
+	// Until when a reinstall of this Mac is expected (ExpectReinstall): its
+	// next new key enrolls without approval. Set by GetDevice only.
+	ReinstallExpectedUntil *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=reinstall_expected_until,json=reinstallExpectedUntil,proto3" json:"reinstall_expected_until,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +692,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +705,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Device) GetDeviceId() string {
@@ -715,6 +834,13 @@ func (x *Device) GetLocalUser() string {
 	return ""
 }
 
+func (x *Device) GetReinstallExpectedUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReinstallExpectedUntil
+	}
+	return nil
+}
+
 // PolicyOutcome is one policy's latest result joined with the policy.
 type PolicyOutcome struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -738,7 +864,7 @@ type PolicyOutcome struct {
 
 func (x *PolicyOutcome) Reset() {
 	*x = PolicyOutcome{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +876,7 @@ func (x *PolicyOutcome) String() string {
 func (*PolicyOutcome) ProtoMessage() {}
 
 func (x *PolicyOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +889,7 @@ func (x *PolicyOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyOutcome.ProtoReflect.Descriptor instead.
 func (*PolicyOutcome) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PolicyOutcome) GetPolicyId() string {
@@ -833,7 +959,7 @@ type Report struct {
 
 func (x *Report) Reset() {
 	*x = Report{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +971,7 @@ func (x *Report) String() string {
 func (*Report) ProtoMessage() {}
 
 func (x *Report) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +984,7 @@ func (x *Report) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Report.ProtoReflect.Descriptor instead.
 func (*Report) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Report) GetReport() *v1.PostureReport {
@@ -889,7 +1015,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -901,7 +1027,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -914,7 +1040,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListDevicesRequest) GetPageSize() int32 {
@@ -949,7 +1075,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -961,7 +1087,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -974,7 +1100,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -1000,7 +1126,7 @@ type GetDeviceRequest struct {
 
 func (x *GetDeviceRequest) Reset() {
 	*x = GetDeviceRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1012,7 +1138,7 @@ func (x *GetDeviceRequest) String() string {
 func (*GetDeviceRequest) ProtoMessage() {}
 
 func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1025,7 +1151,7 @@ func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceRequest.ProtoReflect.Descriptor instead.
 func (*GetDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetDeviceRequest) GetDeviceId() string {
@@ -1048,7 +1174,7 @@ type GetDeviceResponse struct {
 
 func (x *GetDeviceResponse) Reset() {
 	*x = GetDeviceResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +1186,7 @@ func (x *GetDeviceResponse) String() string {
 func (*GetDeviceResponse) ProtoMessage() {}
 
 func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +1199,7 @@ func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceResponse.ProtoReflect.Descriptor instead.
 func (*GetDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetDeviceResponse) GetDevice() *Device {
@@ -1108,7 +1234,7 @@ type RevokeDeviceRequest struct {
 
 func (x *RevokeDeviceRequest) Reset() {
 	*x = RevokeDeviceRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1120,7 +1246,7 @@ func (x *RevokeDeviceRequest) String() string {
 func (*RevokeDeviceRequest) ProtoMessage() {}
 
 func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1133,7 +1259,7 @@ func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RevokeDeviceRequest) GetDeviceId() string {
@@ -1159,7 +1285,7 @@ type RevokeDeviceResponse struct {
 
 func (x *RevokeDeviceResponse) Reset() {
 	*x = RevokeDeviceResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1171,7 +1297,7 @@ func (x *RevokeDeviceResponse) String() string {
 func (*RevokeDeviceResponse) ProtoMessage() {}
 
 func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1184,7 +1310,7 @@ func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceResponse.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RevokeDeviceResponse) GetDevice() *Device {
@@ -1202,7 +1328,7 @@ type ListPoliciesRequest struct {
 
 func (x *ListPoliciesRequest) Reset() {
 	*x = ListPoliciesRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1340,7 @@ func (x *ListPoliciesRequest) String() string {
 func (*ListPoliciesRequest) ProtoMessage() {}
 
 func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1353,7 @@ func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 type ListPoliciesResponse struct {
@@ -1245,7 +1371,7 @@ type ListPoliciesResponse struct {
 
 func (x *ListPoliciesResponse) Reset() {
 	*x = ListPoliciesResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1257,7 +1383,7 @@ func (x *ListPoliciesResponse) String() string {
 func (*ListPoliciesResponse) ProtoMessage() {}
 
 func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1270,7 +1396,7 @@ func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListPoliciesResponse) GetPolicySet() *v1.PolicySet {
@@ -1326,7 +1452,7 @@ type PolicyRollout struct {
 
 func (x *PolicyRollout) Reset() {
 	*x = PolicyRollout{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +1464,7 @@ func (x *PolicyRollout) String() string {
 func (*PolicyRollout) ProtoMessage() {}
 
 func (x *PolicyRollout) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +1477,7 @@ func (x *PolicyRollout) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRollout.ProtoReflect.Descriptor instead.
 func (*PolicyRollout) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PolicyRollout) GetPolicyId() string {
@@ -1425,7 +1551,7 @@ type ReloadPoliciesRequest struct {
 
 func (x *ReloadPoliciesRequest) Reset() {
 	*x = ReloadPoliciesRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1437,7 +1563,7 @@ func (x *ReloadPoliciesRequest) String() string {
 func (*ReloadPoliciesRequest) ProtoMessage() {}
 
 func (x *ReloadPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1450,7 +1576,7 @@ func (x *ReloadPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ReloadPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 type ReloadPoliciesResponse struct {
@@ -1464,7 +1590,7 @@ type ReloadPoliciesResponse struct {
 
 func (x *ReloadPoliciesResponse) Reset() {
 	*x = ReloadPoliciesResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1476,7 +1602,7 @@ func (x *ReloadPoliciesResponse) String() string {
 func (*ReloadPoliciesResponse) ProtoMessage() {}
 
 func (x *ReloadPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1489,7 +1615,7 @@ func (x *ReloadPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ReloadPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReloadPoliciesResponse) GetPolicySet() *v1.PolicySet {
@@ -1526,7 +1652,7 @@ type EnrollSecret struct {
 
 func (x *EnrollSecret) Reset() {
 	*x = EnrollSecret{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1538,7 +1664,7 @@ func (x *EnrollSecret) String() string {
 func (*EnrollSecret) ProtoMessage() {}
 
 func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1551,7 +1677,7 @@ func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollSecret.ProtoReflect.Descriptor instead.
 func (*EnrollSecret) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *EnrollSecret) GetId() string {
@@ -1616,7 +1742,7 @@ type CreateEnrollSecretRequest struct {
 
 func (x *CreateEnrollSecretRequest) Reset() {
 	*x = CreateEnrollSecretRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1628,7 +1754,7 @@ func (x *CreateEnrollSecretRequest) String() string {
 func (*CreateEnrollSecretRequest) ProtoMessage() {}
 
 func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1641,7 +1767,7 @@ func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateEnrollSecretRequest) GetDescription() string {
@@ -1676,7 +1802,7 @@ type CreateEnrollSecretResponse struct {
 
 func (x *CreateEnrollSecretResponse) Reset() {
 	*x = CreateEnrollSecretResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1688,7 +1814,7 @@ func (x *CreateEnrollSecretResponse) String() string {
 func (*CreateEnrollSecretResponse) ProtoMessage() {}
 
 func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1701,7 +1827,7 @@ func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateEnrollSecretResponse) GetEnrollSecret() *EnrollSecret {
@@ -1726,7 +1852,7 @@ type ListEnrollSecretsRequest struct {
 
 func (x *ListEnrollSecretsRequest) Reset() {
 	*x = ListEnrollSecretsRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1738,7 +1864,7 @@ func (x *ListEnrollSecretsRequest) String() string {
 func (*ListEnrollSecretsRequest) ProtoMessage() {}
 
 func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1751,7 +1877,7 @@ func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 type ListEnrollSecretsResponse struct {
@@ -1763,7 +1889,7 @@ type ListEnrollSecretsResponse struct {
 
 func (x *ListEnrollSecretsResponse) Reset() {
 	*x = ListEnrollSecretsResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1775,7 +1901,7 @@ func (x *ListEnrollSecretsResponse) String() string {
 func (*ListEnrollSecretsResponse) ProtoMessage() {}
 
 func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1788,7 +1914,7 @@ func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListEnrollSecretsResponse) GetEnrollSecrets() []*EnrollSecret {
@@ -1807,7 +1933,7 @@ type RevokeEnrollSecretRequest struct {
 
 func (x *RevokeEnrollSecretRequest) Reset() {
 	*x = RevokeEnrollSecretRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1819,7 +1945,7 @@ func (x *RevokeEnrollSecretRequest) String() string {
 func (*RevokeEnrollSecretRequest) ProtoMessage() {}
 
 func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1832,7 +1958,7 @@ func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*RevokeEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RevokeEnrollSecretRequest) GetId() string {
@@ -1856,7 +1982,7 @@ type RevokeEnrollSecretResponse struct {
 
 func (x *RevokeEnrollSecretResponse) Reset() {
 	*x = RevokeEnrollSecretResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1868,7 +1994,7 @@ func (x *RevokeEnrollSecretResponse) String() string {
 func (*RevokeEnrollSecretResponse) ProtoMessage() {}
 
 func (x *RevokeEnrollSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1881,7 +2007,7 @@ func (x *RevokeEnrollSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeEnrollSecretResponse.ProtoReflect.Descriptor instead.
 func (*RevokeEnrollSecretResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RevokeEnrollSecretResponse) GetEnrollSecret() *EnrollSecret {
@@ -1917,7 +2043,7 @@ type RequestCheckRequest struct {
 
 func (x *RequestCheckRequest) Reset() {
 	*x = RequestCheckRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2055,7 @@ func (x *RequestCheckRequest) String() string {
 func (*RequestCheckRequest) ProtoMessage() {}
 
 func (x *RequestCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2068,7 @@ func (x *RequestCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestCheckRequest.ProtoReflect.Descriptor instead.
 func (*RequestCheckRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RequestCheckRequest) GetDeviceId() string {
@@ -1969,7 +2095,7 @@ type RequestCheckResponse struct {
 
 func (x *RequestCheckResponse) Reset() {
 	*x = RequestCheckResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1981,7 +2107,7 @@ func (x *RequestCheckResponse) String() string {
 func (*RequestCheckResponse) ProtoMessage() {}
 
 func (x *RequestCheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1994,7 +2120,7 @@ func (x *RequestCheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestCheckResponse.ProtoReflect.Descriptor instead.
 func (*RequestCheckResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RequestCheckResponse) GetReport() *Report {
@@ -2038,7 +2164,7 @@ type DecisionPolicyResult struct {
 
 func (x *DecisionPolicyResult) Reset() {
 	*x = DecisionPolicyResult{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2050,7 +2176,7 @@ func (x *DecisionPolicyResult) String() string {
 func (*DecisionPolicyResult) ProtoMessage() {}
 
 func (x *DecisionPolicyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2063,7 +2189,7 @@ func (x *DecisionPolicyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecisionPolicyResult.ProtoReflect.Descriptor instead.
 func (*DecisionPolicyResult) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DecisionPolicyResult) GetPolicyId() string {
@@ -2192,7 +2318,7 @@ type Decision struct {
 
 func (x *Decision) Reset() {
 	*x = Decision{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2204,7 +2330,7 @@ func (x *Decision) String() string {
 func (*Decision) ProtoMessage() {}
 
 func (x *Decision) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2217,7 +2343,7 @@ func (x *Decision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decision.ProtoReflect.Descriptor instead.
 func (*Decision) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Decision) GetId() int64 {
@@ -2389,7 +2515,7 @@ type ListDecisionsRequest struct {
 
 func (x *ListDecisionsRequest) Reset() {
 	*x = ListDecisionsRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2401,7 +2527,7 @@ func (x *ListDecisionsRequest) String() string {
 func (*ListDecisionsRequest) ProtoMessage() {}
 
 func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2414,7 +2540,7 @@ func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDecisionsRequest.ProtoReflect.Descriptor instead.
 func (*ListDecisionsRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListDecisionsRequest) GetUsername() string {
@@ -2508,7 +2634,7 @@ type ListDecisionsResponse struct {
 
 func (x *ListDecisionsResponse) Reset() {
 	*x = ListDecisionsResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2520,7 +2646,7 @@ func (x *ListDecisionsResponse) String() string {
 func (*ListDecisionsResponse) ProtoMessage() {}
 
 func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2533,7 +2659,7 @@ func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDecisionsResponse.ProtoReflect.Descriptor instead.
 func (*ListDecisionsResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListDecisionsResponse) GetDecisions() []*Decision {
@@ -2591,7 +2717,7 @@ type PolicyFinding struct {
 
 func (x *PolicyFinding) Reset() {
 	*x = PolicyFinding{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2603,7 +2729,7 @@ func (x *PolicyFinding) String() string {
 func (*PolicyFinding) ProtoMessage() {}
 
 func (x *PolicyFinding) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2616,7 +2742,7 @@ func (x *PolicyFinding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyFinding.ProtoReflect.Descriptor instead.
 func (*PolicyFinding) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PolicyFinding) GetPolicyId() string {
@@ -2742,7 +2868,7 @@ type ExplainAccessRequest struct {
 
 func (x *ExplainAccessRequest) Reset() {
 	*x = ExplainAccessRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2754,7 +2880,7 @@ func (x *ExplainAccessRequest) String() string {
 func (*ExplainAccessRequest) ProtoMessage() {}
 
 func (x *ExplainAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2767,7 +2893,7 @@ func (x *ExplainAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainAccessRequest.ProtoReflect.Descriptor instead.
 func (*ExplainAccessRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ExplainAccessRequest) GetDeviceId() string {
@@ -2845,7 +2971,7 @@ type ExplainAccessResponse struct {
 
 func (x *ExplainAccessResponse) Reset() {
 	*x = ExplainAccessResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2857,7 +2983,7 @@ func (x *ExplainAccessResponse) String() string {
 func (*ExplainAccessResponse) ProtoMessage() {}
 
 func (x *ExplainAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2870,7 +2996,7 @@ func (x *ExplainAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainAccessResponse.ProtoReflect.Descriptor instead.
 func (*ExplainAccessResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ExplainAccessResponse) GetAllow() bool {
@@ -3031,7 +3157,7 @@ type CreateScepChallengeRequest struct {
 
 func (x *CreateScepChallengeRequest) Reset() {
 	*x = CreateScepChallengeRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3043,7 +3169,7 @@ func (x *CreateScepChallengeRequest) String() string {
 func (*CreateScepChallengeRequest) ProtoMessage() {}
 
 func (x *CreateScepChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3056,7 +3182,7 @@ func (x *CreateScepChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScepChallengeRequest.ProtoReflect.Descriptor instead.
 func (*CreateScepChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreateScepChallengeRequest) GetTtl() *durationpb.Duration {
@@ -3079,7 +3205,7 @@ type CreateScepChallengeResponse struct {
 
 func (x *CreateScepChallengeResponse) Reset() {
 	*x = CreateScepChallengeResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3091,7 +3217,7 @@ func (x *CreateScepChallengeResponse) String() string {
 func (*CreateScepChallengeResponse) ProtoMessage() {}
 
 func (x *CreateScepChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3104,7 +3230,7 @@ func (x *CreateScepChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScepChallengeResponse.ProtoReflect.Descriptor instead.
 func (*CreateScepChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CreateScepChallengeResponse) GetChallenge() string {
@@ -3150,7 +3276,7 @@ type BrowserCertificate struct {
 
 func (x *BrowserCertificate) Reset() {
 	*x = BrowserCertificate{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3162,7 +3288,7 @@ func (x *BrowserCertificate) String() string {
 func (*BrowserCertificate) ProtoMessage() {}
 
 func (x *BrowserCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3175,7 +3301,7 @@ func (x *BrowserCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrowserCertificate.ProtoReflect.Descriptor instead.
 func (*BrowserCertificate) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *BrowserCertificate) GetSerial() string {
@@ -3259,7 +3385,7 @@ type ListBrowserCertificatesRequest struct {
 
 func (x *ListBrowserCertificatesRequest) Reset() {
 	*x = ListBrowserCertificatesRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3271,7 +3397,7 @@ func (x *ListBrowserCertificatesRequest) String() string {
 func (*ListBrowserCertificatesRequest) ProtoMessage() {}
 
 func (x *ListBrowserCertificatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3284,7 +3410,7 @@ func (x *ListBrowserCertificatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBrowserCertificatesRequest.ProtoReflect.Descriptor instead.
 func (*ListBrowserCertificatesRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListBrowserCertificatesRequest) GetDeviceId() string {
@@ -3305,7 +3431,7 @@ type ListBrowserCertificatesResponse struct {
 
 func (x *ListBrowserCertificatesResponse) Reset() {
 	*x = ListBrowserCertificatesResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3317,7 +3443,7 @@ func (x *ListBrowserCertificatesResponse) String() string {
 func (*ListBrowserCertificatesResponse) ProtoMessage() {}
 
 func (x *ListBrowserCertificatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3330,7 +3456,7 @@ func (x *ListBrowserCertificatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBrowserCertificatesResponse.ProtoReflect.Descriptor instead.
 func (*ListBrowserCertificatesResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListBrowserCertificatesResponse) GetCertificates() []*BrowserCertificate {
@@ -3353,7 +3479,7 @@ type RevokeBrowserCertificateRequest struct {
 
 func (x *RevokeBrowserCertificateRequest) Reset() {
 	*x = RevokeBrowserCertificateRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3365,7 +3491,7 @@ func (x *RevokeBrowserCertificateRequest) String() string {
 func (*RevokeBrowserCertificateRequest) ProtoMessage() {}
 
 func (x *RevokeBrowserCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3378,7 +3504,7 @@ func (x *RevokeBrowserCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeBrowserCertificateRequest.ProtoReflect.Descriptor instead.
 func (*RevokeBrowserCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RevokeBrowserCertificateRequest) GetSerial() string {
@@ -3406,7 +3532,7 @@ type RevokeBrowserCertificateResponse struct {
 
 func (x *RevokeBrowserCertificateResponse) Reset() {
 	*x = RevokeBrowserCertificateResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3418,7 +3544,7 @@ func (x *RevokeBrowserCertificateResponse) String() string {
 func (*RevokeBrowserCertificateResponse) ProtoMessage() {}
 
 func (x *RevokeBrowserCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3431,7 +3557,7 @@ func (x *RevokeBrowserCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeBrowserCertificateResponse.ProtoReflect.Descriptor instead.
 func (*RevokeBrowserCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RevokeBrowserCertificateResponse) GetCertificate() *BrowserCertificate {
@@ -3495,7 +3621,7 @@ type PendingEnrollment struct {
 
 func (x *PendingEnrollment) Reset() {
 	*x = PendingEnrollment{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3507,7 +3633,7 @@ func (x *PendingEnrollment) String() string {
 func (*PendingEnrollment) ProtoMessage() {}
 
 func (x *PendingEnrollment) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3520,7 +3646,7 @@ func (x *PendingEnrollment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingEnrollment.ProtoReflect.Descriptor instead.
 func (*PendingEnrollment) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PendingEnrollment) GetRequestId() string {
@@ -3644,7 +3770,7 @@ type SerialHolder struct {
 
 func (x *SerialHolder) Reset() {
 	*x = SerialHolder{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3656,7 +3782,7 @@ func (x *SerialHolder) String() string {
 func (*SerialHolder) ProtoMessage() {}
 
 func (x *SerialHolder) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3669,7 +3795,7 @@ func (x *SerialHolder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SerialHolder.ProtoReflect.Descriptor instead.
 func (*SerialHolder) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SerialHolder) GetDeviceId() string {
@@ -3705,7 +3831,7 @@ type ListPendingEnrollmentsRequest struct {
 
 func (x *ListPendingEnrollmentsRequest) Reset() {
 	*x = ListPendingEnrollmentsRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3717,7 +3843,7 @@ func (x *ListPendingEnrollmentsRequest) String() string {
 func (*ListPendingEnrollmentsRequest) ProtoMessage() {}
 
 func (x *ListPendingEnrollmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3730,7 +3856,7 @@ func (x *ListPendingEnrollmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingEnrollmentsRequest.ProtoReflect.Descriptor instead.
 func (*ListPendingEnrollmentsRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListPendingEnrollmentsRequest) GetPageSize() int32 {
@@ -3758,7 +3884,7 @@ type ListPendingEnrollmentsResponse struct {
 
 func (x *ListPendingEnrollmentsResponse) Reset() {
 	*x = ListPendingEnrollmentsResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3770,7 +3896,7 @@ func (x *ListPendingEnrollmentsResponse) String() string {
 func (*ListPendingEnrollmentsResponse) ProtoMessage() {}
 
 func (x *ListPendingEnrollmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3783,7 +3909,7 @@ func (x *ListPendingEnrollmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingEnrollmentsResponse.ProtoReflect.Descriptor instead.
 func (*ListPendingEnrollmentsResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListPendingEnrollmentsResponse) GetPending() []*PendingEnrollment {
@@ -3809,7 +3935,7 @@ type ApproveEnrollmentRequest struct {
 
 func (x *ApproveEnrollmentRequest) Reset() {
 	*x = ApproveEnrollmentRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3821,7 +3947,7 @@ func (x *ApproveEnrollmentRequest) String() string {
 func (*ApproveEnrollmentRequest) ProtoMessage() {}
 
 func (x *ApproveEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3834,7 +3960,7 @@ func (x *ApproveEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*ApproveEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ApproveEnrollmentRequest) GetRequestId() string {
@@ -3859,7 +3985,7 @@ type ApproveEnrollmentResponse struct {
 
 func (x *ApproveEnrollmentResponse) Reset() {
 	*x = ApproveEnrollmentResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3871,7 +3997,7 @@ func (x *ApproveEnrollmentResponse) String() string {
 func (*ApproveEnrollmentResponse) ProtoMessage() {}
 
 func (x *ApproveEnrollmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3884,7 +4010,7 @@ func (x *ApproveEnrollmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveEnrollmentResponse.ProtoReflect.Descriptor instead.
 func (*ApproveEnrollmentResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ApproveEnrollmentResponse) GetDevice() *Device {
@@ -3936,7 +4062,7 @@ type RejectEnrollmentRequest struct {
 
 func (x *RejectEnrollmentRequest) Reset() {
 	*x = RejectEnrollmentRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3948,7 +4074,7 @@ func (x *RejectEnrollmentRequest) String() string {
 func (*RejectEnrollmentRequest) ProtoMessage() {}
 
 func (x *RejectEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3961,7 +4087,7 @@ func (x *RejectEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*RejectEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RejectEnrollmentRequest) GetRequestId() string {
@@ -4003,7 +4129,7 @@ type RejectEnrollmentResponse struct {
 
 func (x *RejectEnrollmentResponse) Reset() {
 	*x = RejectEnrollmentResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[47]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4015,7 +4141,7 @@ func (x *RejectEnrollmentResponse) String() string {
 func (*RejectEnrollmentResponse) ProtoMessage() {}
 
 func (x *RejectEnrollmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[47]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4028,7 +4154,7 @@ func (x *RejectEnrollmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectEnrollmentResponse.ProtoReflect.Descriptor instead.
 func (*RejectEnrollmentResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RejectEnrollmentResponse) GetPending() *PendingEnrollment {
@@ -4065,7 +4191,7 @@ type KnownDevice struct {
 
 func (x *KnownDevice) Reset() {
 	*x = KnownDevice{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[48]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4077,7 +4203,7 @@ func (x *KnownDevice) String() string {
 func (*KnownDevice) ProtoMessage() {}
 
 func (x *KnownDevice) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[48]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4090,7 +4216,7 @@ func (x *KnownDevice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KnownDevice.ProtoReflect.Descriptor instead.
 func (*KnownDevice) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *KnownDevice) GetSerialNumber() string {
@@ -4119,7 +4245,7 @@ type ImportKnownDevicesRequest struct {
 
 func (x *ImportKnownDevicesRequest) Reset() {
 	*x = ImportKnownDevicesRequest{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[49]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4131,7 +4257,7 @@ func (x *ImportKnownDevicesRequest) String() string {
 func (*ImportKnownDevicesRequest) ProtoMessage() {}
 
 func (x *ImportKnownDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[49]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4144,7 +4270,7 @@ func (x *ImportKnownDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportKnownDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ImportKnownDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ImportKnownDevicesRequest) GetDevices() []*KnownDevice {
@@ -4173,7 +4299,7 @@ type ImportKnownDevicesResponse struct {
 
 func (x *ImportKnownDevicesResponse) Reset() {
 	*x = ImportKnownDevicesResponse{}
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[50]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4185,7 +4311,7 @@ func (x *ImportKnownDevicesResponse) String() string {
 func (*ImportKnownDevicesResponse) ProtoMessage() {}
 
 func (x *ImportKnownDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_admin_proto_msgTypes[50]
+	mi := &file_clearance_admin_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4198,7 +4324,7 @@ func (x *ImportKnownDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportKnownDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ImportKnownDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_clearance_admin_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ImportKnownDevicesResponse) GetAdded() uint32 {
@@ -4219,7 +4345,14 @@ var File_clearance_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1eclearance/admin/v1/admin.proto\x12\x12clearance.admin.v1\x1a\x1eclearance/admin/v1/audit.proto\x1a clearance/admin/v1/rollout.proto\x1a\x1fclearance/admin/v1/people.proto\x1a\x1fclearance/agent/v1/enroll.proto\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fclearance/agent/v1/stream.proto\x1a\x1dclearance/admin/v1/okta.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n" +
+	"\x1eclearance/admin/v1/admin.proto\x12\x12clearance.admin.v1\x1a\x1eclearance/admin/v1/audit.proto\x1a clearance/admin/v1/rollout.proto\x1a\x1fclearance/admin/v1/people.proto\x1a\x1fclearance/agent/v1/enroll.proto\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1fclearance/agent/v1/stream.proto\x1a\x1dclearance/admin/v1/okta.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x01\n" +
+	"\x16ExpectReinstallRequest\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x121\n" +
+	"\x06within\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06within\x12\x16\n" +
+	"\x06cancel\x18\x03 \x01(\bR\x06cancel\"\x7f\n" +
+	"\x17ExpectReinstallResponse\x122\n" +
+	"\x06device\x18\x01 \x01(\v2\x1a.clearance.admin.v1.DeviceR\x06device\x120\n" +
+	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"\x0f\n" +
 	"\rWhoAmIRequest\"\xa4\x01\n" +
 	"\x0eWhoAmIResponse\x12\x14\n" +
 	"\x05actor\x18\x01 \x01(\tR\x05actor\x12\x12\n" +
@@ -4242,7 +4375,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\x12C\n" +
 	"\x0fcompliant_since\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x0ecompliantSinceB\f\n" +
 	"\n" +
-	"_compliant\"\xb4\x06\n" +
+	"_compliant\"\x8a\a\n" +
 	"\x06Device\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x128\n" +
 	"\x06status\x18\x02 \x01(\x0e2 .clearance.admin.v1.DeviceStatusR\x06status\x125\n" +
@@ -4266,7 +4399,8 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x0fkey_fingerprint\x18\x10 \x01(\tR\x0ekeyFingerprint\x12\x14\n" +
 	"\x05state\x18\x11 \x01(\tR\x05state\x12\x1d\n" +
 	"\n" +
-	"local_user\x18\x12 \x01(\tR\tlocalUser\"\x9e\x02\n" +
+	"local_user\x18\x12 \x01(\tR\tlocalUser\x12T\n" +
+	"\x18reinstall_expected_until\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\x16reinstallExpectedUntil\"\x9e\x02\n" +
 	"\rPolicyOutcome\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -4568,7 +4702,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x12POLICY_STATUS_PASS\x10\x01\x12\x16\n" +
 	"\x12POLICY_STATUS_FAIL\x10\x02\x12\x17\n" +
 	"\x13POLICY_STATUS_ERROR\x10\x03\x12\x19\n" +
-	"\x15POLICY_STATUS_MISSING\x10\x042\xf9\x18\n" +
+	"\x15POLICY_STATUS_MISSING\x10\x042\xe5\x19\n" +
 	"\fAdminService\x12^\n" +
 	"\vListDevices\x12&.clearance.admin.v1.ListDevicesRequest\x1a'.clearance.admin.v1.ListDevicesResponse\x12X\n" +
 	"\tGetDevice\x12$.clearance.admin.v1.GetDeviceRequest\x1a%.clearance.admin.v1.GetDeviceResponse\x12a\n" +
@@ -4600,7 +4734,8 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"ListGroups\x12%.clearance.admin.v1.ListGroupsRequest\x1a&.clearance.admin.v1.ListGroupsResponse\x12a\n" +
 	"\fAssignDevice\x12'.clearance.admin.v1.AssignDeviceRequest\x1a(.clearance.admin.v1.AssignDeviceResponse\x12g\n" +
-	"\x0eUnassignDevice\x12).clearance.admin.v1.UnassignDeviceRequest\x1a*.clearance.admin.v1.UnassignDeviceResponse\x12O\n" +
+	"\x0eUnassignDevice\x12).clearance.admin.v1.UnassignDeviceRequest\x1a*.clearance.admin.v1.UnassignDeviceResponse\x12j\n" +
+	"\x0fExpectReinstall\x12*.clearance.admin.v1.ExpectReinstallRequest\x1a+.clearance.admin.v1.ExpectReinstallResponse\x12O\n" +
 	"\x06WhoAmI\x12!.clearance.admin.v1.WhoAmIRequest\x1a\".clearance.admin.v1.WhoAmIResponseBEZCgithub.com/clearance/clearance/proto/gen/clearance/admin/v1;adminv1b\x06proto3"
 
 var (
@@ -4616,231 +4751,239 @@ func file_clearance_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_clearance_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_clearance_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_clearance_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_clearance_admin_v1_admin_proto_goTypes = []any{
 	(DeviceStatus)(0),                        // 0: clearance.admin.v1.DeviceStatus
 	(DecisionResult)(0),                      // 1: clearance.admin.v1.DecisionResult
 	(DecisionOrigin)(0),                      // 2: clearance.admin.v1.DecisionOrigin
 	(PolicyStatus)(0),                        // 3: clearance.admin.v1.PolicyStatus
-	(*WhoAmIRequest)(nil),                    // 4: clearance.admin.v1.WhoAmIRequest
-	(*WhoAmIResponse)(nil),                   // 5: clearance.admin.v1.WhoAmIResponse
-	(*PostureSummary)(nil),                   // 6: clearance.admin.v1.PostureSummary
-	(*Device)(nil),                           // 7: clearance.admin.v1.Device
-	(*PolicyOutcome)(nil),                    // 8: clearance.admin.v1.PolicyOutcome
-	(*Report)(nil),                           // 9: clearance.admin.v1.Report
-	(*ListDevicesRequest)(nil),               // 10: clearance.admin.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),              // 11: clearance.admin.v1.ListDevicesResponse
-	(*GetDeviceRequest)(nil),                 // 12: clearance.admin.v1.GetDeviceRequest
-	(*GetDeviceResponse)(nil),                // 13: clearance.admin.v1.GetDeviceResponse
-	(*RevokeDeviceRequest)(nil),              // 14: clearance.admin.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),             // 15: clearance.admin.v1.RevokeDeviceResponse
-	(*ListPoliciesRequest)(nil),              // 16: clearance.admin.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),             // 17: clearance.admin.v1.ListPoliciesResponse
-	(*PolicyRollout)(nil),                    // 18: clearance.admin.v1.PolicyRollout
-	(*ReloadPoliciesRequest)(nil),            // 19: clearance.admin.v1.ReloadPoliciesRequest
-	(*ReloadPoliciesResponse)(nil),           // 20: clearance.admin.v1.ReloadPoliciesResponse
-	(*EnrollSecret)(nil),                     // 21: clearance.admin.v1.EnrollSecret
-	(*CreateEnrollSecretRequest)(nil),        // 22: clearance.admin.v1.CreateEnrollSecretRequest
-	(*CreateEnrollSecretResponse)(nil),       // 23: clearance.admin.v1.CreateEnrollSecretResponse
-	(*ListEnrollSecretsRequest)(nil),         // 24: clearance.admin.v1.ListEnrollSecretsRequest
-	(*ListEnrollSecretsResponse)(nil),        // 25: clearance.admin.v1.ListEnrollSecretsResponse
-	(*RevokeEnrollSecretRequest)(nil),        // 26: clearance.admin.v1.RevokeEnrollSecretRequest
-	(*RevokeEnrollSecretResponse)(nil),       // 27: clearance.admin.v1.RevokeEnrollSecretResponse
-	(*RequestCheckRequest)(nil),              // 28: clearance.admin.v1.RequestCheckRequest
-	(*RequestCheckResponse)(nil),             // 29: clearance.admin.v1.RequestCheckResponse
-	(*DecisionPolicyResult)(nil),             // 30: clearance.admin.v1.DecisionPolicyResult
-	(*Decision)(nil),                         // 31: clearance.admin.v1.Decision
-	(*ListDecisionsRequest)(nil),             // 32: clearance.admin.v1.ListDecisionsRequest
-	(*ListDecisionsResponse)(nil),            // 33: clearance.admin.v1.ListDecisionsResponse
-	(*PolicyFinding)(nil),                    // 34: clearance.admin.v1.PolicyFinding
-	(*ExplainAccessRequest)(nil),             // 35: clearance.admin.v1.ExplainAccessRequest
-	(*ExplainAccessResponse)(nil),            // 36: clearance.admin.v1.ExplainAccessResponse
-	(*CreateScepChallengeRequest)(nil),       // 37: clearance.admin.v1.CreateScepChallengeRequest
-	(*CreateScepChallengeResponse)(nil),      // 38: clearance.admin.v1.CreateScepChallengeResponse
-	(*BrowserCertificate)(nil),               // 39: clearance.admin.v1.BrowserCertificate
-	(*ListBrowserCertificatesRequest)(nil),   // 40: clearance.admin.v1.ListBrowserCertificatesRequest
-	(*ListBrowserCertificatesResponse)(nil),  // 41: clearance.admin.v1.ListBrowserCertificatesResponse
-	(*RevokeBrowserCertificateRequest)(nil),  // 42: clearance.admin.v1.RevokeBrowserCertificateRequest
-	(*RevokeBrowserCertificateResponse)(nil), // 43: clearance.admin.v1.RevokeBrowserCertificateResponse
-	(*PendingEnrollment)(nil),                // 44: clearance.admin.v1.PendingEnrollment
-	(*SerialHolder)(nil),                     // 45: clearance.admin.v1.SerialHolder
-	(*ListPendingEnrollmentsRequest)(nil),    // 46: clearance.admin.v1.ListPendingEnrollmentsRequest
-	(*ListPendingEnrollmentsResponse)(nil),   // 47: clearance.admin.v1.ListPendingEnrollmentsResponse
-	(*ApproveEnrollmentRequest)(nil),         // 48: clearance.admin.v1.ApproveEnrollmentRequest
-	(*ApproveEnrollmentResponse)(nil),        // 49: clearance.admin.v1.ApproveEnrollmentResponse
-	(*RejectEnrollmentRequest)(nil),          // 50: clearance.admin.v1.RejectEnrollmentRequest
-	(*RejectEnrollmentResponse)(nil),         // 51: clearance.admin.v1.RejectEnrollmentResponse
-	(*KnownDevice)(nil),                      // 52: clearance.admin.v1.KnownDevice
-	(*ImportKnownDevicesRequest)(nil),        // 53: clearance.admin.v1.ImportKnownDevicesRequest
-	(*ImportKnownDevicesResponse)(nil),       // 54: clearance.admin.v1.ImportKnownDevicesResponse
-	(*timestamppb.Timestamp)(nil),            // 55: google.protobuf.Timestamp
-	(*v1.DeviceFacts)(nil),                   // 56: clearance.agent.v1.DeviceFacts
-	(v1.PolicyStatus)(0),                     // 57: clearance.agent.v1.PolicyStatus
-	(*v1.PostureReport)(nil),                 // 58: clearance.agent.v1.PostureReport
-	(*v1.PolicySet)(nil),                     // 59: clearance.agent.v1.PolicySet
-	(*durationpb.Duration)(nil),              // 60: google.protobuf.Duration
-	(*ListAuditEventsRequest)(nil),           // 61: clearance.admin.v1.ListAuditEventsRequest
-	(*OktaStatusRequest)(nil),                // 62: clearance.admin.v1.OktaStatusRequest
-	(*ListOktaSignInsRequest)(nil),           // 63: clearance.admin.v1.ListOktaSignInsRequest
-	(*GrantExemptionRequest)(nil),            // 64: clearance.admin.v1.GrantExemptionRequest
-	(*ListExemptionsRequest)(nil),            // 65: clearance.admin.v1.ListExemptionsRequest
-	(*RevokeExemptionRequest)(nil),           // 66: clearance.admin.v1.RevokeExemptionRequest
-	(*ListUsersRequest)(nil),                 // 67: clearance.admin.v1.ListUsersRequest
-	(*GetUserRequest)(nil),                   // 68: clearance.admin.v1.GetUserRequest
-	(*ListGroupsRequest)(nil),                // 69: clearance.admin.v1.ListGroupsRequest
-	(*AssignDeviceRequest)(nil),              // 70: clearance.admin.v1.AssignDeviceRequest
-	(*UnassignDeviceRequest)(nil),            // 71: clearance.admin.v1.UnassignDeviceRequest
-	(*ListAuditEventsResponse)(nil),          // 72: clearance.admin.v1.ListAuditEventsResponse
-	(*OktaStatusResponse)(nil),               // 73: clearance.admin.v1.OktaStatusResponse
-	(*ListOktaSignInsResponse)(nil),          // 74: clearance.admin.v1.ListOktaSignInsResponse
-	(*GrantExemptionResponse)(nil),           // 75: clearance.admin.v1.GrantExemptionResponse
-	(*ListExemptionsResponse)(nil),           // 76: clearance.admin.v1.ListExemptionsResponse
-	(*RevokeExemptionResponse)(nil),          // 77: clearance.admin.v1.RevokeExemptionResponse
-	(*ListUsersResponse)(nil),                // 78: clearance.admin.v1.ListUsersResponse
-	(*GetUserResponse)(nil),                  // 79: clearance.admin.v1.GetUserResponse
-	(*ListGroupsResponse)(nil),               // 80: clearance.admin.v1.ListGroupsResponse
-	(*AssignDeviceResponse)(nil),             // 81: clearance.admin.v1.AssignDeviceResponse
-	(*UnassignDeviceResponse)(nil),           // 82: clearance.admin.v1.UnassignDeviceResponse
+	(*ExpectReinstallRequest)(nil),           // 4: clearance.admin.v1.ExpectReinstallRequest
+	(*ExpectReinstallResponse)(nil),          // 5: clearance.admin.v1.ExpectReinstallResponse
+	(*WhoAmIRequest)(nil),                    // 6: clearance.admin.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),                   // 7: clearance.admin.v1.WhoAmIResponse
+	(*PostureSummary)(nil),                   // 8: clearance.admin.v1.PostureSummary
+	(*Device)(nil),                           // 9: clearance.admin.v1.Device
+	(*PolicyOutcome)(nil),                    // 10: clearance.admin.v1.PolicyOutcome
+	(*Report)(nil),                           // 11: clearance.admin.v1.Report
+	(*ListDevicesRequest)(nil),               // 12: clearance.admin.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),              // 13: clearance.admin.v1.ListDevicesResponse
+	(*GetDeviceRequest)(nil),                 // 14: clearance.admin.v1.GetDeviceRequest
+	(*GetDeviceResponse)(nil),                // 15: clearance.admin.v1.GetDeviceResponse
+	(*RevokeDeviceRequest)(nil),              // 16: clearance.admin.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),             // 17: clearance.admin.v1.RevokeDeviceResponse
+	(*ListPoliciesRequest)(nil),              // 18: clearance.admin.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),             // 19: clearance.admin.v1.ListPoliciesResponse
+	(*PolicyRollout)(nil),                    // 20: clearance.admin.v1.PolicyRollout
+	(*ReloadPoliciesRequest)(nil),            // 21: clearance.admin.v1.ReloadPoliciesRequest
+	(*ReloadPoliciesResponse)(nil),           // 22: clearance.admin.v1.ReloadPoliciesResponse
+	(*EnrollSecret)(nil),                     // 23: clearance.admin.v1.EnrollSecret
+	(*CreateEnrollSecretRequest)(nil),        // 24: clearance.admin.v1.CreateEnrollSecretRequest
+	(*CreateEnrollSecretResponse)(nil),       // 25: clearance.admin.v1.CreateEnrollSecretResponse
+	(*ListEnrollSecretsRequest)(nil),         // 26: clearance.admin.v1.ListEnrollSecretsRequest
+	(*ListEnrollSecretsResponse)(nil),        // 27: clearance.admin.v1.ListEnrollSecretsResponse
+	(*RevokeEnrollSecretRequest)(nil),        // 28: clearance.admin.v1.RevokeEnrollSecretRequest
+	(*RevokeEnrollSecretResponse)(nil),       // 29: clearance.admin.v1.RevokeEnrollSecretResponse
+	(*RequestCheckRequest)(nil),              // 30: clearance.admin.v1.RequestCheckRequest
+	(*RequestCheckResponse)(nil),             // 31: clearance.admin.v1.RequestCheckResponse
+	(*DecisionPolicyResult)(nil),             // 32: clearance.admin.v1.DecisionPolicyResult
+	(*Decision)(nil),                         // 33: clearance.admin.v1.Decision
+	(*ListDecisionsRequest)(nil),             // 34: clearance.admin.v1.ListDecisionsRequest
+	(*ListDecisionsResponse)(nil),            // 35: clearance.admin.v1.ListDecisionsResponse
+	(*PolicyFinding)(nil),                    // 36: clearance.admin.v1.PolicyFinding
+	(*ExplainAccessRequest)(nil),             // 37: clearance.admin.v1.ExplainAccessRequest
+	(*ExplainAccessResponse)(nil),            // 38: clearance.admin.v1.ExplainAccessResponse
+	(*CreateScepChallengeRequest)(nil),       // 39: clearance.admin.v1.CreateScepChallengeRequest
+	(*CreateScepChallengeResponse)(nil),      // 40: clearance.admin.v1.CreateScepChallengeResponse
+	(*BrowserCertificate)(nil),               // 41: clearance.admin.v1.BrowserCertificate
+	(*ListBrowserCertificatesRequest)(nil),   // 42: clearance.admin.v1.ListBrowserCertificatesRequest
+	(*ListBrowserCertificatesResponse)(nil),  // 43: clearance.admin.v1.ListBrowserCertificatesResponse
+	(*RevokeBrowserCertificateRequest)(nil),  // 44: clearance.admin.v1.RevokeBrowserCertificateRequest
+	(*RevokeBrowserCertificateResponse)(nil), // 45: clearance.admin.v1.RevokeBrowserCertificateResponse
+	(*PendingEnrollment)(nil),                // 46: clearance.admin.v1.PendingEnrollment
+	(*SerialHolder)(nil),                     // 47: clearance.admin.v1.SerialHolder
+	(*ListPendingEnrollmentsRequest)(nil),    // 48: clearance.admin.v1.ListPendingEnrollmentsRequest
+	(*ListPendingEnrollmentsResponse)(nil),   // 49: clearance.admin.v1.ListPendingEnrollmentsResponse
+	(*ApproveEnrollmentRequest)(nil),         // 50: clearance.admin.v1.ApproveEnrollmentRequest
+	(*ApproveEnrollmentResponse)(nil),        // 51: clearance.admin.v1.ApproveEnrollmentResponse
+	(*RejectEnrollmentRequest)(nil),          // 52: clearance.admin.v1.RejectEnrollmentRequest
+	(*RejectEnrollmentResponse)(nil),         // 53: clearance.admin.v1.RejectEnrollmentResponse
+	(*KnownDevice)(nil),                      // 54: clearance.admin.v1.KnownDevice
+	(*ImportKnownDevicesRequest)(nil),        // 55: clearance.admin.v1.ImportKnownDevicesRequest
+	(*ImportKnownDevicesResponse)(nil),       // 56: clearance.admin.v1.ImportKnownDevicesResponse
+	(*durationpb.Duration)(nil),              // 57: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),            // 58: google.protobuf.Timestamp
+	(*v1.DeviceFacts)(nil),                   // 59: clearance.agent.v1.DeviceFacts
+	(v1.PolicyStatus)(0),                     // 60: clearance.agent.v1.PolicyStatus
+	(*v1.PostureReport)(nil),                 // 61: clearance.agent.v1.PostureReport
+	(*v1.PolicySet)(nil),                     // 62: clearance.agent.v1.PolicySet
+	(*ListAuditEventsRequest)(nil),           // 63: clearance.admin.v1.ListAuditEventsRequest
+	(*OktaStatusRequest)(nil),                // 64: clearance.admin.v1.OktaStatusRequest
+	(*ListOktaSignInsRequest)(nil),           // 65: clearance.admin.v1.ListOktaSignInsRequest
+	(*GrantExemptionRequest)(nil),            // 66: clearance.admin.v1.GrantExemptionRequest
+	(*ListExemptionsRequest)(nil),            // 67: clearance.admin.v1.ListExemptionsRequest
+	(*RevokeExemptionRequest)(nil),           // 68: clearance.admin.v1.RevokeExemptionRequest
+	(*ListUsersRequest)(nil),                 // 69: clearance.admin.v1.ListUsersRequest
+	(*GetUserRequest)(nil),                   // 70: clearance.admin.v1.GetUserRequest
+	(*ListGroupsRequest)(nil),                // 71: clearance.admin.v1.ListGroupsRequest
+	(*AssignDeviceRequest)(nil),              // 72: clearance.admin.v1.AssignDeviceRequest
+	(*UnassignDeviceRequest)(nil),            // 73: clearance.admin.v1.UnassignDeviceRequest
+	(*ListAuditEventsResponse)(nil),          // 74: clearance.admin.v1.ListAuditEventsResponse
+	(*OktaStatusResponse)(nil),               // 75: clearance.admin.v1.OktaStatusResponse
+	(*ListOktaSignInsResponse)(nil),          // 76: clearance.admin.v1.ListOktaSignInsResponse
+	(*GrantExemptionResponse)(nil),           // 77: clearance.admin.v1.GrantExemptionResponse
+	(*ListExemptionsResponse)(nil),           // 78: clearance.admin.v1.ListExemptionsResponse
+	(*RevokeExemptionResponse)(nil),          // 79: clearance.admin.v1.RevokeExemptionResponse
+	(*ListUsersResponse)(nil),                // 80: clearance.admin.v1.ListUsersResponse
+	(*GetUserResponse)(nil),                  // 81: clearance.admin.v1.GetUserResponse
+	(*ListGroupsResponse)(nil),               // 82: clearance.admin.v1.ListGroupsResponse
+	(*AssignDeviceResponse)(nil),             // 83: clearance.admin.v1.AssignDeviceResponse
+	(*UnassignDeviceResponse)(nil),           // 84: clearance.admin.v1.UnassignDeviceResponse
 }
 var file_clearance_admin_v1_admin_proto_depIdxs = []int32{
-	55,  // 0: clearance.admin.v1.WhoAmIResponse.expires_at:type_name -> google.protobuf.Timestamp
-	55,  // 1: clearance.admin.v1.PostureSummary.failing_since:type_name -> google.protobuf.Timestamp
-	55,  // 2: clearance.admin.v1.PostureSummary.compliant_since:type_name -> google.protobuf.Timestamp
-	0,   // 3: clearance.admin.v1.Device.status:type_name -> clearance.admin.v1.DeviceStatus
-	56,  // 4: clearance.admin.v1.Device.facts:type_name -> clearance.agent.v1.DeviceFacts
-	55,  // 5: clearance.admin.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	55,  // 6: clearance.admin.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	55,  // 7: clearance.admin.v1.Device.last_report_at:type_name -> google.protobuf.Timestamp
-	6,   // 8: clearance.admin.v1.Device.summary:type_name -> clearance.admin.v1.PostureSummary
-	55,  // 9: clearance.admin.v1.Device.cert_not_after:type_name -> google.protobuf.Timestamp
-	55,  // 10: clearance.admin.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	57,  // 11: clearance.admin.v1.PolicyOutcome.status:type_name -> clearance.agent.v1.PolicyStatus
-	55,  // 12: clearance.admin.v1.PolicyOutcome.since:type_name -> google.protobuf.Timestamp
-	58,  // 13: clearance.admin.v1.Report.report:type_name -> clearance.agent.v1.PostureReport
-	55,  // 14: clearance.admin.v1.Report.received_at:type_name -> google.protobuf.Timestamp
-	7,   // 15: clearance.admin.v1.ListDevicesResponse.devices:type_name -> clearance.admin.v1.Device
-	7,   // 16: clearance.admin.v1.GetDeviceResponse.device:type_name -> clearance.admin.v1.Device
-	9,   // 17: clearance.admin.v1.GetDeviceResponse.latest_report:type_name -> clearance.admin.v1.Report
-	8,   // 18: clearance.admin.v1.GetDeviceResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
-	7,   // 19: clearance.admin.v1.RevokeDeviceResponse.device:type_name -> clearance.admin.v1.Device
-	59,  // 20: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	18,  // 21: clearance.admin.v1.ListPoliciesResponse.rollouts:type_name -> clearance.admin.v1.PolicyRollout
-	60,  // 22: clearance.admin.v1.PolicyRollout.grace:type_name -> google.protobuf.Duration
-	59,  // 23: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	55,  // 24: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	55,  // 25: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	55,  // 26: clearance.admin.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	60,  // 27: clearance.admin.v1.CreateEnrollSecretRequest.expires_in:type_name -> google.protobuf.Duration
-	21,  // 28: clearance.admin.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
-	21,  // 29: clearance.admin.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> clearance.admin.v1.EnrollSecret
-	21,  // 30: clearance.admin.v1.RevokeEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
-	7,   // 31: clearance.admin.v1.RevokeEnrollSecretResponse.devices:type_name -> clearance.admin.v1.Device
-	60,  // 32: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
-	9,   // 33: clearance.admin.v1.RequestCheckResponse.report:type_name -> clearance.admin.v1.Report
-	8,   // 34: clearance.admin.v1.RequestCheckResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
-	3,   // 35: clearance.admin.v1.DecisionPolicyResult.status:type_name -> clearance.admin.v1.PolicyStatus
-	55,  // 36: clearance.admin.v1.DecisionPolicyResult.grace_ends:type_name -> google.protobuf.Timestamp
-	55,  // 37: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	30,  // 38: clearance.admin.v1.Decision.results:type_name -> clearance.admin.v1.DecisionPolicyResult
-	60,  // 39: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
-	1,   // 40: clearance.admin.v1.ListDecisionsRequest.result:type_name -> clearance.admin.v1.DecisionResult
-	55,  // 41: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
-	55,  // 42: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
-	2,   // 43: clearance.admin.v1.ListDecisionsRequest.origin:type_name -> clearance.admin.v1.DecisionOrigin
-	31,  // 44: clearance.admin.v1.ListDecisionsResponse.decisions:type_name -> clearance.admin.v1.Decision
-	3,   // 45: clearance.admin.v1.PolicyFinding.status:type_name -> clearance.admin.v1.PolicyStatus
-	55,  // 46: clearance.admin.v1.PolicyFinding.grace_ends:type_name -> google.protobuf.Timestamp
-	55,  // 47: clearance.admin.v1.PolicyFinding.blocks_from:type_name -> google.protobuf.Timestamp
-	55,  // 48: clearance.admin.v1.PolicyFinding.since:type_name -> google.protobuf.Timestamp
-	34,  // 49: clearance.admin.v1.ExplainAccessResponse.failing:type_name -> clearance.admin.v1.PolicyFinding
-	34,  // 50: clearance.admin.v1.ExplainAccessResponse.advisory:type_name -> clearance.admin.v1.PolicyFinding
-	34,  // 51: clearance.admin.v1.ExplainAccessResponse.results:type_name -> clearance.admin.v1.PolicyFinding
-	60,  // 52: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
-	55,  // 53: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
-	55,  // 54: clearance.admin.v1.ExplainAccessResponse.block_from:type_name -> google.protobuf.Timestamp
-	60,  // 55: clearance.admin.v1.CreateScepChallengeRequest.ttl:type_name -> google.protobuf.Duration
-	55,  // 56: clearance.admin.v1.CreateScepChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	55,  // 57: clearance.admin.v1.BrowserCertificate.not_before:type_name -> google.protobuf.Timestamp
-	55,  // 58: clearance.admin.v1.BrowserCertificate.not_after:type_name -> google.protobuf.Timestamp
-	55,  // 59: clearance.admin.v1.BrowserCertificate.revoke_after:type_name -> google.protobuf.Timestamp
-	39,  // 60: clearance.admin.v1.ListBrowserCertificatesResponse.certificates:type_name -> clearance.admin.v1.BrowserCertificate
-	39,  // 61: clearance.admin.v1.RevokeBrowserCertificateResponse.certificate:type_name -> clearance.admin.v1.BrowserCertificate
-	56,  // 62: clearance.admin.v1.PendingEnrollment.facts:type_name -> clearance.agent.v1.DeviceFacts
-	55,  // 63: clearance.admin.v1.PendingEnrollment.requested_at:type_name -> google.protobuf.Timestamp
-	55,  // 64: clearance.admin.v1.PendingEnrollment.last_request_at:type_name -> google.protobuf.Timestamp
-	55,  // 65: clearance.admin.v1.PendingEnrollment.rejected_at:type_name -> google.protobuf.Timestamp
-	45,  // 66: clearance.admin.v1.PendingEnrollment.serial_holders:type_name -> clearance.admin.v1.SerialHolder
-	55,  // 67: clearance.admin.v1.PendingEnrollment.device_revoked_at:type_name -> google.protobuf.Timestamp
-	44,  // 68: clearance.admin.v1.ListPendingEnrollmentsResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
-	7,   // 69: clearance.admin.v1.ApproveEnrollmentResponse.device:type_name -> clearance.admin.v1.Device
-	44,  // 70: clearance.admin.v1.RejectEnrollmentResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
-	44,  // 71: clearance.admin.v1.RejectEnrollmentResponse.rejected:type_name -> clearance.admin.v1.PendingEnrollment
-	52,  // 72: clearance.admin.v1.ImportKnownDevicesRequest.devices:type_name -> clearance.admin.v1.KnownDevice
-	10,  // 73: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
-	12,  // 74: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
-	14,  // 75: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
-	16,  // 76: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
-	19,  // 77: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
-	22,  // 78: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
-	24,  // 79: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
-	26,  // 80: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
-	28,  // 81: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
-	32,  // 82: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
-	61,  // 83: clearance.admin.v1.AdminService.ListAuditEvents:input_type -> clearance.admin.v1.ListAuditEventsRequest
-	62,  // 84: clearance.admin.v1.AdminService.OktaStatus:input_type -> clearance.admin.v1.OktaStatusRequest
-	63,  // 85: clearance.admin.v1.AdminService.ListOktaSignIns:input_type -> clearance.admin.v1.ListOktaSignInsRequest
-	35,  // 86: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
-	37,  // 87: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
-	40,  // 88: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
-	42,  // 89: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
-	46,  // 90: clearance.admin.v1.AdminService.ListPendingEnrollments:input_type -> clearance.admin.v1.ListPendingEnrollmentsRequest
-	48,  // 91: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
-	50,  // 92: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
-	53,  // 93: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
-	64,  // 94: clearance.admin.v1.AdminService.GrantExemption:input_type -> clearance.admin.v1.GrantExemptionRequest
-	65,  // 95: clearance.admin.v1.AdminService.ListExemptions:input_type -> clearance.admin.v1.ListExemptionsRequest
-	66,  // 96: clearance.admin.v1.AdminService.RevokeExemption:input_type -> clearance.admin.v1.RevokeExemptionRequest
-	67,  // 97: clearance.admin.v1.AdminService.ListUsers:input_type -> clearance.admin.v1.ListUsersRequest
-	68,  // 98: clearance.admin.v1.AdminService.GetUser:input_type -> clearance.admin.v1.GetUserRequest
-	69,  // 99: clearance.admin.v1.AdminService.ListGroups:input_type -> clearance.admin.v1.ListGroupsRequest
-	70,  // 100: clearance.admin.v1.AdminService.AssignDevice:input_type -> clearance.admin.v1.AssignDeviceRequest
-	71,  // 101: clearance.admin.v1.AdminService.UnassignDevice:input_type -> clearance.admin.v1.UnassignDeviceRequest
-	4,   // 102: clearance.admin.v1.AdminService.WhoAmI:input_type -> clearance.admin.v1.WhoAmIRequest
-	11,  // 103: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
-	13,  // 104: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
-	15,  // 105: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
-	17,  // 106: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
-	20,  // 107: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
-	23,  // 108: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
-	25,  // 109: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
-	27,  // 110: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
-	29,  // 111: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
-	33,  // 112: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
-	72,  // 113: clearance.admin.v1.AdminService.ListAuditEvents:output_type -> clearance.admin.v1.ListAuditEventsResponse
-	73,  // 114: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
-	74,  // 115: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
-	36,  // 116: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
-	38,  // 117: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
-	41,  // 118: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
-	43,  // 119: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
-	47,  // 120: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
-	49,  // 121: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
-	51,  // 122: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
-	54,  // 123: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
-	75,  // 124: clearance.admin.v1.AdminService.GrantExemption:output_type -> clearance.admin.v1.GrantExemptionResponse
-	76,  // 125: clearance.admin.v1.AdminService.ListExemptions:output_type -> clearance.admin.v1.ListExemptionsResponse
-	77,  // 126: clearance.admin.v1.AdminService.RevokeExemption:output_type -> clearance.admin.v1.RevokeExemptionResponse
-	78,  // 127: clearance.admin.v1.AdminService.ListUsers:output_type -> clearance.admin.v1.ListUsersResponse
-	79,  // 128: clearance.admin.v1.AdminService.GetUser:output_type -> clearance.admin.v1.GetUserResponse
-	80,  // 129: clearance.admin.v1.AdminService.ListGroups:output_type -> clearance.admin.v1.ListGroupsResponse
-	81,  // 130: clearance.admin.v1.AdminService.AssignDevice:output_type -> clearance.admin.v1.AssignDeviceResponse
-	82,  // 131: clearance.admin.v1.AdminService.UnassignDevice:output_type -> clearance.admin.v1.UnassignDeviceResponse
-	5,   // 132: clearance.admin.v1.AdminService.WhoAmI:output_type -> clearance.admin.v1.WhoAmIResponse
-	103, // [103:133] is the sub-list for method output_type
-	73,  // [73:103] is the sub-list for method input_type
-	73,  // [73:73] is the sub-list for extension type_name
-	73,  // [73:73] is the sub-list for extension extendee
-	0,   // [0:73] is the sub-list for field type_name
+	57,  // 0: clearance.admin.v1.ExpectReinstallRequest.within:type_name -> google.protobuf.Duration
+	9,   // 1: clearance.admin.v1.ExpectReinstallResponse.device:type_name -> clearance.admin.v1.Device
+	58,  // 2: clearance.admin.v1.ExpectReinstallResponse.until:type_name -> google.protobuf.Timestamp
+	58,  // 3: clearance.admin.v1.WhoAmIResponse.expires_at:type_name -> google.protobuf.Timestamp
+	58,  // 4: clearance.admin.v1.PostureSummary.failing_since:type_name -> google.protobuf.Timestamp
+	58,  // 5: clearance.admin.v1.PostureSummary.compliant_since:type_name -> google.protobuf.Timestamp
+	0,   // 6: clearance.admin.v1.Device.status:type_name -> clearance.admin.v1.DeviceStatus
+	59,  // 7: clearance.admin.v1.Device.facts:type_name -> clearance.agent.v1.DeviceFacts
+	58,  // 8: clearance.admin.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	58,  // 9: clearance.admin.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	58,  // 10: clearance.admin.v1.Device.last_report_at:type_name -> google.protobuf.Timestamp
+	8,   // 11: clearance.admin.v1.Device.summary:type_name -> clearance.admin.v1.PostureSummary
+	58,  // 12: clearance.admin.v1.Device.cert_not_after:type_name -> google.protobuf.Timestamp
+	58,  // 13: clearance.admin.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	58,  // 14: clearance.admin.v1.Device.reinstall_expected_until:type_name -> google.protobuf.Timestamp
+	60,  // 15: clearance.admin.v1.PolicyOutcome.status:type_name -> clearance.agent.v1.PolicyStatus
+	58,  // 16: clearance.admin.v1.PolicyOutcome.since:type_name -> google.protobuf.Timestamp
+	61,  // 17: clearance.admin.v1.Report.report:type_name -> clearance.agent.v1.PostureReport
+	58,  // 18: clearance.admin.v1.Report.received_at:type_name -> google.protobuf.Timestamp
+	9,   // 19: clearance.admin.v1.ListDevicesResponse.devices:type_name -> clearance.admin.v1.Device
+	9,   // 20: clearance.admin.v1.GetDeviceResponse.device:type_name -> clearance.admin.v1.Device
+	11,  // 21: clearance.admin.v1.GetDeviceResponse.latest_report:type_name -> clearance.admin.v1.Report
+	10,  // 22: clearance.admin.v1.GetDeviceResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
+	9,   // 23: clearance.admin.v1.RevokeDeviceResponse.device:type_name -> clearance.admin.v1.Device
+	62,  // 24: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	20,  // 25: clearance.admin.v1.ListPoliciesResponse.rollouts:type_name -> clearance.admin.v1.PolicyRollout
+	57,  // 26: clearance.admin.v1.PolicyRollout.grace:type_name -> google.protobuf.Duration
+	62,  // 27: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	58,  // 28: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	58,  // 29: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	58,  // 30: clearance.admin.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	57,  // 31: clearance.admin.v1.CreateEnrollSecretRequest.expires_in:type_name -> google.protobuf.Duration
+	23,  // 32: clearance.admin.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
+	23,  // 33: clearance.admin.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> clearance.admin.v1.EnrollSecret
+	23,  // 34: clearance.admin.v1.RevokeEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
+	9,   // 35: clearance.admin.v1.RevokeEnrollSecretResponse.devices:type_name -> clearance.admin.v1.Device
+	57,  // 36: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
+	11,  // 37: clearance.admin.v1.RequestCheckResponse.report:type_name -> clearance.admin.v1.Report
+	10,  // 38: clearance.admin.v1.RequestCheckResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
+	3,   // 39: clearance.admin.v1.DecisionPolicyResult.status:type_name -> clearance.admin.v1.PolicyStatus
+	58,  // 40: clearance.admin.v1.DecisionPolicyResult.grace_ends:type_name -> google.protobuf.Timestamp
+	58,  // 41: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	32,  // 42: clearance.admin.v1.Decision.results:type_name -> clearance.admin.v1.DecisionPolicyResult
+	57,  // 43: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
+	1,   // 44: clearance.admin.v1.ListDecisionsRequest.result:type_name -> clearance.admin.v1.DecisionResult
+	58,  // 45: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
+	58,  // 46: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
+	2,   // 47: clearance.admin.v1.ListDecisionsRequest.origin:type_name -> clearance.admin.v1.DecisionOrigin
+	33,  // 48: clearance.admin.v1.ListDecisionsResponse.decisions:type_name -> clearance.admin.v1.Decision
+	3,   // 49: clearance.admin.v1.PolicyFinding.status:type_name -> clearance.admin.v1.PolicyStatus
+	58,  // 50: clearance.admin.v1.PolicyFinding.grace_ends:type_name -> google.protobuf.Timestamp
+	58,  // 51: clearance.admin.v1.PolicyFinding.blocks_from:type_name -> google.protobuf.Timestamp
+	58,  // 52: clearance.admin.v1.PolicyFinding.since:type_name -> google.protobuf.Timestamp
+	36,  // 53: clearance.admin.v1.ExplainAccessResponse.failing:type_name -> clearance.admin.v1.PolicyFinding
+	36,  // 54: clearance.admin.v1.ExplainAccessResponse.advisory:type_name -> clearance.admin.v1.PolicyFinding
+	36,  // 55: clearance.admin.v1.ExplainAccessResponse.results:type_name -> clearance.admin.v1.PolicyFinding
+	57,  // 56: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
+	58,  // 57: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
+	58,  // 58: clearance.admin.v1.ExplainAccessResponse.block_from:type_name -> google.protobuf.Timestamp
+	57,  // 59: clearance.admin.v1.CreateScepChallengeRequest.ttl:type_name -> google.protobuf.Duration
+	58,  // 60: clearance.admin.v1.CreateScepChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	58,  // 61: clearance.admin.v1.BrowserCertificate.not_before:type_name -> google.protobuf.Timestamp
+	58,  // 62: clearance.admin.v1.BrowserCertificate.not_after:type_name -> google.protobuf.Timestamp
+	58,  // 63: clearance.admin.v1.BrowserCertificate.revoke_after:type_name -> google.protobuf.Timestamp
+	41,  // 64: clearance.admin.v1.ListBrowserCertificatesResponse.certificates:type_name -> clearance.admin.v1.BrowserCertificate
+	41,  // 65: clearance.admin.v1.RevokeBrowserCertificateResponse.certificate:type_name -> clearance.admin.v1.BrowserCertificate
+	59,  // 66: clearance.admin.v1.PendingEnrollment.facts:type_name -> clearance.agent.v1.DeviceFacts
+	58,  // 67: clearance.admin.v1.PendingEnrollment.requested_at:type_name -> google.protobuf.Timestamp
+	58,  // 68: clearance.admin.v1.PendingEnrollment.last_request_at:type_name -> google.protobuf.Timestamp
+	58,  // 69: clearance.admin.v1.PendingEnrollment.rejected_at:type_name -> google.protobuf.Timestamp
+	47,  // 70: clearance.admin.v1.PendingEnrollment.serial_holders:type_name -> clearance.admin.v1.SerialHolder
+	58,  // 71: clearance.admin.v1.PendingEnrollment.device_revoked_at:type_name -> google.protobuf.Timestamp
+	46,  // 72: clearance.admin.v1.ListPendingEnrollmentsResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
+	9,   // 73: clearance.admin.v1.ApproveEnrollmentResponse.device:type_name -> clearance.admin.v1.Device
+	46,  // 74: clearance.admin.v1.RejectEnrollmentResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
+	46,  // 75: clearance.admin.v1.RejectEnrollmentResponse.rejected:type_name -> clearance.admin.v1.PendingEnrollment
+	54,  // 76: clearance.admin.v1.ImportKnownDevicesRequest.devices:type_name -> clearance.admin.v1.KnownDevice
+	12,  // 77: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
+	14,  // 78: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
+	16,  // 79: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
+	18,  // 80: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
+	21,  // 81: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
+	24,  // 82: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
+	26,  // 83: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
+	28,  // 84: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
+	30,  // 85: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
+	34,  // 86: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
+	63,  // 87: clearance.admin.v1.AdminService.ListAuditEvents:input_type -> clearance.admin.v1.ListAuditEventsRequest
+	64,  // 88: clearance.admin.v1.AdminService.OktaStatus:input_type -> clearance.admin.v1.OktaStatusRequest
+	65,  // 89: clearance.admin.v1.AdminService.ListOktaSignIns:input_type -> clearance.admin.v1.ListOktaSignInsRequest
+	37,  // 90: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
+	39,  // 91: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
+	42,  // 92: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
+	44,  // 93: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
+	48,  // 94: clearance.admin.v1.AdminService.ListPendingEnrollments:input_type -> clearance.admin.v1.ListPendingEnrollmentsRequest
+	50,  // 95: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
+	52,  // 96: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
+	55,  // 97: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
+	66,  // 98: clearance.admin.v1.AdminService.GrantExemption:input_type -> clearance.admin.v1.GrantExemptionRequest
+	67,  // 99: clearance.admin.v1.AdminService.ListExemptions:input_type -> clearance.admin.v1.ListExemptionsRequest
+	68,  // 100: clearance.admin.v1.AdminService.RevokeExemption:input_type -> clearance.admin.v1.RevokeExemptionRequest
+	69,  // 101: clearance.admin.v1.AdminService.ListUsers:input_type -> clearance.admin.v1.ListUsersRequest
+	70,  // 102: clearance.admin.v1.AdminService.GetUser:input_type -> clearance.admin.v1.GetUserRequest
+	71,  // 103: clearance.admin.v1.AdminService.ListGroups:input_type -> clearance.admin.v1.ListGroupsRequest
+	72,  // 104: clearance.admin.v1.AdminService.AssignDevice:input_type -> clearance.admin.v1.AssignDeviceRequest
+	73,  // 105: clearance.admin.v1.AdminService.UnassignDevice:input_type -> clearance.admin.v1.UnassignDeviceRequest
+	4,   // 106: clearance.admin.v1.AdminService.ExpectReinstall:input_type -> clearance.admin.v1.ExpectReinstallRequest
+	6,   // 107: clearance.admin.v1.AdminService.WhoAmI:input_type -> clearance.admin.v1.WhoAmIRequest
+	13,  // 108: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
+	15,  // 109: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
+	17,  // 110: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
+	19,  // 111: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
+	22,  // 112: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
+	25,  // 113: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
+	27,  // 114: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
+	29,  // 115: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
+	31,  // 116: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
+	35,  // 117: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
+	74,  // 118: clearance.admin.v1.AdminService.ListAuditEvents:output_type -> clearance.admin.v1.ListAuditEventsResponse
+	75,  // 119: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
+	76,  // 120: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
+	38,  // 121: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
+	40,  // 122: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
+	43,  // 123: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
+	45,  // 124: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
+	49,  // 125: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
+	51,  // 126: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
+	53,  // 127: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
+	56,  // 128: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
+	77,  // 129: clearance.admin.v1.AdminService.GrantExemption:output_type -> clearance.admin.v1.GrantExemptionResponse
+	78,  // 130: clearance.admin.v1.AdminService.ListExemptions:output_type -> clearance.admin.v1.ListExemptionsResponse
+	79,  // 131: clearance.admin.v1.AdminService.RevokeExemption:output_type -> clearance.admin.v1.RevokeExemptionResponse
+	80,  // 132: clearance.admin.v1.AdminService.ListUsers:output_type -> clearance.admin.v1.ListUsersResponse
+	81,  // 133: clearance.admin.v1.AdminService.GetUser:output_type -> clearance.admin.v1.GetUserResponse
+	82,  // 134: clearance.admin.v1.AdminService.ListGroups:output_type -> clearance.admin.v1.ListGroupsResponse
+	83,  // 135: clearance.admin.v1.AdminService.AssignDevice:output_type -> clearance.admin.v1.AssignDeviceResponse
+	84,  // 136: clearance.admin.v1.AdminService.UnassignDevice:output_type -> clearance.admin.v1.UnassignDeviceResponse
+	5,   // 137: clearance.admin.v1.AdminService.ExpectReinstall:output_type -> clearance.admin.v1.ExpectReinstallResponse
+	7,   // 138: clearance.admin.v1.AdminService.WhoAmI:output_type -> clearance.admin.v1.WhoAmIResponse
+	108, // [108:139] is the sub-list for method output_type
+	77,  // [77:108] is the sub-list for method input_type
+	77,  // [77:77] is the sub-list for extension type_name
+	77,  // [77:77] is the sub-list for extension extendee
+	0,   // [0:77] is the sub-list for field type_name
 }
 
 func init() { file_clearance_admin_v1_admin_proto_init() }
@@ -4852,15 +4995,15 @@ func file_clearance_admin_v1_admin_proto_init() {
 	file_clearance_admin_v1_rollout_proto_init()
 	file_clearance_admin_v1_people_proto_init()
 	file_clearance_admin_v1_okta_proto_init()
-	file_clearance_admin_v1_admin_proto_msgTypes[2].OneofWrappers = []any{}
-	file_clearance_admin_v1_admin_proto_msgTypes[14].OneofWrappers = []any{}
+	file_clearance_admin_v1_admin_proto_msgTypes[4].OneofWrappers = []any{}
+	file_clearance_admin_v1_admin_proto_msgTypes[16].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearance_admin_v1_admin_proto_rawDesc), len(file_clearance_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   51,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

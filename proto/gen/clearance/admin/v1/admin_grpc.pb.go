@@ -48,6 +48,7 @@ const (
 	AdminService_ListGroups_FullMethodName               = "/clearance.admin.v1.AdminService/ListGroups"
 	AdminService_AssignDevice_FullMethodName             = "/clearance.admin.v1.AdminService/AssignDevice"
 	AdminService_UnassignDevice_FullMethodName           = "/clearance.admin.v1.AdminService/UnassignDevice"
+	AdminService_ExpectReinstall_FullMethodName          = "/clearance.admin.v1.AdminService/ExpectReinstall"
 	AdminService_WhoAmI_FullMethodName                   = "/clearance.admin.v1.AdminService/WhoAmI"
 )
 
@@ -169,6 +170,15 @@ type AdminServiceClient interface {
 	AssignDevice(ctx context.Context, in *AssignDeviceRequest, opts ...grpc.CallOption) (*AssignDeviceResponse, error)
 	// UnassignDevice removes an assignment. NOT_FOUND if there is none.
 	UnassignDevice(ctx context.Context, in *UnassignDeviceRequest, opts ...grpc.CallOption) (*UnassignDeviceResponse, error)
+	// ExpectReinstall lets a Mac about to be wiped and set up again enroll its
+	// new key without approval: until `within` from now, the Mac's next
+	// enrollment with a key that proves nothing, from the same hardware UUID
+	// and serial number and with a valid enroll secret, replaces its key
+	// once. `cancel` takes an expectation back. Audited as
+	// device.expect_reinstall. NOT_FOUND, FAILED_PRECONDITION for a revoked
+	// Mac or one enrolled with no serial number, INVALID_ARGUMENT for a
+	// within outside 1m to 168h.
+	ExpectReinstall(ctx context.Context, in *ExpectReinstallRequest, opts ...grpc.CallOption) (*ExpectReinstallResponse, error)
 	// WhoAmI says whose admin token made the call, its role and when it
 	// expires: a way to check a token before using it. Any role may call it.
 	WhoAmI(ctx context.Context, in *WhoAmIRequest, opts ...grpc.CallOption) (*WhoAmIResponse, error)
@@ -472,6 +482,16 @@ func (c *adminServiceClient) UnassignDevice(ctx context.Context, in *UnassignDev
 	return out, nil
 }
 
+func (c *adminServiceClient) ExpectReinstall(ctx context.Context, in *ExpectReinstallRequest, opts ...grpc.CallOption) (*ExpectReinstallResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExpectReinstallResponse)
+	err := c.cc.Invoke(ctx, AdminService_ExpectReinstall_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) WhoAmI(ctx context.Context, in *WhoAmIRequest, opts ...grpc.CallOption) (*WhoAmIResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(WhoAmIResponse)
@@ -600,6 +620,15 @@ type AdminServiceServer interface {
 	AssignDevice(context.Context, *AssignDeviceRequest) (*AssignDeviceResponse, error)
 	// UnassignDevice removes an assignment. NOT_FOUND if there is none.
 	UnassignDevice(context.Context, *UnassignDeviceRequest) (*UnassignDeviceResponse, error)
+	// ExpectReinstall lets a Mac about to be wiped and set up again enroll its
+	// new key without approval: until `within` from now, the Mac's next
+	// enrollment with a key that proves nothing, from the same hardware UUID
+	// and serial number and with a valid enroll secret, replaces its key
+	// once. `cancel` takes an expectation back. Audited as
+	// device.expect_reinstall. NOT_FOUND, FAILED_PRECONDITION for a revoked
+	// Mac or one enrolled with no serial number, INVALID_ARGUMENT for a
+	// within outside 1m to 168h.
+	ExpectReinstall(context.Context, *ExpectReinstallRequest) (*ExpectReinstallResponse, error)
 	// WhoAmI says whose admin token made the call, its role and when it
 	// expires: a way to check a token before using it. Any role may call it.
 	WhoAmI(context.Context, *WhoAmIRequest) (*WhoAmIResponse, error)
@@ -699,6 +728,9 @@ func (UnimplementedAdminServiceServer) AssignDevice(context.Context, *AssignDevi
 }
 func (UnimplementedAdminServiceServer) UnassignDevice(context.Context, *UnassignDeviceRequest) (*UnassignDeviceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UnassignDevice not implemented")
+}
+func (UnimplementedAdminServiceServer) ExpectReinstall(context.Context, *ExpectReinstallRequest) (*ExpectReinstallResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExpectReinstall not implemented")
 }
 func (UnimplementedAdminServiceServer) WhoAmI(context.Context, *WhoAmIRequest) (*WhoAmIResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method WhoAmI not implemented")
@@ -1246,6 +1278,24 @@ func _AdminService_UnassignDevice_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ExpectReinstall_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExpectReinstallRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ExpectReinstall(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ExpectReinstall_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ExpectReinstall(ctx, req.(*ExpectReinstallRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_WhoAmI_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(WhoAmIRequest)
 	if err := dec(in); err != nil {
@@ -1386,6 +1436,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UnassignDevice",
 			Handler:    _AdminService_UnassignDevice_Handler,
+		},
+		{
+			MethodName: "ExpectReinstall",
+			Handler:    _AdminService_ExpectReinstall_Handler,
 		},
 		{
 			MethodName: "WhoAmI",
