@@ -50,6 +50,16 @@ func (s *Server) ExpectReinstall(ctx context.Context, req *adminv1.ExpectReinsta
 		return nil, status.Errorf(codes.FailedPrecondition, "device %s enrolled with no serial number: a reinstall is recognised by the hardware UUID and the serial number together, so its new key waits for approval", d.ID)
 	}
 	now := s.now()
+	if req.GetCancel() {
+		// Nothing to take back: nothing changes, nothing is audited.
+		cur, err := s.Store.ReinstallExpected(ctx, d.ID)
+		if err != nil {
+			return nil, s.internal("reading the expected reinstall", err)
+		}
+		if !cur.After(now) {
+			return &adminv1.ExpectReinstallResponse{Device: s.device(d, nil)}, nil
+		}
+	}
 	var until time.Time
 	detail := "expected reinstall taken back"
 	if !req.GetCancel() {

@@ -463,7 +463,8 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 // reinstallExpected reports whether an unproven key for the enrolled,
 // unrevoked device d is admitted by a reinstall the security team expects
 // now (storage.DeviceStore.ExpectReinstall): only for the serial number d
-// enrolled with, an Apple-style one, reported exactly.
+// enrolled with, an Apple-style one, as serial numbers are stored (trimmed,
+// in capitals).
 func (s *Service) reinstallExpected(ctx context.Context, d storage.Device, facts *agentv1.DeviceFacts, now time.Time) (bool, error) {
 	if storage.CanonicalSerial(d.SerialNumber) == "" || storage.StoredSerial(facts.GetSerialNumber()) != d.SerialNumber {
 		return false, nil

@@ -142,7 +142,100 @@ func TestExpectReinstallBadInput(t *testing.T) {
 		_, err := h.admin.ExpectReinstall(h.ctx(), tc.req)
 		checkStatus(t, err, tc.code, tc.msg)
 	}
-	if after := h.dump(); after != before {
-		t.Error("refused calls changed the store")
+	// Taking back what was never expected changes nothing, audit included.
+	if _, err := h.admin.ExpectReinstall(h.ctx(), &adminv1.ExpectReinstallRequest{DeviceId: a.DeviceID, Cancel: true}); err != nil {
+		t.Fatal(err)
 	}
+	if after := h.dump(); after != before {
+		t.Error("refused calls, or a cancel with nothing to take back, changed the store")
+	}
+}
+
+// TestExpectedReinstallEndsWithAnyKeyChange: an approval made meanwhile,
+// and a revocation, end an expected reinstall: after either, another
+// unproven key waits (a reinstated Mac included), and nothing shows one.
+func TestExpectedReinstallEndsWithAnyKeyChange(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	secret := h.secret()
+	wiped := func(a *protoagent.Agent) *protoagent.Agent {
+		t.Helper()
+		w, err := protoagent.New(h.addr, h.rootPEM, a.Facts.GetHardwareUuid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	waiting := func() *adminv1.PendingEnrollment {
+		t.Helper()
+		list, err := h.admin.ListPendingEnrollments(h.ctx(), &adminv1.ListPendingEnrollmentsRequest{})
+		if err != nil || len(list.GetPending()) != 1 {
+			t.Fatalf("ListPendingEnrollments: %v %v", list, err)
+		}
+		return list.GetPending()[0]
+	}
+	expected := func(id string) bool {
+		t.Helper()
+		d, err := h.admin.GetDevice(h.ctx(), &adminv1.GetDeviceRequest{DeviceId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.GetDevice().GetReinstallExpectedUntil() != nil
+	}
+
+	// A key waits; a reinstall is expected; another admin approves the
+	// waiting key: the expectation is spent, the next key waits.
+	a := h.enrolled(secret)
+	approved := wiped(a)
+	_, err := approved.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "waits for approval")
+	p := waiting()
+	if _, err := h.admin.ExpectReinstall(h.ctx(), &adminv1.ExpectReinstallRequest{DeviceId: a.DeviceID, Within: durationpb.New(4 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.admin.ApproveEnrollment(h.ctx(), &adminv1.ApproveEnrollmentRequest{RequestId: p.GetRequestId()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := approved.Enroll(h.ctx(), secret); err != nil {
+		t.Fatal(err)
+	}
+	if expected(a.DeviceID) {
+		t.Error("a reinstall is still expected after an approval changed the key")
+	}
+	_, err = wiped(a).Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "waits for approval")
+
+	// Expected, then revoked, then reinstated by approval: the
+	// expectation from before the revocation does not come back.
+	b := h.enrolled(secret)
+	if _, err := h.admin.ExpectReinstall(h.ctx(), &adminv1.ExpectReinstallRequest{DeviceId: b.DeviceID, Within: durationpb.New(168 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.admin.RevokeDevice(h.ctx(), &adminv1.RevokeDeviceRequest{DeviceId: b.DeviceID, Reason: "stolen"}); err != nil {
+		t.Fatal(err)
+	}
+	back := wiped(b)
+	_, err = back.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "revoked_device")
+	var req string
+	list, err := h.admin.ListPendingEnrollments(h.ctx(), &adminv1.ListPendingEnrollmentsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range list.GetPending() {
+		if p.GetDeviceId() == b.DeviceID {
+			req = p.GetRequestId()
+		}
+	}
+	if _, err := h.admin.ApproveEnrollment(h.ctx(), &adminv1.ApproveEnrollmentRequest{RequestId: req}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := back.Enroll(h.ctx(), secret); err != nil {
+		t.Fatal(err)
+	}
+	if expected(b.DeviceID) {
+		t.Error("the reinstated Mac shows the expectation from before its revocation")
+	}
+	_, err = wiped(b).Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "waits for approval")
 }

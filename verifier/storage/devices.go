@@ -162,8 +162,9 @@ type DeviceStore interface {
 	// ExpectReinstall lets the next enrollment of the unrevoked device
 	// deviceID with a new key that proves nothing (a Mac wiped and set up
 	// again) replace its key without approval, once, until until; a zero
-	// until takes that back (none expected is no error). Any change of the
-	// device's key ends the expectation. It appends audit. ErrNotFound,
+	// until takes that back (none expected is no error). Any enrollment of
+	// the device (a new key, its key again, an approval) and its
+	// revocation end the expectation. It appends audit. ErrNotFound,
 	// ErrDeviceRevoked; ErrInvalid for an until not after audit.At.
 	ExpectReinstall(ctx context.Context, deviceID string, until time.Time, audit AuditEvent) error
 	// ReinstallExpected returns until when the device's reinstall is

@@ -222,12 +222,6 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 			if err := dropWaiting(ctx, q, in.HardwareUUID); err != nil {
 				return err
 			}
-			// A new key ends an expected reinstall: it admits one.
-			if found {
-				if _, err := q.exec(ctx, `DELETE FROM reinstall_expected WHERE device_id = $1`, old.ID); err != nil {
-					return fmt.Errorf("ending the expected reinstall of %s: %w", old.ID, err)
-				}
-			}
 		} else if _, err := q.exec(ctx, `DELETE FROM pending_enrollments WHERE hardware_uuid = $1 AND rejected_at = 0
 			AND (device_id <> $2 OR device_key <> $3)`, in.HardwareUUID, id, blob(old.PublicKey)); err != nil {
 			return fmt.Errorf("removing stale requests for hardware UUID %s: %w", in.HardwareUUID, err)
@@ -262,7 +256,20 @@ func reenroll(ctx context.Context, q conn, d storage.Device) error {
 	if err != nil {
 		return err
 	}
+	// Any enrollment of the device (an approval and a reinstatement
+	// included) ends an expected reinstall: it admits one change at most.
+	if err := endReinstall(ctx, q, d.ID); err != nil {
+		return err
+	}
 	return rememberKey(ctx, q, d.ID, d.PublicKey)
+}
+
+// endReinstall forgets the device's expected reinstall, if any.
+func endReinstall(ctx context.Context, q conn, deviceID string) error {
+	if _, err := q.exec(ctx, `DELETE FROM reinstall_expected WHERE device_id = $1`, deviceID); err != nil {
+		return fmt.Errorf("ending the expected reinstall of %s: %w", deviceID, err)
+	}
+	return nil
 }
 
 // UpdateDeviceFacts implements storage.DeviceStore.
@@ -445,6 +452,11 @@ func (s *Store) RevokeDevice(ctx context.Context, id, reason string, at time.Tim
 			return err
 		} else if n == 0 {
 			return storage.ErrDeviceRevoked
+		}
+		// A revoked Mac comes back only by approval: no expected
+		// reinstall outlives the revocation.
+		if err := endReinstall(ctx, q, id); err != nil {
+			return err
 		}
 		audit.DeviceID = id
 		return insertAudit(ctx, q, audit)
