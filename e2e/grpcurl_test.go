@@ -81,8 +81,9 @@ func TestGrpcurl(t *testing.T) {
 	if _, err := fst.Exchange(protoagent.Sign(failing.Key, failing.Report(fst.PolicySet, 1, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_FAIL))); err != nil {
 		t.Fatal(err)
 	}
-	// Since when each Mac fails or passes is written once its report is
-	// acked: the examples below show it.
+	// Since when each Mac fails or passes is stored with its report (the
+	// passing Mac's report was sent without waiting for its ack): the
+	// examples below show it.
 	waitFor(t, "failing_since and compliant_since", func() bool {
 		out, err := shell(t, `clearance-verifier devices --data-dir "$DATA" --json`, env...)
 		return err == nil && strings.Contains(out, `"failingSince"`) && strings.Contains(out, `"compliantSince"`)

@@ -38,9 +38,12 @@ secret=$(clearance-verifier secret create --data-dir "$dir/v" 2>"$dir/secret.log
 start osquery-sim "$dir/osquery.log" osquery-sim --socket "$dir/osq.sock" --fixture compliant-mac
 wait_for 10 "the osquery socket" test -S "$dir/osq.sock"
 
+# The enroll secret in the agent's environment, not on its command line.
+export CLEARANCE_ENROLL_SECRET="$secret"
 start clearance-agent "$dir/agent.log" clearance-agent run --verifier "$grpc" --ca-file "$dir/v/ca.pem" \
-  --enroll-secret "$secret" --osquery-socket "$dir/osq.sock" --state-dir "$dir/agent" --interval "$INTERVAL" \
+  --osquery-socket "$dir/osq.sock" --state-dir "$dir/agent" --interval "$INTERVAL" \
   --managed-plist "$dir/none.plist" --presence-listen "$presence"
+unset CLEARANCE_ENROLL_SECRET
 agent=$(pid_of clearance-agent)
 compliant() {
   # The token in grpcurl's environment, not on its command line.

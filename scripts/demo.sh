@@ -127,12 +127,14 @@ start osquery-sim "$DATA/osquery.log" osquery-sim --socket "$DATA/osquery.sock" 
 wait_for 10 "the osquery socket" test -S "$DATA/osquery.sock"
 
 bold "Starting clearance-agent (enrolls, connects, reports)"
-# The secret in the environment, not on the command line, where any local
-# user can read it with ps.
-start clearance-agent "$DATA/agent.log" env CLEARANCE_ENROLL_SECRET="$SECRET" \
+# The secret in the environment, not on a command line (env's included),
+# where any local user can read it with ps.
+export CLEARANCE_ENROLL_SECRET="$SECRET"
+start clearance-agent "$DATA/agent.log" \
   clearance-agent run --verifier "$VERIFIER" --ca-file "$DATA/ca.pem" \
   --osquery-socket "$DATA/osquery.sock" --state-dir "$DATA/agent" \
   --presence-listen "$PRESENCE"
+unset CLEARANCE_ENROLL_SECRET
 compliant() { admin ListDevices | grep -q '"compliant": true'; }
 wait_for 30 "a passing report" compliant
 DEVICE=$(admin ListDevices | awk -F'"' '/"deviceId"/ {print $4; exit}')

@@ -64,7 +64,6 @@ type Server struct {
 	refusedLog        logsample.Samples
 	connectRefusedLog sampledLog
 	lapsedLog         sampledLog
-	streakLog         sampledLog
 	// setDigests holds the policy set in force's query digests (digestsOf).
 	setDigests atomic.Pointer[setDigests]
 	// deep runs the streams' deep work (see Connect).
@@ -538,10 +537,11 @@ func (c *agentStream) report(m *agentv1.AgentMessage) error {
 	}
 	start := time.Now()
 	ctx := c.stream.Context()
-	// The set in force when the report came: its streaks are judged by it,
-	// not by one a reload put in force since.
-	ps := s.Policies.Current()
-	acc, err := s.Ingest.Accept(ctx, dev, sr)
+	// The set in force when the report came judges its streaks, which are
+	// stored with it.
+	streaks, streaksDone := c.streaks(s.Policies.Current())
+	acc, err := s.Ingest.AcceptWith(ctx, dev, sr, streaks)
+	streaksDone(err == nil && !acc.Duplicate)
 	if err != nil {
 		var rej *ingest.Rejection
 		if !errors.As(err, &rej) {
@@ -569,7 +569,6 @@ func (c *agentStream) report(m *agentv1.AgentMessage) error {
 	}
 	if !acc.Duplicate {
 		s.vouch(ctx, dev, acc.Report)
-		c.streaks(ctx, acc, ps)
 	}
 	return nil
 }

@@ -1,14 +1,11 @@
 package agentapi
 
 import (
-	"context"
 	"hash/maphash"
-	"log/slog"
 
 	"github.com/clearance/clearance/pkg/policy"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/decision"
-	"github.com/clearance/clearance/verifier/ingest"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -83,33 +80,37 @@ func judged(ps *agentv1.PolicySet, digests [][]byte, r *agentv1.PostureReport, b
 	return out, sum
 }
 
-// streaks updates the device's policy streaks from a report it just
-// stored, unless the stream's last report judged every policy the same. A
-// failure is logged (sampled) and tried again with the next report,
-// whatever it says.
-// ps is the set in force when the report came.
-func (c *agentStream) streaks(ctx context.Context, acc *ingest.Accepted, ps *agentv1.PolicySet) {
-	s, r := c.s, acc.Report
+// streaks returns what the stream's report is to store of its device's
+// runs (ingest.Verifier.AcceptWith), judged by ps, the set in force when
+// it came: nothing when it judges every policy as the stream's last stored
+// report did, else every policy's judgement and the device's compliance.
+// done, called with how the report was stored, keeps the digest of what
+// the store then holds: the stream's later reports compare with it.
+func (c *agentStream) streaks(ps *agentv1.PolicySet) (fn func(*agentv1.PostureReport) []storage.PolicyStreak, done func(stored bool)) {
 	if ps == nil {
-		return
+		return nil, func(bool) {}
 	}
-	digests := s.digestsOf(ps)
-	if c.streak != 0 {
-		if _, sum := judged(ps, digests, r, false); sum == c.streak {
-			return
+	var pending uint64
+	fn = func(r *agentv1.PostureReport) []storage.PolicyStreak {
+		digests := c.s.digestsOf(ps)
+		if c.streak != 0 {
+			if _, sum := judged(ps, digests, r, false); sum == c.streak {
+				return nil
+			}
+		}
+		now, sum := judged(ps, digests, r, true)
+		pending = sum
+		return now
+	}
+	done = func(stored bool) {
+		switch {
+		case !stored:
+			// Refused, a resend of a report stored before, or not known
+			// to be stored: the next report compares with the store.
+			c.streak = 0
+		case pending != 0:
+			c.streak = pending
 		}
 	}
-	now, sum := judged(ps, digests, r, true)
-	at := r.GetObservedAt().AsTime()
-	if !r.GetObservedAt().IsValid() {
-		at = acc.Stored.ReceivedAt
-	}
-	u := storage.StreakUpdate{ObservedAt: at, ReceivedAt: acc.Stored.ReceivedAt, Streaks: now}
-	if _, err := s.Store.UpdatePolicyStreaks(context.WithoutCancel(ctx), c.deviceID, u); err != nil {
-		// Not known to be stored: the next report compares with the store.
-		c.streak = 0
-		s.streakLog.logAt(s.log(), slog.LevelWarn, s.now(), "policy streaks not updated; tried again with the next report", "device_id", c.deviceID, "err", err)
-		return
-	}
-	c.streak = sum
+	return fn, done
 }

@@ -235,6 +235,13 @@ func (v *Verifier) now() time.Time {
 // names) and stores it. The returned error is a *Rejection for anything the
 // agent did wrong, and also for storage failures (code Unavailable).
 func (v *Verifier) Accept(ctx context.Context, dev storage.Device, sr *agentv1.SignedReport) (*Accepted, error) {
+	return v.AcceptWith(ctx, dev, sr, nil)
+}
+
+// AcceptWith is Accept storing, with the report and in its transaction,
+// the policy streaks streaks returns for it once it is verified
+// (storage.Report.Streaks; nil leaves them). streaks may be nil.
+func (v *Verifier) AcceptWith(ctx context.Context, dev storage.Device, sr *agentv1.SignedReport, streaks func(*agentv1.PostureReport) []storage.PolicyStreak) (*Accepted, error) {
 	now := v.now()
 
 	// 1. The device must be allowed to report at all.
@@ -309,6 +316,9 @@ func (v *Verifier) Accept(ctx context.Context, dev storage.Device, sr *agentv1.S
 		Payload:    sr.GetPayload(),
 		Signature:  sr.GetSignature(),
 		Key:        dev.PublicKey,
+	}
+	if streaks != nil {
+		stored.Streaks = streaks(r)
 	}
 	err = v.Store.SaveReport(ctx, stored, r.GetNonce(), keep)
 	lapsed := false

@@ -56,8 +56,7 @@ func TestSinceWhen(t *testing.T) {
 		}
 		return time.Time{}
 	}
-	// waitSince waits until policy id's since is want (the streaks are
-	// written once the report is acked).
+	// waitSince waits until policy id's since is want.
 	waitSince := func(id string, want time.Time) *adminv1.GetDeviceResponse {
 		t.Helper()
 		var r *adminv1.GetDeviceResponse

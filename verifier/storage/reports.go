@@ -21,6 +21,15 @@ type Report struct {
 	// device enrolled once more with another key. Reports stored before
 	// keys were kept have none.
 	Key []byte
+	// Streaks, when not nil, are the policies in force as this report
+	// judged them, and the device's ComplianceStreak (each Since ignored):
+	// SaveReport makes them the device's streaks in the report's
+	// transaction. A streak whose status or query digest differs from the
+	// stored one of its policy, or whose policy has none, starts at
+	// ObservedAt; one that matches keeps its start; the streak of a policy
+	// not in Streaks is forgotten. nil leaves the streaks as they are (the
+	// report judged nothing otherwise than the one before). Not read back.
+	Streaks []PolicyStreak
 }
 
 // ReportStore keeps reports: the latest per device plus bounded history.
@@ -39,7 +48,11 @@ type ReportStore interface {
 	//     <= r.ReceivedAt) otherwise;
 	//   - sets the device's LastSeq, LastReportAt (= ObservedAt) and LastSeen
 	//     (= ReceivedAt, never backwards);
-	//   - deletes the device's oldest reports beyond keep (keep >= 1).
+	//   - deletes the device's oldest reports beyond keep (keep >= 1);
+	//   - when r.Streaks is not nil, makes them the device's streaks (see
+	//     Report.Streaks); ErrInvalid for streaks no store keeps (an empty,
+	//     oversized or repeated policy id, an unknown status, more than
+	//     MaxPolicyStreaks).
 	// On any error nothing is changed. It returns only after the commit is durable.
 	SaveReport(ctx context.Context, r Report, nonce []byte, keep int) error
 	// LatestReport returns the device's newest report: the highest seq of its

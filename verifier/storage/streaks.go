@@ -30,35 +30,13 @@ type PolicyStreak struct {
 // it ('*' starts no policy id).
 const ComplianceStreak = "*compliance"
 
-// StreakUpdate is what one report says of a device's runs.
-type StreakUpdate struct {
-	// ObservedAt is when the report was observed: the start of each run it
-	// begins.
-	ObservedAt time.Time
-	// ReceivedAt is when the verifier stored the report. Updates apply in
-	// its order: one stored before the update the device's streaks last
-	// took (a replaced stream's, written late) changes nothing.
-	ReceivedAt time.Time
-	// Streaks are the policies in force as the report judged them (each
-	// Since is ignored), and the device's ComplianceStreak.
-	Streaks []PolicyStreak
-}
-
-// PolicyStreakStore keeps each device's policy streaks, so that a reader
+// PolicyStreakStore reads each device's policy streaks, so that a reader
 // can say "failing since" and "compliant since" beyond the reports the
-// store keeps.
+// store keeps. They are written with the reports that change them
+// (Report.Streaks), in the same transaction, so they follow the reports'
+// order and are never lost or kept without their report.
 type PolicyStreakStore interface {
 	// PolicyStreaks returns the device's streaks by policy id (none for an
 	// unknown device).
 	PolicyStreaks(ctx context.Context, deviceID string) (map[string]PolicyStreak, error)
-	// UpdatePolicyStreaks makes the device's streaks those of u, in one
-	// transaction, unless an update of a report received after u's was
-	// taken already: then it changes nothing. A streak whose status or
-	// query digest differs from the stored one of its policy, or whose
-	// policy has none, starts at u.ObservedAt; one that matches keeps its
-	// start; the streak of a policy not in u is forgotten. It reports
-	// whether a streak changed. ErrInvalid for an empty or oversized id, a
-	// policy named twice, more than MaxPolicyStreaks entries or a zero
-	// time.
-	UpdatePolicyStreaks(ctx context.Context, deviceID string, u StreakUpdate) (bool, error)
 }

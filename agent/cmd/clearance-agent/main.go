@@ -377,6 +377,13 @@ func runOnce(flags *config.Flags, cfg, rejected *config.Config, why string, sig 
 	if err != nil {
 		return nil, false, err
 	}
+	// One agent at a time with a state dir: two would share its key and
+	// report sequence, and status could not tell which one runs.
+	release, err := dir.LockRunning()
+	if err != nil {
+		return nil, false, err
+	}
+	defer release()
 	log.Info("starting", "component", "main", "version", version.Version, "config", cfg)
 	if len(cfg.Ignored) > 0 {
 		// A profile made for a newer agent, or a key no agent knows.
@@ -767,6 +774,12 @@ func cmdStatus(flags *config.Flags, stdout io.Writer) error {
 	}
 	dir := &state.Dir{Path: cfg.StateDir}
 	if r, err := dir.LoadRunning(); err == nil && r != nil {
+		// Whether it runs is the lock's to say: the recorded process id
+		// may be another process's by now.
+		alive, lerr := dir.AgentRunning()
+		if lerr != nil {
+			row("agent", "unknown: "+lerr.Error())
+		}
 		// Compared with every setting the daemon reads, from the same
 		// files, not only those this command shows.
 		in := flags.Inputs()
@@ -776,7 +789,7 @@ func cmdStatus(flags *config.Flags, stdout io.Writer) error {
 			row("settings", "the files' settings do not read: "+aerr.Error())
 			all = nil
 		}
-		for _, kv := range runningRows(r, all, time.Now(), processAlive(r.PID)) {
+		for _, kv := range runningRows(r, all, time.Now(), alive) {
 			row(kv[0], kv[1])
 		}
 	}
@@ -872,7 +885,7 @@ func cmdStatus(flags *config.Flags, stdout io.Writer) error {
 func runningRows(r *state.Running, cfg *config.Config, now time.Time, alive bool) [][2]string {
 	since := fmt.Sprintf("%s (%s ago)", r.StartedAt.UTC().Format(time.RFC3339), now.Sub(r.StartedAt).Round(time.Second))
 	if !alive {
-		return [][2]string{{"agent", fmt.Sprintf("not running (process %d, version %s, last started %s)", r.PID, r.Version, since)}}
+		return [][2]string{{"agent", fmt.Sprintf("not running (last started %s, version %s, process %d)", since, r.Version, r.PID)}}
 	}
 	rows := [][2]string{{"agent", fmt.Sprintf("running since %s, version %s, process %d", since, r.Version, r.PID)}}
 	var changed []string
@@ -895,16 +908,6 @@ func runningRows(r *state.Running, cfg *config.Config, now time.Time, alive bool
 		rows = append(rows, [2]string{"settings", "in use as the files say"})
 	}
 	return rows
-}
-
-// processAlive reports whether a process pid runs (one this user may not
-// signal runs too).
-func processAlive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // cmdRotateKey starts a key rotation in the state dir (devicekey.Rotate).

@@ -93,6 +93,11 @@ func (s *Store) SaveReport(ctx context.Context, r storage.Report, nonce []byte, 
 	if c.err != nil {
 		return fmt.Errorf("saving report: %w", c.err)
 	}
+	if r.Streaks != nil {
+		if err := checkStreaks(r.DeviceID, r.Streaks); err != nil {
+			return fmt.Errorf("saving report: %w: %v", storage.ErrInvalid, err)
+		}
+	}
 
 	// Any error rolls back what fn wrote, so it may write before its last
 	// check.
@@ -125,6 +130,12 @@ func (s *Store) SaveReport(ctx context.Context, r storage.Report, nonce []byte, 
 		// 6. Retention.
 		if _, err := q.exec(ctx, pruneReports, r.DeviceID); err != nil {
 			return fmt.Errorf("pruning reports: %w", err)
+		}
+
+		// 7. The runs the report changes, in its order (step 1 holds the
+		// device's row).
+		if r.Streaks != nil {
+			return setStreaks(ctx, q, r.DeviceID, observedAt, r.Streaks)
 		}
 		return nil
 	})

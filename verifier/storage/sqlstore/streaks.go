@@ -77,69 +77,35 @@ func checkStreaks(deviceID string, now []storage.PolicyStreak) error {
 	return nil
 }
 
-// UpdatePolicyStreaks makes the device's streaks those of u: read, then
-// only the rows that differ written, and every row marked with u's
-// receipt, in one transaction (the group commit's, where there is one).
-func (s *Store) UpdatePolicyStreaks(ctx context.Context, deviceID string, u storage.StreakUpdate) (bool, error) {
-	fail := func(err error) (bool, error) { return false, fmt.Errorf("updating policy streaks: %w", err) }
-	now := u.Streaks
-	if err := checkStreaks(deviceID, now); err != nil {
-		return fail(fmt.Errorf("%w: %v", storage.ErrInvalid, err))
-	}
-	var tc timeCodec
-	n, asOf := tc.ns("observed at", u.ObservedAt), tc.ns("received at", u.ReceivedAt)
-	if tc.err != nil {
-		return fail(fmt.Errorf("%w: %v", storage.ErrInvalid, tc.err))
-	}
-	if n == 0 || asOf == 0 {
-		return fail(fmt.Errorf("%w: no time given", storage.ErrInvalid))
-	}
-	var changed bool
-	// Lazy in the group commit: a run lost to a crash of the machine is
-	// written again, since a stream's first report compares with the store.
-	err := s.groupedLazy(ctx, func(ctx context.Context, q conn) error {
-		changed = false
-		var latest int64
-		if err := q.queryRow(ctx, `SELECT COALESCE(MAX(as_of), 0) FROM policy_streaks WHERE device_id = $1`, deviceID).Scan(&latest); err != nil {
-			return err
-		}
-		if latest > asOf {
-			return nil // a later report's update was taken: this one is stale
-		}
-		old, err := streaksOf(ctx, q, `SELECT `+streakColumns+` FROM policy_streaks WHERE device_id = $1`, deviceID)
-		if err != nil {
-			return err
-		}
-		keep := make(map[string]bool, len(now))
-		for _, st := range now {
-			keep[st.PolicyID] = true
-			if o, ok := old[st.PolicyID]; ok && o.Status == st.Status && bytes.Equal(o.QuerySHA256, st.QuerySHA256) {
-				continue
-			}
-			changed = true
-			if _, err := q.exec(ctx, `INSERT INTO policy_streaks (device_id, `+streakColumns+`, as_of) VALUES ($1, $2, $3, $4, $5, $6)
-				ON CONFLICT (device_id, policy_id) DO UPDATE SET status = excluded.status, query_sha256 = excluded.query_sha256, since = excluded.since, as_of = excluded.as_of`,
-				deviceID, st.PolicyID, st.Status, blob(st.QuerySHA256), n, asOf); err != nil {
-				return err
-			}
-		}
-		for id := range old {
-			if keep[id] {
-				continue
-			}
-			changed = true
-			if _, err := q.exec(ctx, `DELETE FROM policy_streaks WHERE device_id = $1 AND policy_id = $2`, deviceID, id); err != nil {
-				return err
-			}
-		}
-		// Every row marked with this receipt, changed or not, so that a
-		// replaced stream's update of an earlier report, written late,
-		// finds it and changes nothing.
-		_, err = q.exec(ctx, `UPDATE policy_streaks SET as_of = $1 WHERE device_id = $2 AND as_of <> $1`, asOf, deviceID)
-		return err
-	})
+// setStreaks makes the device's streaks those of now, in the caller's
+// transaction (SaveReport's, after the device's row was updated, which
+// orders the reports of one device): read, then only the rows that differ
+// written, observedAt starting each run that changes.
+func setStreaks(ctx context.Context, q conn, deviceID string, observedAt int64, now []storage.PolicyStreak) error {
+	old, err := streaksOf(ctx, q, `SELECT `+streakColumns+` FROM policy_streaks WHERE device_id = $1`, deviceID)
 	if err != nil {
-		return fail(err)
+		return fmt.Errorf("reading policy streaks: %w", err)
 	}
-	return changed, nil
+	keep := make(map[string]bool, len(now))
+	for _, st := range now {
+		keep[st.PolicyID] = true
+		if o, ok := old[st.PolicyID]; ok && o.Status == st.Status && bytes.Equal(o.QuerySHA256, st.QuerySHA256) {
+			continue
+		}
+		if _, err := q.exec(ctx, upsertStreak, deviceID, st.PolicyID, st.Status, blob(st.QuerySHA256), observedAt); err != nil {
+			return fmt.Errorf("writing policy streak: %w", err)
+		}
+	}
+	for id := range old {
+		if keep[id] {
+			continue
+		}
+		if _, err := q.exec(ctx, `DELETE FROM policy_streaks WHERE device_id = $1 AND policy_id = $2`, deviceID, id); err != nil {
+			return fmt.Errorf("forgetting policy streak: %w", err)
+		}
+	}
+	return nil
 }
+
+var upsertStreak = `INSERT INTO policy_streaks (device_id, ` + streakColumns + `) VALUES ($1, $2, $3, $4, $5)
+	ON CONFLICT (device_id, policy_id) DO UPDATE SET status = excluded.status, query_sha256 = excluded.query_sha256, since = excluded.since`

@@ -3,10 +3,9 @@
 -- policy the same way for the same query. One row per policy in force per
 -- device, and the device's own (policy_id '*compliance': PASS while every
 -- required policy passes); a policy no longer in force loses its row at
--- the device's next change. as_of is when the verifier received the report
--- whose update the device's rows last took: an update of an earlier report
--- (a replaced stream's, written late) changes nothing. Times are BIGINT
--- unix nanoseconds UTC, as in 00001.
+-- the device's next change. Rows are written with the report that changes
+-- them, in its transaction. Times are BIGINT unix nanoseconds UTC, as in
+-- 00001.
 
 -- +goose Up
 CREATE TABLE policy_streaks (
@@ -15,7 +14,6 @@ CREATE TABLE policy_streaks (
     status       TEXT   NOT NULL CHECK (status IN ('PASS', 'FAIL', 'ERROR', 'MISSING')),
     query_sha256 BYTEA  NOT NULL,
     since        BIGINT NOT NULL CHECK (since <> 0),
-    as_of        BIGINT NOT NULL CHECK (as_of <> 0),
     PRIMARY KEY (device_id, policy_id)
 );
 
