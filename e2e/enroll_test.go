@@ -580,15 +580,7 @@ func TestRevokedMacComesBackByApproval(t *testing.T) {
 }
 
 func revokedMacComesBack(t *testing.T, rotate bool) {
-	dir := t.TempDir()
-	dataDir := filepath.Join(dir, "verifier")
-	v := startVerifierOn(t, dataDir, freePort(t), freePort(t), offSSO...)
-	secret := v.enrollSecret()
-	m := startMac(t, filepath.Join(dir, "mac"), v.grpcAddr, filepath.Join(dataDir, "ca.pem"), secret, "", "", "")
-	got := waitDevice(t, v, "the Mac's first report", within, func(g *adminv1.GetDeviceResponse) bool {
-		return g.GetDevice().GetConnected() && g.GetDevice().GetLastSeq() > 0
-	})
-	deviceID, oldKey := got.GetDevice().GetDeviceId(), got.GetDevice().GetKeyFingerprint()
+	v, dataDir, m, deviceID, oldKey := startReportingMac(t)
 
 	cli(t, "devices", "revoke", "--data-dir", dataDir, deviceID, "--reason", "reported stolen")
 	waitLog(t, m.agent.logs, "the revoked agent told", "verifier refused this device", "PermissionDenied")
@@ -648,15 +640,7 @@ func revokedMacComesBack(t *testing.T, rotate bool) {
 // agent's new key enrolls on its own and reports, once.
 func TestExpectedReinstallEnrollsWithoutApproval(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	dataDir := filepath.Join(dir, "verifier")
-	v := startVerifierOn(t, dataDir, freePort(t), freePort(t), offSSO...)
-	secret := v.enrollSecret()
-	m := startMac(t, filepath.Join(dir, "mac"), v.grpcAddr, filepath.Join(dataDir, "ca.pem"), secret, "", "", "")
-	got := waitDevice(t, v, "the Mac's first report", within, func(g *adminv1.GetDeviceResponse) bool {
-		return g.GetDevice().GetConnected() && g.GetDevice().GetLastSeq() > 0
-	})
-	deviceID, oldKey := got.GetDevice().GetDeviceId(), got.GetDevice().GetKeyFingerprint()
+	v, dataDir, m, deviceID, oldKey := startReportingMac(t)
 
 	out := cli(t, "devices", "expect-reinstall", "--data-dir", dataDir, "--within", "1h", deviceID[:8])
 	if !strings.Contains(out, "reinstall expected: "+deviceID) || !strings.Contains(out, "until ") {
@@ -687,4 +671,19 @@ func TestExpectedReinstallEnrollsWithoutApproval(t *testing.T) {
 	if req := waitPending(t, v, "unproven_key"); req.GetDeviceId() != deviceID {
 		t.Fatalf("request after the second wipe: %v", req)
 	}
+}
+
+// startReportingMac starts a verifier and a Mac whose agent enrolls and
+// reports; it returns them, the verifier's data dir, the Mac's device id
+// and its key's fingerprint.
+func startReportingMac(t *testing.T) (v *verifier, dataDir string, m *mac, deviceID, keyFingerprint string) {
+	t.Helper()
+	dir := t.TempDir()
+	dataDir = filepath.Join(dir, "verifier")
+	v = startVerifierOn(t, dataDir, freePort(t), freePort(t), offSSO...)
+	m = startMac(t, filepath.Join(dir, "mac"), v.grpcAddr, filepath.Join(dataDir, "ca.pem"), v.enrollSecret(), "", "", "")
+	got := waitDevice(t, v, "the Mac's first report", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetConnected() && g.GetDevice().GetLastSeq() > 0
+	})
+	return v, dataDir, m, got.GetDevice().GetDeviceId(), got.GetDevice().GetKeyFingerprint()
 }

@@ -24,14 +24,7 @@ func TestExpectedReinstall(t *testing.T) {
 	secret := h.secret()
 	a := h.enrolled(secret)
 	st := h.connect(a)
-	wiped := func() *protoagent.Agent {
-		t.Helper()
-		w, err := protoagent.New(h.addr, h.rootPEM, a.Facts.GetHardwareUuid())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return w
-	}
+	wiped := func() *protoagent.Agent { t.Helper(); return newKeyFor(t, h, a) }
 
 	// Not expected: the new key waits.
 	_, err := wiped().Enroll(h.ctx(), secret)
@@ -158,14 +151,7 @@ func TestExpectedReinstallEndsWithAnyKeyChange(t *testing.T) {
 	t.Parallel()
 	h := start(t)
 	secret := h.secret()
-	wiped := func(a *protoagent.Agent) *protoagent.Agent {
-		t.Helper()
-		w, err := protoagent.New(h.addr, h.rootPEM, a.Facts.GetHardwareUuid())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return w
-	}
+	wiped := func(a *protoagent.Agent) *protoagent.Agent { t.Helper(); return newKeyFor(t, h, a) }
 	waiting := func() *adminv1.PendingEnrollment {
 		t.Helper()
 		list, err := h.admin.ListPendingEnrollments(h.ctx(), &adminv1.ListPendingEnrollmentsRequest{})
@@ -238,4 +224,15 @@ func TestExpectedReinstallEndsWithAnyKeyChange(t *testing.T) {
 	}
 	_, err = wiped(b).Enroll(h.ctx(), secret)
 	checkStatus(t, err, codes.FailedPrecondition, "waits for approval")
+}
+
+// newKeyFor is a's Mac wiped and set up again: its hardware UUID and
+// serial number, a new key.
+func newKeyFor(t *testing.T, h *harness, a *protoagent.Agent) *protoagent.Agent {
+	t.Helper()
+	w, err := protoagent.New(h.addr, h.rootPEM, a.Facts.GetHardwareUuid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
 }

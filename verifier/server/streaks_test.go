@@ -18,27 +18,13 @@ import (
 func TestSinceWhen(t *testing.T) {
 	t.Parallel()
 	e := startSSO(t, true, nil)
-	const (
-		pass = agentv1.PolicyStatus_POLICY_STATUS_PASS
-		fail = agentv1.PolicyStatus_POLICY_STATUS_FAIL
-	)
+	const fail = agentv1.PolicyStatus_POLICY_STATUS_FAIL
 	a := e.enrolled(e.secret())
 	st := e.connect(a)
 	seq := uint64(0)
 	send := func(st *protoagent.Stream, statuses map[string]agentv1.PolicyStatus) time.Time {
 		t.Helper()
-		seq++
-		at := e.clock.Now().Add(-time.Second).Truncate(time.Millisecond)
-		r := a.Report(st.PolicySet, seq, at, nil, pass)
-		for _, res := range r.Results {
-			if s, ok := statuses[res.PolicyId]; ok {
-				res.Status = s
-			}
-		}
-		if ack, err := st.Exchange(protoagent.Sign(a.Key, r)); err != nil || ack.GetAck() == nil {
-			t.Fatalf("report %d not acked: %v %v", seq, ack, err)
-		}
-		return at
+		return sendStatuses(t, e, a, st, &seq, statuses)
 	}
 	get := func() *adminv1.GetDeviceResponse {
 		t.Helper()
@@ -143,18 +129,7 @@ func TestSinceWhenOutOfCompliance(t *testing.T) {
 	send := func(statuses map[string]agentv1.PolicyStatus) time.Time {
 		t.Helper()
 		e.clock.Add(24 * time.Hour)
-		seq++
-		at := e.clock.Now().Add(-time.Second).Truncate(time.Millisecond)
-		r := a.Report(st.PolicySet, seq, at, nil, agentv1.PolicyStatus_POLICY_STATUS_PASS)
-		for _, res := range r.Results {
-			if s, ok := statuses[res.PolicyId]; ok {
-				res.Status = s
-			}
-		}
-		if ack, err := st.Exchange(protoagent.Sign(a.Key, r)); err != nil || ack.GetAck() == nil {
-			t.Fatalf("report %d not acked: %v %v", seq, ack, err)
-		}
-		return at
+		return sendStatuses(t, e, a, st, &seq, statuses)
 	}
 	summary := func() *adminv1.PostureSummary {
 		t.Helper()
@@ -230,4 +205,23 @@ func TestSinceWhenOutOfCompliance(t *testing.T) {
 	}
 	t6 := send(map[string]agentv1.PolicyStatus{"screen-lock": fail})
 	waitSummary("failing since the first report after the change", func(s *adminv1.PostureSummary) bool { return is(s.GetFailingSince(), t6) })
+}
+
+// sendStatuses sends a's next report (*seq, incremented) on st, observed a
+// second before the verifier's now: every policy passing but those
+// statuses names. It returns the report's observed_at once acked.
+func sendStatuses(t *testing.T, e *ssoEnv, a *protoagent.Agent, st *protoagent.Stream, seq *uint64, statuses map[string]agentv1.PolicyStatus) time.Time {
+	t.Helper()
+	*seq++
+	at := e.clock.Now().Add(-time.Second).Truncate(time.Millisecond)
+	r := a.Report(st.PolicySet, *seq, at, nil, agentv1.PolicyStatus_POLICY_STATUS_PASS)
+	for _, res := range r.Results {
+		if s, ok := statuses[res.PolicyId]; ok {
+			res.Status = s
+		}
+	}
+	if ack, err := st.Exchange(protoagent.Sign(a.Key, r)); err != nil || ack.GetAck() == nil {
+		t.Fatalf("report %d not acked: %v %v", *seq, ack, err)
+	}
+	return at
 }
