@@ -246,7 +246,12 @@ func TestReenrollWithProof(t *testing.T) {
 		t.Fatalf("after re-enrolling with the same key: %v", d)
 	}
 
-	// 2. A key rotation, signed by the old key.
+	// 2. A key rotation, signed by the old key: refused while the agent
+	// runs (it would go on with the old key), done once it is stopped.
+	if out, err := exec.Command(filepath.Join(binDir, "clearance-agent"), "rotate-key", "--state-dir", m.stateDir,
+		"--managed-plist", filepath.Join(m.dir, "none.plist")).CombinedOutput(); err == nil || !strings.Contains(string(out), "stop it first") {
+		t.Fatalf("rotate-key while the agent runs: %v\n%s", err, out)
+	}
 	m.agent.stop()
 	out, err := exec.Command(filepath.Join(binDir, "clearance-agent"), "rotate-key", "--state-dir", m.stateDir,
 		"--managed-plist", filepath.Join(m.dir, "none.plist")).CombinedOutput()

@@ -21,6 +21,10 @@ import (
 const (
 	// MaxFileSize bounds a policy file; larger input is refused unread.
 	MaxFileSize = 1 << 20
+	// MaxPolicies bounds a set: what an agent runs and a report holds
+	// results for (report.MaxResults). A larger set would be refused by
+	// every agent, which would go on with the set it had.
+	MaxPolicies = 1000
 	// DefaultInterval is how often the agent runs a policy that sets none.
 	DefaultInterval = 60 * time.Second
 	// MinInterval and MaxInterval bound a policy's interval.
@@ -144,6 +148,9 @@ func Parse(data []byte, filename string) (*Set, error) {
 	if len(policies) == 0 {
 		// decode reports an empty list; this guards the fail-closed promise.
 		return nil, Errors{{File: filename, Msg: "no policies defined"}}
+	}
+	if len(policies) > MaxPolicies {
+		return nil, Errors{{File: filename, Msg: fmt.Sprintf("%d policies, more than the %d an agent runs (and a report holds results for)", len(policies), MaxPolicies)}}
 	}
 	return &Set{Version: version(policies), Policies: policies}, nil
 }

@@ -564,3 +564,24 @@ func TestSuggest(t *testing.T) {
 		}
 	}
 }
+
+// TestParseRefusesTooManyPolicies: a set larger than an agent runs is
+// refused, saying so; one at the limit is parsed.
+func TestParseRefusesTooManyPolicies(t *testing.T) {
+	t.Parallel()
+	set := func(n int) []byte {
+		var b strings.Builder
+		b.WriteString("policies:\n")
+		for i := range n {
+			fmt.Fprintf(&b, "  - id: p%d\n    name: Policy %d\n    query: SELECT 1\n", i, i)
+		}
+		return []byte(b.String())
+	}
+	_, err := Parse(set(MaxPolicies+1), file)
+	if want := "policies.yaml: 1001 policies, more than the 1000 an agent runs (and a report holds results for)"; err == nil || err.Error() != want {
+		t.Errorf("error = %v, want %s", err, want)
+	}
+	if s, err := Parse(set(MaxPolicies), file); err != nil || len(s.Policies) != MaxPolicies {
+		t.Errorf("a set of exactly MaxPolicies: %v", err)
+	}
+}

@@ -30,7 +30,7 @@ const Context = "clearance posture report v1\n"
 const (
 	MaxPayloadSize   = 256 << 10
 	MaxSignatureSize = 256
-	MaxResults       = 1000
+	MaxResults       = policy.MaxPolicies
 	MaxMessageSize   = 4 << 10
 	MaxNonceSize     = 64
 	MaxVersionSize   = 128

@@ -99,6 +99,11 @@ func (c *agentStream) streaks(ps *agentv1.PolicySet) (fn func(*agentv1.PostureRe
 			}
 		}
 		now, sum := judged(ps, digests, r, true)
+		if len(now) > storage.MaxPolicyStreaks {
+			// A set larger than any store keeps runs for (the policy
+			// file refuses one): the report is stored without them.
+			return nil
+		}
 		pending = sum
 		return now
 	}

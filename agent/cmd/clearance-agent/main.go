@@ -113,7 +113,7 @@ func program(stdout, stderr io.Writer) *cli.Program {
 				Doc: "Creates a new device key and keeps the current one until the verifier accepts the new key: " +
 					"the agent's next enrollment carries the current key's signature over the new key's request, " +
 					"so no approval is needed. The certificate of the current key is set aside. Stop the agent " +
-					"first (or restart it after): it takes the new key when it starts.\n\n" +
+					"first (it refuses while the agent runs with the state dir): it takes the new key when it starts.\n\n" +
 					"  sudo /usr/local/clearance/bin/clearance-agent stop\n  sudo /usr/local/clearance/bin/clearance-agent rotate-key\n  sudo /usr/local/clearance/bin/clearance-agent start",
 				Footer: config.Footer,
 				Flags: func(fs *cli.FlagSet) cli.Action {
@@ -919,6 +919,13 @@ func cmdRotateKey(ctx context.Context, flags *config.Flags, stdout io.Writer) er
 	dir, err := state.Open(cfg.StateDir)
 	if err != nil {
 		return err
+	}
+	// The running agent keeps reporting with the key it started with, and
+	// status would show a key it does not use: stop it first.
+	if running, err := dir.AgentRunning(); err != nil {
+		return err
+	} else if running {
+		return fmt.Errorf("the agent runs with state dir %s: stop it first (clearance-agent stop), rotate the key, then start it", cfg.StateDir)
 	}
 	k, err := devicekey.Rotate(ctx, dir, devicekey.Options{PreferSecureEnclave: devicekey.SecureEnclaveSupport() == nil})
 	if err != nil {
