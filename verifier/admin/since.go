@@ -47,9 +47,10 @@ func (s *Server) sincesOf(ctx context.Context, deviceID string, digests map[stri
 // of returns since when the policy has had status st, or nil when that is
 // not recorded.
 func (ss sinces) of(policyID string, st decision.Status) *timestamppb.Timestamp {
+	// The compliance streak has no digest (nor is it a policy's id), and
+	// matches the empty one digests gives it.
 	k, ok := ss.streaks[policyID]
 	if !ok || k.Status != string(st) || !bytes.Equal(k.QuerySHA256, ss.digests[policyID]) {
-		// The compliance streak has no digest, and no policy its id.
 		return nil
 	}
 	if !ss.observed.IsZero() && k.Since.After(ss.observed) {

@@ -13,8 +13,8 @@ import (
 // it is (storage.PolicyStreakStore), for "failing since" and "compliant
 // since". A stream keeps only a digest of its latest report's judged
 // results, 8 bytes: a report that judges every policy as the one before
-// costs a hash and no store access, and only a change (or a stream's first
-// report) reads and writes the store, after the report is acked.
+// costs a hash and nothing more, and only a change (or a stream's first
+// report) carries the runs, written with the report in its transaction.
 
 // setDigests is the policy set in force and its queries' digests, computed
 // once per set.
