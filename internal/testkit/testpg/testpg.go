@@ -40,6 +40,23 @@ func Require(t testing.TB) string {
 // failed test left behind.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
+	return newDatabase(t, "")
+}
+
+// NewDatabaseFrom is NewDatabase with a copy of template, a database of
+// this server (its DSN) that no one is connected to: a suite whose every
+// test starts from the same schema migrates one database, not each.
+func NewDatabaseFrom(t testing.TB, template string) string {
+	t.Helper()
+	u, err := url.Parse(template)
+	if err != nil || len(u.Path) < 2 {
+		t.Fatalf("template %q is not a database DSN", template)
+	}
+	return newDatabase(t, u.Path[1:])
+}
+
+func newDatabase(t testing.TB, template string) string {
+	t.Helper()
 	base := Require(t)
 	u, err := url.Parse(base)
 	if err != nil || u.Scheme == "" {
@@ -62,8 +79,12 @@ func NewDatabase(t testing.TB) string {
 	// default (scripts/postgres.sh makes it C): lower() and upper() then map
 	// every letter with a case, not only A-Z, so a query that leans on them
 	// shows here what it does in production. Sort order stays C's.
-	if err := exec(ctx, `CREATE DATABASE `+name+
-		` TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C.UTF-8'`); err != nil {
+	create := `CREATE DATABASE ` + name + ` TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C.UTF-8'`
+	if template != "" {
+		// A copy keeps the template's encoding and locale.
+		create = `CREATE DATABASE ` + name + ` TEMPLATE ` + pgx.Identifier{template}.Sanitize()
+	}
+	if err := exec(ctx, create); err != nil {
 		t.Fatalf("creating test database on %s: %v", DSNVar, err)
 	}
 	t.Cleanup(func() {
