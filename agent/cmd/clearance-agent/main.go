@@ -910,6 +910,9 @@ func runningRows(r *state.Running, cfg *config.Config, now time.Time, alive bool
 	return rows
 }
 
+// rotateWait is how long rotate-key waits for an agent that is stopping.
+const rotateWait = 5 * time.Second
+
 // cmdRotateKey starts a key rotation in the state dir (devicekey.Rotate).
 func cmdRotateKey(ctx context.Context, flags *config.Flags, stdout io.Writer) error {
 	cfg, err := loadConfig(flags)
@@ -921,11 +924,20 @@ func cmdRotateKey(ctx context.Context, flags *config.Flags, stdout io.Writer) er
 		return err
 	}
 	// The running agent keeps reporting with the key it started with, and
-	// status would show a key it does not use: stop it first.
-	if running, err := dir.AgentRunning(); err != nil {
-		return err
-	} else if running {
-		return fmt.Errorf("the agent runs with state dir %s: stop it first (clearance-agent stop), rotate the key, then start it", cfg.StateDir)
+	// status would show a key it does not use: stop it first. A service
+	// manager told to stop it may return before it has exited: a few
+	// seconds are waited out.
+	for deadline := time.Now().Add(rotateWait); ; time.Sleep(100 * time.Millisecond) {
+		running, err := dir.AgentRunning()
+		if err != nil {
+			return err
+		}
+		if !running {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the agent runs with state dir %s: stop it first (clearance-agent stop), rotate the key, then start it", cfg.StateDir)
+		}
 	}
 	k, err := devicekey.Rotate(ctx, dir, devicekey.Options{PreferSecureEnclave: devicekey.SecureEnclaveSupport() == nil})
 	if err != nil {
