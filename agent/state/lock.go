@@ -29,7 +29,7 @@ const lockWait = 2 * time.Second
 // openLock opens the lock file: never through a link, never waiting (a
 // FIFO put in its place), and only a regular file.
 func (d *Dir) openLock(flag int) (*os.File, error) {
-	f, err := os.OpenFile(d.File(RunningLock), flag|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
+	f, err := os.OpenFile(d.File(RunningLock), flag|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func (d *Dir) LockRunning() (release func(), err error) {
 	if errors.Is(err, syscall.EWOULDBLOCK) {
 		return nil, fmt.Errorf("%s: %w", d.Path, ErrAgentRunning)
 	}
-	return nil, fmt.Errorf("locking %s: %w", d.File(RunningLock), err)
+	return nil, fmt.Errorf("locking %s (the state dir must be on a local file system): %w", d.File(RunningLock), err)
 }
 
 // AgentRunning reports whether a process holds the state dir's running
@@ -78,7 +78,7 @@ func (d *Dir) AgentRunning() (bool, error) {
 		return false, nil
 	}
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("opening the running lock: %w", err)
 	}
 	defer f.Close()
 	err = syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
@@ -86,7 +86,7 @@ func (d *Dir) AgentRunning() (bool, error) {
 	case errors.Is(err, syscall.EWOULDBLOCK):
 		return true, nil
 	case err != nil:
-		return false, err
+		return false, fmt.Errorf("locking %s (the state dir must be on a local file system): %w", d.File(RunningLock), err)
 	}
 	return false, nil
 }

@@ -924,21 +924,24 @@ func cmdRotateKey(ctx context.Context, flags *config.Flags, stdout io.Writer) er
 		return err
 	}
 	// The running agent keeps reporting with the key it started with, and
-	// status would show a key it does not use: stop it first. A service
-	// manager told to stop it may return before it has exited: a few
-	// seconds are waited out.
-	for deadline := time.Now().Add(rotateWait); ; time.Sleep(100 * time.Millisecond) {
-		running, err := dir.AgentRunning()
-		if err != nil {
-			return err
-		}
-		if !running {
+	// status would show a key it does not use: stop it first. The running
+	// lock is held until the rotation is done, so that no agent starts
+	// with the old key meanwhile; a service manager told to stop the agent
+	// may return before it has exited, so a few seconds are waited out.
+	var release func()
+	for deadline := time.Now().Add(rotateWait); ; {
+		release, err = dir.LockRunning()
+		if err == nil {
 			break
+		}
+		if !errors.Is(err, state.ErrAgentRunning) {
+			return err
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the agent runs with state dir %s: stop it first (clearance-agent stop), rotate the key, then start it", cfg.StateDir)
 		}
 	}
+	defer release()
 	k, err := devicekey.Rotate(ctx, dir, devicekey.Options{PreferSecureEnclave: devicekey.SecureEnclaveSupport() == nil})
 	if err != nil {
 		return err
