@@ -48,7 +48,7 @@ func (s *Store) PolicyStreaks(ctx context.Context, deviceID string) (map[string]
 	return m, nil
 }
 
-// checkStreaks refuses what UpdatePolicyStreaks must not store.
+// checkStreaks refuses streaks SaveReport must not store.
 func checkStreaks(deviceID string, now []storage.PolicyStreak) error {
 	if err := checkTexts(true, textField{"device ID", deviceID}); err != nil {
 		return err
