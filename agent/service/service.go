@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 
+	"github.com/clearance/clearance/pkg/agentprefs"
 	"github.com/clearance/clearance/pkg/atomicfile"
 
 	"github.com/groob/plist"
@@ -19,7 +20,8 @@ import (
 
 // Names shared with packaging.
 const (
-	Label = "com.clearance.agent"
+	// Label is agentprefs.Label: the verifier's login-item profile names it.
+	Label = agentprefs.Label
 	// ExecutablePath is the binary launchd runs as root. It lives in a
 	// directory the package creates root-owned, not in /usr/local/bin,
 	// which on Intel Macs with Homebrew belongs to the Homebrew user: who

@@ -461,6 +461,9 @@ func TestDeterministic(t *testing.T) {
 	}{
 		{"user-scope.mobileconfig", func() ([]byte, error) { return profile.UserScope(userOptions(t)) }},
 		{"agent.mobileconfig", func() ([]byte, error) { return profile.Agent(agentOptions(t)) }},
+		{"login-item.mobileconfig", func() ([]byte, error) {
+			return profile.LoginItem(profile.LoginItemOptions{Organization: "Example Corp"})
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -648,6 +651,93 @@ func TestAgentValidation(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), testSecret) {
 				t.Errorf("error %q shows the enroll secret", err)
+			}
+		})
+	}
+}
+
+// TestLoginItem: one managed login items payload whose one rule is the
+// agent daemon's launchd label, the label the package installs.
+func TestLoginItem(t *testing.T) {
+	t.Parallel()
+	raw, err := profile.LoginItem(profile.LoginItemOptions{Organization: "Example Corp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := decode(t, raw)
+	wantKeys(t, "profile", doc, "PayloadContent", "PayloadDescription", "PayloadDisplayName",
+		"PayloadIdentifier", "PayloadOrganization", "PayloadScope", "PayloadType", "PayloadUUID", "PayloadVersion")
+	top := checkCommon(t, "profile", doc, "Configuration", profile.DefaultLoginItemIdentifier)
+	wantEqual(t, "PayloadScope", field[string](t, "profile", doc, "PayloadScope"), "System")
+	wantEqual(t, "PayloadOrganization", field[string](t, "profile", doc, "PayloadOrganization"), "Example Corp")
+	content := field[[]any](t, "profile", doc, "PayloadContent")
+	if len(content) != 1 {
+		t.Fatalf("%d payloads, want 1", len(content))
+	}
+	item := content[0].(map[string]any)
+	wantKeys(t, "login item payload", item, "PayloadDisplayName", "PayloadIdentifier", "PayloadType", "PayloadUUID", "PayloadVersion", "Rules")
+	if u := checkCommon(t, "login item payload", item, "com.apple.servicemanagement", profile.DefaultLoginItemIdentifier+".servicemanagement"); u == top {
+		t.Error("profile and payload share a UUID")
+	}
+	rules := field[[]any](t, "login item payload", item, "Rules")
+	if len(rules) != 1 {
+		t.Fatalf("%d rules, want 1", len(rules))
+	}
+	rule := rules[0].(map[string]any)
+	wantKeys(t, "rule", rule, "Comment", "RuleType", "RuleValue")
+	wantEqual(t, "RuleType", field[string](t, "rule", rule, "RuleType"), "Label")
+	wantEqual(t, "RuleValue", field[string](t, "rule", rule, "RuleValue"), agentprefs.Label)
+
+	// Its UUIDs are none of the agent profile's: an MDM keys on them.
+	agent, err := profile.Agent(agentOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs := payloadUUIDs(t, agent)
+	for typ, u := range payloadUUIDs(t, raw) {
+		for other, v := range theirs {
+			if u == v {
+				t.Errorf("%s UUID is the agent profile's %s UUID", typ, other)
+			}
+		}
+	}
+	// Another identifier, other UUIDs.
+	other, err := profile.LoginItem(profile.LoginItemOptions{Organization: "Example Corp", Identifier: "com.example.clearance.login-item"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for typ, u := range payloadUUIDs(t, other) {
+		if payloadUUIDs(t, raw)[typ] == u {
+			t.Errorf("%s UUID did not change with the identifier", typ)
+		}
+	}
+}
+
+func TestLoginItemValidation(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		o    profile.LoginItemOptions
+		want []string
+	}{
+		{"no organization", profile.LoginItemOptions{Organization: " "}, []string{"organization is required"}},
+		{"bad identifier", profile.LoginItemOptions{Organization: "Example Corp", Identifier: "com example"}, []string{`identifier "com example"`}},
+		{"empty part", profile.LoginItemOptions{Organization: "Example Corp", Identifier: "com..example"}, []string{"empty dot-separated part"}},
+		{"everything missing", profile.LoginItemOptions{Identifier: ".x"}, []string{"organization is required", "empty dot-separated part"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			out, err := profile.LoginItem(tc.o)
+			if err == nil {
+				t.Fatalf("no error; profile:\n%s", out)
+			}
+			if !strings.HasPrefix(err.Error(), "login-item profile: ") {
+				t.Errorf("error %q does not name the profile", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
 			}
 		})
 	}

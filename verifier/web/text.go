@@ -205,6 +205,7 @@ var agentMissingText = struct {
 	message: "Before you sign in, your organization checks that this Mac is secure. The Clearance service on this Mac isn't answering, so the check can't run.",
 	steps: []string{
 		"Make sure this Mac is connected to the internet, and to your organization's VPN if you use one.",
+		"In System Settings, open General, then Login Items. Under Allow in the Background, make sure clearance-agent is switched on.",
 		"Restart the Mac. Clearance starts by itself when the Mac starts.",
 		"Then choose Try again. If it's been more than two minutes, go back to the app you were signing in to and sign in again instead.",
 	},

@@ -126,6 +126,7 @@ func TestHelpShowsOnlyWhatApplies(t *testing.T) {
 			"--max-posture-age duration", "(default 5m)", "--grpc-listen host:port", "--require-agent-vouched-cert honour", "--live-check-timeout duration", "(default 3s)"}, nil},
 		{[]string{"profile", "user-scope"}, []string{"--sso-public-url URL", "--challenge", "--out path"}, []string{"--grpc-listen", "--okta-audience", "--log-level"}},
 		{[]string{"profile", "agent"}, []string{"--verifier host:port", "--enroll-secret secret", "--interval duration"}, []string{"--sso-listen", "--public-url"}},
+		{[]string{"profile", "login-item"}, []string{"--organization string", "--out path", "--sign-cert path"}, []string{"--data-dir", "--config", "--enroll-secret"}},
 		{[]string{"secret", "create"}, []string{"--data-dir path", "--database URL", "--description", "--config path"}, []string{"--grpc-listen", "--policies"}},
 		{[]string{"scep", "challenge"}, []string{"--ttl duration", "(default 24h)"}, []string{"--policies"}},
 		{[]string{"okta", "setup"}, []string{"--okta-audience URI", "--terraform"}, []string{"--policies", "--scep-challenge"}},

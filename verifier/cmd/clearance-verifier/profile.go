@@ -40,6 +40,18 @@ func (a *app) profileCmd() *cli.Command {
 				Flags:  a.profileAgent,
 			},
 			{
+				Name:    "login-item",
+				Summary: "keeps the agent allowed in the background: a managed login item (macOS 13 and later)",
+				Doc: "Writes a device-scope profile with one managed login items payload (com.apple.servicemanagement) " +
+					"naming the agent daemon's launchd label, com.clearance.agent: macOS keeps the daemon allowed in the " +
+					"background and shows it in System Settings as managed by your organization, without the switch " +
+					"that would stop it (a person with an administrator's password has that switch otherwise). macOS " +
+					"accepts it only from an MDM, not installed by hand. It holds no secret and needs no data dir.\n\n" +
+					"  clearance-verifier profile login-item --organization \"Example Corp\" \\\n" +
+					"    --out clearance-login-item.mobileconfig",
+				Flags: a.profileLoginItem,
+			},
+			{
 				Name:    "user-scope",
 				Summary: "the user-scope profile that gets the browser its device certificate over SCEP",
 				Doc: "Writes the user-scope profile that makes macOS create a key in the user's keychain and get " +
@@ -194,6 +206,26 @@ func (a *app) profileAgent(fs *cli.FlagSet) cli.Action {
 		}
 		// The profile carries the enroll secret: keep it private.
 		return writeProfile(*out, doc, a.stdout, a.stderr, "upload it to your MDM as a device-scope custom profile")
+	}
+}
+
+// profileLoginItem writes the profile that makes the agent's daemon a
+// managed login item.
+func (a *app) profileLoginItem(fs *cli.FlagSet) cli.Action {
+	fs.Group("Profile")
+	org := fs.String("organization", "", "organization shown in System Settings")
+	fs.Group("Output")
+	out := fs.String("out", "", "write the profile (0600) to this `path` instead of stdout ('-': stdout)")
+	sf := addSignFlags(fs)
+	return func(context.Context, []string) error {
+		doc, err := profile.LoginItem(profile.LoginItemOptions{Organization: *org})
+		if err != nil {
+			return err
+		}
+		if doc, err = sf.sign(doc); err != nil {
+			return err
+		}
+		return writeProfile(*out, doc, a.stdout, a.stderr, "upload it to your MDM as a device-scope custom profile, beside the agent profile")
 	}
 }
 

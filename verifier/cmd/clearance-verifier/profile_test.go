@@ -16,6 +16,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/clearance/clearance/agent/service"
 	"github.com/clearance/clearance/internal/testkit"
 	"github.com/clearance/clearance/internal/testkit/testpki"
 	"github.com/clearance/clearance/verifier/ca"
@@ -500,8 +501,8 @@ func TestProfileKinds(t *testing.T) {
 		args []string
 		want string
 	}{
-		{nil, "profile needs a command: agent or user-scope"},
-		{[]string{"device"}, `unknown command "device"; profile's commands are agent or user-scope`},
+		{nil, "profile needs a command: agent, login-item or user-scope"},
+		{[]string{"device"}, `unknown command "device"; profile's commands are agent, login-item or user-scope`},
 		{[]string{"user-scop"}, `unknown command "user-scop"; did you mean user-scope?`},
 	} {
 		_, _, err := execute(noEnv, append([]string{"profile"}, tc.args...)...)
@@ -529,5 +530,65 @@ func TestProfileAgentVerifierName(t *testing.T) {
 	if _, _, err := runProfile(t, noEnv, "agent", "--data-dir", dir, "--organization", "Example Corp",
 		"--verifier", "VERIFIER.example.com:8443", "--enroll-secret", "test-enroll-secret-not-a-secret", "--out", out); err != nil {
 		t.Fatalf("the certificate's own host, in capitals: %v", err)
+	}
+}
+
+// TestProfileLoginItem: the managed login item profile, read by plistlib,
+// names the launchd label the package's daemon has; it needs no data dir,
+// and without an organization it writes nothing.
+func TestProfileLoginItem(t *testing.T) {
+	t.Parallel()
+	out := filepath.Join(t.TempDir(), "login-item.mobileconfig")
+	stdout, stderr, err := runProfile(t, noEnv, "login-item", "--organization", "Example Corp", "--out", out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	if len(stdout) != 0 {
+		t.Errorf("stdout is not empty with --out: %q", stdout)
+	}
+	if !strings.Contains(string(stderr), "wrote "+out) || !strings.Contains(string(stderr), "device-scope") {
+		t.Errorf("stderr does not say what was written and how to deliver it: %q", stderr)
+	}
+	doc := readPlistIndependently(t, out)
+	wantValue(t, "PayloadType", doc["PayloadType"], "Configuration")
+	wantValue(t, "PayloadScope", doc["PayloadScope"], "System")
+	content, ok := doc["PayloadContent"].([]any)
+	if !ok || len(content) != 1 {
+		t.Fatalf("PayloadContent = %v, want one payload", doc["PayloadContent"])
+	}
+	item := dict(t, "payload", content[0])
+	wantValue(t, "payload type", item["PayloadType"], "com.apple.servicemanagement")
+	wantValue(t, "rules", item["Rules"], []any{map[string]any{
+		"Comment":   "clearance-agent, the daemon that checks this Mac before sign-in",
+		"RuleType":  "Label",
+		"RuleValue": "com.clearance.agent",
+	}})
+
+	// The label is the one the package's launchd plist carries.
+	plistFile := filepath.Join(t.TempDir(), "daemon.plist")
+	raw, err := service.LaunchdPlist()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(plistFile, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wantValue(t, "the daemon's Label", readPlistIndependently(t, plistFile)["Label"], "com.clearance.agent")
+
+	// Standard output by default, the same bytes.
+	same, _, err := runProfile(t, noEnv, "login-item", "--organization", "Example Corp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if written, _ := os.ReadFile(out); !bytes.Equal(same, written) {
+		t.Error("stdout and --out differ")
+	}
+
+	missing := filepath.Join(t.TempDir(), "none.mobileconfig")
+	if _, _, err := runProfile(t, noEnv, "login-item", "--out", missing); err == nil || !strings.Contains(err.Error(), "organization is required") {
+		t.Errorf("no organization: %v", err)
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("a profile was written without an organization: %v", err)
 	}
 }
