@@ -226,6 +226,7 @@ func (s *Server) ListPolicies(context.Context, *adminv1.ListPoliciesRequest) (*a
 
 // ReloadPolicies implements AdminService.ReloadPolicies.
 func (s *Server) ReloadPolicies(ctx context.Context, _ *adminv1.ReloadPoliciesRequest) (*adminv1.ReloadPoliciesResponse, error) {
+	was := s.Policies.Current().GetVersion()
 	ps, err := s.Policies.Reload()
 	s.Metrics.Reloaded(metrics.ReloadPolicies, err, s.now())
 	if err != nil {
@@ -233,9 +234,20 @@ func (s *Server) ReloadPolicies(ctx context.Context, _ *adminv1.ReloadPoliciesRe
 		return nil, status.Errorf(codes.FailedPrecondition, "policies not reloaded, the previous set stays in force: %v", err)
 	}
 	n := s.Hub.Broadcast(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_PolicySet{PolicySet: ps}})
-	s.log().Info("policies reloaded", "version", ps.GetVersion(), "policies", len(ps.GetPolicies()), "agents_notified", n, "by", actor(ctx))
-	s.audit(ctx, storage.AuditEvent{At: s.now(), Actor: actor(ctx), Action: "policies.reload",
-		Detail: fmt.Sprintf("policy set %s, %d policies, %d agents told", ps.GetVersion(), len(ps.GetPolicies()), n)})
+	changed := ps.GetVersion() != was
+	s.log().Info("policies reloaded", "version", ps.GetVersion(), "changed", changed, "policies", len(ps.GetPolicies()), "agents_notified", n, "by", actor(ctx))
+	// A person's reload is audited whatever it found; SIGHUP's only when
+	// the set changed, since the signal is also how the settings file is
+	// read again.
+	if changed || CallerFrom(ctx).Process == "" {
+		detail := fmt.Sprintf("policy set %s, %d policies, %d agents told", ps.GetVersion(), len(ps.GetPolicies()), n)
+		if changed {
+			detail = fmt.Sprintf("policy set %s (was %s), %d policies, %d agents told", ps.GetVersion(), orNone(was), len(ps.GetPolicies()), n)
+		} else {
+			detail += "; unchanged"
+		}
+		s.audit(ctx, storage.AuditEvent{At: s.now(), Actor: actor(ctx), Action: "policies.reload", Detail: detail})
+	}
 	return &adminv1.ReloadPoliciesResponse{PolicySet: ps, AgentsNotified: uint32(n)}, nil
 }
 
@@ -485,6 +497,14 @@ func (s *Server) audit(ctx context.Context, e storage.AuditEvent) {
 	if err := s.Store.AppendAudit(context.WithoutCancel(ctx), e); err != nil {
 		s.log().Error("audit event not recorded", "action", e.Action, "device_id", e.DeviceID, "err", err)
 	}
+}
+
+// orNone is v, or "none" when empty.
+func orNone(v string) string {
+	if v == "" {
+		return "none"
+	}
+	return v
 }
 
 // LocalUser is who used the Mac as r saw it: the account logged in at the

@@ -50,11 +50,28 @@ type Caller struct {
 	// ExpiresAt is when the named token stops working; zero: never (and
 	// for the data dir's token).
 	ExpiresAt time.Time
+	// Process names a call the verifier makes of itself (SighupActor);
+	// empty for a call through the admin API.
+	Process string
 }
 
-// Actor is how the audit log names the caller: "admin:"+Name for a named
-// token, DataDirActor for the data dir's.
+// SighupActor is the audit actor of what SIGHUP changes: the policy file and
+// the enforcement ceiling read again. Who sent the signal is not known.
+const SighupActor = "sighup"
+
+// InProcess returns ctx for a call the verifier makes of its own admin
+// service, audited as actor (SighupActor), with every call allowed.
+func InProcess(ctx context.Context, actor string) context.Context {
+	return context.WithValue(ctx, callerKey{}, Caller{Role: storage.AdminRoleAdmin, Process: actor})
+}
+
+// Actor is how the audit log names the caller: Process for the verifier's
+// own call, "admin:"+Name for a named token, DataDirActor for the data
+// dir's.
 func (c Caller) Actor() string {
+	if c.Process != "" {
+		return c.Process
+	}
 	if c.Name == "" {
 		return DataDirActor
 	}

@@ -3,12 +3,17 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
+	"google.golang.org/grpc/status"
+
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/metrics"
+	"github.com/clearance/clearance/verifier/storage"
 )
 
 // WithSettingsReread lets Reload read the settings again: reread resolves
@@ -31,7 +36,8 @@ var liveSettings = map[string]bool{"enforcement": true}
 // returns the errors of both.
 func (s *Server) Reload(ctx context.Context) error {
 	log := s.log.With("component", "server")
-	serr := s.reloadSettings(log)
+	ctx = admin.InProcess(ctx, admin.SighupActor)
+	serr := s.reloadSettings(ctx, log)
 	perr := s.reloadPolicies(ctx, log)
 	log.Info("enforcement ceiling", "enforcement", string(s.Rollout.CurrentCeiling()))
 	return errors.Join(serr, perr)
@@ -39,7 +45,8 @@ func (s *Server) Reload(ctx context.Context) error {
 
 func (s *Server) reloadPolicies(ctx context.Context, log *slog.Logger) error {
 	if _, err := s.admin.ReloadPolicies(ctx, &adminv1.ReloadPoliciesRequest{}); err != nil {
-		log.Error("policy reload failed", "err", err)
+		// The admin service's answer, without the gRPC status around it.
+		log.Error("policy reload failed", "err", status.Convert(err).Message())
 		return err
 	}
 	return nil
@@ -49,7 +56,7 @@ func (s *Server) reloadPolicies(ctx context.Context, log *slog.Logger) error {
 // live. Changes are found against the settings the process started with
 // (s.cfg) for those that need a restart, so every reload says again what a
 // restart would apply; the ceiling against the one in force.
-func (s *Server) reloadSettings(log *slog.Logger) error {
+func (s *Server) reloadSettings(ctx context.Context, log *slog.Logger) error {
 	if s.reread == nil || s.cfg.SettingsFile() == "" {
 		return nil
 	}
@@ -79,6 +86,13 @@ func (s *Server) reloadSettings(log *slog.Logger) error {
 		s.Rollout.SetCeiling(ceiling)
 		s.Metrics.EnforcementCeiling(string(ceiling))
 		log.Warn("enforcement ceiling changed", "from", string(was), "to", string(ceiling), "set_by", next.SetBy("enforcement"))
+		// It changes what every failing Mac meets: in the audit log with
+		// the policy reloads.
+		ev := storage.AuditEvent{At: s.now(), Actor: admin.CallerFrom(ctx).Actor(), Action: "settings.enforcement",
+			Detail: fmt.Sprintf("enforcement ceiling %s, was %s (settings file %s)", ceiling, was, s.cfg.SettingsFile())}
+		if err := s.Store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
+			log.Error("audit event not recorded", "action", ev.Action, "err", err)
+		}
 	}
 	return nil
 }

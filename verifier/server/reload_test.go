@@ -108,7 +108,15 @@ func TestReloadAppliesEnforcement(t *testing.T) {
 		t.Fatalf("ListPolicies ceiling %q, want enforce", c)
 	}
 	h.logs.has(t, `msg="enforcement ceiling changed" component=server from=monitor to=enforce`)
-	h.logs.has(t, `msg="changed in the settings file; restart to apply"`)
+	// In the audit log as SIGHUP's, not as an admin token's; the policy
+	// file, unchanged, is not.
+	if got := h.auditOf("settings.enforcement"); len(got) != 1 || got[0].GetActor() != "sighup" ||
+		!strings.Contains(got[0].GetDetail(), "enforcement ceiling enforce, was monitor (settings file "+file+")") {
+		t.Fatalf("settings.enforcement events %v, want one by sighup naming both ceilings and the file", got)
+	}
+	if got := h.auditOf("policies.reload"); len(got) != 0 {
+		t.Fatalf("an unchanged policy file read again on SIGHUP is audited: %v", got)
+	}
 	h.logs.has(t, `settings="[report_history scep_challenge]"`)
 	if strings.Contains(h.logs.String(), "challenge-0123456789") {
 		t.Fatal("a secret's value is in the log")
@@ -188,5 +196,70 @@ func TestReloadRefusesAFIFO(t *testing.T) {
 	}
 	if r := h.explain(a); r.GetMode() != "enforce" {
 		t.Fatalf("after the file was fixed: mode %q, want enforce", r.GetMode())
+	}
+}
+
+// auditOf returns the audit events of action, newest first.
+func (h *harness) auditOf(action string) []*adminv1.AuditEvent {
+	h.t.Helper()
+	resp, err := h.admin.ListAuditEvents(h.ctx(), &adminv1.ListAuditEventsRequest{Action: action})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return resp.GetEvents()
+}
+
+// A policy file changed and read again on SIGHUP is audited as sighup's,
+// with the set it replaced; a person's reload as theirs even when nothing
+// changed; a file that does not load is logged as the admin service words
+// it, without the gRPC status around it.
+func TestReloadPoliciesAudit(t *testing.T) {
+	t.Parallel()
+	h, _ := startSettings(t, "enforcement: enforce\n")
+	before := h.ceiling()
+	list, err := h.admin.ListPolicies(h.ctx(), &adminv1.ListPoliciesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	was := list.GetPolicySet().GetVersion()
+
+	file := h.cfg.Policies
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another name for the first policy: another set.
+	changed := strings.Replace(string(b), "name: FileVault disk encryption is on", "name: FileVault is on", 1)
+	if err := os.WriteFile(file, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := h.auditOf("policies.reload")
+	if len(got) != 1 || got[0].GetActor() != "sighup" || !strings.Contains(got[0].GetDetail(), "(was "+was+")") {
+		t.Fatalf("policies.reload events %v, want one by sighup naming the set it replaced (%s)", got, was)
+	}
+	if h.ceiling() != before || len(h.auditOf("settings.enforcement")) != 0 {
+		t.Fatal("an unchanged ceiling was changed or audited")
+	}
+
+	if _, err := h.admin.ReloadPolicies(h.ctx(), &adminv1.ReloadPoliciesRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	got = h.auditOf("policies.reload")
+	if len(got) != 2 || got[0].GetActor() != "admin-api" || !strings.HasSuffix(got[0].GetDetail(), "; unchanged") {
+		t.Fatalf("policies.reload events %v, want the person's unchanged reload too", got)
+	}
+
+	if err := os.WriteFile(file, []byte("policies: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.srv.Reload(context.Background()); err == nil {
+		t.Fatal("a broken policy file reloaded")
+	}
+	h.logs.has(t, `msg="policy reload failed"`)
+	if strings.Contains(h.logs.String(), "rpc error") {
+		t.Fatalf("the log words a failed reload as a gRPC status:\n%s", h.logs.String())
 	}
 }
