@@ -41,8 +41,18 @@ func (s *Server) GrantExemption(ctx context.Context, req *adminv1.GrantExemption
 	case err != nil:
 		return nil, s.internal("granting exemption", err)
 	}
-	s.log().Info("exemption granted", "exemption_id", e.ID, "device_id", e.DeviceID, "user", e.Username, "expires_at", e.ExpiresAt)
-	return &adminv1.GrantExemptionResponse{Exemption: exemptionProto(e, now)}, nil
+	resp := &adminv1.GrantExemptionResponse{Exemption: exemptionProto(e, now)}
+	if e.Username != "" {
+		known, err := rollout.KnownUsername(ctx, s.Store, e.Username)
+		if err != nil {
+			// Granted already: the hint is not worth failing the call.
+			s.log().Warn("could not tell whether the exemption's username is known", "exemption_id", e.ID, "err", err)
+		}
+		resp.UsernameUnknown = err == nil && !known
+	}
+	s.log().Info("exemption granted", "exemption_id", e.ID, "device_id", e.DeviceID, "user", e.Username, "expires_at", e.ExpiresAt,
+		"username_unknown", resp.UsernameUnknown)
+	return resp, nil
 }
 
 // policyIDs returns the ids and version of the policy set in force.

@@ -40,6 +40,9 @@ func TestExemptionsAPI(t *testing.T) {
 		"huge reason":     {DeviceId: "d", ExpiresAt: until, Reason: strings.Repeat("x", 5000)},
 		"invalid expiry":  {DeviceId: "d", ExpiresAt: &timestamppb.Timestamp{Seconds: -1 << 62}, Reason: "r"},
 		"NUL in username": {Username: "a\x00b", ExpiresAt: until, Reason: "r"},
+		"tab in username": {Username: "a\tb@example.com", ExpiresAt: until, Reason: "r"},
+		"zero-width":      {Username: "bob\u200b@example.com", ExpiresAt: until, Reason: "r"},
+		"only white":      {Username: " \t ", ExpiresAt: until, Reason: "r"},
 		// A mistyped id would exempt from nothing.
 		"unknown policy": {DeviceId: "d", ExpiresAt: until, Reason: "r", PolicyIds: []string{"firewall", "filevault"}},
 	}
@@ -97,7 +100,24 @@ func TestExemptionsAPI(t *testing.T) {
 	if e.GetId() <= 0 || !e.GetActive() || e.GetCreatedBy() != "admin-api" || !e.GetExpiresAt().AsTime().Equal(until.AsTime()) {
 		t.Fatalf("granted %v", e)
 	}
-	if _, err := s.GrantExemption(ctx, &adminv1.GrantExemptionRequest{Username: "Ada@example.com", ExpiresAt: until, Reason: "travelling"}); err != nil {
+	// White space around a username is not kept (it would cover nobody),
+	// and a name nobody has is granted with a word that it may be mistyped.
+	if g, err := s.GrantExemption(ctx, &adminv1.GrantExemptionRequest{Username: " Ada@example.com\n", ExpiresAt: until, Reason: "travelling"}); err != nil {
+		t.Fatal(err)
+	} else if g.GetExemption().GetUsername() != "Ada@example.com" || !g.GetUsernameUnknown() {
+		t.Fatalf("grant for a padded username nobody has: %v", g)
+	}
+	if _, err := store.CreateUser(ctx, storage.User{ID: "u-grace", UserName: "grace@example.com", Active: true, CreatedAt: now, UpdatedAt: now, Version: 1, Source: storage.SourceSCIM, Resource: []byte("{}")}, setup); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := s.GrantExemption(ctx, &adminv1.GrantExemptionRequest{Username: "GRACE@example.com", ExpiresAt: until, Reason: "r"}); err != nil || g.GetUsernameUnknown() {
+		t.Fatalf("grant for a provisioned user: %v, %v", g, err)
+	} else if _, err := s.RevokeExemption(ctx, &adminv1.RevokeExemptionRequest{Id: g.GetExemption().GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := s.GrantExemption(ctx, &adminv1.GrantExemptionRequest{DeviceId: "dev-2", ExpiresAt: until, Reason: "r"}); err != nil || g.GetUsernameUnknown() {
+		t.Fatalf("a device grant says its username is unknown: %v, %v", g, err)
+	} else if _, err := s.RevokeExemption(ctx, &adminv1.RevokeExemptionRequest{Id: g.GetExemption().GetId()}); err != nil {
 		t.Fatal(err)
 	}
 	l, err := s.ListExemptions(ctx, &adminv1.ListExemptionsRequest{Username: "ada@EXAMPLE.com"})
@@ -117,8 +137,8 @@ func TestExemptionsAPI(t *testing.T) {
 	}
 	active, _ := s.ListExemptions(ctx, &adminv1.ListExemptionsRequest{})
 	all, _ := s.ListExemptions(ctx, &adminv1.ListExemptionsRequest{IncludeInactive: true})
-	if len(active.GetExemptions()) != 1 || len(all.GetExemptions()) != 3 {
-		t.Fatalf("active %d, all %d; want 1 and 3", len(active.GetExemptions()), len(all.GetExemptions()))
+	if len(active.GetExemptions()) != 1 || len(all.GetExemptions()) != 5 {
+		t.Fatalf("active %d, all %d; want 1 and 5", len(active.GetExemptions()), len(all.GetExemptions()))
 	}
 	audit, err := store.ListAudit(ctx, storage.AuditFilter{DeviceID: "dev-1", Limit: 10})
 	if err != nil || len(audit) != 3 || audit[0].Action != "exemption.revoke" || audit[1].Action != "exemption.grant" ||

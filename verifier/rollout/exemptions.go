@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/clearance/clearance/pkg/policy"
@@ -42,13 +43,16 @@ func (e *GrantError) Error() string { return e.Msg }
 func refuse(format string, args ...any) error { return &GrantError{Msg: fmt.Sprintf(format, args...)} }
 
 // Check validates g at now.
+// White space around the username is not part of it (GrantExemption
+// trims it): a grant for "bob@example.com " would cover nobody.
 func (g Grant) Check(now time.Time) error {
+	user := strings.TrimSpace(g.Username)
 	switch {
-	case (g.DeviceID == "") == (g.Username == ""):
+	case (g.DeviceID == "") == (user == ""):
 		return refuse("name exactly one of a device and a user")
 	case len(g.DeviceID) > storage.MaxTextLen || !utf8.ValidString(g.DeviceID) || strings.ContainsAny(g.DeviceID, "\x00 \t\r\n"):
 		return refuse("device id is not one a device can have")
-	case len(g.Username) > MaxUsername || !utf8.ValidString(g.Username) || strings.ContainsAny(g.Username, "\x00\r\n"):
+	case len(user) > MaxUsername || !utf8.ValidString(user) || strings.ContainsFunc(user, unprintable):
 		return refuse("username is longer than %d bytes or holds characters a username cannot", MaxUsername)
 	case strings.TrimSpace(g.Reason) == "":
 		return refuse("give a reason: it is kept with the exemption and in the audit log")
@@ -156,6 +160,7 @@ func (noDevice) Is(target error) bool { return target == ErrNoDevice }
 // is stored whole. Otherwise the error wraps ErrNoDevice, or is a
 // GrantError for a start more than one id has.
 func GrantExemption(ctx context.Context, s ExemptionStore, g Grant, actor string, now time.Time) (storage.Exemption, error) {
+	g.Username = strings.TrimSpace(g.Username)
 	if err := g.Check(now); err != nil {
 		return storage.Exemption{}, err
 	}
@@ -175,6 +180,37 @@ func GrantExemption(ctx context.Context, s ExemptionStore, g Grant, actor string
 		return storage.Exemption{}, err
 	}
 	return s.GetExemption(ctx, id)
+}
+
+// unprintable reports the runes no username holds: control characters
+// and invisible formatting ones (a zero-width space would make a grant
+// that matches nobody while reading like one that does).
+func unprintable(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }
+
+// UsernameStore is what KnownUsername reads.
+type UsernameStore interface {
+	GetUserByName(ctx context.Context, userName string) (storage.User, error)
+	ListDecisions(ctx context.Context, f storage.DecisionFilter) ([]storage.DecisionRecord, error)
+}
+
+// KnownUsername reports whether name (in any case of its ASCII letters) is
+// a user SCIM or the Okta sync provisioned, or has a sign-in on record. A
+// user grant for a name that is neither still stands (Okta may not
+// provision users, and the person may never have signed in), but may be
+// mistyped: it would cover nobody.
+func KnownUsername(ctx context.Context, s UsernameStore, name string) (bool, error) {
+	_, err := s.GetUserByName(ctx, name)
+	switch {
+	case err == nil:
+		return true, nil
+	case !errors.Is(err, storage.ErrNotFound):
+		return false, err
+	}
+	ds, err := s.ListDecisions(ctx, storage.DecisionFilter{Username: name, Limit: 1})
+	if err != nil {
+		return false, err
+	}
+	return len(ds) > 0, nil
 }
 
 // deviceID is the whole id of the device named by id or by its start.

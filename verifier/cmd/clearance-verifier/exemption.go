@@ -150,6 +150,11 @@ func (a *app) exemptionCmd() *cli.Command {
 							if err != nil {
 								return err
 							}
+							if e.Username != "" {
+								if known, err := rollout.KnownUsername(ctx, store, e.Username); err == nil && !known {
+									fmt.Fprintf(a.stderr, "note: no user named %s is provisioned (SCIM or the Okta sync) or has signed in; check the spelling: the exemption covers that username and no other\n", clean(e.Username))
+								}
+							}
 							a.announce(e.ID, "Granted exemption for %s.\n", clean(rollout.Describe(e)))
 							return nil
 						})

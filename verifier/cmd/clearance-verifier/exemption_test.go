@@ -110,9 +110,12 @@ func TestExemptionCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	// --policy repeated adds up, as the comma-separated list does.
-	out, errOut, err = execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--user", "ada@example.com", "--policy", "firewall",
+	// White space around the username is not kept; a name nobody has is
+	// granted with a word that it may be mistyped.
+	out, errOut, err = execute(noEnv, "exemption", "grant", "--data-dir", s.dir, "--user", "ada@example.com ", "--policy", "firewall",
 		"--policy", "sip,gatekeeper", "--for", "1h", "--reason", "travelling")
-	if err != nil || !strings.Contains(errOut, "policies firewall,sip,gatekeeper") {
+	if err != nil || !strings.Contains(errOut, "policies firewall,sip,gatekeeper") || !strings.Contains(errOut, "user ada@example.com,") ||
+		!strings.Contains(errOut, "note: no user named ada@example.com is provisioned (SCIM or the Okta sync) or has signed in; check the spelling") {
 		t.Fatalf("grant with --policy repeated: %v %q %q", err, out, errOut)
 	}
 	if out, _, err := execute(noEnv, "exemption", "revoke", "--data-dir", s.dir, lastLine(out)); err != nil {

@@ -244,10 +244,15 @@ func (x *GrantExemptionRequest) GetReason() string {
 
 // GrantExemptionResponse is the exemption granted.
 type GrantExemptionResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Exemption     *Exemption             `protobuf:"bytes,1,opt,name=exemption,proto3" json:"exemption,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Exemption *Exemption             `protobuf:"bytes,1,opt,name=exemption,proto3" json:"exemption,omitempty"`
+	// For a user grant: no user SCIM or the Okta sync provisioned has the
+	// username (in any case of its ASCII letters), and no sign-in by it is on
+	// record. The grant stands, but check the spelling: it covers that
+	// username and no other. White space around the username is not kept.
+	UsernameUnknown bool `protobuf:"varint,2,opt,name=username_unknown,json=usernameUnknown,proto3" json:"username_unknown,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *GrantExemptionResponse) Reset() {
@@ -285,6 +290,13 @@ func (x *GrantExemptionResponse) GetExemption() *Exemption {
 		return x.Exemption
 	}
 	return nil
+}
+
+func (x *GrantExemptionResponse) GetUsernameUnknown() bool {
+	if x != nil {
+		return x.UsernameUnknown
+	}
+	return false
 }
 
 // ListExemptionsRequest filters exemptions; filters combine (AND).
@@ -527,9 +539,10 @@ const file_clearance_admin_v1_rollout_proto_rawDesc = "" +
 	"policy_ids\x18\x03 \x03(\tR\tpolicyIds\x129\n" +
 	"\n" +
 	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"U\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\x80\x01\n" +
 	"\x16GrantExemptionResponse\x12;\n" +
-	"\texemption\x18\x01 \x01(\v2\x1d.clearance.admin.v1.ExemptionR\texemption\"\x98\x01\n" +
+	"\texemption\x18\x01 \x01(\v2\x1d.clearance.admin.v1.ExemptionR\texemption\x12)\n" +
+	"\x10username_unknown\x18\x02 \x01(\bR\x0fusernameUnknown\"\x98\x01\n" +
 	"\x15ListExemptionsRequest\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12)\n" +
