@@ -93,7 +93,7 @@ func TestRun(t *testing.T) {
 		{"version word", []string{"version"}, 0, "tool 1.0\n", "", ""},
 		{"unknown flag", []string{"serve", "--lisen", "x"}, 2, "", "tool serve: unknown flag --lisen; did you mean --listen? (see 'tool serve -h')\n", ""},
 		{"unknown flag, no suggestion", []string{"serve", "--zzzzzz"}, 2, "", "tool serve: unknown flag --zzzzzz (see 'tool serve -h')\n", ""},
-		{"bad value", []string{"serve", "--wait", "soon"}, 2, "", `tool serve: invalid value "soon" for --wait: parse error (see 'tool serve -h')` + "\n", ""},
+		{"bad value", []string{"serve", "--wait", "soon"}, 2, "", `tool serve: invalid value "soon" for --wait: give a duration such as 90s, 30m, 24h or 7d (see 'tool serve -h')` + "\n", ""},
 		{"bad bool", []string{"serve", "--on=maybe"}, 2, "", `tool serve: invalid boolean value "maybe" for --on: parse error (see 'tool serve -h')` + "\n", ""},
 		{"missing value", []string{"serve", "--listen"}, 2, "", "tool serve: --listen needs a value (see 'tool serve -h')\n", ""},
 		{"stray argument", []string{"serve", "x"}, 2, "", `tool serve: unexpected argument "x" (see 'tool serve -h')` + "\n", ""},

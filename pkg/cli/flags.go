@@ -134,8 +134,13 @@ func (f *FlagSet) info() map[string][]flagInfo {
 		if m.kind != "" && !isBool {
 			kind = m.kind
 		}
+		// A duration's default reads as one whatever its type word.
+		defKind := kind
+		if _, ok := fl.Value.(*durationValue); ok {
+			defKind = "duration"
+		}
 		out[m.group] = append(out[m.group], flagInfo{
-			name: fl.Name, kind: kind, usage: usage, def: displayDefault(fl.DefValue, kind, isBool), note: m.note, isBool: isBool,
+			name: fl.Name, kind: kind, usage: usage, def: displayDefault(fl.DefValue, defKind, isBool), note: m.note, isBool: isBool,
 		})
 	})
 	return out

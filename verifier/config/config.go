@@ -387,9 +387,9 @@ func text(kind string, dst func(*Config) *string) value {
 
 func dur(dst func(*Config) *time.Duration, min, max time.Duration) value {
 	return value{"duration", func(c *Config, v string) error {
-		d, err := time.ParseDuration(v)
+		d, err := cli.ParseDuration(v)
 		if err != nil {
-			return fmt.Errorf("%q is not a duration (e.g. 30s, 5m, 720h)", v)
+			return fmt.Errorf("%q is not a duration (e.g. 30s, 5m, 720h, 30d)", v)
 		}
 		if d < min || d > max {
 			return fmt.Errorf("%s is outside the allowed range %s to %s", d, min, max)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -480,7 +481,12 @@ func (a *app) decisionsCmd() *cli.Command {
 			device := fs.String("device", "", "only sign-ins from this device (`id`, or the start of one as the tables show it)")
 			claimed := fs.String("claimed", "", "only refused proofs of presence that named this device (`id`, or the start of an enrolled one's) but were not signed by its key: who tried to pass for it")
 			denied := fs.Bool("denied", false, "only sign-ins that were refused")
-			ref := fs.Int64("reference", 0, "only the decision with this `id`: the Reference the person's page showed (and the log line sso_decision's decision_id)")
+			var ref int64
+			fs.Func("reference", "only the decision with this `id`: the Reference the person's page showed (and the log line sso_decision's decision_id)", func(v string) error {
+				n, err := parseReference(v)
+				ref = n
+				return err
+			})
 			mode := fs.String("mode", "", "only decisions with these comma-separated enforcement `modes`: monitor (would deny), warn, warned, bypassed, exempt, enforce")
 			origin := fs.String("origin", "", "only Okta's sign-ins (okta) or Cloudflare's evaluations (cloudflare); default both")
 			win := bindWindow(fs, "decisions")
@@ -492,9 +498,6 @@ func (a *app) decisionsCmd() *cli.Command {
 			return func(ctx context.Context, _ []string) error {
 				if *limit < 1 || *limit > 1000 {
 					return cli.Usagef("--limit must be from 1 to 1000")
-				}
-				if *ref < 0 {
-					return cli.Usagef("--reference %d: give the number the page showed", *ref)
 				}
 				if *all {
 					*limit = 1000
@@ -512,7 +515,7 @@ func (a *app) decisionsCmd() *cli.Command {
 					return cli.Usagef("--origin %q: give okta or cloudflare", *origin)
 				}
 				return a.withAdmin(ctx, af, func(c *adminConn) error {
-					req := &adminv1.ListDecisionsRequest{Username: *user, PageSize: int32(*limit), Since: since, Until: until, Id: *ref}
+					req := &adminv1.ListDecisionsRequest{Username: *user, PageSize: int32(*limit), Since: since, Until: until, Id: ref}
 					if *device != "" {
 						var err error
 						if req.DeviceId, err = c.resolveDevice(*device); err != nil {
@@ -550,6 +553,21 @@ func (a *app) decisionsCmd() *cli.Command {
 			}
 		},
 	}
+}
+
+// parseReference reads the Reference a person's page showed as a
+// decision's id. An "r-" reference names a request refused before any
+// decision, which only the log has.
+func parseReference(v string) (int64, error) {
+	v = strings.TrimSpace(v)
+	if strings.HasPrefix(strings.ToLower(v), "r-") {
+		return 0, fmt.Errorf("%s is a request refused before any decision was made, so it is not in the decision log: search the verifier's log for ref=%s (sso_request_refused, or sso_unrecorded with --log-level debug)", printable.Identifier(v), printable.Identifier(v))
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, errors.New("give the number the page showed as its Reference")
+	}
+	return n, nil
 }
 
 // resolveDevice accepts a full device id as is, or the unique device whose
