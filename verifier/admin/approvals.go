@@ -99,6 +99,9 @@ func (s *Server) pendingProtos(ctx context.Context, ps []storage.PendingEnrollme
 	return out, nil
 }
 
+// wholeRequestID is the length of every request id (enroll.NewDeviceID's).
+const wholeRequestID = 36
+
 // requestGone is the answer for a request id that names no request. Requests
 // are removed once answered or expired, when their Mac enrolls or changes
 // key (they were about a state that is gone), and when their key asks
@@ -106,6 +109,10 @@ func (s *Server) pendingProtos(ctx context.Context, ps []storage.PendingEnrollme
 // id): an id that was read is approved for exactly what was read, or not
 // at all.
 func requestGone(id string) error {
+	if len(id) != wholeRequestID {
+		return status.Errorf(codes.NotFound, "no enrollment request %q: a request id is given whole, as 'devices pending' lists it "+
+			"(%d characters), not by its start; nothing was changed", id, wholeRequestID)
+	}
 	return status.Errorf(codes.NotFound, "no enrollment request %q: it was answered or expired, its Mac enrolled or changed key, "+
 		"or it asked again with other facts (serial number, hostname, model, OS, platform, agent version, source address, "+
 		"enroll secret or reason) and was filed anew under another id; nothing was changed. "+

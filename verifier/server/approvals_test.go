@@ -179,6 +179,14 @@ func TestApprovalAdminBadInput(t *testing.T) {
 			_, err := h.admin.RejectEnrollment(ctx, &adminv1.RejectEnrollmentRequest{RequestId: "no-such-request"})
 			return err
 		}, codes.NotFound, `no enrollment request "no-such-request"`},
+		{"approve by the start of an id", func() error {
+			_, err := h.admin.ApproveEnrollment(ctx, &adminv1.ApproveEnrollmentRequest{RequestId: "df7a38fe"})
+			return err
+		}, codes.NotFound, `no enrollment request "df7a38fe": a request id is given whole, as 'devices pending' lists it (36 characters), not by its start`},
+		{"approve a whole id no request has", func() error {
+			_, err := h.admin.ApproveEnrollment(ctx, &adminv1.ApproveEnrollmentRequest{RequestId: "df7a38fe-0000-4000-8000-000000000000"})
+			return err
+		}, codes.NotFound, `it was answered or expired`},
 		{"approve empty", func() error {
 			_, err := h.admin.ApproveEnrollment(ctx, &adminv1.ApproveEnrollmentRequest{})
 			return err
