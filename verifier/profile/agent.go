@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -74,6 +75,13 @@ func (o *AgentOptions) check() error {
 	case o.OsquerySocket != "" && o.OsquerydPath != "":
 		errs = append(errs, errors.New("osquery: give the socket of an osqueryd to attach to or an osqueryd to run, not both"))
 	}
+	// launchd starts the agent in /, so a relative path would name a file
+	// under / on every Mac, not where it was written.
+	for _, p := range []struct{ what, path string }{{"osquery socket", o.OsquerySocket}, {"osqueryd", o.OsquerydPath}} {
+		if p.path != "" && !path.IsAbs(p.path) {
+			errs = append(errs, fmt.Errorf("%s %q is not an absolute path (the agent runs from /)", p.what, p.path))
+		}
+	}
 	// Zero leaves the key out; anything else must suit the agent, and be
 	// whole seconds, the integer form the profile writes.
 	if o.Interval < 0 {
@@ -81,6 +89,8 @@ func (o *AgentOptions) check() error {
 	} else if o.Interval != 0 {
 		if err := agentprefs.CheckInterval(o.Interval); err != nil {
 			errs = append(errs, fmt.Errorf("interval %w", err))
+		} else if o.Interval < MinFleetInterval {
+			errs = append(errs, fmt.Errorf("interval %s is shorter than %s: every Mac would run every policy that often", o.Interval, MinFleetInterval))
 		} else if o.Interval%time.Second != 0 {
 			errs = append(errs, fmt.Errorf("interval %s is not a whole number of seconds", o.Interval))
 		}
@@ -97,6 +107,11 @@ func (o *AgentOptions) check() error {
 	}
 	return errors.Join(errs...)
 }
+
+// MinFleetInterval is the shortest Interval a profile sets: the agent
+// takes down to agentprefs.MinInterval, for one Mac under test, but a
+// profile runs every policy on every Mac it reaches that often.
+const MinFleetInterval = 10 * time.Second
 
 // DefaultOsquerySocket is where osquery's macOS package has osqueryd
 // listen for extensions (its --extensions_socket default).

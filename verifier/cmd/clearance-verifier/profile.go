@@ -19,6 +19,7 @@ import (
 	"github.com/clearance/clearance/pkg/cli"
 	"github.com/clearance/clearance/verifier/ca"
 	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/enroll"
 	"github.com/clearance/clearance/verifier/profile"
 )
 
@@ -33,8 +34,9 @@ func (a *app) profileCmd() *cli.Command {
 				Summary: "the agent's device-scope profile: verifier address, CA and enroll secret",
 				Doc: "Writes the device-scope profile that configures clearance-agent: the verifier's address, " +
 					"its root CA (from the data dir's ca.pem) and an enroll secret. Upload it to your MDM before the agent's package.\n\n" +
+					"  CLEARANCE_ENROLL_SECRET=\"$SECRET\" \\\n" +
 					"  clearance-verifier profile agent --data-dir /var/lib/clearance \\\n" +
-					"    --verifier clearance.example.com:8443 --enroll-secret \"$SECRET\" \\\n" +
+					"    --verifier clearance.example.com:8443 \\\n" +
 					"    --organization \"Example Corp\" --out agent.mobileconfig",
 				Footer: config.SharedFooter,
 				Flags:  a.profileAgent,
@@ -159,12 +161,51 @@ func readCert(dataDir, name string) (*x509.Certificate, error) {
 	return certs[0], nil
 }
 
+// checkProfileSecret refuses an enroll secret the verifier would refuse:
+// a profile carrying it goes to every Mac, and each would be turned away.
+// A secret that expires is accepted with a note of when.
+func (a *app) checkProfileSecret(ctx context.Context, cfg *config.Config, secret string) error {
+	store, err := openDatabase(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("checking the enroll secret: %w (--unchecked-secret writes the profile without checking it)", err)
+	}
+	defer store.Close()
+	rec, err := enroll.CheckSecret(ctx, store, secret, a.now())
+	why := ""
+	switch {
+	case errors.Is(err, enroll.ErrSecretInvalid):
+		why = "is not one this verifier's database holds (mistyped, or another verifier's)"
+	case errors.Is(err, enroll.ErrSecretRevoked):
+		why = "has been revoked"
+	case errors.Is(err, enroll.ErrSecretExpired):
+		why = "expired at " + rec.ExpiresAt.UTC().Format(time.RFC3339)
+	case errors.Is(err, enroll.ErrSecretExhausted):
+		why = fmt.Sprintf("has enrolled the %d Macs it may", rec.MaxUses)
+	case err != nil:
+		return fmt.Errorf("checking the enroll secret: %w (--unchecked-secret writes the profile without checking it)", err)
+	}
+	if why != "" {
+		// Never the secret itself: its id is enough to find it.
+		return fmt.Errorf("the enroll secret %s: every Mac would be refused; make one with 'secret create' (see 'secret list')", why)
+	}
+	if !rec.ExpiresAt.IsZero() {
+		fmt.Fprintf(a.stderr, "note: enroll secret %s expires at %s; before then make a new one and push a new profile\n", rec.ID, rec.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// enrollSecretEnv gives profile agent its enroll secret without a command
+// line, where ps shows it; the agent reads the same variable.
+const enrollSecretEnv = "CLEARANCE_ENROLL_SECRET"
+
 // profileAgent writes the agent's device-scope profile.
 func (a *app) profileAgent(fs *cli.FlagSet) cli.Action {
-	b := config.Bind(fs, "data-dir")
+	b := config.Bind(fs, "data-dir", "database", "max-posture-age")
+	fs.Lookup("max-posture-age").Usage = "serve's setting: an --interval longer than it leaves every Mac's posture stale between runs, which the command warns of"
 	fs.Group("Profile")
 	verifier := fs.String("verifier", "", "where Macs reach the verifier's gRPC listener, `host:port`")
-	secret := fs.String("enroll-secret", "", "enroll `secret` from 'secret create'")
+	secret := fs.String("enroll-secret", "", "enroll `secret` from 'secret create' (env CLEARANCE_ENROLL_SECRET, which keeps it off the command line)")
+	unchecked := fs.Bool("unchecked-secret", false, "write the profile without asking the verifier's database whether the enroll secret works (a database this host cannot reach)")
 	org := fs.String("organization", "", "organization shown in System Settings")
 	interval := fs.Duration("interval", 0, "run every policy this often instead of at its own interval")
 	runBudget := fs.Duration("run-budget", 0, "longest one run of the policies may take on the Mac ("+agentprefs.MinRunBudget.String()+" to "+agentprefs.MaxRunBudget.String()+"; unset, the agent's "+agentprefs.DefaultRunBudget.String()+"); the policies not reached by then are reported as ERROR")
@@ -174,10 +215,13 @@ func (a *app) profileAgent(fs *cli.FlagSet) cli.Action {
 	fs.Group("Output")
 	out := fs.String("out", "", "write the profile (0600) to this `path` instead of stdout ('-': stdout)")
 	sf := addSignFlags(fs)
-	return func(context.Context, []string) error {
+	return func(ctx context.Context, _ []string) error {
 		if *osqueryd != "" && *socket == profile.DefaultOsquerySocket {
 			// --osqueryd alone means spawn: the default socket gives way.
 			*socket = ""
+		}
+		if !fs.Given("enroll-secret") {
+			*secret = a.getenv(enrollSecretEnv)
 		}
 		cfg, err := b.Resolve(a.getenv)
 		if err != nil {
@@ -195,11 +239,20 @@ func (a *app) profileAgent(fs *cli.FlagSet) cli.Action {
 		}
 		doc, err := profile.Agent(profile.AgentOptions{
 			Organization: *org, VerifierAddress: *verifier, EnrollSecret: *secret, CACert: root,
-			Interval: interval.Round(time.Second), RunBudget: *runBudget,
+			Interval: *interval, RunBudget: *runBudget,
 			OsquerySocket: *socket, OsquerydPath: *osqueryd,
 		})
 		if err != nil {
 			return err
+		}
+		if !*unchecked {
+			if err := a.checkProfileSecret(ctx, cfg, *secret); err != nil {
+				return err
+			}
+		}
+		if *interval > cfg.MaxPostureAge {
+			fmt.Fprintf(a.stderr, "note: --interval %s is longer than the verifier's --max-posture-age %s: between runs a Mac's posture is too old to sign in with, and each sign-in waits for a live check (or is denied as stale_posture when it cannot run)\n",
+				interval, cfg.MaxPostureAge)
 		}
 		if doc, err = sf.sign(doc); err != nil {
 			return err

@@ -434,9 +434,28 @@ func opensslCMSVerify(t *testing.T, signedFile, caFile string) ([]byte, error) {
 	return os.ReadFile(out)
 }
 
+// agentDataDir is a data dir as serve's first start leaves it, its TLS
+// certificate for verifier.example.com, with a database that enroll
+// secrets can be made in.
+func agentDataDir(t *testing.T) string {
+	t.Helper()
+	return newDataDir(t, "--public-url", "https://verifier.example.com:8443")
+}
+
+// profileSecret is a new enroll secret in dir's database, as 'secret
+// create' makes one.
+func profileSecret(t *testing.T, dir string) string {
+	t.Helper()
+	out, errOut, err := execute(noEnv, "secret", "create", "--data-dir", dir, "--description", "profile tests")
+	if err != nil {
+		t.Fatalf("secret create: %v\n%s", err, errOut)
+	}
+	return lastLine(out)
+}
+
 func TestProfileSigned(t *testing.T) {
 	t.Parallel()
-	dir, _ := profileDataDir(t)
+	dir := agentDataDir(t)
 	certFile, keyFile := profileSigningFiles(t)
 	env := envOf(map[string]string{"CLEARANCE_SCEP_CHALLENGE": profileTestChallenge})
 	for _, tc := range []struct {
@@ -445,7 +464,7 @@ func TestProfileSigned(t *testing.T) {
 	}{
 		{"user-scope", []string{"user-scope", "--data-dir", dir, "--organization", "Example Corp"}},
 		{"agent", []string{"agent", "--data-dir", dir, "--organization", "Example Corp",
-			"--verifier", "verifier.example.com:8443", "--enroll-secret", "test-enroll-secret-not-a-secret"}},
+			"--verifier", "verifier.example.com:8443", "--enroll-secret", profileSecret(t, dir)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -517,18 +536,19 @@ func TestProfileKinds(t *testing.T) {
 // would refuse the connection. No profile is written.
 func TestProfileAgentVerifierName(t *testing.T) {
 	t.Parallel()
-	dir, _ := profileDataDir(t)
+	dir := agentDataDir(t)
+	secret := profileSecret(t, dir)
 	out := filepath.Join(t.TempDir(), "agent.mobileconfig")
 	_, _, err := runProfile(t, noEnv, "agent", "--data-dir", dir, "--organization", "Example Corp",
-		"--verifier", "vm:8443", "--enroll-secret", "test-enroll-secret-not-a-secret", "--out", out)
-	if err == nil || !strings.Contains(err.Error(), `--verifier "vm:8443": the verifier's certificate`) || !strings.Contains(err.Error(), "is for verifier.example.com") {
+		"--verifier", "vm:8443", "--enroll-secret", secret, "--out", out)
+	if err == nil || !strings.Contains(err.Error(), `--verifier "vm:8443": the verifier's certificate`) || !strings.Contains(err.Error(), "is for localhost, verifier.example.com,") {
 		t.Fatalf("a host the certificate does not name: %v", err)
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Errorf("a profile was written: %v", err)
 	}
 	if _, _, err := runProfile(t, noEnv, "agent", "--data-dir", dir, "--organization", "Example Corp",
-		"--verifier", "VERIFIER.example.com:8443", "--enroll-secret", "test-enroll-secret-not-a-secret", "--out", out); err != nil {
+		"--verifier", "VERIFIER.example.com:8443", "--enroll-secret", secret, "--out", out); err != nil {
 		t.Fatalf("the certificate's own host, in capitals: %v", err)
 	}
 }
@@ -590,5 +610,78 @@ func TestProfileLoginItem(t *testing.T) {
 	}
 	if _, err := os.Stat(missing); !os.IsNotExist(err) {
 		t.Errorf("a profile was written without an organization: %v", err)
+	}
+}
+
+// TestProfileAgentChecksTheSecret: a secret the verifier would refuse is
+// refused before a profile carrying it is written (every Mac would be
+// turned away), without the secret in the message; --unchecked-secret
+// writes it; a secret that expires is written with a note of when. The
+// secret may come from the environment instead of the command line, and an
+// interval longer than the posture's age is written with a warning.
+func TestProfileAgentChecksTheSecret(t *testing.T) {
+	t.Parallel()
+	dir := agentDataDir(t)
+	good := profileSecret(t, dir)
+	revoked := profileSecret(t, dir)
+	// The id is the secret's part before the dot, as 'secret list' shows it.
+	if _, _, err := execute(noEnv, "secret", "revoke", "--data-dir", dir, strings.SplitN(revoked, ".", 2)[0]); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := execute(noEnv, "secret", "create", "--data-dir", dir, "--expires", "720h")
+	if err != nil {
+		t.Fatal(err, errOut)
+	}
+	expiring := lastLine(out)
+	args := func(secret string, more ...string) []string {
+		return append([]string{"agent", "--data-dir", dir, "--organization", "Example Corp", "--verifier", "verifier.example.com:8443",
+			"--enroll-secret", secret}, more...)
+	}
+	for _, tc := range []struct{ name, secret, want string }{
+		{"mistyped", good[:len(good)-1] + "x", "the enroll secret is not one this verifier's database holds"},
+		{"made up", "made-up-secret", "the enroll secret is not one this verifier's database holds"},
+		{"revoked", revoked, "the enroll secret has been revoked"},
+	} {
+		file := filepath.Join(t.TempDir(), "agent.mobileconfig")
+		_, _, err := runProfile(t, noEnv, args(tc.secret, "--out", file)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "every Mac would be refused") {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		} else if strings.Contains(err.Error(), tc.secret) {
+			t.Errorf("%s: the error shows the secret: %v", tc.name, err)
+		}
+		if _, err := os.Stat(file); !os.IsNotExist(err) {
+			t.Errorf("%s: a profile was written", tc.name)
+		}
+		if _, _, err := runProfile(t, noEnv, args(tc.secret, "--unchecked-secret", "--out", file)...); err != nil {
+			t.Errorf("%s with --unchecked-secret: %v", tc.name, err)
+		}
+	}
+	if _, stderr, err := runProfile(t, noEnv, args(expiring)...); err != nil || !strings.Contains(string(stderr), "expires at") {
+		t.Errorf("an expiring secret: %v %s", err, stderr)
+	}
+
+	// From the environment: the same profile as from the flag.
+	fromFlag, _, err := runProfile(t, noEnv, args(good)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromEnv, _, err := runProfile(t, envOf(map[string]string{"CLEARANCE_ENROLL_SECRET": good}), "agent", "--data-dir", dir,
+		"--organization", "Example Corp", "--verifier", "verifier.example.com:8443")
+	if err != nil || !bytes.Equal(fromEnv, fromFlag) {
+		t.Errorf("the secret from CLEARANCE_ENROLL_SECRET: %v", err)
+	}
+
+	if _, stderr, err := runProfile(t, noEnv, args(good, "--interval", "1h")...); err != nil ||
+		!strings.Contains(string(stderr), "note: --interval 1h0m0s is longer than the verifier's --max-posture-age 5m0s") {
+		t.Errorf("an interval longer than the posture's age: %v %s", err, stderr)
+	}
+	if _, stderr, err := runProfile(t, noEnv, args(good, "--interval", "1h", "--max-posture-age", "2h")...); err != nil || strings.Contains(string(stderr), "--interval") {
+		t.Errorf("an interval within the posture's age: %v %s", err, stderr)
+	}
+	if _, _, err := runProfile(t, noEnv, args(good, "--interval", "1500ms")...); err == nil || !strings.Contains(err.Error(), "shorter than 10s") {
+		t.Errorf("a 1.5 s interval: %v", err)
+	}
+	if _, _, err := runProfile(t, noEnv, args(good, "--interval", "10500ms")...); err == nil || !strings.Contains(err.Error(), "whole number of seconds") {
+		t.Errorf("a fractional interval: %v", err)
 	}
 }
