@@ -98,7 +98,7 @@ func TestAgentTakesANewProfile(t *testing.T) {
 		out := filepath.Join(dir, "agent.mobileconfig")
 		os.Remove(out)
 		cli(t, "profile", "agent", "--data-dir", dataDir, "--verifier", v.grpcAddr, "--enroll-secret", secret,
-			"--organization", "Example Corp", "--osquery-socket", sock, "--out", out)
+			"--organization", "Example Corp", "--osquery-socket", sock, "--unchecked-secret", "--out", out)
 		return managedPrefs(t, out, dir)
 	}
 	managedPath := profileWith("not-the-secret")

@@ -89,8 +89,6 @@ func (o *AgentOptions) check() error {
 	} else if o.Interval != 0 {
 		if err := agentprefs.CheckInterval(o.Interval); err != nil {
 			errs = append(errs, fmt.Errorf("interval %w", err))
-		} else if o.Interval < MinFleetInterval {
-			errs = append(errs, fmt.Errorf("interval %s is shorter than %s: every Mac would run every policy that often", o.Interval, MinFleetInterval))
 		} else if o.Interval%time.Second != 0 {
 			errs = append(errs, fmt.Errorf("interval %s is not a whole number of seconds", o.Interval))
 		}
@@ -108,9 +106,10 @@ func (o *AgentOptions) check() error {
 	return errors.Join(errs...)
 }
 
-// MinFleetInterval is the shortest Interval a profile sets: the agent
-// takes down to agentprefs.MinInterval, for one Mac under test, but a
-// profile runs every policy on every Mac it reaches that often.
+// MinFleetInterval is the shortest Interval `profile agent` writes without
+// a warning: the agent takes down to agentprefs.MinInterval, for a Mac
+// under test, but a profile runs every policy that often on every Mac it
+// reaches.
 const MinFleetInterval = 10 * time.Second
 
 // DefaultOsquerySocket is where osquery's macOS package has osqueryd

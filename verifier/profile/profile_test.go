@@ -387,7 +387,7 @@ func TestAgentSettingsSuitTheAgent(t *testing.T) {
 	variants := map[string]func(*profile.AgentOptions){
 		"defaults":         func(*profile.AgentOptions) {},
 		"no interval":      func(o *profile.AgentOptions) { o.Interval = 0 },
-		"shortest":         func(o *profile.AgentOptions) { o.Interval = profile.MinFleetInterval },
+		"shortest":         func(o *profile.AgentOptions) { o.Interval = time.Second },
 		"a day":            func(o *profile.AgentOptions) { o.Interval = 24 * time.Hour },
 		"run budget":       func(o *profile.AgentOptions) { o.RunBudget = 90 * time.Second },
 		"least budget":     func(o *profile.AgentOptions) { o.RunBudget = 10 * time.Second },
@@ -623,8 +623,7 @@ func TestAgentValidation(t *testing.T) {
 		{"leaf as CA", func(o *profile.AgentOptions) { o.CACert = leaf }, []string{"is not a CA certificate"}},
 		{"negative interval", func(o *profile.AgentOptions) { o.Interval = -time.Second }, []string{"is negative"}},
 		{"sub-second interval", func(o *profile.AgentOptions) { o.Interval = 500 * time.Millisecond }, []string{"minimum of 1s"}},
-		{"fractional interval", func(o *profile.AgentOptions) { o.Interval = 10500 * time.Millisecond }, []string{"whole number of seconds"}},
-		{"interval for one Mac under test", func(o *profile.AgentOptions) { o.Interval = 9 * time.Second }, []string{"interval 9s is shorter than 10s"}},
+		{"fractional interval", func(o *profile.AgentOptions) { o.Interval = 1500 * time.Millisecond }, []string{"whole number of seconds"}},
 		{"relative socket", func(o *profile.AgentOptions) { o.OsquerySocket = "var/osquery/osquery.em" }, []string{`osquery socket "var/osquery/osquery.em" is not an absolute path`}},
 		{"relative osqueryd", func(o *profile.AgentOptions) { o.OsquerySocket, o.OsquerydPath = "", "osqueryd" }, []string{`osqueryd "osqueryd" is not an absolute path`}},
 		{"short run budget", func(o *profile.AgentOptions) { o.RunBudget = 9 * time.Second }, []string{"run budget", "minimum of 10s"}},

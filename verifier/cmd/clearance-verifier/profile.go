@@ -250,6 +250,9 @@ func (a *app) profileAgent(fs *cli.FlagSet) cli.Action {
 				return err
 			}
 		}
+		if *interval > 0 && *interval < profile.MinFleetInterval {
+			fmt.Fprintf(a.stderr, "note: --interval %s: every Mac the profile reaches runs every policy that often; %s or more suits a fleet\n", interval, profile.MinFleetInterval)
+		}
 		if *interval > cfg.MaxPostureAge {
 			fmt.Fprintf(a.stderr, "note: --interval %s is longer than the verifier's --max-posture-age %s: between runs a Mac's posture is too old to sign in with, and each sign-in waits for a live check (or is denied as stale_posture when it cannot run)\n",
 				interval, cfg.MaxPostureAge)
