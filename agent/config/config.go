@@ -29,6 +29,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/groob/plist"
+
 	"github.com/clearance/clearance/pkg/agentprefs"
 	"github.com/clearance/clearance/pkg/certpem"
 	"github.com/clearance/clearance/pkg/cli"
@@ -364,6 +366,56 @@ func Load(in Inputs) (*Config, error) {
 			agentprefs.KeyOsquerySocket, c.Sources[agentprefs.KeyOsquerySocket], agentprefs.KeyOsquerydPath, c.Sources[agentprefs.KeyOsquerydPath])
 	}
 	return c, nil
+}
+
+// StateDir resolves the state dir alone, from the same sources as Load,
+// for a command that shows what the agent wrote there even when the rest
+// of the settings do not read (status: the running agent keeps the
+// settings it had). A managed plist that Load refuses (a misspelt key, a
+// value of the wrong type) still gives the StateDir it holds as a string;
+// one that is no plist at all gives none, and the default stands. source
+// says where the path came from, as Config.Sources does.
+func StateDir(in Inputs) (path, source string, err error) {
+	getenv := in.Getenv
+	if getenv == nil {
+		getenv = os.LookupEnv
+	}
+	managedPath := in.ManagedPlist
+	if managedPath == "" {
+		managedPath = agentprefs.ManagedPlistPath
+	}
+	s := settings[indexOf(agentprefs.KeyStateDir)]
+	var v string
+	if f, ok := in.Flags[s.flag]; ok {
+		v, source = f, SourceFlag+" --"+s.flag
+	} else if e, ok := getenv(s.env); ok && e != "" {
+		v, source = e, SourceEnv+" "+s.env
+	} else if m, ok := plistString(managedPath, s.key); ok {
+		v, source = m, managedPath+" key "+s.key
+	} else {
+		return DefaultStateDir(), SourceDefault, nil
+	}
+	var c Config
+	if err := s.set(&c, v); err != nil {
+		return "", "", fmt.Errorf("%s from %s: %w", s.key, source, err)
+	}
+	return c.StateDir, source, nil
+}
+
+// plistString is key's string in the plist at path, read leniently: keys
+// and values that readPlist would refuse elsewhere in the file do not
+// hide it.
+func plistString(path, key string) (string, bool) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "", false
+	}
+	var doc map[string]any
+	if err := plist.Unmarshal(raw, &doc); err != nil {
+		return "", false
+	}
+	v, ok := doc[key].(string)
+	return v, ok
 }
 
 func indexOf(key string) int {

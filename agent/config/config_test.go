@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -354,5 +355,53 @@ func TestUnknownKeys(t *testing.T) {
 	write(t, managed, plistDoc(str(agentprefs.KeyStateDir, filepath.Join(dir, "state")), str("CAFingerprnt", "ab")))
 	if _, err := Load(Inputs{Getenv: env(nil), ManagedPlist: managed}); err == nil || !strings.Contains(err.Error(), "did you mean CAFingerprint?") {
 		t.Fatalf("a misspelt pin: %v", err)
+	}
+}
+
+// StateDir finds the state dir when the settings as a whole do not read,
+// so that status can show what the agent wrote there: a managed plist
+// that Load refuses for a misspelt key still names it; one that is no
+// plist at all names none.
+func TestStateDirWhenTheSettingsDoNotRead(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	fromPlist := filepath.Join(dir, "from-plist")
+	tests := []struct {
+		name       string
+		flags      map[string]string
+		env        map[string]string
+		managed    string
+		want       string
+		wantSource string
+	}{
+		{"a misspelt key", nil, nil, plistDoc(str(agentprefs.KeyStateDir, fromPlist), str("CAFingerprnt", "ab")),
+			fromPlist, "managed.plist key StateDir"},
+		{"a value of the wrong type", nil, nil, plistDoc(str(agentprefs.KeyStateDir, fromPlist), "<key>VerifierAddress</key><integer>1</integer>"),
+			fromPlist, "managed.plist key StateDir"},
+		{"not a plist", nil, nil, "garbage", DefaultStateDir(), SourceDefault},
+		{"a flag over the plist", map[string]string{"state-dir": filepath.Join(dir, "flag")}, nil, "garbage",
+			filepath.Join(dir, "flag"), "flag --state-dir"},
+		{"the environment over the plist", nil, map[string]string{"CLEARANCE_STATE_DIR": filepath.Join(dir, "env")}, plistDoc(str(agentprefs.KeyStateDir, fromPlist)),
+			filepath.Join(dir, "env"), "environment CLEARANCE_STATE_DIR"},
+		{"no plist", nil, nil, "", DefaultStateDir(), SourceDefault},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			managed := filepath.Join(dir, strconv.Itoa(i), "managed.plist")
+			if tt.managed != "" {
+				write(t, managed, tt.managed)
+			}
+			got, source, err := StateDir(Inputs{Flags: tt.flags, Getenv: env(tt.env), ManagedPlist: managed})
+			if err != nil || got != tt.want || !strings.HasSuffix(source, tt.wantSource) {
+				t.Errorf("StateDir = %q (from %q), %v; want %q (from …%q)", got, source, err, tt.want, tt.wantSource)
+			}
+		})
+	}
+	// A state dir the agent would refuse is refused here too.
+	managed := filepath.Join(dir, "bad", "managed.plist")
+	write(t, managed, plistDoc(str(agentprefs.KeyStateDir, "")))
+	if got, _, err := StateDir(Inputs{Getenv: env(nil), ManagedPlist: managed}); err == nil {
+		t.Errorf("StateDir = %q for a path the agent refuses", got)
 	}
 }
