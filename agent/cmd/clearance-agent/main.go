@@ -101,7 +101,10 @@ func program(stdout, stderr io.Writer) *cli.Program {
 			{
 				Name:    "status",
 				Summary: "show enrollment, device key, service and configuration",
-				Footer:  config.Footer,
+				Doc: "Shows the settings, and what the agent wrote in its state dir: whether it runs and with which " +
+					"settings, its enrollment, its last connection and the last report the verifier stored. It exits 1 " +
+					"when the settings do not read (a misspelt key, a damaged plist), after the rows it can still show.",
+				Footer: config.Footer,
 				Flags: func(fs *cli.FlagSet) cli.Action {
 					flags := config.Bind(fs, append([]string{"verifier", "run-budget"}, osquerySettings...)...)
 					return func(context.Context, []string) error { return cmdStatus(flags, stdout) }
@@ -733,10 +736,23 @@ func oneLine(s string) string {
 	return string(out)
 }
 
+// cmdStatus shows the settings and what the agent wrote in its state dir.
+// Settings that do not read (a misspelt key, a file that is no plist) make
+// it fail (exit 1), but only after it has shown all the state dir says
+// when an agent has run with it: a running agent keeps the settings it
+// had, and the rows say what it does. With no agent run there, the
+// settings' error is all there is to say.
 func cmdStatus(flags *config.Flags, stdout io.Writer) error {
-	cfg, err := loadConfig(flags)
-	if err != nil {
-		return err
+	cfg, unread := loadConfig(flags)
+	if unread != nil {
+		path, source, err := config.StateDir(flags.Inputs())
+		if err != nil {
+			return unread
+		}
+		if r, err := (&state.Dir{Path: path}).LoadRunning(); err != nil || r == nil {
+			return unread // no agent has run here: there is nothing else to say
+		}
+		cfg = &config.Config{StateDir: path, Sources: map[string]string{agentprefs.KeyStateDir: source}}
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	defer tw.Flush()
@@ -745,18 +761,31 @@ func cmdStatus(flags *config.Flags, stdout io.Writer) error {
 	// escaped (pkg/printable), on one line.
 	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, printable.Line(v)) }
 	row("version", version.Version)
+	// What the settings do not say when they do not read.
+	const notRead = "the settings do not read"
 	verifier := cfg.Verifier
 	if verifier == "" {
-		// The settings this command read (a plist, flags) name none: the
-		// state dir says which verifier the Mac enrolled with.
+		// The settings this command read (a plist, flags) name none, or
+		// do not read: the state dir says which verifier the Mac enrolled
+		// with.
+		why := "these settings name none"
 		verifier = "not configured"
+		if unread != nil {
+			why, verifier = notRead, "unknown: "+notRead
+		}
 		if id, err := (&state.Dir{Path: cfg.StateDir}).LoadIdentity(); err == nil && id.Verifier != "" {
-			verifier = id.Verifier + " (enrolled with; these settings name none)"
+			verifier = id.Verifier + " (enrolled with; " + why + ")"
 		}
 	}
 	row("verifier", verifier)
-	row("state dir", cfg.StateDir)
+	if unread != nil {
+		row("state dir", cfg.StateDir+" ("+cfg.Sources[agentprefs.KeyStateDir]+")")
+	} else {
+		row("state dir", cfg.StateDir)
+	}
 	switch {
+	case unread != nil:
+		row("osquery", "unknown: "+notRead)
 	case cfg.OsquerySocket != "":
 		row("osquery", "attach "+cfg.OsquerySocket)
 	case cfg.OsquerydPath != "":
@@ -869,6 +898,10 @@ func cmdStatus(flags *config.Flags, stdout io.Writer) error {
 	if ps, err := dir.LoadPolicySet(); err == nil && ps != nil {
 		row("policy set", fmt.Sprintf("%s (%d policies)", ps.GetVersion(), len(ps.GetPolicies())))
 	}
+	if unread != nil {
+		row("run budget", "unknown: "+notRead)
+		return errFailed // the settings row says why
+	}
 	from := cfg.Sources[agentprefs.KeyRunBudget]
 	if from == "" {
 		from = config.SourceDefault
@@ -894,12 +927,15 @@ func runningRows(r *state.Running, cfg *config.Config, now time.Time, alive bool
 	}
 	switch {
 	case !r.RejectedAt.IsZero():
-		keys := "the settings"
+		msg := fmt.Sprintf("at %s: %s; the agent runs on with the settings it had", r.RejectedAt.UTC().Format(time.RFC3339), r.Rejected)
+		// Settings that did not read name no keys, and give no rows.
 		if len(r.RejectedKeys) > 0 {
-			keys = strings.Join(r.RejectedKeys, ", ")
+			msg += " (the new ones changed " + strings.Join(r.RejectedKeys, ", ") + ")"
 		}
-		rows = append(rows, [2]string{"NEW SETTINGS REJECTED", fmt.Sprintf("at %s: %s; the agent runs on with the settings it had (the new ones changed %s); the rows above are the files' new settings",
-			r.RejectedAt.UTC().Format(time.RFC3339), r.Rejected, keys)})
+		if cfg != nil {
+			msg += "; the rows above are the files' new settings"
+		}
+		rows = append(rows, [2]string{"NEW SETTINGS REJECTED", msg})
 	case cfg == nil:
 	case len(changed) > 0:
 		rows = append(rows, [2]string{"settings", fmt.Sprintf("the files changed %s since the agent started; it takes them within %s (at once on SIGHUP)",
