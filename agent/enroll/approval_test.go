@@ -127,3 +127,72 @@ func mustFingerprint(t *testing.T, k *devicekey.Key) string {
 	}
 	return fp
 }
+
+// When the security team rejects the held request, the verifier's final
+// refusal ends the wait: the pending record goes, so that status says
+// refused, not pending approval as well.
+func TestEnrollPendingThenRejected(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	var mu sync.Mutex
+	rejected := false
+	v.EnrollHook = func(*agentv1.EnrollRequest) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if rejected {
+			return status.Error(codes.PermissionDenied, "enrollment request req-1 was rejected by the security team; this key cannot enroll")
+		}
+		st, _ := status.New(codes.FailedPrecondition, "enrollment waits for approval by the security team (request req-1, manual)").
+			WithDetails(&agentv1.EnrollmentPending{RequestId: "req-1", Reason: "manual", RequestedAt: timestamppb.Now()})
+		return st.Err()
+	}
+	m := manager(t, v, t.TempDir(), v.Secret)
+	if _, err := m.Ensure(context.Background()); retry.Of(retry.Enroll, err) != retry.Pending {
+		t.Fatalf("Ensure while pending: %v, want pending", err)
+	}
+	if p, err := m.Dir.LoadPending(); err != nil || p == nil {
+		t.Fatalf("wait not recorded: %+v %v", p, err)
+	}
+
+	mu.Lock()
+	rejected = true
+	mu.Unlock()
+	if _, err := m.Ensure(context.Background()); retry.Of(retry.Enroll, err) != retry.Stop {
+		t.Fatalf("Ensure after the rejection: %v, want a refusal that stops", err)
+	}
+	if p, err := m.Dir.LoadPending(); err != nil || p != nil {
+		t.Errorf("wait still recorded after the verifier refused for good: %+v %v", p, err)
+	}
+}
+
+// A verifier that cannot be reached, or answers with a passing fault,
+// says nothing of the request: the wait stays recorded.
+func TestEnrollPendingKeptOverFaults(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	var mu sync.Mutex
+	fault := false
+	v.EnrollHook = func(*agentv1.EnrollRequest) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if fault {
+			return status.Error(codes.Unavailable, "restarting")
+		}
+		st, _ := status.New(codes.FailedPrecondition, "enrollment waits for approval by the security team (request req-1, manual)").
+			WithDetails(&agentv1.EnrollmentPending{RequestId: "req-1", Reason: "manual", RequestedAt: timestamppb.Now()})
+		return st.Err()
+	}
+	m := manager(t, v, t.TempDir(), v.Secret)
+	if _, err := m.Ensure(context.Background()); retry.Of(retry.Enroll, err) != retry.Pending {
+		t.Fatalf("Ensure while pending: %v, want pending", err)
+	}
+	mu.Lock()
+	fault = true
+	mu.Unlock()
+	if _, err := m.Ensure(context.Background()); retry.Of(retry.Enroll, err) != retry.Again {
+		t.Fatalf("Ensure with the verifier restarting: %v, want again", err)
+	}
+	if p, err := m.Dir.LoadPending(); err != nil || p == nil || p.RequestID != "req-1" {
+		t.Errorf("wait forgotten over a passing fault: %+v %v", p, err)
+	}
+}

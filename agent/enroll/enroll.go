@@ -253,8 +253,17 @@ func (m *Manager) Enroll(ctx context.Context) (*state.Identity, error) {
 	}
 	defer cc.Close()
 	resp, err := agentv1.NewAgentServiceClient(cc).Enroll(ctx, req)
-	if p := retry.PendingOf(err); p != nil {
-		m.pending(p)
+	switch retry.Of(retry.Enroll, err) {
+	case retry.Pending:
+		m.pending(retry.PendingOf(err))
+	case retry.Stop:
+		// The verifier's answer for good (the security team rejected the
+		// request, the secret is wrong): no request waits for approval any
+		// more, whatever it said before. The refusal is recorded for status
+		// by the stream, which decides when to ask again.
+		if err := m.Dir.ClearPending(); err != nil {
+			log.Warn("clearing the wait for approval failed", "err", err)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("enrolling with %s: %w", m.Verifier, err)

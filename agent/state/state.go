@@ -360,7 +360,7 @@ func (d *Dir) SavePending(p Pending) error { return d.saveJSON(PendingFile, p) }
 // none.
 func (d *Dir) LoadPending() (*Pending, error) { return loadJSON[Pending](d, PendingFile) }
 
-// ClearPending removes the record once enrolled.
+// ClearPending removes the record once enrolled, or refused for good.
 func (d *Dir) ClearPending() error {
 	if err := os.Remove(d.File(PendingFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
