@@ -849,12 +849,23 @@ func cmdStatus(flags *config.Flags, stdout io.Writer) error {
 	if _, err := os.Stat(dir.File(state.PreviousKeyURIFile)); err == nil {
 		row("key rotation", "under way: the next enrollment proves the new key with the previous one")
 	}
-	p, perr := dir.LoadPending()
-	if perr == nil && p != nil {
+	p, _ := dir.LoadPending() // nil when unreadable, as when none
+	refusal, _ := dir.LoadRefusal()
+	// Each answer clears the other's record; should both be left (an
+	// agent that kept the wait past a rejection), the later one says
+	// where the Mac is.
+	if p != nil && refusal != nil {
+		if refusal.At.Before(p.LastAsked) {
+			refusal = nil
+		} else {
+			p = nil
+		}
+	}
+	if p != nil {
 		row("enrollment", fmt.Sprintf("PENDING APPROVAL by the security team (request %s, %s, since %s); the agent asks again until it is approved",
 			p.RequestID, p.Reason, p.RequestedAt.UTC().Format(time.RFC3339)))
 	}
-	if r, err := dir.LoadRefusal(); err == nil && r != nil {
+	if r := refusal; r != nil {
 		row("REFUSED", fmt.Sprintf("by the verifier at %s (%s): %s; the agent asks again at %s",
 			r.At.UTC().Format(time.RFC3339), r.Code, printable.Line(r.Message), r.RetryAt.UTC().Format(time.RFC3339)))
 	}

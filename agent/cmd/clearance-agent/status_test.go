@@ -153,3 +153,56 @@ func watchOnce(t *testing.T, flags *config.Flags, running *config.Config, log *s
 		t.Fatal(err)
 	}
 }
+
+// TestStatusRefusedOrPending: a Mac is refused or waits for approval, not
+// both: when the state dir holds both records (as an agent that did not
+// clear the wait on a rejection left it), status says the later.
+func TestStatusRefusedOrPending(t *testing.T) {
+	t.Parallel()
+	asked := time.Date(2026, 3, 4, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name      string
+		refusedAt time.Time
+		want      []string
+		not       []string
+	}{
+		{"rejected after the wait", asked.Add(time.Second),
+			[]string{`REFUSED: +by the verifier at 2026-03-04T12:00:01Z \(PermissionDenied\): .*was rejected by the security team`, `enrolled: +no\n`},
+			[]string{`PENDING APPROVAL`, `pending approval`}},
+		{"waiting after a refusal", asked.Add(-time.Hour),
+			[]string{`enrollment: +PENDING APPROVAL by the security team \(request req-1, manual`, `enrolled: +no \(pending approval\)`},
+			[]string{`REFUSED`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			stateDir := filepath.Join(dir, "state")
+			sd, err := state.Open(stateDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sd.SavePending(state.Pending{RequestID: "req-1", Reason: "manual", RequestedAt: asked.Add(-time.Hour), LastAsked: asked}); err != nil {
+				t.Fatal(err)
+			}
+			if err := sd.SaveRefusal(state.Refusal{Code: "PermissionDenied", Message: "enrolling: enrollment request req-1 was rejected by the security team; this key cannot enroll",
+				At: tt.refusedAt, RetryAt: tt.refusedAt.Add(30 * time.Minute)}); err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr := runAgent("status", "--state-dir", stateDir, "--managed-plist", filepath.Join(dir, "none.plist"))
+			if code != 0 {
+				t.Fatalf("exit code %d, stderr %q", code, stderr)
+			}
+			for _, want := range tt.want {
+				if !regexp.MustCompile(want).MatchString(stdout) {
+					t.Errorf("status lacks %q:\n%s", want, stdout)
+				}
+			}
+			for _, not := range tt.not {
+				if strings.Contains(stdout, not) {
+					t.Errorf("status says %q:\n%s", not, stdout)
+				}
+			}
+		})
+	}
+}
