@@ -172,6 +172,11 @@ type Client struct {
 	contact       state.Contact
 	contactLoaded bool
 	ackSaved      time.Time // when an acknowledgement was last written
+	ackHeld       bool      // the latest acknowledgement is not written yet
+	// ackFlush fires when a held acknowledgement may be written
+	// (flushContact); nil when none is held. Owned by the Execute
+	// goroutine.
+	ackFlush <-chan time.Time
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -459,15 +464,17 @@ func (c *Client) recordRefusal(err error, wait time.Duration) {
 }
 
 // contactEvery bounds how often acknowledgements are written down for
-// status: a run of live checks writes once.
+// status, to spare the disk: a run of live checks writes once, then the
+// latest of them once the bound allows (flushContact).
 const contactEvery = 10 * time.Second
 
 // noteContact updates the contact record for status with edit, writing
 // it unless it is an acknowledgement less than contactEvery after the
-// last one written (the first of a run is always written).
-func (c *Client) noteContact(ackOnly bool, edit func(*state.Contact, time.Time)) {
+// last one written (the first of a run is always written). held is how
+// long until an acknowledgement held back may be written, 0 when written.
+func (c *Client) noteContact(ackOnly bool, edit func(*state.Contact, time.Time)) (held time.Duration) {
 	if c.o.Dir == nil {
-		return
+		return 0
 	}
 	c.contactMu.Lock()
 	defer c.contactMu.Unlock()
@@ -482,14 +489,43 @@ func (c *Client) noteContact(ackOnly bool, edit func(*state.Contact, time.Time))
 	c.contact.Verifier = c.o.Verifier
 	edit(&c.contact, at)
 	if ackOnly {
-		if !c.ackSaved.IsZero() && at.Sub(c.ackSaved) < contactEvery {
-			return
+		if since := at.Sub(c.ackSaved); !c.ackSaved.IsZero() && since < contactEvery {
+			c.ackHeld = true
+			// At most contactEvery: a clock set back must not hold it
+			// for as long as it was set back.
+			return min(contactEvery-since, contactEvery)
 		}
 		c.ackSaved = at
 	}
+	c.saveContactLocked()
+	return 0
+}
+
+// saveContactLocked writes the contact record, with the latest
+// acknowledgement; contactMu is held.
+func (c *Client) saveContactLocked() {
+	c.ackHeld = false
 	if err := c.o.Dir.SaveContact(c.contact); err != nil {
 		c.log.Warn("recording contact with the verifier for status failed", "err", err)
 	}
+}
+
+// flushContact writes the acknowledgement noteContact held back, if
+// any: when the bound allows (ackFlush), and when a session ends, so
+// that status is not left a report or more behind, however the agent
+// stops.
+func (c *Client) flushContact() {
+	c.ackFlush = nil
+	if c.o.Dir == nil {
+		return
+	}
+	c.contactMu.Lock()
+	defer c.contactMu.Unlock()
+	if !c.ackHeld {
+		return
+	}
+	c.ackSaved = c.o.Clock.Local().UTC()
+	c.saveContactLocked()
 }
 
 // clearRefusal forgets a recorded refusal once the verifier accepts the
@@ -710,6 +746,8 @@ func (c *Client) session(parent context.Context, id *state.Identity) (err error)
 			return ctx.Err()
 		case err := <-recvErr:
 			return err
+		case <-c.ackFlush:
+			c.flushContact()
 		case <-timer:
 			c.lastScheduled = c.o.Clock.Local()
 			if err := c.runAndReport(runCtx, id, nil, c.duePolicies(), send); err != nil {
@@ -1033,9 +1071,11 @@ func recvStatus(stream agentv1.AgentService_ConnectClient, err error) error {
 // sendError marks local failures while building a report.
 type sendError struct{ error }
 
-// afterSession applies what the way the stream ended says about the
-// reports it carried.
+// afterSession writes down the acknowledgement held back, if any, and
+// applies what the way the stream ended says about the reports it
+// carried.
 func (c *Client) afterSession(err error) {
+	c.flushContact()
 	code := status.Code(err)
 	if retry.Of(retry.Connect, err) != retry.Drop {
 		return
@@ -1444,5 +1484,8 @@ func (c *Client) ack(seq uint64) {
 	}
 	c.pending = kept
 	c.count(func(s *Stats) { s.Acked = max(s.Acked, seq) })
-	c.noteContact(true, func(ct *state.Contact, at time.Time) { ct.AckedAt, ct.AckedSeq = at, seq })
+	held := c.noteContact(true, func(ct *state.Contact, at time.Time) { ct.AckedAt, ct.AckedSeq = at, seq })
+	if held > 0 && c.ackFlush == nil {
+		c.ackFlush = c.o.After(held)
+	}
 }

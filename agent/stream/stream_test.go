@@ -1492,3 +1492,73 @@ func TestBudgetCutRunAnswersNoCheck(t *testing.T) {
 		t.Errorf("%d checks answered with another's run, want 0", st.ChecksShared)
 	}
 }
+
+// ackedOnDisk is the last acknowledged seq the state dir records for
+// status.
+func ackedOnDisk(t *testing.T, dir string) uint64 {
+	t.Helper()
+	c, err := (&state.Dir{Path: dir}).LoadContact()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c == nil {
+		return 0
+	}
+	return c.AckedSeq
+}
+
+// twoAckedReports has the agent send two reports, the second a moment
+// after the first, and waits for both acks: the second comes within the
+// bound on how often acks are written down.
+func twoAckedReports(t *testing.T, a *agent, v *fakeverifier.Verifier) (first, second uint64) {
+	t.Helper()
+	s := nextSession(t, v)
+	first = nextReport(t, v).Report.GetSeq()
+	waitAcked(t, a.client, first)
+	s.Send(checkNow("second", time.Minute))
+	second = nextReport(t, v).Report.GetSeq()
+	waitAcked(t, a.client, second)
+	return first, second
+}
+
+// TestLastAckWrittenForStatus: acknowledgements are written down for
+// status at a bounded rate, but the latest is not lost to it: it is
+// written once the bound allows, while the agent runs on.
+func TestLastAckWrittenForStatus(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	dir := t.TempDir()
+	a := startAgent(t, v, dir, func(o *stream.Options) {
+		// Waits up to the 10 s bound on ack writes pass at once; the
+		// schedule's (an hour) are left alone.
+		o.After = func(d time.Duration) <-chan time.Time {
+			if d <= 10*time.Second {
+				d = min(d, 20*time.Millisecond)
+			}
+			return time.After(d)
+		}
+	})
+	_, second := twoAckedReports(t, a, v)
+	if !testkit.Poll(5*time.Second, func() bool { return ackedOnDisk(t, dir) == second }) {
+		t.Errorf("the state dir records seq %d as the last stored, the verifier acknowledged %d", ackedOnDisk(t, dir), second)
+	}
+}
+
+// TestLastAckWrittenAtShutdown: an agent that stops writes down the last
+// acknowledgement it had, however soon after the one before.
+func TestLastAckWrittenAtShutdown(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	dir := t.TempDir()
+	a := startAgent(t, v, dir, nil)
+	first, second := twoAckedReports(t, a, v)
+	if got := ackedOnDisk(t, dir); got != first {
+		t.Fatalf("seq %d written at once after seq %d; the bound on ack writes is not kept", got, first)
+	}
+	a.stop(t)
+	if got := ackedOnDisk(t, dir); got != second {
+		t.Errorf("after the agent stopped the state dir records seq %d as the last stored, the verifier acknowledged %d", got, second)
+	}
+}
