@@ -169,7 +169,7 @@ func policyPart(f, failing *adminv1.PolicyFinding, resolveLater bool, loc *time.
 	case "exempt":
 		return fmt.Sprintf("let through by exemption %d", failing.GetExemptionId())
 	case "monitor":
-		return "monitor: let through, not shown"
+		return "monitor: let through; Recommended on a page"
 	case "warned":
 		return "warned: Continue pressed"
 	case "bypassed":
@@ -182,7 +182,7 @@ func policyPart(f, failing *adminv1.PolicyFinding, resolveLater bool, loc *time.
 	case "warn":
 		return "warning: doesn't block"
 	case "monitor":
-		return "monitor: not shown"
+		return "monitor: Recommended on a page"
 	}
 	switch {
 	case failing.GetCritical():
