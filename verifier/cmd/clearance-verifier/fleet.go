@@ -595,6 +595,30 @@ func (c *adminConn) resolveDevice(prefix string) (string, error) {
 	return "", fmt.Errorf("%d devices' ids start with %q; give more of it", len(found), prefix)
 }
 
+// failedPolicies are the required policies d's Mac did not pass. In a
+// denial those that blocked come first, and each that did not block is
+// marked with what let it through or how it acts ("firewall (monitor)",
+// "screen-lock (warn)"): a denial for filevault alone does not read as one
+// for both.
+func failedPolicies(d *adminv1.Decision) []string {
+	var blocked, others []string
+	for _, r := range d.GetResults() {
+		if !r.GetRequired() || r.GetStatus() == adminv1.PolicyStatus_POLICY_STATUS_PASS {
+			continue
+		}
+		how := r.GetWaiver()
+		if how == "" && r.GetEnforcement() != "enforce" {
+			how = r.GetEnforcement()
+		}
+		if d.GetAllow() || how == "" {
+			blocked = append(blocked, r.GetPolicyId())
+		} else {
+			others = append(others, r.GetPolicyId()+" ("+how+")")
+		}
+	}
+	return append(blocked, others...)
+}
+
 // renderDecisions writes the decisions table in loc's time, fitted to width.
 func renderDecisions(w io.Writer, ds []*adminv1.Decision, loc *time.Location, width int) error {
 	rows := [][]string{{timeHeading(ds, loc), "USER", "DEVICE", "RESULT", "REASON"}}
@@ -614,13 +638,7 @@ func renderDecisions(w io.Writer, ds []*adminv1.Decision, loc *time.Location, wi
 			result += " " + m
 		}
 		reason := d.GetReason()
-		var failed []string
-		for _, r := range d.GetResults() {
-			if r.GetRequired() && r.GetStatus() != adminv1.PolicyStatus_POLICY_STATUS_PASS {
-				failed = append(failed, r.GetPolicyId())
-			}
-		}
-		if (!d.GetAllow() || d.GetMode() != "") && len(failed) > 0 {
+		if failed := failedPolicies(d); (!d.GetAllow() || d.GetMode() != "") && len(failed) > 0 {
 			reason += ": " + strings.Join(failed, ",")
 		}
 		if m := d.GetMode(); m != "" && m != "enforce" && d.GetSource() == storage.SourceCloudflare {

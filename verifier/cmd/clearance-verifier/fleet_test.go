@@ -338,6 +338,20 @@ func TestTables(t *testing.T) {
 				{PolicyId: "firewall", Status: adminv1.PolicyStatus_POLICY_STATUS_FAIL, Required: true},
 			}},
 	}
+	// A denial names what blocked first; what only a monitor, an
+	// exemption or a warning touched is marked as such.
+	mixed := &adminv1.Decision{At: timestamppb.New(now.Add(-6 * time.Hour)), Username: "gus@example.com", DeviceId: "3f2c8a4e-9b1d-4e7f-8a6c-2d5e9f0b1c3a",
+		Reason: "policy_failed", Results: []*adminv1.DecisionPolicyResult{
+			{PolicyId: "firewall", Status: adminv1.PolicyStatus_POLICY_STATUS_FAIL, Required: true, Enforcement: "monitor", Waiver: "monitor"},
+			{PolicyId: "screen-lock", Status: adminv1.PolicyStatus_POLICY_STATUS_FAIL, Required: true, Enforcement: "enforce", Waiver: "exempt", ExemptionId: 4},
+			{PolicyId: "sip", Status: adminv1.PolicyStatus_POLICY_STATUS_FAIL, Required: true, Enforcement: "warn"},
+			{PolicyId: "filevault", Status: adminv1.PolicyStatus_POLICY_STATUS_FAIL, Required: true, Enforcement: "enforce"},
+			{PolicyId: "gatekeeper", Status: adminv1.PolicyStatus_POLICY_STATUS_ERROR, Required: true},
+		}}
+	if got, want := strings.Join(failedPolicies(mixed), ","), "filevault,gatekeeper,firewall (monitor),screen-lock (exempt),sip (warn)"; got != want {
+		t.Errorf("a denial's policies read %q, want %q", got, want)
+	}
+	ds = append(ds, mixed)
 	var b strings.Builder
 	if err := renderDecisions(&b, ds, time.UTC, 80); err != nil {
 		t.Fatal(err)
