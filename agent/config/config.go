@@ -278,16 +278,21 @@ type Inputs struct {
 	Only []string
 }
 
-// Load resolves the configuration from in.
-func Load(in Inputs) (*Config, error) {
-	getenv := in.Getenv
+// sources are in's environment and managed plist, defaults filled in.
+func (in Inputs) sources() (getenv func(string) (string, bool), managedPath string) {
+	getenv, managedPath = in.Getenv, in.ManagedPlist
 	if getenv == nil {
 		getenv = os.LookupEnv
 	}
-	managedPath := in.ManagedPlist
 	if managedPath == "" {
 		managedPath = agentprefs.ManagedPlistPath
 	}
+	return getenv, managedPath
+}
+
+// Load resolves the configuration from in.
+func Load(in Inputs) (*Config, error) {
+	getenv, managedPath := in.sources()
 	managed, ignoredManaged, err := readPlist(managedPath)
 	if err != nil {
 		return nil, err
@@ -376,14 +381,7 @@ func Load(in Inputs) (*Config, error) {
 // one that is no plist at all gives none, and the default stands. source
 // says where the path came from, as Config.Sources does.
 func StateDir(in Inputs) (path, source string, err error) {
-	getenv := in.Getenv
-	if getenv == nil {
-		getenv = os.LookupEnv
-	}
-	managedPath := in.ManagedPlist
-	if managedPath == "" {
-		managedPath = agentprefs.ManagedPlistPath
-	}
+	getenv, managedPath := in.sources()
 	s := settings[indexOf(agentprefs.KeyStateDir)]
 	var v string
 	if f, ok := in.Flags[s.flag]; ok {
