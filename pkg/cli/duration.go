@@ -16,7 +16,7 @@ const maxDays = 100 * 366
 // takes what the help's examples show.
 func ParseDuration(s string) (time.Duration, error) {
 	if days, ok := strings.CutSuffix(s, "d"); ok {
-		if n, err := strconv.Atoi(days); err == nil && n >= 0 && n <= maxDays && !strings.HasPrefix(days, "+") {
+		if n, err := strconv.Atoi(days); err == nil && n >= 0 && n <= maxDays && !strings.HasPrefix(days, "+") && !strings.HasPrefix(days, "-") {
 			return time.Duration(n) * 24 * time.Hour, nil
 		}
 	}

@@ -15,7 +15,7 @@ func TestParseDuration(t *testing.T) {
 			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "d", "3 days", "1d12h", "-1d", "+3d", "1.5d", "36601d", "99999999999999999999d", "soon", "7D"} {
+	for _, in := range []string{"", "d", "3 days", "1d12h", "-1d", "-0d", "+3d", "1.5d", "36601d", "99999999999999999999d", "soon", "7D"} {
 		if got, err := ParseDuration(in); err == nil || err.Error() != "give a duration such as 90s, 30m, 24h or 7d" {
 			t.Errorf("ParseDuration(%q) = %v, %v; want the error that says what it takes", in, got, err)
 		}

@@ -68,6 +68,10 @@ type Server struct {
 	oktaMu     sync.Mutex
 	oktaStatus *adminv1.OktaStatusResponse
 	oktaFlight chan struct{}
+
+	// reloadMu makes each ReloadPolicies read the set it replaces and load
+	// the next as one step, so two at once cannot both see the same set.
+	reloadMu sync.Mutex
 }
 
 var _ adminv1.AdminServiceServer = (*Server)(nil)
@@ -226,6 +230,8 @@ func (s *Server) ListPolicies(context.Context, *adminv1.ListPoliciesRequest) (*a
 
 // ReloadPolicies implements AdminService.ReloadPolicies.
 func (s *Server) ReloadPolicies(ctx context.Context, _ *adminv1.ReloadPoliciesRequest) (*adminv1.ReloadPoliciesResponse, error) {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
 	was := s.Policies.Current().GetVersion()
 	ps, err := s.Policies.Reload()
 	s.Metrics.Reloaded(metrics.ReloadPolicies, err, s.now())

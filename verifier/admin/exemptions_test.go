@@ -43,6 +43,13 @@ func TestExemptionsAPI(t *testing.T) {
 		"tab in username": {Username: "a\tb@example.com", ExpiresAt: until, Reason: "r"},
 		"zero-width":      {Username: "bob\u200b@example.com", ExpiresAt: until, Reason: "r"},
 		"only white":      {Username: " \t ", ExpiresAt: until, Reason: "r"},
+		"Cyrillic a":      {Username: "\u0430lice@example.com", ExpiresAt: until, Reason: "r"},
+		"grapheme joiner": {Username: "alice@example.com\u034f", ExpiresAt: until, Reason: "r"},
+		"Hangul filler":   {Username: "alice\u3164@example.com", ExpiresAt: until, Reason: "r"},
+		"no-break space":  {Username: "alice\u00a0smith@example.com", ExpiresAt: until, Reason: "r"},
+		"em space":        {Username: "alice\u2003@example.com", ExpiresAt: until, Reason: "r"},
+		"braille blank":   {Username: "alice\u2800@example.com", ExpiresAt: until, Reason: "r"},
+		"variation sel.":  {Username: "alice\ufe0f@example.com", ExpiresAt: until, Reason: "r"},
 		// A mistyped id would exempt from nothing.
 		"unknown policy": {DeviceId: "d", ExpiresAt: until, Reason: "r", PolicyIds: []string{"firewall", "filevault"}},
 	}

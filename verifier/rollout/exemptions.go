@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/clearance/clearance/pkg/policy"
+	"github.com/clearance/clearance/pkg/printable"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -53,7 +54,10 @@ func (g Grant) Check(now time.Time) error {
 	case len(g.DeviceID) > storage.MaxTextLen || !utf8.ValidString(g.DeviceID) || strings.ContainsAny(g.DeviceID, "\x00 \t\r\n"):
 		return refuse("device id is not one a device can have")
 	case len(user) > MaxUsername || !utf8.ValidString(user) || strings.ContainsFunc(user, unprintable):
-		return refuse("username is longer than %d bytes or holds characters a username cannot", MaxUsername)
+		return refuse("username is longer than %d bytes or holds characters a username cannot (control, invisible, or a space other than ASCII's)", MaxUsername)
+	case printable.Deceptive(user):
+		// It would be listed, and audited, as the name it passes for.
+		return refuse("username %s can pass for another (look-alike letters, mixed scripts): grant the exemption to the device instead", printable.Identifier(user))
 	case strings.TrimSpace(g.Reason) == "":
 		return refuse("give a reason: it is kept with the exemption and in the audit log")
 	case len(g.Reason) > MaxReason || !utf8.ValidString(g.Reason) || strings.IndexByte(g.Reason, 0) >= 0:
@@ -182,10 +186,11 @@ func GrantExemption(ctx context.Context, s ExemptionStore, g Grant, actor string
 	return s.GetExemption(ctx, id)
 }
 
-// unprintable reports the runes no username holds: control characters
-// and invisible formatting ones (a zero-width space would make a grant
-// that matches nobody while reading like one that does).
-func unprintable(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }
+// unprintable reports the runes no username holds: control characters,
+// those drawn as nothing, and spaces other than ASCII's (a zero-width
+// space or a no-break space would make a grant that matches nobody while
+// reading like one that does).
+func unprintable(r rune) bool { return printable.Invisible(r) || unicode.IsSpace(r) && r != ' ' }
 
 // UsernameStore is what KnownUsername reads.
 type UsernameStore interface {
@@ -247,7 +252,9 @@ var ErrRevoked = storage.ErrAlreadyExists
 func Describe(e storage.Exemption) string {
 	who := "device " + e.DeviceID
 	if e.Username != "" {
-		who = "user " + e.Username
+		// Escaped as an identifier: one granted before look-alikes were
+		// refused must not read as the name it passes for.
+		who = "user " + printable.Identifier(e.Username)
 	}
 	what := "all policies"
 	if len(e.PolicyIDs) > 0 {

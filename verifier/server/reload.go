@@ -24,6 +24,10 @@ func WithSettingsReread(reread func() (*config.Config, error)) Option {
 	return func(s *Server) { s.reread = reread }
 }
 
+// StartActor is the audit actor of what a start puts in force
+// (verifier.start): the enforcement ceiling and the policy set.
+const StartActor = "serve"
+
 // liveSettings are the settings a reload puts in force; any other setting
 // changed in the settings file waits for a restart.
 var liveSettings = map[string]bool{"enforcement": true}

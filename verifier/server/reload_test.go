@@ -86,6 +86,11 @@ func TestReloadAppliesEnforcement(t *testing.T) {
 	h, file := startSettings(t, "enforcement: monitor\nscep_challenge: first-challenge-0123456789\n")
 	h.logs.has(t, "enforcement ceiling")
 	h.logs.has(t, `set_by="settings file"`)
+	// What the start put in force is audited, as a reload's change is.
+	if got := h.auditOf("verifier.start"); len(got) != 1 || got[0].GetActor() != "serve" ||
+		!strings.HasPrefix(got[0].GetDetail(), "enforcement ceiling monitor (set by settings file), policy set ") {
+		t.Fatalf("verifier.start events %v, want one by serve naming the ceiling and where it was set", got)
+	}
 	a := h.failingDevice()
 	if r := h.explain(a); !r.GetAllow() || r.GetMode() != "monitor" {
 		t.Fatalf("under monitor: allow %v, mode %q", r.GetAllow(), r.GetMode())

@@ -277,6 +277,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	s.Metrics.PoliciesLoaded(s.now())
 	s.Metrics.EnforcementCeiling(string(s.Rollout.CurrentCeiling()))
 	log.Info("enforcement ceiling", "component", "server", "enforcement", string(s.Rollout.CurrentCeiling()), "set_by", cfg.SetBy("enforcement"))
+	// What a start puts in force is in the audit log, as what SIGHUP
+	// changes is: a ceiling lowered, or a policy file edited, while the
+	// verifier was stopped shows there.
+	ps := s.policies.Current()
+	if err := s.Store.AppendAudit(ctx, storage.AuditEvent{At: s.now(), Actor: StartActor, Action: "verifier.start",
+		Detail: fmt.Sprintf("enforcement ceiling %s (set by %s), policy set %s, %d policies", s.Rollout.CurrentCeiling(), cfg.SetBy("enforcement"), ps.GetVersion(), len(ps.GetPolicies()))}); err != nil {
+		log.Error("audit event not recorded", "component", "server", "action", "verifier.start", "err", err)
+	}
 	// Grace starts that no policy holds any more (its grace removed, or it
 	// moved to warn or monitor) are forgotten now and after each reload.
 	forgetGraces := func(snap access.PolicySnapshot) {

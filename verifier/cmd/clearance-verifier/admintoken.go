@@ -184,10 +184,11 @@ func tokenID(arg string) (string, error) {
 	return arg, nil
 }
 
-// expiryPhrase is ", expires T" for a token that expires, "" otherwise.
+// expiryPhrase is ", expires T" for a token that expires, and says so of
+// one that never does.
 func expiryPhrase(t time.Time) string {
 	if t.IsZero() {
-		return ""
+		return ", never expires (until revoked)"
 	}
 	return ", expires " + t.UTC().Format(time.RFC3339)
 }

@@ -26,7 +26,7 @@ func (a *app) auditCmd() *cli.Command {
 			af := a.bindAdmin(fs)
 			fs.Group("Filters")
 			device := fs.String("device", "", "only events about this device (`id`, or the start of one as the tables show it)")
-			actor := fs.String("actor", "", "only events of this `actor` (admin:<name>, admin-api, cli, agent, scep, scim:<token id>, okta-api-sync)")
+			actor := fs.String("actor", "", "only events of this `actor` (admin:<name>, admin-api, cli, agent, scep, scim:<token id>, okta-api-sync, sighup, serve)")
 			action := fs.String("action", "", "only events with this `action` (device.revoke), or, ending in \".\", those it starts (device.)")
 			win := bindWindow(fs, "events")
 			limit := fs.Int("limit", 20, "at most this many events (up to 1000)")

@@ -145,7 +145,8 @@ func TestFleetCommands(t *testing.T) {
 		t.Errorf("unknown device: %v", err)
 	}
 
-	// The audit log: the secret the CLI made, then both enrollments.
+	// The audit log: the start, the secret the CLI made, then both
+	// enrollments.
 	audit := func(args ...string) []string {
 		t.Helper()
 		out, stderr, err := execute(env, append([]string{"audit", "--data-dir", s.dir}, args...)...)
@@ -155,7 +156,8 @@ func TestFleetCommands(t *testing.T) {
 		return strings.Split(strings.TrimSpace(out), "\n")
 	}
 	lines = audit()
-	if len(lines) != 4 || !strings.HasPrefix(lines[0], "TIME") || !strings.Contains(lines[3], "cli") || !strings.Contains(lines[3], "secret.create") {
+	if len(lines) != 5 || !strings.HasPrefix(lines[0], "TIME") || !strings.Contains(lines[3], "cli") || !strings.Contains(lines[3], "secret.create") ||
+		!strings.Contains(lines[4], "serve") || !strings.Contains(lines[4], "verifier.start") {
 		t.Fatalf("audit:\n%s", strings.Join(lines, "\n"))
 	}
 	for _, l := range lines[1:3] {
@@ -172,11 +174,12 @@ func TestFleetCommands(t *testing.T) {
 		{[]string{"--actor", "cli"}, []string{"secret.create"}},
 		{[]string{"--action", "device."}, []string{"device.enroll", "device.enroll"}},
 		{[]string{"--action", "device"}, nil},
-		{[]string{"--since", "1h"}, []string{"device.enroll", "device.enroll", "secret.create"}},
+		{[]string{"--since", "1h"}, []string{"device.enroll", "device.enroll", "secret.create", "verifier.start"}},
+		{[]string{"--actor", "serve"}, []string{"verifier.start"}},
 		{[]string{"--since", time.Now().Add(time.Hour).Format(time.RFC3339)}, nil},
 		{[]string{"--limit", "1"}, []string{"device.enroll"}},
 		{[]string{"--until", "1h"}, nil},
-		{[]string{"--since", "1h", "--until", time.Now().Add(time.Hour).Format(time.RFC3339), "--all"}, []string{"device.enroll", "device.enroll", "secret.create"}},
+		{[]string{"--since", "1h", "--until", time.Now().Add(time.Hour).Format(time.RFC3339), "--all"}, []string{"device.enroll", "device.enroll", "secret.create", "verifier.start"}},
 	} {
 		out, stderr, err := execute(env, append([]string{"audit", "--data-dir", s.dir}, tc.args...)...)
 		if err != nil {

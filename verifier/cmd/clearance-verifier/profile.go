@@ -19,6 +19,7 @@ import (
 	"github.com/clearance/clearance/pkg/cli"
 	"github.com/clearance/clearance/verifier/ca"
 	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/datadir"
 	"github.com/clearance/clearance/verifier/enroll"
 	"github.com/clearance/clearance/verifier/profile"
 )
@@ -165,6 +166,13 @@ func readCert(dataDir, name string) (*x509.Certificate, error) {
 // a profile carrying it goes to every Mac, and each would be turned away.
 // A secret that expires is accepted with a note of when.
 func (a *app) checkProfileSecret(ctx context.Context, cfg *config.Config, secret string) error {
+	// Reading must not make a database: a data dir whose SQLite file is
+	// gone holds no secret, and an empty one in its place would mislead.
+	if db, err := datadir.Database(cfg.DataDir, cfg.Database); err == nil && db == "" {
+		if _, err := os.Stat(filepath.Join(cfg.DataDir, datadir.SQLiteFile)); err != nil {
+			return fmt.Errorf("checking the enroll secret: %s has no database to check it in (%v); is it the data dir serve uses? (--unchecked-secret writes the profile without checking it)", cfg.DataDir, err)
+		}
+	}
 	store, err := openDatabase(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("checking the enroll secret: %w (--unchecked-secret writes the profile without checking it)", err)

@@ -656,6 +656,23 @@ func TestProfileAgentChecksTheSecret(t *testing.T) {
 			t.Errorf("%s with --unchecked-secret: %v", tc.name, err)
 		}
 	}
+	// A data dir whose database is gone: refused, and none is made.
+	moved := filepath.Join(t.TempDir(), "moved")
+	if err := os.Mkdir(moved, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"clearance.db", "clearance.db-wal", "clearance.db-shm"} {
+		os.Rename(filepath.Join(dir, f), filepath.Join(moved, f))
+	}
+	if _, _, err := runProfile(t, noEnv, args(good)...); err == nil || !strings.Contains(err.Error(), "has no database to check it in") {
+		t.Errorf("a data dir without its database: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "clearance.db")); !os.IsNotExist(err) {
+		t.Errorf("checking the secret made a database: %v", err)
+	}
+	for _, f := range []string{"clearance.db", "clearance.db-wal", "clearance.db-shm"} {
+		os.Rename(filepath.Join(moved, f), filepath.Join(dir, f))
+	}
 	if _, stderr, err := runProfile(t, noEnv, args(expiring)...); err != nil || !strings.Contains(string(stderr), "expires at") {
 		t.Errorf("an expiring secret: %v %s", err, stderr)
 	}

@@ -1,0 +1,29 @@
+package rollout_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/clearance/clearance/verifier/rollout"
+)
+
+// A username in any one script is granted; one that can pass for another
+// or holds what is drawn as nothing is refused, whatever surrounds it.
+func TestGrantUsernames(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	grant := func(user string) error {
+		return rollout.Grant{Username: user, ExpiresAt: now.Add(time.Hour), Reason: "r"}.Check(now)
+	}
+	for _, ok := range []string{"alice@example.com", " alice@example.com\t", "józef@example.com", "张伟@example.com", "алиса@пример.рф", "Ada Lovelace"} {
+		if err := grant(ok); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"\u0430lice@example.com", "alice@example.com\u034f", "alice\u200b@example.com", "alice\u00a0@example.com",
+		"alice\u3164@example.com", "alice\u2800@example.com", "alice\u202e@example.com", "alice\x1b@example.com", "  "} {
+		if err := grant(bad); err == nil || !rollout.IsGrantError(err) {
+			t.Errorf("%q: %v, want a refusal", bad, err)
+		}
+	}
+}
