@@ -38,6 +38,7 @@ func TestAuditLog(t *testing.T) {
 		{"cli", "exemption.grant", a.DeviceID, "replacement on order"},
 		{"agent", "device.enroll", a.DeviceID},
 		{"cli", "secret.create"},
+		{"serve", "verifier.start", "enforcement ceiling enforce (set by default), policy set "},
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("audit: %d lines, want %d:\n%s", len(lines), len(want), out)
