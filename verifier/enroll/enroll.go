@@ -388,13 +388,18 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 			return s.reenrollOverLimit(ctx, existing, key, proof, err, now)
 		}
 	}
-	action := "device.enroll"
-	if reenroll {
+	action, shownProof := "device.enroll", proof
+	switch {
+	case reenroll && proof == "same_key" && existing.CertSerial == "":
+		// The approved key collecting its first certificate: the approval
+		// was the enrollment, audited as such; this is not another.
+		action, shownProof = "device.collect", "approved_key"
+	case reenroll:
 		action = "device.reenroll"
 	}
 	detail := fmt.Sprintf("hardware UUID %s, serial %q, enroll secret %s, certificate %s", facts.GetHardwareUuid(), logsample.Clip(facts.GetSerialNumber()), secret.ID, ca.SerialHex(cert))
-	if proof != "" {
-		detail += ", proof " + proof
+	if shownProof != "" {
+		detail += ", proof " + shownProof
 	}
 	dev := storage.Device{
 		ID:           deviceID,
@@ -449,7 +454,7 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		outcome = OutcomeReenrolled
 	}
 	s.log().Info("device enrolled", "device_id", stored.ID, "hardware_uuid", stored.HardwareUUID,
-		"reenrolled", reenrolled, "proof", proof, "enrollments", stored.Enrollments, "secret_id", secret.ID, "cert_serial", dev.CertSerial)
+		"reenrolled", reenrolled, "proof", shownProof, "enrollments", stored.Enrollments, "secret_id", secret.ID, "cert_serial", dev.CertSerial)
 	return &agentv1.EnrollResponse{
 		DeviceId:    stored.ID,
 		Certificate: cert.Raw,

@@ -131,6 +131,49 @@ func TestNewDevicePolicies(t *testing.T) {
 	_, err = h.admin.ApproveEnrollment(h.ctx(), &adminv1.ApproveEnrollmentRequest{RequestId: id})
 	checkStatus(t, err, codes.FailedPrecondition, "was rejected")
 
+	// A new Mac approved: its agent collects the certificate, which is
+	// not a second enrollment, and is audited as what it is.
+	b, err := protoagent.New(h.addr, h.rootPEM, nextUUID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.Enroll(h.ctx(), secret)
+	checkStatus(t, err, codes.FailedPrecondition, "manual")
+	list, err = h.admin.ListPendingEnrollments(h.ctx(), &adminv1.ListPendingEnrollmentsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var approved *adminv1.ApproveEnrollmentResponse
+	for _, p := range list.GetPending() {
+		if p.GetFacts().GetHardwareUuid() == b.Facts.HardwareUuid {
+			if approved, err = h.admin.ApproveEnrollment(h.ctx(), &adminv1.ApproveEnrollmentRequest{RequestId: p.GetRequestId()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if approved == nil {
+		t.Fatalf("no request of the new Mac among %v", list)
+	}
+	if _, err := b.Enroll(h.ctx(), secret); err != nil {
+		t.Fatalf("the approved key collecting its certificate: %v", err)
+	}
+	dev := approved.GetDevice().GetDeviceId()
+	if got, err := h.admin.GetDevice(h.ctx(), &adminv1.GetDeviceRequest{DeviceId: dev}); err != nil || got.GetDevice().GetEnrollments() != 1 {
+		t.Errorf("an approved Mac that collected its certificate: %v %v; want one enrollment", got, err)
+	}
+	events, err := h.admin.ListAuditEvents(h.ctx(), &adminv1.ListAuditEventsRequest{DeviceId: dev})
+	if err != nil || len(events.GetEvents()) != 2 || events.GetEvents()[0].GetAction() != "device.collect" ||
+		!strings.Contains(events.GetEvents()[0].GetDetail(), "proof approved_key") || events.GetEvents()[1].GetAction() != "device.enroll_approve" {
+		t.Errorf("audit of an approved Mac: %v %v; want its approval, then the collection", events, err)
+	}
+	// Enrolling again with the same key, later, is a re-enrollment.
+	if _, err := b.Enroll(h.ctx(), secret); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := h.admin.GetDevice(h.ctx(), &adminv1.GetDeviceRequest{DeviceId: dev}); err != nil || got.GetDevice().GetEnrollments() != 2 {
+		t.Errorf("a later enrollment with the same key: %v %v; want two enrollments", got, err)
+	}
+
 	k := startKnownList(t, &adminv1.KnownDevice{SerialNumber: "c02test0001", Name: "test mac"})
 	ksecret := k.secret()
 	listed := enrolledListed(t, k, ksecret)

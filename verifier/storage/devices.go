@@ -31,7 +31,10 @@ type Device struct {
 	CertSerial   string // lowercase hex, no leading zeros
 	CertNotAfter time.Time
 	// EnrolledAt is the first enrollment; Enrollments counts every
-	// enrollment of this hardware UUID, the first included.
+	// enrollment of this hardware UUID, the first included. An approval
+	// counts as the enrollment it is: the agent collecting the
+	// certificate of the approved key (CertSerial empty until then) does
+	// not count again.
 	EnrolledAt  time.Time
 	Enrollments int
 	// LastSeen is the last time anything arrived from the device.
@@ -68,7 +71,8 @@ type Enrollment struct {
 	// CertSerial/CertNotAfter and EnrolledAt. If a device with the same
 	// HardwareUUID exists (and is not revoked), the backend keeps that
 	// device's ID, EnrolledAt and report history, replaces its facts, key and
-	// certificate, increments Enrollments and resets LastSeq to 0 (reports
+	// certificate, increments Enrollments (unless the device has no
+	// certificate yet: an approved key's first) and resets LastSeq to 0 (reports
 	// signed by the old key can never verify against the new one, and a
 	// reinstalled agent starts counting again).
 	Device Device

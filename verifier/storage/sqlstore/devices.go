@@ -238,7 +238,8 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 }
 
 // reenroll gives the device d.ID a new enrollment: d's serial number and
-// platform, key, certificate and secret, one enrollment more, and last_seen
+// platform, key, certificate and secret, one enrollment more (none when
+// it had no certificate: an approval counted, its collection does not), and last_seen
 // moved forward to d.LastSeen. Its ID, enrolled_at, report history and
 // last_report_at stay, and so do its model, OS, hostname and agent
 // version: those change only as its agent's Hello gives them
@@ -248,7 +249,8 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 func reenroll(ctx context.Context, q conn, d storage.Device) error {
 	_, err := q.exec(ctx, `UPDATE devices SET
 		serial_number = $1, platform = $2, public_key = $3, cert_serial = $4,
-		cert_not_after = $5, enrollments = enrollments + 1, last_seq = 0, `+lastSeenAt("$6")+`,
+		cert_not_after = $5, enrollments = enrollments + CASE WHEN cert_serial = '' THEN 0 ELSE 1 END,
+		last_seq = 0, `+lastSeenAt("$6")+`,
 		secret_id = $8
 		WHERE id = $7`,
 		d.SerialNumber, d.Platform, blob(d.PublicKey), d.CertSerial,

@@ -1170,14 +1170,15 @@ func testApproveReenrollment(t *testing.T, s storage.Store) {
 	wantErr(t, s.SaveReport(ctx, newReport(orig.ID, 2, at(5*hour)), nil, 10), storage.ErrKeyReplaced)
 	save(t, s, signedWith(newReport(orig.ID, 1, at(5*hour)), r.PublicKey), nil, 10)
 
-	// The agent proves the approved key and gets its certificate.
+	// The agent proves the approved key and gets its certificate: the
+	// approval was the enrollment, the collection is not another.
 	e := newEnrollment(1, "second")
 	e.Device.PublicKey = r.PublicKey
 	e.Device.CertSerial, e.Cert.Serial = "abc123", "abc123"
 	e.Device.EnrolledAt = at(6 * hour)
 	got := enroll(t, s, e)
-	if got.CertSerial != "abc123" || got.ID != orig.ID || got.Enrollments != 3 {
-		t.Errorf("enrollment after approval: %s, cert %q, enrollments %d; want %s, abc123, 3", got.ID, got.CertSerial, got.Enrollments, orig.ID)
+	if got.CertSerial != "abc123" || got.ID != orig.ID || got.Enrollments != 2 {
+		t.Errorf("enrollment after approval: %s, cert %q, enrollments %d; want %s, abc123, 2", got.ID, got.CertSerial, got.Enrollments, orig.ID)
 	}
 }
 
@@ -1433,6 +1434,16 @@ func testApproveReinstates(t *testing.T, s storage.Store) {
 	e.Device.EnrolledAt = at(6 * hour)
 	if got := enroll(t, s, e); got.ID != orig.ID || got.Revoked() || got.CertSerial != "abc123" {
 		t.Errorf("enrollment after reinstatement: %s, revoked %v, cert %q", got.ID, got.Revoked(), got.CertSerial)
+	}
+	// Collecting the approved key's first certificate is not another
+	// enrollment: the approval counted. A later one with the same key is.
+	if n := getDevice(t, s, orig.ID).Enrollments; n != 2 {
+		t.Errorf("enrollments after the approved key collected its certificate = %d, want 2 (the first, the approval)", n)
+	}
+	e.Device.CertSerial, e.Cert.Serial = "abc124", "abc124"
+	enroll(t, s, e)
+	if n := getDevice(t, s, orig.ID).Enrollments; n != 3 {
+		t.Errorf("enrollments after a later enrollment with the same key = %d, want 3", n)
 	}
 }
 
