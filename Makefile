@@ -97,7 +97,7 @@ test: deps tools check-generated vet cross
 	$(MAKE) --no-print-directory fuzz
 
 ## fuzz: each fuzz target briefly, beyond its seed corpus (FUZZTIME each; longer: make fuzz FUZZTIME=2m)
-FUZZTIME ?= 5s
+FUZZTIME ?= 4s
 fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)
 
