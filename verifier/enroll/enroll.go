@@ -388,18 +388,21 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 			return s.reenrollOverLimit(ctx, existing, key, proof, err, now)
 		}
 	}
-	action, shownProof := "device.enroll", proof
-	switch {
-	case reenroll && proof == "same_key" && existing.CertSerial == "":
-		// The approved key collecting its first certificate: the approval
-		// was the enrollment, audited as such; this is not another.
-		action, shownProof = "device.collect", "approved_key"
-	case reenroll:
+	action := "device.enroll"
+	if reenroll {
 		action = "device.reenroll"
 	}
-	detail := fmt.Sprintf("hardware UUID %s, serial %q, enroll secret %s, certificate %s", facts.GetHardwareUuid(), logsample.Clip(facts.GetSerialNumber()), secret.ID, ca.SerialHex(cert))
-	if shownProof != "" {
-		detail += ", proof " + shownProof
+	facts0 := fmt.Sprintf("hardware UUID %s, serial %q, enroll secret %s, certificate %s", facts.GetHardwareUuid(), logsample.Clip(facts.GetSerialNumber()), secret.ID, ca.SerialHex(cert))
+	detail := facts0
+	if proof != "" {
+		detail += ", proof " + proof
+	}
+	var collect *storage.AuditEvent
+	if proof == "same_key" {
+		// If the device still has no certificate as this commits, it is
+		// the approved key collecting its first: the approval was the
+		// enrollment, audited as such; storage decides, under its lock.
+		collect = &storage.AuditEvent{At: now, Actor: "agent", Action: "device.collect", Detail: facts0 + ", proof approved_key"}
 	}
 	dev := storage.Device{
 		ID:           deviceID,
@@ -421,6 +424,7 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		Cert:     storage.Cert{Serial: ca.SerialHex(cert), DeviceID: deviceID, Kind: "device", NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, DER: cert.Raw},
 		SecretID: secret.ID,
 		Audit:    storage.AuditEvent{At: now, Actor: "agent", Action: action, Detail: detail},
+		Collect:  collect,
 		Checked:  checked,
 		Limit:    limit,
 	})
@@ -454,7 +458,7 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		outcome = OutcomeReenrolled
 	}
 	s.log().Info("device enrolled", "device_id", stored.ID, "hardware_uuid", stored.HardwareUUID,
-		"reenrolled", reenrolled, "proof", shownProof, "enrollments", stored.Enrollments, "secret_id", secret.ID, "cert_serial", dev.CertSerial)
+		"reenrolled", reenrolled, "proof", proof, "enrollments", stored.Enrollments, "secret_id", secret.ID, "cert_serial", dev.CertSerial)
 	return &agentv1.EnrollResponse{
 		DeviceId:    stored.ID,
 		Certificate: cert.Raw,

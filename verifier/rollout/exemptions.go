@@ -55,7 +55,7 @@ func (g Grant) Check(now time.Time) error {
 		return refuse("device id is not one a device can have")
 	case len(user) > MaxUsername || !utf8.ValidString(user) || strings.ContainsFunc(user, unprintable):
 		return refuse("username is longer than %d bytes or holds characters a username cannot (control, invisible, or a space other than ASCII's)", MaxUsername)
-	case printable.Deceptive(user):
+	case printable.Deceptive(user) || lookAlike(user):
 		// It would be listed, and audited, as the name it passes for.
 		return refuse("username %s can pass for another (look-alike letters, mixed scripts): grant the exemption to the device instead", printable.Identifier(user))
 	case strings.TrimSpace(g.Reason) == "":
@@ -192,6 +192,32 @@ func GrantExemption(ctx context.Context, s ExemptionStore, g Grant, actor string
 // reading like one that does).
 func unprintable(r rune) bool { return printable.Invisible(r) || unicode.IsSpace(r) && r != ' ' }
 
+// lookAlike reports what printable.Deceptive lets through in a name
+// meant to be read beside ASCII ones: a combining mark that is not on a
+// letter of its own script (one at the start, or after '.', '@' or an
+// ASCII letter, draws on what precedes it), a modifier letter or symbol
+// (˗, ˍ: drawn as punctuation), or, in a name that has ASCII letters, a
+// letter that looks like an ASCII one (the Cyrillic ѕ of "ѕрасех", a Latin
+// alpha, a dotless j). A name in one script of its own passes.
+func lookAlike(user string) bool {
+	hasASCIILetter := strings.ContainsFunc(user, func(r rune) bool { return r < utf8.RuneSelf && unicode.IsLetter(r) })
+	prev := rune(0)
+	for _, r := range user {
+		switch {
+		case unicode.In(r, unicode.Mn, unicode.Me) && !(prev >= utf8.RuneSelf && unicode.IsLetter(prev)):
+			return true
+		case unicode.Is(unicode.Sk, r) || unicode.Is(unicode.Lm, r) && r >= 0x02b0 && r <= 0x02ff:
+			return true
+		case hasASCIILetter && r >= utf8.RuneSelf && unicode.IsLetter(r) && (printable.LooksASCII(string(r)) || r == 'ı' || r == 'ȷ'):
+			// (The dotless i and j read as i and j; the confusables
+			// table has no skeleton for them.)
+			return true
+		}
+		prev = r
+	}
+	return false
+}
+
 // UsernameStore is what KnownUsername reads.
 type UsernameStore interface {
 	GetUserByName(ctx context.Context, userName string) (storage.User, error)
@@ -252,15 +278,31 @@ var ErrRevoked = storage.ErrAlreadyExists
 func Describe(e storage.Exemption) string {
 	who := "device " + e.DeviceID
 	if e.Username != "" {
-		// Escaped as an identifier: one granted before look-alikes were
-		// refused must not read as the name it passes for.
-		who = "user " + printable.Identifier(e.Username)
+		who = "user " + ShownUsername(e.Username)
 	}
 	what := "all policies"
 	if len(e.PolicyIDs) > 0 {
 		what = "policies " + strings.Join(e.PolicyIDs, ",")
 	}
 	return fmt.Sprintf("%s, %s, until %s: %s", who, what, e.ExpiresAt.UTC().Format(time.RFC3339), e.Reason)
+}
+
+// ShownUsername is an exemption's username as listings and the audit log
+// show it: escaped as an identifier, quoted when it holds a space or a
+// comma (which would read as the description that follows it), and marked
+// when it is not ASCII, so that one granted before look-alikes were
+// refused does not read as the name it passes for.
+func ShownUsername(u string) string {
+	shown := printable.Identifier(u)
+	if strings.ContainsAny(shown, " ,") {
+		shown = `"` + shown + `"`
+	}
+	for i := 0; i < len(u); i++ {
+		if u[i] >= utf8.RuneSelf {
+			return shown + " (not ASCII)"
+		}
+	}
+	return shown
 }
 
 // IsGrantError reports whether err is a refused grant.

@@ -15,15 +15,37 @@ func TestGrantUsernames(t *testing.T) {
 	grant := func(user string) error {
 		return rollout.Grant{Username: user, ExpiresAt: now.Add(time.Hour), Reason: "r"}.Check(now)
 	}
-	for _, ok := range []string{"alice@example.com", " alice@example.com\t", "józef@example.com", "张伟@example.com", "алиса@пример.рф", "Ada Lovelace"} {
+	for _, ok := range []string{"alice@example.com", " alice@example.com\t", "józef@example.com", "张伟@example.com", "алиса@пример.рф", "Ada Lovelace",
+		"müller@beispiel.de", "ñandú@example.es", "zoë@example.com", "अनिल@उदाहरण.भारत"} {
 		if err := grant(ok); err != nil {
 			t.Errorf("%q refused: %v", ok, err)
 		}
 	}
 	for _, bad := range []string{"\u0430lice@example.com", "alice@example.com\u034f", "alice\u200b@example.com", "alice\u00a0@example.com",
-		"alice\u3164@example.com", "alice\u2800@example.com", "alice\u202e@example.com", "alice\x1b@example.com", "  "} {
+		"alice\u3164@example.com", "alice\u2800@example.com", "alice\u202e@example.com", "alice\x1b@example.com", "  ",
+		// What a second look found: a mark on what precedes it, modifier
+		// letters drawn as punctuation, one look-alike letter among ASCII.
+		"\u0323alice@example.com", "alice@example.\u0323com", "bob\u02cdsmith@example.com", "\u0237ohn@example.com",
+		"józef@ѕрасех.com", "józef@ex\u0251mple.com"} {
 		if err := grant(bad); err == nil || !rollout.IsGrantError(err) {
 			t.Errorf("%q: %v, want a refusal", bad, err)
+		}
+	}
+}
+
+// Listings and the audit log show a username so that it reads as no other:
+// quoted when it holds a space or a comma, marked when it is not ASCII.
+func TestShownUsername(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"alice@example.com":                    "alice@example.com",
+		"alice@example.com, policies firewall": `"alice@example.com, policies firewall"`,
+		"józef@example.com":                    "józef@example.com (not ASCII)",
+		"\u0430lice@example.com":               "\u0430lice@example.com (not ASCII)",
+		"alice@example.com\u034f":              `alice@example.com\u034f (not ASCII)`,
+	} {
+		if got := rollout.ShownUsername(in); got != want {
+			t.Errorf("ShownUsername(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

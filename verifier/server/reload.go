@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 
 	"google.golang.org/grpc/status"
 
+	"github.com/clearance/clearance/pkg/printable"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/config"
@@ -22,6 +24,15 @@ import (
 // alone.
 func WithSettingsReread(reread func() (*config.Config, error)) Option {
 	return func(s *Server) { s.reread = reread }
+}
+
+// hostName names this replica in the audit events it writes of itself.
+func hostName() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "an unnamed host"
+	}
+	return printable.Line(h)
 }
 
 // StartActor is the audit actor of what a start puts in force
@@ -87,16 +98,20 @@ func (s *Server) reloadSettings(ctx context.Context, log *slog.Logger) error {
 	}
 	ceiling := decision.Enforcement(next.Enforcement).Lower(decision.Enforce)
 	if was := s.Rollout.CurrentCeiling(); was != ceiling {
+		// It changes what every failing Mac meets: recorded in the audit
+		// log first, and put in force only once recorded, so the log never
+		// says a ceiling other than the one in force. A store that cannot
+		// take it leaves the ceiling as it was, until the next SIGHUP.
+		ev := storage.AuditEvent{At: s.now(), Actor: admin.CallerFrom(ctx).Actor(), Action: "settings.enforcement",
+			Detail: fmt.Sprintf("enforcement ceiling %s, was %s (settings file %s, on %s)", ceiling, was, s.cfg.SettingsFile(), hostName())}
+		if err := s.Store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
+			log.Error("enforcement ceiling not changed: the audit log could not record the change; send SIGHUP again once the store answers",
+				"from", string(was), "to", string(ceiling), "err", err)
+			return fmt.Errorf("recording the enforcement ceiling's change: %w", err)
+		}
 		s.Rollout.SetCeiling(ceiling)
 		s.Metrics.EnforcementCeiling(string(ceiling))
 		log.Warn("enforcement ceiling changed", "from", string(was), "to", string(ceiling), "set_by", next.SetBy("enforcement"))
-		// It changes what every failing Mac meets: in the audit log with
-		// the policy reloads.
-		ev := storage.AuditEvent{At: s.now(), Actor: admin.CallerFrom(ctx).Actor(), Action: "settings.enforcement",
-			Detail: fmt.Sprintf("enforcement ceiling %s, was %s (settings file %s)", ceiling, was, s.cfg.SettingsFile())}
-		if err := s.Store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
-			log.Error("audit event not recorded", "action", ev.Action, "err", err)
-		}
 	}
 	return nil
 }

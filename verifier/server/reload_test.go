@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"io"
 	"os"
@@ -17,6 +18,7 @@ import (
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/server"
+	"github.com/clearance/clearance/verifier/storage"
 )
 
 // startSettings starts a verifier whose settings come from a settings
@@ -116,7 +118,7 @@ func TestReloadAppliesEnforcement(t *testing.T) {
 	// In the audit log as SIGHUP's, not as an admin token's; the policy
 	// file, unchanged, is not.
 	if got := h.auditOf("settings.enforcement"); len(got) != 1 || got[0].GetActor() != "sighup" ||
-		!strings.Contains(got[0].GetDetail(), "enforcement ceiling enforce, was monitor (settings file "+file+")") {
+		!strings.Contains(got[0].GetDetail(), "enforcement ceiling enforce, was monitor (settings file "+file+", on ") {
 		t.Fatalf("settings.enforcement events %v, want one by sighup naming both ceilings and the file", got)
 	}
 	if got := h.auditOf("policies.reload"); len(got) != 0 {
@@ -266,5 +268,39 @@ func TestReloadPoliciesAudit(t *testing.T) {
 	h.logs.has(t, `msg="policy reload failed"`)
 	if strings.Contains(h.logs.String(), "rpc error") {
 		t.Fatalf("the log words a failed reload as a gRPC status:\n%s", h.logs.String())
+	}
+}
+
+// auditDown is a store whose audit log cannot be written.
+type auditDown struct{ storage.Store }
+
+func (auditDown) AppendAudit(context.Context, storage.AuditEvent) error {
+	return errors.New("database is locked")
+}
+
+// A ceiling change the audit log cannot record is not put in force: the
+// log never says a ceiling other than the one in force. The next SIGHUP,
+// once the store answers, applies it.
+func TestReloadCeilingWaitsForTheAudit(t *testing.T) {
+	t.Parallel()
+	h, file := startSettings(t, "enforcement: monitor\n")
+	store := h.srv.Store
+	h.srv.Store = auditDown{store}
+	if err := os.WriteFile(file, []byte("enforcement: enforce\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.srv.Reload(context.Background()); err == nil {
+		t.Fatal("a ceiling change the audit log refused reloaded without an error")
+	}
+	h.logs.has(t, "enforcement ceiling not changed: the audit log could not record the change")
+	if c := h.ceiling(); c != "monitor" {
+		t.Fatalf("ceiling %q in force without its audit event, want monitor", c)
+	}
+	h.srv.Store = store
+	if err := h.srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if c := h.ceiling(); c != "enforce" || len(h.auditOf("settings.enforcement")) != 1 {
+		t.Fatalf("after the store answered: ceiling %q, events %v", c, h.auditOf("settings.enforcement"))
 	}
 }

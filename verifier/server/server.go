@@ -277,14 +277,6 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	s.Metrics.PoliciesLoaded(s.now())
 	s.Metrics.EnforcementCeiling(string(s.Rollout.CurrentCeiling()))
 	log.Info("enforcement ceiling", "component", "server", "enforcement", string(s.Rollout.CurrentCeiling()), "set_by", cfg.SetBy("enforcement"))
-	// What a start puts in force is in the audit log, as what SIGHUP
-	// changes is: a ceiling lowered, or a policy file edited, while the
-	// verifier was stopped shows there.
-	ps := s.policies.Current()
-	if err := s.Store.AppendAudit(ctx, storage.AuditEvent{At: s.now(), Actor: StartActor, Action: "verifier.start",
-		Detail: fmt.Sprintf("enforcement ceiling %s (set by %s), policy set %s, %d policies", s.Rollout.CurrentCeiling(), cfg.SetBy("enforcement"), ps.GetVersion(), len(ps.GetPolicies()))}); err != nil {
-		log.Error("audit event not recorded", "component", "server", "action", "verifier.start", "err", err)
-	}
 	// Grace starts that no policy holds any more (its grace removed, or it
 	// moved to warn or monitor) are forgotten now and after each reload.
 	forgetGraces := func(snap access.PolicySnapshot) {
@@ -662,6 +654,22 @@ func ssoTLS(cfg *config.Config, authority *ca.Authority) *tls.Config {
 	return c
 }
 
+// auditStart records what this start puts in force, as what SIGHUP
+// changes is: a ceiling lowered, or a policy file edited, while the
+// verifier was stopped shows there. It runs once the listeners are bound:
+// a start that fails records nothing.
+func (s *Server) auditStart(log *slog.Logger) {
+	ps := s.policies.Current()
+	ev := storage.AuditEvent{At: s.now(), Actor: StartActor, Action: "verifier.start",
+		Detail: fmt.Sprintf("enforcement ceiling %s (set by %s), policy set %s, %d policies, on %s, gRPC %s",
+			s.Rollout.CurrentCeiling(), s.cfg.SetBy("enforcement"), ps.GetVersion(), len(ps.GetPolicies()), hostName(), s.GRPCAddr)}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Store.AppendAudit(ctx, ev); err != nil {
+		log.Error("audit event not recorded", "action", ev.Action, "err", err)
+	}
+}
+
 // Actors adds the server's long-running parts to g. Listeners are opened
 // here so a busy port fails start-up at once.
 func (s *Server) Actors(g *run.Group) error {
@@ -714,6 +722,7 @@ func (s *Server) Actors(g *run.Group) error {
 	s.sso.ConnState = func(c net.Conn, st http.ConnState) { ssoConns.ConnState(c, st); ssoTLS.ConnState(c, st) }
 	s.http.ConnContext, s.sso.ConnContext = httpsconn.ConnContext, httpsconn.ConnContext
 	s.checkDescriptors(log)
+	s.auditStart(log)
 	// `devices` and `decisions` find the admin API at the bound address.
 	if err := datadir.Write(s.cfg.DataDir, datadir.Record{Database: s.cfg.Database, GRPCAddress: grpcLn.Addr().String()}); err != nil {
 		log.Warn("recording the gRPC address failed", "err", err)

@@ -33,8 +33,8 @@ type Device struct {
 	// EnrolledAt is the first enrollment; Enrollments counts every
 	// enrollment of this hardware UUID, the first included. An approval
 	// counts as the enrollment it is: the agent collecting the
-	// certificate of the approved key (CertSerial empty until then) does
-	// not count again.
+	// certificate of the approved key (Enrollment.Collect) does not count
+	// again.
 	EnrolledAt  time.Time
 	Enrollments int
 	// LastSeen is the last time anything arrived from the device.
@@ -71,8 +71,7 @@ type Enrollment struct {
 	// CertSerial/CertNotAfter and EnrolledAt. If a device with the same
 	// HardwareUUID exists (and is not revoked), the backend keeps that
 	// device's ID, EnrolledAt and report history, replaces its facts, key and
-	// certificate, increments Enrollments (unless the device has no
-	// certificate yet: an approved key's first) and resets LastSeq to 0 (reports
+	// certificate, increments Enrollments (unless it is Collect's) and resets LastSeq to 0 (reports
 	// signed by the old key can never verify against the new one, and a
 	// reinstalled agent starts counting again).
 	Device Device
@@ -98,6 +97,12 @@ type Enrollment struct {
 	SecretID string
 	// Audit is appended in the same transaction (DeviceID filled in).
 	Audit AuditEvent
+	// Collect, when set, is the event of an approved key's agent picking
+	// up its first certificate: if, as this commits, the device holds this
+	// key and no certificate yet, Collect is appended instead of Audit and
+	// no enrollment is counted (the approval was the enrollment).
+	// Otherwise (another request collected it first) Audit stands.
+	Collect *AuditEvent
 	// Checked, when set, is what the request was admitted on; the
 	// enrollment commits only if it still holds, else ErrKeyReplaced and
 	// nothing changes. It keeps a proof checked against one key from

@@ -10,7 +10,6 @@ import (
 
 	"github.com/clearance/clearance/pkg/cli"
 	"github.com/clearance/clearance/pkg/policy"
-	"github.com/clearance/clearance/pkg/printable"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/rollout"
@@ -153,7 +152,7 @@ func (a *app) exemptionCmd() *cli.Command {
 							}
 							if e.Username != "" {
 								if known, err := rollout.KnownUsername(ctx, store, e.Username); err == nil && !known {
-									fmt.Fprintf(a.stderr, "note: no user named %s is provisioned (SCIM or the Okta sync) or has signed in; check the spelling: the exemption covers that username and no other\n", printable.Identifier(e.Username))
+									fmt.Fprintf(a.stderr, "note: no user named %s is provisioned (SCIM or the Okta sync) or has signed in; check the spelling: the exemption covers that username and no other\n", rollout.ShownUsername(e.Username))
 								}
 							}
 							a.announce(e.ID, "Granted exemption for %s.\n", clean(rollout.Describe(e)))
@@ -192,7 +191,7 @@ func (a *app) exemptionCmd() *cli.Command {
 							for _, e := range es {
 								covers := "device " + e.DeviceID
 								if e.Username != "" {
-									covers = "user " + printable.Identifier(e.Username)
+									covers = "user " + rollout.ShownUsername(e.Username)
 								}
 								pols := "all"
 								if len(e.PolicyIDs) > 0 {

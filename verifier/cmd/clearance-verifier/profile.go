@@ -169,7 +169,11 @@ func (a *app) checkProfileSecret(ctx context.Context, cfg *config.Config, secret
 	// Reading must not make a database: a data dir whose SQLite file is
 	// gone holds no secret, and an empty one in its place would mislead.
 	if db, err := datadir.Database(cfg.DataDir, cfg.Database); err == nil && db == "" {
-		if _, err := os.Stat(filepath.Join(cfg.DataDir, datadir.SQLiteFile)); err != nil {
+		fi, err := os.Stat(filepath.Join(cfg.DataDir, datadir.SQLiteFile))
+		if err == nil && fi.Size() == 0 {
+			err = errors.New("its database file is empty")
+		}
+		if err != nil {
 			return fmt.Errorf("checking the enroll secret: %s has no database to check it in (%v); is it the data dir serve uses? (--unchecked-secret writes the profile without checking it)", cfg.DataDir, err)
 		}
 	}

@@ -467,7 +467,7 @@ func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (stor
 			// keeps the serial it enrolled with, whatever the request
 			// reported (as a re-enrollment does).
 			d.SerialNumber = old.SerialNumber
-			if err := reenroll(ctx, q, d); err != nil {
+			if err := reenroll(ctx, q, d, 1); err != nil {
 				return fmt.Errorf("replacing device key: %w", err)
 			}
 			if old.Revoked() {

@@ -94,6 +94,9 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 	certNotBefore := c.ns("cert not before", e.Cert.NotBefore)
 	c.ns("cert not after", e.Cert.NotAfter)
 	c.ns("audit time", e.Audit.At)
+	if e.Collect != nil {
+		c.ns("collection audit time", e.Collect.At)
+	}
 	if c.err != nil {
 		return storage.Device{}, false, fmt.Errorf("enrolling device: %w", c.err)
 	}
@@ -114,6 +117,7 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 		}
 		found := err == nil
 		sameKey := found && bytes.Equal(old.PublicKey, in.PublicKey)
+		collect := false
 
 		// 1. A key the security team rejected for this hardware UUID
 		// never enrolls, whatever admitted it.
@@ -194,7 +198,13 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 			if takesSerial {
 				d.SerialNumber = storage.StoredSerial(in.SerialNumber)
 			}
-			if err := reenroll(ctx, q, d); err != nil {
+			// An approved key's first certificate: the approval counted.
+			collect = e.Collect != nil && sameKey && old.CertSerial == ""
+			count := 1
+			if collect {
+				count = 0
+			}
+			if err := reenroll(ctx, q, d, count); err != nil {
 				return fmt.Errorf("re-enrolling device: %w", err)
 			}
 		default:
@@ -228,7 +238,11 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 		}
 
 		// 6. Audit.
-		out, err = enrolled(ctx, q, id, e.Audit)
+		ev := e.Audit
+		if collect {
+			ev = *e.Collect
+		}
+		out, err = enrolled(ctx, q, id, ev)
 		return err
 	})
 	if err != nil {
@@ -238,23 +252,22 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 }
 
 // reenroll gives the device d.ID a new enrollment: d's serial number and
-// platform, key, certificate and secret, one enrollment more (none when
-// it had no certificate: an approval counted, its collection does not), and last_seen
+// platform, key, certificate and secret, count enrollments more (1; 0 for
+// an approved key collecting its first certificate), and last_seen
 // moved forward to d.LastSeen. Its ID, enrolled_at, report history and
 // last_report_at stay, and so do its model, OS, hostname and agent
 // version: those change only as its agent's Hello gives them
 // (UpdateDeviceFacts: audited, and bounded per device), not by enrolling
 // again with the same key. The new key restarts the report sequence. d's
 // times were checked.
-func reenroll(ctx context.Context, q conn, d storage.Device) error {
+func reenroll(ctx context.Context, q conn, d storage.Device, count int) error {
 	_, err := q.exec(ctx, `UPDATE devices SET
 		serial_number = $1, platform = $2, public_key = $3, cert_serial = $4,
-		cert_not_after = $5, enrollments = enrollments + CASE WHEN cert_serial = '' THEN 0 ELSE 1 END,
-		last_seq = 0, `+lastSeenAt("$6")+`,
+		cert_not_after = $5, enrollments = enrollments + $9, last_seq = 0, `+lastSeenAt("$6")+`,
 		secret_id = $8
 		WHERE id = $7`,
 		d.SerialNumber, d.Platform, blob(d.PublicKey), d.CertSerial,
-		toNS(d.CertNotAfter), toNS(d.LastSeen), d.ID, d.SecretID)
+		toNS(d.CertNotAfter), toNS(d.LastSeen), d.ID, d.SecretID, count)
 	if err != nil {
 		return err
 	}

@@ -1171,14 +1171,28 @@ func testApproveReenrollment(t *testing.T, s storage.Store) {
 	save(t, s, signedWith(newReport(orig.ID, 1, at(5*hour)), r.PublicKey), nil, 10)
 
 	// The agent proves the approved key and gets its certificate: the
-	// approval was the enrollment, the collection is not another.
+	// approval was the enrollment, the collection is not another, and is
+	// audited as what it is.
 	e := newEnrollment(1, "second")
 	e.Device.PublicKey = r.PublicKey
 	e.Device.CertSerial, e.Cert.Serial = "abc123", "abc123"
 	e.Device.EnrolledAt = at(6 * hour)
+	e.Collect = &storage.AuditEvent{At: at(6 * hour), Actor: "agent", Action: "device.collect"}
 	got := enroll(t, s, e)
 	if got.CertSerial != "abc123" || got.ID != orig.ID || got.Enrollments != 2 {
 		t.Errorf("enrollment after approval: %s, cert %q, enrollments %d; want %s, abc123, 2", got.ID, got.CertSerial, got.Enrollments, orig.ID)
+	}
+	if a := listAudit(t, s, orig.ID); len(a) == 0 || a[0].Action != "device.collect" {
+		t.Errorf("device audit = %+v, want the collection first", a)
+	}
+	// Once collected, the same key again is a re-enrollment, Collect or not.
+	e.Device.CertSerial, e.Cert.Serial = "abc124", "abc124"
+	e.Device.EnrolledAt, e.Audit.At, e.Collect.At = at(7*hour), at(7*hour), at(7*hour)
+	if got := enroll(t, s, e); got.Enrollments != 3 {
+		t.Errorf("a later enrollment with the approved key: enrollments %d, want 3", got.Enrollments)
+	}
+	if a := listAudit(t, s, orig.ID); len(a) == 0 || a[0].Action != e.Audit.Action {
+		t.Errorf("device audit = %+v, want the re-enrollment's event first", a)
 	}
 }
 
@@ -1432,18 +1446,14 @@ func testApproveReinstates(t *testing.T, s storage.Store) {
 	e.Device.PublicKey = r.PublicKey
 	e.Device.CertSerial, e.Cert.Serial = "abc123", "abc123"
 	e.Device.EnrolledAt = at(6 * hour)
+	e.Collect = &storage.AuditEvent{At: at(6 * hour), Actor: "agent", Action: "device.collect"}
 	if got := enroll(t, s, e); got.ID != orig.ID || got.Revoked() || got.CertSerial != "abc123" {
 		t.Errorf("enrollment after reinstatement: %s, revoked %v, cert %q", got.ID, got.Revoked(), got.CertSerial)
 	}
-	// Collecting the approved key's first certificate is not another
-	// enrollment: the approval counted. A later one with the same key is.
+	// Collecting the reinstated key's first certificate is not another
+	// enrollment: the approval counted.
 	if n := getDevice(t, s, orig.ID).Enrollments; n != 2 {
 		t.Errorf("enrollments after the approved key collected its certificate = %d, want 2 (the first, the approval)", n)
-	}
-	e.Device.CertSerial, e.Cert.Serial = "abc124", "abc124"
-	enroll(t, s, e)
-	if n := getDevice(t, s, orig.ID).Enrollments; n != 3 {
-		t.Errorf("enrollments after a later enrollment with the same key = %d, want 3", n)
 	}
 }
 
