@@ -128,24 +128,35 @@ func mustFingerprint(t *testing.T, k *devicekey.Key) string {
 	return fp
 }
 
+// pendingUntil has v hold every enrollment for approval (request req-1)
+// until the returned func is called, and answer with then after it.
+func pendingUntil(v *fakeverifier.Verifier, then error) func() {
+	var mu sync.Mutex
+	answered := false
+	v.EnrollHook = func(*agentv1.EnrollRequest) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if answered {
+			return then
+		}
+		st, _ := status.New(codes.FailedPrecondition, "enrollment waits for approval by the security team (request req-1, manual)").
+			WithDetails(&agentv1.EnrollmentPending{RequestId: "req-1", Reason: "manual", RequestedAt: timestamppb.Now()})
+		return st.Err()
+	}
+	return func() {
+		mu.Lock()
+		answered = true
+		mu.Unlock()
+	}
+}
+
 // When the security team rejects the held request, the verifier's final
 // refusal ends the wait: the pending record goes, so that status says
 // refused, not pending approval as well.
 func TestEnrollPendingThenRejected(t *testing.T) {
 	t.Parallel()
 	v := fakeverifier.New(t)
-	var mu sync.Mutex
-	rejected := false
-	v.EnrollHook = func(*agentv1.EnrollRequest) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if rejected {
-			return status.Error(codes.PermissionDenied, "enrollment request req-1 was rejected by the security team; this key cannot enroll")
-		}
-		st, _ := status.New(codes.FailedPrecondition, "enrollment waits for approval by the security team (request req-1, manual)").
-			WithDetails(&agentv1.EnrollmentPending{RequestId: "req-1", Reason: "manual", RequestedAt: timestamppb.Now()})
-		return st.Err()
-	}
+	reject := pendingUntil(v, status.Error(codes.PermissionDenied, "enrollment request req-1 was rejected by the security team; this key cannot enroll"))
 	m := manager(t, v, t.TempDir(), v.Secret)
 	if _, err := m.Ensure(context.Background()); retry.Of(retry.Enroll, err) != retry.Pending {
 		t.Fatalf("Ensure while pending: %v, want pending", err)
@@ -154,9 +165,7 @@ func TestEnrollPendingThenRejected(t *testing.T) {
 		t.Fatalf("wait not recorded: %+v %v", p, err)
 	}
 
-	mu.Lock()
-	rejected = true
-	mu.Unlock()
+	reject()
 	if _, err := m.Ensure(context.Background()); retry.Of(retry.Enroll, err) != retry.Stop {
 		t.Fatalf("Ensure after the rejection: %v, want a refusal that stops", err)
 	}
@@ -170,25 +179,12 @@ func TestEnrollPendingThenRejected(t *testing.T) {
 func TestEnrollPendingKeptOverFaults(t *testing.T) {
 	t.Parallel()
 	v := fakeverifier.New(t)
-	var mu sync.Mutex
-	fault := false
-	v.EnrollHook = func(*agentv1.EnrollRequest) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if fault {
-			return status.Error(codes.Unavailable, "restarting")
-		}
-		st, _ := status.New(codes.FailedPrecondition, "enrollment waits for approval by the security team (request req-1, manual)").
-			WithDetails(&agentv1.EnrollmentPending{RequestId: "req-1", Reason: "manual", RequestedAt: timestamppb.Now()})
-		return st.Err()
-	}
+	fault := pendingUntil(v, status.Error(codes.Unavailable, "restarting"))
 	m := manager(t, v, t.TempDir(), v.Secret)
 	if _, err := m.Ensure(context.Background()); retry.Of(retry.Enroll, err) != retry.Pending {
 		t.Fatalf("Ensure while pending: %v, want pending", err)
 	}
-	mu.Lock()
-	fault = true
-	mu.Unlock()
+	fault()
 	if _, err := m.Ensure(context.Background()); retry.Of(retry.Enroll, err) != retry.Again {
 		t.Fatalf("Ensure with the verifier restarting: %v, want again", err)
 	}
