@@ -193,27 +193,44 @@ func GrantExemption(ctx context.Context, s ExemptionStore, g Grant, actor string
 func unprintable(r rune) bool { return printable.Invisible(r) || unicode.IsSpace(r) && r != ' ' }
 
 // lookAlike reports what printable.Deceptive lets through in a name
-// meant to be read beside ASCII ones: a combining mark that is not on a
-// letter of its own script (one at the start, or after '.', '@' or an
-// ASCII letter, draws on what precedes it), a modifier letter or symbol
-// (˗, ˍ: drawn as punctuation), or, in a name that has ASCII letters, a
-// letter that looks like an ASCII one (the Cyrillic ѕ of "ѕрасех", a Latin
-// alpha, a dotless j). A name in one script of its own passes.
+// meant to be read beside ASCII ones: a combining mark that is not part of
+// a letter of another script than ASCII's (one at the start, or after '.',
+// '@' or an ASCII letter, draws on what precedes it; after such a letter,
+// its spacing vowel signs and other marks, as Devanagari and Thai write
+// them, it is the name's own), a modifier letter or symbol (˗, ˍ: drawn as
+// punctuation) other than the apostrophes ʼ and ʻ between two letters (as
+// Ukrainian writes them; among ASCII letters, where they read as an ASCII
+// quote, printable.Deceptive refuses them), or, in a name that has ASCII letters,
+// a letter that looks like an ASCII one (the Cyrillic ѕ of "ѕрасех", a
+// Latin alpha, a dotless j). A name in one script of its own passes.
 func lookAlike(user string) bool {
 	hasASCIILetter := strings.ContainsFunc(user, func(r rune) bool { return r < utf8.RuneSelf && unicode.IsLetter(r) })
-	prev := rune(0)
-	for _, r := range user {
+	rs := []rune(user)
+	letter := func(i int) bool { return i >= 0 && i < len(rs) && unicode.IsLetter(rs[i]) }
+	markOK := false // a mark here belongs to a letter outside ASCII
+	for i, r := range rs {
 		switch {
-		case unicode.In(r, unicode.Mn, unicode.Me) && !(prev >= utf8.RuneSelf && unicode.IsLetter(prev)):
-			return true
+		case unicode.In(r, unicode.Mn, unicode.Me):
+			if !markOK {
+				return true
+			}
+		case (r == '\u02bc' || r == '\u02bb') && letter(i-1) && letter(i+1):
+			// An apostrophe written as a letter, between two.
 		case unicode.Is(unicode.Sk, r) || unicode.Is(unicode.Lm, r) && r >= 0x02b0 && r <= 0x02ff:
 			return true
-		case hasASCIILetter && r >= utf8.RuneSelf && unicode.IsLetter(r) && (printable.LooksASCII(string(r)) || r == 'ı' || r == 'ȷ'):
-			// (The dotless i and j read as i and j; the confusables
-			// table has no skeleton for them.)
+		case hasASCIILetter && r >= utf8.RuneSelf && unicode.IsLetter(r) && (printable.LooksASCII(string(r)) || r == 'ȷ'):
+			// (The dotless j reads as j; the confusables table has no
+			// skeleton for it.)
 			return true
 		}
-		prev = r
+		switch {
+		case r >= utf8.RuneSelf && unicode.IsLetter(r):
+			markOK = true
+		case unicode.In(r, unicode.Mn, unicode.Me, unicode.Mc):
+			// Marks and spacing vowel signs keep the letter's.
+		default:
+			markOK = false
+		}
 	}
 	return false
 }
@@ -288,14 +305,16 @@ func Describe(e storage.Exemption) string {
 }
 
 // ShownUsername is an exemption's username as listings and the audit log
-// show it: escaped as an identifier, quoted when it holds a space or a
-// comma (which would read as the description that follows it), and marked
+// show it: escaped as an identifier, quoted when it holds a space, a comma
+// (which would read as the description that follows it) or a quote, and marked
 // when it is not ASCII, so that one granted before look-alikes were
 // refused does not read as the name it passes for.
 func ShownUsername(u string) string {
 	shown := printable.Identifier(u)
-	if strings.ContainsAny(shown, " ,") {
-		shown = `"` + shown + `"`
+	if strings.ContainsAny(shown, ` ,"`) {
+		// Quoted, with the quotes and backslashes inside escaped, so
+		// that where the name ends is never in doubt.
+		shown = `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(shown) + `"`
 	}
 	for i := 0; i < len(u); i++ {
 		if u[i] >= utf8.RuneSelf {

@@ -16,7 +16,10 @@ func TestGrantUsernames(t *testing.T) {
 		return rollout.Grant{Username: user, ExpiresAt: now.Add(time.Hour), Reason: "r"}.Check(now)
 	}
 	for _, ok := range []string{"alice@example.com", " alice@example.com\t", "józef@example.com", "张伟@example.com", "алиса@пример.рф", "Ada Lovelace",
-		"müller@beispiel.de", "ñandú@example.es", "zoë@example.com", "अनिल@उदाहरण.भारत"} {
+		"müller@beispiel.de", "ñandú@example.es", "zoë@example.com", "अनिल@उदाहरण.भारत",
+		// Marks after vowel signs and other marks, as these scripts write
+		// them; the apostrophes written as letters.
+		"सिंह", "हिंदी", "ਸਿੰਘ", "สมศักดิ์", "กิ่ง", "มิ่งขวัญ", "Вʼячеслав", "Марʼяна"} {
 		if err := grant(ok); err != nil {
 			t.Errorf("%q refused: %v", ok, err)
 		}
@@ -26,7 +29,9 @@ func TestGrantUsernames(t *testing.T) {
 		// What a second look found: a mark on what precedes it, modifier
 		// letters drawn as punctuation, one look-alike letter among ASCII.
 		"\u0323alice@example.com", "alice@example.\u0323com", "bob\u02cdsmith@example.com", "\u0237ohn@example.com",
-		"józef@ѕрасех.com", "józef@ex\u0251mple.com"} {
+		"józef@ѕрасех.com", "józef@ex\u0251mple.com",
+		// An apostrophe letter not between two letters, a mark after one.
+		"\u02bcbob@example.com", "bob\u02bc@example.com", "bob\u02bc\u0301x@example.com"} {
 		if err := grant(bad); err == nil || !rollout.IsGrantError(err) {
 			t.Errorf("%q: %v, want a refusal", bad, err)
 		}
@@ -43,6 +48,8 @@ func TestShownUsername(t *testing.T) {
 		"józef@example.com":                    "józef@example.com (not ASCII)",
 		"\u0430lice@example.com":               "\u0430lice@example.com (not ASCII)",
 		"alice@example.com\u034f":              `alice@example.com\u034f (not ASCII)`,
+		`bob" (not ASCII`:                      `"bob\" (not ASCII"`,
+		`"bob"`:                                `"\"bob\""`,
 	} {
 		if got := rollout.ShownUsername(in); got != want {
 			t.Errorf("ShownUsername(%q) = %q, want %q", in, got, want)
