@@ -71,12 +71,14 @@ func (s *Server) reloadPolicies(ctx context.Context, log *slog.Logger) error {
 // live. Changes are found against the settings the process started with
 // (s.cfg) for those that need a restart, so every reload says again what a
 // restart would apply; the ceiling against the one in force.
-func (s *Server) reloadSettings(ctx context.Context, log *slog.Logger) error {
+func (s *Server) reloadSettings(ctx context.Context, log *slog.Logger) (err error) {
 	if s.reread == nil || s.cfg.SettingsFile() == "" {
 		return nil
 	}
+	// Counted once it is known whether what the file says is in force: a
+	// ceiling the audit log could not record is not, and counts as failed.
+	defer func() { s.Metrics.Reloaded(metrics.ReloadSettings, err, s.now()) }()
 	next, err := s.reread()
-	s.Metrics.Reloaded(metrics.ReloadSettings, err, s.now())
 	if err != nil {
 		log.Error("settings file not reloaded: nothing in it is applied until it reads cleanly", "file", s.cfg.SettingsFile(), "err", err)
 		return err

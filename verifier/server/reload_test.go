@@ -296,6 +296,9 @@ func TestReloadCeilingWaitsForTheAudit(t *testing.T) {
 	if c := h.ceiling(); c != "monitor" {
 		t.Fatalf("ceiling %q in force without its audit event, want monitor", c)
 	}
+	if got := metricVector(t, h, "clearance_reloads_total", false); got[`file="settings",result="failed"`] != 1 || got[`file="settings",result="ok"`] != 0 {
+		t.Fatalf("a reload whose ceiling was not put in force: clearance_reloads_total %v, want it failed", got)
+	}
 	h.srv.Store = store
 	if err := h.srv.Reload(context.Background()); err != nil {
 		t.Fatal(err)
