@@ -33,8 +33,16 @@ import (
 // PolicySource is the policy set in force and a way to re-read it.
 type PolicySource interface {
 	Current() *agentv1.PolicySet
-	Reload() (*agentv1.PolicySet, error)
+	// Reload reads the policy file again. It calls record, when set, with
+	// the set it read before putting it in force; record's error leaves
+	// the set in force as it was and is returned as is (ErrNotRecorded's
+	// wrapping tells it from a file that does not load).
+	Reload(record func(next *agentv1.PolicySet) error) (*agentv1.PolicySet, error)
 }
+
+// ErrNotRecorded wraps an audit write a change waited for and did not get:
+// the change is not in force.
+var ErrNotRecorded = errors.New("the audit log could not record it")
 
 // Server implements AdminService.
 type Server struct {
@@ -228,32 +236,44 @@ func (s *Server) ListPolicies(context.Context, *adminv1.ListPoliciesRequest) (*a
 	return resp, nil
 }
 
-// ReloadPolicies implements AdminService.ReloadPolicies.
+// ReloadPolicies implements AdminService.ReloadPolicies. The new set is
+// recorded in the audit log before it is put in force, so the log never
+// names a set other than the one deciding sign-ins: a store that cannot
+// take the event leaves the previous set in force.
 func (s *Server) ReloadPolicies(ctx context.Context, _ *adminv1.ReloadPoliciesRequest) (*adminv1.ReloadPoliciesResponse, error) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	was := s.Policies.Current().GetVersion()
-	ps, err := s.Policies.Reload()
+	// A person's reload is audited whatever it found; SIGHUP's only when
+	// the set changed, since the signal is also how the settings file is
+	// read again.
+	record := func(next *agentv1.PolicySet) error {
+		changed := next.GetVersion() != was
+		if !changed && CallerFrom(ctx).Process != "" {
+			return nil
+		}
+		detail := fmt.Sprintf("policy set %s, %d policies; unchanged", next.GetVersion(), len(next.GetPolicies()))
+		if changed {
+			detail = fmt.Sprintf("policy set %s (was %s), %d policies", next.GetVersion(), orNone(was), len(next.GetPolicies()))
+		}
+		ev := storage.AuditEvent{At: s.now(), Actor: actor(ctx), Action: "policies.reload", Detail: detail}
+		if err := s.Store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
+			s.log().Error("policies not reloaded: the audit log could not record the reload", "version", next.GetVersion(), "was", was, "err", err)
+			return fmt.Errorf("%w: %w", ErrNotRecorded, err)
+		}
+		return nil
+	}
+	ps, err := s.Policies.Reload(record)
 	s.Metrics.Reloaded(metrics.ReloadPolicies, err, s.now())
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrNotRecorded):
+		return nil, status.Error(codes.Unavailable, "policies not reloaded, the previous set stays in force: the audit log could not record the reload; try again once the database answers (see the verifier log)")
+	case err != nil:
 		// The old set stays in force; say exactly what is wrong with the file.
 		return nil, status.Errorf(codes.FailedPrecondition, "policies not reloaded, the previous set stays in force: %v", err)
 	}
 	n := s.Hub.Broadcast(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_PolicySet{PolicySet: ps}})
-	changed := ps.GetVersion() != was
-	s.log().Info("policies reloaded", "version", ps.GetVersion(), "changed", changed, "policies", len(ps.GetPolicies()), "agents_notified", n, "by", actor(ctx))
-	// A person's reload is audited whatever it found; SIGHUP's only when
-	// the set changed, since the signal is also how the settings file is
-	// read again.
-	if changed || CallerFrom(ctx).Process == "" {
-		detail := fmt.Sprintf("policy set %s, %d policies, %d agents told", ps.GetVersion(), len(ps.GetPolicies()), n)
-		if changed {
-			detail = fmt.Sprintf("policy set %s (was %s), %d policies, %d agents told", ps.GetVersion(), orNone(was), len(ps.GetPolicies()), n)
-		} else {
-			detail += "; unchanged"
-		}
-		s.audit(ctx, storage.AuditEvent{At: s.now(), Actor: actor(ctx), Action: "policies.reload", Detail: detail})
-	}
+	s.log().Info("policies reloaded", "version", ps.GetVersion(), "changed", ps.GetVersion() != was, "policies", len(ps.GetPolicies()), "agents_notified", n, "by", actor(ctx))
 	return &adminv1.ReloadPoliciesResponse{PolicySet: ps, AgentsNotified: uint32(n)}, nil
 }
 

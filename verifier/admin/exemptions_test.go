@@ -170,8 +170,15 @@ func fixedPolicies(version string, ids ...string) fixedPolicySet {
 	return fixedPolicySet{ps}
 }
 
-func (f fixedPolicySet) Current() *agentv1.PolicySet         { return f.ps }
-func (f fixedPolicySet) Reload() (*agentv1.PolicySet, error) { return f.ps, nil }
+func (f fixedPolicySet) Current() *agentv1.PolicySet { return f.ps }
+func (f fixedPolicySet) Reload(record func(*agentv1.PolicySet) error) (*agentv1.PolicySet, error) {
+	if record != nil {
+		if err := record(f.ps); err != nil {
+			return nil, err
+		}
+	}
+	return f.ps, nil
+}
 
 // ListDecisions filters by mode: the would-deny, warned and bypassed reports.
 func TestListDecisionsModes(t *testing.T) {

@@ -18,9 +18,16 @@ import (
 // snapshotPolicies is a set in force with its rollout settings and scopes.
 type snapshotPolicies struct{ snap access.PolicySnapshot }
 
-func (p snapshotPolicies) Current() *agentv1.PolicySet         { return p.snap.Set }
-func (p snapshotPolicies) Reload() (*agentv1.PolicySet, error) { return p.snap.Set, nil }
-func (p snapshotPolicies) Snapshot() access.PolicySnapshot     { return p.snap }
+func (p snapshotPolicies) Current() *agentv1.PolicySet { return p.snap.Set }
+func (p snapshotPolicies) Reload(record func(*agentv1.PolicySet) error) (*agentv1.PolicySet, error) {
+	if record != nil {
+		if err := record(p.snap.Set); err != nil {
+			return nil, err
+		}
+	}
+	return p.snap.Set, nil
+}
+func (p snapshotPolicies) Snapshot() access.PolicySnapshot { return p.snap }
 
 // ListPolicies shows each policy's rollout as the policy file states it
 // and the mode it takes under the ceiling, and the ceiling itself; an

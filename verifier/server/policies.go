@@ -25,7 +25,7 @@ type policySource struct {
 
 func newPolicySource(path string) (*policySource, error) {
 	p := &policySource{path: path}
-	if _, err := p.Reload(); err != nil {
+	if _, err := p.Reload(nil); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -43,7 +43,10 @@ func (p *policySource) Scopes() map[string]decision.Scope { return p.cur.Load().
 // Rollout returns the rollout settings of the policies in force, by id.
 func (p *policySource) Rollout() map[string]decision.PolicyRollout { return p.cur.Load().Rollout }
 
-func (p *policySource) Reload() (*agentv1.PolicySet, error) {
+// Reload reads the file again. When record is set it is given the new set
+// before it is put in force, and an error from it leaves the set in force
+// as it was: what the audit log cannot record does not take effect.
+func (p *policySource) Reload(record func(next *agentv1.PolicySet) error) (*agentv1.PolicySet, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	set, err := policy.Load(p.path)
@@ -57,6 +60,11 @@ func (p *policySource) Reload() (*agentv1.PolicySet, error) {
 				snap.Scopes = map[string]decision.Scope{}
 			}
 			snap.Scopes[pol.ID] = decision.Scope{Groups: pol.Groups, Exclude: pol.ExcludeGroups}
+		}
+	}
+	if record != nil {
+		if err := record(snap.Set); err != nil {
+			return nil, err
 		}
 	}
 	p.cur.Store(&snap)

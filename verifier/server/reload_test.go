@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"io"
@@ -12,11 +13,15 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/clearance/clearance/internal/protoagent"
 	"github.com/clearance/clearance/pkg/cli"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/datadir"
 	"github.com/clearance/clearance/verifier/server"
 	"github.com/clearance/clearance/verifier/storage"
 )
@@ -306,4 +311,68 @@ func TestReloadCeilingWaitsForTheAudit(t *testing.T) {
 	if c := h.ceiling(); c != "enforce" || len(h.auditOf("settings.enforcement")) != 1 {
 		t.Fatalf("after the store answered: ceiling %q, events %v", c, h.auditOf("settings.enforcement"))
 	}
+}
+
+// A policy set the audit log cannot record is not put in force, from the
+// admin API or from SIGHUP: the audit log never names a set other than the
+// one deciding sign-ins, agents are not sent it, and the reload counts as
+// failed. Once the store answers, the next reload applies it. The store
+// refuses for real: a trigger on the audit table of the verifier's SQLite.
+func TestReloadPoliciesWaitsForTheAudit(t *testing.T) {
+	t.Parallel()
+	h, _ := startSettings(t, "enforcement: enforce\n")
+	was := h.policySet().GetVersion()
+	file := h.cfg.Policies
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(b), "name: FileVault disk encryption is on", "name: FileVault is on", 1)
+	if err := os.WriteFile(file, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(h.cfg.DataDir, datadir.SQLiteFile)+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TRIGGER refuse_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'refused'); END`); err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = h.admin.ReloadPolicies(h.ctx(), &adminv1.ReloadPoliciesRequest{})
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "previous set stays in force") {
+		t.Fatalf("reload the audit log refused: %v, want UNAVAILABLE saying the previous set stays in force", err)
+	}
+	if err := h.srv.Reload(context.Background()); err == nil {
+		t.Fatal("a SIGHUP reload the audit log refused reloaded without an error")
+	}
+	if v := h.policySet().GetVersion(); v != was {
+		t.Fatalf("set %s in force without its audit event, want %s", v, was)
+	}
+	h.logs.has(t, "policies not reloaded: the audit log could not record the reload")
+	if got := metricVector(t, h, "clearance_reloads_total", false); got[`file="policies",result="failed"`] != 2 || got[`file="policies",result="ok"`] != 0 {
+		t.Fatalf("clearance_reloads_total %v, want two failed policy reloads and none ok", got)
+	}
+
+	if _, err := db.Exec(`DROP TRIGGER refuse_audit`); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	now := h.policySet().GetVersion()
+	got := h.auditOf("policies.reload")
+	if now == was || len(got) != 1 || !strings.Contains(got[0].GetDetail(), "policy set "+now+" (was "+was+")") {
+		t.Fatalf("after the store answered: set %s (was %s), events %v", now, was, got)
+	}
+}
+
+func (h *harness) policySet() *agentv1.PolicySet {
+	h.t.Helper()
+	resp, err := h.admin.ListPolicies(h.ctx(), &adminv1.ListPoliciesRequest{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return resp.GetPolicySet()
 }
