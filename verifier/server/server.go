@@ -168,13 +168,29 @@ func OpenDatabase(ctx context.Context, dataDir, database string) (storage.Store,
 	if database == "" {
 		return OpenStore(ctx, dataDir)
 	}
-	if !config.IsPostgres(database) {
-		return nil, errors.New("the database must be empty (SQLite in the data dir) or a postgres:// URL")
-	}
-	if storage.PasswordPastHost(database) {
-		return nil, errors.New("the database URL has more than one '@', or one after its host: percent-encode '/', '?', '#' and '@' in its password and in parameters' values (%2F, %3F, %23, %40)")
+	if err := checkPostgresURL(database); err != nil {
+		return nil, err
 	}
 	return postgres.Open(ctx, database)
+}
+
+func checkPostgresURL(database string) error {
+	if !config.IsPostgres(database) {
+		return errors.New("the database must be empty (SQLite in the data dir) or a postgres:// URL")
+	}
+	if storage.PasswordPastHost(database) {
+		return errors.New("the database URL has more than one '@', or one after its host: percent-encode '/', '?', '#' and '@' in its password and in parameters' values (%2F, %3F, %23, %40)")
+	}
+	return nil
+}
+
+// PostgresInitialized reports whether the PostgreSQL database holds a
+// verifier's tables, changing nothing (postgres.Initialized).
+func PostgresInitialized(ctx context.Context, database string) (bool, error) {
+	if err := checkPostgresURL(database); err != nil {
+		return false, err
+	}
+	return postgres.Initialized(ctx, database)
 }
 
 // New prepares the data dir and everything that serves from it.

@@ -22,6 +22,7 @@ import (
 	"github.com/clearance/clearance/verifier/datadir"
 	"github.com/clearance/clearance/verifier/enroll"
 	"github.com/clearance/clearance/verifier/profile"
+	"github.com/clearance/clearance/verifier/server"
 )
 
 // profileCmd writes configuration profiles for MDM.
@@ -167,14 +168,31 @@ func readCert(dataDir, name string) (*x509.Certificate, error) {
 // A secret that expires is accepted with a note of when.
 func (a *app) checkProfileSecret(ctx context.Context, cfg *config.Config, secret string) error {
 	// Reading must not make a database: a data dir whose SQLite file is
-	// gone holds no secret, and an empty one in its place would mislead.
-	if db, err := datadir.Database(cfg.DataDir, cfg.Database); err == nil && db == "" {
+	// gone, or a PostgreSQL database no verifier has opened, holds no
+	// secret, and an empty schema made in its place would mislead.
+	db := cfg.Database
+	if cfg.DataDir != "" {
+		var err error
+		if db, err = datadir.Database(cfg.DataDir, cfg.Database); err != nil {
+			return fmt.Errorf("checking the enroll secret: %w (--unchecked-secret writes the profile without checking it)", err)
+		}
+	}
+	switch {
+	case db == "":
 		fi, err := os.Stat(filepath.Join(cfg.DataDir, datadir.SQLiteFile))
 		if err == nil && fi.Size() == 0 {
 			err = errors.New("its database file is empty")
 		}
 		if err != nil {
 			return fmt.Errorf("checking the enroll secret: %s has no database to check it in (%v); is it the data dir serve uses? (--unchecked-secret writes the profile without checking it)", cfg.DataDir, err)
+		}
+	case config.IsPostgres(db):
+		ok, err := server.PostgresInitialized(ctx, db)
+		if err != nil {
+			return fmt.Errorf("checking the enroll secret: %w (--unchecked-secret writes the profile without checking it)", err)
+		}
+		if !ok {
+			return errors.New("checking the enroll secret: the PostgreSQL database holds no verifier's tables: no serve has used it; is it the database serve uses? (--unchecked-secret writes the profile without checking it)")
 		}
 	}
 	store, err := openDatabase(ctx, cfg)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -16,8 +17,11 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/clearance/clearance/agent/service"
 	"github.com/clearance/clearance/internal/testkit"
+	"github.com/clearance/clearance/internal/testkit/testpg"
 	"github.com/clearance/clearance/internal/testkit/testpki"
 	"github.com/clearance/clearance/verifier/ca"
 )
@@ -700,5 +704,41 @@ func TestProfileAgentChecksTheSecret(t *testing.T) {
 	}
 	if _, _, err := runProfile(t, noEnv, args(good, "--interval", "10500ms")...); err == nil || !strings.Contains(err.Error(), "whole number of seconds") {
 		t.Errorf("a fractional interval: %v", err)
+	}
+}
+
+// TestProfileAgentLeavesAnEmptyPostgresAlone: the PostgreSQL database the
+// data dir names, found empty (dropped and made again, say), is refused
+// with what to check, and checking the secret makes no tables in it;
+// --unchecked-secret still writes the profile.
+func TestProfileAgentLeavesAnEmptyPostgresAlone(t *testing.T) {
+	t.Parallel()
+	dsn, _ := testpg.NewDatabaseWithPassword(t)
+	dir := newDataDir(t, "--public-url", "https://verifier.example.com:8443", "--database", dsn)
+	secret := profileSecret(t, dir)
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(t.Context(), `DROP SCHEMA public CASCADE; CREATE SCHEMA public`); err != nil {
+		t.Fatal(err)
+	}
+	env := envOf(map[string]string{"CLEARANCE_DATABASE": dsn, "CLEARANCE_ENROLL_SECRET": secret})
+	args := []string{"agent", "--data-dir", dir, "--organization", "Example Corp", "--verifier", "verifier.example.com:8443"}
+	file := filepath.Join(t.TempDir(), "agent.mobileconfig")
+	_, _, err = runProfile(t, env, append(args, "--out", file)...)
+	if err == nil || !strings.Contains(err.Error(), "holds no verifier's tables") || strings.Contains(err.Error(), secret) {
+		t.Fatalf("an empty database: %v, want it refused as holding no verifier's tables", err)
+	}
+	var tables int
+	if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_tables WHERE schemaname = 'public'`).Scan(&tables); err != nil || tables != 0 {
+		t.Fatalf("checking the secret made %d tables (%v)", tables, err)
+	}
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Errorf("a profile was written: %v", err)
+	}
+	if _, _, err := runProfile(t, env, append(args, "--unchecked-secret", "--out", file)...); err != nil {
+		t.Errorf("with --unchecked-secret: %v", err)
 	}
 }

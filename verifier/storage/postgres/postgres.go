@@ -114,6 +114,27 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	return s, nil
 }
 
+// Initialized reports whether the database named by dsn holds a verifier's
+// tables (a serve has opened it), without changing it: a command that only
+// reads asks it first, so that a mistyped database name is not given an
+// empty schema.
+func Initialized(ctx context.Context, dsn string) (bool, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return false, fmt.Errorf("opening postgres store: %w", parseError(err))
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return false, fmt.Errorf("opening postgres store: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('goose_db_version') IS NOT NULL AND to_regclass('enroll_secrets') IS NOT NULL`).Scan(&ok); err != nil {
+		return false, fmt.Errorf("reading the schema: %w", err)
+	}
+	return ok, nil
+}
+
 // migrate applies pending migrations through database/sql, which goose
 // needs, on a connection of its own.
 func migrate(ctx context.Context, cc *pgx.ConnConfig) (err error) {
