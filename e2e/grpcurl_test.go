@@ -143,6 +143,11 @@ BOT_TOKEN="$(cat bot.token)" grpcurl -cacert "$DATA/ca.pem" -expand-headers -H '
 		// The CLI's table of the policies in force: the examples' set,
 		// enforced as written (no ceiling).
 		"policies": {"ID", "MODE", "GRACE", "filevault", "enforce"},
+		// The fleet's forecast: the failing Mac blocked, the passing one
+		// left out of the table but counted.
+		"forecast": {"DEVICE", "IF ENFORCED", failing.DeviceID[:8], "blocked", "filevault",
+			"If every policy were enforced, of 2 sign-ins from 2 Macs: 1 would be blocked"},
+		"forecast-enforcement": {`"policyIds": [`, `"firewall"`, failing.DeviceID, a.DeviceID, `"blockingPolicyIds": [`, `"enforced"`},
 		// The CLI's dry run for the passing device: let in, every policy
 		// passing.
 		"explain": {"decision     allow: allowed", a.DeviceID, "EFFECT", "filevault", "PASS"},

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -140,6 +141,39 @@ type Query struct {
 	// PageShown: the digest of the items on the pressed page
 	// (decision.Rollout's).
 	PageShown string
+	// AsEnforced, when set, decides as if these policies were in enforce
+	// mode whatever the ceiling, the others as they are (a forecast; nil:
+	// as configured). Grace and bypass stay as the policy file says.
+	AsEnforced *Enforced
+	// AnyAge judges the latest stored report however old it is (a
+	// forecast, which is about the policies, not about freshness).
+	AnyAge bool
+}
+
+// Enforced names the policies a forecast enforces.
+type Enforced struct {
+	// Policies by id; nil: every policy.
+	Policies map[string]bool
+}
+
+// apply returns ro with the policies e names in enforce mode, whatever the
+// ceiling, and every other policy in the mode it has now (its own, lowered
+// by the ceiling). The policy settings are copied, never changed in place:
+// they are the snapshot every sign-in reads.
+func (e *Enforced) apply(ro decision.Rollout, set *agentv1.PolicySet) decision.Rollout {
+	policies := make(map[string]decision.PolicyRollout, len(set.GetPolicies()))
+	for _, p := range set.GetPolicies() {
+		id := p.GetId()
+		pr := ro.Policies[id]
+		if e.Policies == nil || e.Policies[id] {
+			pr.Enforcement = decision.Enforce
+		} else {
+			pr.Enforcement = pr.Enforcement.Lower(ro.Ceiling)
+		}
+		policies[id] = pr
+	}
+	ro.Policies, ro.Ceiling = policies, ""
+	return ro
 }
 
 // Decide decides for the enrolled device q.DeviceID (which the caller
@@ -152,6 +186,9 @@ func (g *Gate) Decide(ctx context.Context, q Query, mode Mode) (decision.Decisio
 		MaxPostureAge: g.MaxPostureAge,
 		MaxClockSkew:  g.MaxClockSkew,
 		BrowserCert:   q.BrowserCert,
+	}
+	if q.AnyAge {
+		in.MaxPostureAge = math.MaxInt64
 	}
 	snap, snapped := g.Policies.(Snapshotter)
 	var settings map[string]decision.PolicyRollout
@@ -222,6 +259,9 @@ func (g *Gate) Decide(ctx context.Context, q Query, mode Mode) (decision.Decisio
 	if snapped {
 		ro.Policies = settings
 	}
+	if q.AsEnforced != nil {
+		ro = q.AsEnforced.apply(ro, in.Policies)
+	}
 	in.Rollout = ro
 	return decision.Decide(in), nil
 }
@@ -274,6 +314,18 @@ func (g *Gate) count(outcome string) {
 	if g.Metrics != nil {
 		g.Metrics.LiveCheck(outcome)
 	}
+}
+
+// Forecast is the admin API's dry run of a rollout: the decision a
+// sign-in by username from dev gets now, and the one it would get with e's
+// policies enforced, both from the latest stored report however old (no
+// live check, nothing written).
+func (g *Gate) Forecast(ctx context.Context, dev storage.Device, username string, e Enforced) (now, enforced decision.Decision, err error) {
+	if now, err = g.Decide(ctx, Query{DeviceID: dev.ID, Username: username, Device: &dev, AnyAge: true}, StoredOnly); err != nil {
+		return now, enforced, err
+	}
+	enforced, err = g.Decide(ctx, Query{DeviceID: dev.ID, Username: username, Device: &dev, AnyAge: true, AsEnforced: &e}, StoredOnly)
+	return now, enforced, err
 }
 
 // Explain is the admin API's dry run: the decision a sign-in from deviceID

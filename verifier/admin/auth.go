@@ -32,7 +32,7 @@ var readMethods = map[string]bool{
 	"ListDecisions": true, "ListAuditEvents": true, "OktaStatus": true, "ListOktaSignIns": true,
 	"ExplainAccess": true, "ListBrowserCertificates": true, "ListPendingEnrollments": true,
 	"ListExemptions": true, "ListUsers": true, "GetUser": true, "ListGroups": true,
-	"WhoAmI": true,
+	"WhoAmI": true, "ForecastEnforcement": true,
 }
 
 // DataDirActor is the audit log's actor for changes made with the data

@@ -24,7 +24,8 @@ func (a *app) policiesCmd() *cli.Command {
 			"The ceiling is printed on stderr. It asks the running verifier's admin API with the data dir's " +
 			"ca.pem and admin.token; with replicas, each answers for itself.\n\n" +
 			"  clearance-verifier policies --data-dir /var/lib/clearance",
-		Footer: config.SharedFooter,
+		Footer:   config.SharedFooter,
+		Commands: []*cli.Command{a.forecastCmd()},
 		Flags: func(fs *cli.FlagSet) cli.Action {
 			af := a.bindAdmin(fs)
 			fs.Group("Output")

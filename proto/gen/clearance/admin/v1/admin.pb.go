@@ -4702,12 +4702,13 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x12POLICY_STATUS_PASS\x10\x01\x12\x16\n" +
 	"\x12POLICY_STATUS_FAIL\x10\x02\x12\x17\n" +
 	"\x13POLICY_STATUS_ERROR\x10\x03\x12\x19\n" +
-	"\x15POLICY_STATUS_MISSING\x10\x042\xe5\x19\n" +
+	"\x15POLICY_STATUS_MISSING\x10\x042\xdd\x1a\n" +
 	"\fAdminService\x12^\n" +
 	"\vListDevices\x12&.clearance.admin.v1.ListDevicesRequest\x1a'.clearance.admin.v1.ListDevicesResponse\x12X\n" +
 	"\tGetDevice\x12$.clearance.admin.v1.GetDeviceRequest\x1a%.clearance.admin.v1.GetDeviceResponse\x12a\n" +
 	"\fRevokeDevice\x12'.clearance.admin.v1.RevokeDeviceRequest\x1a(.clearance.admin.v1.RevokeDeviceResponse\x12a\n" +
-	"\fListPolicies\x12'.clearance.admin.v1.ListPoliciesRequest\x1a(.clearance.admin.v1.ListPoliciesResponse\x12g\n" +
+	"\fListPolicies\x12'.clearance.admin.v1.ListPoliciesRequest\x1a(.clearance.admin.v1.ListPoliciesResponse\x12v\n" +
+	"\x13ForecastEnforcement\x12..clearance.admin.v1.ForecastEnforcementRequest\x1a/.clearance.admin.v1.ForecastEnforcementResponse\x12g\n" +
 	"\x0eReloadPolicies\x12).clearance.admin.v1.ReloadPoliciesRequest\x1a*.clearance.admin.v1.ReloadPoliciesResponse\x12s\n" +
 	"\x12CreateEnrollSecret\x12-.clearance.admin.v1.CreateEnrollSecretRequest\x1a..clearance.admin.v1.CreateEnrollSecretResponse\x12p\n" +
 	"\x11ListEnrollSecrets\x12,.clearance.admin.v1.ListEnrollSecretsRequest\x1a-.clearance.admin.v1.ListEnrollSecretsResponse\x12s\n" +
@@ -4816,28 +4817,30 @@ var file_clearance_admin_v1_admin_proto_goTypes = []any{
 	(v1.PolicyStatus)(0),                     // 60: clearance.agent.v1.PolicyStatus
 	(*v1.PostureReport)(nil),                 // 61: clearance.agent.v1.PostureReport
 	(*v1.PolicySet)(nil),                     // 62: clearance.agent.v1.PolicySet
-	(*ListAuditEventsRequest)(nil),           // 63: clearance.admin.v1.ListAuditEventsRequest
-	(*OktaStatusRequest)(nil),                // 64: clearance.admin.v1.OktaStatusRequest
-	(*ListOktaSignInsRequest)(nil),           // 65: clearance.admin.v1.ListOktaSignInsRequest
-	(*GrantExemptionRequest)(nil),            // 66: clearance.admin.v1.GrantExemptionRequest
-	(*ListExemptionsRequest)(nil),            // 67: clearance.admin.v1.ListExemptionsRequest
-	(*RevokeExemptionRequest)(nil),           // 68: clearance.admin.v1.RevokeExemptionRequest
-	(*ListUsersRequest)(nil),                 // 69: clearance.admin.v1.ListUsersRequest
-	(*GetUserRequest)(nil),                   // 70: clearance.admin.v1.GetUserRequest
-	(*ListGroupsRequest)(nil),                // 71: clearance.admin.v1.ListGroupsRequest
-	(*AssignDeviceRequest)(nil),              // 72: clearance.admin.v1.AssignDeviceRequest
-	(*UnassignDeviceRequest)(nil),            // 73: clearance.admin.v1.UnassignDeviceRequest
-	(*ListAuditEventsResponse)(nil),          // 74: clearance.admin.v1.ListAuditEventsResponse
-	(*OktaStatusResponse)(nil),               // 75: clearance.admin.v1.OktaStatusResponse
-	(*ListOktaSignInsResponse)(nil),          // 76: clearance.admin.v1.ListOktaSignInsResponse
-	(*GrantExemptionResponse)(nil),           // 77: clearance.admin.v1.GrantExemptionResponse
-	(*ListExemptionsResponse)(nil),           // 78: clearance.admin.v1.ListExemptionsResponse
-	(*RevokeExemptionResponse)(nil),          // 79: clearance.admin.v1.RevokeExemptionResponse
-	(*ListUsersResponse)(nil),                // 80: clearance.admin.v1.ListUsersResponse
-	(*GetUserResponse)(nil),                  // 81: clearance.admin.v1.GetUserResponse
-	(*ListGroupsResponse)(nil),               // 82: clearance.admin.v1.ListGroupsResponse
-	(*AssignDeviceResponse)(nil),             // 83: clearance.admin.v1.AssignDeviceResponse
-	(*UnassignDeviceResponse)(nil),           // 84: clearance.admin.v1.UnassignDeviceResponse
+	(*ForecastEnforcementRequest)(nil),       // 63: clearance.admin.v1.ForecastEnforcementRequest
+	(*ListAuditEventsRequest)(nil),           // 64: clearance.admin.v1.ListAuditEventsRequest
+	(*OktaStatusRequest)(nil),                // 65: clearance.admin.v1.OktaStatusRequest
+	(*ListOktaSignInsRequest)(nil),           // 66: clearance.admin.v1.ListOktaSignInsRequest
+	(*GrantExemptionRequest)(nil),            // 67: clearance.admin.v1.GrantExemptionRequest
+	(*ListExemptionsRequest)(nil),            // 68: clearance.admin.v1.ListExemptionsRequest
+	(*RevokeExemptionRequest)(nil),           // 69: clearance.admin.v1.RevokeExemptionRequest
+	(*ListUsersRequest)(nil),                 // 70: clearance.admin.v1.ListUsersRequest
+	(*GetUserRequest)(nil),                   // 71: clearance.admin.v1.GetUserRequest
+	(*ListGroupsRequest)(nil),                // 72: clearance.admin.v1.ListGroupsRequest
+	(*AssignDeviceRequest)(nil),              // 73: clearance.admin.v1.AssignDeviceRequest
+	(*UnassignDeviceRequest)(nil),            // 74: clearance.admin.v1.UnassignDeviceRequest
+	(*ForecastEnforcementResponse)(nil),      // 75: clearance.admin.v1.ForecastEnforcementResponse
+	(*ListAuditEventsResponse)(nil),          // 76: clearance.admin.v1.ListAuditEventsResponse
+	(*OktaStatusResponse)(nil),               // 77: clearance.admin.v1.OktaStatusResponse
+	(*ListOktaSignInsResponse)(nil),          // 78: clearance.admin.v1.ListOktaSignInsResponse
+	(*GrantExemptionResponse)(nil),           // 79: clearance.admin.v1.GrantExemptionResponse
+	(*ListExemptionsResponse)(nil),           // 80: clearance.admin.v1.ListExemptionsResponse
+	(*RevokeExemptionResponse)(nil),          // 81: clearance.admin.v1.RevokeExemptionResponse
+	(*ListUsersResponse)(nil),                // 82: clearance.admin.v1.ListUsersResponse
+	(*GetUserResponse)(nil),                  // 83: clearance.admin.v1.GetUserResponse
+	(*ListGroupsResponse)(nil),               // 84: clearance.admin.v1.ListGroupsResponse
+	(*AssignDeviceResponse)(nil),             // 85: clearance.admin.v1.AssignDeviceResponse
+	(*UnassignDeviceResponse)(nil),           // 86: clearance.admin.v1.UnassignDeviceResponse
 }
 var file_clearance_admin_v1_admin_proto_depIdxs = []int32{
 	57,  // 0: clearance.admin.v1.ExpectReinstallRequest.within:type_name -> google.protobuf.Duration
@@ -4921,66 +4924,68 @@ var file_clearance_admin_v1_admin_proto_depIdxs = []int32{
 	14,  // 78: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
 	16,  // 79: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
 	18,  // 80: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
-	21,  // 81: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
-	24,  // 82: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
-	26,  // 83: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
-	28,  // 84: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
-	30,  // 85: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
-	34,  // 86: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
-	63,  // 87: clearance.admin.v1.AdminService.ListAuditEvents:input_type -> clearance.admin.v1.ListAuditEventsRequest
-	64,  // 88: clearance.admin.v1.AdminService.OktaStatus:input_type -> clearance.admin.v1.OktaStatusRequest
-	65,  // 89: clearance.admin.v1.AdminService.ListOktaSignIns:input_type -> clearance.admin.v1.ListOktaSignInsRequest
-	37,  // 90: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
-	39,  // 91: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
-	42,  // 92: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
-	44,  // 93: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
-	48,  // 94: clearance.admin.v1.AdminService.ListPendingEnrollments:input_type -> clearance.admin.v1.ListPendingEnrollmentsRequest
-	50,  // 95: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
-	52,  // 96: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
-	55,  // 97: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
-	66,  // 98: clearance.admin.v1.AdminService.GrantExemption:input_type -> clearance.admin.v1.GrantExemptionRequest
-	67,  // 99: clearance.admin.v1.AdminService.ListExemptions:input_type -> clearance.admin.v1.ListExemptionsRequest
-	68,  // 100: clearance.admin.v1.AdminService.RevokeExemption:input_type -> clearance.admin.v1.RevokeExemptionRequest
-	69,  // 101: clearance.admin.v1.AdminService.ListUsers:input_type -> clearance.admin.v1.ListUsersRequest
-	70,  // 102: clearance.admin.v1.AdminService.GetUser:input_type -> clearance.admin.v1.GetUserRequest
-	71,  // 103: clearance.admin.v1.AdminService.ListGroups:input_type -> clearance.admin.v1.ListGroupsRequest
-	72,  // 104: clearance.admin.v1.AdminService.AssignDevice:input_type -> clearance.admin.v1.AssignDeviceRequest
-	73,  // 105: clearance.admin.v1.AdminService.UnassignDevice:input_type -> clearance.admin.v1.UnassignDeviceRequest
-	4,   // 106: clearance.admin.v1.AdminService.ExpectReinstall:input_type -> clearance.admin.v1.ExpectReinstallRequest
-	6,   // 107: clearance.admin.v1.AdminService.WhoAmI:input_type -> clearance.admin.v1.WhoAmIRequest
-	13,  // 108: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
-	15,  // 109: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
-	17,  // 110: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
-	19,  // 111: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
-	22,  // 112: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
-	25,  // 113: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
-	27,  // 114: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
-	29,  // 115: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
-	31,  // 116: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
-	35,  // 117: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
-	74,  // 118: clearance.admin.v1.AdminService.ListAuditEvents:output_type -> clearance.admin.v1.ListAuditEventsResponse
-	75,  // 119: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
-	76,  // 120: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
-	38,  // 121: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
-	40,  // 122: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
-	43,  // 123: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
-	45,  // 124: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
-	49,  // 125: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
-	51,  // 126: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
-	53,  // 127: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
-	56,  // 128: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
-	77,  // 129: clearance.admin.v1.AdminService.GrantExemption:output_type -> clearance.admin.v1.GrantExemptionResponse
-	78,  // 130: clearance.admin.v1.AdminService.ListExemptions:output_type -> clearance.admin.v1.ListExemptionsResponse
-	79,  // 131: clearance.admin.v1.AdminService.RevokeExemption:output_type -> clearance.admin.v1.RevokeExemptionResponse
-	80,  // 132: clearance.admin.v1.AdminService.ListUsers:output_type -> clearance.admin.v1.ListUsersResponse
-	81,  // 133: clearance.admin.v1.AdminService.GetUser:output_type -> clearance.admin.v1.GetUserResponse
-	82,  // 134: clearance.admin.v1.AdminService.ListGroups:output_type -> clearance.admin.v1.ListGroupsResponse
-	83,  // 135: clearance.admin.v1.AdminService.AssignDevice:output_type -> clearance.admin.v1.AssignDeviceResponse
-	84,  // 136: clearance.admin.v1.AdminService.UnassignDevice:output_type -> clearance.admin.v1.UnassignDeviceResponse
-	5,   // 137: clearance.admin.v1.AdminService.ExpectReinstall:output_type -> clearance.admin.v1.ExpectReinstallResponse
-	7,   // 138: clearance.admin.v1.AdminService.WhoAmI:output_type -> clearance.admin.v1.WhoAmIResponse
-	108, // [108:139] is the sub-list for method output_type
-	77,  // [77:108] is the sub-list for method input_type
+	63,  // 81: clearance.admin.v1.AdminService.ForecastEnforcement:input_type -> clearance.admin.v1.ForecastEnforcementRequest
+	21,  // 82: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
+	24,  // 83: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
+	26,  // 84: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
+	28,  // 85: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
+	30,  // 86: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
+	34,  // 87: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
+	64,  // 88: clearance.admin.v1.AdminService.ListAuditEvents:input_type -> clearance.admin.v1.ListAuditEventsRequest
+	65,  // 89: clearance.admin.v1.AdminService.OktaStatus:input_type -> clearance.admin.v1.OktaStatusRequest
+	66,  // 90: clearance.admin.v1.AdminService.ListOktaSignIns:input_type -> clearance.admin.v1.ListOktaSignInsRequest
+	37,  // 91: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
+	39,  // 92: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
+	42,  // 93: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
+	44,  // 94: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
+	48,  // 95: clearance.admin.v1.AdminService.ListPendingEnrollments:input_type -> clearance.admin.v1.ListPendingEnrollmentsRequest
+	50,  // 96: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
+	52,  // 97: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
+	55,  // 98: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
+	67,  // 99: clearance.admin.v1.AdminService.GrantExemption:input_type -> clearance.admin.v1.GrantExemptionRequest
+	68,  // 100: clearance.admin.v1.AdminService.ListExemptions:input_type -> clearance.admin.v1.ListExemptionsRequest
+	69,  // 101: clearance.admin.v1.AdminService.RevokeExemption:input_type -> clearance.admin.v1.RevokeExemptionRequest
+	70,  // 102: clearance.admin.v1.AdminService.ListUsers:input_type -> clearance.admin.v1.ListUsersRequest
+	71,  // 103: clearance.admin.v1.AdminService.GetUser:input_type -> clearance.admin.v1.GetUserRequest
+	72,  // 104: clearance.admin.v1.AdminService.ListGroups:input_type -> clearance.admin.v1.ListGroupsRequest
+	73,  // 105: clearance.admin.v1.AdminService.AssignDevice:input_type -> clearance.admin.v1.AssignDeviceRequest
+	74,  // 106: clearance.admin.v1.AdminService.UnassignDevice:input_type -> clearance.admin.v1.UnassignDeviceRequest
+	4,   // 107: clearance.admin.v1.AdminService.ExpectReinstall:input_type -> clearance.admin.v1.ExpectReinstallRequest
+	6,   // 108: clearance.admin.v1.AdminService.WhoAmI:input_type -> clearance.admin.v1.WhoAmIRequest
+	13,  // 109: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
+	15,  // 110: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
+	17,  // 111: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
+	19,  // 112: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
+	75,  // 113: clearance.admin.v1.AdminService.ForecastEnforcement:output_type -> clearance.admin.v1.ForecastEnforcementResponse
+	22,  // 114: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
+	25,  // 115: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
+	27,  // 116: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
+	29,  // 117: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
+	31,  // 118: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
+	35,  // 119: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
+	76,  // 120: clearance.admin.v1.AdminService.ListAuditEvents:output_type -> clearance.admin.v1.ListAuditEventsResponse
+	77,  // 121: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
+	78,  // 122: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
+	38,  // 123: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
+	40,  // 124: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
+	43,  // 125: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
+	45,  // 126: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
+	49,  // 127: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
+	51,  // 128: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
+	53,  // 129: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
+	56,  // 130: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
+	79,  // 131: clearance.admin.v1.AdminService.GrantExemption:output_type -> clearance.admin.v1.GrantExemptionResponse
+	80,  // 132: clearance.admin.v1.AdminService.ListExemptions:output_type -> clearance.admin.v1.ListExemptionsResponse
+	81,  // 133: clearance.admin.v1.AdminService.RevokeExemption:output_type -> clearance.admin.v1.RevokeExemptionResponse
+	82,  // 134: clearance.admin.v1.AdminService.ListUsers:output_type -> clearance.admin.v1.ListUsersResponse
+	83,  // 135: clearance.admin.v1.AdminService.GetUser:output_type -> clearance.admin.v1.GetUserResponse
+	84,  // 136: clearance.admin.v1.AdminService.ListGroups:output_type -> clearance.admin.v1.ListGroupsResponse
+	85,  // 137: clearance.admin.v1.AdminService.AssignDevice:output_type -> clearance.admin.v1.AssignDeviceResponse
+	86,  // 138: clearance.admin.v1.AdminService.UnassignDevice:output_type -> clearance.admin.v1.UnassignDeviceResponse
+	5,   // 139: clearance.admin.v1.AdminService.ExpectReinstall:output_type -> clearance.admin.v1.ExpectReinstallResponse
+	7,   // 140: clearance.admin.v1.AdminService.WhoAmI:output_type -> clearance.admin.v1.WhoAmIResponse
+	109, // [109:141] is the sub-list for method output_type
+	77,  // [77:109] is the sub-list for method input_type
 	77,  // [77:77] is the sub-list for extension type_name
 	77,  // [77:77] is the sub-list for extension extendee
 	0,   // [0:77] is the sub-list for field type_name

@@ -23,6 +23,7 @@ const (
 	AdminService_GetDevice_FullMethodName                = "/clearance.admin.v1.AdminService/GetDevice"
 	AdminService_RevokeDevice_FullMethodName             = "/clearance.admin.v1.AdminService/RevokeDevice"
 	AdminService_ListPolicies_FullMethodName             = "/clearance.admin.v1.AdminService/ListPolicies"
+	AdminService_ForecastEnforcement_FullMethodName      = "/clearance.admin.v1.AdminService/ForecastEnforcement"
 	AdminService_ReloadPolicies_FullMethodName           = "/clearance.admin.v1.AdminService/ReloadPolicies"
 	AdminService_CreateEnrollSecret_FullMethodName       = "/clearance.admin.v1.AdminService/CreateEnrollSecret"
 	AdminService_ListEnrollSecrets_FullMethodName        = "/clearance.admin.v1.AdminService/ListEnrollSecrets"
@@ -69,6 +70,14 @@ type AdminServiceClient interface {
 	// ListPolicies returns the policy set in force, each policy's rollout and
 	// the enforcement ceiling.
 	ListPolicies(ctx context.Context, in *ListPoliciesRequest, opts ...grpc.CallOption) (*ListPoliciesResponse, error)
+	// ForecastEnforcement is a dry run of a rollout over the fleet: for each
+	// enrolled device, ordered by id, what a sign-in gets now and what it
+	// would get if the named policies (every policy when none) were enforced
+	// whatever the ceiling, the others as they are now, the policy file's
+	// grace and bypass kept and exemptions counting, from the latest stored
+	// report however old (a forecast is about the policies). Nothing is written: no grace
+	// starts, no decision. INVALID_ARGUMENT for a policy id not in force.
+	ForecastEnforcement(ctx context.Context, in *ForecastEnforcementRequest, opts ...grpc.CallOption) (*ForecastEnforcementResponse, error)
 	// ReloadPolicies re-reads the policy file and pushes it to connected agents.
 	ReloadPolicies(ctx context.Context, in *ReloadPoliciesRequest, opts ...grpc.CallOption) (*ReloadPoliciesResponse, error)
 	// CreateEnrollSecret makes a new enroll secret. The secret is shown once.
@@ -226,6 +235,16 @@ func (c *adminServiceClient) ListPolicies(ctx context.Context, in *ListPoliciesR
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListPoliciesResponse)
 	err := c.cc.Invoke(ctx, AdminService_ListPolicies_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ForecastEnforcement(ctx context.Context, in *ForecastEnforcementRequest, opts ...grpc.CallOption) (*ForecastEnforcementResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ForecastEnforcementResponse)
+	err := c.cc.Invoke(ctx, AdminService_ForecastEnforcement_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -519,6 +538,14 @@ type AdminServiceServer interface {
 	// ListPolicies returns the policy set in force, each policy's rollout and
 	// the enforcement ceiling.
 	ListPolicies(context.Context, *ListPoliciesRequest) (*ListPoliciesResponse, error)
+	// ForecastEnforcement is a dry run of a rollout over the fleet: for each
+	// enrolled device, ordered by id, what a sign-in gets now and what it
+	// would get if the named policies (every policy when none) were enforced
+	// whatever the ceiling, the others as they are now, the policy file's
+	// grace and bypass kept and exemptions counting, from the latest stored
+	// report however old (a forecast is about the policies). Nothing is written: no grace
+	// starts, no decision. INVALID_ARGUMENT for a policy id not in force.
+	ForecastEnforcement(context.Context, *ForecastEnforcementRequest) (*ForecastEnforcementResponse, error)
 	// ReloadPolicies re-reads the policy file and pushes it to connected agents.
 	ReloadPolicies(context.Context, *ReloadPoliciesRequest) (*ReloadPoliciesResponse, error)
 	// CreateEnrollSecret makes a new enroll secret. The secret is shown once.
@@ -653,6 +680,9 @@ func (UnimplementedAdminServiceServer) RevokeDevice(context.Context, *RevokeDevi
 }
 func (UnimplementedAdminServiceServer) ListPolicies(context.Context, *ListPoliciesRequest) (*ListPoliciesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListPolicies not implemented")
+}
+func (UnimplementedAdminServiceServer) ForecastEnforcement(context.Context, *ForecastEnforcementRequest) (*ForecastEnforcementResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ForecastEnforcement not implemented")
 }
 func (UnimplementedAdminServiceServer) ReloadPolicies(context.Context, *ReloadPoliciesRequest) (*ReloadPoliciesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReloadPolicies not implemented")
@@ -824,6 +854,24 @@ func _AdminService_ListPolicies_Handler(srv interface{}, ctx context.Context, de
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServiceServer).ListPolicies(ctx, req.(*ListPoliciesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ForecastEnforcement_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ForecastEnforcementRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ForecastEnforcement(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ForecastEnforcement_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ForecastEnforcement(ctx, req.(*ForecastEnforcementRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1336,6 +1384,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListPolicies",
 			Handler:    _AdminService_ListPolicies_Handler,
+		},
+		{
+			MethodName: "ForecastEnforcement",
+			Handler:    _AdminService_ForecastEnforcement_Handler,
 		},
 		{
 			MethodName: "ReloadPolicies",

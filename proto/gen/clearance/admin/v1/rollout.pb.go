@@ -508,6 +508,352 @@ func (x *RevokeExemptionResponse) GetExemption() *Exemption {
 	return nil
 }
 
+// ForecastEnforcementRequest names the policies to forecast as enforced.
+type ForecastEnforcementRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policies to treat as `enforce`, whatever the ceiling; the others
+	// keep the mode they have now (their own, lowered by the ceiling).
+	// Empty: every policy.
+	PolicyIds []string `protobuf:"bytes,1,rep,name=policy_ids,json=policyIds,proto3" json:"policy_ids,omitempty"`
+	// At most this many devices (default 50, max 500).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForecastEnforcementRequest) Reset() {
+	*x = ForecastEnforcementRequest{}
+	mi := &file_clearance_admin_v1_rollout_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForecastEnforcementRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForecastEnforcementRequest) ProtoMessage() {}
+
+func (x *ForecastEnforcementRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_rollout_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForecastEnforcementRequest.ProtoReflect.Descriptor instead.
+func (*ForecastEnforcementRequest) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_rollout_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ForecastEnforcementRequest) GetPolicyIds() []string {
+	if x != nil {
+		return x.PolicyIds
+	}
+	return nil
+}
+
+func (x *ForecastEnforcementRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ForecastEnforcementRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ForecastOutcome is what one sign-in gets.
+type ForecastOutcome struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Let in, or not.
+	Allow bool `protobuf:"varint,1,opt,name=allow,proto3" json:"allow,omitempty"`
+	// The stable reason, as the decision log would record it.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The mode the decision log would record: enforce, monitor, warn,
+	// exempt… (see ExplainAccessResponse.mode).
+	Mode string `protobuf:"bytes,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	// The page would offer Continue (nothing blocks now; warnings only).
+	CanContinue bool `protobuf:"varint,4,opt,name=can_continue,json=canContinue,proto3" json:"can_continue,omitempty"`
+	// The page would offer Resolve later.
+	CanResolveLater bool `protobuf:"varint,5,opt,name=can_resolve_later,json=canResolveLater,proto3" json:"can_resolve_later,omitempty"`
+	// Set when a grace period holds a block back: from then the sign-in is
+	// blocked unless the policies pass.
+	BlockFrom *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=block_from,json=blockFrom,proto3" json:"block_from,omitempty"`
+	// The required policies that stop the sign-in now, or from block_from.
+	BlockingPolicyIds []string `protobuf:"bytes,7,rep,name=blocking_policy_ids,json=blockingPolicyIds,proto3" json:"blocking_policy_ids,omitempty"`
+	// The failing policies an exemption lets through.
+	ExemptPolicyIds []string `protobuf:"bytes,8,rep,name=exempt_policy_ids,json=exemptPolicyIds,proto3" json:"exempt_policy_ids,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ForecastOutcome) Reset() {
+	*x = ForecastOutcome{}
+	mi := &file_clearance_admin_v1_rollout_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForecastOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForecastOutcome) ProtoMessage() {}
+
+func (x *ForecastOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_rollout_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForecastOutcome.ProtoReflect.Descriptor instead.
+func (*ForecastOutcome) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_rollout_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ForecastOutcome) GetAllow() bool {
+	if x != nil {
+		return x.Allow
+	}
+	return false
+}
+
+func (x *ForecastOutcome) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ForecastOutcome) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *ForecastOutcome) GetCanContinue() bool {
+	if x != nil {
+		return x.CanContinue
+	}
+	return false
+}
+
+func (x *ForecastOutcome) GetCanResolveLater() bool {
+	if x != nil {
+		return x.CanResolveLater
+	}
+	return false
+}
+
+func (x *ForecastOutcome) GetBlockFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BlockFrom
+	}
+	return nil
+}
+
+func (x *ForecastOutcome) GetBlockingPolicyIds() []string {
+	if x != nil {
+		return x.BlockingPolicyIds
+	}
+	return nil
+}
+
+func (x *ForecastOutcome) GetExemptPolicyIds() []string {
+	if x != nil {
+		return x.ExemptPolicyIds
+	}
+	return nil
+}
+
+// DeviceForecast is one device, for one person.
+type DeviceForecast struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	DeviceId string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// The host name the agent last reported (as ListDevices shows it).
+	DeviceName string `protobuf:"bytes,2,opt,name=device_name,json=deviceName,proto3" json:"device_name,omitempty"`
+	// Whom the sign-in is decided for: each user assigned to the Mac, else
+	// the person of its latest sign-in, else empty (a sign-in naming no one:
+	// group-scoped policies count as for a person in no group).
+	Username string `protobuf:"bytes,3,opt,name=username,proto3" json:"username,omitempty"`
+	// "assigned", "latest_sign_in", or empty.
+	UsernameSource string `protobuf:"bytes,4,opt,name=username_source,json=usernameSource,proto3" json:"username_source,omitempty"`
+	// What a sign-in gets now, under the modes and the ceiling in force,
+	// with the latest report counted as fresh.
+	Now *ForecastOutcome `protobuf:"bytes,5,opt,name=now,proto3" json:"now,omitempty"`
+	// What it would get with the requested policies enforced.
+	Enforced *ForecastOutcome `protobuf:"bytes,6,opt,name=enforced,proto3" json:"enforced,omitempty"`
+	// When the latest report, which both are decided on however old it is,
+	// was made; unset when the Mac has not reported. A real sign-in with an
+	// older report than --max-posture-age asks the Mac for a fresh one.
+	ObservedAt    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceForecast) Reset() {
+	*x = DeviceForecast{}
+	mi := &file_clearance_admin_v1_rollout_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceForecast) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceForecast) ProtoMessage() {}
+
+func (x *DeviceForecast) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_rollout_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceForecast.ProtoReflect.Descriptor instead.
+func (*DeviceForecast) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_rollout_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *DeviceForecast) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *DeviceForecast) GetDeviceName() string {
+	if x != nil {
+		return x.DeviceName
+	}
+	return ""
+}
+
+func (x *DeviceForecast) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *DeviceForecast) GetUsernameSource() string {
+	if x != nil {
+		return x.UsernameSource
+	}
+	return ""
+}
+
+func (x *DeviceForecast) GetNow() *ForecastOutcome {
+	if x != nil {
+		return x.Now
+	}
+	return nil
+}
+
+func (x *DeviceForecast) GetEnforced() *ForecastOutcome {
+	if x != nil {
+		return x.Enforced
+	}
+	return nil
+}
+
+func (x *DeviceForecast) GetObservedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ObservedAt
+	}
+	return nil
+}
+
+// ForecastEnforcementResponse is one page of the fleet.
+type ForecastEnforcementResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policies forecast as enforced (every policy id when the request
+	// named none).
+	PolicyIds []string `protobuf:"bytes,1,rep,name=policy_ids,json=policyIds,proto3" json:"policy_ids,omitempty"`
+	// One per device and person, devices in id order.
+	Devices []*DeviceForecast `protobuf:"bytes,2,rep,name=devices,proto3" json:"devices,omitempty"`
+	// Empty when there are no more devices.
+	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForecastEnforcementResponse) Reset() {
+	*x = ForecastEnforcementResponse{}
+	mi := &file_clearance_admin_v1_rollout_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForecastEnforcementResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForecastEnforcementResponse) ProtoMessage() {}
+
+func (x *ForecastEnforcementResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_rollout_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForecastEnforcementResponse.ProtoReflect.Descriptor instead.
+func (*ForecastEnforcementResponse) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_rollout_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ForecastEnforcementResponse) GetPolicyIds() []string {
+	if x != nil {
+		return x.PolicyIds
+	}
+	return nil
+}
+
+func (x *ForecastEnforcementResponse) GetDevices() []*DeviceForecast {
+	if x != nil {
+		return x.Devices
+	}
+	return nil
+}
+
+func (x *ForecastEnforcementResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_clearance_admin_v1_rollout_proto protoreflect.FileDescriptor
 
 const file_clearance_admin_v1_rollout_proto_rawDesc = "" +
@@ -555,7 +901,38 @@ const file_clearance_admin_v1_rollout_proto_rawDesc = "" +
 	"\x16RevokeExemptionRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\"V\n" +
 	"\x17RevokeExemptionResponse\x12;\n" +
-	"\texemption\x18\x01 \x01(\v2\x1d.clearance.admin.v1.ExemptionR\texemptionBEZCgithub.com/clearance/clearance/proto/gen/clearance/admin/v1;adminv1b\x06proto3"
+	"\texemption\x18\x01 \x01(\v2\x1d.clearance.admin.v1.ExemptionR\texemption\"w\n" +
+	"\x1aForecastEnforcementRequest\x12\x1d\n" +
+	"\n" +
+	"policy_ids\x18\x01 \x03(\tR\tpolicyIds\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\xb9\x02\n" +
+	"\x0fForecastOutcome\x12\x14\n" +
+	"\x05allow\x18\x01 \x01(\bR\x05allow\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x12\n" +
+	"\x04mode\x18\x03 \x01(\tR\x04mode\x12!\n" +
+	"\fcan_continue\x18\x04 \x01(\bR\vcanContinue\x12*\n" +
+	"\x11can_resolve_later\x18\x05 \x01(\bR\x0fcanResolveLater\x129\n" +
+	"\n" +
+	"block_from\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tblockFrom\x12.\n" +
+	"\x13blocking_policy_ids\x18\a \x03(\tR\x11blockingPolicyIds\x12*\n" +
+	"\x11exempt_policy_ids\x18\b \x03(\tR\x0fexemptPolicyIds\"\xc8\x02\n" +
+	"\x0eDeviceForecast\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1f\n" +
+	"\vdevice_name\x18\x02 \x01(\tR\n" +
+	"deviceName\x12\x1a\n" +
+	"\busername\x18\x03 \x01(\tR\busername\x12'\n" +
+	"\x0fusername_source\x18\x04 \x01(\tR\x0eusernameSource\x125\n" +
+	"\x03now\x18\x05 \x01(\v2#.clearance.admin.v1.ForecastOutcomeR\x03now\x12?\n" +
+	"\benforced\x18\x06 \x01(\v2#.clearance.admin.v1.ForecastOutcomeR\benforced\x12;\n" +
+	"\vobserved_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"observedAt\"\xa2\x01\n" +
+	"\x1bForecastEnforcementResponse\x12\x1d\n" +
+	"\n" +
+	"policy_ids\x18\x01 \x03(\tR\tpolicyIds\x12<\n" +
+	"\adevices\x18\x02 \x03(\v2\".clearance.admin.v1.DeviceForecastR\adevices\x12&\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageTokenBEZCgithub.com/clearance/clearance/proto/gen/clearance/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_clearance_admin_v1_rollout_proto_rawDescOnce sync.Once
@@ -569,30 +946,39 @@ func file_clearance_admin_v1_rollout_proto_rawDescGZIP() []byte {
 	return file_clearance_admin_v1_rollout_proto_rawDescData
 }
 
-var file_clearance_admin_v1_rollout_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_clearance_admin_v1_rollout_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_clearance_admin_v1_rollout_proto_goTypes = []any{
-	(*Exemption)(nil),               // 0: clearance.admin.v1.Exemption
-	(*GrantExemptionRequest)(nil),   // 1: clearance.admin.v1.GrantExemptionRequest
-	(*GrantExemptionResponse)(nil),  // 2: clearance.admin.v1.GrantExemptionResponse
-	(*ListExemptionsRequest)(nil),   // 3: clearance.admin.v1.ListExemptionsRequest
-	(*ListExemptionsResponse)(nil),  // 4: clearance.admin.v1.ListExemptionsResponse
-	(*RevokeExemptionRequest)(nil),  // 5: clearance.admin.v1.RevokeExemptionRequest
-	(*RevokeExemptionResponse)(nil), // 6: clearance.admin.v1.RevokeExemptionResponse
-	(*timestamppb.Timestamp)(nil),   // 7: google.protobuf.Timestamp
+	(*Exemption)(nil),                   // 0: clearance.admin.v1.Exemption
+	(*GrantExemptionRequest)(nil),       // 1: clearance.admin.v1.GrantExemptionRequest
+	(*GrantExemptionResponse)(nil),      // 2: clearance.admin.v1.GrantExemptionResponse
+	(*ListExemptionsRequest)(nil),       // 3: clearance.admin.v1.ListExemptionsRequest
+	(*ListExemptionsResponse)(nil),      // 4: clearance.admin.v1.ListExemptionsResponse
+	(*RevokeExemptionRequest)(nil),      // 5: clearance.admin.v1.RevokeExemptionRequest
+	(*RevokeExemptionResponse)(nil),     // 6: clearance.admin.v1.RevokeExemptionResponse
+	(*ForecastEnforcementRequest)(nil),  // 7: clearance.admin.v1.ForecastEnforcementRequest
+	(*ForecastOutcome)(nil),             // 8: clearance.admin.v1.ForecastOutcome
+	(*DeviceForecast)(nil),              // 9: clearance.admin.v1.DeviceForecast
+	(*ForecastEnforcementResponse)(nil), // 10: clearance.admin.v1.ForecastEnforcementResponse
+	(*timestamppb.Timestamp)(nil),       // 11: google.protobuf.Timestamp
 }
 var file_clearance_admin_v1_rollout_proto_depIdxs = []int32{
-	7, // 0: clearance.admin.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
-	7, // 1: clearance.admin.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
-	7, // 2: clearance.admin.v1.Exemption.revoked_at:type_name -> google.protobuf.Timestamp
-	7, // 3: clearance.admin.v1.GrantExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
-	0, // 4: clearance.admin.v1.GrantExemptionResponse.exemption:type_name -> clearance.admin.v1.Exemption
-	0, // 5: clearance.admin.v1.ListExemptionsResponse.exemptions:type_name -> clearance.admin.v1.Exemption
-	0, // 6: clearance.admin.v1.RevokeExemptionResponse.exemption:type_name -> clearance.admin.v1.Exemption
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	11, // 0: clearance.admin.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
+	11, // 1: clearance.admin.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
+	11, // 2: clearance.admin.v1.Exemption.revoked_at:type_name -> google.protobuf.Timestamp
+	11, // 3: clearance.admin.v1.GrantExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 4: clearance.admin.v1.GrantExemptionResponse.exemption:type_name -> clearance.admin.v1.Exemption
+	0,  // 5: clearance.admin.v1.ListExemptionsResponse.exemptions:type_name -> clearance.admin.v1.Exemption
+	0,  // 6: clearance.admin.v1.RevokeExemptionResponse.exemption:type_name -> clearance.admin.v1.Exemption
+	11, // 7: clearance.admin.v1.ForecastOutcome.block_from:type_name -> google.protobuf.Timestamp
+	8,  // 8: clearance.admin.v1.DeviceForecast.now:type_name -> clearance.admin.v1.ForecastOutcome
+	8,  // 9: clearance.admin.v1.DeviceForecast.enforced:type_name -> clearance.admin.v1.ForecastOutcome
+	11, // 10: clearance.admin.v1.DeviceForecast.observed_at:type_name -> google.protobuf.Timestamp
+	9,  // 11: clearance.admin.v1.ForecastEnforcementResponse.devices:type_name -> clearance.admin.v1.DeviceForecast
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_clearance_admin_v1_rollout_proto_init() }
@@ -606,7 +992,7 @@ func file_clearance_admin_v1_rollout_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearance_admin_v1_rollout_proto_rawDesc), len(file_clearance_admin_v1_rollout_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

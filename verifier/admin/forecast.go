@@ -1,0 +1,181 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	"github.com/clearance/clearance/verifier/access"
+	"github.com/clearance/clearance/verifier/decision"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+// Forecaster runs a device's sign-in decision as configured and as it
+// would be with some policies enforced; *access.Gate implements it.
+type Forecaster interface {
+	Forecast(ctx context.Context, dev storage.Device, username string, e access.Enforced) (now, enforced decision.Decision, err error)
+}
+
+var _ Forecaster = (*access.Gate)(nil)
+
+// Where a forecast's person comes from (DeviceForecast.username_source).
+const (
+	forecastAssigned     = "assigned"
+	forecastLatestSignIn = "latest_sign_in"
+	// forecastSignIns is how many of a device's latest sign-ins are read
+	// for the person of one that names someone.
+	forecastSignIns = 20
+	// maxForecastPolicies bounds policy_ids: more than any policy file holds.
+	maxForecastPolicies = 1000
+)
+
+// ForecastEnforcement implements AdminService.ForecastEnforcement: a dry
+// run, device by device, of enforcing some policies (every policy when the
+// request names none). Revoked devices are left out: no sign-in from one
+// is let in, whatever the policies. Nothing is written.
+func (s *Server) ForecastEnforcement(ctx context.Context, req *adminv1.ForecastEnforcementRequest) (*adminv1.ForecastEnforcementResponse, error) {
+	f, ok := s.Access.(Forecaster)
+	if !ok {
+		return nil, status.Error(codes.Unavailable, "ForecastEnforcement is not available: this verifier has no access decision engine configured")
+	}
+	size, after, err := keyPage(req.GetPageSize(), req.GetPageToken(), 64)
+	if err != nil {
+		return nil, err
+	}
+	inForce := s.Policies.Current().GetPolicies()
+	if len(inForce) == 0 {
+		return nil, status.Error(codes.FailedPrecondition, "no policy set is in force")
+	}
+	ids := req.GetPolicyIds()
+	if len(ids) > maxForecastPolicies {
+		return nil, status.Errorf(codes.InvalidArgument, "%d policy_ids; at most %d", len(ids), maxForecastPolicies)
+	}
+	e := access.Enforced{}
+	resp := &adminv1.ForecastEnforcementResponse{}
+	if len(ids) == 0 {
+		for _, p := range inForce {
+			resp.PolicyIds = append(resp.PolicyIds, p.GetId())
+		}
+	} else {
+		known := make(map[string]bool, len(inForce))
+		for _, p := range inForce {
+			known[p.GetId()] = true
+		}
+		e.Policies = map[string]bool{}
+		var unknown []string
+		for _, id := range ids {
+			if err := bounded("policy_ids", id); err != nil {
+				return nil, err
+			}
+			switch {
+			case !known[id]:
+				unknown = append(unknown, strconv.Quote(id))
+			case !e.Policies[id]:
+				e.Policies[id] = true
+				resp.PolicyIds = append(resp.PolicyIds, id)
+			}
+		}
+		if len(unknown) > 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "no policy %s in the set in force (see ListPolicies, or 'clearance-verifier policies')", strings.Join(unknown, ", "))
+		}
+	}
+	// One extra row tells whether another page exists.
+	devs, err := s.Store.ListDevices(ctx, after, size+1)
+	if err != nil {
+		return nil, s.internal("listing devices", err)
+	}
+	if len(devs) > size {
+		devs = devs[:size]
+		resp.NextPageToken = nextKey(devs[len(devs)-1].ID)
+	}
+	for _, d := range devs {
+		if d.Revoked() {
+			continue
+		}
+		people, err := s.forecastPeople(ctx, d.ID)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range people {
+			now, enforced, err := f.Forecast(ctx, d, p.name, e)
+			switch {
+			case errors.Is(err, context.Canceled):
+				return nil, status.Error(codes.Canceled, "request canceled")
+			case errors.Is(err, context.DeadlineExceeded):
+				return nil, status.Error(codes.DeadlineExceeded, "no forecast within the call's deadline")
+			case err != nil:
+				return nil, s.internal("forecasting a device", err)
+			}
+			name := enforced.DeviceName
+			if name == "" {
+				name = d.Hostname
+			}
+			resp.Devices = append(resp.Devices, &adminv1.DeviceForecast{
+				DeviceId: d.ID, DeviceName: name, Username: p.name, UsernameSource: p.source,
+				Now: forecastOutcome(now), Enforced: forecastOutcome(enforced), ObservedAt: ts(enforced.LastReportAt),
+			})
+		}
+	}
+	s.log().Info("enforcement forecast", "policies", len(resp.PolicyIds), "devices", len(devs), "by", actor(ctx))
+	return resp, nil
+}
+
+type forecastPerson struct{ name, source string }
+
+// forecastPeople are whom a device's sign-ins are forecast for: each user
+// assigned to it, else the person of its latest sign-in that named one,
+// else no one.
+func (s *Server) forecastPeople(ctx context.Context, deviceID string) ([]forecastPerson, error) {
+	bound, err := s.Store.DeviceUsers(ctx, deviceID)
+	if err != nil {
+		return nil, s.internal("reading the device's users", err)
+	}
+	var out []forecastPerson
+	for _, b := range bound {
+		u, err := s.Store.GetUser(ctx, b.UserID)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			continue
+		case err != nil:
+			return nil, s.internal("reading a user", err)
+		}
+		out = append(out, forecastPerson{u.UserName, forecastAssigned})
+	}
+	if len(out) > 0 {
+		slices.SortFunc(out, func(a, b forecastPerson) int { return strings.Compare(a.name, b.name) })
+		return out, nil
+	}
+	recs, err := s.Store.ListDecisions(ctx, storage.DecisionFilter{DeviceID: deviceID, SignIns: true, Limit: forecastSignIns})
+	if err != nil {
+		return nil, s.internal("reading the device's sign-ins", err)
+	}
+	for _, r := range recs {
+		if r.Username != "" {
+			return []forecastPerson{{r.Username, forecastLatestSignIn}}, nil
+		}
+	}
+	return []forecastPerson{{}}, nil
+}
+
+// forecastOutcome is d in the forecast's words.
+func forecastOutcome(d decision.Decision) *adminv1.ForecastOutcome {
+	o := &adminv1.ForecastOutcome{
+		Allow: d.Allow, Reason: string(d.Reason), Mode: string(d.Mode),
+		CanContinue: d.CanContinue, CanResolveLater: d.CanResolveLater, BlockFrom: ts(d.BlockFrom),
+	}
+	for _, f := range d.Failing {
+		switch {
+		case f.Waiver == decision.WaiverExempt:
+			o.ExemptPolicyIds = append(o.ExemptPolicyIds, f.PolicyID)
+		case f.Waiver == decision.WaiverNone && (f.Enforcement == decision.Enforce || !f.BlocksFrom.IsZero()):
+			o.BlockingPolicyIds = append(o.BlockingPolicyIds, f.PolicyID)
+		}
+	}
+	return o
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+)
+
+// TestPoliciesForecast: under --enforcement monitor every sign-in from a
+// failing Mac is let in now; the forecast lists it as blocked if enforced,
+// by which policies, leaves the passing Mac out unless asked, counts both,
+// and refuses a policy id not in force before asking.
+func TestPoliciesForecast(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--enforcement", "monitor")
+	out, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := lastLine(out)
+	failing := s.enroll(t, secret, "0A1B2C3D-4E5F-4061-8172-839405A6B7D1", agentv1.PolicyStatus_POLICY_STATUS_FAIL)
+	passing := s.enroll(t, secret, "0A1B2C3D-4E5F-4061-8172-839405A6B7D2", agentv1.PolicyStatus_POLICY_STATUS_PASS)
+
+	out, errOut, err := execute(noEnv, "policies", "forecast", "--data-dir", s.dir, "--wide")
+	if err != nil {
+		t.Fatal(err, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "DEVICE") || !strings.Contains(lines[1], failing.DeviceID) ||
+		!strings.Contains(lines[1], "let in (monitor)") || !strings.Contains(lines[1], "blocked") ||
+		!strings.Contains(lines[1], "filevault,firewall,sip,gatekeeper,macos-version") || strings.Contains(out, passing.DeviceID) {
+		t.Fatalf("forecast of every policy:\n%s", out)
+	}
+	if want := "If every policy were enforced, of 2 sign-ins from 2 Macs: 1 would be blocked (1 not blocked now; 0 offered Resolve later)"; !strings.Contains(errOut, want) {
+		t.Errorf("summary %q, want it to start %q", errOut, want)
+	}
+
+	out, errOut, err = execute(noEnv, "policies", "forecast", "--data-dir", s.dir, "--wide", "--every", "--policy", "firewall")
+	if err != nil {
+		t.Fatal(err, errOut)
+	}
+	// The other policies stay as the ceiling has them: monitored.
+	lines = strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.Contains(out, passing.DeviceID) || !strings.Contains(out, "blocked      firewall\n") {
+		t.Fatalf("forecast of the firewall, every sign-in:\n%s", out)
+	}
+	if !strings.Contains(errOut, "If firewall were enforced") {
+		t.Errorf("summary %q", errOut)
+	}
+
+	out, _, err = execute(noEnv, "policies", "forecast", "--data-dir", s.dir, "--json", "--policy", "sip,firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp struct {
+		PolicyIDs []string `json:"policyIds"`
+		Devices   []struct {
+			DeviceID string `json:"deviceId"`
+			Enforced struct {
+				Allow    bool     `json:"allow"`
+				Blocking []string `json:"blockingPolicyIds"`
+			} `json:"enforced"`
+		} `json:"devices"`
+	}
+	if err := json.Unmarshal([]byte(out), &resp); err != nil {
+		t.Fatal(err, out)
+	}
+	if strings.Join(resp.PolicyIDs, ",") != "sip,firewall" || len(resp.Devices) != 2 {
+		t.Fatalf("JSON: %s", out)
+	}
+	for _, d := range resp.Devices {
+		if blocked := d.DeviceID == failing.DeviceID; d.Enforced.Allow == blocked ||
+			blocked && strings.Join(d.Enforced.Blocking, ",") != "firewall,sip" {
+			t.Errorf("JSON device %+v", d)
+		}
+	}
+
+	_, _, err = execute(noEnv, "policies", "forecast", "--data-dir", s.dir, "--policy", "firewal")
+	if err == nil || !strings.Contains(err.Error(), `"firewal" is not a policy in force`) || !strings.Contains(err.Error(), "did you mean firewall?") {
+		t.Errorf("a mistyped policy: %v", err)
+	}
+}

@@ -1,0 +1,198 @@
+package server_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/clearance/clearance/internal/protoagent"
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/storage"
+)
+
+const forecastPolicies = `policies:
+  - id: firewall
+    name: Firewall is on
+    query: SELECT 1 FROM alf WHERE global_state >= 1
+    resolution: Turn on the firewall.
+    enforcement: warn
+    grace: 72h
+    allow_bypass: true
+  - id: filevault
+    name: FileVault is on
+    query: SELECT 1 FROM disk_encryption WHERE encrypted = 1
+    resolution: Turn on FileVault.
+    critical: true
+    enforcement: monitor
+  - id: screen-lock
+    name: Screen locks
+    query: SELECT 1 FROM screenlock WHERE enabled = 1
+    resolution: Turn on the screen lock.
+`
+
+// forecastMac enrolls a Mac whose one report fails the policies named.
+func forecastMac(t *testing.T, h *harness, failing ...string) *protoagent.Agent {
+	t.Helper()
+	a := h.enrolled(h.secret())
+	st := h.connect(a)
+	defer st.Close()
+	r := a.Report(st.PolicySet, 1, h.clock.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS)
+	for _, res := range r.Results {
+		if slices.Contains(failing, res.GetPolicyId()) {
+			res.Status = agentv1.PolicyStatus_POLICY_STATUS_FAIL
+		}
+	}
+	if m, err := st.Exchange(protoagent.Sign(a.Key, r)); err != nil || m.GetAck().GetSeq() != 1 {
+		t.Fatalf("report: %v %v", m, err)
+	}
+	return a
+}
+
+// TestForecastEnforcement: the fleet as a sign-in finds it now and as it
+// would with the policies enforced: the policy file's grace and bypass
+// kept, exemptions counting, each assigned person decided for, revoked Macs
+// left out, nothing written; a policy not in force is refused.
+func TestForecastEnforcement(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "policies.yaml")
+	if err := os.WriteFile(file, []byte(forecastPolicies), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := startWith(t, func(c *config.Config) { c.Policies = file })
+	ctx := context.Background()
+
+	both := forecastMac(t, h, "firewall", "filevault")
+	exempt := forecastMac(t, h, "filevault")
+	passing := forecastMac(t, h)
+	revoked := forecastMac(t, h, "screen-lock")
+	if _, err := h.admin.RevokeDevice(h.ctx(), &adminv1.RevokeDeviceRequest{DeviceId: revoked.DeviceID, Reason: "lost"}); err != nil {
+		t.Fatal(err)
+	}
+	at := h.clock.Now()
+	for _, name := range []string{"alice@example.com", "bob@example.com"} {
+		if _, err := h.srv.Store.CreateUser(ctx, storage.User{ID: name, UserName: name, Active: true, CreatedAt: at, UpdatedAt: at},
+			storage.AuditEvent{At: at, Actor: "test", Action: "user.create"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.admin.AssignDevice(h.ctx(), &adminv1.AssignDeviceRequest{DeviceId: both.DeviceID, User: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := h.admin.GrantExemption(h.ctx(), &adminv1.GrantExemptionRequest{DeviceId: exempt.DeviceID, PolicyIds: []string{"filevault"},
+		ExpiresAt: timestamppb.New(at.Add(24 * time.Hour)), Reason: "replacement on order"}); err != nil {
+		t.Fatal(err)
+	}
+	decisions, audit := h.decisionCount(t), len(h.auditOf(""))
+
+	forecast := func(ids ...string) map[string][]*adminv1.DeviceForecast {
+		t.Helper()
+		resp, err := h.admin.ForecastEnforcement(h.ctx(), &adminv1.ForecastEnforcementRequest{PolicyIds: ids, PageSize: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string][]*adminv1.DeviceForecast{}
+		for {
+			for _, d := range resp.GetDevices() {
+				out[d.GetDeviceId()] = append(out[d.GetDeviceId()], d)
+			}
+			if resp.GetNextPageToken() == "" {
+				return out
+			}
+			if resp, err = h.admin.ForecastEnforcement(h.ctx(), &adminv1.ForecastEnforcementRequest{PolicyIds: ids, PageSize: 2, PageToken: resp.GetNextPageToken()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	all := forecast()
+	if len(all) != 3 || all[revoked.DeviceID] != nil {
+		t.Fatalf("forecast of %d devices %v, want the three not revoked", len(all), all)
+	}
+	people := all[both.DeviceID]
+	if len(people) != 2 || people[0].GetUsername() != "alice@example.com" || people[1].GetUsername() != "bob@example.com" || people[0].GetUsernameSource() != "assigned" {
+		t.Fatalf("the assigned Mac: %v, want one row for each assigned person", people)
+	}
+	for _, p := range people {
+		now, enforced := p.GetNow(), p.GetEnforced()
+		// Now: firewall warns (Continue), filevault is monitored.
+		if now.GetAllow() || !now.GetCanContinue() || len(now.GetBlockingPolicyIds()) != 0 {
+			t.Errorf("%s now: %v, want a warning with Continue and nothing blocking", p.GetUsername(), now)
+		}
+		// Enforced: filevault blocks now (critical, no grace), firewall
+		// from the end of its grace, which starts at the next sign-in.
+		if enforced.GetAllow() || enforced.GetCanContinue() || enforced.GetCanResolveLater() ||
+			!slices.Equal(enforced.GetBlockingPolicyIds(), []string{"firewall", "filevault"}) ||
+			!enforced.GetBlockFrom().AsTime().Equal(at.Add(72*time.Hour)) {
+			t.Errorf("%s enforced: %v, want blocked by filevault now and firewall from %v", p.GetUsername(), enforced, at.Add(72*time.Hour))
+		}
+	}
+	ex := all[exempt.DeviceID][0]
+	if !ex.GetNow().GetAllow() || !ex.GetEnforced().GetAllow() || !slices.Equal(ex.GetEnforced().GetExemptPolicyIds(), []string{"filevault"}) || ex.GetUsername() != "" {
+		t.Errorf("the exempt Mac: %v, want let in both ways by its exemption, for no one", ex)
+	}
+	if p := all[passing.DeviceID][0]; !p.GetNow().GetAllow() || !p.GetEnforced().GetAllow() {
+		t.Errorf("the passing Mac: %v", p)
+	}
+
+	// Only the firewall: filevault stays monitored, so the sign-in warns
+	// until the grace ends and blocks from then.
+	fw := forecast("firewall", "firewall")[both.DeviceID][0].GetEnforced()
+	if fw.GetAllow() || !fw.GetCanContinue() || !slices.Equal(fw.GetBlockingPolicyIds(), []string{"firewall"}) || fw.GetBlockFrom() == nil {
+		t.Errorf("firewall alone: %v, want Continue now and a block from the grace's end", fw)
+	}
+
+	for _, ids := range [][]string{{"firewal"}, {"firewall", ""}, {"bad\x1bid"}} {
+		_, err := h.admin.ForecastEnforcement(h.ctx(), &adminv1.ForecastEnforcementRequest{PolicyIds: ids})
+		if status.Code(err) != codes.InvalidArgument {
+			t.Errorf("policy_ids %q: %v, want INVALID_ARGUMENT", ids, err)
+		}
+	}
+	if _, err := h.admin.ForecastEnforcement(h.ctx(), &adminv1.ForecastEnforcementRequest{PageToken: "%%"}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("a page token this server did not make: %v", err)
+	}
+	if d, a := h.decisionCount(t), len(h.auditOf("")); d != decisions || a != audit {
+		t.Errorf("a forecast wrote: decisions %d → %d, audit events %d → %d", decisions, d, audit, a)
+	}
+	// The policies in force are as they were: the forecast changed a copy.
+	if r := h.explain(both); r.GetAllow() || !r.GetCanContinue() || r.GetMode() != "warn" {
+		t.Errorf("after the forecasts a sign-in gets %s, allow %v, Continue %v; want the warning it got before", r.GetMode(), r.GetAllow(), r.GetCanContinue())
+	}
+
+	// A day later every report is stale, as a sign-in would find it (it
+	// asks the Mac first); the forecast judges the policies all the same,
+	// and says how old the report is.
+	h.clock.Add(24 * time.Hour)
+	if r := h.explain(passing); r.GetAllow() {
+		t.Fatal("a day-old report still lets a sign-in in: the clock did not move")
+	}
+	later := forecast()
+	if p := later[passing.DeviceID][0]; !p.GetNow().GetAllow() || !p.GetEnforced().GetAllow() || !p.GetObservedAt().AsTime().Equal(at) {
+		t.Errorf("the passing Mac a day later: %v, want let in, its report of %v", p, at)
+	}
+	if e := later[both.DeviceID][0].GetEnforced(); !slices.Equal(e.GetBlockingPolicyIds(), []string{"firewall", "filevault"}) {
+		t.Errorf("the failing Mac a day later: %v, want blocked by its policies", e)
+	}
+
+	// No grace started: a real sign-in later still gets the whole 72 hours.
+	if g, err := h.srv.Store.GraceStarts(ctx, both.DeviceID); err != nil || len(g) != 0 {
+		t.Errorf("grace starts after a forecast: %v %v", g, err)
+	}
+}
+
+func (h *harness) decisionCount(t *testing.T) int {
+	t.Helper()
+	ds, err := h.srv.Store.ListDecisions(context.Background(), storage.DecisionFilter{Limit: storage.MaxDecisionLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ds)
+}
