@@ -33,6 +33,9 @@ const (
 	forecastSignIns = 20
 	// maxForecastPolicies bounds policy_ids: more than any policy file holds.
 	maxForecastPolicies = 1000
+	// maxForecastPeople bounds the people one Mac is decided for, so that
+	// a page's work stays in proportion to its size: the first by name.
+	maxForecastPeople = 16
 )
 
 // ForecastEnforcement implements AdminService.ForecastEnforcement: a dry
@@ -149,6 +152,10 @@ func (s *Server) forecastPeople(ctx context.Context, deviceID string) ([]forecas
 	}
 	if len(out) > 0 {
 		slices.SortFunc(out, func(a, b forecastPerson) int { return strings.Compare(a.name, b.name) })
+		if len(out) > maxForecastPeople {
+			s.log().Warn("enforcement forecast: a device has more people assigned than are decided for", "device_id", deviceID, "assigned", len(out), "decided_for", maxForecastPeople)
+			out = out[:maxForecastPeople]
+		}
 		return out, nil
 	}
 	recs, err := s.Store.ListDecisions(ctx, storage.DecisionFilter{DeviceID: deviceID, SignIns: true, Limit: forecastSignIns})

@@ -691,7 +691,8 @@ type DeviceForecast struct {
 	DeviceId string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	// The host name the agent last reported (as ListDevices shows it).
 	DeviceName string `protobuf:"bytes,2,opt,name=device_name,json=deviceName,proto3" json:"device_name,omitempty"`
-	// Whom the sign-in is decided for: each user assigned to the Mac, else
+	// Whom the sign-in is decided for: each user assigned to the Mac (the
+	// first 16 by username), else
 	// the person of its latest sign-in, else empty (a sign-in naming no one:
 	// group-scoped policies count as for a person in no group).
 	Username string `protobuf:"bytes,3,opt,name=username,proto3" json:"username,omitempty"`
