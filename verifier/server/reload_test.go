@@ -229,22 +229,8 @@ func TestReloadPoliciesAudit(t *testing.T) {
 	t.Parallel()
 	h, _ := startSettings(t, "enforcement: enforce\n")
 	before := h.ceiling()
-	list, err := h.admin.ListPolicies(h.ctx(), &adminv1.ListPoliciesRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	was := list.GetPolicySet().GetVersion()
-
-	file := h.cfg.Policies
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Another name for the first policy: another set.
-	changed := strings.Replace(string(b), "name: FileVault disk encryption is on", "name: FileVault is on", 1)
-	if err := os.WriteFile(file, []byte(changed), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	was := h.policySet().GetVersion()
+	file := h.renamePolicy()
 	if err := h.srv.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -322,15 +308,7 @@ func TestReloadPoliciesWaitsForTheAudit(t *testing.T) {
 	t.Parallel()
 	h, _ := startSettings(t, "enforcement: enforce\n")
 	was := h.policySet().GetVersion()
-	file := h.cfg.Policies
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	changed := strings.Replace(string(b), "name: FileVault disk encryption is on", "name: FileVault is on", 1)
-	if err := os.WriteFile(file, []byte(changed), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	h.renamePolicy()
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(h.cfg.DataDir, datadir.SQLiteFile)+"?_pragma=busy_timeout(5000)")
 	if err != nil {
 		t.Fatal(err)
@@ -375,4 +353,23 @@ func (h *harness) policySet() *agentv1.PolicySet {
 		h.t.Fatal(err)
 	}
 	return resp.GetPolicySet()
+}
+
+// renamePolicy gives the first policy of the harness's policy file another
+// name, which makes it another set, and returns the file.
+func (h *harness) renamePolicy() string {
+	h.t.Helper()
+	file := h.cfg.Policies
+	b, err := os.ReadFile(file)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	changed := strings.Replace(string(b), "name: FileVault disk encryption is on", "name: FileVault is on", 1)
+	if changed == string(b) {
+		h.t.Fatal("the policy file has no FileVault policy to rename")
+	}
+	if err := os.WriteFile(file, []byte(changed), 0o600); err != nil {
+		h.t.Fatal(err)
+	}
+	return file
 }
