@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"os"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -13,30 +17,41 @@ import (
 	"github.com/clearance/clearance/verifier/config"
 )
 
+// maxReinstallBatch bounds the Macs one expect-reinstall names: a lab or
+// a class room, not a fleet; each is a window in which anyone with its
+// hardware UUID, serial number and an enroll secret could enroll as it.
+const maxReinstallBatch = 500
+
 // expectReinstallCmd is `devices expect-reinstall`: the admin API's
-// ExpectReinstall, with the device by the start of its id.
+// ExpectReinstall for each Mac named, by the start of its id or by its
+// serial number.
 func (a *app) expectReinstallCmd() *cli.Command {
 	return &cli.Command{
 		Name:    "expect-reinstall",
-		Summary: "let a Mac about to be wiped enroll its new key without approval",
-		Args:    "DEVICE_ID",
+		Summary: "let Macs about to be wiped enroll their new keys without approval",
+		Args:    "[DEVICE_ID…]",
 		Doc: "A Mac that is wiped and set up again (Erase All Content and Settings, a reinstall of macOS) loses its " +
 			"device key, and its agent's new key waits for approval like any key that proves nothing. Say so before " +
 			"you wipe it: until --within from now, the Mac's next enrollment with a new key, from the same hardware " +
 			"UUID and serial number and with a valid enroll secret, replaces its key without approval, once, and is " +
 			"audited as proof reinstall_expected. Anyone who has the Mac's hardware UUID, serial number and an enroll " +
 			"secret could enroll as it meanwhile: keep --within to what the reinstall takes. --cancel takes it back. " +
-			"Audited as device.expect_reinstall; the admin API's GetDevice shows it (reinstall_expected_until).\n\n" +
-			"  clearance-verifier devices expect-reinstall --data-dir /var/lib/clearance \\\n    --within 4h 3f2a8c1e",
+			"Name the Macs by device id (or its start), or list their serial numbers in a --serials file, one a line " +
+			"(as an MDM exports them; # starts a comment), up to 500 at once: every one is found before any is " +
+			"changed, and a serial number that names no enrolled Mac, or more than one, changes nothing. " +
+			"Audited as device.expect_reinstall for each; the admin API's GetDevice shows it (reinstall_expected_until).\n\n" +
+			"  clearance-verifier devices expect-reinstall --data-dir /var/lib/clearance \\\n    --within 4h 3f2a8c1e\n" +
+			"  clearance-verifier devices expect-reinstall --data-dir /var/lib/clearance \\\n    --within 8h --serials lab-macs.txt",
 		Footer: config.SharedFooter,
 		Flags: func(fs *cli.FlagSet) cli.Action {
 			af := a.bindAdmin(fs)
 			fs.Group("Reinstall")
 			within := fs.Duration("within", admin.DefaultReinstallWithin, "how long from now the new key may come (1m to 168h)")
 			cancel := fs.Bool("cancel", false, "take back the expected reinstall instead")
+			serials := fs.String("serials", "", "a `file` of the Macs' serial numbers, one a line, with or instead of DEVICE_IDs")
 			return func(ctx context.Context, args []string) error {
-				if err := cli.ExactArgs(args, 1, "the device's id, or the start of it (see 'devices')"); err != nil {
-					return err
+				if len(args) == 0 && *serials == "" {
+					return cli.Usagef("name the Macs: DEVICE_ID arguments (see 'devices'), or --serials FILE")
 				}
 				if *cancel && fs.Given("within") {
 					return cli.Usagef("--within and --cancel together: --cancel takes an expectation back")
@@ -44,30 +59,142 @@ func (a *app) expectReinstallCmd() *cli.Command {
 				if !*cancel && (*within < time.Minute || *within > admin.MaxReinstallWithin) {
 					return cli.Usagef("--within %s: give from 1m to %s", *within, admin.MaxReinstallWithin)
 				}
+				var wanted []string
+				if *serials != "" {
+					var err error
+					if wanted, err = readSerials(*serials); err != nil {
+						return err
+					}
+				}
+				if n := len(args) + len(wanted); n > maxReinstallBatch {
+					return cli.Usagef("%d Macs named; at most %d at once", n, maxReinstallBatch)
+				}
 				return a.withAdmin(ctx, af, func(c *adminConn) error {
-					id, err := c.resolveDevice(args[0])
+					ids, err := c.reinstallDevices(args, wanted)
 					if err != nil {
 						return err
 					}
-					req := &adminv1.ExpectReinstallRequest{DeviceId: id, Cancel: *cancel}
-					if !*cancel {
-						req.Within = durationpb.New(*within)
+					for i, id := range ids {
+						req := &adminv1.ExpectReinstallRequest{DeviceId: id, Cancel: *cancel}
+						if !*cancel {
+							req.Within = durationpb.New(*within)
+						}
+						resp, err := call(c, c.client.ExpectReinstall, req)
+						if err != nil {
+							if i > 0 {
+								return fmt.Errorf("%w (the %d Macs above are done; the other %d are not)", err, i, len(ids)-i)
+							}
+							return err
+						}
+						d := resp.GetDevice()
+						name := fmt.Sprintf("%s (%s, serial %s)", d.GetDeviceId(), clean(orDash(d.GetFacts().GetHostname())), clean(orDash(d.GetFacts().GetSerialNumber())))
+						if *cancel {
+							fmt.Fprintf(a.stdout, "no reinstall expected: %s; a new key from it waits for approval\n", name)
+							continue
+						}
+						fmt.Fprintf(a.stdout, "reinstall expected: %s may enroll one new key without approval until %s\n",
+							name, resp.GetUntil().AsTime().UTC().Format(time.RFC3339))
 					}
-					resp, err := call(c, c.client.ExpectReinstall, req)
-					if err != nil {
-						return err
-					}
-					d := resp.GetDevice()
-					name := fmt.Sprintf("%s (%s, serial %s)", d.GetDeviceId(), clean(orDash(d.GetFacts().GetHostname())), clean(orDash(d.GetFacts().GetSerialNumber())))
-					if *cancel {
-						fmt.Fprintf(a.stdout, "no reinstall expected: %s; a new key from it waits for approval\n", name)
-						return nil
-					}
-					fmt.Fprintf(a.stdout, "reinstall expected: %s may enroll one new key without approval until %s\n",
-						name, resp.GetUntil().AsTime().UTC().Format(time.RFC3339))
 					return nil
 				})
 			}
 		},
 	}
+}
+
+// readSerials reads a file of serial numbers, one a line; blank lines and
+// what follows a # are skipped, and so is a header line an MDM export
+// starts with ("Serial Number").
+func readSerials(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(io.LimitReader(f, 1<<20))
+	for n := 1; sc.Scan(); n++ {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		line = strings.TrimSpace(strings.Trim(strings.TrimSpace(line), `",`))
+		switch {
+		case line == "":
+			continue
+		case n == 1 && strings.EqualFold(strings.ReplaceAll(line, " ", ""), "serialnumber"):
+			continue
+		case len(line) > 64 || strings.ContainsFunc(line, func(r rune) bool { return r < '!' || r > '~' }):
+			return nil, cli.Usagef("%s line %d: %q is not a serial number (letters and digits)", path, n, clean(cut(line, 64)))
+		}
+		out = append(out, line)
+		if len(out) > maxReinstallBatch {
+			return nil, cli.Usagef("%s: more than %d serial numbers; at most %d at once", path, maxReinstallBatch, maxReinstallBatch)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if len(out) == 0 {
+		return nil, cli.Usagef("%s holds no serial number", path)
+	}
+	return out, nil
+}
+
+// reinstallDevices finds every Mac named, by id (or its start) and by
+// serial number, each once, before anything changes: one not found, or a
+// serial number more than one enrolled Mac has, is an error naming it.
+// Revoked Macs are not counted: a new key never replaces a revoked one's.
+func (c *adminConn) reinstallDevices(prefixes, serials []string) ([]string, error) {
+	devs, err := c.listDevices()
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	seen := map[string]bool{}
+	add := func(id string) {
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	var problems []string
+	for _, p := range prefixes {
+		var found []string
+		for _, d := range devs {
+			if strings.HasPrefix(d.GetDeviceId(), strings.ToLower(p)) {
+				found = append(found, d.GetDeviceId())
+			}
+		}
+		switch len(found) {
+		case 0:
+			problems = append(problems, fmt.Sprintf("no device id starts with %q", clean(p)))
+		case 1:
+			add(found[0])
+		default:
+			problems = append(problems, fmt.Sprintf("%d devices' ids start with %q; give more of it", len(found), clean(p)))
+		}
+	}
+	for _, sn := range serials {
+		var found []string
+		for _, d := range devs {
+			if d.GetStatus() != adminv1.DeviceStatus_DEVICE_STATUS_REVOKED && strings.EqualFold(d.GetFacts().GetSerialNumber(), sn) {
+				found = append(found, d.GetDeviceId())
+			}
+		}
+		switch len(found) {
+		case 0:
+			problems = append(problems, fmt.Sprintf("no enrolled Mac has serial number %q", clean(sn)))
+		case 1:
+			add(found[0])
+		default:
+			problems = append(problems, fmt.Sprintf("%d enrolled Macs have serial number %q (%s): name them by device id", len(found), clean(sn), strings.Join(found, ", ")))
+		}
+	}
+	if len(problems) > 0 {
+		more := ""
+		if len(problems) > 10 {
+			more = fmt.Sprintf("; and %d more", len(problems)-10)
+			problems = problems[:10]
+		}
+		return nil, fmt.Errorf("nothing changed: %s%s (see 'clearance-verifier devices')", strings.Join(problems, "; "), more)
+	}
+	return ids, nil
 }

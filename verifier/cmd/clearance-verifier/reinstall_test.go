@@ -1,0 +1,91 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clearance/clearance/internal/protoagent"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+)
+
+// TestExpectReinstallMany: Macs named by id and by a file of serial numbers
+// (an MDM export's header, comments and quotes allowed) are each expected
+// once; a serial number no enrolled Mac has, or a line that is not one,
+// changes nothing, named in the error; --cancel takes them all back.
+func TestExpectReinstallMany(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	out, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := lastLine(out)
+	uuids := []string{"0A1B2C3D-4E5F-4061-8172-839405A6B7E1", "0A1B2C3D-4E5F-4061-8172-839405A6B7E2", "0A1B2C3D-4E5F-4061-8172-839405A6B7E3"}
+	var macs []*protoagent.Agent
+	for _, u := range uuids {
+		macs = append(macs, s.enroll(t, secret, u, agentv1.PolicyStatus_POLICY_STATUS_PASS))
+	}
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	expected := func() map[string]bool {
+		t.Helper()
+		got := map[string]bool{}
+		for _, m := range macs {
+			until, err := s.srv.Store.ReinstallExpected(t.Context(), m.DeviceID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[m.DeviceID] = until.After(time.Now())
+		}
+		return got
+	}
+
+	bad := write("bad.txt", "Serial Number\n"+protoagent.SerialFor(uuids[0])+"\nC02NOSUCHMAC\n")
+	if _, _, err := execute(noEnv, "devices", "expect-reinstall", "--data-dir", s.dir, "--serials", bad); err == nil ||
+		!strings.Contains(err.Error(), `nothing changed: no enrolled Mac has serial number "C02NOSUCHMAC"`) {
+		t.Fatalf("an unknown serial number: %v", err)
+	}
+	hostile := write("hostile.txt", protoagent.SerialFor(uuids[0])+"\nC02 \x1b[31mRED\n")
+	if _, _, err := execute(noEnv, "devices", "expect-reinstall", "--data-dir", s.dir, "--serials", hostile); err == nil ||
+		!strings.Contains(err.Error(), "line 2") || strings.Contains(err.Error(), "\x1b") {
+		t.Fatalf("a line that is not a serial number: %v", err)
+	}
+	for id, on := range expected() {
+		if on {
+			t.Fatalf("%s expected after refused calls", id)
+		}
+	}
+
+	good := write("lab.csv", "\"Serial Number\"\n# the lab\n\""+protoagent.SerialFor(uuids[0])+"\"\n"+
+		strings.ToLower(protoagent.SerialFor(uuids[1]))+"  # second row\n\n")
+	out, _, err = execute(noEnv, "devices", "expect-reinstall", "--data-dir", s.dir, "--within", "2h", "--serials", good, macs[1].DeviceID[:8])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out, "reinstall expected: "); n != 2 || !strings.Contains(out, macs[0].DeviceID) || !strings.Contains(out, macs[1].DeviceID) {
+		t.Fatalf("two Macs, one named twice:\n%s", out)
+	}
+	if got := expected(); !got[macs[0].DeviceID] || !got[macs[1].DeviceID] || got[macs[2].DeviceID] {
+		t.Fatalf("expected after the call: %v", got)
+	}
+	if _, _, err := execute(noEnv, "devices", "expect-reinstall", "--data-dir", s.dir, "--cancel", "--serials", good); err != nil {
+		t.Fatal(err)
+	}
+	for id, on := range expected() {
+		if on {
+			t.Errorf("%s still expected after --cancel", id)
+		}
+	}
+	if _, _, err := execute(noEnv, "devices", "expect-reinstall", "--data-dir", s.dir); err == nil || !strings.Contains(err.Error(), "--serials FILE") {
+		t.Errorf("no Mac named: %v", err)
+	}
+}
