@@ -102,18 +102,34 @@ func (a *app) expectReinstallCmd() *cli.Command {
 	}
 }
 
-// readSerials reads a file of serial numbers, one a line; blank lines and
-// what follows a # are skipped, and so is a header line an MDM export
-// starts with ("Serial Number").
+// maxSerialsFile bounds a --serials file: 500 serial numbers with room
+// for an export's other columns and comments.
+const maxSerialsFile = 1 << 20
+
+// readSerials reads a --serials file (parseSerials).
 func readSerials(path string) ([]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	return parseSerials(f, path)
+}
+
+// parseSerials reads serial numbers, one a line; blank lines and what
+// follows a # are skipped, and so is a header line an MDM export starts
+// with ("Serial Number"). Quotes and a trailing comma around one are
+// dropped. A line that is not a serial number (more than 64 characters,
+// or anything but printable ASCII without spaces), more than
+// maxReinstallBatch of them, or more than maxSerialsFile bytes is an error
+// naming name and the line.
+func parseSerials(r io.Reader, name string) ([]string, error) {
 	var out []string
-	sc := bufio.NewScanner(io.LimitReader(f, 1<<20))
+	sc := bufio.NewScanner(io.LimitReader(r, maxSerialsFile+1))
+	sc.Buffer(make([]byte, 0, 4096), maxSerialsFile+1)
+	read := 0
 	for n := 1; sc.Scan(); n++ {
+		read += len(sc.Bytes()) + 1
 		line, _, _ := strings.Cut(sc.Text(), "#")
 		line = strings.TrimSpace(strings.Trim(strings.TrimSpace(line), `",`))
 		switch {
@@ -122,18 +138,18 @@ func readSerials(path string) ([]string, error) {
 		case n == 1 && strings.EqualFold(strings.ReplaceAll(line, " ", ""), "serialnumber"):
 			continue
 		case len(line) > 64 || strings.ContainsFunc(line, func(r rune) bool { return r < '!' || r > '~' }):
-			return nil, cli.Usagef("%s line %d: %q is not a serial number (letters and digits)", path, n, clean(cut(line, 64)))
+			return nil, cli.Usagef("%s line %d: %q is not a serial number (letters and digits)", name, n, clean(cut(line, 64)))
 		}
 		out = append(out, line)
 		if len(out) > maxReinstallBatch {
-			return nil, cli.Usagef("%s: more than %d serial numbers; at most %d at once", path, maxReinstallBatch, maxReinstallBatch)
+			return nil, cli.Usagef("%s: more than %d serial numbers; at most %d at once", name, maxReinstallBatch, maxReinstallBatch)
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
+	if err := sc.Err(); err != nil || read > maxSerialsFile {
+		return nil, cli.Usagef("%s: more than %d bytes, or a line longer than that: a --serials file is serial numbers, one a line", name, maxSerialsFile)
 	}
 	if len(out) == 0 {
-		return nil, cli.Usagef("%s holds no serial number", path)
+		return nil, cli.Usagef("%s holds no serial number", name)
 	}
 	return out, nil
 }
