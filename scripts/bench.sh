@@ -180,6 +180,23 @@ awk '
     printf "%-56s %12.1f\n", "one by one / one commit, time", log1/logb
   }' "$out"
 
+# The fleet's dry runs: 'policies forecast' (each Mac decided twice from
+# its stored report, and its person found) over 1,000 Macs, beside the
+# 'devices' table over the same fleet (each Mac's latest report read).
+go test -p 1 -run='^$' -bench='^(BenchmarkForecastFleet|BenchmarkListDevicesFleet)$' -benchtime="${FLEET_PASSES:-5}x" -count=1 ./verifier/server/ | tee "$out" >&2
+awk '
+  function val(unit,   i) { for (i = 1; i <= NF; i++) if ($(i+1) == unit) return $i; return "" }
+  /^BenchmarkForecastFleet(-[0-9]+)?[ \t]/    { f = val("us/device") }
+  /^BenchmarkListDevicesFleet(-[0-9]+)?[ \t]/ { l = val("us/device") }
+  END {
+    if (f == "" || l == "") { print "benchmarks missing from output" > "/dev/stderr"; exit 1 }
+    printf "\n%-52s %12s\n", "Fleet dry runs (1,000 Macs, SQLite)", "us a Mac"
+    printf "%-52s %12.0f\n", "devices table (ListDevices)", l
+    printf "%-52s %12.0f\n", "policies forecast (ForecastEnforcement)", f
+    printf "%-52s %12.1f\n", "forecast / devices table, time", f/l
+    printf "%-52s %12.1f\n", "  seconds for 20,000 Macs", f*20000/1e6
+  }' "$out"
+
 # SCIM: Okta's provisioning through the handler, durable on SQLite:
 # creates (the userName lookup and the POST) and deactivate/reactivate
 # PATCHes, beside the sign-ins they share the database with.
