@@ -157,6 +157,19 @@ func TestExemptionsAPI(t *testing.T) {
 	if l, _ := s.ListExemptions(ctx, &adminv1.ListExemptionsRequest{}); len(l.GetExemptions()) != 0 {
 		t.Fatalf("expired exemptions listed as active: %v", l)
 	}
+
+	// A name with a look-alike letter is refused until Okta provisions it;
+	// then it is that person's, granted as Okta spells it in any ASCII case.
+	turkish := &adminv1.GrantExemptionRequest{Username: "Yıldız@example.com", ExpiresAt: timestamppb.New(now.Add(time.Hour)), Reason: "new Mac on order"}
+	if _, err := s.GrantExemption(ctx, turkish); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "no user Okta provisioned") {
+		t.Fatalf("a look-alike name nobody provisioned: %v", err)
+	}
+	if _, err := store.CreateUser(ctx, storage.User{ID: "u-yildiz", UserName: "yıldız@example.com", Active: true, CreatedAt: now, UpdatedAt: now}, setup); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := s.GrantExemption(ctx, turkish); err != nil || g.GetUsernameUnknown() {
+		t.Fatalf("the provisioned name: %v %v", g, err)
+	}
 }
 
 // fixedPolicySet is a policy set in force that is never reloaded.
@@ -178,6 +191,7 @@ func (f fixedPolicySet) Reload(record func(*agentv1.PolicySet) error) (*agentv1.
 		}
 	}
 	return f.ps, nil
+
 }
 
 // ListDecisions filters by mode: the would-deny, warned and bypassed reports.

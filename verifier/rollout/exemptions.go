@@ -55,9 +55,6 @@ func (g Grant) Check(now time.Time) error {
 		return refuse("device id is not one a device can have")
 	case len(user) > MaxUsername || !utf8.ValidString(user) || strings.ContainsFunc(user, unprintable):
 		return refuse("username is longer than %d bytes or holds characters a username cannot (control, invisible, or a space other than ASCII's)", MaxUsername)
-	case printable.Deceptive(user) || lookAlike(user):
-		// It would be listed, and audited, as the name it passes for.
-		return refuse("username %s can pass for another (look-alike letters, mixed scripts): grant the exemption to the device instead", printable.Identifier(user))
 	case strings.TrimSpace(g.Reason) == "":
 		return refuse("give a reason: it is kept with the exemption and in the audit log")
 	case len(g.Reason) > MaxReason || !utf8.ValidString(g.Reason) || strings.IndexByte(g.Reason, 0) >= 0:
@@ -80,6 +77,22 @@ func (g Grant) Check(now time.Time) error {
 		seen[id] = true
 	}
 	return nil
+}
+
+// CheckUsername refuses a user grant whose name can pass for another
+// (look-alike letters, mixed scripts: printable.Deceptive and lookAlike),
+// unless provisioned, the name is a user Okta provisioned: then it is
+// that person's name as Okta spells it (yıldız@example.com), whom sign-ins
+// name the same way, and listings mark it as not ASCII. Check runs first.
+func (g Grant) CheckUsername(provisioned bool) error {
+	user := strings.TrimSpace(g.Username)
+	if user == "" || provisioned || !printable.Deceptive(user) && !lookAlike(user) {
+		return nil
+	}
+	// It would be listed, and audited, as the name it passes for.
+	return refuse("username %s can pass for another (look-alike letters, mixed scripts) and is no user Okta provisioned: "+
+		"grant the exemption to the device instead, or to the name exactly as Okta spells it once SCIM or the Okta sync has provisioned the user",
+		printable.Identifier(user))
 }
 
 // CheckPolicies refuses a grant that names a policy not among ids, the
@@ -138,6 +151,7 @@ func clip(s string) string {
 // ExemptionStore is what granting and revoking need.
 type ExemptionStore interface {
 	GetDevice(ctx context.Context, id string) (storage.Device, error)
+	GetUserByName(ctx context.Context, userName string) (storage.User, error)
 	ListDevices(ctx context.Context, afterID string, limit int) ([]storage.Device, error)
 	CreateExemption(ctx context.Context, e storage.Exemption, audit storage.AuditEvent) (int64, error)
 	GetExemption(ctx context.Context, id int64) (storage.Exemption, error)
@@ -167,6 +181,15 @@ func GrantExemption(ctx context.Context, s ExemptionStore, g Grant, actor string
 	g.Username = strings.TrimSpace(g.Username)
 	if err := g.Check(now); err != nil {
 		return storage.Exemption{}, err
+	}
+	if g.Username != "" {
+		_, err := s.GetUserByName(ctx, g.Username)
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return storage.Exemption{}, err
+		}
+		if err := g.CheckUsername(err == nil); err != nil {
+			return storage.Exemption{}, err
+		}
 	}
 	if g.DeviceID != "" {
 		id, err := deviceID(ctx, s, g.DeviceID)
