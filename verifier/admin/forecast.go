@@ -158,13 +158,20 @@ func (s *Server) forecastPeople(ctx context.Context, deviceID string) ([]forecas
 		}
 		return out, nil
 	}
-	recs, err := s.Store.ListDecisions(ctx, storage.DecisionFilter{DeviceID: deviceID, SignIns: true, Limit: forecastSignIns})
-	if err != nil {
-		return nil, s.internal("reading the device's sign-ins", err)
-	}
-	for _, r := range recs {
-		if r.Username != "" {
-			return []forecastPerson{{r.Username, forecastLatestSignIn}}, nil
+	// The latest sign-in almost always names its person; only when it does
+	// not are more read (each row carries its results).
+	for _, limit := range []int{1, forecastSignIns} {
+		recs, err := s.Store.ListDecisions(ctx, storage.DecisionFilter{DeviceID: deviceID, SignIns: true, Limit: limit})
+		if err != nil {
+			return nil, s.internal("reading the device's sign-ins", err)
+		}
+		for _, r := range recs {
+			if r.Username != "" {
+				return []forecastPerson{{r.Username, forecastLatestSignIn}}, nil
+			}
+		}
+		if len(recs) < limit {
+			break
 		}
 	}
 	return []forecastPerson{{}}, nil

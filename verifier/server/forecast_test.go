@@ -91,6 +91,18 @@ func TestForecastEnforcement(t *testing.T) {
 		ExpiresAt: timestamppb.New(at.Add(24 * time.Hour)), Reason: "replacement on order"}); err != nil {
 		t.Fatal(err)
 	}
+	// The exempt Mac's latest sign-in named no one; the one before, carol;
+	// Cloudflare asked about it since, by another address.
+	for _, d := range []storage.DecisionRecord{
+		{Username: "carol@example.com", Source: "sso"},
+		{Source: "sso"},
+		{Username: "mallory@example.com", Source: storage.SourceCloudflare},
+	} {
+		d.At, d.DeviceID, d.Reason = at, exempt.DeviceID, "allowed"
+		if _, err := h.srv.Store.AppendDecision(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
 	decisions, audit := h.decisionCount(t), len(h.auditOf(""))
 
 	forecast := func(ids ...string) map[string][]*adminv1.DeviceForecast {
@@ -136,11 +148,12 @@ func TestForecastEnforcement(t *testing.T) {
 		}
 	}
 	ex := all[exempt.DeviceID][0]
-	if !ex.GetNow().GetAllow() || !ex.GetEnforced().GetAllow() || !slices.Equal(ex.GetEnforced().GetExemptPolicyIds(), []string{"filevault"}) || ex.GetUsername() != "" {
-		t.Errorf("the exempt Mac: %v, want let in both ways by its exemption, for no one", ex)
+	if !ex.GetNow().GetAllow() || !ex.GetEnforced().GetAllow() || !slices.Equal(ex.GetEnforced().GetExemptPolicyIds(), []string{"filevault"}) ||
+		ex.GetUsername() != "carol@example.com" || ex.GetUsernameSource() != "latest_sign_in" {
+		t.Errorf("the exempt Mac: %v, want let in both ways by its exemption, for carol, its latest sign-in naming someone", ex)
 	}
-	if p := all[passing.DeviceID][0]; !p.GetNow().GetAllow() || !p.GetEnforced().GetAllow() {
-		t.Errorf("the passing Mac: %v", p)
+	if p := all[passing.DeviceID][0]; !p.GetNow().GetAllow() || !p.GetEnforced().GetAllow() || p.GetUsername() != "" || p.GetUsernameSource() != "" {
+		t.Errorf("the passing Mac: %v, want let in, for no one", p)
 	}
 
 	// Only the firewall: filevault stays monitored, so the sign-in warns
