@@ -184,13 +184,17 @@ func checkPostgresURL(database string) error {
 	return nil
 }
 
-// PostgresInitialized reports whether the PostgreSQL database holds a
-// verifier's tables, changing nothing (postgres.Initialized).
-func PostgresInitialized(ctx context.Context, database string) (bool, error) {
-	if err := checkPostgresURL(database); err != nil {
-		return false, err
+// DatabaseSchema reads, changing nothing, the schema version of the
+// database serve uses for dataDir and database (as OpenDatabase takes
+// them; 0: no verifier's tables) and this binary's.
+func DatabaseSchema(ctx context.Context, dataDir, database string) (current, latest int64, err error) {
+	if database == "" {
+		return sqlite.SchemaVersion(ctx, filepath.Join(dataDir, datadir.SQLiteFile))
 	}
-	return postgres.Initialized(ctx, database)
+	if err := checkPostgresURL(database); err != nil {
+		return 0, 0, err
+	}
+	return postgres.SchemaVersion(ctx, database)
 }
 
 // New prepares the data dir and everything that serves from it.

@@ -23,6 +23,7 @@ import (
 	"github.com/clearance/clearance/verifier/enroll"
 	"github.com/clearance/clearance/verifier/profile"
 	"github.com/clearance/clearance/verifier/server"
+	"github.com/clearance/clearance/verifier/storage/sqlstore"
 )
 
 // profileCmd writes configuration profiles for MDM.
@@ -167,37 +168,42 @@ func readCert(dataDir, name string) (*x509.Certificate, error) {
 // a profile carrying it goes to every Mac, and each would be turned away.
 // A secret that expires is accepted with a note of when.
 func (a *app) checkProfileSecret(ctx context.Context, cfg *config.Config, secret string) error {
-	// Reading must not make a database: a data dir whose SQLite file is
-	// gone, or a PostgreSQL database no verifier has opened, holds no
-	// secret, and an empty schema made in its place would mislead.
+	// Reading must not change the database: opening it migrates, which
+	// would give a data dir whose SQLite file is gone, or a PostgreSQL
+	// database no verifier has opened, an empty schema (and the message
+	// would blame the secret), or move an older verifier's schema on
+	// under it. So the schema is read first, and checked only when it is
+	// this binary's.
+	unchecked := " (--unchecked-secret writes the profile without checking it)"
 	db := cfg.Database
 	if cfg.DataDir != "" {
 		var err error
 		if db, err = datadir.Database(cfg.DataDir, cfg.Database); err != nil {
-			return fmt.Errorf("checking the enroll secret: %w (--unchecked-secret writes the profile without checking it)", err)
+			return fmt.Errorf("checking the enroll secret: %w%s", err, unchecked)
 		}
+	} else if db == "" {
+		return fmt.Errorf("checking the enroll secret: --data-dir is required%s", unchecked)
 	}
+	where := "the PostgreSQL database"
+	if db == "" {
+		where = cfg.DataDir
+	}
+	current, latest, err := server.DatabaseSchema(ctx, cfg.DataDir, db)
 	switch {
-	case db == "":
-		fi, err := os.Stat(filepath.Join(cfg.DataDir, datadir.SQLiteFile))
-		if err == nil && fi.Size() == 0 {
-			err = errors.New("its database file is empty")
-		}
-		if err != nil {
-			return fmt.Errorf("checking the enroll secret: %s has no database to check it in (%v); is it the data dir serve uses? (--unchecked-secret writes the profile without checking it)", cfg.DataDir, err)
-		}
-	case config.IsPostgres(db):
-		ok, err := server.PostgresInitialized(ctx, db)
-		if err != nil {
-			return fmt.Errorf("checking the enroll secret: %w (--unchecked-secret writes the profile without checking it)", err)
-		}
-		if !ok {
-			return errors.New("checking the enroll secret: the PostgreSQL database holds no verifier's tables: no serve has used it; is it the database serve uses? (--unchecked-secret writes the profile without checking it)")
-		}
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("checking the enroll secret: %s has no database to check it in; is it the data dir serve uses?%s", cfg.DataDir, unchecked)
+	case err != nil:
+		return fmt.Errorf("checking the enroll secret: %w%s", err, unchecked)
+	case current == 0:
+		return fmt.Errorf("checking the enroll secret: %s holds no verifier's tables: no serve has used it; is it the database serve uses?%s", where, unchecked)
+	case current < latest:
+		return fmt.Errorf("checking the enroll secret: %s's schema is version %d, older than this clearance-verifier's %d: an older verifier serves it, and checking would migrate it under that one; run the clearance-verifier of the version serve runs%s", where, current, latest, unchecked)
+	case current > latest:
+		return fmt.Errorf("checking the enroll secret: %w%s", sqlstore.NewerSchema(current, latest), unchecked)
 	}
 	store, err := openDatabase(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("checking the enroll secret: %w (--unchecked-secret writes the profile without checking it)", err)
+		return fmt.Errorf("checking the enroll secret: %w%s", err, unchecked)
 	}
 	defer store.Close()
 	rec, err := enroll.CheckSecret(ctx, store, secret, a.now())
@@ -212,7 +218,7 @@ func (a *app) checkProfileSecret(ctx context.Context, cfg *config.Config, secret
 	case errors.Is(err, enroll.ErrSecretExhausted):
 		why = fmt.Sprintf("has enrolled the %d Macs it may", rec.MaxUses)
 	case err != nil:
-		return fmt.Errorf("checking the enroll secret: %w (--unchecked-secret writes the profile without checking it)", err)
+		return fmt.Errorf("checking the enroll secret: %w%s", err, unchecked)
 	}
 	if why != "" {
 		// Never the secret itself: its id is enough to find it.

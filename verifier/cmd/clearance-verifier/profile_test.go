@@ -674,6 +674,19 @@ func TestProfileAgentChecksTheSecret(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "clearance.db")); !os.IsNotExist(err) {
 		t.Errorf("checking the secret made a database: %v", err)
 	}
+	// A database file with no verifier's tables in it: refused, left alone.
+	if err := exec.Command("python3", "-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('CREATE TABLE other (x)'); c.commit()",
+		filepath.Join(dir, "clearance.db")).Run(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runProfile(t, noEnv, args(good)...); err == nil || !strings.Contains(err.Error(), "holds no verifier's tables") {
+		t.Errorf("a database file without the verifier's tables: %v", err)
+	}
+	if out, err := exec.Command("python3", "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT count(*) FROM sqlite_master WHERE type='table'\").fetchone()[0])",
+		filepath.Join(dir, "clearance.db")).Output(); err != nil || strings.TrimSpace(string(out)) != "1" {
+		t.Errorf("checking the secret made tables in a foreign database file: %s %v", out, err)
+	}
+	os.Remove(filepath.Join(dir, "clearance.db"))
 	for _, f := range []string{"clearance.db", "clearance.db-wal", "clearance.db-shm"} {
 		os.Rename(filepath.Join(moved, f), filepath.Join(dir, f))
 	}
@@ -740,5 +753,41 @@ func TestProfileAgentLeavesAnEmptyPostgresAlone(t *testing.T) {
 	}
 	if _, _, err := runProfile(t, env, append(args, "--unchecked-secret", "--out", file)...); err != nil {
 		t.Errorf("with --unchecked-secret: %v", err)
+	}
+}
+
+// TestProfileAgentPostgresSchema: a URL with the pool's own parameters, as
+// serve takes it, is read as serve reads it; a schema an older verifier
+// left (its latest migration not applied) is refused, not migrated.
+func TestProfileAgentPostgresSchema(t *testing.T) {
+	t.Parallel()
+	base, _ := testpg.NewDatabaseWithPassword(t)
+	dsn := base + "&pool_max_conns=4"
+	if !strings.Contains(base, "?") {
+		dsn = base + "?pool_max_conns=4"
+	}
+	dir := newDataDir(t, "--public-url", "https://verifier.example.com:8443", "--database", dsn)
+	secret := profileSecret(t, dir)
+	env := envOf(map[string]string{"CLEARANCE_DATABASE": dsn, "CLEARANCE_ENROLL_SECRET": secret})
+	args := []string{"agent", "--data-dir", dir, "--organization", "Example Corp", "--verifier", "verifier.example.com:8443"}
+	if _, _, err := runProfile(t, env, args...); err != nil {
+		t.Fatalf("a URL with pool_max_conns: %v", err)
+	}
+	conn, err := pgx.Connect(t.Context(), base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var latest int64
+	if err := conn.QueryRow(t.Context(), `DELETE FROM goose_db_version WHERE version_id = (SELECT max(version_id) FROM goose_db_version) RETURNING version_id`).Scan(&latest); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = runProfile(t, env, args...)
+	if err == nil || !strings.Contains(err.Error(), "older than this clearance-verifier's") {
+		t.Fatalf("an older schema: %v, want it refused", err)
+	}
+	var applied bool
+	if err := conn.QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM goose_db_version WHERE version_id = $1)`, latest).Scan(&applied); err != nil || applied {
+		t.Fatalf("the check migrated the older schema (%v)", err)
 	}
 }

@@ -114,25 +114,37 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	return s, nil
 }
 
-// Initialized reports whether the database named by dsn holds a verifier's
-// tables (a serve has opened it), without changing it: a command that only
-// reads asks it first, so that a mistyped database name is not given an
-// empty schema.
-func Initialized(ctx context.Context, dsn string) (bool, error) {
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		return false, fmt.Errorf("opening postgres store: %w", parseError(err))
+// SchemaVersion reads, without changing anything, the schema version of
+// the database named by dsn (0 when no verifier has opened it) and this
+// binary's: a command that only reads asks first, since Open would
+// migrate a database an older verifier still serves, or give a mistyped
+// one an empty schema.
+func SchemaVersion(ctx context.Context, dsn string) (current, latest int64, err error) {
+	if latest, err = sqlstore.LatestMigration(migrations, "migrations"); err != nil {
+		return 0, 0, err
 	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	// pgxpool's parser, as Open's: it takes the pool's own parameters
+	// (pool_max_conns) out of what the server is sent.
+	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return false, fmt.Errorf("opening postgres store: %w", err)
+		return 0, 0, fmt.Errorf("opening postgres store: %w", parseError(err))
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
+	if err != nil {
+		return 0, 0, fmt.Errorf("opening postgres store: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	var ok bool
-	if err := conn.QueryRow(ctx, `SELECT to_regclass('goose_db_version') IS NOT NULL AND to_regclass('enroll_secrets') IS NOT NULL`).Scan(&ok); err != nil {
-		return false, fmt.Errorf("reading the schema: %w", err)
+	var tables bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('goose_db_version') IS NOT NULL AND to_regclass('enroll_secrets') IS NOT NULL`).Scan(&tables); err != nil {
+		return 0, 0, fmt.Errorf("reading the schema: %w", err)
 	}
-	return ok, nil
+	if !tables {
+		return 0, latest, nil
+	}
+	if err := conn.QueryRow(ctx, `SELECT coalesce(max(version_id), 0) FROM goose_db_version WHERE is_applied`).Scan(&current); err != nil {
+		return 0, 0, fmt.Errorf("reading the schema version: %w", err)
+	}
+	return current, latest, nil
 }
 
 // migrate applies pending migrations through database/sql, which goose

@@ -86,6 +86,42 @@ func rebind(query string) string {
 	return string(b)
 }
 
+// SchemaVersion reads, without changing anything, the schema version of
+// the database file at path (0 when it holds no verifier's tables) and
+// this binary's. A missing file is an error wrapping fs.ErrNotExist:
+// nothing is created.
+func SchemaVersion(ctx context.Context, path string) (current, latest int64, err error) {
+	if latest, err = latestMigration(); err != nil {
+		return 0, 0, err
+	}
+	if _, err := os.Stat(path); err != nil {
+		return 0, 0, err
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	q := url.Values{}
+	q.Set("mode", "ro")
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
+	db, err := sql.Open("sqlite", (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: q.Encode()}).String())
+	if err != nil {
+		return 0, 0, err
+	}
+	defer db.Close()
+	var tables int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('goose_db_version', 'enroll_secrets')`).Scan(&tables); err != nil {
+		return 0, 0, fmt.Errorf("reading the schema of %s: %w", abs, err)
+	}
+	if tables != 2 {
+		return 0, latest, nil
+	}
+	if err := db.QueryRowContext(ctx, `SELECT coalesce(max(version_id), 0) FROM goose_db_version WHERE is_applied`).Scan(&current); err != nil {
+		return 0, 0, fmt.Errorf("reading the schema version of %s: %w", abs, err)
+	}
+	return current, latest, nil
+}
+
 // Open opens (creating it if needed, mode 0600) the database at path and
 // brings its schema up to date.
 func Open(ctx context.Context, path string) (*Store, error) {
