@@ -5,6 +5,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -27,7 +30,9 @@ func keyPage(pageSize int32, token string, maxKey int) (size int, after string, 
 	}
 	if token != "" {
 		b, err := base64.RawURLEncoding.DecodeString(token)
-		if err != nil || len(b) == 0 || len(b) > maxKey {
+		// Keys are ids and names: text, with no control character (which
+		// PostgreSQL would refuse as an error, not find nothing for).
+		if err != nil || len(b) == 0 || len(b) > maxKey || !utf8.Valid(b) || strings.ContainsFunc(string(b), unicode.IsControl) {
 			return 0, "", status.Error(codes.InvalidArgument, "page_token is not one this server returned")
 		}
 		after = string(b)

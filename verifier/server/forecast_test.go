@@ -169,8 +169,15 @@ func TestForecastEnforcement(t *testing.T) {
 			t.Errorf("policy_ids %q: %v, want INVALID_ARGUMENT", ids, err)
 		}
 	}
-	if _, err := h.admin.ForecastEnforcement(h.ctx(), &adminv1.ForecastEnforcementRequest{PageToken: "%%"}); status.Code(err) != codes.InvalidArgument {
-		t.Errorf("a page token this server did not make: %v", err)
+	// Not base64; a NUL; not UTF-8 (PostgreSQL would refuse the last two
+	// as an error): none is a token this server made.
+	for _, tok := range []string{"%%", "AA", "_w", "YQBi"} {
+		if _, err := h.admin.ForecastEnforcement(h.ctx(), &adminv1.ForecastEnforcementRequest{PageToken: tok}); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("forecast page token %q: %v, want INVALID_ARGUMENT", tok, err)
+		}
+		if _, err := h.admin.ListDevices(h.ctx(), &adminv1.ListDevicesRequest{PageToken: tok}); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("devices page token %q: %v, want INVALID_ARGUMENT", tok, err)
+		}
 	}
 	if d, a := h.decisionCount(t), len(h.auditOf("")); d != decisions || a != audit {
 		t.Errorf("a forecast wrote: decisions %d → %d, audit events %d → %d", decisions, d, audit, a)
