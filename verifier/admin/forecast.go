@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	"github.com/clearance/clearance/verifier/access"
@@ -34,8 +35,13 @@ const (
 	// maxForecastPolicies bounds policy_ids: more than any policy file holds.
 	maxForecastPolicies = 1000
 	// maxForecastPeople bounds the people one Mac is decided for, so that
-	// a page's work stays in proportion to its size: the first by name.
+	// a page's work stays in proportion to its size: the first by user id;
+	// DeviceForecast.people_omitted counts the others.
 	maxForecastPeople = 16
+	// maxForecastBytes ends a page once its rows pass it: one Mac's rows
+	// more stay under gRPC's default 4 MiB a message even with 1,000
+	// failing policies of the longest ids.
+	maxForecastBytes = 1 << 20
 )
 
 // ForecastEnforcement implements AdminService.ForecastEnforcement: a dry
@@ -88,24 +94,28 @@ func (s *Server) ForecastEnforcement(ctx context.Context, req *adminv1.ForecastE
 			return nil, status.Errorf(codes.InvalidArgument, "no policy %s in the set in force (see ListPolicies, or 'clearance-verifier policies')", strings.Join(unknown, ", "))
 		}
 	}
-	// One extra row tells whether another page exists.
+	// A page holds about size rows (a Mac with several people is several
+	// rows, and a Mac's rows are never split), and stops early once its
+	// encoded size passes maxForecastBytes. One device more than asked for
+	// tells whether another page exists.
 	devs, err := s.Store.ListDevices(ctx, after, size+1)
 	if err != nil {
 		return nil, s.internal("listing devices", err)
 	}
-	if len(devs) > size {
-		devs = devs[:size]
-		resp.NextPageToken = nextKey(devs[len(devs)-1].ID)
-	}
-	for _, d := range devs {
+	bytes := 0
+	for i, d := range devs {
+		if len(resp.Devices) >= size || bytes >= maxForecastBytes || i == size {
+			resp.NextPageToken = nextKey(devs[i-1].ID)
+			break
+		}
 		if d.Revoked() {
 			continue
 		}
-		people, err := s.forecastPeople(ctx, d.ID)
+		people, omitted, err := s.forecastPeople(ctx, d.ID)
 		if err != nil {
 			return nil, err
 		}
-		for _, p := range people {
+		for j, p := range people {
 			now, enforced, err := f.Forecast(ctx, d, p.name, e)
 			switch {
 			case errors.Is(err, context.Canceled):
@@ -119,62 +129,68 @@ func (s *Server) ForecastEnforcement(ctx context.Context, req *adminv1.ForecastE
 			if name == "" {
 				name = d.Hostname
 			}
-			resp.Devices = append(resp.Devices, &adminv1.DeviceForecast{
+			row := &adminv1.DeviceForecast{
 				DeviceId: d.ID, DeviceName: name, Username: p.name, UsernameSource: p.source,
 				Now: forecastOutcome(now), Enforced: forecastOutcome(enforced), ObservedAt: ts(enforced.LastReportAt),
-			})
+			}
+			if j == len(people)-1 {
+				row.PeopleOmitted = uint32(omitted)
+			}
+			bytes += proto.Size(row)
+			resp.Devices = append(resp.Devices, row)
 		}
 	}
-	s.log().Info("enforcement forecast", "policies", len(resp.PolicyIds), "devices", len(devs), "by", actor(ctx))
+	s.log().Info("enforcement forecast", "policies", len(resp.PolicyIds), "rows", len(resp.Devices), "by", actor(ctx))
 	return resp, nil
 }
 
 type forecastPerson struct{ name, source string }
 
-// forecastPeople are whom a device's sign-ins are forecast for: each user
-// assigned to it, else the person of its latest sign-in that named one,
-// else no one.
-func (s *Server) forecastPeople(ctx context.Context, deviceID string) ([]forecastPerson, error) {
+// forecastPeople are whom a device's sign-ins are forecast for: the users
+// assigned to it (at most maxForecastPeople, by user id; omitted counts
+// the others), else the person of its latest sign-in that named one, else
+// no one.
+func (s *Server) forecastPeople(ctx context.Context, deviceID string) (people []forecastPerson, omitted int, err error) {
 	bound, err := s.Store.DeviceUsers(ctx, deviceID)
 	if err != nil {
-		return nil, s.internal("reading the device's users", err)
+		return nil, 0, s.internal("reading the device's users", err)
 	}
-	var out []forecastPerson
-	for _, b := range bound {
+	slices.SortFunc(bound, func(a, b storage.DeviceUser) int { return strings.Compare(a.UserID, b.UserID) })
+	for i, b := range bound {
+		if len(people) == maxForecastPeople {
+			omitted = len(bound) - i
+			s.log().Warn("enforcement forecast: a device has more people assigned than are decided for", "device_id", deviceID, "assigned", len(bound), "decided_for", maxForecastPeople)
+			break
+		}
 		u, err := s.Store.GetUser(ctx, b.UserID)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
 			continue
 		case err != nil:
-			return nil, s.internal("reading a user", err)
+			return nil, 0, s.internal("reading a user", err)
 		}
-		out = append(out, forecastPerson{u.UserName, forecastAssigned})
+		people = append(people, forecastPerson{u.UserName, forecastAssigned})
 	}
-	if len(out) > 0 {
-		slices.SortFunc(out, func(a, b forecastPerson) int { return strings.Compare(a.name, b.name) })
-		if len(out) > maxForecastPeople {
-			s.log().Warn("enforcement forecast: a device has more people assigned than are decided for", "device_id", deviceID, "assigned", len(out), "decided_for", maxForecastPeople)
-			out = out[:maxForecastPeople]
-		}
-		return out, nil
+	if len(people) > 0 {
+		return people, omitted, nil
 	}
 	// The latest sign-in almost always names its person; only when it does
 	// not are more read (each row carries its results).
 	for _, limit := range []int{1, forecastSignIns} {
 		recs, err := s.Store.ListDecisions(ctx, storage.DecisionFilter{DeviceID: deviceID, SignIns: true, Limit: limit})
 		if err != nil {
-			return nil, s.internal("reading the device's sign-ins", err)
+			return nil, 0, s.internal("reading the device's sign-ins", err)
 		}
 		for _, r := range recs {
 			if r.Username != "" {
-				return []forecastPerson{{r.Username, forecastLatestSignIn}}, nil
+				return []forecastPerson{{r.Username, forecastLatestSignIn}}, 0, nil
 			}
 		}
 		if len(recs) < limit {
 			break
 		}
 	}
-	return []forecastPerson{{}}, nil
+	return []forecastPerson{{}}, 0, nil
 }
 
 // forecastOutcome is d in the forecast's words.

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -215,4 +216,76 @@ func (h *harness) decisionCount(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return len(ds)
+}
+
+// TestForecastBounds: a Mac with more people assigned than a forecast
+// decides for is decided for 16 and says how many it left out; a page
+// holds about page_size rows and never splits a Mac's rows.
+func TestForecastBounds(t *testing.T) {
+	t.Parallel()
+	h := startWith(t, nil)
+	ctx := context.Background()
+	crowded := forecastMac(t, h, "filevault")
+	var others []*protoagent.Agent
+	for range 3 {
+		others = append(others, forecastMac(t, h))
+	}
+	at := h.clock.Now()
+	for i := range 20 {
+		name := fmt.Sprintf("user%02d@example.com", i)
+		if _, err := h.srv.Store.CreateUser(ctx, storage.User{ID: fmt.Sprintf("u%02d", i), UserName: name, Active: true, CreatedAt: at, UpdatedAt: at},
+			storage.AuditEvent{At: at, Actor: "test", Action: "user.create"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.admin.AssignDevice(h.ctx(), &adminv1.AssignDeviceRequest{DeviceId: crowded.DeviceID, User: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var pages [][]*adminv1.DeviceForecast
+	token := ""
+	for {
+		resp, err := h.admin.ForecastEnforcement(h.ctx(), &adminv1.ForecastEnforcementRequest{PageSize: 2, PageToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages = append(pages, resp.GetDevices())
+		if token = resp.GetNextPageToken(); token == "" {
+			break
+		}
+		if len(pages) > 10 {
+			t.Fatal("the pages do not end")
+		}
+	}
+	rows := map[string][]*adminv1.DeviceForecast{}
+	for _, p := range pages {
+		if len(p) == 0 {
+			t.Fatalf("an empty page among %d", len(pages))
+		}
+		seen := map[string]bool{}
+		for _, r := range p {
+			seen[r.GetDeviceId()] = true
+		}
+		for id := range seen {
+			if rows[id] != nil {
+				t.Fatalf("device %s's rows split between pages", id)
+			}
+		}
+		for _, r := range p {
+			rows[r.GetDeviceId()] = append(rows[r.GetDeviceId()], r)
+		}
+		// A page ends once it has page_size rows, after the Mac that
+		// reached them.
+		if len(p) > 2 && len(seen) > 1 {
+			t.Errorf("a page of %d rows from %d Macs, want at most 2 rows unless one Mac has more", len(p), len(seen))
+		}
+	}
+	c := rows[crowded.DeviceID]
+	if len(c) != 16 || c[15].GetPeopleOmitted() != 4 || c[0].GetPeopleOmitted() != 0 || c[0].GetUsername() != "user00@example.com" {
+		t.Fatalf("the crowded Mac: %d rows, last omits %d, first %q; want 16, 4 left out, user00 first", len(c), c[len(c)-1].GetPeopleOmitted(), c[0].GetUsername())
+	}
+	for _, o := range others {
+		if len(rows[o.DeviceID]) != 1 {
+			t.Errorf("device %s: %d rows, want 1", o.DeviceID, len(rows[o.DeviceID]))
+		}
+	}
 }

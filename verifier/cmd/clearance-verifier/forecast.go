@@ -22,7 +22,8 @@ func (a *app) forecastCmd() *cli.Command {
 			"in enforce mode whatever the --enforcement ceiling, the others as they are now: the policy file's " +
 			"grace periods and Resolve later kept, exemptions counting, from each Mac's latest report however old " +
 			"(the wide table says how old). A Mac is decided for each person assigned " +
-			"to it, else for the person of its latest sign-in, else for no one. It lists the sign-ins enforcing " +
+			"to it (up to 16), else for the person of its latest sign-in, else for no one (held to every policy, " +
+			"as a sign-in naming no one is). It lists the sign-ins enforcing " +
 			"would not let straight in (--every: all of them) and ends with a count. Nothing is written: no grace " +
 			"period starts until a real sign-in. It asks the running verifier's admin API with the data dir's " +
 			"ca.pem and admin.token; a token with role read will do.\n\n" +
@@ -141,10 +142,14 @@ func outcomeText(o *adminv1.ForecastOutcome, loc *time.Location) string {
 
 // forecastSummary counts what enforcing would do, sign-in by sign-in.
 func forecastSummary(r *adminv1.ForecastEnforcementResponse, everyPolicy bool) string {
-	var blocked, later, grace, warned, exempt, newlyBlocked int
+	var blocked, later, grace, warned, exempt, newlyBlocked, crowded, omitted int
 	macs := map[string]bool{}
 	for _, d := range r.GetDevices() {
 		macs[d.GetDeviceId()] = true
+		if n := d.GetPeopleOmitted(); n > 0 {
+			crowded++
+			omitted += int(n)
+		}
 		o := d.GetEnforced()
 		switch {
 		case o.GetAllow():
@@ -165,11 +170,15 @@ func forecastSummary(r *adminv1.ForecastEnforcementResponse, everyPolicy bool) s
 			}
 		}
 	}
-	what := "If " + strings.Join(r.GetPolicyIds(), ", ") + " were enforced"
+	what := "If " + clean(strings.Join(r.GetPolicyIds(), ", ")) + " were enforced"
 	if everyPolicy {
 		what = "If every policy were enforced"
 	}
-	return fmt.Sprintf("%s, of %d sign-ins from %d Macs: %d would be blocked (%d not blocked now; %d offered Resolve later), "+
+	out := fmt.Sprintf("%s, of %d sign-ins from %d Macs: %d would be blocked (%d not blocked now; %d offered Resolve later), "+
 		"%d warned until a grace period ends, %d warned only, %d let in by an exemption, %d let in",
 		what, len(r.GetDevices()), len(macs), blocked, newlyBlocked, later, grace, warned, exempt, len(r.GetDevices())-blocked-grace-warned-exempt)
+	if crowded > 0 {
+		out += fmt.Sprintf("\nnot counted: %d people assigned to %d Macs beyond the 16 each is decided for (--json: people_omitted; 'explain --user' decides for one)", omitted, crowded)
+	}
+	return out
 }

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
@@ -15,6 +13,7 @@ import (
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/knownlist"
 )
 
 // maxReinstallBatch bounds the Macs one expect-reinstall names: a lab or
@@ -36,9 +35,10 @@ func (a *app) expectReinstallCmd() *cli.Command {
 			"UUID and serial number and with a valid enroll secret, replaces its key without approval, once, and is " +
 			"audited as proof reinstall_expected. Anyone who has the Mac's hardware UUID, serial number and an enroll " +
 			"secret could enroll as it meanwhile: keep --within to what the reinstall takes. --cancel takes it back. " +
-			"Name the Macs by device id (or its start), or list their serial numbers in a --serials file, one a line " +
-			"(as an MDM exports them; # starts a comment), up to 500 at once: every one is found before any is " +
-			"changed, and a serial number that names no enrolled Mac, or more than one, changes nothing. " +
+			"Name the Macs by device id (or its start), or by serial number in a --serials file: an MDM's CSV " +
+			"export (Jamf Pro, Kandji, Intune, Fleet) or a plain list, read as 'devices import' reads it, up to 500 " +
+			"at once. Every Mac is found and checked before any is changed: one not found, revoked, enrolled " +
+			"without a serial number, or a serial number more than one enrolled Mac has, changes nothing. " +
 			"Audited as device.expect_reinstall for each; the admin API's GetDevice shows it (reinstall_expected_until).\n\n" +
 			"  clearance-verifier devices expect-reinstall --data-dir /var/lib/clearance \\\n    --within 4h 3f2a8c1e\n" +
 			"  clearance-verifier devices expect-reinstall --data-dir /var/lib/clearance \\\n    --within 8h --serials lab-macs.txt",
@@ -48,7 +48,7 @@ func (a *app) expectReinstallCmd() *cli.Command {
 			fs.Group("Reinstall")
 			within := fs.Duration("within", admin.DefaultReinstallWithin, "how long from now the new key may come (1m to 168h)")
 			cancel := fs.Bool("cancel", false, "take back the expected reinstall instead")
-			serials := fs.String("serials", "", "a `file` of the Macs' serial numbers, one a line, with or instead of DEVICE_IDs")
+			serials := fs.String("serials", "", "an MDM's CSV export or a list of serial numbers (a `file`), with or instead of DEVICE_IDs")
 			return func(ctx context.Context, args []string) error {
 				if len(args) == 0 && *serials == "" {
 					return cli.Usagef("name the Macs: DEVICE_ID arguments (see 'devices'), or --serials FILE")
@@ -102,54 +102,28 @@ func (a *app) expectReinstallCmd() *cli.Command {
 	}
 }
 
-// maxSerialsFile bounds a --serials file: 500 serial numbers with room
-// for an export's other columns and comments.
-const maxSerialsFile = 1 << 20
-
-// readSerials reads a --serials file (parseSerials).
+// readSerials reads a --serials file as 'devices import' reads a list
+// (knownlist: an MDM's CSV export, found by its serial number column, or a
+// plain list), every row checked: at most maxReinstallBatch serial numbers.
 func readSerials(path string) ([]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return parseSerials(f, path)
-}
-
-// parseSerials reads serial numbers, one a line; blank lines and what
-// follows a # are skipped, and so is a header line an MDM export starts
-// with ("Serial Number"). Quotes and a trailing comma around one are
-// dropped. A line that is not a serial number (more than 64 characters,
-// or anything but printable ASCII without spaces), more than
-// maxReinstallBatch of them, or more than maxSerialsFile bytes is an error
-// naming name and the line.
-func parseSerials(r io.Reader, name string) ([]string, error) {
-	var out []string
-	sc := bufio.NewScanner(io.LimitReader(r, maxSerialsFile+1))
-	sc.Buffer(make([]byte, 0, 4096), maxSerialsFile+1)
-	read := 0
-	for n := 1; sc.Scan(); n++ {
-		read += len(sc.Bytes()) + 1
-		line, _, _ := strings.Cut(sc.Text(), "#")
-		line = strings.TrimSpace(strings.Trim(strings.TrimSpace(line), `",`))
-		switch {
-		case line == "":
-			continue
-		case n == 1 && strings.EqualFold(strings.ReplaceAll(line, " ", ""), "serialnumber"):
-			continue
-		case len(line) > 64 || strings.ContainsFunc(line, func(r rune) bool { return r < '!' || r > '~' }):
-			return nil, cli.Usagef("%s line %d: %q is not a serial number (letters and digits)", name, n, clean(cut(line, 64)))
-		}
-		out = append(out, line)
-		if len(out) > maxReinstallBatch {
-			return nil, cli.Usagef("%s: more than %d serial numbers; at most %d at once", name, maxReinstallBatch, maxReinstallBatch)
-		}
+	entries, _, err := knownlist.Parse(f)
+	if err != nil {
+		return nil, cli.Usagef("%s: %v", path, err)
 	}
-	if err := sc.Err(); err != nil || read > maxSerialsFile {
-		return nil, cli.Usagef("%s: more than %d bytes, or a line longer than that: a --serials file is serial numbers, one a line", name, maxSerialsFile)
+	if len(entries) > maxReinstallBatch {
+		return nil, cli.Usagef("%s: %d serial numbers; at most %d at once", path, len(entries), maxReinstallBatch)
+	}
+	out := make([]string, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, e.Serial)
 	}
 	if len(out) == 0 {
-		return nil, cli.Usagef("%s holds no serial number", name)
+		return nil, cli.Usagef("%s holds no serial number", path)
 	}
 	return out, nil
 }
@@ -172,36 +146,61 @@ func (c *adminConn) reinstallDevices(prefixes, serials []string) ([]string, erro
 		}
 	}
 	var problems []string
+	// What ExpectReinstall would refuse is found here, before any call:
+	// a revoked Mac comes back only by approval, and one enrolled without
+	// a serial number cannot be told from another.
+	check := func(d *adminv1.Device, named string) {
+		switch {
+		case d.GetStatus() == adminv1.DeviceStatus_DEVICE_STATUS_REVOKED:
+			problems = append(problems, fmt.Sprintf("%s (%s) is revoked: it comes back only by approval", named, d.GetDeviceId()))
+		case d.GetFacts().GetSerialNumber() == "":
+			problems = append(problems, fmt.Sprintf("%s (%s) enrolled without a serial number, so its reinstall cannot be expected", named, d.GetDeviceId()))
+		default:
+			add(d.GetDeviceId())
+		}
+	}
 	for _, p := range prefixes {
-		var found []string
+		var found []*adminv1.Device
 		for _, d := range devs {
 			if strings.HasPrefix(d.GetDeviceId(), strings.ToLower(p)) {
-				found = append(found, d.GetDeviceId())
+				found = append(found, d)
 			}
 		}
 		switch len(found) {
 		case 0:
 			problems = append(problems, fmt.Sprintf("no device id starts with %q", clean(p)))
 		case 1:
-			add(found[0])
+			check(found[0], fmt.Sprintf("device %q", clean(p)))
 		default:
 			problems = append(problems, fmt.Sprintf("%d devices' ids start with %q; give more of it", len(found), clean(p)))
 		}
 	}
 	for _, sn := range serials {
-		var found []string
+		var found, revoked []*adminv1.Device
 		for _, d := range devs {
-			if d.GetStatus() != adminv1.DeviceStatus_DEVICE_STATUS_REVOKED && strings.EqualFold(d.GetFacts().GetSerialNumber(), sn) {
-				found = append(found, d.GetDeviceId())
+			if !strings.EqualFold(d.GetFacts().GetSerialNumber(), sn) {
+				continue
+			}
+			if d.GetStatus() == adminv1.DeviceStatus_DEVICE_STATUS_REVOKED {
+				revoked = append(revoked, d)
+			} else {
+				found = append(found, d)
 			}
 		}
-		switch len(found) {
-		case 0:
-			problems = append(problems, fmt.Sprintf("no enrolled Mac has serial number %q", clean(sn)))
-		case 1:
-			add(found[0])
+		named := fmt.Sprintf("serial number %q", clean(sn))
+		switch {
+		case len(found) == 1:
+			check(found[0], named)
+		case len(found) > 1:
+			var ids []string
+			for _, d := range found {
+				ids = append(ids, d.GetDeviceId())
+			}
+			problems = append(problems, fmt.Sprintf("%d enrolled Macs have %s (%s): name them by device id", len(found), named, strings.Join(ids, ", ")))
+		case len(revoked) > 0:
+			check(revoked[0], named)
 		default:
-			problems = append(problems, fmt.Sprintf("%d enrolled Macs have serial number %q (%s): name them by device id", len(found), clean(sn), strings.Join(found, ", ")))
+			problems = append(problems, fmt.Sprintf("no enrolled Mac has %s", named))
 		}
 	}
 	if len(problems) > 0 {

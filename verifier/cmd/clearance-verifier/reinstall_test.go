@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,10 +11,10 @@ import (
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
 
-// TestExpectReinstallMany: Macs named by id and by a file of serial numbers
-// (an MDM export's header, comments and quotes allowed) are each expected
-// once; a serial number no enrolled Mac has, or a line that is not one,
-// changes nothing, named in the error; --cancel takes them all back.
+// TestExpectReinstallMany: Macs named by id and by an MDM's export are each
+// expected once; a serial number no enrolled Mac has, a line that is not
+// one, or a revoked Mac changes nothing, named in the error; --cancel takes
+// them all back.
 func TestExpectReinstallMany(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
@@ -55,10 +54,24 @@ func TestExpectReinstallMany(t *testing.T) {
 		!strings.Contains(err.Error(), `nothing changed: no enrolled Mac has serial number "C02NOSUCHMAC"`) {
 		t.Fatalf("an unknown serial number: %v", err)
 	}
-	hostile := write("hostile.txt", protoagent.SerialFor(uuids[0])+"\nC02 \x1b[31mRED\n")
+	hostile := write("hostile.txt", protoagent.SerialFor(uuids[0])+"\nC02\x1b[31mRED\n")
 	if _, _, err := execute(noEnv, "devices", "expect-reinstall", "--data-dir", s.dir, "--serials", hostile); err == nil ||
 		!strings.Contains(err.Error(), "line 2") || strings.Contains(err.Error(), "\x1b") {
 		t.Fatalf("a line that is not a serial number: %v", err)
+	}
+	// A revoked Mac, by id or by serial number, is found before anything
+	// changes: the Mac named before it is not expected either.
+	if _, _, err := execute(noEnv, "devices", "revoke", "--data-dir", s.dir, "--reason", "stolen", macs[2].DeviceID); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{macs[0].DeviceID[:8], macs[2].DeviceID[:8]},
+		{"--serials", write("revoked.txt", protoagent.SerialFor(uuids[0])+"\n"+protoagent.SerialFor(uuids[2])+"\n")},
+	} {
+		_, _, err := execute(noEnv, append([]string{"devices", "expect-reinstall", "--data-dir", s.dir}, args...)...)
+		if err == nil || !strings.Contains(err.Error(), "nothing changed") || !strings.Contains(err.Error(), "is revoked: it comes back only by approval") {
+			t.Errorf("%v with a revoked Mac: %v", args, err)
+		}
 	}
 	for id, on := range expected() {
 		if on {
@@ -66,8 +79,11 @@ func TestExpectReinstallMany(t *testing.T) {
 		}
 	}
 
-	good := write("lab.csv", "\"Serial Number\"\n# the lab\n\""+protoagent.SerialFor(uuids[0])+"\"\n"+
-		strings.ToLower(protoagent.SerialFor(uuids[1]))+"  # second row\n\n")
+	// Jamf Pro's export, as Excel saves it: a byte order mark, quotes,
+	// CRLF, the serial number among other columns.
+	good := write("lab.csv", "\xef\xbb\xbfComputer Name,Serial Number,Operating System Version\r\n"+
+		"\"Lab 1\",\""+protoagent.SerialFor(uuids[0])+"\",14.6\r\n"+
+		"Lab 2,"+strings.ToLower(protoagent.SerialFor(uuids[1]))+",14.6\r\n")
 	out, _, err = execute(noEnv, "devices", "expect-reinstall", "--data-dir", s.dir, "--within", "2h", "--serials", good, macs[1].DeviceID[:8])
 	if err != nil {
 		t.Fatal(err)
@@ -89,65 +105,4 @@ func TestExpectReinstallMany(t *testing.T) {
 	if _, _, err := execute(noEnv, "devices", "expect-reinstall", "--data-dir", s.dir); err == nil || !strings.Contains(err.Error(), "--serials FILE") {
 		t.Errorf("no Mac named: %v", err)
 	}
-}
-
-// TestParseSerials: what an MDM export looks like is read; what is not a
-// list of serial numbers is refused, saying where.
-func TestParseSerials(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name, in string
-		want     []string
-		err      string
-	}{
-		{"plain", "C02AAA\nC02BBB\n", []string{"C02AAA", "C02BBB"}, ""},
-		{"export", "\"Serial Number\"\r\n\"C02AAA\",\r\n# spare\r\nC02BBB # desk 4\r\n\r\n", []string{"C02AAA", "C02BBB"}, ""},
-		{"no newline at the end", "C02AAA", []string{"C02AAA"}, ""},
-		{"empty", "", nil, "holds no serial number"},
-		{"only a header", "Serial Number\n", nil, "holds no serial number"},
-		{"a header not first", "C02AAA\nSerial Number\n", nil, "line 2"},
-		{"two columns", "C02AAA,Design Mac\n", nil, "line 1"},
-		{"an escape", "C02\x1b[2J\n", nil, "line 1"},
-		{"not UTF-8", "C02\xff\xfe\n", nil, "line 1"},
-		{"a NUL", "C02\x00AAA\n", nil, "line 1"},
-		{"too long", strings.Repeat("A", 65) + "\n", nil, "line 1"},
-		{"too many", strings.Repeat("C02AAA\n", maxReinstallBatch+1), nil, "more than 500 serial numbers"},
-		{"one huge line", strings.Repeat("A", maxSerialsFile+10), nil, "more than 1048576 bytes"},
-		{"too many bytes", strings.Repeat("#"+strings.Repeat(" ", 1000)+"\n", 1100), nil, "more than 1048576 bytes"},
-	} {
-		got, err := parseSerials(strings.NewReader(tc.in), "lab.txt")
-		switch {
-		case tc.err == "" && (err != nil || strings.Join(got, ",") != strings.Join(tc.want, ",")):
-			t.Errorf("%s: %q %v, want %q", tc.name, got, err, tc.want)
-		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), "lab.txt")):
-			t.Errorf("%s: %q %v, want an error with %q", tc.name, got, err, tc.err)
-		case err != nil && strings.ContainsAny(err.Error(), "\x1b\x00"):
-			t.Errorf("%s: the error carries a control character: %q", tc.name, err)
-		}
-	}
-}
-
-// FuzzParseSerials: any bytes give serial numbers that are each 1 to 64
-// printable ASCII characters without a space, at most 500, or an error
-// that carries no control character.
-func FuzzParseSerials(f *testing.F) {
-	f.Add([]byte("Serial Number\nC02AAA\n\"C02BBB\",\n# c\n"))
-	f.Add([]byte("C02\x1b[31m\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		got, err := parseSerials(bytes.NewReader(b), "f")
-		if err != nil {
-			if strings.ContainsFunc(err.Error(), func(r rune) bool { return r < ' ' || r == 0x7f }) {
-				t.Fatalf("error with a control character: %q", err)
-			}
-			return
-		}
-		if len(got) == 0 || len(got) > maxReinstallBatch {
-			t.Fatalf("%d serial numbers", len(got))
-		}
-		for _, s := range got {
-			if s == "" || len(s) > 64 || strings.ContainsFunc(s, func(r rune) bool { return r < '!' || r > '~' }) {
-				t.Fatalf("serial number %q", s)
-			}
-		}
-	})
 }

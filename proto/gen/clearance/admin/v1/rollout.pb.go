@@ -515,7 +515,9 @@ type ForecastEnforcementRequest struct {
 	// keep the mode they have now (their own, lowered by the ceiling).
 	// Empty: every policy.
 	PolicyIds []string `protobuf:"bytes,1,rep,name=policy_ids,json=policyIds,proto3" json:"policy_ids,omitempty"`
-	// At most this many devices (default 50, max 500).
+	// About this many rows (default 50, max 500): a page ends after the
+	// device whose rows reach it, or once the page passes 1 MiB; a device's
+	// rows are never split between pages.
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous response's next_page_token.
 	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
@@ -691,10 +693,10 @@ type DeviceForecast struct {
 	DeviceId string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	// The host name the agent last reported (as ListDevices shows it).
 	DeviceName string `protobuf:"bytes,2,opt,name=device_name,json=deviceName,proto3" json:"device_name,omitempty"`
-	// Whom the sign-in is decided for: each user assigned to the Mac (the
-	// first 16 by username), else
-	// the person of its latest sign-in, else empty (a sign-in naming no one:
-	// group-scoped policies count as for a person in no group).
+	// Whom the sign-in is decided for: each user assigned to the Mac (at
+	// most 16, by user id: see people_omitted), else the person of its latest
+	// sign-in that named one, else empty (decided as a sign-in that names no
+	// one is: held to every policy, group-scoped ones included).
 	Username string `protobuf:"bytes,3,opt,name=username,proto3" json:"username,omitempty"`
 	// "assigned", "latest_sign_in", or empty.
 	UsernameSource string `protobuf:"bytes,4,opt,name=username_source,json=usernameSource,proto3" json:"username_source,omitempty"`
@@ -706,7 +708,11 @@ type DeviceForecast struct {
 	// When the latest report, which both are decided on however old it is,
 	// was made; unset when the Mac has not reported. A real sign-in with an
 	// older report than --max-posture-age asks the Mac for a fresh one.
-	ObservedAt    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
+	ObservedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
+	// On a device's last row: how many more people are assigned to it than
+	// were decided for (beyond the 16). Their sign-ins are not in this
+	// forecast: explain each with ExplainAccess.
+	PeopleOmitted uint32 `protobuf:"varint,8,opt,name=people_omitted,json=peopleOmitted,proto3" json:"people_omitted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -788,6 +794,13 @@ func (x *DeviceForecast) GetObservedAt() *timestamppb.Timestamp {
 		return x.ObservedAt
 	}
 	return nil
+}
+
+func (x *DeviceForecast) GetPeopleOmitted() uint32 {
+	if x != nil {
+		return x.PeopleOmitted
+	}
+	return 0
 }
 
 // ForecastEnforcementResponse is one page of the fleet.
@@ -918,7 +931,7 @@ const file_clearance_admin_v1_rollout_proto_rawDesc = "" +
 	"\n" +
 	"block_from\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tblockFrom\x12.\n" +
 	"\x13blocking_policy_ids\x18\a \x03(\tR\x11blockingPolicyIds\x12*\n" +
-	"\x11exempt_policy_ids\x18\b \x03(\tR\x0fexemptPolicyIds\"\xc8\x02\n" +
+	"\x11exempt_policy_ids\x18\b \x03(\tR\x0fexemptPolicyIds\"\xef\x02\n" +
 	"\x0eDeviceForecast\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1f\n" +
 	"\vdevice_name\x18\x02 \x01(\tR\n" +
@@ -928,7 +941,8 @@ const file_clearance_admin_v1_rollout_proto_rawDesc = "" +
 	"\x03now\x18\x05 \x01(\v2#.clearance.admin.v1.ForecastOutcomeR\x03now\x12?\n" +
 	"\benforced\x18\x06 \x01(\v2#.clearance.admin.v1.ForecastOutcomeR\benforced\x12;\n" +
 	"\vobserved_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"observedAt\"\xa2\x01\n" +
+	"observedAt\x12%\n" +
+	"\x0epeople_omitted\x18\b \x01(\rR\rpeopleOmitted\"\xa2\x01\n" +
 	"\x1bForecastEnforcementResponse\x12\x1d\n" +
 	"\n" +
 	"policy_ids\x18\x01 \x03(\tR\tpolicyIds\x12<\n" +
