@@ -146,7 +146,7 @@ BOT_TOKEN="$(cat bot.token)" grpcurl -cacert "$DATA/ca.pem" -expand-headers -H '
 		// The fleet's forecast: the failing Mac blocked, the passing one
 		// left out of the table but counted.
 		"forecast": {"DEVICE", "IF ENFORCED", failing.DeviceID[:8], "blocked", "filevault",
-			"If every policy were enforced, of 2 sign-ins from 2 Macs: 1 would be blocked"},
+			"If every policy were enforced, they would stop 1 of 2 sign-ins (1 of 2 Macs)"},
 		"forecast-enforcement": {`"policyIds": [`, `"firewall"`, failing.DeviceID, a.DeviceID, `"blockingPolicyIds": [`, `"enforced"`},
 		// The CLI's dry run for the passing device: let in, every policy
 		// passing.

@@ -148,26 +148,34 @@ type Query struct {
 	// AnyAge judges the latest stored report however old it is (a
 	// forecast, which is about the policies, not about freshness).
 	AnyAge bool
+	// NoPerson decides for the device alone, as if People were nil: no
+	// user checks, every policy applying (a forecast for a Mac whose
+	// person is not known).
+	NoPerson bool
 }
 
 // Enforced names the policies a forecast enforces.
 type Enforced struct {
 	// Policies by id; nil: every policy.
 	Policies map[string]bool
+	// LiftCeiling: the other policies take their own modes, as the policy
+	// file states them, not lowered by the ceiling.
+	LiftCeiling bool
 }
 
 // apply returns ro with the policies e names in enforce mode, whatever the
 // ceiling, and every other policy in the mode it has now (its own, lowered
-// by the ceiling). The policy settings are copied, never changed in place:
+// by the ceiling), or in its own with LiftCeiling. The policy settings are copied, never changed in place:
 // they are the snapshot every sign-in reads.
 func (e *Enforced) apply(ro decision.Rollout, set *agentv1.PolicySet) decision.Rollout {
 	policies := make(map[string]decision.PolicyRollout, len(set.GetPolicies()))
 	for _, p := range set.GetPolicies() {
 		id := p.GetId()
 		pr := ro.Policies[id]
-		if e.Policies == nil || e.Policies[id] {
+		switch {
+		case e.Policies == nil || e.Policies[id]:
 			pr.Enforcement = decision.Enforce
-		} else {
+		case !e.LiftCeiling:
 			pr.Enforcement = pr.Enforcement.Lower(ro.Ceiling)
 		}
 		policies[id] = pr
@@ -220,7 +228,7 @@ func (g *Gate) Decide(ctx context.Context, q Query, mode Mode) (decision.Decisio
 	}
 	in.Device = &dev
 	var user storage.User
-	if g.People != nil {
+	if g.People != nil && !q.NoPerson {
 		if in.Person, user, err = g.person(ctx, q.Username, &dev, len(in.Scopes) > 0); err != nil {
 			return decision.Decision{}, err
 		}
@@ -319,12 +327,15 @@ func (g *Gate) count(outcome string) {
 // Forecast is the admin API's dry run of a rollout: the decision a
 // sign-in by username from dev gets now, and the one it would get with e's
 // policies enforced, both from the latest stored report however old (no
-// live check, nothing written).
+// live check, nothing written). With no username, the device alone is
+// decided: no user checks, every policy applying.
 func (g *Gate) Forecast(ctx context.Context, dev storage.Device, username string, e Enforced) (now, enforced decision.Decision, err error) {
-	if now, err = g.Decide(ctx, Query{DeviceID: dev.ID, Username: username, Device: &dev, AnyAge: true}, StoredOnly); err != nil {
+	q := Query{DeviceID: dev.ID, Username: username, Device: &dev, AnyAge: true, NoPerson: username == ""}
+	if now, err = g.Decide(ctx, q, StoredOnly); err != nil {
 		return now, enforced, err
 	}
-	enforced, err = g.Decide(ctx, Query{DeviceID: dev.ID, Username: username, Device: &dev, AnyAge: true, AsEnforced: &e}, StoredOnly)
+	q.AsEnforced = &e
+	enforced, err = g.Decide(ctx, q, StoredOnly)
 	return now, enforced, err
 }
 

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/access"
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/storage"
@@ -29,6 +30,7 @@ var _ Forecaster = (*access.Gate)(nil)
 const (
 	forecastAssigned     = "assigned"
 	forecastLatestSignIn = "latest_sign_in"
+	forecastCloudflare   = "cloudflare"
 	// forecastSignIns is how many of a device's latest sign-ins are read
 	// for the person of one that names someone.
 	forecastSignIns = 20
@@ -65,33 +67,41 @@ func (s *Server) ForecastEnforcement(ctx context.Context, req *adminv1.ForecastE
 	if len(ids) > maxForecastPolicies {
 		return nil, status.Errorf(codes.InvalidArgument, "%d policy_ids; at most %d", len(ids), maxForecastPolicies)
 	}
-	e := access.Enforced{}
+	e := access.Enforced{LiftCeiling: req.GetLiftCeiling()}
 	resp := &adminv1.ForecastEnforcementResponse{}
 	if len(ids) == 0 {
 		for _, p := range inForce {
 			resp.PolicyIds = append(resp.PolicyIds, p.GetId())
 		}
 	} else {
-		known := make(map[string]bool, len(inForce))
+		known := make(map[string]*agentv1.Policy, len(inForce))
 		for _, p := range inForce {
-			known[p.GetId()] = true
+			known[p.GetId()] = p
 		}
 		e.Policies = map[string]bool{}
-		var unknown []string
+		var unknown, advisory []string
 		for _, id := range ids {
 			if err := bounded("policy_ids", id); err != nil {
 				return nil, err
 			}
+			p := known[id]
 			switch {
-			case !known[id]:
+			case id == "":
+				return nil, status.Error(codes.InvalidArgument, "policy_ids holds an empty id (leave policy_ids empty to forecast every policy)")
+			case p == nil:
 				unknown = append(unknown, strconv.Quote(id))
+			case !p.GetRequired():
+				advisory = append(advisory, strconv.Quote(id))
 			case !e.Policies[id]:
 				e.Policies[id] = true
 				resp.PolicyIds = append(resp.PolicyIds, id)
 			}
 		}
-		if len(unknown) > 0 {
+		switch {
+		case len(unknown) > 0:
 			return nil, status.Errorf(codes.InvalidArgument, "no policy %s in the set in force (see ListPolicies, or 'clearance-verifier policies')", strings.Join(unknown, ", "))
+		case len(advisory) > 0:
+			return nil, status.Errorf(codes.InvalidArgument, "policy %s is advisory (required: false): it never blocks, enforced or not; a forecast of it as required needs it required in the policy file", strings.Join(advisory, ", "))
 		}
 	}
 	// A page holds about size rows (a Mac with several people is several
@@ -101,6 +111,10 @@ func (s *Server) ForecastEnforcement(ctx context.Context, req *adminv1.ForecastE
 	devs, err := s.Store.ListDevices(ctx, after, size+1)
 	if err != nil {
 		return nil, s.internal("listing devices", err)
+	}
+	maxAge := s.MaxPostureAge
+	if maxAge <= 0 {
+		maxAge = decision.DefaultMaxPostureAge
 	}
 	bytes := 0
 	for i, d := range devs {
@@ -132,6 +146,7 @@ func (s *Server) ForecastEnforcement(ctx context.Context, req *adminv1.ForecastE
 			row := &adminv1.DeviceForecast{
 				DeviceId: d.ID, DeviceName: name, Username: p.name, UsernameSource: p.source,
 				Now: forecastOutcome(now), Enforced: forecastOutcome(enforced), ObservedAt: ts(enforced.LastReportAt),
+				ReportStale: enforced.PostureAge > maxAge,
 			}
 			if j == len(people)-1 {
 				row.PeopleOmitted = uint32(omitted)
@@ -148,8 +163,8 @@ type forecastPerson struct{ name, source string }
 
 // forecastPeople are whom a device's sign-ins are forecast for: the users
 // assigned to it (at most maxForecastPeople, by user id; omitted counts
-// the others), else the person of its latest sign-in that named one, else
-// no one.
+// the others), else the person of its latest Okta sign-in that named one,
+// else the one Cloudflare last asked about it for, else no one.
 func (s *Server) forecastPeople(ctx context.Context, deviceID string) (people []forecastPerson, omitted int, err error) {
 	bound, err := s.Store.DeviceUsers(ctx, deviceID)
 	if err != nil {
@@ -174,20 +189,32 @@ func (s *Server) forecastPeople(ctx context.Context, deviceID string) (people []
 	if len(people) > 0 {
 		return people, omitted, nil
 	}
-	// The latest sign-in almost always names its person; only when it does
-	// not are more read (each row carries its results).
-	for _, limit := range []int{1, forecastSignIns} {
-		recs, err := s.Store.ListDecisions(ctx, storage.DecisionFilter{DeviceID: deviceID, SignIns: true, Limit: limit})
-		if err != nil {
-			return nil, 0, s.internal("reading the device's sign-ins", err)
-		}
-		for _, r := range recs {
-			if r.Username != "" {
-				return []forecastPerson{{r.Username, forecastLatestSignIn}}, 0, nil
+	// Okta's sign-ins first, then Cloudflare's evaluations (a Mac only
+	// Cloudflare asks about is signed in to no Okta app). The latest almost
+	// always names its person; only when it does not are more read (each
+	// row carries its results).
+	for _, from := range []struct {
+		f      storage.DecisionFilter
+		source string
+	}{
+		{storage.DecisionFilter{DeviceID: deviceID, SignIns: true}, forecastLatestSignIn},
+		{storage.DecisionFilter{DeviceID: deviceID, Cloudflare: true}, forecastCloudflare},
+	} {
+		for _, limit := range []int{1, forecastSignIns} {
+			f := from.f
+			f.Limit = limit
+			recs, err := s.Store.ListDecisions(ctx, f)
+			if err != nil {
+				return nil, 0, s.internal("reading the device's sign-ins", err)
 			}
-		}
-		if len(recs) < limit {
-			break
+			for _, r := range recs {
+				if r.Username != "" {
+					return []forecastPerson{{r.Username, from.source}}, 0, nil
+				}
+			}
+			if len(recs) < limit {
+				break
+			}
 		}
 	}
 	return []forecastPerson{{}}, 0, nil

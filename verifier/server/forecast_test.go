@@ -17,6 +17,7 @@ import (
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -274,9 +275,16 @@ func TestForecastBounds(t *testing.T) {
 			rows[r.GetDeviceId()] = append(rows[r.GetDeviceId()], r)
 		}
 		// A page ends once it has page_size rows, after the Mac that
-		// reached them.
-		if len(p) > 2 && len(seen) > 1 {
-			t.Errorf("a page of %d rows from %d Macs, want at most 2 rows unless one Mac has more", len(p), len(seen))
+		// reached them: the rows before its last Mac's are fewer.
+		last := p[len(p)-1].GetDeviceId()
+		before := 0
+		for _, r := range p {
+			if r.GetDeviceId() != last {
+				before++
+			}
+		}
+		if before >= 2 {
+			t.Errorf("a page of %d rows, %d before its last Mac's: it should have ended before that Mac", len(p), before)
 		}
 	}
 	c := rows[crowded.DeviceID]
@@ -286,6 +294,90 @@ func TestForecastBounds(t *testing.T) {
 	for _, o := range others {
 		if len(rows[o.DeviceID]) != 1 {
 			t.Errorf("device %s: %d rows, want 1", o.DeviceID, len(rows[o.DeviceID]))
+		}
+	}
+}
+
+// TestForecastPeopleAndModes: a Mac only Cloudflare asks about is decided
+// for the person Cloudflare named; a Mac with no known person for itself
+// alone, even when usernames must be provisioned; lift_ceiling gives the
+// other policies their own modes; a stale report is said to be; an
+// advisory or empty policy id is refused.
+func TestForecastPeopleAndModes(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "policies.yaml")
+	if err := os.WriteFile(file, []byte(forecastPolicies+`  - id: advice
+    name: Advice
+    query: SELECT 1
+    resolution: Nothing to do.
+    required: false
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := startWith(t, func(c *config.Config) {
+		c.Policies, c.SCIMUsers, c.Enforcement = file, config.SCIMRequired, string(decision.Monitor)
+	})
+	ctx := context.Background()
+	cf := forecastMac(t, h, "filevault")
+	nobody := forecastMac(t, h, "screen-lock")
+	at := h.clock.Now()
+	if _, err := h.srv.Store.CreateUser(ctx, storage.User{ID: "kim", UserName: "kim@example.com", Active: true, CreatedAt: at, UpdatedAt: at},
+		storage.AuditEvent{At: at, Actor: "test", Action: "user.create"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.srv.Store.AppendDecision(ctx, storage.DecisionRecord{At: at, DeviceID: cf.DeviceID, Username: "kim@example.com", Source: storage.SourceCloudflare, Reason: "allowed"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.admin.GrantExemption(h.ctx(), &adminv1.GrantExemptionRequest{Username: "kim@example.com", PolicyIds: []string{"filevault"},
+		ExpiresAt: timestamppb.New(at.Add(time.Hour)), Reason: "new Mac on order"}); err != nil {
+		t.Fatal(err)
+	}
+	forecast := func(req *adminv1.ForecastEnforcementRequest) map[string]*adminv1.DeviceForecast {
+		t.Helper()
+		resp, err := h.admin.ForecastEnforcement(h.ctx(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]*adminv1.DeviceForecast{}
+		for _, d := range resp.GetDevices() {
+			out[d.GetDeviceId()] = d
+		}
+		return out
+	}
+	all := forecast(&adminv1.ForecastEnforcementRequest{})
+	if r := all[cf.DeviceID]; r.GetUsername() != "kim@example.com" || r.GetUsernameSource() != "cloudflare" ||
+		!r.GetEnforced().GetAllow() || !slices.Equal(r.GetEnforced().GetExemptPolicyIds(), []string{"filevault"}) {
+		t.Errorf("the Mac Cloudflare asks about for kim: %v, want decided for kim, let in by kim's exemption", r)
+	}
+	if r := all[nobody.DeviceID]; r.GetUsername() != "" || r.GetEnforced().GetReason() != "policy_failed" ||
+		!slices.Equal(r.GetEnforced().GetBlockingPolicyIds(), []string{"screen-lock"}) {
+		t.Errorf("the Mac nobody is known on: %v, want it decided alone, blocked by its policy (not for an unprovisioned user)", r)
+	}
+	// Only screen-lock named: it blocks; the firewall (warn in the file)
+	// stays monitored under the monitor ceiling, and warns with the
+	// ceiling lifted.
+	if r := forecast(&adminv1.ForecastEnforcementRequest{PolicyIds: []string{"screen-lock"}})[nobody.DeviceID]; r.GetEnforced().GetAllow() {
+		t.Errorf("screen-lock alone: %v, want blocked", r)
+	}
+	fw := forecastMac(t, h, "firewall")
+	if r := forecast(&adminv1.ForecastEnforcementRequest{PolicyIds: []string{"screen-lock"}})[fw.DeviceID]; !r.GetEnforced().GetAllow() || r.GetEnforced().GetMode() != "monitor" {
+		t.Errorf("the firewall under the monitor ceiling: %v, want let in (monitor)", r.GetEnforced())
+	}
+	if r := forecast(&adminv1.ForecastEnforcementRequest{PolicyIds: []string{"screen-lock"}, LiftCeiling: true})[fw.DeviceID]; r.GetEnforced().GetAllow() || !r.GetEnforced().GetCanContinue() {
+		t.Errorf("the firewall with the ceiling lifted: %v, want its own warn", r.GetEnforced())
+	}
+
+	if r := all[cf.DeviceID]; r.GetReportStale() {
+		t.Errorf("a fresh report said stale: %v", r)
+	}
+	h.clock.Add(time.Hour)
+	if r := forecast(&adminv1.ForecastEnforcementRequest{})[cf.DeviceID]; !r.GetReportStale() {
+		t.Errorf("an hour-old report not said stale: %v", r)
+	}
+
+	for _, ids := range [][]string{{"advice"}, {""}} {
+		if _, err := h.admin.ForecastEnforcement(h.ctx(), &adminv1.ForecastEnforcementRequest{PolicyIds: ids}); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("policy_ids %q: %v, want INVALID_ARGUMENT", ids, err)
 		}
 	}
 }

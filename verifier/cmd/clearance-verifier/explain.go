@@ -79,7 +79,7 @@ func renderExplain(w io.Writer, r *adminv1.ExplainAccessResponse, now time.Time,
 	if n := r.GetDeviceName(); n != "" {
 		device += " (" + clean(n) + ")"
 	}
-	user := "none given (policies scoped to groups do not apply)"
+	user := "none given (every policy applies, group-scoped ones too)"
 	if u := r.GetUsername(); u != "" {
 		user = clean(u)
 	}

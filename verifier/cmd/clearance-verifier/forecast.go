@@ -16,17 +16,17 @@ import (
 func (a *app) forecastCmd() *cli.Command {
 	return &cli.Command{
 		Name:    "forecast",
-		Summary: "who would be blocked if policies were enforced now, before you enforce them",
+		Summary: "whose sign-ins enforcing policies would stop, before you enforce them",
 		Doc: "Decides, for every Mac that is not revoked and without recording anything, what a sign-in " +
-			"gets now and what it would get if the --policy policies (every policy when none is given) were " +
-			"in enforce mode whatever the --enforcement ceiling, the others as they are now: the policy file's " +
-			"grace periods and Resolve later kept, exemptions counting, from each Mac's latest report however old " +
-			"(the wide table says how old). A Mac is decided for each person assigned " +
-			"to it (up to 16), else for the person of its latest sign-in, else for no one (held to every policy, " +
-			"as a sign-in naming no one is). It lists the sign-ins enforcing " +
-			"would not let straight in (--every: all of them) and ends with a count. Nothing is written: no grace " +
-			"period starts until a real sign-in. It asks the running verifier's admin API with the data dir's " +
-			"ca.pem and admin.token; a token with role read will do.\n\n" +
+			"gets now and what it would get if the --policy policies (every required policy when none is given) " +
+			"were in enforce mode whatever the --enforcement ceiling, the others as they are now (--no-ceiling: as " +
+			"the policy file states them): grace periods and Resolve later as the file says, exemptions counting, " +
+			"from each Mac's latest report however old. A Mac is decided for each person assigned to it (up to 16), " +
+			"else for the person of its latest Okta sign-in, else for the one Cloudflare last asked about it for, " +
+			"else for the Mac alone (every policy applying). It lists the sign-ins a named policy would stop, at " +
+			"once or when a grace period ends (--every: every sign-in), and counts them. Nothing is written: no " +
+			"grace period starts until a real sign-in. It asks the running verifier's admin API with the data " +
+			"dir's ca.pem and admin.token; a token with role read will do.\n\n" +
 			"  clearance-verifier policies forecast --data-dir /var/lib/clearance \\\n" +
 			"    --policy firewall",
 		Footer: config.SharedFooter,
@@ -34,19 +34,26 @@ func (a *app) forecastCmd() *cli.Command {
 			af := a.bindAdmin(fs)
 			fs.Group("Forecast")
 			var ids []string
+			var emptyID bool
 			fs.Func("policy", "forecast enforcing the policy with this `id` (repeat, or separate with commas; default: every policy)", func(v string) error {
 				for _, id := range strings.Split(v, ",") {
 					if id = strings.TrimSpace(id); id != "" {
 						ids = append(ids, id)
+					} else {
+						emptyID = true
 					}
 				}
 				return nil
 			})
-			every := fs.Bool("every", false, "list every sign-in, those enforcing lets in too")
+			noCeiling := fs.Bool("no-ceiling", false, "the other policies in the modes the policy file gives them, not lowered by the --enforcement ceiling")
+			every := fs.Bool("every", false, "list every sign-in, not only those a named policy would stop")
 			fs.Group("Output")
 			asJSON := fs.Bool("json", false, "print the admin API's ForecastEnforcementResponse as JSON (every page's devices in one)")
 			wide := fs.Bool("wide", false, "full device ids and nothing shortened, whatever the terminal's width")
 			return func(ctx context.Context, _ []string) error {
+				if emptyID {
+					return cli.Usagef("--policy holds an empty id; leave --policy out to forecast every policy")
+				}
 				return a.withAdmin(ctx, af, func(c *adminConn) error {
 					for _, id := range ids {
 						if err := c.checkPolicyID(id); err != nil {
@@ -55,7 +62,8 @@ func (a *app) forecastCmd() *cli.Command {
 					}
 					var enforced []string
 					rows, err := allPages(func(token string) ([]*adminv1.DeviceForecast, string, error) {
-						resp, err := call(c, c.client.ForecastEnforcement, &adminv1.ForecastEnforcementRequest{PolicyIds: ids, PageSize: 200, PageToken: token})
+						resp, err := call(c, c.client.ForecastEnforcement, &adminv1.ForecastEnforcementRequest{
+							PolicyIds: ids, LiftCeiling: *noCeiling, PageSize: 200, PageToken: token})
 						enforced = resp.GetPolicyIds()
 						return resp.GetDevices(), resp.GetNextPageToken(), err
 					})
@@ -70,7 +78,7 @@ func (a *app) forecastCmd() *cli.Command {
 					if !*every {
 						keep = nil
 						for _, r := range rows {
-							if !r.GetEnforced().GetAllow() {
+							if stoppedBy(r, enforced) {
 								keep = append(keep, r)
 							}
 						}
@@ -88,6 +96,17 @@ func (a *app) forecastCmd() *cli.Command {
 	}
 }
 
+// stoppedBy reports whether one of the named policies would stop r's
+// sign-in, at once or from the end of a grace period.
+func stoppedBy(r *adminv1.DeviceForecast, named []string) bool {
+	for _, id := range r.GetEnforced().GetBlockingPolicyIds() {
+		if slices.Contains(named, id) {
+			return true
+		}
+	}
+	return false
+}
+
 // renderForecast writes one row per Mac and person: what a sign-in gets
 // now, what it would get enforced, and the policies that would block it.
 func renderForecast(w io.Writer, rows []*adminv1.DeviceForecast, now time.Time, loc *time.Location, width int) error {
@@ -99,16 +118,24 @@ func renderForecast(w io.Writer, rows []*adminv1.DeviceForecast, now time.Time, 
 	}
 	out := [][]string{head}
 	for _, r := range rows {
+		// Where the person comes from, before the name, where a narrow
+		// table does not cut it.
 		person := r.GetUsername()
 		switch {
 		case person == "":
-			person = "none yet"
+			person = "none known"
 		case r.GetUsernameSource() == "latest_sign_in":
-			person += " (last)"
+			person = "last:" + person
+		case r.GetUsernameSource() == "cloudflare":
+			person = "cf:" + person
+		}
+		nowText := outcomeText(r.GetNow(), loc)
+		if r.GetReportStale() {
+			nowText += " *"
 		}
 		row := []string{
 			shorten(r.GetDeviceId(), width), orDash(markLookAlike(r.GetDeviceName())), person,
-			outcomeText(r.GetNow(), loc), outcomeText(r.GetEnforced(), loc),
+			nowText, outcomeText(r.GetEnforced(), loc),
 			orDash(strings.Join(r.GetEnforced().GetBlockingPolicyIds(), ",")),
 		}
 		if wide {
@@ -116,7 +143,7 @@ func renderForecast(w io.Writer, rows []*adminv1.DeviceForecast, now time.Time, 
 		}
 		out = append(out, row)
 	}
-	return writeTable(w, out, width, []shrink{{col: 1, floor: 10}, {col: 2, floor: 12}})
+	return writeTable(w, out, width, []shrink{{col: 1, floor: 10}, {col: 2, floor: 16}})
 }
 
 // outcomeText says in a few words what a sign-in gets.
@@ -140,45 +167,58 @@ func outcomeText(o *adminv1.ForecastOutcome, loc *time.Location) string {
 	return "blocked"
 }
 
-// forecastSummary counts what enforcing would do, sign-in by sign-in.
+// forecastSummary counts, sign-in by sign-in, what enforcing the named
+// policies would do: those it would stop first, then what the counts
+// leave out.
 func forecastSummary(r *adminv1.ForecastEnforcementResponse, everyPolicy bool) string {
-	var blocked, later, grace, warned, exempt, newlyBlocked, crowded, omitted int
-	macs := map[string]bool{}
+	var stopped, already, grace, later, stale, crowded, omitted, nobody int
+	macs, stoppedMacs := map[string]bool{}, map[string]bool{}
 	for _, d := range r.GetDevices() {
 		macs[d.GetDeviceId()] = true
 		if n := d.GetPeopleOmitted(); n > 0 {
 			crowded++
 			omitted += int(n)
 		}
-		o := d.GetEnforced()
+		if d.GetReportStale() {
+			stale++
+		}
+		if d.GetUsername() == "" {
+			nobody++
+		}
+		if !stoppedBy(d, r.GetPolicyIds()) {
+			continue
+		}
+		stopped++
+		stoppedMacs[d.GetDeviceId()] = true
+		o, n := d.GetEnforced(), d.GetNow()
 		switch {
-		case o.GetAllow():
-			if len(o.GetExemptPolicyIds()) > 0 {
-				exempt++
-			}
 		case o.GetCanContinue() && o.GetBlockFrom() != nil:
 			grace++
-		case o.GetCanContinue():
-			warned++
-		default:
-			blocked++
-			if o.GetCanResolveLater() {
-				later++
-			}
-			if n := d.GetNow(); n.GetAllow() || n.GetCanContinue() {
-				newlyBlocked++
-			}
+		case o.GetCanResolveLater():
+			later++
+		}
+		if !n.GetAllow() && !n.GetCanContinue() {
+			already++
 		}
 	}
-	what := "If " + clean(strings.Join(r.GetPolicyIds(), ", ")) + " were enforced"
-	if everyPolicy {
-		what = "If every policy were enforced"
+	what := "If " + clean(strings.Join(r.GetPolicyIds(), ", ")) + " were enforced, it"
+	switch {
+	case everyPolicy:
+		what = "If every policy were enforced, they"
+	case len(r.GetPolicyIds()) > 1:
+		what = strings.TrimSuffix(what, " it") + " they"
 	}
-	out := fmt.Sprintf("%s, of %d sign-ins from %d Macs: %d would be blocked (%d not blocked now; %d offered Resolve later), "+
-		"%d warned until a grace period ends, %d warned only, %d let in by an exemption, %d let in",
-		what, len(r.GetDevices()), len(macs), blocked, newlyBlocked, later, grace, warned, exempt, len(r.GetDevices())-blocked-grace-warned-exempt)
+	lines := []string{fmt.Sprintf("%s would stop %d of %d sign-ins (%d of %d Macs): %d at once (%d offered Resolve later), "+
+		"%d when a grace period ends; %d of the %d are blocked now already",
+		what, stopped, len(r.GetDevices()), len(stoppedMacs), len(macs), stopped-grace, later, grace, already, stopped)}
+	if stale > 0 {
+		lines = append(lines, fmt.Sprintf("* %d sign-ins decided on a report older than the verifier's --max-posture-age: a real one asks the Mac for a fresh report first (--wide: REPORT)", stale))
+	}
+	if nobody > 0 {
+		lines = append(lines, fmt.Sprintf("%d Macs with no known person (none assigned, no sign-in on record): decided for the Mac alone, every policy applying", nobody))
+	}
 	if crowded > 0 {
-		out += fmt.Sprintf("\nnot counted: %d people assigned to %d Macs beyond the 16 each is decided for (--json: people_omitted; 'explain --user' decides for one)", omitted, crowded)
+		lines = append(lines, fmt.Sprintf("not counted: %d people assigned to %d Macs beyond the 16 each is decided for (--json: peopleOmitted; 'explain --user' decides for one)", omitted, crowded))
 	}
-	return out
+	return strings.Join(lines, "\n")
 }

@@ -33,7 +33,7 @@ func TestPoliciesForecast(t *testing.T) {
 		!strings.Contains(lines[1], "filevault,firewall,sip,gatekeeper,macos-version") || strings.Contains(out, passing.DeviceID) {
 		t.Fatalf("forecast of every policy:\n%s", out)
 	}
-	if want := "If every policy were enforced, of 2 sign-ins from 2 Macs: 1 would be blocked (1 not blocked now; 0 offered Resolve later)"; !strings.Contains(errOut, want) {
+	if want := "If every policy were enforced, they would stop 1 of 2 sign-ins (1 of 2 Macs): 1 at once (0 offered Resolve later), 0 when a grace period ends; 0 of the 1 are blocked now already"; !strings.Contains(errOut, want) {
 		t.Errorf("summary %q, want it to start %q", errOut, want)
 	}
 
@@ -41,12 +41,13 @@ func TestPoliciesForecast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err, errOut)
 	}
-	// The other policies stay as the ceiling has them: monitored.
+	// The other policies stay as the ceiling has them: monitored; the
+	// passing Mac, listed with --every, is stopped by nothing.
 	lines = strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 3 || !strings.Contains(out, passing.DeviceID) || !strings.Contains(out, "blocked      firewall\n") {
 		t.Fatalf("forecast of the firewall, every sign-in:\n%s", out)
 	}
-	if !strings.Contains(errOut, "If firewall were enforced") {
+	if !strings.Contains(errOut, "If firewall were enforced, it would stop 1 of 2 sign-ins") {
 		t.Errorf("summary %q", errOut)
 	}
 
@@ -75,6 +76,17 @@ func TestPoliciesForecast(t *testing.T) {
 			blocked && strings.Join(d.Enforced.Blocking, ",") != "firewall,sip" {
 			t.Errorf("JSON device %+v", d)
 		}
+	}
+
+	// With the ceiling lifted too, the other policies enforce as the file
+	// says: the failing Mac is blocked by every one, firewall included.
+	out, errOut, err = execute(noEnv, "policies", "forecast", "--data-dir", s.dir, "--wide", "--policy", "firewall", "--no-ceiling")
+	if err != nil || !strings.Contains(out, "filevault,firewall,sip,gatekeeper,macos-version") || !strings.Contains(out, "none known") ||
+		!strings.Contains(errOut, "2 Macs with no known person") {
+		t.Fatalf("--no-ceiling: %v\n%s%s", err, out, errOut)
+	}
+	if _, _, err := execute(noEnv, "policies", "forecast", "--data-dir", s.dir, "--policy", ""); err == nil || !strings.Contains(err.Error(), "empty id") {
+		t.Errorf("an empty --policy: %v", err)
 	}
 
 	_, _, err = execute(noEnv, "policies", "forecast", "--data-dir", s.dir, "--policy", "firewal")

@@ -520,7 +520,11 @@ type ForecastEnforcementRequest struct {
 	// rows are never split between pages.
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous response's next_page_token.
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// The other policies take their own modes, as the policy file states
+	// them, instead of the ones the ceiling lowers them to: a forecast of
+	// removing the ceiling as well.
+	LiftCeiling   bool `protobuf:"varint,4,opt,name=lift_ceiling,json=liftCeiling,proto3" json:"lift_ceiling,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -574,6 +578,13 @@ func (x *ForecastEnforcementRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ForecastEnforcementRequest) GetLiftCeiling() bool {
+	if x != nil {
+		return x.LiftCeiling
+	}
+	return false
 }
 
 // ForecastOutcome is what one sign-in gets.
@@ -695,10 +706,11 @@ type DeviceForecast struct {
 	DeviceName string `protobuf:"bytes,2,opt,name=device_name,json=deviceName,proto3" json:"device_name,omitempty"`
 	// Whom the sign-in is decided for: each user assigned to the Mac (at
 	// most 16, by user id: see people_omitted), else the person of its latest
-	// sign-in that named one, else empty (decided as a sign-in that names no
-	// one is: held to every policy, group-scoped ones included).
+	// Okta sign-in that named one, else the one Cloudflare last asked about
+	// it for, else empty: the Mac alone is decided (no user checks, every
+	// policy applying, group-scoped ones included).
 	Username string `protobuf:"bytes,3,opt,name=username,proto3" json:"username,omitempty"`
-	// "assigned", "latest_sign_in", or empty.
+	// "assigned", "latest_sign_in", "cloudflare", or empty.
 	UsernameSource string `protobuf:"bytes,4,opt,name=username_source,json=usernameSource,proto3" json:"username_source,omitempty"`
 	// What a sign-in gets now, under the modes and the ceiling in force,
 	// with the latest report counted as fresh.
@@ -713,6 +725,10 @@ type DeviceForecast struct {
 	// were decided for (beyond the 16). Their sign-ins are not in this
 	// forecast: explain each with ExplainAccess.
 	PeopleOmitted uint32 `protobuf:"varint,8,opt,name=people_omitted,json=peopleOmitted,proto3" json:"people_omitted,omitempty"`
+	// The latest report is older than the verifier's --max-posture-age: a
+	// real sign-in would ask the Mac for a fresh one first (and be denied if
+	// it did not answer), which both outcomes leave out.
+	ReportStale   bool `protobuf:"varint,9,opt,name=report_stale,json=reportStale,proto3" json:"report_stale,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -801,6 +817,13 @@ func (x *DeviceForecast) GetPeopleOmitted() uint32 {
 		return x.PeopleOmitted
 	}
 	return 0
+}
+
+func (x *DeviceForecast) GetReportStale() bool {
+	if x != nil {
+		return x.ReportStale
+	}
+	return false
 }
 
 // ForecastEnforcementResponse is one page of the fleet.
@@ -915,13 +938,14 @@ const file_clearance_admin_v1_rollout_proto_rawDesc = "" +
 	"\x16RevokeExemptionRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\"V\n" +
 	"\x17RevokeExemptionResponse\x12;\n" +
-	"\texemption\x18\x01 \x01(\v2\x1d.clearance.admin.v1.ExemptionR\texemption\"w\n" +
+	"\texemption\x18\x01 \x01(\v2\x1d.clearance.admin.v1.ExemptionR\texemption\"\x9a\x01\n" +
 	"\x1aForecastEnforcementRequest\x12\x1d\n" +
 	"\n" +
 	"policy_ids\x18\x01 \x03(\tR\tpolicyIds\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"\xb9\x02\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12!\n" +
+	"\flift_ceiling\x18\x04 \x01(\bR\vliftCeiling\"\xb9\x02\n" +
 	"\x0fForecastOutcome\x12\x14\n" +
 	"\x05allow\x18\x01 \x01(\bR\x05allow\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x12\n" +
@@ -931,7 +955,7 @@ const file_clearance_admin_v1_rollout_proto_rawDesc = "" +
 	"\n" +
 	"block_from\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tblockFrom\x12.\n" +
 	"\x13blocking_policy_ids\x18\a \x03(\tR\x11blockingPolicyIds\x12*\n" +
-	"\x11exempt_policy_ids\x18\b \x03(\tR\x0fexemptPolicyIds\"\xef\x02\n" +
+	"\x11exempt_policy_ids\x18\b \x03(\tR\x0fexemptPolicyIds\"\x92\x03\n" +
 	"\x0eDeviceForecast\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1f\n" +
 	"\vdevice_name\x18\x02 \x01(\tR\n" +
@@ -942,7 +966,8 @@ const file_clearance_admin_v1_rollout_proto_rawDesc = "" +
 	"\benforced\x18\x06 \x01(\v2#.clearance.admin.v1.ForecastOutcomeR\benforced\x12;\n" +
 	"\vobserved_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"observedAt\x12%\n" +
-	"\x0epeople_omitted\x18\b \x01(\rR\rpeopleOmitted\"\xa2\x01\n" +
+	"\x0epeople_omitted\x18\b \x01(\rR\rpeopleOmitted\x12!\n" +
+	"\freport_stale\x18\t \x01(\bR\vreportStale\"\xa2\x01\n" +
 	"\x1bForecastEnforcementResponse\x12\x1d\n" +
 	"\n" +
 	"policy_ids\x18\x01 \x03(\tR\tpolicyIds\x12<\n" +
