@@ -189,6 +189,30 @@ var Phonetic = &unicode.RangeTable{
 	},
 }
 
+// ReadsAs is s as a reader takes it: each character outside ASCII that is
+// drawn like ASCII (Unicode's confusables: a Cyrillic а, a dotless ı, æ)
+// replaced by what it is drawn like, every other character kept (ASCII's
+// own look-alikes, 1 and l, are left as written: they are how ASCII names
+// are spelt).
+func ReadsAs(s string) string {
+	if isASCII(s) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if r < utf8.RuneSelf {
+			b.WriteRune(r)
+			continue
+		}
+		if sk := confusables.Skeleton(string(r)); isASCII(sk) {
+			b.WriteString(sk)
+		} else {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
 // LooksASCII reports a string that is not ASCII but whose every character
 // looks like ASCII: its confusable skeleton is ASCII.
 func LooksASCII(s string) bool { return !isASCII(s) && isASCII(confusables.Skeleton(s)) }

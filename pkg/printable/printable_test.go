@@ -266,3 +266,20 @@ func FuzzScripts(f *testing.F) {
 		}
 	})
 }
+
+// ReadsAs replaces only what is drawn like ASCII outside ASCII; ASCII's own
+// look-alikes stay as written.
+func TestReadsAs(t *testing.T) {
+	for in, want := range map[string]string{
+		"alice@example.com":            "alice@example.com",
+		"bob1@example.com":             "bob1@example.com",
+		"\u0430lice@example.com":       "alice@example.com",
+		"y\u0131ld\u0131z@example.com": "yildiz@example.com",
+		"kj\u00e6r@example.dk":         "kjaer@example.dk",
+		"\u4e2d\u6587":                 "\u4e2d\u6587",
+	} {
+		if got := ReadsAs(in); got != want {
+			t.Errorf("ReadsAs(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -40,6 +40,9 @@ type PolicySource interface {
 	Reload(record func(next *agentv1.PolicySet) error) (*agentv1.PolicySet, error)
 }
 
+// reloadAuditTimeout bounds a reload's wait for its audit event.
+const reloadAuditTimeout = 15 * time.Second
+
 // ErrNotRecorded wraps an audit write a change waited for and did not get:
 // the change is not in force.
 var ErrNotRecorded = errors.New("the audit log could not record it")
@@ -257,7 +260,12 @@ func (s *Server) ReloadPolicies(ctx context.Context, _ *adminv1.ReloadPoliciesRe
 			detail = fmt.Sprintf("policy set %s (was %s), %d policies", next.GetVersion(), orNone(was), len(next.GetPolicies()))
 		}
 		ev := storage.AuditEvent{At: s.now(), Actor: actor(ctx), Action: "policies.reload", Detail: detail}
-		if err := s.Store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
+		// Not the caller's deadline (a reload once decided is recorded
+		// whole), but a bound: the reload holds its locks meanwhile, and a
+		// database that does not answer must not hold every later one.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reloadAuditTimeout)
+		defer cancel()
+		if err := s.Store.AppendAudit(actx, ev); err != nil {
 			s.log().Error("policies not reloaded: the audit log could not record the reload", "version", next.GetVersion(), "was", was, "err", err)
 			return fmt.Errorf("%w: %w", ErrNotRecorded, err)
 		}

@@ -170,6 +170,18 @@ func TestExemptionsAPI(t *testing.T) {
 	if g, err := s.GrantExemption(ctx, turkish); err != nil || g.GetUsernameUnknown() {
 		t.Fatalf("the provisioned name: %v %v", g, err)
 	}
+	// Provisioned too, a name that reads as another provisioned person's
+	// is refused: the grant would read as hers.
+	for _, u := range []storage.User{{ID: "u-alice", UserName: "alice@example.com"}, {ID: "u-alice2", UserName: "\u0430lice@example.com"}} {
+		u.Active, u.CreatedAt, u.UpdatedAt = true, now, now
+		if _, err := store.CreateUser(ctx, u, setup); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = s.GrantExemption(ctx, &adminv1.GrantExemptionRequest{Username: "\u0430lice@example.com", ExpiresAt: timestamppb.New(now.Add(time.Hour)), Reason: "r"})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "reads as alice@example.com, another person's") {
+		t.Fatalf("a provisioned name that reads as another's: %v", err)
+	}
 }
 
 // fixedPolicySet is a policy set in force that is never reloaded.

@@ -161,9 +161,9 @@ func (s *Server) ForecastEnforcement(ctx context.Context, req *adminv1.ForecastE
 
 type forecastPerson struct{ name, source string }
 
-// forecastPeople are whom a device's sign-ins are forecast for: the users
-// assigned to it (at most maxForecastPeople, by user id; omitted counts
-// the others), else the person of its latest Okta sign-in that named one,
+// forecastPeople are whom a device's sign-ins are forecast for: the active
+// users assigned to it (at most maxForecastPeople, by user id; omitted
+// counts the others), else the person of its latest Okta sign-in that named one,
 // else the one Cloudflare last asked about it for, else no one.
 func (s *Server) forecastPeople(ctx context.Context, deviceID string) (people []forecastPerson, omitted int, err error) {
 	bound, err := s.Store.DeviceUsers(ctx, deviceID)
@@ -183,6 +183,10 @@ func (s *Server) forecastPeople(ctx context.Context, deviceID string) (people []
 			continue
 		case err != nil:
 			return nil, 0, s.internal("reading a user", err)
+		case !u.Active:
+			// Someone who left signs in nowhere: whoever uses the Mac
+			// now is found as for a Mac assigned to no one.
+			continue
 		}
 		people = append(people, forecastPerson{u.UserName, forecastAssigned})
 	}

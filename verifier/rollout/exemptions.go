@@ -151,7 +151,7 @@ func clip(s string) string {
 // ExemptionStore is what granting and revoking need.
 type ExemptionStore interface {
 	GetDevice(ctx context.Context, id string) (storage.Device, error)
-	GetUserByName(ctx context.Context, userName string) (storage.User, error)
+	UsernameStore
 	ListDevices(ctx context.Context, afterID string, limit int) ([]storage.Device, error)
 	CreateExemption(ctx context.Context, e storage.Exemption, audit storage.AuditEvent) (int64, error)
 	GetExemption(ctx context.Context, id int64) (storage.Exemption, error)
@@ -190,6 +190,9 @@ func GrantExemption(ctx context.Context, s ExemptionStore, g Grant, actor string
 		if err := g.CheckUsername(err == nil); err != nil {
 			return storage.Exemption{}, err
 		}
+		if err := passesFor(ctx, s, g.Username); err != nil {
+			return storage.Exemption{}, err
+		}
 	}
 	if g.DeviceID != "" {
 		id, err := deviceID(ctx, s, g.DeviceID)
@@ -207,6 +210,27 @@ func GrantExemption(ctx context.Context, s ExemptionStore, g Grant, actor string
 		return storage.Exemption{}, err
 	}
 	return s.GetExemption(ctx, id)
+}
+
+// passesFor refuses a user grant whose name reads as another name someone
+// has: a provisioned user, or a sign-in on record (KnownUsername). A name
+// Okta provisioned with a look-alike letter (CheckUsername lets it) is
+// granted only while no one else's reads the same: else the listing and
+// the audit log would show a grant that reads as that other person's.
+func passesFor(ctx context.Context, s UsernameStore, name string) error {
+	skel := printable.ReadsAs(name)
+	if skel == name || storage.SameUserName(skel, name) {
+		return nil
+	}
+	known, err := KnownUsername(ctx, s, skel)
+	if err != nil {
+		return err
+	}
+	if known {
+		return refuse("username %s reads as %s, another person's (provisioned, or signed in): grant the exemption to the device instead",
+			printable.Identifier(name), printable.Identifier(skel))
+	}
+	return nil
 }
 
 // unprintable reports the runes no username holds: control characters,
@@ -341,7 +365,8 @@ func ShownUsername(u string) string {
 	}
 	for i := 0; i < len(u); i++ {
 		if u[i] >= utf8.RuneSelf {
-			return shown + " (not ASCII)"
+			// Before the name, where a narrow table does not cut it.
+			return "(not ASCII) " + shown
 		}
 	}
 	return shown

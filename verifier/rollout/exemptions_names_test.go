@@ -45,15 +45,16 @@ func TestGrantUsernames(t *testing.T) {
 }
 
 // Listings and the audit log show a username so that it reads as no other:
-// quoted when it holds a space or a comma, marked when it is not ASCII.
+// quoted when it holds a space or a comma, marked when it is not ASCII
+// (first, where a narrow table does not cut the mark off).
 func TestShownUsername(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
 		"alice@example.com":                    "alice@example.com",
 		"alice@example.com, policies firewall": `"alice@example.com, policies firewall"`,
-		"józef@example.com":                    "józef@example.com (not ASCII)",
-		"\u0430lice@example.com":               "\u0430lice@example.com (not ASCII)",
-		"alice@example.com\u034f":              `alice@example.com\u034f (not ASCII)`,
+		"józef@example.com":                    "(not ASCII) józef@example.com",
+		"\u0430lice@example.com":               "(not ASCII) \u0430lice@example.com",
+		"alice@example.com\u034f":              `(not ASCII) alice@example.com\u034f`,
 		`bob" (not ASCII`:                      `"bob\" (not ASCII"`,
 		`"bob"`:                                `"\"bob\""`,
 	} {

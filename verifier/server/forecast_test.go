@@ -344,7 +344,31 @@ func TestForecastPeopleAndModes(t *testing.T) {
 		}
 		return out
 	}
+	// A Mac whose one assigned person has left, used by another since.
+	left := forecastMac(t, h, "screen-lock")
+	if _, err := h.srv.Store.CreateUser(ctx, storage.User{ID: "old", UserName: "old@example.com", Active: true, CreatedAt: at, UpdatedAt: at},
+		storage.AuditEvent{At: at, Actor: "test", Action: "user.create"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.admin.AssignDevice(h.ctx(), &adminv1.AssignDeviceRequest{DeviceId: left.DeviceID, User: "old@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	old, err := h.srv.Store.GetUser(ctx, "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.Active = false
+	if _, err := h.srv.Store.UpdateUser(ctx, old, storage.AuditEvent{At: at, Actor: "test", Action: "user.deactivate"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.srv.Store.AppendDecision(ctx, storage.DecisionRecord{At: at, DeviceID: left.DeviceID, Username: "kim@example.com", Source: "sso", Reason: "allowed"}); err != nil {
+		t.Fatal(err)
+	}
 	all := forecast(&adminv1.ForecastEnforcementRequest{})
+	if r := all[left.DeviceID]; r.GetUsername() != "kim@example.com" || r.GetUsernameSource() != "latest_sign_in" ||
+		!slices.Equal(r.GetEnforced().GetBlockingPolicyIds(), []string{"screen-lock"}) {
+		t.Errorf("the Mac whose assigned person left: %v, want decided for kim, who signs in on it", r)
+	}
 	if r := all[cf.DeviceID]; r.GetUsername() != "kim@example.com" || r.GetUsernameSource() != "cloudflare" ||
 		!r.GetEnforced().GetAllow() || !slices.Equal(r.GetEnforced().GetExemptPolicyIds(), []string{"filevault"}) {
 		t.Errorf("the Mac Cloudflare asks about for kim: %v, want decided for kim, let in by kim's exemption", r)

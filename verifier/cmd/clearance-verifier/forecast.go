@@ -11,6 +11,7 @@ import (
 	"github.com/clearance/clearance/pkg/cli"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/rollout"
 )
 
 func (a *app) forecastCmd() *cli.Command {
@@ -121,6 +122,11 @@ func renderForecast(w io.Writer, rows []*adminv1.DeviceForecast, now time.Time, 
 		// Where the person comes from, before the name, where a narrow
 		// table does not cut it.
 		person := r.GetUsername()
+		if person != "" {
+			// A name that is not ASCII is marked first, as exemption
+			// listings mark it: one letter can make another person's.
+			person = rollout.ShownUsername(person)
+		}
 		switch {
 		case person == "":
 			person = "none known"

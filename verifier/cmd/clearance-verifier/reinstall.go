@@ -14,6 +14,7 @@ import (
 	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/knownlist"
+	"github.com/clearance/clearance/verifier/storage"
 )
 
 // maxReinstallBatch bounds the Macs one expect-reinstall names: a lab or
@@ -153,8 +154,10 @@ func (c *adminConn) reinstallDevices(prefixes, serials []string) ([]string, erro
 		switch {
 		case d.GetStatus() == adminv1.DeviceStatus_DEVICE_STATUS_REVOKED:
 			problems = append(problems, fmt.Sprintf("%s (%s) is revoked: it comes back only by approval", named, d.GetDeviceId()))
-		case d.GetFacts().GetSerialNumber() == "":
-			problems = append(problems, fmt.Sprintf("%s (%s) enrolled without a serial number, so its reinstall cannot be expected", named, d.GetDeviceId()))
+		case storage.CanonicalSerial(d.GetFacts().GetSerialNumber()) == "":
+			// ExpectReinstall's own test: a serial number of letters and
+			// digits only (a virtual machine's, with spaces, is not one).
+			problems = append(problems, fmt.Sprintf("%s (%s) enrolled without a serial number of letters and digits only, so its reinstall cannot be expected", named, d.GetDeviceId()))
 		default:
 			add(d.GetDeviceId())
 		}
@@ -176,9 +179,13 @@ func (c *adminConn) reinstallDevices(prefixes, serials []string) ([]string, erro
 		}
 	}
 	for _, sn := range serials {
+		// Serial numbers compare as the server compares them: canonical
+		// (A-Z, 0-9), never folded beyond ASCII, so that a Kelvin sign
+		// for a K is another serial number, not this one.
+		want := storage.CanonicalSerial(sn)
 		var found, revoked []*adminv1.Device
 		for _, d := range devs {
-			if !strings.EqualFold(d.GetFacts().GetSerialNumber(), sn) {
+			if want == "" || storage.CanonicalSerial(d.GetFacts().GetSerialNumber()) != want {
 				continue
 			}
 			if d.GetStatus() == adminv1.DeviceStatus_DEVICE_STATUS_REVOKED {

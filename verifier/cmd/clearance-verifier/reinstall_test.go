@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/clearance/clearance/internal/protoagent"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/storage"
 )
 
 // TestExpectReinstallMany: Macs named by id and by an MDM's export are each
@@ -73,6 +75,13 @@ func TestExpectReinstallMany(t *testing.T) {
 			t.Errorf("%v with a revoked Mac: %v", args, err)
 		}
 	}
+	// A virtual machine's serial number (spaces, dashes) cannot be
+	// expected: refused before the Mac named with it is changed.
+	vm := enrollStraight(t, s, "vm-1", "VMware-56 4d 0e 1a")
+	if _, _, err := execute(noEnv, "devices", "expect-reinstall", "--data-dir", s.dir, macs[0].DeviceID, vm); err == nil ||
+		!strings.Contains(err.Error(), "nothing changed") || !strings.Contains(err.Error(), "letters and digits only") {
+		t.Errorf("a virtual machine's serial number: %v", err)
+	}
 	for id, on := range expected() {
 		if on {
 			t.Fatalf("%s expected after refused calls", id)
@@ -105,4 +114,24 @@ func TestExpectReinstallMany(t *testing.T) {
 	if _, _, err := execute(noEnv, "devices", "expect-reinstall", "--data-dir", s.dir); err == nil || !strings.Contains(err.Error(), "--serials FILE") {
 		t.Errorf("no Mac named: %v", err)
 	}
+}
+
+// enrollStraight puts a device with the given serial number straight into
+// the store, as an agent enrolling with it would leave it.
+func enrollStraight(t *testing.T, s *testServer, id, serial string) string {
+	t.Helper()
+	now := time.Now()
+	secrets, err := s.srv.Store.ListEnrollSecrets(t.Context())
+	if err != nil || len(secrets) == 0 {
+		t.Fatalf("no enroll secret: %v", err)
+	}
+	if _, _, err := s.srv.Store.EnrollDevice(t.Context(), storage.Enrollment{
+		Device: storage.Device{ID: id, HardwareUUID: "0A1B2C3D-4E5F-4061-8172-0000000000" + fmt.Sprintf("%02d", len(id)), SerialNumber: serial,
+			Platform: "darwin", PublicKey: []byte("key " + id), CertSerial: "c" + id, CertNotAfter: now.Add(time.Hour), EnrolledAt: now},
+		Cert:     storage.Cert{Serial: "c" + id, Kind: "device", NotBefore: now, NotAfter: now.Add(time.Hour), DER: []byte("der")},
+		SecretID: secrets[0].ID, Audit: storage.AuditEvent{At: now, Actor: "test", Action: "device.enroll"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return id
 }

@@ -704,7 +704,7 @@ type DeviceForecast struct {
 	DeviceId string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	// The host name the agent last reported (as ListDevices shows it).
 	DeviceName string `protobuf:"bytes,2,opt,name=device_name,json=deviceName,proto3" json:"device_name,omitempty"`
-	// Whom the sign-in is decided for: each user assigned to the Mac (at
+	// Whom the sign-in is decided for: each active user assigned to the Mac (at
 	// most 16, by user id: see people_omitted), else the person of its latest
 	// Okta sign-in that named one, else the one Cloudflare last asked about
 	// it for, else empty: the Mac alone is decided (no user checks, every
