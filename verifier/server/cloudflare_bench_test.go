@@ -11,24 +11,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/clearance/clearance/internal/cfsim"
-	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
-	"github.com/clearance/clearance/verifier/admin"
-	"github.com/clearance/clearance/verifier/server"
+	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -45,44 +37,18 @@ const cfBatch = 1000
 // the integration polls.
 func BenchmarkCloudflareBatch(b *testing.B) {
 	ctx := context.Background()
-	dir := b.TempDir()
 	access, err := cfsim.New("bench", "bench-aud")
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(access.Close)
-	pol, err := os.ReadFile("../../examples/policies.yaml")
-	if err != nil {
-		b.Fatal(err)
-	}
-	policies := filepath.Join(dir, "policies.yaml")
-	if err := os.WriteFile(policies, pol, 0o600); err != nil {
-		b.Fatal(err)
-	}
-	cfg := baseConfig(filepath.Join(dir, "data"), policies)
-	cfg.CloudflareTeam, cfg.CloudflareAUD, cfg.CloudflareCertsURL = "bench", "bench-aud", access.CertsURL()
-	cfg.CloudflareScoreCompliant, cfg.CloudflareScoreWarn = 100, 90
-	clk := &clock{t: time.Now().UTC()}
-	srv := runBenchServer(b, cfg, server.WithClock(clk.Now))
-
-	// The policy set in force, for the reports.
+	fl := startBenchFleet(b, func(cfg *config.Config) {
+		cfg.CloudflareTeam, cfg.CloudflareAUD, cfg.CloudflareCertsURL = "bench", "bench-aud", access.CertsURL()
+		cfg.CloudflareScoreCompliant, cfg.CloudflareScoreWarn = 100, 90
+	})
+	srv, clk, devices := fl.srv, fl.clk, fl.devices
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(srv.CA.RootPEM())
-	conn, err := grpc.NewClient(srv.GRPCAddr.String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, ServerName: "localhost"})))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { conn.Close() })
-	tok, err := os.ReadFile(filepath.Join(cfg.DataDir, admin.TokenFile))
-	if err != nil {
-		b.Fatal(err)
-	}
-	actx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(string(tok)))
-	set, err := adminv1.NewAdminServiceClient(conn).ListPolicies(actx, &adminv1.ListPoliciesRequest{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	devices := fillFleet(b, srv.Store, set.GetPolicySet(), clk.Now())
 
 	c := &cfsim.Client{URL: "https://" + srv.HTTPAddr.String() + "/cloudflare/v1/posture", HTTP: &http.Client{Timeout: time.Minute,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}, MaxIdleConnsPerHost: 1}}}

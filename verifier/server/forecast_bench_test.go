@@ -14,8 +14,10 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/clearance/clearance/internal/cfsim"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	"github.com/clearance/clearance/verifier/admin"
+	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/server"
 )
 
@@ -23,6 +25,24 @@ import (
 // (fillFleet: nine in ten passing) and returns its admin client and the
 // context that carries the data dir's token.
 func fleetAdmin(b *testing.B) (adminv1.AdminServiceClient, context.Context) {
+	b.Helper()
+	fl := startBenchFleet(b, nil)
+	return fl.admin, fl.ctx
+}
+
+// benchFleet is a verifier for a benchmark on the example policies, with
+// cfBatch Macs in its store (fillFleet), as Cloudflare would name them.
+type benchFleet struct {
+	srv     *server.Server
+	cfg     *config.Config
+	clk     *clock
+	admin   adminv1.AdminServiceClient
+	ctx     context.Context // carries the data dir's admin token
+	devices []cfsim.Device
+}
+
+// startBenchFleet starts it; edit may change the settings first.
+func startBenchFleet(b *testing.B, edit func(*config.Config)) *benchFleet {
 	b.Helper()
 	dir := b.TempDir()
 	pol, err := os.ReadFile("../../examples/policies.yaml")
@@ -33,28 +53,30 @@ func fleetAdmin(b *testing.B) (adminv1.AdminServiceClient, context.Context) {
 	if err := os.WriteFile(policies, pol, 0o600); err != nil {
 		b.Fatal(err)
 	}
-	cfg := baseConfig(filepath.Join(dir, "data"), policies)
-	clk := &clock{t: time.Now().UTC()}
-	srv := runBenchServer(b, cfg, server.WithClock(clk.Now))
+	fl := &benchFleet{cfg: baseConfig(filepath.Join(dir, "data"), policies), clk: &clock{t: time.Now().UTC()}}
+	if edit != nil {
+		edit(fl.cfg)
+	}
+	fl.srv = runBenchServer(b, fl.cfg, server.WithClock(fl.clk.Now))
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(srv.CA.RootPEM())
-	conn, err := grpc.NewClient(srv.GRPCAddr.String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, ServerName: "localhost"})))
+	roots.AppendCertsFromPEM(fl.srv.CA.RootPEM())
+	conn, err := grpc.NewClient(fl.srv.GRPCAddr.String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, ServerName: "localhost"})))
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { conn.Close() })
-	tok, err := os.ReadFile(filepath.Join(cfg.DataDir, admin.TokenFile))
+	tok, err := os.ReadFile(filepath.Join(fl.cfg.DataDir, admin.TokenFile))
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+strings.TrimSpace(string(tok)))
-	c := adminv1.NewAdminServiceClient(conn)
-	set, err := c.ListPolicies(ctx, &adminv1.ListPoliciesRequest{})
+	fl.ctx = metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	fl.admin = adminv1.NewAdminServiceClient(conn)
+	set, err := fl.admin.ListPolicies(fl.ctx, &adminv1.ListPoliciesRequest{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	fillFleet(b, srv.Store, set.GetPolicySet(), clk.Now())
-	return c, ctx
+	fl.devices = fillFleet(b, fl.srv.Store, set.GetPolicySet(), fl.clk.Now())
+	return fl
 }
 
 // BenchmarkForecastFleet is `policies forecast` over 1,000 Macs: every
