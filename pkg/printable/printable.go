@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -189,28 +190,52 @@ var Phonetic = &unicode.RangeTable{
 	},
 }
 
-// ReadsAs is s as a reader takes it: each character outside ASCII that is
-// drawn like ASCII (Unicode's confusables: a Cyrillic а, a dotless ı, æ)
-// replaced by what it is drawn like, every other character kept (ASCII's
-// own look-alikes, 1 and l, are left as written: they are how ASCII names
-// are spelt).
-func ReadsAs(s string) string {
-	if isASCII(s) {
-		return s
+// asciiBySkeleton maps each confusable skeleton to the printable ASCII
+// characters drawn that way ("l": l, I, 1, |).
+var asciiBySkeleton = sync.OnceValue(func() map[string][]string {
+	m := map[string][]string{}
+	for c := rune('!'); c <= '~'; c++ {
+		sk := confusables.Skeleton(string(c))
+		m[sk] = append(m[sk], string(c))
 	}
-	var b strings.Builder
+	return m
+})
+
+// ASCIIReadings is every ASCII name s can be read as: each character
+// outside ASCII replaced by each ASCII character, or ASCII run, drawn like
+// it (Unicode's confusables: a Cyrillic І reads as I, l or 1; ⅿ as m or
+// rn; æ as ae), ASCII characters kept as written. ok is false when a
+// character outside ASCII is drawn like nothing in ASCII (ó, ж), or when
+// there would be more than limit readings: then s cannot be read as an
+// ASCII name, or not checked as one. An ASCII s reads as itself.
+func ASCIIReadings(s string, limit int) (readings []string, ok bool) {
+	readings = []string{""}
 	for _, r := range s {
+		var alts []string
 		if r < utf8.RuneSelf {
-			b.WriteRune(r)
-			continue
-		}
-		if sk := confusables.Skeleton(string(r)); isASCII(sk) {
-			b.WriteString(sk)
+			alts = []string{string(r)}
 		} else {
-			b.WriteRune(r)
+			sk := confusables.Skeleton(string(r))
+			alts = append(alts, asciiBySkeleton()[sk]...)
+			if isASCII(sk) && !slices.Contains(alts, sk) {
+				alts = append(alts, sk)
+			}
+			if len(alts) == 0 {
+				return nil, false
+			}
 		}
+		if len(readings)*len(alts) > limit {
+			return nil, false
+		}
+		next := make([]string, 0, len(readings)*len(alts))
+		for _, p := range readings {
+			for _, a := range alts {
+				next = append(next, p+a)
+			}
+		}
+		readings = next
 	}
-	return b.String()
+	return readings, true
 }
 
 // LooksASCII reports a string that is not ASCII but whose every character

@@ -2,6 +2,7 @@ package printable
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -267,19 +268,30 @@ func FuzzScripts(f *testing.F) {
 	})
 }
 
-// ReadsAs replaces only what is drawn like ASCII outside ASCII; ASCII's own
-// look-alikes stay as written.
-func TestReadsAs(t *testing.T) {
-	for in, want := range map[string]string{
-		"alice@example.com":            "alice@example.com",
-		"bob1@example.com":             "bob1@example.com",
-		"\u0430lice@example.com":       "alice@example.com",
-		"y\u0131ld\u0131z@example.com": "yildiz@example.com",
-		"kj\u00e6r@example.dk":         "kjaer@example.dk",
-		"\u4e2d\u6587":                 "\u4e2d\u6587",
+// ASCIIReadings: every ASCII name a name can be read as, ASCII characters
+// kept; none for a character drawn like nothing in ASCII.
+func TestASCIIReadings(t *testing.T) {
+	for in, want := range map[string][]string{
+		"alice@example.com": {"alice@example.com"},
+		"\u0430lice":        {"alice"},
+		"y\u0131ld\u0131z":  {"yildiz"},
+		"kj\u00e6r":         {"kjaer"},
+		"\u217fary":         {"mary", "rnary"},
+		"\u0406van":         {"Ivan", "lvan", "1van", "|van"},
 	} {
-		if got := ReadsAs(in); got != want {
-			t.Errorf("ReadsAs(%q) = %q, want %q", in, got, want)
+		got, ok := ASCIIReadings(in, 64)
+		for _, w := range want {
+			if !ok || !slices.Contains(got, w) {
+				t.Errorf("ASCIIReadings(%q) = %q %v, want %q among them", in, got, ok, w)
+			}
 		}
+	}
+	for _, in := range []string{"j\u00f3zef", "\u0436", "m\u04f1ller", "\uff4dary", "i\u0307"} {
+		if got, ok := ASCIIReadings(in, 64); ok {
+			t.Errorf("ASCIIReadings(%q) = %q, want none: it does not read as ASCII", in, got)
+		}
+	}
+	if _, ok := ASCIIReadings(strings.Repeat("\u0406", 8), 64); ok {
+		t.Error("4^8 readings under a limit of 64")
 	}
 }

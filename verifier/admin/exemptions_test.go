@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -181,6 +182,26 @@ func TestExemptionsAPI(t *testing.T) {
 	_, err = s.GrantExemption(ctx, &adminv1.GrantExemptionRequest{Username: "\u0430lice@example.com", ExpiresAt: timestamppb.New(now.Add(time.Hour)), Reason: "r"})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "reads as alice@example.com, another person's") {
 		t.Fatalf("a provisioned name that reads as another's: %v", err)
+	}
+	// Through a look-alike that ASCII spells two ways (ⅿ: m or rn), or three
+	// (Cyrillic І: I, l or 1), against a person known only by a sign-in in
+	// another case; and a look-alike of a letter outside ASCII, which
+	// cannot be checked: all refused.
+	if _, err := store.AppendDecision(ctx, storage.DecisionRecord{At: now, Username: "ivan@example.com", Reason: "allowed", Source: "sso"}); err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range []string{"\u217fary@example.com", "\u0406van@example.com", "m\u04f1ller@example.de"} {
+		if name == "\u217fary@example.com" {
+			if _, err := store.CreateUser(ctx, storage.User{ID: "u-mary", UserName: "mary@example.com", Active: true, CreatedAt: now, UpdatedAt: now}, setup); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := store.CreateUser(ctx, storage.User{ID: fmt.Sprintf("u-look-%d", i), UserName: name, Active: true, CreatedAt: now, UpdatedAt: now}, setup); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.GrantExemption(ctx, &adminv1.GrantExemptionRequest{Username: name, ExpiresAt: timestamppb.New(now.Add(time.Hour)), Reason: "r"}); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("provisioned %q: %v, want refused", name, err)
+		}
 	}
 }
 

@@ -40,6 +40,8 @@ const (
 	// a page's work stays in proportion to its size: the first by user id;
 	// DeviceForecast.people_omitted counts the others.
 	maxForecastPeople = 16
+	// maxForecastReads bounds the assigned users read to find them.
+	maxForecastReads = 4 * maxForecastPeople
 	// maxForecastBytes ends a page once its rows pass it: one Mac's rows
 	// more stay under gRPC's default 4 MiB a message even with 1,000
 	// failing policies of the longest ids.
@@ -172,9 +174,11 @@ func (s *Server) forecastPeople(ctx context.Context, deviceID string) (people []
 	}
 	slices.SortFunc(bound, func(a, b storage.DeviceUser) int { return strings.Compare(a.UserID, b.UserID) })
 	for i, b := range bound {
-		if len(people) == maxForecastPeople {
+		// At most maxForecastPeople decided for, and a bounded number of
+		// records read to find them (people who left keep their Macs).
+		if len(people) == maxForecastPeople || i == maxForecastReads {
 			omitted = len(bound) - i
-			s.log().Warn("enforcement forecast: a device has more people assigned than are decided for", "device_id", deviceID, "assigned", len(bound), "decided_for", maxForecastPeople)
+			s.log().Warn("enforcement forecast: a device has more people assigned than are decided for", "device_id", deviceID, "assigned", len(bound), "decided_for", len(people))
 			break
 		}
 		u, err := s.Store.GetUser(ctx, b.UserID)
@@ -212,16 +216,26 @@ func (s *Server) forecastPeople(ctx context.Context, deviceID string) (people []
 				return nil, 0, s.internal("reading the device's sign-ins", err)
 			}
 			for _, r := range recs {
-				if r.Username != "" {
-					return []forecastPerson{{r.Username, from.source}}, 0, nil
+				if r.Username == "" {
+					continue
 				}
+				// Someone who has left signs in nowhere: the Mac is someone
+				// else's now, if anyone's.
+				u, err := s.Store.GetUserByName(ctx, r.Username)
+				switch {
+				case err == nil && !u.Active:
+					continue
+				case err != nil && !errors.Is(err, storage.ErrNotFound):
+					return nil, 0, s.internal("reading a user", err)
+				}
+				return []forecastPerson{{r.Username, from.source}}, omitted, nil
 			}
 			if len(recs) < limit {
 				break
 			}
 		}
 	}
-	return []forecastPerson{{}}, 0, nil
+	return []forecastPerson{{}}, omitted, nil
 }
 
 // forecastOutcome is d in the forecast's words.

@@ -212,23 +212,37 @@ func GrantExemption(ctx context.Context, s ExemptionStore, g Grant, actor string
 	return s.GetExemption(ctx, id)
 }
 
-// passesFor refuses a user grant whose name reads as another name someone
-// has: a provisioned user, or a sign-in on record (KnownUsername). A name
-// Okta provisioned with a look-alike letter (CheckUsername lets it) is
-// granted only while no one else's reads the same: else the listing and
-// the audit log would show a grant that reads as that other person's.
+// maxReadings bounds the ASCII names a look-alike name is checked as.
+const maxReadings = 64
+
+// passesFor refuses a user grant whose name can pass for another (the
+// names CheckUsername lets through only because Okta provisioned them)
+// when it reads as a name someone else has: a provisioned user, or a
+// sign-in on record (KnownUsername), in any of the ASCII names it can be
+// read as (printable.ASCIIReadings). One that cannot be read as an ASCII
+// name at all (a look-alike of a letter outside ASCII), or not checked
+// in maxReadings, is refused: it could read as anyone's.
 func passesFor(ctx context.Context, s UsernameStore, name string) error {
-	skel := printable.ReadsAs(name)
-	if skel == name || storage.SameUserName(skel, name) {
+	if !printable.Deceptive(name) && !lookAlike(name) {
 		return nil
 	}
-	known, err := KnownUsername(ctx, s, skel)
-	if err != nil {
-		return err
+	readings, ok := printable.ASCIIReadings(name, maxReadings)
+	if !ok {
+		return refuse("username %s can pass for another, and not only for ASCII names this verifier could check: grant the exemption to the device instead",
+			printable.Identifier(name))
 	}
-	if known {
-		return refuse("username %s reads as %s, another person's (provisioned, or signed in): grant the exemption to the device instead",
-			printable.Identifier(name), printable.Identifier(skel))
+	for _, r := range readings {
+		if storage.SameUserName(r, name) {
+			continue
+		}
+		known, err := KnownUsername(ctx, s, r)
+		if err != nil {
+			return err
+		}
+		if known {
+			return refuse("username %s reads as %s, another person's (provisioned, or signed in): grant the exemption to the device instead",
+				printable.Identifier(name), printable.Identifier(r))
+		}
 	}
 	return nil
 }

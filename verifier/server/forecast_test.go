@@ -296,6 +296,30 @@ func TestForecastBounds(t *testing.T) {
 			t.Errorf("device %s: %d rows, want 1", o.DeviceID, len(rows[o.DeviceID]))
 		}
 	}
+
+	// A Mac whose 70 assigned people have all left: 64 records are read,
+	// none decided for; the Mac is decided alone, and says 6 were not read.
+	abandoned := forecastMac(t, h)
+	for i := range 70 {
+		name := fmt.Sprintf("gone%02d@example.com", i)
+		if _, err := h.srv.Store.CreateUser(ctx, storage.User{ID: fmt.Sprintf("g%02d", i), UserName: name, CreatedAt: at, UpdatedAt: at},
+			storage.AuditEvent{At: at, Actor: "test", Action: "user.create"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.srv.Store.BindDevice(ctx, storage.DeviceUser{DeviceID: abandoned.DeviceID, UserID: fmt.Sprintf("g%02d", i), Source: "admin", CreatedAt: at},
+			storage.AuditEvent{At: at, Actor: "test", Action: "device.assign"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := h.admin.ForecastEnforcement(h.ctx(), &adminv1.ForecastEnforcementRequest{PageSize: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range resp.GetDevices() {
+		if r.GetDeviceId() == abandoned.DeviceID && (r.GetUsername() != "" || r.GetPeopleOmitted() != 6) {
+			t.Errorf("the abandoned Mac: %v, want decided alone, 6 people not read", r)
+		}
+	}
 }
 
 // TestForecastPeopleAndModes: a Mac only Cloudflare asks about is decided
@@ -361,8 +385,11 @@ func TestForecastPeopleAndModes(t *testing.T) {
 	if _, err := h.srv.Store.UpdateUser(ctx, old, storage.AuditEvent{At: at, Actor: "test", Action: "user.deactivate"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.srv.Store.AppendDecision(ctx, storage.DecisionRecord{At: at, DeviceID: left.DeviceID, Username: "kim@example.com", Source: "sso", Reason: "allowed"}); err != nil {
-		t.Fatal(err)
+	// kim signed in on it, then old, before leaving: kim is whom it is for.
+	for _, name := range []string{"kim@example.com", "old@example.com"} {
+		if _, err := h.srv.Store.AppendDecision(ctx, storage.DecisionRecord{At: at, DeviceID: left.DeviceID, Username: name, Source: "sso", Reason: "allowed"}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	all := forecast(&adminv1.ForecastEnforcementRequest{})
 	if r := all[left.DeviceID]; r.GetUsername() != "kim@example.com" || r.GetUsernameSource() != "latest_sign_in" ||

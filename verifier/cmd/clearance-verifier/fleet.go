@@ -573,7 +573,11 @@ func parseReference(v string) (int64, error) {
 // resolveDevice accepts a full device id as is, or the unique device whose
 // id starts with prefix.
 func (c *adminConn) resolveDevice(prefix string) (string, error) {
-	if len(prefix) == 36 {
+	switch {
+	case strings.TrimSpace(prefix) == "":
+		// The start of every id: "$ID" of a variable never set.
+		return "", cli.Usagef("an empty device id names no Mac (see 'clearance-verifier devices')")
+	case len(prefix) == 36:
 		return prefix, nil
 	}
 	devs, err := c.listDevices()

@@ -163,6 +163,11 @@ func (c *adminConn) reinstallDevices(prefixes, serials []string) ([]string, erro
 		}
 	}
 	for _, p := range prefixes {
+		if strings.TrimSpace(p) == "" {
+			// The start of every id: "$ID" of a variable never set.
+			problems = append(problems, "an empty DEVICE_ID names no Mac")
+			continue
+		}
 		var found []*adminv1.Device
 		for _, d := range devs {
 			if strings.HasPrefix(d.GetDeviceId(), strings.ToLower(p)) {

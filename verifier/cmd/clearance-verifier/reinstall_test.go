@@ -114,6 +114,10 @@ func TestExpectReinstallMany(t *testing.T) {
 	if _, _, err := execute(noEnv, "devices", "expect-reinstall", "--data-dir", s.dir); err == nil || !strings.Contains(err.Error(), "--serials FILE") {
 		t.Errorf("no Mac named: %v", err)
 	}
+	// "$ID" of a variable never set is the start of every id: no Mac.
+	if _, _, err := execute(noEnv, "devices", "expect-reinstall", "--data-dir", s.dir, ""); err == nil || !strings.Contains(err.Error(), "an empty DEVICE_ID names no Mac") {
+		t.Errorf("an empty id: %v", err)
+	}
 }
 
 // enrollStraight puts a device with the given serial number straight into

@@ -706,8 +706,8 @@ type DeviceForecast struct {
 	DeviceName string `protobuf:"bytes,2,opt,name=device_name,json=deviceName,proto3" json:"device_name,omitempty"`
 	// Whom the sign-in is decided for: each active user assigned to the Mac (at
 	// most 16, by user id: see people_omitted), else the person of its latest
-	// Okta sign-in that named one, else the one Cloudflare last asked about
-	// it for, else empty: the Mac alone is decided (no user checks, every
+	// Okta sign-in that named one who has not left, else the one Cloudflare
+	// last asked about it for (likewise), else empty: the Mac alone is decided (no user checks, every
 	// policy applying, group-scoped ones included).
 	Username string `protobuf:"bytes,3,opt,name=username,proto3" json:"username,omitempty"`
 	// "assigned", "latest_sign_in", "cloudflare", or empty.
@@ -722,8 +722,9 @@ type DeviceForecast struct {
 	// older report than --max-posture-age asks the Mac for a fresh one.
 	ObservedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
 	// On a device's last row: how many more people are assigned to it than
-	// were decided for (beyond the 16). Their sign-ins are not in this
-	// forecast: explain each with ExplainAccess.
+	// were decided for (beyond 16 active ones, or beyond the first 64 read).
+	// Their sign-ins are not in this forecast: explain each with
+	// ExplainAccess.
 	PeopleOmitted uint32 `protobuf:"varint,8,opt,name=people_omitted,json=peopleOmitted,proto3" json:"people_omitted,omitempty"`
 	// The latest report is older than the verifier's --max-posture-age: a
 	// real sign-in would ask the Mac for a fresh one first (and be denied if
