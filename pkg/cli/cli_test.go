@@ -252,3 +252,29 @@ func TestGroupOrder(t *testing.T) {
 		t.Errorf("GroupOrder = %v, want %s", got, want)
 	}
 }
+
+// NotEmpty refuses a flag given with an empty or blank value, and lets one
+// left out or given a value through.
+func TestNotEmpty(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		bad  bool
+	}{
+		{nil, false},
+		{[]string{"--device", "3f2a"}, false},
+		{[]string{"--device", ""}, true},
+		{[]string{"--device= "}, true},
+		{[]string{"--user", "bob", "--device", ""}, true},
+	} {
+		fs := newFlagSet("t")
+		fs.String("device", "", "")
+		fs.String("user", "", "")
+		if _, err := fs.parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		err := fs.NotEmpty("device", "user", "missing")
+		if (err != nil) != tc.bad || err != nil && !strings.Contains(err.Error(), "--device is empty") {
+			t.Errorf("%q: %v", tc.args, err)
+		}
+	}
+}

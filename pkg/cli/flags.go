@@ -111,6 +111,18 @@ func (f *FlagSet) Given(name string) bool {
 	return given
 }
 
+// NotEmpty is a UsageError for each flag of names given on the command
+// line with an empty value ("--device ”", "$ID" of a variable never
+// set): a filter left empty would quietly filter nothing.
+func (f *FlagSet) NotEmpty(names ...string) error {
+	for _, name := range names {
+		if fl := f.Lookup(name); fl != nil && f.Given(name) && strings.TrimSpace(fl.Value.String()) == "" {
+			return Usagef("--%s is empty: give a value, or leave the flag out", name)
+		}
+	}
+	return nil
+}
+
 // flagInfo is what the help prints of one flag.
 type flagInfo struct {
 	name, kind, usage, def, note string

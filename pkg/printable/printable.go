@@ -190,6 +190,11 @@ var Phonetic = &unicode.RangeTable{
 	},
 }
 
+// Skeleton is how s reads (Unicode's confusable skeleton of its NFC form,
+// UTS #39): two strings with the same skeleton can be taken for each
+// other (аlice and alice, ştefan and ștefan, an NFD müller and an NFC one).
+func Skeleton(s string) string { return confusables.Skeleton(norm.NFC.String(s)) }
+
 // asciiBySkeleton maps each confusable skeleton to the printable ASCII
 // characters drawn that way ("l": l, I, 1, |).
 var asciiBySkeleton = sync.OnceValue(func() map[string][]string {

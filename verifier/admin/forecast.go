@@ -40,8 +40,9 @@ const (
 	// a page's work stays in proportion to its size: the first by user id;
 	// DeviceForecast.people_omitted counts the others.
 	maxForecastPeople = 16
-	// maxForecastReads bounds the assigned users read to find them.
-	maxForecastReads = 4 * maxForecastPeople
+	// maxForecastReads bounds the assigned users read to find them: people
+	// who left keep their assignments, and a shared Mac may have hundreds.
+	maxForecastReads = 1000
 	// maxForecastBytes ends a page once its rows pass it: one Mac's rows
 	// more stay under gRPC's default 4 MiB a message even with 1,000
 	// failing policies of the longest ids.

@@ -152,6 +152,7 @@ func clip(s string) string {
 type ExemptionStore interface {
 	GetDevice(ctx context.Context, id string) (storage.Device, error)
 	UsernameStore
+	ListUsers(ctx context.Context, q storage.PeopleQuery) (storage.UserPage, error)
 	ListDevices(ctx context.Context, afterID string, limit int) ([]storage.Device, error)
 	CreateExemption(ctx context.Context, e storage.Exemption, audit storage.AuditEvent) (int64, error)
 	GetExemption(ctx context.Context, id int64) (storage.Exemption, error)
@@ -215,21 +216,37 @@ func GrantExemption(ctx context.Context, s ExemptionStore, g Grant, actor string
 // maxReadings bounds the ASCII names a look-alike name is checked as.
 const maxReadings = 64
 
-// passesFor refuses a user grant whose name can pass for another (the
-// names CheckUsername lets through only because Okta provisioned them)
-// when it reads as a name someone else has: a provisioned user, or a
-// sign-in on record (KnownUsername), in any of the ASCII names it can be
-// read as (printable.ASCIIReadings). One that cannot be read as an ASCII
-// name at all (a look-alike of a letter outside ASCII), or not checked
-// in maxReadings, is refused: it could read as anyone's.
-func passesFor(ctx context.Context, s UsernameStore, name string) error {
-	if !printable.Deceptive(name) && !lookAlike(name) {
+// passesFor refuses a user grant whose name is not ASCII when it reads as
+// another person's: a provisioned user whose name has the same confusable
+// skeleton (printable.Skeleton, ASCII case aside: ştefan for ștefan, a
+// Cyrillic а in alice), or, where the name can be read as ASCII names
+// (printable.ASCIIReadings), one of those with a sign-in on record. Else
+// the listing and the audit log would show a grant that reads as that
+// person's. ASCII names are as typed, and shown so.
+func passesFor(ctx context.Context, s ExemptionStore, name string) error {
+	if !strings.ContainsFunc(name, func(r rune) bool { return r >= utf8.RuneSelf }) {
 		return nil
+	}
+	key := storage.UserNameKey(printable.Skeleton(name))
+	for offset := 0; ; {
+		page, err := s.ListUsers(ctx, storage.PeopleQuery{Offset: offset, Limit: storage.MaxPeoplePage})
+		if err != nil {
+			return err
+		}
+		for _, u := range page.Users {
+			if !storage.SameUserName(u.UserName, name) && storage.UserNameKey(printable.Skeleton(u.UserName)) == key {
+				return refuse("username %s reads as %s, another provisioned person's: grant the exemption to the device instead",
+					printable.Identifier(name), printable.Identifier(u.UserName))
+			}
+		}
+		offset += len(page.Users)
+		if len(page.Users) == 0 || offset >= page.Total {
+			break
+		}
 	}
 	readings, ok := printable.ASCIIReadings(name, maxReadings)
 	if !ok {
-		return refuse("username %s can pass for another, and not only for ASCII names this verifier could check: grant the exemption to the device instead",
-			printable.Identifier(name))
+		return nil
 	}
 	for _, r := range readings {
 		if storage.SameUserName(r, name) {

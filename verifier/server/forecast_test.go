@@ -297,16 +297,17 @@ func TestForecastBounds(t *testing.T) {
 		}
 	}
 
-	// A Mac whose 70 assigned people have all left: 64 records are read,
-	// none decided for; the Mac is decided alone, and says 6 were not read.
+	// A Mac whose 1,006 assigned people have all left: 1,000 records are
+	// read, none decided for; the Mac is decided alone, and says 6 were
+	// not read. One still there behind 64 who left is found.
 	abandoned := forecastMac(t, h)
-	for i := range 70 {
-		name := fmt.Sprintf("gone%02d@example.com", i)
-		if _, err := h.srv.Store.CreateUser(ctx, storage.User{ID: fmt.Sprintf("g%02d", i), UserName: name, CreatedAt: at, UpdatedAt: at},
+	for i := range 1006 {
+		name := fmt.Sprintf("gone%04d@example.com", i)
+		if _, err := h.srv.Store.CreateUser(ctx, storage.User{ID: fmt.Sprintf("g%04d", i), UserName: name, CreatedAt: at, UpdatedAt: at},
 			storage.AuditEvent{At: at, Actor: "test", Action: "user.create"}); err != nil {
 			t.Fatal(err)
 		}
-		if err := h.srv.Store.BindDevice(ctx, storage.DeviceUser{DeviceID: abandoned.DeviceID, UserID: fmt.Sprintf("g%02d", i), Source: "admin", CreatedAt: at},
+		if err := h.srv.Store.BindDevice(ctx, storage.DeviceUser{DeviceID: abandoned.DeviceID, UserID: fmt.Sprintf("g%04d", i), Source: "admin", CreatedAt: at},
 			storage.AuditEvent{At: at, Actor: "test", Action: "device.assign"}); err != nil {
 			t.Fatal(err)
 		}
@@ -318,6 +319,25 @@ func TestForecastBounds(t *testing.T) {
 	for _, r := range resp.GetDevices() {
 		if r.GetDeviceId() == abandoned.DeviceID && (r.GetUsername() != "" || r.GetPeopleOmitted() != 6) {
 			t.Errorf("the abandoned Mac: %v, want decided alone, 6 people not read", r)
+		}
+	}
+	shared := forecastMac(t, h)
+	for i := range 64 {
+		if err := h.srv.Store.BindDevice(ctx, storage.DeviceUser{DeviceID: shared.DeviceID, UserID: fmt.Sprintf("g%04d", i), Source: "admin", CreatedAt: at},
+			storage.AuditEvent{At: at, Actor: "test", Action: "device.assign"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := h.admin.AssignDevice(h.ctx(), &adminv1.AssignDeviceRequest{DeviceId: shared.DeviceID, User: "user19@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = h.admin.ForecastEnforcement(h.ctx(), &adminv1.ForecastEnforcementRequest{PageSize: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range resp.GetDevices() {
+		if r.GetDeviceId() == shared.DeviceID && (r.GetUsername() != "user19@example.com" || r.GetUsernameSource() != "assigned") {
+			t.Errorf("the shared Mac: %v, want decided for user19, assigned after 64 who left", r)
 		}
 	}
 }

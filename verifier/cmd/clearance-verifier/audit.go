@@ -35,6 +35,9 @@ func (a *app) auditCmd() *cli.Command {
 			asJSON := fs.Bool("json", false, "print the events as JSON (the admin API's AuditEvent messages)")
 			wide := fs.Bool("wide", false, "full device ids and nothing shortened, whatever the terminal's width")
 			return func(ctx context.Context, _ []string) error {
+				if err := fs.NotEmpty("device", "actor", "action"); err != nil {
+					return err
+				}
 				if *limit < 1 || *limit > 1000 {
 					return cli.Usagef("--limit must be from 1 to 1000")
 				}

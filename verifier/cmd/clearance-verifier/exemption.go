@@ -173,6 +173,9 @@ func (a *app) exemptionCmd() *cli.Command {
 					user := fs.String("user", "", "only exemptions of this Okta `username`")
 					all := fs.Bool("all", false, "also expired and revoked exemptions")
 					return func(ctx context.Context, _ []string) error {
+						if err := fs.NotEmpty("device", "user"); err != nil {
+							return err
+						}
 						return a.withStore(ctx, b, func(store storage.Store) error {
 							now := a.now()
 							f := storage.ExemptionFilter{DeviceID: *device, Username: *user, Limit: storage.MaxDecisionLimit}

@@ -118,6 +118,12 @@ func TestExpectReinstallMany(t *testing.T) {
 	if _, _, err := execute(noEnv, "devices", "expect-reinstall", "--data-dir", s.dir, ""); err == nil || !strings.Contains(err.Error(), "an empty DEVICE_ID names no Mac") {
 		t.Errorf("an empty id: %v", err)
 	}
+	// Nor does an empty filter list every Mac's records.
+	for _, args := range [][]string{{"audit", "--device", ""}, {"decisions", "--device", " "}, {"decisions", "--claimed", ""}, {"exemption", "list", "--device", ""}} {
+		if _, _, err := execute(noEnv, append(args, "--data-dir", s.dir)...); err == nil || !strings.Contains(err.Error(), "is empty: give a value, or leave the flag out") {
+			t.Errorf("%q: %v", args, err)
+		}
+	}
 }
 
 // enrollStraight puts a device with the given serial number straight into

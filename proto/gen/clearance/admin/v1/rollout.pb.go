@@ -722,7 +722,7 @@ type DeviceForecast struct {
 	// older report than --max-posture-age asks the Mac for a fresh one.
 	ObservedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
 	// On a device's last row: how many more people are assigned to it than
-	// were decided for (beyond 16 active ones, or beyond the first 64 read).
+	// were decided for (beyond 16 active ones, or beyond the first 1,000 read).
 	// Their sign-ins are not in this forecast: explain each with
 	// ExplainAccess.
 	PeopleOmitted uint32 `protobuf:"varint,8,opt,name=people_omitted,json=peopleOmitted,proto3" json:"people_omitted,omitempty"`
