@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -188,59 +187,6 @@ var Phonetic = &unicode.RangeTable{
 		{Lo: 0x10780, Hi: 0x107bf, Stride: 1}, // Latin Extended-F
 		{Lo: 0x1df00, Hi: 0x1dfff, Stride: 1}, // Latin Extended-G
 	},
-}
-
-// Skeleton is how s reads (Unicode's confusable skeleton of its NFC form,
-// UTS #39): two strings with the same skeleton can be taken for each
-// other (аlice and alice, ştefan and ștefan, an NFD müller and an NFC one).
-func Skeleton(s string) string { return confusables.Skeleton(norm.NFC.String(s)) }
-
-// asciiBySkeleton maps each confusable skeleton to the printable ASCII
-// characters drawn that way ("l": l, I, 1, |).
-var asciiBySkeleton = sync.OnceValue(func() map[string][]string {
-	m := map[string][]string{}
-	for c := rune('!'); c <= '~'; c++ {
-		sk := confusables.Skeleton(string(c))
-		m[sk] = append(m[sk], string(c))
-	}
-	return m
-})
-
-// ASCIIReadings is every ASCII name s can be read as: each character
-// outside ASCII replaced by each ASCII character, or ASCII run, drawn like
-// it (Unicode's confusables: a Cyrillic І reads as I, l or 1; ⅿ as m or
-// rn; æ as ae), ASCII characters kept as written. ok is false when a
-// character outside ASCII is drawn like nothing in ASCII (ó, ж), or when
-// there would be more than limit readings: then s cannot be read as an
-// ASCII name, or not checked as one. An ASCII s reads as itself.
-func ASCIIReadings(s string, limit int) (readings []string, ok bool) {
-	readings = []string{""}
-	for _, r := range s {
-		var alts []string
-		if r < utf8.RuneSelf {
-			alts = []string{string(r)}
-		} else {
-			sk := confusables.Skeleton(string(r))
-			alts = append(alts, asciiBySkeleton()[sk]...)
-			if isASCII(sk) && !slices.Contains(alts, sk) {
-				alts = append(alts, sk)
-			}
-			if len(alts) == 0 {
-				return nil, false
-			}
-		}
-		if len(readings)*len(alts) > limit {
-			return nil, false
-		}
-		next := make([]string, 0, len(readings)*len(alts))
-		for _, p := range readings {
-			for _, a := range alts {
-				next = append(next, p+a)
-			}
-		}
-		readings = next
-	}
-	return readings, true
 }
 
 // LooksASCII reports a string that is not ASCII but whose every character

@@ -2,7 +2,6 @@ package printable
 
 import (
 	"encoding/json"
-	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -266,32 +265,4 @@ func FuzzScripts(f *testing.F) {
 			t.Fatalf("ASCII(%q) = %q begins or ends with a space", s, out)
 		}
 	})
-}
-
-// ASCIIReadings: every ASCII name a name can be read as, ASCII characters
-// kept; none for a character drawn like nothing in ASCII.
-func TestASCIIReadings(t *testing.T) {
-	for in, want := range map[string][]string{
-		"alice@example.com": {"alice@example.com"},
-		"\u0430lice":        {"alice"},
-		"y\u0131ld\u0131z":  {"yildiz"},
-		"kj\u00e6r":         {"kjaer"},
-		"\u217fary":         {"mary", "rnary"},
-		"\u0406van":         {"Ivan", "lvan", "1van", "|van"},
-	} {
-		got, ok := ASCIIReadings(in, 64)
-		for _, w := range want {
-			if !ok || !slices.Contains(got, w) {
-				t.Errorf("ASCIIReadings(%q) = %q %v, want %q among them", in, got, ok, w)
-			}
-		}
-	}
-	for _, in := range []string{"j\u00f3zef", "\u0436", "m\u04f1ller", "\uff4dary", "i\u0307"} {
-		if got, ok := ASCIIReadings(in, 64); ok {
-			t.Errorf("ASCIIReadings(%q) = %q, want none: it does not read as ASCII", in, got)
-		}
-	}
-	if _, ok := ASCIIReadings(strings.Repeat("\u0406", 8), 64); ok {
-		t.Error("4^8 readings under a limit of 64")
-	}
 }

@@ -2,7 +2,6 @@ package admin_test
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -159,60 +158,15 @@ func TestExemptionsAPI(t *testing.T) {
 		t.Fatalf("expired exemptions listed as active: %v", l)
 	}
 
-	// A name with a look-alike letter is refused until Okta provisions it;
-	// then it is that person's, granted as Okta spells it in any ASCII case.
-	turkish := &adminv1.GrantExemptionRequest{Username: "Yıldız@example.com", ExpiresAt: timestamppb.New(now.Add(time.Hour)), Reason: "new Mac on order"}
-	if _, err := s.GrantExemption(ctx, turkish); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "no user Okta provisioned") {
-		t.Fatalf("a look-alike name nobody provisioned: %v", err)
-	}
-	if _, err := store.CreateUser(ctx, storage.User{ID: "u-yildiz", UserName: "yıldız@example.com", Active: true, CreatedAt: now, UpdatedAt: now}, setup); err != nil {
+	// A name that can pass for another is refused even once Okta has
+	// provisioned it: whether it reads as someone else's cannot be checked
+	// reliably here (exempt the Mac instead).
+	if _, err := store.CreateUser(ctx, storage.User{ID: "u-yildiz", UserName: "y\u0131ld\u0131z@example.com", Active: true, CreatedAt: now, UpdatedAt: now}, setup); err != nil {
 		t.Fatal(err)
 	}
-	if g, err := s.GrantExemption(ctx, turkish); err != nil || g.GetUsernameUnknown() {
-		t.Fatalf("the provisioned name: %v %v", g, err)
-	}
-	// Provisioned too, a name that reads as another provisioned person's
-	// is refused: the grant would read as hers.
-	for _, u := range []storage.User{{ID: "u-alice", UserName: "alice@example.com"}, {ID: "u-alice2", UserName: "\u0430lice@example.com"}} {
-		u.Active, u.CreatedAt, u.UpdatedAt = true, now, now
-		if _, err := store.CreateUser(ctx, u, setup); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_, err = s.GrantExemption(ctx, &adminv1.GrantExemptionRequest{Username: "\u0430lice@example.com", ExpiresAt: timestamppb.New(now.Add(time.Hour)), Reason: "r"})
-	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "reads as alice@example.com, another") {
-		t.Fatalf("a provisioned name that reads as another's: %v", err)
-	}
-	// Through a look-alike that ASCII spells two ways (ⅿ: m or rn), or three
-	// (Cyrillic І: I, l or 1), against a person known only by a sign-in in
-	// another case; of names that are not ASCII themselves (ş for ș, ⅼ in
-	// yıldız, the two forms of ü): all refused, however the victim is known.
-	if _, err := store.AppendDecision(ctx, storage.DecisionRecord{At: now, Username: "ivan@example.com", Reason: "allowed", Source: "sso"}); err != nil {
-		t.Fatal(err)
-	}
-	provision := func(id, name string) {
-		t.Helper()
-		if _, err := store.CreateUser(ctx, storage.User{ID: id, UserName: name, Active: true, CreatedAt: now, UpdatedAt: now}, setup); err != nil {
-			t.Fatal(err)
-		}
-	}
-	provision("u-mary", "mary@example.com")
-	provision("u-stefan", "\u0219tefan@example.ro")
-	provision("u-muller", "m\u00fcller@example.de")
-	for i, name := range []string{"\u217fary@example.com", "\u0406van@example.com", "\u015ftefan@example.ro", "y\u0131\u217cd\u0131z@example.com", "mu\u0308ller@example.de"} {
-		provision(fmt.Sprintf("u-look-%d", i), name)
-		if _, err := s.GrantExemption(ctx, &adminv1.GrantExemptionRequest{Username: name, ExpiresAt: timestamppb.New(now.Add(time.Hour)), Reason: "r"}); status.Code(err) != codes.InvalidArgument ||
-			!strings.Contains(err.Error(), "reads as") {
-			t.Errorf("provisioned %q: %v, want refused as reading as another's", name, err)
-		}
-	}
-	// Real names in one script, or Latin with letters of their own, that
-	// read as nobody else's: granted once provisioned.
-	for i, name := range []string{"\u0438\u0440\u0438\u043d\u0430@example.ru", "k\u0131l\u0131\u00e7@example.com.tr", "bj\u00f8rn.\u00e6sir@example.dk", "\u03bd\u03af\u03ba\u03bf\u03c2@example.gr"} {
-		provision(fmt.Sprintf("u-real-%d", i), name)
-		if _, err := s.GrantExemption(ctx, &adminv1.GrantExemptionRequest{Username: name, ExpiresAt: timestamppb.New(now.Add(time.Hour)), Reason: "r"}); err != nil {
-			t.Errorf("provisioned %q: %v, want granted", name, err)
-		}
+	if _, err := s.GrantExemption(ctx, &adminv1.GrantExemptionRequest{Username: "y\u0131ld\u0131z@example.com", ExpiresAt: timestamppb.New(now.Add(time.Hour)), Reason: "r"}); status.Code(err) != codes.InvalidArgument ||
+		!strings.Contains(err.Error(), "grant the exemption to the device instead") {
+		t.Errorf("a provisioned look-alike name: %v, want refused", err)
 	}
 }
 
@@ -235,7 +189,6 @@ func (f fixedPolicySet) Reload(record func(*agentv1.PolicySet) error) (*agentv1.
 		}
 	}
 	return f.ps, nil
-
 }
 
 // ListDecisions filters by mode: the would-deny, warned and bypassed reports.

@@ -55,6 +55,9 @@ func (g Grant) Check(now time.Time) error {
 		return refuse("device id is not one a device can have")
 	case len(user) > MaxUsername || !utf8.ValidString(user) || strings.ContainsFunc(user, unprintable):
 		return refuse("username is longer than %d bytes or holds characters a username cannot (control, invisible, or a space other than ASCII's)", MaxUsername)
+	case printable.Deceptive(user) || lookAlike(user):
+		// It would be listed, and audited, as the name it passes for.
+		return refuse("username %s can pass for another (look-alike letters, mixed scripts): grant the exemption to the device instead", printable.Identifier(user))
 	case strings.TrimSpace(g.Reason) == "":
 		return refuse("give a reason: it is kept with the exemption and in the audit log")
 	case len(g.Reason) > MaxReason || !utf8.ValidString(g.Reason) || strings.IndexByte(g.Reason, 0) >= 0:
@@ -77,22 +80,6 @@ func (g Grant) Check(now time.Time) error {
 		seen[id] = true
 	}
 	return nil
-}
-
-// CheckUsername refuses a user grant whose name can pass for another
-// (look-alike letters, mixed scripts: printable.Deceptive and lookAlike),
-// unless provisioned, the name is a user Okta provisioned: then it is
-// that person's name as Okta spells it (yıldız@example.com), whom sign-ins
-// name the same way, and listings mark it as not ASCII. Check runs first.
-func (g Grant) CheckUsername(provisioned bool) error {
-	user := strings.TrimSpace(g.Username)
-	if user == "" || provisioned || !printable.Deceptive(user) && !lookAlike(user) {
-		return nil
-	}
-	// It would be listed, and audited, as the name it passes for.
-	return refuse("username %s can pass for another (look-alike letters, mixed scripts) and is no user Okta provisioned: "+
-		"grant the exemption to the device instead, or to the name exactly as Okta spells it once SCIM or the Okta sync has provisioned the user",
-		printable.Identifier(user))
 }
 
 // CheckPolicies refuses a grant that names a policy not among ids, the
@@ -151,8 +138,6 @@ func clip(s string) string {
 // ExemptionStore is what granting and revoking need.
 type ExemptionStore interface {
 	GetDevice(ctx context.Context, id string) (storage.Device, error)
-	UsernameStore
-	ListUsers(ctx context.Context, q storage.PeopleQuery) (storage.UserPage, error)
 	ListDevices(ctx context.Context, afterID string, limit int) ([]storage.Device, error)
 	CreateExemption(ctx context.Context, e storage.Exemption, audit storage.AuditEvent) (int64, error)
 	GetExemption(ctx context.Context, id int64) (storage.Exemption, error)
@@ -183,18 +168,6 @@ func GrantExemption(ctx context.Context, s ExemptionStore, g Grant, actor string
 	if err := g.Check(now); err != nil {
 		return storage.Exemption{}, err
 	}
-	if g.Username != "" {
-		_, err := s.GetUserByName(ctx, g.Username)
-		if err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return storage.Exemption{}, err
-		}
-		if err := g.CheckUsername(err == nil); err != nil {
-			return storage.Exemption{}, err
-		}
-		if err := passesFor(ctx, s, g.Username); err != nil {
-			return storage.Exemption{}, err
-		}
-	}
 	if g.DeviceID != "" {
 		id, err := deviceID(ctx, s, g.DeviceID)
 		if err != nil {
@@ -211,57 +184,6 @@ func GrantExemption(ctx context.Context, s ExemptionStore, g Grant, actor string
 		return storage.Exemption{}, err
 	}
 	return s.GetExemption(ctx, id)
-}
-
-// maxReadings bounds the ASCII names a look-alike name is checked as.
-const maxReadings = 64
-
-// passesFor refuses a user grant whose name is not ASCII when it reads as
-// another person's: a provisioned user whose name has the same confusable
-// skeleton (printable.Skeleton, ASCII case aside: ştefan for ștefan, a
-// Cyrillic а in alice), or, where the name can be read as ASCII names
-// (printable.ASCIIReadings), one of those with a sign-in on record. Else
-// the listing and the audit log would show a grant that reads as that
-// person's. ASCII names are as typed, and shown so.
-func passesFor(ctx context.Context, s ExemptionStore, name string) error {
-	if !strings.ContainsFunc(name, func(r rune) bool { return r >= utf8.RuneSelf }) {
-		return nil
-	}
-	key := storage.UserNameKey(printable.Skeleton(name))
-	for offset := 0; ; {
-		page, err := s.ListUsers(ctx, storage.PeopleQuery{Offset: offset, Limit: storage.MaxPeoplePage})
-		if err != nil {
-			return err
-		}
-		for _, u := range page.Users {
-			if !storage.SameUserName(u.UserName, name) && storage.UserNameKey(printable.Skeleton(u.UserName)) == key {
-				return refuse("username %s reads as %s, another provisioned person's: grant the exemption to the device instead",
-					printable.Identifier(name), printable.Identifier(u.UserName))
-			}
-		}
-		offset += len(page.Users)
-		if len(page.Users) == 0 || offset >= page.Total {
-			break
-		}
-	}
-	readings, ok := printable.ASCIIReadings(name, maxReadings)
-	if !ok {
-		return nil
-	}
-	for _, r := range readings {
-		if storage.SameUserName(r, name) {
-			continue
-		}
-		known, err := KnownUsername(ctx, s, r)
-		if err != nil {
-			return err
-		}
-		if known {
-			return refuse("username %s reads as %s, another person's (provisioned, or signed in): grant the exemption to the device instead",
-				printable.Identifier(name), printable.Identifier(r))
-		}
-	}
-	return nil
 }
 
 // unprintable reports the runes no username holds: control characters,
