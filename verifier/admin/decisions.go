@@ -245,15 +245,16 @@ func decisionProto(r storage.DecisionRecord) *adminv1.Decision {
 	}
 	for _, res := range r.Results {
 		d.Results = append(d.Results, &adminv1.DecisionPolicyResult{
-			PolicyId:    res.PolicyID,
-			Status:      policyStatus(decision.Status(res.Status)),
-			Required:    res.Required,
-			Critical:    res.Critical,
-			Message:     res.Message,
-			Enforcement: res.Enforcement,
-			Waiver:      res.Waiver,
-			GraceEnds:   ts(res.GraceEnds),
-			ExemptionId: res.ExemptionID,
+			PolicyId:          res.PolicyID,
+			Status:            policyStatus(decision.Status(res.Status)),
+			Required:          res.Required,
+			Critical:          res.Critical,
+			Message:           res.Message,
+			Enforcement:       res.Enforcement,
+			Waiver:            res.Waiver,
+			GraceEnds:         ts(res.GraceEnds),
+			ExemptionId:       res.ExemptionID,
+			OtherExemptionIds: res.OtherExemptionIDs,
 		})
 	}
 	return d
@@ -362,18 +363,19 @@ func findings(fs []decision.Finding, ss sinces) []*adminv1.PolicyFinding {
 	out := make([]*adminv1.PolicyFinding, 0, len(fs))
 	for _, f := range fs {
 		out = append(out, &adminv1.PolicyFinding{
-			PolicyId:    f.PolicyID,
-			Name:        f.Name,
-			Required:    f.Required,
-			Critical:    f.Critical,
-			Status:      policyStatus(f.Status),
-			Message:     f.Message,
-			Resolution:  f.Resolution,
-			Description: f.Description,
-			Enforcement: string(f.Enforcement),
-			Waiver:      string(f.Waiver),
-			GraceEnds:   ts(f.GraceEnds),
-			ExemptionId: f.ExemptionID,
+			PolicyId:          f.PolicyID,
+			Name:              f.Name,
+			Required:          f.Required,
+			Critical:          f.Critical,
+			Status:            policyStatus(f.Status),
+			Message:           f.Message,
+			Resolution:        f.Resolution,
+			Description:       f.Description,
+			Enforcement:       string(f.Enforcement),
+			Waiver:            string(f.Waiver),
+			GraceEnds:         ts(f.GraceEnds),
+			ExemptionId:       f.ExemptionID,
+			OtherExemptionIds: f.OtherExemptionIDs,
 			// Offered only on a page that would show Resolve later.
 			BypassOffered: f.BypassOffered,
 			BlocksFrom:    ts(f.BlocksFrom),

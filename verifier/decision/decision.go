@@ -204,6 +204,9 @@ type Finding struct {
 	// exemption for WaiverExempt.
 	Waiver      Waiver
 	ExemptionID int64
+	// OtherExemptionIDs are the other exemptions that cover it too, in
+	// the order Rollout.Exemptions lists them.
+	OtherExemptionIDs []int64
 	// BypassOffered: "Resolve later" is available for it now.
 	BypassOffered bool
 }
@@ -606,6 +609,7 @@ func (d Decision) StoredResults() []storage.DecisionResult {
 		for i := range out {
 			if out[i].PolicyID == f.PolicyID {
 				out[i].Enforcement, out[i].Waiver, out[i].GraceEnds, out[i].ExemptionID = string(f.Enforcement), string(f.Waiver), f.GraceEnds, f.ExemptionID
+				out[i].OtherExemptionIDs = f.OtherExemptionIDs
 				break
 			}
 		}

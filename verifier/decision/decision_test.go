@@ -2,6 +2,7 @@ package decision_test
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -484,7 +485,7 @@ func TestDecideFindings(t *testing.T) {
 		{PolicyID: "firewall", Name: "Name of firewall", Description: "Checks firewall", UserText: "Why firewall matters",
 			Status: decision.StatusFail, Resolution: "Fix firewall", Required: true, Enforcement: decision.Enforce},
 	}
-	if !slices.Equal(d.Failing, want) {
+	if !reflect.DeepEqual(d.Failing, want) {
 		t.Errorf("Failing =\n%+v\nwant\n%+v", d.Failing, want)
 	}
 	if got := ids(d.Results); !slices.Equal(got, []string{"filevault:ERROR", "firewall:FAIL", "sip:PASS", "screenlock:FAIL"}) {

@@ -231,10 +231,16 @@ func (d *Decision) applyRollout(in Input) []Finding {
 	byGrace := make([]bool, len(d.Failing))
 	for i := range d.Failing {
 		f := &d.Failing[i]
+		// Every exemption that covers it is named: revoking the first
+		// leaves the others, and the log says so.
 		for _, e := range ro.Exemptions {
-			if e.Covers(d.DeviceID, in.Username, f.PolicyID, now) {
+			if !e.Covers(d.DeviceID, in.Username, f.PolicyID, now) {
+				continue
+			}
+			if f.Waiver == WaiverNone {
 				f.Waiver, f.ExemptionID = WaiverExempt, e.ID
-				break
+			} else {
+				f.OtherExemptionIDs = append(f.OtherExemptionIDs, e.ID)
 			}
 		}
 		pr := ro.Policies[f.PolicyID]

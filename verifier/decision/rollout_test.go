@@ -587,3 +587,33 @@ func TestRolloutProperty(t *testing.T) {
 		}
 	}
 }
+
+// Every exemption that covers a failing policy is named, the first as its
+// ExemptionID and the others after it, and the decision log keeps them
+// all: revoking the first leaves the others, and the log says so. Those
+// that do not cover it (expired, another policy) are not named.
+func TestEveryCoveringExemptionNamed(t *testing.T) {
+	c := combo{status: fail, report: "fresh", grace: "none", bypass: "off", press: "none", exemption: "none"}
+	in := c.input()
+	until := now.Add(time.Hour)
+	in.Rollout.Exemptions = []decision.Exemption{
+		{ID: 3, DeviceID: "dev-1", ExpiresAt: now},
+		{ID: 5, DeviceID: "dev-1", PolicyIDs: []string{"p"}, ExpiresAt: until},
+		{ID: 6, DeviceID: "dev-1", PolicyIDs: []string{"q"}, ExpiresAt: until},
+		{ID: 8, Username: "alice@example.com", ExpiresAt: until},
+		{ID: 9, DeviceID: "dev-1", ExpiresAt: until},
+	}
+	d := decision.Decide(in)
+	if !d.Allow || len(d.Failing) != 1 {
+		t.Fatalf("decision %+v, want let in by the exemptions", d)
+	}
+	f := d.Failing[0]
+	if f.Waiver != decision.WaiverExempt || f.ExemptionID != 5 || !slices.Equal(f.OtherExemptionIDs, []int64{8, 9}) {
+		t.Errorf("finding %+v, want exemption 5, then 8 and 9", f)
+	}
+	for _, r := range d.StoredResults() {
+		if r.PolicyID == "p" && (r.ExemptionID != 5 || !slices.Equal(r.OtherExemptionIDs, []int64{8, 9})) {
+			t.Errorf("stored %+v, want exemption 5, then 8 and 9", r)
+		}
+	}
+}

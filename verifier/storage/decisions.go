@@ -124,6 +124,8 @@ type DecisionResult struct {
 	Waiver      string    `json:"waiver,omitempty"`
 	GraceEnds   time.Time `json:"grace_ends,omitzero"`
 	ExemptionID int64     `json:"exemption_id,omitempty"`
+	// OtherExemptionIDs: the other exemptions that covered it too.
+	OtherExemptionIDs []int64 `json:"other_exemption_ids,omitempty"`
 }
 
 // DecisionFilter selects decisions. Zero fields do not filter.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -167,6 +168,13 @@ func policyPart(f, failing *adminv1.PolicyFinding, resolveLater bool, loc *time.
 	}
 	switch failing.GetWaiver() {
 	case "exempt":
+		if others := failing.GetOtherExemptionIds(); len(others) > 0 {
+			ids := []string{strconv.FormatInt(failing.GetExemptionId(), 10)}
+			for _, id := range others {
+				ids = append(ids, strconv.FormatInt(id, 10))
+			}
+			return "let through by exemptions " + strings.Join(ids, ", ")
+		}
 		return fmt.Sprintf("let through by exemption %d", failing.GetExemptionId())
 	case "monitor":
 		return "monitor: let through; Recommended on a page"

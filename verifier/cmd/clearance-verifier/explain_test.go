@@ -30,7 +30,7 @@ func TestRenderExplain(t *testing.T) {
 		{PolicyId: "macos-version", Name: "macOS is up to date", Required: true, Status: fail, Enforcement: "warn",
 			GraceEnds: timestamppb.New(ends), BlocksFrom: timestamppb.New(ends)},
 		{PolicyId: "gatekeeper", Name: "Gatekeeper is on", Required: true, Status: miss, Enforcement: "warn"},
-		{PolicyId: "sip", Name: "System Integrity Protection is on", Required: true, Status: fail, Enforcement: "enforce", Waiver: "exempt", ExemptionId: 7},
+		{PolicyId: "sip", Name: "System Integrity Protection is on", Required: true, Status: fail, Enforcement: "enforce", Waiver: "exempt", ExemptionId: 7, OtherExemptionIds: []int64{9}},
 		{PolicyId: "xprotect", Name: "XProtect is current", Required: true, Status: fail, Enforcement: "monitor", Waiver: "monitor"},
 	}
 	results := append([]*adminv1.PolicyFinding{}, failing...)

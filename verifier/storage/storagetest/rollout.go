@@ -3,6 +3,7 @@ package storagetest
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -435,7 +436,7 @@ func testDecisionModes(t *testing.T, s storage.Store) {
 	monitor := newDecision("alice", "dev-1", true, at(0))
 	monitor.Mode = "monitor"
 	monitor.Results[1] = storage.DecisionResult{PolicyID: "firewall", Status: "FAIL", Required: true,
-		Enforcement: "monitor", Waiver: "monitor", GraceEnds: at(72 * hour).UTC(), ExemptionID: 7}
+		Enforcement: "monitor", Waiver: "monitor", GraceEnds: at(72 * hour).UTC(), ExemptionID: 7, OtherExemptionIDs: []int64{9, 12}}
 	monitor = appendDecision(t, s, monitor)
 	warned := newDecision("alice", "dev-1", true, at(minute))
 	warned.Mode = "warned"
@@ -462,7 +463,7 @@ func testDecisionModes(t *testing.T, s storage.Store) {
 	}
 	ds, err := s.ListDecisions(ctx, storage.DecisionFilter{Modes: []string{"monitor"}})
 	must(t, err)
-	if len(ds) != 1 || ds[0].Mode != "monitor" || ds[0].Results[1] != monitor.Results[1] {
+	if len(ds) != 1 || ds[0].Mode != "monitor" || !reflect.DeepEqual(ds[0].Results[1], monitor.Results[1]) {
 		t.Fatalf("monitor decision read back as %+v", ds)
 	}
 }

@@ -2154,12 +2154,14 @@ type DecisionPolicyResult struct {
 	// "warn", "enforce", after any grace and --enforcement), what let it
 	// through ("monitor", "warned", "bypassed", "exempt"; empty: it
 	// blocked), the end of its grace period, and the exemption that waived it.
-	Enforcement   string                 `protobuf:"bytes,40,opt,name=enforcement,proto3" json:"enforcement,omitempty"`
-	Waiver        string                 `protobuf:"bytes,41,opt,name=waiver,proto3" json:"waiver,omitempty"`
-	GraceEnds     *timestamppb.Timestamp `protobuf:"bytes,42,opt,name=grace_ends,json=graceEnds,proto3" json:"grace_ends,omitempty"`
-	ExemptionId   int64                  `protobuf:"varint,43,opt,name=exemption_id,json=exemptionId,proto3" json:"exemption_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Enforcement string                 `protobuf:"bytes,40,opt,name=enforcement,proto3" json:"enforcement,omitempty"`
+	Waiver      string                 `protobuf:"bytes,41,opt,name=waiver,proto3" json:"waiver,omitempty"`
+	GraceEnds   *timestamppb.Timestamp `protobuf:"bytes,42,opt,name=grace_ends,json=graceEnds,proto3" json:"grace_ends,omitempty"`
+	ExemptionId int64                  `protobuf:"varint,43,opt,name=exemption_id,json=exemptionId,proto3" json:"exemption_id,omitempty"`
+	// The other exemptions that covered it too (exemption_id is the first).
+	OtherExemptionIds []int64 `protobuf:"varint,44,rep,packed,name=other_exemption_ids,json=otherExemptionIds,proto3" json:"other_exemption_ids,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *DecisionPolicyResult) Reset() {
@@ -2253,6 +2255,13 @@ func (x *DecisionPolicyResult) GetExemptionId() int64 {
 		return x.ExemptionId
 	}
 	return 0
+}
+
+func (x *DecisionPolicyResult) GetOtherExemptionIds() []int64 {
+	if x != nil {
+		return x.OtherExemptionIds
+	}
+	return nil
 }
 
 // Decision is one entry of the decision log: who asked, from which device and
@@ -2710,9 +2719,11 @@ type PolicyFinding struct {
 	// Since when the policy's result on this Mac has been status, as
 	// PolicyOutcome.since. Unset for a live check's fresh report, and when
 	// not recorded.
-	Since         *timestamppb.Timestamp `protobuf:"bytes,46,opt,name=since,proto3" json:"since,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Since *timestamppb.Timestamp `protobuf:"bytes,46,opt,name=since,proto3" json:"since,omitempty"`
+	// The other exemptions that cover it too (exemption_id is the first).
+	OtherExemptionIds []int64 `protobuf:"varint,47,rep,packed,name=other_exemption_ids,json=otherExemptionIds,proto3" json:"other_exemption_ids,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *PolicyFinding) Reset() {
@@ -2846,6 +2857,13 @@ func (x *PolicyFinding) GetBlocksFrom() *timestamppb.Timestamp {
 func (x *PolicyFinding) GetSince() *timestamppb.Timestamp {
 	if x != nil {
 		return x.Since
+	}
+	return nil
+}
+
+func (x *PolicyFinding) GetOtherExemptionIds() []int64 {
+	if x != nil {
+		return x.OtherExemptionIds
 	}
 	return nil
 }
@@ -4491,7 +4509,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"\x89\x01\n" +
 	"\x14RequestCheckResponse\x122\n" +
 	"\x06report\x18\x01 \x01(\v2\x1a.clearance.admin.v1.ReportR\x06report\x12=\n" +
-	"\bpolicies\x18\x02 \x03(\v2!.clearance.admin.v1.PolicyOutcomeR\bpolicies\"\xd7\x02\n" +
+	"\bpolicies\x18\x02 \x03(\v2!.clearance.admin.v1.PolicyOutcomeR\bpolicies\"\x87\x03\n" +
 	"\x14DecisionPolicyResult\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x128\n" +
 	"\x06status\x18\x02 \x01(\x0e2 .clearance.admin.v1.PolicyStatusR\x06status\x12\x1a\n" +
@@ -4502,7 +4520,8 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x06waiver\x18) \x01(\tR\x06waiver\x129\n" +
 	"\n" +
 	"grace_ends\x18* \x01(\v2\x1a.google.protobuf.TimestampR\tgraceEnds\x12!\n" +
-	"\fexemption_id\x18+ \x01(\x03R\vexemptionId\"\xda\x04\n" +
+	"\fexemption_id\x18+ \x01(\x03R\vexemptionId\x12.\n" +
+	"\x13other_exemption_ids\x18, \x03(\x03R\x11otherExemptionIds\"\xda\x04\n" +
 	"\bDecision\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12*\n" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1a\n" +
@@ -4542,7 +4561,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x02id\x18+ \x01(\x03R\x02id\"{\n" +
 	"\x15ListDecisionsResponse\x12:\n" +
 	"\tdecisions\x18\x01 \x03(\v2\x1c.clearance.admin.v1.DecisionR\tdecisions\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xbc\x04\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xec\x04\n" +
 	"\rPolicyFinding\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -4562,7 +4581,8 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x0ebypass_offered\x18, \x01(\bR\rbypassOffered\x12;\n" +
 	"\vblocks_from\x18- \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"blocksFrom\x120\n" +
-	"\x05since\x18. \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"n\n" +
+	"\x05since\x18. \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12.\n" +
+	"\x13other_exemption_ids\x18/ \x03(\x03R\x11otherExemptionIds\"n\n" +
 	"\x14ExplainAccessRequest\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12\x1d\n" +
