@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -23,7 +24,13 @@ func TestPoliciesForecast(t *testing.T) {
 	failing := s.enroll(t, secret, "0A1B2C3D-4E5F-4061-8172-839405A6B7D1", agentv1.PolicyStatus_POLICY_STATUS_FAIL)
 	passing := s.enroll(t, secret, "0A1B2C3D-4E5F-4061-8172-839405A6B7D2", agentv1.PolicyStatus_POLICY_STATUS_PASS)
 
-	out, errOut, err := execute(noEnv, "policies", "forecast", "--data-dir", s.dir, "--wide")
+	// The list names the set in force, so a reload can be checked.
+	_, errOut, err := execute(noEnv, "policies", "--data-dir", s.dir)
+	if err != nil || !regexp.MustCompile(`(?m)^policy set [0-9a-f]{8,}$`).MatchString(errOut) || !strings.Contains(errOut, "enforcement ceiling: monitor") {
+		t.Fatalf("policies: %v\n%s", err, errOut)
+	}
+
+	out, errOut, err = execute(noEnv, "policies", "forecast", "--data-dir", s.dir, "--wide")
 	if err != nil {
 		t.Fatal(err, errOut)
 	}

@@ -21,7 +21,7 @@ func (a *app) policiesCmd() *cli.Command {
 			"(required, critical or advisory), the mode a Mac failing it meets now (monitor, warn or enforce, " +
 			"after the verifier's --enforcement ceiling), its grace period, whether it may be resolved later " +
 			"(bypass), and the Okta groups it applies to (everyone when none; -group for one it leaves out). " +
-			"The ceiling is printed on stderr. It asks the running verifier's admin API with the data dir's " +
+			"The set's version and the ceiling are printed on stderr. It asks the running verifier's admin API with the data dir's " +
 			"ca.pem and admin.token; with replicas, each answers for itself.\n\n" +
 			"  clearance-verifier policies --data-dir /var/lib/clearance",
 		Footer:   config.SharedFooter,
@@ -39,6 +39,7 @@ func (a *app) policiesCmd() *cli.Command {
 					}
 					n := len(resp.GetPolicySet().GetPolicies())
 					return a.printList(*asJSON, resp, n, "no policies in force", func() error {
+						fmt.Fprintf(a.stderr, "policy set %s\n", orDash(resp.GetPolicySet().GetVersion()))
 						a.printCeiling(resp.GetEnforcementCeiling())
 						return renderPolicies(a.stdout, resp, tableWidth(a.getenv, *wide))
 					})
