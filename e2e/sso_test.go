@@ -549,3 +549,65 @@ func TestSignInFromRevokedMacsBrowser(t *testing.T) {
 		t.Errorf("clearance-verifier decisions does not list the attempt:\n%s", out)
 	}
 }
+
+// TestHeldSignInEndsWithItsKey: a failing Mac's sign-in is held, proven by
+// the Mac's key; the Mac is then set up again (an expected reinstall: a new
+// key, the same hardware UUID and serial) and passes. "Check again" with
+// the held sign-in's token does not complete it from the new key's
+// posture: the held sign-in was proven by the key that is gone, and the
+// browser must start again.
+func TestHeldSignInEndsWithItsKey(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "verifier")
+	oktaKey, oktaCert, oktaCertFile := oktaSigner(t, dir)
+	ssoAddr, presenceAddr, presenceAddr2 := freePort(t), freePort(t), freePort(t)
+	_, presencePort, _ := net.SplitHostPort(presenceAddr)
+	// "Check again" asks the Mac for a fresh check, so its posture at the
+	// press decides.
+	v := startSSOVerifier(t, dataDir, ssoAddr, "--okta-request-cert", oktaCertFile, "--agent-presence-port", presencePort,
+		"--live-check-after", liveCheckAfter.String(), "--live-check-timeout", "5s")
+	secret := v.enrollSecret()
+	fixture, sock, osq := startStandIn(t, dir, failingMac)
+	first := startProc(t, "clearance-agent", agentRun(dir, v.grpcAddr, filepath.Join(dataDir, "ca.pem"), secret, sock,
+		"--interval", "1h", "--presence-listen", presenceAddr)...)
+	got := waitDevice(t, v, "the failing Mac's report", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetConnected() && g.GetDevice().GetLastReportAt() != nil
+	})
+	deviceID, oldKey := got.GetDevice().GetDeviceId(), got.GetDevice().GetKeyFingerprint()
+	waitLog(t, first.logs, "the agent learning the presence URL", "presence url set", e2eSSOPublic+"/saml/presence")
+
+	sp, _ := oktaOrg(t, dataDir, oktaKey, oktaCert)
+	browser := newPresenceBrowser(t, v, ssoAddr)
+	held := sp.NewRequest(e2eUser)
+	u, err := sp.RedirectURL(held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := browser.follow(u)
+	if p.status != http.StatusForbidden {
+		t.Fatalf("the failing Mac's sign-in: %d, want 403\n%s", p.status, p.body)
+	}
+	_, token := retryForm(t, p.body)
+
+	admin, ctx := v.admin()
+	if _, err := admin.ExpectReinstall(ctx, &adminv1.ExpectReinstallRequest{DeviceId: deviceID}); err != nil {
+		t.Fatalf("ExpectReinstall: %v", err)
+	}
+	first.stop()
+	again := filepath.Join(dir, "set-up-again")
+	if err := os.MkdirAll(again, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	startProc(t, "clearance-agent", agentRun(again, v.grpcAddr, filepath.Join(dataDir, "ca.pem"), secret, sock,
+		"--interval", "1h", "--presence-listen", presenceAddr2)...)
+	waitDevice(t, v, "the new key's enrollment", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetConnected() && g.GetDevice().GetKeyFingerprint() != oldKey
+	})
+	flipMac(t, osq, fixture, compliantMac)
+
+	r := browser.post("/saml/sso/retry", url.Values{"token": {token}})
+	if r.status != http.StatusBadRequest || strings.Contains(r.body, "SAMLResponse") {
+		t.Fatalf("Check again after the key changed: %d, want 400 and no response\n%s", r.status, r.body)
+	}
+}

@@ -161,7 +161,8 @@ type ApprovalStore interface {
 	// the revocation speaks for it again. The device records the
 	// request's secret, whose use is counted; the request is removed, and
 	// so are the other requests waiting for that hardware UUID, which
-	// were made against the key it replaced. The agent then enrolls with
+	// were made against the key it replaced, and the sign-ins held for a
+	// known device (PendingSignIn), proven by that key. The agent then enrolls with
 	// its key (EnrollDevice: the same key, no further use). ErrNotFound
 	// for an unknown request, ErrRequestRejected for a rejected one,
 	// ErrSecretRevoked if its secret was revoked since (an approval is

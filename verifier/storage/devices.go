@@ -166,7 +166,9 @@ type DeviceStore interface {
 	// EnrollDevice commits an enrollment (see Enrollment). It returns the
 	// stored device and whether an existing device was re-enrolled. A revoked
 	// hardware UUID cannot re-enroll: ErrDeviceRevoked. A re-enrollment
-	// takes the request's facts but keeps the device's serial number.
+	// takes the request's facts but keeps the device's serial number. One
+	// with a new key forgets the sign-ins held for the device
+	// (PendingSignIn): they were proven by the key it replaces.
 	EnrollDevice(ctx context.Context, e Enrollment) (d Device, reenrolled bool, err error)
 	// ExpectReinstall lets the next enrollment of the unrevoked device
 	// deviceID with a new key that proves nothing (a Mac wiped and set up
@@ -197,7 +199,8 @@ type DeviceStore interface {
 	// RevokeDevice marks a device revoked and appends audit. A device
 	// revoked already keeps its first RevokedAt/RevokedReason, nothing is
 	// appended, and the error is ErrDeviceRevoked, with the device as it
-	// is: of revocations racing, one succeeds.
+	// is: of revocations racing, one succeeds. The sign-ins held for the
+	// device are forgotten with it.
 	RevokeDevice(ctx context.Context, id, reason string, at time.Time, audit AuditEvent) (Device, error)
 	// RenewDeviceCert records a renewed certificate as the device's current one.
 	// ErrDeviceRevoked if the device is revoked; a *TooManyCertsError if

@@ -103,7 +103,7 @@ func refusal(code reason.Code) (title, msg string) {
 	case reason.FutureRequest:
 		return "This sign-in link isn't valid yet", "The clocks of this computer's sign-in services disagree. Check that the date and time are set automatically." + back
 	case reason.RetryExpired:
-		return "This sign-in has expired", "It's been too long since the security check stopped this sign-in." + back
+		return "This sign-in has expired", "It's been too long since the security check stopped this sign-in, or your Mac has been set up again since." + back
 	case reason.RetryRestart:
 		return "This sign-in took too long", "It's been more than a few minutes since this sign-in started, so your organization's sign-in service has stopped waiting for it. Start again: your Mac will be checked again then."
 	case reason.RetryAgentRunning:

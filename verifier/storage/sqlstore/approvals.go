@@ -470,6 +470,9 @@ func (s *Store) ApproveEnrollment(ctx context.Context, a storage.Approval) (stor
 			if err := reenroll(ctx, q, d, 1); err != nil {
 				return fmt.Errorf("replacing device key: %w", err)
 			}
+			if err := dropHeld(ctx, q, d.ID); err != nil {
+				return err
+			}
 			if old.Revoked() {
 				if err := reinstate(ctx, q, old); err != nil {
 					return err

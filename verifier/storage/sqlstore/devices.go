@@ -232,6 +232,11 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 			if err := dropWaiting(ctx, q, in.HardwareUUID); err != nil {
 				return err
 			}
+			if found {
+				if err := dropHeld(ctx, q, id); err != nil {
+					return err
+				}
+			}
 		} else if _, err := q.exec(ctx, `DELETE FROM pending_enrollments WHERE hardware_uuid = $1 AND rejected_at = 0
 			AND (device_id <> $2 OR device_key <> $3)`, in.HardwareUUID, id, blob(old.PublicKey)); err != nil {
 			return fmt.Errorf("removing stale requests for hardware UUID %s: %w", in.HardwareUUID, err)
@@ -277,6 +282,18 @@ func reenroll(ctx context.Context, q conn, d storage.Device, count int) error {
 		return err
 	}
 	return rememberKey(ctx, q, d.ID, d.PublicKey)
+}
+
+// dropHeld forgets the sign-ins held for the device (storage.PendingSignIn):
+// each was proven by the key the device had then, or by a certificate for
+// it, and "Check again" decides it from the device's posture now. Once
+// that key is replaced or the device revoked, the browser that holds one
+// has proven nothing about the device that now answers for it.
+func dropHeld(ctx context.Context, q conn, deviceID string) error {
+	if _, err := q.exec(ctx, `DELETE FROM pending_sign_ins WHERE device_id = $1`, deviceID); err != nil {
+		return fmt.Errorf("forgetting the sign-ins held for %s: %w", deviceID, err)
+	}
+	return nil
 }
 
 // endReinstall forgets the device's expected reinstall, if any.
@@ -469,8 +486,11 @@ func (s *Store) RevokeDevice(ctx context.Context, id, reason string, at time.Tim
 			return storage.ErrDeviceRevoked
 		}
 		// A revoked Mac comes back only by approval: no expected
-		// reinstall outlives the revocation.
+		// reinstall outlives the revocation, nor a sign-in held for it.
 		if err := endReinstall(ctx, q, id); err != nil {
+			return err
+		}
+		if err := dropHeld(ctx, q, id); err != nil {
 			return err
 		}
 		audit.DeviceID = id

@@ -28,6 +28,7 @@ var pendingSignInTests = []test{
 	{"DeleteExpired", testDeleteExpiredPendingSignIns},
 	{"RefusesUnstorable", testPendingSignInUnstorable},
 	{"SetResolveLater", testPendingSignInResolveLater},
+	{"ForgottenWithTheKey", testPendingSignInForgottenWithTheKey},
 }
 
 const (
@@ -403,4 +404,56 @@ func testPendingSignInResolveLater(t *testing.T, s storage.Store) {
 
 	must(t, s.DeletePendingSignIn(ctx, p.TokenHash))
 	wantErr(t, s.SetPendingSignInResolveLater(ctx, p.TokenHash, []string{"firewall"}), storage.ErrNotFound)
+}
+
+// A sign-in held for a device was proven by the key it had then: a new key
+// (a proven rotation, an approval) or a revocation forgets it; the same key
+// enrolling again, and the sign-ins of other devices, keep theirs.
+func testPendingSignInForgottenWithTheKey(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	ds := enrollN(t, s, 2)
+	held := func(token, deviceID string) []byte {
+		t.Helper()
+		p := newPendingSignIn(token, t0)
+		p.DeviceID = deviceID
+		must(t, s.CreatePendingSignIn(ctx, p))
+		return p.TokenHash
+	}
+	kept := func(what string, hash []byte, want bool) {
+		t.Helper()
+		_, err := s.GetPendingSignIn(ctx, hash)
+		switch {
+		case want && err != nil:
+			t.Errorf("%s: the held sign-in is gone: %v", what, err)
+		case !want && !errors.Is(err, storage.ErrNotFound):
+			t.Errorf("%s: the held sign-in is still there (err %v)", what, err)
+		}
+	}
+	first, other := held("first", ds[0].ID), held("other", ds[1].ID)
+
+	same := newEnrollment(1, "fleet")
+	same.Device.CertSerial, same.Cert.Serial = "abc301", "abc301"
+	enroll(t, s, same)
+	kept("the same key enrolled again", first, true)
+
+	rot := newEnrollment(1, "fleet")
+	rot.Device.PublicKey = []byte("rotated-key")
+	rot.Device.CertSerial, rot.Cert.Serial = "abc302", "abc302"
+	rot.Checked = &storage.Checked{Key: ds[0].PublicKey}
+	enroll(t, s, rot)
+	kept("a proven rotation", first, false)
+	kept("another device's key rotated", other, true)
+
+	second := held("second", ds[0].ID)
+	r := newRequest(1, "unproven", "fleet")
+	r.DeviceID, r.DeviceKey, r.Reason = ds[0].ID, []byte("rotated-key"), "unproven_key"
+	request(t, s, r, storage.PendingLimits{})
+	kept("a request waiting for approval", second, true)
+	_, _, err := approve(t, s, r.ID, "dev-unused", at(3*hour))
+	must(t, err)
+	kept("an approved key", second, false)
+	kept("another device's key approved", other, true)
+
+	revokeDevice(t, s, ds[1].ID)
+	kept("a revocation", other, false)
 }
