@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,10 +35,11 @@ import (
 type PolicySource interface {
 	Current() *agentv1.PolicySet
 	// Reload reads the policy file again. It calls record, when set, with
-	// the set it read before putting it in force; record's error leaves
+	// the set it read and how it differs from the set in force
+	// (policy.Changes), before putting it in force; record's error leaves
 	// the set in force as it was and is returned as is (ErrNotRecorded's
 	// wrapping tells it from a file that does not load).
-	Reload(record func(next *agentv1.PolicySet) error) (*agentv1.PolicySet, error)
+	Reload(record func(next *agentv1.PolicySet, changes []string) error) (*agentv1.PolicySet, error)
 }
 
 // reloadAuditTimeout bounds a reload's wait for its audit event.
@@ -250,7 +252,9 @@ func (s *Server) ReloadPolicies(ctx context.Context, _ *adminv1.ReloadPoliciesRe
 	// A person's reload is audited whatever it found; SIGHUP's only when
 	// the set changed, since the signal is also how the settings file is
 	// read again.
-	record := func(next *agentv1.PolicySet) error {
+	var changes []string
+	record := func(next *agentv1.PolicySet, c []string) error {
+		changes = c
 		changed := next.GetVersion() != was
 		if !changed && CallerFrom(ctx).Process != "" {
 			return nil
@@ -258,6 +262,9 @@ func (s *Server) ReloadPolicies(ctx context.Context, _ *adminv1.ReloadPoliciesRe
 		detail := fmt.Sprintf("policy set %s, %d policies; unchanged", next.GetVersion(), len(next.GetPolicies()))
 		if changed {
 			detail = fmt.Sprintf("policy set %s (was %s), %d policies", next.GetVersion(), orNone(was), len(next.GetPolicies()))
+			if len(c) > 0 {
+				detail += ": " + changeList(c, maxChangesDetail)
+			}
 		}
 		ev := storage.AuditEvent{At: s.now(), Actor: actor(ctx), Action: "policies.reload", Detail: detail}
 		// Not the caller's deadline (a reload once decided is recorded
@@ -281,8 +288,35 @@ func (s *Server) ReloadPolicies(ctx context.Context, _ *adminv1.ReloadPoliciesRe
 		return nil, status.Errorf(codes.FailedPrecondition, "policies not reloaded, the previous set stays in force: %v", err)
 	}
 	n := s.Hub.Broadcast(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_PolicySet{PolicySet: ps}})
-	s.log().Info("policies reloaded", "version", ps.GetVersion(), "changed", ps.GetVersion() != was, "policies", len(ps.GetPolicies()), "agents_notified", n, "by", actor(ctx))
-	return &adminv1.ReloadPoliciesResponse{PolicySet: ps, AgentsNotified: uint32(n)}, nil
+	s.log().Info("policies reloaded", "version", ps.GetVersion(), "changed", ps.GetVersion() != was, "policies", len(ps.GetPolicies()),
+		"changes", changeList(changes, maxChangesDetail), "agents_notified", n, "by", actor(ctx))
+	return &adminv1.ReloadPoliciesResponse{PolicySet: ps, AgentsNotified: uint32(n), Changes: changes}, nil
+}
+
+// maxChangesDetail bounds the changes a policies.reload event lists, in
+// bytes: a set of hundreds of policies rewritten at once is recorded as its
+// first changes and how many more.
+const maxChangesDetail = 2000
+
+// changeList is changes joined by "; ", cut after the last whole change
+// that keeps it within max bytes, with how many were left out.
+func changeList(changes []string, max int) string {
+	var b strings.Builder
+	for i, c := range changes {
+		if i > 0 && b.Len()+2+len(c) > max {
+			fmt.Fprintf(&b, "; and %d more", len(changes)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		if len(c) > max {
+			// One change longer than the whole (a scope of many groups).
+			c = strings.ToValidUTF8(c[:max], "") + "…"
+		}
+		b.WriteString(c)
+	}
+	return b.String()
 }
 
 // CreateEnrollSecret implements AdminService.CreateEnrollSecret.

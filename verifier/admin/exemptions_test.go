@@ -182,9 +182,9 @@ func fixedPolicies(version string, ids ...string) fixedPolicySet {
 }
 
 func (f fixedPolicySet) Current() *agentv1.PolicySet { return f.ps }
-func (f fixedPolicySet) Reload(record func(*agentv1.PolicySet) error) (*agentv1.PolicySet, error) {
+func (f fixedPolicySet) Reload(record func(*agentv1.PolicySet, []string) error) (*agentv1.PolicySet, error) {
 	if record != nil {
-		if err := record(f.ps); err != nil {
+		if err := record(f.ps, nil); err != nil {
 			return nil, err
 		}
 	}

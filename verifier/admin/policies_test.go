@@ -19,9 +19,9 @@ import (
 type snapshotPolicies struct{ snap access.PolicySnapshot }
 
 func (p snapshotPolicies) Current() *agentv1.PolicySet { return p.snap.Set }
-func (p snapshotPolicies) Reload(record func(*agentv1.PolicySet) error) (*agentv1.PolicySet, error) {
+func (p snapshotPolicies) Reload(record func(*agentv1.PolicySet, []string) error) (*agentv1.PolicySet, error) {
 	if record != nil {
-		if err := record(p.snap.Set); err != nil {
+		if err := record(p.snap.Set, nil); err != nil {
 			return nil, err
 		}
 	}

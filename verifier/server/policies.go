@@ -21,6 +21,9 @@ type policySource struct {
 	cur atomic.Pointer[access.PolicySnapshot]
 	// loaded, when set, is called with each set a reload puts in force.
 	loaded func(access.PolicySnapshot)
+	// file is the set in force as the file gave it (under mu), for the
+	// changes a reload records.
+	file *policy.Set
 }
 
 func newPolicySource(path string) (*policySource, error) {
@@ -43,10 +46,11 @@ func (p *policySource) Scopes() map[string]decision.Scope { return p.cur.Load().
 // Rollout returns the rollout settings of the policies in force, by id.
 func (p *policySource) Rollout() map[string]decision.PolicyRollout { return p.cur.Load().Rollout }
 
-// Reload reads the file again. When record is set it is given the new set
-// before it is put in force, and an error from it leaves the set in force
-// as it was: what the audit log cannot record does not take effect.
-func (p *policySource) Reload(record func(next *agentv1.PolicySet) error) (*agentv1.PolicySet, error) {
+// Reload reads the file again. When record is set it is given the new set,
+// and how it differs from the set in force (policy.Changes), before it is
+// put in force, and an error from it leaves the set in force as it was:
+// what the audit log cannot record does not take effect.
+func (p *policySource) Reload(record func(next *agentv1.PolicySet, changes []string) error) (*agentv1.PolicySet, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	set, err := policy.Load(p.path)
@@ -63,10 +67,11 @@ func (p *policySource) Reload(record func(next *agentv1.PolicySet) error) (*agen
 		}
 	}
 	if record != nil {
-		if err := record(snap.Set); err != nil {
+		if err := record(snap.Set, policy.Changes(p.file, set)); err != nil {
 			return nil, err
 		}
 	}
+	p.file = set
 	p.cur.Store(&snap)
 	if p.loaded != nil {
 		p.loaded(snap)

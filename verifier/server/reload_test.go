@@ -235,8 +235,9 @@ func TestReloadPoliciesAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := h.auditOf("policies.reload")
-	if len(got) != 1 || got[0].GetActor() != "sighup" || !strings.Contains(got[0].GetDetail(), "(was "+was+")") {
-		t.Fatalf("policies.reload events %v, want one by sighup naming the set it replaced (%s)", got, was)
+	if len(got) != 1 || got[0].GetActor() != "sighup" || !strings.Contains(got[0].GetDetail(), "(was "+was+")") ||
+		!strings.HasSuffix(got[0].GetDetail(), ": filevault: name changed") {
+		t.Fatalf("policies.reload events %v, want one by sighup naming the set it replaced (%s) and what changed", got, was)
 	}
 	if h.ceiling() != before || len(h.auditOf("settings.enforcement")) != 0 {
 		t.Fatal("an unchanged ceiling was changed or audited")
@@ -249,6 +250,29 @@ func TestReloadPoliciesAudit(t *testing.T) {
 	if len(got) != 2 || got[0].GetActor() != "admin-api" || !strings.HasSuffix(got[0].GetDetail(), "; unchanged") {
 		t.Fatalf("policies.reload events %v, want the person's unchanged reload too", got)
 	}
+
+	// A policy moved to monitor, another given a grace period: the
+	// answer and the event say which and how.
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(b), "  - id: firewall\n", "  - id: firewall\n    enforcement: monitor\n    grace: 72h\n", 1)
+	if err := os.WriteFile(file, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := h.admin.ReloadPolicies(h.ctx(), &adminv1.ReloadPoliciesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "firewall: enforcement enforce → monitor, grace none → 72h"
+	if c := resp.GetChanges(); len(c) != 1 || c[0] != want {
+		t.Errorf("ReloadPolicies changes %q, want [%q]", c, want)
+	}
+	if got = h.auditOf("policies.reload"); len(got) != 3 || !strings.HasSuffix(got[0].GetDetail(), "policies: "+want) {
+		t.Errorf("policies.reload events %v, want the change in the last", got)
+	}
+	h.logs.has(t, `changes="`+want+`"`)
 
 	if err := os.WriteFile(file, []byte("policies: [\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -1584,8 +1584,13 @@ type ReloadPoliciesResponse struct {
 	PolicySet *v1.PolicySet          `protobuf:"bytes,1,opt,name=policy_set,json=policySet,proto3" json:"policy_set,omitempty"`
 	// How many connected agents were sent the new set.
 	AgentsNotified uint32 `protobuf:"varint,2,opt,name=agents_notified,json=agentsNotified,proto3" json:"agents_notified,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// How the set differs from the one it replaced, a change a line, as the
+	// audit event policies.reload records them: "added usb", "removed
+	// screen-lock", "firewall: enforcement monitor → enforce, grace none →
+	// 72h". Empty when the file gives the set in force.
+	Changes       []string `protobuf:"bytes,3,rep,name=changes,proto3" json:"changes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReloadPoliciesResponse) Reset() {
@@ -1630,6 +1635,13 @@ func (x *ReloadPoliciesResponse) GetAgentsNotified() uint32 {
 		return x.AgentsNotified
 	}
 	return 0
+}
+
+func (x *ReloadPoliciesResponse) GetChanges() []string {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
 }
 
 // EnrollSecret describes a secret without its value.
@@ -4471,11 +4483,12 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x15effective_enforcement\x18\t \x01(\tR\x14effectiveEnforcementB\v\n" +
 	"\t_requiredB\v\n" +
 	"\t_critical\"\x17\n" +
-	"\x15ReloadPoliciesRequest\"\x7f\n" +
+	"\x15ReloadPoliciesRequest\"\x99\x01\n" +
 	"\x16ReloadPoliciesResponse\x12<\n" +
 	"\n" +
 	"policy_set\x18\x01 \x01(\v2\x1d.clearance.agent.v1.PolicySetR\tpolicySet\x12'\n" +
-	"\x0fagents_notified\x18\x02 \x01(\rR\x0eagentsNotified\"\xa0\x02\n" +
+	"\x0fagents_notified\x18\x02 \x01(\rR\x0eagentsNotified\x12\x18\n" +
+	"\achanges\x18\x03 \x03(\tR\achanges\"\xa0\x02\n" +
 	"\fEnrollSecret\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x129\n" +
