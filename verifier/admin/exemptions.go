@@ -25,7 +25,7 @@ func (s *Server) GrantExemption(ctx context.Context, req *adminv1.GrantExemption
 		ExpiresAt: req.GetExpiresAt().AsTime(), Reason: req.GetReason(),
 	}
 	err := g.Check(now)
-	if err == nil && len(g.PolicyIDs) > 0 {
+	if err == nil && len(g.PolicyIDs) > 0 && !req.GetAllowUnknownPolicies() {
 		ids, version := s.policyIDs()
 		err = g.CheckPolicies(ids, rollout.SetDescription("the policy set in force", version))
 	}
@@ -41,7 +41,7 @@ func (s *Server) GrantExemption(ctx context.Context, req *adminv1.GrantExemption
 	case err != nil:
 		return nil, s.internal("granting exemption", err)
 	}
-	resp := &adminv1.GrantExemptionResponse{Exemption: exemptionProto(e, now)}
+	resp := &adminv1.GrantExemptionResponse{Exemption: ExemptionProto(e, now)}
 	if e.Username != "" {
 		known, err := rollout.KnownUsername(ctx, s.Store, e.Username)
 		if err != nil {
@@ -68,29 +68,59 @@ func (s *Server) policyIDs() ([]string, string) {
 	return ids, ps.GetVersion()
 }
 
-// ListExemptions implements AdminService.ListExemptions.
+// Exemption listing pages: 100 unless asked, at most 1000.
+const (
+	defaultExemptionPage = 100
+	maxExemptionPage     = storage.MaxDecisionLimit
+)
+
+// ListExemptions implements AdminService.ListExemptions. A device is named
+// by its id or the start of one, as elsewhere; pages go by exemption id,
+// newest first, with the id cursor decisions use.
 func (s *Server) ListExemptions(ctx context.Context, req *adminv1.ListExemptionsRequest) (*adminv1.ListExemptionsResponse, error) {
-	if err := bounded("device_id", req.GetDeviceId()); err != nil {
-		return nil, err
-	}
 	if err := bounded("username", req.GetUsername()); err != nil {
 		return nil, err
 	}
-	if req.GetPageSize() < 0 {
-		return nil, status.Error(codes.InvalidArgument, "page_size must not be negative")
+	size, err := pageSize(req.GetPageSize(), defaultExemptionPage, maxExemptionPage)
+	if err != nil {
+		return nil, err
+	}
+	f := storage.ExemptionFilter{Username: req.GetUsername()}
+	if tok := req.GetPageToken(); tok != "" {
+		id, ok := parseDecisionToken(tok)
+		if !ok {
+			return nil, status.Error(codes.InvalidArgument, "page_token is not one this server returned")
+		}
+		f.BeforeID = id
+	}
+	if req.GetDeviceId() != "" {
+		// A start of an id that matched nothing would read as "this Mac
+		// has no exemptions": it names the device, or is refused.
+		if f.DeviceID, err = s.deviceID(ctx, req.GetDeviceId()); err != nil {
+			return nil, err
+		}
 	}
 	now := s.now()
-	f := storage.ExemptionFilter{DeviceID: req.GetDeviceId(), Username: req.GetUsername(), Limit: int(req.GetPageSize())}
 	if !req.GetIncludeInactive() {
 		f.ActiveAt = now
 	}
+	// One more than the page says whether there is a next; at the
+	// backend's cap, a full page is taken to mean there may be.
+	f.Limit = min(size+1, maxExemptionPage)
 	es, err := s.Store.ListExemptions(ctx, f)
 	if err != nil {
 		return nil, s.internal("listing exemptions", err)
 	}
+	more := len(es) > size || (len(es) == size && f.Limit == size)
+	if len(es) > size {
+		es = es[:size]
+	}
 	resp := &adminv1.ListExemptionsResponse{Exemptions: make([]*adminv1.Exemption, 0, len(es))}
 	for _, e := range es {
-		resp.Exemptions = append(resp.Exemptions, exemptionProto(e, now))
+		resp.Exemptions = append(resp.Exemptions, ExemptionProto(e, now))
+	}
+	if more && len(es) > 0 {
+		resp.NextPageToken = decisionToken(es[len(es)-1].ID)
 	}
 	return resp, nil
 }
@@ -108,10 +138,11 @@ func (s *Server) RevokeExemption(ctx context.Context, req *adminv1.RevokeExempti
 		return nil, s.internal("revoking exemption", err)
 	}
 	s.log().Info("exemption revoked", "exemption_id", e.ID)
-	return &adminv1.RevokeExemptionResponse{Exemption: exemptionProto(e, now)}, nil
+	return &adminv1.RevokeExemptionResponse{Exemption: ExemptionProto(e, now)}, nil
 }
 
-func exemptionProto(e storage.Exemption, now time.Time) *adminv1.Exemption {
+// ExemptionProto is e as the admin API returns it, active or not at now.
+func ExemptionProto(e storage.Exemption, now time.Time) *adminv1.Exemption {
 	return &adminv1.Exemption{
 		Id: e.ID, DeviceId: e.DeviceID, Username: e.Username, PolicyIds: e.PolicyIDs, Reason: e.Reason,
 		CreatedBy: e.CreatedBy, CreatedAt: ts(e.CreatedAt), ExpiresAt: ts(e.ExpiresAt),

@@ -241,3 +241,122 @@ func TestListDecisionsModes(t *testing.T) {
 		t.Errorf("origin 7: %v", err)
 	}
 }
+
+// ListExemptions pages through every exemption, newest first, with none
+// repeated or lost when grants land between pages; a device is named by
+// the start of its id, and a start that names no device, or two, is
+// refused rather than answered with an empty list.
+func TestListExemptionsPagesAndDevicePrefix(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := newStore(t)
+	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	s := &admin.Server{Store: store, Now: func() time.Time { return now }, Policies: fixedPolicies("v7", "firewall")}
+	setup := storage.AuditEvent{At: now, Actor: "test", Action: "setup"}
+	if err := store.CreateEnrollSecret(ctx, storage.EnrollSecret{ID: "s", Hash: []byte("h"), CreatedAt: now}, setup); err != nil {
+		t.Fatal(err)
+	}
+	devs := []string{"83bffe5b-31ab-4c1e-9a00-000000000001", "83bffe5b-31ab-4c1e-9a00-000000000002", "1cf1a242-0000-4000-8000-000000000003"}
+	for _, id := range devs {
+		if _, _, err := store.EnrollDevice(ctx, storage.Enrollment{
+			Device: storage.Device{ID: id, HardwareUUID: "HW-" + id, Platform: "darwin", PublicKey: []byte("key " + id),
+				CertSerial: "c" + id, CertNotAfter: now.Add(24 * time.Hour), EnrolledAt: now},
+			Cert:     storage.Cert{Serial: "c" + id, Kind: "device", NotBefore: now, NotAfter: now.Add(24 * time.Hour), DER: []byte("der")},
+			SecretID: "s", Audit: setup,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	until := timestamppb.New(now.Add(time.Hour))
+	grant := func(dev string) int64 {
+		t.Helper()
+		g, err := s.GrantExemption(ctx, &adminv1.GrantExemptionRequest{DeviceId: dev, ExpiresAt: until, Reason: "r"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g.GetExemption().GetId()
+	}
+	var want []int64
+	for i := range 108 {
+		want = append(want, grant(devs[i%3]))
+	}
+	slices.Reverse(want)
+
+	// The default page is 100, and says there is more.
+	first, err := s.ListExemptions(ctx, &adminv1.ListExemptionsRequest{})
+	if err != nil || len(first.GetExemptions()) != 100 || first.GetNextPageToken() == "" {
+		t.Fatalf("first page: %d exemptions, token %q, %v", len(first.GetExemptions()), first.GetNextPageToken(), err)
+	}
+	// Walked 7 at a time, with a grant after each page: every exemption
+	// that was there once, in order, none twice.
+	var got []int64
+	req := &adminv1.ListExemptionsRequest{PageSize: 7}
+	for pages := 0; ; pages++ {
+		if pages > 20 {
+			t.Fatal("paging does not end")
+		}
+		resp, err := s.ListExemptions(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range resp.GetExemptions() {
+			got = append(got, e.GetId())
+		}
+		if resp.GetNextPageToken() == "" {
+			break
+		}
+		grant(devs[2])
+		req.PageToken = resp.GetNextPageToken()
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("paged %d exemptions %v…, want %d", len(got), got[:min(len(got), 5)], len(want))
+	}
+	if _, err := s.ListExemptions(ctx, &adminv1.ListExemptionsRequest{PageToken: "not-a-token"}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("bad page token: %v", err)
+	}
+
+	// The start of one device's id, in either case, lists that device's.
+	for _, prefix := range []string{"1cf1", "1CF1A242", devs[2]} {
+		l, err := s.ListExemptions(ctx, &adminv1.ListExemptionsRequest{DeviceId: prefix, PageSize: 1000})
+		if err != nil || len(l.GetExemptions()) == 0 {
+			t.Fatalf("device %q: %v, %v", prefix, len(l.GetExemptions()), err)
+		}
+		for _, e := range l.GetExemptions() {
+			if e.GetDeviceId() != devs[2] {
+				t.Fatalf("device %q listed %v", prefix, e)
+			}
+		}
+	}
+	for prefix, c := range map[string]struct {
+		code codes.Code
+		msg  string
+	}{
+		"83bf":   {codes.InvalidArgument, `"83bf": more than one device's id starts with that; give more of it`},
+		"ffff":   {codes.NotFound, `no enrolled device's id is or starts with "ffff"`},
+		"a\x00b": {codes.InvalidArgument, "device_id holds a control character"},
+	} {
+		_, err := s.ListExemptions(ctx, &adminv1.ListExemptionsRequest{DeviceId: prefix})
+		if status.Code(err) != c.code || !strings.Contains(status.Convert(err).Message(), c.msg) {
+			t.Errorf("device %q: %v, want %v %q", prefix, err, c.code, c.msg)
+		}
+	}
+}
+
+// allow_unknown_policies grants a policy the set in force does not have
+// yet, as written; a malformed id is refused all the same.
+func TestGrantExemptionAllowUnknownPolicies(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	s := &admin.Server{Store: newStore(t), Now: func() time.Time { return now }, Policies: fixedPolicies("v7", "firewall")}
+	until := timestamppb.New(now.Add(time.Hour))
+	g, err := s.GrantExemption(ctx, &adminv1.GrantExemptionRequest{Username: "ada@example.com", PolicyIds: []string{"next-quarters-policy"},
+		ExpiresAt: until, Reason: "ahead of the policy", AllowUnknownPolicies: true})
+	if err != nil || !slices.Equal(g.GetExemption().GetPolicyIds(), []string{"next-quarters-policy"}) {
+		t.Fatalf("grant ahead of the policy: %v, %v", g, err)
+	}
+	if _, err := s.GrantExemption(ctx, &adminv1.GrantExemptionRequest{Username: "ada@example.com", PolicyIds: []string{"Next Quarter"},
+		ExpiresAt: until, Reason: "r", AllowUnknownPolicies: true}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("malformed policy id with allow_unknown_policies: %v", err)
+	}
+}

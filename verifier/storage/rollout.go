@@ -43,6 +43,10 @@ type ExemptionFilter struct {
 	Username string // matched as SameUserName compares: ASCII case only
 	// ActiveAt, when set, keeps only exemptions active then.
 	ActiveAt time.Time
+	// BeforeID, when positive, keeps only exemptions whose ID is below it:
+	// the paging cursor, the ID of the last one a page returned (IDs only
+	// grow, so a grant between pages never repeats or hides a row).
+	BeforeID int64
 	// Limit caps the result (<= 0: DefaultDecisionLimit; at most
 	// MaxDecisionLimit).
 	Limit int

@@ -215,6 +215,9 @@ func (s *Store) ListExemptions(ctx context.Context, f storage.ExemptionFilter) (
 	if f.Username != "" {
 		w.add("username_key = ?", storage.UserNameKey(f.Username))
 	}
+	if f.BeforeID > 0 {
+		w.add("id < ?", f.BeforeID)
+	}
 	if !f.ActiveAt.IsZero() {
 		if cond, arg, ok := activeAt(f.ActiveAt); ok {
 			w.add(cond, arg)

@@ -250,6 +250,17 @@ func testExemptions(t *testing.T, s storage.Store) {
 	if !slices.Equal(exemptionIDs(byDev), []int64{other.ID}) || !slices.Equal(exemptionIDs(byUser), []int64{user.ID}) || len(one) != 1 {
 		t.Fatalf("filters: device %v user %v limit %v", exemptionIDs(byDev), exemptionIDs(byUser), exemptionIDs(one))
 	}
+	// Paged by ID: each page starts below the last ID of the one before,
+	// and combines with the other filters.
+	after, err := s.ListExemptions(ctx, storage.ExemptionFilter{BeforeID: other.ID, Limit: 1})
+	must(t, err)
+	rest, err := s.ListExemptions(ctx, storage.ExemptionFilter{BeforeID: user.ID})
+	must(t, err)
+	userBelow, err := s.ListExemptions(ctx, storage.ExemptionFilter{Username: "alice@example.com", BeforeID: user.ID})
+	must(t, err)
+	if !slices.Equal(exemptionIDs(after), []int64{user.ID}) || !slices.Equal(exemptionIDs(rest), []int64{dev.ID}) || len(userBelow) != 0 {
+		t.Fatalf("paging: after %d %v, after %d %v, user's after %d %v", other.ID, exemptionIDs(after), user.ID, exemptionIDs(rest), user.ID, exemptionIDs(userBelow))
+	}
 }
 
 // testExemptionsUserNameLookAlikes: an exemption covers its user name in

@@ -38,14 +38,17 @@ type Exemption struct {
 	PolicyIds []string `protobuf:"bytes,4,rep,name=policy_ids,json=policyIds,proto3" json:"policy_ids,omitempty"`
 	// Why it was granted.
 	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
-	// Who granted it ("admin-api", "cli").
+	// Who granted it, as the audit log names the actor: "admin:<name>" for
+	// a named admin token, "admin-api" for the data dir's admin.token, "cli"
+	// for `exemption grant --direct`.
 	CreatedBy string                 `protobuf:"bytes,6,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// It counts until this time, and not from it on.
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	// Set when revoked early.
 	RevokedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
-	RevokedBy string                 `protobuf:"bytes,10,opt,name=revoked_by,json=revokedBy,proto3" json:"revoked_by,omitempty"`
+	// Who revoked it, named as created_by is.
+	RevokedBy string `protobuf:"bytes,10,opt,name=revoked_by,json=revokedBy,proto3" json:"revoked_by,omitempty"`
 	// Whether it counts now.
 	Active        bool `protobuf:"varint,11,opt,name=active,proto3" json:"active,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -172,9 +175,13 @@ type GrantExemptionRequest struct {
 	// Until when: within a year from now.
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	// Why (required): shown in the list and the audit log.
-	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Grant the policy_ids as written, checked against no policy set: for a
+	// policy the verifier will load later. Each must still be a well-formed
+	// policy id.
+	AllowUnknownPolicies bool `protobuf:"varint,6,opt,name=allow_unknown_policies,json=allowUnknownPolicies,proto3" json:"allow_unknown_policies,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *GrantExemptionRequest) Reset() {
@@ -242,6 +249,13 @@ func (x *GrantExemptionRequest) GetReason() string {
 	return ""
 }
 
+func (x *GrantExemptionRequest) GetAllowUnknownPolicies() bool {
+	if x != nil {
+		return x.AllowUnknownPolicies
+	}
+	return false
+}
+
 // GrantExemptionResponse is the exemption granted.
 type GrantExemptionResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -302,15 +316,20 @@ func (x *GrantExemptionResponse) GetUsernameUnknown() bool {
 // ListExemptionsRequest filters exemptions; filters combine (AND).
 type ListExemptionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Only those covering this device.
+	// Only those covering this device: its id, or the start of one no other
+	// device's id starts with, as the tables show ids (NOT_FOUND when no
+	// enrolled device's id is or starts with it; INVALID_ARGUMENT when more
+	// than one does).
 	DeviceId string `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	// Only those covering this user: this username in any case of its ASCII
 	// letters.
 	Username string `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
 	// Also list expired and revoked ones (default: active only).
 	IncludeInactive bool `protobuf:"varint,3,opt,name=include_inactive,json=includeInactive,proto3" json:"include_inactive,omitempty"`
-	// At most this many (default 100, max 1000), newest first.
-	PageSize      int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// At most this many a page (default 100, max 1000), newest first.
+	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token, with the same filters.
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -373,10 +392,20 @@ func (x *ListExemptionsRequest) GetPageSize() int32 {
 	return 0
 }
 
-// ListExemptionsResponse lists exemptions, newest first.
+func (x *ListExemptionsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListExemptionsResponse is one page of exemptions, newest first.
 type ListExemptionsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Exemptions    []*Exemption           `protobuf:"bytes,1,rep,name=exemptions,proto3" json:"exemptions,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Exemptions []*Exemption           `protobuf:"bytes,1,rep,name=exemptions,proto3" json:"exemptions,omitempty"`
+	// Empty when there are no more. Pages go by exemption id, so one granted
+	// while you page is neither repeated nor makes another skipped.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -416,6 +445,13 @@ func (x *ListExemptionsResponse) GetExemptions() []*Exemption {
 		return x.Exemptions
 	}
 	return nil
+}
+
+func (x *ListExemptionsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // RevokeExemptionRequest ends an exemption now.
@@ -915,7 +951,7 @@ const file_clearance_admin_v1_rollout_proto_rawDesc = "" +
 	"\n" +
 	"revoked_by\x18\n" +
 	" \x01(\tR\trevokedBy\x12\x16\n" +
-	"\x06active\x18\v \x01(\bR\x06active\"\xc2\x01\n" +
+	"\x06active\x18\v \x01(\bR\x06active\"\xf8\x01\n" +
 	"\x15GrantExemptionRequest\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12\x1d\n" +
@@ -923,19 +959,23 @@ const file_clearance_admin_v1_rollout_proto_rawDesc = "" +
 	"policy_ids\x18\x03 \x03(\tR\tpolicyIds\x129\n" +
 	"\n" +
 	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\x80\x01\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x124\n" +
+	"\x16allow_unknown_policies\x18\x06 \x01(\bR\x14allowUnknownPolicies\"\x80\x01\n" +
 	"\x16GrantExemptionResponse\x12;\n" +
 	"\texemption\x18\x01 \x01(\v2\x1d.clearance.admin.v1.ExemptionR\texemption\x12)\n" +
-	"\x10username_unknown\x18\x02 \x01(\bR\x0fusernameUnknown\"\x98\x01\n" +
+	"\x10username_unknown\x18\x02 \x01(\bR\x0fusernameUnknown\"\xb7\x01\n" +
 	"\x15ListExemptionsRequest\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12)\n" +
 	"\x10include_inactive\x18\x03 \x01(\bR\x0fincludeInactive\x12\x1b\n" +
-	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\"W\n" +
+	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"\x7f\n" +
 	"\x16ListExemptionsResponse\x12=\n" +
 	"\n" +
 	"exemptions\x18\x01 \x03(\v2\x1d.clearance.admin.v1.ExemptionR\n" +
-	"exemptions\"(\n" +
+	"exemptions\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"(\n" +
 	"\x16RevokeExemptionRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\"V\n" +
 	"\x17RevokeExemptionResponse\x12;\n" +
