@@ -2,15 +2,18 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
 
 // TestAuditLog reads the audit log of a real verifier both ways a security
 // team would: a device revoked with grpcurl and an exemption granted with
-// the CLI are listed by `clearance-verifier audit` and by
-// AdminService/ListAuditEvents, each with its actor, after the agent's
-// enrollment and the CLI's enroll secret. A reason holding a terminal
+// the CLI and a named admin token are listed by `clearance-verifier audit`
+// and by AdminService/ListAuditEvents, each with its actor (the token's
+// holder for the exemption), after the agent's enrollment and the CLI's
+// enroll secret. A reason holding a terminal
 // escape is shown escaped in the table and returned as typed by the API.
 func TestAuditLog(t *testing.T) {
 	t.Parallel()
@@ -20,7 +23,11 @@ func TestAuditLog(t *testing.T) {
 	a := enrollAgent(t, v.grpcAddr, v.rootPEM(), v.enrollSecret(), "0A1B2C3D-4E5F-4061-8172-8394A0D17000")
 	env = append(env, "DEVICE="+a.DeviceID)
 
-	cli(t, "exemption", "grant", "--data-dir", dataDir, "--device", a.DeviceID[:8], "--for", "24h", "--reason", "replacement on order")
+	token := filepath.Join(t.TempDir(), "sam.token")
+	if err := os.WriteFile(token, []byte(lastLine(cli(t, "admin-token", "create", "--data-dir", dataDir, "--name", "sam@example.com", "--role", "admin"))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cli(t, "exemption", "grant", "--data-dir", dataDir, "--admin-token-file", token, "--device", a.DeviceID[:8], "--for", "24h", "--reason", "replacement on order")
 	if out, err := shell(t, `grpcurl -cacert "$DATA/ca.pem" -H "authorization: Bearer $(cat "$DATA/admin.token")" \
   -d "{\"device_id\": \"$DEVICE\", \"reason\": \"stolen \\u001b[2J from a car\"}" "$VERIFIER" clearance.admin.v1.AdminService/RevokeDevice`, env...); err != nil {
 		t.Fatalf("RevokeDevice: %v\n%s", err, out)
@@ -35,7 +42,8 @@ func TestAuditLog(t *testing.T) {
 	want := [][]string{
 		{"TIME", "ACTOR", "ACTION", "DEVICE", "DETAIL"},
 		{"admin-api", "device.revoke", a.DeviceID, `stolen \x1b[2J from a car`},
-		{"cli", "exemption.grant", a.DeviceID, "replacement on order"},
+		{"admin:sam@example.com", "exemption.grant", a.DeviceID, "replacement on order"},
+		{"cli", "admin_token.create", "sam@example.com"},
 		{"agent", "device.enroll", a.DeviceID},
 		{"cli", "secret.create"},
 		{"serve", "verifier.start", "enforcement ceiling enforce (set by default), policy set "},
@@ -71,7 +79,7 @@ func TestAuditLog(t *testing.T) {
 		t.Fatalf("ListAuditEvents answered %v:\n%s", err, out)
 	}
 	type event struct{ actor, action string }
-	wantEvents := []event{{"admin-api", "device.revoke"}, {"cli", "exemption.grant"}, {"agent", "device.enroll"}}
+	wantEvents := []event{{"admin-api", "device.revoke"}, {"admin:sam@example.com", "exemption.grant"}, {"agent", "device.enroll"}}
 	if len(resp.Events) != len(wantEvents) {
 		t.Fatalf("ListAuditEvents: %d events, want %d:\n%s", len(resp.Events), len(wantEvents), out)
 	}

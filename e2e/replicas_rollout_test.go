@@ -104,9 +104,9 @@ func TestReplicasRollout(t *testing.T) {
 		}
 	}
 
-	// 4. An exemption from the CLI lets the Mac in at B; revoked at A, it
-	// no longer does.
-	id := lastLine(cli(t, "exemption", "grant", "--database", dsn, "--device", deviceID, "--for", "1h", "--reason", "replacement on order"))
+	// 4. An exemption the CLI writes to the shared database (--direct)
+	// lets the Mac in at B; revoked at A, it no longer does.
+	id := lastLine(cli(t, "exemption", "grant", "--direct", "--database", dsn, "--device", deviceID, "--for", "1h", "--reason", "replacement on order"))
 	r, p = signIn(atB, atB)
 	okAtOkta(t, sp, idpCertPEM, p, r.ID, r.RelayState)
 	if d := decisionFor(t, vB, deviceID, r.ID); d.GetMode() != "exempt" {

@@ -44,8 +44,11 @@ type adminFlags struct {
 	given     func(string) bool
 }
 
-func (a *app) bindAdmin(fs *cli.FlagSet) adminFlags {
-	b := config.Bind(fs, "data-dir")
+// bindAdmin adds the flags that name the verifier and the token to ask it
+// with, and binds data-dir and any other settings of serve's the command
+// needs.
+func (a *app) bindAdmin(fs *cli.FlagSet, settings ...string) adminFlags {
+	b := config.Bind(fs, append([]string{"data-dir"}, settings...)...)
 	fs.Group("Verifier")
 	return adminFlags{
 		b:         b,
