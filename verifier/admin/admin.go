@@ -547,6 +547,10 @@ func (s *Server) device(d storage.Device, summary *adminv1.PostureSummary) *admi
 	}
 }
 
+// EnrollSecretProto is r as ListEnrollSecrets returns it (never its value
+// or hash).
+func EnrollSecretProto(r storage.EnrollSecret) *adminv1.EnrollSecret { return secretProto(r) }
+
 func secretProto(r storage.EnrollSecret) *adminv1.EnrollSecret {
 	return &adminv1.EnrollSecret{Id: r.ID, Description: r.Description, CreatedAt: ts(r.CreatedAt), RevokedAt: ts(r.RevokedAt),
 		Uses: uint32(r.Uses), ExpiresAt: ts(r.ExpiresAt), MaxUses: uint32(r.MaxUses)}

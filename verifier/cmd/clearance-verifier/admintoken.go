@@ -67,14 +67,24 @@ func (a *app) adminTokenCmd() *cli.Command {
 					}
 				},
 			},
-			a.storeCmd("list", "list named admin tokens (never their values)", "", 0, "",
-				"Lists named admin tokens: id, holder, role, when created, whether expired or revoked. ",
-				func(ctx context.Context, store storage.Store, _ []string) error {
+			a.storeListCmd("list", "list named admin tokens (never their values)",
+				"Lists named admin tokens: id, holder, role, when created, whether expired or revoked. --json prints "+
+					"an array of objects with the fields id, name, role, state (active, expired or revoked), created_at, "+
+					"expires_at and revoked_at (RFC 3339 times in UTC, null when unset). ",
+				func(ctx context.Context, store storage.Store, asJSON bool) error {
 					recs, err := store.ListAdminTokens(ctx)
 					if err != nil {
 						return err
 					}
 					now := a.now()
+					if asJSON {
+						out := make([]adminTokenJSON, 0, len(recs))
+						for _, r := range recs {
+							out = append(out, adminTokenJSON{ID: r.ID, Name: r.Name, Role: r.Role, State: adminTokenState(r, now),
+								CreatedAt: jsonTime(r.CreatedAt), ExpiresAt: jsonTime(r.ExpiresAt), RevokedAt: jsonTime(r.RevokedAt)})
+						}
+						return printRecords(a.stdout, out)
+					}
 					tw := newTable(a.stdout, "ID\tNAME\tROLE\tCREATED\tSTATE")
 					for _, r := range recs {
 						state := "active"
@@ -123,12 +133,15 @@ func (a *app) adminTokenCmd() *cli.Command {
 				Summary: "ask the verifier whose token the admin commands use, its role and expiry",
 				Doc: "Asks the running verifier's admin API who the token these commands send is (--admin-token-file, " +
 					"CLEARANCE_ADMIN_TOKEN_FILE, or the data dir's admin.token): the name the audit log gives its changes, " +
-					"its role and when it expires. A check before a change, or of a token a colleague gave you.\n\n" +
+					"its role and when it expires. A check before a change, or of a token a colleague gave you. --json prints " +
+					"the admin API's WhoAmIResponse.\n\n" +
 					"  clearance-verifier admin-token whoami --verifier verifier.example.com:8443 \\\n" +
 					"    --ca-file ca.pem --admin-token-file ~/.clearance/admin.token",
 				Footer: config.SharedFooter,
 				Flags: func(fs *cli.FlagSet) cli.Action {
 					af := a.bindAdmin(fs)
+					fs.Group("Output")
+					asJSON := fs.Bool("json", false, "print the admin API's response as JSON")
 					return func(ctx context.Context, args []string) error {
 						if err := cli.NoArgs(args); err != nil {
 							return err
@@ -137,6 +150,9 @@ func (a *app) adminTokenCmd() *cli.Command {
 							resp, err := call(c, c.client.WhoAmI, &adminv1.WhoAmIRequest{})
 							if err != nil {
 								return err
+							}
+							if *asJSON {
+								return printJSON(a.stdout, resp)
 							}
 							token := "the data dir's admin.token (names no person)"
 							if resp.GetTokenId() != "" {
@@ -163,6 +179,28 @@ func (a *app) adminTokenCmd() *cli.Command {
 			},
 		},
 	}
+}
+
+// adminTokenJSON is an admin token as 'admin-token list --json' prints it.
+type adminTokenJSON struct {
+	ID        string  `json:"id"`
+	Name      string  `json:"name"`
+	Role      string  `json:"role"`
+	State     string  `json:"state"`
+	CreatedAt *string `json:"created_at"`
+	ExpiresAt *string `json:"expires_at"`
+	RevokedAt *string `json:"revoked_at"`
+}
+
+// adminTokenState is active, expired or revoked.
+func adminTokenState(r storage.AdminToken, now time.Time) string {
+	switch {
+	case r.Revoked():
+		return "revoked"
+	case r.Expired(now):
+		return "expired"
+	}
+	return "active"
 }
 
 // maxTokenLife bounds --expires: ten years.

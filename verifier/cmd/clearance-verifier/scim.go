@@ -48,12 +48,26 @@ func (a *app) scimCmd() *cli.Command {
 						}
 					},
 				},
-				a.storeCmd("list", "list SCIM tokens (never their values)", "", 0, "",
-					"Lists SCIM tokens: id, when created, whether revoked. The audit log names the token behind each change. ",
-					func(ctx context.Context, store storage.Store, _ []string) error {
+				a.storeListCmd("list", "list SCIM tokens (never their values)",
+					"Lists SCIM tokens: id, when created, whether revoked. The audit log names the token behind each change. "+
+						"--json prints an array of objects with the fields id, description, state (active or revoked), "+
+						"created_at and revoked_at (RFC 3339 times in UTC, null when unset). ",
+					func(ctx context.Context, store storage.Store, asJSON bool) error {
 						recs, err := store.ListSCIMTokens(ctx)
 						if err != nil {
 							return err
+						}
+						if asJSON {
+							out := make([]scimTokenJSON, 0, len(recs))
+							for _, r := range recs {
+								state := "active"
+								if r.Revoked() {
+									state = "revoked"
+								}
+								out = append(out, scimTokenJSON{ID: r.ID, Description: r.Description, State: state,
+									CreatedAt: jsonTime(r.CreatedAt), RevokedAt: jsonTime(r.RevokedAt)})
+							}
+							return printRecords(a.stdout, out)
 						}
 						tw := newTable(a.stdout, "ID\tCREATED\tSTATE\tDESCRIPTION")
 						for _, r := range recs {
@@ -83,4 +97,13 @@ func (a *app) scimCmd() *cli.Command {
 			},
 		}},
 	}
+}
+
+// scimTokenJSON is a SCIM token as 'scim token list --json' prints it.
+type scimTokenJSON struct {
+	ID          string  `json:"id"`
+	Description string  `json:"description"`
+	State       string  `json:"state"`
+	CreatedAt   *string `json:"created_at"`
+	RevokedAt   *string `json:"revoked_at"`
 }

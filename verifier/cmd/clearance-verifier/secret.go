@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,9 @@ import (
 	"time"
 
 	"github.com/clearance/clearance/pkg/cli"
+	"github.com/clearance/clearance/pkg/printable"
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/enroll"
 	"github.com/clearance/clearance/verifier/storage"
@@ -58,12 +62,20 @@ func (a *app) secretCmd() *cli.Command {
 					}
 				},
 			},
-			a.storeCmd("list", "list enroll secrets with their use counts (never their values)", "", 0, "",
-				"Lists enroll secrets: id, when created, how many devices enrolled with each, and whether it is revoked. ",
-				func(ctx context.Context, store storage.Store, _ []string) error {
+			a.storeListCmd("list", "list enroll secrets with their use counts (never their values)",
+				"Lists enroll secrets: id, when created, how many devices enrolled with each, and whether it is revoked. "+
+					"--json prints them as the admin API's ListEnrollSecretsResponse. ",
+				func(ctx context.Context, store storage.Store, asJSON bool) error {
 					recs, err := store.ListEnrollSecrets(ctx)
 					if err != nil {
 						return err
+					}
+					if asJSON {
+						resp := &adminv1.ListEnrollSecretsResponse{}
+						for _, r := range recs {
+							resp.EnrollSecrets = append(resp.EnrollSecrets, admin.EnrollSecretProto(r))
+						}
+						return printJSON(a.stdout, resp)
 					}
 					tw := newTable(a.stdout, "ID\tCREATED\tUSES\tSTATE\tDESCRIPTION")
 					now := a.now()
@@ -125,6 +137,46 @@ func (a *app) storeCmd(name, summary, args string, nargs int, what, doc string,
 			}
 		},
 	}
+}
+
+// storeListCmd is a listing that reads the data dir's store itself, as
+// storeCmd does, with --json.
+func (a *app) storeListCmd(name, summary, doc string, run func(ctx context.Context, store storage.Store, asJSON bool) error) *cli.Command {
+	return &cli.Command{
+		Name: name, Summary: summary, Doc: doc + databaseDoc, Footer: config.SharedFooter,
+		Flags: func(fs *cli.FlagSet) cli.Action {
+			b := config.Bind(fs, databaseSettings...)
+			fs.Group("Output")
+			asJSON := fs.Bool("json", false, "print JSON (the fields are in the description above)")
+			return func(ctx context.Context, argv []string) error {
+				if err := cli.NoArgs(argv); err != nil {
+					return err
+				}
+				return a.withStore(ctx, b, func(store storage.Store) error { return run(ctx, store, *asJSON) })
+			}
+		},
+	}
+}
+
+// printRecords prints v, a listing's records, as indented JSON, escaped as
+// printJSON escapes it: one array, empty when nothing is listed.
+func printRecords(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", printable.JSON(b))
+	return err
+}
+
+// jsonTime is a record's time for printRecords: RFC 3339 in UTC, null
+// when unset.
+func jsonTime(t time.Time) *string {
+	if t.IsZero() {
+		return nil
+	}
+	v := t.UTC().Format(time.RFC3339Nano)
+	return &v
 }
 
 // withStore resolves the bound database settings, opens the database the
