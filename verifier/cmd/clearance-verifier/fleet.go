@@ -51,12 +51,18 @@ func (a *app) devicesCmd() *cli.Command {
 			host := fs.String("host", "", "only the devices whose host name is or starts with this `name` (any case)")
 			user := fs.String("user", "", "only the Macs this Okta `username` uses: those bound to them (with SCIM or the Okta API sync), and those their latest 1,000 sign-ins came from")
 			failingFor := fs.Duration("failing-for", 0, "only devices out of compliance without a break for at least this `duration` (e.g. 72h; the wide table's FOR column)")
+			revoked := fs.Bool("revoked", false, "keep revoked Macs in --failing, --failing-for, --offline and --policy, which leave them out: they can sign in to nothing")
 			fs.Group("Output")
 			asJSON := fs.Bool("json", false, "print the devices as JSON (the admin API's Device messages)")
 			wide := fs.Bool("wide", false, "full device ids and nothing shortened, whatever the terminal's width")
 			return func(ctx context.Context, _ []string) error {
 				if *failingFor < 0 {
 					return cli.Usagef("--failing-for %s is negative", *failingFor)
+				}
+				// Fleet health is about Macs that can still sign in.
+				health := *failing || *offline || *policy != "" || fs.Given("failing-for")
+				if *revoked && !health {
+					return cli.Usagef("--revoked keeps revoked Macs in --failing, --failing-for, --offline or --policy; without one of those every Mac is listed, revoked ones too")
 				}
 				return a.withAdmin(ctx, af, func(c *adminConn) error {
 					if *policy != "" {
@@ -77,6 +83,9 @@ func (a *app) devicesCmd() *cli.Command {
 					var keep []*adminv1.Device
 					for _, d := range devs {
 						if uses != nil && !uses[d.GetDeviceId()] {
+							continue
+						}
+						if health && !*revoked && d.GetStatus() == adminv1.DeviceStatus_DEVICE_STATUS_REVOKED {
 							continue
 						}
 						if *failing && d.GetSummary().GetCompliant() && d.GetState() != "stale" {
