@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,8 +49,16 @@ func (a *app) auditCmd() *cli.Command {
 				if err != nil {
 					return err
 				}
-				req := &adminv1.ListAuditEventsRequest{DeviceId: *device, Actor: *actor, Action: *action, PageSize: int32(*limit), Since: since, Until: until}
+				req := &adminv1.ListAuditEventsRequest{Actor: *actor, Action: *action, PageSize: int32(*limit), Since: since, Until: until}
 				return a.withAdmin(ctx, af, func(c *adminConn) error {
+					if *device != "" {
+						// As decisions --device: an id no Mac has is an
+						// error, not "no events match".
+						var err error
+						if req.DeviceId, err = c.resolveDevice(*device); err != nil {
+							return err
+						}
+					}
 					es, more, err := gather(*all, func(token string) ([]*adminv1.AuditEvent, string, error) {
 						req.PageToken = token
 						resp, err := call(c, c.client.ListAuditEvents, req)
@@ -64,6 +73,16 @@ func (a *app) auditCmd() *cli.Command {
 						// "device" matches no action: "device." is the start of some.
 						none += fmt.Sprintf(" (--action %q is a whole action; for every action it starts, give %q)", *action, *action+".")
 					}
+					if len(es) == 0 && *actor != "" {
+						hint, err := c.actorHint(*actor)
+						if err != nil {
+							return err
+						}
+						if hint != "" {
+							// Said with --json too: stdout stays JSON.
+							defer fmt.Fprintln(a.stderr, "hint: "+hint)
+						}
+					}
 					return a.printList(*asJSON, &adminv1.ListAuditEventsResponse{Events: es, NextPageToken: more}, len(es), none, func() error {
 						return renderAudit(a.stdout, es, time.Local, tableWidth(a.getenv, *wide))
 					})
@@ -71,6 +90,43 @@ func (a *app) auditCmd() *cli.Command {
 			}
 		},
 	}
+}
+
+// systemActors are the audit log's actors that are not a token's: each
+// is written as is, in lowercase.
+var systemActors = []string{"admin-api", "cli", "agent", "scep", "okta-api-sync", "sighup", "serve"}
+
+// actorHint is what to tell someone whose --actor matched no event, or ""
+// when it is written as actors are: a person's name without "admin:"
+// ("sam@example.com"), or an actor in other capitals than the log's
+// ("admin:SAM@example.com", "CLI"). Actors are matched exactly, so the
+// forms it might mean are looked up, one event each, and the first the log
+// has is named.
+func (c *adminConn) actorHint(actor string) (string, error) {
+	lower := strings.ToLower(actor)
+	system := slices.Contains(systemActors, lower)
+	tokenish := !system && !strings.Contains(actor, ":")
+	var tries []string
+	if tokenish {
+		tries = append(tries, "admin:"+actor, "admin:"+lower)
+	}
+	if lower != actor {
+		tries = append(tries, lower)
+	}
+	for _, try := range slices.Compact(tries) {
+		resp, err := call(c, c.client.ListAuditEvents, &adminv1.ListAuditEventsRequest{Actor: try, PageSize: 1})
+		if err != nil {
+			return "", err
+		}
+		if len(resp.GetEvents()) > 0 {
+			return fmt.Sprintf("the audit log has events of --actor %s (actors are matched exactly, capitals included)", clean(try)), nil
+		}
+	}
+	if tokenish {
+		return fmt.Sprintf("actors are written admin:<token name> for a named admin token, e.g. admin:%s; the others are %s and scim:<token id>",
+			clean(actor), strings.Join(systemActors, ", ")), nil
+	}
+	return "", nil
 }
 
 // parseSince reads --since: a time back from now (a Go duration, or whole

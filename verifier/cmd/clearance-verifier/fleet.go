@@ -22,6 +22,7 @@ import (
 	"github.com/clearance/clearance/pkg/printable"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	"github.com/clearance/clearance/verifier/config"
+	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -518,6 +519,12 @@ func (a *app) decisionsCmd() *cli.Command {
 				if err != nil {
 					return err
 				}
+				var modes []string
+				if *mode != "" {
+					if modes, err = parseModes(*mode); err != nil {
+						return err
+					}
+				}
 				from := map[string]adminv1.DecisionOrigin{
 					"":           adminv1.DecisionOrigin_DECISION_ORIGIN_UNSPECIFIED,
 					"okta":       adminv1.DecisionOrigin_DECISION_ORIGIN_OKTA,
@@ -545,9 +552,7 @@ func (a *app) decisionsCmd() *cli.Command {
 					if *denied {
 						req.Result = adminv1.DecisionResult_DECISION_RESULT_DENY
 					}
-					if *mode != "" {
-						req.Modes = strings.Split(*mode, ",")
-					}
+					req.Modes = modes
 					req.Origin = from
 					ds, more, err := gather(*all, func(token string) ([]*adminv1.Decision, string, error) {
 						req.PageToken = token
@@ -565,6 +570,29 @@ func (a *app) decisionsCmd() *cli.Command {
 			}
 		},
 	}
+}
+
+// parseModes reads --mode's comma-separated modes, refusing one that is
+// not a decision's mode as the other flags' bad values are: a usage error.
+func parseModes(v string) ([]string, error) {
+	known := make([]string, len(decision.Modes))
+	for i, m := range decision.Modes {
+		known[i] = string(m)
+	}
+	var out []string
+	for _, m := range strings.Split(v, ",") {
+		m = strings.TrimSpace(m)
+		if slices.Contains(known, m) {
+			out = append(out, m)
+			continue
+		}
+		hint := ""
+		if s := cli.Suggest(m, known); s != "" {
+			hint = " (did you mean " + s + "?)"
+		}
+		return nil, cli.Usagef("--mode %q is not a mode%s: give one or more of %s, comma-separated", clean(m), hint, strings.Join(known, ", "))
+	}
+	return out, nil
 }
 
 // parseReference reads the Reference a person's page showed as a
@@ -590,7 +618,16 @@ func (c *adminConn) resolveDevice(prefix string) (string, error) {
 		// The start of every id: "$ID" of a variable never set.
 		return "", cli.Usagef("an empty device id names no Mac (see 'clearance-verifier devices')")
 	case len(prefix) == 36:
-		return prefix, nil
+		// A whole id is looked up alone, not among the whole fleet; one
+		// no Mac has is refused as a start no id has is.
+		resp, err := c.client.GetDevice(c.ctx, &adminv1.GetDeviceRequest{DeviceId: prefix})
+		if status.Code(err) == codes.NotFound {
+			return "", fmt.Errorf("no device has the id %q (see 'clearance-verifier devices')", prefix)
+		}
+		if err != nil {
+			return "", c.explain(err)
+		}
+		return resp.GetDevice().GetDeviceId(), nil
 	}
 	devs, err := c.listDevices()
 	if err != nil {
