@@ -51,6 +51,11 @@ func (a *app) explainCmd() *cli.Command {
 					if err != nil {
 						return err
 					}
+					if u := strings.TrimSpace(*user); u != "" {
+						if err := a.noteUnknownUser(c, u, "this is the decision for a stranger, whom every policy applies to"); err != nil {
+							return err
+						}
+					}
 					if *asJSON {
 						return printJSON(a.stdout, resp)
 					}

@@ -80,6 +80,9 @@ func (a *app) devicesCmd() *cli.Command {
 						if uses, err = c.devicesOf(*user); err != nil {
 							return err
 						}
+						if err := a.noteUnknownUser(c, *user, "no Mac is bound to that username or signed in from by it"); err != nil {
+							return err
+						}
 					}
 					var keep []*adminv1.Device
 					for _, d := range devs {
