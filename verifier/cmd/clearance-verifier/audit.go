@@ -84,7 +84,7 @@ func (a *app) auditCmd() *cli.Command {
 						}
 					}
 					return a.printList(*asJSON, &adminv1.ListAuditEventsResponse{Events: es, NextPageToken: more}, len(es), none, func() error {
-						return renderAudit(a.stdout, es, time.Local, tableWidth(a.getenv, *wide))
+						return renderAudit(a.stdout, es, time.Local, a.tableWidth(*wide))
 					})
 				})
 			}

@@ -55,7 +55,7 @@ func (a *app) checkCmd() *cli.Command {
 					if *asJSON {
 						return printJSON(a.stdout, resp)
 					}
-					return renderCheck(a.stdout, resp, time.Since(start), time.Local, tableWidth(a.getenv, *wide))
+					return renderCheck(a.stdout, resp, time.Since(start), time.Local, a.tableWidth(*wide))
 				})
 			}
 		},

@@ -59,7 +59,7 @@ func (a *app) explainCmd() *cli.Command {
 					if *asJSON {
 						return printJSON(a.stdout, resp)
 					}
-					return renderExplain(a.stdout, resp, a.now(), time.Local, tableWidth(a.getenv, *wide))
+					return renderExplain(a.stdout, resp, a.now(), time.Local, a.tableWidth(*wide))
 				})
 			}
 		},

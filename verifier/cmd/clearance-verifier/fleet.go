@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/term"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -113,7 +115,7 @@ func (a *app) devicesCmd() *cli.Command {
 						keep = append(keep, d)
 					}
 					return a.printList(*asJSON, &adminv1.ListDevicesResponse{Devices: keep}, len(keep), "no devices match", func() error {
-						return renderDevices(a.stdout, keep, a.now(), tableWidth(a.getenv, *wide))
+						return renderDevices(a.stdout, keep, a.now(), a.tableWidth(*wide))
 					})
 				})
 			}
@@ -207,15 +209,45 @@ func (c *adminConn) checkPolicyID(id string) error {
 }
 
 // tableWidth is the width tables are fitted to: 0 (no limit) with --wide,
-// else $COLUMNS when it is a number, else 80.
-func tableWidth(getenv func(string) string, wide bool) int {
+// else the terminal's width when stdout is one, else $COLUMNS when it is a
+// number (output piped on), else 80. Within it, a table's last column
+// (the reason, the detail) keeps what the others leave, so a wider
+// terminal shows more of it.
+func (a *app) tableWidth(wide bool) int {
 	if wide {
 		return 0
 	}
-	if n, err := strconv.Atoi(getenv("COLUMNS")); err == nil && n >= 40 && n <= 1000 {
+	if a.termWidth != nil {
+		if n := a.termWidth(); n > 0 {
+			// Too narrow for any table: fitted to 40 and wrapped by
+			// the terminal, rather than cut to nothing.
+			return min(max(n, minTableWidth), maxTableWidth)
+		}
+	}
+	if n, err := strconv.Atoi(a.getenv("COLUMNS")); err == nil && n >= minTableWidth && n <= maxTableWidth {
 		return n
 	}
 	return cli.Width
+}
+
+// The widths a table is fitted to, whatever the terminal says.
+const (
+	minTableWidth = 40
+	maxTableWidth = 1000
+)
+
+// stdoutWidth is the process's stdout's width in columns when it is a
+// terminal, else 0.
+func stdoutWidth() int {
+	fd := int(os.Stdout.Fd())
+	if !term.IsTerminal(fd) {
+		return 0
+	}
+	w, _, err := term.GetSize(fd)
+	if err != nil {
+		return 0
+	}
+	return w
 }
 
 // printJSON writes m as the admin API's JSON, every scalar field included:
@@ -567,7 +599,7 @@ func (a *app) decisionsCmd() *cli.Command {
 					}
 					defer moreMatch(a.stderr, "decisions", more, *all)
 					return a.printList(*asJSON, &adminv1.ListDecisionsResponse{Decisions: ds, NextPageToken: more}, len(ds), "no sign-ins match", func() error {
-						return renderDecisions(a.stdout, ds, time.Local, tableWidth(a.getenv, *wide))
+						return renderDecisions(a.stdout, ds, time.Local, a.tableWidth(*wide))
 					})
 				})
 			}

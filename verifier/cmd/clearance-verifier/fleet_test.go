@@ -355,11 +355,18 @@ func TestTables(t *testing.T) {
 		t.Errorf("a denial's policies read %q, want %q", got, want)
 	}
 	ds = append(ds, mixed)
-	var b strings.Builder
-	if err := renderDecisions(&b, ds, time.UTC, 80); err != nil {
-		t.Fatal(err)
+	// A wider terminal's columns go to the reason: the others are whole
+	// at 80 already, or give way first.
+	for _, tc := range []struct {
+		name  string
+		width int
+	}{{"decisions", 80}, {"decisions-120", 120}} {
+		var b strings.Builder
+		if err := renderDecisions(&b, ds, time.UTC, tc.width); err != nil {
+			t.Fatal(err)
+		}
+		checkTable(t, tc.name, b.String(), tc.width)
 	}
-	checkTable(t, "decisions", b.String(), 80)
 
 	es := []*adminv1.AuditEvent{
 		{Id: 4, At: timestamppb.New(now), Actor: "admin-api", Action: "exemption.grant", DeviceId: "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d",
@@ -371,7 +378,7 @@ func TestTables(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		width int
-	}{{"audit", 80}, {"audit-wide", 0}} {
+	}{{"audit", 80}, {"audit-120", 120}, {"audit-wide", 0}} {
 		var b strings.Builder
 		if err := renderAudit(&b, es, time.UTC, tc.width); err != nil {
 			t.Fatal(err)

@@ -85,7 +85,7 @@ func (a *app) forecastCmd() *cli.Command {
 						}
 					}
 					if len(keep) > 0 {
-						if err := renderForecast(a.stdout, keep, a.now(), time.Local, tableWidth(a.getenv, *wide)); err != nil {
+						if err := renderForecast(a.stdout, keep, a.now(), time.Local, a.tableWidth(*wide)); err != nil {
 							return err
 						}
 					}

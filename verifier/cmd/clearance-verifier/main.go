@@ -34,12 +34,15 @@ type app struct {
 	// only (tests).
 	lookupenv func(string) (string, bool)
 	now       func() time.Time
+	// termWidth is stdout's width in columns when it is a terminal, else
+	// 0; nil: not a terminal (tests).
+	termWidth func() int
 	// oktaHTTP, when set, reaches Okta (tests: a fake org's certificate).
 	oktaHTTP *http.Client
 }
 
 func main() {
-	a := &app{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, lookupenv: os.LookupEnv, now: time.Now}
+	a := &app{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, lookupenv: os.LookupEnv, now: time.Now, termWidth: stdoutWidth}
 	os.Exit(a.program().Run(context.Background(), os.Args[1:]))
 }
 

@@ -41,7 +41,7 @@ func (a *app) policiesCmd() *cli.Command {
 					return a.printList(*asJSON, resp, n, "no policies in force", func() error {
 						fmt.Fprintf(a.stderr, "policy set %s\n", orDash(resp.GetPolicySet().GetVersion()))
 						a.printCeiling(resp.GetEnforcementCeiling())
-						return renderPolicies(a.stdout, resp, tableWidth(a.getenv, *wide))
+						return renderPolicies(a.stdout, resp, a.tableWidth(*wide))
 					})
 				})
 			}
