@@ -178,9 +178,14 @@ type PeopleQuery struct {
 	// (groups, by GroupNameKey).
 	Name       string
 	ExternalID string
-	// Offset skips that many records of the stable order (by ID); Limit
-	// caps the page at MaxPeoplePage (<= 0: an empty page, which still
-	// counts Total).
+	// Group (ListUsers only) keeps the members of the group with this ID.
+	Group string
+	// After keeps the records whose ID sorts after it (a keyset page,
+	// which rows created or deleted elsewhere do not shift); Offset then
+	// skips that many records of the stable order (by ID); Limit caps
+	// the page at MaxPeoplePage (<= 0: an empty page, which still counts
+	// Total). Total counts the matching records before and after After.
+	After         string
 	Offset, Limit int
 	// WithoutMembers: ListGroups leaves each group's Members empty.
 	WithoutMembers bool

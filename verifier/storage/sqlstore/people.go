@@ -314,6 +314,10 @@ func peopleWhere(q storage.PeopleQuery, nameKey string, key func(string) string)
 		args = append(args, q.ExternalID)
 		conds = append(conds, fmt.Sprintf("external_id = $%d", len(args)))
 	}
+	if q.Group != "" {
+		args = append(args, q.Group)
+		conds = append(conds, fmt.Sprintf("id IN (SELECT user_id FROM group_members WHERE group_id = $%d)", len(args)))
+	}
 	if len(conds) == 0 {
 		return "", args
 	}
@@ -335,8 +339,11 @@ func page[T any](ctx context.Context, s *Store, table, columns string, q storage
 		total int
 		out   = []T{}
 	)
-	if !storable(q.Name, q.ExternalID) {
+	if !storable(q.Name, q.ExternalID, q.Group) {
 		return out, 0, nil // matches nothing stored
+	}
+	if q.After != "" && !storable(q.After) {
+		return out, 0, fmt.Errorf("page key %q: %w", q.After, storage.ErrInvalid)
 	}
 	err := s.read(ctx, func(c conn) error {
 		if err := c.queryRow(ctx, `SELECT COUNT(*) FROM `+table+where, args...).Scan(&total); err != nil {
@@ -345,10 +352,20 @@ func page[T any](ctx context.Context, s *Store, table, columns string, q storage
 		if limit == 0 || offset >= total {
 			return nil
 		}
-		n := len(args)
+		rowsWhere, rowsArgs := where, args
+		if q.After != "" {
+			rowsArgs = append(slices.Clone(args), q.After)
+			cond := fmt.Sprintf("id > $%d", len(rowsArgs))
+			if where == "" {
+				rowsWhere = " WHERE " + cond
+			} else {
+				rowsWhere = where + " AND " + cond
+			}
+		}
+		n := len(rowsArgs)
 		var err error
 		out, err = list(ctx, c, scan, fmt.Sprintf(`SELECT %s FROM %s%s ORDER BY id LIMIT $%d OFFSET $%d`,
-			columns, table, where, n+1, n+2), append(args, limit, offset)...)
+			columns, table, rowsWhere, n+1, n+2), append(rowsArgs, limit, offset)...)
 		if err != nil || more == nil {
 			return err
 		}
@@ -556,6 +573,7 @@ func (s *Store) DeleteGroup(ctx context.Context, id string, version int64, audit
 
 // ListGroups returns a page of the matching groups with their members.
 func (s *Store) ListGroups(ctx context.Context, q storage.PeopleQuery) (storage.GroupPage, error) {
+	q.Group = "" // a filter of users
 	groups, total, err := page(ctx, s, "directory_groups", groupColumns, q, "display_name_key", storage.GroupNameKey, scanGroup,
 		func(c conn, gs []storage.Group) error {
 			if q.WithoutMembers {

@@ -269,6 +269,59 @@ func testUserList(t *testing.T, s storage.Store) {
 	if p.Total != 5 || len(p.Users) != 0 {
 		t.Errorf("past the end = %+v", p)
 	}
+
+	// A keyset page starts after its key, whatever was created before it
+	// since, and Total still counts every match.
+	p, err = s.ListUsers(ctx, storage.PeopleQuery{After: "u2", Limit: 2})
+	must(t, err)
+	equal(t, "after u2", userIDs(p.Users), []string{"u3", "u4"})
+	if p.Total != 5 {
+		t.Errorf("after u2: total %d, want 5", p.Total)
+	}
+	createUser(t, s, "u0", "user0@example.com")
+	p, err = s.ListUsers(ctx, storage.PeopleQuery{After: "u4", Limit: 2})
+	must(t, err)
+	equal(t, "after u4, u0 created since", userIDs(p.Users), []string{"u5"})
+	p, err = s.ListUsers(ctx, storage.PeopleQuery{After: "u5", Limit: 2})
+	must(t, err)
+	if p.Total != 6 || len(p.Users) != 0 {
+		t.Errorf("after the last = %+v", p)
+	}
+
+	// Group keeps the group's members, and pages as any other query.
+	createGroup(t, s, newGroup("g1", "Eng", "u4", "u1", "u3"))
+	p, err = s.ListUsers(ctx, storage.PeopleQuery{Group: "g1", Limit: 10})
+	must(t, err)
+	equal(t, "members of g1", userIDs(p.Users), []string{"u1", "u3", "u4"})
+	p, err = s.ListUsers(ctx, storage.PeopleQuery{Group: "g1", After: "u1", Limit: 1})
+	must(t, err)
+	equal(t, "members of g1 after u1", userIDs(p.Users), []string{"u3"})
+	if p.Total != 3 {
+		t.Errorf("members of g1: total %d, want 3", p.Total)
+	}
+	p, err = s.ListUsers(ctx, storage.PeopleQuery{Group: "nope", Limit: 10})
+	must(t, err)
+	if p.Total != 0 || len(p.Users) != 0 {
+		t.Errorf("members of an unknown group = %+v", p)
+	}
+	gp, err := s.ListGroups(ctx, storage.PeopleQuery{After: "g1", Limit: 10})
+	must(t, err)
+	if gp.Total != 1 || len(gp.Groups) != 0 {
+		t.Errorf("groups after the last = %+v", gp)
+	}
+	gp, err = s.ListGroups(ctx, storage.PeopleQuery{After: "g0", Limit: 10})
+	must(t, err)
+	if len(gp.Groups) != 1 || gp.Groups[0].ID != "g1" {
+		t.Errorf("groups after g0 = %+v", gp)
+	}
+}
+
+func userIDs(us []storage.User) []string {
+	ids := []string{}
+	for _, u := range us {
+		ids = append(ids, u.ID)
+	}
+	return ids
 }
 
 func testGroups(t *testing.T, s storage.Store) {
