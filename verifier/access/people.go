@@ -88,12 +88,26 @@ func (g *Gate) bindByAccounts(p *decision.Person, u storage.User, r *agentv1.Pos
 		r.GetDeviceId() != deviceID {
 		return
 	}
+	if g.BoundAccount(r, u) != "" {
+		p.BoundHere = true
+	}
+}
+
+// BoundAccount is the name of the first of the report's local accounts
+// (the console user, or another account that has logged in) that the
+// binding rule maps to user u, or "" when none does: what binds a user to
+// a Mac at sign-in besides an assignment. It applies the rule whatever
+// --user-binding says, so the admin API can say who uses a Mac.
+func (g *Gate) BoundAccount(r *agentv1.PostureReport, u storage.User) string {
+	if u.UserName == "" {
+		return ""
+	}
 	for _, a := range r.GetAccounts() {
 		if Binds(g.Rules.BindingRule, a.GetName(), u) {
-			p.BoundHere = true
-			return
+			return a.GetName()
 		}
 	}
+	return ""
 }
 
 // DefaultBindingRule binds a local account to the directory user whose

@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"strconv"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/access"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -43,31 +45,31 @@ func keyPage(pageSize int32, token string, maxKey int) (size int, after string, 
 // nextKey is the page token of the page after the one that ended at key.
 func nextKey(key string) string { return base64.RawURLEncoding.EncodeToString([]byte(key)) }
 
-// peoplePage reads a page size and an offset page token.
-func peoplePage(size int32, token string) (limit, offset int, err error) {
-	switch {
-	case size < 0:
-		return 0, 0, status.Error(codes.InvalidArgument, "page_size must not be negative")
-	case size == 0:
-		limit = 100
-	default:
-		limit = min(int(size), 500)
+// peoplePage reads a page of users or groups: its size (100 unless asked,
+// at most 500) and the id it starts after. A page token of digits alone is
+// an offset, which verifiers before keyset pages returned: it is refused
+// by name, since the walk it belongs to must start again. (A key's token
+// is never all digits: that would decode to a key starting with a byte
+// above 0xCF, which no SCIM or Okta id has.)
+func peoplePage(pageSize int32, token string) (size int, after string, err error) {
+	if token != "" && strings.Trim(token, "0123456789") == "" {
+		return 0, "", status.Errorf(codes.InvalidArgument, "page_token %q is an offset, which pages no longer use (they now start after the last row, so rows created meanwhile do not repeat): list again without a page_token", token)
 	}
-	if token != "" {
-		n, perr := strconv.Atoi(token)
-		if perr != nil || n < 0 || n > 1<<30 {
-			return 0, 0, status.Error(codes.InvalidArgument, "page_token is not one this server returned")
-		}
-		offset = n
+	size, after, err = keyPage(pageSize, token, storage.MaxNameLen)
+	if err == nil && pageSize == 0 {
+		size = 100
 	}
-	return limit, offset, nil
+	return size, after, err
 }
 
-func nextToken(offset, got, total int) string {
-	if offset+got >= total || got == 0 {
+// nextPeople is the token of the page after one that ended at lastID, or ""
+// when the page was the last (it held fewer rows than asked for, or the
+// one row more that was read is not there).
+func nextPeople(got, size int, lastID string) string {
+	if got <= size {
 		return ""
 	}
-	return strconv.Itoa(offset + got)
+	return nextKey(lastID)
 }
 
 func userProto(u storage.User) *adminv1.User {
@@ -95,19 +97,68 @@ func (s *Server) findUser(ctx context.Context, ref string) (storage.User, error)
 
 // ListUsers implements AdminService.ListUsers.
 func (s *Server) ListUsers(ctx context.Context, req *adminv1.ListUsersRequest) (*adminv1.ListUsersResponse, error) {
-	limit, offset, err := peoplePage(req.GetPageSize(), req.GetPageToken())
+	size, after, err := peoplePage(req.GetPageSize(), req.GetPageToken())
 	if err != nil {
 		return nil, err
 	}
-	page, err := s.Store.ListUsers(ctx, storage.PeopleQuery{Name: req.GetUserName(), Offset: offset, Limit: limit})
+	q := storage.PeopleQuery{Name: req.GetUserName(), After: after, Limit: size + 1}
+	if req.GetGroup() != "" {
+		g, err := s.findGroup(ctx, req.GetGroup())
+		if err != nil {
+			return nil, err
+		}
+		q.Group = g.ID
+	}
+	// One row more than asked for tells whether another page exists.
+	page, err := s.Store.ListUsers(ctx, q)
 	if err != nil {
 		return nil, s.internal("listing users", err)
 	}
-	resp := &adminv1.ListUsersResponse{Total: uint32(page.Total), NextPageToken: nextToken(offset, len(page.Users), page.Total)}
-	for _, u := range page.Users {
-		resp.Users = append(resp.Users, userProto(u))
+	users := page.Users[:min(len(page.Users), size)]
+	resp := &adminv1.ListUsersResponse{Total: uint32(page.Total)}
+	if len(users) > 0 {
+		resp.NextPageToken = nextPeople(len(page.Users), size, users[len(users)-1].ID)
+	}
+	var fleet []fleetAccounts
+	if req.GetWithDevices() && len(users) > 0 {
+		if fleet, err = s.fleetAccounts(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for _, u := range users {
+		pu := userProto(u)
+		if req.GetWithDevices() {
+			ds, _, err := s.userDevices(ctx, u, fleet)
+			if err != nil {
+				return nil, err
+			}
+			pu.Devices = uint32(len(ds))
+		}
+		resp.Users = append(resp.Users, pu)
 	}
 	return resp, nil
+}
+
+// findGroup reads a group by id, else by display name.
+func (s *Server) findGroup(ctx context.Context, ref string) (storage.Group, error) {
+	if len(ref) > storage.MaxNameLen || strings.ContainsFunc(ref, unicode.IsControl) {
+		return storage.Group{}, status.Errorf(codes.InvalidArgument, "group is longer than %d bytes or holds a control character", storage.MaxNameLen)
+	}
+	g, err := s.Store.GetGroup(ctx, ref)
+	if errors.Is(err, storage.ErrNotFound) {
+		var page storage.GroupPage
+		page, err = s.Store.ListGroups(ctx, storage.PeopleQuery{Name: ref, Limit: 1, WithoutMembers: true})
+		switch {
+		case err == nil && len(page.Groups) == 1:
+			g = page.Groups[0]
+		case err == nil:
+			return storage.Group{}, status.Errorf(codes.NotFound, "no group %q (groups come from Okta, over SCIM Group Push or the API sync; see ListGroups)", ref)
+		}
+	}
+	if err != nil {
+		return storage.Group{}, s.internal("reading group", err)
+	}
+	return g, nil
 }
 
 // GetUser implements AdminService.GetUser.
@@ -124,40 +175,151 @@ func (s *Server) GetUser(ctx context.Context, req *adminv1.GetUserRequest) (*adm
 	for _, g := range groups {
 		resp.Groups = append(resp.Groups, g.DisplayName)
 	}
-	bound, err := s.Store.UserDevices(ctx, u.ID)
+	fleet, err := s.fleetAccounts(ctx)
 	if err != nil {
-		return nil, s.internal("reading user's devices", err)
+		return nil, err
 	}
-	for _, b := range bound {
-		d := &adminv1.UserDevice{DeviceId: b.DeviceID, Source: b.Source}
-		if dev, err := s.Store.GetDevice(ctx, b.DeviceID); err == nil {
-			d.Hostname = dev.Hostname
-		}
-		resp.Devices = append(resp.Devices, d)
-	}
-	last, err := s.Store.ListDecisions(ctx, storage.DecisionFilter{Username: u.UserName, SignIns: true, Limit: 1})
+	devices, last, err := s.userDevices(ctx, u, fleet)
 	if err != nil {
-		return nil, s.internal("reading user's sign-ins", err)
+		return nil, err
 	}
-	if len(last) == 1 {
-		resp.LastSignInAt, resp.LastSignInAllowed = ts(last[0].At), last[0].Allow
-		resp.LastSignInReason, resp.LastSignInDeviceId = last[0].Reason, last[0].DeviceID
+	resp.Devices = devices
+	if last != nil {
+		resp.LastSignInAt, resp.LastSignInAllowed = ts(last.At), last.Allow
+		resp.LastSignInReason, resp.LastSignInDeviceId = last.Reason, last.DeviceID
 	}
 	return resp, nil
 }
 
+// How a user is tied to a Mac (UserDevice.sources), in the order listed.
+const (
+	boundAdmin        = "admin"
+	boundLocalAccount = "local_account"
+	boundSignIn       = "sign_in"
+	// userSignIns is how many of a user's latest Okta sign-ins are read
+	// for the Macs they came from.
+	userSignIns = 1000
+)
+
+// AccountBinder names the local account in a report that binds a user to
+// its Mac, by the rule sign-in binds by; *access.Gate implements it.
+type AccountBinder interface {
+	BoundAccount(r *agentv1.PostureReport, u storage.User) string
+}
+
+var _ AccountBinder = (*access.Gate)(nil)
+
+// fleetAccounts is an enrolled Mac's local accounts as its latest report
+// lists them.
+type fleetAccounts struct {
+	deviceID, hostname string
+	report             *agentv1.PostureReport // only the device id and the accounts
+}
+
+// fleetAccounts reads the local accounts of every unrevoked Mac that has
+// reported, for the binding rule to match people to (no index maps an
+// account to its Mac). nil when no binding rule is configured.
+func (s *Server) fleetAccounts(ctx context.Context) ([]fleetAccounts, error) {
+	if _, ok := s.Access.(AccountBinder); !ok {
+		return nil, nil
+	}
+	var out []fleetAccounts
+	after := ""
+	for {
+		devs, err := s.Store.ListDevices(ctx, after, statePage)
+		if err != nil {
+			return nil, s.internal("listing devices", err)
+		}
+		for _, d := range devs {
+			if d.Revoked() || d.LastSeq == 0 {
+				continue
+			}
+			latest, err := s.latest(ctx, d.ID)
+			if err != nil {
+				return nil, err
+			}
+			if r := latest.GetReport(); len(r.GetAccounts()) > 0 {
+				out = append(out, fleetAccounts{d.ID, d.Hostname, &agentv1.PostureReport{DeviceId: r.GetDeviceId(), Accounts: r.GetAccounts()}})
+			}
+		}
+		if len(devs) < statePage {
+			return out, nil
+		}
+		after = devs[len(devs)-1].ID
+	}
+}
+
+// userDevices are the Macs u uses, by device id, each with how: assigned,
+// bound by a local account in fleet (as sign-in binds), signed in from
+// among their latest userSignIns Okta sign-ins. last is the latest of
+// those sign-ins, nil if none.
+func (s *Server) userDevices(ctx context.Context, u storage.User, fleet []fleetAccounts) (devices []*adminv1.UserDevice, last *storage.DecisionRecord, err error) {
+	byID := map[string]*adminv1.UserDevice{}
+	tie := func(deviceID, hostname, how string) *adminv1.UserDevice {
+		d := byID[deviceID]
+		if d == nil {
+			d = &adminv1.UserDevice{DeviceId: deviceID, Hostname: hostname, Source: how}
+			byID[deviceID] = d
+			devices = append(devices, d)
+		}
+		if !slices.Contains(d.Sources, how) {
+			d.Sources = append(d.Sources, how)
+		}
+		return d
+	}
+	assigned, err := s.Store.UserDevices(ctx, u.ID)
+	if err != nil {
+		return nil, nil, s.internal("reading user's devices", err)
+	}
+	for _, b := range assigned {
+		tie(b.DeviceID, "", boundAdmin)
+	}
+	if binder, ok := s.Access.(AccountBinder); ok {
+		for _, f := range fleet {
+			if name := binder.BoundAccount(f.report, u); name != "" {
+				tie(f.deviceID, f.hostname, boundLocalAccount).LocalAccount = name
+			}
+		}
+	}
+	signIns, err := s.Store.ListDecisions(ctx, storage.DecisionFilter{Username: u.UserName, SignIns: true, Limit: userSignIns})
+	if err != nil {
+		return nil, nil, s.internal("reading user's sign-ins", err)
+	}
+	for _, r := range signIns {
+		if r.DeviceID != "" {
+			tie(r.DeviceID, "", boundSignIn)
+		}
+	}
+	if len(signIns) > 0 {
+		last = &signIns[0]
+	}
+	for _, d := range devices {
+		if d.Hostname == "" {
+			if dev, err := s.Store.GetDevice(ctx, d.DeviceId); err == nil {
+				d.Hostname = dev.Hostname
+			}
+		}
+	}
+	slices.SortFunc(devices, func(a, b *adminv1.UserDevice) int { return strings.Compare(a.DeviceId, b.DeviceId) })
+	return devices, last, nil
+}
+
 // ListGroups implements AdminService.ListGroups.
 func (s *Server) ListGroups(ctx context.Context, req *adminv1.ListGroupsRequest) (*adminv1.ListGroupsResponse, error) {
-	limit, offset, err := peoplePage(req.GetPageSize(), req.GetPageToken())
+	size, after, err := peoplePage(req.GetPageSize(), req.GetPageToken())
 	if err != nil {
 		return nil, err
 	}
-	page, err := s.Store.ListGroups(ctx, storage.PeopleQuery{Offset: offset, Limit: limit})
+	page, err := s.Store.ListGroups(ctx, storage.PeopleQuery{After: after, Limit: size + 1})
 	if err != nil {
 		return nil, s.internal("listing groups", err)
 	}
-	resp := &adminv1.ListGroupsResponse{Total: uint32(page.Total), NextPageToken: nextToken(offset, len(page.Groups), page.Total)}
-	for _, g := range page.Groups {
+	groups := page.Groups[:min(len(page.Groups), size)]
+	resp := &adminv1.ListGroupsResponse{Total: uint32(page.Total)}
+	if len(groups) > 0 {
+		resp.NextPageToken = nextPeople(len(page.Groups), size, groups[len(groups)-1].ID)
+	}
+	for _, g := range groups {
 		resp.Groups = append(resp.Groups, &adminv1.Group{GroupId: g.ID, DisplayName: g.DisplayName, Members: uint32(len(g.Members)), Source: g.Source})
 	}
 	return resp, nil

@@ -41,6 +41,31 @@ func TestDevicesOfAUser(t *testing.T) {
 	}
 }
 
+// TestDevicesOfAConsoleUser: `devices --user` lists the Mac whose local
+// account the binding rule maps to the person, who has neither signed in
+// from it nor been assigned it.
+func TestDevicesOfAConsoleUser(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	secret, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	henrys := s.enrollWith(t, lastLine(secret), "0A1B2C3D-4E5F-4061-8172-839405A6B7E3", agentv1.PolicyStatus_POLICY_STATUS_PASS, func(r *agentv1.PostureReport) {
+		r.Accounts = []*agentv1.LocalAccount{{Name: "henry", Console: true}}
+	}).DeviceID
+	other := s.enroll(t, lastLine(secret), "0A1B2C3D-4E5F-4061-8172-839405A6B7E4", agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
+	now := time.Now()
+	if _, err := s.srv.Store.CreateUser(context.Background(), storage.User{ID: "u-henry", UserName: "henry@example.com", Active: true, CreatedAt: now, UpdatedAt: now},
+		storage.AuditEvent{At: now, Actor: "scim:test", Action: "user.create"}); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := execute(noEnv, "devices", "--data-dir", s.dir, "--user", "henry@example.com", "--wide")
+	if err != nil || !strings.Contains(out, henrys) || strings.Contains(out, other) {
+		t.Fatalf("devices --user henry: %v\n%s", err, out)
+	}
+}
+
 // TestDevicesAssign: a Mac assigned by the start of its id to a person by
 // username, shown on the person's list and in the audit log, and taken
 // back; unknown people and devices, and a second unassignment, are

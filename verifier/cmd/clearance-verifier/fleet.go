@@ -52,7 +52,7 @@ func (a *app) devicesCmd() *cli.Command {
 			policy := fs.String("policy", "", "only devices whose latest report does not pass the policy with this `id` (required or not)")
 			serial := fs.String("serial", "", "only the devices with this `serial` number (any case)")
 			host := fs.String("host", "", "only the devices whose host name is or starts with this `name` (any case)")
-			user := fs.String("user", "", "only the Macs this Okta `username` uses: those bound to them (with SCIM or the Okta API sync), and those their latest 1,000 sign-ins came from")
+			user := fs.String("user", "", "only the Macs this Okta `username` uses: those assigned to them or whose local account --user-binding-rule maps to them (with SCIM or the Okta API sync), and those their latest 1,000 sign-ins came from")
 			failingFor := fs.Duration("failing-for", 0, "only devices out of compliance without a break for at least this `duration` (e.g. 72h; the wide table's FOR column)")
 			revoked := fs.Bool("revoked", false, "keep revoked Macs in --failing, --failing-for, --offline and --policy, which leave them out: they can sign in to nothing")
 			fs.Group("Output")
@@ -140,9 +140,10 @@ func timeHeading(ds []*adminv1.Decision, loc *time.Location) string {
 	return fmt.Sprintf("TIME %s %d", zone, first.Year())
 }
 
-// devicesOf is the set of Macs username uses: those bound to them (GetUser,
-// where people come from SCIM or the Okta API sync) and those their latest
-// sign-ins through Okta came from (the decision log, which needs neither).
+// devicesOf is the set of Macs username uses: those GetUser lists (where
+// people come from SCIM or the Okta API sync: assigned, bound by a local
+// account, signed in from) and those their latest sign-ins through Okta
+// came from (the decision log, which needs neither).
 func (c *adminConn) devicesOf(username string) (map[string]bool, error) {
 	out := map[string]bool{}
 	resp, err := call(c, c.client.ListDecisions, &adminv1.ListDecisionsRequest{

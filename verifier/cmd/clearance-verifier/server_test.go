@@ -90,6 +90,13 @@ func startServer(t *testing.T, extra ...string) *testServer {
 // at st over its stream, which stays open for the test.
 func (s *testServer) enroll(t *testing.T, secret, hardwareUUID string, st agentv1.PolicyStatus) *protoagent.Agent {
 	t.Helper()
+	return s.enrollWith(t, secret, hardwareUUID, st, nil)
+}
+
+// enrollWith is enroll with the first report changed by edit (when not nil)
+// before it is signed.
+func (s *testServer) enrollWith(t *testing.T, secret, hardwareUUID string, st agentv1.PolicyStatus, edit func(*agentv1.PostureReport)) *protoagent.Agent {
+	t.Helper()
 	root, err := os.ReadFile(filepath.Join(s.dir, "ca.pem"))
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +115,11 @@ func (s *testServer) enroll(t *testing.T, secret, hardwareUUID string, st agentv
 		t.Fatal(err)
 	}
 	t.Cleanup(stream.Close)
-	if _, err := stream.Exchange(protoagent.Sign(a.Key, a.Report(stream.PolicySet, 1, time.Now(), nil, st))); err != nil {
+	r := a.Report(stream.PolicySet, 1, time.Now(), nil, st)
+	if edit != nil {
+		edit(r)
+	}
+	if _, err := stream.Exchange(protoagent.Sign(a.Key, r)); err != nil {
 		t.Fatal(err)
 	}
 	return a

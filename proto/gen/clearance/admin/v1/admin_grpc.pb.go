@@ -166,12 +166,16 @@ type AdminServiceClient interface {
 	// RevokeExemption ends an exemption now; audited. NOT_FOUND for an
 	// unknown id, FAILED_PRECONDITION if already revoked.
 	RevokeExemption(ctx context.Context, in *RevokeExemptionRequest, opts ...grpc.CallOption) (*RevokeExemptionResponse, error)
-	// ListUsers lists the users Okta provisioned over SCIM, by id.
+	// ListUsers lists the users Okta provisioned (SCIM or the API sync), by
+	// id, or a group's members. INVALID_ARGUMENT for a page token this
+	// server did not return (offset tokens of older versions included).
 	ListUsers(ctx context.Context, in *ListUsersRequest, opts ...grpc.CallOption) (*ListUsersResponse, error)
 	// GetUser returns a user (by id or username) with their groups, the Macs
-	// bound to them and their latest sign-in. NOT_FOUND for an unknown user.
+	// they use (assigned, bound by a local account, signed in from) and their
+	// latest sign-in. NOT_FOUND for an unknown user.
 	GetUser(ctx context.Context, in *GetUserRequest, opts ...grpc.CallOption) (*GetUserResponse, error)
-	// ListGroups lists the groups Okta pushed, by id.
+	// ListGroups lists the groups Okta pushed, by id; page tokens as
+	// ListUsers'.
 	ListGroups(ctx context.Context, in *ListGroupsRequest, opts ...grpc.CallOption) (*ListGroupsResponse, error)
 	// AssignDevice binds a user to a Mac (idempotent): under --user-binding
 	// enforce, a user signs in only from Macs bound to them. NOT_FOUND for
@@ -634,12 +638,16 @@ type AdminServiceServer interface {
 	// RevokeExemption ends an exemption now; audited. NOT_FOUND for an
 	// unknown id, FAILED_PRECONDITION if already revoked.
 	RevokeExemption(context.Context, *RevokeExemptionRequest) (*RevokeExemptionResponse, error)
-	// ListUsers lists the users Okta provisioned over SCIM, by id.
+	// ListUsers lists the users Okta provisioned (SCIM or the API sync), by
+	// id, or a group's members. INVALID_ARGUMENT for a page token this
+	// server did not return (offset tokens of older versions included).
 	ListUsers(context.Context, *ListUsersRequest) (*ListUsersResponse, error)
 	// GetUser returns a user (by id or username) with their groups, the Macs
-	// bound to them and their latest sign-in. NOT_FOUND for an unknown user.
+	// they use (assigned, bound by a local account, signed in from) and their
+	// latest sign-in. NOT_FOUND for an unknown user.
 	GetUser(context.Context, *GetUserRequest) (*GetUserResponse, error)
-	// ListGroups lists the groups Okta pushed, by id.
+	// ListGroups lists the groups Okta pushed, by id; page tokens as
+	// ListUsers'.
 	ListGroups(context.Context, *ListGroupsRequest) (*ListGroupsResponse, error)
 	// AssignDevice binds a user to a Mac (idempotent): under --user-binding
 	// enforce, a user signs in only from Macs bound to them. NOT_FOUND for

@@ -40,7 +40,10 @@ type User struct {
 	UpdatedAt  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// Who manages the user: "scim" (Okta pushes it) or "okta_api" (the
 	// verifier's API sync reads it). SCIM wins: see docs/okta.md.
-	Source        string `protobuf:"bytes,9,opt,name=source,proto3" json:"source,omitempty"`
+	Source string `protobuf:"bytes,9,opt,name=source,proto3" json:"source,omitempty"`
+	// In ListUsers with with_devices only: how many Macs the user uses, as
+	// GetUserResponse.devices lists them.
+	Devices       uint32 `protobuf:"varint,10,opt,name=devices,proto3" json:"devices,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -138,16 +141,29 @@ func (x *User) GetSource() string {
 	return ""
 }
 
-// UserDevice is a Mac bound to a user.
+func (x *User) GetDevices() uint32 {
+	if x != nil {
+		return x.Devices
+	}
+	return 0
+}
+
+// UserDevice is a Mac a user uses.
 type UserDevice struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	DeviceId string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	// The Mac's hostname, for people.
 	Hostname string `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	// How: "admin" (AssignDevice). A Mac whose local account
-	// --user-binding-rule maps to the user is bound at each sign-in from its
-	// latest report, and not listed here.
-	Source        string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	// The first of sources: how the user is tied to the Mac.
+	Source string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	// Every way the user is tied to the Mac, in this order: "admin"
+	// (assigned with AssignDevice), "local_account" (an account in the Mac's
+	// latest report that --user-binding-rule maps to the user: the same rule
+	// that binds the user to the Mac at sign-in), "sign_in" (one of the
+	// user's latest 1,000 Okta sign-ins came from it; not a binding).
+	Sources []string `protobuf:"bytes,4,rep,name=sources,proto3" json:"sources,omitempty"`
+	// With "local_account": the account's name on the Mac.
+	LocalAccount  string `protobuf:"bytes,5,opt,name=local_account,json=localAccount,proto3" json:"local_account,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -199,6 +215,20 @@ func (x *UserDevice) GetHostname() string {
 func (x *UserDevice) GetSource() string {
 	if x != nil {
 		return x.Source
+	}
+	return ""
+}
+
+func (x *UserDevice) GetSources() []string {
+	if x != nil {
+		return x.Sources
+	}
+	return nil
+}
+
+func (x *UserDevice) GetLocalAccount() string {
+	if x != nil {
+		return x.LocalAccount
 	}
 	return ""
 }
@@ -280,8 +310,16 @@ type ListUsersRequest struct {
 	UserName string `protobuf:"bytes,1,opt,name=user_name,json=userName,proto3" json:"user_name,omitempty"`
 	// At most 500; default 100.
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	// From a previous response's next_page_token.
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// From a previous response's next_page_token: the page starts after the
+	// last user it ended at, so users created or deleted meanwhile neither
+	// repeat nor skip others.
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only the members of this group (its id or display name, regardless of
+	// case); NOT_FOUND for an unknown group. Optional.
+	Group string `protobuf:"bytes,4,opt,name=group,proto3" json:"group,omitempty"`
+	// Fill each User.devices: reads the latest report of every enrolled Mac
+	// once per page, so leave it off to page through a large directory fast.
+	WithDevices   bool `protobuf:"varint,5,opt,name=with_devices,json=withDevices,proto3" json:"with_devices,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -337,10 +375,25 @@ func (x *ListUsersRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListUsersRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ListUsersRequest) GetWithDevices() bool {
+	if x != nil {
+		return x.WithDevices
+	}
+	return false
+}
+
 type ListUsersResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Users []*User                `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
-	Total uint32                 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	// How many users match, on every page.
+	Total uint32 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
 	// Empty on the last page.
 	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -448,7 +501,10 @@ type GetUserResponse struct {
 	User  *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
 	// The user's group names.
 	Groups []string `protobuf:"bytes,2,rep,name=groups,proto3" json:"groups,omitempty"`
-	// The Macs bound to the user.
+	// The Macs the user uses, by device id: those assigned to them, those
+	// whose latest report holds a local account --user-binding-rule maps to
+	// them (revoked Macs left out), and those their latest 1,000 Okta
+	// sign-ins came from; each says how.
 	Devices []*UserDevice `protobuf:"bytes,3,rep,name=devices,proto3" json:"devices,omitempty"`
 	// The user's latest sign-in decision, if any.
 	LastSignInAt       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_sign_in_at,json=lastSignInAt,proto3" json:"last_sign_in_at,omitempty"`
@@ -541,7 +597,8 @@ func (x *GetUserResponse) GetLastSignInDeviceId() string {
 type ListGroupsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// At most 500; default 100.
-	PageSize      int32  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token, as ListUsersRequest's.
 	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -841,7 +898,7 @@ var File_clearance_admin_v1_people_proto protoreflect.FileDescriptor
 
 const file_clearance_admin_v1_people_proto_rawDesc = "" +
 	"\n" +
-	"\x1fclearance/admin/v1/people.proto\x12\x12clearance.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x02\n" +
+	"\x1fclearance/admin/v1/people.proto\x12\x12clearance.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x02\n" +
 	"\x04User\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n" +
 	"\tuser_name\x18\x02 \x01(\tR\buserName\x12!\n" +
@@ -854,22 +911,28 @@ const file_clearance_admin_v1_people_proto_rawDesc = "" +
 	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x16\n" +
-	"\x06source\x18\t \x01(\tR\x06source\"]\n" +
+	"\x06source\x18\t \x01(\tR\x06source\x12\x18\n" +
+	"\adevices\x18\n" +
+	" \x01(\rR\adevices\"\x9c\x01\n" +
 	"\n" +
 	"UserDevice\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x16\n" +
-	"\x06source\x18\x03 \x01(\tR\x06source\"w\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12\x18\n" +
+	"\asources\x18\x04 \x03(\tR\asources\x12#\n" +
+	"\rlocal_account\x18\x05 \x01(\tR\flocalAccount\"w\n" +
 	"\x05Group\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x18\n" +
 	"\amembers\x18\x03 \x01(\rR\amembers\x12\x16\n" +
-	"\x06source\x18\x04 \x01(\tR\x06source\"k\n" +
+	"\x06source\x18\x04 \x01(\tR\x06source\"\xa4\x01\n" +
 	"\x10ListUsersRequest\x12\x1b\n" +
 	"\tuser_name\x18\x01 \x01(\tR\buserName\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"\x81\x01\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12\x14\n" +
+	"\x05group\x18\x04 \x01(\tR\x05group\x12!\n" +
+	"\fwith_devices\x18\x05 \x01(\bR\vwithDevices\"\x81\x01\n" +
 	"\x11ListUsersResponse\x12.\n" +
 	"\x05users\x18\x01 \x03(\v2\x18.clearance.admin.v1.UserR\x05users\x12\x14\n" +
 	"\x05total\x18\x02 \x01(\rR\x05total\x12&\n" +
