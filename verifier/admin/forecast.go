@@ -29,6 +29,7 @@ var _ Forecaster = (*access.Gate)(nil)
 // Where a forecast's person comes from (DeviceForecast.username_source).
 const (
 	forecastAssigned     = "assigned"
+	forecastLocalAccount = "local_account"
 	forecastLatestSignIn = "latest_sign_in"
 	forecastCloudflare   = "cloudflare"
 	// forecastSignIns is how many of a device's latest sign-ins are read
@@ -119,6 +120,12 @@ func (s *Server) ForecastEnforcement(ctx context.Context, req *adminv1.ForecastE
 	if maxAge <= 0 {
 		maxAge = decision.DefaultMaxPostureAge
 	}
+	// Whether the directory holds anyone: while it does, a sign-in's
+	// username it does not hold is no one's (see forecastPeople).
+	count, err := s.Store.CountPeople(ctx)
+	if err != nil {
+		return nil, s.internal("counting users", err)
+	}
 	bytes := 0
 	for i, d := range devs {
 		if len(resp.Devices) >= size || bytes >= maxForecastBytes || i == size {
@@ -128,7 +135,7 @@ func (s *Server) ForecastEnforcement(ctx context.Context, req *adminv1.ForecastE
 		if d.Revoked() {
 			continue
 		}
-		people, omitted, err := s.forecastPeople(ctx, d.ID)
+		people, omitted, err := s.forecastPeople(ctx, d.ID, count.Users > 0)
 		if err != nil {
 			return nil, err
 		}
@@ -164,11 +171,23 @@ func (s *Server) ForecastEnforcement(ctx context.Context, req *adminv1.ForecastE
 
 type forecastPerson struct{ name, source string }
 
-// forecastPeople are whom a device's sign-ins are forecast for: the active
-// users assigned to it (at most maxForecastPeople, by user id; omitted
-// counts the others), else the person of its latest Okta sign-in that named one,
-// else the one Cloudflare last asked about it for, else no one.
-func (s *Server) forecastPeople(ctx context.Context, deviceID string) (people []forecastPerson, omitted int, err error) {
+// forecastPeople are whom a device's sign-ins are forecast for, the first
+// of these that finds anyone:
+//  1. the active users assigned to it (at most maxForecastPeople, by user
+//     id; omitted counts the others);
+//  2. the people among its latest forecastSignIns Okta sign-ins whom the
+//     binding rule binds to a local account in its latest report, as
+//     sign-in binds them (at most maxForecastPeople, latest first): the
+//     Mac's own users, not a visitor who signed in on it once;
+//  3. the person of its latest Okta sign-in that named one, else the one
+//     Cloudflare last asked about it for;
+//  4. else no one.
+//
+// People who left are passed over. While the directory holds users
+// (directory), so are usernames it does not hold, which are a typo or a
+// stranger, nobody's work; a tenant without SCIM or the API sync has no
+// directory, and any username counts, as it does at sign-in.
+func (s *Server) forecastPeople(ctx context.Context, deviceID string, directory bool) (people []forecastPerson, omitted int, err error) {
 	bound, err := s.Store.DeviceUsers(ctx, deviceID)
 	if err != nil {
 		return nil, 0, s.internal("reading the device's users", err)
@@ -198,6 +217,24 @@ func (s *Server) forecastPeople(ctx context.Context, deviceID string) (people []
 	if len(people) > 0 {
 		return people, omitted, nil
 	}
+	// who is the directory's record of a sign-in's username: ok is false
+	// for someone who left, or, while there is a directory, for a
+	// username it does not hold.
+	who := func(username string) (u storage.User, ok bool, err error) {
+		u, err = s.Store.GetUserByName(ctx, username)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			return storage.User{UserName: username}, !directory, nil
+		case err != nil:
+			return storage.User{}, false, s.internal("reading a user", err)
+		}
+		return u, u.Active, nil
+	}
+	// The assigned people not read stay omitted whoever is found next.
+	people, more, err := s.accountPeople(ctx, deviceID, who)
+	if err != nil || len(people) > 0 {
+		return people, omitted + more, err
+	}
 	// Okta's sign-ins first, then Cloudflare's evaluations (a Mac only
 	// Cloudflare asks about is signed in to no Okta app). The latest almost
 	// always names its person; only when it does not are more read (each
@@ -220,14 +257,10 @@ func (s *Server) forecastPeople(ctx context.Context, deviceID string) (people []
 				if r.Username == "" {
 					continue
 				}
-				// Someone who has left signs in nowhere: the Mac is someone
-				// else's now, if anyone's.
-				u, err := s.Store.GetUserByName(ctx, r.Username)
-				switch {
-				case err == nil && !u.Active:
+				if _, ok, err := who(r.Username); err != nil {
+					return nil, 0, err
+				} else if !ok {
 					continue
-				case err != nil && !errors.Is(err, storage.ErrNotFound):
-					return nil, 0, s.internal("reading a user", err)
 				}
 				return []forecastPerson{{r.Username, from.source}}, omitted, nil
 			}
@@ -237,6 +270,45 @@ func (s *Server) forecastPeople(ctx context.Context, deviceID string) (people []
 		}
 	}
 	return []forecastPerson{{}}, omitted, nil
+}
+
+// accountPeople is step 2 of forecastPeople: the people of the device's
+// latest Okta sign-ins whom the binding rule (AccountBinder, the rule
+// sign-in binds by) binds to a local account in its latest report.
+func (s *Server) accountPeople(ctx context.Context, deviceID string, who func(string) (storage.User, bool, error)) (people []forecastPerson, omitted int, err error) {
+	binder, ok := s.Access.(AccountBinder)
+	if !ok {
+		return nil, 0, nil
+	}
+	latest, err := s.latest(ctx, deviceID)
+	if err != nil || len(latest.GetReport().GetAccounts()) == 0 {
+		return nil, 0, err
+	}
+	recs, err := s.Store.ListDecisions(ctx, storage.DecisionFilter{DeviceID: deviceID, SignIns: true, Limit: forecastSignIns})
+	if err != nil {
+		return nil, 0, s.internal("reading the device's sign-ins", err)
+	}
+	seen := map[string]bool{}
+	for _, r := range recs {
+		key := storage.UserNameKey(r.Username)
+		if r.Username == "" || seen[key] {
+			continue
+		}
+		seen[key] = true
+		u, ok, err := who(r.Username)
+		if err != nil {
+			return nil, 0, err
+		}
+		if !ok || binder.BoundAccount(latest.GetReport(), u) == "" {
+			continue
+		}
+		if len(people) == maxForecastPeople {
+			omitted++
+			continue
+		}
+		people = append(people, forecastPerson{u.UserName, forecastLocalAccount})
+	}
+	return people, omitted, nil
 }
 
 // forecastOutcome is d in the forecast's words.

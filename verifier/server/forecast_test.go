@@ -93,8 +93,13 @@ func TestForecastEnforcement(t *testing.T) {
 		ExpiresAt: timestamppb.New(at.Add(24 * time.Hour)), Reason: "replacement on order"}); err != nil {
 		t.Fatal(err)
 	}
-	// The exempt Mac's latest sign-in named no one; the one before, carol;
-	// Cloudflare asked about it since, by another address.
+	// The exempt Mac's latest sign-in named no one; the one before, carol
+	// (provisioned, assigned no Mac); Cloudflare asked about it since, by
+	// another address.
+	if _, err := h.srv.Store.CreateUser(ctx, storage.User{ID: "carol", UserName: "carol@example.com", Active: true, CreatedAt: at, UpdatedAt: at},
+		storage.AuditEvent{At: at, Actor: "test", Action: "user.create"}); err != nil {
+		t.Fatal(err)
+	}
 	for _, d := range []storage.DecisionRecord{
 		{Username: "carol@example.com", Source: "sso"},
 		{Source: "sso"},

@@ -23,7 +23,9 @@ func (a *app) forecastCmd() *cli.Command {
 			"were in enforce mode whatever the --enforcement ceiling, the others as they are now (--no-ceiling: as " +
 			"the policy file states them): grace periods and Resolve later as the file says, exemptions counting, " +
 			"from each Mac's latest report however old. A Mac is decided for each person assigned to it (up to 16), " +
-			"else for the person of its latest Okta sign-in, else for the one Cloudflare last asked about it for, " +
+			"else for the people whom --user-binding-rule binds to its local accounts, as sign-in does (among those who " +
+			"signed in from it; shown local:NAME), else for the person of its latest Okta sign-in (last:NAME; while the directory " +
+			"holds anyone, only a person it holds), else for the one Cloudflare last asked about it for, " +
 			"else for the Mac alone (every policy applying). It lists the sign-ins a named policy would stop, at " +
 			"once or when a grace period ends (--every: every sign-in), and counts them. Nothing is written: no " +
 			"grace period starts until a real sign-in. It asks the running verifier's admin API with the data " +
@@ -130,6 +132,8 @@ func renderForecast(w io.Writer, rows []*adminv1.DeviceForecast, now time.Time, 
 		switch {
 		case person == "":
 			person = "none known"
+		case r.GetUsernameSource() == "local_account":
+			person = "local:" + person
 		case r.GetUsernameSource() == "latest_sign_in":
 			person = "last:" + person
 		case r.GetUsernameSource() == "cloudflare":
@@ -221,7 +225,7 @@ func forecastSummary(r *adminv1.ForecastEnforcementResponse, everyPolicy bool) s
 		lines = append(lines, fmt.Sprintf("* %d sign-ins decided on a report older than the verifier's --max-posture-age: a real one asks the Mac for a fresh report first (--wide: REPORT)", stale))
 	}
 	if nobody > 0 {
-		lines = append(lines, fmt.Sprintf("%d Macs with no known person (none assigned, no sign-in on record): decided for the Mac alone, every policy applying", nobody))
+		lines = append(lines, fmt.Sprintf("%d Macs with no known person (none assigned, no sign-in on record by a person the directory holds): decided for the Mac alone, every policy applying", nobody))
 	}
 	if crowded > 0 {
 		lines = append(lines, fmt.Sprintf("not counted: %d people assigned to %d Macs beyond the 16 each is decided for (--json: peopleOmitted; 'explain --user' decides for one)", omitted, crowded))

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/storage"
 )
 
 // TestPoliciesForecast: under --enforcement monitor every sign-in from a
@@ -99,5 +102,53 @@ func TestPoliciesForecast(t *testing.T) {
 	_, _, err = execute(noEnv, "policies", "forecast", "--data-dir", s.dir, "--policy", "firewal")
 	if err == nil || !strings.Contains(err.Error(), `"firewal" is not a policy in force`) || !strings.Contains(err.Error(), "did you mean firewall?") {
 		t.Errorf("a mistyped policy: %v", err)
+	}
+}
+
+// TestForecastPerson: a Mac is forecast for the person its local account
+// is (shown local:), not for a visitor who signed in last; a username the
+// directory does not hold is no one's.
+func TestForecastPerson(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--enforcement", "monitor")
+	out, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alices := s.enrollWith(t, lastLine(out), "0A1B2C3D-4E5F-4061-8172-839405A6B7D3", agentv1.PolicyStatus_POLICY_STATUS_FAIL, func(r *agentv1.PostureReport) {
+		r.Accounts = []*agentv1.LocalAccount{{Name: "alice", Console: true}}
+	}).DeviceID
+	strangers := s.enroll(t, lastLine(out), "0A1B2C3D-4E5F-4061-8172-839405A6B7D4", agentv1.PolicyStatus_POLICY_STATUS_FAIL).DeviceID
+	now := time.Now()
+	ctx := context.Background()
+	for _, name := range []string{"alice", "bob"} {
+		if _, err := s.srv.Store.CreateUser(ctx, storage.User{ID: "u-" + name, UserName: name + "@example.com", Active: true, CreatedAt: now, UpdatedAt: now},
+			storage.AuditEvent{At: now, Actor: "scim:test", Action: "user.create"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []storage.DecisionRecord{
+		{Username: "alice@example.com", DeviceID: alices},
+		{Username: "bob@example.com", DeviceID: alices},
+		{Username: "zed@example.com", DeviceID: strangers},
+	} {
+		d.At, d.Allow, d.Reason, d.Source = now, true, "allowed", "sso"
+		if _, err := s.srv.Store.AppendDecision(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errOut, err := execute(noEnv, "policies", "forecast", "--data-dir", s.dir, "--wide")
+	if err != nil {
+		t.Fatal(err, errOut)
+	}
+	rows := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n")[1:] {
+		rows[strings.Fields(l)[0]] = l
+	}
+	if !strings.Contains(rows[alices], "local:alice@example.com") || strings.Contains(out, "bob@") {
+		t.Errorf("alice's Mac, bob signed in last:\n%s", out)
+	}
+	if !strings.Contains(rows[strangers], "none known") || strings.Contains(out, "zed@") || !strings.Contains(errOut, "1 Macs with no known person") {
+		t.Errorf("a Mac only zed, whom the directory does not hold, signed in on:\n%s%s", out, errOut)
 	}
 }

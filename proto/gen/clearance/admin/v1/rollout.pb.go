@@ -740,13 +740,23 @@ type DeviceForecast struct {
 	DeviceId string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	// The host name the agent last reported (as ListDevices shows it).
 	DeviceName string `protobuf:"bytes,2,opt,name=device_name,json=deviceName,proto3" json:"device_name,omitempty"`
-	// Whom the sign-in is decided for: each active user assigned to the Mac (at
-	// most 16, by user id: see people_omitted), else the person of its latest
-	// Okta sign-in that named one who has not left, else the one Cloudflare
-	// last asked about it for (likewise), else empty: the Mac alone is decided (no user checks, every
-	// policy applying, group-scoped ones included).
+	// Whom the sign-in is decided for, the first of these that finds anyone:
+	//  1. each active user assigned to the Mac (at most 16, by user id: see
+	//     people_omitted);
+	//  2. each person who signed in from the Mac (among its latest 20 Okta
+	//     sign-ins) and whom --user-binding-rule binds to a local account in
+	//     its latest report, the rule sign-in binds by (at most 16, latest
+	//     sign-in first);
+	//  3. the person of its latest Okta sign-in that named one who has not
+	//     left, else the one Cloudflare last asked about it for (likewise);
+	//  4. else empty: the Mac alone is decided (no user checks, every policy
+	//     applying, group-scoped ones included).
+	//
+	// While the directory holds users (SCIM or the API sync), 2 and 3 pass
+	// over usernames it does not hold: a typo or a stranger is nobody's
+	// work. With an empty directory any username counts, as at sign-in.
 	Username string `protobuf:"bytes,3,opt,name=username,proto3" json:"username,omitempty"`
-	// "assigned", "latest_sign_in", "cloudflare", or empty.
+	// "assigned", "local_account", "latest_sign_in", "cloudflare", or empty.
 	UsernameSource string `protobuf:"bytes,4,opt,name=username_source,json=usernameSource,proto3" json:"username_source,omitempty"`
 	// What a sign-in gets now, under the modes and the ceiling in force,
 	// with the latest report counted as fresh.
@@ -757,8 +767,9 @@ type DeviceForecast struct {
 	// was made; unset when the Mac has not reported. A real sign-in with an
 	// older report than --max-posture-age asks the Mac for a fresh one.
 	ObservedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
-	// On a device's last row: how many more people are assigned to it than
-	// were decided for (beyond 16 active ones, or beyond the first 1,000 read).
+	// On a device's last row: how many more people are assigned to it (or
+	// bound to it by a local account) than were decided for (beyond 16
+	// active ones, or beyond the first 1,000 read).
 	// Their sign-ins are not in this forecast: explain each with
 	// ExplainAccess.
 	PeopleOmitted uint32 `protobuf:"varint,8,opt,name=people_omitted,json=peopleOmitted,proto3" json:"people_omitted,omitempty"`
