@@ -120,19 +120,26 @@ func (s *Server) ListUsers(ctx context.Context, req *adminv1.ListUsersRequest) (
 		resp.NextPageToken = nextPeople(len(page.Users), size, users[len(users)-1].ID)
 	}
 	var fleet []fleetAccounts
-	if req.GetWithDevices() && len(users) > 0 {
+	if req.GetDetails() && len(users) > 0 {
 		if fleet, err = s.fleetAccounts(ctx); err != nil {
 			return nil, err
 		}
 	}
 	for _, u := range users {
 		pu := userProto(u)
-		if req.GetWithDevices() {
+		if req.GetDetails() {
 			ds, _, err := s.userDevices(ctx, u, fleet)
 			if err != nil {
 				return nil, err
 			}
 			pu.Devices = uint32(len(ds))
+			groups, err := s.Store.UserGroups(ctx, u.ID)
+			if err != nil {
+				return nil, s.internal("reading user's groups", err)
+			}
+			for _, g := range groups {
+				pu.Groups = append(pu.Groups, g.DisplayName)
+			}
 		}
 		resp.Users = append(resp.Users, pu)
 	}

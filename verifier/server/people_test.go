@@ -156,21 +156,26 @@ func TestGetUserDevices(t *testing.T) {
 		}
 	}
 
-	// ListUsers counts each person's Macs when asked, as GetUser lists them.
-	list, err := h.admin.ListUsers(h.ctx(), &adminv1.ListUsersRequest{WithDevices: true})
+	// ListUsers counts each person's Macs when asked, as GetUser lists
+	// them, and names their groups.
+	h.group(t, "g-night", "Night shift", "u-henry")
+	list, err := h.admin.ListUsers(h.ctx(), &adminv1.ListUsersRequest{Details: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	counts := map[string]uint32{}
 	for _, u := range list.GetUsers() {
 		counts[u.GetUserName()] = u.GetDevices()
+		if u.GetUserName() == "henry@example.com" && !slices.Equal(u.GetGroups(), []string{"Night shift"}) {
+			t.Errorf("henry's groups: %v, want Night shift", u.GetGroups())
+		}
 	}
 	if counts["henry@example.com"] != 4 || counts["erin@example.com"] != 3 {
 		t.Errorf("Mac counts %v, want henry 4, erin 3", counts)
 	}
 	list, err = h.admin.ListUsers(h.ctx(), &adminv1.ListUsersRequest{})
 	if err != nil || list.GetUsers()[0].GetDevices() != 0 {
-		t.Errorf("ListUsers without with_devices: %v %v, want no counts", list, err)
+		t.Errorf("ListUsers without details: %v %v, want no counts", list, err)
 	}
 }
 

@@ -68,6 +68,7 @@ func (a *app) program() *cli.Program {
 			a.policiesCmd(),
 			a.explainCmd(),
 			a.auditCmd(),
+			a.peopleCmd(),
 			a.secretCmd(),
 			a.exemptionCmd(),
 			a.scimCmd(),

@@ -160,7 +160,7 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{[]string{"serve", "--polices", "p.yaml"}, "clearance-verifier serve: unknown flag --polices; did you mean --policies? (see 'clearance-verifier serve -h')"},
 		{[]string{"serv"}, `clearance-verifier: unknown command "serv"; did you mean serve? (see 'clearance-verifier -h')`},
-		{[]string{"frobnicate"}, `clearance-verifier: unknown command "frobnicate"; the commands are serve, devices, decisions, policies, explain, audit, secret, exemption, scim, admin-token, scep, profile, okta, cloudflare, backup or restore (see 'clearance-verifier -h')`},
+		{[]string{"frobnicate"}, `clearance-verifier: unknown command "frobnicate"; the commands are serve, devices, decisions, policies, explain, audit, people, secret, exemption, scim, admin-token, scep, profile, okta, cloudflare, backup or restore (see 'clearance-verifier -h')`},
 		{[]string{"--verison"}, "clearance-verifier: unknown flag --verison; did you mean --version? (see 'clearance-verifier -h')"},
 		{[]string{"secret"}, "clearance-verifier secret: secret needs a command: create, list or revoke (see 'clearance-verifier secret -h')"},
 		{[]string{"secret", "craete"}, `clearance-verifier secret: unknown command "craete"; did you mean create? (see 'clearance-verifier secret -h')`},

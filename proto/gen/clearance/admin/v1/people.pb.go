@@ -41,9 +41,11 @@ type User struct {
 	// Who manages the user: "scim" (Okta pushes it) or "okta_api" (the
 	// verifier's API sync reads it). SCIM wins: see docs/okta.md.
 	Source string `protobuf:"bytes,9,opt,name=source,proto3" json:"source,omitempty"`
-	// In ListUsers with with_devices only: how many Macs the user uses, as
+	// In ListUsers with details only: how many Macs the user uses, as
 	// GetUserResponse.devices lists them.
-	Devices       uint32 `protobuf:"varint,10,opt,name=devices,proto3" json:"devices,omitempty"`
+	Devices uint32 `protobuf:"varint,10,opt,name=devices,proto3" json:"devices,omitempty"`
+	// In ListUsers with details only: the user's group names.
+	Groups        []string `protobuf:"bytes,11,rep,name=groups,proto3" json:"groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -146,6 +148,13 @@ func (x *User) GetDevices() uint32 {
 		return x.Devices
 	}
 	return 0
+}
+
+func (x *User) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
 }
 
 // UserDevice is a Mac a user uses.
@@ -317,9 +326,10 @@ type ListUsersRequest struct {
 	// Only the members of this group (its id or display name, regardless of
 	// case); NOT_FOUND for an unknown group. Optional.
 	Group string `protobuf:"bytes,4,opt,name=group,proto3" json:"group,omitempty"`
-	// Fill each User.devices: reads the latest report of every enrolled Mac
-	// once per page, so leave it off to page through a large directory fast.
-	WithDevices   bool `protobuf:"varint,5,opt,name=with_devices,json=withDevices,proto3" json:"with_devices,omitempty"`
+	// Fill each User's groups and devices: reads the latest report of every
+	// enrolled Mac once per page, so leave it off to page through a large
+	// directory fast.
+	Details       bool `protobuf:"varint,5,opt,name=details,proto3" json:"details,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -382,9 +392,9 @@ func (x *ListUsersRequest) GetGroup() string {
 	return ""
 }
 
-func (x *ListUsersRequest) GetWithDevices() bool {
+func (x *ListUsersRequest) GetDetails() bool {
 	if x != nil {
-		return x.WithDevices
+		return x.Details
 	}
 	return false
 }
@@ -898,7 +908,7 @@ var File_clearance_admin_v1_people_proto protoreflect.FileDescriptor
 
 const file_clearance_admin_v1_people_proto_rawDesc = "" +
 	"\n" +
-	"\x1fclearance/admin/v1/people.proto\x12\x12clearance.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x02\n" +
+	"\x1fclearance/admin/v1/people.proto\x12\x12clearance.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xee\x02\n" +
 	"\x04User\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n" +
 	"\tuser_name\x18\x02 \x01(\tR\buserName\x12!\n" +
@@ -913,7 +923,8 @@ const file_clearance_admin_v1_people_proto_rawDesc = "" +
 	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x16\n" +
 	"\x06source\x18\t \x01(\tR\x06source\x12\x18\n" +
 	"\adevices\x18\n" +
-	" \x01(\rR\adevices\"\x9c\x01\n" +
+	" \x01(\rR\adevices\x12\x16\n" +
+	"\x06groups\x18\v \x03(\tR\x06groups\"\x9c\x01\n" +
 	"\n" +
 	"UserDevice\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1a\n" +
@@ -925,14 +936,14 @@ const file_clearance_admin_v1_people_proto_rawDesc = "" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x18\n" +
 	"\amembers\x18\x03 \x01(\rR\amembers\x12\x16\n" +
-	"\x06source\x18\x04 \x01(\tR\x06source\"\xa4\x01\n" +
+	"\x06source\x18\x04 \x01(\tR\x06source\"\x9b\x01\n" +
 	"\x10ListUsersRequest\x12\x1b\n" +
 	"\tuser_name\x18\x01 \x01(\tR\buserName\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\x12\x14\n" +
-	"\x05group\x18\x04 \x01(\tR\x05group\x12!\n" +
-	"\fwith_devices\x18\x05 \x01(\bR\vwithDevices\"\x81\x01\n" +
+	"\x05group\x18\x04 \x01(\tR\x05group\x12\x18\n" +
+	"\adetails\x18\x05 \x01(\bR\adetails\"\x81\x01\n" +
 	"\x11ListUsersResponse\x12.\n" +
 	"\x05users\x18\x01 \x03(\v2\x18.clearance.admin.v1.UserR\x05users\x12\x14\n" +
 	"\x05total\x18\x02 \x01(\rR\x05total\x12&\n" +
