@@ -63,7 +63,7 @@ func (a *app) peopleCmd() *cli.Command {
 				if *all {
 					*limit = maxPeoplePage
 				}
-				width := tableWidth(a.getenv, *wide)
+				width := a.tableWidth(*wide)
 				return a.withAdmin(ctx, af, func(c *adminConn) error {
 					if len(args) == 1 {
 						resp, err := call(c, c.client.GetUser, &adminv1.GetUserRequest{User: args[0]})
