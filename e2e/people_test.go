@@ -141,6 +141,26 @@ func TestSCIMPeopleEndToEnd(t *testing.T) {
 	if strings.Join(reasons, " ") != want {
 		t.Errorf("decisions = %v, want %s", reasons, want)
 	}
+	// Who signed in from a Mac that is not theirs: Ada, let in by warn,
+	// and Bob, refused for a policy; not Ada's third, refused for her
+	// account before her binding was judged.
+	unbound, err := admin.ListDecisions(ctx, &adminv1.ListDecisionsRequest{UserNotBound: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons = nil
+	for _, d := range unbound.GetDecisions() {
+		if d.GetUserNotBound() {
+			reasons = append([]string{d.GetUsername() + ":" + d.GetReason()}, reasons...)
+		}
+	}
+	if want := e2eUser + ":allowed bob@example.com:policy_failed"; strings.Join(reasons, " ") != want || len(unbound.GetDecisions()) != 2 {
+		t.Errorf("ListDecisions user_not_bound = %v, want %s", reasons, want)
+	}
+	out := cli(t, "decisions", "--data-dir", v.dataDir, "--not-bound", "--wide")
+	if !strings.Contains(out, "allowed (not bound)") || !strings.Contains(out, "policy_failed: engineering-only (not bound)") || strings.Contains(out, "user_deactivated") {
+		t.Errorf("decisions --not-bound:\n%s", out)
+	}
 
 	// 5. Reactivated, she signs in again.
 	okta.want(okta.do("PATCH", "/Users/"+ada, fmt.Sprintf(patchOp, `{"op": "replace", "value": {"active": true}}`)), 200, "reactivate")

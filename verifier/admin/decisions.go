@@ -97,6 +97,7 @@ func decisionFilter(req *adminv1.ListDecisionsRequest) (storage.DecisionFilter, 
 		return f, 0, err
 	}
 	f.Username, f.DeviceID, f.ClaimedDeviceID = req.GetUsername(), req.GetDeviceId(), req.GetClaimedDeviceId()
+	f.UserNotBound = req.GetUserNotBound()
 
 	switch o := req.GetOrigin(); o {
 	case adminv1.DecisionOrigin_DECISION_ORIGIN_UNSPECIFIED:
@@ -242,6 +243,7 @@ func decisionProto(r storage.DecisionRecord) *adminv1.Decision {
 		ClaimedDeviceId:  r.ClaimedDeviceID,
 		Score:            int32(r.Score),
 		Mode:             r.Mode,
+		UserNotBound:     r.UserNotBound,
 	}
 	for _, res := range r.Results {
 		d.Results = append(d.Results, &adminv1.DecisionPolicyResult{

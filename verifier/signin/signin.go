@@ -720,6 +720,7 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, a *attempt, d d
 		ReportSeq: d.ReportSeq, LiveCheck: d.LiveCheck.String(), Latency: latency,
 		Source: a.source, RequestID: a.req.AuthnRequest.ID, Results: d.StoredResults(),
 		Binding: string(a.binding), Mode: string(d.Mode),
+		UserNotBound: d.BindingMismatch || d.Reason == reason.UserNotBound,
 	}
 	// An allowed sign-in's response is signed while the decision is
 	// written: the signatures take the CPU while the write waits for its

@@ -82,6 +82,12 @@ type DecisionRecord struct {
 	// Score is the device posture score (0 to 100) answered to Cloudflare,
 	// for Source SourceCloudflare; 0 for every other decision.
 	Score int
+	// UserNotBound: the person signing in is not bound to the Mac
+	// (assigned, or one of its accounts): --user-binding warn let the
+	// sign-in go on (decision.Decision.BindingMismatch), or enforce denied
+	// it for that (Reason "user_not_bound"). False in decisions made
+	// before it was kept.
+	UserNotBound bool
 }
 
 // SourceCloudflare is DecisionRecord.Source for an evaluation answered to
@@ -138,6 +144,8 @@ type DecisionFilter struct {
 	Allow *bool
 	// Modes, when set, keeps only decisions with one of these Modes.
 	Modes []string
+	// UserNotBound keeps only records with UserNotBound.
+	UserNotBound bool
 	// SignIns keeps only sign-ins: Cloudflare's evaluations
 	// (SourceCloudflare) are left out. Cloudflare keeps only those.
 	SignIns, Cloudflare bool

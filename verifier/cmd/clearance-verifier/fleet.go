@@ -527,6 +527,7 @@ func (a *app) decisionsCmd() *cli.Command {
 			device := fs.String("device", "", "only sign-ins from this device (`id`, or the start of one as the tables show it)")
 			claimed := fs.String("claimed", "", "only refused proofs of presence that named this device (`id`, or the start of an enrolled one's) but were not signed by its key: who tried to pass for it")
 			denied := fs.Bool("denied", false, "only sign-ins that were refused")
+			notBound := fs.Bool("not-bound", false, "only sign-ins by someone the Mac is not bound to (not assigned to them, no account of theirs): let in under --user-binding warn, or refused under enforce")
 			var ref int64
 			fs.Func("reference", "only the decision with this `id`: the Reference the person's page showed (and the log line sso_decision's decision_id)", func(v string) error {
 				n, err := parseReference(v)
@@ -588,6 +589,7 @@ func (a *app) decisionsCmd() *cli.Command {
 					if *denied {
 						req.Result = adminv1.DecisionResult_DECISION_RESULT_DENY
 					}
+					req.UserNotBound = *notBound
 					req.Modes = modes
 					req.Origin = from
 					ds, more, err := gather(*all, func(token string) ([]*adminv1.Decision, string, error) {
@@ -739,6 +741,10 @@ func renderDecisions(w io.Writer, ds []*adminv1.Decision, loc *time.Location, wi
 			reason += " (claimed " + shorten(d.GetClaimedDeviceId(), width) + ")"
 		case d.GetBinding() == "hint":
 			reason += " (by device hint)"
+		case d.GetUserNotBound() && d.GetReason() != "user_not_bound":
+			// Let in under --user-binding warn: whose Mac it is, is the
+			// question.
+			reason += " (not bound)"
 		}
 		rows = append(rows, []string{
 			d.GetAt().AsTime().In(loc).Format("01-02 15:04:05"), orDash(d.GetUsername()),

@@ -15,14 +15,14 @@ import (
 // decisionValueColumns are the decisions table's columns but id, in
 // decisionArgs' order.
 const decisionValueColumns = `at, username, device_id, cert_serial, allow, reason, results,
-	policy_set_version, report_seq, live_check, latency_ns, source, request_id, binding, score, client_ip, user_agent, mode, claimed_device_id`
+	policy_set_version, report_seq, live_check, latency_ns, source, request_id, binding, score, client_ip, user_agent, mode, claimed_device_id, user_not_bound`
 
 // decisionColumns are the decisions table's columns in scanDecision's order.
 const decisionColumns = `id, ` + decisionValueColumns
 
 // Every sign-in appends one.
 var insertDecision = prepared(`INSERT INTO decisions (` + decisionValueColumns + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) RETURNING id`)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) RETURNING id`)
 
 // decisionArgs checks d and returns its values in decisionValueColumns'
 // order, Results encoded as JSON.
@@ -58,7 +58,7 @@ func decisionArgs(d storage.DecisionRecord) ([]any, error) {
 		return nil, c.err
 	}
 	return []any{at, d.Username, d.DeviceID, d.CertSerial, d.Allow, d.Reason, string(js),
-		d.PolicySetVersion, int64(d.ReportSeq), d.LiveCheck, int64(d.Latency), d.Source, d.RequestID, d.Binding, d.Score, d.ClientIP, d.UserAgent, d.Mode, d.ClaimedDeviceID}, nil
+		d.PolicySetVersion, int64(d.ReportSeq), d.LiveCheck, int64(d.Latency), d.Source, d.RequestID, d.Binding, d.Score, d.ClientIP, d.UserAgent, d.Mode, d.ClaimedDeviceID, d.UserNotBound}, nil
 }
 
 func scanDecision(sc scanner) (storage.DecisionRecord, error) {
@@ -68,7 +68,7 @@ func scanDecision(sc scanner) (storage.DecisionRecord, error) {
 		results          string
 	)
 	if err := sc.Scan(&d.ID, &at, &d.Username, &d.DeviceID, &d.CertSerial, &d.Allow, &d.Reason,
-		&results, &d.PolicySetVersion, &seq, &d.LiveCheck, &latency, &d.Source, &d.RequestID, &d.Binding, &d.Score, &d.ClientIP, &d.UserAgent, &d.Mode, &d.ClaimedDeviceID); err != nil {
+		&results, &d.PolicySetVersion, &seq, &d.LiveCheck, &latency, &d.Source, &d.RequestID, &d.Binding, &d.Score, &d.ClientIP, &d.UserAgent, &d.Mode, &d.ClaimedDeviceID, &d.UserNotBound); err != nil {
 		return storage.DecisionRecord{}, err
 	}
 	if err := json.Unmarshal([]byte(results), &d.Results); err != nil {
@@ -192,6 +192,10 @@ func listDecisionsQuery(f storage.DecisionFilter, asciiLower func(string) string
 	}
 	if f.Allow != nil {
 		w.add("allow = ?", *f.Allow)
+	}
+	if f.UserNotBound {
+		// As the partial index decisions_user_not_bound says it.
+		w.conds = append(w.conds, "user_not_bound")
 	}
 	if f.SignIns {
 		w.add("source <> ?", storage.SourceCloudflare)

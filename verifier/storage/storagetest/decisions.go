@@ -136,9 +136,13 @@ func testDecisionAppendList(t *testing.T, s storage.Store) {
 		Latency:          5*time.Second + time.Nanosecond,
 		Source:           "sso_retry",
 		RequestID:        "id0123456789abcdef",
+		UserNotBound:     true,
 	}
 	full = appendDecision(t, s, full)
 	ds = append(ds, full)
+	// UserNotBound finds it, and only it, with the other filters too.
+	equal(t, "ListDecisions not bound", listDecisions(t, s, storage.DecisionFilter{UserNotBound: true}), []storage.DecisionRecord{full})
+	equal(t, "ListDecisions not bound on another device", listDecisions(t, s, storage.DecisionFilter{UserNotBound: true, DeviceID: "dev-001"}), []storage.DecisionRecord{})
 	// A refused proof's row names the device it claimed, under none; the
 	// claimed device's own decisions leave it out.
 	claimed := newDecision("mallory@example.com", "", false, at(2*time.Hour))

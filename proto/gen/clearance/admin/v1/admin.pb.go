@@ -2333,8 +2333,14 @@ type Decision struct {
 	// (no such device, or another key); device_id is empty then. Empty
 	// otherwise.
 	ClaimedDeviceId string `protobuf:"bytes,41,opt,name=claimed_device_id,json=claimedDeviceId,proto3" json:"claimed_device_id,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The person signing in is not bound to the Mac (assigned to them, or
+	// one of its accounts, see --user-binding-rule): --user-binding warn let
+	// the sign-in go on (the page carried the helpdesk note), or enforce
+	// denied it (reason user_not_bound). False in decisions made before it
+	// was kept.
+	UserNotBound  bool `protobuf:"varint,42,opt,name=user_not_bound,json=userNotBound,proto3" json:"user_not_bound,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Decision) Reset() {
@@ -2493,6 +2499,13 @@ func (x *Decision) GetClaimedDeviceId() string {
 	return ""
 }
 
+func (x *Decision) GetUserNotBound() bool {
+	if x != nil {
+		return x.UserNotBound
+	}
+	return false
+}
+
 // ListDecisionsRequest filters and pages the decision log. Filters combine
 // (AND); an unset filter matches everything.
 type ListDecisionsRequest struct {
@@ -2529,7 +2542,10 @@ type ListDecisionsRequest struct {
 	ClaimedDeviceId string `protobuf:"bytes,42,opt,name=claimed_device_id,json=claimedDeviceId,proto3" json:"claimed_device_id,omitempty"`
 	// Only the decision with this id: the "Reference" a person's page and
 	// the sso_decision log line show. The other filters still apply.
-	Id            int64 `protobuf:"varint,43,opt,name=id,proto3" json:"id,omitempty"`
+	Id int64 `protobuf:"varint,43,opt,name=id,proto3" json:"id,omitempty"`
+	// Only sign-ins by someone not bound to the Mac (Decision.user_not_bound):
+	// who signs in from a Mac that is not theirs.
+	UserNotBound  bool `protobuf:"varint,44,opt,name=user_not_bound,json=userNotBound,proto3" json:"user_not_bound,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2639,6 +2655,13 @@ func (x *ListDecisionsRequest) GetId() int64 {
 		return x.Id
 	}
 	return 0
+}
+
+func (x *ListDecisionsRequest) GetUserNotBound() bool {
+	if x != nil {
+		return x.UserNotBound
+	}
+	return false
 }
 
 // ListDecisionsResponse is one page of the decision log.
@@ -4534,7 +4557,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"grace_ends\x18* \x01(\v2\x1a.google.protobuf.TimestampR\tgraceEnds\x12!\n" +
 	"\fexemption_id\x18+ \x01(\x03R\vexemptionId\x12.\n" +
-	"\x13other_exemption_ids\x18, \x03(\x03R\x11otherExemptionIds\"\xda\x04\n" +
+	"\x13other_exemption_ids\x18, \x03(\x03R\x11otherExemptionIds\"\x80\x05\n" +
 	"\bDecision\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12*\n" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1a\n" +
@@ -4558,7 +4581,8 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\abinding\x18\x0f \x01(\tR\abinding\x12\x14\n" +
 	"\x05score\x18\x10 \x01(\x05R\x05score\x12\x12\n" +
 	"\x04mode\x18( \x01(\tR\x04mode\x12*\n" +
-	"\x11claimed_device_id\x18) \x01(\tR\x0fclaimedDeviceId\"\xb9\x03\n" +
+	"\x11claimed_device_id\x18) \x01(\tR\x0fclaimedDeviceId\x12$\n" +
+	"\x0euser_not_bound\x18* \x01(\bR\fuserNotBound\"\xdf\x03\n" +
 	"\x14ListDecisionsRequest\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12:\n" +
@@ -4571,7 +4595,8 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x05modes\x18( \x03(\tR\x05modes\x12:\n" +
 	"\x06origin\x18) \x01(\x0e2\".clearance.admin.v1.DecisionOriginR\x06origin\x12*\n" +
 	"\x11claimed_device_id\x18* \x01(\tR\x0fclaimedDeviceId\x12\x0e\n" +
-	"\x02id\x18+ \x01(\x03R\x02id\"{\n" +
+	"\x02id\x18+ \x01(\x03R\x02id\x12$\n" +
+	"\x0euser_not_bound\x18, \x01(\bR\fuserNotBound\"{\n" +
 	"\x15ListDecisionsResponse\x12:\n" +
 	"\tdecisions\x18\x01 \x03(\v2\x1c.clearance.admin.v1.DecisionR\tdecisions\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xec\x04\n" +
