@@ -22,7 +22,6 @@ import (
 
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
-	"github.com/clearance/clearance/verifier/access"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/enroll"
@@ -130,14 +129,19 @@ func (s *Server) ListDevices(ctx context.Context, req *adminv1.ListDevicesReques
 		devs = devs[:size]
 		resp.NextPageToken = nextKey(devs[len(devs)-1].ID)
 	}
-	ps := s.Policies.Current()
+	snap := s.snapshot()
+	ps := snap.Set
 	sums := querySums(ps)
+	dir := &directory{s: s}
 	for _, d := range devs {
 		latest, err := s.latest(ctx, d.ID)
 		if err != nil {
 			return nil, err
 		}
 		outcomes, summary := Outcomes(ps, latest.GetReport())
+		if err := s.scopeOut(ctx, d.ID, summary, snap.Scopes, dir, latest.GetReport() != nil); err != nil {
+			return nil, err
+		}
 		s.sincesOf(ctx, d.ID, sums, latest.GetReport().GetObservedAt().AsTime()).fill(outcomes, summary)
 		dev := s.device(d, summary)
 		dev.LocalUser = LocalUser(latest.GetReport())
@@ -156,8 +160,12 @@ func (s *Server) GetDevice(ctx context.Context, req *adminv1.GetDeviceRequest) (
 	if err != nil {
 		return nil, err
 	}
-	ps := s.Policies.Current()
+	snap := s.snapshot()
+	ps := snap.Set
 	outcomes, summary := Outcomes(ps, latest.GetReport())
+	if err := s.scopeOut(ctx, d.ID, summary, snap.Scopes, &directory{s: s}, latest.GetReport() != nil); err != nil {
+		return nil, err
+	}
 	s.sincesOf(ctx, d.ID, querySums(ps), latest.GetReport().GetObservedAt().AsTime()).fill(outcomes, summary)
 	dev := s.device(d, summary)
 	dev.LocalUser = LocalUser(latest.GetReport())
@@ -214,10 +222,7 @@ func (s *Server) RevokeDevice(ctx context.Context, req *adminv1.RevokeDeviceRequ
 // settings and groups from the same reload, with the mode each takes
 // under the ceiling.
 func (s *Server) ListPolicies(context.Context, *adminv1.ListPoliciesRequest) (*adminv1.ListPoliciesResponse, error) {
-	snap := access.PolicySnapshot{Set: s.Policies.Current()}
-	if sn, ok := s.Policies.(access.Snapshotter); ok {
-		snap = sn.Snapshot()
-	}
+	snap := s.snapshot()
 	ceiling := decision.Enforce
 	if s.Ceiling != nil {
 		ceiling = s.Ceiling().Lower(decision.Enforce)

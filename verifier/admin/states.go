@@ -28,12 +28,14 @@ func DeviceState(connected bool, lastReport time.Time, compliant bool, now time.
 }
 
 // CountDevices counts the enrolled, unrevoked devices by state, judging
-// each fresh report against the policies in force, as ListDevices does.
+// each fresh report against the policies in force, as ListDevices does
+// (a policy scoped to groups none of a Mac's people are in left out).
 // Reports are read only for devices that are connected and fresh.
 func (s *Server) CountDevices(ctx context.Context, maxAge time.Duration) (map[string]int, error) {
 	counts := map[string]int{}
 	now := s.now()
-	ps := s.Policies.Current()
+	snap := s.snapshot()
+	dir := &directory{s: s}
 	after := ""
 	for {
 		devs, err := s.Store.ListDevices(ctx, after, statePage)
@@ -49,7 +51,11 @@ func (s *Server) CountDevices(ctx context.Context, maxAge time.Duration) (map[st
 				if err != nil {
 					return false
 				}
-				_, sum := Outcomes(ps, latest.GetReport())
+				_, sum := Outcomes(snap.Set, latest.GetReport())
+				// A Mac whose people cannot be read now is held to
+				// every policy, as one whose people are not known:
+				// scopeOut changes nothing unless it read them all.
+				_ = s.scopeOut(ctx, d.ID, sum, snap.Scopes, dir, latest.GetReport() != nil)
 				return sum.GetCompliant()
 			})]++
 		}

@@ -63,10 +63,10 @@ func (d *Decision) judgePerson(p *Person) Reason {
 	return ""
 }
 
-// applies reports whether a policy scoped by sc holds the person to it. When
+// Applies reports whether a policy scoped by sc holds the person to it. When
 // the person's groups are not known, every policy applies: a scope can only
 // narrow who is held to a policy for users the directory vouches for.
-func applies(sc Scope, p *Person) bool {
+func Applies(sc Scope, p *Person) bool {
 	if len(sc.Groups) == 0 && len(sc.Exclude) == 0 {
 		return true
 	}
@@ -98,7 +98,7 @@ func scoped(ps *agentv1.PolicySet, scopes map[string]Scope, p *Person) *agentv1.
 	var kept []*agentv1.Policy
 	dropped := false
 	for _, pol := range ps.GetPolicies() {
-		if applies(scopes[pol.GetId()], p) {
+		if Applies(scopes[pol.GetId()], p) {
 			kept = append(kept, pol)
 		} else {
 			dropped = true

@@ -184,7 +184,8 @@ func failedFor(dev *adminv1.Device, d time.Duration, now time.Time) bool {
 // policies that are not required too.
 func fails(d *adminv1.Device, policy string) bool {
 	s := d.GetSummary()
-	return slices.Contains(s.GetFailing(), policy) || slices.Contains(s.GetAdvisoryFailing(), policy)
+	return slices.Contains(s.GetFailing(), policy) || slices.Contains(s.GetAdvisoryFailing(), policy) ||
+		slices.Contains(s.GetFailingOutOfScope(), policy)
 }
 
 // checkPolicyID refuses an id that is not a policy in force on the
@@ -331,8 +332,10 @@ func lasted(since *timestamppb.Timestamp, now time.Time) string {
 // failingPhrase lists a summary's failing policies, each that could not
 // be checked marked "(error)" and each with no result "(no result)": those
 // are faults on the Mac or in the policy, not a setting the person changes.
+// Then those scoped to groups none of the Mac's people are in, marked "(not
+// its people's)": they stop none of its sign-ins.
 func failingPhrase(s *adminv1.PostureSummary) string {
-	ids := make([]string, 0, len(s.GetFailing()))
+	ids := make([]string, 0, len(s.GetFailing())+len(s.GetFailingOutOfScope()))
 	for _, id := range s.GetFailing() {
 		switch {
 		case slices.Contains(s.GetFailingError(), id):
@@ -341,6 +344,9 @@ func failingPhrase(s *adminv1.PostureSummary) string {
 			id += " (no result)"
 		}
 		ids = append(ids, id)
+	}
+	for _, id := range s.GetFailingOutOfScope() {
+		ids = append(ids, id+" (not its people's)")
 	}
 	return strings.Join(ids, ",")
 }

@@ -292,6 +292,9 @@ func TestTables(t *testing.T) {
 	// bob's firewall check could not run, and his Mac sent no screen-lock
 	// result: the table says so beside each.
 	devs[1].Summary.FailingError, devs[1].Summary.FailingMissing = []string{"firewall"}, []string{"screen-lock"}
+	// A policy for a group none of its people are in fails on Bob's
+	// MacBook Pro: compliant, the policy shown apart.
+	devs[4].Summary.FailingOutOfScope = []string{"eng-only"}
 	// Who used each Mac, in the wide table: one with a name a terminal
 	// would act on.
 	devs[0].LocalUser, devs[1].LocalUser, devs[2].LocalUser = "alice", "bob", "mallory\x1b[2J"
@@ -324,7 +327,7 @@ func TestTables(t *testing.T) {
 				{PolicyId: "screen-lock", Status: adminv1.PolicyStatus_POLICY_STATUS_MISSING, Required: true},
 				{PolicyId: "macos-version", Status: adminv1.PolicyStatus_POLICY_STATUS_FAIL},
 			}},
-		{At: timestamppb.New(now.Add(-time.Hour)), Username: "alice.with.a.very.long.name@corp.example.com", DeviceId: "3f2c8a4e-9b1d-4e7f-8a6c-2d5e9f0b1c3a", Allow: true, Reason: "allowed"},
+		{At: timestamppb.New(now.Add(-time.Hour)), Username: "alice.with.a.very.long.name@corp.example.com", DeviceId: "3f2c8a4e-9b1d-4e7f-8a6c-2d5e9f0b1c3a", Allow: true, Reason: "allowed", UserNotBound: true},
 		{At: timestamppb.New(now.Add(-2 * time.Hour)), Username: "carol@example.com", Reason: "unknown_device"},
 		{At: timestamppb.New(now.Add(-3 * time.Hour)), Username: "dan@example.com", DeviceId: "3f2c8a4e-9b1d-4e7f-8a6c-2d5e9f0b1c3a", Allow: true,
 			Reason: "policy_failed", Source: "cloudflare", Score: 90, Mode: "warn", Results: []*adminv1.DecisionPolicyResult{

@@ -496,7 +496,9 @@ type PostureSummary struct {
 	// The required policies that did not pass (FAIL, ERROR or no result), by
 	// id, in policy-set order: those that stand in the way of sign-ins, as
 	// each policy's rollout mode lets them (monitor, warn, a grace period or
-	// an exemption may let the person in; ExplainAccess says).
+	// an exemption may let the person in; ExplainAccess says). A policy
+	// scoped to groups that holds none of the Mac's people is not here but
+	// in failing_out_of_scope.
 	Failing []string `protobuf:"bytes,6,rep,name=failing,proto3" json:"failing,omitempty"`
 	// The policies that are not required and did not pass (FAIL or ERROR),
 	// by id, in policy-set order: they never deny.
@@ -518,8 +520,16 @@ type PostureSummary struct {
 	// When compliant: since when every required policy has passed without a
 	// break, counted the same way. Unset when not recorded.
 	CompliantSince *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=compliant_since,json=compliantSince,proto3" json:"compliant_since,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Required policies that did not pass but are scoped to groups (groups,
+	// exclude_groups) that hold none of the people who use the Mac, by id,
+	// in policy-set order: they stop none of its sign-ins, and the Mac is
+	// compliant without them. Its people are found as the enforcement
+	// forecast finds them (assigned, bound by a local account, its latest
+	// sign-in); a Mac whose people are not known, or not provisioned, is
+	// held to every policy, as such a sign-in is.
+	FailingOutOfScope []string `protobuf:"bytes,12,rep,name=failing_out_of_scope,json=failingOutOfScope,proto3" json:"failing_out_of_scope,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *PostureSummary) Reset() {
@@ -625,6 +635,13 @@ func (x *PostureSummary) GetFailingSince() *timestamppb.Timestamp {
 func (x *PostureSummary) GetCompliantSince() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CompliantSince
+	}
+	return nil
+}
+
+func (x *PostureSummary) GetFailingOutOfScope() []string {
+	if x != nil {
+		return x.FailingOutOfScope
 	}
 	return nil
 }
@@ -4413,7 +4430,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\btoken_id\x18\x03 \x01(\tR\atokenId\x12\x12\n" +
 	"\x04role\x18\x04 \x01(\tR\x04role\x129\n" +
 	"\n" +
-	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xb2\x03\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xe3\x03\n" +
 	"\x0ePostureSummary\x12\x12\n" +
 	"\x04pass\x18\x01 \x01(\rR\x04pass\x12\x12\n" +
 	"\x04fail\x18\x02 \x01(\rR\x04fail\x12\x14\n" +
@@ -4426,7 +4443,8 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x0ffailing_missing\x18\t \x03(\tR\x0efailingMissing\x12?\n" +
 	"\rfailing_since\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\x12C\n" +
-	"\x0fcompliant_since\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x0ecompliantSinceB\f\n" +
+	"\x0fcompliant_since\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x0ecompliantSince\x12/\n" +
+	"\x14failing_out_of_scope\x18\f \x03(\tR\x11failingOutOfScopeB\f\n" +
 	"\n" +
 	"_compliant\"\x8a\a\n" +
 	"\x06Device\x12\x1b\n" +
