@@ -74,8 +74,12 @@ func (s *Server) ForecastEnforcement(ctx context.Context, req *adminv1.ForecastE
 	e := access.Enforced{LiftCeiling: req.GetLiftCeiling()}
 	resp := &adminv1.ForecastEnforcementResponse{}
 	if len(ids) == 0 {
+		// Every policy that can block: an advisory one never does,
+		// enforced or not.
 		for _, p := range inForce {
-			resp.PolicyIds = append(resp.PolicyIds, p.GetId())
+			if p.GetRequired() {
+				resp.PolicyIds = append(resp.PolicyIds, p.GetId())
+			}
 		}
 	} else {
 		known := make(map[string]*agentv1.Policy, len(inForce))

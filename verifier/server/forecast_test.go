@@ -254,6 +254,11 @@ func TestForecastBounds(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Every policy that can block, named: not the advisory
+		// screen-lock of the example set.
+		if ids := resp.GetPolicyIds(); slices.Contains(ids, "screen-lock") || !slices.Contains(ids, "filevault") {
+			t.Fatalf("policy_ids %v, want the required policies only", ids)
+		}
 		pages = append(pages, resp.GetDevices())
 		if token = resp.GetNextPageToken(); token == "" {
 			break

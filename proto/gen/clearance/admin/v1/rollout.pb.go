@@ -549,7 +549,8 @@ type ForecastEnforcementRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The policies to treat as `enforce`, whatever the ceiling; the others
 	// keep the mode they have now (their own, lowered by the ceiling).
-	// Empty: every policy.
+	// Empty: every required policy (an advisory one never blocks, and is
+	// refused when named).
 	PolicyIds []string `protobuf:"bytes,1,rep,name=policy_ids,json=policyIds,proto3" json:"policy_ids,omitempty"`
 	// About this many rows (default 50, max 500): a page ends after the
 	// device whose rows reach it, or once the page passes 1 MiB; a device's
@@ -877,8 +878,8 @@ func (x *DeviceForecast) GetReportStale() bool {
 // ForecastEnforcementResponse is one page of the fleet.
 type ForecastEnforcementResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The policies forecast as enforced (every policy id when the request
-	// named none).
+	// The policies forecast as enforced (every required policy's id when
+	// the request named none).
 	PolicyIds []string `protobuf:"bytes,1,rep,name=policy_ids,json=policyIds,proto3" json:"policy_ids,omitempty"`
 	// One per device and person, devices in id order.
 	Devices []*DeviceForecast `protobuf:"bytes,2,rep,name=devices,proto3" json:"devices,omitempty"`
