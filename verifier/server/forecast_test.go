@@ -15,7 +15,6 @@ import (
 
 	"github.com/clearance/clearance/internal/protoagent"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
-	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/storage"
@@ -44,19 +43,7 @@ const forecastPolicies = `policies:
 // forecastMac enrolls a Mac whose one report fails the policies named.
 func forecastMac(t *testing.T, h *harness, failing ...string) *protoagent.Agent {
 	t.Helper()
-	a := h.enrolled(h.secret())
-	st := h.connect(a)
-	defer st.Close()
-	r := a.Report(st.PolicySet, 1, h.clock.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS)
-	for _, res := range r.Results {
-		if slices.Contains(failing, res.GetPolicyId()) {
-			res.Status = agentv1.PolicyStatus_POLICY_STATUS_FAIL
-		}
-	}
-	if m, err := st.Exchange(protoagent.Sign(a.Key, r)); err != nil || m.GetAck().GetSeq() != 1 {
-		t.Fatalf("report: %v %v", m, err)
-	}
-	return a
+	return accountMac(t, h, nil, failing...)
 }
 
 // TestForecastEnforcement: the fleet as a sign-in finds it now and as it

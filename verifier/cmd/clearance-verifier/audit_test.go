@@ -18,11 +18,8 @@ import (
 func TestAuditInputMistakes(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
-	secret, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mac := s.enroll(t, lastLine(secret), "0A1B2C3D-4E5F-4061-8172-839405A6B7F1", agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
+	secret := s.newSecret(t)
+	mac := s.enroll(t, secret, "0A1B2C3D-4E5F-4061-8172-839405A6B7F1", agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
 	if err := s.srv.Store.AppendAudit(context.Background(), storage.AuditEvent{
 		At: time.Now(), Actor: "admin:sam@example.com", Action: "device.revoke", DeviceID: mac, Detail: "stolen",
 	}); err != nil {

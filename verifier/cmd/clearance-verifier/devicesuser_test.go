@@ -16,12 +16,9 @@ import (
 func TestDevicesOfAUser(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
-	secret, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	alices := s.enroll(t, lastLine(secret), "0A1B2C3D-4E5F-4061-8172-839405A6B7E1", agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
-	other := s.enroll(t, lastLine(secret), "0A1B2C3D-4E5F-4061-8172-839405A6B7E2", agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
+	secret := s.newSecret(t)
+	alices := s.enroll(t, secret, "0A1B2C3D-4E5F-4061-8172-839405A6B7E1", agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
+	other := s.enroll(t, secret, "0A1B2C3D-4E5F-4061-8172-839405A6B7E2", agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
 	for _, d := range []storage.DecisionRecord{
 		{At: time.Now(), Username: "alice@example.com", DeviceID: alices, Allow: true, Reason: "allowed", Source: "sso"},
 		{At: time.Now(), Username: "bob@example.com", DeviceID: other, Allow: true, Reason: "allowed", Source: "sso"},
@@ -47,14 +44,11 @@ func TestDevicesOfAUser(t *testing.T) {
 func TestDevicesOfAConsoleUser(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
-	secret, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	henrys := s.enrollWith(t, lastLine(secret), "0A1B2C3D-4E5F-4061-8172-839405A6B7E3", agentv1.PolicyStatus_POLICY_STATUS_PASS, func(r *agentv1.PostureReport) {
+	secret := s.newSecret(t)
+	henrys := s.enrollWith(t, secret, "0A1B2C3D-4E5F-4061-8172-839405A6B7E3", agentv1.PolicyStatus_POLICY_STATUS_PASS, func(r *agentv1.PostureReport) {
 		r.Accounts = []*agentv1.LocalAccount{{Name: "henry", Console: true}}
 	}).DeviceID
-	other := s.enroll(t, lastLine(secret), "0A1B2C3D-4E5F-4061-8172-839405A6B7E4", agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
+	other := s.enroll(t, secret, "0A1B2C3D-4E5F-4061-8172-839405A6B7E4", agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
 	now := time.Now()
 	if _, err := s.srv.Store.CreateUser(context.Background(), storage.User{ID: "u-henry", UserName: "henry@example.com", Active: true, CreatedAt: now, UpdatedAt: now},
 		storage.AuditEvent{At: now, Actor: "scim:test", Action: "user.create"}); err != nil {
@@ -73,11 +67,8 @@ func TestDevicesOfAConsoleUser(t *testing.T) {
 func TestDevicesAssign(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
-	secret, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mac := s.enroll(t, lastLine(secret), "0A1B2C3D-4E5F-4061-8172-839405A6B7F1", agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
+	secret := s.newSecret(t)
+	mac := s.enroll(t, secret, "0A1B2C3D-4E5F-4061-8172-839405A6B7F1", agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
 	now := time.Now()
 	if _, err := s.srv.Store.CreateUser(context.Background(), storage.User{ID: "u-jane", UserName: "jane@example.com", Active: true, CreatedAt: now, UpdatedAt: now},
 		storage.AuditEvent{At: now, Actor: "scim:test", Action: "user.create"}); err != nil {

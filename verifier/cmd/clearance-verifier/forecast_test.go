@@ -111,14 +111,11 @@ func TestPoliciesForecast(t *testing.T) {
 func TestForecastPerson(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "--enforcement", "monitor")
-	out, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	alices := s.enrollWith(t, lastLine(out), "0A1B2C3D-4E5F-4061-8172-839405A6B7D3", agentv1.PolicyStatus_POLICY_STATUS_FAIL, func(r *agentv1.PostureReport) {
+	secret := s.newSecret(t)
+	alices := s.enrollWith(t, secret, "0A1B2C3D-4E5F-4061-8172-839405A6B7D3", agentv1.PolicyStatus_POLICY_STATUS_FAIL, func(r *agentv1.PostureReport) {
 		r.Accounts = []*agentv1.LocalAccount{{Name: "alice", Console: true}}
 	}).DeviceID
-	strangers := s.enroll(t, lastLine(out), "0A1B2C3D-4E5F-4061-8172-839405A6B7D4", agentv1.PolicyStatus_POLICY_STATUS_FAIL).DeviceID
+	strangers := s.enroll(t, secret, "0A1B2C3D-4E5F-4061-8172-839405A6B7D4", agentv1.PolicyStatus_POLICY_STATUS_FAIL).DeviceID
 	now := time.Now()
 	ctx := context.Background()
 	for _, name := range []string{"alice", "bob"} {

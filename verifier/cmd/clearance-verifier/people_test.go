@@ -18,14 +18,11 @@ import (
 func TestPeople(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
-	secret, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	henrys := s.enrollWith(t, lastLine(secret), "0A1B2C3D-4E5F-4061-8172-839405A6B7C1", agentv1.PolicyStatus_POLICY_STATUS_PASS, func(r *agentv1.PostureReport) {
+	secret := s.newSecret(t)
+	henrys := s.enrollWith(t, secret, "0A1B2C3D-4E5F-4061-8172-839405A6B7C1", agentv1.PolicyStatus_POLICY_STATUS_PASS, func(r *agentv1.PostureReport) {
 		r.Accounts = []*agentv1.LocalAccount{{Name: "henry", Console: true}}
 	}).DeviceID
-	erins := s.enroll(t, lastLine(secret), "0A1B2C3D-4E5F-4061-8172-839405A6B7C2", agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
+	erins := s.enroll(t, secret, "0A1B2C3D-4E5F-4061-8172-839405A6B7C2", agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
 	ctx, now := context.Background(), time.Now()
 	for _, u := range []storage.User{
 		{ID: "u-erin", UserName: "erin@example.com", DisplayName: "Erin Example", Active: true},

@@ -264,3 +264,13 @@ func TestDatabasePasswordPastHostRefused(t *testing.T) {
 		}
 	}
 }
+
+// newSecret creates an enroll secret with the CLI and returns its value.
+func (s *testServer) newSecret(t *testing.T) string {
+	t.Helper()
+	out, _, err := execute(noEnv, "secret", "create", "--data-dir", s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lastLine(out)
+}
