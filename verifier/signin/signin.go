@@ -916,10 +916,20 @@ func (h *Handler) hold(ctx context.Context, a *attempt, now time.Time, resolveLa
 	if ttl <= 0 {
 		ttl = DefaultPendingTTL
 	}
-	err := h.Store.CreatePendingSignIn(ctx, storage.PendingSignIn{
+	p := storage.PendingSignIn{
 		TokenHash: sum[:], DeviceID: a.ident.DeviceID, CertSerial: a.ident.CertSerial, BrowserHash: a.browser, Username: a.req.Username,
 		Request: a.req.XML, RelayState: a.req.RelayState, CreatedAt: now, ExpiresAt: now.Add(ttl), ResolveLater: resolveLater,
-	})
+	}
+	if a.binding == BindingAgent {
+		// Proven by the device's key as it was read for the proof: held
+		// only while the device still has it (a live check may have
+		// waited while the Mac changed keys).
+		if a.ident.Device == nil {
+			return nil, errors.New("no device record for the proof's key")
+		}
+		p.DeviceKey = a.ident.Device.PublicKey
+	}
+	err := h.Store.CreatePendingSignIn(ctx, p)
 	if err != nil {
 		return nil, err
 	}

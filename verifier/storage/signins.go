@@ -75,12 +75,21 @@ type PendingSignIn struct {
 	// page offered to resolve later, in that page's order; nil when it
 	// offered none. Each is a policy id: not empty, no comma.
 	ResolveLater []string
+	// DeviceKey, for a sign-in bound by the agent's proof, is the device
+	// key (PKIX DER) that signed the proof: CreatePendingSignIn holds the
+	// sign-in only while the device still has it and is not revoked. It
+	// is checked, not stored (reads leave it nil).
+	DeviceKey []byte
 }
 
 // PendingSignInStore keeps pending sign-ins.
 type PendingSignInStore interface {
 	// CreatePendingSignIn stores p; ErrAlreadyExists if its TokenHash is
 	// taken (the stored one is left as it was). TokenHash must be 32 bytes.
+	// With DeviceKey set: ErrNotFound, ErrDeviceRevoked, or ErrKeyReplaced
+	// when the device no longer has that key, and nothing is stored (a key
+	// change or revocation committed after it forgets it: see
+	// DeviceStore.EnrollDevice).
 	CreatePendingSignIn(ctx context.Context, p PendingSignIn) error
 	// GetPendingSignIn returns the pending sign-in with this token hash, or
 	// ErrNotFound. Expired entries not yet swept are returned too: the

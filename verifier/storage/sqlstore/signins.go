@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -171,6 +172,19 @@ func (s *Store) CreatePendingSignIn(ctx context.Context, p storage.PendingSignIn
 		return fmt.Errorf("creating pending sign-in: %w", err)
 	}
 	err = s.groupedOne(ctx, func(ctx context.Context, q conn) error {
+		if p.DeviceKey != nil {
+			// Held only while the key that proved it is the device's:
+			// the device's row is locked, so a key change or a
+			// revocation either commits first (and this refuses) or
+			// waits for this insert (and forgets it: dropHeld).
+			d, err := lockUnrevoked(ctx, q, p.DeviceID)
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(d.PublicKey, p.DeviceKey) {
+				return fmt.Errorf("device %s: %w", d.ID, storage.ErrKeyReplaced)
+			}
+		}
 		res, err := q.exec(ctx, insertPendingSignIn, args...)
 		if err != nil {
 			return err

@@ -444,6 +444,18 @@ func testPendingSignInForgottenWithTheKey(t *testing.T, s storage.Store) {
 	kept("a proven rotation", first, false)
 	kept("another device's key rotated", other, true)
 
+	// One proven by the old key, held after the rotation committed (its
+	// live check waited meanwhile), is refused; by the new key, held.
+	late := newPendingSignIn("late", t0)
+	late.DeviceKey = ds[0].PublicKey
+	before := dumpOf(t, s)
+	wantErr(t, s.CreatePendingSignIn(ctx, late), storage.ErrKeyReplaced)
+	sameDump(t, "a sign-in held under the key replaced", before, s)
+	late.DeviceKey = []byte("rotated-key")
+	must(t, s.CreatePendingSignIn(ctx, late))
+	kept("a sign-in held under the key the device has", late.TokenHash, true)
+	must(t, s.DeletePendingSignIn(ctx, late.TokenHash))
+
 	second := held("second", ds[0].ID)
 	r := newRequest(1, "unproven", "fleet")
 	r.DeviceID, r.DeviceKey, r.Reason = ds[0].ID, []byte("rotated-key"), "unproven_key"
@@ -456,4 +468,11 @@ func testPendingSignInForgottenWithTheKey(t *testing.T, s storage.Store) {
 
 	revokeDevice(t, s, ds[1].ID)
 	kept("a revocation", other, false)
+	revoked := newPendingSignIn("revoked", t0)
+	revoked.DeviceID, revoked.DeviceKey = ds[1].ID, ds[1].PublicKey
+	wantErr(t, s.CreatePendingSignIn(ctx, revoked), storage.ErrDeviceRevoked)
+	unknown := newPendingSignIn("unknown", t0)
+	unknown.DeviceID, unknown.DeviceKey = "dev-404", []byte("some key")
+	wantErr(t, s.CreatePendingSignIn(ctx, unknown), storage.ErrNotFound)
+	kept("a sign-in held for a revoked or unknown device", revoked.TokenHash, false)
 }
