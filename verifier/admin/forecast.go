@@ -247,7 +247,9 @@ func (s *Server) forecastPeople(ctx context.Context, deviceID string, directory 
 		f      storage.DecisionFilter
 		source string
 	}{
-		{storage.DecisionFilter{DeviceID: deviceID, SignIns: true}, forecastLatestSignIn},
+		// Not a sign-in by someone the Mac is not bound to: a visitor's,
+		// or one made to push its own people out of those read.
+		{storage.DecisionFilter{DeviceID: deviceID, SignIns: true, Bound: true}, forecastLatestSignIn},
 		{storage.DecisionFilter{DeviceID: deviceID, Cloudflare: true}, forecastCloudflare},
 	} {
 		for _, limit := range []int{1, forecastSignIns} {
@@ -288,7 +290,9 @@ func (s *Server) accountPeople(ctx context.Context, deviceID string, who func(st
 	if err != nil || len(latest.GetReport().GetAccounts()) == 0 {
 		return nil, 0, err
 	}
-	recs, err := s.Store.ListDecisions(ctx, storage.DecisionFilter{DeviceID: deviceID, SignIns: true, Limit: forecastSignIns})
+	// Sign-ins by people the Mac is not bound to bind no account, and
+	// would push those that do out of the ones read.
+	recs, err := s.Store.ListDecisions(ctx, storage.DecisionFilter{DeviceID: deviceID, SignIns: true, Bound: true, Limit: forecastSignIns})
 	if err != nil {
 		return nil, 0, s.internal("reading the device's sign-ins", err)
 	}

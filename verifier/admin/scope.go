@@ -43,13 +43,15 @@ func (d *directory) get(ctx context.Context) (bool, error) {
 }
 
 // scopeOut moves out of sum's failing, into failing_out_of_scope, the
-// required policies scoped to groups that hold none of the people who use
-// the device (forecastPeople, as the forecast finds them), and sets
-// compliant from what is left: a policy for Engineering that fails on a
-// Mac nobody in Engineering uses stops none of its sign-ins. A Mac whose
-// people are not known, or one of whose people the directory does not
-// hold, is held to every policy, as their sign-ins are. hasReport: the
-// summary was judged from a report (without one nothing is compliant).
+// required policies scoped to groups that hold none of the people bound
+// to the device (assigned to it, or bound by a local account, as
+// forecastPeople finds them), and sets compliant from what is left: a
+// policy for Engineering that fails on a Mac nobody in Engineering uses
+// stops none of its sign-ins. A Mac bound to no one (whoever signed in on
+// it last may be a visitor), with more people than are read, or with one
+// the directory does not hold, is held to every policy, as their sign-ins
+// are. hasReport: the summary was judged from a report (without one
+// nothing is compliant).
 func (s *Server) scopeOut(ctx context.Context, deviceID string, sum *adminv1.PostureSummary, scopes map[string]decision.Scope, dir *directory, hasReport bool) error {
 	scoped := func(id string) bool {
 		sc := scopes[id]
@@ -62,14 +64,17 @@ func (s *Server) scopeOut(ctx context.Context, deviceID string, sum *adminv1.Pos
 	if err != nil {
 		return err
 	}
-	people, _, err := s.forecastPeople(ctx, deviceID, holds)
-	if err != nil {
+	people, omitted, err := s.forecastPeople(ctx, deviceID, holds)
+	if err != nil || omitted > 0 {
+		// People beyond those read may be the group's.
 		return err
 	}
 	persons := make([]*decision.Person, 0, len(people))
 	for _, p := range people {
-		if p.name == "" {
-			return nil // no one known: every policy holds the Mac
+		if p.source != forecastAssigned && p.source != forecastLocalAccount {
+			// No one is bound to it (its latest sign-in may be a
+			// visitor's): every policy holds the Mac.
+			return nil
 		}
 		u, err := s.Store.GetUserByName(ctx, p.name)
 		switch {

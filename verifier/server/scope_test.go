@@ -1,12 +1,15 @@
 package server_test
 
 import (
+	"context"
+	"fmt"
 	"slices"
 	"testing"
 
 	"github.com/clearance/clearance/internal/protoagent"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	"github.com/clearance/clearance/verifier/storage"
 )
 
 // TestScopedPolicyFailsOnlyItsPeoplesMacs: a policy for Engineering fails
@@ -88,4 +91,70 @@ func TestScopedPolicyFailsOnlyItsPeoplesMacs(t *testing.T) {
 	if got[`state="compliant"`] != 1 || got[`state="failing"`] != 3 {
 		t.Errorf("clearance_devices = %v, want 1 compliant (alice's), 3 failing", got)
 	}
+}
+
+// TestScopedPolicyHoldsWhenItsPeopleAreInDoubt: a Mac is judged for its
+// people only when they are bound to it and all read. Assigned to 17, of
+// whom only the 17th is in Engineering (16 are read), it is failing; its
+// console user in Engineering never signed in and a visitor did, it is
+// failing; its console user signed in, then 20 refused sign-ins by someone
+// not bound to it came, it is failing, and the forecast still decides it
+// for her; bound to no one, whoever signed in last, it is failing.
+func TestScopedPolicyHoldsWhenItsPeopleAreInDoubt(t *testing.T) {
+	t.Parallel()
+	h := startWith(t, engOnly(t))
+	summary := func(mac *protoagent.Agent) *adminv1.PostureSummary {
+		t.Helper()
+		got, err := h.admin.GetDevice(h.ctx(), &adminv1.GetDeviceRequest{DeviceId: mac.DeviceID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.GetDevice().GetSummary()
+	}
+	failing := func(what string, mac *protoagent.Agent) {
+		t.Helper()
+		if s := summary(mac); s.GetCompliant() || !slices.Equal(s.GetFailing(), []string{"eng-only"}) || len(s.GetFailingOutOfScope()) != 0 {
+			t.Errorf("%s: %v, want failing eng-only", what, s)
+		}
+	}
+	notBound := func(mac *protoagent.Agent, name string, allow bool) {
+		t.Helper()
+		if _, err := h.srv.Store.AppendDecision(context.Background(), storage.DecisionRecord{At: h.clock.Now(), DeviceID: mac.DeviceID,
+			Username: name, Source: "sso", Reason: "allowed", Allow: allow, UserNotBound: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	shared := accountMac(t, h, []string{"admin"}, "eng-only")
+	for i := range 17 {
+		name := fmt.Sprintf("user%02d@example.com", i)
+		h.user(t, fmt.Sprintf("u-%02d", i), name)
+		if _, err := h.admin.AssignDevice(h.ctx(), &adminv1.AssignDeviceRequest{DeviceId: shared.DeviceID, User: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.user(t, "u-alice", "alice@example.com")
+	h.user(t, "u-bob", "bob@example.com")
+	h.group(t, "g-eng", "Engineering", "u-16", "u-alice")
+	failing("a Mac of 17 people, the 17th in Engineering", shared)
+
+	visited := accountMac(t, h, []string{"alice"}, "eng-only")
+	notBound(visited, "bob@example.com", true)
+	failing("alice's Mac, a visitor's sign-in its only one", visited)
+
+	flooded := accountMac(t, h, []string{"alice"}, "eng-only")
+	h.signedIn(t, flooded, "alice@example.com")
+	for range 20 {
+		notBound(flooded, "bob@example.com", false)
+	}
+	failing("alice's Mac after 20 refused sign-ins by bob", flooded)
+	if rows := forecastAll(t, h)[flooded.DeviceID]; len(rows) != 1 || rows[0].GetUsername() != "alice@example.com" || rows[0].GetUsernameSource() != "local_account" {
+		t.Errorf("forecast of alice's flooded Mac: %v, want decided for alice, bound by her account", rows)
+	}
+
+	// Bound to no one, its latest sign-in bob's (under --user-binding off
+	// nothing marks it): that may be a visitor, so it is failing.
+	unbound := accountMac(t, h, []string{"admin"}, "eng-only")
+	h.signedIn(t, unbound, "bob@example.com")
+	failing("a Mac bound to no one, bob's sign-in its latest", unbound)
 }

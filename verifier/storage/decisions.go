@@ -144,8 +144,10 @@ type DecisionFilter struct {
 	Allow *bool
 	// Modes, when set, keeps only decisions with one of these Modes.
 	Modes []string
-	// UserNotBound keeps only records with UserNotBound.
-	UserNotBound bool
+	// UserNotBound keeps only records with UserNotBound; Bound, only those
+	// without it (sign-ins by someone the Mac is bound to, or made before
+	// it was kept, or with --user-binding off).
+	UserNotBound, Bound bool
 	// SignIns keeps only sign-ins: Cloudflare's evaluations
 	// (SourceCloudflare) are left out. Cloudflare keeps only those.
 	SignIns, Cloudflare bool

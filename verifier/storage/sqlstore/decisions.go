@@ -197,6 +197,9 @@ func listDecisionsQuery(f storage.DecisionFilter, asciiLower func(string) string
 		// As the partial index decisions_user_not_bound says it.
 		w.conds = append(w.conds, "user_not_bound")
 	}
+	if f.Bound {
+		w.conds = append(w.conds, "NOT user_not_bound")
+	}
 	if f.SignIns {
 		w.add("source <> ?", storage.SourceCloudflare)
 	}

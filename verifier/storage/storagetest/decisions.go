@@ -3,6 +3,7 @@ package storagetest
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -143,6 +144,10 @@ func testDecisionAppendList(t *testing.T, s storage.Store) {
 	// UserNotBound finds it, and only it, with the other filters too.
 	equal(t, "ListDecisions not bound", listDecisions(t, s, storage.DecisionFilter{UserNotBound: true}), []storage.DecisionRecord{full})
 	equal(t, "ListDecisions not bound on another device", listDecisions(t, s, storage.DecisionFilter{UserNotBound: true, DeviceID: "dev-001"}), []storage.DecisionRecord{})
+	equal(t, "ListDecisions bound on its device", listDecisions(t, s, storage.DecisionFilter{Bound: true, DeviceID: "dev-002"}), []storage.DecisionRecord{})
+	if got := listDecisions(t, s, storage.DecisionFilter{Bound: true}); len(got) != len(ds)-1 || slices.ContainsFunc(got, func(d storage.DecisionRecord) bool { return d.UserNotBound }) {
+		t.Errorf("ListDecisions bound: %v, want every record but the one not bound", ids(got))
+	}
 	// A refused proof's row names the device it claimed, under none; the
 	// claimed device's own decisions leave it out.
 	claimed := newDecision("mallory@example.com", "", false, at(2*time.Hour))
