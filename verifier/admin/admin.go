@@ -84,6 +84,12 @@ type Server struct {
 	// reloadMu makes each ReloadPolicies read the set it replaces and load
 	// the next as one step, so two at once cannot both see the same set.
 	reloadMu sync.Mutex
+
+	// fleetScans lets maxFleetScans calls at a time read every Mac's
+	// latest report (fleetAccounts): the others wait their turn, within
+	// their deadline.
+	fleetScansOnce sync.Once
+	fleetScans     chan struct{}
 }
 
 var _ adminv1.AdminServiceServer = (*Server)(nil)

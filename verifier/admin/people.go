@@ -223,12 +223,24 @@ type fleetAccounts struct {
 	report             *agentv1.PostureReport // only the device id and the accounts
 }
 
+// maxFleetScans is how many fleetAccounts run at once.
+const maxFleetScans = 2
+
 // fleetAccounts reads the local accounts of every unrevoked Mac that has
 // reported, for the binding rule to match people to (no index maps an
 // account to its Mac). nil when no binding rule is configured.
 func (s *Server) fleetAccounts(ctx context.Context) ([]fleetAccounts, error) {
 	if _, ok := s.Access.(AccountBinder); !ok {
 		return nil, nil
+	}
+	// Its cost grows with the fleet: however many callers ask at once
+	// (any read token may), the database serves maxFleetScans of them.
+	s.fleetScansOnce.Do(func() { s.fleetScans = make(chan struct{}, maxFleetScans) })
+	select {
+	case s.fleetScans <- struct{}{}:
+		defer func() { <-s.fleetScans }()
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
 	}
 	var out []fleetAccounts
 	after := ""

@@ -113,7 +113,7 @@ func renderPeople(w io.Writer, users []*adminv1.User, width int) error {
 		}
 		groups := make([]string, 0, len(u.GetGroups()))
 		for _, g := range u.GetGroups() {
-			groups = append(groups, clean(g))
+			groups = append(groups, groupCell(g))
 		}
 		rows = append(rows, []string{
 			clean(u.GetUserName()), orDash(clean(u.GetDisplayName())), active,
@@ -122,6 +122,17 @@ func renderPeople(w io.Writer, users []*adminv1.User, width int) error {
 	}
 	// Names give way first; usernames only down to 20 characters.
 	return writeTable(w, rows, width, []shrink{{col: 1, floor: 8}, {col: 0, floor: 20}})
+}
+
+// groupCell is a group's name as a list of them shows it: quoted when it
+// holds a comma or a quote, or begins or ends with a space, so that one
+// named "Eng,Sales" does not read as two.
+func groupCell(name string) string {
+	c := clean(name)
+	if strings.ContainsAny(c, `,"`) || strings.TrimSpace(c) != c {
+		return strconv.Quote(c)
+	}
+	return c
 }
 
 // howBound says how a Mac is tied to its person, in the words of the
@@ -153,7 +164,7 @@ func renderPerson(w io.Writer, r *adminv1.GetUserResponse, now time.Time, loc *t
 	}
 	groups := make([]string, 0, len(r.GetGroups()))
 	for _, g := range r.GetGroups() {
-		groups = append(groups, clean(g))
+		groups = append(groups, groupCell(g))
 	}
 	last := "none on record"
 	if at := r.GetLastSignInAt(); at != nil {

@@ -107,3 +107,17 @@ func TestPeople(t *testing.T) {
 		}
 	}
 }
+
+// A group whose name holds a comma reads as one group in a list of them.
+func TestGroupCell(t *testing.T) {
+	for name, want := range map[string]string{
+		"Engineering": "Engineering",
+		"Eng,Sales":   `"Eng,Sales"`,
+		`Say "hi"`:    `"Say \"hi\""`,
+		" Padded":     `" Padded"`,
+	} {
+		if got := groupCell(name); got != want {
+			t.Errorf("groupCell(%q) = %s, want %s", name, got, want)
+		}
+	}
+}
