@@ -171,12 +171,19 @@ func (s *Store) CreatePendingSignIn(ctx context.Context, p storage.PendingSignIn
 	if err != nil {
 		return fmt.Errorf("creating pending sign-in: %w", err)
 	}
-	err = s.groupedOne(ctx, func(ctx context.Context, q conn) error {
-		if p.DeviceKey != nil {
-			// Held only while the key that proved it is the device's:
-			// the device's row is locked, so a key change or a
-			// revocation either commits first (and this refuses) or
-			// waits for this insert (and forgets it: dropHeld).
+	insert := func(q conn) error {
+		res, err := q.exec(ctx, insertPendingSignIn, args...)
+		if err != nil {
+			return err
+		}
+		return oneRow(res, storage.ErrAlreadyExists)
+	}
+	if p.DeviceKey != nil {
+		// Held only while the key that proved it is the device's: in
+		// one transaction that locks the device's row, so that a key
+		// change or a revocation either commits first (and this
+		// refuses) or waits for this insert (and forgets it: dropHeld).
+		err = s.write(ctx, func(q conn) error {
 			d, err := lockUnrevoked(ctx, q, p.DeviceID)
 			if err != nil {
 				return err
@@ -184,13 +191,11 @@ func (s *Store) CreatePendingSignIn(ctx context.Context, p storage.PendingSignIn
 			if !bytes.Equal(d.PublicKey, p.DeviceKey) {
 				return fmt.Errorf("device %s: %w", d.ID, storage.ErrKeyReplaced)
 			}
-		}
-		res, err := q.exec(ctx, insertPendingSignIn, args...)
-		if err != nil {
-			return err
-		}
-		return oneRow(res, storage.ErrAlreadyExists)
-	})
+			return insert(q)
+		})
+	} else {
+		err = s.groupedOne(ctx, func(_ context.Context, q conn) error { return insert(q) })
+	}
 	if err != nil {
 		return fmt.Errorf("creating pending sign-in: %w", err)
 	}
