@@ -145,7 +145,7 @@ func (s *Server) ListDevices(ctx context.Context, req *adminv1.ListDevicesReques
 			return nil, err
 		}
 		outcomes, summary := Outcomes(ps, latest.GetReport())
-		if err := s.scopeOut(ctx, d.ID, summary, snap.Scopes, dir, latest.GetReport() != nil); err != nil {
+		if err := s.scopeOut(ctx, d.ID, latest.GetReport(), summary, snap.Scopes, dir); err != nil {
 			return nil, err
 		}
 		s.sincesOf(ctx, d.ID, sums, latest.GetReport().GetObservedAt().AsTime()).fill(outcomes, summary)
@@ -169,7 +169,7 @@ func (s *Server) GetDevice(ctx context.Context, req *adminv1.GetDeviceRequest) (
 	snap := s.snapshot()
 	ps := snap.Set
 	outcomes, summary := Outcomes(ps, latest.GetReport())
-	if err := s.scopeOut(ctx, d.ID, summary, snap.Scopes, &directory{s: s}, latest.GetReport() != nil); err != nil {
+	if err := s.scopeOut(ctx, d.ID, latest.GetReport(), summary, snap.Scopes, &directory{s: s}); err != nil {
 		return nil, err
 	}
 	s.sincesOf(ctx, d.ID, querySums(ps), latest.GetReport().GetObservedAt().AsTime()).fill(outcomes, summary)

@@ -121,6 +121,11 @@ func (s *Server) ListUsers(ctx context.Context, req *adminv1.ListUsersRequest) (
 	}
 	var fleet []fleetAccounts
 	if req.GetDetails() && len(users) > 0 {
+		done, err := s.fleetTurn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
 		if fleet, err = s.fleetAccounts(ctx); err != nil {
 			return nil, err
 		}
@@ -170,6 +175,11 @@ func (s *Server) findGroup(ctx context.Context, ref string) (storage.Group, erro
 
 // GetUser implements AdminService.GetUser.
 func (s *Server) GetUser(ctx context.Context, req *adminv1.GetUserRequest) (*adminv1.GetUserResponse, error) {
+	done, err := s.fleetTurn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	u, err := s.findUser(ctx, req.GetUser())
 	if err != nil {
 		return nil, err
@@ -223,8 +233,26 @@ type fleetAccounts struct {
 	report             *agentv1.PostureReport // only the device id and the accounts
 }
 
-// maxFleetScans is how many fleetAccounts run at once.
+// maxFleetScans is how many calls that read the whole fleet for people
+// (GetUser, ListUsers with details) run at once.
 const maxFleetScans = 2
+
+// fleetTurn waits for one of the maxFleetScans turns, within ctx, and
+// returns what gives it back. The work it guards grows with the fleet and
+// the page: however many callers ask at once (any read token may), the
+// database serves maxFleetScans of them.
+func (s *Server) fleetTurn(ctx context.Context) (func(), error) {
+	s.fleetScansOnce.Do(func() { s.fleetScans = make(chan struct{}, maxFleetScans) })
+	if err := ctx.Err(); err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
+	select {
+	case s.fleetScans <- struct{}{}:
+		return func() { <-s.fleetScans }, nil
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+}
 
 // fleetAccounts reads the local accounts of every unrevoked Mac that has
 // reported, for the binding rule to match people to (no index maps an
@@ -232,15 +260,6 @@ const maxFleetScans = 2
 func (s *Server) fleetAccounts(ctx context.Context) ([]fleetAccounts, error) {
 	if _, ok := s.Access.(AccountBinder); !ok {
 		return nil, nil
-	}
-	// Its cost grows with the fleet: however many callers ask at once
-	// (any read token may), the database serves maxFleetScans of them.
-	s.fleetScansOnce.Do(func() { s.fleetScans = make(chan struct{}, maxFleetScans) })
-	select {
-	case s.fleetScans <- struct{}{}:
-		defer func() { <-s.fleetScans }()
-	case <-ctx.Done():
-		return nil, status.FromContextError(ctx.Err()).Err()
 	}
 	var out []fleetAccounts
 	after := ""

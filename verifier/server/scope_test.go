@@ -14,9 +14,9 @@ import (
 
 // TestScopedPolicyFailsOnlyItsPeoplesMacs: a policy for Engineering fails
 // on every Mac. It makes failing only the Macs of someone in Engineering,
-// and those whose people are not known (held to every policy, as their
-// sign-ins are); a Mac used only by people outside the group is compliant,
-// the policy listed apart. GetDevice, ListDevices, --policy and the
+// and those whose people are not all known (held to every policy, as their
+// sign-ins are); a Mac used only by people outside the group (assigned to
+// alice, its one account hers) is compliant, the policy listed apart. GetDevice, ListDevices, --policy and the
 // clearance_devices metric agree.
 func TestScopedPolicyFailsOnlyItsPeoplesMacs(t *testing.T) {
 	t.Parallel()
@@ -25,21 +25,21 @@ func TestScopedPolicyFailsOnlyItsPeoplesMacs(t *testing.T) {
 	h.user(t, "u-bob", "bob@example.com")
 	h.group(t, "g-eng", "Engineering", "u-bob")
 	secret := h.secret()
-	// Macs that stay connected, each failing eng-only, with local
-	// accounts that bind no one here (the rule maps "admin" to no user).
-	mac := func() *protoagent.Agent {
+	// Macs that stay connected, each failing eng-only, whose one local
+	// account is the one named ("admin" binds no one here).
+	mac := func(account string) *protoagent.Agent {
 		t.Helper()
 		a := h.enrolled(secret)
 		st := h.connect(a)
 		t.Cleanup(func() { st.Close() })
 		r := a.Report(st.PolicySet, 1, h.clock.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_FAIL)
-		r.Accounts = []*agentv1.LocalAccount{{Name: "admin", Console: true}}
+		r.Accounts = []*agentv1.LocalAccount{{Name: account, Console: true}}
 		if m, err := st.Exchange(protoagent.Sign(a.Key, r)); err != nil || m.GetAck().GetSeq() != 1 {
 			t.Fatalf("report: %v %v", m, err)
 		}
 		return a
 	}
-	alices, bobs, nobodys, strangers := mac(), mac(), mac(), mac()
+	alices, bobs, nobodys, strangers := mac("alice"), mac("bob"), mac("admin"), mac("admin")
 	for _, as := range []struct {
 		mac  *protoagent.Agent
 		user string
@@ -99,7 +99,10 @@ func TestScopedPolicyFailsOnlyItsPeoplesMacs(t *testing.T) {
 // console user in Engineering never signed in and a visitor did, it is
 // failing; its console user signed in, then 20 refused sign-ins by someone
 // not bound to it came, it is failing, and the forecast still decides it
-// for her; bound to no one, whoever signed in last, it is failing.
+// for her; bound to no one, whoever signed in last, it is failing; so is
+// one with an account that binds none of the people read: alice's pushed
+// out of the sign-ins read by bob's, or never signed in from it at all.
+// Assigned to bob, alice's account on it makes her one of its people.
 func TestScopedPolicyHoldsWhenItsPeopleAreInDoubt(t *testing.T) {
 	t.Parallel()
 	h := startWith(t, engOnly(t))
@@ -157,4 +160,35 @@ func TestScopedPolicyHoldsWhenItsPeopleAreInDoubt(t *testing.T) {
 	unbound := accountMac(t, h, []string{"admin"}, "eng-only")
 	h.signedIn(t, unbound, "bob@example.com")
 	failing("a Mac bound to no one, bob's sign-in its latest", unbound)
+
+	// alice's and bob's accounts; bob (bound too) signs in 20 times after
+	// her: her account binds no one read, so it is failing.
+	pushed := accountMac(t, h, []string{"alice", "bob"}, "eng-only")
+	h.signedIn(t, pushed, "alice@example.com")
+	for range 20 {
+		h.signedIn(t, pushed, "bob@example.com")
+	}
+	failing("alice's and bob's Mac after 20 sign-ins by bob", pushed)
+
+	// Assigned to bob; alice's account is on it too and she signs in from
+	// it: she is one of its people.
+	assigned := accountMac(t, h, []string{"alice"}, "eng-only")
+	h.signedIn(t, assigned, "alice@example.com")
+	if _, err := h.admin.AssignDevice(h.ctx(), &adminv1.AssignDeviceRequest{DeviceId: assigned.DeviceID, User: "bob@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	failing("bob's Mac alice signs in on with her account", assigned)
+
+	// alice at the console, never signed in from it; bob signed in once.
+	console := accountMac(t, h, []string{"alice", "bob"}, "eng-only")
+	h.signedIn(t, console, "bob@example.com")
+	failing("a Mac whose console user never signed in from it", console)
+
+	// bob's account alone, and bob signing in: bob's Mac, not in
+	// Engineering: compliant.
+	bobs := accountMac(t, h, []string{"bob"}, "eng-only")
+	h.signedIn(t, bobs, "bob@example.com")
+	if s := summary(bobs); !s.GetCompliant() || !slices.Equal(s.GetFailingOutOfScope(), []string{"eng-only"}) {
+		t.Errorf("bob's own Mac: %v, want compliant, eng-only apart", s)
+	}
 }

@@ -523,11 +523,12 @@ type PostureSummary struct {
 	// Required policies that did not pass but are scoped to groups (groups,
 	// exclude_groups) that hold none of the people who use the Mac, by id,
 	// in policy-set order: they stop none of its sign-ins, and the Mac is
-	// compliant without them. Its people are those bound to it: assigned,
-	// or bound by a local account (as the enforcement forecast finds them);
-	// a Mac bound to no one, with more than 16 people, or with one the
-	// directory does not hold, is held to every policy, as such a sign-in
-	// is.
+	// compliant without them. Its people are those assigned to it and, for
+	// each local account in its latest report, whoever the binding rule
+	// binds it to among those assigned and those of its latest 20 sign-ins
+	// not marked not bound; a Mac with an account that binds none of them,
+	// with no one, with more than 16 assigned, or without a directory, is
+	// held to every policy.
 	FailingOutOfScope []string `protobuf:"bytes,12,rep,name=failing_out_of_scope,json=failingOutOfScope,proto3" json:"failing_out_of_scope,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
