@@ -110,6 +110,40 @@ func (g *Gate) BoundAccount(r *agentv1.PostureReport, u storage.User) string {
 	return ""
 }
 
+// Rules are the people rules the gate applies (for a view that must agree
+// with what sign-in admits).
+func (g *Gate) PeopleRulesInForce() PeopleRules { return g.Rules }
+
+// AccountKey and UserKeys index Binds: rule binds account to u exactly
+// when AccountKey(rule, account) is not empty and is one of UserKeys(rule,
+// u), so the users an account binds are found by key, without trying
+// Binds on every user. (FuzzBindingKeys holds the two to Binds.)
+func AccountKey(rule, account string) string {
+	if account == "" {
+		return ""
+	}
+	if strings.Contains(rule, "{local}") {
+		return storage.UserNameKey(strings.ReplaceAll(rule, "{local}", account))
+	}
+	return storage.UserNameKey(account)
+}
+
+// UserKeys are the keys AccountKey gives the accounts rule binds to u.
+func UserKeys(rule string, u storage.User) []string {
+	local := func(s string) string {
+		if strings.Contains(rule, "{local}") {
+			return s
+		}
+		l, _, _ := strings.Cut(s, "@")
+		return l
+	}
+	keys := []string{storage.UserNameKey(local(u.UserName))}
+	if u.Email != "" {
+		keys = append(keys, storage.UserNameKey(local(u.Email)))
+	}
+	return keys
+}
+
 // DefaultBindingRule binds a local account to the directory user whose
 // userName or e-mail address has it as its local part (jdoe ↔
 // jdoe@example.com).

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -120,6 +121,10 @@ func (s *Server) ListDevices(ctx context.Context, req *adminv1.ListDevicesReques
 	if err != nil {
 		return nil, err
 	}
+	filter, err := s.deviceFilter(req)
+	if err != nil {
+		return nil, err
+	}
 	// One extra row tells whether another page exists.
 	var devs []storage.Device
 	if sec := req.GetEnrollSecretId(); sec != "" {
@@ -151,9 +156,36 @@ func (s *Server) ListDevices(ctx context.Context, req *adminv1.ListDevicesReques
 		s.sincesOf(ctx, d.ID, sums, latest.GetReport().GetObservedAt().AsTime()).fill(outcomes, summary)
 		dev := s.device(d, summary)
 		dev.LocalUser = LocalUser(latest.GetReport())
-		resp.Devices = append(resp.Devices, dev)
+		if filter.Keep(dev, s.now()) {
+			resp.Devices = append(resp.Devices, dev)
+		}
 	}
 	return resp, nil
+}
+
+// deviceFilter checks a ListDevices request's fleet-health filters.
+func (s *Server) deviceFilter(req *adminv1.ListDevicesRequest) (DeviceFilter, error) {
+	f := DeviceFilter{Failing: req.GetFailing(), Offline: req.GetOffline(), PolicyID: req.GetPolicyId(), Revoked: req.GetIncludeRevoked()}
+	if d := req.GetFailingFor(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return f, status.Errorf(codes.InvalidArgument, "failing_for: %v", err)
+		}
+		if f.FailingFor = d.AsDuration(); f.FailingFor < 0 {
+			return f, status.Error(codes.InvalidArgument, "failing_for is negative")
+		}
+	}
+	if f.PolicyID != "" {
+		if err := bounded("policy_id", f.PolicyID); err != nil {
+			return f, err
+		}
+		if !slices.ContainsFunc(s.Policies.Current().GetPolicies(), func(p *agentv1.Policy) bool { return p.GetId() == f.PolicyID }) {
+			return f, status.Errorf(codes.InvalidArgument, "no policy %q in the set in force (see ListPolicies)", clipped(f.PolicyID))
+		}
+	}
+	if f.Revoked && !f.Health() {
+		return f, status.Error(codes.InvalidArgument, "include_revoked keeps revoked devices in failing, failing_for, offline or policy_id; without one of those every device is listed, revoked ones too")
+	}
+	return f, nil
 }
 
 // GetDevice implements AdminService.GetDevice.

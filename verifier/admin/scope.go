@@ -23,25 +23,74 @@ func (s *Server) snapshot() access.PolicySnapshot {
 	return access.PolicySnapshot{Set: s.Policies.Current()}
 }
 
-// directory says, once per call that needs it, whether the directory holds
-// anyone (see forecastPeople).
+// maxIndexedUsers bounds the directory read to find who a Mac's accounts
+// bind: past it, Macs are held to every policy.
+const maxIndexedUsers = 200_000
+
+// directory is what one call that judges Macs for their people reads of
+// the directory, once: the people rules sign-in applies, and, when those
+// let only provisioned users bound to a Mac sign in from it, the active
+// users by the keys the binding rule finds them under (access.UserKeys).
 type directory struct {
 	s      *Server
-	known  bool
-	holds  bool
+	read   bool
+	rules  access.PeopleRules
+	byKey  map[string][]storage.User // nil: Macs are not judged for their people
 	failed error
 }
 
-func (d *directory) get(ctx context.Context) (bool, error) {
-	if !d.known && d.failed == nil {
-		count, err := d.s.Store.CountPeople(ctx)
-		if err != nil {
-			d.failed = d.s.internal("counting users", err)
-		}
-		d.known, d.holds = err == nil, count.Users > 0
+// index returns the users by binding key, or nil when Macs are held to
+// every policy: unless --user-binding enforce and --scim-users required,
+// anyone may sign in from any Mac, and their groups may be unknown.
+func (d *directory) index(ctx context.Context) (map[string][]storage.User, access.PeopleRules, error) {
+	if d.read {
+		return d.byKey, d.rules, d.failed
 	}
-	return d.holds, d.failed
+	d.read = true
+	pr, ok := d.s.Access.(PeopleRuler)
+	if !ok {
+		return nil, d.rules, nil
+	}
+	d.rules = pr.PeopleRulesInForce()
+	if d.rules.Binding != decision.BindingEnforce || !d.rules.RequireProvisioned {
+		return nil, d.rules, nil
+	}
+	byKey := map[string][]storage.User{}
+	after, n := "", 0
+	for {
+		page, err := d.s.Store.ListUsers(ctx, storage.PeopleQuery{After: after, Limit: storage.MaxPeoplePage})
+		if err != nil {
+			d.failed = d.s.internal("reading the directory", err)
+			return nil, d.rules, d.failed
+		}
+		for _, u := range page.Users {
+			if n++; n > maxIndexedUsers {
+				d.s.log().Warn("the directory is too large to judge Macs for their people; every Mac is held to every policy", "users_read", n-1)
+				return nil, d.rules, nil
+			}
+			if !u.Active {
+				continue // denied wherever they sign in
+			}
+			for _, k := range access.UserKeys(d.rules.BindingRule, u) {
+				byKey[k] = append(byKey[k], u)
+			}
+		}
+		if len(page.Users) < storage.MaxPeoplePage {
+			break
+		}
+		after = page.Users[len(page.Users)-1].ID
+	}
+	d.byKey = byKey
+	return byKey, d.rules, nil
 }
+
+// PeopleRuler is the people rules sign-in applies; access.Gate implements
+// it.
+type PeopleRuler interface {
+	PeopleRulesInForce() access.PeopleRules
+}
+
+var _ PeopleRuler = (*access.Gate)(nil)
 
 // scopeOut moves out of sum's failing, into failing_out_of_scope, the
 // required policies scoped to groups that hold none of the people who use
@@ -59,13 +108,11 @@ func (s *Server) scopeOut(ctx context.Context, deviceID string, report *agentv1.
 	if sum == nil || report == nil || !slices.ContainsFunc(sum.GetFailing(), scoped) {
 		return nil
 	}
-	holds, err := dir.get(ctx)
-	if err != nil || !holds {
-		// Without a directory no one's groups are known: every policy
-		// holds everyone.
+	byKey, rules, err := dir.index(ctx)
+	if err != nil || byKey == nil {
 		return err
 	}
-	people, err := s.boundPeople(ctx, deviceID, report)
+	people, err := s.boundPeople(ctx, deviceID, report, byKey, rules.BindingRule)
 	if err != nil || people == nil {
 		return err
 	}
@@ -102,18 +149,13 @@ func (s *Server) scopeOut(ctx context.Context, deviceID string, report *agentv1.
 	return nil
 }
 
-// boundPeople are everyone who may use the device, when all of them are
-// known to the directory; nil when some may not be. They are the active
-// users assigned to it (at most maxForecastPeople), and, for each local
-// account in report (the console user and the others that have logged
-// in), the directory user the binding rule binds it to among those
-// assigned and those whose sign-ins from the Mac the log does not mark
-// not bound (its latest forecastSignIns). An account that binds none of
-// them may be anyone's (a console user who never signed in from it, an
-// IT account, someone whose sign-ins are older than those read): nil.
-// So is a Mac with no account and no one assigned, one with more people
-// assigned than are read, or no binding rule for accounts to bind by.
-func (s *Server) boundPeople(ctx context.Context, deviceID string, report *agentv1.PostureReport) ([]storage.User, error) {
+// boundPeople are everyone who may sign in from the device under
+// --user-binding enforce and --scim-users required, as sign-in admits them:
+// the active users assigned to it (at most maxForecastPeople) and every
+// active user the binding rule binds to one of the local accounts in its
+// latest report (found by key in byKey: access.AccountKey). nil when there
+// are more assigned than that, or no one at all.
+func (s *Server) boundPeople(ctx context.Context, deviceID string, report *agentv1.PostureReport, byKey map[string][]storage.User, rule string) ([]storage.User, error) {
 	assigned, err := s.Store.DeviceUsers(ctx, deviceID)
 	if err != nil {
 		return nil, s.internal("reading the device's users", err)
@@ -121,7 +163,7 @@ func (s *Server) boundPeople(ctx context.Context, deviceID string, report *agent
 	if len(assigned) > maxForecastPeople {
 		return nil, nil
 	}
-	var candidates, people []storage.User
+	var people []storage.User
 	add := func(u storage.User) {
 		if u.Active && !slices.ContainsFunc(people, func(p storage.User) bool { return p.ID == u.ID }) {
 			people = append(people, u)
@@ -135,51 +177,21 @@ func (s *Server) boundPeople(ctx context.Context, deviceID string, report *agent
 		case err != nil:
 			return nil, s.internal("reading a user", err)
 		}
-		candidates = append(candidates, u)
 		add(u)
 	}
-	accounts := report.GetAccounts()
-	if len(accounts) > 0 {
-		binder, ok := s.Access.(AccountBinder)
-		if !ok {
-			return nil, nil
-		}
-		recs, err := s.Store.ListDecisions(ctx, storage.DecisionFilter{DeviceID: deviceID, SignIns: true, Bound: true, Limit: forecastSignIns})
-		if err != nil {
-			return nil, s.internal("reading the device's sign-ins", err)
-		}
-		seen := map[string]bool{}
-		for _, r := range recs {
-			key := storage.UserNameKey(r.Username)
-			if r.Username == "" || seen[key] {
-				continue
-			}
-			seen[key] = true
-			u, err := s.Store.GetUserByName(ctx, r.Username)
-			switch {
-			case errors.Is(err, storage.ErrNotFound):
-				continue // nobody's, while there is a directory
-			case err != nil:
-				return nil, s.internal("reading a user", err)
-			}
-			candidates = append(candidates, u)
-		}
-		for _, a := range accounts {
-			one := &agentv1.PostureReport{DeviceId: deviceID, Accounts: []*agentv1.LocalAccount{a}}
-			bound := false
-			for _, u := range candidates {
-				if binder.BoundAccount(one, u) != "" {
-					bound = true
-					add(u)
-				}
-			}
-			if !bound {
-				return nil, nil
+	for _, a := range report.GetAccounts() {
+		if k := access.AccountKey(rule, a.GetName()); k != "" {
+			for _, u := range byKey[k] {
+				add(u)
 			}
 		}
 	}
-	if len(people) == 0 {
+	if len(people) == 0 || len(people) > maxScopePeople {
 		return nil, nil
 	}
 	return people, nil
 }
+
+// maxScopePeople bounds the people a Mac is judged for (each one's groups
+// are read): past it, the Mac is held to every policy.
+const maxScopePeople = 64

@@ -1,10 +1,13 @@
 package server_test
 
 import (
+	"slices"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/clearance/clearance/internal/protoagent"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
@@ -37,7 +40,7 @@ func TestDeviceStateGauges(t *testing.T) {
 	h.clock.Add(6 * time.Minute) // past --max-posture-age (5m)
 	report(compliant, cst, 1, agentv1.PolicyStatus_POLICY_STATUS_PASS)
 	report(failing, fst, 1, agentv1.PolicyStatus_POLICY_STATUS_FAIL)
-	h.enrolled(secret) // never connects: offline
+	never := h.enrolled(secret) // never connects: offline
 	revoked := h.enrolled(secret)
 	if _, err := h.admin.RevokeDevice(h.ctx(), &adminv1.RevokeDeviceRequest{DeviceId: revoked.DeviceID}); err != nil {
 		t.Fatal(err)
@@ -53,6 +56,46 @@ func TestDeviceStateGauges(t *testing.T) {
 	}
 	if len(got) != len(want) {
 		t.Errorf("states: %v", got)
+	}
+
+	// ListDevices asks the same fleet-health questions as the devices
+	// command, revoked Macs left out unless asked for.
+	ids := func(req *adminv1.ListDevicesRequest) []string {
+		t.Helper()
+		resp, err := h.admin.ListDevices(h.ctx(), req)
+		if err != nil {
+			t.Fatalf("ListDevices %v: %v", req, err)
+		}
+		var out []string
+		for _, d := range resp.GetDevices() {
+			out = append(out, d.GetDeviceId())
+		}
+		slices.Sort(out)
+		return out
+	}
+	sorted := func(ids ...string) []string { slices.Sort(ids); return ids }
+	for _, tc := range []struct {
+		req  *adminv1.ListDevicesRequest
+		want []string
+	}{
+		// A Mac that never reported fails for want of a report.
+		{&adminv1.ListDevicesRequest{Failing: true}, sorted(failing.DeviceID, stale.DeviceID, never.DeviceID)},
+		{&adminv1.ListDevicesRequest{Offline: true}, sorted(never.DeviceID)},
+		{&adminv1.ListDevicesRequest{Offline: true, IncludeRevoked: true}, sorted(never.DeviceID, revoked.DeviceID)},
+		{&adminv1.ListDevicesRequest{PolicyId: "filevault"}, sorted(failing.DeviceID, never.DeviceID)},
+		{&adminv1.ListDevicesRequest{FailingFor: durationpb.New(time.Hour)}, nil},
+		{&adminv1.ListDevicesRequest{Failing: true, FailingFor: durationpb.New(0)}, sorted(failing.DeviceID, stale.DeviceID, never.DeviceID)},
+	} {
+		if got := ids(tc.req); !slices.Equal(got, tc.want) {
+			t.Errorf("ListDevices %v: %v, want %v", tc.req, got, tc.want)
+		}
+	}
+	for _, bad := range []*adminv1.ListDevicesRequest{
+		{PolicyId: "filevualt"}, {IncludeRevoked: true}, {FailingFor: durationpb.New(-time.Hour)},
+	} {
+		if _, err := h.admin.ListDevices(h.ctx(), bad); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("ListDevices %v: %v, want INVALID_ARGUMENT", bad, err)
+		}
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/clearance/clearance/pkg/cli"
 	"github.com/clearance/clearance/pkg/printable"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/storage"
@@ -86,24 +87,17 @@ func (a *app) devicesCmd() *cli.Command {
 							return err
 						}
 					}
+					f := admin.DeviceFilter{Failing: *failing, Offline: *offline, PolicyID: *policy, Revoked: *revoked}
+					if fs.Given("failing-for") {
+						// --failing-for 0 asks for every Mac failing now.
+						f.Failing, f.FailingFor = true, max(*failingFor, time.Nanosecond)
+					}
 					var keep []*adminv1.Device
 					for _, d := range devs {
 						if uses != nil && !uses[d.GetDeviceId()] {
 							continue
 						}
-						if health && !*revoked && d.GetStatus() == adminv1.DeviceStatus_DEVICE_STATUS_REVOKED {
-							continue
-						}
-						if *failing && d.GetSummary().GetCompliant() && d.GetState() != "stale" {
-							continue
-						}
-						if fs.Given("failing-for") && !failedFor(d, *failingFor, a.now()) {
-							continue
-						}
-						if *offline && d.GetConnected() {
-							continue
-						}
-						if *policy != "" && !fails(d, *policy) {
+						if !f.Keep(d, a.now()) {
 							continue
 						}
 						if *serial != "" && !strings.EqualFold(d.GetFacts().GetSerialNumber(), strings.TrimSpace(*serial)) {
@@ -169,23 +163,6 @@ func (c *adminConn) devicesOf(username string) (map[string]bool, error) {
 		return nil, c.explain(err)
 	}
 	return out, nil
-}
-
-// failedFor reports whether the device has been out of compliance without
-// a break for at least d before now, as far as the verifier recorded it: a
-// device whose failing_since is not recorded is not counted.
-func failedFor(dev *adminv1.Device, d time.Duration, now time.Time) bool {
-	s := dev.GetSummary()
-	return !s.GetCompliant() && s.GetFailingSince() != nil && !s.GetFailingSince().AsTime().After(now.Add(-d))
-}
-
-// fails reports whether the device does not pass the policy: it fails it,
-// it errs, or the latest report has no result for it. Only required
-// policies that are not required too.
-func fails(d *adminv1.Device, policy string) bool {
-	s := d.GetSummary()
-	return slices.Contains(s.GetFailing(), policy) || slices.Contains(s.GetAdvisoryFailing(), policy) ||
-		slices.Contains(s.GetFailingOutOfScope(), policy)
 }
 
 // checkPolicyID refuses an id that is not a policy in force on the

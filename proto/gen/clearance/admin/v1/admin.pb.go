@@ -521,14 +521,13 @@ type PostureSummary struct {
 	// break, counted the same way. Unset when not recorded.
 	CompliantSince *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=compliant_since,json=compliantSince,proto3" json:"compliant_since,omitempty"`
 	// Required policies that did not pass but are scoped to groups (groups,
-	// exclude_groups) that hold none of the people who use the Mac, by id,
-	// in policy-set order: they stop none of its sign-ins, and the Mac is
-	// compliant without them. Its people are those assigned to it and, for
-	// each local account in its latest report, whoever the binding rule
-	// binds it to among those assigned and those of its latest 20 sign-ins
-	// not marked not bound; a Mac with an account that binds none of them,
-	// with no one, with more than 16 assigned, or without a directory, is
-	// held to every policy.
+	// exclude_groups) that hold none of the people who may sign in from the
+	// Mac, by id, in policy-set order: they stop none of its sign-ins, and
+	// the Mac is compliant without them. Known only under --user-binding
+	// enforce and --scim-users required, where its people are the active
+	// users assigned to it and those the binding rule binds to a local
+	// account in its latest report; under other settings anyone may sign in
+	// from it and this is empty.
 	FailingOutOfScope []string `protobuf:"bytes,12,rep,name=failing_out_of_scope,json=failingOutOfScope,proto3" json:"failing_out_of_scope,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
@@ -1028,6 +1027,23 @@ type ListDevicesRequest struct {
 	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// Only devices whose current key was enrolled with this enroll secret.
 	EnrollSecretId string `protobuf:"bytes,3,opt,name=enroll_secret_id,json=enrollSecretId,proto3" json:"enroll_secret_id,omitempty"`
+	// Fleet health, as `clearance-verifier devices` asks it. Each filters
+	// the devices a page reads, so a page may hold fewer than page_size (or
+	// none) and still have a next_page_token: follow it to the end. Revoked
+	// devices are left out of these unless include_revoked.
+	// Only devices that are not compliant, or whose latest report is
+	// missing or older than the verifier's --max-posture-age.
+	Failing bool `protobuf:"varint,4,opt,name=failing,proto3" json:"failing,omitempty"`
+	// Only devices out of compliance without a break for at least this long
+	// (PostureSummary.failing_since).
+	FailingFor *durationpb.Duration `protobuf:"bytes,5,opt,name=failing_for,json=failingFor,proto3" json:"failing_for,omitempty"`
+	// Only devices whose agent holds no stream to this verifier.
+	Offline bool `protobuf:"varint,6,opt,name=offline,proto3" json:"offline,omitempty"`
+	// Only devices that do not pass this policy (failing it, for their
+	// people or out of their scope, its check erring, or no result).
+	PolicyId string `protobuf:"bytes,7,opt,name=policy_id,json=policyId,proto3" json:"policy_id,omitempty"`
+	// Keep revoked devices in failing, failing_for, offline and policy_id.
+	IncludeRevoked bool `protobuf:"varint,8,opt,name=include_revoked,json=includeRevoked,proto3" json:"include_revoked,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -1081,6 +1097,41 @@ func (x *ListDevicesRequest) GetEnrollSecretId() string {
 		return x.EnrollSecretId
 	}
 	return ""
+}
+
+func (x *ListDevicesRequest) GetFailing() bool {
+	if x != nil {
+		return x.Failing
+	}
+	return false
+}
+
+func (x *ListDevicesRequest) GetFailingFor() *durationpb.Duration {
+	if x != nil {
+		return x.FailingFor
+	}
+	return nil
+}
+
+func (x *ListDevicesRequest) GetOffline() bool {
+	if x != nil {
+		return x.Offline
+	}
+	return false
+}
+
+func (x *ListDevicesRequest) GetPolicyId() string {
+	if x != nil {
+		return x.PolicyId
+	}
+	return ""
+}
+
+func (x *ListDevicesRequest) GetIncludeRevoked() bool {
+	if x != nil {
+		return x.IncludeRevoked
+	}
+	return false
 }
 
 type ListDevicesResponse struct {
@@ -4488,12 +4539,18 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x06Report\x129\n" +
 	"\x06report\x18\x01 \x01(\v2!.clearance.agent.v1.PostureReportR\x06report\x12;\n" +
 	"\vreceived_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"receivedAt\"z\n" +
+	"receivedAt\"\xb0\x02\n" +
 	"\x12ListDevicesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\x12(\n" +
-	"\x10enroll_secret_id\x18\x03 \x01(\tR\x0eenrollSecretId\"s\n" +
+	"\x10enroll_secret_id\x18\x03 \x01(\tR\x0eenrollSecretId\x12\x18\n" +
+	"\afailing\x18\x04 \x01(\bR\afailing\x12:\n" +
+	"\vfailing_for\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"failingFor\x12\x18\n" +
+	"\aoffline\x18\x06 \x01(\bR\aoffline\x12\x1b\n" +
+	"\tpolicy_id\x18\a \x01(\tR\bpolicyId\x12'\n" +
+	"\x0finclude_revoked\x18\b \x01(\bR\x0eincludeRevoked\"s\n" +
 	"\x13ListDevicesResponse\x124\n" +
 	"\adevices\x18\x01 \x03(\v2\x1a.clearance.admin.v1.DeviceR\adevices\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"/\n" +
@@ -4940,133 +4997,134 @@ var file_clearance_admin_v1_admin_proto_depIdxs = []int32{
 	58,  // 16: clearance.admin.v1.PolicyOutcome.since:type_name -> google.protobuf.Timestamp
 	61,  // 17: clearance.admin.v1.Report.report:type_name -> clearance.agent.v1.PostureReport
 	58,  // 18: clearance.admin.v1.Report.received_at:type_name -> google.protobuf.Timestamp
-	9,   // 19: clearance.admin.v1.ListDevicesResponse.devices:type_name -> clearance.admin.v1.Device
-	9,   // 20: clearance.admin.v1.GetDeviceResponse.device:type_name -> clearance.admin.v1.Device
-	11,  // 21: clearance.admin.v1.GetDeviceResponse.latest_report:type_name -> clearance.admin.v1.Report
-	10,  // 22: clearance.admin.v1.GetDeviceResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
-	9,   // 23: clearance.admin.v1.RevokeDeviceResponse.device:type_name -> clearance.admin.v1.Device
-	62,  // 24: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	20,  // 25: clearance.admin.v1.ListPoliciesResponse.rollouts:type_name -> clearance.admin.v1.PolicyRollout
-	57,  // 26: clearance.admin.v1.PolicyRollout.grace:type_name -> google.protobuf.Duration
-	62,  // 27: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	58,  // 28: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	58,  // 29: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	58,  // 30: clearance.admin.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	57,  // 31: clearance.admin.v1.CreateEnrollSecretRequest.expires_in:type_name -> google.protobuf.Duration
-	23,  // 32: clearance.admin.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
-	23,  // 33: clearance.admin.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> clearance.admin.v1.EnrollSecret
-	23,  // 34: clearance.admin.v1.RevokeEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
-	9,   // 35: clearance.admin.v1.RevokeEnrollSecretResponse.devices:type_name -> clearance.admin.v1.Device
-	57,  // 36: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
-	11,  // 37: clearance.admin.v1.RequestCheckResponse.report:type_name -> clearance.admin.v1.Report
-	10,  // 38: clearance.admin.v1.RequestCheckResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
-	3,   // 39: clearance.admin.v1.DecisionPolicyResult.status:type_name -> clearance.admin.v1.PolicyStatus
-	58,  // 40: clearance.admin.v1.DecisionPolicyResult.grace_ends:type_name -> google.protobuf.Timestamp
-	58,  // 41: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	32,  // 42: clearance.admin.v1.Decision.results:type_name -> clearance.admin.v1.DecisionPolicyResult
-	57,  // 43: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
-	1,   // 44: clearance.admin.v1.ListDecisionsRequest.result:type_name -> clearance.admin.v1.DecisionResult
-	58,  // 45: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
-	58,  // 46: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
-	2,   // 47: clearance.admin.v1.ListDecisionsRequest.origin:type_name -> clearance.admin.v1.DecisionOrigin
-	33,  // 48: clearance.admin.v1.ListDecisionsResponse.decisions:type_name -> clearance.admin.v1.Decision
-	3,   // 49: clearance.admin.v1.PolicyFinding.status:type_name -> clearance.admin.v1.PolicyStatus
-	58,  // 50: clearance.admin.v1.PolicyFinding.grace_ends:type_name -> google.protobuf.Timestamp
-	58,  // 51: clearance.admin.v1.PolicyFinding.blocks_from:type_name -> google.protobuf.Timestamp
-	58,  // 52: clearance.admin.v1.PolicyFinding.since:type_name -> google.protobuf.Timestamp
-	36,  // 53: clearance.admin.v1.ExplainAccessResponse.failing:type_name -> clearance.admin.v1.PolicyFinding
-	36,  // 54: clearance.admin.v1.ExplainAccessResponse.advisory:type_name -> clearance.admin.v1.PolicyFinding
-	36,  // 55: clearance.admin.v1.ExplainAccessResponse.results:type_name -> clearance.admin.v1.PolicyFinding
-	57,  // 56: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
-	58,  // 57: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
-	58,  // 58: clearance.admin.v1.ExplainAccessResponse.block_from:type_name -> google.protobuf.Timestamp
-	57,  // 59: clearance.admin.v1.CreateScepChallengeRequest.ttl:type_name -> google.protobuf.Duration
-	58,  // 60: clearance.admin.v1.CreateScepChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	58,  // 61: clearance.admin.v1.BrowserCertificate.not_before:type_name -> google.protobuf.Timestamp
-	58,  // 62: clearance.admin.v1.BrowserCertificate.not_after:type_name -> google.protobuf.Timestamp
-	58,  // 63: clearance.admin.v1.BrowserCertificate.revoke_after:type_name -> google.protobuf.Timestamp
-	41,  // 64: clearance.admin.v1.ListBrowserCertificatesResponse.certificates:type_name -> clearance.admin.v1.BrowserCertificate
-	41,  // 65: clearance.admin.v1.RevokeBrowserCertificateResponse.certificate:type_name -> clearance.admin.v1.BrowserCertificate
-	59,  // 66: clearance.admin.v1.PendingEnrollment.facts:type_name -> clearance.agent.v1.DeviceFacts
-	58,  // 67: clearance.admin.v1.PendingEnrollment.requested_at:type_name -> google.protobuf.Timestamp
-	58,  // 68: clearance.admin.v1.PendingEnrollment.last_request_at:type_name -> google.protobuf.Timestamp
-	58,  // 69: clearance.admin.v1.PendingEnrollment.rejected_at:type_name -> google.protobuf.Timestamp
-	47,  // 70: clearance.admin.v1.PendingEnrollment.serial_holders:type_name -> clearance.admin.v1.SerialHolder
-	58,  // 71: clearance.admin.v1.PendingEnrollment.device_revoked_at:type_name -> google.protobuf.Timestamp
-	46,  // 72: clearance.admin.v1.ListPendingEnrollmentsResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
-	9,   // 73: clearance.admin.v1.ApproveEnrollmentResponse.device:type_name -> clearance.admin.v1.Device
-	46,  // 74: clearance.admin.v1.RejectEnrollmentResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
-	46,  // 75: clearance.admin.v1.RejectEnrollmentResponse.rejected:type_name -> clearance.admin.v1.PendingEnrollment
-	54,  // 76: clearance.admin.v1.ImportKnownDevicesRequest.devices:type_name -> clearance.admin.v1.KnownDevice
-	12,  // 77: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
-	14,  // 78: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
-	16,  // 79: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
-	18,  // 80: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
-	63,  // 81: clearance.admin.v1.AdminService.ForecastEnforcement:input_type -> clearance.admin.v1.ForecastEnforcementRequest
-	21,  // 82: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
-	24,  // 83: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
-	26,  // 84: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
-	28,  // 85: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
-	30,  // 86: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
-	34,  // 87: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
-	64,  // 88: clearance.admin.v1.AdminService.ListAuditEvents:input_type -> clearance.admin.v1.ListAuditEventsRequest
-	65,  // 89: clearance.admin.v1.AdminService.OktaStatus:input_type -> clearance.admin.v1.OktaStatusRequest
-	66,  // 90: clearance.admin.v1.AdminService.ListOktaSignIns:input_type -> clearance.admin.v1.ListOktaSignInsRequest
-	37,  // 91: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
-	39,  // 92: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
-	42,  // 93: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
-	44,  // 94: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
-	48,  // 95: clearance.admin.v1.AdminService.ListPendingEnrollments:input_type -> clearance.admin.v1.ListPendingEnrollmentsRequest
-	50,  // 96: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
-	52,  // 97: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
-	55,  // 98: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
-	67,  // 99: clearance.admin.v1.AdminService.GrantExemption:input_type -> clearance.admin.v1.GrantExemptionRequest
-	68,  // 100: clearance.admin.v1.AdminService.ListExemptions:input_type -> clearance.admin.v1.ListExemptionsRequest
-	69,  // 101: clearance.admin.v1.AdminService.RevokeExemption:input_type -> clearance.admin.v1.RevokeExemptionRequest
-	70,  // 102: clearance.admin.v1.AdminService.ListUsers:input_type -> clearance.admin.v1.ListUsersRequest
-	71,  // 103: clearance.admin.v1.AdminService.GetUser:input_type -> clearance.admin.v1.GetUserRequest
-	72,  // 104: clearance.admin.v1.AdminService.ListGroups:input_type -> clearance.admin.v1.ListGroupsRequest
-	73,  // 105: clearance.admin.v1.AdminService.AssignDevice:input_type -> clearance.admin.v1.AssignDeviceRequest
-	74,  // 106: clearance.admin.v1.AdminService.UnassignDevice:input_type -> clearance.admin.v1.UnassignDeviceRequest
-	4,   // 107: clearance.admin.v1.AdminService.ExpectReinstall:input_type -> clearance.admin.v1.ExpectReinstallRequest
-	6,   // 108: clearance.admin.v1.AdminService.WhoAmI:input_type -> clearance.admin.v1.WhoAmIRequest
-	13,  // 109: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
-	15,  // 110: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
-	17,  // 111: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
-	19,  // 112: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
-	75,  // 113: clearance.admin.v1.AdminService.ForecastEnforcement:output_type -> clearance.admin.v1.ForecastEnforcementResponse
-	22,  // 114: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
-	25,  // 115: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
-	27,  // 116: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
-	29,  // 117: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
-	31,  // 118: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
-	35,  // 119: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
-	76,  // 120: clearance.admin.v1.AdminService.ListAuditEvents:output_type -> clearance.admin.v1.ListAuditEventsResponse
-	77,  // 121: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
-	78,  // 122: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
-	38,  // 123: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
-	40,  // 124: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
-	43,  // 125: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
-	45,  // 126: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
-	49,  // 127: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
-	51,  // 128: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
-	53,  // 129: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
-	56,  // 130: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
-	79,  // 131: clearance.admin.v1.AdminService.GrantExemption:output_type -> clearance.admin.v1.GrantExemptionResponse
-	80,  // 132: clearance.admin.v1.AdminService.ListExemptions:output_type -> clearance.admin.v1.ListExemptionsResponse
-	81,  // 133: clearance.admin.v1.AdminService.RevokeExemption:output_type -> clearance.admin.v1.RevokeExemptionResponse
-	82,  // 134: clearance.admin.v1.AdminService.ListUsers:output_type -> clearance.admin.v1.ListUsersResponse
-	83,  // 135: clearance.admin.v1.AdminService.GetUser:output_type -> clearance.admin.v1.GetUserResponse
-	84,  // 136: clearance.admin.v1.AdminService.ListGroups:output_type -> clearance.admin.v1.ListGroupsResponse
-	85,  // 137: clearance.admin.v1.AdminService.AssignDevice:output_type -> clearance.admin.v1.AssignDeviceResponse
-	86,  // 138: clearance.admin.v1.AdminService.UnassignDevice:output_type -> clearance.admin.v1.UnassignDeviceResponse
-	5,   // 139: clearance.admin.v1.AdminService.ExpectReinstall:output_type -> clearance.admin.v1.ExpectReinstallResponse
-	7,   // 140: clearance.admin.v1.AdminService.WhoAmI:output_type -> clearance.admin.v1.WhoAmIResponse
-	109, // [109:141] is the sub-list for method output_type
-	77,  // [77:109] is the sub-list for method input_type
-	77,  // [77:77] is the sub-list for extension type_name
-	77,  // [77:77] is the sub-list for extension extendee
-	0,   // [0:77] is the sub-list for field type_name
+	57,  // 19: clearance.admin.v1.ListDevicesRequest.failing_for:type_name -> google.protobuf.Duration
+	9,   // 20: clearance.admin.v1.ListDevicesResponse.devices:type_name -> clearance.admin.v1.Device
+	9,   // 21: clearance.admin.v1.GetDeviceResponse.device:type_name -> clearance.admin.v1.Device
+	11,  // 22: clearance.admin.v1.GetDeviceResponse.latest_report:type_name -> clearance.admin.v1.Report
+	10,  // 23: clearance.admin.v1.GetDeviceResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
+	9,   // 24: clearance.admin.v1.RevokeDeviceResponse.device:type_name -> clearance.admin.v1.Device
+	62,  // 25: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	20,  // 26: clearance.admin.v1.ListPoliciesResponse.rollouts:type_name -> clearance.admin.v1.PolicyRollout
+	57,  // 27: clearance.admin.v1.PolicyRollout.grace:type_name -> google.protobuf.Duration
+	62,  // 28: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	58,  // 29: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	58,  // 30: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	58,  // 31: clearance.admin.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	57,  // 32: clearance.admin.v1.CreateEnrollSecretRequest.expires_in:type_name -> google.protobuf.Duration
+	23,  // 33: clearance.admin.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
+	23,  // 34: clearance.admin.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> clearance.admin.v1.EnrollSecret
+	23,  // 35: clearance.admin.v1.RevokeEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
+	9,   // 36: clearance.admin.v1.RevokeEnrollSecretResponse.devices:type_name -> clearance.admin.v1.Device
+	57,  // 37: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
+	11,  // 38: clearance.admin.v1.RequestCheckResponse.report:type_name -> clearance.admin.v1.Report
+	10,  // 39: clearance.admin.v1.RequestCheckResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
+	3,   // 40: clearance.admin.v1.DecisionPolicyResult.status:type_name -> clearance.admin.v1.PolicyStatus
+	58,  // 41: clearance.admin.v1.DecisionPolicyResult.grace_ends:type_name -> google.protobuf.Timestamp
+	58,  // 42: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	32,  // 43: clearance.admin.v1.Decision.results:type_name -> clearance.admin.v1.DecisionPolicyResult
+	57,  // 44: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
+	1,   // 45: clearance.admin.v1.ListDecisionsRequest.result:type_name -> clearance.admin.v1.DecisionResult
+	58,  // 46: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
+	58,  // 47: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
+	2,   // 48: clearance.admin.v1.ListDecisionsRequest.origin:type_name -> clearance.admin.v1.DecisionOrigin
+	33,  // 49: clearance.admin.v1.ListDecisionsResponse.decisions:type_name -> clearance.admin.v1.Decision
+	3,   // 50: clearance.admin.v1.PolicyFinding.status:type_name -> clearance.admin.v1.PolicyStatus
+	58,  // 51: clearance.admin.v1.PolicyFinding.grace_ends:type_name -> google.protobuf.Timestamp
+	58,  // 52: clearance.admin.v1.PolicyFinding.blocks_from:type_name -> google.protobuf.Timestamp
+	58,  // 53: clearance.admin.v1.PolicyFinding.since:type_name -> google.protobuf.Timestamp
+	36,  // 54: clearance.admin.v1.ExplainAccessResponse.failing:type_name -> clearance.admin.v1.PolicyFinding
+	36,  // 55: clearance.admin.v1.ExplainAccessResponse.advisory:type_name -> clearance.admin.v1.PolicyFinding
+	36,  // 56: clearance.admin.v1.ExplainAccessResponse.results:type_name -> clearance.admin.v1.PolicyFinding
+	57,  // 57: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
+	58,  // 58: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
+	58,  // 59: clearance.admin.v1.ExplainAccessResponse.block_from:type_name -> google.protobuf.Timestamp
+	57,  // 60: clearance.admin.v1.CreateScepChallengeRequest.ttl:type_name -> google.protobuf.Duration
+	58,  // 61: clearance.admin.v1.CreateScepChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	58,  // 62: clearance.admin.v1.BrowserCertificate.not_before:type_name -> google.protobuf.Timestamp
+	58,  // 63: clearance.admin.v1.BrowserCertificate.not_after:type_name -> google.protobuf.Timestamp
+	58,  // 64: clearance.admin.v1.BrowserCertificate.revoke_after:type_name -> google.protobuf.Timestamp
+	41,  // 65: clearance.admin.v1.ListBrowserCertificatesResponse.certificates:type_name -> clearance.admin.v1.BrowserCertificate
+	41,  // 66: clearance.admin.v1.RevokeBrowserCertificateResponse.certificate:type_name -> clearance.admin.v1.BrowserCertificate
+	59,  // 67: clearance.admin.v1.PendingEnrollment.facts:type_name -> clearance.agent.v1.DeviceFacts
+	58,  // 68: clearance.admin.v1.PendingEnrollment.requested_at:type_name -> google.protobuf.Timestamp
+	58,  // 69: clearance.admin.v1.PendingEnrollment.last_request_at:type_name -> google.protobuf.Timestamp
+	58,  // 70: clearance.admin.v1.PendingEnrollment.rejected_at:type_name -> google.protobuf.Timestamp
+	47,  // 71: clearance.admin.v1.PendingEnrollment.serial_holders:type_name -> clearance.admin.v1.SerialHolder
+	58,  // 72: clearance.admin.v1.PendingEnrollment.device_revoked_at:type_name -> google.protobuf.Timestamp
+	46,  // 73: clearance.admin.v1.ListPendingEnrollmentsResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
+	9,   // 74: clearance.admin.v1.ApproveEnrollmentResponse.device:type_name -> clearance.admin.v1.Device
+	46,  // 75: clearance.admin.v1.RejectEnrollmentResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
+	46,  // 76: clearance.admin.v1.RejectEnrollmentResponse.rejected:type_name -> clearance.admin.v1.PendingEnrollment
+	54,  // 77: clearance.admin.v1.ImportKnownDevicesRequest.devices:type_name -> clearance.admin.v1.KnownDevice
+	12,  // 78: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
+	14,  // 79: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
+	16,  // 80: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
+	18,  // 81: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
+	63,  // 82: clearance.admin.v1.AdminService.ForecastEnforcement:input_type -> clearance.admin.v1.ForecastEnforcementRequest
+	21,  // 83: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
+	24,  // 84: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
+	26,  // 85: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
+	28,  // 86: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
+	30,  // 87: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
+	34,  // 88: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
+	64,  // 89: clearance.admin.v1.AdminService.ListAuditEvents:input_type -> clearance.admin.v1.ListAuditEventsRequest
+	65,  // 90: clearance.admin.v1.AdminService.OktaStatus:input_type -> clearance.admin.v1.OktaStatusRequest
+	66,  // 91: clearance.admin.v1.AdminService.ListOktaSignIns:input_type -> clearance.admin.v1.ListOktaSignInsRequest
+	37,  // 92: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
+	39,  // 93: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
+	42,  // 94: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
+	44,  // 95: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
+	48,  // 96: clearance.admin.v1.AdminService.ListPendingEnrollments:input_type -> clearance.admin.v1.ListPendingEnrollmentsRequest
+	50,  // 97: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
+	52,  // 98: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
+	55,  // 99: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
+	67,  // 100: clearance.admin.v1.AdminService.GrantExemption:input_type -> clearance.admin.v1.GrantExemptionRequest
+	68,  // 101: clearance.admin.v1.AdminService.ListExemptions:input_type -> clearance.admin.v1.ListExemptionsRequest
+	69,  // 102: clearance.admin.v1.AdminService.RevokeExemption:input_type -> clearance.admin.v1.RevokeExemptionRequest
+	70,  // 103: clearance.admin.v1.AdminService.ListUsers:input_type -> clearance.admin.v1.ListUsersRequest
+	71,  // 104: clearance.admin.v1.AdminService.GetUser:input_type -> clearance.admin.v1.GetUserRequest
+	72,  // 105: clearance.admin.v1.AdminService.ListGroups:input_type -> clearance.admin.v1.ListGroupsRequest
+	73,  // 106: clearance.admin.v1.AdminService.AssignDevice:input_type -> clearance.admin.v1.AssignDeviceRequest
+	74,  // 107: clearance.admin.v1.AdminService.UnassignDevice:input_type -> clearance.admin.v1.UnassignDeviceRequest
+	4,   // 108: clearance.admin.v1.AdminService.ExpectReinstall:input_type -> clearance.admin.v1.ExpectReinstallRequest
+	6,   // 109: clearance.admin.v1.AdminService.WhoAmI:input_type -> clearance.admin.v1.WhoAmIRequest
+	13,  // 110: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
+	15,  // 111: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
+	17,  // 112: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
+	19,  // 113: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
+	75,  // 114: clearance.admin.v1.AdminService.ForecastEnforcement:output_type -> clearance.admin.v1.ForecastEnforcementResponse
+	22,  // 115: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
+	25,  // 116: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
+	27,  // 117: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
+	29,  // 118: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
+	31,  // 119: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
+	35,  // 120: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
+	76,  // 121: clearance.admin.v1.AdminService.ListAuditEvents:output_type -> clearance.admin.v1.ListAuditEventsResponse
+	77,  // 122: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
+	78,  // 123: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
+	38,  // 124: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
+	40,  // 125: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
+	43,  // 126: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
+	45,  // 127: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
+	49,  // 128: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
+	51,  // 129: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
+	53,  // 130: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
+	56,  // 131: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
+	79,  // 132: clearance.admin.v1.AdminService.GrantExemption:output_type -> clearance.admin.v1.GrantExemptionResponse
+	80,  // 133: clearance.admin.v1.AdminService.ListExemptions:output_type -> clearance.admin.v1.ListExemptionsResponse
+	81,  // 134: clearance.admin.v1.AdminService.RevokeExemption:output_type -> clearance.admin.v1.RevokeExemptionResponse
+	82,  // 135: clearance.admin.v1.AdminService.ListUsers:output_type -> clearance.admin.v1.ListUsersResponse
+	83,  // 136: clearance.admin.v1.AdminService.GetUser:output_type -> clearance.admin.v1.GetUserResponse
+	84,  // 137: clearance.admin.v1.AdminService.ListGroups:output_type -> clearance.admin.v1.ListGroupsResponse
+	85,  // 138: clearance.admin.v1.AdminService.AssignDevice:output_type -> clearance.admin.v1.AssignDeviceResponse
+	86,  // 139: clearance.admin.v1.AdminService.UnassignDevice:output_type -> clearance.admin.v1.UnassignDeviceResponse
+	5,   // 140: clearance.admin.v1.AdminService.ExpectReinstall:output_type -> clearance.admin.v1.ExpectReinstallResponse
+	7,   // 141: clearance.admin.v1.AdminService.WhoAmI:output_type -> clearance.admin.v1.WhoAmIResponse
+	110, // [110:142] is the sub-list for method output_type
+	78,  // [78:110] is the sub-list for method input_type
+	78,  // [78:78] is the sub-list for extension type_name
+	78,  // [78:78] is the sub-list for extension extendee
+	0,   // [0:78] is the sub-list for field type_name
 }
 
 func init() { file_clearance_admin_v1_admin_proto_init() }
