@@ -150,10 +150,12 @@ func (s *Server) ListDevices(ctx context.Context, req *adminv1.ListDevicesReques
 			return nil, err
 		}
 		outcomes, summary := Outcomes(ps, latest.GetReport())
-		if err := s.scopeOut(ctx, d.ID, latest.GetReport(), summary, snap.Scopes, dir); err != nil {
+		narrowed, err := s.scopeOut(ctx, d.ID, latest.GetReport(), summary, snap.Scopes, dir)
+		if err != nil {
 			return nil, err
 		}
 		s.sincesOf(ctx, d.ID, sums, latest.GetReport().GetObservedAt().AsTime()).fill(outcomes, summary)
+		unrecordedRun(summary, narrowed)
 		dev := s.device(d, summary)
 		dev.LocalUser = LocalUser(latest.GetReport())
 		if filter.Keep(dev, s.now()) {
@@ -170,6 +172,7 @@ func (s *Server) deviceFilter(req *adminv1.ListDevicesRequest) (DeviceFilter, er
 		if err := d.CheckValid(); err != nil {
 			return f, status.Errorf(codes.InvalidArgument, "failing_for: %v", err)
 		}
+		f.ByFailingFor = true
 		if f.FailingFor = d.AsDuration(); f.FailingFor < 0 {
 			return f, status.Error(codes.InvalidArgument, "failing_for is negative")
 		}
@@ -201,10 +204,12 @@ func (s *Server) GetDevice(ctx context.Context, req *adminv1.GetDeviceRequest) (
 	snap := s.snapshot()
 	ps := snap.Set
 	outcomes, summary := Outcomes(ps, latest.GetReport())
-	if err := s.scopeOut(ctx, d.ID, latest.GetReport(), summary, snap.Scopes, &directory{s: s}); err != nil {
+	narrowed, err := s.scopeOut(ctx, d.ID, latest.GetReport(), summary, snap.Scopes, &directory{s: s})
+	if err != nil {
 		return nil, err
 	}
 	s.sincesOf(ctx, d.ID, querySums(ps), latest.GetReport().GetObservedAt().AsTime()).fill(outcomes, summary)
+	unrecordedRun(summary, narrowed)
 	dev := s.device(d, summary)
 	dev.LocalUser = LocalUser(latest.GetReport())
 	if until, err := s.Store.ReinstallExpected(ctx, d.ID); err != nil {

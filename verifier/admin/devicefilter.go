@@ -16,9 +16,11 @@ type DeviceFilter struct {
 	// that holds one of its people does not pass) or whose latest report
 	// is missing or stale.
 	Failing bool
-	// FailingFor, when positive, keeps devices out of compliance without
-	// a break for at least this long (PostureSummary.failing_since).
-	FailingFor time.Duration
+	// ByFailingFor keeps devices out of compliance without a break for at
+	// least FailingFor (PostureSummary.failing_since; 0: any whose start
+	// is recorded).
+	ByFailingFor bool
+	FailingFor   time.Duration
 	// Offline keeps devices whose agent holds no stream to this verifier.
 	Offline bool
 	// PolicyID keeps devices that do not pass the policy: failing it
@@ -30,7 +32,7 @@ type DeviceFilter struct {
 
 // Health reports whether f asks a fleet-health question at all.
 func (f DeviceFilter) Health() bool {
-	return f.Failing || f.FailingFor > 0 || f.Offline || f.PolicyID != ""
+	return f.Failing || f.ByFailingFor || f.Offline || f.PolicyID != ""
 }
 
 // Keep reports whether d answers f at now.
@@ -44,7 +46,7 @@ func (f DeviceFilter) Keep(d *adminv1.Device, now time.Time) bool {
 		return false
 	case f.Failing && s.GetCompliant() && d.GetState() != "stale":
 		return false
-	case f.FailingFor > 0 && (s.GetCompliant() || s.GetFailingSince() == nil || s.GetFailingSince().AsTime().After(now.Add(-f.FailingFor))):
+	case f.ByFailingFor && (s.GetCompliant() || s.GetFailingSince() == nil || s.GetFailingSince().AsTime().After(now.Add(-f.FailingFor))):
 		return false
 	case f.Offline && d.GetConnected():
 		return false

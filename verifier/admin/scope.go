@@ -99,28 +99,28 @@ var _ PeopleRuler = (*access.Gate)(nil)
 // none of its sign-ins. Unless every person who may use the Mac is known
 // and in the directory, the Mac is held to every policy, as such a
 // person's sign-in is. report is the device's latest (nil: none, and
-// nothing is compliant without one).
-func (s *Server) scopeOut(ctx context.Context, deviceID string, report *agentv1.PostureReport, sum *adminv1.PostureSummary, scopes map[string]decision.Scope, dir *directory) error {
+// nothing is compliant without one). It reports whether it moved any.
+func (s *Server) scopeOut(ctx context.Context, deviceID string, report *agentv1.PostureReport, sum *adminv1.PostureSummary, scopes map[string]decision.Scope, dir *directory) (bool, error) {
 	scoped := func(id string) bool {
 		sc := scopes[id]
 		return len(sc.Groups) > 0 || len(sc.Exclude) > 0
 	}
 	if sum == nil || report == nil || !slices.ContainsFunc(sum.GetFailing(), scoped) {
-		return nil
+		return false, nil
 	}
 	byKey, rules, err := dir.index(ctx)
 	if err != nil || byKey == nil {
-		return err
+		return false, err
 	}
 	people, err := s.boundPeople(ctx, deviceID, report, byKey, rules.BindingRule)
 	if err != nil || people == nil {
-		return err
+		return false, err
 	}
 	persons := make([]*decision.Person, 0, len(people))
 	for _, u := range people {
 		gs, err := s.Store.UserGroups(ctx, u.ID)
 		if err != nil {
-			return s.internal("reading a user's groups", err)
+			return false, s.internal("reading a user's groups", err)
 		}
 		person := &decision.Person{Known: true, Active: u.Active}
 		for _, g := range gs {
@@ -140,13 +140,13 @@ func (s *Server) scopeOut(ctx context.Context, deviceID string, report *agentv1.
 		}
 	}
 	if len(out) == 0 {
-		return nil
+		return false, nil
 	}
 	sum.Failing, sum.FailingOutOfScope = kept, out
 	sum.FailingError = slices.DeleteFunc(sum.FailingError, func(id string) bool { return slices.Contains(out, id) })
 	sum.FailingMissing = slices.DeleteFunc(sum.FailingMissing, func(id string) bool { return slices.Contains(out, id) })
 	sum.Compliant = proto.Bool(len(kept) == 0)
-	return nil
+	return true, nil
 }
 
 // boundPeople are everyone who may sign in from the device under
@@ -195,3 +195,14 @@ func (s *Server) boundPeople(ctx context.Context, deviceID string, report *agent
 // maxScopePeople bounds the people a Mac is judged for (each one's groups
 // are read): past it, the Mac is held to every policy.
 const maxScopePeople = 64
+
+// unrecordedRun takes the summary's failing_since and compliant_since away
+// when scopeOut moved policies out of it: the run they come from is
+// recorded against every required policy, so it would date a Mac's
+// failing from a policy that holds none of its people, or leave its
+// compliance without a start.
+func unrecordedRun(sum *adminv1.PostureSummary, narrowed bool) {
+	if narrowed {
+		sum.FailingSince, sum.CompliantSince = nil, nil
+	}
+}

@@ -55,7 +55,7 @@ func (s *Server) CountDevices(ctx context.Context, maxAge time.Duration) (map[st
 				// A Mac whose people cannot be read now is held to
 				// every policy, as one whose people are not known:
 				// scopeOut changes nothing unless it read them all.
-				_ = s.scopeOut(ctx, d.ID, latest.GetReport(), sum, snap.Scopes, dir)
+				_, _ = s.scopeOut(ctx, d.ID, latest.GetReport(), sum, snap.Scopes, dir)
 				return sum.GetCompliant()
 			})]++
 		}

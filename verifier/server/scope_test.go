@@ -6,12 +6,14 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/clearance/clearance/internal/protoagent"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/storage"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // strictPeople is engOnly's policy file under --user-binding enforce and
@@ -184,5 +186,68 @@ func TestScopedPolicyHoldsUnlessOnlyBoundPeopleSignIn(t *testing.T) {
 			h.group(t, "g-eng", "Engineering", "u-bob")
 			r.is(tc.name+": alice's Mac", r.mac("alice"), tc.compliant, "alice@example.com", "bob@example.com")
 		})
+	}
+}
+
+// A policy for everyone beside engOnly's.
+const scopedAndBasePolicies = engOnlyPolicies + `  - id: base
+    name: Base check
+    query: SELECT 2
+    resolution: Fix it.
+    enforcement: warn
+`
+
+// TestScopedRunIsNotDated: the run of failures failing_since dates is
+// recorded against every required policy, so a Mac judged without a policy
+// out of its people's scope has no failing_since or compliant_since: one
+// that failed eng-only (not its people's) for hours and base since a
+// moment ago is not listed by failing_for 2h as failing that long.
+func TestScopedRunIsNotDated(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "policies.yaml")
+	if err := os.WriteFile(file, []byte(scopedAndBasePolicies), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := startWith(t, func(c *config.Config) {
+		c.Policies, c.UserBinding, c.SCIMUsers = file, "enforce", "required"
+	})
+	h.user(t, "u-alice", "alice@example.com")
+	a := h.enrolled(h.secret())
+	st := h.connect(a)
+	defer st.Close()
+	send := func(seq uint64, failing ...string) {
+		t.Helper()
+		rep := a.Report(st.PolicySet, seq, h.clock.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS)
+		for _, res := range rep.Results {
+			if slices.Contains(failing, res.GetPolicyId()) {
+				res.Status = agentv1.PolicyStatus_POLICY_STATUS_FAIL
+			}
+		}
+		rep.Accounts = []*agentv1.LocalAccount{{Name: "alice", Console: true}}
+		if m, err := st.Exchange(protoagent.Sign(a.Key, rep)); err != nil || m.GetAck().GetSeq() != seq {
+			t.Fatalf("report %d: %v %v", seq, m, err)
+		}
+	}
+	summary := func() *adminv1.PostureSummary {
+		t.Helper()
+		got, err := h.admin.GetDevice(h.ctx(), &adminv1.GetDeviceRequest{DeviceId: a.DeviceID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.GetDevice().GetSummary()
+	}
+	send(1, "eng-only")
+	if s := summary(); !s.GetCompliant() || s.GetCompliantSince() != nil || s.GetFailingSince() != nil {
+		t.Errorf("failing eng-only only, not its people's: %v, want compliant, its run undated", s)
+	}
+	h.clock.Add(3 * time.Hour)
+	send(2, "eng-only", "base")
+	waitFor(t, "the Mac failing base", func() bool { return !summary().GetCompliant() })
+	if s := summary(); s.GetFailingSince() != nil {
+		t.Errorf("failing base since a moment ago: failing_since %v, want none (the run began with eng-only)", s.GetFailingSince().AsTime())
+	}
+	list, err := h.admin.ListDevices(h.ctx(), &adminv1.ListDevicesRequest{FailingFor: durationpb.New(2 * time.Hour)})
+	if err != nil || len(list.GetDevices()) != 0 {
+		t.Errorf("failing_for 2h: %v (%v), want none", list.GetDevices(), err)
 	}
 }

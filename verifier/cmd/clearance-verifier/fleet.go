@@ -87,11 +87,8 @@ func (a *app) devicesCmd() *cli.Command {
 							return err
 						}
 					}
-					f := admin.DeviceFilter{Failing: *failing, Offline: *offline, PolicyID: *policy, Revoked: *revoked}
-					if fs.Given("failing-for") {
-						// --failing-for 0 asks for every Mac failing now.
-						f.Failing, f.FailingFor = true, max(*failingFor, time.Nanosecond)
-					}
+					f := admin.DeviceFilter{Failing: *failing, Offline: *offline, PolicyID: *policy, Revoked: *revoked,
+						ByFailingFor: fs.Given("failing-for"), FailingFor: *failingFor}
 					var keep []*adminv1.Device
 					for _, d := range devs {
 						if uses != nil && !uses[d.GetDeviceId()] {

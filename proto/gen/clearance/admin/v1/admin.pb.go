@@ -1035,7 +1035,8 @@ type ListDevicesRequest struct {
 	// missing or older than the verifier's --max-posture-age.
 	Failing bool `protobuf:"varint,4,opt,name=failing,proto3" json:"failing,omitempty"`
 	// Only devices out of compliance without a break for at least this long
-	// (PostureSummary.failing_since).
+	// (PostureSummary.failing_since); set to 0s, every one whose start is
+	// recorded.
 	FailingFor *durationpb.Duration `protobuf:"bytes,5,opt,name=failing_for,json=failingFor,proto3" json:"failing_for,omitempty"`
 	// Only devices whose agent holds no stream to this verifier.
 	Offline bool `protobuf:"varint,6,opt,name=offline,proto3" json:"offline,omitempty"`
