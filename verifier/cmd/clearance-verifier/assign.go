@@ -53,7 +53,7 @@ func (a *app) assignCmds() []*cli.Command {
 				if err != nil {
 					return "", err
 				}
-				return fmt.Sprintf("assigned: device %s to %s (%s)", device, clean(resp.GetUser().GetUserName()), resp.GetUser().GetUserId()), nil
+				return fmt.Sprintf("assigned: device %s to %s (%s)", device, personCell(resp.GetUser().GetUserName()), resp.GetUser().GetUserId()), nil
 			}),
 		cmd("unassign", "take back a Mac's assignment to a person",
 			"Removes the assignment of the device DEVICE_ID to USER that 'devices assign' made (a mapping by "+

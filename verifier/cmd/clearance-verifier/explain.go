@@ -87,7 +87,7 @@ func renderExplain(w io.Writer, r *adminv1.ExplainAccessResponse, now time.Time,
 	}
 	user := "none given (every policy applies, group-scoped ones too)"
 	if u := r.GetUsername(); u != "" {
-		user = clean(u)
+		user = personCell(u)
 	}
 	rows := [][2]string{
 		{"device", device},

@@ -26,6 +26,7 @@ import (
 	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/decision"
+	"github.com/clearance/clearance/verifier/rollout"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -727,17 +728,13 @@ func renderDecisions(w io.Writer, ds []*adminv1.Decision, loc *time.Location, wi
 			reason += " (not bound)"
 		}
 		rows = append(rows, []string{
-			d.GetAt().AsTime().In(loc).Format("01-02 15:04:05"), orDash(d.GetUsername()),
+			d.GetAt().AsTime().In(loc).Format("01-02 15:04:05"), personCell(d.GetUsername()),
 			orDash(shorten(d.GetDeviceId(), width)), result, reason,
 		})
 	}
 	return writeTable(w, rows, width, []shrink{{col: 1, floor: 16}})
 }
 
-// markLookAlike is a host name led by "(look-alike)" when it can pass for
-// another ("аlice-mbp" with a Cyrillic а): its agent chose it. It escapes
-// nothing: give it a cleaned name, or a cell the table escapes. macOS's own names ("Alice’s MacBook Pro", with a right
-// single quotation mark) are not marked for that mark alone.
 // userCell shows a Mac's account name, the Mac's own text. macOS short
 // names are ASCII letters, digits, '_', '-' and '.': one with any other
 // character is marked, and escaped so that it reads as one cell and
@@ -760,6 +757,23 @@ func userCell(name string) string {
 	return esc
 }
 
+// personCell is an Okta username as the tables show it, as exemption
+// listings and the forecast show it (rollout.ShownUsername): escaped,
+// quoted when it holds a space, a comma or a quote, and marked when it is
+// not ASCII, since one letter can make another person's name
+// ("аlice@example.com" with a Cyrillic а). "-" when there is none.
+func personCell(name string) string {
+	if name == "" {
+		return "-"
+	}
+	return rollout.ShownUsername(name)
+}
+
+// markLookAlike is a host name led by "(look-alike)" when it can pass for
+// another ("аlice-mbp" with a Cyrillic а): its agent chose it. It escapes
+// nothing: give it a cleaned name, or a cell the table escapes. macOS's
+// own names ("Alice’s MacBook Pro", with a right single quotation mark)
+// are not marked for that mark alone.
 func markLookAlike(host string) string {
 	if printable.Deceptive(strings.ReplaceAll(host, "\u2019", "'")) {
 		return "(look-alike) " + host

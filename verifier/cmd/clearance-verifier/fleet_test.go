@@ -358,6 +358,9 @@ func TestTables(t *testing.T) {
 		t.Errorf("a denial's policies read %q, want %q", got, want)
 	}
 	ds = append(ds, mixed)
+	// A username a Cyrillic а makes another person's is marked.
+	ds = append(ds, &adminv1.Decision{At: timestamppb.New(now.Add(-7 * time.Hour)), Username: "\u0430lice@example.com",
+		DeviceId: "3f2c8a4e-9b1d-4e7f-8a6c-2d5e9f0b1c3a", Reason: "user_not_bound", UserNotBound: true})
 	// A wider terminal's columns go to the reason: the others are whole
 	// at 80 already, or give way first.
 	for _, tc := range []struct {

@@ -116,7 +116,7 @@ func renderPeople(w io.Writer, users []*adminv1.User, width int) error {
 			groups = append(groups, groupCell(g))
 		}
 		rows = append(rows, []string{
-			clean(u.GetUserName()), orDash(clean(u.GetDisplayName())), active,
+			personCell(u.GetUserName()), orDash(clean(u.GetDisplayName())), active,
 			strconv.Itoa(int(u.GetDevices())), orDash(strings.Join(groups, ",")),
 		})
 	}
@@ -176,7 +176,7 @@ func renderPerson(w io.Writer, r *adminv1.GetUserResponse, now time.Time, loc *t
 			ago(at.AsTime(), true, now), orDash(shorten(r.GetLastSignInDeviceId(), width)), result)
 	}
 	for _, kv := range [][2]string{
-		{"username", clean(u.GetUserName())},
+		{"username", personCell(u.GetUserName())},
 		{"name", orDash(clean(u.GetDisplayName()))},
 		{"email", orDash(clean(u.GetEmail()))},
 		{"id", clean(u.GetUserId())},

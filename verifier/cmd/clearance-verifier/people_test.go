@@ -28,6 +28,9 @@ func TestPeople(t *testing.T) {
 		{ID: "u-erin", UserName: "erin@example.com", DisplayName: "Erin Example", Active: true},
 		{ID: "u-henry", UserName: "henry@example.com", DisplayName: "Henry Example", Active: true},
 		{ID: "u-olga", UserName: "olga@example.com", Active: false},
+		// A look-alike of henry's name, a Cyrillic н: marked wherever it
+		// is shown, never read as his.
+		{ID: "u-look", UserName: "\u043denry@example.com", Active: true},
 	} {
 		u.CreatedAt, u.UpdatedAt = now, now
 		if _, err := s.srv.Store.CreateUser(ctx, u, storage.AuditEvent{At: now, Actor: "scim:test", Action: "user.create"}); err != nil {
@@ -47,9 +50,10 @@ func TestPeople(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 4 || strings.Join(strings.Fields(lines[0]), " ") != "USERNAME NAME ACTIVE MACS GROUPS" ||
+	if len(lines) != 5 || strings.Join(strings.Fields(lines[0]), " ") != "USERNAME NAME ACTIVE MACS GROUPS" ||
 		strings.Join(strings.Fields(lines[2]), " ") != "henry@example.com Henry Example yes 1 Engineering" ||
-		strings.Join(strings.Fields(lines[3]), " ") != "olga@example.com - no 0 -" {
+		strings.Join(strings.Fields(lines[3]), " ") != "(not ASCII) \u043denry@example.com - yes 0 -" ||
+		strings.Join(strings.Fields(lines[4]), " ") != "olga@example.com - no 0 -" {
 		t.Fatalf("people:\n%s", out)
 	}
 
@@ -66,6 +70,10 @@ func TestPeople(t *testing.T) {
 	if err != nil || !strings.Contains(out, "groups:       Engineering") || !strings.Contains(out, henrys) ||
 		!strings.Contains(out, "local account henry") || strings.Contains(out, erins) {
 		t.Fatalf("people henry:\n%v\n%s", err, out)
+	}
+	out, _, err = execute(noEnv, "people", "--data-dir", s.dir, "u-look")
+	if err != nil || !strings.Contains(out, "username:     (not ASCII) \u043denry@example.com\n") {
+		t.Fatalf("people u-look:\n%v\n%s", err, out)
 	}
 	out, _, err = execute(noEnv, "people", "--data-dir", s.dir, "--json", "u-erin")
 	var person struct {
@@ -86,7 +94,7 @@ func TestPeople(t *testing.T) {
 			Groups   []string `json:"groups"`
 		} `json:"users"`
 	}
-	if err != nil || json.Unmarshal([]byte(out), &list) != nil || len(list.Users) != 3 || list.Users[1].Devices != 1 {
+	if err != nil || json.Unmarshal([]byte(out), &list) != nil || len(list.Users) != 4 || list.Users[1].Devices != 1 {
 		t.Fatalf("people --json: %v\n%s", err, out)
 	}
 
