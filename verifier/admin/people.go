@@ -200,6 +200,13 @@ func (s *Server) GetUser(ctx context.Context, req *adminv1.GetUserRequest) (*adm
 	if err != nil {
 		return nil, err
 	}
+	for _, d := range devices {
+		if d.Hostname == "" {
+			if dev, err := s.Store.GetDevice(ctx, d.DeviceId); err == nil {
+				d.Hostname = dev.Hostname
+			}
+		}
+	}
 	resp.Devices = devices
 	if last != nil {
 		resp.LastSignInAt, resp.LastSignInAllowed = ts(last.At), last.Allow
@@ -290,7 +297,8 @@ func (s *Server) fleetAccounts(ctx context.Context) ([]fleetAccounts, error) {
 // userDevices are the Macs u uses, by device id, each with how: assigned,
 // bound by a local account in fleet (as sign-in binds), signed in from
 // among their latest userSignIns Okta sign-ins. last is the latest of
-// those sign-ins, nil if none.
+// those sign-ins, nil if none. Hostnames are those fleet gives, else
+// empty: GetUser fills them in, ListUsers counts and needs none.
 func (s *Server) userDevices(ctx context.Context, u storage.User, fleet []fleetAccounts) (devices []*adminv1.UserDevice, last *storage.DecisionRecord, err error) {
 	byID := map[string]*adminv1.UserDevice{}
 	tie := func(deviceID, hostname, how string) *adminv1.UserDevice {
@@ -330,13 +338,6 @@ func (s *Server) userDevices(ctx context.Context, u storage.User, fleet []fleetA
 	}
 	if len(signIns) > 0 {
 		last = &signIns[0]
-	}
-	for _, d := range devices {
-		if d.Hostname == "" {
-			if dev, err := s.Store.GetDevice(ctx, d.DeviceId); err == nil {
-				d.Hostname = dev.Hostname
-			}
-		}
 	}
 	slices.SortFunc(devices, func(a, b *adminv1.UserDevice) int { return strings.Compare(a.DeviceId, b.DeviceId) })
 	return devices, last, nil
