@@ -126,14 +126,9 @@ func (s *Server) ListDevices(ctx context.Context, req *adminv1.ListDevicesReques
 		return nil, err
 	}
 	// One extra row tells whether another page exists.
-	var devs []storage.Device
-	if sec := req.GetEnrollSecretId(); sec != "" {
-		devs, err = s.Store.ListDevicesBySecret(ctx, sec, after, size+1)
-	} else {
-		devs, err = s.Store.ListDevices(ctx, after, size+1)
-	}
+	devs, err := s.devicePage(ctx, filter, req.GetEnrollSecretId(), after, size+1)
 	if err != nil {
-		return nil, s.internal("listing devices", err)
+		return nil, err
 	}
 	resp := &adminv1.ListDevicesResponse{}
 	if len(devs) > size {
@@ -145,6 +140,11 @@ func (s *Server) ListDevices(ctx context.Context, req *adminv1.ListDevicesReques
 	sums := querySums(ps)
 	dir := &directory{s: s}
 	for _, d := range devs {
+		// Names are facts of the stored device: a Mac they leave out
+		// costs no posture reading.
+		if !filter.Names(d) {
+			continue
+		}
 		latest, err := s.latest(ctx, d.ID)
 		if err != nil {
 			return nil, err
@@ -165,9 +165,99 @@ func (s *Server) ListDevices(ctx context.Context, req *adminv1.ListDevicesReques
 	return resp, nil
 }
 
-// deviceFilter checks a ListDevices request's fleet-health filters.
+// devicePage reads the devices a ListDevices page looks at: up to limit
+// after the id after, in id order, enrolled with secret when one is given.
+// When the filter names its devices (a person's Macs, the holders of a
+// serial number) those alone are read, not the whole fleet: a lookup is
+// answered in one page however large the fleet. f.Names is left to the
+// caller.
+func (s *Server) devicePage(ctx context.Context, f DeviceFilter, secret, after string, limit int) ([]storage.Device, error) {
+	ids, named, err := s.namedDevices(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	if !named {
+		var devs []storage.Device
+		if secret != "" {
+			devs, err = s.Store.ListDevicesBySecret(ctx, secret, after, limit)
+		} else {
+			devs, err = s.Store.ListDevices(ctx, after, limit)
+		}
+		if err != nil {
+			return nil, s.internal("listing devices", err)
+		}
+		return devs, nil
+	}
+	i, found := slices.BinarySearch(ids, after)
+	if found {
+		i++
+	}
+	var devs []storage.Device
+	for _, id := range ids[i:] {
+		if len(devs) == limit {
+			break
+		}
+		d, err := s.Store.GetDevice(ctx, id)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, s.internal("reading device", err)
+		}
+		if secret == "" || d.SecretID == secret {
+			devs = append(devs, d)
+		}
+	}
+	return devs, nil
+}
+
+// namedDevices is the ids, sorted, of the devices f names: the Macs its
+// user uses, and those enrolled on its serial number when the store finds
+// them by it (storage.DeviceFinder, for a serial with a canonical form; a
+// virtual machine's, say, has none and is left to f.Names as the fleet
+// is walked). named is false when f names neither: every device is a
+// candidate.
+func (s *Server) namedDevices(ctx context.Context, f DeviceFilter) (ids []string, named bool, err error) {
+	if f.User != "" {
+		if ids, err = s.macsOf(ctx, f.User); err != nil {
+			return nil, false, err
+		}
+		named = true
+	}
+	finder, ok := s.Store.(storage.DeviceFinder)
+	if serial := storage.CanonicalSerial(f.SerialNumber); ok && serial != "" {
+		devs, err := finder.DevicesBySerial(ctx, []string{serial})
+		if err != nil {
+			return nil, false, s.internal("finding devices by serial number", err)
+		}
+		var holders []string
+		for _, d := range devs {
+			if _, theirs := slices.BinarySearch(ids, d.ID); !named || theirs {
+				holders = append(holders, d.ID)
+			}
+		}
+		ids, named = holders, true
+	}
+	slices.Sort(ids)
+	return ids, named, nil
+}
+
+// deviceFilter checks a ListDevices request's filters.
 func (s *Server) deviceFilter(req *adminv1.ListDevicesRequest) (DeviceFilter, error) {
 	f := DeviceFilter{Failing: req.GetFailing(), Offline: req.GetOffline(), PolicyID: req.GetPolicyId(), Revoked: req.GetIncludeRevoked()}
+	for _, name := range []struct {
+		field string
+		v     *string
+		in    string
+	}{{"serial_number", &f.SerialNumber, req.GetSerialNumber()}, {"host_name", &f.HostName, req.GetHostName()}, {"user", &f.User, req.GetUser()}} {
+		if err := bounded(name.field, name.in); err != nil {
+			return f, err
+		}
+		// Pasted names bring spaces along; none of these is only spaces.
+		if *name.v = strings.TrimSpace(name.in); *name.v == "" && name.in != "" {
+			return f, status.Errorf(codes.InvalidArgument, "%s is only spaces", name.field)
+		}
+	}
 	if d := req.GetFailingFor(); d != nil {
 		if err := d.CheckValid(); err != nil {
 			return f, status.Errorf(codes.InvalidArgument, "failing_for: %v", err)
@@ -186,7 +276,7 @@ func (s *Server) deviceFilter(req *adminv1.ListDevicesRequest) (DeviceFilter, er
 		}
 	}
 	if f.Revoked && !f.Health() {
-		return f, status.Error(codes.InvalidArgument, "include_revoked keeps revoked devices in failing, failing_for, offline or policy_id; without one of those every device is listed, revoked ones too")
+		return f, status.Error(codes.InvalidArgument, "include_revoked keeps revoked devices in failing, failing_for, offline or policy_id; without one of those revoked devices are listed with the others")
 	}
 	return f, nil
 }

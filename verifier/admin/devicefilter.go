@@ -5,13 +5,24 @@ import (
 	"time"
 
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
+	"github.com/clearance/clearance/verifier/storage"
 )
 
-// DeviceFilter is the fleet-health question ListDevices and the devices
-// command answer alike: which Macs fail, are offline, or do not pass a
-// policy. Revoked Macs, which sign in to nothing, are left out of any of
-// these unless Revoked keeps them. The zero filter keeps every device.
+// DeviceFilter is what ListDevices is asked, as the devices command asks
+// it: which Macs by name (serial number, host name, who uses them), and
+// the fleet-health question: which fail, are offline, or do not pass a
+// policy. Revoked Macs, which sign in to nothing, are left out of the
+// health filters unless Revoked keeps them; the names keep them. The
+// zero filter keeps every device.
 type DeviceFilter struct {
+	// SerialNumber keeps the devices with this serial number, in any
+	// ASCII case; HostName those whose host name is it or starts with it,
+	// in any ASCII case. Both are facts of the stored device (Names), so
+	// they are checked before its posture is read.
+	SerialNumber, HostName string
+	// User keeps the Macs this person (a user id or username) uses, as
+	// GetUser lists them; ListDevices reads them once (macsOf).
+	User string
 	// Failing keeps devices that are not compliant (a required policy
 	// that holds one of its people does not pass) or whose latest report
 	// is missing or stale.
@@ -35,7 +46,23 @@ func (f DeviceFilter) Health() bool {
 	return f.Failing || f.ByFailingFor || f.Offline || f.PolicyID != ""
 }
 
-// Keep reports whether d answers f at now.
+// Names reports whether the stored device d has f's serial number and
+// host name. ASCII case alone is folded: a Unicode fold would make a
+// look-alike (a Kelvin sign for a K) the name it imitates.
+func (f DeviceFilter) Names(d storage.Device) bool {
+	if f.SerialNumber != "" && !equalFoldASCII(d.SerialNumber, f.SerialNumber) {
+		return false
+	}
+	return f.HostName == "" || len(d.Hostname) >= len(f.HostName) && equalFoldASCII(d.Hostname[:len(f.HostName)], f.HostName)
+}
+
+// equalFoldASCII reports whether a and b are the same with A–Z and a–z
+// alike, every other byte as it is.
+func equalFoldASCII(a, b string) bool {
+	return len(a) == len(b) && storage.HostnameKey(a) == storage.HostnameKey(b)
+}
+
+// Keep reports whether d answers f's fleet-health filters at now.
 func (f DeviceFilter) Keep(d *adminv1.Device, now time.Time) bool {
 	if !f.Health() {
 		return true

@@ -297,7 +297,8 @@ func (s *Server) fleetAccounts(ctx context.Context) ([]fleetAccounts, error) {
 // userDevices are the Macs u uses, by device id, each with how: assigned,
 // bound by a local account in fleet (as sign-in binds), signed in from
 // among their latest userSignIns Okta sign-ins. last is the latest of
-// those sign-ins, nil if none. Hostnames are those fleet gives, else
+// those sign-ins, nil if none. A u with no ID is a username no user has:
+// only its sign-ins tie it to Macs. Hostnames are those fleet gives, else
 // empty: GetUser fills them in, ListUsers counts and needs none.
 func (s *Server) userDevices(ctx context.Context, u storage.User, fleet []fleetAccounts) (devices []*adminv1.UserDevice, last *storage.DecisionRecord, err error) {
 	byID := map[string]*adminv1.UserDevice{}
@@ -313,12 +314,14 @@ func (s *Server) userDevices(ctx context.Context, u storage.User, fleet []fleetA
 		}
 		return d
 	}
-	assigned, err := s.Store.UserDevices(ctx, u.ID)
-	if err != nil {
-		return nil, nil, s.internal("reading user's devices", err)
-	}
-	for _, b := range assigned {
-		tie(b.DeviceID, "", boundAdmin)
+	if u.ID != "" {
+		assigned, err := s.Store.UserDevices(ctx, u.ID)
+		if err != nil {
+			return nil, nil, s.internal("reading user's devices", err)
+		}
+		for _, b := range assigned {
+			tie(b.DeviceID, "", boundAdmin)
+		}
 	}
 	if binder, ok := s.Access.(AccountBinder); ok {
 		for _, f := range fleet {
@@ -341,6 +344,40 @@ func (s *Server) userDevices(ctx context.Context, u storage.User, fleet []fleetA
 	}
 	slices.SortFunc(devices, func(a, b *adminv1.UserDevice) int { return strings.Compare(a.DeviceId, b.DeviceId) })
 	return devices, last, nil
+}
+
+// macsOf is the ids of the Macs the person ref names (a user id or
+// username) uses, sorted: for a provisioned user, those userDevices
+// lists, as GetUser does; for a name no user has, those its latest
+// userSignIns sign-ins came from, which the decision log knows with no
+// directory at all. A name neither knows has none; that is no error.
+func (s *Server) macsOf(ctx context.Context, ref string) ([]string, error) {
+	u, err := s.findUser(ctx, ref)
+	var fleet []fleetAccounts
+	switch status.Code(err) {
+	case codes.OK:
+		done, err := s.fleetTurn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+		if fleet, err = s.fleetAccounts(ctx); err != nil {
+			return nil, err
+		}
+	case codes.NotFound:
+		u = storage.User{UserName: ref}
+	default:
+		return nil, err
+	}
+	devices, _, err := s.userDevices(ctx, u, fleet)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(devices))
+	for i, d := range devices {
+		ids[i] = d.DeviceId
+	}
+	return ids, nil
 }
 
 // ListGroups implements AdminService.ListGroups.

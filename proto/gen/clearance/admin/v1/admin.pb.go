@@ -1045,8 +1045,30 @@ type ListDevicesRequest struct {
 	PolicyId string `protobuf:"bytes,7,opt,name=policy_id,json=policyId,proto3" json:"policy_id,omitempty"`
 	// Keep revoked devices in failing, failing_for, offline and policy_id.
 	IncludeRevoked bool `protobuf:"varint,8,opt,name=include_revoked,json=includeRevoked,proto3" json:"include_revoked,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Which Macs, by what names them. Each is at most 256 bytes with no
+	// control character, else INVALID_ARGUMENT; spaces around it are
+	// ignored. They combine with each other and with the filters above (a
+	// device must answer all), and page as those do: a page may hold fewer
+	// than page_size, or none, and still have a next_page_token. Alone they
+	// keep revoked devices (status DEVICE_STATUS_REVOKED, state "revoked"):
+	// whoever looks up a serial number wants to find it revoked, not miss
+	// it; with a fleet-health filter, include_revoked decides as above.
+	// Only the devices with this serial number, in any ASCII case.
+	SerialNumber string `protobuf:"bytes,9,opt,name=serial_number,json=serialNumber,proto3" json:"serial_number,omitempty"`
+	// Only the devices whose host name (as the agent last gave it) is this
+	// or starts with it, in any ASCII case: "mbp-alice" finds "MBP-Alice"
+	// and "mbp-alice-2".
+	HostName string `protobuf:"bytes,10,opt,name=host_name,json=hostName,proto3" json:"host_name,omitempty"`
+	// Only the Macs this person uses: a user id or Okta username (ASCII
+	// case aside), as `clearance-verifier devices --user` asks. Those
+	// assigned to them, those whose local account in their latest report
+	// the binding rule maps to them (both where people come from SCIM or
+	// the Okta API sync), and those their latest 1,000 sign-ins through
+	// Okta came from. A name no user has and no sign-in used is no error:
+	// it lists nothing.
+	User          string `protobuf:"bytes,11,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListDevicesRequest) Reset() {
@@ -1133,6 +1155,27 @@ func (x *ListDevicesRequest) GetIncludeRevoked() bool {
 		return x.IncludeRevoked
 	}
 	return false
+}
+
+func (x *ListDevicesRequest) GetSerialNumber() string {
+	if x != nil {
+		return x.SerialNumber
+	}
+	return ""
+}
+
+func (x *ListDevicesRequest) GetHostName() string {
+	if x != nil {
+		return x.HostName
+	}
+	return ""
+}
+
+func (x *ListDevicesRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
 }
 
 type ListDevicesResponse struct {
@@ -4540,7 +4583,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x06Report\x129\n" +
 	"\x06report\x18\x01 \x01(\v2!.clearance.agent.v1.PostureReportR\x06report\x12;\n" +
 	"\vreceived_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"receivedAt\"\xb0\x02\n" +
+	"receivedAt\"\x86\x03\n" +
 	"\x12ListDevicesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -4551,7 +4594,11 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"failingFor\x12\x18\n" +
 	"\aoffline\x18\x06 \x01(\bR\aoffline\x12\x1b\n" +
 	"\tpolicy_id\x18\a \x01(\tR\bpolicyId\x12'\n" +
-	"\x0finclude_revoked\x18\b \x01(\bR\x0eincludeRevoked\"s\n" +
+	"\x0finclude_revoked\x18\b \x01(\bR\x0eincludeRevoked\x12#\n" +
+	"\rserial_number\x18\t \x01(\tR\fserialNumber\x12\x1b\n" +
+	"\thost_name\x18\n" +
+	" \x01(\tR\bhostName\x12\x12\n" +
+	"\x04user\x18\v \x01(\tR\x04user\"s\n" +
 	"\x13ListDevicesResponse\x124\n" +
 	"\adevices\x18\x01 \x03(\v2\x1a.clearance.admin.v1.DeviceR\adevices\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"/\n" +
