@@ -286,8 +286,17 @@ func (c *adminConn) explain(err error) error {
 
 // listDevices is every device.
 func (c *adminConn) listDevices() ([]*adminv1.Device, error) {
+	return c.listDevicesWhere(&adminv1.ListDevicesRequest{})
+}
+
+// listDevicesWhere is every device that answers req's filters, through
+// every page (a filtered page may hold none and not be the last).
+func (c *adminConn) listDevicesWhere(req *adminv1.ListDevicesRequest) ([]*adminv1.Device, error) {
+	req = proto.CloneOf(req)
+	req.PageSize = 500
 	return allPages(func(token string) ([]*adminv1.Device, string, error) {
-		resp, err := call(c, c.client.ListDevices, &adminv1.ListDevicesRequest{PageSize: 500, PageToken: token})
+		req.PageToken = token
+		resp, err := call(c, c.client.ListDevices, req)
 		return resp.GetDevices(), resp.GetNextPageToken(), err
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clearance/clearance/internal/protoagent"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/storage"
 )
@@ -17,7 +18,8 @@ func TestDevicesOfAUser(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
 	secret := s.newSecret(t)
-	alices := s.enroll(t, secret, "0A1B2C3D-4E5F-4061-8172-839405A6B7E1", agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
+	const alicesUUID = "0A1B2C3D-4E5F-4061-8172-839405A6B7E1"
+	alices := s.enroll(t, secret, alicesUUID, agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
 	other := s.enroll(t, secret, "0A1B2C3D-4E5F-4061-8172-839405A6B7E2", agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
 	for _, d := range []storage.DecisionRecord{
 		{At: time.Now(), Username: "alice@example.com", DeviceID: alices, Allow: true, Reason: "allowed", Source: "sso"},
@@ -29,12 +31,29 @@ func TestDevicesOfAUser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out, _, err := execute(noEnv, "devices", "--data-dir", s.dir, "--user", "alice@example.com", "--wide")
-	if err != nil || !strings.Contains(out, alices) || strings.Contains(out, other) {
-		t.Fatalf("devices --user alice: %v\n%s", err, out)
+	out, stderr, err := execute(noEnv, "devices", "--data-dir", s.dir, "--user", "alice@example.com", "--wide")
+	if err != nil || !strings.Contains(out, alices) || strings.Contains(out, other) || stderr != "" {
+		t.Fatalf("devices --user alice: %v %q\n%s", err, stderr, out)
 	}
-	if _, stderr, err := execute(noEnv, "devices", "--data-dir", s.dir, "--user", "nobody@example.com"); err != nil || !strings.Contains(stderr, "no devices match") {
-		t.Fatalf("devices --user nobody: %v %q", err, stderr)
+	// With the other filters, which the verifier applies too: her Mac
+	// passes, and a known person with no Mac left is no typo.
+	if out, stderr, err := execute(noEnv, "devices", "--data-dir", s.dir, "--user", "alice@example.com", "--failing"); err != nil || out != "" || stderr != "no devices match\n" {
+		t.Fatalf("devices --user alice --failing: %v %q %q", err, out, stderr)
+	}
+	if out, _, err := execute(noEnv, "devices", "--data-dir", s.dir, "--user", "alice@example.com", "--serial", protoagent.SerialFor(alicesUUID), "--wide"); err != nil || !strings.Contains(out, alices) {
+		t.Fatalf("devices --user alice --serial of her Mac: %v\n%s", err, out)
+	}
+	// A name nobody has, or one that passes for alice's (a Cyrillic а),
+	// lists nothing and says why on stderr.
+	for _, name := range []string{"nobody@example.com", "\u0430lice@example.com"} {
+		out, stderr, err := execute(noEnv, "devices", "--data-dir", s.dir, "--user", name)
+		if err != nil || out != "" || !strings.Contains(stderr, "note: no user named") ||
+			!strings.Contains(stderr, "no Mac is bound to that username or signed in from by it") || !strings.HasSuffix(stderr, "no devices match\n") {
+			t.Errorf("devices --user %q: %v %q %q", name, err, out, stderr)
+		}
+	}
+	if _, _, err := execute(noEnv, "devices", "--data-dir", s.dir, "--user", " "); err == nil || !strings.Contains(err.Error(), "--user is empty") {
+		t.Errorf("devices --user ' ': %v", err)
 	}
 }
 

@@ -18,12 +18,12 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/clearance/clearance/pkg/cli"
 	"github.com/clearance/clearance/pkg/printable"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
-	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/config"
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/rollout"
@@ -53,14 +53,17 @@ func (a *app) devicesCmd() *cli.Command {
 			offline := fs.Bool("offline", false, "only devices whose agent is not connected")
 			policy := fs.String("policy", "", "only devices whose latest report does not pass the policy with this `id` (required or not)")
 			serial := fs.String("serial", "", "only the devices with this `serial` number (any case)")
-			host := fs.String("host", "", "only the devices whose host name is or starts with this `name` (any case)")
-			user := fs.String("user", "", "only the Macs this Okta `username` uses: those assigned to them or whose local account --user-binding-rule maps to them (with SCIM or the Okta API sync), and those their latest 1,000 sign-ins came from")
+			host := fs.String("host", "", "only the devices whose host name is or starts with this `name` (A-Z in any case)")
+			user := fs.String("user", "", "only the Macs this Okta `username` (or user id) uses: those assigned to them or whose local account --user-binding-rule maps to them (with SCIM or the Okta API sync), and those their latest 1,000 sign-ins came from")
 			failingFor := fs.Duration("failing-for", 0, "only devices out of compliance without a break for at least this `duration` (e.g. 72h; the wide table's FOR column)")
 			revoked := fs.Bool("revoked", false, "keep revoked Macs in --failing, --failing-for, --offline and --policy, which leave them out: they can sign in to nothing")
 			fs.Group("Output")
 			asJSON := fs.Bool("json", false, "print the devices as JSON (the admin API's Device messages)")
 			wide := fs.Bool("wide", false, "full device ids and nothing shortened, whatever the terminal's width")
 			return func(ctx context.Context, _ []string) error {
+				if err := fs.NotEmpty("serial", "host", "user"); err != nil {
+					return err
+				}
 				if *failingFor < 0 {
 					return cli.Usagef("--failing-for %s is negative", *failingFor)
 				}
@@ -69,45 +72,33 @@ func (a *app) devicesCmd() *cli.Command {
 				if *revoked && !health {
 					return cli.Usagef("--revoked keeps revoked Macs in --failing, --failing-for, --offline or --policy; without one of those every Mac is listed, revoked ones too")
 				}
+				// The verifier filters, by the rule ListDevices documents:
+				// the CLI and grpcurl get the same answer.
+				req := &adminv1.ListDevicesRequest{SerialNumber: *serial, HostName: *host, User: *user,
+					Failing: *failing, Offline: *offline, PolicyId: *policy, IncludeRevoked: *revoked}
+				if fs.Given("failing-for") {
+					req.FailingFor = durationpb.New(*failingFor)
+				}
 				return a.withAdmin(ctx, af, func(c *adminConn) error {
 					if *policy != "" {
 						if err := c.checkPolicyID(*policy); err != nil {
 							return err
 						}
 					}
-					devs, err := c.listDevices()
+					devs, err := c.listDevicesWhere(req)
 					if err != nil {
 						return err
 					}
-					var uses map[string]bool
-					if *user != "" {
-						if uses, err = c.devicesOf(*user); err != nil {
-							return err
-						}
+					// A name nobody has lists nothing: only then is it
+					// worth asking whether the name is known, since a typo
+					// otherwise reads as a stranger with no Mac.
+					if *user != "" && len(devs) == 0 {
 						if err := a.noteUnknownUser(c, *user, "no Mac is bound to that username or signed in from by it"); err != nil {
 							return err
 						}
 					}
-					f := admin.DeviceFilter{Failing: *failing, Offline: *offline, PolicyID: *policy, Revoked: *revoked,
-						ByFailingFor: fs.Given("failing-for"), FailingFor: *failingFor}
-					var keep []*adminv1.Device
-					for _, d := range devs {
-						if uses != nil && !uses[d.GetDeviceId()] {
-							continue
-						}
-						if !f.Keep(d, a.now()) {
-							continue
-						}
-						if *serial != "" && !strings.EqualFold(d.GetFacts().GetSerialNumber(), strings.TrimSpace(*serial)) {
-							continue
-						}
-						if *host != "" && !strings.HasPrefix(strings.ToLower(d.GetFacts().GetHostname()), strings.ToLower(strings.TrimSpace(*host))) {
-							continue
-						}
-						keep = append(keep, d)
-					}
-					return a.printList(*asJSON, &adminv1.ListDevicesResponse{Devices: keep}, len(keep), "no devices match", func() error {
-						return renderDevices(a.stdout, keep, a.now(), a.tableWidth(*wide))
+					return a.printList(*asJSON, &adminv1.ListDevicesResponse{Devices: devs}, len(devs), "no devices match", func() error {
+						return renderDevices(a.stdout, devs, a.now(), a.tableWidth(*wide))
 					})
 				})
 			}
@@ -130,37 +121,6 @@ func timeHeading(ds []*adminv1.Decision, loc *time.Location) string {
 		}
 	}
 	return fmt.Sprintf("TIME %s %d", zone, first.Year())
-}
-
-// devicesOf is the set of Macs username uses: those GetUser lists (where
-// people come from SCIM or the Okta API sync: assigned, bound by a local
-// account, signed in from) and those their latest sign-ins through Okta
-// came from (the decision log, which needs neither).
-func (c *adminConn) devicesOf(username string) (map[string]bool, error) {
-	out := map[string]bool{}
-	resp, err := call(c, c.client.ListDecisions, &adminv1.ListDecisionsRequest{
-		Username: username, Origin: adminv1.DecisionOrigin_DECISION_ORIGIN_OKTA, PageSize: 1000,
-	})
-	if err != nil {
-		return nil, err
-	}
-	for _, d := range resp.GetDecisions() {
-		if id := d.GetDeviceId(); id != "" {
-			out[id] = true
-		}
-	}
-	u, err := c.client.GetUser(c.ctx, &adminv1.GetUserRequest{User: username})
-	switch status.Code(err) {
-	case codes.OK:
-		for _, d := range u.GetDevices() {
-			out[d.GetDeviceId()] = true
-		}
-	case codes.NotFound, codes.FailedPrecondition:
-		// No directory, or not in it: the sign-ins alone say.
-	default:
-		return nil, c.explain(err)
-	}
-	return out, nil
 }
 
 // checkPolicyID refuses an id that is not a policy in force on the

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/clearance/clearance/internal/protoagent"
 	"github.com/clearance/clearance/internal/testkit"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
@@ -217,6 +218,48 @@ func TestFleetCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &listedAudit); err != nil || len(listedAudit.Events) != 1 ||
 		listedAudit.Events[0].Actor != "agent" || listedAudit.Events[0].DeviceID != good.DeviceID || listedAudit.Events[0].ID == "" {
 		t.Errorf("audit --json: %v %+v\n%s", err, listedAudit, out)
+	}
+}
+
+// TestDevicesBySerialAndHost: the verifier finds Macs by serial number
+// (any case, spaces around ignored) and the start of the host name; a
+// revoked Mac is found by its serial and shown revoked, but --offline
+// leaves it out unless --revoked keeps it.
+func TestDevicesBySerialAndHost(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	secret := s.newSecret(t)
+	const keptUUID, goneUUID = "0A1B2C3D-0000-4000-8000-0000000000A1", "0A1B2C3D-0000-4000-8000-0000000000A2"
+	kept := s.enroll(t, secret, keptUUID, agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
+	gone := s.enroll(t, secret, goneUUID, agentv1.PolicyStatus_POLICY_STATUS_PASS).DeviceID
+	if _, _, err := execute(noEnv, "devices", "revoke", "--data-dir", s.dir, gone[:8], "--reason", "stolen"); err != nil {
+		t.Fatal(err)
+	}
+	devices := func(args ...string) (string, string, error) {
+		return execute(noEnv, append([]string{"devices", "--data-dir", s.dir, "--wide"}, args...)...)
+	}
+	out, _, err := devices("--serial", " "+strings.ToLower(protoagent.SerialFor(goneUUID))+" ")
+	if err != nil || !strings.Contains(out, gone) || strings.Contains(out, kept) || !strings.Contains(row(t, out, gone), "revoked") {
+		t.Fatalf("--serial of the revoked Mac: %v\n%s", err, out)
+	}
+	// Both agents' streams are open, but a revoked Mac's is not.
+	if out, stderr, err := devices("--serial", protoagent.SerialFor(goneUUID), "--offline"); err != nil || out != "" || stderr != "no devices match\n" {
+		t.Errorf("--serial of the revoked Mac --offline: %v %q %q", err, out, stderr)
+	}
+	if out, _, err := devices("--serial", protoagent.SerialFor(goneUUID), "--offline", "--revoked"); err != nil || !strings.Contains(out, gone) {
+		t.Errorf("--serial of the revoked Mac --offline --revoked: %v\n%s", err, out)
+	}
+	// Every made-up Mac is test-mac.
+	if out, _, err := devices("--host", "TEST-", "--serial", protoagent.SerialFor(keptUUID)); err != nil || !strings.Contains(out, kept) || strings.Contains(out, gone) {
+		t.Errorf("--host TEST- --serial of the kept Mac: %v\n%s", err, out)
+	}
+	if out, stderr, err := devices("--host", "test-macbook"); err != nil || out != "" || stderr != "no devices match\n" {
+		t.Errorf("--host test-macbook: %v %q %q", err, out, stderr)
+	}
+	for _, flag := range []string{"--serial", "--host"} {
+		if _, _, err := devices(flag, ""); err == nil || !strings.Contains(err.Error(), flag+" is empty") {
+			t.Errorf("%s '': %v", flag, err)
+		}
 	}
 }
 
