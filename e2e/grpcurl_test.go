@@ -115,6 +115,31 @@ BOT_TOKEN="$(cat bot.token)" grpcurl -cacert "$DATA/ca.pem" -expand-headers -H '
 		}
 	})
 
+	// operations.md's lookup by serial number, pointed at this verifier
+	// and at the failing Mac's serial, in other case with spaces around.
+	t.Run("operations.md ListDevices by serial number", func(t *testing.T) {
+		ops, err := os.ReadFile("../docs/operations.md")
+		if err != nil {
+			t.Fatal(err)
+		}
+		const docSerial = "C02XK1ABJGH5"
+		var script string
+		for _, b := range regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(string(ops), -1) {
+			if strings.Contains(b[1], `"serial_number": "`+docSerial+`"`) && strings.Contains(b[1], "/ListDevices") {
+				script = b[1]
+			}
+		}
+		if script == "" {
+			t.Fatal("operations.md has no ListDevices example by serial number")
+		}
+		script = strings.NewReplacer("/var/lib/clearance", `$DATA`, "localhost:8443", `$VERIFIER`,
+			docSerial, " "+strings.ToLower(failing.Facts.GetSerialNumber())+" ").Replace(script)
+		out, err := shell(t, script, env...)
+		if err != nil || !strings.Contains(out, `"deviceId": "`+failing.DeviceID+`"`) || strings.Contains(out, a.DeviceID) || strings.Contains(out, "nextPageToken") {
+			t.Fatalf("%v\n%s\n%s", err, script, out)
+		}
+	})
+
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
