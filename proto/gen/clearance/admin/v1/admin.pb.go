@@ -1045,27 +1045,30 @@ type ListDevicesRequest struct {
 	PolicyId string `protobuf:"bytes,7,opt,name=policy_id,json=policyId,proto3" json:"policy_id,omitempty"`
 	// Keep revoked devices in failing, failing_for, offline and policy_id.
 	IncludeRevoked bool `protobuf:"varint,8,opt,name=include_revoked,json=includeRevoked,proto3" json:"include_revoked,omitempty"`
-	// Which Macs, by what names them. Each is at most 256 bytes with no
-	// control character, else INVALID_ARGUMENT; spaces around it are
+	// Lookups: the Macs a name picks out. Each is at most 256 bytes with
+	// no control character, else INVALID_ARGUMENT; spaces around it are
 	// ignored. They combine with each other and with the filters above (a
 	// device must answer all), and page as those do: a page may hold fewer
-	// than page_size, or none, and still have a next_page_token. Alone they
-	// keep revoked devices (status DEVICE_STATUS_REVOKED, state "revoked"):
-	// whoever looks up a serial number wants to find it revoked, not miss
-	// it; with a fleet-health filter, include_revoked decides as above.
+	// than page_size, or none, and still have a next_page_token. A serial
+	// number of letters and digits (as Apple's are) and a user pick out
+	// their devices, which are read alone, so their answer usually comes in
+	// one page. Alone these keep revoked devices (status
+	// DEVICE_STATUS_REVOKED, state "revoked"): whoever looks up a serial
+	// number wants to find it revoked, not miss it; with a fleet-health
+	// filter, include_revoked decides as above.
 	// Only the devices with this serial number, in any ASCII case.
 	SerialNumber string `protobuf:"bytes,9,opt,name=serial_number,json=serialNumber,proto3" json:"serial_number,omitempty"`
 	// Only the devices whose host name (as the agent last gave it) is this
 	// or starts with it, in any ASCII case: "mbp-alice" finds "MBP-Alice"
 	// and "mbp-alice-2".
 	HostName string `protobuf:"bytes,10,opt,name=host_name,json=hostName,proto3" json:"host_name,omitempty"`
-	// Only the Macs this person uses: a user id or Okta username (ASCII
-	// case aside), as `clearance-verifier devices --user` asks. Those
-	// assigned to them, those whose local account in their latest report
-	// the binding rule maps to them (both where people come from SCIM or
-	// the Okta API sync), and those their latest 1,000 sign-ins through
-	// Okta came from. A name no user has and no sign-in used is no error:
-	// it lists nothing.
+	// Only the Macs this person uses, as `clearance-verifier devices
+	// --user` asks: a user id, or an Okta username in any ASCII case. Those
+	// assigned to them and those whose local account in their latest
+	// report --user-binding-rule maps to them (where people come from SCIM
+	// or the Okta API sync), and those their latest 1,000 sign-ins through
+	// Okta came from (with no directory too). A name no user has and no
+	// sign-in used is no error: it lists nothing.
 	User          string `protobuf:"bytes,11,opt,name=user,proto3" json:"user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
