@@ -41,7 +41,7 @@ func agents(t *testing.T) ([]byte, []byte) {
 	binsOnce.Do(func() {
 		binsDir, binsErr = os.MkdirTemp("", "agentpkg-test-")
 		if binsErr == nil {
-			binArm, binAmd64, binsErr = agentbuild.BuildBoth("1.2.3", binsDir)
+			binArm, binAmd64, binsErr = agentbuild.BuildBoth("1.2.3", "", binsDir)
 		}
 	})
 	if binsErr != nil {

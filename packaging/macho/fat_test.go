@@ -14,7 +14,7 @@ import (
 func TestFatAgentReadsAsTwoExecutables(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	arm64, amd64, err := agentbuild.BuildBoth("", dir)
+	arm64, amd64, err := agentbuild.BuildBoth("", "", dir)
 	if err != nil {
 		t.Fatal(err)
 	}

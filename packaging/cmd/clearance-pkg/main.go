@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/clearance/clearance/packaging/agentpkg"
@@ -46,6 +47,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, no
 	out := fs.String("o", "", "output file (default dist/clearance-agent-VERSION.pkg)")
 	minOS := fs.String("min-os", agentpkg.DefaultMinOSVersion, "minimum macOS version")
 	uninstall := fs.String("uninstall-script", "", "also write the uninstall script to this file")
+	commit := fs.String("commit", "", "source revision the agent it builds reports in --version (make pkg gives it)")
 	signCert := fs.String("sign-cert", "", "PEM certificate chain to sign with, leaf first (with -sign-key)")
 	signKey := fs.String("sign-key", "", "PEM RSA private key of the signing certificate (with -sign-cert)")
 	if err := fs.Parse(args); err != nil {
@@ -57,6 +59,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, no
 	if (*arm64 == "") != (*amd64 == "") {
 		return errors.New("-arm64 and -amd64 go together")
 	}
+	if *commit != "" && *arm64 != "" {
+		return errors.New("-commit is linked into the agents it builds; prebuilt ones (-arm64, -amd64) carry their own")
+	}
 	if (*signCert == "") != (*signKey == "") {
 		return errors.New("-sign-cert and -sign-key go together")
 	}
@@ -65,6 +70,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, no
 		var err error
 		if signer, err = loadSigner(*signCert, *signKey); err != nil {
 			return err
+		}
+		if leaf := signer.Chain[0]; !strings.HasPrefix(leaf.Subject.CommonName, developerIDInstaller) {
+			fmt.Fprintf(stderr, "clearance-pkg: warning: the signing certificate (%q) is not a %q certificate: Installer, Gatekeeper and the MDMs that check a package's signature will not trust it\n",
+				leaf.Subject.CommonName, strings.TrimSuffix(developerIDInstaller, ": "))
 		}
 	}
 	if *out == "" {
@@ -99,7 +108,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, no
 			return err
 		}
 		defer os.RemoveAll(tmp)
-		if armBin, amdBin, err = agentbuild.BuildBoth(*version, tmp); err != nil {
+		if armBin, amdBin, err = agentbuild.BuildBoth(*version, *commit, tmp); err != nil {
 			return err
 		}
 	}
@@ -130,6 +139,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, no
 	fmt.Fprintln(stdout, *out)
 	return nil
 }
+
+// developerIDInstaller begins the common name of every certificate Apple
+// issues for signing installer packages outside the App Store
+// ("Developer ID Installer: Example Corp (TEAMID1234)").
+const developerIDInstaller = "Developer ID Installer: "
 
 // loadSigner reads a PEM certificate chain and a PEM private key (PKCS #8
 // or PKCS #1).

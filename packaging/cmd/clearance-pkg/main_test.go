@@ -10,6 +10,7 @@ import (
 	"time"
 
 	gxar "github.com/blacktop/go-macho/pkg/xar"
+	kittestpki "github.com/clearance/clearance/internal/testkit/testpki"
 	"github.com/clearance/clearance/packaging/internal/agentbuild"
 	"github.com/clearance/clearance/packaging/internal/testpki"
 )
@@ -22,11 +23,11 @@ func fixedNow() time.Time { return time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC) }
 
 func TestSameEpochSameBytes(t *testing.T) {
 	dir := t.TempDir()
-	arm, err := agentbuild.Build("arm64", "1.2.3", dir)
+	arm, err := agentbuild.Build("arm64", "1.2.3", "", dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	amd, err := agentbuild.Build("amd64", "1.2.3", dir)
+	amd, err := agentbuild.Build("amd64", "1.2.3", "", dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,11 +65,11 @@ func TestSameEpochSameBytes(t *testing.T) {
 
 func TestSignedPackage(t *testing.T) {
 	dir := t.TempDir()
-	arm, err := agentbuild.Build("arm64", "1.2.3", dir)
+	arm, err := agentbuild.Build("arm64", "1.2.3", "", dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	amd, err := agentbuild.Build("amd64", "1.2.3", dir)
+	amd, err := agentbuild.Build("amd64", "1.2.3", "", dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +82,9 @@ func TestSignedPackage(t *testing.T) {
 	args := []string{"-version", "1.2.3", "-arm64", arm, "-amd64", amd, "-o", out, "-sign-cert", certFile, "-sign-key", keyFile}
 	if err := run(args, env(map[string]string{"SOURCE_DATE_EPOCH": "1700000000"}), &stdout, &stderr, fixedNow); err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	if strings.Contains(stderr.String(), "warning") {
+		t.Errorf("a Developer ID Installer certificate is warned about: %q", stderr.String())
 	}
 	r, err := gxar.Open(out)
 	if err != nil {
@@ -99,6 +103,21 @@ func TestSignedPackage(t *testing.T) {
 		}
 	}
 
+	// A certificate that is not a Developer ID Installer one signs, with a
+	// warning that Installer will not trust it.
+	root := kittestpki.NewCA(t, kittestpki.CN("Example Corp Root"), kittestpki.RSA())
+	plain := root.Issue(t, kittestpki.CN("Example Corp Packages"), kittestpki.Key(kittestpki.RSAKey(t)))
+	os.WriteFile(certFile, kittestpki.PEM(plain.Cert, root.Cert), 0o600)
+	os.WriteFile(keyFile, plain.KeyPEM(t), 0o600)
+	stderr.Reset()
+	if err := run(args, env(map[string]string{"SOURCE_DATE_EPOCH": "1700000000"}), &stdout, &stderr, fixedNow); err != nil {
+		t.Fatalf("run with another certificate: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), `warning: the signing certificate ("Example Corp Packages") is not a "Developer ID Installer" certificate`) {
+		t.Errorf("no warning about a certificate Installer will not trust: %q", stderr.String())
+	}
+	os.WriteFile(certFile, id.CertsPEM(), 0o600)
+
 	// A key that is not the certificate's is refused before building.
 	other := testpki.New(t)
 	os.WriteFile(keyFile, other.KeyPEM(t), 0o600)
@@ -114,11 +133,12 @@ func TestUsageErrors(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		"no version":   {nil, nil, "-version is required"},
-		"one binary":   {[]string{"-version", "1", "-arm64", "x"}, nil, "go together"},
-		"bad epoch":    {[]string{"-version", "1", "-arm64", "x", "-amd64", "y"}, map[string]string{"SOURCE_DATE_EPOCH": "yesterday"}, "SOURCE_DATE_EPOCH"},
-		"half signing": {[]string{"-version", "1", "-sign-cert", "c.pem"}, nil, "go together"},
-		"missing file": {[]string{"-version", "1", "-arm64", "/nonexistent", "-amd64", "y"}, map[string]string{"SOURCE_DATE_EPOCH": "0"}, "nonexistent"},
+		"no version":                {nil, nil, "-version is required"},
+		"one binary":                {[]string{"-version", "1", "-arm64", "x"}, nil, "go together"},
+		"bad epoch":                 {[]string{"-version", "1", "-arm64", "x", "-amd64", "y"}, map[string]string{"SOURCE_DATE_EPOCH": "yesterday"}, "SOURCE_DATE_EPOCH"},
+		"half signing":              {[]string{"-version", "1", "-sign-cert", "c.pem"}, nil, "go together"},
+		"commit of prebuilt agents": {[]string{"-version", "1", "-arm64", "a", "-amd64", "b", "-commit", "abc"}, nil, "carry their own"},
+		"missing file":              {[]string{"-version", "1", "-arm64", "/nonexistent", "-amd64", "y"}, map[string]string{"SOURCE_DATE_EPOCH": "0"}, "nonexistent"},
 	} {
 		var stdout, stderr bytes.Buffer
 		err := run(tc.args, env(tc.env), &stdout, &stderr, fixedNow)

@@ -18,16 +18,23 @@ const Package = "github.com/clearance/clearance/agent/cmd/clearance-agent"
 // VersionVar is the variable the agent reports its version from.
 const VersionVar = "github.com/clearance/clearance/agent/version.Version"
 
+// CommitVar is the variable `clearance-agent --version` reports the source
+// revision from (make build links it the same way).
+const CommitVar = "github.com/clearance/clearance/pkg/cli.commit"
+
 // Build compiles clearance-agent for darwin/goarch into dir and returns the
-// binary's path; a non-empty version is linked in. CGO is off so any host
+// binary's path; a non-empty version and commit are linked in. CGO is off so any host
 // can cross-compile (the agent then falls back from the Secure Enclave to a
 // key file); -trimpath and an empty build id keep the output independent of
 // the build directory.
-func Build(goarch, version, dir string) (string, error) {
+func Build(goarch, version, commit, dir string) (string, error) {
 	out := filepath.Join(dir, "clearance-agent-"+goarch)
 	ldflags := "-buildid="
 	if version != "" {
 		ldflags += " -X " + VersionVar + "=" + version
+	}
+	if commit != "" {
+		ldflags += " -X " + CommitVar + "=" + commit
 	}
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags="+ldflags, "-o", out, Package)
 	cmd.Env = append(os.Environ(), "GOOS=darwin", "GOARCH="+goarch, "CGO_ENABLED=0")
@@ -41,10 +48,10 @@ func Build(goarch, version, dir string) (string, error) {
 
 // BuildBoth builds the arm64 and amd64 agents into dir and returns their
 // contents in that order.
-func BuildBoth(version, dir string) (arm64, amd64 []byte, err error) {
+func BuildBoth(version, commit, dir string) (arm64, amd64 []byte, err error) {
 	var bins [2][]byte
 	for i, arch := range []string{"arm64", "amd64"} {
-		p, err := Build(arch, version, dir)
+		p, err := Build(arch, version, commit, dir)
 		if err != nil {
 			return nil, nil, err
 		}
