@@ -690,6 +690,25 @@ func TestLoginItem(t *testing.T) {
 	wantEqual(t, "RuleType", field[string](t, "rule", rule, "RuleType"), "Label")
 	wantEqual(t, "RuleValue", field[string](t, "rule", rule, "RuleValue"), agentprefs.Label)
 
+	// osqueryd's daemon, when named, is kept running by a rule of its
+	// own: the agent checks nothing without it.
+	for _, label := range []string{profile.DefaultOsqueryLabel, profile.OrbitLabel} {
+		raw, err := profile.LoginItem(profile.LoginItemOptions{Organization: "Example Corp", OsqueryLabel: label})
+		if err != nil {
+			t.Fatal(err)
+		}
+		content := field[[]any](t, "profile", decode(t, raw), "PayloadContent")
+		rules := field[[]any](t, "login item payload", content[0].(map[string]any), "Rules")
+		if len(rules) != 2 {
+			t.Fatalf("%s: %d rules, want 2", label, len(rules))
+		}
+		for i, want := range []string{agentprefs.Label, label} {
+			rule := rules[i].(map[string]any)
+			wantEqual(t, "RuleType", field[string](t, "rule", rule, "RuleType"), "Label")
+			wantEqual(t, "RuleValue", field[string](t, "rule", rule, "RuleValue"), want)
+		}
+	}
+
 	// Its UUIDs are none of the agent profile's: an MDM keys on them.
 	agent, err := profile.Agent(agentOptions(t))
 	if err != nil {
@@ -726,6 +745,8 @@ func TestLoginItemValidation(t *testing.T) {
 		{"bad identifier", profile.LoginItemOptions{Organization: "Example Corp", Identifier: "com example"}, []string{`identifier "com example"`}},
 		{"empty part", profile.LoginItemOptions{Organization: "Example Corp", Identifier: "com..example"}, []string{"empty dot-separated part"}},
 		{"everything missing", profile.LoginItemOptions{Identifier: ".x"}, []string{"organization is required", "empty dot-separated part"}},
+		{"bad osquery label", profile.LoginItemOptions{Organization: "Example Corp", OsqueryLabel: "io.osquery agent"}, []string{`osquery's label: identifier "io.osquery agent"`}},
+		{"osquery label the agent's", profile.LoginItemOptions{Organization: "Example Corp", OsqueryLabel: agentprefs.Label}, []string{"is the agent's own"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -48,9 +48,10 @@ func (a *app) profileCmd() *cli.Command {
 				Name:    "login-item",
 				Summary: "keeps the agent allowed in the background: a managed login item (macOS 13 and later)",
 				Doc: "Writes a device-scope profile with one managed login items payload (com.apple.servicemanagement) " +
-					"naming the agent daemon's launchd label, com.clearance.agent: macOS keeps the daemon allowed in the " +
-					"background and shows it in System Settings as managed by your organization, without the switch " +
-					"that would stop it (a person with an administrator's password has that switch otherwise). macOS " +
+					"naming the agent daemon's launchd label, com.clearance.agent, and osqueryd's (--osquery-label): macOS " +
+					"keeps both allowed in the background and shows them in System Settings as managed by your organization, " +
+					"without the switch that would stop them (a person with an administrator's password has that switch " +
+					"otherwise; with either off, every sign-in from the Mac is denied). macOS " +
 					"accepts it only from an MDM, not installed by hand. It holds no secret and needs no data dir.\n\n" +
 					"  clearance-verifier profile login-item --organization \"Example Corp\" \\\n" +
 					"    --out clearance-login-item.mobileconfig",
@@ -216,7 +217,7 @@ func (a *app) checkProfileSecret(ctx context.Context, cfg *config.Config, secret
 	case errors.Is(err, enroll.ErrSecretExpired):
 		why = "expired at " + rec.ExpiresAt.UTC().Format(time.RFC3339)
 	case errors.Is(err, enroll.ErrSecretExhausted):
-		why = fmt.Sprintf("has enrolled the %d Macs it may", rec.MaxUses)
+		why = fmt.Sprintf("has been used as many times as it may (%d, its --max-uses)", rec.MaxUses)
 	case err != nil:
 		return fmt.Errorf("checking the enroll secret: %w%s", err, unchecked)
 	}
@@ -306,11 +307,13 @@ func (a *app) profileAgent(fs *cli.FlagSet) cli.Action {
 func (a *app) profileLoginItem(fs *cli.FlagSet) cli.Action {
 	fs.Group("Profile")
 	org := fs.String("organization", "", "organization shown in System Settings")
+	osq := fs.String("osquery-label", profile.DefaultOsqueryLabel, "launchd `label` of the osqueryd the agent checks through, kept running too: "+
+		profile.OrbitLabel+" for Fleet's orbit, '' for none (an agent with --osqueryd)")
 	fs.Group("Output")
 	out := fs.String("out", "", "write the profile (0600) to this `path` instead of stdout ('-': stdout)")
 	sf := addSignFlags(fs)
 	return func(context.Context, []string) error {
-		doc, err := profile.LoginItem(profile.LoginItemOptions{Organization: *org})
+		doc, err := profile.LoginItem(profile.LoginItemOptions{Organization: *org, OsqueryLabel: *osq})
 		if err != nil {
 			return err
 		}

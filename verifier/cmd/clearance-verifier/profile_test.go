@@ -582,11 +582,33 @@ func TestProfileLoginItem(t *testing.T) {
 	}
 	item := dict(t, "payload", content[0])
 	wantValue(t, "payload type", item["PayloadType"], "com.apple.servicemanagement")
-	wantValue(t, "rules", item["Rules"], []any{map[string]any{
+	agentRule := map[string]any{
 		"Comment":   "clearance-agent, the daemon that checks this Mac before sign-in",
 		"RuleType":  "Label",
 		"RuleValue": "com.clearance.agent",
-	}})
+	}
+	osqueryRule := func(label string) map[string]any {
+		return map[string]any{"Comment": "osqueryd, which clearance-agent checks this Mac through", "RuleType": "Label", "RuleValue": label}
+	}
+	// osquery's own package's daemon is kept running too, by default.
+	wantValue(t, "rules", item["Rules"], []any{agentRule, osqueryRule("io.osquery.agent")})
+	for _, tc := range []struct {
+		label string
+		want  []any
+	}{
+		{"com.fleetdm.orbit", []any{agentRule, osqueryRule("com.fleetdm.orbit")}},
+		{"", []any{agentRule}},
+	} {
+		other := filepath.Join(t.TempDir(), "other.mobileconfig")
+		if _, stderr, err := runProfile(t, noEnv, "login-item", "--organization", "Example Corp", "--osquery-label", tc.label, "--out", other); err != nil {
+			t.Fatalf("--osquery-label %q: %v\n%s", tc.label, err, stderr)
+		}
+		content := readPlistIndependently(t, other)["PayloadContent"].([]any)
+		wantValue(t, "rules with --osquery-label "+tc.label, dict(t, "payload", content[0])["Rules"], tc.want)
+	}
+	if _, _, err := runProfile(t, noEnv, "login-item", "--organization", "Example Corp", "--osquery-label", "io osquery"); err == nil || !strings.Contains(err.Error(), "osquery's label") {
+		t.Errorf("a label with a space: %v", err)
+	}
 
 	// The label is the one the package's launchd plist carries.
 	plistFile := filepath.Join(t.TempDir(), "daemon.plist")

@@ -34,7 +34,7 @@ func (a *app) secretCmd() *cli.Command {
 				Doc: "Makes a new enroll secret and prints it as the last line of standard output; it is shown only once " +
 					"and only its hash is kept. " + databaseDoc + "\n\n" +
 					"A secret that expires (--expires) or runs out (--max-uses) enrolls nothing after; a leaked one " +
-					"does less harm. Every new device, proven key rotation and approval counts as a use; a Mac re-enrolling with the key it already has spends none.\n\n" +
+					"does less harm. Every new device and every approval counts as a use; a Mac keeping its enrollment spends none (re-enrolling with the key it has, or a rotation that key signed).\n\n" +
 					"  clearance-verifier secret create --data-dir /var/lib/clearance \\\n    --description \"Jamf, all Macs\" --expires 720h --max-uses 500",
 				Footer: config.SharedFooter,
 				Flags: func(fs *cli.FlagSet) cli.Action {
