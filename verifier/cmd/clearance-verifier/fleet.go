@@ -45,7 +45,7 @@ func (a *app) devicesCmd() *cli.Command {
 			"data dir's ca.pem and admin.token.\n\n" +
 			"  clearance-verifier devices --data-dir /var/lib/clearance --failing",
 		Footer:   config.SharedFooter,
-		Commands: append(append(a.approvalCmds(), a.assignCmds()...), a.expectReinstallCmd()),
+		Commands: append(append(a.approvalCmds(), a.assignCmds()...), a.expectReinstallCmd(), a.missingCmd()),
 		Flags: func(fs *cli.FlagSet) cli.Action {
 			af := a.bindAdmin(fs)
 			fs.Group("Filters")
