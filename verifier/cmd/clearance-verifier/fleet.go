@@ -204,12 +204,14 @@ func printJSON(w io.Writer, m proto.Message) error {
 
 // renderDevices writes the devices table, fitted to width (0: no limit).
 func renderDevices(w io.Writer, devs []*adminv1.Device, now time.Time, width int) error {
-	// The wide table also says who used each Mac; 80 columns have no room.
+	// The wide table also says who used each Mac and which agent version
+	// it runs; 80 columns have no room.
 	wide := width == 0
 	head := []string{"DEVICE", "HOST", "SERIAL", "LAST SEEN", "ONLINE", "PASS/FAIL", "FAILING"}
 	if wide {
 		head = slices.Insert(head, 2, "USER")
 		head = slices.Insert(head, 7, "FOR")
+		head = slices.Insert(head, 4, "AGENT")
 	}
 	rows := [][]string{head}
 	for _, d := range devs {
@@ -239,6 +241,7 @@ func renderDevices(w io.Writer, devs []*adminv1.Device, now time.Time, width int
 		if wide {
 			row = slices.Insert(row, 2, userCell(d.GetLocalUser()))
 			row = slices.Insert(row, 7, lasted(sinceOf(s), now))
+			row = slices.Insert(row, 4, orDash(clean(d.GetFacts().GetAgentVersion())))
 		}
 		rows = append(rows, row)
 	}

@@ -347,6 +347,9 @@ func TestTables(t *testing.T) {
 	devs[5].LocalUser, devs[6].LocalUser = `bob\u2800`, "eve  C02XK1ABJGH5  12s ago"
 	devs = append(devs, dev("e0e0e0e0-0000-4000-8000-000000000000", "dash-mac", "C02DASHDASH1", time.Minute, true, 6, 0))
 	devs[7].LocalUser = "-"
+	// Which agent each runs, in the wide table: one reports none, one a
+	// version that would move the cursor.
+	devs[0].Facts.AgentVersion, devs[1].Facts.AgentVersion, devs[2].Facts.AgentVersion = "1.4.0", "1.3.2", "9.9\x1b[2J"
 	// How long each has been as it is, in the wide table's FOR column: bob
 	// failing for 3 days, alice compliant for 26 hours, the others not
 	// recorded.
