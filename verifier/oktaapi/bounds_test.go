@@ -66,7 +66,7 @@ func TestSyncBounds(t *testing.T) {
 	if u, _ := store.GetUser(ctx, "00u001"); !u.Active {
 		t.Error("a sync that failed its bound changed a user")
 	}
-	if after, _ := store.ListAudit(ctx, storage.AuditFilter{Limit: 1}); len(after) != 1 || after[0] != before[0] {
+	if after, _ := store.ListAudit(ctx, storage.AuditFilter{Limit: 1}); len(after) != 1 || after[0].ID != before[0].ID {
 		t.Error("a sync that failed its bound wrote")
 	}
 	org.DeleteUser("00u999")

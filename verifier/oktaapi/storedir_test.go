@@ -193,7 +193,7 @@ func TestSyncIntoStore(t *testing.T) {
 	if n := len(org.Requests()) - before; n != 50+1+1+57 || r.Users != 0 || r.Memberships != 0 {
 		t.Errorf("an unchanged full sync: %d requests, %+v; want 109 and no change", n, r)
 	}
-	if got := newestAudit(t, store); got != last {
+	if got := newestAudit(t, store); got.ID != last.ID {
 		t.Errorf("an unchanged sync wrote %+v", got)
 	}
 	if p, _ := store.ListUsers(ctx, storage.PeopleQuery{Limit: 1}); p.Total != 9999 {
@@ -250,7 +250,7 @@ func TestStoreDirectorySCIMWins(t *testing.T) {
 	if r.Users != 0 || r.Deleted != 0 || r.GroupsDeleted != 0 || r.Skipped != 2 {
 		t.Errorf("sync %+v, want nothing written and the two records SCIM holds skipped", r)
 	}
-	if got := newestAudit(t, store); got != before {
+	if got := newestAudit(t, store); got.ID != before.ID {
 		t.Errorf("the sync wrote %+v", got)
 	}
 	if got := userByName(t, store, "user1@example.com"); !got.Active || got.DisplayName != "Ada" {

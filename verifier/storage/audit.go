@@ -16,7 +16,33 @@ type AuditEvent struct {
 	Action   string // "device.enroll", "device.reenroll", "device.revoke", "secret.create", ...
 	DeviceID string
 	Detail   string // free text; never secrets
+	// Subjects are the people the change is about, as they were when it
+	// was made: the user created, changed or deleted, the members a group
+	// change added or removed, the user a device was assigned to or an
+	// exemption covers. Empty for a change about no one (and for every
+	// event recorded before subjects were kept). ListAudit returns at
+	// most MaxListedAuditSubjects of them.
+	Subjects []AuditSubject
+	// MoreSubjects, on an event ListAudit returns, counts its subjects
+	// beyond those listed; AppendAudit ignores it.
+	MoreSubjects int
 }
+
+// AuditSubject names a person an audit event is about. Either may be
+// empty, not both: a user exemption for a username no directory user
+// has names no id.
+type AuditSubject struct {
+	// UserID is the directory user's id (storage.User.ID).
+	UserID string
+	// UserName is their Okta username when the event was recorded: a
+	// later rename or a deletion does not change it.
+	UserName string
+}
+
+// MaxListedAuditSubjects bounds the subjects ListAudit returns with one
+// event: a group deleted names every member it had, up to MaxGroupMembers,
+// and a page of such events must still fit in one response.
+const MaxListedAuditSubjects = 20
 
 // DefaultAuditRetention is how long the audit log is kept unless
 // configured (audit-retention).
@@ -40,6 +66,11 @@ type AuditFilter struct {
 	// Action keeps only the events with this action or, when it ends in
 	// ".", those whose action starts with it ("device.").
 	Action string
+	// User keeps only the events about a person (a subject) whose user
+	// id is User, or whose username had User's UserNameKey when the event
+	// was recorded: a deleted user's events are found by name, and a
+	// username given to someone else later finds both people's.
+	User string
 	// Since and Until bound At: Since <= At < Until. Any time works, even
 	// one outside the range a backend can store.
 	Since, Until time.Time
@@ -56,12 +87,16 @@ type AuditFilter struct {
 
 // AuditStore keeps the audit log.
 type AuditStore interface {
-	// AppendAudit appends one event.
+	// AppendAudit appends one event with its subjects (a subject named
+	// twice is kept once).
 	AppendAudit(ctx context.Context, e AuditEvent) error
 	// ListAudit returns the events matching f, newest first: by At, then
-	// by ID (events that share a time, the last appended first).
+	// by ID (events that share a time, the last appended first). Each
+	// event has its first MaxListedAuditSubjects subjects, in the order
+	// they were appended, those f.User matches first.
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
 	// DeleteAuditBefore removes the events with At strictly before the
-	// given time (retention) and returns how many.
+	// given time (retention), with their subjects, and returns how many
+	// events.
 	DeleteAuditBefore(ctx context.Context, before time.Time) (int, error)
 }

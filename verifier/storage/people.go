@@ -213,7 +213,13 @@ type DeviceUser struct {
 }
 
 // PeopleStore keeps users, groups, SCIM tokens and device bindings. Every
-// change appends its audit event in the same transaction.
+// change appends its audit event in the same transaction. The user and
+// group changes add to the event's subjects the people they are about, as
+// the store has them then, whoever the caller: the user created, updated
+// (by the username it gets and, when renamed, the one it had) or deleted
+// (by the username it had); the members a group change adds or removes;
+// the members a group had when it is deleted. A binding's subject is the
+// caller's to name.
 type PeopleStore interface {
 	// CreateSCIMToken stores a new token; ErrAlreadyExists on a duplicate ID.
 	CreateSCIMToken(ctx context.Context, t SCIMToken, audit AuditEvent) error

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -11,18 +12,77 @@ import (
 	"github.com/clearance/clearance/verifier/storage"
 )
 
+// insertAudit appends e and its subjects. q must be a transaction when e
+// has subjects, so that the event never stands without them.
 func insertAudit(ctx context.Context, q conn, e storage.AuditEvent) error {
 	var c timeCodec
 	at := c.ns("audit time", e.At)
 	if c.err != nil {
 		return fmt.Errorf("appending audit: %w", c.err)
 	}
-	if _, err := q.exec(ctx,
-		`INSERT INTO audit (at, actor, action, device_id, detail) VALUES ($1, $2, $3, $4, $5)`,
-		at, e.Actor, e.Action, e.DeviceID, e.Detail); err != nil {
+	subjects := auditSubjects(e.Subjects)
+	if len(subjects) == 0 {
+		if _, err := q.exec(ctx,
+			`INSERT INTO audit (at, actor, action, device_id, detail) VALUES ($1, $2, $3, $4, $5)`,
+			at, e.Actor, e.Action, e.DeviceID, e.Detail); err != nil {
+			return fmt.Errorf("appending audit: %w", err)
+		}
+		return nil
+	}
+	if q.tx == nil {
+		return errors.New("appending audit: an event with subjects needs a transaction")
+	}
+	for _, sub := range subjects {
+		if err := checkTexts(false, textField{"subject's user id", sub.UserID}, textField{"subject's username", sub.UserName}); err != nil {
+			return fmt.Errorf("appending audit: %w", err)
+		}
+	}
+	var id int64
+	if err := q.queryRow(ctx,
+		`INSERT INTO audit (at, actor, action, device_id, detail) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
+		at, e.Actor, e.Action, e.DeviceID, e.Detail).Scan(&id); err != nil {
 		return fmt.Errorf("appending audit: %w", err)
 	}
+	// Several rows a statement: a group deleted names every member.
+	for start := 0; start < len(subjects); start += subjectsPerInsert {
+		batch := subjects[start:min(start+subjectsPerInsert, len(subjects))]
+		var (
+			b    strings.Builder
+			args = make([]any, 0, 6*len(batch))
+		)
+		b.WriteString(`INSERT INTO audit_subjects (audit_id, n, at, user_id, user_name, user_name_key) VALUES `)
+		for i, sub := range batch {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			k := len(args)
+			fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d, $%d)", k+1, k+2, k+3, k+4, k+5, k+6)
+			args = append(args, id, start+i, at, sub.UserID, sub.UserName, storage.UserNameKey(sub.UserName))
+		}
+		if _, err := q.exec(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("appending audit subjects: %w", err)
+		}
+	}
 	return nil
+}
+
+// subjectsPerInsert bounds the rows of one INSERT of audit subjects (six
+// parameters each: well within both engines' limits).
+const subjectsPerInsert = 200
+
+// auditSubjects is ss without the subjects that name no one and without
+// repeats, in order.
+func auditSubjects(ss []storage.AuditSubject) []storage.AuditSubject {
+	out := make([]storage.AuditSubject, 0, len(ss))
+	seen := make(map[storage.AuditSubject]bool, len(ss))
+	for _, sub := range ss {
+		if sub == (storage.AuditSubject{}) || seen[sub] {
+			continue
+		}
+		seen[sub] = true
+		out = append(out, sub)
+	}
+	return out
 }
 
 // insertAuditOf appends audit under deviceID, the device of the record it
@@ -88,20 +148,79 @@ func revokeOnce[T any](ctx context.Context, s *Store, audit storage.AuditEvent, 
 	return out, nil
 }
 
-// AppendAudit appends one event.
+// AppendAudit appends one event, with its subjects in the same
+// transaction.
 func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
-	return insertAudit(ctx, s.writer(), e)
+	if len(e.Subjects) == 0 {
+		return insertAudit(ctx, s.writer(), e)
+	}
+	return s.write(ctx, func(q conn) error { return insertAudit(ctx, q, e) })
 }
 
 // ListAudit returns the events matching f, newest first: by At, then by
-// order of appending.
+// order of appending, each with its first subjects. The events and their
+// subjects are read in one transaction, so that retention cannot come
+// between them.
 func (s *Store) ListAudit(ctx context.Context, f storage.AuditFilter) ([]storage.AuditEvent, error) {
 	q, args := listAuditQuery(f)
-	events, err := list(ctx, s.reader(), scanAudit, q, args...)
+	var events []storage.AuditEvent
+	err := s.read(ctx, func(c conn) error {
+		var err error
+		if events, err = list(ctx, c, scanAudit, q, args...); err != nil {
+			return err
+		}
+		return listSubjects(ctx, c, events, f.User)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("listing audit: %w", err)
 	}
 	return events, nil
+}
+
+// listSubjects fills in the events' subjects: at most
+// storage.MaxListedAuditSubjects each, those user matches first, then in
+// the order they were appended, with the count of the others. One query
+// for the page.
+func listSubjects(ctx context.Context, c conn, events []storage.AuditEvent, user string) error {
+	if len(events) == 0 {
+		return nil
+	}
+	args := make([]any, 0, len(events)+2)
+	order := "n"
+	if user != "" && storable(user) {
+		args = append(args, user, storage.UserNameKey(user))
+		order = "CASE WHEN user_id = $1 OR user_name_key = $2 THEN 0 ELSE 1 END, n"
+	}
+	in := make([]string, len(events))
+	byID := make(map[int64]*storage.AuditEvent, len(events))
+	for i := range events {
+		args = append(args, events[i].ID)
+		in[i] = "$" + strconv.Itoa(len(args))
+		byID[events[i].ID] = &events[i]
+	}
+	type row struct {
+		id    int64
+		sub   storage.AuditSubject
+		total int
+	}
+	rows, err := list(ctx, c, func(sc scanner) (row, error) {
+		var r row
+		return r, sc.Scan(&r.id, &r.sub.UserID, &r.sub.UserName, &r.total)
+	}, `SELECT audit_id, user_id, user_name, total FROM (
+		SELECT audit_id, user_id, user_name,
+			row_number() OVER (PARTITION BY audit_id ORDER BY `+order+`) AS r,
+			count(*) OVER (PARTITION BY audit_id) AS total
+		FROM audit_subjects WHERE audit_id IN (`+strings.Join(in, ", ")+`)) listed
+		WHERE r <= `+strconv.Itoa(storage.MaxListedAuditSubjects)+` ORDER BY audit_id, r`, args...)
+	if err != nil {
+		return fmt.Errorf("reading audit subjects: %w", err)
+	}
+	for _, r := range rows {
+		e := byID[r.id]
+		e.Subjects = append(e.Subjects, r.sub)
+		e.MoreSubjects = r.total - len(e.Subjects)
+	}
+	return nil
 }
 
 // listAuditQuery builds the query for f and its arguments (times outside
@@ -122,6 +241,18 @@ func listAuditQuery(f storage.AuditFilter) (string, []any) {
 	}
 	if f.Actor != "" {
 		w.add("actor = ?", f.Actor)
+	}
+	switch {
+	case f.User == "":
+	case !storable(f.User):
+		w.conds = append(w.conds, nothing)
+	default:
+		// IN, not a join: an event with several matching subjects is
+		// one row, so pages neither repeat nor skip it.
+		w.args = append(w.args, f.User, storage.UserNameKey(f.User))
+		n := len(w.args)
+		w.conds = append(w.conds, fmt.Sprintf(
+			"id IN (SELECT audit_id FROM audit_subjects WHERE user_id = $%d OR user_name_key = $%d)", n-1, n))
 	}
 	switch a := f.Action; {
 	case a == "":
@@ -172,13 +303,30 @@ func prefixEnd(p string) (end string, ok bool) {
 }
 
 // DeleteAuditBefore removes the events recorded strictly before the given
-// time.
+// time, and their subjects (which carry their event's time) first, in one
+// transaction.
 func (s *Store) DeleteAuditBefore(ctx context.Context, before time.Time) (int, error) {
-	n, err := s.deleteBefore(ctx, `DELETE FROM audit WHERE at < $1`, before)
+	var c timeCodec
+	b := c.ns("before", before)
+	if c.err != nil {
+		return 0, fmt.Errorf("deleting audit: %w", c.err)
+	}
+	var n int64
+	err := s.write(ctx, func(q conn) error {
+		if _, err := q.exec(ctx, `DELETE FROM audit_subjects WHERE at < $1`, b); err != nil {
+			return err
+		}
+		res, err := q.exec(ctx, `DELETE FROM audit WHERE at < $1`, b)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("deleting audit: %w", err)
 	}
-	return n, nil
+	return int(n), nil
 }
 
 func scanAudit(sc scanner) (storage.AuditEvent, error) {

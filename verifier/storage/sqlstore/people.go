@@ -2,6 +2,8 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -159,6 +161,7 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User, audit storage.Au
 	u.Version = 1
 	u.Resource = blob(u.Resource)
 	u.Source = recordSource(u.Source)
+	audit.Subjects = withSubjects(audit.Subjects, storage.AuditSubject{UserID: u.ID, UserName: u.UserName})
 	err := s.insertAudited(ctx, audit, "user", u.UserName, `INSERT INTO directory_users (`+userColumns+`, user_name_key)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 		u.ID, u.UserName, u.ExternalID, u.DisplayName, u.Email, u.Active, u.Resource, u.Source, u.Version,
@@ -196,7 +199,21 @@ func (s *Store) UpdateUser(ctx context.Context, u storage.User, audit storage.Au
 		return storage.User{}, fmt.Errorf("updating user: %w", c.err)
 	}
 	out, err := updateVersioned(ctx, s, audit, "user", u.ID, u.UserName,
-		func(q conn) (storage.User, error) { return getUser(ctx, q, "id", u.ID) }, nil,
+		func(q conn) (storage.User, error) { return getUser(ctx, q, "id", u.ID) },
+		func(q conn) ([]storage.AuditSubject, error) {
+			// The person by the name they get and, renamed, by the one
+			// they had: either finds the change. Read at the version
+			// replaced; at another, the update fails (ErrStale).
+			subjects := []storage.AuditSubject{{UserID: u.ID, UserName: u.UserName}}
+			old, err := optionalString(ctx, q, `SELECT user_name FROM directory_users WHERE id = $1 AND version = $2`, u.ID, u.Version)
+			if err != nil {
+				return nil, fmt.Errorf("reading user: %w", err)
+			}
+			if old != "" {
+				subjects = append(subjects, storage.AuditSubject{UserID: u.ID, UserName: old})
+			}
+			return subjects, nil
+		}, nil,
 		`UPDATE directory_users SET user_name = $1, user_name_key = $2, external_id = $3,
 		display_name = $4, email = $5, active = $6, resource = $7, version = version + 1, updated_at = $8,
 		source = $11 WHERE id = $9 AND version = $10`,
@@ -214,6 +231,14 @@ func (s *Store) DeleteUser(ctx context.Context, id string, version int64, audit 
 	// Deleted explicitly too: the cascade needs SQLite's foreign_keys
 	// pragma, which a reader of this code should not have to know.
 	err := s.deleteVersioned(ctx, "directory_users", "user", id, version, audit,
+		func(q conn) ([]storage.AuditSubject, error) {
+			// The username as it was: the caller may not have read it.
+			name, err := optionalString(ctx, q, `SELECT user_name FROM directory_users WHERE id = $1`, id)
+			if err != nil {
+				return nil, fmt.Errorf("reading user: %w", err)
+			}
+			return []storage.AuditSubject{{UserID: id, UserName: name}}, nil
+		},
 		`DELETE FROM group_members WHERE user_id = $1`, `DELETE FROM device_users WHERE user_id = $1`)
 	if err != nil {
 		return fmt.Errorf("deleting user: %w", err)
@@ -225,11 +250,21 @@ func (s *Store) DeleteUser(ctx context.Context, id string, version int64, audit 
 // it only at the version it names, then more (when set), and returns the
 // record as get reads it after, with audit appended: ErrAlreadyExists
 // (after name) when the update takes a name in use, ErrStale when the
-// record is at another version, ErrNotFound when there is none.
+// record is at another version, ErrNotFound when there is none. The
+// subjects before (run ahead of the update) and more return are added to
+// audit's.
 func updateVersioned[T any](ctx context.Context, s *Store, audit storage.AuditEvent, what, id, name string,
-	get func(q conn) (T, error), more func(q conn) error, query string, args ...any) (T, error) {
+	get func(q conn) (T, error), before, more func(q conn) ([]storage.AuditSubject, error), query string, args ...any) (T, error) {
 	var out T
 	err := s.write(ctx, func(q conn) error {
+		a := audit
+		if before != nil {
+			subjects, err := before(q)
+			if err != nil {
+				return err
+			}
+			a.Subjects = withSubjects(a.Subjects, subjects...)
+		}
 		res, err := q.exec(ctx, query, args...)
 		if s.d.IsUniqueViolation(err) {
 			return fmt.Errorf("%s %q: %w", what, name, storage.ErrAlreadyExists)
@@ -245,57 +280,89 @@ func updateVersioned[T any](ctx context.Context, s *Store, audit storage.AuditEv
 			return fmt.Errorf("%s %q: %w", what, id, err)
 		}
 		if more != nil {
-			if err := more(q); err != nil {
+			subjects, err := more(q)
+			if err != nil {
 				return err
 			}
+			a.Subjects = withSubjects(a.Subjects, subjects...)
 		}
 		if out, err = get(q); err != nil {
 			return err
 		}
-		return insertAudit(ctx, q, audit)
+		return insertAudit(ctx, q, a)
 	})
 	return out, err
 }
 
+// withSubjects is subjects followed by more, in a slice of its own (the
+// caller's stays as it was: a write may run again).
+func withSubjects(subjects []storage.AuditSubject, more ...storage.AuditSubject) []storage.AuditSubject {
+	return append(slices.Clip(subjects), more...)
+}
+
+// optionalString runs query, a SELECT of at most one text value: "" when
+// there is no row.
+func optionalString(ctx context.Context, q conn, query string, args ...any) (string, error) {
+	var v string
+	err := q.queryRow(ctx, query, args...).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return v, err
+}
+
 // deleteVersioned deletes the row id of table (at version, unless 0) after
-// the statements that remove its links, and appends audit: ErrNotFound,
-// or ErrStale when the row is at another version.
-func (s *Store) deleteVersioned(ctx context.Context, table, what, id string, version int64, audit storage.AuditEvent, links ...string) error {
+// the statements that remove its links, and appends audit with the
+// subjects subjects reads (before anything is removed): ErrNotFound, or
+// ErrStale when the row is at another version.
+func (s *Store) deleteVersioned(ctx context.Context, table, what, id string, version int64, audit storage.AuditEvent,
+	subjects func(q conn) ([]storage.AuditSubject, error), links ...string) error {
 	if !storable(id) {
 		return fmt.Errorf("%s %q: %w", what, id, storage.ErrNotFound)
 	}
 	return s.write(ctx, func(q conn) error {
+		// A write that changes nothing, to check the version and hold the
+		// row until the delete commits: a concurrent update waits, then
+		// finds the row gone (a plain read would let one commit in
+		// between, at PostgreSQL's READ COMMITTED), and what subjects
+		// reads (a group's members) is what the delete removes.
+		lock, largs := `UPDATE `+table+` SET version = version WHERE id = $1`, []any{id}
 		if version != 0 {
-			// A write that changes nothing, to check the version and hold
-			// the row until the delete commits: a concurrent update waits,
-			// then finds the row gone (a plain read would let one commit in
-			// between, at PostgreSQL's READ COMMITTED).
-			res, err := q.exec(ctx, `UPDATE `+table+` SET version = version WHERE id = $1 AND version = $2`, id, version)
+			lock, largs = lock+` AND version = $2`, append(largs, version)
+		}
+		res, err := q.exec(ctx, lock, largs...)
+		if err != nil {
+			return err
+		}
+		if err := oneRow(res, storage.ErrStale); err != nil {
+			if ok, xerr := exists(ctx, q, `SELECT 1 FROM `+table+` WHERE id = $1`, id); xerr != nil {
+				return xerr
+			} else if !ok {
+				err = storage.ErrNotFound
+			}
+			return fmt.Errorf("%s %q: %w", what, id, err)
+		}
+		a := audit
+		if subjects != nil {
+			more, err := subjects(q)
 			if err != nil {
 				return err
 			}
-			if err := oneRow(res, storage.ErrStale); err != nil {
-				if ok, xerr := exists(ctx, q, `SELECT 1 FROM `+table+` WHERE id = $1`, id); xerr != nil {
-					return xerr
-				} else if !ok {
-					err = storage.ErrNotFound
-				}
-				return fmt.Errorf("%s %q: %w", what, id, err)
-			}
+			a.Subjects = withSubjects(a.Subjects, more...)
 		}
 		for _, stmt := range links {
 			if _, err := q.exec(ctx, stmt, id); err != nil {
 				return fmt.Errorf("deleting %s's links: %w", what, err)
 			}
 		}
-		res, err := q.exec(ctx, `DELETE FROM `+table+` WHERE id = $1`, id)
+		res, err = q.exec(ctx, `DELETE FROM `+table+` WHERE id = $1`, id)
 		if err != nil {
 			return err
 		}
 		if err := oneRow(res, storage.ErrNotFound); err != nil {
 			return fmt.Errorf("%s %q: %w", what, id, err)
 		}
-		return insertAudit(ctx, q, audit)
+		return insertAudit(ctx, q, a)
 	})
 }
 
@@ -460,38 +527,54 @@ func members(g storage.Group) []string {
 	return m
 }
 
+// memberSubjects returns the group's members as audit subjects, with
+// their usernames, by user ID.
+func memberSubjects(ctx context.Context, q conn, groupID string) ([]storage.AuditSubject, error) {
+	return list(ctx, q, func(sc scanner) (storage.AuditSubject, error) {
+		var m storage.AuditSubject
+		return m, sc.Scan(&m.UserID, &m.UserName)
+	}, `SELECT m.user_id, u.user_name FROM group_members m JOIN directory_users u ON u.id = m.user_id
+		WHERE m.group_id = $1 ORDER BY m.user_id`, groupID)
+}
+
 // setMembers makes the group's members exactly want, changing only the
-// rows that differ.
-func setMembers(ctx context.Context, q conn, groupID string, want []string) error {
-	have, err := groupMembers(ctx, q, groupID)
+// rows that differ, and returns the members it added and then those it
+// removed, as audit subjects.
+func setMembers(ctx context.Context, q conn, groupID string, want []string) ([]storage.AuditSubject, error) {
+	have, err := memberSubjects(ctx, q, groupID)
 	if err != nil {
-		return fmt.Errorf("reading group members: %w", err)
+		return nil, fmt.Errorf("reading group members: %w", err)
 	}
-	for _, id := range have {
-		if _, ok := slices.BinarySearch(want, id); !ok {
-			if _, err := q.exec(ctx, `DELETE FROM group_members WHERE group_id = $1 AND user_id = $2`, groupID, id); err != nil {
-				return fmt.Errorf("removing group member: %w", err)
+	var added, removed []storage.AuditSubject
+	had := make(map[string]bool, len(have))
+	for _, m := range have {
+		had[m.UserID] = true
+		if _, ok := slices.BinarySearch(want, m.UserID); !ok {
+			if _, err := q.exec(ctx, `DELETE FROM group_members WHERE group_id = $1 AND user_id = $2`, groupID, m.UserID); err != nil {
+				return nil, fmt.Errorf("removing group member: %w", err)
 			}
+			removed = append(removed, m)
 		}
 	}
 	for _, id := range want {
-		if _, ok := slices.BinarySearch(have, id); ok {
+		if had[id] {
 			continue
 		}
-		known := storable(id)
-		if known {
-			if known, err = exists(ctx, q, `SELECT 1 FROM directory_users WHERE id = $1`, id); err != nil {
-				return fmt.Errorf("checking group member: %w", err)
+		var name string
+		if storable(id) {
+			if name, err = optionalString(ctx, q, `SELECT user_name FROM directory_users WHERE id = $1`, id); err != nil {
+				return nil, fmt.Errorf("checking group member: %w", err)
 			}
 		}
-		if !known {
-			return fmt.Errorf("user %q: %w", id, storage.ErrUnknownMember)
+		if name == "" { // user names are never empty: no such user
+			return nil, fmt.Errorf("user %q: %w", id, storage.ErrUnknownMember)
 		}
 		if _, err := q.exec(ctx, `INSERT INTO group_members (group_id, user_id) VALUES ($1, $2)`, groupID, id); err != nil {
-			return fmt.Errorf("adding group member: %w", err)
+			return nil, fmt.Errorf("adding group member: %w", err)
 		}
+		added = append(added, storage.AuditSubject{UserID: id, UserName: name})
 	}
-	return nil
+	return append(added, removed...), nil
 }
 
 // CreateGroup stores a new group and its members with version 1.
@@ -512,13 +595,16 @@ func (s *Store) CreateGroup(ctx context.Context, g storage.Group, audit storage.
 		if err != nil {
 			return err
 		}
-		if err := setMembers(ctx, q, g.ID, members(g)); err != nil {
+		added, err := setMembers(ctx, q, g.ID, members(g))
+		if err != nil {
 			return err
 		}
 		if out, err = getGroup(ctx, q, g.ID); err != nil {
 			return err
 		}
-		return insertAudit(ctx, q, audit)
+		a := audit
+		a.Subjects = withSubjects(a.Subjects, added...)
+		return insertAudit(ctx, q, a)
 	})
 	if err != nil {
 		return storage.Group{}, fmt.Errorf("creating group: %w", err)
@@ -548,8 +634,8 @@ func (s *Store) UpdateGroup(ctx context.Context, g storage.Group, audit storage.
 		return storage.Group{}, fmt.Errorf("updating group: %w", c.err)
 	}
 	out, err := updateVersioned(ctx, s, audit, "group", g.ID, g.DisplayName,
-		func(q conn) (storage.Group, error) { return getGroup(ctx, q, g.ID) },
-		func(q conn) error { return setMembers(ctx, q, g.ID, members(g)) },
+		func(q conn) (storage.Group, error) { return getGroup(ctx, q, g.ID) }, nil,
+		func(q conn) ([]storage.AuditSubject, error) { return setMembers(ctx, q, g.ID, members(g)) },
 		// A group not renamed keeps its key: one RekeyGroups left on its
 		// old key (a name another group's new key merged) stays writable.
 		`UPDATE directory_groups SET display_name = $1,
@@ -564,7 +650,10 @@ func (s *Store) UpdateGroup(ctx context.Context, g storage.Group, audit storage.
 
 // DeleteGroup removes a group (at version, unless 0) and its memberships.
 func (s *Store) DeleteGroup(ctx context.Context, id string, version int64, audit storage.AuditEvent) error {
-	err := s.deleteVersioned(ctx, "directory_groups", "group", id, version, audit, `DELETE FROM group_members WHERE group_id = $1`)
+	// The members it had are the people the deletion is about.
+	err := s.deleteVersioned(ctx, "directory_groups", "group", id, version, audit,
+		func(q conn) ([]storage.AuditSubject, error) { return memberSubjects(ctx, q, id) },
+		`DELETE FROM group_members WHERE group_id = $1`)
 	if err != nil {
 		return fmt.Errorf("deleting group: %w", err)
 	}

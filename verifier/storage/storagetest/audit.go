@@ -15,6 +15,12 @@ var auditTests = []test{
 	{"Limits", testAuditLimits},
 	{"Paging", testAuditPaging},
 	{"DeleteBefore", testDeleteAuditBefore},
+	{"Subjects", testAuditSubjects},
+	{"UserFilter", testAuditUserFilter},
+	{"UserFilterPaging", testAuditUserPaging},
+	{"ListedSubjects", testAuditListedSubjects},
+	{"SubjectsRetention", testAuditSubjectsRetention},
+	{"SubjectsFromPeople", testAuditSubjectsFromPeople},
 }
 
 // withoutIDs is es with their IDs zeroed, to compare with events as
