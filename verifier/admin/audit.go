@@ -37,9 +37,14 @@ func (s *Server) ListAuditEvents(ctx context.Context, req *adminv1.ListAuditEven
 	for _, e := range events {
 		// Detail is returned as stored: part of it is outside text (a SCIM
 		// username, a reason an admin typed), and whoever shows it escapes it.
-		resp.Events = append(resp.Events, &adminv1.AuditEvent{
+		pe := &adminv1.AuditEvent{
 			Id: e.ID, At: ts(e.At), Actor: e.Actor, Action: e.Action, DeviceId: e.DeviceID, Detail: e.Detail,
-		})
+			MoreSubjects: int32(e.MoreSubjects),
+		}
+		for _, sub := range e.Subjects {
+			pe.Subjects = append(pe.Subjects, &adminv1.AuditSubject{UserId: sub.UserID, Username: sub.UserName})
+		}
+		resp.Events = append(resp.Events, pe)
 	}
 	if more && len(events) > 0 {
 		last := events[len(events)-1]
@@ -53,7 +58,7 @@ func (s *Server) ListAuditEvents(ctx context.Context, req *adminv1.ListAuditEven
 func auditFilter(req *adminv1.ListAuditEventsRequest) (storage.AuditFilter, int, error) {
 	var f storage.AuditFilter
 	for _, v := range []struct{ field, value string }{
-		{"device_id", req.GetDeviceId()}, {"actor", req.GetActor()}, {"action", req.GetAction()},
+		{"device_id", req.GetDeviceId()}, {"actor", req.GetActor()}, {"action", req.GetAction()}, {"user", req.GetUser()},
 	} {
 		if err := plainFilter(v.field, v.value); err != nil {
 			return f, 0, err
@@ -63,6 +68,8 @@ func auditFilter(req *adminv1.ListAuditEventsRequest) (storage.AuditFilter, int,
 	// type the start of one in capitals.
 	f.DevicePrefix = strings.ToLower(req.GetDeviceId())
 	f.Actor, f.Action = req.GetActor(), req.GetAction()
+	// As given: ids compare exactly, and the store folds usernames.
+	f.User = req.GetUser()
 
 	var err error
 	if f.Since, f.Until, err = window(req.GetSince(), req.GetUntil()); err != nil {
@@ -84,8 +91,8 @@ func auditFilter(req *adminv1.ListAuditEventsRequest) (storage.AuditFilter, int,
 }
 
 // plainFilter refuses a filter that could match nothing stored: longer
-// than maxFilterLen, or holding a control character (which no id, actor or
-// action has, and which an error message must not echo).
+// than maxFilterLen, or holding a control character (which no id, actor,
+// action or username has, and which an error message must not echo).
 func plainFilter(field, v string) error {
 	if err := bounded(field, v); err != nil {
 		return err

@@ -410,7 +410,7 @@ func (s *Server) AssignDevice(ctx context.Context, req *adminv1.AssignDeviceRequ
 	now := s.now()
 	err = s.Store.BindDevice(ctx, storage.DeviceUser{DeviceID: req.GetDeviceId(), UserID: u.ID, Source: "admin", CreatedAt: now},
 		storage.AuditEvent{At: now, Actor: actor(ctx), Action: "device.assign", DeviceID: req.GetDeviceId(),
-			Detail: "assigned to user " + u.ID + " (" + u.UserName + ")"})
+			Detail: "assigned to user " + u.ID + " (" + u.UserName + ")", Subjects: subjectOf(u)})
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, status.Errorf(codes.NotFound, "no device %q", req.GetDeviceId())
 	}
@@ -418,6 +418,11 @@ func (s *Server) AssignDevice(ctx context.Context, req *adminv1.AssignDeviceRequ
 		return nil, s.internal("assigning device", err)
 	}
 	return &adminv1.AssignDeviceResponse{User: userProto(u)}, nil
+}
+
+// subjectOf names u as the person an audit event is about.
+func subjectOf(u storage.User) []storage.AuditSubject {
+	return []storage.AuditSubject{{UserID: u.ID, UserName: u.UserName}}
 }
 
 // UnassignDevice implements AdminService.UnassignDevice.
@@ -428,7 +433,8 @@ func (s *Server) UnassignDevice(ctx context.Context, req *adminv1.UnassignDevice
 	}
 	now := s.now()
 	err = s.Store.UnbindDevice(ctx, req.GetDeviceId(), u.ID, storage.AuditEvent{At: now, Actor: actor(ctx),
-		Action: "device.unassign", DeviceID: req.GetDeviceId(), Detail: "unassigned from user " + u.ID + " (" + u.UserName + ")"})
+		Action: "device.unassign", DeviceID: req.GetDeviceId(), Detail: "unassigned from user " + u.ID + " (" + u.UserName + ")",
+		Subjects: subjectOf(u)})
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, status.Errorf(codes.NotFound, "device %q is not assigned to %q", req.GetDeviceId(), u.UserName)
 	}

@@ -142,6 +142,9 @@ type ExemptionStore interface {
 	CreateExemption(ctx context.Context, e storage.Exemption, audit storage.AuditEvent) (int64, error)
 	GetExemption(ctx context.Context, id int64) (storage.Exemption, error)
 	RevokeExemption(ctx context.Context, id int64, at time.Time, by string, audit storage.AuditEvent) error
+	// GetUserByName names the person a user exemption covers in its
+	// audit events.
+	GetUserByName(ctx context.Context, userName string) (storage.User, error)
 }
 
 // ErrNoDevice is a device grant naming no enrolled device: it would
@@ -179,7 +182,12 @@ func GrantExemption(ctx context.Context, s ExemptionStore, g Grant, actor string
 		DeviceID: g.DeviceID, Username: g.Username, PolicyIDs: g.PolicyIDs, Reason: strings.TrimSpace(g.Reason),
 		CreatedBy: actor, CreatedAt: now, ExpiresAt: g.ExpiresAt,
 	}
-	id, err := s.CreateExemption(ctx, e, storage.AuditEvent{At: now, Actor: actor, Action: "exemption.grant", DeviceID: g.DeviceID, Detail: Describe(e)})
+	subjects, err := exemptionSubjects(ctx, s, e)
+	if err != nil {
+		return storage.Exemption{}, err
+	}
+	id, err := s.CreateExemption(ctx, e, storage.AuditEvent{At: now, Actor: actor, Action: "exemption.grant", DeviceID: g.DeviceID,
+		Detail: Describe(e), Subjects: subjects})
 	if err != nil {
 		return storage.Exemption{}, err
 	}
@@ -279,12 +287,35 @@ func RevokeExemption(ctx context.Context, s ExemptionStore, id int64, actor stri
 	if err != nil {
 		return storage.Exemption{}, err
 	}
+	subjects, err := exemptionSubjects(ctx, s, e)
+	if err != nil {
+		return storage.Exemption{}, err
+	}
 	audit := storage.AuditEvent{At: now, Actor: actor, Action: "exemption.revoke", DeviceID: e.DeviceID,
-		Detail: fmt.Sprintf("exemption %d revoked: %s", id, Describe(e))}
+		Detail: fmt.Sprintf("exemption %d revoked: %s", id, Describe(e)), Subjects: subjects}
 	if err := s.RevokeExemption(ctx, id, now, actor, audit); err != nil {
 		return storage.Exemption{}, err
 	}
 	return s.GetExemption(ctx, id)
+}
+
+// exemptionSubjects names the person a user exemption covers, for its
+// audit events: the directory user with its username (in any case of
+// its ASCII letters) when there is one, else the username alone, so that
+// the audit log's user filter finds the grant by that name. A device
+// exemption is about the device.
+func exemptionSubjects(ctx context.Context, s ExemptionStore, e storage.Exemption) ([]storage.AuditSubject, error) {
+	if e.Username == "" {
+		return nil, nil
+	}
+	u, err := s.GetUserByName(ctx, e.Username)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return []storage.AuditSubject{{UserName: e.Username}}, nil
+	case err != nil:
+		return nil, fmt.Errorf("looking up the exemption's user: %w", err)
+	}
+	return []storage.AuditSubject{{UserID: u.ID, UserName: u.UserName}}, nil
 }
 
 // ErrRevoked is what RevokeExemption's caller sees for an exemption

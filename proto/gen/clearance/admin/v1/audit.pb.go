@@ -44,7 +44,18 @@ type AuditEvent struct {
 	// Free text about the change. Parts of it come from outside (a SCIM
 	// username, a reason an admin typed) and are returned as stored: escape
 	// it before showing it on a terminal or a page. Never a secret.
-	Detail        string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	Detail string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	// The people the change is about, as they were when it was made: the
+	// user created, updated (by the username it got and, renamed, the one
+	// it had), deactivated, reactivated or deleted; the members a group
+	// change added or removed; a deleted group's members; the user a device
+	// was assigned to or unassigned from; the user an exemption covers.
+	// Empty for a change about no one, and for every event recorded before
+	// the verifier kept subjects. At most 20, those the request's user
+	// matches first; more_subjects counts the others.
+	Subjects []*AuditSubject `protobuf:"bytes,7,rep,name=subjects,proto3" json:"subjects,omitempty"`
+	// How many more subjects the event has than are listed.
+	MoreSubjects  int32 `protobuf:"varint,8,opt,name=more_subjects,json=moreSubjects,proto3" json:"more_subjects,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -121,6 +132,78 @@ func (x *AuditEvent) GetDetail() string {
 	return ""
 }
 
+func (x *AuditEvent) GetSubjects() []*AuditSubject {
+	if x != nil {
+		return x.Subjects
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetMoreSubjects() int32 {
+	if x != nil {
+		return x.MoreSubjects
+	}
+	return 0
+}
+
+// AuditSubject is a person an audit event is about. One of the two may be
+// empty: a user exemption for a username no directory user has names no
+// id. Both come from outside (Okta) and are returned as stored: escape
+// them before showing them.
+type AuditSubject struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The directory user's id (User.user_id).
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Their Okta username when the event was recorded.
+	Username      string `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditSubject) Reset() {
+	*x = AuditSubject{}
+	mi := &file_clearance_admin_v1_audit_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditSubject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditSubject) ProtoMessage() {}
+
+func (x *AuditSubject) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_admin_v1_audit_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditSubject.ProtoReflect.Descriptor instead.
+func (*AuditSubject) Descriptor() ([]byte, []int) {
+	return file_clearance_admin_v1_audit_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AuditSubject) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *AuditSubject) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
 // ListAuditEventsRequest filters and pages the audit log. Filters combine
 // (AND); an unset filter matches everything. Each text filter is at most
 // 256 bytes, without control characters.
@@ -143,14 +226,21 @@ type ListAuditEventsRequest struct {
 	// At most this many events (default 100, max 1000).
 	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous response's next_page_token, with the same filters.
-	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only events about this person: a subject whose user id is this
+	// (exact match), or who had this Okta username (in any case of its
+	// ASCII letters; other letters exactly, so a look-alike is someone
+	// else) when the event was recorded. A deleted user's history is still
+	// found by name, and a username given to someone else later finds both
+	// people's events, each naming its subject's id.
+	User          string `protobuf:"bytes,8,opt,name=user,proto3" json:"user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_clearance_admin_v1_audit_proto_msgTypes[1]
+	mi := &file_clearance_admin_v1_audit_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -162,7 +252,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_audit_proto_msgTypes[1]
+	mi := &file_clearance_admin_v1_audit_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -175,7 +265,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_audit_proto_rawDescGZIP(), []int{1}
+	return file_clearance_admin_v1_audit_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ListAuditEventsRequest) GetDeviceId() string {
@@ -227,6 +317,13 @@ func (x *ListAuditEventsRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListAuditEventsRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
 // ListAuditEventsResponse is one page of the audit log.
 type ListAuditEventsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -241,7 +338,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_clearance_admin_v1_audit_proto_msgTypes[2]
+	mi := &file_clearance_admin_v1_audit_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -253,7 +350,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_admin_v1_audit_proto_msgTypes[2]
+	mi := &file_clearance_admin_v1_audit_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -266,7 +363,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_clearance_admin_v1_audit_proto_rawDescGZIP(), []int{2}
+	return file_clearance_admin_v1_audit_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -287,7 +384,7 @@ var File_clearance_admin_v1_audit_proto protoreflect.FileDescriptor
 
 const file_clearance_admin_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x1eclearance/admin/v1/audit.proto\x12\x12clearance.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x01\n" +
+	"\x1eclearance/admin/v1/audit.proto\x12\x12clearance.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x02\n" +
 	"\n" +
 	"AuditEvent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12*\n" +
@@ -295,7 +392,12 @@ const file_clearance_admin_v1_audit_proto_rawDesc = "" +
 	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x16\n" +
 	"\x06action\x18\x04 \x01(\tR\x06action\x12\x1b\n" +
 	"\tdevice_id\x18\x05 \x01(\tR\bdeviceId\x12\x16\n" +
-	"\x06detail\x18\x06 \x01(\tR\x06detail\"\x83\x02\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\x12<\n" +
+	"\bsubjects\x18\a \x03(\v2 .clearance.admin.v1.AuditSubjectR\bsubjects\x12#\n" +
+	"\rmore_subjects\x18\b \x01(\x05R\fmoreSubjects\"C\n" +
+	"\fAuditSubject\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1a\n" +
+	"\busername\x18\x02 \x01(\tR\busername\"\x97\x02\n" +
 	"\x16ListAuditEventsRequest\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x16\n" +
@@ -304,7 +406,8 @@ const file_clearance_admin_v1_audit_proto_rawDesc = "" +
 	"\x05until\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x1b\n" +
 	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\a \x01(\tR\tpageToken\"y\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\x12\x12\n" +
+	"\x04user\x18\b \x01(\tR\x04user\"y\n" +
 	"\x17ListAuditEventsResponse\x126\n" +
 	"\x06events\x18\x01 \x03(\v2\x1e.clearance.admin.v1.AuditEventR\x06events\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageTokenBEZCgithub.com/clearance/clearance/proto/gen/clearance/admin/v1;adminv1b\x06proto3"
@@ -321,23 +424,25 @@ func file_clearance_admin_v1_audit_proto_rawDescGZIP() []byte {
 	return file_clearance_admin_v1_audit_proto_rawDescData
 }
 
-var file_clearance_admin_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_clearance_admin_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_clearance_admin_v1_audit_proto_goTypes = []any{
 	(*AuditEvent)(nil),              // 0: clearance.admin.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),  // 1: clearance.admin.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil), // 2: clearance.admin.v1.ListAuditEventsResponse
-	(*timestamppb.Timestamp)(nil),   // 3: google.protobuf.Timestamp
+	(*AuditSubject)(nil),            // 1: clearance.admin.v1.AuditSubject
+	(*ListAuditEventsRequest)(nil),  // 2: clearance.admin.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil), // 3: clearance.admin.v1.ListAuditEventsResponse
+	(*timestamppb.Timestamp)(nil),   // 4: google.protobuf.Timestamp
 }
 var file_clearance_admin_v1_audit_proto_depIdxs = []int32{
-	3, // 0: clearance.admin.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
-	3, // 1: clearance.admin.v1.ListAuditEventsRequest.since:type_name -> google.protobuf.Timestamp
-	3, // 2: clearance.admin.v1.ListAuditEventsRequest.until:type_name -> google.protobuf.Timestamp
-	0, // 3: clearance.admin.v1.ListAuditEventsResponse.events:type_name -> clearance.admin.v1.AuditEvent
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	4, // 0: clearance.admin.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
+	1, // 1: clearance.admin.v1.AuditEvent.subjects:type_name -> clearance.admin.v1.AuditSubject
+	4, // 2: clearance.admin.v1.ListAuditEventsRequest.since:type_name -> google.protobuf.Timestamp
+	4, // 3: clearance.admin.v1.ListAuditEventsRequest.until:type_name -> google.protobuf.Timestamp
+	0, // 4: clearance.admin.v1.ListAuditEventsResponse.events:type_name -> clearance.admin.v1.AuditEvent
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_clearance_admin_v1_audit_proto_init() }
@@ -351,7 +456,7 @@ func file_clearance_admin_v1_audit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearance_admin_v1_audit_proto_rawDesc), len(file_clearance_admin_v1_audit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
