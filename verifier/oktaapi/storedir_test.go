@@ -305,3 +305,83 @@ func TestStoreDirectoryHostileRecords(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreDirectoryAuditNamesThePeople: every change the sync makes about
+// a person is an audit event that names them, as they were, so the audit
+// log's user filter answers "what changed for user1?": created, renamed
+// (found by either name), deactivated, added to and removed from a group
+// (an event about only the members it changed), her group deleted (an
+// event about its members then), and deleted.
+func TestStoreDirectoryAuditNamesThePeople(t *testing.T) {
+	t.Parallel()
+	org, c, _ := newOrg(t)
+	addUsers(org, 3)
+	org.PutGroup("00g1", "eng")
+	org.SetMember("00g1", "00u000000", true)
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	ctx := context.Background()
+	s := &oktaapi.Syncer{Client: c, Dir: &oktaapi.StoreDirectory{Store: store}, State: store}
+	sync := func() {
+		t.Helper()
+		if _, err := s.Full(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sync()
+	org.PutUser(oktaorg.User{ID: "00u000001", Login: "user1.renamed@example.com"})
+	org.SetUserStatus("00u000001", "DEPROVISIONED")
+	org.SetMember("00g1", "00u000001", true)
+	org.SetMember("00g1", "00u000002", true)
+	sync()
+	org.SetMember("00g1", "00u000000", false)
+	sync()
+	org.DeleteGroup("00g1")
+	sync()
+	org.DeleteUser("00u000001")
+	sync()
+
+	history := func(user string) []string {
+		t.Helper()
+		es, err := store.ListAudit(ctx, storage.AuditFilter{User: user})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for i := len(es) - 1; i >= 0; i-- {
+			var subs []string
+			for _, s := range es[i].Subjects {
+				subs = append(subs, s.UserID+"="+s.UserName)
+			}
+			if es[i].Actor != oktaapi.SyncActor {
+				t.Errorf("%s by %q, want the sync", es[i].Action, es[i].Actor)
+			}
+			out = append(out, es[i].Action+" "+strings.Join(subs, ","))
+		}
+		return out
+	}
+	user1 := []string{
+		"user.create 00u000001=user1@example.com",
+		"user.deactivate 00u000001=user1.renamed@example.com,00u000001=user1@example.com",
+		"group.members 00u000001=user1.renamed@example.com,00u000002=user2@example.com",
+		"group.delete 00u000001=user1.renamed@example.com,00u000002=user2@example.com",
+		"user.delete 00u000001=user1.renamed@example.com",
+	}
+	for user, want := range map[string][]string{
+		"00u000001": user1,
+		// Gone, and still found by either name she had.
+		"USER1@example.com":         {user1[0], "user.deactivate 00u000001=user1@example.com,00u000001=user1.renamed@example.com"},
+		"user1.renamed@example.com": user1[1:],
+		// user0: added when the group came, removed later; the change
+		// that added the others is not about her.
+		"00u000000": {
+			"user.create 00u000000=user0@example.com",
+			"group.members 00u000000=user0@example.com",
+			"group.members 00u000000=user0@example.com",
+		},
+	} {
+		if got := history(user); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("history of %s:\n%s\nwant\n%s", user, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+}
