@@ -424,7 +424,19 @@ func TestTables(t *testing.T) {
 		{Id: 4, At: timestamppb.New(now), Actor: "admin-api", Action: "exemption.grant", DeviceId: "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d",
 			Detail: "exemption 3 from filevault, firewall until 2026-03-11T12:00:00Z: replacement Mac on order, arriving next week"},
 		{Id: 3, At: timestamppb.New(now.Add(-time.Minute)), Actor: "admin:jane@example.com", Action: "device.revoke", DeviceId: "3f2c8a4e-9b1d-4e7f-8a6c-2d5e9f0b1c3a", Detail: "stolen"},
-		{Id: 2, At: timestamppb.New(now.Add(-time.Hour)), Actor: "scim:7f3a9c2e41d0", Action: "user.deactivate", Detail: "user 00u1 (evil\x1b[2J@example.com) deactivated"},
+		{Id: 6, At: timestamppb.New(now.Add(-2 * time.Minute)), Actor: "okta-api-sync", Action: "group.members",
+			Detail:   "group 00g1 (Engineering) from the Okta API: 2 members added, 3 removed",
+			Subjects: []*adminv1.AuditSubject{{UserId: "00u2", Username: "bob@example.com"}, {UserId: "00u3", Username: "cy@example.com"}}, MoreSubjects: 3},
+		// A username given to someone else after its first holder left:
+		// each row names its person's id.
+		{Id: 5, At: timestamppb.New(now.Add(-3 * time.Minute)), Actor: "scim:7f3a9c2e41d0", Action: "user.create", Detail: "user 00u9 (ada@example.com) created",
+			Subjects: []*adminv1.AuditSubject{{UserId: "00u9", Username: "ada@example.com"}}},
+		{Id: 2, At: timestamppb.New(now.Add(-time.Hour)), Actor: "scim:7f3a9c2e41d0", Action: "user.deactivate", Detail: "user 00u1 (evil\x1b[2J@example.com) deactivated",
+			Subjects: []*adminv1.AuditSubject{{UserId: "00u1", Username: "evil\x1b[2J@example.com"}}},
+		{Id: 7, At: timestamppb.New(now.Add(-2 * time.Hour)), Actor: "scim:7f3a9c2e41d0", Action: "user.delete", Detail: "user 00u4 deleted",
+			Subjects: []*adminv1.AuditSubject{{UserId: "00u4", Username: "ADA@example.com"}}},
+		{Id: 8, At: timestamppb.New(now.Add(-3 * time.Hour)), Actor: "admin:jane@example.com", Action: "exemption.grant", Detail: "exemption 2: user \u0430da@example.com, all policies",
+			Subjects: []*adminv1.AuditSubject{{Username: "\u0430da@example.com"}}},
 		{Id: 1, At: timestamppb.New(now.Add(-400 * time.Hour)), Actor: "cli", Action: "secret.create"},
 	}
 	for _, tc := range []struct {
@@ -436,6 +448,15 @@ func TestTables(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkTable(t, tc.name, b.String(), tc.width)
+	}
+	// A listing about no one (a device's history, a log older than
+	// subjects) has no SUBJECT column of dashes.
+	var b strings.Builder
+	if err := renderAudit(&b, []*adminv1.AuditEvent{es[0], es[1], es[len(es)-1]}, time.UTC, 80); err != nil {
+		t.Fatal(err)
+	}
+	if head, _, _ := strings.Cut(b.String(), "\n"); head != "TIME UTC             ACTOR             ACTION           DEVICE    DETAIL" {
+		t.Errorf("audit about no one:\n%s", b.String())
 	}
 }
 

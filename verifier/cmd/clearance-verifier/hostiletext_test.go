@@ -118,6 +118,10 @@ func TestAgentTextIsInert(t *testing.T) {
 		es := []*adminv1.AuditEvent{
 			{At: timestamppb.New(now), Actor: "scim:tok1", Action: "user.create", Detail: "user 00u1 (" + hostileHost + ") created"},
 			{At: timestamppb.New(now), Actor: "admin-api", Action: "device.revoke", DeviceId: "deadbeef\u202e-0000", Detail: hostileSerial},
+			// A subject's username and id are Okta's.
+			{At: timestamppb.New(now), Actor: "scim:tok1", Action: "user.delete", Subjects: []*adminv1.AuditSubject{{UserId: "00u\u202e1", Username: hostileSerial}}},
+			{At: timestamppb.New(now), Actor: "scim:tok1", Action: "user.create", Subjects: []*adminv1.AuditSubject{{UserId: "00u2", Username: hostileSerial}}},
+			{At: timestamppb.New(now), Actor: "scim:tok1", Action: "user.update", Subjects: []*adminv1.AuditSubject{{UserId: "00u\u009b3"}}},
 		}
 		for _, width := range []int{0, 80, 200} {
 			var b strings.Builder
@@ -135,6 +139,10 @@ func TestAgentTextIsInert(t *testing.T) {
 			}
 			if width == 0 && (!strings.Contains(out, `SER\u009b1;31mRED\u200b`) || !strings.Contains(out, `deadbeef\u202e-0000`)) {
 				t.Errorf("detail or device id not escaped:\n%s", out)
+			}
+			if width == 0 && (!strings.Contains(out, `(not ASCII) SER\u009b1;31mRED\u200b (id 00u\u202e1)`) ||
+				!strings.Contains(out, `(not ASCII) SER\u009b1;31mRED\u200b (id 00u2)`) || !strings.Contains(out, "  id 00u\\u009b3\n")) {
+				t.Errorf("subject not escaped, marked or told apart:\n%s", out)
 			}
 		}
 	})
