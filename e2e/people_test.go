@@ -106,7 +106,8 @@ func denied(t *testing.T, p ssoPage, reason, sentence string) {
 // TestSCIMPeopleEndToEnd: with the real agent and Okta's SCIM client, a
 // user Okta deactivates is denied at the next sign-in, a group-scoped
 // policy fails only its group's members, and a user not bound to the Mac
-// is let through under --user-binding warn with the mismatch logged.
+// is let through under --user-binding warn with the mismatch logged; the
+// audit log answers what changed for each of them.
 func TestSCIMPeopleEndToEnd(t *testing.T) {
 	t.Parallel()
 	rig := newPeopleRig(t, "--user-binding", "warn")
@@ -166,6 +167,28 @@ func TestSCIMPeopleEndToEnd(t *testing.T) {
 	okta.want(okta.do("PATCH", "/Users/"+ada, fmt.Sprintf(patchOp, `{"op": "replace", "value": {"active": true}}`)), 200, "reactivate")
 	req, p = rig.signIn(e2eUser)
 	rig.okay(req, p)
+
+	// 6. What changed for Ada, and for Bob: the audit log by person, as
+	// Okta's SCIM client left it, each row naming whom it is about.
+	for _, tc := range []struct {
+		user, name string
+		want       []string
+	}{
+		{strings.ToUpper(e2eUser), e2eUser, []string{"user.reactivate", "user.deactivate", "user.create"}},
+		{rig.bob, "bob@example.com", []string{"group.patch", "user.create"}},
+	} {
+		lines := strings.Split(strings.TrimSpace(cli(t, "audit", "--data-dir", v.dataDir, "--user", tc.user, "--wide")), "\n")
+		var got []string
+		for _, l := range lines[1:] {
+			got = append(got, strings.Fields(l)[3])
+			if !strings.Contains(l, "  "+tc.name+"  ") {
+				t.Errorf("audit --user %s: row %q does not name %s", tc.user, l, tc.name)
+			}
+		}
+		if strings.Join(got, " ") != strings.Join(tc.want, " ") || !strings.Contains(lines[0], "SUBJECT") {
+			t.Errorf("audit --user %s:\n%s\nwant actions %v", tc.user, strings.Join(lines, "\n"), tc.want)
+		}
+	}
 }
 
 // TestUserBindingEnforce: under --user-binding enforce, a user signs in
