@@ -78,8 +78,11 @@ type Launchd struct {
 	KeepAlive         bool     `plist:"KeepAlive"`
 	StandardOutPath   string   `plist:"StandardOutPath"`
 	StandardErrorPath string   `plist:"StandardErrorPath"`
-	// ProcessType Background tells launchd this daemon is not
-	// latency-sensitive, which keeps its footprint polite.
+	// ProcessType is Standard: the agent answers sign-in challenges on
+	// loopback, and runs live checks, while a person waits at the browser.
+	// Background would have launchd throttle its CPU and I/O then; its
+	// steady cost is already bounded (the run budget, the policies'
+	// intervals).
 	ProcessType string `plist:"ProcessType"`
 	// ThrottleInterval spaces out restarts of a crashing agent.
 	ThrottleInterval int `plist:"ThrottleInterval"`
@@ -96,7 +99,7 @@ func LaunchdJob() Launchd {
 		KeepAlive:         true,
 		StandardOutPath:   LogPath,
 		StandardErrorPath: LogPath,
-		ProcessType:       "Background",
+		ProcessType:       "Standard",
 		ThrottleInterval:  10,
 	}
 }

@@ -28,6 +28,9 @@ func TestLaunchdPlist(t *testing.T) {
 		{"KeepAlive", true},
 		{"StandardOutPath", "/var/log/clearance-agent.log"},
 		{"StandardErrorPath", "/var/log/clearance-agent.log"},
+		// Not Background: launchd throttles those, and a person waits
+		// at sign-in for the agent's answer.
+		{"ProcessType", "Standard"},
 	}
 	for _, tt := range tests {
 		if got[tt.key] != tt.want {

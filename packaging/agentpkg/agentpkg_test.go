@@ -208,12 +208,17 @@ func TestPackageOpensWithIndependentReaders(t *testing.T) {
 	checkFat(t, agentPath, arm, amd)
 	var job struct {
 		ProgramArguments []string `plist:"ProgramArguments"`
+		ProcessType      string   `plist:"ProcessType"`
 	}
 	if err := plist.Unmarshal(gotPlist, &job); err != nil {
 		t.Fatalf("installed plist: %v", err)
 	}
 	if got, want := strings.Join(job.ProgramArguments, " "), "/usr/local/clearance/bin/clearance-agent run"; got != want {
 		t.Errorf("installed plist runs %q, want %q", got, want)
+	}
+	// launchd throttles Background jobs; the agent answers sign-ins.
+	if job.ProcessType != "Standard" {
+		t.Errorf("installed plist's ProcessType %q, want Standard", job.ProcessType)
 	}
 
 	// 4. Scripts: executable shell scripts that parse.
