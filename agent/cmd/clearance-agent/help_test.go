@@ -66,6 +66,24 @@ func TestHelp(t *testing.T) {
 	}
 }
 
+// TestHelpKeepsTheSecretOffTheCommandLine: no example in the help puts
+// the enroll secret on the command line, where ps shows it to every local
+// user; run's shows the environment instead, as the README does.
+func TestHelpKeepsTheSecretOffTheCommandLine(t *testing.T) {
+	t.Parallel()
+	for _, c := range program(nil, nil).Commands {
+		_, stdout, _ := runAgent(c.Name, "-h")
+		for _, l := range strings.Split(stdout, "\n") {
+			if strings.Contains(l, "--enroll-secret ") && !strings.HasPrefix(strings.TrimSpace(l), "--enroll-secret secret") {
+				t.Errorf("%s -h: %q", c.Name, l)
+			}
+		}
+	}
+	if _, stdout, _ := runAgent("run", "-h"); !strings.Contains(stdout, `CLEARANCE_ENROLL_SECRET="$SECRET" clearance-agent run`) {
+		t.Errorf("run -h shows no example with the secret in the environment:\n%s", stdout)
+	}
+}
+
 // TestCheckHelpShowsOnlyItsFlags: check does not talk to the verifier, so
 // its help does not offer the verifier's settings.
 func TestCheckHelpShowsOnlyItsFlags(t *testing.T) {

@@ -74,8 +74,11 @@ func program(stdout, stderr io.Writer) *cli.Program {
 				Doc: "Runs the agent in the foreground: enrolls with the enroll secret if it has no identity yet, " +
 					"keeps a stream to the verifier, runs the policies it pushes and sends signed reports. " +
 					"On a Mac, launchd runs this with the settings MDM delivers.\n\n" +
-					"  clearance-agent run --verifier clearance.example.com:8443 --ca-file ca.pem \\\n" +
-					"    --enroll-secret \"$SECRET\" --osquery-socket /var/osquery/osquery.em",
+					"  CLEARANCE_ENROLL_SECRET=\"$SECRET\" clearance-agent run \\\n" +
+					"    --verifier clearance.example.com:8443 --ca-file ca.pem \\\n" +
+					"    --osquery-socket /var/osquery/osquery.em --state-dir /var/db/clearance\n\n" +
+					"The enroll secret goes in the environment or the profile, not on the command line, " +
+					"where every local user can read it with ps.",
 				Footer: config.Footer,
 				Flags: func(fs *cli.FlagSet) cli.Action {
 					flags := config.Bind(fs)
