@@ -590,6 +590,20 @@ func setLogFormat(c *Config, v string) (err error) {
 	return err
 }
 
+// Pinned names, by plist key, the settings of c that a flag or the
+// environment gives, with where from ("flag --presence-listen"): the files
+// cannot change them while the agent runs, a flag or the environment
+// winning over them.
+func Pinned(c *Config) map[string]string {
+	out := map[string]string{}
+	for k, src := range c.Sources {
+		if strings.HasPrefix(src, SourceFlag+" ") || strings.HasPrefix(src, SourceEnv+" ") {
+			out[k] = src
+		}
+	}
+	return out
+}
+
 // values are the settings Changed compares, by plist key, each as one
 // string.
 func values(c *Config) [][2]string {

@@ -405,3 +405,32 @@ func TestStateDirWhenTheSettingsDoNotRead(t *testing.T) {
 		t.Errorf("StateDir = %q for a path the agent refuses", got)
 	}
 }
+
+// Pinned names the settings a flag or the environment gives, which the
+// files cannot change while the agent runs; those from the plists and the
+// defaults are not.
+func TestPinned(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	managed := filepath.Join(dir, "managed.plist")
+	write(t, managed, plistDoc(str(agentprefs.KeyVerifier, "v.example:443"), str(agentprefs.KeyPresenceListen, "127.0.0.1:47471")))
+	c, err := Load(Inputs{Flags: map[string]string{"presence-listen": "off", "state-dir": filepath.Join(dir, "state")},
+		Getenv: env(map[string]string{"CLEARANCE_LOG_LEVEL": "debug"}), ManagedPlist: managed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := Pinned(c)
+	want := map[string]string{
+		agentprefs.KeyPresenceListen: "flag --presence-listen",
+		agentprefs.KeyLogLevel:       "environment CLEARANCE_LOG_LEVEL",
+		agentprefs.KeyStateDir:       "flag --state-dir",
+	}
+	if len(got) != len(want) {
+		t.Errorf("Pinned = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("Pinned[%s] = %q, want %q", k, got[k], v)
+		}
+	}
+}

@@ -407,6 +407,10 @@ type Running struct {
 	StartedAt time.Time `json:"started_at"`
 	// Settings are the fingerprints of the settings in use, by plist key.
 	Settings map[string]string `json:"settings"`
+	// Pinned are the settings the agent's command line or environment
+	// gives, by plist key, with where from ("flag --presence-listen"):
+	// the files do not change them.
+	Pinned map[string]string `json:"pinned,omitempty"`
 	// RejectedAt, Rejected and RejectedKeys: the last settings the files
 	// gave that would not run, why, and which keys they changed; zero once
 	// the agent runs with what the files say.

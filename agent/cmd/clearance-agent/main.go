@@ -278,7 +278,7 @@ type runningRecord struct {
 // the newer settings that did not start, for why.
 func startRecord(dir *state.Dir, cfg, rejected *config.Config, why string, log *slog.Logger) *runningRecord {
 	r := &runningRecord{dir: dir, log: log, rec: state.Running{
-		PID: os.Getpid(), Version: version.Version, StartedAt: time.Now(), Settings: config.Fingerprints(cfg),
+		PID: os.Getpid(), Version: version.Version, StartedAt: time.Now(), Settings: config.Fingerprints(cfg), Pinned: config.Pinned(cfg),
 	}}
 	if rejected != nil {
 		r.rec.RejectedAt, r.rec.Rejected, r.rec.RejectedKeys = time.Now(), why, config.Changed(cfg, rejected)
@@ -935,9 +935,18 @@ func runningRows(r *state.Running, cfg *config.Config, now time.Time, alive bool
 		return [][2]string{{"agent", fmt.Sprintf("not running (last started %s, version %s, process %d)", since, r.Version, r.PID)}}
 	}
 	rows := [][2]string{{"agent", fmt.Sprintf("running since %s, version %s, process %d", since, r.Version, r.PID)}}
+	// A key the agent's flags or environment pin is no change of the
+	// files' that it will take: say which pins it instead.
 	var changed []string
+	pins := ""
 	if cfg != nil {
-		changed = config.ChangedFrom(r.Settings, cfg)
+		for _, k := range config.ChangedFrom(r.Settings, cfg) {
+			if src, ok := r.Pinned[k]; ok {
+				pins += fmt.Sprintf("; the agent's %s sets %s, over the files", src, k)
+			} else {
+				changed = append(changed, k)
+			}
+		}
 	}
 	switch {
 	case !r.RejectedAt.IsZero():
@@ -952,10 +961,10 @@ func runningRows(r *state.Running, cfg *config.Config, now time.Time, alive bool
 		rows = append(rows, [2]string{"NEW SETTINGS REJECTED", msg})
 	case cfg == nil:
 	case len(changed) > 0:
-		rows = append(rows, [2]string{"settings", fmt.Sprintf("the files changed %s since the agent started; it takes them within %s (at once on SIGHUP)",
-			strings.Join(changed, ", "), settingsPoll)})
+		rows = append(rows, [2]string{"settings", fmt.Sprintf("the files changed %s since the agent started; it takes them within %s (at once on SIGHUP)%s",
+			strings.Join(changed, ", "), settingsPoll, pins)})
 	default:
-		rows = append(rows, [2]string{"settings", "in use as the files say"})
+		rows = append(rows, [2]string{"settings", "in use as the files say" + pins})
 	}
 	return rows
 }

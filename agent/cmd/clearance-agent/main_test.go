@@ -16,6 +16,7 @@ import (
 	"github.com/clearance/clearance/agent/config"
 	"github.com/clearance/clearance/agent/state"
 	"github.com/clearance/clearance/internal/osquerysim"
+	"github.com/clearance/clearance/pkg/agentprefs"
 	policyfile "github.com/clearance/clearance/pkg/policy"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 )
@@ -408,6 +409,21 @@ func TestRunningRows(t *testing.T) {
 	r.RejectedAt, r.Rejected, r.RejectedKeys = now.Add(-time.Minute), "CAFingerprint matches no certificate", []string{"CAFingerprint"}
 	if got := text(runningRows(r, &changed, now, true)); !strings.Contains(got, "NEW SETTINGS REJECTED: at 2026-03-04T11:59:00Z: CAFingerprint matches no certificate; the agent runs on with the settings it had (the new ones changed CAFingerprint)") {
 		t.Errorf("rejected:\n%s", got)
+	}
+	// A key the agent's flag sets is not the files' to change: status
+	// does not say the agent takes them.
+	pinned := *r
+	pinned.RejectedAt, pinned.Rejected, pinned.RejectedKeys = time.Time{}, "", nil
+	pinned.Pinned = map[string]string{agentprefs.KeyPresenceListen: "flag --presence-listen"}
+	files := *cfg
+	files.PresenceListen = agentprefs.DefaultPresenceListen
+	pinned.Settings = config.Fingerprints(&config.Config{Verifier: cfg.Verifier, EnrollSecret: cfg.EnrollSecret, RunBudget: cfg.RunBudget, PresenceListen: agentprefs.PresenceOff})
+	if got := text(runningRows(&pinned, &files, now, true)); !strings.Contains(got, "settings: in use as the files say; the agent's flag --presence-listen sets PresenceListen, over the files\n") {
+		t.Errorf("a key the agent's flag pins:\n%s", got)
+	}
+	files.RunBudget = 2 * time.Minute
+	if got := text(runningRows(&pinned, &files, now, true)); !strings.Contains(got, "settings: the files changed RunBudget since the agent started; it takes them within 30s (at once on SIGHUP); the agent's flag --presence-listen sets PresenceListen, over the files\n") {
+		t.Errorf("a key the agent's flag pins, another changed:\n%s", got)
 	}
 	if got := text(runningRows(r, cfg, now, false)); got != "agent: not running (last started 2026-03-04T11:00:00Z (1h0m0s ago), version 1.2.3, process 4242)\n" {
 		t.Errorf("not running:\n%s", got)

@@ -206,3 +206,32 @@ func TestStatusRefusedOrPending(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusOfAnAgentStartedWithAFlag: a key the agent's command line
+// sets is not one the files changed and the agent will take: status says
+// the flag sets it.
+func TestStatusOfAnAgentStartedWithAFlag(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	stateDir, managed := filepath.Join(dir, "state"), filepath.Join(dir, "managed.plist")
+	if err := os.WriteFile(managed, []byte(goodSettings), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sd := agentRan(t, stateDir)
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	flags := config.BindFlags(fs)
+	if err := fs.Parse([]string{"--state-dir", stateDir, "--managed-plist", managed, "--presence-listen", "off"}); err != nil {
+		t.Fatal(err)
+	}
+	running, err := loadConfig(flags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startRecord(sd, running, nil, "", slog.New(slog.NewTextHandler(io.Discard, nil)))
+
+	_, stdout, stderr := runAgent("status", "--state-dir", stateDir, "--managed-plist", managed)
+	if !regexp.MustCompile(`settings: +in use as the files say; the agent's flag --presence-listen sets PresenceListen, over the files\n`).MatchString(stdout) ||
+		strings.Contains(stdout, "changed PresenceListen") {
+		t.Errorf("status of an agent started with --presence-listen:\n%s%s", stdout, stderr)
+	}
+}
