@@ -12,6 +12,10 @@
 //
 // The plist keys and their domain are pkg/agentprefs's too: the verifier's
 // `profile agent` command writes them by the same rules.
+//
+// What the files gave settings that ran can be kept (Record) and stand in
+// for the files later (Inputs.Recorded): the agent runs them at a start
+// where the files' settings would not run.
 package config
 
 import (
@@ -26,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"time"
 
@@ -44,6 +49,9 @@ const (
 	SourceFlag    = "flag"
 	SourceEnv     = "environment"
 	SourceDefault = "default"
+	// SourceRecorded names a value from the last settings that ran
+	// (Inputs.Recorded); where the files had it from follows in brackets.
+	SourceRecorded = "the last settings that ran"
 )
 
 // DefaultStateDir is the state dir when none is configured.
@@ -85,6 +93,13 @@ type Config struct {
 	// "path key": a profile made for a newer agent, say (see
 	// agentprefs.ParsePlist).
 	Ignored []string
+
+	// files holds what the plists (or, in their place, a record) gave, by
+	// plist key: what Record keeps.
+	files map[string]RecordedValue
+	// recordedAt is when the record these settings come from was made;
+	// zero when they come from the files.
+	recordedAt time.Time
 }
 
 // LogValue keeps the enroll secret out of logs however the config is logged.
@@ -276,7 +291,49 @@ type Inputs struct {
 	// Only names the settings to resolve, by flag name; nil resolves all.
 	// The state dir is always resolved: the local plist lives in it.
 	Only []string
+	// Recorded, when set, stands in for both plists, which are not read:
+	// the last settings that ran. Flags and the environment still win
+	// over it.
+	Recorded *Recorded
 }
+
+// Recorded is what the agent keeps of settings that ran, to run them
+// again at a start where the files' settings would not (a profile
+// misspelt, half pushed or removed): what the files (the managed and
+// local plists) gave, each value as they gave it and read again by the
+// same rules. Flags and the environment are not kept: those of the start
+// win, as they always do. It holds the enroll secret: whoever stores it
+// keeps it as they keep the device key.
+type Recorded struct {
+	// At is when the settings were recorded, as they started.
+	At time.Time `json:"recorded_at"`
+	// Settings are the values by plist key.
+	Settings map[string]RecordedValue `json:"settings"`
+}
+
+// RecordedValue is one setting's value as a plist gave it, and where from
+// ("/Library/Managed Preferences/com.clearance.agent.plist key CAPEM").
+type RecordedValue struct {
+	Value string `json:"value"`
+	From  string `json:"from"`
+}
+
+// Record returns what to keep of c once it ran (see Recorded), made at
+// at; settings that came from a record keep that record's time.
+func (c *Config) Record(at time.Time) *Recorded {
+	if !c.recordedAt.IsZero() {
+		at = c.recordedAt
+	}
+	r := &Recorded{At: at.UTC(), Settings: make(map[string]RecordedValue, len(c.files))}
+	for k, v := range c.files {
+		r.Settings[k] = v
+	}
+	return r
+}
+
+// RecordedAt is when the record c comes from was made (Inputs.Recorded),
+// zero when c comes from the files.
+func (c *Config) RecordedAt() time.Time { return c.recordedAt }
 
 // sources are in's environment and managed plist, defaults filled in.
 func (in Inputs) sources() (getenv func(string) (string, bool), managedPath string) {
@@ -293,30 +350,50 @@ func (in Inputs) sources() (getenv func(string) (string, bool), managedPath stri
 // Load resolves the configuration from in.
 func Load(in Inputs) (*Config, error) {
 	getenv, managedPath := in.sources()
-	managed, ignoredManaged, err := readPlist(managedPath)
-	if err != nil {
-		return nil, err
+	var managed map[string]string
+	var ignoredManaged []string
+	if in.Recorded == nil {
+		var err error
+		if managed, ignoredManaged, err = readPlist(managedPath); err != nil {
+			return nil, err
+		}
 	}
 
 	// The state dir must be known before the local plist, which lives in it.
-	type value struct{ v, source string }
+	// file is what a plist (or the record) gave, from where it said.
+	type value struct {
+		v, source string
+		file      *RecordedValue
+	}
 	resolve := func(s setting, local map[string]string, localPath string) (value, bool) {
 		if v, ok := in.Flags[s.flag]; ok {
-			return value{v, SourceFlag + " --" + s.flag}, true
+			return value{v: v, source: SourceFlag + " --" + s.flag}, true
 		}
 		if v, ok := getenv(s.env); ok && v != "" {
-			return value{v, SourceEnv + " " + s.env}, true
+			return value{v: v, source: SourceEnv + " " + s.env}, true
+		}
+		if in.Recorded != nil {
+			if r, ok := in.Recorded.Settings[s.key]; ok {
+				return value{v: r.Value, source: SourceRecorded + " (" + r.From + ")", file: &r}, true
+			}
+			return value{}, false
 		}
 		if v, ok := managed[s.key]; ok {
-			return value{v, managedPath + " key " + s.key}, true
+			src := managedPath + " key " + s.key
+			return value{v: v, source: src, file: &RecordedValue{v, src}}, true
 		}
 		if v, ok := local[s.key]; ok {
-			return value{v, localPath + " key " + s.key}, true
+			src := localPath + " key " + s.key
+			return value{v: v, source: src, file: &RecordedValue{v, src}}, true
 		}
 		return value{}, false
 	}
 
-	c := &Config{LogLevel: slog.LevelInfo, LogFormat: agentprefs.LogText, PresenceListen: agentprefs.DefaultPresenceListen, RunBudget: agentprefs.DefaultRunBudget, Sources: make(map[string]string)}
+	c := &Config{LogLevel: slog.LevelInfo, LogFormat: agentprefs.LogText, PresenceListen: agentprefs.DefaultPresenceListen, RunBudget: agentprefs.DefaultRunBudget,
+		Sources: make(map[string]string), files: make(map[string]RecordedValue)}
+	if in.Recorded != nil {
+		c.recordedAt = in.Recorded.At
+	}
 	used := func(s setting) bool {
 		if in.Only == nil {
 			return true
@@ -333,6 +410,9 @@ func Load(in Inputs) (*Config, error) {
 			return fmt.Errorf("%s from %s: %w", s.key, v.source, err)
 		}
 		c.Sources[s.key] = v.source
+		if v.file != nil {
+			c.files[s.key] = *v.file
+		}
 		return nil
 	}
 	stateSetting := settings[indexOf(agentprefs.KeyStateDir)]
@@ -346,9 +426,22 @@ func Load(in Inputs) (*Config, error) {
 	}
 
 	localPath := filepath.Join(c.StateDir, LocalPlistName)
-	local, ignoredLocal, err := readPlist(localPath)
-	if err != nil {
-		return nil, err
+	var local map[string]string
+	var ignoredLocal []string
+	if in.Recorded == nil {
+		var err error
+		if local, ignoredLocal, err = readPlist(localPath); err != nil {
+			return nil, err
+		}
+	} else {
+		// A record made by a later agent version (one downgraded since)
+		// may hold keys this one does not know, as a profile may.
+		for k := range in.Recorded.Settings {
+			if _, known := lookupKey(k); !known {
+				ignoredLocal = append(ignoredLocal, SourceRecorded+" "+k)
+			}
+		}
+		sort.Strings(ignoredLocal)
 	}
 	c.Ignored = append(ignoredManaged, ignoredLocal...)
 	for _, s := range settings {
@@ -414,6 +507,16 @@ func plistString(path, key string) (string, bool) {
 	}
 	v, ok := doc[key].(string)
 	return v, ok
+}
+
+// lookupKey finds the setting a plist key names.
+func lookupKey(key string) (setting, bool) {
+	for _, s := range settings {
+		if s.key == key {
+			return s, true
+		}
+	}
+	return setting{}, false
 }
 
 func indexOf(key string) int {

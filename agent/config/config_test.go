@@ -1,8 +1,10 @@
 package config
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -432,5 +434,93 @@ func TestPinned(t *testing.T) {
 		if got[k] != v {
 			t.Errorf("Pinned[%s] = %q, want %q", k, got[k], v)
 		}
+	}
+}
+
+// Record keeps what the files gave settings that ran, and only that: a
+// record loaded in place of the files (a profile misspelt since) gives
+// the same settings again, with the flags and environment of the start
+// that loads it winning over it as they win over the files.
+func TestRecordStandsInForTheFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	stateDir := filepath.Join(dir, "state")
+	managed := filepath.Join(dir, "managed.plist")
+	ca := string(fakeverifier.NewPKI(t).RootPEM())
+	write(t, managed, plistDoc(str(agentprefs.KeyVerifier, "v.example:443"), str(agentprefs.KeyCAPEM, ca),
+		str(agentprefs.KeyEnrollSecret, "hunter2"), str(agentprefs.KeyStateDir, stateDir),
+		"<key>RunBudget</key><integer>150</integer>"))
+	write(t, filepath.Join(stateDir, LocalPlistName), plistDoc(str(agentprefs.KeyOsquerySocket, "/var/osquery/osquery.em")))
+	flags := map[string]string{"presence-listen": "off"}
+	ran, err := Load(Inputs{Flags: flags, Getenv: env(map[string]string{"CLEARANCE_LOG_LEVEL": "debug"}), ManagedPlist: managed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 3, 4, 12, 0, 0, 0, time.UTC)
+	rec := ran.Record(at)
+	var keys []string
+	for k := range rec.Settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	// Not the flag's PresenceListen nor the environment's LogLevel.
+	if got := strings.Join(keys, ","); got != "CAPEM,EnrollSecret,OsquerySocket,RunBudget,StateDir,VerifierAddress" {
+		t.Errorf("recorded keys %s", got)
+	}
+	if v := rec.Settings[agentprefs.KeyRunBudget]; v.Value != "150s" || v.From != managed+" key RunBudget" {
+		t.Errorf("recorded RunBudget %+v", v)
+	}
+	if v := rec.Settings[agentprefs.KeyOsquerySocket]; v.From != filepath.Join(stateDir, LocalPlistName)+" key OsquerySocket" {
+		t.Errorf("recorded OsquerySocket %+v", v)
+	}
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The profile is misspelt now; the record is read instead of it.
+	write(t, managed, plistDoc(str("CAFingerprnt", "ab")))
+	if _, err := Load(Inputs{Flags: flags, Getenv: env(nil), ManagedPlist: managed}); err == nil {
+		t.Fatal("the misspelt profile loads")
+	}
+	var back Recorded
+	if err := json.Unmarshal(raw, &back); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Load(Inputs{Flags: flags, Getenv: env(map[string]string{"CLEARANCE_LOG_LEVEL": "debug"}), ManagedPlist: managed, Recorded: &back})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed := Changed(ran, again); len(changed) != 0 {
+		t.Errorf("the record gives other settings: %v", changed)
+	}
+	if !again.RecordedAt().Equal(at) || !ran.RecordedAt().IsZero() {
+		t.Errorf("RecordedAt %v, of the files' settings %v", again.RecordedAt(), ran.RecordedAt())
+	}
+	if got := again.Sources[agentprefs.KeyVerifier]; got != SourceRecorded+" ("+managed+" key VerifierAddress)" {
+		t.Errorf("source %q", got)
+	}
+	if again.Record(at.Add(time.Hour)).At != at {
+		t.Error("recording the recorded settings again changes their time")
+	}
+	// This start's flags win over the record.
+	over, err := Load(Inputs{Flags: map[string]string{"verifier": "other.example:1"}, Getenv: env(nil), ManagedPlist: managed, Recorded: &back})
+	if err != nil || over.Verifier != "other.example:1" || over.PresenceListen != agentprefs.DefaultPresenceListen {
+		t.Errorf("a flag over the record: %+v, %v", over, err)
+	}
+	// A recorded value is read by the same rules as the files', and an
+	// error names where it is from; a key this version does not know is
+	// ignored, as in a profile.
+	bad := Recorded{At: at, Settings: map[string]RecordedValue{
+		agentprefs.KeyRunBudget: {Value: "1s", From: managed + " key RunBudget"},
+		"ReportProxy":           {Value: "http://proxy:3128", From: managed + " key ReportProxy"},
+	}}
+	if _, err := Load(Inputs{Getenv: env(nil), ManagedPlist: managed, Recorded: &bad}); err == nil ||
+		!strings.Contains(err.Error(), "RunBudget from "+SourceRecorded+" ("+managed+" key RunBudget)") {
+		t.Errorf("a recorded value out of range: %v", err)
+	}
+	delete(bad.Settings, agentprefs.KeyRunBudget)
+	if c, err := Load(Inputs{Getenv: env(nil), ManagedPlist: managed, Recorded: &bad}); err != nil || strings.Join(c.Ignored, ",") != SourceRecorded+" ReportProxy" {
+		t.Errorf("an unknown recorded key: %v, %v", c, err)
 	}
 }

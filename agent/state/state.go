@@ -13,6 +13,7 @@
 //	seq                     last posture report seq used, decimal
 //	policyset.pb            last PolicySet received (serialized), for offline checks
 //	osquery/                spawn mode: osqueryd's socket, database and pid file
+//	last-settings.json      the last settings that ran, 0600: the enroll secret among them
 //	com.clearance.agent.plist  optional local settings (see package config)
 package state
 
@@ -22,12 +23,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/clearance/clearance/pkg/atomicfile"
@@ -56,12 +59,16 @@ const (
 	ContactFile = "contact.json"
 	// RunningFile records the settings the running agent uses, and the
 	// last new settings it would not take, for `clearance-agent status`.
-	RunningFile   = "running.json"
-	IdentityFile  = "identity.json"
-	CertFile      = "device.pem"
-	ChainFile     = "chain.pem"
-	SeqFile       = "seq"
-	PolicySetFile = "policyset.pb"
+	RunningFile = "running.json"
+	// LastSettingsFile holds the last settings that ran (config.Recorded),
+	// which the agent runs at a start where the files' would not. It
+	// holds the enroll secret: 0600, like the key file.
+	LastSettingsFile = "last-settings.json"
+	IdentityFile     = "identity.json"
+	CertFile         = "device.pem"
+	ChainFile        = "chain.pem"
+	SeqFile          = "seq"
+	PolicySetFile    = "policyset.pb"
 	// PresenceURLFile holds the verifier's presence URL from the last
 	// session, so that sign-ins work while the stream reconnects.
 	PresenceURLFile = "presence-url"
@@ -424,6 +431,53 @@ func (d *Dir) SaveRunning(r Running) error { return d.saveJSON(RunningFile, r) }
 
 // LoadRunning returns the recorded running agent, nil when there is none.
 func (d *Dir) LoadRunning() (*Running, error) { return loadJSON[Running](d, RunningFile) }
+
+// maxLastSettings bounds the last settings read back: a CA bundle and a
+// few paths are far smaller.
+const maxLastSettings = 1 << 20
+
+// SaveLastSettings records the last settings that ran (raw, JSON), 0600,
+// atomically: a crash leaves the previous record or this one.
+func (d *Dir) SaveLastSettings(raw []byte) error {
+	if err := atomicfile.Write(d.File(LastSettingsFile), raw, 0o600); err != nil {
+		return fmt.Errorf("recording the settings that ran: %w", err)
+	}
+	return nil
+}
+
+// LoadLastSettings returns the recorded last settings that ran, nil when
+// there are none. Like the key file, the record must be a regular file of
+// the agent's own that no one else may read or write: it holds the enroll
+// secret, and says which verifier and CA to trust.
+func (d *Dir) LoadLastSettings() ([]byte, error) {
+	path := d.File(LastSettingsFile)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the last settings that ran: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("the last settings that ran: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("the last settings that ran, %s, are not a regular file", path)
+	}
+	if err := owner.Check("record of the last settings that ran", path, st, 0o077); err != nil {
+		return nil, err
+	}
+	raw, err := io.ReadAll(io.LimitReader(f, maxLastSettings+1))
+	if err != nil {
+		return nil, fmt.Errorf("the last settings that ran: %w", err)
+	}
+	if len(raw) > maxLastSettings {
+		return nil, fmt.Errorf("the last settings that ran, %s, are larger than %d bytes", path, maxLastSettings)
+	}
+	return raw, nil
+}
 
 // SaveContact records c.
 func (d *Dir) SaveContact(c Contact) error { return d.saveJSON(ContactFile, c) }

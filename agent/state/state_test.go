@@ -170,3 +170,45 @@ func TestOpenResolvesTheStateDir(t *testing.T) {
 		t.Errorf("Open(a state dir under a directory anyone can write): %v", err)
 	}
 }
+
+// The last settings that ran hold the enroll secret: they are written
+// 0600 with nothing left behind, and read back only from a regular file
+// no one else may read or write.
+func TestLastSettings(t *testing.T) {
+	t.Parallel()
+	d, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw, err := d.LoadLastSettings(); raw != nil || err != nil {
+		t.Fatalf("none recorded: %q, %v", raw, err)
+	}
+	want := []byte(`{"settings":{"EnrollSecret":{"value":"hunter2"}}}` + "\n")
+	if err := d.SaveLastSettings(want); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(d.File(LastSettingsFile))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v, %v; want 0600", fi.Mode(), err)
+	}
+	entries, _ := os.ReadDir(d.Path)
+	if len(entries) != 1 {
+		t.Errorf("the state dir holds %v, want the record alone", entries)
+	}
+	if raw, err := d.LoadLastSettings(); string(raw) != string(want) || err != nil {
+		t.Errorf("read back %q, %v", raw, err)
+	}
+	if err := os.Chmod(d.File(LastSettingsFile), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.LoadLastSettings(); err == nil || !strings.Contains(err.Error(), "chmod go-rwx") {
+		t.Errorf("a record others may read: %v", err)
+	}
+	os.Remove(d.File(LastSettingsFile))
+	if err := os.Symlink(filepath.Join(t.TempDir(), "elsewhere"), d.File(LastSettingsFile)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.LoadLastSettings(); err == nil {
+		t.Error("a link is read as the record")
+	}
+}
