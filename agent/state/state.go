@@ -418,6 +418,9 @@ type Running struct {
 	// gives, by plist key, with where from ("flag --presence-listen"):
 	// the files do not change them.
 	Pinned map[string]string `json:"pinned,omitempty"`
+	// LastRanAt, when set, says the agent started with the last settings
+	// that ran, recorded then (LastSettingsFile), the files' not running.
+	LastRanAt time.Time `json:"last_ran_at,omitzero"`
 	// RejectedAt, Rejected and RejectedKeys: the last settings the files
 	// gave that would not run, why, and which keys they changed; zero once
 	// the agent runs with what the files say.

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"crypto"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -207,19 +208,28 @@ var errSettingsChanged = errors.New("settings changed")
 // settingsPoll and on SIGHUP, and ends the group with errSettingsChanged
 // when one differs from running's. Settings that no longer read are
 // logged (once until they change) and change nothing.
-// rejected, when set, are settings that failed to start a run: the same
-// again start nothing. The settings to start with are left in *next.
-// hup delivers SIGHUP, registered by the caller for every run at once;
-// on SIGHUP even the rejected settings are tried again (what failed them,
-// a directory's mode, say, may have been fixed).
+// rej, when set, are the newer settings the run started without: when
+// they failed to start a run (rej.cfg), the same again start nothing;
+// when they did not read or would not run at the agent's start, the same
+// error is not logged again. The settings to start with are left in
+// *next. hup delivers SIGHUP, registered by the caller for every run at
+// once; on SIGHUP even the rejected settings are tried again (what failed
+// them, a directory's mode, say, may have been fixed).
 // rec, when set, records what the watcher finds for `status`.
-func settingsWatch(g *run.Group, flags *config.Flags, running, rejected *config.Config, next **config.Config, hup <-chan os.Signal, log *slog.Logger, rec *runningRecord) {
+func settingsWatch(g *run.Group, flags *config.Flags, running *config.Config, rej *rejection, next **config.Config, hup <-chan os.Signal, log *slog.Logger, rec *runningRecord) {
 	stop := make(chan struct{})
 	var once sync.Once
+	var rejected *config.Config
+	lastErr := ""
+	if rej != nil {
+		rejected = rej.cfg
+		if rej.cfg == nil {
+			lastErr = rej.why // said at the start
+		}
+	}
 	g.Add("settings", func() error {
 		tick := time.NewTicker(settingsPoll)
 		defer tick.Stop()
-		lastErr := ""
 		for {
 			asked := false
 			select {
@@ -274,17 +284,45 @@ type runningRecord struct {
 	failed bool
 }
 
-// startRecord records a run starting with cfg; rejected, when set, are
-// the newer settings that did not start, for why.
-func startRecord(dir *state.Dir, cfg, rejected *config.Config, why string, log *slog.Logger) *runningRecord {
+// rejection is newer settings a run starts without: why, and the keys
+// they changed (none when they did not read). cfg, when set, are those
+// settings: they passed runnable, and failed to start a run.
+type rejection struct {
+	cfg  *config.Config
+	why  string
+	keys []string
+}
+
+// startRecord records a run starting with cfg; rej, when set, are the
+// newer settings it starts without. Settings from the record of the last
+// settings that ran are recorded as such, with when they ran.
+func startRecord(dir *state.Dir, cfg *config.Config, rej *rejection, log *slog.Logger) *runningRecord {
 	r := &runningRecord{dir: dir, log: log, rec: state.Running{
 		PID: os.Getpid(), Version: version.Version, StartedAt: time.Now(), Settings: config.Fingerprints(cfg), Pinned: config.Pinned(cfg),
+		LastRanAt: cfg.RecordedAt(),
 	}}
-	if rejected != nil {
-		r.rec.RejectedAt, r.rec.Rejected, r.rec.RejectedKeys = time.Now(), why, config.Changed(cfg, rejected)
+	if rej != nil {
+		r.rec.RejectedAt, r.rec.Rejected, r.rec.RejectedKeys = time.Now(), rej.why, rej.keys
 	}
 	r.save()
 	return r
+}
+
+// recordLastRan keeps the settings a run started with as the last
+// settings that ran, for a start where the files' would not run. Those
+// that came from that record are kept as they are. A record that cannot
+// be written is logged; the agent runs on.
+func recordLastRan(dir *state.Dir, cfg *config.Config, log *slog.Logger) {
+	if !cfg.RecordedAt().IsZero() {
+		return
+	}
+	raw, err := json.Marshal(cfg.Record(time.Now()))
+	if err == nil {
+		err = dir.SaveLastSettings(append(raw, '\n'))
+	}
+	if err != nil {
+		log.Warn("the settings that ran were not recorded; a start with settings that would not run will stop the agent", "component", "main", "err", err)
+	}
 }
 
 func (r *runningRecord) save() {
@@ -326,16 +364,9 @@ func runnable(cfg *config.Config) error {
 	return cfg.RequireOsquery()
 }
 
-// cmdRun runs the agent, again from its settings each time they change.
-// New settings that fail to start a run (a state dir others may write, a
-// browser list for another platform: whatever the watcher's checks did not
-// catch) give way to the settings that ran, until the settings change
-// again.
+// cmdRun runs the agent, again from its settings each time they change
+// (agentLoop), until SIGINT or SIGTERM.
 func cmdRun(flags *config.Flags, stderr io.Writer) error {
-	cfg, err := loadConfig(flags)
-	if err != nil {
-		return err
-	}
 	// Once for every run: between two runs a signal waits for the next,
 	// where its default would end the process (and leave osqueryd).
 	term, hup := make(chan os.Signal, 1), make(chan os.Signal, 1)
@@ -343,34 +374,129 @@ func cmdRun(flags *config.Flags, stderr io.Writer) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(term)
 	defer signal.Stop(hup)
-	sig := runSignals{term: term, hup: hup}
+	return agentLoop(flags, runSignals{term: term, hup: hup}, stderr)
+}
+
+// agentLoop runs the agent, again from its settings each time they change.
+// New settings that fail to start a run (a state dir others may write, a
+// browser list for another platform: whatever the watcher's checks did not
+// catch) give way to the settings that ran, until the settings change
+// again. At the agent's start, the settings that ran are those it
+// recorded last (startSettings): a profile that does not read or would
+// not run, or whose settings fail to start, does not stop an agent that
+// ran before.
+func agentLoop(flags *config.Flags, sig runSignals, stderr io.Writer) error {
+	cfg, rej, err := startSettings(flags, stderr)
+	if err != nil {
+		return err
+	}
 	// Under launchd, standard output and error are the agent's log:
 	// follow it when newsyslog rotates it.
 	logCtx, stopLog := context.WithCancel(context.Background())
 	defer stopLog()
 	logPath, logEvery := logfile.Followed(service.LogPath)
 	go logfile.Follow(logPath, 1, 2).Run(logCtx, logEvery, newLogger(stderr, cfg.LogLevel, cfg.LogFormat))
-	var ran, rejected *config.Config
-	var why string
+	var ran *config.Config
+	// Whether the first run's settings have had the record's: once, and
+	// not when they are the record's already.
+	tried := !cfg.RecordedAt().IsZero()
 	for {
-		next, started, err := runOnce(flags, cfg, rejected, why, sig, stderr)
+		next, started, err := runOnce(flags, cfg, rej, sig, stderr)
 		switch {
 		case errors.Is(err, errSettingsChanged):
-			ran, cfg, rejected, why = cfg, next, nil, ""
+			ran, cfg, rej = cfg, next, nil
 		case !started && ran != nil:
 			newLogger(stderr, ran.LogLevel, ran.LogFormat).Error("new settings would not start; the agent runs again with those that ran", "component", "main", "err", err)
-			rejected, cfg, ran, why = cfg, ran, nil, err.Error()
+			rej = &rejection{cfg: cfg, why: err.Error(), keys: config.Changed(ran, cfg)}
+			cfg, ran = ran, nil
+		case !started && !tried:
+			tried = true
+			last, lerr := lastRan(flags, cfg)
+			if lerr != nil || last == nil || len(config.Changed(last, cfg)) == 0 {
+				return err // nothing else to run: as on a first start
+			}
+			newLogger(stderr, last.LogLevel, last.LogFormat).Error("settings would not start; the agent runs with the last settings that ran", "component", "main",
+				"err", err, "recorded_at", last.RecordedAt(), "changed", config.Changed(last, cfg))
+			rej = &rejection{cfg: cfg, why: err.Error(), keys: config.Changed(last, cfg)}
+			cfg = last
 		default:
 			return err
 		}
 	}
 }
 
+// startSettings are the settings the agent starts with: the files' (and
+// the command line's and environment's), or, when those do not read or
+// would not run (a misspelt key, a profile half pushed or removed), the
+// last settings that ran, said once at ERROR and recorded for status with
+// why. With none recorded (a first start), the files' error is the
+// agent's.
+func startSettings(flags *config.Flags, stderr io.Writer) (*config.Config, *rejection, error) {
+	cfg, err := loadConfig(flags)
+	if err == nil {
+		if err = runnable(cfg); err == nil {
+			return cfg, nil, nil
+		}
+	}
+	last, lerr := lastRan(flags, cfg)
+	switch {
+	case lerr != nil:
+		return nil, nil, fmt.Errorf("%w (and the last settings that ran do not read: %v)", err, lerr)
+	case last == nil:
+		return nil, nil, err
+	}
+	if rerr := runnable(last); rerr != nil {
+		return nil, nil, fmt.Errorf("%w (and the last settings that ran would not run either: %v)", err, rerr)
+	}
+	var keys []string
+	if cfg != nil {
+		keys = config.Changed(last, cfg)
+	}
+	newLogger(stderr, last.LogLevel, last.LogFormat).Error("settings would not run; the agent runs with the last settings that ran", "component", "main",
+		"err", err, "recorded_at", last.RecordedAt(), "changed", keys)
+	return last, &rejection{why: err.Error(), keys: keys}, nil
+}
+
+// lastRan returns the last settings that ran, as the state dir records
+// them, with this start's command line and environment over them; nil
+// when none are recorded. The state dir is the one cfg names, or, when
+// the settings do not read (cfg nil), the one config.StateDir finds. A
+// state dir that does not exist is not made.
+func lastRan(flags *config.Flags, cfg *config.Config) (*config.Config, error) {
+	in := flags.Inputs()
+	var path string
+	if cfg != nil {
+		path = cfg.StateDir
+	} else {
+		var err error
+		if path, _, err = config.StateDir(in); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	dir, err := state.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := dir.LoadLastSettings()
+	if err != nil || raw == nil {
+		return nil, err
+	}
+	var rec config.Recorded
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return nil, fmt.Errorf("%s: %w", dir.File(state.LastSettingsFile), err)
+	}
+	in.Recorded = &rec
+	return config.Load(in)
+}
+
 // runOnce runs the agent with cfg until it is stopped or its settings
 // change (errSettingsChanged, with next the new ones); started says
-// whether it got as far as running. rejected is as settingsWatch's, and
-// why what kept it from starting.
-func runOnce(flags *config.Flags, cfg, rejected *config.Config, why string, sig runSignals, stderr io.Writer) (next *config.Config, started bool, err error) {
+// whether it got as far as running. rej is as settingsWatch's. Settings
+// that get as far as running are recorded as the last that ran.
+func runOnce(flags *config.Flags, cfg *config.Config, rej *rejection, sig runSignals, stderr io.Writer) (next *config.Config, started bool, err error) {
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	if err := cfg.RequireVerifier(); err != nil {
 		return nil, false, err
@@ -468,8 +594,9 @@ func runOnce(flags *config.Flags, cfg, rejected *config.Config, why string, sig 
 		g.Add("presence", p.Execute, p.Interrupt)
 	}
 	signalsOn(&g, sig.term, nil)
-	rec := startRecord(dir, cfg, rejected, why, log)
-	settingsWatch(&g, flags, cfg, rejected, &next, sig.hup, log, rec)
+	rec := startRecord(dir, cfg, rej, log)
+	recordLastRan(dir, cfg, log)
+	settingsWatch(&g, flags, cfg, rej, &next, sig.hup, log, rec)
 	err = g.Run()
 	if errors.Is(err, errSettingsChanged) {
 		return next, true, err
@@ -950,7 +1077,11 @@ func runningRows(r *state.Running, cfg *config.Config, now time.Time, alive bool
 	}
 	switch {
 	case !r.RejectedAt.IsZero():
-		msg := fmt.Sprintf("at %s: %s; the agent runs on with the settings it had", r.RejectedAt.UTC().Format(time.RFC3339), r.Rejected)
+		with := "the agent runs on with the settings it had"
+		if !r.LastRanAt.IsZero() {
+			with = "the agent started with the last settings that ran (recorded " + r.LastRanAt.UTC().Format(time.RFC3339) + ")"
+		}
+		msg := fmt.Sprintf("at %s: %s; %s", r.RejectedAt.UTC().Format(time.RFC3339), r.Rejected, with)
 		// Settings that did not read name no keys, and give no rows.
 		if len(r.RejectedKeys) > 0 {
 			msg += " (the new ones changed " + strings.Join(r.RejectedKeys, ", ") + ")"

@@ -72,7 +72,7 @@ func TestStatusWhenTheSettingsDoNotRead(t *testing.T) {
 				t.Fatal(err)
 			}
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
-			rec := startRecord(sd, running, nil, "", log)
+			rec := startRecord(sd, running, nil, log)
 			if err := os.WriteFile(managed, []byte(tt.settings), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -227,7 +227,7 @@ func TestStatusOfAnAgentStartedWithAFlag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	startRecord(sd, running, nil, "", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	startRecord(sd, running, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 	_, stdout, stderr := runAgent("status", "--state-dir", stateDir, "--managed-plist", managed)
 	if !regexp.MustCompile(`settings: +in use as the files say; the agent's flag --presence-listen sets PresenceListen, over the files\n`).MatchString(stdout) ||
