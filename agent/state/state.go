@@ -482,6 +482,15 @@ func (d *Dir) LoadLastSettings() ([]byte, error) {
 	return raw, nil
 }
 
+// RemoveLastSettings removes the record of the last settings that ran, as
+// an uninstall does: it holds the enroll secret. None is no error.
+func (d *Dir) RemoveLastSettings() error {
+	if err := os.Remove(d.File(LastSettingsFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
 // SaveContact records c.
 func (d *Dir) SaveContact(c Contact) error { return d.saveJSON(ContactFile, c) }
 

@@ -90,6 +90,17 @@ case "$1" in
 esac
 `
 
+// plistBuddyStandIn answers PlistBuddy's -c "Print :KEY" FILE for a
+// string on the line of its key, as the sandboxes' plists hold them.
+const plistBuddyStandIn = `#!/bin/sh
+echo "PlistBuddy $*" >>/sandbox/calls
+key=${2#Print :}
+[ -f "$3" ] || { echo "File Doesn't Exist, Will Create: $3" >&2; exit 1; }
+v=$(/usr/bin/sed -n "s#.*<key>$key</key><string>\\(.*\\)</string>.*#\\1#p" "$3")
+[ -n "$v" ] || { echo "Print: Entry, \":$key\", Does Not Exist" >&2; exit 1; }
+echo "$v"
+`
+
 // macTools are the commands the scripts and stand-ins call, at their macOS
 // paths, and the program here that plays each.
 var macTools = map[string]string{
@@ -264,6 +275,7 @@ func newSandbox(t *testing.T, shell string) *sandbox {
 	s.copyTool("/bin/sh", shell)
 	s.write("/bin/launchctl", launchctlStandIn, 0o755)
 	s.write("/usr/sbin/pkgutil", pkgutilStandIn, 0o755)
+	s.write("/usr/libexec/PlistBuddy", plistBuddyStandIn, 0o755)
 	s.write("/etc/passwd", "root:x:0:0:System Administrator:/var/root:/bin/sh\n", 0o644)
 	s.write("/etc/group", "wheel:x:0:root\nstaff:x:20:\nadmin:x:80:root\n", 0o644)
 	s.write("/dev/null", "", 0o666) // a plain file will do: nothing reads it
@@ -793,6 +805,36 @@ func testScripts(t *testing.T, sh string) {
 			t.Errorf("launchd still has the job: %q", args)
 		}
 		wantCalls(t, s.calls(), "launchctl bootout system/com.clearance.agent", "pkgutil --forget com.clearance.agent")
+	})
+
+	t.Run("uninstall removes the last settings that ran, not the state dir", func(t *testing.T) {
+		t.Parallel()
+		s := newSandbox(t, sh)
+		if pre, post := s.install(nil); pre.code != 0 || post.code != 0 {
+			t.Fatalf("install failed:\npreinstall %v\npostinstall %v", pre, post)
+		}
+		// The default state dir, and the one a profile names.
+		for _, d := range []string{"/var/db/clearance", "/private/var/clearance"} {
+			s.mkdir(d, 0o700)
+			s.write(d+"/last-settings.json", `{"settings":{"EnrollSecret":{"value":"hunter2"}}}`, 0o600)
+			s.write(d+"/device.key", "key\n", 0o600)
+		}
+		s.write("/Library/Managed Preferences/com.clearance.agent.plist",
+			"<plist version=\"1.0\"><dict>\n<key>StateDir</key><string>/private/var/clearance</string>\n</dict></plist>\n", 0o644)
+		s.calls()
+		if r := s.uninstall(); r.code != 0 {
+			t.Fatalf("uninstall: %v", r)
+		}
+		for _, d := range []string{"/var/db/clearance", "/private/var/clearance"} {
+			if got := s.node(d + "/last-settings.json"); got != "missing" {
+				t.Errorf("%s/last-settings.json, with the enroll secret, left behind: %s", d, got)
+			}
+			if got := s.node(d + "/device.key"); got != "file 0600 0:0" {
+				t.Errorf("%s/device.key: %s; the state dir stays", d, got)
+			}
+		}
+		wantCalls(t, s.calls(), "launchctl bootout system/com.clearance.agent",
+			"PlistBuddy -c Print :StateDir /Library/Managed Preferences/com.clearance.agent.plist", "pkgutil --forget com.clearance.agent")
 	})
 
 	keeps := []struct {

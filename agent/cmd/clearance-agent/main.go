@@ -1148,6 +1148,18 @@ func cmdRotateKey(ctx context.Context, flags *config.Flags, stdout io.Writer) er
 	return nil
 }
 
+// forgetLastSettings removes the record of the last settings that ran
+// from the state dir in names (config.StateDir), as uninstall does: it
+// holds the enroll secret, and no agent is left to run it. The rest of
+// the state dir stays, so that a reinstall comes back with its key.
+func forgetLastSettings(in config.Inputs) error {
+	path, _, err := config.StateDir(in)
+	if err != nil {
+		return err
+	}
+	return (&state.Dir{Path: path}).RemoveLastSettings()
+}
+
 // serviceCmd installs or controls the agent's service.
 func serviceCmd(action, summary string, stdout io.Writer) *cli.Command {
 	return &cli.Command{
@@ -1167,6 +1179,9 @@ func serviceCmd(action, summary string, stdout io.Writer) *cli.Command {
 				case "uninstall":
 					if err = svc.Uninstall(); err == nil {
 						err = service.RemoveNewsyslog()
+					}
+					if err == nil {
+						err = forgetLastSettings(config.Inputs{})
 					}
 				case "start":
 					err = svc.Start()

@@ -311,3 +311,33 @@ func readRecord(t *testing.T, stateDir string) config.Recorded {
 	}
 	return r
 }
+
+// TestUninstallForgetsTheLastSettings: what uninstall removes of the state
+// dir is the record of the last settings that ran, which holds the enroll
+// secret; the device key stays.
+func TestUninstallForgetsTheLastSettings(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	sd, err := state.Open(filepath.Join(dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sd.SaveLastSettings([]byte(`{"settings":{}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sd.File(state.KeyFile), []byte("key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in := config.Inputs{Flags: map[string]string{"state-dir": sd.Path}, ManagedPlist: filepath.Join(dir, "none.plist")}
+	for range 2 { // again, with nothing left to remove
+		if err := forgetLastSettings(in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(sd.File(state.LastSettingsFile)); !os.IsNotExist(err) {
+		t.Errorf("the last settings that ran are left: %v", err)
+	}
+	if _, err := os.Stat(sd.File(state.KeyFile)); err != nil {
+		t.Errorf("the device key went too: %v", err)
+	}
+}
