@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -209,6 +210,18 @@ func (m *Manager) Forget(reason string) bool {
 	return true
 }
 
+// SecretID is the id an enroll secret carries, by which the verifier's
+// `secret list` names it: the verifier's secrets read "<id>.<value>",
+// the id 16 lower-case hex characters that reveal nothing of the value.
+// It is "" for a secret of another form.
+func SecretID(secret string) string {
+	id, _, ok := strings.Cut(strings.TrimSpace(secret), ".")
+	if !ok || len(id) != 16 || strings.Trim(id, "0123456789abcdef") != "" {
+		return ""
+	}
+	return id
+}
+
 // Enroll performs the enrollment ceremony and stores the result.
 func (m *Manager) Enroll(ctx context.Context) (*state.Identity, error) {
 	m.init()
@@ -282,7 +295,7 @@ func (m *Manager) Enroll(ctx context.Context) (*state.Identity, error) {
 	}
 
 	// 5. Store.
-	id := &state.Identity{DeviceID: resp.GetDeviceId(), Verifier: m.Verifier, EnrolledAt: m.now().UTC(), Cert: cert, Chain: chain}
+	id := &state.Identity{DeviceID: resp.GetDeviceId(), Verifier: m.Verifier, EnrolledAt: m.now().UTC(), EnrollSecretID: SecretID(m.EnrollSecret), Cert: cert, Chain: chain}
 	if err := m.Dir.SaveIdentity(id); err != nil {
 		return nil, err
 	}
@@ -371,7 +384,7 @@ func (m *Manager) Renew(ctx context.Context) (*state.Identity, error) {
 		return nil, fmt.Errorf("%w: renewal response: certificate valid from %s to %s, not at %s, the verifier's time before this answer",
 			ErrUnusableResponse, cert.NotBefore.UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339), before.UTC().Format(time.RFC3339))
 	}
-	id := &state.Identity{DeviceID: cur.DeviceID, Verifier: cur.Verifier, EnrolledAt: cur.EnrolledAt, Cert: cert, Chain: chain}
+	id := &state.Identity{DeviceID: cur.DeviceID, Verifier: cur.Verifier, EnrolledAt: cur.EnrolledAt, EnrollSecretID: cur.EnrollSecretID, Cert: cert, Chain: chain}
 	if err := m.Dir.SaveIdentity(id); err != nil {
 		return nil, err
 	}

@@ -424,3 +424,41 @@ func TestRenewalValidOnlyInItsOwnTimeRefused(t *testing.T) {
 		})
 	}
 }
+
+// The device records which enroll secret it enrolled with, by the id the
+// verifier's `secret list` shows, never the secret; a renewal keeps it.
+func TestEnrollRecordsTheSecretsID(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.Secret = "3f2a8c1e4b5d6a7f.c2VjcmV0LXZhbHVlLW5vdC1zaG93bg"
+	v.Lifetime = 3 * time.Hour
+	m := manager(t, v, t.TempDir(), v.Secret)
+	if _, err := m.Ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	id, err := m.Dir.LoadIdentity()
+	if err != nil || id.EnrollSecretID != "3f2a8c1e4b5d6a7f" {
+		t.Fatalf("identity %+v, %v; want secret id 3f2a8c1e4b5d6a7f", id, err)
+	}
+	raw, err := os.ReadFile(m.Dir.File(state.IdentityFile))
+	if err != nil || strings.Contains(string(raw), "c2VjcmV0") {
+		t.Errorf("identity.json holds the secret's value: %s, %v", raw, err)
+	}
+	if _, err := m.Renew(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := m.Dir.LoadIdentity(); err != nil || id.EnrollSecretID != "3f2a8c1e4b5d6a7f" {
+		t.Errorf("after renewal: %+v, %v", id, err)
+	}
+	for secret, want := range map[string]string{
+		"s3cret":                      "",
+		"3F2A8C1E4B5D6A7F.value":      "",
+		"3f2a8c1e4b5d6a7.value":       "",
+		" 3f2a8c1e4b5d6a7f.value\n":   "3f2a8c1e4b5d6a7f",
+		"scim_3f2a8c1e4b5d6a7f.value": "",
+	} {
+		if got := enroll.SecretID(secret); got != want {
+			t.Errorf("SecretID(%q) = %q, want %q", secret, got, want)
+		}
+	}
+}

@@ -122,11 +122,15 @@ func (d *Dir) File(name string) string { return filepath.Join(d.Path, name) }
 
 // Identity is what enrollment produced.
 type Identity struct {
-	DeviceID   string              `json:"device_id"`
-	Verifier   string              `json:"verifier"`
-	EnrolledAt time.Time           `json:"enrolled_at"`
-	Cert       *x509.Certificate   `json:"-"`
-	Chain      []*x509.Certificate `json:"-"`
+	DeviceID   string    `json:"device_id"`
+	Verifier   string    `json:"verifier"`
+	EnrolledAt time.Time `json:"enrolled_at"`
+	// EnrollSecretID names the enroll secret the device enrolled with, as
+	// the verifier's `secret list` does; "" when unknown (an enrollment
+	// older than the record, a secret of another form).
+	EnrollSecretID string              `json:"enroll_secret_id,omitempty"`
+	Cert           *x509.Certificate   `json:"-"`
+	Chain          []*x509.Certificate `json:"-"`
 }
 
 // Lifetime returns the certificate's validity window.
