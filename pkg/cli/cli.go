@@ -4,7 +4,8 @@
 // meant, exit codes, and the version line.
 //
 // Exit codes: 0 for success and for help; 1 when a command fails; 2 for a
-// usage error (unknown command or flag, a bad flag value, wrong arguments).
+// usage error (unknown command or flag, a bad flag value, wrong arguments);
+// 3 and up, a command's own (ExitCode).
 package cli
 
 import (
@@ -81,6 +82,14 @@ func Usagef(format string, args ...any) error {
 // failing checks): Run exits 1 without printing anything more.
 var ErrReported = errors.New("failed")
 
+// ExitCode ends a command that has said all it has to say with a code of
+// its own, for scripts to read (status's standing, say): Run prints
+// nothing more and exits with it. 1 and 2 keep their meaning for every
+// command, so a command's own codes are 3 and up.
+type ExitCode int
+
+func (c ExitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
+
 // NoArgs is a UsageError when a command that takes no arguments got some.
 func NoArgs(args []string) error {
 	if len(args) > 0 {
@@ -115,6 +124,10 @@ func (p *Program) Run(ctx context.Context, args []string) int {
 func (p *Program) Report(err error) int {
 	if err == nil {
 		return ExitOK
+	}
+	var code ExitCode
+	if errors.As(err, &code) {
+		return int(code)
 	}
 	if errors.Is(err, ErrReported) {
 		return ExitFail

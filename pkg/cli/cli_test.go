@@ -50,6 +50,9 @@ func testProgram(out, errOut *bytes.Buffer, got *[]string) *Program {
 							if args[0] == "quiet" {
 								return ErrReported
 							}
+							if args[0] == "in-use" {
+								return ExitCode(3)
+							}
 							*got = append(*got, args[0], boolWord(*force))
 							return nil
 						}
@@ -104,6 +107,7 @@ func TestRun(t *testing.T) {
 		{"missing argument", []string{"thing", "remove"}, 2, "", "tool thing remove: needs exactly 1 argument: the thing's ID (got 0) (see 'tool thing remove -h')\n", ""},
 		{"failure", []string{"thing", "remove", "fail"}, 1, "", "tool thing remove: it would not go\n", ""},
 		{"reported failure", []string{"thing", "remove", "quiet"}, 1, "", "", ""},
+		{"a code of the command's own", []string{"thing", "remove", "in-use"}, 3, "", "", ""},
 		{"help of unknown", []string{"help", "nope"}, 2, "", `tool: unknown command "nope"; the commands are serve or thing (see 'tool -h')` + "\n", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
