@@ -1178,15 +1178,43 @@ func (c *Client) setPolicySet(ps *agentv1.PolicySet) {
 // shorter one on the verifier's word: a policy set pushed with a 1 ms
 // interval would otherwise have every Mac run its queries, fsync its seq
 // and sign a report in a tight loop.
-func (c *Client) interval(p *agentv1.Policy) time.Duration {
-	if c.o.Interval > 0 {
-		return c.o.Interval
+func (c *Client) interval(p *agentv1.Policy) time.Duration { return PolicyInterval(p, c.o.Interval) }
+
+// PolicyInterval is how often the agent runs p with the local Interval
+// setting local (0 when unset): see Client.interval.
+func PolicyInterval(p *agentv1.Policy, local time.Duration) time.Duration {
+	if local > 0 {
+		return local
 	}
 	d := p.GetInterval().AsDuration()
 	if d <= 0 {
 		return DefaultInterval
 	}
 	return min(max(d, policyfile.MinInterval), policyfile.MaxInterval)
+}
+
+// ReportSlack is what ReportDue allows beyond the schedule: the
+// report's listings, an acknowledgement written down late (contactEvery),
+// a reconnect's backoff.
+const ReportSlack = time.Minute
+
+// ReportDue bounds how old the last report the verifier stored may be
+// while the agent runs policies (ps's for platform, with the local
+// Interval setting and run budget) as it should: the shortest interval it
+// runs them at, a tenth of it for the jitter, one run, and ReportSlack.
+// It is 0 when no policy of ps applies: the agent then reports only when
+// it connects or the verifier asks.
+func ReportDue(ps *agentv1.PolicySet, platform string, local, runBudget time.Duration) time.Duration {
+	var shortest time.Duration
+	for _, p := range policy.Filter(ps, platform) {
+		if iv := PolicyInterval(p, local); shortest == 0 || iv < shortest {
+			shortest = iv
+		}
+	}
+	if shortest == 0 {
+		return 0
+	}
+	return shortest + shortest/10 + runBudget + ReportSlack
 }
 
 // logClamped says once per policy set which pushed intervals interval

@@ -1562,3 +1562,35 @@ func TestLastAckWrittenAtShutdown(t *testing.T) {
 		t.Errorf("after the agent stopped the state dir records seq %d as the last stored, the verifier acknowledged %d", got, second)
 	}
 }
+
+// TestReportDue: how old the last stored report may be from an agent that
+// runs its policies as it should: the shortest interval the agent runs
+// them at (the local setting over the policies', pushed ones clamped), a
+// tenth of it, a run and the slack; nothing to say without a policy for
+// the platform.
+func TestReportDue(t *testing.T) {
+	t.Parallel()
+	ps := &agentv1.PolicySet{Policies: []*agentv1.Policy{
+		{Id: "hourly", Interval: durationpb.New(time.Hour)},
+		{Id: "minutely", Interval: durationpb.New(time.Minute)},
+		{Id: "windows", Interval: durationpb.New(time.Second), Platforms: []string{"windows"}},
+	}}
+	budget := 2 * time.Minute
+	for _, tt := range []struct {
+		name     string
+		ps       *agentv1.PolicySet
+		local    time.Duration
+		platform string
+		want     time.Duration
+	}{
+		{"the shortest interval", ps, 0, "darwin", time.Minute + 6*time.Second + budget + stream.ReportSlack},
+		{"the local Interval", ps, 5 * time.Minute, "darwin", 5*time.Minute + 30*time.Second + budget + stream.ReportSlack},
+		{"a pushed interval clamped", ps, 0, "windows", 10*time.Second + time.Second + budget + stream.ReportSlack},
+		{"no policy for the platform", &agentv1.PolicySet{Policies: ps.Policies[2:]}, 0, "darwin", 0},
+		{"no policy set", nil, 0, "darwin", 0},
+	} {
+		if got := stream.ReportDue(tt.ps, tt.platform, tt.local, budget); got != tt.want {
+			t.Errorf("%s: ReportDue = %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
