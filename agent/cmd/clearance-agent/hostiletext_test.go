@@ -107,8 +107,8 @@ func TestStatusPrintsVerifierTextInert(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
-	if code := realMain([]string{"status", "--state-dir", stateDir, "--managed-plist", filepath.Join(dir, "none.plist")}, &stdout, &stderr); code != 0 {
-		t.Fatalf("exit code %d\nstderr:\n%s", code, stderr.String())
+	if code := realMain([]string{"status", "--state-dir", stateDir, "--managed-plist", filepath.Join(dir, "none.plist")}, &stdout, &stderr); code != standingNotEnrolled.code {
+		t.Fatalf("exit code %d, want %d (pending approval)\nstderr:\n%s", code, standingNotEnrolled.code, stderr.String())
 	}
 	out := stdout.String()
 	checkInert(t, "status", out)

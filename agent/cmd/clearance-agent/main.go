@@ -47,7 +47,8 @@ func main() {
 var errFailed = cli.ErrReported
 
 // realMain runs args and returns the exit code: 0, 1 when a command
-// fails, 2 for a usage error.
+// fails, 2 for a usage error; status exits with the Mac's standing (3 to
+// 5, see standing).
 func realMain(args []string, stdout, stderr io.Writer) int {
 	return program(stdout, stderr).Run(context.Background(), args)
 }
@@ -104,14 +105,14 @@ func program(stdout, stderr io.Writer) *cli.Program {
 			},
 			{
 				Name:    "status",
-				Summary: "show enrollment, device key, service and configuration",
-				Doc: "Shows the settings, and what the agent wrote in its state dir: whether it runs and with which " +
-					"settings, its enrollment, its last connection and the last report the verifier stored. It exits 1 " +
-					"when the settings do not read (a misspelt key, a damaged plist), after the rows it can still show.",
-				Footer: config.Footer,
+				Summary: "show enrollment, device key, service and configuration; exit with the Mac's standing",
+				Doc:     statusHelp,
+				Footer:  config.Footer,
 				Flags: func(fs *cli.FlagSet) cli.Action {
 					flags := config.Bind(fs, append([]string{"verifier", "run-budget"}, osquerySettings...)...)
-					return func(context.Context, []string) error { return cmdStatus(flags, stdout) }
+					fs.Group("Output")
+					asJSON := fs.Bool("json", false, "print the same facts as one JSON object")
+					return func(context.Context, []string) error { return cmdStatus(flags, *asJSON, stdout) }
 				},
 			},
 			{
@@ -864,240 +865,6 @@ func oneLine(s string) string {
 		out = append(out[:119], '…')
 	}
 	return string(out)
-}
-
-// cmdStatus shows the settings and what the agent wrote in its state dir.
-// Settings that do not read (a misspelt key, a file that is no plist) make
-// it fail (exit 1), but only after it has shown all the state dir says
-// when an agent has run with it: a running agent keeps the settings it
-// had, and the rows say what it does. With no agent run there, the
-// settings' error is all there is to say.
-func cmdStatus(flags *config.Flags, stdout io.Writer) error {
-	cfg, unread := loadConfig(flags)
-	if unread != nil {
-		path, source, err := config.StateDir(flags.Inputs())
-		if err != nil {
-			return unread
-		}
-		if r, err := (&state.Dir{Path: path}).LoadRunning(); err != nil || r == nil {
-			return unread // no agent has run here: there is nothing else to say
-		}
-		cfg = &config.Config{StateDir: path, Sources: map[string]string{agentprefs.KeyStateDir: source}}
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	defer tw.Flush()
-	// Values come from the verifier (the device id, a pending request's
-	// reason, the policy set's version) and from files: each is shown
-	// escaped (pkg/printable), on one line.
-	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, printable.Line(v)) }
-	row("version", version.Version)
-	// What the settings do not say when they do not read.
-	const notRead = "the settings do not read"
-	verifier := cfg.Verifier
-	if verifier == "" {
-		// The settings this command read (a plist, flags) name none, or
-		// do not read: the state dir says which verifier the Mac enrolled
-		// with.
-		why := "these settings name none"
-		verifier = "not configured"
-		if unread != nil {
-			why, verifier = notRead, "unknown: "+notRead
-		}
-		if id, err := (&state.Dir{Path: cfg.StateDir}).LoadIdentity(); err == nil && id.Verifier != "" {
-			verifier = id.Verifier + " (enrolled with; " + why + ")"
-		}
-	}
-	row("verifier", verifier)
-	if unread != nil {
-		row("state dir", cfg.StateDir+" ("+cfg.Sources[agentprefs.KeyStateDir]+")")
-	} else {
-		row("state dir", cfg.StateDir)
-	}
-	switch {
-	case unread != nil:
-		row("osquery", "unknown: "+notRead)
-	case cfg.OsquerySocket != "":
-		row("osquery", "attach "+cfg.OsquerySocket)
-	case cfg.OsquerydPath != "":
-		row("osquery", "spawn "+cfg.OsquerydPath)
-	default:
-		row("osquery", "not configured")
-	}
-	if len(cfg.Ignored) > 0 {
-		row("ignored keys", strings.Join(cfg.Ignored, "; ")+" (unknown to this agent version)")
-	}
-	if svc, err := service.New(); err == nil {
-		row("service", service.Status(svc))
-	} else {
-		row("service", "unknown ("+err.Error()+")")
-	}
-	dir := &state.Dir{Path: cfg.StateDir}
-	if r, err := dir.LoadRunning(); err == nil && r != nil {
-		// Whether it runs is the lock's to say: the recorded process id
-		// may be another process's by now.
-		alive, lerr := dir.AgentRunning()
-		if lerr != nil {
-			row("agent", "unknown: "+lerr.Error())
-		}
-		// Compared with every setting the daemon reads, from the same
-		// files, not only those this command shows.
-		in := flags.Inputs()
-		in.Only = nil
-		all, aerr := config.Load(in)
-		if aerr != nil {
-			row("settings", "the files' settings do not read: "+aerr.Error())
-			all = nil
-		}
-		for _, kv := range runningRows(r, all, time.Now(), alive) {
-			row(kv[0], kv[1])
-		}
-	}
-	storage, _, kerr := devicekey.Describe(dir)
-	switch {
-	case kerr == nil && storage == devicekey.SecureEnclave:
-		row("device key", "Secure Enclave")
-	case kerr == nil:
-		why := "key file " + dir.File(state.KeyFile)
-		if serr := devicekey.SecureEnclaveSupport(); serr != nil {
-			why += "; Secure Enclave unavailable: " + serr.Error()
-		} else {
-			why += "; Secure Enclave key creation failed at enrollment (see the log)"
-		}
-		row("device key", why)
-	case errors.Is(kerr, os.ErrNotExist):
-		row("device key", "none yet")
-	default:
-		row("device key", "unreadable: "+kerr.Error())
-	}
-	if k, err := devicekey.LoadRecorded(context.Background(), dir); err == nil {
-		if fp, err := devicekey.Fingerprint(k.Public()); err == nil {
-			// What `clearance-verifier devices pending` shows, to compare
-			// before approving.
-			row("device key fingerprint", fp)
-		}
-	}
-	if _, err := os.Stat(dir.File(state.PreviousKeyURIFile)); err == nil {
-		row("key rotation", "under way: the next enrollment proves the new key with the previous one")
-	}
-	p, _ := dir.LoadPending() // nil when unreadable, as when none
-	refusal, _ := dir.LoadRefusal()
-	// Each answer clears the other's record; should both be left (an
-	// agent that kept the wait past a rejection), the later one says
-	// where the Mac is.
-	if p != nil && refusal != nil {
-		if refusal.At.Before(p.LastAsked) {
-			refusal = nil
-		} else {
-			p = nil
-		}
-	}
-	if p != nil {
-		row("enrollment", fmt.Sprintf("PENDING APPROVAL by the security team (request %s, %s, since %s); the agent asks again until it is approved",
-			p.RequestID, p.Reason, p.RequestedAt.UTC().Format(time.RFC3339)))
-	}
-	if r := refusal; r != nil {
-		row("REFUSED", fmt.Sprintf("by the verifier at %s (%s): %s; the agent asks again at %s",
-			r.At.UTC().Format(time.RFC3339), r.Code, printable.Line(r.Message), r.RetryAt.UTC().Format(time.RFC3339)))
-	}
-	id, err := dir.LoadIdentity()
-	switch {
-	case errors.Is(err, state.ErrNotEnrolled) && p != nil:
-		row("enrolled", "no (pending approval)")
-	case errors.Is(err, state.ErrNotEnrolled):
-		row("enrolled", "no")
-	case err != nil:
-		row("enrolled", "unknown: "+err.Error())
-	default:
-		row("enrolled", "yes")
-		row("device id", id.DeviceID)
-		exp := id.Cert.NotAfter.UTC().Format(time.RFC3339)
-		if time.Now().After(id.Cert.NotAfter) {
-			exp += " (EXPIRED)"
-		}
-		row("cert expires", exp)
-		row("renews at", id.RenewAt().UTC().Format(time.RFC3339))
-	}
-	if seq, err := dir.LastSeq(); err == nil {
-		row("last seq", fmt.Sprint(seq))
-	}
-	if c, err := dir.LoadContact(); err == nil && c != nil {
-		// What the running agent last wrote down: times say how current.
-		now := time.Now()
-		when := func(t time.Time) string {
-			return fmt.Sprintf("%s (%s ago)", t.UTC().Format(time.RFC3339), now.Sub(t).Round(time.Second))
-		}
-		if !c.ConnectedAt.IsZero() {
-			row("connected", when(c.ConnectedAt)+" to "+c.Verifier)
-		}
-		if !c.AckedAt.IsZero() {
-			row("last report stored", fmt.Sprintf("%s, seq %d", when(c.AckedAt), c.AckedSeq))
-		}
-		if !c.FailedAt.IsZero() && c.FailedAt.After(c.ConnectedAt) {
-			row("NOT CONNECTED", "the last attempt, at "+when(c.FailedAt)+": "+printable.Line(c.Failure))
-		}
-	}
-	if ps, err := dir.LoadPolicySet(); err == nil && ps != nil {
-		row("policy set", fmt.Sprintf("%s (%d policies)", ps.GetVersion(), len(ps.GetPolicies())))
-	}
-	if unread != nil {
-		row("run budget", "unknown: "+notRead)
-		return errFailed // the settings row says why
-	}
-	from := cfg.Sources[agentprefs.KeyRunBudget]
-	if from == "" {
-		from = config.SourceDefault
-	}
-	row("run budget", fmt.Sprintf("%s (%s)", cfg.RunBudget, from))
-	return nil
-}
-
-// runningRows says what the running agent uses, from its record: whether
-// it runs, since when and which version, and whether the settings files
-// say the same (cfg): changed since it started (it takes them within
-// settingsPoll), or rejected (it runs on with those it has). cfg is nil
-// when the files do not read.
-func runningRows(r *state.Running, cfg *config.Config, now time.Time, alive bool) [][2]string {
-	since := fmt.Sprintf("%s (%s ago)", r.StartedAt.UTC().Format(time.RFC3339), now.Sub(r.StartedAt).Round(time.Second))
-	if !alive {
-		return [][2]string{{"agent", fmt.Sprintf("not running (last started %s, version %s, process %d)", since, r.Version, r.PID)}}
-	}
-	rows := [][2]string{{"agent", fmt.Sprintf("running since %s, version %s, process %d", since, r.Version, r.PID)}}
-	// A key the agent's flags or environment pin is no change of the
-	// files' that it will take: say which pins it instead.
-	var changed []string
-	pins := ""
-	if cfg != nil {
-		for _, k := range config.ChangedFrom(r.Settings, cfg) {
-			if src, ok := r.Pinned[k]; ok {
-				pins += fmt.Sprintf("; the agent's %s sets %s, over the files", src, k)
-			} else {
-				changed = append(changed, k)
-			}
-		}
-	}
-	switch {
-	case !r.RejectedAt.IsZero():
-		with := "the agent runs on with the settings it had"
-		if !r.LastRanAt.IsZero() {
-			with = "the agent started with the last settings that ran (recorded " + r.LastRanAt.UTC().Format(time.RFC3339) + ")"
-		}
-		msg := fmt.Sprintf("at %s: %s; %s", r.RejectedAt.UTC().Format(time.RFC3339), r.Rejected, with)
-		// Settings that did not read name no keys, and give no rows.
-		if len(r.RejectedKeys) > 0 {
-			msg += " (the new ones changed " + strings.Join(r.RejectedKeys, ", ") + ")"
-		}
-		if cfg != nil {
-			msg += "; the rows above are the files' new settings"
-		}
-		rows = append(rows, [2]string{"NEW SETTINGS REJECTED", msg})
-	case cfg == nil:
-	case len(changed) > 0:
-		rows = append(rows, [2]string{"settings", fmt.Sprintf("the files changed %s since the agent started; it takes them within %s (at once on SIGHUP)%s",
-			strings.Join(changed, ", "), settingsPoll, pins)})
-	default:
-		rows = append(rows, [2]string{"settings", "in use as the files say" + pins})
-	}
-	return rows
 }
 
 // rotateWait is how long rotate-key waits for an agent that is stopping.

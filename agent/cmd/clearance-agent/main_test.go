@@ -325,7 +325,8 @@ func TestStatusShowsTheRunBudget(t *testing.T) {
 	status := func(args ...string) string {
 		t.Helper()
 		var stdout, stderr bytes.Buffer
-		if code := realMain(append([]string{"status", "--state-dir", filepath.Join(dir, "state"), "--managed-plist", managed}, args...), &stdout, &stderr); code != 0 {
+		// Not enrolled: no agent ever ran here.
+		if code := realMain(append([]string{"status", "--state-dir", filepath.Join(dir, "state"), "--managed-plist", managed}, args...), &stdout, &stderr); code != standingNotEnrolled.code {
 			t.Fatalf("status: %d, %s", code, stderr.String())
 		}
 		return stdout.String()
@@ -397,17 +398,17 @@ func TestRunningRows(t *testing.T) {
 		}
 		return b.String()
 	}
-	if got := text(runningRows(r, cfg, now, true)); !strings.Contains(got, "agent: running since 2026-03-04T11:00:00Z (1h0m0s ago), version 1.2.3, process 4242\n") ||
+	if got := text(runningRows(r, cfg, now, true, nil)); !strings.Contains(got, "agent: running since 2026-03-04T11:00:00Z (1h0m0s ago), version 1.2.3, process 4242\n") ||
 		!strings.Contains(got, "settings: in use as the files say\n") {
 		t.Errorf("as the files say:\n%s", got)
 	}
 	changed := *cfg
 	changed.EnrollSecret, changed.RunBudget = "another", 2*time.Minute
-	if got := text(runningRows(r, &changed, now, true)); !strings.Contains(got, "settings: the files changed EnrollSecret, RunBudget since the agent started; it takes them within 30s") {
+	if got := text(runningRows(r, &changed, now, true, nil)); !strings.Contains(got, "settings: the files changed EnrollSecret, RunBudget since the agent started; it takes them within 30s") {
 		t.Errorf("changed files:\n%s", got)
 	}
 	r.RejectedAt, r.Rejected, r.RejectedKeys = now.Add(-time.Minute), "CAFingerprint matches no certificate", []string{"CAFingerprint"}
-	if got := text(runningRows(r, &changed, now, true)); !strings.Contains(got, "NEW SETTINGS REJECTED: at 2026-03-04T11:59:00Z: CAFingerprint matches no certificate; the agent runs on with the settings it had (the new ones changed CAFingerprint)") {
+	if got := text(runningRows(r, &changed, now, true, nil)); !strings.Contains(got, "NEW SETTINGS REJECTED: at 2026-03-04T11:59:00Z: CAFingerprint matches no certificate; the agent runs on with the settings it had (the new ones changed CAFingerprint)") {
 		t.Errorf("rejected:\n%s", got)
 	}
 	// A key the agent's flag sets is not the files' to change: status
@@ -418,14 +419,14 @@ func TestRunningRows(t *testing.T) {
 	files := *cfg
 	files.PresenceListen = agentprefs.DefaultPresenceListen
 	pinned.Settings = config.Fingerprints(&config.Config{Verifier: cfg.Verifier, EnrollSecret: cfg.EnrollSecret, RunBudget: cfg.RunBudget, PresenceListen: agentprefs.PresenceOff})
-	if got := text(runningRows(&pinned, &files, now, true)); !strings.Contains(got, "settings: in use as the files say; the agent's flag --presence-listen sets PresenceListen, over the files\n") {
+	if got := text(runningRows(&pinned, &files, now, true, nil)); !strings.Contains(got, "settings: in use as the files say; the agent's flag --presence-listen sets PresenceListen, over the files\n") {
 		t.Errorf("a key the agent's flag pins:\n%s", got)
 	}
 	files.RunBudget = 2 * time.Minute
-	if got := text(runningRows(&pinned, &files, now, true)); !strings.Contains(got, "settings: the files changed RunBudget since the agent started; it takes them within 30s (at once on SIGHUP); the agent's flag --presence-listen sets PresenceListen, over the files\n") {
+	if got := text(runningRows(&pinned, &files, now, true, nil)); !strings.Contains(got, "settings: the files changed RunBudget since the agent started; it takes them within 30s (at once on SIGHUP); the agent's flag --presence-listen sets PresenceListen, over the files\n") {
 		t.Errorf("a key the agent's flag pins, another changed:\n%s", got)
 	}
-	if got := text(runningRows(r, cfg, now, false)); got != "agent: not running (last started 2026-03-04T11:00:00Z (1h0m0s ago), version 1.2.3, process 4242)\n" {
+	if got := text(runningRows(r, cfg, now, false, nil)); got != "agent: not running (last started 2026-03-04T11:00:00Z (1h0m0s ago), version 1.2.3, process 4242)\n" {
 		t.Errorf("not running:\n%s", got)
 	}
 	for _, fp := range r.Settings {

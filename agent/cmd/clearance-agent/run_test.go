@@ -162,7 +162,10 @@ func TestStartWithAProfileThatWouldNotRun(t *testing.T) {
 		if strings.Contains(a.logs.String(), v.Secret) {
 			t.Errorf("%s: the log holds the enroll secret", tt.name)
 		}
-		_, stdout, _ := runAgent(statusArgs...)
+		code, stdout, _ := runAgent(statusArgs...)
+		if code != standingSettingsRejected.code {
+			t.Errorf("%s: status exits %d, want %d (settings rejected)", tt.name, code, standingSettingsRejected.code)
+		}
 		for _, want := range []string{
 			`agent: +running since`,
 			`NEW SETTINGS REJECTED: +at .*: .*` + regexp.QuoteMeta(tt.why) + `.*; the agent started with the last settings that ran \(recorded ` + regexp.QuoteMeta(recorded.At.Format(time.RFC3339)) + `\)`,
@@ -196,9 +199,9 @@ func TestStartWithAProfileThatWouldNotRun(t *testing.T) {
 		return err == nil && strings.Contains(string(raw), `"RunBudget":{"value":"90s"`)
 	})
 	nextReport(t, v, a)
-	if _, stdout, _ := runAgent(statusArgs...); !regexp.MustCompile(`settings: +in use as the files say`).MatchString(stdout) ||
+	if code, stdout, _ := runAgent(statusArgs...); code != 0 || !regexp.MustCompile(`settings: +in use as the files say`).MatchString(stdout) ||
 		strings.Contains(stdout, "REJECTED") {
-		t.Errorf("status after the good profile:\n%s", stdout)
+		t.Errorf("status after the good profile: exit %d\n%s", code, stdout)
 	}
 	if err := a.stop(t); err != nil {
 		t.Errorf("the agent ended with %v", err)

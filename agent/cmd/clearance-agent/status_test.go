@@ -79,8 +79,8 @@ func TestStatusWhenTheSettingsDoNotRead(t *testing.T) {
 			watchOnce(t, flags, running, log, rec)
 
 			code, stdout, stderr = runAgent(append([]string{"status"}, args...)...)
-			if code != 1 || stderr != "" {
-				t.Errorf("exit code %d, stderr %q; want 1, the rows saying why", code, stderr)
+			if code != standingSettingsRejected.code || stderr != "" {
+				t.Errorf("exit code %d, stderr %q; want %d, the rows saying why", code, stderr, standingSettingsRejected.code)
 			}
 			for _, want := range []string{
 				`verifier: +verifier.example:8443 \(enrolled with; the settings do not read\)`,
@@ -94,6 +94,7 @@ func TestStatusWhenTheSettingsDoNotRead(t *testing.T) {
 				`connected: +.* to verifier.example:8443`,
 				`osquery: +unknown: the settings do not read`,
 				`run budget: +unknown: the settings do not read`,
+				`standing: +SETTINGS REJECTED \(exit 5\): the settings do not read; the agent runs on with others\n`,
 			} {
 				if !regexp.MustCompile(want).MatchString(stdout) {
 					t.Errorf("status lacks %q:\n%s", want, stdout)
@@ -190,8 +191,8 @@ func TestStatusRefusedOrPending(t *testing.T) {
 				t.Fatal(err)
 			}
 			code, stdout, stderr := runAgent("status", "--state-dir", stateDir, "--managed-plist", filepath.Join(dir, "none.plist"))
-			if code != 0 {
-				t.Fatalf("exit code %d, stderr %q", code, stderr)
+			if code != standingNotEnrolled.code {
+				t.Fatalf("exit code %d, stderr %q; want %d, not enrolled", code, stderr, standingNotEnrolled.code)
 			}
 			for _, want := range tt.want {
 				if !regexp.MustCompile(want).MatchString(stdout) {
