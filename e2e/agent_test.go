@@ -65,6 +65,21 @@ func (p *proc) stop() {
 	}
 }
 
+// agentStatus runs `clearance-agent status` with args (and env, KEY=VALUE,
+// added to the environment) and returns what it printed and its exit code:
+// the Mac's standing, 0 or 3 to 5. Any other code fails the test.
+func agentStatus(t *testing.T, env []string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "clearance-agent"), append([]string{"status"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	code := cmd.ProcessState.ExitCode()
+	if err != nil && (code < 3 || code > 5) {
+		t.Fatalf("clearance-agent status: %v\n%s", err, out)
+	}
+	return string(out), code
+}
+
 // device polls GetDevice until cond holds or the wait runs out.
 func waitDevice(t *testing.T, v *verifier, what string, within time.Duration, cond func(*adminv1.GetDeviceResponse) bool) *adminv1.GetDeviceResponse {
 	t.Helper()
@@ -202,18 +217,15 @@ func TestAgentEndToEnd(t *testing.T) {
 	}
 	seqBefore := rc.GetReport().GetReport().GetSeq()
 
-	// `status` says the Mac is reporting: connected, its last report stored.
-	status := func() string {
+	// `status` says the Mac is reporting: connected, its last report
+	// stored, in good standing (exit 0).
+	status := func() (string, int) {
 		t.Helper()
-		out, err := exec.Command(filepath.Join(binDir, "clearance-agent"), "status", "--state-dir", stateDir,
-			"--managed-plist", filepath.Join(dir, "none.plist")).CombinedOutput()
-		if err != nil {
-			t.Fatalf("clearance-agent status: %v\n%s", err, out)
-		}
-		return string(out)
+		return agentStatus(t, nil, "--state-dir", stateDir, "--managed-plist", filepath.Join(dir, "none.plist"))
 	}
-	if st := status(); !strings.Contains(st, "connected:") || !strings.Contains(st, "last report stored:") || strings.Contains(st, "NOT CONNECTED") {
-		t.Errorf("status of a reporting Mac:\n%s", st)
+	if st, code := status(); code != 0 || !strings.Contains(st, "connected:") || !strings.Contains(st, "last report stored:") || strings.Contains(st, "NOT CONNECTED") ||
+		!strings.Contains(st, "standing:") {
+		t.Errorf("status of a reporting Mac: exit %d\n%s", code, st)
 	}
 
 	// 4. The verifier is stopped and started again: the agent comes back by
@@ -221,7 +233,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	grpcAddr, httpAddr := v.grpcAddr, v.httpAddr
 	v.stop()
 	waitLog(t, agent.logs, "the agent losing the verifier", "not connected to verifier")
-	if st := status(); !strings.Contains(st, "NOT CONNECTED:") || !strings.Contains(st, "Unavailable") {
+	if st, _ := status(); !strings.Contains(st, "NOT CONNECTED:") || !strings.Contains(st, "Unavailable") {
 		t.Errorf("status with the verifier down:\n%s", st)
 	}
 	v = startVerifierAt(t, dataDir, policiesFile(t), grpcAddr, httpAddr)

@@ -72,12 +72,14 @@ func (m *mac) start(t *testing.T) {
 // status runs `clearance-agent status` on the Mac's state dir.
 func (m *mac) status(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command(filepath.Join(binDir, "clearance-agent"), "status", "--state-dir", m.stateDir,
-		"--managed-plist", filepath.Join(m.dir, "none.plist")).CombinedOutput()
-	if err != nil {
-		t.Fatalf("clearance-agent status: %v\n%s", err, out)
-	}
-	return string(out)
+	out, _ := m.standing(t)
+	return out
+}
+
+// standing is status, with its exit code: the Mac's standing.
+func (m *mac) standing(t *testing.T) (string, int) {
+	t.Helper()
+	return agentStatus(t, nil, "--state-dir", m.stateDir, "--managed-plist", filepath.Join(m.dir, "none.plist"))
 }
 
 // pending lists the requests waiting for approval.
@@ -565,9 +567,11 @@ func TestRefusedAgentSaysWhyInStatus(t *testing.T) {
 	m := startMac(t, filepath.Join(dir, "mac"), v.grpcAddr, filepath.Join(dataDir, "ca.pem"), "not-a-secret", "", "", "")
 	const why = "enroll secret is not valid"
 	waitLog(t, m.agent.logs, "the agent saying the verifier refused", "verifier refused; not retrying soon", why)
-	st := m.status(t)
-	if !strings.Contains(st, "REFUSED") || !strings.Contains(st, "Unauthenticated") || !strings.Contains(st, why) || !strings.Contains(st, "asks again at") {
-		t.Errorf("clearance-agent status after a refusal:\n%s", st)
+	// Scripts and MDM extension attributes read the refusal from the
+	// exit code: not enrolled, 3.
+	st, code := m.standing(t)
+	if code != 3 || !strings.Contains(st, "REFUSED") || !strings.Contains(st, "Unauthenticated") || !strings.Contains(st, why) || !strings.Contains(st, "asks again at") {
+		t.Errorf("clearance-agent status after a refusal: exit %d\n%s", code, st)
 	}
 }
 

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -116,22 +117,15 @@ func TestAgentTakesANewProfile(t *testing.T) {
 		return g.GetDevice().GetConnected() && g.GetDevice().GetLastSeq() > 0
 	})
 	// status says what the running agent uses, from the state dir.
-	status := func() string {
+	status := func() (string, int) {
 		t.Helper()
-		cmd := exec.Command(filepath.Join(binDir, "clearance-agent"), "status", "--managed-plist", managedPath,
-			"--state-dir", filepath.Join(dir, "agent"))
-		// The settings the agent runs with, from the same sources: its
-		// --presence-listen off, as the environment gives it.
-		cmd.Env = append(os.Environ(), "CLEARANCE_PRESENCE_LISTEN=off")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("status: %v\n%s", err, out)
-		}
-		return string(out)
+		return agentStatus(t, nil, "--managed-plist", managedPath, "--state-dir", filepath.Join(dir, "agent"))
 	}
-	if out := status(); !regexp.MustCompile(`agent: +running since .*, process \d+`).MatchString(out) ||
-		!regexp.MustCompile(`settings: +in use as the files say`).MatchString(out) {
-		t.Errorf("status of the agent running the new profile:\n%s", out)
+	// The agent's --presence-listen is its own: status, not given it,
+	// does not count it as a change of the files'.
+	if out, code := status(); code != 0 || !regexp.MustCompile(`agent: +running since .*, process \d+`).MatchString(out) ||
+		!regexp.MustCompile(`settings: +in use as the files say; the agent's flag --presence-listen sets PresenceListen, over the files\n`).MatchString(out) {
+		t.Errorf("status of the agent running the new profile: exit %d\n%s", code, out)
 	}
 	// A profile whose pin matches no CA it carries (half pushed, say)
 	// would not run: the agent says so and keeps running with its own.
@@ -156,8 +150,8 @@ func TestAgentTakesANewProfile(t *testing.T) {
 	case <-time.After(time.Second):
 	}
 	// status tells the Mac admin that the profile was not taken, and why.
-	if out := status(); !regexp.MustCompile(`NEW SETTINGS REJECTED: +at .*; the agent runs on with the settings it had \(the new ones changed CAFingerprint\)`).MatchString(out) {
-		t.Errorf("status after settings that would not run:\n%s", out)
+	if out, code := status(); code != 5 || !regexp.MustCompile(`NEW SETTINGS REJECTED: +at .*; the agent runs on with the settings it had \(the new ones changed CAFingerprint\)`).MatchString(out) {
+		t.Errorf("status after settings that would not run: exit %d\n%s", code, out)
 	} else if strings.Contains(out, secret) {
 		t.Error("status shows the enroll secret")
 	}
@@ -239,5 +233,88 @@ func TestAgentKeepsRunningSettingsThatRan(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(open, "device.key")); err != nil {
 		t.Errorf("the agent does not run from the new state dir: %v", err)
+	}
+}
+
+// TestAgentRestartsOnTheLastSettingsThatRan: the real agent, run by a
+// profile, is stopped (a reboot, the package's postinstall on upgrade) and
+// started again after the profile went bad (a misspelt key): it runs and
+// reports with the last settings that ran, says so once at ERROR, and
+// status exits 5 with the rejection. A good profile is taken again on
+// SIGHUP. A Mac whose agent never ran stops on the bad profile, as ever.
+func TestAgentRestartsOnTheLastSettingsThatRan(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "verifier")
+	v := startVerifierOn(t, dataDir, freePort(t), freePort(t), offSSO...)
+	secret := v.enrollSecret()
+	sock := filepath.Join(dir, "osq.sock")
+	out := filepath.Join(dir, "agent.mobileconfig")
+	cli(t, "profile", "agent", "--data-dir", dataDir, "--verifier", v.grpcAddr, "--enroll-secret", secret,
+		"--organization", "Example Corp", "--osquery-socket", sock, "--interval", interval.String(), "--out", out)
+	managedPath := managedPrefs(t, out, dir)
+	good, err := os.ReadFile(managedPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	misspelt := strings.Replace(string(good), "<dict>", "<dict>\n\t<key>CAFingerprnt</key>\n\t<string>ab</string>", 1)
+	stateDir := filepath.Join(dir, "agent")
+	args := []string{"run", "--managed-plist", managedPath, "--state-dir", stateDir, "--presence-listen", "off"}
+	startProc(t, "osquery-sim", "--socket", sock, "--fixture", "compliant-mac")
+
+	agent := startProc(t, "clearance-agent", args...)
+	first := waitDevice(t, v, "a report from the agent with the profile", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetLastSeq() > 0
+	})
+	agent.stop()
+	if fi, err := os.Stat(filepath.Join(stateDir, "last-settings.json")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the last settings that ran: %v, %v; want a 0600 file", fi, err)
+	}
+
+	if err := os.WriteFile(managedPath, []byte(misspelt), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	agent = startProc(t, "clearance-agent", args...)
+	waitLog(t, agent.logs, "the agent running the last settings that ran",
+		"level=ERROR", "settings would not run; the agent runs with the last settings that ran", "did you mean CAFingerprint?")
+	waitDevice(t, v, "reports from the agent on the last settings that ran", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetConnected() && g.GetDevice().GetLastSeq() > first.GetDevice().GetLastSeq()
+	})
+	st, code := agentStatus(t, nil, "--managed-plist", managedPath, "--state-dir", stateDir)
+	if code != 5 || !regexp.MustCompile(`NEW SETTINGS REJECTED: +at .*did you mean CAFingerprint\?.*; the agent started with the last settings that ran \(recorded `).MatchString(st) {
+		t.Errorf("status of the agent on the last settings that ran: exit %d\n%s", code, st)
+	}
+	if strings.Contains(agent.logs.String(), secret) || strings.Contains(st, secret) {
+		t.Error("the enroll secret is in the log or status")
+	}
+
+	// The profile fixed: taken on SIGHUP, and the Mac in good standing.
+	if err := os.WriteFile(managedPath, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "status in good standing with the fixed profile", func() bool {
+		_, code := agentStatus(t, nil, "--managed-plist", managedPath, "--state-dir", stateDir)
+		return code == 0
+	})
+	if n := strings.Count(agent.logs.String(), "level=ERROR"); n != 1 {
+		t.Errorf("%d lines at ERROR, want the one:\n%s", n, agent.logs)
+	}
+
+	// A Mac whose agent never ran: the misspelt profile stops it.
+	if err := os.WriteFile(managedPath, []byte(misspelt), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fresh := startProc(t, "clearance-agent", "run", "--managed-plist", managedPath, "--state-dir", filepath.Join(dir, "fresh"), "--presence-listen", "off")
+	select {
+	case err := <-fresh.exited:
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(fresh.logs.String(), `unknown key "CAFingerprnt": did you mean CAFingerprint?`) {
+			t.Errorf("first start with a misspelt profile: %v\n%s", err, fresh.logs)
+		}
+	case <-time.After(within):
+		t.Error("the agent with a misspelt profile and nothing recorded runs")
 	}
 }
