@@ -322,7 +322,7 @@ func recordLastRan(dir *state.Dir, cfg *config.Config, log *slog.Logger) {
 		err = dir.SaveLastSettings(append(raw, '\n'))
 	}
 	if err != nil {
-		log.Warn("the settings that ran were not recorded; a start with settings that would not run will stop the agent", "component", "main", "err", err)
+		log.Warn("the settings that ran were not recorded; a later start whose settings would not run cannot fall back to them", "component", "main", "err", err)
 	}
 }
 

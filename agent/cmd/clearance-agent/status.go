@@ -23,7 +23,7 @@ import (
 	"github.com/clearance/clearance/pkg/printable"
 )
 
-// Standing is what status's exit code says of the Mac, for scripts and
+// standing is what status's exit code says of the Mac, for scripts and
 // MDM extension attributes: in good standing (0), or the first of these
 // that holds. 1 (status could not tell: the error says why) and 2 (a usage
 // error) are every command's.
