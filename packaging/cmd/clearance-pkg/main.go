@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -58,6 +59,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, no
 	}
 	if (*arm64 == "") != (*amd64 == "") {
 		return errors.New("-arm64 and -amd64 go together")
+	}
+	if *commit != "" && !commitPattern.MatchString(*commit) {
+		return fmt.Errorf("-commit %q is not a revision: hex digits (7 to 64), then -dirty for a work tree with changes", *commit)
 	}
 	if *commit != "" && *arm64 != "" {
 		return errors.New("-commit is linked into the agents it builds; prebuilt ones (-arm64, -amd64) carry their own")
@@ -139,6 +143,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, no
 	fmt.Fprintln(stdout, *out)
 	return nil
 }
+
+// commitPattern is what -commit takes: a git revision, as make pkg gives
+// it (git rev-parse HEAD, "-dirty" after it for a work tree with changes).
+// Nothing else reaches the linker's flags.
+var commitPattern = regexp.MustCompile(`^[0-9a-f]{7,64}(-dirty)?$`)
 
 // developerIDInstaller begins the common name of every certificate Apple
 // issues for signing installer packages outside the App Store

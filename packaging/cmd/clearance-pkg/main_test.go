@@ -137,7 +137,9 @@ func TestUsageErrors(t *testing.T) {
 		"one binary":                {[]string{"-version", "1", "-arm64", "x"}, nil, "go together"},
 		"bad epoch":                 {[]string{"-version", "1", "-arm64", "x", "-amd64", "y"}, map[string]string{"SOURCE_DATE_EPOCH": "yesterday"}, "SOURCE_DATE_EPOCH"},
 		"half signing":              {[]string{"-version", "1", "-sign-cert", "c.pem"}, nil, "go together"},
-		"commit of prebuilt agents": {[]string{"-version", "1", "-arm64", "a", "-amd64", "b", "-commit", "abc"}, nil, "carry their own"},
+		"commit of prebuilt agents": {[]string{"-version", "1", "-arm64", "a", "-amd64", "b", "-commit", "abc1234"}, nil, "carry their own"},
+		"commit with linker flags":  {[]string{"-version", "1", "-commit", "abc1234 -X main.x=y"}, nil, "is not a revision"},
+		"commit not hex":            {[]string{"-version", "1", "-commit", "HEAD"}, nil, "is not a revision"},
 		"missing file":              {[]string{"-version", "1", "-arm64", "/nonexistent", "-amd64", "y"}, map[string]string{"SOURCE_DATE_EPOCH": "0"}, "nonexistent"},
 	} {
 		var stdout, stderr bytes.Buffer
