@@ -250,7 +250,11 @@ func (s *Server) deviceFilter(req *adminv1.ListDevicesRequest) (DeviceFilter, er
 		v     *string
 		in    string
 	}{{"serial_number", &f.SerialNumber, req.GetSerialNumber()}, {"host_name", &f.HostName, req.GetHostName()}, {"user", &f.User, req.GetUser()}} {
-		if err := bounded(name.field, name.in); err != nil {
+		check := bounded
+		if name.field == "user" {
+			check = boundedName
+		}
+		if err := check(name.field, name.in); err != nil {
 			return f, err
 		}
 		// Pasted names bring spaces along; none of these is only spaces.

@@ -91,10 +91,15 @@ func auditFilter(req *adminv1.ListAuditEventsRequest) (storage.AuditFilter, int,
 }
 
 // plainFilter refuses a filter that could match nothing stored: longer
-// than maxFilterLen, or holding a control character (which no id, actor,
-// action or username has, and which an error message must not echo).
+// than maxFilterLen (a person's name or id, "user": storage.MaxNameLen),
+// or holding a control character (which no id, actor, action or username
+// has, and which an error message must not echo).
 func plainFilter(field, v string) error {
-	if err := bounded(field, v); err != nil {
+	check := bounded
+	if field == "user" {
+		check = boundedName
+	}
+	if err := check(field, v); err != nil {
 		return err
 	}
 	if !utf8.ValidString(v) || strings.ContainsFunc(v, unicode.IsControl) {

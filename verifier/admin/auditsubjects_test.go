@@ -176,8 +176,8 @@ func TestListAuditEventsByUser(t *testing.T) {
 	for name, tc := range map[string]struct {
 		user, want string
 	}{
-		"user, 257 bytes": {strings.Repeat("a", 257), "user is longer than 256 bytes"},
-		"user, 1 MiB":     {strings.Repeat("a", 1<<20), "user is longer than 256 bytes"},
+		"user, 513 bytes": {strings.Repeat("a", 513), "user is longer than 512 bytes"},
+		"user, 1 MiB":     {strings.Repeat("a", 1<<20), "user is longer than 512 bytes"},
 		"user with NUL":   {"alice\x00@example.com", "user holds a control character"},
 		"user with ESC":   {"alice@example.com\x1b[2J", "user holds a control character"},
 		"user with C1":    {"alice\u009b@example.com", "user holds a control character"},

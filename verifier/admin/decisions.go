@@ -87,7 +87,7 @@ func (s *Server) ListDecisions(ctx context.Context, req *adminv1.ListDecisionsRe
 // storage filter (without Limit) and the page size.
 func decisionFilter(req *adminv1.ListDecisionsRequest) (storage.DecisionFilter, int, error) {
 	var f storage.DecisionFilter
-	if err := bounded("username", req.GetUsername()); err != nil {
+	if err := boundedName("username", req.GetUsername()); err != nil {
 		return f, 0, err
 	}
 	if err := bounded("device_id", req.GetDeviceId()); err != nil {
@@ -190,8 +190,19 @@ func clipped(s string) string {
 }
 
 func bounded(field, v string) error {
-	if len(v) > maxFilterLen {
-		return status.Errorf(codes.InvalidArgument, "%s is longer than %d bytes", field, maxFilterLen)
+	return boundedTo(field, v, maxFilterLen)
+}
+
+// boundedName is bounded for a person's name or id, which may be as long
+// as the directory keeps one (storage.MaxNameLen): a filter shorter than
+// the names SCIM accepts would leave some people impossible to ask about.
+func boundedName(field, v string) error {
+	return boundedTo(field, v, storage.MaxNameLen)
+}
+
+func boundedTo(field, v string, limit int) error {
+	if len(v) > limit {
+		return status.Errorf(codes.InvalidArgument, "%s is longer than %d bytes", field, limit)
 	}
 	// No name or id holds one, and a database may refuse a NUL as an
 	// error rather than find nothing.
@@ -289,7 +300,7 @@ func (s *Server) ExplainAccess(ctx context.Context, req *adminv1.ExplainAccessRe
 	if err := bounded("device_id", id); err != nil {
 		return nil, err
 	}
-	if err := bounded("username", req.GetUsername()); err != nil {
+	if err := boundedName("username", req.GetUsername()); err != nil {
 		return nil, err
 	}
 	if s.Access == nil {

@@ -78,7 +78,7 @@ const (
 // by its id or the start of one, as elsewhere; pages go by exemption id,
 // newest first, with the id cursor decisions use.
 func (s *Server) ListExemptions(ctx context.Context, req *adminv1.ListExemptionsRequest) (*adminv1.ListExemptionsResponse, error) {
-	if err := bounded("username", req.GetUsername()); err != nil {
+	if err := boundedName("username", req.GetUsername()); err != nil {
 		return nil, err
 	}
 	size, err := pageSize(req.GetPageSize(), defaultExemptionPage, maxExemptionPage)

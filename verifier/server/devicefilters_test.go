@@ -196,7 +196,7 @@ func TestListDevicesByName(t *testing.T) {
 		{&adminv1.ListDevicesRequest{SerialNumber: strings.Repeat("C", 257)}, "serial_number is longer than 256 bytes"},
 		{&adminv1.ListDevicesRequest{HostName: "mbp\x00"}, "host_name holds a control character"},
 		{&adminv1.ListDevicesRequest{User: "alice@example.com\n"}, "user holds a control character"},
-		{&adminv1.ListDevicesRequest{User: strings.Repeat("a", 257)}, "user is longer than 256 bytes"},
+		{&adminv1.ListDevicesRequest{User: strings.Repeat("a", 513)}, "user is longer than 512 bytes"},
 		{&adminv1.ListDevicesRequest{HostName: "   "}, "host_name is only spaces"},
 		{&adminv1.ListDevicesRequest{SerialNumber: "C02ALICE0001", IncludeRevoked: true}, "include_revoked keeps revoked devices in failing"},
 	} {

@@ -198,12 +198,12 @@ func renderAudit(w io.Writer, es []*adminv1.AuditEvent, loc *time.Location, widt
 	// few characters each (every line fits, whatever the log holds), on a
 	// wider terminal to enough for a username and an id, and the detail
 	// has the rest.
-	floors := []shrink{{col: 2, floor: 18}, {col: 1, floor: 16}}
+	floors := []shrink{{col: 2, floor: 18}, {col: 1, floor: 16, middle: true}}
 	switch {
 	case people && width >= 120:
-		floors = []shrink{{col: 4, floor: 26}, {col: 2, floor: 18}, {col: 1, floor: 16}}
+		floors = []shrink{{col: 4, floor: 26, middle: true}, {col: 2, floor: 18}, {col: 1, floor: 16, middle: true}}
 	case people:
-		floors = []shrink{{col: 4, floor: 9}, {col: 2, floor: 16}, {col: 1, floor: 12}}
+		floors = []shrink{{col: 4, floor: 9, middle: true}, {col: 2, floor: 16}, {col: 1, floor: 12, middle: true}}
 	}
 	return writeTableCut(w, rows, width, floors)
 }

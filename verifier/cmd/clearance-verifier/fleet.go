@@ -235,7 +235,7 @@ func renderDevices(w io.Writer, devs []*adminv1.Device, now time.Time, width int
 		// Said before the name, where a narrow table does not cut it.
 		host := markLookAlike(d.GetFacts().GetHostname())
 		row := []string{
-			shorten(d.GetDeviceId(), width), orDash(host), orDash(d.GetFacts().GetSerialNumber()),
+			shorten(d.GetDeviceId(), width), orDash(host), serialCell(d.GetFacts().GetSerialNumber()),
 			ago(d.GetLastSeen().AsTime(), d.GetLastSeen() != nil, now), online, passFail, failing,
 		}
 		if wide {
@@ -330,8 +330,14 @@ func newTable(w io.Writer, header string) *tabwriter.Writer {
 	return tw
 }
 
-// shrink lets a column of a table be cut down to floor characters.
-type shrink struct{ col, floor int }
+// shrink lets a column of a table be cut down to floor characters: at its
+// end, or with middle in its middle, for names whose end tells them apart
+// (alice.sm…mple.com and alice.sm….evil.io, where a cut at the end would
+// show both as alice.smith@ex…).
+type shrink struct {
+	col, floor int
+	middle     bool
+}
 
 // writeTable writes rows (the first is the header) in columns two spaces
 // apart. With a width, the shrinkable columns are cut (with "…") down to
@@ -379,11 +385,18 @@ func fitTable(w io.Writer, rows [][]string, width int, shrinkable []shrink, fitL
 		if o := over(); o > 0 {
 			widths[last] = max(runeLen(rows[0][last]), widths[last]-o)
 		}
+		middle := map[int]bool{}
+		for _, s := range shrinkable {
+			middle[s.col] = s.middle
+		}
 		for _, r := range rows {
 			for i, c := range r {
-				if i == last {
+				switch {
+				case i == last:
 					r[i] = fitLast(c, widths[i])
-				} else {
+				case middle[i]:
+					r[i] = cutMiddle(c, widths[i])
+				default:
 					r[i] = cut(c, widths[i])
 				}
 			}
@@ -443,6 +456,26 @@ func fitList(s string, n int) string {
 func clean(s string) string { return printable.Line(s) }
 
 func runeLen(s string) int { return len([]rune(s)) }
+
+// cutMiddle is s cut to n characters in its middle: its start and its
+// end, with "…" between. A mark that leads it ("(not ASCII) ",
+// "(look-alike) ") is kept whole, as a cut at the end keeps it.
+func cutMiddle(s string, n int) string {
+	mark := ""
+	if strings.HasPrefix(s, "(") {
+		if i := strings.Index(s, ") "); i > 0 {
+			mark, s = s[:i+2], s[i+2:]
+		}
+	}
+	r, m := []rune(s), runeLen(mark)
+	if m+len(r) <= n || n-m <= 2 {
+		return cut(mark+s, n)
+	}
+	n -= m
+	head := n / 2
+	tail := n - 1 - head
+	return mark + string(r[:head]) + "…" + string(r[len(r)-tail:])
+}
 
 func cut(s string, n int) string {
 	r := []rune(s)
@@ -695,7 +728,7 @@ func renderDecisions(w io.Writer, ds []*adminv1.Decision, loc *time.Location, wi
 			orDash(shorten(d.GetDeviceId(), width)), result, reason,
 		})
 	}
-	return writeTable(w, rows, width, []shrink{{col: 1, floor: 16}})
+	return writeTable(w, rows, width, []shrink{{col: 1, floor: 16, middle: true}})
 }
 
 // userCell shows a Mac's account name, the Mac's own text. macOS short

@@ -472,3 +472,25 @@ func checkTable(t *testing.T, name, got string, width int) {
 	}
 	checkGolden(t, "testdata/"+name+".golden", got)
 }
+
+// Names cut to fit keep their ends, which tell look-alike prefixes apart,
+// and a leading mark stays whole.
+func TestCutMiddle(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"alice.smith@example.com", 16, "alice.sm…ple.com"},
+		{"alice.smith@example.com.evil.io", 16, "alice.sm…evil.io"},
+		{"alice.smith@example.com", 23, "alice.smith@example.com"},
+		{"(not ASCII) аlice.smith@example.com", 24, "(not ASCII) аlice.…e.com"},
+		{"(not ASCII) аlice.smith@example.com", 13, "(not ASCII) …"},
+		{"abc", 2, "a…"},
+	} {
+		if got := cutMiddle(tc.in, tc.n); got != tc.want || runeLen(got) > tc.n {
+			t.Errorf("cutMiddle(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+}

@@ -153,7 +153,7 @@ func renderForecast(w io.Writer, rows []*adminv1.DeviceForecast, now time.Time, 
 		}
 		out = append(out, row)
 	}
-	return writeTable(w, out, width, []shrink{{col: 1, floor: 10}, {col: 2, floor: 16}})
+	return writeTable(w, out, width, []shrink{{col: 1, floor: 10}, {col: 2, floor: 16, middle: true}})
 }
 
 // outcomeText says in a few words what a sign-in gets.

@@ -121,7 +121,7 @@ func renderPeople(w io.Writer, users []*adminv1.User, width int) error {
 		})
 	}
 	// Names give way first; usernames only down to 20 characters.
-	return writeTable(w, rows, width, []shrink{{col: 1, floor: 8}, {col: 0, floor: 20}})
+	return writeTable(w, rows, width, []shrink{{col: 1, floor: 8}, {col: 0, floor: 20, middle: true}})
 }
 
 // groupCell is a group's name as a list of them shows it: quoted when it

@@ -1045,8 +1045,9 @@ type ListDevicesRequest struct {
 	PolicyId string `protobuf:"bytes,7,opt,name=policy_id,json=policyId,proto3" json:"policy_id,omitempty"`
 	// Keep revoked devices in failing, failing_for, offline and policy_id.
 	IncludeRevoked bool `protobuf:"varint,8,opt,name=include_revoked,json=includeRevoked,proto3" json:"include_revoked,omitempty"`
-	// Lookups: the Macs a name picks out. Each is at most 256 bytes with
-	// no control character, else INVALID_ARGUMENT; spaces around it are
+	// Lookups: the Macs a name picks out. Each is at most 256 bytes (user:
+	// 512, as long as a username may be) with no control character, else
+	// INVALID_ARGUMENT; spaces around it are
 	// ignored. They combine with each other and with the filters above (a
 	// device must answer all), and page as those do: a page may hold fewer
 	// than page_size, or none, and still have a next_page_token. A serial

@@ -206,7 +206,8 @@ func (x *AuditSubject) GetUsername() string {
 
 // ListAuditEventsRequest filters and pages the audit log. Filters combine
 // (AND); an unset filter matches everything. Each text filter is at most
-// 256 bytes, without control characters.
+// 256 bytes (user: 512, as long as a username may be), without control
+// characters.
 type ListAuditEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only events about devices whose id starts with this: a whole device
