@@ -91,6 +91,10 @@ type Server struct {
 	// their deadline.
 	fleetScansOnce sync.Once
 	fleetScans     chan struct{}
+	// auditReads lets maxAuditReads ListAuditEvents calls at a time read
+	// the log (auditTurn).
+	auditReadsOnce sync.Once
+	auditReads     chan struct{}
 }
 
 var _ adminv1.AdminServiceServer = (*Server)(nil)

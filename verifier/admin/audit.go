@@ -25,7 +25,12 @@ func (s *Server) ListAuditEvents(ctx context.Context, req *adminv1.ListAuditEven
 	// One extra row tells whether another page exists, except at the
 	// backends' cap: there a full page is taken to mean there may be more.
 	f.Limit = min(size+1, storage.MaxAuditLimit)
+	done, err := s.auditTurn(ctx)
+	if err != nil {
+		return nil, err
+	}
 	events, err := s.Store.ListAudit(ctx, f)
+	done()
 	if err != nil {
 		return nil, s.internal("listing audit events", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
 	"github.com/clearance/clearance/verifier/decision"
 	"github.com/clearance/clearance/verifier/storage"
@@ -34,5 +35,21 @@ func TestFleetScansWaitTheirTurn(t *testing.T) {
 	// No store: a call that did not wait would panic reading it.
 	if _, err := s.GetUser(ctx, nil); status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("GetUser past the limit: %v, want DEADLINE_EXCEEDED", err)
+	}
+}
+
+// While maxAuditReads listings of the audit log run, another waits its
+// turn and gives up at its deadline, having read nothing.
+func TestAuditReadsWaitTheirTurn(t *testing.T) {
+	s := &Server{}
+	s.auditReadsOnce.Do(func() { s.auditReads = make(chan struct{}, maxAuditReads) })
+	for range maxAuditReads {
+		s.auditReads <- struct{}{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	// No store: a call that did not wait would panic reading it.
+	if _, err := s.ListAuditEvents(ctx, &adminv1.ListAuditEventsRequest{}); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("ListAuditEvents past the limit: %v, want DEADLINE_EXCEEDED", err)
 	}
 }

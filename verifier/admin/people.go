@@ -250,12 +250,30 @@ const maxFleetScans = 2
 // database serves maxFleetScans of them.
 func (s *Server) fleetTurn(ctx context.Context) (func(), error) {
 	s.fleetScansOnce.Do(func() { s.fleetScans = make(chan struct{}, maxFleetScans) })
+	return turn(ctx, s.fleetScans)
+}
+
+// maxAuditReads is how many ListAuditEvents calls read the log at once.
+const maxAuditReads = 2
+
+// auditTurn waits for one of the maxAuditReads turns, within ctx, and
+// returns what gives it back: however many callers page through the log
+// at once (any read token may, and a SIEM polls it), they hold at most
+// maxAuditReads of the database's read connections, and sign-ins and
+// health checks find the others free.
+func (s *Server) auditTurn(ctx context.Context) (func(), error) {
+	s.auditReadsOnce.Do(func() { s.auditReads = make(chan struct{}, maxAuditReads) })
+	return turn(ctx, s.auditReads)
+}
+
+// turn takes a place in turns within ctx and returns what gives it back.
+func turn(ctx context.Context, turns chan struct{}) (func(), error) {
 	if err := ctx.Err(); err != nil {
 		return nil, status.FromContextError(err).Err()
 	}
 	select {
-	case s.fleetScans <- struct{}{}:
-		return func() { <-s.fleetScans }, nil
+	case turns <- struct{}{}:
+		return func() { <-turns }, nil
 	case <-ctx.Done():
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}

@@ -40,9 +40,16 @@ type AuditSubject struct {
 }
 
 // MaxListedAuditSubjects bounds the subjects ListAudit returns with one
-// event: a group deleted names every member it had, up to MaxGroupMembers,
-// and a page of such events must still fit in one response.
+// event: a page of events about many people must still fit in one
+// response.
 const MaxListedAuditSubjects = 20
+
+// MaxAuditSubjects bounds the subjects kept with one event: a group
+// change names every member it added or removed, and a group deleted
+// every member it had, up to MaxGroupMembers, which would let one request
+// write tens of megabytes to the log. Past it AppendAudit keeps the first
+// MaxAuditSubjects and says in the event's detail how many there were.
+const MaxAuditSubjects = 1000
 
 // DefaultAuditRetention is how long the audit log is kept unless
 // configured (audit-retention).

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strconv"
@@ -31,6 +32,10 @@ func insertAudit(ctx context.Context, q conn, e storage.AuditEvent) error {
 	}
 	if q.tx == nil {
 		return errors.New("appending audit: an event with subjects needs a transaction")
+	}
+	if len(subjects) > storage.MaxAuditSubjects {
+		e.Detail += fmt.Sprintf(" (%d people; the first %d named)", len(subjects), storage.MaxAuditSubjects)
+		subjects = subjects[:storage.MaxAuditSubjects]
 	}
 	for _, sub := range subjects {
 		if err := checkTexts(false, textField{"subject's user id", sub.UserID}, textField{"subject's username", sub.UserName}); err != nil {
@@ -178,49 +183,106 @@ func (s *Store) ListAudit(ctx context.Context, f storage.AuditFilter) ([]storage
 }
 
 // listSubjects fills in the events' subjects: at most
-// storage.MaxListedAuditSubjects each, those user matches first, then in
-// the order they were appended, with the count of the others. One query
-// for the page.
+// storage.MaxListedAuditSubjects each, those user matches first (as the
+// filter matches them: userMatch), then in the order they were appended,
+// with the count of the others. Three queries for the page, each reading
+// only what it returns: an event's first subjects and its last ordinal by
+// the primary key (audit_id, n), and the matching ones by the filter's
+// indexes, never every subject of an event about thousands of people.
 func listSubjects(ctx context.Context, c conn, events []storage.AuditEvent, user string) error {
 	if len(events) == 0 {
 		return nil
 	}
-	args := make([]any, 0, len(events)+2)
-	order := "n"
-	if user != "" && storable(user) {
-		args = append(args, user, storage.UserNameKey(user))
-		order = "CASE WHEN user_id = $1 OR user_name_key = $2 THEN 0 ELSE 1 END, n"
+	ids := func(args []any) ([]any, string) {
+		in := make([]string, len(events))
+		for i := range events {
+			args = append(args, events[i].ID)
+			in[i] = "$" + strconv.Itoa(len(args))
+		}
+		return args, strings.Join(in, ", ")
 	}
-	in := make([]string, len(events))
 	byID := make(map[int64]*storage.AuditEvent, len(events))
 	for i := range events {
-		args = append(args, events[i].ID)
-		in[i] = "$" + strconv.Itoa(len(args))
 		byID[events[i].ID] = &events[i]
 	}
 	type row struct {
-		id    int64
-		sub   storage.AuditSubject
-		total int
+		id  int64
+		n   int
+		sub storage.AuditSubject
 	}
-	rows, err := list(ctx, c, func(sc scanner) (row, error) {
+	scanRow := func(sc scanner) (row, error) {
 		var r row
-		return r, sc.Scan(&r.id, &r.sub.UserID, &r.sub.UserName, &r.total)
-	}, `SELECT audit_id, user_id, user_name, total FROM (
-		SELECT audit_id, user_id, user_name,
-			row_number() OVER (PARTITION BY audit_id ORDER BY `+order+`) AS r,
-			count(*) OVER (PARTITION BY audit_id) AS total
-		FROM audit_subjects WHERE audit_id IN (`+strings.Join(in, ", ")+`)) listed
-		WHERE r <= `+strconv.Itoa(storage.MaxListedAuditSubjects)+` ORDER BY audit_id, r`, args...)
+		return r, sc.Scan(&r.id, &r.n, &r.sub.UserID, &r.sub.UserName)
+	}
+	// The subjects the filter matched, listed first.
+	listed := map[int64]map[int]bool{}
+	if user != "" && storable(user) {
+		cond, args := userMatch(nil, user)
+		args, in := ids(args)
+		rows, err := list(ctx, c, scanRow, `SELECT audit_id, n, user_id, user_name FROM audit_subjects
+			WHERE audit_id IN (`+in+`) AND `+cond+` ORDER BY audit_id, n`, args...)
+		if err != nil {
+			return fmt.Errorf("reading audit subjects: %w", err)
+		}
+		for _, r := range rows {
+			e := byID[r.id]
+			if len(e.Subjects) == storage.MaxListedAuditSubjects {
+				continue
+			}
+			e.Subjects = append(e.Subjects, r.sub)
+			if listed[r.id] == nil {
+				listed[r.id] = map[int]bool{}
+			}
+			listed[r.id][r.n] = true
+		}
+	}
+	// Then each event's first, by the order they were appended.
+	args, in := ids(nil)
+	rows, err := list(ctx, c, scanRow, `SELECT audit_id, n, user_id, user_name FROM audit_subjects
+		WHERE audit_id IN (`+in+`) AND n < `+strconv.Itoa(storage.MaxListedAuditSubjects)+` ORDER BY audit_id, n`, args...)
 	if err != nil {
 		return fmt.Errorf("reading audit subjects: %w", err)
 	}
 	for _, r := range rows {
 		e := byID[r.id]
+		if len(e.Subjects) == storage.MaxListedAuditSubjects || listed[r.id][r.n] {
+			continue
+		}
 		e.Subjects = append(e.Subjects, r.sub)
-		e.MoreSubjects = r.total - len(e.Subjects)
+	}
+	// How many each has: its last ordinal, found at the end of its range
+	// of the primary key.
+	type total struct {
+		id   int64
+		last sql.NullInt64
+	}
+	args, in = ids(nil)
+	totals, err := list(ctx, c, func(sc scanner) (total, error) {
+		var t total
+		return t, sc.Scan(&t.id, &t.last)
+	}, `SELECT id, (SELECT max(n) FROM audit_subjects WHERE audit_id = audit.id) FROM audit WHERE id IN (`+in+`)`, args...)
+	if err != nil {
+		return fmt.Errorf("counting audit subjects: %w", err)
+	}
+	for _, t := range totals {
+		if e := byID[t.id]; t.last.Valid {
+			e.MoreSubjects = int(t.last.Int64) + 1 - len(e.Subjects)
+		}
 	}
 	return nil
+}
+
+// userMatch is the condition on audit_subjects that the user filter
+// matches, and its arguments appended to args: the subjects with that
+// user id or, when no subject has that id, with that username (folded as
+// storage.UserNameKey folds it). An id wins, as the admin API's lookups
+// of a person try the id first: a user whose username is someone else's
+// id does not join that person's history.
+func userMatch(args []any, user string) (string, []any) {
+	args = append(args, user, storage.UserNameKey(user))
+	n := len(args)
+	return fmt.Sprintf("(user_id = $%d OR (user_name_key = $%d AND NOT EXISTS (SELECT 1 FROM audit_subjects WHERE user_id = $%d)))",
+		n-1, n, n-1), args
 }
 
 // listAuditQuery builds the query for f and its arguments (times outside
@@ -249,10 +311,9 @@ func listAuditQuery(f storage.AuditFilter) (string, []any) {
 	default:
 		// IN, not a join: an event with several matching subjects is
 		// one row, so pages neither repeat nor skip it.
-		w.args = append(w.args, f.User, storage.UserNameKey(f.User))
-		n := len(w.args)
-		w.conds = append(w.conds, fmt.Sprintf(
-			"id IN (SELECT audit_id FROM audit_subjects WHERE user_id = $%d OR user_name_key = $%d)", n-1, n))
+		var cond string
+		cond, w.args = userMatch(w.args, f.User)
+		w.conds = append(w.conds, "id IN (SELECT audit_id FROM audit_subjects WHERE "+cond+")")
 	}
 	switch a := f.Action; {
 	case a == "":

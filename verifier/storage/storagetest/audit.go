@@ -19,6 +19,8 @@ var auditTests = []test{
 	{"UserFilter", testAuditUserFilter},
 	{"UserFilterPaging", testAuditUserPaging},
 	{"ListedSubjects", testAuditListedSubjects},
+	{"SubjectsCapped", testAuditSubjectsCapped},
+	{"UserFilterIDFirst", testAuditUserFilterIDFirst},
 	{"SubjectsRetention", testAuditSubjectsRetention},
 	{"SubjectsFromPeople", testAuditSubjectsFromPeople},
 }

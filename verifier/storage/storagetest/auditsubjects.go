@@ -172,6 +172,60 @@ func testAuditListedSubjects(t *testing.T, s storage.Store) {
 	}
 }
 
+func testAuditSubjectsCapped(t *testing.T, s storage.Store) {
+	// A change about more people than an event keeps names the first
+	// MaxAuditSubjects, and says in its detail how many there were.
+	n := storage.MaxAuditSubjects + 500
+	var members []storage.AuditSubject
+	for i := range n {
+		members = append(members, subject(fmt.Sprintf("u%05d", i), fmt.Sprintf("user%05d@example.com", i)))
+	}
+	appendAudit(t, s, storage.AuditEvent{At: t0, Actor: "scim:tok1", Action: "group.members", Detail: "group g1: 0 members added, 1500 removed", Subjects: members})
+	got := listAuditFilter(t, s, storage.AuditFilter{})
+	if len(got) != 1 {
+		t.Fatalf("ListAudit = %d events, want 1", len(got))
+	}
+	wantDetail := fmt.Sprintf("group g1: 0 members added, 1500 removed (%d people; the first %d named)", n, storage.MaxAuditSubjects)
+	if got[0].Detail != wantDetail {
+		t.Errorf("detail %q, want %q", got[0].Detail, wantDetail)
+	}
+	if got[0].MoreSubjects != storage.MaxAuditSubjects-storage.MaxListedAuditSubjects {
+		t.Errorf("MoreSubjects = %d, want %d", got[0].MoreSubjects, storage.MaxAuditSubjects-storage.MaxListedAuditSubjects)
+	}
+	if _, ok := s.(snapshotter); ok {
+		d, err := Dump(t.Context(), s)
+		must(t, err)
+		if rows := tableRows(d, "audit_subjects"); len(rows) != storage.MaxAuditSubjects {
+			t.Errorf("%d subject rows kept, want %d", len(rows), storage.MaxAuditSubjects)
+		}
+	}
+	// The last one kept is found; one past the cap is not.
+	if got := byUser(t, s, members[storage.MaxAuditSubjects-1].UserID); len(got) != 1 || got[0].Subjects[0] != members[storage.MaxAuditSubjects-1] {
+		t.Errorf("the last subject kept: %+v", got)
+	}
+	if got := byUser(t, s, members[storage.MaxAuditSubjects].UserName); len(got) != 0 {
+		t.Errorf("a subject past the cap is found: %+v", got)
+	}
+}
+
+func testAuditUserFilterIDFirst(t *testing.T, s storage.Store) {
+	// Someone whose username is another person's id does not join that
+	// person's history: the id wins, as the admin API's lookups try it
+	// first. Found by their own id, or by that username once no subject
+	// has it as an id.
+	alice := storage.AuditEvent{At: at(0), Actor: "scim:tok1", Action: "user.create", Subjects: []storage.AuditSubject{subject("00u1alice", "alice@example.com")}}
+	intruder := storage.AuditEvent{At: at(hour), Actor: "scim:tok1", Action: "user.create", Subjects: []storage.AuditSubject{subject("00u2mallory", "00u1ALICE")}}
+	appendAudit(t, s, alice, intruder)
+	equal(t, "by alice's id", byUser(t, s, "00u1alice"), []storage.AuditEvent{alice})
+	equal(t, "by the intruder's id", byUser(t, s, "00u2mallory"), []storage.AuditEvent{intruder})
+	equal(t, "by the intruder's username, no one's id", byUser(t, s, "00u1ALICE"), []storage.AuditEvent{intruder})
+	// Listed first only where the filter matched.
+	got := listAuditFilter(t, s, storage.AuditFilter{User: "00u1alice"})
+	if len(got) != 1 || len(got[0].Subjects) != 1 || got[0].Subjects[0].UserID != "00u1alice" {
+		t.Errorf("alice's history lists %+v", got)
+	}
+}
+
 func testAuditSubjectsRetention(t *testing.T, s storage.Store) {
 	ctx := t.Context()
 	old := storage.AuditEvent{At: at(-2 * hour), Actor: "scim:tok1", Action: "user.delete",

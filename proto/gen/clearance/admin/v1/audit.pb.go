@@ -51,8 +51,9 @@ type AuditEvent struct {
 	// change added or removed; a deleted group's members; the user a device
 	// was assigned to or unassigned from; the user an exemption covers.
 	// Empty for a change about no one, and for every event recorded before
-	// the verifier kept subjects. At most 20, those the request's user
-	// matches first; more_subjects counts the others.
+	// the verifier kept subjects. An event keeps at most 1,000 (its detail
+	// says how many there were past that). At most 20 are listed, those the
+	// request's user matches first; more_subjects counts the others kept.
 	Subjects []*AuditSubject `protobuf:"bytes,7,rep,name=subjects,proto3" json:"subjects,omitempty"`
 	// How many more subjects the event has than are listed.
 	MoreSubjects  int32 `protobuf:"varint,8,opt,name=more_subjects,json=moreSubjects,proto3" json:"more_subjects,omitempty"`
@@ -233,7 +234,9 @@ type ListAuditEventsRequest struct {
 	// ASCII letters; other letters exactly, so a look-alike is someone
 	// else) when the event was recorded. A deleted user's history is still
 	// found by name, and a username given to someone else later finds both
-	// people's events, each naming its subject's id.
+	// people's events, each naming its subject's id. An id wins: when a
+	// subject has this user id, only the events about that person match,
+	// not those of someone whose username is the same text.
 	User          string `protobuf:"bytes,8,opt,name=user,proto3" json:"user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
