@@ -807,35 +807,79 @@ func testScripts(t *testing.T, sh string) {
 		wantCalls(t, s.calls(), "launchctl bootout system/com.clearance.agent", "pkgutil --forget com.clearance.agent")
 	})
 
-	t.Run("uninstall removes the last settings that ran, not the state dir", func(t *testing.T) {
-		t.Parallel()
-		s := newSandbox(t, sh)
-		if pre, post := s.install(nil); pre.code != 0 || post.code != 0 {
-			t.Fatalf("install failed:\npreinstall %v\npostinstall %v", pre, post)
-		}
-		// The default state dir, and the one a profile names.
-		for _, d := range []string{"/var/db/clearance", "/private/var/clearance"} {
-			s.mkdir(d, 0o700)
-			s.write(d+"/last-settings.json", `{"settings":{"EnrollSecret":{"value":"hunter2"}}}`, 0o600)
-			s.write(d+"/device.key", "key\n", 0o600)
-		}
-		s.write("/Library/Managed Preferences/com.clearance.agent.plist",
-			"<plist version=\"1.0\"><dict>\n<key>StateDir</key><string>/private/var/clearance</string>\n</dict></plist>\n", 0o644)
-		s.calls()
-		if r := s.uninstall(); r.code != 0 {
-			t.Fatalf("uninstall: %v", r)
-		}
-		for _, d := range []string{"/var/db/clearance", "/private/var/clearance"} {
-			if got := s.node(d + "/last-settings.json"); got != "missing" {
-				t.Errorf("%s/last-settings.json, with the enroll secret, left behind: %s", d, got)
+	// The record of the last settings that ran holds the enroll secret:
+	// uninstall removes it from the default state dir and from the one
+	// the profile names, whatever that name looks like, and nothing about
+	// it stops the rest of the uninstall. A relative StateDir names no
+	// place the script can know (launchd runs the agent in /, the script
+	// runs wherever sudo was typed): it says so and touches nothing there.
+	records := []struct {
+		name, stateDir string
+		// removed: the record in the profile's state dir goes.
+		removed bool
+		// stuck puts a directory where the record is, which rm cannot remove.
+		stuck bool
+		warn  string
+	}{
+		{"an absolute StateDir", "/private/var/clearance", true, false, ""},
+		{"a StateDir with spaces", "/private/var/clearance state", true, false, ""},
+		{"a StateDir that reads as an option", "-clearance", false, false,
+			`StateDir "-clearance" in the profile is not an absolute path`},
+		{"a relative StateDir", "var/clearance", false, false,
+			`StateDir "var/clearance" in the profile is not an absolute path`},
+		{"a record it cannot remove", "/private/var/clearance", false, true,
+			"could not remove /private/var/clearance/last-settings.json"},
+	}
+	for _, tt := range records {
+		t.Run("uninstall removes the last settings that ran, not the state dir, with "+tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newSandbox(t, sh)
+			if pre, post := s.install(nil); pre.code != 0 || post.code != 0 {
+				t.Fatalf("install failed:\npreinstall %v\npostinstall %v", pre, post)
 			}
-			if got := s.node(d + "/device.key"); got != "file 0600 0:0" {
-				t.Errorf("%s/device.key: %s; the state dir stays", d, got)
+			// The default state dir, and the one the profile names (where
+			// an agent run by launchd, in /, kept it when it is relative).
+			named := "/" + strings.TrimPrefix(tt.stateDir, "/")
+			for _, d := range []string{"/var/db/clearance", named} {
+				s.mkdir(d, 0o700)
+				s.write(d+"/last-settings.json", `{"settings":{"EnrollSecret":{"value":"hunter2"}}}`, 0o600)
+				s.write(d+"/device.key", "key\n", 0o600)
 			}
-		}
-		wantCalls(t, s.calls(), "launchctl bootout system/com.clearance.agent",
-			"PlistBuddy -c Print :StateDir /Library/Managed Preferences/com.clearance.agent.plist", "pkgutil --forget com.clearance.agent")
-	})
+			if tt.stuck {
+				os.Remove(s.path(named + "/last-settings.json"))
+				s.write(named+"/last-settings.json/x", "", 0o600)
+			}
+			s.write("/Library/Managed Preferences/com.clearance.agent.plist",
+				"<plist version=\"1.0\"><dict>\n<key>StateDir</key><string>"+tt.stateDir+"</string>\n</dict></plist>\n", 0o644)
+			s.calls()
+			r := s.uninstall()
+			if r.code != 0 || r.stdout != "clearance-agent removed\n" {
+				t.Fatalf("uninstall: %v", r)
+			}
+			if tt.warn == "" && r.stderr != "" || !strings.Contains(r.stderr, tt.warn) {
+				t.Errorf("uninstall says %q, want %q", r.stderr, tt.warn)
+			}
+			// The rest of the uninstall went ahead.
+			for _, p := range []string{service.LaunchdPlistPath, service.ExecutablePath, LinkPath, "/sandbox/receipts/" + service.Label} {
+				if got := s.node(p); got != "missing" {
+					t.Errorf("%s left behind: %s", p, got)
+				}
+			}
+			if got := s.node("/var/db/clearance/last-settings.json"); got != "missing" {
+				t.Errorf("/var/db/clearance/last-settings.json, with the enroll secret, left behind: %s", got)
+			}
+			if got := s.node(named + "/last-settings.json"); (got == "missing") != tt.removed {
+				t.Errorf("%s/last-settings.json: %s; removed should be %v", named, got, tt.removed)
+			}
+			for _, d := range []string{"/var/db/clearance", named} {
+				if got := s.node(d + "/device.key"); got != "file 0600 0:0" {
+					t.Errorf("%s/device.key: %s; the state dir stays", d, got)
+				}
+			}
+			wantCalls(t, s.calls(), "launchctl bootout system/com.clearance.agent",
+				"PlistBuddy -c Print :StateDir /Library/Managed Preferences/com.clearance.agent.plist", "pkgutil --forget com.clearance.agent")
+		})
+	}
 
 	keeps := []struct {
 		name  string
