@@ -185,6 +185,16 @@ var settings = []setting{
 		help: "programs proofs are signed for: Apple Team IDs on macOS (default: the major browsers), executable paths on Linux (default: no check)", set: setPresenceBrowsers},
 }
 
+// setFromFile checks and stores a value a plist gave (or a record of
+// one): by the plists' contract, agentprefs.Check, which is stricter than
+// set only in that a StateDir must be absolute (agentprefs.CheckStateDir).
+func (s setting) setFromFile(c *Config, v string) error {
+	if err := agentprefs.Check(s.key, v); err != nil {
+		return err
+	}
+	return s.set(c, v)
+}
+
 // EnvVars maps each plist key to its environment variable.
 func EnvVars() map[string]string {
 	out := make(map[string]string, len(settings))
@@ -406,7 +416,11 @@ func Load(in Inputs) (*Config, error) {
 		return false
 	}
 	apply := func(s setting, v value) error {
-		if err := s.set(c, v.v); err != nil {
+		set := s.set
+		if v.file != nil {
+			set = s.setFromFile
+		}
+		if err := set(c, v.v); err != nil {
 			return fmt.Errorf("%s from %s: %w", s.key, v.source, err)
 		}
 		c.Sources[s.key] = v.source
@@ -477,17 +491,18 @@ func StateDir(in Inputs) (path, source string, err error) {
 	getenv, managedPath := in.sources()
 	s := settings[indexOf(agentprefs.KeyStateDir)]
 	var v string
+	set := s.set
 	if f, ok := in.Flags[s.flag]; ok {
 		v, source = f, SourceFlag+" --"+s.flag
 	} else if e, ok := getenv(s.env); ok && e != "" {
 		v, source = e, SourceEnv+" "+s.env
 	} else if m, ok := plistString(managedPath, s.key); ok {
-		v, source = m, managedPath+" key "+s.key
+		v, source, set = m, managedPath+" key "+s.key, s.setFromFile
 	} else {
 		return DefaultStateDir(), SourceDefault, nil
 	}
 	var c Config
-	if err := s.set(&c, v); err != nil {
+	if err := set(&c, v); err != nil {
 		return "", "", fmt.Errorf("%s from %s: %w", s.key, source, err)
 	}
 	return c.StateDir, source, nil

@@ -239,9 +239,10 @@ func TestSecretNeverInErrorsOrLogs(t *testing.T) {
 }
 
 // TestSettingsAreTheContract: the agent reads every key of the contract, in
-// its order, and accepts a value exactly when agentprefs.Check does, so the
-// verifier's profile (which checks with agentprefs) writes nothing the agent
-// refuses.
+// its order, and accepts a value from a plist exactly when agentprefs.Check
+// does, so the verifier's profile (which checks with agentprefs) writes
+// nothing the agent refuses. From a flag or the environment it accepts the
+// same, and a relative StateDir, taken against the working directory.
 func TestSettingsAreTheContract(t *testing.T) {
 	t.Parallel()
 	var keys []string
@@ -257,10 +258,15 @@ func TestSettingsAreTheContract(t *testing.T) {
 		string(fakeverifier.NewPKI(t).RootPEM())}
 	for _, s := range settings {
 		for _, v := range values {
-			agentErr := s.set(&Config{}, v)
+			fileErr := s.setFromFile(&Config{}, v)
+			flagErr := s.set(&Config{}, v)
 			prefsErr := agentprefs.Check(s.key, v)
-			if (agentErr == nil) != (prefsErr == nil) {
-				t.Errorf("%s = %q: agent says %v, agentprefs says %v", s.key, v, agentErr, prefsErr)
+			if (fileErr == nil) != (prefsErr == nil) {
+				t.Errorf("%s = %q from a plist: agent says %v, agentprefs says %v", s.key, v, fileErr, prefsErr)
+			}
+			relStateDir := s.key == agentprefs.KeyStateDir && v != "" && !filepath.IsAbs(v)
+			if (flagErr == nil) != (prefsErr == nil || relStateDir) {
+				t.Errorf("%s = %q from a flag: agent says %v, agentprefs says %v", s.key, v, flagErr, prefsErr)
 			}
 		}
 	}
@@ -405,6 +411,53 @@ func TestStateDirWhenTheSettingsDoNotRead(t *testing.T) {
 	write(t, managed, plistDoc(str(agentprefs.KeyStateDir, "")))
 	if got, _, err := StateDir(Inputs{Getenv: env(nil), ManagedPlist: managed}); err == nil {
 		t.Errorf("StateDir = %q for a path the agent refuses", got)
+	}
+}
+
+// TestRelativeStateDirFromAPlist: a relative StateDir from a plist (or a
+// record of one) is refused, by Load and by StateDir alike: launchd runs
+// the agent in /, status and the uninstall script run wherever they are
+// typed, and each would take it from a different place. One typed on a
+// command line or in a shell's environment is taken against the working
+// directory, as any path there is.
+func TestRelativeStateDirFromAPlist(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, rel := range []string{"-clearance", "var/clearance", "./state"} {
+		managed := filepath.Join(dir, "managed.plist")
+		write(t, managed, plistDoc(str(agentprefs.KeyStateDir, rel)))
+		want := []string{"StateDir from ", managed + " key StateDir", strconv.Quote(rel) + " is not an absolute path"}
+		in := Inputs{Getenv: env(nil), ManagedPlist: managed}
+		_, err := Load(in)
+		_, _, serr := StateDir(in)
+		in.Recorded = &Recorded{Settings: map[string]RecordedValue{agentprefs.KeyStateDir: {Value: rel, From: managed + " key StateDir"}}}
+		_, rerr := Load(in)
+		for what, err := range map[string]error{"Load": err, "StateDir": serr, "Load of a record": rerr} {
+			for _, w := range want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("%s with StateDir %q: %v, want an error with %q", what, rel, err, w)
+				}
+			}
+		}
+	}
+
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(wd, "state")
+	absent := filepath.Join(dir, "absent.plist")
+	for _, in := range []Inputs{
+		{Flags: map[string]string{"state-dir": "state"}, Getenv: env(nil), ManagedPlist: absent},
+		{Getenv: env(map[string]string{"CLEARANCE_STATE_DIR": "state"}), ManagedPlist: absent},
+	} {
+		c, err := Load(in)
+		if err != nil || c.StateDir != want {
+			t.Errorf("Load(%v): %v, %v; want state dir %s", in.Flags, c, err, want)
+		}
+		if got, _, err := StateDir(in); err != nil || got != want {
+			t.Errorf("StateDir(%v) = %q, %v; want %s", in.Flags, got, err, want)
+		}
 	}
 }
 

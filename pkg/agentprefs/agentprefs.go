@@ -93,7 +93,7 @@ var keys = []key{
 	{name: KeyEnrollSecret, check: discard(ParseEnrollSecret)},
 	{name: KeyOsquerySocket, check: CheckPath},
 	{name: KeyOsquerydPath, check: CheckPath},
-	{name: KeyStateDir, check: CheckPath},
+	{name: KeyStateDir, check: CheckStateDir},
 	{name: KeyInterval, seconds: true, check: discard(ParseInterval)},
 	{name: KeyRunBudget, seconds: true, check: discard(ParseRunBudget)},
 	{name: KeyLogLevel, check: discard(ParseLogLevel)},
@@ -161,6 +161,22 @@ func ParseVerifier(v string) (string, error) {
 func CheckPath(v string) error {
 	if v == "" {
 		return errors.New("is empty")
+	}
+	return nil
+}
+
+// CheckStateDir checks a StateDir from a plist: a path, and an absolute
+// one. launchd runs the agent in /, while status and the uninstall script
+// run wherever they are typed: a relative one would name a different
+// directory for each, and is almost certainly a mistake. (The agent takes
+// a relative --state-dir or CLEARANCE_STATE_DIR, typed in a shell, against
+// its working directory, as any path.)
+func CheckStateDir(v string) error {
+	if err := CheckPath(v); err != nil {
+		return err
+	}
+	if !path.IsAbs(v) {
+		return fmt.Errorf("%q is not an absolute path (launchd runs the agent in /)", v)
 	}
 	return nil
 }
