@@ -845,6 +845,9 @@ func testScripts(t *testing.T, sh string) {
 				s.write(d+"/last-settings.json", `{"settings":{"EnrollSecret":{"value":"hunter2"}}}`, 0o600)
 				s.write(d+"/device.key", "key\n", 0o600)
 			}
+			// A local plist an admin wrote: theirs to delete, whatever it holds.
+			s.write("/var/db/clearance/com.clearance.agent.plist",
+				"<plist version=\"1.0\"><dict>\n<key>EnrollSecret</key><string>hunter2</string>\n</dict></plist>\n", 0o600)
 			if tt.stuck {
 				os.Remove(s.path(named + "/last-settings.json"))
 				s.write(named+"/last-settings.json/x", "", 0o600)
@@ -871,9 +874,9 @@ func testScripts(t *testing.T, sh string) {
 			if got := s.node(named + "/last-settings.json"); (got == "missing") != tt.removed {
 				t.Errorf("%s/last-settings.json: %s; removed should be %v", named, got, tt.removed)
 			}
-			for _, d := range []string{"/var/db/clearance", named} {
-				if got := s.node(d + "/device.key"); got != "file 0600 0:0" {
-					t.Errorf("%s/device.key: %s; the state dir stays", d, got)
+			for _, p := range []string{"/var/db/clearance/device.key", named + "/device.key", "/var/db/clearance/com.clearance.agent.plist"} {
+				if got := s.node(p); got != "file 0600 0:0" {
+					t.Errorf("%s: %s; the rest of the state dir stays", p, got)
 				}
 			}
 			wantCalls(t, s.calls(), "launchctl bootout system/com.clearance.agent",
