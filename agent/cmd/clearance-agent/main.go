@@ -37,6 +37,7 @@ import (
 	"github.com/clearance/clearance/pkg/printable"
 	"github.com/clearance/clearance/pkg/run"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	kservice "github.com/kardianos/service"
 )
 
 func main() {
@@ -129,10 +130,10 @@ func program(stdout, stderr io.Writer) *cli.Program {
 					return func(ctx context.Context, _ []string) error { return cmdRotateKey(ctx, flags, stdout) }
 				},
 			},
-			serviceCmd("install", "install the launchd daemon (macOS) or systemd unit (Linux)", stdout),
-			serviceCmd("uninstall", "remove the installed service", stdout),
-			serviceCmd("start", "start the installed service", stdout),
-			serviceCmd("stop", "stop the installed service", stdout),
+			serviceCmd("install", "install the launchd daemon (macOS) or systemd unit (Linux)", service.New, stdout),
+			serviceCmd("uninstall", "remove the installed service", service.New, stdout),
+			serviceCmd("start", "start the installed service", service.New, stdout),
+			serviceCmd("stop", "stop the installed service", service.New, stdout),
 		},
 	}
 }
@@ -927,14 +928,31 @@ func forgetLastSettings(in config.Inputs) error {
 	return (&state.Dir{Path: path}).RemoveLastSettings()
 }
 
-// serviceCmd installs or controls the agent's service.
-func serviceCmd(action, summary string, stdout io.Writer) *cli.Command {
+// uninstall removes the service, its log's newsyslog entry and the record
+// of the last settings that ran (forgetLastSettings), each whatever the
+// others did: a service already gone (kardianos fails when the launchd
+// plist or init script is missing) must not keep the record, which holds
+// the enroll secret. The steps' errors are all returned. The service goes
+// first: a running agent records the settings again when it restarts.
+func uninstall(svc kservice.Service, in config.Inputs) error {
+	serr := svc.Uninstall()
+	nerr := service.RemoveNewsyslog()
+	ferr := forgetLastSettings(in)
+	if ferr != nil {
+		ferr = fmt.Errorf("removing the last settings that ran: %w", ferr)
+	}
+	return errors.Join(serr, nerr, ferr)
+}
+
+// serviceCmd installs or controls the agent's service, as newService
+// (service.New) gives it.
+func serviceCmd(action, summary string, newService func() (kservice.Service, error), stdout io.Writer) *cli.Command {
 	return &cli.Command{
 		Name:    action,
 		Summary: summary,
 		Flags: func(*cli.FlagSet) cli.Action {
 			return func(context.Context, []string) error {
-				svc, err := service.New()
+				svc, err := newService()
 				if err != nil {
 					return err
 				}
@@ -944,12 +962,7 @@ func serviceCmd(action, summary string, stdout io.Writer) *cli.Command {
 						err = service.InstallNewsyslog()
 					}
 				case "uninstall":
-					if err = svc.Uninstall(); err == nil {
-						err = service.RemoveNewsyslog()
-					}
-					if err == nil {
-						err = forgetLastSettings(config.Inputs{})
-					}
+					err = uninstall(svc, config.Inputs{})
 				case "start":
 					err = svc.Start()
 				case "stop":

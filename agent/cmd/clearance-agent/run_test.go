@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,7 +22,9 @@ import (
 	"github.com/clearance/clearance/agent/state"
 	"github.com/clearance/clearance/internal/testkit"
 	"github.com/clearance/clearance/pkg/agentprefs"
+	"github.com/clearance/clearance/pkg/cli"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
+	kservice "github.com/kardianos/service"
 )
 
 // agentWithin bounds each wait on the in-process agent.
@@ -342,5 +347,41 @@ func TestUninstallForgetsTheLastSettings(t *testing.T) {
 	}
 	if _, err := os.Stat(sd.File(state.KeyFile)); err != nil {
 		t.Errorf("the device key went too: %v", err)
+	}
+}
+
+// goneService is a service whose launchd plist or init script is already
+// gone: kardianos fails to uninstall it.
+type goneService struct{ kservice.Service }
+
+func (goneService) Uninstall() error {
+	return &fs.PathError{Op: "remove", Path: "/etc/init.d/com.clearance.agent", Err: syscall.ENOENT}
+}
+
+// TestUninstallForgetsTheLastSettingsWhateverTheService: uninstall removes
+// the record of the last settings that ran even when the service step
+// fails (the service removed by hand already), and still says that it
+// failed, exiting 1.
+func TestUninstallForgetsTheLastSettingsWhateverTheService(t *testing.T) {
+	dir := t.TempDir()
+	sd, err := state.Open(filepath.Join(dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sd.SaveLastSettings([]byte(`{"settings":{"EnrollSecret":{"value":"hunter2"}}}`)); err != nil {
+		t.Fatal(err)
+	}
+	// uninstall takes no flags: its state dir comes from the environment.
+	t.Setenv("CLEARANCE_STATE_DIR", sd.Path)
+	var stdout, stderr bytes.Buffer
+	p := &cli.Program{Name: "clearance-agent", Stdout: &stdout, Stderr: &stderr, Commands: []*cli.Command{
+		serviceCmd("uninstall", "remove the installed service", func() (kservice.Service, error) { return goneService{}, nil }, &stdout),
+	}}
+	code := p.Run(context.Background(), []string{"uninstall"})
+	if code != 1 || !strings.Contains(stderr.String(), "remove /etc/init.d/com.clearance.agent: no such file or directory") || stdout.Len() != 0 {
+		t.Errorf("exit %d\nstdout: %s\nstderr: %s\nwant exit 1 with the service's error", code, stdout.String(), stderr.String())
+	}
+	if _, err := os.Stat(sd.File(state.LastSettingsFile)); !os.IsNotExist(err) {
+		t.Errorf("the last settings that ran, with the enroll secret, are left: %v", err)
 	}
 }
