@@ -76,7 +76,7 @@ deps-demo:
 VERSION ?= 0.0.0-dev
 pkg:
 	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct)} \
-		$(GO) run ./packaging/cmd/clearance-pkg -version $(VERSION) -commit "$(COMMIT)" -uninstall-script dist/clearance-agent-uninstall.sh
+		$(GO) run ./packaging/cmd/clearance-pkg -version "$(VERSION)" -commit "$(COMMIT)" -uninstall-script dist/clearance-agent-uninstall.sh
 
 ## cross: the agent for both Mac architectures (no cgo: the Secure Enclave
 ## needs a darwin cgo toolchain, and the agent falls back to a key file) and Linux

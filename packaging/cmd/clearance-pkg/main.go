@@ -57,6 +57,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, no
 	if *version == "" {
 		return errors.New("-version is required")
 	}
+	if !versionPattern.MatchString(*version) {
+		return fmt.Errorf("-version %q is not a version: 1 to 64 letters, digits, '.', '-', '+' and '_', not starting with '-' (1.2.3, 1.2.3-rc.1, 0.0.0-dev)", *version)
+	}
 	if (*arm64 == "") != (*amd64 == "") {
 		return errors.New("-arm64 and -amd64 go together")
 	}
@@ -143,6 +146,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, no
 	fmt.Fprintln(stdout, *out)
 	return nil
 }
+
+// versionPattern is what -version takes: 1 to 64 letters, digits, '.',
+// '-', '+' and '_', not starting with '-' (1.2.3, 1.2.3-rc.1, 0.0.0-dev,
+// 1.2.3+build.5). It is linked into the agents it builds and names the
+// package's file: nothing else reaches the linker's flags or the path.
+var versionPattern = regexp.MustCompile(`^[A-Za-z0-9._+][A-Za-z0-9._+-]{0,63}$`)
 
 // commitPattern is what -commit takes: a git revision, as make pkg gives
 // it (git rev-parse HEAD, "-dirty" after it for a work tree with changes).

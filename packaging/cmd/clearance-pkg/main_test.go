@@ -126,6 +126,19 @@ func TestSignedPackage(t *testing.T) {
 	}
 }
 
+// TestVersions: the versions a release or make pkg gives pass -version's
+// check (the build then stops at the agents, which do not exist).
+func TestVersions(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"1", "1.2.3", "v1.2.3", "1.2.3-rc.1", "0.0.0-dev", "1.2.3+build.5", "1.2.3_beta", strings.Repeat("1", 64)} {
+		var stdout, stderr bytes.Buffer
+		err := run([]string{"-version", v, "-arm64", "/nonexistent", "-amd64", "y"}, env(map[string]string{"SOURCE_DATE_EPOCH": "0"}), &stdout, &stderr, fixedNow)
+		if err == nil || !strings.Contains(err.Error(), "nonexistent") {
+			t.Errorf("-version %s: %v, want it taken", v, err)
+		}
+	}
+}
+
 func TestUsageErrors(t *testing.T) {
 	t.Parallel()
 	for name, tc := range map[string]struct {
@@ -141,6 +154,12 @@ func TestUsageErrors(t *testing.T) {
 		"commit with linker flags":  {[]string{"-version", "1", "-commit", "abc1234 -X main.x=y"}, nil, "is not a revision"},
 		"commit not hex":            {[]string{"-version", "1", "-commit", "HEAD"}, nil, "is not a revision"},
 		"missing file":              {[]string{"-version", "1", "-arm64", "/nonexistent", "-amd64", "y"}, map[string]string{"SOURCE_DATE_EPOCH": "0"}, "nonexistent"},
+		// Agents that do not exist: a version let through stops there,
+		// before anything is built or written.
+		"version with linker flags": {[]string{"-version", "1.0.0 -badflag", "-arm64", "/nonexistent", "-amd64", "y"}, nil, "is not a version"},
+		"version a flag":            {[]string{"-version", "-X", "-arm64", "/nonexistent", "-amd64", "y"}, nil, "is not a version"},
+		"version a path":            {[]string{"-version", "../1.2.3", "-arm64", "/nonexistent", "-amd64", "y"}, nil, "is not a version"},
+		"version too long":          {[]string{"-version", strings.Repeat("1", 65), "-arm64", "/nonexistent", "-amd64", "y"}, nil, "is not a version"},
 	} {
 		var stdout, stderr bytes.Buffer
 		err := run(tc.args, env(tc.env), &stdout, &stderr, fixedNow)

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"unicode"
 )
 
 // Package is the import path of the agent's main package.
@@ -23,11 +24,20 @@ const VersionVar = "github.com/clearance/clearance/agent/version.Version"
 const CommitVar = "github.com/clearance/clearance/pkg/cli.commit"
 
 // Build compiles clearance-agent for darwin/goarch into dir and returns the
-// binary's path; a non-empty version and commit are linked in. CGO is off so any host
+// binary's path; a non-empty version and commit are linked in (neither may
+// start with '-' or hold white space or a quote). CGO is off so any host
 // can cross-compile (the agent then falls back from the Secure Enclave to a
 // key file); -trimpath and an empty build id keep the output independent of
 // the build directory.
 func Build(goarch, version, commit, dir string) (string, error) {
+	// Each is one word of -ldflags, which cmd/go splits at white space
+	// and quotes: whatever else the caller checked, no value becomes a
+	// linker flag of its own.
+	for _, v := range []struct{ name, value string }{{"version", version}, {"commit", commit}} {
+		if strings.HasPrefix(v.value, "-") || strings.ContainsFunc(v.value, func(r rune) bool { return unicode.IsSpace(r) || r == '\'' || r == '"' }) {
+			return "", fmt.Errorf("agentbuild: %s %q cannot be linked in: it starts with '-' or holds white space or a quote", v.name, v.value)
+		}
+	}
 	out := filepath.Join(dir, "clearance-agent-"+goarch)
 	ldflags := "-buildid="
 	if version != "" {
