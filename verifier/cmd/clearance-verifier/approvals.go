@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -208,14 +207,9 @@ func (a *app) approvalCmds() []*cli.Command {
 					if err := cli.ExactArgs(args, 1, "the CSV file"); err != nil {
 						return err
 					}
-					f, err := os.Open(args[0])
+					es, sum, err := readExport(args[0])
 					if err != nil {
-						return err
-					}
-					defer f.Close()
-					es, sum, err := knownlist.Parse(f)
-					if err != nil {
-						return fmt.Errorf("%s: %w; nothing was imported", args[0], err)
+						return fmt.Errorf("%w; nothing was imported", err)
 					}
 					src := *source
 					if src == "" {

@@ -47,14 +47,9 @@ func (a *app) missingCmd() *cli.Command {
 				if *silent <= 0 {
 					return cli.Usagef("--silent-for must be positive")
 				}
-				f, err := os.Open(args[0])
+				es, sum, err := readExport(args[0])
 				if err != nil {
 					return err
-				}
-				defer f.Close()
-				es, sum, err := knownlist.Parse(f)
-				if err != nil {
-					return fmt.Errorf("%s: %w", args[0], err)
 				}
 				fmt.Fprintf(a.stderr, "%s: %d serial numbers (%s, column %q)\n", args[0], len(es), sum.Format, orDash(sum.SerialColumn))
 				return a.withAdmin(ctx, af, func(c *adminConn) error {
@@ -86,6 +81,22 @@ func (a *app) missingCmd() *cli.Command {
 			}
 		},
 	}
+}
+
+// readExport reads an MDM's export of its devices, or a list of serial
+// numbers, as 'devices import' reads it (knownlist), every row checked. The
+// error names the file.
+func readExport(path string) ([]knownlist.Entry, knownlist.Summary, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, knownlist.Summary{}, err
+	}
+	defer f.Close()
+	es, sum, err := knownlist.Parse(f)
+	if err != nil {
+		return nil, sum, fmt.Errorf("%s: %w", path, err)
+	}
+	return es, sum, nil
 }
 
 // The states of a Mac of the export, as `devices missing` says them.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -13,7 +14,6 @@ import (
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
 	"github.com/clearance/clearance/verifier/admin"
 	"github.com/clearance/clearance/verifier/config"
-	"github.com/clearance/clearance/verifier/knownlist"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -107,14 +107,13 @@ func (a *app) expectReinstallCmd() *cli.Command {
 // (knownlist: an MDM's CSV export, found by its serial number column, or a
 // plain list), every row checked: at most maxReinstallBatch serial numbers.
 func readSerials(path string) ([]string, error) {
-	f, err := os.Open(path)
+	entries, _, err := readExport(path)
 	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	entries, _, err := knownlist.Parse(f)
-	if err != nil {
-		return nil, cli.Usagef("%s: %v", path, err)
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return nil, err
+		}
+		return nil, cli.Usagef("%v", err)
 	}
 	if len(entries) > maxReinstallBatch {
 		return nil, cli.Usagef("%s: %d serial numbers; at most %d at once", path, len(entries), maxReinstallBatch)
