@@ -87,14 +87,10 @@ type Server struct {
 	reloadMu sync.Mutex
 
 	// fleetScans lets maxFleetScans calls at a time read every Mac's
-	// latest report (fleetAccounts): the others wait their turn, within
-	// their deadline.
+	// latest report (fleetAccounts) or the audit log: the others wait
+	// their turn, within their deadline.
 	fleetScansOnce sync.Once
 	fleetScans     chan struct{}
-	// auditReads lets maxAuditReads ListAuditEvents calls at a time read
-	// the log (auditTurn).
-	auditReadsOnce sync.Once
-	auditReads     chan struct{}
 }
 
 var _ adminv1.AdminServiceServer = (*Server)(nil)

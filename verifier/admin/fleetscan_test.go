@@ -38,13 +38,15 @@ func TestFleetScansWaitTheirTurn(t *testing.T) {
 	}
 }
 
-// While maxAuditReads listings of the audit log run, another waits its
-// turn and gives up at its deadline, having read nothing.
+// Listings of the audit log take their turns with the fleet scans: while
+// maxFleetScans of those run, a listing waits its turn and gives up at its
+// deadline, having read nothing, so the two together never hold more of
+// the database's read connections than maxFleetScans.
 func TestAuditReadsWaitTheirTurn(t *testing.T) {
 	s := &Server{}
-	s.auditReadsOnce.Do(func() { s.auditReads = make(chan struct{}, maxAuditReads) })
-	for range maxAuditReads {
-		s.auditReads <- struct{}{}
+	s.fleetScansOnce.Do(func() { s.fleetScans = make(chan struct{}, maxFleetScans) })
+	for range maxFleetScans {
+		s.fleetScans <- struct{}{}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()

@@ -241,7 +241,8 @@ type fleetAccounts struct {
 }
 
 // maxFleetScans is how many calls that read the whole fleet for people
-// (GetUser, ListUsers with details) run at once.
+// (GetUser, ListUsers with details, ListDevices by person) or page
+// through the audit log run at once, together.
 const maxFleetScans = 2
 
 // fleetTurn waits for one of the maxFleetScans turns, within ctx, and
@@ -253,17 +254,14 @@ func (s *Server) fleetTurn(ctx context.Context) (func(), error) {
 	return turn(ctx, s.fleetScans)
 }
 
-// maxAuditReads is how many ListAuditEvents calls read the log at once.
-const maxAuditReads = 2
-
-// auditTurn waits for one of the maxAuditReads turns, within ctx, and
-// returns what gives it back: however many callers page through the log
-// at once (any read token may, and a SIEM polls it), they hold at most
-// maxAuditReads of the database's read connections, and sign-ins and
-// health checks find the others free.
+// auditTurn waits for a turn to list the audit log: one of the same
+// maxFleetScans turns the fleet scans take, so that however many callers
+// page through the log and read the fleet at once (any read token may,
+// and a SIEM polls the log), those calls together hold at most
+// maxFleetScans of the database's read connections (four at least), and
+// sign-ins and health checks find the others free.
 func (s *Server) auditTurn(ctx context.Context) (func(), error) {
-	s.auditReadsOnce.Do(func() { s.auditReads = make(chan struct{}, maxAuditReads) })
-	return turn(ctx, s.auditReads)
+	return s.fleetTurn(ctx)
 }
 
 // turn takes a place in turns within ctx and returns what gives it back.

@@ -44,12 +44,19 @@ type AuditSubject struct {
 // response.
 const MaxListedAuditSubjects = 20
 
-// MaxAuditSubjects bounds the subjects kept with one event: a group
-// change names every member it added or removed, and a group deleted
-// every member it had, up to MaxGroupMembers, which would let one request
-// write tens of megabytes to the log. Past it AppendAudit keeps the first
-// MaxAuditSubjects and says in the event's detail how many there were.
-const MaxAuditSubjects = 1000
+// MaxAuditSubjects and MaxAuditSubjectBytes bound the subjects kept with
+// one event: a group change names every member it added or removed, and a
+// group deleted every member it had, up to MaxGroupMembers, which would
+// let one request write tens of megabytes to the log. AppendAudit keeps
+// the first subjects while there are at most MaxAuditSubjects of them and
+// their ids and usernames hold at most MaxAuditSubjectBytes, and says in
+// the event's detail how many there were. A thousand people of ordinary
+// names fit; a request naming people of 512-byte names writes at most
+// about a hundred.
+const (
+	MaxAuditSubjects     = 1000
+	MaxAuditSubjectBytes = 64 << 10
+)
 
 // DefaultAuditRetention is how long the audit log is kept unless
 // configured (audit-retention).

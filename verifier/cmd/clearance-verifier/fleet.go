@@ -462,9 +462,9 @@ func runeLen(s string) int { return len([]rune(s)) }
 // "(look-alike) ") is kept whole, as a cut at the end keeps it.
 func cutMiddle(s string, n int) string {
 	mark := ""
-	if strings.HasPrefix(s, "(") {
-		if i := strings.Index(s, ") "); i > 0 {
-			mark, s = s[:i+2], s[i+2:]
+	for _, m := range []string{"(not ASCII) ", "(look-alike) "} {
+		if strings.HasPrefix(s, m) {
+			mark, s = m, s[len(m):]
 		}
 	}
 	r, m := []rune(s), runeLen(mark)

@@ -488,6 +488,9 @@ func TestCutMiddle(t *testing.T) {
 		{"(not ASCII) аlice.smith@example.com", 24, "(not ASCII) аlice.…e.com"},
 		{"(not ASCII) аlice.smith@example.com", 13, "(not ASCII) …"},
 		{"abc", 2, "a…"},
+		// Only the two marks are kept whole: a name that begins like one
+		// is cut as any other.
+		{"(admin) alice.smith@example.com", 16, "(admin) …ple.com"},
 	} {
 		if got := cutMiddle(tc.in, tc.n); got != tc.want || runeLen(got) > tc.n {
 			t.Errorf("cutMiddle(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)

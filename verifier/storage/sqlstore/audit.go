@@ -33,9 +33,9 @@ func insertAudit(ctx context.Context, q conn, e storage.AuditEvent) error {
 	if q.tx == nil {
 		return errors.New("appending audit: an event with subjects needs a transaction")
 	}
-	if len(subjects) > storage.MaxAuditSubjects {
-		e.Detail += fmt.Sprintf(" (%d people; the first %d named)", len(subjects), storage.MaxAuditSubjects)
-		subjects = subjects[:storage.MaxAuditSubjects]
+	if kept := keptSubjects(subjects); kept < len(subjects) {
+		e.Detail += fmt.Sprintf(" (%d people; the first %d named)", len(subjects), kept)
+		subjects = subjects[:kept]
 	}
 	for _, sub := range subjects {
 		if err := checkTexts(false, textField{"subject's user id", sub.UserID}, textField{"subject's username", sub.UserName}); err != nil {
@@ -69,6 +69,19 @@ func insertAudit(ctx context.Context, q conn, e storage.AuditEvent) error {
 		}
 	}
 	return nil
+}
+
+// keptSubjects is how many of subjects an event keeps: the first, up to
+// storage.MaxAuditSubjects of them and storage.MaxAuditSubjectBytes of
+// their ids and usernames.
+func keptSubjects(subjects []storage.AuditSubject) int {
+	bytes := 0
+	for i, sub := range subjects {
+		if bytes += len(sub.UserID) + len(sub.UserName); i == storage.MaxAuditSubjects || bytes > storage.MaxAuditSubjectBytes {
+			return i
+		}
+	}
+	return len(subjects)
 }
 
 // subjectsPerInsert bounds the rows of one INSERT of audit subjects (six

@@ -20,6 +20,7 @@ var auditTests = []test{
 	{"UserFilterPaging", testAuditUserPaging},
 	{"ListedSubjects", testAuditListedSubjects},
 	{"SubjectsCapped", testAuditSubjectsCapped},
+	{"SubjectBytesCapped", testAuditSubjectBytesCapped},
 	{"UserFilterIDFirst", testAuditUserFilterIDFirst},
 	{"SubjectsRetention", testAuditSubjectsRetention},
 	{"SubjectsFromPeople", testAuditSubjectsFromPeople},

@@ -208,6 +208,24 @@ func testAuditSubjectsCapped(t *testing.T, s storage.Store) {
 	}
 }
 
+func testAuditSubjectBytesCapped(t *testing.T, s storage.Store) {
+	// People of long names: the bytes bound the subjects kept before the
+	// count does.
+	var members []storage.AuditSubject
+	long := strings.Repeat("x", 480)
+	for i := range 200 {
+		members = append(members, subject(fmt.Sprintf("u%05d", i), fmt.Sprintf("%s%05d@example.com", long, i)))
+	}
+	per := len(members[0].UserID) + len(members[0].UserName)
+	want := storage.MaxAuditSubjectBytes / per
+	appendAudit(t, s, storage.AuditEvent{At: t0, Actor: "scim:tok1", Action: "group.members", Detail: "200 added", Subjects: members})
+	got := listAuditFilter(t, s, storage.AuditFilter{})
+	if len(got) != 1 || got[0].Detail != fmt.Sprintf("200 added (200 people; the first %d named)", want) ||
+		len(got[0].Subjects)+got[0].MoreSubjects != want {
+		t.Errorf("an event about 200 people of %d-byte names: %q, %d listed + %d more, want %d kept", per, got[0].Detail, len(got[0].Subjects), got[0].MoreSubjects, want)
+	}
+}
+
 func testAuditUserFilterIDFirst(t *testing.T, s storage.Store) {
 	// Someone whose username is another person's id does not join that
 	// person's history: the id wins, as the admin API's lookups try it

@@ -51,8 +51,9 @@ type AuditEvent struct {
 	// change added or removed; a deleted group's members; the user a device
 	// was assigned to or unassigned from; the user an exemption covers.
 	// Empty for a change about no one, and for every event recorded before
-	// the verifier kept subjects. An event keeps at most 1,000 (its detail
-	// says how many there were past that). At most 20 are listed, those the
+	// the verifier kept subjects. An event keeps at most 1,000, and at most
+	// 64 KiB of their ids and usernames (its detail says how many there
+	// were past that). At most 20 are listed, those the
 	// request's user matches first; more_subjects counts the others kept.
 	Subjects []*AuditSubject `protobuf:"bytes,7,rep,name=subjects,proto3" json:"subjects,omitempty"`
 	// How many more subjects the event has than are listed.
