@@ -187,7 +187,7 @@ var settings = []setting{
 
 // setFromFile checks and stores a value a plist gave (or a record of
 // one): by the plists' contract, agentprefs.Check, which is stricter than
-// set only in that a StateDir must be absolute (agentprefs.CheckStateDir).
+// set only in that the paths it names must be absolute (agentprefs.CheckAbsPath).
 func (s setting) setFromFile(c *Config, v string) error {
 	if err := agentprefs.Check(s.key, v); err != nil {
 		return err

@@ -242,7 +242,8 @@ func TestSecretNeverInErrorsOrLogs(t *testing.T) {
 // its order, and accepts a value from a plist exactly when agentprefs.Check
 // does, so the verifier's profile (which checks with agentprefs) writes
 // nothing the agent refuses. From a flag or the environment it accepts the
-// same, and a relative StateDir, taken against the working directory.
+// same, and a relative path (StateDir, CAFile, OsquerySocket,
+// OsquerydPath), taken against the working directory.
 func TestSettingsAreTheContract(t *testing.T) {
 	t.Parallel()
 	var keys []string
@@ -264,8 +265,10 @@ func TestSettingsAreTheContract(t *testing.T) {
 			if (fileErr == nil) != (prefsErr == nil) {
 				t.Errorf("%s = %q from a plist: agent says %v, agentprefs says %v", s.key, v, fileErr, prefsErr)
 			}
-			relStateDir := s.key == agentprefs.KeyStateDir && v != "" && !filepath.IsAbs(v)
-			if (flagErr == nil) != (prefsErr == nil || relStateDir) {
+			pathKey := s.key == agentprefs.KeyStateDir || s.key == agentprefs.KeyCAFile ||
+				s.key == agentprefs.KeyOsquerySocket || s.key == agentprefs.KeyOsquerydPath
+			relPath := pathKey && v != "" && !filepath.IsAbs(v)
+			if (flagErr == nil) != (prefsErr == nil || relPath) {
 				t.Errorf("%s = %q from a flag: agent says %v, agentprefs says %v", s.key, v, flagErr, prefsErr)
 			}
 		}

@@ -87,13 +87,13 @@ type key struct {
 // keys are in the order the agent documents them.
 var keys = []key{
 	{name: KeyVerifier, check: discard(ParseVerifier)},
-	{name: KeyCAFile, check: CheckPath},
+	{name: KeyCAFile, check: CheckAbsPath},
 	{name: KeyCAPEM, check: CheckCAPEM},
 	{name: KeyCAFingerprint, check: discard(ParseFingerprint)},
 	{name: KeyEnrollSecret, check: discard(ParseEnrollSecret)},
-	{name: KeyOsquerySocket, check: CheckPath},
-	{name: KeyOsquerydPath, check: CheckPath},
-	{name: KeyStateDir, check: CheckStateDir},
+	{name: KeyOsquerySocket, check: CheckAbsPath},
+	{name: KeyOsquerydPath, check: CheckAbsPath},
+	{name: KeyStateDir, check: CheckAbsPath},
 	{name: KeyInterval, seconds: true, check: discard(ParseInterval)},
 	{name: KeyRunBudget, seconds: true, check: discard(ParseRunBudget)},
 	{name: KeyLogLevel, check: discard(ParseLogLevel)},
@@ -165,13 +165,14 @@ func CheckPath(v string) error {
 	return nil
 }
 
-// CheckStateDir checks a StateDir from a plist: a path, and an absolute
-// one. launchd runs the agent in /, while status and the uninstall script
-// run wherever they are typed: a relative one would name a different
-// directory for each, and is almost certainly a mistake. (The agent takes
-// a relative --state-dir or CLEARANCE_STATE_DIR, typed in a shell, against
-// its working directory, as any path.)
-func CheckStateDir(v string) error {
+// CheckAbsPath checks a path from a plist (StateDir, CAFile,
+// OsquerySocket, OsquerydPath): a path, and an absolute one. launchd runs
+// the agent in /, while status and the uninstall script run wherever they
+// are typed: a relative one would name a different file for each, and is
+// almost certainly a mistake. (The agent takes a relative path from a
+// flag or the environment, typed in a shell, against its working
+// directory.)
+func CheckAbsPath(v string) error {
 	if err := CheckPath(v); err != nil {
 		return err
 	}

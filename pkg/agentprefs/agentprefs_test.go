@@ -64,6 +64,14 @@ func TestCheck(t *testing.T) {
 		{KeyStateDir, "", "is empty"},
 		{KeyStateDir, "-clearance", `"-clearance" is not an absolute path`},
 		{KeyStateDir, "var/clearance", `"var/clearance" is not an absolute path`},
+		// Every path a plist gives is taken by launchd's agent in /: a
+		// relative one names another file for status.
+		{KeyCAFile, "/Library/Application Support/Clearance/ca.pem", ""},
+		{KeyCAFile, "ca.pem", `"ca.pem" is not an absolute path`},
+		{KeyOsquerySocket, "/var/osquery/osquery.em", ""},
+		{KeyOsquerySocket, "var/osquery/osquery.em", `"var/osquery/osquery.em" is not an absolute path`},
+		{KeyOsquerydPath, "/opt/osquery/lib/osquery.app/Contents/MacOS/osqueryd", ""},
+		{KeyOsquerydPath, "osqueryd", `"osqueryd" is not an absolute path`},
 		{KeyInterval, "5m", ""},
 		{KeyInterval, "1s", ""},
 		{KeyInterval, "300s", ""},
