@@ -96,9 +96,9 @@ test: deps tools check-generated vet cross
 	$(GO) test -count=3 -timeout 10m -run '$(FAULT_TESTS)' ./e2e/
 	$(MAKE) --no-print-directory fuzz
 
-## fuzz: each fuzz target briefly, beyond its seed corpus (FUZZTIME each, 3s: 51 targets keep
+## fuzz: each fuzz target briefly, beyond its seed corpus (FUZZTIME each, 2s: 51 targets keep
 ## `make test` within 15 minutes on two cores; longer: make fuzz FUZZTIME=2m)
-FUZZTIME ?= 3s
+FUZZTIME ?= 2s
 fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)
 

@@ -23,9 +23,14 @@ func fixedNow() time.Time { return time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC) }
 
 func TestSameEpochSameBytes(t *testing.T) {
 	dir := t.TempDir()
-	arm, err := agentbuild.Build("arm64", "1.2.3", "", dir)
+	// The commit make pkg gives is linked in, as make build links it.
+	const commit = "c0ffee0123456789c0ffee0123456789c0ffee01"
+	arm, err := agentbuild.Build("arm64", "1.2.3", commit, dir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if bin, err := os.ReadFile(arm); err != nil || !bytes.Contains(bin, []byte(commit)) {
+		t.Errorf("the agent does not hold its commit (%v)", err)
 	}
 	amd, err := agentbuild.Build("amd64", "1.2.3", "", dir)
 	if err != nil {
