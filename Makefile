@@ -96,11 +96,12 @@ test: deps tools check-generated vet cross
 	$(GO) test -count=3 -timeout 10m -run '$(FAULT_TESTS)' ./e2e/
 	$(MAKE) --no-print-directory fuzz
 
-## fuzz: each fuzz target briefly, beyond its seed corpus (FUZZTIME each, 2s: 51 targets keep
-## `make test` within 15 minutes on two cores; longer: make fuzz FUZZTIME=2m)
+## fuzz: each fuzz target briefly, beyond its seed corpus (FUZZTIME each, 2s, FUZZJOBS at a time,
+## 2; one fuzzing test binary a package; longer: make fuzz FUZZTIME=2m)
 FUZZTIME ?= 2s
+FUZZJOBS ?= 2
 fuzz:
-	@scripts/fuzz.sh $(FUZZTIME)
+	@FUZZJOBS=$(FUZZJOBS) scripts/fuzz.sh $(FUZZTIME)
 
 ## demo: the verifier on SQLite plus a simulated Mac, end to end (installs curl, flock and grpcurl if missing)
 demo: deps-demo build $(BIN)/grpcurl
