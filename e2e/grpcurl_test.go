@@ -191,6 +191,7 @@ BOT_TOKEN="$(cat bot.token)" grpcurl -cacert "$DATA/ca.pem" -expand-headers -H '
 		"list-users":  "{}",
 		"list-groups": "{}",
 		"decisions":   "no sign-ins match",
+		"people":      "no people are provisioned: they come from Okta, over SCIM or the Okta API sync (see docs/okta.md)",
 	}
 	blocks := exampleBlock.FindAllStringSubmatch(string(readme), -1)
 	seen := map[string]bool{}

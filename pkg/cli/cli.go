@@ -183,14 +183,28 @@ func (p *Program) Execute(ctx context.Context, args []string) error {
 	case isVersion(args[0]) && len(args) == 1:
 		fmt.Fprintln(p.Stdout, p.Version)
 		return nil
+	case isVersion(args[0]) && len(args) == 2 && isHelp(args[1]):
+		p.printVersionHelp()
+		return nil
+	case isVersion(args[0]):
+		return &UsageError{Msg: fmt.Sprintf("%s takes no arguments", args[0])}
 	case args[0] == "help":
 		return p.help(args[1:])
 	}
 	return p.exec(ctx, root, "", args)
 }
 
+// printVersionHelp is `version -h` and `help version`.
+func (p *Program) printVersionHelp() {
+	fmt.Fprintf(p.Stdout, "usage: %s version\n\nPrints the version, commit and Go version (also --version).\n", p.Name)
+}
+
 // help prints the help of the command that path names: `help secret create`.
 func (p *Program) help(path []string) error {
+	if len(path) == 1 && isVersion(path[0]) {
+		p.printVersionHelp()
+		return nil
+	}
 	cmd, name := &Command{Commands: p.Commands}, ""
 	for _, w := range path {
 		sub, err := p.find(cmd, name, w)

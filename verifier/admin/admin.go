@@ -342,14 +342,14 @@ func (s *Server) RevokeDevice(ctx context.Context, req *adminv1.RevokeDeviceRequ
 		// would only add an audit event whose reason the device does not
 		// carry. Its streams are told again, wherever they are: the first
 		// telling may not have reached every replica.
-		s.Hub.Revoked(d.ID, status.Errorf(codes.PermissionDenied, "device %s was revoked", d.ID))
+		s.Hub.Revoked(d.ID)
 		return nil, status.Errorf(codes.FailedPrecondition, "device %s was revoked already, at %s (reason: %s); nothing changed",
 			id, d.RevokedAt.UTC().Format(time.RFC3339), revokedWhy(d.RevokedReason))
 	}
 	if err != nil {
 		return nil, s.internal("revoking device", err)
 	}
-	s.Hub.Revoked(d.ID, status.Errorf(codes.PermissionDenied, "device %s was revoked", d.ID))
+	s.Hub.Revoked(d.ID)
 	s.log().Info("device revoked", "device_id", d.ID, "reason", req.GetReason())
 	return &adminv1.RevokeDeviceResponse{Device: s.device(d, nil)}, nil
 }
@@ -426,7 +426,10 @@ func (s *Server) ReloadPolicies(ctx context.Context, _ *adminv1.ReloadPoliciesRe
 	case errors.Is(err, ErrNotRecorded):
 		return nil, status.Error(codes.Unavailable, "policies not reloaded, the previous set stays in force: the audit log could not record the reload; try again once the database answers (see the verifier log)")
 	case err != nil:
-		// The old set stays in force; say exactly what is wrong with the file.
+		// The old set stays in force; say exactly what is wrong with the
+		// file, to the caller and in the log, whoever asked (SIGHUP or a
+		// person).
+		s.log().Error("policy reload failed", "err", err.Error(), "by", actor(ctx))
 		return nil, status.Errorf(codes.FailedPrecondition, "policies not reloaded, the previous set stays in force: %v", err)
 	}
 	n := s.Hub.Broadcast(&agentv1.VerifierMessage{Message: &agentv1.VerifierMessage_PolicySet{PolicySet: ps}})

@@ -42,6 +42,13 @@ var (
 	ErrRevoked = errors.New("the device was revoked")
 )
 
+// revokedError is ErrRevoked naming the device, for the replica that
+// revoked it.
+type revokedError string
+
+func (e revokedError) Error() string        { return fmt.Sprintf("device %s was revoked", string(e)) }
+func (e revokedError) Is(target error) bool { return target == ErrRevoked }
+
 // sendBuffer bounds what may queue for one agent; an agent that stops reading
 // gets ErrBusy rather than unbounded memory.
 const sendBuffer = 32
@@ -429,12 +436,12 @@ func (h *Hub) Reenrolled(deviceID string, key []byte) {
 	}
 }
 
-// Revoked ends deviceID's stream here with err and, through the relay, on
-// the other replicas (with ErrRevoked): the device was revoked, and has no
-// current key any more. Where the signal does not arrive, storage still
-// refuses the stream's next report, which ends it.
-func (h *Hub) Revoked(deviceID string, err error) {
-	h.Drop(deviceID, err)
+// Revoked ends deviceID's stream here and, through the relay, on the other
+// replicas, with ErrRevoked: the device was revoked, and has no current key
+// any more. Where the signal does not arrive, storage still refuses the
+// stream's next report, which ends it.
+func (h *Hub) Revoked(deviceID string) {
+	h.Drop(deviceID, revokedError(deviceID))
 	if h.Relay == nil {
 		return
 	}

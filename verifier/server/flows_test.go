@@ -193,6 +193,9 @@ func TestRevokeEndsLiveStream(t *testing.T) {
 	}
 	_, err := st.Client.Recv()
 	checkStatus(t, err, codes.PermissionDenied, "was revoked")
+	// The replica that revoked it says why it ended the stream, as the
+	// others do (operations.md).
+	h.logs.hasLine(t, "stream ended", "reason=device_revoked", a.DeviceID)
 	got, err := h.admin.GetDevice(h.ctx(), &adminv1.GetDeviceRequest{DeviceId: a.DeviceID})
 	if err != nil || got.GetDevice().GetStatus() != adminv1.DeviceStatus_DEVICE_STATUS_REVOKED || got.GetDevice().GetRevokedReason() != "stolen" {
 		t.Fatalf("after revoke: %v %v", got, err)

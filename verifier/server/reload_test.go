@@ -280,9 +280,18 @@ func TestReloadPoliciesAudit(t *testing.T) {
 	if err := h.srv.Reload(context.Background()); err == nil {
 		t.Fatal("a broken policy file reloaded")
 	}
-	h.logs.has(t, `msg="policy reload failed"`)
+	h.logs.hasLine(t, `msg="policy reload failed"`, "by=sighup")
 	if strings.Contains(h.logs.String(), "rpc error") {
 		t.Fatalf("the log words a failed reload as a gRPC status:\n%s", h.logs.String())
+	}
+	// A person's reload of the broken file is logged too, once, with who
+	// asked: the log is where a replica's refusals are read.
+	if _, err := h.admin.ReloadPolicies(h.ctx(), &adminv1.ReloadPoliciesRequest{}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("ReloadPolicies of a broken file: %v, want FailedPrecondition", err)
+	}
+	h.logs.hasLine(t, `msg="policy reload failed"`, "by=admin-api")
+	if n := strings.Count(h.logs.String(), `msg="policy reload failed"`); n != 2 {
+		t.Errorf("%d reload failures logged, want 2 (one a reload):\n%s", n, h.logs.String())
 	}
 }
 
