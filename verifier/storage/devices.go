@@ -226,6 +226,11 @@ type DeviceStore interface {
 	// DER): its current key or an earlier one. Keys held before the store
 	// kept them are known only as the device's key of that time.
 	DeviceHadKey(ctx context.Context, id string, key []byte) (bool, error)
+	// CountAgentVersions counts the unrevoked devices by AgentVersion,
+	// exactly as stored ("" for a device whose agent gave none), in one
+	// grouped read: a row per distinct version comes back, not one per
+	// device.
+	CountAgentVersions(ctx context.Context) (map[string]int, error)
 }
 
 // DeviceFinder is an optional ability of a DeviceStore: finding devices by

@@ -24,6 +24,7 @@ var deviceTests = []test{
 	{"ListDevicesPaging", testListDevicesPaging},
 	{"RevokeDevice", testRevokeDevice},
 	{"UpdateDeviceFacts", testUpdateDeviceFacts},
+	{"CountAgentVersions", testCountAgentVersions},
 	{"RevokedDeviceAcceptsNothing", testRevokedDeviceAcceptsNothing},
 	{"RenewDeviceCert", testRenewDeviceCert},
 	{"RenewFailuresChangeNothing", testRenewFailures},
@@ -487,6 +488,44 @@ func testUpdateDeviceFacts(t *testing.T, s storage.Store) {
 	gone.Hostname = "renamed"
 	wantErr(t, s.UpdateDeviceFacts(ctx, gone, factsAudit), storage.ErrDeviceRevoked)
 	before.unchanged(t, s)
+}
+
+// CountAgentVersions counts the unrevoked devices by the agent version each
+// last gave, byte for byte as stored: an upgrade moves a device from one
+// count to the next, a revoked device leaves every count, and a device
+// with no version is counted under "".
+func testCountAgentVersions(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	count := func(what string, want map[string]int) {
+		t.Helper()
+		got, err := s.CountAgentVersions(ctx)
+		must(t, err)
+		equal(t, what, got, want)
+	}
+	count("versions of no devices", map[string]int{})
+
+	createSecret(t, s, "fleet")
+	versions := []string{"1.0.0", "1.0.0", "1.0.0", "1.1.0-rc.1", "", "v2", "V2", "nightly build ✓"}
+	var ds []storage.Device
+	for i, v := range versions {
+		e := newEnrollment(i+1, "fleet")
+		e.Device.AgentVersion = v
+		ds = append(ds, enroll(t, s, e))
+	}
+	count("versions at enrollment", map[string]int{
+		"1.0.0": 3, "1.1.0-rc.1": 1, "": 1, "v2": 1, "V2": 1, "nightly build ✓": 1,
+	})
+
+	// An upgrade (the agent's facts when it connects) moves a device; a
+	// revocation takes one out.
+	next := ds[1]
+	next.AgentVersion = "1.1.0-rc.1"
+	must(t, s.UpdateDeviceFacts(ctx, next, storage.AuditEvent{At: at(hour), Actor: "agent", Action: "device.facts"}))
+	revokeDevice(t, s, ds[0].ID)
+	revokeDevice(t, s, ds[7].ID)
+	count("versions after an upgrade and two revocations", map[string]int{
+		"1.0.0": 1, "1.1.0-rc.1": 2, "": 1, "v2": 1, "V2": 1,
+	})
 }
 
 func testRevokedDeviceAcceptsNothing(t *testing.T, s storage.Store) {
