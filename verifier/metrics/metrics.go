@@ -3,6 +3,10 @@
 package metrics
 
 import (
+	"cmp"
+	"regexp"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +29,7 @@ type Metrics struct {
 	scepIssued      prometheus.Counter
 	scepRefused     *prometheus.CounterVec
 	devices         *prometheus.GaugeVec
+	agentVersions   *prometheus.GaugeVec
 	unsigned        prometheus.Gauge
 	reportsResent   prometheus.Counter
 	checksLapsed    prometheus.Counter
@@ -44,6 +49,11 @@ type Metrics struct {
 	policiesLoaded  prometheus.Gauge
 	certExpiry      *prometheus.GaugeVec
 	ceiling         *prometheus.GaugeVec
+
+	// versionsMu guards versionLabels, the labels the last count set,
+	// so that the next removes those it does not set again.
+	versionsMu    sync.Mutex
+	versionLabels map[string]int
 }
 
 // Device states (clearance_devices{state}): every enrolled, unrevoked device
@@ -124,6 +134,10 @@ func New() *Metrics {
 	for _, st := range DeviceStates {
 		m.devices.WithLabelValues(st)
 	}
+	m.agentVersions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "clearance_devices_by_agent_version",
+		Help: "Enrolled, unrevoked devices by the agent version they last gave, counted periodically from the whole database: the 20 most common versions each under its own, the rest as other; unknown for devices that gave none, invalid for one that is not 1 to 64 letters, digits, '.', '_', '+' and '-' (not first).",
+	}, []string{"version"})
 	m.unsigned = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "clearance_sso_unsigned_requests_allowed",
 		Help: "1 when AuthnRequests Okta did not sign are answered (allow_unsigned_requests without okta_request_cert): whoever builds a request names the user the response asserts. Alert on it.",
@@ -221,7 +235,7 @@ func New() *Metrics {
 	m.Registry.MustRegister(m.reloads, m.policiesLoaded, m.ceiling, m.certExpiry)
 	m.Registry.MustRegister(m.rateLimited, m.ssoUnrecorded, m.adminRefused, m.ssoBusy, m.grpcConns, m.grpcRefused, m.grpcStreams, m.httpConns, m.httpClosed)
 	m.storeWritable.Set(1)
-	m.Registry.MustRegister(m.scepIssued, m.scepRefused, m.devices, m.unsigned, m.reportsResent, m.checksLapsed, m.storeWritable, m.clockSkew, m.databaseSkew)
+	m.Registry.MustRegister(m.scepIssued, m.scepRefused, m.devices, m.agentVersions, m.unsigned, m.reportsResent, m.checksLapsed, m.storeWritable, m.clockSkew, m.databaseSkew)
 	m.Registry.MustRegister(m.reportsAccepted, m.reportsRejected, m.agents, m.ingestSeconds, m.enrollments, m.renewals, m.liveChecks,
 		m.ssoDecisions, m.ssoRefused, m.ssoSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -322,6 +336,97 @@ func (m *Metrics) Devices(counts map[string]int) {
 	for _, st := range DeviceStates {
 		m.devices.WithLabelValues(st).Set(float64(counts[st]))
 	}
+}
+
+// The labels of clearance_devices_by_agent_version that are no version.
+const (
+	// AgentVersionUnknown: the device's agent gave no version.
+	AgentVersionUnknown = "unknown"
+	// AgentVersionInvalid: a version that is not one (plausibleVersion),
+	// or one of these words.
+	AgentVersionInvalid = "invalid"
+	// AgentVersionOther: a plausible version less common than the
+	// maxAgentVersions that have a label of their own.
+	AgentVersionOther = "other"
+)
+
+// maxAgentVersions is how many versions clearance_devices_by_agent_version
+// names; with unknown, invalid and other it has at most 23 series,
+// whatever devices send.
+const maxAgentVersions = 20
+
+// versionPattern is a version as clearance-pkg -version takes them (and
+// so as a package's agent reports it): 1 to 64 letters, digits, '.', '_',
+// '+' and '-', not starting with '-' (1.2.3, 1.2.3-rc.1, 0.0.0-dev,
+// 1.2.3+build.5, dev).
+var versionPattern = regexp.MustCompile(`^[A-Za-z0-9._+][A-Za-z0-9._+-]{0,63}$`)
+
+// plausibleVersion reports whether v may be a label of its own: a device
+// key holder can send any string as its agent's version.
+func plausibleVersion(v string) bool {
+	switch v {
+	case AgentVersionUnknown, AgentVersionInvalid, AgentVersionOther:
+		return false
+	}
+	return versionPattern.MatchString(v)
+}
+
+// agentVersionLabels bounds counts, devices by the agent version they
+// gave, to the labels of clearance_devices_by_agent_version: "" is
+// unknown, what is not plausibleVersion is invalid, and past the
+// maxAgentVersions most common versions (a tie goes to the version first
+// in byte order) the rest are other. Labels no device has are left out.
+func agentVersionLabels(counts map[string]int) map[string]int {
+	out := map[string]int{}
+	type version struct {
+		name    string
+		devices int
+	}
+	var plausible []version
+	for v, n := range counts {
+		switch {
+		case n <= 0:
+		case v == "":
+			out[AgentVersionUnknown] += n
+		case !plausibleVersion(v):
+			out[AgentVersionInvalid] += n
+		default:
+			plausible = append(plausible, version{v, n})
+		}
+	}
+	slices.SortFunc(plausible, func(a, b version) int {
+		return cmp.Or(cmp.Compare(b.devices, a.devices), cmp.Compare(a.name, b.name))
+	})
+	for i, v := range plausible {
+		if i < maxAgentVersions {
+			out[v.name] = v.devices
+		} else {
+			out[AgentVersionOther] += v.devices
+		}
+	}
+	return out
+}
+
+// AgentVersions sets clearance_devices_by_agent_version from counts,
+// devices by the agent version they gave (see agentVersionLabels), and
+// removes the labels the last count set that this one does not: a version
+// no device runs any more leaves no series behind.
+func (m *Metrics) AgentVersions(counts map[string]int) {
+	if m == nil {
+		return
+	}
+	labels := agentVersionLabels(counts)
+	m.versionsMu.Lock()
+	defer m.versionsMu.Unlock()
+	for v, n := range labels {
+		m.agentVersions.WithLabelValues(v).Set(float64(n))
+	}
+	for v := range m.versionLabels {
+		if _, ok := labels[v]; !ok {
+			m.agentVersions.DeleteLabelValues(v)
+		}
+	}
+	m.versionLabels = labels
 }
 
 // ReportResent counts an exact resend of a stored report, acknowledged again.

@@ -878,7 +878,8 @@ func (s *Server) Actors(g *run.Group) error {
 	}, func(error) { close(stopRenew) })
 
 	// clearance_devices{state} is counted from the whole database now and
-	// then: a count per minute costs a read per device.
+	// then: a count per minute costs a read per device. The agent versions
+	// are counted with it, in one grouped read.
 	stopStates := make(chan struct{})
 	g.Add("device-states", func() error {
 		t := time.NewTicker(DeviceStatesInterval)
@@ -937,11 +938,21 @@ func orDefault(n, def int) int {
 // DeviceStatesInterval is how often the device-state gauges are counted.
 const DeviceStatesInterval = time.Minute
 
-// CountDevices counts the devices by state into the clearance_devices
-// gauges (the server does it every DeviceStatesInterval).
+// CountDevices counts the devices by agent version and by state into the
+// clearance_devices_by_agent_version and clearance_devices gauges (the
+// server does it every DeviceStatesInterval). The versions come first, in
+// one grouped read: the states read the reports of connected Macs, and a
+// count of states that fails or runs out of time does not take the
+// versions with it.
 func (s *Server) CountDevices(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, DeviceStatesInterval)
 	defer cancel()
+	versions, err := s.Store.CountAgentVersions(ctx)
+	if err != nil {
+		s.log.Warn("counting devices by agent version failed", "component", "server", "err", err)
+	} else {
+		s.Metrics.AgentVersions(versions)
+	}
 	counts, err := s.admin.CountDevices(ctx, s.cfg.MaxPostureAge)
 	if err != nil {
 		s.log.Warn("counting devices by state failed", "component", "server", "err", err)

@@ -1,12 +1,14 @@
 package server_test
 
 import (
+	"maps"
 	"slices"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/clearance/clearance/internal/protoagent"
@@ -100,6 +102,59 @@ func TestDeviceStateGauges(t *testing.T) {
 			t.Errorf("ListDevices %v: %v, want INVALID_ARGUMENT", bad, err)
 		}
 	}
+}
+
+// TestAgentVersionGauge: clearance_devices_by_agent_version follows the
+// fleet from one agent version to the next, as the security team watching
+// an upgrade reads /metrics: enrolled, unrevoked Macs by the version their
+// agent last gave, and no series for a version no Mac runs any more.
+func TestAgentVersionGauge(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	secret := h.secret()
+	enroll := func(version string) *protoagent.Agent {
+		t.Helper()
+		a, err := protoagent.New(h.addr, h.rootPEM, nextUUID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Facts.AgentVersion = version
+		if _, err := a.Enroll(h.ctx(), secret); err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	versions := func(want map[string]float64) {
+		t.Helper()
+		h.srv.CountDevices(h.ctx())
+		got := gauges(t, h, "clearance_devices_by_agent_version")
+		wantKeys := map[string]float64{}
+		for v, n := range want {
+			wantKeys[`version="`+v+`"`] = n
+		}
+		if !maps.Equal(got, wantKeys) {
+			t.Errorf("clearance_devices_by_agent_version = %v, want %v", got, wantKeys)
+		}
+	}
+	old1, old2 := enroll("1.4.2"), enroll("1.4.2")
+	enroll("1.5.0")
+	lost := enroll("1.4.2")
+	enroll("")             // an agent that gave no version
+	enroll("1.5.0 (beta)") // not a version the gauge names
+	if _, err := h.admin.RevokeDevice(h.ctx(), &adminv1.RevokeDeviceRequest{DeviceId: lost.DeviceID}); err != nil {
+		t.Fatal(err)
+	}
+	versions(map[string]float64{"1.4.2": 2, "1.5.0": 1, "unknown": 1, "invalid": 1})
+
+	// The upgrade reaches the last two Macs on 1.4.2: their agents give
+	// the new version when they connect, and 1.4.2's series goes.
+	for _, a := range []*protoagent.Agent{old1, old2} {
+		facts := proto.CloneOf(a.Facts)
+		facts.AgentVersion = "1.5.0"
+		a.HelloFacts = facts
+		h.connect(a)
+	}
+	versions(map[string]float64{"1.5.0": 3, "unknown": 1, "invalid": 1})
 }
 
 // gauges reads a gauge vector from the registry /metrics serves, by its
