@@ -27,10 +27,19 @@ import (
 )
 
 // Scripts holds preinstall and postinstall, shipped in the package, and
-// uninstall, shipped next to it for administrators.
+// uninstall, jamf-extension-attribute and kandji-audit, shipped next to
+// it for administrators (MDMScripts): those two are given to the MDM,
+// which runs them on each Mac to report the agent's standing.
 //
-//go:embed scripts/preinstall scripts/postinstall scripts/uninstall
+//go:embed scripts/preinstall scripts/postinstall scripts/uninstall scripts/jamf-extension-attribute scripts/kandji-audit
 var Scripts embed.FS
+
+// MDMScripts are the scripts in Scripts an MDM runs on each Mac, by the
+// name each is given next to the package.
+var MDMScripts = map[string]string{
+	"clearance-agent-jamf-extension-attribute.sh": "scripts/jamf-extension-attribute",
+	"clearance-agent-kandji-audit.sh":             "scripts/kandji-audit",
+}
 
 // LinkPath puts clearance-agent on administrators' PATH. launchd never runs
 // it: whoever owns /usr/local/bin can replace it.

@@ -221,12 +221,27 @@ var sandboxOK struct {
 	err  error
 }
 
+// newSandbox is a Mac (newMac) with the package's Scripts unpacked in
+// /sandbox/Scripts, ready for install.
 func newSandbox(t *testing.T, shell string) *sandbox {
+	t.Helper()
+	payload, scripts, receipt := packageParts(t)
+	s := newMac(t, shell)
+	s.payload, s.receipt = payload, receipt
+	if r := s.run(scripts, "/bin/sh", "-c", "cd /sandbox/Scripts && exec /usr/bin/cpio -idm --quiet"); r.code != 0 {
+		t.Fatalf("extracting Scripts: %v", r)
+	}
+	return s
+}
+
+// newMac is a Mac with shell as /bin/sh, the commands the scripts call and
+// the stand-ins, and the uninstall script at /sandbox/uninstall; nothing
+// installed.
+func newMac(t *testing.T, shell string) *sandbox {
 	t.Helper()
 	for _, tool := range []string{"unshare", "chroot", "mount"} {
 		testkit.Tool(t, tool)
 	}
-	payload, scripts, receipt := packageParts(t)
 	dir, err := os.MkdirTemp("", "agentpkg-mac-")
 	if err != nil {
 		t.Fatal(err)
@@ -242,7 +257,7 @@ func newSandbox(t *testing.T, shell string) *sandbox {
 		}
 		os.RemoveAll(dir)
 	})
-	s := &sandbox{t: t, dir: dir, userns: os.Geteuid() != 0, payload: payload, receipt: receipt}
+	s := &sandbox{t: t, dir: dir, userns: os.Geteuid() != 0}
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -293,11 +308,6 @@ func newSandbox(t *testing.T, shell string) *sandbox {
 	})
 	if sandboxOK.err != nil {
 		testkit.Missing(t, "%v", sandboxOK.err)
-	}
-
-	// 3. The package's scripts, from the package.
-	if r := s.run(scripts, "/bin/sh", "-c", "cd /sandbox/Scripts && exec /usr/bin/cpio -idm --quiet"); r.code != 0 {
-		t.Fatalf("extracting Scripts: %v", r)
 	}
 	return s
 }

@@ -109,6 +109,12 @@ func TestStatusStanding(t *testing.T) {
 			if got["exit_code"] != float64(tt.code) || got["version"] != "dev" || got["state_dir"] != sd.Path {
 				t.Errorf("--json: %s", stdout)
 			}
+			// The Kandji audit (packaging/agentpkg/scripts/kandji-audit)
+			// reads the reason from a line of its own, two spaces in,
+			// never the object's last.
+			if n := len(regexp.MustCompile(`(?m)^  "standing_reason": ".*",$`).FindAllString(stdout, -1)); n != 1 {
+				t.Errorf("--json has %d standing_reason lines as the Kandji audit reads them, want 1:\n%s", n, stdout)
+			}
 		})
 	}
 }
