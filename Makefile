@@ -72,11 +72,12 @@ deps:
 deps-demo:
 	@scripts/deps.sh demo
 
-## pkg: dist/clearance-agent-$(VERSION).pkg, universal, reproducible (see docs/packaging.md)
+## pkg: dist/clearance-agent-$(VERSION).pkg, universal, reproducible, with the uninstall script and the
+## MDM scripts (Jamf Pro extension attribute, Kandji audit) beside it (see docs/packaging.md)
 VERSION ?= 0.0.0-dev
 pkg:
 	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct)} \
-		$(GO) run ./packaging/cmd/clearance-pkg -version "$(VERSION)" -commit "$(COMMIT)" -uninstall-script dist/clearance-agent-uninstall.sh
+		$(GO) run ./packaging/cmd/clearance-pkg -version "$(VERSION)" -commit "$(COMMIT)" -uninstall-script dist/clearance-agent-uninstall.sh -mdm-scripts dist
 
 ## cross: the agent for both Mac architectures (no cgo: the Secure Enclave
 ## needs a darwin cgo toolchain, and the agent falls back to a key file) and Linux

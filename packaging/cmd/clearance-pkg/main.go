@@ -48,6 +48,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, no
 	out := fs.String("o", "", "output file (default dist/clearance-agent-VERSION.pkg)")
 	minOS := fs.String("min-os", agentpkg.DefaultMinOSVersion, "minimum macOS version")
 	uninstall := fs.String("uninstall-script", "", "also write the uninstall script to this file")
+	mdmScripts := fs.String("mdm-scripts", "", "also write the scripts an MDM runs on each Mac (a Jamf Pro extension attribute, a Kandji audit) into this directory")
 	commit := fs.String("commit", "", "source revision the agent it builds reports in --version (make pkg gives it)")
 	signCert := fs.String("sign-cert", "", "PEM certificate chain to sign with, leaf first (with -sign-key)")
 	signKey := fs.String("sign-key", "", "PEM RSA private key of the signing certificate (with -sign-cert)")
@@ -141,6 +142,20 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, no
 		}
 		if err := os.WriteFile(*uninstall, b, 0o755); err != nil {
 			return err
+		}
+	}
+	if *mdmScripts != "" {
+		if err := os.MkdirAll(*mdmScripts, 0o755); err != nil {
+			return err
+		}
+		for name, script := range agentpkg.MDMScripts {
+			b, err := agentpkg.Scripts.ReadFile(script)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(*mdmScripts, name), b, 0o755); err != nil {
+				return err
+			}
 		}
 	}
 	fmt.Fprintln(stdout, *out)

@@ -11,6 +11,7 @@ import (
 
 	gxar "github.com/blacktop/go-macho/pkg/xar"
 	kittestpki "github.com/clearance/clearance/internal/testkit/testpki"
+	"github.com/clearance/clearance/packaging/agentpkg"
 	"github.com/clearance/clearance/packaging/internal/agentbuild"
 	"github.com/clearance/clearance/packaging/internal/testpki"
 )
@@ -40,7 +41,7 @@ func TestSameEpochSameBytes(t *testing.T) {
 		t.Helper()
 		var stdout, stderr bytes.Buffer
 		args := []string{"-version", "1.2.3", "-arm64", arm, "-amd64", amd, "-o", out,
-			"-uninstall-script", filepath.Join(dir, "uninstall")}
+			"-uninstall-script", filepath.Join(dir, "uninstall"), "-mdm-scripts", filepath.Join(dir, "mdm")}
 		if err := run(args, env(e), &stdout, &stderr, now); err != nil {
 			t.Fatalf("run: %v\n%s", err, stderr.String())
 		}
@@ -65,6 +66,23 @@ func TestSameEpochSameBytes(t *testing.T) {
 	}
 	if out, err := exec.Command("sh", "-n", filepath.Join(dir, "uninstall")).CombinedOutput(); err != nil {
 		t.Errorf("uninstall script: %v\n%s", err, out)
+	}
+	// The scripts for the MDM, beside the package, as agentpkg holds them.
+	for _, name := range []string{"clearance-agent-jamf-extension-attribute.sh", "clearance-agent-kandji-audit.sh"} {
+		p := filepath.Join(dir, "mdm", name)
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm() != 0o755 {
+			t.Errorf("%s: %v, want a 0755 file (%v)", name, fi, err)
+			continue
+		}
+		b, _ := os.ReadFile(p)
+		want, _ := agentpkg.Scripts.ReadFile(agentpkg.MDMScripts[name])
+		if !bytes.Equal(b, want) {
+			t.Errorf("%s is not the script agentpkg holds", name)
+		}
+		if out, err := exec.Command("sh", "-n", p).CombinedOutput(); err != nil {
+			t.Errorf("%s: %v\n%s", name, err, out)
+		}
 	}
 }
 
