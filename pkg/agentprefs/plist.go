@@ -1,6 +1,8 @@
 package agentprefs
 
 import (
+	"encoding/xml"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -28,7 +30,7 @@ import (
 func ParsePlist(raw []byte) (values map[string]string, unknown []string, err error) {
 	var doc any
 	if err := plist.Unmarshal(raw, &doc); err != nil {
-		return nil, nil, fmt.Errorf("not a valid plist: %w", err)
+		return nil, nil, fmt.Errorf("not a valid plist: %w", withoutValues(err))
 	}
 	dict, ok := doc.(map[string]any)
 	if !ok {
@@ -86,6 +88,29 @@ func ParsePlist(raw []byte) (values map[string]string, unknown []string, err err
 		}
 	}
 	return out, unknown, nil
+}
+
+// withoutValues is the plist decoder's error without the document's text
+// that some of its messages quote: a value there may be the enroll secret
+// (an <integer> holding it says `parsing "…": invalid syntax`), and this
+// error goes to the agent's log, to status and to the verifier with the
+// agent's reports. The markup it names (elements, lines) stays.
+func withoutValues(err error) error {
+	var (
+		num *strconv.NumError
+		tm  *time.ParseError
+		syn *xml.SyntaxError
+	)
+	switch {
+	case errors.As(err, &num):
+		return errors.New("an <integer> or <real> holds something other than a number")
+	case errors.As(err, &tm):
+		return errors.New("a <date> holds something other than a date such as 2026-03-04T12:00:00Z")
+	case errors.As(err, &syn) && strings.HasPrefix(syn.Msg, "invalid character entity"):
+		// The entity's text runs on into the value it is in.
+		return fmt.Errorf("XML syntax error on line %d: an & that starts no character entity (write &amp; for &)", syn.Line)
+	}
+	return err
 }
 
 // misspelt returns the known key name likely misspells (the same letters

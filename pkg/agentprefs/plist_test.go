@@ -157,3 +157,37 @@ func TestParsePlistUnknownKeys(t *testing.T) {
 		t.Fatalf("ParsePlist = %v, %v, %v", got, unknown, err)
 	}
 }
+
+// TestParsePlistErrorsQuoteNoValue: a plist that does not read is refused
+// with an error that quotes none of its values, the enroll secret put
+// where it does not belong included: the error goes to the agent's log,
+// to status and to the verifier with the agent's reports.
+func TestParsePlistErrorsQuoteNoValue(t *testing.T) {
+	t.Parallel()
+	const secret = "s3cr3t-4pp13-s4uc3"
+	for _, tt := range []struct{ name, doc, want string }{
+		{"an integer", plistDoc("<key>EnrollSecret</key><integer>" + secret + "</integer>"), "an <integer> or <real> holds something other than a number"},
+		{"a negative integer", plistDoc("<key>EnrollSecret</key><integer>-" + secret + "</integer>"), "an <integer> or <real>"},
+		{"a real", plistDoc("<key>EnrollSecret</key><real>" + secret + "</real>"), "an <integer> or <real>"},
+		{"a date", plistDoc("<key>EnrollSecret</key><date>" + secret + "</date>"), "a <date> holds something other than a date"},
+		{"an unescaped &", plistDoc("<key>EnrollSecret</key><string>s3cr3t-4pp13&s4uc3</string>"), "on line 4: an & that starts no character entity (write &amp; for &)"},
+		{"data", plistDoc("<key>EnrollSecret</key><data>" + secret + "</data>"), "illegal base64 data"},
+		{"a tag misspelt", plistDoc("<key>EnrollSecret</key><string>s3cr3t</strin>"), "element <string> closed by </strin>"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, _, err := ParsePlist([]byte(tt.doc))
+			if err == nil {
+				t.Fatal("ParsePlist accepted it")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q, want it to contain %q", err, tt.want)
+			}
+			for _, part := range []string{"s3cr3t", "4pp13", "s4uc3"} {
+				if strings.Contains(err.Error(), part) {
+					t.Errorf("error %q quotes the value", err)
+				}
+			}
+		})
+	}
+}
