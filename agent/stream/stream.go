@@ -149,6 +149,12 @@ type Options struct {
 	// ScheduleGap is the least time between two runs on the schedule the
 	// policies' own intervals make (not with Interval set).
 	ScheduleGap time.Duration
+	// SettingsRejected, when set, says whether the agent rejected the
+	// settings it was given and runs on others: when, on the device's
+	// clock (zero: it runs on those it was given), and why. Every report
+	// says so (PostureReport.settings_rejection), as it is when the report
+	// is filed. It is called from the stream's goroutine.
+	SettingsRejected func() (at time.Time, why string)
 	// StopWait is how long the agent waits before trying again after the
 	// verifier refused in a way retrying cannot fix (retry.Stop).
 	StopWait time.Duration
@@ -1392,6 +1398,7 @@ func (c *Client) file(id *state.Identity, r *agentv1.PostureReport, check *asked
 			seq, c.o.Dir.File(state.SeqFile), uint64(report.MaxSeq)))}
 	}
 	r.Seq = seq
+	r.SettingsRejection = c.settingsRejection(observed)
 	signed, err := report.Sign(c.o.Signer, r)
 	if err != nil {
 		return sendError{err}
@@ -1415,6 +1422,26 @@ func (c *Client) file(id *state.Identity, r *agentv1.PostureReport, check *asked
 	}
 	c.log.Debug("report", "seq", seq, "results", len(r.Results), "certificates", len(r.Certificates), "check", len(r.GetNonce()) > 0)
 	return send(&c.pending[len(c.pending)-1])
+}
+
+// settingsRejection is what a report observed at observed says of the
+// settings (Options.SettingsRejected): nil when the agent runs on those it
+// was given, else when it rejected them, in the verifier's time as the
+// agent knows it and never after observed, and why, bounded
+// (report.SettingsReason).
+func (c *Client) settingsRejection(observed time.Time) *agentv1.SettingsRejection {
+	if c.o.SettingsRejected == nil {
+		return nil
+	}
+	at, why := c.o.SettingsRejected()
+	if at.IsZero() {
+		return nil
+	}
+	off, _ := c.o.Clock.Offset()
+	if at = at.Add(off); at.After(observed) {
+		at = observed // rejected while the report's policies ran
+	}
+	return &agentv1.SettingsRejection{At: timestamppb.New(at), Reason: report.SettingsReason(why)}
 }
 
 // keychainCertificates lists the device CA's certificates in users'

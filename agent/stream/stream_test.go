@@ -1594,3 +1594,73 @@ func TestReportDue(t *testing.T) {
 		}
 	}
 }
+
+// TestReportsSaySettingsRejected: every report says whether the agent
+// rejected the settings it was given, as it is when the report is filed:
+// nothing while it runs on them; when (in the verifier's time, never after
+// the report's observed_at) and why, bounded, once it rejects them; and
+// nothing again once it takes settings that run.
+func TestReportsSaySettingsRejected(t *testing.T) {
+	t.Parallel()
+	v := fakeverifier.New(t)
+	v.PolicySet = policySet
+	var (
+		mu  sync.Mutex
+		at  time.Time
+		why string
+	)
+	set := func(t time.Time, w string) {
+		mu.Lock()
+		defer mu.Unlock()
+		at, why = t, w
+	}
+	startAgent(t, v, t.TempDir(), func(o *stream.Options) {
+		o.SettingsRejected = func() (time.Time, string) {
+			mu.Lock()
+			defer mu.Unlock()
+			return at, why
+		}
+	})
+	s := nextSession(t, v)
+	check := func(n int) *agentv1.PostureReport {
+		t.Helper()
+		s.Send(checkNow(fmt.Sprintf("nonce-%d-0123456789", n), time.Minute))
+		return nextReport(t, v).Report
+	}
+	if r := nextReport(t, v).Report; r.GetSettingsRejection() != nil {
+		t.Errorf("a report of the settings given says %v", r.GetSettingsRejection())
+	}
+	// The verifier's clock an hour ahead of the Mac's: the report says
+	// when in the verifier's time, as it says observed_at.
+	v.SetClockOffset(time.Hour)
+	s.End(status.Error(codes.Unavailable, "restarting"))
+	s = nextSession(t, v)
+	nextReport(t, v)
+
+	rejected := time.Now().Add(-10 * time.Minute)
+	set(rejected, "CAFingerprint from /Library/Managed Preferences/com.clearance.agent.plist key CAFingerprint: no configured CA certificate has this fingerprint\n\x1b[2J"+strings.Repeat("é", 200))
+	r := check(1)
+	sr := r.GetSettingsRejection()
+	reason := sr.GetReason()
+	switch {
+	case sr == nil:
+		t.Fatal("the report after the settings were rejected does not say so")
+	case sr.GetAt().AsTime().Sub(rejected.Add(time.Hour)).Abs() > time.Second:
+		t.Errorf("rejected at %v, want %v (the verifier's time)", sr.GetAt().AsTime(), rejected.Add(time.Hour))
+	case !strings.HasPrefix(reason, "CAFingerprint from /Library/Managed Preferences/com.clearance.agent.plist key CAFingerprint: no configured CA certificate has this fingerprint\\n\\x1b[2Jéé"):
+		t.Errorf("reason %q: want the error, escaped", reason)
+	case len(reason) > 256 || !strings.HasSuffix(reason, "é…"):
+		t.Errorf("reason %q is %d bytes: want it cut to 256 on a character's end", reason, len(reason))
+	}
+
+	// Rejected after the report's policies began: at is observed_at.
+	set(time.Now().Add(time.Minute), "later")
+	if r := check(2); !r.GetSettingsRejection().GetAt().AsTime().Equal(r.GetObservedAt().AsTime()) {
+		t.Errorf("rejected at %v, after the report's observed_at %v", r.GetSettingsRejection().GetAt().AsTime(), r.GetObservedAt().AsTime())
+	}
+
+	set(time.Time{}, "")
+	if r := check(3); r.GetSettingsRejection() != nil {
+		t.Errorf("the report after settings that run says %v", r.GetSettingsRejection())
+	}
+}

@@ -105,11 +105,9 @@ func Verify(pub crypto.PublicKey, sr *agentv1.SignedReport) (*agentv1.PostureRep
 }
 
 // Check validates a report's structure (not its freshness or sequence, which
-// need the verifier's state).
+// need the verifier's state), its settings rejection included.
 func Check(r *agentv1.PostureReport) error {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, a...)...)
-	}
+	bad := malformed
 	switch {
 	case r.GetDeviceId() == "":
 		return bad("device_id is empty")
@@ -150,7 +148,11 @@ func Check(r *agentv1.PostureReport) error {
 		}
 		seen[res.GetPolicyId()] = true
 	}
-	return nil
+	return checkSettingsRejection(r.GetSettingsRejection(), r.GetObservedAt().AsTime())
+}
+
+func malformed(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, a...)...)
 }
 
 func truncate(s string) string {

@@ -1,6 +1,7 @@
 package report_test
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -128,6 +129,37 @@ func TestVerifyRejects(t *testing.T) {
 		{"huge message", k.Public(), signWith(func(r *agentv1.PostureReport) { r.Results[1].Message = strings.Repeat("x", report.MaxMessageSize+1) }), report.ErrMalformed, "message"},
 		{"short query digest", k.Public(), signWith(func(r *agentv1.PostureReport) { r.Results[0].QuerySha256 = make([]byte, 31) }), report.ErrMalformed, "query_sha256"},
 		{"long query digest", k.Public(), signWith(func(r *agentv1.PostureReport) { r.Results[0].QuerySha256 = make([]byte, 33) }), report.ErrMalformed, "query_sha256"},
+		{"settings rejected without a time", k.Public(), signWith(func(r *agentv1.PostureReport) {
+			r.SettingsRejection = &agentv1.SettingsRejection{Reason: "x"}
+		}), report.ErrMalformed, "settings_rejection: at is missing"},
+		{"settings rejected after the report", k.Public(), signWith(func(r *agentv1.PostureReport) {
+			r.SettingsRejection = &agentv1.SettingsRejection{At: timestamppb.New(r.ObservedAt.AsTime().Add(time.Nanosecond)), Reason: "x"}
+		}), report.ErrMalformed, "settings_rejection: at is after observed_at"},
+		{"settings rejected before 1970", k.Public(), signWith(func(r *agentv1.PostureReport) {
+			r.SettingsRejection = &agentv1.SettingsRejection{At: timestamppb.New(time.Unix(0, 0)), Reason: "x"}
+		}), report.ErrMalformed, "settings_rejection: at is before 1970"},
+		{"settings rejected at no valid time", k.Public(), signWith(func(r *agentv1.PostureReport) {
+			r.SettingsRejection = &agentv1.SettingsRejection{At: &timestamppb.Timestamp{Seconds: 1, Nanos: -1}, Reason: "x"}
+		}), report.ErrMalformed, "settings_rejection: at:"},
+		{"settings rejected for no reason", k.Public(), signWith(func(r *agentv1.PostureReport) {
+			r.SettingsRejection = &agentv1.SettingsRejection{At: r.ObservedAt}
+		}), report.ErrMalformed, "settings_rejection: reason is empty"},
+		{"settings rejected at length", k.Public(), signWith(func(r *agentv1.PostureReport) {
+			r.SettingsRejection = &agentv1.SettingsRejection{At: r.ObservedAt, Reason: strings.Repeat("x", report.MaxSettingsReasonSize+1)}
+		}), report.ErrMalformed, "settings_rejection: reason is 257 bytes, limit 256"},
+		{"settings rejected in no UTF-8", k.Public(), func() *agentv1.SignedReport {
+			// protobuf refuses to write it: written, then edited.
+			sr := signWith(func(r *agentv1.PostureReport) {
+				r.SettingsRejection = &agentv1.SettingsRejection{At: r.ObservedAt, Reason: "cafe-reason"}
+			})
+			return rawSigned(bytes.Replace(sr.Payload, []byte("cafe-reason"), []byte("caf\xe9-reason"), 1))
+		}(), report.ErrMalformed, "utf-8"},
+		{"settings rejected with a line break", k.Public(), signWith(func(r *agentv1.PostureReport) {
+			r.SettingsRejection = &agentv1.SettingsRejection{At: r.ObservedAt, Reason: "one\nNEW SETTINGS: fine"}
+		}), report.ErrMalformed, "settings_rejection: reason holds a control character"},
+		{"settings rejected with an escape", k.Public(), signWith(func(r *agentv1.PostureReport) {
+			r.SettingsRejection = &agentv1.SettingsRejection{At: r.ObservedAt, Reason: "\x1b[2J"}
+		}), report.ErrMalformed, "control character"},
 		{"too many results", k.Public(), signWith(func(r *agentv1.PostureReport) {
 			r.Results = make([]*agentv1.PolicyResult, report.MaxResults+1)
 			for i := range r.Results {
@@ -146,6 +178,38 @@ func TestVerifyRejects(t *testing.T) {
 				t.Fatalf("error %q does not mention %q", err, tc.msg)
 			}
 		})
+	}
+}
+
+// TestSettingsReason: what the agent says of settings it rejected is the
+// error as status shows it, on one line with controls escaped, cut to
+// the bound on a character boundary; a report carrying it verifies.
+func TestSettingsReason(t *testing.T) {
+	t.Parallel()
+	k := key(t, elliptic.P256())
+	long := strings.Repeat("é", report.MaxSettingsReasonSize) // 2 bytes each
+	for _, tc := range []struct{ why, want string }{
+		{`CAFingerprint from /Library/Managed Preferences/com.clearance.agent.plist key CAFingerprint: no configured CA certificate has this fingerprint`,
+			`CAFingerprint from /Library/Managed Preferences/com.clearance.agent.plist key CAFingerprint: no configured CA certificate has this fingerprint`},
+		{"a\nb\tc\x1b[2J\u202e d \xff", `a\nb\tc\x1b[2J\u202e d \xff`},
+		{"  spaced  ", "spaced"},
+		{"", "no reason given"},
+		{long, strings.Repeat("é", (report.MaxSettingsReasonSize-3)/2) + "…"},
+		{strings.Repeat("x", 300), strings.Repeat("x", report.MaxSettingsReasonSize-3) + "…"},
+	} {
+		got := report.SettingsReason(tc.why)
+		if got != tc.want {
+			t.Errorf("SettingsReason(%q) = %q, want %q", tc.why, got, tc.want)
+		}
+		r := sample()
+		r.SettingsRejection = &agentv1.SettingsRejection{At: r.ObservedAt, Reason: got}
+		sr, err := report.Sign(k, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := report.Verify(k.Public(), sr); err != nil {
+			t.Errorf("a report with SettingsReason(%q) is refused: %v", tc.why, err)
+		}
 	}
 }
 

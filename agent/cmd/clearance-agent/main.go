@@ -256,7 +256,7 @@ func settingsWatch(g *run.Group, flags *config.Flags, running *config.Config, re
 					if cfg != nil {
 						keys = config.Changed(running, cfg)
 					}
-					rec.reject(err.Error(), keys)
+					rec.reject(rejectedWhy(err, running, cfg), keys)
 				}
 				continue
 			}
@@ -280,9 +280,12 @@ func settingsWatch(g *run.Group, flags *config.Flags, running *config.Config, re
 // last new settings it would not take. A record that cannot be written is
 // logged once; the agent runs on.
 type runningRecord struct {
-	dir    *state.Dir
+	dir *state.Dir
+	log *slog.Logger
+	// mu guards rec: the settings watcher writes it, the stream reads
+	// the rejection for every report (rejected).
+	mu     sync.Mutex
 	rec    state.Running
-	log    *slog.Logger
 	failed bool
 }
 
@@ -295,10 +298,18 @@ type rejection struct {
 	keys []string
 }
 
-// startRecord records a run starting with cfg; rej, when set, are the
-// newer settings it starts without. Settings from the record of the last
-// settings that ran are recorded as such, with when they ran.
+// startRecord records a run starting with cfg (newRecord).
 func startRecord(dir *state.Dir, cfg *config.Config, rej *rejection, log *slog.Logger) *runningRecord {
+	r := newRecord(dir, cfg, rej, log)
+	r.save()
+	return r
+}
+
+// newRecord is the record of a run starting with cfg, not written yet;
+// rej, when set, are the newer settings it starts without. Settings from
+// the record of the last settings that ran are recorded as such, with
+// when they ran.
+func newRecord(dir *state.Dir, cfg *config.Config, rej *rejection, log *slog.Logger) *runningRecord {
 	r := &runningRecord{dir: dir, log: log, rec: state.Running{
 		PID: os.Getpid(), Version: version.Version, StartedAt: time.Now(), Settings: config.Fingerprints(cfg), Pinned: config.Pinned(cfg),
 		LastRanAt: cfg.RecordedAt(),
@@ -306,7 +317,6 @@ func startRecord(dir *state.Dir, cfg *config.Config, rej *rejection, log *slog.L
 	if rej != nil {
 		r.rec.RejectedAt, r.rec.Rejected, r.rec.RejectedKeys = time.Now(), rej.why, rej.keys
 	}
-	r.save()
 	return r
 }
 
@@ -339,17 +349,52 @@ func (r *runningRecord) reject(why string, keys []string) {
 	if r == nil {
 		return
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.rec.RejectedAt, r.rec.Rejected, r.rec.RejectedKeys = time.Now(), why, keys
 	r.save()
 }
 
 // clear records that the files say what runs again.
 func (r *runningRecord) clear() {
-	if r == nil || r.rec.RejectedAt.IsZero() {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rec.RejectedAt.IsZero() {
 		return
 	}
 	r.rec.RejectedAt, r.rec.Rejected, r.rec.RejectedKeys = time.Time{}, "", nil
 	r.save()
+}
+
+// rejected is what the agent's reports say of its settings
+// (stream.Options.SettingsRejected): when it rejected the settings it
+// was given, and why as status says it, with the keys they changed; zero
+// when it runs on them.
+func (r *runningRecord) rejected() (time.Time, string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	why := r.rec.Rejected
+	if len(r.rec.RejectedKeys) > 0 {
+		why += " (the new ones changed " + strings.Join(r.rec.RejectedKeys, ", ") + ")"
+	}
+	return r.rec.RejectedAt, why
+}
+
+// rejectedWhy is err as a rejection records it: a value the settings'
+// checks quote (a path, an address) is never the enroll secret of the
+// settings that run or of the rejected ones (known: those that read),
+// which would otherwise reach status, the state dir and the verifier.
+func rejectedWhy(err error, cfgs ...*config.Config) string {
+	why := err.Error()
+	for _, c := range cfgs {
+		if c != nil && c.EnrollSecret != "" {
+			why = strings.ReplaceAll(why, c.EnrollSecret, "(the enroll secret)")
+		}
+	}
+	return why
 }
 
 // runSignals are the signals cmdRun registered for all its runs.
@@ -409,7 +454,7 @@ func agentLoop(flags *config.Flags, sig runSignals, stderr io.Writer) error {
 			ran, cfg, rej = cfg, next, nil
 		case !started && ran != nil:
 			newLogger(stderr, ran.LogLevel, ran.LogFormat).Error("new settings would not start; the agent runs again with those that ran", "component", "main", "err", err)
-			rej = &rejection{cfg: cfg, why: err.Error(), keys: config.Changed(ran, cfg)}
+			rej = &rejection{cfg: cfg, why: rejectedWhy(err, ran, cfg), keys: config.Changed(ran, cfg)}
 			cfg, ran = ran, nil
 		case !started && !tried:
 			tried = true
@@ -419,7 +464,7 @@ func agentLoop(flags *config.Flags, sig runSignals, stderr io.Writer) error {
 			}
 			newLogger(stderr, last.LogLevel, last.LogFormat).Error("settings would not start; the agent runs with the last settings that ran", "component", "main",
 				"err", err, "recorded_at", last.RecordedAt(), "changed", config.Changed(last, cfg))
-			rej = &rejection{cfg: cfg, why: err.Error(), keys: config.Changed(last, cfg)}
+			rej = &rejection{cfg: cfg, why: rejectedWhy(err, last, cfg), keys: config.Changed(last, cfg)}
 			cfg = last
 		default:
 			return err
@@ -456,7 +501,7 @@ func startSettings(flags *config.Flags, stderr io.Writer) (*config.Config, *reje
 	}
 	newLogger(stderr, last.LogLevel, last.LogFormat).Error("settings would not run; the agent runs with the last settings that ran", "component", "main",
 		"err", err, "recorded_at", last.RecordedAt(), "changed", keys)
-	return last, &rejection{why: err.Error(), keys: keys}, nil
+	return last, &rejection{why: rejectedWhy(err, last, cfg), keys: keys}, nil
 }
 
 // lastRan returns the last settings that ran, as the state dir records
@@ -568,6 +613,8 @@ func runOnce(flags *config.Flags, cfg *config.Config, rej *rejection, sig runSig
 	if previous != nil {
 		ids.Previous = previous
 	}
+	// What runs, for status and the reports: written once it runs.
+	rec := newRecord(dir, cfg, rej, log)
 	client := stream.New(stream.Options{
 		Clock:     clk,
 		Verifier:  cfg.Verifier,
@@ -579,8 +626,9 @@ func runOnce(flags *config.Flags, cfg *config.Config, rej *rejection, sig runSig
 		Interval:  cfg.Interval,
 		RunBudget: cfg.RunBudget,
 		// 0 (the default) except in test builds (clock.MaxBackoff).
-		MaxBackoff: clock.MaxBackoff(),
-		Logger:     log,
+		MaxBackoff:       clock.MaxBackoff(),
+		SettingsRejected: rec.rejected,
+		Logger:           log,
 	})
 
 	var g run.Group
@@ -596,7 +644,7 @@ func runOnce(flags *config.Flags, cfg *config.Config, rej *rejection, sig runSig
 		g.Add("presence", p.Execute, p.Interrupt)
 	}
 	signalsOn(&g, sig.term, nil)
-	rec := startRecord(dir, cfg, rej, log)
+	rec.save() // before the group runs: no lock is needed yet
 	recordLastRan(dir, cfg, log)
 	settingsWatch(&g, flags, cfg, rej, &next, sig.hup, log, rec)
 	err = g.Run()

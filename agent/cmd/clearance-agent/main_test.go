@@ -435,3 +435,22 @@ func TestRunningRows(t *testing.T) {
 		}
 	}
 }
+
+// TestRejectedWhyHoldsNoSecret: a settings error that quotes a value (an
+// enroll secret pasted under the verifier's key, say) is recorded, shown
+// by status and reported to the verifier without the enroll secret of the
+// settings that run or of the rejected ones.
+func TestRejectedWhyHoldsNoSecret(t *testing.T) {
+	t.Parallel()
+	running := &config.Config{EnrollSecret: "s3cret-that-runs"}
+	rejected := &config.Config{EnrollSecret: "n3w-s3cret"}
+	err := fmt.Errorf(`VerifierAddress from managed.plist: "s3cret-that-runs" is not HOST:PORT; CAFile: "n3w-s3cret" is not an absolute path`)
+	got := rejectedWhy(err, running, nil, rejected)
+	if want := `VerifierAddress from managed.plist: "(the enroll secret)" is not HOST:PORT; CAFile: "(the enroll secret)" is not an absolute path`; got != want {
+		t.Errorf("rejectedWhy = %q, want %q", got, want)
+	}
+	rec := newRecord(&state.Dir{Path: t.TempDir()}, running, &rejection{why: got, keys: []string{"VerifierAddress"}}, nil)
+	if at, why := rec.rejected(); at.IsZero() || why != got+" (the new ones changed VerifierAddress)" {
+		t.Errorf("the reports' rejection: %v, %q", at, why)
+	}
+}

@@ -68,14 +68,14 @@ func (a *runningAgent) stop(t *testing.T) error {
 }
 
 // nextReport waits for a report from the agent, after those received so
-// far.
-func nextReport(t *testing.T, v *fakeverifier.Verifier, a *runningAgent) {
+// far, and returns it.
+func nextReport(t *testing.T, v *fakeverifier.Verifier, a *runningAgent) *agentv1.PostureReport {
 	t.Helper()
 	for {
 		select {
 		case r := <-v.Reports:
 			if !r.Duplicate {
-				return
+				return r.Report
 			}
 		case err := <-a.done:
 			t.Fatalf("the agent ended: %v; its log:\n%s", err, a.logs)
@@ -122,9 +122,12 @@ func TestStartWithAProfileThatWouldNotRun(t *testing.T) {
 	}
 
 	// 2. A good profile runs, and is recorded: 0600, holding what ran.
+	// Its reports say no settings were rejected.
 	setProfile(profile())
 	a := startAgent(t, args...)
-	nextReport(t, v, a)
+	if r := nextReport(t, v, a); r.GetSettingsRejection() != nil {
+		t.Errorf("the report of a good profile says settings were rejected: %v", r.GetSettingsRejection())
+	}
 	if err := a.stop(t); err != nil {
 		t.Fatalf("the agent ended with %v", err)
 	}
@@ -140,7 +143,8 @@ func TestStartWithAProfileThatWouldNotRun(t *testing.T) {
 	}
 
 	// 3. Started again with a profile that would not run, the agent runs
-	// and reports with the recorded settings.
+	// and reports with the recorded settings; its reports tell the
+	// verifier that it rejected the profile, and why, as status does.
 	// why is in status as it is; the log quotes it, why's end as it is.
 	bad := []struct{ name, profile, why string }{
 		{"a misspelt key", profile("<key>CAFingerprnt</key><string>ab</string>"), misspelt},
@@ -152,7 +156,15 @@ func TestStartWithAProfileThatWouldNotRun(t *testing.T) {
 		setProfile(tt.profile)
 		drain(v)
 		a := startAgent(t, args...)
-		nextReport(t, v, a)
+		r := nextReport(t, v, a)
+		switch sr := r.GetSettingsRejection(); {
+		case sr == nil:
+			t.Errorf("%s: the report does not say the settings were rejected", tt.name)
+		case !strings.Contains(sr.GetReason(), tt.why) || strings.Contains(sr.GetReason(), v.Secret):
+			t.Errorf("%s: the report says %q, want the reason %q (and never the enroll secret)", tt.name, sr.GetReason(), tt.why)
+		case sr.GetAt().AsTime().After(r.GetObservedAt().AsTime()) || time.Since(sr.GetAt().AsTime()) > agentWithin:
+			t.Errorf("%s: rejected at %v, report observed at %v", tt.name, sr.GetAt().AsTime(), r.GetObservedAt().AsTime())
+		}
 		logs := a.logs.String()
 		if n := strings.Count(logs, `level=ERROR msg="settings would not run; the agent runs with the last settings that ran"`); n != 1 ||
 			!a.logs.HasLine("level=ERROR", "settings would not run", tt.why[strings.LastIndex(tt.why, `"`)+1:], "recorded_at=") {
@@ -203,7 +215,9 @@ func TestStartWithAProfileThatWouldNotRun(t *testing.T) {
 		raw, err := os.ReadFile(filepath.Join(stateDir, state.LastSettingsFile))
 		return err == nil && strings.Contains(string(raw), `"RunBudget":{"value":"90s"`)
 	})
-	nextReport(t, v, a)
+	if r := nextReport(t, v, a); r.GetSettingsRejection() != nil {
+		t.Errorf("the report after the good profile still says settings were rejected: %v", r.GetSettingsRejection())
+	}
 	if code, stdout, _ := runAgent(statusArgs...); code != 0 || !regexp.MustCompile(`settings: +in use as the files say`).MatchString(stdout) ||
 		strings.Contains(stdout, "REJECTED") {
 		t.Errorf("status after the good profile: exit %d\n%s", code, stdout)
@@ -284,7 +298,10 @@ func TestStartWithSettingsThatDoNotStart(t *testing.T) {
 	m.setProfile(wrong)
 	drain(v)
 	a = startAgent(t, args...)
-	nextReport(t, v, a)
+	if reason := nextReport(t, v, a).GetSettingsRejection().GetReason(); !strings.Contains(reason, why) ||
+		!strings.HasSuffix(reason, " (the new ones changed PresenceListen, PresenceBrowsers)") {
+		t.Errorf("the report says %q, want the rejection and the keys it changed", reason)
+	}
 	if !a.logs.HasLine("level=ERROR", "settings would not start; the agent runs with the last settings that ran", why, "changed=\"[PresenceListen PresenceBrowsers]\"") {
 		t.Errorf("the agent's log:\n%s", a.logs)
 	}

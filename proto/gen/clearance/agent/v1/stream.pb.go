@@ -51,9 +51,15 @@ type PostureReport struct {
 	// last and logged_in_users tables), by name, at most 32: the verifier
 	// binds them to directory users (--user-binding-rule). Empty when
 	// osquery could not list them.
-	Accounts      []*LocalAccount `protobuf:"bytes,9,rep,name=accounts,proto3" json:"accounts,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Accounts []*LocalAccount `protobuf:"bytes,9,rep,name=accounts,proto3" json:"accounts,omitempty"`
+	// Set when the agent rejected the settings it was given (a configuration
+	// profile with a misspelt key, a CA pin that matches no certificate, a
+	// relative path…) and runs on others: those it had, or at its start the
+	// last settings that ran. Unset when it runs on the settings it was
+	// given. The verifier keeps what the device's latest report says.
+	SettingsRejection *SettingsRejection `protobuf:"bytes,10,opt,name=settings_rejection,json=settingsRejection,proto3" json:"settings_rejection,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *PostureReport) Reset() {
@@ -149,6 +155,72 @@ func (x *PostureReport) GetAccounts() []*LocalAccount {
 	return nil
 }
 
+func (x *PostureReport) GetSettingsRejection() *SettingsRejection {
+	if x != nil {
+		return x.SettingsRejection
+	}
+	return nil
+}
+
+// SettingsRejection is the agent's word that it did not take the settings it
+// was given, as `clearance-agent status` shows it (NEW SETTINGS REJECTED).
+type SettingsRejection struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the agent rejected them, in the verifier's time as the agent knows
+	// it; not after the report's observed_at.
+	At *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=at,proto3" json:"at,omitempty"`
+	// Why, in words: the settings' error and the keys the new settings
+	// changed. Printable UTF-8 (no control characters), at most 256 bytes;
+	// never the enroll secret.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SettingsRejection) Reset() {
+	*x = SettingsRejection{}
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SettingsRejection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SettingsRejection) ProtoMessage() {}
+
+func (x *SettingsRejection) ProtoReflect() protoreflect.Message {
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SettingsRejection.ProtoReflect.Descriptor instead.
+func (*SettingsRejection) Descriptor() ([]byte, []int) {
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SettingsRejection) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *SettingsRejection) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // LocalAccount is a local user account on the Mac.
 type LocalAccount struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -164,7 +236,7 @@ type LocalAccount struct {
 
 func (x *LocalAccount) Reset() {
 	*x = LocalAccount{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[1]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -176,7 +248,7 @@ func (x *LocalAccount) String() string {
 func (*LocalAccount) ProtoMessage() {}
 
 func (x *LocalAccount) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[1]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -189,7 +261,7 @@ func (x *LocalAccount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalAccount.ProtoReflect.Descriptor instead.
 func (*LocalAccount) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{1}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *LocalAccount) GetName() string {
@@ -235,7 +307,7 @@ type KeychainCertificate struct {
 
 func (x *KeychainCertificate) Reset() {
 	*x = KeychainCertificate{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[2]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -247,7 +319,7 @@ func (x *KeychainCertificate) String() string {
 func (*KeychainCertificate) ProtoMessage() {}
 
 func (x *KeychainCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[2]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -260,7 +332,7 @@ func (x *KeychainCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeychainCertificate.ProtoReflect.Descriptor instead.
 func (*KeychainCertificate) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{2}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *KeychainCertificate) GetSerial() string {
@@ -314,7 +386,7 @@ type SignedReport struct {
 
 func (x *SignedReport) Reset() {
 	*x = SignedReport{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[3]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -326,7 +398,7 @@ func (x *SignedReport) String() string {
 func (*SignedReport) ProtoMessage() {}
 
 func (x *SignedReport) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[3]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -339,7 +411,7 @@ func (x *SignedReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedReport.ProtoReflect.Descriptor instead.
 func (*SignedReport) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{3}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SignedReport) GetPayload() []byte {
@@ -378,7 +450,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[4]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -390,7 +462,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[4]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -403,7 +475,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{4}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Hello) GetAgentVersion() string {
@@ -452,7 +524,7 @@ type CheckNow struct {
 
 func (x *CheckNow) Reset() {
 	*x = CheckNow{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[5]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +536,7 @@ func (x *CheckNow) String() string {
 func (*CheckNow) ProtoMessage() {}
 
 func (x *CheckNow) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[5]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +549,7 @@ func (x *CheckNow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckNow.ProtoReflect.Descriptor instead.
 func (*CheckNow) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{5}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CheckNow) GetNonce() []byte {
@@ -512,7 +584,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[6]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -524,7 +596,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[6]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -537,7 +609,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{6}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Ack) GetSeq() uint64 {
@@ -561,7 +633,7 @@ type AgentMessage struct {
 
 func (x *AgentMessage) Reset() {
 	*x = AgentMessage{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[7]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +645,7 @@ func (x *AgentMessage) String() string {
 func (*AgentMessage) ProtoMessage() {}
 
 func (x *AgentMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[7]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +658,7 @@ func (x *AgentMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentMessage.ProtoReflect.Descriptor instead.
 func (*AgentMessage) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{7}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AgentMessage) GetMessage() isAgentMessage_Message {
@@ -649,7 +721,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[8]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -661,7 +733,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[8]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -674,7 +746,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{8}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Session) GetPresenceUrl() string {
@@ -707,7 +779,7 @@ type VerifierMessage struct {
 
 func (x *VerifierMessage) Reset() {
 	*x = VerifierMessage{}
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[9]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +791,7 @@ func (x *VerifierMessage) String() string {
 func (*VerifierMessage) ProtoMessage() {}
 
 func (x *VerifierMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_clearance_agent_v1_stream_proto_msgTypes[9]
+	mi := &file_clearance_agent_v1_stream_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +804,7 @@ func (x *VerifierMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifierMessage.ProtoReflect.Descriptor instead.
 func (*VerifierMessage) Descriptor() ([]byte, []int) {
-	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{9}
+	return file_clearance_agent_v1_stream_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *VerifierMessage) GetMessage() isVerifierMessage_Message {
@@ -810,7 +882,7 @@ var File_clearance_agent_v1_stream_proto protoreflect.FileDescriptor
 
 const file_clearance_agent_v1_stream_proto_rawDesc = "" +
 	"\n" +
-	"\x1fclearance/agent/v1/stream.proto\x12\x12clearance.agent.v1\x1a\x1fclearance/agent/v1/enroll.proto\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x03\n" +
+	"\x1fclearance/agent/v1/stream.proto\x12\x12clearance.agent.v1\x1a\x1fclearance/agent/v1/enroll.proto\x1a\x1fclearance/agent/v1/policy.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x04\n" +
 	"\rPostureReport\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12;\n" +
@@ -821,7 +893,12 @@ const file_clearance_agent_v1_stream_proto_rawDesc = "" +
 	"\aresults\x18\x06 \x03(\v2 .clearance.agent.v1.PolicyResultR\aresults\x12#\n" +
 	"\ragent_version\x18\a \x01(\tR\fagentVersion\x12K\n" +
 	"\fcertificates\x18\b \x03(\v2'.clearance.agent.v1.KeychainCertificateR\fcertificates\x12<\n" +
-	"\baccounts\x18\t \x03(\v2 .clearance.agent.v1.LocalAccountR\baccounts\"w\n" +
+	"\baccounts\x18\t \x03(\v2 .clearance.agent.v1.LocalAccountR\baccounts\x12T\n" +
+	"\x12settings_rejection\x18\n" +
+	" \x01(\v2%.clearance.agent.v1.SettingsRejectionR\x11settingsRejection\"W\n" +
+	"\x11SettingsRejection\x12*\n" +
+	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"w\n" +
 	"\fLocalAccount\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aconsole\x18\x02 \x01(\bR\aconsole\x129\n" +
@@ -876,47 +953,50 @@ func file_clearance_agent_v1_stream_proto_rawDescGZIP() []byte {
 	return file_clearance_agent_v1_stream_proto_rawDescData
 }
 
-var file_clearance_agent_v1_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_clearance_agent_v1_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_clearance_agent_v1_stream_proto_goTypes = []any{
 	(*PostureReport)(nil),         // 0: clearance.agent.v1.PostureReport
-	(*LocalAccount)(nil),          // 1: clearance.agent.v1.LocalAccount
-	(*KeychainCertificate)(nil),   // 2: clearance.agent.v1.KeychainCertificate
-	(*SignedReport)(nil),          // 3: clearance.agent.v1.SignedReport
-	(*Hello)(nil),                 // 4: clearance.agent.v1.Hello
-	(*CheckNow)(nil),              // 5: clearance.agent.v1.CheckNow
-	(*Ack)(nil),                   // 6: clearance.agent.v1.Ack
-	(*AgentMessage)(nil),          // 7: clearance.agent.v1.AgentMessage
-	(*Session)(nil),               // 8: clearance.agent.v1.Session
-	(*VerifierMessage)(nil),       // 9: clearance.agent.v1.VerifierMessage
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
-	(*PolicyResult)(nil),          // 11: clearance.agent.v1.PolicyResult
-	(*DeviceFacts)(nil),           // 12: clearance.agent.v1.DeviceFacts
-	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
-	(*PolicySet)(nil),             // 14: clearance.agent.v1.PolicySet
+	(*SettingsRejection)(nil),     // 1: clearance.agent.v1.SettingsRejection
+	(*LocalAccount)(nil),          // 2: clearance.agent.v1.LocalAccount
+	(*KeychainCertificate)(nil),   // 3: clearance.agent.v1.KeychainCertificate
+	(*SignedReport)(nil),          // 4: clearance.agent.v1.SignedReport
+	(*Hello)(nil),                 // 5: clearance.agent.v1.Hello
+	(*CheckNow)(nil),              // 6: clearance.agent.v1.CheckNow
+	(*Ack)(nil),                   // 7: clearance.agent.v1.Ack
+	(*AgentMessage)(nil),          // 8: clearance.agent.v1.AgentMessage
+	(*Session)(nil),               // 9: clearance.agent.v1.Session
+	(*VerifierMessage)(nil),       // 10: clearance.agent.v1.VerifierMessage
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*PolicyResult)(nil),          // 12: clearance.agent.v1.PolicyResult
+	(*DeviceFacts)(nil),           // 13: clearance.agent.v1.DeviceFacts
+	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
+	(*PolicySet)(nil),             // 15: clearance.agent.v1.PolicySet
 }
 var file_clearance_agent_v1_stream_proto_depIdxs = []int32{
-	10, // 0: clearance.agent.v1.PostureReport.observed_at:type_name -> google.protobuf.Timestamp
-	11, // 1: clearance.agent.v1.PostureReport.results:type_name -> clearance.agent.v1.PolicyResult
-	2,  // 2: clearance.agent.v1.PostureReport.certificates:type_name -> clearance.agent.v1.KeychainCertificate
-	1,  // 3: clearance.agent.v1.PostureReport.accounts:type_name -> clearance.agent.v1.LocalAccount
-	10, // 4: clearance.agent.v1.LocalAccount.last_login:type_name -> google.protobuf.Timestamp
-	10, // 5: clearance.agent.v1.KeychainCertificate.not_valid_after:type_name -> google.protobuf.Timestamp
-	10, // 6: clearance.agent.v1.Hello.agent_time:type_name -> google.protobuf.Timestamp
-	12, // 7: clearance.agent.v1.Hello.facts:type_name -> clearance.agent.v1.DeviceFacts
-	10, // 8: clearance.agent.v1.CheckNow.expires_at:type_name -> google.protobuf.Timestamp
-	13, // 9: clearance.agent.v1.CheckNow.ttl:type_name -> google.protobuf.Duration
-	4,  // 10: clearance.agent.v1.AgentMessage.hello:type_name -> clearance.agent.v1.Hello
-	3,  // 11: clearance.agent.v1.AgentMessage.report:type_name -> clearance.agent.v1.SignedReport
-	10, // 12: clearance.agent.v1.Session.verifier_time:type_name -> google.protobuf.Timestamp
-	14, // 13: clearance.agent.v1.VerifierMessage.policy_set:type_name -> clearance.agent.v1.PolicySet
-	5,  // 14: clearance.agent.v1.VerifierMessage.check_now:type_name -> clearance.agent.v1.CheckNow
-	6,  // 15: clearance.agent.v1.VerifierMessage.ack:type_name -> clearance.agent.v1.Ack
-	8,  // 16: clearance.agent.v1.VerifierMessage.session:type_name -> clearance.agent.v1.Session
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	11, // 0: clearance.agent.v1.PostureReport.observed_at:type_name -> google.protobuf.Timestamp
+	12, // 1: clearance.agent.v1.PostureReport.results:type_name -> clearance.agent.v1.PolicyResult
+	3,  // 2: clearance.agent.v1.PostureReport.certificates:type_name -> clearance.agent.v1.KeychainCertificate
+	2,  // 3: clearance.agent.v1.PostureReport.accounts:type_name -> clearance.agent.v1.LocalAccount
+	1,  // 4: clearance.agent.v1.PostureReport.settings_rejection:type_name -> clearance.agent.v1.SettingsRejection
+	11, // 5: clearance.agent.v1.SettingsRejection.at:type_name -> google.protobuf.Timestamp
+	11, // 6: clearance.agent.v1.LocalAccount.last_login:type_name -> google.protobuf.Timestamp
+	11, // 7: clearance.agent.v1.KeychainCertificate.not_valid_after:type_name -> google.protobuf.Timestamp
+	11, // 8: clearance.agent.v1.Hello.agent_time:type_name -> google.protobuf.Timestamp
+	13, // 9: clearance.agent.v1.Hello.facts:type_name -> clearance.agent.v1.DeviceFacts
+	11, // 10: clearance.agent.v1.CheckNow.expires_at:type_name -> google.protobuf.Timestamp
+	14, // 11: clearance.agent.v1.CheckNow.ttl:type_name -> google.protobuf.Duration
+	5,  // 12: clearance.agent.v1.AgentMessage.hello:type_name -> clearance.agent.v1.Hello
+	4,  // 13: clearance.agent.v1.AgentMessage.report:type_name -> clearance.agent.v1.SignedReport
+	11, // 14: clearance.agent.v1.Session.verifier_time:type_name -> google.protobuf.Timestamp
+	15, // 15: clearance.agent.v1.VerifierMessage.policy_set:type_name -> clearance.agent.v1.PolicySet
+	6,  // 16: clearance.agent.v1.VerifierMessage.check_now:type_name -> clearance.agent.v1.CheckNow
+	7,  // 17: clearance.agent.v1.VerifierMessage.ack:type_name -> clearance.agent.v1.Ack
+	9,  // 18: clearance.agent.v1.VerifierMessage.session:type_name -> clearance.agent.v1.Session
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_clearance_agent_v1_stream_proto_init() }
@@ -926,11 +1006,11 @@ func file_clearance_agent_v1_stream_proto_init() {
 	}
 	file_clearance_agent_v1_enroll_proto_init()
 	file_clearance_agent_v1_policy_proto_init()
-	file_clearance_agent_v1_stream_proto_msgTypes[7].OneofWrappers = []any{
+	file_clearance_agent_v1_stream_proto_msgTypes[8].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Report)(nil),
 	}
-	file_clearance_agent_v1_stream_proto_msgTypes[9].OneofWrappers = []any{
+	file_clearance_agent_v1_stream_proto_msgTypes[10].OneofWrappers = []any{
 		(*VerifierMessage_PolicySet)(nil),
 		(*VerifierMessage_CheckNow)(nil),
 		(*VerifierMessage_Ack)(nil),
@@ -942,7 +1022,7 @@ func file_clearance_agent_v1_stream_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clearance_agent_v1_stream_proto_rawDesc), len(file_clearance_agent_v1_stream_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
