@@ -50,6 +50,13 @@ type Device struct {
 	// its current key ("" for devices enrolled before secrets were
 	// recorded).
 	SecretID string
+	// SettingsRejectedAt and SettingsRejected are what the device's latest
+	// report said of its agent's settings (Report.SettingsRejectedAt): when
+	// the agent rejected the settings it was given and runs on others, and
+	// why; zero and "" while it runs on them. A re-enrollment keeps them,
+	// as it keeps LastReportAt: the next report says.
+	SettingsRejectedAt time.Time
+	SettingsRejected   string
 }
 
 // Revoked reports whether the device is revoked.

@@ -30,6 +30,15 @@ type Report struct {
 	// not in Streaks is forgotten. nil leaves the streaks as they are (the
 	// report judged nothing otherwise than the one before). Not read back.
 	Streaks []PolicyStreak
+	// SettingsRejectedAt and SettingsRejected are what the report says of
+	// its agent's settings (PostureReport.settings_rejection): when the
+	// agent rejected the settings it was given, and why; zero and "" when
+	// it runs on them. SaveReport makes them the device's, set or clear,
+	// in the update it makes to the device anyway. Both or neither are
+	// set, SettingsRejected at most MaxTextLen bytes of UTF-8 without NUL,
+	// else ErrInvalid. Not read back.
+	SettingsRejectedAt time.Time
+	SettingsRejected   string
 }
 
 // ReportStore keeps reports: the latest per device plus bounded history.
@@ -46,13 +55,15 @@ type ReportStore interface {
 	//   - when nonce is non-empty, consumes it: ErrNonceUnknown,
 	//     ErrNonceWrongDevice, ErrNonceUsed, or ErrNonceExpired (expires_at
 	//     <= r.ReceivedAt) otherwise;
-	//   - sets the device's LastSeq, LastReportAt (= ObservedAt) and LastSeen
-	//     (= ReceivedAt, never backwards);
+	//   - sets the device's LastSeq, LastReportAt (= ObservedAt), LastSeen
+	//     (= ReceivedAt, never backwards), SettingsRejectedAt and
+	//     SettingsRejected (= r's, set or clear);
 	//   - deletes the device's oldest reports beyond keep (keep >= 1);
 	//   - when r.Streaks is not nil, makes them the device's streaks (see
 	//     Report.Streaks); ErrInvalid for streaks no store keeps (an empty,
 	//     oversized or repeated policy id, an unknown status, more than
-	//     MaxPolicyStreaks).
+	//     MaxPolicyStreaks), and for a settings rejection no store keeps
+	//     (see Report.SettingsRejectedAt).
 	// On any error nothing is changed. It returns only after the commit is durable.
 	SaveReport(ctx context.Context, r Report, nonce []byte, keep int) error
 	// LatestReport returns the device's newest report: the highest seq of its

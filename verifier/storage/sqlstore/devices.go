@@ -14,20 +14,24 @@ import (
 // deviceColumns are the devices table's columns in scanDevice's order.
 const deviceColumns = `id, hardware_uuid, serial_number, model, os_name, os_version, hostname,
 	platform, agent_version, public_key, cert_serial, cert_not_after, enrolled_at, enrollments,
-	last_seen, last_seq, last_report_at, revoked_at, revoked_reason, secret_id`
+	last_seen, last_seq, last_report_at, revoked_at, revoked_reason, secret_id,
+	settings_rejected_at, settings_rejected`
 
 func scanDevice(sc scanner) (storage.Device, error) {
 	var (
 		d                                  storage.Device
 		certNotAfter, enrolledAt, lastSeen int64
 		lastSeq, lastReportAt, revokedAt   int64
+		settingsRejectedAt                 int64
 	)
 	err := sc.Scan(&d.ID, &d.HardwareUUID, &d.SerialNumber, &d.Model, &d.OSName, &d.OSVersion,
 		&d.Hostname, &d.Platform, &d.AgentVersion, &d.PublicKey, &d.CertSerial, &certNotAfter,
-		&enrolledAt, &d.Enrollments, &lastSeen, &lastSeq, &lastReportAt, &revokedAt, &d.RevokedReason, &d.SecretID)
+		&enrolledAt, &d.Enrollments, &lastSeen, &lastSeq, &lastReportAt, &revokedAt, &d.RevokedReason, &d.SecretID,
+		&settingsRejectedAt, &d.SettingsRejected)
 	if err != nil {
 		return storage.Device{}, err
 	}
+	d.SettingsRejectedAt = fromNS(settingsRejectedAt)
 	d.CertNotAfter = fromNS(certNotAfter)
 	d.EnrolledAt = fromNS(enrolledAt)
 	d.LastSeen = fromNS(lastSeen)

@@ -45,7 +45,9 @@ var (
 	// stored one after the other, and a re-enrollment (which writes the
 	// same row) comes wholly before or after each of them.
 	//
-	// It also counts the report against retention ($6 reports kept):
+	// It also sets what the report says of the agent's settings ($7, $8:
+	// set or clear), which costs the row it writes anyway no more
+	// statement, and counts the report against retention ($6 reports kept):
 	// report_count is how many the device holds once pruneReports has run,
 	// over_keep how many of its oldest pruneReports is to delete (both
 	// computed from the count before this report). Only SaveReport stores
@@ -53,7 +55,8 @@ var (
 	// exact, or retention deletes too few or too many.
 	advanceDevice = prepared(`UPDATE devices SET last_seq = $2, last_report_at = $3, ` + lastSeenAt("$4") + `,
 		report_count = CASE WHEN report_count < $6 THEN report_count + 1 ELSE $6 END,
-		over_keep = CASE WHEN report_count < $6 THEN 0 ELSE report_count + 1 - $6 END
+		over_keep = CASE WHEN report_count < $6 THEN 0 ELSE report_count + 1 - $6 END,
+		settings_rejected_at = $7, settings_rejected = $8
 		WHERE id = $1 AND revoked_at = 0 AND public_key = $5 AND last_seq < $2`)
 	deviceState  = prepared(`SELECT revoked_at, public_key, last_seq, enrollments FROM devices WHERE id = $1`)
 	storedReport = prepared(`SELECT 1 FROM reports WHERE device_id = $1 AND enrollment = $2 AND seq = $3 AND payload = $4`)
@@ -90,8 +93,12 @@ func (s *Store) SaveReport(ctx context.Context, r storage.Report, nonce []byte, 
 	var c timeCodec
 	observedAt := c.ns("observed at", r.ObservedAt)
 	receivedAt := c.ns("received at", r.ReceivedAt)
+	settingsRejectedAt := c.ns("settings rejected at", r.SettingsRejectedAt)
 	if c.err != nil {
 		return fmt.Errorf("saving report: %w", c.err)
+	}
+	if err := checkSettingsRejected(r); err != nil {
+		return fmt.Errorf("saving report: %w: %v", storage.ErrInvalid, err)
 	}
 	if r.Streaks != nil {
 		if err := checkStreaks(r.DeviceID, r.Streaks); err != nil {
@@ -104,7 +111,8 @@ func (s *Store) SaveReport(ctx context.Context, r storage.Report, nonce []byte, 
 	err := s.grouped(ctx, func(ctx context.Context, q conn) error {
 		// 1.-3. Device known, not revoked and still holding r.Key; seq
 		// strictly increasing.
-		res, err := q.exec(ctx, advanceDevice, r.DeviceID, int64(r.Seq), observedAt, receivedAt, blob(r.Key), keep)
+		res, err := q.exec(ctx, advanceDevice, r.DeviceID, int64(r.Seq), observedAt, receivedAt, blob(r.Key), keep,
+			settingsRejectedAt, r.SettingsRejected)
 		if err != nil {
 			return fmt.Errorf("updating device: %w", err)
 		}
@@ -143,6 +151,16 @@ func (s *Store) SaveReport(ctx context.Context, r storage.Report, nonce []byte, 
 		return fmt.Errorf("saving report: %w", err)
 	}
 	return nil
+}
+
+// checkSettingsRejected refuses a report's settings rejection no store
+// keeps: a time without a reason or a reason without a time, or a reason
+// checkText refuses.
+func checkSettingsRejected(r storage.Report) error {
+	if r.SettingsRejectedAt.IsZero() != (r.SettingsRejected == "") {
+		return errors.New("a settings rejection needs both a time and a reason")
+	}
+	return checkText("settings rejection reason", r.SettingsRejected, storage.MaxTextLen)
 }
 
 // refusal says why advanceDevice did not change the device for r: it is

@@ -47,6 +47,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"People", peopleTests},
 		{"AdminTokens", adminTokenTests},
 		{"PolicyStreaks", streakTests},
+		{"SettingsRejected", settingsRejectedTests},
 		{"Reinstall", reinstallTests},
 		{"Store", storeTests},
 		{"Dump", dumpTests},
