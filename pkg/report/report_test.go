@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -210,6 +211,31 @@ func TestSettingsReason(t *testing.T) {
 		if _, err := report.Verify(k.Public(), sr); err != nil {
 			t.Errorf("a report with SettingsReason(%q) is refused: %v", tc.why, err)
 		}
+	}
+}
+
+// TestUnknownFieldsVerify: a report carrying a field this side does not
+// know verifies, the field kept, as settings_rejection (10) does on a
+// verifier older than it: agents and verifiers are upgraded apart.
+func TestUnknownFieldsVerify(t *testing.T) {
+	t.Parallel()
+	k := key(t, elliptic.P256())
+	payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(sample())
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload = protowire.AppendTag(payload, 99, protowire.BytesType)
+	payload = protowire.AppendBytes(payload, []byte("a later agent's field"))
+	sig, err := report.SignPayload(k, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := report.Verify(k.Public(), &agentv1.SignedReport{Payload: payload, Signature: sig})
+	if err != nil {
+		t.Fatalf("a report with an unknown field is refused: %v", err)
+	}
+	if len(r.ProtoReflect().GetUnknown()) == 0 || r.GetSettingsRejection() != nil {
+		t.Errorf("unknown field lost or misread: %v", r)
 	}
 }
 

@@ -3,7 +3,8 @@
 // the enrolled key, which must still be the device's when the report is
 // stored, device id bound to the mTLS certificate, strictly increasing and
 // bounded seq, bounded clock skew, single-use nonces, and bounded,
-// well-formed keychain certificate claims. A report is accepted only once it
+// well-formed keychain certificate claims, local accounts and word of
+// rejected settings, which the device keeps as its latest report says. A report is accepted only once it
 // is durably stored; an exact resend of a stored report is accepted again.
 //
 // The gRPC code of a refusal tells the agent what to do: PermissionDenied
@@ -316,6 +317,10 @@ func (v *Verifier) AcceptWith(ctx context.Context, dev storage.Device, sr *agent
 		Payload:    sr.GetPayload(),
 		Signature:  sr.GetSignature(),
 		Key:        dev.PublicKey,
+	}
+	if sr := r.GetSettingsRejection(); sr != nil {
+		// Checked with the report (report.Check): bounded, printable.
+		stored.SettingsRejectedAt, stored.SettingsRejected = sr.GetAt().AsTime(), sr.GetReason()
 	}
 	if streaks != nil {
 		stored.Streaks = streaks(r)

@@ -491,3 +491,90 @@ func TestLapsedAnswerStored(t *testing.T) {
 		t.Errorf("LastSeq = %d, want 2", d.LastSeq)
 	}
 }
+
+// TestSettingsRejection: a report saying its agent rejected the settings
+// it was given makes the device say so, and a later one that does not
+// clears it. One whose word is out of bounds (too long, not UTF-8, with a
+// control character, with no time or one after the report) is refused as
+// malformed, saying what, and nothing of it is stored.
+func TestSettingsRejection(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, dev, key := setup(t)
+	v := &ingest.Verifier{Store: st}
+	a := &protoagent.Agent{DeviceID: dev.ID}
+	now := time.Now()
+	report1 := func(seq uint64, rej *agentv1.SettingsRejection) *agentv1.PostureReport {
+		r := a.Report(policies, seq, now, nil, agentv1.PolicyStatus_POLICY_STATUS_PASS)
+		r.SettingsRejection = rej
+		return r
+	}
+	device := func() storage.Device {
+		t.Helper()
+		d, err := st.GetDevice(ctx, dev.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	rejectedAt := now.Add(-time.Hour).UTC()
+	const why = `CAFingerprint from /Library/Managed Preferences/com.clearance.agent.plist key CAFingerprint: no configured CA certificate has this fingerprint (the new ones changed CAFingerprint)`
+	if _, err := v.Accept(ctx, dev, protoagent.Sign(key, report1(1, &agentv1.SettingsRejection{At: timestamppb.New(rejectedAt), Reason: why}))); err != nil {
+		t.Fatal(err)
+	}
+	if d := device(); !d.SettingsRejectedAt.Equal(rejectedAt) || d.SettingsRejected != why {
+		t.Fatalf("device says rejected at %v for %q; want %v, %q", d.SettingsRejectedAt, d.SettingsRejected, rejectedAt, why)
+	}
+
+	edited := func(from, to string) *agentv1.SignedReport {
+		// protobuf writes no invalid UTF-8: written, then edited.
+		sr := protoagent.Sign(key, report1(2, &agentv1.SettingsRejection{At: timestamppb.New(now), Reason: from}))
+		sig, err := report.SignPayload(key, []byte(strings.Replace(string(sr.GetPayload()), from, to, 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &agentv1.SignedReport{Payload: []byte(strings.Replace(string(sr.GetPayload()), from, to, 1)), Signature: sig}
+	}
+	for _, tc := range []struct {
+		name string
+		sr   *agentv1.SignedReport
+		want string
+	}{
+		{"oversized", protoagent.Sign(key, report1(2, &agentv1.SettingsRejection{At: timestamppb.New(now), Reason: strings.Repeat("é", 129)})),
+			"settings_rejection: reason is 258 bytes, limit 256"},
+		{"not UTF-8", edited("caf-reason", "caf\xe9reason"), "invalid UTF-8"},
+		{"a line break", protoagent.Sign(key, report1(2, &agentv1.SettingsRejection{At: timestamppb.New(now), Reason: "fine\nNEW SETTINGS: in use"})),
+			"settings_rejection: reason holds a control character"},
+		{"a terminal escape", protoagent.Sign(key, report1(2, &agentv1.SettingsRejection{At: timestamppb.New(now), Reason: "\x1b]0;owned\x07"})),
+			"settings_rejection: reason holds a control character"},
+		{"a C1 control", protoagent.Sign(key, report1(2, &agentv1.SettingsRejection{At: timestamppb.New(now), Reason: "a\u009bb"})),
+			"settings_rejection: reason holds a control character"},
+		{"empty", protoagent.Sign(key, report1(2, &agentv1.SettingsRejection{At: timestamppb.New(now)})), "settings_rejection: reason is empty"},
+		{"no time", protoagent.Sign(key, report1(2, &agentv1.SettingsRejection{Reason: why})), "settings_rejection: at is missing"},
+		{"after the report", protoagent.Sign(key, report1(2, &agentv1.SettingsRejection{At: timestamppb.New(now.Add(time.Second)), Reason: why})),
+			"settings_rejection: at is after observed_at"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := v.Accept(ctx, dev, tc.sr)
+			var rej *ingest.Rejection
+			if !errors.As(err, &rej) || rej.Reason != ingest.RejectMalformed || rej.Code != codes.InvalidArgument {
+				t.Fatalf("Accept = %v, want a malformed rejection", err)
+			}
+			if !strings.Contains(rej.Msg, tc.want) {
+				t.Errorf("message %q does not say %q", rej.Msg, tc.want)
+			}
+			if d := device(); d.LastSeq != 1 || !d.SettingsRejectedAt.Equal(rejectedAt) || d.SettingsRejected != why {
+				t.Errorf("stored: seq %d, rejected at %v for %q", d.LastSeq, d.SettingsRejectedAt, d.SettingsRejected)
+			}
+		})
+	}
+
+	// The agent runs on the settings it was given: a report without a
+	// word of it clears what the device said.
+	if _, err := v.Accept(ctx, dev, protoagent.Sign(key, report1(2, nil))); err != nil {
+		t.Fatal(err)
+	}
+	if d := device(); !d.SettingsRejectedAt.IsZero() || d.SettingsRejected != "" {
+		t.Errorf("after a report of settings that run, the device says rejected at %v for %q", d.SettingsRejectedAt, d.SettingsRejected)
+	}
+}
