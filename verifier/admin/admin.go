@@ -244,7 +244,8 @@ func (s *Server) namedDevices(ctx context.Context, f DeviceFilter) (ids []string
 
 // deviceFilter checks a ListDevices request's filters.
 func (s *Server) deviceFilter(req *adminv1.ListDevicesRequest) (DeviceFilter, error) {
-	f := DeviceFilter{Failing: req.GetFailing(), Offline: req.GetOffline(), PolicyID: req.GetPolicyId(), Revoked: req.GetIncludeRevoked()}
+	f := DeviceFilter{Failing: req.GetFailing(), Offline: req.GetOffline(), PolicyID: req.GetPolicyId(), SettingsRejected: req.GetSettingsRejected(),
+		Revoked: req.GetIncludeRevoked()}
 	for _, name := range []struct {
 		field string
 		v     *string
@@ -280,7 +281,7 @@ func (s *Server) deviceFilter(req *adminv1.ListDevicesRequest) (DeviceFilter, er
 		}
 	}
 	if f.Revoked && !f.Health() {
-		return f, status.Error(codes.InvalidArgument, "include_revoked keeps revoked devices in failing, failing_for, offline or policy_id; without one of those revoked devices are listed with the others")
+		return f, status.Error(codes.InvalidArgument, "include_revoked keeps revoked devices in failing, failing_for, offline, policy_id or settings_rejected; without one of those revoked devices are listed with the others")
 	}
 	return f, nil
 }
@@ -675,21 +676,32 @@ func (s *Server) device(d storage.Device, summary *adminv1.PostureSummary) *admi
 			HardwareUuid: d.HardwareUUID, SerialNumber: d.SerialNumber, Model: d.Model, OsName: d.OSName,
 			OsVersion: d.OSVersion, Hostname: d.Hostname, Platform: d.Platform, AgentVersion: d.AgentVersion,
 		},
-		EnrolledAt:     ts(d.EnrolledAt),
-		LastSeen:       ts(d.LastSeen),
-		LastReportAt:   ts(d.LastReportAt),
-		LastSeq:        d.LastSeq,
-		Connected:      s.Hub.Connected(d.ID),
-		Summary:        summary,
-		CertSerial:     d.CertSerial,
-		CertNotAfter:   ts(d.CertNotAfter),
-		Enrollments:    uint32(d.Enrollments),
-		RevokedAt:      ts(d.RevokedAt),
-		RevokedReason:  d.RevokedReason,
-		EnrollSecretId: d.SecretID,
-		KeyFingerprint: enroll.KeyFingerprint(d.PublicKey),
-		State:          s.deviceState(d, summary),
+		EnrolledAt:        ts(d.EnrolledAt),
+		LastSeen:          ts(d.LastSeen),
+		LastReportAt:      ts(d.LastReportAt),
+		LastSeq:           d.LastSeq,
+		Connected:         s.Hub.Connected(d.ID),
+		Summary:           summary,
+		CertSerial:        d.CertSerial,
+		CertNotAfter:      ts(d.CertNotAfter),
+		Enrollments:       uint32(d.Enrollments),
+		RevokedAt:         ts(d.RevokedAt),
+		RevokedReason:     d.RevokedReason,
+		EnrollSecretId:    d.SecretID,
+		KeyFingerprint:    enroll.KeyFingerprint(d.PublicKey),
+		State:             s.deviceState(d, summary),
+		SettingsRejection: settingsRejection(d),
 	}
+}
+
+// settingsRejection is what d's latest report said of its agent's
+// settings, as Device.settings_rejection; nil when it runs on those it
+// was given.
+func settingsRejection(d storage.Device) *agentv1.SettingsRejection {
+	if d.SettingsRejectedAt.IsZero() {
+		return nil
+	}
+	return &agentv1.SettingsRejection{At: ts(d.SettingsRejectedAt), Reason: d.SettingsRejected}
 }
 
 // EnrollSecretProto is r as ListEnrollSecrets returns it (never its value

@@ -37,20 +37,28 @@ type DeviceFilter struct {
 	// PolicyID keeps devices that do not pass the policy: failing it
 	// (out of scope for their people too), its check erring, or no result.
 	PolicyID string
+	// SettingsRejected keeps devices whose latest report said their agent
+	// rejected the settings it was given: a fact of the stored device
+	// (Names), checked before its posture is read.
+	SettingsRejected bool
 	// Revoked keeps revoked devices in the filters above.
 	Revoked bool
 }
 
 // Health reports whether f asks a fleet-health question at all.
 func (f DeviceFilter) Health() bool {
-	return f.Failing || f.ByFailingFor || f.Offline || f.PolicyID != ""
+	return f.Failing || f.ByFailingFor || f.Offline || f.PolicyID != "" || f.SettingsRejected
 }
 
 // Names reports whether the stored device d has f's serial number and
-// host name. ASCII case alone is folded: a Unicode fold would make a
-// look-alike (a Kelvin sign for a K) the name it imitates.
+// host name, and, with SettingsRejected, settings rejected. ASCII case
+// alone is folded: a Unicode fold would make a look-alike (a Kelvin sign
+// for a K) the name it imitates.
 func (f DeviceFilter) Names(d storage.Device) bool {
 	if f.SerialNumber != "" && !equalFoldASCII(d.SerialNumber, f.SerialNumber) {
+		return false
+	}
+	if f.SettingsRejected && d.SettingsRejectedAt.IsZero() {
 		return false
 	}
 	return f.HostName == "" || len(d.Hostname) >= len(f.HostName) && equalFoldASCII(d.Hostname[:len(f.HostName)], f.HostName)

@@ -27,12 +27,21 @@ func DeviceState(connected bool, lastReport time.Time, compliant bool, now time.
 	return metrics.DeviceCompliant
 }
 
+// DeviceCounts are the enrolled, unrevoked devices by state
+// (metrics.DeviceStates), and how many of them said their agent rejected
+// the settings it was given.
+type DeviceCounts struct {
+	States           map[string]int
+	SettingsRejected int
+}
+
 // CountDevices counts the enrolled, unrevoked devices by state, judging
 // each fresh report against the policies in force, as ListDevices does
-// (a policy scoped to groups none of a Mac's people are in left out).
+// (a policy scoped to groups none of a Mac's people are in left out), and
+// those whose settings were rejected, a fact of the device read with it.
 // Reports are read only for devices that are connected and fresh.
-func (s *Server) CountDevices(ctx context.Context, maxAge time.Duration) (map[string]int, error) {
-	counts := map[string]int{}
+func (s *Server) CountDevices(ctx context.Context, maxAge time.Duration) (DeviceCounts, error) {
+	counts := DeviceCounts{States: map[string]int{}}
 	now := s.now()
 	snap := s.snapshot()
 	dir := &directory{s: s}
@@ -40,13 +49,16 @@ func (s *Server) CountDevices(ctx context.Context, maxAge time.Duration) (map[st
 	for {
 		devs, err := s.Store.ListDevices(ctx, after, statePage)
 		if err != nil {
-			return nil, err
+			return DeviceCounts{}, err
 		}
 		for _, d := range devs {
 			if d.Revoked() {
 				continue
 			}
-			counts[s.state(d, now, maxAge, func() bool {
+			if !d.SettingsRejectedAt.IsZero() {
+				counts.SettingsRejected++
+			}
+			counts.States[s.state(d, now, maxAge, func() bool {
 				latest, err := s.latest(ctx, d.ID)
 				if err != nil {
 					return false

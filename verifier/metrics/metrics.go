@@ -30,6 +30,7 @@ type Metrics struct {
 	scepRefused     *prometheus.CounterVec
 	devices         *prometheus.GaugeVec
 	agentVersions   *prometheus.GaugeVec
+	devicesRejected prometheus.Gauge
 	unsigned        prometheus.Gauge
 	reportsResent   prometheus.Counter
 	checksLapsed    prometheus.Counter
@@ -138,6 +139,10 @@ func New() *Metrics {
 		Name: "clearance_devices_by_agent_version",
 		Help: "Enrolled, unrevoked devices by the agent version they last gave, counted periodically from the whole database: the 20 most common versions each under its own, the rest as other; unknown for devices that gave none, invalid for one that is not 1 to 64 letters, digits, '.', '_', '+' and '-' (not first).",
 	}, []string{"version"})
+	m.devicesRejected = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "clearance_devices_settings_rejected",
+		Help: "Enrolled, unrevoked devices whose latest report said their agent rejected the settings it was given (a configuration profile it cannot use) and runs on others, counted with clearance_devices.",
+	})
 	m.unsigned = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "clearance_sso_unsigned_requests_allowed",
 		Help: "1 when AuthnRequests Okta did not sign are answered (allow_unsigned_requests without okta_request_cert): whoever builds a request names the user the response asserts. Alert on it.",
@@ -235,7 +240,7 @@ func New() *Metrics {
 	m.Registry.MustRegister(m.reloads, m.policiesLoaded, m.ceiling, m.certExpiry)
 	m.Registry.MustRegister(m.rateLimited, m.ssoUnrecorded, m.adminRefused, m.ssoBusy, m.grpcConns, m.grpcRefused, m.grpcStreams, m.httpConns, m.httpClosed)
 	m.storeWritable.Set(1)
-	m.Registry.MustRegister(m.scepIssued, m.scepRefused, m.devices, m.agentVersions, m.unsigned, m.reportsResent, m.checksLapsed, m.storeWritable, m.clockSkew, m.databaseSkew)
+	m.Registry.MustRegister(m.scepIssued, m.scepRefused, m.devices, m.agentVersions, m.devicesRejected, m.unsigned, m.reportsResent, m.checksLapsed, m.storeWritable, m.clockSkew, m.databaseSkew)
 	m.Registry.MustRegister(m.reportsAccepted, m.reportsRejected, m.agents, m.ingestSeconds, m.enrollments, m.renewals, m.liveChecks,
 		m.ssoDecisions, m.ssoRefused, m.ssoSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -328,14 +333,16 @@ func (m *Metrics) SCEPRefused(reason string) {
 	m.scepRefused.WithLabelValues(reason).Inc()
 }
 
-// Devices sets the device-state gauges; a state missing from counts is 0.
-func (m *Metrics) Devices(counts map[string]int) {
+// Devices sets the device-state gauges (a state missing from counts is
+// 0) and the count of devices whose settings were rejected.
+func (m *Metrics) Devices(counts map[string]int, settingsRejected int) {
 	if m == nil {
 		return
 	}
 	for _, st := range DeviceStates {
 		m.devices.WithLabelValues(st).Set(float64(counts[st]))
 	}
+	m.devicesRejected.Set(float64(settingsRejected))
 }
 
 // The labels of clearance_devices_by_agent_version that are no version.

@@ -939,11 +939,12 @@ func orDefault(n, def int) int {
 const DeviceStatesInterval = time.Minute
 
 // CountDevices counts the devices by agent version and by state into the
-// clearance_devices_by_agent_version and clearance_devices gauges (the
-// server does it every DeviceStatesInterval). The versions come first, in
-// one grouped read: the states read the reports of connected Macs, and a
-// count of states that fails or runs out of time does not take the
-// versions with it.
+// clearance_devices_by_agent_version and clearance_devices gauges, and
+// those whose agent rejected the settings it was given into
+// clearance_devices_settings_rejected (the server does it every
+// DeviceStatesInterval). The versions come first, in one grouped read:
+// the states read the reports of connected Macs, and a count of states
+// that fails or runs out of time does not take the versions with it.
 func (s *Server) CountDevices(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, DeviceStatesInterval)
 	defer cancel()
@@ -958,7 +959,7 @@ func (s *Server) CountDevices(ctx context.Context) {
 		s.log.Warn("counting devices by state failed", "component", "server", "err", err)
 		return
 	}
-	s.Metrics.Devices(counts)
+	s.Metrics.Devices(counts.States, counts.SettingsRejected)
 }
 
 // CertExpiryWarning is how long before a certificate the verifier depends

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/clearance/clearance/internal/protoagent"
 	adminv1 "github.com/clearance/clearance/proto/gen/clearance/admin/v1"
@@ -23,9 +24,14 @@ func TestDeviceStateGauges(t *testing.T) {
 	t.Parallel()
 	h := start(t)
 	secret := h.secret()
+	// rejected, when set, says the agent rejected the settings it was
+	// given.
+	var rejected *agentv1.SettingsRejection
 	report := func(a *protoagent.Agent, st *protoagent.Stream, seq uint64, status agentv1.PolicyStatus) {
 		t.Helper()
-		if _, err := st.Exchange(protoagent.Sign(a.Key, a.Report(st.PolicySet, seq, h.clock.Now(), nil, status))); err != nil {
+		r := a.Report(st.PolicySet, seq, h.clock.Now(), nil, status)
+		r.SettingsRejection = rejected
+		if _, err := st.Exchange(protoagent.Sign(a.Key, r)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -40,10 +46,17 @@ func TestDeviceStateGauges(t *testing.T) {
 	stale, sst := connect()
 	report(stale, sst, 1, agentv1.PolicyStatus_POLICY_STATUS_PASS)
 	h.clock.Add(6 * time.Minute) // past --max-posture-age (5m)
+	// The compliant Mac's agent, and the one revoked later, did not take
+	// a profile pushed to them.
+	const why = "unknown key \"CAFingerprnt\": did you mean CAFingerprint?"
+	wantRejected := &agentv1.SettingsRejection{At: timestamppb.New(h.clock.Now().Add(-time.Minute)), Reason: why}
+	rejected = wantRejected
 	report(compliant, cst, 1, agentv1.PolicyStatus_POLICY_STATUS_PASS)
+	revoked, rst := connect()
+	report(revoked, rst, 1, agentv1.PolicyStatus_POLICY_STATUS_PASS)
+	rejected = nil
 	report(failing, fst, 1, agentv1.PolicyStatus_POLICY_STATUS_FAIL)
 	never := h.enrolled(secret) // never connects: offline
-	revoked := h.enrolled(secret)
 	if _, err := h.admin.RevokeDevice(h.ctx(), &adminv1.RevokeDeviceRequest{DeviceId: revoked.DeviceID}); err != nil {
 		t.Fatal(err)
 	}
@@ -58,6 +71,19 @@ func TestDeviceStateGauges(t *testing.T) {
 	}
 	if len(got) != len(want) {
 		t.Errorf("states: %v", got)
+	}
+	// Counted with them: the unrevoked Macs that did not take their
+	// settings.
+	if got := gauges(t, h, "clearance_devices_settings_rejected"); got[""] != 1 {
+		t.Errorf("clearance_devices_settings_rejected = %v, want 1", got)
+	}
+	// The admin API says when and why.
+	g, err := h.admin.GetDevice(h.ctx(), &adminv1.GetDeviceRequest{DeviceId: compliant.DeviceID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sr := g.GetDevice().GetSettingsRejection(); !proto.Equal(sr, wantRejected) {
+		t.Errorf("GetDevice: settings_rejection %v, want rejected a minute ago for %q", sr, why)
 	}
 
 	// ListDevices asks the same fleet-health questions as the devices
@@ -90,6 +116,9 @@ func TestDeviceStateGauges(t *testing.T) {
 		// --failing-for 0s.
 		{&adminv1.ListDevicesRequest{FailingFor: durationpb.New(0)}, sorted(failing.DeviceID)},
 		{&adminv1.ListDevicesRequest{FailingFor: durationpb.New(0), IncludeRevoked: true}, sorted(failing.DeviceID)},
+		{&adminv1.ListDevicesRequest{SettingsRejected: true}, sorted(compliant.DeviceID)},
+		{&adminv1.ListDevicesRequest{SettingsRejected: true, IncludeRevoked: true}, sorted(compliant.DeviceID, revoked.DeviceID)},
+		{&adminv1.ListDevicesRequest{SettingsRejected: true, Failing: true}, nil},
 	} {
 		if got := ids(tc.req); !slices.Equal(got, tc.want) {
 			t.Errorf("ListDevices %v: %v, want %v", tc.req, got, tc.want)
@@ -101,6 +130,16 @@ func TestDeviceStateGauges(t *testing.T) {
 		if _, err := h.admin.ListDevices(h.ctx(), bad); status.Code(err) != codes.InvalidArgument {
 			t.Errorf("ListDevices %v: %v, want INVALID_ARGUMENT", bad, err)
 		}
+	}
+
+	// The profile fixed: the agent's next report clears it everywhere.
+	report(compliant, cst, 2, agentv1.PolicyStatus_POLICY_STATUS_PASS)
+	h.srv.CountDevices(h.ctx())
+	if got := gauges(t, h, "clearance_devices_settings_rejected"); got[""] != 0 {
+		t.Errorf("clearance_devices_settings_rejected after the fix = %v, want 0", got)
+	}
+	if got := ids(&adminv1.ListDevicesRequest{SettingsRejected: true}); len(got) != 0 {
+		t.Errorf("ListDevices settings_rejected after the fix: %v", got)
 	}
 }
 

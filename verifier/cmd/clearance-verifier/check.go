@@ -62,12 +62,23 @@ func (a *app) checkCmd() *cli.Command {
 	}
 }
 
-// renderCheck writes a live check's report: which device, when, and each
-// policy's result with osquery's message for an ERROR.
+// renderCheck writes a live check's report: which device, when, whether
+// its agent rejected the settings it was given, and each policy's result
+// with osquery's message for an ERROR.
 func renderCheck(w io.Writer, r *adminv1.RequestCheckResponse, took time.Duration, loc *time.Location, width int) error {
 	rep := r.GetReport().GetReport()
-	if _, err := fmt.Fprintf(w, "device %s answered in %s: report seq %d, observed %s\n\n", rep.GetDeviceId(),
+	if _, err := fmt.Fprintf(w, "device %s answered in %s: report seq %d, observed %s\n", rep.GetDeviceId(),
 		took.Round(time.Millisecond), rep.GetSeq(), rep.GetObservedAt().AsTime().In(loc).Format("2006-01-02 15:04:05 MST")); err != nil {
+		return err
+	}
+	if sr := rep.GetSettingsRejection(); sr != nil {
+		// The agent's own words: one line, escaped (clean).
+		if _, err := fmt.Fprintf(w, "its agent rejected the settings it was given at %s and runs on others: %s\n",
+			sr.GetAt().AsTime().In(loc).Format("2006-01-02 15:04:05 MST"), clean(sr.GetReason())); err != nil {
+			return err
+		}
+	}
+	if _, err := fmt.Fprintln(w); err != nil {
 		return err
 	}
 	rows := [][]string{{"POLICY", "NAME", "RESULT", "COUNTS", "MESSAGE"}}

@@ -4,9 +4,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/clearance/clearance/internal/protoagent"
 	agentv1 "github.com/clearance/clearance/proto/gen/clearance/agent/v1"
@@ -44,7 +47,10 @@ func TestDevicesCheck(t *testing.T) {
 	if _, err := stream.Exchange(protoagent.Sign(a.Key, a.Report(stream.PolicySet, 1, time.Now(), nil, agentv1.PolicyStatus_POLICY_STATUS_PASS))); err != nil {
 		t.Fatal(err)
 	}
-	// Lives on: answers each check with FileVault off.
+	// Lives on: answers each check with FileVault off, and saying its
+	// agent rejected the settings it was given (in words that would
+	// reorder a terminal's line, shown escaped).
+	rejectedAt := time.Now().Add(-72 * time.Hour).Truncate(time.Second)
 	go stream.AnswerChecks(2, func(seq uint64, nonce []byte) *agentv1.SignedReport {
 		r := a.Report(stream.PolicySet, seq, time.Now(), nonce, agentv1.PolicyStatus_POLICY_STATUS_PASS)
 		for _, res := range r.Results {
@@ -52,12 +58,34 @@ func TestDevicesCheck(t *testing.T) {
 				res.Status = agentv1.PolicyStatus_POLICY_STATUS_FAIL
 			}
 		}
+		r.SettingsRejection = &agentv1.SettingsRejection{At: timestamppb.New(rejectedAt), Reason: "unknown key \"CAFingerprnt\": did you mean CAFingerprint?\u202e"}
 		return protoagent.Sign(a.Key, r)
 	})
 
 	out, _, err := execute(noEnv, "devices", "check", "--data-dir", s.dir, a.DeviceID[:8], "--wide")
 	if err != nil || !strings.Contains(out, "device "+a.DeviceID+" answered in ") || !strings.Contains(out, "report seq ") {
 		t.Fatalf("devices check: %v\n%s", err, out)
+	}
+	if want := "its agent rejected the settings it was given at " + rejectedAt.In(time.Local).Format("2006-01-02 15:04:05 MST") +
+		` and runs on others: unknown key "CAFingerprnt": did you mean CAFingerprint?\u202e` + "\n"; !strings.Contains(out, want) {
+		t.Errorf("devices check does not say %q:\n%s", want, out)
+	}
+	// The report it stored marks the Mac in the fleet's wide table, the
+	// narrow one says how many, and --settings-rejected lists it with
+	// when and why.
+	out, _, err = execute(noEnv, "devices", "--data-dir", s.dir, "--wide")
+	if err != nil || !regexp.MustCompile(`SETTINGS +FAILING\n`+a.DeviceID+`.* rejected \d+d +filevault\n`).MatchString(out) {
+		t.Errorf("devices --wide: %v\n%s", err, out)
+	}
+	_, errOut, err := execute(noEnv, "devices", "--data-dir", s.dir)
+	if err != nil || errOut != "1 of these Macs did not take the settings it was given: 'devices --settings-rejected' says which and why\n" {
+		t.Errorf("devices: %v, stderr %q", err, errOut)
+	}
+	good, _ := s.passingAndFailing(t) // Macs on the settings they were given
+	out, _, err = execute(noEnv, "devices", "--data-dir", s.dir, "--settings-rejected", "--wide")
+	if err != nil || !strings.Contains(out, a.DeviceID) || strings.Contains(out, good) || !strings.Contains(out, `SETTINGS REJECTED`) ||
+		!strings.Contains(out, `ago: unknown key "CAFingerprnt": did you mean CAFingerprint?\u202e`+"\n") {
+		t.Errorf("devices --settings-rejected: %v\n%s", err, out)
 	}
 	for _, row := range strings.Split(out, "\n") {
 		f := strings.Fields(row)

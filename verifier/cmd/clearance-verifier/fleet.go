@@ -56,7 +56,8 @@ func (a *app) devicesCmd() *cli.Command {
 			host := fs.String("host", "", "only the devices whose host name is or starts with this `name` (A-Z in any case)")
 			user := fs.String("user", "", "only the Macs this Okta `username` (or user id) uses: those assigned to them or whose local account --user-binding-rule maps to them (with SCIM or the Okta API sync), and those their latest 1,000 sign-ins came from")
 			failingFor := fs.Duration("failing-for", 0, "only devices out of compliance without a break for at least this `duration` (e.g. 72h; the wide table's FOR column)")
-			revoked := fs.Bool("revoked", false, "keep revoked Macs in --failing, --failing-for, --offline and --policy, which leave them out: they can sign in to nothing")
+			settingsRejected := fs.Bool("settings-rejected", false, "only devices whose agent rejected the settings it was given (a profile it cannot use) and runs on others; the table then says when and why")
+			revoked := fs.Bool("revoked", false, "keep revoked Macs in --failing, --failing-for, --offline, --policy and --settings-rejected, which leave them out: they can sign in to nothing")
 			fs.Group("Output")
 			asJSON := fs.Bool("json", false, "print the devices as JSON (the admin API's Device messages)")
 			wide := fs.Bool("wide", false, "full device ids and nothing shortened, whatever the terminal's width")
@@ -68,14 +69,14 @@ func (a *app) devicesCmd() *cli.Command {
 					return cli.Usagef("--failing-for %s is negative", *failingFor)
 				}
 				// Fleet health is about Macs that can still sign in.
-				health := *failing || *offline || *policy != "" || fs.Given("failing-for")
+				health := *failing || *offline || *policy != "" || fs.Given("failing-for") || *settingsRejected
 				if *revoked && !health {
-					return cli.Usagef("--revoked keeps revoked Macs in --failing, --failing-for, --offline or --policy; without one of those every Mac is listed, revoked ones too")
+					return cli.Usagef("--revoked keeps revoked Macs in --failing, --failing-for, --offline, --policy or --settings-rejected; without one of those every Mac is listed, revoked ones too")
 				}
 				// The verifier filters, by the rule ListDevices documents:
 				// the CLI and grpcurl get the same answer.
 				req := &adminv1.ListDevicesRequest{SerialNumber: *serial, HostName: *host, User: *user,
-					Failing: *failing, Offline: *offline, PolicyId: *policy, IncludeRevoked: *revoked}
+					Failing: *failing, Offline: *offline, PolicyId: *policy, SettingsRejected: *settingsRejected, IncludeRevoked: *revoked}
 				if fs.Given("failing-for") {
 					req.FailingFor = durationpb.New(*failingFor)
 				}
@@ -98,7 +99,14 @@ func (a *app) devicesCmd() *cli.Command {
 						}
 					}
 					return a.printList(*asJSON, &adminv1.ListDevicesResponse{Devices: devs}, len(devs), "no devices match", func() error {
-						return renderDevices(a.stdout, devs, a.now(), a.tableWidth(*wide))
+						if *settingsRejected {
+							return renderRejectedSettings(a.stdout, devs, a.now(), a.tableWidth(*wide))
+						}
+						if err := renderDevices(a.stdout, devs, a.now(), a.tableWidth(*wide)); err != nil {
+							return err
+						}
+						noteRejectedSettings(a.stderr, devs)
+						return nil
 					})
 				})
 			}
@@ -204,25 +212,20 @@ func printJSON(w io.Writer, m proto.Message) error {
 
 // renderDevices writes the devices table, fitted to width (0: no limit).
 func renderDevices(w io.Writer, devs []*adminv1.Device, now time.Time, width int) error {
-	// The wide table also says who used each Mac and which agent version
-	// it runs; 80 columns have no room.
+	// The wide table also says who used each Mac, which agent version it
+	// runs, and whether its agent rejected the settings it was given;
+	// 80 columns have no room.
 	wide := width == 0
 	head := []string{"DEVICE", "HOST", "SERIAL", "LAST SEEN", "ONLINE", "PASS/FAIL", "FAILING"}
 	if wide {
 		head = slices.Insert(head, 2, "USER")
 		head = slices.Insert(head, 7, "FOR")
 		head = slices.Insert(head, 4, "AGENT")
+		head = slices.Insert(head, 9, "SETTINGS")
 	}
 	rows := [][]string{head}
 	for _, d := range devs {
 		s := d.GetSummary()
-		online := "no"
-		switch {
-		case d.GetStatus() == adminv1.DeviceStatus_DEVICE_STATUS_REVOKED:
-			online = "revoked"
-		case d.GetConnected():
-			online = "yes"
-		}
 		passFail := fmt.Sprintf("%d/%d", s.GetPass(), s.GetFail()+s.GetError()+s.GetMissing())
 		failing := failingPhrase(s)
 		switch {
@@ -236,17 +239,70 @@ func renderDevices(w io.Writer, devs []*adminv1.Device, now time.Time, width int
 		host := markLookAlike(d.GetFacts().GetHostname())
 		row := []string{
 			shorten(d.GetDeviceId(), width), orDash(host), serialCell(d.GetFacts().GetSerialNumber()),
-			ago(d.GetLastSeen().AsTime(), d.GetLastSeen() != nil, now), online, passFail, failing,
+			ago(d.GetLastSeen().AsTime(), d.GetLastSeen() != nil, now), onlineCell(d), passFail, failing,
 		}
 		if wide {
 			row = slices.Insert(row, 2, userCell(d.GetLocalUser()))
 			row = slices.Insert(row, 7, lasted(sinceOf(s), now))
 			row = slices.Insert(row, 4, orDash(clean(d.GetFacts().GetAgentVersion())))
+			settings := "-"
+			if sr := d.GetSettingsRejection(); sr != nil {
+				// When and why: --settings-rejected.
+				settings = "rejected " + lasted(sr.GetAt(), now)
+			}
+			row = slices.Insert(row, 9, settings)
 		}
 		rows = append(rows, row)
 	}
 	// Host names may be long: they give way first, down to 10 characters.
 	return writeTable(w, rows, width, []shrink{{col: 1, floor: 10}})
+}
+
+// renderRejectedSettings writes the table of `devices --settings-rejected`:
+// the Macs that did not take the settings they were given, with when and
+// why, the agent's own words, cut to fit width (0: no limit).
+func renderRejectedSettings(w io.Writer, devs []*adminv1.Device, now time.Time, width int) error {
+	rows := [][]string{{"DEVICE", "HOST", "SERIAL", "LAST SEEN", "ONLINE", "SETTINGS REJECTED"}}
+	for _, d := range devs {
+		sr := d.GetSettingsRejection()
+		rows = append(rows, []string{
+			shorten(d.GetDeviceId(), width), orDash(markLookAlike(d.GetFacts().GetHostname())), serialCell(d.GetFacts().GetSerialNumber()),
+			ago(d.GetLastSeen().AsTime(), d.GetLastSeen() != nil, now), onlineCell(d),
+			ago(sr.GetAt().AsTime(), sr != nil, now) + ": " + sr.GetReason(),
+		})
+	}
+	return writeTableCut(w, rows, width, []shrink{{col: 1, floor: 10}})
+}
+
+// noteRejectedSettings says, after a devices table, how many of its Macs
+// did not take the settings they were given, which the 80-column table has
+// no room to mark, and where to read which and why.
+func noteRejectedSettings(w io.Writer, devs []*adminv1.Device) {
+	n := 0
+	for _, d := range devs {
+		if d.GetSettingsRejection() != nil {
+			n++
+		}
+	}
+	switch n {
+	case 0:
+	case 1:
+		fmt.Fprintln(w, "1 of these Macs did not take the settings it was given: 'devices --settings-rejected' says which and why")
+	default:
+		fmt.Fprintf(w, "%d of these Macs did not take the settings they were given: 'devices --settings-rejected' says which and why\n", n)
+	}
+}
+
+// onlineCell is the ONLINE column: "revoked", else whether d's agent is
+// connected now.
+func onlineCell(d *adminv1.Device) string {
+	switch {
+	case d.GetStatus() == adminv1.DeviceStatus_DEVICE_STATUS_REVOKED:
+		return "revoked"
+	case d.GetConnected():
+		return "yes"
+	}
+	return "no"
 }
 
 // sinceOf is since when the summary's Mac has been as it is: failing, or

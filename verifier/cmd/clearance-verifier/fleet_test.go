@@ -355,12 +355,32 @@ func TestTables(t *testing.T) {
 	// recorded.
 	devs[1].Summary.FailingSince = timestamppb.New(now.Add(-75 * time.Hour))
 	devs[0].Summary.CompliantSince = timestamppb.New(now.Add(-26 * time.Hour))
+	// Macs whose agents did not take the profile pushed to them: a
+	// compliant one, and bob's, failing, whose mark is kept as the list
+	// shortens; the stale one's in words a terminal would act on.
+	devs[0].SettingsRejection = &agentv1.SettingsRejection{At: timestamppb.New(now.Add(-2 * time.Hour)),
+		Reason: `CAFingerprint from /Library/Managed Preferences/com.clearance.agent.plist key CAFingerprint: no configured CA certificate has this fingerprint (the new ones changed CAFingerprint)`}
+	devs[1].SettingsRejection = &agentv1.SettingsRejection{At: timestamppb.New(now.Add(-50 * time.Hour)),
+		Reason: `/Library/Managed Preferences/com.clearance.agent.plist: unknown key "CAFingerprnt": did you mean CAFingerprint? (known keys: VerifierAddress, CAFile, CAPEM, CAFingerprint, EnrollSecret)`}
+	devs[2].SettingsRejection = &agentv1.SettingsRejection{At: timestamppb.New(now.Add(-time.Minute)), Reason: "StateDir \u202eevil\x1b[2J"}
 	for _, tc := range []struct {
 		name  string
 		width int
 	}{{"devices", 80}, {"devices-wide", 0}} {
 		var b strings.Builder
 		if err := renderDevices(&b, devs, now, tc.width); err != nil {
+			t.Fatal(err)
+		}
+		checkTable(t, tc.name, b.String(), tc.width)
+	}
+	// devices --settings-rejected: those Macs, with when and why, cut to
+	// the width or whole.
+	for _, tc := range []struct {
+		name  string
+		width int
+	}{{"devices-settings-rejected", 80}, {"devices-settings-rejected-wide", 0}} {
+		var b strings.Builder
+		if err := renderRejectedSettings(&b, devs[:3], now, tc.width); err != nil {
 			t.Fatal(err)
 		}
 		checkTable(t, tc.name, b.String(), tc.width)

@@ -692,8 +692,13 @@ type Device struct {
 	// Until when a reinstall of this Mac is expected (ExpectReinstall): its
 	// next new key enrolls without approval. Set by GetDevice only.
 	ReinstallExpectedUntil *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=reinstall_expected_until,json=reinstallExpectedUntil,proto3" json:"reinstall_expected_until,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// Set when the device's latest report said its agent rejected the
+	// settings it was given (a configuration profile it cannot use) and runs
+	// on others: when, and why, as `clearance-agent status` on the Mac says
+	// it. Unset while it runs on them, or before its agent said so.
+	SettingsRejection *v1.SettingsRejection `protobuf:"bytes,20,opt,name=settings_rejection,json=settingsRejection,proto3" json:"settings_rejection,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Device) Reset() {
@@ -855,6 +860,13 @@ func (x *Device) GetLocalUser() string {
 func (x *Device) GetReinstallExpectedUntil() *timestamppb.Timestamp {
 	if x != nil {
 		return x.ReinstallExpectedUntil
+	}
+	return nil
+}
+
+func (x *Device) GetSettingsRejection() *v1.SettingsRejection {
+	if x != nil {
+		return x.SettingsRejection
 	}
 	return nil
 }
@@ -1043,7 +1055,8 @@ type ListDevicesRequest struct {
 	// Only devices that do not pass this policy (failing it, for their
 	// people or out of their scope, its check erring, or no result).
 	PolicyId string `protobuf:"bytes,7,opt,name=policy_id,json=policyId,proto3" json:"policy_id,omitempty"`
-	// Keep revoked devices in failing, failing_for, offline and policy_id.
+	// Keep revoked devices in failing, failing_for, offline, policy_id and
+	// settings_rejected.
 	IncludeRevoked bool `protobuf:"varint,8,opt,name=include_revoked,json=includeRevoked,proto3" json:"include_revoked,omitempty"`
 	// Lookups: the Macs a name picks out. Each is at most 256 bytes (user:
 	// 512, as long as a username may be) with no control character, else
@@ -1070,9 +1083,13 @@ type ListDevicesRequest struct {
 	// or the Okta API sync), and those their latest 1,000 sign-ins through
 	// Okta came from (with no directory too). A name no user has and no
 	// sign-in used is no error: it lists nothing.
-	User          string `protobuf:"bytes,11,opt,name=user,proto3" json:"user,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	User string `protobuf:"bytes,11,opt,name=user,proto3" json:"user,omitempty"`
+	// Only devices whose latest report said their agent rejected the
+	// settings it was given (Device.settings_rejection): the Macs that did
+	// not take a pushed profile. A fleet-health filter, as failing is.
+	SettingsRejected bool `protobuf:"varint,12,opt,name=settings_rejected,json=settingsRejected,proto3" json:"settings_rejected,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ListDevicesRequest) Reset() {
@@ -1180,6 +1197,13 @@ func (x *ListDevicesRequest) GetUser() string {
 		return x.User
 	}
 	return ""
+}
+
+func (x *ListDevicesRequest) GetSettingsRejected() bool {
+	if x != nil {
+		return x.SettingsRejected
+	}
+	return false
 }
 
 type ListDevicesResponse struct {
@@ -4547,7 +4571,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x0fcompliant_since\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x0ecompliantSince\x12/\n" +
 	"\x14failing_out_of_scope\x18\f \x03(\tR\x11failingOutOfScopeB\f\n" +
 	"\n" +
-	"_compliant\"\x8a\a\n" +
+	"_compliant\"\xe0\a\n" +
 	"\x06Device\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x128\n" +
 	"\x06status\x18\x02 \x01(\x0e2 .clearance.admin.v1.DeviceStatusR\x06status\x125\n" +
@@ -4572,7 +4596,8 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x05state\x18\x11 \x01(\tR\x05state\x12\x1d\n" +
 	"\n" +
 	"local_user\x18\x12 \x01(\tR\tlocalUser\x12T\n" +
-	"\x18reinstall_expected_until\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\x16reinstallExpectedUntil\"\x9e\x02\n" +
+	"\x18reinstall_expected_until\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\x16reinstallExpectedUntil\x12T\n" +
+	"\x12settings_rejection\x18\x14 \x01(\v2%.clearance.agent.v1.SettingsRejectionR\x11settingsRejection\"\x9e\x02\n" +
 	"\rPolicyOutcome\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -4587,7 +4612,7 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\x06Report\x129\n" +
 	"\x06report\x18\x01 \x01(\v2!.clearance.agent.v1.PostureReportR\x06report\x12;\n" +
 	"\vreceived_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"receivedAt\"\x86\x03\n" +
+	"receivedAt\"\xb3\x03\n" +
 	"\x12ListDevicesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -4602,7 +4627,8 @@ const file_clearance_admin_v1_admin_proto_rawDesc = "" +
 	"\rserial_number\x18\t \x01(\tR\fserialNumber\x12\x1b\n" +
 	"\thost_name\x18\n" +
 	" \x01(\tR\bhostName\x12\x12\n" +
-	"\x04user\x18\v \x01(\tR\x04user\"s\n" +
+	"\x04user\x18\v \x01(\tR\x04user\x12+\n" +
+	"\x11settings_rejected\x18\f \x01(\bR\x10settingsRejected\"s\n" +
 	"\x13ListDevicesResponse\x124\n" +
 	"\adevices\x18\x01 \x03(\v2\x1a.clearance.admin.v1.DeviceR\adevices\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"/\n" +
@@ -5001,33 +5027,34 @@ var file_clearance_admin_v1_admin_proto_goTypes = []any{
 	(*durationpb.Duration)(nil),              // 57: google.protobuf.Duration
 	(*timestamppb.Timestamp)(nil),            // 58: google.protobuf.Timestamp
 	(*v1.DeviceFacts)(nil),                   // 59: clearance.agent.v1.DeviceFacts
-	(v1.PolicyStatus)(0),                     // 60: clearance.agent.v1.PolicyStatus
-	(*v1.PostureReport)(nil),                 // 61: clearance.agent.v1.PostureReport
-	(*v1.PolicySet)(nil),                     // 62: clearance.agent.v1.PolicySet
-	(*ForecastEnforcementRequest)(nil),       // 63: clearance.admin.v1.ForecastEnforcementRequest
-	(*ListAuditEventsRequest)(nil),           // 64: clearance.admin.v1.ListAuditEventsRequest
-	(*OktaStatusRequest)(nil),                // 65: clearance.admin.v1.OktaStatusRequest
-	(*ListOktaSignInsRequest)(nil),           // 66: clearance.admin.v1.ListOktaSignInsRequest
-	(*GrantExemptionRequest)(nil),            // 67: clearance.admin.v1.GrantExemptionRequest
-	(*ListExemptionsRequest)(nil),            // 68: clearance.admin.v1.ListExemptionsRequest
-	(*RevokeExemptionRequest)(nil),           // 69: clearance.admin.v1.RevokeExemptionRequest
-	(*ListUsersRequest)(nil),                 // 70: clearance.admin.v1.ListUsersRequest
-	(*GetUserRequest)(nil),                   // 71: clearance.admin.v1.GetUserRequest
-	(*ListGroupsRequest)(nil),                // 72: clearance.admin.v1.ListGroupsRequest
-	(*AssignDeviceRequest)(nil),              // 73: clearance.admin.v1.AssignDeviceRequest
-	(*UnassignDeviceRequest)(nil),            // 74: clearance.admin.v1.UnassignDeviceRequest
-	(*ForecastEnforcementResponse)(nil),      // 75: clearance.admin.v1.ForecastEnforcementResponse
-	(*ListAuditEventsResponse)(nil),          // 76: clearance.admin.v1.ListAuditEventsResponse
-	(*OktaStatusResponse)(nil),               // 77: clearance.admin.v1.OktaStatusResponse
-	(*ListOktaSignInsResponse)(nil),          // 78: clearance.admin.v1.ListOktaSignInsResponse
-	(*GrantExemptionResponse)(nil),           // 79: clearance.admin.v1.GrantExemptionResponse
-	(*ListExemptionsResponse)(nil),           // 80: clearance.admin.v1.ListExemptionsResponse
-	(*RevokeExemptionResponse)(nil),          // 81: clearance.admin.v1.RevokeExemptionResponse
-	(*ListUsersResponse)(nil),                // 82: clearance.admin.v1.ListUsersResponse
-	(*GetUserResponse)(nil),                  // 83: clearance.admin.v1.GetUserResponse
-	(*ListGroupsResponse)(nil),               // 84: clearance.admin.v1.ListGroupsResponse
-	(*AssignDeviceResponse)(nil),             // 85: clearance.admin.v1.AssignDeviceResponse
-	(*UnassignDeviceResponse)(nil),           // 86: clearance.admin.v1.UnassignDeviceResponse
+	(*v1.SettingsRejection)(nil),             // 60: clearance.agent.v1.SettingsRejection
+	(v1.PolicyStatus)(0),                     // 61: clearance.agent.v1.PolicyStatus
+	(*v1.PostureReport)(nil),                 // 62: clearance.agent.v1.PostureReport
+	(*v1.PolicySet)(nil),                     // 63: clearance.agent.v1.PolicySet
+	(*ForecastEnforcementRequest)(nil),       // 64: clearance.admin.v1.ForecastEnforcementRequest
+	(*ListAuditEventsRequest)(nil),           // 65: clearance.admin.v1.ListAuditEventsRequest
+	(*OktaStatusRequest)(nil),                // 66: clearance.admin.v1.OktaStatusRequest
+	(*ListOktaSignInsRequest)(nil),           // 67: clearance.admin.v1.ListOktaSignInsRequest
+	(*GrantExemptionRequest)(nil),            // 68: clearance.admin.v1.GrantExemptionRequest
+	(*ListExemptionsRequest)(nil),            // 69: clearance.admin.v1.ListExemptionsRequest
+	(*RevokeExemptionRequest)(nil),           // 70: clearance.admin.v1.RevokeExemptionRequest
+	(*ListUsersRequest)(nil),                 // 71: clearance.admin.v1.ListUsersRequest
+	(*GetUserRequest)(nil),                   // 72: clearance.admin.v1.GetUserRequest
+	(*ListGroupsRequest)(nil),                // 73: clearance.admin.v1.ListGroupsRequest
+	(*AssignDeviceRequest)(nil),              // 74: clearance.admin.v1.AssignDeviceRequest
+	(*UnassignDeviceRequest)(nil),            // 75: clearance.admin.v1.UnassignDeviceRequest
+	(*ForecastEnforcementResponse)(nil),      // 76: clearance.admin.v1.ForecastEnforcementResponse
+	(*ListAuditEventsResponse)(nil),          // 77: clearance.admin.v1.ListAuditEventsResponse
+	(*OktaStatusResponse)(nil),               // 78: clearance.admin.v1.OktaStatusResponse
+	(*ListOktaSignInsResponse)(nil),          // 79: clearance.admin.v1.ListOktaSignInsResponse
+	(*GrantExemptionResponse)(nil),           // 80: clearance.admin.v1.GrantExemptionResponse
+	(*ListExemptionsResponse)(nil),           // 81: clearance.admin.v1.ListExemptionsResponse
+	(*RevokeExemptionResponse)(nil),          // 82: clearance.admin.v1.RevokeExemptionResponse
+	(*ListUsersResponse)(nil),                // 83: clearance.admin.v1.ListUsersResponse
+	(*GetUserResponse)(nil),                  // 84: clearance.admin.v1.GetUserResponse
+	(*ListGroupsResponse)(nil),               // 85: clearance.admin.v1.ListGroupsResponse
+	(*AssignDeviceResponse)(nil),             // 86: clearance.admin.v1.AssignDeviceResponse
+	(*UnassignDeviceResponse)(nil),           // 87: clearance.admin.v1.UnassignDeviceResponse
 }
 var file_clearance_admin_v1_admin_proto_depIdxs = []int32{
 	57,  // 0: clearance.admin.v1.ExpectReinstallRequest.within:type_name -> google.protobuf.Duration
@@ -5045,138 +5072,139 @@ var file_clearance_admin_v1_admin_proto_depIdxs = []int32{
 	58,  // 12: clearance.admin.v1.Device.cert_not_after:type_name -> google.protobuf.Timestamp
 	58,  // 13: clearance.admin.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
 	58,  // 14: clearance.admin.v1.Device.reinstall_expected_until:type_name -> google.protobuf.Timestamp
-	60,  // 15: clearance.admin.v1.PolicyOutcome.status:type_name -> clearance.agent.v1.PolicyStatus
-	58,  // 16: clearance.admin.v1.PolicyOutcome.since:type_name -> google.protobuf.Timestamp
-	61,  // 17: clearance.admin.v1.Report.report:type_name -> clearance.agent.v1.PostureReport
-	58,  // 18: clearance.admin.v1.Report.received_at:type_name -> google.protobuf.Timestamp
-	57,  // 19: clearance.admin.v1.ListDevicesRequest.failing_for:type_name -> google.protobuf.Duration
-	9,   // 20: clearance.admin.v1.ListDevicesResponse.devices:type_name -> clearance.admin.v1.Device
-	9,   // 21: clearance.admin.v1.GetDeviceResponse.device:type_name -> clearance.admin.v1.Device
-	11,  // 22: clearance.admin.v1.GetDeviceResponse.latest_report:type_name -> clearance.admin.v1.Report
-	10,  // 23: clearance.admin.v1.GetDeviceResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
-	9,   // 24: clearance.admin.v1.RevokeDeviceResponse.device:type_name -> clearance.admin.v1.Device
-	62,  // 25: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	20,  // 26: clearance.admin.v1.ListPoliciesResponse.rollouts:type_name -> clearance.admin.v1.PolicyRollout
-	57,  // 27: clearance.admin.v1.PolicyRollout.grace:type_name -> google.protobuf.Duration
-	62,  // 28: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
-	58,  // 29: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	58,  // 30: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	58,  // 31: clearance.admin.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	57,  // 32: clearance.admin.v1.CreateEnrollSecretRequest.expires_in:type_name -> google.protobuf.Duration
-	23,  // 33: clearance.admin.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
-	23,  // 34: clearance.admin.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> clearance.admin.v1.EnrollSecret
-	23,  // 35: clearance.admin.v1.RevokeEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
-	9,   // 36: clearance.admin.v1.RevokeEnrollSecretResponse.devices:type_name -> clearance.admin.v1.Device
-	57,  // 37: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
-	11,  // 38: clearance.admin.v1.RequestCheckResponse.report:type_name -> clearance.admin.v1.Report
-	10,  // 39: clearance.admin.v1.RequestCheckResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
-	3,   // 40: clearance.admin.v1.DecisionPolicyResult.status:type_name -> clearance.admin.v1.PolicyStatus
-	58,  // 41: clearance.admin.v1.DecisionPolicyResult.grace_ends:type_name -> google.protobuf.Timestamp
-	58,  // 42: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	32,  // 43: clearance.admin.v1.Decision.results:type_name -> clearance.admin.v1.DecisionPolicyResult
-	57,  // 44: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
-	1,   // 45: clearance.admin.v1.ListDecisionsRequest.result:type_name -> clearance.admin.v1.DecisionResult
-	58,  // 46: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
-	58,  // 47: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
-	2,   // 48: clearance.admin.v1.ListDecisionsRequest.origin:type_name -> clearance.admin.v1.DecisionOrigin
-	33,  // 49: clearance.admin.v1.ListDecisionsResponse.decisions:type_name -> clearance.admin.v1.Decision
-	3,   // 50: clearance.admin.v1.PolicyFinding.status:type_name -> clearance.admin.v1.PolicyStatus
-	58,  // 51: clearance.admin.v1.PolicyFinding.grace_ends:type_name -> google.protobuf.Timestamp
-	58,  // 52: clearance.admin.v1.PolicyFinding.blocks_from:type_name -> google.protobuf.Timestamp
-	58,  // 53: clearance.admin.v1.PolicyFinding.since:type_name -> google.protobuf.Timestamp
-	36,  // 54: clearance.admin.v1.ExplainAccessResponse.failing:type_name -> clearance.admin.v1.PolicyFinding
-	36,  // 55: clearance.admin.v1.ExplainAccessResponse.advisory:type_name -> clearance.admin.v1.PolicyFinding
-	36,  // 56: clearance.admin.v1.ExplainAccessResponse.results:type_name -> clearance.admin.v1.PolicyFinding
-	57,  // 57: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
-	58,  // 58: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
-	58,  // 59: clearance.admin.v1.ExplainAccessResponse.block_from:type_name -> google.protobuf.Timestamp
-	57,  // 60: clearance.admin.v1.CreateScepChallengeRequest.ttl:type_name -> google.protobuf.Duration
-	58,  // 61: clearance.admin.v1.CreateScepChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	58,  // 62: clearance.admin.v1.BrowserCertificate.not_before:type_name -> google.protobuf.Timestamp
-	58,  // 63: clearance.admin.v1.BrowserCertificate.not_after:type_name -> google.protobuf.Timestamp
-	58,  // 64: clearance.admin.v1.BrowserCertificate.revoke_after:type_name -> google.protobuf.Timestamp
-	41,  // 65: clearance.admin.v1.ListBrowserCertificatesResponse.certificates:type_name -> clearance.admin.v1.BrowserCertificate
-	41,  // 66: clearance.admin.v1.RevokeBrowserCertificateResponse.certificate:type_name -> clearance.admin.v1.BrowserCertificate
-	59,  // 67: clearance.admin.v1.PendingEnrollment.facts:type_name -> clearance.agent.v1.DeviceFacts
-	58,  // 68: clearance.admin.v1.PendingEnrollment.requested_at:type_name -> google.protobuf.Timestamp
-	58,  // 69: clearance.admin.v1.PendingEnrollment.last_request_at:type_name -> google.protobuf.Timestamp
-	58,  // 70: clearance.admin.v1.PendingEnrollment.rejected_at:type_name -> google.protobuf.Timestamp
-	47,  // 71: clearance.admin.v1.PendingEnrollment.serial_holders:type_name -> clearance.admin.v1.SerialHolder
-	58,  // 72: clearance.admin.v1.PendingEnrollment.device_revoked_at:type_name -> google.protobuf.Timestamp
-	46,  // 73: clearance.admin.v1.ListPendingEnrollmentsResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
-	9,   // 74: clearance.admin.v1.ApproveEnrollmentResponse.device:type_name -> clearance.admin.v1.Device
-	46,  // 75: clearance.admin.v1.RejectEnrollmentResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
-	46,  // 76: clearance.admin.v1.RejectEnrollmentResponse.rejected:type_name -> clearance.admin.v1.PendingEnrollment
-	54,  // 77: clearance.admin.v1.ImportKnownDevicesRequest.devices:type_name -> clearance.admin.v1.KnownDevice
-	12,  // 78: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
-	14,  // 79: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
-	16,  // 80: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
-	18,  // 81: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
-	63,  // 82: clearance.admin.v1.AdminService.ForecastEnforcement:input_type -> clearance.admin.v1.ForecastEnforcementRequest
-	21,  // 83: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
-	24,  // 84: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
-	26,  // 85: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
-	28,  // 86: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
-	30,  // 87: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
-	34,  // 88: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
-	64,  // 89: clearance.admin.v1.AdminService.ListAuditEvents:input_type -> clearance.admin.v1.ListAuditEventsRequest
-	65,  // 90: clearance.admin.v1.AdminService.OktaStatus:input_type -> clearance.admin.v1.OktaStatusRequest
-	66,  // 91: clearance.admin.v1.AdminService.ListOktaSignIns:input_type -> clearance.admin.v1.ListOktaSignInsRequest
-	37,  // 92: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
-	39,  // 93: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
-	42,  // 94: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
-	44,  // 95: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
-	48,  // 96: clearance.admin.v1.AdminService.ListPendingEnrollments:input_type -> clearance.admin.v1.ListPendingEnrollmentsRequest
-	50,  // 97: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
-	52,  // 98: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
-	55,  // 99: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
-	67,  // 100: clearance.admin.v1.AdminService.GrantExemption:input_type -> clearance.admin.v1.GrantExemptionRequest
-	68,  // 101: clearance.admin.v1.AdminService.ListExemptions:input_type -> clearance.admin.v1.ListExemptionsRequest
-	69,  // 102: clearance.admin.v1.AdminService.RevokeExemption:input_type -> clearance.admin.v1.RevokeExemptionRequest
-	70,  // 103: clearance.admin.v1.AdminService.ListUsers:input_type -> clearance.admin.v1.ListUsersRequest
-	71,  // 104: clearance.admin.v1.AdminService.GetUser:input_type -> clearance.admin.v1.GetUserRequest
-	72,  // 105: clearance.admin.v1.AdminService.ListGroups:input_type -> clearance.admin.v1.ListGroupsRequest
-	73,  // 106: clearance.admin.v1.AdminService.AssignDevice:input_type -> clearance.admin.v1.AssignDeviceRequest
-	74,  // 107: clearance.admin.v1.AdminService.UnassignDevice:input_type -> clearance.admin.v1.UnassignDeviceRequest
-	4,   // 108: clearance.admin.v1.AdminService.ExpectReinstall:input_type -> clearance.admin.v1.ExpectReinstallRequest
-	6,   // 109: clearance.admin.v1.AdminService.WhoAmI:input_type -> clearance.admin.v1.WhoAmIRequest
-	13,  // 110: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
-	15,  // 111: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
-	17,  // 112: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
-	19,  // 113: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
-	75,  // 114: clearance.admin.v1.AdminService.ForecastEnforcement:output_type -> clearance.admin.v1.ForecastEnforcementResponse
-	22,  // 115: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
-	25,  // 116: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
-	27,  // 117: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
-	29,  // 118: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
-	31,  // 119: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
-	35,  // 120: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
-	76,  // 121: clearance.admin.v1.AdminService.ListAuditEvents:output_type -> clearance.admin.v1.ListAuditEventsResponse
-	77,  // 122: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
-	78,  // 123: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
-	38,  // 124: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
-	40,  // 125: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
-	43,  // 126: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
-	45,  // 127: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
-	49,  // 128: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
-	51,  // 129: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
-	53,  // 130: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
-	56,  // 131: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
-	79,  // 132: clearance.admin.v1.AdminService.GrantExemption:output_type -> clearance.admin.v1.GrantExemptionResponse
-	80,  // 133: clearance.admin.v1.AdminService.ListExemptions:output_type -> clearance.admin.v1.ListExemptionsResponse
-	81,  // 134: clearance.admin.v1.AdminService.RevokeExemption:output_type -> clearance.admin.v1.RevokeExemptionResponse
-	82,  // 135: clearance.admin.v1.AdminService.ListUsers:output_type -> clearance.admin.v1.ListUsersResponse
-	83,  // 136: clearance.admin.v1.AdminService.GetUser:output_type -> clearance.admin.v1.GetUserResponse
-	84,  // 137: clearance.admin.v1.AdminService.ListGroups:output_type -> clearance.admin.v1.ListGroupsResponse
-	85,  // 138: clearance.admin.v1.AdminService.AssignDevice:output_type -> clearance.admin.v1.AssignDeviceResponse
-	86,  // 139: clearance.admin.v1.AdminService.UnassignDevice:output_type -> clearance.admin.v1.UnassignDeviceResponse
-	5,   // 140: clearance.admin.v1.AdminService.ExpectReinstall:output_type -> clearance.admin.v1.ExpectReinstallResponse
-	7,   // 141: clearance.admin.v1.AdminService.WhoAmI:output_type -> clearance.admin.v1.WhoAmIResponse
-	110, // [110:142] is the sub-list for method output_type
-	78,  // [78:110] is the sub-list for method input_type
-	78,  // [78:78] is the sub-list for extension type_name
-	78,  // [78:78] is the sub-list for extension extendee
-	0,   // [0:78] is the sub-list for field type_name
+	60,  // 15: clearance.admin.v1.Device.settings_rejection:type_name -> clearance.agent.v1.SettingsRejection
+	61,  // 16: clearance.admin.v1.PolicyOutcome.status:type_name -> clearance.agent.v1.PolicyStatus
+	58,  // 17: clearance.admin.v1.PolicyOutcome.since:type_name -> google.protobuf.Timestamp
+	62,  // 18: clearance.admin.v1.Report.report:type_name -> clearance.agent.v1.PostureReport
+	58,  // 19: clearance.admin.v1.Report.received_at:type_name -> google.protobuf.Timestamp
+	57,  // 20: clearance.admin.v1.ListDevicesRequest.failing_for:type_name -> google.protobuf.Duration
+	9,   // 21: clearance.admin.v1.ListDevicesResponse.devices:type_name -> clearance.admin.v1.Device
+	9,   // 22: clearance.admin.v1.GetDeviceResponse.device:type_name -> clearance.admin.v1.Device
+	11,  // 23: clearance.admin.v1.GetDeviceResponse.latest_report:type_name -> clearance.admin.v1.Report
+	10,  // 24: clearance.admin.v1.GetDeviceResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
+	9,   // 25: clearance.admin.v1.RevokeDeviceResponse.device:type_name -> clearance.admin.v1.Device
+	63,  // 26: clearance.admin.v1.ListPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	20,  // 27: clearance.admin.v1.ListPoliciesResponse.rollouts:type_name -> clearance.admin.v1.PolicyRollout
+	57,  // 28: clearance.admin.v1.PolicyRollout.grace:type_name -> google.protobuf.Duration
+	63,  // 29: clearance.admin.v1.ReloadPoliciesResponse.policy_set:type_name -> clearance.agent.v1.PolicySet
+	58,  // 30: clearance.admin.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	58,  // 31: clearance.admin.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	58,  // 32: clearance.admin.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	57,  // 33: clearance.admin.v1.CreateEnrollSecretRequest.expires_in:type_name -> google.protobuf.Duration
+	23,  // 34: clearance.admin.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
+	23,  // 35: clearance.admin.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> clearance.admin.v1.EnrollSecret
+	23,  // 36: clearance.admin.v1.RevokeEnrollSecretResponse.enroll_secret:type_name -> clearance.admin.v1.EnrollSecret
+	9,   // 37: clearance.admin.v1.RevokeEnrollSecretResponse.devices:type_name -> clearance.admin.v1.Device
+	57,  // 38: clearance.admin.v1.RequestCheckRequest.timeout:type_name -> google.protobuf.Duration
+	11,  // 39: clearance.admin.v1.RequestCheckResponse.report:type_name -> clearance.admin.v1.Report
+	10,  // 40: clearance.admin.v1.RequestCheckResponse.policies:type_name -> clearance.admin.v1.PolicyOutcome
+	3,   // 41: clearance.admin.v1.DecisionPolicyResult.status:type_name -> clearance.admin.v1.PolicyStatus
+	58,  // 42: clearance.admin.v1.DecisionPolicyResult.grace_ends:type_name -> google.protobuf.Timestamp
+	58,  // 43: clearance.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	32,  // 44: clearance.admin.v1.Decision.results:type_name -> clearance.admin.v1.DecisionPolicyResult
+	57,  // 45: clearance.admin.v1.Decision.latency:type_name -> google.protobuf.Duration
+	1,   // 46: clearance.admin.v1.ListDecisionsRequest.result:type_name -> clearance.admin.v1.DecisionResult
+	58,  // 47: clearance.admin.v1.ListDecisionsRequest.since:type_name -> google.protobuf.Timestamp
+	58,  // 48: clearance.admin.v1.ListDecisionsRequest.until:type_name -> google.protobuf.Timestamp
+	2,   // 49: clearance.admin.v1.ListDecisionsRequest.origin:type_name -> clearance.admin.v1.DecisionOrigin
+	33,  // 50: clearance.admin.v1.ListDecisionsResponse.decisions:type_name -> clearance.admin.v1.Decision
+	3,   // 51: clearance.admin.v1.PolicyFinding.status:type_name -> clearance.admin.v1.PolicyStatus
+	58,  // 52: clearance.admin.v1.PolicyFinding.grace_ends:type_name -> google.protobuf.Timestamp
+	58,  // 53: clearance.admin.v1.PolicyFinding.blocks_from:type_name -> google.protobuf.Timestamp
+	58,  // 54: clearance.admin.v1.PolicyFinding.since:type_name -> google.protobuf.Timestamp
+	36,  // 55: clearance.admin.v1.ExplainAccessResponse.failing:type_name -> clearance.admin.v1.PolicyFinding
+	36,  // 56: clearance.admin.v1.ExplainAccessResponse.advisory:type_name -> clearance.admin.v1.PolicyFinding
+	36,  // 57: clearance.admin.v1.ExplainAccessResponse.results:type_name -> clearance.admin.v1.PolicyFinding
+	57,  // 58: clearance.admin.v1.ExplainAccessResponse.posture_age:type_name -> google.protobuf.Duration
+	58,  // 59: clearance.admin.v1.ExplainAccessResponse.observed_at:type_name -> google.protobuf.Timestamp
+	58,  // 60: clearance.admin.v1.ExplainAccessResponse.block_from:type_name -> google.protobuf.Timestamp
+	57,  // 61: clearance.admin.v1.CreateScepChallengeRequest.ttl:type_name -> google.protobuf.Duration
+	58,  // 62: clearance.admin.v1.CreateScepChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	58,  // 63: clearance.admin.v1.BrowserCertificate.not_before:type_name -> google.protobuf.Timestamp
+	58,  // 64: clearance.admin.v1.BrowserCertificate.not_after:type_name -> google.protobuf.Timestamp
+	58,  // 65: clearance.admin.v1.BrowserCertificate.revoke_after:type_name -> google.protobuf.Timestamp
+	41,  // 66: clearance.admin.v1.ListBrowserCertificatesResponse.certificates:type_name -> clearance.admin.v1.BrowserCertificate
+	41,  // 67: clearance.admin.v1.RevokeBrowserCertificateResponse.certificate:type_name -> clearance.admin.v1.BrowserCertificate
+	59,  // 68: clearance.admin.v1.PendingEnrollment.facts:type_name -> clearance.agent.v1.DeviceFacts
+	58,  // 69: clearance.admin.v1.PendingEnrollment.requested_at:type_name -> google.protobuf.Timestamp
+	58,  // 70: clearance.admin.v1.PendingEnrollment.last_request_at:type_name -> google.protobuf.Timestamp
+	58,  // 71: clearance.admin.v1.PendingEnrollment.rejected_at:type_name -> google.protobuf.Timestamp
+	47,  // 72: clearance.admin.v1.PendingEnrollment.serial_holders:type_name -> clearance.admin.v1.SerialHolder
+	58,  // 73: clearance.admin.v1.PendingEnrollment.device_revoked_at:type_name -> google.protobuf.Timestamp
+	46,  // 74: clearance.admin.v1.ListPendingEnrollmentsResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
+	9,   // 75: clearance.admin.v1.ApproveEnrollmentResponse.device:type_name -> clearance.admin.v1.Device
+	46,  // 76: clearance.admin.v1.RejectEnrollmentResponse.pending:type_name -> clearance.admin.v1.PendingEnrollment
+	46,  // 77: clearance.admin.v1.RejectEnrollmentResponse.rejected:type_name -> clearance.admin.v1.PendingEnrollment
+	54,  // 78: clearance.admin.v1.ImportKnownDevicesRequest.devices:type_name -> clearance.admin.v1.KnownDevice
+	12,  // 79: clearance.admin.v1.AdminService.ListDevices:input_type -> clearance.admin.v1.ListDevicesRequest
+	14,  // 80: clearance.admin.v1.AdminService.GetDevice:input_type -> clearance.admin.v1.GetDeviceRequest
+	16,  // 81: clearance.admin.v1.AdminService.RevokeDevice:input_type -> clearance.admin.v1.RevokeDeviceRequest
+	18,  // 82: clearance.admin.v1.AdminService.ListPolicies:input_type -> clearance.admin.v1.ListPoliciesRequest
+	64,  // 83: clearance.admin.v1.AdminService.ForecastEnforcement:input_type -> clearance.admin.v1.ForecastEnforcementRequest
+	21,  // 84: clearance.admin.v1.AdminService.ReloadPolicies:input_type -> clearance.admin.v1.ReloadPoliciesRequest
+	24,  // 85: clearance.admin.v1.AdminService.CreateEnrollSecret:input_type -> clearance.admin.v1.CreateEnrollSecretRequest
+	26,  // 86: clearance.admin.v1.AdminService.ListEnrollSecrets:input_type -> clearance.admin.v1.ListEnrollSecretsRequest
+	28,  // 87: clearance.admin.v1.AdminService.RevokeEnrollSecret:input_type -> clearance.admin.v1.RevokeEnrollSecretRequest
+	30,  // 88: clearance.admin.v1.AdminService.RequestCheck:input_type -> clearance.admin.v1.RequestCheckRequest
+	34,  // 89: clearance.admin.v1.AdminService.ListDecisions:input_type -> clearance.admin.v1.ListDecisionsRequest
+	65,  // 90: clearance.admin.v1.AdminService.ListAuditEvents:input_type -> clearance.admin.v1.ListAuditEventsRequest
+	66,  // 91: clearance.admin.v1.AdminService.OktaStatus:input_type -> clearance.admin.v1.OktaStatusRequest
+	67,  // 92: clearance.admin.v1.AdminService.ListOktaSignIns:input_type -> clearance.admin.v1.ListOktaSignInsRequest
+	37,  // 93: clearance.admin.v1.AdminService.ExplainAccess:input_type -> clearance.admin.v1.ExplainAccessRequest
+	39,  // 94: clearance.admin.v1.AdminService.CreateScepChallenge:input_type -> clearance.admin.v1.CreateScepChallengeRequest
+	42,  // 95: clearance.admin.v1.AdminService.ListBrowserCertificates:input_type -> clearance.admin.v1.ListBrowserCertificatesRequest
+	44,  // 96: clearance.admin.v1.AdminService.RevokeBrowserCertificate:input_type -> clearance.admin.v1.RevokeBrowserCertificateRequest
+	48,  // 97: clearance.admin.v1.AdminService.ListPendingEnrollments:input_type -> clearance.admin.v1.ListPendingEnrollmentsRequest
+	50,  // 98: clearance.admin.v1.AdminService.ApproveEnrollment:input_type -> clearance.admin.v1.ApproveEnrollmentRequest
+	52,  // 99: clearance.admin.v1.AdminService.RejectEnrollment:input_type -> clearance.admin.v1.RejectEnrollmentRequest
+	55,  // 100: clearance.admin.v1.AdminService.ImportKnownDevices:input_type -> clearance.admin.v1.ImportKnownDevicesRequest
+	68,  // 101: clearance.admin.v1.AdminService.GrantExemption:input_type -> clearance.admin.v1.GrantExemptionRequest
+	69,  // 102: clearance.admin.v1.AdminService.ListExemptions:input_type -> clearance.admin.v1.ListExemptionsRequest
+	70,  // 103: clearance.admin.v1.AdminService.RevokeExemption:input_type -> clearance.admin.v1.RevokeExemptionRequest
+	71,  // 104: clearance.admin.v1.AdminService.ListUsers:input_type -> clearance.admin.v1.ListUsersRequest
+	72,  // 105: clearance.admin.v1.AdminService.GetUser:input_type -> clearance.admin.v1.GetUserRequest
+	73,  // 106: clearance.admin.v1.AdminService.ListGroups:input_type -> clearance.admin.v1.ListGroupsRequest
+	74,  // 107: clearance.admin.v1.AdminService.AssignDevice:input_type -> clearance.admin.v1.AssignDeviceRequest
+	75,  // 108: clearance.admin.v1.AdminService.UnassignDevice:input_type -> clearance.admin.v1.UnassignDeviceRequest
+	4,   // 109: clearance.admin.v1.AdminService.ExpectReinstall:input_type -> clearance.admin.v1.ExpectReinstallRequest
+	6,   // 110: clearance.admin.v1.AdminService.WhoAmI:input_type -> clearance.admin.v1.WhoAmIRequest
+	13,  // 111: clearance.admin.v1.AdminService.ListDevices:output_type -> clearance.admin.v1.ListDevicesResponse
+	15,  // 112: clearance.admin.v1.AdminService.GetDevice:output_type -> clearance.admin.v1.GetDeviceResponse
+	17,  // 113: clearance.admin.v1.AdminService.RevokeDevice:output_type -> clearance.admin.v1.RevokeDeviceResponse
+	19,  // 114: clearance.admin.v1.AdminService.ListPolicies:output_type -> clearance.admin.v1.ListPoliciesResponse
+	76,  // 115: clearance.admin.v1.AdminService.ForecastEnforcement:output_type -> clearance.admin.v1.ForecastEnforcementResponse
+	22,  // 116: clearance.admin.v1.AdminService.ReloadPolicies:output_type -> clearance.admin.v1.ReloadPoliciesResponse
+	25,  // 117: clearance.admin.v1.AdminService.CreateEnrollSecret:output_type -> clearance.admin.v1.CreateEnrollSecretResponse
+	27,  // 118: clearance.admin.v1.AdminService.ListEnrollSecrets:output_type -> clearance.admin.v1.ListEnrollSecretsResponse
+	29,  // 119: clearance.admin.v1.AdminService.RevokeEnrollSecret:output_type -> clearance.admin.v1.RevokeEnrollSecretResponse
+	31,  // 120: clearance.admin.v1.AdminService.RequestCheck:output_type -> clearance.admin.v1.RequestCheckResponse
+	35,  // 121: clearance.admin.v1.AdminService.ListDecisions:output_type -> clearance.admin.v1.ListDecisionsResponse
+	77,  // 122: clearance.admin.v1.AdminService.ListAuditEvents:output_type -> clearance.admin.v1.ListAuditEventsResponse
+	78,  // 123: clearance.admin.v1.AdminService.OktaStatus:output_type -> clearance.admin.v1.OktaStatusResponse
+	79,  // 124: clearance.admin.v1.AdminService.ListOktaSignIns:output_type -> clearance.admin.v1.ListOktaSignInsResponse
+	38,  // 125: clearance.admin.v1.AdminService.ExplainAccess:output_type -> clearance.admin.v1.ExplainAccessResponse
+	40,  // 126: clearance.admin.v1.AdminService.CreateScepChallenge:output_type -> clearance.admin.v1.CreateScepChallengeResponse
+	43,  // 127: clearance.admin.v1.AdminService.ListBrowserCertificates:output_type -> clearance.admin.v1.ListBrowserCertificatesResponse
+	45,  // 128: clearance.admin.v1.AdminService.RevokeBrowserCertificate:output_type -> clearance.admin.v1.RevokeBrowserCertificateResponse
+	49,  // 129: clearance.admin.v1.AdminService.ListPendingEnrollments:output_type -> clearance.admin.v1.ListPendingEnrollmentsResponse
+	51,  // 130: clearance.admin.v1.AdminService.ApproveEnrollment:output_type -> clearance.admin.v1.ApproveEnrollmentResponse
+	53,  // 131: clearance.admin.v1.AdminService.RejectEnrollment:output_type -> clearance.admin.v1.RejectEnrollmentResponse
+	56,  // 132: clearance.admin.v1.AdminService.ImportKnownDevices:output_type -> clearance.admin.v1.ImportKnownDevicesResponse
+	80,  // 133: clearance.admin.v1.AdminService.GrantExemption:output_type -> clearance.admin.v1.GrantExemptionResponse
+	81,  // 134: clearance.admin.v1.AdminService.ListExemptions:output_type -> clearance.admin.v1.ListExemptionsResponse
+	82,  // 135: clearance.admin.v1.AdminService.RevokeExemption:output_type -> clearance.admin.v1.RevokeExemptionResponse
+	83,  // 136: clearance.admin.v1.AdminService.ListUsers:output_type -> clearance.admin.v1.ListUsersResponse
+	84,  // 137: clearance.admin.v1.AdminService.GetUser:output_type -> clearance.admin.v1.GetUserResponse
+	85,  // 138: clearance.admin.v1.AdminService.ListGroups:output_type -> clearance.admin.v1.ListGroupsResponse
+	86,  // 139: clearance.admin.v1.AdminService.AssignDevice:output_type -> clearance.admin.v1.AssignDeviceResponse
+	87,  // 140: clearance.admin.v1.AdminService.UnassignDevice:output_type -> clearance.admin.v1.UnassignDeviceResponse
+	5,   // 141: clearance.admin.v1.AdminService.ExpectReinstall:output_type -> clearance.admin.v1.ExpectReinstallResponse
+	7,   // 142: clearance.admin.v1.AdminService.WhoAmI:output_type -> clearance.admin.v1.WhoAmIResponse
+	111, // [111:143] is the sub-list for method output_type
+	79,  // [79:111] is the sub-list for method input_type
+	79,  // [79:79] is the sub-list for extension type_name
+	79,  // [79:79] is the sub-list for extension extendee
+	0,   // [0:79] is the sub-list for field type_name
 }
 
 func init() { file_clearance_admin_v1_admin_proto_init() }
