@@ -239,9 +239,10 @@ func TestAgentKeepsRunningSettingsThatRan(t *testing.T) {
 // TestAgentRestartsOnTheLastSettingsThatRan: the real agent, run by a
 // profile, is stopped (a reboot, the package's postinstall on upgrade) and
 // started again after the profile went bad (a misspelt key): it runs and
-// reports with the last settings that ran, says so once at ERROR, and
-// status exits 5 with the rejection. A good profile is taken again on
-// SIGHUP. A Mac whose agent never ran stops on the bad profile, as ever.
+// reports with the last settings that ran, says so once at ERROR, status
+// exits 5 with the rejection, and the verifier lists the Mac among those
+// that did not take their settings, with why. A good profile is taken
+// again on SIGHUP, and the verifier's list is empty again. A Mac whose agent never ran stops on the bad profile, as ever.
 func TestAgentRestartsOnTheLastSettingsThatRan(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -287,6 +288,20 @@ func TestAgentRestartsOnTheLastSettingsThatRan(t *testing.T) {
 	if strings.Contains(agent.logs.String(), secret) || strings.Contains(st, secret) {
 		t.Error("the enroll secret is in the log or status")
 	}
+	// The verifier is told by the agent's reports: the security team
+	// lists the Macs that did not take their profile, with why, and
+	// without running status on each.
+	const why = `unknown key "CAFingerprnt": did you mean CAFingerprint?`
+	got := waitDevice(t, v, "the verifier told of the rejected profile", within, func(g *adminv1.GetDeviceResponse) bool {
+		return strings.Contains(g.GetDevice().GetSettingsRejection().GetReason(), why)
+	})
+	id := got.GetDevice().GetDeviceId()
+	if strings.Contains(got.GetDevice().GetSettingsRejection().GetReason(), secret) {
+		t.Error("the verifier was told the enroll secret")
+	}
+	if out := cli(t, "devices", "--data-dir", dataDir, "--settings-rejected", "--wide"); !strings.Contains(out, id) || !strings.Contains(out, why) {
+		t.Errorf("devices --settings-rejected:\n%s", out)
+	}
 
 	// The profile fixed: taken on SIGHUP, and the Mac in good standing.
 	if err := os.WriteFile(managedPath, good, 0o644); err != nil {
@@ -299,6 +314,13 @@ func TestAgentRestartsOnTheLastSettingsThatRan(t *testing.T) {
 		_, code := agentStatus(t, nil, "--managed-plist", managedPath, "--state-dir", stateDir)
 		return code == 0
 	})
+	// Its next report clears it on the verifier.
+	waitDevice(t, v, "the verifier told the profile is taken", within, func(g *adminv1.GetDeviceResponse) bool {
+		return g.GetDevice().GetSettingsRejection() == nil
+	})
+	if out := cli(t, "devices", "--data-dir", dataDir, "--settings-rejected"); out != "" {
+		t.Errorf("devices --settings-rejected after the fix:\n%s", out)
+	}
 	if n := strings.Count(agent.logs.String(), "level=ERROR"); n != 1 {
 		t.Errorf("%d lines at ERROR, want the one:\n%s", n, agent.logs)
 	}
