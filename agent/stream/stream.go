@@ -1427,8 +1427,11 @@ func (c *Client) file(id *state.Identity, r *agentv1.PostureReport, check *asked
 // settingsRejection is what a report observed at observed says of the
 // settings (Options.SettingsRejected): nil when the agent runs on those it
 // was given, else when it rejected them, in the verifier's time as the
-// agent knows it and never after observed, and why, bounded
-// (report.SettingsReason).
+// agent knows it, and why, bounded (report.SettingsReason): a word the
+// verifier would refuse would cost the whole report. The wall clock is
+// what dates it (a Mac sleeps, which its monotonic clock does not count);
+// should the Mac's clock have stepped since, a time after observed or
+// before 1970 is observed.
 func (c *Client) settingsRejection(observed time.Time) *agentv1.SettingsRejection {
 	if c.o.SettingsRejected == nil {
 		return nil
@@ -1438,8 +1441,8 @@ func (c *Client) settingsRejection(observed time.Time) *agentv1.SettingsRejectio
 		return nil
 	}
 	off, _ := c.o.Clock.Offset()
-	if at = at.Add(off); at.After(observed) {
-		at = observed // rejected while the report's policies ran
+	if at = at.Add(off); at.After(observed) || !at.After(time.Unix(0, 0)) {
+		at = observed
 	}
 	return &agentv1.SettingsRejection{At: timestamppb.New(at), Reason: report.SettingsReason(why)}
 }

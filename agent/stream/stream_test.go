@@ -1659,8 +1659,15 @@ func TestReportsSaySettingsRejected(t *testing.T) {
 		t.Errorf("rejected at %v, after the report's observed_at %v", r.GetSettingsRejection().GetAt().AsTime(), r.GetObservedAt().AsTime())
 	}
 
+	// Dated by a Mac clock that was off then (a dead battery's 1969):
+	// still a report the verifier takes.
+	set(time.Unix(-3600, 0).Add(-time.Hour), "clock")
+	if r := check(3); !r.GetSettingsRejection().GetAt().AsTime().Equal(r.GetObservedAt().AsTime()) {
+		t.Errorf("rejected at %v by a clock that was off, report observed at %v", r.GetSettingsRejection().GetAt().AsTime(), r.GetObservedAt().AsTime())
+	}
+
 	set(time.Time{}, "")
-	if r := check(3); r.GetSettingsRejection() != nil {
+	if r := check(4); r.GetSettingsRejection() != nil {
 		t.Errorf("the report after settings that run says %v", r.GetSettingsRejection())
 	}
 }
