@@ -421,7 +421,7 @@ func Load(in Inputs) (*Config, error) {
 			set = s.setFromFile
 		}
 		if err := set(c, v.v); err != nil {
-			return fmt.Errorf("%s from %s: %w", s.key, v.source, err)
+			return &SettingError{Key: s.key, Source: v.source, Err: err}
 		}
 		c.Sources[s.key] = v.source
 		if v.file != nil {
@@ -503,7 +503,7 @@ func StateDir(in Inputs) (path, source string, err error) {
 	}
 	var c Config
 	if err := set(&c, v); err != nil {
-		return "", "", fmt.Errorf("%s from %s: %w", s.key, source, err)
+		return "", "", &SettingError{Key: s.key, Source: source, Err: err}
 	}
 	return c.StateDir, source, nil
 }
@@ -562,6 +562,16 @@ func (c *Config) RequireOsquery() error {
 	return nil
 }
 
+// SettingError is a setting refused: its plist key (one the agent knows),
+// where its value came from, and why (which may quote the value).
+type SettingError struct {
+	Key, Source string
+	Err         error
+}
+
+func (e *SettingError) Error() string { return fmt.Sprintf("%s from %s: %v", e.Key, e.Source, e.Err) }
+func (e *SettingError) Unwrap() error { return e.Err }
+
 // CAPool returns the verifier's root CA certificates from CAFile and CAPEM.
 // When CAFingerprint is set, the certificate it names is the only one
 // trusted, and one of them must be it.
@@ -570,18 +580,18 @@ func (c *Config) CAPool() (*x509.CertPool, []*x509.Certificate, error) {
 	if c.CAFile != "" {
 		raw, err := os.ReadFile(c.CAFile)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s from %s: %w", agentprefs.KeyCAFile, c.Sources[agentprefs.KeyCAFile], err)
+			return nil, nil, &SettingError{Key: agentprefs.KeyCAFile, Source: c.Sources[agentprefs.KeyCAFile], Err: err}
 		}
 		cs, err := certpem.Parse(raw)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s from %s: %s: %w", agentprefs.KeyCAFile, c.Sources[agentprefs.KeyCAFile], c.CAFile, err)
+			return nil, nil, &SettingError{Key: agentprefs.KeyCAFile, Source: c.Sources[agentprefs.KeyCAFile], Err: fmt.Errorf("%s: %w", c.CAFile, err)}
 		}
 		certs = append(certs, cs...)
 	}
 	if c.CAPEM != "" {
 		cs, err := certpem.Parse([]byte(c.CAPEM))
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s from %s: %w", agentprefs.KeyCAPEM, c.Sources[agentprefs.KeyCAPEM], err)
+			return nil, nil, &SettingError{Key: agentprefs.KeyCAPEM, Source: c.Sources[agentprefs.KeyCAPEM], Err: err}
 		}
 		certs = append(certs, cs...)
 	}
@@ -601,7 +611,7 @@ func (c *Config) CAPool() (*x509.CertPool, []*x509.Certificate, error) {
 			}
 		}
 		if pinned == nil {
-			return nil, nil, fmt.Errorf("%s from %s: no configured CA certificate has this fingerprint", agentprefs.KeyCAFingerprint, c.Sources[agentprefs.KeyCAFingerprint])
+			return nil, nil, &SettingError{Key: agentprefs.KeyCAFingerprint, Source: c.Sources[agentprefs.KeyCAFingerprint], Err: errors.New("no configured CA certificate has this fingerprint")}
 		}
 		certs = []*x509.Certificate{pinned}
 	}

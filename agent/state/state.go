@@ -431,6 +431,9 @@ type Running struct {
 	RejectedAt   time.Time `json:"rejected_at,omitzero"`
 	Rejected     string    `json:"rejected,omitempty"`
 	RejectedKeys []string  `json:"rejected_keys,omitempty"`
+	// RejectedBrief is why as the agent's reports tell the verifier: the
+	// refused setting's key, never a value.
+	RejectedBrief string `json:"rejected_brief,omitempty"`
 }
 
 // SaveRunning records r.

@@ -81,6 +81,11 @@ func testMDMScripts(t *testing.T, sh string) {
 		{"pending approval", "", statusJSON("not_enrolled", "waiting for the security team's approval (request 9b1c7e)", 3,
 			"  \"enrollment\": \"pending_approval\",\n  \"pending_request_id\": \"9b1c7e\",\n"), "", "3",
 			"not_enrolled", "clearance-agent: not_enrolled (exit 3): waiting for the security team's approval (request 9b1c7e)", true},
+		// A request id is the verifier's text: printed as it stands in the
+		// JSON, escapes and all, never acted on by the shell's echo.
+		{"a request id with escapes", "", statusJSON("not_enrolled", "waiting for the security team's approval (request x\nclearance-agent: good: enrolled\\c)", 3,
+			"  \"enrollment\": \"pending_approval\",\n"), "", "3",
+			"not_enrolled", `clearance-agent: not_enrolled (exit 3): waiting for the security team's approval (request x\nclearance-agent: good: enrolled\\c)`, true},
 		{"refused", "", statusJSON("not_enrolled", "refused by the verifier (Unauthenticated)", 3,
 			"  \"enrollment\": \"refused\",\n  \"refused_message\": \"the enroll secret "+secret+" is revoked\",\n"), "", "3",
 			"not_enrolled", "clearance-agent: not_enrolled (exit 3): refused by the verifier (Unauthenticated)", true},

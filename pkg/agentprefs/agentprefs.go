@@ -137,8 +137,18 @@ func Check(name, value string) error {
 	return k.check(value)
 }
 
-func unknownKey(name string) error {
-	return fmt.Errorf("unknown key %q (known keys: %s)", name, strings.Join(Keys(), ", "))
+func unknownKey(name string) error { return &UnknownKeyError{Name: name} }
+
+// UnknownKeyError is a key the agent does not know. Name is the file's
+// (anything an admin typed); Meant, when set, is the known key it looks
+// like a misspelling of.
+type UnknownKeyError struct{ Name, Meant string }
+
+func (e *UnknownKeyError) Error() string {
+	if e.Meant != "" {
+		return fmt.Sprintf("unknown key %q: did you mean %s? (known keys: %s)", e.Name, e.Meant, strings.Join(Keys(), ", "))
+	}
+	return fmt.Sprintf("unknown key %q (known keys: %s)", e.Name, strings.Join(Keys(), ", "))
 }
 
 // ParseVerifier checks a verifier address, HOST:PORT.

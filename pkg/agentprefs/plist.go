@@ -50,7 +50,7 @@ func ParsePlist(raw []byte) (values map[string]string, unknown []string, err err
 		k, ok := lookup(name)
 		if !ok {
 			if meant := misspelt(name); meant != "" {
-				return nil, nil, fmt.Errorf("unknown key %q: did you mean %s? (known keys: %s)", name, meant, strings.Join(Keys(), ", "))
+				return nil, nil, &UnknownKeyError{Name: name, Meant: meant}
 			}
 			unknown = append(unknown, name)
 			continue

@@ -201,7 +201,10 @@ func (p *Program) printVersionHelp() {
 
 // help prints the help of the command that path names: `help secret create`.
 func (p *Program) help(path []string) error {
-	if len(path) == 1 && isVersion(path[0]) {
+	if len(path) > 0 && isVersion(path[0]) {
+		if len(path) > 1 {
+			return &UsageError{Msg: fmt.Sprintf("%s has no commands", path[0])}
+		}
 		p.printVersionHelp()
 		return nil
 	}

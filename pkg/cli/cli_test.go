@@ -97,6 +97,7 @@ func TestRun(t *testing.T) {
 		{"version help", []string{"version", "-h"}, 0, "usage: tool version\n\nPrints the version, commit and Go version (also --version).\n", "", ""},
 		{"help version", []string{"help", "version"}, 0, "usage: tool version\n\nPrints the version, commit and Go version (also --version).\n", "", ""},
 		{"version with an argument", []string{"version", "now"}, 2, "", "tool: version takes no arguments (see 'tool -h')\n", ""},
+		{"help version with more", []string{"help", "version", "x"}, 2, "", "tool: version has no commands (see 'tool -h')\n", ""},
 		{"unknown flag", []string{"serve", "--lisen", "x"}, 2, "", "tool serve: unknown flag --lisen; did you mean --listen? (see 'tool serve -h')\n", ""},
 		{"unknown flag, no suggestion", []string{"serve", "--zzzzzz"}, 2, "", "tool serve: unknown flag --zzzzzz (see 'tool serve -h')\n", ""},
 		{"bad value", []string{"serve", "--wait", "soon"}, 2, "", `tool serve: invalid value "soon" for --wait: give a duration such as 90s, 30m, 24h or 7d (see 'tool serve -h')` + "\n", ""},

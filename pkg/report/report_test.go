@@ -157,10 +157,10 @@ func TestVerifyRejects(t *testing.T) {
 		}(), report.ErrMalformed, "utf-8"},
 		{"settings rejected with a line break", k.Public(), signWith(func(r *agentv1.PostureReport) {
 			r.SettingsRejection = &agentv1.SettingsRejection{At: r.ObservedAt, Reason: "one\nNEW SETTINGS: fine"}
-		}), report.ErrMalformed, "settings_rejection: reason holds a control character"},
+		}), report.ErrMalformed, "settings_rejection: reason holds a control, format or line-separator character"},
 		{"settings rejected with an escape", k.Public(), signWith(func(r *agentv1.PostureReport) {
 			r.SettingsRejection = &agentv1.SettingsRejection{At: r.ObservedAt, Reason: "\x1b[2J"}
-		}), report.ErrMalformed, "control character"},
+		}), report.ErrMalformed, "control, format"},
 		{"too many results", k.Public(), signWith(func(r *agentv1.PostureReport) {
 			r.Results = make([]*agentv1.PolicyResult, report.MaxResults+1)
 			for i := range r.Results {

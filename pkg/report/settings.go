@@ -3,7 +3,6 @@ package report
 import (
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/clearance/clearance/pkg/printable"
@@ -62,8 +61,11 @@ func checkSettingsRejection(s *agentv1.SettingsRejection, observedAt time.Time) 
 		return malformed("settings_rejection: reason is %d bytes, limit %d", len(reason), MaxSettingsReasonSize)
 	case !utf8.ValidString(reason):
 		return bad("reason is not UTF-8")
-	case strings.ContainsFunc(reason, unicode.IsControl):
-		return bad("reason holds a control character")
+	case strings.ContainsFunc(reason, printable.Hidden):
+		// What SettingsReason escapes: a control, format (bidirectional,
+		// zero-width) or line-separator character would reach an admin's
+		// terminal as it is through grpcurl.
+		return bad("reason holds a control, format or line-separator character")
 	}
 	return nil
 }

@@ -256,7 +256,7 @@ func settingsWatch(g *run.Group, flags *config.Flags, running *config.Config, re
 					if cfg != nil {
 						keys = config.Changed(running, cfg)
 					}
-					rec.reject(rejectedWhy(err, running, cfg), keys)
+					rec.reject(rejectedWhy(err, running, cfg), reportedWhy(err), keys)
 				}
 				continue
 			}
@@ -293,9 +293,9 @@ type runningRecord struct {
 // they changed (none when they did not read). cfg, when set, are those
 // settings: they passed runnable, and failed to start a run.
 type rejection struct {
-	cfg  *config.Config
-	why  string
-	keys []string
+	cfg        *config.Config
+	why, brief string // brief: reportedWhy
+	keys       []string
 }
 
 // startRecord records a run starting with cfg (newRecord).
@@ -315,7 +315,7 @@ func newRecord(dir *state.Dir, cfg *config.Config, rej *rejection, log *slog.Log
 		LastRanAt: cfg.RecordedAt(),
 	}}
 	if rej != nil {
-		r.rec.RejectedAt, r.rec.Rejected, r.rec.RejectedKeys = time.Now(), rej.why, rej.keys
+		r.rec.RejectedAt, r.rec.Rejected, r.rec.RejectedKeys, r.rec.RejectedBrief = time.Now(), rej.why, rej.keys, rej.brief
 	}
 	return r
 }
@@ -345,13 +345,13 @@ func (r *runningRecord) save() {
 }
 
 // reject records new settings that would not run.
-func (r *runningRecord) reject(why string, keys []string) {
+func (r *runningRecord) reject(why, brief string, keys []string) {
 	if r == nil {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.rec.RejectedAt, r.rec.Rejected, r.rec.RejectedKeys = time.Now(), why, keys
+	r.rec.RejectedAt, r.rec.Rejected, r.rec.RejectedKeys, r.rec.RejectedBrief = time.Now(), why, keys, brief
 	r.save()
 }
 
@@ -365,22 +365,47 @@ func (r *runningRecord) clear() {
 	if r.rec.RejectedAt.IsZero() {
 		return
 	}
-	r.rec.RejectedAt, r.rec.Rejected, r.rec.RejectedKeys = time.Time{}, "", nil
+	r.rec.RejectedAt, r.rec.Rejected, r.rec.RejectedKeys, r.rec.RejectedBrief = time.Time{}, "", nil, ""
 	r.save()
 }
 
 // rejected is what the agent's reports say of its settings
 // (stream.Options.SettingsRejected): when it rejected the settings it
-// was given, and why as status says it, with the keys they changed; zero
-// when it runs on them.
+// was given, and why without a value (reportedWhy), with the keys they
+// changed; zero when it runs on them.
 func (r *runningRecord) rejected() (time.Time, string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	why := r.rec.Rejected
+	if r.rec.RejectedAt.IsZero() {
+		return time.Time{}, ""
+	}
+	why := r.rec.RejectedBrief
+	if why == "" {
+		why = reportedWhy(nil)
+	}
 	if len(r.rec.RejectedKeys) > 0 {
 		why += " (the new ones changed " + strings.Join(r.rec.RejectedKeys, ", ") + ")"
 	}
-	return r.rec.RejectedAt, why
+	return r.rec.RejectedAt, why + "; 'clearance-agent status' on the Mac says why"
+}
+
+// reportedWhy is a rejection as the agent's reports tell the verifier:
+// the refused setting by its key, or the known key an unknown one looks
+// like, and never a value from the settings: a value an admin put under
+// the wrong key may be a new enroll secret, and whoever may read the
+// verifier's devices would read it. status on the Mac says all of it.
+func reportedWhy(err error) string {
+	var se *config.SettingError
+	var uk *agentprefs.UnknownKeyError
+	switch {
+	case errors.As(err, &se):
+		return "the new settings' " + se.Key + " was refused"
+	case errors.As(err, &uk) && uk.Meant != "":
+		return "the new settings have an unknown key (did you mean " + uk.Meant + "?)"
+	case errors.As(err, &uk):
+		return "the new settings have an unknown key"
+	}
+	return "the new settings do not read or would not run"
 }
 
 // rejectedWhy is err as a rejection records it: a value the settings'
@@ -454,7 +479,7 @@ func agentLoop(flags *config.Flags, sig runSignals, stderr io.Writer) error {
 			ran, cfg, rej = cfg, next, nil
 		case !started && ran != nil:
 			newLogger(stderr, ran.LogLevel, ran.LogFormat).Error("new settings would not start; the agent runs again with those that ran", "component", "main", "err", err)
-			rej = &rejection{cfg: cfg, why: rejectedWhy(err, ran, cfg), keys: config.Changed(ran, cfg)}
+			rej = &rejection{cfg: cfg, why: rejectedWhy(err, ran, cfg), brief: reportedWhy(err), keys: config.Changed(ran, cfg)}
 			cfg, ran = ran, nil
 		case !started && !tried:
 			tried = true
@@ -464,7 +489,7 @@ func agentLoop(flags *config.Flags, sig runSignals, stderr io.Writer) error {
 			}
 			newLogger(stderr, last.LogLevel, last.LogFormat).Error("settings would not start; the agent runs with the last settings that ran", "component", "main",
 				"err", err, "recorded_at", last.RecordedAt(), "changed", config.Changed(last, cfg))
-			rej = &rejection{cfg: cfg, why: rejectedWhy(err, last, cfg), keys: config.Changed(last, cfg)}
+			rej = &rejection{cfg: cfg, why: rejectedWhy(err, last, cfg), brief: reportedWhy(err), keys: config.Changed(last, cfg)}
 			cfg = last
 		default:
 			return err
@@ -501,7 +526,7 @@ func startSettings(flags *config.Flags, stderr io.Writer) (*config.Config, *reje
 	}
 	newLogger(stderr, last.LogLevel, last.LogFormat).Error("settings would not run; the agent runs with the last settings that ran", "component", "main",
 		"err", err, "recorded_at", last.RecordedAt(), "changed", keys)
-	return last, &rejection{why: rejectedWhy(err, last, cfg), keys: keys}, nil
+	return last, &rejection{why: rejectedWhy(err, last, cfg), brief: reportedWhy(err), keys: keys}, nil
 }
 
 // lastRan returns the last settings that ran, as the state dir records

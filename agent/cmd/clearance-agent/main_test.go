@@ -449,8 +449,38 @@ func TestRejectedWhyHoldsNoSecret(t *testing.T) {
 	if want := `VerifierAddress from managed.plist: "(the enroll secret)" is not HOST:PORT; CAFile: "(the enroll secret)" is not an absolute path`; got != want {
 		t.Errorf("rejectedWhy = %q, want %q", got, want)
 	}
-	rec := newRecord(&state.Dir{Path: t.TempDir()}, running, &rejection{why: got, keys: []string{"VerifierAddress"}}, nil)
-	if at, why := rec.rejected(); at.IsZero() || why != got+" (the new ones changed VerifierAddress)" {
+	rec := newRecord(&state.Dir{Path: t.TempDir()}, running, &rejection{why: got, brief: reportedWhy(err), keys: []string{"VerifierAddress"}}, nil)
+	if at, why := rec.rejected(); at.IsZero() || why != "the new settings do not read or would not run (the new ones changed VerifierAddress); 'clearance-agent status' on the Mac says why" {
 		t.Errorf("the reports' rejection: %v, %q", at, why)
+	}
+}
+
+// The verifier is told which setting was refused, never a value from the
+// settings, whatever the key: a new enroll secret pasted under another
+// key, which the agent cannot know for a secret, is not sent (nor is it
+// replaced, as it is in what status shows on the Mac).
+func TestReportedWhyQuotesNoValue(t *testing.T) {
+	t.Parallel()
+	const pasted = "5f3c.new-secret-pasted-under-the-wrong-key"
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"a refused setting", &config.SettingError{Key: "PresenceListen", Source: "/Library/Managed Preferences/com.clearance.agent.plist key PresenceListen",
+			Err: fmt.Errorf("%q is not a loopback IP address", pasted)}, "the new settings' PresenceListen was refused"},
+		{"wrapped", fmt.Errorf("starting: %w", &config.SettingError{Key: "CAFile", Source: "flag --ca-file", Err: fmt.Errorf("open %s: no such file", pasted)}),
+			"the new settings' CAFile was refused"},
+		{"misspelt key", &agentprefs.UnknownKeyError{Name: pasted, Meant: "CAFingerprint"}, "the new settings have an unknown key (did you mean CAFingerprint?)"},
+		{"unknown key", &agentprefs.UnknownKeyError{Name: pasted}, "the new settings have an unknown key"},
+		{"anything else", fmt.Errorf("plist: unknown element %s", pasted), "the new settings do not read or would not run"},
+	} {
+		if got := reportedWhy(tc.err); got != tc.want || strings.Contains(got, pasted) {
+			t.Errorf("%s: reportedWhy = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	rec := newRecord(&state.Dir{Path: t.TempDir()}, &config.Config{}, &rejection{why: "x " + pasted, brief: reportedWhy(fmt.Errorf("%s", pasted)), keys: []string{"EnrollSecret", "PresenceListen"}}, nil)
+	if _, why := rec.rejected(); strings.Contains(why, pasted) || !strings.Contains(why, "(the new ones changed EnrollSecret, PresenceListen)") {
+		t.Errorf("the reports' rejection %q", why)
 	}
 }

@@ -146,11 +146,13 @@ func TestStartWithAProfileThatWouldNotRun(t *testing.T) {
 	// and reports with the recorded settings; its reports tell the
 	// verifier that it rejected the profile, and why, as status does.
 	// why is in status as it is; the log quotes it, why's end as it is.
-	bad := []struct{ name, profile, why string }{
-		{"a misspelt key", profile("<key>CAFingerprnt</key><string>ab</string>"), misspelt},
-		{"not a plist", "garbage", "not a valid plist"},
-		{"a pin no CA matches", profile("<key>CAFingerprint</key><string>" + strings.Repeat("ab", 32) + "</string>"), "no configured CA certificate has this fingerprint"},
-		{"the profile removed", "", "no verifier address"},
+	// The report says which setting, never a value (reportedWhy).
+	bad := []struct{ name, profile, why, reported string }{
+		{"a misspelt key", profile("<key>CAFingerprnt</key><string>ab</string>"), misspelt, "the new settings have an unknown key (did you mean CAFingerprint?)"},
+		{"not a plist", "garbage", "not a valid plist", "the new settings do not read or would not run"},
+		{"a pin no CA matches", profile("<key>CAFingerprint</key><string>" + strings.Repeat("ab", 32) + "</string>"), "no configured CA certificate has this fingerprint",
+			"the new settings' CAFingerprint was refused (the new ones changed CAFingerprint)"},
+		{"the profile removed", "", "no verifier address", "the new settings do not read or would not run"},
 	}
 	for _, tt := range bad {
 		setProfile(tt.profile)
@@ -160,8 +162,8 @@ func TestStartWithAProfileThatWouldNotRun(t *testing.T) {
 		switch sr := r.GetSettingsRejection(); {
 		case sr == nil:
 			t.Errorf("%s: the report does not say the settings were rejected", tt.name)
-		case !strings.Contains(sr.GetReason(), tt.why) || strings.Contains(sr.GetReason(), v.Secret):
-			t.Errorf("%s: the report says %q, want the reason %q (and never the enroll secret)", tt.name, sr.GetReason(), tt.why)
+		case !strings.HasPrefix(sr.GetReason(), tt.reported) || strings.Contains(sr.GetReason(), v.Secret) || strings.Contains(sr.GetReason(), "CAFingerprnt"):
+			t.Errorf("%s: the report says %q, want the reason %q (and never a value)", tt.name, sr.GetReason(), tt.reported)
 		case sr.GetAt().AsTime().After(r.GetObservedAt().AsTime()) || time.Since(sr.GetAt().AsTime()) > agentWithin:
 			t.Errorf("%s: rejected at %v, report observed at %v", tt.name, sr.GetAt().AsTime(), r.GetObservedAt().AsTime())
 		}
@@ -298,9 +300,9 @@ func TestStartWithSettingsThatDoNotStart(t *testing.T) {
 	m.setProfile(wrong)
 	drain(v)
 	a = startAgent(t, args...)
-	if reason := nextReport(t, v, a).GetSettingsRejection().GetReason(); !strings.Contains(reason, why) ||
-		!strings.HasSuffix(reason, " (the new ones changed PresenceListen, PresenceBrowsers)") {
-		t.Errorf("the report says %q, want the rejection and the keys it changed", reason)
+	if reason := nextReport(t, v, a).GetSettingsRejection().GetReason(); strings.Contains(reason, "ABCDE12345") ||
+		!strings.HasSuffix(reason, " (the new ones changed PresenceListen, PresenceBrowsers); 'clearance-agent status' on the Mac says why") {
+		t.Errorf("the report says %q, want the rejection and the keys it changed, without their values", reason)
 	}
 	if !a.logs.HasLine("level=ERROR", "settings would not start; the agent runs with the last settings that ran", why, "changed=\"[PresenceListen PresenceBrowsers]\"") {
 		t.Errorf("the agent's log:\n%s", a.logs)

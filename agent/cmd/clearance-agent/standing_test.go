@@ -54,7 +54,7 @@ func TestStatusStanding(t *testing.T) {
 		}, false, 3, `standing: +NOT ENROLLED \(exit 3\): refused by the verifier \(Unauthenticated\)\n`,
 			map[string]any{"standing": "not_enrolled", "enrollment": "refused", "refused_code": "Unauthenticated"}},
 		{"settings rejected", func(t *testing.T, _ *state.Dir, rec *runningRecord) {
-			rec.reject("CAFingerprint from …: no configured CA certificate has this fingerprint", []string{"CAFingerprint"})
+			rec.reject("CAFingerprint from …: no configured CA certificate has this fingerprint", "the new settings' CAFingerprint was refused", []string{"CAFingerprint"})
 		}, false, 5, `standing: +SETTINGS REJECTED \(exit 5\): the agent rejected the new settings; it runs on with others\n`,
 			map[string]any{"standing": "settings_rejected", "settings": "rejected", "settings_rejected_keys": []any{"CAFingerprint"}}},
 	}

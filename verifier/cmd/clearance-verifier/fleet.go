@@ -90,6 +90,11 @@ func (a *app) devicesCmd() *cli.Command {
 					if err != nil {
 						return err
 					}
+					if *settingsRejected {
+						if err := onlySettingsRejected(devs); err != nil {
+							return err
+						}
+					}
 					// A name nobody has lists nothing: only then is it
 					// worth asking whether the name is known, since a typo
 					// otherwise reads as a stranger with no Mac.
@@ -112,6 +117,19 @@ func (a *app) devicesCmd() *cli.Command {
 			}
 		},
 	}
+}
+
+// onlySettingsRejected refuses a --settings-rejected answer that lists a
+// Mac whose agent runs on its settings: a verifier older than the filter
+// ignores it and lists every Mac, which must be said, not shown as every
+// Mac rejecting its settings.
+func onlySettingsRejected(devs []*adminv1.Device) error {
+	for _, d := range devs {
+		if d.GetSettingsRejection() == nil {
+			return errors.New("this verifier does not know the settings_rejected filter (it is older than this command): it listed a device whose agent runs on its settings; upgrade the verifier")
+		}
+	}
+	return nil
 }
 
 // timeHeading is the TIME column's heading: the zone its times are in,

@@ -517,3 +517,16 @@ func TestCutMiddle(t *testing.T) {
 		}
 	}
 }
+
+// A verifier older than --settings-rejected lists every Mac: the command
+// says so instead of showing each as rejecting its settings.
+func TestOnlySettingsRejected(t *testing.T) {
+	t.Parallel()
+	rejected := &adminv1.Device{DeviceId: "a", SettingsRejection: &agentv1.SettingsRejection{Reason: "x"}}
+	if err := onlySettingsRejected([]*adminv1.Device{rejected}); err != nil {
+		t.Errorf("a filtered answer refused: %v", err)
+	}
+	if err := onlySettingsRejected([]*adminv1.Device{rejected, {DeviceId: "b"}}); err == nil || !strings.Contains(err.Error(), "upgrade the verifier") {
+		t.Errorf("an unfiltered answer: %v, want it refused", err)
+	}
+}
