@@ -48,8 +48,8 @@ func TestDevicesCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Lives on: answers each check with FileVault off, and saying its
-	// agent rejected the settings it was given (in words that would
-	// reorder a terminal's line, shown escaped).
+	// agent rejected the settings it was given (which, not their values:
+	// the verifier refuses what a terminal would act on).
 	rejectedAt := time.Now().Add(-72 * time.Hour).Truncate(time.Second)
 	go stream.AnswerChecks(2, func(seq uint64, nonce []byte) *agentv1.SignedReport {
 		r := a.Report(stream.PolicySet, seq, time.Now(), nonce, agentv1.PolicyStatus_POLICY_STATUS_PASS)
@@ -58,7 +58,7 @@ func TestDevicesCheck(t *testing.T) {
 				res.Status = agentv1.PolicyStatus_POLICY_STATUS_FAIL
 			}
 		}
-		r.SettingsRejection = &agentv1.SettingsRejection{At: timestamppb.New(rejectedAt), Reason: "unknown key \"CAFingerprnt\": did you mean CAFingerprint?\u202e"}
+		r.SettingsRejection = &agentv1.SettingsRejection{At: timestamppb.New(rejectedAt), Reason: "the new settings' CAFingerprint was refused (the new ones changed CAFingerprint)"}
 		return protoagent.Sign(a.Key, r)
 	})
 
@@ -67,7 +67,7 @@ func TestDevicesCheck(t *testing.T) {
 		t.Fatalf("devices check: %v\n%s", err, out)
 	}
 	if want := "its agent rejected the settings it was given at " + rejectedAt.In(time.Local).Format("2006-01-02 15:04:05 MST") +
-		` and runs on others: unknown key "CAFingerprnt": did you mean CAFingerprint?\u202e` + "\n"; !strings.Contains(out, want) {
+		` and runs on others: the new settings' CAFingerprint was refused (the new ones changed CAFingerprint)` + "\n"; !strings.Contains(out, want) {
 		t.Errorf("devices check does not say %q:\n%s", want, out)
 	}
 	// The report it stored marks the Mac in the fleet's wide table, the
@@ -84,7 +84,7 @@ func TestDevicesCheck(t *testing.T) {
 	good, _ := s.passingAndFailing(t) // Macs on the settings they were given
 	out, _, err = execute(noEnv, "devices", "--data-dir", s.dir, "--settings-rejected", "--wide")
 	if err != nil || !strings.Contains(out, a.DeviceID) || strings.Contains(out, good) || !strings.Contains(out, `SETTINGS REJECTED`) ||
-		!strings.Contains(out, `ago: unknown key "CAFingerprnt": did you mean CAFingerprint?\u202e`+"\n") {
+		!strings.Contains(out, `ago: the new settings' CAFingerprint was refused (the new ones changed CAFingerprint)`+"\n") {
 		t.Errorf("devices --settings-rejected: %v\n%s", err, out)
 	}
 	for _, row := range strings.Split(out, "\n") {
