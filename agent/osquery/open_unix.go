@@ -17,22 +17,23 @@ import (
 )
 
 // open connects to the extensions socket at path, once it has checked who
-// serves it (checkSocket, checkPeer).
+// serves it (checkSocket, checkPeer). Its errors are SocketErrors.
 func open(path string, timeout time.Duration) (thrift.TTransport, error) {
+	fail := func(err error) (thrift.TTransport, error) { return nil, &SocketError{Path: path, Err: err} }
 	st, err := os.Lstat(path)
 	if err != nil {
-		return nil, fmt.Errorf("socket %s: %w", path, err)
+		return fail(fmt.Errorf("socket %s: %w", path, err))
 	}
 	if err := checkSocket(path, st); err != nil {
-		return nil, err
+		return fail(err)
 	}
 	conn, err := net.DialTimeout("unix", path, timeout)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	if err := checkPeer(path, conn); err != nil {
 		conn.Close()
-		return nil, err
+		return fail(err)
 	}
 	return thrift.NewTSocketFromConnConf(conn, &thrift.TConfiguration{ConnectTimeout: timeout, SocketTimeout: timeout}), nil
 }

@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -36,6 +38,30 @@ func (e *QueryError) Error() string {
 
 // ErrUnavailable wraps every failure to reach osqueryd at all.
 var ErrUnavailable = errors.New("osquery unavailable")
+
+// SocketError is a failure to connect to osqueryd's socket at Path: Error
+// says it all, for the agent's log and status; Brief says it without the
+// path, for what leaves the Mac (a policy's result message): the path is
+// a setting, and a value an admin put under the wrong key may be a secret.
+type SocketError struct {
+	Path string
+	Err  error
+}
+
+func (e *SocketError) Error() string { return e.Err.Error() }
+func (e *SocketError) Unwrap() error { return e.Err }
+
+// Brief is e without the socket's path or its directory's.
+func (e *SocketError) Brief() string {
+	msg := e.Err.Error()
+	if e.Path != "" {
+		msg = strings.ReplaceAll(msg, e.Path, "(the configured socket)")
+		if dir := filepath.Dir(e.Path); dir != "/" && dir != "." {
+			msg = strings.ReplaceAll(msg, dir, "(the configured socket's directory)")
+		}
+	}
+	return msg
+}
 
 // Defaults.
 const (
@@ -233,7 +259,7 @@ func (r *Runner) connectLocked(ctx context.Context) (*client, error) {
 		c, err := r.dialOnce()
 		if err != nil {
 			r.down = err
-			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		r.down, r.client = nil, c
 		return c, nil
@@ -250,7 +276,7 @@ func (r *Runner) connectLocked(ctx context.Context) (*client, error) {
 		select {
 		case <-ctx.Done():
 			r.down = err
-			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		case <-r.ctx.Done():
 			return nil, fmt.Errorf("%w: shutting down", ErrUnavailable)
 		case <-time.After(b.next()):

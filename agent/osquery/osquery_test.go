@@ -181,7 +181,7 @@ func TestAttachRefusesASocketOthersControl(t *testing.T) {
 		}
 		socket := filepath.Join(dir, "osquery.em")
 		serveSim(t, "compliant-mac", socket)
-		refused(t, socket, "directory of the osquery socket "+dir+" is writable by group or others (mode 0777)")
+		refused(t, socket, "directory of the osquery socket (the configured socket's directory) is writable by group or others (mode 0777)")
 	})
 	t.Run("sticky directory", func(t *testing.T) {
 		t.Parallel()
@@ -205,7 +205,7 @@ func TestAttachRefusesASocketOthersControl(t *testing.T) {
 		if err := os.Symlink(socket, link); err != nil {
 			t.Fatal(err)
 		}
-		refused(t, link, "osquery socket "+link+" is a symbolic link")
+		refused(t, link, "osquery socket (the configured socket) is a symbolic link")
 	})
 	t.Run("owned by another user", func(t *testing.T) {
 		t.Parallel()
@@ -218,7 +218,7 @@ func TestAttachRefusesASocketOthersControl(t *testing.T) {
 		if err := os.Chown(socket, 65534, 65534); err != nil {
 			t.Fatal(err)
 		}
-		refused(t, socket, "osquery socket "+socket+" is owned by uid 65534, not by root or the agent's user (uid 0)")
+		refused(t, socket, "osquery socket (the configured socket) is owned by uid 65534, not by root or the agent's user (uid 0)")
 	})
 }
 
@@ -272,7 +272,7 @@ func TestAttachRefusesAPeerOfAnotherUser(t *testing.T) {
 	}
 	r := attach(t, socket)
 	res := policy.Run(context.Background(), r, fileVault, nil)
-	want := "osquery socket " + socket + " is served by uid 65534 (pid "
+	want := "osquery socket (the configured socket) is served by uid 65534 (pid "
 	if res.GetStatus() != agentv1.PolicyStatus_POLICY_STATUS_ERROR || !strings.Contains(res.GetMessage(), want) {
 		t.Errorf("%s %q, want ERROR with %q", res.GetStatus(), res.GetMessage(), want)
 	}

@@ -3,10 +3,12 @@
 package osquery
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // mkfile writes an executable at path with mode, past the umask.
@@ -119,5 +121,34 @@ func TestCheckOsquerydReturnsTheProgram(t *testing.T) {
 	want, _ := filepath.EvalSymlinks(filepath.Join(good, "osqueryd"))
 	if err != nil || got != want {
 		t.Errorf("checkOsqueryd(link) = %q, %v; want %q", got, err, want)
+	}
+}
+
+// A socket that cannot be used is said in full for the agent's log, and
+// without its path (a setting, which may be a secret put under the wrong
+// key) for what leaves the Mac.
+func TestSocketErrorBrief(t *testing.T) {
+	t.Parallel()
+	const secret = "S3CRET-pasted-as-a-path"
+	dir := filepath.Join(t.TempDir(), secret)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	notSocket := filepath.Join(dir, "osquery.em")
+	if err := os.WriteFile(notSocket, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{filepath.Join(dir, "missing.em"), notSocket, "/" + secret} {
+		_, err := open(path, time.Second)
+		var se *SocketError
+		if !errors.As(err, &se) {
+			t.Fatalf("open(%s) = %v, want a SocketError", path, err)
+		}
+		if !strings.Contains(err.Error(), secret) {
+			t.Errorf("the log's error %q does not say which path", err)
+		}
+		if b := se.Brief(); strings.Contains(b, secret) || !strings.Contains(b, "(the configured socket") {
+			t.Errorf("Brief() = %q, want it without the path", b)
+		}
 	}
 }

@@ -143,12 +143,18 @@ func NotRun(p *agentv1.Policy, why string) *agentv1.PolicyResult {
 // osquery refused the query, else why osquery could not be asked.
 func Message(err error) string {
 	var qe *osquery.QueryError
+	var se *osquery.SocketError
 	msg := err.Error()
-	if errors.As(err, &qe) {
+	switch {
+	case errors.As(err, &qe):
 		msg = qe.Message
 		if msg == "" {
 			msg = fmt.Sprintf("osquery returned status %d", qe.Code)
 		}
+	case errors.As(err, &se):
+		// The socket's path is a setting: the report says what is wrong
+		// with it, the agent's log where.
+		msg = osquery.ErrUnavailable.Error() + ": " + se.Brief()
 	}
 	return clip(msg)
 }

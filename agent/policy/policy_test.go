@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -105,5 +106,17 @@ func TestErrorMessageIsBounded(t *testing.T) {
 	}), &agentv1.Policy{Id: "p", Query: "SELECT sid FROM certificates"}, nil)
 	if res.GetMessage() != short {
 		t.Errorf("short message = %q, want it whole", res.GetMessage())
+	}
+}
+
+// A policy's result message for an osquery that cannot be reached leaves
+// the socket's path out: it reaches the verifier and its readers.
+func TestMessageLeavesTheSocketPathOut(t *testing.T) {
+	t.Parallel()
+	const path = "/var/run/S3CRET/osquery.em"
+	err := fmt.Errorf("%w: %w", osquery.ErrUnavailable, &osquery.SocketError{Path: path,
+		Err: fmt.Errorf("socket %s: lstat %s: no such file or directory", path, path)})
+	if got, want := policy.Message(err), "osquery unavailable: socket (the configured socket): lstat (the configured socket): no such file or directory"; got != want {
+		t.Errorf("Message = %q, want %q", got, want)
 	}
 }
