@@ -48,7 +48,7 @@ func (s *memStore) SCEPChallengeUsable(context.Context, []byte, time.Time) (bool
 	return false, nil
 }
 
-func (s *memStore) RecordBrowserCert(_ context.Context, c storage.BrowserCert, _ []byte, _ time.Time, _ storage.AuditEvent) error {
+func (s *memStore) RecordBrowserCert(_ context.Context, c storage.BrowserCert, _ []byte, _ storage.IssueLimit, _ time.Time, _ storage.AuditEvent) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.recorded = append(s.recorded, c)

@@ -49,7 +49,9 @@ type testEnv struct {
 	devices map[string]storage.Device // by hardware UUID
 }
 
-func newEnv(t *testing.T) *testEnv {
+// newEnv builds the environment; wrap, when given, stands between the
+// handler and the store.
+func newEnv(t *testing.T, wrap ...func(scep.Store) scep.Store) *testEnv {
 	t.Helper()
 	ctx := context.Background()
 	e := &testEnv{dir: t.TempDir(), metrics: &fakeMetrics{refused: map[string]int{}}, logs: &testkit.Buffer{}, devices: map[string]storage.Device{}}
@@ -77,10 +79,14 @@ func newEnv(t *testing.T) *testEnv {
 		t.Fatal(err)
 	}
 
+	var store scep.Store = e.store
+	for _, w := range wrap {
+		store = w(store)
+	}
 	h, err := scep.New(scep.Options{
 		CA:              e.ca,
 		RA:              e.ra,
-		Store:           e.store,
+		Store:           store,
 		StaticChallenge: staticChallenge,
 		Lifetime:        30 * 24 * time.Hour,
 		RateLimit:       rateLimit,

@@ -247,8 +247,13 @@ func (h *Handler) enroll(ctx context.Context, o *outcome, env *envelope, msg []b
 
 	o.deviceID = dev.ID
 
-	// 7. Per-device rate limit.
-	n, err := h.store.CountBrowserCertsSince(ctx, dev.ID, now.Add(-rateWindow))
+	// 7. Per-device rate limit: a read, so that a flood past it takes no
+	// write lock; the count that holds is taken again when the
+	// certificate is recorded, behind the device row's lock. Both count
+	// the window before the certificate's NotBefore (Backdate before
+	// issue).
+	limit := storage.IssueLimit{Certs: h.rateLimit, Per: rateWindow}
+	n, err := h.store.CountBrowserCertsSince(ctx, dev.ID, now.Add(-ca.Backdate-rateWindow))
 	if err != nil {
 		o.unavailable("counting certificates", err)
 		return
@@ -289,8 +294,12 @@ func (h *Handler) enroll(ctx context.Context, o *outcome, env *envelope, msg []b
 		DeviceID: dev.ID,
 		Detail:   fmt.Sprintf("serial %s sha1 %s hardware_uuid %s challenge %s", rec.Serial, rec.SHA1, hardwareUUID, kind),
 	}
-	switch err := h.store.RecordBrowserCert(ctx, rec, challengeHash, now, audit); {
+	switch err := h.store.RecordBrowserCert(ctx, rec, challengeHash, limit, now, audit); {
 	case err == nil:
+	case errors.Is(err, storage.ErrTooManyCerts):
+		// Concurrent requests for one Mac passed the read above together.
+		o.refuse(RefuseRateLimited, smscep.BadRequest, "device %s reached its limit of %d certificates in 24h while issuing", dev.ID, h.rateLimit)
+		return
 	case errors.Is(err, storage.ErrDeviceRevoked):
 		o.refuse(RefuseDeviceRevoked, smscep.BadRequest, "device %s revoked", dev.ID)
 		return

@@ -69,7 +69,7 @@ type Store interface {
 	GetDeviceByHardwareUUID(ctx context.Context, hardwareUUID string) (storage.Device, error)
 	CountBrowserCertsSince(ctx context.Context, deviceID string, since time.Time) (int, error)
 	SCEPChallengeUsable(ctx context.Context, hash []byte, now time.Time) (bool, error)
-	RecordBrowserCert(ctx context.Context, c storage.BrowserCert, challengeHash []byte, now time.Time, audit storage.AuditEvent) error
+	RecordBrowserCert(ctx context.Context, c storage.BrowserCert, challengeHash []byte, limit storage.IssueLimit, now time.Time, audit storage.AuditEvent) error
 }
 
 // Issuer issues browser certificates; *ca.Authority implements it.

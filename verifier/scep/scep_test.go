@@ -15,11 +15,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/clearance/clearance/internal/testkit"
 	"github.com/clearance/clearance/verifier/ca"
+	"github.com/clearance/clearance/verifier/scep"
 	"github.com/clearance/clearance/verifier/storage"
 )
 
@@ -248,6 +251,70 @@ func TestSCEPClient(t *testing.T) {
 
 // refused asserts a SCEP FAILURE (badRequest) that scepclient reads as
 // such, no certificate, nothing recorded, and the reason in the metrics.
+// countGate holds each rate-limit read until n have been made (or a few
+// seconds have passed), so that n requests for one Mac all pass the read
+// before any certificate is recorded.
+type countGate struct {
+	scep.Store
+	n       int32
+	seen    atomic.Int32
+	arrived chan struct{}
+}
+
+func (g *countGate) CountBrowserCertsSince(ctx context.Context, deviceID string, since time.Time) (int, error) {
+	n, err := g.Store.CountBrowserCertsSince(ctx, deviceID, since)
+	if g.seen.Add(1) == g.n {
+		close(g.arrived)
+	}
+	select {
+	case <-g.arrived:
+	case <-time.After(10 * time.Second):
+	}
+	return n, err
+}
+
+// Requests for one Mac that pass the rate limit's read together are
+// counted again as each certificate is recorded, behind the device row's
+// lock: no more than the limit are issued however many come at once, and
+// the rest are refused as rate_limited with nothing stored.
+func TestRateLimitHoldsForConcurrentRequests(t *testing.T) {
+	const n = 6
+	gate := &countGate{n: n, arrived: make(chan struct{})}
+	e := newEnv(t, func(s scep.Store) scep.Store { gate.Store = s; return gate })
+	macs := make([]*mac, n)
+	for i := range macs {
+		macs[i] = newMac(t, csrSpec{bits: 2048, cn: "Clearance browser", san: uuidSAN(macRate), challenge: staticChallenge})
+	}
+	outs, errs := make([]string, n), make([]error, n)
+	var wg sync.WaitGroup
+	for i, m := range macs {
+		wg.Go(func() { outs[i], errs[i] = m.enroll(t, e) })
+	}
+	wg.Wait()
+	issued := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			issued++
+		case !strings.Contains(outs[i], "request failed, failInfo: badRequest"):
+			t.Errorf("request %d: %v, want a certificate or a SCEP badRequest\n%s", i, err, outs[i])
+		}
+	}
+	certs, err := e.store.ListBrowserCerts(context.Background(), e.devices[macRate].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if issued != rateLimit || len(certs) != rateLimit {
+		t.Errorf("%d of %d concurrent requests got a certificate, %d are stored; want %d (the limit)", issued, n, len(certs), rateLimit)
+	}
+	e.metrics.mu.Lock()
+	got := e.metrics.refused["rate_limited"]
+	e.metrics.mu.Unlock()
+	if got != n-rateLimit {
+		t.Errorf("%d refused as rate_limited, want %d", got, n-rateLimit)
+	}
+}
+
 func refused(t *testing.T, e *testEnv, m *mac, reason string) {
 	t.Helper()
 	before := e.certCounts(t)

@@ -41,7 +41,7 @@ func (e *ssoEnv) browserCert(t *testing.T, deviceID, hardwareUUID string) (*tls.
 		Cert: storage.Cert{Serial: ca.SerialHex(c), DeviceID: deviceID, Kind: storage.CertKindBrowser,
 			NotBefore: c.NotBefore, NotAfter: c.NotAfter, DER: c.Raw},
 		HardwareUUID: strings.ToUpper(hardwareUUID), SHA1: hex.EncodeToString(sum[:]),
-	}, nil, now, storage.AuditEvent{At: now, Actor: "test", Action: "browsercert.issue"})
+	}, nil, storage.IssueLimit{}, now, storage.AuditEvent{At: now, Actor: "test", Action: "browsercert.issue"})
 	if err != nil {
 		t.Fatal(err)
 	}

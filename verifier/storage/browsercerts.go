@@ -54,20 +54,26 @@ type BrowserCertStore interface {
 	// set and grace must not be negative. The transaction checks, in this
 	// order, and the first failure is the error:
 	//   1. the device: ErrNotFound if unknown, ErrDeviceRevoked if revoked;
-	//   2. when challengeHash is non-nil, the one-time SCEP challenge with
+	//   2. limit: a *TooManyCertsError (ErrTooManyCerts) if the device
+	//      already has limit.Certs browser certificates or more with a
+	//      NotBefore within limit.Per before c.NotBefore. Counted with the
+	//      device's row locked, so that concurrent recordings for one
+	//      device, on any replica, count one after the other; the zero
+	//      value bounds nothing;
+	//   3. when challengeHash is non-nil, the one-time SCEP challenge with
 	//      that hash: ErrNotFound if it does not exist, was used, or has
 	//      expired (expires_at <= now). It is consumed: marked used at now,
 	//      not deleted, until DeleteExpiredSCEPChallenges sweeps it (so a
 	//      reuse is told apart from a typo). Of concurrent calls with the
 	//      same challenge, exactly one succeeds;
-	//   3. the serial: ErrAlreadyExists if any certificate (browser or
+	//   4. the serial: ErrAlreadyExists if any certificate (browser or
 	//      agent) has it.
 	// It then appends audit (its DeviceID filled in when empty). Recording
 	// supersedes nothing: a holder of the SCEP challenge could otherwise
 	// have a Mac's certificates cut off by minting new ones for its UUID
 	// (SupersedeBrowserCerts runs only once the Mac's own agent reports the
 	// new certificate). On error nothing changes.
-	RecordBrowserCert(ctx context.Context, c BrowserCert, challengeHash []byte, now time.Time, audit AuditEvent) error
+	RecordBrowserCert(ctx context.Context, c BrowserCert, challengeHash []byte, limit IssueLimit, now time.Time, audit AuditEvent) error
 	// SupersedeBrowserCerts records that the Mac's own agent reported the
 	// browser certificate serial in a keychain: the device's browser
 	// certificates older than it (earlier NotBefore, or the same NotBefore

@@ -73,11 +73,11 @@ func scanBrowserCert(sc scanner) (storage.BrowserCert, error) {
 
 // RecordBrowserCert stores a browser certificate, consuming its one-time
 // challenge when one is given: see storage.BrowserCertStore. The device row is locked first,
-// so one device's recordings queue (and each sees the certificates the
-// previous one stored); the challenge is consumed by one conditional
+// so one device's recordings queue, and each counts the certificates the
+// previous one stored against limit; the challenge is consumed by one conditional
 // UPDATE, which a concurrent transaction waits on and then re-checks, so of
 // concurrent calls with one challenge only one finds it unused.
-func (s *Store) RecordBrowserCert(ctx context.Context, c storage.BrowserCert, challengeHash []byte, now time.Time, audit storage.AuditEvent) error {
+func (s *Store) RecordBrowserCert(ctx context.Context, c storage.BrowserCert, challengeHash []byte, limit storage.IssueLimit, now time.Time, audit storage.AuditEvent) error {
 	args, err := browserCertArgs(c)
 	if err != nil {
 		return fmt.Errorf("recording browser cert: %w", err)
@@ -85,6 +85,7 @@ func (s *Store) RecordBrowserCert(ctx context.Context, c storage.BrowserCert, ch
 	// now must be set: a used_at of 0 would read as "unused".
 	var tc timeCodec
 	nowNS := tc.ns("now", now)
+	notBefore := tc.ns("cert not before", c.NotBefore)
 	if tc.err == nil && nowNS == 0 {
 		tc.err = errors.New("now is not set")
 	}
@@ -101,7 +102,12 @@ func (s *Store) RecordBrowserCert(ctx context.Context, c storage.BrowserCert, ch
 			return fmt.Errorf("device %q has hardware UUID %q, the certificate names %q", d.ID, d.HardwareUUID, c.HardwareUUID)
 		}
 
-		// 2. The one-time challenge, consumed only if the rest succeeds
+		// 2. The device's allowance, counted behind the row's lock.
+		if err := certLimit(ctx, q, d.ID, storage.CertKindBrowser, notBefore, limit); err != nil {
+			return err
+		}
+
+		// 3. The one-time challenge, consumed only if the rest succeeds
 		// (the transaction rolls back otherwise).
 		if challengeHash != nil {
 			res, err := q.exec(ctx, `UPDATE scep_challenges SET used_at = $1
@@ -114,13 +120,13 @@ func (s *Store) RecordBrowserCert(ctx context.Context, c storage.BrowserCert, ch
 			}
 		}
 
-		// 3. The certificate.
+		// 4. The certificate.
 		if _, err := q.insert(ctx, "certificate", c.Serial, `INSERT INTO certs (`+browserCertColumns+`)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, args...); err != nil {
 			return err
 		}
 
-		// 4. Audit.
+		// 5. Audit.
 		return insertAuditOf(ctx, q, audit, d.ID)
 	})
 	if err != nil {

@@ -187,7 +187,7 @@ func (s *Store) EnrollDevice(ctx context.Context, e storage.Enrollment) (storage
 					return fmt.Errorf("device %s: %w", old.ID, storage.ErrReinstallNotExpected)
 				}
 			}
-			if err := certLimit(ctx, q, old.ID, certNotBefore, e.Limit); err != nil {
+			if err := certLimit(ctx, q, old.ID, storage.CertKindDevice, certNotBefore, e.Limit); err != nil {
 				return err
 			}
 			reenrolled = true
@@ -523,7 +523,7 @@ func (s *Store) RenewDeviceCert(ctx context.Context, cert storage.Cert, limit st
 		if err != nil {
 			return err
 		}
-		if err := certLimit(ctx, q, d.ID, notBefore, limit); err != nil {
+		if err := certLimit(ctx, q, d.ID, storage.CertKindDevice, notBefore, limit); err != nil {
 			return err
 		}
 		if err := s.insertCert(ctx, q, cert); err != nil {
@@ -549,24 +549,24 @@ func (s *Store) CheckCertLimit(ctx context.Context, deviceID string, notBefore t
 	if c.err != nil {
 		return fmt.Errorf("checking device cert limit: %w", c.err)
 	}
-	return certLimit(ctx, s.reader(), deviceID, nb, limit)
+	return certLimit(ctx, s.reader(), deviceID, storage.CertKindDevice, nb, limit)
 }
 
 // certLimit returns a *TooManyCertsError if the device has limit.Certs
-// device certificates or more with NotBefore within limit.Per before
+// certificates of kind or more with NotBefore within limit.Per before
 // notBefore (ns). Inside a write transaction the device's row is locked
 // first, so that two replicas issuing to one device count one after the
 // other. The index on (device_id, kind, not_before) answers it.
-func certLimit(ctx context.Context, q conn, deviceID string, notBefore int64, limit storage.IssueLimit) error {
+func certLimit(ctx context.Context, q conn, deviceID, kind string, notBefore int64, limit storage.IssueLimit) error {
 	if limit.Certs <= 0 || limit.Per <= 0 {
 		return nil
 	}
 	var n, first int64
 	err := q.queryRow(ctx, hotRead(`SELECT count(*), COALESCE(min(not_before), 0) FROM certs
 		WHERE device_id = $1 AND kind = $2 AND not_before > $3`),
-		deviceID, storage.CertKindDevice, notBefore-int64(limit.Per)).Scan(&n, &first)
+		deviceID, kind, notBefore-int64(limit.Per)).Scan(&n, &first)
 	if err != nil {
-		return fmt.Errorf("counting device certs: %w", err)
+		return fmt.Errorf("counting %s certs: %w", kind, err)
 	}
 	if n < int64(limit.Certs) {
 		return nil

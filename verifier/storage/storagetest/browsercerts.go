@@ -4,6 +4,7 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -22,6 +23,7 @@ var browserCertTests = []test{
 	{"ChallengeOneTimeUse", testSCEPChallengeOnce},
 	{"ChallengeExpired", testSCEPChallengeExpired},
 	{"ConcurrentChallengeUse", testSCEPChallengeConcurrent},
+	{"Limit", testBrowserCertLimit},
 	{"RevokedOrUnknownDevice", testRecordBrowserCertDevice},
 	{"DuplicateSerial", testRecordBrowserCertDuplicate},
 	{"DeleteExpiredChallenges", testDeleteExpiredSCEPChallenges},
@@ -59,7 +61,7 @@ func scepAudit(at time.Time, serial string) storage.AuditEvent {
 // grace.
 func record(t *testing.T, s storage.Store, c storage.BrowserCert, challenge []byte, now time.Time, grace time.Duration) {
 	t.Helper()
-	must(t, s.RecordBrowserCert(t.Context(), c, challenge, now, scepAudit(now, c.Serial)))
+	must(t, s.RecordBrowserCert(t.Context(), c, challenge, storage.IssueLimit{}, now, scepAudit(now, c.Serial)))
 	_, err := s.SupersedeBrowserCerts(t.Context(), c.Serial, now, grace, storage.AuditEvent{At: now, Actor: "agent", Action: "browser_cert.vouched", Detail: "serial " + c.Serial})
 	must(t, err)
 }
@@ -266,7 +268,7 @@ func testBrowserCertIssuanceSupersedesNothing(t *testing.T, s storage.Store) {
 	record(t, s, mine, nil, t0, grace)
 	for i := 2; i <= 11; i++ {
 		c := newBrowserCert(d, i, at(time.Duration(i)*minute))
-		must(t, s.RecordBrowserCert(ctx, c, nil, at(time.Duration(i)*minute), scepAudit(at(time.Duration(i)*minute), c.Serial)))
+		must(t, s.RecordBrowserCert(ctx, c, nil, storage.IssueLimit{}, at(time.Duration(i)*minute), scepAudit(at(time.Duration(i)*minute), c.Serial)))
 	}
 	equal(t, "the Mac's certificate after ten others were minted", getBrowserCert(t, s, mine.Serial), mine)
 
@@ -416,10 +418,10 @@ func testSCEPChallengeOnce(t *testing.T, s storage.Store) {
 	// A second use is refused and stores nothing.
 	c2 := newBrowserCert(d, 2, at(2*minute))
 	before := browserSnapshot(t, s, [][]byte{h, other}, c2.Serial)
-	wantErr(t, s.RecordBrowserCert(ctx, c2, h, at(2*minute), scepAudit(at(2*minute), c2.Serial)), storage.ErrNotFound)
+	wantErr(t, s.RecordBrowserCert(ctx, c2, h, storage.IssueLimit{}, at(2*minute), scepAudit(at(2*minute), c2.Serial)), storage.ErrNotFound)
 	// So is a challenge never issued, and an empty one.
-	wantErr(t, s.RecordBrowserCert(ctx, c2, challengeHash("never issued"), at(2*minute), scepAudit(at(2*minute), c2.Serial)), storage.ErrNotFound)
-	wantErr(t, s.RecordBrowserCert(ctx, c2, []byte{}, at(2*minute), scepAudit(at(2*minute), c2.Serial)), storage.ErrNotFound)
+	wantErr(t, s.RecordBrowserCert(ctx, c2, challengeHash("never issued"), storage.IssueLimit{}, at(2*minute), scepAudit(at(2*minute), c2.Serial)), storage.ErrNotFound)
+	wantErr(t, s.RecordBrowserCert(ctx, c2, []byte{}, storage.IssueLimit{}, at(2*minute), scepAudit(at(2*minute), c2.Serial)), storage.ErrNotFound)
 	before.unchanged(t, s)
 
 	// A used challenge is kept (so a reuse is told apart), and cannot be
@@ -449,7 +451,7 @@ func testSCEPChallengeExpired(t *testing.T, s storage.Store) {
 
 	before := browserSnapshot(t, s, [][]byte{h}, c.Serial)
 	for _, now := range []time.Time{at(hour), at(hour + time.Nanosecond), at(48 * hour)} {
-		wantErr(t, s.RecordBrowserCert(ctx, c, h, now, scepAudit(now, c.Serial)), storage.ErrNotFound)
+		wantErr(t, s.RecordBrowserCert(ctx, c, h, storage.IssueLimit{}, now, scepAudit(now, c.Serial)), storage.ErrNotFound)
 	}
 	before.unchanged(t, s)
 	// Just before the expiry it works.
@@ -466,7 +468,7 @@ func testSCEPChallengeConcurrent(t *testing.T, s storage.Store) {
 	h := createChallenge(t, s, "race-one-device", at(hour))
 	errs := race(func() error {
 		c := newBrowserCert(ds[0], int(n.Add(1)), t0)
-		return s.RecordBrowserCert(t.Context(), c, h, at(minute), scepAudit(at(minute), c.Serial))
+		return s.RecordBrowserCert(t.Context(), c, h, storage.IssueLimit{}, at(minute), scepAudit(at(minute), c.Serial))
 	})
 	oneWinner(t, "RecordBrowserCert on one device", errs, storage.ErrNotFound)
 	if got := len(listBrowserCerts(t, s, ds[0].ID)); got != 1 {
@@ -479,7 +481,7 @@ func testSCEPChallengeConcurrent(t *testing.T, s storage.Store) {
 	errs = race(func() error {
 		i := int(next.Add(1)) - 1
 		c := newBrowserCert(ds[i], 100+i, t0)
-		return s.RecordBrowserCert(t.Context(), c, h, at(minute), scepAudit(at(minute), c.Serial))
+		return s.RecordBrowserCert(t.Context(), c, h, storage.IssueLimit{}, at(minute), scepAudit(at(minute), c.Serial))
 	})
 	oneWinner(t, "RecordBrowserCert on many devices", errs, storage.ErrNotFound)
 	stored := 0
@@ -491,6 +493,62 @@ func testSCEPChallengeConcurrent(t *testing.T, s storage.Store) {
 	}
 	if usable(t, s, h, at(minute)) {
 		t.Error("challenge usable after the race")
+	}
+}
+
+// A Mac is recorded at most limit.Certs browser certificates with a
+// NotBefore within limit.Per before the new one's: past that the recording
+// is refused, consumes no challenge and changes nothing, and concurrent
+// recordings for one Mac (on one replica or several) count one after the
+// other, so that no burst of requests passes it together.
+func testBrowserCertLimit(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	ds := enrollN(t, s, 3)
+	d := ds[0]
+	limit := storage.IssueLimit{Certs: 3, Per: 24 * hour}
+	rec := func(d storage.Device, n int, nb time.Time, challenge []byte) error {
+		c := newBrowserCert(d, n, nb)
+		return s.RecordBrowserCert(ctx, c, challenge, limit, nb, scepAudit(nb, c.Serial))
+	}
+	for i := 1; i <= 3; i++ {
+		must(t, rec(d, i, at(time.Duration(i)*hour), nil))
+	}
+
+	// The fourth in the window: refused, its challenge kept, nothing
+	// stored, and it says when the next may be.
+	h := createChallenge(t, s, "limit", at(48*hour))
+	fourth := newBrowserCert(d, 4, at(4*hour))
+	before := browserSnapshot(t, s, [][]byte{h}, fourth.Serial)
+	err := rec(d, 4, at(4*hour), h)
+	wantErr(t, err, storage.ErrTooManyCerts)
+	var tooMany *storage.TooManyCertsError
+	if !errors.As(err, &tooMany) || !tooMany.RetryAt.Equal(at(25*hour)) {
+		t.Errorf("refusal %v, want a *TooManyCertsError with RetryAt %s", err, at(25*hour))
+	}
+	before.unchanged(t, s)
+
+	// Another Mac's allowance is its own; device certificates do not count.
+	must(t, rec(ds[1], 10, at(4*hour), nil))
+
+	// From RetryAt, when the first is Per before the new one, one more.
+	wantErr(t, rec(d, 5, at(25*hour-time.Nanosecond), nil), storage.ErrTooManyCerts)
+	must(t, rec(d, 6, at(25*hour), nil))
+	wantErr(t, rec(d, 7, at(25*hour), nil), storage.ErrTooManyCerts)
+
+	// racers at once for a third Mac: exactly limit.Certs stored.
+	var n atomic.Int32
+	errs := race(func() error { return rec(ds[2], 100+int(n.Add(1)), at(hour), nil) })
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, storage.ErrTooManyCerts):
+			t.Errorf("concurrent recording: %v, want nil or %v", err, storage.ErrTooManyCerts)
+		}
+	}
+	if got := len(listBrowserCerts(t, s, ds[2].ID)); won != limit.Certs || got != limit.Certs {
+		t.Errorf("%d of %d concurrent recordings succeeded and %d are stored, want %d", won, racers, got, limit.Certs)
 	}
 }
 
@@ -522,7 +580,7 @@ func testRecordBrowserCertDevice(t *testing.T, s storage.Store) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, challenge := range [][]byte{nil, h} {
-				err := s.RecordBrowserCert(ctx, tc.c, challenge, at(minute), scepAudit(at(minute), tc.c.Serial))
+				err := s.RecordBrowserCert(ctx, tc.c, challenge, storage.IssueLimit{}, at(minute), scepAudit(at(minute), tc.c.Serial))
 				wantErr(t, err, tc.target)
 			}
 			// Neither the challenge was consumed nor the revoked device's
@@ -552,7 +610,7 @@ func testRecordBrowserCertDuplicate(t *testing.T, s storage.Store) {
 	before := browserSnapshot(t, s, [][]byte{h}, d.CertSerial)
 	for _, c := range []storage.BrowserCert{c1, dup, agentSerial} {
 		for _, challenge := range [][]byte{nil, h} {
-			err := s.RecordBrowserCert(ctx, c, challenge, at(2*minute), scepAudit(at(2*minute), c.Serial))
+			err := s.RecordBrowserCert(ctx, c, challenge, storage.IssueLimit{}, at(2*minute), scepAudit(at(2*minute), c.Serial))
 			wantErr(t, err, storage.ErrAlreadyExists)
 		}
 	}
@@ -636,7 +694,7 @@ func testBrowserCertUnstorable(t *testing.T, s storage.Store) {
 	}
 	for _, tc := range records {
 		for _, challenge := range [][]byte{nil, h} {
-			if err := s.RecordBrowserCert(ctx, tc.c, challenge, tc.now, audit); err == nil {
+			if err := s.RecordBrowserCert(ctx, tc.c, challenge, storage.IssueLimit{}, tc.now, audit); err == nil {
 				t.Errorf("RecordBrowserCert with %s succeeded, want an error", tc.name)
 			}
 		}

@@ -744,7 +744,7 @@ func testDeleteSupersededDeviceCerts(t *testing.T, s storage.Store) {
 	}
 	browser := newBrowserCert(d, 1, t0)
 	browser.NotAfter = at(24 * hour)
-	must(t, s.RecordBrowserCert(ctx, browser, nil, t0, scepAudit(t0, browser.Serial)))
+	must(t, s.RecordBrowserCert(ctx, browser, nil, storage.IssueLimit{}, t0, scepAudit(t0, browser.Serial)))
 	kept := func(serial string, want bool) {
 		t.Helper()
 		_, err := s.GetCert(ctx, serial)

@@ -211,7 +211,9 @@ func testDump(t *testing.T, s storage.Store) {
 		func() error {
 			return s.CreateSCEPChallenge(ctx, challenge, at(hour), storage.AuditEvent{At: t0})
 		},
-		func() error { return s.RecordBrowserCert(ctx, bc, challenge, t0, scepAudit(t0, bc.Serial)) },
+		func() error {
+			return s.RecordBrowserCert(ctx, bc, challenge, storage.IssueLimit{}, t0, scepAudit(t0, bc.Serial))
+		},
 		func() error { return s.UseRequestID(ctx, "issuer", "id-1", t0) },
 		func() error { return s.CreatePendingSignIn(ctx, p) },
 		func() error {
@@ -241,7 +243,7 @@ func testDump(t *testing.T, s storage.Store) {
 		"UseRequestID again":        func() error { return s.UseRequestID(ctx, "issuer", "id-1", at(hour)) },
 		"CreatePendingSignIn again": func() error { return s.CreatePendingSignIn(ctx, p) },
 		"RecordBrowserCert with the used challenge": func() error {
-			return s.RecordBrowserCert(ctx, newBrowserCert(d, 2, t0), challenge, t0, storage.AuditEvent{At: t0})
+			return s.RecordBrowserCert(ctx, newBrowserCert(d, 2, t0), challenge, storage.IssueLimit{}, t0, storage.AuditEvent{At: t0})
 		},
 		"EnrollDevice with an unknown secret": func() error {
 			_, _, err := s.EnrollDevice(ctx, newEnrollment(2, "missing"))

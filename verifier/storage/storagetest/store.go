@@ -84,10 +84,10 @@ func testNotFound(t *testing.T, s storage.Store) {
 		{"RecordBrowserCert for unknown device", func() error {
 			c := newBrowserCert(d, 1, t0)
 			c.DeviceID = missing
-			return s.RecordBrowserCert(ctx, c, nil, t0, audit)
+			return s.RecordBrowserCert(ctx, c, nil, storage.IssueLimit{}, t0, audit)
 		}},
 		{"RecordBrowserCert with unknown challenge", func() error {
-			return s.RecordBrowserCert(ctx, newBrowserCert(d, 1, t0), challengeHash(missing), t0, audit)
+			return s.RecordBrowserCert(ctx, newBrowserCert(d, 1, t0), challengeHash(missing), storage.IssueLimit{}, t0, audit)
 		}},
 	}
 	for _, tc := range cases {
