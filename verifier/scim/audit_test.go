@@ -91,3 +91,96 @@ func TestAuditNamesThePeople(t *testing.T) {
 		}
 	}
 }
+
+// A PATCH or PUT that changes nothing the verifier keeps (a password, which
+// it never stores; the attributes as they are) answers the user as it is:
+// no write, no audit row, the same version.
+func TestUnchangingWriteLeavesNoTrace(t *testing.T) {
+	f := newFixture(t)
+	if r := f.do(t, "POST", "/scim/v2/Users", `{"userName":"ada@example.com","active":true}`); r.status != 201 {
+		t.Fatalf("create = %d %s", r.status, r.raw)
+	}
+	before, err := f.store.GetUser(t.Context(), "id-0001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := func() int {
+		es, err := f.store.ListAudit(t.Context(), storage.AuditFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(es)
+	}
+	n := events()
+	patchOp := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[`
+	for _, s := range []struct{ method, body string }{
+		{"PATCH", patchOp + `{"op":"replace","value":{"password":"S3cret!!"}}]}`},
+		{"PATCH", patchOp + `{"op":"replace","value":{"active":true}}]}`},
+		{"PUT", `{"id":"id-0001","userName":"ada@example.com","active":true}`},
+	} {
+		r := f.do(t, s.method, "/scim/v2/Users/id-0001", s.body)
+		if r.status != 200 {
+			t.Fatalf("%s = %d %s", s.method, r.status, r.raw)
+		}
+		if strings.Contains(string(r.raw), "S3cret") {
+			t.Errorf("%s answered the password: %s", s.method, r.raw)
+		}
+		after, err := f.store.GetUser(t.Context(), "id-0001")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.Version != before.Version || !after.UpdatedAt.Equal(before.UpdatedAt) {
+			t.Errorf("%s %s: version %d updated %s, want %d %s as created", s.method, s.body, after.Version, after.UpdatedAt, before.Version, before.UpdatedAt)
+		}
+		if got := events(); got != n {
+			t.Errorf("%s %s: %d audit events, want %d", s.method, s.body, got, n)
+		}
+	}
+	// A change is still a change.
+	if r := f.do(t, "PATCH", "/scim/v2/Users/id-0001", patchOp+`{"op":"replace","value":{"active":false}}]}`); r.status != 200 {
+		t.Fatalf("deactivate = %d %s", r.status, r.raw)
+	}
+	if after, _ := f.store.GetUser(t.Context(), "id-0001"); after.Active || after.Version != before.Version+1 || events() != n+1 {
+		t.Errorf("deactivation: active %v version %d, %d audit events; want false, %d, %d", after.Active, after.Version, events(), before.Version+1, n+1)
+	}
+}
+
+// The same for a group: members added that are members already, its name
+// replaced by itself.
+func TestUnchangingGroupWriteLeavesNoTrace(t *testing.T) {
+	f := newFixture(t)
+	if r := f.do(t, "POST", "/scim/v2/Users", `{"userName":"ada@example.com"}`); r.status != 201 {
+		t.Fatalf("create user = %d %s", r.status, r.raw)
+	}
+	if r := f.do(t, "POST", "/scim/v2/Groups", `{"displayName":"Eng","members":[{"value":"id-0001"}]}`); r.status != 201 {
+		t.Fatalf("create group = %d %s", r.status, r.raw)
+	}
+	before, err := f.store.GetGroup(t.Context(), "id-0002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := func() int {
+		es, err := f.store.ListAudit(t.Context(), storage.AuditFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(es)
+	}
+	n := events()
+	patchOp := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[`
+	for _, body := range []string{
+		patchOp + `{"op":"add","path":"members","value":[{"value":"id-0001"}]}]}`,
+		patchOp + `{"op":"replace","value":{"id":"id-0002","displayName":"Eng"}}]}`,
+	} {
+		if r := f.do(t, "PATCH", "/scim/v2/Groups/id-0002", body); r.status/100 != 2 {
+			t.Fatalf("PATCH %s = %d %s", body, r.status, r.raw)
+		}
+		after, err := f.store.GetGroup(t.Context(), "id-0002")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.Version != before.Version || events() != n {
+			t.Errorf("PATCH %s: version %d, %d audit events; want %d, %d", body, after.Version, events(), before.Version, n)
+		}
+	}
+}

@@ -359,6 +359,11 @@ func (h *Handler) updateGroup(r *http.Request, id, action string, change func(st
 			detail = "group " + id + " (" + doc.DisplayName + ") taken over from the Okta API sync"
 		}
 		added, removed := diffMembers(cur.Members, doc.Members)
+		if added+removed == 0 && next.DisplayName == cur.DisplayName && next.ExternalID == cur.ExternalID && cur.Source == next.Source {
+			// Nothing to change (members added that were there, a PUT of
+			// what is stored): no write, no audit row, the same version.
+			return cur, nil
+		}
 		if added+removed > 0 {
 			detail += ": " + itoa(added) + " members added, " + itoa(removed) + " removed"
 		}

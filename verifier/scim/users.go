@@ -1,6 +1,7 @@
 package scim
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -482,6 +483,12 @@ func (h *Handler) updateUser(r *http.Request, id, action string, change func(sto
 		next.UserName, next.ExternalID, next.DisplayName, next.Email = doc.UserName, doc.ExternalID, doc.DisplayName, doc.Email
 		next.Active, next.Resource, next.UpdatedAt = doc.Active, res, h.now()
 		next.Source = storage.SourceSCIM // a SCIM write makes the user SCIM's
+		if sameUser(cur, next) {
+			// Nothing to change (a PUT of what is stored, a PATCH of
+			// attributes the verifier does not keep): no write, no audit
+			// row, and the version (the ETag) stays.
+			return cur, nil
+		}
 		act, detail := action, "user "+id+" ("+doc.UserName+") updated"
 		if cur.Source != storage.SourceSCIM {
 			detail = "user " + id + " (" + doc.UserName + ") taken over from the Okta API sync"
@@ -501,6 +508,14 @@ func (h *Handler) updateUser(r *http.Request, id, action string, change func(sto
 		}
 		return u, nil
 	}
+}
+
+// sameUser reports whether next stores what cur holds, whatever its
+// UpdatedAt.
+func sameUser(cur, next storage.User) bool {
+	return cur.UserName == next.UserName && cur.ExternalID == next.ExternalID &&
+		cur.DisplayName == next.DisplayName && cur.Email == next.Email && cur.Active == next.Active &&
+		cur.Source == next.Source && bytes.Equal(cur.Resource, next.Resource)
 }
 
 func (h *Handler) deleteUser(r *http.Request, id string) (int, any, error) {
