@@ -3,23 +3,39 @@ package agentpkg
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/clearance/clearance/agent/service"
 )
 
 // statusStandIn plays clearance-agent at its installed path: it records
 // its arguments and prints and exits as /sandbox/status says (code "kill":
-// killed by SIGKILL, as a crash would end it).
+// killed by SIGKILL, as a crash would end it; code "hang": stuck, as is
+// a program it started, as a wedged launchctl would be).
 const statusStandIn = `#!/bin/sh
 echo "clearance-agent $*" >>/sandbox/calls
 /bin/cat /sandbox/status/out
 /bin/cat /sandbox/status/err >&2
 code=$(/bin/cat /sandbox/status/code)
 [ "$code" = kill ] && kill -KILL $$
+if [ "$code" = hang ]; then
+	/bin/sleep ` + hangFor + ` &
+	/bin/sleep ` + hangFor + `
+fi
 exit "$code"
 `
+
+// hangFor is how long a stuck stand-in and its child hang, in seconds:
+// far longer than the bound the tests give status, so that a script
+// without its watchdog is seen waiting, and seen leaving them behind.
+const hangFor = "20"
+
+// statusBound is the bound the tests give status where it hangs, in
+// seconds, through CLEARANCE_MDM_STATUS_TIMEOUT; the scripts' own is 30.
+const statusBound = 1
 
 // secret stands for the enroll secret wherever status could show
 // something of the settings: no script may print it.
@@ -64,6 +80,9 @@ func testMDMScripts(t *testing.T, sh string) {
 	for name := range map[string]bool{"jamf-extension-attribute": true, "kandji-audit": true} {
 		s.write("/sandbox/mdm/"+name, string(mustRead(t, "scripts/"+name)), 0o755)
 	}
+	// pkill finds the programs status started in /proc.
+	s.mkdir("/proc", 0o555)
+	s.binds = append(s.binds, "/proc")
 	const fix = "; run sudo " + service.ExecutablePath + " status on the Mac"
 	tests := []struct {
 		name string
@@ -112,6 +131,10 @@ func testMDMScripts(t *testing.T, sh string) {
 			"not_installed", "clearance-agent: not installed (" + service.ExecutablePath + " is missing)", true},
 		{"agent not executable", "not executable", "", "", "",
 			"status_failed", "clearance-agent: status failed (exit 126)" + fix, true},
+		// A stuck agent: killed after the bound, with what it started, and
+		// nothing it printed before is passed on.
+		{"status hangs", "", statusJSON("good", "enrolled, running, and its last report stored 5s ago", 0, ""), "", "hang",
+			"status_timed_out", fmt.Sprintf("clearance-agent: status timed out (no answer in %ds; it was killed)", statusBound) + fix, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -142,13 +165,32 @@ func testMDMScripts(t *testing.T, sh string) {
 				return []string{"clearance-agent " + args}
 			}
 
-			jamf := s.run(nil, "/sandbox/mdm/jamf-extension-attribute")
+			s.env = nil
+			if tt.code == "hang" {
+				s.env = []string{fmt.Sprintf("CLEARANCE_MDM_STATUS_TIMEOUT=%d", statusBound)}
+			}
+			// run runs an MDM script, and checks that it answered in time
+			// and left nothing running behind it.
+			run := func(script string) result {
+				t.Helper()
+				start := time.Now()
+				r := s.run(nil, script)
+				if took := time.Since(start); took > statusBound*time.Second+4*time.Second {
+					t.Errorf("%s took %v", script, took.Round(time.Millisecond))
+				}
+				if left := s.running(); len(left) > 0 {
+					t.Errorf("%s left running: %q", script, left)
+				}
+				return r
+			}
+
+			jamf := run("/sandbox/mdm/jamf-extension-attribute")
 			if want := "<result>" + tt.jamf + "</result>\n"; jamf.code != 0 || jamf.stdout != want || !quiet(jamf) {
 				t.Errorf("Jamf extension attribute: %v\nwant stdout %q, exit 0", jamf, want)
 			}
 			wantCalls(t, s.calls(), ran("status")...)
 
-			kandji := s.run(nil, "/sandbox/mdm/kandji-audit")
+			kandji := run("/sandbox/mdm/kandji-audit")
 			wantCode := 0
 			if tt.kandjiFails {
 				wantCode = 1
@@ -164,5 +206,27 @@ func testMDMScripts(t *testing.T, sh string) {
 				}
 			}
 		})
+	}
+}
+
+// running lists the processes still running in the sandbox (whose root is
+// its directory), by command line, once those already killed are gone.
+func (s *sandbox) running() []string {
+	s.t.Helper()
+	var left []string
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		left = nil
+		procs, _ := filepath.Glob("/proc/[0-9]*")
+		for _, p := range procs {
+			// A process that has died has no root to read.
+			if root, err := os.Readlink(p + "/root"); err != nil || root != s.dir {
+				continue
+			}
+			cmdline, _ := os.ReadFile(p + "/cmdline")
+			left = append(left, strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " ")))
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
 	}
 }

@@ -112,11 +112,13 @@ var macTools = map[string]string{
 	"/bin/mkdir":        "mkdir",
 	"/bin/rm":           "rm",
 	"/bin/rmdir":        "rmdir",
+	"/bin/sleep":        "sleep",
 	"/usr/bin/cksum":    "cksum",
 	"/usr/bin/cpio":     "cpio",
 	"/usr/bin/find":     "find",
 	"/usr/bin/grep":     "grep",
 	"/usr/bin/id":       "id",
+	"/usr/bin/pkill":    "pkill",
 	"/usr/bin/readlink": "readlink",
 	"/usr/bin/sed":      "sed",
 	"/usr/sbin/chown":   "chown",
@@ -203,6 +205,8 @@ type sandbox struct {
 	binds   []string
 	payload []byte
 	receipt string
+	// env is added to every command's environment.
+	env []string
 }
 
 // result is what one command in the sandbox did.
@@ -388,7 +392,7 @@ exec chroot "$root" "$@"`
 	cmdArgs := append(ns, "--", "sh", "-c", wrap, "sh", s.dir, strconv.Itoa(len(s.binds)))
 	cmdArgs = append(append(cmdArgs, s.binds...), args...)
 	cmd := exec.Command("unshare", cmdArgs...)
-	cmd.Env = []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "LC_ALL=C"}
+	cmd.Env = append([]string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "LC_ALL=C"}, s.env...)
 	cmd.Stdin = bytes.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
