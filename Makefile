@@ -73,7 +73,7 @@ deps-demo:
 	@scripts/deps.sh demo
 
 ## pkg: dist/clearance-agent-$(VERSION).pkg, universal, reproducible, with the uninstall script and the
-## MDM scripts (Jamf Pro extension attribute, Kandji audit) beside it (see docs/packaging.md)
+## MDM scripts (Jamf Pro extension attribute, Kandji audit, Intune custom attribute) beside it (see docs/packaging.md)
 VERSION ?= 0.0.0-dev
 pkg:
 	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct)} \

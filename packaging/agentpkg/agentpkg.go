@@ -27,18 +27,23 @@ import (
 )
 
 // Scripts holds preinstall and postinstall, shipped in the package, and
-// uninstall, jamf-extension-attribute and kandji-audit, shipped next to
-// it for administrators (MDMScripts): those two are given to the MDM,
-// which runs them on each Mac to report the agent's standing.
+// uninstall, jamf-extension-attribute, kandji-audit and
+// intune-custom-attribute, shipped next to it for administrators
+// (MDMScripts): those three are given to the MDM, which runs them on each
+// Mac to report the agent's standing.
 //
-//go:embed scripts/preinstall scripts/postinstall scripts/uninstall scripts/jamf-extension-attribute scripts/kandji-audit
+//go:embed scripts/preinstall scripts/postinstall scripts/uninstall scripts/jamf-extension-attribute scripts/kandji-audit scripts/intune-custom-attribute
 var Scripts embed.FS
 
 // MDMScripts are the scripts in Scripts an MDM runs on each Mac, by the
-// name each is given next to the package.
+// name each is given next to the package. Each is a whole file an
+// administrator uploads as it is, so the watchdog they share around
+// `clearance-agent status` is written out in each, between the same
+// marker lines; a test checks the copies are the same.
 var MDMScripts = map[string]string{
 	"clearance-agent-jamf-extension-attribute.sh": "scripts/jamf-extension-attribute",
 	"clearance-agent-kandji-audit.sh":             "scripts/kandji-audit",
+	"clearance-agent-intune-custom-attribute.sh":  "scripts/intune-custom-attribute",
 }
 
 // LinkPath puts clearance-agent on administrators' PATH. launchd never runs

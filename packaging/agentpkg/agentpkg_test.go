@@ -362,6 +362,46 @@ func TestUninstallScriptParses(t *testing.T) {
 	shCheck(t, p)
 }
 
+// TestMDMScriptsShareTheWatchdog checks that every MDM script holds the
+// same watchdog around status, written out in each so that each stays a
+// file an administrator uploads as it is, and that each parses.
+func TestMDMScriptsShareTheWatchdog(t *testing.T) {
+	const begin = "# ---- begin status watchdog:"
+	const end = "# ---- end status watchdog ----\n"
+	var first, firstName string
+	dir := t.TempDir()
+	for _, name := range sortedKeys(MDMScripts) {
+		b, err := Scripts.ReadFile(MDMScripts[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, b, 0o755)
+		shCheck(t, p)
+		s := string(b)
+		i, j := strings.Index(s, begin), strings.Index(s, end)
+		if i < 0 || j < i || strings.Count(s, begin) != 1 {
+			t.Errorf("%s: no single watchdog between %q and %q", name, begin, end)
+			continue
+		}
+		block := s[i : j+len(end)]
+		if first == "" {
+			first, firstName = block, name
+		} else if block != first {
+			t.Errorf("%s's watchdog differs from %s's: change it in every MDM script", name, firstName)
+		}
+	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
 func TestBuildRejects(t *testing.T) {
 	if _, err := Build(Config{AgentARM64: []byte("x"), AgentAMD64: []byte("y")}); err == nil {
 		t.Error("no version accepted")

@@ -60,12 +60,15 @@ func statusJSON(standing, reason string, code int, more string) string {
 `, standing, reason, code, more)
 }
 
-// TestMDMScriptsInSandbox runs the Jamf Pro extension attribute and the
-// Kandji audit, unchanged, as those MDMs run them (as root, /bin/sh), on a
-// Mac whose clearance-agent is a stand-in that exits with each standing
-// and prints each shape of status's output, and checks exactly what each
-// MDM is given: Jamf Pro the text between <result> tags, Kandji a line of
-// output and the exit code it takes as pass (0) or fail.
+// TestMDMScriptsInSandbox runs the Jamf Pro extension attribute, the
+// Kandji audit and the Intune custom attribute, unchanged, as those MDMs
+// run them (as root, /bin/sh), on a Mac whose clearance-agent is a
+// stand-in that exits with each standing, prints each shape of status's
+// output, or hangs, and checks exactly what each MDM is given: Jamf Pro
+// the text between <result> tags, Kandji a line of output and the exit
+// code it takes as pass (0) or fail, Intune one line and exit 0 (Intune
+// shows no output of a script that fails); and that each answers in time
+// and leaves nothing running.
 func TestMDMScriptsInSandbox(t *testing.T) {
 	for shName, sh := range shells(t) {
 		t.Run(shName, func(t *testing.T) {
@@ -77,7 +80,7 @@ func TestMDMScriptsInSandbox(t *testing.T) {
 
 func testMDMScripts(t *testing.T, sh string) {
 	s := newMac(t, sh)
-	for name := range map[string]bool{"jamf-extension-attribute": true, "kandji-audit": true} {
+	for _, name := range []string{"jamf-extension-attribute", "kandji-audit", "intune-custom-attribute"} {
 		s.write("/sandbox/mdm/"+name, string(mustRead(t, "scripts/"+name)), 0o755)
 	}
 	// pkill finds the programs status started in /proc.
@@ -88,10 +91,11 @@ func testMDMScripts(t *testing.T, sh string) {
 		name string
 		// agent: the stand-in (""), or what is at the agent's path
 		// instead ("missing", "directory", "not executable").
-		agent       string
-		out, err    string
-		code        string
-		jamf        string
+		agent    string
+		out, err string
+		code     string
+		// word is what Jamf Pro and Intune are given.
+		word        string
 		kandji      string
 		kandjiFails bool
 	}{
@@ -185,7 +189,7 @@ func testMDMScripts(t *testing.T, sh string) {
 			}
 
 			jamf := run("/sandbox/mdm/jamf-extension-attribute")
-			if want := "<result>" + tt.jamf + "</result>\n"; jamf.code != 0 || jamf.stdout != want || !quiet(jamf) {
+			if want := "<result>" + tt.word + "</result>\n"; jamf.code != 0 || jamf.stdout != want || !quiet(jamf) {
 				t.Errorf("Jamf extension attribute: %v\nwant stdout %q, exit 0", jamf, want)
 			}
 			wantCalls(t, s.calls(), ran("status")...)
@@ -200,7 +204,13 @@ func testMDMScripts(t *testing.T, sh string) {
 			}
 			wantCalls(t, s.calls(), ran("status --json")...)
 
-			for _, r := range []result{jamf, kandji} {
+			intune := run("/sandbox/mdm/intune-custom-attribute")
+			if want := tt.word + "\n"; intune.code != 0 || intune.stdout != want || !quiet(intune) {
+				t.Errorf("Intune custom attribute: %v\nwant stdout %q, exit 0", intune, want)
+			}
+			wantCalls(t, s.calls(), ran("status")...)
+
+			for _, r := range []result{jamf, kandji, intune} {
 				if strings.Contains(r.stdout+r.stderr, secret) {
 					t.Errorf("a script printed what status read of the settings: %v", r)
 				}

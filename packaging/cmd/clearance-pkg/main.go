@@ -48,7 +48,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, no
 	out := fs.String("o", "", "output file (default dist/clearance-agent-VERSION.pkg)")
 	minOS := fs.String("min-os", agentpkg.DefaultMinOSVersion, "minimum macOS version")
 	uninstall := fs.String("uninstall-script", "", "also write the uninstall script to this file")
-	mdmScripts := fs.String("mdm-scripts", "", "also write the scripts an MDM runs on each Mac (a Jamf Pro extension attribute, a Kandji audit) into this directory")
+	mdmScripts := fs.String("mdm-scripts", "", "also write the scripts an MDM runs on each Mac (a Jamf Pro extension attribute, a Kandji audit, an Intune custom attribute) into this directory")
 	commit := fs.String("commit", "", "source revision the agent it builds reports in --version (make pkg gives it)")
 	signCert := fs.String("sign-cert", "", "PEM certificate chain to sign with, leaf first (with -sign-key)")
 	signKey := fs.String("sign-key", "", "PEM RSA private key of the signing certificate (with -sign-cert)")

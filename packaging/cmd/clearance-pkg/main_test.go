@@ -67,8 +67,21 @@ func TestSameEpochSameBytes(t *testing.T) {
 	if out, err := exec.Command("sh", "-n", filepath.Join(dir, "uninstall")).CombinedOutput(); err != nil {
 		t.Errorf("uninstall script: %v\n%s", err, out)
 	}
-	// The scripts for the MDM, beside the package, as agentpkg holds them.
-	for _, name := range []string{"clearance-agent-jamf-extension-attribute.sh", "clearance-agent-kandji-audit.sh"} {
+	// The scripts for the MDM, beside the package, as agentpkg holds them,
+	// and nothing else there.
+	mdm := []string{"clearance-agent-intune-custom-attribute.sh", "clearance-agent-jamf-extension-attribute.sh", "clearance-agent-kandji-audit.sh"}
+	if entries, err := os.ReadDir(filepath.Join(dir, "mdm")); err != nil {
+		t.Error(err)
+	} else {
+		var got []string
+		for _, e := range entries {
+			got = append(got, e.Name())
+		}
+		if strings.Join(got, " ") != strings.Join(mdm, " ") {
+			t.Errorf("-mdm-scripts wrote %q, want %q", got, mdm)
+		}
+	}
+	for _, name := range mdm {
 		p := filepath.Join(dir, "mdm", name)
 		fi, err := os.Stat(p)
 		if err != nil || fi.Mode().Perm() != 0o755 {
