@@ -27,6 +27,9 @@ if [ "$what" = test ]; then
   command -v bsdtar >/dev/null 2>&1 || need+=(libarchive-tools)
   command -v cpio >/dev/null 2>&1 || need+=(cpio)
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
+  # The MDM scripts' watchdog kills what a hung status started with pkill,
+  # which the package's sandbox test runs as macOS has it.
+  command -v pkill >/dev/null 2>&1 || need+=(procps)
   # Independent verifier of our IdP's SAML signatures (internal/oktasim).
   command -v xmlsec1 >/dev/null 2>&1 || need+=(xmlsec1)
   # The profile tests read .mobileconfig files with Python's plistlib, an
