@@ -127,7 +127,7 @@ func program(stdout, stderr io.Writer) *cli.Program {
 				Footer: config.Footer,
 				Flags: func(fs *cli.FlagSet) cli.Action {
 					flags := config.Bind(fs)
-					return func(ctx context.Context, _ []string) error { return cmdRotateKey(ctx, flags, stdout) }
+					return func(ctx context.Context, _ []string) error { return cmdRotateKey(ctx, flags, stdout, stderr) }
 				},
 			},
 			serviceCmd("install", "install the launchd daemon (macOS) or systemd unit (Linux)", service.New, stdout),
@@ -945,7 +945,7 @@ func oneLine(s string) string {
 const rotateWait = 5 * time.Second
 
 // cmdRotateKey starts a key rotation in the state dir (devicekey.Rotate).
-func cmdRotateKey(ctx context.Context, flags *config.Flags, stdout io.Writer) error {
+func cmdRotateKey(ctx context.Context, flags *config.Flags, stdout, stderr io.Writer) error {
 	cfg, err := loadConfig(flags)
 	if err != nil {
 		return err
@@ -973,7 +973,10 @@ func cmdRotateKey(ctx context.Context, flags *config.Flags, stdout io.Writer) er
 		}
 	}
 	defer release()
-	k, err := devicekey.Rotate(ctx, dir, devicekey.Options{PreferSecureEnclave: devicekey.SecureEnclaveSupport() == nil})
+	// The command says what it made; only a warning (no Secure Enclave,
+	// a key file instead) is worth a line of the key's own.
+	warnings := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	k, err := devicekey.Rotate(ctx, dir, devicekey.Options{PreferSecureEnclave: devicekey.SecureEnclaveSupport() == nil, Logger: warnings})
 	if err != nil {
 		return err
 	}

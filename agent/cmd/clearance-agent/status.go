@@ -225,14 +225,15 @@ func cmdStatus(flags *config.Flags, asJSON bool, stdout io.Writer) error {
 			row(kv[0], kv[1])
 		}
 	}
-	storage, _, kerr := devicekey.Describe(dir)
+	storage, keyURI, kerr := devicekey.Describe(dir)
 	switch {
 	case kerr == nil && storage == devicekey.SecureEnclave:
 		f.DeviceKeyStorage = "secure_enclave"
 		row("device key", "Secure Enclave")
 	case kerr == nil:
 		f.DeviceKeyStorage = "key_file"
-		why := "key file " + dir.File(state.KeyFile)
+		// The file key.uri names: a rotation's key has a name of its own.
+		why := "key file " + strings.TrimPrefix(keyURI, "softkms:path=")
 		if serr := devicekey.SecureEnclaveSupport(); serr != nil {
 			why += "; Secure Enclave unavailable: " + serr.Error()
 		} else {
@@ -254,11 +255,17 @@ func cmdStatus(flags *config.Flags, asJSON bool, stdout io.Writer) error {
 			row("device key fingerprint", fp)
 		}
 	}
+	p, _ := dir.LoadPending() // nil when unreadable, as when none
 	if _, err := os.Stat(dir.File(state.PreviousKeyURIFile)); err == nil {
 		f.KeyRotationUnderWay = true
-		row("key rotation", "under way: the next enrollment proves the new key with the previous one")
+		what := "under way: the next enrollment proves the new key with the previous one"
+		if p != nil {
+			// The verifier held the proven enrollment (a revoked Mac's
+			// previous key proves nothing): approval decides.
+			what = "under way, waiting for the security team's approval (below)"
+		}
+		row("key rotation", what)
 	}
-	p, _ := dir.LoadPending() // nil when unreadable, as when none
 	refusal, _ := dir.LoadRefusal()
 	// Each answer clears the other's record; should both be left (an
 	// agent that kept the wait past a rejection), the later one says

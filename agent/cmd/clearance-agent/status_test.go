@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/clearance/clearance/agent/config"
+	"github.com/clearance/clearance/agent/devicekey"
 	"github.com/clearance/clearance/agent/state"
 	"github.com/clearance/clearance/internal/testkit"
 	"github.com/clearance/clearance/pkg/run"
@@ -234,5 +235,37 @@ func TestStatusOfAnAgentStartedWithAFlag(t *testing.T) {
 	if !regexp.MustCompile(`settings: +in use as the files say; the agent's flag --presence-listen sets PresenceListen, over the files\n`).MatchString(stdout) ||
 		strings.Contains(stdout, "changed PresenceListen") {
 		t.Errorf("status of an agent started with --presence-listen:\n%s%s", stdout, stderr)
+	}
+}
+
+// After rotate-key the device key is a file of another name: status names
+// the file key.uri records, which exists, and rotate-key says only what
+// it made.
+func TestStatusNamesTheRotatedKeyFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	stateDir := filepath.Join(dir, "state")
+	sd, err := state.Open(stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := devicekey.Open(t.Context(), sd, devicekey.Options{Logger: slog.New(slog.DiscardHandler)}); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runAgent("rotate-key", "--state-dir", stateDir, "--managed-plist", filepath.Join(dir, "none.plist"))
+	if code != 0 || !strings.HasPrefix(stdout, "new device key ") || stderr != "" {
+		t.Fatalf("rotate-key: exit %d, stdout %q, stderr %q; want 0, the new key, nothing on stderr", code, stdout, stderr)
+	}
+	_, uri, err := devicekey.Describe(sd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := strings.TrimPrefix(uri, "softkms:path=")
+	if _, err := os.Stat(path); err != nil || filepath.Base(path) == state.KeyFile {
+		t.Fatalf("the rotated key is %q (%v); want an existing file other than %s", path, err, state.KeyFile)
+	}
+	_, stdout, _ = runAgent("status", "--state-dir", stateDir, "--managed-plist", filepath.Join(dir, "none.plist"))
+	if !strings.Contains(stdout, "key file "+path+";") {
+		t.Errorf("status does not name %s:\n%s", path, stdout)
 	}
 }
