@@ -66,6 +66,20 @@ func (a *app) explainCmd() *cli.Command {
 	}
 }
 
+// wouldDenyUnless names what lets a sign-in in that would otherwise be
+// denied, by the decision's mode: enforcing the policies ends monitor and
+// warn (and its Continue); an exemption, or a Resolve later, holds under
+// enforce too.
+func wouldDenyUnless(mode string) string {
+	switch mode {
+	case "exempt":
+		return "without the exemption"
+	case "bypassed":
+		return "without the Resolve later"
+	}
+	return "enforced"
+}
+
 // renderExplain writes the decision, its context, and one row for each
 // policy in force.
 func renderExplain(w io.Writer, r *adminv1.ExplainAccessResponse, now time.Time, loc *time.Location, width int) error {
@@ -79,7 +93,7 @@ func renderExplain(w io.Writer, r *adminv1.ExplainAccessResponse, now time.Time,
 		decided += " (" + m + ")"
 	}
 	if wd := r.GetWouldDeny(); wd != "" {
-		decided += "; enforced, it would deny: " + wd
+		decided += "; " + wouldDenyUnless(r.GetMode()) + ", it would deny: " + wd
 	}
 	device := r.GetDeviceId()
 	if n := r.GetDeviceName(); n != "" {

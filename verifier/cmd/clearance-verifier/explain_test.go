@@ -78,6 +78,21 @@ func TestRenderExplain(t *testing.T) {
 			t.Errorf("lacks %q:\n%s", want, b.String())
 		}
 	}
+	// An exemption, or a Resolve later, lets the sign-in in under enforce
+	// too: what would deny it is their absence, not enforcement.
+	for mode, want := range map[string]string{
+		"exempt":   "allow: allowed (exempt); without the exemption, it would deny: policy_failed",
+		"bypassed": "allow: allowed (bypassed); without the Resolve later, it would deny: policy_failed",
+		"warned":   "allow: allowed (warned); enforced, it would deny: policy_failed",
+	} {
+		b.Reset()
+		if err := renderExplain(&b, &adminv1.ExplainAccessResponse{DeviceId: "d", Allow: true, Reason: "allowed", Mode: mode, WouldDeny: "policy_failed", LiveCheck: "none"}, now, time.UTC, 0); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("lacks %q:\n%s", want, b.String())
+		}
+	}
 }
 
 // TestExplainAgainstServer asks a running verifier about a passing and a

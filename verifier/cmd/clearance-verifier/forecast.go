@@ -225,7 +225,7 @@ func forecastSummary(r *adminv1.ForecastEnforcementResponse, everyPolicy bool) s
 		lines = append(lines, fmt.Sprintf("* %d sign-ins decided on a report older than the verifier's --max-posture-age: a real one asks the Mac for a fresh report first (--wide: REPORT)", stale))
 	}
 	if nobody > 0 {
-		lines = append(lines, fmt.Sprintf("%d Macs with no known person (none assigned, no sign-in on record by a person the directory holds): decided for the Mac alone, every policy applying", nobody))
+		lines = append(lines, fmt.Sprintf("%d Macs with no known person (none assigned; no sign-in on record by a person the directory holds, sign-ins not bound to the Mac left out: decisions --not-bound, --user-binding-rule): decided for the Mac alone, every policy applying", nobody))
 	}
 	if crowded > 0 {
 		lines = append(lines, fmt.Sprintf("not counted: %d people assigned to %d Macs beyond the 16 each is decided for (--json: peopleOmitted; 'explain --user' decides for one)", omitted, crowded))
