@@ -20,9 +20,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -135,6 +137,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, no
 	if err := os.WriteFile(*out, pkg, 0o644); err != nil {
 		return err
 	}
+	// Each file written, a line each, the package first.
+	written := []string{*out}
 	if *uninstall != "" {
 		b, err := agentpkg.Scripts.ReadFile("scripts/uninstall")
 		if err != nil {
@@ -143,22 +147,27 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, no
 		if err := os.WriteFile(*uninstall, b, 0o755); err != nil {
 			return err
 		}
+		written = append(written, *uninstall)
 	}
 	if *mdmScripts != "" {
 		if err := os.MkdirAll(*mdmScripts, 0o755); err != nil {
 			return err
 		}
-		for name, script := range agentpkg.MDMScripts {
-			b, err := agentpkg.Scripts.ReadFile(script)
+		for _, name := range slices.Sorted(maps.Keys(agentpkg.MDMScripts)) {
+			b, err := agentpkg.Scripts.ReadFile(agentpkg.MDMScripts[name])
 			if err != nil {
 				return err
 			}
-			if err := os.WriteFile(filepath.Join(*mdmScripts, name), b, 0o755); err != nil {
+			path := filepath.Join(*mdmScripts, name)
+			if err := os.WriteFile(path, b, 0o755); err != nil {
 				return err
 			}
+			written = append(written, path)
 		}
 	}
-	fmt.Fprintln(stdout, *out)
+	for _, path := range written {
+		fmt.Fprintln(stdout, path)
+	}
 	return nil
 }
 

@@ -45,8 +45,13 @@ func TestSameEpochSameBytes(t *testing.T) {
 		if err := run(args, env(e), &stdout, &stderr, now); err != nil {
 			t.Fatalf("run: %v\n%s", err, stderr.String())
 		}
-		if strings.TrimSpace(stdout.String()) != out {
-			t.Errorf("stdout %q, want the output path", stdout.String())
+		// Each file written, a line each, the package first.
+		want := out + "\n" + filepath.Join(dir, "uninstall") + "\n" +
+			filepath.Join(dir, "mdm", "clearance-agent-intune-custom-attribute.sh") + "\n" +
+			filepath.Join(dir, "mdm", "clearance-agent-jamf-extension-attribute.sh") + "\n" +
+			filepath.Join(dir, "mdm", "clearance-agent-kandji-audit.sh") + "\n"
+		if stdout.String() != want {
+			t.Errorf("stdout %q, want every file written:\n%s", stdout.String(), want)
 		}
 		b, err := os.ReadFile(out)
 		if err != nil {
