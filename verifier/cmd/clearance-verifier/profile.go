@@ -243,7 +243,7 @@ func (a *app) profileAgent(fs *cli.FlagSet) cli.Action {
 	verifier := fs.String("verifier", "", "where Macs reach the verifier's gRPC listener, `host:port`")
 	secret := fs.String("enroll-secret", "", "enroll `secret` from 'secret create' (env CLEARANCE_ENROLL_SECRET, which keeps it off the command line)")
 	unchecked := fs.Bool("unchecked-secret", false, "write the profile without asking the verifier's database whether the enroll secret works (a database this host cannot reach)")
-	org := fs.String("organization", "", "organization shown in System Settings")
+	org := fs.String("organization", "", "organization shown in System Settings as the profile's publisher (required)")
 	interval := fs.Duration("interval", 0, "run every policy this often instead of at its own interval")
 	runBudget := fs.Duration("run-budget", 0, "longest one run of the policies may take on the Mac ("+agentprefs.MinRunBudget.String()+" to "+agentprefs.MaxRunBudget.String()+"; unset, the agent's "+agentprefs.DefaultRunBudget.String()+"); the policies not reached by then are reported as ERROR")
 	fs.Group("osquery")
@@ -253,6 +253,9 @@ func (a *app) profileAgent(fs *cli.FlagSet) cli.Action {
 	out := fs.String("out", "", "write the profile (0600) to this `path` instead of stdout ('-': stdout)")
 	sf := addSignFlags(fs)
 	return func(ctx context.Context, _ []string) error {
+		if err := needOrganization(*org); err != nil {
+			return err
+		}
 		if *osqueryd != "" && *socket == profile.DefaultOsquerySocket {
 			// --osqueryd alone means spawn: the default socket gives way.
 			*socket = ""
@@ -302,17 +305,29 @@ func (a *app) profileAgent(fs *cli.FlagSet) cli.Action {
 	}
 }
 
+// needOrganization is a usage error unless --organization names one: every
+// profile shows its publisher in System Settings.
+func needOrganization(org string) error {
+	if strings.TrimSpace(org) == "" {
+		return cli.Usagef("--organization is required (shown to users in System Settings as the profile's publisher)")
+	}
+	return nil
+}
+
 // profileLoginItem writes the profile that makes the agent's daemon a
 // managed login item.
 func (a *app) profileLoginItem(fs *cli.FlagSet) cli.Action {
 	fs.Group("Profile")
-	org := fs.String("organization", "", "organization shown in System Settings")
+	org := fs.String("organization", "", "organization shown in System Settings as the profile's publisher (required)")
 	osq := fs.String("osquery-label", profile.DefaultOsqueryLabel, "launchd `label` of the osqueryd the agent checks through, kept running too: "+
 		profile.OrbitLabel+" for Fleet's orbit, '' for none (an agent with --osqueryd)")
 	fs.Group("Output")
 	out := fs.String("out", "", "write the profile (0600) to this `path` instead of stdout ('-': stdout)")
 	sf := addSignFlags(fs)
 	return func(context.Context, []string) error {
+		if err := needOrganization(*org); err != nil {
+			return err
+		}
 		doc, err := profile.LoginItem(profile.LoginItemOptions{Organization: *org, OsqueryLabel: *osq})
 		if err != nil {
 			return err
@@ -331,12 +346,15 @@ func (a *app) profileUserScope(fs *cli.FlagSet) cli.Action {
 	b := config.Bind(fs, "data-dir", "public-url", "sso-listen", "sso-public-url", "scep-challenge")
 	fs.Group("Profile")
 	challenge := fs.String("challenge", "", "SCEP challenge to put in the profile, e.g. a one-time one from 'scep challenge' (default: the scep-challenge setting)")
-	org := fs.String("organization", "", "organization shown in System Settings as the profile's publisher")
+	org := fs.String("organization", "", "organization shown in System Settings as the profile's publisher (required)")
 	uuidVar := fs.String("hardware-uuid-variable", profile.DefaultHardwareUUIDVariable, "variable the SAN carries for the Mac's hardware UUID, when the MDM substitutes its own (e.g. Jamf's $UDID)")
 	fs.Group("Output")
 	out := fs.String("out", "", "write the profile (0600) to this `path` instead of stdout ('-': stdout)")
 	sf := addSignFlags(fs)
 	return func(context.Context, []string) error {
+		if err := needOrganization(*org); err != nil {
+			return err
+		}
 		cfg, err := a.resolveDataDir(b)
 		if err != nil {
 			return err
