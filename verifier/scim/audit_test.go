@@ -92,6 +92,16 @@ func TestAuditNamesThePeople(t *testing.T) {
 	}
 }
 
+// auditEvents is how many audit events the store holds.
+func (f *fixture) auditEvents(t *testing.T) int {
+	t.Helper()
+	es, err := f.store.ListAudit(t.Context(), storage.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(es)
+}
+
 // A PATCH or PUT that changes nothing the verifier keeps (a password, which
 // it never stores; the attributes as they are) answers the user as it is:
 // no write, no audit row, the same version.
@@ -104,13 +114,7 @@ func TestUnchangingWriteLeavesNoTrace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	events := func() int {
-		es, err := f.store.ListAudit(t.Context(), storage.AuditFilter{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(es)
-	}
+	events := func() int { return f.auditEvents(t) }
 	n := events()
 	patchOp := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[`
 	for _, s := range []struct{ method, body string }{
@@ -159,13 +163,7 @@ func TestUnchangingGroupWriteLeavesNoTrace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	events := func() int {
-		es, err := f.store.ListAudit(t.Context(), storage.AuditFilter{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(es)
-	}
+	events := func() int { return f.auditEvents(t) }
 	n := events()
 	patchOp := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[`
 	for _, body := range []string{
