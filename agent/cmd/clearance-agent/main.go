@@ -798,12 +798,13 @@ func cmdCheck(flags *config.Flags, policiesFile string, stdout, stderr io.Writer
 	// daemon would have stopped or not run them, and reported ERROR.
 	late := map[string]bool{}
 	skipped := 0
+	known := false // osquery said which platform it observes
 	ctx, cancel := context.WithCancel(context.Background())
 	var g run.Group
 	g.Logger = log
 	g.Add("osquery", oq.Execute, oq.Interrupt)
 	g.Add("check", func() error {
-		platform, _ = policy.HostPlatform(ctx, oq)
+		platform, known = policy.HostPlatform(ctx, oq)
 		applies := policy.Filter(ps, platform)
 		skipped = len(ps.GetPolicies()) - len(applies)
 		start := time.Now()
@@ -840,6 +841,11 @@ func cmdCheck(flags *config.Flags, policiesFile string, stdout, stderr io.Writer
 		fmt.Fprintf(stderr, "%d %s skipped: not for platform %s\n", skipped, noun, platform)
 	}
 	overBudget(stderr, took, listed, cfg.RunBudget)
+	if !known && err == nil {
+		// Whatever ran, osquery did not answer: a check that skipped
+		// every policy for another platform would otherwise pass.
+		err = fmt.Errorf("osquery did not say which platform it observes (is it running? see above); the policies were chosen for %s, this agent's own", platform)
+	}
 	return err
 }
 

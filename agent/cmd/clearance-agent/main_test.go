@@ -484,3 +484,19 @@ func TestReportedWhyQuotesNoValue(t *testing.T) {
 		t.Errorf("the reports' rejection %q", why)
 	}
 }
+
+// TestCheckWithoutOsquery: a check osquery never answered fails, even when
+// the policies it chose by the agent's own platform all skip.
+func TestCheckWithoutOsquery(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	code, _, stderr := check(t, dir, filepath.Join(dir, "no-osquery.em"), `policies:
+  - id: filevault-on
+    name: FileVault is on
+    platforms: [windows]
+    query: SELECT 1 FROM disk_encryption WHERE filevault_status = 'on'
+`)
+	if code != 1 || !strings.Contains(stderr, "osquery did not say which platform it observes") {
+		t.Errorf("exit %d, stderr:\n%s\nwant exit 1 and that osquery did not answer", code, stderr)
+	}
+}
