@@ -99,8 +99,46 @@ func TestRecreatesADeletedLog(t *testing.T) {
 		t.Errorf("the new log holds %q", got)
 	}
 	st, err := os.Stat(path)
-	if err != nil || st.Mode().Perm() != 0o644 {
-		t.Errorf("the new log: %v %v", st.Mode(), err)
+	if err != nil || st.Mode().Perm() != logMode {
+		t.Errorf("the new log: %v %v; want %v", st.Mode(), err, os.FileMode(logMode))
+	}
+}
+
+// The log launchd opened (mode 0644, whatever its umask) is made logMode:
+// its lines say when someone signed in, no other local user's business.
+// So is one newsyslog made.
+func TestRestrictsTheLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.log")
+	fd := held(t, path)
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := start(path, []int{fd})
+	mode := func() os.FileMode {
+		t.Helper()
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Mode().Perm()
+	}
+	if got := mode(); got != logMode {
+		t.Errorf("the log launchd opened is %v, want %v", got, os.FileMode(logMode))
+	}
+	if err := os.Rename(path, path+".0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if moved, err := f.check(); !moved || err != nil {
+		t.Fatalf("check after a rotation: %v %v", moved, err)
+	}
+	if got := mode(); got != logMode {
+		t.Errorf("the rotated log is %v, want %v", got, os.FileMode(logMode))
 	}
 }
 

@@ -33,7 +33,23 @@ func start(path string, fds []int) *follower {
 	if len(on) == 0 {
 		return nil
 	}
+	restrict(on[0])
 	return &follower{path: path, fds: on, dev: uint64(named.Dev), ino: uint64(named.Ino)}
+}
+
+// logMode is the log's mode: each line of it says when someone signed in
+// from the Mac and with which browser, which is no other local user's
+// business; logGroup (administrators, on macOS) may read it too.
+const logMode = 0o640
+
+// restrict gives the log file fd writes to logMode and logGroup, whatever
+// made it (launchd opens the file with its own mode). At best: a log that
+// cannot be changed is still written to.
+func restrict(fd int) {
+	_ = unix.Fchmod(fd, logMode)
+	if logGroup >= 0 {
+		_ = unix.Fchown(fd, -1, logGroup)
+	}
 }
 
 // check moves fds onto the file at path when it is no longer the one they
@@ -47,7 +63,7 @@ func (f *follower) check() (bool, error) {
 	if err != nil && err != unix.ENOENT {
 		return false, fmt.Errorf("stat %s: %w", f.path, err)
 	}
-	fd, err := unix.Open(f.path, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o644)
+	fd, err := unix.Open(f.path, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, logMode)
 	if err != nil {
 		return false, fmt.Errorf("open %s: %w", f.path, err)
 	}
@@ -64,6 +80,7 @@ func (f *follower) check() (bool, error) {
 	if opened.Nlink != 1 || int(opened.Uid) != unix.Geteuid() {
 		return false, fmt.Errorf("%s has %d names or is owned by uid %d, not this process's %d", f.path, opened.Nlink, opened.Uid, unix.Geteuid())
 	}
+	restrict(fd)
 	// Writes block again once the descriptor is in place.
 	if err := unix.SetNonblock(fd, false); err != nil {
 		return false, fmt.Errorf("open %s: %w", f.path, err)

@@ -39,13 +39,15 @@ const (
 // once it passes 1 MiB and keeps five archives (at most 6 MiB in all),
 // uncompressed and without signalling anyone. The agent notices the new
 // file within 30 s and writes to it (agent/logfile); what it writes
-// meanwhile goes to the newest archive, which compressing would lose.
+// meanwhile goes to the newest archive, which compressing would lose. New
+// logs are root:admin 0640, as the agent makes the one launchd opened:
+// administrators read them, other users do not.
 func NewsyslogConf() []byte {
 	return []byte(`# clearance-agent's log: rotated at 1 MiB, five archives kept. The agent
 # moves to the new file by itself, so no signal is sent; the archives are
 # not compressed, so that nothing written before it moves is lost.
 # logfilename                  [owner:group]  mode  count  size(KiB)  when  flags
-` + LogPath + `   root:wheel     644   5      1024       *     N
+` + LogPath + `   root:admin     640   5      1024       *     N
 `)
 }
 

@@ -71,7 +71,8 @@ func TestNewsyslogConf(t *testing.T) {
 		}
 		entries = append(entries, strings.Fields(line))
 	}
-	want := []string{LaunchdJob().StandardErrorPath, "root:wheel", "644", "5", "1024", "*", "N"}
+	// root:admin 0640: administrators read it, other users do not.
+	want := []string{LaunchdJob().StandardErrorPath, "root:admin", "640", "5", "1024", "*", "N"}
 	if len(entries) != 1 || strings.Join(entries[0], " ") != strings.Join(want, " ") {
 		t.Fatalf("entries %q, want one: %q", entries, want)
 	}
